@@ -1,0 +1,575 @@
+import { DependencyIndex } from "./deps/index.ts";
+import {
+  type InvalidationPolicy,
+  type ListDependency,
+  type PlanSchema,
+  planWrite,
+  type WriteEvent,
+} from "./deps/planner.ts";
+import type { CacheEntry } from "./entry.ts";
+import { badOption } from "./errors.ts";
+import { type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
+import { isListable, isMeasured, isSync, type Store, type SyncStore } from "./store.ts";
+
+const HOUR = 3_600_000;
+
+export interface CacheOptions {
+  /** Tiers, fastest first. Reads fall through and back-fill the tiers above. */
+  tiers: Store[];
+  /** Default time to live in ms (24 hours). */
+  ttl?: number;
+  /** Default stale-while-revalidate window after the TTL, in ms (0). */
+  staleWhileRevalidate?: number;
+  /** How writes invalidate: "exact" (default), "table" or "none" (TTL only). */
+  policy?: InvalidationPolicy;
+  /** What the planner knows of the data API's schema; without it writes fall back to tables. */
+  schema?: PlanSchema;
+  /** Background refetch of invalidated hot entries; false turns it off. */
+  rehydrate?: { concurrency?: number; minHits?: number } | false;
+  /** Overlapping operations the write fence remembers (1024). */
+  fenceLogSize?: number;
+  now?: () => number;
+  logger?: { warn(message: string, error?: unknown): void };
+}
+
+/** What a loader returns: the body and what it depends on. */
+export interface EntryInit {
+  body: Uint8Array | string;
+  headers?: Record<string, string>;
+  status?: number;
+  tags?: string[];
+  lists?: ListDependency[];
+  meta?: unknown;
+  /** ms; overrides the cache's default. */
+  ttl?: number;
+  staleWhileRevalidate?: number;
+  /** False keeps the response out of the cache (it is still returned). */
+  cacheable?: boolean;
+}
+
+export type ResolveStatus = "hit" | "stale" | "miss";
+
+export interface Resolved {
+  entry: CacheEntry;
+  status: ResolveStatus;
+  /** The tier that answered a hit. */
+  tier?: string;
+  /** For a miss: whether the entry was stored (false when the write fence refused it). */
+  stored?: boolean;
+}
+
+export interface InvalidateRequest {
+  keys?: string[];
+  prefix?: string;
+  tags?: string[];
+}
+
+/** An operation the write fence checks loads against. */
+type FenceBody =
+  | { event: WriteEvent }
+  | { keys: ReadonlySet<string> }
+  | { prefix: string }
+  | { tags: ReadonlySet<string> };
+type FenceOp = { seq: number } & FenceBody;
+
+/**
+ * The tiered cache engine. Portable: Web-standard APIs only.
+ *
+ * @example
+ * const cache = createCache({ tiers: [memoryStore()] });
+ * const user = await cache.getOrSet("user:1", () => db.user(1), { tags: ["users#1"] });
+ * await cache.invalidate({ tags: ["users#1"] });
+ */
+export class Cache {
+  readonly tiers: readonly Store[];
+  readonly index = new DependencyIndex();
+  readonly policy: InvalidationPolicy;
+  #ttl: number;
+  #swr: number;
+  #schema: PlanSchema | undefined;
+  #now: () => number;
+  #logger: NonNullable<CacheOptions["logger"]>;
+  #tierStats: TierStats[];
+  #counters = {
+    hits: 0,
+    staleHits: 0,
+    misses: 0,
+    loads: 0,
+    loadErrors: 0,
+    fenced: 0,
+    writes: 0,
+    invalidations: 0,
+    rehydrations: 0,
+  };
+  #latency = new LatencyRecorder();
+  #inflight = new Map<string, Promise<Resolved>>();
+  #front: SyncStore | undefined;
+  // The write fence: a sequence number bumped by every invalidation, and the recent ones.
+  #seq = 0;
+  #fence: FenceOp[] = [];
+  #fenceSize: number;
+  #rehydrate: { concurrency: number; minHits: number } | undefined;
+  #rehydrateQueue: (() => Promise<void>)[] = [];
+  #rehydrating = 0;
+  #warned = new Set<string>();
+  /** Per tier: keys whose delete failed there; reads skip that tier for them. */
+  #undeleted = new Map<number, Set<string>>();
+  #encoder = new TextEncoder();
+
+  constructor(options: CacheOptions) {
+    const c = "cache";
+    if (!Array.isArray(options?.tiers) || options.tiers.length === 0) {
+      badOption(c, "tiers", "a non-empty array of stores", options?.tiers);
+    }
+    const ttl = options.ttl ?? 24 * HOUR;
+    if (!(ttl > 0)) badOption(c, "ttl", "a positive number of ms", ttl);
+    const swr = options.staleWhileRevalidate ?? 0;
+    if (!(swr >= 0)) badOption(c, "staleWhileRevalidate", "a number of ms >= 0", swr);
+    const policy = options.policy ?? "exact";
+    if (!["exact", "table", "none"].includes(policy)) {
+      badOption(c, "policy", '"exact", "table" or "none"', policy);
+    }
+    this.tiers = options.tiers;
+    this.#ttl = ttl;
+    this.#swr = swr;
+    this.policy = policy;
+    this.#schema = options.schema;
+    this.#now = options.now ?? Date.now;
+    this.#logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
+    this.#fenceSize = options.fenceLogSize ?? 1024;
+    this.#tierStats = options.tiers.map((t) => ({ name: t.name, hits: 0, misses: 0, errors: 0 }));
+    const first = options.tiers[0];
+    this.#front = first && isSync(first) ? first : undefined;
+    if (options.rehydrate !== false) {
+      this.#rehydrate = {
+        concurrency: options.rehydrate?.concurrency ?? 4,
+        minHits: options.rehydrate?.minHits ?? 2,
+      };
+    }
+  }
+
+  /** Sets the schema the planner uses (the data API knows it only after connecting). */
+  setSchema(schema: PlanSchema): void {
+    this.#schema = schema;
+  }
+
+  /**
+   * The synchronous hit path: the first tier's entry if it is fresh, else undefined.
+   * Only when the first tier is a SyncStore (memory).
+   */
+  peek(key: string): CacheEntry | undefined {
+    if (!this.#front || (this.#undeleted.size > 0 && this.#undeleted.get(0)?.has(key))) {
+      return undefined;
+    }
+    const entry = this.#front.peek(key);
+    if (!entry || entry.freshUntil <= this.#now()) return undefined;
+    this.#tierStats[0]!.hits++;
+    this.#counters.hits++;
+    this.index.touch(key);
+    return entry;
+  }
+
+  /** Looks a key up through the tiers; fresh or stale-but-servable entries only. */
+  async getEntry(key: string): Promise<CacheEntry | undefined> {
+    const found = await this.#lookup(key);
+    if (!found) return undefined;
+    if (found.entry.freshUntil > this.#now()) this.#counters.hits++;
+    else this.#counters.staleHits++;
+    return found.entry;
+  }
+
+  /** Stores an entry in every tier and registers its dependencies. */
+  async setEntry(key: string, init: EntryInit): Promise<CacheEntry> {
+    const entry = await this.#build(init);
+    await this.#store(key, entry);
+    return entry;
+  }
+
+  /**
+   * Returns the cached entry for `key`, or loads, stores and returns it. Concurrent misses
+   * for one key share one load (single flight). A stale entry within its
+   * stale-while-revalidate window is returned at once and refreshed in the background; if
+   * the load fails, a stale entry is served instead of the error (stale-if-error).
+   */
+  async resolve(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
+    const seq = this.#seq;
+    const found = await this.#lookup(key, seq);
+    const now = this.#now();
+    if (found && found.entry.freshUntil > now) {
+      this.#counters.hits++;
+      this.index.touch(key);
+      return { entry: found.entry, status: "hit", tier: found.tier };
+    }
+    if (found) {
+      this.#counters.staleHits++;
+      this.#load(key, load).catch(() => {}); // counted and logged in #load
+      return { entry: found.entry, status: "stale", tier: found.tier };
+    }
+    this.#counters.misses++;
+    return this.#load(key, load);
+  }
+
+  /**
+   * JSON values through the cache.
+   *
+   * @example
+   * const n = await cache.getOrSet("count", async () => 42, { ttl: 60_000, tags: ["counts"] });
+   */
+  async getOrSet<T>(
+    key: string,
+    load: () => T | Promise<T>,
+    options: { ttl?: number; staleWhileRevalidate?: number; tags?: string[] } = {},
+  ): Promise<T> {
+    const { entry } = await this.resolve(key, async () => ({
+      ...options,
+      body: JSON.stringify((await load()) ?? null),
+      headers: { "content-type": "application/json" },
+    }));
+    return JSON.parse(new TextDecoder().decode(entry.body)) as T;
+  }
+
+  async get<T>(key: string): Promise<T | undefined> {
+    const entry = await this.getEntry(key);
+    return entry ? (JSON.parse(new TextDecoder().decode(entry.body)) as T) : undefined;
+  }
+
+  async set(
+    key: string,
+    value: unknown,
+    options: { ttl?: number; staleWhileRevalidate?: number; tags?: string[] } = {},
+  ): Promise<void> {
+    this.#fenceOp({ keys: new Set([key]) });
+    await this.setEntry(key, {
+      ...options,
+      body: JSON.stringify(value ?? null),
+      headers: { "content-type": "application/json" },
+    });
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return (await this.invalidate({ keys: [key] })) > 0;
+  }
+
+  /** Removes keys by key, prefix or tag from every tier; resolves with how many existed. */
+  async invalidate(request: InvalidateRequest): Promise<number> {
+    const keys = new Set<string>(request.keys ?? []);
+    if (request.keys?.length) this.#fenceOp({ keys: new Set(request.keys) });
+    if (request.tags?.length) {
+      this.#fenceOp({ tags: new Set(request.tags) });
+      for (const tag of request.tags) for (const k of this.index.keysForTag(tag)) keys.add(k);
+    }
+    if (request.prefix !== undefined) {
+      this.#fenceOp({ prefix: request.prefix });
+      for (const k of this.index.keys(request.prefix)) keys.add(k);
+      // Tiers may hold keys the index never saw (another process's SQLite file).
+      for (const tier of this.tiers) {
+        if (!isListable(tier)) continue;
+        try {
+          for await (const k of tier.keys(request.prefix)) keys.add(k);
+        } catch (err) {
+          this.#fault(this.tiers.indexOf(tier), "keys", err);
+        }
+      }
+    }
+    return this.#remove(keys);
+  }
+
+  /**
+   * Applies a write the source has committed (one row change, or several made by one
+   * statement): plans the affected keys and removes them from every tier before
+   * resolving, so the write can be acknowledged after this. `refetch` re-runs the read
+   * behind a key; hot invalidated keys are rehydrated with it.
+   */
+  async applyWrite(
+    events: WriteEvent | readonly WriteEvent[],
+    refetch?: (key: string) => Promise<unknown>,
+  ): Promise<{ keys: string[]; fallback: boolean }> {
+    const list = Array.isArray(events) ? events : [events as WriteEvent];
+    const schema = this.#schema ?? { primaryKey: () => undefined, joinColumns: () => [] };
+    const keys = new Set<string>();
+    let fallback = false;
+    for (const event of list) {
+      this.#counters.writes++;
+      // Logged before anything awaits, so a load that read the pre-write row sees it.
+      this.#fenceOp({ event });
+      const plan = planWrite(event, schema, this.index, this.policy);
+      for (const k of plan.keys) keys.add(k);
+      fallback ||= plan.fallback;
+    }
+    const hot: string[] = [];
+    if (refetch && this.#rehydrate) {
+      for (const k of keys) {
+        if ((this.index.get(k)?.hits ?? 0) >= this.#rehydrate.minHits) hot.push(k);
+      }
+    }
+    await this.#remove(keys);
+    for (const k of hot) this.#scheduleRehydrate(k, refetch!);
+    return { keys: [...keys], fallback };
+  }
+
+  /** Waits until queued rehydrations have finished (tests, graceful shutdown). */
+  async drain(): Promise<void> {
+    while (this.#rehydrating > 0 || this.#rehydrateQueue.length > 0 || this.#inflight.size > 0) {
+      await Promise.allSettled([...this.#inflight.values()]);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+
+  /**
+   * Rebuilds the dependency index from the listable tiers (after a restart, the SQLite
+   * tier holds entries the new process has never seen).
+   */
+  async restore(): Promise<number> {
+    let n = 0;
+    for (let i = 0; i < this.tiers.length; i++) {
+      const tier = this.tiers[i]!;
+      if (!isListable(tier)) continue;
+      try {
+        for await (const key of tier.keys("")) {
+          if (this.index.has(key)) continue;
+          const entry = await tier.get(key);
+          if (!entry) continue;
+          this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
+          n++;
+        }
+      } catch (err) {
+        this.#fault(i, "restore", err);
+      }
+    }
+    return n;
+  }
+
+  stats(): CacheStats {
+    const now = this.#now();
+    this.index.sweep(now);
+    return {
+      ...this.#counters,
+      indexedKeys: this.index.size,
+      sourceLatencyMs: this.#latency.summary(),
+      tiers: this.tiers.map((tier, i) => {
+        const s = { ...this.#tierStats[i]! };
+        return isMeasured(tier) ? { ...s, ...tier.size() } : s;
+      }),
+    };
+  }
+
+  // --- internals ---------------------------------------------------------------------
+
+  async #lookup(
+    key: string,
+    seq = this.#seq,
+  ): Promise<{ entry: CacheEntry; tier: string } | undefined> {
+    const now = this.#now();
+    for (let i = 0; i < this.tiers.length; i++) {
+      const tier = this.tiers[i]!;
+      const stats = this.#tierStats[i]!;
+      if (this.#undeleted.size > 0 && this.#undeleted.get(i)?.has(key)) continue;
+      let entry: CacheEntry | undefined;
+      try {
+        entry = await tier.get(key);
+      } catch (err) {
+        this.#fault(i, "get", err);
+        continue;
+      }
+      if (!entry || entry.staleUntil <= now) {
+        stats.misses++;
+        continue;
+      }
+      stats.hits++;
+      if (i > 0) {
+        if (!this.index.has(key)) {
+          this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
+        }
+        // Back-fill the tiers above, unless an invalidation overlapped the read.
+        if (!this.#conflicts(seq, key, entry)) await this.#storeIn(key, entry, i);
+      }
+      return { entry, tier: tier.name };
+    }
+    return undefined;
+  }
+
+  #load(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
+    const running = this.#inflight.get(key);
+    if (running) return running;
+    const promise = this.#runLoad(key, load).finally(() => this.#inflight.delete(key));
+    this.#inflight.set(key, promise);
+    return promise;
+  }
+
+  async #runLoad(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
+    const seq = this.#seq;
+    const started = this.#now();
+    this.#counters.loads++;
+    let init: EntryInit;
+    try {
+      init = await load();
+    } catch (err) {
+      this.#counters.loadErrors++;
+      // stale-if-error: an entry still inside its stale window beats an error.
+      const stale = await this.#lookup(key, seq).catch(() => undefined);
+      if (stale) return { entry: stale.entry, status: "stale", tier: stale.tier };
+      throw err;
+    }
+    this.#latency.record(this.#now() - started);
+    const entry = await this.#build(init);
+    if (init.cacheable === false) return { entry, status: "miss", stored: false };
+    if (this.#conflicts(seq, key, entry)) {
+      this.#counters.fenced++;
+      return { entry, status: "miss", stored: false };
+    }
+    await this.#store(key, entry);
+    // A write may have landed while the tiers were being written: check once more.
+    if (this.#conflicts(seq, key, entry)) {
+      this.#counters.fenced++;
+      await this.#remove(new Set([key]));
+      return { entry, status: "miss", stored: false };
+    }
+    return { entry, status: "miss", stored: true };
+  }
+
+  async #build(init: EntryInit): Promise<CacheEntry> {
+    const now = this.#now();
+    const body = typeof init.body === "string" ? this.#encoder.encode(init.body) : init.body;
+    const ttl = init.ttl ?? this.#ttl;
+    const swr = init.staleWhileRevalidate ?? this.#swr;
+    const entry: CacheEntry = {
+      body,
+      headers: init.headers ?? {},
+      status: init.status ?? 200,
+      createdAt: now,
+      freshUntil: now + ttl,
+      staleUntil: now + ttl + swr,
+      etag: await strongEtag(body),
+      tags: init.tags ?? [],
+    };
+    if (init.lists?.length) entry.lists = init.lists;
+    if (init.meta !== undefined) entry.meta = init.meta;
+    return entry;
+  }
+
+  async #store(key: string, entry: CacheEntry): Promise<void> {
+    this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
+    await this.#storeIn(key, entry, this.tiers.length);
+  }
+
+  /** Writes the entry into tiers [0, end). */
+  async #storeIn(key: string, entry: CacheEntry, end: number): Promise<void> {
+    const ttl = entry.staleUntil - this.#now();
+    if (ttl <= 0) return;
+    await Promise.all(
+      this.tiers.slice(0, end).map(async (tier, i) => {
+        try {
+          await tier.set(key, entry, ttl);
+        } catch (err) {
+          this.#fault(i, "set", err);
+        }
+      }),
+    );
+  }
+
+  async #remove(keys: ReadonlySet<string>): Promise<number> {
+    if (keys.size === 0) return 0;
+    const list = [...keys];
+    for (const k of list) this.index.remove(k);
+    const counts = await Promise.all(
+      this.tiers.map(async (tier, i) => {
+        const pending = this.#undeleted.get(i);
+        const batch = pending ? [...new Set([...list, ...pending])] : list;
+        try {
+          const n = await tier.delete(batch);
+          this.#undeleted.delete(i);
+          return n;
+        } catch (err) {
+          // The tier may still hold what was invalidated: reads skip it for these keys
+          // until a later delete succeeds, so a fault costs hits, never a stale read.
+          this.#fault(i, "delete", err);
+          const skip = pending ?? new Set<string>();
+          for (const k of list) skip.add(k);
+          this.#undeleted.set(i, skip);
+          return 0;
+        }
+      }),
+    );
+    const removed = Math.max(...counts);
+    this.#counters.invalidations += removed;
+    return removed;
+  }
+
+  #fenceOp(op: FenceBody): void {
+    this.#seq++;
+    this.#fence.push({ ...op, seq: this.#seq });
+    if (this.#fence.length > this.#fenceSize) this.#fence.splice(0, this.#fence.length / 2);
+  }
+
+  /** Whether an invalidation since `seq` may have made `entry` (read under `key`) stale. */
+  #conflicts(seq: number, key: string, entry: CacheEntry): boolean {
+    if (seq === this.#seq) return false;
+    const oldest = this.#fence[0]?.seq ?? this.#seq + 1;
+    if (oldest > seq + 1) return true; // the log no longer reaches back that far
+    const tags = new Set(entry.tags);
+    const lists = entry.lists ?? [];
+    const single = {
+      keysForTag: (tag: string) => (tags.has(tag) ? [key] : []),
+      listsOn: (table: string) =>
+        lists.filter((l) => l.table === table).map((l) => [key, l] as const),
+    };
+    const schema = this.#schema ?? { primaryKey: () => undefined, joinColumns: () => [] };
+    for (const op of this.#fence) {
+      if (op.seq <= seq) continue;
+      if ("keys" in op && op.keys.has(key)) return true;
+      if ("prefix" in op && key.startsWith(op.prefix)) return true;
+      if ("tags" in op && entry.tags.some((t) => op.tags.has(t))) return true;
+      if ("event" in op && planWrite(op.event, schema, single, this.policy).keys.size > 0) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  #scheduleRehydrate(key: string, refetch: (key: string) => Promise<unknown>): void {
+    this.#rehydrateQueue.push(async () => {
+      this.#counters.rehydrations++;
+      await refetch(key);
+    });
+    this.#pump();
+  }
+
+  #pump(): void {
+    const limit = this.#rehydrate?.concurrency ?? 1;
+    while (this.#rehydrating < limit && this.#rehydrateQueue.length > 0) {
+      const job = this.#rehydrateQueue.shift()!;
+      this.#rehydrating++;
+      job()
+        .catch((err) => this.#warnOnce("rehydrate", "[edgecache] [cache] rehydration failed", err))
+        .finally(() => {
+          this.#rehydrating--;
+          this.#pump();
+        });
+    }
+  }
+
+  #fault(tierIndex: number, op: string, err: unknown): void {
+    const stats = this.#tierStats[tierIndex];
+    if (stats) stats.errors++;
+    const name = this.tiers[tierIndex]?.name ?? "tier";
+    this.#warnOnce(`${name}:${op}`, `[edgecache] [${name}] ${op} failed; counted in stats`, err);
+  }
+
+  #warnOnce(id: string, message: string, err: unknown): void {
+    if (this.#warned.has(id)) return;
+    this.#warned.add(id);
+    this.#logger.warn(message, err);
+  }
+}
+
+export function createCache(options: CacheOptions): Cache {
+  return new Cache(options);
+}
+
+/** A strong ETag from the body's SHA-256 (RFC 9110 8.8.3: same bytes, same tag). */
+export async function strongEtag(body: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body));
+  let hex = "";
+  for (let i = 0; i < 12; i++) hex += digest[i]!.toString(16).padStart(2, "0");
+  return `"${hex}"`;
+}

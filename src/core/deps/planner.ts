@@ -1,0 +1,137 @@
+import type { Filter, Row, Schema, SortKey } from "../query.ts";
+import { compareSortValues, matches, sortValues } from "./predicate.ts";
+
+/**
+ * The invalidation planner: a pure function from a write to the cache keys it can change.
+ * No I/O; the dependency index is passed in, so the planner can be property-tested.
+ */
+
+/** A change to one row. `old` is the row before (update, delete), `new` after (insert, update). */
+export interface WriteEvent {
+  table: string;
+  op: "insert" | "update" | "delete";
+  old?: Row;
+  new?: Row;
+}
+
+/** What a cached list depends on beyond the rows it holds: its predicate and window. */
+export interface ListDependency {
+  table: string;
+  filters: Filter[];
+  /** Total order (ends with the primary key). */
+  sort: SortKey[];
+  offset: number;
+  limit: number;
+  /** Rows in the window. Fewer than `limit` means every matching row past the offset is in it. */
+  count: number;
+  /** Sort values of the last row of the window; absent when the window is empty. */
+  last?: unknown[];
+}
+
+/** How entries find each other: tags to keys, and the list registrations per table. */
+export interface DependencyLookup {
+  keysForTag(tag: string): Iterable<string>;
+  listsOn(table: string): Iterable<readonly [key: string, list: ListDependency]>;
+}
+
+/** What the planner needs to know of the schema. */
+export interface PlanSchema {
+  primaryKey(table: string): string | undefined;
+  /** Child-table columns that views join on (`orders.userId`). */
+  joinColumns(table: string): readonly string[];
+}
+
+export interface Plan {
+  keys: Set<string>;
+  /** True when the write could not be analysed and the whole table was dropped. */
+  fallback: boolean;
+}
+
+/** How a write becomes invalidations: exact (rows and predicates), table-level, or none (TTL only). */
+export type InvalidationPolicy = "exact" | "table" | "none";
+
+/** Tag of an entry that holds (or, for a 404, looked for) one row. */
+export function rowTag(table: string, id: unknown): string {
+  return `${table}#${String(id)}`;
+}
+
+/** Tag of an entry that holds every row of `table` whose `column` equals `value` (a joined array). */
+export function setTag(table: string, column: string, value: unknown): string {
+  return `${table}@${column}=${String(value)}`;
+}
+
+/** The table tag: every entry that reads `table` carries it (table-level fallback). */
+export function tableTag(table: string): string {
+  return table;
+}
+
+export function planSchemaOf(schema: Schema): PlanSchema {
+  const joins = new Map<string, string[]>();
+  for (const view of schema.views.values()) {
+    for (const j of view.joins) {
+      const cols = joins.get(j.table) ?? [];
+      if (!cols.includes(j.foreignKey)) cols.push(j.foreignKey);
+      joins.set(j.table, cols);
+    }
+  }
+  return {
+    primaryKey: (table) => schema.tables.get(table)?.primaryKey,
+    joinColumns: (table) => joins.get(table) ?? [],
+  };
+}
+
+/**
+ * The keys a write may have changed.
+ *
+ * - Entries that hold the row before or after the write (row tags), including a cached
+ *   404 for the id an insert now fills.
+ * - Joined arrays the row leaves or enters (set tags on the view's join column).
+ * - Lists on the table whose predicate matches the old or new row at a position that
+ *   reaches into the window: inside it, or before it (the window shifts). A full window
+ *   is untouched by rows that sort after its last row.
+ * Anything else stays cached. A write without the rows the analysis needs, or to a table
+ * the schema does not know, falls back to the table tag.
+ */
+export function planWrite(
+  event: WriteEvent,
+  schema: PlanSchema,
+  deps: DependencyLookup,
+  policy: InvalidationPolicy = "exact",
+): Plan {
+  const keys = new Set<string>();
+  if (policy === "none") return { keys, fallback: false };
+  const pk = schema.primaryKey(event.table);
+  const images = [event.old, event.new].filter((r): r is Row => r !== undefined);
+  const analysable =
+    pk !== undefined &&
+    images.length > 0 &&
+    (event.op === "insert" ? event.new : event.old) !== undefined &&
+    (event.op !== "update" || event.new !== undefined);
+  if (policy === "table" || !analysable) {
+    addAll(keys, deps.keysForTag(tableTag(event.table)));
+    return { keys, fallback: policy !== "table" };
+  }
+
+  for (const row of images) {
+    addAll(keys, deps.keysForTag(rowTag(event.table, row[pk])));
+    for (const column of schema.joinColumns(event.table)) {
+      addAll(keys, deps.keysForTag(setTag(event.table, column, row[column])));
+    }
+  }
+  for (const [key, list] of deps.listsOn(event.table)) {
+    if (keys.has(key)) continue;
+    if (images.some((row) => reachesWindow(row, list))) keys.add(key);
+  }
+  return { keys, fallback: false };
+}
+
+/** Whether a row matching the list's predicate sorts into or before its window. */
+export function reachesWindow(row: Row, list: ListDependency): boolean {
+  if (!matches(row, list.filters)) return false;
+  if (list.count < list.limit || list.last === undefined) return true;
+  return compareSortValues(sortValues(row, list.sort), list.last, list.sort) <= 0;
+}
+
+function addAll(into: Set<string>, from: Iterable<string>): void {
+  for (const k of from) into.add(k);
+}

@@ -1,0 +1,35 @@
+/**
+ * Every error edgecache raises on purpose is an EdgecacheError with a stable `code`.
+ * Messages name the component: `[edgecache] [sqlite] ...`.
+ */
+export type ErrorCode =
+  | "E_BAD_OPTION" // a factory or config option has the wrong type or value
+  | "E_BAD_QUERY" // a client's query string or path is malformed
+  | "E_BAD_BODY" // a client's request body is malformed
+  | "E_NOT_FOUND" // unknown resource or row
+  | "E_METHOD_NOT_ALLOWED" // e.g. a write to a view
+  | "E_CONFLICT" // a constraint violation in the source
+  | "E_STORE_UNAVAILABLE" // a cache tier failed
+  | "E_SOURCE_UNAVAILABLE" // the database failed
+  | "E_UNAUTHORIZED"
+  | "E_INTERNAL";
+
+export class EdgecacheError extends Error {
+  override readonly name = "EdgecacheError";
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, component: string, message: string, options?: { cause?: unknown }) {
+    super(`[edgecache] [${component}] ${message}`, options);
+    this.code = code;
+  }
+}
+
+/** Validates an option in "expected X, got Y" form when a factory is called. */
+export function badOption(component: string, name: string, expected: string, got: unknown): never {
+  const shown = typeof got === "string" ? JSON.stringify(got) : String(got);
+  throw new EdgecacheError(
+    "E_BAD_OPTION",
+    component,
+    `option "${name}": expected ${expected}, got ${shown}`,
+  );
+}

@@ -1,0 +1,55 @@
+import type { CacheEntry } from "./entry.ts";
+
+/**
+ * A cache tier. Three required methods; anything more is a separate capability.
+ * `ttlMs` is how long the store must keep the entry at least: until `entry.staleUntil`.
+ * A store may drop entries earlier (eviction); it must never return an entry after
+ * `delete` resolved for its key.
+ */
+export interface Store {
+  readonly name: string;
+  get(key: string): Promise<CacheEntry | undefined>;
+  set(key: string, entry: CacheEntry, ttlMs: number): Promise<void>;
+  /** Deletes the keys; resolves with how many existed. */
+  delete(keys: readonly string[]): Promise<number>;
+}
+
+/** A store that can enumerate its keys (admin listing, prefix invalidation, index rebuild). */
+export interface ListableStore extends Store {
+  /** Keys that start with `prefix` ("" for all), live entries only. */
+  keys(prefix: string): AsyncIterable<string>;
+}
+
+/** A store that can answer synchronously (the memory tier): used on the hit fast path. */
+export interface SyncStore extends Store {
+  peek(key: string): CacheEntry | undefined;
+}
+
+/** A store that reports its own size. */
+export interface MeasuredStore extends Store {
+  size(): StoreSize;
+}
+
+/** A store holding resources (connections, handles) to release. */
+export interface ClosableStore extends Store {
+  close(): Promise<void>;
+}
+
+export interface StoreSize {
+  entries: number;
+  bytes: number;
+  evictions: number;
+}
+
+export function isListable(store: Store): store is ListableStore {
+  return typeof (store as Partial<ListableStore>).keys === "function";
+}
+export function isSync(store: Store): store is SyncStore {
+  return typeof (store as Partial<SyncStore>).peek === "function";
+}
+export function isMeasured(store: Store): store is MeasuredStore {
+  return typeof (store as Partial<MeasuredStore>).size === "function";
+}
+export function isClosable(store: Store): store is ClosableStore {
+  return typeof (store as Partial<ClosableStore>).close === "function";
+}

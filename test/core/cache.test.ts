@@ -1,0 +1,183 @@
+import { describe, expect, it, vi } from "vitest";
+import { Cache, createCache } from "../../src/core/cache.ts";
+import { EdgecacheError } from "../../src/core/errors.ts";
+import { memoryStore } from "../../src/stores/memory.ts";
+import { chaosStore, fakeClock } from "../helpers/chaos-store.ts";
+
+const quiet = { warn: () => {} };
+
+function twoTiers() {
+  const clock = fakeClock();
+  const top = memoryStore({ now: clock.now });
+  const bottom = memoryStore({ now: clock.now });
+  const cache = createCache({ tiers: [top, bottom], now: clock.now, ttl: 60_000, logger: quiet });
+  return { clock, top, bottom, cache };
+}
+
+/** TTL 1 s, then 5 s in which the entry may be served stale. */
+function swrCache() {
+  const clock = fakeClock();
+  const cache = createCache({
+    tiers: [memoryStore({ now: clock.now })],
+    now: clock.now,
+    ttl: 1000,
+    staleWhileRevalidate: 5000,
+    logger: quiet,
+  });
+  return { clock, cache };
+}
+
+describe("cache engine", () => {
+  it("getOrSet loads once, then serves the stored value", async () => {
+    const { cache } = twoTiers();
+    const load = vi.fn(async () => ({ id: 1, name: "Lane" }));
+    expect(await cache.getOrSet("user:1", load)).toEqual({ id: 1, name: "Lane" });
+    expect(await cache.getOrSet("user:1", load)).toEqual({ id: 1, name: "Lane" });
+    expect(load).toHaveBeenCalledTimes(1);
+    expect(cache.stats()).toMatchObject({ hits: 1, misses: 1, loads: 1 });
+  });
+
+  it("100 concurrent misses on one key make one load (single flight)", async () => {
+    const { cache } = twoTiers();
+    let loads = 0;
+    const load = async () => {
+      loads++;
+      await new Promise((r) => setTimeout(r, 10));
+      return { body: "v" };
+    };
+    const results = await Promise.all(Array.from({ length: 100 }, () => cache.resolve("k", load)));
+    expect(loads).toBe(1);
+    expect(new Set(results.map((r) => new TextDecoder().decode(r.entry.body)))).toEqual(
+      new Set(["v"]),
+    );
+  });
+
+  it("reads fall through to a lower tier and back-fill the upper one", async () => {
+    const { cache, top, bottom } = twoTiers();
+    await cache.set("k", "v");
+    await top.delete(["k"]);
+    const r = await cache.resolve("k", async () => ({ body: "reloaded" }));
+    expect(r.status).toBe("hit");
+    expect(r.tier).toBe("memory");
+    expect(await top.get("k")).toBeDefined();
+    expect(cache.stats().tiers.map((t) => t.hits)).toEqual([0, 1]);
+    expect(await bottom.get("k")).toBeDefined();
+  });
+
+  it("an entry expires after its TTL and is loaded again", async () => {
+    const { cache, clock } = twoTiers();
+    await cache.set("k", 1, { ttl: 1000 });
+    clock.advance(999);
+    expect(await cache.get("k")).toBe(1);
+    clock.advance(1);
+    expect(await cache.get("k")).toBeUndefined();
+  });
+
+  it("within the stale-while-revalidate window the stale value is served and refreshed", async () => {
+    const { clock, cache } = swrCache();
+    let n = 0;
+    const load = async () => ({ body: String(++n) });
+    await cache.resolve("k", load);
+    clock.advance(2000);
+    const stale = await cache.resolve("k", load);
+    expect(stale.status).toBe("stale");
+    expect(new TextDecoder().decode(stale.entry.body)).toBe("1");
+    await cache.drain();
+    const fresh = await cache.resolve("k", load);
+    expect(fresh.status).toBe("hit");
+    expect(new TextDecoder().decode(fresh.entry.body)).toBe("2");
+  });
+
+  it("when the source fails, a stale entry is served instead of the error (stale-if-error)", async () => {
+    const { clock, cache } = swrCache();
+    await cache.resolve("k", async () => ({ body: "old" }));
+    clock.advance(1500);
+    await cache.drain();
+    const failing = async (): Promise<never> => {
+      throw new Error("db down");
+    };
+    const r = await cache.resolve("k", failing);
+    expect(r.status).toBe("stale");
+    await cache.drain();
+    expect(cache.stats().loadErrors).toBe(1);
+    clock.advance(10_000);
+    await expect(cache.resolve("k", failing)).rejects.toThrow("db down");
+  });
+
+  it("invalidates by key, prefix and tag in every tier", async () => {
+    const { cache, top, bottom } = twoTiers();
+    await cache.set("a:1", 1, { tags: ["t1"] });
+    await cache.set("a:2", 2, { tags: ["t2"] });
+    await cache.set("b:1", 3, { tags: ["t1"] });
+    await cache.set("c:1", 4);
+    expect(await cache.invalidate({ tags: ["t1"] })).toBe(2);
+    expect(await cache.get("a:1")).toBeUndefined();
+    expect(await cache.get("b:1")).toBeUndefined();
+    expect(await cache.get("a:2")).toBe(2);
+    expect(await cache.invalidate({ prefix: "a:" })).toBe(1);
+    expect(await cache.delete("c:1")).toBe(true);
+    for (const tier of [top, bottom]) expect(tier.size().entries).toBe(0);
+  });
+
+  it("a load that overlaps an invalidation of its key is returned but not stored (write fence)", async () => {
+    const { cache } = twoTiers();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const pending = cache.resolve("k", async () => {
+      await gate;
+      return { body: "pre-write", tags: ["row#1"] };
+    });
+    await new Promise((r) => setTimeout(r, 1));
+    await cache.invalidate({ tags: ["row#1"] });
+    release();
+    const r = await pending;
+    expect(r.stored).toBe(false);
+    expect(await cache.getEntry("k")).toBeUndefined();
+    expect(cache.stats().fenced).toBe(1);
+  });
+
+  it("a failing lower tier degrades to the source, counts the failure and logs once", async () => {
+    const clock = fakeClock();
+    const chaos = chaosStore(memoryStore({ now: clock.now }));
+    const warn = vi.fn();
+    const cache = new Cache({ tiers: [chaos.store], now: clock.now, logger: { warn } });
+    chaos.fail("get", "set");
+    expect(await cache.getOrSet("k", () => "from source")).toBe("from source");
+    expect(await cache.getOrSet("k", () => "from source again")).toBe("from source again");
+    expect(cache.stats().tiers[0]?.errors).toBe(4);
+    expect(warn).toHaveBeenCalledTimes(2); // once for get, once for set
+  });
+
+  it("after a failed delete, the tier is not read for that key until a delete succeeds", async () => {
+    const clock = fakeClock();
+    const top = memoryStore({ now: clock.now });
+    const chaos = chaosStore(memoryStore({ now: clock.now }));
+    const cache = new Cache({ tiers: [top, chaos.store], now: clock.now, logger: quiet });
+    await cache.set("k", "old", { tags: ["t"] });
+    chaos.fail("delete");
+    await cache.invalidate({ tags: ["t"] });
+    expect(await chaos.inner.get("k")).toBeDefined(); // the tier still holds it...
+    expect(await cache.get("k")).toBeUndefined(); // ...but it is not served
+    chaos.heal();
+    await cache.invalidate({ keys: ["other"] });
+    expect(await chaos.inner.get("k")).toBeUndefined();
+  });
+
+  it("rejects bad options with E_BAD_OPTION", () => {
+    expect(() => createCache({ tiers: [] })).toThrow(EdgecacheError);
+    expect(() => createCache({ tiers: [memoryStore()], ttl: -1 })).toThrow(/"ttl": expected/);
+  });
+
+  it("rebuilds its dependency index from a listable tier after a restart", async () => {
+    const clock = fakeClock();
+    const shared = memoryStore({ now: clock.now });
+    const first = createCache({ tiers: [shared], now: clock.now });
+    await first.set("k", 1, { tags: ["users#1"] });
+    const second = createCache({
+      tiers: [memoryStore({ now: clock.now }), shared],
+      now: clock.now,
+    });
+    expect(await second.restore()).toBe(1);
+    expect(await second.invalidate({ tags: ["users#1"] })).toBe(1);
+  });
+});

@@ -1,0 +1,176 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { DependencyIndex } from "../../src/core/deps/index.ts";
+import {
+  type ListDependency,
+  type PlanSchema,
+  planWrite,
+  rowTag,
+  setTag,
+  tableTag,
+  type WriteEvent,
+} from "../../src/core/deps/planner.ts";
+import { compareSortValues, matches, sortValues } from "../../src/core/deps/predicate.ts";
+import type { Filter, ListQuery, Row } from "../../src/core/query.ts";
+
+const schema: PlanSchema = {
+  primaryKey: (t) => (t === "items" || t === "children" ? "id" : undefined),
+  joinColumns: (t) => (t === "children" ? ["parentId"] : []),
+};
+
+function runList(rows: Row[], q: ListQuery): Row[] {
+  return rows
+    .filter((r) => matches(r, q.filters))
+    .sort((x, y) => compareSortValues(sortValues(x, q.sort), sortValues(y, q.sort), q.sort))
+    .slice(q.offset, q.offset + q.limit);
+}
+
+function register(index: DependencyIndex, key: string, q: ListQuery, result: Row[]) {
+  const last = result[result.length - 1];
+  const list: ListDependency = { table: "items", ...q, count: result.length };
+  if (last) list.last = sortValues(last, q.sort);
+  const tags = [tableTag("items"), ...result.map((r) => rowTag("items", r.id))];
+  index.add(key, tags, [list], Number.POSITIVE_INFINITY);
+}
+
+const value = fc.oneof(fc.constant(null), fc.integer({ min: 0, max: 4 }));
+const text = fc.oneof(fc.constant(null), fc.constantFrom("a", "ab", "b", "ba", "😀", "\uFFFD"));
+const rowArb = (id: number) => fc.record({ id: fc.constant(id), n: value, s: text });
+const filterArb: fc.Arbitrary<Filter> = fc.oneof(
+  fc.record({
+    column: fc.constant("n"),
+    op: fc.constantFrom("eq", "gt", "gte", "lt", "lte"),
+    value: fc.integer({ min: 0, max: 4 }),
+  }),
+  fc.record({
+    column: fc.constant("s"),
+    op: fc.constantFrom("eq", "prefix", "gt", "lte"),
+    value: fc.constantFrom("a", "b", "😀"),
+  }),
+) as fc.Arbitrary<Filter>;
+const queryArb: fc.Arbitrary<ListQuery> = fc.record({
+  filters: fc.array(filterArb, { maxLength: 2 }),
+  sort: fc
+    .subarray([
+      { column: "n", desc: false },
+      { column: "s", desc: true },
+    ])
+    .map((s) => [...s, { column: "id", desc: false }]),
+  limit: fc.integer({ min: 1, max: 4 }),
+  offset: fc.integer({ min: 0, max: 3 }),
+});
+type Op =
+  | { op: "insert"; row: { n: unknown; s: unknown } }
+  | { op: "update"; pick: number; row: { n: unknown; s: unknown } }
+  | { op: "delete"; pick: number };
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ op: fc.constant("insert" as const), row: fc.record({ n: value, s: text }) }),
+  fc.record({
+    op: fc.constant("update" as const),
+    pick: fc.nat(),
+    row: fc.record({ n: value, s: text }),
+  }),
+  fc.record({ op: fc.constant("delete" as const), pick: fc.nat() }),
+);
+
+describe("invalidation planner", () => {
+  it("never leaves a list cached that a write changed, and keeps most that it did not", () => {
+    let kept = 0;
+    let unchanged = 0;
+    fc.assert(
+      fc.property(
+        fc
+          .array(fc.nat({ max: 0 }), { minLength: 0, maxLength: 12 })
+          .chain((xs) => fc.tuple(...xs.map((_, i) => rowArb(i + 1)))),
+        fc.array(queryArb, { minLength: 1, maxLength: 8 }),
+        fc.array(opArb, { minLength: 1, maxLength: 10 }),
+        (initial, queries, ops) => {
+          let rows: Row[] = initial.map((r) => ({ ...r }));
+          let nextId = 100;
+          const index = new DependencyIndex();
+          const cached = new Map<string, { q: ListQuery; result: Row[] }>();
+          queries.forEach((q, i) => {
+            const result = runList(rows, q);
+            cached.set(`k${i}`, { q, result });
+            register(index, `k${i}`, q, result);
+          });
+          for (const op of ops) {
+            let event: WriteEvent;
+            if (op.op === "insert") {
+              const row = { id: nextId++, ...op.row };
+              rows = [...rows, row];
+              event = { table: "items", op: "insert", new: row };
+            } else {
+              if (rows.length === 0) continue;
+              const old = rows[op.pick % rows.length]!;
+              if (op.op === "update") {
+                const row = { ...old, ...op.row };
+                rows = rows.map((r) => (r === old ? row : r));
+                event = { table: "items", op: "update", old, new: row };
+              } else {
+                rows = rows.filter((r) => r !== old);
+                event = { table: "items", op: "delete", old };
+              }
+            }
+            const plan = planWrite(event, schema, index);
+            for (const [key, { q, result }] of cached) {
+              const now = runList(rows, q);
+              const same = JSON.stringify(now) === JSON.stringify(result);
+              if (!plan.keys.has(key)) {
+                // The property: a list the planner keeps must still be exactly right.
+                expect(now).toEqual(result);
+              }
+              if (same) {
+                unchanged++;
+                if (!plan.keys.has(key)) kept++;
+              }
+              if (plan.keys.has(key)) {
+                index.remove(key);
+                cached.set(key, { q, result: now });
+                register(index, key, q, now);
+              }
+            }
+          }
+        },
+      ),
+      { numRuns: 1500 },
+    );
+    // Precision: most lists a write cannot change stay cached.
+    expect(kept / unchanged).toBeGreaterThan(0.6);
+  });
+
+  it("a write to a joined table invalidates the views holding its parent, not plain lists", () => {
+    const index = new DependencyIndex();
+    index.add("view", [rowTag("items", 1), setTag("children", "parentId", 1)], [], Infinity);
+    index.add("plain", [rowTag("items", 1)], [], Infinity);
+    const plan = planWrite(
+      { table: "children", op: "insert", new: { id: 9, parentId: 1 } },
+      schema,
+      index,
+    );
+    expect([...plan.keys]).toEqual(["view"]);
+    const moved = planWrite(
+      { table: "children", op: "update", old: { id: 9, parentId: 2 }, new: { id: 9, parentId: 1 } },
+      schema,
+      index,
+    );
+    expect([...moved.keys]).toEqual(["view"]);
+  });
+
+  it("falls back to the table when the write cannot be analysed", () => {
+    const index = new DependencyIndex();
+    index.add("a", [tableTag("unknown")], [], Infinity);
+    const plan = planWrite({ table: "unknown", op: "update", new: { x: 1 } }, schema, index);
+    expect(plan).toEqual({ keys: new Set(["a"]), fallback: true });
+  });
+
+  it("table policy drops every entry of the table; none drops nothing", () => {
+    const index = new DependencyIndex();
+    index.add("a", [tableTag("items"), rowTag("items", 1)], [], Infinity);
+    index.add("b", [tableTag("items"), rowTag("items", 2)], [], Infinity);
+    const event: WriteEvent = { table: "items", op: "update", old: { id: 1 }, new: { id: 1 } };
+    expect(planWrite(event, schema, index, "table").keys.size).toBe(2);
+    expect(planWrite(event, schema, index, "exact").keys).toEqual(new Set(["a"]));
+    expect(planWrite(event, schema, index, "none").keys.size).toBe(0);
+  });
+});
