@@ -1,0 +1,323 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { CacheEntry } from "../../src/core/entry.ts";
+import { entrySize } from "../../src/core/entry.ts";
+import type { Store } from "../../src/core/store.ts";
+import { isClosable, isListable, isMeasured } from "../../src/core/store.ts";
+
+/** A fake clock handed to the store under test; the suite moves it to test TTLs. */
+export interface ConformanceClock {
+  now: () => number;
+  advance(ms: number): void;
+}
+
+export type MakeStore = (clock: ConformanceClock) => Promise<Store> | Store;
+/** Releases what `make` created; by default the store is closed if it is closable. */
+export type CleanupStore = (store: Store) => Promise<void> | void;
+
+/** Starts well away from 0 so no store can confuse a timestamp with "unset". */
+const START = Date.UTC(2025, 0, 1);
+const MINUTE = 60_000;
+
+/**
+ * The behaviour every store must have, run against the real backend. Listing tests run
+ * only when the store is listable, size tests only when it is measured.
+ */
+export function storeConformance(name: string, make: MakeStore, cleanup?: CleanupStore): void {
+  describe(`${name} store conformance`, () => {
+    let time = START;
+    let store: Store;
+
+    beforeEach(async () => {
+      time = START;
+      store = await make({
+        now: () => time,
+        advance: (ms) => {
+          time += ms;
+        },
+      });
+    });
+
+    afterEach(async () => {
+      if (cleanup) await cleanup(store);
+      else if (isClosable(store)) await store.close();
+    });
+
+    function advance(ms: number): void {
+      time += ms;
+    }
+
+    function entry(overrides: Partial<CacheEntry> = {}): CacheEntry {
+      return {
+        body: new TextEncoder().encode('{"id":1}'),
+        headers: { "content-type": "application/json" },
+        status: 200,
+        createdAt: time,
+        freshUntil: time + MINUTE,
+        staleUntil: time + 2 * MINUTE,
+        etag: '"v1"',
+        tags: ["users", "users#1"],
+        ...overrides,
+      };
+    }
+
+    async function listKeys(prefix: string): Promise<string[]> {
+      if (!isListable(store)) throw new Error("store is not listable");
+      const keys: string[] = [];
+      for await (const key of store.keys(prefix)) keys.push(key);
+      return keys.sort();
+    }
+
+    describe("get and set", () => {
+      it("get resolves undefined for a key that was never set", async () => {
+        expect(await store.get("never-set")).toBeUndefined();
+      });
+
+      it("an entry reads back with the same body, headers, status, times, etag, tags and meta", async () => {
+        const written = entry({
+          headers: { "content-type": "application/json", "cache-control": "max-age=60" },
+          status: 203,
+          etag: '"abc-123"',
+          tags: ["users", "users#1-abc", "team:é"],
+          meta: {
+            query: { table: "users", filter: [{ col: "firstName", op: "eq", value: "Lane" }] },
+            limit: 10,
+            cursor: null,
+            flags: [true, false],
+            note: "日本語 ✓",
+          },
+        });
+        await store.set("users?id=1", written, MINUTE);
+
+        const read = await store.get("users?id=1");
+        expect(read).toBeDefined();
+        expect(read!.body).toBeInstanceOf(Uint8Array);
+        expect(Array.from(read!.body)).toEqual(Array.from(written.body));
+        const { body: _readBody, ...readRest } = read!;
+        const { body: _writtenBody, ...writtenRest } = written;
+        expect(readRest).toEqual(writtenRest);
+      });
+
+      it("an entry without meta reads back without meta", async () => {
+        await store.set("k", entry(), MINUTE);
+        expect((await store.get("k"))?.meta).toBeUndefined();
+      });
+
+      it("meta may be any JSON value, not only an object", async () => {
+        await store.set("s", entry({ meta: "a string" }), MINUTE);
+        await store.set("n", entry({ meta: 42 }), MINUTE);
+        await store.set("a", entry({ meta: [1, "two", null] }), MINUTE);
+        expect((await store.get("s"))?.meta).toBe("a string");
+        expect((await store.get("n"))?.meta).toBe(42);
+        expect((await store.get("a"))?.meta).toEqual([1, "two", null]);
+      });
+
+      it("set on an existing key replaces the entry", async () => {
+        await store.set("k", entry({ etag: '"v1"' }), MINUTE);
+        await store.set("k", entry({ etag: '"v2"', body: new Uint8Array([2]) }), MINUTE);
+        const read = await store.get("k");
+        expect(read?.etag).toBe('"v2"');
+        expect(Array.from(read!.body)).toEqual([2]);
+      });
+
+      it("a body with all 256 byte values comes back byte for byte", async () => {
+        const body = Uint8Array.from({ length: 256 }, (_, i) => i);
+        await store.set("bin", entry({ body }), MINUTE);
+        expect(Array.from((await store.get("bin"))!.body)).toEqual(Array.from(body));
+      });
+
+      it("an empty body comes back as zero bytes", async () => {
+        await store.set("empty", entry({ body: new Uint8Array(0) }), MINUTE);
+        const read = await store.get("empty");
+        expect(read?.body).toBeInstanceOf(Uint8Array);
+        expect(read?.body.byteLength).toBe(0);
+      });
+
+      it("a 1 MB body comes back intact", async () => {
+        const body = Uint8Array.from({ length: 1024 * 1024 }, (_, i) => (i * 31 + 7) & 0xff);
+        await store.set("large", entry({ body }), MINUTE);
+        const read = await store.get("large");
+        expect(read?.body.byteLength).toBe(body.byteLength);
+        expect(Buffer.from(read!.body).equals(Buffer.from(body))).toBe(true);
+      });
+
+      it("unicode keys are stored, read and deleted like any other", async () => {
+        const keys = ["ключ/значение", "日本語?q=東京", "emoji/😀/🎉", "e\u0301-combining"];
+        for (const key of keys) await store.set(key, entry({ etag: `"${key}"` }), MINUTE);
+        for (const key of keys) expect((await store.get(key))?.etag).toBe(`"${key}"`);
+        // NFC "é" is a different key from "e" + combining accent.
+        expect(await store.get("é-combining")).toBeUndefined();
+        expect(await store.delete(keys)).toBe(keys.length);
+        for (const key of keys) expect(await store.get(key)).toBeUndefined();
+      });
+
+      it("keys that look like object properties are ordinary keys", async () => {
+        for (const key of ["__proto__", "constructor", "toString"]) {
+          expect(await store.get(key)).toBeUndefined();
+          await store.set(key, entry({ etag: `"${key}"` }), MINUTE);
+          expect((await store.get(key))?.etag).toBe(`"${key}"`);
+        }
+      });
+
+      it("concurrent sets of different keys all land", async () => {
+        const keys = Array.from({ length: 100 }, (_, i) => `concurrent/${i}`);
+        await Promise.all(keys.map((key) => store.set(key, entry({ etag: `"${key}"` }), MINUTE)));
+        const read = await Promise.all(keys.map((key) => store.get(key)));
+        expect(read.map((e) => e?.etag)).toEqual(keys.map((key) => `"${key}"`));
+      });
+    });
+
+    describe("delete", () => {
+      it("delete resolves with how many keys existed, and those keys are gone", async () => {
+        await store.set("a", entry(), MINUTE);
+        await store.set("b", entry(), MINUTE);
+        expect(await store.delete(["a", "missing"])).toBe(1);
+        expect(await store.get("a")).toBeUndefined();
+        expect(await store.get("b")).toBeDefined();
+      });
+
+      it("delete of many keys at once removes all of them and leaves the others", async () => {
+        const keys = Array.from({ length: 300 }, (_, i) => `many/${i}`);
+        for (const key of keys) await store.set(key, entry(), MINUTE);
+        const doomed = keys.slice(0, 250);
+        expect(await store.delete([...doomed, "many/missing"])).toBe(250);
+        for (const key of doomed) expect(await store.get(key)).toBeUndefined();
+        for (const key of keys.slice(250)) expect(await store.get(key)).toBeDefined();
+      });
+
+      it("delete of no keys resolves 0", async () => {
+        expect(await store.delete([])).toBe(0);
+      });
+
+      it("delete does not count an expired entry as existing", async () => {
+        await store.set("short", entry(), 1000);
+        advance(1000);
+        expect(await store.delete(["short"])).toBe(0);
+      });
+    });
+
+    describe("ttl", () => {
+      it("an entry is returned until its ttl has passed, and never after", async () => {
+        await store.set("k", entry(), 1000);
+        advance(999);
+        expect(await store.get("k")).toBeDefined();
+        advance(1);
+        expect(await store.get("k")).toBeUndefined();
+        advance(MINUTE);
+        expect(await store.get("k")).toBeUndefined();
+      });
+
+      it("each entry expires on its own ttl", async () => {
+        await store.set("short", entry(), 1000);
+        await store.set("long", entry(), 10_000);
+        advance(5000);
+        expect(await store.get("short")).toBeUndefined();
+        expect(await store.get("long")).toBeDefined();
+      });
+
+      it("overwriting an entry restarts its ttl", async () => {
+        await store.set("k", entry(), 1000);
+        advance(800);
+        await store.set("k", entry(), 1000);
+        advance(800);
+        expect(await store.get("k")).toBeDefined();
+      });
+
+      it("a ttl that is not positive (0, negative, NaN) stores nothing and removes the old entry", async () => {
+        await store.set("k", entry(), MINUTE);
+        await store.set("k", entry(), 0);
+        expect(await store.get("k")).toBeUndefined();
+        await store.set("neg", entry(), -5);
+        await store.set("nan", entry(), Number.NaN);
+        expect(await store.get("nan")).toBeUndefined();
+        expect(await store.get("neg")).toBeUndefined();
+      });
+
+      it("an entry set with an infinite ttl does not expire", async () => {
+        await store.set("forever", entry(), Number.POSITIVE_INFINITY);
+        advance(365 * 24 * 60 * MINUTE);
+        expect(await store.get("forever")).toBeDefined();
+      });
+    });
+
+    describe("keys(prefix)", () => {
+      it("lists exactly the live keys that start with the prefix", async (ctx) => {
+        if (!isListable(store)) return ctx.skip();
+        await store.set("users?id=1", entry(), MINUTE);
+        await store.set("users?id=2", entry(), MINUTE);
+        await store.set("users/1/orders", entry(), MINUTE);
+        await store.set("user", entry(), MINUTE);
+        await store.set("orders?id=1", entry(), MINUTE);
+        await store.set("users?id=3", entry(), 1000);
+        advance(1000);
+
+        expect(await listKeys("users?")).toEqual(["users?id=1", "users?id=2"]);
+        expect(await listKeys("users")).toEqual(["users/1/orders", "users?id=1", "users?id=2"]);
+        expect(await listKeys("nothing")).toEqual([]);
+      });
+
+      it("an empty prefix lists every live key", async (ctx) => {
+        if (!isListable(store)) return ctx.skip();
+        await store.set("a", entry(), MINUTE);
+        await store.set("b", entry(), MINUTE);
+        await store.set("gone", entry(), MINUTE);
+        await store.delete(["gone"]);
+        expect(await listKeys("")).toEqual(["a", "b"]);
+      });
+
+      it("%, _, * and other pattern characters in a prefix match only themselves", async (ctx) => {
+        if (!isListable(store)) return ctx.skip();
+        const keys = ["a%b", "axb", "a_c", "abc", "a*d", "aXd", "a\\e", "a[f]", "a.g"];
+        for (const key of keys) await store.set(key, entry(), MINUTE);
+
+        expect(await listKeys("a%")).toEqual(["a%b"]);
+        expect(await listKeys("a_")).toEqual(["a_c"]);
+        expect(await listKeys("a*")).toEqual(["a*d"]);
+        expect(await listKeys("a\\")).toEqual(["a\\e"]);
+        expect(await listKeys("a[")).toEqual(["a[f]"]);
+        expect(await listKeys("a.")).toEqual(["a.g"]);
+        expect(await listKeys("%")).toEqual([]);
+      });
+
+      it("prefixes ending in non-ASCII characters match only their own keys", async (ctx) => {
+        if (!isListable(store)) return ctx.skip();
+        const keys = ["é1", "é2", "ê", "😀a", "😀b", "😁", "\uffff1", "\u{10ffff}x", "z"];
+        for (const key of keys) await store.set(key, entry(), MINUTE);
+
+        expect(await listKeys("é")).toEqual(["é1", "é2"]);
+        expect(await listKeys("😀")).toEqual(["😀a", "😀b"]);
+        expect(await listKeys("\uffff")).toEqual(["\uffff1"]);
+        expect(await listKeys("\u{10ffff}")).toEqual(["\u{10ffff}x"]);
+      });
+
+      it("lists more keys than fit in one page", async (ctx) => {
+        if (!isListable(store)) return ctx.skip();
+        const keys = Array.from({ length: 1234 }, (_, i) => `page/${String(i).padStart(4, "0")}`);
+        for (const key of keys) await store.set(key, entry(), MINUTE);
+        await store.set("pagf", entry(), MINUTE);
+        expect(await listKeys("page/")).toEqual(keys);
+      });
+    });
+
+    describe("size()", () => {
+      it("reports the live entries and their bytes", async (ctx) => {
+        if (!isMeasured(store)) return ctx.skip();
+        const a = entry({ body: new Uint8Array(100) });
+        const b = entry({ body: new Uint8Array(300), tags: ["t1", "t2"] });
+        await store.set("a", a, MINUTE);
+        await store.set("b", b, MINUTE);
+        expect(store.size()).toMatchObject({ entries: 2, bytes: entrySize(a) + entrySize(b) });
+
+        await store.delete(["a"]);
+        expect(store.size()).toMatchObject({ entries: 1, bytes: entrySize(b) });
+      });
+
+      it("deletes and overwrites are not counted as evictions", async (ctx) => {
+        if (!isMeasured(store)) return ctx.skip();
+        await store.set("a", entry(), MINUTE);
+        await store.set("a", entry(), MINUTE);
+        await store.delete(["a"]);
+        expect(store.size().evictions).toBe(0);
+      });
+    });
+  });
+}

@@ -1,0 +1,178 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { CacheEntry } from "../../src/core/entry.ts";
+import { EdgecacheError } from "../../src/core/errors.ts";
+import type { SqliteStoreOptions } from "../../src/stores/sqlite.ts";
+import { sqliteStore } from "../../src/stores/sqlite.ts";
+import { storeConformance } from "./conformance.ts";
+
+let dir: string;
+let files = 0;
+const open: Array<{ close(): Promise<void> }> = [];
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "edgecache-sqlite-"));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function freshPath(): string {
+  return join(dir, `store-${++files}.db`);
+}
+
+/** Opens a store and remembers it, so a failing test still releases the file. */
+function openStore(options: SqliteStoreOptions) {
+  const store = sqliteStore(options);
+  open.push(store);
+  return store;
+}
+
+afterEach(async () => {
+  for (const store of open.splice(0)) await store.close();
+});
+
+storeConformance("sqlite", ({ now }) => sqliteStore({ path: freshPath(), now }));
+
+const MINUTE = 60_000;
+
+function entry(etag: string): CacheEntry {
+  return {
+    body: new Uint8Array([0, 1, 2, 254, 255]),
+    headers: { "content-type": "application/octet-stream" },
+    status: 200,
+    createdAt: 1,
+    freshUntil: 2,
+    staleUntil: 3,
+    etag,
+    tags: ["t"],
+    meta: { nested: { a: [1, 2] } },
+  };
+}
+
+describe("sqlite store persistence", () => {
+  it("entries survive closing and reopening the same file", async () => {
+    const path = freshPath();
+    const first = openStore({ path });
+    await first.set("k", entry('"v1"'), MINUTE);
+    await first.close();
+
+    const second = openStore({ path });
+    expect(await second.get("k")).toEqual(entry('"v1"'));
+    expect(second.size()).toMatchObject({ entries: 1 });
+  });
+
+  it("entries that expired while the store was closed are not returned after reopening", async () => {
+    const path = freshPath();
+    let time = Date.UTC(2025, 0, 1);
+    const now = () => time;
+    const first = openStore({ path, now });
+    await first.set("short", entry('"s"'), 1000);
+    await first.set("long", entry('"l"'), 10 * MINUTE);
+    await first.close();
+
+    time += 5000;
+    const second = openStore({ path, now });
+    expect(await second.get("short")).toBeUndefined();
+    expect(await second.get("long")).toBeDefined();
+    const keys: string[] = [];
+    for await (const key of second.keys("")) keys.push(key);
+    expect(keys).toEqual(["long"]);
+  });
+
+  it("two stores on the same file see each other's writes and deletes", async () => {
+    const path = freshPath();
+    const a = openStore({ path });
+    const b = openStore({ path });
+    await a.set("k", entry('"v1"'), MINUTE);
+    expect((await b.get("k"))?.etag).toBe('"v1"');
+    expect(await b.delete(["k"])).toBe(1);
+    expect(await a.get("k")).toBeUndefined();
+  });
+
+  it("uses WAL mode on the file", async () => {
+    const path = freshPath();
+    openStore({ path });
+    const raw = new Database(path, { readonly: true });
+    try {
+      expect(raw.pragma("journal_mode", { simple: true })).toBe("wal");
+    } finally {
+      raw.close();
+    }
+  });
+
+  it("expired rows are purged from the file by a later write", async () => {
+    const path = freshPath();
+    let time = Date.UTC(2025, 0, 1);
+    const store = openStore({ path, now: () => time, tableName: "cache" });
+    await store.set("a", entry('"a"'), 1000);
+    await store.set("b", entry('"b"'), 1000);
+    time += 2 * MINUTE;
+    await store.set("c", entry('"c"'), MINUTE);
+
+    const raw = new Database(path, { readonly: true });
+    try {
+      expect(raw.prepare("SELECT key FROM cache").pluck().all()).toEqual(["c"]);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it("keeps separate entries per tableName in one file", async () => {
+    const path = freshPath();
+    const one = openStore({ path, tableName: "one" });
+    const two = openStore({ path, tableName: "two" });
+    await one.set("k", entry('"one"'), MINUTE);
+    expect(await two.get("k")).toBeUndefined();
+    expect((await one.get("k"))?.etag).toBe('"one"');
+  });
+});
+
+describe("sqlite store errors", () => {
+  it("a store used after close rejects with E_STORE_UNAVAILABLE and the driver error as cause", async () => {
+    const store = sqliteStore({ path: freshPath() });
+    await store.close();
+    await store.close(); // closing twice is harmless
+    const error = await store.get("k").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EdgecacheError);
+    expect(error).toMatchObject({ code: "E_STORE_UNAVAILABLE" });
+    expect((error as Error).message).toMatch(/^\[edgecache\] \[sqlite\] /);
+    expect((error as Error).cause).toBeInstanceOf(Error);
+  });
+
+  it("a path that cannot be opened fails at the factory call with E_STORE_UNAVAILABLE", () => {
+    const call = () => sqliteStore({ path: join(dir, "no", "such", "dir", "x.db") });
+    expect(call).toThrow(EdgecacheError);
+    expect(call).toThrow(/cannot open/);
+  });
+
+  it("meta that is not JSON-serialisable rejects the set with E_STORE_UNAVAILABLE", async () => {
+    const store = openStore({ path: freshPath() });
+    const bad = { ...entry('"x"'), meta: { n: 1n } };
+    await expect(store.set("k", bad, MINUTE)).rejects.toMatchObject({
+      code: "E_STORE_UNAVAILABLE",
+    });
+    expect(await store.get("k")).toBeUndefined();
+  });
+
+  const bad: Array<[string, unknown]> = [
+    ["path", ""],
+    ["path", 42],
+    ["tableName", 'x"; DROP TABLE y; --'],
+    ["tableName", "1abc"],
+    ["now", "Date.now"],
+  ];
+
+  it.each(bad)("rejects %s = %s at the factory call with E_BAD_OPTION", (option, value) => {
+    const options = { path: freshPath(), [option]: value } as SqliteStoreOptions;
+    expect(() => sqliteStore(options)).toThrow(
+      expect.objectContaining({
+        code: "E_BAD_OPTION",
+        message: expect.stringMatching(/expected .+, got /),
+      }),
+    );
+  });
+});
