@@ -1,0 +1,100 @@
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import Database from "better-sqlite3";
+import { Hono } from "hono";
+import { createAdminApi } from "../../app/admin.ts";
+import { createDataApi, type DataApi } from "../../app/data-api.ts";
+import { Cache } from "../../core/cache.ts";
+import type { InvalidationPolicy } from "../../core/deps/planner.ts";
+import type { Store } from "../../core/store.ts";
+import { demoViews, isSeeded, seedDemo } from "../../demo/seed.ts";
+import { sqliteSource } from "../../sources/sqlite.ts";
+import { memoryStore } from "../../stores/memory.ts";
+import { sqliteStore } from "../../stores/sqlite.ts";
+import type { EdgecacheConfig } from "./config.ts";
+import { isLoopback, type RunningServer, startServer } from "./server.ts";
+
+export interface NodeEdgecacheOptions extends EdgecacheConfig {
+  /** Working directory that relative paths resolve against. */
+  cwd?: string;
+  /** SQLite file of the demo when no `database` is configured (./edgecache.db). */
+  demoDatabase?: string;
+  /** Demo size when the demo database is created. */
+  demo?: { users?: number; orders?: number };
+  adminToken?: string;
+  policy?: InvalidationPolicy;
+  rehydrate?: boolean;
+}
+
+export interface NodeEdgecache {
+  app: Hono;
+  cache: Cache;
+  api: DataApi;
+  /** Whether the embedded demo database is served. */
+  demo: boolean;
+  databasePath: string;
+  listen(): Promise<RunningServer>;
+  close(): Promise<void>;
+}
+
+/**
+ * Wires the single-process setup: a SQLite source, memory and SQLite cache tiers, the
+ * data API under /v1 and the admin API under /_edgecache.
+ */
+export async function createNodeEdgecache(
+  options: NodeEdgecacheOptions = {},
+): Promise<NodeEdgecache> {
+  const cwd = options.cwd ?? process.cwd();
+  const demo = options.database === undefined;
+  const databasePath = resolve(cwd, options.database ?? options.demoDatabase ?? "edgecache.db");
+  if (!demo && !existsSync(databasePath)) {
+    throw new Error(`[edgecache] [config] database: no SQLite file at ${databasePath}`);
+  }
+  const db = new Database(databasePath);
+  if (demo && !isSeeded(db)) seedDemo(db, options.demo);
+  const source = sqliteSource({ database: db, views: demo ? demoViews : (options.views ?? []) });
+
+  const tiers: Store[] = [memoryStore(options.memory)];
+  const cacheFile =
+    options.cacheFile === undefined
+      ? databasePath.replace(/(\.db)?$/, ".cache.db")
+      : options.cacheFile;
+  if (cacheFile !== false) tiers.push(sqliteStore({ path: resolve(cwd, cacheFile) }));
+  const cache = new Cache({
+    tiers,
+    ttl: (options.ttl ?? 86_400) * 1000,
+    staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
+    policy: options.policy,
+    rehydrate: options.rehydrate === false ? false : undefined,
+  });
+  const api = await createDataApi({ source, cache, routes: options.routes });
+  await cache.restore();
+
+  const app = new Hono();
+  app.route("/_edgecache", createAdminApi({ cache, token: options.adminToken, isLoopback }));
+  app.route("/", api.app);
+
+  let running: RunningServer | undefined;
+  return {
+    app,
+    cache,
+    api,
+    demo,
+    databasePath,
+    async listen() {
+      running = await startServer({
+        app,
+        cache,
+        port: options.port,
+        hostname: options.hostname,
+      });
+      return running;
+    },
+    async close() {
+      await running?.close();
+      await cache.drain();
+      for (const tier of tiers) await (tier as Partial<{ close(): Promise<void> }>).close?.();
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,182 @@
+import { type Context, Hono } from "hono";
+import type { Cache } from "../core/cache.ts";
+import { rowTag, tableTag } from "../core/deps/planner.ts";
+import { EdgecacheError } from "../core/errors.ts";
+import { toPrometheus } from "../core/stats.ts";
+import { onError } from "./errors.ts";
+
+export interface AdminOptions {
+  cache: Cache;
+  /** With a token every request needs `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Without a token only loopback clients are answered; the runtime adapter tells which. */
+  isLoopback?: (c: Context) => boolean;
+  now?: () => number;
+}
+
+const COMPONENT = "admin";
+const MAX_KEYS = 1000;
+
+/**
+ * The admin API, mounted under `/_edgecache`: stats (JSON or Prometheus), the cached keys
+ * with their dependencies, one key's details, and manual invalidation.
+ */
+export function createAdminApi(options: AdminOptions): Hono {
+  const { cache } = options;
+  const now = options.now ?? Date.now;
+  const app = new Hono();
+  app.onError(onError);
+
+  app.use("*", async (c, next) => {
+    if (options.token) {
+      const given = c.req.header("authorization") ?? "";
+      if (!constantTimeEqual(given, `Bearer ${options.token}`)) {
+        throw new EdgecacheError("E_UNAUTHORIZED", COMPONENT, "a valid bearer token is required");
+      }
+    } else if (!options.isLoopback?.(c)) {
+      throw new EdgecacheError(
+        "E_UNAUTHORIZED",
+        COMPONENT,
+        "admin API answers loopback clients only unless EDGECACHE_ADMIN_TOKEN is set",
+      );
+    }
+    await next();
+  });
+
+  app.get("/stats", (c) => {
+    const stats = cache.stats();
+    if (c.req.query("format") === "prometheus") {
+      return c.text(toPrometheus(stats), 200, { "content-type": "text/plain; version=0.0.4" });
+    }
+    return c.json(stats);
+  });
+  app.get("/metrics", (c) =>
+    c.text(toPrometheus(cache.stats()), 200, { "content-type": "text/plain; version=0.0.4" }),
+  );
+
+  app.get("/keys", (c) => {
+    const prefix = c.req.query("prefix") ?? "";
+    const tag = c.req.query("tag");
+    const keys = [];
+    const source = tag ? cache.index.keysForTag(tag) : cache.index.keys(prefix);
+    for (const key of source) {
+      if (tag && !key.startsWith(prefix)) continue;
+      const reg = cache.index.get(key);
+      if (!reg || reg.expiresAt <= now()) continue;
+      keys.push({
+        key,
+        hits: reg.hits,
+        expiresAt: reg.expiresAt,
+        tags: reg.tags,
+        lists: reg.lists,
+      });
+      if (keys.length >= MAX_KEYS) break;
+    }
+    return c.json({ keys, truncated: keys.length >= MAX_KEYS });
+  });
+
+  app.get("/keys/:key{.+}", async (c) => {
+    const key = decodeURIComponent(c.req.param("key"));
+    const reg = cache.index.get(key);
+    const tiers = [];
+    for (const tier of cache.tiers) {
+      const entry = await tier.get(key).catch(() => undefined);
+      tiers.push({ tier: tier.name, present: !!entry });
+    }
+    const entry = await cache.getEntry(key);
+    if (!entry && !reg) {
+      throw new EdgecacheError("E_NOT_FOUND", COMPONENT, `key "${key}" is not cached`);
+    }
+    const t = now();
+    return c.json({
+      key,
+      tiers,
+      hits: reg?.hits ?? 0,
+      tags: entry?.tags ?? reg?.tags,
+      lists: entry?.lists ?? reg?.lists,
+      ...(entry && {
+        status: entry.status,
+        etag: entry.etag,
+        bytes: entry.body.byteLength,
+        ageSeconds: Math.floor((t - entry.createdAt) / 1000),
+        ttlSeconds: Math.floor((entry.freshUntil - t) / 1000),
+        headers: entry.headers,
+      }),
+    });
+  });
+
+  app.post("/invalidate", async (c) => {
+    const body = await c.req.json().catch(() => undefined);
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new EdgecacheError(
+        "E_BAD_BODY",
+        COMPONENT,
+        'body: expected a JSON object such as {"tag": "users#123-abc"}',
+      );
+    }
+    const b = body as Record<string, unknown>;
+    const keys = strings(b, "key", "keys");
+    const tags = strings(b, "tag", "tags");
+    if (b.table !== undefined) {
+      if (typeof b.table !== "string") bodyError("table", "a string", b.table);
+      tags.push(tableTag(b.table));
+    }
+    if (b.row !== undefined) {
+      const row = b.row as { table?: unknown; id?: unknown };
+      if (typeof row?.table !== "string" || !["string", "number"].includes(typeof row.id)) {
+        bodyError("row", '{"table": string, "id": string | number}', JSON.stringify(b.row));
+      }
+      tags.push(rowTag(row.table as string, row.id));
+    }
+    let prefix: string | undefined;
+    if (b.prefix !== undefined) {
+      if (typeof b.prefix !== "string" || b.prefix === "")
+        bodyError("prefix", "a non-empty string", b.prefix);
+      prefix = b.prefix as string;
+    }
+    if (keys.length === 0 && tags.length === 0 && prefix === undefined) {
+      throw new EdgecacheError(
+        "E_BAD_BODY",
+        COMPONENT,
+        "body: expected one of key, keys, tag, tags, table, row or prefix",
+      );
+    }
+    const invalidated = await cache.invalidate({ keys, tags, prefix });
+    return c.json({ invalidated });
+  });
+
+  return app;
+}
+
+function strings(body: Record<string, unknown>, one: string, many: string): string[] {
+  const out: string[] = [];
+  if (body[one] !== undefined) {
+    if (typeof body[one] !== "string") bodyError(one, "a string", body[one]);
+    out.push(body[one] as string);
+  }
+  if (body[many] !== undefined) {
+    const v = body[many];
+    if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
+      bodyError(many, "an array of strings", JSON.stringify(v));
+    }
+    out.push(...(v as string[]));
+  }
+  return out;
+}
+
+function bodyError(name: string, expected: string, got: unknown): never {
+  throw new EdgecacheError(
+    "E_BAD_BODY",
+    COMPONENT,
+    `${name}: expected ${expected}, got ${String(got)}`,
+  );
+}
+
+/** Compares secrets without an early exit, so timing does not reveal a prefix. */
+function constantTimeEqual(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+  }
+  return diff === 0;
+}

@@ -1,0 +1,41 @@
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { EdgecacheError, type ErrorCode } from "../core/errors.ts";
+
+const STATUS: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
+  E_BAD_QUERY: 400,
+  E_BAD_BODY: 400,
+  E_BAD_OPTION: 400,
+  E_NOT_FOUND: 404,
+  E_METHOD_NOT_ALLOWED: 405,
+  E_CONFLICT: 409,
+  E_UNAUTHORIZED: 401,
+  E_SOURCE_UNAVAILABLE: 503,
+  E_STORE_UNAVAILABLE: 503,
+};
+
+/** `{"error": {"code", "message"}}` bytes and status for an error. */
+export function errorBody(err: unknown): { status: ContentfulStatusCode; body: string } {
+  if (err instanceof EdgecacheError) {
+    const status = STATUS[err.code] ?? 500;
+    // Client-facing: the message without the "[edgecache] [component]" prefix. Internal
+    // errors say only that something failed; the cause stays in the server log.
+    const message = status === 500 ? "internal error" : err.message.replace(/^(\[[^\]]*\] )+/, "");
+    return { status, body: JSON.stringify({ error: { code: err.code, message } }) };
+  }
+  return {
+    status: 500,
+    body: JSON.stringify({ error: { code: "E_INTERNAL", message: "internal error" } }),
+  };
+}
+
+/** Hono onError handler: JSON errors, never a stack trace or a database message. */
+export function onError(err: Error, c: Context): Response {
+  const { status, body } = errorBody(err);
+  if (status >= 500) console.error("[edgecache] request failed:", err);
+  return c.body(body, status, { "content-type": "application/json" });
+}
+
+export function clientError(code: ErrorCode, component: string, message: string): EdgecacheError {
+  return new EdgecacheError(code, component, message);
+}
