@@ -102,7 +102,7 @@ export class Cache {
     rehydrations: 0,
   };
   #latency = new LatencyRecorder();
-  #inflight = new Map<string, Promise<Resolved>>();
+  #inflight = new Map<string, { promise: Promise<Resolved>; seq: number }>();
   #front: SyncStore | undefined;
   // The write fence: a sequence number bumped by every invalidation, and the recent ones.
   #seq = 0;
@@ -310,7 +310,7 @@ export class Cache {
   /** Waits until queued rehydrations have finished (tests, graceful shutdown). */
   async drain(): Promise<void> {
     while (this.#rehydrating > 0 || this.#rehydrateQueue.length > 0 || this.#inflight.size > 0) {
-      await Promise.allSettled([...this.#inflight.values()]);
+      await Promise.allSettled([...this.#inflight.values()].map((f) => f.promise));
       await new Promise((r) => setTimeout(r, 1));
     }
   }
@@ -388,11 +388,19 @@ export class Cache {
     return undefined;
   }
 
-  #load(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
+  async #load(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
     const running = this.#inflight.get(key);
-    if (running) return running;
-    const promise = this.#runLoad(key, load).finally(() => this.#inflight.delete(key));
-    this.#inflight.set(key, promise);
+    if (running) {
+      const result = await running.promise;
+      // Joining a load that began before an invalidation could hand this reader data older
+      // than a write it already saw acknowledged: check, and load again if so.
+      if (!this.#conflicts(running.seq, key, result.entry)) return result;
+      return this.#load(key, load);
+    }
+    const promise = this.#runLoad(key, load).finally(() => {
+      if (this.#inflight.get(key)?.promise === promise) this.#inflight.delete(key);
+    });
+    this.#inflight.set(key, { promise, seq: this.#seq });
     return promise;
   }
 

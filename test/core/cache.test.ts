@@ -136,6 +136,28 @@ describe("cache engine", () => {
     expect(cache.stats().fenced).toBe(1);
   });
 
+  it("a reader arriving after an invalidation does not join a load that began before it", async () => {
+    const { cache } = twoTiers();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let version = 1;
+    const load = async () => {
+      const seen = version; // the row as read from the database
+      await gate;
+      return { body: `v${seen}`, tags: ["row#1"] };
+    };
+    const early = cache.resolve("k", load);
+    await new Promise((r) => setTimeout(r, 1));
+    version = 2; // the write commits...
+    await cache.invalidate({ tags: ["row#1"] }); // ...and is acknowledged
+    const late = cache.resolve("k", load);
+    release();
+    const text = async (p: Promise<{ entry: { body: Uint8Array } }>) =>
+      new TextDecoder().decode((await p).entry.body);
+    expect(await text(early)).toBe("v1"); // concurrent with the write: either is fine
+    expect(await text(late)).toBe("v2"); // began after the write: must see it
+  });
+
   it("a failing lower tier degrades to the source, counts the failure and logs once", async () => {
     const clock = fakeClock();
     const chaos = chaosStore(memoryStore({ now: clock.now }));
