@@ -3,7 +3,7 @@ import type { Cache } from "../core/cache.ts";
 import { rowTag, tableTag } from "../core/deps/planner.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { toPrometheus } from "../core/stats.ts";
-import { onError } from "./errors.ts";
+import { notFound, onError } from "./errors.ts";
 
 export interface AdminOptions {
   cache: Cache;
@@ -43,6 +43,8 @@ export function createAdminApi(options: AdminOptions): Hono {
     await next();
   });
 
+  app.notFound(notFound);
+
   app.get("/stats", (c) => {
     const stats = cache.stats();
     if (c.req.query("format") === "prometheus") {
@@ -76,7 +78,7 @@ export function createAdminApi(options: AdminOptions): Hono {
   });
 
   app.get("/keys/:key{.+}", async (c) => {
-    const key = decodeURIComponent(c.req.param("key"));
+    const key = c.req.param("key"); // Hono has already percent-decoded it
     const reg = cache.index.get(key);
     const tiers = [];
     for (const tier of cache.tiers) {

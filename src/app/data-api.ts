@@ -20,7 +20,7 @@ import {
 } from "../core/query.ts";
 import { parseListQuery } from "../core/query-params.ts";
 import type { Source } from "../sources/source.ts";
-import { errorBody, onError } from "./errors.ts";
+import { errorBody, notFound, onError } from "./errors.ts";
 import { entryReply, replyResponse } from "./http.ts";
 
 export interface DataApiOptions {
@@ -114,7 +114,10 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
             body,
             status: 404,
             headers: JSON_HEADERS,
-            tags: [tableTag(resource.table.name), rowTag(resource.table.name, id)],
+            tags: [
+              tableTag(resource.table.name),
+              rowTag(resource.table.name, canonicalId(resource, id)),
+            ],
             ttl: ttlOf(resource),
           };
         }
@@ -176,14 +179,20 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     return c.body(null, 204);
   });
 
-  app.notFound(() => {
-    const { status, body } = errorBody(
-      new EdgecacheError("E_NOT_FOUND", COMPONENT, "no such route"),
-    );
-    return new Response(body, { status, headers: JSON_HEADERS });
-  });
+  app.notFound(notFound);
 
   return { app, schema, refetch };
+}
+
+/**
+ * The id as the row's key value will read once inserted, so a cached 404 for `/books/05`
+ * carries the same tag as the row `{"id": 5}`.
+ */
+function canonicalId(resource: Resource, id: string): string | number {
+  const pk = resource.table.columns.find((c) => c.name === resource.table.primaryKey);
+  if (pk?.kind !== "number" || id.trim() === "") return id;
+  const n = Number(id);
+  return Number.isFinite(n) ? n : id;
 }
 
 async function jsonObject(req: Request): Promise<Row> {

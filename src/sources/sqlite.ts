@@ -601,8 +601,9 @@ function compileFilter(table: TableMeta, filter: Filter): { sql: string; values:
   if (!column) throw badQuery(`unknown column "${filter.column}"`);
   const value = filterValue(column, filter.value);
   if (filter.op === "prefix") {
-    if (column.kind !== "text" || typeof value !== "string") {
-      throw badQuery(`prefix filter needs a text column, "${column.name}" is ${column.kind}`);
+    // Dates are ISO 8601 text here, so a prefix (`2025-03*`) is a text prefix too.
+    if (column.kind === "number" || typeof value !== "string") {
+      throw badQuery(`${column.name}: a prefix (value*) needs a text or date column`);
     }
     if (value.includes("\0")) {
       // GLOB reads its pattern as a C string and would stop at the NUL: compare UTF-8 bytes.

@@ -4,8 +4,8 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
-import { parseListQuery } from "../../src/core/query-params.ts";
 import { resolveResource } from "../../src/core/query.ts";
+import { parseListQuery } from "../../src/core/query-params.ts";
 import { demoViews } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
@@ -51,27 +51,27 @@ const window = fc.record({
   offset: fc.constantFrom(0, 0, 3),
 });
 const listPath = fc.oneof(
-  fc.tuple(fc.constantFrom(...FIRST), window).map(
-    ([f, w]) => `/v1/users?firstName=${f}&limit=${w.limit}&offset=${w.offset}`,
-  ),
-  fc.tuple(fc.constantFrom("1", "2", "3"), window).map(
-    ([p, w]) => `/v1/users?id=${p}*&sort=lastName&limit=${w.limit}&offset=${w.offset}`,
-  ),
-  fc.tuple(fc.constantFrom("-createdAt", "lastName,-firstName", "email"), window).map(
-    ([s, w]) => `/v1/users?sort=${s}&limit=${w.limit}&offset=${w.offset}`,
-  ),
-  fc.tuple(fc.constantFrom("2024-06-01", "2025-01-01"), window).map(
-    ([d, w]) => `/v1/users?createdAt[gte]=${d}&sort=createdAt&limit=${w.limit}`,
-  ),
-  fc.tuple(fc.integer({ min: 0, max: 400 }), window).map(
-    ([t, w]) => `/v1/orders?total[gte]=${t}&sort=-total&limit=${w.limit}&offset=${w.offset}`,
-  ),
-  fc.tuple(fc.constantFrom("paid", "pending"), window).map(
-    ([s, w]) => `/v1/orders?status=${s}&limit=${w.limit}&offset=${w.offset}`,
-  ),
-  fc.tuple(fc.constantFrom(...FIRST), window).map(
-    ([f, w]) => `/v1/usersWithOrders?firstName=${f}&limit=${w.limit}&offset=${w.offset}`,
-  ),
+  fc
+    .tuple(fc.constantFrom(...FIRST), window)
+    .map(([f, w]) => `/v1/users?firstName=${f}&limit=${w.limit}&offset=${w.offset}`),
+  fc
+    .tuple(fc.constantFrom("1", "2", "3"), window)
+    .map(([p, w]) => `/v1/users?id=${p}*&sort=lastName&limit=${w.limit}&offset=${w.offset}`),
+  fc
+    .tuple(fc.constantFrom("-createdAt", "lastName,-firstName", "email"), window)
+    .map(([s, w]) => `/v1/users?sort=${s}&limit=${w.limit}&offset=${w.offset}`),
+  fc
+    .tuple(fc.constantFrom("2024-06-01", "2025-01-01"), window)
+    .map(([d, w]) => `/v1/users?createdAt[gte]=${d}&sort=createdAt&limit=${w.limit}`),
+  fc
+    .tuple(fc.integer({ min: 0, max: 400 }), window)
+    .map(([t, w]) => `/v1/orders?total[gte]=${t}&sort=-total&limit=${w.limit}&offset=${w.offset}`),
+  fc
+    .tuple(fc.constantFrom("paid", "pending"), window)
+    .map(([s, w]) => `/v1/orders?status=${s}&limit=${w.limit}&offset=${w.offset}`),
+  fc
+    .tuple(fc.constantFrom(...FIRST), window)
+    .map(([f, w]) => `/v1/usersWithOrders?firstName=${f}&limit=${w.limit}&offset=${w.offset}`),
 );
 const cmd: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 24, arbitrary: listPath.map((path) => ({ kind: "list" as const, path })) },
@@ -126,7 +126,10 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
       { requiredKeys: ["kind", "pick"] },
     ),
   },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("deleteOrder" as const), pick: fc.nat() }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant("deleteOrder" as const), pick: fc.nat() }),
+  },
 );
 
 const schemaOf = () => fresh.schema();

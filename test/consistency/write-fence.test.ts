@@ -70,9 +70,9 @@ afterAll(async () => {
 
 describe("write fence under concurrent reads and writes", () => {
   it("no read that starts after a write is acknowledged shows an older version", async () => {
-    const ids = (db.prepare("SELECT id FROM users ORDER BY id LIMIT 4").all() as { id: string }[]).map(
-      (r) => r.id,
-    );
+    const ids = (
+      db.prepare("SELECT id FROM users ORDER BY id LIMIT 4").all() as { id: string }[]
+    ).map((r) => r.id);
     const acked = new Map<string, number>(ids.map((id) => [id, 0]));
     const version = (lastName: unknown) => Number(String(lastName).replace(/^v/, "")) || 0;
     let stale = 0;

@@ -221,8 +221,9 @@ describe("sqliteSource", () => {
       expect(await list([{ column: "name", op: "prefix", value: "" }])).toEqual([1, 2, 3, 4, 5, 7]);
     });
 
-    it("prefix refuses non-text columns", async () => {
-      await rejection(list([{ column: "seenAt", op: "prefix", value: "2024" }]), "E_BAD_QUERY");
+    it("prefix refuses number columns and works on ISO date columns", async () => {
+      await rejection(list([{ column: "price", op: "prefix", value: "9" }]), "E_BAD_QUERY");
+      expect(await list([{ column: "seenAt", op: "prefix", value: "2024-06" }])).toEqual([3, 6]);
     });
 
     it("compares number columns numerically, skipping NULL", async () => {

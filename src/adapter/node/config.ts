@@ -80,7 +80,12 @@ export function validateConfig(raw: unknown): EdgecacheConfig {
   str("hostname");
   num("ttl", c.ttl, 1);
   num("staleWhileRevalidate", c.staleWhileRevalidate, 0);
-  num("port", c.port, 0);
+  if (
+    c.port !== undefined &&
+    !(Number.isInteger(c.port) && (c.port as number) >= 0 && (c.port as number) <= 65535)
+  ) {
+    badOption(C, "port", "an integer from 0 to 65535", c.port);
+  }
   if (c.cacheFile !== undefined && c.cacheFile !== false && typeof c.cacheFile !== "string") {
     badOption(C, "cacheFile", "a path or false", c.cacheFile);
   }

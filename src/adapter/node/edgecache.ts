@@ -4,8 +4,10 @@ import Database from "better-sqlite3";
 import { Hono } from "hono";
 import { createAdminApi } from "../../app/admin.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
+import { notFound, onError } from "../../app/errors.ts";
 import { Cache } from "../../core/cache.ts";
 import type { InvalidationPolicy } from "../../core/deps/planner.ts";
+import { EdgecacheError } from "../../core/errors.ts";
 import type { Store } from "../../core/store.ts";
 import { demoViews, isSeeded, seedDemo } from "../../demo/seed.ts";
 import { sqliteSource } from "../../sources/sqlite.ts";
@@ -48,7 +50,11 @@ export async function createNodeEdgecache(
   const demo = options.database === undefined;
   const databasePath = resolve(cwd, options.database ?? options.demoDatabase ?? "edgecache.db");
   if (!demo && !existsSync(databasePath)) {
-    throw new Error(`[edgecache] [config] database: no SQLite file at ${databasePath}`);
+    throw new EdgecacheError(
+      "E_BAD_OPTION",
+      "config",
+      `database: no SQLite file at ${databasePath}`,
+    );
   }
   const db = new Database(databasePath);
   if (demo && !isSeeded(db)) seedDemo(db, options.demo);
@@ -71,8 +77,10 @@ export async function createNodeEdgecache(
   await cache.restore();
 
   const app = new Hono();
+  app.onError(onError);
   app.route("/_edgecache", createAdminApi({ cache, token: options.adminToken, isLoopback }));
   app.route("/", api.app);
+  app.notFound(notFound);
 
   let running: RunningServer | undefined;
   return {

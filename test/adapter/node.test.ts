@@ -1,0 +1,368 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { loadConfig, validateConfig } from "../../src/adapter/node/config.ts";
+import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { EdgecacheError } from "../../src/core/errors.ts";
+import type { Row } from "../../src/core/query.ts";
+import {
+  booksDatabase,
+  type Harness,
+  HIT,
+  MISS_STORED,
+  type Reply,
+  reply,
+  send,
+  startEdgecache,
+  tempDir,
+} from "../app/harness.ts";
+
+// The Node adapter over real sockets and real SQLite files: the hit fast path, restarts
+// on the persistent tier, config loading and the CLI.
+
+const cleanup: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+async function started(options = {}, cwd?: string): Promise<Harness & { url: string }> {
+  const h = await startEdgecache(options, cwd);
+  cleanup.push(() => h.close());
+  const { url } = await h.edgecache.listen();
+  return { ...h, url };
+}
+
+const fetchReply = async (url: string, init?: RequestInit) => reply(await fetch(url, init));
+
+/** Headers without the ones that describe the connection or the moment, and without ttl. */
+function comparable(headers: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of headers) {
+    if (["age", "date", "connection", "keep-alive"].includes(name)) continue;
+    // The remaining seconds may tick between two requests.
+    out[name] = name === "cache-status" ? value.replace(/; ttl=\d+/, "") : value;
+  }
+  return out;
+}
+
+describe("the hit fast path", () => {
+  it("answers a memory hit with the same status, bytes and headers as the app", async () => {
+    const h = await started();
+    const path = "/v1/users?firstName=Mary&limit=50";
+    const key = "GET /v1/users?firstName=Mary&limit=50";
+    const peek = vi.spyOn(h.edgecache.cache, "peek");
+
+    const miss = await fetchReply(`${h.url}${path}`);
+    expect(miss.headers.get("cache-status")).toMatch(MISS_STORED);
+    // Out of memory, still in SQLite: the next request goes through the app (a hit).
+    await h.edgecache.cache.tiers[0]!.delete([key]);
+    const viaApp = await fetch(`${h.url}${path}`);
+    const viaAppBytes = new Uint8Array(await viaApp.arrayBuffer());
+    expect(viaApp.headers.get("cache-status")).toMatch(HIT);
+    // Now back in memory: answered by the fast path.
+    peek.mockClear();
+    const fast = await fetch(`${h.url}${path}`);
+    const fastBytes = new Uint8Array(await fast.arrayBuffer());
+    expect(peek.mock.results.some((r) => r.value !== undefined)).toBe(true);
+
+    expect(fast.status).toBe(viaApp.status);
+    expect(fastBytes).toEqual(viaAppBytes);
+    expect(comparable(fast.headers)).toEqual(comparable(viaApp.headers));
+    expect(fast.headers.get("cache-status")).toMatch(HIT);
+    expect(fast.headers.get("age")).toMatch(/^\d+$/);
+
+    // And the same as the in-process app answers a hit (which has no socket framing).
+    const inProcess = await h.edgecache.app.request(path);
+    expect(new Uint8Array(await inProcess.arrayBuffer())).toEqual(fastBytes);
+    const framing = comparable(fast.headers);
+    delete framing["content-length"];
+    expect(comparable(inProcess.headers)).toEqual(framing);
+  });
+
+  it("answers a cached 404 the same way the app does", async () => {
+    const h = await started();
+    const first = await fetchReply(`${h.url}/v1/users/no-such-user`);
+    const second = await fetchReply(`${h.url}/v1/users/no-such-user`);
+    expect(second.status).toBe(404);
+    expect(second.text).toBe(first.text);
+    expect(second.json.error.code).toBe("E_NOT_FOUND");
+    expect(second.headers.get("content-type")).toBe(first.headers.get("content-type"));
+  });
+
+  it("answers If-None-Match with the current ETag with 304 and no body", async () => {
+    const h = await started();
+    const path = `${h.url}/v1/users?limit=3`;
+    const { headers } = await fetchReply(path);
+    const etag = headers.get("etag")!;
+    const r = await fetchReply(path, { headers: { "if-none-match": etag } });
+    expect(r.status).toBe(304);
+    expect(r.text).toBe("");
+    expect(r.headers.get("etag")).toBe(etag);
+    expect(r.headers.get("cache-status")).toMatch(HIT);
+  });
+
+  it("answers HEAD with the GET headers and no body", async () => {
+    const h = await started();
+    const path = `${h.url}/v1/users?limit=3`;
+    const got = await fetchReply(path);
+    const head = await fetchReply(path, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.text).toBe("");
+    expect(head.headers.get("etag")).toBe(got.headers.get("etag"));
+    expect(head.headers.get("content-type")).toBe(got.headers.get("content-type"));
+    expect(head.headers.get("cache-status")).toMatch(HIT);
+  });
+
+  it("never answers a write from the cache", async () => {
+    const h = await started();
+    const user = h.fresh("SELECT * FROM users LIMIT 1")[0]!;
+    await fetchReply(`${h.url}/v1/users/${user.id}`);
+    const r = await fetchReply(`${h.url}/v1/users/${user.id}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ lastName: "Socket" }),
+    });
+    expect(r.status).toBe(200);
+    expect(r.json).toEqual({ ...user, lastName: "Socket" });
+    expect((await fetchReply(`${h.url}/v1/users/${user.id}`)).json.lastName).toBe("Socket");
+  });
+});
+
+describe("restart", () => {
+  it("serves entries from the SQLite tier after a restart, and a PATCH still invalidates them", async () => {
+    const cwd = tempDir();
+    cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
+    const options = { cwd, demo: { users: 200, orders: 1000 }, port: 0 };
+    const before = await createNodeEdgecache(options);
+    const user = (await send(before, "GET", "/v1/users?limit=1&sort=firstName")).json
+      .data[0] as Row;
+    const item = `/v1/users/${user.id}`;
+    const list = `/v1/users?firstName=${user.firstName}&limit=1000`;
+    await send(before, "GET", item);
+    await send(before, "GET", list);
+    await before.close();
+
+    const after = await createNodeEdgecache(options);
+    cleanup.push(() => after.close());
+    const { url } = await after.listen();
+    for (const path of [item, list]) {
+      const r = await fetchReply(`${url}${path}`);
+      expect(r.headers.get("cache-status"), path).toMatch(HIT);
+    }
+    expect(after.cache.stats().tiers[1]).toMatchObject({ name: "sqlite", hits: 2 });
+
+    const patched = await fetchReply(`${url}${item}`, {
+      method: "PATCH",
+      body: JSON.stringify({ firstName: "Restarted" }),
+    });
+    expect(patched.status).toBe(200);
+    const itemAfter = await fetchReply(`${url}${item}`);
+    expect(itemAfter.headers.get("cache-status")).toMatch(MISS_STORED);
+    expect(itemAfter.json).toEqual({ ...user, firstName: "Restarted" });
+    const listAfter = await fetchReply(`${url}${list}`);
+    expect((listAfter.json.data as Row[]).map((u) => u.id)).not.toContain(user.id);
+  });
+});
+
+describe("config", () => {
+  const badOption = (fn: () => unknown, pattern: RegExp) => {
+    let thrown: unknown;
+    try {
+      fn();
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(EdgecacheError);
+    expect((thrown as EdgecacheError).code).toBe("E_BAD_OPTION");
+    expect((thrown as Error).message).toMatch(pattern);
+  };
+
+  it.each([
+    [-1, /option "port": expected .+, got -1/],
+    ["8080", /option "port": expected .+, got "8080"/],
+    [70_000, /option "port": expected .+, got 70000/],
+    [80.5, /option "port": expected .+, got 80.5/],
+  ])("refuses port %j in expected/got form", (port, pattern) => {
+    badOption(() => validateConfig({ port }), pattern);
+  });
+
+  it("refuses an unknown key, naming it and the known ones", () => {
+    badOption(
+      () => validateConfig({ prot: 8080 }),
+      /option "prot": expected one of database, .*port.*, got "prot"/,
+    );
+  });
+
+  it.each([
+    [{ views: {} }, /option "views": expected an array, got/],
+    [
+      { views: [{ base: "users", joins: [] }] },
+      /option "views\[0\]\.name": expected a string, got undefined/,
+    ],
+    [
+      {
+        views: [
+          { name: "v", base: "users", joins: [{ as: "o", table: "orders", references: "id" }] },
+        ],
+      },
+      /option "views\[0\]\.joins\[0\]\.foreignKey": expected a string, got undefined/,
+    ],
+  ])("refuses bad views in expected/got form (%j)", (config, pattern) => {
+    badOption(() => validateConfig(config), pattern);
+  });
+
+  it("accepts a complete, valid config unchanged", () => {
+    const config = {
+      database: "app.db",
+      ttl: 60,
+      staleWhileRevalidate: 10,
+      routes: { users: { ttl: 5 } },
+      memory: { maxBytes: 1_000_000 },
+      cacheFile: false as const,
+      port: 0,
+      hostname: "127.0.0.1",
+      views: [
+        {
+          name: "usersWithOrders",
+          base: "users",
+          joins: [{ as: "orders", table: "orders", foreignKey: "userId", references: "id" }],
+        },
+      ],
+    };
+    expect(validateConfig(structuredClone(config))).toEqual(config);
+  });
+
+  it("reports a bad value in edgecache.config.json as E_BAD_OPTION", async () => {
+    const cwd = tempDir();
+    cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
+    writeFileSync(join(cwd, "edgecache.config.json"), JSON.stringify({ port: -1 }));
+    await expect(loadConfig(cwd)).rejects.toMatchObject({
+      code: "E_BAD_OPTION",
+      message: expect.stringMatching(/option "port": expected .+, got -1/),
+    });
+    writeFileSync(join(cwd, "edgecache.config.json"), "{ not json");
+    await expect(loadConfig(cwd)).rejects.toMatchObject({
+      code: "E_BAD_OPTION",
+      message: expect.stringContaining("edgecache.config.json"),
+    });
+    await expect(loadConfig(cwd, "missing.json")).rejects.toMatchObject({
+      code: "E_BAD_OPTION",
+      message: expect.stringContaining(resolve(cwd, "missing.json")),
+    });
+  });
+
+  it("finds no config in a directory without one", async () => {
+    const cwd = tempDir();
+    cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
+    expect(await loadConfig(cwd)).toBeUndefined();
+  });
+
+  it("serves your own SQLite file and views named by edgecache.config.json", async () => {
+    const cwd = tempDir();
+    booksDatabase(cwd);
+    writeFileSync(
+      join(cwd, "edgecache.config.json"),
+      JSON.stringify({
+        database: "books.db",
+        views: [
+          {
+            name: "booksWithReviews",
+            base: "books",
+            joins: [{ as: "reviews", table: "reviews", foreignKey: "bookId", references: "id" }],
+          },
+        ],
+      }),
+    );
+    const loaded = await loadConfig(cwd);
+    expect(loaded?.path).toBe(join(cwd, "edgecache.config.json"));
+    const h = await started(loaded!.config, cwd);
+    expect(h.edgecache.demo).toBe(false);
+
+    const books = await fetchReply(`${h.url}/v1/books`);
+    expect(books.status).toBe(200);
+    expect(books.json).toEqual({
+      data: h.fresh("SELECT * FROM books ORDER BY id"),
+      limit: 20,
+      offset: 0,
+    });
+    expect((await fetchReply(`${h.url}/v1/users`)).status).toBe(404);
+
+    const view = `${h.url}/v1/booksWithReviews/1`;
+    await fetchReply(view);
+    const review = await fetchReply(`${h.url}/v1/reviews`, {
+      method: "POST",
+      body: JSON.stringify({ bookId: 1, stars: 3 }),
+    });
+    expect(review.status).toBe(201);
+    const shown: Reply = await fetchReply(view);
+    expect(shown.json.reviews).toEqual(
+      h.fresh("SELECT * FROM reviews WHERE bookId = 1 ORDER BY id"),
+    );
+    expect((shown.json.reviews as Row[]).map((r) => r.id)).toContain(review.json.id);
+  });
+
+  it("refuses a database path with no file, naming the path", async () => {
+    const cwd = tempDir();
+    cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
+    await expect(createNodeEdgecache({ cwd, database: "missing.db" })).rejects.toThrow(
+      `no SQLite file at ${join(cwd, "missing.db")}`,
+    );
+  });
+});
+
+describe("the CLI", () => {
+  const bin = resolve(import.meta.dirname, "../../bin/edgecache.js");
+
+  /** Resolves with the first stdout line matching `pattern`; rejects if the process exits. */
+  function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
+    return new Promise((done, fail) => {
+      let out = "";
+      let err = "";
+      child.stderr?.on("data", (chunk) => {
+        err += chunk;
+      });
+      child.stdout?.on("data", (chunk) => {
+        out += chunk;
+        const m = pattern.exec(out);
+        if (m) done(m);
+      });
+      child.once("exit", (code) => fail(new Error(`exited with ${code}\n${out}\n${err}`)));
+    });
+  }
+
+  it("serves the demo with `edgecache serve --port 0` and prints the URL", async () => {
+    const cwd = tempDir();
+    const { PORT: _port, EDGECACHE_ADMIN_TOKEN: _token, ...env } = process.env;
+    const child = spawn(process.execPath, [bin, "serve", "--port", "0"], {
+      cwd,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    cleanup.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((done) => child.once("exit", done));
+        child.kill("SIGTERM");
+        await exited;
+      }
+      rmSync(cwd, { recursive: true, force: true });
+    });
+
+    const m = await waitForLine(child, /data API:\s+(http:\/\/[^/\s]+)\/v1\/\{([^}]*)\}/);
+    const url = m[1]!;
+    expect(m[2]!.split(",")).toEqual(
+      expect.arrayContaining(["users", "orders", "usersWithOrders"]),
+    );
+
+    const users = await fetchReply(`${url}/v1/users`);
+    expect(users.status).toBe(200);
+    expect(users.json.data).toHaveLength(20);
+    expect((await fetchReply(`${url}/v1/users`)).headers.get("cache-status")).toMatch(HIT);
+    expect((await fetchReply(`${url}/_edgecache/stats`)).json.hits).toBe(1);
+
+    const exited = new Promise<number | null>((done) => child.once("exit", (code) => done(code)));
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  }, 60_000);
+});

@@ -1,0 +1,291 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Row } from "../../src/core/query.ts";
+import {
+  expectClientError,
+  type Harness,
+  HIT,
+  MISS_STORED,
+  reply,
+  send,
+  startEdgecache,
+} from "./harness.ts";
+
+// The admin API under /_edgecache, over the real Node wiring (demo SQLite file, memory and
+// SQLite tiers). Most tests authenticate with a token; the auth tests cover the rest.
+
+const TOKEN = "s3cret-admin-token";
+const AUTH = { authorization: `Bearer ${TOKEN}` };
+
+let h: Harness;
+
+beforeEach(async () => {
+  h = await startEdgecache({ adminToken: TOKEN });
+});
+
+afterEach(async () => {
+  await h.close();
+});
+
+const get = (path: string) => send(h.edgecache, "GET", path);
+const admin = (method: string, path: string, body?: unknown) =>
+  send(h.edgecache, method, `/_edgecache${path}`, body, AUTH);
+const status = (path: string) => get(path).then((r) => r.headers.get("cache-status"));
+
+/** A user, an order of nobody's first page, and the four cached reads built from them. */
+async function warmFour() {
+  const user = h.fresh(
+    "SELECT * FROM users u WHERE EXISTS (SELECT 1 FROM orders o WHERE o.userId = u.id) ORDER BY id LIMIT 1",
+  )[0]!;
+  const order = h.fresh("SELECT * FROM orders ORDER BY id DESC LIMIT 1")[0]!;
+  const paths = {
+    item: `/v1/users/${user.id}`,
+    list: `/v1/users?firstName=${user.firstName}&limit=1000`,
+    orders: "/v1/orders?limit=5",
+    order: `/v1/orders/${order.id}`,
+  };
+  for (const path of Object.values(paths)) {
+    await get(path);
+    expect(await status(path)).toMatch(HIT);
+  }
+  return { user, order, paths };
+}
+
+describe("stats", () => {
+  it("reports hits, misses and each tier's entries and bytes as JSON", async () => {
+    await get("/v1/users?limit=5");
+    await get("/v1/users?limit=5");
+    const r = await admin("GET", "/stats");
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({ hits: 1, misses: 1, indexedKeys: 1 });
+    expect(r.json.tiers.map((t: Row) => t.name)).toEqual(["memory", "sqlite"]);
+    for (const tier of r.json.tiers) {
+      expect(tier.entries).toBe(1);
+      expect(tier.bytes).toBeGreaterThan(0);
+    }
+  });
+
+  it.each(["/stats?format=prometheus", "/metrics"])(
+    "serves Prometheus text at %s",
+    async (path) => {
+      await get("/v1/users?limit=5");
+      await get("/v1/users?limit=5");
+      const r = await admin("GET", path);
+      expect(r.status).toBe(200);
+      expect(r.headers.get("content-type")).toMatch(/^text\/plain/);
+      expect(r.text).toContain("# TYPE edgecache_hits_total counter\nedgecache_hits_total 1\n");
+      expect(r.text).toContain("edgecache_misses_total 1\n");
+      expect(r.text).toContain('edgecache_tier_entries{tier="memory"} 1\n');
+      expect(r.text).toContain('edgecache_tier_entries{tier="sqlite"} 1\n');
+      // Every sample line is `name{labels} value`.
+      for (const line of r.text.trimEnd().split("\n")) {
+        if (!line.startsWith("#"))
+          expect(line).toMatch(/^edgecache_[a-z_]+(\{[^}]*\})? [\d.e+-]+$/);
+      }
+    },
+  );
+});
+
+describe("keys", () => {
+  it("lists cached keys with their tags and list dependencies", async () => {
+    const { user, paths } = await warmFour();
+    const r = await admin("GET", "/keys");
+    expect(r.status).toBe(200);
+    expect(r.json.truncated).toBe(false);
+    const byKey = new Map((r.json.keys as Row[]).map((k) => [k.key, k]));
+    expect([...byKey.keys()].sort()).toEqual(
+      [
+        `GET ${paths.item}`,
+        `GET /v1/users?firstName=${user.firstName}&limit=1000`,
+        "GET /v1/orders?limit=5",
+        `GET ${paths.order}`,
+      ].sort(),
+    );
+    expect(byKey.get(`GET ${paths.item}`)).toMatchObject({
+      hits: 1,
+      tags: expect.arrayContaining(["users", `users#${user.id}`]),
+      lists: [],
+    });
+    expect(byKey.get("GET /v1/orders?limit=5")).toMatchObject({
+      lists: [{ table: "orders", offset: 0, limit: 5, count: 5 }],
+    });
+  });
+
+  it("filters keys by ?prefix= and by ?tag=", async () => {
+    const { user, paths } = await warmFour();
+    const keysOf = async (query: string) =>
+      ((await admin("GET", `/keys?${query}`)).json.keys as Row[]).map((k) => k.key).sort();
+
+    expect(await keysOf(`prefix=${encodeURIComponent("GET /v1/orders")}`)).toEqual(
+      ["GET /v1/orders?limit=5", `GET ${paths.order}`].sort(),
+    );
+    expect(await keysOf(`tag=${encodeURIComponent(`users#${user.id}`)}`)).toEqual(
+      [`GET ${paths.item}`, `GET /v1/users?firstName=${user.firstName}&limit=1000`].sort(),
+    );
+    expect(await keysOf(`tag=orders&prefix=${encodeURIComponent("GET /v1/orders?")}`)).toEqual([
+      "GET /v1/orders?limit=5",
+    ]);
+  });
+
+  it("shows one key's tiers, ETag and remaining time to live", async () => {
+    const { paths } = await warmFour();
+    const key = `GET ${paths.item}`;
+    const etag = (await get(paths.item)).headers.get("etag");
+    const r = await admin("GET", `/keys/${encodeURIComponent(key)}`);
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({
+      key,
+      status: 200,
+      etag,
+      tiers: [
+        { tier: "memory", present: true },
+        { tier: "sqlite", present: true },
+      ],
+    });
+    expect(r.json.ttlSeconds).toBeGreaterThan(86_000);
+    expect(r.json.ttlSeconds).toBeLessThanOrEqual(86_400);
+
+    // Evicted from memory, still in SQLite: the details say which tier holds it.
+    await h.edgecache.cache.tiers[0]!.delete([key]);
+    const after = await admin("GET", `/keys/${encodeURIComponent(key)}`);
+    expect(after.json.tiers).toEqual([
+      { tier: "memory", present: false },
+      { tier: "sqlite", present: true },
+    ]);
+  });
+
+  it("shows the details of a key whose query holds a percent-escape", async () => {
+    const email = h.fresh("SELECT email FROM users LIMIT 1")[0]!.email as string;
+    const path = `/v1/users?email=${encodeURIComponent(email)}`;
+    await get(path);
+    const listed = ((await admin("GET", "/keys")).json.keys as Row[]).map((k) => k.key as string);
+    expect(listed).toHaveLength(1);
+    const key = listed[0]!;
+    expect(key).toContain("%40");
+
+    const r = await admin("GET", `/keys/${encodeURIComponent(key)}`);
+    expect(r.status).toBe(200);
+    expect(r.json.key).toBe(key);
+  });
+
+  it("answers an unknown key with 404 E_NOT_FOUND", async () => {
+    const r = await admin("GET", `/keys/${encodeURIComponent("GET /v1/users?limit=999")}`);
+    expectClientError(r, 404, "E_NOT_FOUND");
+  });
+});
+
+describe("manual invalidation", () => {
+  type Ctx = Awaited<ReturnType<typeof warmFour>>;
+  type Which = keyof Ctx["paths"];
+
+  it.each<[string, (c: Ctx) => unknown, Which[]]>([
+    ["key", (c) => ({ key: `GET ${c.paths.item}` }), ["item"]],
+    [
+      "keys",
+      (c) => ({ keys: [`GET ${c.paths.item}`, "GET /v1/orders?limit=5"] }),
+      ["item", "orders"],
+    ],
+    ["prefix", () => ({ prefix: "GET /v1/orders" }), ["orders", "order"]],
+    ["tag", (c) => ({ tag: `users#${c.user.id}` }), ["item", "list"]],
+    ["tags", (c) => ({ tags: [`orders#${c.order.id}`] }), ["order"]],
+    ["table", () => ({ table: "orders" }), ["orders", "order"]],
+    ["row of orders", (c) => ({ row: { table: "orders", id: c.order.id } }), ["order"]],
+    ["row of users", (c) => ({ row: { table: "users", id: c.user.id } }), ["item", "list"]],
+  ])(
+    "invalidates by %s: those entries miss next time, the others still hit",
+    async (_, body, gone) => {
+      const ctx = await warmFour();
+      const r = await admin("POST", "/invalidate", body(ctx));
+      expect(r.status).toBe(200);
+      expect(r.json).toEqual({ invalidated: gone.length });
+      for (const [which, path] of Object.entries(ctx.paths)) {
+        const expected = gone.includes(which as Which) ? MISS_STORED : HIT;
+        expect(await status(path), which).toMatch(expected);
+      }
+    },
+  );
+
+  it("removes an invalidated entry from every tier", async () => {
+    const { paths } = await warmFour();
+    const key = `GET ${paths.item}`;
+    await admin("POST", "/invalidate", { key });
+    for (const tier of h.edgecache.cache.tiers)
+      expect(await tier.get(key), tier.name).toBeUndefined();
+    expectClientError(await admin("GET", `/keys/${encodeURIComponent(key)}`), 404, "E_NOT_FOUND");
+  });
+
+  it.each([
+    ['{"key": 1}', "key"],
+    ['{"keys": "GET /v1/users"}', "keys"],
+    ['{"tag": ["users"]}', "tag"],
+    ['{"tags": [1]}', "tags"],
+    ['{"table": 5}', "table"],
+    ['{"row": {"table": "users"}}', "row"],
+    ['{"row": "users#1"}', "row"],
+    ['{"prefix": ""}', "prefix"],
+    ["{}", "body"],
+    ["[]", "body"],
+    ["not json", "body"],
+  ])("refuses the body %s with a 400 naming %s", async (body, field) => {
+    const { paths } = await warmFour();
+    const r = await admin("POST", "/invalidate", body);
+    expectClientError(r, 400, "E_BAD_BODY", field);
+    expect(await status(paths.item)).toMatch(HIT);
+  });
+});
+
+describe("auth", () => {
+  it("with a token, answers 401 without a bearer or with a wrong one, and 200 with the right one", async () => {
+    expectClientError(await get("/_edgecache/stats"), 401, "E_UNAUTHORIZED");
+    const wrong = await send(h.edgecache, "GET", "/_edgecache/stats", undefined, {
+      authorization: "Bearer wrong",
+    });
+    expectClientError(wrong, 401, "E_UNAUTHORIZED");
+    const prefixOnly = await send(h.edgecache, "GET", "/_edgecache/stats", undefined, {
+      authorization: `Bearer ${TOKEN.slice(0, -1)}`,
+    });
+    expectClientError(prefixOnly, 401, "E_UNAUTHORIZED");
+    expect((await admin("GET", "/stats")).status).toBe(200);
+  });
+
+  it("with a token, requires it from loopback clients too", async () => {
+    const { url } = await h.edgecache.listen();
+    const r = await reply(await fetch(`${url}/_edgecache/stats`));
+    expectClientError(r, 401, "E_UNAUTHORIZED");
+    const ok = await fetch(`${url}/_edgecache/stats`, { headers: AUTH });
+    expect(ok.status).toBe(200);
+    await ok.body?.cancel();
+  });
+
+  it("without a token, answers a loopback client over a real socket", async () => {
+    const open = await startEdgecache();
+    try {
+      const { url } = await open.edgecache.listen();
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      const r = await reply(await fetch(`${url}/_edgecache/stats`));
+      expect(r.status).toBe(200);
+      expect(r.json.tiers).toHaveLength(2);
+      const inv = await fetch(`${url}/_edgecache/invalidate`, {
+        method: "POST",
+        body: JSON.stringify({ table: "users" }),
+      });
+      expect(await inv.json()).toEqual({ invalidated: 0 });
+    } finally {
+      await open.close();
+    }
+  });
+
+  it("without a token, refuses a request that did not come over a loopback socket", async () => {
+    const open = await startEdgecache();
+    try {
+      const r = await send(open.edgecache, "GET", "/_edgecache/stats");
+      expectClientError(r, 401, "E_UNAUTHORIZED");
+      // A forwarding header is the client's word, not the socket's address.
+      const spoofed = await send(open.edgecache, "GET", "/_edgecache/stats", undefined, {
+        "x-forwarded-for": "127.0.0.1",
+      });
+      expectClientError(spoofed, 401, "E_UNAUTHORIZED");
+    } finally {
+      await open.close();
+    }
+  });
+});
