@@ -1,13 +1,13 @@
 #!/usr/bin/env node
-// Runs the built CLI when there is one (a published package), else the TypeScript
-// sources through tsx (a clone of the repository).
+// In a clone of the repository, runs the TypeScript sources through tsx (so edits take
+// effect without a build); in the published package, which ships only dist/, the build.
 import { existsSync } from "node:fs";
 
-const built = new URL("../dist/cli/main.js", import.meta.url);
-if (existsSync(built)) {
-  await import(built.href);
-} else {
+const source = new URL("../src/cli/main.ts", import.meta.url);
+if (existsSync(source)) {
   const { register } = await import("tsx/esm/api");
   register();
-  await import(new URL("../src/cli/main.ts", import.meta.url).href);
+  await import(source.href);
+} else {
+  await import(new URL("../dist/cli/main.js", import.meta.url).href);
 }

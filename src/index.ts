@@ -1,0 +1,40 @@
+/**
+ * edgecache: the portable engine. Stores, sources and runtime adapters are subpath
+ * exports (`edgecache/stores/memory`, `edgecache/stores/sqlite`, `edgecache/sources/sqlite`,
+ * `edgecache/node`), so importing the engine pulls in no runtime-specific code.
+ *
+ * @example
+ * import { createCache } from "edgecache";
+ * import { memoryStore } from "edgecache/stores/memory";
+ * const cache = createCache({ tiers: [memoryStore()] });
+ * const user = await cache.getOrSet("user:1", () => db.user(1), { tags: ["users#1"] });
+ */
+export {
+  Cache,
+  type CacheOptions,
+  createCache,
+  type EntryInit,
+  type InvalidateRequest,
+  type Resolved,
+  strongEtag,
+} from "./core/cache.ts";
+export {
+  type DependencyLookup,
+  type InvalidationPolicy,
+  type ListDependency,
+  type Plan,
+  type PlanSchema,
+  planSchemaOf,
+  planWrite,
+  rowTag,
+  setTag,
+  tableTag,
+  type WriteEvent,
+} from "./core/deps/planner.ts";
+export type { CacheEntry } from "./core/entry.ts";
+export { EdgecacheError, type ErrorCode } from "./core/errors.ts";
+export { requestKey } from "./core/keys.ts";
+export type * from "./core/query.ts";
+export { parseListQuery } from "./core/query-params.ts";
+export { type CacheStats, type TierStats, toPrometheus } from "./core/stats.ts";
+export type * from "./core/store.ts";
