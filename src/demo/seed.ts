@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
-import { badOption } from "../../src/core/errors.ts";
-import type { ViewInfo } from "../../src/core/query.ts";
+import { badOption } from "../core/errors.ts";
+import type { ViewInfo } from "../core/query.ts";
 
 /** The demo's one view: each user with an array of their orders. */
 export const demoViews: ViewInfo[] = [
