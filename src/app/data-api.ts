@@ -40,7 +40,12 @@ export interface DataApi {
   refetch(key: string): Promise<void>;
 }
 
-const JSON_HEADERS = { "content-type": "application/json; charset=utf-8" };
+// no-cache: downstream caches may keep a copy but must revalidate it (RFC 9111 5.2.2.4),
+// since only edgecache hears of writes.
+const JSON_HEADERS = {
+  "content-type": "application/json; charset=utf-8",
+  "cache-control": "no-cache",
+};
 const COMPONENT = "data-api";
 
 /**
