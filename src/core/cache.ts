@@ -9,9 +9,10 @@ import {
 import type { CacheEntry } from "./entry.ts";
 import { badOption } from "./errors.ts";
 import { type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
-import { isListable, isMeasured, isSync, type Store, type SyncStore } from "./store.ts";
+import { isEvicting, isListable, isMeasured, isSync, type Store, type SyncStore } from "./store.ts";
 
 const HOUR = 3_600_000;
+const SWEEP_EVERY = 4096;
 
 export interface CacheOptions {
   /** Tiers, fastest first. Reads fall through and back-fill the tiers above. */
@@ -115,6 +116,7 @@ export class Cache {
   /** Per tier: keys whose delete failed there; reads skip that tier for them. */
   #undeleted = new Map<number, Set<string>>();
   #encoder = new TextEncoder();
+  #stores = 0;
 
   constructor(options: CacheOptions) {
     const c = "cache";
@@ -138,6 +140,17 @@ export class Cache {
     this.#logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#fenceSize = options.fenceLogSize ?? 1024;
     this.#tierStats = options.tiers.map((t) => ({ name: t.name, hits: 0, misses: 0, errors: 0 }));
+    // An entry the last tier evicts is gone from the cache: drop its registration (and any
+    // copy above, which would otherwise be served without one).
+    const last = options.tiers[options.tiers.length - 1];
+    if (last && isEvicting(last)) {
+      last.onEvict((key) => {
+        this.index.remove(key);
+        if (this.tiers.length > 1) {
+          void Promise.all(this.tiers.slice(0, -1).map((t) => t.delete([key]).catch(() => 0)));
+        }
+      });
+    }
     const first = options.tiers[0];
     this.#front = first && isSync(first) ? first : undefined;
     if (options.rehydrate !== false) {
@@ -457,6 +470,8 @@ export class Cache {
 
   async #store(key: string, entry: CacheEntry): Promise<void> {
     this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
+    // Registrations of entries that expired everywhere go now and then, not per request.
+    if (++this.#stores % SWEEP_EVERY === 0) this.index.sweep(this.#now());
     await this.#storeIn(key, entry, this.tiers.length);
   }
 

@@ -35,6 +35,12 @@ export interface ClosableStore extends Store {
   close(): Promise<void>;
 }
 
+/** A store that drops entries under capacity pressure and says which. */
+export interface EvictingStore extends Store {
+  /** Calls `listener` with each key evicted for room (not deleted, not expired). */
+  onEvict(listener: (key: string) => void): void;
+}
+
 export interface StoreSize {
   entries: number;
   bytes: number;
@@ -52,4 +58,7 @@ export function isMeasured(store: Store): store is MeasuredStore {
 }
 export function isClosable(store: Store): store is ClosableStore {
   return typeof (store as Partial<ClosableStore>).close === "function";
+}
+export function isEvicting(store: Store): store is EvictingStore {
+  return typeof (store as Partial<EvictingStore>).onEvict === "function";
 }

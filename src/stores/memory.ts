@@ -2,7 +2,13 @@ import { LRUCache } from "lru-cache";
 import type { CacheEntry } from "../core/entry.ts";
 import { entrySize } from "../core/entry.ts";
 import { badOption } from "../core/errors.ts";
-import type { ListableStore, MeasuredStore, StoreSize, SyncStore } from "../core/store.ts";
+import type {
+  EvictingStore,
+  ListableStore,
+  MeasuredStore,
+  StoreSize,
+  SyncStore,
+} from "../core/store.ts";
 
 export interface MemoryStoreOptions {
   /** Upper bound on the summed `entrySize` of held entries. Default 50 MB. */
@@ -37,7 +43,7 @@ interface Slot {
  */
 export function memoryStore(
   options: MemoryStoreOptions = {},
-): SyncStore & ListableStore & MeasuredStore {
+): SyncStore & ListableStore & MeasuredStore & EvictingStore {
   if (typeof options !== "object" || options === null) {
     badOption(NAME, "options", "an object", options);
   }
@@ -51,6 +57,7 @@ export function memoryStore(
   if (typeof now !== "function") badOption(NAME, "now", "a function", now);
 
   let evictions = 0;
+  const evictListeners: ((key: string) => void)[] = [];
   // Expiry is checked here against `now()` rather than with lru-cache's ttl: its ttl
   // caches the clock for `ttlResolution` ms of real time and treats a start time of 0
   // as "no ttl", both of which break fake clocks. Stale slots simply age out of the LRU.
@@ -59,7 +66,10 @@ export function memoryStore(
     maxSize: maxBytes,
     dispose: (_slot, _key, reason) => {
       // Only capacity pressure counts; deletes, overwrites and expiry do not.
-      if (reason === "evict") evictions++;
+      if (reason === "evict") {
+        evictions++;
+        for (const listener of evictListeners) listener(_key);
+      }
     },
   });
 
@@ -75,6 +85,9 @@ export function memoryStore(
 
   return {
     name: NAME,
+    onEvict(listener) {
+      evictListeners.push(listener);
+    },
     peek,
 
     async get(key) {

@@ -203,3 +203,22 @@ describe("cache engine", () => {
     expect(await second.invalidate({ tags: ["users#1"] })).toBe(1);
   });
 });
+
+describe("dependency index bounds", () => {
+  it("drops the registration of an entry the only tier evicted", async () => {
+    const cache = createCache({ tiers: [memoryStore({ maxEntries: 2 })], logger: quiet });
+    for (const k of ["a", "b", "c", "d"]) await cache.set(k, k, { tags: [`t-${k}`] });
+    expect(cache.index.size).toBe(2);
+    expect([...cache.index.keys()].sort()).toEqual(["c", "d"]);
+  });
+
+  it("an entry the last tier evicts is removed from the tiers above too", async () => {
+    const top = memoryStore();
+    const cache = createCache({ tiers: [top, memoryStore({ maxEntries: 1 })], logger: quiet });
+    await cache.set("a", 1, { tags: ["t"] });
+    await cache.set("b", 2);
+    await new Promise((r) => setTimeout(r, 1));
+    expect(await top.get("a")).toBeUndefined();
+    expect(cache.index.has("a")).toBe(false);
+  });
+});
