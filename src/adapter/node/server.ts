@@ -4,6 +4,7 @@ import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import type { Context, Hono } from "hono";
 import { entryReply } from "../../app/http.ts";
 import type { Cache } from "../../core/cache.ts";
+import type { CacheEntry } from "../../core/entry.ts";
 import { requestKey } from "../../core/keys.ts";
 
 export interface NodeServerOptions {
@@ -56,16 +57,55 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
   });
 }
 
+/** Raw request targets to cache keys: most hits repeat a target seen before. */
+const KEY_MEMO_SIZE = 10_000;
+const keyMemo = new Map<string, string>();
+
+function keyOf(target: string): string {
+  let key = keyMemo.get(target);
+  if (key === undefined) {
+    // The same normalization the app applies (WHATWG URL parsing), so keys agree.
+    const url = new URL(target, "http://localhost");
+    key = requestKey(url.pathname, url.search);
+    if (keyMemo.size >= KEY_MEMO_SIZE) keyMemo.clear();
+    keyMemo.set(target, key);
+  }
+  return key;
+}
+
+/**
+ * The headers of a plain 200 hit change only with the second (Age, Cache-Status ttl), so
+ * they are built once per entry and second, not per request.
+ */
+const hitHeaders = new WeakMap<CacheEntry, { second: number; headers: Record<string, string> }>();
+
 function serveHit(cache: Cache, req: IncomingMessage, res: ServerResponse): boolean {
-  // The same normalization the app applies (WHATWG URL parsing), so keys agree.
-  const url = new URL(req.url!, "http://localhost");
-  const key = requestKey(url.pathname, url.search);
-  const entry = cache.peek(key);
+  const entry = cache.peek(keyOf(req.url!));
   if (!entry) return false;
-  const reply = entryReply(entry, { kind: "hit" }, Date.now(), req.headers["if-none-match"]);
-  if (reply.body) reply.headers["content-length"] = String(reply.body.byteLength);
-  res.writeHead(reply.status, reply.headers);
-  res.end(req.method === "HEAD" ? undefined : reply.body);
+  const now = Date.now();
+  const inm = req.headers["if-none-match"];
+  let status = entry.status;
+  let headers: Record<string, string>;
+  let body: Uint8Array | undefined = entry.body;
+  if (inm === undefined) {
+    const second = Math.floor(now / 1000);
+    let memo = hitHeaders.get(entry);
+    if (memo?.second !== second) {
+      const reply = entryReply(entry, { kind: "hit" }, now, undefined);
+      reply.headers["content-length"] = String(entry.body.byteLength);
+      memo = { second, headers: reply.headers };
+      hitHeaders.set(entry, memo);
+    }
+    headers = memo.headers;
+  } else {
+    const reply = entryReply(entry, { kind: "hit" }, now, inm);
+    status = reply.status;
+    headers = reply.headers;
+    body = reply.body;
+    if (body) headers["content-length"] = String(body.byteLength);
+  }
+  res.writeHead(status, headers);
+  res.end(req.method === "HEAD" ? undefined : body);
   return true;
 }
 
