@@ -1,6 +1,7 @@
 import { type Context, Hono } from "hono";
 import type { Cache } from "../core/cache.ts";
 import { rowTag, tableTag } from "../core/deps/planner.ts";
+import type { CacheEntry } from "../core/entry.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { toPrometheus } from "../core/stats.ts";
 import { notFound, onError } from "./errors.ts";
@@ -80,12 +81,15 @@ export function createAdminApi(options: AdminOptions): Hono {
   app.get("/keys/:key{.+}", async (c) => {
     const key = c.req.param("key"); // Hono has already percent-decoded it
     const reg = cache.index.get(key);
+    // Straight from each tier: looking is not a read, so it leaves the hit counts alone.
     const tiers = [];
+    let entry: CacheEntry | undefined;
     for (const tier of cache.tiers) {
-      const entry = await tier.get(key).catch(() => undefined);
-      tiers.push({ tier: tier.name, present: !!entry });
+      const found = await tier.get(key).catch(() => undefined);
+      const live = found && found.staleUntil > now() ? found : undefined;
+      tiers.push({ tier: tier.name, present: !!live });
+      entry ??= live;
     }
-    const entry = await cache.getEntry(key);
     if (!entry && !reg) {
       throw new EdgecacheError("E_NOT_FOUND", COMPONENT, `key "${key}" is not cached`);
     }

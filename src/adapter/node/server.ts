@@ -74,10 +74,10 @@ function keyOf(target: string): string {
 }
 
 /**
- * The headers of a plain 200 hit change only with the second (Age, Cache-Status ttl), so
- * they are built once per entry and second, not per request.
+ * The headers of a plain hit change only when its Age or its Cache-Status ttl ticks to the
+ * next whole second, so they are built once per entry and tick, not per request.
  */
-const hitHeaders = new WeakMap<CacheEntry, { second: number; headers: Record<string, string> }>();
+const hitHeaders = new WeakMap<CacheEntry, { until: number; headers: Record<string, string> }>();
 
 function serveHit(cache: Cache, req: IncomingMessage, res: ServerResponse): boolean {
   const entry = cache.peek(keyOf(req.url!));
@@ -88,12 +88,14 @@ function serveHit(cache: Cache, req: IncomingMessage, res: ServerResponse): bool
   let headers: Record<string, string>;
   let body: Uint8Array | undefined = entry.body;
   if (inm === undefined) {
-    const second = Math.floor(now / 1000);
     let memo = hitHeaders.get(entry);
-    if (memo?.second !== second) {
+    if (!memo || now >= memo.until) {
       const reply = entryReply(entry, { kind: "hit" }, now, undefined);
       reply.headers["content-length"] = String(entry.body.byteLength);
-      memo = { second, headers: reply.headers };
+      const age = Math.floor((now - entry.createdAt) / 1000);
+      const ttl = Math.floor((entry.freshUntil - now) / 1000);
+      const until = Math.min(entry.createdAt + (age + 1) * 1000, entry.freshUntil - ttl * 1000 + 1);
+      memo = { until, headers: reply.headers };
       hitHeaders.set(entry, memo);
     }
     headers = memo.headers;
