@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig, validateConfig } from "../../src/adapter/node/config.ts";
 import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
@@ -163,6 +164,40 @@ describe("restart", () => {
     expect(itemAfter.json).toEqual({ ...user, firstName: "Restarted" });
     const listAfter = await fetchReply(`${url}${list}`);
     expect((listAfter.json.data as Row[]).map((u) => u.id)).not.toContain(user.id);
+  });
+});
+
+describe("restart after the database changed behind edgecache's back", () => {
+  it.each([
+    ["another program wrote to the database while edgecache was stopped", "write"],
+    ["edgecache did not shut down cleanly", "crash"],
+  ])("the persistent tier is emptied when %s", async (_, how) => {
+    const cwd = tempDir();
+    cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
+    const options = { cwd, demo: { users: 50, orders: 100 }, port: 0 };
+    const before = await createNodeEdgecache(options);
+    const user = (await send(before, "GET", "/v1/users?limit=1")).json.data[0] as Row;
+    const item = `/v1/users/${user.id}`;
+    await send(before, "GET", item);
+    if (how === "crash") {
+      // No close() before the restart: as if the process had died.
+      await before.cache.drain();
+      cleanup.push(() => before.close());
+    } else {
+      await before.close();
+      const db = new Database(before.databasePath);
+      db.prepare("UPDATE users SET lastName = 'Outside' WHERE id = ?").run(user.id);
+      db.close();
+    }
+
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    const after = await createNodeEdgecache(options);
+    cleanup.push(() => after.close());
+    expect(warn.mock.calls.flat().join(" ")).toMatch(/emptied \d+ entries/);
+    warn.mockRestore();
+    const r = await send(after, "GET", item);
+    expect(r.headers.get("cache-status")).toMatch(MISS_STORED);
+    if (how === "write") expect(r.json.lastName).toBe("Outside");
   });
 });
 

@@ -8,13 +8,14 @@ import { notFound, onError } from "../../app/errors.ts";
 import { Cache } from "../../core/cache.ts";
 import type { InvalidationPolicy } from "../../core/deps/planner.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import type { Store } from "../../core/store.ts";
+import type { ListableStore, Store } from "../../core/store.ts";
 import { demoViews, isSeeded, seedDemo } from "../../demo/seed.ts";
 import { sqliteSource } from "../../sources/sqlite.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import type { EdgecacheConfig } from "./config.ts";
 import { isLoopback, type RunningServer, startServer } from "./server.ts";
+import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
 
 export interface NodeEdgecacheOptions extends EdgecacheConfig {
   /** Working directory that relative paths resolve against. */
@@ -56,7 +57,10 @@ export async function createNodeEdgecache(
       `database: no SQLite file at ${databasePath}`,
     );
   }
+  const stampAtStart = databaseStamp(databasePath);
   const db = new Database(databasePath);
+  // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
+  db.pragma("journal_mode = WAL");
   if (demo && !isSeeded(db)) seedDemo(db, options.demo);
   const source = sqliteSource({ database: db, views: demo ? demoViews : (options.views ?? []) });
 
@@ -65,7 +69,19 @@ export async function createNodeEdgecache(
     options.cacheFile === undefined
       ? databasePath.replace(/(\.db)?$/, ".cache.db")
       : options.cacheFile;
-  if (cacheFile !== false) tiers.push(sqliteStore({ path: resolve(cwd, cacheFile) }));
+  const cachePath = cacheFile === false ? undefined : resolve(cwd, cacheFile);
+  if (cachePath) {
+    const persistent = sqliteStore({ path: cachePath });
+    if (!takeStamp(cachePath, stampAtStart)) {
+      const n = await clear(persistent);
+      if (n > 0) {
+        console.warn(
+          `[edgecache] [cache] ${cachePath}: emptied ${n} entries; the database may have changed while edgecache was stopped`,
+        );
+      }
+    }
+    tiers.push(persistent);
+  }
   const cache = new Cache({
     tiers,
     ttl: (options.ttl ?? 86_400) * 1000,
@@ -103,6 +119,13 @@ export async function createNodeEdgecache(
       await cache.drain();
       for (const tier of tiers) await (tier as Partial<{ close(): Promise<void> }>).close?.();
       db.close();
+      if (cachePath) leaveStamp(cachePath, databaseStamp(databasePath));
     },
   };
+}
+
+async function clear(store: ListableStore): Promise<number> {
+  const keys: string[] = [];
+  for await (const key of store.keys("")) keys.push(key);
+  return keys.length > 0 ? store.delete(keys) : 0;
 }
