@@ -36,10 +36,6 @@ export function onError(err: Error, c: Context): Response {
   return c.body(body, status, { "content-type": "application/json" });
 }
 
-export function clientError(code: ErrorCode, component: string, message: string): EdgecacheError {
-  return new EdgecacheError(code, component, message);
-}
-
 /** Hono notFound handler: the same JSON error shape as every other error. */
 export function notFound(): Response {
   const { status, body } = errorBody(new EdgecacheError("E_NOT_FOUND", "http", "no such route"));

@@ -1,5 +1,5 @@
 import type { WriteEvent } from "../core/deps/planner.ts";
-import type { ListQuery, Resource, Row, Schema, ViewInfo } from "../core/query.ts";
+import type { ListQuery, Resource, Row, Schema } from "../core/query.ts";
 
 /**
  * A database behind the data API. Values are always bound parameters. Errors are
@@ -39,5 +39,3 @@ export interface DeleteResult {
   /** Rows of other tables the delete removed or changed through foreign key actions. */
   cascaded: WriteEvent[];
 }
-
-export type ViewDeclaration = ViewInfo;

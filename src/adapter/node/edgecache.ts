@@ -8,7 +8,7 @@ import { notFound, onError } from "../../app/errors.ts";
 import { Cache } from "../../core/cache.ts";
 import type { InvalidationPolicy } from "../../core/deps/planner.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import type { ListableStore, Store } from "../../core/store.ts";
+import { isClosable, type ListableStore, type Store } from "../../core/store.ts";
 import { demoViews, isSeeded, seedDemo } from "../../demo/seed.ts";
 import { sqliteSource } from "../../sources/sqlite.ts";
 import { memoryStore } from "../../stores/memory.ts";
@@ -117,7 +117,7 @@ export async function createNodeEdgecache(
     async close() {
       await running?.close();
       await cache.drain();
-      for (const tier of tiers) await (tier as Partial<{ close(): Promise<void> }>).close?.();
+      for (const tier of tiers) if (isClosable(tier)) await tier.close();
       db.close();
       if (cachePath) leaveStamp(cachePath, databaseStamp(databasePath));
     },
