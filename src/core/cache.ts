@@ -13,6 +13,8 @@ import { isEvicting, isListable, isMeasured, isSync, type Store, type SyncStore 
 
 const HOUR = 3_600_000;
 const SWEEP_EVERY = 4096;
+/** Without a schema every write falls back to its table. */
+const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
 
 export interface CacheOptions {
   /** Tiers, fastest first. Reads fall through and back-fill the tiers above. */
@@ -115,6 +117,8 @@ export class Cache {
   #warned = new Set<string>();
   /** Per tier: keys whose delete failed there; reads skip that tier for them. */
   #undeleted = new Map<number, Set<string>>();
+  /** Tiers that may hold entries the index does not know (a failed restore): not read. */
+  #untrusted = new Set<number>();
   #encoder = new TextEncoder();
   #stores = 0;
 
@@ -145,10 +149,8 @@ export class Cache {
     const last = options.tiers[options.tiers.length - 1];
     if (last && isEvicting(last)) {
       last.onEvict((key) => {
-        this.index.remove(key);
-        if (this.tiers.length > 1) {
-          void Promise.all(this.tiers.slice(0, -1).map((t) => t.delete([key]).catch(() => 0)));
-        }
+        if (this.tiers.length === 1) this.index.remove(key);
+        else void this.#remove(new Set([key])); // faults are handled (and counted) there
       });
     }
     const first = options.tiers[0];
@@ -298,7 +300,7 @@ export class Cache {
     refetch?: (key: string) => Promise<unknown>,
   ): Promise<{ keys: string[]; fallback: boolean }> {
     const list = Array.isArray(events) ? events : [events as WriteEvent];
-    const schema = this.#schema ?? { primaryKey: () => undefined, joinColumns: () => [] };
+    const schema = this.#schema ?? NO_SCHEMA;
     const keys = new Set<string>();
     let fallback = false;
     for (const event of list) {
@@ -340,12 +342,18 @@ export class Cache {
       try {
         for await (const key of tier.keys("")) {
           if (this.index.has(key)) continue;
-          const entry = await tier.get(key);
-          if (!entry) continue;
-          this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
-          n++;
+          const entry = await tier.get(key).catch(() => undefined);
+          if (entry) {
+            this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
+            n++;
+          } else {
+            // Unreadable (or just expired): it must not be served unregistered.
+            await tier.delete([key]);
+          }
         }
       } catch (err) {
+        // Entries the index could not learn of may remain: never read this tier again.
+        this.#untrusted.add(i);
         this.#fault(i, "restore", err);
       }
     }
@@ -361,7 +369,13 @@ export class Cache {
       sourceLatencyMs: this.#latency.summary(),
       tiers: this.tiers.map((tier, i) => {
         const s = { ...this.#tierStats[i]! };
-        return isMeasured(tier) ? { ...s, ...tier.size() } : s;
+        if (!isMeasured(tier)) return s;
+        try {
+          return { ...s, ...tier.size() };
+        } catch (err) {
+          this.#fault(i, "size", err);
+          return s;
+        }
       }),
     };
   }
@@ -376,6 +390,7 @@ export class Cache {
     for (let i = 0; i < this.tiers.length; i++) {
       const tier = this.tiers[i]!;
       const stats = this.#tierStats[i]!;
+      if (this.#untrusted.has(i)) continue;
       if (this.#undeleted.size > 0 && this.#undeleted.get(i)?.has(key)) continue;
       let entry: CacheEntry | undefined;
       try {
@@ -393,8 +408,12 @@ export class Cache {
         if (!this.index.has(key)) {
           this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
         }
-        // Back-fill the tiers above, unless an invalidation overlapped the read.
-        if (!this.#conflicts(seq, key, entry)) await this.#storeIn(key, entry, i);
+        // Back-fill the tiers above, unless an invalidation overlapped the read; and check
+        // again after, since a write may land while an asynchronous tier is being written.
+        if (!this.#conflicts(seq, key, entry)) {
+          await this.#storeIn(key, entry, i);
+          if (this.#conflicts(seq, key, entry)) await this.#remove(new Set([key]));
+        }
       }
       return { entry, tier: tier.name };
     }
@@ -501,13 +520,18 @@ export class Cache {
         const batch = pending ? [...new Set([...list, ...pending])] : list;
         try {
           const n = await tier.delete(batch);
-          this.#undeleted.delete(i);
+          // Only the keys this batch deleted are cleared: others may have failed meanwhile.
+          const skip = this.#undeleted.get(i);
+          if (skip) {
+            for (const k of batch) skip.delete(k);
+            if (skip.size === 0) this.#undeleted.delete(i);
+          }
           return n;
         } catch (err) {
           // The tier may still hold what was invalidated: reads skip it for these keys
           // until a later delete succeeds, so a fault costs hits, never a stale read.
           this.#fault(i, "delete", err);
-          const skip = pending ?? new Set<string>();
+          const skip = this.#undeleted.get(i) ?? new Set<string>();
           for (const k of list) skip.add(k);
           this.#undeleted.set(i, skip);
           return 0;
@@ -537,7 +561,7 @@ export class Cache {
       listsOn: (table: string) =>
         lists.filter((l) => l.table === table).map((l) => [key, l] as const),
     };
-    const schema = this.#schema ?? { primaryKey: () => undefined, joinColumns: () => [] };
+    const schema = this.#schema ?? NO_SCHEMA;
     for (const op of this.#fence) {
       if (op.seq <= seq) continue;
       if ("keys" in op && op.keys.has(key)) return true;

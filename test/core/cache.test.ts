@@ -1,6 +1,8 @@
 import { describe, expect, it, vi } from "vitest";
 import { Cache, createCache } from "../../src/core/cache.ts";
+import type { CacheEntry } from "../../src/core/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
+import type { ListableStore, Store } from "../../src/core/store.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { chaosStore, fakeClock } from "../helpers/chaos-store.ts";
 
@@ -220,5 +222,108 @@ describe("dependency index bounds", () => {
     await new Promise((r) => setTimeout(r, 1));
     expect(await top.get("a")).toBeUndefined();
     expect(cache.index.has("a")).toBe(false);
+  });
+});
+
+describe("faults and races between tiers", () => {
+  /** A tier in a Map whose operations can be slowed or failed per key. */
+  function scriptedTier(script: {
+    setDelay?: number;
+    deleteFails?: (keys: readonly string[]) => boolean;
+    deleteDelay?: number;
+  }) {
+    const map = new Map<string, CacheEntry>();
+    const tier: Store = {
+      name: "scripted",
+      async get(k) {
+        return map.get(k);
+      },
+      async set(k, e) {
+        if (script.setDelay) await new Promise((r) => setTimeout(r, script.setDelay));
+        map.set(k, e);
+      },
+      async delete(keys) {
+        if (script.deleteFails?.(keys)) throw new Error("delete failed");
+        if (script.deleteDelay) await new Promise((r) => setTimeout(r, script.deleteDelay));
+        let n = 0;
+        for (const k of keys) if (map.delete(k)) n++;
+        return n;
+      },
+    };
+    return { map, tier };
+  }
+
+  it("a delete that succeeds does not clear the skip mark of one that failed meanwhile", async () => {
+    const { map, tier } = scriptedTier({
+      deleteFails: (keys) => keys.includes("a"),
+      deleteDelay: 10,
+    });
+    const cache = new Cache({ tiers: [memoryStore(), tier], logger: quiet });
+    await cache.set("a", "old-a");
+    await cache.set("b", "old-b");
+    await Promise.all([cache.delete("b"), cache.delete("a")]);
+    expect(map.has("a")).toBe(true);
+    expect(await cache.get("a")).toBeUndefined();
+  });
+
+  it("a back-fill that overlaps a write is removed again once it lands", async () => {
+    const { map, tier } = scriptedTier({ setDelay: 20 });
+    const cache = new Cache({ tiers: [tier, memoryStore()], logger: quiet });
+    await cache.setEntry("k", { body: "old", tags: ["t#1"] });
+    map.delete("k"); // the upper tier lost it; the lower one still has it
+    const read = cache.resolve("k", async () => ({ body: "new", tags: ["t#1"] }));
+    await new Promise((r) => setTimeout(r, 5));
+    await cache.invalidate({ tags: ["t#1"] });
+    await read;
+    const after = await cache.resolve("k", async () => ({ body: "new", tags: ["t#1"] }));
+    expect(new TextDecoder().decode(after.entry.body)).toBe("new");
+  });
+
+  it("restore deletes entries it cannot read instead of leaving them unregistered", async () => {
+    const { map, tier } = scriptedTier({});
+    const listable: ListableStore = {
+      ...tier,
+      get: async (k) => {
+        if (k === "broken") throw new Error("unreadable");
+        return map.get(k);
+      },
+      async *keys() {
+        yield* [...map.keys()];
+      },
+    };
+    const first = new Cache({ tiers: [listable], logger: quiet });
+    await first.set("good", 1, { tags: ["t"] });
+    await first.set("broken", 2, { tags: ["t"] });
+    const second = new Cache({ tiers: [memoryStore(), listable], logger: quiet });
+    expect(await second.restore()).toBe(1);
+    expect(map.has("broken")).toBe(false);
+  });
+
+  it("a tier whose listing fails during restore is not read again", async () => {
+    const { tier } = scriptedTier({});
+    const listable: ListableStore = {
+      ...tier,
+      // biome-ignore lint/correctness/useYield: it fails before yielding
+      async *keys() {
+        throw new Error("listing failed");
+      },
+    };
+    await listable.set(
+      "k",
+      {
+        body: new TextEncoder().encode("1"),
+        headers: {},
+        status: 200,
+        createdAt: Date.now(),
+        freshUntil: Date.now() + 60_000,
+        staleUntil: Date.now() + 60_000,
+        etag: '"x"',
+        tags: ["t"],
+      },
+      60_000,
+    );
+    const cache = new Cache({ tiers: [memoryStore(), listable], logger: quiet });
+    await cache.restore();
+    expect(await cache.get("k")).toBeUndefined();
   });
 });
