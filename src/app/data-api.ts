@@ -149,12 +149,17 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     }
     return r.table.name;
   };
-  const apply = (events: WriteEvent | WriteEvent[]) => cache.applyWrite(events, refetch);
+  // The row changes, plus whatever the database does beyond them (triggers and the like).
+  const apply = async (events: WriteEvent[]) =>
+    cache.applyWrite(
+      [...events, ...(await source.effects(events[0]!.table, events[0]!.op))],
+      refetch,
+    );
 
   app.post(`${base}/:resource`, async (c) => {
     const table = writable(c.req.param("resource"));
     const row = await source.insert(table, await jsonObject(c.req.raw));
-    await apply({ table, op: "insert", new: row });
+    await apply([{ table, op: "insert", new: row }]);
     const pk = schema.tables.get(table)!.primaryKey;
     const location = `${base}/${table}/${encodeURIComponent(String(row[pk]))}`;
     return c.json(row, 201, { location });
@@ -170,7 +175,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
           ? await source.update(table, id, values)
           : await source.replace(table, id, values);
       if (!result) throw new EdgecacheError("E_NOT_FOUND", COMPONENT, `${table} "${id}" not found`);
-      await apply({ table, op: "update", old: result.old, new: result.row });
+      await apply([{ table, op: "update", old: result.old, new: result.row }]);
       return c.json(result.row);
     });
   }

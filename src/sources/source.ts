@@ -26,6 +26,12 @@ export interface Source {
    * because of it (ON DELETE CASCADE / SET NULL), or undefined if no such row.
    */
   delete(table: string, id: string | number): Promise<DeleteResult | undefined>;
+  /**
+   * What a write to `table` may change beyond the rows it reports: tables touched by
+   * triggers, by ON UPDATE actions, by REPLACE conflict resolution. Events without rows,
+   * which the planner resolves at table level.
+   */
+  effects(table: string, op: WriteEvent["op"]): Promise<WriteEvent[]>;
   close(): Promise<void>;
 }
 

@@ -79,6 +79,15 @@ export function sqliteSource(options: SqliteSourceOptions): Source {
   return new SqliteSource(db, { owned: true, readonly, views });
 }
 
+/** A foreign key of `table` (the child) pointing at another table's `to` column. */
+interface ForeignKey {
+  table: string;
+  from: string;
+  to: string;
+  onDelete: string;
+  onUpdate: string;
+}
+
 /** SQLite's type affinity, which decides how a bound or stored value is converted. */
 type Affinity = "integer" | "real" | "numeric" | "text" | "blob";
 
@@ -105,9 +114,8 @@ class SqliteSource implements Source {
   readonly #statements = new Map<string, Database.Statement>();
   #schema: Schema | undefined;
   #tables = new Map<string, TableMeta>();
-  #foreignKeys:
-    | Map<string, { table: string; from: string; to: string; onDelete: string }[]>
-    | undefined;
+  #foreignKeys: Map<string, ForeignKey[]> | undefined;
+  #effects = new Map<string, WriteEvent[]>();
 
   constructor(
     db: Database.Database,
@@ -269,13 +277,13 @@ class SqliteSource implements Source {
     return out;
   }
 
-  #foreignKeysTo(table: string): { table: string; from: string; to: string; onDelete: string }[] {
+  #foreignKeysTo(table: string): ForeignKey[] {
     this.#discover();
     let fks = this.#foreignKeys;
     if (!fks) {
       fks = new Map();
       const list = this.#db.prepare(
-        'SELECT "table", "from", "to", on_delete FROM pragma_foreign_key_list(?)',
+        'SELECT "table", "from", "to", on_delete, on_update FROM pragma_foreign_key_list(?)',
       );
       for (const child of this.#tables.keys()) {
         for (const r of list.all(child) as {
@@ -283,17 +291,65 @@ class SqliteSource implements Source {
           from: string;
           to: string | null;
           on_delete: string;
+          on_update: string;
         }[]) {
           const parent = this.#tables.get(r.table);
           if (!parent) continue;
           const to = r.to ?? parent.pk.name;
-          const entry = { table: child, from: r.from, to, onDelete: r.on_delete.toUpperCase() };
+          const entry = {
+            table: child,
+            from: r.from,
+            to,
+            onDelete: r.on_delete.toUpperCase(),
+            onUpdate: r.on_update.toUpperCase(),
+          };
           fks.set(r.table, [...(fks.get(r.table) ?? []), entry]);
         }
       }
       this.#foreignKeys = fks;
     }
     return fks.get(table) ?? [];
+  }
+
+  async effects(table: string, op: WriteEvent["op"]): Promise<WriteEvent[]> {
+    return guard(() => {
+      this.#table(table);
+      const key = `${table}\u0000${op}`;
+      let events = this.#effects.get(key);
+      if (!events) {
+        events = [...this.#affectedTables(table, op)].map((t) => ({ table: t, op: "update" }));
+        this.#effects.set(key, events);
+      }
+      return events;
+    });
+  }
+
+  /**
+   * Tables a write may change without telling us which rows: SQLite triggers (which can
+   * only name their target tables literally, so a name search finds them all), ON UPDATE
+   * actions of foreign keys, and ON CONFLICT REPLACE, which deletes conflicting rows.
+   */
+  #affectedTables(table: string, op: WriteEvent["op"]): Set<string> {
+    const out = new Set<string>();
+    const triggers = this.#db
+      .prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?")
+      .all(table) as { sql: string | null }[];
+    for (const { sql } of triggers) {
+      for (const name of this.#tables.keys()) {
+        const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+        if (new RegExp(`(^|[^\\w])${escaped}($|[^\\w])`, "i").test(sql ?? "")) out.add(name);
+      }
+    }
+    if (op === "update") {
+      for (const fk of this.#foreignKeysTo(table)) {
+        if (!["NO ACTION", "RESTRICT"].includes(fk.onUpdate)) out.add(fk.table);
+      }
+    }
+    const own = this.#db
+      .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
+      .get(table) as { sql: string | null } | undefined;
+    if (op !== "delete" && /ON\s+CONFLICT\s+REPLACE/i.test(own?.sql ?? "")) out.add(table);
+    return out;
   }
 
   async close(): Promise<void> {
@@ -541,7 +597,9 @@ function quote(identifier: string): string {
 /** The kind rules are documented in query.ts; numbers win over dates ("INT" before "TIME"). */
 export function columnKind(declaredType: string): ColumnKind {
   const t = declaredType.toUpperCase();
-  if (["INT", "REAL", "FLOA", "DOUB", "NUM", "DEC"].some((s) => t.includes(s))) return "number";
+  if (["INT", "REAL", "FLOA", "DOUB", "NUM", "DEC", "BOOL"].some((s) => t.includes(s))) {
+    return "number";
+  }
   if (t.includes("DATE") || t.includes("TIME")) return "date";
   return "text";
 }
@@ -571,7 +629,7 @@ const NUMERIC_STRING = /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/;
  * affinity converts, so it errs on the side of the slower, exact comparison.
  */
 function mayLookNumeric(value: string): boolean {
-  return /\d/.test(value) && /^[\s\d.eE+-]+$/.test(value);
+  return NUMERIC_STRING.test(value);
 }
 
 /**
@@ -582,17 +640,21 @@ function mayLookNumeric(value: string): boolean {
  * the index, so it is used only when the value needs it.
  */
 function operand(column: ColumnMeta, value: unknown): string {
+  if (column.kind === "number") return quote(column.name);
   const numericAffinity = column.affinity !== "text" && column.affinity !== "blob";
-  if (
-    column.kind !== "number" &&
-    numericAffinity &&
-    typeof value === "string" &&
-    mayLookNumeric(value)
-  ) {
-    return `+${quote(column.name)}`;
-  }
-  return quote(column.name);
+  const name =
+    numericAffinity && typeof value === "string" && mayLookNumeric(value)
+      ? `+${quote(column.name)}`
+      : quote(column.name);
+  return `${name}${BINARY}`;
 }
+
+/**
+ * Text compares by code point whatever collation the column declares (NOCASE, RTRIM):
+ * the documented semantics, which the planner's in-memory predicates mirror. An index of
+ * the default BINARY collation still serves these terms.
+ */
+const BINARY = " COLLATE BINARY";
 
 const COMPARISONS = { eq: "=", gt: ">", gte: ">=", lt: "<", lte: "<=" } as const;
 
@@ -609,11 +671,16 @@ function compileFilter(table: TableMeta, filter: Filter): { sql: string; values:
       // GLOB reads its pattern as a C string and would stop at the NUL: compare UTF-8 bytes.
       const bytes = Buffer.from(value, "utf8");
       return {
-        sql: `substr(CAST(${quote(column.name)} AS BLOB), 1, ?) = ?`,
+        sql: `typeof(${quote(column.name)}) = 'text' AND substr(CAST(${quote(column.name)} AS BLOB), 1, ?) = ?`,
         values: [bytes.length, bytes],
       };
     }
-    return { sql: `${quote(column.name)} GLOB ?`, values: [`${globEscape(value)}*`] };
+    // GLOB would match the text form of a stored number (123 for "12*"); the planner's
+    // startsWith only matches text, so only text rows match here too.
+    return {
+      sql: `typeof(${quote(column.name)}) = 'text' AND ${quote(column.name)} GLOB ?`,
+      values: [`${globEscape(value)}*`],
+    };
   }
   const op = COMPARISONS[filter.op];
   if (!op) throw badQuery(`unknown filter operator "${String(filter.op)}"`);
@@ -649,8 +716,10 @@ function compileSort(table: TableMeta, sort: SortKey[]): string {
   if (keys.at(-1)?.column !== table.pk.name) keys.push({ column: table.pk.name, desc: false });
   return keys
     .map((key) => {
-      if (!table.columns.has(key.column)) throw badQuery(`unknown sort column "${key.column}"`);
-      return `${quote(key.column)} ${key.desc ? "DESC" : "ASC"}`;
+      const column = table.columns.get(key.column);
+      if (!column) throw badQuery(`unknown sort column "${key.column}"`);
+      const collate = column.kind === "number" ? "" : BINARY;
+      return `${quote(key.column)}${collate} ${key.desc ? "DESC" : "ASC"}`;
     })
     .join(", ");
 }
@@ -698,6 +767,8 @@ function coerceValue(column: ColumnMeta, value: unknown, isKey: boolean): unknow
   }
   switch (column.kind) {
     case "number": {
+      // JSON booleans into BOOLEAN (number) columns: SQLite stores them as 1 and 0.
+      if (typeof value === "boolean") return value ? 1 : 0;
       const n = typeof value === "string" && NUMERIC_STRING.test(value) ? Number(value) : value;
       if (typeof n === "number" && Number.isFinite(n)) return n;
       throw badBody(`column "${column.name}": expected a number, got ${describe(value)}`);

@@ -39,6 +39,7 @@ function slowOnReturn(source: Source): Source {
     update: (t, id, v) => source.update(t, id, v),
     replace: (t, id, v) => source.replace(t, id, v),
     delete: (t, id) => source.delete(t, id),
+    effects: (t, op) => source.effects(t, op),
     close: () => source.close(),
   };
 }
