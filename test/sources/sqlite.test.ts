@@ -403,9 +403,11 @@ describe("sqliteSource", () => {
       expect(row.name).toBe("42");
       expect(row.qty).toBe(7);
       await source.delete("things", row.id as number);
+      const flag = await source.insert("things", { qty: true }); // JSON booleans: 1 and 0
+      expect(flag.qty).toBe(1);
+      await source.delete("things", flag.id as number);
       for (const values of [
         { qty: "seven" },
-        { qty: true },
         { name: { a: 1 } },
         { name: ["a"] },
         { seenAt: "not a date" },
