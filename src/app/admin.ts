@@ -4,7 +4,7 @@ import { rowTag, tableTag } from "../core/deps/planner.ts";
 import type { CacheEntry } from "../core/entry.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { toPrometheus } from "../core/stats.ts";
-import { notFound, onError } from "./errors.ts";
+import { limitBody, notFound, onError } from "./errors.ts";
 
 export interface AdminOptions {
   cache: Cache;
@@ -28,6 +28,7 @@ export function createAdminApi(options: AdminOptions): Hono {
   const app = new Hono();
   app.onError(onError);
 
+  app.use("*", limitBody);
   app.use("*", async (c, next) => {
     if (options.token) {
       const given = c.req.header("authorization") ?? "";
@@ -133,6 +134,9 @@ export function createAdminApi(options: AdminOptions): Hono {
         bodyError("row", '{"table": string, "id": string | number}', JSON.stringify(b.row));
       }
       tags.push(rowTag(row.table as string, row.id));
+      // A path's "05" and a row's 5 are one row of a number key: clear both spellings.
+      const n = typeof row.id === "string" && row.id.trim() !== "" ? Number(row.id) : Number.NaN;
+      if (Number.isFinite(n)) tags.push(rowTag(row.table as string, n));
     }
     let prefix: string | undefined;
     if (b.prefix !== undefined) {

@@ -20,7 +20,7 @@ import {
 } from "../core/query.ts";
 import { parseListQuery } from "../core/query-params.ts";
 import type { Source } from "../sources/source.ts";
-import { errorBody, notFound, onError } from "./errors.ts";
+import { errorBody, limitBody, notFound, onError } from "./errors.ts";
 import { entryReply, replyResponse } from "./http.ts";
 
 export interface DataApiOptions {
@@ -64,6 +64,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   cache.setSchema(planSchemaOf(schema));
   const app = new Hono();
   app.onError(onError);
+  app.use(`${base}/*`, limitBody);
 
   const resourceOf = (name: string): Resource => {
     const r = resolveResource(schema, name);
@@ -86,10 +87,12 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   app.get(`${base}/:resource`, (c) => {
     const resource = resourceOf(c.req.param("resource"));
     const url = new URL(c.req.url);
-    const query = parseListQuery(resource, url.searchParams);
     return read(
       url,
       async () => {
+        // Parsed only on a miss: a hit needs the key alone, and a bad query (a 400) is
+        // never stored, so it is parsed again each time it is asked.
+        const query = parseListQuery(resource, url.searchParams);
         const rows = await source.list(resource, query);
         return {
           body: JSON.stringify({ data: rows, limit: query.limit, offset: query.offset }),

@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { EdgecacheError, type ErrorCode } from "../core/errors.ts";
 
@@ -9,6 +10,7 @@ const STATUS: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   E_NOT_FOUND: 404,
   E_METHOD_NOT_ALLOWED: 405,
   E_CONFLICT: 409,
+  E_TOO_LARGE: 413,
   E_UNAUTHORIZED: 401,
   E_SOURCE_UNAVAILABLE: 503,
   E_STORE_UNAVAILABLE: 503,
@@ -41,3 +43,17 @@ export function notFound(): Response {
   const { status, body } = errorBody(new EdgecacheError("E_NOT_FOUND", "http", "no such route"));
   return new Response(body, { status, headers: { "content-type": "application/json" } });
 }
+
+/** Largest request body the APIs read (a row, an invalidation request). */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+/** Refuses request bodies over MAX_BODY_BYTES with a JSON 413 before they are read. */
+export const limitBody = bodyLimit({
+  maxSize: MAX_BODY_BYTES,
+  onError: () => {
+    const { status, body } = errorBody(
+      new EdgecacheError("E_TOO_LARGE", "http", `body: larger than ${MAX_BODY_BYTES} bytes`),
+    );
+    return new Response(body, { status, headers: { "content-type": "application/json" } });
+  },
+});

@@ -1,11 +1,7 @@
 import type { CacheEntry } from "../core/entry.ts";
 
 /** How the cache answered, for the Cache-Status header (RFC 9211). */
-export type CacheOutcome =
-  | { kind: "hit" }
-  | { kind: "stale" }
-  | { kind: "miss"; stored: boolean }
-  | { kind: "uncacheable" };
+export type CacheOutcome = { kind: "hit" } | { kind: "stale" } | { kind: "miss"; stored: boolean };
 
 export const CACHE_NAME = "edgecache";
 
@@ -14,16 +10,13 @@ export function cacheStatus(outcome: CacheOutcome, entry: CacheEntry, now: numbe
   const ttl = Math.floor((entry.freshUntil - now) / 1000);
   switch (outcome.kind) {
     case "hit":
-      return `${CACHE_NAME}; hit; ttl=${ttl}`;
     case "stale":
-      // Served from cache past its freshness (stale-while-revalidate): a hit, negative ttl.
+      // A stale entry served while it revalidates is still a hit; its ttl is negative.
       return `${CACHE_NAME}; hit; ttl=${ttl}`;
     case "miss":
       return outcome.stored
         ? `${CACHE_NAME}; fwd=miss; stored; ttl=${ttl}`
         : `${CACHE_NAME}; fwd=miss; detail=not-stored`;
-    case "uncacheable":
-      return `${CACHE_NAME}; fwd=bypass`;
   }
 }
 

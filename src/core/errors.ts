@@ -9,6 +9,7 @@ export type ErrorCode =
   | "E_NOT_FOUND" // unknown resource or row
   | "E_METHOD_NOT_ALLOWED" // e.g. a write to a view
   | "E_CONFLICT" // a constraint violation in the source
+  | "E_TOO_LARGE" // a request body over the limit
   | "E_STORE_UNAVAILABLE" // a cache tier failed
   | "E_SOURCE_UNAVAILABLE" // the database failed
   | "E_UNAUTHORIZED"

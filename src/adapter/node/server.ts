@@ -33,7 +33,14 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
   const { cache } = options;
   const prefix = options.fastPrefix ?? "/v1/";
   const server = createServer((req, res) => {
-    if (cache && (req.method === "GET" || req.method === "HEAD") && req.url?.startsWith(prefix)) {
+    if (
+      cache &&
+      (req.method === "GET" || req.method === "HEAD") &&
+      req.url?.startsWith(prefix) &&
+      // What the app would refuse (a backslash, no Host) it must refuse here too.
+      !req.url.includes("\\") &&
+      req.headers.host !== undefined
+    ) {
       if (serveHit(cache, req, res)) return;
     }
     listener(req, res);
@@ -59,6 +66,8 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
 
 /** Raw request targets to cache keys: most hits repeat a target seen before. */
 const KEY_MEMO_SIZE = 10_000;
+/** Longer targets are keyed each time, so the memo stays within a few tens of MB. */
+const KEY_MEMO_MAX_TARGET = 2048;
 const keyMemo = new Map<string, string>();
 
 function keyOf(target: string): string {
@@ -67,8 +76,10 @@ function keyOf(target: string): string {
     // The same normalization the app applies (WHATWG URL parsing), so keys agree.
     const url = new URL(target, "http://localhost");
     key = requestKey(url.pathname, url.search);
-    if (keyMemo.size >= KEY_MEMO_SIZE) keyMemo.clear();
-    keyMemo.set(target, key);
+    if (target.length <= KEY_MEMO_MAX_TARGET) {
+      if (keyMemo.size >= KEY_MEMO_SIZE) keyMemo.clear();
+      keyMemo.set(target, key);
+    }
   }
   return key;
 }

@@ -11,7 +11,8 @@ export function databaseStamp(databasePath: string): string {
   const parts = [databasePath, `${databasePath}-wal`].map((p) => {
     if (!existsSync(p)) return null;
     const s = statSync(p);
-    return [s.size, s.mtimeMs];
+    // ino and ctime too: tools can restore an mtime (cp -p, rsync -t), not a ctime.
+    return [s.ino, s.size, s.mtimeMs, s.ctimeMs];
   });
   return JSON.stringify(parts);
 }
