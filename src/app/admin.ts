@@ -134,9 +134,6 @@ export function createAdminApi(options: AdminOptions): Hono {
         bodyError("row", '{"table": string, "id": string | number}', JSON.stringify(b.row));
       }
       tags.push(rowTag(row.table as string, row.id));
-      // A path's "05" and a row's 5 are one row of a number key: clear both spellings.
-      const n = typeof row.id === "string" && row.id.trim() !== "" ? Number(row.id) : Number.NaN;
-      if (Number.isFinite(n)) tags.push(rowTag(row.table as string, n));
     }
     let prefix: string | undefined;
     if (b.prefix !== undefined) {

@@ -122,10 +122,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
             body,
             status: 404,
             headers: JSON_HEADERS,
-            tags: [
-              tableTag(resource.table.name),
-              rowTag(resource.table.name, canonicalId(resource, id)),
-            ],
+            tags: [tableTag(resource.table.name), rowTag(resource.table.name, id)],
             ttl: ttlOf(resource),
           };
         }
@@ -195,17 +192,6 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   app.notFound(notFound);
 
   return { app, schema, refetch };
-}
-
-/**
- * The id as the row's key value will read once inserted, so a cached 404 for `/books/05`
- * carries the same tag as the row `{"id": 5}`.
- */
-function canonicalId(resource: Resource, id: string): string | number {
-  const pk = resource.table.columns.find((c) => c.name === resource.table.primaryKey);
-  if (pk?.kind !== "number" || id.trim() === "") return id;
-  const n = Number(id);
-  return Number.isFinite(n) ? n : id;
 }
 
 async function jsonObject(req: Request): Promise<Row> {

@@ -233,32 +233,20 @@ export class Cache {
   async getOrSet<T>(
     key: string,
     load: () => T | Promise<T>,
-    options: { ttl?: number; staleWhileRevalidate?: number; tags?: string[] } = {},
+    options: JsonOptions = {},
   ): Promise<T> {
-    const { entry } = await this.resolve(key, async () => ({
-      ...options,
-      body: JSON.stringify((await load()) ?? null),
-      headers: { "content-type": "application/json" },
-    }));
-    return JSON.parse(new TextDecoder().decode(entry.body)) as T;
+    const { entry } = await this.resolve(key, async () => jsonInit(await load(), options));
+    return jsonValue(entry);
   }
 
   async get<T>(key: string): Promise<T | undefined> {
     const entry = await this.getEntry(key);
-    return entry ? (JSON.parse(new TextDecoder().decode(entry.body)) as T) : undefined;
+    return entry ? jsonValue(entry) : undefined;
   }
 
-  async set(
-    key: string,
-    value: unknown,
-    options: { ttl?: number; staleWhileRevalidate?: number; tags?: string[] } = {},
-  ): Promise<void> {
+  async set(key: string, value: unknown, options: JsonOptions = {}): Promise<void> {
     this.#fenceOp({ keys: new Set([key]) });
-    await this.setEntry(key, {
-      ...options,
-      body: JSON.stringify(value ?? null),
-      headers: { "content-type": "application/json" },
-    });
+    await this.setEntry(key, jsonInit(value, options));
   }
 
   async delete(key: string): Promise<boolean> {
@@ -608,6 +596,24 @@ export class Cache {
     this.#warned.add(id);
     this.#logger.warn(message, err);
   }
+}
+
+/** Options of the JSON helpers (get, set, getOrSet). */
+export interface JsonOptions {
+  ttl?: number;
+  staleWhileRevalidate?: number;
+  tags?: string[];
+}
+
+const JSON_TYPE = { "content-type": "application/json" };
+const decoder = new TextDecoder();
+
+function jsonInit(value: unknown, options: JsonOptions): EntryInit {
+  return { ...options, body: JSON.stringify(value ?? null), headers: JSON_TYPE };
+}
+
+function jsonValue<T>(entry: CacheEntry): T {
+  return JSON.parse(decoder.decode(entry.body)) as T;
 }
 
 export function createCache(options: CacheOptions): Cache {

@@ -50,14 +50,27 @@ export interface Plan {
 /** How a write becomes invalidations: exact (rows and predicates), table-level, or none (TTL only). */
 export type InvalidationPolicy = "exact" | "table" | "none";
 
+/**
+ * A key value as it appears in tags. A URL's "05" and a row's 5 name one row of a number
+ * key, so numeric text is written as its number; two text keys that read as one number
+ * ("007", "7") then share a tag, which costs an extra invalidation, never a stale read.
+ */
+function tagValue(value: unknown): string {
+  if (typeof value === "string" && value.trim() !== "") {
+    const n = Number(value);
+    if (Number.isFinite(n)) return String(n);
+  }
+  return String(value);
+}
+
 /** Tag of an entry that holds (or, for a 404, looked for) one row. */
 export function rowTag(table: string, id: unknown): string {
-  return `${table}#${String(id)}`;
+  return `${table}#${tagValue(id)}`;
 }
 
 /** Tag of an entry that holds every row of `table` whose `column` equals `value` (a joined array). */
 export function setTag(table: string, column: string, value: unknown): string {
-  return `${table}@${column}=${String(value)}`;
+  return `${table}@${column}=${tagValue(value)}`;
 }
 
 /** The table tag: every entry that reads `table` carries it (table-level fallback). */
