@@ -48,6 +48,35 @@ export interface EntryInit {
   staleWhileRevalidate?: number;
   /** False keeps the response out of the cache (it is still returned). */
   cacheable?: boolean;
+  /**
+   * ms the response had already aged when it arrived (an HTTP origin's `Age`): `createdAt`
+   * is set that far back, so a later `Age` header counts it (RFC 9111 4.2.3). Default 0.
+   */
+  age?: number;
+  /** The entry's ETag as given ("" for none) instead of a hash of the body. */
+  etag?: string;
+}
+
+/** Lookup options: `count: false` leaves the hit and miss counters to the caller (`countRead`). */
+export interface LookupOptions {
+  count?: boolean;
+}
+
+export interface ApplyWriteOptions {
+  /** Re-runs the read behind a key (rehydration of hot invalidated entries). */
+  refetch?: (key: string) => Promise<unknown>;
+  /**
+   * The entry's value after `events`, computed from its cached value without the source,
+   * or undefined when that cannot be told exactly (the entry is then invalidated).
+   * Synchronous: it sees the entry as the write found it, and through `peek` any other
+   * fresh entry of the first tier as the write found it (a neighbouring page, say).
+   */
+  patch?: (
+    key: string,
+    entry: CacheEntry,
+    events: readonly WriteEvent[],
+    peek: (key: string) => CacheEntry | undefined,
+  ) => EntryInit | undefined;
 }
 
 export type ResolveStatus = "hit" | "stale" | "miss";
@@ -103,6 +132,7 @@ export class Cache {
     writes: 0,
     invalidations: 0,
     rehydrations: 0,
+    patches: 0,
   };
   #latency = new LatencyRecorder();
   #inflight = new Map<string, { promise: Promise<Resolved>; seq: number }>();
@@ -172,25 +202,89 @@ export class Cache {
    * The synchronous hit path: the first tier's entry if it is fresh, else undefined.
    * Only when the first tier is a SyncStore (memory).
    */
-  peek(key: string): CacheEntry | undefined {
+  peek(key: string, options?: LookupOptions): CacheEntry | undefined {
     if (!this.#front || (this.#undeleted.size > 0 && this.#undeleted.get(0)?.has(key))) {
       return undefined;
     }
     const entry = this.#front.peek(key);
     if (!entry || entry.freshUntil <= this.#now()) return undefined;
     this.#tierStats[0]!.hits++;
-    this.#counters.hits++;
-    this.index.touch(key);
+    if (options?.count !== false) this.countRead(key, "hit");
     return entry;
   }
 
   /** Looks a key up through the tiers; fresh or stale-but-servable entries only. */
-  async getEntry(key: string): Promise<CacheEntry | undefined> {
+  async getEntry(key: string, options?: LookupOptions): Promise<CacheEntry | undefined> {
     const found = await this.#lookup(key);
     if (!found) return undefined;
-    if (found.entry.freshUntil > this.#now()) this.#counters.hits++;
-    else this.#counters.staleHits++;
+    if (options?.count !== false) {
+      this.countRead(key, found.entry.freshUntil > this.#now() ? "hit" : "stale");
+    }
     return found.entry;
+  }
+
+  /**
+   * Counts a read its caller answered itself (after a lookup with `count: false`): an
+   * HTTP proxy decides hit, stale or miss from the request as well as the entry.
+   */
+  countRead(key: string, status: ResolveStatus): void {
+    if (status === "hit") {
+      this.#counters.hits++;
+      this.index.touch(key);
+    } else if (status === "stale") this.#counters.staleHits++;
+    else this.#counters.misses++;
+  }
+
+  /**
+   * The write fence's position. A loader that takes it before reading its source and
+   * passes it to `storeLoaded` never stores what an invalidation since then may have made
+   * stale.
+   */
+  get sequence(): number {
+    return this.#seq;
+  }
+
+  /**
+   * Runs a source read, counting it in the stats (loads, load errors, source latency).
+   * For callers with a single flight of their own; `resolve` does this itself.
+   */
+  async measureLoad<T>(load: () => Promise<T>): Promise<T> {
+    // performance.now: sub-millisecond and monotonic (the TTL clock may be a fake one).
+    const started = performance.now();
+    this.#counters.loads++;
+    try {
+      const value = await load();
+      this.#latency.record(performance.now() - started);
+      return value;
+    } catch (err) {
+      this.#counters.loadErrors++;
+      throw err;
+    }
+  }
+
+  /**
+   * Stores what a load read, unless an invalidation since `since` (a `sequence`) concerns
+   * it: the write fence. Returns the entry either way, and whether it was stored.
+   */
+  async storeLoaded(
+    key: string,
+    init: EntryInit,
+    since: number,
+  ): Promise<{ entry: CacheEntry; stored: boolean }> {
+    const entry = await this.#build(init);
+    if (init.cacheable === false) return { entry, stored: false };
+    if (this.#conflicts(since, key, entry)) {
+      this.#counters.fenced++;
+      return { entry, stored: false };
+    }
+    await this.#store(key, entry);
+    // A write may have landed while the tiers were being written: check once more.
+    if (this.#conflicts(since, key, entry)) {
+      this.#counters.fenced++;
+      await this.#remove(new Set([key]));
+      return { entry, stored: false };
+    }
+    return { entry, stored: true };
   }
 
   /** Stores an entry in every tier and registers its dependencies. */
@@ -280,13 +374,20 @@ export class Cache {
   /**
    * Applies a write the source has committed (one row change, or several made by one
    * statement): plans the affected keys and removes them from every tier before
-   * resolving, so the write can be acknowledged after this. `refetch` re-runs the read
-   * behind a key; hot invalidated keys are rehydrated with it.
+   * resolving, so the write can be acknowledged after this.
+   *
+   * `refetch` re-runs the read behind a key; hot invalidated keys are rehydrated with it.
+   * `patch` computes an entry's value after the write from its cached value, without the
+   * source (a row changed in place in a list that keeps its order): such entries are put
+   * back at once, so the next read is a hit that cost no query. It is only asked of
+   * entries in the first tier, and returns undefined where it cannot tell.
    */
   async applyWrite(
     events: WriteEvent | readonly WriteEvent[],
-    refetch?: (key: string) => Promise<unknown>,
-  ): Promise<{ keys: string[]; fallback: boolean }> {
+    options?: ApplyWriteOptions | ((key: string) => Promise<unknown>),
+  ): Promise<{ keys: string[]; fallback: boolean; patched: number }> {
+    const { refetch, patch } =
+      typeof options === "function" ? { refetch: options } : (options ?? {});
     const list = Array.isArray(events) ? events : [events as WriteEvent];
     const schema = this.#schema ?? NO_SCHEMA;
     const keys = new Set<string>();
@@ -299,15 +400,31 @@ export class Cache {
       for (const k of plan.keys) keys.add(k);
       fallback ||= plan.fallback;
     }
+    // Patches are computed now, from what the first tier holds before the removal below;
+    // they are stored like a load that began after the write, so the fence refuses one
+    // that a later write overtakes.
+    const seq = this.#seq;
+    const patches =
+      patch && !fallback && this.policy === "exact"
+        ? this.#patches(keys, list, patch)
+        : new Map<string, EntryInit>();
     const hot: string[] = [];
     if (refetch && this.#rehydrate) {
       for (const k of keys) {
+        if (patches.has(k)) continue;
         if ((this.index.get(k)?.hits ?? 0) >= this.#rehydrate.minHits) hot.push(k);
       }
     }
     await this.#remove(keys);
+    let patched = 0;
+    for (const [k, init] of patches) {
+      if ((await this.storeLoaded(k, init, seq)).stored) {
+        this.#counters.patches++;
+        patched++;
+      }
+    }
     for (const k of hot) this.#scheduleRehydrate(k, refetch!);
-    return { keys: [...keys], fallback };
+    return { keys: [...keys], fallback, patched };
   }
 
   /** Waits until queued rehydrations have finished (tests, graceful shutdown). */
@@ -426,34 +543,17 @@ export class Cache {
 
   async #runLoad(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
     const seq = this.#seq;
-    const started = performance.now();
-    this.#counters.loads++;
     let init: EntryInit;
     try {
-      init = await load();
+      init = await this.measureLoad(load);
     } catch (err) {
-      this.#counters.loadErrors++;
       // stale-if-error: an entry still inside its stale window beats an error.
       const stale = await this.#lookup(key, seq).catch(() => undefined);
       if (stale) return { entry: stale.entry, status: "stale", tier: stale.tier };
       throw err;
     }
-    // performance.now: sub-millisecond and monotonic (the TTL clock may be a fake one).
-    this.#latency.record(performance.now() - started);
-    const entry = await this.#build(init);
-    if (init.cacheable === false) return { entry, status: "miss", stored: false };
-    if (this.#conflicts(seq, key, entry)) {
-      this.#counters.fenced++;
-      return { entry, status: "miss", stored: false };
-    }
-    await this.#store(key, entry);
-    // A write may have landed while the tiers were being written: check once more.
-    if (this.#conflicts(seq, key, entry)) {
-      this.#counters.fenced++;
-      await this.#remove(new Set([key]));
-      return { entry, status: "miss", stored: false };
-    }
-    return { entry, status: "miss", stored: true };
+    const { entry, stored } = await this.storeLoaded(key, init, seq);
+    return { entry, status: "miss", stored };
   }
 
   async #build(init: EntryInit): Promise<CacheEntry> {
@@ -465,10 +565,10 @@ export class Cache {
       body,
       headers: init.headers ?? {},
       status: init.status ?? 200,
-      createdAt: now,
+      createdAt: now - (init.age ?? 0),
       freshUntil: now + ttl,
       staleUntil: now + ttl + swr,
-      etag: await strongEtag(body),
+      etag: init.etag ?? (await strongEtag(body)),
       tags: init.tags ?? [],
     };
     if (init.lists?.length) entry.lists = init.lists;
@@ -560,6 +660,42 @@ export class Cache {
       }
     }
     return false;
+  }
+
+  /** What `patch` makes of the planned keys the first tier holds fresh; synchronous. */
+  #patches(
+    keys: ReadonlySet<string>,
+    events: readonly WriteEvent[],
+    patch: NonNullable<ApplyWriteOptions["patch"]>,
+  ): Map<string, EntryInit> {
+    const out = new Map<string, EntryInit>();
+    const front = this.#front;
+    if (!front) return out;
+    const now = this.#now();
+    const peek = (key: string) => {
+      if (this.#undeleted.get(0)?.has(key)) return undefined;
+      const entry = front.peek(key);
+      return entry && entry.freshUntil > now ? entry : undefined;
+    };
+    for (const key of keys) {
+      const current = peek(key);
+      if (!current) continue;
+      let init: EntryInit | undefined;
+      try {
+        init = patch(key, current, events, peek);
+      } catch (err) {
+        this.#warnOnce("patch", "[edgecache] [cache] patch failed; the entry is invalidated", err);
+      }
+      if (!init) continue;
+      // A patched entry keeps the expiry of the one it came from: the TTL still bounds how
+      // long a change that bypassed edgecache can go unseen.
+      out.set(key, {
+        ...init,
+        ttl: current.freshUntil - now,
+        staleWhileRevalidate: current.staleUntil - current.freshUntil,
+      });
+    }
+    return out;
   }
 
   #scheduleRehydrate(key: string, refetch: (key: string) => Promise<unknown>): void {

@@ -23,6 +23,8 @@ export interface CacheStats {
   /** Keys removed by invalidation (writes and manual). */
   invalidations: number;
   rehydrations: number;
+  /** Entries a write changed in place instead of invalidating them. */
+  patches: number;
   indexedKeys: number;
   sourceLatencyMs: { count: number; mean: number; p50: number; p95: number; p99: number };
   tiers: TierStats[];
@@ -77,6 +79,7 @@ export function toPrometheus(stats: CacheStats): string {
   metric("writes_total", "counter", "Writes applied to the cache.", [["", stats.writes]]);
   metric("invalidations_total", "counter", "Keys invalidated.", [["", stats.invalidations]]);
   metric("rehydrations_total", "counter", "Background refetches.", [["", stats.rehydrations]]);
+  metric("patches_total", "counter", "Entries patched in place by writes.", [["", stats.patches]]);
   metric("indexed_keys", "gauge", "Keys in the dependency index.", [["", stats.indexedKeys]]);
   const tier = (pick: (t: TierStats) => number | undefined): [string, number][] =>
     stats.tiers.flatMap((t) => {

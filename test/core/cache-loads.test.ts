@@ -1,0 +1,85 @@
+import { describe, expect, it } from "vitest";
+import { Cache } from "../../src/core/cache.ts";
+import { memoryStore } from "../../src/stores/memory.ts";
+import { fakeClock } from "../helpers/chaos-store.ts";
+
+// The engine's pieces for callers with a single flight of their own (the HTTP proxy):
+// lookups that leave counting to the caller, measured loads, fence-checked stores, and
+// entries that keep an origin's age and ETag.
+
+function setup() {
+  const clock = fakeClock();
+  const cache = new Cache({ tiers: [memoryStore({ now: clock.now })], now: clock.now });
+  return { cache, clock };
+}
+
+describe("lookups that leave counting to the caller", () => {
+  it("peek and getEntry with count: false change no counter; countRead does", async () => {
+    const { cache } = setup();
+    await cache.setEntry("k", { body: "v" });
+    expect(cache.peek("k", { count: false })).toBeDefined();
+    expect(await cache.getEntry("k", { count: false })).toBeDefined();
+    expect(cache.stats()).toMatchObject({ hits: 0, staleHits: 0, misses: 0 });
+    cache.countRead("k", "hit");
+    cache.countRead("k", "stale");
+    cache.countRead("other", "miss");
+    expect(cache.stats()).toMatchObject({ hits: 1, staleHits: 1, misses: 1 });
+    expect(cache.index.get("k")?.hits).toBe(1);
+    cache.peek("k");
+    expect(cache.stats().hits).toBe(2);
+  });
+});
+
+describe("measureLoad", () => {
+  it("counts loads, failed loads and source latency", async () => {
+    const { cache } = setup();
+    expect(await cache.measureLoad(async () => 42)).toBe(42);
+    await expect(cache.measureLoad(() => Promise.reject(new Error("down")))).rejects.toThrow();
+    expect(cache.stats()).toMatchObject({ loads: 2, loadErrors: 1 });
+    expect(cache.stats().sourceLatencyMs.count).toBe(1);
+  });
+});
+
+describe("storeLoaded (the write fence for callers' own loads)", () => {
+  it("stores when nothing was invalidated since the load began", async () => {
+    const { cache } = setup();
+    const since = cache.sequence;
+    const { stored } = await cache.storeLoaded("a", { body: "x", tags: ["t"] }, since);
+    expect(stored).toBe(true);
+    expect(cache.peek("a")).toBeDefined();
+  });
+
+  it.each([
+    ["its key", { keys: ["a"] }],
+    ["its tag", { tags: ["t"] }],
+    ["a prefix of it", { prefix: "a" }],
+  ])("refuses what a load read before %s was invalidated", async (_, request) => {
+    const { cache } = setup();
+    const since = cache.sequence;
+    await cache.invalidate(request);
+    const { entry, stored } = await cache.storeLoaded("a", { body: "x", tags: ["t"] }, since);
+    expect(stored).toBe(false);
+    expect(new TextDecoder().decode(entry.body)).toBe("x");
+    expect(cache.peek("a")).toBeUndefined();
+    expect(cache.stats().fenced).toBe(1);
+  });
+
+  it("stores despite an invalidation of something else", async () => {
+    const { cache } = setup();
+    const since = cache.sequence;
+    await cache.invalidate({ tags: ["other"] });
+    expect((await cache.storeLoaded("a", { body: "x", tags: ["t"] }, since)).stored).toBe(true);
+  });
+});
+
+describe("entries from an HTTP origin", () => {
+  it("keep the age they arrived with and the ETag they were given", async () => {
+    const { cache, clock } = setup();
+    const entry = await cache.setEntry("h", { body: "x", age: 5000, etag: "", ttl: 10_000 });
+    expect(entry.createdAt).toBe(clock.now() - 5000);
+    expect(entry.freshUntil).toBe(clock.now() + 10_000);
+    expect(entry.etag).toBe("");
+    const hashed = await cache.setEntry("g", { body: "x" });
+    expect(hashed.etag).toMatch(/^"[0-9a-f]{24}"$/);
+  });
+});
