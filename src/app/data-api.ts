@@ -9,6 +9,7 @@ import {
   tableTag,
 } from "../core/deps/planner.ts";
 import { sortValues } from "../core/deps/predicate.ts";
+import type { CacheEntry } from "../core/entry.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { keyPath, requestKey } from "../core/keys.ts";
 import {
@@ -22,6 +23,7 @@ import { parseListQuery } from "../core/query-params.ts";
 import type { Source } from "../sources/source.ts";
 import { errorBody, limitBody, notFound, onError } from "./errors.ts";
 import { entryReply, replyResponse } from "./http.ts";
+import { type Neighbours, patchItem, patchList } from "./patch.ts";
 
 export interface DataApiOptions {
   source: Source;
@@ -30,6 +32,11 @@ export interface DataApiOptions {
   basePath?: string;
   /** Per-resource time to live in seconds, overriding the cache's default. */
   routes?: Record<string, { ttl?: number }>;
+  /**
+   * Writes patch cached responses they change in ways the rules can compute (a row updated
+   * in place, an order added to a user's orders) instead of invalidating them (true).
+   */
+  patchInPlace?: boolean;
   now?: () => number;
 }
 
@@ -84,6 +91,38 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     return replyResponse(entryReply(entry, outcome, now(), ifNoneMatch));
   };
 
+  // What a response is made of, the same whether it was loaded or patched by a write.
+  const listInit = (resource: Resource, rows: Row[], list: ListDependency): EntryInit => ({
+    body: JSON.stringify({ data: rows, limit: list.limit, offset: list.offset }),
+    headers: JSON_HEADERS,
+    tags: dependencyTags(schema, resource, rows),
+    lists: [list],
+    meta: { resource: resource.name } satisfies EntryMeta,
+  });
+  const itemInit = (resource: Resource, id: string, row: Row | undefined): EntryInit => {
+    const meta: EntryMeta = { resource: resource.name, id };
+    if (row) {
+      return {
+        body: JSON.stringify(row),
+        headers: JSON_HEADERS,
+        tags: dependencyTags(schema, resource, [row]),
+        meta,
+      };
+    }
+    // A cached 404 carries the row tag of the id, so an insert of it invalidates it.
+    const { body } = errorBody(
+      new EdgecacheError("E_NOT_FOUND", COMPONENT, `${resource.name} "${id}" not found`),
+    );
+    const table = resource.table.name;
+    return {
+      body,
+      status: 404,
+      headers: JSON_HEADERS,
+      tags: [tableTag(table), rowTag(table, id)],
+      meta,
+    };
+  };
+
   app.get(`${base}/:resource`, (c) => {
     const resource = resourceOf(c.req.param("resource"));
     const url = new URL(c.req.url);
@@ -94,13 +133,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
         // never stored, so it is parsed again each time it is asked.
         const query = parseListQuery(resource, url.searchParams);
         const rows = await source.list(resource, query);
-        return {
-          body: JSON.stringify({ data: rows, limit: query.limit, offset: query.offset }),
-          headers: JSON_HEADERS,
-          tags: dependencyTags(schema, resource, rows),
-          lists: [listDependency(resource, query, rows)],
-          ttl: ttlOf(resource),
-        };
+        const init = listInit(resource, rows, listDependency(resource, query, rows));
+        return { ...init, ttl: ttlOf(resource) };
       },
       c.req.header("if-none-match"),
     );
@@ -111,28 +145,10 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     const id = c.req.param("id");
     return read(
       new URL(c.req.url),
-      async () => {
-        const row = await source.get(resource, id);
-        if (!row) {
-          // A cached 404 carries the row tag of the id, so an insert of it invalidates it.
-          const { body } = errorBody(
-            new EdgecacheError("E_NOT_FOUND", COMPONENT, `${resource.name} "${id}" not found`),
-          );
-          return {
-            body,
-            status: 404,
-            headers: JSON_HEADERS,
-            tags: [tableTag(resource.table.name), rowTag(resource.table.name, id)],
-            ttl: ttlOf(resource),
-          };
-        }
-        return {
-          body: JSON.stringify(row),
-          headers: JSON_HEADERS,
-          tags: dependencyTags(schema, resource, [row]),
-          ttl: ttlOf(resource),
-        };
-      },
+      async () => ({
+        ...itemInit(resource, id, await source.get(resource, id)),
+        ttl: ttlOf(resource),
+      }),
       c.req.header("if-none-match"),
     );
   });
@@ -149,17 +165,89 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     }
     return r.table.name;
   };
+  const keys = planSchemaOf(schema);
+  /** A cached response after a write, computed without a query where the rules allow. */
+  const patch = (
+    key: string,
+    entry: CacheEntry,
+    events: readonly WriteEvent[],
+    peek: (key: string) => CacheEntry | undefined,
+  ): EntryInit | undefined => {
+    const meta = entry.meta as EntryMeta | undefined;
+    const resource = meta && resolveResource(schema, meta.resource);
+    if (!meta || !resource) return undefined;
+    if (meta.id !== undefined) {
+      if (entry.status !== 200 && entry.status !== 404) return undefined;
+      const row = entry.status === 200 ? (parseBody(entry) as Row) : undefined;
+      const patched = patchItem(resource, meta.id, row, events, keys);
+      return patched && itemInit(resource, meta.id, patched.row);
+    }
+    const list = entry.lists?.[0];
+    if (!list || entry.status !== 200) return undefined;
+    const { data } = parseBody(entry) as { data: Row[] };
+    const patched =
+      patchList(resource, list, data, events, keys) ??
+      patchList(resource, list, data, events, keys, neighbours(key, resource, list, peek));
+    return patched && listInit(resource, patched.rows, patched.list);
+  };
+
+  /** Rows of other cached pages of the same list just before and after a window. */
+  const neighbours = (
+    key: string,
+    resource: Resource,
+    list: ListDependency,
+    peek: (key: string) => CacheEntry | undefined,
+  ): Neighbours | undefined => {
+    const same = sameList(list);
+    const end = list.offset + list.count;
+    let found: Neighbours | undefined;
+    for (const [other, dep] of cache.index.listsOn(list.table)) {
+      if (other === key || !same(dep)) continue;
+      const coversBefore = dep.offset < list.offset && list.offset <= dep.offset + dep.count;
+      const coversAfter =
+        list.count >= list.limit &&
+        dep.offset <= end &&
+        (end < dep.offset + dep.count || (end === dep.offset + dep.count && dep.count < dep.limit));
+      if (!coversBefore && !coversAfter) continue;
+      const entry = peek(other);
+      if (entry?.status !== 200) continue;
+      if ((entry.meta as EntryMeta | undefined)?.resource !== resource.name) continue;
+      const { data } = parseBody(entry) as { data: Row[] };
+      found ??= { before: [] };
+      if (coversBefore && found.before.length === 0) {
+        found.before = data.slice(0, list.offset - dep.offset);
+      }
+      if (coversAfter && !found.after) {
+        found.after = { rows: data.slice(end - dep.offset), toEnd: dep.count < dep.limit };
+      }
+    }
+    return found;
+  };
+
+  // Writes take turns from their statement to their invalidation, so the cache hears of
+  // them in the order the database applied them: a patch must never apply an older row
+  // after a newer one.
+  let turn: Promise<unknown> = Promise.resolve();
+  const inTurn = <T>(work: () => Promise<T>): Promise<T> => {
+    const run = turn.then(work, work);
+    turn = run.catch(() => {});
+    return run;
+  };
   // The row changes, plus whatever the database does beyond them (triggers and the like).
   const apply = async (events: WriteEvent[]) =>
-    cache.applyWrite(
-      [...events, ...(await source.effects(events[0]!.table, events[0]!.op))],
+    cache.applyWrite([...events, ...(await source.effects(events[0]!.table, events[0]!.op))], {
       refetch,
-    );
+      patch: options.patchInPlace === false ? undefined : patch,
+    });
 
   app.post(`${base}/:resource`, async (c) => {
     const table = writable(c.req.param("resource"));
-    const row = await source.insert(table, await jsonObject(c.req.raw));
-    await apply([{ table, op: "insert", new: row }]);
+    const values = await jsonObject(c.req.raw);
+    const row = await inTurn(async () => {
+      const inserted = await source.insert(table, values);
+      await apply([{ table, op: "insert", new: inserted }]);
+      return inserted;
+    });
     const pk = schema.tables.get(table)!.primaryKey;
     const location = `${base}/${table}/${encodeURIComponent(String(row[pk]))}`;
     return c.json(row, 201, { location });
@@ -170,12 +258,15 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
       const table = writable(c.req.param("resource"));
       const id = c.req.param("id");
       const values = await jsonObject(c.req.raw);
-      const result =
-        method === "patch"
-          ? await source.update(table, id, values)
-          : await source.replace(table, id, values);
+      const result = await inTurn(async () => {
+        const r =
+          method === "patch"
+            ? await source.update(table, id, values)
+            : await source.replace(table, id, values);
+        if (r) await apply([{ table, op: "update", old: r.old, new: r.row }]);
+        return r;
+      });
       if (!result) throw new EdgecacheError("E_NOT_FOUND", COMPONENT, `${table} "${id}" not found`);
-      await apply([{ table, op: "update", old: result.old, new: result.row }]);
       return c.json(result.row);
     });
   }
@@ -183,15 +274,36 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   app.delete(`${base}/:resource/:id`, async (c) => {
     const table = writable(c.req.param("resource"));
     const id = c.req.param("id");
-    const result = await source.delete(table, id);
+    const result = await inTurn(async () => {
+      const r = await source.delete(table, id);
+      if (r) await apply([{ table, op: "delete", old: r.old }, ...r.cascaded]);
+      return r;
+    });
     if (!result) throw new EdgecacheError("E_NOT_FOUND", COMPONENT, `${table} "${id}" not found`);
-    await apply([{ table, op: "delete", old: result.old }, ...result.cascaded]);
     return c.body(null, 204);
   });
 
   app.notFound(notFound);
 
   return { app, schema, refetch };
+}
+
+/** Whether a list registration has the same predicate and order as `list` (another page). */
+function sameList(list: ListDependency): (other: ListDependency) => boolean {
+  const signature = JSON.stringify([list.table, list.filters, list.sort]);
+  return (other) => JSON.stringify([other.table, other.filters, other.sort]) === signature;
+}
+
+/** What the data API keeps with an entry: the resource, and the id of an item. */
+interface EntryMeta {
+  resource: string;
+  id?: string;
+}
+
+const decoder = new TextDecoder();
+
+function parseBody(entry: CacheEntry): unknown {
+  return JSON.parse(decoder.decode(entry.body));
 }
 
 async function jsonObject(req: Request): Promise<Row> {

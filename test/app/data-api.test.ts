@@ -554,28 +554,85 @@ describe("writes to joined tables", () => {
 });
 
 describe("rehydration", () => {
-  it("refetches a hot item invalidated by a PATCH, so the next read is a hit with the new value", async () => {
+  // A full window its only row leaves cannot be patched (the next row is not cached), so
+  // the write invalidates it.
+  const leavingWindow = (user: Record<string, unknown>) =>
+    `/v1/users?firstName=${user.firstName}&id=${user.id}&limit=1`;
+
+  it("refetches a hot list invalidated by a PATCH, so the next read is a hit with the new value", async () => {
     const user = userWithOrders();
-    const path = `/v1/users/${user.id}`;
+    const path = leavingWindow(user);
     for (let i = 0; i < 3; i++) await get(path);
 
-    const r = await send(h.edgecache, "PATCH", path, { lastName: "Rehydrated" });
+    const r = await send(h.edgecache, "PATCH", `/v1/users/${user.id}`, { firstName: "Rehydrated" });
     expect(r.status).toBe(200);
     await h.edgecache.cache.drain();
 
     const next = await get(path);
     expect(status(next)).toMatch(HIT);
-    expect(next.json).toEqual({ ...user, lastName: "Rehydrated" });
+    expect(next.json.data).toEqual([]);
     expect(h.edgecache.cache.stats().rehydrations).toBeGreaterThan(0);
   });
 
   it("does not refetch an entry read only once", async () => {
     const user = userWithOrders();
+    const path = leavingWindow(user);
+    await get(path);
+    const before = h.edgecache.cache.stats().rehydrations;
+    await send(h.edgecache, "PATCH", `/v1/users/${user.id}`, { firstName: "Cold" });
+    await h.edgecache.cache.drain();
+    expect(h.edgecache.cache.stats().rehydrations).toBe(before);
+    expect(status(await get(path))).toMatch(MISS_STORED);
+  });
+});
+
+describe("patch in place", () => {
+  it("answers the item a PATCH changed from the cache, with the new row and no query", async () => {
+    const user = userWithOrders();
     const path = `/v1/users/${user.id}`;
     await get(path);
-    await send(h.edgecache, "PATCH", path, { lastName: "Cold" });
-    await h.edgecache.cache.drain();
-    expect(h.edgecache.cache.stats().rehydrations).toBe(0);
-    expect(status(await get(path))).toMatch(MISS_STORED);
+    const { loads, patches } = h.edgecache.cache.stats();
+    await send(h.edgecache, "PATCH", path, { lastName: "Patched" });
+    const next = await get(path);
+    expect(status(next)).toMatch(HIT);
+    expect(next.json).toEqual({ ...user, lastName: "Patched" });
+    expect(h.edgecache.cache.stats().loads).toBe(loads);
+    expect(h.edgecache.cache.stats().patches).toBeGreaterThan(patches);
+  });
+
+  it("keeps a view item's orders when its user changes, and adds an order posted for it", async () => {
+    const user = userWithOrders();
+    const path = `/v1/usersWithOrders/${user.id}`;
+    const before = (await get(path)).json;
+    await send(h.edgecache, "PATCH", `/v1/users/${user.id}`, { firstName: "Patched" });
+    const order = {
+      id: "o-zzzzzz",
+      userId: user.id,
+      total: 1,
+      status: "paid",
+      createdAt: "2026-01-02T00:00:00Z",
+    };
+    expect((await send(h.edgecache, "POST", "/v1/orders", order)).status).toBe(201);
+    const next = await get(path);
+    expect(status(next)).toMatch(HIT);
+    expect(next.json).toEqual({
+      ...before,
+      firstName: "Patched",
+      orders: [...before.orders, order],
+    });
+    await send(h.edgecache, "DELETE", `/v1/orders/${order.id}`);
+    const after = await get(path);
+    expect(status(after)).toMatch(HIT);
+    expect(after.json).toEqual({ ...before, firstName: "Patched" });
+  });
+
+  it("turns a cached item into a cached 404 when its row is deleted", async () => {
+    const order = ordersOf(userWithOrders().id as string)[0]!;
+    const path = `/v1/orders/${order.id}`;
+    await get(path);
+    await send(h.edgecache, "DELETE", path);
+    const next = await get(path);
+    expectClientError(next, 404, "E_NOT_FOUND");
+    expect(status(next)).toMatch(HIT);
   });
 });

@@ -55,7 +55,7 @@ export type InvalidationPolicy = "exact" | "table" | "none";
  * key, so numeric text is written as its number; two text keys that read as one number
  * ("007", "7") then share a tag, which costs an extra invalidation, never a stale read.
  */
-function tagValue(value: unknown): string {
+export function tagValue(value: unknown): string {
   if (typeof value === "string" && value.trim() !== "") {
     const n = Number(value);
     if (Number.isFinite(n)) return String(n);

@@ -1,0 +1,238 @@
+import {
+  type ListDependency,
+  type PlanSchema,
+  tagValue,
+  type WriteEvent,
+} from "../core/deps/planner.ts";
+import { compareSortValues, matches, sortValues } from "../core/deps/predicate.ts";
+import type { JoinInfo, Resource, Row, SortKey } from "../core/query.ts";
+
+/**
+ * Patch in place: what a cached data API response becomes after a write, computed from
+ * the response and the write's rows alone, with no query. Pure functions, so the rules
+ * can be tested against the database (the consistency property test does).
+ *
+ * Each returns undefined when the result cannot be told exactly from what is cached (a
+ * row leaving a full window lets an unseen row in; a row entering a view list needs its
+ * joined rows); the caller then invalidates as before.
+ */
+
+type PrimaryKeys = Pick<PlanSchema, "primaryKey">;
+
+/** An item response: the row, or undefined for a cached 404. */
+export function patchItem(
+  resource: Resource,
+  id: string,
+  row: Row | undefined,
+  events: readonly WriteEvent[],
+  keys: PrimaryKeys,
+): { row: Row | undefined } | undefined {
+  const table = resource.table.name;
+  const pk = resource.table.primaryKey;
+  let current = row;
+  if (joinsOn(resource, table).length > 0) return undefined; // a view joined to itself
+  for (const event of events) {
+    if (!event.old && !event.new) return undefined; // a change without rows: unknown
+    if (event.table === table) {
+      const before = event.old && same(event.old[pk], id);
+      const after = event.new && same(event.new[pk], id);
+      if (!before && !after) {
+        // Another spelling of the same number ("05" for 5): what the source does with it
+        // is the source's business; leave it to invalidation.
+        const loose = [event.old, event.new].some((r) => r && tagValue(r[pk]) === tagValue(id));
+        if (loose) return undefined;
+        continue;
+      }
+      if (event.op === "delete") current = undefined;
+      else if (event.op === "insert") {
+        // A view's new row would need its joined rows.
+        if (resource.kind === "view" || current !== undefined) return undefined;
+        current = { ...event.new };
+      } else {
+        if (!before || !after || current === undefined) return undefined;
+        current = updatedBase(resource, current, event.old!, event.new!);
+        if (!current) return undefined;
+      }
+      continue;
+    }
+    const joins = joinsOn(resource, event.table);
+    // A table this response does not read, or a 404, which holds no joined rows.
+    if (joins.length === 0 || current === undefined) continue;
+    const next = patchJoined(current, joins, event, keys);
+    if (!next) return undefined;
+    current = next;
+  }
+  return { row: current };
+}
+
+/**
+ * Rows of the same list next to a window, from other cached windows: what moves into the
+ * window when a write shifts it (a row inserted before it brings in the row at
+ * `offset - 1`; one removed before it, the row after its end).
+ */
+export interface Neighbours {
+  /** Rows ending just before the window (position offset - 1), in order. */
+  before: Row[];
+  /** Rows starting just after the window (position offset + its row count). */
+  after?: { rows: Row[]; toEnd: boolean };
+}
+
+/**
+ * A list response's rows after the write, with the list registration they now have.
+ *
+ * The rows known around the window (the window itself, and any neighbours) are a
+ * stretch of the whole list whose first position is known. Each event removes its old
+ * row from the stretch or shifts the stretch when it left before it, and puts its new row
+ * in or shifts the stretch when it lands before it. The window is then cut back out of the
+ * stretch, if the stretch still covers it.
+ */
+export function patchList(
+  resource: Resource,
+  list: ListDependency,
+  rows: readonly Row[],
+  events: readonly WriteEvent[],
+  keys: PrimaryKeys,
+  neighbours?: Neighbours,
+): { rows: Row[]; list: ListDependency } | undefined {
+  const table = resource.table.name;
+  const pk = resource.table.primaryKey;
+  if (joinsOn(resource, table).length > 0) return undefined; // a view joined to itself
+  const full = rows.length >= list.limit;
+  const after = full ? neighbours?.after : undefined;
+  const before = neighbours?.before ?? [];
+  let stretch = [...before, ...rows, ...(after?.rows ?? [])];
+  let start = list.offset - before.length;
+  // Whether the stretch runs to the end of the list: rows sorting after it are then new.
+  const toEnd = full ? (after?.toEnd ?? false) : true;
+
+  for (const event of events) {
+    if (!event.old && !event.new) return undefined; // a change without rows: unknown
+    if (event.table !== table) {
+      const joins = joinsOn(resource, event.table);
+      if (joins.length === 0) continue; // a table this response does not read
+      const next: Row[] = [];
+      for (const row of stretch) {
+        const patched = patchJoined(row, joins, event, keys);
+        if (!patched) return undefined;
+        next.push(patched);
+      }
+      stretch = next;
+      continue;
+    }
+    if ((event.op !== "insert" && !event.old) || (event.op !== "delete" && !event.new)) {
+      return undefined;
+    }
+    // Nothing known to place a row against, past the start of the list.
+    if (stretch.length === 0 && start > 0) return undefined;
+    let kept: Row | undefined;
+    if (event.old) {
+      const at = stretch.findIndex((r) => same(r[pk], event.old![pk]));
+      if (at >= 0) {
+        kept = stretch[at];
+        stretch.splice(at, 1);
+      } else if (matches(event.old, list.filters)) {
+        const first = stretch[0];
+        const last = stretch[stretch.length - 1];
+        if (first && compare(event.old, first, list.sort) < 0 && start > 0) start--;
+        else if (!(last && compare(event.old, last, list.sort) > 0 && !toEnd)) return undefined;
+      }
+    }
+    if (event.new && matches(event.new, list.filters)) {
+      const at = insertionPoint(stretch, event.new, list.sort);
+      if (at === 0 && start > 0) {
+        start++; // it lands before the stretch, which shifts down a place
+      } else if (at === stretch.length && !toEnd) {
+        // it lands after the stretch, among rows not cached: no change within it
+      } else {
+        const row =
+          kept === undefined
+            ? resource.kind === "view"
+              ? undefined // a new member's joined rows are not cached
+              : { ...event.new }
+            : updatedBase(resource, kept, event.old!, event.new);
+        if (!row) return undefined;
+        stretch.splice(at, 0, row);
+      }
+    }
+  }
+  const from = list.offset - start;
+  if (from < 0) return undefined;
+  const window = stretch.slice(from, from + list.limit);
+  if (window.length < list.limit && !toEnd) return undefined;
+  const last = window[window.length - 1];
+  const next: ListDependency = { ...list, count: window.length };
+  if (last) next.last = sortValues(last, list.sort);
+  else delete next.last;
+  return { rows: window, list: next };
+}
+
+/** The base row after an update, keeping its joined arrays; undefined if a join key moved. */
+function updatedBase(resource: Resource, current: Row, old: Row, updated: Row): Row | undefined {
+  if (resource.kind === "table") return { ...updated };
+  const row: Row = { ...updated };
+  for (const join of resource.view.joins) {
+    if (!same(old[join.references], updated[join.references])) return undefined;
+    row[join.as] = current[join.as];
+  }
+  return row;
+}
+
+/** The joins through which `resource` reads `table` (none for a table resource). */
+function joinsOn(resource: Resource, table: string): JoinInfo[] {
+  return resource.kind === "view" ? resource.view.joins.filter((j) => j.table === table) : [];
+}
+
+/**
+ * A base row with a child row changed: removed from the array it left, added (in primary
+ * key order, as the source returns them) to the one it entered.
+ */
+function patchJoined(
+  row: Row,
+  joins: JoinInfo[],
+  event: WriteEvent,
+  keys: PrimaryKeys,
+): Row | undefined {
+  let out = row;
+  for (const join of joins) {
+    const key = row[join.references];
+    const array = row[join.as];
+    if (!Array.isArray(array)) return undefined;
+    const leaves = event.old !== undefined && same(event.old[join.foreignKey], key);
+    const enters = event.new !== undefined && same(event.new[join.foreignKey], key);
+    if (!leaves && !enters) continue;
+    const childPk = keys.primaryKey(event.table);
+    if (childPk === undefined) return undefined;
+    let children = array as Row[];
+    if (leaves) children = children.filter((c) => !same(c[childPk], event.old![childPk]));
+    if (enters) {
+      const child = { ...event.new! };
+      const sort: SortKey[] = [{ column: childPk, desc: false }];
+      children = [...children];
+      children.splice(insertionPoint(children, child, sort), 0, child);
+    }
+    out = { ...out, [join.as]: children };
+  }
+  return out;
+}
+
+function insertionPoint(rows: readonly Row[], row: Row, sort: readonly SortKey[]): number {
+  let at = rows.length;
+  while (at > 0 && compare(rows[at - 1]!, row, sort) > 0) at--;
+  return at;
+}
+
+function compare(a: Row, b: Row, sort: readonly SortKey[]): number {
+  return compareSortValues(sortValues(a, sort), sortValues(b, sort), sort);
+}
+
+/**
+ * Two key values name the same row: equal, or a URL's text and a number key in its
+ * canonical spelling ("5" and 5). Anything looser ("05") is left to invalidation.
+ */
+function same(a: unknown, b: unknown): boolean {
+  if (a === null || a === undefined || b === null || b === undefined) return false;
+  if (typeof a === typeof b) return a === b;
+  if (typeof a === "number" && typeof b === "string") return String(a) === b;
+  if (typeof a === "string" && typeof b === "number") return a === String(b);
+  return false;
+}
