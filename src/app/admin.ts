@@ -4,7 +4,9 @@ import { rowTag, tableTag } from "../core/deps/planner.ts";
 import type { CacheEntry } from "../core/entry.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { toPrometheus } from "../core/stats.ts";
+import type { Store } from "../core/store.ts";
 import { limitBody, notFound, onError } from "./errors.ts";
+import type { CachingProxy } from "./proxy.ts";
 
 export interface AdminOptions {
   cache: Cache;
@@ -12,15 +14,20 @@ export interface AdminOptions {
   token?: string;
   /** Without a token only loopback clients are answered; the runtime adapter tells which. */
   isLoopback?: (c: Context) => boolean;
+  /** Proxy mode: `POST /purge` and `POST /warm` (absent without it). */
+  proxy?: Pick<CachingProxy, "purge" | "warm">;
   now?: () => number;
 }
 
 const COMPONENT = "admin";
 const MAX_KEYS = 1000;
+/** URLs one warm request may name. */
+const MAX_WARM = 1000;
 
 /**
  * The admin API, mounted under `/_edgecache`: stats (JSON or Prometheus), the cached keys
- * with their dependencies, one key's details, and manual invalidation.
+ * with their dependencies, size, age and TTL, one key's details, and manual invalidation;
+ * in proxy mode also purge (by origin tag, URL or prefix) and warming.
  */
 export function createAdminApi(options: AdminOptions): Hono {
   const { cache } = options;
@@ -58,7 +65,7 @@ export function createAdminApi(options: AdminOptions): Hono {
     c.text(toPrometheus(cache.stats()), 200, { "content-type": "text/plain; version=0.0.4" }),
   );
 
-  app.get("/keys", (c) => {
+  app.get("/keys", async (c) => {
     const prefix = c.req.query("prefix") ?? "";
     const tag = c.req.query("tag");
     const keys = [];
@@ -67,12 +74,14 @@ export function createAdminApi(options: AdminOptions): Hono {
       if (tag && !key.startsWith(prefix)) continue;
       const reg = cache.index.get(key);
       if (!reg || reg.expiresAt <= now()) continue;
+      const entry = await peekTiers(cache, key, now());
       keys.push({
         key,
         hits: reg.hits,
         expiresAt: reg.expiresAt,
         tags: reg.tags,
         lists: reg.lists,
+        ...(entry && entrySummary(entry, now())),
       });
       if (keys.length >= MAX_KEYS) break;
     }
@@ -82,19 +91,16 @@ export function createAdminApi(options: AdminOptions): Hono {
   app.get("/keys/:key{.+}", async (c) => {
     const key = c.req.param("key"); // Hono has already percent-decoded it
     const reg = cache.index.get(key);
-    // Straight from each tier: looking is not a read, so it leaves the hit counts alone.
     const tiers = [];
     let entry: CacheEntry | undefined;
     for (const tier of cache.tiers) {
-      const found = await tier.get(key).catch(() => undefined);
-      const live = found && found.staleUntil > now() ? found : undefined;
+      const live = await tierEntry(tier, key, now());
       tiers.push({ tier: tier.name, present: !!live });
       entry ??= live;
     }
     if (!entry && !reg) {
       throw new EdgecacheError("E_NOT_FOUND", COMPONENT, `key "${key}" is not cached`);
     }
-    const t = now();
     return c.json({
       key,
       tiers,
@@ -104,24 +110,14 @@ export function createAdminApi(options: AdminOptions): Hono {
       ...(entry && {
         status: entry.status,
         etag: entry.etag,
-        bytes: entry.body.byteLength,
-        ageSeconds: Math.floor((t - entry.createdAt) / 1000),
-        ttlSeconds: Math.floor((entry.freshUntil - t) / 1000),
+        ...entrySummary(entry, now()),
         headers: entry.headers,
       }),
     });
   });
 
   app.post("/invalidate", async (c) => {
-    const body = await c.req.json().catch(() => undefined);
-    if (typeof body !== "object" || body === null || Array.isArray(body)) {
-      throw new EdgecacheError(
-        "E_BAD_BODY",
-        COMPONENT,
-        'body: expected a JSON object such as {"tag": "users#123-abc"}',
-      );
-    }
-    const b = body as Record<string, unknown>;
+    const b = await objectBody(c, '{"tag": "users#123-abc"}');
     const keys = strings(b, "key", "keys");
     const tags = strings(b, "tag", "tags");
     if (b.table !== undefined) {
@@ -152,7 +148,80 @@ export function createAdminApi(options: AdminOptions): Hono {
     return c.json({ invalidated });
   });
 
+  const { proxy } = options;
+  if (proxy) {
+    app.post("/purge", async (c) => {
+      const b = await objectBody(c, '{"tags": ["users"]}');
+      const tags = strings(b, "tag", "tags");
+      const urls = strings(b, "url", "urls");
+      let prefix: string | undefined;
+      if (b.prefix !== undefined) {
+        if (typeof b.prefix !== "string" || !b.prefix.startsWith("/")) {
+          bodyError("prefix", 'a path starting with "/"', JSON.stringify(b.prefix));
+        }
+        prefix = b.prefix;
+      }
+      if (tags.length === 0 && urls.length === 0 && prefix === undefined) {
+        throw new EdgecacheError(
+          "E_BAD_BODY",
+          COMPONENT,
+          "body: expected one of tag, tags, url, urls or prefix",
+        );
+      }
+      return c.json({ purged: await proxy.purge({ tags, urls, prefix }) });
+    });
+
+    app.post("/warm", async (c) => {
+      const b = await objectBody(c, '{"urls": ["/v1/users"]}');
+      const urls = strings(b, "url", "urls");
+      if (urls.length === 0 || urls.length > MAX_WARM) {
+        bodyError("urls", `1 to ${MAX_WARM} URLs`, `${urls.length}`);
+      }
+      for (const u of urls) {
+        if (!u.startsWith("/") && !/^https?:\/\//i.test(u)) {
+          bodyError("urls", 'paths starting with "/" or http(s) URLs', JSON.stringify(u));
+        }
+      }
+      // Paths are fetched as this request's host would fetch them.
+      return c.json({ warmed: await proxy.warm(urls, new URL(c.req.url).origin) });
+    });
+  }
+
   return app;
+}
+
+async function objectBody(c: Context, example: string): Promise<Record<string, unknown>> {
+  const body = await c.req.json().catch(() => undefined);
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new EdgecacheError(
+      "E_BAD_BODY",
+      COMPONENT,
+      `body: expected a JSON object such as ${example}`,
+    );
+  }
+  return body as Record<string, unknown>;
+}
+
+/** A tier's live entry for `key`, read straight: looking is not a read, so no hit counts. */
+async function tierEntry(tier: Store, key: string, now: number): Promise<CacheEntry | undefined> {
+  const found = await tier.get(key).catch(() => undefined);
+  return found && found.staleUntil > now ? found : undefined;
+}
+
+async function peekTiers(cache: Cache, key: string, now: number): Promise<CacheEntry | undefined> {
+  for (const tier of cache.tiers) {
+    const entry = await tierEntry(tier, key, now);
+    if (entry) return entry;
+  }
+  return undefined;
+}
+
+function entrySummary(entry: CacheEntry, now: number) {
+  return {
+    bytes: entry.body.byteLength,
+    ageSeconds: Math.floor((now - entry.createdAt) / 1000),
+    ttlSeconds: Math.floor((entry.freshUntil - now) / 1000),
+  };
 }
 
 function strings(body: Record<string, unknown>, one: string, many: string): string[] {

@@ -13,6 +13,7 @@ const STATUS: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   E_TOO_LARGE: 413,
   E_UNAUTHORIZED: 401,
   E_SOURCE_UNAVAILABLE: 503,
+  E_ORIGIN_UNAVAILABLE: 502,
   E_STORE_UNAVAILABLE: 503,
 };
 

@@ -1,7 +1,24 @@
 import type { CacheEntry } from "../core/entry.ts";
 
+/** RFC 9211 2.2: why a request went to the origin or source. */
+export type Forward = "uri-miss" | "vary-miss" | "miss" | "request" | "stale" | "method" | "bypass";
+
 /** How the cache answered, for the Cache-Status header (RFC 9211). */
-export type CacheOutcome = { kind: "hit" } | { kind: "stale" } | { kind: "miss"; stored: boolean };
+export type CacheOutcome =
+  | { kind: "hit" }
+  | { kind: "stale" }
+  | {
+      kind: "miss";
+      stored: boolean;
+      /** Default "miss". */
+      fwd?: Forward;
+      /** The origin's status, when it differs from the one sent (a 304 refresh). */
+      fwdStatus?: number;
+      /** Why it was not stored (default "not-stored"). */
+      detail?: string;
+    }
+  /** A stale entry served because the origin failed (RFC 5861 4, stale-if-error). */
+  | { kind: "stale-if-error"; fwdStatus?: number };
 
 export const CACHE_NAME = "edgecache";
 
@@ -13,10 +30,17 @@ export function cacheStatus(outcome: CacheOutcome, entry: CacheEntry, now: numbe
     case "stale":
       // A stale entry served while it revalidates is still a hit; its ttl is negative.
       return `${CACHE_NAME}; hit; ttl=${ttl}`;
-    case "miss":
+    case "miss": {
+      const status = outcome.fwdStatus === undefined ? "" : `; fwd-status=${outcome.fwdStatus}`;
+      const head = `${CACHE_NAME}; fwd=${outcome.fwd ?? "miss"}${status}`;
       return outcome.stored
-        ? `${CACHE_NAME}; fwd=miss; stored; ttl=${ttl}`
-        : `${CACHE_NAME}; fwd=miss; detail=not-stored`;
+        ? `${head}; stored; ttl=${ttl}`
+        : `${head}; detail=${outcome.detail ?? "not-stored"}`;
+    }
+    case "stale-if-error": {
+      const status = outcome.fwdStatus === undefined ? "" : `; fwd-status=${outcome.fwdStatus}`;
+      return `${CACHE_NAME}; fwd=stale${status}; ttl=${ttl}; detail=stale-if-error`;
+    }
   }
 }
 
@@ -39,23 +63,40 @@ export interface EntryReply {
 }
 
 /**
- * The reply for a cached entry: its headers plus ETag, Age (RFC 9111 5.1) and
- * Cache-Status, or a 304 when the client already holds this ETag. Used by the Hono apps
- * and by the Node adapter's fast path, so both answer the same bytes.
+ * RFC 9110 13.1.3: If-Modified-Since (evaluated only without If-None-Match) holds when the
+ * representation has not changed since; an invalid date is ignored.
+ */
+export function notModifiedSince(
+  ifModifiedSince: string | null | undefined,
+  lastModified: string | undefined,
+): boolean {
+  if (!ifModifiedSince || !lastModified) return false;
+  const since = Date.parse(ifModifiedSince);
+  const modified = Date.parse(lastModified);
+  return Number.isFinite(since) && Number.isFinite(modified) && modified <= since;
+}
+
+/**
+ * The reply for a cached entry: its headers plus ETag (when it has one), Age (RFC 9111
+ * 5.1) and Cache-Status, or a 304 when the client already holds it (If-None-Match, or
+ * If-Modified-Since without it; RFC 9110 13.2.1: only for 2xx). Used by the Hono apps and
+ * by the Node adapter's fast path, so both answer the same bytes.
  */
 export function entryReply(
   entry: CacheEntry,
   outcome: CacheOutcome,
   now: number,
   ifNoneMatch: string | null | undefined,
+  ifModifiedSince?: string | null,
 ): EntryReply {
-  const headers: Record<string, string> = {
-    ...entry.headers,
-    etag: entry.etag,
-    age: String(Math.max(0, Math.floor((now - entry.createdAt) / 1000))),
-    "cache-status": cacheStatus(outcome, entry, now),
-  };
-  if (entry.status === 200 && etagMatches(ifNoneMatch, entry.etag)) {
+  const headers: Record<string, string> = { ...entry.headers };
+  if (entry.etag) headers.etag = entry.etag;
+  headers.age = String(Math.max(0, Math.floor((now - entry.createdAt) / 1000)));
+  headers["cache-status"] = cacheStatus(outcome, entry, now);
+  const unchanged = ifNoneMatch
+    ? entry.etag !== "" && etagMatches(ifNoneMatch, entry.etag)
+    : notModifiedSince(ifModifiedSince, entry.headers["last-modified"]);
+  if (entry.status >= 200 && entry.status < 300 && unchanged) {
     delete headers["content-type"];
     delete headers["content-length"];
     return { status: 304, headers, body: undefined };

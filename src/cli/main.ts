@@ -2,6 +2,8 @@
 import { defineCommand, runMain } from "citty";
 import { loadConfig } from "../adapter/node/config.ts";
 import { createNodeEdgecache } from "../adapter/node/edgecache.ts";
+import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/proxy.ts";
+import type { RunningServer } from "../adapter/node/server.ts";
 import { EdgecacheError } from "../core/errors.ts";
 
 const serve = defineCommand({
@@ -22,14 +24,7 @@ const serve = defineCommand({
     friendly(async () => {
       const loaded = await loadConfig(process.cwd(), args.config);
       const config = loaded?.config ?? {};
-      const port = Number(args.port ?? process.env.PORT ?? config.port ?? 8787);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) {
-        throw new EdgecacheError(
-          "E_BAD_OPTION",
-          "cli",
-          `--port: expected 0 to 65535, got ${args.port}`,
-        );
-      }
+      const port = portOf(args.port ?? process.env.PORT ?? config.port ?? 8787);
       // --db names the demo database's file unless a config names a database of its own.
       const edgecache = await createNodeEdgecache({
         ...config,
@@ -38,20 +33,7 @@ const serve = defineCommand({
         hostname: args.host ?? config.hostname,
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
       });
-      let url: string;
-      try {
-        ({ url } = await edgecache.listen());
-      } catch (err) {
-        await edgecache.close();
-        if ((err as { code?: string }).code === "EADDRINUSE") {
-          throw new EdgecacheError(
-            "E_BAD_OPTION",
-            "cli",
-            `port ${port} is in use: stop what runs there or pass --port (0 picks a free one)`,
-          );
-        }
-        throw err;
-      }
+      const { url } = await listen(edgecache, port);
       const resources = [
         ...edgecache.api.schema.tables.keys(),
         ...edgecache.api.schema.views.keys(),
@@ -63,14 +45,123 @@ const serve = defineCommand({
       console.log(`data API:  ${url}/v1/{${resources.join(",")}}`);
       console.log(`try:       curl '${url}/v1/users?firstName=Lane&limit=5'`);
       console.log(`admin API: ${url}/_edgecache/stats`);
-      const stop = async () => {
-        await edgecache.close();
-        process.exit(0);
-      };
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
+      stopOnSignals(edgecache);
     }),
 });
+
+const proxy = defineCommand({
+  meta: {
+    name: "proxy",
+    description: "Cache an HTTP API: edgecache in front of an origin (RFC 9111 caching)",
+  },
+  args: {
+    origin: {
+      type: "string",
+      description: "Origin to cache, e.g. http://127.0.0.1:3000 (default: the config's origins)",
+    },
+    port: { type: "string", description: "Port (default: PORT, the config, or 8788)" },
+    host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
+    config: {
+      type: "string",
+      description: "Config file with a proxy section (default ./edgecache.config.{json,ts,js})",
+    },
+    "cache-file": {
+      type: "string",
+      description: `SQLite file of the persistent tier (default ./${DEFAULT_PROXY_CACHE_FILE}); --no-cache-file keeps the cache in memory`,
+    },
+    ttl: {
+      type: "string",
+      description: "Seconds a response without explicit freshness stays fresh (with --origin)",
+    },
+    grace: {
+      type: "string",
+      description: "Seconds stored content may be served while the origin fails (default 0)",
+    },
+  },
+  run: ({ args }) =>
+    friendly(async () => {
+      const loaded = await loadConfig(process.cwd(), args.config);
+      const config = loaded?.config.proxy;
+      const origins = args.origin
+        ? [{ origin: args.origin, ...(args.ttl && { ttl: numberOf("--ttl", args.ttl) }) }]
+        : config?.origins;
+      if (!origins) {
+        throw new EdgecacheError(
+          "E_BAD_OPTION",
+          "cli",
+          "--origin: expected an origin such as http://127.0.0.1:3000, or a config file with a proxy section",
+        );
+      }
+      const port = portOf(args.port ?? process.env.PORT ?? config?.port ?? 8788);
+      // "" when given bare, false for --no-cache-file.
+      const flag = args["cache-file"] as string | false | undefined;
+      const node = await createNodeProxy({
+        ...config,
+        origins,
+        port,
+        hostname: args.host ?? config?.hostname,
+        cacheFile: flag === false ? false : flag || config?.cacheFile,
+        ...(args.grace && { grace: numberOf("--grace", args.grace) }),
+        adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
+      });
+      const { url } = await listen(node, port);
+      const file =
+        flag === false ? false : ((flag || config?.cacheFile) ?? DEFAULT_PROXY_CACHE_FILE);
+      console.log(`edgecache proxy in front of ${origins.map((o) => o.origin).join(", ")}`);
+      if (loaded?.config.proxy) console.log(`config: ${loaded.path}`);
+      console.log(`proxy:     ${url}/`);
+      console.log(`admin API: ${url}/_edgecache/stats`);
+      console.log(`cache:     memory${file === false ? " only" : ` + ${file}`}`);
+      stopOnSignals(node);
+    }),
+});
+
+function portOf(value: string | number): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new EdgecacheError("E_BAD_OPTION", "cli", `--port: expected 0 to 65535, got ${value}`);
+  }
+  return port;
+}
+
+function numberOf(flag: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !(n >= 0)) {
+    throw new EdgecacheError("E_BAD_OPTION", "cli", `${flag}: expected seconds >= 0, got ${value}`);
+  }
+  return n;
+}
+
+interface Listening {
+  listen(): Promise<RunningServer>;
+  close(): Promise<void>;
+}
+
+async function listen(node: Listening, port: number): Promise<RunningServer> {
+  try {
+    return await node.listen();
+  } catch (err) {
+    await node.close();
+    if ((err as { code?: string }).code === "EADDRINUSE") {
+      throw new EdgecacheError(
+        "E_BAD_OPTION",
+        "cli",
+        `port ${port} is in use: stop what runs there or pass --port (0 picks a free one)`,
+      );
+    }
+    throw err;
+  }
+}
+
+/** Runs until SIGINT or SIGTERM, then closes cleanly (the SQLite tier is flushed). */
+function stopOnSignals(node: Listening): void {
+  const stop = async () => {
+    await node.close();
+    process.exit(0);
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+}
 
 /** An EdgecacheError is the user's to fix: one line that says what, no stack trace. */
 async function friendly(work: () => Promise<void>): Promise<void> {
@@ -85,7 +176,7 @@ async function friendly(work: () => Promise<void>): Promise<void> {
 
 const main = defineCommand({
   meta: { name: "edgecache", description: "A cache for database-backed APIs" },
-  subCommands: { serve },
+  subCommands: { serve, proxy },
 });
 
 runMain(main);

@@ -1,14 +1,14 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig, validateConfig } from "../../src/adapter/node/config.ts";
 import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
-import { EdgecacheError } from "../../src/core/errors.ts";
 import type { Row } from "../../src/core/query.ts";
 import {
   booksDatabase,
+  expectBadOption,
   type Harness,
   HIT,
   MISS_STORED,
@@ -18,6 +18,7 @@ import {
   startEdgecache,
   tempDir,
 } from "../app/harness.ts";
+import { waitForLine } from "../helpers/child.ts";
 
 // The Node adapter over real sockets and real SQLite files: the hit fast path, restarts
 // on the persistent tier, config loading and the CLI.
@@ -204,17 +205,7 @@ describe("restart after the database changed behind edgecache's back", () => {
 });
 
 describe("config", () => {
-  const badOption = (fn: () => unknown, pattern: RegExp) => {
-    let thrown: unknown;
-    try {
-      fn();
-    } catch (err) {
-      thrown = err;
-    }
-    expect(thrown).toBeInstanceOf(EdgecacheError);
-    expect((thrown as EdgecacheError).code).toBe("E_BAD_OPTION");
-    expect((thrown as Error).message).toMatch(pattern);
-  };
+  const badOption = expectBadOption;
 
   it.each([
     [-1, /option "port": expected .+, got -1/],
@@ -351,23 +342,6 @@ describe("config", () => {
 
 describe("the CLI", () => {
   const bin = resolve(import.meta.dirname, "../../bin/edgecache.js");
-
-  /** Resolves with the first stdout line matching `pattern`; rejects if the process exits. */
-  function waitForLine(child: ChildProcess, pattern: RegExp): Promise<RegExpExecArray> {
-    return new Promise((done, fail) => {
-      let out = "";
-      let err = "";
-      child.stderr?.on("data", (chunk) => {
-        err += chunk;
-      });
-      child.stdout?.on("data", (chunk) => {
-        out += chunk;
-        const m = pattern.exec(out);
-        if (m) done(m);
-      });
-      child.once("exit", (code) => fail(new Error(`exited with ${code}\n${out}\n${err}`)));
-    });
-  }
 
   it("serves the demo with `edgecache serve --port 0` and prints the URL", async () => {
     const cwd = tempDir();

@@ -8,6 +8,7 @@ import {
   type NodeEdgecache,
   type NodeEdgecacheOptions,
 } from "../../src/adapter/node/edgecache.ts";
+import { EdgecacheError } from "../../src/core/errors.ts";
 import type { Row } from "../../src/core/query.ts";
 
 /**
@@ -96,6 +97,19 @@ export function expectClientError(r: Reply, status: number, code: string, ...nam
   expect(r.json).toEqual({ error: { code, message: expect.any(String) } });
   for (const name of names) expect(r.json.error.message).toContain(name);
   expectNothingInternal(r.text);
+}
+
+/** Asserts that `fn` throws E_BAD_OPTION with a message matching `pattern`. */
+export function expectBadOption(fn: () => unknown, pattern: RegExp) {
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (err) {
+    thrown = err;
+  }
+  expect(thrown).toBeInstanceOf(EdgecacheError);
+  expect((thrown as EdgecacheError).code).toBe("E_BAD_OPTION");
+  expect((thrown as Error).message).toMatch(pattern);
 }
 
 /** Never a database message, SQL text or a stack trace in what a client sees. */

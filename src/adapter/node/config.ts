@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { type OriginRoute, validateRoutes } from "../../app/proxy.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { ViewInfo } from "../../core/query.ts";
 
@@ -19,6 +20,23 @@ export interface EdgecacheConfig {
   /** Memory tier bounds. */
   memory?: { maxBytes?: number; maxEntries?: number };
   /** SQLite file of the persistent cache tier, or false for memory only. */
+  cacheFile?: string | false;
+  port?: number;
+  hostname?: string;
+  /** Proxy mode (`edgecache proxy`): the origins and the cache in front of them. */
+  proxy?: ProxyConfig;
+}
+
+/** The `proxy` section: used by `edgecache proxy`, ignored by `edgecache serve`. */
+export interface ProxyConfig {
+  /** Origins, chosen by host and path prefix; each with its own default TTL. */
+  origins: OriginRoute[];
+  /** Largest response body stored, bytes (8 MiB); larger ones stream through. */
+  maxCacheableSize?: number;
+  /** Seconds stored content may be served when the origin is down or answers 5xx (0). */
+  grace?: number;
+  memory?: { maxBytes?: number; maxEntries?: number };
+  /** SQLite file of the persistent tier (./edgecache-proxy.cache.db), or false. */
   cacheFile?: string | false;
   port?: number;
   hostname?: string;
@@ -50,6 +68,53 @@ export async function loadConfig(
   return { config: validateConfig(raw), path: found };
 }
 
+const num = (k: string, v: unknown, min: number) =>
+  v === undefined ||
+  (typeof v === "number" && v >= min) ||
+  badOption(C, k, `a number >= ${min}`, v);
+const str = (c: Record<string, unknown>, k: string, at = k) =>
+  c[k] === undefined || typeof c[k] === "string" || badOption(C, at, "a string", c[k]);
+
+function checkKeys(c: Record<string, unknown>, known: Set<string>, at: string): void {
+  for (const k of Object.keys(c)) {
+    if (!known.has(k)) badOption(C, at + k, `one of ${[...known].join(", ")}`, k);
+  }
+}
+
+const SERVER_KEYS = ["memory", "cacheFile", "port", "hostname"];
+
+/** port, hostname, cacheFile and memory, which both sections have (`at`: "" or "proxy."). */
+function checkServer(c: Record<string, unknown>, at: string): void {
+  str(c, "hostname", `${at}hostname`);
+  if (
+    c.port !== undefined &&
+    !(Number.isInteger(c.port) && (c.port as number) >= 0 && (c.port as number) <= 65535)
+  ) {
+    badOption(C, `${at}port`, "an integer from 0 to 65535", c.port);
+  }
+  if (c.cacheFile !== undefined && c.cacheFile !== false && typeof c.cacheFile !== "string") {
+    badOption(C, `${at}cacheFile`, "a path or false", c.cacheFile);
+  }
+  if (c.memory !== undefined) {
+    const m = c.memory as Record<string, unknown>;
+    if (typeof m !== "object" || m === null) badOption(C, `${at}memory`, "an object", m);
+    num(`${at}memory.maxBytes`, m.maxBytes, 1);
+    num(`${at}memory.maxEntries`, m.maxEntries, 1);
+  }
+}
+
+function validateProxy(raw: unknown): void {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    badOption(C, "proxy", "an object", raw);
+  }
+  const p = raw as Record<string, unknown>;
+  checkKeys(p, new Set([...SERVER_KEYS, "origins", "maxCacheableSize", "grace"]), "proxy.");
+  validateRoutes(p.origins, C, "proxy.origins");
+  num("proxy.maxCacheableSize", p.maxCacheableSize, 0);
+  num("proxy.grace", p.grace, 0);
+  checkServer(p, "proxy.");
+}
+
 /** Checks every field in "expected X, got Y" form. */
 export function validateConfig(raw: unknown): EdgecacheConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
@@ -62,39 +127,15 @@ export function validateConfig(raw: unknown): EdgecacheConfig {
     "ttl",
     "staleWhileRevalidate",
     "routes",
-    "memory",
-    "cacheFile",
-    "port",
-    "hostname",
+    ...SERVER_KEYS,
+    "proxy",
   ]);
-  for (const k of Object.keys(c)) {
-    if (!known.has(k)) badOption(C, k, `one of ${[...known].join(", ")}`, k);
-  }
-  const str = (k: string) =>
-    c[k] === undefined || typeof c[k] === "string" || badOption(C, k, "a string", c[k]);
-  const num = (k: string, v: unknown, min: number) =>
-    v === undefined ||
-    (typeof v === "number" && v >= min) ||
-    badOption(C, k, `a number >= ${min}`, v);
-  str("database");
-  str("hostname");
+  checkKeys(c, known, "");
+  str(c, "database");
+  checkServer(c, "");
   num("ttl", c.ttl, 1);
   num("staleWhileRevalidate", c.staleWhileRevalidate, 0);
-  if (
-    c.port !== undefined &&
-    !(Number.isInteger(c.port) && (c.port as number) >= 0 && (c.port as number) <= 65535)
-  ) {
-    badOption(C, "port", "an integer from 0 to 65535", c.port);
-  }
-  if (c.cacheFile !== undefined && c.cacheFile !== false && typeof c.cacheFile !== "string") {
-    badOption(C, "cacheFile", "a path or false", c.cacheFile);
-  }
-  if (c.memory !== undefined) {
-    const m = c.memory as Record<string, unknown>;
-    if (typeof m !== "object" || m === null) badOption(C, "memory", "an object", m);
-    num("memory.maxBytes", m.maxBytes, 1);
-    num("memory.maxEntries", m.maxEntries, 1);
-  }
+  if (c.proxy !== undefined) validateProxy(c.proxy);
   if (c.routes !== undefined) {
     if (typeof c.routes !== "object" || c.routes === null)
       badOption(C, "routes", "an object", c.routes);

@@ -13,8 +13,17 @@ export interface NodeServerOptions {
   cache?: Cache;
   /** Path prefix whose GETs are cached by `cache` ("/v1/"). */
   fastPrefix?: string;
+  /**
+   * Finds the fresh memory-tier entry that answers a GET or HEAD as a plain hit, or
+   * undefined to let the app answer (the proxy's lookup); replaces `cache` and `fastPrefix`.
+   * It must count the hit, and return only what the app would answer with
+   * `entryReply(entry, {kind: "hit"}, ...)`.
+   */
+  findHit?: (req: IncomingMessage) => CacheEntry | undefined;
   port?: number;
   hostname?: string;
+  /** Clock of the fast path's Age and ttl (the cache's, for tests' fake clocks). */
+  now?: () => number;
 }
 
 export interface RunningServer {
@@ -31,17 +40,25 @@ export interface RunningServer {
 export function startServer(options: NodeServerOptions): Promise<RunningServer> {
   const listener = getRequestListener(options.app.fetch);
   const { cache } = options;
-  const prefix = options.fastPrefix ?? "/v1/";
+  // The proxy's lookup takes every path; the data API's only its own.
+  const prefix = options.findHit ? "/" : (options.fastPrefix ?? "/v1/");
+  const now = options.now ?? Date.now;
+  const findHit =
+    options.findHit ?? (cache ? (req: IncomingMessage) => cache.peek(keyOf(req.url!)) : undefined);
   const server = createServer((req, res) => {
     if (
-      cache &&
+      findHit &&
       (req.method === "GET" || req.method === "HEAD") &&
       req.url?.startsWith(prefix) &&
       // What the app would refuse (a backslash, no Host) it must refuse here too.
       !req.url.includes("\\") &&
       req.headers.host !== undefined
     ) {
-      if (serveHit(cache, req, res)) return;
+      const entry = findHit(req);
+      if (entry) {
+        serveHit(entry, req, res, now);
+        return;
+      }
     }
     listener(req, res);
   });
@@ -90,15 +107,19 @@ function keyOf(target: string): string {
  */
 const hitHeaders = new WeakMap<CacheEntry, { until: number; headers: Record<string, string> }>();
 
-function serveHit(cache: Cache, req: IncomingMessage, res: ServerResponse): boolean {
-  const entry = cache.peek(keyOf(req.url!));
-  if (!entry) return false;
-  const now = Date.now();
+function serveHit(
+  entry: CacheEntry,
+  req: IncomingMessage,
+  res: ServerResponse,
+  clock: () => number,
+): void {
+  const now = clock();
   const inm = req.headers["if-none-match"];
+  const ims = req.headers["if-modified-since"];
   let status = entry.status;
   let headers: Record<string, string>;
   let body: Uint8Array | undefined = entry.body;
-  if (inm === undefined) {
+  if (inm === undefined && ims === undefined) {
     let memo = hitHeaders.get(entry);
     if (!memo || now >= memo.until) {
       const reply = entryReply(entry, { kind: "hit" }, now, undefined);
@@ -111,7 +132,7 @@ function serveHit(cache: Cache, req: IncomingMessage, res: ServerResponse): bool
     }
     headers = memo.headers;
   } else {
-    const reply = entryReply(entry, { kind: "hit" }, now, inm);
+    const reply = entryReply(entry, { kind: "hit" }, now, inm, ims);
     status = reply.status;
     headers = reply.headers;
     body = reply.body;
@@ -119,7 +140,6 @@ function serveHit(cache: Cache, req: IncomingMessage, res: ServerResponse): bool
   }
   res.writeHead(status, headers);
   res.end(req.method === "HEAD" ? undefined : body);
-  return true;
 }
 
 /** Whether the request came from this machine (admin API without a token). */

@@ -1,0 +1,123 @@
+import { resolve } from "node:path";
+import type { HttpBindings } from "@hono/node-server";
+import { Hono } from "hono";
+import { createAdminApi } from "../../app/admin.ts";
+import { notFound, onError } from "../../app/errors.ts";
+import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
+import { Cache } from "../../core/cache.ts";
+import { isClosable, type Store } from "../../core/store.ts";
+import { memoryStore } from "../../stores/memory.ts";
+import { sqliteStore } from "../../stores/sqlite.ts";
+import { nodeOriginFetch } from "./origin-fetch.ts";
+import { isLoopback, type RunningServer, startServer } from "./server.ts";
+
+export interface NodeProxyOptions {
+  /** Origins, chosen by the request's host and path prefix (most specific first). */
+  origins: OriginRoute[];
+  port?: number;
+  hostname?: string;
+  /** SQLite file of the persistent tier (./edgecache-proxy.cache.db), or false for memory only. */
+  cacheFile?: string | false;
+  /** Memory tier bounds (50 MB, 100 000 entries). */
+  memory?: { maxBytes?: number; maxEntries?: number };
+  /** With a token the admin API needs `Authorization: Bearer <token>`; else loopback only. */
+  adminToken?: string;
+  /** Working directory that relative paths resolve against. */
+  cwd?: string;
+  /** Largest body stored, bytes (8 MiB); larger ones stream through. */
+  maxCacheableSize?: number;
+  /** Seconds stored content may be served when the origin is down or answers 5xx (0). */
+  grace?: number;
+  /** Clock, epoch ms (tests use fake ones). */
+  now?: () => number;
+}
+
+export interface NodeProxy {
+  app: Hono;
+  cache: Cache;
+  proxy: CachingProxy;
+  listen(): Promise<RunningServer>;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_PROXY_CACHE_FILE = "edgecache-proxy.cache.db";
+
+/**
+ * Proxy mode on Node: memory and SQLite tiers (entries survive a restart), the caching
+ * proxy in front of the origins, the admin API under /_edgecache, and a server whose fast
+ * path answers fresh memory hits without Hono.
+ *
+ * @example
+ * const node = await createNodeProxy({ origins: [{ origin: "http://127.0.0.1:3000" }], port: 8788 });
+ * const { url } = await node.listen();
+ */
+export async function createNodeProxy(options: NodeProxyOptions): Promise<NodeProxy> {
+  const cwd = options.cwd ?? process.cwd();
+  const now = options.now ?? Date.now;
+  const tiers: Store[] = [memoryStore({ ...options.memory, now })];
+  const file = options.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
+  if (file !== false) tiers.push(sqliteStore({ path: resolve(cwd, file), now }));
+  const cache = new Cache({ tiers, now, rehydrate: false });
+  const origin = nodeOriginFetch();
+  let proxy: CachingProxy;
+  try {
+    proxy = createProxy({
+      cache,
+      routes: options.origins,
+      fetch: origin.fetch,
+      maxCacheableSize: options.maxCacheableSize,
+      grace: options.grace,
+      now,
+      clientAddress: (c) =>
+        (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress ?? undefined,
+    });
+  } catch (err) {
+    await closeTiers(tiers);
+    origin.close();
+    throw err;
+  }
+  // Entries stored before a restart are in the SQLite tier: the index learns them again.
+  await cache.restore();
+
+  const app = new Hono();
+  app.onError(onError);
+  app.route(
+    "/_edgecache",
+    createAdminApi({ cache, token: options.adminToken, isLoopback, proxy, now }),
+  );
+  // Reserved: never forwarded to an origin.
+  app.all("/_edgecache/*", notFound);
+  app.route("/", proxy.app);
+
+  let running: RunningServer | undefined;
+  return {
+    app,
+    cache,
+    proxy,
+    async listen() {
+      running = await startServer({
+        app,
+        port: options.port,
+        hostname: options.hostname,
+        now,
+        findHit: (req) =>
+          proxy.peekHit(req.method!, req.url!, req.headers.host!, (name) => {
+            const v = req.headers[name];
+            return Array.isArray(v) ? v.join(", ") : v;
+          }),
+      });
+      return running;
+    },
+    async close() {
+      await running?.close();
+      await proxy.drain();
+      await cache.drain();
+      await closeTiers(tiers);
+      origin.close();
+    },
+  };
+}
+
+async function closeTiers(tiers: Store[]): Promise<void> {
+  for (const tier of tiers) if (isClosable(tier)) await tier.close();
+}

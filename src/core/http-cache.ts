@@ -1,0 +1,360 @@
+import CachePolicy from "http-cache-semantics";
+
+/**
+ * HTTP caching as a shared cache (RFC 9111), for the proxy. `http-cache-semantics` decides
+ * storability, freshness lifetime, age, validators and 304 merging; the code here covers
+ * what it leaves out or gets wrong for us, each marked where it is:
+ * directive names compared case-insensitively with the first occurrence winning, clamped
+ * and non-negative ages and lifetimes, stale-while-revalidate / stale-if-error windows and
+ * when stale may be served at all, a default TTL in place of the Last-Modified heuristic,
+ * Vary normalization, Cache-Tag / Surrogate-Key, and hop-by-hop headers.
+ * Portable: no Node.js API.
+ */
+
+/** Plain header records, lowercase names (what http-cache-semantics takes). */
+export type HeaderRecord = Record<string, string>;
+
+/** RFC 9110 7.6.1 hop-by-hop fields, plus the pre-standard Proxy-Connection. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "proxy-authenticate",
+  "proxy-authorization",
+]);
+
+/** RFC 9111 1.2.2: a delta-seconds value too large to represent counts as 2^31. */
+export const MAX_DELTA_SECONDS = 2 ** 31;
+/** Cache-Tag / Surrogate-Key: at most this many tags of this length; the rest are ignored. */
+export const MAX_TAGS = 128;
+export const MAX_TAG_LENGTH = 256;
+/** Vary'd header values longer than this are keyed by a digest, not spelled out. */
+const MAX_VARY_VALUE = 256;
+/** Request headers keyed by a digest whatever their length: they are secrets. */
+const SECRET_HEADERS = new Set(["authorization", "cookie", "proxy-authorization"]);
+const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+
+/**
+ * Headers to pass on, without the hop-by-hop ones and those the Connection field names
+ * (RFC 9110 7.6.1). `set-cookie` stays a list; every other repeated field is joined with
+ * ", " (RFC 9110 5.3), which is also how a repeated Expires or Date becomes invalid.
+ */
+export function endToEnd(headers: Headers): Headers {
+  const named = new Set(HOP_BY_HOP);
+  for (const token of (headers.get("connection") ?? "").split(",")) {
+    const name = token.trim().toLowerCase();
+    if (name) named.add(name);
+  }
+  const out = new Headers();
+  for (const [name, value] of headers) {
+    if (!named.has(name)) out.append(name, value);
+  }
+  return out;
+}
+
+/** A Headers object as a record (set-cookie values joined; callers never store those). */
+export function toRecord(headers: Headers): HeaderRecord {
+  const out: HeaderRecord = {};
+  for (const [name, value] of headers) out[name] = out[name] ? `${out[name]}, ${value}` : value;
+  return out;
+}
+
+/**
+ * Cache-Control directives, names lowercased (RFC 9111 5.2: compared case-insensitively,
+ * which http-cache-semantics does not do), the first occurrence of a repeated directive
+ * winning (RFC 9111 4.2.1 allows that; the library keeps the last).
+ */
+export function parseCacheControl(value: string | null | undefined): Map<string, string | true> {
+  const out = new Map<string, string | true>();
+  if (!value) return out;
+  for (const part of value.split(",")) {
+    const eq = part.indexOf("=");
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase();
+    if (!name || !TOKEN.test(name) || out.has(name)) continue;
+    const raw = eq === -1 ? true : part.slice(eq + 1).trim();
+    out.set(name, raw === true ? true : raw.replace(/^"(.*)"$/, "$1"));
+  }
+  return out;
+}
+
+function formatCacheControl(cc: Map<string, string | true>): string {
+  return [...cc].map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(", ");
+}
+
+/**
+ * RFC 9111 1.2.2 delta-seconds: digits only; anything else is invalid (undefined), and a
+ * value beyond 2^31 counts as 2^31.
+ */
+export function deltaSeconds(value: string | true | undefined): number | undefined {
+  if (typeof value !== "string" || !/^\d+$/.test(value)) return undefined;
+  return Math.min(Number(value), MAX_DELTA_SECONDS);
+}
+
+/** What the proxy knows of a request for caching: its method, target and relevant headers. */
+export interface CacheRequest {
+  method: string;
+  /** Path and query, normalized. */
+  target: string;
+  headers: Headers;
+}
+
+/** A CachePolicy whose clock is ours (the library reads `this.now()`, for tests' fake clocks). */
+export type PolicyClass = typeof CachePolicy;
+
+export function policyClass(now: () => number): PolicyClass {
+  return class ClockedPolicy extends CachePolicy {
+    now(): number {
+      return now();
+    }
+  };
+}
+
+/**
+ * The request as the policy sees it: only what it needs (cache directives, and whether
+ * there was an Authorization), so a stored policy never holds a client's credentials or
+ * cookies. Vary matching is done by the cache key instead (see `variantSuffix`).
+ */
+function policyRequest(request: CacheRequest): CachePolicy.HttpRequest {
+  const headers: HeaderRecord = { host: "edgecache" };
+  for (const name of ["cache-control", "pragma"]) {
+    const v = request.headers.get(name);
+    if (v !== null) headers[name] = name === "cache-control" ? normalizedCc(v) : v;
+  }
+  if (request.headers.has("authorization")) headers.authorization = "present";
+  return { method: request.method, url: request.target, headers };
+}
+
+const normalizedCc = (v: string) => formatCacheControl(parseCacheControl(v));
+
+/** What `storable` and `freshness` work from: a response's status and end-to-end headers. */
+export interface OriginReply {
+  status: number;
+  headers: HeaderRecord;
+}
+
+function policyResponse(reply: OriginReply): CachePolicy.HttpResponse {
+  const headers = { ...reply.headers };
+  if (headers["cache-control"] !== undefined) {
+    headers["cache-control"] = normalizedCc(headers["cache-control"]);
+  }
+  return { status: reply.status, headers };
+}
+
+export function newPolicy(
+  Policy: PolicyClass,
+  request: CacheRequest,
+  reply: OriginReply,
+): CachePolicy {
+  return new Policy(policyRequest(request), policyResponse(reply), { shared: true });
+}
+
+/** RFC 9110 15.1: statuses cacheable by default (heuristic freshness allowed). */
+const HEURISTIC_STATUSES = new Set([200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501]);
+
+/** How long a stored response is fresh and how long it may be served stale, in ms. */
+export interface Freshness {
+  /** Whether a shared cache may store it (RFC 9111 3), and why not. */
+  storable: boolean;
+  reason?: string;
+  /** Freshness left when received (lifetime minus age), >= 0. */
+  fresh: number;
+  /** Age when received (RFC 9111 4.2.3, as the library computes it), >= 0. */
+  age: number;
+  /** stale-while-revalidate window after freshness (RFC 5861 3). */
+  swr: number;
+  /** stale-if-error window after freshness (RFC 5861 4), including the configured grace. */
+  sie: number;
+  /** Whether it has an ETag or Last-Modified, so a stale copy can be revalidated. */
+  validators: boolean;
+}
+
+export interface FreshnessOptions {
+  /** Freshness (s) for storable responses without explicit expiration, instead of the heuristic. */
+  defaultTtl?: number;
+  /** Seconds stale content may be served when the origin fails, where no directive forbids it. */
+  grace?: number;
+}
+
+/**
+ * Decides whether a response may be stored and for how long it is fresh and servable stale.
+ * The library decides storability (method, status, no-store, private, Authorization) and
+ * the lifetime (s-maxage, max-age, Expires with Date, Last-Modified heuristic); our own
+ * code adds the rest, said where.
+ */
+export function freshness(
+  policy: CachePolicy,
+  reply: OriginReply,
+  options: FreshnessOptions = {},
+): Freshness {
+  const cc = parseCacheControl(reply.headers["cache-control"]);
+  const validators = !!(reply.headers.etag || reply.headers["last-modified"]);
+  const none = { fresh: 0, age: 0, swr: 0, sie: 0, validators };
+  if (!policy.storable()) return { storable: false, reason: "not-storable", ...none };
+  // A stored Set-Cookie would hand one client's cookie to the next: such responses pass
+  // through. (The library stores them with a lifetime of 0 unless `public`.)
+  if (reply.headers["set-cookie"] !== undefined) {
+    return { storable: false, reason: "set-cookie", ...none };
+  }
+  const vary = varyNames(reply.headers.vary);
+  if (vary === "*") return { storable: false, reason: "vary-star", ...none };
+  // RFC 9111 4.2.1: an invalid max-age or s-maxage makes the response stale, where the
+  // library would fall through to Expires or the heuristic.
+  for (const name of ["s-maxage", "max-age"]) {
+    if (cc.has(name) && deltaSeconds(cc.get(name)) === undefined) {
+      return { storable: true, ...none, age: 0 };
+    }
+  }
+  const explicit = cc.has("s-maxage") || cc.has("max-age") || reply.headers.expires !== undefined;
+  let lifetime = policy.maxAge();
+  if (
+    options.defaultTtl !== undefined &&
+    !explicit &&
+    !cc.has("no-cache") &&
+    HEURISTIC_STATUSES.has(reply.status)
+  ) {
+    // The operator's TTL is the heuristic freshness RFC 9111 4.2.2 lets a cache choose.
+    lifetime = options.defaultTtl;
+  }
+  lifetime = Math.max(0, Math.min(lifetime, MAX_DELTA_SECONDS));
+  // A negative or garbled Age must not extend freshness (the library would add it).
+  const age = Math.max(0, Math.min(policy.age(), MAX_DELTA_SECONDS));
+  const fresh = Math.max(0, lifetime - age) * 1000;
+  // RFC 9111 4.2.4: no stale response where must-revalidate, proxy-revalidate or no-cache
+  // say so. s-maxage implies proxy-revalidate for a shared cache (5.2.2.10), so the
+  // configured grace does not apply to it; the explicit RFC 5861 directives still do.
+  const noStale = cc.has("must-revalidate") || cc.has("proxy-revalidate") || cc.has("no-cache");
+  const swr = noStale ? 0 : (deltaSeconds(cc.get("stale-while-revalidate")) ?? 0) * 1000;
+  const grace = noStale || cc.has("s-maxage") ? 0 : (options.grace ?? 0) * 1000;
+  const sie = noStale ? 0 : Math.max((deltaSeconds(cc.get("stale-if-error")) ?? 0) * 1000, grace);
+  return { storable: true, fresh, age: age * 1000, swr, sie, validators };
+}
+
+/**
+ * Vary (RFC 9111 4.1): the request header names a stored response was selected by, sorted
+ * and lowercased; undefined when there are none; "*" when it can never match (a `*`, or a
+ * name that is not a token).
+ */
+export function varyNames(vary: string | null | undefined): string[] | "*" | undefined {
+  if (!vary) return undefined;
+  const names = new Set<string>();
+  for (const part of vary.split(",")) {
+    const name = part.trim().toLowerCase();
+    if (name === "") continue;
+    if (name === "*" || !TOKEN.test(name)) return "*";
+    names.add(name);
+  }
+  return names.size ? [...names].sort() : undefined;
+}
+
+/** RFC 9111 4.1 allows normalizing: whitespace around list commas and runs of spaces. */
+function normalizeValue(value: string): string {
+  return value
+    .split(",")
+    .map((v) => v.trim().replace(/\s+/g, " "))
+    .join(",");
+}
+
+type HeaderGetter = (name: string) => string | null | undefined;
+
+/**
+ * One Vary'd header's part of a variant key: `name!` when absent, `name=value` (normalized,
+ * percent-encoded), or `name#digest` for a secret or a long value; `digest` undefined
+ * means the caller cannot digest (synchronously), and the part is undefined.
+ */
+function varyPart(name: string, get: HeaderGetter, digest?: string): string | undefined {
+  const raw = get(name);
+  if (raw === null || raw === undefined) return `${name}!;`;
+  const value = normalizeValue(raw);
+  if (SECRET_HEADERS.has(name) || value.length > MAX_VARY_VALUE) {
+    return digest === undefined ? undefined : `${name}#${digest};`;
+  }
+  return `${name}=${encodeURIComponent(value)};`;
+}
+
+/**
+ * The suffix that tells one variant of a URL from another: each Vary'd request header
+ * with its normalized value. Undefined when a value must be digested (a secret, or a long
+ * value): `variantSuffixAsync` does that.
+ */
+export function variantSuffix(names: readonly string[], get: HeaderGetter): string | undefined {
+  let out = " vary:";
+  for (const name of names) {
+    const part = varyPart(name, get);
+    if (part === undefined) return undefined;
+    out += part;
+  }
+  return out;
+}
+
+/** `variantSuffix`, digesting secrets and long values with SHA-256. */
+export async function variantSuffixAsync(
+  names: readonly string[],
+  get: HeaderGetter,
+): Promise<string> {
+  let out = " vary:";
+  for (const name of names) {
+    const part =
+      varyPart(name, get) ?? varyPart(name, get, await sha256(normalizeValue(get(name)!)));
+    out += part;
+  }
+  return out;
+}
+
+async function sha256(value: string): Promise<string> {
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(value)),
+  );
+  let hex = "";
+  for (const byte of digest) hex += byte.toString(16).padStart(2, "0");
+  return hex;
+}
+
+/**
+ * Purge tags from `Cache-Tag` and `Surrogate-Key` (space or comma separated, as CDNs take
+ * them). Capped in number and length, so a huge header cannot bloat the index.
+ */
+export function responseTags(headers: HeaderRecord): string[] {
+  const tags = new Set<string>();
+  for (const name of ["cache-tag", "surrogate-key"]) {
+    for (const tag of (headers[name] ?? "").split(/[\s,]+/)) {
+      if (tag && tag.length <= MAX_TAG_LENGTH && tags.size < MAX_TAGS) tags.add(tag);
+    }
+  }
+  return [...tags];
+}
+
+/** The request's own cache directives (RFC 9111 5.2.1), `Pragma: no-cache` included (5.4). */
+export interface RequestDirectives {
+  noCache: boolean;
+  noStore: boolean;
+  onlyIfCached: boolean;
+  /** Seconds. */
+  maxAge?: number;
+  minFresh?: number;
+}
+
+export function requestDirectives(headers: Headers): RequestDirectives {
+  const value = headers.get("cache-control");
+  const cc = parseCacheControl(value);
+  // max-stale is not honoured: serving stale on a client's say-so is optional (RFC 9111
+  // 5.2.1.2) and would need must-revalidate checks on every hit.
+  return {
+    noCache:
+      cc.has("no-cache") ||
+      (value === null && /(^|,)\s*no-cache\s*(,|$)/i.test(headers.get("pragma") ?? "")),
+    noStore: cc.has("no-store"),
+    onlyIfCached: cc.has("only-if-cached"),
+    maxAge: deltaSeconds(cc.get("max-age")),
+    minFresh: deltaSeconds(cc.get("min-fresh")),
+  };
+}
+
+/** Whether a response explicitly lets a shared cache reuse it for authenticated requests (RFC 9111 3.5). */
+export function sharedWithAuthorization(cacheControl: string | undefined): boolean {
+  const cc = parseCacheControl(cacheControl);
+  return cc.has("public") || cc.has("s-maxage") || cc.has("must-revalidate");
+}

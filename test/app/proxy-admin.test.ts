@@ -1,0 +1,155 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import {
+  type Origin,
+  type ProxyHarness,
+  raw,
+  SECOND,
+  startOrigin,
+  startProxy,
+} from "./proxy-harness.ts";
+
+// The admin API in proxy mode: purge by the origin's tags, by URL (every variant) and by
+// path prefix from every tier, the key listing, and warming.
+
+const TOKEN = "proxy-admin-token";
+let origin: Origin;
+let proxy: ProxyHarness;
+
+beforeEach(async () => {
+  origin = await startOrigin((req, res) => {
+    const tags: Record<string, string> = {
+      "/v1/users": "users",
+      "/v1/users/1": "users users:1",
+      "/v1/users/2": "users users:2",
+      "/v1/orders": "orders",
+    };
+    res.writeHead(200, {
+      "cache-control": "max-age=600",
+      "content-type": "application/json",
+      ...(tags[req.url!.split("?")[0]!] && { "surrogate-key": tags[req.url!.split("?")[0]!]! }),
+      ...(req.url === "/v1/orders" && { "cache-tag": "orders,sales", vary: "accept" }),
+    });
+    res.end(JSON.stringify({ url: req.url, at: origin.count() }));
+  });
+  proxy = await startProxy(origin.url, { adminToken: TOKEN, cacheFile: "admin.db" });
+});
+
+afterEach(async () => {
+  await proxy.close();
+  await origin.close();
+});
+
+const get = (path: string, headers: Record<string, string> = {}) =>
+  raw(`${proxy.url}${path}`, { headers });
+const admin = async (method: string, path: string, body?: unknown) => {
+  const r = await raw(`${proxy.url}/_edgecache${path}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  return { ...r, json: r.text ? JSON.parse(r.text) : undefined };
+};
+const isHit = async (path: string, headers?: Record<string, string>) =>
+  /^edgecache; hit/.test(String((await get(path, headers)).headers["cache-status"]));
+
+async function warmAll() {
+  for (const p of ["/v1/users", "/v1/users/1", "/v1/users/2", "/v1/users/2?x=1"]) await get(p);
+  await get("/v1/orders", { accept: "a" });
+  await get("/v1/orders", { accept: "b" });
+}
+
+describe("purge", () => {
+  it("by Surrogate-Key / Cache-Tag: every tagged entry, from every tier, counted", async () => {
+    await warmAll();
+    const r = await admin("POST", "/purge", { tags: ["users:2"] });
+    expect(r.json).toEqual({ purged: 2 }); // /v1/users/2 and /v1/users/2?x=1
+    const [memory, sqlite] = proxy.node.cache.stats().tiers;
+    expect([memory!.entries, sqlite!.entries]).toEqual([5, 5]);
+    expect((await admin("POST", "/purge", { tags: ["users"] })).json).toEqual({ purged: 2 });
+    // Comma-separated Cache-Tag values are tags too; both Vary variants go.
+    expect((await admin("POST", "/purge", { tags: ["sales"] })).json).toEqual({ purged: 2 });
+    expect(await isHit("/v1/users/1")).toBe(false);
+    expect(await isHit("/v1/users/2")).toBe(false);
+  });
+
+  it("by URL: every Vary variant of it, and nothing else", async () => {
+    await warmAll();
+    const r = await admin("POST", "/purge", { urls: ["/v1/orders", `${proxy.url}/v1/users/1`] });
+    expect(r.json).toEqual({ purged: 3 });
+    expect(await isHit("/v1/orders", { accept: "a" })).toBe(false);
+    expect(await isHit("/v1/users/1")).toBe(false);
+    expect(await isHit("/v1/users/2?x=1")).toBe(true);
+  });
+
+  it("by path prefix, query strings included", async () => {
+    await warmAll();
+    const r = await admin("POST", "/purge", { prefix: "/v1/users/" });
+    expect(r.json).toEqual({ purged: 3 });
+    expect(await isHit("/v1/users")).toBe(true);
+    expect(await isHit("/v1/users/2?x=1")).toBe(false);
+  });
+
+  it.each([
+    ["{", "body"],
+    [{}, "expected one of"],
+    [{ tags: "users" }, "tags"],
+    [{ urls: ["users"] }, "urls"],
+    [{ prefix: "v1" }, "prefix"],
+  ])("refuses %j with a 400 naming the field", async (body, name) => {
+    const r = await admin("POST", "/purge", body);
+    expect(r.status).toBe(400);
+    expect(r.json.error.code).toBe("E_BAD_BODY");
+    expect(r.json.error.message).toContain(name);
+  });
+
+  it("needs the admin token", async () => {
+    const r = await raw(`${proxy.url}/_edgecache/purge`, {
+      method: "POST",
+      body: '{"tags":["x"]}',
+    });
+    expect(r.status).toBe(401);
+  });
+
+  it("is never forwarded to the origin, nor is any /_edgecache path", async () => {
+    await raw(`${proxy.url}/_edgecache/nothing`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(origin.count()).toBe(0);
+  });
+});
+
+describe("keys", () => {
+  it("lists each cached entry with its size, age, TTL and tags", async () => {
+    await get("/v1/users/1");
+    proxy.clock.advance(10 * SECOND);
+    const r = await admin("GET", "/keys?prefix=/v1/users");
+    expect(r.json.keys).toEqual([
+      expect.objectContaining({
+        key: `/v1/users/1 ${proxy.host}`,
+        bytes: expect.any(Number),
+        ageSeconds: 10,
+        ttlSeconds: 590,
+        tags: ["url:/v1/users/1", "tag:users", "tag:users:1"],
+      }),
+    ]);
+    const byTag = await admin("GET", `/keys?tag=${encodeURIComponent("tag:users:1")}`);
+    expect(byTag.json.keys).toHaveLength(1);
+  });
+});
+
+describe("warm", () => {
+  it("fetches the URLs into the cache, so the next reads are hits", async () => {
+    const r = await admin("POST", "/warm", { urls: ["/v1/users/1", "/v1/orders"] });
+    expect(r.status).toBe(200);
+    expect(r.json.warmed).toEqual([
+      expect.objectContaining({ url: `${proxy.url}/v1/users/1`, status: 200 }),
+      expect.objectContaining({ url: `${proxy.url}/v1/orders`, status: 200 }),
+    ]);
+    expect(r.json.warmed[0].cacheStatus).toMatch(/stored/);
+    expect(await isHit("/v1/users/1")).toBe(true);
+    expect(origin.count()).toBe(2);
+  });
+
+  it("refuses an empty list and URLs that are not paths or http(s)", async () => {
+    expect((await admin("POST", "/warm", { urls: [] })).status).toBe(400);
+    expect((await admin("POST", "/warm", { urls: ["ftp://x/y"] })).status).toBe(400);
+  });
+});
