@@ -7,9 +7,8 @@
  */
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
-import { onParentGone } from "./lifecycle.ts";
+import { serveForParent } from "./lifecycle.ts";
 import type { RecordedReply } from "./reply.ts";
 
 const { values } = parseArgs({ options: { reply: { type: "string" } } });
@@ -24,12 +23,4 @@ const server = createServer((_req, res) => {
   res.writeHead(reply.status, headers);
   res.end(body);
 });
-server.listen(0, "127.0.0.1", () => {
-  const { port } = server.address() as AddressInfo;
-  onParentGone(() => {
-    server.close();
-    server.closeAllConnections();
-    process.exit(0);
-  });
-  process.stdout.write(`${JSON.stringify({ url: `http://127.0.0.1:${port}` })}\n`);
-});
+serveForParent(server);
