@@ -141,7 +141,7 @@ export function isSeeded(db: Database.Database): boolean {
 }
 
 /** A small, fast 32-bit PRNG; enough for demo data and reproducible across runs. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
