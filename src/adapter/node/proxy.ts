@@ -5,11 +5,12 @@ import { createAdminApi } from "../../app/admin.ts";
 import { notFound, onError } from "../../app/errors.ts";
 import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
 import { Cache } from "../../core/cache.ts";
+import type { CacheEntry } from "../../core/entry.ts";
 import { isClosable, type Store } from "../../core/store.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
-import { isLoopback, type RunningServer, startServer } from "./server.ts";
+import { type HitRequest, isLoopback, type RunningServer, startServer } from "./server.ts";
 
 export interface NodeProxyOptions {
   /** Origins, chosen by the request's host and path prefix (most specific first). */
@@ -100,11 +101,7 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
         port: options.port,
         hostname: options.hostname,
         now,
-        findHit: (req) =>
-          proxy.peekHit(req.method!, req.url!, req.headers.host!, (name) => {
-            const v = req.headers[name];
-            return Array.isArray(v) ? v.join(", ") : v;
-          }),
+        findHit: hitFinder(proxy),
       });
       return running;
     },
@@ -116,6 +113,15 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
       origin.close();
     },
   };
+}
+
+/** The proxy's hit lookup for startServer's fast paths. */
+export function hitFinder(proxy: CachingProxy): (req: HitRequest) => CacheEntry | undefined {
+  return (req) =>
+    proxy.peekHit(req.method!, req.url!, req.headers.host!, (name) => {
+      const v = req.headers[name];
+      return Array.isArray(v) ? v.join(", ") : v;
+    });
 }
 
 async function closeTiers(tiers: Store[]): Promise<void> {

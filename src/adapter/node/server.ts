@@ -1,11 +1,14 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type IncomingMessage, Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
 import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import type { Context, Hono } from "hono";
-import { entryReply } from "../../app/http.ts";
 import type { Cache } from "../../core/cache.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { requestKey } from "../../core/keys.ts";
+import { type HitRequest, hitReply } from "./hit-reply.ts";
+import { RawHits, type RawHitsOptions, replyBytes } from "./raw-hits.ts";
+
+export type { HitRequest } from "./hit-reply.ts";
 
 export interface NodeServerOptions {
   app: Hono;
@@ -17,9 +20,16 @@ export interface NodeServerOptions {
    * Finds the fresh memory-tier entry that answers a GET or HEAD as a plain hit, or
    * undefined to let the app answer (the proxy's lookup); replaces `cache` and `fastPrefix`.
    * It must count the hit, and return only what the app would answer with
-   * `entryReply(entry, {kind: "hit"}, ...)`.
+   * `entryReply(entry, {kind: "hit"}, ...)`. It reads only the request's method, target
+   * (`url`) and lower-cased headers: on the raw path there is no IncomingMessage. (Method
+   * syntax: a lookup typed for IncomingMessage, as before the raw path, still type-checks.)
    */
-  findHit?: (req: IncomingMessage) => CacheEntry | undefined;
+  findHit?(req: HitRequest): CacheEntry | undefined;
+  /**
+   * Answer hits straight from the socket, before node:http parses the request (true). Such
+   * hits bypass the server's `request` event; false keeps every request on node:http.
+   */
+  rawHits?: boolean;
   port?: number;
   hostname?: string;
   /** Clock of the fast path's Age and ttl (the cache's, for tests' fake clocks). */
@@ -27,15 +37,18 @@ export interface NodeServerOptions {
 }
 
 export interface RunningServer {
+  /** node:http's server; its close() and closeAllConnections() end raw connections too. */
   server: Server;
   url: string;
   close(): Promise<void>;
 }
 
 /**
- * Serves a Hono app on Node. A fresh hit in the memory tier is answered straight from the
- * request listener, without building Request and Response objects: the same reply the app
- * would send (entryReply), at a fraction of the cost. Everything else goes to the app.
+ * Serves a Hono app on Node. A fresh hit in the memory tier is answered without building
+ * Request and Response objects: the same reply the app would send (entryReply), at a
+ * fraction of the cost. On a keep-alive connection whose requests are plain GETs and HEADs
+ * the raw path (raw-hits.ts) answers hits before node:http parses anything; the rest goes
+ * to node:http, whose request listener answers hits the same way and gives the rest to the app.
  */
 export function startServer(options: NodeServerOptions): Promise<RunningServer> {
   const listener = getRequestListener(options.app.fetch);
@@ -44,24 +57,29 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
   const prefix = options.findHit ? "/" : (options.fastPrefix ?? "/v1/");
   const now = options.now ?? Date.now;
   const findHit =
-    options.findHit ?? (cache ? (req: IncomingMessage) => cache.peek(keyOf(req.url!)) : undefined);
-  const server = createServer((req, res) => {
-    if (
-      findHit &&
-      (req.method === "GET" || req.method === "HEAD") &&
-      req.url?.startsWith(prefix) &&
-      // What the app would refuse (a backslash, no Host) it must refuse here too.
-      !req.url.includes("\\") &&
-      req.headers.host !== undefined
-    ) {
-      const entry = findHit(req);
-      if (entry) {
-        serveHit(entry, req, res, now);
-        return;
-      }
-    }
-    listener(req, res);
-  });
+    options.findHit ?? (cache ? (req: HitRequest) => cache.peek(keyOf(req.url!)) : undefined);
+  const hitOf = (req: HitRequest): CacheEntry | undefined =>
+    findHit &&
+    (req.method === "GET" || req.method === "HEAD") &&
+    req.url?.startsWith(prefix) &&
+    // What the app would refuse (a backslash, no Host) it must refuse here too.
+    !req.url.includes("\\") &&
+    req.headers.host !== undefined
+      ? findHit(req)
+      : undefined;
+  const server = new HitServer(
+    (req, res) => {
+      const entry = hitOf(req);
+      if (entry) serveHit(entry, req, res, now());
+      else listener(req, res);
+    },
+    options.rawHits === false || !findHit
+      ? undefined
+      : (req, keepAliveMs) => {
+          const entry = hitOf(req);
+          return entry && replyBytes(hitReply(entry, req, now()), req.method, keepAliveMs);
+        },
+  );
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port ?? 8787, options.hostname ?? "127.0.0.1", () => {
@@ -79,6 +97,48 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
       });
     });
   });
+}
+
+/**
+ * node:http's server with the raw path in front: each new connection goes to RawHits first,
+ * which gives it to node:http's own connection listener when it meets a request it does
+ * not answer. The server listens itself, so address(), close() and the timeouts set on it
+ * are node:http's; closing ends the raw connections too.
+ */
+class HitServer extends Server {
+  readonly #raw: RawHits | undefined;
+
+  constructor(
+    listener: (req: IncomingMessage, res: ServerResponse) => void,
+    answer: RawHitsOptions["answer"] | undefined,
+  ) {
+    super(listener);
+    // node:http parses a connection from the `connection` listener its constructor added;
+    // should a Node version differ, every connection simply stays with node:http.
+    const [http, ...others] = this.listeners("connection") as ((socket: Socket) => void)[];
+    if (!answer || !http || others.length > 0) {
+      this.#raw = undefined;
+      return;
+    }
+    this.off("connection", http);
+    const raw = new RawHits({
+      server: this,
+      handOver: (socket) => http.call(this, socket),
+      answer,
+    });
+    this.on("connection", (socket: Socket) => raw.accept(socket));
+    this.#raw = raw;
+  }
+
+  override closeAllConnections(): void {
+    super.closeAllConnections();
+    this.#raw?.closeAll();
+  }
+
+  override closeIdleConnections(): void {
+    super.closeIdleConnections();
+    this.#raw?.closeIdle();
+  }
 }
 
 /** Raw request targets to cache keys: most hits repeat a target seen before. */
@@ -101,45 +161,10 @@ function keyOf(target: string): string {
   return key;
 }
 
-/**
- * The headers of a plain hit change only when its Age or its Cache-Status ttl ticks to the
- * next whole second, so they are built once per entry and tick, not per request.
- */
-const hitHeaders = new WeakMap<CacheEntry, { until: number; headers: Record<string, string> }>();
-
-function serveHit(
-  entry: CacheEntry,
-  req: IncomingMessage,
-  res: ServerResponse,
-  clock: () => number,
-): void {
-  const now = clock();
-  const inm = req.headers["if-none-match"];
-  const ims = req.headers["if-modified-since"];
-  let status = entry.status;
-  let headers: Record<string, string>;
-  let body: Uint8Array | undefined = entry.body;
-  if (inm === undefined && ims === undefined) {
-    let memo = hitHeaders.get(entry);
-    if (!memo || now >= memo.until) {
-      const reply = entryReply(entry, { kind: "hit" }, now, undefined);
-      reply.headers["content-length"] = String(entry.body.byteLength);
-      const age = Math.floor((now - entry.createdAt) / 1000);
-      const ttl = Math.floor((entry.freshUntil - now) / 1000);
-      const until = Math.min(entry.createdAt + (age + 1) * 1000, entry.freshUntil - ttl * 1000 + 1);
-      memo = { until, headers: reply.headers };
-      hitHeaders.set(entry, memo);
-    }
-    headers = memo.headers;
-  } else {
-    const reply = entryReply(entry, { kind: "hit" }, now, inm, ims);
-    status = reply.status;
-    headers = reply.headers;
-    body = reply.body;
-    if (body) headers["content-length"] = String(body.byteLength);
-  }
-  res.writeHead(status, headers);
-  res.end(req.method === "HEAD" ? undefined : body);
+function serveHit(entry: CacheEntry, req: IncomingMessage, res: ServerResponse, now: number): void {
+  const reply = hitReply(entry, req, now);
+  res.writeHead(reply.status, reply.headers);
+  res.end(req.method === "HEAD" ? undefined : reply.body);
 }
 
 /** Whether the request came from this machine (admin API without a token). */
