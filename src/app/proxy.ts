@@ -63,6 +63,8 @@ export interface ProxyOptions {
   /** The client's address for X-Forwarded-For (the runtime knows it). */
   clientAddress?: (c: Context) => string | undefined;
   now?: () => number;
+  /** Where failed origin requests are reported (console), at most once per 10 s. */
+  logger?: { warn(message: string): void };
 }
 
 export interface PurgeRequest {
@@ -234,6 +236,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     ((url, init) =>
       fetch(url, { ...init, redirect: "manual", ...(init.body && { duplex: "half" }) }));
   const Policy = policyClass(now);
+  const reportDown = rateLimited(options.logger ?? console, now);
   const inflight = new Map<string, { promise: Promise<Loaded>; seq: number }>();
   const keyMemo = new Map<string, string | null>();
 
@@ -339,7 +342,10 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       return reply(ctx, fallback, { kind: "stale-if-error", fwdStatus });
     }
     cache.countRead(key, "miss");
-    if (loaded.kind === "down") return downReply(loaded.error, fwd);
+    if (loaded.kind === "down") {
+      reportDown(loaded.error);
+      return downReply(loaded.error, fwd);
+    }
     if (loaded.kind === "entry") return reply(ctx, loaded.entry, missOutcome(loaded, fwd));
     const headers = clientHeaders(loaded.response.headers);
     headers.set("cache-status", `edgecache; fwd=${fwd}; detail=${loaded.detail}`);
@@ -563,6 +569,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
         body,
       });
     } catch (error) {
+      reportDown(error);
       return downReply(error, fwd);
     }
     if (!SAFE_METHODS.has(ctx.method) && response.status < 400) {
@@ -808,8 +815,29 @@ function errorReply(err: EdgecacheError, fwd: Forward, status?: number): Respons
   });
 }
 
+const REPORT_EVERY_MS = 10_000;
+
+/**
+ * Reports failed origin requests: the first at once, then at most one line per 10 s with
+ * how many failed meanwhile, so an outage under load does not flood the log.
+ */
+function rateLimited(logger: { warn(message: string): void }, now: () => number) {
+  let last = Number.NEGATIVE_INFINITY;
+  let held = 0;
+  return (error: unknown) => {
+    const t = now();
+    if (t - last < REPORT_EVERY_MS) {
+      held++;
+      return;
+    }
+    const more = held > 0 ? ` (and ${held} more since the last report)` : "";
+    logger.warn(`[edgecache] [proxy] origin request failed: ${String(error)}${more}`);
+    last = t;
+    held = 0;
+  };
+}
+
 function downReply(error: unknown, fwd: Forward): Response {
-  console.warn("[edgecache] [proxy] origin request failed:", String(error));
   return errorReply(
     new EdgecacheError("E_ORIGIN_UNAVAILABLE", COMPONENT, "the origin could not be reached", {
       cause: error,
