@@ -428,10 +428,13 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     if (response.status === 304 && held && heldPolicy) {
       // RFC 9111 4.3.4: the 304's headers update the stored ones, and its freshness.
       void response.body?.cancel().catch(() => {});
-      const { policy } = heldPolicy.revalidatedPolicy(policyRequestOf(ctx.target), {
+      const { policy, matches } = heldPolicy.revalidatedPolicy(policyRequestOf(ctx.target), {
         status: 304,
         headers: record,
       });
+      // RFC 9111 4.3.4: a 304 whose validator is not the stored one's selects nothing for
+      // update, so the stored body cannot be vouched for: ask again, unconditionally.
+      if (!matches) return load(ctx, undefined);
       const merged = policy.toObject().resh as HeaderRecord;
       // RFC 9111 3.2: the 304's fields replace or add to the stored ones, except those
       // that describe the body it did not send (and ours: Via, Age).

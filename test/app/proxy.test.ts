@@ -278,6 +278,29 @@ describe("revalidation (RFC 9111 4.3)", () => {
     expect(origin.count()).toBe(2);
   });
 
+  it("does not reuse the stored body when a 304 names another validator; asks again unconditionally", async () => {
+    const { origin, proxy, get } = await setup((req, res) => {
+      if (req.headers["if-none-match"]) {
+        res.writeHead(304, { etag: '"v2"', "cache-control": "max-age=60" });
+        res.end();
+        return;
+      }
+      const first = origin.count() === 1;
+      res.writeHead(200, { etag: first ? '"v1"' : '"v2"', "cache-control": "max-age=10" });
+      res.end(first ? "old body" : "new body");
+    });
+    expect((await get("/mismatch")).text).toBe("old body");
+    proxy.clock.advance(11 * SECOND);
+    const r = await get("/mismatch");
+    expect(r.text).toBe("new body");
+    expect(origin.requests.map((q) => q.headers["if-none-match"])).toEqual([
+      undefined,
+      '"v1"',
+      undefined,
+    ]);
+    expect(status(await get("/mismatch"))).toMatch(/^edgecache; hit/);
+  });
+
   it("revalidates with If-Modified-Since when the origin gave only Last-Modified", async () => {
     const lastModified = new Date(Date.now() - 3600 * SECOND).toUTCString();
     const { origin, proxy, get } = await setup((req, res) => {
