@@ -15,11 +15,16 @@
 import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import { gitState, writeResults } from "./lib/results.ts";
+import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
 import { chartSvg, markdownTable, type WorkloadRecord } from "./workload/report.ts";
 import { STRATEGIES, type Strategy } from "./workload/strategies.ts";
-import { pctLabel, runWorkload, type WorkloadOptions } from "./workload/workload.ts";
+import {
+  PROBE_REQUESTS,
+  pctLabel,
+  runWorkload,
+  type WorkloadOptions,
+} from "./workload/workload.ts";
 
 const TARGETS = { hitRateAt5: 0.95, hitRateAt10: 0.9, queriesAt5: 0.1, hitP50Ms: 1 };
 
@@ -84,7 +89,7 @@ if (wrong.length > 0) {
 function markdown(records: WorkloadRecord[]): string {
   return `# Workload: hit rate, database load and stale reads by strategy
 
-${new Date().toISOString()}, ${code()}. Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}. ${seconds} s in all.
+${new Date().toISOString()}, ${describeCode(git)}. Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}. ${seconds} s in all.
 
 ${options.users.toLocaleString("en-US")} users and ${options.orders.toLocaleString("en-US")} orders (the demo schema plus a version column per row); ${options.requests.toLocaleString("en-US")} requests per strategy and write ratio from ${options.connections} concurrent keep-alive clients; the same sequence for every strategy at a ratio. Reads follow Zipf (s = 1.1) over item reads (users, orders, the join view), filtered, prefix and sorted/paginated lists, and join-view lists; writes are updates that move rows between filters and pages, inserts, and deletes (users cascade to their orders), with popular rows written more often. Each caching strategy is warmed first with every read of its sequence once, so these are a running cache's figures rather than a cold start's. One memory tier; the strategies differ only in the cache's invalidation policy.
 
@@ -95,7 +100,7 @@ ${markdownTable(records)}
 - **hit rate**: hits / reads, from each response's Cache-Status; writes are not cached.
 - **stale reads**: reads the oracle (bench/workload/oracle.ts) found stale: a row older than a write acknowledged before the read began, a deleted row, a 404 for a row that existed, or a list or join missing a row its filter and window include.
 - **DB queries / request**: statements the server ran (reads and writes, including rehydration); **/ write**: beyond the same strategy's read-only run, per write.
-- **hit p50**: the hits' median within the loaded run (it includes queueing behind ${options.connections} clients on 2 shared cores) and of ${400} hot reads sent one at a time.
+- **hit p50**: the hits' median within the loaded run (it includes queueing behind ${options.connections} clients on 2 shared cores) and of ${PROBE_REQUESTS} hot reads sent one at a time.
 
 Targets for edgecache: no stale reads; hit rate ≥ ${TARGETS.hitRateAt5 * 100}% at 5% writes and ≥ ${TARGETS.hitRateAt10 * 100}% at 10%; DB queries ≤ ${TARGETS.queriesAt5 * 100}% of no cache at 5% writes; hit p50 < ${TARGETS.hitP50Ms} ms.
 
@@ -107,12 +112,6 @@ Command:
 ${command}
 \`\`\`
 `;
-}
-
-function code(): string {
-  if (!git) return "commit unknown";
-  const changed = git.changed.map((line) => line.slice(3)).join(", ");
-  return `commit ${git.commit}${changed ? ` plus uncommitted ${changed}` : ""}`;
 }
 
 function targetLines(records: WorkloadRecord[]): string[] {

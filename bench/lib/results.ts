@@ -24,7 +24,7 @@ export function gitState(): GitState | undefined {
 }
 
 /** "commit abc1234 plus uncommitted src/x.ts, ...", for the Markdown. */
-function describeCode(git: GitState | undefined): string {
+export function describeCode(git: GitState | undefined): string {
   if (!git) return "commit unknown";
   const changed = git.changed.map((line) => line.slice(3)).join(", ");
   return `commit ${git.commit}${changed ? ` plus uncommitted ${changed}` : ""}`;

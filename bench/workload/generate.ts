@@ -12,8 +12,7 @@ export interface InitialData {
   orders: { id: string; userId: string; status: string }[];
 }
 
-/** `name`: which kind of query of the mix (for the report). */
-export type ReadOp = { kind: "read"; name: string; path: string; spec: ReadSpec };
+export type ReadOp = { kind: "read"; path: string; spec: ReadSpec };
 export type WriteOp = {
   kind: "write";
   method: "POST" | "PATCH" | "DELETE";
@@ -77,7 +76,7 @@ interface ReadKind {
   name: string;
   weight: number;
   size: number;
-  make(rank: number): Omit<ReadOp, "name">;
+  make(rank: number): ReadOp;
 }
 
 /** Builds the request sequence for one write ratio. */
@@ -122,7 +121,7 @@ export function generateSequence(data: InitialData, options: SequenceOptions): O
       continue;
     }
     const kind = pickKind(kinds, random() * totalWeight);
-    ops.push({ ...kind.make(zipfs.get(kind.name)!.sample()), name: kind.name });
+    ops.push(kind.make(zipfs.get(kind.name)!.sample()));
   }
   return ops;
 }

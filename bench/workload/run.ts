@@ -19,8 +19,6 @@ export interface RunOutcome {
   /** Responses a correct server would not send (5xx, a write refused). */
   errors: number;
   elapsedMs: number;
-  /** Misses per kind of query. */
-  missesByKind: Record<string, number>;
   /** Every request's latency, and the hits' alone, in ms. */
   latencies: number[];
   hitLatencies: number[];
@@ -107,7 +105,6 @@ export async function runSequence(
     staleSamples: [],
     errors: 0,
     elapsedMs: 0,
-    missesByKind: {},
     latencies: [],
     hitLatencies: [],
   };
@@ -146,7 +143,7 @@ async function read(client: Client, op: ReadOp, oracle: StaleOracle, out: RunOut
   if (reply.cacheStatus.startsWith("edgecache; hit")) {
     out.hits++;
     out.hitLatencies.push(latency);
-  } else out.missesByKind[op.name] = (out.missesByKind[op.name] ?? 0) + 1;
+  }
   if (reply.status >= 500) out.errors++;
   const body = reply.status === 200 ? JSON.parse(reply.body) : undefined;
   const findings = oracle.judge(op.spec, started, ended, reply.status, body);

@@ -29,7 +29,7 @@ export interface WorkloadOptions {
 }
 
 /** Hits sent one at a time after each run: a hit's latency without queueing behind others. */
-const PROBE_REQUESTS = 400;
+export const PROBE_REQUESTS = 400;
 
 interface ServerStats {
   queries: { reads: number; writes: number };
@@ -65,7 +65,6 @@ export async function runWorkload(options: WorkloadOptions): Promise<{
         if (outcome.staleSamples.length > 0) {
           stale.push({ strategy, writeRatio, samples: outcome.staleSamples });
         }
-        if (process.env.WORKLOAD_DEBUG) log(JSON.stringify(outcome.missesByKind));
         log(
           `${pctLabel(writeRatio)} writes, ${strategy}: hit rate ${(record.hitRate * 100).toFixed(1)}%, stale ${record.staleReads}, ${record.dbQueriesPerRequest.toFixed(3)} queries/request, p50 ${record.p50Ms.toFixed(2)} ms, ${Math.round(record.rps)} req/s${outcome.errors ? `, ${outcome.errors} errors` : ""}`,
         );

@@ -68,7 +68,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   const base = options.basePath ?? "/v1";
   const now = options.now ?? Date.now;
   const schema = await source.schema();
-  cache.setSchema(planSchemaOf(schema));
+  const keys = planSchemaOf(schema);
+  cache.setSchema(keys);
   const app = new Hono();
   app.onError(onError);
   app.use(`${base}/*`, limitBody);
@@ -165,7 +166,6 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     }
     return r.table.name;
   };
-  const keys = planSchemaOf(schema);
   /** A cached response after a write, computed without a query where the rules allow. */
   const patch = (
     key: string,
