@@ -17,7 +17,19 @@ export {
   type InvalidateRequest,
   type Resolved,
   strongEtag,
+  type WriteHooks,
+  type WriteResult,
 } from "./core/cache.ts";
+export {
+  type ChangeLog,
+  type ChangeOp,
+  type ChangeRecord,
+  type LocalChangeLogOptions,
+  type LogFollower,
+  type LogPosition,
+  type LogStart,
+  localChangeLog,
+} from "./core/change-log.ts";
 export {
   type DependencyLookup,
   type InvalidationPolicy,

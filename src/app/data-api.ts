@@ -22,7 +22,7 @@ import {
 import { parseListQuery } from "../core/query-params.ts";
 import type { Source } from "../sources/source.ts";
 import { errorBody, limitBody, notFound, onError } from "./errors.ts";
-import { entryReply, replyResponse } from "./http.ts";
+import { type CacheOutcome, entryReply, replyResponse } from "./http.ts";
 import { type Neighbours, patchItem, patchList } from "./patch.ts";
 
 export interface DataApiOptions {
@@ -86,9 +86,14 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
 
   const read = async (url: URL, load: () => Promise<EntryInit>, ifNoneMatch?: string | null) => {
     const key = requestKey(url.pathname, url.search);
-    const { entry, status, stored } = await cache.resolve(key, load);
-    const outcome =
-      status === "miss" ? { kind: "miss" as const, stored: !!stored } : { kind: status };
+    const { entry, status, stored, bypass } = await cache.resolve(key, load);
+    const outcome: CacheOutcome =
+      status !== "miss"
+        ? { kind: status }
+        : bypass
+          ? // This node cannot vouch for its cache (its lease on the change log lapsed).
+            { kind: "miss", stored: false, fwd: "bypass", detail: "lease-expired" }
+          : { kind: "miss", stored: !!stored };
     return replyResponse(entryReply(entry, outcome, now(), ifNoneMatch));
   };
 
@@ -172,6 +177,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     entry: CacheEntry,
     events: readonly WriteEvent[],
     peek: (key: string) => CacheEntry | undefined,
+    ordered: boolean,
   ): EntryInit | undefined => {
     const meta = entry.meta as EntryMeta | undefined;
     const resource = meta && resolveResource(schema, meta.resource);
@@ -186,8 +192,10 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     if (!list || entry.status !== 200) return undefined;
     const { data } = parseBody(entry) as { data: Row[] };
     const patched =
-      patchList(resource, list, data, events, keys) ??
-      patchList(resource, list, data, events, keys, neighbours(key, resource, list, peek));
+      patchList(resource, list, data, events, keys, undefined, ordered) ??
+      (ordered
+        ? patchList(resource, list, data, events, keys, neighbours(key, resource, list, peek))
+        : undefined);
     return patched && listInit(resource, patched.rows, patched.list);
   };
 
@@ -233,12 +241,11 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     turn = run.catch(() => {});
     return run;
   };
+  // Every write that reaches this node's cache, made here or on another node.
+  cache.setWriteHooks({ refetch, patch: options.patchInPlace === false ? undefined : patch });
   // The row changes, plus whatever the database does beyond them (triggers and the like).
   const apply = async (events: WriteEvent[]) =>
-    cache.applyWrite([...events, ...(await source.effects(events[0]!.table, events[0]!.op))], {
-      refetch,
-      patch: options.patchInPlace === false ? undefined : patch,
-    });
+    cache.applyWrite([...events, ...(await source.effects(events[0]!.table, events[0]!.op))]);
 
   app.post(`${base}/:resource`, async (c) => {
     const table = writable(c.req.param("resource"));

@@ -15,6 +15,13 @@ import type { JoinInfo, Resource, Row, SortKey } from "../core/query.ts";
  * Each returns undefined when the result cannot be told exactly from what is cached (a
  * row leaving a full window lets an unseen row in; a row entering a view list needs its
  * joined rows); the caller then invalidates as before.
+ *
+ * A cached response may already show a write it has not been patched for yet (another
+ * node loaded it after the write committed), or records may arrive out of commit order
+ * (`ordered` false: several processes write). So a row the response holds must equal the
+ * event's old row, a row it does not hold must not be the event's new one, and without
+ * `ordered` no place is inferred from a row's absence (a row sorting before the window)
+ * nor taken from another page.
  */
 
 type PrimaryKeys = Pick<PlanSchema, "primaryKey">;
@@ -43,13 +50,16 @@ export function patchItem(
         if (loose) return undefined;
         continue;
       }
-      if (event.op === "delete") current = undefined;
-      else if (event.op === "insert") {
+      if (event.op === "delete") {
+        if (current !== undefined && !(before && holds(current, event.old!))) return undefined;
+        current = undefined;
+      } else if (event.op === "insert") {
         // A view's new row would need its joined rows.
         if (resource.kind === "view" || current !== undefined) return undefined;
         current = { ...event.new };
       } else {
         if (!before || !after || current === undefined) return undefined;
+        if (!holds(current, event.old!)) return undefined;
         current = updatedBase(resource, current, event.old!, event.new!);
         if (!current) return undefined;
       }
@@ -93,13 +103,17 @@ export function patchList(
   events: readonly WriteEvent[],
   keys: PrimaryKeys,
   neighbours?: Neighbours,
+  ordered = true,
 ): { rows: Row[]; list: ListDependency } | undefined {
   const table = resource.table.name;
   const pk = resource.table.primaryKey;
   if (joinsOn(resource, table).length > 0) return undefined; // a view joined to itself
   const full = rows.length >= list.limit;
-  const after = full ? neighbours?.after : undefined;
-  const before = neighbours?.before ?? [];
+  // Another page may have been loaded before or after this one saw a write: only with
+  // records in commit order do the two line up.
+  const around = ordered ? neighbours : undefined;
+  const after = full ? around?.after : undefined;
+  const before = around?.before ?? [];
   let stretch = [...before, ...rows, ...(after?.rows ?? [])];
   let start = list.offset - before.length;
   // Whether the stretch runs to the end of the list: rows sorting after it are then new.
@@ -129,17 +143,21 @@ export function patchList(
       const at = stretch.findIndex((r) => same(r[pk], event.old![pk]));
       if (at >= 0) {
         kept = stretch[at];
+        if (!holds(kept!, event.old)) return undefined;
         stretch.splice(at, 1);
       } else if (matches(event.old, list.filters)) {
         const first = stretch[0];
         const last = stretch[stretch.length - 1];
-        if (first && compare(event.old, first, list.sort) < 0 && start > 0) start--;
+        if (first && compare(event.old, first, list.sort) < 0 && start > 0 && ordered) start--;
         else if (!(last && compare(event.old, last, list.sort) > 0 && !toEnd)) return undefined;
       }
     }
+    // Its new row already held: the response has seen this write.
+    if (event.new && stretch.some((r) => same(r[pk], event.new![pk]))) return undefined;
     if (event.new && matches(event.new, list.filters)) {
       const at = insertionPoint(stretch, event.new, list.sort);
       if (at === 0 && start > 0) {
+        if (!ordered) return undefined;
         start++; // it lands before the stretch, which shifts down a place
       } else if (at === stretch.length && !toEnd) {
         // it lands after the stretch, among rows not cached: no change within it
@@ -203,7 +221,10 @@ function patchJoined(
     const childPk = keys.primaryKey(event.table);
     if (childPk === undefined) return undefined;
     let children = array as Row[];
-    if (leaves) children = children.filter((c) => !same(c[childPk], event.old![childPk]));
+    const held = children.find((c) => same(c[childPk], (event.old ?? event.new)![childPk]));
+    // The child must be held as the event's old row if it leaves, and not held if it only enters.
+    if (leaves ? !(held && holds(held, event.old!)) : held) return undefined;
+    if (leaves) children = children.filter((c) => c !== held);
     if (enters) {
       const child = { ...event.new! };
       const sort: SortKey[] = [{ column: childPk, desc: false }];
@@ -213,6 +234,14 @@ function patchJoined(
     out = { ...out, [join.as]: children };
   }
   return out;
+}
+
+/** Whether a cached row (a view's base row may carry joined arrays too) shows `old`'s values. */
+function holds(cached: Row, old: Row): boolean {
+  for (const column in old) {
+    if (JSON.stringify(cached[column]) !== JSON.stringify(old[column])) return false;
+  }
+  return true;
 }
 
 function insertionPoint(rows: readonly Row[], row: Row, sort: readonly SortKey[]): number {

@@ -1,5 +1,6 @@
 import { type Context, Hono } from "hono";
 import type { Cache, EntryInit } from "../core/cache.ts";
+import type { LogPosition } from "../core/change-log.ts";
 import type { CacheEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import {
@@ -20,6 +21,7 @@ import {
   variantSuffixAsync,
   varyNames,
 } from "../core/http-cache.ts";
+import { rateLimited } from "../core/report.ts";
 import { errorBody } from "./errors.ts";
 import { type CacheOutcome, entryReply, type Forward, replyResponse } from "./http.ts";
 
@@ -236,8 +238,10 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     ((url, init) =>
       fetch(url, { ...init, redirect: "manual", ...(init.body && { duplex: "half" }) }));
   const Policy = policyClass(now);
-  const reportDown = rateLimited(options.logger ?? console, now);
-  const inflight = new Map<string, { promise: Promise<Loaded>; seq: number }>();
+  const report = rateLimited(options.logger ?? console, now);
+  const reportDown = (error: unknown) =>
+    report("origin", `[edgecache] [proxy] origin request failed: ${String(error)}`);
+  const inflight = new Map<string, { promise: Promise<Loaded>; since: LogPosition }>();
   const keyMemo = new Map<string, string | null>();
 
   const app = new Hono();
@@ -369,11 +373,11 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     const alone = ctx.headers.has("authorization") || ctx.directives.noStore;
     if (alone) return { promise: load(ctx, held), leader: true };
     const running = inflight.get(key);
-    if (running && running.seq === cache.sequence) {
+    if (running && running.since === cache.position) {
       return { promise: running.promise, leader: false };
     }
     const promise = load(ctx, held);
-    inflight.set(key, { promise, seq: cache.sequence });
+    inflight.set(key, { promise, since: cache.position });
     promise
       .finally(() => {
         if (inflight.get(key)?.promise === promise) inflight.delete(key);
@@ -400,7 +404,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
    * (RFC 9111 4.3.1), stored when RFC 9111 3 allows it and it fits.
    */
   async function load(ctx: Ctx, held: CacheEntry | undefined): Promise<Loaded> {
-    const since = cache.sequence;
+    const since = cache.position;
     const headers = originHeaders(ctx);
     for (const name of PER_CLIENT_REQUEST_HEADERS) headers.delete(name);
     const request: CacheRequest = { method: "GET", target: ctx.target, headers: ctx.headers };
@@ -513,7 +517,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
   }
 
   /** Stores a response under its variant's key (and the URL's Vary record), fence-checked. */
-  async function store(ctx: Ctx, since: number, s: StoreInit): Promise<Loaded> {
+  async function store(ctx: Ctx, since: LogPosition, s: StoreInit): Promise<Loaded> {
     const base = baseKey(ctx.target, ctx.host);
     const key = s.vary
       ? base + (await variantSuffixAsync(s.vary, (n) => ctx.headers.get(n)))
@@ -816,28 +820,6 @@ function errorReply(err: EdgecacheError, fwd: Forward, status?: number): Respons
       "cache-status": `edgecache; fwd=${fwd}; detail=${err.code}`,
     },
   });
-}
-
-const REPORT_EVERY_MS = 10_000;
-
-/**
- * Reports failed origin requests: the first at once, then at most one line per 10 s with
- * how many failed meanwhile, so an outage under load does not flood the log.
- */
-function rateLimited(logger: { warn(message: string): void }, now: () => number) {
-  let last = Number.NEGATIVE_INFINITY;
-  let held = 0;
-  return (error: unknown) => {
-    const t = now();
-    if (t - last < REPORT_EVERY_MS) {
-      held++;
-      return;
-    }
-    const more = held > 0 ? ` (and ${held} more since the last report)` : "";
-    logger.warn(`[edgecache] [proxy] origin request failed: ${String(error)}${more}`);
-    last = t;
-    held = 0;
-  };
 }
 
 function downReply(error: unknown, fwd: Forward): Response {

@@ -1,3 +1,11 @@
+import {
+  type ChangeLog,
+  type ChangeOp,
+  type ChangeRecord,
+  type LogPosition,
+  type LogStart,
+  localChangeLog,
+} from "./change-log.ts";
 import { DependencyIndex } from "./deps/index.ts";
 import {
   type InvalidationPolicy,
@@ -8,11 +16,15 @@ import {
 } from "./deps/planner.ts";
 import type { CacheEntry } from "./entry.ts";
 import { badOption } from "./errors.ts";
+import { WriteFence } from "./fence.ts";
+import { rateLimited } from "./report.ts";
 import { type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
 import { isEvicting, isListable, isMeasured, isSync, type Store, type SyncStore } from "./store.ts";
 
 const HOUR = 3_600_000;
 const SWEEP_EVERY = 4096;
+/** Results of recent records this node applied, kept for the appender to collect. */
+const RECENT_RESULTS = 1024;
 /** Without a schema every write falls back to its table. */
 const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
 
@@ -31,6 +43,17 @@ export interface CacheOptions {
   rehydrate?: { concurrency?: number; minHits?: number } | false;
   /** Overlapping operations the write fence remembers (1024). */
   fenceLogSize?: number;
+  /**
+   * The change log every write and invalidation goes through (in-process by default). A
+   * shared log (Redis) keeps several nodes exact; see `ChangeLog`.
+   */
+  log?: ChangeLog;
+  /**
+   * Runs background work (rehydration, stale-while-revalidate refreshes, deletes of
+   * refused entries): a Worker passes `ctx.waitUntil`. By default the cache tracks it, and
+   * `drain()` waits for it.
+   */
+  schedule?: (work: Promise<unknown>) => void;
   now?: () => number;
   logger?: { warn(message: string, error?: unknown): void };
 }
@@ -62,7 +85,8 @@ export interface LookupOptions {
   count?: boolean;
 }
 
-export interface ApplyWriteOptions {
+/** What the owner of the entries (the data API) does when a write reaches this node. */
+export interface WriteHooks {
   /** Re-runs the read behind a key (rehydration of hot invalidated entries). */
   refetch?: (key: string) => Promise<unknown>;
   /**
@@ -70,13 +94,25 @@ export interface ApplyWriteOptions {
    * or undefined when that cannot be told exactly (the entry is then invalidated).
    * Synchronous: it sees the entry as the write found it, and through `peek` any other
    * fresh entry of the first tier as the write found it (a neighbouring page, say).
+   * `ordered` is the log's: false when records may arrive out of commit order, so a row's
+   * place may not be inferred from its absence.
    */
   patch?: (
     key: string,
     entry: CacheEntry,
     events: readonly WriteEvent[],
     peek: (key: string) => CacheEntry | undefined,
+    ordered: boolean,
   ) => EntryInit | undefined;
+}
+
+/** What applying one record did on this node. */
+export interface WriteResult {
+  keys: string[];
+  fallback: boolean;
+  patched: number;
+  /** Entries that existed and were removed. */
+  removed: number;
 }
 
 export type ResolveStatus = "hit" | "stale" | "miss";
@@ -88,6 +124,8 @@ export interface Resolved {
   tier?: string;
   /** For a miss: whether the entry was stored (false when the write fence refused it). */
   stored?: boolean;
+  /** For a miss: the cache was bypassed, since this node's lease on the log lapsed. */
+  bypass?: boolean;
 }
 
 export interface InvalidateRequest {
@@ -95,14 +133,6 @@ export interface InvalidateRequest {
   prefix?: string;
   tags?: string[];
 }
-
-/** An operation the write fence checks loads against. */
-type FenceBody =
-  | { event: WriteEvent }
-  | { keys: ReadonlySet<string> }
-  | { prefix: string }
-  | { tags: ReadonlySet<string> };
-type FenceOp = { seq: number } & FenceBody;
 
 /**
  * The tiered cache engine. Portable: Web-standard APIs only.
@@ -120,35 +150,38 @@ export class Cache {
   #swr: number;
   #schema: PlanSchema | undefined;
   #now: () => number;
-  #logger: NonNullable<CacheOptions["logger"]>;
   #tierStats: TierStats[];
   #counters = {
     hits: 0,
     staleHits: 0,
     misses: 0,
+    bypasses: 0,
     loads: 0,
     loadErrors: 0,
     fenced: 0,
+    refused: 0,
     writes: 0,
     invalidations: 0,
     rehydrations: 0,
     patches: 0,
+    resets: 0,
   };
   #latency = new LatencyRecorder();
-  #inflight = new Map<string, { promise: Promise<Resolved>; seq: number }>();
+  #inflight = new Map<string, { promise: Promise<Resolved>; since: LogPosition }>();
   #front: SyncStore | undefined;
-  // The write fence: a sequence number bumped by every invalidation, and the recent ones.
-  #seq = 0;
-  #fence: FenceOp[] = [];
-  #fenceSize: number;
+  #log: ChangeLog;
+  #fence: WriteFence;
+  #hooks: WriteHooks = {};
+  /** What applying each recent record did, for the node that appended it to collect. */
+  #results = new Map<number, Promise<WriteResult>>();
+  #schedule: ((work: Promise<unknown>) => void) | undefined;
+  #background = new Set<Promise<unknown>>();
   #rehydrate: { concurrency: number; minHits: number } | undefined;
   #rehydrateQueue: (() => Promise<void>)[] = [];
   #rehydrating = 0;
-  #warned = new Set<string>();
+  #report: ReturnType<typeof rateLimited>;
   /** Per tier: keys whose delete failed there; reads skip that tier for them. */
   #undeleted = new Map<number, Set<string>>();
-  /** Tiers that may hold entries the index does not know (a failed restore): not read. */
-  #untrusted = new Set<number>();
   #encoder = new TextEncoder();
   #stores = 0;
 
@@ -165,14 +198,23 @@ export class Cache {
     if (!["exact", "table", "none"].includes(policy)) {
       badOption(c, "policy", '"exact", "table" or "none"', policy);
     }
+    if (options.schedule !== undefined && typeof options.schedule !== "function") {
+      badOption(c, "schedule", "a function", options.schedule);
+    }
     this.tiers = options.tiers;
     this.#ttl = ttl;
     this.#swr = swr;
     this.policy = policy;
     this.#schema = options.schema;
     this.#now = options.now ?? Date.now;
-    this.#logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
-    this.#fenceSize = options.fenceLogSize ?? 1024;
+    const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
+    this.#report = rateLimited(logger, () => performance.now());
+    this.#schedule = options.schedule;
+    this.#fence = new WriteFence(
+      options.fenceLogSize ?? 1024,
+      (event, single) => planWrite(event, this.#planSchema(), single, this.policy).keys.size > 0,
+      () => this.policy,
+    );
     this.#tierStats = options.tiers.map((t) => ({ name: t.name, hits: 0, misses: 0, errors: 0 }));
     // An entry the last tier evicts is gone from the cache: drop its registration (and any
     // copy above, which would otherwise be served without one).
@@ -191,6 +233,11 @@ export class Cache {
         minHits: options.rehydrate?.minHits ?? 2,
       };
     }
+    this.#log = options.log ?? localChangeLog();
+    this.#log.follow({
+      apply: (record) => this.#applyRecord(record),
+      reset: (start) => this.#reset(start),
+    });
   }
 
   /** Sets the schema the planner uses (the data API knows it only after connecting). */
@@ -199,13 +246,27 @@ export class Cache {
   }
 
   /**
+   * Sets what happens when a write reaches this node, whichever node made it: patches of
+   * cached responses, and the refetch that rehydrates hot ones.
+   */
+  setWriteHooks(hooks: WriteHooks): void {
+    this.#hooks = hooks;
+  }
+
+  /** The change log this cache follows. */
+  get log(): ChangeLog {
+    return this.#log;
+  }
+
+  /**
    * The synchronous hit path: the first tier's entry if it is fresh, else undefined.
-   * Only when the first tier is a SyncStore (memory).
+   * Only when the first tier is a SyncStore (memory), and only while the lease holds.
    */
   peek(key: string, options?: LookupOptions): CacheEntry | undefined {
     if (!this.#front || (this.#undeleted.size > 0 && this.#undeleted.get(0)?.has(key))) {
       return undefined;
     }
+    if (!this.#log.trusted()) return undefined;
     const entry = this.#front.peek(key);
     if (!entry || entry.freshUntil <= this.#now()) return undefined;
     this.#tierStats[0]!.hits++;
@@ -236,12 +297,17 @@ export class Cache {
   }
 
   /**
-   * The write fence's position. A loader that takes it before reading its source and
-   * passes it to `storeLoaded` never stores what an invalidation since then may have made
-   * stale.
+   * The write fence's position: the last log record this node applied. A loader that takes
+   * it before reading its source and passes it to `storeLoaded` never stores what a change
+   * since then may have made stale. A new object after each record (compare by identity).
    */
-  get sequence(): number {
-    return this.#seq;
+  get position(): LogPosition {
+    return this.#fence.position;
+  }
+
+  /** Whether this node may serve from cache now (its lease on the change log holds). */
+  get trusted(): boolean {
+    return this.#log.trusted();
   }
 
   /**
@@ -263,23 +329,25 @@ export class Cache {
   }
 
   /**
-   * Stores what a load read, unless an invalidation since `since` (a `sequence`) concerns
-   * it: the write fence. Returns the entry either way, and whether it was stored.
+   * Stores what a load read, unless a change since `since` (a `position`) concerns it: the
+   * write fence. Returns the entry either way, and whether it was stored. The entry records
+   * `since`, so any node that later reads it from a shared tier can check it the same way.
    */
   async storeLoaded(
     key: string,
     init: EntryInit,
-    since: number,
+    since: LogPosition,
+    options?: { memoryOnly?: boolean },
   ): Promise<{ entry: CacheEntry; stored: boolean }> {
-    const entry = await this.#build(init);
-    if (init.cacheable === false) return { entry, stored: false };
-    if (this.#conflicts(since, key, entry)) {
+    const entry = await this.#build(init, since);
+    if (init.cacheable === false || !this.#log.trusted()) return { entry, stored: false };
+    if (this.#fence.conflicts(since, key, entry)) {
       this.#counters.fenced++;
       return { entry, stored: false };
     }
-    await this.#store(key, entry);
+    await this.#store(key, entry, options?.memoryOnly ? 1 : this.tiers.length);
     // A write may have landed while the tiers were being written: check once more.
-    if (this.#conflicts(since, key, entry)) {
+    if (this.#fence.conflicts(since, key, entry)) {
       this.#counters.fenced++;
       await this.#remove(new Set([key]));
       return { entry, stored: false };
@@ -289,8 +357,8 @@ export class Cache {
 
   /** Stores an entry in every tier and registers its dependencies. */
   async setEntry(key: string, init: EntryInit): Promise<CacheEntry> {
-    const entry = await this.#build(init);
-    await this.#store(key, entry);
+    const entry = await this.#build(init, this.#fence.position);
+    await this.#store(key, entry, this.tiers.length);
     return entry;
   }
 
@@ -298,11 +366,16 @@ export class Cache {
    * Returns the cached entry for `key`, or loads, stores and returns it. Concurrent misses
    * for one key share one load (single flight). A stale entry within its
    * stale-while-revalidate window is returned at once and refreshed in the background; if
-   * the load fails, a stale entry is served instead of the error (stale-if-error).
+   * the load fails, a stale entry is served instead of the error (stale-if-error). While
+   * the lease on the log has lapsed, every read goes to the source and nothing is stored.
    */
   async resolve(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
-    const seq = this.#seq;
-    const found = await this.#lookup(key, seq);
+    if (!this.#log.trusted()) {
+      this.#counters.bypasses++;
+      const entry = await this.#build(await this.measureLoad(load), this.#fence.position);
+      return { entry, status: "miss", stored: false, bypass: true };
+    }
+    const found = await this.#lookup(key);
     const now = this.#now();
     if (found && found.entry.freshUntil > now) {
       this.#counters.hits++;
@@ -311,7 +384,7 @@ export class Cache {
     }
     if (found) {
       this.#counters.staleHits++;
-      this.#load(key, load).catch(() => {}); // counted and logged in #load
+      this.#run(this.#load(key, load)); // failures are counted and logged in #load
       return { entry: found.entry, status: "stale", tier: found.tier };
     }
     this.#counters.misses++;
@@ -338,8 +411,9 @@ export class Cache {
     return entry ? jsonValue(entry) : undefined;
   }
 
+  /** Sets a value; other nodes drop their copy of the key first (through the log). */
   async set(key: string, value: unknown, options: JsonOptions = {}): Promise<void> {
-    this.#fenceOp({ keys: new Set([key]) });
+    await this.#append([{ keys: [key] }]);
     await this.setEntry(key, jsonInit(value, options));
   }
 
@@ -347,122 +421,47 @@ export class Cache {
     return (await this.invalidate({ keys: [key] })) > 0;
   }
 
-  /** Removes keys by key, prefix or tag from every tier; resolves with how many existed. */
+  /**
+   * Removes keys by key, prefix or tag from every tier, on every node following the log;
+   * resolves with how many existed here.
+   */
   async invalidate(request: InvalidateRequest): Promise<number> {
-    const keys = new Set<string>(request.keys ?? []);
-    if (request.keys?.length) this.#fenceOp({ keys: new Set(request.keys) });
-    if (request.tags?.length) {
-      this.#fenceOp({ tags: new Set(request.tags) });
-      for (const tag of request.tags) for (const k of this.index.keysForTag(tag)) keys.add(k);
-    }
-    if (request.prefix !== undefined) {
-      this.#fenceOp({ prefix: request.prefix });
-      for (const k of this.index.keys(request.prefix)) keys.add(k);
-      // Tiers may hold keys the index never saw (another process's SQLite file).
-      for (const tier of this.tiers) {
-        if (!isListable(tier)) continue;
-        try {
-          for await (const k of tier.keys(request.prefix)) keys.add(k);
-        } catch (err) {
-          this.#fault(this.tiers.indexOf(tier), "keys", err);
-        }
-      }
-    }
-    return this.#remove(keys);
+    const ops: ChangeOp[] = [];
+    if (request.keys?.length) ops.push({ keys: [...request.keys] });
+    if (request.tags?.length) ops.push({ tags: [...request.tags] });
+    if (request.prefix !== undefined) ops.push({ prefix: request.prefix });
+    if (ops.length === 0) return 0;
+    return (await this.#append(ops)).removed;
   }
 
   /**
    * Applies a write the source has committed (one row change, or several made by one
-   * statement): plans the affected keys and removes them from every tier before
-   * resolving, so the write can be acknowledged after this.
-   *
-   * `refetch` re-runs the read behind a key; hot invalidated keys are rehydrated with it.
-   * `patch` computes an entry's value after the write from its cached value, without the
-   * source (a row changed in place in a list that keeps its order): such entries are put
-   * back at once, so the next read is a hit that cost no query. It is only asked of
-   * entries in the first tier, and returns undefined where it cannot tell.
+   * statement): appends it to the change log, and resolves once every node that may serve
+   * an affected entry has removed it (or patched it, see `setWriteHooks`), so the write can
+   * be acknowledged after this.
    */
   async applyWrite(
     events: WriteEvent | readonly WriteEvent[],
-    options?: ApplyWriteOptions | ((key: string) => Promise<unknown>),
   ): Promise<{ keys: string[]; fallback: boolean; patched: number }> {
-    const { refetch, patch } =
-      typeof options === "function" ? { refetch: options } : (options ?? {});
-    const list = Array.isArray(events) ? events : [events as WriteEvent];
-    const schema = this.#schema ?? NO_SCHEMA;
-    const keys = new Set<string>();
-    let fallback = false;
-    for (const event of list) {
-      this.#counters.writes++;
-      // Logged before anything awaits, so a load that read the pre-write row sees it.
-      this.#fenceOp({ event });
-      const plan = planWrite(event, schema, this.index, this.policy);
-      for (const k of plan.keys) keys.add(k);
-      fallback ||= plan.fallback;
-    }
-    // Patches are computed now, from what the first tier holds before the removal below;
-    // they are stored like a load that began after the write, so the fence refuses one
-    // that a later write overtakes.
-    const seq = this.#seq;
-    const patches =
-      patch && !fallback && this.policy === "exact"
-        ? this.#patches(keys, list, patch)
-        : new Map<string, EntryInit>();
-    const hot: string[] = [];
-    if (refetch && this.#rehydrate) {
-      for (const k of keys) {
-        if (patches.has(k)) continue;
-        if ((this.index.get(k)?.hits ?? 0) >= this.#rehydrate.minHits) hot.push(k);
-      }
-    }
-    await this.#remove(keys);
-    let patched = 0;
-    for (const [k, init] of patches) {
-      if ((await this.storeLoaded(k, init, seq)).stored) {
-        this.#counters.patches++;
-        patched++;
-      }
-    }
-    for (const k of hot) this.#scheduleRehydrate(k, refetch!);
-    return { keys: [...keys], fallback, patched };
+    const list: readonly WriteEvent[] = Array.isArray(events) ? events : [events as WriteEvent];
+    const { keys, fallback, patched } = await this.#append(list.map((event) => ({ event })));
+    return { keys, fallback, patched };
   }
 
-  /** Waits until queued rehydrations have finished (tests, graceful shutdown). */
+  /** Waits until background work has finished (tests, graceful shutdown). */
   async drain(): Promise<void> {
-    while (this.#rehydrating > 0 || this.#rehydrateQueue.length > 0 || this.#inflight.size > 0) {
-      await Promise.allSettled([...this.#inflight.values()].map((f) => f.promise));
+    while (
+      this.#rehydrating > 0 ||
+      this.#rehydrateQueue.length > 0 ||
+      this.#inflight.size > 0 ||
+      this.#background.size > 0
+    ) {
+      await Promise.allSettled([
+        ...[...this.#inflight.values()].map((f) => f.promise),
+        ...this.#background,
+      ]);
       await new Promise((r) => setTimeout(r, 1));
     }
-  }
-
-  /**
-   * Rebuilds the dependency index from the listable tiers (after a restart, the SQLite
-   * tier holds entries the new process has never seen).
-   */
-  async restore(): Promise<number> {
-    let n = 0;
-    for (let i = 0; i < this.tiers.length; i++) {
-      const tier = this.tiers[i]!;
-      if (!isListable(tier)) continue;
-      try {
-        for await (const key of tier.keys("")) {
-          if (this.index.has(key)) continue;
-          const entry = await tier.get(key).catch(() => undefined);
-          if (entry) {
-            this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
-            n++;
-          } else {
-            // Unreadable (or just expired): it must not be served unregistered.
-            await tier.delete([key]);
-          }
-        }
-      } catch (err) {
-        // Entries the index could not learn of may remain: never read this tier again.
-        this.#untrusted.add(i);
-        this.#fault(i, "restore", err);
-      }
-    }
-    return n;
   }
 
   stats(): CacheStats {
@@ -485,17 +484,149 @@ export class Cache {
     };
   }
 
+  // --- the change log ----------------------------------------------------------------
+
+  /** Appends ops and collects what applying them did here. */
+  async #append(ops: readonly ChangeOp[]): Promise<WriteResult> {
+    const seq = await this.#log.append(ops);
+    const result = this.#results.get(seq);
+    this.#results.delete(seq);
+    return result ?? { keys: [], fallback: false, patched: 0, removed: 0 };
+  }
+
+  /**
+   * Applies one record, in log order. Everything up to the removal from the first tier
+   * happens before this returns (the memory tier deletes synchronously), so a read on this
+   * node after it never sees what the record invalidated.
+   */
+  #applyRecord(record: ChangeRecord): void {
+    // Logged before anything awaits, so a load that read the pre-write row sees it.
+    this.#fence.record(record);
+    const result = this.#applyOps(record);
+    this.#results.set(record.seq, result);
+    if (this.#results.size > RECENT_RESULTS) {
+      const oldest = this.#results.keys().next().value!;
+      this.#results.delete(oldest);
+    }
+    this.#run(result);
+  }
+
+  async #applyOps(record: ChangeRecord): Promise<WriteResult> {
+    const schema = this.#planSchema();
+    const keys = new Set<string>();
+    const events: WriteEvent[] = [];
+    const prefixes: string[] = [];
+    let fallback = false;
+    for (const op of record.ops) {
+      if ("event" in op) {
+        this.#counters.writes++;
+        events.push(op.event);
+        const plan = planWrite(op.event, schema, this.index, this.policy);
+        for (const k of plan.keys) keys.add(k);
+        fallback ||= plan.fallback;
+      } else if ("keys" in op) {
+        for (const k of op.keys) keys.add(k);
+      } else if ("tags" in op) {
+        for (const tag of op.tags) for (const k of this.index.keysForTag(tag)) keys.add(k);
+      } else {
+        for (const k of this.index.keys(op.prefix)) keys.add(k);
+        prefixes.push(op.prefix);
+      }
+    }
+    // Patches are computed now, from what the first tier holds before the removal below;
+    // they are stored like a load that began after the record, so the fence refuses one
+    // that a later record overtakes. They stay in this node's memory: only it knows the
+    // entry it patched was current.
+    const at = this.#fence.position;
+    const { patch, refetch } = this.#hooks;
+    const patches =
+      patch && events.length > 0 && !fallback && this.policy === "exact"
+        ? this.#patches(keys, events, patch)
+        : new Map<string, EntryInit>();
+    const hot: string[] = [];
+    if (refetch && this.#rehydrate) {
+      for (const k of keys) {
+        if (patches.has(k)) continue;
+        if ((this.index.get(k)?.hits ?? 0) >= this.#rehydrate.minHits) hot.push(k);
+      }
+    }
+    const removing = this.#remove(keys);
+    // Tiers may hold keys the index never saw (another process wrote them): list them too.
+    for (const prefix of prefixes) for (const k of await this.#listed(prefix)) keys.add(k);
+    let removed = await removing;
+    if (prefixes.length > 0) removed += await this.#remove(new Set(keys));
+    let patched = 0;
+    for (const [k, init] of patches) {
+      if ((await this.storeLoaded(k, init, at, { memoryOnly: true })).stored) {
+        this.#counters.patches++;
+        patched++;
+      }
+    }
+    for (const k of hot) this.#scheduleRehydrate(k, refetch!);
+    return { keys: [...keys], fallback, patched, removed };
+  }
+
+  /**
+   * The node missed records (a new log, or more than the log retains): whatever its memory
+   * holds may be stale and is dropped; entries in other tiers are checked on read against
+   * each table's last change.
+   */
+  #reset(start: LogStart): void {
+    this.#counters.resets++;
+    this.#fence.reset(start);
+    this.#results.clear();
+    const keys = new Set(this.index.keys());
+    for (const k of keys) this.index.remove(k);
+    const front = this.tiers[0];
+    if (!front) return;
+    this.#run(
+      (async () => {
+        if (isListable(front)) for await (const k of front.keys("")) keys.add(k);
+        await front.delete([...keys]);
+      })().catch((err) => this.#fault(0, "delete", err)),
+    );
+  }
+
   // --- internals ---------------------------------------------------------------------
 
-  async #lookup(
-    key: string,
-    seq = this.#seq,
-  ): Promise<{ entry: CacheEntry; tier: string } | undefined> {
+  #planSchema(): PlanSchema {
+    return this.#schema ?? NO_SCHEMA;
+  }
+
+  /** Hands background work to the scheduling hook, or tracks it for `drain`. */
+  #run(work: Promise<unknown>): void {
+    const settled = work.then(
+      () => {},
+      () => {},
+    );
+    if (this.#schedule) {
+      this.#schedule(settled);
+      return;
+    }
+    this.#background.add(settled);
+    void settled.then(() => this.#background.delete(settled));
+  }
+
+  async #listed(prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    for (let i = 0; i < this.tiers.length; i++) {
+      const tier = this.tiers[i]!;
+      if (!isListable(tier)) continue;
+      try {
+        for await (const k of tier.keys(prefix)) keys.push(k);
+      } catch (err) {
+        this.#fault(i, "keys", err);
+      }
+    }
+    return keys;
+  }
+
+  async #lookup(key: string): Promise<{ entry: CacheEntry; tier: string } | undefined> {
+    if (!this.#log.trusted()) return undefined;
     const now = this.#now();
     for (let i = 0; i < this.tiers.length; i++) {
       const tier = this.tiers[i]!;
       const stats = this.#tierStats[i]!;
-      if (this.#untrusted.has(i)) continue;
       if (this.#undeleted.size > 0 && this.#undeleted.get(i)?.has(key)) continue;
       let entry: CacheEntry | undefined;
       try {
@@ -508,21 +639,35 @@ export class Cache {
         stats.misses++;
         continue;
       }
-      stats.hits++;
       if (i > 0) {
+        // Not this node's memory: another node (or an earlier process) may have written
+        // it, so it is checked against the log since the position its load began at.
+        if (!this.#valid(key, entry)) {
+          stats.misses++;
+          this.#counters.refused++;
+          this.#run(tier.delete([key]).catch((err) => this.#fault(i, "delete", err)));
+          continue;
+        }
         if (!this.index.has(key)) {
           this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
         }
-        // Back-fill the tiers above, unless an invalidation overlapped the read; and check
-        // again after, since a write may land while an asynchronous tier is being written.
-        if (!this.#conflicts(seq, key, entry)) {
-          await this.#storeIn(key, entry, i);
-          if (this.#conflicts(seq, key, entry)) await this.#remove(new Set([key]));
+        // Back-fill the tiers above; check again after, since a write may land while an
+        // asynchronous tier is being written.
+        await this.#storeIn(key, entry, i);
+        if (!this.#valid(key, entry)) {
+          await this.#remove(new Set([key]));
+          stats.misses++;
+          continue;
         }
       }
+      stats.hits++;
       return { entry, tier: tier.name };
     }
     return undefined;
+  }
+
+  #valid(key: string, entry: CacheEntry): boolean {
+    return entry.position !== undefined && !this.#fence.conflicts(entry.position, key, entry);
   }
 
   async #load(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
@@ -531,32 +676,36 @@ export class Cache {
       const result = await running.promise;
       // Joining a load that began before an invalidation could hand this reader data older
       // than a write it already saw acknowledged: check, and load again if so.
-      if (!this.#conflicts(running.seq, key, result.entry)) return result;
+      if (!this.#fence.conflicts(running.since, key, result.entry)) return result;
       return this.#load(key, load);
     }
-    const promise = this.#runLoad(key, load).finally(() => {
+    const since = this.#fence.position;
+    const promise = this.#runLoad(key, load, since).finally(() => {
       if (this.#inflight.get(key)?.promise === promise) this.#inflight.delete(key);
     });
-    this.#inflight.set(key, { promise, seq: this.#seq });
+    this.#inflight.set(key, { promise, since });
     return promise;
   }
 
-  async #runLoad(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
-    const seq = this.#seq;
+  async #runLoad(
+    key: string,
+    load: () => Promise<EntryInit>,
+    since: LogPosition,
+  ): Promise<Resolved> {
     let init: EntryInit;
     try {
       init = await this.measureLoad(load);
     } catch (err) {
       // stale-if-error: an entry still inside its stale window beats an error.
-      const stale = await this.#lookup(key, seq).catch(() => undefined);
+      const stale = await this.#lookup(key).catch(() => undefined);
       if (stale) return { entry: stale.entry, status: "stale", tier: stale.tier };
       throw err;
     }
-    const { entry, stored } = await this.storeLoaded(key, init, seq);
+    const { entry, stored } = await this.storeLoaded(key, init, since);
     return { entry, status: "miss", stored };
   }
 
-  async #build(init: EntryInit): Promise<CacheEntry> {
+  async #build(init: EntryInit, position: LogPosition): Promise<CacheEntry> {
     const now = this.#now();
     const body = typeof init.body === "string" ? this.#encoder.encode(init.body) : init.body;
     const ttl = init.ttl ?? this.#ttl;
@@ -570,17 +719,19 @@ export class Cache {
       staleUntil: now + ttl + swr,
       etag: init.etag ?? (await strongEtag(body)),
       tags: init.tags ?? [],
+      position,
     };
     if (init.lists?.length) entry.lists = init.lists;
     if (init.meta !== undefined) entry.meta = init.meta;
     return entry;
   }
 
-  async #store(key: string, entry: CacheEntry): Promise<void> {
+  /** Registers the entry and writes it into tiers [0, end). */
+  async #store(key: string, entry: CacheEntry, end: number): Promise<void> {
     this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
     // Registrations of entries that expired everywhere go now and then, not per request.
     if (++this.#stores % SWEEP_EVERY === 0) this.index.sweep(this.#now());
-    await this.#storeIn(key, entry, this.tiers.length);
+    await this.#storeIn(key, entry, end);
   }
 
   /** Writes the entry into tiers [0, end). */
@@ -598,6 +749,7 @@ export class Cache {
     );
   }
 
+  /** Removes keys from the index and every tier; resolves with how many existed. */
   async #remove(keys: ReadonlySet<string>): Promise<number> {
     if (keys.size === 0) return 0;
     const list = [...keys];
@@ -631,42 +783,11 @@ export class Cache {
     return removed;
   }
 
-  #fenceOp(op: FenceBody): void {
-    this.#seq++;
-    this.#fence.push({ ...op, seq: this.#seq });
-    if (this.#fence.length > this.#fenceSize) this.#fence.splice(0, this.#fence.length / 2);
-  }
-
-  /** Whether an invalidation since `seq` may have made `entry` (read under `key`) stale. */
-  #conflicts(seq: number, key: string, entry: CacheEntry): boolean {
-    if (seq === this.#seq) return false;
-    const oldest = this.#fence[0]?.seq ?? this.#seq + 1;
-    if (oldest > seq + 1) return true; // the log no longer reaches back that far
-    const tags = new Set(entry.tags);
-    const lists = entry.lists ?? [];
-    const single = {
-      keysForTag: (tag: string) => (tags.has(tag) ? [key] : []),
-      listsOn: (table: string) =>
-        lists.filter((l) => l.table === table).map((l) => [key, l] as const),
-    };
-    const schema = this.#schema ?? NO_SCHEMA;
-    for (const op of this.#fence) {
-      if (op.seq <= seq) continue;
-      if ("keys" in op && op.keys.has(key)) return true;
-      if ("prefix" in op && key.startsWith(op.prefix)) return true;
-      if ("tags" in op && entry.tags.some((t) => op.tags.has(t))) return true;
-      if ("event" in op && planWrite(op.event, schema, single, this.policy).keys.size > 0) {
-        return true;
-      }
-    }
-    return false;
-  }
-
   /** What `patch` makes of the planned keys the first tier holds fresh; synchronous. */
   #patches(
     keys: ReadonlySet<string>,
     events: readonly WriteEvent[],
-    patch: NonNullable<ApplyWriteOptions["patch"]>,
+    patch: NonNullable<WriteHooks["patch"]>,
   ): Map<string, EntryInit> {
     const out = new Map<string, EntryInit>();
     const front = this.#front;
@@ -682,9 +803,9 @@ export class Cache {
       if (!current) continue;
       let init: EntryInit | undefined;
       try {
-        init = patch(key, current, events, peek);
+        init = patch(key, current, events, peek, this.#log.ordered);
       } catch (err) {
-        this.#warnOnce("patch", "[edgecache] [cache] patch failed; the entry is invalidated", err);
+        this.#report("patch", "[edgecache] [cache] patch failed; the entry is invalidated", err);
       }
       if (!init) continue;
       // A patched entry keeps the expiry of the one it came from: the TTL still bounds how
@@ -711,12 +832,14 @@ export class Cache {
     while (this.#rehydrating < limit && this.#rehydrateQueue.length > 0) {
       const job = this.#rehydrateQueue.shift()!;
       this.#rehydrating++;
-      job()
-        .catch((err) => this.#warnOnce("rehydrate", "[edgecache] [cache] rehydration failed", err))
-        .finally(() => {
-          this.#rehydrating--;
-          this.#pump();
-        });
+      this.#run(
+        job()
+          .catch((err) => this.#report("rehydrate", "[edgecache] [cache] rehydration failed", err))
+          .finally(() => {
+            this.#rehydrating--;
+            this.#pump();
+          }),
+      );
     }
   }
 
@@ -724,13 +847,7 @@ export class Cache {
     const stats = this.#tierStats[tierIndex];
     if (stats) stats.errors++;
     const name = this.tiers[tierIndex]?.name ?? "tier";
-    this.#warnOnce(`${name}:${op}`, `[edgecache] [${name}] ${op} failed; counted in stats`, err);
-  }
-
-  #warnOnce(id: string, message: string, err: unknown): void {
-    if (this.#warned.has(id)) return;
-    this.#warned.add(id);
-    this.#logger.warn(message, err);
+    this.#report(`${name}:${op}`, `[edgecache] [${name}] ${op} failed; counted in stats`, err);
   }
 }
 

@@ -1,3 +1,4 @@
+import type { LogPosition } from "./change-log.ts";
 import type { ListDependency } from "./deps/planner.ts";
 
 /**
@@ -23,6 +24,11 @@ export interface CacheEntry {
   lists?: ListDependency[];
   /** Opaque metadata the owner of the entry needs later (the data API keeps its query here). */
   meta?: unknown;
+  /**
+   * The change log position its load began at: a node that reads the entry from a shared
+   * tier checks it against every change since. Without one it is served from memory only.
+   */
+  position?: LogPosition;
 }
 
 /** Bytes an entry occupies, roughly: body plus a fixed allowance for headers and tags. */

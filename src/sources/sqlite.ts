@@ -629,7 +629,9 @@ const NUMERIC_STRING = /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/;
  * affinity converts, so it errs on the side of the slower, exact comparison.
  */
 function mayLookNumeric(value: string): boolean {
-  return NUMERIC_STRING.test(value);
+  // SQLite's text-to-number conversion stops at a NUL: "1\0" converts as "1".
+  const nul = value.indexOf("\0");
+  return NUMERIC_STRING.test(nul >= 0 ? value.slice(0, nul) : value);
 }
 
 /**

@@ -43,7 +43,7 @@ describe("measureLoad", () => {
 describe("storeLoaded (the write fence for callers' own loads)", () => {
   it("stores when nothing was invalidated since the load began", async () => {
     const { cache } = setup();
-    const since = cache.sequence;
+    const since = cache.position;
     const { stored } = await cache.storeLoaded("a", { body: "x", tags: ["t"] }, since);
     expect(stored).toBe(true);
     expect(cache.peek("a")).toBeDefined();
@@ -55,7 +55,7 @@ describe("storeLoaded (the write fence for callers' own loads)", () => {
     ["a prefix of it", { prefix: "a" }],
   ])("refuses what a load read before %s was invalidated", async (_, request) => {
     const { cache } = setup();
-    const since = cache.sequence;
+    const since = cache.position;
     await cache.invalidate(request);
     const { entry, stored } = await cache.storeLoaded("a", { body: "x", tags: ["t"] }, since);
     expect(stored).toBe(false);
@@ -66,7 +66,7 @@ describe("storeLoaded (the write fence for callers' own loads)", () => {
 
   it("stores despite an invalidation of something else", async () => {
     const { cache } = setup();
-    const since = cache.sequence;
+    const since = cache.position;
     await cache.invalidate({ tags: ["other"] });
     expect((await cache.storeLoaded("a", { body: "x", tags: ["t"] }, since)).stored).toBe(true);
   });

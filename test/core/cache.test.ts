@@ -1,8 +1,9 @@
 import { describe, expect, it, vi } from "vitest";
 import { Cache, createCache } from "../../src/core/cache.ts";
+import { localChangeLog } from "../../src/core/change-log.ts";
 import type { CacheEntry } from "../../src/core/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
-import type { ListableStore, Store } from "../../src/core/store.ts";
+import type { Store } from "../../src/core/store.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { chaosStore, fakeClock } from "../helpers/chaos-store.ts";
 
@@ -192,17 +193,50 @@ describe("cache engine", () => {
     expect(() => createCache({ tiers: [memoryStore()], ttl: -1 })).toThrow(/"ttl": expected/);
   });
 
-  it("rebuilds its dependency index from a listable tier after a restart", async () => {
+  it("a cache sharing a tier and a log learns an entry's dependencies when it reads it", async () => {
     const clock = fakeClock();
+    const log = localChangeLog();
     const shared = memoryStore({ now: clock.now });
-    const first = createCache({ tiers: [shared], now: clock.now });
+    const first = createCache({ tiers: [shared], now: clock.now, log });
     await first.set("k", 1, { tags: ["users#1"] });
     const second = createCache({
       tiers: [memoryStore({ now: clock.now }), shared],
       now: clock.now,
+      log,
     });
-    expect(await second.restore()).toBe(1);
+    expect(await second.get("k")).toBe(1);
     expect(await second.invalidate({ tags: ["users#1"] })).toBe(1);
+  });
+
+  it("an entry a write made stale is refused from a shared tier by a cache that never indexed it", async () => {
+    const log = localChangeLog();
+    const shared = memoryStore();
+    const writer = createCache({ tiers: [memoryStore()], log });
+    const first = createCache({ tiers: [shared], log });
+    await first.setEntry("k", { body: "old", tags: ["users#1"] });
+    first.index.remove("k"); // as if another process had written it: nobody indexed it here
+    await writer.applyWrite({ table: "users", op: "delete", old: { id: 1 } });
+    expect(await shared.get("k")).toBeDefined(); // still in the tier...
+    const reader = createCache({ tiers: [memoryStore(), shared], log });
+    expect(await reader.get("k")).toBeUndefined(); // ...but never served
+  });
+
+  it("an entry written under another log is refused", async () => {
+    const shared = memoryStore();
+    const before = createCache({ tiers: [shared], log: localChangeLog() });
+    await before.set("k", 1);
+    const after = createCache({ tiers: [memoryStore(), shared], log: localChangeLog() });
+    expect(await after.get("k")).toBeUndefined();
+  });
+
+  it("an entry written under a resumed log is served", async () => {
+    const shared = memoryStore();
+    const log = localChangeLog();
+    const before = createCache({ tiers: [shared], log });
+    await before.set("k", 1);
+    const resumed = localChangeLog({ resume: log.snapshot() });
+    const after = createCache({ tiers: [memoryStore(), shared], log: resumed });
+    expect(await after.get("k")).toBe(1);
   });
 });
 
@@ -278,52 +312,27 @@ describe("faults and races between tiers", () => {
     const after = await cache.resolve("k", async () => ({ body: "new", tags: ["t#1"] }));
     expect(new TextDecoder().decode(after.entry.body)).toBe("new");
   });
+});
 
-  it("restore deletes entries it cannot read instead of leaving them unregistered", async () => {
-    const { map, tier } = scriptedTier({});
-    const listable: ListableStore = {
-      ...tier,
-      get: async (k) => {
-        if (k === "broken") throw new Error("unreadable");
-        return map.get(k);
-      },
-      async *keys() {
-        yield* [...map.keys()];
-      },
-    };
-    const first = new Cache({ tiers: [listable], logger: quiet });
-    await first.set("good", 1, { tags: ["t"] });
-    await first.set("broken", 2, { tags: ["t"] });
-    const second = new Cache({ tiers: [memoryStore(), listable], logger: quiet });
-    expect(await second.restore()).toBe(1);
-    expect(map.has("broken")).toBe(false);
-  });
-
-  it("a tier whose listing fails during restore is not read again", async () => {
-    const { tier } = scriptedTier({});
-    const listable: ListableStore = {
-      ...tier,
-      // biome-ignore lint/correctness/useYield: it fails before yielding
-      async *keys() {
-        throw new Error("listing failed");
-      },
-    };
-    await listable.set(
-      "k",
-      {
-        body: new TextEncoder().encode("1"),
-        headers: {},
-        status: 200,
-        createdAt: Date.now(),
-        freshUntil: Date.now() + 60_000,
-        staleUntil: Date.now() + 60_000,
-        etag: '"x"',
-        tags: ["t"],
-      },
-      60_000,
-    );
-    const cache = new Cache({ tiers: [memoryStore(), listable], logger: quiet });
-    await cache.restore();
-    expect(await cache.get("k")).toBeUndefined();
+describe("background work", () => {
+  it("goes through the schedule hook (a Worker's waitUntil) when one is given", async () => {
+    const clock = fakeClock();
+    const scheduled: Promise<unknown>[] = [];
+    const cache = createCache({
+      tiers: [memoryStore({ now: clock.now })],
+      now: clock.now,
+      ttl: 1000,
+      staleWhileRevalidate: 60_000,
+      schedule: (work) => scheduled.push(work),
+    });
+    await cache.resolve("k", async () => ({ body: "v1" }));
+    const before = scheduled.length;
+    clock.advance(2000);
+    const stale = await cache.resolve("k", async () => ({ body: "v2" }));
+    expect(stale.status).toBe("stale");
+    expect(scheduled.length).toBeGreaterThan(before); // the refresh
+    await Promise.all(scheduled);
+    const fresh = await cache.resolve("k", async () => ({ body: "v3" }));
+    expect(new TextDecoder().decode(fresh.entry.body)).toBe("v2");
   });
 });

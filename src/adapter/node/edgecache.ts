@@ -6,6 +6,7 @@ import { createAdminApi } from "../../app/admin.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { notFound, onError } from "../../app/errors.ts";
 import { Cache } from "../../core/cache.ts";
+import { type LogStart, localChangeLog } from "../../core/change-log.ts";
 import type { InvalidationPolicy } from "../../core/deps/planner.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { isClosable, type ListableStore, type Store } from "../../core/store.ts";
@@ -70,9 +71,13 @@ export async function createNodeEdgecache(
       ? databasePath.replace(/(\.db)?$/, ".cache.db")
       : options.cacheFile;
   const cachePath = cacheFile === false ? undefined : resolve(cwd, cacheFile);
+  let resume: LogStart | undefined;
   if (cachePath) {
     const persistent = sqliteStore({ path: cachePath });
-    if (!takeStamp(cachePath, stampAtStart)) {
+    const stamp = takeStamp(cachePath);
+    if (stamp?.database === stampAtStart) resume = stamp.log;
+    else {
+      // Its entries belong to a log that is gone: they would all be refused. Free the room.
       const n = await clear(persistent);
       if (n > 0) {
         console.warn(
@@ -82,15 +87,16 @@ export async function createNodeEdgecache(
     }
     tiers.push(persistent);
   }
+  const log = localChangeLog({ resume });
   const cache = new Cache({
     tiers,
+    log,
     ttl: (options.ttl ?? 86_400) * 1000,
     staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
     policy: options.policy,
     rehydrate: options.rehydrate === false ? false : undefined,
   });
   const api = await createDataApi({ source, cache, routes: options.routes });
-  await cache.restore();
 
   const app = new Hono();
   app.onError(onError);
@@ -119,7 +125,10 @@ export async function createNodeEdgecache(
       await cache.drain();
       for (const tier of tiers) if (isClosable(tier)) await tier.close();
       db.close();
-      if (cachePath) leaveStamp(cachePath, databaseStamp(databasePath));
+      await log.close();
+      if (cachePath) {
+        leaveStamp(cachePath, { database: databaseStamp(databasePath), log: log.snapshot() });
+      }
     },
   };
 }

@@ -5,12 +5,14 @@ import { createAdminApi } from "../../app/admin.ts";
 import { notFound, onError } from "../../app/errors.ts";
 import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
 import { Cache } from "../../core/cache.ts";
+import { localChangeLog } from "../../core/change-log.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { isClosable, type Store } from "../../core/store.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
 import { type HitRequest, isLoopback, type RunningServer, startServer } from "./server.ts";
+import { leaveStamp, takeStamp } from "./source-stamp.ts";
 
 export interface NodeProxyOptions {
   /** Origins, chosen by the request's host and path prefix (most specific first). */
@@ -57,8 +59,12 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   const now = options.now ?? Date.now;
   const tiers: Store[] = [memoryStore({ ...options.memory, now })];
   const file = options.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
-  if (file !== false) tiers.push(sqliteStore({ path: resolve(cwd, file), now }));
-  const cache = new Cache({ tiers, now, rehydrate: false });
+  const cachePath = file === false ? undefined : resolve(cwd, file);
+  if (cachePath) tiers.push(sqliteStore({ path: cachePath, now }));
+  // Entries stored before a clean restart carry positions of the log it left: resume it, so
+  // they can still be checked (a crash leaves no stamp, and they are refused).
+  const log = localChangeLog({ resume: cachePath ? takeStamp(cachePath)?.log : undefined });
+  const cache = new Cache({ tiers, now, rehydrate: false, log });
   const origin = nodeOriginFetch();
   let proxy: CachingProxy;
   try {
@@ -77,8 +83,6 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
     origin.close();
     throw err;
   }
-  // Entries stored before a restart are in the SQLite tier: the index learns them again.
-  await cache.restore();
 
   const app = new Hono();
   app.onError(onError);
@@ -111,6 +115,7 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
       await cache.drain();
       await closeTiers(tiers);
       origin.close();
+      if (cachePath) leaveStamp(cachePath, { log: log.snapshot() });
     },
   };
 }

@@ -1,11 +1,15 @@
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import type { LogStart } from "../../core/change-log.ts";
 
 /**
- * The persistent cache tier outlives the process, but writes made to the database while
- * edgecache was not running never reached the planner. So a clean shutdown leaves a stamp
- * of the database files beside the cache file; at start, a missing or different stamp
- * (another program wrote, or edgecache crashed) means the persistent tier cannot be
- * trusted and is emptied. A cold cache costs hit rate; a stale one costs correctness.
+ * The persistent cache tier outlives the process. Its entries carry the position of the
+ * in-process change log they were loaded at, so a clean shutdown leaves that log's state
+ * beside the cache file, and the next process resumes it: the entries can still be
+ * checked against every change they saw. The data API also leaves a stamp of the database
+ * files, since writes made while edgecache was not running never reached the log: a
+ * missing or different stamp (another program wrote, or edgecache crashed) starts a new
+ * log, and entries of the old one are refused. A cold cache costs hit rate; a stale one
+ * costs correctness.
  */
 export function databaseStamp(databasePath: string): string {
   const parts = [databasePath, `${databasePath}-wal`].map((p) => {
@@ -17,17 +21,40 @@ export function databaseStamp(databasePath: string): string {
   return JSON.stringify(parts);
 }
 
-const stampPath = (cacheFile: string) => `${cacheFile}-stamp`;
-
-/** Whether the stamp left at the last clean shutdown matches; the stamp is consumed. */
-export function takeStamp(cacheFile: string, current: string): boolean {
-  const path = stampPath(cacheFile);
-  if (!existsSync(path)) return false;
-  const saved = readFileSync(path, "utf8");
-  rmSync(path, { force: true });
-  return saved === current;
+/** What a clean shutdown leaves: the log to resume and, for the data API, the database stamp. */
+export interface Stamp {
+  database?: string;
+  log: LogStart;
 }
 
-export function leaveStamp(cacheFile: string, current: string): void {
-  writeFileSync(stampPath(cacheFile), current);
+const stampPath = (cacheFile: string) => `${cacheFile}-stamp`;
+
+/** The stamp left at the last clean shutdown, if any; it is consumed (a crash leaves none). */
+export function takeStamp(cacheFile: string): Stamp | undefined {
+  const path = stampPath(cacheFile);
+  if (!existsSync(path)) return undefined;
+  try {
+    const saved = JSON.parse(readFileSync(path, "utf8")) as {
+      database?: string;
+      log: { log: string; seq: number; lastChanges: [string, number][] };
+    };
+    const { log, seq, lastChanges } = saved.log;
+    if (typeof log !== "string" || typeof seq !== "number" || !Array.isArray(lastChanges)) {
+      return undefined;
+    }
+    return {
+      database: saved.database,
+      log: { position: { log, seq }, lastChanges: new Map(lastChanges) },
+    };
+  } catch {
+    return undefined; // unreadable (an older format): start a new log
+  } finally {
+    rmSync(path, { force: true });
+  }
+}
+
+export function leaveStamp(cacheFile: string, stamp: Stamp): void {
+  const { position, lastChanges } = stamp.log;
+  const log = { ...position, lastChanges: [...lastChanges] };
+  writeFileSync(stampPath(cacheFile), JSON.stringify({ database: stamp.database, log }));
 }

@@ -1,0 +1,149 @@
+import type { WriteEvent } from "./deps/planner.ts";
+
+/**
+ * The change log: one global order of every change, which every node applies through the
+ * same planner. A write is acknowledged only after its record is in the log and every
+ * node that may serve it from cache has applied it (or has lost its lease). Portable: the
+ * implementations live beside the core (in-process here, Redis in `src/bus/`).
+ */
+
+/** One thing the log orders: a row change, or a manual invalidation. */
+export type ChangeOp =
+  | { event: WriteEvent }
+  | { keys: readonly string[] }
+  | { prefix: string }
+  | { tags: readonly string[] };
+
+/** What one append wrote: the changes of one write, under one gap-free sequence number. */
+export interface ChangeRecord {
+  seq: number;
+  ops: readonly ChangeOp[];
+}
+
+/**
+ * A place in a log. `log` names the log's sequence space: a log that lost its history (a
+ * Redis restarted empty) starts a new one, and positions of different logs say nothing
+ * about each other.
+ */
+export interface LogPosition {
+  readonly log: string;
+  readonly seq: number;
+}
+
+/** Where a node (re)starts following: its position, and each table's last change. */
+export interface LogStart {
+  position: LogPosition;
+  /**
+   * Per table, the seq of its last change; "" holds the last manual invalidation. What a
+   * node cannot check record by record (older than it retains) is judged by these.
+   */
+  lastChanges: ReadonlyMap<string, number>;
+}
+
+/** What a log calls on the node that follows it. */
+export interface LogFollower {
+  /** Applies one record. Called in log order, once per record, before `append` resolves. */
+  apply(record: ChangeRecord): void;
+  /**
+   * The node missed records it can never apply (trimmed, or a new log): whatever it holds
+   * may be stale. It starts again from `start`.
+   */
+  reset(start: LogStart): void;
+}
+
+export interface ChangeLog {
+  readonly name: string;
+  /**
+   * Whether records arrive in the order the source committed them (one process writes).
+   * When false, a patch may not infer a row's place from its absence.
+   */
+  readonly ordered: boolean;
+  /**
+   * Attaches this node; the log calls `reset` with the start (at once, or once it can
+   * reach its server) and then `apply` with every later record in order.
+   */
+  follow(follower: LogFollower): void;
+  /**
+   * Appends the ops as one record; resolves with its seq once this node has applied it and
+   * every node that may serve from cache has applied it or lost its lease.
+   */
+  append(ops: readonly ChangeOp[]): Promise<number>;
+  /**
+   * The lease: whether this node has heard the log recently enough to serve from cache.
+   * Synchronous and cheap: it is asked on every hit.
+   */
+  trusted(): boolean;
+  close(): Promise<void>;
+}
+
+/** The log position before any record. */
+export const ORIGIN: LogPosition = { log: "", seq: 0 };
+
+/** Which tables an entry reads, judged from its tags and lists (for the conservative check). */
+export function readsTable(
+  tags: readonly string[],
+  lists: readonly { table: string }[] | undefined,
+  table: string,
+): boolean {
+  if (lists?.some((l) => l.table === table)) return true;
+  const row = `${table}#`;
+  const set = `${table}@`;
+  return tags.some((t) => t === table || t.startsWith(row) || t.startsWith(set));
+}
+
+export interface LocalChangeLogOptions {
+  /**
+   * Resume the log a previous process left (`snapshot()` at its clean shutdown), so the
+   * entries it stored in a persistent tier can still be checked.
+   */
+  resume?: LogStart;
+}
+
+/**
+ * The in-process log: today's single-node behaviour. Appends are delivered to every
+ * follower synchronously, so several caches in one process (sharing tiers) stay exact.
+ * Always trusted: there is no server to lose.
+ *
+ * @example
+ * const log = localChangeLog();
+ * const a = createCache({ tiers: [memoryStore(), shared], log });
+ * const b = createCache({ tiers: [memoryStore(), shared], log });
+ */
+export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog & {
+  snapshot(): LogStart;
+} {
+  const id = options.resume?.position.log || randomId();
+  let seq = options.resume?.position.seq ?? 0;
+  const followers: LogFollower[] = [];
+  const lastChanges = new Map(options.resume?.lastChanges);
+  return {
+    name: "local",
+    ordered: true,
+    follow(follower) {
+      followers.push(follower);
+      follower.reset({ position: { log: id, seq }, lastChanges: new Map(lastChanges) });
+    },
+    async append(ops) {
+      seq++;
+      for (const table of changedTables(ops)) lastChanges.set(table, seq);
+      const record: ChangeRecord = { seq, ops };
+      for (const f of followers) f.apply(record);
+      return seq;
+    },
+    trusted: () => true,
+    snapshot: () => ({ position: { log: id, seq }, lastChanges: new Map(lastChanges) }),
+    async close() {},
+  };
+}
+
+/** The tables a record changes ("" for a manual invalidation): the per-table positions. */
+export function changedTables(ops: readonly ChangeOp[]): Set<string> {
+  const out = new Set<string>();
+  for (const op of ops) out.add("event" in op ? op.event.table : "");
+  return out;
+}
+
+export function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}

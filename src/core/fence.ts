@@ -1,0 +1,93 @@
+import {
+  type ChangeOp,
+  type ChangeRecord,
+  changedTables,
+  type LogPosition,
+  type LogStart,
+  ORIGIN,
+  readsTable,
+} from "./change-log.ts";
+import type { DependencyLookup, InvalidationPolicy, WriteEvent } from "./deps/planner.ts";
+import type { CacheEntry } from "./entry.ts";
+
+/** Whether a write event changes `entry` (planned against that entry alone). */
+export type Affects = (event: WriteEvent, single: DependencyLookup) => boolean;
+
+/**
+ * The write fence: the recent records this node applied, so an entry read at one log
+ * position can be checked against everything since. Used for loads that overlapped a
+ * write (they must not put pre-write data back) and for entries read from tiers other
+ * than this node's memory (another process wrote them at its own position).
+ *
+ * Records older than it retains, or missed before a reset, are judged by each table's last
+ * change: an entry is refused when anything it reads changed after its position. That
+ * costs a miss, never a stale read.
+ */
+export class WriteFence {
+  #position: LogPosition = ORIGIN;
+  #ops: { seq: number; op: ChangeOp }[] = [];
+  #size: number;
+  #lastChanges = new Map<string, number>();
+  /** Records at or below this seq may never have been applied here (a reset). */
+  #floor = 0;
+  #affects: Affects;
+  #policy: () => InvalidationPolicy;
+
+  constructor(size: number, affects: Affects, policy: () => InvalidationPolicy) {
+    this.#size = size;
+    this.#affects = affects;
+    this.#policy = policy;
+  }
+
+  /** The last record applied. A new object after each record, so it can be compared by identity. */
+  get position(): LogPosition {
+    return this.#position;
+  }
+
+  reset(start: LogStart): void {
+    this.#position = start.position;
+    this.#ops = [];
+    this.#lastChanges = new Map(start.lastChanges);
+    this.#floor = start.position.seq;
+  }
+
+  record(record: ChangeRecord): void {
+    for (const op of record.ops) this.#ops.push({ seq: record.seq, op });
+    if (this.#ops.length > this.#size) this.#ops.splice(0, this.#ops.length - this.#size / 2);
+    for (const table of changedTables(record.ops)) this.#lastChanges.set(table, record.seq);
+    this.#position = { log: this.#position.log, seq: record.seq };
+  }
+
+  /** Whether a change applied after `since` may have made `entry` (read under `key`) stale. */
+  conflicts(since: LogPosition, key: string, entry: CacheEntry): boolean {
+    const now = this.#position;
+    if (since.log !== now.log) return true; // another log: nothing can be told
+    if (since.seq >= now.seq) return false;
+    const oldest = this.#ops[0]?.seq ?? now.seq + 1;
+    if (since.seq < this.#floor || oldest > since.seq + 1) return this.#conservative(since, entry);
+    const tags = new Set(entry.tags);
+    const lists = entry.lists ?? [];
+    const single: DependencyLookup = {
+      keysForTag: (tag) => (tags.has(tag) ? [key] : []),
+      listsOn: (table) => lists.filter((l) => l.table === table).map((l) => [key, l] as const),
+    };
+    for (const { seq, op } of this.#ops) {
+      if (seq <= since.seq) continue;
+      if ("keys" in op && op.keys.includes(key)) return true;
+      if ("prefix" in op && key.startsWith(op.prefix)) return true;
+      if ("tags" in op && op.tags.some((t) => tags.has(t))) return true;
+      if ("event" in op && this.#affects(op.event, single)) return true;
+    }
+    return false;
+  }
+
+  #conservative(since: LogPosition, entry: CacheEntry): boolean {
+    const byTable = this.#policy() !== "none";
+    for (const [table, seq] of this.#lastChanges) {
+      if (seq <= since.seq) continue;
+      if (table === "") return true; // a manual invalidation: it may have named this entry
+      if (byTable && readsTable(entry.tags, entry.lists, table)) return true;
+    }
+    return false;
+  }
+}
