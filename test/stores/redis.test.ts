@@ -239,6 +239,22 @@ server.describe("redis store against a private redis-server (faults)", () => {
     }
   });
 
+  it("a client passed in without any timeout of its own still fails within commandTimeout", async () => {
+    const redis = await startRedis();
+    const client = new Redis(redis.url);
+    try {
+      const store = await openStore({ client, commandTimeout: 300 });
+      await store.set("k", entry(), MINUTE);
+      redis.pause();
+      const { ms, error } = await timed(store.get("k"));
+      expect(error).toMatchObject({ code: "E_STORE_UNAVAILABLE" });
+      expect(ms).toBeLessThan(FAST_MS);
+    } finally {
+      redis.resume();
+      client.disconnect();
+    }
+  });
+
   it("after the server restarts (empty), the same store works again without being recreated", async () => {
     const redis = await startRedis();
     const store = await openStore({ url: redis.url, commandTimeout: 300 });
