@@ -7,6 +7,7 @@ import type { CacheEntry } from "../../src/core/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import type { SqliteStoreOptions } from "../../src/stores/sqlite.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";
+import { storedEntry } from "../helpers/entries.ts";
 import { storeConformance } from "./conformance.ts";
 
 let dir: string;
@@ -40,17 +41,7 @@ storeConformance("sqlite", ({ now }) => sqliteStore({ path: freshPath(), now }))
 const MINUTE = 60_000;
 
 function entry(etag: string): CacheEntry {
-  return {
-    body: new Uint8Array([0, 1, 2, 254, 255]),
-    headers: { "content-type": "application/octet-stream" },
-    status: 200,
-    createdAt: 1,
-    freshUntil: 2,
-    staleUntil: 3,
-    etag,
-    tags: ["t"],
-    meta: { nested: { a: [1, 2] } },
-  };
+  return storedEntry({ etag });
 }
 
 describe("sqlite store persistence", () => {

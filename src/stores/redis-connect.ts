@@ -1,0 +1,117 @@
+import type { Cluster, Redis } from "ioredis";
+import { badOption, EdgecacheError } from "../core/errors.ts";
+
+/** An ioredis client: one server, or a Redis Cluster. */
+export type RedisClient = Redis | Cluster;
+
+export interface RedisConnectOptions {
+  /** `redis://` or `rediss://` URL: a client is created for it, and closed by its owner. */
+  url?: string;
+  /** An existing ioredis `Redis` or `Cluster`, shared with the rest of the app; never closed here. */
+  client?: RedisClient;
+  /** Milliseconds a command may take before it fails. Default 500. */
+  commandTimeout?: number;
+}
+
+export interface RedisConnection {
+  client: RedisClient;
+  /** True when the client was created from `url`: whoever holds it closes it. */
+  owned: boolean;
+  commandTimeout: number;
+}
+
+/**
+ * A stopped (SIGSTOP) or unreachable Redis must make a tier read fail fast, so the cache
+ * falls through to the next tier or the source instead of hanging a request; 500 ms is
+ * hundreds of times a normal round trip, yet short enough for a request to absorb.
+ */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 500;
+/** Reconnects back off exponentially from this delay... */
+const RECONNECT_MIN_MS = 50;
+/** ...up to this one, and never give up: Redis coming back brings the tier back. */
+const RECONNECT_MAX_MS = 2000;
+
+/** Checks the connection options in "expected X, got Y" form; returns the command timeout. */
+function checkRedisOptions(component: string, options: RedisConnectOptions): number {
+  const { url, client, commandTimeout = DEFAULT_COMMAND_TIMEOUT_MS } = options;
+  if (url !== undefined && client !== undefined) {
+    badOption(component, "url", "either url or client, not both", url);
+  }
+  if (client !== undefined) {
+    // Duck-typed: the app's ioredis may be another copy than ours, so instanceof can fail.
+    const c = client as Partial<Record<"getBuffer" | "unlink" | "scan", unknown>> | null;
+    if (typeof c?.getBuffer !== "function" || typeof c.unlink !== "function") {
+      badOption(component, "client", "an ioredis Redis or Cluster instance", client);
+    }
+  } else if (!isRedisUrl(url)) {
+    badOption(component, "url", "a redis:// or rediss:// URL (or a client)", url);
+  }
+  if (!(Number.isFinite(commandTimeout) && commandTimeout > 0)) {
+    badOption(component, "commandTimeout", "a positive number of ms", commandTimeout);
+  }
+  return commandTimeout;
+}
+
+/**
+ * The client to use: `options.client` as is, or a new one for `options.url` that fails
+ * fast while Redis is away and reconnects in the background. ioredis is an optional peer
+ * dependency, loaded here on first use. Does not wait for the connection: a Redis that is
+ * down at start makes the tier fail, not the app.
+ *
+ * @example
+ * ```ts
+ * const { client, owned } = await connectRedis("redis", { url: "redis://127.0.0.1:6379" });
+ * ```
+ */
+export async function connectRedis(
+  component: string,
+  options: RedisConnectOptions,
+): Promise<RedisConnection> {
+  const commandTimeout = checkRedisOptions(component, options);
+  if (options.client !== undefined) {
+    return { client: options.client, owned: false, commandTimeout };
+  }
+  const { Redis } = await importIoredis(component);
+  const client = new Redis(options.url!, {
+    commandTimeout,
+    enableAutoPipelining: true,
+    // A command caught by a dropped connection fails rather than being resent later: a
+    // cache write replayed after a reconnect could bring back what was deleted meanwhile.
+    maxRetriesPerRequest: 0,
+    retryStrategy: (times) => Math.min(RECONNECT_MIN_MS * 2 ** times, RECONNECT_MAX_MS),
+  });
+  // Connection faults surface as failed commands, which the engine counts and logs; an
+  // 'error' event with no listener would be printed (or thrown) by the EventEmitter.
+  client.on("error", () => {});
+  // Commands sent before the first connection wait for it (the app has just started);
+  // after that, one sent while disconnected fails at once instead of queueing.
+  client.once("ready", () => {
+    client.options.enableOfflineQueue = false;
+  });
+  return { client, owned: true, commandTimeout };
+}
+
+async function importIoredis(component: string): Promise<{ Redis: typeof Redis }> {
+  try {
+    return await import("ioredis");
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code !== "ERR_MODULE_NOT_FOUND" && code !== "MODULE_NOT_FOUND") throw error;
+    throw new EdgecacheError(
+      "E_BAD_OPTION",
+      component,
+      "install ioredis to use the Redis store: npm install ioredis",
+      { cause: error },
+    );
+  }
+}
+
+function isRedisUrl(url: unknown): url is string {
+  if (typeof url !== "string") return false;
+  try {
+    const { protocol } = new URL(url);
+    return protocol === "redis:" || protocol === "rediss:";
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,99 @@
+import { execFile } from "node:child_process";
+import { connect } from "node:net";
+import { promisify } from "node:util";
+import { describe, it } from "vitest";
+
+const execFileAsync = promisify(execFile);
+/** How long a probe waits for a service before calling it unreachable. */
+const PROBE_TIMEOUT_MS = 1000;
+
+/** CI sets CI=true (or 1): there a missing service is a failure, never a skip. */
+export const inCi = /^(1|true)$/i.test(process.env.CI ?? "");
+
+export interface RequiredService {
+  url: string;
+  reachable: boolean;
+  /**
+   * `describe` when the service answers. When it does not: in CI a suite with one failing
+   * test that says so, elsewhere a skipped suite whose name says how to start it.
+   */
+  describe: (name: string, body: () => void) => void;
+}
+
+/**
+ * Probes the shared Redis once, at module top level (`await requireRedis()`), so the tests
+ * that need it are skipped or failed honestly instead of timing out.
+ *
+ * @example
+ * ```ts
+ * const redis = await requireRedis();
+ * redis.describe("redis store", () => { ... redis.url ... });
+ * ```
+ */
+export async function requireRedis(url = "redis://127.0.0.1:6379"): Promise<RequiredService> {
+  const problem = await pingRedis(url);
+  const start = 'redis-server --daemonize yes --port 6379 --save "" --appendonly no';
+  return required(
+    url,
+    problem,
+    `Redis at ${url} is not reachable (${problem}); start it: ${start}`,
+  );
+}
+
+/** Checks that `redis-server` can be run, for tests that start servers of their own. */
+export async function requireRedisServer(): Promise<RequiredService> {
+  const problem = await execFileAsync("redis-server", ["--version"]).then(
+    () => undefined,
+    (error: Error) => error.message,
+  );
+  const install = "apt-get install -y redis-server";
+  return required("", problem, `redis-server cannot be run (${problem}); install it: ${install}`);
+}
+
+/** Sends PING over a raw socket; resolves undefined on PONG, else what went wrong. */
+export function pingRedis(url: string): Promise<string | undefined> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect({ host: hostname || "127.0.0.1", port: Number(port || 6379) });
+    let reply = "";
+    const done = (problem: string | undefined) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(problem);
+    };
+    const timer = setTimeout(
+      () => done(`no reply within ${PROBE_TIMEOUT_MS} ms`),
+      PROBE_TIMEOUT_MS,
+    );
+    socket.on("connect", () => socket.write("PING\r\n"));
+    socket.on("data", (chunk) => {
+      reply += chunk.toString("latin1");
+      if (reply.includes("\r\n")) {
+        done(reply.startsWith("+PONG") ? undefined : `replied ${JSON.stringify(reply.trim())}`);
+      }
+    });
+    socket.on("error", (error) => done(error.message));
+  });
+}
+
+function required(url: string, problem: string | undefined, message: string): RequiredService {
+  if (problem === undefined) return { url, reachable: true, describe };
+  if (inCi) {
+    return {
+      url,
+      reachable: false,
+      describe: (name) =>
+        describe(name, () => {
+          it("needs its service", () => {
+            throw new Error(message);
+          });
+        }),
+    };
+  }
+  console.warn(`[skipped] ${message}`);
+  return {
+    url,
+    reachable: false,
+    describe: (name, body) => describe.skip(`${name} (skipped: ${message})`, body),
+  };
+}
