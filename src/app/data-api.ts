@@ -236,7 +236,12 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   // them in the order the database applied them: a patch must never apply an older row
   // after a newer one.
   let turn: Promise<unknown> = Promise.resolve();
-  const inTurn = <T>(work: () => Promise<T>): Promise<T> => {
+  const inTurn = <T>(write: () => Promise<T>): Promise<T> => {
+    // Only a write the change log can take is made at all (see Cache.writable).
+    const work = async () => {
+      await cache.writable();
+      return write();
+    };
     const run = turn.then(work, work);
     turn = run.catch(() => {});
     return run;

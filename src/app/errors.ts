@@ -15,6 +15,7 @@ const STATUS: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   E_SOURCE_UNAVAILABLE: 503,
   E_ORIGIN_UNAVAILABLE: 502,
   E_STORE_UNAVAILABLE: 503,
+  E_LOG_UNAVAILABLE: 503,
 };
 
 /** `{"error": {"code", "message"}}` bytes and status for an error. */

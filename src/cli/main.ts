@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { defineCommand, runMain } from "citty";
+import type { RedisSetting } from "../adapter/node/cluster.ts";
 import { loadConfig } from "../adapter/node/config.ts";
 import { createNodeEdgecache } from "../adapter/node/edgecache.ts";
 import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/proxy.ts";
@@ -19,6 +20,16 @@ const serve = defineCommand({
       type: "string",
       description: "Config file (default ./edgecache.config.{json,ts,js})",
     },
+    "cache-file": {
+      type: "string",
+      description:
+        "SQLite file of the persistent tier (default: beside the database); --no-cache-file keeps the cache in memory",
+    },
+    redis: {
+      type: "string",
+      description:
+        "Redis shared by several nodes, e.g. redis://127.0.0.1:6379 (default: REDIS_URL)",
+    },
   },
   run: ({ args }) =>
     friendly(async () => {
@@ -26,9 +37,13 @@ const serve = defineCommand({
       const config = loaded?.config ?? {};
       const port = portOf(args.port ?? process.env.PORT ?? config.port ?? 8787);
       // --db names the demo database's file unless a config names a database of its own.
+      const flag = cacheFileFlag(args["cache-file"]);
+      const redis = args.redis || process.env.REDIS_URL || config.redis;
       const edgecache = await createNodeEdgecache({
         ...config,
         ...(args.db && (config.database ? { database: args.db } : { demoDatabase: args.db })),
+        ...(flag !== undefined && { cacheFile: flag }),
+        ...(redis && { redis }),
         port,
         hostname: args.host ?? config.hostname,
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
@@ -45,6 +60,7 @@ const serve = defineCommand({
       console.log(`data API:  ${url}/v1/{${resources.join(",")}}`);
       console.log(`try:       curl '${url}/v1/users?firstName=Lane&limit=5'`);
       console.log(`admin API: ${url}/_edgecache/stats`);
+      if (redis) console.log(`shared:    change log and lease on ${redisUrl(redis)}`);
       stopOnSignals(edgecache);
     }),
 });
@@ -77,6 +93,10 @@ const proxy = defineCommand({
       type: "string",
       description: "Seconds stored content may be served while the origin fails (default 0)",
     },
+    redis: {
+      type: "string",
+      description: "Redis shared by several proxy nodes (default: REDIS_URL)",
+    },
   },
   run: ({ args }) =>
     friendly(async () => {
@@ -93,28 +113,42 @@ const proxy = defineCommand({
         );
       }
       const port = portOf(args.port ?? process.env.PORT ?? config?.port ?? 8788);
-      // "" when given bare, false for --no-cache-file.
-      const flag = args["cache-file"] as string | false | undefined;
+      const flag = cacheFileFlag(args["cache-file"]);
+      const redis = args.redis || process.env.REDIS_URL || config?.redis;
       const node = await createNodeProxy({
         ...config,
         origins,
         port,
         hostname: args.host ?? config?.hostname,
-        cacheFile: flag === false ? false : flag || config?.cacheFile,
+        ...(redis && { redis }),
+        cacheFile: flag ?? config?.cacheFile,
         ...(args.grace && { grace: numberOf("--grace", args.grace) }),
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
       });
       const { url } = await listen(node, port);
-      const file =
-        flag === false ? false : ((flag || config?.cacheFile) ?? DEFAULT_PROXY_CACHE_FILE);
+      const file = flag ?? config?.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
       console.log(`edgecache proxy in front of ${origins.map((o) => o.origin).join(", ")}`);
       if (loaded?.config.proxy) console.log(`config: ${loaded.path}`);
       console.log(`proxy:     ${url}/`);
       console.log(`admin API: ${url}/_edgecache/stats`);
       console.log(`cache:     memory${file === false ? " only" : ` + ${file}`}`);
+      if (redis) console.log(`shared:    change log and lease on ${redisUrl(redis)}`);
       stopOnSignals(node);
     }),
 });
+
+/** `--cache-file PATH`, or false for `--no-cache-file` (citty's negation); undefined if not given. */
+function cacheFileFlag(value: unknown): string | false | undefined {
+  if (value === false) return false;
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+/** The URL to show: without a password. */
+function redisUrl(setting: RedisSetting): string {
+  const url = new URL(typeof setting === "string" ? setting : setting.url);
+  if (url.password) url.password = "***";
+  return url.href;
+}
 
 function portOf(value: string | number): number {
   const port = Number(value);

@@ -15,7 +15,7 @@ import {
   type WriteEvent,
 } from "./deps/planner.ts";
 import type { CacheEntry } from "./entry.ts";
-import { badOption } from "./errors.ts";
+import { badOption, EdgecacheError } from "./errors.ts";
 import { WriteFence } from "./fence.ts";
 import { rateLimited } from "./report.ts";
 import { type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
@@ -25,6 +25,8 @@ const HOUR = 3_600_000;
 const SWEEP_EVERY = 4096;
 /** Results of recent records this node applied, kept for the appender to collect. */
 const RECENT_RESULTS = 1024;
+/** How long a write waits for the change log to be reachable before it is refused. */
+const WRITE_WAIT_MS = 5000;
 /** Without a schema every write falls back to its table. */
 const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
 
@@ -448,6 +450,25 @@ export class Cache {
     return { keys, fallback, patched };
   }
 
+  /**
+   * Resolves once a write may start: this node hears the change log (its lease holds).
+   * A write the source commits while the log is out of reach could not be acknowledged
+   * safely, so callers ask before they write; fails with E_LOG_UNAVAILABLE after `waitMs`.
+   */
+  async writable(waitMs = WRITE_WAIT_MS): Promise<void> {
+    const until = performance.now() + waitMs;
+    while (!this.#log.trusted()) {
+      if (performance.now() >= until) {
+        throw new EdgecacheError(
+          "E_LOG_UNAVAILABLE",
+          "cache",
+          `the change log (${this.#log.name}) cannot be reached; the write was not made`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
   /** Waits until background work has finished (tests, graceful shutdown). */
   async drain(): Promise<void> {
     while (
@@ -470,6 +491,7 @@ export class Cache {
     return {
       ...this.#counters,
       indexedKeys: this.index.size,
+      log: { name: this.#log.name, seq: this.#fence.position.seq, lease: this.#log.trusted() },
       sourceLatencyMs: this.#latency.summary(),
       tiers: this.tiers.map((tier, i) => {
         const s = { ...this.#tierStats[i]! };

@@ -11,6 +11,7 @@ export type ErrorCode =
   | "E_CONFLICT" // a constraint violation in the source
   | "E_TOO_LARGE" // a request body over the limit
   | "E_STORE_UNAVAILABLE" // a cache tier failed
+  | "E_LOG_UNAVAILABLE" // the change log cannot be reached, so a write cannot be acknowledged
   | "E_SOURCE_UNAVAILABLE" // the database failed
   | "E_ORIGIN_UNAVAILABLE" // the proxy's origin could not be reached or sent a broken reply
   | "E_UNAUTHORIZED"

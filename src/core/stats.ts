@@ -15,17 +15,25 @@ export interface CacheStats {
   /** Reads answered stale (stale-while-revalidate or stale-if-error). */
   staleHits: number;
   misses: number;
+  /** Reads sent to the source without the cache, since this node's lease had lapsed. */
+  bypasses: number;
   /** Source loads (misses and refreshes), failed loads, and loads not stored by the write fence. */
   loads: number;
   loadErrors: number;
   fenced: number;
+  /** Entries read from a shared tier and refused: a change since their load concerns them. */
+  refused: number;
   writes: number;
   /** Keys removed by invalidation (writes and manual). */
   invalidations: number;
   rehydrations: number;
   /** Entries a write changed in place instead of invalidating them. */
   patches: number;
+  /** Times this node missed log records it could not apply, and dropped its memory tier. */
+  resets: number;
   indexedKeys: number;
+  /** The change log: its kind, this node's position, and whether it may serve from cache. */
+  log: { name: string; seq: number; lease: boolean };
   sourceLatencyMs: { count: number; mean: number; p50: number; p95: number; p99: number };
   tiers: TierStats[];
 }
@@ -81,6 +89,19 @@ export function toPrometheus(stats: CacheStats): string {
   metric("rehydrations_total", "counter", "Background refetches.", [["", stats.rehydrations]]);
   metric("patches_total", "counter", "Entries patched in place by writes.", [["", stats.patches]]);
   metric("indexed_keys", "gauge", "Keys in the dependency index.", [["", stats.indexedKeys]]);
+  metric("bypasses_total", "counter", "Reads sent to the source: no lease on the log.", [
+    ["", stats.bypasses],
+  ]);
+  metric("refused_total", "counter", "Shared-tier entries refused by the log check.", [
+    ["", stats.refused],
+  ]);
+  metric("log_resets_total", "counter", "Times the node missed log records.", [["", stats.resets]]);
+  metric("log_position", "gauge", "The last change-log record this node applied.", [
+    ["", stats.log.seq],
+  ]);
+  metric("lease", "gauge", "1 while the node may serve from cache (it hears the log).", [
+    ["", stats.log.lease ? 1 : 0],
+  ]);
   const tier = (pick: (t: TierStats) => number | undefined): [string, number][] =>
     stats.tiers.flatMap((t) => {
       const v = pick(t);

@@ -4,6 +4,7 @@ import { pathToFileURL } from "node:url";
 import { type OriginRoute, validateRoutes } from "../../app/proxy.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { ViewInfo } from "../../core/query.ts";
+import type { RedisSetting } from "./cluster.ts";
 
 /** What `edgecache.config.json` (or `.ts` / `.js`, default-exporting it) may say. */
 export interface EdgecacheConfig {
@@ -23,6 +24,11 @@ export interface EdgecacheConfig {
   cacheFile?: string | false;
   port?: number;
   hostname?: string;
+  /**
+   * Redis shared by several nodes: `redis://host:6379`, or `{url, prefix, leaseMs}`. With it
+   * a write through any node is seen by every node (see the README's "Many nodes").
+   */
+  redis?: RedisSetting;
   /** Proxy mode (`edgecache proxy`): the origins and the cache in front of them. */
   proxy?: ProxyConfig;
 }
@@ -40,6 +46,8 @@ export interface ProxyConfig {
   cacheFile?: string | false;
   port?: number;
   hostname?: string;
+  /** Redis shared by several proxy nodes (purges reach every node). */
+  redis?: RedisSetting;
 }
 
 export const CONFIG_FILES = ["edgecache.config.json", "edgecache.config.ts", "edgecache.config.js"];
@@ -81,7 +89,7 @@ function checkKeys(c: Record<string, unknown>, known: Set<string>, at: string): 
   }
 }
 
-const SERVER_KEYS = ["memory", "cacheFile", "port", "hostname"];
+const SERVER_KEYS = ["memory", "cacheFile", "port", "hostname", "redis"];
 
 /** port, hostname, cacheFile and memory, which both sections have (`at`: "" or "proxy."). */
 function checkServer(c: Record<string, unknown>, at: string): void {
@@ -95,12 +103,25 @@ function checkServer(c: Record<string, unknown>, at: string): void {
   if (c.cacheFile !== undefined && c.cacheFile !== false && typeof c.cacheFile !== "string") {
     badOption(C, `${at}cacheFile`, "a path or false", c.cacheFile);
   }
+  if (c.redis !== undefined) checkRedis(c.redis, `${at}redis`);
   if (c.memory !== undefined) {
     const m = c.memory as Record<string, unknown>;
     if (typeof m !== "object" || m === null) badOption(C, `${at}memory`, "an object", m);
     num(`${at}memory.maxBytes`, m.maxBytes, 1);
     num(`${at}memory.maxEntries`, m.maxEntries, 1);
   }
+}
+
+function checkRedis(raw: unknown, at: string): void {
+  if (typeof raw === "string") return;
+  if (typeof raw !== "object" || raw === null) {
+    badOption(C, at, "a redis:// URL or {url, prefix, leaseMs}", raw);
+  }
+  const r = raw as Record<string, unknown>;
+  checkKeys(r, new Set(["url", "prefix", "leaseMs"]), `${at}.`);
+  if (typeof r.url !== "string") badOption(C, `${at}.url`, "a redis:// URL", r.url);
+  str(r, "prefix", `${at}.prefix`);
+  num(`${at}.leaseMs`, r.leaseMs, 200);
 }
 
 function validateProxy(raw: unknown): void {

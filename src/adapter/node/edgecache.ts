@@ -14,6 +14,7 @@ import { demoViews, isSeeded, seedDemo } from "../../demo/seed.ts";
 import { sqliteSource } from "../../sources/sqlite.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
+import { joinCluster } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
 import { isLoopback, type RunningServer, startServer } from "./server.ts";
 import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
@@ -71,12 +72,15 @@ export async function createNodeEdgecache(
       ? databasePath.replace(/(\.db)?$/, ".cache.db")
       : options.cacheFile;
   const cachePath = cacheFile === false ? undefined : resolve(cwd, cacheFile);
+  // Many nodes share a Redis change log: entries are checked against it, whoever wrote
+  // them. One node has its own log, resumed across clean restarts (see source-stamp.ts).
+  const cluster = options.redis === undefined ? undefined : await joinCluster(options.redis);
   let resume: LogStart | undefined;
   if (cachePath) {
     const persistent = sqliteStore({ path: cachePath });
-    const stamp = takeStamp(cachePath);
+    const stamp = cluster ? undefined : takeStamp(cachePath);
     if (stamp?.database === stampAtStart) resume = stamp.log;
-    else {
+    else if (!cluster) {
       // Its entries belong to a log that is gone: they would all be refused. Free the room.
       const n = await clear(persistent);
       if (n > 0) {
@@ -87,7 +91,9 @@ export async function createNodeEdgecache(
     }
     tiers.push(persistent);
   }
-  const log = localChangeLog({ resume });
+  if (cluster) tiers.push(...cluster.shared);
+  const local = cluster ? undefined : localChangeLog({ resume });
+  const log = cluster?.log ?? local!;
   const cache = new Cache({
     tiers,
     log,
@@ -125,9 +131,9 @@ export async function createNodeEdgecache(
       await cache.drain();
       for (const tier of tiers) if (isClosable(tier)) await tier.close();
       db.close();
-      await log.close();
-      if (cachePath) {
-        leaveStamp(cachePath, { database: databaseStamp(databasePath), log: log.snapshot() });
+      if (cluster) await cluster.close();
+      else if (cachePath && local) {
+        leaveStamp(cachePath, { database: databaseStamp(databasePath), log: local.snapshot() });
       }
     },
   };

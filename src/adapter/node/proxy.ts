@@ -10,6 +10,7 @@ import type { CacheEntry } from "../../core/entry.ts";
 import { isClosable, type Store } from "../../core/store.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
+import { joinCluster, type RedisSetting } from "./cluster.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
 import { type HitRequest, isLoopback, type RunningServer, startServer } from "./server.ts";
 import { leaveStamp, takeStamp } from "./source-stamp.ts";
@@ -33,6 +34,8 @@ export interface NodeProxyOptions {
   grace?: number;
   /** Clock, epoch ms (tests use fake ones). */
   now?: () => number;
+  /** Redis shared by several proxy nodes: purges and unsafe requests reach every node. */
+  redis?: RedisSetting;
 }
 
 export interface NodeProxy {
@@ -61,10 +64,14 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   const file = options.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
   const cachePath = file === false ? undefined : resolve(cwd, file);
   if (cachePath) tiers.push(sqliteStore({ path: cachePath, now }));
+  const cluster = options.redis === undefined ? undefined : await joinCluster(options.redis);
+  if (cluster) tiers.push(...cluster.shared);
   // Entries stored before a clean restart carry positions of the log it left: resume it, so
   // they can still be checked (a crash leaves no stamp, and they are refused).
-  const log = localChangeLog({ resume: cachePath ? takeStamp(cachePath)?.log : undefined });
-  const cache = new Cache({ tiers, now, rehydrate: false, log });
+  const local = cluster
+    ? undefined
+    : localChangeLog({ resume: cachePath ? takeStamp(cachePath)?.log : undefined });
+  const cache = new Cache({ tiers, now, rehydrate: false, log: cluster?.log ?? local! });
   const origin = nodeOriginFetch();
   let proxy: CachingProxy;
   try {
@@ -79,6 +86,7 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
         (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress ?? undefined,
     });
   } catch (err) {
+    await cluster?.close();
     await closeTiers(tiers);
     origin.close();
     throw err;
@@ -115,7 +123,8 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
       await cache.drain();
       await closeTiers(tiers);
       origin.close();
-      if (cachePath) leaveStamp(cachePath, { log: log.snapshot() });
+      if (cluster) await cluster.close();
+      else if (cachePath && local) leaveStamp(cachePath, { log: local.snapshot() });
     },
   };
 }

@@ -1,0 +1,47 @@
+import { type RedisChangeLog, redisChangeLog } from "../../bus/redis.ts";
+import { badOption } from "../../core/errors.ts";
+import type { Warner } from "../../core/report.ts";
+import type { Store } from "../../core/store.ts";
+import { redisStore } from "../../stores/redis.ts";
+import { connectRedis } from "../../stores/redis-connect.ts";
+
+/** The `redis` setting: a URL, or the URL with the deployment's key prefix and lease. */
+export type RedisSetting = string | { url: string; prefix?: string; leaseMs?: number };
+
+/** What nodes share: the change log, and the tiers every node reads (after its own). */
+export interface Cluster {
+  log: RedisChangeLog;
+  shared: Store[];
+  close(): Promise<void>;
+}
+
+/**
+ * Joins the nodes that share one Redis: one client for the change log (and the shared
+ * tier). Resolves even while Redis is down: the node then serves from the source until the
+ * log is reachable (its lease never starts).
+ */
+export async function joinCluster(
+  setting: RedisSetting,
+  logger: Warner = console,
+): Promise<Cluster> {
+  const { url, prefix, leaseMs } = typeof setting === "string" ? { url: setting } : setting;
+  if (typeof url !== "string") badOption("config", "redis.url", "a redis:// URL", url);
+  const { client } = await connectRedis("redis", { url });
+  try {
+    const log = await redisChangeLog({ client, prefix, leaseMs, logger });
+    // Every node's loads land here too; each is checked against the log when read.
+    const store = await redisStore({ client, prefix });
+    return {
+      log,
+      shared: [store],
+      async close() {
+        await log.close();
+        await store.close();
+        client.disconnect();
+      },
+    };
+  } catch (err) {
+    client.disconnect();
+    throw err;
+  }
+}

@@ -1,0 +1,493 @@
+import type { Cluster, Redis } from "ioredis";
+import {
+  type ChangeLog,
+  type ChangeOp,
+  type ChangeRecord,
+  changedTables,
+  type LogFollower,
+  randomId,
+} from "../core/change-log.ts";
+import { badOption, EdgecacheError } from "../core/errors.ts";
+import { rateLimited, type Warner } from "../core/report.ts";
+import {
+  connectRedis,
+  type RedisClient,
+  type RedisConnectOptions,
+} from "../stores/redis-connect.ts";
+
+export interface RedisChangeLogOptions extends RedisConnectOptions {
+  /** Key prefix of the deployment ("edgecache:"); nodes with one prefix share one log. */
+  prefix?: string;
+  /** How long a node serves from cache after it last heard the log (ms). */
+  leaseMs?: number;
+  /** Records kept in the stream; a node further behind starts over from a snapshot. */
+  retain?: number;
+  /** How long a write waits for the log to take its record (ms) before it fails. */
+  appendTimeoutMs?: number;
+  /** This node's name in the log (random by default). */
+  node?: string;
+  logger?: Warner;
+}
+
+/**
+ * The lease. A node that stops hearing the log (Redis down, a partition, a paused process)
+ * stops serving from cache within this time, and a write waits at most about this long for
+ * a node that stopped applying. 2 s: far above a loopback or in-region round trip (a lease
+ * that lapses under normal jitter would cost hit rate for nothing), and short enough that
+ * a stuck node delays writes only briefly.
+ */
+export const DEFAULT_LEASE_MS = 2000;
+const DEFAULT_RETAIN = 10_000;
+const DEFAULT_APPEND_TIMEOUT_MS = 5000;
+/** A lease is trusted this much less than it lasts in Redis: timers and clocks drift. */
+const LEASE_MARGIN_MS = 50;
+/** Records fetched per read. */
+const READ_COUNT = 1000;
+const RETRY_MS = 50;
+const C = "redis-log";
+
+// Every script starts here: the log's id, made anew (with everything else emptied) when
+// Redis lost it, and the server's time (one clock for every lease).
+const PRELUDE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = redis.call('HGET', KEYS[1], 'id')
+if not id then
+  id = ARGV[1]
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+  redis.call('HSET', KEYS[1], 'id', id, 'created', now, 'seq', 0)
+end
+`;
+
+/** A record, under the next gap-free seq; each table it changes remembers that seq. */
+const APPEND = `${PRELUDE}
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2])
+for i = 4, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
+return {id, seq}
+`;
+
+/** Where a node starts: the log's id, its head, and each table's last change. */
+const START = `${PRELUDE}
+return {id, redis.call('HGET', KEYS[1], 'seq'), redis.call('HGETALL', KEYS[3])}
+`;
+
+/**
+ * A node reports what it applied and renews its lease. A member stays one while it keeps
+ * up (it applied what the log held at its previous renewal); a node that is not a member
+ * joins only when it has applied the whole log, since writes were acknowledged without it.
+ */
+const RENEW = `${PRELUDE}
+local head = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+local granted = 0
+if id == ARGV[5] then
+  local applied = tonumber(ARGV[3])
+  local expiry = redis.call('ZSCORE', KEYS[4], ARGV[2])
+  local member = expiry and tonumber(expiry) > now
+  local previous = tonumber(redis.call('HGET', KEYS[6], ARGV[2]) or '0')
+  if (member and applied >= previous) or ((not member) and applied >= head) then
+    redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), ARGV[2])
+    granted = 1
+  end
+  redis.call('HSET', KEYS[5], ARGV[2], applied)
+  redis.call('HSET', KEYS[6], ARGV[2], head)
+  redis.call('PUBLISH', ARGV[6], applied)
+end
+return {id, head, granted}
+`;
+
+/**
+ * Whether a record may be acknowledged: every member has applied it (a node whose lease
+ * ran out no longer serves from cache), and a new log is older than a lease (nodes of the
+ * old one may still serve until they notice). Returns {members behind, ms to wait at most}.
+ */
+const BARRIER = `${PRELUDE}
+local wait = tonumber(redis.call('HGET', KEYS[1], 'created')) + tonumber(ARGV[3]) - now
+if id ~= ARGV[4] then return {0, math.max(wait, 0)} end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+local members = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+local behind = 0
+for i = 1, #members, 2 do
+  local applied = tonumber(redis.call('HGET', KEYS[5], members[i]) or '0')
+  if applied < tonumber(ARGV[2]) then
+    behind = behind + 1
+    wait = math.max(wait, tonumber(members[i + 1]) - now)
+  end
+end
+return {behind, math.max(wait, 0)}
+`;
+
+const LEAVE = `${PRELUDE}
+redis.call('ZREM', KEYS[4], ARGV[2])
+redis.call('HDEL', KEYS[5], ARGV[2])
+redis.call('HDEL', KEYS[6], ARGV[2])
+return 1
+`;
+
+type Script = "ecAppend" | "ecStart" | "ecRenew" | "ecBarrier" | "ecLeave";
+type ScriptClient = RedisClient &
+  Record<Script, (...args: (string | number)[]) => Promise<unknown>>;
+
+/**
+ * The change log in Redis: a stream of records under a gap-free counter, appended by one
+ * script so the order is global (Redis Cluster too: every key shares one hash slot). Each
+ * node reads the stream with a blocking read, applies records in order, and renews a
+ * lease; a write is acknowledged once every node holding a lease has applied it. Pub/sub
+ * only wakes waiting writers: the stream is the truth.
+ *
+ * @example
+ * const log = await redisChangeLog({ url: "redis://127.0.0.1:6379" });
+ * const cache = createCache({ tiers: [memoryStore(), await redisStore({ url })], log });
+ */
+export async function redisChangeLog(options: RedisChangeLogOptions): Promise<RedisChangeLog> {
+  if (typeof options !== "object" || options === null)
+    badOption(C, "options", "an object", options);
+  const prefix = options.prefix ?? "edgecache:";
+  if (typeof prefix !== "string") badOption(C, "prefix", "a string", prefix);
+  const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  if (!(Number.isFinite(leaseMs) && leaseMs >= 200)) {
+    badOption(C, "leaseMs", "a number of ms >= 200", leaseMs);
+  }
+  const retain = options.retain ?? DEFAULT_RETAIN;
+  if (!(Number.isInteger(retain) && retain >= 100)) {
+    badOption(C, "retain", "an integer >= 100", retain);
+  }
+  const appendTimeoutMs = options.appendTimeoutMs ?? DEFAULT_APPEND_TIMEOUT_MS;
+  if (!(appendTimeoutMs > 0))
+    badOption(C, "appendTimeoutMs", "a positive number of ms", appendTimeoutMs);
+  const connection = await connectRedis(C, options);
+  return new RedisChangeLog({
+    ...connection,
+    prefix,
+    leaseMs,
+    retain,
+    appendTimeoutMs,
+    node: options.node ?? randomId(),
+    logger: options.logger ?? console,
+  });
+}
+
+interface Settings {
+  client: RedisClient;
+  owned: boolean;
+  commandTimeout: number;
+  prefix: string;
+  leaseMs: number;
+  retain: number;
+  appendTimeoutMs: number;
+  node: string;
+  logger: Warner;
+}
+
+export class RedisChangeLog implements ChangeLog {
+  readonly name = "redis";
+  /** Several processes write: records may arrive out of the database's commit order. */
+  readonly ordered = false;
+  readonly node: string;
+  #s: Settings;
+  #client: ScriptClient;
+  #reader: RedisClient;
+  #subscriber: RedisClient;
+  #keys: string[];
+  #channel: string;
+  #follower: LogFollower | undefined;
+  /** The log this node follows ("" until it first reached Redis) and the last record applied. */
+  #log = "";
+  #applied = 0;
+  #leaseUntil = Number.NEGATIVE_INFINITY;
+  #restart = true;
+  #closed = false;
+  #loop: Promise<void> | undefined;
+  #wake = new Set<() => void>();
+  /** Records the source committed but the log did not take in time: sent again, in order. */
+  #outbox: string[][] = [];
+  #flushing: Promise<void> | undefined;
+  #report: ReturnType<typeof rateLimited>;
+
+  constructor(settings: Settings) {
+    this.#s = settings;
+    this.node = settings.node;
+    const base = `{${settings.prefix}log}`;
+    this.#keys = ["meta", "stream", "tables", "nodes", "applied", "heads"].map(
+      (k) => `${base}:${k}`,
+    );
+    this.#channel = `${base}:wake`;
+    this.#report = rateLimited(settings.logger, () => performance.now());
+    const client = settings.client as ScriptClient;
+    const scripts: [Script, string][] = [
+      ["ecAppend", APPEND],
+      ["ecStart", START],
+      ["ecRenew", RENEW],
+      ["ecBarrier", BARRIER],
+      ["ecLeave", LEAVE],
+    ];
+    for (const [name, lua] of scripts) {
+      if (typeof client[name] !== "function") client.defineCommand(name, { numberOfKeys: 6, lua });
+    }
+    this.#client = client;
+    // A blocking read holds its connection: the reader has its own, with room for the block.
+    this.#reader = duplicate(client, this.#blockMs() + settings.commandTimeout);
+    this.#subscriber = duplicate(client, undefined);
+    this.#subscriber.on("message", () => {
+      const waiting = [...this.#wake];
+      this.#wake.clear();
+      for (const wake of waiting) wake();
+    });
+    this.#subscriber.subscribe(this.#channel).catch(() => {}); // resubscribes on reconnect
+  }
+
+  follow(follower: LogFollower): void {
+    if (this.#follower) {
+      throw new EdgecacheError(
+        "E_BAD_OPTION",
+        C,
+        "a Redis change log serves one cache; make one per cache",
+      );
+    }
+    this.#follower = follower;
+    this.#loop = this.#run();
+  }
+
+  trusted(): boolean {
+    return performance.now() < this.#leaseUntil;
+  }
+
+  async append(ops: readonly ChangeOp[]): Promise<number> {
+    const deadline = performance.now() + this.#s.appendTimeoutMs;
+    const args = [JSON.stringify(ops), String(this.#s.retain), ...changedTables(ops)];
+    // Records still waiting go first: the log keeps the order they were committed in.
+    if (this.#outbox.length > 0) await this.#flush(deadline);
+    let reply: [string, number] | undefined;
+    // The source has committed: the record must get in. A retry after a timeout may add it
+    // twice, which costs an extra invalidation, never a stale read.
+    while (!reply) {
+      try {
+        reply = (await this.#client.ecAppend(...this.#keys, randomId(), ...args)) as [
+          string,
+          number,
+        ];
+      } catch (err) {
+        if (this.#closed || performance.now() > deadline) {
+          this.#outbox.push(args);
+          this.#flushing ??= this.#flush(Number.POSITIVE_INFINITY);
+          throw new EdgecacheError(
+            "E_LOG_UNAVAILABLE",
+            C,
+            "the write was made, but the change log could not be reached to record it; it is recorded once Redis answers again",
+            { cause: err },
+          );
+        }
+        this.#report("append", `[edgecache] [${C}] append failed; retrying`, err);
+        await sleep(RETRY_MS);
+      }
+    }
+    const [log, seq] = [reply[0], Number(reply[1])];
+    if (log === this.#log) await this.#catchUp(seq, { seq, ops });
+    else this.#restart = true; // a new log: this node starts over from its snapshot
+    await this.#barrier(log, seq, deadline);
+    return seq;
+  }
+
+  /**
+   * Sends the outbox, oldest first, until it is empty or `deadline` passes. While it holds
+   * anything this node renews no lease: it must not serve from cache before the log knows
+   * every write it made.
+   */
+  async #flush(deadline: number): Promise<void> {
+    while (this.#outbox.length > 0 && !this.#closed) {
+      try {
+        await this.#client.ecAppend(...this.#keys, randomId(), ...this.#outbox[0]!);
+        this.#outbox.shift();
+      } catch (err) {
+        if (performance.now() > deadline) throw unavailable("append", err);
+        await sleep(RETRY_MS * 4);
+      }
+    }
+    this.#flushing = undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#leaseUntil = Number.NEGATIVE_INFINITY;
+    for (const wake of this.#wake) wake();
+    // Writers stop waiting for this node at once rather than when its lease runs out.
+    await this.#client.ecLeave(...this.#keys, randomId(), this.node).catch(() => {});
+    this.#reader.disconnect();
+    this.#subscriber.disconnect();
+    await this.#loop;
+    if (this.#s.owned) this.#s.client.disconnect();
+  }
+
+  // --- following ---------------------------------------------------------------------
+
+  #blockMs(): number {
+    // Each read returns at least this often, and each return renews the lease.
+    return Math.floor(this.#s.leaseMs / 4);
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#closed) {
+      try {
+        if (this.#restart) await this.#start();
+        const reply = (await this.#reader.xread(
+          "COUNT",
+          READ_COUNT,
+          "BLOCK",
+          this.#blockMs(),
+          "STREAMS",
+          this.#keys[1]!,
+          `${this.#applied}-0`,
+        )) as [string, [string, string[]][]][] | null;
+        if (reply?.[0]) this.#deliver(reply[0][1].map(parseRecord));
+        await this.#renew();
+      } catch (err) {
+        if (this.#closed) return;
+        this.#report(
+          "read",
+          `[edgecache] [${C}] cannot read the log; serving from the source`,
+          err,
+        );
+        await sleep(RETRY_MS * 4);
+      }
+    }
+  }
+
+  /** (Re)starts from the log's snapshot: its head and each table's last change. */
+  async #start(): Promise<void> {
+    const [log, head, tables] = (await this.#client.ecStart(...this.#keys, randomId())) as [
+      string,
+      string,
+      string[],
+    ];
+    const lastChanges = new Map<string, number>();
+    for (let i = 0; i + 1 < tables.length; i += 2)
+      lastChanges.set(tables[i]!, Number(tables[i + 1]));
+    this.#log = log;
+    this.#applied = Number(head);
+    this.#restart = false;
+    this.#follower?.reset({ position: { log, seq: this.#applied }, lastChanges });
+    await this.#renew();
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#outbox.length > 0) {
+      this.#leaseUntil = Number.NEGATIVE_INFINITY;
+      return;
+    }
+    const sent = performance.now();
+    const [log, head, granted] = (await this.#client.ecRenew(
+      ...this.#keys,
+      randomId(),
+      this.node,
+      this.#applied,
+      this.#s.leaseMs,
+      this.#log,
+      this.#channel,
+    )) as [string, number, number];
+    if (log !== this.#log) {
+      // Redis lost the log (restarted empty): what this node holds cannot be checked.
+      this.#leaseUntil = Number.NEGATIVE_INFINITY;
+      this.#restart = true;
+      return;
+    }
+    if (Number(granted) === 1) this.#leaseUntil = sent + this.#s.leaseMs - LEASE_MARGIN_MS;
+    void head;
+  }
+
+  /** Applies records in order; a gap (records trimmed before this node read them) restarts it. */
+  #deliver(records: ChangeRecord[]): void {
+    for (const record of records) {
+      if (record.seq <= this.#applied) continue;
+      if (record.seq !== this.#applied + 1) {
+        this.#leaseUntil = Number.NEGATIVE_INFINITY;
+        this.#restart = true;
+        return;
+      }
+      this.#applied = record.seq;
+      this.#follower?.apply(record);
+    }
+  }
+
+  /** Applies every record up to `seq` (this node's own append), fetching any it has not read. */
+  async #catchUp(seq: number, own: ChangeRecord): Promise<void> {
+    while (this.#applied < seq && !this.#restart) {
+      if (this.#applied + 1 === seq) {
+        this.#deliver([own]);
+        break;
+      }
+      const entries = (await this.#client.xrange(
+        this.#keys[1]!,
+        `(${this.#applied}-0`,
+        `${seq}-0`,
+      )) as [string, string[]][];
+      const before = this.#applied;
+      this.#deliver(entries.map(parseRecord));
+      if (this.#applied === before) this.#restart = true; // trimmed: start over
+    }
+    // Tell the others (and this node's own membership) that it applied the record.
+    await this.#renew().catch(() => {});
+  }
+
+  /** Waits until the record may be acknowledged (see BARRIER). */
+  async #barrier(log: string, seq: number, deadline: number): Promise<void> {
+    for (;;) {
+      let behind: number;
+      let wait: number;
+      try {
+        const reply = (await this.#client.ecBarrier(
+          ...this.#keys,
+          randomId(),
+          seq,
+          this.#s.leaseMs,
+          log,
+        )) as [number, number];
+        [behind, wait] = [Number(reply[0]), Number(reply[1])];
+      } catch (err) {
+        // Nodes that cannot reach Redis either lose their lease or have applied the record.
+        if (this.#closed || performance.now() > deadline + this.#s.leaseMs) {
+          throw unavailable("barrier", err);
+        }
+        await sleep(RETRY_MS);
+        continue;
+      }
+      if (behind === 0 && wait <= 0) return;
+      if (this.#closed) throw unavailable("barrier", new Error("closed"));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, behind === 0 ? wait : Math.min(wait, 100));
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#wake.add(done);
+      });
+    }
+  }
+}
+
+/** A connection of its own, alike but for the command timeout (one server or a cluster). */
+function duplicate(client: RedisClient, commandTimeout: number | undefined): RedisClient {
+  const copy: RedisClient =
+    "isCluster" in client && client.isCluster
+      ? (client as Cluster).duplicate(undefined, { redisOptions: { commandTimeout } })
+      : (client as Redis).duplicate({ commandTimeout });
+  copy.on("error", () => {}); // faults surface as failed commands, reported by the caller
+  return copy;
+}
+
+function parseRecord([id, fields]: [string, string[]]): ChangeRecord {
+  const seq = Number(id.slice(0, id.indexOf("-")));
+  const at = fields.indexOf("ops");
+  return { seq, ops: JSON.parse(fields[at + 1] ?? "[]") as ChangeOp[] };
+}
+
+function unavailable(what: string, cause: unknown): EdgecacheError {
+  return new EdgecacheError(
+    "E_LOG_UNAVAILABLE",
+    C,
+    `${what} failed: the change log cannot be reached`,
+    { cause },
+  );
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,99 @@
+import { join } from "node:path";
+import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { randomId } from "../../src/core/change-log.ts";
+import { type NodeProcess, redisConfig, startNode } from "../helpers/nodes.ts";
+import { consistencyProperty, type Deployment } from "./property.ts";
+
+const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/**
+ * Two nodes in this process over one database, each with its own memory tier, sharing a
+ * persistent tier (one SQLite cache file) and a change log in Redis. Reads and writes go
+ * to either at random.
+ */
+async function twoCaches(dir: string): Promise<Deployment> {
+  const redis = { url: REDIS, prefix: `test:${randomId()}:`, leaseMs: 2000 };
+  const options = {
+    cwd: dir,
+    demo: { users: 60, orders: 240 },
+    redis,
+    cacheFile: join(dir, "shared.cache.db"),
+  };
+  const nodes = [await createNodeEdgecache(options), await createNodeEdgecache(options)];
+  const pick = () => nodes[Math.floor(Math.random() * nodes.length)]!;
+  const sum = (f: (n: (typeof nodes)[number]) => number) => nodes.reduce((t, n) => t + f(n), 0);
+  await Promise.all(nodes.map((n) => n.cache.writable()));
+  return {
+    databasePath: nodes[0]!.databasePath,
+    read: async (path) => pick().app.request(path),
+    write: async (method, path, body) =>
+      pick().app.request(path, {
+        method,
+        headers: { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      }),
+    patches: async () => sum((n) => n.cache.stats().patches),
+    entries: async () => sum((n) => n.cache.index.size),
+    async close() {
+      for (const n of nodes) await n.close();
+    },
+  };
+}
+
+consistencyProperty("two caches sharing a tier and a Redis log", twoCaches, 50, 100);
+
+/**
+ * Three `edgecache serve` processes on loopback over one database, each with its own cache
+ * file, sharing Redis: writes through the first, reads through the other two.
+ */
+async function threeProcesses(dir: string): Promise<Deployment> {
+  redisConfig(dir, { url: REDIS, prefix: `test:${randomId()}:` });
+  const nodes: NodeProcess[] = [];
+  try {
+    for (const name of ["a", "b", "c"]) {
+      // The first creates the demo database; the others open it.
+      nodes.push(await startNode(dir, ["--db", "app.db", "--cache-file", `${name}.cache.db`]));
+    }
+  } catch (err) {
+    for (const n of nodes) await n.stop("SIGKILL");
+    throw err;
+  }
+  const [writer, ...readers] = nodes as [NodeProcess, ...NodeProcess[]];
+  const stats = async () =>
+    Promise.all(
+      nodes.map(async (n) => (await (await fetch(`${n.url}/_edgecache/stats`)).json()) as Stats),
+    );
+  // Each node serves from cache only once it holds its lease.
+  await until(async () => (await stats()).every((s) => s.log.lease));
+  return {
+    databasePath: join(dir, "app.db"),
+    read: (path) => fetch(readers[Math.floor(Math.random() * readers.length)]!.url + path),
+    write: (method, path, body) =>
+      fetch(writer.url + path, {
+        method,
+        headers: { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      }),
+    patches: async () => (await stats()).reduce((t, s) => t + s.patches, 0),
+    entries: async () => (await stats()).reduce((t, s) => t + s.indexedKeys, 0),
+    async close() {
+      for (const n of nodes) await n.stop();
+    },
+  };
+}
+
+interface Stats {
+  patches: number;
+  indexedKeys: number;
+  log: { lease: boolean };
+}
+
+async function until(check: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+consistencyProperty("three node processes on loopback", threeProcesses, 25, 10);
