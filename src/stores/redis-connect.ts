@@ -9,6 +9,8 @@ export interface RedisConnectOptions {
   url?: string;
   /** An existing ioredis `Redis` or `Cluster`, shared with the rest of the app; never closed here. */
   client?: RedisClient;
+  /** `url` names one node of a Redis Cluster: the client discovers the others. */
+  cluster?: boolean;
   /** Milliseconds a command may take before it fails. Default 500. */
   commandTimeout?: number;
 }
@@ -71,15 +73,31 @@ export async function connectRedis(
   if (options.client !== undefined) {
     return { client: options.client, owned: false, commandTimeout };
   }
-  const { Redis } = await importIoredis(component);
-  const client = new Redis(options.url!, {
+  const { Redis, Cluster } = await importIoredis(component);
+  const backoff = (times: number) => Math.min(RECONNECT_MIN_MS * 2 ** times, RECONNECT_MAX_MS);
+  const settings = {
     commandTimeout,
-    enableAutoPipelining: true,
     // A command caught by a dropped connection fails rather than being resent later: a
     // cache write replayed after a reconnect could bring back what was deleted meanwhile.
     maxRetriesPerRequest: 0,
-    retryStrategy: (times) => Math.min(RECONNECT_MIN_MS * 2 ** times, RECONNECT_MAX_MS),
-  });
+    retryStrategy: backoff,
+  };
+  let client: RedisClient;
+  if (options.cluster) {
+    const url = new URL(options.url!);
+    client = new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
+      enableAutoPipelining: true,
+      clusterRetryStrategy: backoff,
+      redisOptions: {
+        ...settings,
+        username: decodeURIComponent(url.username) || undefined,
+        password: decodeURIComponent(url.password) || undefined,
+        tls: url.protocol === "rediss:" ? {} : undefined,
+      },
+    });
+  } else {
+    client = new Redis(options.url!, { ...settings, enableAutoPipelining: true });
+  }
   // Connection faults surface as failed commands, which the engine counts and logs; an
   // 'error' event with no listener would be printed (or thrown) by the EventEmitter.
   client.on("error", () => {});
@@ -91,7 +109,9 @@ export async function connectRedis(
   return { client, owned: true, commandTimeout };
 }
 
-async function importIoredis(component: string): Promise<{ Redis: typeof Redis }> {
+async function importIoredis(
+  component: string,
+): Promise<{ Redis: typeof Redis; Cluster: typeof Cluster }> {
   try {
     return await import("ioredis");
   } catch (error) {

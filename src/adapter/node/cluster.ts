@@ -5,8 +5,13 @@ import type { Store } from "../../core/store.ts";
 import { redisStore } from "../../stores/redis.ts";
 import { connectRedis } from "../../stores/redis-connect.ts";
 
-/** The `redis` setting: a URL, or the URL with the deployment's key prefix and lease. */
-export type RedisSetting = string | { url: string; prefix?: string; leaseMs?: number };
+/**
+ * The `redis` setting: a URL, or the URL with the deployment's key prefix, the lease, and
+ * whether the URL names a node of a Redis Cluster.
+ */
+export type RedisSetting =
+  | string
+  | { url: string; prefix?: string; leaseMs?: number; cluster?: boolean };
 
 /** What nodes share: the change log, and the tiers every node reads (after its own). */
 export interface Cluster {
@@ -24,9 +29,10 @@ export async function joinCluster(
   setting: RedisSetting,
   logger: Warner = console,
 ): Promise<Cluster> {
-  const { url, prefix, leaseMs } = typeof setting === "string" ? { url: setting } : setting;
+  const { url, prefix, leaseMs, cluster } =
+    typeof setting === "string" ? { url: setting } : setting;
   if (typeof url !== "string") badOption("config", "redis.url", "a redis:// URL", url);
-  const { client } = await connectRedis("redis", { url });
+  const { client } = await connectRedis("redis", { url, cluster });
   try {
     const log = await redisChangeLog({ client, prefix, leaseMs, logger });
     // Every node's loads land here too; each is checked against the log when read.

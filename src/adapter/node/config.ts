@@ -115,10 +115,13 @@ function checkServer(c: Record<string, unknown>, at: string): void {
 function checkRedis(raw: unknown, at: string): void {
   if (typeof raw === "string") return;
   if (typeof raw !== "object" || raw === null) {
-    badOption(C, at, "a redis:// URL or {url, prefix, leaseMs}", raw);
+    badOption(C, at, "a redis:// URL or {url, prefix, leaseMs, cluster}", raw);
   }
   const r = raw as Record<string, unknown>;
-  checkKeys(r, new Set(["url", "prefix", "leaseMs"]), `${at}.`);
+  checkKeys(r, new Set(["url", "prefix", "leaseMs", "cluster"]), `${at}.`);
+  if (r.cluster !== undefined && typeof r.cluster !== "boolean") {
+    badOption(C, `${at}.cluster`, "true or false", r.cluster);
+  }
   if (typeof r.url !== "string") badOption(C, `${at}.url`, "a redis:// URL", r.url);
   str(r, "prefix", `${at}.prefix`);
   num(`${at}.leaseMs`, r.leaseMs, 200);
