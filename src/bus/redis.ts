@@ -203,6 +203,7 @@ export class RedisChangeLog implements ChangeLog {
   #outbox: string[][] = [];
   #flushing: Promise<void> | undefined;
   #report: ReturnType<typeof rateLimited>;
+  #failures = 0;
 
   constructor(settings: Settings) {
     this.#s = settings;
@@ -252,6 +253,10 @@ export class RedisChangeLog implements ChangeLog {
     return performance.now() < this.#leaseUntil;
   }
 
+  get failures(): number {
+    return this.#failures;
+  }
+
   async append(ops: readonly ChangeOp[]): Promise<number> {
     const deadline = performance.now() + this.#s.appendTimeoutMs;
     const args = [JSON.stringify(ops), String(this.#s.retain), ...changedTables(ops)];
@@ -277,6 +282,7 @@ export class RedisChangeLog implements ChangeLog {
             { cause: err },
           );
         }
+        this.#failures++;
         this.#report("append", `[edgecache] [${C}] append failed; retrying`, err);
         await sleep(RETRY_MS);
       }
@@ -299,6 +305,7 @@ export class RedisChangeLog implements ChangeLog {
         await this.#client.ecAppend(...this.#keys, randomId(), ...this.#outbox[0]!);
         this.#outbox.shift();
       } catch (err) {
+        this.#failures++;
         if (performance.now() > deadline) throw unavailable("append", err);
         await sleep(RETRY_MS * 4);
       }
@@ -444,6 +451,7 @@ export class RedisChangeLog implements ChangeLog {
         )) as [number, number];
         [behind, wait] = [Number(reply[0]), Number(reply[1])];
       } catch (err) {
+        this.#failures++;
         // Nodes that cannot reach Redis either lose their lease or have applied the record.
         if (this.#closed || performance.now() > deadline + this.#s.leaseMs) {
           throw unavailable("barrier", err);

@@ -491,7 +491,12 @@ export class Cache {
     return {
       ...this.#counters,
       indexedKeys: this.index.size,
-      log: { name: this.#log.name, seq: this.#fence.position.seq, lease: this.#log.trusted() },
+      log: {
+        name: this.#log.name,
+        seq: this.#fence.position.seq,
+        lease: this.#log.trusted(),
+        failures: this.#log.failures,
+      },
       sourceLatencyMs: this.#latency.summary(),
       tiers: this.tiers.map((tier, i) => {
         const s = { ...this.#tierStats[i]! };

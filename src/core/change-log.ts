@@ -73,6 +73,8 @@ export interface ChangeLog {
    * Synchronous and cheap: it is asked on every hit.
    */
   trusted(): boolean;
+  /** Failed requests to the log's server so far (counted in stats). */
+  readonly failures: number;
   close(): Promise<void>;
 }
 
@@ -131,6 +133,7 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
       return seq;
     },
     trusted: () => true,
+    failures: 0,
     snapshot: () => ({ position: { log: id, seq }, lastChanges: new Map(lastChanges) }),
     async close() {},
   };

@@ -32,8 +32,11 @@ export interface CacheStats {
   /** Times this node missed log records it could not apply, and dropped its memory tier. */
   resets: number;
   indexedKeys: number;
-  /** The change log: its kind, this node's position, and whether it may serve from cache. */
-  log: { name: string; seq: number; lease: boolean };
+  /**
+   * The change log: its kind, this node's position, whether it may serve from cache, and
+   * failed requests to the log's server.
+   */
+  log: { name: string; seq: number; lease: boolean; failures: number };
   sourceLatencyMs: { count: number; mean: number; p50: number; p95: number; p99: number };
   tiers: TierStats[];
 }
@@ -101,6 +104,9 @@ export function toPrometheus(stats: CacheStats): string {
   ]);
   metric("lease", "gauge", "1 while the node may serve from cache (it hears the log).", [
     ["", stats.log.lease ? 1 : 0],
+  ]);
+  metric("log_failures_total", "counter", "Failed requests to the change log's server.", [
+    ["", stats.log.failures],
   ]);
   const tier = (pick: (t: TierStats) => number | undefined): [string, number][] =>
     stats.tiers.flatMap((t) => {
