@@ -350,6 +350,7 @@ export class RedisChangeLog implements ChangeLog {
         await this.#renew();
       } catch (err) {
         if (this.#closed) return;
+        this.#failures++;
         this.#report(
           "read",
           `[edgecache] [${C}] cannot read the log; serving from the source`,
