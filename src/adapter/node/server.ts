@@ -40,8 +40,17 @@ export interface RunningServer {
   /** node:http's server; its close() and closeAllConnections() end raw connections too. */
   server: Server;
   url: string;
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections, lets requests in flight finish (each connection closes
+   * once its last reply is out), and ends what is left after `drainMs` (DRAIN_MS).
+   */
+  close(drainMs?: number): Promise<void>;
 }
+
+/** How long close() waits for requests in flight before it ends their connections. */
+export const DRAIN_MS = 10_000;
+/** While draining, connections whose replies are out are closed this often. */
+const IDLE_SWEEP_MS = 50;
 
 /**
  * Serves a Hono app on Node. A fresh hit in the memory tier is answered without building
@@ -89,10 +98,17 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
       resolve({
         server,
         url: `http://${host}:${port}`,
-        close: () =>
+        close: (drainMs = DRAIN_MS) =>
           new Promise<void>((done) => {
-            server.close(() => done());
-            server.closeAllConnections();
+            // node:http's close() ends the connections idle at that moment only; a busy one
+            // becomes idle when its reply is out, and the sweep then closes it.
+            const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+            const force = setTimeout(() => server.closeAllConnections(), drainMs);
+            server.close(() => {
+              clearInterval(sweep);
+              clearTimeout(force);
+              done();
+            });
           }),
       });
     });
