@@ -6,6 +6,33 @@ import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/proxy
 import { DRAIN_MS, type RunningServer } from "../adapter/node/server.ts";
 import { EdgecacheError } from "../core/errors.ts";
 
+/** Flags of both commands for the admin API's access rules (README, "Security model"). */
+const ACCESS_ARGS = {
+  "trusted-proxies": {
+    type: "string",
+    description: "Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed",
+  },
+  "allowed-hosts": {
+    type: "string",
+    description: "Comma-separated host names the admin API answers to (besides loopback ones)",
+  },
+} as const;
+
+/** The flags given, over the config's values. */
+function accessOf(args: { "trusted-proxies"?: string; "allowed-hosts"?: string }) {
+  const list = (v: string) =>
+    v
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+  return {
+    ...(args["trusted-proxies"] !== undefined && {
+      trustedProxies: list(args["trusted-proxies"]),
+    }),
+    ...(args["allowed-hosts"] !== undefined && { allowedHosts: list(args["allowed-hosts"]) }),
+  };
+}
+
 const serve = defineCommand({
   meta: {
     name: "serve",
@@ -15,6 +42,7 @@ const serve = defineCommand({
     port: { type: "string", description: "Port (default: PORT, the config, or 8787)" },
     host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
     db: { type: "string", description: "SQLite file (default ./edgecache.db, the demo)" },
+    ...ACCESS_ARGS,
     config: {
       type: "string",
       description: "Config file (default ./edgecache.config.{json,ts,js})",
@@ -31,6 +59,7 @@ const serve = defineCommand({
         ...(args.db && (config.database ? { database: args.db } : { demoDatabase: args.db })),
         port,
         hostname: args.host ?? config.hostname,
+        ...accessOf(args),
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
       });
       const { url } = await listen(edgecache, port);
@@ -77,6 +106,7 @@ const proxy = defineCommand({
       type: "string",
       description: "Seconds stored content may be served while the origin fails (default 0)",
     },
+    ...ACCESS_ARGS,
   },
   run: ({ args }) =>
     friendly(async () => {
@@ -100,6 +130,7 @@ const proxy = defineCommand({
         origins,
         port,
         hostname: args.host ?? config?.hostname,
+        ...accessOf(args),
         cacheFile: flag === false ? false : flag || config?.cacheFile,
         ...(args.grace && { grace: numberOf("--grace", args.grace) }),
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { addressSet, hostSet } from "../../app/access.ts";
 import { type OriginRoute, validateRoutes } from "../../app/proxy.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { ViewInfo } from "../../core/query.ts";
@@ -23,6 +24,10 @@ export interface EdgecacheConfig {
   cacheFile?: string | false;
   port?: number;
   hostname?: string;
+  /** Reverse proxies (IP addresses) whose X-Forwarded-For is believed. */
+  trustedProxies?: string[];
+  /** Host names the admin API answers to besides localhost, 127.0.0.1, [::1] and hostname. */
+  allowedHosts?: string[];
   /** Proxy mode (`edgecache proxy`): the origins and the cache in front of them. */
   proxy?: ProxyConfig;
 }
@@ -40,6 +45,8 @@ export interface ProxyConfig {
   cacheFile?: string | false;
   port?: number;
   hostname?: string;
+  trustedProxies?: string[];
+  allowedHosts?: string[];
 }
 
 export const CONFIG_FILES = ["edgecache.config.json", "edgecache.config.ts", "edgecache.config.js"];
@@ -81,11 +88,13 @@ function checkKeys(c: Record<string, unknown>, known: Set<string>, at: string): 
   }
 }
 
-const SERVER_KEYS = ["memory", "cacheFile", "port", "hostname"];
+const SERVER_KEYS = ["memory", "cacheFile", "port", "hostname", "trustedProxies", "allowedHosts"];
 
-/** port, hostname, cacheFile and memory, which both sections have (`at`: "" or "proxy."). */
+/** The server settings both sections have (`at`: "" or "proxy."). */
 function checkServer(c: Record<string, unknown>, at: string): void {
   str(c, "hostname", `${at}hostname`);
+  addressSet(C, `${at}trustedProxies`, c.trustedProxies);
+  hostSet(C, `${at}allowedHosts`, c.allowedHosts);
   if (
     c.port !== undefined &&
     !(Number.isInteger(c.port) && (c.port as number) >= 0 && (c.port as number) <= 65535)

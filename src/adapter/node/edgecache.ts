@@ -14,7 +14,7 @@ import { sqliteSource } from "../../sources/sqlite.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import type { EdgecacheConfig } from "./config.ts";
-import { isLoopback, type RunningServer, startServer } from "./server.ts";
+import { adminAccess, type RunningServer, startServer } from "./server.ts";
 import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
 
 export interface NodeEdgecacheOptions extends EdgecacheConfig {
@@ -94,7 +94,10 @@ export async function createNodeEdgecache(
 
   const app = new Hono();
   app.onError(onError);
-  app.route("/_edgecache", createAdminApi({ cache, token: options.adminToken, isLoopback }));
+  app.route(
+    "/_edgecache",
+    createAdminApi({ cache, token: options.adminToken, ...adminAccess(options) }),
+  );
   app.route("/", api.app);
   app.notFound(notFound);
 

@@ -2,6 +2,7 @@ import { type IncomingMessage, Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import type { Context, Hono } from "hono";
+import type { AdminOptions } from "../../app/admin.ts";
 import type { Cache } from "../../core/cache.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { requestKey } from "../../core/keys.ts";
@@ -183,8 +184,24 @@ function serveHit(entry: CacheEntry, req: IncomingMessage, res: ServerResponse, 
   res.end(req.method === "HEAD" ? undefined : reply.body);
 }
 
-/** Whether the request came from this machine (admin API without a token). */
-export function isLoopback(c: Context): boolean {
-  const addr = (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress ?? "";
-  return addr.startsWith("127.") || addr === "::1" || addr.startsWith("::ffff:127.");
+/** The TCP peer's address of a request startServer received (the admin API's peerAddress). */
+export function peerAddress(c: Context): string | undefined {
+  return (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress;
+}
+
+/** The admin API's access options from a Node server's settings. */
+export function adminAccess(options: {
+  hostname?: string;
+  trustedProxies?: string[];
+  allowedHosts?: string[];
+}): Pick<AdminOptions, "peerAddress" | "trustedProxies" | "allowedHosts"> {
+  return {
+    peerAddress,
+    trustedProxies: options.trustedProxies,
+    // The name it listens on is one its clients may use.
+    allowedHosts: [
+      ...(options.allowedHosts ?? []),
+      ...(options.hostname ? [options.hostname] : []),
+    ],
+  };
 }
