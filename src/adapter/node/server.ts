@@ -7,6 +7,7 @@ import type { Cache } from "../../core/cache.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { requestKey } from "../../core/keys.ts";
 import { type HitRequest, hitReply } from "./hit-reply.ts";
+import { inOrder } from "./in-order.ts";
 import { RawHits, type RawHitsOptions, replyBytes } from "./raw-hits.ts";
 
 export type { HitRequest } from "./hit-reply.ts";
@@ -78,11 +79,12 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
       ? findHit(req)
       : undefined;
   const server = new HitServer(
-    (req, res) => {
+    // Looked up when the request's turn comes: after a write pipelined before it.
+    inOrder((req, res) => {
       const entry = hitOf(req);
       if (entry) serveHit(entry, req, res, now());
       else listener(req, res);
-    },
+    }),
     options.rawHits === false || !findHit
       ? undefined
       : (req, keepAliveMs) => {
