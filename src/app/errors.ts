@@ -15,6 +15,7 @@ const STATUS: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   E_FORBIDDEN: 403,
   E_UNSUPPORTED_MEDIA_TYPE: 415,
   E_SOURCE_UNAVAILABLE: 503,
+  E_SOURCE_BUSY: 503,
   E_ORIGIN_UNAVAILABLE: 502,
   E_STORE_UNAVAILABLE: 503,
 };
@@ -34,12 +35,19 @@ export function errorBody(err: unknown): { status: ContentfulStatusCode; body: s
   };
 }
 
+/** Seconds a client is told to wait after a write that found the database locked. */
+const BUSY_RETRY_AFTER_S = 1;
+
 /** Fields an error's response must carry besides its body. */
 function errorHeaders(err: unknown): Record<string, string> {
   const headers: Record<string, string> = { "content-type": "application/json" };
   // RFC 9110 15.5.2: a 401 says how to authenticate (RFC 6750 3: the bearer scheme).
   if (err instanceof EdgecacheError && err.code === "E_UNAUTHORIZED") {
     headers["www-authenticate"] = 'Bearer realm="edgecache"';
+  }
+  // RFC 9110 10.2.3: the lock was held for the whole busy timeout; a retry soon may pass.
+  if (err instanceof EdgecacheError && err.code === "E_SOURCE_BUSY") {
+    headers["retry-after"] = String(BUSY_RETRY_AFTER_S);
   }
   return headers;
 }

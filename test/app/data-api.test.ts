@@ -1,3 +1,4 @@
+import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Row } from "../../src/core/query.ts";
 import {
@@ -634,5 +635,43 @@ describe("patch in place", () => {
     const next = await get(path);
     expectClientError(next, 404, "E_NOT_FOUND");
     expect(status(next)).toMatch(HIT);
+  });
+});
+
+describe("a database another process is writing", () => {
+  /** Another connection holding the write lock, as a second process would. */
+  function holdLock(path: string) {
+    const other = new Database(path);
+    other.exec("BEGIN IMMEDIATE");
+    return () => {
+      other.exec("COMMIT");
+      other.close();
+    };
+  }
+
+  it("a write waits for the lock (busyTimeout) and succeeds once it is released", async () => {
+    const user = usersWhere("1 = 1")[0]!;
+    const release = holdLock(h.edgecache.databasePath);
+    const patched = send(h.edgecache, "PATCH", `/v1/users/${user.id}`, { lastName: "Waited" });
+    // Reads are served while the write waits.
+    expect((await get("/v1/users?limit=1")).status).toBe(200);
+    setTimeout(release, 100);
+    const r = await patched;
+    expect(r.status).toBe(200);
+    expect(r.json.lastName).toBe("Waited");
+    expect(usersWhere("id = ?", user.id)[0]!.lastName).toBe("Waited");
+  });
+
+  it("after busyTimeout, a 503 E_SOURCE_BUSY with Retry-After", async () => {
+    const busy = await startEdgecache({ busyTimeout: 0.05 });
+    const release = holdLock(busy.edgecache.databasePath);
+    try {
+      const r = await send(busy.edgecache, "POST", "/v1/users", newUser());
+      expectClientError(r, 503, "E_SOURCE_BUSY", "locked");
+      expect(r.headers.get("retry-after")).toBe("1");
+    } finally {
+      release();
+      await busy.close();
+    }
   });
 });

@@ -10,6 +10,8 @@ import type { ViewInfo } from "../../core/query.ts";
 export interface EdgecacheConfig {
   /** SQLite file of your own; without it edgecache serves the demo database. */
   database?: string;
+  /** Seconds a write waits for a write lock another process holds, then 503 (5). */
+  busyTimeout?: number;
   /** Declared views: joins served as one resource (`usersWithOrders`). */
   views?: ViewInfo[];
   /** Default time to live of cached responses, seconds (86400). */
@@ -132,6 +134,7 @@ export function validateConfig(raw: unknown): EdgecacheConfig {
   const c = raw as Record<string, unknown>;
   const known = new Set([
     "database",
+    "busyTimeout",
     "views",
     "ttl",
     "staleWhileRevalidate",
@@ -144,6 +147,7 @@ export function validateConfig(raw: unknown): EdgecacheConfig {
   checkServer(c, "");
   num("ttl", c.ttl, 1);
   num("staleWhileRevalidate", c.staleWhileRevalidate, 0);
+  num("busyTimeout", c.busyTimeout, 0);
   if (c.proxy !== undefined) validateProxy(c.proxy);
   if (c.routes !== undefined) {
     if (typeof c.routes !== "object" || c.routes === null)

@@ -62,7 +62,11 @@ export async function createNodeEdgecache(
   // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
   db.pragma("journal_mode = WAL");
   if (demo && !isSeeded(db)) seedDemo(db, options.demo);
-  const source = sqliteSource({ database: db, views: demo ? demoViews : (options.views ?? []) });
+  const source = sqliteSource({
+    database: db,
+    views: demo ? demoViews : (options.views ?? []),
+    busyTimeout: options.busyTimeout === undefined ? undefined : options.busyTimeout * 1000,
+  });
 
   const tiers: Store[] = [memoryStore(options.memory)];
   const cacheFile =
