@@ -193,6 +193,7 @@ class SqliteSource implements Source {
           );
         }
       }
+      requireValues(meta, given);
       const names = [...given.keys()];
       const sql =
         names.length === 0
@@ -219,6 +220,7 @@ class SqliteSource implements Source {
     return guardAsync(() => {
       const meta = this.#writable(table);
       const given = withoutKey(meta, id, coerceBody(meta, values));
+      requireValues(meta, given);
       const assignments: string[] = [];
       const params: unknown[] = [];
       for (const column of meta.columns.values()) {
@@ -229,10 +231,8 @@ class SqliteSource implements Source {
         } else if (column.defaultSql !== null) {
           // The default is SQL from the database's own schema, never from a client.
           assignments.push(`${quote(column.name)} = (${column.defaultSql})`);
-        } else if (column.nullable) {
-          assignments.push(`${quote(column.name)} = NULL`);
         } else {
-          throw new EdgecacheError("E_BAD_BODY", COMPONENT, `column "${column.name}" is required`);
+          assignments.push(`${quote(column.name)} = NULL`); // nullable: requireValues said so
         }
       }
       return this.#write(meta, id, assignments, params, given);
@@ -855,6 +855,18 @@ function coerceValue(column: ColumnMeta, value: unknown, isKey: boolean): unknow
 }
 
 /** update/replace: the key may repeat the id (ignored) but never change it. */
+/**
+ * A whole row (insert, replace) must give every NOT NULL column without a DEFAULT: the
+ * client's omission, a 400 naming each such column, not the database's constraint error.
+ */
+function requireValues(table: TableMeta, given: Map<string, unknown>): void {
+  const missing = [...table.columns.values()]
+    .filter((c) => c !== table.pk && !c.nullable && c.defaultSql === null && !given.has(c.name))
+    .map((c) => `"${c.name}"`);
+  if (missing.length === 1) throw badBody(`column ${missing[0]} is required`);
+  if (missing.length > 1) throw badBody(`columns ${missing.join(", ")} are required`);
+}
+
 function withoutKey(
   table: TableMeta,
   id: string | number,

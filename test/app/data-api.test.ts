@@ -146,6 +146,43 @@ describe("a new user's walkthrough", () => {
     expect(afterDelete.json.data).toEqual(usersWhere("firstName = 'Lane'"));
     expectClientError(await get(`/v1/users/${id}`), 404, "E_NOT_FOUND");
   });
+
+  it("creates a user from firstName, lastName and email: createdAt is the time of the insert", async () => {
+    const before = new Date().toISOString().slice(0, 19);
+    const r = await send(h.edgecache, "POST", "/v1/users", {
+      firstName: "Lane",
+      lastName: "First",
+      email: "lane.first@example.com",
+    });
+    expect(r.status).toBe(201);
+    // The seeded rows' format: ISO 8601 to the second, in UTC.
+    expect(r.json.createdAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(r.json.createdAt.slice(0, 19) >= before).toBe(true);
+    expect(usersWhere("id = ?", r.json.id)).toEqual([r.json]);
+    const order = await send(h.edgecache, "POST", "/v1/orders", {
+      userId: r.json.id,
+      total: 12.5,
+      status: "pending",
+    });
+    expect(order.status).toBe(201);
+    expect(order.json.createdAt).toMatch(/Z$/);
+  });
+
+  it("refuses a new row without a required value with a 400 naming the column, not a 409", async () => {
+    const r = await send(h.edgecache, "POST", "/v1/users", { firstName: "Lane", lastName: "X" });
+    expectClientError(r, 400, "E_BAD_BODY", '"email"');
+    const cwd = tempDir();
+    booksDatabase(cwd);
+    const books = await startEdgecache({ database: "books.db" }, cwd);
+    try {
+      const none = await send(books.edgecache, "POST", "/v1/books", { pages: 10 });
+      expectClientError(none, 400, "E_BAD_BODY", 'column "title" is required');
+      const reviews = await send(books.edgecache, "POST", "/v1/reviews", {});
+      expectClientError(reviews, 400, "E_BAD_BODY", '"bookId"', '"stars"');
+    } finally {
+      await books.close();
+    }
+  });
 });
 
 describe("response format", () => {
