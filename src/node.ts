@@ -18,8 +18,9 @@ export {
   type NodeProxyOptions,
 } from "./adapter/node/proxy.ts";
 export {
-  isLoopback,
+  DRAIN_MS,
   type NodeServerOptions,
+  peerAddress,
   type RunningServer,
   startServer,
 } from "./adapter/node/server.ts";

@@ -5,15 +5,38 @@ import type { CacheEntry } from "../core/entry.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { toPrometheus } from "../core/stats.ts";
 import type { Store } from "../core/store.ts";
-import { limitBody, notFound, onError } from "./errors.ts";
+import {
+  addressSet,
+  bearerToken,
+  constantTimeEqual,
+  hostName,
+  hostSet,
+  isLoopbackClient,
+  requestHost,
+  sameOrigin,
+} from "./access.ts";
+import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import type { CachingProxy } from "./proxy.ts";
 
 export interface AdminOptions {
   cache: Cache;
   /** With a token every request needs `Authorization: Bearer <token>`. */
   token?: string;
-  /** Without a token only loopback clients are answered; the runtime adapter tells which. */
-  isLoopback?: (c: Context) => boolean;
+  /**
+   * The TCP peer's address, which the runtime adapter knows (undefined: unknown). Without
+   * a token only loopback clients are answered.
+   */
+  peerAddress?: (c: Context) => string | undefined;
+  /**
+   * Addresses of reverse proxies whose X-Forwarded-For names the client (none): see
+   * `isLoopbackClient` in access.ts for what is believed.
+   */
+  trustedProxies?: readonly string[];
+  /**
+   * Host names the admin API answers to besides localhost, 127.0.0.1 and [::1]; a request
+   * naming another gets a 403 (a DNS-rebinding page names its own).
+   */
+  allowedHosts?: readonly string[];
   /** Proxy mode: `POST /purge` and `POST /warm` (absent without it). */
   proxy?: Pick<CachingProxy, "purge" | "warm">;
   now?: () => number;
@@ -35,22 +58,44 @@ export function createAdminApi(options: AdminOptions): Hono {
   const app = new Hono();
   app.onError(onError);
 
-  app.use("*", limitBody);
+  const trusted = addressSet(COMPONENT, "trustedProxies", options.trustedProxies);
+  const hosts = hostSet(COMPONENT, "allowedHosts", options.allowedHosts);
+  const token = options.token;
+  // Who may ask is decided before anything else is read: the body's size and type after.
   app.use("*", async (c, next) => {
-    if (options.token) {
-      const given = c.req.header("authorization") ?? "";
-      if (!constantTimeEqual(given, `Bearer ${options.token}`)) {
+    const host = requestHost(c);
+    if (!hosts.has(hostName(host))) {
+      throw new EdgecacheError(
+        "E_FORBIDDEN",
+        COMPONENT,
+        `host ${JSON.stringify(host)} is not one the admin API answers to (allowedHosts)`,
+      );
+    }
+    if (!sameOrigin(c.req.header("origin"), host)) {
+      throw new EdgecacheError(
+        "E_FORBIDDEN",
+        COMPONENT,
+        "origin: cross-origin requests are refused",
+      );
+    }
+    if (token) {
+      const given = bearerToken(c.req.header("authorization"));
+      if (given === undefined || !constantTimeEqual(given, token)) {
         throw new EdgecacheError("E_UNAUTHORIZED", COMPONENT, "a valid bearer token is required");
       }
-    } else if (!options.isLoopback?.(c)) {
-      throw new EdgecacheError(
-        "E_UNAUTHORIZED",
-        COMPONENT,
-        "admin API answers loopback clients only unless EDGECACHE_ADMIN_TOKEN is set",
-      );
+    } else {
+      const peer = options.peerAddress?.(c);
+      if (!isLoopbackClient(peer, (h) => c.req.header(h), trusted)) {
+        throw new EdgecacheError(
+          "E_FORBIDDEN",
+          COMPONENT,
+          "admin API answers loopback clients only unless EDGECACHE_ADMIN_TOKEN is set",
+        );
+      }
     }
     await next();
   });
+  app.use("*", limitBody, jsonOnly);
 
   app.notFound(notFound);
 
@@ -246,13 +291,4 @@ function bodyError(name: string, expected: string, got: unknown): never {
     COMPONENT,
     `${name}: expected ${expected}, got ${String(got)}`,
   );
-}
-
-/** Compares secrets without an early exit, so timing does not reveal a prefix. */
-function constantTimeEqual(a: string, b: string): boolean {
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
-  }
-  return diff === 0;
 }

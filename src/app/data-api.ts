@@ -21,6 +21,7 @@ import {
 } from "../core/query.ts";
 import { parseListQuery } from "../core/query-params.ts";
 import type { Source } from "../sources/source.ts";
+import { sameOriginWrites } from "./access.ts";
 import { errorBody, limitBody, notFound, onError } from "./errors.ts";
 import { type CacheOutcome, entryReply, replyResponse } from "./http.ts";
 import { type Neighbours, patchItem, patchList } from "./patch.ts";
@@ -72,7 +73,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   cache.setSchema(keys);
   const app = new Hono();
   app.onError(onError);
-  app.use(`${base}/*`, limitBody);
+  app.use(`${base}/*`, limitBody, sameOriginWrites);
 
   const resourceOf = (name: string): Resource => {
     const r = resolveResource(schema, name);

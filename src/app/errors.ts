@@ -1,4 +1,4 @@
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { EdgecacheError, type ErrorCode } from "../core/errors.ts";
@@ -12,7 +12,10 @@ const STATUS: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   E_CONFLICT: 409,
   E_TOO_LARGE: 413,
   E_UNAUTHORIZED: 401,
+  E_FORBIDDEN: 403,
+  E_UNSUPPORTED_MEDIA_TYPE: 415,
   E_SOURCE_UNAVAILABLE: 503,
+  E_SOURCE_BUSY: 503,
   E_ORIGIN_UNAVAILABLE: 502,
   E_STORE_UNAVAILABLE: 503,
   E_LOG_UNAVAILABLE: 503,
@@ -33,11 +36,28 @@ export function errorBody(err: unknown): { status: ContentfulStatusCode; body: s
   };
 }
 
+/** Seconds a client is told to wait after a write that found the database locked. */
+const BUSY_RETRY_AFTER_S = 1;
+
+/** Fields an error's response must carry besides its body. */
+function errorHeaders(err: unknown): Record<string, string> {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  // RFC 9110 15.5.2: a 401 says how to authenticate (RFC 6750 3: the bearer scheme).
+  if (err instanceof EdgecacheError && err.code === "E_UNAUTHORIZED") {
+    headers["www-authenticate"] = 'Bearer realm="edgecache"';
+  }
+  // RFC 9110 10.2.3: the lock was held for the whole busy timeout; a retry soon may pass.
+  if (err instanceof EdgecacheError && err.code === "E_SOURCE_BUSY") {
+    headers["retry-after"] = String(BUSY_RETRY_AFTER_S);
+  }
+  return headers;
+}
+
 /** Hono onError handler: JSON errors, never a stack trace or a database message. */
 export function onError(err: Error, c: Context): Response {
   const { status, body } = errorBody(err);
   if (status >= 500) console.error("[edgecache] request failed:", err);
-  return c.body(body, status, { "content-type": "application/json" });
+  return c.body(body, status, errorHeaders(err));
 }
 
 /** Hono notFound handler: the same JSON error shape as every other error. */
@@ -59,3 +79,27 @@ export const limitBody = bodyLimit({
     return new Response(body, { status, headers: { "content-type": "application/json" } });
   },
 });
+
+/** RFC 6838 JSON media types: application/json and application/<anything>+json. */
+const JSON_MEDIA_TYPE = /^application\/(?:[\w.!#$&^-]+\+)?json\s*(?:;|$)/i;
+
+/**
+ * Refuses a POST, PUT or PATCH whose body is not declared JSON with a 415 before it is read.
+ * A browser sends a cross-origin text/plain or form body without asking (a "simple"
+ * request, Fetch standard); a JSON one only after a CORS preflight, which these APIs do
+ * not grant.
+ */
+export const jsonOnly: MiddlewareHandler = async (c, next) => {
+  const method = c.req.method;
+  if (method === "POST" || method === "PUT" || method === "PATCH") {
+    const type = c.req.header("content-type");
+    if (!type || !JSON_MEDIA_TYPE.test(type)) {
+      throw new EdgecacheError(
+        "E_UNSUPPORTED_MEDIA_TYPE",
+        "http",
+        `content-type: expected application/json, got ${type === undefined ? "none" : JSON.stringify(type)}`,
+      );
+    }
+  }
+  await next();
+};

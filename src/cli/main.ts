@@ -4,8 +4,35 @@ import type { RedisSetting } from "../adapter/node/cluster.ts";
 import { loadConfig } from "../adapter/node/config.ts";
 import { createNodeEdgecache } from "../adapter/node/edgecache.ts";
 import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/proxy.ts";
-import type { RunningServer } from "../adapter/node/server.ts";
+import { DRAIN_MS, type RunningServer } from "../adapter/node/server.ts";
 import { EdgecacheError } from "../core/errors.ts";
+
+/** Flags of both commands for the admin API's access rules (README, "Security model"). */
+const ACCESS_ARGS = {
+  "trusted-proxies": {
+    type: "string",
+    description: "Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed",
+  },
+  "allowed-hosts": {
+    type: "string",
+    description: "Comma-separated host names the admin API answers to (besides loopback ones)",
+  },
+} as const;
+
+/** The flags given, over the config's values. */
+function accessOf(args: { "trusted-proxies"?: string; "allowed-hosts"?: string }) {
+  const list = (v: string) =>
+    v
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+  return {
+    ...(args["trusted-proxies"] !== undefined && {
+      trustedProxies: list(args["trusted-proxies"]),
+    }),
+    ...(args["allowed-hosts"] !== undefined && { allowedHosts: list(args["allowed-hosts"]) }),
+  };
+}
 
 const serve = defineCommand({
   meta: {
@@ -16,6 +43,7 @@ const serve = defineCommand({
     port: { type: "string", description: "Port (default: PORT, the config, or 8787)" },
     host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
     db: { type: "string", description: "SQLite file (default ./edgecache.db, the demo)" },
+    ...ACCESS_ARGS,
     config: {
       type: "string",
       description: "Config file (default ./edgecache.config.{json,ts,js})",
@@ -46,6 +74,7 @@ const serve = defineCommand({
         ...(redis && { redis }),
         port,
         hostname: args.host ?? config.hostname,
+        ...accessOf(args),
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
       });
       const { url } = await listen(edgecache, port);
@@ -97,6 +126,7 @@ const proxy = defineCommand({
       type: "string",
       description: "Redis shared by several proxy nodes (default: REDIS_URL)",
     },
+    ...ACCESS_ARGS,
   },
   run: ({ args }) =>
     friendly(async () => {
@@ -121,6 +151,7 @@ const proxy = defineCommand({
         port,
         hostname: args.host ?? config?.hostname,
         ...(redis && { redis }),
+        ...accessOf(args),
         cacheFile: flag ?? config?.cacheFile,
         ...(args.grace && { grace: numberOf("--grace", args.grace) }),
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
@@ -187,14 +218,51 @@ async function listen(node: Listening, port: number): Promise<RunningServer> {
   }
 }
 
-/** Runs until SIGINT or SIGTERM, then closes cleanly (the SQLite tier is flushed). */
+/** After the drain, closing the tiers and the database gets this long before the exit. */
+const CLOSE_MS = 5_000;
+/** How often a process started by npm checks that its parent is still there. */
+const PARENT_POLL_MS = 500;
+
+/**
+ * Runs until SIGINT or SIGTERM, then stops accepting connections, lets requests in flight
+ * finish (DRAIN_MS at most) and closes the tiers (the SQLite tier is flushed and stamped).
+ * A repeated signal (a terminal's Ctrl-C reaches both npm and this process) changes nothing;
+ * the bound holds either way.
+ *
+ * Under npm (`npm start`, `npx edgecache`) a signal sent to npm reaches only npm's child;
+ * when that child is the `sh -c` npm runs scripts with (npx always), the shell dies and this
+ * process is left to init. So a process npm started stops, as on SIGTERM, when its parent
+ * goes away. (Outside npm it does not: `nohup edgecache serve &` outlives its shell.)
+ */
 function stopOnSignals(node: Listening): void {
-  const stop = async () => {
-    await node.close();
-    process.exit(0);
+  let stopping = false;
+  const stop = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${why}: finishing requests in flight, then closing`);
+    setTimeout(() => {
+      console.error(`edgecache: not closed within ${(DRAIN_MS + CLOSE_MS) / 1000} s; exiting`);
+      process.exit(1);
+    }, DRAIN_MS + CLOSE_MS).unref();
+    node.close().then(
+      () => process.exit(0),
+      (err) => {
+        console.error("edgecache: close failed:", err);
+        process.exit(1);
+      },
+    );
   };
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  if (process.env.npm_lifecycle_event !== undefined) {
+    const parent = process.ppid;
+    const poll = setInterval(() => {
+      if (process.ppid === parent) return;
+      clearInterval(poll);
+      stop("parent process exited");
+    }, PARENT_POLL_MS);
+    poll.unref();
+  }
 }
 
 /** An EdgecacheError is the user's to fix: one line that says what, no stack trace. */

@@ -13,8 +13,11 @@ export type ErrorCode =
   | "E_STORE_UNAVAILABLE" // a cache tier failed
   | "E_LOG_UNAVAILABLE" // the change log cannot be reached, so a write cannot be acknowledged
   | "E_SOURCE_UNAVAILABLE" // the database failed
+  | "E_SOURCE_BUSY" // the database stayed locked by another connection (a 503 with Retry-After)
   | "E_ORIGIN_UNAVAILABLE" // the proxy's origin could not be reached or sent a broken reply
-  | "E_UNAUTHORIZED"
+  | "E_UNAUTHORIZED" // no valid credentials (a 401 with WWW-Authenticate)
+  | "E_FORBIDDEN" // refused whatever the credentials: another Host or Origin, not loopback
+  | "E_UNSUPPORTED_MEDIA_TYPE" // a request body that is not JSON
   | "E_INTERNAL";
 
 export class EdgecacheError extends Error {

@@ -11,20 +11,23 @@ export const demoViews: ViewInfo[] = [
   },
 ];
 
+/** The insert's time in the seeded rows' format (isoSeconds): a row need not say when. */
+const NOW = "(strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))";
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
   id TEXT PRIMARY KEY,
   firstName TEXT NOT NULL,
   lastName TEXT NOT NULL,
   email TEXT NOT NULL UNIQUE,
-  createdAt DATETIME NOT NULL
+  createdAt DATETIME NOT NULL DEFAULT ${NOW}
 );
 CREATE TABLE IF NOT EXISTS orders (
   id TEXT PRIMARY KEY,
   userId TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
   total REAL NOT NULL,
   status TEXT NOT NULL,
-  createdAt DATETIME NOT NULL
+  createdAt DATETIME NOT NULL DEFAULT ${NOW}
 );
 CREATE INDEX IF NOT EXISTS orders_userId ON orders(userId);
 CREATE INDEX IF NOT EXISTS users_firstName ON users(firstName);

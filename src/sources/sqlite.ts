@@ -24,9 +24,25 @@ const MAX_IN_PARAMS = 500;
 /** Distinct SQL texts kept prepared; the least recently used is dropped first. */
 const MAX_CACHED_STATEMENTS = 1000;
 
+/** How long a write waits for another connection's write lock by default, ms. */
+export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+/** The first pause between two tries for the write lock; each next one doubles, up to the last. */
+const FIRST_BUSY_PAUSE_MS = 2;
+const MAX_BUSY_PAUSE_MS = 50;
+
+interface CommonOptions {
+  views?: ViewInfo[];
+  /**
+   * How long a write waits, in ms, for a write lock another connection or process holds
+   * (DEFAULT_BUSY_TIMEOUT_MS); then it fails with E_SOURCE_BUSY (a 503 with Retry-After).
+   * It waits between tries, never blocking the event loop as SQLite's own busy_timeout would.
+   */
+  busyTimeout?: number;
+}
+
 export type SqliteSourceOptions =
-  | { path: string; views?: ViewInfo[]; readonly?: boolean }
-  | { database: Database.Database; views?: ViewInfo[] };
+  | ({ path: string; readonly?: boolean } & CommonOptions)
+  | ({ database: Database.Database } & CommonOptions);
 
 /**
  * A Source over a SQLite database (better-sqlite3): tables are discovered from the
@@ -51,6 +67,10 @@ export function sqliteSource(options: SqliteSourceOptions): Source {
     badOption(COMPONENT, "options", "an object", options);
   }
   const views = validateViewsOption(options.views);
+  const { busyTimeout = DEFAULT_BUSY_TIMEOUT_MS } = options;
+  if (typeof busyTimeout !== "number" || !(busyTimeout >= 0) || !Number.isFinite(busyTimeout)) {
+    badOption(COMPONENT, "busyTimeout", "milliseconds >= 0", busyTimeout);
+  }
   if ("database" in options) {
     const db: unknown = options.database;
     if (
@@ -60,7 +80,12 @@ export function sqliteSource(options: SqliteSourceOptions): Source {
     ) {
       badOption(COMPONENT, "database", "a better-sqlite3 Database", db);
     }
-    return new SqliteSource(options.database, { owned: false, readonly: false, views });
+    return new SqliteSource(options.database, {
+      owned: false,
+      readonly: false,
+      views,
+      busyTimeout,
+    });
   }
   const { path, readonly = false } = options;
   if (typeof path !== "string" || path === "") {
@@ -76,7 +101,7 @@ export function sqliteSource(options: SqliteSourceOptions): Source {
     const message = `cannot open database ${JSON.stringify(path)}`;
     throw new EdgecacheError("E_SOURCE_UNAVAILABLE", COMPONENT, message, { cause });
   }
-  return new SqliteSource(db, { owned: true, readonly, views });
+  return new SqliteSource(db, { owned: true, readonly, views, busyTimeout });
 }
 
 /** A foreign key of `table` (the child) pointing at another table's `to` column. */
@@ -111,6 +136,7 @@ class SqliteSource implements Source {
   readonly #owned: boolean;
   readonly #readonly: boolean;
   readonly #views: ViewInfo[];
+  readonly #busyTimeout: number;
   readonly #statements = new Map<string, Database.Statement>();
   #schema: Schema | undefined;
   #tables = new Map<string, TableMeta>();
@@ -119,12 +145,13 @@ class SqliteSource implements Source {
 
   constructor(
     db: Database.Database,
-    options: { owned: boolean; readonly: boolean; views: ViewInfo[] },
+    options: { owned: boolean; readonly: boolean; views: ViewInfo[]; busyTimeout: number },
   ) {
     this.#db = db;
     this.#owned = options.owned;
     this.#readonly = options.readonly;
     this.#views = options.views;
+    this.#busyTimeout = options.busyTimeout;
     // Off by default in SQLite; without it REFERENCES clauses are not enforced.
     guard(() => db.pragma("foreign_keys = ON"));
   }
@@ -151,7 +178,7 @@ class SqliteSource implements Source {
   }
 
   async insert(table: string, values: Row): Promise<Row> {
-    return guard(() => {
+    return guardAsync(() => {
       const meta = this.#writable(table);
       const given = coerceBody(meta, values);
       const pk = meta.pk;
@@ -166,21 +193,22 @@ class SqliteSource implements Source {
           );
         }
       }
+      requireValues(meta, given);
       const names = [...given.keys()];
       const sql =
         names.length === 0
           ? `INSERT INTO ${quote(table)} DEFAULT VALUES RETURNING *`
           : `INSERT INTO ${quote(table)} (${names.map(quote).join(", ")}) VALUES (${names.map(() => "?").join(", ")}) RETURNING *`;
-      return this.#db.transaction(() => {
+      return this.#locked(() => {
         const row = this.#statement(sql).get([...given.values()]) as Row;
         checkStored(meta, given, row);
         return row;
-      })();
+      });
     });
   }
 
   async update(table: string, id: string | number, values: Row): Promise<WriteResult | undefined> {
-    return guard(() => {
+    return guardAsync(() => {
       const meta = this.#writable(table);
       const given = withoutKey(meta, id, coerceBody(meta, values));
       const assignments = [...given.keys()].map((name) => `${quote(name)} = ?`);
@@ -189,9 +217,10 @@ class SqliteSource implements Source {
   }
 
   async replace(table: string, id: string | number, values: Row): Promise<WriteResult | undefined> {
-    return guard(() => {
+    return guardAsync(() => {
       const meta = this.#writable(table);
       const given = withoutKey(meta, id, coerceBody(meta, values));
+      requireValues(meta, given);
       const assignments: string[] = [];
       const params: unknown[] = [];
       for (const column of meta.columns.values()) {
@@ -202,10 +231,8 @@ class SqliteSource implements Source {
         } else if (column.defaultSql !== null) {
           // The default is SQL from the database's own schema, never from a client.
           assignments.push(`${quote(column.name)} = (${column.defaultSql})`);
-        } else if (column.nullable) {
-          assignments.push(`${quote(column.name)} = NULL`);
         } else {
-          throw new EdgecacheError("E_BAD_BODY", COMPONENT, `column "${column.name}" is required`);
+          assignments.push(`${quote(column.name)} = NULL`); // nullable: requireValues said so
         }
       }
       return this.#write(meta, id, assignments, params, given);
@@ -213,11 +240,11 @@ class SqliteSource implements Source {
   }
 
   async delete(table: string, id: string | number): Promise<DeleteResult | undefined> {
-    return guard(() => {
+    return guardAsync(() => {
       const meta = this.#writable(table);
       const key = coerceId(meta, id);
       if (key === undefined) return undefined;
-      return this.#db.transaction((): DeleteResult | undefined => {
+      return this.#locked((): DeleteResult | undefined => {
         // Rows that foreign key actions will change, read before the delete in the same
         // transaction: the cache must hear of them as it hears of the row itself.
         const affected = this.#referencing(table, key);
@@ -235,7 +262,7 @@ class SqliteSource implements Source {
             : { table: child, op: "delete", old: row };
         });
         return { old, cascaded };
-      })();
+      });
     });
   }
 
@@ -478,20 +505,46 @@ class SqliteSource implements Source {
     assignments: string[],
     params: unknown[],
     given: Map<string, unknown>,
-  ): WriteResult | undefined {
+  ): Promise<WriteResult | undefined> | undefined {
     const key = coerceId(table, id);
     if (key === undefined) return undefined;
     const match = keyMatch(table, key);
     const select = `SELECT * FROM ${quote(table.info.name)} WHERE ${match}`;
     const update = `UPDATE ${quote(table.info.name)} SET ${assignments.join(", ")} WHERE ${match} RETURNING *`;
-    return this.#db.transaction((): WriteResult | undefined => {
+    return this.#locked((): WriteResult | undefined => {
       const old = this.#statement(select).get(key) as Row | undefined;
       if (!old) return undefined;
       if (assignments.length === 0) return { old, row: old };
       const row = this.#statement(update).get([...params, key]) as Row;
       checkStored(table, given, row);
       return { old, row };
-    })();
+    });
+  }
+
+  /**
+   * Runs `work` in a write transaction. BEGIN IMMEDIATE takes the write lock first: a
+   * deferred transaction that reads before it writes would fail at once with SQLITE_BUSY when
+   * another connection writes (SQLite calls no busy handler for a read lock's upgrade). Each
+   * try gives up at once if the lock is taken (busy_timeout 0: SQLite's own wait would block
+   * the event loop, and every request with it); the next comes after a pause, until
+   * busyTimeout has passed. A try that failed was rolled back, so trying again is safe.
+   */
+  async #locked<T>(work: () => T): Promise<T> {
+    const run = this.#db.transaction(work);
+    const deadline = performance.now() + this.#busyTimeout;
+    for (let pause = FIRST_BUSY_PAUSE_MS; ; pause = Math.min(pause * 2, MAX_BUSY_PAUSE_MS)) {
+      const saved = this.#db.pragma("busy_timeout", { simple: true }) as number;
+      this.#db.pragma("busy_timeout = 0");
+      try {
+        return run.immediate();
+      } catch (err) {
+        const left = deadline - performance.now();
+        if (!isBusy(err) || left <= 0) throw err;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+      } finally {
+        this.#db.pragma(`busy_timeout = ${saved}`);
+      }
+    }
   }
 
   /** Adds each join's child rows to the base rows, as arrays ordered by the child's key. */
@@ -530,6 +583,21 @@ function guard<T>(work: () => T): T {
   }
 }
 
+/** guard for work that may wait (writes): a rejection is turned the same way. */
+async function guardAsync<T>(work: () => T | Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    throw toEdgecacheError(err);
+  }
+}
+
+/** SQLITE_BUSY and its extended codes: another connection holds the lock. */
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("SQLITE_BUSY");
+}
+
 function toEdgecacheError(cause: unknown): EdgecacheError {
   if (cause instanceof EdgecacheError) return cause;
   const driverCode = (cause as { code?: unknown } | null)?.code;
@@ -543,6 +611,9 @@ function toEdgecacheError(cause: unknown): EdgecacheError {
   }
   if (code?.startsWith("SQLITE_CONSTRAINT")) {
     return error("E_CONFLICT", constraintMessage(code, message));
+  }
+  if (isBusy(cause)) {
+    return error("E_SOURCE_BUSY", "the database is locked by another connection; try again");
   }
   if (code === "SQLITE_READONLY") return error("E_SOURCE_UNAVAILABLE", "the database is read-only");
   return error("E_SOURCE_UNAVAILABLE", `database error${code ? ` (${code})` : ""}`);
@@ -786,6 +857,18 @@ function coerceValue(column: ColumnMeta, value: unknown, isKey: boolean): unknow
 }
 
 /** update/replace: the key may repeat the id (ignored) but never change it. */
+/**
+ * A whole row (insert, replace) must give every NOT NULL column without a DEFAULT: the
+ * client's omission, a 400 naming each such column, not the database's constraint error.
+ */
+function requireValues(table: TableMeta, given: Map<string, unknown>): void {
+  const missing = [...table.columns.values()]
+    .filter((c) => c !== table.pk && !c.nullable && c.defaultSql === null && !given.has(c.name))
+    .map((c) => `"${c.name}"`);
+  if (missing.length === 1) throw badBody(`column ${missing[0]} is required`);
+  if (missing.length > 1) throw badBody(`columns ${missing.join(", ")} are required`);
+}
+
 function withoutKey(
   table: TableMeta,
   id: string | number,

@@ -216,6 +216,18 @@ describe("config", () => {
     badOption(() => validateConfig({ port }), pattern);
   });
 
+  it.each([
+    [{ trustedProxies: "127.0.0.1" }, /option "trustedProxies": expected an array of IP addresses/],
+    [
+      { trustedProxies: ["proxy.local"] },
+      /option "trustedProxies": expected IP addresses, got "proxy.local"/,
+    ],
+    [{ allowedHosts: [""] }, /option "allowedHosts": expected an array of host names/],
+    [{ proxy: { origins: [{ origin: "http://a" }], allowedHosts: [1] } }, /"proxy.allowedHosts"/],
+  ])("refuses bad access settings in expected/got form (%j)", (config, pattern) => {
+    badOption(() => validateConfig(config), pattern);
+  });
+
   it("refuses an unknown key, naming it and the known ones", () => {
     badOption(
       () => validateConfig({ prot: 8080 }),
@@ -251,6 +263,8 @@ describe("config", () => {
       cacheFile: false as const,
       port: 0,
       hostname: "127.0.0.1",
+      trustedProxies: ["127.0.0.1", "::1"],
+      allowedHosts: ["cache.example.com"],
       views: [
         {
           name: "usersWithOrders",

@@ -120,6 +120,23 @@ describe("memory bound", () => {
   });
 });
 
+describe("trusted proxies", () => {
+  it("sends the origin the client a trusted proxy names in X-Forwarded-For, and the peer otherwise", async () => {
+    const o = await origin((req, res) => {
+      res.writeHead(200, { "cache-control": "no-store" });
+      res.end(String(req.headers["x-forwarded-for"]));
+    });
+    const seen = async (trustedProxies: string[] | undefined) => {
+      const proxy = await startProxy(o.url, { trustedProxies });
+      cleanup.push(() => proxy.close());
+      return (await raw(`${proxy.url}/who`, { headers: { "x-forwarded-for": "203.0.113.7" } }))
+        .text;
+    };
+    expect(await seen(["127.0.0.1"])).toBe("203.0.113.7");
+    expect(await seen(undefined)).toBe("127.0.0.1");
+  });
+});
+
 describe("config: the proxy section", () => {
   const refused = (config: unknown, pattern: RegExp) =>
     expectBadOption(() => validateConfig(config), pattern);

@@ -9,6 +9,7 @@ import {
   send,
   startEdgecache,
 } from "./harness.ts";
+import { raw } from "./proxy-harness.ts";
 
 // The admin API under /_edgecache, over the real Node wiring (demo SQLite file, memory and
 // SQLite tiers). Most tests authenticate with a token; the auth tests cover the rest.
@@ -266,6 +267,7 @@ describe("auth", () => {
       expect(r.json.tiers).toHaveLength(2);
       const inv = await fetch(`${url}/_edgecache/invalidate`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ table: "users" }),
       });
       expect(await inv.json()).toEqual({ invalidated: 0 });
@@ -278,14 +280,154 @@ describe("auth", () => {
     const open = await startEdgecache();
     try {
       const r = await send(open.edgecache, "GET", "/_edgecache/stats");
-      expectClientError(r, 401, "E_UNAUTHORIZED");
+      expectClientError(r, 403, "E_FORBIDDEN", "EDGECACHE_ADMIN_TOKEN");
       // A forwarding header is the client's word, not the socket's address.
       const spoofed = await send(open.edgecache, "GET", "/_edgecache/stats", undefined, {
         "x-forwarded-for": "127.0.0.1",
       });
-      expectClientError(spoofed, 401, "E_UNAUTHORIZED");
+      expectClientError(spoofed, 403, "E_FORBIDDEN");
     } finally {
       await open.close();
     }
+  });
+});
+
+describe("admin access behind a reverse proxy, from browsers, and before the body", () => {
+  let open: Harness;
+  let url: string;
+  const start = async (options = {}) => {
+    open = await startEdgecache(options);
+    ({ url } = await open.edgecache.listen());
+  };
+  afterEach(async () => {
+    await open?.close();
+  });
+
+  it("without a token, refuses a loopback peer that forwards for someone (a reverse proxy on this host)", async () => {
+    await start();
+    for (const [name, value] of [
+      ["x-forwarded-for", "203.0.113.7"],
+      ["forwarded", "for=203.0.113.7"],
+      ["x-real-ip", "203.0.113.7"],
+    ]) {
+      const r = await raw(`${url}/_edgecache/stats`, { headers: { [name!]: value! } });
+      expect(r.status).toBe(403);
+      expect(JSON.parse(r.text).error.code).toBe("E_FORBIDDEN");
+    }
+    expect((await raw(`${url}/_edgecache/stats`)).status).toBe(200);
+  });
+
+  it("with trustedProxies, believes X-Forwarded-For from them only: its last untrusted entry is the client", async () => {
+    await start({ trustedProxies: ["127.0.0.1"] });
+    const status = async (xff?: string) =>
+      (await raw(`${url}/_edgecache/stats`, xff ? { headers: { "x-forwarded-for": xff } } : {}))
+        .status;
+    expect(await status("203.0.113.7")).toBe(403);
+    // A client that claims to be loopback: the proxy appends the address it heard from.
+    expect(await status("127.0.0.1, 203.0.113.7")).toBe(403);
+    // Someone on this machine, through the proxy.
+    expect(await status("127.0.0.1")).toBe(200);
+    // A trusted proxy that does not say whom it forwards for may forward anyone.
+    expect(await status()).toBe(403);
+  });
+
+  it("answers only the Host names it serves (DNS rebinding), loopback ones and allowedHosts", async () => {
+    await start({ allowedHosts: ["admin.example"] });
+    const port = new URL(url).port;
+    const status = async (host: string) =>
+      (await raw(`${url}/_edgecache/stats`, { headers: { host } })).status;
+    const refused = await raw(`${url}/_edgecache/stats`, {
+      headers: { host: `evil.example:${port}` },
+    });
+    expect(refused.status).toBe(403);
+    expect(JSON.parse(refused.text).error).toMatchObject({ code: "E_FORBIDDEN" });
+    expect(refused.text).toContain("allowedHosts");
+    for (const host of [
+      `localhost:${port}`,
+      `127.0.0.1:${port}`,
+      `[::1]:${port}`,
+      "ADMIN.example",
+    ]) {
+      expect(await status(host)).toBe(200);
+    }
+    // The data API is not the admin API: any Host.
+    expect(
+      (await raw(`${url}/v1/users?limit=1`, { headers: { host: "evil.example" } })).status,
+    ).toBe(200);
+  });
+
+  it("refuses admin bodies that are not JSON (415) and requests from another Origin (403)", async () => {
+    await start();
+    const post = (headers: Record<string, string>) =>
+      raw(`${url}/_edgecache/invalidate`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ table: "users" }),
+      });
+    const plain = await post({ "content-type": "text/plain" });
+    expect(plain.status).toBe(415);
+    expect(JSON.parse(plain.text).error.code).toBe("E_UNSUPPORTED_MEDIA_TYPE");
+    expect((await post({})).status).toBe(415);
+    const cross = await post({ "content-type": "application/json", origin: "http://evil.example" });
+    expect(cross.status).toBe(403);
+    expect((await post({ "content-type": "application/json", origin: "null" })).status).toBe(403);
+    const same = await post({ "content-type": "application/json; charset=utf-8", origin: url });
+    expect(same.status).toBe(200);
+  });
+
+  it("refuses a data API write a page of another origin had a browser send (CSRF), not one without Origin", async () => {
+    await start();
+    const body = JSON.stringify({
+      firstName: "Eve",
+      lastName: "Csrf",
+      email: "eve@example.com",
+      createdAt: "2025-01-01T00:00:00Z",
+    });
+    const cross = await raw(`${url}/v1/users`, {
+      method: "POST",
+      headers: { "content-type": "text/plain", origin: "http://evil.example" },
+      body,
+    });
+    expect(cross.status).toBe(403);
+    expect(open.fresh("SELECT count(*) AS n FROM users WHERE lastName = 'Csrf'")[0]).toEqual({
+      n: 0,
+    });
+    const direct = await raw(`${url}/v1/users`, {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body,
+    });
+    expect(direct.status).toBe(201);
+  });
+});
+
+describe("bearer tokens", () => {
+  it("a 401 says how to authenticate (WWW-Authenticate: Bearer)", async () => {
+    const r = await get("/_edgecache/stats");
+    expectClientError(r, 401, "E_UNAUTHORIZED");
+    expect(r.headers.get("www-authenticate")).toMatch(/^Bearer realm=/);
+  });
+
+  it.each([`bearer ${TOKEN}`, `BEARER ${TOKEN}`, `Bearer   ${TOKEN}`])(
+    "takes %j: the scheme in any case (RFC 9110 11.1), one or more spaces",
+    async (authorization) => {
+      const r = await send(h.edgecache, "GET", "/_edgecache/stats", undefined, { authorization });
+      expect(r.status).toBe(200);
+    },
+  );
+
+  it("checks the token before the body: a 5 MB body with a wrong token gets 401, not 413", async () => {
+    const big = JSON.stringify({ keys: ["x".repeat(5 * 1024 * 1024)] });
+    const headers = { "content-length": String(big.length) };
+    const wrong = await send(h.edgecache, "POST", "/_edgecache/invalidate", big, {
+      ...headers,
+      authorization: "Bearer wrong",
+    });
+    expectClientError(wrong, 401, "E_UNAUTHORIZED");
+    const right = await send(h.edgecache, "POST", "/_edgecache/invalidate", big, {
+      ...headers,
+      ...AUTH,
+    });
+    expectClientError(right, 413, "E_TOO_LARGE");
   });
 });

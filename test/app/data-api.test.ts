@@ -1,3 +1,4 @@
+import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Row } from "../../src/core/query.ts";
 import {
@@ -144,6 +145,43 @@ describe("a new user's walkthrough", () => {
     expect(ids(afterDelete)).not.toContain(id);
     expect(afterDelete.json.data).toEqual(usersWhere("firstName = 'Lane'"));
     expectClientError(await get(`/v1/users/${id}`), 404, "E_NOT_FOUND");
+  });
+
+  it("creates a user from firstName, lastName and email: createdAt is the time of the insert", async () => {
+    const before = new Date().toISOString().slice(0, 19);
+    const r = await send(h.edgecache, "POST", "/v1/users", {
+      firstName: "Lane",
+      lastName: "First",
+      email: "lane.first@example.com",
+    });
+    expect(r.status).toBe(201);
+    // The seeded rows' format: ISO 8601 to the second, in UTC.
+    expect(r.json.createdAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(r.json.createdAt.slice(0, 19) >= before).toBe(true);
+    expect(usersWhere("id = ?", r.json.id)).toEqual([r.json]);
+    const order = await send(h.edgecache, "POST", "/v1/orders", {
+      userId: r.json.id,
+      total: 12.5,
+      status: "pending",
+    });
+    expect(order.status).toBe(201);
+    expect(order.json.createdAt).toMatch(/Z$/);
+  });
+
+  it("refuses a new row without a required value with a 400 naming the column, not a 409", async () => {
+    const r = await send(h.edgecache, "POST", "/v1/users", { firstName: "Lane", lastName: "X" });
+    expectClientError(r, 400, "E_BAD_BODY", '"email"');
+    const cwd = tempDir();
+    booksDatabase(cwd);
+    const books = await startEdgecache({ database: "books.db" }, cwd);
+    try {
+      const none = await send(books.edgecache, "POST", "/v1/books", { pages: 10 });
+      expectClientError(none, 400, "E_BAD_BODY", 'column "title" is required');
+      const reviews = await send(books.edgecache, "POST", "/v1/reviews", {});
+      expectClientError(reviews, 400, "E_BAD_BODY", '"bookId"', '"stars"');
+    } finally {
+      await books.close();
+    }
   });
 });
 
@@ -634,5 +672,43 @@ describe("patch in place", () => {
     const next = await get(path);
     expectClientError(next, 404, "E_NOT_FOUND");
     expect(status(next)).toMatch(HIT);
+  });
+});
+
+describe("a database another process is writing", () => {
+  /** Another connection holding the write lock, as a second process would. */
+  function holdLock(path: string) {
+    const other = new Database(path);
+    other.exec("BEGIN IMMEDIATE");
+    return () => {
+      other.exec("COMMIT");
+      other.close();
+    };
+  }
+
+  it("a write waits for the lock (busyTimeout) and succeeds once it is released", async () => {
+    const user = usersWhere("1 = 1")[0]!;
+    const release = holdLock(h.edgecache.databasePath);
+    const patched = send(h.edgecache, "PATCH", `/v1/users/${user.id}`, { lastName: "Waited" });
+    // Reads are served while the write waits.
+    expect((await get("/v1/users?limit=1")).status).toBe(200);
+    setTimeout(release, 100);
+    const r = await patched;
+    expect(r.status).toBe(200);
+    expect(r.json.lastName).toBe("Waited");
+    expect(usersWhere("id = ?", user.id)[0]!.lastName).toBe("Waited");
+  });
+
+  it("after busyTimeout, a 503 E_SOURCE_BUSY with Retry-After", async () => {
+    const busy = await startEdgecache({ busyTimeout: 0.05 });
+    const release = holdLock(busy.edgecache.databasePath);
+    try {
+      const r = await send(busy.edgecache, "POST", "/v1/users", newUser());
+      expectClientError(r, 503, "E_SOURCE_BUSY", "locked");
+      expect(r.headers.get("retry-after")).toBe("1");
+    } finally {
+      release();
+      await busy.close();
+    }
   });
 });

@@ -583,6 +583,78 @@ describe("sqliteSource", () => {
     });
   });
 
+  describe("a write lock held by another connection", () => {
+    const lockedFile = () =>
+      dbFile((db) => {
+        db.pragma("journal_mode = WAL");
+        db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, qty INTEGER NOT NULL)");
+        db.exec("INSERT INTO t (id, qty) VALUES (1, 1)");
+      });
+    /** Another connection (another process, as far as SQLite's locks go) that writes. */
+    const holdLock = (path: string) => {
+      const other = new Database(path);
+      other.exec("BEGIN IMMEDIATE");
+      other.prepare("UPDATE t SET qty = qty + 100 WHERE id = 1").run();
+      return {
+        release() {
+          if (other.inTransaction) other.exec("COMMIT");
+          other.close();
+        },
+      };
+    };
+
+    it("a write waits for it, without blocking the event loop, and goes through once it is released", async () => {
+      const path = lockedFile();
+      const s = sqliteSource({ path, busyTimeout: 10_000 });
+      opened.push(s);
+      const t = await resource(s, "t");
+      const lock = holdLock(path);
+      // Every kind of write waits: update (reads its old row first), insert, delete.
+      const writes = Promise.all([
+        s.update("t", 1, { qty: 2 }),
+        s.insert("t", { id: 2, qty: 5 }),
+        s.delete("t", 2),
+      ]);
+      // Reads are answered meanwhile: the wait is between tries, not inside SQLite.
+      let ticks = 0;
+      const ticking = setInterval(() => ticks++, 5);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      clearInterval(ticking);
+      expect(ticks).toBeGreaterThan(1);
+      expect(await s.get(t, 1)).toEqual({ id: 1, qty: 1 });
+      lock.release();
+      const [updated] = await writes;
+      // The update read its old row inside its own transaction, after the other write.
+      expect(updated).toEqual({ old: { id: 1, qty: 101 }, row: { id: 1, qty: 2 } });
+      expect(await s.list(t, query({}))).toEqual([{ id: 1, qty: 2 }]);
+    });
+
+    it("fails with E_SOURCE_BUSY, no SQL, once busyTimeout has passed", async () => {
+      const path = lockedFile();
+      const s = sqliteSource({ path, busyTimeout: 50 });
+      opened.push(s);
+      const lock = holdLock(path);
+      try {
+        const err = await rejection(s.update("t", 1, { qty: 2 }), "E_SOURCE_BUSY");
+        expect(err.message).not.toMatch(SQL_WORDS);
+        await rejection(s.insert("t", { qty: 5 }), "E_SOURCE_BUSY");
+        await rejection(s.delete("t", 1), "E_SOURCE_BUSY");
+      } finally {
+        lock.release();
+      }
+      expect(await s.update("t", 1, { qty: 3 })).toMatchObject({ row: { id: 1, qty: 3 } });
+    });
+
+    it.each([-1, Number.NaN, "5000", Number.POSITIVE_INFINITY])(
+      "refuses busyTimeout %s",
+      (busyTimeout) => {
+        expect(() =>
+          sqliteSource({ path: ":memory:", busyTimeout: busyTimeout as number }),
+        ).toThrow(/option "busyTimeout": expected milliseconds >= 0/);
+      },
+    );
+  });
+
   describe("prefix with NUL", () => {
     it("matches the whole prefix, not the part before the NUL", async () => {
       const path = dbFile((db) => {

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { addressSet, hostSet } from "../../app/access.ts";
 import { type OriginRoute, validateRoutes } from "../../app/proxy.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { ViewInfo } from "../../core/query.ts";
@@ -10,6 +11,8 @@ import type { RedisSetting } from "./cluster.ts";
 export interface EdgecacheConfig {
   /** SQLite file of your own; without it edgecache serves the demo database. */
   database?: string;
+  /** Seconds a write waits for a write lock another process holds, then 503 (5). */
+  busyTimeout?: number;
   /** Declared views: joins served as one resource (`usersWithOrders`). */
   views?: ViewInfo[];
   /** Default time to live of cached responses, seconds (86400). */
@@ -29,6 +32,10 @@ export interface EdgecacheConfig {
    * a write through any node is seen by every node (see the README's "Many nodes").
    */
   redis?: RedisSetting;
+  /** Reverse proxies (IP addresses) whose X-Forwarded-For is believed. */
+  trustedProxies?: string[];
+  /** Host names the admin API answers to besides localhost, 127.0.0.1, [::1] and hostname. */
+  allowedHosts?: string[];
   /** Proxy mode (`edgecache proxy`): the origins and the cache in front of them. */
   proxy?: ProxyConfig;
 }
@@ -48,6 +55,8 @@ export interface ProxyConfig {
   hostname?: string;
   /** Redis shared by several proxy nodes (purges reach every node). */
   redis?: RedisSetting;
+  trustedProxies?: string[];
+  allowedHosts?: string[];
 }
 
 export const CONFIG_FILES = ["edgecache.config.json", "edgecache.config.ts", "edgecache.config.js"];
@@ -89,11 +98,21 @@ function checkKeys(c: Record<string, unknown>, known: Set<string>, at: string): 
   }
 }
 
-const SERVER_KEYS = ["memory", "cacheFile", "port", "hostname", "redis"];
+const SERVER_KEYS = [
+  "memory",
+  "cacheFile",
+  "port",
+  "hostname",
+  "trustedProxies",
+  "allowedHosts",
+  "redis",
+];
 
-/** port, hostname, cacheFile and memory, which both sections have (`at`: "" or "proxy."). */
+/** The server settings both sections have (`at`: "" or "proxy."). */
 function checkServer(c: Record<string, unknown>, at: string): void {
   str(c, "hostname", `${at}hostname`);
+  addressSet(C, `${at}trustedProxies`, c.trustedProxies);
+  hostSet(C, `${at}allowedHosts`, c.allowedHosts);
   if (
     c.port !== undefined &&
     !(Number.isInteger(c.port) && (c.port as number) >= 0 && (c.port as number) <= 65535)
@@ -147,6 +166,7 @@ export function validateConfig(raw: unknown): EdgecacheConfig {
   const c = raw as Record<string, unknown>;
   const known = new Set([
     "database",
+    "busyTimeout",
     "views",
     "ttl",
     "staleWhileRevalidate",
@@ -159,6 +179,7 @@ export function validateConfig(raw: unknown): EdgecacheConfig {
   checkServer(c, "");
   num("ttl", c.ttl, 1);
   num("staleWhileRevalidate", c.staleWhileRevalidate, 0);
+  num("busyTimeout", c.busyTimeout, 0);
   if (c.proxy !== undefined) validateProxy(c.proxy);
   if (c.routes !== undefined) {
     if (typeof c.routes !== "object" || c.routes === null)

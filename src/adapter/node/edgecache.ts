@@ -16,7 +16,7 @@ import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
-import { isLoopback, type RunningServer, startServer } from "./server.ts";
+import { adminAccess, type RunningServer, startServer } from "./server.ts";
 import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
 
 export interface NodeEdgecacheOptions extends EdgecacheConfig {
@@ -64,7 +64,11 @@ export async function createNodeEdgecache(
   // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
   db.pragma("journal_mode = WAL");
   if (demo && !isSeeded(db)) seedDemo(db, options.demo);
-  const source = sqliteSource({ database: db, views: demo ? demoViews : (options.views ?? []) });
+  const source = sqliteSource({
+    database: db,
+    views: demo ? demoViews : (options.views ?? []),
+    busyTimeout: options.busyTimeout === undefined ? undefined : options.busyTimeout * 1000,
+  });
 
   const tiers: Store[] = [memoryStore(options.memory)];
   const cacheFile =
@@ -106,7 +110,10 @@ export async function createNodeEdgecache(
 
   const app = new Hono();
   app.onError(onError);
-  app.route("/_edgecache", createAdminApi({ cache, token: options.adminToken, isLoopback }));
+  app.route(
+    "/_edgecache",
+    createAdminApi({ cache, token: options.adminToken, ...adminAccess(options) }),
+  );
   app.route("/", api.app);
   app.notFound(notFound);
 

@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
-import type { HttpBindings } from "@hono/node-server";
 import { Hono } from "hono";
+import { addressSet, clientAddress } from "../../app/access.ts";
 import { createAdminApi } from "../../app/admin.ts";
 import { notFound, onError } from "../../app/errors.ts";
 import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
@@ -12,7 +12,13 @@ import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster, type RedisSetting } from "./cluster.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
-import { type HitRequest, isLoopback, type RunningServer, startServer } from "./server.ts";
+import {
+  adminAccess,
+  type HitRequest,
+  peerAddress,
+  type RunningServer,
+  startServer,
+} from "./server.ts";
 import { leaveStamp, takeStamp } from "./source-stamp.ts";
 
 export interface NodeProxyOptions {
@@ -26,6 +32,10 @@ export interface NodeProxyOptions {
   memory?: { maxBytes?: number; maxEntries?: number };
   /** With a token the admin API needs `Authorization: Bearer <token>`; else loopback only. */
   adminToken?: string;
+  /** Reverse proxies whose X-Forwarded-For is believed (admin access, the origin's X-Forwarded-For). */
+  trustedProxies?: string[];
+  /** Host names the admin API answers to besides the loopback ones and `hostname`. */
+  allowedHosts?: string[];
   /** Working directory that relative paths resolve against. */
   cwd?: string;
   /** Largest body stored, bytes (8 MiB); larger ones stream through. */
@@ -60,6 +70,7 @@ export const DEFAULT_PROXY_CACHE_FILE = "edgecache-proxy.cache.db";
 export async function createNodeProxy(options: NodeProxyOptions): Promise<NodeProxy> {
   const cwd = options.cwd ?? process.cwd();
   const now = options.now ?? Date.now;
+  const trusted = addressSet("proxy", "trustedProxies", options.trustedProxies);
   const tiers: Store[] = [memoryStore({ ...options.memory, now })];
   const file = options.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
   const cachePath = file === false ? undefined : resolve(cwd, file);
@@ -82,8 +93,9 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
       maxCacheableSize: options.maxCacheableSize,
       grace: options.grace,
       now,
+      // A trusted proxy without X-Forwarded-For is the client as far as anyone knows.
       clientAddress: (c) =>
-        (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress ?? undefined,
+        clientAddress(peerAddress(c), (h) => c.req.header(h), trusted) ?? peerAddress(c),
     });
   } catch (err) {
     await cluster?.close();
@@ -96,7 +108,7 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   app.onError(onError);
   app.route(
     "/_edgecache",
-    createAdminApi({ cache, token: options.adminToken, isLoopback, proxy, now }),
+    createAdminApi({ cache, token: options.adminToken, ...adminAccess(options), proxy, now }),
   );
   // Reserved: never forwarded to an origin.
   app.all("/_edgecache/*", notFound);

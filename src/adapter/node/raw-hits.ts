@@ -19,6 +19,10 @@ import type { HitReply, HitRequest } from "./hit-reply.ts";
  * complete after one more read, a request that is not a hit) the connection goes to node:http for good, with every byte from
  * the start of that request unread, so llhttp sees exactly the stream it would have seen
  * from those boundaries, and decides (a 400, a 431, a close) as if it had read it all.
+ *
+ * Pipelined requests keep their order: those answered here are answered synchronously,
+ * before anything after them is read, and node:http's listener takes its turns per
+ * connection (in-order.ts), so a hit after a write is looked up once the write is done.
  */
 
 /** Longer heads are node:http's (its own limit, maxHeaderSize, is 16 KiB). */

@@ -2,10 +2,12 @@ import { type IncomingMessage, Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import type { Context, Hono } from "hono";
+import type { AdminOptions } from "../../app/admin.ts";
 import type { Cache } from "../../core/cache.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { requestKey } from "../../core/keys.ts";
 import { type HitRequest, hitReply } from "./hit-reply.ts";
+import { inOrder } from "./in-order.ts";
 import { RawHits, type RawHitsOptions, replyBytes } from "./raw-hits.ts";
 
 export type { HitRequest } from "./hit-reply.ts";
@@ -40,8 +42,17 @@ export interface RunningServer {
   /** node:http's server; its close() and closeAllConnections() end raw connections too. */
   server: Server;
   url: string;
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections, lets requests in flight finish (each connection closes
+   * once its last reply is out), and ends what is left after `drainMs` (DRAIN_MS).
+   */
+  close(drainMs?: number): Promise<void>;
 }
+
+/** How long close() waits for requests in flight before it ends their connections. */
+export const DRAIN_MS = 10_000;
+/** While draining, connections whose replies are out are closed this often. */
+const IDLE_SWEEP_MS = 50;
 
 /**
  * Serves a Hono app on Node. A fresh hit in the memory tier is answered without building
@@ -68,11 +79,12 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
       ? findHit(req)
       : undefined;
   const server = new HitServer(
-    (req, res) => {
+    // Looked up when the request's turn comes: after a write pipelined before it.
+    inOrder((req, res) => {
       const entry = hitOf(req);
       if (entry) serveHit(entry, req, res, now());
       else listener(req, res);
-    },
+    }),
     options.rawHits === false || !findHit
       ? undefined
       : (req, keepAliveMs) => {
@@ -89,10 +101,17 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
       resolve({
         server,
         url: `http://${host}:${port}`,
-        close: () =>
+        close: (drainMs = DRAIN_MS) =>
           new Promise<void>((done) => {
-            server.close(() => done());
-            server.closeAllConnections();
+            // node:http's close() ends the connections idle at that moment only; a busy one
+            // becomes idle when its reply is out, and the sweep then closes it.
+            const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+            const force = setTimeout(() => server.closeAllConnections(), drainMs);
+            server.close(() => {
+              clearInterval(sweep);
+              clearTimeout(force);
+              done();
+            });
           }),
       });
     });
@@ -167,8 +186,24 @@ function serveHit(entry: CacheEntry, req: IncomingMessage, res: ServerResponse, 
   res.end(req.method === "HEAD" ? undefined : reply.body);
 }
 
-/** Whether the request came from this machine (admin API without a token). */
-export function isLoopback(c: Context): boolean {
-  const addr = (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress ?? "";
-  return addr.startsWith("127.") || addr === "::1" || addr.startsWith("::ffff:127.");
+/** The TCP peer's address of a request startServer received (the admin API's peerAddress). */
+export function peerAddress(c: Context): string | undefined {
+  return (c.env as HttpBindings | undefined)?.incoming?.socket?.remoteAddress;
+}
+
+/** The admin API's access options from a Node server's settings. */
+export function adminAccess(options: {
+  hostname?: string;
+  trustedProxies?: string[];
+  allowedHosts?: string[];
+}): Pick<AdminOptions, "peerAddress" | "trustedProxies" | "allowedHosts"> {
+  return {
+    peerAddress,
+    trustedProxies: options.trustedProxies,
+    // The name it listens on is one its clients may use.
+    allowedHosts: [
+      ...(options.allowedHosts ?? []),
+      ...(options.hostname ? [options.hostname] : []),
+    ],
+  };
 }

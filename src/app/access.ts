@@ -1,0 +1,146 @@
+import type { Context, MiddlewareHandler } from "hono";
+import { badOption, EdgecacheError } from "../core/errors.ts";
+
+/**
+ * Who is asking, and whether to believe what a request says about it: the admin API's
+ * access rules, as functions of addresses and header values, and the data API's CSRF guard.
+ */
+
+/** Host names that always reach the admin API: no DNS answer can make them someone else's. */
+export const LOOPBACK_HOSTS: readonly string[] = ["localhost", "127.0.0.1", "[::1]"];
+
+/** Headers with which a proxy says a request is not its own (RFC 7239, and the de facto ones). */
+const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+export function isLoopbackAddress(address: string | undefined): boolean {
+  return address !== undefined && (address.startsWith("127.") || address === "::1");
+}
+
+/** `::ffff:127.0.0.1`, how a dual-stack socket reports an IPv4 peer, as `127.0.0.1`. */
+export function normalizeAddress(address: string): string {
+  const a = address.trim().toLowerCase();
+  return a.startsWith("::ffff:") && a.includes(".") ? a.slice(7) : a;
+}
+
+/**
+ * The client's address as far as it can be believed: from a trusted proxy, the last
+ * X-Forwarded-For entry that is not a trusted proxy (each proxy appends the address it heard
+ * from, so entries left of an untrusted one are the client's own claims), the first when all
+ * are; undefined when a trusted proxy sends none. From anyone else, the peer.
+ */
+export function clientAddress(
+  peer: string | undefined,
+  header: (name: string) => string | undefined,
+  trustedProxies: ReadonlySet<string>,
+): string | undefined {
+  if (peer === undefined) return undefined;
+  const from = normalizeAddress(peer);
+  if (!trustedProxies.has(from)) return from;
+  const chain = (header("x-forwarded-for") ?? "")
+    .split(",")
+    .map(normalizeAddress)
+    .filter((a) => a !== "");
+  return chain.findLast((a) => !trustedProxies.has(a)) ?? chain[0];
+}
+
+/**
+ * Whether the client is on this machine. Not when a trusted proxy does not say whom it
+ * forwards for, nor when a peer that is not a trusted proxy sends a forwarding header: that
+ * is a reverse proxy on this machine that nobody declared, forwarding someone unknown.
+ */
+export function isLoopbackClient(
+  peer: string | undefined,
+  header: (name: string) => string | undefined,
+  trustedProxies: ReadonlySet<string>,
+): boolean {
+  const untrustedPeer = peer !== undefined && !trustedProxies.has(normalizeAddress(peer));
+  if (untrustedPeer && FORWARDING_HEADERS.some((h) => header(h) !== undefined)) return false;
+  return isLoopbackAddress(clientAddress(peer, header, trustedProxies));
+}
+
+/** The name in a Host header or URL authority, lower case, without port or final dot. */
+export function hostName(host: string): string {
+  const h = host.trim().toLowerCase();
+  const name = h.startsWith("[") ? h.slice(0, h.indexOf("]") + 1) : h.replace(/:\d*$/, "");
+  return name.endsWith(".") ? name.slice(0, -1) : name;
+}
+
+/** A listening address as a Host header names it (`::1` is `[::1]`). */
+export function hostOf(address: string): string {
+  return address.split(":").length > 2 && !address.startsWith("[") ? `[${address}]` : address;
+}
+
+/** Whether a request's Origin, when it sends one, is the origin it was sent to. */
+export function sameOrigin(origin: string | undefined, host: string): boolean {
+  if (origin === undefined) return true;
+  try {
+    const from = new URL(origin);
+    // Both through the URL parser: default ports and case compare equal.
+    return from.host === new URL(`${from.protocol}//${host}`).host;
+  } catch {
+    return false; // "null" (a sandboxed page, a redirect) and malformed origins
+  }
+}
+
+/** The Host a request was sent to (in-process requests have only their URL). */
+export function requestHost(c: Context): string {
+  return c.req.header("host") ?? new URL(c.req.url).host;
+}
+
+/** RFC 9110 9.2.1. */
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+
+/**
+ * Refuses a write that a page of another origin had a browser send (CSRF): browsers send
+ * Origin with every cross-origin request, and a form or text/plain POST goes out without a
+ * CORS preflight. Clients that are not browsers send no Origin and are not concerned.
+ */
+export const sameOriginWrites: MiddlewareHandler = async (c, next) => {
+  if (!SAFE_METHODS.has(c.req.method) && !sameOrigin(c.req.header("origin"), requestHost(c))) {
+    throw new EdgecacheError("E_FORBIDDEN", "http", "origin: cross-origin writes are refused");
+  }
+  await next();
+};
+
+/**
+ * The token of `Authorization: Bearer <token>`; the scheme is case-insensitive
+ * (RFC 9110 11.1) and followed by one or more spaces (11.4).
+ */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  const m = /^bearer +(\S+) *$/i.exec(authorization ?? "");
+  return m?.[1];
+}
+
+/** Compares secrets without an early exit, so timing does not reveal a prefix. */
+export function constantTimeEqual(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+  }
+  return diff === 0;
+}
+
+/** IPv4 dotted quad, or IPv6 (hex groups and colons, maybe an IPv4 tail); not a name. */
+const IP_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f]*:[0-9a-f:.]*)$/i;
+
+/** Checks an address list option (trustedProxies) and returns it as a set. */
+export function addressSet(component: string, name: string, value: unknown): Set<string> {
+  const list = stringList(component, name, value, "IP addresses");
+  const bad = list.find((a) => !IP_ADDRESS.test(a.trim()));
+  if (bad !== undefined) badOption(component, name, "IP addresses", bad);
+  return new Set(list.map(normalizeAddress));
+}
+
+/** Checks a list of names option (allowedHosts); names as a Host header carries them. */
+export function hostSet(component: string, name: string, value: unknown): Set<string> {
+  const list = stringList(component, name, value, "host names");
+  return new Set([...LOOPBACK_HOSTS, ...list.map((h) => hostName(hostOf(h)))]);
+}
+
+function stringList(component: string, name: string, value: unknown, what: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.some((v) => typeof v !== "string" || v.trim() === "")) {
+    badOption(component, name, `an array of ${what}`, JSON.stringify(value));
+  }
+  return value as string[];
+}
