@@ -73,11 +73,12 @@ return {id, redis.call('HGET', KEYS[1], 'seq'), redis.call('HGETALL', KEYS[3])}
 `;
 
 /**
- * A node reports what it applied and renews its lease. A member stays one while it keeps
- * up (it applied what the log held at its previous renewal); a node that is not a member
- * joins only when it has applied the whole log, since writes were acknowledged without it.
+ * A node reports what it applied and renews its lease (ARGV: node, applied, lease, the
+ * log it follows, the wake-up channel). A member stays one while it keeps up (it applied
+ * what the log held at its previous renewal); a node that is not a member joins only when
+ * it has applied the whole log, since writes were acknowledged without it.
  */
-const RENEW = `${PRELUDE}
+const RENEW_BODY = `
 local head = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 local granted = 0
 if id == ARGV[5] then
@@ -93,28 +94,33 @@ if id == ARGV[5] then
   redis.call('HSET', KEYS[6], ARGV[2], head)
   redis.call('PUBLISH', ARGV[6], applied)
 end
+`;
+
+const RENEW = `${PRELUDE}${RENEW_BODY}
 return {id, head, granted}
 `;
 
 /**
- * Whether a record may be acknowledged: every member has applied it (a node whose lease
- * ran out no longer serves from cache), and a new log is older than a lease (nodes of the
- * old one may still serve until they notice). Returns {members behind, ms to wait at most}.
+ * A writer renews (as RENEW) and asks whether its record (ARGV: seq, its log) may be
+ * acknowledged: every member has applied it (a node whose lease ran out no longer serves
+ * from cache), and a new log is older than a lease (nodes of the old one may still serve
+ * until they notice). Returns RENEW's answer, then {members behind, ms to wait at most}.
  */
-const BARRIER = `${PRELUDE}
-local wait = tonumber(redis.call('HGET', KEYS[1], 'created')) + tonumber(ARGV[3]) - now
-if id ~= ARGV[4] then return {0, math.max(wait, 0)} end
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-local members = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+const BARRIER = `${PRELUDE}${RENEW_BODY}
+local wait = tonumber(redis.call('HGET', KEYS[1], 'created')) + tonumber(ARGV[4]) - now
 local behind = 0
-for i = 1, #members, 2 do
-  local applied = tonumber(redis.call('HGET', KEYS[5], members[i]) or '0')
-  if applied < tonumber(ARGV[2]) then
-    behind = behind + 1
-    wait = math.max(wait, tonumber(members[i + 1]) - now)
+if id == ARGV[8] then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  local members = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+  for i = 1, #members, 2 do
+    local applied = tonumber(redis.call('HGET', KEYS[5], members[i]) or '0')
+    if applied < tonumber(ARGV[7]) then
+      behind = behind + 1
+      wait = math.max(wait, tonumber(members[i + 1]) - now)
+    end
   end
 end
-return {behind, math.max(wait, 0)}
+return {id, head, granted, behind, math.max(wait, 0)}
 `;
 
 const LEAVE = `${PRELUDE}
@@ -199,6 +205,8 @@ export class RedisChangeLog implements ChangeLog {
   #closed = false;
   #loop: Promise<void> | undefined;
   #wake = new Set<() => void>();
+  /** Wake-ups heard so far: a barrier that heard one while it asked goes again at once. */
+  #wakes = 0;
   /** Records the source committed but the log did not take in time: sent again, in order. */
   #outbox: string[][] = [];
   #flushing: Promise<void> | undefined;
@@ -230,6 +238,7 @@ export class RedisChangeLog implements ChangeLog {
     this.#reader = duplicate(client, this.#blockMs() + settings.commandTimeout);
     this.#subscriber = duplicate(client, undefined);
     this.#subscriber.on("message", () => {
+      this.#wakes++;
       const waiting = [...this.#wake];
       this.#wake.clear();
       for (const wake of waiting) wake();
@@ -379,28 +388,28 @@ export class RedisChangeLog implements ChangeLog {
   }
 
   async #renew(): Promise<void> {
-    if (this.#outbox.length > 0) {
-      this.#leaseUntil = Number.NEGATIVE_INFINITY;
-      return;
-    }
     const sent = performance.now();
-    const [log, head, granted] = (await this.#client.ecRenew(
-      ...this.#keys,
-      randomId(),
-      this.node,
-      this.#applied,
-      this.#s.leaseMs,
-      this.#log,
-      this.#channel,
-    )) as [string, number, number];
-    if (log !== this.#log) {
+    this.#renewed(sent, (await this.#client.ecRenew(...this.#renewArgs())) as RenewReply);
+  }
+
+  /** RENEW's arguments; while the outbox holds anything, none that renews (see #flush). */
+  #renewArgs(): (string | number)[] {
+    const log = this.#outbox.length > 0 ? "" : this.#log;
+    const { node, leaseMs } = { node: this.node, leaseMs: this.#s.leaseMs };
+    return [...this.#keys, randomId(), node, this.#applied, leaseMs, log, this.#channel];
+  }
+
+  /** What a renewal sent at `sent` says: the lease, or that the log is not this node's. */
+  #renewed(sent: number, [log, , granted]: RenewReply): void {
+    if (this.#outbox.length > 0) {
+      this.#leaseUntil = Number.NEGATIVE_INFINITY; // it did not renew (see #renewArgs)
+    } else if (log !== this.#log) {
       // Redis lost the log (restarted empty): what this node holds cannot be checked.
       this.#leaseUntil = Number.NEGATIVE_INFINITY;
       this.#restart = true;
-      return;
+    } else if (Number(granted) === 1) {
+      this.#leaseUntil = sent + this.#s.leaseMs - LEASE_MARGIN_MS;
     }
-    if (Number(granted) === 1) this.#leaseUntil = sent + this.#s.leaseMs - LEASE_MARGIN_MS;
-    void head;
   }
 
   /** Applies records in order; a gap (records trimmed before this node read them) restarts it. */
@@ -433,24 +442,26 @@ export class RedisChangeLog implements ChangeLog {
       this.#deliver(entries.map(parseRecord));
       if (this.#applied === before) this.#restart = true; // trimmed: start over
     }
-    // Tell the others (and this node's own membership) that it applied the record.
-    await this.#renew().catch(() => {});
   }
 
-  /** Waits until the record may be acknowledged (see BARRIER). */
+  /**
+   * Waits until the record may be acknowledged (see BARRIER), renewing this node's lease
+   * with each ask: it tells the others, and its own membership, that it applied the record.
+   */
   async #barrier(log: string, seq: number, deadline: number): Promise<void> {
     for (;;) {
       let behind: number;
       let wait: number;
+      const wakes = this.#wakes;
+      const sent = performance.now();
       try {
-        const reply = (await this.#client.ecBarrier(
-          ...this.#keys,
-          randomId(),
-          seq,
-          this.#s.leaseMs,
-          log,
-        )) as [number, number];
-        [behind, wait] = [Number(reply[0]), Number(reply[1])];
+        const reply = (await this.#client.ecBarrier(...this.#renewArgs(), seq, log)) as [
+          ...RenewReply,
+          number,
+          number,
+        ];
+        this.#renewed(sent, [reply[0], reply[1], reply[2]]);
+        [behind, wait] = [Number(reply[3]), Number(reply[4])];
       } catch (err) {
         this.#failures++;
         // Nodes that cannot reach Redis either lose their lease or have applied the record.
@@ -462,6 +473,7 @@ export class RedisChangeLog implements ChangeLog {
       }
       if (behind === 0 && wait <= 0) return;
       if (this.#closed) throw unavailable("barrier", new Error("closed"));
+      if (behind > 0 && this.#wakes !== wakes) continue; // a node applied meanwhile: ask again
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, behind === 0 ? wait : Math.min(wait, 100));
         function done() {
@@ -473,6 +485,8 @@ export class RedisChangeLog implements ChangeLog {
     }
   }
 }
+
+type RenewReply = [log: string, head: number, granted: number];
 
 /** A connection of its own, alike but for the command timeout (one server or a cluster). */
 function duplicate(client: RedisClient, commandTimeout: number | undefined): RedisClient {
