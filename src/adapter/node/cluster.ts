@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { type RedisChangeLog, redisChangeLog } from "../../bus/redis.ts";
 import { badOption } from "../../core/errors.ts";
 import type { Warner } from "../../core/report.ts";
@@ -27,10 +28,14 @@ export interface Cluster {
  */
 export async function joinCluster(
   setting: RedisSetting,
+  deployment: string,
   logger: Warner = console,
 ): Promise<Cluster> {
-  const { url, prefix, leaseMs, cluster } =
+  const { url, leaseMs, cluster, ...rest } =
     typeof setting === "string" ? { url: setting } : setting;
+  // Without a prefix of its own, each database (or set of origins) gets one: two apps on
+  // one Redis must never read each other's entries or log.
+  const prefix = rest.prefix ?? `edgecache:${shortHash(deployment)}:`;
   if (typeof url !== "string") badOption("config", "redis.url", "a redis:// URL", url);
   const { client } = await connectRedis("redis", { url, cluster });
   try {
@@ -50,4 +55,8 @@ export async function joinCluster(
     client.disconnect();
     throw err;
   }
+}
+
+function shortHash(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 12);
 }

@@ -78,7 +78,10 @@ export async function createNodeEdgecache(
   const cachePath = cacheFile === false ? undefined : resolve(cwd, cacheFile);
   // Many nodes share a Redis change log: entries are checked against it, whoever wrote
   // them. One node has its own log, resumed across clean restarts (see source-stamp.ts).
-  const cluster = options.redis === undefined ? undefined : await joinCluster(options.redis);
+  const cluster =
+    options.redis === undefined
+      ? undefined
+      : await joinCluster(options.redis, `sqlite:${databasePath}`);
   let resume: LogStart | undefined;
   if (cachePath) {
     const persistent = sqliteStore({ path: cachePath });

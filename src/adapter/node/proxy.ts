@@ -75,7 +75,12 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   const file = options.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
   const cachePath = file === false ? undefined : resolve(cwd, file);
   if (cachePath) tiers.push(sqliteStore({ path: cachePath, now }));
-  const cluster = options.redis === undefined ? undefined : await joinCluster(options.redis);
+  // The origins name the deployment: proxies of the same origins share a Redis prefix.
+  const origins = options.origins.map((o) => [o.host, o.pathPrefix, o.origin]);
+  const cluster =
+    options.redis === undefined
+      ? undefined
+      : await joinCluster(options.redis, `proxy:${JSON.stringify(origins)}`);
   if (cluster) tiers.push(...cluster.shared);
   // Entries stored before a clean restart carry positions of the log it left: resume it, so
   // they can still be checked (a crash leaves no stamp, and they are refused).
