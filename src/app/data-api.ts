@@ -178,7 +178,6 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     entry: CacheEntry,
     events: readonly WriteEvent[],
     peek: (key: string) => CacheEntry | undefined,
-    ordered: boolean,
   ): EntryInit | undefined => {
     const meta = entry.meta as EntryMeta | undefined;
     const resource = meta && resolveResource(schema, meta.resource);
@@ -193,10 +192,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     if (!list || entry.status !== 200) return undefined;
     const { data } = parseBody(entry) as { data: Row[] };
     const patched =
-      patchList(resource, list, data, events, keys, undefined, ordered) ??
-      (ordered
-        ? patchList(resource, list, data, events, keys, neighbours(key, resource, list, peek))
-        : undefined);
+      patchList(resource, list, data, events, keys) ??
+      patchList(resource, list, data, events, keys, neighbours(key, resource, list, peek));
     return patched && listInit(resource, patched.rows, patched.list);
   };
 

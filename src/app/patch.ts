@@ -16,12 +16,10 @@ import type { JoinInfo, Resource, Row, SortKey } from "../core/query.ts";
  * row leaving a full window lets an unseen row in; a row entering a view list needs its
  * joined rows); the caller then invalidates as before.
  *
- * A cached response may already show a write it has not been patched for yet (another
- * node loaded it after the write committed), or records may arrive out of commit order
- * (`ordered` false: several processes write). So a row the response holds must equal the
- * event's old row, a row it does not hold must not be the event's new one, and without
- * `ordered` no place is inferred from a row's absence (a row sorting before the window)
- * nor taken from another page.
+ * They assume the response shows the database just before the events. As a defence, a
+ * row the response holds must equal the event's old row, and a row it does not hold must
+ * not be the event's new one (else the response has seen the write already). The engine
+ * asks for patches only while records arrive in commit order (one writing process).
  */
 
 type PrimaryKeys = Pick<PlanSchema, "primaryKey">;
@@ -103,17 +101,13 @@ export function patchList(
   events: readonly WriteEvent[],
   keys: PrimaryKeys,
   neighbours?: Neighbours,
-  ordered = true,
 ): { rows: Row[]; list: ListDependency } | undefined {
   const table = resource.table.name;
   const pk = resource.table.primaryKey;
   if (joinsOn(resource, table).length > 0) return undefined; // a view joined to itself
   const full = rows.length >= list.limit;
-  // Another page may have been loaded before or after this one saw a write: only with
-  // records in commit order do the two line up.
-  const around = ordered ? neighbours : undefined;
-  const after = full ? around?.after : undefined;
-  const before = around?.before ?? [];
+  const after = full ? neighbours?.after : undefined;
+  const before = neighbours?.before ?? [];
   let stretch = [...before, ...rows, ...(after?.rows ?? [])];
   let start = list.offset - before.length;
   // Whether the stretch runs to the end of the list: rows sorting after it are then new.
@@ -148,7 +142,7 @@ export function patchList(
       } else if (matches(event.old, list.filters)) {
         const first = stretch[0];
         const last = stretch[stretch.length - 1];
-        if (first && compare(event.old, first, list.sort) < 0 && start > 0 && ordered) start--;
+        if (first && compare(event.old, first, list.sort) < 0 && start > 0) start--;
         else if (!(last && compare(event.old, last, list.sort) > 0 && !toEnd)) return undefined;
       }
     }
@@ -157,7 +151,6 @@ export function patchList(
     if (event.new && matches(event.new, list.filters)) {
       const at = insertionPoint(stretch, event.new, list.sort);
       if (at === 0 && start > 0) {
-        if (!ordered) return undefined;
         start++; // it lands before the stretch, which shifts down a place
       } else if (at === stretch.length && !toEnd) {
         // it lands after the stretch, among rows not cached: no change within it

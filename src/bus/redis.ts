@@ -26,6 +26,12 @@ export interface RedisChangeLogOptions extends RedisConnectOptions {
   appendTimeoutMs?: number;
   /** This node's name in the log (random by default). */
   node?: string;
+  /**
+   * Stamps of the source's files: taken before the node opened them, and when it leaves
+   * (after it closed them). A change while no node followed the log invalidates what was
+   * cached.
+   */
+  sourceStamp?: { start: string; current(): string };
   logger?: Warner;
 }
 
@@ -44,6 +50,8 @@ const LEASE_MARGIN_MS = 50;
 /** Records fetched per read. */
 const READ_COUNT = 1000;
 const RETRY_MS = 50;
+/** Payloads of applied records kept, to tell this node's own record from another's. */
+const RECENT_PAYLOADS = 4096;
 const C = "redis-log";
 
 // Every script starts here: the log's id, made anew (with everything else emptied) when
@@ -69,7 +77,34 @@ return {id, seq}
 
 /** Where a node starts: the log's id, its head, and each table's last change. */
 const START = `${PRELUDE}
+if ARGV[2] ~= '' and redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf') == 0
+    and redis.call('HGET', KEYS[1], 'stamp') ~= ARGV[2] then
+  -- The source changed while no node followed the log (or the last one did not leave
+  -- cleanly): nothing cached before can be checked. One record invalidates it all.
+  local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', '[{"prefix":""}]')
+  redis.call('HSET', KEYS[3], '', seq)
+end
 return {id, redis.call('HGET', KEYS[1], 'seq'), redis.call('HGETALL', KEYS[3])}
+`;
+
+/**
+ * The log went back (Redis restored an older snapshot, or a replica that lagged took
+ * over): its positions no longer mean what the nodes applied. It becomes a new log, which
+ * every node notices at its next renewal and starts over from.
+ */
+const RESEAL_BODY = `
+  id = ARGV[1]
+  redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+  redis.call('HSET', KEYS[1], 'id', id, 'created', now)
+`;
+
+/** A writer whose record got a seq it had already applied: RESEAL_BODY, once. */
+const RESEAL = `${PRELUDE}
+if id == ARGV[2] then
+${RESEAL_BODY}
+end
+return id
 `;
 
 /**
@@ -81,6 +116,9 @@ return {id, redis.call('HGET', KEYS[1], 'seq'), redis.call('HGETALL', KEYS[3])}
 const RENEW_BODY = `
 local head = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 local granted = 0
+if id == ARGV[5] and tonumber(ARGV[3]) > head then
+${RESEAL_BODY}
+end
 if id == ARGV[5] then
   local applied = tonumber(ARGV[3])
   local expiry = redis.call('ZSCORE', KEYS[4], ARGV[2])
@@ -123,14 +161,16 @@ end
 return {id, head, granted, behind, math.max(wait, 0)}
 `;
 
+/** A node leaves; the last to leave keeps the source's stamp for START to compare. */
 const LEAVE = `${PRELUDE}
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'stamp', ARGV[3]) end
 redis.call('ZREM', KEYS[4], ARGV[2])
 redis.call('HDEL', KEYS[5], ARGV[2])
 redis.call('HDEL', KEYS[6], ARGV[2])
 return 1
 `;
 
-type Script = "ecAppend" | "ecStart" | "ecRenew" | "ecBarrier" | "ecLeave";
+type Script = "ecAppend" | "ecStart" | "ecRenew" | "ecBarrier" | "ecLeave" | "ecReseal";
 type ScriptClient = RedisClient &
   Record<Script, (...args: (string | number)[]) => Promise<unknown>>;
 
@@ -169,11 +209,13 @@ export async function redisChangeLog(options: RedisChangeLogOptions): Promise<Re
     retain,
     appendTimeoutMs,
     node: options.node ?? randomId(),
+    sourceStamp: options.sourceStamp,
     logger: options.logger ?? console,
   });
 }
 
 interface Settings {
+  sourceStamp?: { start: string; current(): string };
   client: RedisClient;
   owned: boolean;
   commandTimeout: number;
@@ -202,14 +244,22 @@ export class RedisChangeLog implements ChangeLog {
   #applied = 0;
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #restart = true;
+  #started = false;
   #closed = false;
   #loop: Promise<void> | undefined;
   #wake = new Set<() => void>();
+  /** The payloads of the records applied last, by seq: is the record under a seq ours? */
+  #payloads = new Map<number, string>();
   /** Wake-ups heard so far: a barrier that heard one while it asked goes again at once. */
   #wakes = 0;
-  /** Records the source committed but the log did not take in time: sent again, in order. */
-  #outbox: string[][] = [];
-  #flushing: Promise<void> | undefined;
+  /**
+   * Records the source committed, waiting for the log to take them: one sender sends them
+   * in order, retrying until each is in (or the log is closed).
+   */
+  #outbox: Outgoing[] = [];
+  #sending = false;
+  /** A record is overdue (its write was answered without it): no lease until it is in. */
+  #overdue = false;
   #report: ReturnType<typeof rateLimited>;
   #failures = 0;
 
@@ -229,6 +279,7 @@ export class RedisChangeLog implements ChangeLog {
       ["ecRenew", RENEW],
       ["ecBarrier", BARRIER],
       ["ecLeave", LEAVE],
+      ["ecReseal", RESEAL],
     ];
     for (const [name, lua] of scripts) {
       if (typeof client[name] !== "function") client.defineCommand(name, { numberOfKeys: 6, lua });
@@ -268,58 +319,79 @@ export class RedisChangeLog implements ChangeLog {
 
   async append(ops: readonly ChangeOp[]): Promise<number> {
     const deadline = performance.now() + this.#s.appendTimeoutMs;
-    const args = [JSON.stringify(ops), String(this.#s.retain), ...changedTables(ops)];
-    // Records still waiting go first: the log keeps the order they were committed in.
-    if (this.#outbox.length > 0) await this.#flush(deadline);
-    let reply: [string, number] | undefined;
-    // The source has committed: the record must get in. A retry after a timeout may add it
-    // twice, which costs an extra invalidation, never a stale read.
-    while (!reply) {
-      try {
-        reply = (await this.#client.ecAppend(...this.#keys, randomId(), ...args)) as [
-          string,
-          number,
-        ];
-      } catch (err) {
-        if (this.#closed || performance.now() > deadline) {
-          this.#outbox.push(args);
-          this.#flushing ??= this.#flush(Number.POSITIVE_INFINITY);
-          throw new EdgecacheError(
-            "E_LOG_UNAVAILABLE",
-            C,
-            "the write was made, but the change log could not be reached to record it; it is recorded once Redis answers again",
-            { cause: err },
-          );
-        }
-        this.#failures++;
-        this.#report("append", `[edgecache] [${C}] append failed; retrying`, err);
-        await sleep(RETRY_MS);
-      }
+    let sent!: (reply: [string, number]) => void;
+    const outgoing: Outgoing = {
+      args: [JSON.stringify(ops), String(this.#s.retain), ...changedTables(ops)],
+      reply: new Promise((resolve) => {
+        sent = resolve;
+      }),
+      sent: (reply) => sent(reply),
+    };
+    this.#outbox.push(outgoing);
+    this.#send();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const reply = await Promise.race([
+      outgoing.reply,
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), this.#s.appendTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!reply) {
+      // It stays in the outbox; until it is in, this node serves nothing from cache.
+      this.#overdue = true;
+      this.#leaseUntil = Number.NEGATIVE_INFINITY;
+      throw new EdgecacheError(
+        "E_LOG_UNAVAILABLE",
+        C,
+        "the write was made, but the change log could not be reached to record it; it is recorded once Redis answers again",
+      );
     }
-    const [log, seq] = [reply[0], Number(reply[1])];
-    if (log === this.#log) await this.#catchUp(seq, { seq, ops });
-    else this.#restart = true; // a new log: this node starts over from its snapshot
+    const [log, seq] = reply;
+    const payload = outgoing.args[0]!;
+    if (log !== this.#log) {
+      this.#restart = true; // a new log: this node starts over from its snapshot
+    } else if (seq <= this.#applied && this.#payloads.get(seq) !== payload) {
+      // This node applied another record under that seq: the log went back. Make it new.
+      await this.#client.ecReseal(...this.#keys, randomId(), log).catch(() => {});
+      this.#restart = true;
+    } else {
+      // Its own record, and any before it this node has not read yet (the reader may have
+      // applied them already). Should that fail, the reader applies them, and the barrier
+      // waits for this node like any other.
+      await this.#catchUp(seq, { seq, ops, payload }).catch(() => {});
+    }
     await this.#barrier(log, seq, deadline);
     return seq;
   }
 
   /**
-   * Sends the outbox, oldest first, until it is empty or `deadline` passes. While it holds
-   * anything this node renews no lease: it must not serve from cache before the log knows
-   * every write it made.
+   * Sends the outbox, oldest first: the log takes records in the order the source
+   * committed them. A failed send is retried (a timeout may have added the record anyway:
+   * then it is in twice, which costs an invalidation; a shared log patches nothing).
    */
-  async #flush(deadline: number): Promise<void> {
-    while (this.#outbox.length > 0 && !this.#closed) {
-      try {
-        await this.#client.ecAppend(...this.#keys, randomId(), ...this.#outbox[0]!);
-        this.#outbox.shift();
-      } catch (err) {
-        this.#failures++;
-        if (performance.now() > deadline) throw unavailable("append", err);
-        await sleep(RETRY_MS * 4);
+  #send(): void {
+    if (this.#sending) return;
+    this.#sending = true;
+    void (async () => {
+      while (this.#outbox.length > 0 && !this.#closed) {
+        const next = this.#outbox[0]!;
+        try {
+          const reply = (await this.#client.ecAppend(...this.#keys, randomId(), ...next.args)) as [
+            string,
+            number,
+          ];
+          this.#outbox.shift();
+          next.sent([reply[0], Number(reply[1])]);
+        } catch (err) {
+          this.#failures++;
+          this.#report("append", `[edgecache] [${C}] append failed; retrying`, err);
+          await sleep(RETRY_MS);
+        }
       }
-    }
-    this.#flushing = undefined;
+      if (this.#outbox.length === 0) this.#overdue = false;
+      this.#sending = false;
+    })();
   }
 
   async close(): Promise<void> {
@@ -328,7 +400,8 @@ export class RedisChangeLog implements ChangeLog {
     this.#leaseUntil = Number.NEGATIVE_INFINITY;
     for (const wake of this.#wake) wake();
     // Writers stop waiting for this node at once rather than when its lease runs out.
-    await this.#client.ecLeave(...this.#keys, randomId(), this.node).catch(() => {});
+    const stamp = this.#s.sourceStamp?.current() ?? "";
+    await this.#client.ecLeave(...this.#keys, randomId(), this.node, stamp).catch(() => {});
     this.#reader.disconnect();
     this.#subscriber.disconnect();
     await this.#loop;
@@ -372,17 +445,22 @@ export class RedisChangeLog implements ChangeLog {
 
   /** (Re)starts from the log's snapshot: its head and each table's last change. */
   async #start(): Promise<void> {
-    const [log, head, tables] = (await this.#client.ecStart(...this.#keys, randomId())) as [
-      string,
-      string,
-      string[],
-    ];
+    // Only the first start compares: later ones follow a log this node was part of.
+    const stamp = this.#started ? "" : (this.#s.sourceStamp?.start ?? "");
+    const [log, head, tables] = (await this.#client.ecStart(
+      ...this.#keys,
+      randomId(),
+      stamp,
+      this.#s.retain,
+    )) as [string, string, string[]];
     const lastChanges = new Map<string, number>();
     for (let i = 0; i + 1 < tables.length; i += 2)
       lastChanges.set(tables[i]!, Number(tables[i + 1]));
     this.#log = log;
     this.#applied = Number(head);
+    this.#payloads.clear();
     this.#restart = false;
+    this.#started = true;
     this.#follower?.reset({ position: { log, seq: this.#applied }, lastChanges });
     await this.#renew();
   }
@@ -392,16 +470,16 @@ export class RedisChangeLog implements ChangeLog {
     this.#renewed(sent, (await this.#client.ecRenew(...this.#renewArgs())) as RenewReply);
   }
 
-  /** RENEW's arguments; while the outbox holds anything, none that renews (see #flush). */
+  /** RENEW's arguments; while a record is overdue, none that renews (see append). */
   #renewArgs(): (string | number)[] {
-    const log = this.#outbox.length > 0 ? "" : this.#log;
+    const log = this.#overdue ? "" : this.#log;
     const { node, leaseMs } = { node: this.node, leaseMs: this.#s.leaseMs };
     return [...this.#keys, randomId(), node, this.#applied, leaseMs, log, this.#channel];
   }
 
   /** What a renewal sent at `sent` says: the lease, or that the log is not this node's. */
   #renewed(sent: number, [log, , granted]: RenewReply): void {
-    if (this.#outbox.length > 0) {
+    if (this.#overdue) {
       this.#leaseUntil = Number.NEGATIVE_INFINITY; // it did not renew (see #renewArgs)
     } else if (log !== this.#log) {
       // Redis lost the log (restarted empty): what this node holds cannot be checked.
@@ -413,8 +491,8 @@ export class RedisChangeLog implements ChangeLog {
   }
 
   /** Applies records in order; a gap (records trimmed before this node read them) restarts it. */
-  #deliver(records: ChangeRecord[]): void {
-    for (const record of records) {
+  #deliver(records: Delivered[]): void {
+    for (const { payload, ...record } of records) {
       if (record.seq <= this.#applied) continue;
       if (record.seq !== this.#applied + 1) {
         this.#leaseUntil = Number.NEGATIVE_INFINITY;
@@ -422,12 +500,14 @@ export class RedisChangeLog implements ChangeLog {
         return;
       }
       this.#applied = record.seq;
+      this.#payloads.set(record.seq, payload);
+      this.#payloads.delete(record.seq - RECENT_PAYLOADS);
       this.#follower?.apply(record);
     }
   }
 
   /** Applies every record up to `seq` (this node's own append), fetching any it has not read. */
-  async #catchUp(seq: number, own: ChangeRecord): Promise<void> {
+  async #catchUp(seq: number, own: Delivered): Promise<void> {
     while (this.#applied < seq && !this.#restart) {
       if (this.#applied + 1 === seq) {
         this.#deliver([own]);
@@ -438,9 +518,10 @@ export class RedisChangeLog implements ChangeLog {
         `(${this.#applied}-0`,
         `${seq}-0`,
       )) as [string, string[]][];
-      const before = this.#applied;
-      this.#deliver(entries.map(parseRecord));
-      if (this.#applied === before) this.#restart = true; // trimmed: start over
+      // The reader may have applied some meanwhile (#deliver skips those); none at all
+      // means they were trimmed, and a gap within them restarts the node in #deliver.
+      if (entries.length === 0) this.#restart = true;
+      else this.#deliver(entries.map(parseRecord));
     }
   }
 
@@ -466,13 +547,13 @@ export class RedisChangeLog implements ChangeLog {
         this.#failures++;
         // Nodes that cannot reach Redis either lose their lease or have applied the record.
         if (this.#closed || performance.now() > deadline + this.#s.leaseMs) {
-          throw unavailable("barrier", err);
+          throw unconfirmed(err);
         }
         await sleep(RETRY_MS);
         continue;
       }
       if (behind === 0 && wait <= 0) return;
-      if (this.#closed) throw unavailable("barrier", new Error("closed"));
+      if (this.#closed) throw unconfirmed(new Error("closed"));
       if (behind > 0 && this.#wakes !== wakes) continue; // a node applied meanwhile: ask again
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, behind === 0 ? wait : Math.min(wait, 100));
@@ -488,6 +569,13 @@ export class RedisChangeLog implements ChangeLog {
 
 type RenewReply = [log: string, head: number, granted: number];
 
+/** A record on its way into the log, and the append waiting for its seq. */
+interface Outgoing {
+  args: string[];
+  reply: Promise<[string, number]>;
+  sent(reply: [string, number]): void;
+}
+
 /** A connection of its own, alike but for the command timeout (one server or a cluster). */
 function duplicate(client: RedisClient, commandTimeout: number | undefined): RedisClient {
   const copy: RedisClient =
@@ -498,17 +586,21 @@ function duplicate(client: RedisClient, commandTimeout: number | undefined): Red
   return copy;
 }
 
-function parseRecord([id, fields]: [string, string[]]): ChangeRecord {
+/** A record as the stream holds it; `payload` is its ops' JSON, as appended. */
+type Delivered = ChangeRecord & { payload: string };
+
+function parseRecord([id, fields]: [string, string[]]): Delivered {
   const seq = Number(id.slice(0, id.indexOf("-")));
-  const at = fields.indexOf("ops");
-  return { seq, ops: JSON.parse(fields[at + 1] ?? "[]") as ChangeOp[] };
+  const payload = fields[fields.indexOf("ops") + 1] ?? "[]";
+  return { seq, ops: JSON.parse(payload) as ChangeOp[], payload };
 }
 
-function unavailable(what: string, cause: unknown): EdgecacheError {
+/** The record is in the log, but not every node was heard to apply it. */
+function unconfirmed(cause: unknown): EdgecacheError {
   return new EdgecacheError(
     "E_LOG_UNAVAILABLE",
     C,
-    `${what} failed: the change log cannot be reached`,
+    "the write was made and logged, but the change log stopped answering before every node confirmed it",
     { cause },
   );
 }

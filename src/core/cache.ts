@@ -31,7 +31,11 @@ const WRITE_WAIT_MS = 5000;
 const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
 
 export interface CacheOptions {
-  /** Tiers, fastest first. Reads fall through and back-fill the tiers above. */
+  /**
+   * Tiers, fastest first. Reads fall through and back-fill the tiers above. The first is
+   * this node's own (memory): its entries are trusted, and dropped when the node misses
+   * log records. Entries read from any later tier are checked against the log.
+   */
   tiers: Store[];
   /** Default time to live in ms (24 hours). */
   ttl?: number;
@@ -96,15 +100,13 @@ export interface WriteHooks {
    * or undefined when that cannot be told exactly (the entry is then invalidated).
    * Synchronous: it sees the entry as the write found it, and through `peek` any other
    * fresh entry of the first tier as the write found it (a neighbouring page, say).
-   * `ordered` is the log's: false when records may arrive out of commit order, so a row's
-   * place may not be inferred from its absence.
+   * Asked only while the change log delivers records in commit order (one writing process).
    */
   patch?: (
     key: string,
     entry: CacheEntry,
     events: readonly WriteEvent[],
     peek: (key: string) => CacheEntry | undefined,
-    ordered: boolean,
   ) => EntryInit | undefined;
 }
 
@@ -413,10 +415,15 @@ export class Cache {
     return entry ? jsonValue(entry) : undefined;
   }
 
-  /** Sets a value; other nodes drop their copy of the key first (through the log). */
+  /**
+   * Sets a value; other nodes drop their copy of the key first (through the log). Stored
+   * like a load that began after its own record, so a later set of the key on another
+   * node, applied meanwhile, wins on every node.
+   */
   async set(key: string, value: unknown, options: JsonOptions = {}): Promise<void> {
-    await this.#append([{ keys: [key] }]);
-    await this.setEntry(key, jsonInit(value, options));
+    const { seq } = await this.#append([{ keys: [key] }]);
+    const at = this.#fence.position;
+    await this.storeLoaded(key, jsonInit(value, options), { log: at.log, seq });
   }
 
   async delete(key: string): Promise<boolean> {
@@ -514,11 +521,11 @@ export class Cache {
   // --- the change log ----------------------------------------------------------------
 
   /** Appends ops and collects what applying them did here. */
-  async #append(ops: readonly ChangeOp[]): Promise<WriteResult> {
+  async #append(ops: readonly ChangeOp[]): Promise<WriteResult & { seq: number }> {
     const seq = await this.#log.append(ops);
-    const result = this.#results.get(seq);
+    const result = await this.#results.get(seq);
     this.#results.delete(seq);
-    return result ?? { keys: [], fallback: false, patched: 0, removed: 0 };
+    return { keys: [], fallback: false, patched: 0, removed: 0, ...result, seq };
   }
 
   /**
@@ -566,8 +573,10 @@ export class Cache {
     // entry it patched was current.
     const at = this.#fence.position;
     const { patch, refetch } = this.#hooks;
+    // Only with records in commit order: out of order, a patch could bring back a value a
+    // later write had already replaced (a row changed and changed back).
     const patches =
-      patch && events.length > 0 && !fallback && this.policy === "exact"
+      patch && this.#log.ordered && events.length > 0 && !fallback && this.policy === "exact"
         ? this.#patches(keys, events, patch)
         : new Map<string, EntryInit>();
     const hot: string[] = [];
@@ -830,7 +839,7 @@ export class Cache {
       if (!current) continue;
       let init: EntryInit | undefined;
       try {
-        init = patch(key, current, events, peek, this.#log.ordered);
+        init = patch(key, current, events, peek);
       } catch (err) {
         this.#report("patch", "[edgecache] [cache] patch failed; the entry is invalidated", err);
       }

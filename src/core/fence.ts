@@ -53,7 +53,12 @@ export class WriteFence {
 
   record(record: ChangeRecord): void {
     for (const op of record.ops) this.#ops.push({ seq: record.seq, op });
-    if (this.#ops.length > this.#size) this.#ops.splice(0, this.#ops.length - this.#size / 2);
+    if (this.#ops.length > this.#size) {
+      // Whole records go: a record kept in part would be checked by its remaining ops alone.
+      let cut = this.#ops.length - Math.floor(this.#size / 2);
+      while (cut < this.#ops.length && this.#ops[cut]!.seq === this.#ops[cut - 1]!.seq) cut++;
+      this.#ops.splice(0, cut);
+    }
     for (const table of changedTables(record.ops)) this.#lastChanges.set(table, record.seq);
     this.#position = { log: this.#position.log, seq: record.seq };
   }

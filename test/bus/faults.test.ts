@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
 import { randomId } from "../../src/core/change-log.ts";
+import { until } from "../helpers/cluster.ts";
 import { type NodeProcess, redisConfig, startNode } from "../helpers/nodes.ts";
 import { type PrivateRedis, startRedis } from "../helpers/redis-server.ts";
 import { requireRedis, requireRedisServer } from "../helpers/services.ts";
@@ -60,14 +61,6 @@ function patch(ec: NodeEdgecache, path: string, values: unknown) {
     headers: { "content-type": "application/json" },
     body: JSON.stringify(values),
   });
-}
-
-async function until(check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** A private Redis, two nodes holding their leases, and a user that `b` has cached. */

@@ -7,15 +7,13 @@ import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
 import { redisChangeLog } from "../../src/bus/redis.ts";
 import { Cache } from "../../src/core/cache.ts";
 import { randomId } from "../../src/core/change-log.ts";
-import type { PlanSchema } from "../../src/core/deps/planner.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { redisStore } from "../../src/stores/redis.ts";
+import { quiet, schema } from "../helpers/cluster.ts";
 import { type PrivateRedisCluster, startRedisCluster } from "../helpers/redis-server.ts";
 import { requireRedisServer } from "../helpers/services.ts";
 
 const server = await requireRedisServer();
-const schema: PlanSchema = { primaryKey: () => "id", joinColumns: () => [] };
-const quiet = { warn: () => {} };
 
 server.describe("the change log on a 3-master Redis Cluster", () => {
   let cluster: PrivateRedisCluster;

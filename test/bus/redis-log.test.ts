@@ -3,12 +3,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { redisChangeLog } from "../../src/bus/redis.ts";
 import { Cache } from "../../src/core/cache.ts";
 import { randomId } from "../../src/core/change-log.ts";
-import type { PlanSchema } from "../../src/core/deps/planner.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
+import { quiet, schema, until, userUpdate } from "../helpers/cluster.ts";
 
 const URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
-const schema: PlanSchema = { primaryKey: () => "id", joinColumns: () => [] };
-const quiet = { warn: () => {} };
 
 const open: { close(): Promise<void> }[] = [];
 afterEach(async () => {
@@ -24,21 +22,6 @@ async function node(prefix: string, shared?: ReturnType<typeof memoryStore>, lea
   return { log, cache };
 }
 
-async function until(check: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-const userEvent = (id: number, from: string, to: string) => ({
-  table: "users",
-  op: "update" as const,
-  old: { id, name: from },
-  new: { id, name: to },
-});
-
 describe("the Redis change log", () => {
   it("a write applied on one node is gone from another node's memory before it resolves", async () => {
     const prefix = `test:${randomId()}:`;
@@ -46,7 +29,7 @@ describe("the Redis change log", () => {
     const b = await node(prefix);
     await b.cache.set("user:1", { name: "Lane" }, { tags: ["users#1"] });
     expect(b.cache.peek("user:1")).toBeDefined();
-    await a.cache.applyWrite(userEvent(1, "Lane", "Lana"));
+    await a.cache.applyWrite(userUpdate(1, "Lane", "Lana"));
     expect(b.cache.peek("user:1")).toBeUndefined();
     expect(a.cache.position.seq).toBe(b.cache.position.seq);
   });
@@ -58,7 +41,9 @@ describe("the Redis change log", () => {
     const writes = [];
     for (let i = 0; i < 30; i++) {
       const writer = nodes[i % 3]!;
-      writes.push(writer.log.append([{ event: userEvent(i, "a", "b") }]).then((s) => seqs.push(s)));
+      writes.push(
+        writer.log.append([{ event: userUpdate(i, "a", "b") }]).then((s) => seqs.push(s)),
+      );
     }
     await Promise.all(writes);
     expect(seqs.sort((x, y) => x - y)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
@@ -73,7 +58,7 @@ describe("the Redis change log", () => {
     await b.cache.setEntry("user:1", { body: "Lane", tags: ["users#1"] });
     b.cache.index.remove("user:1"); // as if b had died: nobody indexes the shared copy
     await b.log.close();
-    await a.cache.applyWrite(userEvent(1, "Lane", "Lana"));
+    await a.cache.applyWrite(userUpdate(1, "Lane", "Lana"));
     const c = await node(prefix, shared);
     expect(await c.cache.getEntry("user:1")).toBeUndefined();
   });
@@ -88,7 +73,7 @@ describe("the Redis change log", () => {
       expect((await members()).sort()).toEqual([a.log.node, b.log.node].sort());
       await b.log.close();
       expect(await members()).toEqual([a.log.node]);
-      await a.cache.applyWrite(userEvent(1, "a", "b"));
+      await a.cache.applyWrite(userUpdate(1, "a", "b"));
     } finally {
       redis.disconnect();
     }

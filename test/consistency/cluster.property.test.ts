@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
 import { randomId } from "../../src/core/change-log.ts";
+import { until } from "../helpers/cluster.ts";
 import { type NodeProcess, redisConfig, startNode } from "../helpers/nodes.ts";
 import { consistencyProperty, type Deployment } from "./property.ts";
 
@@ -40,7 +41,8 @@ async function twoCaches(dir: string): Promise<Deployment> {
   };
 }
 
-consistencyProperty("two caches sharing a tier and a Redis log", twoCaches, 50, 100);
+// A shared log patches nothing (records may arrive out of the database's commit order).
+consistencyProperty("two caches sharing a tier and a Redis log", twoCaches, 50, 0);
 
 /**
  * Three `edgecache serve` processes on loopback over one database, each with its own cache
@@ -88,12 +90,4 @@ interface Stats {
   log: { lease: boolean };
 }
 
-async function until(check: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-consistencyProperty("three node processes on loopback", threeProcesses, 25, 10);
+consistencyProperty("three node processes on loopback", threeProcesses, 25, 0);

@@ -50,7 +50,7 @@ export function consistencyProperty(
   name: string,
   deploy: (dir: string) => Promise<Deployment>,
   runs: number,
-  expectPatches: number,
+  minPatches: number,
 ): void {
   describe(`data API consistency (property): ${name}`, () => {
     let dir: string;
@@ -306,7 +306,7 @@ export function consistencyProperty(
       );
       expect(totals.stale).toBe(0);
       // Patches in place were among the reads checked (they are answered as hits).
-      expect(patches).toBeGreaterThan(expectPatches);
+      expect(patches).toBeGreaterThanOrEqual(minPatches);
       expect(totals.reads).toBeGreaterThan(runs * 20);
       expect(totals.hits).toBeGreaterThan(0);
       // Row- and predicate-level invalidation keeps most of the cache across a write.

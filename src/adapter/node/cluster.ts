@@ -29,6 +29,7 @@ export interface Cluster {
 export async function joinCluster(
   setting: RedisSetting,
   deployment: string,
+  sourceStamp?: { start: string; current(): string },
   logger: Warner = console,
 ): Promise<Cluster> {
   const { url, leaseMs, cluster, ...rest } =
@@ -39,7 +40,7 @@ export async function joinCluster(
   if (typeof url !== "string") badOption("config", "redis.url", "a redis:// URL", url);
   const { client } = await connectRedis("redis", { url, cluster });
   try {
-    const log = await redisChangeLog({ client, prefix, leaseMs, logger });
+    const log = await redisChangeLog({ client, prefix, leaseMs, logger, sourceStamp });
     // Every node's loads land here too; each is checked against the log when read.
     const store = await redisStore({ client, prefix });
     return {

@@ -81,7 +81,10 @@ export async function createNodeEdgecache(
   const cluster =
     options.redis === undefined
       ? undefined
-      : await joinCluster(options.redis, `sqlite:${databasePath}`);
+      : await joinCluster(options.redis, `sqlite:${databasePath}`, {
+          start: stampAtStart,
+          current: () => databaseStamp(databasePath),
+        });
   let resume: LogStart | undefined;
   if (cachePath) {
     const persistent = sqliteStore({ path: cachePath });
@@ -139,10 +142,13 @@ export async function createNodeEdgecache(
     async close() {
       await running?.close();
       await cache.drain();
-      for (const tier of tiers) if (isClosable(tier)) await tier.close();
+      cache.setWriteHooks({}); // no refetch from here on
       db.close();
-      if (cluster) await cluster.close();
-      else if (cachePath && local) {
+      // Leave the log before the tiers close (no record arrives after), and after the
+      // database (the stamp it leaves is of the closed files).
+      await cluster?.close();
+      for (const tier of tiers) if (isClosable(tier)) await tier.close();
+      if (!cluster && cachePath && local) {
         leaveStamp(cachePath, { database: databaseStamp(databasePath), log: local.snapshot() });
       }
     },

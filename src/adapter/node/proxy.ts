@@ -138,10 +138,10 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
       await running?.close();
       await proxy.drain();
       await cache.drain();
+      await cluster?.close(); // first: see createNodeEdgecache's close
       await closeTiers(tiers);
       origin.close();
-      if (cluster) await cluster.close();
-      else if (cachePath && local) leaveStamp(cachePath, { log: local.snapshot() });
+      if (!cluster && cachePath && local) leaveStamp(cachePath, { log: local.snapshot() });
     },
   };
 }

@@ -1,0 +1,157 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, expect, it } from "vitest";
+import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { randomId } from "../../src/core/change-log.ts";
+import { until } from "../helpers/cluster.ts";
+import { requireRedis } from "../helpers/services.ts";
+
+/**
+ * With several writers the log's order is not the database's commit order,
+ * and a patch only checks that the cached row "holds" the event's old row. A row that went
+ * A -> B -> A (a flag toggled back, a name corrected back) defeats that check:
+ *
+ *   1. node B commits W1 (firstName Lane -> Xavier); its append is slow (GC pause, a
+ *      retry, a slow Redis round trip).
+ *   2. node A commits W2 (Xavier -> Lane) and appends it first: seq n. Acknowledged.
+ *   3. a read on A loads the row after W2: Lane, stored at position n. Correct.
+ *   4. W1 arrives as seq n+1 with old = Lane, new = Xavier. The cached row equals the old
+ *      row, so A patches its entry to Xavier. W1 is acknowledged.
+ *   5. The database says Lane; A serves Xavier from memory until the TTL (24 h).
+ *
+ * Same with a delete whose row is re-inserted with equal values (a cached 404).
+ */
+
+const shared = await requireRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+const patch = (ec: NodeEdgecache, path: string, values: unknown) =>
+  ec.app.request(path, {
+    method: "PATCH",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(values),
+  });
+
+/** Two data API nodes over one demo database, sharing a Redis log under a fresh prefix. */
+async function twoNodes(): Promise<[NodeEdgecache, NodeEdgecache]> {
+  const dir = mkdtempSync(join(tmpdir(), "edgecache-aba-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const redis = { url: shared.url, prefix: `test:${randomId()}:`, leaseMs: 600 };
+  const open = async () => {
+    const ec = await createNodeEdgecache({
+      cwd: dir,
+      demo: { users: 5, orders: 5 },
+      redis,
+      cacheFile: false,
+    });
+    cleanup.push(() => ec.close());
+    return ec;
+  };
+  const a = await open();
+  const b = await open();
+  await until(() => a.cache.trusted && b.cache.trusted);
+  return [a, b];
+}
+
+shared.describe("patches with unordered records", () => {
+  it("a row changed and changed back is not patched to the intermediate value", async () => {
+    const [a, b] = await twoNodes();
+
+    const list = (await (await a.app.request("/v1/users?limit=1")).json()) as {
+      data: { id: string; firstName: string }[];
+    };
+    const { id, firstName: original } = list.data[0]!;
+    const path = `/v1/users/${encodeURIComponent(id)}`;
+
+    // B's append waits until we let it go (its commit has happened by then).
+    const logB = b.cache.log;
+    const realAppend = logB.append.bind(logB);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let committed!: () => void;
+    const w1Committed = new Promise<void>((r) => {
+      committed = r;
+    });
+    (logB as { append: typeof logB.append }).append = async (ops) => {
+      committed();
+      await gate;
+      return realAppend(ops);
+    };
+
+    // W1 on B: original -> Xavier (committed, record not yet in the log).
+    const w1 = patch(b, path, { firstName: "Xavier" });
+    await w1Committed;
+    // W2 on A: Xavier -> original, appended first, acknowledged.
+    const w2 = await patch(a, path, { firstName: original });
+    expect(w2.status).toBe(200);
+    // A read on A after W2: the current row, cached.
+    const read1 = (await (await a.app.request(path)).json()) as { firstName: string };
+    expect(read1.firstName).toBe(original);
+
+    // W1's record arrives last.
+    release();
+    expect((await w1).status).toBe(200);
+
+    const inDb = (await (await b.app.request(`/v1/users?id=${encodeURIComponent(id)}`)).json()) as {
+      data: { firstName: string }[];
+    };
+    expect(inDb.data[0]!.firstName).toBe(original); // the database: W2 committed last
+    const res = await a.app.request(path);
+    const read2 = (await res.json()) as { firstName: string };
+    // Both writes acknowledged: A must answer what the database holds.
+    expect({ firstName: read2.firstName, cache: res.headers.get("cache-status") }).toEqual({
+      firstName: original,
+      cache: expect.any(String),
+    });
+  });
+
+  it("a row inserted on one node and deleted on another is not patched back into a cached 404", async () => {
+    const [a, b] = await twoNodes();
+    const id = `t-${randomId()}`;
+    const path = `/v1/users/${id}`;
+    // A client polls for the user before it exists: A caches the 404.
+    expect((await a.app.request(path)).status).toBe(404);
+
+    const logB = b.cache.log;
+    const realAppend = logB.append.bind(logB);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let committed!: () => void;
+    const insertCommitted = new Promise<void>((r) => {
+      committed = r;
+    });
+    (logB as { append: typeof logB.append }).append = async (ops) => {
+      committed();
+      await gate;
+      return realAppend(ops);
+    };
+
+    // B creates it (committed; its record is slow to reach the log)...
+    const created = b.app.request("/v1/users", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ id, firstName: "Tmp", lastName: "User", email: `${id}@x.test` }),
+    });
+    await insertCommitted;
+    // ...and A deletes it: appended first, acknowledged. A's 404 stays a 404 (correct).
+    expect((await a.app.request(path, { method: "DELETE" })).status).toBe(204);
+    release();
+    expect((await created).status).toBe(201);
+
+    // The row is gone from the database; both writes are acknowledged.
+    const res = await a.app.request(path);
+    expect({ status: res.status, cache: res.headers.get("cache-status") }).toEqual({
+      status: 404,
+      cache: expect.any(String),
+    });
+  });
+});
