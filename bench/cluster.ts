@@ -14,16 +14,17 @@
  * --strategy edgecache|edgecache-rehydrate, --probe-writes n, --redis url, --seed n,
  * --out path, --quick.
  */
-import { cpus } from "node:os";
+import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { type ClusterOptions, runCluster } from "./cluster/cluster.ts";
-import { probeTable, targetLines, workloadTable } from "./cluster/report.ts";
+import { cacheTable, probeTable, speedTable, targetLines } from "./cluster/report.ts";
 import { runBench } from "./lib/processes.ts";
 import { BenchRedis } from "./lib/redis.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
 import { readWorkloadFlags, workloadFlags } from "./workload/flags.ts";
 import type { Strategy } from "./workload/strategies.ts";
+import { round } from "./workload/workload.ts";
 
 const CACHING: Strategy[] = ["edgecache-rehydrate", "edgecache"];
 
@@ -60,6 +61,7 @@ const options = readFlags(() => {
 await runBench(async () => {
   const command = commandLine("bench:cluster");
   const started = Date.now();
+  const loadavgBefore = loadavg().map((x) => round(x, 2));
   await options.redis.check();
   try {
     const { records, probes, stale } = await runCluster(options);
@@ -73,6 +75,8 @@ await runBench(async () => {
       node: process.version,
       cpus: cpus().length,
       cpuModel: cpus()[0]?.model,
+      loadavgBefore,
+      loadavgAfter: loadavg().map((x) => round(x, 2)),
       seconds,
       settings: { ...settings, redis: redis.url },
       records,
@@ -81,17 +85,23 @@ await runBench(async () => {
     };
     const markdown = `# Cluster: ${options.nodes} nodes sharing Redis against one node
 
-${json.date}, ${describeCode(git)}. Node ${process.version}, ${json.cpus} × ${json.cpuModel ?? "cpu"}. ${seconds} s in all.
+${json.date}, ${describeCode(git)}. Node ${process.version}, ${json.cpus} × ${json.cpuModel ?? "cpu"}, load average ${json.loadavgBefore.join(" ")} before and ${json.loadavgAfter.join(" ")} after (other work on the machine counts). ${seconds} s in all.
 
 The workload benchmark's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders), request sequences and stale-read oracle ([workload.md](workload.md)), with strategy \`${options.strategy}\`: ${options.requests.toLocaleString("en-US")} requests per setup and write ratio from ${options.connections} concurrent keep-alive clients, after warming (each read of the sequence once). Three setups on the same sequence, each on a fresh copy of the database: one node with the in-process change log (the default), one node on Redis, and ${options.nodes} nodes on Redis (each its own process and memory tier, sharing the change log and a Redis tier under a fresh key prefix, and one SQLite file). Over ${options.nodes} nodes request i of the sequence goes to node i mod ${options.nodes}: round robin, as a load balancer without affinity deals requests, so every node reads every hot key and must see every other node's writes — the strict case for stale reads and the hard one for hit rate (a hash of the path would keep each key on one node).
 
-${workloadTable(records)}
+${cacheTable(records)}
 
 - **from Redis tier**: share of the hits that the shared Redis tier answered (the rest came from the node's own memory).
+- **errors**: responses a correct server would not send (5xx, a write refused).
+- **reads per node**: reads each node served, by its own counters.
+- **log resets / refused**: times a node dropped its memory tier to start the change log over, and entries it read from the Redis tier and refused (a change since their load may concern them), over all nodes.
+
+${speedTable(records)}
+
 - **write p50 / p99**: the writes of the sequence, under load, until acknowledged.
 - **vs 1 node**: requests per second against one node with the in-process log, same ratio, same run.
-- **reads per node**: reads each node served, by its own counters.
-- **cores busy**: CPU seconds during the sequence of the nodes, of the driver (clients and oracle) and of the Redis server, over the sequence's duration; the machine has ${json.cpus}.
+- **node CPU µs / request**: the nodes' CPU time during the sequence (all of them together) per request.
+- **cores busy**: CPU seconds during the sequence of the nodes, of the driver (clients and oracle) and of the Redis server (all its clients), over the sequence's duration; the machine has ${json.cpus}, shared with whatever else runs on it.
 
 **Invalidation probe**: ${options.probeWrites} writes one at a time (\`PATCH /v1/users/:id\`, 50 rows in turn), each through the next node; before each the row is read on every node (so it is cached there), and from the write's acknowledgement the row is read on every other node (on the node itself with one node) until each answers the new version. The barrier acknowledges a write only once every node holding a lease applied it, so the first read after the ack should already be new: **ack → all nodes new** is then one read's round trip, and a read after the ack answering the old version is a stale read.
 
@@ -109,7 +119,7 @@ ${command}
 `;
     const path = writeResults(out, json, markdown);
     console.log(
-      `\n${workloadTable(records)}\n\n${probeTable(probes)}\n\n${targetLines(records, probes).join("\n")}\n\nwrote ${path}.json and .md in ${seconds} s`,
+      `\n${cacheTable(records)}\n\n${speedTable(records)}\n\n${probeTable(probes)}\n\n${targetLines(records, probes).join("\n")}\n\nwrote ${path}.json and .md in ${seconds} s`,
     );
     for (const s of stale.slice(0, 6)) {
       console.log(

@@ -11,36 +11,105 @@ function baseline(records: ClusterRecord[], r: ClusterRecord): ClusterRecord | u
   return records.find((b) => b.setup === "1-local" && b.writeRatio === r.writeRatio);
 }
 
-export function workloadTable(records: ClusterRecord[]): string {
-  const lines = [
-    "| write ratio | setup | hit rate | from Redis tier | stale reads | DB queries / request | p50 ms | p95 ms | write p50 / p99 ms | req/s | vs 1 node | reads per node | log resets / refused | cores busy (nodes + driver + Redis) |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-  ];
-  for (const r of records) {
-    const base = baseline(records, r);
-    const hits = Object.values(r.tierHits).reduce((a, b) => a + b, 0);
-    const fromRedis =
-      r.changeLog === "redis" ? pct((r.tierHits.redis ?? 0) / Math.max(1, hits)) : "–";
-    const ratio = base ? `${(r.rps / base.rps).toFixed(2)}×` : "–";
-    const cpu = `${r.cpu.coresBusy.toFixed(2)} (${r.cpu.nodes.toFixed(1)} + ${r.cpu.driver.toFixed(1)}${r.cpu.redis === undefined ? "" : ` + ${r.cpu.redis.toFixed(1)}`} s)`;
-    lines.push(
-      `| ${pct(r.writeRatio)} | ${label(r.setup, r.nodes)} | ${pct(r.hitRate)} | ${fromRedis} | ${r.staleReads} | ${r.dbQueriesPerRequest.toFixed(3)} | ${ms(r.p50Ms)} | ${ms(r.p95Ms)} | ${ms(r.writeP50Ms)} / ${ms(r.writeP99Ms)} | ${Math.round(r.rps).toLocaleString("en-US")} | ${ratio} | ${r.readsByNode.join(" / ")} | ${r.resets} / ${r.refused} | ${cpu} |`,
-    );
-  }
-  return lines.join("\n");
+/** Per ratio and setup: what the cache did (hits, staleness, load on the database). */
+export function cacheTable(records: ClusterRecord[]): string {
+  return table(
+    [
+      "write ratio",
+      "setup",
+      "hit rate",
+      "from Redis tier",
+      "stale reads",
+      "errors",
+      "DB queries / request",
+      "reads per node",
+      "log resets / refused",
+    ],
+    records.map((r) => {
+      const hits = Object.values(r.tierHits).reduce((a, b) => a + b, 0);
+      const fromRedis =
+        r.changeLog === "redis" ? pct((r.tierHits.redis ?? 0) / Math.max(1, hits)) : "–";
+      return [
+        pct(r.writeRatio),
+        label(r.setup, r.nodes),
+        pct(r.hitRate),
+        fromRedis,
+        String(r.staleReads),
+        String(r.errors),
+        r.dbQueriesPerRequest.toFixed(3),
+        r.readsByNode.join(" / "),
+        `${r.resets} / ${r.refused}`,
+      ];
+    }),
+  );
+}
+
+/** Per ratio and setup: latency, throughput against one node, and where the CPU went. */
+export function speedTable(records: ClusterRecord[]): string {
+  return table(
+    [
+      "write ratio",
+      "setup",
+      "p50 ms",
+      "p95 ms",
+      "write p50 / p99 ms",
+      "req/s",
+      "vs 1 node",
+      "node CPU µs / request",
+      "cores busy (nodes + driver + Redis)",
+    ],
+    records.map((r) => {
+      const base = baseline(records, r);
+      const redis = r.cpu.redis === undefined ? "" : ` + ${r.cpu.redis.toFixed(1)}`;
+      return [
+        pct(r.writeRatio),
+        label(r.setup, r.nodes),
+        ms(r.p50Ms),
+        ms(r.p95Ms),
+        `${ms(r.writeP50Ms)} / ${ms(r.writeP99Ms)}`,
+        Math.round(r.rps).toLocaleString("en-US"),
+        base ? `${(r.rps / base.rps).toFixed(2)}×` : "–",
+        String(Math.round((r.cpu.nodes / Math.max(1, r.requests)) * 1e6)),
+        `${r.cpu.coresBusy.toFixed(2)} (${r.cpu.nodes.toFixed(1)} + ${r.cpu.driver.toFixed(1)}${redis} s)`,
+      ];
+    }),
+  );
 }
 
 export function probeTable(probes: ProbeRecord[]): string {
-  const lines = [
-    "| setup | writes | write p50 ms | write p99 ms | ack → all nodes new, p50 ms | p99 ms | max ms | stale reads after ack | row cached before the write | first read after ack a hit | errors |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-  ];
-  for (const p of probes) {
-    lines.push(
-      `| ${label(p.setup, p.nodes)} | ${p.writes} | ${ms(p.writeP50Ms)} | ${ms(p.writeP99Ms)} | ${ms(p.ackToAllNewP50Ms)} | ${ms(p.ackToAllNewP99Ms)} | ${ms(p.ackToAllNewMaxMs)} | ${p.staleReads} | ${pct(p.primedHitRate)} | ${pct(p.firstPollHitRate)} | ${p.errors} |`,
-    );
-  }
-  return lines.join("\n");
+  return table(
+    [
+      "setup",
+      "writes",
+      "write p50 ms",
+      "write p99 ms",
+      "ack → all nodes new, p50 ms",
+      "p99 ms",
+      "max ms",
+      "stale reads after ack",
+      "row cached before the write",
+      "first read after ack a hit",
+      "errors",
+    ],
+    probes.map((p) => [
+      label(p.setup, p.nodes),
+      String(p.writes),
+      ms(p.writeP50Ms),
+      ms(p.writeP99Ms),
+      ms(p.ackToAllNewP50Ms),
+      ms(p.ackToAllNewP99Ms),
+      ms(p.ackToAllNewMaxMs),
+      String(p.staleReads),
+      pct(p.primedHitRate),
+      pct(p.firstPollHitRate),
+      String(p.errors),
+    ]),
+  );
+}
+
+function table(head: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n");
 }
 
 /** Each target, met or missed, from the figures. */
@@ -75,7 +144,9 @@ export function targetLines(records: ClusterRecord[], probes: ProbeRecord[]): st
     return `${pct(r.writeRatio)}: ${of(base)} one node with the in-process log, ${of(redis)} one node on Redis`;
   });
   if (ratios.length > 0) {
-    lines.push(`- **throughput of the cluster** (no target; see below): ${ratios.join("; ")}.`);
+    lines.push(
+      `- **throughput of the cluster** (no target; node CPU per request and cores busy above say what limits it): ${ratios.join("; ")}.`,
+    );
   }
   return lines;
 }
