@@ -16,7 +16,8 @@ import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
-import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
+import { commandLine, fail, readFlags } from "./lib/settings.ts";
+import { readWorkloadFlags, workloadFlags } from "./workload/flags.ts";
 import { chartSvg, markdownTable, type WorkloadRecord } from "./workload/report.ts";
 import { STRATEGIES, type Strategy } from "./workload/strategies.ts";
 import {
@@ -31,21 +32,9 @@ const TARGETS = { hitRateAt5: 0.95, hitRateAt10: 0.9, queriesAt5: 0.1, hitP50Ms:
 const { options, out } = readFlags(() => {
   const { values } = parseArgs({
     options: {
-      users: { type: "string", default: "10000" },
-      orders: { type: "string", default: "50000" },
-      requests: { type: "string" },
-      connections: { type: "string", default: "8" },
-      ratios: { type: "string", default: "0,0.01,0.05,0.1,0.3" },
+      ...workloadFlags({ ratios: "0,0.01,0.05,0.1,0.3", out: "bench/results/workload" }),
       strategies: { type: "string", default: STRATEGIES.join(",") },
-      seed: { type: "string", default: "7" },
-      out: { type: "string", default: "bench/results/workload" },
-      quick: { type: "boolean", default: false },
     },
-  });
-  const writeRatios = values.ratios.split(",").map((r) => {
-    const n = Number(r);
-    if (r.trim() === "" || !(n >= 0 && n <= 1)) fail(`--ratios: expected numbers 0 to 1, got ${r}`);
-    return n;
   });
   const strategies = values.strategies.split(",").map((s) => {
     if (!STRATEGIES.includes(s as Strategy)) {
@@ -54,13 +43,8 @@ const { options, out } = readFlags(() => {
     return s as Strategy;
   });
   const options: WorkloadOptions = {
-    users: positiveInt("users", values.users),
-    orders: positiveInt("orders", values.orders),
-    requests: positiveInt("requests", values.requests ?? (values.quick ? "2000" : "20000")),
-    connections: positiveInt("connections", values.connections),
-    writeRatios,
+    ...readWorkloadFlags(values),
     strategies,
-    seed: positiveInt("seed", values.seed),
     log: (line) => console.log(line),
   };
   return { options, out: values.out };

@@ -1,12 +1,17 @@
 /**
- * Child process of bench/workload.ts: the data API over `--db` with one invalidation
- * strategy, counting the queries that reach the database. Prints `{"url": ...}` once ready.
- * `GET /_bench/stats` answers the query counts and the cache's stats.
+ * Child process of bench/workload.ts and bench/cluster.ts: the data API over `--db` with
+ * one invalidation strategy, counting the queries that reach the database. Prints
+ * `{"url": ...}` once ready. `GET /_bench/stats` answers the query counts and the cache's
+ * stats. With `--redis`, it is one node of a deployment: the change log and a shared tier
+ * in Redis under `--prefix` (as `edgecache serve --redis` wires them), behind its own
+ * memory tier; it is ready once it holds its lease.
  *
  *   node --import tsx bench/servers/workload-server.ts --db /tmp/x/bench.db --strategy edgecache
+ *   ... --strategy edgecache --redis redis://127.0.0.1:6379 --prefix bench-1a2b:
  */
 import { parseArgs } from "node:util";
 import { Hono } from "hono";
+import { joinCluster } from "../../src/adapter/node/cluster.ts";
 import { startServer } from "../../src/adapter/node/server.ts";
 import { createDataApi } from "../../src/app/data-api.ts";
 import { Cache, type CacheOptions } from "../../src/core/cache.ts";
@@ -18,11 +23,20 @@ import { memoryStore } from "../../src/stores/memory.ts";
 import { STRATEGIES, type Strategy } from "../workload/strategies.ts";
 import { onParentGone } from "./lifecycle.ts";
 
-const { values } = parseArgs({ options: { db: { type: "string" }, strategy: { type: "string" } } });
+const { values } = parseArgs({
+  options: {
+    db: { type: "string" },
+    strategy: { type: "string" },
+    redis: { type: "string" },
+    prefix: { type: "string" },
+  },
+});
 const strategy = values.strategy as Strategy;
 if (!values.db || !STRATEGIES.includes(strategy)) {
   throw new Error(`[bench] [workload-server] expected --db and --strategy ${STRATEGIES.join("|")}`);
 }
+/** How long a node on Redis may take to get its first lease before the run gives up. */
+const LEASE_WAIT_MS = 10_000;
 
 /** A tier that keeps nothing: the no-cache baseline runs the same code with no hits. */
 const nothing: Store = {
@@ -43,7 +57,17 @@ const settings: Record<Strategy, Omit<CacheOptions, "tiers"> & { store: boolean 
   "edgecache-rehydrate": { store: true, policy: "exact" },
 };
 const { store, ...options } = settings[strategy];
-const cache = new Cache({ tiers: [store ? memoryStore() : nothing], ...options });
+if (values.redis !== undefined && !store) {
+  throw new Error(
+    `[bench] [workload-server] --redis: expected a caching strategy, got ${strategy}`,
+  );
+}
+const cluster =
+  values.redis === undefined
+    ? undefined
+    : await joinCluster({ url: values.redis, prefix: values.prefix });
+const tiers = [store ? memoryStore() : nothing, ...(cluster?.shared ?? [])];
+const cache = new Cache({ tiers, log: cluster?.log, ...options });
 
 const counts = { reads: 0, writes: 0 };
 const source = counting(sqliteSource({ path: values.db, views: demoViews }), counts);
@@ -53,11 +77,19 @@ const app = new Hono();
 app.get("/_bench/stats", (c) => c.json({ queries: { ...counts }, cache: cache.stats() }));
 app.route("/", api.app);
 const running = await startServer({ app, cache, port: 0 });
+// Before its lease a node serves from the source and stores nothing: not what is measured.
+const leaseBy = performance.now() + LEASE_WAIT_MS;
+while (!cache.trusted) {
+  if (performance.now() > leaseBy) throw new Error("[bench] [workload-server] no lease from Redis");
+  await new Promise((r) => setTimeout(r, 10));
+}
 
 onParentGone(async () => {
   await running.close();
   await cache.drain();
   await source.close();
+  // Leaves the log at once, so the other nodes' writes stop waiting for this one.
+  await cluster?.close();
   process.exit(0);
 });
 process.stdout.write(`${JSON.stringify({ url: running.url })}\n`);

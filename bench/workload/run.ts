@@ -1,8 +1,9 @@
 /**
- * Runs a request sequence against one data API with concurrent clients over keep-alive
- * HTTP, tells the oracle of every write and judges every read. Writes to one row (and to a
- * user's orders while the user is deleted) are serialized in sequence order, so the
- * oracle always knows which version a row should show.
+ * Runs a request sequence against one data API, or several nodes of one, with concurrent
+ * clients over keep-alive HTTP, tells the oracle of every write and judges every read.
+ * Writes to one row (and to a user's orders while the user is deleted) are serialized in
+ * sequence order, so the oracle always knows which version a row should show. Over several
+ * nodes, request i of the sequence goes to node i mod n (see `Client`).
  */
 import { Agent, request } from "node:http";
 import type { Op, ReadOp, WriteOp } from "./generate.ts";
@@ -19,9 +20,10 @@ export interface RunOutcome {
   /** Responses a correct server would not send (5xx, a write refused). */
   errors: number;
   elapsedMs: number;
-  /** Every request's latency, and the hits' alone, in ms. */
+  /** Every request's latency, the hits' alone and the writes' alone, in ms. */
   latencies: number[];
   hitLatencies: number[];
+  writeLatencies: number[];
 }
 
 interface Reply {
@@ -30,20 +32,27 @@ interface Reply {
   body: string;
 }
 
+/**
+ * Keep-alive HTTP to one node or several. `send(..., at)` goes to node `at` mod n: the
+ * runner passes each request's place in the sequence, so over n nodes the requests are
+ * dealt round robin, as a load balancer without affinity deals them. Every node then sees
+ * every key, and each must see the others' writes: the strict case for stale reads, and
+ * the hard one for hit rate (a hash of the path would keep each key on one node).
+ */
 export class Client {
   #agent: Agent;
-  constructor(
-    readonly base: string,
-    connections: number,
-  ) {
+  readonly bases: readonly string[];
+  constructor(bases: string | readonly string[], connections: number) {
+    this.bases = typeof bases === "string" ? [bases] : bases;
+    // maxSockets is per node: each node may get every client's connection.
     this.#agent = new Agent({ keepAlive: true, maxSockets: connections });
   }
 
-  send(method: string, path: string, body?: unknown): Promise<Reply> {
+  send(method: string, path: string, body?: unknown, at = 0): Promise<Reply> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise((resolve, reject) => {
       const req = request(
-        this.base + path,
+        this.bases[at % this.bases.length]! + path,
         {
           method,
           agent: this.#agent,
@@ -70,8 +79,8 @@ export class Client {
     });
   }
 
-  async json<T>(path: string): Promise<T> {
-    const reply = await this.send("GET", path);
+  async json<T>(path: string, at = 0): Promise<T> {
+    const reply = await this.send("GET", path, undefined, at);
     if (reply.status !== 200) throw new Error(`[bench] GET ${path}: ${reply.status} ${reply.body}`);
     return JSON.parse(reply.body) as T;
   }
@@ -85,7 +94,10 @@ export class Client {
 export async function readAll(client: Client, paths: string[], connections: number) {
   let next = 0;
   const worker = async () => {
-    while (next < paths.length) await client.send("GET", paths[next++]!);
+    while (next < paths.length) {
+      const at = next++;
+      await client.send("GET", paths[at]!, undefined, at);
+    }
   };
   await Promise.all(Array.from({ length: connections }, worker));
 }
@@ -107,19 +119,21 @@ export async function runSequence(
     elapsedMs: 0,
     latencies: [],
     hitLatencies: [],
+    writeLatencies: [],
   };
   const locks = new Locks();
   let next = 0;
   const worker = async () => {
     while (next < ops.length) {
-      const op = ops[next++]!;
-      if (op.kind === "read") await read(client, op, oracle, out);
+      const at = next++;
+      const op = ops[at]!;
+      if (op.kind === "read") await read(client, op, at, oracle, out);
       else {
         // Taken in sequence order before awaiting, so writes to a row keep their order.
         const release = locks.take(op.locks);
         try {
           await release.ready;
-          await write(client, op, oracle, out);
+          await write(client, op, at, oracle, out);
         } finally {
           release.done();
         }
@@ -132,9 +146,9 @@ export async function runSequence(
   return out;
 }
 
-async function read(client: Client, op: ReadOp, oracle: StaleOracle, out: RunOutcome) {
+async function read(client: Client, op: ReadOp, at: number, oracle: StaleOracle, out: RunOutcome) {
   const started = performance.now();
-  const reply = await client.send("GET", op.path);
+  const reply = await client.send("GET", op.path, undefined, at);
   const ended = performance.now();
   const latency = ended - started;
   out.requests++;
@@ -153,7 +167,13 @@ async function read(client: Client, op: ReadOp, oracle: StaleOracle, out: RunOut
   }
 }
 
-async function write(client: Client, op: WriteOp, oracle: StaleOracle, out: RunOutcome) {
+async function write(
+  client: Client,
+  op: WriteOp,
+  at: number,
+  oracle: StaleOracle,
+  out: RunOutcome,
+) {
   const body =
     op.method === "PATCH" ? { ...op.body, version: oracle.nextVersion(op.table, op.id) } : op.body;
   const started = performance.now();
@@ -161,7 +181,7 @@ async function write(client: Client, op: WriteOp, oracle: StaleOracle, out: RunO
   for (const id of op.cascade ?? []) tokens.push(oracle.issued("orders", id, started));
   let reply: Reply | undefined;
   try {
-    reply = await client.send(op.method, op.path, body);
+    reply = await client.send(op.method, op.path, body, at);
   } catch {
     // No answer: whether the write happened is unknown.
   }
@@ -169,6 +189,7 @@ async function write(client: Client, op: WriteOp, oracle: StaleOracle, out: RunO
   out.requests++;
   out.writes++;
   out.latencies.push(ended - started);
+  out.writeLatencies.push(ended - started);
   const ok = reply && reply.status < 300;
   if (!ok) out.errors++;
   for (const token of tokens) {

@@ -2,13 +2,23 @@
  * One workload benchmark: a generated database, then per write ratio one request sequence,
  * run against the data API once per strategy, each on a fresh copy of the database and a
  * fresh server process. Caching strategies are warmed first (each read of the sequence
- * once), so the figures are a long-running cache's, not a cold start's.
+ * once), so the figures are a long-running cache's, not a cold start's. The pieces of a run
+ * (`runSetup`) also run several nodes sharing Redis, for bench/cluster/.
  */
 import { copyFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
+import { DEFAULT_LEASE_MS } from "../../src/bus/redis.ts";
 import { seedDemo } from "../../src/demo/seed.ts";
-import { benchServer, makeTmpDir, startServer, stopAll } from "../lib/processes.ts";
+import {
+  benchServer,
+  cpuSeconds,
+  makeTmpDir,
+  type Server,
+  startServer,
+  stopAll,
+} from "../lib/processes.ts";
+import type { BenchRedis } from "../lib/redis.ts";
 import { generateSequence, type InitialData, type Op } from "./generate.ts";
 import { StaleOracle } from "./oracle.ts";
 import type { WorkloadRecord } from "./report.ts";
@@ -31,9 +41,44 @@ export interface WorkloadOptions {
 /** Hits sent one at a time after each run: a hit's latency without queueing behind others. */
 export const PROBE_REQUESTS = 400;
 
-interface ServerStats {
+export interface ServerStats {
   queries: { reads: number; writes: number };
-  cache: { invalidations: number; rehydrations: number; patches: number };
+  cache: {
+    hits: number;
+    misses: number;
+    staleHits: number;
+    bypasses: number;
+    refused: number;
+    resets: number;
+    invalidations: number;
+    rehydrations: number;
+    patches: number;
+    tiers: { name: string; hits: number }[];
+  };
+}
+
+/**
+ * What one run starts: `nodes` servers of one strategy over one database file; with
+ * `redis`, nodes of one deployment sharing the change log and a tier in that Redis.
+ */
+export interface Setup {
+  strategy: Strategy;
+  nodes: number;
+  redis?: { server: BenchRedis; prefix: string };
+}
+
+export interface SetupRun {
+  outcome: RunOutcome;
+  /** Each node's stats before and after the sequence. */
+  before: ServerStats[];
+  after: ServerStats[];
+  /** Hits sent one at a time after the sequence (ms). */
+  probe: number[];
+  /**
+   * CPU seconds spent during the sequence by the nodes, by this driver (the clients and
+   * the oracle) and by the Redis server (undefined without Redis); NaN without /proc.
+   */
+  cpu: { nodes: number; driver: number; redis: number | undefined };
 }
 
 export async function runWorkload(options: WorkloadOptions): Promise<{
@@ -41,10 +86,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<{
   stale: { strategy: Strategy; writeRatio: number; samples: RunOutcome["staleSamples"] }[];
 }> {
   const log = options.log ?? (() => {});
-  const dir = makeTmpDir();
-  const template = join(dir, "template.db");
-  const data = createDatabase(template, options);
-  log(`database: ${data.users.length} users, ${data.orders.length} orders`);
+  const { template, data } = prepareDatabase(options, log);
 
   const records: WorkloadRecord[] = [];
   const stale: { strategy: Strategy; writeRatio: number; samples: RunOutcome["staleSamples"] }[] =
@@ -56,58 +98,139 @@ export async function runWorkload(options: WorkloadOptions): Promise<{
       seed: options.seed,
     });
     for (const strategy of options.strategies) {
-      const db = join(dir, `${strategy}.db`);
-      copyFileSync(template, db);
-      try {
-        const { outcome, before, after, probe } = await runOne(db, strategy, ops, data, options);
-        const record = toRecord(strategy, writeRatio, outcome, before, after, probe);
+      await onFreshCopy(template, strategy, async (db) => {
+        const setup = { strategy, nodes: 1 };
+        const run = await runSetup(db, setup, ops, data, options.connections);
+        const record = toRecord(strategy, writeRatio, run);
         records.push(record);
-        if (outcome.staleSamples.length > 0) {
-          stale.push({ strategy, writeRatio, samples: outcome.staleSamples });
+        if (run.outcome.staleSamples.length > 0) {
+          stale.push({ strategy, writeRatio, samples: run.outcome.staleSamples });
         }
-        log(
-          `${pctLabel(writeRatio)} writes, ${strategy}: hit rate ${(record.hitRate * 100).toFixed(1)}%, stale ${record.staleReads}, ${record.dbQueriesPerRequest.toFixed(3)} queries/request, p50 ${record.p50Ms.toFixed(2)} ms, ${Math.round(record.rps)} req/s${outcome.errors ? `, ${outcome.errors} errors` : ""}`,
-        );
-      } finally {
-        await stopAll();
-        for (const suffix of ["", "-wal", "-shm"]) rmSync(db + suffix, { force: true });
-      }
+        log(summaryLine(`${pctLabel(writeRatio)} writes, ${strategy}`, record));
+      });
     }
   }
   addQueriesPerWrite(records);
   return { records, stale };
 }
 
-async function runOne(
+/** A temporary folder with the generated database, the template each run copies. */
+export function prepareDatabase(
+  options: Pick<WorkloadOptions, "users" | "orders" | "seed">,
+  log: (line: string) => void,
+): { template: string; data: InitialData } {
+  const template = join(makeTmpDir(), "template.db");
+  const data = createDatabase(template, options);
+  log(`database: ${data.users.length} users, ${data.orders.length} orders`);
+  return { template, data };
+}
+
+/**
+ * Runs `run` on a fresh copy of the template database, named `name`; every server is
+ * stopped and the copy removed after it.
+ */
+export async function onFreshCopy<T>(
+  template: string,
+  name: string,
+  run: (db: string) => Promise<T>,
+): Promise<T> {
+  const db = join(dirname(template), `${name}.db`);
+  copyFileSync(template, db);
+  try {
+    return await run(db);
+  } finally {
+    await stopAll();
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(db + suffix, { force: true });
+  }
+}
+
+/**
+ * The setup's servers over `db`, started together (node i is the i-th); on Redis, once
+ * their new change log lets writes through without waiting (see `logOlderThan`).
+ */
+export async function startNodes(db: string, setup: Setup): Promise<Server[]> {
+  const redis = setup.redis
+    ? ["--redis", setup.redis.server.url, "--prefix", setup.redis.prefix]
+    : [];
+  const servers = await Promise.all(
+    Array.from({ length: setup.nodes }, (_, i) =>
+      startServer({
+        name: `workload-${setup.strategy}${setup.nodes > 1 ? `-${i + 1}` : ""}`,
+        argv: benchServer("workload-server.ts", [
+          "--db",
+          db,
+          "--strategy",
+          setup.strategy,
+          ...redis,
+        ]),
+      }),
+    ),
+  );
+  await setup.redis?.server.logOlderThan(setup.redis.prefix, DEFAULT_LEASE_MS);
+  return servers;
+}
+
+/**
+ * One run: starts the setup, warms it (each read of the sequence once, spread over the
+ * nodes like the sequence), runs the sequence judged by a fresh oracle, then probes hits.
+ */
+export async function runSetup(
   db: string,
-  strategy: Strategy,
+  setup: Setup,
   ops: Op[],
   data: InitialData,
-  options: WorkloadOptions,
-) {
-  const server = await startServer({
-    name: `workload-${strategy}`,
-    argv: benchServer("workload-server.ts", ["--db", db, "--strategy", strategy]),
-  });
-  const client = new Client(server.url, options.connections);
+  connections: number,
+): Promise<SetupRun> {
+  const servers = await startNodes(db, setup);
+  const client = new Client(
+    servers.map((s) => s.url),
+    connections,
+  );
+  const stats = () =>
+    Promise.all(servers.map((_, i) => client.json<ServerStats>("/_bench/stats", i)));
+  const cpu = async () => {
+    const own = process.cpuUsage();
+    return {
+      nodes: servers.reduce((sum, s) => sum + cpuSeconds(s.pid), 0),
+      driver: (own.user + own.system) / 1e6,
+      redis: await setup.redis?.server.cpuSeconds(),
+    };
+  };
   try {
     const reads = [...new Set(ops.filter((o) => o.kind === "read").map((o) => o.path))];
-    if (strategy !== "no-cache") await readAll(client, reads, options.connections);
+    if (setup.strategy !== "no-cache") await readAll(client, reads, connections);
     const oracle = new StaleOracle({
       users: data.users.map((u) => u.id),
       orders: data.orders.map((o) => o.id),
     });
-    const before = await client.json<ServerStats>("/_bench/stats");
-    const outcome = await runSequence(client, ops, oracle, options.connections);
-    const after = await client.json<ServerStats>("/_bench/stats");
+    const before = await stats();
+    const cpuBefore = await cpu();
+    const outcome = await runSequence(client, ops, oracle, connections);
+    const cpuAfter = await cpu();
+    const after = await stats();
     const probe = await probeHits(client, ops);
-    return { outcome, before, after, probe };
+    const redis =
+      cpuAfter.redis === undefined ? undefined : cpuAfter.redis - (cpuBefore.redis ?? 0);
+    return {
+      outcome,
+      before,
+      after,
+      probe,
+      cpu: {
+        nodes: cpuAfter.nodes - cpuBefore.nodes,
+        driver: cpuAfter.driver - cpuBefore.driver,
+        redis,
+      },
+    };
   } finally {
     client.close();
   }
 }
 
-/** The most requested reads of the sequence, sent one at a time; the hits' latencies. */
+/**
+ * The most requested reads of the sequence, sent one at a time (dealt over the nodes);
+ * the hits' latencies.
+ */
 async function probeHits(client: Client, ops: Op[]): Promise<number[]> {
   const counts = new Map<string, number>();
   for (const op of ops) if (op.kind === "read") counts.set(op.path, (counts.get(op.path) ?? 0) + 1);
@@ -115,20 +238,17 @@ async function probeHits(client: Client, ops: Op[]): Promise<number[]> {
   const latencies: number[] = [];
   for (let i = 0; i < PROBE_REQUESTS && hot.length > 0; i++) {
     const started = performance.now();
-    const reply = await client.send("GET", hot[i % hot.length]![0]);
+    const reply = await client.send("GET", hot[i % hot.length]![0], undefined, i);
     if (reply.cacheStatus.startsWith("edgecache; hit")) latencies.push(performance.now() - started);
   }
   return latencies;
 }
 
-function toRecord(
-  strategy: Strategy,
-  writeRatio: number,
-  o: RunOutcome,
-  before: ServerStats,
-  after: ServerStats,
-  probe: number[],
-): WorkloadRecord {
+/** The figures of one run; `dbQueriesPerWrite` is filled in by `addQueriesPerWrite`. */
+export function toRecord(strategy: Strategy, writeRatio: number, run: SetupRun): WorkloadRecord {
+  const { outcome: o, probe } = run;
+  const before = sumStats(run.before);
+  const after = sumStats(run.after);
   const queries =
     after.queries.reads - before.queries.reads + (after.queries.writes - before.queries.writes);
   return {
@@ -154,6 +274,31 @@ function toRecord(
   };
 }
 
+/** The nodes' counters added up; tiers are left out (see each node's). */
+export function sumStats(nodes: ServerStats[]): ServerStats {
+  const sum = (pick: (s: ServerStats) => number) => nodes.reduce((n, s) => n + pick(s), 0);
+  return {
+    queries: { reads: sum((s) => s.queries.reads), writes: sum((s) => s.queries.writes) },
+    cache: {
+      hits: sum((s) => s.cache.hits),
+      misses: sum((s) => s.cache.misses),
+      staleHits: sum((s) => s.cache.staleHits),
+      bypasses: sum((s) => s.cache.bypasses),
+      refused: sum((s) => s.cache.refused),
+      resets: sum((s) => s.cache.resets),
+      invalidations: sum((s) => s.cache.invalidations),
+      rehydrations: sum((s) => s.cache.rehydrations),
+      patches: sum((s) => s.cache.patches),
+      tiers: [],
+    },
+  };
+}
+
+/** The progress line of one run. */
+export function summaryLine(what: string, r: WorkloadRecord): string {
+  return `${what}: hit rate ${(r.hitRate * 100).toFixed(1)}%, stale ${r.staleReads}, ${r.dbQueriesPerRequest.toFixed(3)} queries/request, p50 ${r.p50Ms.toFixed(2)} ms, ${Math.round(r.rps)} req/s${r.errors ? `, ${r.errors} errors` : ""}`;
+}
+
 /**
  * Queries per write: all queries of the run, less what the same number of reads cost in
  * the same strategy's read-only run, per write.
@@ -170,7 +315,10 @@ function addQueriesPerWrite(records: WorkloadRecord[]): void {
 }
 
 /** The demo schema and data, plus a version column the oracle reads (1 for every row). */
-function createDatabase(path: string, options: WorkloadOptions): InitialData {
+function createDatabase(
+  path: string,
+  options: Pick<WorkloadOptions, "users" | "orders" | "seed">,
+): InitialData {
   const db = new Database(path);
   try {
     seedDemo(db, { users: options.users, orders: options.orders, seed: options.seed });
@@ -188,13 +336,13 @@ function createDatabase(path: string, options: WorkloadOptions): InitialData {
 }
 
 /** Nearest-rank quantile. */
-function quantile(xs: number[], q: number): number {
+export function quantile(xs: number[], q: number): number {
   if (xs.length === 0) return 0;
   const sorted = Float64Array.from(xs).sort();
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? 0;
 }
 
-function round(x: number, digits: number): number {
+export function round(x: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
 }

@@ -1,0 +1,137 @@
+/**
+ * The cluster benchmark: several nodes sharing Redis against one node, on the workload
+ * benchmark's database and request sequences (bench/workload/), judged by its stale-read
+ * oracle; then the cross-node invalidation probe (bench/cluster/probe.ts).
+ *
+ *   npm run bench:cluster              # 10,000 users, 50,000 orders, 20,000 requests each
+ *   npm run bench:cluster -- --quick   # the same database, 2,000 requests: under 2 minutes
+ *
+ * Needs Redis (--redis, else REDIS_URL, else redis://127.0.0.1:6379); each run takes a
+ * fresh key prefix and drops its keys after. Writes `<out>.json` and `<out>.md` (default
+ * bench/results/cluster). Exits 1 if any setup or probe read anything stale.
+ *
+ * Flags: --users n, --orders n, --requests n, --connections n, --ratios 0.01,..., --nodes n,
+ * --strategy edgecache|edgecache-rehydrate, --probe-writes n, --redis url, --seed n,
+ * --out path, --quick.
+ */
+import { cpus, loadavg } from "node:os";
+import { parseArgs } from "node:util";
+import { type ClusterOptions, runCluster } from "./cluster/cluster.ts";
+import { cacheTable, probeTable, speedTable, targetLines } from "./cluster/report.ts";
+import { runBench } from "./lib/processes.ts";
+import { BenchRedis } from "./lib/redis.ts";
+import { describeCode, gitState, writeResults } from "./lib/results.ts";
+import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
+import { readWorkloadFlags, workloadFlags } from "./workload/flags.ts";
+import type { Strategy } from "./workload/strategies.ts";
+import { round } from "./workload/workload.ts";
+
+const CACHING: Strategy[] = ["edgecache-rehydrate", "edgecache"];
+
+const options = readFlags(() => {
+  const { values } = parseArgs({
+    options: {
+      ...workloadFlags({ ratios: "0.01,0.05,0.1", out: "bench/results/cluster" }),
+      nodes: { type: "string", default: "3" },
+      // Rehydration is edgecache's default.
+      strategy: { type: "string", default: "edgecache-rehydrate" },
+      "probe-writes": { type: "string" },
+      redis: { type: "string", default: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" },
+    },
+  });
+  if (!CACHING.includes(values.strategy as Strategy)) {
+    fail(`--strategy: expected one of ${CACHING.join(", ")}, got ${values.strategy}`);
+  }
+  const nodes = positiveInt("nodes", values.nodes);
+  if (nodes < 2) fail(`--nodes: expected at least 2, got ${nodes}`);
+  return {
+    ...readWorkloadFlags(values),
+    nodes,
+    strategy: values.strategy as Strategy,
+    redis: new BenchRedis(values.redis),
+    probeWrites: positiveInt(
+      "probe-writes",
+      values["probe-writes"] ?? (values.quick ? "100" : "500"),
+    ),
+    out: values.out,
+    log: (line: string) => console.log(line),
+  } satisfies ClusterOptions & { out: string };
+});
+
+await runBench(async () => {
+  const command = commandLine("bench:cluster");
+  const started = Date.now();
+  const loadavgBefore = loadavg().map((x) => round(x, 2));
+  await options.redis.check();
+  try {
+    const { records, probes, stale } = await runCluster(options);
+    const seconds = Math.round((Date.now() - started) / 1000);
+    const git = gitState();
+    const { redis, log: _log, out, ...settings } = options;
+    const json = {
+      date: new Date().toISOString(),
+      command,
+      git,
+      node: process.version,
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      loadavgBefore,
+      loadavgAfter: loadavg().map((x) => round(x, 2)),
+      seconds,
+      settings: { ...settings, redis: redis.url },
+      records,
+      probes,
+      stale,
+    };
+    const markdown = `# Cluster: ${options.nodes} nodes sharing Redis against one node
+
+${json.date}, ${describeCode(git)}. Node ${process.version}, ${json.cpus} × ${json.cpuModel ?? "cpu"}, load average ${json.loadavgBefore.join(" ")} before and ${json.loadavgAfter.join(" ")} after (other work on the machine counts). ${seconds} s in all.
+
+The workload benchmark's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders), request sequences and stale-read oracle ([workload.md](workload.md)), with strategy \`${options.strategy}\`: ${options.requests.toLocaleString("en-US")} requests per setup and write ratio from ${options.connections} concurrent keep-alive clients, after warming (each read of the sequence once). Three setups on the same sequence, each on a fresh copy of the database: one node with the in-process change log (the default), one node on Redis, and ${options.nodes} nodes on Redis (each its own process and memory tier, sharing the change log and a Redis tier under a fresh key prefix, and one SQLite file). Over ${options.nodes} nodes request i of the sequence goes to node i mod ${options.nodes}: round robin, as a load balancer without affinity deals requests, so every node reads every hot key and must see every other node's writes — the strict case for stale reads and the hard one for hit rate (a hash of the path would keep each key on one node).
+
+${cacheTable(records)}
+
+- **from Redis tier**: share of the hits that the shared Redis tier answered (the rest came from the node's own memory).
+- **errors**: responses a correct server would not send (5xx, a write refused).
+- **reads per node**: reads each node served, by its own counters.
+- **log resets / refused**: times a node dropped its memory tier to start the change log over, and entries it read from the Redis tier and refused (a change since their load may concern them), over all nodes.
+
+${speedTable(records)}
+
+- **write p50 / p99**: the writes of the sequence, under load, until acknowledged.
+- **vs 1 node**: requests per second against one node with the in-process log, same ratio, same run.
+- **node CPU µs / request**: the nodes' CPU time during the sequence (all of them together) per request.
+- **cores busy**: CPU seconds during the sequence of the nodes, of the driver (clients and oracle) and of the Redis server (all its clients), over the sequence's duration; the machine has ${json.cpus}, shared with whatever else runs on it.
+
+**Invalidation probe**: ${options.probeWrites} writes one at a time (\`PATCH /v1/users/:id\`, 50 rows in turn), each through the next node; before each the row is read on every node (so it is cached there), and from the write's acknowledgement the row is read on every other node (on the node itself with one node) until each answers the new version. The barrier acknowledges a write only once every node holding a lease applied it, so the first read after the ack should already be new: **ack → all nodes new** is then one read's round trip, and a read after the ack answering the old version is a stale read.
+
+${probeTable(probes)}
+
+Targets:
+
+${targetLines(records, probes).join("\n")}
+
+Command:
+
+\`\`\`sh
+${command}
+\`\`\`
+`;
+    const path = writeResults(out, json, markdown);
+    console.log(
+      `\n${cacheTable(records)}\n\n${speedTable(records)}\n\n${probeTable(probes)}\n\n${targetLines(records, probes).join("\n")}\n\nwrote ${path}.json and .md in ${seconds} s`,
+    );
+    for (const s of stale.slice(0, 6)) {
+      console.log(
+        `stale under ${s.setup} (${s.writeRatio ?? "probe"}):`,
+        JSON.stringify(s.samples[0]),
+      );
+    }
+    if (stale.length > 0) {
+      console.error("[bench] stale reads; see above");
+      process.exitCode = 1;
+    }
+  } finally {
+    options.redis.close();
+  }
+});

@@ -1,0 +1,258 @@
+/**
+ * The cluster benchmark: the workload benchmark's database, sequences, oracle and runner,
+ * run per write ratio against three setups of one strategy, each on a fresh copy of the
+ * database (and, on Redis, under a fresh key prefix):
+ *
+ * - one node with the in-process change log (edgecache's default),
+ * - one node on Redis (change log and shared tier),
+ * - n nodes on Redis, the sequence dealt round robin over them (see `Client`);
+ *
+ * then the invalidation probe (probe.ts) against each setup.
+ */
+import type { BenchRedis } from "../lib/redis.ts";
+import { generateSequence } from "../workload/generate.ts";
+import type { WorkloadRecord } from "../workload/report.ts";
+import { Client, type RunOutcome } from "../workload/run.ts";
+import type { Strategy } from "../workload/strategies.ts";
+import {
+  onFreshCopy,
+  pctLabel,
+  prepareDatabase,
+  quantile,
+  round,
+  runSetup,
+  type ServerStats,
+  type Setup,
+  type SetupRun,
+  startNodes,
+  summaryLine,
+  sumStats,
+  toRecord,
+} from "../workload/workload.ts";
+import { type ProbeOutcome, probeInvalidation } from "./probe.ts";
+
+export interface ClusterOptions {
+  users: number;
+  orders: number;
+  /** Requests per setup and ratio (after warming). */
+  requests: number;
+  writeRatios: number[];
+  /** Concurrent clients, spread over the nodes of a setup. */
+  connections: number;
+  /** Nodes of the cluster setup (3). */
+  nodes: number;
+  strategy: Strategy;
+  redis: BenchRedis;
+  /** Writes of the invalidation probe, per setup. */
+  probeWrites: number;
+  seed: number;
+  log?: (line: string) => void;
+}
+
+export type SetupName = "1-local" | "1-redis" | "n-redis";
+
+export interface ClusterRecord extends WorkloadRecord {
+  setup: SetupName;
+  nodes: number;
+  changeLog: "local" | "redis";
+  writeP50Ms: number | null;
+  writeP99Ms: number | null;
+  /** Reads each node served, by its own counters (hits, stale hits and misses). */
+  readsByNode: number[];
+  /** Hits per tier, over all nodes: `memory`, and `redis` for the shared tier. */
+  tierHits: Record<string, number>;
+  /**
+   * Over all nodes, during the sequence: entries read from the shared tier and refused (a
+   * change since their load may concern them), reads that bypassed the cache (lease
+   * lapsed), and times a node dropped its memory tier to start the log over.
+   */
+  refused: number;
+  bypasses: number;
+  resets: number;
+  /** CPU seconds during the sequence (see `SetupRun`), and the cores they kept busy. */
+  cpu: SetupRun["cpu"] & { coresBusy: number };
+}
+
+export interface ProbeRecord {
+  setup: SetupName;
+  nodes: number;
+  changeLog: "local" | "redis";
+  writes: number;
+  writeP50Ms: number;
+  writeP99Ms: number;
+  ackToAllNewP50Ms: number;
+  ackToAllNewP99Ms: number;
+  ackToAllNewMaxMs: number;
+  staleReads: number;
+  primedHitRate: number;
+  firstPollHitRate: number;
+  errors: number;
+}
+
+export interface ClusterResult {
+  records: ClusterRecord[];
+  probes: ProbeRecord[];
+  /** Stale reads found, for the report: the workload runs' and the probes'. */
+  stale: { setup: SetupName; writeRatio: number | null; samples: unknown[] }[];
+}
+
+export async function runCluster(options: ClusterOptions): Promise<ClusterResult> {
+  const log = options.log ?? (() => {});
+  const { template, data } = prepareDatabase(options, log);
+  const result: ClusterResult = { records: [], probes: [], stale: [] };
+  const setups: SetupName[] = ["1-local", "1-redis", "n-redis"];
+
+  for (const writeRatio of options.writeRatios) {
+    const ops = generateSequence(data, {
+      requests: options.requests,
+      writeRatio,
+      seed: options.seed,
+    });
+    for (const name of setups) {
+      const record = await withSetup(
+        options,
+        template,
+        name,
+        `${name}-${writeRatio}`,
+        async (db, setup) => {
+          const run = await runSetup(db, setup, ops, data, options.connections);
+          return {
+            value: toClusterRecord(name, setup, writeRatio, run),
+            samples: run.outcome.staleSamples,
+          };
+        },
+      );
+      result.records.push(record.value);
+      if (record.samples.length > 0) {
+        result.stale.push({ setup: name, writeRatio, samples: record.samples });
+      }
+      log(
+        summaryLine(`${pctLabel(writeRatio)} writes, ${label(name, options.nodes)}`, record.value),
+      );
+    }
+  }
+
+  // Any 50 users: each probe runs on a fresh copy of the database, which only it writes.
+  const ids = data.users.slice(0, 50).map((u) => u.id);
+  for (const name of setups) {
+    const probe = await withSetup(options, template, name, `${name}-probe`, async (db, setup) => {
+      const servers = await startNodes(db, setup);
+      const client = new Client(
+        servers.map((s) => s.url),
+        1,
+      );
+      try {
+        const outcome = await probeInvalidation(client, ids, options.probeWrites);
+        return { value: toProbeRecord(name, setup, outcome), samples: outcome.staleSamples };
+      } finally {
+        client.close();
+      }
+    });
+    result.probes.push(probe.value);
+    if (probe.samples.length > 0) {
+      result.stale.push({ setup: name, writeRatio: null, samples: probe.samples });
+    }
+    const p = probe.value;
+    log(
+      `probe, ${label(name, options.nodes)}: write p50 ${p.writeP50Ms} ms, p99 ${p.writeP99Ms} ms; ack to all new p50 ${p.ackToAllNewP50Ms} ms, p99 ${p.ackToAllNewP99Ms} ms; stale ${p.staleReads}${p.errors ? `, ${p.errors} errors` : ""}`,
+    );
+  }
+  return result;
+}
+
+export function label(name: SetupName, nodes: number): string {
+  if (name === "1-local") return "1 node, in-process log";
+  if (name === "1-redis") return "1 node on Redis";
+  return `${nodes} nodes on Redis`;
+}
+
+/**
+ * Runs `run` against a setup on a fresh copy of the database; a setup on Redis gets a
+ * prefix of its own, whose keys are dropped after its nodes stopped.
+ */
+async function withSetup<T>(
+  options: ClusterOptions,
+  template: string,
+  name: SetupName,
+  copy: string,
+  run: (db: string, setup: Setup) => Promise<{ value: T; samples: unknown[] }>,
+): Promise<{ value: T; samples: unknown[] }> {
+  const redis = name === "1-local" ? undefined : options.redis;
+  const prefix = redis?.freshPrefix() ?? "";
+  const setup: Setup = {
+    strategy: options.strategy,
+    nodes: name === "n-redis" ? options.nodes : 1,
+    redis: redis && { server: redis, prefix },
+  };
+  try {
+    return await onFreshCopy(template, copy, (db) => run(db, setup));
+  } finally {
+    if (redis) await redis.drop(prefix);
+  }
+}
+
+function toClusterRecord(
+  name: SetupName,
+  setup: Setup,
+  writeRatio: number,
+  run: SetupRun,
+): ClusterRecord {
+  const { outcome } = run;
+  const served = (s: ServerStats) => s.cache.hits + s.cache.staleHits + s.cache.misses;
+  const tierHits: Record<string, number> = {};
+  run.after.forEach((after, node) => {
+    after.cache.tiers.forEach((tier, i) => {
+      const before = run.before[node]!.cache.tiers[i]?.hits ?? 0;
+      tierHits[tier.name] = (tierHits[tier.name] ?? 0) + tier.hits - before;
+    });
+  });
+  const before = sumStats(run.before);
+  const after = sumStats(run.after);
+  const seconds = outcome.elapsedMs / 1000;
+  const busy = run.cpu.nodes + run.cpu.driver + (run.cpu.redis ?? 0);
+  return {
+    ...toRecord(setup.strategy, writeRatio, run),
+    setup: name,
+    nodes: setup.nodes,
+    changeLog: setup.redis ? "redis" : "local",
+    ...writeQuantiles(outcome),
+    readsByNode: run.after.map((after, i) => served(after) - served(run.before[i]!)),
+    tierHits,
+    refused: after.cache.refused - before.cache.refused,
+    bypasses: after.cache.bypasses - before.cache.bypasses,
+    resets: after.cache.resets - before.cache.resets,
+    cpu: {
+      nodes: round(run.cpu.nodes, 2),
+      driver: round(run.cpu.driver, 2),
+      redis: run.cpu.redis === undefined ? undefined : round(run.cpu.redis, 2),
+      coresBusy: round(busy / seconds, 2),
+    },
+  };
+}
+
+function writeQuantiles(o: RunOutcome): { writeP50Ms: number | null; writeP99Ms: number | null } {
+  if (o.writeLatencies.length === 0) return { writeP50Ms: null, writeP99Ms: null };
+  return {
+    writeP50Ms: round(quantile(o.writeLatencies, 0.5), 3),
+    writeP99Ms: round(quantile(o.writeLatencies, 0.99), 3),
+  };
+}
+
+function toProbeRecord(name: SetupName, setup: Setup, o: ProbeOutcome): ProbeRecord {
+  const ms = (xs: number[], q: number) => round(quantile(xs, q), 3);
+  return {
+    setup: name,
+    nodes: setup.nodes,
+    changeLog: setup.redis ? "redis" : "local",
+    writes: o.writes,
+    writeP50Ms: ms(o.writeLatencies, 0.5),
+    writeP99Ms: ms(o.writeLatencies, 0.99),
+    ackToAllNewP50Ms: ms(o.ackToAllNew, 0.5),
+    ackToAllNewP99Ms: ms(o.ackToAllNew, 0.99),
+    ackToAllNewMaxMs: ms(o.ackToAllNew, 1),
+    staleReads: o.staleReads,
+    primedHitRate: round(o.primedHits / Math.max(1, o.primes), 4),
+    firstPollHitRate: round(o.firstPollHits / Math.max(1, o.firstPolls), 4),
+    errors: o.errors,
+  };
+}

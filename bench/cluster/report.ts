@@ -1,0 +1,152 @@
+/** The cluster benchmark's Markdown tables and target lines. */
+import { type ClusterRecord, label, type ProbeRecord } from "./cluster.ts";
+
+export const TARGETS = { hitRatePoints: 2, ackToAllNewP99Ms: 5 };
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+const ms = (x: number | null) => (x === null ? "–" : x.toFixed(2));
+
+/** The run with one node and the in-process log at the same ratio: the baseline. */
+function baseline(records: ClusterRecord[], r: ClusterRecord): ClusterRecord | undefined {
+  return records.find((b) => b.setup === "1-local" && b.writeRatio === r.writeRatio);
+}
+
+/** Per ratio and setup: what the cache did (hits, staleness, load on the database). */
+export function cacheTable(records: ClusterRecord[]): string {
+  return table(
+    [
+      "write ratio",
+      "setup",
+      "hit rate",
+      "from Redis tier",
+      "stale reads",
+      "errors",
+      "DB queries / request",
+      "reads per node",
+      "log resets / refused",
+    ],
+    records.map((r) => {
+      const hits = Object.values(r.tierHits).reduce((a, b) => a + b, 0);
+      const fromRedis =
+        r.changeLog === "redis" ? pct((r.tierHits.redis ?? 0) / Math.max(1, hits)) : "–";
+      return [
+        pct(r.writeRatio),
+        label(r.setup, r.nodes),
+        pct(r.hitRate),
+        fromRedis,
+        String(r.staleReads),
+        String(r.errors),
+        r.dbQueriesPerRequest.toFixed(3),
+        r.readsByNode.join(" / "),
+        `${r.resets} / ${r.refused}`,
+      ];
+    }),
+  );
+}
+
+/** Per ratio and setup: latency, throughput against one node, and where the CPU went. */
+export function speedTable(records: ClusterRecord[]): string {
+  return table(
+    [
+      "write ratio",
+      "setup",
+      "p50 ms",
+      "p95 ms",
+      "write p50 / p99 ms",
+      "req/s",
+      "vs 1 node",
+      "node CPU µs / request",
+      "cores busy (nodes + driver + Redis)",
+    ],
+    records.map((r) => {
+      const base = baseline(records, r);
+      const redis = r.cpu.redis === undefined ? "" : ` + ${r.cpu.redis.toFixed(1)}`;
+      return [
+        pct(r.writeRatio),
+        label(r.setup, r.nodes),
+        ms(r.p50Ms),
+        ms(r.p95Ms),
+        `${ms(r.writeP50Ms)} / ${ms(r.writeP99Ms)}`,
+        Math.round(r.rps).toLocaleString("en-US"),
+        base ? `${(r.rps / base.rps).toFixed(2)}×` : "–",
+        String(Math.round((r.cpu.nodes / Math.max(1, r.requests)) * 1e6)),
+        `${r.cpu.coresBusy.toFixed(2)} (${r.cpu.nodes.toFixed(1)} + ${r.cpu.driver.toFixed(1)}${redis} s)`,
+      ];
+    }),
+  );
+}
+
+export function probeTable(probes: ProbeRecord[]): string {
+  return table(
+    [
+      "setup",
+      "writes",
+      "write p50 ms",
+      "write p99 ms",
+      "ack → all nodes new, p50 ms",
+      "p99 ms",
+      "max ms",
+      "stale reads after ack",
+      "row cached before the write",
+      "first read after ack a hit",
+      "errors",
+    ],
+    probes.map((p) => [
+      label(p.setup, p.nodes),
+      String(p.writes),
+      ms(p.writeP50Ms),
+      ms(p.writeP99Ms),
+      ms(p.ackToAllNewP50Ms),
+      ms(p.ackToAllNewP99Ms),
+      ms(p.ackToAllNewMaxMs),
+      String(p.staleReads),
+      pct(p.primedHitRate),
+      pct(p.firstPollHitRate),
+      String(p.errors),
+    ]),
+  );
+}
+
+function table(head: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+/** Each target, met or missed, from the figures. */
+export function targetLines(records: ClusterRecord[], probes: ProbeRecord[]): string[] {
+  const met = (ok: boolean) => (ok ? "met" : "MISSED");
+  const stale =
+    records.reduce((n, r) => n + r.staleReads, 0) + probes.reduce((n, p) => n + p.staleReads, 0);
+  const lines = [
+    `- **stale reads** (target 0): ${stale} in all runs and probes (${met(stale === 0)}).`,
+  ];
+  const cluster = records.filter((r) => r.setup === "n-redis");
+  const gaps = cluster.map((r) => {
+    const base = baseline(records, r);
+    const points = base ? (base.hitRate - r.hitRate) * 100 : Number.NaN;
+    return `${pct(r.writeRatio)}: ${points.toFixed(1)} points (${met(points <= TARGETS.hitRatePoints)})`;
+  });
+  if (gaps.length > 0) {
+    lines.push(
+      `- **hit rate of the cluster** (target: within ${TARGETS.hitRatePoints} points below one node with the in-process log): ${gaps.join("; ")}.`,
+    );
+  }
+  const probe = probes.find((p) => p.setup === "n-redis");
+  if (probe) {
+    lines.push(
+      `- **ack → all nodes new, p99** (target ≤ ${TARGETS.ackToAllNewP99Ms} ms on loopback): ${ms(probe.ackToAllNewP99Ms)} ms (${met(probe.ackToAllNewP99Ms <= TARGETS.ackToAllNewP99Ms)}); p50 ${ms(probe.ackToAllNewP50Ms)} ms.`,
+    );
+  }
+  const ratios = cluster.map((r) => {
+    const base = baseline(records, r);
+    const redis = records.find((b) => b.setup === "1-redis" && b.writeRatio === r.writeRatio);
+    const of = (b: ClusterRecord | undefined) => (b ? `${(r.rps / b.rps).toFixed(2)}×` : "–");
+    return `${pct(r.writeRatio)}: ${of(base)} one node with the in-process log, ${of(redis)} one node on Redis`;
+  });
+  if (ratios.length > 0) {
+    lines.push(
+      `- **throughput of the cluster** (no target; node CPU per request and cores busy above say what limits it): ${ratios.join("; ")}.`,
+    );
+  }
+  return lines;
+}

@@ -1,0 +1,51 @@
+import { afterAll, expect, it } from "vitest";
+import { runCluster } from "../../bench/cluster/cluster.ts";
+import { stopAll } from "../../bench/lib/processes.ts";
+import { BenchRedis } from "../../bench/lib/redis.ts";
+import { requireRedis } from "../helpers/services.ts";
+
+const service = await requireRedis(process.env.REDIS_URL);
+
+/**
+ * The cluster benchmark end to end, small: real node processes sharing the Redis on this
+ * machine, one write ratio, a short probe. No setup may read anything stale, and every node
+ * of the cluster must have served reads (else the cluster was not measured at all).
+ */
+service.describe("cluster benchmark (smoke)", () => {
+  const redis = new BenchRedis(service.url);
+  afterAll(async () => {
+    await stopAll();
+    redis.close();
+  });
+
+  it("reads nothing stale on one node or three, and the three nodes all serve reads", async () => {
+    await redis.check();
+    const { records, probes } = await runCluster({
+      users: 300,
+      orders: 1500,
+      requests: 500,
+      writeRatios: [0.1],
+      connections: 4,
+      nodes: 3,
+      strategy: "edgecache-rehydrate",
+      redis,
+      probeWrites: 10,
+      seed: 3,
+    });
+    expect(records.map((r) => r.setup)).toEqual(["1-local", "1-redis", "n-redis"]);
+    for (const r of records) {
+      expect(r.staleReads, r.setup).toBe(0);
+      expect(r.requests, r.setup).toBe(500);
+      expect(r.hitRate, r.setup).toBeGreaterThan(0.5);
+    }
+    const cluster = records.find((r) => r.setup === "n-redis")!;
+    expect(cluster.readsByNode).toHaveLength(3);
+    for (const reads of cluster.readsByNode) expect(reads).toBeGreaterThan(100);
+    expect(cluster.tierHits.redis).toBeGreaterThan(0);
+    for (const p of probes) {
+      expect(p.staleReads, p.setup).toBe(0);
+      expect(p.writes, p.setup).toBe(10);
+      expect(p.errors, p.setup).toBe(0);
+    }
+  }, 60_000);
+});
