@@ -65,7 +65,7 @@ if (values.redis !== undefined && !store) {
 const cluster =
   values.redis === undefined
     ? undefined
-    : await joinCluster({ url: values.redis, prefix: values.prefix });
+    : await joinCluster({ url: values.redis, prefix: values.prefix }, `sqlite:${values.db}`);
 const tiers = [store ? memoryStore() : nothing, ...(cluster?.shared ?? [])];
 const cache = new Cache({ tiers, log: cluster?.log, ...options });
 
