@@ -122,6 +122,113 @@ describe("sqlite store persistence", () => {
   });
 });
 
+describe("sqlite store bounds", () => {
+  /** Keys in the file, in write order. */
+  function fileKeys(path: string): string[] {
+    const raw = new Database(path, { readonly: true });
+    try {
+      return raw
+        .prepare("SELECT key FROM edgecache_entries ORDER BY rowid")
+        .pluck()
+        .all() as string[];
+    } finally {
+      raw.close();
+    }
+  }
+
+  it("past maxEntries, evicts the least recently written entries and reports each once", async () => {
+    const path = freshPath();
+    const store = openStore({ path, maxEntries: 3 });
+    const evicted: string[] = [];
+    store.onEvict((key) => evicted.push(key));
+    for (const k of ["a", "b", "c"]) await store.set(k, entry(`"${k}"`), MINUTE);
+    // Read, then rewritten: "a" is read (no effect on the order), "b" written again.
+    await store.get("a");
+    await store.set("b", entry('"b2"'), MINUTE);
+    await store.set("d", entry('"d"'), MINUTE);
+    expect(evicted).toEqual(["a"]);
+    await store.set("e", entry('"e"'), MINUTE);
+    expect(evicted).toEqual(["a", "c"]);
+    expect(fileKeys(path)).toEqual(["b", "d", "e"]);
+    expect(store.size()).toMatchObject({ entries: 3, evictions: 2 });
+  });
+
+  it("past maxBytes, evicts until the entries fit, counting key, body and the stored entry", async () => {
+    const path = freshPath();
+    const body = new Uint8Array(1000);
+    const store = openStore({ path, maxBytes: 5000 });
+    for (let i = 0; i < 20; i++) await store.set(`k${i}`, storedEntry({ body }), MINUTE);
+    const { entries, bytes, evictions } = store.size();
+    expect(bytes).toBeLessThanOrEqual(5000);
+    expect(entries).toBeGreaterThan(0);
+    expect(entries).toBeLessThan(5);
+    expect(evictions).toBe(20 - entries);
+    expect(fileKeys(path)).toEqual(
+      Array.from({ length: entries }, (_, i) => `k${20 - entries + i}`),
+    );
+  });
+
+  it("does not keep an entry larger than maxBytes, removes the older one under its key and evicts nothing for it", async () => {
+    const store = openStore({ path: freshPath(), maxBytes: 2000 });
+    const evicted: string[] = [];
+    store.onEvict((key) => evicted.push(key));
+    await store.set("small", storedEntry(), MINUTE);
+    await store.set("k", storedEntry(), MINUTE);
+    await store.set("k", storedEntry({ body: new Uint8Array(5000) }), MINUTE);
+    expect(await store.get("k")).toBeUndefined();
+    expect(await store.get("small")).toBeDefined();
+    expect(evicted).toEqual([]);
+    expect(store.size()).toMatchObject({ entries: 1, evictions: 0 });
+  });
+
+  it("does not report deletes, overwrites or expiry as evictions, and sweeps expired entries before evicting live ones", async () => {
+    let time = Date.UTC(2025, 0, 1);
+    const store = openStore({ path: freshPath(), maxEntries: 2, now: () => time });
+    const evicted: string[] = [];
+    store.onEvict((key) => evicted.push(key));
+    await store.set("short", entry('"s"'), 1000);
+    await store.set("long", entry('"l"'), 10 * MINUTE);
+    await store.set("long", entry('"l2"'), 10 * MINUTE);
+    await store.delete(["long"]);
+    await store.set("long", entry('"l3"'), 10 * MINUTE);
+    time += 2 * MINUTE;
+    await store.set("new", entry('"n"'), MINUTE);
+    expect(evicted).toEqual([]);
+    expect((await store.get("long"))?.etag).toBe('"l3"');
+    expect(store.size()).toMatchObject({ entries: 2, evictions: 0 });
+  });
+
+  it("keeps its totals across a reopen, and counts a file written before they were kept", async () => {
+    const path = freshPath();
+    const first = openStore({ path, maxEntries: 3 });
+    for (const k of ["a", "b"]) await first.set(k, entry(`"${k}"`), MINUTE);
+    const before = first.size();
+    await first.close();
+
+    const raw = new Database(path);
+    raw.exec("DROP TABLE edgecache_entries_totals");
+    raw.close();
+    const second = openStore({ path, maxEntries: 3 });
+    expect(second.size()).toMatchObject({ entries: 2, bytes: before.bytes });
+    for (const k of ["c", "d"]) await second.set(k, entry(`"${k}"`), MINUTE);
+    expect(fileKeys(path)).toEqual(["b", "c", "d"]);
+  });
+
+  it("a lowered bound is reached over the next writes, a batch at a time", async () => {
+    const path = freshPath();
+    const first = openStore({ path });
+    for (let i = 0; i < 2500; i++) await first.set(`k${i}`, entry('"x"'), MINUTE);
+    await first.close();
+    const second = openStore({ path, maxEntries: 10 });
+    await second.set("one", entry('"1"'), MINUTE);
+    expect(second.size().entries).toBe(1501);
+    await second.set("two", entry('"2"'), MINUTE);
+    await second.set("three", entry('"3"'), MINUTE);
+    expect(second.size().entries).toBe(10);
+    expect(fileKeys(path).slice(-3)).toEqual(["one", "two", "three"]);
+  });
+});
+
 describe("sqlite store errors", () => {
   it("a store used after close rejects with E_STORE_UNAVAILABLE and the driver error as cause", async () => {
     const store = sqliteStore({ path: freshPath() });
@@ -155,6 +262,10 @@ describe("sqlite store errors", () => {
     ["tableName", 'x"; DROP TABLE y; --'],
     ["tableName", "1abc"],
     ["now", "Date.now"],
+    ["maxBytes", 0],
+    ["maxBytes", "1mb"],
+    ["maxEntries", -1],
+    ["maxEntries", 1.5],
   ];
 
   it.each(bad)("rejects %s = %s at the factory call with E_BAD_OPTION", (option, value) => {
