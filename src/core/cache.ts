@@ -27,6 +27,8 @@ const SWEEP_EVERY = 4096;
 const RECENT_RESULTS = 1024;
 /** How long a write waits for the change log to be reachable before it is refused. */
 const WRITE_WAIT_MS = 5000;
+/** Tiers past this many are not tracked for the index (a bit each in a 32-bit mask). */
+const MAX_TRACKED_TIERS = 30;
 /** Without a schema every write falls back to its table. */
 const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
 
@@ -186,6 +188,8 @@ export class Cache {
   #undeleted = new Map<number, Set<string>>();
   #encoder = new TextEncoder();
   #stores = 0;
+  /** Tiers whose holding keeps a registration (a bit per tier): the first, and evicting ones. */
+  #tracked = 1;
 
   constructor(options: CacheOptions) {
     const c = "cache";
@@ -218,15 +222,15 @@ export class Cache {
       () => this.policy,
     );
     this.#tierStats = options.tiers.map((t) => ({ name: t.name, hits: 0, misses: 0, errors: 0 }));
-    // An entry the last tier evicts is gone from the cache: drop its registration (and any
-    // copy above, which would otherwise be served without one).
-    const last = options.tiers[options.tiers.length - 1];
-    if (last && isEvicting(last)) {
-      last.onEvict((key) => {
-        if (this.tiers.length === 1) this.index.remove(key);
-        else void this.#remove(new Set([key])); // faults are handled (and counted) there
-      });
-    }
+    // A registration stays while a tier may hold its entry. The first tier always counts:
+    // what it holds is served unchecked. A lower tier counts when it reports its evictions;
+    // one that does not (Redis) needs none, since what is read from it is checked against
+    // the log. So the index is bounded by the bounds of the tiers that keep one.
+    options.tiers.forEach((tier, i) => {
+      if (!isEvicting(tier) || i >= MAX_TRACKED_TIERS) return;
+      this.#tracked |= 1 << i;
+      tier.onEvict((key) => this.index.release(key, 1 << i));
+    });
     const first = options.tiers[0];
     this.#front = first && isSync(first) ? first : undefined;
     if (options.rehydrate !== false) {
@@ -675,9 +679,10 @@ export class Cache {
           this.#run(tier.delete([key]).catch((err) => this.#fault(i, "delete", err)));
           continue;
         }
-        if (!this.index.has(key)) {
-          this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
-        }
+        // This tier holds it, and the back-fill below writes the tiers above.
+        const held = this.#held(i + 1);
+        if (this.index.has(key)) this.index.hold(key, held);
+        else this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held);
         // Back-fill the tiers above; check again after, since a write may land while an
         // asynchronous tier is being written.
         await this.#storeIn(key, entry, i);
@@ -753,9 +758,14 @@ export class Cache {
     return entry;
   }
 
+  /** The tracked tiers among [0, end), as `index.add` takes them. */
+  #held(end: number): number {
+    return this.#tracked & (2 ** Math.min(end, MAX_TRACKED_TIERS) - 1);
+  }
+
   /** Registers the entry and writes it into tiers [0, end). */
   async #store(key: string, entry: CacheEntry, end: number): Promise<void> {
-    this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
+    this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.#held(end));
     // Registrations of entries that expired everywhere go now and then, not per request.
     if (++this.#stores % SWEEP_EVERY === 0) this.index.sweep(this.#now());
     await this.#storeIn(key, entry, end);
