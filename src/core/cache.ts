@@ -17,6 +17,7 @@ import {
 import type { CacheEntry } from "./entry.ts";
 import { badOption, EdgecacheError } from "./errors.ts";
 import { WriteFence } from "./fence.ts";
+import { isNegative, NegativeQuota } from "./negative.ts";
 import { rateLimited } from "./report.ts";
 import { type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
 import { isEvicting, isListable, isMeasured, isSync, type Store, type SyncStore } from "./store.ts";
@@ -29,6 +30,8 @@ const RECENT_RESULTS = 1024;
 const WRITE_WAIT_MS = 5000;
 /** Tiers past this many are not tracked for the index (a bit each in a 32-bit mask). */
 const MAX_TRACKED_TIERS = 30;
+/** Cached 404s and 410s kept at once, by default. */
+const DEFAULT_MAX_NEGATIVE = 10_000;
 /** Without a schema every write falls back to its table. */
 const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
 
@@ -43,6 +46,11 @@ export interface CacheOptions {
   policy?: InvalidationPolicy;
   /** What the planner knows of the data API's schema; without it writes fall back to tables. */
   schema?: PlanSchema;
+  /**
+   * Cached negative results (404 and 410) kept at once, 10 000 by default: past it the least
+   * recently used goes from every tier, so made-up URLs cannot crowd out real entries.
+   */
+  notFound?: { maxEntries?: number };
   /** Background refetch of invalidated hot entries; false turns it off. */
   rehydrate?: { concurrency?: number; minHits?: number } | false;
   /** Overlapping operations the write fence remembers (1024). */
@@ -190,6 +198,7 @@ export class Cache {
   #stores = 0;
   /** Tiers whose holding keeps a registration (a bit per tier): the first, and evicting ones. */
   #tracked = 1;
+  #negative: NegativeQuota;
 
   constructor(options: CacheOptions) {
     const c = "cache";
@@ -207,6 +216,11 @@ export class Cache {
     if (options.schedule !== undefined && typeof options.schedule !== "function") {
       badOption(c, "schedule", "a function", options.schedule);
     }
+    const maxNegative = options.notFound?.maxEntries ?? DEFAULT_MAX_NEGATIVE;
+    if (!Number.isSafeInteger(maxNegative) || maxNegative < 1) {
+      badOption(c, "notFound.maxEntries", "a positive integer", maxNegative);
+    }
+    this.#negative = new NegativeQuota(maxNegative);
     this.tiers = options.tiers;
     this.#ttl = ttl;
     this.#swr = swr;
@@ -229,7 +243,9 @@ export class Cache {
     options.tiers.forEach((tier, i) => {
       if (!isEvicting(tier) || i >= MAX_TRACKED_TIERS) return;
       this.#tracked |= 1 << i;
-      tier.onEvict((key) => this.index.release(key, 1 << i));
+      tier.onEvict((key) => {
+        if (this.index.release(key, 1 << i)) this.#negative.forget(key);
+      });
     });
     const first = options.tiers[0];
     this.#front = first && isSync(first) ? first : undefined;
@@ -298,6 +314,7 @@ export class Cache {
     if (status === "hit") {
       this.#counters.hits++;
       this.index.touch(key);
+      this.#negative.touch(key);
     } else if (status === "stale") this.#counters.staleHits++;
     else this.#counters.misses++;
   }
@@ -384,8 +401,7 @@ export class Cache {
     const found = await this.#lookup(key);
     const now = this.#now();
     if (found && found.entry.freshUntil > now) {
-      this.#counters.hits++;
-      this.index.touch(key);
+      this.countRead(key, "hit");
       return { entry: found.entry, status: "hit", tier: found.tier };
     }
     if (found) {
@@ -495,6 +511,11 @@ export class Cache {
     return {
       ...this.#counters,
       indexedKeys: this.index.size,
+      notFound: {
+        entries: this.#negative.size,
+        maxEntries: this.#negative.max,
+        evictions: this.#negative.evictions,
+      },
       log: {
         name: this.#log.name,
         seq: this.#fence.position.seq,
@@ -683,6 +704,7 @@ export class Cache {
         const held = this.#held(i + 1);
         if (this.index.has(key)) this.index.hold(key, held);
         else this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held);
+        this.#admit(key, entry);
         // Back-fill the tiers above; check again after, since a write may land while an
         // asynchronous tier is being written.
         await this.#storeIn(key, entry, i);
@@ -766,9 +788,20 @@ export class Cache {
   /** Registers the entry and writes it into tiers [0, end). */
   async #store(key: string, entry: CacheEntry, end: number): Promise<void> {
     this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.#held(end));
+    this.#admit(key, entry);
     // Registrations of entries that expired everywhere go now and then, not per request.
     if (++this.#stores % SWEEP_EVERY === 0) this.index.sweep(this.#now());
     await this.#storeIn(key, entry, end);
+  }
+
+  /** Counts a negative result against its quota; the least recently used past it goes. */
+  #admit(key: string, entry: CacheEntry): void {
+    if (!isNegative(entry.status)) {
+      this.#negative.forget(key);
+      return;
+    }
+    const out = this.#negative.admit(key);
+    if (out !== undefined) this.#run(this.#remove(new Set([out]), { invalidation: false }));
   }
 
   /** Writes the entry into tiers [0, end). */
@@ -786,11 +819,17 @@ export class Cache {
     );
   }
 
-  /** Removes keys from the index and every tier; resolves with how many existed. */
-  async #remove(keys: ReadonlySet<string>): Promise<number> {
+  /**
+   * Removes keys from the index and every tier; resolves with how many existed (counted as
+   * invalidations unless told otherwise).
+   */
+  async #remove(keys: ReadonlySet<string>, options?: { invalidation: boolean }): Promise<number> {
     if (keys.size === 0) return 0;
     const list = [...keys];
-    for (const k of list) this.index.remove(k);
+    for (const k of list) {
+      this.index.remove(k);
+      this.#negative.forget(k);
+    }
     const counts = await Promise.all(
       this.tiers.map(async (tier, i) => {
         const pending = this.#undeleted.get(i);
@@ -816,7 +855,7 @@ export class Cache {
       }),
     );
     const removed = Math.max(...counts);
-    this.#counters.invalidations += removed;
+    if (options?.invalidation !== false) this.#counters.invalidations += removed;
     return removed;
   }
 
