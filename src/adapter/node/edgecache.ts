@@ -81,7 +81,7 @@ export async function createNodeEdgecache(
   const cluster = options.redis === undefined ? undefined : await joinCluster(options.redis);
   let resume: LogStart | undefined;
   if (cachePath) {
-    const persistent = sqliteStore({ path: cachePath });
+    const persistent = sqliteStore({ path: cachePath, ...options.disk });
     const stamp = cluster ? undefined : takeStamp(cachePath);
     if (stamp?.database === stampAtStart) resume = stamp.log;
     else if (!cluster) {
@@ -104,6 +104,7 @@ export async function createNodeEdgecache(
     ttl: (options.ttl ?? 86_400) * 1000,
     staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
     policy: options.policy,
+    notFound: options.notFound,
     rehydrate: options.rehydrate === false ? false : undefined,
   });
   const api = await createDataApi({ source, cache, routes: options.routes });

@@ -30,6 +30,10 @@ export interface NodeProxyOptions {
   cacheFile?: string | false;
   /** Memory tier bounds (50 MB, 100 000 entries). */
   memory?: { maxBytes?: number; maxEntries?: number };
+  /** Bounds of the cache file (256 MiB, 250 000 entries). */
+  disk?: { maxBytes?: number; maxEntries?: number };
+  /** Cached 404 and 410 responses kept at once (10 000). */
+  notFound?: { maxEntries?: number };
   /** With a token the admin API needs `Authorization: Bearer <token>`; else loopback only. */
   adminToken?: string;
   /** Reverse proxies whose X-Forwarded-For is believed (admin access, the origin's X-Forwarded-For). */
@@ -74,7 +78,7 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   const tiers: Store[] = [memoryStore({ ...options.memory, now })];
   const file = options.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
   const cachePath = file === false ? undefined : resolve(cwd, file);
-  if (cachePath) tiers.push(sqliteStore({ path: cachePath, now }));
+  if (cachePath) tiers.push(sqliteStore({ path: cachePath, now, ...options.disk }));
   const cluster = options.redis === undefined ? undefined : await joinCluster(options.redis);
   if (cluster) tiers.push(...cluster.shared);
   // Entries stored before a clean restart carry positions of the log it left: resume it, so
@@ -82,7 +86,13 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   const local = cluster
     ? undefined
     : localChangeLog({ resume: cachePath ? takeStamp(cachePath)?.log : undefined });
-  const cache = new Cache({ tiers, now, rehydrate: false, log: cluster?.log ?? local! });
+  const cache = new Cache({
+    tiers,
+    now,
+    rehydrate: false,
+    notFound: options.notFound,
+    log: cluster?.log ?? local!,
+  });
   const origin = nodeOriginFetch();
   let proxy: CachingProxy;
   try {
