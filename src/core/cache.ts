@@ -18,6 +18,7 @@ import type { CacheEntry } from "./entry.ts";
 import { badOption, EdgecacheError } from "./errors.ts";
 import { WriteFence } from "./fence.ts";
 import { isNegative, NegativeQuota } from "./negative.ts";
+import { inChunks, PendingRemovals, REMOVE_CHUNK, yieldToLoop } from "./removal.ts";
 import { rateLimited } from "./report.ts";
 import { type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
 import { isEvicting, isListable, isMeasured, isSync, type Store, type SyncStore } from "./store.ts";
@@ -194,6 +195,8 @@ export class Cache {
   #report: ReturnType<typeof rateLimited>;
   /** Per tier: keys whose delete failed there; reads skip that tier for them. */
   #undeleted = new Map<number, Set<string>>();
+  /** Keys a removal in progress has yet to delete everywhere; reads skip them. */
+  #pending = new PendingRemovals();
   #encoder = new TextEncoder();
   #stores = 0;
   /** Tiers whose holding keeps a registration (a bit per tier): the first, and evicting ones. */
@@ -285,7 +288,11 @@ export class Cache {
    * Only when the first tier is a SyncStore (memory), and only while the lease holds.
    */
   peek(key: string, options?: LookupOptions): CacheEntry | undefined {
-    if (!this.#front || (this.#undeleted.size > 0 && this.#undeleted.get(0)?.has(key))) {
+    if (
+      !this.#front ||
+      this.#pending.has(key) ||
+      (this.#undeleted.size > 0 && this.#undeleted.get(0)?.has(key))
+    ) {
       return undefined;
     }
     if (!this.#log.trusted()) return undefined;
@@ -604,9 +611,13 @@ export class Cache {
     }
     const removing = this.#remove(keys);
     // Tiers may hold keys the index never saw (another process wrote them): list them too.
-    for (const prefix of prefixes) for (const k of await this.#listed(prefix)) keys.add(k);
+    const unindexed = new Set<string>();
+    for (const prefix of prefixes) {
+      for (const k of await this.#listed(prefix)) if (!keys.has(k)) unindexed.add(k);
+    }
     let removed = await removing;
-    if (prefixes.length > 0) removed += await this.#remove(new Set(keys));
+    removed += await this.#remove(unindexed);
+    for (const k of unindexed) keys.add(k);
     let patched = 0;
     for (const [k, init] of patches) {
       if ((await this.storeLoaded(k, init, at, { memoryOnly: true })).stored) {
@@ -665,7 +676,10 @@ export class Cache {
       const tier = this.tiers[i]!;
       if (!isListable(tier)) continue;
       try {
-        for await (const k of tier.keys(prefix)) keys.push(k);
+        for await (const k of tier.keys(prefix)) {
+          // A tier's pages follow one another without a turn of the event loop otherwise.
+          if (keys.push(k) % REMOVE_CHUNK === 0) await yieldToLoop();
+        }
       } catch (err) {
         this.#fault(i, "keys", err);
       }
@@ -674,7 +688,7 @@ export class Cache {
   }
 
   async #lookup(key: string): Promise<{ entry: CacheEntry; tier: string } | undefined> {
-    if (!this.#log.trusted()) return undefined;
+    if (!this.#log.trusted() || this.#pending.has(key)) return undefined;
     const now = this.#now();
     for (let i = 0; i < this.tiers.length; i++) {
       const tier = this.tiers[i]!;
@@ -821,11 +835,27 @@ export class Cache {
 
   /**
    * Removes keys from the index and every tier; resolves with how many existed (counted as
-   * invalidations unless told otherwise).
+   * invalidations unless told otherwise). Reads skip the keys from the call on, and many
+   * keys go a chunk at a time, so other requests run meanwhile.
    */
   async #remove(keys: ReadonlySet<string>, options?: { invalidation: boolean }): Promise<number> {
     if (keys.size === 0) return 0;
     const list = [...keys];
+    this.#pending.add(list);
+    let removed = 0;
+    try {
+      await inChunks(list, async (chunk) => {
+        removed += await this.#removeNow(chunk);
+      });
+    } finally {
+      this.#pending.delete(list);
+    }
+    if (options?.invalidation !== false) this.#counters.invalidations += removed;
+    return removed;
+  }
+
+  /** Removes keys from the index and every tier; resolves with how many existed. */
+  async #removeNow(list: readonly string[]): Promise<number> {
     for (const k of list) {
       this.index.remove(k);
       this.#negative.forget(k);
@@ -854,9 +884,7 @@ export class Cache {
         }
       }),
     );
-    const removed = Math.max(...counts);
-    if (options?.invalidation !== false) this.#counters.invalidations += removed;
-    return removed;
+    return Math.max(...counts);
   }
 
   /** What `patch` makes of the planned keys the first tier holds fresh; synchronous. */
@@ -870,7 +898,7 @@ export class Cache {
     if (!front) return out;
     const now = this.#now();
     const peek = (key: string) => {
-      if (this.#undeleted.get(0)?.has(key)) return undefined;
+      if (this.#pending.has(key) || this.#undeleted.get(0)?.has(key)) return undefined;
       const entry = front.peek(key);
       return entry && entry.freshUntil > now ? entry : undefined;
     };
