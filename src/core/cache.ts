@@ -617,7 +617,6 @@ export class Cache {
     }
     let removed = await removing;
     removed += await this.#remove(unindexed);
-    for (const k of unindexed) keys.add(k);
     let patched = 0;
     for (const [k, init] of patches) {
       if ((await this.storeLoaded(k, init, at, { memoryOnly: true })).stored) {
@@ -626,7 +625,7 @@ export class Cache {
       }
     }
     for (const k of hot) this.#scheduleRehydrate(k, refetch!);
-    return { keys: [...keys], fallback, patched, removed };
+    return { keys: [...keys, ...unindexed], fallback, patched, removed };
   }
 
   /**
@@ -671,6 +670,8 @@ export class Cache {
   }
 
   async #listed(prefix: string): Promise<string[]> {
+    // Not in the turn that planned the removal: listing a tier of 100,000 keys takes a while.
+    await yieldToLoop();
     const keys: string[] = [];
     for (let i = 0; i < this.tiers.length; i++) {
       const tier = this.tiers[i]!;
@@ -836,19 +837,19 @@ export class Cache {
   /**
    * Removes keys from the index and every tier; resolves with how many existed (counted as
    * invalidations unless told otherwise). Reads skip the keys from the call on, and many
-   * keys go a chunk at a time, so other requests run meanwhile.
+   * keys go a chunk at a time, so other requests run meanwhile. `keys` must not change
+   * until it resolves.
    */
   async #remove(keys: ReadonlySet<string>, options?: { invalidation: boolean }): Promise<number> {
     if (keys.size === 0) return 0;
-    const list = [...keys];
-    this.#pending.add(list);
+    this.#pending.add(keys);
     let removed = 0;
     try {
-      await inChunks(list, async (chunk) => {
+      await inChunks([...keys], async (chunk) => {
         removed += await this.#removeNow(chunk);
       });
     } finally {
-      this.#pending.delete(list);
+      this.#pending.delete(keys);
     }
     if (options?.invalidation !== false) this.#counters.invalidations += removed;
     return removed;

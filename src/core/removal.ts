@@ -1,9 +1,16 @@
-/** Keys removed per step of a large removal: the event loop runs between steps. */
-export const REMOVE_CHUNK = 1000;
+/**
+ * Keys removed per step of a large removal: the event loop runs between steps. Small, so a
+ * step (index, memory and a SQLite transaction) takes a few milliseconds, not tens.
+ */
+export const REMOVE_CHUNK = 200;
 
-/** Lets timers and I/O run before the next step (Web-standard, so Workers have it too). */
+/**
+ * Lets I/O and timers run before the next step: setImmediate where the runtime has it
+ * (Node: right after pending I/O, no 1 ms clamp), else setTimeout (Web-standard).
+ */
 export function yieldToLoop(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
+  const immediate = (globalThis as { setImmediate?: (fn: () => void) => unknown }).setImmediate;
+  return new Promise((resolve) => (immediate ? immediate(resolve) : setTimeout(resolve, 0)));
 }
 
 /**
@@ -25,25 +32,25 @@ export async function inChunks<T>(
 /**
  * Keys being removed. A read skips them in every tier until their removal is done, so a
  * removal may go a chunk at a time and still no read that starts after it began sees what
- * it removes. Counted, since two removals in flight may name one key: the first to finish
- * must not unmark a key the other has yet to delete.
+ * it removes. Each removal's own set is held, not copied (100,000 keys would take a
+ * noticeable while to copy), so it must not change until the removal is done; two removals
+ * naming one key each keep it until they are done.
  */
 export class PendingRemovals {
-  #keys = new Map<string, number>();
+  #sets: ReadonlySet<string>[] = [];
 
   has(key: string): boolean {
-    return this.#keys.size > 0 && this.#keys.has(key);
+    if (this.#sets.length === 0) return false;
+    for (const set of this.#sets) if (set.has(key)) return true;
+    return false;
   }
 
-  add(keys: readonly string[]): void {
-    for (const k of keys) this.#keys.set(k, (this.#keys.get(k) ?? 0) + 1);
+  add(keys: ReadonlySet<string>): void {
+    this.#sets.push(keys);
   }
 
-  delete(keys: readonly string[]): void {
-    for (const k of keys) {
-      const n = this.#keys.get(k) ?? 0;
-      if (n <= 1) this.#keys.delete(k);
-      else this.#keys.set(k, n - 1);
-    }
+  delete(keys: ReadonlySet<string>): void {
+    const i = this.#sets.indexOf(keys);
+    if (i >= 0) this.#sets.splice(i, 1);
   }
 }

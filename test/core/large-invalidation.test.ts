@@ -58,12 +58,14 @@ describe("large invalidations", () => {
 describe("PendingRemovals", () => {
   it("keeps a key two removals name until both are done", () => {
     const pending = new PendingRemovals();
-    pending.add(["a", "b"]);
-    pending.add(["b"]);
-    pending.delete(["a", "b"]);
+    const first = new Set(["a", "b"]);
+    const second = new Set(["b"]);
+    pending.add(first);
+    pending.add(second);
+    pending.delete(first);
     expect(pending.has("a")).toBe(false);
     expect(pending.has("b")).toBe(true);
-    pending.delete(["b"]);
+    pending.delete(second);
     expect(pending.has("b")).toBe(false);
   });
 });
