@@ -21,14 +21,18 @@ export interface SqliteStoreOptions {
    * the entry as stored. Default 256 MiB.
    */
   maxBytes?: number;
-  /** Upper bound on the number of entries. Default 250 000. */
+  /**
+   * Upper bound on the number of entries. Default 100 000: an entry this process stored or
+   * read is registered in the dependency index while the file holds it (some 600 bytes of
+   * heap each), so this bounds memory as well as disk.
+   */
   maxEntries?: number;
 }
 
 const NAME = "sqlite";
 const DEFAULT_TABLE = "edgecache_entries";
 const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
-const DEFAULT_MAX_ENTRIES = 250_000;
+const DEFAULT_MAX_ENTRIES = 100_000;
 /**
  * Rows evicted per write at most: a bound lowered between two runs is reached over the
  * next writes, so no single write stalls on a large backlog.

@@ -25,7 +25,7 @@ export interface EdgecacheConfig {
   memory?: { maxBytes?: number; maxEntries?: number };
   /** SQLite file of the persistent cache tier, or false for memory only. */
   cacheFile?: string | false;
-  /** Bounds of the cache file (256 MiB, 250 000 entries). */
+  /** Bounds of the cache file (256 MiB, 100 000 entries). */
   disk?: { maxBytes?: number; maxEntries?: number };
   /** Cached 404 and 410 responses kept at once (10 000). */
   notFound?: { maxEntries?: number };

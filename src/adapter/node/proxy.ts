@@ -30,7 +30,7 @@ export interface NodeProxyOptions {
   cacheFile?: string | false;
   /** Memory tier bounds (50 MB, 100 000 entries). */
   memory?: { maxBytes?: number; maxEntries?: number };
-  /** Bounds of the cache file (256 MiB, 250 000 entries). */
+  /** Bounds of the cache file (256 MiB, 100 000 entries). */
   disk?: { maxBytes?: number; maxEntries?: number };
   /** Cached 404 and 410 responses kept at once (10 000). */
   notFound?: { maxEntries?: number };
