@@ -199,6 +199,14 @@ describe("restart", () => {
   });
 });
 
+const bin = resolve(import.meta.dirname, "../../bin/edgecache.js");
+
+/** This environment without what would change the command. */
+function cliEnv(): NodeJS.ProcessEnv {
+  const { PORT: _port, EDGECACHE_ADMIN_TOKEN: _token, REDIS_URL: _redis, ...env } = process.env;
+  return env;
+}
+
 describe("restart after the database changed behind edgecache's back", () => {
   it.each([
     ["another program wrote to the database while edgecache was stopped", "write"],
@@ -207,15 +215,26 @@ describe("restart after the database changed behind edgecache's back", () => {
     const cwd = tempDir();
     cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
     const options = { cwd, demo: { users: 50, orders: 100 }, port: 0 };
-    const before = await createNodeEdgecache(options);
-    const user = (await send(before, "GET", "/v1/users?limit=1")).json.data[0] as Row;
-    const item = `/v1/users/${user.id}`;
-    await send(before, "GET", item);
+    let item: string;
     if (how === "crash") {
-      // No close() before the restart: as if the process had died.
-      await before.cache.drain();
-      cleanup.push(() => before.close());
+      // A real process killed with -9: it leaves its lock behind, and no stamp.
+      const child = spawn(process.execPath, [bin, "serve", "--port", "0"], {
+        cwd,
+        env: cliEnv(),
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const [, url] = await waitForLine(child, /data API:\s+(http:\/\/[^/\s]+)\/v1\//);
+      const user = (await fetchReply(`${url}/v1/users?limit=1`)).json.data[0] as Row;
+      item = `/v1/users/${user.id}`;
+      await fetchReply(`${url}${item}`);
+      const died = new Promise((done) => child.once("exit", done));
+      child.kill("SIGKILL");
+      await died;
     } else {
+      const before = await createNodeEdgecache(options);
+      const user = (await send(before, "GET", "/v1/users?limit=1")).json.data[0] as Row;
+      item = `/v1/users/${user.id}`;
+      await send(before, "GET", item);
       await before.close();
       const db = new Database(before.databasePath);
       db.prepare("UPDATE users SET lastName = 'Outside' WHERE id = ?").run(user.id);
@@ -410,14 +429,11 @@ describe("config", () => {
 });
 
 describe("the CLI", () => {
-  const bin = resolve(import.meta.dirname, "../../bin/edgecache.js");
-
   it("serves the demo with `edgecache serve --port 0` and prints the URL", async () => {
     const cwd = tempDir();
-    const { PORT: _port, EDGECACHE_ADMIN_TOKEN: _token, ...env } = process.env;
     const child = spawn(process.execPath, [bin, "serve", "--port", "0"], {
       cwd,
-      env,
+      env: cliEnv(),
       stdio: ["ignore", "pipe", "pipe"],
     });
     cleanup.push(async () => {

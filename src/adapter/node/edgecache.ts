@@ -16,6 +16,7 @@ import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
+import { type FileLock, openLocked } from "./file-lock.ts";
 import { adminAccess, type RunningServer, startServer } from "./server.ts";
 import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
 
@@ -59,6 +60,24 @@ export async function createNodeEdgecache(
       `database: no SQLite file at ${databasePath}`,
     );
   }
+  const cacheFile =
+    options.cacheFile === undefined
+      ? databasePath.replace(/(\.db)?$/, ".cache.db")
+      : options.cacheFile;
+  const cachePath = cacheFile === false ? undefined : resolve(cwd, cacheFile);
+  return openLocked(cachePath, (lock) => open(options, { demo, databasePath, cachePath, lock }));
+}
+
+async function open(
+  options: NodeEdgecacheOptions,
+  at: {
+    demo: boolean;
+    databasePath: string;
+    cachePath: string | undefined;
+    lock: FileLock | undefined;
+  },
+): Promise<NodeEdgecache> {
+  const { demo, databasePath, cachePath, lock } = at;
   const stampAtStart = databaseStamp(databasePath);
   const db = new Database(databasePath);
   // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
@@ -71,11 +90,6 @@ export async function createNodeEdgecache(
   });
 
   const tiers: Store[] = [memoryStore(options.memory)];
-  const cacheFile =
-    options.cacheFile === undefined
-      ? databasePath.replace(/(\.db)?$/, ".cache.db")
-      : options.cacheFile;
-  const cachePath = cacheFile === false ? undefined : resolve(cwd, cacheFile);
   // Many nodes share a Redis change log: entries are checked against it, whoever wrote
   // them. One node has its own log, resumed across clean restarts (see source-stamp.ts).
   const cluster = options.redis === undefined ? undefined : await joinCluster(options.redis);
@@ -143,6 +157,7 @@ export async function createNodeEdgecache(
       else if (cachePath && local) {
         leaveStamp(cachePath, { database: databaseStamp(databasePath), log: local.snapshot() });
       }
+      lock?.release();
     },
   };
 }

@@ -11,6 +11,7 @@ import { isClosable, type Store } from "../../core/store.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster, type RedisSetting } from "./cluster.ts";
+import { type FileLock, openLocked } from "./file-lock.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
 import {
   adminAccess,
@@ -75,9 +76,22 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   const cwd = options.cwd ?? process.cwd();
   const now = options.now ?? Date.now;
   const trusted = addressSet("proxy", "trustedProxies", options.trustedProxies);
-  const tiers: Store[] = [memoryStore({ ...options.memory, now })];
   const file = options.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
   const cachePath = file === false ? undefined : resolve(cwd, file);
+  return openLocked(cachePath, (lock) => open(options, { now, trusted, cachePath, lock }));
+}
+
+async function open(
+  options: NodeProxyOptions,
+  at: {
+    now: () => number;
+    trusted: ReturnType<typeof addressSet>;
+    cachePath: string | undefined;
+    lock: FileLock | undefined;
+  },
+): Promise<NodeProxy> {
+  const { now, trusted, cachePath, lock } = at;
+  const tiers: Store[] = [memoryStore({ ...options.memory, now })];
   if (cachePath) tiers.push(sqliteStore({ path: cachePath, now, ...options.disk }));
   const cluster = options.redis === undefined ? undefined : await joinCluster(options.redis);
   if (cluster) tiers.push(...cluster.shared);
@@ -147,6 +161,7 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
       origin.close();
       if (cluster) await cluster.close();
       else if (cachePath && local) leaveStamp(cachePath, { log: local.snapshot() });
+      lock?.release();
     },
   };
 }
