@@ -1,12 +1,14 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { CacheEntry } from "../../src/core/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import type { SqliteStoreOptions } from "../../src/stores/sqlite.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";
+import { cutShort, keptAside, overwritePages } from "../helpers/damage.ts";
 import { storedEntry } from "../helpers/entries.ts";
 import { storeConformance } from "./conformance.ts";
 
@@ -229,6 +231,119 @@ describe("sqlite store bounds", () => {
   });
 });
 
+describe("sqlite store: a damaged file", () => {
+  /** A real cache file of `n` entries, closed cleanly (no WAL left). */
+  async function filled(path: string, n = 300): Promise<void> {
+    const store = sqliteStore({ path });
+    for (let i = 0; i < n; i++)
+      await store.set(`k${i}`, storedEntry({ body: new Uint8Array(1000) }), MINUTE);
+    await store.close();
+  }
+  const damages: Array<[string, (path: string) => Promise<void> | void]> = [
+    ["random bytes", (path) => writeFileSync(path, randomBytes(64 * 1024))],
+    ["a few bytes of text", (path) => writeFileSync(path, "not a database")],
+    [
+      "a real cache file cut short mid-page",
+      async (path) => {
+        await filled(path);
+        cutShort(path);
+      },
+    ],
+    [
+      "a real cache file with overwritten pages and a WAL left by a crash",
+      async (path) => {
+        await filled(path);
+        overwritePages(path);
+        writeFileSync(`${path}-wal`, "");
+      },
+    ],
+  ];
+  it.each(damages)(
+    "%s: with repair, opens with one warning, keeps the file aside as <name>.damaged-<time> and works",
+    async (_, damage) => {
+      const path = freshPath();
+      await damage(path);
+      const original = readFileSync(path);
+      const warn = vi.fn();
+      const store = openStore({ path, repair: true, logger: { warn } });
+      expect(warn).toHaveBeenCalledTimes(1);
+      const [aside] = keptAside(path);
+      expect(aside).toMatch(/\.damaged-\d{4}-\d\d-\d\dT[\d-]+Z$/);
+      expect(readFileSync(join(dirname(path), aside!))).toEqual(original);
+      expect(warn.mock.calls[0]![0]).toContain(`${path} is damaged`);
+      expect(warn.mock.calls[0]![0]).toContain(aside);
+      await store.set("k", entry('"new"'), MINUTE);
+      expect((await store.get("k"))?.etag).toBe('"new"');
+      expect(store.size()).toMatchObject({ entries: 1 });
+      expect(warn).toHaveBeenCalledTimes(1);
+    },
+  );
+
+  it.each(damages.slice(0, 3))(
+    "%s: without repair, the factory fails naming the file, what is wrong and what to do",
+    async (_, damage) => {
+      const path = freshPath();
+      await damage(path);
+      expect(() => sqliteStore({ path })).toThrow(
+        expect.objectContaining({
+          code: "E_STORE_UNAVAILABLE",
+          message: expect.stringMatching(
+            new RegExp(
+              `cannot open "${path}": .*(not a database|malformed).*move it away or delete it`,
+            ),
+          ),
+        }),
+      );
+      expect(keptAside(path)).toEqual([]);
+    },
+  );
+
+  it("damage a later call finds (overwritten pages, closed cleanly): one warning, the file kept aside, the call answers from a new file, and the store goes on", async () => {
+    const path = freshPath();
+    await filled(path);
+    overwritePages(path);
+    const warn = vi.fn();
+    const store = openStore({ path, repair: true, logger: { warn } });
+    expect(warn).not.toHaveBeenCalled();
+    const keys: string[] = [];
+    for await (const k of store.keys("")) keys.push(k);
+    expect(warn).toHaveBeenCalledTimes(1);
+    expect(keptAside(path)).toHaveLength(1);
+    for (let i = 0; i < 50; i++) await store.set(`n${i}`, entry(`"${i}"`), MINUTE);
+    expect((await store.get("n7"))?.etag).toBe('"7"');
+    expect(await store.delete(["n1", "n2"])).toBe(2);
+    expect(store.size()).toMatchObject({ entries: 48 });
+    expect(warn).toHaveBeenCalledTimes(1);
+  });
+
+  it("without repair, damage a call finds fails that call with E_STORE_UNAVAILABLE saying so", async () => {
+    const path = freshPath();
+    await filled(path);
+    overwritePages(path);
+    const store = openStore({ path });
+    const listing = (async () => {
+      for await (const _ of store.keys("")) {
+        // drain
+      }
+    })();
+    await expect(listing).rejects.toMatchObject({
+      code: "E_STORE_UNAVAILABLE",
+      message: expect.stringMatching(/keys failed: .*malformed.*move it away or delete it/),
+    });
+  });
+
+  it("an entry whose stored fields are not JSON is a miss, and goes", async () => {
+    const path = freshPath();
+    const store = openStore({ path });
+    await store.set("k", entry('"v"'), MINUTE);
+    const raw = new Database(path);
+    raw.prepare("UPDATE edgecache_entries SET meta = '{\"hea' WHERE key = 'k'").run();
+    raw.close();
+    expect(await store.get("k")).toBeUndefined();
+    expect(store.size()).toMatchObject({ entries: 0 });
+  });
+});
+
 describe("sqlite store errors", () => {
   it("a store used after close rejects with E_STORE_UNAVAILABLE and the driver error as cause", async () => {
     const store = sqliteStore({ path: freshPath() });
@@ -266,6 +381,7 @@ describe("sqlite store errors", () => {
     ["maxBytes", "1mb"],
     ["maxEntries", -1],
     ["maxEntries", 1.5],
+    ["repair", "yes"],
   ];
 
   it.each(bad)("rejects %s = %s at the factory call with E_BAD_OPTION", (option, value) => {

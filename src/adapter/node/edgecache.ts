@@ -95,7 +95,8 @@ async function open(
   const cluster = options.redis === undefined ? undefined : await joinCluster(options.redis);
   let resume: LogStart | undefined;
   if (cachePath) {
-    const persistent = sqliteStore({ path: cachePath, ...options.disk });
+    // This process holds the file's lock, so a damaged one can be put aside and replaced.
+    const persistent = sqliteStore({ path: cachePath, ...options.disk, repair: true });
     const stamp = cluster ? undefined : takeStamp(cachePath);
     if (stamp?.database === stampAtStart) resume = stamp.log;
     else if (!cluster) {

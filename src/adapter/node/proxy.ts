@@ -92,7 +92,8 @@ async function open(
 ): Promise<NodeProxy> {
   const { now, trusted, cachePath, lock } = at;
   const tiers: Store[] = [memoryStore({ ...options.memory, now })];
-  if (cachePath) tiers.push(sqliteStore({ path: cachePath, now, ...options.disk }));
+  // This process holds the file's lock, so a damaged one can be put aside and replaced.
+  if (cachePath) tiers.push(sqliteStore({ path: cachePath, now, ...options.disk, repair: true }));
   const cluster = options.redis === undefined ? undefined : await joinCluster(options.redis);
   if (cluster) tiers.push(...cluster.shared);
   // Entries stored before a clean restart carry positions of the log it left: resume it, so
