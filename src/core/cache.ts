@@ -612,9 +612,8 @@ export class Cache {
     const removing = this.#remove(keys);
     // Tiers may hold keys the index never saw (another process wrote them): list them too.
     const unindexed = new Set<string>();
-    for (const prefix of prefixes) {
-      for (const k of await this.#listed(prefix)) if (!keys.has(k)) unindexed.add(k);
-    }
+    for (const prefix of prefixes)
+      for (const k of await this.#unindexed(prefix, keys)) unindexed.add(k);
     let removed = await removing;
     removed += await this.#remove(unindexed);
     let patched = 0;
@@ -669,17 +668,22 @@ export class Cache {
     void settled.then(() => this.#background.delete(settled));
   }
 
-  async #listed(prefix: string): Promise<string[]> {
-    // Not in the turn that planned the removal: listing a tier of 100,000 keys takes a while.
-    await yieldToLoop();
+  /**
+   * Keys under `prefix` that tiers below the first hold and `known` lacks: entries another
+   * process (or an earlier one) stored. The first tier is not listed: whatever it holds was
+   * registered here first, and listing 100,000 keys of it would hold up every request.
+   */
+  async #unindexed(prefix: string, known: ReadonlySet<string>): Promise<string[]> {
     const keys: string[] = [];
-    for (let i = 0; i < this.tiers.length; i++) {
+    let seen = 0;
+    for (let i = 1; i < this.tiers.length; i++) {
       const tier = this.tiers[i]!;
       if (!isListable(tier)) continue;
       try {
         for await (const k of tier.keys(prefix)) {
+          if (!known.has(k)) keys.push(k);
           // A tier's pages follow one another without a turn of the event loop otherwise.
-          if (keys.push(k) % REMOVE_CHUNK === 0) await yieldToLoop();
+          if (++seen % REMOVE_CHUNK === 0) await yieldToLoop();
         }
       } catch (err) {
         this.#fault(i, "keys", err);

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createCache } from "../../src/core/cache.ts";
-import { PendingRemovals } from "../../src/core/removal.ts";
+import { PendingRemovals, REMOVE_CHUNK } from "../../src/core/removal.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";
 
@@ -53,6 +53,24 @@ describe("large invalidations", () => {
       await file.close();
     },
   );
+});
+
+describe("prefix invalidations", () => {
+  it("remove what a lower tier holds under the prefix that this node never registered (an earlier process stored it)", async () => {
+    const path = join(dir, `earlier-${Math.random()}.db`);
+    const earlier = sqliteStore({ path });
+    const before = createCache({ tiers: [memoryStore(), earlier], logger: quiet });
+    for (let i = 0; i < 3 * REMOVE_CHUNK; i++) await before.getOrSet(`GET /v1/users/${i}`, () => i);
+    await before.getOrSet("GET /v1/orders/1", () => "order");
+    await earlier.close();
+
+    const file = sqliteStore({ path });
+    const cache = createCache({ tiers: [memoryStore(), file], logger: quiet });
+    expect(cache.index.size).toBe(0);
+    expect(await cache.invalidate({ prefix: "GET /v1/users/" })).toBe(3 * REMOVE_CHUNK);
+    expect(file.size().entries).toBe(1);
+    await file.close();
+  });
 });
 
 describe("PendingRemovals", () => {
