@@ -150,8 +150,18 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   app.get(`${base}/:resource/:id`, (c) => {
     const resource = resourceOf(c.req.param("resource"));
     const id = c.req.param("id");
+    const url = new URL(c.req.url);
+    // Refused like a list's unknown parameter: the query is part of the key, so a junk one
+    // would make every request a new entry holding the same row.
+    for (const name of url.searchParams.keys()) {
+      throw new EdgecacheError(
+        "E_BAD_QUERY",
+        COMPONENT,
+        `${name}: unknown parameter (an item takes no query parameters)`,
+      );
+    }
     return read(
-      new URL(c.req.url),
+      url,
       async () => ({
         ...itemInit(resource, id, await source.get(resource, id)),
         ttl: ttlOf(resource),

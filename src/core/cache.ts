@@ -17,6 +17,8 @@ import {
 import type { CacheEntry } from "./entry.ts";
 import { badOption, EdgecacheError } from "./errors.ts";
 import { WriteFence } from "./fence.ts";
+import { isNegative, NegativeQuota } from "./negative.ts";
+import { inChunks, PendingRemovals, REMOVE_CHUNK, yieldToLoop } from "./removal.ts";
 import { rateLimited } from "./report.ts";
 import { type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
 import { isEvicting, isListable, isMeasured, isSync, type Store, type SyncStore } from "./store.ts";
@@ -27,6 +29,10 @@ const SWEEP_EVERY = 4096;
 const RECENT_RESULTS = 1024;
 /** How long a write waits for the change log to be reachable before it is refused. */
 const WRITE_WAIT_MS = 5000;
+/** Tiers past this many are not tracked for the index (a bit each in a 32-bit mask). */
+const MAX_TRACKED_TIERS = 30;
+/** Cached 404s and 410s kept at once, by default. */
+const DEFAULT_MAX_NEGATIVE = 10_000;
 /** Without a schema every write falls back to its table. */
 const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
 
@@ -45,6 +51,11 @@ export interface CacheOptions {
   policy?: InvalidationPolicy;
   /** What the planner knows of the data API's schema; without it writes fall back to tables. */
   schema?: PlanSchema;
+  /**
+   * Cached negative results (404 and 410) kept at once, 10 000 by default: past it the least
+   * recently used goes from every tier, so made-up URLs cannot crowd out real entries.
+   */
+  notFound?: { maxEntries?: number };
   /** Background refetch of invalidated hot entries; false turns it off. */
   rehydrate?: { concurrency?: number; minHits?: number } | false;
   /** Overlapping operations the write fence remembers (1024). */
@@ -186,8 +197,13 @@ export class Cache {
   #report: ReturnType<typeof rateLimited>;
   /** Per tier: keys whose delete failed there; reads skip that tier for them. */
   #undeleted = new Map<number, Set<string>>();
+  /** Keys a removal in progress has yet to delete everywhere; reads skip them. */
+  #pending = new PendingRemovals();
   #encoder = new TextEncoder();
   #stores = 0;
+  /** Tiers whose holding keeps a registration (a bit per tier): the first, and evicting ones. */
+  #tracked = 1;
+  #negative: NegativeQuota;
 
   constructor(options: CacheOptions) {
     const c = "cache";
@@ -205,6 +221,11 @@ export class Cache {
     if (options.schedule !== undefined && typeof options.schedule !== "function") {
       badOption(c, "schedule", "a function", options.schedule);
     }
+    const maxNegative = options.notFound?.maxEntries ?? DEFAULT_MAX_NEGATIVE;
+    if (!Number.isSafeInteger(maxNegative) || maxNegative < 1) {
+      badOption(c, "notFound.maxEntries", "a positive integer", maxNegative);
+    }
+    this.#negative = new NegativeQuota(maxNegative);
     this.tiers = options.tiers;
     this.#ttl = ttl;
     this.#swr = swr;
@@ -220,15 +241,17 @@ export class Cache {
       () => this.policy,
     );
     this.#tierStats = options.tiers.map((t) => ({ name: t.name, hits: 0, misses: 0, errors: 0 }));
-    // An entry the last tier evicts is gone from the cache: drop its registration (and any
-    // copy above, which would otherwise be served without one).
-    const last = options.tiers[options.tiers.length - 1];
-    if (last && isEvicting(last)) {
-      last.onEvict((key) => {
-        if (this.tiers.length === 1) this.index.remove(key);
-        else void this.#remove(new Set([key])); // faults are handled (and counted) there
+    // A registration stays while a tier may hold its entry. The first tier always counts:
+    // what it holds is served unchecked. A lower tier counts when it reports its evictions;
+    // one that does not (Redis) needs none, since what is read from it is checked against
+    // the log. So the index is bounded by the bounds of the tiers that keep one.
+    options.tiers.forEach((tier, i) => {
+      if (!isEvicting(tier) || i >= MAX_TRACKED_TIERS) return;
+      this.#tracked |= 1 << i;
+      tier.onEvict((key) => {
+        if (this.index.release(key, 1 << i)) this.#negative.forget(key);
       });
-    }
+    });
     const first = options.tiers[0];
     this.#front = first && isSync(first) ? first : undefined;
     if (options.rehydrate !== false) {
@@ -267,7 +290,11 @@ export class Cache {
    * Only when the first tier is a SyncStore (memory), and only while the lease holds.
    */
   peek(key: string, options?: LookupOptions): CacheEntry | undefined {
-    if (!this.#front || (this.#undeleted.size > 0 && this.#undeleted.get(0)?.has(key))) {
+    if (
+      !this.#front ||
+      this.#pending.has(key) ||
+      (this.#undeleted.size > 0 && this.#undeleted.get(0)?.has(key))
+    ) {
       return undefined;
     }
     if (!this.#log.trusted()) return undefined;
@@ -296,6 +323,7 @@ export class Cache {
     if (status === "hit") {
       this.#counters.hits++;
       this.index.touch(key);
+      this.#negative.touch(key);
     } else if (status === "stale") this.#counters.staleHits++;
     else this.#counters.misses++;
   }
@@ -382,8 +410,7 @@ export class Cache {
     const found = await this.#lookup(key);
     const now = this.#now();
     if (found && found.entry.freshUntil > now) {
-      this.#counters.hits++;
-      this.index.touch(key);
+      this.countRead(key, "hit");
       return { entry: found.entry, status: "hit", tier: found.tier };
     }
     if (found) {
@@ -498,6 +525,11 @@ export class Cache {
     return {
       ...this.#counters,
       indexedKeys: this.index.size,
+      notFound: {
+        entries: this.#negative.size,
+        maxEntries: this.#negative.max,
+        evictions: this.#negative.evictions,
+      },
       log: {
         name: this.#log.name,
         seq: this.#fence.position.seq,
@@ -588,9 +620,11 @@ export class Cache {
     }
     const removing = this.#remove(keys);
     // Tiers may hold keys the index never saw (another process wrote them): list them too.
-    for (const prefix of prefixes) for (const k of await this.#listed(prefix)) keys.add(k);
+    const unindexed = new Set<string>();
+    for (const prefix of prefixes)
+      for (const k of await this.#unindexed(prefix, keys)) unindexed.add(k);
     let removed = await removing;
-    if (prefixes.length > 0) removed += await this.#remove(new Set(keys));
+    removed += await this.#remove(unindexed);
     let patched = 0;
     for (const [k, init] of patches) {
       if ((await this.storeLoaded(k, init, at, { memoryOnly: true })).stored) {
@@ -599,7 +633,7 @@ export class Cache {
       }
     }
     for (const k of hot) this.#scheduleRehydrate(k, refetch!);
-    return { keys: [...keys], fallback, patched, removed };
+    return { keys: [...keys, ...unindexed], fallback, patched, removed };
   }
 
   /**
@@ -643,13 +677,23 @@ export class Cache {
     void settled.then(() => this.#background.delete(settled));
   }
 
-  async #listed(prefix: string): Promise<string[]> {
+  /**
+   * Keys under `prefix` that tiers below the first hold and `known` lacks: entries another
+   * process (or an earlier one) stored. The first tier is not listed: whatever it holds was
+   * registered here first, and listing 100,000 keys of it would hold up every request.
+   */
+  async #unindexed(prefix: string, known: ReadonlySet<string>): Promise<string[]> {
     const keys: string[] = [];
-    for (let i = 0; i < this.tiers.length; i++) {
+    let seen = 0;
+    for (let i = 1; i < this.tiers.length; i++) {
       const tier = this.tiers[i]!;
       if (!isListable(tier)) continue;
       try {
-        for await (const k of tier.keys(prefix)) keys.push(k);
+        for await (const k of tier.keys(prefix)) {
+          if (!known.has(k)) keys.push(k);
+          // A tier's pages follow one another without a turn of the event loop otherwise.
+          if (++seen % REMOVE_CHUNK === 0) await yieldToLoop();
+        }
       } catch (err) {
         this.#fault(i, "keys", err);
       }
@@ -658,7 +702,7 @@ export class Cache {
   }
 
   async #lookup(key: string): Promise<{ entry: CacheEntry; tier: string } | undefined> {
-    if (!this.#log.trusted()) return undefined;
+    if (!this.#log.trusted() || this.#pending.has(key)) return undefined;
     const now = this.#now();
     for (let i = 0; i < this.tiers.length; i++) {
       const tier = this.tiers[i]!;
@@ -684,9 +728,11 @@ export class Cache {
           this.#run(tier.delete([key]).catch((err) => this.#fault(i, "delete", err)));
           continue;
         }
-        if (!this.index.has(key)) {
-          this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
-        }
+        // This tier holds it, and the back-fill below writes the tiers above.
+        const held = this.#held(i + 1);
+        if (this.index.has(key)) this.index.hold(key, held);
+        else this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held);
+        this.#admit(key, entry);
         // Back-fill the tiers above; check again after, since a write may land while an
         // asynchronous tier is being written.
         await this.#storeIn(key, entry, i);
@@ -762,12 +808,28 @@ export class Cache {
     return entry;
   }
 
+  /** The tracked tiers among [0, end), as `index.add` takes them. */
+  #held(end: number): number {
+    return this.#tracked & (2 ** Math.min(end, MAX_TRACKED_TIERS) - 1);
+  }
+
   /** Registers the entry and writes it into tiers [0, end). */
   async #store(key: string, entry: CacheEntry, end: number): Promise<void> {
-    this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil);
+    this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.#held(end));
+    this.#admit(key, entry);
     // Registrations of entries that expired everywhere go now and then, not per request.
     if (++this.#stores % SWEEP_EVERY === 0) this.index.sweep(this.#now());
     await this.#storeIn(key, entry, end);
+  }
+
+  /** Counts a negative result against its quota; the least recently used past it goes. */
+  #admit(key: string, entry: CacheEntry): void {
+    if (!isNegative(entry.status)) {
+      this.#negative.forget(key);
+      return;
+    }
+    const out = this.#negative.admit(key);
+    if (out !== undefined) this.#run(this.#remove(new Set([out]), { invalidation: false }));
   }
 
   /** Writes the entry into tiers [0, end). */
@@ -785,11 +847,33 @@ export class Cache {
     );
   }
 
-  /** Removes keys from the index and every tier; resolves with how many existed. */
-  async #remove(keys: ReadonlySet<string>): Promise<number> {
+  /**
+   * Removes keys from the index and every tier; resolves with how many existed (counted as
+   * invalidations unless told otherwise). Reads skip the keys from the call on, and many
+   * keys go a chunk at a time, so other requests run meanwhile. `keys` must not change
+   * until it resolves.
+   */
+  async #remove(keys: ReadonlySet<string>, options?: { invalidation: boolean }): Promise<number> {
     if (keys.size === 0) return 0;
-    const list = [...keys];
-    for (const k of list) this.index.remove(k);
+    this.#pending.add(keys);
+    let removed = 0;
+    try {
+      await inChunks([...keys], async (chunk) => {
+        removed += await this.#removeNow(chunk);
+      });
+    } finally {
+      this.#pending.delete(keys);
+    }
+    if (options?.invalidation !== false) this.#counters.invalidations += removed;
+    return removed;
+  }
+
+  /** Removes keys from the index and every tier; resolves with how many existed. */
+  async #removeNow(list: readonly string[]): Promise<number> {
+    for (const k of list) {
+      this.index.remove(k);
+      this.#negative.forget(k);
+    }
     const counts = await Promise.all(
       this.tiers.map(async (tier, i) => {
         const pending = this.#undeleted.get(i);
@@ -814,9 +898,7 @@ export class Cache {
         }
       }),
     );
-    const removed = Math.max(...counts);
-    this.#counters.invalidations += removed;
-    return removed;
+    return Math.max(...counts);
   }
 
   /** What `patch` makes of the planned keys the first tier holds fresh; synchronous. */
@@ -830,7 +912,7 @@ export class Cache {
     if (!front) return out;
     const now = this.#now();
     const peek = (key: string) => {
-      if (this.#undeleted.get(0)?.has(key)) return undefined;
+      if (this.#pending.has(key) || this.#undeleted.get(0)?.has(key)) return undefined;
       const entry = front.peek(key);
       return entry && entry.freshUntil > now ? entry : undefined;
     };

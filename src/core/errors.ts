@@ -12,6 +12,7 @@ export type ErrorCode =
   | "E_TOO_LARGE" // a request body over the limit
   | "E_STORE_UNAVAILABLE" // a cache tier failed
   | "E_LOG_UNAVAILABLE" // the change log cannot be reached, so a write cannot be acknowledged
+  | "E_IN_USE" // a file another process holds (a cache file is one process's)
   | "E_SOURCE_UNAVAILABLE" // the database failed
   | "E_SOURCE_BUSY" // the database stayed locked by another connection (a 503 with Retry-After)
   | "E_ORIGIN_UNAVAILABLE" // the proxy's origin could not be reached or sent a broken reply

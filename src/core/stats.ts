@@ -32,6 +32,8 @@ export interface CacheStats {
   /** Times this node missed log records it could not apply, and dropped its memory tier. */
   resets: number;
   indexedKeys: number;
+  /** Cached negative results (404, 410) held, their quota, and how many the quota dropped. */
+  notFound: { entries: number; maxEntries: number; evictions: number };
   /**
    * The change log: its kind, this node's position, whether it may serve from cache, and
    * failed requests to the log's server.
@@ -92,6 +94,12 @@ export function toPrometheus(stats: CacheStats): string {
   metric("rehydrations_total", "counter", "Background refetches.", [["", stats.rehydrations]]);
   metric("patches_total", "counter", "Entries patched in place by writes.", [["", stats.patches]]);
   metric("indexed_keys", "gauge", "Keys in the dependency index.", [["", stats.indexedKeys]]);
+  metric("not_found_entries", "gauge", "Cached 404 and 410 responses held.", [
+    ["", stats.notFound.entries],
+  ]);
+  metric("not_found_evictions_total", "counter", "Cached 404s and 410s dropped by their quota.", [
+    ["", stats.notFound.evictions],
+  ]);
   metric("bypasses_total", "counter", "Reads sent to the source: no lease on the log.", [
     ["", stats.bypasses],
   ]);

@@ -11,7 +11,10 @@ import type {
 } from "../core/store.ts";
 
 export interface MemoryStoreOptions {
-  /** Upper bound on the summed `entrySize` of held entries. Default 50 MB. */
+  /**
+   * Upper bound on the bytes of held entries: each entry's `entrySize` plus its key's
+   * length (a client can make keys long). Default 50 MB.
+   */
   maxBytes?: number;
   /** Upper bound on the number of held entries. Default 100 000. */
   maxEntries?: number;
@@ -95,7 +98,7 @@ export function memoryStore(
     },
 
     async set(key, entry, ttlMs) {
-      const size = entrySize(entry);
+      const size = entrySize(entry) + key.length;
       // A write replaces whatever was there, so the old entry goes even if the new one
       // is not kept (already expired, or larger than the whole store).
       if (!(ttlMs > 0) || size > maxBytes) {

@@ -1,8 +1,16 @@
+import { existsSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { CacheEntry } from "../core/entry.ts";
-import { entrySize } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
-import type { ClosableStore, ListableStore, MeasuredStore, StoreSize } from "../core/store.ts";
+import type { Warner } from "../core/report.ts";
+import type {
+  ClosableStore,
+  EvictingStore,
+  ListableStore,
+  MeasuredStore,
+  StoreSize,
+} from "../core/store.ts";
+import { checkIntegrity, describeError, isDamage, moveAside } from "./sqlite-damage.ts";
 
 export interface SqliteStoreOptions {
   /** Database file; created if missing. Reopening the same path finds the same entries. */
@@ -11,10 +19,37 @@ export interface SqliteStoreOptions {
   now?: () => number;
   /** Table holding the entries. Default `edgecache_entries`. */
   tableName?: string;
+  /**
+   * Upper bound on the bytes the entries occupy in the file: key, body and the rest of
+   * the entry as stored. Default 256 MiB.
+   */
+  maxBytes?: number;
+  /**
+   * Upper bound on the number of entries. Default 100 000: an entry this process stored or
+   * read is registered in the dependency index while the file holds it (some 600 bytes of
+   * heap each), so this bounds memory as well as disk.
+   */
+  maxEntries?: number;
+  /**
+   * A damaged file (not a database, or corrupt), found at open or by any later call, is
+   * moved aside as `<path>.damaged-<time>` and a new one started, with one warning. Only for
+   * a file no other process has open (edgecache serve and proxy lock theirs). Default false:
+   * calls fail with E_STORE_UNAVAILABLE saying the file is damaged.
+   */
+  repair?: boolean;
+  /** Where the repair's warning goes. Default `console`. */
+  logger?: Warner;
 }
 
 const NAME = "sqlite";
 const DEFAULT_TABLE = "edgecache_entries";
+const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
+const DEFAULT_MAX_ENTRIES = 100_000;
+/**
+ * Rows evicted per write at most: a bound lowered between two runs is reached over the
+ * next writes, so no single write stalls on a large backlog.
+ */
+const EVICT_BATCH = 1000;
 /** Expired rows are swept at most this often, by the next write. */
 const PURGE_INTERVAL_MS = 60_000;
 /** Rows removed per sweep, so one write never stalls on a large backlog. */
@@ -32,9 +67,24 @@ interface Row {
   meta: string;
 }
 
+/** What a removed row held: whether it was live then, and its share of the totals. */
+interface Removed {
+  key: string;
+  expires_at: number | null;
+  size: number;
+}
+
 /**
  * A persistent tier in one SQLite file (WAL mode): entries survive a restart and can
  * be shared by processes on one machine. `entry.meta` must be JSON-serialisable.
+ *
+ * The file is bounded by `maxBytes` and `maxEntries`. Past either, the least recently
+ * written entries are evicted (and reported to `onEvict` listeners). Written, not read:
+ * the reads that reach this tier are the memory tier's misses, so keeping a read order
+ * here would turn each into a write for what the memory tier in front already knows
+ * (hot entries stay there). Rows are in write order already (rowid), so this costs no
+ * index. The entry count and bytes are kept in a row of their own, updated in the same
+ * transaction as the entries, so they hold across processes and restarts without a scan.
  *
  * @example
  * ```ts
@@ -46,19 +96,48 @@ interface Row {
  */
 export function sqliteStore(
   options: SqliteStoreOptions,
-): ListableStore & MeasuredStore & ClosableStore {
+): ListableStore & MeasuredStore & ClosableStore & EvictingStore {
   if (typeof options !== "object" || options === null) {
     badOption(NAME, "options", "an object", options);
   }
-  const { path, now = Date.now, tableName = DEFAULT_TABLE } = options;
+  const {
+    path,
+    now = Date.now,
+    tableName = DEFAULT_TABLE,
+    maxBytes = DEFAULT_MAX_BYTES,
+    maxEntries = DEFAULT_MAX_ENTRIES,
+    repair = false,
+    logger = console,
+  } = options;
   if (typeof path !== "string" || path === "") badOption(NAME, "path", "a file path", path);
   if (typeof now !== "function") badOption(NAME, "now", "a function", now);
+  if (!isPositiveInteger(maxBytes)) badOption(NAME, "maxBytes", "a positive integer", maxBytes);
+  if (!isPositiveInteger(maxEntries)) {
+    badOption(NAME, "maxEntries", "a positive integer", maxEntries);
+  }
+  if (typeof repair !== "boolean") badOption(NAME, "repair", "true or false", repair);
   // The name is spliced into SQL, so only plain identifiers are accepted.
   if (typeof tableName !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(tableName)) {
     badOption(NAME, "tableName", "an identifier ([A-Za-z_][A-Za-z0-9_]*)", tableName);
   }
 
-  const db = guard(`cannot open ${JSON.stringify(path)}`, () => {
+  // Due at once, so the first write after a restart sweeps what expired meanwhile.
+  let lastPurge = now() - PURGE_INTERVAL_MS;
+  let evictions = 0;
+  const evictListeners: ((key: string) => void)[] = [];
+
+  // expires_at is NULL for an entry that never expires; a row is live while
+  // expires_at > now.
+  const table = `"${tableName}"`;
+  const totals = `"${tableName}_totals"`;
+  const live = "(expires_at IS NULL OR expires_at > @now)";
+  const isLive = (row: Removed, at: number) => row.expires_at === null || row.expires_at > at;
+
+  /** Opens the file: the handle, its statements and the transactions over them. */
+  function connect() {
+    // A WAL left behind: a crash (or another process has the file open). Only then is the
+    // file's structure checked, which reads all of it.
+    const crashed = existsSync(`${path}-wal`);
     const db = new Database(path);
     try {
       db.pragma("journal_mode = WAL");
@@ -66,86 +145,207 @@ export function sqliteStore(
       // for a cache.
       db.pragma("synchronous = NORMAL");
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      if (crashed) checkIntegrity(db);
       db.exec(`
-        CREATE TABLE IF NOT EXISTS "${tableName}" (
+        CREATE TABLE IF NOT EXISTS ${table} (
           key TEXT PRIMARY KEY,
           body BLOB NOT NULL,
           meta TEXT NOT NULL,
           expires_at INTEGER,
           size INTEGER NOT NULL
         );
-        CREATE INDEX IF NOT EXISTS "${tableName}_expires_at" ON "${tableName}" (expires_at);
+        CREATE INDEX IF NOT EXISTS "${tableName}_expires_at" ON ${table} (expires_at);
+        CREATE TABLE IF NOT EXISTS ${totals} (
+          id INTEGER PRIMARY KEY CHECK (id = 0),
+          entries INTEGER NOT NULL,
+          bytes INTEGER NOT NULL
+        );
       `);
-      return db;
+      // A file written before the totals were kept: count it once.
+      db.transaction(() => {
+        if (db.prepare(`SELECT 1 FROM ${totals}`).get()) return;
+        db.prepare(
+          `INSERT INTO ${totals} (id, entries, bytes)
+           SELECT 0, count(*), coalesce(sum(size), 0) FROM ${table}`,
+        ).run();
+      }).immediate();
+      return transactions(db, statementsOf(db));
     } catch (error) {
       db.close();
       throw error;
     }
-  });
+  }
 
-  // expires_at is NULL for an entry that never expires; a row is live while
-  // expires_at > now.
-  const table = `"${tableName}"`;
-  const live = "(expires_at IS NULL OR expires_at > @now)";
-  const statements = guard("cannot prepare statements", () => ({
-    get: db.prepare<{ key: string; now: number }, Row>(
-      `SELECT body, meta FROM ${table} WHERE key = @key AND ${live}`,
-    ),
-    set: db.prepare(
-      `INSERT OR REPLACE INTO ${table} (key, body, meta, expires_at, size)
-       VALUES (@key, @body, @meta, @expiresAt, @size)`,
-    ),
-    delete: db.prepare<{ key: string }, { expires_at: number | null }>(
-      `DELETE FROM ${table} WHERE key = @key RETURNING expires_at`,
-    ),
-    keysBetween: db
-      .prepare<{ from: string; to: string; now: number; limit: number }, string>(
-        `SELECT key FROM ${table} WHERE key >= @from AND key < @to AND ${live}
-         ORDER BY key LIMIT @limit`,
-      )
-      .pluck(),
-    keysFrom: db
-      .prepare<{ from: string; now: number; limit: number }, string>(
-        `SELECT key FROM ${table} WHERE key >= @from AND ${live} ORDER BY key LIMIT @limit`,
-      )
-      .pluck(),
-    size: db.prepare<{ now: number }, { entries: number; bytes: number }>(
-      `SELECT count(*) AS entries, coalesce(sum(size), 0) AS bytes FROM ${table} WHERE ${live}`,
-    ),
-    purge: db.prepare<{ now: number; limit: number }>(
-      `DELETE FROM ${table} WHERE key IN (
-         SELECT key FROM ${table} WHERE expires_at <= @now LIMIT @limit
-       )`,
-    ),
-  }));
+  function statementsOf(db: Database.Database) {
+    return {
+      get: db.prepare<{ key: string; now: number }, Row>(
+        `SELECT body, meta FROM ${table} WHERE key = @key AND ${live}`,
+      ),
+      // An overwrite deletes and inserts, so the row takes a new rowid: the write order.
+      insert: db.prepare(
+        `INSERT INTO ${table} (key, body, meta, expires_at, size)
+         VALUES (@key, @body, @meta, @expiresAt, @size)`,
+      ),
+      delete: db.prepare<{ key: string }, Removed>(
+        `DELETE FROM ${table} WHERE key = @key RETURNING key, expires_at, size`,
+      ),
+      keysBetween: db
+        .prepare<{ from: string; to: string; now: number; limit: number }, string>(
+          `SELECT key FROM ${table} WHERE key >= @from AND key < @to AND ${live}
+           ORDER BY key LIMIT @limit`,
+        )
+        .pluck(),
+      keysFrom: db
+        .prepare<{ from: string; now: number; limit: number }, string>(
+          `SELECT key FROM ${table} WHERE key >= @from AND ${live} ORDER BY key LIMIT @limit`,
+        )
+        .pluck(),
+      totals: db.prepare<[], { entries: number; bytes: number }>(
+        `SELECT entries, bytes FROM ${totals} WHERE id = 0`,
+      ),
+      count: db.prepare<{ entries: number; bytes: number }, { entries: number; bytes: number }>(
+        `UPDATE ${totals} SET entries = entries + @entries, bytes = bytes + @bytes WHERE id = 0
+         RETURNING entries, bytes`,
+      ),
+      purge: db.prepare<{ now: number; limit: number }, Removed>(
+        `DELETE FROM ${table} WHERE key IN (
+           SELECT key FROM ${table} WHERE expires_at <= @now LIMIT @limit
+         ) RETURNING key, expires_at, size`,
+      ),
+      evict: db.prepare<{ limit: number }, Removed>(
+        `DELETE FROM ${table} WHERE rowid IN (
+           SELECT rowid FROM ${table} ORDER BY rowid LIMIT @limit
+         ) RETURNING key, expires_at, size`,
+      ),
+    };
+  }
 
-  const deleteMany = db.transaction((keys: readonly string[], at: number) => {
-    let count = 0;
-    for (const key of keys) {
-      const row = statements.delete.get({ key });
-      if (row !== undefined && (row.expires_at === null || row.expires_at > at)) count++;
+  function transactions(db: Database.Database, statements: ReturnType<typeof statementsOf>) {
+    /** Takes removed rows off the totals; returns the new totals. */
+    function uncount(rows: readonly Removed[]) {
+      let bytes = 0;
+      for (const row of rows) bytes += row.size;
+      return statements.count.get({ entries: -rows.length, bytes: -bytes })!;
     }
-    return count;
-  });
 
-  // Due at once, so the first write after a restart sweeps what expired meanwhile.
-  let lastPurge = now() - PURGE_INTERVAL_MS;
+    /** Sweeps expired rows when due; returns the new totals if it removed any. */
+    function purgeIfDue(at: number) {
+      if (at - lastPurge < PURGE_INTERVAL_MS) return undefined;
+      const rows = statements.purge.all({ now: at, limit: PURGE_BATCH });
+      // A full batch means more are waiting: leave the sweep due for the next write.
+      if (rows.length < PURGE_BATCH) lastPurge = at;
+      return rows.length > 0 ? uncount(rows) : undefined;
+    }
 
-  function purgeIfDue(at: number): void {
-    if (at - lastPurge < PURGE_INTERVAL_MS) return;
-    const { changes } = statements.purge.run({ now: at, limit: PURGE_BATCH });
-    // A full batch means more are waiting: leave the sweep due for the next write.
-    if (changes < PURGE_BATCH) lastPurge = at;
+    const deleteMany = db.transaction((keys: readonly string[], at: number) => {
+      const removed: Removed[] = [];
+      for (const key of keys) {
+        const row = statements.delete.get({ key });
+        if (row !== undefined) removed.push(row);
+      }
+      if (removed.length > 0) uncount(removed);
+      return removed.filter((row) => isLive(row, at)).length;
+    });
+
+    /**
+     * Replaces the entry under `key` and evicts the oldest writes while the totals exceed a
+     * bound; returns the keys evicted while live (expired ones are not evictions).
+     */
+    const write = db.transaction(
+      (key: string, body: Uint8Array, meta: string, expiresAt: number | null, at: number) => {
+        const size = Buffer.byteLength(key) + body.byteLength + Buffer.byteLength(meta);
+        const old = statements.delete.get({ key });
+        if (size > maxBytes) {
+          // Larger than the whole tier: not kept, and the old entry goes all the same.
+          if (old) uncount([old]);
+          return [];
+        }
+        statements.insert.run({ key, body, meta, expiresAt, size });
+        let sum = statements.count.get({ entries: old ? 0 : 1, bytes: size - (old?.size ?? 0) })!;
+        // What has expired goes first; then the oldest writes, while a bound is exceeded.
+        sum = purgeIfDue(at) ?? sum;
+        const evicted: string[] = [];
+        let budget = EVICT_BATCH;
+        while ((sum.entries > maxEntries || sum.bytes > maxBytes) && budget > 0) {
+          // A whole batch for the count, one row at a time for the bytes: rows differ in size.
+          const limit = Math.min(budget, Math.max(1, sum.entries - maxEntries));
+          const rows = statements.evict.all({ limit });
+          if (rows.length === 0) break;
+          budget -= rows.length;
+          sum = uncount(rows);
+          for (const row of rows) if (isLive(row, at)) evicted.push(row.key);
+        }
+        return evicted;
+      },
+    );
+
+    return { db, statements, deleteMany, write };
+  }
+
+  type File = ReturnType<typeof connect>;
+  const opening = `cannot open ${JSON.stringify(path)}`;
+  let file: File | undefined;
+
+  /** Moves the damaged file aside and starts a new one, with one warning. */
+  function replace(cause: unknown): File {
+    try {
+      if (file?.db.open) file.db.close();
+    } catch {
+      // a damaged file may not close cleanly: it is put away all the same
+    }
+    file = undefined;
+    lastPurge = now() - PURGE_INTERVAL_MS;
+    const aside = moveAside(path, new Date());
+    logger.warn(
+      `[edgecache] [sqlite] ${path} is damaged (${describeError(cause)}): kept aside as ${aside}; the cache goes on with a new, empty file`,
+    );
+    file = guard(opening, connect);
+    return file;
+  }
+
+  /**
+   * Runs a driver call on the file. A damaged file, found by any call and not only at open,
+   * is replaced when `repair` allows and the call runs again on the new one; else the call
+   * fails with E_STORE_UNAVAILABLE saying what is wrong.
+   */
+  function run<T>(what: string, call: (f: File) => T): T {
+    const current = file;
+    try {
+      if (!current) throw new Error("the store is closed");
+      return call(current);
+    } catch (error) {
+      if (!(repair && current?.db.open && isDamage(error))) throw storeError(what, error);
+      return guard(what, () => call(replace(error)));
+    }
+  }
+
+  try {
+    file = connect();
+  } catch (error) {
+    if (!(repair && isDamage(error))) throw storeError(opening, error);
+    replace(error);
   }
 
   return {
     name: NAME,
 
+    onEvict(listener) {
+      evictListeners.push(listener);
+    },
+
     async get(key) {
-      return guard("get failed", () => {
-        const row = statements.get.get({ key, now: now() });
+      return run("get failed", ({ statements, deleteMany }) => {
+        const at = now();
+        const row = statements.get.get({ key, now: at });
         if (row === undefined) return undefined;
-        const meta = JSON.parse(row.meta) as EntryMeta;
+        let meta: EntryMeta;
+        try {
+          meta = JSON.parse(row.meta) as EntryMeta;
+        } catch {
+          // Written as JSON, so this row was damaged: it goes, and the read is a miss.
+          deleteMany.immediate([key], at);
+          return undefined;
+        }
         // A view over the driver's Buffer: same bytes, plain Uint8Array, no copy.
         const body = new Uint8Array(row.body.buffer, row.body.byteOffset, row.body.byteLength);
         return { ...meta, body };
@@ -157,7 +357,7 @@ export function sqliteStore(
       // A write replaces whatever was there, so an already expired one (ttl 0, negative,
       // NaN) just removes the old entry.
       if (!(ttlMs > 0)) {
-        guard("set failed", () => statements.delete.get({ key }));
+        run("set failed", ({ deleteMany }) => deleteMany.immediate([key], at));
         return;
       }
       const { body, ...rest } = entry;
@@ -165,22 +365,23 @@ export function sqliteStore(
         JSON.stringify(rest satisfies EntryMeta),
       );
       const expiresAt = ttlMs === Number.POSITIVE_INFINITY ? null : at + ttlMs;
-      guard("set failed", () => {
-        statements.set.run({ key, body, meta, expiresAt, size: entrySize(entry) });
-        purgeIfDue(at);
-      });
+      const evicted = run("set failed", ({ write }) =>
+        write.immediate(key, body, meta, expiresAt, at),
+      );
+      evictions += evicted.length;
+      for (const k of evicted) for (const listener of evictListeners) listener(k);
     },
 
     async delete(keys) {
       if (keys.length === 0) return 0;
-      return guard("delete failed", () => deleteMany(keys, now()));
+      return run("delete failed", ({ deleteMany }) => deleteMany.immediate(keys, now()));
     },
 
     async *keys(prefix) {
       const to = successor(prefix);
       let from = prefix;
       for (;;) {
-        const page = guard("keys failed", () =>
+        const page = run("keys failed", ({ statements }) =>
           to === undefined
             ? statements.keysFrom.all({ from, now: now(), limit: KEYS_PAGE })
             : statements.keysBetween.all({ from, to, now: now(), limit: KEYS_PAGE }),
@@ -194,12 +395,14 @@ export function sqliteStore(
     },
 
     size(): StoreSize {
-      const { entries, bytes } = guard("size failed", () => statements.size.get({ now: now() }))!;
-      return { entries, bytes, evictions: 0 };
+      // Counts expired entries not yet swept; they go with the next sweep or eviction.
+      const { entries, bytes } = run("size failed", ({ statements }) => statements.totals.get())!;
+      return { entries, bytes, evictions };
     },
 
     async close() {
-      if (db.open) guard("close failed", () => db.close());
+      const current = file;
+      if (current?.db.open) guard("close failed", () => current.db.close());
     },
   };
 }
@@ -223,11 +426,30 @@ function successor(prefix: string): string | undefined {
   return undefined;
 }
 
+function isPositiveInteger(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
+}
+
 /** Runs a driver call, turning its failures into E_STORE_UNAVAILABLE. */
 function guard<T>(what: string, fn: () => T): T {
   try {
     return fn();
   } catch (error) {
-    throw new EdgecacheError("E_STORE_UNAVAILABLE", NAME, what, { cause: error });
+    throw storeError(what, error);
   }
+}
+
+/** E_STORE_UNAVAILABLE saying what failed and why, with what to do about a damaged file. */
+function storeError(what: string, error: unknown): EdgecacheError {
+  const hint = isDamage(error)
+    ? "; the file holds only cached responses: move it away or delete it (edgecache serve and proxy do so themselves)"
+    : "";
+  return new EdgecacheError(
+    "E_STORE_UNAVAILABLE",
+    NAME,
+    `${what}: ${describeError(error)}${hint}`,
+    {
+      cause: error,
+    },
+  );
 }

@@ -132,6 +132,35 @@ describe("the hit fast path", () => {
   });
 });
 
+describe("bounds on what anonymous GETs can add", () => {
+  it("made-up ids, junk query strings and distinct list filters stay within the configured bounds, and a real entry read meanwhile stays a hit", async () => {
+    const h = await started({
+      memory: { maxEntries: 200 },
+      disk: { maxEntries: 300, maxBytes: 1_000_000 },
+      notFound: { maxEntries: 20 },
+    });
+    const get = (path: string) => send(h.edgecache, "GET", path);
+    const user = (await get("/v1/users?limit=1")).json.data[0] as Row;
+    const item = `/v1/users/${user.id}`;
+    await get(item);
+    for (let i = 0; i < 1500; i++) {
+      expect((await get(`/v1/users/nope-${i}`)).status).toBe(404);
+      expect((await get(`${item}?junk=${i}`)).status).toBe(400);
+      expect((await get(`/v1/users?firstName=junk-${i}`)).status).toBe(200);
+      if (i % 50 === 0) expect((await get(item)).headers.get("cache-status")).toMatch(HIT);
+    }
+    await h.edgecache.cache.drain();
+    const stats = h.edgecache.cache.stats();
+    const [memory, disk] = stats.tiers;
+    expect(stats.notFound.entries).toBe(20);
+    expect(memory!.entries).toBeLessThanOrEqual(200);
+    expect(disk!.entries).toBeLessThanOrEqual(300);
+    expect(disk!.bytes).toBeLessThanOrEqual(1_000_000);
+    expect(stats.indexedKeys).toBeLessThanOrEqual(500);
+    expect((await get(item)).headers.get("cache-status")).toMatch(HIT);
+  });
+});
+
 describe("restart", () => {
   it("serves entries from the SQLite tier after a restart, and a PATCH still changes them", async () => {
     const cwd = tempDir();
@@ -170,6 +199,14 @@ describe("restart", () => {
   });
 });
 
+const bin = resolve(import.meta.dirname, "../../bin/edgecache.js");
+
+/** This environment without what would change the command. */
+function cliEnv(): NodeJS.ProcessEnv {
+  const { PORT: _port, EDGECACHE_ADMIN_TOKEN: _token, REDIS_URL: _redis, ...env } = process.env;
+  return env;
+}
+
 describe("restart after the database changed behind edgecache's back", () => {
   it.each([
     ["another program wrote to the database while edgecache was stopped", "write"],
@@ -178,15 +215,26 @@ describe("restart after the database changed behind edgecache's back", () => {
     const cwd = tempDir();
     cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
     const options = { cwd, demo: { users: 50, orders: 100 }, port: 0 };
-    const before = await createNodeEdgecache(options);
-    const user = (await send(before, "GET", "/v1/users?limit=1")).json.data[0] as Row;
-    const item = `/v1/users/${user.id}`;
-    await send(before, "GET", item);
+    let item: string;
     if (how === "crash") {
-      // No close() before the restart: as if the process had died.
-      await before.cache.drain();
-      cleanup.push(() => before.close());
+      // A real process killed with -9: it leaves its lock behind, and no stamp.
+      const child = spawn(process.execPath, [bin, "serve", "--port", "0"], {
+        cwd,
+        env: cliEnv(),
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const [, url] = await waitForLine(child, /data API:\s+(http:\/\/[^/\s]+)\/v1\//);
+      const user = (await fetchReply(`${url}/v1/users?limit=1`)).json.data[0] as Row;
+      item = `/v1/users/${user.id}`;
+      await fetchReply(`${url}${item}`);
+      const died = new Promise((done) => child.once("exit", done));
+      child.kill("SIGKILL");
+      await died;
     } else {
+      const before = await createNodeEdgecache(options);
+      const user = (await send(before, "GET", "/v1/users?limit=1")).json.data[0] as Row;
+      item = `/v1/users/${user.id}`;
+      await send(before, "GET", item);
       await before.close();
       const db = new Database(before.databasePath);
       db.prepare("UPDATE users SET lastName = 'Outside' WHERE id = ?").run(user.id);
@@ -228,6 +276,30 @@ describe("config", () => {
     badOption(() => validateConfig(config), pattern);
   });
 
+  it.each([
+    [{ disk: { maxBytes: 0 } }, /option "disk.maxBytes": expected an integer >= 1, got 0/],
+    [
+      { disk: { maxEntries: "1e5" } },
+      /option "disk.maxEntries": expected an integer >= 1, got "1e5"/,
+    ],
+    [{ disk: 100 }, /option "disk": expected an object, got 100/],
+    [{ disk: { maxEntry: 5 } }, /option "disk.maxEntry": expected one of maxBytes, maxEntries/],
+    [
+      { notFound: { maxEntries: 0.5 } },
+      /option "notFound.maxEntries": expected an integer >= 1, got 0.5/,
+    ],
+    [
+      { memory: { maxEntries: -1 } },
+      /option "memory.maxEntries": expected an integer >= 1, got -1/,
+    ],
+    [
+      { proxy: { origins: [{ origin: "http://a" }], disk: { maxBytes: -5 } } },
+      /option "proxy.disk.maxBytes": expected an integer >= 1, got -5/,
+    ],
+  ])("refuses bad bounds in expected/got form (%j)", (config, pattern) => {
+    badOption(() => validateConfig(config), pattern);
+  });
+
   it("refuses an unknown key, naming it and the known ones", () => {
     badOption(
       () => validateConfig({ prot: 8080 }),
@@ -261,6 +333,8 @@ describe("config", () => {
       routes: { users: { ttl: 5 } },
       memory: { maxBytes: 1_000_000 },
       cacheFile: false as const,
+      disk: { maxBytes: 10_000_000, maxEntries: 5000 },
+      notFound: { maxEntries: 100 },
       port: 0,
       hostname: "127.0.0.1",
       trustedProxies: ["127.0.0.1", "::1"],
@@ -355,14 +429,11 @@ describe("config", () => {
 });
 
 describe("the CLI", () => {
-  const bin = resolve(import.meta.dirname, "../../bin/edgecache.js");
-
   it("serves the demo with `edgecache serve --port 0` and prints the URL", async () => {
     const cwd = tempDir();
-    const { PORT: _port, EDGECACHE_ADMIN_TOKEN: _token, ...env } = process.env;
     const child = spawn(process.execPath, [bin, "serve", "--port", "0"], {
       cwd,
-      env,
+      env: cliEnv(),
       stdio: ["ignore", "pipe", "pipe"],
     });
     cleanup.push(async () => {

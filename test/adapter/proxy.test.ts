@@ -174,7 +174,7 @@ describe("config: the proxy section", () => {
     ],
     [
       { proxy: { origins: [{ origin: "http://a" }], memory: { maxBytes: 0 } } },
-      /"proxy.memory.maxBytes": expected a number >= 1, got 0/,
+      /"proxy.memory.maxBytes": expected an integer >= 1, got 0/,
     ],
     [
       { proxy: { origins: [{ origin: "http://a" }], cacheFile: 1 } },

@@ -414,6 +414,22 @@ describe("bad input", () => {
   });
 
   it.each([
+    ["?junk=1", "junk"],
+    ["?fields=id", "fields"],
+    ["?x", "x"],
+  ])(
+    "answers an item GET with %s, a parameter it does not take, with a 400 naming %s, and stores nothing",
+    async (query, name) => {
+      const user = usersWhere("1 = 1")[0]!;
+      const indexed = h.edgecache.cache.stats().indexedKeys;
+      const r = await get(`/v1/users/${user.id}${query}`);
+      expectClientError(r, 400, "E_BAD_QUERY", name);
+      expect(r.headers.get("cache-status")).toBeNull();
+      expect(h.edgecache.cache.stats().indexedKeys).toBe(indexed);
+    },
+  );
+
+  it.each([
     ["malformed JSON", '{"firstName": ', "body"],
     ["an array", "[]", "body"],
     ["a string", '"Lane"', "body"],

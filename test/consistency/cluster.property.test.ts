@@ -8,19 +8,17 @@ import { consistencyProperty, type Deployment } from "./property.ts";
 const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 /**
- * Two nodes in this process over one database, each with its own memory tier, sharing a
- * persistent tier (one SQLite cache file) and a change log in Redis. Reads and writes go
- * to either at random.
+ * Two nodes in this process over one database, each with its own memory tier and cache file
+ * (a cache file is one node's), sharing a Redis tier and a change log in Redis. Reads and
+ * writes go to either at random.
  */
 async function twoCaches(dir: string): Promise<Deployment> {
   const redis = { url: REDIS, prefix: `test:${randomId()}:`, leaseMs: 2000 };
-  const options = {
-    cwd: dir,
-    demo: { users: 60, orders: 240 },
-    redis,
-    cacheFile: join(dir, "shared.cache.db"),
-  };
-  const nodes = [await createNodeEdgecache(options), await createNodeEdgecache(options)];
+  const options = { cwd: dir, demo: { users: 60, orders: 240 }, redis };
+  const nodes = [
+    await createNodeEdgecache({ ...options, cacheFile: join(dir, "a.cache.db") }),
+    await createNodeEdgecache({ ...options, cacheFile: join(dir, "b.cache.db") }),
+  ];
   const pick = () => nodes[Math.floor(Math.random() * nodes.length)]!;
   const sum = (f: (n: (typeof nodes)[number]) => number) => nodes.reduce((t, n) => t + f(n), 0);
   await Promise.all(nodes.map((n) => n.cache.writable()));
@@ -42,7 +40,7 @@ async function twoCaches(dir: string): Promise<Deployment> {
 }
 
 // A shared log patches nothing (records may arrive out of the database's commit order).
-consistencyProperty("two caches sharing a tier and a Redis log", twoCaches, 50, 0);
+consistencyProperty("two caches sharing a Redis tier and log", twoCaches, 50, 0);
 
 /**
  * Three `edgecache serve` processes on loopback over one database, each with its own cache

@@ -10,10 +10,10 @@ storeConformance("memory", ({ now }) => memoryStore({ now }));
 
 const MINUTE = 60_000;
 
-/** An entry whose entrySize is exactly `size` bytes (no headers, no tags). */
+/** An entry that counts exactly `size` bytes under a one-character key (no headers, no tags). */
 function sized(size: number): CacheEntry {
   const entry: CacheEntry = {
-    body: new Uint8Array(size - 64),
+    body: new Uint8Array(size - 64 - 1),
     headers: {},
     status: 200,
     createdAt: 0,
@@ -22,7 +22,7 @@ function sized(size: number): CacheEntry {
     etag: '"x"',
     tags: [],
   };
-  expect(entrySize(entry)).toBe(size);
+  expect(entrySize(entry) + 1).toBe(size);
   return entry;
 }
 
@@ -64,11 +64,11 @@ describe("memory store bounds", () => {
 
   it("does not store an entry larger than maxBytes, nor evict others for it", async () => {
     const store = memoryStore({ maxBytes: 1000 });
-    await store.set("small", sized(500), MINUTE);
-    await store.set("huge", sized(1001), MINUTE);
+    await store.set("s", sized(500), MINUTE);
+    await store.set("h", sized(1001), MINUTE);
 
-    expect(store.peek("huge")).toBeUndefined();
-    expect(store.peek("small")).toBeDefined();
+    expect(store.peek("h")).toBeUndefined();
+    expect(store.peek("s")).toBeDefined();
     expect(store.size()).toEqual({ entries: 1, bytes: 500, evictions: 0 });
   });
 
@@ -78,6 +78,15 @@ describe("memory store bounds", () => {
     await store.set("k", sized(2000), MINUTE);
     expect(store.peek("k")).toBeUndefined();
     expect(store.size().evictions).toBe(0);
+  });
+
+  it("counts each key's length in the byte bound, so long keys cannot outgrow it", async () => {
+    const store = memoryStore({ maxBytes: 100_000 });
+    const long = "x".repeat(10_000);
+    for (let i = 0; i < 50; i++) await store.set(`${long}${i}`, sized(100), MINUTE);
+    const { entries, bytes } = store.size();
+    expect(bytes).toBeLessThanOrEqual(100_000);
+    expect(entries).toBeLessThan(10);
   });
 });
 

@@ -25,6 +25,10 @@ export interface EdgecacheConfig {
   memory?: { maxBytes?: number; maxEntries?: number };
   /** SQLite file of the persistent cache tier, or false for memory only. */
   cacheFile?: string | false;
+  /** Bounds of the cache file (256 MiB, 100 000 entries). */
+  disk?: { maxBytes?: number; maxEntries?: number };
+  /** Cached 404 and 410 responses kept at once (10 000). */
+  notFound?: { maxEntries?: number };
   port?: number;
   hostname?: string;
   /**
@@ -51,6 +55,8 @@ export interface ProxyConfig {
   memory?: { maxBytes?: number; maxEntries?: number };
   /** SQLite file of the persistent tier (./edgecache-proxy.cache.db), or false. */
   cacheFile?: string | false;
+  disk?: { maxBytes?: number; maxEntries?: number };
+  notFound?: { maxEntries?: number };
   port?: number;
   hostname?: string;
   /** Redis shared by several proxy nodes (purges reach every node). */
@@ -101,6 +107,8 @@ function checkKeys(c: Record<string, unknown>, known: Set<string>, at: string): 
 const SERVER_KEYS = [
   "memory",
   "cacheFile",
+  "disk",
+  "notFound",
   "port",
   "hostname",
   "trustedProxies",
@@ -123,11 +131,24 @@ function checkServer(c: Record<string, unknown>, at: string): void {
     badOption(C, `${at}cacheFile`, "a path or false", c.cacheFile);
   }
   if (c.redis !== undefined) checkRedis(c.redis, `${at}redis`);
-  if (c.memory !== undefined) {
-    const m = c.memory as Record<string, unknown>;
-    if (typeof m !== "object" || m === null) badOption(C, `${at}memory`, "an object", m);
-    num(`${at}memory.maxBytes`, m.maxBytes, 1);
-    num(`${at}memory.maxEntries`, m.maxEntries, 1);
+  bounds(c, "memory", at, ["maxBytes", "maxEntries"]);
+  bounds(c, "disk", at, ["maxBytes", "maxEntries"]);
+  bounds(c, "notFound", at, ["maxEntries"]);
+}
+
+/** A section of size bounds (`memory`, `disk`, `notFound`): positive integers only. */
+function bounds(c: Record<string, unknown>, key: string, at: string, fields: string[]): void {
+  const b = c[key] as Record<string, unknown> | undefined;
+  if (b === undefined) return;
+  if (typeof b !== "object" || b === null || Array.isArray(b)) {
+    badOption(C, `${at}${key}`, "an object", b);
+  }
+  checkKeys(b, new Set(fields), `${at}${key}.`);
+  for (const f of fields) {
+    const v = b[f];
+    if (v !== undefined && !(Number.isSafeInteger(v) && (v as number) >= 1)) {
+      badOption(C, `${at}${key}.${f}`, "an integer >= 1", v);
+    }
   }
 }
 

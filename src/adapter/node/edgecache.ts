@@ -16,6 +16,7 @@ import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
+import { type FileLock, openLocked } from "./file-lock.ts";
 import { adminAccess, type RunningServer, startServer } from "./server.ts";
 import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
 
@@ -59,6 +60,24 @@ export async function createNodeEdgecache(
       `database: no SQLite file at ${databasePath}`,
     );
   }
+  const cacheFile =
+    options.cacheFile === undefined
+      ? databasePath.replace(/(\.db)?$/, ".cache.db")
+      : options.cacheFile;
+  const cachePath = cacheFile === false ? undefined : resolve(cwd, cacheFile);
+  return openLocked(cachePath, (lock) => open(options, { demo, databasePath, cachePath, lock }));
+}
+
+async function open(
+  options: NodeEdgecacheOptions,
+  at: {
+    demo: boolean;
+    databasePath: string;
+    cachePath: string | undefined;
+    lock: FileLock | undefined;
+  },
+): Promise<NodeEdgecache> {
+  const { demo, databasePath, cachePath, lock } = at;
   const stampAtStart = databaseStamp(databasePath);
   const db = new Database(databasePath);
   // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
@@ -71,11 +90,6 @@ export async function createNodeEdgecache(
   });
 
   const tiers: Store[] = [memoryStore(options.memory)];
-  const cacheFile =
-    options.cacheFile === undefined
-      ? databasePath.replace(/(\.db)?$/, ".cache.db")
-      : options.cacheFile;
-  const cachePath = cacheFile === false ? undefined : resolve(cwd, cacheFile);
   // Many nodes share a Redis change log: entries are checked against it, whoever wrote
   // them. One node has its own log, resumed across clean restarts (see source-stamp.ts).
   const cluster =
@@ -87,7 +101,8 @@ export async function createNodeEdgecache(
         });
   let resume: LogStart | undefined;
   if (cachePath) {
-    const persistent = sqliteStore({ path: cachePath });
+    // This process holds the file's lock, so a damaged one can be put aside and replaced.
+    const persistent = sqliteStore({ path: cachePath, ...options.disk, repair: true });
     const stamp = cluster ? undefined : takeStamp(cachePath);
     if (stamp?.database === stampAtStart) resume = stamp.log;
     else if (!cluster) {
@@ -110,6 +125,7 @@ export async function createNodeEdgecache(
     ttl: (options.ttl ?? 86_400) * 1000,
     staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
     policy: options.policy,
+    notFound: options.notFound,
     rehydrate: options.rehydrate === false ? false : undefined,
   });
   const api = await createDataApi({ source, cache, routes: options.routes });
@@ -151,6 +167,7 @@ export async function createNodeEdgecache(
       if (!cluster && cachePath && local) {
         leaveStamp(cachePath, { database: databaseStamp(databasePath), log: local.snapshot() });
       }
+      lock?.release();
     },
   };
 }

@@ -11,6 +11,7 @@ import { isClosable, type Store } from "../../core/store.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster, type RedisSetting } from "./cluster.ts";
+import { type FileLock, openLocked } from "./file-lock.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
 import {
   adminAccess,
@@ -30,6 +31,10 @@ export interface NodeProxyOptions {
   cacheFile?: string | false;
   /** Memory tier bounds (50 MB, 100 000 entries). */
   memory?: { maxBytes?: number; maxEntries?: number };
+  /** Bounds of the cache file (256 MiB, 100 000 entries). */
+  disk?: { maxBytes?: number; maxEntries?: number };
+  /** Cached 404 and 410 responses kept at once (10 000). */
+  notFound?: { maxEntries?: number };
   /** With a token the admin API needs `Authorization: Bearer <token>`; else loopback only. */
   adminToken?: string;
   /** Reverse proxies whose X-Forwarded-For is believed (admin access, the origin's X-Forwarded-For). */
@@ -71,10 +76,24 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   const cwd = options.cwd ?? process.cwd();
   const now = options.now ?? Date.now;
   const trusted = addressSet("proxy", "trustedProxies", options.trustedProxies);
-  const tiers: Store[] = [memoryStore({ ...options.memory, now })];
   const file = options.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
   const cachePath = file === false ? undefined : resolve(cwd, file);
-  if (cachePath) tiers.push(sqliteStore({ path: cachePath, now }));
+  return openLocked(cachePath, (lock) => open(options, { now, trusted, cachePath, lock }));
+}
+
+async function open(
+  options: NodeProxyOptions,
+  at: {
+    now: () => number;
+    trusted: ReturnType<typeof addressSet>;
+    cachePath: string | undefined;
+    lock: FileLock | undefined;
+  },
+): Promise<NodeProxy> {
+  const { now, trusted, cachePath, lock } = at;
+  const tiers: Store[] = [memoryStore({ ...options.memory, now })];
+  // This process holds the file's lock, so a damaged one can be put aside and replaced.
+  if (cachePath) tiers.push(sqliteStore({ path: cachePath, now, ...options.disk, repair: true }));
   // The origins name the deployment: proxies of the same origins share a Redis prefix.
   const origins = options.origins.map((o) => [o.host, o.pathPrefix, o.origin]);
   const cluster =
@@ -87,7 +106,13 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   const local = cluster
     ? undefined
     : localChangeLog({ resume: cachePath ? takeStamp(cachePath)?.log : undefined });
-  const cache = new Cache({ tiers, now, rehydrate: false, log: cluster?.log ?? local! });
+  const cache = new Cache({
+    tiers,
+    now,
+    rehydrate: false,
+    notFound: options.notFound,
+    log: cluster?.log ?? local!,
+  });
   const origin = nodeOriginFetch();
   let proxy: CachingProxy;
   try {
@@ -142,6 +167,7 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
       await closeTiers(tiers);
       origin.close();
       if (!cluster && cachePath && local) leaveStamp(cachePath, { log: local.snapshot() });
+      lock?.release();
     },
   };
 }

@@ -7,12 +7,15 @@ interface Registration {
   expiresAt: number;
   /** Reads served since the entry was stored; rehydration refetches hot entries. */
   hits: number;
+  /** Tiers (bit i for tier i) that may hold the entry; the registration goes with the last. */
+  held: number;
 }
 
 /**
  * The dependency index: which cached keys hold which tags, and which keys are lists
- * over which table. It covers every tier, so an entry evicted from memory but still in
- * SQLite is still invalidated.
+ * over which table. A registration stays while a tier that reports its evictions may still
+ * hold the entry (`release`), so an entry evicted from memory but still in SQLite is still
+ * invalidated, and the index is bounded by those tiers' own bounds.
  */
 export class DependencyIndex implements DependencyLookup {
   #byKey = new Map<string, Registration>();
@@ -23,15 +26,21 @@ export class DependencyIndex implements DependencyLookup {
     return this.#byKey.size;
   }
 
+  /**
+   * Registers `key` as held by the tiers in `held` (a bit per tier; the first by default),
+   * added to the tiers that may still hold an earlier entry under it.
+   */
   add(
     key: string,
     tags: readonly string[],
     lists: readonly ListDependency[],
     expiresAt: number,
+    held = 1,
   ): void {
-    const hits = this.#byKey.get(key)?.hits ?? 0;
+    const before = this.#byKey.get(key);
+    const hits = before?.hits ?? 0;
     this.remove(key);
-    this.#byKey.set(key, { tags, lists, expiresAt, hits });
+    this.#byKey.set(key, { tags, lists, expiresAt, hits, held: held | (before?.held ?? 0) });
     for (const tag of tags) {
       const keys = this.#byTag.get(tag);
       if (keys) keys.add(key);
@@ -66,6 +75,25 @@ export class DependencyIndex implements DependencyLookup {
       byKey?.delete(key);
       if (byKey?.size === 0) this.#listsByTable.delete(list.table);
     }
+  }
+
+  /** Records that the tiers in `held` hold the registered entry too (a read back-filled them). */
+  hold(key: string, held: number): void {
+    const reg = this.#byKey.get(key);
+    if (reg) reg.held |= held;
+  }
+
+  /**
+   * A tier dropped the entry (evicted it): once no tier in `held` may hold it, the
+   * registration goes. Returns whether it went.
+   */
+  release(key: string, tier: number): boolean {
+    const reg = this.#byKey.get(key);
+    if (!reg) return false;
+    reg.held &= ~tier;
+    if (reg.held !== 0) return false;
+    this.remove(key);
+    return true;
   }
 
   /** Counts a read of `key`; returns the new count. */
