@@ -187,7 +187,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     key: string,
     entry: CacheEntry,
     events: readonly WriteEvent[],
-    peek: (key: string) => CacheEntry | undefined,
+    peek: ((key: string) => CacheEntry | undefined) | undefined,
   ): EntryInit | undefined => {
     const meta = entry.meta as EntryMeta | undefined;
     const resource = meta && resolveResource(schema, meta.resource);
@@ -201,9 +201,11 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     const list = entry.lists?.[0];
     if (!list || entry.status !== 200) return undefined;
     const { data } = parseBody(entry) as { data: Row[] };
-    const patched =
-      patchList(resource, list, data, events, keys) ??
-      patchList(resource, list, data, events, keys, neighbours(key, resource, list, peek));
+    // Without peek (a shared log) the response may already show later writes: see patchList.
+    const patched = peek
+      ? (patchList(resource, list, data, events, keys) ??
+        patchList(resource, list, data, events, keys, neighbours(key, resource, list, peek)))
+      : patchList(resource, list, data, events, keys, undefined, false);
     return patched && listInit(resource, patched.rows, patched.list);
   };
 
@@ -240,30 +242,30 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     return found;
   };
 
-  // Writes take turns from their statement to their invalidation, so the cache hears of
-  // them in the order the database applied them: a patch must never apply an older row
-  // after a newer one.
+  // Writes take turns from their statement to their record, here and (through the log's
+  // write turn, see Cache.write) across nodes, so the log holds them in the order the
+  // database applied them: a patch must never apply an older row after a newer one. Only
+  // a write the change log can take is made at all.
   let turn: Promise<unknown> = Promise.resolve();
-  const inTurn = <T>(write: () => Promise<T>): Promise<T> => {
-    // Only a write the change log can take is made at all (see Cache.writable).
-    const work = async () => {
-      await cache.writable();
-      return write();
-    };
+  const inTurn = <T>(write: (apply: (events: WriteEvent[]) => Promise<unknown>) => Promise<T>) => {
+    const work = () =>
+      cache.write((record) =>
+        // The row changes, plus whatever the database does beyond them (triggers and the like).
+        write(async (events) =>
+          record([...events, ...(await source.effects(events[0]!.table, events[0]!.op))]),
+        ),
+      );
     const run = turn.then(work, work);
     turn = run.catch(() => {});
     return run;
   };
   // Every write that reaches this node's cache, made here or on another node.
   cache.setWriteHooks({ refetch, patch: options.patchInPlace === false ? undefined : patch });
-  // The row changes, plus whatever the database does beyond them (triggers and the like).
-  const apply = async (events: WriteEvent[]) =>
-    cache.applyWrite([...events, ...(await source.effects(events[0]!.table, events[0]!.op))]);
 
   app.post(`${base}/:resource`, async (c) => {
     const table = writable(c.req.param("resource"));
     const values = await jsonObject(c.req.raw);
-    const row = await inTurn(async () => {
+    const row = await inTurn(async (apply) => {
       const inserted = await source.insert(table, values);
       await apply([{ table, op: "insert", new: inserted }]);
       return inserted;
@@ -278,7 +280,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
       const table = writable(c.req.param("resource"));
       const id = c.req.param("id");
       const values = await jsonObject(c.req.raw);
-      const result = await inTurn(async () => {
+      const result = await inTurn(async (apply) => {
         const r =
           method === "patch"
             ? await source.update(table, id, values)
@@ -294,7 +296,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   app.delete(`${base}/:resource/:id`, async (c) => {
     const table = writable(c.req.param("resource"));
     const id = c.req.param("id");
-    const result = await inTurn(async () => {
+    const result = await inTurn(async (apply) => {
       const r = await source.delete(table, id);
       if (r) await apply([{ table, op: "delete", old: r.old }, ...r.cascaded]);
       return r;

@@ -16,10 +16,14 @@ import type { JoinInfo, Resource, Row, SortKey } from "../core/query.ts";
  * row leaving a full window lets an unseen row in; a row entering a view list needs its
  * joined rows); the caller then invalidates as before.
  *
- * They assume the response shows the database just before the events. As a defence, a
- * row the response holds must equal the event's old row, and a row it does not hold must
- * not be the event's new one (else the response has seen the write already). The engine
- * asks for patches only while records arrive in commit order (one writing process).
+ * The engine asks for patches only with records in the source's commit order. A response
+ * may still show a write already (another node loaded it after the write committed and
+ * before this node applied its record): so a row the response holds must equal the
+ * event's old row, and a row it does not hold must not be the event's new one. Where that
+ * can happen (`aligned` false: a shared log), no place is inferred from a row's absence
+ * (a row sorting before the window) nor taken from another page, which may show another
+ * moment, and a new row is placed only where the response held its old one. A response
+ * patched so shows each row as the records applied here left it or as a later write did.
  */
 
 type PrimaryKeys = Pick<PlanSchema, "primaryKey">;
@@ -101,13 +105,15 @@ export function patchList(
   events: readonly WriteEvent[],
   keys: PrimaryKeys,
   neighbours?: Neighbours,
+  aligned = true,
 ): { rows: Row[]; list: ListDependency } | undefined {
   const table = resource.table.name;
   const pk = resource.table.primaryKey;
   if (joinsOn(resource, table).length > 0) return undefined; // a view joined to itself
   const full = rows.length >= list.limit;
-  const after = full ? neighbours?.after : undefined;
-  const before = neighbours?.before ?? [];
+  const around = aligned ? neighbours : undefined;
+  const after = full ? around?.after : undefined;
+  const before = around?.before ?? [];
   let stretch = [...before, ...rows, ...(after?.rows ?? [])];
   let start = list.offset - before.length;
   // Whether the stretch runs to the end of the list: rows sorting after it are then new.
@@ -142,7 +148,7 @@ export function patchList(
       } else if (matches(event.old, list.filters)) {
         const first = stretch[0];
         const last = stretch[stretch.length - 1];
-        if (first && compare(event.old, first, list.sort) < 0 && start > 0) start--;
+        if (first && compare(event.old, first, list.sort) < 0 && start > 0 && aligned) start--;
         else if (!(last && compare(event.old, last, list.sort) > 0 && !toEnd)) return undefined;
       }
     }
@@ -151,9 +157,14 @@ export function patchList(
     if (event.new && matches(event.new, list.filters)) {
       const at = insertionPoint(stretch, event.new, list.sort);
       if (at === 0 && start > 0) {
+        if (!aligned) return undefined;
         start++; // it lands before the stretch, which shifts down a place
       } else if (at === stretch.length && !toEnd) {
         // it lands after the stretch, among rows not cached: no change within it
+      } else if (!aligned && kept === undefined) {
+        // Nothing shows the response had not seen this row's write: it may hold the row
+        // elsewhere, or not at all, because of later writes. Only its old row, held, says so.
+        return undefined;
       } else {
         const row =
           kept === undefined

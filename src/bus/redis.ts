@@ -6,6 +6,7 @@ import {
   changedTables,
   type LogFollower,
   randomId,
+  type WriteTurn,
 } from "../core/change-log.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import { rateLimited, type Warner } from "../core/report.ts";
@@ -50,6 +51,8 @@ const LEASE_MARGIN_MS = 50;
 /** Records fetched per read. */
 const READ_COUNT = 1000;
 const RETRY_MS = 50;
+/** How often a writer waiting for the write turn asks again without a wake-up. */
+const TURN_POLL_MS = 10;
 /** Payloads of applied records kept, to tell this node's own record from another's. */
 const RECENT_PAYLOADS = 4096;
 const C = "redis-log";
@@ -67,12 +70,31 @@ if not id then
 end
 `;
 
-/** A record, under the next gap-free seq; each table it changes remembers that seq. */
+/**
+ * A record, under the next gap-free seq; each table it changes remembers that seq (ARGV:
+ * ops, retain, the writer's turn token or "", the wake-up channel, tables). The record is
+ * ordered when its writer still holds the write turn, which it gives back here.
+ */
 const APPEND = `${PRELUDE}
+local ordered = '0'
+if ARGV[4] ~= '' and redis.call('GET', KEYS[7]) == ARGV[4] then
+  ordered = '1'
+  redis.call('DEL', KEYS[7])
+end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2])
-for i = 4, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
-return {id, seq}
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2], 'ordered', ordered)
+for i = 6, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
+if ordered == '1' then redis.call('PUBLISH', ARGV[5], 0) end
+return {id, seq, ordered}
+`;
+
+/** A write turn given back unused (ARGV: its token, the wake-up channel). */
+const RELEASE = `
+if redis.call('GET', KEYS[7]) == ARGV[1] then
+  redis.call('DEL', KEYS[7])
+  redis.call('PUBLISH', ARGV[2], 0)
+end
+return 1
 `;
 
 /** Where a node starts: the log's id, its head, and each table's last change. */
@@ -170,7 +192,14 @@ redis.call('HDEL', KEYS[6], ARGV[2])
 return 1
 `;
 
-type Script = "ecAppend" | "ecStart" | "ecRenew" | "ecBarrier" | "ecLeave" | "ecReseal";
+type Script =
+  | "ecAppend"
+  | "ecStart"
+  | "ecRenew"
+  | "ecBarrier"
+  | "ecLeave"
+  | "ecReseal"
+  | "ecRelease";
 type ScriptClient = RedisClient &
   Record<Script, (...args: (string | number)[]) => Promise<unknown>>;
 
@@ -229,8 +258,8 @@ interface Settings {
 
 export class RedisChangeLog implements ChangeLog {
   readonly name = "redis";
-  /** Several processes write: records may arrive out of the database's commit order. */
-  readonly ordered = false;
+  /** Other nodes load from the source too: a response may show a record not applied yet. */
+  readonly shared = true;
   readonly node: string;
   #s: Settings;
   #client: ScriptClient;
@@ -267,7 +296,7 @@ export class RedisChangeLog implements ChangeLog {
     this.#s = settings;
     this.node = settings.node;
     const base = `{${settings.prefix}log}`;
-    this.#keys = ["meta", "stream", "tables", "nodes", "applied", "heads"].map(
+    this.#keys = ["meta", "stream", "tables", "nodes", "applied", "heads", "turn"].map(
       (k) => `${base}:${k}`,
     );
     this.#channel = `${base}:wake`;
@@ -280,9 +309,12 @@ export class RedisChangeLog implements ChangeLog {
       ["ecBarrier", BARRIER],
       ["ecLeave", LEAVE],
       ["ecReseal", RESEAL],
+      ["ecRelease", RELEASE],
     ];
     for (const [name, lua] of scripts) {
-      if (typeof client[name] !== "function") client.defineCommand(name, { numberOfKeys: 6, lua });
+      if (typeof client[name] !== "function") {
+        client.defineCommand(name, { numberOfKeys: this.#keys.length, lua });
+      }
     }
     this.#client = client;
     // A blocking read holds its connection: the reader has its own, with room for the block.
@@ -317,11 +349,56 @@ export class RedisChangeLog implements ChangeLog {
     return this.#failures;
   }
 
-  async append(ops: readonly ChangeOp[]): Promise<number> {
+  /**
+   * The write turn is a key in Redis, set if absent with the lease's time to live: a node
+   * that stops (or pauses) holding it delays other writers for a lease at most, and a
+   * record appended after its turn lapsed is unordered (it invalidates, never patches).
+   * Waits a lease for it at most; then, or when Redis cannot be reached, the write goes
+   * without it.
+   */
+  async turn(): Promise<WriteTurn | undefined> {
+    const token = `${this.node}:${randomId()}`;
+    const until = performance.now() + this.#s.leaseMs;
+    while (!this.#closed) {
+      const wakes = this.#wakes;
+      try {
+        const taken = await this.#client.set(this.#keys[6]!, token, "PX", this.#s.leaseMs, "NX");
+        if (taken === "OK") return new RedisTurn(token, () => this.#release(token));
+      } catch (err) {
+        this.#failures++;
+        this.#report(
+          "turn",
+          `[edgecache] [${C}] cannot take the write turn; writing unordered`,
+          err,
+        );
+        return undefined;
+      }
+      if (performance.now() >= until) return undefined;
+      // The holder publishes when it gives the turn back; the timer covers a lost message.
+      if (this.#wakes === wakes) await this.#woken(TURN_POLL_MS);
+    }
+    return undefined;
+  }
+
+  #release(token: string): void {
+    this.#client.ecRelease(...this.#keys, token, this.#channel).catch((err: unknown) => {
+      this.#failures++;
+      this.#report("turn", `[edgecache] [${C}] cannot give the write turn back`, err);
+    });
+  }
+
+  async append(ops: readonly ChangeOp[], turn?: WriteTurn): Promise<number> {
     const deadline = performance.now() + this.#s.appendTimeoutMs;
-    let sent!: (reply: [string, number]) => void;
+    let sent!: (reply: AppendReply) => void;
+    const token = turn instanceof RedisTurn ? turn.token : "";
     const outgoing: Outgoing = {
-      args: [JSON.stringify(ops), String(this.#s.retain), ...changedTables(ops)],
+      args: [
+        JSON.stringify(ops),
+        String(this.#s.retain),
+        token,
+        this.#channel,
+        ...changedTables(ops),
+      ],
       reply: new Promise((resolve) => {
         sent = resolve;
       }),
@@ -347,7 +424,7 @@ export class RedisChangeLog implements ChangeLog {
         "the write was made, but the change log could not be reached to record it; it is recorded once Redis answers again",
       );
     }
-    const [log, seq] = reply;
+    const [log, seq, ordered] = reply;
     const payload = outgoing.args[0]!;
     if (log !== this.#log) {
       this.#restart = true; // a new log: this node starts over from its snapshot
@@ -359,7 +436,7 @@ export class RedisChangeLog implements ChangeLog {
       // Its own record, and any before it this node has not read yet (the reader may have
       // applied them already). Should that fail, the reader applies them, and the barrier
       // waits for this node like any other.
-      await this.#catchUp(seq, { seq, ops, payload }).catch(() => {});
+      await this.#catchUp(seq, { seq, ops, ordered, payload }).catch(() => {});
     }
     await this.#barrier(log, seq, deadline);
     return seq;
@@ -380,9 +457,10 @@ export class RedisChangeLog implements ChangeLog {
           const reply = (await this.#client.ecAppend(...this.#keys, randomId(), ...next.args)) as [
             string,
             number,
+            string,
           ];
           this.#outbox.shift();
-          next.sent([reply[0], Number(reply[1])]);
+          next.sent([reply[0], Number(reply[1]), reply[2] === "1"]);
         } catch (err) {
           this.#failures++;
           this.#report("append", `[edgecache] [${C}] append failed; retrying`, err);
@@ -555,25 +633,43 @@ export class RedisChangeLog implements ChangeLog {
       if (behind === 0 && wait <= 0) return;
       if (this.#closed) throw unconfirmed(new Error("closed"));
       if (behind > 0 && this.#wakes !== wakes) continue; // a node applied meanwhile: ask again
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, behind === 0 ? wait : Math.min(wait, 100));
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.#wake.add(done);
-      });
+      await this.#woken(behind === 0 ? wait : Math.min(wait, 100));
     }
   }
+
+  /** Resolves at the next wake-up heard, or after `ms`. */
+  #woken(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      const wake = this.#wake;
+      function done() {
+        clearTimeout(timer);
+        wake.delete(done);
+        resolve();
+      }
+      wake.add(done);
+    });
+  }
 }
+
+/** A write turn this node holds in Redis, named by its token. */
+class RedisTurn implements WriteTurn {
+  constructor(
+    readonly token: string,
+    readonly release: () => void,
+  ) {}
+}
+
+/** APPEND's answer: the log, the record's seq, and whether it is ordered. */
+type AppendReply = [log: string, seq: number, ordered: boolean];
 
 type RenewReply = [log: string, head: number, granted: number];
 
 /** A record on its way into the log, and the append waiting for its seq. */
 interface Outgoing {
   args: string[];
-  reply: Promise<[string, number]>;
-  sent(reply: [string, number]): void;
+  reply: Promise<AppendReply>;
+  sent(reply: AppendReply): void;
 }
 
 /** A connection of its own, alike but for the command timeout (one server or a cluster). */
@@ -591,8 +687,17 @@ type Delivered = ChangeRecord & { payload: string };
 
 function parseRecord([id, fields]: [string, string[]]): Delivered {
   const seq = Number(id.slice(0, id.indexOf("-")));
-  const payload = fields[fields.indexOf("ops") + 1] ?? "[]";
-  return { seq, ops: JSON.parse(payload) as ChangeOp[], payload };
+  const field = (name: string) => {
+    const at = fields.indexOf(name);
+    return at >= 0 ? fields[at + 1] : undefined;
+  };
+  const payload = field("ops") ?? "[]";
+  return {
+    seq,
+    ops: JSON.parse(payload) as ChangeOp[],
+    ordered: field("ordered") === "1",
+    payload,
+  };
 }
 
 /** The record is in the log, but not every node was heard to apply it. */

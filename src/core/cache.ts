@@ -5,6 +5,7 @@ import {
   type LogPosition,
   type LogStart,
   localChangeLog,
+  type WriteTurn,
 } from "./change-log.ts";
 import { DependencyIndex } from "./deps/index.ts";
 import {
@@ -109,15 +110,20 @@ export interface WriteHooks {
   /**
    * The entry's value after `events`, computed from its cached value without the source,
    * or undefined when that cannot be told exactly (the entry is then invalidated).
-   * Synchronous: it sees the entry as the write found it, and through `peek` any other
-   * fresh entry of the first tier as the write found it (a neighbouring page, say).
-   * Asked only while the change log delivers records in commit order (one writing process).
+   * Synchronous: it sees the entry as the write found it. Asked only for records in the
+   * source's commit order (`ChangeRecord.ordered`).
+   *
+   * `peek` shows any other fresh entry of the first tier as the write found it (a
+   * neighbouring page, say). It is left out when the log is shared: another node may have
+   * committed writes just before this node loaded a response, so a response may already
+   * show records not applied here, and pages may show different moments. Without it, the
+   * patch must infer nothing from a row's absence.
    */
   patch?: (
     key: string,
     entry: CacheEntry,
     events: readonly WriteEvent[],
-    peek: (key: string) => CacheEntry | undefined,
+    peek: ((key: string) => CacheEntry | undefined) | undefined,
   ) => EntryInit | undefined;
 }
 
@@ -141,6 +147,13 @@ export interface Resolved {
   stored?: boolean;
   /** For a miss: the cache was bypassed, since this node's lease on the log lapsed. */
   bypass?: boolean;
+}
+
+/** What a write's record did on the node that made it. */
+export interface AppliedWrite {
+  keys: string[];
+  fallback: boolean;
+  patched: number;
 }
 
 export interface InvalidateRequest {
@@ -476,12 +489,45 @@ export class Cache {
    * an affected entry has removed it (or patched it, see `setWriteHooks`), so the write can
    * be acknowledged after this.
    */
-  async applyWrite(
-    events: WriteEvent | readonly WriteEvent[],
-  ): Promise<{ keys: string[]; fallback: boolean; patched: number }> {
+  async applyWrite(events: WriteEvent | readonly WriteEvent[]): Promise<AppliedWrite> {
     const list: readonly WriteEvent[] = Array.isArray(events) ? events : [events as WriteEvent];
     const { keys, fallback, patched } = await this.#append(list.map((event) => ({ event })));
     return { keys, fallback, patched };
+  }
+
+  /**
+   * Makes a write and records it: `make` runs the source's statement and, once it has
+   * committed, hands its events to `record`, which resolves as `applyWrite` does. The
+   * write holds the log's write turn from before the statement until its record is in, so
+   * its record follows the source's commit order and may patch cached responses (a record
+   * from `applyWrite` is ordered only on the in-process log). Fails with E_LOG_UNAVAILABLE,
+   * before `make` runs, while the log cannot be reached.
+   *
+   * @example
+   * const row = await cache.write(async (record) => {
+   *   const { old, row } = await db.updateUser(id, values); // committed
+   *   await record([{ table: "users", op: "update", old, new: row }]);
+   *   return row;
+   * });
+   */
+  async write<T>(
+    make: (record: (events: readonly WriteEvent[]) => Promise<AppliedWrite>) => Promise<T>,
+  ): Promise<T> {
+    await this.writable();
+    const turn = await this.#log.turn();
+    let used = false;
+    try {
+      return await make(async (events) => {
+        // A second record of one write has no turn left: it is appended unordered.
+        const given = used ? undefined : turn;
+        used = true;
+        const ops = events.map((event) => ({ event }));
+        const { keys, fallback, patched } = await this.#append(ops, given);
+        return { keys, fallback, patched };
+      });
+    } finally {
+      if (!used) turn?.release();
+    }
   }
 
   /**
@@ -553,8 +599,11 @@ export class Cache {
   // --- the change log ----------------------------------------------------------------
 
   /** Appends ops and collects what applying them did here. */
-  async #append(ops: readonly ChangeOp[]): Promise<WriteResult & { seq: number }> {
-    const seq = await this.#log.append(ops);
+  async #append(
+    ops: readonly ChangeOp[],
+    turn?: WriteTurn,
+  ): Promise<WriteResult & { seq: number }> {
+    const seq = await this.#log.append(ops, turn);
     const result = await this.#results.get(seq);
     this.#results.delete(seq);
     return { keys: [], fallback: false, patched: 0, removed: 0, ...result, seq };
@@ -608,7 +657,7 @@ export class Cache {
     // Only with records in commit order: out of order, a patch could bring back a value a
     // later write had already replaced (a row changed and changed back).
     const patches =
-      patch && this.#log.ordered && events.length > 0 && !fallback && this.policy === "exact"
+      patch && record.ordered && events.length > 0 && !fallback && this.policy === "exact"
         ? this.#patches(keys, events, patch)
         : new Map<string, EntryInit>();
     const hot: string[] = [];
@@ -921,7 +970,7 @@ export class Cache {
       if (!current) continue;
       let init: EntryInit | undefined;
       try {
-        init = patch(key, current, events, peek);
+        init = patch(key, current, events, this.#log.shared ? undefined : peek);
       } catch (err) {
         this.#report("patch", "[edgecache] [cache] patch failed; the entry is invalidated", err);
       }

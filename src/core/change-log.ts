@@ -18,6 +18,23 @@ export type ChangeOp =
 export interface ChangeRecord {
   seq: number;
   ops: readonly ChangeOp[];
+  /**
+   * Whether the record took its place in the log in the order the source committed its
+   * write (see `WriteTurn`). Only such a record may patch a cached response: out of commit
+   * order, a row changed and changed back would be patched to the value in between.
+   */
+  ordered: boolean;
+}
+
+/**
+ * The log's write turn, held from before a write's statement until its record is
+ * appended: while one node holds it, no other node's record can be appended in order, so
+ * records appended with a turn follow the source's commit order. A turn that lapsed (its
+ * holder was paused past its time) makes its record unordered, never lost.
+ */
+export interface WriteTurn {
+  /** Gives the turn back unused (the write failed, or made no change). */
+  release(): void;
 }
 
 /**
@@ -54,10 +71,17 @@ export interface LogFollower {
 export interface ChangeLog {
   readonly name: string;
   /**
-   * Whether records arrive in the order the source committed them (one process writes).
-   * When false, a patch may not infer a row's place from its absence.
+   * Whether other processes follow this log and read the source. Then a response this node
+   * cached may already show writes whose records it has not applied (another node
+   * committed them just before the load), so a patch may not infer a row's place from its
+   * absence nor take rows from another page.
    */
-  readonly ordered: boolean;
+  readonly shared: boolean;
+  /**
+   * Takes the write turn (see `WriteTurn`), waiting while another node holds it. Resolves
+   * undefined when it cannot be had soon: the write's record is then unordered.
+   */
+  turn(): Promise<WriteTurn | undefined>;
   /**
    * Attaches this node; the log calls `reset` with the start (at once, or once it can
    * reach its server) and then `apply` with every later record in order.
@@ -65,9 +89,11 @@ export interface ChangeLog {
   follow(follower: LogFollower): void;
   /**
    * Appends the ops as one record; resolves with its seq once this node has applied it and
-   * every node that may serve from cache has applied it or lost its lease.
+   * every node that may serve from cache has applied it or lost its lease. With the turn
+   * taken before the write, the record is ordered (if the turn still held), and the turn
+   * is given back.
    */
-  append(ops: readonly ChangeOp[]): Promise<number>;
+  append(ops: readonly ChangeOp[], turn?: WriteTurn): Promise<number>;
   /**
    * The lease: whether this node has heard the log recently enough to serve from cache.
    * Synchronous and cheap: it is asked on every hit.
@@ -104,7 +130,8 @@ export interface LocalChangeLogOptions {
 /**
  * The in-process log: today's single-node behaviour. Appends are delivered to every
  * follower synchronously, so several caches in one process (sharing tiers) stay exact.
- * Always trusted: there is no server to lose.
+ * Always trusted: there is no server to lose. Every record is ordered: one process
+ * writes, and its data API makes writes take turns from statement to record.
  *
  * @example
  * const log = localChangeLog();
@@ -120,7 +147,8 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
   const lastChanges = new Map(options.resume?.lastChanges);
   return {
     name: "local",
-    ordered: true,
+    shared: false,
+    turn: async () => NO_TURN,
     follow(follower) {
       followers.push(follower);
       follower.reset({ position: { log: id, seq }, lastChanges: new Map(lastChanges) });
@@ -128,7 +156,7 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
     async append(ops) {
       seq++;
       for (const table of changedTables(ops)) lastChanges.set(table, seq);
-      const record: ChangeRecord = { seq, ops };
+      const record: ChangeRecord = { seq, ops, ordered: true };
       for (const f of followers) f.apply(record);
       return seq;
     },
@@ -138,6 +166,8 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
     async close() {},
   };
 }
+
+const NO_TURN: WriteTurn = { release() {} };
 
 /** The tables a record changes ("" for a manual invalidation): the per-table positions. */
 export function changedTables(ops: readonly ChangeOp[]): Set<string> {

@@ -95,6 +95,21 @@ function apply(
   return { after, events };
 }
 
+/** The rows after each subset of `events` (in order, by primary key) on top of `rows`. */
+function inFlight(rows: Row[], events: readonly WriteEvent[]): Row[][] {
+  const out: Row[][] = [];
+  for (let mask = 0; mask < 2 ** events.length; mask++) {
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    events.forEach((e, j) => {
+      if (!(mask & (2 ** j))) return;
+      if (e.old) byId.delete(e.old.id);
+      if (e.new) byId.set(e.new.id, e.new);
+    });
+    out.push([...byId.values()]);
+  }
+  return out;
+}
+
 function listOf(rows: Row[], filters: Filter[], sort: SortKey[]): Row[] {
   return rows
     .filter((r) => matches(r, filters))
@@ -206,5 +221,94 @@ describe("patchItem", () => {
       patchItem(resource, "05", undefined, [{ table: "t", op: "insert", new: row }], keys),
     ).toBeUndefined();
     expect(patchItem(resource, "5", row, [{ table: "t", op: "update" }], keys)).toBeUndefined();
+  });
+});
+
+describe("patchList on a shared log, where a response may already show records not applied here (property)", () => {
+  // Several nodes: a page may be loaded after writes committed and before this node
+  // applied them, and each page of a list at another moment. The node applies the records
+  // in order to every cached page, each patched with its neighbours as they are before the
+  // record (as the data API does). A page either declines (it is invalidated) or, from the
+  // last write it was loaded after on, is the true window of the list.
+  it("a page is exact once it has seen its own writes, and shows a moment no older than the records applied before", () => {
+    let exactChecks = 0;
+    let aheadChecks = 0;
+    fc.assert(
+      fc.property(
+        table,
+        fc.constantFrom(...SORTS),
+        fc.constantFrom(...FILTERS),
+        fc.integer({ min: 1, max: 4 }),
+        fc.array(change, { minLength: 1, maxLength: 4 }),
+        fc.array(fc.nat(), { minLength: 3, maxLength: 3 }),
+        (rows, sort, filters, limit, changes, loadedAt) => {
+          const states: Row[][] = [rows];
+          const events: WriteEvent[] = [];
+          for (const [n, c] of changes.entries()) {
+            const step = apply(states[states.length - 1]!, [c], 100 + n);
+            if (step.events.length === 0) continue;
+            states.push(step.after);
+            events.push(...step.events);
+          }
+          const windowAt = (k: number, offset: number) =>
+            listOf(states[k]!, filters, sort).slice(offset, offset + limit);
+          // Three adjacent pages, each loaded at its own state.
+          type Page = { rows: Row[]; dep: ListDependency; loaded: number };
+          let pages: (Page | undefined)[] = [0, 1, 2].map((p) => {
+            const loaded = loadedAt[p]! % states.length;
+            const offset = p * limit;
+            const window = windowAt(loaded, offset);
+            return {
+              rows: window,
+              dep: dependencyOf(window, filters, sort, offset, limit),
+              loaded,
+            };
+          });
+          for (const [i, event] of events.entries()) {
+            pages = pages.map((page, p) => {
+              if (!page) return undefined;
+              const before = pages[p - 1];
+              const after = pages[p + 1];
+              const neighbours: Neighbours = {
+                before: before && before.dep.count === limit ? before.rows : [],
+              };
+              if (after && page.dep.count === limit) {
+                neighbours.after = { rows: after.rows, toEnd: after.dep.count < limit };
+              }
+              const got = patchList(
+                resource,
+                page.dep,
+                page.rows,
+                [event],
+                keys,
+                neighbours,
+                false,
+              );
+              return got && { rows: got.rows, dep: got.list, loaded: page.loaded };
+            });
+            for (const [p, page] of pages.entries()) {
+              if (!page) continue;
+              if (i + 1 < page.loaded) {
+                // Ahead of the records applied here: the page may show any of the writes
+                // not applied here yet (committed, so not yet acknowledged), each row as
+                // one of them left it, but nothing older than the records applied here.
+                const worlds = inFlight(states[i + 1]!, events.slice(i + 1, page.loaded));
+                const windows = worlds.map((w) =>
+                  listOf(w, filters, sort).slice(p * limit, p * limit + limit),
+                );
+                expect(windows).toContainEqual(page.rows);
+                aheadChecks++;
+                continue;
+              }
+              expect(page.rows).toEqual(windowAt(i + 1, p * limit));
+              exactChecks++;
+            }
+          }
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    expect(exactChecks).toBeGreaterThan(1000);
+    expect(aheadChecks).toBeGreaterThan(100);
   });
 });

@@ -8,9 +8,9 @@ import { until } from "../helpers/cluster.ts";
 import { requireRedis } from "../helpers/services.ts";
 
 /**
- * With several writers the log's order is not the database's commit order,
- * and a patch only checks that the cached row "holds" the event's old row. A row that went
- * A -> B -> A (a flag toggled back, a name corrected back) defeats that check:
+ * Without the write turn, with several writers the log's order is not the database's commit
+ * order, and a patch only checks that the cached row "holds" the event's old row. A row that
+ * went A -> B -> A (a flag toggled back, a name corrected back) defeats that check:
  *
  *   1. node B commits W1 (firstName Lane -> Xavier); its append is slow (GC pause, a
  *      retry, a slow Redis round trip).
@@ -21,6 +21,10 @@ import { requireRedis } from "../helpers/services.ts";
  *   5. The database says Lane; A serves Xavier from memory until the TTL (24 h).
  *
  * Same with a delete whose row is re-inserted with equal values (a cached 404).
+ *
+ * Here node B holds the write turn while its append is held up, past the turn's time (a
+ * lease): A then takes the turn and appends in order, and B's record, whose turn lapsed,
+ * arrives unordered and invalidates instead of patching.
  */
 
 const shared = await requireRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
@@ -58,7 +62,30 @@ async function twoNodes(): Promise<[NodeEdgecache, NodeEdgecache]> {
   return [a, b];
 }
 
-shared.describe("patches with unordered records", () => {
+/**
+ * Holds the node's appends (with the turn it holds) until `release`; `committed` resolves
+ * when the first write reaches its append, its statement committed.
+ */
+function holdAppends(ec: NodeEdgecache): { committed: Promise<void>; release: () => void } {
+  const log = ec.cache.log;
+  const append = log.append.bind(log);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  let reached!: () => void;
+  const committed = new Promise<void>((r) => {
+    reached = r;
+  });
+  (log as { append: typeof log.append }).append = async (ops, turn) => {
+    reached();
+    await gate;
+    return append(ops, turn);
+  };
+  return { committed, release };
+}
+
+shared.describe("patches when a writer's turn lapsed", () => {
   it("a row changed and changed back is not patched to the intermediate value", async () => {
     const [a, b] = await twoNodes();
 
@@ -69,21 +96,7 @@ shared.describe("patches with unordered records", () => {
     const path = `/v1/users/${encodeURIComponent(id)}`;
 
     // B's append waits until we let it go (its commit has happened by then).
-    const logB = b.cache.log;
-    const realAppend = logB.append.bind(logB);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    let committed!: () => void;
-    const w1Committed = new Promise<void>((r) => {
-      committed = r;
-    });
-    (logB as { append: typeof logB.append }).append = async (ops) => {
-      committed();
-      await gate;
-      return realAppend(ops);
-    };
+    const { committed: w1Committed, release } = holdAppends(b);
 
     // W1 on B: original -> Xavier (committed, record not yet in the log).
     const w1 = patch(b, path, { firstName: "Xavier" });
@@ -119,21 +132,7 @@ shared.describe("patches with unordered records", () => {
     // A client polls for the user before it exists: A caches the 404.
     expect((await a.app.request(path)).status).toBe(404);
 
-    const logB = b.cache.log;
-    const realAppend = logB.append.bind(logB);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    let committed!: () => void;
-    const insertCommitted = new Promise<void>((r) => {
-      committed = r;
-    });
-    (logB as { append: typeof logB.append }).append = async (ops) => {
-      committed();
-      await gate;
-      return realAppend(ops);
-    };
+    const { committed: insertCommitted, release } = holdAppends(b);
 
     // B creates it (committed; its record is slow to reach the log)...
     const created = b.app.request("/v1/users", {
@@ -153,5 +152,66 @@ shared.describe("patches with unordered records", () => {
       status: 404,
       cache: expect.any(String),
     });
+  });
+});
+
+const HIT = /^edgecache; hit/;
+const read = async (ec: NodeEdgecache, path: string) => {
+  const res = await ec.app.request(path);
+  return {
+    body: (await res.json()) as Record<string, unknown>,
+    cache: res.headers.get("cache-status"),
+  };
+};
+
+shared.describe("patches across nodes", () => {
+  it("a write through one node patches another node's cached item: its next read is a hit with the new row", async () => {
+    const [a, b] = await twoNodes();
+    const { data } = (await read(a, "/v1/users?limit=1")).body as { data: { id: string }[] };
+    const path = `/v1/users/${encodeURIComponent(data[0]!.id)}`;
+    await read(a, path);
+    expect((await read(a, path)).cache).toMatch(HIT);
+
+    expect((await patch(b, path, { lastName: "Patched" })).status).toBe(200);
+    const after = await read(a, path);
+    expect({ lastName: after.body.lastName, cache: after.cache }).toEqual({
+      lastName: "Patched",
+      cache: expect.stringMatching(HIT),
+    });
+    expect(a.cache.stats().patches).toBeGreaterThan(0);
+  });
+
+  it("a cached list on another node is patched when a row it holds changes", async () => {
+    const [a, b] = await twoNodes();
+    const list = "/v1/users?limit=3";
+    const { data } = (await read(a, list)).body as { data: { id: string }[] };
+    expect((await read(a, list)).cache).toMatch(HIT);
+
+    const path = `/v1/users/${encodeURIComponent(data[1]!.id)}`;
+    expect((await patch(b, path, { lastName: "Patched" })).status).toBe(200);
+    const after = await read(a, list);
+    const rows = (after.body as { data: { id: string; lastName: string }[] }).data;
+    expect({ ids: rows.map((r) => r.id), lastName: rows[1]!.lastName, cache: after.cache }).toEqual(
+      {
+        ids: data.map((r) => r.id),
+        lastName: "Patched",
+        cache: expect.stringMatching(HIT),
+      },
+    );
+  });
+
+  it("a change recorded without the write turn (applyWrite) invalidates instead of patching", async () => {
+    const [a, b] = await twoNodes();
+    const { data } = (await read(a, "/v1/users?limit=1")).body as {
+      data: Record<string, unknown>[];
+    };
+    const row = data[0]!;
+    const path = `/v1/users/${encodeURIComponent(String(row.id))}`;
+    await read(a, path);
+    const patches = a.cache.stats().patches;
+    // As a caller that commits on its own and only then records (no turn was held).
+    await b.cache.applyWrite({ table: "users", op: "update", old: row, new: { ...row } });
+    expect(a.cache.stats().patches).toBe(patches);
+    expect((await read(a, path)).cache).not.toMatch(HIT);
   });
 });
