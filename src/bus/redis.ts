@@ -5,6 +5,7 @@ import {
   type ChangeRecord,
   changedTables,
   type LogFollower,
+  type LogPosition,
   randomId,
   type WriteTurn,
 } from "../core/change-log.ts";
@@ -51,6 +52,8 @@ const LEASE_MARGIN_MS = 50;
 /** Records fetched per read. */
 const READ_COUNT = 1000;
 const RETRY_MS = 50;
+/** How long a node waits for records' patches to be stored before it reports them applied. */
+const APPLY_WAIT_MS = 100;
 /** How often a writer waiting for the write turn asks again without a wake-up. */
 const TURN_POLL_MS = 10;
 /** Payloads of applied records kept, to tell this node's own record from another's. */
@@ -86,6 +89,11 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2],
 for i = 6, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
 if ordered == '1' then redis.call('PUBLISH', ARGV[5], 0) end
 return {id, seq, ordered}
+`;
+
+/** The log's id and head, and whether a node holds the write turn. */
+const QUIET = `
+return {redis.call('HGET', KEYS[1], 'id'), redis.call('HGET', KEYS[1], 'seq'), redis.call('EXISTS', KEYS[7])}
 `;
 
 /** A write turn given back unused (ARGV: its token, the wake-up channel). */
@@ -199,7 +207,8 @@ type Script =
   | "ecBarrier"
   | "ecLeave"
   | "ecReseal"
-  | "ecRelease";
+  | "ecRelease"
+  | "ecQuiet";
 type ScriptClient = RedisClient &
   Record<Script, (...args: (string | number)[]) => Promise<unknown>>;
 
@@ -310,6 +319,7 @@ export class RedisChangeLog implements ChangeLog {
       ["ecLeave", LEAVE],
       ["ecReseal", RESEAL],
       ["ecRelease", RELEASE],
+      ["ecQuiet", QUIET],
     ];
     for (const [name, lua] of scripts) {
       if (typeof client[name] !== "function") {
@@ -385,6 +395,28 @@ export class RedisChangeLog implements ChangeLog {
       this.#failures++;
       this.#report("turn", `[edgecache] [${C}] cannot give the write turn back`, err);
     });
+  }
+
+  /**
+   * A write commits while its writer holds the turn and appends before giving it back, so
+   * a load that read the source and then finds no record after its position and no turn
+   * held saw no write its position lacks. (A writer whose turn lapsed is missed; its
+   * record is unordered and invalidates what it concerns when it arrives.)
+   */
+  async quietSince(position: LogPosition): Promise<boolean> {
+    if (position.log !== this.#log) return false;
+    try {
+      const [log, head, held] = (await this.#client.ecQuiet(...this.#keys)) as [
+        string,
+        string,
+        number,
+      ];
+      return log === position.log && Number(head) === position.seq && Number(held) === 0;
+    } catch (err) {
+      this.#failures++;
+      this.#report("quiet", `[edgecache] [${C}] cannot read the log's head`, err);
+      return false;
+    }
   }
 
   async append(ops: readonly ChangeOp[], turn?: WriteTurn): Promise<number> {
@@ -506,7 +538,11 @@ export class RedisChangeLog implements ChangeLog {
           this.#keys[1]!,
           `${this.#applied}-0`,
         )) as [string, [string, string[]][]][] | null;
-        if (reply?.[0]) this.#deliver(reply[0][1].map(parseRecord));
+        if (reply?.[0]) {
+          // Tell writers only once the records' patches are in, so the first read after
+          // the ack is a hit; not much later, should a large invalidation take its time.
+          await settledWithin(this.#deliver(reply[0][1].map(parseRecord)), APPLY_WAIT_MS);
+        }
         await this.#renew();
       } catch (err) {
         if (this.#closed) return;
@@ -569,19 +605,21 @@ export class RedisChangeLog implements ChangeLog {
   }
 
   /** Applies records in order; a gap (records trimmed before this node read them) restarts it. */
-  #deliver(records: Delivered[]): void {
+  #deliver(records: Delivered[]): Promise<unknown>[] {
+    const applying: Promise<unknown>[] = [];
     for (const { payload, ...record } of records) {
       if (record.seq <= this.#applied) continue;
       if (record.seq !== this.#applied + 1) {
         this.#leaseUntil = Number.NEGATIVE_INFINITY;
         this.#restart = true;
-        return;
+        break;
       }
       this.#applied = record.seq;
       this.#payloads.set(record.seq, payload);
       this.#payloads.delete(record.seq - RECENT_PAYLOADS);
-      this.#follower?.apply(record);
+      if (this.#follower) applying.push(this.#follower.apply(record));
     }
+    return applying;
   }
 
   /** Applies every record up to `seq` (this node's own append), fetching any it has not read. */
@@ -711,3 +749,16 @@ function unconfirmed(cause: unknown): EdgecacheError {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves when every promise has settled, or after `ms`, whichever comes first. */
+async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
+  if (promises.length === 0) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.allSettled(promises),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}

@@ -382,10 +382,14 @@ export class Cache {
     key: string,
     init: EntryInit,
     since: LogPosition,
-    options?: { memoryOnly?: boolean },
+    options?: { memoryOnly?: boolean; exact?: boolean },
   ): Promise<{ entry: CacheEntry; stored: boolean }> {
     const entry = await this.#build(init, since);
     if (init.cacheable === false || !this.#log.trusted()) return { entry, stored: false };
+    // Only patches care whether the load saw the source exactly at `since` (see patch).
+    const exact =
+      options?.exact ?? (this.#log.shared && this.#hooks.patch && (await this.#quiet(since)));
+    if (exact) entry.exact = true;
     if (this.#fence.conflicts(since, key, entry)) {
       this.#counters.fenced++;
       return { entry, stored: false };
@@ -398,6 +402,14 @@ export class Cache {
       return { entry, stored: false };
     }
     return { entry, stored: true };
+  }
+
+  async #quiet(since: LogPosition): Promise<boolean> {
+    try {
+      return await this.#log.quietSince(since);
+    } catch {
+      return false; // counted by the log; the entry is merely patched by the strict rules
+    }
   }
 
   /** Stores an entry in every tier and registers its dependencies. */
@@ -614,7 +626,7 @@ export class Cache {
    * happens before this returns (the memory tier deletes synchronously), so a read on this
    * node after it never sees what the record invalidated.
    */
-  #applyRecord(record: ChangeRecord): void {
+  #applyRecord(record: ChangeRecord): Promise<unknown> {
     // Logged before anything awaits, so a load that read the pre-write row sees it.
     this.#fence.record(record);
     const result = this.#applyOps(record);
@@ -624,6 +636,7 @@ export class Cache {
       this.#results.delete(oldest);
     }
     this.#run(result);
+    return result;
   }
 
   async #applyOps(record: ChangeRecord): Promise<WriteResult> {
@@ -659,7 +672,7 @@ export class Cache {
     const patches =
       patch && record.ordered && events.length > 0 && !fallback && this.policy === "exact"
         ? this.#patches(keys, events, patch)
-        : new Map<string, EntryInit>();
+        : new Map<string, { init: EntryInit; exact: boolean }>();
     const hot: string[] = [];
     if (refetch && this.#rehydrate) {
       for (const k of keys) {
@@ -675,8 +688,8 @@ export class Cache {
     let removed = await removing;
     removed += await this.#remove(unindexed);
     let patched = 0;
-    for (const [k, init] of patches) {
-      if ((await this.storeLoaded(k, init, at, { memoryOnly: true })).stored) {
+    for (const [k, { init, exact }] of patches) {
+      if ((await this.storeLoaded(k, init, at, { memoryOnly: true, exact })).stored) {
         this.#counters.patches++;
         patched++;
       }
@@ -955,8 +968,8 @@ export class Cache {
     keys: ReadonlySet<string>,
     events: readonly WriteEvent[],
     patch: NonNullable<WriteHooks["patch"]>,
-  ): Map<string, EntryInit> {
-    const out = new Map<string, EntryInit>();
+  ): Map<string, { init: EntryInit; exact: boolean }> {
+    const out = new Map<string, { init: EntryInit; exact: boolean }>();
     const front = this.#front;
     if (!front) return out;
     const now = this.#now();
@@ -965,12 +978,21 @@ export class Cache {
       const entry = front.peek(key);
       return entry && entry.freshUntil > now ? entry : undefined;
     };
+    // On a shared log a response may be ahead of the records applied here, unless its load
+    // saw the source exactly (see CacheEntry.exact): only then, and only among such
+    // responses, may a patch look at other entries.
+    const shared = this.#log.shared;
+    const exactPeek = (key: string) => {
+      const entry = peek(key);
+      return entry?.exact ? entry : undefined;
+    };
     for (const key of keys) {
       const current = peek(key);
       if (!current) continue;
+      const exact = !shared || current.exact === true;
       let init: EntryInit | undefined;
       try {
-        init = patch(key, current, events, this.#log.shared ? undefined : peek);
+        init = patch(key, current, events, exact ? (shared ? exactPeek : peek) : undefined);
       } catch (err) {
         this.#report("patch", "[edgecache] [cache] patch failed; the entry is invalidated", err);
       }
@@ -978,9 +1000,12 @@ export class Cache {
       // A patched entry keeps the expiry of the one it came from: the TTL still bounds how
       // long a change that bypassed edgecache can go unseen.
       out.set(key, {
-        ...init,
-        ttl: current.freshUntil - now,
-        staleWhileRevalidate: current.staleUntil - current.freshUntil,
+        init: {
+          ...init,
+          ttl: current.freshUntil - now,
+          staleWhileRevalidate: current.staleUntil - current.freshUntil,
+        },
+        exact: shared && exact,
       });
     }
     return out;

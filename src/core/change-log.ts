@@ -59,8 +59,13 @@ export interface LogStart {
 
 /** What a log calls on the node that follows it. */
 export interface LogFollower {
-  /** Applies one record. Called in log order, once per record, before `append` resolves. */
-  apply(record: ChangeRecord): void;
+  /**
+   * Applies one record. Called in log order, once per record, before `append` resolves.
+   * What a read must never see again is gone when it returns; the promise settles when the
+   * rest is done too (patched entries stored, other tiers cleared), which a log may wait
+   * for, briefly, before it tells writers the record is applied here.
+   */
+  apply(record: ChangeRecord): Promise<unknown>;
   /**
    * The node missed records it can never apply (trimmed, or a new log): whatever it holds
    * may be stale. It starts again from `start`.
@@ -99,6 +104,13 @@ export interface ChangeLog {
    * Synchronous and cheap: it is asked on every hit.
    */
   trusted(): boolean;
+  /**
+   * Whether no write can have committed after `position` without its record being at or
+   * before it: the log holds nothing later, and no node holds the write turn. Asked after
+   * a load has read the source: true means the load saw the source exactly as of
+   * `position`. False when it cannot be told (the log's server is out of reach).
+   */
+  quietSince(position: LogPosition): Promise<boolean>;
   /** Failed requests to the log's server so far (counted in stats). */
   readonly failures: number;
   close(): Promise<void>;
@@ -149,6 +161,8 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
     name: "local",
     shared: false,
     turn: async () => NO_TURN,
+    // One process: its loads never see a write before the write's record is applied.
+    quietSince: async () => true,
     follow(follower) {
       followers.push(follower);
       follower.reset({ position: { log: id, seq }, lastChanges: new Map(lastChanges) });

@@ -29,6 +29,12 @@ export interface CacheEntry {
    * tier checks it against every change since. Without one it is served from memory only.
    */
   position?: LogPosition;
+  /**
+   * Its load saw the source exactly as of `position`: when it read, no write was in flight
+   * on a shared log (see `ChangeLog.quietSince`). Only such a response may be patched with
+   * what its neighbours show and what its rows' absence implies.
+   */
+  exact?: boolean;
 }
 
 /** Bytes an entry occupies, roughly: body plus a fixed allowance for headers and tags. */

@@ -215,3 +215,51 @@ shared.describe("patches across nodes", () => {
     expect((await read(a, path)).cache).not.toMatch(HIT);
   });
 });
+
+shared.describe("responses loaded while no write was in flight", () => {
+  const post = (ec: NodeEdgecache, values: unknown) =>
+    ec.app.request("/v1/users", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(values),
+    });
+  const user = (lastName: string) => {
+    const id = `t-${randomId()}`;
+    return { id, firstName: "New", lastName, email: `${id}@x.test` };
+  };
+
+  it("an insert through another node patches a cached list it enters", async () => {
+    const [a, b] = await twoNodes();
+    const lastName = `Zed${randomId()}`;
+    expect((await post(b, user(lastName))).status).toBe(201);
+    const list = `/v1/users?lastName=${lastName}`;
+    expect(((await read(a, list)).body as { data: unknown[] }).data).toHaveLength(1);
+
+    expect((await post(b, user(lastName))).status).toBe(201);
+    const after = await read(a, list);
+    expect({ rows: (after.body as { data: unknown[] }).data.length, cache: after.cache }).toEqual({
+      rows: 2,
+      cache: expect.stringMatching(HIT),
+    });
+  });
+
+  it("a list loaded while a writer held the turn is not patched by rows it may already show", async () => {
+    const [a, b] = await twoNodes();
+    const lastName = `Zed${randomId()}`;
+    expect((await post(b, user(lastName))).status).toBe(201);
+    const list = `/v1/users?lastName=${lastName}`;
+    // A write in flight elsewhere: its commit may or may not be in what A reads.
+    const turn = await b.cache.log.turn();
+    expect(turn).toBeDefined();
+    await read(a, list);
+    turn!.release();
+    await until(async () => (await b.cache.log.quietSince(b.cache.position)) === true);
+
+    expect((await post(b, user(lastName))).status).toBe(201);
+    const after = await read(a, list);
+    expect({ rows: (after.body as { data: unknown[] }).data.length, cache: after.cache }).toEqual({
+      rows: 2,
+      cache: expect.not.stringMatching(HIT),
+    });
+  });
+});
