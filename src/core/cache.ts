@@ -114,10 +114,10 @@ export interface WriteHooks {
    * source's commit order (`ChangeRecord.ordered`).
    *
    * `peek` shows any other fresh entry of the first tier as the write found it (a
-   * neighbouring page, say). It is left out when the log is shared: another node may have
-   * committed writes just before this node loaded a response, so a response may already
-   * show records not applied here, and pages may show different moments. Without it, the
-   * patch must infer nothing from a row's absence.
+   * neighbouring page, say). It is left out when the response may be ahead of the records
+   * applied here: on a shared log, another node may have committed writes just before
+   * this node loaded it, unless its load saw the source exactly (`CacheEntry.exact`).
+   * Without `peek`, the patch must infer nothing from a row's absence.
    */
   patch?: (
     key: string,
