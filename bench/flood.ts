@@ -20,6 +20,7 @@
  * The limits are the defaults unless flags set them (written to edgecache.config.json):
  * --memory-bytes, --memory-entries, --disk-bytes, --disk-entries, --not-found. `--bin` runs
  * another checkout's bin/edgecache.js (with --no-config for one that predates these keys).
+ * `--heap-limit <MB>` runs the server with node's --max-old-space-size.
  * Writes `<out>.json` and `<out>.md` (default bench/results/flood).
  */
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -43,6 +44,7 @@ const flags = readFlags(() => {
       "disk-bytes": { type: "string" },
       "disk-entries": { type: "string" },
       "not-found": { type: "string" },
+      "heap-limit": { type: "string" },
       bin: { type: "string", default: join(ROOT, "bin", "edgecache.js") },
       config: { type: "boolean", default: true },
       out: { type: "string", default: "bench/results/flood" },
@@ -67,6 +69,7 @@ const flags = readFlags(() => {
     bin: resolve(values.bin),
     config: values.config,
     out: values.out,
+    heapLimit: int("heap-limit"),
   };
 });
 
@@ -226,7 +229,15 @@ async function start(): Promise<{ url: string; pid: number; readyMs: number }> {
   const server = await startServer({
     name: "edgecache",
     // --expose-gc and the probe: heap figures as found and after a full collection.
-    argv: ["--expose-gc", ...PROBE, flags.bin, "serve", "--port", String(port)],
+    argv: [
+      "--expose-gc",
+      ...(flags.heapLimit ? [`--max-old-space-size=${flags.heapLimit}`] : []),
+      ...PROBE,
+      flags.bin,
+      "serve",
+      "--port",
+      String(port),
+    ],
     env: { EDGECACHE_MEMORY_PROBE: probeFile },
     cwd: dir,
     readyUrl: (line) => /data API:\s+(http:\/\/\S+)\/v1\//.exec(line)?.[1],
@@ -382,6 +393,7 @@ await runBench(async () => {
     command,
     git: gitState(),
     bin: flags.bin,
+    heapLimitMB: flags.heapLimit ?? "node's default",
     limits: flags.config ? limits : "the binary's own defaults (no config)",
     flood: {
       urls: flags.urls,
@@ -437,6 +449,7 @@ function markdown(r: {
   command: string;
   git: ReturnType<typeof gitState>;
   limits: unknown;
+  heapLimitMB: number | string;
   flood: {
     urls: number;
     seconds: number;
@@ -474,7 +487,7 @@ function markdown(r: {
     .join(", ");
   return `# Flood of junk URLs, and a large invalidation
 
-${r.date}, ${describeCode(r.git)}. Limits: \`${JSON.stringify(r.limits)}\`.
+${r.date}, ${describeCode(r.git)}. Limits: \`${JSON.stringify(r.limits)}\`. Server heap limit (--max-old-space-size): ${r.heapLimitMB}.
 
 **Flood**: ${r.flood.urls.toLocaleString("en-US")} distinct URLs in ${r.flood.seconds} s (${statuses}): made-up ids, item URLs with a junk parameter, lists with a distinct filter value. A real entry read every 1,000 requests was a hit ${r.flood.realEntryHits} times.
 
