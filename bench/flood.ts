@@ -20,12 +20,14 @@
  * The limits are the defaults unless flags set them (written to edgecache.config.json):
  * --memory-bytes, --memory-entries, --disk-bytes, --disk-entries, --not-found. `--bin` runs
  * another checkout's bin/edgecache.js (with --no-config for one that predates these keys).
+ * `--heap-limit <MB>` runs the server with node's --max-old-space-size.
  * Writes `<out>.json` and `<out>.md` (default bench/results/flood).
  */
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import type { MemoryFigures, MemoryProbe } from "./lib/memory-probe.ts";
 import { freePort, makeTmpDir, ROOT, runBench, startServer } from "./lib/processes.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, positiveInt, readFlags } from "./lib/settings.ts";
@@ -42,6 +44,7 @@ const flags = readFlags(() => {
       "disk-bytes": { type: "string" },
       "disk-entries": { type: "string" },
       "not-found": { type: "string" },
+      "heap-limit": { type: "string" },
       bin: { type: "string", default: join(ROOT, "bin", "edgecache.js") },
       config: { type: "boolean", default: true },
       out: { type: "string", default: "bench/results/flood" },
@@ -66,6 +69,7 @@ const flags = readFlags(() => {
     bin: resolve(values.bin),
     config: values.config,
     out: values.out,
+    heapLimit: int("heap-limit"),
   };
 });
 
@@ -76,8 +80,17 @@ const DEFAULTS = {
   notFound: { maxEntries: 10_000 },
 };
 
+/** process.memoryUsage() of the server in MB, as found and after a full collection. */
+interface Memory {
+  found: Megabytes;
+  afterGc: Megabytes;
+}
+
+type Megabytes = { [K in keyof MemoryFigures as `${K}MB`]: number };
+
 interface Snapshot {
   rssMB: number;
+  memory: Memory;
   fileMB: number;
   indexedKeys: number;
   tiers: { name: string; entries?: number; bytes?: number; evictions?: number }[];
@@ -162,10 +175,42 @@ function fileMB(dir: string): number {
   return Math.round((bytes / 1024 / 1024) * 10) / 10;
 }
 
+const MB = 1024 * 1024;
+
+function megabytes(f: MemoryFigures): Megabytes {
+  const mb = (b: number) => Math.round((b / MB) * 10) / 10;
+  return {
+    rssMB: mb(f.rss),
+    heapTotalMB: mb(f.heapTotal),
+    heapUsedMB: mb(f.heapUsed),
+    externalMB: mb(f.external),
+    arrayBuffersMB: mb(f.arrayBuffers),
+  };
+}
+
+/**
+ * The server's memory from inside it (bench/lib/memory-probe.ts): heap used, heap reserved,
+ * memory outside the heap, as found and after a full collection. Garbage is what the
+ * collection frees; what RSS keeps beyond the collected heap and the external memory is
+ * memory the runtime and the allocator hold on to after freeing it.
+ */
+async function memory(pid: number): Promise<Memory> {
+  rmSync(probeFile, { force: true });
+  process.kill(pid, "SIGUSR2");
+  const until = performance.now() + 60_000;
+  while (!existsSync(probeFile)) {
+    if (performance.now() > until) throw new Error("[bench] the memory probe did not answer");
+    await sleep(20);
+  }
+  const probe = JSON.parse(readFileSync(probeFile, "utf8")) as MemoryProbe;
+  return { found: megabytes(probe.before), afterGc: megabytes(probe.afterGc) };
+}
+
 async function snapshot(pid: number): Promise<Snapshot> {
   const stats = JSON.parse((await send(base, "/_edgecache/stats")).body) as Snapshot;
   return {
     rssMB: rssMB(pid),
+    memory: await memory(pid),
     fileMB: fileMB(dir),
     indexedKeys: stats.indexedKeys,
     tiers: stats.tiers.map(({ name, entries, bytes, evictions }) => ({
@@ -183,7 +228,17 @@ async function start(): Promise<{ url: string; pid: number; readyMs: number }> {
   const began = performance.now();
   const server = await startServer({
     name: "edgecache",
-    argv: [flags.bin, "serve", "--port", String(port)],
+    // --expose-gc and the probe: heap figures as found and after a full collection.
+    argv: [
+      "--expose-gc",
+      ...(flags.heapLimit ? [`--max-old-space-size=${flags.heapLimit}`] : []),
+      ...PROBE,
+      flags.bin,
+      "serve",
+      "--port",
+      String(port),
+    ],
+    env: { EDGECACHE_MEMORY_PROBE: probeFile },
     cwd: dir,
     readyUrl: (line) => /data API:\s+(http:\/\/\S+)\/v1\//.exec(line)?.[1],
   });
@@ -230,6 +285,14 @@ async function probe(hot: string[], until: Promise<unknown>): Promise<[number, n
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const dir = makeTmpDir();
+const probeFile = join(dir, "memory.json");
+/** The probe is TypeScript: tsx's loader goes first (resolved here: the server runs in `dir`). */
+const PROBE = [
+  "--import",
+  import.meta.resolve("tsx"),
+  "--import",
+  join(ROOT, "bench", "lib", "memory-probe.ts"),
+];
 let base = "";
 
 await runBench(async () => {
@@ -260,6 +323,7 @@ await runBench(async () => {
     (i: number) => `${hot[i % hot.length]}?junk=${i}`,
     (i: number) => `/v1/users?firstName=junk-${i}`,
   ];
+  const memoryDuring: ({ sent: number } & Memory)[] = [];
   let realHits = 0;
   let realReads = 0;
   const floodStart = performance.now();
@@ -271,7 +335,12 @@ await runBench(async () => {
       if (i % 1000 !== 0) return;
       realReads++;
       if ((await send(base, hot[0]!)).cache.includes("hit")) realHits++;
-      if (i % 50_000 === 0) console.log(`  ${i} sent, RSS ${rssMB(server.pid)} MB`);
+      if (i % 100_000 !== 0 || i === 0) return;
+      const m = await memory(server.pid);
+      memoryDuring.push({ sent: i, ...m });
+      console.log(
+        `  ${i} sent: RSS ${m.found.rssMB} MB, heap used ${m.found.heapUsedMB} MB, after a full collection ${m.afterGc.heapUsedMB} MB (RSS ${m.afterGc.rssMB} MB)`,
+      );
     },
   );
   const floodSeconds = Math.round((performance.now() - floodStart) / 100) / 10;
@@ -283,7 +352,12 @@ await runBench(async () => {
   await stop(server.pid);
   server = await start();
   base = server.url;
-  const restart = { readyMs: server.readyMs, rssMB: rssMB(server.pid), fileMB: fileMB(dir) };
+  const restart = {
+    readyMs: server.readyMs,
+    rssMB: rssMB(server.pid),
+    fileMB: fileMB(dir),
+    memory: await memory(server.pid),
+  };
   console.log("after a restart:", JSON.stringify(restart));
 
   // 3. A prefix invalidation of `keys` entries while other requests run.
@@ -319,6 +393,7 @@ await runBench(async () => {
     command,
     git: gitState(),
     bin: flags.bin,
+    heapLimitMB: flags.heapLimit ?? "node's default",
     limits: flags.config ? limits : "the binary's own defaults (no config)",
     flood: {
       urls: flags.urls,
@@ -326,6 +401,7 @@ await runBench(async () => {
       seconds: floodSeconds,
       statuses,
       realEntryHits: `${realHits} of ${realReads}`,
+      memory: memoryDuring,
     },
     firstStartMs,
     before,
@@ -352,21 +428,39 @@ function defined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
+function memoryRows(r: {
+  before: Snapshot;
+  after: Snapshot;
+  flood: { memory: ({ sent: number } & Memory)[] };
+  restart: { memory: Memory };
+}): string {
+  const row = (label: string, m: Memory) =>
+    `| ${label} | ${m.found.rssMB} | ${m.found.heapUsedMB} | ${m.afterGc.heapUsedMB} | ${m.afterGc.heapTotalMB} | ${m.afterGc.externalMB} | ${m.afterGc.rssMB} |`;
+  return [
+    row("before the flood", r.before.memory),
+    ...r.flood.memory.map((m) => row(`${m.sent.toLocaleString("en-US")} sent`, m)),
+    row("after the flood", r.after.memory),
+    row("after a restart", r.restart.memory),
+  ].join("\n");
+}
+
 function markdown(r: {
   date: string;
   command: string;
   git: ReturnType<typeof gitState>;
   limits: unknown;
+  heapLimitMB: number | string;
   flood: {
     urls: number;
     seconds: number;
     statuses: Record<number, number>;
     realEntryHits: string;
+    memory: ({ sent: number } & Memory)[];
   };
   firstStartMs: number;
   before: Snapshot;
   after: Snapshot;
-  restart: { readyMs: number; rssMB: number; fileMB: number };
+  restart: { readyMs: number; rssMB: number; fileMB: number; memory: Memory };
   invalidation: {
     keys: number;
     indexedBefore: number;
@@ -393,7 +487,7 @@ function markdown(r: {
     .join(", ");
   return `# Flood of junk URLs, and a large invalidation
 
-${r.date}, ${describeCode(r.git)}. Limits: \`${JSON.stringify(r.limits)}\`.
+${r.date}, ${describeCode(r.git)}. Limits: \`${JSON.stringify(r.limits)}\`. Server heap limit (--max-old-space-size): ${r.heapLimitMB}.
 
 **Flood**: ${r.flood.urls.toLocaleString("en-US")} distinct URLs in ${r.flood.seconds} s (${statuses}): made-up ids, item URLs with a junk parameter, lists with a distinct filter value. A real entry read every 1,000 requests was a hit ${r.flood.realEntryHits} times.
 
@@ -401,6 +495,12 @@ ${r.date}, ${describeCode(r.git)}. Limits: \`${JSON.stringify(r.limits)}\`.
 | --- | --- | --- | --- | --- | --- | --- |
 ${row("before", r.before)}
 ${row("after", r.after)}
+
+**Memory** of the server (process.memoryUsage() inside it, in MB), as found and after a full collection (\`gc()\` twice, with a turn between for finalizers): what the collection frees is garbage; what RSS holds beyond the collected heap's reservation and the memory outside it is kept by the runtime and the allocator after being freed.
+
+| | RSS | heap used | heap used after a full collection | heap reserved after it | outside the heap (external) | RSS after it |
+| --- | --- | --- | --- | --- | --- | --- |
+${memoryRows(r)}
 
 **Restart** on the same files: ready in ${r.restart.readyMs} ms (the first start, which seeds the demo database, took ${r.firstStartMs} ms), RSS ${r.restart.rssMB} MB, cache file ${r.restart.fileMB} MB.
 

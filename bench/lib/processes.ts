@@ -64,6 +64,8 @@ export interface ServerSpec {
   cpu?: string | undefined;
   /** Working folder; the repository by default. */
   cwd?: string;
+  /** Environment variables added to the driver's own. */
+  env?: Record<string, string>;
   /**
    * The server's URL from a line it printed, or undefined to wait for a later line.
    * Default: the first line is `{"url": ...}` (the servers in bench/servers/).
@@ -90,7 +92,11 @@ export function startServer(spec: ServerSpec): Promise<Server> {
     ...pinned(spec.cpu, process.execPath, [...prof, ...spec.argv]),
     // stdin stays open as a lifeline: the servers in bench/servers/ exit when it closes
     // (see servers/lifecycle.ts).
-    { cwd: spec.cwd ?? ROOT, stdio: ["pipe", "pipe", "inherit"] },
+    {
+      cwd: spec.cwd ?? ROOT,
+      env: { ...process.env, ...spec.env },
+      stdio: ["pipe", "pipe", "inherit"],
+    },
   );
   track(child, spec.lastResort ?? "SIGKILL");
   const readyUrl = spec.readyUrl ?? jsonUrl;

@@ -1,7 +1,7 @@
 import { LRUCache } from "lru-cache";
 import type { CacheEntry } from "../core/entry.ts";
-import { entrySize } from "../core/entry.ts";
 import { badOption } from "../core/errors.ts";
+import { heldBytes } from "../core/heap-size.ts";
 import type {
   EvictingStore,
   ListableStore,
@@ -12,8 +12,9 @@ import type {
 
 export interface MemoryStoreOptions {
   /**
-   * Upper bound on the bytes of held entries: each entry's `entrySize` plus its key's
-   * length (a client can make keys long). Default 50 MB.
+   * Upper bound on the heap the held entries take: each entry's `heldBytes`, which counts its
+   * key (a client can make keys long), body, headers, tags, list predicates and meta, plus
+   * the objects every entry costs (some 640 bytes). Default 50 MB.
    */
   maxBytes?: number;
   /** Upper bound on the number of held entries. Default 100 000. */
@@ -98,7 +99,7 @@ export function memoryStore(
     },
 
     async set(key, entry, ttlMs) {
-      const size = entrySize(entry) + key.length;
+      const size = heldBytes(key, entry);
       // A write replaces whatever was there, so the old entry goes even if the new one
       // is not kept (already expired, or larger than the whole store).
       if (!(ttlMs > 0) || size > maxBytes) {
