@@ -81,6 +81,50 @@ export function parseCacheControl(value: string | null | undefined): Map<string,
   return out;
 }
 
+/**
+ * RFC 9213 2.1: the targeted cache-control fields edgecache obeys, in precedence order: its
+ * own, then the one every CDN obeys. The first with a valid, non-empty value replaces
+ * Cache-Control (and Expires) for edgecache's decisions; clients still get Cache-Control.
+ */
+export const TARGETED_FIELDS = ["edgecache-cache-control", "cdn-cache-control"] as const;
+/** The field that targets edgecache alone: no one downstream is meant to read it. */
+export const OWN_TARGETED_FIELD = "edgecache-cache-control";
+
+// RFC 8941 3.2 Dictionary (the syntax RFC 9213 2.1 gives targeted fields), without inner
+// lists, which no cache directive takes.
+const SF_KEY = "[a-z*][a-z0-9_.*-]*";
+const SF_ITEM =
+  '(?:-?\\d{1,15}(?:\\.\\d{1,3})?|"(?:[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]|\\\\["\\\\])*"|' +
+  "[A-Za-z*][!#$%&'*+.^_`|~0-9A-Za-z:/-]*|:[A-Za-z0-9+/=]*:|\\?[01])";
+const SF_PARAMS = `(?:; *${SF_KEY}(?:=${SF_ITEM})?)*`;
+const SF_MEMBER = `${SF_KEY}(?:=${SF_ITEM})?${SF_PARAMS}`;
+const SF_DICTIONARY = new RegExp(`^${SF_MEMBER}(?:[ \\t]*,[ \\t]*${SF_MEMBER})*$`);
+
+/**
+ * The targeted cache-control value edgecache obeys (RFC 9213 2.1), or undefined when no
+ * targeted field has a valid, non-empty value: one that does not parse as a structured
+ * Dictionary (upper-case names, say) is ignored, and the next field or Cache-Control applies.
+ */
+export function targetedCacheControl(headers: HeaderRecord): string | undefined {
+  for (const name of TARGETED_FIELDS) {
+    const value = headers[name]?.trim();
+    if (value && SF_DICTIONARY.test(value)) return value;
+  }
+  return undefined;
+}
+
+/**
+ * The response headers edgecache's caching decisions read: with a targeted field in
+ * effect, its directives are the Cache-Control and Expires is ignored (RFC 9213 2.1).
+ */
+export function cachingHeaders(headers: HeaderRecord): HeaderRecord {
+  const targeted = targetedCacheControl(headers);
+  if (targeted === undefined) return headers;
+  const out: HeaderRecord = { ...headers, "cache-control": targeted };
+  delete out.expires;
+  return out;
+}
+
 function formatCacheControl(cc: Map<string, string | true>): string {
   return [...cc].map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(", ");
 }

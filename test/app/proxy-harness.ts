@@ -7,6 +7,7 @@ import {
   type ServerResponse,
 } from "node:http";
 import type { AddressInfo } from "node:net";
+import { onTestFinished } from "vitest";
 import {
   createNodeProxy,
   type NodeProxy,
@@ -147,3 +148,31 @@ export function counting(headers: Record<string, string | string[]>, status = 20
 }
 
 export const SECOND = 1000;
+
+export type Get = (
+  path: string,
+  headers?: Record<string, string>,
+  method?: string,
+) => Promise<RawReply>;
+
+/**
+ * An origin with `handler` and a proxy in front of it, both closed when the test ends, and
+ * `get` to request a path through the proxy.
+ */
+export async function proxied(
+  handler?: OriginHandler,
+  options: Partial<NodeProxyOptions> & { ttl?: number } = {},
+): Promise<{ origin: Origin; proxy: ProxyHarness; get: Get }> {
+  const origin = await startOrigin(handler);
+  onTestFinished(() => origin.close());
+  const { ttl, ...rest } = options;
+  const proxy = await startProxy([{ origin: origin.url, ...(ttl !== undefined && { ttl }) }], rest);
+  onTestFinished(() => proxy.close());
+  const get: Get = (path, headers = {}, method = "GET") =>
+    raw(`${proxy.url}${path}`, { method, headers });
+  return { origin, proxy, get };
+}
+
+/** The Cache-Status a reply carries. */
+export const cacheStatusOf = (r: { headers: Record<string, unknown> }) =>
+  String(r.headers["cache-status"]);

@@ -1,4 +1,9 @@
-import { endToEnd, type HeaderRecord, toRecord } from "../../core/http-cache.ts";
+import {
+  endToEnd,
+  type HeaderRecord,
+  OWN_TARGETED_FIELD,
+  toRecord,
+} from "../../core/http-cache.ts";
 import type { Ctx } from "./types.ts";
 
 /**
@@ -31,8 +36,11 @@ export const PER_CLIENT_REQUEST_HEADERS = [
   "if-range",
   "range",
 ];
-/** Response headers kept for the purge index, not sent to clients (as CDNs do). */
-export const INTERNAL_RESPONSE_HEADERS = ["cache-tag", "surrogate-key"];
+/**
+ * Response headers for edgecache alone, never sent to clients: purge tags (kept for the
+ * index, as CDNs do) and the cache control targeted at edgecache alone (RFC 9213 2.1).
+ */
+export const INTERNAL_RESPONSE_HEADERS = ["cache-tag", "surrogate-key", OWN_TARGETED_FIELD];
 export const VIA = "1.1 edgecache";
 
 /** The request headers for the origin (RFC 9110 7.6: end-to-end ones, plus Via). */

@@ -2,10 +2,12 @@ import type { Cache } from "../../core/cache.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import {
   type CacheRequest,
+  cachingHeaders,
   endToEnd,
   type FreshnessOptions,
   freshness,
   newPolicy,
+  OWN_TARGETED_FIELD,
   type PolicyClass,
   responseTags,
   toRecord,
@@ -84,12 +86,10 @@ export async function load(
   }
 
   const vary = varyNames(record.vary);
-  const policy = newPolicy(env.Policy, request, { status: response.status, headers: record });
-  const fresh = freshness(
-    policy,
-    { status: response.status, headers: record },
-    freshOptions(env, ctx.route),
-  );
+  // RFC 9213 2.1: a targeted field (CDN-Cache-Control...) decides in place of Cache-Control.
+  const caching = { status: response.status, headers: cachingHeaders(record) };
+  const policy = newPolicy(env.Policy, request, caching);
+  const fresh = freshness(policy, caching, freshOptions(env, ctx.route));
   const declared = Number(record["content-length"] ?? Number.NaN);
   let reason: string | undefined;
   if (!fresh.storable) reason = fresh.reason;
@@ -105,6 +105,7 @@ export async function load(
     policy,
     fresh,
     vary: vary === "*" ? undefined : vary,
+    targeted: record[OWN_TARGETED_FIELD],
     originStatus: response.status,
   });
   if (reason !== undefined || !response.body) {

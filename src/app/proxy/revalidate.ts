@@ -4,12 +4,14 @@ import {
   type FreshnessOptions,
   freshness,
   type HeaderRecord,
+  OWN_TARGETED_FIELD,
   type PolicyClass,
   responseTags,
+  targetedCacheControl,
 } from "../../core/http-cache.ts";
 import { INTERNAL_RESPONSE_HEADERS } from "./headers.ts";
 import type { StoreInit } from "./store.ts";
-import { entryTags, type ResponseMeta } from "./types.ts";
+import { entryTags, originHeadersOf, type ResponseMeta } from "./types.ts";
 
 /** Stored fields a 304 does not replace: they describe the body it did not send, or are ours. */
 const NOT_UPDATED_BY_304 = new Set([
@@ -63,9 +65,17 @@ export function revalidated(
   record: HeaderRecord,
   options: FreshnessOptions,
 ): StoreInit | undefined {
+  // RFC 9213 2.1 on the updated response: the 304's targeted field, else the stored one,
+  // decides in place of Cache-Control (a CDN-style 304 repeats `no-store` for browsers).
+  const targeted = targetedCacheControl({ ...originHeadersOf(h.entry), ...record });
+  const forPolicy = { ...record };
+  if (targeted !== undefined) {
+    forPolicy["cache-control"] = targeted;
+    delete forPolicy.expires;
+  }
   const { policy, matches } = h.policy.revalidatedPolicy(policyRequestOf(target), {
     status: 304,
-    headers: record,
+    headers: forPolicy,
   });
   if (!matches) return undefined;
   const merged = policy.toObject().resh as HeaderRecord;
@@ -86,6 +96,7 @@ export function revalidated(
     policy,
     fresh,
     vary: h.meta.vary,
+    targeted: record[OWN_TARGETED_FIELD] ?? h.meta.targeted,
     originStatus: 304,
   };
 }

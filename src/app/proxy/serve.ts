@@ -7,7 +7,13 @@ import { clientHeaders } from "./headers.ts";
 import { type LoadEnv, load } from "./load.ts";
 import { downReply, errorReply, missOutcome, reply } from "./replies.ts";
 import { baseKey, COMPONENT } from "./routes.ts";
-import { type Ctx, isVaryRecord, type Loaded, type ResponseMeta } from "./types.ts";
+import {
+  type Ctx,
+  isVaryRecord,
+  type Loaded,
+  type ResponseMeta,
+  storedCacheControl,
+} from "./types.ts";
 
 /** RFC 5861 4: the origin statuses stale-if-error covers. */
 const ERROR_STATUSES = new Set([500, 502, 503, 504]);
@@ -37,10 +43,7 @@ export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
     const meta = found.meta as ResponseMeta;
     const d = ctx.directives;
     const age = (t - found.createdAt) / 1000;
-    if (
-      ctx.headers.has("authorization") &&
-      !sharedWithAuthorization(found.headers["cache-control"])
-    ) {
+    if (ctx.headers.has("authorization") && !sharedWithAuthorization(storedCacheControl(found))) {
       // RFC 9111 3.5: only a response the origin marked shareable answers a request
       // that carries credentials.
       fwd = "request";

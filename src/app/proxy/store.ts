@@ -33,6 +33,8 @@ export interface StoreInit {
   policy: InstanceType<PolicyClass>;
   fresh: Freshness;
   vary: string[] | undefined;
+  /** Edgecache-Cache-Control, if the origin sent one. */
+  targeted: string | undefined;
   originStatus: number;
 }
 
@@ -55,6 +57,7 @@ export async function store(
     swr: s.fresh.swr,
     sie: s.fresh.sie,
     ...(s.vary && { vary: s.vary }),
+    ...(s.targeted !== undefined && { targeted: s.targeted }),
   };
   const init: EntryInit = {
     body: s.body,

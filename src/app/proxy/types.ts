@@ -1,5 +1,11 @@
 import type { CacheEntry } from "../../core/entry.ts";
-import type { PolicyClass, RequestDirectives } from "../../core/http-cache.ts";
+import {
+  cachingHeaders,
+  type HeaderRecord,
+  OWN_TARGETED_FIELD,
+  type PolicyClass,
+  type RequestDirectives,
+} from "../../core/http-cache.ts";
 import type { Route } from "./routes.ts";
 
 /** Per request: what the handler knows once the route is found. */
@@ -24,6 +30,8 @@ export interface ResponseMeta {
   sie: number;
   /** Vary names the response was selected by, if any. */
   vary?: string[];
+  /** Edgecache-Cache-Control as the origin sent it (kept here: clients never get it). */
+  targeted?: string;
 }
 
 /** What `meta` holds for a Vary record (stored under the URL's key instead of a response). */
@@ -50,4 +58,17 @@ export function isVaryRecord(entry: CacheEntry): entry is CacheEntry & { meta: V
 /** Tags of a stored response: its URL (for URL purges and invalidation) and the origin's. */
 export function entryTags(target: string, tags: string[]): string[] {
   return [URL_TAG + target, ...tags.map((t) => USER_TAG + t)];
+}
+
+/** A stored response's headers as the origin sent them, Edgecache-Cache-Control included. */
+export function originHeadersOf(entry: CacheEntry): HeaderRecord {
+  const targeted = (entry.meta as ResponseMeta | undefined)?.targeted;
+  return targeted === undefined
+    ? entry.headers
+    : { ...entry.headers, [OWN_TARGETED_FIELD]: targeted };
+}
+
+/** The Cache-Control edgecache obeys for a stored response (RFC 9213 2.1). */
+export function storedCacheControl(entry: CacheEntry): string | undefined {
+  return cachingHeaders(originHeadersOf(entry))["cache-control"];
 }
