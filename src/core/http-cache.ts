@@ -180,12 +180,88 @@ export interface OriginReply {
   headers: HeaderRecord;
 }
 
+/** Any valid HTTP-date in the past: what an invalid Expires means (RFC 9111 5.3). */
+const EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT";
+
+/**
+ * The response as the library sees it. It reads Expires and Date with `Date.parse`, which
+ * takes far more than HTTP-dates (and "UTC", one-digit hours...), and Age with `parseInt`,
+ * which rounds "50.5" down to 50; so both are decided here first.
+ */
 function policyResponse(reply: OriginReply): CachePolicy.HttpResponse {
   const headers = { ...reply.headers };
   if (headers["cache-control"] !== undefined) {
     headers["cache-control"] = normalizedCc(headers["cache-control"]);
   }
+  if (headers.expires !== undefined) {
+    // RFC 9111 5.3: an invalid Expires (an empty one included) means already expired.
+    const expires = parseHttpDate(headers.expires);
+    headers.expires = expires === undefined ? EXPIRED : new Date(expires).toUTCString();
+  }
+  if (headers.date !== undefined) {
+    // An invalid Date is no Date: the library then takes the time the response came in.
+    const date = parseHttpDate(headers.date);
+    if (date === undefined) delete headers.date;
+    else headers.date = new Date(date).toUTCString();
+  }
+  // RFC 9111 5.1: an Age that is not a non-negative integer (a fraction, a list) is ignored.
+  if (headers.age !== undefined && deltaSeconds(headers.age.trim()) === undefined) {
+    delete headers.age;
+  }
   return { status: reply.status, headers };
+}
+
+const DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].join("|");
+const LONG_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTH = MONTHS.join("|");
+const TIME = "(\\d{2}):(\\d{2}):(\\d{2})";
+/** RFC 9110 5.6.7: IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`. */
+const IMF_FIXDATE = new RegExp(`^(?:${DAYS}), (\\d{2}) (${MONTH}) (\\d{4}) ${TIME} GMT$`);
+/** The obsolete RFC 850 form, `Sunday, 06-Nov-94 08:49:37 GMT`. */
+const RFC_850 = new RegExp(
+  `^(?:${LONG_DAYS.join("|")}), (\\d{2})-(${MONTH})-(\\d{2}) ${TIME} GMT$`,
+);
+/** The obsolete asctime form, `Sun Nov  6 08:49:37 1994`. */
+const ASCTIME = new RegExp(`^(?:${DAYS}) (${MONTH}) ( \\d|\\d{2}) ${TIME} (\\d{4})$`);
+
+/**
+ * An HTTP-date (RFC 9110 5.6.7) in epoch ms, or undefined when it is none of the three
+ * forms a recipient must accept: names are case-sensitive, the spacing is exact, the zone
+ * is "GMT". A two-digit year more than 50 years ahead of `now` is in the last century.
+ */
+export function parseHttpDate(value: string, now = Date.now()): number | undefined {
+  const parts = dateParts(value, now);
+  if (!parts) return undefined;
+  const { day, month, year, time } = parts;
+  const [h, min, s] = time.map(Number) as [number, number, number];
+  const mon = MONTHS.indexOf(month);
+  const d = Number(day);
+  // A leap second (:60) is valid syntax; it counts as the next second.
+  if (h > 23 || min > 59 || s > 60 || d < 1) return undefined;
+  const ms = Date.UTC(year, mon, d, h, min, s);
+  // No 31 Feb: Date.UTC would roll it over into March.
+  return new Date(Date.UTC(year, mon, d)).getUTCDate() === d ? ms : undefined;
+}
+
+/** The fields of whichever HTTP-date form `value` is in, the year in four digits. */
+function dateParts(
+  value: string,
+  now: number,
+): { day: string; month: string; year: number; time: string[] } | undefined {
+  const imf = IMF_FIXDATE.exec(value);
+  if (imf) return { day: imf[1]!, month: imf[2]!, year: Number(imf[3]), time: imf.slice(4, 7) };
+  const rfc850 = RFC_850.exec(value);
+  if (rfc850) {
+    const thisYear = new Date(now).getUTCFullYear();
+    let year = Math.floor(thisYear / 100) * 100 + Number(rfc850[3]);
+    if (year > thisYear + 50) year -= 100;
+    return { day: rfc850[1]!, month: rfc850[2]!, year, time: rfc850.slice(4, 7) };
+  }
+  const asc = ASCTIME.exec(value);
+  if (asc)
+    return { day: asc[2]!.trim(), month: asc[1]!, year: Number(asc[6]), time: asc.slice(3, 6) };
+  return undefined;
 }
 
 export function newPolicy(
