@@ -190,9 +190,13 @@ const EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT";
  */
 function policyResponse(reply: OriginReply): CachePolicy.HttpResponse {
   const headers = { ...reply.headers };
-  if (headers["cache-control"] !== undefined) {
-    headers["cache-control"] = normalizedCc(headers["cache-control"]);
+  const cc = parseCacheControl(headers["cache-control"]);
+  if (cc.has("must-understand") && UNDERSTOOD_STATUSES.has(reply.status)) {
+    // RFC 9111 5.2.2.3: a cache that understands the status ignores no-store (the library
+    // knows nothing of must-understand; `freshness` refuses the statuses we do not know).
+    cc.delete("no-store");
   }
+  if (headers["cache-control"] !== undefined) headers["cache-control"] = formatCacheControl(cc);
   if (headers.expires !== undefined) {
     // RFC 9111 5.3: an invalid Expires (an empty one included) means already expired.
     const expires = parseHttpDate(headers.expires);
@@ -208,7 +212,41 @@ function policyResponse(reply: OriginReply): CachePolicy.HttpResponse {
   if (headers.age !== undefined && deltaSeconds(headers.age.trim()) === undefined) {
     delete headers.age;
   }
-  return { status: reply.status, headers };
+  return { status: policyStatus(reply.status, cc, headers), headers };
+}
+
+/**
+ * Statuses edgecache understands (RFC 9110 15): stored with must-understand, and reusable
+ * like any final status. Not 206 (partial content is not stored) nor 304 (it only ever
+ * revalidates a stored response).
+ */
+const UNDERSTOOD_STATUSES = new Set([
+  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308, 400, 401, 402, 403, 404, 405, 406,
+  407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501, 502, 503, 504,
+  505,
+]);
+/** The statuses http-cache-semantics will store at all. */
+const LIBRARY_STATUSES = new Set([
+  200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+]);
+
+/**
+ * RFC 9111 3: any final response may be stored when it has explicit freshness or says
+ * `public` (then heuristic freshness applies too, 4.2.2), whatever its status, 400, 500 and
+ * unknown ones such as 299 or 599 included. The library stores only the statuses it lists,
+ * so it is shown a 200 for the others; `freshness` still reads the real status.
+ */
+function policyStatus(
+  status: number,
+  cc: Map<string, string | true>,
+  headers: HeaderRecord,
+): number {
+  if (LIBRARY_STATUSES.has(status) || status < 200 || status === 206 || status === 304) {
+    return status;
+  }
+  const explicit =
+    cc.has("max-age") || cc.has("s-maxage") || cc.has("public") || headers.expires !== undefined;
+  return explicit ? 200 : status;
 }
 
 const DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].join("|");
@@ -314,6 +352,10 @@ export function freshness(
   const validators = !!(reply.headers.etag || reply.headers["last-modified"]);
   const none = { fresh: 0, age: 0, swr: 0, sie: 0, validators };
   if (!policy.storable()) return { storable: false, reason: "not-storable", ...none };
+  // RFC 9111 5.2.2.3: must-understand limits storing to the statuses the cache knows.
+  if (cc.has("must-understand") && !UNDERSTOOD_STATUSES.has(reply.status)) {
+    return { storable: false, reason: "must-understand", ...none };
+  }
   // A stored Set-Cookie would hand one client's cookie to the next: such responses pass
   // through. (The library stores them with a lifetime of 0 unless `public`.)
   if (reply.headers["set-cookie"] !== undefined) {
@@ -334,7 +376,7 @@ export function freshness(
     options.defaultTtl !== undefined &&
     !explicit &&
     !cc.has("no-cache") &&
-    HEURISTIC_STATUSES.has(reply.status)
+    (HEURISTIC_STATUSES.has(reply.status) || cc.has("public"))
   ) {
     // The operator's TTL is the heuristic freshness RFC 9111 4.2.2 lets a cache choose.
     lifetime = options.defaultTtl;

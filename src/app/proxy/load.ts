@@ -17,7 +17,7 @@ import { originHeaders, PER_CLIENT_REQUEST_HEADERS, storedHeaders } from "./head
 import { held as holding, revalidated, setConditional } from "./revalidate.ts";
 import type { Route } from "./routes.ts";
 import { type StoreInit, store } from "./store.ts";
-import { type Ctx, entryTags, type Loaded } from "./types.ts";
+import { type Ctx, ERROR_STATUSES, entryTags, type Loaded } from "./types.ts";
 
 /**
  * Sends a request to an origin. Runtimes pass their own (the Node adapter uses node:http,
@@ -96,6 +96,15 @@ export async function load(
   else if (ctx.directives.noStore) reason = "no-store-request";
   else if (fresh.fresh === 0 && !fresh.validators) reason = "not-fresh";
   else if (declared > env.maxSize) reason = "too-large";
+  else if (
+    h &&
+    ERROR_STATUSES.has(response.status) &&
+    env.now() < h.entry.freshUntil + h.meta.sie
+  ) {
+    // A storable error (one with explicit freshness) must not replace what stale-if-error
+    // will serve in its place (RFC 5861 4).
+    reason = "stale-if-error";
+  }
   const storeInit = (body: Uint8Array): StoreInit => ({
     body,
     status: response.status,

@@ -9,14 +9,12 @@ import { downReply, errorReply, missOutcome, reply } from "./replies.ts";
 import { baseKey, COMPONENT } from "./routes.ts";
 import {
   type Ctx,
+  ERROR_STATUSES,
   isVaryRecord,
   type Loaded,
   type ResponseMeta,
   storedCacheControl,
 } from "./types.ts";
-
-/** RFC 5861 4: the origin statuses stale-if-error covers. */
-const ERROR_STATUSES = new Set([500, 502, 503, 504]);
 
 /** What serving needs besides loading: the origin requests in flight, and where to report. */
 export interface ServeEnv extends LoadEnv {

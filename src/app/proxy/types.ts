@@ -46,6 +46,9 @@ export type Loaded =
   | { kind: "pass"; response: Response; detail: string }
   | { kind: "down"; error: unknown };
 
+/** RFC 5861 4: the origin statuses stale-if-error covers. */
+export const ERROR_STATUSES = new Set([500, 502, 503, 504]);
+
 /** Internal tags: URL tags for purge and invalidation, user tags, Vary records. */
 export const URL_TAG = "url:";
 export const USER_TAG = "tag:";
