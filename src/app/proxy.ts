@@ -4,7 +4,7 @@ import type { CacheEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import { policyClass, requestDirectives, variantSuffix } from "../core/http-cache.ts";
 import { rateLimited } from "../core/report.ts";
-import type { LoadEnv, OriginFetch } from "./proxy/load.ts";
+import type { Interim, LoadEnv, OriginFetch } from "./proxy/load.ts";
 import { passThrough } from "./proxy/pass.ts";
 import { type PurgeRequest, purge } from "./proxy/purge.ts";
 import { errorReply } from "./proxy/replies.ts";
@@ -23,7 +23,7 @@ import { type Ctx, isVaryRecord } from "./proxy/types.ts";
 // the cache or one shared origin request), load.ts and store.ts (the origin request and
 // what is stored), revalidate.ts (conditional requests and 304s), pass.ts (other methods,
 // and invalidation by unsafe ones), purge.ts, headers.ts and replies.ts.
-export type { OriginFetch } from "./proxy/load.ts";
+export type { Interim, OriginFetch } from "./proxy/load.ts";
 export type { PurgeRequest } from "./proxy/purge.ts";
 export { MAX_CACHED_TARGET, type OriginRoute, type Route, validateRoutes } from "./proxy/routes.ts";
 
@@ -40,6 +40,8 @@ export interface ProxyOptions {
   grace?: number;
   /** The client's address for X-Forwarded-For (the runtime knows it). */
   clientAddress?: (c: Context) => string | undefined;
+  /** How interim (1xx) responses reach this request's client, where the runtime can. */
+  interim?: (c: Context) => Interim | undefined;
   now?: () => number;
   /** Where failed origin requests are reported (console), at most once per 10 s. */
   logger?: { warn(message: string): void };
@@ -136,6 +138,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       headers: c.req.raw.headers,
       clientAddress: options.clientAddress?.(c),
       directives: requestDirectives(c.req.raw.headers),
+      interim: options.interim?.(c),
     };
     if (ctx.method !== "GET" && ctx.method !== "HEAD") return passThrough(env, ctx, c.req.raw.body);
     if (ctx.target.length > MAX_CACHED_TARGET) return passThrough(env, ctx, null, "bypass");

@@ -25,8 +25,17 @@ import { type Ctx, ERROR_STATUSES, entryTags, type Loaded } from "./types.ts";
  */
 export type OriginFetch = (
   url: string,
-  init: { method: string; headers: Headers; body: ReadableStream<Uint8Array> | null },
+  init: {
+    method: string;
+    headers: Headers;
+    body: ReadableStream<Uint8Array> | null;
+    /** Called with each interim (1xx) response before the final one, where the runtime sees them. */
+    onInterim?: Interim;
+  },
 ) => Promise<Response>;
+
+/** Passes an interim response (RFC 9110 15.2: 1xx, such as 103 Early Hints) on to the client. */
+export type Interim = (status: number, headers: Headers) => void;
 
 /** What loading needs of the proxy: the cache, the origin, the clock and the limits. */
 export interface LoadEnv {
@@ -68,7 +77,14 @@ export async function load(
   try {
     // A HEAD is fetched as a GET, so the entry it stores serves GETs too.
     response = await cache.measureLoad(() =>
-      env.originFetch(originUrl(ctx), { method: "GET", headers, body: null }),
+      env.originFetch(originUrl(ctx), {
+        method: "GET",
+        headers,
+        body: null,
+        // RFC 9110 15.2: interim responses go to the client that asked, and are never
+        // stored; their fields are not the final response's.
+        ...(ctx.interim && { onInterim: ctx.interim }),
+      }),
     );
   } catch (error) {
     return { kind: "down", error };

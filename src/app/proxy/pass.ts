@@ -21,6 +21,7 @@ export async function passThrough(
       method: ctx.method,
       headers: originHeaders(ctx),
       body,
+      ...(ctx.interim && { onInterim: ctx.interim }),
     });
   } catch (error) {
     env.reportDown(error);

@@ -6,6 +6,7 @@ import {
   type PolicyClass,
   type RequestDirectives,
 } from "../../core/http-cache.ts";
+import type { Interim } from "./load.ts";
 import type { Route } from "./routes.ts";
 
 /** Per request: what the handler knows once the route is found. */
@@ -19,6 +20,8 @@ export interface Ctx {
   headers: Headers;
   clientAddress: string | undefined;
   directives: RequestDirectives;
+  /** Where interim responses for this client go, if the runtime can send them. */
+  interim: Interim | undefined;
 }
 
 /** What `meta` holds for a stored response. */
