@@ -152,11 +152,12 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     header: (name: string) => string | undefined,
   ): CacheEntry | undefined {
     if (method !== "GET" && method !== "HEAD") return undefined;
-    // Anything the request says about caching, or credentials, takes the full path.
+    // Anything the request says about caching, credentials, or a Range, takes the full path.
     if (
       header("cache-control") !== undefined ||
       header("pragma") !== undefined ||
-      header("authorization") !== undefined
+      header("authorization") !== undefined ||
+      header("range") !== undefined
     ) {
       return undefined;
     }

@@ -5,6 +5,7 @@ import { sharedWithAuthorization, variantSuffixAsync } from "../../core/http-cac
 import type { Forward } from "../http.ts";
 import { clientHeaders } from "./headers.ts";
 import { type LoadEnv, load } from "./load.ts";
+import { passThrough } from "./pass.ts";
 import { downReply, errorReply, missOutcome, reply } from "./replies.ts";
 import { baseKey, COMPONENT } from "./routes.ts";
 import {
@@ -98,6 +99,12 @@ export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
     return downReply(loaded.error, fwd);
   }
   if (loaded.kind === "entry") return reply(ctx, loaded.entry, missOutcome(loaded, fwd), now());
+  if (own && ctx.method === "GET" && ctx.headers.has("range") && loaded.response.status === 200) {
+    // Not stored (too large, say: a video), so the origin answers the Range itself (RFC
+    // 9110 14.2); the shared request went without it, and its body is dropped unread.
+    void loaded.response.body?.cancel().catch(() => {});
+    return passThrough(env, ctx, null, fwd);
+  }
   const headers = clientHeaders(loaded.response.headers);
   headers.set("cache-status", `edgecache; fwd=${fwd}; detail=${loaded.detail}`);
   if (ctx.method === "HEAD") {
