@@ -497,13 +497,14 @@ export interface RequestDirectives {
   /** Seconds. */
   maxAge?: number;
   minFresh?: number;
+  /** Seconds of staleness the client accepts (RFC 9111 5.2.1.2); Infinity without a value. */
+  maxStale?: number;
 }
 
 export function requestDirectives(headers: Headers): RequestDirectives {
   const value = headers.get("cache-control");
   const cc = parseCacheControl(value);
-  // max-stale is not honoured: serving stale on a client's say-so is optional (RFC 9111
-  // 5.2.1.2) and would need must-revalidate checks on every hit.
+  const maxStale = cc.get("max-stale");
   return {
     noCache:
       cc.has("no-cache") ||
@@ -512,7 +513,18 @@ export function requestDirectives(headers: Headers): RequestDirectives {
     onlyIfCached: cc.has("only-if-cached"),
     maxAge: deltaSeconds(cc.get("max-age")),
     minFresh: deltaSeconds(cc.get("min-fresh")),
+    maxStale: maxStale === true ? Number.POSITIVE_INFINITY : deltaSeconds(maxStale),
   };
+}
+
+/**
+ * RFC 9111 4.2.4: whether a shared cache may serve the response stale at all (a client's
+ * max-stale, say): not with must-revalidate, proxy-revalidate, no-cache, or s-maxage
+ * (which implies proxy-revalidate in a shared cache, 5.2.2.10).
+ */
+export function mayServeStale(cacheControl: string | undefined): boolean {
+  const cc = parseCacheControl(cacheControl);
+  return !["must-revalidate", "proxy-revalidate", "no-cache", "s-maxage"].some((d) => cc.has(d));
 }
 
 /** Whether a response explicitly lets a shared cache reuse it for authenticated requests (RFC 9111 3.5). */

@@ -1,7 +1,11 @@
 import type { LogPosition } from "../../core/change-log.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import { sharedWithAuthorization, variantSuffixAsync } from "../../core/http-cache.ts";
+import {
+  mayServeStale,
+  sharedWithAuthorization,
+  variantSuffixAsync,
+} from "../../core/http-cache.ts";
 import type { Forward } from "../http.ts";
 import { clientHeaders } from "./headers.ts";
 import { type LoadEnv, load } from "./load.ts";
@@ -62,6 +66,14 @@ export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
         cache.countRead(key, "stale");
         const refresh = coalesced(env, ctx, key, found);
         if (refresh.leader) void refresh.promise.then(discard, () => {});
+        return reply(ctx, found, { kind: "stale" }, now());
+      } else if (
+        d.maxStale !== undefined &&
+        (t - found.freshUntil) / 1000 <= d.maxStale &&
+        mayServeStale(storedCacheControl(found))
+      ) {
+        // RFC 9111 5.2.1.2: the client accepts a response this stale.
+        cache.countRead(key, "stale");
         return reply(ctx, found, { kind: "stale" }, now());
       } else fwd = "stale";
     }
