@@ -420,6 +420,42 @@ function normalizeValue(value: string): string {
     .join(",");
 }
 
+/** A weighted list (RFC 9110 12.4.2): its members lower-cased, without those of q=0, best first. */
+function weighted(value: string): string[] {
+  const items: { name: string; q: number; at: number }[] = [];
+  for (const [at, part] of value.split(",").entries()) {
+    const [name = "", ...params] = part.split(";").map((p) => p.trim());
+    if (!name) continue;
+    const qParam = params.find((p) => /^q\s*=/i.test(p));
+    const q = qParam === undefined ? 1 : Number(qParam.slice(qParam.indexOf("=") + 1).trim());
+    items.push({ name: name.toLowerCase(), q: Number.isFinite(q) ? q : 1, at });
+  }
+  const seen = new Set<string>();
+  return items
+    .filter((i) => i.q > 0)
+    .sort((a, b) => b.q - a.q || a.at - b.at)
+    .map((i) => i.name)
+    .filter((n) => !seen.has(n) && seen.add(n));
+}
+
+/**
+ * The value of a Vary'd request header as the key holds it (RFC 9111 4.1 allows normalizing
+ * what the origin treats alike). Accept-Encoding: the set of codings accepted, sorted
+ * ("gzip, deflate, br" and "br;q=1.0, gzip;q=0.8, deflate" are one entry; every client of
+ * it accepts what the origin chose). Accept-Language: the languages in order of preference,
+ * lower-cased, without weights. Others: whitespace normalized.
+ */
+function normalizeVaried(name: string, value: string): string {
+  if (name === "accept-encoding") {
+    const codings = weighted(value)
+      .map((c) => (c === "x-gzip" ? "gzip" : c))
+      .filter((c) => c !== "identity");
+    return [...new Set(codings)].sort().join(",");
+  }
+  if (name === "accept-language") return weighted(value).join(",");
+  return normalizeValue(value);
+}
+
 type HeaderGetter = (name: string) => string | null | undefined;
 
 /**
@@ -430,7 +466,7 @@ type HeaderGetter = (name: string) => string | null | undefined;
 function varyPart(name: string, get: HeaderGetter, digest?: string): string | undefined {
   const raw = get(name);
   if (raw === null || raw === undefined) return `${name}!;`;
-  const value = normalizeValue(raw);
+  const value = normalizeVaried(name, raw);
   if (SECRET_HEADERS.has(name) || value.length > MAX_VARY_VALUE) {
     return digest === undefined ? undefined : `${name}#${digest};`;
   }
@@ -460,7 +496,7 @@ export async function variantSuffixAsync(
   let out = " vary:";
   for (const name of names) {
     const part =
-      varyPart(name, get) ?? varyPart(name, get, await sha256(normalizeValue(get(name)!)));
+      varyPart(name, get) ?? varyPart(name, get, await sha256(normalizeVaried(name, get(name)!)));
     out += part;
   }
   return out;
