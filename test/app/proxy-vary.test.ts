@@ -45,3 +45,26 @@ describe("Vary normalization (RFC 9111 4.1)", () => {
     expect(origin.count()).toBe(3);
   });
 });
+
+describe("Vary records and purges", () => {
+  it("drops the URL's Vary record with a tag purge of its variants", async () => {
+    const { origin, proxy, get } = await proxied((req, res) => {
+      res.writeHead(200, {
+        "cache-control": "max-age=60",
+        vary: "Accept-Language",
+        "cache-tag": "page",
+      });
+      res.end(`for ${req.headers["accept-language"]}`);
+    });
+    await get("/tagged", { "accept-language": "en" });
+    await get("/tagged", { "accept-language": "fr" });
+    expect(await proxy.node.proxy.purge({ tags: ["page"] })).toBe(2);
+    // Nothing of the URL is left: the next request is a plain URI miss, not a Vary miss.
+    expect(status(await get("/tagged", { "accept-language": "en" }))).toMatch(
+      /^edgecache; fwd=uri-miss; stored/,
+    );
+    expect(origin.count()).toBe(3);
+    const keys = [...proxy.node.cache.index.keys("/tagged")];
+    expect(keys.filter((k) => !k.includes(" vary:"))).toHaveLength(1);
+  });
+});

@@ -13,6 +13,7 @@ import {
   type Loaded,
   type ResponseMeta,
   URL_TAG,
+  USER_TAG,
   VARY_RECORD,
   type VaryMeta,
 } from "./types.ts";
@@ -75,13 +76,18 @@ export async function store(
     // The URL's key now says which request headers select its variants.
     const until = entry.staleUntil - now();
     const record = await cache.getEntry(base, { count: false });
-    const recordUntil = record && isVaryRecord(record) ? record.staleUntil - now() : 0;
+    const held = record && isVaryRecord(record) ? record : undefined;
+    const recordUntil = held ? held.staleUntil - now() : 0;
+    // The record carries its variants' purge tags too, so a tag purge takes it with them
+    // rather than leaving it to point at variants that are gone.
+    const tags = new Set([URL_TAG + ctx.target, VARY_RECORD, ...(held?.tags ?? [])]);
+    for (const tag of s.tags) if (tag.startsWith(USER_TAG)) tags.add(tag);
     await cache.storeLoaded(
       base,
       {
         body: new Uint8Array(),
         etag: "",
-        tags: [URL_TAG + ctx.target, VARY_RECORD],
+        tags: [...tags],
         meta: { varyRecord: s.vary } satisfies VaryMeta,
         ttl: Math.max(until, recordUntil),
         staleWhileRevalidate: 0,
