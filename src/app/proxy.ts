@@ -12,6 +12,7 @@ import type { OriginRoute } from "./proxy/routes.ts";
 import {
   COMPONENT,
   fastKeys,
+  keyHost,
   MAX_CACHED_TARGET,
   matchRoute,
   validateRoutes,
@@ -131,7 +132,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     }
     const ctx: Ctx = {
       route,
-      host: url.host,
+      host: keyHost(route, url.host),
       target: url.pathname + url.search,
       url,
       method: c.req.method,

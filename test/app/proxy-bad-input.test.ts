@@ -217,7 +217,7 @@ describe("odd paths and hosts", () => {
       res.end(`for ${req.headers["x-forwarded-host"]}`);
     });
     await raw(`${proxy.url}/page`, { headers: { host: "evil.example" } });
-    expect((await raw(`${proxy.url}/page`)).text).toBe(`for ${proxy.host}`);
+    expect((await raw(`${proxy.url}/page`)).text).toBe(`for ${proxy.hostname}`);
   });
 });
 
@@ -237,7 +237,7 @@ describe("unkeyed request headers", () => {
     });
     expect(attack.text).not.toContain("evil");
     const victim = await raw(`${proxy.url}/home`);
-    expect(victim.text).toBe(`<a href="http://${proxy.host}/next">`);
+    expect(victim.text).toBe(`<a href="http://${proxy.hostname}/next">`);
     const seen = origin.requests[0]!.headers;
     expect(seen.forwarded).toBeUndefined();
     expect(seen["x-original-url"]).toBeUndefined();

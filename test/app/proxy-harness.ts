@@ -75,8 +75,10 @@ export async function startOrigin(handler?: OriginHandler): Promise<Origin> {
 export interface ProxyHarness {
   node: NodeProxy;
   url: string;
-  /** host:port of the proxy (what keys hold). */
+  /** host:port of the proxy, as clients put it in Host. */
   host: string;
+  /** The proxy's host without the port: what keys hold and the origin's X-Forwarded-Host. */
+  hostname: string;
   clock: ReturnType<typeof fakeClock>;
   close(): Promise<void>;
 }
@@ -100,6 +102,7 @@ export async function startProxy(
     node,
     url,
     host: new URL(url).host,
+    hostname: new URL(url).hostname,
     clock,
     async close() {
       await node.close();

@@ -50,6 +50,9 @@ function sameOrigin(value: string, ctx: Ctx): string | undefined {
   } catch {
     return undefined;
   }
-  const ok = resolved.host === ctx.host || resolved.host === ctx.route.originUrl.host;
+  const ok =
+    resolved.host === ctx.url.host ||
+    resolved.host === ctx.host ||
+    resolved.host === ctx.route.originUrl.host;
   return ok ? resolved.pathname + resolved.search : undefined;
 }

@@ -102,6 +102,16 @@ export function matchRoute(
   );
 }
 
+/**
+ * The host a request is keyed by, and the one the origin is told (X-Forwarded-Host): without
+ * the port the client happened to put in Host, so `example.com:443` and `example.com` share
+ * entries; the origin sees only what is keyed, so a port cannot poison an entry. A route
+ * that names a port keeps it: two such routes may lead to different origins.
+ */
+export function keyHost(route: Route, host: string): string {
+  return route.host?.includes(":") ? host : host.replace(/:\d+$/, "");
+}
+
 /** `{path}?{query} {host}`: the path first, so a prefix purge is a key prefix. */
 export function baseKey(target: string, host: string): string {
   return `${target} ${host}`;
@@ -125,12 +135,9 @@ export function fastKeys(
         // Joined as @hono/node-server does, so "//x" stays a path.
         const url = new URL(`http://${host}${target}`);
         const normalized = url.pathname + url.search;
-        if (
-          normalized.length <= MAX_CACHED_TARGET &&
-          url.host === host &&
-          matchRoute(routes, host, url.pathname)
-        ) {
-          key = baseKey(normalized, host);
+        const route = matchRoute(routes, host, url.pathname);
+        if (normalized.length <= MAX_CACHED_TARGET && url.host === host && route) {
+          key = baseKey(normalized, keyHost(route, host));
         }
       }
       if (target.length <= 2048) {

@@ -12,6 +12,7 @@ import type { Route } from "./routes.ts";
 /** Per request: what the handler knows once the route is found. */
 export interface Ctx {
   route: Route;
+  /** The host it is keyed by and the origin told (`keyHost`); `url.host` is the client's. */
   host: string;
   target: string;
   /** The request URL as the client asked for it. */
