@@ -7,7 +7,10 @@ import CachePolicy from "http-cache-semantics";
  * directive names compared case-insensitively with the first occurrence winning, clamped
  * and non-negative ages and lifetimes, stale-while-revalidate / stale-if-error windows and
  * when stale may be served at all, a default TTL in place of the Last-Modified heuristic,
- * Vary normalization, Cache-Tag / Surrogate-Key, and hop-by-hop headers.
+ * targeted cache-control (RFC 9213, unknown to the library), strict HTTP-dates and Age (it
+ * takes anything `Date.parse` and `parseInt` take), the statuses it will not store although
+ * RFC 9111 3 allows it, must-understand (which it ignores), the request's max-stale, Vary
+ * normalization, Cache-Tag / Surrogate-Key, and hop-by-hop headers.
  * Portable: no Node.js API.
  */
 
