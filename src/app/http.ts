@@ -1,4 +1,5 @@
 import type { CacheEntry } from "../core/entry.ts";
+import { parseHttpDate } from "../core/http-cache.ts";
 
 /** RFC 9211 2.2: why a request went to the origin or source. */
 export type Forward = "uri-miss" | "vary-miss" | "miss" | "request" | "stale" | "method" | "bypass";
@@ -64,16 +65,18 @@ export interface EntryReply {
 
 /**
  * RFC 9110 13.1.3: If-Modified-Since (evaluated only without If-None-Match) holds when the
- * representation has not changed since; an invalid date is ignored.
+ * representation has not changed since; a value that is not an HTTP-date is ignored.
+ * `modified` is the stored response's Last-Modified or, without one, its Date (RFC 9111
+ * 4.3.2: a cache evaluates the condition against the Date when there is no Last-Modified).
  */
 export function notModifiedSince(
   ifModifiedSince: string | null | undefined,
-  lastModified: string | undefined,
+  modified: string | undefined,
 ): boolean {
-  if (!ifModifiedSince || !lastModified) return false;
-  const since = Date.parse(ifModifiedSince);
-  const modified = Date.parse(lastModified);
-  return Number.isFinite(since) && Number.isFinite(modified) && modified <= since;
+  if (!ifModifiedSince || !modified) return false;
+  const since = parseHttpDate(ifModifiedSince);
+  const at = parseHttpDate(modified);
+  return since !== undefined && at !== undefined && at <= since;
 }
 
 /**
@@ -95,7 +98,7 @@ export function entryReply(
   headers["cache-status"] = cacheStatus(outcome, entry, now);
   const unchanged = ifNoneMatch
     ? entry.etag !== "" && etagMatches(ifNoneMatch, entry.etag)
-    : notModifiedSince(ifModifiedSince, entry.headers["last-modified"]);
+    : notModifiedSince(ifModifiedSince, entry.headers["last-modified"] ?? entry.headers.date);
   if (entry.status >= 200 && entry.status < 300 && unchanged) {
     delete headers["content-type"];
     delete headers["content-length"];

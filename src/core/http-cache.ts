@@ -7,7 +7,10 @@ import CachePolicy from "http-cache-semantics";
  * directive names compared case-insensitively with the first occurrence winning, clamped
  * and non-negative ages and lifetimes, stale-while-revalidate / stale-if-error windows and
  * when stale may be served at all, a default TTL in place of the Last-Modified heuristic,
- * Vary normalization, Cache-Tag / Surrogate-Key, and hop-by-hop headers.
+ * targeted cache-control (RFC 9213, unknown to the library), strict HTTP-dates and Age (it
+ * takes anything `Date.parse` and `parseInt` take), the statuses it will not store although
+ * RFC 9111 3 allows it, must-understand (which it ignores), the request's max-stale, Vary
+ * normalization, Cache-Tag / Surrogate-Key, and hop-by-hop headers.
  * Portable: no Node.js API.
  */
 
@@ -81,6 +84,50 @@ export function parseCacheControl(value: string | null | undefined): Map<string,
   return out;
 }
 
+/**
+ * RFC 9213 2.1: the targeted cache-control fields edgecache obeys, in precedence order: its
+ * own, then the one every CDN obeys. The first with a valid, non-empty value replaces
+ * Cache-Control (and Expires) for edgecache's decisions; clients still get Cache-Control.
+ */
+export const TARGETED_FIELDS = ["edgecache-cache-control", "cdn-cache-control"] as const;
+/** The field that targets edgecache alone: no one downstream is meant to read it. */
+export const OWN_TARGETED_FIELD = "edgecache-cache-control";
+
+// RFC 8941 3.2 Dictionary (the syntax RFC 9213 2.1 gives targeted fields), without inner
+// lists, which no cache directive takes.
+const SF_KEY = "[a-z*][a-z0-9_.*-]*";
+const SF_ITEM =
+  '(?:-?\\d{1,15}(?:\\.\\d{1,3})?|"(?:[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]|\\\\["\\\\])*"|' +
+  "[A-Za-z*][!#$%&'*+.^_`|~0-9A-Za-z:/-]*|:[A-Za-z0-9+/=]*:|\\?[01])";
+const SF_PARAMS = `(?:; *${SF_KEY}(?:=${SF_ITEM})?)*`;
+const SF_MEMBER = `${SF_KEY}(?:=${SF_ITEM})?${SF_PARAMS}`;
+const SF_DICTIONARY = new RegExp(`^${SF_MEMBER}(?:[ \\t]*,[ \\t]*${SF_MEMBER})*$`);
+
+/**
+ * The targeted cache-control value edgecache obeys (RFC 9213 2.1), or undefined when no
+ * targeted field has a valid, non-empty value: one that does not parse as a structured
+ * Dictionary (upper-case names, say) is ignored, and the next field or Cache-Control applies.
+ */
+export function targetedCacheControl(headers: HeaderRecord): string | undefined {
+  for (const name of TARGETED_FIELDS) {
+    const value = headers[name]?.trim();
+    if (value && SF_DICTIONARY.test(value)) return value;
+  }
+  return undefined;
+}
+
+/**
+ * The response headers edgecache's caching decisions read: with a targeted field in
+ * effect, its directives are the Cache-Control and Expires is ignored (RFC 9213 2.1).
+ */
+export function cachingHeaders(headers: HeaderRecord): HeaderRecord {
+  const targeted = targetedCacheControl(headers);
+  if (targeted === undefined) return headers;
+  const out: HeaderRecord = { ...headers, "cache-control": targeted };
+  delete out.expires;
+  return out;
+}
+
 function formatCacheControl(cc: Map<string, string | true>): string {
   return [...cc].map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(", ");
 }
@@ -136,12 +183,126 @@ export interface OriginReply {
   headers: HeaderRecord;
 }
 
+/** Any valid HTTP-date in the past: what an invalid Expires means (RFC 9111 5.3). */
+const EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT";
+
+/**
+ * The response as the library sees it. It reads Expires and Date with `Date.parse`, which
+ * takes far more than HTTP-dates (and "UTC", one-digit hours...), and Age with `parseInt`,
+ * which rounds "50.5" down to 50; so both are decided here first.
+ */
 function policyResponse(reply: OriginReply): CachePolicy.HttpResponse {
   const headers = { ...reply.headers };
-  if (headers["cache-control"] !== undefined) {
-    headers["cache-control"] = normalizedCc(headers["cache-control"]);
+  const cc = parseCacheControl(headers["cache-control"]);
+  if (cc.has("must-understand") && UNDERSTOOD_STATUSES.has(reply.status)) {
+    // RFC 9111 5.2.2.3: a cache that understands the status ignores no-store (the library
+    // knows nothing of must-understand; `freshness` refuses the statuses we do not know).
+    cc.delete("no-store");
   }
-  return { status: reply.status, headers };
+  if (headers["cache-control"] !== undefined) headers["cache-control"] = formatCacheControl(cc);
+  if (headers.expires !== undefined) {
+    // RFC 9111 5.3: an invalid Expires (an empty one included) means already expired.
+    const expires = parseHttpDate(headers.expires);
+    headers.expires = expires === undefined ? EXPIRED : new Date(expires).toUTCString();
+  }
+  if (headers.date !== undefined) {
+    // An invalid Date is no Date: the library then takes the time the response came in.
+    const date = parseHttpDate(headers.date);
+    if (date === undefined) delete headers.date;
+    else headers.date = new Date(date).toUTCString();
+  }
+  // RFC 9111 5.1: an Age that is not a non-negative integer (a fraction, a list) is ignored.
+  if (headers.age !== undefined && deltaSeconds(headers.age.trim()) === undefined) {
+    delete headers.age;
+  }
+  return { status: policyStatus(reply.status, cc, headers), headers };
+}
+
+/**
+ * Statuses edgecache understands (RFC 9110 15): stored with must-understand, and reusable
+ * like any final status. Not 206 (partial content is not stored) nor 304 (it only ever
+ * revalidates a stored response).
+ */
+const UNDERSTOOD_STATUSES = new Set([
+  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 307, 308, 400, 401, 402, 403, 404, 405, 406,
+  407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426, 500, 501, 502, 503, 504,
+  505,
+]);
+/** The statuses http-cache-semantics will store at all. */
+const LIBRARY_STATUSES = new Set([
+  200, 203, 204, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501,
+]);
+
+/**
+ * RFC 9111 3: any final response may be stored when it has explicit freshness or says
+ * `public` (then heuristic freshness applies too, 4.2.2), whatever its status, 400, 500 and
+ * unknown ones such as 299 or 599 included. The library stores only the statuses it lists,
+ * so it is shown a 200 for the others; `freshness` still reads the real status.
+ */
+function policyStatus(
+  status: number,
+  cc: Map<string, string | true>,
+  headers: HeaderRecord,
+): number {
+  if (LIBRARY_STATUSES.has(status) || status < 200 || status === 206 || status === 304) {
+    return status;
+  }
+  const explicit =
+    cc.has("max-age") || cc.has("s-maxage") || cc.has("public") || headers.expires !== undefined;
+  return explicit ? 200 : status;
+}
+
+const DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].join("|");
+const LONG_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTH = MONTHS.join("|");
+const TIME = "(\\d{2}):(\\d{2}):(\\d{2})";
+/** RFC 9110 5.6.7: IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`. */
+const IMF_FIXDATE = new RegExp(`^(?:${DAYS}), (\\d{2}) (${MONTH}) (\\d{4}) ${TIME} GMT$`);
+/** The obsolete RFC 850 form, `Sunday, 06-Nov-94 08:49:37 GMT`. */
+const RFC_850 = new RegExp(
+  `^(?:${LONG_DAYS.join("|")}), (\\d{2})-(${MONTH})-(\\d{2}) ${TIME} GMT$`,
+);
+/** The obsolete asctime form, `Sun Nov  6 08:49:37 1994`. */
+const ASCTIME = new RegExp(`^(?:${DAYS}) (${MONTH}) ( \\d|\\d{2}) ${TIME} (\\d{4})$`);
+
+/**
+ * An HTTP-date (RFC 9110 5.6.7) in epoch ms, or undefined when it is none of the three
+ * forms a recipient must accept: names are case-sensitive, the spacing is exact, the zone
+ * is "GMT". A two-digit year more than 50 years ahead of `now` is in the last century.
+ */
+export function parseHttpDate(value: string, now = Date.now()): number | undefined {
+  const parts = dateParts(value, now);
+  if (!parts) return undefined;
+  const { day, month, year, time } = parts;
+  const [h, min, s] = time.map(Number) as [number, number, number];
+  const mon = MONTHS.indexOf(month);
+  const d = Number(day);
+  // A leap second (:60) is valid syntax; it counts as the next second.
+  if (h > 23 || min > 59 || s > 60 || d < 1) return undefined;
+  const ms = Date.UTC(year, mon, d, h, min, s);
+  // No 31 Feb: Date.UTC would roll it over into March.
+  return new Date(Date.UTC(year, mon, d)).getUTCDate() === d ? ms : undefined;
+}
+
+/** The fields of whichever HTTP-date form `value` is in, the year in four digits. */
+function dateParts(
+  value: string,
+  now: number,
+): { day: string; month: string; year: number; time: string[] } | undefined {
+  const imf = IMF_FIXDATE.exec(value);
+  if (imf) return { day: imf[1]!, month: imf[2]!, year: Number(imf[3]), time: imf.slice(4, 7) };
+  const rfc850 = RFC_850.exec(value);
+  if (rfc850) {
+    const thisYear = new Date(now).getUTCFullYear();
+    let year = Math.floor(thisYear / 100) * 100 + Number(rfc850[3]);
+    if (year > thisYear + 50) year -= 100;
+    return { day: rfc850[1]!, month: rfc850[2]!, year, time: rfc850.slice(4, 7) };
+  }
+  const asc = ASCTIME.exec(value);
+  if (asc)
+    return { day: asc[2]!.trim(), month: asc[1]!, year: Number(asc[6]), time: asc.slice(3, 6) };
+  return undefined;
 }
 
 export function newPolicy(
@@ -194,6 +355,10 @@ export function freshness(
   const validators = !!(reply.headers.etag || reply.headers["last-modified"]);
   const none = { fresh: 0, age: 0, swr: 0, sie: 0, validators };
   if (!policy.storable()) return { storable: false, reason: "not-storable", ...none };
+  // RFC 9111 5.2.2.3: must-understand limits storing to the statuses the cache knows.
+  if (cc.has("must-understand") && !UNDERSTOOD_STATUSES.has(reply.status)) {
+    return { storable: false, reason: "must-understand", ...none };
+  }
   // A stored Set-Cookie would hand one client's cookie to the next: such responses pass
   // through. (The library stores them with a lifetime of 0 unless `public`.)
   if (reply.headers["set-cookie"] !== undefined) {
@@ -214,7 +379,7 @@ export function freshness(
     options.defaultTtl !== undefined &&
     !explicit &&
     !cc.has("no-cache") &&
-    HEURISTIC_STATUSES.has(reply.status)
+    (HEURISTIC_STATUSES.has(reply.status) || cc.has("public"))
   ) {
     // The operator's TTL is the heuristic freshness RFC 9111 4.2.2 lets a cache choose.
     lifetime = options.defaultTtl;
@@ -258,6 +423,42 @@ function normalizeValue(value: string): string {
     .join(",");
 }
 
+/** A weighted list (RFC 9110 12.4.2): its members lower-cased, without those of q=0, best first. */
+function weighted(value: string): string[] {
+  const items: { name: string; q: number; at: number }[] = [];
+  for (const [at, part] of value.split(",").entries()) {
+    const [name = "", ...params] = part.split(";").map((p) => p.trim());
+    if (!name) continue;
+    const qParam = params.find((p) => /^q\s*=/i.test(p));
+    const q = qParam === undefined ? 1 : Number(qParam.slice(qParam.indexOf("=") + 1).trim());
+    items.push({ name: name.toLowerCase(), q: Number.isFinite(q) ? q : 1, at });
+  }
+  const seen = new Set<string>();
+  return items
+    .filter((i) => i.q > 0)
+    .sort((a, b) => b.q - a.q || a.at - b.at)
+    .map((i) => i.name)
+    .filter((n) => !seen.has(n) && seen.add(n));
+}
+
+/**
+ * The value of a Vary'd request header as the key holds it (RFC 9111 4.1 allows normalizing
+ * what the origin treats alike). Accept-Encoding: the set of codings accepted, sorted
+ * ("gzip, deflate, br" and "br;q=1.0, gzip;q=0.8, deflate" are one entry; every client of
+ * it accepts what the origin chose). Accept-Language: the languages in order of preference,
+ * lower-cased, without weights. Others: whitespace normalized.
+ */
+function normalizeVaried(name: string, value: string): string {
+  if (name === "accept-encoding") {
+    const codings = weighted(value)
+      .map((c) => (c === "x-gzip" ? "gzip" : c))
+      .filter((c) => c !== "identity");
+    return [...new Set(codings)].sort().join(",");
+  }
+  if (name === "accept-language") return weighted(value).join(",");
+  return normalizeValue(value);
+}
+
 type HeaderGetter = (name: string) => string | null | undefined;
 
 /**
@@ -268,7 +469,7 @@ type HeaderGetter = (name: string) => string | null | undefined;
 function varyPart(name: string, get: HeaderGetter, digest?: string): string | undefined {
   const raw = get(name);
   if (raw === null || raw === undefined) return `${name}!;`;
-  const value = normalizeValue(raw);
+  const value = normalizeVaried(name, raw);
   if (SECRET_HEADERS.has(name) || value.length > MAX_VARY_VALUE) {
     return digest === undefined ? undefined : `${name}#${digest};`;
   }
@@ -298,7 +499,7 @@ export async function variantSuffixAsync(
   let out = " vary:";
   for (const name of names) {
     const part =
-      varyPart(name, get) ?? varyPart(name, get, await sha256(normalizeValue(get(name)!)));
+      varyPart(name, get) ?? varyPart(name, get, await sha256(normalizeVaried(name, get(name)!)));
     out += part;
   }
   return out;
@@ -335,13 +536,14 @@ export interface RequestDirectives {
   /** Seconds. */
   maxAge?: number;
   minFresh?: number;
+  /** Seconds of staleness the client accepts (RFC 9111 5.2.1.2); Infinity without a value. */
+  maxStale?: number;
 }
 
 export function requestDirectives(headers: Headers): RequestDirectives {
   const value = headers.get("cache-control");
   const cc = parseCacheControl(value);
-  // max-stale is not honoured: serving stale on a client's say-so is optional (RFC 9111
-  // 5.2.1.2) and would need must-revalidate checks on every hit.
+  const maxStale = cc.get("max-stale");
   return {
     noCache:
       cc.has("no-cache") ||
@@ -350,7 +552,18 @@ export function requestDirectives(headers: Headers): RequestDirectives {
     onlyIfCached: cc.has("only-if-cached"),
     maxAge: deltaSeconds(cc.get("max-age")),
     minFresh: deltaSeconds(cc.get("min-fresh")),
+    maxStale: maxStale === true ? Number.POSITIVE_INFINITY : deltaSeconds(maxStale),
   };
+}
+
+/**
+ * RFC 9111 4.2.4: whether a shared cache may serve the response stale at all (a client's
+ * max-stale, say): not with must-revalidate, proxy-revalidate, no-cache, or s-maxage
+ * (which implies proxy-revalidate in a shared cache, 5.2.2.10).
+ */
+export function mayServeStale(cacheControl: string | undefined): boolean {
+  const cc = parseCacheControl(cacheControl);
+  return !["must-revalidate", "proxy-revalidate", "no-cache", "s-maxage"].some((d) => cc.has(d));
 }
 
 /** Whether a response explicitly lets a shared cache reuse it for authenticated requests (RFC 9111 3.5). */

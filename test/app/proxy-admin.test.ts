@@ -123,7 +123,7 @@ describe("keys", () => {
     const r = await admin("GET", "/keys?prefix=/v1/users");
     expect(r.json.keys).toEqual([
       expect.objectContaining({
-        key: `/v1/users/1 ${proxy.host}`,
+        key: `/v1/users/1 ${proxy.hostname}`,
         bytes: expect.any(Number),
         ageSeconds: 10,
         ttlSeconds: 590,

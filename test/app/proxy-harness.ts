@@ -7,6 +7,7 @@ import {
   type ServerResponse,
 } from "node:http";
 import type { AddressInfo } from "node:net";
+import { onTestFinished } from "vitest";
 import {
   createNodeProxy,
   type NodeProxy,
@@ -74,8 +75,10 @@ export async function startOrigin(handler?: OriginHandler): Promise<Origin> {
 export interface ProxyHarness {
   node: NodeProxy;
   url: string;
-  /** host:port of the proxy (what keys hold). */
+  /** host:port of the proxy, as clients put it in Host. */
   host: string;
+  /** The proxy's host without the port: what keys hold and the origin's X-Forwarded-Host. */
+  hostname: string;
   clock: ReturnType<typeof fakeClock>;
   close(): Promise<void>;
 }
@@ -99,6 +102,7 @@ export async function startProxy(
     node,
     url,
     host: new URL(url).host,
+    hostname: new URL(url).hostname,
     clock,
     async close() {
       await node.close();
@@ -147,3 +151,31 @@ export function counting(headers: Record<string, string | string[]>, status = 20
 }
 
 export const SECOND = 1000;
+
+export type Get = (
+  path: string,
+  headers?: Record<string, string>,
+  method?: string,
+) => Promise<RawReply>;
+
+/**
+ * An origin with `handler` and a proxy in front of it, both closed when the test ends, and
+ * `get` to request a path through the proxy.
+ */
+export async function proxied(
+  handler?: OriginHandler,
+  options: Partial<NodeProxyOptions> & { ttl?: number } = {},
+): Promise<{ origin: Origin; proxy: ProxyHarness; get: Get }> {
+  const origin = await startOrigin(handler);
+  onTestFinished(() => origin.close());
+  const { ttl, ...rest } = options;
+  const proxy = await startProxy([{ origin: origin.url, ...(ttl !== undefined && { ttl }) }], rest);
+  onTestFinished(() => proxy.close());
+  const get: Get = (path, headers = {}, method = "GET") =>
+    raw(`${proxy.url}${path}`, { method, headers });
+  return { origin, proxy, get };
+}
+
+/** The Cache-Status a reply carries. */
+export const cacheStatusOf = (r: { headers: Record<string, unknown> }) =>
+  String(r.headers["cache-status"]);

@@ -35,6 +35,17 @@ export function nodeOriginFetch(): NodeOriginFetch {
         headers,
         agent: secure ? https : http,
       });
+      // node:http gives 1xx responses other than 101 as `information`, before `response`.
+      if (init.onInterim) {
+        const onInterim = init.onInterim;
+        req.on("information", (info) => {
+          const h = new Headers();
+          for (let i = 0; i + 1 < info.rawHeaders.length; i += 2) {
+            h.append(info.rawHeaders[i]!, info.rawHeaders[i + 1]!);
+          }
+          onInterim(info.statusCode, h);
+        });
+      }
       req.setTimeout(ORIGIN_TIMEOUT_MS, () => req.destroy(new Error("origin timed out")));
       let answered = false;
       // After the headers, a failure (a body cut short) reaches the reader of the stream.

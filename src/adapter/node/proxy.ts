@@ -1,4 +1,6 @@
+import type { ServerResponse } from "node:http";
 import { resolve } from "node:path";
+import type { HttpBindings } from "@hono/node-server";
 import { Hono } from "hono";
 import { addressSet, clientAddress } from "../../app/access.ts";
 import { createAdminApi } from "../../app/admin.ts";
@@ -7,6 +9,7 @@ import { type CachingProxy, createProxy, type OriginRoute } from "../../app/prox
 import { Cache } from "../../core/cache.ts";
 import { localChangeLog } from "../../core/change-log.ts";
 import type { CacheEntry } from "../../core/entry.ts";
+import { endToEnd } from "../../core/http-cache.ts";
 import { isClosable, type Store } from "../../core/store.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
@@ -126,6 +129,10 @@ async function open(
       // A trusted proxy without X-Forwarded-For is the client as far as anyone knows.
       clientAddress: (c) =>
         clientAddress(peerAddress(c), (h) => c.req.header(h), trusted) ?? peerAddress(c),
+      interim: (c) => {
+        const res = (c.env as HttpBindings | undefined)?.outgoing;
+        return res && ((status, headers) => relayInterim(res, status, headers));
+      },
     });
   } catch (err) {
     await cluster?.close();
@@ -183,4 +190,24 @@ export function hitFinder(proxy: CachingProxy): (req: HitRequest) => CacheEntry 
 
 async function closeTiers(tiers: Store[]): Promise<void> {
   for (const tier of tiers) if (isClosable(tier)) await tier.close();
+}
+
+/**
+ * Sends an origin's interim response on (RFC 9110 15.2: a proxy forwards 1xx responses):
+ * 100, 102 and 103 (its fields end to end; node:http sends a 103 only with a Link), which
+ * are what node:http can write. Once the final response has begun, it is too late.
+ */
+function relayInterim(res: ServerResponse, status: number, headers: Headers): void {
+  if (res.headersSent || res.writableEnded) return;
+  try {
+    if (status === 100) res.writeContinue();
+    else if (status === 102) res.writeProcessing();
+    else if (status === 103) {
+      const hints: Record<string, string> = {};
+      for (const [name, value] of endToEnd(headers)) hints[name] = value;
+      res.writeEarlyHints(hints);
+    }
+  } catch {
+    // A Link node:http refuses: the hint is dropped, the response itself is unaffected.
+  }
 }

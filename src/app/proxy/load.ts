@@ -1,0 +1,190 @@
+import type { Cache } from "../../core/cache.ts";
+import type { CacheEntry } from "../../core/entry.ts";
+import {
+  type CacheRequest,
+  cachingHeaders,
+  endToEnd,
+  type FreshnessOptions,
+  freshness,
+  newPolicy,
+  OWN_TARGETED_FIELD,
+  type PolicyClass,
+  responseTags,
+  toRecord,
+  varyNames,
+} from "../../core/http-cache.ts";
+import { originHeaders, PER_CLIENT_REQUEST_HEADERS, storedHeaders } from "./headers.ts";
+import { held as holding, revalidated, setConditional } from "./revalidate.ts";
+import type { Route } from "./routes.ts";
+import { type StoreInit, store } from "./store.ts";
+import { type Ctx, ERROR_STATUSES, entryTags, type Loaded } from "./types.ts";
+
+/**
+ * Sends a request to an origin. Runtimes pass their own (the Node adapter uses node:http,
+ * which keeps bodies as sent: `fetch` would decode Content-Encoding).
+ */
+export type OriginFetch = (
+  url: string,
+  init: {
+    method: string;
+    headers: Headers;
+    body: ReadableStream<Uint8Array> | null;
+    /** Called with each interim (1xx) response before the final one, where the runtime sees them. */
+    onInterim?: Interim;
+  },
+) => Promise<Response>;
+
+/** Passes an interim response (RFC 9110 15.2: 1xx, such as 103 Early Hints) on to the client. */
+export type Interim = (status: number, headers: Headers) => void;
+
+/** What loading needs of the proxy: the cache, the origin, the clock and the limits. */
+export interface LoadEnv {
+  cache: Cache;
+  originFetch: OriginFetch;
+  Policy: PolicyClass;
+  now: () => number;
+  /** Largest body stored, bytes. */
+  maxSize: number;
+  /** Seconds of grace (stale content when the origin fails). */
+  grace: number;
+}
+
+export function originUrl(ctx: Ctx): string {
+  return ctx.route.originUrl.origin + ctx.target;
+}
+
+export function freshOptions(env: LoadEnv, route: Route): FreshnessOptions {
+  return { defaultTtl: route.ttl, grace: env.grace };
+}
+
+/**
+ * One origin request for a GET or HEAD: conditional when a stale entry with validators is
+ * held (RFC 9111 4.3.1), stored when RFC 9111 3 allows it and it fits.
+ */
+export async function load(
+  env: LoadEnv,
+  ctx: Ctx,
+  heldEntry: CacheEntry | undefined,
+): Promise<Loaded> {
+  const { cache } = env;
+  const since = cache.position;
+  const headers = originHeaders(ctx);
+  for (const name of PER_CLIENT_REQUEST_HEADERS) headers.delete(name);
+  const request: CacheRequest = { method: "GET", target: ctx.target, headers: ctx.headers };
+  const h = holding(env.Policy, heldEntry);
+  if (h) setConditional(headers, h, ctx.target);
+  let response: Response;
+  try {
+    // A HEAD is fetched as a GET, so the entry it stores serves GETs too.
+    response = await cache.measureLoad(() =>
+      env.originFetch(originUrl(ctx), {
+        method: "GET",
+        headers,
+        body: null,
+        // RFC 9110 15.2: interim responses go to the client that asked, and are never
+        // stored; their fields are not the final response's.
+        ...(ctx.interim && { onInterim: ctx.interim }),
+      }),
+    );
+  } catch (error) {
+    return { kind: "down", error };
+  }
+  const resHeaders = endToEnd(response.headers);
+  const record = toRecord(resHeaders);
+
+  if (response.status === 304 && h) {
+    void response.body?.cancel().catch(() => {});
+    const init = revalidated(h, ctx.target, record, freshOptions(env, ctx.route));
+    // RFC 9111 4.3.4: a 304 whose validator is not the stored one's selects nothing for
+    // update: ask again, unconditionally.
+    if (!init) return load(env, ctx, undefined);
+    return store(cache, env.now, ctx, since, init);
+  }
+
+  const vary = varyNames(record.vary);
+  // RFC 9213 2.1: a targeted field (CDN-Cache-Control...) decides in place of Cache-Control.
+  const caching = { status: response.status, headers: cachingHeaders(record) };
+  const policy = newPolicy(env.Policy, request, caching);
+  const fresh = freshness(policy, caching, freshOptions(env, ctx.route));
+  const declared = Number(record["content-length"] ?? Number.NaN);
+  let reason: string | undefined;
+  if (!fresh.storable) reason = fresh.reason;
+  else if (ctx.directives.noStore) reason = "no-store-request";
+  else if (fresh.fresh === 0 && !fresh.validators) reason = "not-fresh";
+  else if (declared > env.maxSize) reason = "too-large";
+  else if (
+    h &&
+    ERROR_STATUSES.has(response.status) &&
+    env.now() < h.entry.freshUntil + h.meta.sie
+  ) {
+    // A storable error (one with explicit freshness) must not replace what stale-if-error
+    // will serve in its place (RFC 5861 4).
+    reason = "stale-if-error";
+  }
+  const storeInit = (body: Uint8Array): StoreInit => ({
+    body,
+    status: response.status,
+    headers: storedHeaders(resHeaders),
+    etag: record.etag ?? "",
+    tags: entryTags(ctx.target, responseTags(record)),
+    policy,
+    fresh,
+    vary: vary === "*" ? undefined : vary,
+    targeted: record[OWN_TARGETED_FIELD],
+    originStatus: response.status,
+  });
+  if (reason !== undefined || !response.body) {
+    // No body at all (a 204, say): stored with an empty one.
+    if (reason === undefined) return store(cache, env.now, ctx, since, storeInit(new Uint8Array()));
+    return { kind: "pass", response, detail: reason };
+  }
+  const read = await readUpTo(response.body, env.maxSize).catch((error: unknown) => ({ error }));
+  if ("error" in read) return { kind: "down", error: read.error };
+  if ("stream" in read) {
+    const passed = new Response(read.stream, { status: response.status, headers: resHeaders });
+    return { kind: "pass", response: passed, detail: "too-large" };
+  }
+  return store(cache, env.now, ctx, since, storeInit(read.bytes));
+}
+
+/** Reads a body up to `limit` bytes; past that, a stream of what was read and the rest. */
+async function readUpTo(
+  body: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<{ bytes: Uint8Array } | { stream: ReadableStream<Uint8Array> }> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) {
+      const bytes = new Uint8Array(size);
+      let at = 0;
+      for (const chunk of chunks) {
+        bytes.set(chunk, at);
+        at += chunk.byteLength;
+      }
+      return { bytes };
+    }
+    chunks.push(value);
+    size += value.byteLength;
+    if (size > limit) {
+      // Too large to store: what was read goes first, the rest streams as it comes.
+      return {
+        stream: new ReadableStream<Uint8Array>({
+          start(controller) {
+            for (const chunk of chunks.splice(0)) controller.enqueue(chunk);
+          },
+          async pull(controller) {
+            const next = await reader.read();
+            if (next.done) controller.close();
+            else controller.enqueue(next.value);
+          },
+          cancel(reason) {
+            return reader.cancel(reason);
+          },
+        }),
+      };
+    }
+  }
+}

@@ -1,0 +1,58 @@
+import type { Cache } from "../../core/cache.ts";
+import type { Forward } from "../http.ts";
+import { clientHeaders, originHeaders } from "./headers.ts";
+import { type OriginFetch, originUrl } from "./load.ts";
+import { downReply } from "./replies.ts";
+import { type Ctx, URL_TAG } from "./types.ts";
+
+/** RFC 9110 9.2.1: everything else is unsafe and invalidates (RFC 9111 4.4). */
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+
+/** Unsafe and other methods (and uncacheable targets): straight to the origin. */
+export async function passThrough(
+  env: { cache: Cache; originFetch: OriginFetch; reportDown(error: unknown): void },
+  ctx: Ctx,
+  body: ReadableStream<Uint8Array> | null,
+  fwd: Forward = "method",
+): Promise<Response> {
+  let response: Response;
+  try {
+    response = await env.originFetch(originUrl(ctx), {
+      method: ctx.method,
+      headers: originHeaders(ctx),
+      body,
+      ...(ctx.interim && { onInterim: ctx.interim }),
+    });
+  } catch (error) {
+    env.reportDown(error);
+    return downReply(error, fwd);
+  }
+  if (!SAFE_METHODS.has(ctx.method) && response.status < 400) {
+    // RFC 9111 4.4: a non-error response to an unsafe method invalidates the target URI
+    // and same-origin Location / Content-Location, every variant, before it is answered.
+    const targets = [ctx.target];
+    for (const name of ["location", "content-location"]) {
+      const value = response.headers.get(name);
+      const resolved = value === null ? undefined : sameOrigin(value, ctx);
+      if (resolved) targets.push(resolved);
+    }
+    await env.cache.invalidate({ tags: targets.map((t) => URL_TAG + t) });
+  }
+  const headers = clientHeaders(response.headers);
+  headers.set("cache-status", `edgecache; fwd=${fwd}; detail=not-stored`);
+  return new Response(response.body, { status: response.status, headers });
+}
+
+function sameOrigin(value: string, ctx: Ctx): string | undefined {
+  let resolved: URL;
+  try {
+    resolved = new URL(value, ctx.url);
+  } catch {
+    return undefined;
+  }
+  const ok =
+    resolved.host === ctx.url.host ||
+    resolved.host === ctx.host ||
+    resolved.host === ctx.route.originUrl.host;
+  return ok ? resolved.pathname + resolved.search : undefined;
+}

@@ -1,0 +1,150 @@
+import { badOption } from "../../core/errors.ts";
+
+/** One origin behind the proxy, chosen by the request's host and path. */
+export interface OriginRoute {
+  /** Where requests go: scheme, host and port (`http://127.0.0.1:3000`). */
+  origin: string;
+  /** Only requests for this host (`api.example.com`, or with a port); all hosts when absent. */
+  host?: string;
+  /** Only paths under this prefix (`/v1`); all paths when absent. */
+  pathPrefix?: string;
+  /**
+   * Seconds a response without explicit freshness (no s-maxage, max-age or Expires, and no
+   * no-cache) stays fresh, for the statuses RFC 9110 15.1 lets a cache assign freshness
+   * heuristically. It replaces the Last-Modified heuristic (10% of the time since the last
+   * change); without it a response with neither is stored only to be revalidated.
+   */
+  ttl?: number;
+}
+
+/** A validated route. */
+export interface Route extends OriginRoute {
+  originUrl: URL;
+}
+
+export const COMPONENT = "proxy";
+/** Longer request targets are passed through uncached: keys stay small. */
+export const MAX_CACHED_TARGET = 8192;
+/** Host header syntax the fast path takes as is (the one @hono/node-server passes through). */
+const PLAIN_HOST = /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/;
+const KEY_MEMO_SIZE = 10_000;
+const ROUTE_KEYS = ["origin", "host", "pathPrefix", "ttl"];
+
+/**
+ * Checks routes in "expected X, got Y" form (`name` is what the caller calls them) and
+ * orders them most specific first: with a host before without, longer prefixes first.
+ */
+export function validateRoutes(routes: unknown, component = COMPONENT, name = "routes"): Route[] {
+  if (!Array.isArray(routes) || routes.length === 0) {
+    badOption(component, name, "a non-empty array of {origin, host?, pathPrefix?, ttl?}", routes);
+  }
+  const out = routes.map((r: OriginRoute, i: number): Route => {
+    const at = `${name}[${i}]`;
+    if (typeof r !== "object" || r === null) badOption(component, at, "an object", r);
+    for (const k of Object.keys(r)) {
+      if (!ROUTE_KEYS.includes(k)) badOption(component, `${at}.${k}`, ROUTE_KEYS.join(", "), k);
+    }
+    let originUrl: URL | undefined;
+    try {
+      originUrl = new URL(r.origin);
+    } catch {}
+    if (
+      !originUrl ||
+      !["http:", "https:"].includes(originUrl.protocol) ||
+      originUrl.pathname !== "/" ||
+      originUrl.search ||
+      originUrl.hash
+    ) {
+      badOption(
+        component,
+        `${at}.origin`,
+        "an http(s) origin such as http://127.0.0.1:3000",
+        r.origin,
+      );
+    }
+    if (
+      r.host !== undefined &&
+      (typeof r.host !== "string" || !/^[a-z0-9.[\]:_-]+$/i.test(r.host))
+    ) {
+      badOption(component, `${at}.host`, "a host name, with a port if needed", r.host);
+    }
+    if (
+      r.pathPrefix !== undefined &&
+      (typeof r.pathPrefix !== "string" || !r.pathPrefix.startsWith("/"))
+    ) {
+      badOption(component, `${at}.pathPrefix`, 'a path starting with "/"', r.pathPrefix);
+    }
+    if (r.ttl !== undefined && !(typeof r.ttl === "number" && r.ttl >= 0)) {
+      badOption(component, `${at}.ttl`, "a number of seconds >= 0", r.ttl);
+    }
+    return { ...r, host: r.host?.toLowerCase(), originUrl };
+  });
+  return out.sort(
+    (a, b) =>
+      Number(b.host !== undefined) - Number(a.host !== undefined) ||
+      (b.pathPrefix?.length ?? 0) - (a.pathPrefix?.length ?? 0),
+  );
+}
+
+/** The route for a host and path: a route's host matches with or without the port. */
+export function matchRoute(
+  routes: readonly Route[],
+  host: string,
+  path: string,
+): Route | undefined {
+  const hostname = host.replace(/:\d+$/, "");
+  return routes.find(
+    (r) =>
+      (r.host === undefined || r.host === host || r.host === hostname) &&
+      (r.pathPrefix === undefined ||
+        path === r.pathPrefix ||
+        path.startsWith(r.pathPrefix.endsWith("/") ? r.pathPrefix : `${r.pathPrefix}/`)),
+  );
+}
+
+/**
+ * The host a request is keyed by, and the one the origin is told (X-Forwarded-Host): without
+ * the port the client happened to put in Host, so `example.com:443` and `example.com` share
+ * entries; the origin sees only what is keyed, so a port cannot poison an entry. A route
+ * that names a port keeps it: two such routes may lead to different origins.
+ */
+export function keyHost(route: Route, host: string): string {
+  return route.host?.includes(":") ? host : host.replace(/:\d+$/, "");
+}
+
+/** `{path}?{query} {host}`: the path first, so a prefix purge is a key prefix. */
+export function baseKey(target: string, host: string): string {
+  return `${target} ${host}`;
+}
+
+/**
+ * The base key of a raw request target, as the app would compute it (null: not one the
+ * app caches), memoized: the runtime's fast path asks for it on every hit.
+ */
+export function fastKeys(
+  routes: readonly Route[],
+): (target: string, host: string) => string | null {
+  const memo = new Map<string, string | null>();
+  return (target, host) => {
+    const memoKey = `${host} ${target}`;
+    let key = memo.get(memoKey);
+    if (key === undefined) {
+      key = null;
+      if (PLAIN_HOST.test(host)) {
+        // The same normalization the app gets (WHATWG URL parsing), so keys agree.
+        // Joined as @hono/node-server does, so "//x" stays a path.
+        const url = new URL(`http://${host}${target}`);
+        const normalized = url.pathname + url.search;
+        const route = matchRoute(routes, host, url.pathname);
+        if (normalized.length <= MAX_CACHED_TARGET && url.host === host && route) {
+          key = baseKey(normalized, keyHost(route, host));
+        }
+      }
+      if (target.length <= 2048) {
+        if (memo.size >= KEY_MEMO_SIZE) memo.clear();
+        memo.set(memoKey, key);
+      }
+    }
+    return key;
+  };
+}

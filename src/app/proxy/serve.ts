@@ -1,0 +1,179 @@
+import type { LogPosition } from "../../core/change-log.ts";
+import type { CacheEntry } from "../../core/entry.ts";
+import { EdgecacheError } from "../../core/errors.ts";
+import {
+  mayServeStale,
+  sharedWithAuthorization,
+  variantSuffixAsync,
+} from "../../core/http-cache.ts";
+import type { Forward } from "../http.ts";
+import { clientHeaders } from "./headers.ts";
+import { type LoadEnv, load } from "./load.ts";
+import { passThrough } from "./pass.ts";
+import { downReply, errorReply, missOutcome, reply } from "./replies.ts";
+import { baseKey, COMPONENT } from "./routes.ts";
+import {
+  type Ctx,
+  ERROR_STATUSES,
+  isVaryRecord,
+  type Loaded,
+  type ResponseMeta,
+  storedCacheControl,
+} from "./types.ts";
+
+/** What serving needs besides loading: the origin requests in flight, and where to report. */
+export interface ServeEnv extends LoadEnv {
+  inflight: Map<string, { promise: Promise<Loaded>; since: LogPosition }>;
+  reportDown(error: unknown): void;
+}
+
+/** GET and HEAD: from the cache when it may, else through one shared origin request. */
+export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
+  const { cache, now } = env;
+  const base = baseKey(ctx.target, ctx.host);
+  let key = base;
+  let fwd: Forward = "uri-miss";
+  let found = await cache.getEntry(base, { count: false });
+  if (found && isVaryRecord(found)) {
+    key = base + (await variantSuffixAsync(found.meta.varyRecord, (n) => ctx.headers.get(n)));
+    found = await cache.getEntry(key, { count: false });
+    if (!found) fwd = "vary-miss";
+  }
+  const t = now();
+  // What may be served if the origin fails (stale-if-error, grace).
+  let fallback: CacheEntry | undefined;
+  if (found) {
+    const meta = found.meta as ResponseMeta;
+    const d = ctx.directives;
+    const age = (t - found.createdAt) / 1000;
+    if (ctx.headers.has("authorization") && !sharedWithAuthorization(storedCacheControl(found))) {
+      // RFC 9111 3.5: only a response the origin marked shareable answers a request
+      // that carries credentials.
+      fwd = "request";
+    } else {
+      if (t < found.freshUntil + meta.sie) fallback = found;
+      if (
+        d.noCache ||
+        (d.maxAge !== undefined && age > d.maxAge) ||
+        (d.minFresh !== undefined && (found.freshUntil - t) / 1000 < d.minFresh)
+      ) {
+        fwd = "request"; // RFC 9111 5.2.1: the client asked for a fresher response
+      } else if (found.freshUntil > t) {
+        cache.countRead(key, "hit");
+        return reply(ctx, found, { kind: "hit" }, now());
+      } else if (t < found.freshUntil + meta.swr) {
+        // RFC 5861 3: serve it now, refresh it in the background (one request for all).
+        cache.countRead(key, "stale");
+        const refresh = coalesced(env, ctx, key, found);
+        if (refresh.leader) void refresh.promise.then(discard, () => {});
+        return reply(ctx, found, { kind: "stale" }, now());
+      } else if (
+        d.maxStale !== undefined &&
+        (t - found.freshUntil) / 1000 <= d.maxStale &&
+        mayServeStale(storedCacheControl(found))
+      ) {
+        // RFC 9111 5.2.1.2: the client accepts a response this stale.
+        cache.countRead(key, "stale");
+        return reply(ctx, found, { kind: "stale" }, now());
+      } else fwd = "stale";
+    }
+  }
+  if (ctx.directives.onlyIfCached) {
+    // RFC 9111 5.2.1.7
+    cache.countRead(key, "miss");
+    return errorReply(
+      new EdgecacheError("E_NOT_FOUND", COMPONENT, "only-if-cached: not in the cache"),
+      "bypass",
+      504,
+    );
+  }
+  const shared = coalesced(env, ctx, key, found);
+  let loaded = await shared.promise;
+  let own = shared.leader;
+  if (!own) {
+    const usable = await sharedResult(ctx, loaded);
+    if (usable) loaded = usable;
+    else if (!(fallback && failed(loaded)) && loaded.kind !== "down") {
+      // Not shareable (not storable, too large, another variant): ask on our own.
+      loaded = await load(env, ctx, found);
+      own = true;
+    }
+  }
+  if (fallback && failed(loaded)) {
+    if (own && loaded.kind === "pass") void loaded.response.body?.cancel().catch(() => {});
+    cache.countRead(key, "stale");
+    const fwdStatus = loaded.kind === "pass" ? loaded.response.status : undefined;
+    return reply(ctx, fallback, { kind: "stale-if-error", fwdStatus }, now());
+  }
+  cache.countRead(key, "miss");
+  if (loaded.kind === "down") {
+    env.reportDown(loaded.error);
+    return downReply(loaded.error, fwd);
+  }
+  if (loaded.kind === "entry") return reply(ctx, loaded.entry, missOutcome(loaded, fwd), now());
+  if (own && ctx.method === "GET" && ctx.headers.has("range") && loaded.response.status === 200) {
+    // Not stored (too large, say: a video), so the origin answers the Range itself (RFC
+    // 9110 14.2); the shared request went without it, and its body is dropped unread.
+    void loaded.response.body?.cancel().catch(() => {});
+    return passThrough(env, ctx, null, fwd);
+  }
+  const headers = clientHeaders(loaded.response.headers);
+  headers.set("cache-status", `edgecache; fwd=${fwd}; detail=${loaded.detail}`);
+  if (ctx.method === "HEAD") {
+    void loaded.response.body?.cancel().catch(() => {});
+    return new Response(null, { status: loaded.response.status, headers });
+  }
+  return new Response(loaded.response.body, { status: loaded.response.status, headers });
+}
+
+/**
+ * The origin request for `key`: the one in flight, unless an invalidation happened since
+ * it began (it may carry pre-write data), or a new one. Requests with credentials or
+ * no-store always get their own.
+ */
+function coalesced(
+  env: ServeEnv,
+  ctx: Ctx,
+  key: string,
+  held: CacheEntry | undefined,
+): { promise: Promise<Loaded>; leader: boolean } {
+  const { cache, inflight } = env;
+  const alone = ctx.headers.has("authorization") || ctx.directives.noStore;
+  if (alone) return { promise: load(env, ctx, held), leader: true };
+  const running = inflight.get(key);
+  if (running && running.since === cache.position) {
+    return { promise: running.promise, leader: false };
+  }
+  const promise = load(env, ctx, held);
+  inflight.set(key, { promise, since: cache.position });
+  promise
+    .finally(() => {
+      if (inflight.get(key)?.promise === promise) inflight.delete(key);
+    })
+    .catch(() => {});
+  return { promise, leader: true };
+}
+
+/** A coalesced load's result, if this request may use it: stored, and its own variant. */
+async function sharedResult(
+  ctx: Ctx,
+  shared: Loaded,
+): Promise<(Loaded & { kind: "entry" }) | undefined> {
+  if (shared.kind !== "entry" || !shared.stored) return undefined;
+  const vary = (shared.entry.meta as ResponseMeta).vary;
+  if (!vary) return shared;
+  const own =
+    baseKey(ctx.target, ctx.host) + (await variantSuffixAsync(vary, (n) => ctx.headers.get(n)));
+  return own === shared.key ? shared : undefined;
+}
+
+/** Whether the origin failed in a way stale-if-error covers (RFC 5861 4). */
+function failed(loaded: Loaded): boolean {
+  return (
+    loaded.kind === "down" || (loaded.kind === "pass" && ERROR_STATUSES.has(loaded.response.status))
+  );
+}
+
+function discard(loaded: Loaded): void {
+  if (loaded.kind === "pass") void loaded.response.body?.cancel().catch(() => {});
+}

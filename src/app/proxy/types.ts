@@ -1,0 +1,81 @@
+import type { CacheEntry } from "../../core/entry.ts";
+import {
+  cachingHeaders,
+  type HeaderRecord,
+  OWN_TARGETED_FIELD,
+  type PolicyClass,
+  type RequestDirectives,
+} from "../../core/http-cache.ts";
+import type { Interim } from "./load.ts";
+import type { Route } from "./routes.ts";
+
+/** Per request: what the handler knows once the route is found. */
+export interface Ctx {
+  route: Route;
+  /** The host it is keyed by and the origin told (`keyHost`); `url.host` is the client's. */
+  host: string;
+  target: string;
+  /** The request URL as the client asked for it. */
+  url: URL;
+  method: string;
+  headers: Headers;
+  clientAddress: string | undefined;
+  directives: RequestDirectives;
+  /** Where interim responses for this client go, if the runtime can send them. */
+  interim: Interim | undefined;
+}
+
+/** What `meta` holds for a stored response. */
+export interface ResponseMeta {
+  /** http-cache-semantics' serialized policy, for revalidation. */
+  policy: ReturnType<InstanceType<PolicyClass>["toObject"]>;
+  /** stale-while-revalidate and stale-if-error windows after freshUntil, ms. */
+  swr: number;
+  sie: number;
+  /** Vary names the response was selected by, if any. */
+  vary?: string[];
+  /** Edgecache-Cache-Control as the origin sent it (kept here: clients never get it). */
+  targeted?: string;
+}
+
+/** What `meta` holds for a Vary record (stored under the URL's key instead of a response). */
+export interface VaryMeta {
+  varyRecord: string[];
+}
+
+/** What one origin request came to; shared by the requests coalesced on it. */
+export type Loaded =
+  | { kind: "entry"; entry: CacheEntry; key: string; stored: boolean; originStatus: number }
+  /** Streamed through, not stored: only the request that made it may read the body. */
+  | { kind: "pass"; response: Response; detail: string }
+  | { kind: "down"; error: unknown };
+
+/** RFC 5861 4: the origin statuses stale-if-error covers. */
+export const ERROR_STATUSES = new Set([500, 502, 503, 504]);
+
+/** Internal tags: URL tags for purge and invalidation, user tags, Vary records. */
+export const URL_TAG = "url:";
+export const USER_TAG = "tag:";
+export const VARY_RECORD = "vary-record";
+
+export function isVaryRecord(entry: CacheEntry): entry is CacheEntry & { meta: VaryMeta } {
+  return Array.isArray((entry.meta as Partial<VaryMeta> | undefined)?.varyRecord);
+}
+
+/** Tags of a stored response: its URL (for URL purges and invalidation) and the origin's. */
+export function entryTags(target: string, tags: string[]): string[] {
+  return [URL_TAG + target, ...tags.map((t) => USER_TAG + t)];
+}
+
+/** A stored response's headers as the origin sent them, Edgecache-Cache-Control included. */
+export function originHeadersOf(entry: CacheEntry): HeaderRecord {
+  const targeted = (entry.meta as ResponseMeta | undefined)?.targeted;
+  return targeted === undefined
+    ? entry.headers
+    : { ...entry.headers, [OWN_TARGETED_FIELD]: targeted };
+}
+
+/** The Cache-Control edgecache obeys for a stored response (RFC 9213 2.1). */
+export function storedCacheControl(entry: CacheEntry): string | undefined {
+  return cachingHeaders(originHeadersOf(entry))["cache-control"];
+}

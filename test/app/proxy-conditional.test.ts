@@ -1,0 +1,29 @@
+import { describe, expect, it } from "vitest";
+import { proxied, cacheStatusOf as status } from "./proxy-harness.ts";
+
+// A client's If-Modified-Since against a stored response, against a real origin.
+
+describe("If-Modified-Since without Last-Modified (RFC 9110 13.1.3, RFC 9111 4.3.2)", () => {
+  it("answers from the cache with 304 against the stored response's Date while it is fresh", async () => {
+    const date = new Date(Date.now() - 60_000).toUTCString();
+    const { origin, get } = await proxied((_, res) => {
+      res.writeHead(200, { "cache-control": "max-age=600", date });
+      res.end("no last-modified here");
+    });
+    await get("/dated");
+    const later = await get("/dated", { "if-modified-since": new Date().toUTCString() });
+    expect(later.status).toBe(304);
+    expect(status(later)).toMatch(/^edgecache; hit/);
+    const same = await get("/dated", { "if-modified-since": date });
+    expect(same.status).toBe(304);
+    const earlier = await get("/dated", {
+      "if-modified-since": new Date(Date.now() - 3_600_000).toUTCString(),
+    });
+    expect(earlier.status).toBe(200);
+    expect(earlier.text).toBe("no last-modified here");
+    // Not an HTTP-date: the condition is ignored.
+    const iso = await get("/dated", { "if-modified-since": new Date().toISOString() });
+    expect(iso.status).toBe(200);
+    expect(origin.count()).toBe(1);
+  });
+});
