@@ -54,6 +54,7 @@ export interface DrizzleCacheStats {
 
 const DEFAULT_TTL_MS = 60 * 60_000;
 const JSON_TYPE = { "content-type": "application/json" };
+const TEXT = new TextDecoder();
 /** TTLs of recent puts remembered for `keepTtl`. */
 const KEPT_TTLS = 10_000;
 
@@ -119,7 +120,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     try {
       const entry = await this.engine.getEntry(k);
       if (entry) {
-        const value = decode(new TextDecoder().decode(entry.body));
+        const value = decode(TEXT.decode(entry.body));
         this.#counts.hits++;
         return value as unknown[];
       }
