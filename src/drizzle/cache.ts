@@ -160,10 +160,10 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     const now = this.#now();
     const ttl = ttlOf(config, now, this.#expiries.get(k)) ?? this.#ttl;
     if (ttl <= 0) return;
-    const names = tables.map(tableName);
-    const tags = names.map((t) => this.#tableTag(t));
-    if (isTag) tags.push(this.#userTag(key));
     try {
+      const names = tables.map(tableName);
+      const tags = names.map((t) => this.#tableTag(t));
+      if (isTag) tags.push(this.#userTag(key));
       const { stored } = await this.engine.storeLoaded(
         k,
         { body, headers: JSON_TYPE, tags, ttl, staleWhileRevalidate: 0 },

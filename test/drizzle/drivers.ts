@@ -177,8 +177,20 @@ export function postgresJsHarness(url: string): Harness {
   });
 }
 
-export function nodePgHarness(url: string): Harness {
-  return pgHarness("node-postgres", url, (cache) => {
+/** node-postgres on a Pool, or on one Client (where a transaction runs on the db's own session). */
+export function nodePgHarness(url: string, on: "pool" | "client" = "pool"): Harness {
+  return pgHarness(`node-postgres (${on})`, url, (cache) => {
+    if (on === "client") {
+      const client = new pg.Client({ connectionString: url });
+      const connected = client.connect();
+      return {
+        db: drizzleNodePg(client, cache ? { cache } : {}),
+        close: async () => {
+          await connected;
+          await client.end();
+        },
+      };
+    }
     const pool = new pg.Pool({ connectionString: url, max: 4 });
     return { db: drizzleNodePg(pool, cache ? { cache } : {}), close: () => pool.end() };
   });

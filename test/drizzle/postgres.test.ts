@@ -75,3 +75,37 @@ pg.describe("drizzle on node-postgres (PostgreSQL)", () => {
     postgresFaults(() => nodePgHarness(pg.url));
   });
 });
+
+pg.describe("drizzle on node-postgres with one pg.Client", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = nodePgHarness(pg.url, "client");
+    await h.reset();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("a transaction on the db's own session is scoped, and the session given back after", async () => {
+    const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
+    const db = withTransactions(h.db(cache));
+    const nameOf = async (d: AnyDb) =>
+      (await d.select().from(h.users).where(eq(h.users.id, 1)))[0]?.name;
+    const rename = (d: AnyDb, name: string) =>
+      d.update(h.users).set({ name }).where(eq(h.users.id, 1));
+    expect(await nameOf(db)).toBe("Ann");
+    await db
+      .transaction(async (tx: AnyDb) => {
+        await rename(tx, "Uncommitted");
+        expect(await nameOf(tx)).toBe("Uncommitted");
+        tx.rollback();
+      })
+      .catch(() => {});
+    expect(await nameOf(db)).toBe("Ann");
+    expect(cache.getStats()).toMatchObject({ hits: 1, misses: 1 }); // nothing of the transaction
+    await db.transaction((tx: AnyDb) => rename(tx, "Bea"));
+    expect(await nameOf(db)).toBe("Bea");
+    expect(await nameOf(db)).toBe("Bea"); // cached again: the session's cache is back
+    expect(cache.getStats()).toMatchObject({ hits: 2, misses: 2 });
+  });
+});
