@@ -54,6 +54,37 @@ describe("drizzle on libSQL: values Drizzle's cache loses", () => {
   });
 });
 
+describe("drizzle on libSQL: damaged entries and bad options", () => {
+  it("a damaged entry costs a miss and a counted, logged fault, never the query", async () => {
+    const h = libsqlHarness();
+    try {
+      await h.reset();
+      const lines: string[] = [];
+      const cache = drizzleCache({
+        tiers: [memoryStore()],
+        logger: { warn: (m: string) => lines.push(m) },
+      });
+      const db = h.db(cache);
+      const feed = () => db.select().from(h.posts).$withCache({ tag: "feed" });
+      await cache.engine.setEntry("drizzle:tag:feed", { body: "{not json" });
+      expect((await feed())[0].title).toBe("hello");
+      expect((await feed())[0].title).toBe("hello"); // stored again, now a hit
+      expect(cache.getStats()).toMatchObject({ faults: 1, hits: 1, misses: 1 });
+      expect(lines).toEqual([expect.stringContaining("[edgecache] [drizzle] get failed")]);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("refuses bad options when created, naming the option", () => {
+    expect(() => drizzleCache({})).toThrow(/tiers \| cache/);
+    expect(() => drizzleCache({ tiers: [memoryStore()], strategy: "some" as "all" })).toThrow(
+      /option "strategy": expected "explicit" or "all", got "some"/,
+    );
+    expect(() => drizzleCache({ tiers: [memoryStore()], ttl: 0 })).toThrow(/option "ttl"/);
+  });
+});
+
 describe("edgecache/drizzle without drizzle-orm installed", () => {
   it("imports drizzle-orm for its types only, so importing edgecache never needs it", () => {
     const dir = new URL("../../src/drizzle/", import.meta.url);
