@@ -350,6 +350,18 @@ export class Cache {
     return this.#fence.position;
   }
 
+  /**
+   * How many entries this node has registered under a key prefix, or with a tag (entries
+   * expired everywhere may count until the next sweep).
+   */
+  registered(filter: { prefix: string } | { tag: string }): number {
+    let n = 0;
+    const keys =
+      "tag" in filter ? this.index.keysForTag(filter.tag) : this.index.keys(filter.prefix);
+    for (const _ of keys) n++;
+    return n;
+  }
+
   /** Whether this node may serve from cache now (its lease on the change log holds). */
   get trusted(): boolean {
     return this.#log.trusted();

@@ -40,6 +40,40 @@ export async function requireRedis(url = "redis://127.0.0.1:6379"): Promise<Requ
   );
 }
 
+/**
+ * Probes the shared PostgreSQL once (`await requirePostgres()`), like `requireRedis`: in CI
+ * an unreachable server fails the suite, elsewhere it is skipped with how to start it.
+ */
+export async function requirePostgres(
+  url = process.env.EDGECACHE_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test",
+): Promise<RequiredService> {
+  const problem = await pingPostgres(url);
+  const start = "service postgresql start (trust auth for 127.0.0.1, a database named test)";
+  return required(
+    url,
+    problem,
+    `PostgreSQL at ${url} is not reachable (${problem}); start it: ${start}`,
+  );
+}
+
+/** Runs `select 1`; resolves undefined when it answers, else what went wrong. */
+async function pingPostgres(url: string): Promise<string | undefined> {
+  const { default: pg } = await import("pg");
+  const client = new pg.Client({
+    connectionString: url,
+    connectionTimeoutMillis: PROBE_TIMEOUT_MS,
+  });
+  try {
+    await client.connect();
+    await client.query("select 1");
+    return undefined;
+  } catch (error) {
+    return (error as Error).message || String(error);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
 /** Checks that `redis-server` can be run, for tests that start servers of their own. */
 export async function requireRedisServer(): Promise<RequiredService> {
   const problem = await execFileAsync("redis-server", ["--version"]).then(

@@ -1,26 +1,13 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { build } from "esbuild";
-import { Miniflare } from "miniflare";
+import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startWorker } from "./workerd.ts";
 
 let mf: Miniflare;
 
 beforeAll(async () => {
-  // Bundle for the browser platform: a Node built-in anywhere in the core fails the build.
-  const out = await build({
-    entryPoints: [new URL("./core-entry.ts", import.meta.url).pathname],
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    write: false,
-  });
-  mf = new Miniflare({
-    modules: true,
-    script: out.outputFiles[0]!.text,
-    compatibilityDate: "2025-01-01",
-  });
+  mf = await startWorker(new URL("./core-entry.ts", import.meta.url));
 }, 60_000);
 
 afterAll(async () => {

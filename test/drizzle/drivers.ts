@@ -1,0 +1,197 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@libsql/client";
+import type { Cache } from "drizzle-orm/cache/core";
+import { drizzle as drizzleLibsql } from "drizzle-orm/libsql";
+import { drizzle as drizzleNodePg } from "drizzle-orm/node-postgres";
+import {
+  bigint,
+  integer as pgInteger,
+  pgSchema,
+  text as pgText,
+  timestamp,
+} from "drizzle-orm/pg-core";
+import { drizzle as drizzlePostgresJs } from "drizzle-orm/postgres-js";
+import { blob, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import pg from "pg";
+import postgres from "postgres";
+
+/** One harness for three drivers: the tests use these tables through any of them. */
+// biome-ignore lint/suspicious/noExplicitAny: the same queries run on SQLite and PostgreSQL databases
+export type AnyDb = any;
+// biome-ignore lint/suspicious/noExplicitAny: a SQLite or a PostgreSQL table
+export type AnyTable = any;
+
+export interface Harness {
+  name: string;
+  dialect: "sqlite" | "pg";
+  users: AnyTable;
+  posts: AnyTable;
+  /** A Drizzle database on a connection of its own, with `cache`. */
+  db(cache?: Cache): AnyDb;
+  /** Runs SQL outside Drizzle (set-up, direct writes). */
+  exec(sql: string): Promise<void>;
+  /** PostgreSQL: holds a row lock on another connection until the returned function runs. */
+  lockUser?(id: number): Promise<() => Promise<void>>;
+  /** PostgreSQL: resolves once some statement waits for a lock. */
+  waitForLockWaiter?(): Promise<void>;
+  /** Empties both tables and inserts user 1 ("Ann") and post 1. */
+  reset(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const unique = () =>
+  `${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`;
+
+/** libSQL on a file URL. */
+export function libsqlHarness(intMode: "number" | "bigint" = "number"): Harness {
+  const dir = mkdtempSync(join(tmpdir(), "edgecache-drizzle-"));
+  const url = `file:${join(dir, "db.sqlite")}`;
+  const clients: ReturnType<typeof createClient>[] = [];
+  const client = () => {
+    const c = createClient({ url, intMode });
+    clients.push(c);
+    return c;
+  };
+  const admin = client();
+  const users = sqliteTable("users", {
+    id: integer("id").primaryKey(),
+    name: text("name").notNull(),
+    at: integer("at", { mode: "timestamp_ms" }),
+    big: blob("big", { mode: "bigint" }),
+    count: integer("count", { mode: "number" }),
+  });
+  const posts = sqliteTable("posts", {
+    id: integer("id").primaryKey(),
+    userId: integer("user_id").notNull(),
+    title: text("title").notNull(),
+  });
+  return {
+    name: "libsql",
+    dialect: "sqlite",
+    users,
+    posts,
+    db: (cache) => drizzleLibsql(client(), cache ? { cache } : {}),
+    exec: async (sql) => {
+      await admin.executeMultiple(sql);
+    },
+    async reset() {
+      await admin.executeMultiple(`
+        create table if not exists users (id integer primary key, name text not null, at integer, big blob, count integer);
+        create table if not exists posts (id integer primary key, user_id integer not null, title text not null);
+        delete from users; delete from posts;
+        insert into users values (1, 'Ann', 1700000000123, null, 7);
+        insert into posts values (1, 1, 'hello');`);
+    },
+    async close() {
+      for (const c of clients) c.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The PostgreSQL tables, in a schema of their own so that parallel runs do not collide. */
+function pgTables(schemaName: string) {
+  const schema = pgSchema(schemaName);
+  const users = schema.table("users", {
+    id: pgInteger("id").primaryKey(),
+    name: pgText("name").notNull(),
+    at: timestamp("at", { withTimezone: true, mode: "date" }),
+    big: bigint("big", { mode: "bigint" }),
+    count: pgInteger("count"),
+  });
+  const posts = schema.table("posts", {
+    id: pgInteger("id").primaryKey(),
+    userId: pgInteger("user_id").notNull(),
+    title: pgText("title").notNull(),
+  });
+  return { users, posts };
+}
+
+function pgHarness(
+  name: string,
+  url: string,
+  open: (cache: Cache | undefined) => { db: AnyDb; close: () => Promise<void> },
+): Harness {
+  const schema = `ec_drizzle_${unique()}`;
+  const { users, posts } = pgTables(schema);
+  const admin = new pg.Pool({ connectionString: url, max: 3 });
+  const opened: (() => Promise<void>)[] = [];
+  return {
+    name,
+    dialect: "pg",
+    users,
+    posts,
+    db(cache) {
+      const { db, close } = open(cache);
+      opened.push(close);
+      return db;
+    },
+    exec: async (sql) => {
+      await admin.query(sql);
+    },
+    async lockUser(id) {
+      const c = await admin.connect();
+      await c.query("begin");
+      await c.query(`select * from ${schema}.users where id = $1 for update`, [id]);
+      return async () => {
+        await c.query("commit");
+        c.release();
+      };
+    },
+    async waitForLockWaiter() {
+      for (;;) {
+        const { rows } = await admin.query(
+          `select count(*)::int as n from pg_stat_activity
+           where wait_event_type = 'Lock' and query like '%${schema}%'`,
+        );
+        if (rows[0].n > 0) return;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+    async reset() {
+      await admin.query(`
+        create schema if not exists ${schema};
+        create table if not exists ${schema}.users (id integer primary key, name text not null, at timestamptz, big bigint, count integer);
+        create table if not exists ${schema}.posts (id integer primary key, user_id integer not null, title text not null);
+        delete from ${schema}.users; delete from ${schema}.posts;
+        insert into ${schema}.users values (1, 'Ann', '2023-11-14T22:13:20.123Z', 9007199254740993, 7);
+        insert into ${schema}.posts values (1, 1, 'hello');`);
+    },
+    async close() {
+      for (const close of opened) await close();
+      await admin.query(`drop schema if exists ${schema} cascade`);
+      await admin.end();
+    },
+  };
+}
+
+export function postgresJsHarness(url: string): Harness {
+  return pgHarness("postgres-js", url, (cache) => {
+    const client = postgres(url, { max: 4, onnotice: () => {} });
+    return {
+      db: drizzlePostgresJs(client, cache ? { cache } : {}),
+      close: () => client.end(),
+    };
+  });
+}
+
+/** node-postgres on a Pool, or on one Client (where a transaction runs on the db's own session). */
+export function nodePgHarness(url: string, on: "pool" | "client" = "pool"): Harness {
+  return pgHarness(`node-postgres (${on})`, url, (cache) => {
+    if (on === "client") {
+      const client = new pg.Client({ connectionString: url });
+      const connected = client.connect();
+      return {
+        db: drizzleNodePg(client, cache ? { cache } : {}),
+        close: async () => {
+          await connected;
+          await client.end();
+        },
+      };
+    }
+    const pool = new pg.Pool({ connectionString: url, max: 4 });
+    return { db: drizzleNodePg(pool, cache ? { cache } : {}), close: () => pool.end() };
+  });
+}
