@@ -17,7 +17,8 @@ function entry(overrides: Partial<CacheEntry> = {}): CacheEntry {
   };
 }
 
-const json: fc.Arbitrary<unknown> = fc.jsonValue();
+// As JSON holds it: -0 comes back as 0, which is JSON's doing, not the codec's.
+const json: fc.Arbitrary<unknown> = fc.jsonValue().map((v) => JSON.parse(JSON.stringify(v)));
 const arbitraryEntry: fc.Arbitrary<CacheEntry> = fc.record(
   {
     body: fc.uint8Array({ maxLength: 300 }),
