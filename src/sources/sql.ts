@@ -1,5 +1,5 @@
 import { badOption, EdgecacheError } from "../core/errors.ts";
-import type { ColumnInfo, JoinInfo, Row, TableInfo, ViewInfo } from "../core/query.ts";
+import type { ColumnInfo, JoinInfo, Row, SortKey, TableInfo, ViewInfo } from "../core/query.ts";
 
 /**
  * What every SQL source shares, whatever its dialect or driver: the model of a
@@ -220,4 +220,78 @@ export function checkViews(
     out.set(view.name, view);
   }
   return out;
+}
+
+/** A filter's value in its column's kind: a number for number columns, else a string. */
+export function filterValue(source: string, column: SqlColumn, value: unknown): string | number {
+  if (column.kind === "number") {
+    const n = typeof value === "string" && NUMERIC_STRING.test(value) ? Number(value) : value;
+    if (typeof n !== "number" || !Number.isFinite(n)) {
+      throw badQuery(source, `column "${column.name}": expected a number, got ${describe(value)}`);
+    }
+    return n;
+  }
+  if (typeof value !== "string" && typeof value !== "number") {
+    throw badQuery(source, `column "${column.name}": expected a string, got ${describe(value)}`);
+  }
+  if (typeof value === "string" && LONE_SURROGATE.test(value)) {
+    throw badQuery(source, `column "${column.name}": the value is not well-formed Unicode`);
+  }
+  return String(value);
+}
+
+/** The distinct values a join looks up (its `references` column), in chunks of `size`. */
+export function joinKeyChunks(rows: Row[], join: JoinInfo, size: number): unknown[][] {
+  const keys = [...new Set(rows.map((r) => r[join.references]).filter((v) => v != null))];
+  const chunks: unknown[][] = [];
+  for (let i = 0; i < keys.length; i += size) chunks.push(keys.slice(i, i + size));
+  return chunks;
+}
+
+/**
+ * Gives each base row its join array: the child rows whose foreign key equals the row's
+ * `references` value, in the order given. Keys match as text, as the database matched
+ * them (SQLite with affinity, PostgreSQL by type).
+ */
+export function attachChildren(rows: Row[], join: JoinInfo, children: Iterable<Row>): void {
+  const groups = new Map<string, Row[]>();
+  for (const child of children) {
+    const k = String(child[join.foreignKey]);
+    const group = groups.get(k);
+    if (group) group.push(child);
+    else groups.set(k, [child]);
+  }
+  for (const row of rows) {
+    const value = row[join.references];
+    row[join.as] = value == null ? [] : (groups.get(String(value)) ?? []);
+  }
+}
+
+/** The data API's view of a discovered table: its name, key and columns' kinds. */
+export function tableInfo(name: string, columns: Iterable<SqlColumn>, pk: SqlColumn): TableInfo {
+  return {
+    name,
+    primaryKey: pk.name,
+    columns: [...columns].map(({ name, kind, nullable }) => ({ name, kind, nullable })),
+  };
+}
+
+/**
+ * ORDER BY terms for a sort, ending on the primary key: the caller's sort is total
+ * already, and ending on the key keeps any window deterministic.
+ */
+export function orderBy<C extends SqlColumn>(
+  table: SqlTable<C>,
+  sort: SortKey[],
+  term: (column: C, desc: boolean) => string,
+): string {
+  const keys = [...sort];
+  if (keys.at(-1)?.column !== table.pk.name) keys.push({ column: table.pk.name, desc: false });
+  return keys
+    .map((key) => {
+      const column = table.columns.get(key.column);
+      if (!column) throw badQuery(table.source, `unknown sort column "${key.column}"`);
+      return term(column, key.desc);
+    })
+    .join(", ");
 }

@@ -4,9 +4,9 @@ import {
   badBody,
   badQuery,
   COMPARISONS,
-  describe,
-  LONE_SURROGATE,
+  filterValue,
   NUMERIC_STRING,
+  orderBy,
   quote,
   type SqlColumn,
   type SqlTable,
@@ -153,7 +153,7 @@ export function compileFilter(
 ): { sql: string; values: unknown[] } {
   const column = table.columns.get(filter.column);
   if (!column) throw badQuery(COMPONENT, `unknown column "${filter.column}"`);
-  const value = filterValue(column, filter.value);
+  const value = filterValue(COMPONENT, column, filter.value);
   if (filter.op === "prefix") {
     // Dates are ISO 8601 text here, so a prefix (`2025-03*`) is a text prefix too.
     if (column.kind === "number" || typeof value !== "string") {
@@ -180,43 +180,16 @@ export function compileFilter(
   return { sql: `${operand(column, value)} ${op} ?`, values: [value] };
 }
 
-export function filterValue(column: ColumnMeta, value: unknown): string | number {
-  if (column.kind === "number") {
-    const n = typeof value === "string" && NUMERIC_STRING.test(value) ? Number(value) : value;
-    if (typeof n !== "number" || !Number.isFinite(n)) {
-      throw badQuery(
-        COMPONENT,
-        `column "${column.name}": expected a number, got ${describe(value)}`,
-      );
-    }
-    return n;
-  }
-  if (typeof value !== "string" && typeof value !== "number") {
-    throw badQuery(COMPONENT, `column "${column.name}": expected a string, got ${describe(value)}`);
-  }
-  if (typeof value === "string" && LONE_SURROGATE.test(value)) {
-    throw badQuery(COMPONENT, `column "${column.name}": the value is not well-formed Unicode`);
-  }
-  return String(value);
-}
-
 /** GLOB's metacharacters, each made literal by a one-character class: `*` becomes `[*]`. */
 export function globEscape(prefix: string): string {
   return prefix.replace(/[*?[]/g, "[$&]");
 }
 
 export function compileSort(table: TableMeta, sort: SortKey[]): string {
-  const keys = [...sort];
-  // The caller's sort is total already; ending on the key keeps any window deterministic.
-  if (keys.at(-1)?.column !== table.pk.name) keys.push({ column: table.pk.name, desc: false });
-  return keys
-    .map((key) => {
-      const column = table.columns.get(key.column);
-      if (!column) throw badQuery(COMPONENT, `unknown sort column "${key.column}"`);
-      const collate = column.kind === "number" ? "" : BINARY;
-      return `${quote(key.column)}${collate} ${key.desc ? "DESC" : "ASC"}`;
-    })
-    .join(", ");
+  return orderBy(table, sort, (column, desc) => {
+    const collate = column.kind === "number" ? "" : BINARY;
+    return `${quote(column.name)}${collate} ${desc ? "DESC" : "ASC"}`;
+  });
 }
 
 export function keyMatch(table: TableMeta, key: string | number): string {
@@ -247,9 +220,4 @@ export function checkStored(table: TableMeta, given: Map<string, unknown>, row: 
       );
     }
   }
-}
-
-/** Grouping key for join values: SQLite matched them with affinity, so compare as text. */
-export function joinKey(value: unknown): string {
-  return String(value);
 }

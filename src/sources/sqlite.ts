@@ -1,17 +1,20 @@
 import Database from "better-sqlite3";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
-import type { ListQuery, Resource, Row, Schema, TableInfo, ViewInfo } from "../core/query.ts";
+import type { ListQuery, Resource, Row, Schema, ViewInfo } from "../core/query.ts";
 import type { DeleteResult, Source, WriteResult } from "./source.ts";
 import {
+  attachChildren,
   badQuery,
   checkViews,
   coerceBody,
   coerceId,
   type ForeignKey,
   isWindowNumber,
+  joinKeyChunks,
   quote,
   requireValues,
+  tableInfo,
   validateViewsOption,
   withoutKey,
 } from "./sql.ts";
@@ -23,7 +26,6 @@ import {
   compileFilter,
   compileSort,
   isBusy,
-  joinKey,
   keyMatch,
   type TableMeta,
   toEdgecacheError,
@@ -408,15 +410,7 @@ class SqliteSource implements Source {
         });
       }
       const pk = columns.get(keys[0]!.name)!;
-      const info: TableInfo = {
-        name,
-        primaryKey: pk.name,
-        columns: [...columns.values()].map(({ name, kind, nullable }) => ({
-          name,
-          kind,
-          nullable,
-        })),
-      };
+      const info = tableInfo(name, columns.values(), pk);
       const rowidAlias = wr === 0 && keys[0]!.type.toUpperCase() === "INTEGER";
       tables.set(name, { source: COMPONENT, info, columns, pk, rowidAlias });
     }
@@ -540,24 +534,14 @@ class SqliteSource implements Source {
   #attachJoins(view: ViewInfo, rows: Row[]): Row[] {
     for (const join of view.joins) {
       const child = this.#table(join.table);
-      const keys = [...new Set(rows.map((r) => r[join.references]).filter((v) => v != null))];
-      const groups = new Map<string, Row[]>();
-      for (let i = 0; i < keys.length; i += MAX_IN_PARAMS) {
-        const chunk = keys.slice(i, i + MAX_IN_PARAMS);
+      const children: Row[] = [];
+      for (const chunk of joinKeyChunks(rows, join, MAX_IN_PARAMS)) {
         const sql =
           `SELECT * FROM ${quote(child.info.name)} WHERE ${quote(join.foreignKey)}` +
           ` IN (${chunk.map(() => "?").join(", ")}) ORDER BY ${quote(child.pk.name)}`;
-        for (const childRow of this.#statement(sql).all(chunk) as Row[]) {
-          const k = joinKey(childRow[join.foreignKey]);
-          const group = groups.get(k);
-          if (group) group.push(childRow);
-          else groups.set(k, [childRow]);
-        }
+        children.push(...(this.#statement(sql).all(chunk) as Row[]));
       }
-      for (const row of rows) {
-        const value = row[join.references];
-        row[join.as] = value == null ? [] : (groups.get(joinKey(value)) ?? []);
-      }
+      attachChildren(rows, join, children);
     }
     return rows;
   }
