@@ -42,7 +42,11 @@ const serve = defineCommand({
   args: {
     port: { type: "string", description: "Port (default: PORT, the config, or 8787)" },
     host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
-    db: { type: "string", description: "SQLite file (default ./edgecache.db, the demo)" },
+    db: {
+      type: "string",
+      description:
+        "SQLite file or postgres:// URL (default: DATABASE_URL, or ./edgecache.db with the demo); an empty database gets the demo",
+    },
     ...ACCESS_ARGS,
     config: {
       type: "string",
@@ -67,9 +71,10 @@ const serve = defineCommand({
       // --db names the demo database's file unless a config names a database of its own.
       const flag = cacheFileFlag(args["cache-file"]);
       const redis = args.redis || process.env.REDIS_URL || config.redis;
+      const db = args.db || process.env.DATABASE_URL;
       const edgecache = await createNodeEdgecache({
         ...config,
-        ...(args.db && (config.database ? { database: args.db } : { demoDatabase: args.db })),
+        ...(db && (config.database ? { database: db } : { demoDatabase: db })),
         ...(flag !== undefined && { cacheFile: flag }),
         ...(redis && { redis }),
         port,

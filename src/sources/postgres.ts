@@ -779,3 +779,19 @@ function toEdgecacheError(cause: unknown): EdgecacheError {
   if (code.startsWith("23")) return error("E_CONFLICT", "constraint violated");
   return error("E_SOURCE_UNAVAILABLE", `database error${code ? ` (${code})` : ""}`);
 }
+
+/** Whether a `database` setting names a PostgreSQL server rather than a SQLite file. */
+export function isPostgresUrl(database: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(database);
+}
+
+/** The URL without its password, for logs and messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@");
+  }
+}

@@ -11,10 +11,13 @@ import type { InvalidationPolicy } from "../../core/deps/planner.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { isClosable, type ListableStore, type Store } from "../../core/store.ts";
 import { demoViews, isSeeded, seedDemo } from "../../demo/seed.ts";
+import { seedPostgresDemo } from "../../demo/seed-postgres.ts";
+import { isPostgresUrl, loadPostgres, postgresSource, redactUrl } from "../../sources/postgres.ts";
+import type { Source } from "../../sources/source.ts";
 import { sqliteSource } from "../../sources/sqlite.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
-import { joinCluster } from "./cluster.ts";
+import { joinCluster, shortHash } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
 import { adminAccess, type RunningServer, startServer } from "./server.ts";
@@ -51,8 +54,16 @@ export async function createNodeEdgecache(
   options: NodeEdgecacheOptions = {},
 ): Promise<NodeEdgecache> {
   const cwd = options.cwd ?? process.cwd();
+  const named = options.database ?? options.demoDatabase;
+  if (named !== undefined && isPostgresUrl(named)) {
+    const database = redactUrl(named);
+    const cachePath = cachePathOf(options, cwd, `edgecache-${shortHash(database)}.cache.db`);
+    return openLocked(cachePath, (lock) =>
+      open(options, { cachePath, lock, source: () => openPostgres(options, named) }),
+    );
+  }
   const demo = options.database === undefined;
-  const databasePath = resolve(cwd, options.database ?? options.demoDatabase ?? "edgecache.db");
+  const databasePath = resolve(cwd, named ?? "edgecache.db");
   if (!demo && !existsSync(databasePath)) {
     throw new EdgecacheError(
       "E_BAD_OPTION",
@@ -60,26 +71,43 @@ export async function createNodeEdgecache(
       `database: no SQLite file at ${databasePath}`,
     );
   }
-  const cacheFile =
-    options.cacheFile === undefined
-      ? databasePath.replace(/(\.db)?$/, ".cache.db")
-      : options.cacheFile;
-  const cachePath = cacheFile === false ? undefined : resolve(cwd, cacheFile);
-  return openLocked(cachePath, (lock) => open(options, { demo, databasePath, cachePath, lock }));
+  const cachePath = cachePathOf(options, cwd, databasePath.replace(/(\.db)?$/, ".cache.db"));
+  return openLocked(cachePath, (lock) =>
+    open(options, {
+      cachePath,
+      lock,
+      source: async () => openSqlite(options, demo, databasePath),
+    }),
+  );
 }
 
-async function open(
+function cachePathOf(
   options: NodeEdgecacheOptions,
-  at: {
-    demo: boolean;
-    databasePath: string;
-    cachePath: string | undefined;
-    lock: FileLock | undefined;
-  },
-): Promise<NodeEdgecache> {
-  const { demo, databasePath, cachePath, lock } = at;
-  const stampAtStart = databaseStamp(databasePath);
-  const db = new Database(databasePath);
+  cwd: string,
+  beside: string,
+): string | undefined {
+  const cacheFile = options.cacheFile === undefined ? beside : options.cacheFile;
+  return cacheFile === false ? undefined : resolve(cwd, cacheFile);
+}
+
+/** The database behind the data API, as the node sees it. */
+interface OpenedSource {
+  source: Source;
+  /** Whether the demo schema (and its views) is served. */
+  demo: boolean;
+  /** The SQLite path, or the PostgreSQL URL without its password. */
+  database: string;
+  /**
+   * A stamp of the database files for a restart to compare, where there are files; a
+   * server database has none, so its entries are never resumed (until change capture).
+   */
+  stamp?: { start: string; current(): string };
+  close(): Promise<void>;
+}
+
+function openSqlite(options: NodeEdgecacheOptions, demo: boolean, path: string): OpenedSource {
+  const start = databaseStamp(path);
+  const db = new Database(path);
   // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
   db.pragma("journal_mode = WAL");
   if (demo && !isSeeded(db)) seedDemo(db, options.demo);
@@ -88,6 +116,71 @@ async function open(
     views: demo ? demoViews : (options.views ?? []),
     busyTimeout: options.busyTimeout === undefined ? undefined : options.busyTimeout * 1000,
   });
+  return {
+    source,
+    demo,
+    database: path,
+    stamp: { start, current: () => databaseStamp(path) },
+    async close() {
+      db.close();
+    },
+  };
+}
+
+/**
+ * A PostgreSQL database: an empty one (no tables in its schema) gets the demo, and a
+ * database whose only tables are the demo's is served with the demo's views.
+ */
+async function openPostgres(options: NodeEdgecacheOptions, url: string): Promise<OpenedSource> {
+  const postgres = await loadPostgres();
+  const sql = postgres(url, { max: 10, connect_timeout: 5, onnotice: () => {} });
+  try {
+    const tables = await sql.unsafe(
+      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+    );
+    const names = tables.map((t) => String(t.name)).sort();
+    if (names.length === 0) await seedPostgresDemo(sql, options.demo);
+    const demo = names.length === 0 || names.join() === "orders,users";
+    const [{ schema }] = (await sql.unsafe("SELECT current_schema() AS schema")) as [
+      { schema: string },
+    ];
+    const source = await postgresSource({
+      sql,
+      schema,
+      views: demo ? demoViews : (options.views ?? []),
+    });
+    return {
+      source,
+      demo,
+      database: redactUrl(url),
+      async close() {
+        await source.close();
+        await sql.end({ timeout: 5 });
+      },
+    };
+  } catch (cause) {
+    await sql.end({ timeout: 1 }).catch(() => {});
+    if (cause instanceof EdgecacheError) throw cause;
+    throw new EdgecacheError(
+      "E_SOURCE_UNAVAILABLE",
+      "postgres",
+      `cannot open database ${redactUrl(url)}: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+}
+
+async function open(
+  options: NodeEdgecacheOptions,
+  at: {
+    cachePath: string | undefined;
+    lock: FileLock | undefined;
+    source: () => Promise<OpenedSource>;
+  },
+): Promise<NodeEdgecache> {
+  const { cachePath, lock } = at;
+  const opened = await at.source();
+  const { source, demo, database, stamp: sourceStamp } = opened;
 
   const tiers: Store[] = [memoryStore(options.memory)];
   // Many nodes share a Redis change log: entries are checked against it, whoever wrote
@@ -95,16 +188,13 @@ async function open(
   const cluster =
     options.redis === undefined
       ? undefined
-      : await joinCluster(options.redis, `sqlite:${databasePath}`, {
-          start: stampAtStart,
-          current: () => databaseStamp(databasePath),
-        });
+      : await joinCluster(options.redis, `${source.name}:${database}`, sourceStamp);
   let resume: LogStart | undefined;
   if (cachePath) {
     // This process holds the file's lock, so a damaged one can be put aside and replaced.
     const persistent = sqliteStore({ path: cachePath, ...options.disk, repair: true });
     const stamp = cluster ? undefined : takeStamp(cachePath);
-    if (stamp?.database === stampAtStart) resume = stamp.log;
+    if (sourceStamp && stamp?.database === sourceStamp.start) resume = stamp.log;
     else if (!cluster) {
       // Its entries belong to a log that is gone: they would all be refused. Free the room.
       const n = await clear(persistent);
@@ -145,7 +235,7 @@ async function open(
     cache,
     api,
     demo,
-    databasePath,
+    databasePath: database,
     async listen() {
       running = await startServer({
         app,
@@ -159,13 +249,13 @@ async function open(
       await running?.close();
       await cache.drain();
       cache.setWriteHooks({}); // no refetch from here on
-      db.close();
+      await opened.close();
       // Leave the log before the tiers close (no record arrives after), and after the
       // database (the stamp it leaves is of the closed files).
       await cluster?.close();
       for (const tier of tiers) if (isClosable(tier)) await tier.close();
-      if (!cluster && cachePath && local) {
-        leaveStamp(cachePath, { database: databaseStamp(databasePath), log: local.snapshot() });
+      if (!cluster && cachePath && local && sourceStamp) {
+        leaveStamp(cachePath, { database: sourceStamp.current(), log: local.snapshot() });
       }
       lock?.release();
     },
