@@ -6,6 +6,8 @@ import { createNodeEdgecache } from "../adapter/node/edgecache.ts";
 import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/proxy.ts";
 import { DRAIN_MS, type RunningServer } from "../adapter/node/server.ts";
 import { EdgecacheError } from "../core/errors.ts";
+import { capture } from "./capture.ts";
+import { friendly } from "./friendly.ts";
 
 /** Flags of both commands for the admin API's access rules (README, "Security model"). */
 const ACCESS_ARGS = {
@@ -270,20 +272,9 @@ function stopOnSignals(node: Listening): void {
   }
 }
 
-/** An EdgecacheError is the user's to fix: one line that says what, no stack trace. */
-async function friendly(work: () => Promise<void>): Promise<void> {
-  try {
-    await work();
-  } catch (err) {
-    if (!(err instanceof EdgecacheError)) throw err;
-    console.error(err.message);
-    process.exit(1);
-  }
-}
-
 const main = defineCommand({
   meta: { name: "edgecache", description: "A cache for database-backed APIs" },
-  subCommands: { serve, proxy },
+  subCommands: { serve, proxy, capture },
 });
 
 runMain(main);

@@ -1,4 +1,5 @@
 import type postgres from "postgres";
+import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import { badOption, EdgecacheError, type ErrorCode } from "../core/errors.ts";
 import type {
@@ -11,6 +12,13 @@ import type {
   SortKey,
   ViewInfo,
 } from "../core/query.ts";
+import {
+  API_SETTING,
+  installPostgresCapture,
+  postgresCaptureFeed,
+  postgresCaptureStatus,
+  uninstallPostgresCapture,
+} from "./postgres-capture.ts";
 import type { DeleteResult, Source, WriteResult } from "./source.ts";
 import {
   attachChildren,
@@ -75,6 +83,8 @@ export type PostgresSourceOptions = (
 interface PgColumn extends SqlColumn {
   /** The SQL that reads the column in its data API form; also the comparison operand. */
   read: string;
+  /** The same for another reference to the column (`OLD."name"` in a trigger). */
+  readOf(ref: string): string;
   /** The stored type is text-like, so comparisons need no cast. */
   textual: boolean;
   /** PostgreSQL assigns the value when absent: a serial, identity or DEFAULT. */
@@ -151,7 +161,7 @@ type Sql = postgres.Sql;
 /** Either the pool or a transaction's connection. */
 type Runner = postgres.Sql | postgres.TransactionSql;
 
-class PostgresSource implements Source {
+class PostgresSource implements Source, CapturingSource {
   readonly name = "postgres";
   readonly #sql: Sql;
   readonly #owned: boolean;
@@ -210,8 +220,11 @@ class PostgresSource implements Source {
           : `INSERT INTO ${meta.qualified} (${names.map(quote).join(", ")}) VALUES (${names
               .map((name, i) => parameter(meta.columns.get(name)!, i + 1))
               .join(", ")}) RETURNING ${meta.selectList}`;
-      const [row] = await run(this.#sql, sql, [...given.values()].map(bindable));
-      return row!;
+      return this.#sql.begin(async (tx) => {
+        await setApiWrite(tx);
+        const [row] = await run(tx, sql, [...given.values()].map(bindable));
+        return row!;
+      }) as Promise<Row>;
     });
   }
 
@@ -257,6 +270,7 @@ class PostgresSource implements Source {
       const key = coerceId(meta, id);
       if (key === undefined) return undefined;
       return this.#sql.begin(async (tx) => {
+        await setApiWrite(tx);
         // Lock the row, then read the rows foreign key actions will change, before the
         // delete in the same transaction: the cache must hear of them as of the row.
         const [locked] = await run(tx, `${selectById(meta, key)} FOR UPDATE`, [bindable(key)]);
@@ -298,6 +312,42 @@ class PostgresSource implements Source {
     });
   }
 
+  async captureStatus(): Promise<CaptureStatus> {
+    return guard(async () => {
+      const { tables } = await this.#discover();
+      return postgresCaptureStatus(this.#sql, this.#schemaName, [...tables.keys()]);
+    });
+  }
+
+  async installCapture(): Promise<CaptureStatus> {
+    return guard(async () => {
+      const { tables } = await this.#discover();
+      const list = [...tables.values()].map((t) => ({
+        name: t.info.name,
+        qualified: t.qualified,
+        columns: [...t.columns.values()],
+      }));
+      await installPostgresCapture(this.#sql, this.#schemaName, list);
+      this.#effects.clear();
+      return postgresCaptureStatus(this.#sql, this.#schemaName, [...tables.keys()]);
+    });
+  }
+
+  async uninstallCapture(): Promise<void> {
+    await guard(() => uninstallPostgresCapture(this.#sql, this.#schemaName));
+  }
+
+  captureFeed(): CaptureFeed {
+    let tables: Map<string, PgTable> | undefined;
+    void this.#discover().then((d) => {
+      tables = d.tables;
+    });
+    return postgresCaptureFeed(this.#sql, this.#schemaName, (table) => {
+      const meta = tables?.get(table);
+      return meta ? [...meta.columns.keys()] : undefined;
+    });
+  }
+
   async close(): Promise<void> {
     if (this.#owned) await this.#sql.end({ timeout: 5 });
   }
@@ -312,6 +362,7 @@ class PostgresSource implements Source {
     const key = coerceId(table, id);
     if (key === undefined) return undefined;
     return this.#sql.begin(async (tx) => {
+      await setApiWrite(tx);
       const [old] = await run(tx, `${selectById(table, key)} FOR UPDATE`, [bindable(key)]);
       if (!old) return undefined;
       if (assignments.length === 0) return { old, row: old };
@@ -573,26 +624,27 @@ function columnOf(r: Row, isKey: boolean): PgColumn {
   const defaultSql = r.default == null ? null : String(r.default);
   const assigned = defaultSql !== null || r.identity !== "" || r.generated !== "";
   let kind: ColumnKind = "text";
-  let read = quote(name);
+  let readOf = (ref: string) => ref;
   if (DATE_TYPES.has(type)) {
     kind = "date";
-    read = isoText(quote(name), type, Number(r.typmod));
+    readOf = (ref) => isoText(ref, type, Number(r.typmod));
   } else if (category === "B") {
     kind = "number";
-    read = `${quote(name)}::int`;
+    readOf = (ref) => `${ref}::int`;
   } else if (NUMBER_CATEGORIES.has(category)) {
     kind = "number";
     // int8 and numeric come back from the driver as strings; the planner needs numbers.
-    if (type === "int8" || type === "numeric") read = `${quote(name)}::float8`;
+    if (type === "int8" || type === "numeric") readOf = (ref) => `${ref}::float8`;
   } else if (!TEXT_TYPES.has(type)) {
-    read = `${quote(name)}::text`;
+    readOf = (ref) => `${ref}::text`;
   }
   return {
     name,
     kind,
     nullable: r.notnull !== true && !isKey,
     defaultSql,
-    read,
+    read: readOf(quote(name)),
+    readOf,
     textual: kind === "text" || kind === "date",
     assigned,
   };
@@ -710,6 +762,14 @@ function checkText(table: PgTable, given: Map<string, unknown>): void {
       );
     }
   }
+}
+
+/**
+ * Marks the transaction as the data API's: change capture's triggers skip its rows, since
+ * the data API records its writes itself.
+ */
+async function setApiWrite(tx: Runner): Promise<void> {
+  await tx.unsafe(`SELECT set_config('${API_SETTING}', 'on', true)`);
 }
 
 async function run(runner: Runner, sql: string, params: unknown[] = []): Promise<Row[]> {

@@ -1,4 +1,5 @@
 import Database from "better-sqlite3";
+import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import type { ListQuery, Resource, Row, Schema, ViewInfo } from "../core/query.ts";
@@ -18,6 +19,15 @@ import {
   validateViewsOption,
   withoutKey,
 } from "./sql.ts";
+import {
+  CAPTURE_PREFIX,
+  installSqliteCapture,
+  isCaptureTrigger,
+  ownChanges,
+  sqliteCaptureFeed,
+  sqliteCaptureStatus,
+  uninstallSqliteCapture,
+} from "./sqlite-capture.ts";
 import {
   type ColumnMeta,
   checkStored,
@@ -119,7 +129,7 @@ export function sqliteSource(options: SqliteSourceOptions): Source {
   return new SqliteSource(db, { owned: true, readonly, views, busyTimeout });
 }
 
-class SqliteSource implements Source {
+class SqliteSource implements Source, CapturingSource {
   readonly name = "sqlite";
   readonly #db: Database.Database;
   readonly #owned: boolean;
@@ -131,6 +141,7 @@ class SqliteSource implements Source {
   #tables = new Map<string, TableMeta>();
   #foreignKeys: Map<string, ForeignKey[]> | undefined;
   #effects = new Map<string, WriteEvent[]>();
+  readonly #own: ReturnType<typeof ownChanges>;
 
   constructor(
     db: Database.Database,
@@ -141,6 +152,7 @@ class SqliteSource implements Source {
     this.#readonly = options.readonly;
     this.#views = options.views;
     this.#busyTimeout = options.busyTimeout;
+    this.#own = ownChanges(db);
     // Off by default in SQLite; without it REFERENCES clauses are not enforced.
     guard(() => db.pragma("foreign_keys = ON"));
   }
@@ -348,9 +360,10 @@ class SqliteSource implements Source {
   #affectedTables(table: string, op: WriteEvent["op"]): Set<string> {
     const out = new Set<string>();
     const triggers = this.#db
-      .prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?")
-      .all(table) as { sql: string | null }[];
-    for (const { sql } of triggers) {
+      .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?")
+      .all(table) as { name: string; sql: string | null }[];
+    for (const { name: trigger, sql } of triggers) {
+      if (isCaptureTrigger(trigger)) continue; // capture's own: they write only its table
       for (const name of this.#tables.keys()) {
         const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
         if (new RegExp(`(^|[^\\w])${escaped}($|[^\\w])`, "i").test(sql ?? "")) out.add(name);
@@ -366,6 +379,34 @@ class SqliteSource implements Source {
       .get(table) as { sql: string | null } | undefined;
     if (op !== "delete" && /ON\s+CONFLICT\s+REPLACE/i.test(own?.sql ?? "")) out.add(table);
     return out;
+  }
+
+  async captureStatus(): Promise<CaptureStatus> {
+    return guard(() => sqliteCaptureStatus(this.#db, [...this.#discover().tables.keys()]));
+  }
+
+  async installCapture(): Promise<CaptureStatus> {
+    return guard(() => {
+      this.#discover();
+      const tables = [...this.#tables.values()].map((t) => ({
+        name: t.info.name,
+        columns: [...t.columns.keys()],
+      }));
+      installSqliteCapture(this.#db, tables);
+      this.#effects.clear();
+      return sqliteCaptureStatus(this.#db, [...this.#tables.keys()]);
+    });
+  }
+
+  async uninstallCapture(): Promise<void> {
+    guard(() => uninstallSqliteCapture(this.#db));
+  }
+
+  captureFeed(): CaptureFeed {
+    return sqliteCaptureFeed(this.#db, (table) => {
+      const meta = this.#tables.get(table);
+      return meta ? [...meta.columns.keys()] : undefined;
+    });
   }
 
   async close(): Promise<void> {
@@ -386,7 +427,7 @@ class SqliteSource implements Source {
     const tables = new Map<string, TableMeta>();
     const skipped: string[] = [];
     for (const { name, wr } of tableRows) {
-      if (name.startsWith("sqlite_")) continue;
+      if (name.startsWith("sqlite_") || name.startsWith(CAPTURE_PREFIX)) continue;
       const rows = infoStatement.all(name) as {
         name: string;
         type: string;
@@ -513,7 +554,13 @@ class SqliteSource implements Source {
    * busyTimeout has passed. A try that failed was rolled back, so trying again is safe.
    */
   async #locked<T>(work: () => T): Promise<T> {
-    const run = this.#db.transaction(work);
+    const run = this.#db.transaction(() => {
+      // Change capture's triggers record this write too; the data API records it itself.
+      const mark = this.#own.before();
+      const result = work();
+      if (mark !== undefined) this.#own.drop(mark);
+      return result;
+    });
     const deadline = performance.now() + this.#busyTimeout;
     for (let pause = FIRST_BUSY_PAUSE_MS; ; pause = Math.min(pause * 2, MAX_BUSY_PAUSE_MS)) {
       const saved = this.#db.pragma("busy_timeout", { simple: true }) as number;

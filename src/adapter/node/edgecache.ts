@@ -6,6 +6,7 @@ import { createAdminApi } from "../../app/admin.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { notFound, onError } from "../../app/errors.ts";
 import { Cache } from "../../core/cache.ts";
+import { type CaptureFollower, followCapture, isCapturing } from "../../core/capture.ts";
 import { type LogStart, localChangeLog } from "../../core/change-log.ts";
 import type { InvalidationPolicy } from "../../core/deps/planner.ts";
 import { EdgecacheError } from "../../core/errors.ts";
@@ -42,6 +43,8 @@ export interface NodeEdgecache {
   /** Whether the embedded demo database is served. */
   demo: boolean;
   databasePath: string;
+  /** Change capture, when the source has it (installed or not). */
+  capture?: CaptureFollower;
   listen(): Promise<RunningServer>;
   close(): Promise<void>;
 }
@@ -180,7 +183,20 @@ async function open(
 ): Promise<NodeEdgecache> {
   const { cachePath, lock } = at;
   const opened = await at.source();
-  const { source, demo, database, stamp: sourceStamp } = opened;
+  const { source, demo, database } = opened;
+  // With change capture installed, writes made while edgecache was stopped wait in the
+  // change table and are replayed before the node serves: the installation, not the
+  // database files, says whether the cache may be resumed.
+  const capturing = isCapturing(source) ? source : undefined;
+  const captureId = async () => {
+    const status = await capturing?.captureStatus();
+    return status?.installed ? `capture:${status.id ?? ""}` : undefined;
+  };
+  const capturedAtStart = await captureId();
+  const sourceStamp =
+    capturedAtStart !== undefined
+      ? { start: capturedAtStart, current: () => capturedAtStart }
+      : opened.stamp;
 
   const tiers: Store[] = [memoryStore(options.memory)];
   // Many nodes share a Redis change log: entries are checked against it, whoever wrote
@@ -207,7 +223,13 @@ async function open(
     tiers.push(persistent);
   }
   if (cluster) tiers.push(...cluster.shared);
-  const local = cluster ? undefined : localChangeLog({ resume });
+  let follower: CaptureFollower | undefined;
+  const feed = capturing?.captureFeed();
+  const outside = feed && {
+    active: () => follower?.installed ?? capturedAtStart !== undefined,
+    pending: () => feed.pending(),
+  };
+  const local = cluster ? undefined : localChangeLog({ resume, outside });
   const log = cluster?.log ?? local!;
   const cache = new Cache({
     tiers,
@@ -219,6 +241,10 @@ async function open(
     rehydrate: options.rehydrate === false ? false : undefined,
   });
   const api = await createDataApi({ source, cache, routes: options.routes });
+  if (feed) {
+    follower = followCapture(cache, feed);
+    await follower.caughtUp;
+  }
 
   const app = new Hono();
   app.onError(onError);
@@ -236,6 +262,7 @@ async function open(
     api,
     demo,
     databasePath: database,
+    capture: follower,
     async listen() {
       running = await startServer({
         app,
@@ -249,13 +276,16 @@ async function open(
       await running?.close();
       await cache.drain();
       cache.setWriteHooks({}); // no refetch from here on
+      await follower?.close();
+      const capturedAtClose = await captureId().catch(() => undefined);
       await opened.close();
       // Leave the log before the tiers close (no record arrives after), and after the
       // database (the stamp it leaves is of the closed files).
       await cluster?.close();
       for (const tier of tiers) if (isClosable(tier)) await tier.close();
-      if (!cluster && cachePath && local && sourceStamp) {
-        leaveStamp(cachePath, { database: sourceStamp.current(), log: local.snapshot() });
+      const stampAtClose = capturedAtClose ?? opened.stamp?.current();
+      if (!cluster && cachePath && local && stampAtClose !== undefined) {
+        leaveStamp(cachePath, { database: stampAtClose, log: local.snapshot() });
       }
       lock?.release();
     },
