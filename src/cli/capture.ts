@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
-import { type CaptureStatus, type CapturingSource, isCapturing } from "../core/capture.ts";
+import type { CaptureStatus, CapturingSource } from "../core/capture.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { isPostgresUrl, postgresSource, redactUrl } from "../sources/postgres.ts";
 import type { Source } from "../sources/source.ts";
@@ -40,9 +40,6 @@ async function withSource<T>(
     ? await postgresSource({ url: database, max: 1 })
     : sqliteSource({ path: database, readonly: false });
   try {
-    if (!isCapturing(source)) {
-      throw new EdgecacheError("E_BAD_OPTION", "capture", `${source.name} has no change capture`);
-    }
     return await work(source, isPostgresUrl(database) ? redactUrl(database) : database);
   } finally {
     await source.close();

@@ -123,7 +123,8 @@ export function followCapture(
   const step = async (): Promise<"idle" | "busy" | "empty"> => {
     installed = await feed.installed();
     if (!installed) return "idle";
-    if (!(await feed.lead())) return "idle";
+    // Another node consumes: this one is caught up once nothing waits.
+    if (!(await feed.lead())) return (await feed.pending()) ? "busy" : "idle";
     const changes = await feed.read(BATCH);
     if (changes.length === 0) return "empty";
     await cache.applyWrite(changes.map((c) => c.event));
@@ -144,6 +145,7 @@ export function followCapture(
         lastError = "";
         if (state !== "busy") markCaughtUp();
         if (state === "idle") await sleep(IDLE_MS);
+        else if (state === "busy" && !(await feed.lead())) await sleep(POLL_MS);
         else if (state === "empty") await feed.wait(POLL_MS);
       } catch (error) {
         const message = (error as Error).message ?? String(error);

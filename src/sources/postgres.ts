@@ -110,7 +110,9 @@ type PgTable = SqlTable<PgColumn> & {
  * const schema = await source.schema();
  * ```
  */
-export async function postgresSource(options: PostgresSourceOptions): Promise<Source> {
+export async function postgresSource(
+  options: PostgresSourceOptions,
+): Promise<Source & CapturingSource> {
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }

@@ -224,6 +224,16 @@ export function sqliteCaptureFeed(
         await new Promise((resolve) => setTimeout(resolve, WATCH_MS));
       }
     },
-    async close() {},
+    async close() {
+      // Hand the table over at once, not after the lease runs out (a restart replays sooner).
+      if (leaseUntil > Date.now()) {
+        try {
+          db.prepare(`UPDATE ${LEASE} SET until = 0 WHERE id = 1 AND holder = ?`).run(me);
+        } catch {
+          // Busy or closed: the lease runs out by itself.
+        }
+        leaseUntil = 0;
+      }
+    },
   };
 }

@@ -87,7 +87,7 @@ export type SqliteSourceOptions =
  * });
  * ```
  */
-export function sqliteSource(options: SqliteSourceOptions): Source {
+export function sqliteSource(options: SqliteSourceOptions): Source & CapturingSource {
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
