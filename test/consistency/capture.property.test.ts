@@ -1,6 +1,8 @@
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import postgres from "postgres";
 import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { randomId } from "../../src/core/change-log.ts";
 import { demoViews } from "../../src/demo/seed.ts";
 import { postgresSource } from "../../src/sources/postgres.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
@@ -81,6 +83,7 @@ consistencyProperty(
 );
 
 const pg = await requirePostgres();
+const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 pg.describe("capture on PostgreSQL", () => {
   consistencyProperty(
@@ -122,5 +125,50 @@ pg.describe("capture on PostgreSQL", () => {
       }),
     15,
     5,
+  );
+
+  consistencyProperty(
+    "two nodes on Redis and PostgreSQL, half of the writes around them (capture)",
+    (dir) =>
+      withPostgresDatabase(pg.url, "ec_capture_cluster", async (url, drop) => {
+        const redis = { url: REDIS, prefix: `test:${randomId()}:`, leaseMs: 2000 };
+        const options = { cwd: dir, demoDatabase: url, demo: { users: 60, orders: 240 }, redis };
+        const nodes = [
+          await createNodeEdgecache({ ...options, cacheFile: join(dir, "a.cache.db") }),
+          await createNodeEdgecache({ ...options, cacheFile: join(dir, "b.cache.db") }),
+        ];
+        const installer = await postgresSource({ url, max: 1 });
+        await installer.installCapture();
+        await installer.close();
+        await until(() => nodes.every((n) => n.capture?.installed === true));
+        const pick = () => nodes[Math.floor(Math.random() * nodes.length)]!;
+        const sum = (f: (n: (typeof nodes)[number]) => number) =>
+          nodes.reduce((t, n) => t + f(n), 0);
+        const raw = postgres(url, { max: 1, onnotice: () => {} });
+        return {
+          databasePath: url,
+          fresh: () => postgresSource({ url, max: 2, views: demoViews }),
+          read: async (path) => pick().app.request(path),
+          write: async (method, path, body) => pick().app.request(path, { method, ...json(body) }),
+          async bypass(write) {
+            const s = statement(write, (n) => `$${n}`);
+            if (s) await raw.unsafe(s.sql, s.params as never[]);
+          },
+          settled: () =>
+            until(
+              async () =>
+                (await raw.unsafe("SELECT 1 FROM edgecache.changes LIMIT 1")).length === 0,
+            ),
+          patches: async () => sum((n) => n.cache.stats().patches),
+          entries: async () => sum((n) => n.cache.index.size),
+          async close() {
+            await raw.end();
+            for (const n of nodes) await n.close();
+            await drop();
+          },
+        };
+      }),
+    10,
+    3,
   );
 });

@@ -7,7 +7,7 @@ import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { notFound, onError } from "../../app/errors.ts";
 import { Cache } from "../../core/cache.ts";
 import { type CaptureFollower, followCapture, isCapturing } from "../../core/capture.ts";
-import { type LogStart, localChangeLog } from "../../core/change-log.ts";
+import { type LogStart, localChangeLog, withOutsideWrites } from "../../core/change-log.ts";
 import type { InvalidationPolicy } from "../../core/deps/planner.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { isClosable, type ListableStore, type Store } from "../../core/store.ts";
@@ -230,7 +230,7 @@ async function open(
     pending: () => feed.pending(),
   };
   const local = cluster ? undefined : localChangeLog({ resume, outside });
-  const log = cluster?.log ?? local!;
+  const log = cluster ? (outside ? withOutsideWrites(cluster.log, outside) : cluster.log) : local!;
   const cache = new Cache({
     tiers,
     log,
