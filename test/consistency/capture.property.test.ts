@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import postgres from "postgres";
-import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
 import { randomId } from "../../src/core/change-log.ts";
 import { demoViews } from "../../src/demo/seed.ts";
 import { postgresSource } from "../../src/sources/postgres.ts";
@@ -82,6 +82,29 @@ consistencyProperty(
   10,
 );
 
+/**
+ * Capture installed on a PostgreSQL database, once every node has picked it up, and the
+ * pieces of a deployment that go around edgecache: raw SQL on a connection of its own.
+ */
+async function postgresAround(url: string, nodes: NodeEdgecache[]) {
+  const installer = await postgresSource({ url, max: 1 });
+  await installer.installCapture();
+  await installer.close();
+  await until(() => nodes.every((n) => n.capture?.installed === true));
+  const raw = postgres(url, { max: 1, onnotice: () => {} });
+  return {
+    databasePath: url,
+    fresh: () => postgresSource({ url, max: 2, views: demoViews }),
+    async bypass(write: DirectWrite) {
+      const s = statement(write, (n) => `$${n}`);
+      if (s) await raw.unsafe(s.sql, s.params as never[]);
+    },
+    settled: () =>
+      until(async () => (await raw.unsafe("SELECT 1 FROM edgecache.changes LIMIT 1")).length === 0),
+    end: () => raw.end(),
+  };
+}
+
 const pg = await requirePostgres();
 const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -95,29 +118,15 @@ pg.describe("capture on PostgreSQL", () => {
           demoDatabase: url,
           demo: { users: 60, orders: 240 },
         });
-        const installer = await postgresSource({ url, max: 1 });
-        await installer.installCapture();
-        await installer.close();
-        await until(() => ec.capture?.installed === true);
-        const raw = postgres(url, { max: 1, onnotice: () => {} });
+        const { end, ...around } = await postgresAround(url, [ec]);
         return {
-          databasePath: url,
-          fresh: () => postgresSource({ url, max: 2, views: demoViews }),
+          ...around,
           read: async (path) => ec.app.request(path),
           write: async (method, path, body) => ec.app.request(path, { method, ...json(body) }),
-          async bypass(write) {
-            const s = statement(write, (n) => `$${n}`);
-            if (s) await raw.unsafe(s.sql, s.params as never[]);
-          },
-          settled: () =>
-            until(
-              async () =>
-                (await raw.unsafe("SELECT 1 FROM edgecache.changes LIMIT 1")).length === 0,
-            ),
           patches: async () => ec.cache.stats().patches,
           entries: async () => ec.cache.index.size,
           async close() {
-            await raw.end();
+            await end();
             await ec.close();
             await drop();
           },
@@ -137,32 +146,18 @@ pg.describe("capture on PostgreSQL", () => {
           await createNodeEdgecache({ ...options, cacheFile: join(dir, "a.cache.db") }),
           await createNodeEdgecache({ ...options, cacheFile: join(dir, "b.cache.db") }),
         ];
-        const installer = await postgresSource({ url, max: 1 });
-        await installer.installCapture();
-        await installer.close();
-        await until(() => nodes.every((n) => n.capture?.installed === true));
+        const { end, ...around } = await postgresAround(url, nodes);
         const pick = () => nodes[Math.floor(Math.random() * nodes.length)]!;
         const sum = (f: (n: (typeof nodes)[number]) => number) =>
           nodes.reduce((t, n) => t + f(n), 0);
-        const raw = postgres(url, { max: 1, onnotice: () => {} });
         return {
-          databasePath: url,
-          fresh: () => postgresSource({ url, max: 2, views: demoViews }),
+          ...around,
           read: async (path) => pick().app.request(path),
           write: async (method, path, body) => pick().app.request(path, { method, ...json(body) }),
-          async bypass(write) {
-            const s = statement(write, (n) => `$${n}`);
-            if (s) await raw.unsafe(s.sql, s.params as never[]);
-          },
-          settled: () =>
-            until(
-              async () =>
-                (await raw.unsafe("SELECT 1 FROM edgecache.changes LIMIT 1")).length === 0,
-            ),
           patches: async () => sum((n) => n.cache.stats().patches),
           entries: async () => sum((n) => n.cache.index.size),
           async close() {
-            await raw.end();
+            await end();
             for (const n of nodes) await n.close();
             await drop();
           },
