@@ -10,6 +10,13 @@ import type { Row } from "./query.ts";
  * change table, see the sources); this file is the portable part.
  */
 
+/**
+ * How long the data API's own rows wait in the change table for their write's record
+ * (then they are removed, see CapturingSource.recorded) before capture takes them as a
+ * write the data API never recorded (its node died after the commit), ms.
+ */
+export const API_GRACE_MS = 5000;
+
 /** One captured row change, in the form the source reads rows. */
 export interface CapturedChange {
   /** Position in the change table; consumed changes are removed by it. */
@@ -63,6 +70,11 @@ export interface CapturingSource {
   installCapture(): Promise<CaptureStatus>;
   /** Drops the triggers and the change table. */
   uninstallCapture(): Promise<void>;
+  /**
+   * The data API has recorded the write it marked `mark` (WriteOptions.capture): its rows
+   * leave the change table. Never fails: rows left behind are captured later, harmlessly.
+   */
+  recorded(mark: string): Promise<void>;
   captureFeed(): CaptureFeed;
 }
 

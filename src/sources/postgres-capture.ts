@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type postgres from "postgres";
 import {
+  API_GRACE_MS,
   type CapturedChange,
   type CaptureFeed,
   type CaptureStatus,
@@ -16,8 +17,9 @@ import { quote } from "./sql.ts";
  * table. Everything lives in a schema of its own (`edgecache` for tables in `public`,
  * `edgecache_<schema>` otherwise), so uninstalling is one DROP SCHEMA.
  *
- * The data API's own writes set `edgecache.api` for their transaction, and the trigger
- * skips them: the data API records its writes itself.
+ * The data API's own writes set `edgecache.api` to a mark of the write for their
+ * transaction, and their rows carry it: they are removed once the data API has recorded
+ * the write, and captured only if that never happens (API_GRACE_MS).
  *
  * Sequence numbers are taken at insert, not at commit, so a change table is consumed,
  * never read past: each change is deleted once applied, and one that commits late (with a
@@ -78,7 +80,8 @@ export async function installPostgresCapture(
     await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
     await tx.unsafe(`CREATE TABLE IF NOT EXISTS ${schema}.changes (
       seq bigserial PRIMARY KEY, tbl text NOT NULL, op text NOT NULL,
-      old jsonb, new jsonb, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+      old jsonb, new jsonb, at timestamptz NOT NULL DEFAULT clock_timestamp(), api text)`);
+    await tx.unsafe(`CREATE INDEX IF NOT EXISTS changes_api ON ${schema}.changes (api)`);
     await tx.unsafe(`CREATE TABLE IF NOT EXISTS ${schema}.install (
       one boolean PRIMARY KEY DEFAULT true CHECK (one), id text NOT NULL)`);
     await tx.unsafe(`INSERT INTO ${schema}.install (id) VALUES ($1) ON CONFLICT DO NOTHING`, [
@@ -96,11 +99,11 @@ export async function installPostgresCapture(
       await tx.unsafe(`CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
         LANGUAGE plpgsql AS $fn$
         BEGIN
-          IF current_setting(${literal(API_SETTING)}, true) = 'on' THEN RETURN NULL; END IF;
-          INSERT INTO ${schema}.changes (tbl, op, old, new) VALUES (
+          INSERT INTO ${schema}.changes (tbl, op, old, new, api) VALUES (
             ${literal(table.name)}, lower(TG_OP),
             CASE WHEN TG_OP <> 'INSERT' THEN ${rowJson("OLD", table)} END,
-            CASE WHEN TG_OP <> 'DELETE' THEN ${rowJson("NEW", table)} END);
+            CASE WHEN TG_OP <> 'DELETE' THEN ${rowJson("NEW", table)} END,
+            nullif(current_setting(${literal(API_SETTING)}, true), ''));
           PERFORM pg_notify(${literal(CHANNEL)}, '');
           RETURN NULL;
         END $fn$`);
@@ -114,12 +117,22 @@ export async function installPostgresCapture(
   });
 }
 
+/** Removes the rows of a write the data API has recorded (see WriteOptions.capture). */
+export async function forgetPostgresCaptured(
+  sql: postgres.Sql,
+  served: string,
+  mark: string,
+): Promise<void> {
+  if (!(await isInstalled(sql, served))) return;
+  await sql.unsafe(`DELETE FROM ${quote(captureSchema(served))}.changes WHERE api = $1`, [mark]);
+}
+
 export async function uninstallPostgresCapture(sql: postgres.Sql, served: string): Promise<void> {
   // The triggers depend on the schema's functions and go with them.
   await sql.unsafe(`DROP SCHEMA IF EXISTS ${quote(captureSchema(served))} CASCADE`);
 }
 
-async function isInstalled(sql: postgres.Sql, served: string): Promise<boolean> {
+export async function isInstalled(sql: postgres.Sql, served: string): Promise<boolean> {
   const [row] = await sql.unsafe("SELECT to_regclass($1) IS NOT NULL AS ok", [
     `${quote(captureSchema(served))}.changes`,
   ]);
@@ -208,8 +221,10 @@ export function postgresCaptureFeed(
       const rows = await sql.unsafe(
         `SELECT seq::float8 AS seq, tbl, op, old::text AS old, new::text AS new,
                 (extract(epoch FROM at) * 1000)::float8 AS at
-           FROM ${schema}.changes ORDER BY seq LIMIT $1`,
-        [limit],
+           FROM ${schema}.changes
+          WHERE api IS NULL OR at < clock_timestamp() - make_interval(secs => $2)
+          ORDER BY seq LIMIT $1`,
+        [limit, API_GRACE_MS / 1000],
       );
       return rows.map(
         (r): CapturedChange => ({

@@ -14,12 +14,14 @@ import type {
 } from "../core/query.ts";
 import {
   API_SETTING,
+  forgetPostgresCaptured,
   installPostgresCapture,
+  isInstalled,
   postgresCaptureFeed,
   postgresCaptureStatus,
   uninstallPostgresCapture,
 } from "./postgres-capture.ts";
-import type { DeleteResult, Source, WriteResult } from "./source.ts";
+import type { DeleteResult, Source, WriteOptions, WriteResult } from "./source.ts";
 import {
   attachChildren,
   badBody,
@@ -43,6 +45,9 @@ import {
 } from "./sql.ts";
 
 const COMPONENT = "postgres";
+
+/** How often the source asks whether change capture is installed, ms. */
+const CAPTURE_CHECK_MS = 1000;
 
 /** Small IN lists keep statements cheap to plan (PostgreSQL allows 65,535 parameters). */
 const MAX_IN_PARAMS = 500;
@@ -172,6 +177,8 @@ class PostgresSource implements Source, CapturingSource {
   #discovered: Promise<{ schema: Schema; tables: Map<string, PgTable> }> | undefined;
   #foreignKeys: Map<string, ForeignKey[]> = new Map();
   #effects = new Map<string, WriteEvent[]>();
+  #captureOn = false;
+  #captureCheckedAt = 0;
 
   constructor(sql: Sql, options: { owned: boolean; views: ViewInfo[]; schema: string }) {
     this.#sql = sql;
@@ -203,7 +210,7 @@ class PostgresSource implements Source, CapturingSource {
     });
   }
 
-  async insert(table: string, values: Row): Promise<Row> {
+  async insert(table: string, values: Row, options?: WriteOptions): Promise<Row> {
     return guard(async () => {
       const meta = await this.#table(table);
       const given = coerceBody(meta, values);
@@ -222,15 +229,21 @@ class PostgresSource implements Source, CapturingSource {
           : `INSERT INTO ${meta.qualified} (${names.map(quote).join(", ")}) VALUES (${names
               .map((name, i) => parameter(meta.columns.get(name)!, i + 1))
               .join(", ")}) RETURNING ${meta.selectList}`;
+      const marked = await this.#marked(options);
       return this.#sql.begin(async (tx) => {
-        await setApiWrite(tx);
+        await setApiWrite(tx, marked);
         const [row] = await run(tx, sql, [...given.values()].map(bindable));
         return row!;
       }) as Promise<Row>;
     });
   }
 
-  async update(table: string, id: string | number, values: Row): Promise<WriteResult | undefined> {
+  async update(
+    table: string,
+    id: string | number,
+    values: Row,
+    options?: WriteOptions,
+  ): Promise<WriteResult | undefined> {
     return guard(async () => {
       const meta = await this.#table(table);
       const given = withoutKey(meta, id, coerceBody(meta, values));
@@ -240,11 +253,16 @@ class PostgresSource implements Source, CapturingSource {
         params.push(bindable(value));
         return `${quote(name)} = ${parameter(meta.columns.get(name)!, params.length)}`;
       });
-      return this.#write(meta, id, assignments, params);
+      return this.#write(meta, id, assignments, params, options);
     });
   }
 
-  async replace(table: string, id: string | number, values: Row): Promise<WriteResult | undefined> {
+  async replace(
+    table: string,
+    id: string | number,
+    values: Row,
+    options?: WriteOptions,
+  ): Promise<WriteResult | undefined> {
     return guard(async () => {
       const meta = await this.#table(table);
       const given = withoutKey(meta, id, coerceBody(meta, values));
@@ -262,17 +280,22 @@ class PostgresSource implements Source, CapturingSource {
           assignments.push(`${quote(column.name)} = DEFAULT`);
         }
       }
-      return this.#write(meta, id, assignments, params);
+      return this.#write(meta, id, assignments, params, options);
     });
   }
 
-  async delete(table: string, id: string | number): Promise<DeleteResult | undefined> {
+  async delete(
+    table: string,
+    id: string | number,
+    options?: WriteOptions,
+  ): Promise<DeleteResult | undefined> {
     return guard(async () => {
       const meta = await this.#table(table);
       const key = coerceId(meta, id);
       if (key === undefined) return undefined;
+      const marked = await this.#marked(options);
       return this.#sql.begin(async (tx) => {
-        await setApiWrite(tx);
+        await setApiWrite(tx, marked);
         // Lock the row, then read the rows foreign key actions will change, before the
         // delete in the same transaction: the cache must hear of them as of the row.
         const [locked] = await run(tx, `${selectById(meta, key)} FOR UPDATE`, [bindable(key)]);
@@ -339,6 +362,26 @@ class PostgresSource implements Source, CapturingSource {
     await guard(() => uninstallPostgresCapture(this.#sql, this.#schemaName));
   }
 
+  async recorded(mark: string): Promise<void> {
+    if (!(await this.#captureInstalled())) return;
+    await forgetPostgresCaptured(this.#sql, this.#schemaName, mark).catch(() => {});
+  }
+
+  /** Whether capture is installed, asked at most once a second (see WriteOptions.capture). */
+  async #captureInstalled(): Promise<boolean> {
+    const now = Date.now();
+    if (now - this.#captureCheckedAt > CAPTURE_CHECK_MS) {
+      this.#captureCheckedAt = now;
+      this.#captureOn = await isInstalled(this.#sql, this.#schemaName).catch(() => this.#captureOn);
+    }
+    return this.#captureOn;
+  }
+
+  /** The write's options for its transaction: the capture mark only while capture is on. */
+  async #marked(options: WriteOptions | undefined): Promise<WriteOptions | undefined> {
+    return options?.capture !== undefined && (await this.#captureInstalled()) ? options : undefined;
+  }
+
   captureFeed(): CaptureFeed {
     let tables: Map<string, PgTable> | undefined;
     void this.#discover().then((d) => {
@@ -360,11 +403,13 @@ class PostgresSource implements Source, CapturingSource {
     id: string | number,
     assignments: string[],
     params: unknown[],
+    options: WriteOptions | undefined,
   ): Promise<WriteResult | undefined> {
     const key = coerceId(table, id);
     if (key === undefined) return undefined;
+    const marked = await this.#marked(options);
     return this.#sql.begin(async (tx) => {
-      await setApiWrite(tx);
+      await setApiWrite(tx, marked);
       const [old] = await run(tx, `${selectById(table, key)} FOR UPDATE`, [bindable(key)]);
       if (!old) return undefined;
       if (assignments.length === 0) return { old, row: old };
@@ -767,11 +812,12 @@ function checkText(table: PgTable, given: Map<string, unknown>): void {
 }
 
 /**
- * Marks the transaction as the data API's: change capture's triggers skip its rows, since
- * the data API records its writes itself.
+ * Gives the rows change capture's triggers record in this transaction the write's mark
+ * (see WriteOptions.capture).
  */
-async function setApiWrite(tx: Runner): Promise<void> {
-  await tx.unsafe(`SELECT set_config('${API_SETTING}', 'on', true)`);
+async function setApiWrite(tx: Runner, options: WriteOptions | undefined): Promise<void> {
+  if (options?.capture === undefined) return;
+  await tx.unsafe(`SELECT set_config('${API_SETTING}', $1, true)`, [options.capture]);
 }
 
 async function run(runner: Runner, sql: string, params: unknown[] = []): Promise<Row[]> {

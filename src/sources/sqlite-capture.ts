@@ -1,5 +1,6 @@
 import type Database from "better-sqlite3";
 import {
+  API_GRACE_MS,
   type CapturedChange,
   type CaptureFeed,
   type CaptureStatus,
@@ -13,8 +14,8 @@ import { quote } from "./sql.ts";
  * data_version` tells cheaply whether another connection committed. SQLite has one
  * writer at a time, so the change table's order is the commit order.
  *
- * The data API's own writes go through the same triggers; the source removes their rows
- * in the write's own transaction, since the data API records its writes itself.
+ * The data API's own writes go through the same triggers: their rows carry the write's
+ * mark, and are removed once the data API has recorded the write (see ownChanges).
  */
 
 /** Tables and triggers edgecache owns; the source never serves them. */
@@ -77,7 +78,8 @@ export function installSqliteCapture(
   db.transaction(() => {
     db.exec(`CREATE TABLE IF NOT EXISTS ${CHANGES} (
       seq INTEGER PRIMARY KEY AUTOINCREMENT,
-      tbl TEXT NOT NULL, op TEXT NOT NULL, old TEXT, new TEXT, at INTEGER NOT NULL)`);
+      tbl TEXT NOT NULL, op TEXT NOT NULL, old TEXT, new TEXT, at INTEGER NOT NULL,
+      api TEXT)`);
     db.exec(`CREATE TABLE IF NOT EXISTS ${LEASE} (
       id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, until INTEGER NOT NULL,
       install TEXT NOT NULL)`);
@@ -129,28 +131,33 @@ export function sqliteCaptureStatus(
 }
 
 /**
- * Marks the change table before one of the data API's writes and removes what the
- * write's triggers added, in the write's transaction (which holds the write lock, so
- * nothing else was added in between). Cheap when capture is not installed.
+ * The data API's own writes in the change table. Before a write, `before` notes the last
+ * row; after it, in the same transaction (which holds the write lock, so nothing else was
+ * added in between), `mark` gives the write's rows its mark; once the data API has
+ * recorded the write, `forget` removes them. Rows whose write is never recorded (the node
+ * died) stay, and are captured after API_GRACE_MS. Cheap when capture is not installed.
  */
 export function ownChanges(db: Database.Database): {
   before(): number | undefined;
-  drop(mark: number): void;
+  mark(before: number, mark: string): void;
+  forget(mark: string): void;
 } {
   const installed = db.prepare(
     `SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '${CHANGES}'`,
   );
   let last: Database.Statement | undefined;
-  let remove: Database.Statement | undefined;
   return {
     before() {
       if (installed.get() === undefined) return undefined;
       last ??= db.prepare(`SELECT coalesce(max(seq), 0) AS seq FROM ${CHANGES}`);
       return (last.get() as { seq: number }).seq;
     },
-    drop(mark) {
-      remove ??= db.prepare(`DELETE FROM ${CHANGES} WHERE seq > ?`);
-      remove.run(mark);
+    mark(before, mark) {
+      db.prepare(`UPDATE ${CHANGES} SET api = ? WHERE seq > ?`).run(mark, before);
+    },
+    forget(mark) {
+      if (installed.get() === undefined) return;
+      db.prepare(`DELETE FROM ${CHANGES} WHERE api = ?`).run(mark);
     },
   };
 }
@@ -162,6 +169,8 @@ export function ownChanges(db: Database.Database): {
 export function sqliteCaptureFeed(
   db: Database.Database,
   columnsOf: (table: string) => readonly string[] | undefined,
+  /** Runs a write in a transaction, waiting for the write lock without blocking. */
+  locked: <T>(work: () => T) => Promise<T>,
 ): CaptureFeed {
   const me = crypto.randomUUID();
   let leaseUntil = 0;
@@ -193,8 +202,11 @@ export function sqliteCaptureFeed(
     },
     async read(limit) {
       const rows = db
-        .prepare(`SELECT seq, tbl, op, old, new, at FROM ${CHANGES} ORDER BY seq LIMIT ?`)
-        .all(limit) as {
+        .prepare(
+          `SELECT seq, tbl, op, old, new, at FROM ${CHANGES}
+            WHERE api IS NULL OR at < ? ORDER BY seq LIMIT ?`,
+        )
+        .all(Date.now() - API_GRACE_MS, limit) as {
         seq: number;
         tbl: string;
         op: string;
@@ -214,8 +226,10 @@ export function sqliteCaptureFeed(
       return db.prepare(`SELECT 1 FROM ${CHANGES} LIMIT 1`).get() !== undefined;
     },
     async consume(changes) {
-      const last = changes.at(-1);
-      if (last) db.prepare(`DELETE FROM ${CHANGES} WHERE seq <= ?`).run(last.seq);
+      const remove = db.prepare(`DELETE FROM ${CHANGES} WHERE seq = ?`);
+      await locked(() => {
+        for (const change of changes) remove.run(change.seq);
+      });
     },
     async wait(ms) {
       const until = performance.now() + ms;
@@ -228,7 +242,9 @@ export function sqliteCaptureFeed(
       // Hand the table over at once, not after the lease runs out (a restart replays sooner).
       if (leaseUntil > Date.now()) {
         try {
-          db.prepare(`UPDATE ${LEASE} SET until = 0 WHERE id = 1 AND holder = ?`).run(me);
+          await locked(() =>
+            db.prepare(`UPDATE ${LEASE} SET until = 0 WHERE id = 1 AND holder = ?`).run(me),
+          );
         } catch {
           // Busy or closed: the lease runs out by itself.
         }

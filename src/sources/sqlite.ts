@@ -3,7 +3,7 @@ import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/captur
 import type { WriteEvent } from "../core/deps/planner.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import type { ListQuery, Resource, Row, Schema, ViewInfo } from "../core/query.ts";
-import type { DeleteResult, Source, WriteResult } from "./source.ts";
+import type { DeleteResult, Source, WriteOptions, WriteResult } from "./source.ts";
 import {
   attachChildren,
   badQuery,
@@ -178,7 +178,7 @@ class SqliteSource implements Source, CapturingSource {
     });
   }
 
-  async insert(table: string, values: Row): Promise<Row> {
+  async insert(table: string, values: Row, options?: WriteOptions): Promise<Row> {
     return guardAsync(() => {
       const meta = this.#writable(table);
       const given = coerceBody(meta, values);
@@ -200,7 +200,7 @@ class SqliteSource implements Source, CapturingSource {
         names.length === 0
           ? `INSERT INTO ${quote(table)} DEFAULT VALUES RETURNING *`
           : `INSERT INTO ${quote(table)} (${names.map(quote).join(", ")}) VALUES (${names.map(() => "?").join(", ")}) RETURNING *`;
-      return this.#locked(() => {
+      return this.#locked(options, () => {
         const row = this.#statement(sql).get([...given.values()]) as Row;
         checkStored(meta, given, row);
         return row;
@@ -208,16 +208,26 @@ class SqliteSource implements Source, CapturingSource {
     });
   }
 
-  async update(table: string, id: string | number, values: Row): Promise<WriteResult | undefined> {
+  async update(
+    table: string,
+    id: string | number,
+    values: Row,
+    options?: WriteOptions,
+  ): Promise<WriteResult | undefined> {
     return guardAsync(() => {
       const meta = this.#writable(table);
       const given = withoutKey(meta, id, coerceBody(meta, values));
       const assignments = [...given.keys()].map((name) => `${quote(name)} = ?`);
-      return this.#write(meta, id, assignments, [...given.values()], given);
+      return this.#write(meta, id, assignments, [...given.values()], given, options);
     });
   }
 
-  async replace(table: string, id: string | number, values: Row): Promise<WriteResult | undefined> {
+  async replace(
+    table: string,
+    id: string | number,
+    values: Row,
+    options?: WriteOptions,
+  ): Promise<WriteResult | undefined> {
     return guardAsync(() => {
       const meta = this.#writable(table);
       const given = withoutKey(meta, id, coerceBody(meta, values));
@@ -236,16 +246,20 @@ class SqliteSource implements Source, CapturingSource {
           assignments.push(`${quote(column.name)} = NULL`); // nullable: requireValues said so
         }
       }
-      return this.#write(meta, id, assignments, params, given);
+      return this.#write(meta, id, assignments, params, given, options);
     });
   }
 
-  async delete(table: string, id: string | number): Promise<DeleteResult | undefined> {
+  async delete(
+    table: string,
+    id: string | number,
+    options?: WriteOptions,
+  ): Promise<DeleteResult | undefined> {
     return guardAsync(() => {
       const meta = this.#writable(table);
       const key = coerceId(meta, id);
       if (key === undefined) return undefined;
-      return this.#locked((): DeleteResult | undefined => {
+      return this.#locked(options, (): DeleteResult | undefined => {
         // Rows that foreign key actions will change, read before the delete in the same
         // transaction: the cache must hear of them as it hears of the row itself.
         const affected = this.#referencing(table, key);
@@ -402,11 +416,23 @@ class SqliteSource implements Source, CapturingSource {
     guard(() => uninstallSqliteCapture(this.#db));
   }
 
+  async recorded(mark: string): Promise<void> {
+    try {
+      await this.#locked(undefined, () => this.#own.forget(mark));
+    } catch {
+      // Busy: the rows stay, and are captured after API_GRACE_MS (harmless).
+    }
+  }
+
   captureFeed(): CaptureFeed {
-    return sqliteCaptureFeed(this.#db, (table) => {
-      const meta = this.#tables.get(table);
-      return meta ? [...meta.columns.keys()] : undefined;
-    });
+    return sqliteCaptureFeed(
+      this.#db,
+      (table) => {
+        const meta = this.#tables.get(table);
+        return meta ? [...meta.columns.keys()] : undefined;
+      },
+      (work) => this.#locked(undefined, work),
+    );
   }
 
   async close(): Promise<void> {
@@ -529,13 +555,14 @@ class SqliteSource implements Source, CapturingSource {
     assignments: string[],
     params: unknown[],
     given: Map<string, unknown>,
+    options: WriteOptions | undefined,
   ): Promise<WriteResult | undefined> | undefined {
     const key = coerceId(table, id);
     if (key === undefined) return undefined;
     const match = keyMatch(table, key);
     const select = `SELECT * FROM ${quote(table.info.name)} WHERE ${match}`;
     const update = `UPDATE ${quote(table.info.name)} SET ${assignments.join(", ")} WHERE ${match} RETURNING *`;
-    return this.#locked((): WriteResult | undefined => {
+    return this.#locked(options, (): WriteResult | undefined => {
       const old = this.#statement(select).get(key) as Row | undefined;
       if (!old) return undefined;
       if (assignments.length === 0) return { old, row: old };
@@ -553,12 +580,12 @@ class SqliteSource implements Source, CapturingSource {
    * the event loop, and every request with it); the next comes after a pause, until
    * busyTimeout has passed. A try that failed was rolled back, so trying again is safe.
    */
-  async #locked<T>(work: () => T): Promise<T> {
+  async #locked<T>(options: WriteOptions | undefined, work: () => T): Promise<T> {
     const run = this.#db.transaction(() => {
-      // Change capture's triggers record this write too; the data API records it itself.
-      const mark = this.#own.before();
+      // Change capture's triggers record this write too: its rows carry the write's mark.
+      const before = options?.capture === undefined ? undefined : this.#own.before();
       const result = work();
-      if (mark !== undefined) this.#own.drop(mark);
+      if (before !== undefined) this.#own.mark(before, options!.capture!);
       return result;
     });
     const deadline = performance.now() + this.#busyTimeout;

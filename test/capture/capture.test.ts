@@ -7,6 +7,7 @@ import Database from "better-sqlite3";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { API_GRACE_MS } from "../../src/core/capture.ts";
 import type { Row } from "../../src/core/query.ts";
 import { resolveResource } from "../../src/core/query.ts";
 import { parseListQuery } from "../../src/core/query-params.ts";
@@ -266,6 +267,19 @@ function captureSuite(
       // Resumed, not emptied: the persistent tier still answers what the write left alone.
       expect((await read(untouched)).status).toMatch(/hit/);
     });
+
+    it("a write whose node died before recording it is captured after the grace period", async () => {
+      const user = await firstUser();
+      const path = `/v1/users/${user.id}`;
+      await warm([path]);
+      // Another node's data API write, committed with its mark but never recorded.
+      const dying = await database.fresh();
+      await dying.update("users", String(user.id), { lastName: "Orphaned" }, { capture: "dead" });
+      await dying.close();
+      expect(await database.backlog()).toBe(1);
+      await until(async () => (await database.backlog()) === 0, API_GRACE_MS + 5000);
+      expect((await read(path)).body).toMatchObject({ lastName: "Orphaned" });
+    }, 20_000);
 
     it("measures the lag from the database's record to applied", () => {
       const stats = node.capture?.stats();
