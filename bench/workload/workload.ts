@@ -22,7 +22,7 @@ import type { BenchRedis } from "../lib/redis.ts";
 import { generateSequence, type InitialData, type Op } from "./generate.ts";
 import { StaleOracle } from "./oracle.ts";
 import type { WorkloadRecord } from "./report.ts";
-import { Client, type RunOutcome, readAll, runSequence } from "./run.ts";
+import { type AroundWrites, Client, type RunOutcome, readAll, runSequence } from "./run.ts";
 import type { Strategy } from "./strategies.ts";
 
 export interface WorkloadOptions {
@@ -55,6 +55,8 @@ export interface ServerStats {
     patches: number;
     tiers: { name: string; hits: number }[];
   };
+  /** Change capture's follower, with `--capture`: from the database's record to applied. */
+  capture?: { applied: number; lagP50?: number; lagP99?: number };
 }
 
 /**
@@ -65,6 +67,10 @@ export interface Setup {
   strategy: Strategy;
   nodes: number;
   redis?: { server: BenchRedis; prefix: string };
+  /** The nodes follow change capture (installed in the database by the driver). */
+  capture?: boolean;
+  /** Some writes go around the data API (see AroundWrites). */
+  around?: AroundWrites;
 }
 
 export interface SetupRun {
@@ -162,6 +168,7 @@ export async function startNodes(db: string, setup: Setup): Promise<Server[]> {
           "--strategy",
           setup.strategy,
           ...redis,
+          ...(setup.capture ? ["--capture"] : []),
         ]),
       }),
     ),
@@ -205,7 +212,7 @@ export async function runSetup(
     });
     const before = await stats();
     const cpuBefore = await cpu();
-    const outcome = await runSequence(client, ops, oracle, connections);
+    const outcome = await runSequence(client, ops, oracle, connections, setup.around);
     const cpuAfter = await cpu();
     const after = await stats();
     const probe = await probeHits(client, ops);

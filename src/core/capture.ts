@@ -132,8 +132,13 @@ export function followCapture(
     });
 
   let installed = false;
+  let askedAt = Number.NEGATIVE_INFINITY;
   const step = async (): Promise<"idle" | "busy" | "empty"> => {
-    installed = await feed.installed();
+    // Asked once a second: an install or uninstall is picked up within that.
+    if (performance.now() - askedAt >= IDLE_MS) {
+      installed = await feed.installed();
+      askedAt = performance.now();
+    }
     if (!installed) return "idle";
     // Another node consumes: this one is caught up once nothing waits.
     if (!(await feed.lead())) return (await feed.pending()) ? "busy" : "idle";
