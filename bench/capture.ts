@@ -26,7 +26,7 @@ import { sqliteSource } from "../src/sources/sqlite.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, readFlags } from "./lib/settings.ts";
 import { readWorkloadFlags, workloadFlags } from "./workload/flags.ts";
-import { generateSequence, type WriteOp } from "./workload/generate.ts";
+import type { WriteOp } from "./workload/generate.ts";
 import type { AroundWrites } from "./workload/run.ts";
 import {
   onFreshCopy,
@@ -36,6 +36,7 @@ import {
   round,
   runSetup,
   type SetupRun,
+  sequences,
   toRecord,
 } from "./workload/workload.ts";
 
@@ -85,12 +86,7 @@ const command = commandLine("bench:capture");
 const started = Date.now();
 const { template, data } = prepareDatabase(options, (line) => console.log(line));
 const records: CaptureRecord[] = [];
-for (const writeRatio of options.writeRatios) {
-  const ops = generateSequence(data, {
-    requests: options.requests,
-    writeRatio,
-    seed: options.seed,
-  });
+for (const [writeRatio, ops] of sequences(data, options)) {
   for (const source of sources) {
     for (const mode of ["api", "around"] as const) {
       const run = await onDatabase(source, `capture-${source}-${mode}`, (db, around) =>

@@ -97,12 +97,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<{
   const records: WorkloadRecord[] = [];
   const stale: { strategy: Strategy; writeRatio: number; samples: RunOutcome["staleSamples"] }[] =
     [];
-  for (const writeRatio of options.writeRatios) {
-    const ops = generateSequence(data, {
-      requests: options.requests,
-      writeRatio,
-      seed: options.seed,
-    });
+  for (const [writeRatio, ops] of sequences(data, options)) {
     for (const strategy of options.strategies) {
       await onFreshCopy(template, strategy, async (db) => {
         const setup = { strategy, nodes: 1 };
@@ -118,6 +113,19 @@ export async function runWorkload(options: WorkloadOptions): Promise<{
   }
   addQueriesPerWrite(records);
   return { records, stale };
+}
+
+/** Each write ratio's request sequence over the same data (the same seed). */
+export function* sequences(
+  data: InitialData,
+  options: Pick<WorkloadOptions, "writeRatios" | "requests" | "seed">,
+): Generator<[number, Op[]]> {
+  for (const writeRatio of options.writeRatios) {
+    yield [
+      writeRatio,
+      generateSequence(data, { requests: options.requests, writeRatio, seed: options.seed }),
+    ];
+  }
 }
 
 /** A temporary folder with the generated database, the template each run copies. */
