@@ -19,7 +19,6 @@ import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import postgres from "postgres";
-import { seedPostgresDemo } from "../src/demo/seed-postgres.ts";
 import { postgresSource } from "../src/sources/postgres.ts";
 import type { Source } from "../src/sources/source.ts";
 import { sqliteSource } from "../src/sources/sqlite.ts";
@@ -29,22 +28,23 @@ import { readWorkloadFlags, workloadFlags } from "./workload/flags.ts";
 import type { WriteOp } from "./workload/generate.ts";
 import type { AroundWrites } from "./workload/run.ts";
 import {
-  onFreshCopy,
+  onFreshDatabase,
   pctLabel,
   prepareDatabase,
   quantile,
   round,
   runSetup,
   type SetupRun,
+  SOURCES,
+  type SourceName,
   sequences,
   toRecord,
 } from "./workload/workload.ts";
 
-const SOURCES = ["sqlite", "postgres"] as const;
-type SourceName = (typeof SOURCES)[number];
-const PG = process.env.EDGECACHE_BENCH_PG ?? "postgres://postgres@127.0.0.1:5432/postgres";
 /** One write in this many goes around the data API in the "around" runs. */
 const AROUND_EVERY = 2;
+/** Writes of the lag probe after each "around" run. */
+const PROBE_WRITES = 200;
 
 const { options, out, sources } = readFlags(() => {
   const { values } = parseArgs({
@@ -77,6 +77,9 @@ interface CaptureRecord {
   /** The same measured by the node: from the trigger's record to applied. */
   nodeLagP50Ms: number | null;
   nodeLagP99Ms: number | null;
+  /** One write at a time after the run (no load): commit to applied. */
+  probeLagP50Ms: number | null;
+  probeLagP99Ms: number | null;
   p50Ms: number;
   rps: number;
   errors: number;
@@ -89,27 +92,27 @@ const records: CaptureRecord[] = [];
 for (const [writeRatio, ops] of sequences(data, options)) {
   for (const source of sources) {
     for (const mode of ["api", "around"] as const) {
-      const run = await onDatabase(source, `capture-${source}-${mode}`, (db, around) =>
-        runSetup(
-          db,
-          {
-            strategy: "edgecache",
-            nodes: 1,
-            capture: true,
-            around: mode === "around" ? around : undefined,
-          },
-          ops,
-          data,
-          options.connections,
-        ),
-      );
-      const record = toCaptureRecord(source, writeRatio, mode, run);
+      let probe: number[] = [];
+      const run = await onDatabase(source, `capture-${source}-${mode}`, async (db, around) => {
+        const setup = {
+          strategy: "edgecache" as const,
+          nodes: 1,
+          capture: true,
+          around: mode === "around" ? around : undefined,
+        };
+        const result = await runSetup(db, setup, ops, data, options.connections);
+        // The node still runs: now the lag of one write at a time, nothing else going on.
+        if (mode === "around") probe = await probeLag(around);
+        return result;
+      });
+      const record = toCaptureRecord(source, writeRatio, mode, run, probe);
       records.push(record);
       console.log(
         `${pctLabel(writeRatio)} writes, ${source}, ${mode}: hit rate ${(record.hitRate * 100).toFixed(1)}%` +
           ` (${record.hitRateVsApi ?? "-"} of all through the API), stale ${record.staleReads},` +
           ` capture lag p50 ${record.captureLagP50Ms ?? "-"} ms p99 ${record.captureLagP99Ms ?? "-"} ms` +
-          ` (node: ${record.nodeLagP50Ms ?? "-"} / ${record.nodeLagP99Ms ?? "-"} ms)`,
+          ` (node: ${record.nodeLagP50Ms ?? "-"} / ${record.nodeLagP99Ms ?? "-"} ms;` +
+          ` one at a time: ${record.probeLagP50Ms ?? "-"} / ${record.probeLagP99Ms ?? "-"} ms)`,
       );
     }
   }
@@ -126,70 +129,34 @@ if (records.some((r) => r.staleReads > 0)) {
  * Runs `run` over a fresh database of the source with capture installed, and with the
  * driver's own connection for writes around the data API.
  */
-async function onDatabase(
+function onDatabase(
   source: SourceName,
   name: string,
   run: (db: string, around: AroundWrites) => Promise<SetupRun>,
 ): Promise<SetupRun> {
-  if (source === "sqlite") {
-    return onFreshCopy(template, name, async (db) => {
-      const writer = sqliteSource({ path: db });
-      await writer.installCapture();
-      const raw = new Database(db, { readonly: true });
-      const lastSeq = async () =>
-        (
-          raw.prepare("SELECT coalesce(max(seq), 0) AS n FROM _edgecache_changes").get() as {
-            n: number;
-          }
-        ).n;
-      const waiting = async (seq: number) =>
-        raw.prepare("SELECT 1 FROM _edgecache_changes WHERE seq <= ? LIMIT 1").get(seq) !==
-        undefined;
-      try {
-        return await run(db, aroundWith(writer, lastSeq, waiting));
-      } finally {
-        raw.close();
-        await writer.close();
-      }
-    });
-  }
-  const admin = postgres(PG, { max: 1, onnotice: () => {} });
-  const dbName = `ec_bench_${process.pid}_${name.replaceAll("-", "_")}`;
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-  await admin.unsafe(`CREATE DATABASE ${dbName}`);
-  const url = new URL(PG);
-  url.pathname = `/${dbName}`;
-  const db = url.toString();
-  const raw = postgres(db, { max: 2, onnotice: () => {} });
-  let writer: (Source & { installCapture(): Promise<unknown> }) | undefined;
-  try {
-    // The same rows as the SQLite template (the demo's generator with the same seed).
-    await seedPostgresDemo(raw, {
-      users: options.users,
-      orders: options.orders,
-      seed: options.seed,
-    });
-    await raw.unsafe(
-      "ALTER TABLE users ADD COLUMN version integer NOT NULL DEFAULT 1;" +
-        "ALTER TABLE orders ADD COLUMN version integer NOT NULL DEFAULT 1;",
-    );
-    writer = await postgresSource({ url: db, max: 4 });
+  return onFreshDatabase(source, template, name, options, async (db) => {
+    const writer =
+      source === "sqlite" ? sqliteSource({ path: db }) : await postgresSource({ url: db, max: 4 });
     await writer.installCapture();
+    const sqlite = source === "sqlite" ? new Database(db, { readonly: true }) : undefined;
+    const pg = source === "postgres" ? postgres(db, { max: 2, onnotice: () => {} }) : undefined;
+    const table = sqlite ? "_edgecache_changes" : "edgecache.changes";
+    const query = async (sql: string, params: unknown[]) =>
+      sqlite
+        ? (sqlite.prepare(sql.replace("$1", "?")).all(...params) as Record<string, unknown>[])
+        : await pg!.unsafe(sql, params as never[]);
     const lastSeq = async () =>
-      Number(
-        (await raw.unsafe("SELECT coalesce(max(seq), 0)::float8 AS n FROM edgecache.changes"))[0]
-          ?.n,
-      );
+      Number((await query(`SELECT coalesce(max(seq), 0) AS n FROM ${table}`, []))[0]?.n);
     const waiting = async (seq: number) =>
-      (await raw.unsafe("SELECT 1 FROM edgecache.changes WHERE seq <= $1 LIMIT 1", [seq])).length >
-      0;
-    return await onFreshCopy(template, name, () => run(db, aroundWith(writer!, lastSeq, waiting)));
-  } finally {
-    await writer?.close();
-    await raw.end();
-    await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    await admin.end();
-  }
+      (await query(`SELECT 1 FROM ${table} WHERE seq <= $1 LIMIT 1`, [seq])).length > 0;
+    try {
+      return await run(db, aroundWith(writer, lastSeq, waiting));
+    } finally {
+      sqlite?.close();
+      await pg?.end();
+      await writer.close();
+    }
+  });
 }
 
 /** Writes through the driver's own source: unmarked, so capture takes them as outside writes. */
@@ -208,11 +175,33 @@ function aroundWith(
       else await writer.delete(op.table, op.id);
       const seq = await lastSeq();
       const applied = (async () => {
-        while (await waiting(seq)) await new Promise((r) => setTimeout(r, 1));
+        while (await waiting(seq)) await new Promise((r) => setTimeout(r, 0.5));
       })();
       return { row, applied };
     },
   };
+}
+
+/** Writes made around the node one at a time (PROBE_WRITES), each timed until applied. */
+async function probeLag(around: AroundWrites): Promise<number[]> {
+  const lags: number[] = [];
+  for (let i = 0; i < PROBE_WRITES; i++) {
+    const user = data.users[(i * 7919) % data.users.length]!;
+    const op: WriteOp = {
+      kind: "write",
+      method: "PATCH",
+      path: `/v1/users/${encodeURIComponent(user.id)}`,
+      table: "users",
+      id: user.id,
+      locks: [],
+    };
+    const { applied } = await around.write(op, { lastName: `Probe${i}` });
+    const committed = performance.now();
+    await applied;
+    lags.push(performance.now() - committed);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return lags;
 }
 
 function toCaptureRecord(
@@ -220,6 +209,7 @@ function toCaptureRecord(
   writeRatio: number,
   mode: "api" | "around",
   run: SetupRun,
+  probe: number[],
 ): CaptureRecord {
   const r = toRecord("edgecache", writeRatio, run);
   const api = records.find(
@@ -240,6 +230,8 @@ function toCaptureRecord(
     captureLagP99Ms: lags.length ? round(quantile(lags, 0.99), 2) : null,
     nodeLagP50Ms: lags.length ? roundOrNull(run.after[0]?.capture?.lagP50) : null,
     nodeLagP99Ms: lags.length ? roundOrNull(run.after[0]?.capture?.lagP99) : null,
+    probeLagP50Ms: probe.length ? round(quantile(probe, 0.5), 2) : null,
+    probeLagP99Ms: probe.length ? round(quantile(probe, 0.99), 2) : null,
     p50Ms: r.p50Ms,
     rps: r.rps,
     errors: r.errors,
@@ -252,12 +244,12 @@ function roundOrNull(ms: number | undefined): number | null {
 
 function table(rows: CaptureRecord[]): string {
   const head =
-    "| source | writes | mode | hit rate | vs all through the API | stale beyond lag | capture lag p50 / p99, driver (ms) | capture lag p50 / p99, node (ms) | p50 (ms) | req/s |";
+    "| source | writes | mode | hit rate | vs all through the API | stale beyond lag | capture lag p50 / p99, driver (ms) | capture lag p50 / p99, node (ms) | capture lag p50 / p99, one write at a time (ms) | p50 (ms) | req/s |";
   const lines = rows.map(
     (r) =>
-      `| ${r.source} | ${pctLabel(r.writeRatio)} | ${r.mode === "api" ? "all through the API" : `1 in ${AROUND_EVERY} around it (${r.aroundWrites})`} | ${(r.hitRate * 100).toFixed(1)}% | ${r.hitRateVsApi ?? "baseline"} | ${r.staleReads} | ${r.captureLagP50Ms ?? "-"} / ${r.captureLagP99Ms ?? "-"} | ${r.nodeLagP50Ms ?? "-"} / ${r.nodeLagP99Ms ?? "-"} | ${r.p50Ms} | ${Math.round(r.rps)} |`,
+      `| ${r.source} | ${pctLabel(r.writeRatio)} | ${r.mode === "api" ? "all through the API" : `1 in ${AROUND_EVERY} around it (${r.aroundWrites})`} | ${(r.hitRate * 100).toFixed(1)}% | ${r.hitRateVsApi ?? "baseline"} | ${r.staleReads} | ${r.captureLagP50Ms ?? "-"} / ${r.captureLagP99Ms ?? "-"} | ${r.nodeLagP50Ms ?? "-"} / ${r.nodeLagP99Ms ?? "-"} | ${r.probeLagP50Ms ?? "-"} / ${r.probeLagP99Ms ?? "-"} | ${r.p50Ms} | ${Math.round(r.rps)} |`,
   );
-  return [head, `|${" --- |".repeat(10)}`, ...lines].join("\n");
+  return [head, `|${" --- |".repeat(11)}`, ...lines].join("\n");
 }
 
 function markdown(rows: CaptureRecord[]): string {
@@ -267,7 +259,7 @@ ${new Date().toISOString()}, ${describeCode(gitState())}. Node ${process.version
 
 \`${command}\`
 
-${options.users.toLocaleString("en-US")} users and ${options.orders.toLocaleString("en-US")} orders; ${options.requests.toLocaleString("en-US")} requests per run from ${options.connections} concurrent clients, the workload benchmark's sequence (its oracle judges every read). Capture is installed in every run; in the "around" runs one write in ${AROUND_EVERY} is made straight in the database on a connection of the driver's own, and the oracle takes it as acknowledged once capture has applied it, so a stale read here is one beyond the capture lag. The capture lag is measured twice: by the driver, from the commit returning until its change left the change table (polled every millisecond, so an upper bound that includes the driver's own scheduling), and by the node, from the trigger's record of the change (just before the commit) until its record was applied.
+${options.users.toLocaleString("en-US")} users and ${options.orders.toLocaleString("en-US")} orders; ${options.requests.toLocaleString("en-US")} requests per run from ${options.connections} concurrent clients, the workload benchmark's sequence (its oracle judges every read). Capture is installed in every run; in the "around" runs one write in ${AROUND_EVERY} is made straight in the database on a connection of the driver's own, and the oracle takes it as acknowledged once capture has applied it, so a stale read here is one beyond the capture lag. The capture lag is measured twice: by the driver, from the commit returning until its change left the change table (polled every millisecond, so an upper bound that includes the driver's own scheduling), and by the node, from the trigger's record of the change (just before the commit) until its record was applied; both under the run's full load (every client sends its next request as soon as the last is answered, so the node's event loop is always busy). After each "around" run, ${PROBE_WRITES} writes are made around the node one at a time (5 ms apart, nothing else running) and timed from commit to applied: the loopback lag.
 
 ${table(rows)}
 `;

@@ -5,12 +5,14 @@
  *
  *   npm run bench:workload              # 10,000 users, 50,000 orders, 20,000 requests each
  *   npm run bench:workload -- --quick   # the same database, 2,000 requests: under 2 minutes
+ *   npm run bench:workload -- --source postgres --out bench/results/workload-postgres
  *
  * Writes `<out>.json` (one record per strategy and ratio), `<out>.md` and `<out>.svg`
  * (default bench/results/workload). Exits 1 if edgecache's strategies read anything stale.
  *
  * Flags: --users n, --orders n, --requests n, --connections n, --ratios 0,0.01,...,
- * --strategies a,b, --seed n, --out path, --quick.
+ * --strategies a,b, --seed n, --out path, --quick, --source sqlite|postgres (PostgreSQL:
+ * EDGECACHE_BENCH_PG, default postgres://postgres@127.0.0.1:5432/postgres; a database per run).
  */
 import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
@@ -24,6 +26,8 @@ import {
   PROBE_REQUESTS,
   pctLabel,
   runWorkload,
+  SOURCES,
+  type SourceName,
   type WorkloadOptions,
 } from "./workload/workload.ts";
 
@@ -34,8 +38,11 @@ const { options, out } = readFlags(() => {
     options: {
       ...workloadFlags({ ratios: "0,0.01,0.05,0.1,0.3", out: "bench/results/workload" }),
       strategies: { type: "string", default: STRATEGIES.join(",") },
+      source: { type: "string", default: "sqlite" },
     },
   });
+  const source = values.source as SourceName;
+  if (!SOURCES.includes(source)) fail(`--source: expected one of ${SOURCES}, got ${values.source}`);
   const strategies = values.strategies.split(",").map((s) => {
     if (!STRATEGIES.includes(s as Strategy)) {
       fail(`--strategies: expected some of ${STRATEGIES.join(", ")}, got ${s}`);
@@ -45,6 +52,7 @@ const { options, out } = readFlags(() => {
   const options: WorkloadOptions = {
     ...readWorkloadFlags(values),
     strategies,
+    source,
     log: (line) => console.log(line),
   };
   return { options, out: values.out };

@@ -8,8 +8,10 @@
 import { copyFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
+import postgres from "postgres";
 import { DEFAULT_LEASE_MS } from "../../src/bus/redis.ts";
 import { seedDemo } from "../../src/demo/seed.ts";
+import { seedPostgresDemo } from "../../src/demo/seed-postgres.ts";
 import {
   benchServer,
   cpuSeconds,
@@ -35,8 +37,16 @@ export interface WorkloadOptions {
   /** Concurrent clients, each with its keep-alive connection. */
   connections: number;
   seed: number;
+  /** The database behind the data API (sqlite by default). */
+  source?: SourceName;
   log?: (line: string) => void;
 }
+
+export const SOURCES = ["sqlite", "postgres"] as const;
+export type SourceName = (typeof SOURCES)[number];
+/** The PostgreSQL server the benchmarks make their databases on. */
+export const BENCH_PG =
+  process.env.EDGECACHE_BENCH_PG ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 /** Hits sent one at a time after each run: a hit's latency without queueing behind others. */
 export const PROBE_REQUESTS = 400;
@@ -99,7 +109,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<{
     [];
   for (const [writeRatio, ops] of sequences(data, options)) {
     for (const strategy of options.strategies) {
-      await onFreshCopy(template, strategy, async (db) => {
+      await onFreshDatabase(options.source ?? "sqlite", template, strategy, options, async (db) => {
         const setup = { strategy, nodes: 1 };
         const run = await runSetup(db, setup, ops, data, options.connections);
         const record = toRecord(strategy, writeRatio, run);
@@ -155,6 +165,45 @@ export async function onFreshCopy<T>(
   } finally {
     await stopAll();
     for (const suffix of ["", "-wal", "-shm"]) rmSync(db + suffix, { force: true });
+  }
+}
+
+/**
+ * Runs `run` on a fresh database holding the template's rows: a copy of the SQLite
+ * template, or a PostgreSQL database of its own seeded with the same rows (the demo's
+ * generator with the same seed) plus the version columns; dropped after it.
+ */
+export async function onFreshDatabase<T>(
+  source: SourceName,
+  template: string,
+  name: string,
+  options: Pick<WorkloadOptions, "users" | "orders" | "seed">,
+  run: (db: string) => Promise<T>,
+): Promise<T> {
+  if (source === "sqlite") return onFreshCopy(template, name, run);
+  const admin = postgres(BENCH_PG, { max: 1, onnotice: () => {} });
+  const dbName = `ec_bench_${process.pid}_${name.replaceAll(/[^a-z0-9]/gi, "_")}`;
+  const url = new URL(BENCH_PG);
+  url.pathname = `/${dbName}`;
+  try {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await admin.unsafe(`CREATE DATABASE ${dbName}`);
+    const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
+    try {
+      const { users, orders, seed } = options;
+      await seedPostgresDemo(sql, { users, orders, seed });
+      await sql.unsafe(
+        "ALTER TABLE users ADD COLUMN version integer NOT NULL DEFAULT 1;" +
+          "ALTER TABLE orders ADD COLUMN version integer NOT NULL DEFAULT 1;",
+      );
+    } finally {
+      await sql.end();
+    }
+    return await run(url.toString());
+  } finally {
+    await stopAll();
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await admin.end();
   }
 }
 
