@@ -882,6 +882,14 @@ function toEdgecacheError(cause: unknown): EdgecacheError {
   if (code === "428C9" || code === "42804") {
     return error("E_BAD_BODY", "a value was given for a column that does not take one");
   }
+  // The server is down, unreachable, restarting or shutting down: say so, not how.
+  if (
+    /^(ECONN|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|EPIPE|CONNECT_TIMEOUT|CONNECTION_)/.test(code) ||
+    code.startsWith("08") ||
+    code.startsWith("57P")
+  ) {
+    return error("E_SOURCE_UNAVAILABLE", "the database cannot be reached");
+  }
   // Class 22: data exceptions (a value the column's type refuses, out of range, too long).
   if (code.startsWith("22")) return error("E_BAD_BODY", "a value is not valid for its column");
   if (code.startsWith("23")) return error("E_CONFLICT", "constraint violated");
