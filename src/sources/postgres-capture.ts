@@ -218,7 +218,8 @@ export function postgresCaptureFeed(
       });
       await listening;
       notified = false;
-      const rows = await sql.unsafe(
+      // On the consumer's own connection: never queued behind the pool's reads.
+      const rows = await (reserved ?? sql).unsafe(
         `SELECT seq::float8 AS seq, tbl, op, old::text AS old, new::text AS new,
                 (extract(epoch FROM at) * 1000)::float8 AS at
            FROM ${schema}.changes
@@ -246,9 +247,10 @@ export function postgresCaptureFeed(
     },
     async consume(changes) {
       if (changes.length === 0) return;
-      await sql.unsafe(`DELETE FROM ${schema}.changes WHERE seq = ANY($1::text::int8[])`, [
-        `{${changes.map((c) => c.seq).join(",")}}`,
-      ]);
+      await (reserved ?? sql).unsafe(
+        `DELETE FROM ${schema}.changes WHERE seq = ANY($1::text::int8[])`,
+        [`{${changes.map((c) => c.seq).join(",")}}`],
+      );
     },
     async wait(ms) {
       if (notified) return;
