@@ -12,7 +12,7 @@ import type { Row } from "../../src/core/query.ts";
 import { resolveResource } from "../../src/core/query.ts";
 import { parseListQuery } from "../../src/core/query-params.ts";
 import { demoViews } from "../../src/demo/seed.ts";
-import { postgresSource } from "../../src/sources/postgres.ts";
+import { isPostgresUrl, postgresSource } from "../../src/sources/postgres.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
 import { until } from "../helpers/cluster.ts";
@@ -285,6 +285,15 @@ function captureSuite(
       const stats = node.capture?.stats();
       expect(stats?.applied).toBeGreaterThan(0);
       expect(stats?.lagP99).toBeDefined();
+    });
+
+    it("a statement that empties a table (TRUNCATE in PostgreSQL) empties what the cache shows", async () => {
+      const paths = ["/v1/orders?limit=5", "/v1/orders?status=pending&limit=5"];
+      await warm(paths);
+      const truncate = isPostgresUrl(database.db) ? "TRUNCATE orders" : "DELETE FROM orders";
+      await database.exec(truncate);
+      await expectFresh(paths);
+      expect((await read(paths[0]!)).body).toEqual([]);
     });
 
     it("is uninstalled with the CLI, and the node stops capturing", async () => {

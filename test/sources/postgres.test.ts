@@ -46,7 +46,9 @@ describe("postgres source without a server", () => {
       const error = await source.schema().catch((e: unknown) => e);
       expect(error).toBeInstanceOf(EdgecacheError);
       expect((error as EdgecacheError).code).toBe("E_SOURCE_UNAVAILABLE");
-      expect((error as Error).message).toBe("[edgecache] [postgres] the database cannot be reached");
+      expect((error as Error).message).toBe(
+        "[edgecache] [postgres] the database cannot be reached",
+      );
       // Through the data API: createDataApi needs the schema, so a node does not start.
       const cache = new Cache({ tiers: [memoryStore()] });
       await expect(createDataApi({ source, cache })).rejects.toMatchObject({
