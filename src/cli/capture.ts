@@ -10,7 +10,7 @@ import { friendly } from "./friendly.ts";
 /**
  * `edgecache capture install|uninstall|status --db <path or URL>`: change capture's
  * triggers and change table, installed in the database itself (see core/capture.ts). A
- * running node picks an installation up within a second; no restart.
+ * running node picks an installation up within 100 ms; no restart.
  */
 
 const DB_ARG = {

@@ -86,6 +86,8 @@ export function isCapturing(source: object): source is CapturingSource {
 const BATCH = 500;
 /** How long the follower sleeps between checks while nothing happens, ms. */
 const IDLE_MS = 1000;
+/** How often a node asks whether capture has been installed, ms (a cheap catalog query). */
+const INSTALL_POLL_MS = 100;
 /** How long it waits for a wake-up before it looks anyway, ms. */
 const POLL_MS = 250;
 /** Capture lags kept for the percentiles. */
@@ -134,8 +136,9 @@ export function followCapture(
   let installed = false;
   let askedAt = Number.NEGATIVE_INFINITY;
   const step = async (): Promise<"idle" | "busy" | "empty"> => {
-    // Asked once a second: an install or uninstall is picked up within that.
-    if (performance.now() - askedAt >= IDLE_MS) {
+    // Asked every INSTALL_POLL_MS until installed, then once a second (an uninstall is
+    // picked up within that).
+    if (performance.now() - askedAt >= (installed ? IDLE_MS : INSTALL_POLL_MS)) {
       installed = await feed.installed();
       askedAt = performance.now();
     }
@@ -161,7 +164,7 @@ export function followCapture(
         const state = await step();
         lastError = "";
         if (state !== "busy") markCaughtUp();
-        if (state === "idle") await sleep(IDLE_MS);
+        if (state === "idle") await sleep(installed ? IDLE_MS : INSTALL_POLL_MS);
         else if (state === "busy" && !(await feed.lead())) await sleep(POLL_MS);
         else if (state === "empty") await feed.wait(POLL_MS);
       } catch (error) {
