@@ -8,6 +8,7 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
 import { API_GRACE_MS } from "../../src/core/capture.ts";
+import { randomId } from "../../src/core/change-log.ts";
 import type { Row } from "../../src/core/query.ts";
 import { resolveResource } from "../../src/core/query.ts";
 import { parseListQuery } from "../../src/core/query-params.ts";
@@ -334,4 +335,54 @@ pg.describe("PostgreSQL", () => {
       });
     });
   });
+});
+
+describe("change capture with two nodes on Redis over one SQLite file", () => {
+  it("one node consumes the change table, and both serve the new row", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "edgecache-capture-cluster-"));
+    const redis = {
+      url: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+      prefix: `test:${randomId()}:`,
+      leaseMs: 2000,
+    };
+    const options = { cwd: dir, demo: { users: 30, orders: 90 }, redis };
+    const nodes = [
+      await createNodeEdgecache({ ...options, cacheFile: join(dir, "a.cache.db") }),
+      await createNodeEdgecache({ ...options, cacheFile: join(dir, "b.cache.db") }),
+    ];
+    const database = sqliteDatabase(dir);
+    const path = join(dir, "edgecache.db");
+    try {
+      await execFileAsync(BIN, ["capture", "install", "--db", path]);
+      await until(() => nodes.every((n) => n.capture?.installed === true));
+      const users = (await (await nodes[0]!.app.request("/v1/users?limit=1")).json()) as {
+        data: Row[];
+      };
+      const id = String(users.data[0]!.id);
+      for (const node of nodes) {
+        await node.app.request(`/v1/users/${id}`);
+        const again = await node.app.request(`/v1/users/${id}`);
+        expect(again.headers.get("cache-status")).toMatch(/hit/);
+      }
+      const raw = new Database(path);
+      raw.prepare(`UPDATE users SET lastName = 'Both' WHERE id = ?`).run(id);
+      raw.close();
+      await until(async () => {
+        const seen = await Promise.all(
+          nodes.map(
+            async (n) => ((await (await n.app.request(`/v1/users/${id}`)).json()) as Row).lastName,
+          ),
+        );
+        return seen.every((name) => name === "Both");
+      });
+      // Exactly one of them applied it; both heard the record through Redis.
+      await until(() => nodes.some((n) => (n.capture?.stats().applied ?? 0) > 0));
+      const applied = nodes.map((n) => n.capture?.stats().applied ?? 0);
+      expect(applied.reduce((a, b) => a + b, 0)).toBe(1);
+    } finally {
+      for (const node of nodes) await node.close();
+      await database.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
