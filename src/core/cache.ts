@@ -59,7 +59,10 @@ export interface CacheOptions {
   notFound?: { maxEntries?: number };
   /** Background refetch of invalidated hot entries; false turns it off. */
   rehydrate?: { concurrency?: number; minHits?: number } | false;
-  /** Overlapping operations the write fence remembers (1024). */
+  /**
+   * Operations the write fence remembers (8192): an entry read from a shared tier whose
+   * load began before the oldest is judged by its tables' last changes, which refuses more.
+   */
   fenceLogSize?: number;
   /**
    * The change log every write and invalidation goes through (in-process by default). A
@@ -170,6 +173,9 @@ export interface InvalidateRequest {
  * const user = await cache.getOrSet("user:1", () => db.user(1), { tags: ["users#1"] });
  * await cache.invalidate({ tags: ["users#1"] });
  */
+/** The write fence's default size, in operations (see CacheOptions.fenceLogSize). */
+const DEFAULT_FENCE_OPS = 8192;
+
 export class Cache {
   readonly tiers: readonly Store[];
   readonly index = new DependencyIndex();
@@ -249,7 +255,7 @@ export class Cache {
     this.#report = rateLimited(logger, () => performance.now());
     this.#schedule = options.schedule;
     this.#fence = new WriteFence(
-      options.fenceLogSize ?? 1024,
+      options.fenceLogSize ?? DEFAULT_FENCE_OPS,
       (event, single) => planWrite(event, this.#planSchema(), single, this.policy).keys.size > 0,
       () => this.policy,
     );

@@ -76,14 +76,34 @@ export class WriteFence {
       keysForTag: (tag) => (tags.has(tag) ? [key] : []),
       listsOn: (table) => lists.filter((l) => l.table === table).map((l) => [key, l] as const),
     };
-    for (const { seq, op } of this.#ops) {
-      if (seq <= since.seq) continue;
+    // The planner looks an event up by its table's tags and lists alone, so an event on a
+    // table the entry does not read cannot concern it: only the others are planned.
+    const reads = new Map<string, boolean>();
+    const readsOf = (table: string) => {
+      let r = reads.get(table);
+      if (r === undefined) reads.set(table, (r = readsTable(entry.tags, entry.lists, table)));
+      return r;
+    };
+    for (let i = this.#firstAfter(since.seq); i < this.#ops.length; i++) {
+      const { op } = this.#ops[i]!;
       if ("keys" in op && op.keys.includes(key)) return true;
       if ("prefix" in op && key.startsWith(op.prefix)) return true;
       if ("tags" in op && op.tags.some((t) => tags.has(t))) return true;
-      if ("event" in op && this.#affects(op.event, single)) return true;
+      if ("event" in op && readsOf(op.event.table) && this.#affects(op.event, single)) return true;
     }
     return false;
+  }
+
+  /** The index of the first op after `seq` (ops are in seq order). */
+  #firstAfter(seq: number): number {
+    let lo = 0;
+    let hi = this.#ops.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#ops[mid]!.seq <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   #conservative(since: LogPosition, entry: CacheEntry): boolean {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Cache } from "../../src/core/cache.ts";
+import { localChangeLog } from "../../src/core/change-log.ts";
 import type { PlanSchema, WriteEvent } from "../../src/core/deps/planner.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
@@ -10,7 +11,7 @@ import { memoryStore } from "../../src/stores/memory.ts";
  * so a load that began just before the record is NOT judged conservatively, and is checked
  * only against the ops that survived. A load of a row the dropped ops changed is stored.
  *
- * One node, in-process log, default fenceLogSize (1024): 500 single-row writes, then one
+ * One node, in-process log, fenceLogSize 1024: 500 single-row writes, then one
  * write of 600 rows; the first of them is the row being loaded.
  */
 
@@ -25,7 +26,7 @@ const update = (id: number, from: string, to: string): WriteEvent => ({
 
 describe("write fence trimming", () => {
   it("a load that overlapped a many-row write of its row is not stored", async () => {
-    const cache = new Cache({ tiers: [memoryStore()], schema, logger: quiet });
+    const cache = new Cache({ tiers: [memoryStore()], schema, logger: quiet, fenceLogSize: 1024 });
     // Fill the fence with 500 ops of other rows.
     for (let i = 0; i < 500; i++) await cache.applyWrite(update(10_000 + i, "a", "b"));
 
@@ -53,5 +54,34 @@ describe("write fence trimming", () => {
     // After the write was acknowledged, a read must not see the old row.
     const hit = cache.peek("user:1");
     expect(hit && new TextDecoder().decode(hit.body)).toBeUndefined();
+  });
+});
+
+describe("write fence size", () => {
+  it("an entry another node stored 3,000 writes ago, none of them its own row, is still served", async () => {
+    const log = localChangeLog();
+    const shared = memoryStore();
+    const a = new Cache({ tiers: [memoryStore(), shared], schema, logger: quiet, log });
+    const b = new Cache({ tiers: [memoryStore(), shared], schema, logger: quiet, log });
+    const loaded = await a.resolve("user:1", async () => ({
+      body: JSON.stringify({ id: 1, name: "one" }),
+      tags: ["users#1"],
+    }));
+    expect(loaded.stored).toBe(true);
+    // Writes to other rows of the same table: beyond 1,024 ops a fence of that size could
+    // only judge the entry by its table's last change and refuse it.
+    for (let i = 0; i < 3000; i++) await a.applyWrite(update(10_000 + i, "a", "b"));
+    const read = await b.resolve("user:1", async () => {
+      throw new Error("the shared entry should have been served");
+    });
+    expect(read.status).toBe("hit");
+    // And a write of its own row, further back than any trimmed op, still refuses it.
+    await a.applyWrite(update(1, "one", "uno"));
+    const c = new Cache({ tiers: [memoryStore(), shared], schema, logger: quiet, log });
+    const after = await c.resolve("user:1", async () => ({
+      body: JSON.stringify({ id: 1, name: "uno" }),
+      tags: ["users#1"],
+    }));
+    expect(after.status).not.toBe("hit");
   });
 });
