@@ -81,7 +81,10 @@ export class WriteFence {
     const reads = new Map<string, boolean>();
     const readsOf = (table: string) => {
       let r = reads.get(table);
-      if (r === undefined) reads.set(table, (r = readsTable(entry.tags, entry.lists, table)));
+      if (r === undefined) {
+        r = readsTable(entry.tags, entry.lists, table);
+        reads.set(table, r);
+      }
       return r;
     };
     for (let i = this.#firstAfter(since.seq); i < this.#ops.length; i++) {
