@@ -509,12 +509,15 @@ export class RedisChangeLog implements ChangeLog {
     this.#closed = true;
     this.#leaseUntil = Number.NEGATIVE_INFINITY;
     for (const wake of this.#wake) wake();
+    this.#reader.disconnect();
+    this.#subscriber.disconnect();
+    // The loop ends first: a renewal it sent after LEAVE would put this node's lease back,
+    // and a restart within that lease would skip the stamp's check (a write made while no
+    // node ran would go unnoticed).
+    await this.#loop;
     // Writers stop waiting for this node at once rather than when its lease runs out.
     const stamp = this.#s.sourceStamp?.current() ?? "";
     await this.#client.ecLeave(...this.#keys, randomId(), this.node, stamp).catch(() => {});
-    this.#reader.disconnect();
-    this.#subscriber.disconnect();
-    await this.#loop;
     if (this.#s.owned) this.#s.client.disconnect();
   }
 
