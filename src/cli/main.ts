@@ -1,11 +1,18 @@
 #!/usr/bin/env node
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
 import type { RedisSetting } from "../adapter/node/cluster.ts";
 import { loadConfig } from "../adapter/node/config.ts";
 import { createNodeEdgecache } from "../adapter/node/edgecache.ts";
 import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/proxy.ts";
 import { DRAIN_MS, type RunningServer } from "../adapter/node/server.ts";
 import { EdgecacheError } from "../core/errors.ts";
+import { init } from "./commands/init.ts";
+import { invalidate } from "./commands/invalidate.ts";
+import { keys } from "./commands/keys.ts";
+import { purge } from "./commands/purge.ts";
+import { stats } from "./commands/stats.ts";
+import { warm } from "./commands/warm.ts";
+import { runCli } from "./run.ts";
 
 /** Flags of both commands for the admin API's access rules (README, "Security model"). */
 const ACCESS_ARGS = {
@@ -278,7 +285,7 @@ async function friendly(work: () => Promise<void>): Promise<void> {
 
 const main = defineCommand({
   meta: { name: "edgecache", description: "A cache for database-backed APIs" },
-  subCommands: { serve, proxy },
+  subCommands: { serve, proxy, invalidate, keys, stats, warm, purge, init },
 });
 
-runMain(main);
+runCli(main);
