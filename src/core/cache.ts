@@ -21,7 +21,7 @@ import { WriteFence } from "./fence.ts";
 import { isNegative, NegativeQuota } from "./negative.ts";
 import { inChunks, PendingRemovals, REMOVE_CHUNK, yieldToLoop } from "./removal.ts";
 import { rateLimited } from "./report.ts";
-import { type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
+import { type CacheObserver, type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
 import { isEvicting, isListable, isMeasured, isSync, type Store, type SyncStore } from "./store.ts";
 
 const HOUR = 3_600_000;
@@ -74,6 +74,8 @@ export interface CacheOptions {
   schedule?: (work: Promise<unknown>) => void;
   now?: () => number;
   logger?: { warn(message: string, error?: unknown): void };
+  /** Told each read's tier and duration and each load's duration (latency histograms). */
+  observer?: CacheObserver;
 }
 
 /** What a loader returns: the body and what it depends on. */
@@ -195,6 +197,7 @@ export class Cache {
     resets: 0,
   };
   #latency = new LatencyRecorder();
+  readonly #observer: CacheObserver | undefined;
   #inflight = new Map<string, { promise: Promise<Resolved>; since: LogPosition }>();
   #front: SyncStore | undefined;
   #log: ChangeLog;
@@ -248,6 +251,7 @@ export class Cache {
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#report = rateLimited(logger, () => performance.now());
     this.#schedule = options.schedule;
+    this.#observer = options.observer;
     this.#fence = new WriteFence(
       options.fenceLogSize ?? 1024,
       (event, single) => planWrite(event, this.#planSchema(), single, this.policy).keys.size > 0,
@@ -311,9 +315,11 @@ export class Cache {
       return undefined;
     }
     if (!this.#log.trusted()) return undefined;
+    const started = this.#observer ? performance.now() : 0;
     const entry = this.#front.peek(key);
     if (!entry || entry.freshUntil <= this.#now()) return undefined;
     this.#tierStats[0]!.hits++;
+    this.#observer?.read(this.tiers[0]!.name, (performance.now() - started) / 1000);
     if (options?.count !== false) this.countRead(key, "hit");
     return entry;
   }
@@ -377,10 +383,13 @@ export class Cache {
     this.#counters.loads++;
     try {
       const value = await load();
-      this.#latency.record(performance.now() - started);
+      const ms = performance.now() - started;
+      this.#latency.record(ms);
+      this.#observer?.load(ms / 1000, false);
       return value;
     } catch (err) {
       this.#counters.loadErrors++;
+      this.#observer?.load((performance.now() - started) / 1000, true);
       throw err;
     }
   }
@@ -778,6 +787,7 @@ export class Cache {
   async #lookup(key: string): Promise<{ entry: CacheEntry; tier: string } | undefined> {
     if (!this.#log.trusted() || this.#pending.has(key)) return undefined;
     const now = this.#now();
+    const started = this.#observer ? performance.now() : 0;
     for (let i = 0; i < this.tiers.length; i++) {
       const tier = this.tiers[i]!;
       const stats = this.#tierStats[i]!;
@@ -817,6 +827,7 @@ export class Cache {
         }
       }
       stats.hits++;
+      this.#observer?.read(tier.name, (performance.now() - started) / 1000);
       return { entry, tier: tier.name };
     }
     return undefined;

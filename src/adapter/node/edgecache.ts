@@ -17,6 +17,7 @@ import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
+import { nodeMetrics } from "./metrics.ts";
 import { adminAccess, type RunningServer, startServer } from "./server.ts";
 import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
 
@@ -119,22 +120,25 @@ async function open(
   if (cluster) tiers.push(...cluster.shared);
   const local = cluster ? undefined : localChangeLog({ resume });
   const log = cluster?.log ?? local!;
+  const metrics = nodeMetrics();
   const cache = new Cache({
     tiers,
     log,
+    observer: metrics.observer,
     ttl: (options.ttl ?? 86_400) * 1000,
     staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
     policy: options.policy,
     notFound: options.notFound,
     rehydrate: options.rehydrate === false ? false : undefined,
   });
+  metrics.watch(cache);
   const api = await createDataApi({ source, cache, routes: options.routes });
 
   const app = new Hono();
   app.onError(onError);
   app.route(
     "/_edgecache",
-    createAdminApi({ cache, token: options.adminToken, ...adminAccess(options) }),
+    createAdminApi({ cache, token: options.adminToken, metrics, ...adminAccess(options) }),
   );
   app.route("/", api.app);
   app.notFound(notFound);

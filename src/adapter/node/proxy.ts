@@ -15,6 +15,7 @@ import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster, type RedisSetting } from "./cluster.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
+import { nodeMetrics } from "./metrics.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
 import {
   adminAccess,
@@ -109,13 +110,16 @@ async function open(
   const local = cluster
     ? undefined
     : localChangeLog({ resume: cachePath ? takeStamp(cachePath)?.log : undefined });
+  const metrics = nodeMetrics();
   const cache = new Cache({
     tiers,
     now,
     rehydrate: false,
     notFound: options.notFound,
     log: cluster?.log ?? local!,
+    observer: metrics.observer,
   });
+  metrics.watch(cache);
   const origin = nodeOriginFetch();
   let proxy: CachingProxy;
   try {
@@ -145,7 +149,14 @@ async function open(
   app.onError(onError);
   app.route(
     "/_edgecache",
-    createAdminApi({ cache, token: options.adminToken, ...adminAccess(options), proxy, now }),
+    createAdminApi({
+      cache,
+      token: options.adminToken,
+      ...adminAccess(options),
+      proxy,
+      metrics,
+      now,
+    }),
   );
   // Reserved: never forwarded to an origin.
   app.all("/_edgecache/*", notFound);
