@@ -3,6 +3,7 @@ import { defineCommand } from "citty";
 import type { RedisSetting } from "../adapter/node/cluster.ts";
 import { loadConfig } from "../adapter/node/config.ts";
 import { createNodeEdgecache } from "../adapter/node/edgecache.ts";
+import { DEFAULT_LOG_LEVEL, LOG_LEVELS } from "../adapter/node/log.ts";
 import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/proxy.ts";
 import { DRAIN_MS, type RunningServer } from "../adapter/node/server.ts";
 import { EdgecacheError } from "../core/errors.ts";
@@ -12,10 +13,10 @@ import { keys } from "./commands/keys.ts";
 import { purge } from "./commands/purge.ts";
 import { stats } from "./commands/stats.ts";
 import { warm } from "./commands/warm.ts";
-import { runCli } from "./run.ts";
+import { EXIT, runCli } from "./run.ts";
 
-/** Flags of both commands for the admin API's access rules (README, "Security model"). */
-const ACCESS_ARGS = {
+/** Flags of both servers: the admin API's access rules (README, "Security model"), the log. */
+const SERVER_ARGS = {
   "trusted-proxies": {
     type: "string",
     description: "Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed",
@@ -24,10 +25,18 @@ const ACCESS_ARGS = {
     type: "string",
     description: "Comma-separated host names the admin API answers to (besides loopback ones)",
   },
+  "log-level": {
+    type: "string",
+    description: `JSON log on stdout: ${LOG_LEVELS.join(", ")} (default: EDGECACHE_LOG_LEVEL or ${DEFAULT_LOG_LEVEL}; info logs every request)`,
+  },
 } as const;
 
 /** The flags given, over the config's values. */
-function accessOf(args: { "trusted-proxies"?: string; "allowed-hosts"?: string }) {
+function serverOptionsOf(args: {
+  "trusted-proxies"?: string;
+  "allowed-hosts"?: string;
+  "log-level"?: string;
+}) {
   const list = (v: string) =>
     v
       .split(",")
@@ -38,6 +47,7 @@ function accessOf(args: { "trusted-proxies"?: string; "allowed-hosts"?: string }
       trustedProxies: list(args["trusted-proxies"]),
     }),
     ...(args["allowed-hosts"] !== undefined && { allowedHosts: list(args["allowed-hosts"]) }),
+    logLevel: args["log-level"] || process.env.EDGECACHE_LOG_LEVEL || undefined,
   };
 }
 
@@ -50,7 +60,7 @@ const serve = defineCommand({
     port: { type: "string", description: "Port (default: PORT, the config, or 8787)" },
     host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
     db: { type: "string", description: "SQLite file (default ./edgecache.db, the demo)" },
-    ...ACCESS_ARGS,
+    ...SERVER_ARGS,
     config: {
       type: "string",
       description: "Config file (default ./edgecache.config.{json,ts,js})",
@@ -81,7 +91,7 @@ const serve = defineCommand({
         ...(redis && { redis }),
         port,
         hostname: args.host ?? config.hostname,
-        ...accessOf(args),
+        ...serverOptionsOf(args),
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
       });
       const { url } = await listen(edgecache, port);
@@ -133,7 +143,7 @@ const proxy = defineCommand({
       type: "string",
       description: "Redis shared by several proxy nodes (default: REDIS_URL)",
     },
-    ...ACCESS_ARGS,
+    ...SERVER_ARGS,
   },
   run: ({ args }) =>
     friendly(async () => {
@@ -158,7 +168,7 @@ const proxy = defineCommand({
         port,
         hostname: args.host ?? config?.hostname,
         ...(redis && { redis }),
-        ...accessOf(args),
+        ...serverOptionsOf(args),
         cacheFile: flag ?? config?.cacheFile,
         ...(args.grace && { grace: numberOf("--grace", args.grace) }),
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
@@ -279,7 +289,7 @@ async function friendly(work: () => Promise<void>): Promise<void> {
   } catch (err) {
     if (!(err instanceof EdgecacheError)) throw err;
     console.error(err.message);
-    process.exit(1);
+    process.exit(err.code === "E_BAD_OPTION" ? EXIT.usage : EXIT.failed);
   }
 }
 

@@ -17,6 +17,7 @@ import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
+import { cacheLogger, type Logger, nodeLogger, requestLog } from "./log.ts";
 import { nodeMetrics } from "./metrics.ts";
 import { adminAccess, type RunningServer, startServer } from "./server.ts";
 import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
@@ -31,6 +32,10 @@ export interface NodeEdgecacheOptions extends EdgecacheConfig {
   adminToken?: string;
   policy?: InvalidationPolicy;
   rehydrate?: boolean;
+  /** Of the JSON log on stdout: "warn" by default; "info" logs every request. */
+  logLevel?: string;
+  /** A logger of one's own instead (tests capture the lines). */
+  logger?: Logger;
 }
 
 export interface NodeEdgecache {
@@ -52,6 +57,7 @@ export async function createNodeEdgecache(
   options: NodeEdgecacheOptions = {},
 ): Promise<NodeEdgecache> {
   const cwd = options.cwd ?? process.cwd();
+  const logger = options.logger ?? nodeLogger(options.logLevel);
   const demo = options.database === undefined;
   const databasePath = resolve(cwd, options.database ?? options.demoDatabase ?? "edgecache.db");
   if (!demo && !existsSync(databasePath)) {
@@ -66,7 +72,9 @@ export async function createNodeEdgecache(
       ? databasePath.replace(/(\.db)?$/, ".cache.db")
       : options.cacheFile;
   const cachePath = cacheFile === false ? undefined : resolve(cwd, cacheFile);
-  return openLocked(cachePath, (lock) => open(options, { demo, databasePath, cachePath, lock }));
+  return openLocked(cachePath, (lock) =>
+    open(options, { demo, databasePath, cachePath, lock, logger }),
+  );
 }
 
 async function open(
@@ -76,9 +84,10 @@ async function open(
     databasePath: string;
     cachePath: string | undefined;
     lock: FileLock | undefined;
+    logger: Logger;
   },
 ): Promise<NodeEdgecache> {
-  const { demo, databasePath, cachePath, lock } = at;
+  const { demo, databasePath, cachePath, lock, logger } = at;
   const stampAtStart = databaseStamp(databasePath);
   const db = new Database(databasePath);
   // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
@@ -125,6 +134,7 @@ async function open(
     tiers,
     log,
     observer: metrics.observer,
+    logger: cacheLogger(logger),
     ttl: (options.ttl ?? 86_400) * 1000,
     staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
     policy: options.policy,
@@ -156,6 +166,9 @@ async function open(
         cache,
         port: options.port,
         hostname: options.hostname,
+        onRequest: requestLog(logger),
+        // Hits on the raw path are not logged: at info, every request takes node:http.
+        rawHits: !logger.isLevelEnabled("info"),
       });
       return running;
     },

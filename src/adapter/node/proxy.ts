@@ -15,6 +15,7 @@ import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster, type RedisSetting } from "./cluster.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
+import { cacheLogger, type Logger, nodeLogger, requestLog } from "./log.ts";
 import { nodeMetrics } from "./metrics.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
 import {
@@ -55,6 +56,10 @@ export interface NodeProxyOptions {
   now?: () => number;
   /** Redis shared by several proxy nodes: purges and unsafe requests reach every node. */
   redis?: RedisSetting;
+  /** Of the JSON log on stdout: "warn" by default; "info" logs every request. */
+  logLevel?: string;
+  /** A logger of one's own instead (tests capture the lines). */
+  logger?: Logger;
 }
 
 export interface NodeProxy {
@@ -82,7 +87,8 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   const trusted = addressSet("proxy", "trustedProxies", options.trustedProxies);
   const file = options.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
   const cachePath = file === false ? undefined : resolve(cwd, file);
-  return openLocked(cachePath, (lock) => open(options, { now, trusted, cachePath, lock }));
+  const log = options.logger ?? nodeLogger(options.logLevel);
+  return openLocked(cachePath, (lock) => open(options, { now, trusted, cachePath, lock, log }));
 }
 
 async function open(
@@ -92,9 +98,10 @@ async function open(
     trusted: ReturnType<typeof addressSet>;
     cachePath: string | undefined;
     lock: FileLock | undefined;
+    log: Logger;
   },
 ): Promise<NodeProxy> {
-  const { now, trusted, cachePath, lock } = at;
+  const { now, trusted, cachePath, lock, log } = at;
   const tiers: Store[] = [memoryStore({ ...options.memory, now })];
   // This process holds the file's lock, so a damaged one can be put aside and replaced.
   if (cachePath) tiers.push(sqliteStore({ path: cachePath, now, ...options.disk, repair: true }));
@@ -118,6 +125,7 @@ async function open(
     notFound: options.notFound,
     log: cluster?.log ?? local!,
     observer: metrics.observer,
+    logger: cacheLogger(log),
   });
   metrics.watch(cache);
   const origin = nodeOriginFetch();
@@ -174,6 +182,9 @@ async function open(
         hostname: options.hostname,
         now,
         findHit: hitFinder(proxy),
+        onRequest: requestLog(log),
+        // Hits on the raw path are not logged: at info, every request takes node:http.
+        rawHits: !log.isLevelEnabled("info"),
       });
       return running;
     },

@@ -36,6 +36,11 @@ export interface NodeServerOptions {
   hostname?: string;
   /** Clock of the fast path's Age and ttl (the cache's, for tests' fake clocks). */
   now?: () => number;
+  /**
+   * Sees every request node:http parses before it is answered (the request log). Hits the
+   * raw path answers never reach it: turn `rawHits` off to see every request.
+   */
+  onRequest?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 export interface RunningServer {
@@ -81,6 +86,7 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
   const server = new HitServer(
     // Looked up when the request's turn comes: after a write pipelined before it.
     inOrder((req, res) => {
+      options.onRequest?.(req, res);
       const entry = hitOf(req);
       if (entry) serveHit(entry, req, res, now());
       else listener(req, res);
