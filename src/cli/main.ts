@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
 import type { RedisSetting } from "../adapter/node/cluster.ts";
 import { loadConfig } from "../adapter/node/config.ts";
@@ -6,12 +7,15 @@ import { createNodeEdgecache } from "../adapter/node/edgecache.ts";
 import { DEFAULT_LOG_LEVEL, LOG_LEVELS } from "../adapter/node/log.ts";
 import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/proxy.ts";
 import { DRAIN_MS, type RunningServer } from "../adapter/node/server.ts";
+import { createTenantNode } from "../adapter/node/tenants/node.ts";
+import { DEFAULT_STATE_FILE } from "../adapter/node/tenants/state.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { init } from "./commands/init.ts";
 import { invalidate } from "./commands/invalidate.ts";
 import { keys } from "./commands/keys.ts";
 import { purge } from "./commands/purge.ts";
 import { stats } from "./commands/stats.ts";
+import { tenants } from "./commands/tenants.ts";
 import { warm } from "./commands/warm.ts";
 import { EXIT, runCli } from "./run.ts";
 
@@ -75,9 +79,32 @@ const serve = defineCommand({
       description:
         "Redis shared by several nodes, e.g. redis://127.0.0.1:6379 (default: REDIS_URL)",
     },
+    state: {
+      type: "string",
+      description: `Serve the tenants of this state database (default: EDGECACHE_STATE, or ./${DEFAULT_STATE_FILE} when it exists)`,
+    },
   },
   run: ({ args }) =>
     friendly(async () => {
+      const state =
+        args.state ||
+        process.env.EDGECACHE_STATE ||
+        (existsSync(DEFAULT_STATE_FILE) ? DEFAULT_STATE_FILE : undefined);
+      if (state) {
+        const port = portOf(args.port ?? process.env.PORT ?? 8787);
+        const node = await createTenantNode({
+          state,
+          port,
+          hostname: args.host,
+          ...serverOptionsOf(args),
+        });
+        const { url } = await listen(node, port);
+        console.log(`edgecache serving the tenants of ${node.state.path}`);
+        console.log(`tenants:   ${url}/ with Authorization: Bearer <tenant key>`);
+        console.log(`admin API: ${url}/_edgecache/stats (each tenant's own, with its key)`);
+        stopOnSignals(node);
+        return;
+      }
       const loaded = await loadConfig(process.cwd(), args.config);
       const config = loaded?.config ?? {};
       const port = portOf(args.port ?? process.env.PORT ?? config.port ?? 8787);
@@ -295,7 +322,7 @@ async function friendly(work: () => Promise<void>): Promise<void> {
 
 const main = defineCommand({
   meta: { name: "edgecache", description: "A cache for database-backed APIs" },
-  subCommands: { serve, proxy, invalidate, keys, stats, warm, purge, init },
+  subCommands: { serve, proxy, invalidate, keys, stats, warm, purge, init, tenants },
 });
 
 runCli(main);

@@ -64,7 +64,8 @@ function report(err: unknown, name: string): number {
   }
   if (err instanceof EdgecacheError) {
     console.error(err.message);
-    return err.code === "E_BAD_OPTION" ? EXIT.usage : EXIT.failed;
+    if (err.code === "E_BAD_OPTION") return EXIT.usage;
+    return err.code === "E_NOT_FOUND" ? EXIT.notFound : EXIT.failed;
   }
   // citty's own parse errors (a missing positional, an unknown command).
   if (err instanceof Error && err.name === "CLIError") {

@@ -17,7 +17,7 @@ import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
-import { cacheLogger, type Logger, nodeLogger, requestLog } from "./log.ts";
+import { cacheLogger, type Logger, nodeLogger, serverLogging } from "./log.ts";
 import { nodeMetrics } from "./metrics.ts";
 import { adminAccess, type RunningServer, startServer } from "./server.ts";
 import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
@@ -166,9 +166,7 @@ async function open(
         cache,
         port: options.port,
         hostname: options.hostname,
-        onRequest: requestLog(logger),
-        // Hits on the raw path are not logged: at info, every request takes node:http.
-        rawHits: !logger.isLevelEnabled("info"),
+        ...serverLogging(logger),
       });
       return running;
     },

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type Logger, pino } from "pino";
 import { badOption } from "../../core/errors.ts";
+import type { NodeServerOptions } from "./server.ts";
 
 export type { Logger } from "pino";
 
@@ -55,6 +56,14 @@ export function requestLog(log: Logger): (req: IncomingMessage, res: ServerRespo
       else log.info(fields, "request");
     });
   };
+}
+
+/**
+ * startServer's options for a logged server: the request hook, and at `info` and below no
+ * raw path, whose hits would otherwise go unlogged.
+ */
+export function serverLogging(log: Logger): Pick<NodeServerOptions, "onRequest" | "rawHits"> {
+  return { onRequest: requestLog(log), rawHits: !log.isLevelEnabled("info") };
 }
 
 /** The cache's `logger` option (tier faults, once per fault kind) as pino warnings. */

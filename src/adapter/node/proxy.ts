@@ -15,7 +15,7 @@ import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster, type RedisSetting } from "./cluster.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
-import { cacheLogger, type Logger, nodeLogger, requestLog } from "./log.ts";
+import { cacheLogger, type Logger, nodeLogger, serverLogging } from "./log.ts";
 import { nodeMetrics } from "./metrics.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
 import {
@@ -182,9 +182,7 @@ async function open(
         hostname: options.hostname,
         now,
         findHit: hitFinder(proxy),
-        onRequest: requestLog(log),
-        // Hits on the raw path are not logged: at info, every request takes node:http.
-        rawHits: !log.isLevelEnabled("info"),
+        ...serverLogging(log),
       });
       return running;
     },

@@ -69,15 +69,13 @@ const IDLE_SWEEP_MS = 50;
 export function startServer(options: NodeServerOptions): Promise<RunningServer> {
   const listener = getRequestListener(options.app.fetch);
   const { cache } = options;
-  // The proxy's lookup takes every path; the data API's only its own.
-  const prefix = options.findHit ? "/" : (options.fastPrefix ?? "/v1/");
+  // The proxy's lookup takes every path; the data API's only its own (dataApiHits).
   const now = options.now ?? Date.now;
-  const findHit =
-    options.findHit ?? (cache ? (req: HitRequest) => cache.peek(keyOf(req.url!)) : undefined);
+  const findHit = options.findHit ?? (cache ? dataApiHits(cache, options.fastPrefix) : undefined);
   const hitOf = (req: HitRequest): CacheEntry | undefined =>
     findHit &&
     (req.method === "GET" || req.method === "HEAD") &&
-    req.url?.startsWith(prefix) &&
+    req.url?.startsWith("/") &&
     // What the app would refuse (a backslash, no Host) it must refuse here too.
     !req.url.includes("\\") &&
     req.headers.host !== undefined
@@ -164,6 +162,14 @@ class HitServer extends Server {
     super.closeIdleConnections();
     this.#raw?.closeIdle();
   }
+}
+
+/** The data API's hit lookup: fresh memory entries of GETs under `prefix` ("/v1/"). */
+export function dataApiHits(
+  cache: Cache,
+  prefix = "/v1/",
+): (req: HitRequest) => CacheEntry | undefined {
+  return (req) => (req.url!.startsWith(prefix) ? cache.peek(keyOf(req.url!)) : undefined);
 }
 
 /** Raw request targets to cache keys: most hits repeat a target seen before. */

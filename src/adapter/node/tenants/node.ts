@@ -1,0 +1,231 @@
+import { randomBytes } from "node:crypto";
+import { Hono } from "hono";
+import { bearerToken } from "../../../app/access.ts";
+import { onError } from "../../../app/errors.ts";
+import type { CacheEntry } from "../../../core/entry.ts";
+import { EdgecacheError } from "../../../core/errors.ts";
+import { createNodeEdgecache } from "../edgecache.ts";
+import type { HitRequest } from "../hit-reply.ts";
+import { type Logger, nodeLogger, serverLogging } from "../log.ts";
+import { createNodeProxy, hitFinder } from "../proxy.ts";
+import { dataApiHits, type RunningServer, startServer } from "../server.ts";
+import { keyHash, type Tenant, TenantState } from "./state.ts";
+
+export interface TenantNodeOptions {
+  /** The state database (edgecache.tenants.db). */
+  state: string;
+  port?: number;
+  hostname?: string;
+  trustedProxies?: string[];
+  allowedHosts?: string[];
+  logLevel?: string;
+  logger?: Logger;
+}
+
+export interface TenantNode {
+  app: Hono;
+  state: TenantState;
+  listen(): Promise<RunningServer>;
+  close(): Promise<void>;
+}
+
+/** One tenant's own node: its cache, its database or origin, its admin API. */
+interface Served {
+  tenant: Tenant;
+  /** The whole app of the tenant (data API or proxy, and its admin API). */
+  fetch(request: Request, env: unknown): Response | Promise<Response>;
+  findHit(req: HitRequest): CacheEntry | undefined;
+  /** What the dispatcher sends its admin API in place of the tenant's key. */
+  adminToken: string;
+  close(): Promise<void>;
+}
+
+/** The request headers that carry a tenant's key; never passed on to a tenant's app. */
+const KEY_HEADER = "x-edgecache-key";
+const C = "tenants";
+
+/**
+ * A node that serves tenants: every request names its tenant by `Authorization: Bearer
+ * <key>` or `X-Edgecache-Key`, and goes to that tenant's own node (cache, memory budget,
+ * database or origin, admin API) with the key removed. Nothing is shared between tenants
+ * but the port, so two tenants' identical URLs are two entries. The raw-socket hit path
+ * looks the tenant up the same way before it answers from that tenant's memory.
+ *
+ * Tenants are read from the state database, again whenever another process (the CLI)
+ * committed to it: a rotated key is refused from the next request on, a deleted tenant's
+ * node is closed and its entries dropped.
+ */
+export async function createTenantNode(options: TenantNodeOptions): Promise<TenantNode> {
+  const logger = options.logger ?? nodeLogger(options.logLevel);
+  const state = new TenantState(options.state);
+  let byHash = new Map<string, Tenant>();
+  /** Keys seen, to skip hashing on every request; emptied whenever the tenants change. */
+  let byKey = new Map<string, Tenant>();
+  const served = new Map<string, Served>();
+  const starting = new Map<string, Promise<Served>>();
+
+  const refresh = () => {
+    if (!state.changed()) return;
+    byHash = new Map(state.keyed().map(({ hash, tenant }) => [hash, tenant]));
+    byKey = new Map();
+    const names = new Map([...byHash.values()].map((t) => [t.name, t]));
+    for (const [name, node] of served) {
+      const now = names.get(name);
+      // Deleted, or its source or settings changed: its entries go with its node.
+      if (!now || JSON.stringify(now) !== JSON.stringify(node.tenant)) {
+        served.delete(name);
+        node.close().catch((err) => logger.error({ err, tenant: name }, "closing a tenant failed"));
+      }
+    }
+  };
+  const tenantOf = (key: string | undefined): Tenant | undefined => {
+    if (key === undefined) return undefined;
+    refresh();
+    let tenant = byKey.get(key);
+    if (!tenant) {
+      tenant = byHash.get(keyHash(key));
+      if (tenant) byKey.set(key, tenant);
+    }
+    return tenant;
+  };
+  const nodeOf = (tenant: Tenant): Promise<Served> => {
+    const ready = served.get(tenant.name);
+    if (ready) return Promise.resolve(ready);
+    let pending = starting.get(tenant.name);
+    if (!pending) {
+      pending = open(tenant, logger, options).then(
+        (node) => {
+          starting.delete(tenant.name);
+          // Deleted or changed while it opened: not served.
+          if (byHash.size > 0 && [...byHash.values()].some((t) => t.name === tenant.name)) {
+            served.set(tenant.name, node);
+          }
+          return node;
+        },
+        (err) => {
+          starting.delete(tenant.name);
+          throw err;
+        },
+      );
+      starting.set(tenant.name, pending);
+    }
+    return pending;
+  };
+
+  const app = new Hono();
+  app.onError(onError);
+  app.all("*", async (c) => {
+    const tenant = tenantOf(keyOf((name) => c.req.header(name)));
+    if (!tenant) {
+      throw new EdgecacheError(
+        "E_UNAUTHORIZED",
+        C,
+        "an API key is required: Authorization: Bearer <key> or X-Edgecache-Key",
+      );
+    }
+    const node = await nodeOf(tenant);
+    const headers = new Headers(c.req.raw.headers);
+    headers.delete(KEY_HEADER);
+    headers.delete("authorization");
+    // The key let it in: its admin API (under /_edgecache) is this tenant's.
+    if (new URL(c.req.url).pathname.startsWith("/_edgecache")) {
+      headers.set("authorization", `Bearer ${node.adminToken}`);
+    }
+    return node.fetch(new Request(c.req.raw, { headers }), c.env);
+  });
+
+  const findHit = (req: HitRequest): CacheEntry | undefined => {
+    const tenant = tenantOf(keyOf((name) => header(req, name)));
+    const node = tenant && served.get(tenant.name);
+    return node?.findHit(withoutKey(req));
+  };
+
+  let running: RunningServer | undefined;
+  return {
+    app,
+    state,
+    async listen() {
+      running = await startServer({
+        app,
+        findHit,
+        port: options.port,
+        hostname: options.hostname,
+        ...serverLogging(logger),
+      });
+      return running;
+    },
+    async close() {
+      await running?.close();
+      await Promise.allSettled(starting.values());
+      for (const node of served.values()) await node.close();
+      served.clear();
+      state.close();
+    },
+  };
+}
+
+/** The key a request carries, by either header. */
+function keyOf(header: (name: string) => string | undefined): string | undefined {
+  return bearerToken(header("authorization")) ?? header(KEY_HEADER)?.trim() ?? undefined;
+}
+
+function header(req: HitRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** The request as the tenant's node sees it: no key (a proxy must not forward it). */
+function withoutKey(req: HitRequest): HitRequest {
+  if (req.headers.authorization === undefined && req.headers[KEY_HEADER] === undefined) return req;
+  const { authorization: _a, [KEY_HEADER]: _k, ...headers } = req.headers;
+  return { ...req, headers };
+}
+
+/** Opens a tenant's node: memory only, its own budget, no file of its own. */
+async function open(
+  tenant: Tenant,
+  logger: Logger,
+  access: Pick<TenantNodeOptions, "hostname" | "allowedHosts">,
+): Promise<Served> {
+  const adminToken = randomBytes(32).toString("base64url");
+  const tenantLog = logger.child({ tenant: tenant.name });
+  const memory = tenant.memoryBytes ? { maxBytes: tenant.memoryBytes } : undefined;
+  if ("database" in tenant.source) {
+    const node = await createNodeEdgecache({
+      database: tenant.source.database,
+      cacheFile: false,
+      adminToken,
+      logger: tenantLog,
+      hostname: access.hostname,
+      allowedHosts: access.allowedHosts,
+      ...(tenant.ttl !== undefined && { ttl: tenant.ttl }),
+      ...(memory && { memory }),
+    });
+    const hits = dataApiHits(node.cache);
+    return {
+      tenant,
+      fetch: (request, env) => node.app.fetch(request, env),
+      findHit: hits,
+      adminToken,
+      close: () => node.close(),
+    };
+  }
+  const node = await createNodeProxy({
+    origins: [
+      { origin: tenant.source.origin, ...(tenant.ttl !== undefined && { ttl: tenant.ttl }) },
+    ],
+    cacheFile: false,
+    adminToken,
+    logger: tenantLog,
+    hostname: access.hostname,
+    allowedHosts: access.allowedHosts,
+    ...(memory && { memory }),
+  });
+  return {
+    tenant,
+    fetch: (request, env) => node.app.fetch(request, env),
+    findHit: hitFinder(node.proxy),
+    adminToken,
+    close: () => node.close(),
+  };
+}

@@ -1,0 +1,231 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { exchange } from "../adapter/raw-client.ts";
+import { tempDir } from "../app/harness.ts";
+import { type Origin, startOrigin } from "../app/proxy-harness.ts";
+import { waitForLine } from "../helpers/child.ts";
+import { BIN, cleanEnv, cli } from "./run-cli.ts";
+
+// Tenants on the real binary: two tenants whose URLs are identical never see each other's
+// entries on any path (the app, raw-socket hits, the admin API and its CLI), a rotated key
+// is refused at once, a deleted tenant's entries are gone.
+
+let dir: string;
+let state: string;
+let node: ChildProcess;
+let url: string;
+let port: number;
+let origin: Origin;
+const keys: Record<string, string> = {};
+
+/** A database of one's own: `items` whose names say which tenant it belongs to. */
+function database(file: string, owner: string): string {
+  const path = join(dir, file);
+  const db = new Database(path);
+  db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)");
+  const insert = db.prepare("INSERT INTO items (id, name) VALUES (?, ?)");
+  for (let i = 1; i <= 3; i++) insert.run(i, `${owner}-${i}`);
+  db.close();
+  return path;
+}
+
+async function createTenant(name: string, source: string[]): Promise<string> {
+  const r = await cli(["tenants", "create", name, ...source, "--json", "--state", state]);
+  expect(r.code).toBe(0);
+  const created = JSON.parse(r.stdout);
+  expect(created.key).toMatch(/^ek_[\w-]{43}$/);
+  return created.key;
+}
+
+beforeAll(async () => {
+  dir = tempDir("edgecache-tenants-");
+  state = join(dir, "state.db");
+  origin = await startOrigin((req, res) => {
+    res.writeHead(200, { "cache-control": "max-age=600", "content-type": "text/plain" });
+    res.end(`origin says ${req.url} (auth: ${req.headers.authorization ?? "none"})`);
+  });
+  keys.alpha = await createTenant("alpha", ["--db", database("a.db", "alpha")]);
+  keys.beta = await createTenant("beta", ["--db", database("b.db", "beta"), "--ttl", "60"]);
+  keys.gamma = await createTenant("gamma", ["--origin", origin.url]);
+  node = spawn(process.execPath, [BIN, "serve", "--state", state, "--port", "0"], {
+    cwd: dir,
+    env: cleanEnv(),
+  });
+  [, url] = (await waitForLine(node, /tenants:\s+(http:\/\/[^/\s]+)\//)) as unknown as [
+    string,
+    string,
+  ];
+  port = Number(new URL(url).port);
+}, 60_000);
+
+afterAll(async () => {
+  if (node) {
+    const exited = new Promise((done) => node.once("exit", done));
+    node.kill("SIGTERM");
+    await exited;
+  }
+  await origin?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const as = (tenant: string, path: string, init: RequestInit = {}) =>
+  fetch(`${url}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${keys[tenant]}`, ...(init.headers as object) },
+  });
+const body = async (tenant: string, path: string) => {
+  const r = await as(tenant, path);
+  return { status: r.status, text: await r.text(), cache: r.headers.get("cache-status") };
+};
+const rawGet = (path: string, key: string, by: "bearer" | "header" = "bearer") =>
+  `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${
+    by === "bearer" ? `Authorization: Bearer ${key}` : `X-Edgecache-Key: ${key}`
+  }\r\n\r\n`;
+
+describe("identifying the tenant", () => {
+  it("no key or a wrong one: 401 with WWW-Authenticate, on data and admin paths alike", async () => {
+    for (const path of ["/v1/items/1", "/_edgecache/stats"]) {
+      const none = await fetch(`${url}${path}`);
+      expect(none.status).toBe(401);
+      expect(none.headers.get("www-authenticate")).toBe('Bearer realm="edgecache"');
+      expect(((await none.json()) as { error: { code: string } }).error.code).toBe(
+        "E_UNAUTHORIZED",
+      );
+      const wrong = await fetch(`${url}${path}`, { headers: { "x-edgecache-key": "ek_nope" } });
+      expect(wrong.status).toBe(401);
+    }
+  });
+});
+
+describe("two tenants, identical URLs", () => {
+  it("each reads its own database and its own cache, through the app and the raw path", async () => {
+    expect((await body("alpha", "/v1/items/1")).text).toContain('"alpha-1"');
+    expect((await body("beta", "/v1/items/1")).text).toContain('"beta-1"');
+    // Both cached now; pipelined on one keep-alive connection, hits go the raw path.
+    const pipelined = await exchange(
+      port,
+      rawGet("/v1/items/1", keys.alpha!) +
+        rawGet("/v1/items/1", keys.beta!, "header") +
+        rawGet("/v1/items/1", keys.alpha!, "header") +
+        rawGet("/v1/items/1", "ek_not-a-key"),
+      ["GET", "GET", "GET", "GET"],
+    );
+    const [a1, b1, a2, none] = pipelined.replies;
+    expect(a1!.body.toString()).toContain('"alpha-1"');
+    expect(b1!.body.toString()).toContain('"beta-1"');
+    expect(a2!.body.toString()).toContain('"alpha-1"');
+    for (const hit of [a1!, b1!, a2!])
+      expect(hit.header("cache-status")).toMatch(/^edgecache; hit/);
+    expect(none!.status).toBe(401);
+  });
+
+  it("a write through one tenant changes only its database and its entries", async () => {
+    await body("alpha", "/v1/items?limit=10");
+    await body("beta", "/v1/items?limit=10");
+    const w = await as("alpha", "/v1/items/2", {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "alpha-2-new" }),
+    });
+    expect(w.status).toBe(200);
+    expect((await body("alpha", "/v1/items?limit=10")).text).toContain("alpha-2-new");
+    const beta = await body("beta", "/v1/items?limit=10");
+    expect(beta.text).toContain('"beta-2"');
+    expect(beta.cache).toMatch(/^edgecache; hit/); // untouched by alpha's write
+  });
+
+  it("the admin API and the CLI see, count and invalidate one tenant's entries only", async () => {
+    await body("alpha", "/v1/items/3");
+    await body("beta", "/v1/items/3");
+    const env = { EDGECACHE_URL: url };
+    const listed = await cli(["keys", "--json", "--token", keys.beta!], { env });
+    expect(listed.code).toBe(0);
+    const betaKeys = JSON.parse(listed.stdout).keys.map((k: { key: string }) => k.key);
+    expect(betaKeys).toContain("GET /v1/items/3");
+    const stats = JSON.parse(
+      (await cli(["stats", "--json", "--token", keys.beta!], { env })).stdout,
+    );
+    expect(stats.writes).toBe(0); // alpha's write is not counted here
+
+    const inv = await cli(
+      ["invalidate", "--prefix", "GET /v1/items", "--json", "--token", keys.beta!],
+      {
+        env,
+      },
+    );
+    expect(JSON.parse(inv.stdout).invalidated).toBe(betaKeys.length);
+    expect((await body("beta", "/v1/items/3")).cache).toMatch(/fwd=miss/);
+    expect((await body("alpha", "/v1/items/3")).cache).toMatch(/^edgecache; hit/);
+  }, 60_000);
+
+  it("an origin tenant: cached per tenant, and its key never reaches the origin", async () => {
+    const first = await body("gamma", "/v1/items/1");
+    expect(first.text).toBe("origin says /v1/items/1 (auth: none)");
+    const again = await exchange(port, rawGet("/v1/items/1", keys.gamma!), ["GET"]);
+    expect(again.replies[0]!.header("cache-status")).toMatch(/^edgecache; hit/);
+    expect(again.replies[0]!.body.toString()).toBe("origin says /v1/items/1 (auth: none)");
+    // Same URL, another tenant: its own database, not gamma's cached response.
+    expect((await body("alpha", "/v1/items/1")).text).toContain('"alpha-1"');
+  });
+});
+
+describe("managing tenants while the node runs", () => {
+  it("rotate-key: the old key is refused at once, on the raw path too; the cache stays", async () => {
+    await body("alpha", "/v1/items/1");
+    const old = keys.alpha!;
+    const r = await cli(["tenants", "rotate-key", "alpha", "--json", "--state", state]);
+    expect(r.code).toBe(0);
+    keys.alpha = JSON.parse(r.stdout).key;
+    expect(keys.alpha).not.toBe(old);
+    const refused = await exchange(port, rawGet("/v1/items/1", old), ["GET"]);
+    expect(refused.replies[0]!.status).toBe(401);
+    const hit = await body("alpha", "/v1/items/1");
+    expect(hit.status).toBe(200);
+    expect(hit.cache).toMatch(/^edgecache; hit/);
+  }, 30_000);
+
+  it("delete: the key stops working and the entries go; a new tenant of that name starts empty", async () => {
+    expect((await body("beta", "/v1/items/1")).status).toBe(200);
+    await body("beta", "/v1/items/1");
+    expect((await cli(["tenants", "delete", "beta", "--state", state])).code).toBe(0);
+    expect((await body("beta", "/v1/items/1")).status).toBe(401);
+    keys.beta = await createTenant("beta", ["--db", join(dir, "b.db")]);
+    expect((await body("beta", "/v1/items/1")).cache).toMatch(/fwd=miss/);
+  }, 30_000);
+
+  it("list shows names and sources, never keys; mistakes exit with their codes", async () => {
+    const r = await cli(["tenants", "list", "--state", state]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^NAME\s+SOURCE/);
+    for (const name of ["alpha", "beta", "gamma"]) expect(r.stdout).toContain(name);
+    for (const key of Object.values(keys)) expect(r.stdout).not.toContain(key);
+    expect(r.stdout).not.toContain("ek_");
+
+    const dup = await cli([
+      "tenants",
+      "create",
+      "alpha",
+      "--db",
+      join(dir, "a.db"),
+      "--state",
+      state,
+    ]);
+    expect(dup.code).toBe(1);
+    expect(dup.stderr.trim()).toBe('[edgecache] [tenants] tenant "alpha" exists');
+    const missing = await cli(["tenants", "rotate-key", "nobody", "--state", state]);
+    expect(missing.code).toBe(5);
+    const badName = await cli([
+      "tenants",
+      "create",
+      "Bad Name",
+      "--origin",
+      origin.url,
+      "--state",
+      state,
+    ]);
+    expect(badName.code).toBe(2);
+  }, 60_000);
+});
