@@ -97,6 +97,7 @@ const serve = defineCommand({
           port,
           hostname: args.host,
           ...serverOptionsOf(args),
+          adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
         });
         const { url } = await listen(node, port);
         console.log(`edgecache serving the tenants of ${node.state.path}`);

@@ -20,6 +20,7 @@ let url: string;
 let port: number;
 let origin: Origin;
 const keys: Record<string, string> = {};
+const OPERATOR = "operator-token";
 
 /** A database of one's own: `items` whose names say which tenant it belongs to. */
 function database(file: string, owner: string): string {
@@ -52,7 +53,7 @@ beforeAll(async () => {
   keys.gamma = await createTenant("gamma", ["--origin", origin.url]);
   node = spawn(process.execPath, [BIN, "serve", "--state", state, "--port", "0"], {
     cwd: dir,
-    env: cleanEnv(),
+    env: cleanEnv({ EDGECACHE_ADMIN_TOKEN: OPERATOR }),
   });
   [, url] = (await waitForLine(node, /tenants:\s+(http:\/\/[^/\s]+)\//)) as unknown as [
     string,
@@ -169,6 +170,46 @@ describe("two tenants, identical URLs", () => {
     expect(again.replies[0]!.body.toString()).toBe("origin says /v1/items/1 (auth: none)");
     // Same URL, another tenant: its own database, not gamma's cached response.
     expect((await body("alpha", "/v1/items/1")).text).toContain('"alpha-1"');
+  });
+});
+
+describe("metrics", () => {
+  const lineWith = (text: string, name: string, ...labels: string[]) =>
+    text.split("\n").find((l) => l.startsWith(name) && labels.every((label) => l.includes(label)));
+
+  it("the operator's token: every tenant's metrics, labelled by tenant and tier", async () => {
+    await body("alpha", "/v1/items/1");
+    await body("beta", "/v1/items/1");
+    const r = await fetch(`${url}/_edgecache/metrics`, {
+      headers: { authorization: `Bearer ${OPERATOR}` },
+    });
+    expect(r.status).toBe(200);
+    const text = await r.text();
+    for (const tenant of ["alpha", "beta"]) {
+      const hits = lineWith(text, "edgecache_hits_total", `tenant="${tenant}"`);
+      expect(Number(hits!.split(" ")[1])).toBeGreaterThan(0);
+      expect(
+        lineWith(
+          text,
+          "edgecache_read_duration_seconds_count",
+          'tier="memory"',
+          `tenant="${tenant}"`,
+        ),
+      ).toBeDefined();
+    }
+    expect(text).toContain("edgecache_process_cpu_seconds_total");
+    // The operator's token is no tenant's key.
+    const stats = await fetch(`${url}/_edgecache/stats`, {
+      headers: { authorization: `Bearer ${OPERATOR}` },
+    });
+    expect(stats.status).toBe(401);
+  });
+
+  it("a tenant's key: its own metrics only", async () => {
+    const text = await (await as("alpha", "/_edgecache/metrics")).text();
+    expect(text).toContain('tenant="alpha"');
+    expect(text).not.toContain('tenant="beta"');
+    expect(text).not.toContain('tenant="gamma"');
   });
 });
 

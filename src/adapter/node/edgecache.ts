@@ -18,7 +18,7 @@ import { joinCluster } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
 import { cacheLogger, type Logger, nodeLogger, serverLogging } from "./log.ts";
-import { nodeMetrics } from "./metrics.ts";
+import { type NodeMetrics, nodeMetrics } from "./metrics.ts";
 import { adminAccess, type RunningServer, startServer } from "./server.ts";
 import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
 
@@ -36,6 +36,8 @@ export interface NodeEdgecacheOptions extends EdgecacheConfig {
   logLevel?: string;
   /** A logger of one's own instead (tests capture the lines). */
   logger?: Logger;
+  /** The tenant it serves: its metrics carry `tenant`, without process metrics. */
+  tenant?: string;
 }
 
 export interface NodeEdgecache {
@@ -45,6 +47,8 @@ export interface NodeEdgecache {
   /** Whether the embedded demo database is served. */
   demo: boolean;
   databasePath: string;
+  /** Its Prometheus metrics (served at /_edgecache/metrics). */
+  metrics: NodeMetrics;
   listen(): Promise<RunningServer>;
   close(): Promise<void>;
 }
@@ -129,7 +133,7 @@ async function open(
   if (cluster) tiers.push(...cluster.shared);
   const local = cluster ? undefined : localChangeLog({ resume });
   const log = cluster?.log ?? local!;
-  const metrics = nodeMetrics();
+  const metrics = nodeMetrics({ tenant: options.tenant });
   const cache = new Cache({
     tiers,
     log,
@@ -160,6 +164,7 @@ async function open(
     api,
     demo,
     databasePath,
+    metrics,
     async listen() {
       running = await startServer({
         app,

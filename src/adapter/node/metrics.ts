@@ -1,4 +1,13 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import {
+  AggregatorRegistry,
+  Counter,
+  collectDefaultMetrics,
+  Gauge,
+  Histogram,
+  type MetricObjectWithValues,
+  type MetricValue,
+  Registry,
+} from "prom-client";
 import type { MetricsExposition } from "../../app/admin.ts";
 import type { Cache } from "../../core/cache.ts";
 import {
@@ -14,6 +23,16 @@ export interface NodeMetrics extends MetricsExposition {
   observer: CacheObserver;
   /** Exposes `cache.stats()` at each scrape, under the names `toPrometheus` uses. */
   watch(cache: Cache): void;
+  /** The samples as prom-client's JSON, for `mergedMetrics`. */
+  json(): Promise<MetricObjectWithValues<MetricValue<string>>[]>;
+}
+
+/**
+ * Several nodes' metrics (tenants' nodes, whose samples carry a `tenant` label) as one
+ * exposition: prom-client's aggregation, which sums equal label sets (none here).
+ */
+export async function mergedMetrics(all: NodeMetrics[]): Promise<string> {
+  return AggregatorRegistry.aggregate(await Promise.all(all.map((m) => m.json()))).metrics();
 }
 
 /**
@@ -32,9 +51,14 @@ const LATENCY_BUCKETS = [
  * {outcome}` (database queries or origin fetches), the counters and gauges of
  * `Cache.stats()`, and Node's process metrics (`edgecache_process_*`, `edgecache_nodejs_*`).
  */
-export function nodeMetrics(): NodeMetrics {
+export function nodeMetrics(options: { tenant?: string } = {}): NodeMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "edgecache_" });
+  if (options.tenant === undefined) {
+    collectDefaultMetrics({ register: registry, prefix: "edgecache_" });
+  } else {
+    // A tenant's node: its samples carry its name, and the process is the tenants' node's.
+    registry.setDefaultLabels({ tenant: options.tenant });
+  }
   const reads = new Histogram({
     name: "edgecache_read_duration_seconds",
     help: "Time to answer a read from a cache tier, by the tier that held the entry.",
@@ -68,6 +92,15 @@ export function nodeMetrics(): NodeMetrics {
 
   let snapshot: Map<string, StatsFamily["samples"]> | undefined;
   let watched: Cache | undefined;
+  // One snapshot per scrape, shared by every family's collect.
+  const scrape = async <T>(read: () => Promise<T>): Promise<T> => {
+    snapshot = watched && samplesOf(watched.stats());
+    try {
+      return await read();
+    } finally {
+      snapshot = undefined;
+    }
+  };
   return {
     observer,
     contentType: registry.contentType,
@@ -103,15 +136,8 @@ export function nodeMetrics(): NodeMetrics {
         }
       }
     },
-    async text() {
-      // One snapshot per scrape, shared by every family's collect.
-      snapshot = watched && samplesOf(watched.stats());
-      try {
-        return await registry.metrics();
-      } finally {
-        snapshot = undefined;
-      }
-    },
+    text: () => scrape(() => registry.metrics()),
+    json: () => scrape(() => registry.getMetricsAsJSON()),
   };
 }
 

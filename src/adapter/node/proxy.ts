@@ -16,7 +16,7 @@ import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster, type RedisSetting } from "./cluster.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
 import { cacheLogger, type Logger, nodeLogger, serverLogging } from "./log.ts";
-import { nodeMetrics } from "./metrics.ts";
+import { type NodeMetrics, nodeMetrics } from "./metrics.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
 import {
   adminAccess,
@@ -60,12 +60,16 @@ export interface NodeProxyOptions {
   logLevel?: string;
   /** A logger of one's own instead (tests capture the lines). */
   logger?: Logger;
+  /** The tenant it serves: its metrics carry `tenant`, without process metrics. */
+  tenant?: string;
 }
 
 export interface NodeProxy {
   app: Hono;
   cache: Cache;
   proxy: CachingProxy;
+  /** Its Prometheus metrics (served at /_edgecache/metrics). */
+  metrics: NodeMetrics;
   listen(): Promise<RunningServer>;
   close(): Promise<void>;
 }
@@ -117,7 +121,7 @@ async function open(
   const local = cluster
     ? undefined
     : localChangeLog({ resume: cachePath ? takeStamp(cachePath)?.log : undefined });
-  const metrics = nodeMetrics();
+  const metrics = nodeMetrics({ tenant: options.tenant });
   const cache = new Cache({
     tiers,
     now,
@@ -175,6 +179,7 @@ async function open(
     app,
     cache,
     proxy,
+    metrics,
     async listen() {
       running = await startServer({
         app,

@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { Hono } from "hono";
-import { bearerToken } from "../../../app/access.ts";
+import { bearerToken, constantTimeEqual } from "../../../app/access.ts";
 import { onError } from "../../../app/errors.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
 import { createNodeEdgecache } from "../edgecache.ts";
 import type { HitRequest } from "../hit-reply.ts";
 import { type Logger, nodeLogger, serverLogging } from "../log.ts";
+import { mergedMetrics, type NodeMetrics, nodeMetrics } from "../metrics.ts";
 import { createNodeProxy, hitFinder } from "../proxy.ts";
 import { dataApiHits, type RunningServer, startServer } from "../server.ts";
 import { keyHash, type Tenant, TenantState } from "./state.ts";
@@ -20,6 +21,11 @@ export interface TenantNodeOptions {
   allowedHosts?: string[];
   logLevel?: string;
   logger?: Logger;
+  /**
+   * The operator's token (EDGECACHE_ADMIN_TOKEN): with it, `/_edgecache/metrics` shows
+   * every tenant's metrics, each labelled with its name.
+   */
+  adminToken?: string;
 }
 
 export interface TenantNode {
@@ -37,6 +43,7 @@ interface Served {
   findHit(req: HitRequest): CacheEntry | undefined;
   /** What the dispatcher sends its admin API in place of the tenant's key. */
   adminToken: string;
+  metrics: NodeMetrics;
   close(): Promise<void>;
 }
 
@@ -112,8 +119,21 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
     return pending;
   };
 
+  const processMetrics = nodeMetrics();
   const app = new Hono();
   app.onError(onError);
+  const { adminToken } = options;
+  app.get("/_edgecache/metrics", async (c, next) => {
+    const given = bearerToken(c.req.header("authorization"));
+    if (!adminToken || given === undefined || !constantTimeEqual(given, adminToken)) {
+      return next(); // a tenant's key: its own metrics, from its admin API
+    }
+    refresh();
+    const nodes = [...served.values()].map((n) => n.metrics);
+    return c.text(await mergedMetrics([processMetrics, ...nodes]), 200, {
+      "content-type": processMetrics.contentType,
+    });
+  });
   app.all("*", async (c) => {
     const tenant = tenantOf(keyOf((name) => c.req.header(name)));
     if (!tenant) {
@@ -198,6 +218,7 @@ async function open(
       logger: tenantLog,
       hostname: access.hostname,
       allowedHosts: access.allowedHosts,
+      tenant: tenant.name,
       ...(tenant.ttl !== undefined && { ttl: tenant.ttl }),
       ...(memory && { memory }),
     });
@@ -207,6 +228,7 @@ async function open(
       fetch: (request, env) => node.app.fetch(request, env),
       findHit: hits,
       adminToken,
+      metrics: node.metrics,
       close: () => node.close(),
     };
   }
@@ -219,6 +241,7 @@ async function open(
     logger: tenantLog,
     hostname: access.hostname,
     allowedHosts: access.allowedHosts,
+    tenant: tenant.name,
     ...(memory && { memory }),
   });
   return {
@@ -226,6 +249,7 @@ async function open(
     fetch: (request, env) => node.app.fetch(request, env),
     findHit: hitFinder(node.proxy),
     adminToken,
+    metrics: node.metrics,
     close: () => node.close(),
   };
 }
