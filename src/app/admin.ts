@@ -15,6 +15,7 @@ import {
   requestHost,
   sameOrigin,
 } from "./access.ts";
+import { dashboardPage } from "./dashboard.ts";
 import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import type { CachingProxy } from "./proxy.ts";
 
@@ -70,6 +71,10 @@ export function createAdminApi(options: AdminOptions): Hono {
   const app = new Hono();
   app.onError(onError);
 
+  // The dashboard's page holds no data: what it shows, it asks the routes below for, with
+  // the token its user gives when they answer 401.
+  app.get("/", dashboardPage);
+
   const trusted = addressSet(COMPONENT, "trustedProxies", options.trustedProxies);
   const hosts = hostSet(COMPONENT, "allowedHosts", options.allowedHosts);
   const token = options.token;
@@ -120,6 +125,8 @@ export function createAdminApi(options: AdminOptions): Hono {
     c.req.query("format") === "prometheus" ? prometheus(c) : c.json(cache.stats()),
   );
   app.get("/metrics", prometheus);
+
+  app.get("/changes", (c) => c.json({ changes: cache.recentChanges() }));
 
   app.get("/keys", async (c) => {
     const prefix = c.req.query("prefix") ?? "";

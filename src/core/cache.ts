@@ -11,6 +11,8 @@ import { DependencyIndex } from "./deps/index.ts";
 import {
   type InvalidationPolicy,
   type ListDependency,
+  type PlanRule,
+  type PlanRules,
   type PlanSchema,
   planWrite,
   type WriteEvent,
@@ -19,6 +21,7 @@ import type { CacheEntry } from "./entry.ts";
 import { badOption, EdgecacheError } from "./errors.ts";
 import { WriteFence } from "./fence.ts";
 import { isNegative, NegativeQuota } from "./negative.ts";
+import { type ChangeSummary, RecentChanges } from "./recent-changes.ts";
 import { inChunks, PendingRemovals, REMOVE_CHUNK, yieldToLoop } from "./removal.ts";
 import { rateLimited } from "./report.ts";
 import { type CacheObserver, type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
@@ -197,6 +200,7 @@ export class Cache {
     resets: 0,
   };
   #latency = new LatencyRecorder();
+  readonly #recent = new RecentChanges();
   readonly #observer: CacheObserver | undefined;
   #inflight = new Map<string, { promise: Promise<Resolved>; since: LogPosition }>();
   #front: SyncStore | undefined;
@@ -295,6 +299,11 @@ export class Cache {
    */
   setWriteHooks(hooks: WriteHooks): void {
     this.#hooks = hooks;
+  }
+
+  /** The last changes this node applied (writes and invalidations), newest first. */
+  recentChanges(): readonly ChangeSummary[] {
+    return this.#recent.list();
   }
 
   /** The change log this cache follows. */
@@ -666,6 +675,8 @@ export class Cache {
     const events: WriteEvent[] = [];
     const prefixes: string[] = [];
     let fallback = false;
+    const rules: PlanRules = { row: 0, predicate: 0, window: 0, table: 0 };
+    const named: NonNullable<ChangeSummary["named"]> = {};
     for (const op of record.ops) {
       if ("event" in op) {
         this.#counters.writes++;
@@ -673,11 +684,15 @@ export class Cache {
         const plan = planWrite(op.event, schema, this.index, this.policy);
         for (const k of plan.keys) keys.add(k);
         fallback ||= plan.fallback;
+        for (const rule of Object.keys(rules) as PlanRule[]) rules[rule] += plan.rules[rule];
       } else if ("keys" in op) {
         for (const k of op.keys) keys.add(k);
+        named.keys = (named.keys ?? 0) + op.keys.length;
       } else if ("tags" in op) {
         for (const tag of op.tags) for (const k of this.index.keysForTag(tag)) keys.add(k);
+        named.tags = [...(named.tags ?? []), ...op.tags];
       } else {
+        named.prefix = [...(named.prefix ?? []), op.prefix];
         for (const k of this.index.keys(op.prefix)) keys.add(k);
         prefixes.push(op.prefix);
       }
@@ -716,6 +731,19 @@ export class Cache {
       }
     }
     for (const k of hot) this.#scheduleRehydrate(k, refetch!);
+    this.#recent.push({
+      at: this.#now(),
+      seq: record.seq,
+      cause: events.length > 0 ? "write" : "invalidate",
+      ...(events.length > 0 && {
+        writes: events.slice(0, 10).map((e) => ({ table: e.table, op: e.op })),
+      }),
+      ...(events.length === 0 && { named }),
+      removed,
+      patched,
+      rules,
+      fallback,
+    });
     return { keys: [...keys, ...unindexed], fallback, patched, removed };
   }
 

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import Database from "better-sqlite3";
 import { Hono } from "hono";
 import { createAdminApi } from "../../app/admin.ts";
+import { dashboardPage } from "../../app/dashboard.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { notFound, onError } from "../../app/errors.ts";
 import { Cache } from "../../core/cache.ts";
@@ -150,6 +151,8 @@ async function open(
 
   const app = new Hono();
   app.onError(onError);
+  // The dashboard's page (no data in it) at /_edgecache/ too: a sub-app's "/" is /_edgecache.
+  app.get("/_edgecache/", dashboardPage);
   app.route(
     "/_edgecache",
     createAdminApi({ cache, token: options.adminToken, metrics, ...adminAccess(options) }),

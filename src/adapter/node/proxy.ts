@@ -4,6 +4,7 @@ import type { HttpBindings } from "@hono/node-server";
 import { Hono } from "hono";
 import { addressSet, clientAddress } from "../../app/access.ts";
 import { createAdminApi } from "../../app/admin.ts";
+import { dashboardPage } from "../../app/dashboard.ts";
 import { notFound, onError } from "../../app/errors.ts";
 import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
 import { Cache } from "../../core/cache.ts";
@@ -159,6 +160,8 @@ async function open(
 
   const app = new Hono();
   app.onError(onError);
+  // The dashboard's page (no data in it) at /_edgecache/ too: a sub-app's "/" is /_edgecache.
+  app.get("/_edgecache/", dashboardPage);
   app.route(
     "/_edgecache",
     createAdminApi({

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Hono } from "hono";
 import { bearerToken, constantTimeEqual } from "../../../app/access.ts";
+import { dashboardPage } from "../../../app/dashboard.ts";
 import { onError } from "../../../app/errors.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
@@ -123,6 +124,8 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   const app = new Hono();
   app.onError(onError);
   const { adminToken } = options;
+  // The dashboard's page holds no data; it asks for a key when the API answers 401.
+  app.get("/_edgecache/", dashboardPage);
   app.get("/_edgecache/metrics", async (c, next) => {
     const given = bearerToken(c.req.header("authorization"));
     if (!adminToken || given === undefined || !constantTimeEqual(given, adminToken)) {

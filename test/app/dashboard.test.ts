@@ -1,0 +1,116 @@
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { requireChromium } from "../helpers/services.ts";
+import { type Harness, startEdgecache } from "./harness.ts";
+
+// The dashboard in headless Chromium (the Debian package) against a real node: it loads
+// without console errors, shows live figures after traffic, the recent invalidations with
+// the planner's rule, the inspector shows a key's dependencies, and its button invalidates.
+
+/** What the functions evaluated in the page use of its DOM (the tests have no DOM types). */
+declare const document: {
+  body: { dataset: Record<string, string | undefined> };
+  getElementById(id: string): { textContent: string | null } | null;
+};
+
+const browserBinary = requireChromium();
+const TOKEN = "dashboard-token";
+
+browserBinary.describe("dashboard", () => {
+  let browser: Browser;
+  let open: Harness;
+  let guarded: Harness;
+  let ids: string[];
+  const url = { open: "", guarded: "" };
+
+  beforeAll(async () => {
+    browser = await chromium.launch({ executablePath: browserBinary.url, args: ["--no-sandbox"] });
+    open = await startEdgecache({ rehydrate: false, cacheFile: false });
+    url.open = (await open.edgecache.listen()).url;
+    guarded = await startEdgecache({ rehydrate: false, cacheFile: false, adminToken: TOKEN });
+    url.guarded = (await guarded.edgecache.listen()).url;
+    ids = open.fresh("SELECT id FROM users ORDER BY id LIMIT 2").map((r) => String(r.id));
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await open?.close();
+    await guarded?.close();
+  });
+
+  /** A page that records console errors and uncaught exceptions. */
+  async function page(): Promise<{ page: Page; errors: string[] }> {
+    const p = await browser.newPage();
+    const errors: string[] = [];
+    p.on("console", (m) => {
+      if (m.type() === "error") errors.push(m.text());
+    });
+    p.on("pageerror", (e) => errors.push(String(e)));
+    return { page: p, errors };
+  }
+
+  it("shows live figures, hit rates and the invalidations a write caused, without console errors", async () => {
+    const base = url.open;
+    const { page: p, errors } = await page();
+    await p.goto(`${base}/_edgecache/`);
+    await p.waitForFunction(() => Number(document.body.dataset.polls) >= 2);
+    for (let i = 0; i < 5; i++) await fetch(`${base}/v1/users/${ids[0]}`).then((r) => r.text());
+    await fetch(`${base}/v1/users?limit=5`).then((r) => r.text());
+    const write = await fetch(`${base}/v1/users/${ids[0]}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ lastName: "Dashboard" }),
+    });
+    expect(write.status).toBe(200);
+
+    // Reads per second rise above zero, and the hit rate is a percentage.
+    await expect
+      .poll(async () => Number(await p.textContent("#f-reads")), { timeout: 10_000 })
+      .toBeGreaterThan(0);
+    expect(await p.textContent("#f-hitrate")).toMatch(/^\d+\.\d%$/);
+    // One line per tier and one for all reads in the hit-rate chart.
+    await p.waitForSelector('#chart-hits path[data-series="memory"][d*="L"]', {
+      state: "attached",
+    });
+    expect(await p.textContent("#legend-hits")).toMatch(/memory: \d+\.\d%/);
+    // The write's invalidations, with the rule that chose them.
+    await p.waitForSelector('#changes td:has-text("write: users update")');
+    expect(await p.textContent("#changes")).toMatch(/row \d/);
+    expect(errors).toEqual([]);
+    await p.close();
+  }, 60_000);
+
+  it("the inspector shows a key's dependencies, and its button invalidates the key", async () => {
+    const base = url.open;
+    const key = `GET /v1/users/${ids[1]}`;
+    await fetch(`${base}/v1/users/${ids[1]}`).then((r) => r.text());
+    await fetch(`${base}/v1/users/${ids[1]}`).then((r) => r.text());
+    const { page: p, errors } = await page();
+    await p.goto(`${base}/_edgecache/`);
+    // The top keys table lists it; a click opens it in the inspector.
+    await p.locator("#top-keys td.key", { hasText: key }).first().click();
+    await p.waitForSelector('#entry td[data-field="depends on"]');
+    expect(await p.textContent('#entry td[data-field="depends on"]')).toContain(`users#${ids[1]}`);
+    expect(await p.textContent('#entry td[data-field="tiers"]')).toContain("memory ✓");
+    expect(open.edgecache.cache.peek(key)).toBeDefined();
+
+    await p.click("#invalidate");
+    await p.waitForSelector('#invalidated:text-is("invalidated 1")');
+    expect(open.edgecache.cache.peek(key)).toBeUndefined();
+    expect(errors).toEqual([]);
+    await p.close();
+  }, 60_000);
+
+  it("behind a token: asks for it, then shows the node's figures", async () => {
+    const base = url.guarded;
+    const { page: p, errors } = await page();
+    await p.goto(`${base}/_edgecache/`);
+    await p.waitForSelector("#login", { state: "visible" });
+    expect(await p.textContent("#f-keys")).toBe("-"); // nothing shown without the token
+    await p.fill("#token", TOKEN);
+    await p.click('#login button[type="submit"]');
+    await p.waitForFunction(() => document.getElementById("f-keys")?.textContent !== "-");
+    // The only errors: the browser's report of the first, refused request.
+    expect(errors.every((e) => /status of 401/.test(e))).toBe(true);
+    await p.close();
+  }, 60_000);
+});
