@@ -51,6 +51,20 @@ beforeAll(async () => {
   keys.alpha = await createTenant("alpha", ["--db", database("a.db", "alpha")]);
   keys.beta = await createTenant("beta", ["--db", database("b.db", "beta"), "--ttl", "60"]);
   keys.gamma = await createTenant("gamma", ["--origin", origin.url]);
+  const delta = await cli([
+    "tenants",
+    "create",
+    "delta",
+    "--db",
+    database("d.db", "delta"),
+    "--read-key",
+    "--public-host",
+    "Public.Example",
+    "--json",
+    "--state",
+    state,
+  ]);
+  ({ key: keys.delta, readKey: keys.deltaRead } = JSON.parse(delta.stdout));
   node = spawn(process.execPath, [BIN, "serve", "--state", state, "--port", "0"], {
     cwd: dir,
     env: cleanEnv({ EDGECACHE_ADMIN_TOKEN: OPERATOR }),
@@ -173,6 +187,78 @@ describe("two tenants, identical URLs", () => {
   });
 });
 
+describe("scopes and public reads", () => {
+  /** A request over a raw socket, with the Host and fields given. */
+  const send = async (method: string, path: string, fields: string, body = "") => {
+    const head = `${method} ${path} HTTP/1.1\r\n${fields}Content-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+    const { replies } = await exchange(port, head + body, [method]);
+    return replies[0]!;
+  };
+  const json = "Content-Type: application/json\r\n";
+
+  it("a read-only key reads, and is refused writes and invalidations (403)", async () => {
+    expect((await body("deltaRead", "/v1/items/1")).text).toContain('"delta-1"');
+    const stats = await as("deltaRead", "/_edgecache/stats");
+    expect(stats.status).toBe(200);
+    const write = await as("deltaRead", "/v1/items/1", {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "nope" }),
+    });
+    expect(write.status).toBe(403);
+    expect(((await write.json()) as { error: { message: string } }).error.message).toMatch(
+      /may only read/,
+    );
+    const invalidate = await as("deltaRead", "/_edgecache/invalidate", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prefix: "GET /" }),
+    });
+    expect(invalidate.status).toBe(403);
+    // The full key writes.
+    const ok = await as("delta", "/v1/items/1", {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "delta-1-new" }),
+    });
+    expect(ok.status).toBe(200);
+  });
+
+  it("without a key, reads naming the public host are that tenant's, raw hits included; nothing else is", async () => {
+    const host = `Host: public.example:${port}\r\n`;
+    const first = await send("GET", "/v1/items/2", host);
+    expect(first.status).toBe(200);
+    expect(first.body.toString()).toContain('"delta-2"');
+    const pipelined = await exchange(port, `GET /v1/items/2 HTTP/1.1\r\n${host}\r\n`.repeat(2), [
+      "GET",
+      "GET",
+    ]);
+    for (const r of pipelined.replies) {
+      expect(r.header("cache-status")).toMatch(/^edgecache; hit/);
+      expect(r.body.toString()).toContain('"delta-2"');
+    }
+    expect((await send("PATCH", "/v1/items/2", host + json, '{"name":"x"}')).status).toBe(403);
+    expect((await send("GET", "/_edgecache/stats", host)).status).toBe(401);
+    expect((await send("GET", "/v1/items/2", `Host: 127.0.0.1:${port}\r\n`)).status).toBe(401);
+    // A wrong key is refused even on the public host.
+    expect((await send("GET", "/v1/items/2", `${host}X-Edgecache-Key: ek_wrong\r\n`)).status).toBe(
+      401,
+    );
+  });
+
+  it("rotate-key --read replaces the read-only key and keeps the full one", async () => {
+    const old = keys.deltaRead!;
+    const r = await cli(["tenants", "rotate-key", "delta", "--read", "--json", "--state", state]);
+    expect(r.code).toBe(0);
+    keys.deltaRead = JSON.parse(r.stdout).key;
+    expect((await fetch(`${url}/v1/items/1`, { headers: { "x-edgecache-key": old } })).status).toBe(
+      401,
+    );
+    expect((await body("deltaRead", "/v1/items/1")).status).toBe(200);
+    expect((await body("delta", "/v1/items/1")).status).toBe(200);
+  }, 30_000);
+});
+
 describe("metrics", () => {
   const lineWith = (text: string, name: string, ...labels: string[]) =>
     text.split("\n").find((l) => l.startsWith(name) && labels.every((label) => l.includes(label)));
@@ -241,7 +327,8 @@ describe("managing tenants while the node runs", () => {
     const r = await cli(["tenants", "list", "--state", state]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^NAME\s+SOURCE/);
-    for (const name of ["alpha", "beta", "gamma"]) expect(r.stdout).toContain(name);
+    for (const name of ["alpha", "beta", "gamma", "delta"]) expect(r.stdout).toContain(name);
+    expect(r.stdout).toMatch(/^delta\s.*\syes\s+public\.example\s/m);
     for (const key of Object.values(keys)) expect(r.stdout).not.toContain(key);
     expect(r.stdout).not.toContain("ek_");
 

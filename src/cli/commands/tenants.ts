@@ -38,6 +38,15 @@ const createArgs = {
     valueHint: "seconds",
   },
   memory: { type: "string", description: "Its memory budget in MB (default 50)", valueHint: "MB" },
+  "read-key": {
+    type: "boolean",
+    description: "Also print a read-only key (GET and HEAD: no writes, no invalidation)",
+  },
+  "public-host": {
+    type: "string",
+    description: "Reads without a key that name this Host are this tenant's (public reads)",
+    valueHint: "host",
+  },
   ...JSON_ARG,
   ...STATE_ARG,
 } as const;
@@ -79,16 +88,19 @@ const create = defineCommand({
     }
     const state = stateOf(a, true);
     try {
-      const { tenant, key } = state.create({
+      const { tenant, key, readKey } = state.create({
         name: a.name,
         source,
         ...(ttl !== undefined && { ttl }),
         ...(mb !== undefined && { memoryBytes: mb * 1024 * 1024 }),
+        ...(a["read-key"] && { readKey: true }),
+        ...(a["public-host"] && { publicHost: a["public-host"] }),
       });
-      if (a.json) console.log(JSON.stringify({ ...tenant, key }));
+      if (a.json) console.log(JSON.stringify({ ...tenant, key, ...(readKey && { readKey }) }));
       else {
         console.log(`created tenant ${tenant.name}; its API key (shown only now):`);
         console.log(key);
+        if (readKey) console.log(`its read-only key:\n${readKey}`);
         console.log("send it as: Authorization: Bearer <key>   (or X-Edgecache-Key: <key>)");
       }
     } finally {
@@ -112,12 +124,14 @@ const list = defineCommand({
       else {
         console.log(
           table(
-            ["NAME", "SOURCE", "TTL", "MEMORY", "CREATED"],
+            ["NAME", "SOURCE", "TTL", "MEMORY", "READ KEY", "PUBLIC HOST", "CREATED"],
             tenants.map((t) => [
               t.name,
               "database" in t.source ? t.source.database : t.source.origin,
               t.ttl === undefined ? "default" : `${t.ttl}s`,
               t.memoryBytes === undefined ? "default" : bytes(t.memoryBytes),
+              t.readKey ? "yes" : "no",
+              t.publicHost ?? "-",
               t.createdAt,
             ]),
           ),
@@ -134,23 +148,29 @@ const nameArgs = {
   ...JSON_ARG,
   ...STATE_ARG,
 } as const;
+const rotateArgs = {
+  ...nameArgs,
+  read: { type: "boolean", description: "Rotate (or add) the read-only key instead" },
+} as const;
 
 const rotateKey = defineCommand({
   meta: {
     name: "rotate-key",
     description: "Give a tenant a new API key; the old one is refused from the next request on",
   },
-  args: nameArgs,
+  args: rotateArgs,
   run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, nameArgs);
+    checkFlags(rawArgs, rotateArgs);
     if (!a.name) throw usageError("expected a name: edgecache tenants rotate-key <name>");
     const state = stateOf(a);
     try {
-      const key = state.rotateKey(a.name);
-      if (a.json) console.log(JSON.stringify({ name: a.name, key }));
+      const scope = a.read ? "read" : "write";
+      const key = state.rotateKey(a.name, scope);
+      const what = a.read ? "read-only key" : "API key";
+      if (a.json) console.log(JSON.stringify({ name: a.name, scope, key }));
       else
         console.log(
-          `new API key of ${a.name} (shown only now; the old one no longer works):\n${key}`,
+          `new ${what} of ${a.name} (shown only now; the old one no longer works):\n${key}`,
         );
     } finally {
       state.close();

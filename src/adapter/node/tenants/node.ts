@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Hono } from "hono";
-import { bearerToken, constantTimeEqual } from "../../../app/access.ts";
+import { bearerToken, constantTimeEqual, hostName } from "../../../app/access.ts";
 import { dashboardPage } from "../../../app/dashboard.ts";
 import { onError } from "../../../app/errors.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
@@ -11,7 +11,7 @@ import { type Logger, nodeLogger, serverLogging } from "../log.ts";
 import { mergedMetrics, type NodeMetrics, nodeMetrics } from "../metrics.ts";
 import { createNodeProxy, hitFinder } from "../proxy.ts";
 import { dataApiHits, type RunningServer, startServer } from "../server.ts";
-import { keyHash, type Tenant, TenantState } from "./state.ts";
+import { type KeyScope, keyHash, type Tenant, TenantState } from "./state.ts";
 
 export interface TenantNodeOptions {
   /** The state database (edgecache.tenants.db). */
@@ -48,6 +48,22 @@ interface Served {
   close(): Promise<void>;
 }
 
+/** Who a request is: a tenant, with what its key (or its public host) allows. */
+interface Access {
+  tenant: Tenant;
+  scope: KeyScope;
+  /** No key: a public read by host. */
+  anonymous?: boolean;
+}
+
+/** What a read scope allows (RFC 9110 9.2.1's safe methods that edgecache answers). */
+const READ_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** What makes a tenant's node: a new key or public host does not change it. */
+function identity(t: Tenant): string {
+  return JSON.stringify([t.source, t.ttl, t.memoryBytes, t.createdAt]);
+}
+
 /** The request headers that carry a tenant's key; never passed on to a tenant's app. */
 const KEY_HEADER = "x-edgecache-key";
 const C = "tenants";
@@ -66,55 +82,58 @@ const C = "tenants";
 export async function createTenantNode(options: TenantNodeOptions): Promise<TenantNode> {
   const logger = options.logger ?? nodeLogger(options.logLevel);
   const state = new TenantState(options.state);
-  let byHash = new Map<string, Tenant>();
+  let byHash = new Map<string, Access>();
+  let byHost = new Map<string, Tenant>();
   /** Keys seen, to skip hashing on every request; emptied whenever the tenants change. */
-  let byKey = new Map<string, Tenant>();
+  let byKey = new Map<string, Access>();
   const served = new Map<string, Served>();
   const starting = new Map<string, Promise<Served>>();
 
   const refresh = () => {
     if (!state.changed()) return;
-    byHash = new Map(state.keyed().map(({ hash, tenant }) => [hash, tenant]));
+    const keyed = state.keyed();
+    byHash = new Map(keyed.map(({ hash, scope, tenant }) => [hash, { tenant, scope }]));
+    byHost = new Map(
+      keyed.flatMap(({ tenant }) => (tenant.publicHost ? [[tenant.publicHost, tenant]] : [])),
+    );
     byKey = new Map();
-    const names = new Map([...byHash.values()].map((t) => [t.name, t]));
+    const current = new Map(keyed.map(({ tenant }) => [tenant.name, tenant]));
     for (const [name, node] of served) {
-      const now = names.get(name);
-      // Deleted, or its source or settings changed: its entries go with its node.
-      if (!now || JSON.stringify(now) !== JSON.stringify(node.tenant)) {
+      const now = current.get(name);
+      // Deleted (or deleted and created anew), or its source or budget changed: its
+      // entries go with its node. A new key or public host keeps them.
+      if (!now || identity(now) !== identity(node.tenant)) {
         served.delete(name);
         node.close().catch((err) => logger.error({ err, tenant: name }, "closing a tenant failed"));
       }
     }
   };
-  const tenantOf = (key: string | undefined): Tenant | undefined => {
-    if (key === undefined) return undefined;
+  /**
+   * Who is asking: the tenant and scope of the key, or, without a key, read access to the
+   * tenant whose public host the request names. A wrong key is no one, whatever the host.
+   */
+  const accessOf = (header: (name: string) => string | undefined): Access | undefined => {
     refresh();
-    let tenant = byKey.get(key);
-    if (!tenant) {
-      tenant = byHash.get(keyHash(key));
-      if (tenant) byKey.set(key, tenant);
+    const key = keyOf(header);
+    if (key === undefined) {
+      const host = header("host");
+      const tenant = host === undefined ? undefined : byHost.get(hostName(host));
+      return tenant && { tenant, scope: "read", anonymous: true };
     }
-    return tenant;
+    let access = byKey.get(key);
+    if (!access) {
+      access = byHash.get(keyHash(key));
+      if (access) byKey.set(key, access);
+    }
+    return access;
   };
   const nodeOf = (tenant: Tenant): Promise<Served> => {
     const ready = served.get(tenant.name);
     if (ready) return Promise.resolve(ready);
     let pending = starting.get(tenant.name);
     if (!pending) {
-      pending = open(tenant, logger, options).then(
-        (node) => {
-          starting.delete(tenant.name);
-          // Deleted or changed while it opened: not served.
-          if (byHash.size > 0 && [...byHash.values()].some((t) => t.name === tenant.name)) {
-            served.set(tenant.name, node);
-          }
-          return node;
-        },
-        (err) => {
-          starting.delete(tenant.name);
-          throw err;
-        },
-      );
+      pending = open(tenant, logger, options).finally(() => starting.delete(tenant.name));
+      pending.then((node) => served.set(tenant.name, node)).catch(() => {});
       starting.set(tenant.name, pending);
     }
     return pending;
@@ -138,28 +157,39 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
     });
   });
   app.all("*", async (c) => {
-    const tenant = tenantOf(keyOf((name) => c.req.header(name)));
-    if (!tenant) {
+    const access = accessOf((name) => c.req.header(name));
+    const admin = new URL(c.req.url).pathname.startsWith("/_edgecache");
+    if (!access || (access.anonymous && admin)) {
       throw new EdgecacheError(
         "E_UNAUTHORIZED",
         C,
         "an API key is required: Authorization: Bearer <key> or X-Edgecache-Key",
       );
     }
-    const node = await nodeOf(tenant);
+    if (access.scope === "read" && !READ_METHODS.has(c.req.method)) {
+      throw new EdgecacheError(
+        "E_FORBIDDEN",
+        C,
+        access.anonymous
+          ? "public reads only: writes need the tenant's key"
+          : "this key may only read: writes need the tenant's key",
+      );
+    }
+    const node = await nodeOf(access.tenant);
     const headers = new Headers(c.req.raw.headers);
     headers.delete(KEY_HEADER);
     headers.delete("authorization");
     // The key let it in: its admin API (under /_edgecache) is this tenant's.
-    if (new URL(c.req.url).pathname.startsWith("/_edgecache")) {
+    if (admin) {
       headers.set("authorization", `Bearer ${node.adminToken}`);
     }
     return node.fetch(new Request(c.req.raw, { headers }), c.env);
   });
 
+  // Only GET and HEAD come here, which every scope may send.
   const findHit = (req: HitRequest): CacheEntry | undefined => {
-    const tenant = tenantOf(keyOf((name) => header(req, name)));
-    const node = tenant && served.get(tenant.name);
+    const access = accessOf((name) => header(req, name));
+    const node = access && served.get(access.tenant.name);
     return node?.findHit(withoutKey(req));
   };
 

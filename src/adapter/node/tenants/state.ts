@@ -15,8 +15,18 @@ export interface Tenant {
   ttl?: number;
   /** Memory budget of its cache, bytes (50 MB when absent). */
   memoryBytes?: number;
+  /**
+   * Reads without a key are this tenant's when they name this host (`Host`): its GETs are
+   * public. Writes and the admin API still need a key.
+   */
+  publicHost?: string;
+  /** Whether it has a read-only key besides its full one. */
+  readKey?: boolean;
   createdAt: string;
 }
+
+/** What a key may do: `write` everything; `read` only GET and HEAD (data and admin API). */
+export type KeyScope = "write" | "read";
 
 /** Names as they appear in URLs of the CLI and in metrics labels. */
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -60,51 +70,73 @@ export class TenantState {
     this.#db.exec(`CREATE TABLE IF NOT EXISTS tenants (
       name TEXT PRIMARY KEY,
       keyHash TEXT NOT NULL UNIQUE,
+      readKeyHash TEXT UNIQUE,
       source TEXT NOT NULL,
       ttl INTEGER,
       memoryBytes INTEGER,
+      publicHost TEXT UNIQUE,
       createdAt TEXT NOT NULL
     )`);
   }
 
-  /** Creates a tenant and returns its API key: the only time the key is seen. */
-  create(tenant: Omit<Tenant, "createdAt">): { tenant: Tenant; key: string } {
+  /**
+   * Creates a tenant and returns its API key (and its read-only key with `readKey`): the
+   * only time they are seen.
+   */
+  create(tenant: Omit<Tenant, "createdAt">): { tenant: Tenant; key: string; readKey?: string } {
     if (!NAME.test(tenant.name)) {
       badOption(C, "name", "lower-case letters, digits, - and _ (at most 63)", tenant.name);
     }
     const key = newKey();
-    const created = { ...tenant, createdAt: new Date().toISOString() };
+    const readKey = tenant.readKey ? newKey() : undefined;
+    const publicHost = tenant.publicHost?.toLowerCase();
+    const created = {
+      ...tenant,
+      ...(publicHost && { publicHost }),
+      createdAt: new Date().toISOString(),
+    };
     try {
       this.#db
         .prepare(
-          "INSERT INTO tenants (name, keyHash, source, ttl, memoryBytes, createdAt) VALUES (?, ?, ?, ?, ?, ?)",
+          `INSERT INTO tenants (name, keyHash, readKeyHash, source, ttl, memoryBytes, publicHost, createdAt)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           created.name,
           keyHash(key),
+          readKey === undefined ? null : keyHash(readKey),
           JSON.stringify(created.source),
           created.ttl ?? null,
           created.memoryBytes ?? null,
+          publicHost ?? null,
           created.createdAt,
         );
     } catch (err) {
-      if ((err as { code?: string }).code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+      const code = (err as { code?: string }).code;
+      if (code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
         throw new EdgecacheError("E_CONFLICT", C, `tenant "${tenant.name}" exists`);
+      }
+      if (code === "SQLITE_CONSTRAINT_UNIQUE") {
+        throw new EdgecacheError("E_CONFLICT", C, `host ${publicHost} is another tenant's`);
       }
       throw err;
     }
-    return { tenant: created, key };
+    return { tenant: created, key, ...(readKey && { readKey }) };
   }
 
   list(): Tenant[] {
     return (this.#db.prepare("SELECT * FROM tenants ORDER BY name").all() as Row[]).map(fromRow);
   }
 
-  /** A new key for `name`; the old one stops working at the server's next request. */
-  rotateKey(name: string): string {
+  /**
+   * A new key of `scope` for `name` (a read key is added if it had none); the old one stops
+   * working at the server's next request.
+   */
+  rotateKey(name: string, scope: KeyScope = "write"): string {
     const key = newKey();
+    const column = scope === "write" ? "keyHash" : "readKeyHash";
     const { changes } = this.#db
-      .prepare("UPDATE tenants SET keyHash = ? WHERE name = ?")
+      .prepare(`UPDATE tenants SET ${column} = ? WHERE name = ?`)
       .run(keyHash(key), name);
     if (changes === 0) throw new EdgecacheError("E_NOT_FOUND", C, `no tenant "${name}"`);
     return key;
@@ -115,12 +147,15 @@ export class TenantState {
     if (changes === 0) throw new EdgecacheError("E_NOT_FOUND", C, `no tenant "${name}"`);
   }
 
-  /** The tenants with their key hashes, for a server's lookup table. */
-  keyed(): { hash: string; tenant: Tenant }[] {
-    return (this.#db.prepare("SELECT * FROM tenants").all() as Row[]).map((row) => ({
-      hash: row.keyHash,
-      tenant: fromRow(row),
-    }));
+  /** The tenants' key hashes and scopes, for a server's lookup table. */
+  keyed(): { hash: string; scope: KeyScope; tenant: Tenant }[] {
+    return (this.#db.prepare("SELECT * FROM tenants").all() as Row[]).flatMap((row) => {
+      const tenant = fromRow(row);
+      return [
+        { hash: row.keyHash, scope: "write" as const, tenant },
+        ...(row.readKeyHash ? [{ hash: row.readKeyHash, scope: "read" as const, tenant }] : []),
+      ];
+    });
   }
 
   /**
@@ -142,9 +177,11 @@ export class TenantState {
 interface Row {
   name: string;
   keyHash: string;
+  readKeyHash: string | null;
   source: string;
   ttl: number | null;
   memoryBytes: number | null;
+  publicHost: string | null;
   createdAt: string;
 }
 
@@ -154,6 +191,8 @@ function fromRow(row: Row): Tenant {
     source: JSON.parse(row.source) as TenantSource,
     ...(row.ttl !== null && { ttl: row.ttl }),
     ...(row.memoryBytes !== null && { memoryBytes: row.memoryBytes }),
+    ...(row.publicHost !== null && { publicHost: row.publicHost }),
+    ...(row.readKeyHash !== null && { readKey: true }),
     createdAt: row.createdAt,
   };
 }
