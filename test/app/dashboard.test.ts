@@ -1,7 +1,12 @@
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { createTenantNode } from "../../src/adapter/node/tenants/node.ts";
+import { TenantState } from "../../src/adapter/node/tenants/state.ts";
 import { requireChromium } from "../helpers/services.ts";
-import { type Harness, startEdgecache } from "./harness.ts";
+import { type Harness, startEdgecache, tempDir } from "./harness.ts";
 
 // The dashboard in headless Chromium (the Debian package) against a real node: it loads
 // without console errors, shows live figures after traffic, the recent invalidations with
@@ -112,5 +117,60 @@ browserBinary.describe("dashboard", () => {
     // The only errors: the browser's report of the first, refused request.
     expect(errors.every((e) => /status of 401/.test(e))).toBe(true);
     await p.close();
+  }, 60_000);
+
+  it("tenants: a tenant's key shows its own keys and changes, never another tenant's", async () => {
+    const dir = tempDir("edgecache-dash-tenants-");
+    const statePath = join(dir, "state.db");
+    const state = new TenantState(statePath);
+    const key: Record<string, string> = {};
+    for (const name of ["red", "blue"]) {
+      const db = new Database(join(dir, `${name}.db`));
+      db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)");
+      db.prepare("INSERT INTO items (id, name) VALUES (1, ?), (2, ?)").run(
+        `${name}-1`,
+        `${name}-2`,
+      );
+      db.close();
+      key[name] = state.create({ name, source: { database: join(dir, `${name}.db`) } }).key;
+    }
+    state.close();
+    const node = await createTenantNode({ state: statePath, port: 0 });
+    try {
+      const { url: base } = await node.listen();
+      const as = (name: string, path: string, init: RequestInit = {}) =>
+        fetch(`${base}${path}`, {
+          ...init,
+          headers: { "x-edgecache-key": key[name]!, ...(init.headers as object) },
+        }).then((r) => r.text());
+      await as("red", "/v1/items/1");
+      await as("blue", "/v1/items/2");
+      await as("blue", "/v1/items/2", {
+        method: "PATCH",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name: "blue-2-new" }),
+      });
+      const { page: p, errors } = await page();
+      await p.goto(`${base}/_edgecache/`);
+      await p.waitForSelector("#login", { state: "visible" });
+      await p.fill("#token", key.red!);
+      await p.click('#login button[type="submit"]');
+      await p.waitForSelector('#top-keys td.key:text-is("GET /v1/items/1")');
+      expect(await p.textContent("#top-keys")).not.toContain("/v1/items/2");
+      // Red's own change shows; blue's write, applied earlier, does not.
+      await as("red", "/_edgecache/invalidate", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ tag: "red-tag" }),
+      });
+      await p.waitForSelector('#changes td:has-text("tag red-tag")');
+      expect(await p.locator("#changes tr").count()).toBe(1);
+      expect(await p.textContent("#changes")).not.toContain("write");
+      expect(errors.every((e) => /status of 401/.test(e))).toBe(true);
+      await p.close();
+    } finally {
+      await node.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 });
