@@ -49,6 +49,7 @@ const DASHBOARD_HTML = `<!doctype html>
 <div class="grid">
   <div class="card"><h2>Hit rate by tier</h2><svg id="chart-hits" viewBox="0 0 600 140" preserveAspectRatio="none"></svg><div class="legend" id="legend-hits"></div></div>
   <div class="card"><h2>Reads per second and source latency (p95, ms)</h2><svg id="chart-load" viewBox="0 0 600 140" preserveAspectRatio="none"></svg><div class="legend" id="legend-load"></div></div>
+  <div class="card" id="tenant-card" hidden><h2>Hit rate by tenant</h2><svg id="chart-tenants" viewBox="0 0 600 140" preserveAspectRatio="none"></svg><div class="legend" id="legend-tenants"></div></div>
   <div class="card"><h2>Top keys</h2><table><thead><tr><th>key</th><th>hits</th><th>ttl</th></tr></thead><tbody id="top-keys"></tbody></table></div>
   <div class="card"><h2>Recent invalidations</h2><table><thead><tr><th>when</th><th>cause</th><th>keys</th><th>rules</th></tr></thead><tbody id="changes"></tbody></table></div>
   <div class="card" id="inspector"><h2>Entry inspector</h2>
@@ -155,6 +156,14 @@ async function pollStats() {
       const looked = p ? t.hits + t.misses - p.hits - p.misses : 0;
       sample.tiers[t.name] = looked > 0 ? (t.hits - p.hits) / looked : last.tiers[t.name];
     }
+    // The operator's view of a node of tenants: each tenant's reads.
+    sample.tenants = {};
+    for (const t of s.tenants || []) {
+      const p = (previous.s.tenants || []).find((x) => x.name === t.name);
+      const read = (x) => x.hits + x.staleHits + x.misses + x.bypasses;
+      const n = p ? read(t) - read(p) : 0;
+      sample.tenants[t.name] = n > 0 ? (t.hits + t.staleHits - p.hits - p.staleHits) / n : (last.tenants || {})[t.name];
+    }
     history.push(sample);
     if (history.length > HISTORY) history.shift();
     text("f-reads", sample.reads.toFixed(1));
@@ -162,6 +171,12 @@ async function pollStats() {
       .concat(s.tiers.map((t) => ({ name: t.name, values: pad(history.map((h) => h.tiers[t.name])), format: pct })));
     line(document.getElementById("chart-hits"), hitSeries, 1);
     legend("legend-hits", hitSeries);
+    if (s.tenants) {
+      document.getElementById("tenant-card").hidden = false;
+      const tenantSeries = s.tenants.map((t) => ({ name: t.name, values: pad(history.map((h) => h.tenants[t.name])), format: pct }));
+      line(document.getElementById("chart-tenants"), tenantSeries, 1);
+      legend("legend-tenants", tenantSeries);
+    }
     const readSeries = { name: "reads/s", values: pad(history.map((h) => h.reads)), format: (v) => v.toFixed(1) };
     const latency = { name: "source p95", values: pad(history.map((h) => h.p95)), format: ms };
     const top = Math.max(1, ...history.map((h) => Math.max(h.reads, h.p95)));

@@ -135,7 +135,7 @@ browserBinary.describe("dashboard", () => {
       key[name] = state.create({ name, source: { database: join(dir, `${name}.db`) } }).key;
     }
     state.close();
-    const node = await createTenantNode({ state: statePath, port: 0 });
+    const node = await createTenantNode({ state: statePath, port: 0, adminToken: TOKEN });
     try {
       const { url: base } = await node.listen();
       const as = (name: string, path: string, init: RequestInit = {}) =>
@@ -168,6 +168,26 @@ browserBinary.describe("dashboard", () => {
       expect(await p.textContent("#changes")).not.toContain("write");
       expect(errors.every((e) => /status of 401/.test(e))).toBe(true);
       await p.close();
+
+      // The operator's token: a hit rate per tenant, and no tenant's keys.
+      const { page: o, errors: oErrors } = await page();
+      await o.goto(`${base}/_edgecache/`);
+      await o.fill("#token", TOKEN);
+      await o.click('#login button[type="submit"]');
+      for (let i = 0; i < 3; i++) {
+        await as("red", "/v1/items/1");
+        await as("blue", "/v1/items/2");
+        await new Promise((done) => setTimeout(done, 700));
+      }
+      await o.waitForSelector('#chart-tenants path[data-series="blue"][d*="L"]', {
+        state: "attached",
+      });
+      const legendText = await o.textContent("#legend-tenants");
+      expect(legendText).toMatch(/red: \d+\.\d%/);
+      expect(legendText).toMatch(/blue: \d+\.\d%/);
+      expect(await o.locator("#top-keys tr").count()).toBe(0);
+      expect(oErrors.every((e) => /status of 401/.test(e))).toBe(true);
+      await o.close();
     } finally {
       await node.close();
       rmSync(dir, { recursive: true, force: true });

@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { bearerToken, constantTimeEqual, hostName } from "../../../app/access.ts";
 import { dashboardPage } from "../../../app/dashboard.ts";
 import { onError } from "../../../app/errors.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
+import type { CacheStats } from "../../../core/stats.ts";
 import { createNodeEdgecache } from "../edgecache.ts";
 import type { HitRequest } from "../hit-reply.ts";
 import { type Logger, nodeLogger, serverLogging } from "../log.ts";
@@ -45,6 +46,7 @@ interface Served {
   /** What the dispatcher sends its admin API in place of the tenant's key. */
   adminToken: string;
   metrics: NodeMetrics;
+  stats(): CacheStats;
   close(): Promise<void>;
 }
 
@@ -145,17 +147,31 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   const { adminToken } = options;
   // The dashboard's page holds no data; it asks for a key when the API answers 401.
   app.get("/_edgecache/", dashboardPage);
-  app.get("/_edgecache/metrics", async (c, next) => {
+  // The operator's token (not a tenant's key): every tenant's metrics, and their stats,
+  // summed and one by one (the dashboard's per-tenant chart). Nothing else.
+  const isOperator = (c: Context) => {
     const given = bearerToken(c.req.header("authorization"));
-    if (!adminToken || given === undefined || !constantTimeEqual(given, adminToken)) {
-      return next(); // a tenant's key: its own metrics, from its admin API
-    }
+    return !!adminToken && given !== undefined && constantTimeEqual(given, adminToken);
+  };
+  app.get("/_edgecache/metrics", async (c, next) => {
+    if (!isOperator(c)) return next(); // a tenant's key: its own metrics, from its admin API
     refresh();
     const nodes = [...served.values()].map((n) => n.metrics);
     return c.text(await mergedMetrics([processMetrics, ...nodes]), 200, {
       "content-type": processMetrics.contentType,
     });
   });
+  app.get("/_edgecache/stats", (c, next) => {
+    if (!isOperator(c)) return next();
+    refresh();
+    const tenants = [...served.values()].map((n) => ({ name: n.tenant.name, ...n.stats() }));
+    return c.json({ ...sumStats(tenants), tenants });
+  });
+  // The dashboard polls these too; an operator sees no tenant's keys or changes.
+  app.get("/_edgecache/keys", (c, next) =>
+    isOperator(c) ? c.json({ keys: [], truncated: false }) : next(),
+  );
+  app.get("/_edgecache/changes", (c, next) => (isOperator(c) ? c.json({ changes: [] }) : next()));
   app.all("*", async (c) => {
     const access = accessOf((name) => c.req.header(name));
     const admin = new URL(c.req.url).pathname.startsWith("/_edgecache");
@@ -262,6 +278,7 @@ async function open(
       findHit: hits,
       adminToken,
       metrics: node.metrics,
+      stats: () => node.cache.stats(),
       close: () => node.close(),
     };
   }
@@ -283,6 +300,60 @@ async function open(
     findHit: hitFinder(node.proxy),
     adminToken,
     metrics: node.metrics,
+    stats: () => node.cache.stats(),
     close: () => node.close(),
+  };
+}
+
+/**
+ * Several tenants' stats as one: counters and tiers summed by name; latency quantiles
+ * cannot be summed, so the node's are the worst tenant's (the mean is weighted).
+ */
+export function sumStats(all: CacheStats[]): CacheStats {
+  const sum = (pick: (s: CacheStats) => number) => all.reduce((n, s) => n + pick(s), 0);
+  const tiers = new Map<string, CacheStats["tiers"][number]>();
+  for (const t of all.flatMap((s) => s.tiers)) {
+    const into = tiers.get(t.name);
+    if (!into) tiers.set(t.name, { ...t });
+    else {
+      into.hits += t.hits;
+      into.misses += t.misses;
+      into.errors += t.errors;
+      for (const k of ["entries", "bytes", "evictions"] as const) {
+        if (t[k] !== undefined) into[k] = (into[k] ?? 0) + t[k];
+      }
+    }
+  }
+  const count = sum((s) => s.sourceLatencyMs.count);
+  const worst = (q: "p50" | "p95" | "p99") => Math.max(0, ...all.map((s) => s.sourceLatencyMs[q]));
+  return {
+    hits: sum((s) => s.hits),
+    staleHits: sum((s) => s.staleHits),
+    misses: sum((s) => s.misses),
+    bypasses: sum((s) => s.bypasses),
+    loads: sum((s) => s.loads),
+    loadErrors: sum((s) => s.loadErrors),
+    fenced: sum((s) => s.fenced),
+    refused: sum((s) => s.refused),
+    writes: sum((s) => s.writes),
+    invalidations: sum((s) => s.invalidations),
+    rehydrations: sum((s) => s.rehydrations),
+    patches: sum((s) => s.patches),
+    resets: sum((s) => s.resets),
+    indexedKeys: sum((s) => s.indexedKeys),
+    notFound: {
+      entries: sum((s) => s.notFound.entries),
+      maxEntries: sum((s) => s.notFound.maxEntries),
+      evictions: sum((s) => s.notFound.evictions),
+    },
+    log: { name: "per tenant", seq: 0, lease: all.every((s) => s.log.lease), failures: 0 },
+    sourceLatencyMs: {
+      count,
+      mean: count ? sum((s) => s.sourceLatencyMs.mean * s.sourceLatencyMs.count) / count : 0,
+      p50: worst("p50"),
+      p95: worst("p95"),
+      p99: worst("p99"),
+    },
+    tiers: [...tiers.values()],
   };
 }
