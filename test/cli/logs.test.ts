@@ -16,7 +16,10 @@ afterEach(async () => {
 });
 
 /** `edgecache serve` in a temp dir; `lines()` is every stdout line so far. */
-async function serve(args: string[]): Promise<{ url: string; lines: () => string[] }> {
+async function serve(
+  args: string[],
+  ready = /data API:\s+(http:\/\/[^/\s]+)\/v1\//,
+): Promise<{ url: string; lines: () => string[] }> {
   const dir = tempDir();
   const child: ChildProcess = spawn(
     process.execPath,
@@ -33,7 +36,7 @@ async function serve(args: string[]): Promise<{ url: string; lines: () => string
     await exited;
     rmSync(dir, { recursive: true, force: true });
   });
-  const [, url] = await waitForLine(child, /data API:\s+(http:\/\/[^/\s]+)\/v1\//);
+  const [, url] = await waitForLine(child, ready);
   return { url: url!, lines: () => out.split("\n").filter((l) => l !== "") };
 }
 
@@ -126,5 +129,37 @@ describe("by default", () => {
     expect(logged).toEqual([
       expect.objectContaining({ level: 50, msg: "request failed", reqId: "req-502", status: 502 }),
     ]);
+  }, 30_000);
+
+  it("in a node of tenants, each request's line names its tenant", async () => {
+    const dir = tempDir();
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    const origin = await startOrigin((_req, res) => {
+      res.writeHead(200, { "cache-control": "max-age=60" });
+      res.end("ok");
+    });
+    cleanup.push(() => origin.close());
+    const state = `${dir}/state.db`;
+    const created = await cli([
+      "tenants",
+      "create",
+      "acme",
+      "--origin",
+      origin.url,
+      "--json",
+      "--state",
+      state,
+    ]);
+    const { key } = JSON.parse(created.stdout);
+    const node = await serve(
+      ["--state", state, "--log-level", "info"],
+      /tenants:\s+(http:\/\/[^/\s]+)\//,
+    );
+    await fetch(`${node.url}/hello`, { headers: { "x-edgecache-key": key } }).then((r) => r.text());
+    const logged = await until("the request logged", () =>
+      jsonLines(node.lines()).find((l) => l.msg === "request" && l.url === "/hello"),
+    );
+    expect(logged).toMatchObject({ tenant: "acme", status: 200 });
+    expect(JSON.stringify(jsonLines(node.lines()))).not.toContain(key);
   }, 30_000);
 });

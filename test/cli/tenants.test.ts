@@ -176,6 +176,19 @@ describe("two tenants, identical URLs", () => {
     expect((await body("alpha", "/v1/items/3")).cache).toMatch(/^edgecache; hit/);
   }, 60_000);
 
+  it("warm --key fills the key's tenant's cache only", async () => {
+    await cli(["invalidate", "--prefix", "GET /v1/items", "--token", keys.alpha!, "--url", url]);
+    await cli(["invalidate", "--prefix", "GET /v1/items", "--token", keys.beta!, "--url", url]);
+    const r = await cli(["warm", "/v1/items?limit=2", "--key", keys.alpha!, "--url", url]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/1 stored/);
+    expect((await body("alpha", "/v1/items?limit=2")).cache).toMatch(/^edgecache; hit/);
+    expect((await body("beta", "/v1/items?limit=2")).cache).toMatch(/fwd=miss/);
+    const none = await cli(["warm", "/v1/items?limit=2", "--url", url]);
+    expect(none.code).toBe(1); // 401 for each URL: no key
+    expect(none.stdout).toMatch(/failed: \/v1\/items\?limit=2: HTTP 401/);
+  }, 60_000);
+
   it("an origin tenant: cached per tenant, and its key never reaches the origin", async () => {
     const first = await body("gamma", "/v1/items/1");
     expect(first.text).toBe("origin says /v1/items/1 (auth: none)");
@@ -284,11 +297,24 @@ describe("metrics", () => {
       ).toBeDefined();
     }
     expect(text).toContain("edgecache_process_cpu_seconds_total");
-    // The operator's token is no tenant's key.
-    const stats = await fetch(`${url}/_edgecache/stats`, {
+    // Its stats: the tenants' summed, and each one's.
+    const stats = (await fetch(`${url}/_edgecache/stats`, {
       headers: { authorization: `Bearer ${OPERATOR}` },
+    }).then((x) => x.json())) as { hits: number; tenants: { name: string; hits: number }[] };
+    const names = stats.tenants.map((t) => t.name);
+    expect(names).toEqual(expect.arrayContaining(["alpha", "beta"]));
+    expect(stats.hits).toBe(stats.tenants.reduce((n, t) => n + t.hits, 0));
+    // The operator's token is no tenant's key: it reaches no entry.
+    const invalidate = await fetch(`${url}/_edgecache/invalidate`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${OPERATOR}`, "content-type": "application/json" },
+      body: JSON.stringify({ prefix: "GET /" }),
     });
-    expect(stats.status).toBe(401);
+    expect(invalidate.status).toBe(401);
+    expect(
+      (await fetch(`${url}/v1/items/1`, { headers: { authorization: `Bearer ${OPERATOR}` } }))
+        .status,
+    ).toBe(401);
   });
 
   it("a tenant's key: its own metrics only", async () => {

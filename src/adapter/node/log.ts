@@ -28,6 +28,16 @@ export function nodeLogger(level: string = DEFAULT_LOG_LEVEL): Logger {
   return pino({ level, base: { pid: process.pid } });
 }
 
+/** Fields an app adds to its request's log line (`annotate`), kept on the response. */
+const LOG_FIELDS = Symbol("edgecache.logFields");
+
+/** Adds `fields` to the log line of the request `res` answers (the tenant, say). */
+export function annotate(res: ServerResponse | undefined, fields: Record<string, unknown>): void {
+  if (!res) return;
+  const r = res as ServerResponse & { [LOG_FIELDS]?: Record<string, unknown> };
+  r[LOG_FIELDS] = { ...r[LOG_FIELDS], ...fields };
+}
+
 /**
  * The request hook of startServer: each request gets an id (the client's `X-Request-Id`
  * when it sent a sane one, else a new UUID). At `info` every request is logged when its
@@ -45,6 +55,7 @@ export function requestLog(log: Logger): (req: IncomingMessage, res: ServerRespo
       const status = res.statusCode;
       if (!everyRequest && status < 500) return;
       const fields = {
+        ...(res as { [LOG_FIELDS]?: Record<string, unknown> })[LOG_FIELDS],
         reqId: id,
         method: req.method,
         url: req.url,

@@ -29,8 +29,11 @@ export interface NodeClient {
   url: string;
   /** Sends a request to the admin API (`path` below /_edgecache) and returns its JSON. */
   admin<T = unknown>(method: "GET" | "POST", path: string, body?: unknown): Promise<T>;
-  /** Sends `GET url` (a path of the node, or an absolute URL) and returns the response. */
-  get(target: string): Promise<Response>;
+  /**
+   * Sends `GET url` (a path of the node, or an absolute URL) and returns the response, with
+   * `key` (a tenant's API key) in X-Edgecache-Key. The admin token is never sent with it.
+   */
+  get(target: string, key?: string): Promise<Response>;
 }
 
 /** A client for the node the flags or the environment name. */
@@ -63,8 +66,10 @@ export function nodeClient(args: { url?: string; token?: string }): NodeClient {
       }
       return json as T;
     },
-    // The admin token is the admin API's: it is not sent with reads of the data.
-    get: (target) => send(new URL(target, `${base}/`).href, {}),
+    // The admin token is the admin API's: it is not sent with reads of the data (a proxy
+    // would pass it on to its origin).
+    get: (target, key) =>
+      send(new URL(target, `${base}/`).href, { headers: key ? { "x-edgecache-key": key } : {} }),
   };
 }
 

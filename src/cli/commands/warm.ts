@@ -20,6 +20,11 @@ const args = {
     description: "Requests at once (default 4)",
     valueHint: "n",
   },
+  key: {
+    type: "string",
+    description: "A tenant's API key, sent with each URL (default: EDGECACHE_KEY)",
+    valueHint: "key",
+  },
   json: { type: "boolean", description: "Print the summary and each URL's outcome as JSON" },
   ...NODE_ARGS,
 } as const;
@@ -58,6 +63,7 @@ export const warm = defineCommand({
       }
     }
     const node = nodeClient(a);
+    const key = a.key || process.env.EDGECACHE_KEY || undefined;
     const started = performance.now();
     const progress = progressBar(urls.length);
     const results: Warmed[] = new Array(urls.length);
@@ -65,7 +71,7 @@ export const warm = defineCommand({
     const worker = async () => {
       while (next < urls.length) {
         const i = next++;
-        results[i] = await warmOne(node, urls[i]!);
+        results[i] = await warmOne(node, urls[i]!, key);
         progress.tick();
       }
     };
@@ -97,10 +103,10 @@ export const warm = defineCommand({
   },
 });
 
-async function warmOne(node: NodeClient, url: string): Promise<Warmed> {
+async function warmOne(node: NodeClient, url: string, key: string | undefined): Promise<Warmed> {
   let res: Response;
   try {
-    res = await node.get(url);
+    res = await node.get(url, key);
     await res.arrayBuffer();
   } catch (err) {
     // An unreachable node fails the whole command; other errors fail only this URL.

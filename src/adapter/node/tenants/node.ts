@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import type { HttpBindings } from "@hono/node-server";
 import { type Context, Hono } from "hono";
 import { bearerToken, constantTimeEqual, hostName } from "../../../app/access.ts";
 import { dashboardPage } from "../../../app/dashboard.ts";
@@ -8,7 +9,7 @@ import { EdgecacheError } from "../../../core/errors.ts";
 import type { CacheStats } from "../../../core/stats.ts";
 import { createNodeEdgecache } from "../edgecache.ts";
 import type { HitRequest } from "../hit-reply.ts";
-import { type Logger, nodeLogger, serverLogging } from "../log.ts";
+import { annotate, type Logger, nodeLogger, serverLogging } from "../log.ts";
 import { mergedMetrics, type NodeMetrics, nodeMetrics } from "../metrics.ts";
 import { createNodeProxy, hitFinder } from "../proxy.ts";
 import { dataApiHits, type RunningServer, startServer } from "../server.ts";
@@ -191,6 +192,7 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
           : "this key may only read: writes need the tenant's key",
       );
     }
+    annotate((c.env as HttpBindings | undefined)?.outgoing, { tenant: access.tenant.name });
     const node = await nodeOf(access.tenant);
     const headers = new Headers(c.req.raw.headers);
     headers.delete(KEY_HEADER);
