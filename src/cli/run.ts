@@ -39,9 +39,11 @@ export const usageError = (message: string) => new CliFailure(message, EXIT.usag
 export async function runCli(main: CommandDef): Promise<void> {
   const rawArgs = process.argv.slice(2);
   const path = await commandPath(main, rawArgs);
-  const [cmd, parent] = [path.at(-1)!, path.at(-2)];
+  const cmd = path.at(-1)!;
   if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
-    await showUsage(cmd, parent);
+    // citty names only the parent: the whole path reads "edgecache tenants create".
+    const names = await Promise.all(path.slice(0, -1).map(metaName));
+    await showUsage(cmd, path.length > 1 ? { meta: { name: names.join(" ") } } : undefined);
     return;
   }
   if (cmd === main && rawArgs.every((a) => a.startsWith("-"))) {
@@ -69,7 +71,7 @@ function report(err: unknown, name: string): number {
   }
   // citty's own parse errors (a missing positional, an unknown command).
   if (err instanceof Error && err.name === "CLIError") {
-    console.error(`${name}: ${stripAnsi(err.message)}; see ${name} --help`);
+    console.error(`${name}: ${stripAnsi(err.message).replace(/\.$/, "")}; see ${name} --help`);
     return EXIT.usage;
   }
   console.error(err);
