@@ -12,7 +12,7 @@ import type { HitRequest } from "../hit-reply.ts";
 import { annotate, type Logger, nodeLogger, serverLogging } from "../log.ts";
 import { mergedMetrics, type NodeMetrics, nodeMetrics } from "../metrics.ts";
 import { createNodeProxy, hitFinder } from "../proxy.ts";
-import { dataApiHits, type RunningServer, startServer } from "../server.ts";
+import { DRAIN_MS, dataApiHits, type RunningServer, startServer } from "../server.ts";
 import { type KeyScope, keyHash, type Tenant, TenantState } from "./state.ts";
 
 export interface TenantNodeOptions {
@@ -91,6 +91,7 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   let byKey = new Map<string, Access>();
   const served = new Map<string, Served>();
   const starting = new Map<string, Promise<Served>>();
+  let current = new Map<string, Tenant>();
 
   const refresh = () => {
     if (!state.changed()) return;
@@ -100,7 +101,7 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
       keyed.flatMap(({ tenant }) => (tenant.publicHost ? [[tenant.publicHost, tenant]] : [])),
     );
     byKey = new Map();
-    const current = new Map(keyed.map(({ tenant }) => [tenant.name, tenant]));
+    current = new Map(keyed.map(({ tenant }) => [tenant.name, tenant]));
     for (const [name, node] of served) {
       const now = current.get(name);
       // Deleted (or deleted and created anew), or its source or budget changed: its
@@ -136,7 +137,14 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
     let pending = starting.get(tenant.name);
     if (!pending) {
       pending = open(tenant, logger, options).finally(() => starting.delete(tenant.name));
-      pending.then((node) => served.set(tenant.name, node)).catch(() => {});
+      pending
+        .then((node) => {
+          // Deleted or changed while it opened: this request was let in, later ones are not.
+          const now = current.get(tenant.name);
+          if (now && identity(now) === identity(tenant)) served.set(tenant.name, node);
+          else setTimeout(() => node.close().catch(() => {}), DRAIN_MS).unref();
+        })
+        .catch(() => {});
       starting.set(tenant.name, pending);
     }
     return pending;
