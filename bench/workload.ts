@@ -5,12 +5,14 @@
  *
  *   npm run bench:workload              # 10,000 users, 50,000 orders, 20,000 requests each
  *   npm run bench:workload -- --quick   # the same database, 2,000 requests: under 2 minutes
+ *   npm run bench:workload -- --source postgres --out bench/results/workload-postgres
  *
  * Writes `<out>.json` (one record per strategy and ratio), `<out>.md` and `<out>.svg`
  * (default bench/results/workload). Exits 1 if edgecache's strategies read anything stale.
  *
  * Flags: --users n, --orders n, --requests n, --connections n, --ratios 0,0.01,...,
- * --strategies a,b, --seed n, --out path, --quick.
+ * --strategies a,b, --seed n, --out path, --quick, --source sqlite|postgres (PostgreSQL:
+ * EDGECACHE_BENCH_PG, default postgres://postgres@127.0.0.1:5432/postgres; a database per run).
  */
 import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
@@ -24,6 +26,8 @@ import {
   PROBE_REQUESTS,
   pctLabel,
   runWorkload,
+  SOURCES,
+  type SourceName,
   type WorkloadOptions,
 } from "./workload/workload.ts";
 
@@ -34,8 +38,11 @@ const { options, out } = readFlags(() => {
     options: {
       ...workloadFlags({ ratios: "0,0.01,0.05,0.1,0.3", out: "bench/results/workload" }),
       strategies: { type: "string", default: STRATEGIES.join(",") },
+      source: { type: "string", default: "sqlite" },
     },
   });
+  const source = values.source as SourceName;
+  if (!SOURCES.includes(source)) fail(`--source: expected one of ${SOURCES}, got ${values.source}`);
   const strategies = values.strategies.split(",").map((s) => {
     if (!STRATEGIES.includes(s as Strategy)) {
       fail(`--strategies: expected some of ${STRATEGIES.join(", ")}, got ${s}`);
@@ -45,6 +52,7 @@ const { options, out } = readFlags(() => {
   const options: WorkloadOptions = {
     ...readWorkloadFlags(values),
     strategies,
+    source,
     log: (line) => console.log(line),
   };
   return { options, out: values.out };
@@ -75,7 +83,7 @@ function markdown(records: WorkloadRecord[]): string {
 
 ${new Date().toISOString()}, ${describeCode(git)}. Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}. ${seconds} s in all.
 
-${options.users.toLocaleString("en-US")} users and ${options.orders.toLocaleString("en-US")} orders (the demo schema plus a version column per row); ${options.requests.toLocaleString("en-US")} requests per strategy and write ratio from ${options.connections} concurrent keep-alive clients; the same sequence for every strategy at a ratio. Reads follow Zipf (s = 1.1) over item reads (users, orders, the join view), filtered, prefix and sorted/paginated lists, and join-view lists; writes are updates that move rows between filters and pages, inserts, and deletes (users cascade to their orders), with popular rows written more often. Each caching strategy is warmed first with every read of its sequence once, so these are a running cache's figures rather than a cold start's. One memory tier; the strategies differ only in the cache's invalidation policy.
+${options.source === "postgres" ? "Over PostgreSQL 15 (a database per run, on loopback). " : "Over SQLite. "}${options.users.toLocaleString("en-US")} users and ${options.orders.toLocaleString("en-US")} orders (the demo schema plus a version column per row); ${options.requests.toLocaleString("en-US")} requests per strategy and write ratio from ${options.connections} concurrent keep-alive clients; the same sequence for every strategy at a ratio. Reads follow Zipf (s = 1.1) over item reads (users, orders, the join view), filtered, prefix and sorted/paginated lists, and join-view lists; writes are updates that move rows between filters and pages, inserts, and deletes (users cascade to their orders), with popular rows written more often. Each caching strategy is warmed first with every read of its sequence once, so these are a running cache's figures rather than a cold start's. One memory tier; the strategies differ only in the cache's invalidation policy.
 
 ![hit rate and stale reads against write ratio](workload.svg)
 

@@ -10,7 +10,6 @@
  * then the invalidation probe (probe.ts) against each setup.
  */
 import type { BenchRedis } from "../lib/redis.ts";
-import { generateSequence } from "../workload/generate.ts";
 import type { WorkloadRecord } from "../workload/report.ts";
 import { Client, type RunOutcome } from "../workload/run.ts";
 import type { Strategy } from "../workload/strategies.ts";
@@ -24,6 +23,7 @@ import {
   type ServerStats,
   type Setup,
   type SetupRun,
+  sequences,
   startNodes,
   summaryLine,
   sumStats,
@@ -102,12 +102,7 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
   const result: ClusterResult = { records: [], probes: [], stale: [] };
   const setups: SetupName[] = ["1-local", "1-redis", "n-redis"];
 
-  for (const writeRatio of options.writeRatios) {
-    const ops = generateSequence(data, {
-      requests: options.requests,
-      writeRatio,
-      seed: options.seed,
-    });
+  for (const [writeRatio, ops] of sequences(data, options)) {
     for (const name of setups) {
       const record = await withSetup(
         options,

@@ -6,8 +6,12 @@
  * in Redis under `--prefix` (as `edgecache serve --redis` wires them), behind its own
  * memory tier; it is ready once it holds its lease.
  *
+ * `--db` takes a SQLite path or a postgres:// URL; with `--capture`, change capture's
+ * follower runs (installed by the driver), as `edgecache serve` runs it.
+ *
  *   node --import tsx bench/servers/workload-server.ts --db /tmp/x/bench.db --strategy edgecache
  *   ... --strategy edgecache --redis redis://127.0.0.1:6379 --prefix bench-1a2b:
+ *   ... --db postgres://postgres@127.0.0.1:5432/bench --strategy edgecache --capture
  */
 import { parseArgs } from "node:util";
 import { Hono } from "hono";
@@ -15,8 +19,15 @@ import { joinCluster } from "../../src/adapter/node/cluster.ts";
 import { startServer } from "../../src/adapter/node/server.ts";
 import { createDataApi } from "../../src/app/data-api.ts";
 import { Cache, type CacheOptions } from "../../src/core/cache.ts";
+import {
+  type CaptureFollower,
+  type CapturingSource,
+  followCapture,
+} from "../../src/core/capture.ts";
+import { localChangeLog, withOutsideWrites } from "../../src/core/change-log.ts";
 import type { Store } from "../../src/core/store.ts";
 import { demoViews } from "../../src/demo/seed.ts";
+import { isPostgresUrl, postgresSource } from "../../src/sources/postgres.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
@@ -29,6 +40,7 @@ const { values } = parseArgs({
     strategy: { type: "string" },
     redis: { type: "string" },
     prefix: { type: "string" },
+    capture: { type: "boolean" },
   },
 });
 const strategy = values.strategy as Strategy;
@@ -65,16 +77,35 @@ if (values.redis !== undefined && !store) {
 const cluster =
   values.redis === undefined
     ? undefined
-    : await joinCluster({ url: values.redis, prefix: values.prefix }, `sqlite:${values.db}`);
+    : await joinCluster({ url: values.redis, prefix: values.prefix }, `db:${values.db}`);
 const tiers = [store ? memoryStore() : nothing, ...(cluster?.shared ?? [])];
-const cache = new Cache({ tiers, log: cluster?.log, ...options });
-
 const counts = { reads: 0, writes: 0 };
-const source = counting(sqliteSource({ path: values.db, views: demoViews }), counts);
+const opened = isPostgresUrl(values.db)
+  ? await postgresSource({ url: values.db, views: demoViews })
+  : sqliteSource({ path: values.db, views: demoViews });
+const source = counting(opened, counts);
+const feed = values.capture ? opened.captureFeed() : undefined;
+let follower: CaptureFollower | undefined;
+const outside = feed && {
+  active: () => follower?.installed ?? true,
+  pending: () => feed.pending(),
+};
+const log = cluster
+  ? outside
+    ? withOutsideWrites(cluster.log, outside)
+    : cluster.log
+  : localChangeLog({ outside });
+const cache = new Cache({ tiers, log, ...options });
 const api = await createDataApi({ source, cache });
+if (feed) {
+  follower = followCapture(cache, feed);
+  await follower.caughtUp;
+}
 
 const app = new Hono();
-app.get("/_bench/stats", (c) => c.json({ queries: { ...counts }, cache: cache.stats() }));
+app.get("/_bench/stats", (c) =>
+  c.json({ queries: { ...counts }, cache: cache.stats(), capture: follower?.stats() }),
+);
 app.route("/", api.app);
 const running = await startServer({ app, cache, port: 0 });
 // Before its lease a node serves from the source and stores nothing: not what is measured.
@@ -87,6 +118,7 @@ while (!cache.trusted) {
 onParentGone(async () => {
   await running.close();
   await cache.drain();
+  await follower?.close();
   await source.close();
   // Leaves the log at once, so the other nodes' writes stop waiting for this one.
   await cluster?.close();
@@ -94,8 +126,11 @@ onParentGone(async () => {
 });
 process.stdout.write(`${JSON.stringify({ url: running.url })}\n`);
 
-/** The source, counting each call that runs a statement: reads and writes. */
-function counting(inner: Source, n: typeof counts): Source {
+/**
+ * The source, counting each call that runs a statement: reads and writes. Change capture's
+ * methods pass through, so the data API marks its writes as it does without the count.
+ */
+function counting(inner: Source & CapturingSource, n: typeof counts): Source & CapturingSource {
   return {
     name: inner.name,
     schema: () => inner.schema(),
@@ -107,23 +142,28 @@ function counting(inner: Source, n: typeof counts): Source {
       n.reads++;
       return inner.get(resource, id);
     },
-    insert: (table, row) => {
+    insert: (table, row, o) => {
       n.writes++;
-      return inner.insert(table, row);
+      return inner.insert(table, row, o);
     },
-    update: (table, id, row) => {
+    update: (table, id, row, o) => {
       n.writes++;
-      return inner.update(table, id, row);
+      return inner.update(table, id, row, o);
     },
-    replace: (table, id, row) => {
+    replace: (table, id, row, o) => {
       n.writes++;
-      return inner.replace(table, id, row);
+      return inner.replace(table, id, row, o);
     },
-    delete: (table, id) => {
+    delete: (table, id, o) => {
       n.writes++;
-      return inner.delete(table, id);
+      return inner.delete(table, id, o);
     },
     effects: (table, op) => inner.effects(table, op),
+    captureStatus: () => inner.captureStatus(),
+    installCapture: () => inner.installCapture(),
+    uninstallCapture: () => inner.uninstallCapture(),
+    recorded: (mark) => inner.recorded(mark),
+    captureFeed: () => inner.captureFeed(),
     close: () => inner.close(),
   };
 }

@@ -24,6 +24,9 @@ export interface RunOutcome {
   latencies: number[];
   hitLatencies: number[];
   writeLatencies: number[];
+  /** Writes made around the data API, and each one's time from commit to applied, ms. */
+  aroundWrites: number;
+  captureLags: number[];
 }
 
 interface Reply {
@@ -102,11 +105,23 @@ export async function readAll(client: Client, paths: string[], connections: numb
   await Promise.all(Array.from({ length: connections }, worker));
 }
 
+/**
+ * Writes made around the data API, straight into the database (change capture's case):
+ * `write` commits one through a connection of the driver's own and answers the row as
+ * the data API would; `applied` resolves once capture has applied it, when the oracle
+ * takes it as acknowledged. `every`: one write in that many goes around.
+ */
+export interface AroundWrites {
+  every: number;
+  write(op: WriteOp, body: unknown): Promise<{ row: Row | undefined; applied: Promise<void> }>;
+}
+
 export async function runSequence(
   client: Client,
   ops: Op[],
   oracle: StaleOracle,
   connections: number,
+  around?: AroundWrites,
 ): Promise<RunOutcome> {
   const out: RunOutcome = {
     requests: 0,
@@ -120,9 +135,12 @@ export async function runSequence(
     latencies: [],
     hitLatencies: [],
     writeLatencies: [],
+    aroundWrites: 0,
+    captureLags: [],
   };
   const locks = new Locks();
   let next = 0;
+  let writesSeen = 0;
   const worker = async () => {
     while (next < ops.length) {
       const at = next++;
@@ -133,7 +151,8 @@ export async function runSequence(
         const release = locks.take(op.locks);
         try {
           await release.ready;
-          await write(client, op, at, oracle, out);
+          const aside = around && (writesSeen++ % around.every === 0 ? around : undefined);
+          await write(client, op, at, oracle, out, aside);
         } finally {
           release.done();
         }
@@ -173,6 +192,7 @@ async function write(
   at: number,
   oracle: StaleOracle,
   out: RunOutcome,
+  around?: AroundWrites,
 ) {
   const body =
     op.method === "PATCH" ? { ...op.body, version: oracle.nextVersion(op.table, op.id) } : op.body;
@@ -180,12 +200,28 @@ async function write(
   const tokens: WriteToken[] = [oracle.issued(op.table, op.id, started)];
   for (const id of op.cascade ?? []) tokens.push(oracle.issued("orders", id, started));
   let reply: Reply | undefined;
-  try {
-    reply = await client.send(op.method, op.path, body, at);
-  } catch {
-    // No answer: whether the write happened is unknown.
+  let ended: number;
+  if (around) {
+    // Committed here, acknowledged (for the oracle) once capture has applied it.
+    try {
+      const { row, applied } = await around.write(op, body);
+      const committed = performance.now();
+      await applied;
+      ended = performance.now();
+      out.aroundWrites++;
+      out.captureLags.push(ended - committed);
+      reply = { status: 200, cacheStatus: "", body: JSON.stringify(row ?? null) };
+    } catch {
+      ended = performance.now();
+    }
+  } else {
+    try {
+      reply = await client.send(op.method, op.path, body, at);
+    } catch {
+      // No answer: whether the write happened is unknown.
+    }
+    ended = performance.now();
   }
-  const ended = performance.now();
   out.requests++;
   out.writes++;
   out.latencies.push(ended - started);

@@ -8,8 +8,10 @@
 import { copyFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
+import postgres from "postgres";
 import { DEFAULT_LEASE_MS } from "../../src/bus/redis.ts";
 import { seedDemo } from "../../src/demo/seed.ts";
+import { seedPostgresDemo } from "../../src/demo/seed-postgres.ts";
 import {
   benchServer,
   cpuSeconds,
@@ -22,7 +24,7 @@ import type { BenchRedis } from "../lib/redis.ts";
 import { generateSequence, type InitialData, type Op } from "./generate.ts";
 import { StaleOracle } from "./oracle.ts";
 import type { WorkloadRecord } from "./report.ts";
-import { Client, type RunOutcome, readAll, runSequence } from "./run.ts";
+import { type AroundWrites, Client, type RunOutcome, readAll, runSequence } from "./run.ts";
 import type { Strategy } from "./strategies.ts";
 
 export interface WorkloadOptions {
@@ -35,8 +37,16 @@ export interface WorkloadOptions {
   /** Concurrent clients, each with its keep-alive connection. */
   connections: number;
   seed: number;
+  /** The database behind the data API (sqlite by default). */
+  source?: SourceName;
   log?: (line: string) => void;
 }
+
+export const SOURCES = ["sqlite", "postgres"] as const;
+export type SourceName = (typeof SOURCES)[number];
+/** The PostgreSQL server the benchmarks make their databases on. */
+export const BENCH_PG =
+  process.env.EDGECACHE_BENCH_PG ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 /** Hits sent one at a time after each run: a hit's latency without queueing behind others. */
 export const PROBE_REQUESTS = 400;
@@ -55,6 +65,8 @@ export interface ServerStats {
     patches: number;
     tiers: { name: string; hits: number }[];
   };
+  /** Change capture's follower, with `--capture`: from the database's record to applied. */
+  capture?: { applied: number; lagP50?: number; lagP99?: number };
 }
 
 /**
@@ -65,6 +77,10 @@ export interface Setup {
   strategy: Strategy;
   nodes: number;
   redis?: { server: BenchRedis; prefix: string };
+  /** The nodes follow change capture (installed in the database by the driver). */
+  capture?: boolean;
+  /** Some writes go around the data API (see AroundWrites). */
+  around?: AroundWrites;
 }
 
 export interface SetupRun {
@@ -91,14 +107,9 @@ export async function runWorkload(options: WorkloadOptions): Promise<{
   const records: WorkloadRecord[] = [];
   const stale: { strategy: Strategy; writeRatio: number; samples: RunOutcome["staleSamples"] }[] =
     [];
-  for (const writeRatio of options.writeRatios) {
-    const ops = generateSequence(data, {
-      requests: options.requests,
-      writeRatio,
-      seed: options.seed,
-    });
+  for (const [writeRatio, ops] of sequences(data, options)) {
     for (const strategy of options.strategies) {
-      await onFreshCopy(template, strategy, async (db) => {
+      await onFreshDatabase(options.source ?? "sqlite", template, strategy, options, async (db) => {
         const setup = { strategy, nodes: 1 };
         const run = await runSetup(db, setup, ops, data, options.connections);
         const record = toRecord(strategy, writeRatio, run);
@@ -112,6 +123,19 @@ export async function runWorkload(options: WorkloadOptions): Promise<{
   }
   addQueriesPerWrite(records);
   return { records, stale };
+}
+
+/** Each write ratio's request sequence over the same data (the same seed). */
+export function* sequences(
+  data: InitialData,
+  options: Pick<WorkloadOptions, "writeRatios" | "requests" | "seed">,
+): Generator<[number, Op[]]> {
+  for (const writeRatio of options.writeRatios) {
+    yield [
+      writeRatio,
+      generateSequence(data, { requests: options.requests, writeRatio, seed: options.seed }),
+    ];
+  }
 }
 
 /** A temporary folder with the generated database, the template each run copies. */
@@ -145,6 +169,45 @@ export async function onFreshCopy<T>(
 }
 
 /**
+ * Runs `run` on a fresh database holding the template's rows: a copy of the SQLite
+ * template, or a PostgreSQL database of its own seeded with the same rows (the demo's
+ * generator with the same seed) plus the version columns; dropped after it.
+ */
+export async function onFreshDatabase<T>(
+  source: SourceName,
+  template: string,
+  name: string,
+  options: Pick<WorkloadOptions, "users" | "orders" | "seed">,
+  run: (db: string) => Promise<T>,
+): Promise<T> {
+  if (source === "sqlite") return onFreshCopy(template, name, run);
+  const admin = postgres(BENCH_PG, { max: 1, onnotice: () => {} });
+  const dbName = `ec_bench_${process.pid}_${name.replaceAll(/[^a-z0-9]/gi, "_")}`;
+  const url = new URL(BENCH_PG);
+  url.pathname = `/${dbName}`;
+  try {
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await admin.unsafe(`CREATE DATABASE ${dbName}`);
+    const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
+    try {
+      const { users, orders, seed } = options;
+      await seedPostgresDemo(sql, { users, orders, seed });
+      await sql.unsafe(
+        "ALTER TABLE users ADD COLUMN version integer NOT NULL DEFAULT 1;" +
+          "ALTER TABLE orders ADD COLUMN version integer NOT NULL DEFAULT 1;",
+      );
+    } finally {
+      await sql.end();
+    }
+    return await run(url.toString());
+  } finally {
+    await stopAll();
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await admin.end();
+  }
+}
+
+/**
  * The setup's servers over `db`, started together (node i is the i-th); on Redis, once
  * their new change log lets writes through without waiting (see `logOlderThan`).
  */
@@ -162,6 +225,7 @@ export async function startNodes(db: string, setup: Setup): Promise<Server[]> {
           "--strategy",
           setup.strategy,
           ...redis,
+          ...(setup.capture ? ["--capture"] : []),
         ]),
       }),
     ),
@@ -205,7 +269,7 @@ export async function runSetup(
     });
     const before = await stats();
     const cpuBefore = await cpu();
-    const outcome = await runSequence(client, ops, oracle, connections);
+    const outcome = await runSequence(client, ops, oracle, connections, setup.around);
     const cpuAfter = await cpu();
     const after = await stats();
     const probe = await probeHits(client, ops);

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import type { Cache, EntryInit } from "../core/cache.ts";
+import { isCapturing } from "../core/capture.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import {
   type ListDependency,
@@ -20,7 +21,7 @@ import {
   type Schema,
 } from "../core/query.ts";
 import { parseListQuery } from "../core/query-params.ts";
-import type { Source } from "../sources/source.ts";
+import type { Source, WriteOptions } from "../sources/source.ts";
 import { sameOriginWrites } from "./access.ts";
 import { errorBody, limitBody, notFound, onError } from "./errors.ts";
 import { type CacheOutcome, entryReply, replyResponse } from "./http.ts";
@@ -247,14 +248,26 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   // database applied them: a patch must never apply an older row after a newer one. Only
   // a write the change log can take is made at all.
   let turn: Promise<unknown> = Promise.resolve();
-  const inTurn = <T>(write: (apply: (events: WriteEvent[]) => Promise<unknown>) => Promise<T>) => {
+  // With change capture, the database records this write too, under its mark; once the
+  // write's own record is applied, those rows go (one write path: a write whose node dies
+  // before its record is captured instead).
+  const capturing = isCapturing(source) ? source : undefined;
+  const inTurn = <T>(
+    write: (apply: (events: WriteEvent[]) => Promise<unknown>, options: WriteOptions) => Promise<T>,
+  ) => {
     const work = () =>
-      cache.write((record) =>
+      cache.write((record) => {
+        const options: WriteOptions = capturing ? { capture: crypto.randomUUID() } : {};
         // The row changes, plus whatever the database does beyond them (triggers and the like).
-        write(async (events) =>
-          record([...events, ...(await source.effects(events[0]!.table, events[0]!.op))]),
-        ),
-      );
+        return write(async (events) => {
+          const applied = await record([
+            ...events,
+            ...(await source.effects(events[0]!.table, events[0]!.op)),
+          ]);
+          if (options.capture) await capturing?.recorded(options.capture);
+          return applied;
+        }, options);
+      });
     const run = turn.then(work, work);
     turn = run.catch(() => {});
     return run;
@@ -265,8 +278,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   app.post(`${base}/:resource`, async (c) => {
     const table = writable(c.req.param("resource"));
     const values = await jsonObject(c.req.raw);
-    const row = await inTurn(async (apply) => {
-      const inserted = await source.insert(table, values);
+    const row = await inTurn(async (apply, options) => {
+      const inserted = await source.insert(table, values, options);
       await apply([{ table, op: "insert", new: inserted }]);
       return inserted;
     });
@@ -280,11 +293,11 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
       const table = writable(c.req.param("resource"));
       const id = c.req.param("id");
       const values = await jsonObject(c.req.raw);
-      const result = await inTurn(async (apply) => {
+      const result = await inTurn(async (apply, options) => {
         const r =
           method === "patch"
-            ? await source.update(table, id, values)
-            : await source.replace(table, id, values);
+            ? await source.update(table, id, values, options)
+            : await source.replace(table, id, values, options);
         if (r) await apply([{ table, op: "update", old: r.old, new: r.row }]);
         return r;
       });
@@ -296,8 +309,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   app.delete(`${base}/:resource/:id`, async (c) => {
     const table = writable(c.req.param("resource"));
     const id = c.req.param("id");
-    const result = await inTurn(async (apply) => {
-      const r = await source.delete(table, id);
+    const result = await inTurn(async (apply, options) => {
+      const r = await source.delete(table, id, options);
       if (r) await apply([{ table, op: "delete", old: r.old }, ...r.cascaded]);
       return r;
     });

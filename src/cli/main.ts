@@ -10,6 +10,7 @@ import { DRAIN_MS, type RunningServer } from "../adapter/node/server.ts";
 import { createTenantNode } from "../adapter/node/tenants/node.ts";
 import { DEFAULT_STATE_FILE } from "../adapter/node/tenants/state.ts";
 import { EdgecacheError } from "../core/errors.ts";
+import { capture } from "./capture.ts";
 import { init } from "./commands/init.ts";
 import { invalidate } from "./commands/invalidate.ts";
 import { keys } from "./commands/keys.ts";
@@ -17,7 +18,8 @@ import { purge } from "./commands/purge.ts";
 import { stats } from "./commands/stats.ts";
 import { tenants } from "./commands/tenants.ts";
 import { warm } from "./commands/warm.ts";
-import { EXIT, runCli } from "./run.ts";
+import { friendly } from "./friendly.ts";
+import { runCli } from "./run.ts";
 
 /** Flags of both servers: the admin API's access rules (README, "Security model"), the log. */
 const SERVER_ARGS = {
@@ -63,7 +65,11 @@ const serve = defineCommand({
   args: {
     port: { type: "string", description: "Port (default: PORT, the config, or 8787)" },
     host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
-    db: { type: "string", description: "SQLite file (default ./edgecache.db, the demo)" },
+    db: {
+      type: "string",
+      description:
+        "SQLite file or postgres:// URL (default: DATABASE_URL, or ./edgecache.db with the demo); an empty database gets the demo",
+    },
     ...SERVER_ARGS,
     config: {
       type: "string",
@@ -112,9 +118,10 @@ const serve = defineCommand({
       // --db names the demo database's file unless a config names a database of its own.
       const flag = cacheFileFlag(args["cache-file"]);
       const redis = args.redis || process.env.REDIS_URL || config.redis;
+      const db = args.db || process.env.DATABASE_URL;
       const edgecache = await createNodeEdgecache({
         ...config,
-        ...(args.db && (config.database ? { database: args.db } : { demoDatabase: args.db })),
+        ...(db && (config.database ? { database: db } : { demoDatabase: db })),
         ...(flag !== undefined && { cacheFile: flag }),
         ...(redis && { redis }),
         port,
@@ -310,20 +317,9 @@ function stopOnSignals(node: Listening): void {
   }
 }
 
-/** An EdgecacheError is the user's to fix: one line that says what, no stack trace. */
-async function friendly(work: () => Promise<void>): Promise<void> {
-  try {
-    await work();
-  } catch (err) {
-    if (!(err instanceof EdgecacheError)) throw err;
-    console.error(err.message);
-    process.exit(err.code === "E_BAD_OPTION" ? EXIT.usage : EXIT.failed);
-  }
-}
-
 const main = defineCommand({
   meta: { name: "edgecache", description: "A cache for database-backed APIs" },
-  subCommands: { serve, proxy, invalidate, keys, stats, warm, purge, init, tenants },
+  subCommands: { serve, proxy, invalidate, keys, stats, warm, purge, init, capture, tenants },
 });
 
 runCli(main);

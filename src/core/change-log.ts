@@ -137,13 +137,57 @@ export interface LocalChangeLogOptions {
    * entries it stored in a persistent tier can still be checked.
    */
   resume?: LogStart;
+  /**
+   * Writes other programs make to the source, captured (see capture.ts). While `active()`,
+   * a load may already show such a write whose record is not applied yet, so the log is
+   * `shared` (patches use the strict rules) and a load is exact only when nothing is
+   * `pending()` in the change table after it.
+   */
+  outside?: OutsideWrites;
+}
+
+/** Writes made around edgecache that change capture feeds into the log (see capture.ts). */
+export interface OutsideWrites {
+  /** Whether capture is on: then some writes reach the log only after they commit. */
+  active(): boolean;
+  /** Whether a captured write waits to be appended. */
+  pending(): Promise<boolean>;
+}
+
+/**
+ * A shared log (Redis) with captured writes beside it: a load is exact only if no
+ * captured write waits either, since one that committed before the load's read may not be
+ * in the log yet. Records of captured writes are appended without a turn: unordered.
+ */
+export function withOutsideWrites(log: ChangeLog, outside: OutsideWrites): ChangeLog {
+  return {
+    get name() {
+      return log.name;
+    },
+    get shared() {
+      return log.shared || outside.active();
+    },
+    turn: () => log.turn(),
+    follow: (follower) => log.follow(follower),
+    append: (ops, turn) => log.append(ops, turn),
+    trusted: () => log.trusted(),
+    async quietSince(position) {
+      if (!(await log.quietSince(position))) return false;
+      return !(outside.active() && (await outside.pending()));
+    },
+    get failures() {
+      return log.failures;
+    },
+    close: () => log.close(),
+  };
 }
 
 /**
  * The in-process log: today's single-node behaviour. Appends are delivered to every
  * follower synchronously, so several caches in one process (sharing tiers) stay exact.
- * Always trusted: there is no server to lose. Every record is ordered: one process
- * writes, and its data API makes writes take turns from statement to record.
+ * Always trusted: there is no server to lose. Every record is ordered (one process
+ * writes, and its data API makes writes take turns from statement to record) unless
+ * writes made around edgecache are captured: their records are not.
  *
  * @example
  * const log = localChangeLog();
@@ -157,20 +201,30 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
   let seq = options.resume?.position.seq ?? 0;
   const followers: LogFollower[] = [];
   const lastChanges = new Map(options.resume?.lastChanges);
+  const outside = options.outside;
   return {
     name: "local",
-    shared: false,
+    get shared() {
+      return outside?.active() ?? false;
+    },
     turn: async () => NO_TURN,
-    // One process: its loads never see a write before the write's record is applied.
-    quietSince: async () => true,
+    // One process: its loads never see its own write before the write's record is applied;
+    // a captured one, only once it is no longer pending.
+    async quietSince(position) {
+      if (!outside?.active()) return true;
+      return position.log === id && position.seq === seq && !(await outside.pending());
+    },
     follow(follower) {
       followers.push(follower);
       follower.reset({ position: { log: id, seq }, lastChanges: new Map(lastChanges) });
     },
-    async append(ops) {
+    async append(ops, turn) {
       seq++;
       for (const table of changedTables(ops)) lastChanges.set(table, seq);
-      const record: ChangeRecord = { seq, ops, ordered: true };
+      // The data API's writes take turns (statement to record); a captured write's place
+      // among them is not known.
+      const ordered = turn !== undefined || !outside?.active();
+      const record: ChangeRecord = { seq, ops, ordered };
       for (const f of followers) f.apply(record);
       return seq;
     },

@@ -80,10 +80,31 @@ const SPAN_MS = Date.UTC(2026, 0, 1) - START; // two years
  * const source = sqliteSource({ database: db, views: demoViews });
  * ```
  */
-export function seedDemo(
-  db: Database.Database,
-  options: { users?: number; orders?: number; seed?: number } = {},
-): void {
+export function seedDemo(db: Database.Database, options: DemoOptions = {}): void {
+  const size = demoSize(options);
+  db.exec(SCHEMA);
+  if (isSeeded(db)) return;
+  const rows = demoRows(size);
+  const insertUser = db.prepare(
+    "INSERT INTO users (id, firstName, lastName, email, createdAt) VALUES (?, ?, ?, ?, ?)",
+  );
+  const insertOrder = db.prepare(
+    "INSERT INTO orders (id, userId, total, status, createdAt) VALUES (?, ?, ?, ?, ?)",
+  );
+  db.transaction(() => {
+    for (const user of rows.users) insertUser.run(...user);
+    for (const order of rows.orders) insertOrder.run(...order);
+  })();
+}
+
+export interface DemoOptions {
+  users?: number;
+  orders?: number;
+  seed?: number;
+}
+
+/** Validated demo sizes, defaults filled in. */
+export function demoSize(options: DemoOptions): Required<DemoOptions> {
   const { users = 1000, orders = 5000, seed = 1 } = options;
   for (const [name, n] of [
     ["users", users],
@@ -91,45 +112,49 @@ export function seedDemo(
   ] as const) {
     if (!Number.isSafeInteger(n) || n < 0) badOption("demo", name, "a non-negative integer", n);
   }
-  db.exec(SCHEMA);
-  if (isSeeded(db)) return;
   if (orders > 0 && users === 0) badOption("demo", "users", "at least 1 when orders > 0", users);
+  return { users, orders, seed };
+}
 
-  const random = mulberry32(seed);
+/** A user: id, firstName, lastName, email, createdAt. */
+export type DemoUser = [string, string, string, string, string];
+/** An order: id, userId, total, status, createdAt. */
+export type DemoOrder = [string, string, number, string, string];
+
+/**
+ * The demo's rows, the same for the same seed on every database: each source's seed
+ * inserts exactly these, so the same query gives the same answer on SQLite and PostgreSQL.
+ */
+export function demoRows(size: Required<DemoOptions>): { users: DemoUser[]; orders: DemoOrder[] } {
+  const random = mulberry32(size.seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
-  const insertUser = db.prepare(
-    "INSERT INTO users (id, firstName, lastName, email, createdAt) VALUES (?, ?, ?, ?, ?)",
-  );
-  const insertOrder = db.prepare(
-    "INSERT INTO orders (id, userId, total, status, createdAt) VALUES (?, ?, ?, ?, ?)",
-  );
-
-  db.transaction(() => {
-    const created: { id: string; at: number }[] = [];
-    for (let i = 1; i <= users; i++) {
-      // The leading number keeps ids unique; the letters make them look like real keys.
-      const id = `${i}-${letter(random)}${letter(random)}${letter(random)}`;
-      const first = pick(FIRST_NAMES);
-      const last = pick(LAST_NAMES);
-      const at = START + Math.floor(random() * SPAN_MS);
-      const email = `${first}.${last}.${i}@example.com`.toLowerCase();
-      insertUser.run(id, first, last, email, isoSeconds(at));
-      created.push({ id, at });
-    }
-    for (let i = 1; i <= orders; i++) {
-      const user = pick(created);
-      // An order comes after its user signed up, within the same two years.
-      const at = user.at + Math.floor(random() * (START + SPAN_MS - user.at));
-      const total = Math.round((5 + random() * 495) * 100) / 100;
-      insertOrder.run(
-        `o-${String(i).padStart(6, "0")}`,
-        user.id,
-        total,
-        status(random()),
-        isoSeconds(at),
-      );
-    }
-  })();
+  const users: DemoUser[] = [];
+  const created: { id: string; at: number }[] = [];
+  for (let i = 1; i <= size.users; i++) {
+    // The leading number keeps ids unique; the letters make them look like real keys.
+    const id = `${i}-${letter(random)}${letter(random)}${letter(random)}`;
+    const first = pick(FIRST_NAMES);
+    const last = pick(LAST_NAMES);
+    const at = START + Math.floor(random() * SPAN_MS);
+    const email = `${first}.${last}.${i}@example.com`.toLowerCase();
+    users.push([id, first, last, email, isoSeconds(at)]);
+    created.push({ id, at });
+  }
+  const orders: DemoOrder[] = [];
+  for (let i = 1; i <= size.orders; i++) {
+    const user = pick(created);
+    // An order comes after its user signed up, within the same two years.
+    const at = user.at + Math.floor(random() * (START + SPAN_MS - user.at));
+    const total = Math.round((5 + random() * 495) * 100) / 100;
+    orders.push([
+      `o-${String(i).padStart(6, "0")}`,
+      user.id,
+      total,
+      status(random()),
+      isoSeconds(at),
+    ]);
+  }
+  return { users, orders };
 }
 
 /** True when the demo tables exist and users has at least one row. */

@@ -16,16 +16,30 @@ export interface Source {
   list(resource: Resource, query: ListQuery): Promise<Row[]>;
   /** One row by primary key (with joined arrays for a view), or undefined. */
   get(resource: Resource, id: string | number): Promise<Row | undefined>;
-  insert(table: string, values: Row): Promise<Row>;
+  insert(table: string, values: Row, options?: WriteOptions): Promise<Row>;
   /** Updates the given columns; undefined if no such row. */
-  update(table: string, id: string | number, values: Row): Promise<WriteResult | undefined>;
+  update(
+    table: string,
+    id: string | number,
+    values: Row,
+    options?: WriteOptions,
+  ): Promise<WriteResult | undefined>;
   /** Replaces every non-key column (missing ones become NULL or their default). */
-  replace(table: string, id: string | number, values: Row): Promise<WriteResult | undefined>;
+  replace(
+    table: string,
+    id: string | number,
+    values: Row,
+    options?: WriteOptions,
+  ): Promise<WriteResult | undefined>;
   /**
    * Deletes; resolves with the deleted row and the changes the database made to other rows
    * because of it (ON DELETE CASCADE / SET NULL), or undefined if no such row.
    */
-  delete(table: string, id: string | number): Promise<DeleteResult | undefined>;
+  delete(
+    table: string,
+    id: string | number,
+    options?: WriteOptions,
+  ): Promise<DeleteResult | undefined>;
   /**
    * What a write to `table` may change beyond the rows it reports: tables touched by
    * triggers, by ON UPDATE actions, by REPLACE conflict resolution. Events without rows,
@@ -33,6 +47,15 @@ export interface Source {
    */
   effects(table: string, op: WriteEvent["op"]): Promise<WriteEvent[]>;
   close(): Promise<void>;
+}
+
+export interface WriteOptions {
+  /**
+   * Marks the rows change capture records for this write (see CapturingSource.recorded):
+   * the data API's writes are recorded by the data API itself, and captured only if that
+   * never happens (the node died between the commit and the record).
+   */
+  capture?: string;
 }
 
 export interface WriteResult {

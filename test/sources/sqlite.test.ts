@@ -10,7 +10,8 @@ import type { Filter, ListQuery, Resource, Row, SortKey } from "../../src/core/q
 import { resolveResource } from "../../src/core/query.ts";
 import { demoViews, isSeeded, seedDemo } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
-import { columnKind, sqliteSource } from "../../src/sources/sqlite.ts";
+import { sqliteSource } from "../../src/sources/sqlite.ts";
+import { columnKind } from "../../src/sources/sqlite-dialect.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgecache-sqlite-"));
 let fileCount = 0;

@@ -58,6 +58,6 @@ export async function joinCluster(
   }
 }
 
-function shortHash(text: string): string {
+export function shortHash(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 12);
 }

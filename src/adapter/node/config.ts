@@ -10,7 +10,10 @@ import type { RedisSetting } from "./cluster.ts";
 
 /** What `edgecache.config.json` (or `.ts` / `.js`, default-exporting it) may say. */
 export interface EdgecacheConfig {
-  /** SQLite file of your own; without it edgecache serves the demo database. */
+  /**
+   * Your database: a SQLite file or a `postgres://` URL; without it edgecache serves the
+   * demo database (DATABASE_URL or `--db` name it too).
+   */
   database?: string;
   /** Seconds a write waits for a write lock another process holds, then 503 (5). */
   busyTimeout?: number;

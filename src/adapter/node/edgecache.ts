@@ -7,15 +7,19 @@ import { dashboardPage } from "../../app/dashboard.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { notFound, onError } from "../../app/errors.ts";
 import { Cache } from "../../core/cache.ts";
-import { type LogStart, localChangeLog } from "../../core/change-log.ts";
+import { type CaptureFollower, followCapture, isCapturing } from "../../core/capture.ts";
+import { type LogStart, localChangeLog, withOutsideWrites } from "../../core/change-log.ts";
 import type { InvalidationPolicy } from "../../core/deps/planner.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { isClosable, type ListableStore, type Store } from "../../core/store.ts";
 import { demoViews, isSeeded, seedDemo } from "../../demo/seed.ts";
+import { seedPostgresDemo } from "../../demo/seed-postgres.ts";
+import { isPostgresUrl, loadPostgres, postgresSource, redactUrl } from "../../sources/postgres.ts";
+import type { Source } from "../../sources/source.ts";
 import { sqliteSource } from "../../sources/sqlite.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
-import { joinCluster } from "./cluster.ts";
+import { joinCluster, shortHash } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
 import { cacheLogger, type Logger, nodeLogger, serverLogging } from "./log.ts";
@@ -48,6 +52,8 @@ export interface NodeEdgecache {
   /** Whether the embedded demo database is served. */
   demo: boolean;
   databasePath: string;
+  /** Change capture, when the source has it (installed or not). */
+  capture?: CaptureFollower;
   /** Its Prometheus metrics (served at /_edgecache/metrics). */
   metrics: NodeMetrics;
   listen(): Promise<RunningServer>;
@@ -59,12 +65,21 @@ export interface NodeEdgecache {
  * data API under /v1 and the admin API under /_edgecache.
  */
 export async function createNodeEdgecache(
-  options: NodeEdgecacheOptions = {},
+  given: NodeEdgecacheOptions = {},
 ): Promise<NodeEdgecache> {
+  // The logger first: a bad level fails before any file or connection is opened.
+  const options = { ...given, logger: given.logger ?? nodeLogger(given.logLevel) };
   const cwd = options.cwd ?? process.cwd();
-  const logger = options.logger ?? nodeLogger(options.logLevel);
+  const named = options.database ?? options.demoDatabase;
+  if (named !== undefined && isPostgresUrl(named)) {
+    const database = redactUrl(named);
+    const cachePath = cachePathOf(options, cwd, `edgecache-${shortHash(database)}.cache.db`);
+    return openLocked(cachePath, (lock) =>
+      open(options, { cachePath, lock, source: () => openPostgres(options, named) }),
+    );
+  }
   const demo = options.database === undefined;
-  const databasePath = resolve(cwd, options.database ?? options.demoDatabase ?? "edgecache.db");
+  const databasePath = resolve(cwd, named ?? "edgecache.db");
   if (!demo && !existsSync(databasePath)) {
     throw new EdgecacheError(
       "E_BAD_OPTION",
@@ -72,29 +87,43 @@ export async function createNodeEdgecache(
       `database: no SQLite file at ${databasePath}`,
     );
   }
-  const cacheFile =
-    options.cacheFile === undefined
-      ? databasePath.replace(/(\.db)?$/, ".cache.db")
-      : options.cacheFile;
-  const cachePath = cacheFile === false ? undefined : resolve(cwd, cacheFile);
+  const cachePath = cachePathOf(options, cwd, databasePath.replace(/(\.db)?$/, ".cache.db"));
   return openLocked(cachePath, (lock) =>
-    open(options, { demo, databasePath, cachePath, lock, logger }),
+    open(options, {
+      cachePath,
+      lock,
+      source: async () => openSqlite(options, demo, databasePath),
+    }),
   );
 }
 
-async function open(
+function cachePathOf(
   options: NodeEdgecacheOptions,
-  at: {
-    demo: boolean;
-    databasePath: string;
-    cachePath: string | undefined;
-    lock: FileLock | undefined;
-    logger: Logger;
-  },
-): Promise<NodeEdgecache> {
-  const { demo, databasePath, cachePath, lock, logger } = at;
-  const stampAtStart = databaseStamp(databasePath);
-  const db = new Database(databasePath);
+  cwd: string,
+  beside: string,
+): string | undefined {
+  const cacheFile = options.cacheFile === undefined ? beside : options.cacheFile;
+  return cacheFile === false ? undefined : resolve(cwd, cacheFile);
+}
+
+/** The database behind the data API, as the node sees it. */
+interface OpenedSource {
+  source: Source;
+  /** Whether the demo schema (and its views) is served. */
+  demo: boolean;
+  /** The SQLite path, or the PostgreSQL URL without its password. */
+  database: string;
+  /**
+   * A stamp of the database files for a restart to compare, where there are files; a
+   * server database has none, so its entries are never resumed (until change capture).
+   */
+  stamp?: { start: string; current(): string };
+  close(): Promise<void>;
+}
+
+function openSqlite(options: NodeEdgecacheOptions, demo: boolean, path: string): OpenedSource {
+  const start = databaseStamp(path);
+  const db = new Database(path);
   // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
   db.pragma("journal_mode = WAL");
   if (demo && !isSeeded(db)) seedDemo(db, options.demo);
@@ -103,6 +132,85 @@ async function open(
     views: demo ? demoViews : (options.views ?? []),
     busyTimeout: options.busyTimeout === undefined ? undefined : options.busyTimeout * 1000,
   });
+  return {
+    source,
+    demo,
+    database: path,
+    stamp: { start, current: () => databaseStamp(path) },
+    async close() {
+      db.close();
+    },
+  };
+}
+
+/**
+ * A PostgreSQL database: an empty one (no tables in its schema) gets the demo, and a
+ * database whose only tables are the demo's is served with the demo's views.
+ */
+async function openPostgres(options: NodeEdgecacheOptions, url: string): Promise<OpenedSource> {
+  const postgres = await loadPostgres();
+  const sql = postgres(url, { max: 10, connect_timeout: 5, onnotice: () => {} });
+  try {
+    const tables = await sql.unsafe(
+      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+    );
+    const names = tables.map((t) => String(t.name)).sort();
+    if (names.length === 0) await seedPostgresDemo(sql, options.demo);
+    const demo = names.length === 0 || names.join() === "orders,users";
+    const [{ schema }] = (await sql.unsafe("SELECT current_schema() AS schema")) as [
+      { schema: string },
+    ];
+    const source = await postgresSource({
+      sql,
+      schema,
+      views: demo ? demoViews : (options.views ?? []),
+    });
+    return {
+      source,
+      demo,
+      database: redactUrl(url),
+      async close() {
+        await source.close();
+        await sql.end({ timeout: 5 });
+      },
+    };
+  } catch (cause) {
+    await sql.end({ timeout: 1 }).catch(() => {});
+    if (cause instanceof EdgecacheError) throw cause;
+    throw new EdgecacheError(
+      "E_SOURCE_UNAVAILABLE",
+      "postgres",
+      `cannot open database ${redactUrl(url)}: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+}
+
+async function open(
+  options: NodeEdgecacheOptions,
+  at: {
+    cachePath: string | undefined;
+    lock: FileLock | undefined;
+    source: () => Promise<OpenedSource>;
+  },
+): Promise<NodeEdgecache> {
+  const { cachePath, lock } = at;
+  const logger = options.logger ?? nodeLogger(options.logLevel);
+  const opened = await at.source();
+  const { source, demo, database } = opened;
+  // With change capture installed, writes made while edgecache was stopped wait in the
+  // change table and are replayed before the node serves: the installation, not the
+  // database files, says whether the cache may be resumed.
+  const capturing = isCapturing(source) ? source : undefined;
+  const captureId = async () => {
+    const status = await capturing?.captureStatus();
+    return status?.installed ? `capture:${status.id ?? ""}` : undefined;
+  };
+  const capturedAtStart = await captureId();
+  const sourceStamp =
+    capturedAtStart !== undefined
+      ? { start: capturedAtStart, current: () => capturedAtStart }
+      : opened.stamp;
 
   const tiers: Store[] = [memoryStore(options.memory)];
   // Many nodes share a Redis change log: entries are checked against it, whoever wrote
@@ -110,16 +218,13 @@ async function open(
   const cluster =
     options.redis === undefined
       ? undefined
-      : await joinCluster(options.redis, `sqlite:${databasePath}`, {
-          start: stampAtStart,
-          current: () => databaseStamp(databasePath),
-        });
+      : await joinCluster(options.redis, `${source.name}:${database}`, sourceStamp);
   let resume: LogStart | undefined;
   if (cachePath) {
     // This process holds the file's lock, so a damaged one can be put aside and replaced.
     const persistent = sqliteStore({ path: cachePath, ...options.disk, repair: true });
     const stamp = cluster ? undefined : takeStamp(cachePath);
-    if (stamp?.database === stampAtStart) resume = stamp.log;
+    if (sourceStamp && stamp?.database === sourceStamp.start) resume = stamp.log;
     else if (!cluster) {
       // Its entries belong to a log that is gone: they would all be refused. Free the room.
       const n = await clear(persistent);
@@ -132,8 +237,14 @@ async function open(
     tiers.push(persistent);
   }
   if (cluster) tiers.push(...cluster.shared);
-  const local = cluster ? undefined : localChangeLog({ resume });
-  const log = cluster?.log ?? local!;
+  let follower: CaptureFollower | undefined;
+  const feed = capturing?.captureFeed();
+  const outside = feed && {
+    active: () => follower?.installed ?? capturedAtStart !== undefined,
+    pending: () => feed.pending(),
+  };
+  const local = cluster ? undefined : localChangeLog({ resume, outside });
+  const log = cluster ? (outside ? withOutsideWrites(cluster.log, outside) : cluster.log) : local!;
   const metrics = nodeMetrics({ tenant: options.tenant });
   const cache = new Cache({
     tiers,
@@ -148,6 +259,10 @@ async function open(
   });
   metrics.watch(cache);
   const api = await createDataApi({ source, cache, routes: options.routes });
+  if (feed) {
+    follower = followCapture(cache, feed);
+    await follower.caughtUp;
+  }
 
   const app = new Hono();
   app.onError(onError);
@@ -166,7 +281,8 @@ async function open(
     cache,
     api,
     demo,
-    databasePath,
+    databasePath: database,
+    capture: follower,
     metrics,
     async listen() {
       running = await startServer({
@@ -182,13 +298,16 @@ async function open(
       await running?.close();
       await cache.drain();
       cache.setWriteHooks({}); // no refetch from here on
-      db.close();
+      await follower?.close();
+      const capturedAtClose = await captureId().catch(() => undefined);
+      await opened.close();
       // Leave the log before the tiers close (no record arrives after), and after the
       // database (the stamp it leaves is of the closed files).
       await cluster?.close();
       for (const tier of tiers) if (isClosable(tier)) await tier.close();
-      if (!cluster && cachePath && local) {
-        leaveStamp(cachePath, { database: databaseStamp(databasePath), log: local.snapshot() });
+      const stampAtClose = capturedAtClose ?? opened.stamp?.current();
+      if (!cluster && cachePath && local && stampAtClose !== undefined) {
+        leaveStamp(cachePath, { database: stampAtClose, log: local.snapshot() });
       }
       lock?.release();
     },

@@ -1,0 +1,234 @@
+import type { Cache } from "./cache.ts";
+import type { WriteEvent } from "./deps/planner.ts";
+import type { Row } from "./query.ts";
+
+/**
+ * Change capture: writes that bypass edgecache (psql, a migration, another service)
+ * recorded by the database itself, row by row with old and new rows, and fed into the
+ * change log like the data API's own writes, so the same planner invalidates exactly
+ * what they touch, on every node. Each database has its mechanism (triggers into a
+ * change table, see the sources); this file is the portable part.
+ */
+
+/**
+ * How long the data API's own rows wait in the change table for their write's record
+ * (then they are removed, see CapturingSource.recorded) before capture takes them as a
+ * write the data API never recorded (its node died after the commit), ms.
+ */
+export const API_GRACE_MS = 5000;
+
+/** One captured row change, in the form the source reads rows. */
+export interface CapturedChange {
+  /** Position in the change table; consumed changes are removed by it. */
+  seq: number;
+  /** The row change; without rows when they cannot be trusted (see CaptureFeed.read). */
+  event: WriteEvent;
+  /** When the database recorded it (ms since the epoch), for the capture lag. */
+  at: number;
+}
+
+/** What the installation looks like, for `edgecache capture status`. */
+export interface CaptureStatus {
+  installed: boolean;
+  /** Names this installation: a new install (after an uninstall) has another. */
+  id?: string;
+  /** Tables with capture triggers. */
+  tables: string[];
+  /** Tables served without capture (installed before they existed): install again. */
+  missing: string[];
+  /** Captured changes not consumed yet (edgecache stopped, or catching up). */
+  backlog: number;
+}
+
+/** A database's change table, as the follower consumes it. */
+export interface CaptureFeed {
+  /** Whether capture is installed; asked again while running, so an install is picked up. */
+  installed(): Promise<boolean>;
+  /**
+   * Takes or keeps the right to consume (one node of a deployment does, the others
+   * apply what it appends to the shared log); false while another node holds it.
+   */
+  lead(): Promise<boolean>;
+  /**
+   * The oldest changes not consumed yet, at most `limit`. A row of a table whose columns
+   * changed since the install comes back without rows (a table-level event).
+   */
+  read(limit: number): Promise<CapturedChange[]>;
+  /** Whether any change waits in the table (asked after a load; see localChangeLog). */
+  pending(): Promise<boolean>;
+  /** Removes changes once their record is applied. */
+  consume(changes: readonly CapturedChange[]): Promise<void>;
+  /** Resolves when new changes may be there (a notification, a commit seen) or after `ms`. */
+  wait(ms: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A source that can capture writes made around it. */
+export interface CapturingSource {
+  captureStatus(): Promise<CaptureStatus>;
+  /** Creates the change table and a trigger on every served table; idempotent. */
+  installCapture(): Promise<CaptureStatus>;
+  /** Drops the triggers and the change table. */
+  uninstallCapture(): Promise<void>;
+  /**
+   * The data API has recorded the write it marked `mark` (WriteOptions.capture): its rows
+   * leave the change table. Never fails: rows left behind are captured later, harmlessly.
+   */
+  recorded(mark: string): Promise<void>;
+  captureFeed(): CaptureFeed;
+}
+
+export function isCapturing(source: object): source is CapturingSource {
+  return typeof (source as Partial<CapturingSource>).captureFeed === "function";
+}
+
+/** Changes applied per log record. */
+const BATCH = 500;
+/** How long the follower sleeps between checks while nothing happens, ms. */
+const IDLE_MS = 1000;
+/** How often a node asks whether capture has been installed, ms (a cheap catalog query). */
+const INSTALL_POLL_MS = 100;
+/** How long it waits for a wake-up before it looks anyway, ms. */
+const POLL_MS = 250;
+/** Capture lags kept for the percentiles. */
+const LAG_SAMPLES = 4096;
+
+export interface CaptureFollower {
+  /** Whether capture was installed when last asked (every second at most). */
+  readonly installed: boolean;
+  /** Resolves once the changes captured before the start (the backlog) are applied. */
+  readonly caughtUp: Promise<void>;
+  /** Changes applied so far, and their lag from the database's record to applied, ms. */
+  stats(): { applied: number; lagP50: number | undefined; lagP99: number | undefined };
+  close(): Promise<void>;
+}
+
+/**
+ * Feeds captured changes into the cache's change log: reads a batch, applies it as one
+ * record (unordered: it invalidates, never patches, since a captured write's place among
+ * the data API's writes is not known), then consumes it. A crash between the two applies
+ * it again, which is harmless. Errors (the database or the log out of reach) are logged
+ * once and retried; nothing is consumed that was not applied.
+ */
+export function followCapture(
+  cache: Cache,
+  feed: CaptureFeed,
+  logger: { warn(message: string): void } = console,
+): CaptureFollower {
+  let stopped = false;
+  let applied = 0;
+  const lags: number[] = [];
+  let lastError = "";
+  let markCaughtUp: () => void = () => {};
+  const caughtUp = new Promise<void>((resolve) => {
+    markCaughtUp = resolve;
+  });
+  let wake: (() => void) | undefined;
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
+  let installed = false;
+  let askedAt = Number.NEGATIVE_INFINITY;
+  const step = async (): Promise<"idle" | "busy" | "empty"> => {
+    // Asked every INSTALL_POLL_MS until installed, then once a second (an uninstall is
+    // picked up within that).
+    if (performance.now() - askedAt >= (installed ? IDLE_MS : INSTALL_POLL_MS)) {
+      installed = await feed.installed();
+      askedAt = performance.now();
+    }
+    if (!installed) return "idle";
+    // Another node consumes: this one is caught up once nothing waits.
+    if (!(await feed.lead())) return (await feed.pending()) ? "busy" : "idle";
+    const changes = await feed.read(BATCH);
+    if (changes.length === 0) return "empty";
+    await cache.applyWrite(changes.map((c) => c.event));
+    await feed.consume(changes);
+    const now = Date.now();
+    for (const change of changes) {
+      lags.push(Math.max(0, now - change.at));
+      if (lags.length > LAG_SAMPLES) lags.shift();
+    }
+    applied += changes.length;
+    return "busy";
+  };
+
+  const loop = async () => {
+    while (!stopped) {
+      try {
+        const state = await step();
+        lastError = "";
+        if (state !== "busy") markCaughtUp();
+        if (state === "idle") await sleep(installed ? IDLE_MS : INSTALL_POLL_MS);
+        else if (state === "busy" && !(await feed.lead())) await sleep(POLL_MS);
+        else if (state === "empty") await feed.wait(POLL_MS);
+      } catch (error) {
+        const message = (error as Error).message ?? String(error);
+        if (message !== lastError) {
+          logger.warn(`[edgecache] [capture] ${message}; retrying`);
+          lastError = message;
+        }
+        if (!stopped) await sleep(IDLE_MS);
+      }
+    }
+  };
+  const running = loop();
+
+  return {
+    get installed() {
+      return installed;
+    },
+    caughtUp,
+    stats() {
+      const sorted = [...lags].sort((a, b) => a - b);
+      const at = (q: number) =>
+        sorted.length === 0
+          ? undefined
+          : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+      return { applied, lagP50: at(0.5), lagP99: at(0.99) };
+    },
+    async close() {
+      stopped = true;
+      wake?.();
+      markCaughtUp();
+      await running;
+      await feed.close();
+    },
+  };
+}
+
+/**
+ * A captured row change as the planner takes it. Rows recorded with columns other than
+ * the table's (a schema change since the install) are dropped: the event then changes the
+ * table as a whole, which the planner handles conservatively.
+ */
+export function capturedEvent(
+  table: string,
+  op: string,
+  old: string | Row | null,
+  neu: string | Row | null,
+  columns: readonly string[] | undefined,
+): WriteEvent {
+  const kind = op === "insert" || op === "delete" ? op : "update";
+  const parse = (row: string | Row | null): Row | undefined =>
+    row === null ? undefined : typeof row === "string" ? (JSON.parse(row) as Row) : row;
+  const before = parse(old);
+  const after = parse(neu);
+  const fits = (row: Row | undefined) =>
+    row === undefined ||
+    (columns !== undefined &&
+      Object.keys(row).length === columns.length &&
+      columns.every((c) => c in row));
+  if (!fits(before) || !fits(after)) return { table, op: kind };
+  return {
+    table,
+    op: kind,
+    ...(before && { old: before }),
+    ...(after && { new: after }),
+  };
+}

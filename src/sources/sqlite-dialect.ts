@@ -1,0 +1,223 @@
+import { EdgecacheError, type ErrorCode } from "../core/errors.ts";
+import type { ColumnKind, Filter, Row, SortKey } from "../core/query.ts";
+import {
+  badBody,
+  badQuery,
+  COMPARISONS,
+  filterValue,
+  NUMERIC_STRING,
+  orderBy,
+  quote,
+  type SqlColumn,
+  type SqlTable,
+} from "./sql.ts";
+
+/**
+ * SQLite's dialect, whatever the driver (better-sqlite3 here, D1 on Workers): how
+ * declared types map to kinds and affinities, how filters and sorts compile so that
+ * SQLite agrees with the planner's in-memory predicates, what a stored value must look
+ * like, and how SQLite's error codes map to edgecache's.
+ */
+
+const COMPONENT = "sqlite";
+
+/** SQLite's type affinity, which decides how a bound or stored value is converted. */
+export type Affinity = "integer" | "real" | "numeric" | "text" | "blob";
+
+export interface ColumnMeta extends SqlColumn {
+  affinity: Affinity;
+}
+
+export interface TableMeta extends SqlTable<ColumnMeta> {
+  /** INTEGER PRIMARY KEY of a rowid table: SQLite assigns it when absent. */
+  rowidAlias: boolean;
+}
+
+/** SQLITE_BUSY and its extended codes: another connection holds the lock. */
+export function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("SQLITE_BUSY");
+}
+
+export function toEdgecacheError(cause: unknown): EdgecacheError {
+  if (cause instanceof EdgecacheError) return cause;
+  const driverCode = (cause as { code?: unknown } | null)?.code;
+  const code = typeof driverCode === "string" ? driverCode : undefined;
+  const message = cause instanceof Error ? cause.message : "";
+  const error = (errorCode: ErrorCode, text: string) =>
+    new EdgecacheError(errorCode, COMPONENT, text, { cause });
+  // STRICT tables refuse a value of the wrong storage class: the body's fault.
+  if (code === "SQLITE_CONSTRAINT_DATATYPE") {
+    return error("E_BAD_BODY", "a value has the wrong type for its column");
+  }
+  if (code?.startsWith("SQLITE_CONSTRAINT")) {
+    return error("E_CONFLICT", constraintMessage(code, message));
+  }
+  if (isBusy(cause)) {
+    return error("E_SOURCE_BUSY", "the database is locked by another connection; try again");
+  }
+  if (code === "SQLITE_READONLY") return error("E_SOURCE_UNAVAILABLE", "the database is read-only");
+  return error("E_SOURCE_UNAVAILABLE", `database error${code ? ` (${code})` : ""}`);
+}
+
+/**
+ * SQLite's messages name columns as `table.column` for UNIQUE and NOT NULL; a CHECK
+ * message may carry the constraint's expression, so only a plain name is repeated.
+ */
+export function constraintMessage(code: string, message: string): string {
+  const detail = /constraint failed: (.+)$/.exec(message)?.[1];
+  const columns = () =>
+    (detail ?? "")
+      .split(", ")
+      .map((c) => c.slice(c.lastIndexOf(".") + 1))
+      .filter((c) => c !== "")
+      .map((c) => `"${c}"`)
+      .join(", ");
+  switch (code) {
+    case "SQLITE_CONSTRAINT_PRIMARYKEY":
+      return `a row with this primary key already exists${detail ? ` (column ${columns()})` : ""}`;
+    case "SQLITE_CONSTRAINT_UNIQUE":
+      return `unique constraint violated${detail ? ` on column ${columns()}` : ""}`;
+    case "SQLITE_CONSTRAINT_NOTNULL":
+      return `not null constraint violated${detail ? ` on column ${columns()}` : ""}`;
+    case "SQLITE_CONSTRAINT_FOREIGNKEY":
+      return "foreign key constraint violated";
+    case "SQLITE_CONSTRAINT_CHECK":
+      return detail && /^[A-Za-z_][A-Za-z0-9_]*$/.test(detail)
+        ? `check constraint "${detail}" violated`
+        : "check constraint violated";
+    case "SQLITE_CONSTRAINT_TRIGGER":
+      return "a trigger refused the write";
+    default:
+      return "constraint violated";
+  }
+}
+
+/** The kind rules are documented in query.ts; numbers win over dates ("INT" before "TIME"). */
+export function columnKind(declaredType: string): ColumnKind {
+  const t = declaredType.toUpperCase();
+  if (["INT", "REAL", "FLOA", "DOUB", "NUM", "DEC", "BOOL"].some((s) => t.includes(s))) {
+    return "number";
+  }
+  if (t.includes("DATE") || t.includes("TIME")) return "date";
+  return "text";
+}
+
+/** SQLite's affinity rules, in SQLite's order (https://sqlite.org/datatype3.html#affname). */
+export function columnAffinity(declaredType: string): Affinity {
+  const t = declaredType.toUpperCase();
+  if (t.includes("INT")) return "integer";
+  if (t.includes("CHAR") || t.includes("CLOB") || t.includes("TEXT")) return "text";
+  if (t.includes("BLOB") || t === "") return "blob";
+  if (t.includes("REAL") || t.includes("FLOA") || t.includes("DOUB")) return "real";
+  return "numeric";
+}
+
+/**
+ * True when SQLite might read `value` as a number. A superset of the literals numeric
+ * affinity converts, so it errs on the side of the slower, exact comparison.
+ */
+export function mayLookNumeric(value: string): boolean {
+  // SQLite's text-to-number conversion stops at a NUL: "1\0" converts as "1".
+  const nul = value.indexOf("\0");
+  return NUMERIC_STRING.test(nul >= 0 ? value.slice(0, nul) : value);
+}
+
+/**
+ * The column as a comparison operand. For a text or date column with numeric affinity
+ * (DATETIME, STRING, ...), SQLite converts a numeric-looking operand such as "2024" to a
+ * number and then orders every stored text after it; unary + strips the column's
+ * affinity so the comparison stays text against text, as documented. It also bypasses
+ * the index, so it is used only when the value needs it.
+ */
+export function operand(column: ColumnMeta, value: unknown): string {
+  if (column.kind === "number") return quote(column.name);
+  const numericAffinity = column.affinity !== "text" && column.affinity !== "blob";
+  const name =
+    numericAffinity && typeof value === "string" && mayLookNumeric(value)
+      ? `+${quote(column.name)}`
+      : quote(column.name);
+  return `${name}${BINARY}`;
+}
+
+/**
+ * Text compares by code point whatever collation the column declares (NOCASE, RTRIM):
+ * the documented semantics, which the planner's in-memory predicates mirror. An index of
+ * the default BINARY collation still serves these terms.
+ */
+export const BINARY = " COLLATE BINARY";
+
+export function compileFilter(
+  table: TableMeta,
+  filter: Filter,
+): { sql: string; values: unknown[] } {
+  const column = table.columns.get(filter.column);
+  if (!column) throw badQuery(COMPONENT, `unknown column "${filter.column}"`);
+  const value = filterValue(COMPONENT, column, filter.value);
+  if (filter.op === "prefix") {
+    // Dates are ISO 8601 text here, so a prefix (`2025-03*`) is a text prefix too.
+    if (column.kind === "number" || typeof value !== "string") {
+      throw badQuery(COMPONENT, `${column.name}: a prefix (value*) needs a text or date column`);
+    }
+    if (value.includes("\0")) {
+      // GLOB reads its pattern as a C string and would stop at the NUL: compare UTF-8 bytes.
+      const bytes = Buffer.from(value, "utf8");
+      return {
+        sql: `typeof(${quote(column.name)}) = 'text' AND substr(CAST(${quote(column.name)} AS BLOB), 1, ?) = ?`,
+        values: [bytes.length, bytes],
+      };
+    }
+    // GLOB would match the text form of a stored number (123 for "12*"); the planner's
+    // startsWith only matches text, so only text rows match here too.
+    return {
+      sql: `typeof(${quote(column.name)}) = 'text' AND ${quote(column.name)} GLOB ?`,
+      values: [`${globEscape(value)}*`],
+    };
+  }
+  const op = COMPARISONS[filter.op];
+  if (!op) throw badQuery(COMPONENT, `unknown filter operator "${String(filter.op)}"`);
+  // A NULL column compares to NULL, which WHERE treats as false: NULL never matches.
+  return { sql: `${operand(column, value)} ${op} ?`, values: [value] };
+}
+
+/** GLOB's metacharacters, each made literal by a one-character class: `*` becomes `[*]`. */
+export function globEscape(prefix: string): string {
+  return prefix.replace(/[*?[]/g, "[$&]");
+}
+
+export function compileSort(table: TableMeta, sort: SortKey[]): string {
+  return orderBy(table, sort, (column, desc) => {
+    const collate = column.kind === "number" ? "" : BINARY;
+    return `${quote(column.name)}${collate} ${desc ? "DESC" : "ASC"}`;
+  });
+}
+
+export function keyMatch(table: TableMeta, key: string | number): string {
+  return `${operand(table.pk, key)} = ?`;
+}
+
+/**
+ * Column affinity may convert what we bound ("2024" into a DATETIME column becomes the
+ * integer 2024), which would then compare and sort as a number, not as the text the data
+ * API documents. Refusing the write (the transaction rolls back) keeps stored values in
+ * their column's kind.
+ */
+export function checkStored(table: TableMeta, given: Map<string, unknown>, row: Row): void {
+  for (const [name, value] of given) {
+    if (value === null) continue;
+    const stored = row[name];
+    if (typeof value === "string" && typeof stored !== "string") {
+      const kind = table.columns.get(name)?.kind ?? "text";
+      throw badBody(
+        COMPONENT,
+        `column "${name}": SQLite would store this ${kind} value as a number; send a non-numeric ${kind === "date" ? "date such as 2024-01-31" : "string"}`,
+      );
+    }
+    if (typeof value === "number" && typeof stored !== "number" && typeof stored !== "bigint") {
+      throw badBody(
+        COMPONENT,
+        `column "${name}": SQLite would store this number as text (column affinity)`,
+      );
+    }
+  }
+}
