@@ -1,5 +1,6 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { join, resolve } from "node:path";
+import { waitForLine } from "../helpers/child.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 export const BIN = join(ROOT, "bin/edgecache.js");
@@ -37,4 +38,28 @@ export function cli(
     );
     child.stdin?.end(options.input ?? "");
   });
+}
+
+/** A node of tenants (`edgecache serve --state`) run by the real binary until `stop()`. */
+export async function serveTenants(
+  state: string,
+  options: { cwd: string; env?: Record<string, string> },
+): Promise<{ url: string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [BIN, "serve", "--state", state, "--port", "0"], {
+    cwd: options.cwd,
+    env: cleanEnv(options.env),
+  });
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((done) => child.once("exit", done));
+    child.kill("SIGTERM");
+    await exited;
+  };
+  try {
+    const [, url] = await waitForLine(child, /tenants:\s+(http:\/\/[^/\s]+)\//);
+    return { url: url!, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -6,8 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exchange } from "../adapter/raw-client.ts";
 import { tempDir } from "../app/harness.ts";
 import { type Origin, startOrigin } from "../app/proxy-harness.ts";
-import { waitForLine } from "../helpers/child.ts";
-import { BIN, cleanEnv, cli } from "./run-cli.ts";
+import { cli, serveTenants } from "./run-cli.ts";
 
 // Tenants on the real binary: two tenants whose URLs are identical never see each other's
 // entries on any path (the app, raw-socket hits, the admin API and its CLI), a rotated key
@@ -15,7 +13,7 @@ import { BIN, cleanEnv, cli } from "./run-cli.ts";
 
 let dir: string;
 let state: string;
-let node: ChildProcess;
+let node: { url: string; stop(): Promise<void> };
 let url: string;
 let port: number;
 let origin: Origin;
@@ -65,23 +63,13 @@ beforeAll(async () => {
     state,
   ]);
   ({ key: keys.delta, readKey: keys.deltaRead } = JSON.parse(delta.stdout));
-  node = spawn(process.execPath, [BIN, "serve", "--state", state, "--port", "0"], {
-    cwd: dir,
-    env: cleanEnv({ EDGECACHE_ADMIN_TOKEN: OPERATOR }),
-  });
-  [, url] = (await waitForLine(node, /tenants:\s+(http:\/\/[^/\s]+)\//)) as unknown as [
-    string,
-    string,
-  ];
+  node = await serveTenants(state, { cwd: dir, env: { EDGECACHE_ADMIN_TOKEN: OPERATOR } });
+  url = node.url;
   port = Number(new URL(url).port);
 }, 60_000);
 
 afterAll(async () => {
-  if (node) {
-    const exited = new Promise((done) => node.once("exit", done));
-    node.kill("SIGTERM");
-    await exited;
-  }
+  await node?.stop();
   await origin?.close();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import stripJsonComments from "strip-json-comments";
 import { validateConfig } from "../../adapter/node/config.ts";
+import { isPostgresUrl } from "../../sources/postgres.ts";
 import { checkFlags } from "../flags.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 
@@ -11,7 +12,7 @@ const FILE = "edgecache.config.json";
 const args = {
   db: {
     type: "string",
-    description: "Your SQLite database file, served as the data API",
+    description: "Your SQLite file or postgres:// URL, served as the data API",
     valueHint: "path",
   },
   origin: {
@@ -53,10 +54,9 @@ export const init = defineCommand({
     }
     let text: string;
     if (a.db) {
-      if (/^postgres(ql)?:\/\//i.test(a.db)) {
-        throw usageError("--db: PostgreSQL is not a data API source yet; name a SQLite file");
+      if (!isPostgresUrl(a.db) && !existsSync(resolve(a.db))) {
+        throw usageError(`--db: no SQLite file at ${resolve(a.db)}`);
       }
-      if (!existsSync(resolve(a.db))) throw usageError(`--db: no SQLite file at ${resolve(a.db)}`);
       text = dataConfig(a.db, ttl ?? 86_400);
     } else {
       let origin: URL;
@@ -81,7 +81,8 @@ function dataConfig(database: string, ttl: number): string {
   return `// edgecache config, read by \`edgecache serve\` from this directory (or --config <file>).
 // Every key but "database" is optional; the values shown are the defaults. See the README.
 {
-  // Your SQLite file: each table is served at /v1/<table>, reads cached, writes invalidating.
+  // Your SQLite file or postgres:// URL: each table is served at /v1/<table>, reads cached,
+  // writes invalidating.
   "database": ${JSON.stringify(database)},
 
   // Seconds a cached response lives unless a write invalidates it first.

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { DEFAULT_STATE_FILE, type Tenant, TenantState } from "../../adapter/node/tenants/state.ts";
+import { isPostgresUrl, redactUrl } from "../../sources/postgres.ts";
 import { checkFlags } from "../flags.ts";
 import { usageError } from "../run.ts";
 import { bytes, table } from "./format.ts";
@@ -28,7 +29,7 @@ const createArgs = {
   name: { type: "positional", required: false, description: "The tenant's name, e.g. shop" },
   db: {
     type: "string",
-    description: "Its SQLite database, served as its data API",
+    description: "Its SQLite file or postgres:// URL, served as its data API",
     valueHint: "path",
   },
   origin: { type: "string", description: "Its HTTP API, cached as a proxy", valueHint: "url" },
@@ -61,11 +62,12 @@ const create = defineCommand({
       throw usageError("expected either --db <sqlite file> or --origin <url>");
     let source: Tenant["source"];
     if (a.db) {
-      if (/^postgres(ql)?:\/\//i.test(a.db)) {
-        throw usageError("--db: PostgreSQL is not a data API source yet; name a SQLite file");
+      // A PostgreSQL URL is kept as given (the node connects when the tenant's first
+      // request comes); a SQLite file must exist now.
+      const database = isPostgresUrl(a.db) ? a.db : resolve(a.db);
+      if (!isPostgresUrl(a.db) && !existsSync(database)) {
+        throw usageError(`--db: no SQLite file at ${database}`);
       }
-      const database = resolve(a.db);
-      if (!existsSync(database)) throw usageError(`--db: no SQLite file at ${database}`);
       source = { database };
     } else {
       let url: URL;
@@ -127,7 +129,7 @@ const list = defineCommand({
             ["NAME", "SOURCE", "TTL", "MEMORY", "READ KEY", "PUBLIC HOST", "CREATED"],
             tenants.map((t) => [
               t.name,
-              "database" in t.source ? t.source.database : t.source.origin,
+              "database" in t.source ? redactUrl(t.source.database) : t.source.origin,
               t.ttl === undefined ? "default" : `${t.ttl}s`,
               t.memoryBytes === undefined ? "default" : bytes(t.memoryBytes),
               t.readKey ? "yes" : "no",
