@@ -15,6 +15,7 @@ import {
   requestHost,
   sameOrigin,
 } from "./access.ts";
+import { dashboardPage } from "./dashboard.ts";
 import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import type { CachingProxy } from "./proxy.ts";
 
@@ -37,9 +38,21 @@ export interface AdminOptions {
    * naming another gets a 403 (a DNS-rebinding page names its own).
    */
   allowedHosts?: readonly string[];
+  /**
+   * The Prometheus exposition of `/metrics` and `/stats?format=prometheus` (the Node
+   * adapter's prom-client registry, with histograms); without it, `toPrometheus` of the
+   * stats.
+   */
+  metrics?: MetricsExposition;
   /** Proxy mode: `POST /purge` and `POST /warm` (absent without it). */
   proxy?: Pick<CachingProxy, "purge" | "warm">;
   now?: () => number;
+}
+
+/** A metrics client's text exposition. */
+export interface MetricsExposition {
+  contentType: string;
+  text(): Promise<string>;
 }
 
 const COMPONENT = "admin";
@@ -57,6 +70,10 @@ export function createAdminApi(options: AdminOptions): Hono {
   const now = options.now ?? Date.now;
   const app = new Hono();
   app.onError(onError);
+
+  // The dashboard's page holds no data: what it shows, it asks the routes below for, with
+  // the token its user gives when they answer 401.
+  app.get("/", dashboardPage);
 
   const trusted = addressSet(COMPONENT, "trustedProxies", options.trustedProxies);
   const hosts = hostSet(COMPONENT, "allowedHosts", options.allowedHosts);
@@ -99,16 +116,17 @@ export function createAdminApi(options: AdminOptions): Hono {
 
   app.notFound(notFound);
 
-  app.get("/stats", (c) => {
-    const stats = cache.stats();
-    if (c.req.query("format") === "prometheus") {
-      return c.text(toPrometheus(stats), 200, { "content-type": "text/plain; version=0.0.4" });
-    }
-    return c.json(stats);
-  });
-  app.get("/metrics", (c) =>
-    c.text(toPrometheus(cache.stats()), 200, { "content-type": "text/plain; version=0.0.4" }),
+  const { metrics } = options;
+  const prometheus = async (c: Context) =>
+    metrics
+      ? c.text(await metrics.text(), 200, { "content-type": metrics.contentType })
+      : c.text(toPrometheus(cache.stats()), 200, { "content-type": "text/plain; version=0.0.4" });
+  app.get("/stats", (c) =>
+    c.req.query("format") === "prometheus" ? prometheus(c) : c.json(cache.stats()),
   );
+  app.get("/metrics", prometheus);
+
+  app.get("/changes", (c) => c.json({ changes: cache.recentChanges() }));
 
   app.get("/keys", async (c) => {
     const prefix = c.req.query("prefix") ?? "";

@@ -1,16 +1,28 @@
 #!/usr/bin/env node
-import { defineCommand, runMain } from "citty";
+import { existsSync } from "node:fs";
+import { defineCommand } from "citty";
 import type { RedisSetting } from "../adapter/node/cluster.ts";
 import { loadConfig } from "../adapter/node/config.ts";
 import { createNodeEdgecache } from "../adapter/node/edgecache.ts";
+import { DEFAULT_LOG_LEVEL, LOG_LEVELS } from "../adapter/node/log.ts";
 import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/proxy.ts";
 import { DRAIN_MS, type RunningServer } from "../adapter/node/server.ts";
+import { createTenantNode } from "../adapter/node/tenants/node.ts";
+import { DEFAULT_STATE_FILE } from "../adapter/node/tenants/state.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { capture } from "./capture.ts";
+import { init } from "./commands/init.ts";
+import { invalidate } from "./commands/invalidate.ts";
+import { keys } from "./commands/keys.ts";
+import { purge } from "./commands/purge.ts";
+import { stats } from "./commands/stats.ts";
+import { tenants } from "./commands/tenants.ts";
+import { warm } from "./commands/warm.ts";
 import { friendly } from "./friendly.ts";
+import { runCli } from "./run.ts";
 
-/** Flags of both commands for the admin API's access rules (README, "Security model"). */
-const ACCESS_ARGS = {
+/** Flags of both servers: the admin API's access rules (README, "Security model"), the log. */
+const SERVER_ARGS = {
   "trusted-proxies": {
     type: "string",
     description: "Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed",
@@ -19,10 +31,18 @@ const ACCESS_ARGS = {
     type: "string",
     description: "Comma-separated host names the admin API answers to (besides loopback ones)",
   },
+  "log-level": {
+    type: "string",
+    description: `JSON log on stdout: ${LOG_LEVELS.join(", ")} (default: EDGECACHE_LOG_LEVEL or ${DEFAULT_LOG_LEVEL}; info logs every request)`,
+  },
 } as const;
 
 /** The flags given, over the config's values. */
-function accessOf(args: { "trusted-proxies"?: string; "allowed-hosts"?: string }) {
+function serverOptionsOf(args: {
+  "trusted-proxies"?: string;
+  "allowed-hosts"?: string;
+  "log-level"?: string;
+}) {
   const list = (v: string) =>
     v
       .split(",")
@@ -33,6 +53,7 @@ function accessOf(args: { "trusted-proxies"?: string; "allowed-hosts"?: string }
       trustedProxies: list(args["trusted-proxies"]),
     }),
     ...(args["allowed-hosts"] !== undefined && { allowedHosts: list(args["allowed-hosts"]) }),
+    logLevel: args["log-level"] || process.env.EDGECACHE_LOG_LEVEL || undefined,
   };
 }
 
@@ -49,7 +70,7 @@ const serve = defineCommand({
       description:
         "SQLite file or postgres:// URL (default: DATABASE_URL, or ./edgecache.db with the demo); an empty database gets the demo",
     },
-    ...ACCESS_ARGS,
+    ...SERVER_ARGS,
     config: {
       type: "string",
       description: "Config file (default ./edgecache.config.{json,ts,js})",
@@ -64,9 +85,33 @@ const serve = defineCommand({
       description:
         "Redis shared by several nodes, e.g. redis://127.0.0.1:6379 (default: REDIS_URL)",
     },
+    state: {
+      type: "string",
+      description: `Serve the tenants of this state database (default: EDGECACHE_STATE, or ./${DEFAULT_STATE_FILE} when it exists)`,
+    },
   },
   run: ({ args }) =>
     friendly(async () => {
+      const state =
+        args.state ||
+        process.env.EDGECACHE_STATE ||
+        (existsSync(DEFAULT_STATE_FILE) ? DEFAULT_STATE_FILE : undefined);
+      if (state) {
+        const port = portOf(args.port ?? process.env.PORT ?? 8787);
+        const node = await createTenantNode({
+          state,
+          port,
+          hostname: args.host,
+          ...serverOptionsOf(args),
+          adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
+        });
+        const { url } = await listen(node, port);
+        console.log(`edgecache serving the tenants of ${node.state.path}`);
+        console.log(`tenants:   ${url}/ with Authorization: Bearer <tenant key>`);
+        console.log(`admin API: ${url}/_edgecache/stats (each tenant's own, with its key)`);
+        stopOnSignals(node);
+        return;
+      }
       const loaded = await loadConfig(process.cwd(), args.config);
       const config = loaded?.config ?? {};
       const port = portOf(args.port ?? process.env.PORT ?? config.port ?? 8787);
@@ -81,7 +126,7 @@ const serve = defineCommand({
         ...(redis && { redis }),
         port,
         hostname: args.host ?? config.hostname,
-        ...accessOf(args),
+        ...serverOptionsOf(args),
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
       });
       const { url } = await listen(edgecache, port);
@@ -133,7 +178,7 @@ const proxy = defineCommand({
       type: "string",
       description: "Redis shared by several proxy nodes (default: REDIS_URL)",
     },
-    ...ACCESS_ARGS,
+    ...SERVER_ARGS,
   },
   run: ({ args }) =>
     friendly(async () => {
@@ -158,7 +203,7 @@ const proxy = defineCommand({
         port,
         hostname: args.host ?? config?.hostname,
         ...(redis && { redis }),
-        ...accessOf(args),
+        ...serverOptionsOf(args),
         cacheFile: flag ?? config?.cacheFile,
         ...(args.grace && { grace: numberOf("--grace", args.grace) }),
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
@@ -274,7 +319,7 @@ function stopOnSignals(node: Listening): void {
 
 const main = defineCommand({
   meta: { name: "edgecache", description: "A cache for database-backed APIs" },
-  subCommands: { serve, proxy, capture },
+  subCommands: { serve, proxy, invalidate, keys, stats, warm, purge, init, capture, tenants },
 });
 
-runMain(main);
+runCli(main);

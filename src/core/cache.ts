@@ -11,6 +11,8 @@ import { DependencyIndex } from "./deps/index.ts";
 import {
   type InvalidationPolicy,
   type ListDependency,
+  type PlanRule,
+  type PlanRules,
   type PlanSchema,
   planWrite,
   type WriteEvent,
@@ -19,9 +21,10 @@ import type { CacheEntry } from "./entry.ts";
 import { badOption, EdgecacheError } from "./errors.ts";
 import { WriteFence } from "./fence.ts";
 import { isNegative, NegativeQuota } from "./negative.ts";
+import { type ChangeSummary, RecentChanges } from "./recent-changes.ts";
 import { inChunks, PendingRemovals, REMOVE_CHUNK, yieldToLoop } from "./removal.ts";
 import { rateLimited } from "./report.ts";
-import { type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
+import { type CacheObserver, type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
 import { isEvicting, isListable, isMeasured, isSync, type Store, type SyncStore } from "./store.ts";
 
 const HOUR = 3_600_000;
@@ -77,6 +80,8 @@ export interface CacheOptions {
   schedule?: (work: Promise<unknown>) => void;
   now?: () => number;
   logger?: { warn(message: string, error?: unknown): void };
+  /** Told each read's tier and duration and each load's duration (latency histograms). */
+  observer?: CacheObserver;
 }
 
 /** What a loader returns: the body and what it depends on. */
@@ -201,6 +206,8 @@ export class Cache {
     resets: 0,
   };
   #latency = new LatencyRecorder();
+  readonly #recent = new RecentChanges();
+  readonly #observer: CacheObserver | undefined;
   #inflight = new Map<string, { promise: Promise<Resolved>; since: LogPosition }>();
   #front: SyncStore | undefined;
   #log: ChangeLog;
@@ -254,6 +261,7 @@ export class Cache {
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#report = rateLimited(logger, () => performance.now());
     this.#schedule = options.schedule;
+    this.#observer = options.observer;
     this.#fence = new WriteFence(
       options.fenceLogSize ?? DEFAULT_FENCE_OPS,
       (event, single) => planWrite(event, this.#planSchema(), single, this.policy).keys.size > 0,
@@ -299,6 +307,11 @@ export class Cache {
     this.#hooks = hooks;
   }
 
+  /** The last changes this node applied (writes and invalidations), newest first. */
+  recentChanges(): readonly ChangeSummary[] {
+    return this.#recent.list();
+  }
+
   /** The change log this cache follows. */
   get log(): ChangeLog {
     return this.#log;
@@ -317,9 +330,11 @@ export class Cache {
       return undefined;
     }
     if (!this.#log.trusted()) return undefined;
+    const started = this.#observer ? performance.now() : 0;
     const entry = this.#front.peek(key);
     if (!entry || entry.freshUntil <= this.#now()) return undefined;
     this.#tierStats[0]!.hits++;
+    this.#observer?.read(this.tiers[0]!.name, (performance.now() - started) / 1000);
     if (options?.count !== false) this.countRead(key, "hit");
     return entry;
   }
@@ -383,10 +398,13 @@ export class Cache {
     this.#counters.loads++;
     try {
       const value = await load();
-      this.#latency.record(performance.now() - started);
+      const ms = performance.now() - started;
+      this.#latency.record(ms);
+      this.#observer?.load(ms / 1000, false);
       return value;
     } catch (err) {
       this.#counters.loadErrors++;
+      this.#observer?.load((performance.now() - started) / 1000, true);
       throw err;
     }
   }
@@ -663,6 +681,8 @@ export class Cache {
     const events: WriteEvent[] = [];
     const prefixes: string[] = [];
     let fallback = false;
+    const rules: PlanRules = { row: 0, predicate: 0, window: 0, table: 0 };
+    const named: NonNullable<ChangeSummary["named"]> = {};
     for (const op of record.ops) {
       if ("event" in op) {
         this.#counters.writes++;
@@ -670,11 +690,15 @@ export class Cache {
         const plan = planWrite(op.event, schema, this.index, this.policy);
         for (const k of plan.keys) keys.add(k);
         fallback ||= plan.fallback;
+        for (const rule of Object.keys(rules) as PlanRule[]) rules[rule] += plan.rules[rule];
       } else if ("keys" in op) {
         for (const k of op.keys) keys.add(k);
+        named.keys = (named.keys ?? 0) + op.keys.length;
       } else if ("tags" in op) {
         for (const tag of op.tags) for (const k of this.index.keysForTag(tag)) keys.add(k);
+        named.tags = [...(named.tags ?? []), ...op.tags];
       } else {
+        named.prefix = [...(named.prefix ?? []), op.prefix];
         for (const k of this.index.keys(op.prefix)) keys.add(k);
         prefixes.push(op.prefix);
       }
@@ -713,6 +737,19 @@ export class Cache {
       }
     }
     for (const k of hot) this.#scheduleRehydrate(k, refetch!);
+    this.#recent.push({
+      at: this.#now(),
+      seq: record.seq,
+      cause: events.length > 0 ? "write" : "invalidate",
+      ...(events.length > 0 && {
+        writes: events.slice(0, 10).map((e) => ({ table: e.table, op: e.op })),
+      }),
+      ...(events.length === 0 && { named }),
+      removed,
+      patched,
+      rules,
+      fallback,
+    });
     return { keys: [...keys, ...unindexed], fallback, patched, removed };
   }
 
@@ -784,6 +821,7 @@ export class Cache {
   async #lookup(key: string): Promise<{ entry: CacheEntry; tier: string } | undefined> {
     if (!this.#log.trusted() || this.#pending.has(key)) return undefined;
     const now = this.#now();
+    const started = this.#observer ? performance.now() : 0;
     for (let i = 0; i < this.tiers.length; i++) {
       const tier = this.tiers[i]!;
       const stats = this.#tierStats[i]!;
@@ -823,6 +861,7 @@ export class Cache {
         }
       }
       stats.hits++;
+      this.#observer?.read(tier.name, (performance.now() - started) / 1000);
       return { entry, tier: tier.name };
     }
     return undefined;

@@ -43,6 +43,17 @@ export interface CacheStats {
   tiers: TierStats[];
 }
 
+/**
+ * Told how long each read and each source load took, for latency histograms (the Node
+ * adapter's prom-client metrics). `read` runs on the hit path: it must be cheap.
+ */
+export interface CacheObserver {
+  /** A read answered by `tier` (fresh or stale) after `seconds`. */
+  read(tier: string, seconds: number): void;
+  /** A source load that took `seconds`; `failed` when it threw. */
+  load(seconds: number, failed: boolean): void;
+}
+
 /** Keeps the last `capacity` samples for quantiles; cheap enough for every load. */
 export class LatencyRecorder {
   #samples: number[] = [];
@@ -74,96 +85,116 @@ export class LatencyRecorder {
   }
 }
 
+/** One metric of a stats snapshot, as Prometheus names it. */
+export interface StatsFamily {
+  /** Without the `edgecache_` prefix. */
+  name: string;
+  type: "counter" | "gauge" | "summary";
+  help: string;
+  /** Label sets and values; a summary's samples carry `quantile`, `_count` and `_sum`. */
+  samples: { labels?: Record<string, string>; suffix?: string; value: number }[];
+}
+
+/**
+ * The snapshot as metric families: one table that `toPrometheus` renders as text and a
+ * runtime's metrics client (prom-client on Node) exposes beside its histograms.
+ */
+export function statsFamilies(stats: CacheStats): StatsFamily[] {
+  const one = (
+    name: string,
+    type: StatsFamily["type"],
+    help: string,
+    value: number,
+  ): StatsFamily => ({ name, type, help, samples: [{ value }] });
+  const tier = (
+    name: string,
+    type: StatsFamily["type"],
+    help: string,
+    pick: (t: TierStats) => number | undefined,
+  ): StatsFamily => ({
+    name,
+    type,
+    help,
+    samples: stats.tiers.flatMap((t) => {
+      const value = pick(t);
+      return value === undefined ? [] : [{ labels: { tier: t.name }, value }];
+    }),
+  });
+  const l = stats.sourceLatencyMs;
+  return [
+    one("hits_total", "counter", "Reads served fresh from a tier.", stats.hits),
+    one("stale_hits_total", "counter", "Reads served stale.", stats.staleHits),
+    one("misses_total", "counter", "Reads that went to the source.", stats.misses),
+    one("loads_total", "counter", "Source loads.", stats.loads),
+    one("load_errors_total", "counter", "Failed source loads.", stats.loadErrors),
+    one("fenced_total", "counter", "Loads not stored because a write overlapped.", stats.fenced),
+    one("writes_total", "counter", "Writes applied to the cache.", stats.writes),
+    one("invalidations_total", "counter", "Keys invalidated.", stats.invalidations),
+    one("rehydrations_total", "counter", "Background refetches.", stats.rehydrations),
+    one("patches_total", "counter", "Entries patched in place by writes.", stats.patches),
+    one("indexed_keys", "gauge", "Keys in the dependency index.", stats.indexedKeys),
+    one("not_found_entries", "gauge", "Cached 404 and 410 responses held.", stats.notFound.entries),
+    one(
+      "not_found_evictions_total",
+      "counter",
+      "Cached 404s and 410s dropped by their quota.",
+      stats.notFound.evictions,
+    ),
+    one(
+      "bypasses_total",
+      "counter",
+      "Reads sent to the source: no lease on the log.",
+      stats.bypasses,
+    ),
+    one("refused_total", "counter", "Shared-tier entries refused by the log check.", stats.refused),
+    one("log_resets_total", "counter", "Times the node missed log records.", stats.resets),
+    one("log_position", "gauge", "The last change-log record this node applied.", stats.log.seq),
+    one(
+      "lease",
+      "gauge",
+      "1 while the node may serve from cache (it hears the log).",
+      stats.log.lease ? 1 : 0,
+    ),
+    one(
+      "log_failures_total",
+      "counter",
+      "Failed requests to the change log's server.",
+      stats.log.failures,
+    ),
+    tier("tier_hits_total", "counter", "Hits per tier.", (t) => t.hits),
+    tier("tier_misses_total", "counter", "Misses per tier.", (t) => t.misses),
+    tier("tier_errors_total", "counter", "Failed operations per tier.", (t) => t.errors),
+    tier("tier_entries", "gauge", "Entries per tier.", (t) => t.entries),
+    tier("tier_bytes", "gauge", "Bytes per tier.", (t) => t.bytes),
+    tier("tier_evictions_total", "counter", "Evictions per tier.", (t) => t.evictions),
+    {
+      name: "source_latency_ms",
+      type: "summary",
+      help: "Source load latency in milliseconds (the last 1024 loads).",
+      samples: [
+        { labels: { quantile: "0.5" }, value: l.p50 },
+        { labels: { quantile: "0.95" }, value: l.p95 },
+        { labels: { quantile: "0.99" }, value: l.p99 },
+        { suffix: "_count", value: l.count },
+        { suffix: "_sum", value: l.mean * l.count },
+      ],
+    },
+  ];
+}
+
 /** Prometheus text exposition (version 0.0.4) of a stats snapshot. */
 export function toPrometheus(stats: CacheStats): string {
   const lines: string[] = [];
-  const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
-    lines.push(`# HELP edgecache_${name} ${help}`, `# TYPE edgecache_${name} ${type}`);
-    for (const [labels, v] of samples) lines.push(`edgecache_${name}${labels} ${v}`);
-  };
-  metric("hits_total", "counter", "Reads served fresh from a tier.", [["", stats.hits]]);
-  metric("stale_hits_total", "counter", "Reads served stale.", [["", stats.staleHits]]);
-  metric("misses_total", "counter", "Reads that went to the source.", [["", stats.misses]]);
-  metric("loads_total", "counter", "Source loads.", [["", stats.loads]]);
-  metric("load_errors_total", "counter", "Failed source loads.", [["", stats.loadErrors]]);
-  metric("fenced_total", "counter", "Loads not stored because a write overlapped.", [
-    ["", stats.fenced],
-  ]);
-  metric("writes_total", "counter", "Writes applied to the cache.", [["", stats.writes]]);
-  metric("invalidations_total", "counter", "Keys invalidated.", [["", stats.invalidations]]);
-  metric("rehydrations_total", "counter", "Background refetches.", [["", stats.rehydrations]]);
-  metric("patches_total", "counter", "Entries patched in place by writes.", [["", stats.patches]]);
-  metric("indexed_keys", "gauge", "Keys in the dependency index.", [["", stats.indexedKeys]]);
-  metric("not_found_entries", "gauge", "Cached 404 and 410 responses held.", [
-    ["", stats.notFound.entries],
-  ]);
-  metric("not_found_evictions_total", "counter", "Cached 404s and 410s dropped by their quota.", [
-    ["", stats.notFound.evictions],
-  ]);
-  metric("bypasses_total", "counter", "Reads sent to the source: no lease on the log.", [
-    ["", stats.bypasses],
-  ]);
-  metric("refused_total", "counter", "Shared-tier entries refused by the log check.", [
-    ["", stats.refused],
-  ]);
-  metric("log_resets_total", "counter", "Times the node missed log records.", [["", stats.resets]]);
-  metric("log_position", "gauge", "The last change-log record this node applied.", [
-    ["", stats.log.seq],
-  ]);
-  metric("lease", "gauge", "1 while the node may serve from cache (it hears the log).", [
-    ["", stats.log.lease ? 1 : 0],
-  ]);
-  metric("log_failures_total", "counter", "Failed requests to the change log's server.", [
-    ["", stats.log.failures],
-  ]);
-  const tier = (pick: (t: TierStats) => number | undefined): [string, number][] =>
-    stats.tiers.flatMap((t) => {
-      const v = pick(t);
-      return v === undefined ? [] : [[`{tier="${t.name}"}`, v] as [string, number]];
-    });
-  metric(
-    "tier_hits_total",
-    "counter",
-    "Hits per tier.",
-    tier((t) => t.hits),
-  );
-  metric(
-    "tier_misses_total",
-    "counter",
-    "Misses per tier.",
-    tier((t) => t.misses),
-  );
-  metric(
-    "tier_errors_total",
-    "counter",
-    "Failed operations per tier.",
-    tier((t) => t.errors),
-  );
-  metric(
-    "tier_entries",
-    "gauge",
-    "Entries per tier.",
-    tier((t) => t.entries),
-  );
-  metric(
-    "tier_bytes",
-    "gauge",
-    "Bytes per tier.",
-    tier((t) => t.bytes),
-  );
-  metric(
-    "tier_evictions_total",
-    "counter",
-    "Evictions per tier.",
-    tier((t) => t.evictions),
-  );
-  const l = stats.sourceLatencyMs;
-  metric("source_latency_ms", "summary", "Source load latency in milliseconds.", [
-    ['{quantile="0.5"}', l.p50],
-    ['{quantile="0.95"}', l.p95],
-    ['{quantile="0.99"}', l.p99],
-    ["_count", l.count],
-    ["_sum", l.mean * l.count],
-  ]);
+  for (const f of statsFamilies(stats)) {
+    lines.push(`# HELP edgecache_${f.name} ${f.help}`, `# TYPE edgecache_${f.name} ${f.type}`);
+    for (const { labels, suffix = "", value } of f.samples) {
+      const set = labels
+        ? `{${Object.entries(labels)
+            .map(([k, v]) => `${k}="${v}"`)
+            .join(",")}}`
+        : "";
+      lines.push(`edgecache_${f.name}${suffix}${set} ${value}`);
+    }
+  }
   return `${lines.join("\n")}\n`;
 }

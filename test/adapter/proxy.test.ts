@@ -265,7 +265,7 @@ describe("the CLI", () => {
       err += c;
     });
     const code = await new Promise((done) => child.once("exit", done));
-    expect(code).toBe(1);
+    expect(code).toBe(2); // a missing flag: the command line's usage exit code
     expect(err.trim()).toMatch(/^\[edgecache\] \[cli\] --origin: expected/);
   }, 60_000);
 });

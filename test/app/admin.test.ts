@@ -77,10 +77,11 @@ describe("stats", () => {
       expect(r.text).toContain("edgecache_misses_total 1\n");
       expect(r.text).toContain('edgecache_tier_entries{tier="memory"} 1\n');
       expect(r.text).toContain('edgecache_tier_entries{tier="sqlite"} 1\n');
-      // Every sample line is `name{labels} value`.
+      // Every sample line is `name{labels} value` (blank lines may separate families; a
+      // process gauge not yet measured is NaN).
       for (const line of r.text.trimEnd().split("\n")) {
-        if (!line.startsWith("#"))
-          expect(line).toMatch(/^edgecache_[a-z_]+(\{[^}]*\})? [\d.e+-]+$/);
+        if (!line.startsWith("#") && line !== "")
+          expect(line).toMatch(/^edgecache_[a-z0-9_]+(\{[^}]*\})? ([\d.e+-]+|NaN|Nan)$/);
       }
     },
   );

@@ -113,6 +113,9 @@ describe("invalidation planner", () => {
               }
             }
             const plan = planWrite(event, schema, index);
+            // Each chosen key is counted under exactly one rule.
+            const counted = Object.values(plan.rules).reduce((a, b) => a + b, 0);
+            expect(counted).toBe(plan.keys.size);
             for (const [key, { q, result }] of cached) {
               const now = runList(rows, q);
               const same = JSON.stringify(now) === JSON.stringify(result);
@@ -161,7 +164,39 @@ describe("invalidation planner", () => {
     const index = new DependencyIndex();
     index.add("a", [tableTag("unknown")], [], Infinity);
     const plan = planWrite({ table: "unknown", op: "update", new: { x: 1 } }, schema, index);
-    expect(plan).toEqual({ keys: new Set(["a"]), fallback: true });
+    expect(plan).toEqual({
+      keys: new Set(["a"]),
+      fallback: true,
+      rules: { row: 0, predicate: 0, window: 0, table: 1 },
+    });
+  });
+
+  it("says which rule chose each key: row, predicate (a list not full), window (a full one)", () => {
+    const index = new DependencyIndex();
+    const rows = [1, 2, 3, 4].map((id) => ({ id, n: id }));
+    const byN = (limit: number): ListQuery => ({
+      filters: [{ column: "n", op: "gte", value: 0 }],
+      sort: [{ column: "id", desc: false }],
+      offset: 0,
+      limit,
+    });
+    register(index, "page of 2", byN(2), runList(rows, byN(2))); // full: rows 1 and 2
+    register(index, "page of 10", byN(10), runList(rows, byN(10))); // not full
+    index.add("item 1", [rowTag("items", 1)], [], Infinity);
+    // Row 1 changes: entries holding it are chosen by its row tag (both lists hold it).
+    const update = planWrite(
+      { table: "items", op: "update", old: rows[0], new: { id: 1, n: 9 } },
+      schema,
+      index,
+    );
+    expect(update.rules).toEqual({ row: 3, predicate: 0, window: 0, table: 0 });
+    // A new row 0 sorts into the full page and matches the open one.
+    const insert = planWrite({ table: "items", op: "insert", new: { id: 0, n: 0 } }, schema, index);
+    expect(insert.keys).toEqual(new Set(["page of 2", "page of 10"]));
+    expect(insert.rules).toEqual({ row: 0, predicate: 1, window: 1, table: 0 });
+    // A new row 5 sorts after the full page's window: only the open list takes it.
+    const after = planWrite({ table: "items", op: "insert", new: { id: 5, n: 5 } }, schema, index);
+    expect(after.rules).toEqual({ row: 0, predicate: 1, window: 0, table: 0 });
   });
 
   it("table policy drops every entry of the table; none drops nothing", () => {

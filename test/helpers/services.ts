@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { promisify } from "node:util";
 import { describe, it } from "vitest";
@@ -82,6 +83,15 @@ export async function requireRedisServer(): Promise<RequiredService> {
   );
   const install = "apt-get install -y redis-server";
   return required("", problem, `redis-server cannot be run (${problem}); install it: ${install}`);
+}
+
+/** The Debian `chromium` binary (or CHROMIUM_PATH), for the dashboard's browser test. */
+export function requireChromium(
+  path = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+): RequiredService {
+  const problem = existsSync(path) ? undefined : `no ${path}`;
+  const install = "apt-get install -y chromium";
+  return required(path, problem, `Chromium cannot be run (${problem}); install it: ${install}`);
 }
 
 /** Sends PING over a raw socket; resolves undefined on PONG, else what went wrong. */

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import stripJsonComments from "strip-json-comments";
 import { addressSet, hostSet } from "../../app/access.ts";
 import { type OriginRoute, validateRoutes } from "../../app/proxy.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
@@ -84,7 +85,8 @@ export async function loadConfig(
   let raw: unknown;
   try {
     raw = found.endsWith(".json")
-      ? JSON.parse(readFileSync(found, "utf8"))
+      ? // Comments and trailing commas allowed: `edgecache init` writes a commented file.
+        JSON.parse(stripJsonComments(readFileSync(found, "utf8"), { trailingCommas: true }))
       : ((await import(pathToFileURL(found).href)) as { default: unknown }).default;
   } catch (err) {
     throw new EdgecacheError("E_BAD_OPTION", C, `could not read ${found}: ${String(err)}`, {

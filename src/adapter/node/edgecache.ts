@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import Database from "better-sqlite3";
 import { Hono } from "hono";
 import { createAdminApi } from "../../app/admin.ts";
+import { dashboardPage } from "../../app/dashboard.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { notFound, onError } from "../../app/errors.ts";
 import { Cache } from "../../core/cache.ts";
@@ -21,6 +22,8 @@ import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster, shortHash } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
+import { cacheLogger, type Logger, nodeLogger, serverLogging } from "./log.ts";
+import { type NodeMetrics, nodeMetrics } from "./metrics.ts";
 import { adminAccess, type RunningServer, startServer } from "./server.ts";
 import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
 
@@ -34,6 +37,12 @@ export interface NodeEdgecacheOptions extends EdgecacheConfig {
   adminToken?: string;
   policy?: InvalidationPolicy;
   rehydrate?: boolean;
+  /** Of the JSON log on stdout: "warn" by default; "info" logs every request. */
+  logLevel?: string;
+  /** A logger of one's own instead (tests capture the lines). */
+  logger?: Logger;
+  /** The tenant it serves: its metrics carry `tenant`, without process metrics. */
+  tenant?: string;
 }
 
 export interface NodeEdgecache {
@@ -45,6 +54,8 @@ export interface NodeEdgecache {
   databasePath: string;
   /** Change capture, when the source has it (installed or not). */
   capture?: CaptureFollower;
+  /** Its Prometheus metrics (served at /_edgecache/metrics). */
+  metrics: NodeMetrics;
   listen(): Promise<RunningServer>;
   close(): Promise<void>;
 }
@@ -54,8 +65,10 @@ export interface NodeEdgecache {
  * data API under /v1 and the admin API under /_edgecache.
  */
 export async function createNodeEdgecache(
-  options: NodeEdgecacheOptions = {},
+  given: NodeEdgecacheOptions = {},
 ): Promise<NodeEdgecache> {
+  // The logger first: a bad level fails before any file or connection is opened.
+  const options = { ...given, logger: given.logger ?? nodeLogger(given.logLevel) };
   const cwd = options.cwd ?? process.cwd();
   const named = options.database ?? options.demoDatabase;
   if (named !== undefined && isPostgresUrl(named)) {
@@ -182,6 +195,7 @@ async function open(
   },
 ): Promise<NodeEdgecache> {
   const { cachePath, lock } = at;
+  const logger = options.logger ?? nodeLogger(options.logLevel);
   const opened = await at.source();
   const { source, demo, database } = opened;
   // With change capture installed, writes made while edgecache was stopped wait in the
@@ -231,15 +245,19 @@ async function open(
   };
   const local = cluster ? undefined : localChangeLog({ resume, outside });
   const log = cluster ? (outside ? withOutsideWrites(cluster.log, outside) : cluster.log) : local!;
+  const metrics = nodeMetrics({ tenant: options.tenant });
   const cache = new Cache({
     tiers,
     log,
+    observer: metrics.observer,
+    logger: cacheLogger(logger),
     ttl: (options.ttl ?? 86_400) * 1000,
     staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
     policy: options.policy,
     notFound: options.notFound,
     rehydrate: options.rehydrate === false ? false : undefined,
   });
+  metrics.watch(cache);
   const api = await createDataApi({ source, cache, routes: options.routes });
   if (feed) {
     follower = followCapture(cache, feed);
@@ -248,9 +266,11 @@ async function open(
 
   const app = new Hono();
   app.onError(onError);
+  // The dashboard's page (no data in it) at /_edgecache/ too: a sub-app's "/" is /_edgecache.
+  app.get("/_edgecache/", dashboardPage);
   app.route(
     "/_edgecache",
-    createAdminApi({ cache, token: options.adminToken, ...adminAccess(options) }),
+    createAdminApi({ cache, token: options.adminToken, metrics, ...adminAccess(options) }),
   );
   app.route("/", api.app);
   app.notFound(notFound);
@@ -263,12 +283,14 @@ async function open(
     demo,
     databasePath: database,
     capture: follower,
+    metrics,
     async listen() {
       running = await startServer({
         app,
         cache,
         port: options.port,
         hostname: options.hostname,
+        ...serverLogging(logger),
       });
       return running;
     },

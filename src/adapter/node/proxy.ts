@@ -4,6 +4,7 @@ import type { HttpBindings } from "@hono/node-server";
 import { Hono } from "hono";
 import { addressSet, clientAddress } from "../../app/access.ts";
 import { createAdminApi } from "../../app/admin.ts";
+import { dashboardPage } from "../../app/dashboard.ts";
 import { notFound, onError } from "../../app/errors.ts";
 import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
 import { Cache } from "../../core/cache.ts";
@@ -15,6 +16,8 @@ import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster, type RedisSetting } from "./cluster.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
+import { cacheLogger, type Logger, nodeLogger, serverLogging } from "./log.ts";
+import { type NodeMetrics, nodeMetrics } from "./metrics.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
 import {
   adminAccess,
@@ -54,12 +57,20 @@ export interface NodeProxyOptions {
   now?: () => number;
   /** Redis shared by several proxy nodes: purges and unsafe requests reach every node. */
   redis?: RedisSetting;
+  /** Of the JSON log on stdout: "warn" by default; "info" logs every request. */
+  logLevel?: string;
+  /** A logger of one's own instead (tests capture the lines). */
+  logger?: Logger;
+  /** The tenant it serves: its metrics carry `tenant`, without process metrics. */
+  tenant?: string;
 }
 
 export interface NodeProxy {
   app: Hono;
   cache: Cache;
   proxy: CachingProxy;
+  /** Its Prometheus metrics (served at /_edgecache/metrics). */
+  metrics: NodeMetrics;
   listen(): Promise<RunningServer>;
   close(): Promise<void>;
 }
@@ -81,7 +92,8 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   const trusted = addressSet("proxy", "trustedProxies", options.trustedProxies);
   const file = options.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
   const cachePath = file === false ? undefined : resolve(cwd, file);
-  return openLocked(cachePath, (lock) => open(options, { now, trusted, cachePath, lock }));
+  const log = options.logger ?? nodeLogger(options.logLevel);
+  return openLocked(cachePath, (lock) => open(options, { now, trusted, cachePath, lock, log }));
 }
 
 async function open(
@@ -91,9 +103,10 @@ async function open(
     trusted: ReturnType<typeof addressSet>;
     cachePath: string | undefined;
     lock: FileLock | undefined;
+    log: Logger;
   },
 ): Promise<NodeProxy> {
-  const { now, trusted, cachePath, lock } = at;
+  const { now, trusted, cachePath, lock, log } = at;
   const tiers: Store[] = [memoryStore({ ...options.memory, now })];
   // This process holds the file's lock, so a damaged one can be put aside and replaced.
   if (cachePath) tiers.push(sqliteStore({ path: cachePath, now, ...options.disk, repair: true }));
@@ -109,13 +122,17 @@ async function open(
   const local = cluster
     ? undefined
     : localChangeLog({ resume: cachePath ? takeStamp(cachePath)?.log : undefined });
+  const metrics = nodeMetrics({ tenant: options.tenant });
   const cache = new Cache({
     tiers,
     now,
     rehydrate: false,
     notFound: options.notFound,
     log: cluster?.log ?? local!,
+    observer: metrics.observer,
+    logger: cacheLogger(log),
   });
+  metrics.watch(cache);
   const origin = nodeOriginFetch();
   let proxy: CachingProxy;
   try {
@@ -143,9 +160,18 @@ async function open(
 
   const app = new Hono();
   app.onError(onError);
+  // The dashboard's page (no data in it) at /_edgecache/ too: a sub-app's "/" is /_edgecache.
+  app.get("/_edgecache/", dashboardPage);
   app.route(
     "/_edgecache",
-    createAdminApi({ cache, token: options.adminToken, ...adminAccess(options), proxy, now }),
+    createAdminApi({
+      cache,
+      token: options.adminToken,
+      ...adminAccess(options),
+      proxy,
+      metrics,
+      now,
+    }),
   );
   // Reserved: never forwarded to an origin.
   app.all("/_edgecache/*", notFound);
@@ -156,6 +182,7 @@ async function open(
     app,
     cache,
     proxy,
+    metrics,
     async listen() {
       running = await startServer({
         app,
@@ -163,6 +190,7 @@ async function open(
         hostname: options.hostname,
         now,
         findHit: hitFinder(proxy),
+        ...serverLogging(log),
       });
       return running;
     },

@@ -36,6 +36,11 @@ export interface NodeServerOptions {
   hostname?: string;
   /** Clock of the fast path's Age and ttl (the cache's, for tests' fake clocks). */
   now?: () => number;
+  /**
+   * Sees every request node:http parses before it is answered (the request log). Hits the
+   * raw path answers never reach it: turn `rawHits` off to see every request.
+   */
+  onRequest?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 export interface RunningServer {
@@ -64,15 +69,13 @@ const IDLE_SWEEP_MS = 50;
 export function startServer(options: NodeServerOptions): Promise<RunningServer> {
   const listener = getRequestListener(options.app.fetch);
   const { cache } = options;
-  // The proxy's lookup takes every path; the data API's only its own.
-  const prefix = options.findHit ? "/" : (options.fastPrefix ?? "/v1/");
+  // The proxy's lookup takes every path; the data API's only its own (dataApiHits).
   const now = options.now ?? Date.now;
-  const findHit =
-    options.findHit ?? (cache ? (req: HitRequest) => cache.peek(keyOf(req.url!)) : undefined);
+  const findHit = options.findHit ?? (cache ? dataApiHits(cache, options.fastPrefix) : undefined);
   const hitOf = (req: HitRequest): CacheEntry | undefined =>
     findHit &&
     (req.method === "GET" || req.method === "HEAD") &&
-    req.url?.startsWith(prefix) &&
+    req.url?.startsWith("/") &&
     // What the app would refuse (a backslash, no Host) it must refuse here too.
     !req.url.includes("\\") &&
     req.headers.host !== undefined
@@ -81,6 +84,7 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
   const server = new HitServer(
     // Looked up when the request's turn comes: after a write pipelined before it.
     inOrder((req, res) => {
+      options.onRequest?.(req, res);
       const entry = hitOf(req);
       if (entry) serveHit(entry, req, res, now());
       else listener(req, res);
@@ -158,6 +162,14 @@ class HitServer extends Server {
     super.closeIdleConnections();
     this.#raw?.closeIdle();
   }
+}
+
+/** The data API's hit lookup: fresh memory entries of GETs under `prefix` ("/v1/"). */
+export function dataApiHits(
+  cache: Cache,
+  prefix = "/v1/",
+): (req: HitRequest) => CacheEntry | undefined {
+  return (req) => (req.url!.startsWith(prefix) ? cache.peek(keyOf(req.url!)) : undefined);
 }
 
 /** Raw request targets to cache keys: most hits repeat a target seen before. */

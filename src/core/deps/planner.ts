@@ -45,7 +45,18 @@ export interface Plan {
   keys: Set<string>;
   /** True when the write could not be analysed and the whole table was dropped. */
   fallback: boolean;
+  /**
+   * How many keys each rule chose: `row` (entries holding the row, or joined to it),
+   * `predicate` (lists the row matches, whose window is not full), `window` (full lists
+   * the row sorts into or before), `table` (the whole table: policy or fallback).
+   */
+  rules: PlanRules;
 }
+
+export type PlanRule = "row" | "predicate" | "window" | "table";
+export type PlanRules = Record<PlanRule, number>;
+
+const noRules = (): PlanRules => ({ row: 0, predicate: 0, window: 0, table: 0 });
 
 /** How a write becomes invalidations: exact (rows and predicates), table-level, or none (TTL only). */
 export type InvalidationPolicy = "exact" | "table" | "none";
@@ -112,7 +123,8 @@ export function planWrite(
   policy: InvalidationPolicy = "exact",
 ): Plan {
   const keys = new Set<string>();
-  if (policy === "none") return { keys, fallback: false };
+  const rules = noRules();
+  if (policy === "none") return { keys, fallback: false, rules };
   const pk = schema.primaryKey(event.table);
   const images = [event.old, event.new].filter((r): r is Row => r !== undefined);
   const analysable =
@@ -122,7 +134,8 @@ export function planWrite(
     (event.op !== "update" || event.new !== undefined);
   if (policy === "table" || !analysable) {
     addAll(keys, deps.keysForTag(tableTag(event.table)));
-    return { keys, fallback: policy !== "table" };
+    rules.table = keys.size;
+    return { keys, fallback: policy !== "table", rules };
   }
 
   for (const row of images) {
@@ -131,11 +144,16 @@ export function planWrite(
       addAll(keys, deps.keysForTag(setTag(event.table, column, row[column])));
     }
   }
+  rules.row = keys.size;
   for (const [key, list] of deps.listsOn(event.table)) {
     if (keys.has(key)) continue;
-    if (images.some((row) => reachesWindow(row, list))) keys.add(key);
+    if (images.some((row) => reachesWindow(row, list))) {
+      keys.add(key);
+      // A list not full takes every matching row; a full one only rows that sort into it.
+      rules[list.count < list.limit || list.last === undefined ? "predicate" : "window"]++;
+    }
   }
-  return { keys, fallback: false };
+  return { keys, fallback: false, rules };
 }
 
 /** Whether a row matching the list's predicate sorts into or before its window. */

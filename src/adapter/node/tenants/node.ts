@@ -1,0 +1,369 @@
+import { randomBytes } from "node:crypto";
+import type { HttpBindings } from "@hono/node-server";
+import { type Context, Hono } from "hono";
+import { bearerToken, constantTimeEqual, hostName } from "../../../app/access.ts";
+import { dashboardPage } from "../../../app/dashboard.ts";
+import { onError } from "../../../app/errors.ts";
+import type { CacheEntry } from "../../../core/entry.ts";
+import { EdgecacheError } from "../../../core/errors.ts";
+import type { CacheStats } from "../../../core/stats.ts";
+import { createNodeEdgecache } from "../edgecache.ts";
+import type { HitRequest } from "../hit-reply.ts";
+import { annotate, type Logger, nodeLogger, serverLogging } from "../log.ts";
+import { mergedMetrics, type NodeMetrics, nodeMetrics } from "../metrics.ts";
+import { createNodeProxy, hitFinder } from "../proxy.ts";
+import { DRAIN_MS, dataApiHits, type RunningServer, startServer } from "../server.ts";
+import { type KeyScope, keyHash, type Tenant, TenantState } from "./state.ts";
+
+export interface TenantNodeOptions {
+  /** The state database (edgecache.tenants.db). */
+  state: string;
+  port?: number;
+  hostname?: string;
+  trustedProxies?: string[];
+  allowedHosts?: string[];
+  logLevel?: string;
+  logger?: Logger;
+  /**
+   * The operator's token (EDGECACHE_ADMIN_TOKEN): with it, `/_edgecache/metrics` shows
+   * every tenant's metrics, each labelled with its name.
+   */
+  adminToken?: string;
+}
+
+export interface TenantNode {
+  app: Hono;
+  state: TenantState;
+  listen(): Promise<RunningServer>;
+  close(): Promise<void>;
+}
+
+/** One tenant's own node: its cache, its database or origin, its admin API. */
+interface Served {
+  tenant: Tenant;
+  /** The whole app of the tenant (data API or proxy, and its admin API). */
+  fetch(request: Request, env: unknown): Response | Promise<Response>;
+  findHit(req: HitRequest): CacheEntry | undefined;
+  /** What the dispatcher sends its admin API in place of the tenant's key. */
+  adminToken: string;
+  metrics: NodeMetrics;
+  stats(): CacheStats;
+  close(): Promise<void>;
+}
+
+/** Who a request is: a tenant, with what its key (or its public host) allows. */
+interface Access {
+  tenant: Tenant;
+  scope: KeyScope;
+  /** No key: a public read by host. */
+  anonymous?: boolean;
+}
+
+/** What a read scope allows (RFC 9110 9.2.1's safe methods that edgecache answers). */
+const READ_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** What makes a tenant's node: a new key or public host does not change it. */
+function identity(t: Tenant): string {
+  return JSON.stringify([t.source, t.ttl, t.memoryBytes, t.createdAt]);
+}
+
+/** The request headers that carry a tenant's key; never passed on to a tenant's app. */
+const KEY_HEADER = "x-edgecache-key";
+const C = "tenants";
+
+/**
+ * A node that serves tenants: every request names its tenant by `Authorization: Bearer
+ * <key>` or `X-Edgecache-Key`, and goes to that tenant's own node (cache, memory budget,
+ * database or origin, admin API) with the key removed. Nothing is shared between tenants
+ * but the port, so two tenants' identical URLs are two entries. The raw-socket hit path
+ * looks the tenant up the same way before it answers from that tenant's memory.
+ *
+ * Tenants are read from the state database, again whenever another process (the CLI)
+ * committed to it: a rotated key is refused from the next request on, a deleted tenant's
+ * node is closed and its entries dropped.
+ */
+export async function createTenantNode(options: TenantNodeOptions): Promise<TenantNode> {
+  const logger = options.logger ?? nodeLogger(options.logLevel);
+  const state = new TenantState(options.state);
+  let byHash = new Map<string, Access>();
+  let byHost = new Map<string, Tenant>();
+  /** Keys seen, to skip hashing on every request; emptied whenever the tenants change. */
+  let byKey = new Map<string, Access>();
+  const served = new Map<string, Served>();
+  const starting = new Map<string, Promise<Served>>();
+  let current = new Map<string, Tenant>();
+
+  const refresh = () => {
+    if (!state.changed()) return;
+    const keyed = state.keyed();
+    byHash = new Map(keyed.map(({ hash, scope, tenant }) => [hash, { tenant, scope }]));
+    byHost = new Map(
+      keyed.flatMap(({ tenant }) => (tenant.publicHost ? [[tenant.publicHost, tenant]] : [])),
+    );
+    byKey = new Map();
+    current = new Map(keyed.map(({ tenant }) => [tenant.name, tenant]));
+    for (const [name, node] of served) {
+      const now = current.get(name);
+      // Deleted (or deleted and created anew), or its source or budget changed: its
+      // entries go with its node. A new key or public host keeps them.
+      if (!now || identity(now) !== identity(node.tenant)) {
+        served.delete(name);
+        node.close().catch((err) => logger.error({ err, tenant: name }, "closing a tenant failed"));
+      }
+    }
+  };
+  /**
+   * Who is asking: the tenant and scope of the key, or, without a key, read access to the
+   * tenant whose public host the request names. A wrong key is no one, whatever the host.
+   */
+  const accessOf = (header: (name: string) => string | undefined): Access | undefined => {
+    refresh();
+    const key = keyOf(header);
+    if (key === undefined) {
+      const host = header("host");
+      const tenant = host === undefined ? undefined : byHost.get(hostName(host));
+      return tenant && { tenant, scope: "read", anonymous: true };
+    }
+    let access = byKey.get(key);
+    if (!access) {
+      access = byHash.get(keyHash(key));
+      if (access) byKey.set(key, access);
+    }
+    return access;
+  };
+  const nodeOf = (tenant: Tenant): Promise<Served> => {
+    const ready = served.get(tenant.name);
+    if (ready) return Promise.resolve(ready);
+    let pending = starting.get(tenant.name);
+    if (!pending) {
+      pending = open(tenant, logger, options).finally(() => starting.delete(tenant.name));
+      pending
+        .then((node) => {
+          // Deleted or changed while it opened: this request was let in, later ones are not.
+          const now = current.get(tenant.name);
+          if (now && identity(now) === identity(tenant)) served.set(tenant.name, node);
+          else setTimeout(() => node.close().catch(() => {}), DRAIN_MS).unref();
+        })
+        .catch(() => {});
+      starting.set(tenant.name, pending);
+    }
+    return pending;
+  };
+
+  const processMetrics = nodeMetrics();
+  const app = new Hono();
+  app.onError(onError);
+  const { adminToken } = options;
+  // The dashboard's page holds no data; it asks for a key when the API answers 401.
+  app.get("/_edgecache/", dashboardPage);
+  // The operator's token (not a tenant's key): every tenant's metrics, and their stats,
+  // summed and one by one (the dashboard's per-tenant chart). Nothing else.
+  const isOperator = (c: Context) => {
+    const given = bearerToken(c.req.header("authorization"));
+    return !!adminToken && given !== undefined && constantTimeEqual(given, adminToken);
+  };
+  app.get("/_edgecache/metrics", async (c, next) => {
+    if (!isOperator(c)) return next(); // a tenant's key: its own metrics, from its admin API
+    refresh();
+    const nodes = [...served.values()].map((n) => n.metrics);
+    return c.text(await mergedMetrics([processMetrics, ...nodes]), 200, {
+      "content-type": processMetrics.contentType,
+    });
+  });
+  app.get("/_edgecache/stats", (c, next) => {
+    if (!isOperator(c)) return next();
+    refresh();
+    const tenants = [...served.values()].map((n) => ({ name: n.tenant.name, ...n.stats() }));
+    return c.json({ ...sumStats(tenants), tenants });
+  });
+  // The dashboard polls these too; an operator sees no tenant's keys or changes.
+  app.get("/_edgecache/keys", (c, next) =>
+    isOperator(c) ? c.json({ keys: [], truncated: false }) : next(),
+  );
+  app.get("/_edgecache/changes", (c, next) => (isOperator(c) ? c.json({ changes: [] }) : next()));
+  app.all("*", async (c) => {
+    const access = accessOf((name) => c.req.header(name));
+    const admin = new URL(c.req.url).pathname.startsWith("/_edgecache");
+    if (!access || (access.anonymous && admin)) {
+      throw new EdgecacheError(
+        "E_UNAUTHORIZED",
+        C,
+        "an API key is required: Authorization: Bearer <key> or X-Edgecache-Key",
+      );
+    }
+    if (access.scope === "read" && !READ_METHODS.has(c.req.method)) {
+      throw new EdgecacheError(
+        "E_FORBIDDEN",
+        C,
+        access.anonymous
+          ? "public reads only: writes need the tenant's key"
+          : "this key may only read: writes need the tenant's key",
+      );
+    }
+    annotate((c.env as HttpBindings | undefined)?.outgoing, { tenant: access.tenant.name });
+    const node = await nodeOf(access.tenant);
+    const headers = new Headers(c.req.raw.headers);
+    headers.delete(KEY_HEADER);
+    headers.delete("authorization");
+    // The key let it in: its admin API (under /_edgecache) is this tenant's.
+    if (admin) {
+      headers.set("authorization", `Bearer ${node.adminToken}`);
+    }
+    return node.fetch(new Request(c.req.raw, { headers }), c.env);
+  });
+
+  // Only GET and HEAD come here, which every scope may send.
+  const findHit = (req: HitRequest): CacheEntry | undefined => {
+    const access = accessOf((name) => header(req, name));
+    const node = access && served.get(access.tenant.name);
+    return node?.findHit(withoutKey(req));
+  };
+
+  let running: RunningServer | undefined;
+  return {
+    app,
+    state,
+    async listen() {
+      running = await startServer({
+        app,
+        findHit,
+        port: options.port,
+        hostname: options.hostname,
+        ...serverLogging(logger),
+      });
+      return running;
+    },
+    async close() {
+      await running?.close();
+      await Promise.allSettled(starting.values());
+      for (const node of served.values()) await node.close();
+      served.clear();
+      state.close();
+    },
+  };
+}
+
+/** The key a request carries, by either header. */
+function keyOf(header: (name: string) => string | undefined): string | undefined {
+  return bearerToken(header("authorization")) ?? header(KEY_HEADER)?.trim() ?? undefined;
+}
+
+function header(req: HitRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** The request as the tenant's node sees it: no key (a proxy must not forward it). */
+function withoutKey(req: HitRequest): HitRequest {
+  if (req.headers.authorization === undefined && req.headers[KEY_HEADER] === undefined) return req;
+  const { authorization: _a, [KEY_HEADER]: _k, ...headers } = req.headers;
+  return { ...req, headers };
+}
+
+/** Opens a tenant's node: memory only, its own budget, no file of its own. */
+async function open(
+  tenant: Tenant,
+  logger: Logger,
+  access: Pick<TenantNodeOptions, "hostname" | "allowedHosts">,
+): Promise<Served> {
+  const adminToken = randomBytes(32).toString("base64url");
+  const tenantLog = logger.child({ tenant: tenant.name });
+  const memory = tenant.memoryBytes ? { maxBytes: tenant.memoryBytes } : undefined;
+  if ("database" in tenant.source) {
+    const node = await createNodeEdgecache({
+      database: tenant.source.database,
+      cacheFile: false,
+      adminToken,
+      logger: tenantLog,
+      hostname: access.hostname,
+      allowedHosts: access.allowedHosts,
+      tenant: tenant.name,
+      ...(tenant.ttl !== undefined && { ttl: tenant.ttl }),
+      ...(memory && { memory }),
+    });
+    const hits = dataApiHits(node.cache);
+    return {
+      tenant,
+      fetch: (request, env) => node.app.fetch(request, env),
+      findHit: hits,
+      adminToken,
+      metrics: node.metrics,
+      stats: () => node.cache.stats(),
+      close: () => node.close(),
+    };
+  }
+  const node = await createNodeProxy({
+    origins: [
+      { origin: tenant.source.origin, ...(tenant.ttl !== undefined && { ttl: tenant.ttl }) },
+    ],
+    cacheFile: false,
+    adminToken,
+    logger: tenantLog,
+    hostname: access.hostname,
+    allowedHosts: access.allowedHosts,
+    tenant: tenant.name,
+    ...(memory && { memory }),
+  });
+  return {
+    tenant,
+    fetch: (request, env) => node.app.fetch(request, env),
+    findHit: hitFinder(node.proxy),
+    adminToken,
+    metrics: node.metrics,
+    stats: () => node.cache.stats(),
+    close: () => node.close(),
+  };
+}
+
+/**
+ * Several tenants' stats as one: counters and tiers summed by name; latency quantiles
+ * cannot be summed, so the node's are the worst tenant's (the mean is weighted).
+ */
+export function sumStats(all: CacheStats[]): CacheStats {
+  const sum = (pick: (s: CacheStats) => number) => all.reduce((n, s) => n + pick(s), 0);
+  const tiers = new Map<string, CacheStats["tiers"][number]>();
+  for (const t of all.flatMap((s) => s.tiers)) {
+    const into = tiers.get(t.name);
+    if (!into) tiers.set(t.name, { ...t });
+    else {
+      into.hits += t.hits;
+      into.misses += t.misses;
+      into.errors += t.errors;
+      for (const k of ["entries", "bytes", "evictions"] as const) {
+        if (t[k] !== undefined) into[k] = (into[k] ?? 0) + t[k];
+      }
+    }
+  }
+  const count = sum((s) => s.sourceLatencyMs.count);
+  const worst = (q: "p50" | "p95" | "p99") => Math.max(0, ...all.map((s) => s.sourceLatencyMs[q]));
+  return {
+    hits: sum((s) => s.hits),
+    staleHits: sum((s) => s.staleHits),
+    misses: sum((s) => s.misses),
+    bypasses: sum((s) => s.bypasses),
+    loads: sum((s) => s.loads),
+    loadErrors: sum((s) => s.loadErrors),
+    fenced: sum((s) => s.fenced),
+    refused: sum((s) => s.refused),
+    writes: sum((s) => s.writes),
+    invalidations: sum((s) => s.invalidations),
+    rehydrations: sum((s) => s.rehydrations),
+    patches: sum((s) => s.patches),
+    resets: sum((s) => s.resets),
+    indexedKeys: sum((s) => s.indexedKeys),
+    notFound: {
+      entries: sum((s) => s.notFound.entries),
+      maxEntries: sum((s) => s.notFound.maxEntries),
+      evictions: sum((s) => s.notFound.evictions),
+    },
+    log: { name: "per tenant", seq: 0, lease: all.every((s) => s.log.lease), failures: 0 },
+    sourceLatencyMs: {
+      count,
+      mean: count ? sum((s) => s.sourceLatencyMs.mean * s.sourceLatencyMs.count) / count : 0,
+      p50: worst("p50"),
+      p95: worst("p95"),
+      p99: worst("p99"),
+    },
+    tiers: [...tiers.values()],
+  };
+}

@@ -1,0 +1,207 @@
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { defineCommand } from "citty";
+import { DEFAULT_STATE_FILE, type Tenant, TenantState } from "../../adapter/node/tenants/state.ts";
+import { isPostgresUrl, redactUrl } from "../../sources/postgres.ts";
+import { checkFlags } from "../flags.ts";
+import { usageError } from "../run.ts";
+import { bytes, table } from "./format.ts";
+
+const STATE_ARG = {
+  state: {
+    type: "string",
+    description: `The state database (default: EDGECACHE_STATE, else ./${DEFAULT_STATE_FILE})`,
+    valueHint: "path",
+  },
+} as const;
+const JSON_ARG = { json: { type: "boolean", description: "Print JSON, for scripts" } } as const;
+
+/** The state database the flags name; `create` makes it, the others need it. */
+function stateOf(args: { state?: string }, create = false): TenantState {
+  const path = resolve(args.state || process.env.EDGECACHE_STATE || DEFAULT_STATE_FILE);
+  if (!create && !existsSync(path)) {
+    throw usageError(`no state database at ${path}: create a tenant first, or pass --state`);
+  }
+  return new TenantState(path);
+}
+
+const createArgs = {
+  name: { type: "positional", required: false, description: "The tenant's name, e.g. shop" },
+  db: {
+    type: "string",
+    description: "Its SQLite file or postgres:// URL, served as its data API",
+    valueHint: "path",
+  },
+  origin: { type: "string", description: "Its HTTP API, cached as a proxy", valueHint: "url" },
+  ttl: {
+    type: "string",
+    description: "Default seconds a response stays cached",
+    valueHint: "seconds",
+  },
+  memory: { type: "string", description: "Its memory budget in MB (default 50)", valueHint: "MB" },
+  "read-key": {
+    type: "boolean",
+    description: "Also print a read-only key (GET and HEAD: no writes, no invalidation)",
+  },
+  "public-host": {
+    type: "string",
+    description: "Reads without a key that name this Host are this tenant's (public reads)",
+    valueHint: "host",
+  },
+  ...JSON_ARG,
+  ...STATE_ARG,
+} as const;
+
+const create = defineCommand({
+  meta: { name: "create", description: "Create a tenant and print its API key (shown once)" },
+  args: createArgs,
+  run({ args: a, rawArgs }) {
+    checkFlags(rawArgs, createArgs);
+    if (!a.name) throw usageError("expected a name: edgecache tenants create <name> --db <file>");
+    if (!a.db === !a.origin)
+      throw usageError("expected either --db <sqlite file> or --origin <url>");
+    let source: Tenant["source"];
+    if (a.db) {
+      // A PostgreSQL URL is kept as given (the node connects when the tenant's first
+      // request comes); a SQLite file must exist now.
+      const database = isPostgresUrl(a.db) ? a.db : resolve(a.db);
+      if (!isPostgresUrl(a.db) && !existsSync(database)) {
+        throw usageError(`--db: no SQLite file at ${database}`);
+      }
+      source = { database };
+    } else {
+      let url: URL;
+      try {
+        url = new URL(a.origin!);
+      } catch {
+        throw usageError(
+          `--origin: expected a URL such as http://127.0.0.1:3000, got ${JSON.stringify(a.origin)}`,
+        );
+      }
+      source = { origin: url.origin };
+    }
+    const ttl = a.ttl === undefined ? undefined : Number(a.ttl);
+    if (ttl !== undefined && !(Number.isInteger(ttl) && ttl >= 1)) {
+      throw usageError(`--ttl: expected whole seconds >= 1, got ${a.ttl}`);
+    }
+    const mb = a.memory === undefined ? undefined : Number(a.memory);
+    if (mb !== undefined && !(Number.isInteger(mb) && mb >= 1)) {
+      throw usageError(`--memory: expected whole MB >= 1, got ${a.memory}`);
+    }
+    const state = stateOf(a, true);
+    try {
+      const { tenant, key, readKey } = state.create({
+        name: a.name,
+        source,
+        ...(ttl !== undefined && { ttl }),
+        ...(mb !== undefined && { memoryBytes: mb * 1024 * 1024 }),
+        ...(a["read-key"] && { readKey: true }),
+        ...(a["public-host"] && { publicHost: a["public-host"] }),
+      });
+      if (a.json) console.log(JSON.stringify({ ...tenant, key, ...(readKey && { readKey }) }));
+      else {
+        console.log(`created tenant ${tenant.name}; its API key (shown only now):`);
+        console.log(key);
+        if (readKey) console.log(`its read-only key:\n${readKey}`);
+        console.log("send it as: Authorization: Bearer <key>   (or X-Edgecache-Key: <key>)");
+      }
+    } finally {
+      state.close();
+    }
+  },
+});
+
+const listArgs = { ...JSON_ARG, ...STATE_ARG } as const;
+
+const list = defineCommand({
+  meta: { name: "list", description: "List the tenants (never their keys)" },
+  args: listArgs,
+  run({ args: a, rawArgs }) {
+    checkFlags(rawArgs, listArgs);
+    const state = stateOf(a);
+    try {
+      const tenants = state.list();
+      if (a.json) console.log(JSON.stringify(tenants, null, 2));
+      else if (tenants.length === 0) console.log("no tenants");
+      else {
+        console.log(
+          table(
+            ["NAME", "SOURCE", "TTL", "MEMORY", "READ KEY", "PUBLIC HOST", "CREATED"],
+            tenants.map((t) => [
+              t.name,
+              "database" in t.source ? redactUrl(t.source.database) : t.source.origin,
+              t.ttl === undefined ? "default" : `${t.ttl}s`,
+              t.memoryBytes === undefined ? "default" : bytes(t.memoryBytes),
+              t.readKey ? "yes" : "no",
+              t.publicHost ?? "-",
+              t.createdAt,
+            ]),
+          ),
+        );
+      }
+    } finally {
+      state.close();
+    }
+  },
+});
+
+const nameArgs = {
+  name: { type: "positional", required: false, description: "The tenant's name" },
+  ...JSON_ARG,
+  ...STATE_ARG,
+} as const;
+const rotateArgs = {
+  ...nameArgs,
+  read: { type: "boolean", description: "Rotate (or add) the read-only key instead" },
+} as const;
+
+const rotateKey = defineCommand({
+  meta: {
+    name: "rotate-key",
+    description: "Give a tenant a new API key; the old one is refused from the next request on",
+  },
+  args: rotateArgs,
+  run({ args: a, rawArgs }) {
+    checkFlags(rawArgs, rotateArgs);
+    if (!a.name) throw usageError("expected a name: edgecache tenants rotate-key <name>");
+    const state = stateOf(a);
+    try {
+      const scope = a.read ? "read" : "write";
+      const key = state.rotateKey(a.name, scope);
+      const what = a.read ? "read-only key" : "API key";
+      if (a.json) console.log(JSON.stringify({ name: a.name, scope, key }));
+      else
+        console.log(
+          `new ${what} of ${a.name} (shown only now; the old one no longer works):\n${key}`,
+        );
+    } finally {
+      state.close();
+    }
+  },
+});
+
+const remove = defineCommand({
+  meta: { name: "delete", description: "Delete a tenant: its key stops working, its entries go" },
+  args: nameArgs,
+  run({ args: a, rawArgs }) {
+    checkFlags(rawArgs, nameArgs);
+    if (!a.name) throw usageError("expected a name: edgecache tenants delete <name>");
+    const state = stateOf(a);
+    try {
+      state.delete(a.name);
+      console.log(a.json ? JSON.stringify({ deleted: a.name }) : `deleted tenant ${a.name}`);
+    } finally {
+      state.close();
+    }
+  },
+});
+
+/** `edgecache tenants ...`: the tenants in the state database a node serves. */
+export const tenants = defineCommand({
+  meta: {
+    name: "tenants",
+    description:
+      "Create, list, rotate the key of and delete tenants (a running node sees it at once)",
+  },
+  subCommands: { create, list, "rotate-key": rotateKey, delete: remove },
+});

@@ -1,0 +1,196 @@
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { createTenantNode } from "../../src/adapter/node/tenants/node.ts";
+import { TenantState } from "../../src/adapter/node/tenants/state.ts";
+import { requireChromium } from "../helpers/services.ts";
+import { type Harness, startEdgecache, tempDir } from "./harness.ts";
+
+// The dashboard in headless Chromium (the Debian package) against a real node: it loads
+// without console errors, shows live figures after traffic, the recent invalidations with
+// the planner's rule, the inspector shows a key's dependencies, and its button invalidates.
+
+/** What the functions evaluated in the page use of its DOM (the tests have no DOM types). */
+declare const document: {
+  body: { dataset: Record<string, string | undefined> };
+  getElementById(id: string): { textContent: string | null } | null;
+};
+
+const browserBinary = requireChromium();
+const TOKEN = "dashboard-token";
+
+browserBinary.describe("dashboard", () => {
+  let browser: Browser;
+  let open: Harness;
+  let guarded: Harness;
+  let ids: string[];
+  const url = { open: "", guarded: "" };
+
+  beforeAll(async () => {
+    browser = await chromium.launch({ executablePath: browserBinary.url, args: ["--no-sandbox"] });
+    open = await startEdgecache({ rehydrate: false, cacheFile: false });
+    url.open = (await open.edgecache.listen()).url;
+    guarded = await startEdgecache({ rehydrate: false, cacheFile: false, adminToken: TOKEN });
+    url.guarded = (await guarded.edgecache.listen()).url;
+    ids = open.fresh("SELECT id FROM users ORDER BY id LIMIT 2").map((r) => String(r.id));
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await open?.close();
+    await guarded?.close();
+  });
+
+  /** A page that records console errors and uncaught exceptions. */
+  async function page(): Promise<{ page: Page; errors: string[] }> {
+    const p = await browser.newPage();
+    const errors: string[] = [];
+    p.on("console", (m) => {
+      if (m.type() === "error") errors.push(m.text());
+    });
+    p.on("pageerror", (e) => errors.push(String(e)));
+    return { page: p, errors };
+  }
+
+  it("shows live figures, hit rates and the invalidations a write caused, without console errors", async () => {
+    const base = url.open;
+    const { page: p, errors } = await page();
+    await p.goto(`${base}/_edgecache/`);
+    await p.waitForFunction(() => Number(document.body.dataset.polls) >= 2);
+    for (let i = 0; i < 5; i++) await fetch(`${base}/v1/users/${ids[0]}`).then((r) => r.text());
+    await fetch(`${base}/v1/users?limit=5`).then((r) => r.text());
+    const write = await fetch(`${base}/v1/users/${ids[0]}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ lastName: "Dashboard" }),
+    });
+    expect(write.status).toBe(200);
+
+    // Reads per second rise above zero, and the hit rate is a percentage.
+    await expect
+      .poll(async () => Number(await p.textContent("#f-reads")), { timeout: 10_000 })
+      .toBeGreaterThan(0);
+    expect(await p.textContent("#f-hitrate")).toMatch(/^\d+\.\d%$/);
+    // One line per tier and one for all reads in the hit-rate chart.
+    await p.waitForSelector('#chart-hits path[data-series="memory"][d*="L"]', {
+      state: "attached",
+    });
+    expect(await p.textContent("#legend-hits")).toMatch(/memory: \d+\.\d%/);
+    // The write's invalidations, with the rule that chose them.
+    await p.waitForSelector('#changes td:has-text("write: users update")');
+    expect(await p.textContent("#changes")).toMatch(/row \d/);
+    expect(errors).toEqual([]);
+    await p.close();
+  }, 60_000);
+
+  it("the inspector shows a key's dependencies, and its button invalidates the key", async () => {
+    const base = url.open;
+    const key = `GET /v1/users/${ids[1]}`;
+    await fetch(`${base}/v1/users/${ids[1]}`).then((r) => r.text());
+    await fetch(`${base}/v1/users/${ids[1]}`).then((r) => r.text());
+    const { page: p, errors } = await page();
+    await p.goto(`${base}/_edgecache/`);
+    // The top keys table lists it; a click opens it in the inspector.
+    await p.locator("#top-keys td.key", { hasText: key }).first().click();
+    await p.waitForSelector('#entry td[data-field="depends on"]');
+    expect(await p.textContent('#entry td[data-field="depends on"]')).toContain(`users#${ids[1]}`);
+    expect(await p.textContent('#entry td[data-field="tiers"]')).toContain("memory ✓");
+    expect(open.edgecache.cache.peek(key)).toBeDefined();
+
+    await p.click("#invalidate");
+    await p.waitForSelector('#invalidated:text-is("invalidated 1")');
+    expect(open.edgecache.cache.peek(key)).toBeUndefined();
+    expect(errors).toEqual([]);
+    await p.close();
+  }, 60_000);
+
+  it("behind a token: asks for it, then shows the node's figures", async () => {
+    const base = url.guarded;
+    const { page: p, errors } = await page();
+    await p.goto(`${base}/_edgecache/`);
+    await p.waitForSelector("#login", { state: "visible" });
+    expect(await p.textContent("#f-keys")).toBe("-"); // nothing shown without the token
+    await p.fill("#token", TOKEN);
+    await p.click('#login button[type="submit"]');
+    await p.waitForFunction(() => document.getElementById("f-keys")?.textContent !== "-");
+    // The only errors: the browser's report of the first, refused request.
+    expect(errors.every((e) => /status of 401/.test(e))).toBe(true);
+    await p.close();
+  }, 60_000);
+
+  it("tenants: a tenant's key shows its own keys and changes, never another tenant's", async () => {
+    const dir = tempDir("edgecache-dash-tenants-");
+    const statePath = join(dir, "state.db");
+    const state = new TenantState(statePath);
+    const key: Record<string, string> = {};
+    for (const name of ["red", "blue"]) {
+      const db = new Database(join(dir, `${name}.db`));
+      db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)");
+      db.prepare("INSERT INTO items (id, name) VALUES (1, ?), (2, ?)").run(
+        `${name}-1`,
+        `${name}-2`,
+      );
+      db.close();
+      key[name] = state.create({ name, source: { database: join(dir, `${name}.db`) } }).key;
+    }
+    state.close();
+    const node = await createTenantNode({ state: statePath, port: 0, adminToken: TOKEN });
+    try {
+      const { url: base } = await node.listen();
+      const as = (name: string, path: string, init: RequestInit = {}) =>
+        fetch(`${base}${path}`, {
+          ...init,
+          headers: { "x-edgecache-key": key[name]!, ...(init.headers as object) },
+        }).then((r) => r.text());
+      await as("red", "/v1/items/1");
+      await as("blue", "/v1/items/2");
+      await as("blue", "/v1/items/2", {
+        method: "PATCH",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name: "blue-2-new" }),
+      });
+      const { page: p, errors } = await page();
+      await p.goto(`${base}/_edgecache/`);
+      await p.waitForSelector("#login", { state: "visible" });
+      await p.fill("#token", key.red!);
+      await p.click('#login button[type="submit"]');
+      await p.waitForSelector('#top-keys td.key:text-is("GET /v1/items/1")');
+      expect(await p.textContent("#top-keys")).not.toContain("/v1/items/2");
+      // Red's own change shows; blue's write, applied earlier, does not.
+      await as("red", "/_edgecache/invalidate", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ tag: "red-tag" }),
+      });
+      await p.waitForSelector('#changes td:has-text("tag red-tag")');
+      expect(await p.locator("#changes tr").count()).toBe(1);
+      expect(await p.textContent("#changes")).not.toContain("write");
+      expect(errors.every((e) => /status of 401/.test(e))).toBe(true);
+      await p.close();
+
+      // The operator's token: a hit rate per tenant, and no tenant's keys.
+      const { page: o, errors: oErrors } = await page();
+      await o.goto(`${base}/_edgecache/`);
+      await o.fill("#token", TOKEN);
+      await o.click('#login button[type="submit"]');
+      for (let i = 0; i < 3; i++) {
+        await as("red", "/v1/items/1");
+        await as("blue", "/v1/items/2");
+        await new Promise((done) => setTimeout(done, 700));
+      }
+      await o.waitForSelector('#chart-tenants path[data-series="blue"][d*="L"]', {
+        state: "attached",
+      });
+      const legendText = await o.textContent("#legend-tenants");
+      expect(legendText).toMatch(/red: \d+\.\d%/);
+      expect(legendText).toMatch(/blue: \d+\.\d%/);
+      expect(await o.locator("#top-keys tr").count()).toBe(0);
+      expect(oErrors.every((e) => /status of 401/.test(e))).toBe(true);
+      await o.close();
+    } finally {
+      await node.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
