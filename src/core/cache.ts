@@ -7,6 +7,7 @@ import {
   localChangeLog,
   type WriteTurn,
 } from "./change-log.ts";
+import { encodeValue, entryValue } from "./codec.ts";
 import { DependencyIndex } from "./deps/index.ts";
 import {
   type InvalidationPolicy,
@@ -18,11 +19,20 @@ import {
 import type { CacheEntry } from "./entry.ts";
 import { badOption, EdgecacheError } from "./errors.ts";
 import { WriteFence } from "./fence.ts";
+import { Namespace, type NamespaceOptions } from "./namespace.ts";
 import { isNegative, NegativeQuota } from "./negative.ts";
 import { inChunks, PendingRemovals, REMOVE_CHUNK, yieldToLoop } from "./removal.ts";
 import { rateLimited } from "./report.ts";
 import { type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
-import { isEvicting, isListable, isMeasured, isSync, type Store, type SyncStore } from "./store.ts";
+import {
+  isClosable,
+  isEvicting,
+  isListable,
+  isMeasured,
+  isSync,
+  type Store,
+  type SyncStore,
+} from "./store.ts";
 
 const HOUR = 3_600_000;
 const SWEEP_EVERY = 4096;
@@ -311,8 +321,9 @@ export class Cache {
       return undefined;
     }
     if (!this.#log.trusted()) return undefined;
-    const entry = this.#front.peek(key);
-    if (!entry || entry.freshUntil <= this.#now()) return undefined;
+    const now = this.#now();
+    const entry = this.#front.peek(key, now);
+    if (!entry || entry.freshUntil <= now) return undefined;
     this.#tierStats[0]!.hits++;
     if (options?.count !== false) this.countRead(key, "hit");
     return entry;
@@ -470,13 +481,19 @@ export class Cache {
     load: () => T | Promise<T>,
     options: JsonOptions = {},
   ): Promise<T> {
-    const { entry } = await this.resolve(key, async () => jsonInit(await load(), options));
-    return jsonValue(entry);
+    // The hit path: this node's memory, synchronously, and the value decoded once per entry.
+    const hit = this.peek(key);
+    if (hit) return entryValue<T>(hit);
+    checkValueOptions(options);
+    const { entry } = await this.resolve(key, async () => valueInit(key, await load(), options));
+    return entryValue<T>(entry);
   }
 
   async get<T>(key: string): Promise<T | undefined> {
+    const hit = this.peek(key);
+    if (hit) return entryValue<T>(hit);
     const entry = await this.getEntry(key);
-    return entry ? jsonValue(entry) : undefined;
+    return entry ? entryValue<T>(entry) : undefined;
   }
 
   /**
@@ -485,9 +502,22 @@ export class Cache {
    * node, applied meanwhile, wins on every node.
    */
   async set(key: string, value: unknown, options: JsonOptions = {}): Promise<void> {
+    checkValueOptions(options);
+    const init = valueInit(key, value, options);
     const { seq } = await this.#append([{ keys: [key] }]);
     const at = this.#fence.position;
-    await this.storeLoaded(key, jsonInit(value, options), { log: at.log, seq });
+    await this.storeLoaded(key, init, { log: at.log, seq });
+  }
+
+  /**
+   * A view of this cache with its own keys, tags and defaults, cleared in O(1); see Namespace.
+   *
+   * @example
+   * const content = cache.namespace("content", { ttl: 60_000 });
+   * await content.clear(); // on deploy
+   */
+  namespace(name: string, options?: NamespaceOptions): Namespace {
+    return new Namespace(this, name, options);
   }
 
   async delete(key: string): Promise<boolean> {
@@ -587,6 +617,21 @@ export class Cache {
       ]);
       await new Promise((r) => setTimeout(r, 1));
     }
+  }
+
+  /**
+   * Waits for background work, then closes the change log and every tier that holds
+   * resources (SQLite handles, Redis connections the stores opened). The cache is not used
+   * after this.
+   */
+  async close(): Promise<void> {
+    await this.drain();
+    await this.#log.close();
+    await Promise.all(
+      this.tiers.map((tier, i) =>
+        isClosable(tier) ? tier.close().catch((err) => this.#fault(i, "close", err)) : undefined,
+      ),
+    );
   }
 
   stats(): CacheStats {
@@ -1055,22 +1100,30 @@ export class Cache {
   }
 }
 
-/** Options of the JSON helpers (get, set, getOrSet). */
+/** Options of the value helpers (get, set, getOrSet). */
 export interface JsonOptions {
+  /** ms; the cache's default otherwise. */
   ttl?: number;
   staleWhileRevalidate?: number;
   tags?: string[];
 }
 
-const JSON_TYPE = { "content-type": "application/json" };
-const decoder = new TextDecoder();
-
-function jsonInit(value: unknown, options: JsonOptions): EntryInit {
-  return { ...options, body: JSON.stringify(value ?? null), headers: JSON_TYPE };
+function checkValueOptions(options: JsonOptions): void {
+  const c = "cache";
+  if (typeof options !== "object" || options === null)
+    badOption(c, "options", "an object", options);
+  const { ttl, staleWhileRevalidate: swr, tags } = options;
+  if (ttl !== undefined && !(ttl > 0)) badOption(c, "ttl", "a positive number of ms", ttl);
+  if (swr !== undefined && !(swr >= 0)) {
+    badOption(c, "staleWhileRevalidate", "a number of ms >= 0", swr);
+  }
+  if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === "string"))) {
+    badOption(c, "tags", "an array of strings", tags);
+  }
 }
 
-function jsonValue<T>(entry: CacheEntry): T {
-  return JSON.parse(decoder.decode(entry.body)) as T;
+function valueInit(key: string, value: unknown, options: JsonOptions): EntryInit {
+  return { ...options, ...encodeValue(key, value) };
 }
 
 export function createCache(options: CacheOptions): Cache {
