@@ -21,6 +21,7 @@ import { badOption, EdgecacheError } from "./errors.ts";
 import { WriteFence } from "./fence.ts";
 import { Namespace, type NamespaceOptions } from "./namespace.ts";
 import { isNegative, NegativeQuota } from "./negative.ts";
+import { type KeyPattern, keyPattern } from "./pattern.ts";
 import { inChunks, PendingRemovals, REMOVE_CHUNK, yieldToLoop } from "./removal.ts";
 import { rateLimited } from "./report.ts";
 import { type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
@@ -84,6 +85,15 @@ export interface CacheOptions {
   schedule?: (work: Promise<unknown>) => void;
   now?: () => number;
   logger?: { warn(message: string, error?: unknown): void };
+  /**
+   * What each application event invalidates, named once: `emit(name, ...args)` runs the
+   * rule and invalidates what it returns.
+   *
+   * @example
+   * invalidateOn: { "content.update": (id) => ({ tags: [`content#${id}`], patterns: [`page:*:${id}`] }) }
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: an event's arguments are the application's own
+  invalidateOn?: Record<string, (...args: any[]) => InvalidateRequest>;
 }
 
 /** What a loader returns: the body and what it depends on. */
@@ -170,6 +180,8 @@ export interface InvalidateRequest {
   keys?: string[];
   prefix?: string;
   tags?: string[];
+  /** Key globs: `*` any run of characters, `?` one (`content:*:123:*`). */
+  patterns?: string[];
 }
 
 /**
@@ -227,6 +239,7 @@ export class Cache {
   /** Tiers whose holding keeps a registration (a bit per tier): the first, and evicting ones. */
   #tracked = 1;
   #negative: NegativeQuota;
+  #rules: NonNullable<CacheOptions["invalidateOn"]>;
 
   constructor(options: CacheOptions) {
     const c = "cache";
@@ -248,6 +261,14 @@ export class Cache {
     if (!Number.isSafeInteger(maxNegative) || maxNegative < 1) {
       badOption(c, "notFound.maxEntries", "a positive integer", maxNegative);
     }
+    const rules = options.invalidateOn ?? {};
+    if (typeof rules !== "object" || rules === null) {
+      badOption(c, "invalidateOn", "an object of functions", rules);
+    }
+    for (const [name, rule] of Object.entries(rules)) {
+      if (typeof rule !== "function") badOption(c, `invalidateOn.${name}`, "a function", rule);
+    }
+    this.#rules = rules;
     this.#negative = new NegativeQuota(maxNegative);
     this.tiers = options.tiers;
     this.#ttl = ttl;
@@ -524,6 +545,45 @@ export class Cache {
     return (await this.invalidate({ keys: [key] })) > 0;
   }
 
+  /** Values of several keys, in order (undefined where none is cached). */
+  async getMany<T>(keys: readonly string[]): Promise<(T | undefined)[]> {
+    return Promise.all(keys.map((key) => this.get<T>(key)));
+  }
+
+  /**
+   * Sets several values under one change-log record: other nodes drop their copies of all
+   * of them at once. Every value is checked before anything is written.
+   */
+  async setMany(items: readonly ({ key: string; value: unknown } & JsonOptions)[]): Promise<void> {
+    const inits = items.map(({ key, value, ...options }) => {
+      checkValueOptions(options);
+      return { key, init: valueInit(key, value, options) };
+    });
+    if (inits.length === 0) return;
+    const { seq } = await this.#append([{ keys: inits.map((i) => i.key) }]);
+    const at = { log: this.#fence.position.log, seq };
+    await Promise.all(inits.map(({ key, init }) => this.storeLoaded(key, init, at)));
+  }
+
+  /** Deletes several keys in one record, each tier deleting them in one call; how many existed. */
+  async deleteMany(keys: readonly string[]): Promise<number> {
+    return this.invalidate({ keys: [...keys] });
+  }
+
+  /**
+   * Invalidates what the `invalidateOn` rule for `event` returns for `args`; how many
+   * entries existed here. An event without a rule is an error (a misspelt name would
+   * otherwise invalidate nothing, silently).
+   */
+  async emit(event: string, ...args: unknown[]): Promise<number> {
+    const rule = Object.hasOwn(this.#rules, event) ? this.#rules[event] : undefined;
+    if (!rule) {
+      const known = Object.keys(this.#rules).join(", ") || "none";
+      badOption("cache", "event", `an event named in invalidateOn (${known})`, event);
+    }
+    return this.invalidate(rule(...args));
+  }
+
   /**
    * Removes keys by key, prefix or tag from every tier, on every node following the log;
    * resolves with how many existed here.
@@ -533,6 +593,7 @@ export class Cache {
     if (request.keys?.length) ops.push({ keys: [...request.keys] });
     if (request.tags?.length) ops.push({ tags: [...request.tags] });
     if (request.prefix !== undefined) ops.push({ prefix: request.prefix });
+    for (const pattern of request.patterns ?? []) ops.push({ pattern });
     if (ops.length === 0) return 0;
     return (await this.#append(ops)).removed;
   }
@@ -700,7 +761,7 @@ export class Cache {
     const schema = this.#planSchema();
     const keys = new Set<string>();
     const events: WriteEvent[] = [];
-    const prefixes: string[] = [];
+    const prefixes: KeyPattern[] = [];
     let fallback = false;
     for (const op of record.ops) {
       if ("event" in op) {
@@ -714,8 +775,10 @@ export class Cache {
       } else if ("tags" in op) {
         for (const tag of op.tags) for (const k of this.index.keysForTag(tag)) keys.add(k);
       } else {
-        for (const k of this.index.keys(op.prefix)) keys.add(k);
-        prefixes.push(op.prefix);
+        const match = "pattern" in op ? keyPattern(op.pattern) : undefined;
+        const prefix = match?.prefix ?? (op as { prefix: string }).prefix;
+        for (const k of this.index.keys(prefix)) if (!match || match.test(k)) keys.add(k);
+        prefixes.push(match ?? { prefix, test: () => true });
       }
     }
     // Patches are computed now, from what the first tier holds before the removal below;
@@ -740,8 +803,8 @@ export class Cache {
     const removing = this.#remove(keys);
     // Tiers may hold keys the index never saw (another process wrote them): list them too.
     const unindexed = new Set<string>();
-    for (const prefix of prefixes)
-      for (const k of await this.#unindexed(prefix, keys)) unindexed.add(k);
+    for (const { prefix, test } of prefixes)
+      for (const k of await this.#unindexed(prefix, keys)) if (test(k)) unindexed.add(k);
     let removed = await removing;
     removed += await this.#remove(unindexed);
     let patched = 0;
