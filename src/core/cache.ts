@@ -34,6 +34,7 @@ import {
   type Store,
   type SyncStore,
 } from "./store.ts";
+import { type WarmOptions, type WarmResult, warm } from "./warm.ts";
 
 const HOUR = 3_600_000;
 const SWEEP_EVERY = 4096;
@@ -543,6 +544,21 @@ export class Cache {
 
   async delete(key: string): Promise<boolean> {
     return (await this.invalidate({ keys: [key] })) > 0;
+  }
+
+  /**
+   * Loads `keys` that are not cached yet (all of them with `refresh`), `concurrency` at a
+   * time, reporting progress; failures are counted in the result, not thrown. See `warm`.
+   *
+   * @example
+   * await cache.warm(["page:home", "page:about"], (key) => cms.page(key), { concurrency: 8 });
+   */
+  warm<T>(
+    keys: Iterable<string>,
+    load: (key: string) => T | Promise<T>,
+    options?: WarmOptions,
+  ): Promise<WarmResult> {
+    return warm(this, keys, load, options);
   }
 
   /** Values of several keys, in order (undefined where none is cached). */
