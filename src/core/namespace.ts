@@ -1,5 +1,6 @@
 import type { Cache, JsonOptions } from "./cache.ts";
 import { randomId } from "./change-log.ts";
+import { entryValue } from "./codec.ts";
 import { badOption } from "./errors.ts";
 
 /** Defaults of a namespace: applied to every entry it writes. */
@@ -37,8 +38,8 @@ const VERSION_TTL = 365 * 24 * 3600_000;
  * are not versioned, so invalidating a tag reaches entries of every token, and an entry two
  * nodes wrote under different tokens (each drew one at the same moment) is never missed.
  *
- * The token is read through `getOrSet`, a memory hit on the hot path; it counts in the
- * stats as one more hit per call.
+ * The token is read from this node's memory on the hot path, uncounted in the cache's
+ * hits and misses; from a lower tier (or drawn anew), it counts as one more read.
  *
  * @example
  * const content = cache.namespace("content", { ttl: 60_000, tags: ["cms"] });
@@ -117,7 +118,11 @@ export class Namespace {
   }
 
   async #base(): Promise<string> {
-    const token = await this.#cache.getOrSet(this.#versionKey, randomId, { ttl: VERSION_TTL });
+    // A memory hit of the token is not counted: the stats count the caller's reads only.
+    const hit = this.#cache.peek(this.#versionKey, { count: false });
+    const token = hit
+      ? entryValue<string>(hit)
+      : await this.#cache.getOrSet(this.#versionKey, randomId, { ttl: VERSION_TTL });
     return `ns:${this.name}:${token}:`;
   }
 

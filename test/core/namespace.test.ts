@@ -116,6 +116,17 @@ describe("namespaces", () => {
     expect(await b.get("post:1")).toBe(3);
   });
 
+  it("count the caller's reads in the stats, not the reads of their version token", async () => {
+    const { cache } = twoTiers();
+    const a = cache.namespace("a");
+    await a.set("k", 1);
+    const before = cache.stats();
+    await a.get("k");
+    await a.get("k");
+    const after = cache.stats();
+    expect(after.hits - before.hits).toBe(2);
+  });
+
   it("refuse a bad name or option in expected-X-got-Y form", () => {
     const { cache } = twoTiers();
     expect(errorOf(() => cache.namespace("a:b")).message).toContain(
