@@ -11,11 +11,13 @@ export interface NamespaceOptions {
   tags?: string[];
 }
 
-/** What `Namespace.invalidate` removes: keys, a key prefix and tags, all of this namespace. */
+/** What `Namespace.invalidate` removes: keys, a key prefix, key globs and tags, all of this namespace. */
 export interface NamespaceInvalidation {
   keys?: string[];
   prefix?: string;
   tags?: string[];
+  /** Key globs within the namespace: `*` any run of characters, `?` one (`page:*:en`). */
+  patterns?: string[];
 }
 
 const NAME = /^[A-Za-z0-9_.-]+$/;
@@ -96,14 +98,40 @@ export class Namespace {
     return this.#cache.delete(await this.#key(key));
   }
 
+  /** Values of several keys, in order; see `Cache.getMany`. */
+  async getMany<T>(keys: readonly string[]): Promise<(T | undefined)[]> {
+    const base = await this.#base();
+    return this.#cache.getMany<T>(keys.map((k) => base + k));
+  }
+
+  /** Sets several values under one change-log record; see `Cache.setMany`. */
+  async setMany(items: readonly ({ key: string; value: unknown } & JsonOptions)[]): Promise<void> {
+    const base = await this.#base();
+    await this.#cache.setMany(
+      items.map(({ key, value, ...options }) => ({
+        key: base + key,
+        value,
+        ...this.#options(options),
+      })),
+    );
+  }
+
+  /** Deletes several keys; resolves with how many existed here. */
+  async deleteMany(keys: readonly string[]): Promise<number> {
+    const base = await this.#base();
+    return this.#cache.deleteMany(keys.map((k) => base + k));
+  }
+
   /** Removes this namespace's keys, key prefix and tags; resolves with how many existed here. */
   async invalidate(request: NamespaceInvalidation): Promise<number> {
     const base = await this.#base();
     let removed = 0;
-    if (request.keys?.length || request.tags?.length) {
+    // The base holds no '*' or '?' (a name's characters and a hex token): literal in a glob.
+    if (request.keys?.length || request.tags?.length || request.patterns?.length) {
       removed += await this.#cache.invalidate({
         keys: request.keys?.map((k) => base + k),
         tags: request.tags?.map((t) => this.#tag(t)),
+        patterns: request.patterns?.map((p) => base + p),
       });
     }
     if (request.prefix !== undefined) {

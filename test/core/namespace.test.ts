@@ -127,6 +127,47 @@ describe("namespaces", () => {
     expect(after.hits - before.hits).toBe(2);
   });
 
+  it("batch within the namespace: getMany, setMany with its defaults, deleteMany", async () => {
+    const { clock, cache } = twoTiers();
+    const a = cache.namespace("a", { ttl: 1000, tags: ["all"] });
+    const b = cache.namespace("b");
+    await b.setMany([
+      { key: "k1", value: "b1" },
+      { key: "k2", value: "b2" },
+    ]);
+    await a.setMany([
+      { key: "k1", value: 1 },
+      { key: "k2", value: 2, ttl: 10_000 },
+      { key: "k3", value: 3 },
+    ]);
+    expect(await a.getMany(["k1", "k2", "k3", "k4"])).toEqual([1, 2, 3, undefined]);
+    expect(await a.deleteMany(["k3", "k4"])).toBe(1);
+    clock.advance(2000); // past the namespace's TTL, not k2's own
+    expect(await a.getMany(["k1", "k2", "k3"])).toEqual([undefined, 2, undefined]);
+    expect(await a.invalidate({ tags: ["all"] })).toBe(1);
+    expect(await b.getMany(["k1", "k2"])).toEqual(["b1", "b2"]);
+  });
+
+  it("invalidate key globs within the namespace only", async () => {
+    const { cache } = twoTiers();
+    const a = cache.namespace("a");
+    const b = cache.namespace("b");
+    for (const ns of [a, b]) {
+      await ns.set("page:1:en", 1);
+      await ns.set("page:1:fr", 2);
+      await ns.set("page:2:en", 3);
+    }
+    await cache.set("page:1:en", "root");
+    expect(await a.invalidate({ patterns: ["page:*:en"] })).toBe(2);
+    expect(await a.getMany(["page:1:en", "page:1:fr", "page:2:en"])).toEqual([
+      undefined,
+      2,
+      undefined,
+    ]);
+    expect(await b.getMany(["page:1:en", "page:1:fr", "page:2:en"])).toEqual([1, 2, 3]);
+    expect(await cache.get("page:1:en")).toBe("root");
+  });
+
   it("refuse a bad name or option in expected-X-got-Y form", () => {
     const { cache } = twoTiers();
     expect(errorOf(() => cache.namespace("a:b")).message).toContain(
@@ -147,6 +188,7 @@ type Op =
   | { kind: "invalidateTag"; ns: number; tag: string }
   | { kind: "invalidateKey"; ns: number; key: string }
   | { kind: "invalidatePrefix"; ns: number; prefix: string }
+  | { kind: "invalidatePattern"; ns: number; pattern: string }
   | { kind: "clear"; ns: number };
 
 const NAMES = ["a", "b", "c"];
@@ -176,8 +218,18 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     ns: fc.nat(NAMES.length - 1),
     prefix: fc.constantFrom("k", "x", "k1"),
   }),
+  fc.record({
+    kind: fc.constant("invalidatePattern" as const),
+    ns: fc.nat(NAMES.length - 1),
+    pattern: fc.constantFrom("*1", "?2", "k*", "*"),
+  }),
   fc.record({ kind: fc.constant("clear" as const), ns: fc.nat(NAMES.length - 1) }),
 );
+
+/** The model's glob: `*` any run, `?` one character (keys here are letters and digits). */
+function globMatches(pattern: string, key: string): boolean {
+  return new RegExp(`^${pattern.replaceAll("*", ".*").replaceAll("?", ".")}$`).test(key);
+}
 
 describe("namespaces (property)", () => {
   it("no clear or invalidation in one namespace ever touches another's keys or tags", async () => {
@@ -202,6 +254,9 @@ describe("namespaces (property)", () => {
           } else if (op.kind === "invalidatePrefix") {
             await ns.invalidate({ prefix: op.prefix });
             for (const k of m.keys()) if (k.startsWith(op.prefix)) m.delete(k);
+          } else if (op.kind === "invalidatePattern") {
+            await ns.invalidate({ patterns: [op.pattern] });
+            for (const k of m.keys()) if (globMatches(op.pattern, k)) m.delete(k);
           } else {
             await ns.clear();
             m.clear();
