@@ -46,6 +46,11 @@ export {
 export type { CacheEntry } from "./core/entry.ts";
 export { EdgecacheError, type ErrorCode } from "./core/errors.ts";
 export { requestKey } from "./core/keys.ts";
+export {
+  Namespace,
+  type NamespaceInvalidation,
+  type NamespaceOptions,
+} from "./core/namespace.ts";
 export type * from "./core/query.ts";
 export { parseListQuery } from "./core/query-params.ts";
 export { type CacheStats, type TierStats, toPrometheus } from "./core/stats.ts";

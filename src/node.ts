@@ -24,6 +24,7 @@ export {
   type RunningServer,
   startServer,
 } from "./adapter/node/server.ts";
+export { scheduleWarm, type WarmSchedule } from "./adapter/node/warm-schedule.ts";
 export { type AdminOptions, createAdminApi } from "./app/admin.ts";
 export { createDataApi, type DataApi, type DataApiOptions } from "./app/data-api.ts";
 export {

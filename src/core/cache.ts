@@ -7,6 +7,7 @@ import {
   localChangeLog,
   type WriteTurn,
 } from "./change-log.ts";
+import { encodeValue, entryValue } from "./codec.ts";
 import { DependencyIndex } from "./deps/index.ts";
 import {
   type InvalidationPolicy,
@@ -20,12 +21,23 @@ import {
 import type { CacheEntry } from "./entry.ts";
 import { badOption, EdgecacheError } from "./errors.ts";
 import { WriteFence } from "./fence.ts";
+import { Namespace, type NamespaceOptions } from "./namespace.ts";
 import { isNegative, NegativeQuota } from "./negative.ts";
+import { type KeyPattern, keyPattern } from "./pattern.ts";
 import { type ChangeSummary, RecentChanges } from "./recent-changes.ts";
 import { inChunks, PendingRemovals, REMOVE_CHUNK, yieldToLoop } from "./removal.ts";
 import { rateLimited } from "./report.ts";
 import { type CacheObserver, type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
-import { isEvicting, isListable, isMeasured, isSync, type Store, type SyncStore } from "./store.ts";
+import {
+  isClosable,
+  isEvicting,
+  isListable,
+  isMeasured,
+  isSync,
+  type Store,
+  type SyncStore,
+} from "./store.ts";
+import { type WarmOptions, type WarmResult, warm } from "./warm.ts";
 
 const HOUR = 3_600_000;
 const SWEEP_EVERY = 4096;
@@ -82,6 +94,15 @@ export interface CacheOptions {
   logger?: { warn(message: string, error?: unknown): void };
   /** Told each read's tier and duration and each load's duration (latency histograms). */
   observer?: CacheObserver;
+  /**
+   * What each application event invalidates, named once: `emit(name, ...args)` runs the
+   * rule and invalidates what it returns.
+   *
+   * @example
+   * invalidateOn: { "content.update": (id) => ({ tags: [`content#${id}`], patterns: [`page:*:${id}`] }) }
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: an event's arguments are the application's own
+  invalidateOn?: Record<string, (...args: any[]) => InvalidateRequest>;
 }
 
 /** What a loader returns: the body and what it depends on. */
@@ -168,6 +189,8 @@ export interface InvalidateRequest {
   keys?: string[];
   prefix?: string;
   tags?: string[];
+  /** Key globs: `*` any run of characters, `?` one (`content:*:123:*`). */
+  patterns?: string[];
 }
 
 /**
@@ -230,6 +253,7 @@ export class Cache {
   /** Tiers whose holding keeps a registration (a bit per tier): the first, and evicting ones. */
   #tracked = 1;
   #negative: NegativeQuota;
+  #rules: NonNullable<CacheOptions["invalidateOn"]>;
 
   constructor(options: CacheOptions) {
     const c = "cache";
@@ -251,6 +275,14 @@ export class Cache {
     if (!Number.isSafeInteger(maxNegative) || maxNegative < 1) {
       badOption(c, "notFound.maxEntries", "a positive integer", maxNegative);
     }
+    const rules = options.invalidateOn ?? {};
+    if (typeof rules !== "object" || rules === null) {
+      badOption(c, "invalidateOn", "an object of functions", rules);
+    }
+    for (const [name, rule] of Object.entries(rules)) {
+      if (typeof rule !== "function") badOption(c, `invalidateOn.${name}`, "a function", rule);
+    }
+    this.#rules = rules;
     this.#negative = new NegativeQuota(maxNegative);
     this.tiers = options.tiers;
     this.#ttl = ttl;
@@ -331,8 +363,9 @@ export class Cache {
     }
     if (!this.#log.trusted()) return undefined;
     const started = this.#observer ? performance.now() : 0;
-    const entry = this.#front.peek(key);
-    if (!entry || entry.freshUntil <= this.#now()) return undefined;
+    const now = this.#now();
+    const entry = this.#front.peek(key, now);
+    if (!entry || entry.freshUntil <= now) return undefined;
     this.#tierStats[0]!.hits++;
     this.#observer?.read(this.tiers[0]!.name, (performance.now() - started) / 1000);
     if (options?.count !== false) this.countRead(key, "hit");
@@ -494,13 +527,19 @@ export class Cache {
     load: () => T | Promise<T>,
     options: JsonOptions = {},
   ): Promise<T> {
-    const { entry } = await this.resolve(key, async () => jsonInit(await load(), options));
-    return jsonValue(entry);
+    // The hit path: this node's memory, synchronously, and the value decoded once per entry.
+    const hit = this.peek(key);
+    if (hit) return entryValue<T>(hit);
+    checkValueOptions(options);
+    const { entry } = await this.resolve(key, async () => valueInit(key, await load(), options));
+    return entryValue<T>(entry);
   }
 
   async get<T>(key: string): Promise<T | undefined> {
+    const hit = this.peek(key);
+    if (hit) return entryValue<T>(hit);
     const entry = await this.getEntry(key);
-    return entry ? jsonValue(entry) : undefined;
+    return entry ? entryValue<T>(entry) : undefined;
   }
 
   /**
@@ -509,13 +548,80 @@ export class Cache {
    * node, applied meanwhile, wins on every node.
    */
   async set(key: string, value: unknown, options: JsonOptions = {}): Promise<void> {
+    checkValueOptions(options);
+    const init = valueInit(key, value, options);
     const { seq } = await this.#append([{ keys: [key] }]);
     const at = this.#fence.position;
-    await this.storeLoaded(key, jsonInit(value, options), { log: at.log, seq });
+    await this.storeLoaded(key, init, { log: at.log, seq });
+  }
+
+  /**
+   * A view of this cache with its own keys, tags and defaults, cleared in O(1); see Namespace.
+   *
+   * @example
+   * const content = cache.namespace("content", { ttl: 60_000 });
+   * await content.clear(); // on deploy
+   */
+  namespace(name: string, options?: NamespaceOptions): Namespace {
+    return new Namespace(this, name, options);
   }
 
   async delete(key: string): Promise<boolean> {
     return (await this.invalidate({ keys: [key] })) > 0;
+  }
+
+  /**
+   * Loads `keys` that are not cached yet (all of them with `refresh`), `concurrency` at a
+   * time, reporting progress; failures are counted in the result, not thrown. See `warm`.
+   *
+   * @example
+   * await cache.warm(["page:home", "page:about"], (key) => cms.page(key), { concurrency: 8 });
+   */
+  warm<T>(
+    keys: Iterable<string>,
+    load: (key: string) => T | Promise<T>,
+    options?: WarmOptions,
+  ): Promise<WarmResult> {
+    return warm(this, keys, load, options);
+  }
+
+  /** Values of several keys, in order (undefined where none is cached). */
+  async getMany<T>(keys: readonly string[]): Promise<(T | undefined)[]> {
+    return Promise.all(keys.map((key) => this.get<T>(key)));
+  }
+
+  /**
+   * Sets several values under one change-log record: other nodes drop their copies of all
+   * of them at once. Every value is checked before anything is written.
+   */
+  async setMany(items: readonly ({ key: string; value: unknown } & JsonOptions)[]): Promise<void> {
+    const inits = items.map(({ key, value, ...options }) => {
+      checkValueOptions(options);
+      return { key, init: valueInit(key, value, options) };
+    });
+    if (inits.length === 0) return;
+    const { seq } = await this.#append([{ keys: inits.map((i) => i.key) }]);
+    const at = { log: this.#fence.position.log, seq };
+    await Promise.all(inits.map(({ key, init }) => this.storeLoaded(key, init, at)));
+  }
+
+  /** Deletes several keys in one record, each tier deleting them in one call; how many existed. */
+  async deleteMany(keys: readonly string[]): Promise<number> {
+    return this.invalidate({ keys: [...keys] });
+  }
+
+  /**
+   * Invalidates what the `invalidateOn` rule for `event` returns for `args`; how many
+   * entries existed here. An event without a rule is an error (a misspelt name would
+   * otherwise invalidate nothing, silently).
+   */
+  async emit(event: string, ...args: unknown[]): Promise<number> {
+    const rule = Object.hasOwn(this.#rules, event) ? this.#rules[event] : undefined;
+    if (!rule) {
+      const known = Object.keys(this.#rules).join(", ") || "none";
+      badOption("cache", "event", `an event named in invalidateOn (${known})`, event);
+    }
+    return this.invalidate(rule(...args));
   }
 
   /**
@@ -527,6 +633,7 @@ export class Cache {
     if (request.keys?.length) ops.push({ keys: [...request.keys] });
     if (request.tags?.length) ops.push({ tags: [...request.tags] });
     if (request.prefix !== undefined) ops.push({ prefix: request.prefix });
+    for (const pattern of request.patterns ?? []) ops.push({ pattern });
     if (ops.length === 0) return 0;
     return (await this.#append(ops)).removed;
   }
@@ -613,6 +720,21 @@ export class Cache {
     }
   }
 
+  /**
+   * Waits for background work, then closes the change log and every tier that holds
+   * resources (SQLite handles, Redis connections the stores opened). The cache is not used
+   * after this.
+   */
+  async close(): Promise<void> {
+    await this.drain();
+    await this.#log.close();
+    await Promise.all(
+      this.tiers.map((tier, i) =>
+        isClosable(tier) ? tier.close().catch((err) => this.#fault(i, "close", err)) : undefined,
+      ),
+    );
+  }
+
   stats(): CacheStats {
     const now = this.#now();
     this.index.sweep(now);
@@ -679,7 +801,7 @@ export class Cache {
     const schema = this.#planSchema();
     const keys = new Set<string>();
     const events: WriteEvent[] = [];
-    const prefixes: string[] = [];
+    const prefixes: KeyPattern[] = [];
     let fallback = false;
     const rules: PlanRules = { row: 0, predicate: 0, window: 0, table: 0 };
     const named: NonNullable<ChangeSummary["named"]> = {};
@@ -698,9 +820,11 @@ export class Cache {
         for (const tag of op.tags) for (const k of this.index.keysForTag(tag)) keys.add(k);
         named.tags = [...(named.tags ?? []), ...op.tags];
       } else {
-        named.prefix = [...(named.prefix ?? []), op.prefix];
-        for (const k of this.index.keys(op.prefix)) keys.add(k);
-        prefixes.push(op.prefix);
+        const match = "pattern" in op ? keyPattern(op.pattern) : undefined;
+        const prefix = match?.prefix ?? (op as { prefix: string }).prefix;
+        named.prefix = [...(named.prefix ?? []), "pattern" in op ? op.pattern : prefix];
+        for (const k of this.index.keys(prefix)) if (!match || match.test(k)) keys.add(k);
+        prefixes.push(match ?? { prefix, test: () => true });
       }
     }
     // Patches are computed now, from what the first tier holds before the removal below;
@@ -725,8 +849,8 @@ export class Cache {
     const removing = this.#remove(keys);
     // Tiers may hold keys the index never saw (another process wrote them): list them too.
     const unindexed = new Set<string>();
-    for (const prefix of prefixes)
-      for (const k of await this.#unindexed(prefix, keys)) unindexed.add(k);
+    for (const { prefix, test } of prefixes)
+      for (const k of await this.#unindexed(prefix, keys)) if (test(k)) unindexed.add(k);
     let removed = await removing;
     removed += await this.#remove(unindexed);
     let patched = 0;
@@ -1100,22 +1224,30 @@ export class Cache {
   }
 }
 
-/** Options of the JSON helpers (get, set, getOrSet). */
+/** Options of the value helpers (get, set, getOrSet). */
 export interface JsonOptions {
+  /** ms; the cache's default otherwise. */
   ttl?: number;
   staleWhileRevalidate?: number;
   tags?: string[];
 }
 
-const JSON_TYPE = { "content-type": "application/json" };
-const decoder = new TextDecoder();
-
-function jsonInit(value: unknown, options: JsonOptions): EntryInit {
-  return { ...options, body: JSON.stringify(value ?? null), headers: JSON_TYPE };
+function checkValueOptions(options: JsonOptions): void {
+  const c = "cache";
+  if (typeof options !== "object" || options === null)
+    badOption(c, "options", "an object", options);
+  const { ttl, staleWhileRevalidate: swr, tags } = options;
+  if (ttl !== undefined && !(ttl > 0)) badOption(c, "ttl", "a positive number of ms", ttl);
+  if (swr !== undefined && !(swr >= 0)) {
+    badOption(c, "staleWhileRevalidate", "a number of ms >= 0", swr);
+  }
+  if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === "string"))) {
+    badOption(c, "tags", "an array of strings", tags);
+  }
 }
 
-function jsonValue<T>(entry: CacheEntry): T {
-  return JSON.parse(decoder.decode(entry.body)) as T;
+function valueInit(key: string, value: unknown, options: JsonOptions): EntryInit {
+  return { ...options, ...encodeValue(key, value) };
 }
 
 export function createCache(options: CacheOptions): Cache {

@@ -12,7 +12,9 @@ export type ChangeOp =
   | { event: WriteEvent }
   | { keys: readonly string[] }
   | { prefix: string }
-  | { tags: readonly string[] };
+  | { tags: readonly string[] }
+  /** A glob over keys (see pattern.ts). */
+  | { pattern: string };
 
 /** What one append wrote: the changes of one write, under one gap-free sequence number. */
 export interface ChangeRecord {

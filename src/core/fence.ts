@@ -9,6 +9,7 @@ import {
 } from "./change-log.ts";
 import type { DependencyLookup, InvalidationPolicy, WriteEvent } from "./deps/planner.ts";
 import type { CacheEntry } from "./entry.ts";
+import { keyPattern } from "./pattern.ts";
 
 /** Whether a write event changes `entry` (planned against that entry alone). */
 export type Affects = (event: WriteEvent, single: DependencyLookup) => boolean;
@@ -92,6 +93,7 @@ export class WriteFence {
       if ("keys" in op && op.keys.includes(key)) return true;
       if ("prefix" in op && key.startsWith(op.prefix)) return true;
       if ("tags" in op && op.tags.some((t) => tags.has(t))) return true;
+      if ("pattern" in op && keyPattern(op.pattern).test(key)) return true;
       if ("event" in op && readsOf(op.event.table) && this.#affects(op.event, single)) return true;
     }
     return false;

@@ -22,7 +22,12 @@ export interface ListableStore extends Store {
 
 /** A store that can answer synchronously (the memory tier): used on the hit fast path. */
 export interface SyncStore extends Store {
-  peek(key: string): CacheEntry | undefined;
+  /**
+   * `now`, when given, is the caller's clock reading (epoch ms), used for expiry instead of
+   * a read of the store's own clock: a clock read costs as much as the lookup on some
+   * machines, and the hit path has already made one.
+   */
+  peek(key: string, now?: number): CacheEntry | undefined;
 }
 
 /** A store that reports its own size. */

@@ -77,10 +77,10 @@ export function memoryStore(
     },
   });
 
-  function peek(key: string): CacheEntry | undefined {
+  function peek(key: string, at?: number): CacheEntry | undefined {
     const slot = lru.get(key);
     if (slot === undefined) return undefined;
-    if (now() >= slot.expiresAt) {
+    if ((at ?? now()) >= slot.expiresAt) {
       lru.delete(key);
       return undefined;
     }

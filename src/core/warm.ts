@@ -1,0 +1,70 @@
+import type { Cache, JsonOptions } from "./cache.ts";
+import { badOption } from "./errors.ts";
+
+export interface WarmOptions extends JsonOptions {
+  /** Loads at once (4). */
+  concurrency?: number;
+  /** Loads keys already cached too, replacing their values (false: only missing keys). */
+  refresh?: boolean;
+  /** Called after each key, loaded or failed. */
+  onProgress?: (progress: WarmProgress) => void;
+}
+
+export interface WarmProgress {
+  done: number;
+  total: number;
+  failed: number;
+  /** The key just finished, and its error if it failed. */
+  key: string;
+  error?: unknown;
+}
+
+export interface WarmResult {
+  loaded: number;
+  failed: { key: string; error: unknown }[];
+}
+
+/**
+ * Loads `keys` into the cache, `concurrency` at a time. A key whose load fails is counted
+ * and reported, not thrown: one bad row must not stop a deploy's warm-up.
+ *
+ * @example
+ * await warm(cache, ["page:home", "page:about"], (key) => cms.page(key.slice(5)), {
+ *   concurrency: 8,
+ *   onProgress: ({ done, total }) => console.log(`${done}/${total}`),
+ * });
+ */
+export async function warm<T>(
+  cache: Cache,
+  keys: Iterable<string>,
+  load: (key: string) => T | Promise<T>,
+  options: WarmOptions = {},
+): Promise<WarmResult> {
+  const { concurrency = 4, refresh = false, onProgress, ...valueOptions } = options;
+  if (!(Number.isSafeInteger(concurrency) && concurrency > 0)) {
+    badOption("warm", "concurrency", "a positive integer", concurrency);
+  }
+  if (typeof load !== "function") badOption("warm", "load", "a function", load);
+  const list = [...keys];
+  const result: WarmResult = { loaded: 0, failed: [] };
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    while (next < list.length) {
+      const key = list[next++]!;
+      let error: unknown;
+      try {
+        if (refresh) await cache.set(key, await load(key), valueOptions);
+        else await cache.getOrSet(key, () => load(key), valueOptions);
+        result.loaded++;
+      } catch (err) {
+        error = err;
+        result.failed.push({ key, error: err });
+      }
+      done++;
+      onProgress?.({ done, total: list.length, failed: result.failed.length, key, error });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, worker));
+  return result;
+}
