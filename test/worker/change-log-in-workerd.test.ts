@@ -68,7 +68,7 @@ describe("the Durable Object change log, strict mode", () => {
     const before = await call<{ seq: number; log: string }>("strict-a", "/position");
     await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        call("strict-" + (i % 2 ? "a" : "b"), `/write?id=w${i}&old=x&name=y`),
+        call(`strict-${i % 2 ? "a" : "b"}`, `/write?id=w${i}&old=x&name=y`),
       ),
     );
     const a = await call<{ seq: number; log: string }>("strict-a", "/position");

@@ -441,3 +441,8 @@ export class ChangeLogObject {
 
 /** The longest lease the object grants, whatever an isolate asks. */
 export const MAX_LEASE_MS = 30_000;
+
+/** An isolate's view of the log in the `ChangeLogObject` named `options.name`. */
+export function durableChangeLog(options: DurableChangeLogOptions): DurableChangeLog {
+  return new DurableChangeLog(options);
+}
