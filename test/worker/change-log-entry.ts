@@ -5,11 +5,21 @@ import type { DurableObjectNamespaceLike } from "../../src/adapter/cloudflare/ch
 import { ChangeLogObject, DurableChangeLog } from "../../src/adapter/cloudflare/change-log.ts";
 import { createCache } from "../../src/core/cache.ts";
 import { planSchemaOf, rowTag } from "../../src/core/deps/planner.ts";
+import type { KvNamespaceLike } from "../../src/stores/kv.ts";
+import { kvStore } from "../../src/stores/kv.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 export { ChangeLogObject };
 
-type Env = { LOG: DurableObjectNamespaceLike; MODE: "strict" | "lease"; LEASE_MS: string };
+type Env = {
+  LOG: DurableObjectNamespaceLike;
+  MODE: "strict" | "lease";
+  LEASE_MS: string;
+  /** When bound, KV is a second tier shared by every isolate. */
+  CACHE?: KvNamespaceLike;
+  /** The log's object name; default the mode. */
+  LOG_NAME?: string;
+};
 
 let isolate: { log: DurableChangeLog; cache: ReturnType<typeof createCache> } | undefined;
 
@@ -17,11 +27,13 @@ function setUp(env: Env) {
   if (isolate) return isolate;
   const log = new DurableChangeLog({
     namespace: env.LOG,
-    name: env.MODE,
+    name: env.LOG_NAME ?? env.MODE,
     mode: env.MODE,
     leaseMs: Number(env.LEASE_MS),
   });
-  const cache = createCache({ tiers: [memoryStore({ maxBytes: 1_000_000 })], log });
+  const memory = memoryStore({ maxBytes: 1_000_000 });
+  const tiers = env.CACHE ? [memory, kvStore({ namespace: env.CACHE })] : [memory];
+  const cache = createCache({ tiers, log });
   cache.setSchema(
     planSchemaOf({
       tables: new Map([["users", { name: "users", primaryKey: "id", columns: [] }]]),

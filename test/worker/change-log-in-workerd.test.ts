@@ -11,12 +11,13 @@ const LEASE_MS = 1000;
 
 beforeAll(async () => {
   const script = await bundle(new URL("./change-log-entry.ts", import.meta.url));
-  const worker = (name: string, mode: string) => ({
+  const worker = (name: string, mode: string, kv = false) => ({
     name,
     modules: true,
     script,
     compatibilityDate: COMPATIBILITY_DATE,
-    bindings: { MODE: mode, LEASE_MS: String(LEASE_MS) },
+    bindings: { MODE: mode, LEASE_MS: String(LEASE_MS), ...(kv ? { LOG_NAME: "kv" } : {}) },
+    ...(kv ? { kvNamespaces: { CACHE: "shared-kv" } } : {}),
     durableObjects: { LOG: { className: "ChangeLogObject", scriptName: "strict-a" } },
   });
   mf = new Miniflare({
@@ -25,6 +26,9 @@ beforeAll(async () => {
       worker("strict-b", "strict"),
       worker("lease-a", "lease"),
       worker("lease-b", "lease"),
+      worker("kv-a", "strict", true),
+      worker("kv-b", "strict", true),
+      worker("kv-c", "strict", true),
     ],
   });
   await mf.ready;
@@ -110,5 +114,28 @@ describe("the Durable Object change log, lease mode", () => {
     }
     await writing;
     expect((await call<Read>("lease-b", "/read?id=2&name=Bea")).value.name).toBe("Bea");
+  });
+});
+
+describe("KV behind the Durable Object log", () => {
+  it("an entry another isolate left in KV before a write is not served after it", async () => {
+    // kv-b loads the row and stores it in its memory and in KV.
+    expect(await call<Read>("kv-b", "/read?id=3&name=Ann")).toMatchObject({ loaded: true });
+    // kv-a writes; kv-a never cached the key, so nobody deletes it from KV yet (kv-b
+    // would on its next request).
+    await call("kv-a", "/write?id=3&old=Ann&name=Bea");
+    // kv-c has nothing in memory: KV still holds Ann, older than the write it synced.
+    expect(await call<Read>("kv-c", "/read?id=3&name=Bea")).toMatchObject({
+      value: { name: "Bea" },
+      loaded: true,
+    });
+  });
+
+  it("an entry in KV from before no write is served to another isolate without a load", async () => {
+    expect(await call<Read>("kv-b", "/read?id=4&name=Cy")).toMatchObject({ loaded: true });
+    expect(await call<Read>("kv-c", "/read?id=4&name=ignored")).toMatchObject({
+      value: { name: "Cy" },
+      loaded: false,
+    });
   });
 });
