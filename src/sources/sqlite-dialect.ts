@@ -168,8 +168,9 @@ export function compileFilter(
       throw badQuery(COMPONENT, `${column.name}: a prefix (value*) needs a text or date column`);
     }
     if (value.includes("\0")) {
-      // GLOB reads its pattern as a C string and would stop at the NUL: compare UTF-8 bytes.
-      const bytes = Buffer.from(value, "utf8");
+      // GLOB reads its pattern as a C string and would stop at the NUL: compare UTF-8 bytes
+      // (a Uint8Array, which both drivers bind as a BLOB; workerd has no Buffer).
+      const bytes = new TextEncoder().encode(value);
       return {
         sql: `typeof(${quote(column.name)}) = 'text' AND substr(CAST(${quote(column.name)} AS BLOB), 1, ?) = ?`,
         values: [bytes.length, bytes],

@@ -96,7 +96,7 @@ describe("the D1 source inside workerd", () => {
       fc.record({
         column,
         op: fc.constant("prefix" as const),
-        value: fc.constantFrom("L", "2024-0", "1", "a*", ""),
+        value: fc.constantFrom("L", "2024-0", "1", "a*", "", "a\0"),
       }),
     );
     const query: fc.Arbitrary<ListQuery> = fc.record({
@@ -117,6 +117,16 @@ describe("the D1 source inside workerd", () => {
       }),
       { numRuns: 40 },
     );
+  });
+
+  it("a prefix with a NUL character compares bytes, inside workerd too (no Node Buffer)", async () => {
+    const query: ListQuery = {
+      filters: [{ column: "email", op: "prefix", value: "a\0" }],
+      sort: [{ column: "id", desc: false }],
+      limit: 10,
+      offset: 0,
+    };
+    expect(await d1("list", "users", query)).toEqual(await sqlite("list", "users", query));
   });
 
   it("gets a row by key, with its orders through the view, and nothing for a missing key", async () => {
