@@ -18,6 +18,7 @@ import {
   planWrite,
   type WriteEvent,
 } from "./deps/planner.ts";
+import { sha256Hex } from "./digest.ts";
 import type { CacheEntry } from "./entry.ts";
 import { badOption, EdgecacheError } from "./errors.ts";
 import { WriteFence } from "./fence.ts";
@@ -1256,8 +1257,5 @@ export function createCache(options: CacheOptions): Cache {
 
 /** A strong ETag from the body's SHA-256 (RFC 9110 8.8.3: same bytes, same tag). */
 export async function strongEtag(body: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body));
-  let hex = "";
-  for (let i = 0; i < 12; i++) hex += digest[i]!.toString(16).padStart(2, "0");
-  return `"${hex}"`;
+  return `"${(await sha256Hex(body)).slice(0, 24)}"`;
 }

@@ -1,4 +1,5 @@
 import CachePolicy from "http-cache-semantics";
+import { sha256Hex } from "./digest.ts";
 
 /**
  * HTTP caching as a shared cache (RFC 9111), for the proxy. `http-cache-semantics` decides
@@ -499,19 +500,11 @@ export async function variantSuffixAsync(
   let out = " vary:";
   for (const name of names) {
     const part =
-      varyPart(name, get) ?? varyPart(name, get, await sha256(normalizeVaried(name, get(name)!)));
+      varyPart(name, get) ??
+      varyPart(name, get, await sha256Hex(normalizeVaried(name, get(name)!)));
     out += part;
   }
   return out;
-}
-
-async function sha256(value: string): Promise<string> {
-  const digest = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(value)),
-  );
-  let hex = "";
-  for (const byte of digest) hex += byte.toString(16).padStart(2, "0");
-  return hex;
 }
 
 /**

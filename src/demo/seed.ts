@@ -14,7 +14,8 @@ export const demoViews: ViewInfo[] = [
 /** The insert's time in the seeded rows' format (isoSeconds): a row need not say when. */
 const NOW = "(strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))";
 
-const SCHEMA = `
+/** The demo tables in SQLite (better-sqlite3 and D1 alike). */
+export const DEMO_SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
   id TEXT PRIMARY KEY,
   firstName TEXT NOT NULL,
@@ -82,7 +83,7 @@ const SPAN_MS = Date.UTC(2026, 0, 1) - START; // two years
  */
 export function seedDemo(db: Database.Database, options: DemoOptions = {}): void {
   const size = demoSize(options);
-  db.exec(SCHEMA);
+  db.exec(DEMO_SCHEMA);
   if (isSeeded(db)) return;
   const rows = demoRows(size);
   const insertUser = db.prepare(

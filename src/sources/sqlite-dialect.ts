@@ -1,16 +1,24 @@
+import type { WriteEvent } from "../core/deps/planner.ts";
 import { EdgecacheError, type ErrorCode } from "../core/errors.ts";
-import type { ColumnKind, Filter, Row, SortKey } from "../core/query.ts";
+import type { ColumnKind, Filter, JoinInfo, ListQuery, Row, SortKey } from "../core/query.ts";
 import {
   badBody,
   badQuery,
   COMPARISONS,
+  coerceBody,
+  type ForeignKey,
   filterValue,
+  isWindowNumber,
   NUMERIC_STRING,
   orderBy,
   quote,
+  requireValues,
   type SqlColumn,
   type SqlTable,
+  tableInfo,
+  withoutKey,
 } from "./sql.ts";
+import { isCaptureTrigger } from "./sqlite-capture.ts";
 
 /**
  * SQLite's dialect, whatever the driver (better-sqlite3 here, D1 on Workers): how
@@ -160,8 +168,9 @@ export function compileFilter(
       throw badQuery(COMPONENT, `${column.name}: a prefix (value*) needs a text or date column`);
     }
     if (value.includes("\0")) {
-      // GLOB reads its pattern as a C string and would stop at the NUL: compare UTF-8 bytes.
-      const bytes = Buffer.from(value, "utf8");
+      // GLOB reads its pattern as a C string and would stop at the NUL: compare UTF-8 bytes
+      // (a Uint8Array, which both drivers bind as a BLOB; workerd has no Buffer).
+      const bytes = new TextEncoder().encode(value);
       return {
         sql: `typeof(${quote(column.name)}) = 'text' AND substr(CAST(${quote(column.name)} AS BLOB), 1, ?) = ?`,
         values: [bytes.length, bytes],
@@ -220,4 +229,214 @@ export function checkStored(table: TableMeta, given: Map<string, unknown>, row: 
       );
     }
   }
+}
+
+/**
+ * Statements and pure steps both SQLite drivers share (better-sqlite3 synchronously, D1
+ * asynchronously): schema discovery, SELECTs, and which tables a write may change beyond
+ * its own rows.
+ */
+export const TABLE_LIST_SQL =
+  "SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type = 'table' ORDER BY name";
+export const TABLE_INFO_SQL =
+  "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?, 'main') ORDER BY cid";
+export const FOREIGN_KEY_LIST_SQL =
+  'SELECT "table", "from", "to", on_delete, on_update FROM pragma_foreign_key_list(?)';
+export const TRIGGERS_SQL =
+  "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?";
+export const TABLE_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?";
+
+export interface TableInfoRow {
+  name: string;
+  type: string;
+  notnull: number;
+  dflt_value: string | null;
+  pk: number;
+}
+
+export interface ForeignKeyRow {
+  table: string;
+  from: string;
+  to: string | null;
+  on_delete: string;
+  on_update: string;
+}
+
+/**
+ * A discovered table from `pragma_table_info`, or undefined when it has no single-column
+ * primary key (the data API cannot address its rows). `wr` is pragma_table_list's
+ * WITHOUT ROWID flag.
+ */
+export function tableMeta(
+  source: string,
+  name: string,
+  wr: number,
+  rows: TableInfoRow[],
+): TableMeta | undefined {
+  const keys = rows.filter((r) => r.pk > 0);
+  if (keys.length !== 1) return undefined;
+  const columns = new Map<string, ColumnMeta>();
+  for (const r of rows) {
+    columns.set(r.name, {
+      name: r.name,
+      kind: columnKind(r.type),
+      nullable: r.notnull === 0 && r.pk === 0,
+      affinity: columnAffinity(r.type),
+      defaultSql: r.dflt_value,
+    });
+  }
+  const pk = columns.get(keys[0]!.name)!;
+  const info = tableInfo(name, columns.values(), pk);
+  const rowidAlias = wr === 0 && keys[0]!.type.toUpperCase() === "INTEGER";
+  return { source, info, columns, pk, rowidAlias };
+}
+
+/** Foreign keys by parent table, from each child's `pragma_foreign_key_list` rows. */
+export function foreignKeysByParent(
+  tables: Map<string, TableMeta>,
+  rowsOf: Map<string, ForeignKeyRow[]>,
+): Map<string, ForeignKey[]> {
+  const fks = new Map<string, ForeignKey[]>();
+  for (const [child, rows] of rowsOf) {
+    for (const r of rows) {
+      const parent = tables.get(r.table);
+      if (!parent) continue;
+      const entry = {
+        table: child,
+        from: r.from,
+        to: r.to ?? parent.pk.name,
+        onDelete: r.on_delete.toUpperCase(),
+        onUpdate: r.on_update.toUpperCase(),
+      };
+      fks.set(r.table, [...(fks.get(r.table) ?? []), entry]);
+    }
+  }
+  return fks;
+}
+
+/** The SELECT of a list query: filters, total order, window. */
+export function selectSql(
+  source: string,
+  table: TableMeta,
+  query: ListQuery,
+): { sql: string; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  for (const filter of query.filters) {
+    const { sql, values } = compileFilter(table, filter);
+    where.push(sql);
+    params.push(...values);
+  }
+  if (!isWindowNumber(query.limit)) throw badQuery(source, `limit must be a non-negative integer`);
+  if (!isWindowNumber(query.offset)) {
+    throw badQuery(source, `offset must be a non-negative integer`);
+  }
+  params.push(query.limit, query.offset);
+  const sql =
+    `SELECT * FROM ${quote(table.info.name)}` +
+    (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
+    ` ORDER BY ${compileSort(table, query.sort)} LIMIT ? OFFSET ?`;
+  return { sql, params };
+}
+
+/** The SELECT of a view join's child rows for `count` parent keys, ordered by the child's key. */
+export function childrenSql(child: TableMeta, join: JoinInfo, count: number): string {
+  return (
+    `SELECT * FROM ${quote(child.info.name)} WHERE ${quote(join.foreignKey)}` +
+    ` IN (${Array.from({ length: count }, () => "?").join(", ")}) ORDER BY ${quote(child.pk.name)}`
+  );
+}
+
+/**
+ * Tables a write may change without telling us which rows: SQLite triggers (which can
+ * only name their target tables literally, so a name search finds them all), ON UPDATE
+ * actions of foreign keys, and ON CONFLICT REPLACE, which deletes conflicting rows.
+ */
+export function affectedTables(
+  table: string,
+  op: WriteEvent["op"],
+  triggers: { name: string; sql: string | null }[],
+  tableNames: Iterable<string>,
+  foreignKeysTo: ForeignKey[],
+  tableSql: string | null | undefined,
+): Set<string> {
+  const out = new Set<string>();
+  const names = [...tableNames];
+  for (const { name: trigger, sql } of triggers) {
+    if (isCaptureTrigger(trigger)) continue; // capture's own: they write only its table
+    for (const name of names) {
+      const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      if (new RegExp(`(^|[^\\w])${escaped}($|[^\\w])`, "i").test(sql ?? "")) out.add(name);
+    }
+  }
+  if (op === "update") {
+    for (const fk of foreignKeysTo) {
+      if (!["NO ACTION", "RESTRICT"].includes(fk.onUpdate)) out.add(fk.table);
+    }
+  }
+  if (op !== "delete" && /ON\s+CONFLICT\s+REPLACE/i.test(tableSql ?? "")) out.add(table);
+  return out;
+}
+
+/**
+ * The INSERT ... RETURNING of a body: a text key is assigned a UUID when absent, an
+ * integer rowid alias is left to SQLite, any other key is required.
+ */
+export function insertStatement(
+  table: TableMeta,
+  values: Row,
+): { sql: string; params: unknown[]; given: Map<string, unknown> } {
+  const given = coerceBody(table, values);
+  const pk = table.pk;
+  if (given.get(pk.name) === null) given.delete(pk.name); // null key means "assign one"
+  if (!given.has(pk.name)) {
+    if (pk.kind === "text") given.set(pk.name, crypto.randomUUID());
+    else if (!table.rowidAlias) {
+      throw badBody(table.source, `column "${pk.name}" (primary key) is required`);
+    }
+  }
+  requireValues(table, given);
+  const name = quote(table.info.name);
+  const names = [...given.keys()];
+  const sql =
+    names.length === 0
+      ? `INSERT INTO ${name} DEFAULT VALUES RETURNING *`
+      : `INSERT INTO ${name} (${names.map(quote).join(", ")}) VALUES (${names.map(() => "?").join(", ")}) RETURNING *`;
+  return { sql, params: [...given.values()], given };
+}
+
+/** SET clauses of a PATCH: the given columns only. */
+export function updateAssignments(
+  table: TableMeta,
+  id: string | number,
+  values: Row,
+): { assignments: string[]; params: unknown[]; given: Map<string, unknown> } {
+  const given = withoutKey(table, id, coerceBody(table, values));
+  const assignments = [...given.keys()].map((name) => `${quote(name)} = ?`);
+  return { assignments, params: [...given.values()], given };
+}
+
+/** SET clauses of a PUT: every non-key column, missing ones to their default or NULL. */
+export function replaceAssignments(
+  table: TableMeta,
+  id: string | number,
+  values: Row,
+): { assignments: string[]; params: unknown[]; given: Map<string, unknown> } {
+  const given = withoutKey(table, id, coerceBody(table, values));
+  requireValues(table, given);
+  const assignments: string[] = [];
+  const params: unknown[] = [];
+  for (const column of table.columns.values()) {
+    if (column === table.pk) continue;
+    if (given.has(column.name)) {
+      assignments.push(`${quote(column.name)} = ?`);
+      params.push(given.get(column.name));
+    } else if (column.defaultSql !== null) {
+      // The default is SQL from the database's own schema, never from a client.
+      assignments.push(`${quote(column.name)} = (${column.defaultSql})`);
+    } else {
+      assignments.push(`${quote(column.name)} = NULL`); // nullable: requireValues said so
+    }
+  }
+  return { assignments, params, given };
 }

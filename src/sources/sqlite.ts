@@ -6,39 +6,42 @@ import type { ListQuery, Resource, Row, Schema, ViewInfo } from "../core/query.t
 import type { DeleteResult, Source, WriteOptions, WriteResult } from "./source.ts";
 import {
   attachChildren,
-  badQuery,
   checkViews,
-  coerceBody,
   coerceId,
   type ForeignKey,
-  isWindowNumber,
   joinKeyChunks,
   quote,
-  requireValues,
-  tableInfo,
   validateViewsOption,
-  withoutKey,
 } from "./sql.ts";
 import {
   CAPTURE_PREFIX,
   installSqliteCapture,
-  isCaptureTrigger,
   ownChanges,
   sqliteCaptureFeed,
   sqliteCaptureStatus,
   uninstallSqliteCapture,
 } from "./sqlite-capture.ts";
 import {
-  type ColumnMeta,
+  affectedTables,
   checkStored,
-  columnAffinity,
-  columnKind,
-  compileFilter,
-  compileSort,
+  childrenSql,
+  FOREIGN_KEY_LIST_SQL,
+  type ForeignKeyRow,
+  foreignKeysByParent,
+  insertStatement,
   isBusy,
   keyMatch,
+  replaceAssignments,
+  selectSql,
+  TABLE_INFO_SQL,
+  TABLE_LIST_SQL,
+  TABLE_SQL,
+  type TableInfoRow,
   type TableMeta,
+  TRIGGERS_SQL,
+  tableMeta,
   toEdgecacheError,
+  updateAssignments,
 } from "./sqlite-dialect.ts";
 
 const COMPONENT = "sqlite";
@@ -181,27 +184,9 @@ class SqliteSource implements Source, CapturingSource {
   async insert(table: string, values: Row, options?: WriteOptions): Promise<Row> {
     return guardAsync(() => {
       const meta = this.#writable(table);
-      const given = coerceBody(meta, values);
-      const pk = meta.pk;
-      if (given.get(pk.name) === null) given.delete(pk.name); // null key means "assign one"
-      if (!given.has(pk.name)) {
-        if (pk.kind === "text") given.set(pk.name, crypto.randomUUID());
-        else if (!meta.rowidAlias) {
-          throw new EdgecacheError(
-            "E_BAD_BODY",
-            COMPONENT,
-            `column "${pk.name}" (primary key) is required`,
-          );
-        }
-      }
-      requireValues(meta, given);
-      const names = [...given.keys()];
-      const sql =
-        names.length === 0
-          ? `INSERT INTO ${quote(table)} DEFAULT VALUES RETURNING *`
-          : `INSERT INTO ${quote(table)} (${names.map(quote).join(", ")}) VALUES (${names.map(() => "?").join(", ")}) RETURNING *`;
+      const { sql, params, given } = insertStatement(meta, values);
       return this.#locked(options, () => {
-        const row = this.#statement(sql).get([...given.values()]) as Row;
+        const row = this.#statement(sql).get(params) as Row;
         checkStored(meta, given, row);
         return row;
       });
@@ -216,9 +201,8 @@ class SqliteSource implements Source, CapturingSource {
   ): Promise<WriteResult | undefined> {
     return guardAsync(() => {
       const meta = this.#writable(table);
-      const given = withoutKey(meta, id, coerceBody(meta, values));
-      const assignments = [...given.keys()].map((name) => `${quote(name)} = ?`);
-      return this.#write(meta, id, assignments, [...given.values()], given, options);
+      const { assignments, params, given } = updateAssignments(meta, id, values);
+      return this.#write(meta, id, assignments, params, given, options);
     });
   }
 
@@ -230,22 +214,7 @@ class SqliteSource implements Source, CapturingSource {
   ): Promise<WriteResult | undefined> {
     return guardAsync(() => {
       const meta = this.#writable(table);
-      const given = withoutKey(meta, id, coerceBody(meta, values));
-      requireValues(meta, given);
-      const assignments: string[] = [];
-      const params: unknown[] = [];
-      for (const column of meta.columns.values()) {
-        if (column === meta.pk) continue;
-        if (given.has(column.name)) {
-          assignments.push(`${quote(column.name)} = ?`);
-          params.push(given.get(column.name));
-        } else if (column.defaultSql !== null) {
-          // The default is SQL from the database's own schema, never from a client.
-          assignments.push(`${quote(column.name)} = (${column.defaultSql})`);
-        } else {
-          assignments.push(`${quote(column.name)} = NULL`); // nullable: requireValues said so
-        }
-      }
+      const { assignments, params, given } = replaceAssignments(meta, id, values);
       return this.#write(meta, id, assignments, params, given, options);
     });
   }
@@ -323,31 +292,10 @@ class SqliteSource implements Source, CapturingSource {
     this.#discover();
     let fks = this.#foreignKeys;
     if (!fks) {
-      fks = new Map();
-      const list = this.#db.prepare(
-        'SELECT "table", "from", "to", on_delete, on_update FROM pragma_foreign_key_list(?)',
-      );
-      for (const child of this.#tables.keys()) {
-        for (const r of list.all(child) as {
-          table: string;
-          from: string;
-          to: string | null;
-          on_delete: string;
-          on_update: string;
-        }[]) {
-          const parent = this.#tables.get(r.table);
-          if (!parent) continue;
-          const to = r.to ?? parent.pk.name;
-          const entry = {
-            table: child,
-            from: r.from,
-            to,
-            onDelete: r.on_delete.toUpperCase(),
-            onUpdate: r.on_update.toUpperCase(),
-          };
-          fks.set(r.table, [...(fks.get(r.table) ?? []), entry]);
-        }
-      }
+      const list = this.#db.prepare(FOREIGN_KEY_LIST_SQL);
+      const rows = new Map<string, ForeignKeyRow[]>();
+      for (const child of this.#tables.keys()) rows.set(child, list.all(child) as ForeignKeyRow[]);
+      fks = foreignKeysByParent(this.#tables, rows);
       this.#foreignKeys = fks;
     }
     return fks.get(table) ?? [];
@@ -372,27 +320,19 @@ class SqliteSource implements Source, CapturingSource {
    * actions of foreign keys, and ON CONFLICT REPLACE, which deletes conflicting rows.
    */
   #affectedTables(table: string, op: WriteEvent["op"]): Set<string> {
-    const out = new Set<string>();
-    const triggers = this.#db
-      .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?")
-      .all(table) as { name: string; sql: string | null }[];
-    for (const { name: trigger, sql } of triggers) {
-      if (isCaptureTrigger(trigger)) continue; // capture's own: they write only its table
-      for (const name of this.#tables.keys()) {
-        const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-        if (new RegExp(`(^|[^\\w])${escaped}($|[^\\w])`, "i").test(sql ?? "")) out.add(name);
-      }
-    }
-    if (op === "update") {
-      for (const fk of this.#foreignKeysTo(table)) {
-        if (!["NO ACTION", "RESTRICT"].includes(fk.onUpdate)) out.add(fk.table);
-      }
-    }
-    const own = this.#db
-      .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?")
-      .get(table) as { sql: string | null } | undefined;
-    if (op !== "delete" && /ON\s+CONFLICT\s+REPLACE/i.test(own?.sql ?? "")) out.add(table);
-    return out;
+    const triggers = this.#db.prepare(TRIGGERS_SQL).all(table) as {
+      name: string;
+      sql: string | null;
+    }[];
+    const own = this.#db.prepare(TABLE_SQL).get(table) as { sql: string | null } | undefined;
+    return affectedTables(
+      table,
+      op,
+      triggers,
+      this.#tables.keys(),
+      this.#foreignKeysTo(table),
+      own?.sql,
+    );
   }
 
   async captureStatus(): Promise<CaptureStatus> {
@@ -442,44 +382,15 @@ class SqliteSource implements Source, CapturingSource {
 
   #discover(): Schema {
     if (this.#schema) return this.#schema;
-    const tableRows = this.#db
-      .prepare(
-        "SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type = 'table' ORDER BY name",
-      )
-      .all() as { name: string; wr: number }[];
-    const infoStatement = this.#db.prepare(
-      "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?, 'main') ORDER BY cid",
-    );
+    const tableRows = this.#db.prepare(TABLE_LIST_SQL).all() as { name: string; wr: number }[];
+    const infoStatement = this.#db.prepare(TABLE_INFO_SQL);
     const tables = new Map<string, TableMeta>();
     const skipped: string[] = [];
     for (const { name, wr } of tableRows) {
       if (name.startsWith("sqlite_") || name.startsWith(CAPTURE_PREFIX)) continue;
-      const rows = infoStatement.all(name) as {
-        name: string;
-        type: string;
-        notnull: number;
-        dflt_value: string | null;
-        pk: number;
-      }[];
-      const keys = rows.filter((r) => r.pk > 0);
-      if (keys.length !== 1) {
-        skipped.push(name);
-        continue;
-      }
-      const columns = new Map<string, ColumnMeta>();
-      for (const r of rows) {
-        columns.set(r.name, {
-          name: r.name,
-          kind: columnKind(r.type),
-          nullable: r.notnull === 0 && r.pk === 0,
-          affinity: columnAffinity(r.type),
-          defaultSql: r.dflt_value,
-        });
-      }
-      const pk = columns.get(keys[0]!.name)!;
-      const info = tableInfo(name, columns.values(), pk);
-      const rowidAlias = wr === 0 && keys[0]!.type.toUpperCase() === "INTEGER";
-      tables.set(name, { source: COMPONENT, info, columns, pk, rowidAlias });
+      const meta = tableMeta(COMPONENT, name, wr, infoStatement.all(name) as TableInfoRow[]);
+      if (meta) tables.set(name, meta);
+      else skipped.push(name);
     }
     if (skipped.length > 0) {
       console.warn(
@@ -522,22 +433,7 @@ class SqliteSource implements Source, CapturingSource {
   }
 
   #select(table: TableMeta, query: ListQuery): Row[] {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    for (const filter of query.filters) {
-      const { sql, values } = compileFilter(table, filter);
-      where.push(sql);
-      params.push(...values);
-    }
-    if (!isWindowNumber(query.limit))
-      throw badQuery(COMPONENT, `limit must be a non-negative integer`);
-    if (!isWindowNumber(query.offset))
-      throw badQuery(COMPONENT, `offset must be a non-negative integer`);
-    params.push(query.limit, query.offset);
-    const sql =
-      `SELECT * FROM ${quote(table.info.name)}` +
-      (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
-      ` ORDER BY ${compileSort(table, query.sort)} LIMIT ? OFFSET ?`;
+    const { sql, params } = selectSql(COMPONENT, table, query);
     return this.#statement(sql).all(params) as Row[];
   }
 
@@ -610,10 +506,9 @@ class SqliteSource implements Source, CapturingSource {
       const child = this.#table(join.table);
       const children: Row[] = [];
       for (const chunk of joinKeyChunks(rows, join, MAX_IN_PARAMS)) {
-        const sql =
-          `SELECT * FROM ${quote(child.info.name)} WHERE ${quote(join.foreignKey)}` +
-          ` IN (${chunk.map(() => "?").join(", ")}) ORDER BY ${quote(child.pk.name)}`;
-        children.push(...(this.#statement(sql).all(chunk) as Row[]));
+        children.push(
+          ...(this.#statement(childrenSql(child, join, chunk.length)).all(chunk) as Row[]),
+        );
       }
       attachChildren(rows, join, children);
     }

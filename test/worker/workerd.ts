@@ -9,6 +9,18 @@ export async function startWorker(
   entry: URL,
   options: Partial<MiniflareOptions> = {},
 ): Promise<Miniflare> {
+  return new Miniflare({
+    ...options,
+    modules: true,
+    script: await bundle(entry),
+    compatibilityDate: COMPATIBILITY_DATE,
+  } as MiniflareOptions);
+}
+
+export const COMPATIBILITY_DATE = "2025-01-01";
+
+/** A Worker entry bundled as workerd runs it: no Node built-in may be reachable. */
+export async function bundle(entry: URL): Promise<string> {
   const out = await build({
     entryPoints: [entry.pathname],
     bundle: true,
@@ -17,10 +29,5 @@ export async function startWorker(
     target: "es2022",
     write: false,
   });
-  return new Miniflare({
-    ...options,
-    modules: true,
-    script: out.outputFiles[0]!.text,
-    compatibilityDate: "2025-01-01",
-  } as MiniflareOptions);
+  return out.outputFiles[0]!.text;
 }

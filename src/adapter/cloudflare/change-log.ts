@@ -1,0 +1,448 @@
+import {
+  type ChangeLog,
+  type ChangeOp,
+  type ChangeRecord,
+  changedTables,
+  type LogFollower,
+  type LogPosition,
+  randomId,
+  type WriteTurn,
+} from "../../core/change-log.ts";
+import { badOption, EdgecacheError } from "../../core/errors.ts";
+
+/**
+ * The change log on Cloudflare: one Durable Object holds the global order of changes
+ * (`ChangeLogObject`), and each isolate follows it through `durableChangeLog`. Isolates
+ * cannot be reached from outside a request, so they pull: a request first `sync`s (the
+ * records since the isolate's position come back and are applied), and a write's append
+ * returns the records before its own. What KV or the Cache API return carries the log
+ * position it was loaded at, and the engine's write fence checks it against what the
+ * isolate has applied, so a tier's eventual consistency never becomes a stale read.
+ *
+ * Two modes (`mode`):
+ * - `strict`: every request syncs (one round trip to the object before any read). An
+ *   isolate holds no lease at the object, so writes never wait for other isolates: a read
+ *   that begins after a write was acknowledged syncs after it and sees its record.
+ * - `lease`: an isolate syncs only when its lease (`leaseMs`) nears its end, so most
+ *   requests make no round trip. In exchange, the object acknowledges a write only once
+ *   every isolate holding a lease has reported the record applied or its lease ran out: a
+ *   write may wait up to `leaseMs` (isolates that went idle or were evicted never report).
+ * Both are exact; they trade read latency (strict) for write latency (lease).
+ */
+
+/** The part of a Durable Object namespace binding this log uses (no Cloudflare type). */
+export interface DurableObjectNamespaceLike {
+  idFromName(name: string): unknown;
+  get(id: never): { fetch(request: Request): Promise<Response> };
+}
+
+/** The part of a Durable Object's `state` the object uses. */
+export interface DurableObjectStateLike {
+  storage: {
+    get<T>(key: string): Promise<T | undefined>;
+    put(entries: Record<string, unknown>): Promise<void>;
+    delete(keys: string[]): Promise<number>;
+  };
+  blockConcurrencyWhile<T>(callback: () => Promise<T>): Promise<T>;
+}
+
+export type ChangeLogMode = "strict" | "lease";
+
+export interface DurableChangeLogOptions {
+  /** The Durable Object namespace bound to `ChangeLogObject` (`env.CHANGE_LOG`). */
+  namespace: DurableObjectNamespaceLike;
+  /** The object's name: one log per name. Default `"edgecache"`. */
+  name?: string;
+  /** Default `"strict"`. */
+  mode?: ChangeLogMode;
+  /** Lease mode: how long an isolate trusts its memory after it last heard the log. Default 2 s. */
+  leaseMs?: number;
+}
+
+/** The default lease of lease mode. */
+export const DEFAULT_LEASE_MS = 2000;
+/**
+ * Strict mode: how long one sync lets an isolate serve from cache. A request syncs before
+ * its reads, so this only bounds a request that runs long.
+ */
+export const STRICT_TRUST_MS = 5000;
+/** An isolate trusts its lease this much less than the object grants it (clock drift). */
+const LEASE_MARGIN_MS = 100;
+/** Records the object keeps; an isolate further behind starts over (`reset`). */
+export const RETAINED_RECORDS = 1000;
+/** How often a writer asks again for the write turn another isolate holds. */
+const TURN_RETRY_MS = 5;
+
+const C = "durable-log";
+
+interface SyncReply {
+  log: string;
+  head: number;
+  /** Records after the isolate's position, in order; absent when it must start over. */
+  records?: ChangeRecord[];
+  lastChanges?: [string, number][];
+}
+
+interface AppendReply extends SyncReply {
+  seq: number;
+}
+
+/** An isolate's view of the log held by a `ChangeLogObject`. */
+export class DurableChangeLog implements ChangeLog {
+  readonly name = C;
+  readonly shared = true;
+  readonly node = randomId();
+  readonly mode: ChangeLogMode;
+  readonly leaseMs: number;
+  #namespace: DurableObjectNamespaceLike;
+  #objectName: string;
+  #follower: LogFollower | undefined;
+  #log = "";
+  #applied = 0;
+  #trustedUntil = Number.NEGATIVE_INFINITY;
+  #applying: Promise<void> = Promise.resolve();
+  #inflight: Promise<void> | undefined;
+  #failures = 0;
+
+  constructor(options: DurableChangeLogOptions) {
+    if (typeof options !== "object" || options === null) {
+      badOption(C, "options", "an object", options);
+    }
+    const { namespace, name = "edgecache", mode = "strict", leaseMs = DEFAULT_LEASE_MS } = options;
+    if (typeof namespace?.idFromName !== "function") {
+      badOption(C, "namespace", "a Durable Object namespace binding", namespace);
+    }
+    if (mode !== "strict" && mode !== "lease") badOption(C, "mode", '"strict" or "lease"', mode);
+    if (!(Number.isFinite(leaseMs) && leaseMs >= 4 * LEASE_MARGIN_MS)) {
+      badOption(C, "leaseMs", `a number of ms >= ${4 * LEASE_MARGIN_MS}`, leaseMs);
+    }
+    this.mode = mode;
+    this.leaseMs = leaseMs;
+    this.#namespace = namespace;
+    this.#objectName = name;
+  }
+
+  get failures(): number {
+    return this.#failures;
+  }
+
+  follow(follower: LogFollower): void {
+    this.#follower = follower;
+  }
+
+  trusted(): boolean {
+    return Date.now() < this.#trustedUntil;
+  }
+
+  /**
+   * Brings this isolate up to the log: what a request calls before it reads. In strict
+   * mode it always asks the object; in lease mode only when the lease is in its second
+   * half (and concurrent requests share one ask).
+   */
+  async sync(): Promise<void> {
+    if (this.mode === "lease") {
+      if (Date.now() < this.#trustedUntil - this.leaseMs / 2) return;
+      this.#inflight ??= this.#sync().finally(() => {
+        this.#inflight = undefined;
+      });
+      return this.#inflight;
+    }
+    // Strict: a request must ask after it began, not join an ask begun before a write.
+    return this.#sync();
+  }
+
+  async #sync(): Promise<void> {
+    const sent = Date.now();
+    const reply = await this.#call<SyncReply>("sync", this.#report());
+    await this.#take(reply);
+    const trust = this.mode === "lease" ? this.leaseMs - LEASE_MARGIN_MS : STRICT_TRUST_MS;
+    this.#trustedUntil = Math.max(this.#trustedUntil, sent + trust);
+  }
+
+  async turn(): Promise<WriteTurn | undefined> {
+    const deadline = Date.now() + this.leaseMs;
+    const token = `${this.node}:${randomId()}`;
+    while (Date.now() < deadline) {
+      const { taken } = await this.#call<{ taken: boolean }>("turn", { token, ms: this.leaseMs });
+      if (taken) {
+        return new DurableTurn(token, () => {
+          this.#call("release", { token }).catch(() => {});
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, TURN_RETRY_MS));
+    }
+    return undefined;
+  }
+
+  async append(ops: readonly ChangeOp[], turn?: WriteTurn): Promise<number> {
+    const token = turn instanceof DurableTurn ? turn.token : "";
+    const reply = await this.#call<AppendReply>("append", {
+      ...this.#report(),
+      ops,
+      token,
+      tables: [...changedTables(ops)],
+    });
+    await this.#take(reply);
+    return reply.seq;
+  }
+
+  async quietSince(position: LogPosition): Promise<boolean> {
+    if (position.log !== this.#log) return false;
+    try {
+      const { quiet } = await this.#call<{ quiet: boolean }>("quiet", position);
+      return quiet;
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#trustedUntil = Number.NEGATIVE_INFINITY;
+    await this.#call("leave", { node: this.node }).catch(() => {});
+  }
+
+  /** What this isolate tells the object on each call: who it is and what it applied. */
+  #report() {
+    const lease = this.mode === "lease" ? this.leaseMs : 0;
+    return { node: this.node, log: this.#log, applied: this.#applied, leaseMs: lease };
+  }
+
+  /** Applies what a reply brought, in log order, one reply at a time. */
+  #take(reply: SyncReply): Promise<void> {
+    const step = this.#applying.then(async () => {
+      const follower = this.#follower;
+      if (reply.records === undefined || reply.log !== this.#log) {
+        if (reply.log === this.#log && reply.head <= this.#applied) return;
+        this.#log = reply.log;
+        this.#applied = reply.head;
+        follower?.reset({
+          position: { log: reply.log, seq: reply.head },
+          lastChanges: new Map(reply.lastChanges ?? []),
+        });
+        return;
+      }
+      for (const record of reply.records) {
+        if (record.seq <= this.#applied) continue;
+        await follower?.apply(record);
+        this.#applied = record.seq;
+      }
+    });
+    this.#applying = step.catch(() => {});
+    return step;
+  }
+
+  async #call<T>(op: string, body: unknown): Promise<T> {
+    let res: Response;
+    try {
+      // A stub is an I/O object of the request that made it: one per call.
+      const stub = this.#namespace.get(this.#namespace.idFromName(this.#objectName) as never);
+      res = await stub.fetch(
+        new Request(`https://change-log/${op}`, { method: "POST", body: JSON.stringify(body) }),
+      );
+    } catch (error) {
+      this.#failures++;
+      throw new EdgecacheError("E_LOG_UNAVAILABLE", C, `${op} failed`, { cause: error });
+    }
+    if (!res.ok) {
+      this.#failures++;
+      throw new EdgecacheError("E_LOG_UNAVAILABLE", C, `${op}: ${await res.text()}`);
+    }
+    return (await res.json()) as T;
+  }
+}
+
+class DurableTurn implements WriteTurn {
+  constructor(
+    readonly token: string,
+    readonly release: () => void,
+  ) {}
+}
+
+/** An isolate's lease as the object sees it. */
+interface Member {
+  applied: number;
+  /** The object's time (ms) the lease ends at. */
+  until: number;
+}
+
+interface StoredState {
+  log: string;
+  head: number;
+  /** The oldest seq still held (records from `first` to `head`). */
+  first: number;
+  lastChanges: Record<string, number>;
+  /** The longest lease ever granted: what a restarted object waits out. */
+  longestLease: number;
+}
+
+/**
+ * The Durable Object that holds the log. Bind it in `wrangler.jsonc` (`durable_objects`
+ * and a `migrations` entry with `new_sqlite_classes`) and export it from the Worker.
+ *
+ * A record is in storage before its append is answered (a Durable Object's output gate
+ * holds the reply until the write is durable), so a sequence number once given is never
+ * given again. Leases live in memory: an object that restarts waits a full lease before
+ * it acknowledges anything, since isolates it no longer knows may still hold one.
+ */
+export class ChangeLogObject {
+  #state: DurableObjectStateLike;
+  #s: StoredState = { log: "", head: 0, first: 1, lastChanges: {}, longestLease: 0 };
+  #records = new Map<number, ChangeRecord>();
+  #members = new Map<string, Member>();
+  #turn: { token: string; until: number } | undefined;
+  #wake = new Set<() => void>();
+  /** Until when leases granted before a restart may still be held. */
+  #graceUntil = 0;
+
+  constructor(state: DurableObjectStateLike, _env?: unknown) {
+    this.#state = state;
+    void state.blockConcurrencyWhile(async () => {
+      const stored = await state.storage.get<StoredState>("state");
+      if (stored === undefined) {
+        this.#s = { log: randomId(), head: 0, first: 1, lastChanges: {}, longestLease: 0 };
+        await state.storage.put({ state: this.#s });
+        return;
+      }
+      this.#s = stored;
+      // A restarted object does not know who holds a lease: it waits out the longest.
+      this.#graceUntil = Date.now() + stored.longestLease;
+      for (let seq = stored.first; seq <= stored.head; seq++) {
+        const record = await state.storage.get<ChangeRecord>(`r${seq}`);
+        if (record !== undefined) this.#records.set(seq, record);
+      }
+    });
+  }
+
+  async fetch(request: Request): Promise<Response> {
+    const op = new URL(request.url).pathname.slice(1);
+    const body = (await request.json()) as Record<string, unknown>;
+    switch (op) {
+      case "sync":
+        this.#renew(body);
+        return Response.json(this.#since(body));
+      case "append":
+        return Response.json(await this.#append(body));
+      case "turn":
+        return Response.json({ taken: this.#take(String(body.token), Number(body.ms)) });
+      case "release":
+        if (this.#turn?.token === body.token) this.#turn = undefined;
+        return Response.json({});
+      case "quiet":
+        return Response.json({
+          quiet:
+            body.log === this.#s.log &&
+            body.seq === this.#s.head &&
+            (this.#turn === undefined || Date.now() >= this.#turn.until),
+        });
+      case "leave":
+        this.#members.delete(String(body.node));
+        this.#wakeAll();
+        return Response.json({});
+      default:
+        return new Response(`no op ${op}`, { status: 404 });
+    }
+  }
+
+  #take(token: string, ms: number): boolean {
+    const now = Date.now();
+    if (this.#turn !== undefined && now < this.#turn.until && this.#turn.token !== token) {
+      return false;
+    }
+    this.#turn = { token, until: now + Math.min(ms, MAX_LEASE_MS) };
+    return true;
+  }
+
+  /** Records what a member applied and renews (or, with no lease, drops) its lease. */
+  #renew(body: Record<string, unknown>): void {
+    const node = String(body.node);
+    const leaseMs = Math.min(Number(body.leaseMs) || 0, MAX_LEASE_MS);
+    const applied = body.log === this.#s.log ? Number(body.applied) || 0 : 0;
+    if (leaseMs > 0) {
+      this.#members.set(node, { applied, until: Date.now() + leaseMs });
+      if (leaseMs > this.#s.longestLease) {
+        this.#s = { ...this.#s, longestLease: leaseMs };
+        void this.#state.storage.put({ state: this.#s });
+      }
+    } else {
+      this.#members.delete(node);
+    }
+    this.#wakeAll();
+  }
+
+  /** The records after what the caller applied, or a fresh start when they are gone. */
+  #since(body: Record<string, unknown>): SyncReply {
+    const { log, head, first, lastChanges } = this.#s;
+    const applied = Number(body.applied) || 0;
+    if (body.log === log && applied >= first - 1 && applied <= head) {
+      const records: ChangeRecord[] = [];
+      for (let seq = applied + 1; seq <= head; seq++) records.push(this.#records.get(seq)!);
+      return { log, head, records };
+    }
+    return { log, head, lastChanges: Object.entries(lastChanges) };
+  }
+
+  async #append(body: Record<string, unknown>): Promise<AppendReply> {
+    const now = Date.now();
+    const token = String(body.token ?? "");
+    const ordered = token !== "" && this.#turn?.token === token && now < this.#turn.until;
+    if (token !== "" && this.#turn?.token === token) this.#turn = undefined;
+    const seq = this.#s.head + 1;
+    const record: ChangeRecord = { seq, ops: body.ops as ChangeOp[], ordered };
+    const lastChanges = { ...this.#s.lastChanges };
+    for (const table of body.tables as string[]) lastChanges[table] = seq;
+    let first = this.#s.first;
+    const dropped: string[] = [];
+    while (seq - first >= RETAINED_RECORDS) {
+      this.#records.delete(first);
+      dropped.push(`r${first}`);
+      first++;
+    }
+    this.#s = { ...this.#s, head: seq, first, lastChanges };
+    this.#records.set(seq, record);
+    const written = this.#state.storage.put({ state: this.#s, [`r${seq}`]: record });
+    if (dropped.length > 0) void this.#state.storage.delete(dropped);
+    await written;
+    this.#renew(body);
+    await this.#barrier(seq, String(body.node));
+    return { ...this.#since(body), seq };
+  }
+
+  /** Waits until every other lease holder applied `seq`, or its lease ran out. */
+  async #barrier(seq: number, writer: string): Promise<void> {
+    for (;;) {
+      const now = Date.now();
+      let wakeAt = now < this.#graceUntil ? this.#graceUntil : Number.POSITIVE_INFINITY;
+      for (const [node, member] of this.#members) {
+        if (node === writer || member.applied >= seq) continue;
+        if (now >= member.until) {
+          this.#members.delete(node);
+          continue;
+        }
+        wakeAt = Math.min(wakeAt, member.until);
+      }
+      if (wakeAt === Number.POSITIVE_INFINITY) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.max(1, wakeAt - now));
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#wake.add(done);
+      });
+    }
+  }
+
+  #wakeAll(): void {
+    const waiting = [...this.#wake];
+    this.#wake.clear();
+    for (const wake of waiting) wake();
+  }
+}
+
+/** The longest lease the object grants, whatever an isolate asks. */
+export const MAX_LEASE_MS = 30_000;
+
+/** An isolate's view of the log in the `ChangeLogObject` named `options.name`. */
+export function durableChangeLog(options: DurableChangeLogOptions): DurableChangeLog {
+  return new DurableChangeLog(options);
+}

@@ -1,0 +1,34 @@
+/**
+ * The Cloudflare Workers adapter: the KV and Cache API tiers and the Durable Object change
+ * log. Nothing here imports a Cloudflare type; the bindings are described structurally.
+ */
+export {
+  type ChangeLogMode,
+  ChangeLogObject,
+  DEFAULT_LEASE_MS,
+  DurableChangeLog,
+  type DurableChangeLogOptions,
+  type DurableObjectNamespaceLike,
+  type DurableObjectStateLike,
+  durableChangeLog,
+  MAX_LEASE_MS,
+  RETAINED_RECORDS,
+  STRICT_TRUST_MS,
+} from "./adapter/cloudflare/change-log.ts";
+export {
+  CACHE_API_FOREVER_SECONDS,
+  CACHE_API_MAX_KEY_BYTES,
+  type CacheApiStoreOptions,
+  type CacheLike,
+  type CacheStorageLike,
+  cacheApiStore,
+} from "./stores/cache-api.ts";
+export {
+  KV_MAX_KEY_BYTES,
+  KV_MAX_VALUE_BYTES,
+  KV_MIN_TTL_SECONDS,
+  KV_WRITES_PER_SECOND_PER_KEY,
+  type KvNamespaceLike,
+  type KvStoreOptions,
+  kvStore,
+} from "./stores/kv.ts";

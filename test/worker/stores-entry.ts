@@ -1,0 +1,52 @@
+// Bundled by test/worker/stores-in-workerd.test.ts and run inside workerd: the KV and
+// Cache API stores run here, against Miniflare's local KV and Cache API, and each store
+// call of the conformance suite (in Node) arrives as one request.
+import { decodeEntry, encodeEntry } from "../../src/core/entry.ts";
+import type { ListableStore, Store } from "../../src/core/store.ts";
+import { cacheApiStore } from "../../src/stores/cache-api.ts";
+import type { KvNamespaceLike } from "../../src/stores/kv.ts";
+import { kvStore } from "../../src/stores/kv.ts";
+
+type Env = { KV: KvNamespaceLike };
+
+/** The store `kind` for test `id` on the clock the suite sent (`now`). */
+function storeFor(kind: string, id: string, now: number, env: Env): Store {
+  const clock = () => now;
+  if (kind === "kv") return kvStore({ namespace: env.KV, prefix: `t${id}:`, now: clock });
+  if (kind === "cache") return cacheApiStore({ cacheName: `t${id}`, now: clock });
+  throw new Error(`no store ${kind}`);
+}
+
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    const url = new URL(request.url);
+    const [, kind = "", op = ""] = url.pathname.split("/");
+    const param = (name: string) => url.searchParams.get(name) ?? "";
+    const store = storeFor(kind, param("id"), Number(param("now")), env);
+    try {
+      if (op === "get") {
+        const entry = await store.get(param("key"));
+        return entry === undefined
+          ? new Response(null, { status: 404 })
+          : new Response(encodeEntry(entry));
+      }
+      if (op === "set") {
+        const entry = decodeEntry(new Uint8Array(await request.arrayBuffer()));
+        await store.set(param("key"), entry, Number(param("ttl")));
+        return new Response(null, { status: 204 });
+      }
+      if (op === "delete") {
+        return Response.json(await store.delete((await request.json()) as string[]));
+      }
+      if (op === "keys") {
+        const keys: string[] = [];
+        for await (const key of (store as ListableStore).keys(param("prefix"))) keys.push(key);
+        return Response.json(keys);
+      }
+      return new Response(`no op ${op}`, { status: 400 });
+    } catch (error) {
+      const { code, message } = error as { code?: string; message: string };
+      return Response.json({ code, message }, { status: 500 });
+    }
+  },
+};
