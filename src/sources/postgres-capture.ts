@@ -7,7 +7,7 @@ import {
   type CaptureStatus,
   capturedEvent,
 } from "../core/capture.ts";
-import { quote } from "./sql.ts";
+import { literal, quote } from "./sql.ts";
 
 /**
  * Change capture in PostgreSQL: an AFTER ROW trigger on every served table writes each
@@ -48,10 +48,6 @@ export interface CaptureTable {
 /** The schema capture's objects live in, for the served schema. */
 export function captureSchema(served: string): string {
   return served === "public" ? "edgecache" : `edgecache_${served}`;
-}
-
-function literal(text: string): string {
-  return `'${text.replaceAll("'", "''")}'`;
 }
 
 function rowJson(ref: "OLD" | "NEW", table: CaptureTable): string {

@@ -137,15 +137,22 @@ export async function postgresSource(
     badOption(COMPONENT, "url", "a postgres:// URL", url);
   }
   if (!Number.isSafeInteger(max) || max < 1) badOption(COMPONENT, "max", "an integer >= 1", max);
+  const sql = await connectPostgres(url, max);
+  return new PostgresSource(sql, { owned: true, views, schema });
+}
+
+/**
+ * A postgres.js pool as the source wants one: bounded connect time, notices off, no type
+ * fetching (rows come back as plain objects; every conversion is in the select list).
+ */
+export async function connectPostgres(url: string, max = DEFAULT_MAX_CONNECTIONS): Promise<Sql> {
   const postgres = await loadPostgres();
-  const sql = postgres(url, {
+  return postgres(url, {
     max,
     connect_timeout: CONNECT_TIMEOUT_S,
     onnotice: () => {},
-    // Rows come back as plain objects; every conversion is in the select list (PgColumn).
     fetch_types: false,
   });
-  return new PostgresSource(sql, { owned: true, views, schema });
 }
 
 /** Loads postgres.js, which is an optional peer dependency. */

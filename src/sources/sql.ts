@@ -34,6 +34,11 @@ export function quote(identifier: string): string {
   return `"${identifier.replaceAll('"', '""')}"`;
 }
 
+/** A string as an SQL literal, for SQL edgecache writes itself (trigger bodies). */
+export function literal(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
 export const COMPARISONS = { eq: "=", gt: ">", gte: ">=", lt: "<", lte: "<=" } as const;
 
 export function badQuery(source: string, message: string): EdgecacheError {

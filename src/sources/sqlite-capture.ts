@@ -6,7 +6,7 @@ import {
   type CaptureStatus,
   capturedEvent,
 } from "../core/capture.ts";
-import { quote } from "./sql.ts";
+import { literal, quote } from "./sql.ts";
 
 /**
  * Change capture in SQLite: AFTER triggers on every served table write each row change
@@ -35,10 +35,6 @@ const OPS = ["insert", "update", "delete"] as const;
 /** Whether a trigger is one of capture's own (not a user's, for `effects`). */
 export function isCaptureTrigger(name: string): boolean {
   return name.startsWith(TRIGGER_PREFIX);
-}
-
-function literal(text: string): string {
-  return `'${text.replaceAll("'", "''")}'`;
 }
 
 /** The row as JSON text; a BLOB (which JSON cannot hold) as hex. */

@@ -14,7 +14,12 @@ import { EdgecacheError } from "../../core/errors.ts";
 import { isClosable, type ListableStore, type Store } from "../../core/store.ts";
 import { demoViews, isSeeded, seedDemo } from "../../demo/seed.ts";
 import { seedPostgresDemo } from "../../demo/seed-postgres.ts";
-import { isPostgresUrl, loadPostgres, postgresSource, redactUrl } from "../../sources/postgres.ts";
+import {
+  connectPostgres,
+  isPostgresUrl,
+  postgresSource,
+  redactUrl,
+} from "../../sources/postgres.ts";
 import type { Source } from "../../sources/source.ts";
 import { sqliteSource } from "../../sources/sqlite.ts";
 import { memoryStore } from "../../stores/memory.ts";
@@ -148,8 +153,7 @@ function openSqlite(options: NodeEdgecacheOptions, demo: boolean, path: string):
  * database whose only tables are the demo's is served with the demo's views.
  */
 async function openPostgres(options: NodeEdgecacheOptions, url: string): Promise<OpenedSource> {
-  const postgres = await loadPostgres();
-  const sql = postgres(url, { max: 10, connect_timeout: 5, onnotice: () => {} });
+  const sql = await connectPostgres(url);
   try {
     const tables = await sql.unsafe(
       "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
