@@ -16,6 +16,24 @@ export {
   STRICT_TRUST_MS,
 } from "./adapter/cloudflare/change-log.ts";
 export {
+  type EdgecacheProxyWorker,
+  type EdgecacheProxyWorkerOptions,
+  edgecacheProxyWorker,
+} from "./adapter/cloudflare/proxy-worker.ts";
+export {
+  type EdgeCacheOptions,
+  type EdgecacheEnv,
+  type EdgecacheIsolate,
+  type EdgecacheWorker,
+  type EdgecacheWorkerOptions,
+  type ExecutionContextLike,
+  edgecacheWorker,
+  type LogEnv,
+  MEMORY_TIER_BYTES,
+  type WarmRun,
+} from "./adapter/cloudflare/worker.ts";
+export { seedD1Demo } from "./demo/seed-d1.ts";
+export {
   CACHE_API_FOREVER_SECONDS,
   CACHE_API_MAX_KEY_BYTES,
   type CacheApiStoreOptions,

@@ -17,6 +17,8 @@ import {
 } from "./access.ts";
 import { dashboardPage } from "./dashboard.ts";
 import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
+import { describeRule, rulesReport } from "./proxy/learn/observe.ts";
+import { checkRule, type RuleState, ruleId } from "./proxy/learn/rules.ts";
 import type { CachingProxy } from "./proxy.ts";
 
 export interface AdminOptions {
@@ -45,7 +47,7 @@ export interface AdminOptions {
    */
   metrics?: MetricsExposition;
   /** Proxy mode: `POST /purge` and `POST /warm` (absent without it). */
-  proxy?: Pick<CachingProxy, "purge" | "warm">;
+  proxy?: Pick<CachingProxy, "purge" | "warm"> & Partial<Pick<CachingProxy, "learn">>;
   now?: () => number;
 }
 
@@ -121,8 +123,11 @@ export function createAdminApi(options: AdminOptions): Hono {
     metrics
       ? c.text(await metrics.text(), 200, { "content-type": metrics.contentType })
       : c.text(toPrometheus(cache.stats()), 200, { "content-type": "text/plain; version=0.0.4" });
+  const learn = options.proxy?.learn;
   app.get("/stats", (c) =>
-    c.req.query("format") === "prometheus" ? prometheus(c) : c.json(cache.stats()),
+    c.req.query("format") === "prometheus"
+      ? prometheus(c)
+      : c.json({ ...cache.stats(), ...(learn && { learn: { ...learn.stats } }) }),
   );
   app.get("/metrics", prometheus);
 
@@ -233,6 +238,33 @@ export function createAdminApi(options: AdminOptions): Hono {
       }
       return c.json({ purged: await proxy.purge({ tags, urls, prefix }) });
     });
+
+    if (learn) {
+      // Learned invalidation: the rules with their evidence, and an operator's decisions.
+      app.get("/rules", (c) => c.json(rulesReport(learn)));
+      app.post("/rules", async (c) => {
+        const b = await objectBody(
+          c,
+          '{"write": "PATCH /api/users/:id", "read": "/api/users/$1/profile", "state": "pinned"}',
+        );
+        const problem = checkRule(b.write, b.read);
+        if (problem) throw new EdgecacheError("E_BAD_BODY", COMPONENT, `body: ${problem}`);
+        const states = ["pinned", "rejected", "manual", "learned", "forget"];
+        if (typeof b.state !== "string" || !states.includes(b.state)) {
+          bodyError("state", states.join(", "), JSON.stringify(b.state));
+        }
+        const write = b.write as string;
+        const read = b.read as string;
+        if (b.state === "forget") {
+          const forgotten = learn.learner.remove(ruleId({ write, read }));
+          learn.onChange?.(learn.learner.toJSON());
+          return c.json({ forgotten });
+        }
+        const rule = learn.learner.decide(write, read, b.state as RuleState);
+        learn.onChange?.(learn.learner.toJSON());
+        return c.json({ rule: describeRule(learn, rule) });
+      });
+    }
 
     app.post("/warm", async (c) => {
       const b = await objectBody(c, '{"urls": ["/v1/users"]}');

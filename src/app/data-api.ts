@@ -32,8 +32,12 @@ export interface DataApiOptions {
   cache: Cache;
   /** Path prefix of the API ("/v1"). */
   basePath?: string;
-  /** Per-resource time to live in seconds, overriding the cache's default. */
-  routes?: Record<string, { ttl?: number }>;
+  /**
+   * Per resource, in seconds: the time to live, and a stale-while-revalidate window after
+   * it, both overriding the cache's defaults. A resource with a window says so to
+   * downstream caches too (`Cache-Control: max-age=0, stale-while-revalidate=N`).
+   */
+  routes?: Record<string, { ttl?: number; staleWhileRevalidate?: number }>;
   /**
    * Writes patch cached responses they change in ways the rules can compute (a row updated
    * in place, an order added to a user's orders) instead of invalidating them (true).
@@ -81,9 +85,17 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     if (!r) throw new EdgecacheError("E_NOT_FOUND", COMPONENT, `unknown resource "${name}"`);
     return r;
   };
-  const ttlOf = (r: Resource) => {
-    const s = options.routes?.[r.name]?.ttl;
-    return s === undefined ? undefined : s * 1000;
+  const ms = (s: number | undefined) => (s === undefined ? undefined : s * 1000);
+  const timesOf = (r: Resource) => {
+    const route = options.routes?.[r.name];
+    return { ttl: ms(route?.ttl), staleWhileRevalidate: ms(route?.staleWhileRevalidate) };
+  };
+  const headersOf = (r: Resource): Record<string, string> => {
+    const swr = options.routes?.[r.name]?.staleWhileRevalidate;
+    // RFC 5861 3: stale at once, and servable stale for `swr` s while it is refreshed.
+    return swr
+      ? { ...JSON_HEADERS, "cache-control": `max-age=0, stale-while-revalidate=${swr}` }
+      : JSON_HEADERS;
   };
 
   const read = async (url: URL, load: () => Promise<EntryInit>, ifNoneMatch?: string | null) => {
@@ -102,7 +114,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   // What a response is made of, the same whether it was loaded or patched by a write.
   const listInit = (resource: Resource, rows: Row[], list: ListDependency): EntryInit => ({
     body: JSON.stringify({ data: rows, limit: list.limit, offset: list.offset }),
-    headers: JSON_HEADERS,
+    headers: headersOf(resource),
     tags: dependencyTags(schema, resource, rows),
     lists: [list],
     meta: { resource: resource.name } satisfies EntryMeta,
@@ -112,7 +124,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     if (row) {
       return {
         body: JSON.stringify(row),
-        headers: JSON_HEADERS,
+        headers: headersOf(resource),
         tags: dependencyTags(schema, resource, [row]),
         meta,
       };
@@ -142,7 +154,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
         const query = parseListQuery(resource, url.searchParams);
         const rows = await source.list(resource, query);
         const init = listInit(resource, rows, listDependency(resource, query, rows));
-        return { ...init, ttl: ttlOf(resource) };
+        return { ...init, ...timesOf(resource) };
       },
       c.req.header("if-none-match"),
     );
@@ -165,7 +177,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
       url,
       async () => ({
         ...itemInit(resource, id, await source.get(resource, id)),
-        ttl: ttlOf(resource),
+        ...timesOf(resource),
       }),
       c.req.header("if-none-match"),
     );

@@ -4,6 +4,7 @@ import type { CacheEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import { policyClass, requestDirectives, variantSuffix } from "../core/http-cache.ts";
 import { rateLimited } from "../core/report.ts";
+import { type LearnEnv, type LearnOptions, learnEnv } from "./proxy/learn/observe.ts";
 import type { Interim, LoadEnv, OriginFetch } from "./proxy/load.ts";
 import { passThrough } from "./proxy/pass.ts";
 import { type PurgeRequest, purge } from "./proxy/purge.ts";
@@ -24,6 +25,8 @@ import { type Ctx, isVaryRecord } from "./proxy/types.ts";
 // the cache or one shared origin request), load.ts and store.ts (the origin request and
 // what is stored), revalidate.ts (conditional requests and 304s), pass.ts (other methods,
 // and invalidation by unsafe ones), purge.ts, headers.ts and replies.ts.
+export type { LearnOptions, LearnStats } from "./proxy/learn/observe.ts";
+export type { Rule, RuleState } from "./proxy/learn/rules.ts";
 export type { Interim, OriginFetch } from "./proxy/load.ts";
 export type { PurgeRequest } from "./proxy/purge.ts";
 export { MAX_CACHED_TARGET, type OriginRoute, type Route, validateRoutes } from "./proxy/routes.ts";
@@ -46,6 +49,11 @@ export interface ProxyOptions {
   now?: () => number;
   /** Where failed origin requests are reported (console), at most once per 10 s. */
   logger?: { warn(message: string): void };
+  /**
+   * Learned invalidation: after successful writes, sampled cached reads are asked again and
+   * rules learned from which changed; confident ones invalidate on later writes.
+   */
+  learn?: LearnOptions;
 }
 
 export interface WarmResult {
@@ -74,9 +82,13 @@ export interface CachingProxy {
   warm(urls: string[], base: string): Promise<WarmResult[]>;
   /** Waits for origin requests in flight (background refreshes included). */
   drain(): Promise<void>;
+  /** Learned invalidation, when turned on: its rules and counts. */
+  learn: LearnEnv | undefined;
 }
 
 const DEFAULT_MAX_CACHEABLE = 8 * 1024 * 1024;
+/** peekHit's lookups: counted once it knows which key answered (one object for every hit). */
+const UNCOUNTED = { count: false } as const;
 
 /**
  * Proxy mode: an HTTP cache (RFC 9111, shared) in front of origin APIs, on the tiered
@@ -108,8 +120,10 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       fetch(url, { ...init, redirect: "manual", ...(init.body && { duplex: "half" }) }));
   const report = rateLimited(options.logger ?? console, now);
   const load: LoadEnv = { cache, originFetch, Policy: policyClass(now), now, maxSize, grace };
-  const env: ServeEnv = {
+  const learn = options.learn ? learnEnv(options.learn, routes) : undefined;
+  const env: ServeEnv & { learn?: LearnEnv } = {
     ...load,
+    ...(learn && { learn }),
     inflight: new Map(),
     reportDown: (error) =>
       report("origin", `[edgecache] [proxy] origin request failed: ${String(error)}`),
@@ -165,12 +179,12 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     const base = fastKey(target, host);
     if (base === null) return undefined;
     let key = base;
-    let entry = cache.peek(base, { count: false });
+    let entry = cache.peek(base, UNCOUNTED);
     if (entry && isVaryRecord(entry)) {
       const suffix = variantSuffix(entry.meta.varyRecord, header);
       if (suffix === undefined) return undefined;
       key = base + suffix;
-      entry = cache.peek(key, { count: false });
+      entry = cache.peek(key, UNCOUNTED);
     }
     if (!entry) return undefined;
     cache.countRead(key, "hit");
@@ -204,5 +218,5 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     }
   }
 
-  return { app, peekHit, purge: (request) => purge(cache, request), warm, drain };
+  return { app, peekHit, purge: (request) => purge(cache, request), warm, drain, learn };
 }

@@ -75,8 +75,9 @@ end
 
 /**
  * A record, under the next gap-free seq; each table it changes remembers that seq (ARGV:
- * ops, retain, the writer's turn token or "", the wake-up channel, tables). The record is
- * ordered when its writer still holds the write turn, which it gives back here.
+ * ops, retain, the writer's turn token or "", the wake-up channel, the writer's node,
+ * tables). The record is ordered when its writer still holds the write turn, which it gives
+ * back here.
  */
 const APPEND = `${PRELUDE}
 local ordered = '0'
@@ -85,8 +86,8 @@ if ARGV[4] ~= '' and redis.call('GET', KEYS[7]) == ARGV[4] then
   redis.call('DEL', KEYS[7])
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2], 'ordered', ordered)
-for i = 6, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2], 'ordered', ordered, 'node', ARGV[6])
+for i = 7, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
 if ordered == '1' then redis.call('PUBLISH', ARGV[5], 0) end
 return {id, seq, ordered}
 `;
@@ -162,10 +163,11 @@ if id == ARGV[5] then
   redis.call('HSET', KEYS[6], ARGV[2], head)
   redis.call('PUBLISH', ARGV[6], applied)
 end
+local members = redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf')
 `;
 
 const RENEW = `${PRELUDE}${RENEW_BODY}
-return {id, head, granted}
+return {id, head, granted, members}
 `;
 
 /**
@@ -188,7 +190,7 @@ if id == ARGV[8] then
     end
   end
 end
-return {id, head, granted, behind, math.max(wait, 0)}
+return {id, head, granted, members, behind, math.max(wait, 0)}
 `;
 
 /** A node leaves; the last to leave keeps the source's stamp for START to compare. */
@@ -269,6 +271,31 @@ export class RedisChangeLog implements ChangeLog {
   readonly name = "redis";
   /** Other nodes load from the source too: a response may show a record not applied yet. */
   readonly shared = true;
+
+  nodes(): number {
+    return this.#members;
+  }
+
+  async claim(name: string): Promise<boolean> {
+    try {
+      const taken = await this.#client.set(
+        this.#claims + name,
+        this.node,
+        "PX",
+        this.#s.leaseMs,
+        "NX",
+      );
+      return taken === "OK";
+    } catch (err) {
+      this.#failures++;
+      this.#report(
+        "claim",
+        `[edgecache] [${C}] cannot claim work; leaving it to another node`,
+        err,
+      );
+      return false;
+    }
+  }
   readonly node: string;
   #s: Settings;
   #client: ScriptClient;
@@ -298,6 +325,10 @@ export class RedisChangeLog implements ChangeLog {
   #sending = false;
   /** A record is overdue (its write was answered without it): no lease until it is in. */
   #overdue = false;
+  /** Nodes holding a lease, as last heard (this one included once it holds one). */
+  #members = 0;
+  /** Where claims go (see claim): outside the log's hash slot, since they are many. */
+  #claims: string;
   #report: ReturnType<typeof rateLimited>;
   #failures = 0;
 
@@ -309,6 +340,7 @@ export class RedisChangeLog implements ChangeLog {
       (k) => `${base}:${k}`,
     );
     this.#channel = `${base}:wake`;
+    this.#claims = `${settings.prefix}claim:`;
     this.#report = rateLimited(settings.logger, () => performance.now());
     const client = settings.client as ScriptClient;
     const scripts: [Script, string][] = [
@@ -429,6 +461,7 @@ export class RedisChangeLog implements ChangeLog {
         String(this.#s.retain),
         token,
         this.#channel,
+        this.node,
         ...changedTables(ops),
       ],
       reply: new Promise((resolve) => {
@@ -468,7 +501,7 @@ export class RedisChangeLog implements ChangeLog {
       // Its own record, and any before it this node has not read yet (the reader may have
       // applied them already). Should that fail, the reader applies them, and the barrier
       // waits for this node like any other.
-      await this.#catchUp(seq, { seq, ops, ordered, payload }).catch(() => {});
+      await this.#catchUp(seq, { seq, ops, ordered, own: true, payload }).catch(() => {});
     }
     await this.#barrier(log, seq, deadline);
     return seq;
@@ -544,7 +577,10 @@ export class RedisChangeLog implements ChangeLog {
         if (reply?.[0]) {
           // Tell writers only once the records' patches are in, so the first read after
           // the ack is a hit; not much later, should a large invalidation take its time.
-          await settledWithin(this.#deliver(reply[0][1].map(parseRecord)), APPLY_WAIT_MS);
+          await settledWithin(
+            this.#deliver(reply[0][1].map((r) => parseRecord(r, this.node))),
+            APPLY_WAIT_MS,
+          );
         }
         await this.#renew();
       } catch (err) {
@@ -595,7 +631,8 @@ export class RedisChangeLog implements ChangeLog {
   }
 
   /** What a renewal sent at `sent` says: the lease, or that the log is not this node's. */
-  #renewed(sent: number, [log, , granted]: RenewReply): void {
+  #renewed(sent: number, [log, , granted, members]: RenewReply): void {
+    this.#members = Number(members);
     if (this.#overdue) {
       this.#leaseUntil = Number.NEGATIVE_INFINITY; // it did not renew (see #renewArgs)
     } else if (log !== this.#log) {
@@ -640,7 +677,7 @@ export class RedisChangeLog implements ChangeLog {
       // The reader may have applied some meanwhile (#deliver skips those); none at all
       // means they were trimmed, and a gap within them restarts the node in #deliver.
       if (entries.length === 0) this.#restart = true;
-      else this.#deliver(entries.map(parseRecord));
+      else this.#deliver(entries.map((r) => parseRecord(r, this.node)));
     }
   }
 
@@ -660,8 +697,8 @@ export class RedisChangeLog implements ChangeLog {
           number,
           number,
         ];
-        this.#renewed(sent, [reply[0], reply[1], reply[2]]);
-        [behind, wait] = [Number(reply[3]), Number(reply[4])];
+        this.#renewed(sent, [reply[0], reply[1], reply[2], reply[3]]);
+        [behind, wait] = [Number(reply[4]), Number(reply[5])];
       } catch (err) {
         this.#failures++;
         // Nodes that cannot reach Redis either lose their lease or have applied the record.
@@ -704,7 +741,7 @@ class RedisTurn implements WriteTurn {
 /** APPEND's answer: the log, the record's seq, and whether it is ordered. */
 type AppendReply = [log: string, seq: number, ordered: boolean];
 
-type RenewReply = [log: string, head: number, granted: number];
+type RenewReply = [log: string, head: number, granted: number, members: number];
 
 /** A record on its way into the log, and the append waiting for its seq. */
 interface Outgoing {
@@ -726,7 +763,7 @@ function duplicate(client: RedisClient, commandTimeout: number | undefined): Red
 /** A record as the stream holds it; `payload` is its ops' JSON, as appended. */
 type Delivered = ChangeRecord & { payload: string };
 
-function parseRecord([id, fields]: [string, string[]]): Delivered {
+function parseRecord([id, fields]: [string, string[]], node: string): Delivered {
   const seq = Number(id.slice(0, id.indexOf("-")));
   const field = (name: string) => {
     const at = fields.indexOf(name);
@@ -737,6 +774,7 @@ function parseRecord([id, fields]: [string, string[]]): Delivered {
     seq,
     ops: JSON.parse(payload) as ChangeOp[],
     ordered: field("ordered") === "1",
+    own: field("node") === node,
     payload,
   };
 }

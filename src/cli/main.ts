@@ -98,15 +98,20 @@ const serve = defineCommand({
         (existsSync(DEFAULT_STATE_FILE) ? DEFAULT_STATE_FILE : undefined);
       if (state) {
         const port = portOf(args.port ?? process.env.PORT ?? 8787);
+        const redis = args.redis || process.env.REDIS_URL;
         const node = await createTenantNode({
           state,
           port,
           hostname: args.host,
           ...serverOptionsOf(args),
           adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
+          ...(redis && { redis }),
+          ...(cacheFileFlag(args["cache-file"]) === false && { cacheDir: false as const }),
         });
         const { url } = await listen(node, port);
-        console.log(`edgecache serving the tenants of ${node.state.path}`);
+        console.log(`edgecache serving the tenants of ${node.state.where}`);
+        if (node.shared)
+          console.log(`shared:    tenants' change logs and entries on ${redisUrl(node.shared)}`);
         console.log(`tenants:   ${url}/ with Authorization: Bearer <tenant key>`);
         console.log(`admin API: ${url}/_edgecache/stats (each tenant's own, with its key)`);
         stopOnSignals(node);
@@ -178,6 +183,11 @@ const proxy = defineCommand({
       type: "string",
       description: "Redis shared by several proxy nodes (default: REDIS_URL)",
     },
+    learn: {
+      type: "boolean",
+      description:
+        "Learn which cached GETs each write changes, and invalidate them (README: Learned invalidation)",
+    },
     ...SERVER_ARGS,
   },
   run: ({ args }) =>
@@ -206,6 +216,7 @@ const proxy = defineCommand({
         ...serverOptionsOf(args),
         cacheFile: flag ?? config?.cacheFile,
         ...(args.grace && { grace: numberOf("--grace", args.grace) }),
+        ...(args.learn && { learn: config?.learn || true }),
         adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
       });
       const { url } = await listen(node, port);
@@ -216,6 +227,7 @@ const proxy = defineCommand({
       console.log(`admin API: ${url}/_edgecache/stats`);
       console.log(`cache:     memory${file === false ? " only" : ` + ${file}`}`);
       if (redis) console.log(`shared:    change log and lease on ${redisUrl(redis)}`);
+      if (args.learn || config?.learn) console.log(`learning:  ${url}/_edgecache/rules`);
       stopOnSignals(node);
     }),
 });

@@ -7,6 +7,7 @@ import {
   localChangeLog,
   type WriteTurn,
 } from "./change-log.ts";
+import { CoarseClock } from "./coarse-clock.ts";
 import { encodeValue, entryValue } from "./codec.ts";
 import { DependencyIndex } from "./deps/index.ts";
 import {
@@ -30,6 +31,7 @@ import { inChunks, PendingRemovals, REMOVE_CHUNK, yieldToLoop } from "./removal.
 import { rateLimited } from "./report.ts";
 import { type CacheObserver, type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
 import {
+  isBatch,
   isClosable,
   isEvicting,
   isListable,
@@ -39,6 +41,12 @@ import {
   type SyncStore,
 } from "./store.ts";
 import { type WarmOptions, type WarmResult, warm } from "./warm.ts";
+
+/** An entry a lookup found, and the tier that held it. */
+interface Found {
+  entry: CacheEntry;
+  tier: string;
+}
 
 const HOUR = 3_600_000;
 const SWEEP_EVERY = 4096;
@@ -126,11 +134,15 @@ export interface EntryInit {
   age?: number;
   /** The entry's ETag as given ("" for none) instead of a hash of the body. */
   etag?: string;
+  /** How many of the cache's tiers keep it, from the first (all by default). */
+  tiers?: number;
 }
 
 /** Lookup options: `count: false` leaves the hit and miss counters to the caller (`countRead`). */
 export interface LookupOptions {
   count?: boolean;
+  /** Only the first `tiers` tiers are asked (all by default). */
+  tiers?: number;
 }
 
 /** What the owner of the entries (the data API) does when a write reaches this node. */
@@ -213,6 +225,8 @@ export class Cache {
   #swr: number;
   #schema: PlanSchema | undefined;
   #now: () => number;
+  /** The clock of `peek`: `#now`, or a coarse reading of it (CoarseClock). */
+  readonly #hitNow: () => number;
   #tierStats: TierStats[];
   #counters = {
     hits: 0,
@@ -234,6 +248,10 @@ export class Cache {
   readonly #observer: CacheObserver | undefined;
   #inflight = new Map<string, { promise: Promise<Resolved>; since: LogPosition }>();
   #front: SyncStore | undefined;
+  /** Whether a tier is shared with other nodes (see `Store.shared`). */
+  #shared: boolean;
+  /** Keys this node patched after its own write, to load again for the shared tiers. */
+  #refilling = new Set<string>();
   #log: ChangeLog;
   #fence: WriteFence;
   #hooks: WriteHooks = {};
@@ -291,6 +309,11 @@ export class Cache {
     this.policy = policy;
     this.#schema = options.schema;
     this.#now = options.now ?? Date.now;
+    // The hit path's clock: coarse when the cache reads the real one (see CoarseClock).
+    if (options.now === undefined) {
+      const clock = new CoarseClock();
+      this.#hitNow = () => clock.now();
+    } else this.#hitNow = options.now;
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#report = rateLimited(logger, () => performance.now());
     this.#schedule = options.schedule;
@@ -314,6 +337,7 @@ export class Cache {
     });
     const first = options.tiers[0];
     this.#front = first && isSync(first) ? first : undefined;
+    this.#shared = options.tiers.some((t) => t.shared === true);
     if (options.rehydrate !== false) {
       this.#rehydrate = {
         concurrency: options.rehydrate?.concurrency ?? 4,
@@ -364,18 +388,23 @@ export class Cache {
     }
     if (!this.#log.trusted()) return undefined;
     const started = this.#observer ? performance.now() : 0;
-    const now = this.#now();
+    const now = this.#hitNow();
     const entry = this.#front.peek(key, now);
     if (!entry || entry.freshUntil <= now) return undefined;
     this.#tierStats[0]!.hits++;
     this.#observer?.read(this.tiers[0]!.name, (performance.now() - started) / 1000);
-    if (options?.count !== false) this.countRead(key, "hit");
+    if (options?.count !== false) {
+      this.#counters.hits++;
+      this.index.touch(key);
+      // Only a negative result has a place in the negative quota's order.
+      if (isNegative(entry.status)) this.#negative.touch(key);
+    }
     return entry;
   }
 
   /** Looks a key up through the tiers; fresh or stale-but-servable entries only. */
   async getEntry(key: string, options?: LookupOptions): Promise<CacheEntry | undefined> {
-    const found = await this.#lookup(key);
+    const found = await this.#lookup(key, this.#end(options?.tiers));
     if (!found) return undefined;
     if (options?.count !== false) {
       this.countRead(key, found.entry.freshUntil > this.#now() ? "hit" : "stale");
@@ -464,7 +493,7 @@ export class Cache {
       this.#counters.fenced++;
       return { entry, stored: false };
     }
-    await this.#store(key, entry, options?.memoryOnly ? 1 : this.tiers.length);
+    await this.#store(key, entry, options?.memoryOnly ? 1 : this.#end(init.tiers));
     // A write may have landed while the tiers were being written: check once more.
     if (this.#fence.conflicts(since, key, entry)) {
       this.#counters.fenced++;
@@ -485,7 +514,7 @@ export class Cache {
   /** Stores an entry in every tier and registers its dependencies. */
   async setEntry(key: string, init: EntryInit): Promise<CacheEntry> {
     const entry = await this.#build(init, this.#fence.position);
-    await this.#store(key, entry, this.tiers.length);
+    await this.#store(key, entry, this.#end(init.tiers));
     return entry;
   }
 
@@ -496,13 +525,19 @@ export class Cache {
    * the load fails, a stale entry is served instead of the error (stale-if-error). While
    * the lease on the log has lapsed, every read goes to the source and nothing is stored.
    */
-  async resolve(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
+  async resolve(
+    key: string,
+    load: () => Promise<EntryInit>,
+    options?: Pick<LookupOptions, "tiers">,
+  ): Promise<Resolved> {
     if (!this.#log.trusted()) {
       this.#counters.bypasses++;
       const entry = await this.#build(await this.measureLoad(load), this.#fence.position);
       return { entry, status: "miss", stored: false, bypass: true };
     }
-    const found = await this.#lookup(key);
+    // A refill (see #applyOps) loads even though this node's memory holds a patch.
+    if (this.#refilling.size > 0 && this.#refilling.delete(key)) return this.#refill(key, load);
+    const found = await this.#lookup(key, this.#end(options?.tiers));
     const now = this.#now();
     if (found && found.entry.freshUntil > now) {
       this.countRead(key, "hit");
@@ -531,15 +566,21 @@ export class Cache {
     // The hit path: this node's memory, synchronously, and the value decoded once per entry.
     const hit = this.peek(key);
     if (hit) return entryValue<T>(hit);
-    checkValueOptions(options);
-    const { entry } = await this.resolve(key, async () => valueInit(key, await load(), options));
+    const tiers = this.#checkValueOptions(options);
+    const { entry } = await this.resolve(
+      key,
+      async () => valueInit(key, await load(), options, tiers),
+      { tiers },
+    );
     return entryValue<T>(entry);
   }
 
-  async get<T>(key: string): Promise<T | undefined> {
+  /** `tiers`: only these of the cache's tiers are asked, by name (the first ones, in order). */
+  async get<T>(key: string, options?: ReadOptions): Promise<T | undefined> {
     const hit = this.peek(key);
     if (hit) return entryValue<T>(hit);
-    const entry = await this.getEntry(key);
+    const tiers = options && this.#checkValueOptions(options);
+    const entry = await this.getEntry(key, { tiers });
     return entry ? entryValue<T>(entry) : undefined;
   }
 
@@ -549,8 +590,8 @@ export class Cache {
    * node, applied meanwhile, wins on every node.
    */
   async set(key: string, value: unknown, options: JsonOptions = {}): Promise<void> {
-    checkValueOptions(options);
-    const init = valueInit(key, value, options);
+    const tiers = this.#checkValueOptions(options);
+    const init = valueInit(key, value, options, tiers);
     const { seq } = await this.#append([{ keys: [key] }]);
     const at = this.#fence.position;
     await this.storeLoaded(key, init, { log: at.log, seq });
@@ -586,9 +627,33 @@ export class Cache {
     return warm(this, keys, load, options);
   }
 
-  /** Values of several keys, in order (undefined where none is cached). */
-  async getMany<T>(keys: readonly string[]): Promise<(T | undefined)[]> {
-    return Promise.all(keys.map((key) => this.get<T>(key)));
+  /**
+   * Values of several keys, in order (undefined where none is cached). Memory answers what
+   * it holds; the rest is asked of each lower tier at once, in one batch where the tier has
+   * one (Redis MGET, one SQLite transaction).
+   */
+  async getMany<T>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
+    const tiers = options && this.#checkValueOptions(options);
+    const values: (T | undefined)[] = new Array(keys.length).fill(undefined);
+    const rest: number[] = [];
+    keys.forEach((key, i) => {
+      const hit = this.peek(key);
+      if (hit) values[i] = entryValue<T>(hit);
+      else rest.push(i);
+    });
+    if (rest.length === 0) return values;
+    const found = await this.#lookupMany(
+      rest.map((i) => keys[i]!),
+      this.#end(tiers),
+    );
+    const now = this.#now();
+    rest.forEach((i, j) => {
+      const entry = found[j]?.entry;
+      if (!entry) return;
+      this.countRead(keys[i]!, entry.freshUntil > now ? "hit" : "stale");
+      values[i] = entryValue<T>(entry);
+    });
+    return values;
   }
 
   /**
@@ -597,13 +662,48 @@ export class Cache {
    */
   async setMany(items: readonly ({ key: string; value: unknown } & JsonOptions)[]): Promise<void> {
     const inits = items.map(({ key, value, ...options }) => {
-      checkValueOptions(options);
-      return { key, init: valueInit(key, value, options) };
+      const tiers = this.#checkValueOptions(options);
+      return { key, init: valueInit(key, value, options, tiers) };
     });
     if (inits.length === 0) return;
     const { seq } = await this.#append([{ keys: inits.map((i) => i.key) }]);
-    const at = { log: this.#fence.position.log, seq };
-    await Promise.all(inits.map(({ key, init }) => this.storeLoaded(key, init, at)));
+    await this.#storeLoadedMany(inits, { log: this.#fence.position.log, seq });
+  }
+
+  /** storeLoaded for several keys loaded since one position: each tier written in one batch. */
+  async #storeLoadedMany(
+    loaded: readonly { key: string; init: EntryInit }[],
+    since: LogPosition,
+  ): Promise<void> {
+    const entries = await Promise.all(loaded.map(({ init }) => this.#build(init, since)));
+    if (!this.#log.trusted()) return;
+    const exact = this.#log.shared && this.#hooks.patch && (await this.#quiet(since));
+    type Item = { key: string; entry: CacheEntry; end: number };
+    const unfenced = (list: readonly Item[]) =>
+      list.filter(({ key, entry }) => {
+        if (!this.#fence.conflicts(since, key, entry)) return true;
+        this.#counters.fenced++;
+        return false;
+      });
+    const keep = unfenced(
+      loaded.flatMap(({ key, init }, i) => {
+        const entry = entries[i]!;
+        if (exact) entry.exact = true;
+        return init.cacheable === false ? [] : [{ key, entry, end: this.#end(init.tiers) }];
+      }),
+    );
+    // Grouped by how many tiers keep them (one group unless the items chose tiers).
+    const ends = new Map<number, Item[]>();
+    for (const item of keep) {
+      const group = ends.get(item.end);
+      if (group) group.push(item);
+      else ends.set(item.end, [item]);
+    }
+    await Promise.all([...ends].map(([end, list]) => this.#storeMany(list, end)));
+    // A write may have landed while the tiers were being written: check once more.
+    const kept = new Set(unfenced(keep));
+    const fenced = keep.filter((item) => !kept.has(item)).map(({ key }) => key);
+    if (fenced.length > 0) await this.#remove(new Set(fenced));
   }
 
   /** Deletes several keys in one record, each tier deleting them in one call; how many existed. */
@@ -703,6 +803,15 @@ export class Cache {
       }
       await new Promise((r) => setTimeout(r, 20));
     }
+  }
+
+  /**
+   * Runs work off the request's path through the same hook as the cache's own background
+   * work (a Worker's `waitUntil`, or tracked for `drain`). Its failure is swallowed: the
+   * work reports its own errors.
+   */
+  background(work: Promise<unknown>): void {
+    this.#run(work);
   }
 
   /** Waits until background work has finished (tests, graceful shutdown). */
@@ -834,6 +943,17 @@ export class Cache {
     // entry it patched was current.
     const at = this.#fence.position;
     const { patch, refetch } = this.#hooks;
+    // Tiers other nodes read are the writer's to clean and refill: another node's delete
+    // could come after a reload stored there, and reads check them against the log anyway.
+    const foreign = record.own === false && this.#shared;
+    // What a node patched is reloaded into the shared tiers, by one node for all (a claim on
+    // the log), so that nodes whose memory did not hold it find the new version there (a
+    // patch stays in one node's memory). Not for a node alone on the log.
+    const claim = this.#log.claim?.bind(this.#log);
+    const refill =
+      claim && this.#shared && refetch !== undefined && this.#log.nodes?.() !== 1
+        ? claim
+        : undefined;
     // Only with records in commit order: out of order, a patch could bring back a value a
     // later write had already replaced (a row changed and changed back).
     const patches =
@@ -841,19 +961,20 @@ export class Cache {
         ? this.#patches(keys, events, patch)
         : new Map<string, { init: EntryInit; exact: boolean }>();
     const hot: string[] = [];
-    if (refetch && this.#rehydrate) {
+    if (refetch && this.#rehydrate && !foreign) {
+      const minHits = this.#rehydrate.minHits;
       for (const k of keys) {
         if (patches.has(k)) continue;
-        if ((this.index.get(k)?.hits ?? 0) >= this.#rehydrate.minHits) hot.push(k);
+        if ((this.index.get(k)?.hits ?? 0) >= minHits) hot.push(k);
       }
     }
-    const removing = this.#remove(keys);
+    const removing = this.#remove(keys, { local: foreign });
     // Tiers may hold keys the index never saw (another process wrote them): list them too.
     const unindexed = new Set<string>();
     for (const { prefix, test } of prefixes)
-      for (const k of await this.#unindexed(prefix, keys)) if (test(k)) unindexed.add(k);
+      for (const k of await this.#unindexed(prefix, keys, foreign)) if (test(k)) unindexed.add(k);
     let removed = await removing;
-    removed += await this.#remove(unindexed);
+    removed += await this.#remove(unindexed, { local: foreign });
     let patched = 0;
     for (const [k, { init, exact }] of patches) {
       if ((await this.storeLoaded(k, init, at, { memoryOnly: true, exact })).stored) {
@@ -862,6 +983,20 @@ export class Cache {
       }
     }
     for (const k of hot) this.#scheduleRehydrate(k, refetch!);
+    if (refill) {
+      for (const k of patches.keys()) {
+        this.#queueReload(async () => {
+          if (!(await refill(`${record.seq}:${k}`))) return;
+          this.#counters.rehydrations++;
+          this.#refilling.add(k);
+          try {
+            await refetch!(k);
+          } finally {
+            this.#refilling.delete(k); // when the refetch did not come through resolve
+          }
+        });
+      }
+    }
     this.#recent.push({
       at: this.#now(),
       seq: record.seq,
@@ -924,12 +1059,12 @@ export class Cache {
    * process (or an earlier one) stored. The first tier is not listed: whatever it holds was
    * registered here first, and listing 100,000 keys of it would hold up every request.
    */
-  async #unindexed(prefix: string, known: ReadonlySet<string>): Promise<string[]> {
+  async #unindexed(prefix: string, known: ReadonlySet<string>, local = false): Promise<string[]> {
     const keys: string[] = [];
     let seen = 0;
     for (let i = 1; i < this.tiers.length; i++) {
       const tier = this.tiers[i]!;
-      if (!isListable(tier)) continue;
+      if (!isListable(tier) || (local && tier.shared)) continue;
       try {
         for await (const k of tier.keys(prefix)) {
           if (!known.has(k)) keys.push(k);
@@ -943,13 +1078,13 @@ export class Cache {
     return keys;
   }
 
-  async #lookup(key: string): Promise<{ entry: CacheEntry; tier: string } | undefined> {
+  /** The entry of `key` in the first of tiers [0, end) that holds a servable one. */
+  async #lookup(key: string, end = this.tiers.length): Promise<Found | undefined> {
     if (!this.#log.trusted() || this.#pending.has(key)) return undefined;
     const now = this.#now();
     const started = this.#observer ? performance.now() : 0;
-    for (let i = 0; i < this.tiers.length; i++) {
+    for (let i = 0; i < end; i++) {
       const tier = this.tiers[i]!;
-      const stats = this.#tierStats[i]!;
       if (this.#undeleted.size > 0 && this.#undeleted.get(i)?.has(key)) continue;
       let entry: CacheEntry | undefined;
       try {
@@ -958,38 +1093,99 @@ export class Cache {
         this.#fault(i, "get", err);
         continue;
       }
-      if (!entry || entry.staleUntil <= now) {
-        stats.misses++;
-        continue;
-      }
-      if (i > 0) {
-        // Not this node's memory: another node (or an earlier process) may have written
-        // it, so it is checked against the log since the position its load began at.
-        if (!this.#valid(key, entry)) {
-          stats.misses++;
-          this.#counters.refused++;
-          this.#run(tier.delete([key]).catch((err) => this.#fault(i, "delete", err)));
-          continue;
-        }
-        // This tier holds it, and the back-fill below writes the tiers above.
-        const held = this.#held(i + 1);
-        if (this.index.has(key)) this.index.hold(key, held);
-        else this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held);
-        this.#admit(key, entry);
-        // Back-fill the tiers above; check again after, since a write may land while an
-        // asynchronous tier is being written.
-        await this.#storeIn(key, entry, i);
-        if (!this.#valid(key, entry)) {
-          await this.#remove(new Set([key]));
-          stats.misses++;
-          continue;
-        }
-      }
-      stats.hits++;
-      this.#observer?.read(tier.name, (performance.now() - started) / 1000);
-      return { entry, tier: tier.name };
+      if (await this.#accept(i, key, entry, now, started))
+        return { entry: entry!, tier: tier.name };
     }
     return undefined;
+  }
+
+  /** #lookup for several keys: each tier is asked for all the keys still missing at once. */
+  async #lookupMany(keys: readonly string[], end: number): Promise<(Found | undefined)[]> {
+    const found = new Map<string, Found>();
+    let missing = this.#log.trusted()
+      ? [...new Set(keys)].filter((k) => !this.#pending.has(k))
+      : [];
+    const now = this.#now();
+    const started = this.#observer ? performance.now() : 0;
+    for (let i = 0; i < end && missing.length > 0; i++) {
+      const tier = this.tiers[i]!;
+      const undeleted = this.#undeleted.size > 0 ? this.#undeleted.get(i) : undefined;
+      const asked = undeleted ? missing.filter((k) => !undeleted.has(k)) : missing;
+      let entries: (CacheEntry | undefined)[];
+      try {
+        entries =
+          asked.length > 1 && isBatch(tier)
+            ? await tier.getMany(asked)
+            : await Promise.all(asked.map((key) => tier.get(key)));
+      } catch (err) {
+        this.#fault(i, "get", err);
+        continue;
+      }
+      const accepted = await Promise.all(
+        asked.map((key, j) => this.#accept(i, key, entries[j], now, started)),
+      );
+      asked.forEach((key, j) => {
+        if (accepted[j]) found.set(key, { entry: entries[j]!, tier: tier.name });
+      });
+      missing = missing.filter((key) => !found.has(key));
+    }
+    return keys.map((key) => found.get(key));
+  }
+
+  /**
+   * Whether tier `i`'s answer for `key` may be served, counted in the tier's stats: live, and
+   * from below this node's memory, valid against the log and copied into the tiers above.
+   */
+  async #accept(
+    i: number,
+    key: string,
+    entry: CacheEntry | undefined,
+    now: number,
+    started: number,
+  ): Promise<boolean> {
+    const tier = this.tiers[i]!;
+    const stats = this.#tierStats[i]!;
+    if (!entry || entry.staleUntil <= now) {
+      stats.misses++;
+      return false;
+    }
+    if (i > 0) {
+      // Not this node's memory: another node (or an earlier process) may have written
+      // it, so it is checked against the log since the position its load began at.
+      if (!this.#valid(key, entry)) {
+        stats.misses++;
+        this.#counters.refused++;
+        this.#run(tier.delete([key]).catch((err) => this.#fault(i, "delete", err)));
+        return false;
+      }
+      // This tier holds it, and the back-fill below writes the tiers above.
+      const held = this.#held(i + 1);
+      if (this.index.has(key)) this.index.hold(key, held);
+      else this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held);
+      this.#admit(key, entry);
+      // Back-fill the tiers above; check again after, since a write may land while an
+      // asynchronous tier is being written.
+      await this.#storeIn([{ key, entry }], i);
+      if (!this.#valid(key, entry)) {
+        await this.#remove(new Set([key]));
+        stats.misses++;
+        return false;
+      }
+    }
+    stats.hits++;
+    this.#observer?.read(tier.name, (performance.now() - started) / 1000);
+    return true;
+  }
+
+  /** Tiers [0, end) of a value's `tiers` (a count, validated already); all by default. */
+  #end(tiers: number | undefined): number {
+    return tiers === undefined ? this.tiers.length : Math.min(tiers, this.tiers.length);
+  }
+
+  /** Checks a value's options; returns how many tiers its `tiers` names (undefined: all). */
+  #checkValueOptions(options: JsonOptions | ReadOptions): number | undefined {
+    checkValueOptions(options);
+    return options.tiers === undefined ? undefined : tierCount(this.tiers, options.tiers, "cache");
   }
 
   #valid(key: string, entry: CacheEntry): boolean {
@@ -1011,6 +1207,36 @@ export class Cache {
     });
     this.#inflight.set(key, { promise, since });
     return promise;
+  }
+
+  /**
+   * Loads a key this node patched after its own write and stores the result in the shared
+   * tiers only: this node's memory keeps the patch (exact, where the load may not be), and
+   * other nodes find the new version instead of a miss.
+   */
+  async #refill(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
+    const since = this.#fence.position;
+    const entry = await this.#build(await this.measureLoad(load), since);
+    const shared = this.tiers.flatMap((tier, i) => (tier.shared ? [i] : []));
+    const conflicts = () => this.#fence.conflicts(since, key, entry);
+    if (!this.#log.trusted() || conflicts()) return { entry, status: "miss", stored: false };
+    if (this.#hooks.patch && (await this.#quiet(since))) entry.exact = true;
+    const ttl = entry.staleUntil - this.#now();
+    await Promise.all(
+      shared.map((i) =>
+        this.tiers[i]!.set(key, entry, ttl).catch((err) => this.#fault(i, "set", err)),
+      ),
+    );
+    // A write may have landed meanwhile: its record's removal may have come first.
+    if (conflicts()) {
+      await Promise.all(
+        shared.map((i) =>
+          this.tiers[i]!.delete([key]).catch((err) => this.#fault(i, "delete", err)),
+        ),
+      );
+      return { entry, status: "miss", stored: false };
+    }
+    return { entry, status: "miss", stored: true };
   }
 
   async #runLoad(
@@ -1059,11 +1285,21 @@ export class Cache {
 
   /** Registers the entry and writes it into tiers [0, end). */
   async #store(key: string, entry: CacheEntry, end: number): Promise<void> {
-    this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.#held(end));
-    this.#admit(key, entry);
-    // Registrations of entries that expired everywhere go now and then, not per request.
-    if (++this.#stores % SWEEP_EVERY === 0) this.index.sweep(this.#now());
-    await this.#storeIn(key, entry, end);
+    await this.#storeMany([{ key, entry }], end);
+  }
+
+  /** Registers the entries and writes them into tiers [0, end), a batch per tier. */
+  async #storeMany(
+    list: readonly { key: string; entry: CacheEntry }[],
+    end: number,
+  ): Promise<void> {
+    for (const { key, entry } of list) {
+      this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.#held(end));
+      this.#admit(key, entry);
+      // Registrations of entries that expired everywhere go now and then, not per request.
+      if (++this.#stores % SWEEP_EVERY === 0) this.index.sweep(this.#now());
+    }
+    await this.#storeIn(list, end);
   }
 
   /** Counts a negative result against its quota; the least recently used past it goes. */
@@ -1076,14 +1312,18 @@ export class Cache {
     if (out !== undefined) this.#run(this.#remove(new Set([out]), { invalidation: false }));
   }
 
-  /** Writes the entry into tiers [0, end). */
-  async #storeIn(key: string, entry: CacheEntry, end: number): Promise<void> {
-    const ttl = entry.staleUntil - this.#now();
-    if (ttl <= 0) return;
+  /** Writes the entries into tiers [0, end): one batch per tier that has batches. */
+  async #storeIn(list: readonly { key: string; entry: CacheEntry }[], end: number): Promise<void> {
+    const now = this.#now();
+    const writes = list
+      .map(({ key, entry }) => ({ key, entry, ttlMs: entry.staleUntil - now }))
+      .filter((w) => w.ttlMs > 0);
+    if (writes.length === 0) return;
     await Promise.all(
       this.tiers.slice(0, end).map(async (tier, i) => {
         try {
-          await tier.set(key, entry, ttl);
+          if (writes.length > 1 && isBatch(tier)) await tier.setMany(writes);
+          else await Promise.all(writes.map((w) => tier.set(w.key, w.entry, w.ttlMs)));
         } catch (err) {
           this.#fault(i, "set", err);
         }
@@ -1097,13 +1337,16 @@ export class Cache {
    * keys go a chunk at a time, so other requests run meanwhile. `keys` must not change
    * until it resolves.
    */
-  async #remove(keys: ReadonlySet<string>, options?: { invalidation: boolean }): Promise<number> {
+  async #remove(
+    keys: ReadonlySet<string>,
+    options?: { invalidation?: boolean; local?: boolean },
+  ): Promise<number> {
     if (keys.size === 0) return 0;
     this.#pending.add(keys);
     let removed = 0;
     try {
       await inChunks([...keys], async (chunk) => {
-        removed += await this.#removeNow(chunk);
+        removed += await this.#removeNow(chunk, options?.local);
       });
     } finally {
       this.#pending.delete(keys);
@@ -1112,14 +1355,18 @@ export class Cache {
     return removed;
   }
 
-  /** Removes keys from the index and every tier; resolves with how many existed. */
-  async #removeNow(list: readonly string[]): Promise<number> {
+  /**
+   * Removes keys from the index and every tier (`local`: but the shared ones); resolves
+   * with how many existed.
+   */
+  async #removeNow(list: readonly string[], local = false): Promise<number> {
     for (const k of list) {
       this.index.remove(k);
       this.#negative.forget(k);
     }
     const counts = await Promise.all(
       this.tiers.map(async (tier, i) => {
+        if (local && tier.shared) return 0;
         const pending = this.#undeleted.get(i);
         const batch = pending ? [...new Set([...list, ...pending])] : list;
         try {
@@ -1194,10 +1441,15 @@ export class Cache {
   }
 
   #scheduleRehydrate(key: string, refetch: (key: string) => Promise<unknown>): void {
-    this.#rehydrateQueue.push(async () => {
+    this.#queueReload(async () => {
       this.#counters.rehydrations++;
       await refetch(key);
     });
+  }
+
+  /** Queues a reload behind earlier ones, `rehydrate.concurrency` at a time. */
+  #queueReload(job: () => Promise<void>): void {
+    this.#rehydrateQueue.push(job);
     this.#pump();
   }
 
@@ -1231,7 +1483,16 @@ export interface JsonOptions {
   ttl?: number;
   staleWhileRevalidate?: number;
   tags?: string[];
+  /**
+   * The tiers that keep the value, by name: the first ones of the cache, in order
+   * (`["memory"]`: this node's memory only; `["memory", "kv"]` of memory, KV, D1). All by
+   * default. Reads with the same `tiers` ask only those.
+   */
+  tiers?: readonly string[];
 }
+
+/** Options of a read: the tiers asked (see `JsonOptions.tiers`). */
+export type ReadOptions = Pick<JsonOptions, "tiers">;
 
 function checkValueOptions(options: JsonOptions): void {
   const c = "cache";
@@ -1247,8 +1508,38 @@ function checkValueOptions(options: JsonOptions): void {
   }
 }
 
-function valueInit(key: string, value: unknown, options: JsonOptions): EntryInit {
-  return { ...options, ...encodeValue(key, value) };
+/**
+ * How many tiers `names` names: they must be the first tiers of the cache, in order, since
+ * a tier below one left out would be written without the one above it, which every read
+ * passes first.
+ */
+export function tierCount(tiers: readonly Store[], names: unknown, component: string): number {
+  const all = tiers.map((t) => t.name);
+  const ok =
+    Array.isArray(names) &&
+    names.length > 0 &&
+    names.length <= all.length &&
+    names.every((t, i) => t === all[i]);
+  if (!ok) {
+    badOption(
+      component,
+      "tiers",
+      `the first tiers of the cache, in order (${all.join(", ")})`,
+      names,
+    );
+  }
+  return names.length;
+}
+
+/** `tiers`: the count #checkValueOptions made of the options' tier names. */
+function valueInit(
+  key: string,
+  value: unknown,
+  options: JsonOptions,
+  tiers: number | undefined,
+): EntryInit {
+  const { tiers: _names, ...rest } = options;
+  return { ...rest, ...encodeValue(key, value), tiers };
 }
 
 export function createCache(options: CacheOptions): Cache {

@@ -26,6 +26,12 @@ export interface ChangeRecord {
    * order, a row changed and changed back would be patched to the value in between.
    */
   ordered: boolean;
+  /**
+   * Whether this node appended the record, where the log can tell (a shared log names the
+   * writer). The writer alone cleans and refills the tiers other nodes read (`Store.shared`);
+   * undefined means unknown, and every node treats the record as its own.
+   */
+  own?: boolean;
 }
 
 /**
@@ -84,6 +90,16 @@ export interface ChangeLog {
    * absence nor take rows from another page.
    */
   readonly shared: boolean;
+  /**
+   * How many nodes follow the log, as last heard (this one included), where the log can
+   * tell: a writer refills shared tiers only for others to read (see `Store.shared`).
+   */
+  nodes?(): number;
+  /**
+   * Whether this node is the first to claim `name` (within about a lease): work one node
+   * does for all, such as reloading a response into a shared tier after a write.
+   */
+  claim?(name: string): Promise<boolean>;
   /**
    * Takes the write turn (see `WriteTurn`), waiting while another node holds it. Resolves
    * undefined when it cannot be had soon: the write's record is then unordered.
@@ -169,6 +185,8 @@ export function withOutsideWrites(log: ChangeLog, outside: OutsideWrites): Chang
     get shared() {
       return log.shared || outside.active();
     },
+    ...(log.nodes && { nodes: () => log.nodes!() }),
+    ...(log.claim && { claim: (name: string) => log.claim!(name) }),
     turn: () => log.turn(),
     follow: (follower) => log.follow(follower),
     append: (ops, turn) => log.append(ops, turn),

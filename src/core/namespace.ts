@@ -1,4 +1,4 @@
-import type { Cache, JsonOptions } from "./cache.ts";
+import { type Cache, type JsonOptions, tierCount } from "./cache.ts";
 import { randomId } from "./change-log.ts";
 import { entryValue } from "./codec.ts";
 import { badOption } from "./errors.ts";
@@ -9,6 +9,12 @@ export interface NamespaceOptions {
   ttl?: number;
   /** Tags every entry of the namespace carries (namespaced like any other tag). */
   tags?: string[];
+  /**
+   * The tiers that keep its entries, by name: the first ones of the cache, in order
+   * (`["memory"]` of memory + Redis: this node's memory only). Reads ask only those. All
+   * by default.
+   */
+  tiers?: readonly string[];
 }
 
 /** What `Namespace.invalidate` removes: keys, a key prefix, key globs and tags, all of this namespace. */
@@ -54,6 +60,7 @@ export class Namespace {
   readonly #cache: Cache;
   readonly #ttl: number | undefined;
   readonly #tags: string[];
+  readonly #tiers: readonly string[] | undefined;
   readonly #versionKey: string;
 
   constructor(cache: Cache, name: string, options: NamespaceOptions = {}) {
@@ -64,13 +71,15 @@ export class Namespace {
     if (typeof options !== "object" || options === null) {
       badOption(c, "options", "an object", options);
     }
-    const { ttl, tags } = options;
+    const { ttl, tags, tiers } = options;
     if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0)) {
       badOption(c, "ttl", "a positive number of ms", ttl);
     }
     if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === "string"))) {
       badOption(c, "tags", "an array of strings", tags);
     }
+    if (tiers !== undefined) tierCount(cache.tiers, tiers, c);
+    this.#tiers = tiers && [...tiers];
     this.name = name;
     this.#cache = cache;
     this.#ttl = ttl;
@@ -79,7 +88,7 @@ export class Namespace {
   }
 
   async get<T>(key: string): Promise<T | undefined> {
-    return this.#cache.get<T>(await this.#key(key));
+    return this.#cache.get<T>(await this.#key(key), { tiers: this.#tiers });
   }
 
   async set(key: string, value: unknown, options: JsonOptions = {}): Promise<void> {
@@ -101,7 +110,10 @@ export class Namespace {
   /** Values of several keys, in order; see `Cache.getMany`. */
   async getMany<T>(keys: readonly string[]): Promise<(T | undefined)[]> {
     const base = await this.#base();
-    return this.#cache.getMany<T>(keys.map((k) => base + k));
+    return this.#cache.getMany<T>(
+      keys.map((k) => base + k),
+      { tiers: this.#tiers },
+    );
   }
 
   /** Sets several values under one change-log record; see `Cache.setMany`. */
@@ -142,7 +154,7 @@ export class Namespace {
 
   /** Drops every entry of the namespace in O(1): a new version token (see the class comment). */
   async clear(): Promise<void> {
-    await this.#cache.set(this.#versionKey, randomId(), { ttl: VERSION_TTL });
+    await this.#cache.set(this.#versionKey, randomId(), { ttl: VERSION_TTL, tiers: this.#tiers });
   }
 
   async #base(): Promise<string> {
@@ -150,7 +162,10 @@ export class Namespace {
     const hit = this.#cache.peek(this.#versionKey, { count: false });
     const token = hit
       ? entryValue<string>(hit)
-      : await this.#cache.getOrSet(this.#versionKey, randomId, { ttl: VERSION_TTL });
+      : await this.#cache.getOrSet(this.#versionKey, randomId, {
+          ttl: VERSION_TTL,
+          tiers: this.#tiers,
+        });
     return `ns:${this.name}:${token}:`;
   }
 
@@ -164,10 +179,11 @@ export class Namespace {
 
   #options(options: JsonOptions): JsonOptions {
     // Tags that are not an array pass through unchanged, for the cache to refuse by name.
-    const { ttl, tags } = options;
+    const { ttl, tags, tiers } = options;
     return {
       ...options,
       ttl: ttl ?? this.#ttl,
+      tiers: tiers ?? this.#tiers,
       tags: Array.isArray(tags)
         ? [...this.#tags, ...tags.map((t) => this.#tag(t))]
         : (tags ?? this.#tags),

@@ -48,7 +48,7 @@ export class NegativeQuota {
 
   /** A read of `key`: if it is a negative result, it becomes the most recently used. */
   touch(key: string): void {
-    if (this.#keys.delete(key)) this.#keys.add(key);
+    if (this.#keys.size > 0 && this.#keys.delete(key)) this.#keys.add(key);
   }
 
   /** `key` is gone from the cache, or holds a result that is not negative. */

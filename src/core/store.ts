@@ -8,6 +8,12 @@ import type { CacheEntry } from "./entry.ts";
  */
 export interface Store {
   readonly name: string;
+  /**
+   * Whether other nodes read this tier too (Redis, KV). Such a tier is checked against the
+   * change log on every read, so its deletes are an optimisation: only the node that wrote
+   * a change makes them, and refills it.
+   */
+  readonly shared?: boolean;
   get(key: string): Promise<CacheEntry | undefined>;
   set(key: string, entry: CacheEntry, ttlMs: number): Promise<void>;
   /** Deletes the keys; resolves with how many existed. */
@@ -46,6 +52,23 @@ export interface EvictingStore extends Store {
   onEvict(listener: (key: string) => void): void;
 }
 
+/** One write of a batch: what `set(key, entry, ttlMs)` takes. */
+export interface StoreWrite {
+  key: string;
+  entry: CacheEntry;
+  ttlMs: number;
+}
+
+/**
+ * A store that reads or writes several keys in one round trip or one transaction (Redis
+ * MGET and a pipeline, SQLite one transaction), with the same meaning as the single calls.
+ */
+export interface BatchStore extends Store {
+  /** The entries of `keys`, in order (undefined where there is none). */
+  getMany(keys: readonly string[]): Promise<(CacheEntry | undefined)[]>;
+  setMany(writes: readonly StoreWrite[]): Promise<void>;
+}
+
 export interface StoreSize {
   entries: number;
   bytes: number;
@@ -66,4 +89,10 @@ export function isClosable(store: Store): store is ClosableStore {
 }
 export function isEvicting(store: Store): store is EvictingStore {
   return typeof (store as Partial<EvictingStore>).onEvict === "function";
+}
+export function isBatch(store: Store): store is BatchStore {
+  return (
+    typeof (store as Partial<BatchStore>).getMany === "function" &&
+    typeof (store as Partial<BatchStore>).setMany === "function"
+  );
 }

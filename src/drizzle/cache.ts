@@ -1,6 +1,7 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
 import type { CacheConfig } from "drizzle-orm/cache/core/types";
 import { type Cache, createCache } from "../core/cache.ts";
+import type { ChangeLog } from "../core/change-log.ts";
 import { badOption } from "../core/errors.ts";
 import { rateLimited, type Warner } from "../core/report.ts";
 import type { Store } from "../core/store.ts";
@@ -13,6 +14,12 @@ export interface DrizzleCacheOptions {
   tiers?: Store[];
   /** An edgecache `Cache` to share (its tiers, change log and stats). Or pass `tiers`. */
   cache?: Cache;
+  /**
+   * With `tiers`: the change log its cache follows (in-process by default). Processes or
+   * Worker isolates that share a tier (Redis, KV) share a log too, to stay exact:
+   * `redisChangeLog` on Node, `durableChangeLog` on Workers.
+   */
+  log?: ChangeLog;
   /**
    * "explicit" (Drizzle's default): only queries marked `.$withCache()` are cached.
    * "all": every select is, unless marked `.$withCache(false)`.
@@ -92,9 +99,17 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     if (typeof prefix !== "string" || prefix === "") {
       badOption(c, "prefix", "a non-empty string", prefix);
     }
+    if (options.log !== undefined && options.cache !== undefined) {
+      badOption(c, "log", "no log with cache (the cache has its own)", "both");
+    }
     this.engine =
       options.cache ??
-      createCache({ tiers: options.tiers!, ttl, ...(options.now ? { now: options.now } : {}) });
+      createCache({
+        tiers: options.tiers!,
+        ttl,
+        ...(options.log && { log: options.log }),
+        ...(options.now ? { now: options.now } : {}),
+      });
     this.#strategy = strategy;
     this.#ttl = ttl;
     this.#prefix = prefix;

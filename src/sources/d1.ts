@@ -336,7 +336,10 @@ async function guard<T>(work: () => Promise<T>): Promise<T> {
  */
 function withSqliteCode(err: unknown): unknown {
   if (err instanceof EdgecacheError || !(err instanceof Error)) return err;
-  const message = err.message.replace(/^D1_\w+:\s*/, "").replace(/:\s*SQLITE_\w+$/, "");
+  // workerd adds the extended code too: "...: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_UNIQUE)".
+  const message = err.message
+    .replace(/^D1_\w+:\s*/, "")
+    .replace(/:\s*SQLITE_\w+(\s*\(extended: SQLITE_\w+\))?$/, "");
   const kind = /^(UNIQUE|NOT NULL|FOREIGN KEY|CHECK|PRIMARY KEY) constraint failed/.exec(message);
   const code = kind
     ? `SQLITE_CONSTRAINT_${kind[1]!.replace(" ", "")}`

@@ -1,7 +1,7 @@
 import type { Cluster, Redis } from "ioredis";
-import { decodeEntry, encodeEntry } from "../core/entry.ts";
+import { type CacheEntry, decodeEntry, encodeEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
-import type { ClosableStore, ListableStore } from "../core/store.ts";
+import type { BatchStore, ClosableStore, ListableStore } from "../core/store.ts";
 import type { RedisClient, RedisConnectOptions } from "./redis-connect.ts";
 import { connectRedis } from "./redis-connect.ts";
 
@@ -19,7 +19,10 @@ const COMPONENT = "redis";
 const DEFAULT_PREFIX = "edgecache:";
 /** Keys SCAN looks at per call: a hint to Redis, not a bound on the reply. */
 const SCAN_COUNT = 500;
-/** UNLINKs in flight at once, so a large invalidation does not queue unbounded commands. */
+/**
+ * UNLINKs in flight at once, so a large invalidation does not queue unbounded commands; as
+ * many keys per MGET and per pipeline of SETs.
+ */
 const DELETE_BATCH = 1000;
 /**
  * Redis takes PX as a 64-bit integer of ms; a ttl beyond 2^53 ms (285,000 years, or
@@ -44,7 +47,7 @@ const MAX_TTL_MS = Number.MAX_SAFE_INTEGER;
  */
 export async function redisStore(
   options: RedisStoreOptions,
-): Promise<ListableStore & ClosableStore> {
+): Promise<ListableStore & ClosableStore & BatchStore> {
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
@@ -72,40 +75,71 @@ export async function redisStore(
     }
   }
 
+  async function set(key: string, entry: CacheEntry, ttlMs: number): Promise<void> {
+    // A write replaces whatever was there, so an already expired one (ttl 0, negative,
+    // NaN) just removes the old entry.
+    if (!(ttlMs > 0)) {
+      await guard("set failed", () => client.unlink(prefix + key));
+      return;
+    }
+    const value = encoded(entry);
+    await guard("set failed", () =>
+      ttlMs > MAX_TTL_MS
+        ? client.set(prefix + key, value)
+        : client.set(prefix + key, value, "PX", Math.ceil(ttlMs)),
+    );
+  }
+
   return {
     name,
+    shared: true,
 
     async get(key) {
       const value = await guard("get failed", () => client.getBuffer(prefix + key));
-      if (value === null) return undefined;
-      try {
-        // A copy: the reply may be a view into the socket's read buffer, which a body
-        // kept in the memory tier must not pin.
-        return decodeEntry(new Uint8Array(value));
-      } catch (error) {
-        throw unavailable(`corrupt entry under ${JSON.stringify(key)}`, error);
-      }
+      return value === null ? undefined : decoded(key, value);
     },
 
-    async set(key, entry, ttlMs) {
-      // A write replaces whatever was there, so an already expired one (ttl 0, negative,
-      // NaN) just removes the old entry.
-      if (!(ttlMs > 0)) {
-        await guard("set failed", () => client.unlink(prefix + key));
-        return;
+    async getMany(keys) {
+      const found: (CacheEntry | undefined)[] = [];
+      for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+        const batch = keys.slice(i, i + DELETE_BATCH).map((key) => prefix + key);
+        // One MGET; a cluster's keys live in different slots, which one MGET cannot span,
+        // so there each key gets a GET, sent together (auto-pipelined, per node).
+        const values = await guard("get failed", () =>
+          client.isCluster
+            ? Promise.all(batch.map((key) => client.getBuffer(key)))
+            : client.mgetBuffer(batch),
+        );
+        values.forEach((value, j) => {
+          found.push(value === null ? undefined : decoded(keys[i + j]!, value));
+        });
       }
-      let bytes: Uint8Array;
-      try {
-        bytes = encodeEntry(entry);
-      } catch (error) {
-        throw unavailable("cannot serialise entry (meta must be JSON)", error);
+      return found;
+    },
+
+    set,
+
+    async setMany(writes) {
+      for (let i = 0; i < writes.length; i += DELETE_BATCH) {
+        const batch = writes.slice(i, i + DELETE_BATCH);
+        const values = batch.map((w) => (w.ttlMs > 0 ? encoded(w.entry) : undefined));
+        if (client.isCluster) {
+          // Per key, auto-pipelined per node (a pipeline cannot span a cluster's slots).
+          await Promise.all(batch.map((w) => set(w.key, w.entry, w.ttlMs)));
+          continue;
+        }
+        // One pipeline: every SET (or UNLINK, for an expired one) in one round trip.
+        const pipeline = (client as Redis).pipeline();
+        batch.forEach((w, j) => {
+          const value = values[j];
+          if (value === undefined) pipeline.unlink(prefix + w.key);
+          else if (w.ttlMs > MAX_TTL_MS) pipeline.set(prefix + w.key, value);
+          else pipeline.set(prefix + w.key, value, "PX", Math.ceil(w.ttlMs));
+        });
+        const replies = await guard("set failed", () => pipeline.exec());
+        const failed = replies?.find(([error]) => error);
+        if (failed) throw unavailable("set failed", failed[0]);
       }
-      const value = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      await guard("set failed", () =>
-        ttlMs > MAX_TTL_MS
-          ? client.set(prefix + key, value)
-          : client.set(prefix + key, value, "PX", Math.ceil(ttlMs)),
-      );
     },
 
     async delete(keys) {
@@ -150,6 +184,27 @@ export async function redisStore(
       client.disconnect();
     },
   };
+}
+
+/** An entry as stored (encodeEntry), as a Buffer view over the same bytes. */
+function encoded(entry: CacheEntry): Buffer {
+  let bytes: Uint8Array;
+  try {
+    bytes = encodeEntry(entry);
+  } catch (error) {
+    throw unavailable("cannot serialise entry (meta must be JSON)", error);
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function decoded(key: string, value: Buffer): CacheEntry {
+  try {
+    // A copy: the reply may be a view into the socket's read buffer, which a body kept in
+    // the memory tier must not pin.
+    return decodeEntry(new Uint8Array(value));
+  } catch (error) {
+    throw unavailable(`corrupt entry under ${JSON.stringify(key)}`, error);
+  }
 }
 
 /** The nodes whose keys together are the whole keyspace: each master of a cluster. */

@@ -4,6 +4,7 @@ import type { CacheEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
 import type {
+  BatchStore,
   ClosableStore,
   EvictingStore,
   ListableStore,
@@ -67,6 +68,37 @@ interface Row {
   meta: string;
 }
 
+/** A write as the file takes it; null meta: the entry has expired, the key only goes. */
+interface Write {
+  key: string;
+  body: Uint8Array;
+  meta: string | null;
+  expiresAt: number | null;
+}
+
+/** A write replaces whatever was there, so an expired one (ttl 0, negative, NaN) only removes. */
+function toWrite(key: string, entry: CacheEntry, ttlMs: number, at: number): Write {
+  const { body, ...rest } = entry;
+  if (!(ttlMs > 0)) return { key, body, meta: null, expiresAt: null };
+  const meta = guard("cannot serialise entry (meta must be JSON)", () =>
+    JSON.stringify(rest satisfies EntryMeta),
+  );
+  return { key, body, meta, expiresAt: ttlMs === Number.POSITIVE_INFINITY ? null : at + ttlMs };
+}
+
+/** The entry a row holds, or undefined when its meta does not parse (a damaged row). */
+function rowEntry(row: Row): CacheEntry | undefined {
+  let meta: EntryMeta;
+  try {
+    meta = JSON.parse(row.meta) as EntryMeta;
+  } catch {
+    return undefined;
+  }
+  // A view over the driver's Buffer: same bytes, plain Uint8Array, no copy.
+  const body = new Uint8Array(row.body.buffer, row.body.byteOffset, row.body.byteLength);
+  return { ...meta, body };
+}
+
 /** What a removed row held: whether it was live then, and its share of the totals. */
 interface Removed {
   key: string;
@@ -96,7 +128,7 @@ interface Removed {
  */
 export function sqliteStore(
   options: SqliteStoreOptions,
-): ListableStore & MeasuredStore & ClosableStore & EvictingStore {
+): ListableStore & MeasuredStore & ClosableStore & EvictingStore & BatchStore {
   if (typeof options !== "object" || options === null) {
     badOption(NAME, "options", "an object", options);
   }
@@ -279,7 +311,22 @@ export function sqliteStore(
       },
     );
 
-    return { db, statements, deleteMany, write };
+    /** Rows of several keys, read in one transaction (one snapshot of the file). */
+    const readMany = db.transaction((keys: readonly string[], at: number) =>
+      keys.map((key) => statements.get.get({ key, now: at })),
+    );
+
+    /** Several writes (see `write`; null meta: the key only goes) in one transaction. */
+    const writeMany = db.transaction((writes: readonly Write[], at: number) => {
+      const evicted: string[] = [];
+      for (const w of writes) {
+        if (w.meta === null) deleteMany([w.key], at);
+        else evicted.push(...write(w.key, w.body, w.meta, w.expiresAt, at));
+      }
+      return evicted;
+    });
+
+    return { db, statements, deleteMany, write, readMany, writeMany };
   }
 
   type File = ReturnType<typeof connect>;
@@ -326,6 +373,11 @@ export function sqliteStore(
     replace(error);
   }
 
+  function evict(keys: readonly string[]): void {
+    evictions += keys.length;
+    for (const k of keys) for (const listener of evictListeners) listener(k);
+  }
+
   return {
     name: NAME,
 
@@ -337,39 +389,40 @@ export function sqliteStore(
       return run("get failed", ({ statements, deleteMany }) => {
         const at = now();
         const row = statements.get.get({ key, now: at });
-        if (row === undefined) return undefined;
-        let meta: EntryMeta;
-        try {
-          meta = JSON.parse(row.meta) as EntryMeta;
-        } catch {
-          // Written as JSON, so this row was damaged: it goes, and the read is a miss.
-          deleteMany.immediate([key], at);
-          return undefined;
-        }
-        // A view over the driver's Buffer: same bytes, plain Uint8Array, no copy.
-        const body = new Uint8Array(row.body.buffer, row.body.byteOffset, row.body.byteLength);
-        return { ...meta, body };
+        const entry = row && rowEntry(row);
+        // Written as JSON, so a row whose meta does not parse was damaged: it goes.
+        if (row && !entry) deleteMany.immediate([key], at);
+        return entry;
+      });
+    },
+
+    async getMany(keys) {
+      return run("get failed", ({ readMany, deleteMany }) => {
+        const at = now();
+        const rows = readMany(keys, at);
+        const entries = rows.map((row) => row && rowEntry(row));
+        const damaged = keys.filter((_, i) => rows[i] && !entries[i]);
+        if (damaged.length > 0) deleteMany.immediate(damaged, at);
+        return entries;
       });
     },
 
     async set(key, entry, ttlMs) {
       const at = now();
-      // A write replaces whatever was there, so an already expired one (ttl 0, negative,
-      // NaN) just removes the old entry.
-      if (!(ttlMs > 0)) {
-        run("set failed", ({ deleteMany }) => deleteMany.immediate([key], at));
-        return;
-      }
-      const { body, ...rest } = entry;
-      const meta = guard("cannot serialise entry (meta must be JSON)", () =>
-        JSON.stringify(rest satisfies EntryMeta),
-      );
-      const expiresAt = ttlMs === Number.POSITIVE_INFINITY ? null : at + ttlMs;
-      const evicted = run("set failed", ({ write }) =>
-        write.immediate(key, body, meta, expiresAt, at),
-      );
-      evictions += evicted.length;
-      for (const k of evicted) for (const listener of evictListeners) listener(k);
+      const w = toWrite(key, entry, ttlMs, at);
+      const evicted = run("set failed", ({ write, deleteMany }) => {
+        if (w.meta !== null) return write.immediate(key, w.body, w.meta, w.expiresAt, at);
+        deleteMany.immediate([key], at);
+        return [];
+      });
+      if (evicted.length > 0) evict(evicted);
+    },
+
+    async setMany(writes) {
+      if (writes.length === 0) return;
+      const at = now();
+      const list = writes.map((w) => toWrite(w.key, w.entry, w.ttlMs, at));
+      evict(run("set failed", ({ writeMany }) => writeMany.immediate(list, at)));
     },
 
     async delete(keys) {

@@ -373,7 +373,7 @@ describe("parseHead", () => {
   it("reads a plain GET, lower-casing names and trimming values", () => {
     const text = "GET /a?b=1 HTTP/1.1\r\nHost: x.example \r\nAccept:\t*/*\r\n\r\nGET";
     const r = head(text);
-    expect(r).toMatchObject({ method: "GET", url: "/a?b=1", end: text.length - 3 });
+    expect(r).toMatchObject({ method: "GET", url: "/a?b=1", length: text.length - 3 });
     expect({ ...r!.headers }).toEqual({ host: "x.example", accept: "*/*" });
   });
 
@@ -454,7 +454,7 @@ describe("parseHead against node:http's parser", () => {
         if (!parsed) return;
         accepted++;
         const next = "GET /next HTTP/1.1\r\nHost: n\r\n\r\n";
-        const bytes = Buffer.from(text.slice(0, parsed.end) + next, "latin1");
+        const bytes = Buffer.from(text.slice(0, parsed.length) + next, "latin1");
         const r = await exchange(port, bytes, [parsed.method, "GET"]);
         const [first, second] = r.replies.map(
           (x) => x.status === 200 && JSON.parse(decodeURIComponent(x.header("x-echo")!)),
@@ -470,5 +470,22 @@ describe("parseHead against node:http's parser", () => {
     );
     // The generator reaches the accepting side often enough to mean something.
     expect(accepted).toBeGreaterThan(60);
+  });
+});
+
+describe("parseHead's memo of heads", () => {
+  it("reads a head seen before, at any offset, as the same frozen request", () => {
+    const one = "GET /m?x=1 HTTP/1.1\r\nHost: memo.example\r\nAccept: */*\r\n\r\n";
+    const first = parseHead(one, 0)!;
+    const again = parseHead(`${one}${one}`, one.length)!;
+    expect(again).toBe(first);
+    expect(again).toMatchObject({ method: "GET", url: "/m?x=1", length: one.length });
+    expect(Object.isFrozen(again) && Object.isFrozen(again.headers)).toBe(true);
+    expect(() => {
+      (again.headers as Record<string, string>).host = "other.example";
+    }).toThrow(TypeError);
+    expect(parseHead(one, 0)!.headers.host).toBe("memo.example");
+    // A head differing in one byte is read on its own.
+    expect(parseHead(one.replace("x=1", "x=2"), 0)).toMatchObject({ url: "/m?x=2" });
   });
 });

@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createTenantNode } from "../../src/adapter/node/tenants/node.ts";
-import { TenantState } from "../../src/adapter/node/tenants/state.ts";
+import { openTenantState } from "../../src/adapter/node/tenants/state.ts";
 import { requireChromium } from "../helpers/services.ts";
 import { type Harness, startEdgecache, tempDir } from "./harness.ts";
 
@@ -122,7 +122,7 @@ browserBinary.describe("dashboard", () => {
   it("tenants: a tenant's key shows its own keys and changes, never another tenant's", async () => {
     const dir = tempDir("edgecache-dash-tenants-");
     const statePath = join(dir, "state.db");
-    const state = new TenantState(statePath);
+    const state = await openTenantState(statePath);
     const key: Record<string, string> = {};
     for (const name of ["red", "blue"]) {
       const db = new Database(join(dir, `${name}.db`));
@@ -132,9 +132,9 @@ browserBinary.describe("dashboard", () => {
         `${name}-2`,
       );
       db.close();
-      key[name] = state.create({ name, source: { database: join(dir, `${name}.db`) } }).key;
+      key[name] = (await state.create({ name, source: { database: join(dir, `${name}.db`) } })).key;
     }
-    state.close();
+    await state.close();
     const node = await createTenantNode({ state: statePath, port: 0, adminToken: TOKEN });
     try {
       const { url: base } = await node.listen();

@@ -67,13 +67,22 @@ export async function send(
   body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<Reply> {
+  const res = await edgecache.app.request(path, requestInit(method, body, headers));
+  return reply(res);
+}
+
+/** A request's method, headers and body; a body object is sent as JSON. */
+export function requestInit(
+  method: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): RequestInit {
   const init: RequestInit = { method, headers: { ...headers } };
   if (body !== undefined) {
     init.body = typeof body === "string" ? body : JSON.stringify(body);
     (init.headers as Record<string, string>)["content-type"] = "application/json";
   }
-  const res = await edgecache.app.request(path, init);
-  return reply(res);
+  return init;
 }
 
 export async function reply(res: Response): Promise<Reply> {

@@ -47,5 +47,5 @@ service.describe("cluster benchmark (smoke)", () => {
       expect(p.writes, p.setup).toBe(10);
       expect(p.errors, p.setup).toBe(0);
     }
-  }, 60_000);
+  }, 180_000);
 });

@@ -1,10 +1,7 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
-import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import type { NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
 import { randomId } from "../../src/core/change-log.ts";
-import { until } from "../helpers/cluster.ts";
+import { redisDemoNodes, until } from "../helpers/cluster.ts";
 import { requireRedis } from "../helpers/services.ts";
 
 /**
@@ -43,19 +40,7 @@ const patch = (ec: NodeEdgecache, path: string, values: unknown) =>
 
 /** Two data API nodes over one demo database, sharing a Redis log under a fresh prefix. */
 async function twoNodes(): Promise<[NodeEdgecache, NodeEdgecache]> {
-  const dir = mkdtempSync(join(tmpdir(), "edgecache-aba-"));
-  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const redis = { url: shared.url, prefix: `test:${randomId()}:`, leaseMs: 600 };
-  const open = async () => {
-    const ec = await createNodeEdgecache({
-      cwd: dir,
-      demo: { users: 5, orders: 5 },
-      redis,
-      cacheFile: false,
-    });
-    cleanup.push(() => ec.close());
-    return ec;
-  };
+  const open = redisDemoNodes(shared.url, cleanup);
   const a = await open();
   const b = await open();
   await until(() => a.cache.trusted && b.cache.trusted);

@@ -1,4 +1,4 @@
-import { rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -331,8 +331,13 @@ describe("managing tenants while the node runs", () => {
   it("delete: the key stops working and the entries go; a new tenant of that name starts empty", async () => {
     expect((await body("beta", "/v1/items/1")).status).toBe(200);
     await body("beta", "/v1/items/1");
+    // Each tenant's cache has a file of its own beside the state database.
+    const folders = () => readdirSync(join(dir, "state.cache"));
+    const betaFolder = folders().find((f) => f.startsWith("beta-"));
+    expect(existsSync(join(dir, "state.cache", betaFolder!, "cache.db"))).toBe(true);
     expect((await cli(["tenants", "delete", "beta", "--state", state])).code).toBe(0);
     expect((await body("beta", "/v1/items/1")).status).toBe(401);
+    await expect.poll(folders).not.toContain(betaFolder);
     keys.beta = await createTenant("beta", ["--db", join(dir, "b.db")]);
     expect((await body("beta", "/v1/items/1")).cache).toMatch(/fwd=miss/);
   }, 30_000);

@@ -1,9 +1,14 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { createCache } from "../../src/core/cache.ts";
 import { localChangeLog } from "../../src/core/change-log.ts";
 import { keyPattern } from "../../src/core/pattern.ts";
+import type { BatchStore } from "../../src/core/store.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
+import { sqliteStore } from "../../src/stores/sqlite.ts";
 
 /** A glob matcher written the slow, obvious way: the reference for the property test. */
 function globMatches(pattern: string, key: string): boolean {
@@ -126,5 +131,85 @@ describe("batches", () => {
       code: "E_BAD_VALUE",
     });
     expect(await cache.get("ok")).toBeUndefined();
+  });
+});
+
+/** A real store whose batch and single calls are counted (the calls go through unchanged). */
+function counted<S extends BatchStore>(store: S) {
+  const calls = { get: 0, getMany: 0, set: 0, setMany: 0 };
+  const wrapped: S = {
+    ...store,
+    get(key) {
+      calls.get++;
+      return store.get(key);
+    },
+    getMany(keys) {
+      calls.getMany++;
+      return store.getMany(keys);
+    },
+    set(key, entry, ttl) {
+      calls.set++;
+      return store.set(key, entry, ttl);
+    },
+    setMany(writes) {
+      calls.setMany++;
+      return store.setMany(writes);
+    },
+  };
+  return { store: wrapped, calls };
+}
+
+describe("batches through the tiers' own batch operations", () => {
+  const dir = mkdtempSync(join(tmpdir(), "edgecache-batches-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  let n = 0;
+  const sqlite = () => sqliteStore({ path: join(dir, `${++n}.db`) });
+
+  it("setMany writes the SQLite tier in one batch; getMany after memory eviction reads it in one, and back-fills memory", async () => {
+    const { store, calls } = counted(sqlite());
+    const cache = createCache({ tiers: [memoryStore(), store] });
+    const keys = Array.from({ length: 40 }, (_, i) => `user:${i}`);
+    await cache.setMany(keys.map((key, i) => ({ key, value: { i }, tags: [`u${i}`] })));
+    expect(calls).toMatchObject({ setMany: 1, set: 0 });
+
+    // Memory loses most of them (eviction, a restart of the memory tier).
+    await cache.tiers[0]!.delete(keys.slice(0, 30));
+    const before = cache.stats();
+    expect(await cache.getMany([...keys, "user:none"])).toEqual([
+      ...keys.map((_, i) => ({ i })),
+      undefined,
+    ]);
+    expect(calls).toMatchObject({ getMany: 1, get: 0 });
+    const after = cache.stats();
+    expect(after.tiers[1]!.hits - before.tiers[1]!.hits).toBe(30);
+    expect(after.hits - before.hits).toBe(40);
+    // Back in memory: the next read is a memory hit, no tier call.
+    for (const key of keys.slice(0, 30)) expect(cache.peek(key)).toBeDefined();
+    await cache.getMany(keys);
+    expect(calls).toMatchObject({ getMany: 1, get: 0 });
+    // Tags still reach entries read back from the lower tier.
+    expect(await cache.invalidate({ tags: ["u3"] })).toBe(1);
+    expect(await cache.getMany(["user:3", "user:4"])).toEqual([undefined, { i: 4 }]);
+    await cache.close();
+  });
+
+  it("getMany refuses what another node left in a lower tier before a write it has applied, like get", async () => {
+    const log = localChangeLog();
+    const shared = sqlite();
+    const writer = createCache({ tiers: [memoryStore(), shared], log });
+    await writer.setMany([
+      { key: "page:1", value: "old 1" },
+      { key: "page:2", value: "old 2" },
+    ]);
+    const reader = createCache({ tiers: [memoryStore(), shared], log });
+    // An entry written under an old position, put back after the invalidation removed it.
+    const stale = (await shared.get("page:1"))!;
+    await reader.invalidate({ keys: ["page:1"] });
+    await shared.set("page:1", stale, 60_000);
+    expect(await reader.getMany(["page:1", "page:2"])).toEqual([undefined, "old 2"]);
+    expect(reader.stats().refused).toBe(1);
+    expect(await shared.get("page:1")).toBeUndefined();
+    await writer.close();
+    await reader.close();
   });
 });

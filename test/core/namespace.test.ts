@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it, vi } from "vitest";
 import { createCache } from "../../src/core/cache.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
+import type { ListableStore } from "../../src/core/store.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { fakeClock } from "../helpers/chaos-store.ts";
 
@@ -168,6 +169,47 @@ describe("namespaces", () => {
     expect(await cache.get("page:1:en")).toBe("root");
   });
 
+  it("keep their entries in the tiers they chose: memory only never writes or asks the lower tier", async () => {
+    const lower = memoryStore();
+    const calls = { get: 0, set: 0 };
+    const counted = {
+      ...lower,
+      name: "kv",
+      get(key: string) {
+        calls.get++;
+        return lower.get(key);
+      },
+      set(...args: Parameters<typeof lower.set>) {
+        calls.set++;
+        return lower.set(...args);
+      },
+    };
+    const cache = createCache({ tiers: [memoryStore(), counted] });
+    const session = cache.namespace("session", { tiers: ["memory"] });
+    const content = cache.namespace("content", { tiers: ["memory", "kv"] });
+    await session.set("s1", { user: 1 });
+    expect(await session.getOrSet("s2", () => 2)).toBe(2);
+    await session.setMany([{ key: "s3", value: 3 }]);
+    expect(calls).toEqual({ get: 0, set: 0 });
+    await content.set("page", "home");
+    expect(calls.set).toBeGreaterThan(0); // its token and its entry
+    // Memory loses everything (a restart, eviction): the session entries are gone without
+    // a read of the lower tier; the content entry comes back from it.
+    const top = cache.tiers[0] as ListableStore;
+    const held: string[] = [];
+    for await (const key of top.keys("")) held.push(key);
+    await top.delete(held);
+    const asked = calls.get;
+    expect(await session.get("s1")).toBeUndefined();
+    expect(await session.getMany(["s2", "s3"])).toEqual([undefined, undefined]);
+    expect(calls.get).toBe(asked);
+    expect(await content.get("page")).toBe("home");
+    expect(calls.get).toBeGreaterThan(asked);
+    // A call may choose its tiers too.
+    await cache.set("root", 1, { tiers: ["memory"] });
+    expect(await lower.get("root")).toBeUndefined();
+  });
+
   it("refuse a bad name or option in expected-X-got-Y form", () => {
     const { cache } = twoTiers();
     expect(errorOf(() => cache.namespace("a:b")).message).toContain(
@@ -180,6 +222,14 @@ describe("namespaces", () => {
     expect(
       errorOf(() => cache.namespace("a", { tags: [1] as unknown as string[] })).message,
     ).toContain('option "tags": expected an array of strings, got 1');
+    for (const tiers of [["second"], [], ["memory", "memory", "memory"], "memory"]) {
+      expect(errorOf(() => cache.namespace("a", { tiers: tiers as string[] })).message).toContain(
+        'option "tiers": expected the first tiers of the cache, in order (memory, memory), got',
+      );
+    }
+    expect(errorOf(() => cache.namespace("a", { tiers: ["nope"] })).message).toContain(
+      "in order (memory, memory), got nope",
+    );
   });
 });
 

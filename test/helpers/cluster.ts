@@ -1,3 +1,8 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { randomId } from "../../src/core/change-log.ts";
 import type { PlanSchema, WriteEvent } from "../../src/core/deps/planner.ts";
 
 /** Shared pieces of the tests of many nodes: waiting, a plan schema, a row update. */
@@ -24,3 +29,26 @@ export const userUpdate = (id: number, from: string, to: string): WriteEvent => 
   old: { id, name: from },
   new: { id, name: to },
 });
+
+/**
+ * Opens data API nodes (memory and Redis tiers, no cache file) over one demo database in a
+ * fresh directory, sharing Redis under a fresh key prefix; `cleanup` collects their closing.
+ */
+export function redisDemoNodes(
+  url: string,
+  cleanup: (() => Promise<void> | void)[],
+): () => Promise<NodeEdgecache> {
+  const dir = mkdtempSync(join(tmpdir(), "edgecache-nodes-"));
+  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+  const redis = { url, prefix: `test:${randomId()}:`, leaseMs: 600 };
+  return async () => {
+    const ec = await createNodeEdgecache({
+      cwd: dir,
+      demo: { users: 5, orders: 5 },
+      redis,
+      cacheFile: false,
+    });
+    cleanup.push(() => ec.close());
+    return ec;
+  };
+}

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { CacheEntry } from "../../src/core/entry.ts";
 import { entrySize } from "../../src/core/entry.ts";
 import type { Store } from "../../src/core/store.ts";
-import { isClosable, isListable, isMeasured } from "../../src/core/store.ts";
+import { isBatch, isClosable, isListable, isMeasured } from "../../src/core/store.ts";
 
 /** A fake clock handed to the store under test; the suite moves it to test TTLs. */
 export interface ConformanceClock {
@@ -230,6 +230,46 @@ export function storeConformance(
         await store.set("short", entry(), TTL);
         await outlive(TTL);
         expect(await store.delete(["short"])).toBe(0);
+      });
+    });
+
+    describe("batches (getMany, setMany)", () => {
+      it("getMany reads what get reads, in order, undefined where none is (or it expired)", async (ctx) => {
+        if (!isBatch(store)) return ctx.skip();
+        await store.set("b/1", entry({ etag: '"1"' }), MINUTE);
+        await store.set("b/2", entry({ etag: '"2"', meta: { n: 2 } }), MINUTE);
+        await store.set("b/short", entry({ etag: '"s"' }), TTL);
+        await outlive(TTL);
+        const keys = ["b/2", "b/missing", "b/1", "b/short", "b/2"];
+        const many = await store.getMany(keys);
+        const one = await Promise.all(keys.map((k) => store.get(k)));
+        expect(many.map((e) => e?.etag)).toEqual(['"2"', undefined, '"1"', undefined, '"2"']);
+        expect(many).toEqual(one);
+        expect(await store.getMany([])).toEqual([]);
+      });
+
+      it("setMany writes like set, each with its ttl; an expired write removes the old entry", async (ctx) => {
+        if (!isBatch(store)) return ctx.skip();
+        await store.set("s/gone", entry({ etag: '"old"' }), MINUTE);
+        const keys = Array.from({ length: 1200 }, (_, i) => `s/${i}`);
+        await store.setMany([
+          ...keys.map((key) => ({ key, entry: entry({ etag: `"${key}"` }), ttlMs: MINUTE })),
+          { key: "s/short", entry: entry({ etag: '"short"' }), ttlMs: TTL },
+          { key: "s/gone", entry: entry({ etag: '"new"' }), ttlMs: 0 },
+        ]);
+        const read = await store.getMany([...keys, "s/short", "s/gone"]);
+        expect(read.map((e) => e?.etag)).toEqual([
+          ...keys.map((k) => `"${k}"`),
+          '"short"',
+          undefined,
+        ]);
+        const { body: _b, ...rest } = read[0]!;
+        const { body: _w, ...written } = entry({ etag: `"${keys[0]}"` });
+        expect(rest).toEqual(written);
+        await outlive(TTL);
+        expect(await store.get("s/short")).toBeUndefined();
+        expect(await store.get("s/1199")).toBeDefined();
+        await store.setMany([]);
       });
     });
 

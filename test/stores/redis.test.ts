@@ -196,6 +196,44 @@ shared.describe("redis store on the shared Redis", () => {
   });
 });
 
+server.describe("redis store batches on a private redis-server", () => {
+  // A server of the test's own: MONITOR on the shared one would see every other client.
+  it("getMany is one MGET and setMany one pipeline of SETs, as MONITOR sees them", async () => {
+    const redis = await startRedis();
+    const admin = new Redis(redis.url);
+    const monitor = await admin.monitor();
+    const seen: string[][] = [];
+    monitor.on("monitor", (_time: string, args: string[]) => {
+      if (args[0] !== "info" && args[0] !== "client") seen.push(args);
+    });
+    try {
+      const store = await openStore({ url: redis.url, prefix: "p:" });
+      await store.setMany(["a", "b", "c"].map((k) => ({ key: k, entry: entry(), ttlMs: MINUTE })));
+      expect((await store.getMany(["a", "x", "c"])).map((e) => e !== undefined)).toEqual([
+        true,
+        false,
+        true,
+      ]);
+      // MONITOR reports commands after they ran: wait for the MGET to show.
+      for (let i = 0; i < 100 && !seen.some(([c]) => c === "mget"); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const mine = seen.filter((args) => args.some((a) => a.startsWith("p:")));
+      expect(mine.map(([command, key]) => `${command} ${key}`)).toEqual([
+        "set p:a",
+        "set p:b",
+        "set p:c",
+        "mget p:a",
+      ]);
+      expect(mine[3]).toEqual(["mget", "p:a", "p:x", "p:c"]);
+    } finally {
+      monitor.disconnect();
+      admin.disconnect();
+      await redis.stop();
+    }
+  });
+});
+
 server.describe("redis store against a private redis-server (faults)", () => {
   /** A store on a private server holding "k"; the server is then stopped (SIGSTOP). */
   async function stalledStore() {

@@ -8,6 +8,7 @@ import { planSchemaOf, rowTag } from "../../src/core/deps/planner.ts";
 import type { KvNamespaceLike } from "../../src/stores/kv.ts";
 import { kvStore } from "../../src/stores/kv.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
+import { answeringErrors } from "./entry-errors.ts";
 
 export { ChangeLogObject };
 
@@ -44,16 +45,7 @@ function setUp(env: Env) {
   return isolate;
 }
 
-export default {
-  async fetch(request: Request, env: Env): Promise<Response> {
-    try {
-      return await route(request, env);
-    } catch (error) {
-      const { message, cause } = error as Error;
-      return new Response(`${message}: ${String(cause)}`, { status: 500 });
-    }
-  },
-};
+export default answeringErrors<Env>(route);
 
 async function route(request: Request, env: Env): Promise<Response> {
   const { log, cache } = setUp(env);

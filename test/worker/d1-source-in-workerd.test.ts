@@ -138,7 +138,14 @@ describe("the D1 source inside workerd", () => {
   });
 
   it("writes as the SQLite source does: insert, PATCH and PUT return the rows before and after", async () => {
-    const user = { id: "d1-new", firstName: "Dee", lastName: "One", email: "dee@example.com" };
+    // createdAt given: its default (the time of the insert) could differ by a second.
+    const user = {
+      id: "d1-new",
+      firstName: "Dee",
+      lastName: "One",
+      email: "dee@example.com",
+      createdAt: "2024-05-17T09:41:07Z",
+    };
     const inserted = (await d1("insert", "users", user)) as Row;
     expect(inserted).toMatchObject(user);
     const localInserted = (await sqlite("insert", "users", user)) as Row;

@@ -9,6 +9,7 @@ import {
   type WriteTurn,
 } from "../../core/change-log.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
+import { HotKeyTotals } from "./hot-keys.ts";
 
 /**
  * The change log on Cloudflare: one Durable Object holds the global order of changes
@@ -293,6 +294,7 @@ export class ChangeLogObject {
   #wake = new Set<() => void>();
   /** Until when leases granted before a restart may still be held. */
   #graceUntil = 0;
+  #hot: HotKeyTotals | undefined;
 
   constructor(state: DurableObjectStateLike, _env?: unknown) {
     this.#state = state;
@@ -316,6 +318,9 @@ export class ChangeLogObject {
   async fetch(request: Request): Promise<Response> {
     const op = new URL(request.url).pathname.slice(1);
     const body = (await request.json()) as Record<string, unknown>;
+    // The hot-key totals live in an object of their own name (HOT_KEYS_OBJECT), so the
+    // log's object is not loaded with them; one class keeps the Worker's config short.
+    if (op.startsWith("hot/")) return this.#hotKeys(op.slice(4), body);
     switch (op) {
       case "sync":
         this.#renew(body);
@@ -341,6 +346,16 @@ export class ChangeLogObject {
       default:
         return new Response(`no op ${op}`, { status: 404 });
     }
+  }
+
+  #hotKeys(op: string, body: Record<string, unknown>): Response {
+    this.#hot ??= new HotKeyTotals();
+    if (op === "report") {
+      this.#hot.report(Array.isArray(body.counts) ? (body.counts as [string, number][]) : []);
+      return Response.json({});
+    }
+    if (op === "top") return Response.json({ keys: this.#hot.top(Number(body.n) || 0) });
+    return new Response(`no op hot/${op}`, { status: 404 });
   }
 
   #take(token: string, ms: number): boolean {

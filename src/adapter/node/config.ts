@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import stripJsonComments from "strip-json-comments";
 import { addressSet, hostSet } from "../../app/access.ts";
-import { type OriginRoute, validateRoutes } from "../../app/proxy.ts";
+import { type LearnOptions, type OriginRoute, validateRoutes } from "../../app/proxy.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { RedisSetting } from "./cluster.ts";
@@ -67,6 +67,8 @@ export interface ProxyConfig {
   redis?: RedisSetting;
   trustedProxies?: string[];
   allowedHosts?: string[];
+  /** Learned invalidation (README, "Learned invalidation"): true, or its options and hand-written rules. */
+  learn?: boolean | LearnOptions;
 }
 
 export const CONFIG_FILES = ["edgecache.config.json", "edgecache.config.ts", "edgecache.config.js"];
@@ -177,7 +179,19 @@ function validateProxy(raw: unknown): void {
     badOption(C, "proxy", "an object", raw);
   }
   const p = raw as Record<string, unknown>;
-  checkKeys(p, new Set([...SERVER_KEYS, "origins", "maxCacheableSize", "grace"]), "proxy.");
+  checkKeys(
+    p,
+    new Set([...SERVER_KEYS, "origins", "maxCacheableSize", "grace", "learn"]),
+    "proxy.",
+  );
+  // Its fields are checked where the proxy is made (createProxy), in the same form.
+  if (
+    p.learn !== undefined &&
+    typeof p.learn !== "boolean" &&
+    (typeof p.learn !== "object" || p.learn === null)
+  ) {
+    badOption(C, "proxy.learn", "true, false or an object of learning options", p.learn);
+  }
   validateRoutes(p.origins, C, "proxy.origins");
   num("proxy.maxCacheableSize", p.maxCacheableSize, 0);
   num("proxy.grace", p.grace, 0);

@@ -1,11 +1,9 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import Database from "better-sqlite3";
-import { Hono } from "hono";
-import { createAdminApi } from "../../app/admin.ts";
-import { dashboardPage } from "../../app/dashboard.ts";
+import type { Hono } from "hono";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
-import { notFound, onError } from "../../app/errors.ts";
+import { edgecacheApp } from "../../app/edgecache-app.ts";
 import { Cache } from "../../core/cache.ts";
 import { type CaptureFollower, followCapture, isCapturing } from "../../core/capture.ts";
 import { type LogStart, localChangeLog, withOutsideWrites } from "../../core/change-log.ts";
@@ -268,16 +266,12 @@ async function open(
     await follower.caughtUp;
   }
 
-  const app = new Hono();
-  app.onError(onError);
-  // The dashboard's page (no data in it) at /_edgecache/ too: a sub-app's "/" is /_edgecache.
-  app.get("/_edgecache/", dashboardPage);
-  app.route(
-    "/_edgecache",
-    createAdminApi({ cache, token: options.adminToken, metrics, ...adminAccess(options) }),
-  );
-  app.route("/", api.app);
-  app.notFound(notFound);
+  const app = edgecacheApp(api.app, {
+    cache,
+    token: options.adminToken,
+    metrics,
+    ...adminAccess(options),
+  });
 
   let running: RunningServer | undefined;
   return {

@@ -1,3 +1,4 @@
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { ServerResponse } from "node:http";
 import { resolve } from "node:path";
 import type { HttpBindings } from "@hono/node-server";
@@ -6,7 +7,13 @@ import { addressSet, clientAddress } from "../../app/access.ts";
 import { createAdminApi } from "../../app/admin.ts";
 import { dashboardPage } from "../../app/dashboard.ts";
 import { notFound, onError } from "../../app/errors.ts";
-import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
+import {
+  type CachingProxy,
+  createProxy,
+  type LearnOptions,
+  type OriginRoute,
+  type Rule,
+} from "../../app/proxy.ts";
 import { Cache } from "../../core/cache.ts";
 import { localChangeLog } from "../../core/change-log.ts";
 import type { CacheEntry } from "../../core/entry.ts";
@@ -63,6 +70,8 @@ export interface NodeProxyOptions {
   logger?: Logger;
   /** The tenant it serves: its metrics carry `tenant`, without process metrics. */
   tenant?: string;
+  /** Learned invalidation (README, "Learned invalidation"): true or its options. */
+  learn?: boolean | LearnOptions;
 }
 
 export interface NodeProxy {
@@ -143,6 +152,7 @@ async function open(
       maxCacheableSize: options.maxCacheableSize,
       grace: options.grace,
       now,
+      ...(options.learn && { learn: learnWithFile(options.learn, cachePath, log) }),
       // A trusted proxy without X-Forwarded-For is the client as far as anyone knows.
       clientAddress: (c) =>
         clientAddress(peerAddress(c), (h) => c.req.header(h), trusted) ?? peerAddress(c),
@@ -203,6 +213,47 @@ async function open(
       origin.close();
       if (!cluster && cachePath && local) leaveStamp(cachePath, { log: local.snapshot() });
       lock?.release();
+    },
+  };
+}
+
+/**
+ * Learned rules persist beside the cache file (`<cache file>.rules.json`), so a restart
+ * keeps what was learned and what an operator decided; written on each change (a small
+ * file, after a write's learning at most) through a temporary file and a rename, so a
+ * crash never leaves half a file.
+ */
+function learnWithFile(
+  setting: true | LearnOptions,
+  cachePath: string | undefined,
+  log: Logger,
+): LearnOptions {
+  const options = setting === true ? {} : setting;
+  if (!cachePath) return options;
+  const path = `${cachePath}.rules.json`;
+  let initial: Rule[] | undefined;
+  try {
+    const parsed = JSON.parse(readFileSync(path, "utf8")) as { rules?: Rule[] };
+    if (Array.isArray(parsed.rules)) initial = parsed.rules;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
+      log.warn({ msg: `[edgecache] [proxy] learned rules in ${path} not read: ${String(err)}` });
+    }
+  }
+  const write = (rules: Rule[]) => {
+    try {
+      writeFileSync(`${path}.tmp`, JSON.stringify({ rules }));
+      renameSync(`${path}.tmp`, path);
+    } catch (err) {
+      log.warn({ msg: `[edgecache] [proxy] learned rules not saved to ${path}: ${String(err)}` });
+    }
+  };
+  return {
+    ...options,
+    initial: [...(initial ?? []), ...(options.initial ?? [])],
+    onChange(rules) {
+      options.onChange?.(rules);
+      write(rules);
     },
   };
 }

@@ -52,37 +52,63 @@ const requestStart = channel("http.server.request.start");
 export interface RawRequest extends HitRequest {
   method: "GET" | "HEAD";
   url: string;
-  headers: IncomingHttpHeaders;
-  /** Offset just past the head's empty line. */
-  end: number;
+  /** Frozen: a head seen before gives the same object (see parseHead). */
+  headers: Readonly<IncomingHttpHeaders>;
+  /** The head's length, its empty line included. */
+  length: number;
 }
+
+/**
+ * Heads read before: a client on a keep-alive connection mostly repeats its head byte for
+ * byte, and a lookup costs a fraction of reading it again. Bounded in count and length.
+ */
+const headMemo = new Map<string, RawRequest>();
+const HEAD_MEMO_SIZE = 1000;
+const HEAD_MEMO_MAX_LENGTH = 2048;
 
 /**
  * Reads the request head starting at `start` of `text` (bytes as latin1), or undefined when
  * it is not one the raw path may answer (see the module comment): incomplete, too large,
- * or anything but a plain GET or HEAD.
+ * or anything but a plain GET or HEAD. The request is frozen and may be shared.
  */
 export function parseHead(text: string, start: number): RawRequest | undefined {
   const end = text.indexOf("\r\n\r\n", start);
   if (end < 0 || end + 4 - start > MAX_RAW_HEAD) return undefined;
-  const lineEnd = text.indexOf("\r\n", start);
-  const sp = text.indexOf(" ", start);
-  if (sp < 0 || sp + 1 >= lineEnd - 9 || !text.startsWith(" HTTP/1.1", lineEnd - 9)) {
+  const head = start === 0 && end + 4 === text.length ? text : text.slice(start, end + 4);
+  let req = headMemo.get(head);
+  if (req === undefined) {
+    req = readHead(head);
+    if (req === undefined) return undefined;
+    if (head.length <= HEAD_MEMO_MAX_LENGTH) {
+      if (headMemo.size >= HEAD_MEMO_SIZE) headMemo.clear();
+      // A copy: a slice may keep the whole read (up to 64 KiB) alive as long as the memo.
+      headMemo.set(Buffer.from(head, "latin1").toString("latin1"), req);
+    }
+  }
+  return req;
+}
+
+/** `head`: a whole head, up to and with its empty line. */
+function readHead(head: string): RawRequest | undefined {
+  const end = head.length - 4;
+  const lineEnd = head.indexOf("\r\n");
+  const sp = head.indexOf(" ");
+  if (sp < 0 || sp + 1 >= lineEnd - 9 || !head.startsWith(" HTTP/1.1", lineEnd - 9)) {
     return undefined;
   }
-  const method = text.slice(start, sp);
+  const method = head.slice(0, sp);
   if (method !== "GET" && method !== "HEAD") return undefined;
-  const url = text.slice(sp + 1, lineEnd - 9);
+  const url = head.slice(sp + 1, lineEnd - 9);
   if (!ORIGIN_FORM.test(url)) return undefined;
   // Null prototype: a field named like an Object method is only a field.
   const headers: Record<string, string> = Object.create(null);
   let fields = 0;
   for (let pos = lineEnd + 2; pos < end; ) {
-    const eol = text.indexOf("\r\n", pos);
-    const colon = text.indexOf(":", pos);
+    const eol = head.indexOf("\r\n", pos);
+    const colon = head.indexOf(":", pos);
     if (colon < 0 || colon > eol || ++fields > MAX_RAW_FIELDS) return undefined;
-    const name = text.slice(pos, colon);
-    const raw = text.slice(colon + 1, eol);
+    const name = head.slice(pos, colon);
+    const raw = head.slice(colon + 1, eol);
     // A repeated field is joined or dropped by node:http depending on its name: not ours.
     if (!TOKEN.test(name) || !FIELD_VALUE.test(raw)) return undefined;
     const lower = name.toLowerCase();
@@ -105,7 +131,7 @@ export function parseHead(text: string, start: number): RawRequest | undefined {
     pos = eol + 2;
   }
   if (!headers.host) return undefined;
-  return { method, url, headers, end: end + 4 };
+  return Object.freeze({ method, url, headers: Object.freeze(headers), length: head.length });
 }
 
 /** A CR not before LF, or an LF not after CR (the last byte may be a CR whose LF is to come). */
@@ -159,34 +185,53 @@ export function serializeHead(
   return Buffer.from(head, "latin1");
 }
 
-/** Serialized heads of plain hits, per shared header memo (which ticks with Age and ttl). */
-const plainHeads = new WeakMap<
+/**
+ * The bytes of plain hits, per shared header memo (which ticks with Age and ttl): the reply
+ * to a GET (head and body joined when small, so a hit is one prebuilt buffer) and to a HEAD.
+ */
+const plainReplies = new WeakMap<
   Record<string, string>,
-  { head: Buffer; keepAliveMs: number; dated: boolean; second: number }
+  { get: Uint8Array[]; head: Uint8Array[]; keepAliveMs: number; dated: boolean; second: number }
 >();
 
-/** The bytes that answer `req` with `reply`, as node:http would send them; or undefined. */
+/**
+ * The bytes that answer `req` with `reply`, as node:http would send them; or undefined.
+ * Shared between requests: never to be changed.
+ */
 export function replyBytes(
   reply: HitReply,
   method: string,
   keepAliveMs: number,
-): Uint8Array[] | undefined {
-  let head: Buffer | undefined;
-  const memo = reply.plain ? plainHeads.get(reply.headers) : undefined;
-  // A head without the origin's Date carries node:http's, which is the current second's.
-  if (memo && memo.keepAliveMs === keepAliveMs && (memo.dated || memo.second === nowSecond())) {
-    head = memo.head;
-  } else {
-    head = serializeHead(reply.status, reply.headers, keepAliveMs);
-    if (!head) return undefined;
-    if (reply.plain) {
-      const dated = reply.headers.date !== undefined;
-      plainHeads.set(reply.headers, { head, keepAliveMs, dated, second: dateSecond });
-    }
+): readonly Uint8Array[] | undefined {
+  if (!reply.plain) {
+    const head = serializeHead(reply.status, reply.headers, keepAliveMs);
+    return head && withBody(head, reply, method, false);
   }
+  let memo = plainReplies.get(reply.headers);
+  // A head without the origin's Date carries node:http's, which is the current second's.
+  if (!memo || memo.keepAliveMs !== keepAliveMs || !(memo.dated || memo.second === nowSecond())) {
+    const head = serializeHead(reply.status, reply.headers, keepAliveMs);
+    if (!head) return undefined;
+    memo = {
+      get: withBody(head, reply, "GET", true),
+      head: withBody(head, reply, "HEAD", true),
+      keepAliveMs,
+      dated: reply.headers.date !== undefined,
+      second: dateSecond,
+    };
+    plainReplies.set(reply.headers, memo);
+  }
+  return method === "HEAD" ? memo.head : memo.get;
+}
+
+function withBody(head: Buffer, reply: HitReply, method: string, join: boolean): Uint8Array[] {
   // RFC 9110 9.3.2, 15.3.5, 15.4.5: no content after a HEAD, a 204 or a 304.
   const bodyless = method === "HEAD" || reply.status === 204 || reply.status === 304;
-  return bodyless || !reply.body || reply.body.byteLength === 0 ? [head] : [head, reply.body];
+  if (bodyless || !reply.body || reply.body.byteLength === 0) return [head];
+  const bytes = head.byteLength + reply.body.byteLength;
+  return join && bytes <= JOIN_LIMIT
+    ? [Buffer.concat([head, reply.body], bytes)]
+    : [head, reply.body];
 }
 
 export interface RawHitsOptions {
@@ -195,7 +240,7 @@ export interface RawHitsOptions {
   /** Gives a connection to node:http (its own `connection` listener). */
   handOver(socket: Socket): void;
   /** The reply bytes for a request, or undefined to let node:http answer it. */
-  answer(req: RawRequest, keepAliveMs: number): Uint8Array[] | undefined;
+  answer(req: RawRequest, keepAliveMs: number): readonly Uint8Array[] | undefined;
 }
 
 /**
@@ -298,7 +343,7 @@ class RawConnection {
       }
       for (const part of reply) out.push(part);
       this.#answered++;
-      pos = req.end;
+      pos += req.length;
     }
     this.#write(out);
     if (this.#socket.writableNeedDrain) {

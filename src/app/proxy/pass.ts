@@ -1,6 +1,8 @@
 import type { Cache } from "../../core/cache.ts";
+import type { PolicyClass } from "../../core/http-cache.ts";
 import type { Forward } from "../http.ts";
 import { clientHeaders, originHeaders } from "./headers.ts";
+import { applyRules, cachedTargets, type LearnEnv, observeWrite } from "./learn/observe.ts";
 import { type OriginFetch, originUrl } from "./load.ts";
 import { downReply } from "./replies.ts";
 import { type Ctx, URL_TAG } from "./types.ts";
@@ -10,7 +12,14 @@ const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
 
 /** Unsafe and other methods (and uncacheable targets): straight to the origin. */
 export async function passThrough(
-  env: { cache: Cache; originFetch: OriginFetch; reportDown(error: unknown): void },
+  env: {
+    cache: Cache;
+    originFetch: OriginFetch;
+    reportDown(error: unknown): void;
+    Policy: PolicyClass;
+    now: () => number;
+    learn?: LearnEnv;
+  },
   ctx: Ctx,
   body: ReadableStream<Uint8Array> | null,
   fwd: Forward = "method",
@@ -37,6 +46,15 @@ export async function passThrough(
       if (resolved) targets.push(resolved);
     }
     await env.cache.invalidate({ tags: targets.map((t) => URL_TAG + t) });
+    if (env.learn) {
+      // What learned rules say the write changed goes before the response too; then a
+      // sample of what they do not cover is asked again, off the client's path.
+      const own = new Set(targets);
+      const candidates = cachedTargets(env.cache, env.learn.routes, ctx).filter((t) => !own.has(t));
+      const applied = new Set(await applyRules(env.learn, env.cache, ctx, candidates));
+      const rest = candidates.filter((t) => !applied.has(t));
+      env.cache.background(observeWrite(env.learn, env, ctx, rest));
+    }
   }
   const headers = clientHeaders(response.headers);
   headers.set("cache-status", `edgecache; fwd=${fwd}; detail=not-stored`);

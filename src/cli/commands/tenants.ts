@@ -1,7 +1,13 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import { DEFAULT_STATE_FILE, type Tenant, TenantState } from "../../adapter/node/tenants/state.ts";
+import {
+  DEFAULT_STATE_FILE,
+  openTenantState,
+  type Settled,
+  type Tenant,
+  type TenantState,
+} from "../../adapter/node/tenants/state.ts";
 import { isPostgresUrl, redactUrl } from "../../sources/postgres.ts";
 import { checkFlags } from "../flags.ts";
 import { usageError } from "../run.ts";
@@ -10,19 +16,39 @@ import { bytes, table } from "./format.ts";
 const STATE_ARG = {
   state: {
     type: "string",
-    description: `The state database (default: EDGECACHE_STATE, else ./${DEFAULT_STATE_FILE})`,
-    valueHint: "path",
+    description: `The state database: a SQLite file, or a postgres:// or redis:// URL (default: EDGECACHE_STATE, else ./${DEFAULT_STATE_FILE})`,
+    valueHint: "path|url",
   },
 } as const;
 const JSON_ARG = { json: { type: "boolean", description: "Print JSON, for scripts" } } as const;
 
-/** The state database the flags name; `create` makes it, the others need it. */
-function stateOf(args: { state?: string }, create = false): TenantState {
-  const path = resolve(args.state || process.env.EDGECACHE_STATE || DEFAULT_STATE_FILE);
+/**
+ * The state database the flags name; `create` makes a SQLite file, the other commands need
+ * it. A PostgreSQL or Redis URL gets its tables or keys on first use.
+ */
+function stateOf(args: { state?: string }, create = false): Promise<TenantState> {
+  const named = args.state || process.env.EDGECACHE_STATE || DEFAULT_STATE_FILE;
+  if (/^(postgres(ql)?|rediss?):\/\//i.test(named)) return openTenantState(named);
+  const path = resolve(named);
   if (!create && !existsSync(path)) {
     throw usageError(`no state database at ${path}: create a tenant first, or pass --state`);
   }
-  return new TenantState(path);
+  return openTenantState(path);
+}
+
+/**
+ * Waits for the running nodes of a shared state to apply the change, and says so: after
+ * this, a rotated key or a deleted tenant is refused by every node.
+ */
+async function settled(state: TenantState, json: boolean): Promise<{ nodes?: number }> {
+  const s: Settled | undefined = await state.settle();
+  if (!s) return {};
+  if (s.behind > 0) {
+    console.error(
+      `[edgecache] [tenants] ${s.behind} of ${s.nodes} running nodes did not confirm the change; they refuse requests until they hear the state again`,
+    );
+  } else if (!json) console.error(`applied by ${s.nodes} running node${s.nodes === 1 ? "" : "s"}`);
+  return { nodes: s.nodes };
 }
 
 const createArgs = {
@@ -55,7 +81,7 @@ const createArgs = {
 const create = defineCommand({
   meta: { name: "create", description: "Create a tenant and print its API key (shown once)" },
   args: createArgs,
-  run({ args: a, rawArgs }) {
+  async run({ args: a, rawArgs }) {
     checkFlags(rawArgs, createArgs);
     if (!a.name) throw usageError("expected a name: edgecache tenants create <name> --db <file>");
     if (!a.db === !a.origin)
@@ -88,9 +114,9 @@ const create = defineCommand({
     if (mb !== undefined && !(Number.isInteger(mb) && mb >= 1)) {
       throw usageError(`--memory: expected whole MB >= 1, got ${a.memory}`);
     }
-    const state = stateOf(a, true);
+    const state = await stateOf(a, true);
     try {
-      const { tenant, key, readKey } = state.create({
+      const { tenant, key, readKey } = await state.create({
         name: a.name,
         source,
         ...(ttl !== undefined && { ttl }),
@@ -98,7 +124,9 @@ const create = defineCommand({
         ...(a["read-key"] && { readKey: true }),
         ...(a["public-host"] && { publicHost: a["public-host"] }),
       });
-      if (a.json) console.log(JSON.stringify({ ...tenant, key, ...(readKey && { readKey }) }));
+      const nodes = await settled(state, !!a.json);
+      if (a.json)
+        console.log(JSON.stringify({ ...tenant, key, ...(readKey && { readKey }), ...nodes }));
       else {
         console.log(`created tenant ${tenant.name}; its API key (shown only now):`);
         console.log(key);
@@ -106,7 +134,7 @@ const create = defineCommand({
         console.log("send it as: Authorization: Bearer <key>   (or X-Edgecache-Key: <key>)");
       }
     } finally {
-      state.close();
+      await state.close();
     }
   },
 });
@@ -116,11 +144,11 @@ const listArgs = { ...JSON_ARG, ...STATE_ARG } as const;
 const list = defineCommand({
   meta: { name: "list", description: "List the tenants (never their keys)" },
   args: listArgs,
-  run({ args: a, rawArgs }) {
+  async run({ args: a, rawArgs }) {
     checkFlags(rawArgs, listArgs);
-    const state = stateOf(a);
+    const state = await stateOf(a);
     try {
-      const tenants = state.list();
+      const tenants = await state.list();
       if (a.json) console.log(JSON.stringify(tenants, null, 2));
       else if (tenants.length === 0) console.log("no tenants");
       else {
@@ -140,7 +168,7 @@ const list = defineCommand({
         );
       }
     } finally {
-      state.close();
+      await state.close();
     }
   },
 });
@@ -161,21 +189,22 @@ const rotateKey = defineCommand({
     description: "Give a tenant a new API key; the old one is refused from the next request on",
   },
   args: rotateArgs,
-  run({ args: a, rawArgs }) {
+  async run({ args: a, rawArgs }) {
     checkFlags(rawArgs, rotateArgs);
     if (!a.name) throw usageError("expected a name: edgecache tenants rotate-key <name>");
-    const state = stateOf(a);
+    const state = await stateOf(a);
     try {
       const scope = a.read ? "read" : "write";
-      const key = state.rotateKey(a.name, scope);
+      const key = await state.rotateKey(a.name, scope);
       const what = a.read ? "read-only key" : "API key";
-      if (a.json) console.log(JSON.stringify({ name: a.name, scope, key }));
+      const nodes = await settled(state, !!a.json);
+      if (a.json) console.log(JSON.stringify({ name: a.name, scope, key, ...nodes }));
       else
         console.log(
           `new ${what} of ${a.name} (shown only now; the old one no longer works):\n${key}`,
         );
     } finally {
-      state.close();
+      await state.close();
     }
   },
 });
@@ -183,15 +212,18 @@ const rotateKey = defineCommand({
 const remove = defineCommand({
   meta: { name: "delete", description: "Delete a tenant: its key stops working, its entries go" },
   args: nameArgs,
-  run({ args: a, rawArgs }) {
+  async run({ args: a, rawArgs }) {
     checkFlags(rawArgs, nameArgs);
     if (!a.name) throw usageError("expected a name: edgecache tenants delete <name>");
-    const state = stateOf(a);
+    const state = await stateOf(a);
     try {
-      state.delete(a.name);
-      console.log(a.json ? JSON.stringify({ deleted: a.name }) : `deleted tenant ${a.name}`);
+      await state.delete(a.name);
+      const nodes = await settled(state, !!a.json);
+      console.log(
+        a.json ? JSON.stringify({ deleted: a.name, ...nodes }) : `deleted tenant ${a.name}`,
+      );
     } finally {
-      state.close();
+      await state.close();
     }
   },
 });

@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import type { HttpBindings } from "@hono/node-server";
 import { type Context, Hono } from "hono";
 import { bearerToken, constantTimeEqual, hostName } from "../../../app/access.ts";
@@ -7,16 +9,25 @@ import { onError } from "../../../app/errors.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
 import type { CacheStats } from "../../../core/stats.ts";
+import { type RedisSetting, shortHash } from "../cluster.ts";
 import { createNodeEdgecache } from "../edgecache.ts";
 import type { HitRequest } from "../hit-reply.ts";
 import { annotate, type Logger, nodeLogger, serverLogging } from "../log.ts";
 import { mergedMetrics, type NodeMetrics, nodeMetrics } from "../metrics.ts";
 import { createNodeProxy, hitFinder } from "../proxy.ts";
 import { DRAIN_MS, dataApiHits, type RunningServer, startServer } from "../server.ts";
-import { type KeyScope, keyHash, type Tenant, TenantState } from "./state.ts";
+import {
+  DEFAULT_REDIS_STATE_PREFIX,
+  type KeyScope,
+  keyHash,
+  openTenantState,
+  type Tenant,
+  type TenantFeed,
+  type TenantState,
+} from "./state.ts";
 
 export interface TenantNodeOptions {
-  /** The state database (edgecache.tenants.db). */
+  /** The state database: a SQLite file (edgecache.tenants.db), or a postgres:// or redis:// URL. */
   state: string;
   port?: number;
   hostname?: string;
@@ -29,11 +40,25 @@ export interface TenantNodeOptions {
    * every tenant's metrics, each labelled with its name.
    */
   adminToken?: string;
+  /**
+   * Redis shared with the other nodes that serve these tenants: each tenant's cache then
+   * has a change log and a shared tier there, under a prefix of its own, so a write through
+   * one node invalidates every node's copy. Default: the state's URL when it is Redis.
+   */
+  redis?: RedisSetting;
+  /**
+   * Directory of the tenants' cache files (a SQLite tier each, in a folder of its own);
+   * false keeps their caches in memory. Default: `<state file>.cache/` beside a SQLite
+   * state; none beside a shared one (the tenants' shared tier is Redis, if any).
+   */
+  cacheDir?: string | false;
 }
 
 export interface TenantNode {
   app: Hono;
   state: TenantState;
+  /** The Redis the tenants' caches share with other nodes, if any. */
+  shared?: RedisSetting;
   listen(): Promise<RunningServer>;
   close(): Promise<void>;
 }
@@ -49,6 +74,8 @@ interface Served {
   metrics: NodeMetrics;
   stats(): CacheStats;
   close(): Promise<void>;
+  /** For a deleted tenant: removes its entries from every tier, closes, removes its file. */
+  drop(): Promise<void>;
 }
 
 /** Who a request is: a tenant, with what its key (or its public host) allows. */
@@ -67,9 +94,46 @@ function identity(t: Tenant): string {
   return JSON.stringify([t.source, t.ttl, t.memoryBytes, t.createdAt]);
 }
 
+/**
+ * Where a tenant's cache lives beyond memory (its folder, its Redis prefix): its name and
+ * when it was made, so a tenant deleted and made anew never meets the old one's entries.
+ */
+function placeOf(t: Tenant): string {
+  return `${t.name}-${shortHash(t.createdAt)}`;
+}
+
+/** Where the tenants' caches go beyond memory, from the node's options. */
+interface Places {
+  cacheDir?: string;
+  redis?: RedisSetting;
+  /** Before each tenant's prefix in Redis: the state's own prefix when the state is there. */
+  redisPrefix: string;
+}
+
+function placesOf(options: TenantNodeOptions, state: TenantState): Places {
+  const sqlite = !/^[a-z]+:\/\//i.test(state.where);
+  const cacheDir =
+    options.cacheDir === false
+      ? undefined
+      : (options.cacheDir ?? (sqlite ? `${state.where.replace(/\.db$/, "")}.cache` : undefined));
+  let redis = options.redis;
+  let redisPrefix = "edgecache:";
+  if (/^rediss?:\/\//i.test(options.state)) {
+    const url = new URL(options.state);
+    redisPrefix = url.searchParams.get("prefix") ?? DEFAULT_REDIS_STATE_PREFIX;
+    url.searchParams.delete("prefix");
+    redis ??= url.href;
+  }
+  return { ...(cacheDir && { cacheDir }), ...(redis && { redis }), redisPrefix };
+}
+
 /** The request headers that carry a tenant's key; never passed on to a tenant's app. */
 const KEY_HEADER = "x-edgecache-key";
 const C = "tenants";
+/** How often the node looks at the state while no request comes. */
+const SWEEP_MS = 1000;
+/** How long a tenant's first request waits for its node to hold a lease on a shared log. */
+const LEASE_WAIT_MS = 1000;
 
 /**
  * A node that serves tenants: every request names its tenant by `Authorization: Bearer
@@ -84,7 +148,10 @@ const C = "tenants";
  */
 export async function createTenantNode(options: TenantNodeOptions): Promise<TenantNode> {
   const logger = options.logger ?? nodeLogger(options.logLevel);
-  const state = new TenantState(options.state);
+  const state = await openTenantState(options.state);
+  const places = placesOf(options, state);
+  /** Set once the state is followed; its first reload may call `refresh` before that. */
+  let feed: TenantFeed | undefined;
   let byHash = new Map<string, Access>();
   let byHost = new Map<string, Tenant>();
   /** Keys seen, to skip hashing on every request; emptied whenever the tenants change. */
@@ -94,8 +161,8 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   let current = new Map<string, Tenant>();
 
   const refresh = () => {
-    if (!state.changed()) return;
-    const keyed = state.keyed();
+    const keyed = feed?.changes();
+    if (!keyed) return;
     byHash = new Map(keyed.map(({ hash, scope, tenant }) => [hash, { tenant, scope }]));
     byHost = new Map(
       keyed.flatMap(({ tenant }) => (tenant.publicHost ? [[tenant.publicHost, tenant]] : [])),
@@ -108,7 +175,7 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
       // entries go with its node. A new key or public host keeps them.
       if (!now || identity(now) !== identity(node.tenant)) {
         served.delete(name);
-        node.close().catch((err) => logger.error({ err, tenant: name }, "closing a tenant failed"));
+        node.drop().catch((err) => logger.error({ err, tenant: name }, "closing a tenant failed"));
       }
     }
   };
@@ -118,6 +185,14 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
    */
   const accessOf = (header: (name: string) => string | undefined): Access | undefined => {
     refresh();
+    // A node that lost a shared state cannot know of a rotated key or a deleted tenant.
+    if (!feed!.current()) {
+      throw new EdgecacheError(
+        "E_STORE_UNAVAILABLE",
+        C,
+        `the state database (${state.where}) has not been heard for a while; requests are refused until it is`,
+      );
+    }
     const key = keyOf(header);
     if (key === undefined) {
       const host = header("host");
@@ -136,19 +211,32 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
     if (ready) return Promise.resolve(ready);
     let pending = starting.get(tenant.name);
     if (!pending) {
-      pending = open(tenant, logger, options).finally(() => starting.delete(tenant.name));
+      pending = open(tenant, logger, options, places).finally(() => starting.delete(tenant.name));
       pending
         .then((node) => {
           // Deleted or changed while it opened: this request was let in, later ones are not.
           const now = current.get(tenant.name);
           if (now && identity(now) === identity(tenant)) served.set(tenant.name, node);
-          else setTimeout(() => node.close().catch(() => {}), DRAIN_MS).unref();
+          else setTimeout(() => node.drop().catch(() => {}), DRAIN_MS).unref();
         })
         .catch(() => {});
       starting.set(tenant.name, pending);
     }
     return pending;
   };
+
+  try {
+    feed = await state.follow(refresh);
+  } catch (err) {
+    await state.close();
+    throw err;
+  }
+  refresh();
+  if (places.cacheDir) removeOthers(places.cacheDir, new Set([...current.values()].map(placeOf)));
+  // A deleted tenant's entries go even while no request comes (a shared state also calls
+  // `refresh` on each change it hears).
+  const sweep = setInterval(refresh, SWEEP_MS);
+  sweep.unref();
 
   const processMetrics = nodeMetrics();
   const app = new Hono();
@@ -214,6 +302,7 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
 
   // Only GET and HEAD come here, which every scope may send.
   const findHit = (req: HitRequest): CacheEntry | undefined => {
+    if (!feed!.current()) return undefined; // the app answers it, with the reason
     const access = accessOf((name) => header(req, name));
     const node = access && served.get(access.tenant.name);
     return node?.findHit(withoutKey(req));
@@ -223,6 +312,7 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   return {
     app,
     state,
+    ...(places.redis && { shared: places.redis }),
     async listen() {
       running = await startServer({
         app,
@@ -234,11 +324,13 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
       return running;
     },
     async close() {
+      clearInterval(sweep);
       await running?.close();
       await Promise.allSettled(starting.values());
       for (const node of served.values()) await node.close();
       served.clear();
-      state.close();
+      await feed!.close();
+      await state.close();
     },
   };
 }
@@ -260,59 +352,85 @@ function withoutKey(req: HitRequest): HitRequest {
   return { ...req, headers };
 }
 
-/** Opens a tenant's node: memory only, its own budget, no file of its own. */
+/**
+ * Opens a tenant's node: its own memory budget, then its own cache file and its own place
+ * in the shared Redis when the node has them.
+ */
 async function open(
   tenant: Tenant,
   logger: Logger,
   access: Pick<TenantNodeOptions, "hostname" | "allowedHosts">,
+  places: Places,
 ): Promise<Served> {
   const adminToken = randomBytes(32).toString("base64url");
-  const tenantLog = logger.child({ tenant: tenant.name });
-  const memory = tenant.memoryBytes ? { maxBytes: tenant.memoryBytes } : undefined;
-  if ("database" in tenant.source) {
-    const node = await createNodeEdgecache({
-      database: tenant.source.database,
-      cacheFile: false,
-      adminToken,
-      logger: tenantLog,
-      hostname: access.hostname,
-      allowedHosts: access.allowedHosts,
-      tenant: tenant.name,
-      ...(tenant.ttl !== undefined && { ttl: tenant.ttl }),
-      ...(memory && { memory }),
-    });
-    const hits = dataApiHits(node.cache);
-    return {
-      tenant,
-      fetch: (request, env) => node.app.fetch(request, env),
-      findHit: hits,
-      adminToken,
-      metrics: node.metrics,
-      stats: () => node.cache.stats(),
-      close: () => node.close(),
-    };
-  }
-  const node = await createNodeProxy({
-    origins: [
-      { origin: tenant.source.origin, ...(tenant.ttl !== undefined && { ttl: tenant.ttl }) },
-    ],
-    cacheFile: false,
+  const place = placeOf(tenant);
+  const dir = places.cacheDir && join(places.cacheDir, place);
+  const common = {
     adminToken,
-    logger: tenantLog,
+    logger: logger.child({ tenant: tenant.name }),
     hostname: access.hostname,
     allowedHosts: access.allowedHosts,
     tenant: tenant.name,
-    ...(memory && { memory }),
-  });
+    cacheFile: dir ? join(dir, "cache.db") : (false as const),
+    ...(places.redis && {
+      redis: tenantRedis(places.redis, `${places.redisPrefix}tenant:${place}:`),
+    }),
+    ...(tenant.memoryBytes && { memory: { maxBytes: tenant.memoryBytes } }),
+  };
+  if (dir) mkdirSync(dir, { recursive: true });
+  const node =
+    "database" in tenant.source
+      ? await createNodeEdgecache({
+          ...common,
+          database: tenant.source.database,
+          ...(tenant.ttl !== undefined && { ttl: tenant.ttl }),
+        })
+      : await createNodeProxy({
+          ...common,
+          origins: [
+            { origin: tenant.source.origin, ...(tenant.ttl !== undefined && { ttl: tenant.ttl }) },
+          ],
+        });
+  // A node joining a shared log bypasses its cache until it holds a lease: its first
+  // request waits for that instead (a round trip or two), or goes on without it.
+  for (let waited = 0; places.redis && !node.cache.log.trusted() && waited < LEASE_WAIT_MS; ) {
+    await new Promise((done) => setTimeout(done, 10));
+    waited += 10;
+  }
+  const close = () => node.close();
   return {
     tenant,
     fetch: (request, env) => node.app.fetch(request, env),
-    findHit: hitFinder(node.proxy),
+    findHit: "proxy" in node ? hitFinder(node.proxy) : dataApiHits(node.cache),
     adminToken,
     metrics: node.metrics,
     stats: () => node.cache.stats(),
-    close: () => node.close(),
+    close,
+    async drop() {
+      // Through its change log: every node serving it (and the shared tier) lets go too.
+      await node.cache.invalidate({ prefix: "" }).catch(() => {});
+      await close();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    },
   };
+}
+
+/** A tenant's place in the node's Redis: its own prefix, so its own log and entries. */
+function tenantRedis(setting: RedisSetting, prefix: string): RedisSetting {
+  return typeof setting === "string" ? { url: setting, prefix } : { ...setting, prefix };
+}
+
+/** Removes the cache folders of tenants that are gone (deleted while no node ran). */
+function removeOthers(cacheDir: string, keep: Set<string>): void {
+  let names: string[];
+  try {
+    names = readdirSync(cacheDir);
+  } catch {
+    return; // none yet
+  }
+  for (const name of names) {
+    if (!keep.has(name)) rmSync(join(cacheDir, name), { recursive: true, force: true });
+  }
 }
 
 /**

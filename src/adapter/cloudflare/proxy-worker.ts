@@ -1,0 +1,95 @@
+import type { Hono } from "hono";
+import { edgecacheApp } from "../../app/edgecache-app.ts";
+import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
+import { badOption } from "../../core/errors.ts";
+import { Background } from "./background.ts";
+import type { DurableChangeLog } from "./change-log.ts";
+import {
+  adminAccess,
+  type EdgeCacheOptions,
+  type ExecutionContextLike,
+  edgeCache,
+  type LogEnv,
+  peerAddress,
+  serveRequest,
+} from "./worker.ts";
+
+export interface EdgecacheProxyWorkerOptions extends EdgeCacheOptions {
+  /** The origins, as for `edgecache proxy` (`[{ origin: "https://api.example.com" }]`). */
+  origins: OriginRoute[];
+  /** Seconds a stored response may be served while the origin fails (0). */
+  grace?: number;
+  /** Largest body stored, bytes (8 MiB); larger ones stream through. */
+  maxCacheableSize?: number;
+  /** URLs (absolute, or paths on the first origin's host) the cron trigger fetches through the proxy. */
+  warm?: { urls?: string[] };
+}
+
+export interface EdgecacheProxyWorker<E extends LogEnv = LogEnv> {
+  fetch(request: Request, env: E, ctx: ExecutionContextLike): Promise<Response>;
+  /** The cron trigger: fetches `warm.urls` through the proxy, storing what may be stored. */
+  scheduled(controller: unknown, env: E, ctx: ExecutionContextLike): Promise<void>;
+}
+
+const C = "proxy-worker";
+
+/**
+ * Proxy mode as a Cloudflare Worker: the same RFC 9111 proxy as `edgecache proxy`
+ * (`createProxy`), over memory, the Cache API and KV, with purges and unsafe requests
+ * ordered by the Durable Object log. Origin requests use the Worker's `fetch`.
+ *
+ * @example
+ * ```ts
+ * import { ChangeLogObject, edgecacheProxyWorker } from "edgecache/cloudflare";
+ * export { ChangeLogObject };
+ * export default edgecacheProxyWorker({ origins: [{ origin: "https://api.example.com" }] });
+ * ```
+ */
+export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
+  options: EdgecacheProxyWorkerOptions,
+): EdgecacheProxyWorker<E> {
+  if (typeof options !== "object" || options === null || !Array.isArray(options.origins)) {
+    badOption(C, "origins", "an array of { origin }", options?.origins);
+  }
+  const background = new Background();
+  let setUp: Promise<{ app: Hono; log: DurableChangeLog; proxy: CachingProxy }> | undefined;
+  const isolate = (env: E) => {
+    setUp ??= (async () => {
+      const { cache, log } = edgeCache(env, options, background);
+      const proxy = createProxy({
+        cache,
+        routes: options.origins,
+        grace: options.grace,
+        maxCacheableSize: options.maxCacheableSize,
+        clientAddress: peerAddress,
+        // Workers' fetch takes no `duplex`; a request body streams as it is.
+        fetch: (url, init) => fetch(url, { ...init, redirect: "manual" }),
+      });
+      const app = edgecacheApp(proxy.app, { cache, proxy, ...adminAccess(env) });
+      return { app, log, proxy };
+    })();
+    setUp.catch(() => {
+      setUp = undefined;
+    });
+    return setUp;
+  };
+  return {
+    fetch: (request, env, ctx) =>
+      serveRequest(
+        () => isolate(env),
+        background,
+        ctx,
+        ({ app }) => Promise.resolve(app.fetch(request, env, ctx)),
+      ),
+    async scheduled(_controller, env, ctx) {
+      try {
+        const { proxy, log } = await isolate(env);
+        await log.sync();
+        const urls = options.warm?.urls ?? [];
+        if (urls.length > 0) await proxy.warm(urls, options.origins[0]!.origin);
+      } finally {
+        ctx.waitUntil(background.idle());
+      }
+    },
+  };
+}

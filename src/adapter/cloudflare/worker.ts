@@ -1,0 +1,320 @@
+import type { Context, ExecutionContext, Hono } from "hono";
+import type { AdminOptions } from "../../app/admin.ts";
+import { createDataApi, type DataApi } from "../../app/data-api.ts";
+import { edgecacheApp } from "../../app/edgecache-app.ts";
+import { Cache } from "../../core/cache.ts";
+import { badOption, EdgecacheError } from "../../core/errors.ts";
+import { requestKey } from "../../core/keys.ts";
+import type { ViewInfo } from "../../core/query.ts";
+import type { Store } from "../../core/store.ts";
+import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";
+import { type CacheStorageLike, cacheApiStore } from "../../stores/cache-api.ts";
+import { type KvNamespaceLike, kvStore } from "../../stores/kv.ts";
+import { memoryStore } from "../../stores/memory.ts";
+import { Background } from "./background.ts";
+import {
+  type ChangeLogMode,
+  DEFAULT_LEASE_MS,
+  DurableChangeLog,
+  type DurableObjectNamespaceLike,
+} from "./change-log.ts";
+import { HotKeysReporter, REPORT_EVERY_MS } from "./hot-keys.ts";
+
+/**
+ * The bindings and variables the Worker reads (names as in `wrangler.jsonc`). Only `DB`
+ * and `CHANGE_LOG` are required; without `CACHE` there is no KV tier.
+ */
+export interface EdgecacheEnv extends LogEnv {
+  /** D1: the database the data API serves. */
+  DB: D1DatabaseLike;
+}
+
+/** The bindings and variables of the cache and the log, which every edgecache Worker reads. */
+export interface LogEnv {
+  /** The Durable Object namespace of `ChangeLogObject`: the order of changes. */
+  CHANGE_LOG: DurableObjectNamespaceLike;
+  /** KV: the global, eventually consistent tier. */
+  CACHE?: KvNamespaceLike;
+  /** Bearer token of the admin API; without it only loopback clients (wrangler dev) get in. */
+  EDGECACHE_ADMIN_TOKEN?: string;
+  /** Host names the admin API answers to besides localhost, comma-separated (`api.example.com`). */
+  EDGECACHE_ALLOWED_HOSTS?: string;
+  /** `strict` (default) or `lease`: see `DurableChangeLog`. */
+  EDGECACHE_LOG_MODE?: string;
+  /** Lease mode: ms an isolate trusts its memory after it last heard the log. */
+  EDGECACHE_LEASE_MS?: string;
+}
+
+/** A Worker's `ExecutionContext`, as Hono declares it (no Cloudflare type). */
+export type ExecutionContextLike = ExecutionContext;
+
+export interface EdgecacheWorkerOptions<E extends EdgecacheEnv = EdgecacheEnv>
+  extends EdgeCacheOptions {
+  /** Declared views (joins) of the D1 schema. */
+  views?: ViewInfo[];
+  /** Per resource, seconds: `{ users: { ttl: 60 }, stats: { ttl: 10, staleWhileRevalidate: 300 } }`. */
+  routes?: Record<string, { ttl?: number; staleWhileRevalidate?: number }>;
+  /** Runs once per isolate before the schema is read (the demo's seed step). */
+  prepare?: (env: E) => Promise<unknown>;
+  /**
+   * What the cron trigger (`scheduled`) loads into the tiers when missing there: `urls`
+   * (paths with their query, such as an expensive aggregate's) and the `hottest` keys by
+   * reads counted in every isolate (default 50; 0 counts nothing). `reportMs`: how often an
+   * isolate sends its counts (REPORT_EVERY_MS).
+   */
+  warm?: { urls?: string[]; hottest?: number; reportMs?: number };
+}
+
+/**
+ * An isolate has 128 MB for everything: the memory tier takes at most a quarter, leaving
+ * room for requests in flight, the dependency index and the runtime itself.
+ */
+export const MEMORY_TIER_BYTES = 32 * 1024 * 1024;
+
+/** What one isolate builds on its first request and keeps. */
+export interface EdgecacheIsolate {
+  app: Hono;
+  cache: Cache;
+  api: DataApi;
+  log: DurableChangeLog;
+  hotKeys: HotKeysReporter | undefined;
+}
+
+/** What one run of warming loaded. */
+export interface WarmRun {
+  keys: number;
+  failed: number;
+}
+
+/** Warming loads this many keys at once. */
+const WARM_CONCURRENCY = 4;
+/** The hottest keys warmed by default. */
+const DEFAULT_HOTTEST = 50;
+
+/** A module Worker: `export default edgecacheWorker(...)`. */
+export interface EdgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv> {
+  fetch(request: Request, env: E, ctx: ExecutionContextLike): Promise<Response>;
+  /** The cron trigger: warms the configured URLs and the hottest keys. */
+  scheduled(controller: unknown, env: E, ctx: ExecutionContextLike): Promise<void>;
+  /** One warming run, as `scheduled` makes it. */
+  warm(env: E): Promise<WarmRun>;
+  /** The isolate's setup, made on first use (tests, scheduled work). */
+  isolate(env: E): Promise<EdgecacheIsolate>;
+}
+
+declare const caches: (CacheStorageLike & { default?: unknown }) | undefined;
+
+const C = "worker";
+/** The data API's paths: the reads counted for warming. */
+const DATA_PREFIX = "/v1/";
+
+/**
+ * The data API and admin API as a Cloudflare Worker: D1 behind memory, Cache API and KV
+ * tiers, exact across isolates through the Durable Object change log. Export
+ * `ChangeLogObject` beside it (the binding `CHANGE_LOG` names that class).
+ *
+ * Each request first brings the isolate up to the log (`sync`: every request in strict
+ * mode, once per half lease in lease mode); background work (rehydration, refreshes,
+ * deletes of refused entries) runs through `ctx.waitUntil`.
+ *
+ * @example
+ * ```ts
+ * import { ChangeLogObject, edgecacheWorker } from "edgecache/cloudflare";
+ * export { ChangeLogObject };
+ * export default edgecacheWorker({ routes: { users: { ttl: 300 } } });
+ * ```
+ */
+export function edgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv>(
+  options: EdgecacheWorkerOptions<E> = {},
+): EdgecacheWorker<E> {
+  if (typeof options !== "object" || options === null)
+    badOption(C, "options", "an object", options);
+  if (options.prepare !== undefined && typeof options.prepare !== "function") {
+    badOption(C, "prepare", "a function", options.prepare);
+  }
+  const background = new Background();
+  let setUp: Promise<EdgecacheIsolate> | undefined;
+
+  const isolate = (env: E): Promise<EdgecacheIsolate> => {
+    setUp ??= open(env, options, background);
+    // A failed setup (D1 unreachable) is tried again by the next request.
+    setUp.catch(() => {
+      setUp = undefined;
+    });
+    return setUp;
+  };
+
+  const warm = async (env: E): Promise<WarmRun> => {
+    const { api, log, hotKeys } = await isolate(env);
+    await log.sync();
+    const urls = (options.warm?.urls ?? []).map((path) => {
+      const url = new URL(path, "http://warm");
+      return requestKey(url.pathname, url.search);
+    });
+    const hottest = options.warm?.hottest ?? DEFAULT_HOTTEST;
+    const hot = hotKeys && hottest > 0 ? await hotKeys.top(hottest) : [];
+    const keys = [...new Set([...urls, ...hot])];
+    let next = 0;
+    let failed = 0;
+    // A key already in the tiers is a hit and costs no query; a missing one is loaded.
+    const worker = async () => {
+      while (next < keys.length) {
+        await api.refetch(keys[next++]!).catch(() => failed++);
+      }
+    };
+    await Promise.all(Array.from({ length: WARM_CONCURRENCY }, worker));
+    return { keys: keys.length, failed };
+  };
+
+  return {
+    isolate,
+    warm,
+    async scheduled(_controller, env, ctx) {
+      try {
+        const run = await warm(env);
+        console.log(`[edgecache] [${C}] warmed ${run.keys} keys, ${run.failed} failed`);
+      } finally {
+        ctx.waitUntil(background.idle());
+      }
+    },
+    fetch: (request, env, ctx) =>
+      serveRequest(
+        () => isolate(env),
+        background,
+        ctx,
+        async ({ app, hotKeys }) => {
+          const response = await app.fetch(request, env, ctx);
+          if (hotKeys && request.method === "GET" && response.status === 200) {
+            const url = new URL(request.url);
+            if (url.pathname.startsWith(DATA_PREFIX)) {
+              hotKeys.count(requestKey(url.pathname, url.search));
+              background.add(hotKeys.flush());
+            }
+          }
+          return response;
+        },
+      ),
+  };
+}
+
+async function open<E extends EdgecacheEnv>(
+  env: E,
+  options: EdgecacheWorkerOptions<E>,
+  background: Background,
+): Promise<EdgecacheIsolate> {
+  if (typeof env.DB?.prepare !== "function") badOption(C, "env.DB", "a D1 binding", env.DB);
+  await options.prepare?.(env);
+  const { cache, log } = edgeCache(env, options, background);
+  const source = d1Source({ database: env.DB, views: options.views });
+  const api = await createDataApi({ source, cache, routes: options.routes });
+  const app = edgecacheApp(api.app, { cache, ...adminAccess(env) });
+  const counting = (options.warm?.hottest ?? DEFAULT_HOTTEST) > 0;
+  const hotKeys = counting
+    ? new HotKeysReporter(env.CHANGE_LOG, options.warm?.reportMs ?? REPORT_EVERY_MS)
+    : undefined;
+  return { app, cache, api, log, hotKeys };
+}
+
+/** The settings a Worker's cache is made of (both the data API's and the proxy's). */
+export interface EdgeCacheOptions {
+  /** Default TTL in seconds (one day). */
+  ttl?: number;
+  /**
+   * Seconds after the TTL during which a stale response is served at once and refreshed in
+   * the background (`ctx.waitUntil`); 0 (default) turns it off.
+   */
+  staleWhileRevalidate?: number;
+  /** Bytes the isolate's memory tier may hold (MEMORY_TIER_BYTES). */
+  memoryBytes?: number;
+  /** The change log's mode and lease; `EDGECACHE_LOG_MODE` / `EDGECACHE_LEASE_MS` override. */
+  mode?: ChangeLogMode;
+  leaseMs?: number;
+  /** The Durable Object's name: one log (and one order of changes) per name. */
+  logName?: string;
+}
+
+/**
+ * The cache of one isolate: memory, the Cache API and (with a `CACHE` binding) KV, all
+ * checked against the Durable Object log; background work goes to `background`.
+ */
+export function edgeCache(
+  env: LogEnv,
+  options: EdgeCacheOptions,
+  background: Background,
+): { cache: Cache; log: DurableChangeLog } {
+  const modeVar = env.EDGECACHE_LOG_MODE;
+  const leaseVar = env.EDGECACHE_LEASE_MS;
+  const log = new DurableChangeLog({
+    namespace: env.CHANGE_LOG,
+    name: options.logName,
+    mode: (modeVar || options.mode) as ChangeLogMode | undefined,
+    leaseMs: leaseVar ? Number(leaseVar) : (options.leaseMs ?? DEFAULT_LEASE_MS),
+  });
+  const tiers: Store[] = [memoryStore({ maxBytes: options.memoryBytes ?? MEMORY_TIER_BYTES })];
+  // The Cache API first (this data centre, no write limit), then KV (every location).
+  if (typeof caches !== "undefined") tiers.push(cacheApiStore({ cacheName: "edgecache" }));
+  if (env.CACHE) tiers.push(kvStore({ namespace: env.CACHE }));
+  const cache = new Cache({
+    tiers,
+    log,
+    ttl: (options.ttl ?? 86_400) * 1000,
+    staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
+    schedule: (work) => background.add(work),
+    logger: {
+      warn: (message, error) => console.warn(`[edgecache] ${message}`, error ?? ""),
+    },
+  });
+  return { cache, log };
+}
+
+/** The admin API's access rules on Workers, from the Worker's variables. */
+export function adminAccess(env: LogEnv): Omit<AdminOptions, "cache"> {
+  return {
+    token: env.EDGECACHE_ADMIN_TOKEN || undefined,
+    peerAddress,
+    allowedHosts: (env.EDGECACHE_ALLOWED_HOSTS ?? "")
+      .split(",")
+      .map((h) => h.trim())
+      .filter((h) => h !== ""),
+  };
+}
+
+/**
+ * The client's address: Cloudflare sets `CF-Connecting-IP` on every request (a client's
+ * own value is replaced), and wrangler dev sets it to the local client's.
+ */
+export function peerAddress(c: Context): string | undefined {
+  return c.req.header("cf-connecting-ip");
+}
+
+/**
+ * A request as every edgecache Worker runs it: the isolate's setup (made once), a `sync`
+ * with the log, the app's answer, then `ctx.waitUntil` for the background work.
+ */
+export async function serveRequest<I extends { app: Hono; log: DurableChangeLog }>(
+  isolate: () => Promise<I>,
+  background: Background,
+  ctx: ExecutionContextLike,
+  answer: (isolate: I) => Promise<Response>,
+): Promise<Response> {
+  try {
+    const opened = await isolate();
+    // Reads after this see every write acknowledged before the request began.
+    await opened.log.sync().catch((error) => {
+      console.warn(`[edgecache] [${C}] change log unreachable: ${String(error)}`);
+    });
+    return await answer(opened);
+  } catch (error) {
+    const failure =
+      error instanceof EdgecacheError
+        ? error
+        : new EdgecacheError("E_SOURCE_UNAVAILABLE", C, "setup failed", { cause: error });
+    console.error(`[edgecache] [${C}] ${failure.message}`, failure.cause ?? "");
+    return Response.json(
+      { error: { code: failure.code, message: "the Worker could not start" } },
+      { status: 503 },
+    );
+  } finally {
+    ctx.waitUntil(background.idle());
+  }
+}

@@ -1,0 +1,221 @@
+import type { Cache } from "../../../core/cache.ts";
+import { badOption } from "../../../core/errors.ts";
+import type { PolicyClass } from "../../../core/http-cache.ts";
+import type { OriginFetch } from "../load.ts";
+import { held, setConditional } from "../revalidate.ts";
+import { baseKey, COMPONENT, matchRoute, type Route } from "../routes.ts";
+import { type Ctx, URL_TAG, VARY_RECORD } from "../types.ts";
+import { checkRule as checkRuleText, confidence, Learner, type Rule, ruleId } from "./rules.ts";
+
+/** Learned invalidation in proxy mode (see the README, "Learned invalidation"). */
+export interface LearnOptions {
+  /** Share of tests a learned rule must have held to act (0.9). */
+  threshold?: number;
+  /** Tests a learned rule needs before it acts (3). */
+  minTests?: number;
+  /** Cached entries revalidated after one write, at most (8). */
+  perWrite?: number;
+  /** Origin requests spent on learning per second, at most (20). */
+  perSecond?: number;
+  /** Hand-written rules: `{ write: "PATCH /api/users/:id", read: "/api/users/$1/profile" }`. */
+  rules?: { write: string; read: string }[];
+  /** Rules from an earlier run or another node, merged in at start. */
+  initial?: Rule[];
+  /** Told whenever rules change (to persist or share them). */
+  onChange?: (rules: Rule[]) => void;
+}
+
+/** What learning has done, for the admin stats and metrics. */
+export interface LearnStats {
+  /** Cached entries removed by learned (or hand-written) rules on writes. */
+  learnedInvalidations: number;
+  /** Origin requests made to learn (revalidations of sampled entries). */
+  learningRequests: number;
+  /** Sampled entries found changed (and removed, being stale). */
+  learningChanged: number;
+}
+
+export interface LearnEnv {
+  learner: Learner;
+  /** The proxy's routes: learning asks only the origin of the write's own route. */
+  routes: readonly Route[];
+  stats: LearnStats;
+  perWrite: number;
+  perSecond: number;
+  onChange: ((rules: Rule[]) => void) | undefined;
+  /** Learning requests still allowed this second, and which second. */
+  tokens: number;
+  second: number;
+}
+
+export function learnEnv(options: LearnOptions, routes: readonly Route[]): LearnEnv {
+  const num = (name: keyof LearnOptions, v: unknown, d: number, min: number, max = Infinity) => {
+    if (v === undefined) return d;
+    if (typeof v !== "number" || !(v >= min && v <= max)) {
+      badOption(COMPONENT, `learn.${name}`, `a number from ${min} to ${max}`, v);
+    }
+    return v;
+  };
+  const learner = new Learner({
+    threshold: num("threshold", options.threshold, 0.9, 0, 1),
+    minTests: num("minTests", options.minTests, 3, 1),
+  });
+  if (options.initial) learner.merge(options.initial);
+  for (const [i, r] of (options.rules ?? []).entries()) {
+    const problem = checkHandWritten(r);
+    if (problem) badOption(COMPONENT, `learn.rules[${i}]`, problem, r);
+    learner.decide(r.write, r.read, "manual");
+  }
+  return {
+    learner,
+    routes,
+    stats: { learnedInvalidations: 0, learningRequests: 0, learningChanged: 0 },
+    perWrite: num("perWrite", options.perWrite, 8, 0),
+    perSecond: num("perSecond", options.perSecond, 20, 0),
+    onChange: options.onChange,
+    tokens: 0,
+    second: -1,
+  };
+}
+
+function checkHandWritten(r: unknown): string | undefined {
+  if (typeof r !== "object" || r === null) return "an object {write, read}";
+  const { write, read } = r as { write?: unknown; read?: unknown };
+  return checkRuleText(write, read);
+}
+
+/**
+ * The cached responses a write's rules may apply to: targets of unvaried entries of the
+ * same host and route. Vary'd entries (those stored per Authorization, Cookie or any other
+ * request header) are left out: a learning request could only ask for them without the
+ * client's headers, which would compare another response.
+ */
+export function cachedTargets(cache: Cache, routes: readonly Route[], ctx: Ctx): string[] {
+  const out: string[] = [];
+  const suffix = ` ${ctx.host}`;
+  for (const key of cache.index.keys("")) {
+    if (!key.endsWith(suffix)) continue;
+    const target = key.slice(0, -suffix.length);
+    if (target.includes(" ") || !target.startsWith("/")) continue;
+    if (cache.index.get(key)?.tags.includes(VARY_RECORD)) continue;
+    const path = target.split("?")[0] as string;
+    if (matchRoute(routes, ctx.url.host, path) !== ctx.route) continue;
+    out.push(target);
+  }
+  return out;
+}
+
+/**
+ * Before a successful write's response is sent: removes what acting rules say it changed.
+ * Returns the targets removed.
+ */
+export async function applyRules(
+  env: LearnEnv,
+  cache: Cache,
+  ctx: Ctx,
+  candidates: readonly string[],
+): Promise<string[]> {
+  const plan = env.learner.plan({ method: ctx.method, target: ctx.target }, candidates);
+  if (plan.targets.length === 0) return [];
+  const removed = await cache.invalidate({ tags: plan.targets.map((t) => URL_TAG + t) });
+  env.stats.learnedInvalidations += removed;
+  return plan.targets;
+}
+
+/**
+ * After a successful write, off the client's path: asks the origin again for a bounded
+ * sample of cached reads (conditionally where they have validators), records which changed,
+ * and removes those (they are stale). Learning requests carry no client header, and go only
+ * to the route's own origin.
+ */
+export async function observeWrite(
+  env: LearnEnv,
+  deps: { cache: Cache; originFetch: OriginFetch; Policy: PolicyClass; now: () => number },
+  ctx: Ctx,
+  candidates: readonly string[],
+): Promise<void> {
+  const second = Math.floor(deps.now() / 1000);
+  if (second !== env.second) {
+    env.second = second;
+    env.tokens = env.perSecond;
+  }
+  const limit = Math.min(env.perWrite, env.tokens);
+  if (limit <= 0) return;
+  const write = { method: ctx.method, target: ctx.target };
+  const sample = env.learner.sample(write, candidates, limit, (n) => Math.floor(Math.random() * n));
+  env.tokens -= sample.length;
+  let observed = false;
+  for (const target of sample) {
+    const entry = await deps.cache.getEntry(baseKey(target, ctx.host), { count: false });
+    if (!entry) continue;
+    const headers = new Headers({
+      via: "1.1 edgecache",
+      "x-forwarded-host": ctx.host,
+      "x-forwarded-proto": ctx.url.protocol.slice(0, -1),
+      "edgecache-learning": "1",
+    });
+    // The stored body is as the origin encoded it: ask for the same encoding, to compare.
+    const encoding = entry.headers["content-encoding"];
+    if (encoding) headers.set("accept-encoding", encoding);
+    const h = held(deps.Policy, entry);
+    if (h) setConditional(headers, h, target);
+    env.stats.learningRequests++;
+    let changed: boolean;
+    try {
+      const res = await deps.originFetch(ctx.route.originUrl.origin + target, {
+        method: "GET",
+        headers,
+        body: null,
+      });
+      if (res.status === 304) {
+        await res.body?.cancel();
+        changed = false;
+      } else {
+        const body = new Uint8Array(await res.arrayBuffer());
+        changed = res.status !== entry.status || !sameBytes(body, entry.body);
+      }
+    } catch {
+      continue; // The origin is down: no evidence either way.
+    }
+    env.learner.observe(write, target, changed, deps.now());
+    observed = true;
+    if (changed) {
+      env.stats.learningChanged++;
+      await deps.cache.invalidate({ tags: [URL_TAG + target] });
+    }
+  }
+  if (observed) env.onChange?.(env.learner.toJSON());
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** One rule as the admin API shows it: its evidence, confidence and whether it acts. */
+export function describeRule(env: LearnEnv, rule: Rule) {
+  return {
+    id: ruleId(rule),
+    write: rule.write,
+    read: rule.read,
+    state: rule.state,
+    acts: env.learner.acts(rule),
+    confidence: Math.round(confidence(rule) * 1000) / 1000,
+    held: rule.held,
+    tested: rule.tested,
+    lastSeen: rule.lastSeen === 0 ? null : new Date(rule.lastSeen).toISOString(),
+  };
+}
+
+/** GET /_edgecache/rules: the learner's settings, counts and every rule. */
+export function rulesReport(env: LearnEnv) {
+  return {
+    threshold: env.learner.threshold,
+    minTests: env.learner.minTests,
+    perWrite: env.perWrite,
+    perSecond: env.perSecond,
+    stats: { ...env.stats },
+    rules: env.learner.rules().map((r) => describeRule(env, r)),
+  };
+}

@@ -1,0 +1,266 @@
+import { arity, isTemplate, templateOf } from "./template.ts";
+
+/**
+ * The learner: rules between a write's route template and the reads it changes, counted
+ * from what the origin answered when cached reads were asked again after writes. Pure and
+ * portable: no I/O, no clock (times are passed in), so it can be tested alone and run on
+ * any runtime.
+ *
+ * A rule reads `PATCH /api/users/:id -> /api/users/$1/profile`: a read whose template is
+ * `/api/users/:id/profile` and whose first value equals the write's first value (`$1`).
+ * Placeholders left as they are (`:id`, `*`) match any value. Its confidence is the share
+ * of the times it was tested (a matching cached read revalidated after a matching write)
+ * in which it held (the read had changed): explainable, and nothing else is learned.
+ */
+
+export type RuleState = "learned" | "pinned" | "rejected" | "manual";
+
+export interface Rule {
+  /** `PATCH /api/users/:id`: the write's method and template. */
+  write: string;
+  /** `/api/users/$1/profile`: the read's template, values bound to the write's as `$n`. */
+  read: string;
+  /** Times a matching read was found changed after a matching write. */
+  held: number;
+  /** Times a matching read was revalidated after a matching write. */
+  tested: number;
+  /** When it was last tested (ms since the epoch), 0 when never. */
+  lastSeen: number;
+  /** learned: acts by its confidence; pinned and manual: always; rejected: never. */
+  state: RuleState;
+}
+
+export interface LearnerOptions {
+  /** Share of tests a learned rule must have held to act (0.9). */
+  threshold?: number;
+  /** Tests a learned rule needs before it may act (3). */
+  minTests?: number;
+}
+
+/** What the learner needs of a write: its method and request target. */
+export interface Write {
+  method: string;
+  target: string;
+}
+
+const HOLE = /:id|\*/g;
+const RULE_HOLE = /:id|\*|\$\d+/g;
+
+export function ruleId(rule: Pick<Rule, "write" | "read">): string {
+  return `${rule.write} -> ${rule.read}`;
+}
+
+/** `PATCH /api/users/:id` for a write. */
+export function writeKey(write: Write): { key: string; values: string[] } {
+  const t = templateOf(write.target);
+  return { key: `${write.method.toUpperCase()} ${t.template}`, values: t.values };
+}
+
+/**
+ * The read side of the most specific rule a read target can be evidence for: its template
+ * with each value equal to one of the write's replaced by `$n` (1-based).
+ */
+export function readPattern(target: string, writeValues: readonly string[]): string {
+  const { template, values } = templateOf(target);
+  let i = 0;
+  return template.replace(HOLE, (placeholder) => {
+    const value = values[i++] ?? "";
+    const at = value === "" ? -1 : writeValues.indexOf(value);
+    return at < 0 ? placeholder : `$${at + 1}`;
+  });
+}
+
+/**
+ * Whether a read target matches a rule's read side for a write with these values: the same
+ * template, and each bound placeholder equal to the write's value.
+ */
+export function matchesRead(read: string, target: string, writeValues: readonly string[]): boolean {
+  const { template, values } = templateOf(target);
+  // The same text between placeholders, and each placeholder the same or bound and equal.
+  if (read.split(RULE_HOLE).join("\0") !== template.split(HOLE).join("\0")) return false;
+  const ruleHoles = read.match(RULE_HOLE) ?? [];
+  const targetHoles = template.match(HOLE) ?? [];
+  return ruleHoles.every((hole, k) =>
+    hole.startsWith("$")
+      ? values[k] !== undefined && values[k] === writeValues[Number(hole.slice(1)) - 1]
+      : hole === targetHoles[k],
+  );
+}
+
+/** A rule's confidence: held / tested (0 when never tested). */
+export function confidence(rule: Rule): number {
+  return rule.tested === 0 ? 0 : rule.held / rule.tested;
+}
+
+/** Checks a hand-written rule's sides; returns a message naming what is wrong, or undefined. */
+export function checkRule(write: unknown, read: unknown): string | undefined {
+  if (typeof write !== "string" || !/^[A-Z]+ \//.test(write)) {
+    return `write: expected "METHOD /template" such as "PATCH /api/users/:id", got ${JSON.stringify(write)}`;
+  }
+  const template = write.slice(write.indexOf(" ") + 1);
+  if (!isTemplate(template)) {
+    return `write: expected a route template (:id for values, ?name=* for query values), got ${JSON.stringify(template)}`;
+  }
+  if (typeof read !== "string" || !isTemplate(read.replace(/\$\d+/g, ":id"))) {
+    return `read: expected a route template such as "/api/users/$1/profile", got ${JSON.stringify(read)}`;
+  }
+  const n = arity(template);
+  for (const bound of read.match(/\$\d+/g) ?? []) {
+    const k = Number(bound.slice(1));
+    if (k < 1 || k > n) return `read: ${bound} names no value of the write (it has ${n})`;
+  }
+  return undefined;
+}
+
+export class Learner {
+  readonly threshold: number;
+  readonly minTests: number;
+  #rules = new Map<string, Rule>();
+  /** Write key -> ids of its rules, for planning. */
+  #byWrite = new Map<string, Set<string>>();
+
+  constructor(options: LearnerOptions = {}) {
+    this.threshold = options.threshold ?? 0.9;
+    this.minTests = options.minTests ?? 3;
+  }
+
+  /** Every rule, most confident and most tested first. */
+  rules(): Rule[] {
+    return [...this.#rules.values()].sort(
+      (a, b) => confidence(b) - confidence(a) || b.tested - a.tested,
+    );
+  }
+
+  get(id: string): Rule | undefined {
+    return this.#rules.get(id);
+  }
+
+  /** Whether a rule acts on writes: pinned and manual ones always, learned ones by evidence. */
+  acts(rule: Rule): boolean {
+    if (rule.state === "pinned" || rule.state === "manual") return true;
+    if (rule.state === "rejected") return false;
+    return rule.tested >= this.minTests && confidence(rule) >= this.threshold;
+  }
+
+  /**
+   * Counts one test: `read` (a cached target) was revalidated after `write` succeeded, and
+   * had changed or not. Counts for the most specific rule (values bound where they equal
+   * the write's) and for the one with every value free, which is tested by every read of
+   * that template. Returns the ids counted.
+   */
+  observe(write: Write, read: string, changed: boolean, now: number): string[] {
+    const w = writeKey(write);
+    const specific = readPattern(read, w.values);
+    const general = templateOf(read).template;
+    const ids: string[] = [];
+    for (const pattern of new Set([specific, general])) {
+      const rule = this.#ensure(w.key, pattern);
+      rule.tested++;
+      if (changed) rule.held++;
+      rule.lastSeen = now;
+      ids.push(ruleId(rule));
+    }
+    return ids;
+  }
+
+  /**
+   * The cached targets a write changes by the rules that act, from `targets` (the cached
+   * ones worth considering).
+   */
+  plan(write: Write, targets: Iterable<string>): { targets: string[]; rules: string[] } {
+    const w = writeKey(write);
+    const acting = [...(this.#byWrite.get(w.key) ?? [])]
+      .map((id) => this.#rules.get(id) as Rule)
+      .filter((r) => this.acts(r));
+    if (acting.length === 0) return { targets: [], rules: [] };
+    const out: string[] = [];
+    const used = new Set<string>();
+    for (const target of targets) {
+      const rule = acting.find((r) => matchesRead(r.read, target, w.values));
+      if (rule) {
+        out.push(target);
+        used.add(ruleId(rule));
+      }
+    }
+    return { targets: out, rules: [...used] };
+  }
+
+  /**
+   * Which cached targets to revalidate after a write, at most `limit`: one per read
+   * pattern, patterns whose rule is least tested first; none whose rule an operator
+   * decided (pinned, rejected, manual) or that acts already. `pick` chooses among the
+   * targets of one pattern (random in production, first in tests).
+   */
+  sample(
+    write: Write,
+    targets: Iterable<string>,
+    limit: number,
+    pick: (n: number) => number = () => 0,
+  ): string[] {
+    const w = writeKey(write);
+    const classes = new Map<string, string[]>();
+    for (const target of targets) {
+      const pattern = readPattern(target, w.values);
+      const rule = this.#rules.get(ruleId({ write: w.key, read: pattern }));
+      if (rule && (rule.state !== "learned" || this.acts(rule))) continue;
+      const list = classes.get(pattern);
+      if (list) list.push(target);
+      else classes.set(pattern, [target]);
+    }
+    const tested = (pattern: string) =>
+      this.#rules.get(ruleId({ write: w.key, read: pattern }))?.tested ?? 0;
+    return [...classes.entries()]
+      .sort(([a], [b]) => tested(a) - tested(b))
+      .slice(0, limit)
+      .map(([, list]) => list[Math.min(list.length - 1, pick(list.length))] as string);
+  }
+
+  /** Sets an operator's decision on a rule (creating it for a hand-written one). */
+  decide(write: string, read: string, state: RuleState): Rule {
+    const rule = this.#ensure(write, read);
+    rule.state = state;
+    return rule;
+  }
+
+  /** Forgets a rule (a hand-written one removed, or a learned one reset). */
+  remove(id: string): boolean {
+    const rule = this.#rules.get(id);
+    if (!rule) return false;
+    this.#rules.delete(id);
+    this.#byWrite.get(rule.write)?.delete(id);
+    return true;
+  }
+
+  /** Rules as plain data, to persist or share. */
+  toJSON(): Rule[] {
+    return [...this.#rules.values()].map((r) => ({ ...r }));
+  }
+
+  /**
+   * Merges persisted or shared rules in: counts take the larger of each (two nodes counting
+   * the same evidence must not double it), an operator's decision wins over `learned`.
+   */
+  merge(rules: readonly Rule[]): void {
+    for (const r of rules) {
+      if (checkRule(r.write, r.read) !== undefined) continue;
+      const rule = this.#ensure(r.write, r.read);
+      rule.held = Math.max(rule.held, r.held);
+      rule.tested = Math.max(rule.tested, r.tested, rule.held);
+      rule.lastSeen = Math.max(rule.lastSeen, r.lastSeen);
+      if (r.state !== "learned") rule.state = r.state;
+    }
+  }
+
+  #ensure(write: string, read: string): Rule {
+    const id = ruleId({ write, read });
+    let rule = this.#rules.get(id);
+    if (!rule) {
+      rule = { write, read, held: 0, tested: 0, lastSeen: 0, state: "learned" };
+      this.#rules.set(id, rule);
+      const ids = this.#byWrite.get(write) ?? new Set<string>();
+      this.#byWrite.set(write, ids);
+      ids.add(id);
+    }
+    return rule;
+  }
+}

@@ -1,0 +1,142 @@
+import { describe, expect, it } from "vitest";
+import { cacheStatusOf, proxied, raw } from "../proxy-harness.ts";
+import { usersAndTeams } from "./users-teams-origin.ts";
+
+const READS = [
+  ...[1, 2, 3, 4, 5, 6].flatMap((id) => [`/api/users/${id}`, `/api/users/${id}/profile`]),
+  "/api/users?team=1",
+  "/api/users?team=2",
+  "/api/users",
+  "/api/teams/1",
+  "/api/teams/2",
+  "/api/teams/1/members",
+  "/api/teams/2/members",
+];
+
+async function setup(learn: object | false) {
+  const api = usersAndTeams();
+  const h = await proxied(api.handler, learn === false ? {} : { learn: learn });
+  const patch = async (id: number, body: object, headers: Record<string, string> = {}) => {
+    const r = await raw(`${h.proxy.url}/api/users/${id}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify(body),
+    });
+    expect(r.status).toBe(200);
+    // Learning runs after the response, through the cache's background hook.
+    await h.proxy.node.cache.drain();
+    h.proxy.clock.advance(1000);
+  };
+  const warm = async () => {
+    for (const path of READS) expect((await h.get(path)).status).toBe(200);
+  };
+  return { ...h, api, patch, warm };
+}
+
+describe("learned invalidation (proxy mode)", () => {
+  it("learns which reads a PATCH changes from the origin's answers, then invalidates them before answering", async () => {
+    const { proxy, patch, warm, get } = await setup({ minTests: 2, threshold: 0.9, perWrite: 30 });
+    const learn = proxy.node.proxy.learn!;
+    // Learning: each write, then every read cached again so each is tested.
+    for (const id of [1, 2, 3, 4]) {
+      await warm();
+      await patch(id, { name: `renamed ${id}` });
+    }
+    const rules = new Map(learn.learner.rules().map((r) => [`${r.write} -> ${r.read}`, r]));
+    const profile = rules.get("PATCH /api/users/:id -> /api/users/$1/profile")!;
+    expect(profile).toMatchObject({ state: "learned" });
+    expect(profile.held).toBe(profile.tested);
+    expect(learn.learner.acts(profile)).toBe(true);
+    expect(learn.learner.acts(rules.get("PATCH /api/users/:id -> /api/users")!)).toBe(true);
+    // Other users' profiles and the team pages did not change: those rules never act.
+    const others = rules.get("PATCH /api/users/:id -> /api/users/:id/profile")!;
+    expect(others.tested).toBeGreaterThan(others.held);
+    expect(learn.learner.acts(others)).toBe(false);
+    expect(rules.get("PATCH /api/users/:id -> /api/teams/:id")!.held).toBe(0);
+    expect(learn.stats.learningRequests).toBeGreaterThan(0);
+
+    // Acting: user 5's profile and the list of all users are fresh right after the write,
+    // while a team page stays a hit.
+    await warm();
+    expect(cacheStatusOf(await get("/api/users/5/profile"))).toMatch(/hit/);
+    const before = learn.stats.learnedInvalidations;
+    const requestsBefore = learn.stats.learningRequests;
+    const r = await raw(`${proxy.url}/api/users/5`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "five" }),
+    });
+    expect(r.status).toBe(200);
+    const after = await get("/api/users/5/profile");
+    expect(JSON.parse(after.text)).toMatchObject({ name: "five" });
+    expect(cacheStatusOf(after)).not.toMatch(/hit/);
+    expect(
+      JSON.parse((await get("/api/users")).text).map((u: { name: string }) => u.name),
+    ).toContain("five");
+    expect(cacheStatusOf(await get("/api/teams/1"))).toMatch(/hit/);
+    expect(cacheStatusOf(await get("/api/users/6/profile"))).toMatch(/hit/);
+    expect(learn.stats.learnedInvalidations).toBeGreaterThan(before);
+    await proxy.node.cache.drain();
+    // Covered reads are not sampled again: this write's learning cost is what is left.
+    expect(learn.stats.learningRequests - requestsBefore).toBeLessThan(READS.length - 3);
+  });
+
+  it("without learning, the same write leaves the profile stale (the problem it solves)", async () => {
+    const { patch, warm, get } = await setup(false);
+    await warm();
+    await patch(5, { name: "five" });
+    const after = await get("/api/users/5/profile");
+    expect(cacheStatusOf(after)).toMatch(/hit/);
+    expect(JSON.parse(after.text)).toMatchObject({ name: "user 5" });
+  });
+
+  it("learning requests carry no client credentials, reach only the origin, and keep to the per-write cap", async () => {
+    const { origin, patch, warm } = await setup({ perWrite: 3 });
+    await warm();
+    const seen = origin.requests.length;
+    await patch(2, { name: "two" }, { authorization: "Bearer secret", cookie: "session=abc" });
+    const learning = origin.requests.slice(seen).filter((q) => q.headers["edgecache-learning"]);
+    expect(learning).toHaveLength(3);
+    for (const q of learning) {
+      expect(q.method).toBe("GET");
+      expect(q.headers.authorization).toBeUndefined();
+      expect(q.headers.cookie).toBeUndefined();
+      // Conditional: the stored validators go along, so an unchanged read costs a 304.
+      expect(q.headers["if-none-match"]).toMatch(/^"/);
+    }
+  });
+
+  it("keeps to the per-second budget across writes", async () => {
+    const { origin, proxy, warm } = await setup({ perWrite: 10, perSecond: 4 });
+    await warm();
+    const seen = origin.requests.length;
+    for (const id of [1, 2, 3]) {
+      await raw(`${proxy.url}/api/users/${id}`, { method: "PATCH", body: "{}" });
+      await proxy.node.cache.drain();
+    }
+    const learning = origin.requests.slice(seen).filter((q) => q.headers["edgecache-learning"]);
+    expect(learning).toHaveLength(4);
+  });
+
+  it("does not sample entries stored per Authorization (Vary)", async () => {
+    const api = usersAndTeams();
+    const { origin, proxy, get } = await proxied(
+      (req, res) => {
+        if (req.url === "/private/1") {
+          res.writeHead(200, { "cache-control": "public, max-age=300", vary: "authorization" });
+          res.end(String(req.headers.authorization));
+          return;
+        }
+        return api.handler(req, res);
+      },
+      { learn: { perWrite: 50 } },
+    );
+    await get("/private/1", { authorization: "Bearer a" });
+    await get("/api/teams/1");
+    const seen = origin.requests.length;
+    await raw(`${proxy.url}/api/users/1`, { method: "PATCH", body: "{}" });
+    await proxy.node.cache.drain();
+    const learning = origin.requests.slice(seen).filter((q) => q.headers["edgecache-learning"]);
+    expect(learning.map((q) => q.url)).toEqual(["/api/teams/1"]);
+  });
+});

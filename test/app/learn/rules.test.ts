@@ -1,0 +1,163 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  checkRule,
+  confidence,
+  Learner,
+  matchesRead,
+  readPattern,
+} from "../../../src/app/proxy/learn/rules.ts";
+
+const patch7 = { method: "PATCH", target: "/api/users/7" };
+
+describe("learned rules between route templates", () => {
+  it("binds a read's values to the write's where they are equal", () => {
+    expect(readPattern("/api/users/7/profile", ["7"])).toBe("/api/users/$1/profile");
+    expect(readPattern("/api/users/8/profile", ["7"])).toBe("/api/users/:id/profile");
+    expect(readPattern("/api/users?team=3", ["7"])).toBe("/api/users?team=*");
+    expect(readPattern("/api/teams/3/members", ["3", "7"])).toBe("/api/teams/$1/members");
+  });
+
+  it("matches a read against a rule: same template, bound values equal, free ones any", () => {
+    expect(matchesRead("/api/users/$1/profile", "/api/users/7/profile", ["7"])).toBe(true);
+    expect(matchesRead("/api/users/$1/profile", "/api/users/8/profile", ["7"])).toBe(false);
+    expect(matchesRead("/api/users/:id/profile", "/api/users/8/profile", ["7"])).toBe(true);
+    expect(matchesRead("/api/users?team=*", "/api/users?team=3", ["7"])).toBe(true);
+    expect(matchesRead("/api/users?team=*", "/api/users?team=3&sort=x", ["7"])).toBe(false);
+    expect(matchesRead("/api/users/:id/profile", "/api/users/8", ["7"])).toBe(false);
+    expect(matchesRead("/api/users/$2", "/api/users/7", ["7"])).toBe(false);
+  });
+
+  it("a rule's confidence is held / tested, and it acts only past the threshold and minimum", () => {
+    const learner = new Learner({ threshold: 0.75, minTests: 4 });
+    learner.observe(patch7, "/api/users/7/profile", true, 1);
+    learner.observe(patch7, "/api/users/7/profile", true, 2);
+    learner.observe(patch7, "/api/users/7/profile", true, 3);
+    const bound = learner.get("PATCH /api/users/:id -> /api/users/$1/profile")!;
+    expect(bound).toMatchObject({ held: 3, tested: 3, lastSeen: 3 });
+    expect(learner.acts(bound)).toBe(false); // 3 tests < 4
+    learner.observe(patch7, "/api/users/7/profile", false, 4);
+    expect(confidence(bound)).toBe(0.75);
+    expect(learner.acts(bound)).toBe(true);
+    learner.observe(patch7, "/api/users/7/profile", false, 5);
+    expect(learner.acts(bound)).toBe(false); // 3/5 < 0.75
+  });
+
+  it("learns same-id and any-value rules apart, and plans only what acting rules match", () => {
+    const learner = new Learner({ threshold: 0.9, minTests: 3 });
+    for (let i = 0; i < 3; i++) {
+      const w = { method: "PATCH", target: `/api/users/${i}` };
+      learner.observe(w, `/api/users/${i}/profile`, true, i); // same user: changed
+      learner.observe(w, `/api/users/${i + 100}/profile`, false, i); // another: not
+      learner.observe(w, `/api/users?team=${i}`, true, i); // any list: changed
+      learner.observe(w, `/api/teams/${i + 100}`, false, i); // teams: not
+    }
+    const cached = [
+      "/api/users/7/profile",
+      "/api/users/8/profile",
+      "/api/users?team=1",
+      "/api/users?team=2",
+      "/api/teams/7",
+      "/api/users/7",
+    ];
+    const plan = learner.plan(patch7, cached);
+    expect(plan.targets.sort()).toEqual([
+      "/api/users/7/profile",
+      "/api/users?team=1",
+      "/api/users?team=2",
+    ]);
+    expect(plan.rules.sort()).toEqual([
+      "PATCH /api/users/:id -> /api/users/$1/profile",
+      "PATCH /api/users/:id -> /api/users?team=*",
+    ]);
+    // The any-value profile rule held 3 of 6 times: it does not act.
+    expect(confidence(learner.get("PATCH /api/users/:id -> /api/users/:id/profile")!)).toBe(0.5);
+    // Other methods and templates have no rules.
+    expect(learner.plan({ method: "DELETE", target: "/api/users/7" }, cached).targets).toEqual([]);
+  });
+
+  it("operators decide: pinned and hand-written rules act at once, rejected ones never", () => {
+    const learner = new Learner();
+    learner.decide("POST /api/teams/:id/members", "/api/teams/$1/members", "manual");
+    const post = { method: "POST", target: "/api/teams/3/members" };
+    expect(learner.plan(post, ["/api/teams/3/members", "/api/teams/4/members"]).targets).toEqual([
+      "/api/teams/3/members",
+    ]);
+    for (let i = 0; i < 5; i++) learner.observe(patch7, "/api/users?team=3", true, i);
+    expect(learner.plan(patch7, ["/api/users?team=3"]).targets).toEqual(["/api/users?team=3"]);
+    learner.decide("PATCH /api/users/:id", "/api/users?team=*", "rejected");
+    expect(learner.plan(patch7, ["/api/users?team=3"]).targets).toEqual([]);
+  });
+
+  it("samples one read per pattern, least tested first, skipping decided and acting rules", () => {
+    const learner = new Learner({ minTests: 1 });
+    learner.observe(patch7, "/api/users?team=1", true, 1); // acts now: not sampled again
+    learner.observe(patch7, "/api/teams/1", false, 1); // tested once
+    const cached = [
+      "/api/teams/1",
+      "/api/teams/2",
+      "/api/users?team=3",
+      "/api/users/7/profile",
+      "/api/users/9/profile",
+    ];
+    expect(learner.sample(patch7, cached, 10)).toEqual([
+      "/api/users/7/profile",
+      "/api/users/9/profile",
+      "/api/teams/1",
+    ]);
+    expect(learner.sample(patch7, cached, 1)).toHaveLength(1);
+  });
+
+  it("merging shared rules keeps the larger counts and an operator's decision", () => {
+    const a = new Learner();
+    const b = new Learner();
+    for (let i = 0; i < 3; i++) a.observe(patch7, "/api/users/7/profile", true, i);
+    b.observe(patch7, "/api/users/7/profile", true, 10);
+    b.decide("PATCH /api/users/:id", "/api/users/$1/profile", "pinned");
+    a.merge(b.toJSON());
+    expect(a.get("PATCH /api/users/:id -> /api/users/$1/profile")).toMatchObject({
+      held: 3,
+      tested: 3,
+      lastSeen: 10,
+      state: "pinned",
+    });
+    a.merge(JSON.parse(JSON.stringify(a.toJSON())));
+    expect(a.get("PATCH /api/users/:id -> /api/users/$1/profile")!.tested).toBe(3);
+  });
+
+  it("checks hand-written rules and says what is wrong", () => {
+    expect(checkRule("PATCH /api/users/:id", "/api/users/$1/profile")).toBeUndefined();
+    expect(checkRule("patch /api/users/:id", "/x")).toMatch(/^write: expected "METHOD/);
+    expect(checkRule("PATCH /api/users/:id", "/api/users/$2")).toMatch(/\$2 names no value/);
+    expect(checkRule("PATCH /api/users/:name", "/x")).toMatch(/route template/);
+  });
+
+  it("a plan is exactly the cached reads that some acting rule matches (property)", () => {
+    const id = fc.integer({ min: 1, max: 5 }).map(String);
+    const read = fc.oneof(
+      id.map((i) => `/api/users/${i}/profile`),
+      id.map((i) => `/api/users?team=${i}`),
+      id.map((i) => `/api/teams/${i}/members`),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(id, read, fc.boolean()), { maxLength: 40 }),
+        id,
+        fc.array(read, { maxLength: 15 }),
+        (observations, writeId, cached) => {
+          const learner = new Learner({ minTests: 2, threshold: 0.8 });
+          for (const [w, r, changed] of observations) {
+            learner.observe({ method: "PATCH", target: `/api/users/${w}` }, r, changed, 0);
+          }
+          const write = { method: "PATCH", target: `/api/users/${writeId}` };
+          const acting = learner.rules().filter((r) => learner.acts(r));
+          const expected = cached.filter((t) =>
+            acting.some((r) => matchesRead(r.read, t, [writeId])),
+          );
+          expect(learner.plan(write, cached).targets).toEqual(expected);
+          for (const r of acting) expect(r.held / r.tested).toBeGreaterThanOrEqual(0.8);
+        },
+      ),
+    );
+  });
+});

@@ -1,0 +1,95 @@
+import { afterEach, expect, it } from "vitest";
+import type { NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { redisDemoNodes, until } from "../helpers/cluster.ts";
+import { requireRedis } from "../helpers/services.ts";
+
+/**
+ * The shared tier (Redis) after a write: the writer cleans it, other nodes leave it alone
+ * (their delete could remove a fresh copy), and what nodes patched is reloaded into it by
+ * one of them (a claim on the log), so a node whose memory does not hold the response
+ * finds the new version there instead of a miss. A lone node patches without reloading.
+ */
+
+const shared = await requireRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+/** Nodes sharing one database and Redis, each open once trusted. */
+function cluster() {
+  const open = redisDemoNodes(shared.url, cleanup);
+  return async (): Promise<NodeEdgecache> => {
+    const ec = await open();
+    await until(() => ec.cache.trusted);
+    return ec;
+  };
+}
+
+const read = async (ec: NodeEdgecache, path: string) => {
+  const res = await ec.app.request(path);
+  const body = (await res.json()) as { firstName: string };
+  return { firstName: body.firstName, cache: res.headers.get("cache-status") ?? "" };
+};
+
+const rename = (ec: NodeEdgecache, path: string, firstName: string) =>
+  ec.app.request(path, {
+    method: "PATCH",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ firstName }),
+  });
+
+async function firstUser(ec: NodeEdgecache): Promise<string> {
+  const list = (await (await ec.app.request("/v1/users?limit=1")).json()) as {
+    data: { id: string }[];
+  };
+  return `/v1/users/${encodeURIComponent(list.data[0]!.id)}`;
+}
+
+shared.describe("the shared tier after a write", () => {
+  it("holds the new version for a node that did not cache it, reloaded once", async () => {
+    const open = cluster();
+    const a = await open();
+    const b = await open();
+    await until(() => a.cache.log.nodes?.() === 2 && b.cache.log.nodes?.() === 2);
+    const path = await firstUser(a);
+    expect((await read(a, path)).cache).toMatch(/fwd=miss; stored/);
+    expect((await read(b, path)).cache).toMatch(/^edgecache; hit/); // from Redis
+
+    const reloads = () => a.cache.stats().rehydrations + b.cache.stats().rehydrations;
+    const before = reloads();
+    expect((await rename(a, path, "Refilled")).status).toBe(200);
+    await Promise.all([a.cache.drain(), b.cache.drain()]);
+    expect(reloads() - before).toBe(1); // each node that patched it may reload; one claims it
+    // Both patched their memory; Redis holds the reload.
+    expect(await read(a, path)).toEqual({
+      firstName: "Refilled",
+      cache: expect.stringMatching(/^edgecache; hit/),
+    });
+    expect((await read(b, path)).firstName).toBe("Refilled");
+
+    const c = await open(); // a node with an empty memory
+    expect(await read(c, path)).toEqual({
+      firstName: "Refilled",
+      cache: expect.stringMatching(/^edgecache; hit/),
+    });
+    expect(c.cache.stats().tiers.find((t) => t.name === "redis")?.hits).toBe(1);
+  });
+
+  it("is not reloaded by a node alone on the log", async () => {
+    const open = cluster();
+    const a = await open();
+    await until(() => a.cache.log.nodes?.() === 1);
+    const path = await firstUser(a);
+    await read(a, path);
+    const before = a.cache.stats().rehydrations;
+    expect((await rename(a, path, "Alone")).status).toBe(200);
+    await a.cache.drain();
+    expect(a.cache.stats()).toMatchObject({ patches: 1, rehydrations: before });
+    expect(await read(a, path)).toEqual({
+      firstName: "Alone",
+      cache: expect.stringMatching(/^edgecache; hit/),
+    });
+  });
+});

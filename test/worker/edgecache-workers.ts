@@ -1,0 +1,140 @@
+import { Miniflare } from "miniflare";
+import { demoViews } from "../../src/demo/seed.ts";
+import { type D1DatabaseLike, type D1StatementLike, d1Source } from "../../src/sources/d1.ts";
+import type { Source } from "../../src/sources/source.ts";
+import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
+
+/**
+ * Several copies of the edgecache Worker inside one workerd: each its own isolate (its own
+ * memory tier), all bound to one local D1 database, one KV namespace, the Cache API and one
+ * Durable Object change log, as isolates of one deployed Worker are.
+ */
+export interface EdgecacheWorkers {
+  mf: Miniflare;
+  /** Runs the cron trigger in the isolate `name`. */
+  scheduled(name: string): Promise<void>;
+  /** A request to the isolate `name`, as from a loopback client. */
+  fetch(name: string, path: string, init?: RequestInit): Promise<Response>;
+  /** The D1 database as a source of its own: what it holds, never through a cache. */
+  fresh(): Promise<Source>;
+  close(): Promise<void>;
+}
+
+export async function startEdgecacheWorkers(options: {
+  names: string[];
+  mode?: "strict" | "lease";
+  leaseMs?: number;
+  demo?: { users: number; orders: number };
+  /** edgecacheWorker options (JSON). */
+  options?: Record<string, unknown>;
+}): Promise<EdgecacheWorkers> {
+  const script = await bundle(new URL("./edgecache-entry.ts", import.meta.url));
+  const { names, mode = "strict", leaseMs = 2000, demo = { users: 60, orders: 240 } } = options;
+  const first = names[0]!;
+  const mf = new Miniflare({
+    workers: [
+      ...names.map((name) => ({
+        name,
+        modules: true,
+        script,
+        compatibilityDate: COMPATIBILITY_DATE,
+        d1Databases: { DB: "edgecache-db" },
+        kvNamespaces: { CACHE: "edgecache-kv" },
+        durableObjects: { CHANGE_LOG: { className: "ChangeLogObject", scriptName: first } },
+        bindings: {
+          EDGECACHE_LOG_MODE: mode,
+          EDGECACHE_LEASE_MS: String(leaseMs),
+          DEMO_USERS: String(demo.users),
+          DEMO_ORDERS: String(demo.orders),
+          OPTIONS: JSON.stringify(options.options ?? {}),
+        },
+      })),
+      {
+        name: READER,
+        modules: true,
+        script: READER_SCRIPT,
+        compatibilityDate: COMPATIBILITY_DATE,
+        d1Databases: { DB: "edgecache-db" },
+      },
+    ],
+  });
+  await mf.ready;
+  const workers: EdgecacheWorkers = {
+    mf,
+    async scheduled(name) {
+      const worker = (await mf.getWorker(name)) as unknown as {
+        scheduled(options: { cron: string }): Promise<{ outcome: string }>;
+      };
+      const { outcome } = await worker.scheduled({ cron: "*/5 * * * *" });
+      if (outcome !== "ok") throw new Error(`scheduled: ${outcome}`);
+    },
+    async fetch(name, path, init = {}) {
+      const worker = (await mf.getWorker(name)) as unknown as { fetch: typeof fetch };
+      const headers = new Headers(init.headers);
+      if (!headers.has("cf-connecting-ip")) headers.set("cf-connecting-ip", "127.0.0.1");
+      return worker.fetch(`http://127.0.0.1:8787${path}`, { ...init, headers });
+    },
+    async fresh() {
+      // The Worker seeds D1 when its isolate opens, on its first request: open one first,
+      // or the fresh source would find no tables.
+      const opened = await workers.fetch(first, "/_edgecache/stats");
+      if (!opened.ok) throw new Error(`opening ${first}: ${opened.status} ${await opened.text()}`);
+      const reader = (await mf.getWorker(READER)) as unknown as { fetch: typeof fetch };
+      return d1Source({ database: d1OverFetch(reader), views: demoViews });
+    },
+    close: () => mf.dispose(),
+  };
+  return workers;
+}
+
+/**
+ * A Worker that runs the statements it is sent against the shared D1 and answers with their
+ * results. The fresh source goes through it with an ordinary async fetch: miniflare's
+ * `getD1Database` proxy makes a synchronous cross-thread call for every `prepare`, and under
+ * load one of those once failed its own reply check in CI.
+ */
+const READER = "d1-reader";
+const READER_SCRIPT = `export default {
+  async fetch(request, env) {
+    const { statements } = await request.json();
+    try {
+      const prepared = statements.map((s) => env.DB.prepare(s.sql).bind(...s.params));
+      const results = statements.length === 1 ? [await prepared[0].all()] : await env.DB.batch(prepared);
+      return Response.json({ results: results.map((r) => r.results) });
+    } catch (err) {
+      return Response.json({ error: String(err && err.message || err) }, { status: 500 });
+    }
+  },
+};`;
+
+interface Sent {
+  sql: string;
+  params: unknown[];
+}
+
+/** A D1DatabaseLike whose statements run in the reader Worker. */
+function d1OverFetch(reader: { fetch: typeof fetch }): D1DatabaseLike {
+  const run = async (statements: Sent[]): Promise<unknown[][]> => {
+    const res = await reader.fetch("http://d1-reader/", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ statements }),
+    });
+    const body = (await res.json()) as { results?: unknown[][]; error?: string };
+    if (body.error !== undefined) throw new Error(body.error);
+    return body.results!;
+  };
+  const statement = (sent: Sent): D1StatementLike & { sent: Sent } => ({
+    sent,
+    bind: (...params) => statement({ sql: sent.sql, params }),
+    all: async () => ({ results: (await run([sent]))[0]! }),
+    first: async () => (await run([sent]))[0]![0] ?? null,
+  });
+  return {
+    prepare: (sql) => statement({ sql, params: [] }),
+    batch: async (statements) =>
+      (await run(statements.map((s) => (s as ReturnType<typeof statement>).sent))).map(
+        (results) => ({ results }),
+      ),
+  };
+}

@@ -1,0 +1,68 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Miniflare } from "miniflare";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
+
+// Proxy mode as a Worker, inside workerd: two isolates of the proxy Worker in front of a
+// real HTTP origin in this process, sharing KV, the Cache API and the Durable Object log.
+
+let origin: Server;
+let originRequests = 0;
+let version = 1;
+let mf: Miniflare;
+
+beforeAll(async () => {
+  origin = createServer((req, res) => {
+    originRequests++;
+    if (req.method === "POST") version++;
+    res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=600" });
+    res.end(JSON.stringify({ path: req.url, version }));
+  });
+  await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+  const { port } = origin.address() as AddressInfo;
+  const script = await bundle(new URL("./proxy-entry.ts", import.meta.url));
+  mf = new Miniflare({
+    workers: ["p1", "p2"].map((name) => ({
+      name,
+      modules: true,
+      script,
+      compatibilityDate: COMPATIBILITY_DATE,
+      kvNamespaces: { CACHE: "proxy-kv" },
+      durableObjects: { CHANGE_LOG: { className: "ChangeLogObject", scriptName: "p1" } },
+      bindings: { ORIGIN: `http://127.0.0.1:${port}` },
+    })),
+  });
+  await mf.ready;
+}, 60_000);
+
+afterAll(async () => {
+  await mf?.dispose();
+  await new Promise((resolve) => origin?.close(resolve));
+});
+
+async function send(isolate: string, path: string, method = "GET") {
+  const worker = (await mf.getWorker(isolate)) as unknown as { fetch: typeof fetch };
+  const res = await worker.fetch(`http://127.0.0.1:8787${path}`, { method });
+  return { status: res.headers.get("cache-status") ?? "", body: await res.text() };
+}
+
+describe("proxy mode on Workers", () => {
+  it("stores a cacheable origin response, and another isolate finds it in a shared tier", async () => {
+    expect((await send("p1", "/things/1")).status).toMatch(/fwd=uri-miss; stored/);
+    expect((await send("p1", "/things/1")).status).toMatch(/^edgecache; hit/);
+    expect((await send("p2", "/things/1")).status).toMatch(/^edgecache; hit/);
+    expect(originRequests).toBe(1);
+  });
+
+  it("a POST through one isolate invalidates the URL in the other's memory too", async () => {
+    await send("p2", "/things/2");
+    expect((await send("p2", "/things/2")).status).toMatch(/^edgecache; hit/);
+    const before = originRequests;
+    await send("p1", "/things/2", "POST");
+    const after = await send("p2", "/things/2");
+    expect(after.status).toMatch(/fwd=uri-miss; stored/);
+    expect(JSON.parse(after.body).version).toBe(version);
+    expect(originRequests).toBe(before + 2);
+  });
+});
