@@ -94,7 +94,7 @@ ${cacheTable(records)}
 - **from Redis tier**: share of the hits that the shared Redis tier answered (the rest came from the node's own memory).
 - **errors**: responses a correct server would not send (5xx, a write refused).
 - **reads per node**: reads each node served, by its own counters.
-- **log resets / refused**: times a node dropped its memory tier to start the change log over, and entries it read from the Redis tier and refused (a change since their load may concern them), over all nodes.
+- **log resets / refused / patched up**: times a node dropped its memory tier to start the change log over; entries it read from the Redis tier and refused (a change since their load may concern them, and a patch could not tell the new response); and entries read from the Redis tier that it patched up to date with the write events since their load, as its memory would have been had it held them; over all nodes.
 
 ${speedTable(records)}
 

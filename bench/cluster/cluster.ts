@@ -63,10 +63,11 @@ export interface ClusterRecord extends WorkloadRecord {
   tierHits: Record<string, number>;
   /**
    * Over all nodes, during the sequence: entries read from the shared tier and refused (a
-   * change since their load may concern them), reads that bypassed the cache (lease
+   * change since their load may concern them) or patched up to date instead, reads that bypassed the cache (lease
    * lapsed), and times a node dropped its memory tier to start the log over.
    */
   refused: number;
+  replayed: number;
   bypasses: number;
   resets: number;
   /** CPU seconds during the sequence (see `SetupRun`), and the cores they kept busy. */
@@ -214,6 +215,7 @@ function toClusterRecord(
     readsByNode: run.after.map((after, i) => served(after) - served(run.before[i]!)),
     tierHits,
     refused: after.cache.refused - before.cache.refused,
+    replayed: after.cache.replayed - before.cache.replayed,
     bypasses: after.cache.bypasses - before.cache.bypasses,
     resets: after.cache.resets - before.cache.resets,
     cpu: {

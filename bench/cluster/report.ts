@@ -23,7 +23,7 @@ export function cacheTable(records: ClusterRecord[]): string {
       "errors",
       "DB queries / request",
       "reads per node",
-      "log resets / refused",
+      "log resets / refused / patched up",
     ],
     records.map((r) => {
       const hits = Object.values(r.tierHits).reduce((a, b) => a + b, 0);
@@ -38,7 +38,7 @@ export function cacheTable(records: ClusterRecord[]): string {
         String(r.errors),
         r.dbQueriesPerRequest.toFixed(3),
         r.readsByNode.join(" / "),
-        `${r.resets} / ${r.refused}`,
+        `${r.resets} / ${r.refused} / ${r.replayed ?? 0}`,
       ];
     }),
   );

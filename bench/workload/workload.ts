@@ -59,6 +59,7 @@ export interface ServerStats {
     staleHits: number;
     bypasses: number;
     refused: number;
+    replayed: number;
     resets: number;
     invalidations: number;
     rehydrations: number;
@@ -349,6 +350,7 @@ export function sumStats(nodes: ServerStats[]): ServerStats {
       staleHits: sum((s) => s.cache.staleHits),
       bypasses: sum((s) => s.cache.bypasses),
       refused: sum((s) => s.cache.refused),
+      replayed: sum((s) => s.cache.replayed ?? 0),
       resets: sum((s) => s.cache.resets),
       invalidations: sum((s) => s.cache.invalidations),
       rehydrations: sum((s) => s.cache.rehydrations),

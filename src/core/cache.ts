@@ -11,6 +11,7 @@ import { CoarseClock } from "./coarse-clock.ts";
 import { encodeValue, entryValue } from "./codec.ts";
 import { DependencyIndex } from "./deps/index.ts";
 import {
+  type DependencyLookup,
   type InvalidationPolicy,
   type ListDependency,
   type PlanRule,
@@ -60,6 +61,8 @@ const MAX_TRACKED_TIERS = 30;
 const DEFAULT_MAX_NEGATIVE = 10_000;
 /** Without a schema every write falls back to its table. */
 const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
+/** A lookup that finds nothing: planning against it tells only whether a write is exact. */
+const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () => [] };
 
 export interface CacheOptions {
   /**
@@ -237,6 +240,7 @@ export class Cache {
     loadErrors: 0,
     fenced: 0,
     refused: 0,
+    replayed: 0,
     writes: 0,
     invalidations: 0,
     rehydrations: 0,
@@ -1093,8 +1097,8 @@ export class Cache {
         this.#fault(i, "get", err);
         continue;
       }
-      if (await this.#accept(i, key, entry, now, started))
-        return { entry: entry!, tier: tier.name };
+      const accepted = await this.#accept(i, key, entry, now, started);
+      if (accepted) return { entry: accepted, tier: tier.name };
     }
     return undefined;
   }
@@ -1125,7 +1129,7 @@ export class Cache {
         asked.map((key, j) => this.#accept(i, key, entries[j], now, started)),
       );
       asked.forEach((key, j) => {
-        if (accepted[j]) found.set(key, { entry: entries[j]!, tier: tier.name });
+        if (accepted[j]) found.set(key, { entry: accepted[j], tier: tier.name });
       });
       missing = missing.filter((key) => !found.has(key));
     }
@@ -1133,8 +1137,10 @@ export class Cache {
   }
 
   /**
-   * Whether tier `i`'s answer for `key` may be served, counted in the tier's stats: live, and
-   * from below this node's memory, valid against the log and copied into the tiers above.
+   * What of tier `i`'s answer for `key` may be served, counted in the tier's stats: a live
+   * entry and, from below this node's memory, one valid against the log (brought up to date
+   * by the write events since its position where they can patch it) and copied into the
+   * tiers above.
    */
   async #accept(
     i: number,
@@ -1142,21 +1148,33 @@ export class Cache {
     entry: CacheEntry | undefined,
     now: number,
     started: number,
-  ): Promise<boolean> {
+  ): Promise<CacheEntry | undefined> {
     const tier = this.tiers[i]!;
     const stats = this.#tierStats[i]!;
     if (!entry || entry.staleUntil <= now) {
       stats.misses++;
-      return false;
+      return undefined;
     }
     if (i > 0) {
       // Not this node's memory: another node (or an earlier process) may have written
       // it, so it is checked against the log since the position its load began at.
-      if (!this.#valid(key, entry)) {
-        stats.misses++;
-        this.#counters.refused++;
-        this.#run(tier.delete([key]).catch((err) => this.#fault(i, "delete", err)));
-        return false;
+      const changes =
+        entry.position === undefined
+          ? "unknown"
+          : this.#fence.changesFor(entry.position, key, entry);
+      if (changes !== "none") {
+        const replayed =
+          changes === "unknown" ? undefined : await this.#replay(key, entry, changes);
+        if (!replayed) {
+          stats.misses++;
+          this.#counters.refused++;
+          this.#run(tier.delete([key]).catch((err) => this.#fault(i, "delete", err)));
+          return undefined;
+        }
+        this.#counters.replayed++;
+        stats.hits++;
+        this.#observer?.read(tier.name, (performance.now() - started) / 1000);
+        return replayed;
       }
       // This tier holds it, and the back-fill below writes the tiers above.
       const held = this.#held(i + 1);
@@ -1169,12 +1187,58 @@ export class Cache {
       if (!this.#valid(key, entry)) {
         await this.#remove(new Set([key]));
         stats.misses++;
-        return false;
+        return undefined;
       }
     }
     stats.hits++;
     this.#observer?.read(tier.name, (performance.now() - started) / 1000);
-    return true;
+    return entry;
+  }
+
+  /**
+   * An entry read from a shared tier, brought up to date by patching it with the write
+   * events of each record since its position (`records`, in log order), as this node's
+   * memory would have been patched had it held the entry all along: the same patch, without
+   * `peek`, on records in commit order. The result stays in this node's memory, like every
+   * patch. Undefined when a patch cannot tell, or a record applied meanwhile concerns it.
+   */
+  async #replay(
+    key: string,
+    entry: CacheEntry,
+    records: readonly (readonly WriteEvent[])[],
+  ): Promise<CacheEntry | undefined> {
+    const { patch } = this.#hooks;
+    if (!patch || this.policy !== "exact") return undefined;
+    const at = this.#fence.position;
+    const schema = this.#planSchema();
+    const now = this.#now();
+    let current = entry;
+    let init: EntryInit | undefined;
+    for (const events of records) {
+      // A write without the rows to plan it exactly is applied by table: no patch either.
+      if (events.some((e) => planWrite(e, schema, NO_DEPENDENCIES, this.policy).fallback)) {
+        return undefined;
+      }
+      try {
+        init = patch(key, current, events, undefined);
+      } catch (err) {
+        this.#report("patch", "[edgecache] [cache] patch failed; the entry is invalidated", err);
+        return undefined;
+      }
+      if (!init) return undefined;
+      // The patched entry keeps the expiry of the one it came from, as a patch in memory does.
+      init = {
+        ...init,
+        ttl: entry.freshUntil - now,
+        staleWhileRevalidate: entry.staleUntil - entry.freshUntil,
+      };
+      current = await this.#build(init, at);
+    }
+    const { entry: patched, stored } = await this.storeLoaded(key, init!, at, {
+      memoryOnly: true,
+      exact: false,
+    });
+    return stored ? patched : undefined;
   }
 
   /** Tiers [0, end) of a value's `tiers` (a count, validated already); all by default. */

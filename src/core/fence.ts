@@ -26,7 +26,7 @@ export type Affects = (event: WriteEvent, single: DependencyLookup) => boolean;
  */
 export class WriteFence {
   #position: LogPosition = ORIGIN;
-  #ops: { seq: number; op: ChangeOp }[] = [];
+  #ops: { seq: number; op: ChangeOp; ordered: boolean }[] = [];
   #size: number;
   #lastChanges = new Map<string, number>();
   /** Records at or below this seq may never have been applied here (a reset). */
@@ -53,7 +53,8 @@ export class WriteFence {
   }
 
   record(record: ChangeRecord): void {
-    for (const op of record.ops) this.#ops.push({ seq: record.seq, op });
+    const ordered = record.ordered === true;
+    for (const op of record.ops) this.#ops.push({ seq: record.seq, op, ordered });
     if (this.#ops.length > this.#size) {
       // Whole records go: a record kept in part would be checked by its remaining ops alone.
       let cut = this.#ops.length - Math.floor(this.#size / 2);
@@ -66,11 +67,30 @@ export class WriteFence {
 
   /** Whether a change applied after `since` may have made `entry` (read under `key`) stale. */
   conflicts(since: LogPosition, key: string, entry: CacheEntry): boolean {
+    return this.changesFor(since, key, entry, true) !== "none";
+  }
+
+  /**
+   * What was applied after `since` that concerns `entry` (read under `key`): "none";
+   * "unknown" when it cannot be told event by event (an invalidation by key, tag, prefix or
+   * pattern, a record out of commit order, records no longer retained); otherwise the
+   * write events of each concerning record, in log order, so the entry can be brought up
+   * to date by patching it as this node's memory would have been. With `first`, stops at
+   * the first concerning event (whether there is any is all that is asked).
+   */
+  changesFor(
+    since: LogPosition,
+    key: string,
+    entry: CacheEntry,
+    first = false,
+  ): "none" | "unknown" | (readonly WriteEvent[])[] {
     const now = this.#position;
-    if (since.log !== now.log) return true; // another log: nothing can be told
-    if (since.seq >= now.seq) return false;
+    if (since.log !== now.log) return "unknown"; // another log: nothing can be told
+    if (since.seq >= now.seq) return "none";
     const oldest = this.#ops[0]?.seq ?? now.seq + 1;
-    if (since.seq < this.#floor || oldest > since.seq + 1) return this.#conservative(since, entry);
+    if (since.seq < this.#floor || oldest > since.seq + 1) {
+      return this.#conservative(since, entry) ? "unknown" : "none";
+    }
     const tags = new Set(entry.tags);
     const lists = entry.lists ?? [];
     const single: DependencyLookup = {
@@ -88,15 +108,34 @@ export class WriteFence {
       }
       return r;
     };
+    const records: WriteEvent[][] = [];
+    let events: WriteEvent[] = [];
+    let concerns = false;
+    let seq = -1;
+    const close = () => {
+      if (concerns) records.push(events);
+      events = [];
+      concerns = false;
+    };
     for (let i = this.#firstAfter(since.seq); i < this.#ops.length; i++) {
-      const { op } = this.#ops[i]!;
-      if ("keys" in op && op.keys.includes(key)) return true;
-      if ("prefix" in op && key.startsWith(op.prefix)) return true;
-      if ("tags" in op && op.tags.some((t) => tags.has(t))) return true;
-      if ("pattern" in op && keyPattern(op.pattern).test(key)) return true;
-      if ("event" in op && readsOf(op.event.table) && this.#affects(op.event, single)) return true;
+      const { op, ordered, seq: at } = this.#ops[i]!;
+      if (at !== seq) {
+        close();
+        seq = at;
+      }
+      if ("keys" in op && op.keys.includes(key)) return "unknown";
+      if ("prefix" in op && key.startsWith(op.prefix)) return "unknown";
+      if ("tags" in op && op.tags.some((t) => tags.has(t))) return "unknown";
+      if ("pattern" in op && keyPattern(op.pattern).test(key)) return "unknown";
+      if (!("event" in op)) continue;
+      events.push(op.event);
+      if (readsOf(op.event.table) && this.#affects(op.event, single)) {
+        if (!ordered || first) return "unknown";
+        concerns = true;
+      }
     }
-    return false;
+    close();
+    return records.length === 0 ? "none" : records;
   }
 
   /** The index of the first op after `seq` (ops are in seq order). */

@@ -23,6 +23,8 @@ export interface CacheStats {
   fenced: number;
   /** Entries read from a shared tier and refused: a change since their load concerns them. */
   refused: number;
+  /** Entries read from a shared tier and brought up to date by patching them with the changes since their load. */
+  replayed: number;
   writes: number;
   /** Keys removed by invalidation (writes and manual). */
   invalidations: number;
@@ -147,6 +149,12 @@ export function statsFamilies(stats: CacheStats): StatsFamily[] {
       stats.bypasses,
     ),
     one("refused_total", "counter", "Shared-tier entries refused by the log check.", stats.refused),
+    one(
+      "replayed_total",
+      "counter",
+      "Shared-tier entries patched up to date with the changes since their load.",
+      stats.replayed,
+    ),
     one("log_resets_total", "counter", "Times the node missed log records.", stats.resets),
     one("log_position", "gauge", "The last change-log record this node applied.", stats.log.seq),
     one(

@@ -77,6 +77,34 @@ shared.describe("the shared tier after a write", () => {
     expect(c.cache.stats().tiers.find((t) => t.name === "redis")?.hits).toBe(1);
   });
 
+  it("a copy older than a write is patched up to date by the node that reads it", async () => {
+    const open = cluster();
+    const a = await open();
+    const c = await open();
+    const b = await open();
+    await until(() => a.cache.log.nodes?.() === 3);
+    const path = await firstUser(b);
+    expect((await read(b, path)).cache).toMatch(/fwd=miss; stored/); // into Redis
+    await b.close(); // nobody else holds it: no node patches it, nothing reloads it
+    await until(() => a.cache.log.nodes?.() === 2);
+
+    expect((await rename(a, path, "Replayed")).status).toBe(200); // a never cached it
+    await Promise.all([a.cache.drain(), c.cache.drain()]);
+    const { refused, replayed } = c.cache.stats();
+    // Redis still holds the copy from before the write; c patches it with the write's event.
+    expect(await read(c, path)).toEqual({
+      firstName: "Replayed",
+      cache: expect.stringMatching(/^edgecache; hit/),
+    });
+    expect(c.cache.stats()).toMatchObject({ refused, replayed: replayed + 1 });
+    // The patch stays in c's memory: the next read is a memory hit.
+    expect(await read(c, path)).toEqual({
+      firstName: "Replayed",
+      cache: expect.stringMatching(/^edgecache; hit/),
+    });
+    expect(c.cache.stats().replayed).toBe(replayed + 1);
+  });
+
   it("is not reloaded by a node alone on the log", async () => {
     const open = cluster();
     const a = await open();

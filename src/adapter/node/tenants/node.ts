@@ -463,6 +463,7 @@ export function sumStats(all: CacheStats[]): CacheStats {
     loadErrors: sum((s) => s.loadErrors),
     fenced: sum((s) => s.fenced),
     refused: sum((s) => s.refused),
+    replayed: sum((s) => s.replayed),
     writes: sum((s) => s.writes),
     invalidations: sum((s) => s.invalidations),
     rehydrations: sum((s) => s.rehydrations),
