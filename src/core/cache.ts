@@ -964,9 +964,15 @@ export class Cache {
       patch && record.ordered && events.length > 0 && !fallback && this.policy === "exact"
         ? this.#patches(keys, events, patch)
         : new Map<string, { init: EntryInit; exact: boolean }>();
+    // Hot keys the record invalidated are loaded again. With other nodes on the log and a
+    // shared tier, every node that held one hot may reload it (the writer's index does not
+    // know what only other nodes read) and one claims it for all: its load goes to the
+    // shared tier, where the others find it. Otherwise only the writer reloads. A node sees
+    // its share of a key's reads: with n nodes, 1/n of the hits that make a key hot.
     const hot: string[] = [];
-    if (refetch && this.#rehydrate && !foreign) {
-      const minHits = this.#rehydrate.minHits;
+    if (refetch && this.#rehydrate && (!foreign || refill)) {
+      const nodes = refill ? Math.max(1, this.#log.nodes?.() ?? 1) : 1;
+      const minHits = Math.max(1, Math.ceil(this.#rehydrate.minHits / nodes));
       for (const k of keys) {
         if (patches.has(k)) continue;
         if ((this.index.get(k)?.hits ?? 0) >= minHits) hot.push(k);
@@ -986,7 +992,7 @@ export class Cache {
         patched++;
       }
     }
-    for (const k of hot) this.#scheduleRehydrate(k, refetch!);
+    for (const k of hot) this.#scheduleRehydrate(k, refetch!, refill && `${record.seq}:${k}`);
     if (refill) {
       for (const k of patches.keys()) {
         this.#queueReload(async () => {
@@ -1504,8 +1510,14 @@ export class Cache {
     return out;
   }
 
-  #scheduleRehydrate(key: string, refetch: (key: string) => Promise<unknown>): void {
+  /** Queues a reload of `key`; with `claim`, only if this node wins that claim on the log. */
+  #scheduleRehydrate(
+    key: string,
+    refetch: (key: string) => Promise<unknown>,
+    claim?: string,
+  ): void {
     this.#queueReload(async () => {
+      if (claim !== undefined && !(await this.#log.claim!(claim))) return;
       this.#counters.rehydrations++;
       await refetch(key);
     });

@@ -105,6 +105,50 @@ shared.describe("the shared tier after a write", () => {
     expect(c.cache.stats().replayed).toBe(replayed + 1);
   });
 
+  it("a response another node read often and could not patch is reloaded into Redis", async () => {
+    const open = cluster();
+    const a = await open();
+    const b = await open();
+    await until(() => a.cache.log.nodes?.() === 2 && b.cache.log.nodes?.() === 2);
+    // A second page: an order newer than all shifts it, and b holds no first page to
+    // take the row that slides in from, so b cannot patch it.
+    const page = "/v1/orders?sort=-createdAt&limit=2&offset=2";
+    const ids = async (ec: NodeEdgecache) => {
+      const res = await ec.app.request(page);
+      const body = (await res.json()) as { data: { id: string }[] };
+      return { ids: body.data.map((o) => o.id), cache: res.headers.get("cache-status") ?? "" };
+    };
+    await ids(b);
+    expect((await ids(b)).cache).toMatch(/^edgecache; hit/); // hot on b; a never read it
+    const user = (await firstUser(a)).split("/").pop()!;
+    const before = a.cache.stats().rehydrations + b.cache.stats().rehydrations;
+    const posted = await a.app.request("/v1/orders", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        id: "o-newest",
+        userId: decodeURIComponent(user),
+        total: 1,
+        status: "pending",
+        createdAt: "2999-01-01T00:00:00Z",
+      }),
+    });
+    expect(posted.status).toBe(201);
+    await Promise.all([a.cache.drain(), b.cache.drain()]);
+    expect(a.cache.stats().rehydrations + b.cache.stats().rehydrations - before).toBe(1);
+
+    const c = await open(); // an empty memory: the page comes from Redis, new
+    // The first four, read for the first time anywhere: from the database.
+    const four = await a.app.request("/v1/orders?sort=-createdAt&limit=4");
+    expect(four.headers.get("cache-status")).toMatch(/fwd=miss/);
+    const { data } = (await four.json()) as { data: { id: string }[] };
+    expect(data[0]!.id).toBe("o-newest");
+    const got = await ids(c);
+    expect(got.cache).toMatch(/^edgecache; hit/);
+    expect(got.ids).toEqual(data.slice(2).map((o) => o.id));
+    expect(c.cache.stats().tiers.find((t) => t.name === "redis")?.hits).toBe(1);
+  });
+
   it("is not reloaded by a node alone on the log", async () => {
     const open = cluster();
     const a = await open();
