@@ -9,7 +9,7 @@ import {
 } from "./change-log.ts";
 import { CoarseClock } from "./coarse-clock.ts";
 import { encodeValue, entryValue } from "./codec.ts";
-import { DependencyIndex } from "./deps/index.ts";
+import { DependencyIndex, type HitCount } from "./deps/index.ts";
 import {
   type DependencyLookup,
   type InvalidationPolicy,
@@ -399,7 +399,9 @@ export class Cache {
     this.#observer?.read(this.tiers[0]!.name, (performance.now() - started) / 1000);
     if (options?.count !== false) {
       this.#counters.hits++;
-      this.index.touch(key);
+      const count = (entry as Counted)[HIT_COUNT];
+      if (count !== undefined) count.hits++;
+      else this.index.touch(key);
       // Only a negative result has a place in the negative quota's order.
       if (isNegative(entry.status)) this.#negative.touch(key);
     }
@@ -562,14 +564,14 @@ export class Cache {
    * @example
    * const n = await cache.getOrSet("count", async () => 42, { ttl: 60_000, tags: ["counts"] });
    */
-  async getOrSet<T>(
-    key: string,
-    load: () => T | Promise<T>,
-    options: JsonOptions = {},
-  ): Promise<T> {
-    // The hit path: this node's memory, synchronously, and the value decoded once per entry.
+  getOrSet<T>(key: string, load: () => T | Promise<T>, options: JsonOptions = {}): Promise<T> {
+    // The hit path: this node's memory, synchronously, and the value decoded once per entry
+    // (not an async function: see get).
     const hit = this.peek(key);
-    if (hit) return entryValue<T>(hit);
+    return hit ? resolvedValue<T>(hit) : this.#loadValue<T>(key, load, options);
+  }
+
+  async #loadValue<T>(key: string, load: () => T | Promise<T>, options: JsonOptions): Promise<T> {
     const tiers = this.#checkValueOptions(options);
     const { entry } = await this.resolve(
       key,
@@ -580,9 +582,14 @@ export class Cache {
   }
 
   /** `tiers`: only these of the cache's tiers are asked, by name (the first ones, in order). */
-  async get<T>(key: string, options?: ReadOptions): Promise<T | undefined> {
+  get<T>(key: string, options?: ReadOptions): Promise<T | undefined> {
+    // Not an async function: a memory hit returns a resolved promise without the frame and
+    // the extra promise an async function costs (about a tenth of a hit's time).
     const hit = this.peek(key);
-    if (hit) return entryValue<T>(hit);
+    return hit ? resolvedValue<T>(hit) : this.#getBelow<T>(key, options);
+  }
+
+  async #getBelow<T>(key: string, options?: ReadOptions): Promise<T | undefined> {
     const tiers = options && this.#checkValueOptions(options);
     const entry = await this.getEntry(key, { tiers });
     return entry ? entryValue<T>(entry) : undefined;
@@ -1184,8 +1191,11 @@ export class Cache {
       }
       // This tier holds it, and the back-fill below writes the tiers above.
       const held = this.#held(i + 1);
-      if (this.index.has(key)) this.index.hold(key, held);
-      else this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held);
+      counted(
+        entry,
+        this.index.hold(key, held) ??
+          this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held),
+      );
       this.#admit(key, entry);
       // Back-fill the tiers above; check again after, since a write may land while an
       // asynchronous tier is being written.
@@ -1364,7 +1374,10 @@ export class Cache {
     end: number,
   ): Promise<void> {
     for (const { key, entry } of list) {
-      this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.#held(end));
+      counted(
+        entry,
+        this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.#held(end)),
+      );
       this.#admit(key, entry);
       // Registrations of entries that expired everywhere go now and then, not per request.
       if (++this.#stores % SWEEP_EVERY === 0) this.index.sweep(this.#now());
@@ -1625,4 +1638,27 @@ export function createCache(options: CacheOptions): Cache {
 /** A strong ETag from the body's SHA-256 (RFC 9110 8.8.3: same bytes, same tag). */
 export async function strongEtag(body: Uint8Array): Promise<string> {
   return `"${(await sha256Hex(body)).slice(0, 24)}"`;
+}
+
+/** A memory hit's value as a promise; a value that cannot be decoded rejects it. */
+function resolvedValue<T>(hit: CacheEntry): Promise<T> {
+  try {
+    return Promise.resolve(entryValue<T>(hit));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/**
+ * An entry this node stored carries its registration's hit count under a symbol, so a
+ * memory hit counts itself without looking the key up in the index again (that lookup was
+ * a fifth of a hit's time). Symbol-keyed, it is never serialized with the entry. Should the
+ * key be registered anew while memory still holds this entry, its hits go to the old count:
+ * they only decide which invalidated keys are hot enough to reload.
+ */
+const HIT_COUNT = Symbol("hitCount");
+type Counted = CacheEntry & { [HIT_COUNT]?: HitCount };
+
+function counted(entry: CacheEntry, count: HitCount): void {
+  Object.defineProperty(entry, HIT_COUNT, { value: count, configurable: true, writable: true });
 }

@@ -20,9 +20,14 @@ import { EdgecacheError } from "./errors.ts";
 export const VALUE_TYPE = "application/x-devalue";
 
 const utf8 = new TextDecoder();
-/** The decoded value of an entry, or COPY when each read must decode its own. */
-const decoded = new WeakMap<CacheEntry, unknown>();
+/**
+ * Where an entry keeps its decoded value, or COPY when each read must decode its own: a
+ * property under a symbol, not a WeakMap, since every hit reads it and a property is the
+ * cheaper read. Symbol-keyed, it is not serialized with the entry.
+ */
+const DECODED = Symbol("decoded");
 const COPY = Symbol("copy");
+type Memo = CacheEntry & { [DECODED]?: unknown };
 
 /** The body and headers an entry stores for `value`; throws E_BAD_VALUE if it cannot. */
 export function encodeValue(
@@ -44,16 +49,15 @@ export function encodeValue(
 
 /** The value an entry holds: shared and frozen, or a fresh copy (see above). */
 export function entryValue<T>(entry: CacheEntry): T {
-  const memo = decoded.get(entry);
-  if (memo !== undefined) return (memo === COPY ? decode(entry) : memo) as T;
-  if (decoded.has(entry)) return undefined as T;
-  const value = decode(entry);
-  if (freezable(value, new Set())) {
-    deepFreeze(value);
-    decoded.set(entry, value);
-    return value as T;
+  const memo = entry as Memo;
+  if (DECODED in memo) {
+    const value = memo[DECODED];
+    return (value === COPY ? decode(entry) : value) as T;
   }
-  decoded.set(entry, COPY);
+  const value = decode(entry);
+  const shared = freezable(value, new Set());
+  if (shared) deepFreeze(value);
+  Object.defineProperty(memo, DECODED, { value: shared ? value : COPY });
   return value as T;
 }
 

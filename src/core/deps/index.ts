@@ -1,12 +1,15 @@
 import type { DependencyLookup, ListDependency } from "./planner.ts";
 
-interface Registration {
+/** What a registration counts: reads served since its entry was stored. */
+export interface HitCount {
+  hits: number;
+}
+
+interface Registration extends HitCount {
   tags: readonly string[];
   lists: readonly ListDependency[];
   /** When the entry has expired from every tier and the registration can go. */
   expiresAt: number;
-  /** Reads served since the entry was stored; rehydration refetches hot entries. */
-  hits: number;
   /** Tiers (bit i for tier i) that may hold the entry; the registration goes with the last. */
   held: number;
 }
@@ -36,11 +39,12 @@ export class DependencyIndex implements DependencyLookup {
     lists: readonly ListDependency[],
     expiresAt: number,
     held = 1,
-  ): void {
+  ): HitCount {
     const before = this.#byKey.get(key);
     const hits = before?.hits ?? 0;
     this.remove(key);
-    this.#byKey.set(key, { tags, lists, expiresAt, hits, held: held | (before?.held ?? 0) });
+    const reg = { tags, lists, expiresAt, hits, held: held | (before?.held ?? 0) };
+    this.#byKey.set(key, reg);
     for (const tag of tags) {
       const keys = this.#byTag.get(tag);
       if (keys) keys.add(key);
@@ -51,6 +55,7 @@ export class DependencyIndex implements DependencyLookup {
       if (byKey) byKey.set(key, list);
       else this.#listsByTable.set(list.table, new Map([[key, list]]));
     }
+    return reg;
   }
 
   has(key: string): boolean {
@@ -78,9 +83,10 @@ export class DependencyIndex implements DependencyLookup {
   }
 
   /** Records that the tiers in `held` hold the registered entry too (a read back-filled them). */
-  hold(key: string, held: number): void {
+  hold(key: string, held: number): HitCount | undefined {
     const reg = this.#byKey.get(key);
     if (reg) reg.held |= held;
+    return reg;
   }
 
   /**
