@@ -54,6 +54,14 @@ export interface D1SourceOptions {
 }
 
 const COMPONENT = "d1";
+/** A foreign key action of a delete: the query of the rows it changes (one parameter). */
+interface Acted {
+  fk: ForeignKey;
+  sql: string;
+  /** False when the rows cannot be told apart from another path's (see #actedOnByDelete). */
+  images: boolean;
+}
+
 /** D1 binds at most 100 parameters per statement. */
 const D1_MAX_PARAMS = 100;
 /** D1's and wrangler's own tables: never served. */
@@ -158,15 +166,19 @@ class D1Source implements Source {
       const meta = await this.#table(table);
       const key = coerceId(meta, id);
       if (key === undefined) return undefined;
-      // RETURNING on DELETE yields the row as it was: the old row in one atomic statement.
-      const sql = `DELETE FROM ${quote(table)} WHERE ${keyMatch(meta, key)} RETURNING *`;
-      const old = (await this.#db.prepare(sql).bind(key).first()) as Row | null;
+      // The rows foreign key actions will change, read before the delete in the same batch
+      // (D1 runs a batch as one transaction, so nothing commits in between), then the
+      // delete, whose RETURNING yields the row as it was.
+      const match = keyMatch(meta, key);
+      const acted = await this.#actedOnByDelete(table, match);
+      const sql = `DELETE FROM ${quote(table)} WHERE ${match} RETURNING *`;
+      const results = await this.#db.batch([
+        ...acted.map((a) => this.#db.prepare(a.sql).bind(key)),
+        this.#db.prepare(sql).bind(key),
+      ]);
+      const old = results.at(-1)?.results[0] as Row | undefined;
       if (!old) return undefined;
-      const cascaded: WriteEvent[] = [...(await this.#actedOnByDelete(table))].map((child) => ({
-        table: child,
-        op: "update",
-      }));
-      return { old, cascaded };
+      return { old, cascaded: await this.#cascaded(acted, results) };
     });
   }
 
@@ -219,13 +231,60 @@ class D1Source implements Source {
   }
 
   /** Tables whose rows a delete from `table` changes through ON DELETE actions, transitively. */
-  async #actedOnByDelete(table: string, seen = new Set<string>()): Promise<Set<string>> {
+  /**
+   * What foreign key actions do when a row of `table` matching `where` (one parameter: the
+   * key) is deleted: for each action, a query of the rows it changes, followed through
+   * cascades. A table met again on the way (a cycle, a table reached twice) cannot be
+   * followed further by queries: its rows are then reported as changed without images.
+   */
+  async #actedOnByDelete(table: string, where: string, seen = new Set<string>()): Promise<Acted[]> {
+    const out: Acted[] = [];
     for (const fk of (await this.#foreignKeysByParent()).get(table) ?? []) {
-      if (fk.onDelete === "NO ACTION" || fk.onDelete === "RESTRICT" || seen.has(fk.table)) continue;
+      if (fk.onDelete === "NO ACTION" || fk.onDelete === "RESTRICT") continue;
+      const childWhere = `${quote(fk.from)} IN (SELECT ${quote(fk.to)} FROM ${quote(table)} WHERE ${where})`;
+      const again = seen.has(fk.table);
       seen.add(fk.table);
-      if (fk.onDelete === "CASCADE") await this.#actedOnByDelete(fk.table, seen);
+      out.push({ fk, sql: `SELECT * FROM ${quote(fk.table)} WHERE ${childWhere}`, images: !again });
+      if (fk.onDelete === "CASCADE" && !again) {
+        out.push(...(await this.#actedOnByDelete(fk.table, childWhere, seen)));
+      }
     }
-    return seen;
+    return out;
+  }
+
+  /** The write events of foreign key actions, from the rows read before the delete. */
+  async #cascaded(acted: Acted[], results: { results: unknown[] }[]): Promise<WriteEvent[]> {
+    const { tables } = await this.#discover();
+    const events: WriteEvent[] = [];
+    const blind = new Set<string>();
+    const seen = new Set<string>();
+    acted.forEach(({ fk, images }, i) => {
+      const child = tables.get(fk.table);
+      // SET DEFAULT: the new value is the column's default, which is not read here.
+      if (!images || !child || fk.onDelete === "SET DEFAULT") {
+        blind.add(fk.table);
+        return;
+      }
+      for (const row of results[i]!.results as Row[]) {
+        const id = `${fk.table}#${String(row[child.pk.name])}`;
+        if (seen.has(id)) {
+          blind.add(fk.table); // two actions on one row: only the source knows the outcome
+          continue;
+        }
+        seen.add(id);
+        events.push(
+          fk.onDelete === "CASCADE"
+            ? { table: fk.table, op: "delete", old: row }
+            : { table: fk.table, op: "update", old: row, new: { ...row, [fk.from]: null } },
+        );
+      }
+    });
+    // A table with a row not described by images: its events carry none, so they plan
+    // by table.
+    return [
+      ...events.filter((e) => !blind.has(e.table)),
+      ...[...blind].map((t): WriteEvent => ({ table: t, op: "update" })),
+    ];
   }
 
   #foreignKeysByParent(): Promise<Map<string, ForeignKey[]>> {

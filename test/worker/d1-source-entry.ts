@@ -30,6 +30,11 @@ export default {
         ]);
         return Response.json(null);
       }
+      if (op === "exec") {
+        // Statements of the test's own, in one batch.
+        await env.DB.batch((args as string[]).map((sql) => env.DB.prepare(sql)));
+        return Response.json(null);
+      }
       // A source per request, as a Worker isolate would hold one: discovery runs each time.
       const source = d1Source({ database: env.DB, views: demoViews });
       const schema = await source.schema();

@@ -12,14 +12,15 @@ import { startWorker } from "./workerd.ts";
 /**
  * The D1 source inside workerd over miniflare's local D1, against the better-sqlite3
  * source on the same demo rows: both speak SQLite's dialect, so every read and write must
- * give the same answer. Where D1 differs on purpose (rows changed by ON DELETE CASCADE
- * are reported per table, not per row), the test says so.
+ * give the same answer, down to the rows foreign key actions change on a delete (which
+ * D1 reads in the delete's batch, one transaction, since it has no interactive ones).
  */
 
 const SIZE = demoSize({ users: 60, orders: 200, seed: 11 });
 
 let mf: Miniflare;
 let local: Source;
+let localDb: Database.Database;
 
 beforeAll(async () => {
   mf = await startWorker(new URL("./d1-source-entry.ts", import.meta.url), {
@@ -29,6 +30,20 @@ beforeAll(async () => {
   await d1("seed", rows.users, rows.orders);
   const db = new Database(":memory:");
   seedDemo(db, SIZE);
+  // Foreign key actions two levels deep, and one that sets a column to NULL.
+  const ddl = [
+    "CREATE TABLE teams (id TEXT PRIMARY KEY, name TEXT)",
+    "CREATE TABLE members (id TEXT PRIMARY KEY, teamId TEXT REFERENCES teams(id) ON DELETE CASCADE)",
+    "CREATE TABLE notes (id TEXT PRIMARY KEY, memberId TEXT REFERENCES members(id) ON DELETE CASCADE, body TEXT)",
+    "CREATE TABLE projects (id TEXT PRIMARY KEY, teamId TEXT REFERENCES teams(id) ON DELETE SET NULL, title TEXT)",
+    "INSERT INTO teams VALUES ('t1', 'one'), ('t2', 'two')",
+    "INSERT INTO members VALUES ('m1', 't1'), ('m2', 't1'), ('m3', 't2')",
+    "INSERT INTO notes VALUES ('n1', 'm1', 'a'), ('n2', 'm2', 'b'), ('n3', 'm3', 'c')",
+    "INSERT INTO projects VALUES ('p1', 't1', 'x'), ('p2', 't2', 'y')",
+  ];
+  await d1("exec", ...ddl);
+  for (const sql of ddl) db.exec(sql);
+  localDb = db;
   local = sqliteSource({ database: db, views: demoViews });
 }, 60_000);
 
@@ -166,7 +181,7 @@ describe("the D1 source inside workerd", () => {
     expect(await d1("delete", "users", "missing")).toBeNull();
   });
 
-  it("a delete returns the old row; rows ON DELETE CASCADE removed are reported as their table", async () => {
+  it("a delete returns the old row and each row ON DELETE CASCADE removed, as SQLite does", async () => {
     const rows = demoRows(SIZE);
     const owner = rows.orders[0]![1];
     const deleted = (await d1("delete", "users", owner)) as { old: Row; cascaded: unknown[] };
@@ -175,9 +190,14 @@ describe("the D1 source inside workerd", () => {
       cascaded: { table: string }[];
     };
     expect(deleted.old).toEqual(localDeleted.old);
-    // SQLite reports each cascaded order; D1 cannot read them in the delete's transaction.
+    // D1 reads them in the delete's batch (one transaction), before the delete.
     expect(localDeleted.cascaded.length).toBeGreaterThan(0);
-    expect(deleted.cascaded).toEqual([{ table: "orders", op: "update" }]);
+    const byId = (events: unknown[]) =>
+      [...(events as { old: Row }[])].sort((x, y) =>
+        String(x.old.id).localeCompare(String(y.old.id)),
+      );
+    expect(byId(deleted.cascaded)).toEqual(byId(localDeleted.cascaded));
+    expect(deleted.cascaded.every((e) => (e as { op: string }).op === "delete")).toBe(true);
     const ordersOf: ListQuery = {
       filters: [{ column: "userId", op: "eq", value: owner }],
       sort: [{ column: "id", desc: false }],
@@ -185,6 +205,30 @@ describe("the D1 source inside workerd", () => {
       offset: 0,
     };
     expect(await d1("list", "orders", ordersOf)).toEqual([]);
+  });
+
+  it("a delete reports what foreign key actions changed two levels down, with the rows, as SQLite does", async () => {
+    const deleted = (await d1("delete", "teams", "t1")) as { old: Row; cascaded: unknown[] };
+    const localDeleted = (await sqlite("delete", "teams", "t1")) as typeof deleted;
+    expect(deleted.old).toEqual({ id: "t1", name: "one" });
+    const sorted = (events: unknown[]) =>
+      (events as { table: string; old: Row }[]).map((e) => JSON.stringify(e)).sort();
+    expect(sorted(deleted.cascaded)).toEqual(sorted(localDeleted.cascaded));
+    expect(sorted(deleted.cascaded)).toEqual(
+      sorted([
+        { table: "members", op: "delete", old: { id: "m1", teamId: "t1" } },
+        { table: "members", op: "delete", old: { id: "m2", teamId: "t1" } },
+        { table: "notes", op: "delete", old: { id: "n1", memberId: "m1", body: "a" } },
+        { table: "notes", op: "delete", old: { id: "n2", memberId: "m2", body: "b" } },
+        {
+          table: "projects",
+          op: "update",
+          old: { id: "p1", teamId: "t1", title: "x" },
+          new: { id: "p1", teamId: null, title: "x" },
+        },
+      ]),
+    );
+    expect(localDb.prepare("SELECT count(*) AS n FROM notes").get()).toEqual({ n: 1 });
   });
 
   it("maps constraint violations and affinity conversions to the same error codes", async () => {
