@@ -30,7 +30,7 @@ import {
 } from "../test/helpers/wrangler-dev.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, readFlags } from "./lib/settings.ts";
-import { readWorkloadFlags, workloadFlags } from "./workload/flags.ts";
+import { readSmallWorkloadFlags, workloadFlags } from "./workload/flags.ts";
 import { StaleOracle } from "./workload/oracle.ts";
 import { Client, readAll, runSequence } from "./workload/run.ts";
 import { pctLabel, prepareDatabase, quantile, round, sequences } from "./workload/workload.ts";
@@ -50,12 +50,7 @@ const options = readFlags(() => {
     return m as Mode;
   });
   // Smaller than bench:workload's defaults: local D1 loads through workerd are slower.
-  const flags = readWorkloadFlags({
-    ...values,
-    users: values.users === "10000" ? "2000" : values.users,
-    orders: values.orders === "50000" ? "10000" : values.orders,
-    requests: values.requests ?? (values.quick ? "1000" : "4000"),
-  });
+  const flags = readSmallWorkloadFlags(values, { quick: "1000", full: "4000" });
   return { ...flags, modes, out: values.out };
 });
 

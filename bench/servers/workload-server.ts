@@ -12,6 +12,7 @@
  *   node --import tsx bench/servers/workload-server.ts --db /tmp/x/bench.db --strategy edgecache
  *   ... --strategy edgecache --redis redis://127.0.0.1:6379 --prefix bench-1a2b:
  *   ... --db postgres://postgres@127.0.0.1:5432/bench --strategy edgecache --capture
+ *   ... --strategy no-cache --max-age 60   # an origin for a shared cache (bench:learn)
  */
 import { parseArgs } from "node:util";
 import { Hono } from "hono";
@@ -41,6 +42,7 @@ const { values } = parseArgs({
     redis: { type: "string" },
     prefix: { type: "string" },
     capture: { type: "boolean" },
+    "max-age": { type: "string" },
   },
 });
 const strategy = values.strategy as Strategy;
@@ -103,6 +105,16 @@ if (feed) {
 }
 
 const app = new Hono();
+// As an origin behind a shared cache (bench:learn): answers that caches may keep this long.
+const maxAge = values["max-age"];
+if (maxAge !== undefined) {
+  app.use(async (c, next) => {
+    await next();
+    if (c.req.method === "GET" && c.res.status === 200) {
+      c.res.headers.set("cache-control", `public, max-age=${Number(maxAge)}`);
+    }
+  });
+}
 app.get("/_bench/stats", (c) =>
   c.json({ queries: { ...counts }, cache: cache.stats(), capture: follower?.stats() }),
 );

@@ -42,3 +42,20 @@ export function readWorkloadFlags(values: {
     seed: positiveInt("seed", values.seed),
   };
 }
+
+/**
+ * `readWorkloadFlags` with smaller defaults, for benchmarks whose servers answer more
+ * slowly (workerd, a proxy in front of an origin): 2,000 users and 10,000 orders unless
+ * given, and `requests` (quick and full) unless `--requests` is.
+ */
+export function readSmallWorkloadFlags(
+  values: Parameters<typeof readWorkloadFlags>[0],
+  requests: { quick: string; full: string },
+) {
+  return readWorkloadFlags({
+    ...values,
+    users: values.users === "10000" ? "2000" : values.users,
+    orders: values.orders === "50000" ? "10000" : values.orders,
+    requests: values.requests ?? (values.quick ? requests.quick : requests.full),
+  });
+}

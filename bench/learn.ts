@@ -1,0 +1,272 @@
+/**
+ * Learned invalidation in proxy mode against TTL-only proxying, on the workload benchmark's
+ * database, request sequence and stale-read oracle. The origin is edgecache's own data API
+ * with its cache turned off (bench/servers/workload-server.ts, `--strategy no-cache`), whose
+ * GET answers say `Cache-Control: public, max-age=<--max-age>`, so every write's true
+ * effects are in the database and the oracle knows them. In front of it, `edgecache proxy`
+ * as a user runs it: once as it is (a write invalidates its own URL only, the rest lives out
+ * its max-age: TTL-only proxying), once with `--learn`. The sequence is cut into phases;
+ * each reports stale reads, hit rate and the origin requests spent on learning per write.
+ *
+ *   npm run bench:learn                 # 2,000 users, 10,000 orders, 8,000 requests, 4 phases
+ *   npm run bench:learn -- --quick      # 2,000 requests
+ *
+ * Flags: the workload's (--users n, --orders n, --requests n, --connections n, --ratios r
+ * (one ratio), --seed n, --out path, --quick), --phases n, --max-age s.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import {
+  benchServer,
+  freePort,
+  makeTmpDir,
+  ROOT,
+  runBench,
+  type Server,
+  startServer,
+} from "./lib/processes.ts";
+import { describeCode, gitState, writeResults } from "./lib/results.ts";
+import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
+import { readSmallWorkloadFlags, workloadFlags } from "./workload/flags.ts";
+import { generateSequence } from "./workload/generate.ts";
+import { StaleOracle } from "./workload/oracle.ts";
+import { Client, readAll, runSequence } from "./workload/run.ts";
+import { onFreshCopy, pctLabel, prepareDatabase, round } from "./workload/workload.ts";
+
+const SETUPS = ["ttl-only", "learned"] as const;
+type SetupName = (typeof SETUPS)[number];
+
+const options = readFlags(() => {
+  const { values } = parseArgs({
+    options: {
+      ...workloadFlags({ ratios: "0.05", out: "bench/results/learn" }),
+      phases: { type: "string", default: "4" },
+      "max-age": { type: "string", default: "600" },
+    },
+  });
+  const flags = readSmallWorkloadFlags(values, { quick: "2000", full: "8000" });
+  if (flags.writeRatios.length !== 1) fail(`--ratios: expected one ratio, got ${values.ratios}`);
+  return {
+    ...flags,
+    writeRatio: flags.writeRatios[0]!,
+    phases: positiveInt("phases", values.phases),
+    maxAge: positiveInt("max-age", values["max-age"]),
+    out: values.out,
+  };
+});
+
+interface ProxyStats {
+  hits: number;
+  misses: number;
+  learn?: { learnedInvalidations: number; learningRequests: number; learningChanged: number };
+}
+
+interface PhaseRecord {
+  setup: SetupName;
+  phase: number;
+  /** Writes of the sequence before this phase ends. */
+  writesSoFar: number;
+  reads: number;
+  writes: number;
+  staleReads: number;
+  hitRate: number;
+  /** Origin requests the proxy made to learn, per write of the phase. */
+  learningPerWrite: number;
+  learnedInvalidations: number;
+  /** Rules acting at the end of the phase. */
+  actingRules: number;
+  errors: number;
+}
+
+interface Rule {
+  write: string;
+  read: string;
+  held: number;
+  tested: number;
+  acts: boolean;
+}
+
+runBench(async () => {
+  const log = (line: string) => console.log(line);
+  const command = commandLine("bench:learn");
+  const started = Date.now();
+  const { template, data } = prepareDatabase(options, log);
+  const ops = generateSequence(data, {
+    requests: options.requests,
+    writeRatio: options.writeRatio,
+    seed: options.seed,
+  });
+  const size = Math.ceil(ops.length / options.phases);
+  const phases = Array.from({ length: options.phases }, (_, i) =>
+    ops.slice(i * size, (i + 1) * size),
+  );
+  const records: PhaseRecord[] = [];
+  const staleSamples: { setup: SetupName; phase: number; path: string }[] = [];
+  const rules: Record<string, Rule[]> = {};
+  for (const setup of SETUPS) {
+    await onFreshCopy(template, setup, async (db) => {
+      const origin = await startServer({
+        name: `origin-${setup}`,
+        argv: benchServer("workload-server.ts", [
+          ...["--db", db, "--strategy", "no-cache", "--max-age", String(options.maxAge)],
+        ]),
+      });
+      const proxy = await startProxy(origin.url, setup === "learned");
+      const client = new Client(proxy.url, options.connections);
+      try {
+        // Warm: each read of the sequence once, as bench:workload does.
+        const reads = [...new Set(ops.filter((o) => o.kind === "read").map((o) => o.path))];
+        await readAll(client, reads, options.connections);
+        const oracle = new StaleOracle({
+          users: data.users.map((u) => u.id),
+          orders: data.orders.map((o) => o.id),
+        });
+        let writesSoFar = 0;
+        for (const [i, phase] of phases.entries()) {
+          const before = await client.json<ProxyStats>("/_edgecache/stats");
+          const o = await runSequence(client, phase, oracle, options.connections);
+          const after = await client.json<ProxyStats>("/_edgecache/stats");
+          const acting = setup === "learned" ? await actingRules(client) : [];
+          writesSoFar += o.writes;
+          const learned = (s: ProxyStats, k: keyof NonNullable<ProxyStats["learn"]>) =>
+            s.learn?.[k] ?? 0;
+          const record: PhaseRecord = {
+            setup,
+            phase: i + 1,
+            writesSoFar,
+            reads: o.reads,
+            writes: o.writes,
+            staleReads: o.staleReads,
+            hitRate: round(o.hits / Math.max(1, o.reads), 4),
+            learningPerWrite: round(
+              (learned(after, "learningRequests") - learned(before, "learningRequests")) /
+                Math.max(1, o.writes),
+              2,
+            ),
+            learnedInvalidations:
+              learned(after, "learnedInvalidations") - learned(before, "learnedInvalidations"),
+            actingRules: acting.filter((r) => r.acts).length,
+            errors: o.errors,
+          };
+          records.push(record);
+          for (const sample of o.staleSamples) {
+            staleSamples.push({ setup, phase: i + 1, path: sample.path });
+          }
+          if (setup === "learned") rules[`phase ${i + 1}`] = acting;
+          log(
+            `${setup}, phase ${i + 1} (${writesSoFar} writes so far): stale ${record.staleReads}, ` +
+              `hit rate ${(record.hitRate * 100).toFixed(1)}%, ${record.learningPerWrite} ` +
+              `learning requests per write, ${record.actingRules} rules acting`,
+          );
+        }
+      } finally {
+        client.close();
+      }
+    });
+  }
+
+  const last = (setup: SetupName) => records.filter((r) => r.setup === setup).at(-1)!;
+  const ttl = last("ttl-only");
+  const learnedLast = last("learned");
+  const fewer = ttl.staleReads === 0 ? 1 : 1 - learnedLast.staleReads / ttl.staleReads;
+  const hitGap = (ttl.hitRate - learnedLast.hitRate) * 100;
+  const verdict =
+    `- **stale reads, last phase** (target: at least 95% fewer than TTL-only): ` +
+    `${learnedLast.staleReads} against ${ttl.staleReads}, ${(fewer * 100).toFixed(1)}% fewer ` +
+    `(${fewer >= 0.95 ? "met" : "MISSED"}).\n` +
+    `- **hit rate, last phase** (target: within 5 points of TTL-only): ` +
+    `${(learnedLast.hitRate * 100).toFixed(1)}% against ${(ttl.hitRate * 100).toFixed(1)}%, ` +
+    `${hitGap.toFixed(1)} points below (${hitGap <= 5 ? "met" : "MISSED"}).`;
+  const git = gitState();
+  const seconds = Math.round((Date.now() - started) / 1000);
+  const md = `# Learned invalidation against TTL-only proxying
+
+Command: \`${command}\` (${describeCode(git)}), ${new Date().toISOString()}, ${seconds} s.
+${options.users} users, ${options.orders} orders; ${options.requests} requests at
+${pctLabel(options.writeRatio)} writes from ${options.connections} keep-alive clients, in
+${options.phases} phases of one sequence (seed ${options.seed}), after warming (each read of
+the sequence once). Origin: edgecache's data API with its cache off, GET answers
+\`Cache-Control: public, max-age=${options.maxAge}\`. Proxy: \`edgecache proxy\`, memory tier,
+once without and once with \`--learn\`, each on a fresh copy of the database.
+
+${table(records)}
+
+- **stale reads**: reads the oracle found older than a write acknowledged before the read
+  was sent.
+- **learning requests per write**: origin requests the proxy made to learn (conditional
+  re-fetches of sampled entries), per write of the phase: the cost of learning.
+- **learned invalidations**: cached entries removed by acting rules in the phase.
+
+${verdict}
+
+Rules acting at the end (write template -> read template, held/tested):
+
+${
+  Object.entries(rules)
+    .at(-1)?.[1]
+    .filter((r) => r.acts)
+    .map((r) => `- \`${r.write} -> ${r.read}\` ${r.held}/${r.tested}`)
+    .join("\n") || "- none"
+}
+`;
+  const path = writeResults(
+    options.out,
+    { command, date: new Date().toISOString(), git, options, records, rules, staleSamples },
+    md,
+  );
+  console.log(`\n${table(records)}\n\n${verdict}\n\nwrote ${path}.json and .md in ${seconds} s`);
+});
+
+/**
+ * The learning budget per second: the sequence runs hundreds of writes a second, which
+ * real traffic spreads over minutes, so the default (20) would leave most writes unobserved.
+ * The cap per write stays the default (8).
+ */
+const LEARNING_PER_SECOND = 2000;
+
+/**
+ * `edgecache proxy` as a user runs it, memory tier only, in a folder of its own with a
+ * config naming the origin (and the learning budget).
+ */
+async function startProxy(originUrl: string, learn: boolean): Promise<Server> {
+  const port = await freePort();
+  const cwd = makeTmpDir();
+  const config = {
+    proxy: {
+      origins: [{ origin: originUrl }],
+      ...(learn && { learn: { perSecond: LEARNING_PER_SECOND } }),
+    },
+  };
+  writeFileSync(join(cwd, "edgecache.config.json"), JSON.stringify(config));
+  return startServer({
+    name: learn ? "proxy-learned" : "proxy-ttl",
+    argv: [
+      ...[join(ROOT, "bin", "edgecache.js"), "proxy"],
+      ...["--host", "127.0.0.1", "--port", String(port), "--no-cache-file"],
+      ...(learn ? ["--learn"] : []),
+    ],
+    cwd,
+    readyUrl: (line) =>
+      new RegExp(`//127\\.0\\.0\\.1:${port}\\b`).test(line)
+        ? `http://127.0.0.1:${port}`
+        : undefined,
+  });
+}
+
+async function actingRules(client: Client): Promise<Rule[]> {
+  const { rules } = await client.json<{ rules: Rule[] }>("/_edgecache/rules");
+  return rules;
+}
+
+function table(records: PhaseRecord[]): string {
+  const rows = records.map(
+    (r) =>
+      `| ${r.setup} | ${r.phase} | ${r.writesSoFar} | ${r.reads} | ${r.staleReads} | ${(r.hitRate * 100).toFixed(1)}% | ${r.learningPerWrite} | ${r.learnedInvalidations} | ${r.actingRules} | ${r.errors} |`,
+  );
+  return [
+    "| setup | phase | writes so far | reads | stale reads | hit rate | learning requests per write | learned invalidations | rules acting | errors |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ...rows,
+  ].join("\n");
+}
