@@ -103,6 +103,14 @@ describe("learned invalidation (proxy mode)", () => {
     expect(learn.stats).toMatchObject({ audits: 1, auditsFailed: 1 });
     expect(learn.learner.get(wrong)).toMatchObject({ held: 3, tested: 4 });
     expect(learn.learner.acts(learn.learner.get(wrong)!)).toBe(false);
+    // The same counts in the Prometheus metrics.
+    const metrics = (await raw(`${proxy.url}/_edgecache/metrics`)).text;
+    expect(metrics).toMatch(/^edgecache_learning_audits_failed_total 1$/m);
+    expect(metrics).toMatch(/^edgecache_learning_audits_total 1$/m);
+    const requests = Number(/^edgecache_learning_requests_total (\d+)$/m.exec(metrics)?.[1]);
+    expect(requests).toBe(learn.stats.learningRequests);
+    expect(requests).toBeGreaterThan(0);
+    expect(metrics).toMatch(/^edgecache_learned_invalidations_total [1-9]\d*$/m);
     await warm();
     await patch(3, { name: "three" });
     expect(cacheStatusOf(await get("/api/teams/1"))).toMatch(/hit/);
