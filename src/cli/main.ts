@@ -15,6 +15,7 @@ import { init } from "./commands/init.ts";
 import { invalidate } from "./commands/invalidate.ts";
 import { keys } from "./commands/keys.ts";
 import { purge } from "./commands/purge.ts";
+import { rules } from "./commands/rules.ts";
 import { stats } from "./commands/stats.ts";
 import { tenants } from "./commands/tenants.ts";
 import { warm } from "./commands/warm.ts";
@@ -331,7 +332,19 @@ function stopOnSignals(node: Listening): void {
 
 const main = defineCommand({
   meta: { name: "edgecache", description: "A cache for database-backed APIs" },
-  subCommands: { serve, proxy, invalidate, keys, stats, warm, purge, init, capture, tenants },
+  subCommands: {
+    serve,
+    proxy,
+    invalidate,
+    keys,
+    stats,
+    warm,
+    purge,
+    rules,
+    init,
+    capture,
+    tenants,
+  },
 });
 
 runCli(main);

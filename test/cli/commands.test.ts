@@ -286,6 +286,83 @@ describe("purge (proxy mode)", () => {
   }, 30_000);
 });
 
+describe("rules (proxy mode with learning)", () => {
+  it("lists, pins, adds, rejects and forgets rules; bad input exits 2; a node without learning exits 2", async () => {
+    const origin = await startOrigin((req, res) => {
+      res.writeHead(200, { "cache-control": "max-age=600" });
+      res.end(req.url);
+    });
+    const proxy = await startProxy(origin.url, { adminToken: TOKEN, learn: true });
+    const plain = await startProxy(origin.url, { adminToken: TOKEN });
+    const penv = (p: ProxyHarness) => ({ EDGECACHE_URL: p.url, EDGECACHE_ADMIN_TOKEN: TOKEN });
+    try {
+      const empty = await cli(["rules"], { env: penv(proxy) });
+      expect(empty.code).toBe(0);
+      expect(empty.stdout).toBe("no rules yet\n");
+      const pin = await cli(["rules", "pin", "PATCH /api/users/:id", "/api/users/$1/profile"], {
+        env: penv(proxy),
+      });
+      expect(pin.code).toBe(0);
+      expect(pin.stdout).toBe("pinned PATCH /api/users/:id -> /api/users/$1/profile\n");
+      const add = await cli(
+        ["rules", "add", "POST /api/teams/:id/members", "/api/teams/$1", "--json"],
+        {
+          env: penv(proxy),
+        },
+      );
+      expect(JSON.parse(add.stdout).rule).toMatchObject({ state: "manual", acts: true });
+      const reject = await cli(
+        ["rules", "reject", "POST /api/teams/:id/members", "/api/teams/$1"],
+        {
+          env: penv(proxy),
+        },
+      );
+      expect(reject.stdout).toBe("rejected POST /api/teams/:id/members -> /api/teams/$1\n");
+      const list = await cli(["rules", "list", "--json"], { env: penv(proxy) });
+      const states = Object.fromEntries(
+        JSON.parse(list.stdout).rules.map((r: { id: string; state: string; acts: boolean }) => [
+          r.id,
+          [r.state, r.acts],
+        ]),
+      );
+      expect(states).toEqual({
+        "PATCH /api/users/:id -> /api/users/$1/profile": ["pinned", true],
+        "POST /api/teams/:id/members -> /api/teams/$1": ["rejected", false],
+      });
+      const text = await cli(["rules"], { env: penv(proxy) });
+      expect(text.stdout).toMatch(
+        /^acts {2}pinned .*PATCH \/api\/users\/:id -> \/api\/users\/\$1\/profile$/m,
+      );
+      const forget = await cli(
+        ["rules", "forget", "POST /api/teams/:id/members", "/api/teams/$1"],
+        {
+          env: penv(proxy),
+        },
+      );
+      expect(forget.stdout).toBe("forgotten\n");
+      // Usage errors: exit 2, one line.
+      const bad = await cli(["rules", "pin", "PATCH /api/users/:id", "/api/users/$3"], {
+        env: penv(proxy),
+      });
+      expect(bad.code).toBe(2);
+      expectOneLineError(bad, /\$3 names no value of the write/);
+      const missing = await cli(["rules", "pin"], { env: penv(proxy) });
+      expect(missing.code).toBe(2);
+      expectOneLineError(missing, /pin: expected a write and a read/);
+      const unknown = await cli(["rules", "bless"], { env: penv(proxy) });
+      expect(unknown.code).toBe(2);
+      expectOneLineError(unknown, /expected an action: list, pin, reject, add/);
+      const off = await cli(["rules"], { env: penv(plain) });
+      expect(off.code).toBe(2);
+      expectOneLineError(off, /does not learn rules \(start it with edgecache proxy --learn\)$/);
+    } finally {
+      await proxy.close();
+      await plain.close();
+      await origin.close();
+    }
+  }, 60_000);
+});
+
 describe("init", () => {
   it("--db writes a commented config that `serve` starts with; an existing file needs --force", async () => {
     const dir = tempDir();

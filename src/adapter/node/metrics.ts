@@ -9,6 +9,7 @@ import {
   Registry,
 } from "prom-client";
 import type { MetricsExposition } from "../../app/admin.ts";
+import type { LearnStats } from "../../app/proxy/learn/observe.ts";
 import type { Cache } from "../../core/cache.ts";
 import {
   type CacheObserver,
@@ -24,6 +25,8 @@ export interface NodeMetrics extends MetricsExposition {
   observer: CacheObserver;
   /** Exposes `cache.stats()` at each scrape, under the names `toPrometheus` uses. */
   watch(cache: Cache): void;
+  /** Exposes learned invalidation's counts (proxy mode with `learn`) at each scrape. */
+  watchLearning(stats: () => LearnStats): void;
   /** The samples as prom-client's JSON, for `mergedMetrics`. */
   json(): Promise<MetricObjectWithValues<MetricValue<string>>[]>;
 }
@@ -138,10 +141,43 @@ export function nodeMetrics(options: { tenant?: string } = {}): NodeMetrics {
         }
       }
     },
+    watchLearning(stats) {
+      for (const [key, name, help] of LEARN_COUNTERS) {
+        new Counter({
+          name: `edgecache_${name}`,
+          help,
+          registers: [registry],
+          collect() {
+            this.reset();
+            this.inc(stats()[key]);
+          },
+        });
+      }
+    },
     text: () => scrape(() => registry.metrics()),
     json: () => scrape(() => registry.getMetricsAsJSON()),
   };
 }
+
+const LEARN_COUNTERS: [keyof LearnStats, string, string][] = [
+  [
+    "learnedInvalidations",
+    "learned_invalidations_total",
+    "Cached entries removed by learned or hand-written rules on writes (proxy mode).",
+  ],
+  [
+    "learningRequests",
+    "learning_requests_total",
+    "Origin requests spent on learning: sampled entries and audits asked again.",
+  ],
+  ["learningChanged", "learning_changed_total", "Sampled entries found changed by a write."],
+  ["audits", "learning_audits_total", "Acting learned rules' removals checked again."],
+  [
+    "auditsFailed",
+    "learning_audits_failed_total",
+    "Audits that found the removed entry unchanged (the rule was wrong that time).",
+  ],
+];
 
 function samplesOf(stats: CacheStats): Map<string, StatsFamily["samples"]> {
   return new Map(statsFamilies(stats).map((f) => [f.name, f.samples]));

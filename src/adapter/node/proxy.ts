@@ -168,6 +168,8 @@ async function open(
     throw err;
   }
 
+  const learning = proxy.learn;
+  if (learning) metrics.watchLearning(() => learning.stats);
   const app = new Hono();
   app.onError(onError);
   // The dashboard's page (no data in it) at /_edgecache/ too: a sub-app's "/" is /_edgecache.

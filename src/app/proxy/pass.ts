@@ -51,9 +51,10 @@ export async function passThrough(
       // sample of what they do not cover is asked again, off the client's path.
       const own = new Set(targets);
       const candidates = cachedTargets(env.cache, env.learn.routes, ctx).filter((t) => !own.has(t));
-      const applied = new Set(await applyRules(env.learn, env.cache, ctx, candidates));
+      const { targets: removed, audits } = await applyRules(env.learn, env.cache, ctx, candidates);
+      const applied = new Set(removed);
       const rest = candidates.filter((t) => !applied.has(t));
-      env.cache.background(observeWrite(env.learn, env, ctx, rest));
+      env.cache.background(observeWrite(env.learn, env, ctx, rest, audits));
     }
   }
   const headers = clientHeaders(response.headers);

@@ -81,6 +81,42 @@ describe("learned invalidation (proxy mode)", () => {
     expect(learn.stats.learningRequests - requestsBefore).toBeLessThan(READS.length - 3);
   });
 
+  it("audits acting rules: a rule learned from coincidences is checked after it acts, loses confidence and stops", async () => {
+    const wrong = "PATCH /api/users/:id -> /api/teams/:id";
+    const initial = [
+      {
+        write: "PATCH /api/users/:id",
+        read: "/api/teams/:id",
+        held: 3,
+        tested: 3,
+        lastSeen: 1,
+        state: "learned" as const,
+      },
+    ];
+    const { proxy, patch, warm, get } = await setup({ initial, audit: 1, minTests: 3 });
+    const learn = proxy.node.proxy.learn!;
+    expect(learn.learner.acts(learn.learner.get(wrong)!)).toBe(true);
+    await warm();
+    await patch(1, { name: "one" });
+    // The team pages were removed before the answer (nothing stale can be served), then
+    // one was asked again and found unchanged: the rule failed its audit.
+    expect(learn.stats).toMatchObject({ audits: 1, auditsFailed: 1 });
+    expect(learn.learner.get(wrong)).toMatchObject({ held: 3, tested: 4 });
+    expect(learn.learner.acts(learn.learner.get(wrong)!)).toBe(false);
+    // The same counts in the Prometheus metrics.
+    const metrics = (await raw(`${proxy.url}/_edgecache/metrics`)).text;
+    expect(metrics).toMatch(/^edgecache_learning_audits_failed_total 1$/m);
+    expect(metrics).toMatch(/^edgecache_learning_audits_total 1$/m);
+    const requests = Number(/^edgecache_learning_requests_total (\d+)$/m.exec(metrics)?.[1]);
+    expect(requests).toBe(learn.stats.learningRequests);
+    expect(requests).toBeGreaterThan(0);
+    expect(metrics).toMatch(/^edgecache_learned_invalidations_total [1-9]\d*$/m);
+    await warm();
+    await patch(3, { name: "three" });
+    expect(cacheStatusOf(await get("/api/teams/1"))).toMatch(/hit/);
+    expect(cacheStatusOf(await get("/api/teams/2"))).toMatch(/hit/);
+  });
+
   it("without learning, the same write leaves the profile stale (the problem it solves)", async () => {
     const { patch, warm, get } = await setup(false);
     await warm();

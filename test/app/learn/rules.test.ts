@@ -76,6 +76,29 @@ describe("learned rules between route templates", () => {
     expect(learner.plan({ method: "DELETE", target: "/api/users/7" }, cached).targets).toEqual([]);
   });
 
+  it("audits: a failed audit of an acting rule lowers its confidence until it stops acting", () => {
+    const learner = new Learner({ minTests: 3, threshold: 0.9 });
+    // A coincidence: three writes each found the team page changed (other writes did it).
+    for (let i = 0; i < 3; i++) learner.observe(patch7, "/api/teams/1", true, i);
+    const id = "PATCH /api/users/:id -> /api/teams/:id";
+    const plan = learner.plan(patch7, ["/api/teams/1", "/api/teams/2", "/api/users/8"]);
+    expect(plan.byRule.get(id)).toEqual(["/api/teams/1", "/api/teams/2"]);
+    expect(learner.acts(learner.get(id)!)).toBe(true);
+    learner.audit(id, false, 10);
+    expect(learner.get(id)).toMatchObject({ held: 3, tested: 4, lastSeen: 10 });
+    expect(learner.acts(learner.get(id)!)).toBe(false);
+    expect(learner.plan(patch7, ["/api/teams/1"]).targets).toEqual([]);
+    // A held audit keeps a right rule acting; an unknown id changes nothing.
+    for (let i = 0; i < 3; i++) learner.observe(patch7, "/api/users/7/profile", true, i);
+    learner.audit("PATCH /api/users/:id -> /api/users/$1/profile", true, 11);
+    expect(learner.get("PATCH /api/users/:id -> /api/users/$1/profile")).toMatchObject({
+      held: 4,
+      tested: 4,
+    });
+    learner.audit("no such rule", false, 12);
+    expect(learner.rules().some((r) => r.write === "no such rule")).toBe(false);
+  });
+
   it("operators decide: pinned and hand-written rules act at once, rejected ones never", () => {
     const learner = new Learner();
     learner.decide("POST /api/teams/:id/members", "/api/teams/$1/members", "manual");

@@ -1,4 +1,5 @@
 import type { Cache } from "../../../core/cache.ts";
+import type { CacheEntry as Entry } from "../../../core/entry.ts";
 import { badOption } from "../../../core/errors.ts";
 import type { PolicyClass } from "../../../core/http-cache.ts";
 import type { OriginFetch } from "../load.ts";
@@ -17,6 +18,12 @@ export interface LearnOptions {
   perWrite?: number;
   /** Origin requests spent on learning per second, at most (20). */
   perSecond?: number;
+  /**
+   * Share of writes on which each acting learned rule is audited (0.25): one target it
+   * removes is asked again and compared with the removed copy, so a wrong rule loses
+   * confidence. 0 turns audits off.
+   */
+  audit?: number;
   /** Hand-written rules: `{ write: "PATCH /api/users/:id", read: "/api/users/$1/profile" }`. */
   rules?: { write: string; read: string }[];
   /** Rules from an earlier run or another node, merged in at start. */
@@ -33,6 +40,10 @@ export interface LearnStats {
   learningRequests: number;
   /** Sampled entries found changed (and removed, being stale). */
   learningChanged: number;
+  /** Acting rules' removals checked again at the origin (part of learningRequests). */
+  audits: number;
+  /** Audits that found the removed entry unchanged: the rule was wrong that time. */
+  auditsFailed: number;
 }
 
 export interface LearnEnv {
@@ -42,6 +53,9 @@ export interface LearnEnv {
   stats: LearnStats;
   perWrite: number;
   perSecond: number;
+  audit: number;
+  /** Random in [0, 1): which writes are audited (Math.random; fixed in tests). */
+  random: () => number;
   onChange: ((rules: Rule[]) => void) | undefined;
   /** Learning requests still allowed this second, and which second. */
   tokens: number;
@@ -69,9 +83,17 @@ export function learnEnv(options: LearnOptions, routes: readonly Route[]): Learn
   return {
     learner,
     routes,
-    stats: { learnedInvalidations: 0, learningRequests: 0, learningChanged: 0 },
+    stats: {
+      learnedInvalidations: 0,
+      learningRequests: 0,
+      learningChanged: 0,
+      audits: 0,
+      auditsFailed: 0,
+    },
     perWrite: num("perWrite", options.perWrite, 8, 0),
     perSecond: num("perSecond", options.perSecond, 20, 0),
+    audit: num("audit", options.audit, 0.25, 0, 1),
+    random: Math.random,
     onChange: options.onChange,
     tokens: 0,
     second: -1,
@@ -105,21 +127,36 @@ export function cachedTargets(cache: Cache, routes: readonly Route[], ctx: Ctx):
   return out;
 }
 
+/** A target an acting learned rule removed, with the copy removed, to check again. */
+export interface Audit {
+  rule: string;
+  target: string;
+  entry: Entry;
+}
+
 /**
  * Before a successful write's response is sent: removes what acting rules say it changed.
- * Returns the targets removed.
+ * Returns the targets removed, and the audits to run after the response (see `audit`):
+ * copies are taken before the removal, so nothing stale is ever served for them.
  */
 export async function applyRules(
   env: LearnEnv,
   cache: Cache,
   ctx: Ctx,
   candidates: readonly string[],
-): Promise<string[]> {
+): Promise<{ targets: string[]; audits: Audit[] }> {
   const plan = env.learner.plan({ method: ctx.method, target: ctx.target }, candidates);
-  if (plan.targets.length === 0) return [];
+  if (plan.targets.length === 0) return { targets: [], audits: [] };
+  const audits: Audit[] = [];
+  for (const [rule, targets] of plan.byRule) {
+    if (env.learner.get(rule)?.state !== "learned" || !(env.random() < env.audit)) continue;
+    const target = targets[Math.floor(env.random() * targets.length)] as string;
+    const entry = await cache.getEntry(baseKey(target, ctx.host), { count: false });
+    if (entry) audits.push({ rule, target, entry });
+  }
   const removed = await cache.invalidate({ tags: plan.targets.map((t) => URL_TAG + t) });
   env.stats.learnedInvalidations += removed;
-  return plan.targets;
+  return { targets: plan.targets, audits };
 }
 
 /**
@@ -133,21 +170,60 @@ export async function observeWrite(
   deps: { cache: Cache; originFetch: OriginFetch; Policy: PolicyClass; now: () => number },
   ctx: Ctx,
   candidates: readonly string[],
+  audits: readonly Audit[] = [],
 ): Promise<void> {
   const second = Math.floor(deps.now() / 1000);
   if (second !== env.second) {
     env.second = second;
     env.tokens = env.perSecond;
   }
-  const limit = Math.min(env.perWrite, env.tokens);
+  let limit = Math.min(env.perWrite, env.tokens);
   if (limit <= 0) return;
-  const write = { method: ctx.method, target: ctx.target };
-  const sample = env.learner.sample(write, candidates, limit, (n) => Math.floor(Math.random() * n));
-  env.tokens -= sample.length;
   let observed = false;
+  for (const a of audits.slice(0, limit)) {
+    env.tokens--;
+    limit--;
+    const changed = await changedAtOrigin(env, deps, ctx, a.target, a.entry);
+    if (changed === undefined) continue;
+    env.stats.audits++;
+    if (!changed) env.stats.auditsFailed++;
+    env.learner.audit(a.rule, changed, deps.now());
+    observed = true;
+  }
+  const write = { method: ctx.method, target: ctx.target };
+  const sample =
+    limit <= 0
+      ? []
+      : env.learner.sample(write, candidates, limit, (n) => Math.floor(env.random() * n));
+  env.tokens -= sample.length;
   for (const target of sample) {
     const entry = await deps.cache.getEntry(baseKey(target, ctx.host), { count: false });
     if (!entry) continue;
+    const changed = await changedAtOrigin(env, deps, ctx, target, entry);
+    if (changed === undefined) continue; // The origin is down: no evidence either way.
+    env.learner.observe(write, target, changed, deps.now());
+    observed = true;
+    if (changed) {
+      env.stats.learningChanged++;
+      await deps.cache.invalidate({ tags: [URL_TAG + target] });
+    }
+  }
+  if (observed) env.onChange?.(env.learner.toJSON());
+}
+
+/**
+ * Asks the route's origin for `target` again, without any client header, and tells whether
+ * its answer differs from `entry` (a 304 to its validators, or the same status and bytes,
+ * is unchanged); undefined when the origin could not be asked.
+ */
+async function changedAtOrigin(
+  env: LearnEnv,
+  deps: { originFetch: OriginFetch; Policy: PolicyClass },
+  ctx: Ctx,
+  target: string,
+  entry: Entry,
+): Promise<boolean | undefined> {
+  {
     const headers = new Headers({
       via: "1.1 edgecache",
       "x-forwarded-host": ctx.host,
@@ -160,7 +236,6 @@ export async function observeWrite(
     const h = held(deps.Policy, entry);
     if (h) setConditional(headers, h, target);
     env.stats.learningRequests++;
-    let changed: boolean;
     try {
       const res = await deps.originFetch(ctx.route.originUrl.origin + target, {
         method: "GET",
@@ -169,22 +244,14 @@ export async function observeWrite(
       });
       if (res.status === 304) {
         await res.body?.cancel();
-        changed = false;
-      } else {
-        const body = new Uint8Array(await res.arrayBuffer());
-        changed = res.status !== entry.status || !sameBytes(body, entry.body);
+        return false;
       }
+      const body = new Uint8Array(await res.arrayBuffer());
+      return res.status !== entry.status || !sameBytes(body, entry.body);
     } catch {
-      continue; // The origin is down: no evidence either way.
-    }
-    env.learner.observe(write, target, changed, deps.now());
-    observed = true;
-    if (changed) {
-      env.stats.learningChanged++;
-      await deps.cache.invalidate({ tags: [URL_TAG + target] });
+      return undefined;
     }
   }
-  if (observed) env.onChange?.(env.learner.toJSON());
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

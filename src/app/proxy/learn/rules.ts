@@ -167,22 +167,42 @@ export class Learner {
    * The cached targets a write changes by the rules that act, from `targets` (the cached
    * ones worth considering).
    */
-  plan(write: Write, targets: Iterable<string>): { targets: string[]; rules: string[] } {
+  plan(
+    write: Write,
+    targets: Iterable<string>,
+  ): { targets: string[]; rules: string[]; byRule: Map<string, string[]> } {
     const w = writeKey(write);
     const acting = [...(this.#byWrite.get(w.key) ?? [])]
       .map((id) => this.#rules.get(id) as Rule)
       .filter((r) => this.acts(r));
-    if (acting.length === 0) return { targets: [], rules: [] };
+    const byRule = new Map<string, string[]>();
+    if (acting.length === 0) return { targets: [], rules: [], byRule };
     const out: string[] = [];
-    const used = new Set<string>();
     for (const target of targets) {
       const rule = acting.find((r) => matchesRead(r.read, target, w.values));
       if (rule) {
         out.push(target);
-        used.add(ruleId(rule));
+        const id = ruleId(rule);
+        const list = byRule.get(id);
+        if (list) list.push(target);
+        else byRule.set(id, [target]);
       }
     }
-    return { targets: out, rules: [...used] };
+    return { targets: out, rules: [...byRule.keys()], byRule };
+  }
+
+  /**
+   * Counts one audit of an acting learned rule: a target it removed was asked again after
+   * the write and compared with the copy removed. Counts for that rule alone, so a rule
+   * that acts on coincidences (several writes at once, entries stale before the write)
+   * loses confidence and goes back to being observed.
+   */
+  audit(id: string, changed: boolean, now: number): void {
+    const rule = this.#rules.get(id);
+    if (!rule) return;
+    rule.tested++;
+    if (changed) rule.held++;
+    rule.lastSeen = now;
   }
 
   /**
