@@ -121,6 +121,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
   const report = rateLimited(options.logger ?? console, now);
   const load: LoadEnv = { cache, originFetch, Policy: policyClass(now), now, maxSize, grace };
   const learn = options.learn ? learnEnv(options.learn, routes) : undefined;
+  if (learn) learn.refetch = warm;
   const env: ServeEnv & { learn?: LearnEnv } = {
     ...load,
     ...(learn && { learn }),
@@ -191,7 +192,11 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     return entry;
   }
 
-  async function warm(urls: string[], base: string): Promise<WarmResult[]> {
+  async function warm(
+    urls: string[],
+    base: string,
+    headers?: Record<string, string>,
+  ): Promise<WarmResult[]> {
     const results: WarmResult[] = [];
     const queue = [...urls.entries()];
     // A few at a time, so a long list does not flood the origin.
@@ -199,7 +204,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       for (let next = queue.shift(); next; next = queue.shift()) {
         const [i, u] = next;
         const absolute = new URL(u, base);
-        const res = await app.request(absolute.href);
+        const res = await app.request(absolute.href, headers && { headers });
         await res.body?.cancel();
         results[i] = {
           url: absolute.href,

@@ -177,6 +177,11 @@ const LEARN_COUNTERS: [keyof LearnStats, string, string][] = [
     "learning_audits_failed_total",
     "Audits that found the removed entry unchanged (the rule was wrong that time).",
   ],
+  [
+    "revalidations",
+    "learning_revalidations_total",
+    "Entries fetched again after writes (the revalidate action).",
+  ],
 ];
 
 function samplesOf(stats: CacheStats): Map<string, StatsFamily["samples"]> {

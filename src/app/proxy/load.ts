@@ -148,7 +148,7 @@ export async function load(
 }
 
 /** Reads a body up to `limit` bytes; past that, a stream of what was read and the rest. */
-async function readUpTo(
+export async function readUpTo(
   body: ReadableStream<Uint8Array>,
   limit: number,
 ): Promise<{ bytes: Uint8Array } | { stream: ReadableStream<Uint8Array> }> {

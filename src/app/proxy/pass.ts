@@ -2,7 +2,14 @@ import type { Cache } from "../../core/cache.ts";
 import type { PolicyClass } from "../../core/http-cache.ts";
 import type { Forward } from "../http.ts";
 import { clientHeaders, originHeaders } from "./headers.ts";
-import { applyRules, cachedTargets, type LearnEnv, observeWrite } from "./learn/observe.ts";
+import {
+  applyRules,
+  cachedJson,
+  cachedTargets,
+  type LearnEnv,
+  observeWrite,
+  writeOf,
+} from "./learn/observe.ts";
 import { type OriginFetch, originUrl } from "./load.ts";
 import { downReply } from "./replies.ts";
 import { type Ctx, URL_TAG } from "./types.ts";
@@ -24,6 +31,9 @@ export async function passThrough(
   body: ReadableStream<Uint8Array> | null,
   fwd: Forward = "method",
 ): Promise<Response> {
+  const unsafe = !SAFE_METHODS.has(ctx.method);
+  // Learning binds rules to the written resource as it was: its copy, read before the write.
+  const before = env.learn && unsafe ? await cachedJson(env.cache, ctx) : undefined;
   let response: Response;
   try {
     response = await env.originFetch(originUrl(ctx), {
@@ -36,7 +46,7 @@ export async function passThrough(
     env.reportDown(error);
     return downReply(error, fwd);
   }
-  if (!SAFE_METHODS.has(ctx.method) && response.status < 400) {
+  if (unsafe && response.status < 400) {
     // RFC 9111 4.4: a non-error response to an unsafe method invalidates the target URI
     // and same-origin Location / Content-Location, every variant, before it is answered.
     const targets = [ctx.target];
@@ -51,10 +61,19 @@ export async function passThrough(
       // sample of what they do not cover is asked again, off the client's path.
       const own = new Set(targets);
       const candidates = cachedTargets(env.cache, env.learn.routes, ctx).filter((t) => !own.has(t));
-      const { targets: removed, audits } = await applyRules(env.learn, env.cache, ctx, candidates);
+      const answered = await writeOf(ctx, response, before);
+      response = answered.response;
+      const { write } = answered;
+      const { targets: removed, audits } = await applyRules(
+        env.learn,
+        env.cache,
+        ctx,
+        write,
+        candidates,
+      );
       const applied = new Set(removed);
       const rest = candidates.filter((t) => !applied.has(t));
-      env.cache.background(observeWrite(env.learn, env, ctx, rest, audits));
+      env.cache.background(observeWrite(env.learn, env, ctx, write, rest, audits));
     }
   }
   const headers = clientHeaders(response.headers);

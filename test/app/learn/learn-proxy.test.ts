@@ -81,6 +81,89 @@ describe("learned invalidation (proxy mode)", () => {
     expect(learn.stats.learningRequests - requestsBefore).toBeLessThan(READS.length - 3);
   });
 
+  it("binds rules to fields of the write's answer and of the copy cached before it", async () => {
+    const { proxy, patch, warm, get } = await setup({ minTests: 2, perWrite: 30 });
+    const learn = proxy.node.proxy.learn!;
+    const warmAll = async () => {
+      await warm();
+      for (const path of ["/api/teams/3", "/api/teams/3/members", "/api/users?team=3"]) {
+        expect((await get(path)).status).toBe(200);
+      }
+    };
+    // Users 3, 4 and 5 move to team 3: its pages and their old team's change, the third
+    // team's do not.
+    for (const id of [3, 4, 5]) {
+      await warmAll();
+      await patch(id, { team: 3 });
+    }
+    const acting = learn.learner
+      .rules()
+      .filter((r) => learn.learner.acts(r))
+      .map((r) => r.read);
+    expect(acting).toEqual(
+      expect.arrayContaining([
+        "/api/teams/$team/members",
+        "/api/teams/$before.team/members",
+        "/api/users?team=$team",
+        "/api/users?team=$before.team",
+      ]),
+    );
+    expect(acting).not.toContain("/api/teams/:id/members");
+    expect(acting.filter((r) => /^\/api\/teams\/[^/]+$/.test(r))).toEqual([]);
+
+    // User 6 moves from team 1 to team 2: both member lists are fresh right after the
+    // answer, and team 3's list and a team page are still hits.
+    await warmAll();
+    const r = await raw(`${proxy.url}/api/users/6`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ team: 2 }),
+    });
+    expect(JSON.parse(r.text)).toMatchObject({ id: 6, team: 2 });
+    expect(JSON.parse((await get("/api/teams/1/members")).text)).not.toContain("user 6");
+    expect(JSON.parse((await get("/api/teams/2/members")).text)).toContain("user 6");
+    const team2 = JSON.parse((await get("/api/users?team=2")).text) as { id: number }[];
+    expect(team2.map((u) => u.id)).toContain(6);
+    expect(cacheStatusOf(await get("/api/teams/3/members"))).toMatch(/hit/);
+    expect(cacheStatusOf(await get("/api/teams/1"))).toMatch(/hit/);
+  });
+
+  it("revalidates instead, when configured: the matched entry is asked again before the answer, and the next read is a fresh hit", async () => {
+    const rules = [
+      { write: "PATCH /api/users/:id", read: "/api/users/$1/profile" },
+      { write: "PATCH /api/users/:id", read: "/api/teams/:id/members" },
+    ];
+    const { proxy, warm, get, origin } = await setup({
+      action: "revalidate",
+      revalidatePerWrite: 2,
+      perWrite: 0,
+      rules,
+    });
+    const learn = proxy.node.proxy.learn!;
+    await warm();
+    const seen = origin.requests.length;
+    const r = await raw(`${proxy.url}/api/users/5`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "five" }),
+    });
+    expect(r.status).toBe(200);
+    // Asked again before the answer, conditionally (with the stored ETag).
+    const asked = origin.requests.slice(seen).filter((q) => q.method === "GET");
+    expect(asked.map((q) => q.url).sort()).toEqual([
+      "/api/teams/1/members",
+      "/api/users/5/profile",
+    ]);
+    expect(asked.every((q) => q.headers["if-none-match"]?.startsWith('"'))).toBe(true);
+    const profile = await get("/api/users/5/profile");
+    expect(cacheStatusOf(profile)).toMatch(/hit/);
+    expect(JSON.parse(profile.text)).toMatchObject({ name: "five" });
+    expect(cacheStatusOf(await get("/api/teams/1/members"))).toMatch(/hit/);
+    // Past revalidatePerWrite the matched entry is removed, as with invalidate.
+    expect(cacheStatusOf(await get("/api/teams/2/members"))).not.toMatch(/hit/);
+    expect(learn.stats).toMatchObject({ revalidations: 2, learnedInvalidations: 1 });
+  });
+
   it("audits acting rules: a rule learned from coincidences is checked after it acts, loses confidence and stops", async () => {
     const wrong = "PATCH /api/users/:id -> /api/teams/:id";
     const initial = [

@@ -6,6 +6,7 @@ import {
   Learner,
   matchesRead,
   readPattern,
+  writeFields,
 } from "../../../src/app/proxy/learn/rules.ts";
 
 const patch7 = { method: "PATCH", target: "/api/users/7" };
@@ -16,6 +17,42 @@ describe("learned rules between route templates", () => {
     expect(readPattern("/api/users/8/profile", ["7"])).toBe("/api/users/:id/profile");
     expect(readPattern("/api/users?team=3", ["7"])).toBe("/api/users?team=*");
     expect(readPattern("/api/teams/3/members", ["3", "7"])).toBe("/api/teams/$1/members");
+  });
+
+  it("binds values to the write's fields: its answer's, then the copy's before it", () => {
+    const fields = writeFields(
+      { id: "o-1", userId: "u-9", status: "paid", tags: ["x"], team: { id: 3 } },
+      { id: "o-1", userId: "u-9", status: "pending" },
+    );
+    expect([...fields]).toEqual([
+      ["id", "o-1"],
+      ["userId", "u-9"],
+      ["status", "paid"],
+      ["team.id", "3"],
+      ["before.id", "o-1"],
+      ["before.userId", "u-9"],
+      ["before.status", "pending"],
+    ]);
+    expect(readPattern("/api/users/u-9/orders", ["o-1"], fields)).toBe("/api/users/$userId/orders");
+    expect(readPattern("/api/orders?status=pending", ["o-1"], fields)).toBe(
+      "/api/orders?status=$before.status",
+    );
+    expect(readPattern("/api/orders/o-1", ["o-1"], fields)).toBe("/api/orders/$1");
+    expect(readPattern("/api/teams/3", [], fields)).toBe("/api/teams/$team.id");
+    expect(matchesRead("/api/orders?status=$status", "/api/orders?status=paid", [], fields)).toBe(
+      true,
+    );
+    expect(matchesRead("/api/orders?status=$status", "/api/orders?status=new", [], fields)).toBe(
+      false,
+    );
+    expect(matchesRead("/api/orders?status=$nope", "/api/orders?status=paid", [], fields)).toBe(
+      false,
+    );
+    expect(
+      checkRule("PATCH /api/orders/:id", "/api/users/$userId/orders?status=$before.status"),
+    ).toBe(undefined);
+    expect(checkRule("PATCH /api/orders/:id", "/api/users?team=$1")).toBe(undefined);
+    expect(checkRule("PATCH /api/orders/:id", "/api/users/$2")).toMatch(/names no value/);
   });
 
   it("matches a read against a rule: same template, bound values equal, free ones any", () => {

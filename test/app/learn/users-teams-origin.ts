@@ -13,6 +13,7 @@ export function usersAndTeams(): { handler: OriginHandler; users: Map<number, Us
   const teams = new Map([
     [1, { id: 1, name: "one" }],
     [2, { id: 2, name: "two" }],
+    [3, { id: 3, name: "three" }],
   ]);
   const read = (path: string, query: URLSearchParams): unknown => {
     let m = path.match(/^\/api\/users\/(\d+)$/);

@@ -2,11 +2,21 @@ import type { Cache } from "../../../core/cache.ts";
 import type { CacheEntry as Entry } from "../../../core/entry.ts";
 import { badOption } from "../../../core/errors.ts";
 import type { PolicyClass } from "../../../core/http-cache.ts";
-import type { OriginFetch } from "../load.ts";
+import { type OriginFetch, readUpTo } from "../load.ts";
 import { held, setConditional } from "../revalidate.ts";
 import { baseKey, COMPONENT, matchRoute, type Route } from "../routes.ts";
 import { type Ctx, URL_TAG, VARY_RECORD } from "../types.ts";
-import { checkRule as checkRuleText, confidence, Learner, type Rule, ruleId } from "./rules.ts";
+import {
+  checkRule as checkRuleText,
+  confidence,
+  Learner,
+  type Rule,
+  ruleId,
+  type Write,
+  writeFields,
+} from "./rules.ts";
+
+const UNCOUNTED = { count: false } as const;
 
 /** Learned invalidation in proxy mode (see the README, "Learned invalidation"). */
 export interface LearnOptions {
@@ -24,6 +34,16 @@ export interface LearnOptions {
    * confidence. 0 turns audits off.
    */
   audit?: number;
+  /**
+   * What acting rules do to the entries they match, before the write's answer:
+   * `invalidate` (the default) removes them; `revalidate` asks the origin for them again
+   * (conditionally) and stores what it says, so the next read is a hit, and removes those it
+   * could not (past `revalidatePerWrite`, or the origin failing). Entries learning finds
+   * changed are fetched again too, after the answer. The write's answer waits for it.
+   */
+  action?: "invalidate" | "revalidate";
+  /** Entries asked again per write when the action is `revalidate`, at most (16). */
+  revalidatePerWrite?: number;
   /** Hand-written rules: `{ write: "PATCH /api/users/:id", read: "/api/users/$1/profile" }`. */
   rules?: { write: string; read: string }[];
   /** Rules from an earlier run or another node, merged in at start. */
@@ -44,6 +64,8 @@ export interface LearnStats {
   audits: number;
   /** Audits that found the removed entry unchanged: the rule was wrong that time. */
   auditsFailed: number;
+  /** Entries asked of the origin again because of writes (the `revalidate` action). */
+  revalidations: number;
 }
 
 export interface LearnEnv {
@@ -54,6 +76,14 @@ export interface LearnEnv {
   perWrite: number;
   perSecond: number;
   audit: number;
+  action: "invalidate" | "revalidate";
+  revalidatePerWrite: number;
+  /**
+   * Requests targets through the proxy itself, as a client with only `headers` would (so a
+   * write's invalidation while one is on its way keeps it from being stored); set by the
+   * proxy.
+   */
+  refetch?: (targets: string[], base: string, headers?: Record<string, string>) => Promise<unknown>;
   /** Random in [0, 1): which writes are audited (Math.random; fixed in tests). */
   random: () => number;
   onChange: ((rules: Rule[]) => void) | undefined;
@@ -70,6 +100,7 @@ export function learnEnv(options: LearnOptions, routes: readonly Route[]): Learn
     }
     return v;
   };
+  const action = actionOf(options.action);
   const learner = new Learner({
     threshold: num("threshold", options.threshold, 0.9, 0, 1),
     minTests: num("minTests", options.minTests, 3, 1),
@@ -89,15 +120,58 @@ export function learnEnv(options: LearnOptions, routes: readonly Route[]): Learn
       learningChanged: 0,
       audits: 0,
       auditsFailed: 0,
+      revalidations: 0,
     },
     perWrite: num("perWrite", options.perWrite, 8, 0),
     perSecond: num("perSecond", options.perSecond, 20, 0),
     audit: num("audit", options.audit, 0.25, 0, 1),
+    action,
+    revalidatePerWrite: num("revalidatePerWrite", options.revalidatePerWrite, 16, 0),
     random: Math.random,
     onChange: options.onChange,
     tokens: 0,
     second: -1,
   };
+}
+
+function actionOf(action: unknown): "invalidate" | "revalidate" {
+  if (action === undefined || action === "invalidate" || action === "revalidate") {
+    return action ?? "invalidate";
+  }
+  return badOption(COMPONENT, "learn.action", '"invalidate" or "revalidate"', action);
+}
+
+/**
+ * With the `revalidate` action: requests targets through the proxy with `no-cache` (RFC
+ * 9111 5.2.1.4: it asks the origin, conditionally, and stores the answer), at most
+ * `revalidatePerWrite`; answers those it brought up to date (their entry was replaced).
+ */
+async function revalidate(
+  env: LearnEnv,
+  cache: Cache,
+  ctx: Ctx,
+  targets: readonly string[],
+): Promise<Set<string>> {
+  const done = new Set<string>();
+  if (env.action !== "revalidate" || !env.refetch || targets.length === 0) return done;
+  const some = targets.slice(0, env.revalidatePerWrite);
+  const key = (t: string) => baseKey(t, ctx.host);
+  const held = new Map(some.map((t) => [t, cache.peek(key(t), UNCOUNTED)]));
+  env.stats.revalidations += some.length;
+  await env.refetch(some, `${ctx.url.protocol}//${ctx.url.host}`, { "cache-control": "no-cache" });
+  for (const t of some) {
+    const now = cache.peek(key(t), UNCOUNTED);
+    if (now && now !== held.get(t)) done.add(t);
+  }
+  return done;
+}
+
+/** After learning found `targets` changed (and removed them): fetches them again. */
+async function refill(env: LearnEnv, ctx: Ctx, targets: readonly string[]) {
+  if (env.action !== "revalidate" || !env.refetch || targets.length === 0) return;
+  const some = targets.slice(0, env.revalidatePerWrite);
+  env.stats.revalidations += some.length;
+  await env.refetch(some, `${ctx.url.protocol}//${ctx.url.host}`);
 }
 
 function checkHandWritten(r: unknown): string | undefined {
@@ -143,9 +217,10 @@ export async function applyRules(
   env: LearnEnv,
   cache: Cache,
   ctx: Ctx,
+  write: Write,
   candidates: readonly string[],
 ): Promise<{ targets: string[]; audits: Audit[] }> {
-  const plan = env.learner.plan({ method: ctx.method, target: ctx.target }, candidates);
+  const plan = env.learner.plan(write, candidates);
   if (plan.targets.length === 0) return { targets: [], audits: [] };
   const audits: Audit[] = [];
   for (const [rule, targets] of plan.byRule) {
@@ -154,7 +229,9 @@ export async function applyRules(
     const entry = await cache.getEntry(baseKey(target, ctx.host), { count: false });
     if (entry) audits.push({ rule, target, entry });
   }
-  const removed = await cache.invalidate({ tags: plan.targets.map((t) => URL_TAG + t) });
+  const revalidated = await revalidate(env, cache, ctx, plan.targets);
+  const stale = plan.targets.filter((t) => !revalidated.has(t));
+  const removed = await cache.invalidate({ tags: stale.map((t) => URL_TAG + t) });
   env.stats.learnedInvalidations += removed;
   return { targets: plan.targets, audits };
 }
@@ -169,6 +246,7 @@ export async function observeWrite(
   env: LearnEnv,
   deps: { cache: Cache; originFetch: OriginFetch; Policy: PolicyClass; now: () => number },
   ctx: Ctx,
+  write: Write,
   candidates: readonly string[],
   audits: readonly Audit[] = [],
 ): Promise<void> {
@@ -190,12 +268,12 @@ export async function observeWrite(
     env.learner.audit(a.rule, changed, deps.now());
     observed = true;
   }
-  const write = { method: ctx.method, target: ctx.target };
   const sample =
     limit <= 0
       ? []
       : env.learner.sample(write, candidates, limit, (n) => Math.floor(env.random() * n));
   env.tokens -= sample.length;
+  const found: string[] = [];
   for (const target of sample) {
     const entry = await deps.cache.getEntry(baseKey(target, ctx.host), { count: false });
     if (!entry) continue;
@@ -206,9 +284,62 @@ export async function observeWrite(
     if (changed) {
       env.stats.learningChanged++;
       await deps.cache.invalidate({ tags: [URL_TAG + target] });
+      found.push(target);
     }
   }
   if (observed) env.onChange?.(env.learner.toJSON());
+  await refill(env, ctx, found);
+}
+
+/** Largest write answer read for its fields (JSON of one resource is far smaller). */
+const MAX_ANSWER_BYTES = 64 * 1024;
+
+/**
+ * What rules may bind of a write (see `Write.fields`): the fields of its JSON answer, read
+ * here up to a small size (the client gets the same bytes, whether read whole or not), and
+ * of `before`, the written resource's copy cached before the write (see `cachedJson`).
+ */
+export async function writeOf(
+  ctx: Ctx,
+  response: Response,
+  before: unknown,
+): Promise<{ write: Write; response: Response }> {
+  let answer: unknown;
+  const length = Number(response.headers.get("content-length") ?? 0);
+  if (
+    response.body !== null &&
+    length <= MAX_ANSWER_BYTES &&
+    isJson(response.headers.get("content-type")) &&
+    !response.headers.has("content-encoding")
+  ) {
+    const read = await readUpTo(response.body, MAX_ANSWER_BYTES);
+    const body = "bytes" in read ? read.bytes : read.stream;
+    if ("bytes" in read) answer = parseJson(read.bytes);
+    response = new Response(body, { status: response.status, headers: response.headers });
+  }
+  const fields = writeFields(answer, before);
+  return { write: { method: ctx.method, target: ctx.target, fields }, response };
+}
+
+/** The written resource's cached copy (its own URL's entry), parsed when it is JSON. */
+export async function cachedJson(cache: Cache, ctx: Ctx): Promise<unknown> {
+  const entry = await cache.getEntry(baseKey(ctx.target, ctx.host), { count: false });
+  if (!entry || entry.headers["content-encoding"] || !isJson(entry.headers["content-type"])) {
+    return undefined;
+  }
+  return entry.body.byteLength <= MAX_ANSWER_BYTES ? parseJson(entry.body) : undefined;
+}
+
+function isJson(type: string | null | undefined): boolean {
+  return type != null && /[/+]json\b/i.test(type);
+}
+
+function parseJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -8,7 +8,10 @@ import { arity, isTemplate, templateOf } from "./template.ts";
  *
  * A rule reads `PATCH /api/users/:id -> /api/users/$1/profile`: a read whose template is
  * `/api/users/:id/profile` and whose first value equals the write's first value (`$1`).
- * Placeholders left as they are (`:id`, `*`) match any value. Its confidence is the share
+ * Placeholders left as they are (`:id`, `*`) match any value. A value can also be bound to a
+ * field of the write's JSON answer (`$userId`) or of the written resource's cached copy read
+ * before the write (`$before.status`): `PATCH /api/orders/:id -> /api/users/$userId/orders`.
+ * Its confidence is the share
  * of the times it was tested (a matching cached read revalidated after a matching write)
  * in which it held (the read had changed): explainable, and nothing else is learned.
  */
@@ -18,7 +21,10 @@ export type RuleState = "learned" | "pinned" | "rejected" | "manual";
 export interface Rule {
   /** `PATCH /api/users/:id`: the write's method and template. */
   write: string;
-  /** `/api/users/$1/profile`: the read's template, values bound to the write's as `$n`. */
+  /**
+   * `/api/users/$1/profile`: the read's template, values bound to the write's as `$n` (its
+   * URL's values) or `$name` (a field of its answer, `$before.name` of the copy before it).
+   */
   read: string;
   /** Times a matching read was found changed after a matching write. */
   held: number;
@@ -37,14 +43,22 @@ export interface LearnerOptions {
   minTests?: number;
 }
 
-/** What the learner needs of a write: its method and request target. */
+/** What the learner needs of a write: its method and request target, and what it returned. */
 export interface Write {
   method: string;
   target: string;
+  /**
+   * Scalar fields of the write's JSON answer (`userId`, `team.id`) and of the written
+   * resource's cached copy read before it (`before.userId`), as text: what `$name` binds.
+   */
+  fields?: ReadonlyMap<string, string>;
 }
 
 const HOLE = /:id|\*/g;
-const RULE_HOLE = /:id|\*|\$\d+/g;
+/** A binding: `$1` (the write's first URL value) or `$userId` / `$before.team.id` (a field). */
+const BINDING = /\$\d+|\$[A-Za-z_]\w*(?:\.\w+)*/g;
+const RULE_HOLE = new RegExp(`:id|\\*|${BINDING.source}`, "g");
+const NO_FIELDS: ReadonlyMap<string, string> = new Map();
 
 export function ruleId(rule: Pick<Rule, "write" | "read">): string {
   return `${rule.write} -> ${rule.read}`;
@@ -58,33 +72,48 @@ export function writeKey(write: Write): { key: string; values: string[] } {
 
 /**
  * The read side of the most specific rule a read target can be evidence for: its template
- * with each value equal to one of the write's replaced by `$n` (1-based).
+ * with each value equal to one of the write's URL values replaced by `$n` (1-based), else
+ * equal to one of its fields by `$name` (the first field with that value).
  */
-export function readPattern(target: string, writeValues: readonly string[]): string {
+export function readPattern(
+  target: string,
+  writeValues: readonly string[],
+  fields: ReadonlyMap<string, string> = NO_FIELDS,
+): string {
   const { template, values } = templateOf(target);
   let i = 0;
   return template.replace(HOLE, (placeholder) => {
     const value = values[i++] ?? "";
-    const at = value === "" ? -1 : writeValues.indexOf(value);
-    return at < 0 ? placeholder : `$${at + 1}`;
+    if (value === "") return placeholder;
+    const at = writeValues.indexOf(value);
+    if (at >= 0) return `$${at + 1}`;
+    for (const [name, v] of fields) if (v === value) return `$${name}`;
+    return placeholder;
   });
 }
 
 /**
- * Whether a read target matches a rule's read side for a write with these values: the same
- * template, and each bound placeholder equal to the write's value.
+ * Whether a read target matches a rule's read side for a write with these values and
+ * fields: the same template, and each bound placeholder equal to the write's value.
  */
-export function matchesRead(read: string, target: string, writeValues: readonly string[]): boolean {
+export function matchesRead(
+  read: string,
+  target: string,
+  writeValues: readonly string[],
+  fields: ReadonlyMap<string, string> = NO_FIELDS,
+): boolean {
   const { template, values } = templateOf(target);
   // The same text between placeholders, and each placeholder the same or bound and equal.
   if (read.split(RULE_HOLE).join("\0") !== template.split(HOLE).join("\0")) return false;
   const ruleHoles = read.match(RULE_HOLE) ?? [];
   const targetHoles = template.match(HOLE) ?? [];
-  return ruleHoles.every((hole, k) =>
-    hole.startsWith("$")
-      ? values[k] !== undefined && values[k] === writeValues[Number(hole.slice(1)) - 1]
-      : hole === targetHoles[k],
-  );
+  return ruleHoles.every((hole, k) => {
+    if (!hole.startsWith("$")) return hole === targetHoles[k];
+    const bound = /^\$\d/.test(hole)
+      ? writeValues[Number(hole.slice(1)) - 1]
+      : fields.get(hole.slice(1));
+    return values[k] !== undefined && values[k] === bound;
+  });
 }
 
 /** A rule's confidence: held / tested (0 when never tested). */
@@ -101,8 +130,8 @@ export function checkRule(write: unknown, read: unknown): string | undefined {
   if (!isTemplate(template)) {
     return `write: expected a route template (:id for values, ?name=* for query values), got ${JSON.stringify(template)}`;
   }
-  if (typeof read !== "string" || !isTemplate(read.replace(/\$\d+/g, ":id"))) {
-    return `read: expected a route template such as "/api/users/$1/profile", got ${JSON.stringify(read)}`;
+  if (typeof read !== "string" || !isTemplate(unbound(read))) {
+    return `read: expected a route template such as "/api/users/$1/profile" or "/api/users?team=$team", got ${JSON.stringify(read)}`;
   }
   const n = arity(template);
   for (const bound of read.match(/\$\d+/g) ?? []) {
@@ -110,6 +139,43 @@ export function checkRule(write: unknown, read: unknown): string | undefined {
     if (k < 1 || k > n) return `read: ${bound} names no value of the write (it has ${n})`;
   }
   return undefined;
+}
+
+/** Fields bound at most, per write (the first found, in document order). */
+const MAX_FIELDS = 64;
+
+/**
+ * A write's fields (see `Write.fields`): the scalars of its JSON answer by name (`userId`,
+ * nested ones by path, `team.id`), and of the written resource's copy before it under
+ * `before.`. Arrays are left out: an element's position is no name to bind by.
+ *
+ * @example
+ * writeFields({ id: 7, team: { id: 3 } }, { id: 7, team: { id: 2 } })
+ * // Map { "id" => "7", "team.id" => "3", "before.id" => "7", "before.team.id" => "2" }
+ */
+export function writeFields(answer: unknown, before?: unknown): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (value: unknown, path: string, depth: number) => {
+    if (out.size >= MAX_FIELDS) return;
+    if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") {
+      if (path !== "" && value !== "") out.set(path, String(value));
+    } else if (value !== null && typeof value === "object" && !Array.isArray(value) && depth < 3) {
+      for (const [k, v] of Object.entries(value)) {
+        if (/^[A-Za-z_]\w*$/.test(k)) walk(v, path === "" ? k : `${path}.${k}`, depth + 1);
+      }
+    }
+  };
+  walk(answer, "", 0);
+  walk(before, "before", 0);
+  return out;
+}
+
+/** A rule's read side with its bindings as the placeholders they stand for. */
+function unbound(read: string): string {
+  const q = read.indexOf("?");
+  const path = q < 0 ? read : read.slice(0, q);
+  const query = q < 0 ? "" : read.slice(q).replace(BINDING, "*");
+  return path.replace(BINDING, ":id") + query;
 }
 
 export class Learner {
@@ -145,15 +211,17 @@ export class Learner {
   /**
    * Counts one test: `read` (a cached target) was revalidated after `write` succeeded, and
    * had changed or not. Counts for the most specific rule (values bound where they equal
-   * the write's) and for the one with every value free, which is tested by every read of
-   * that template. Returns the ids counted.
+   * the write's URL values or fields), for the one bound by URL values alone, and for the
+   * one with every value free, which is tested by every read of that template. Returns the
+   * ids counted.
    */
   observe(write: Write, read: string, changed: boolean, now: number): string[] {
     const w = writeKey(write);
-    const specific = readPattern(read, w.values);
+    const specific = readPattern(read, w.values, write.fields);
+    const byUrl = readPattern(read, w.values);
     const general = templateOf(read).template;
     const ids: string[] = [];
-    for (const pattern of new Set([specific, general])) {
+    for (const pattern of new Set([specific, byUrl, general])) {
       const rule = this.#ensure(w.key, pattern);
       rule.tested++;
       if (changed) rule.held++;
@@ -179,7 +247,7 @@ export class Learner {
     if (acting.length === 0) return { targets: [], rules: [], byRule };
     const out: string[] = [];
     for (const target of targets) {
-      const rule = acting.find((r) => matchesRead(r.read, target, w.values));
+      const rule = acting.find((r) => matchesRead(r.read, target, w.values, write.fields));
       if (rule) {
         out.push(target);
         const id = ruleId(rule);
@@ -220,7 +288,7 @@ export class Learner {
     const w = writeKey(write);
     const classes = new Map<string, string[]>();
     for (const target of targets) {
-      const pattern = readPattern(target, w.values);
+      const pattern = readPattern(target, w.values, write.fields);
       const rule = this.#rules.get(ruleId({ write: w.key, read: pattern }));
       if (rule && (rule.state !== "learned" || this.acts(rule))) continue;
       const list = classes.get(pattern);
