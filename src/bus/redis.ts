@@ -1,4 +1,3 @@
-import type { Cluster, Redis } from "ioredis";
 import {
   type ChangeLog,
   type ChangeOp,
@@ -13,6 +12,7 @@ import { badOption, EdgecacheError } from "../core/errors.ts";
 import { rateLimited, type Warner } from "../core/report.ts";
 import {
   connectRedis,
+  duplicateClient,
   type RedisClient,
   type RedisConnectOptions,
 } from "../stores/redis-connect.ts";
@@ -360,8 +360,8 @@ export class RedisChangeLog implements ChangeLog {
     }
     this.#client = client;
     // A blocking read holds its connection: the reader has its own, with room for the block.
-    this.#reader = duplicate(client, this.#blockMs() + settings.commandTimeout);
-    this.#subscriber = duplicate(client, undefined);
+    this.#reader = duplicateClient(client, this.#blockMs() + settings.commandTimeout);
+    this.#subscriber = duplicateClient(client, undefined);
     this.#subscriber.on("message", () => {
       this.#wakes++;
       const waiting = [...this.#wake];
@@ -751,15 +751,6 @@ interface Outgoing {
 }
 
 /** A connection of its own, alike but for the command timeout (one server or a cluster). */
-function duplicate(client: RedisClient, commandTimeout: number | undefined): RedisClient {
-  const copy: RedisClient =
-    "isCluster" in client && client.isCluster
-      ? (client as Cluster).duplicate(undefined, { redisOptions: { commandTimeout } })
-      : (client as Redis).duplicate({ commandTimeout });
-  copy.on("error", () => {}); // faults surface as failed commands, reported by the caller
-  return copy;
-}
-
 /** A record as the stream holds it; `payload` is its ops' JSON, as appended. */
 type Delivered = ChangeRecord & { payload: string };
 

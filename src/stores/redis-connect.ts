@@ -135,3 +135,16 @@ function isRedisUrl(url: unknown): url is string {
     return false;
   }
 }
+
+/** Another connection like `client` (for blocking reads or a subscription), errors muted. */
+export function duplicateClient(
+  client: RedisClient,
+  commandTimeout: number | undefined,
+): RedisClient {
+  const copy: RedisClient =
+    "isCluster" in client && client.isCluster
+      ? (client as Cluster).duplicate(undefined, { redisOptions: { commandTimeout } })
+      : (client as Redis).duplicate({ commandTimeout });
+  copy.on("error", () => {}); // faults surface as failed commands, reported by the caller
+  return copy;
+}

@@ -4,7 +4,7 @@ import { badOption } from "../../core/errors.ts";
 import type { Warner } from "../../core/report.ts";
 import type { Store } from "../../core/store.ts";
 import { redisStore } from "../../stores/redis.ts";
-import { connectRedis } from "../../stores/redis-connect.ts";
+import { connectRedis, type RedisClient } from "../../stores/redis-connect.ts";
 
 /**
  * The `redis` setting: a URL, or the URL with the deployment's key prefix, the lease, and
@@ -18,6 +18,9 @@ export type RedisSetting =
 export interface Cluster {
   log: RedisChangeLog;
   shared: Store[];
+  /** The client the log and tier use, and the deployment's key prefix, for more state. */
+  client: RedisClient;
+  prefix: string;
   close(): Promise<void>;
 }
 
@@ -46,6 +49,8 @@ export async function joinCluster(
     return {
       log,
       shared: [store],
+      client,
+      prefix,
       async close() {
         await log.close();
         await store.close();

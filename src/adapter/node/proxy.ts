@@ -23,6 +23,7 @@ import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster, type RedisSetting } from "./cluster.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
+import { type SharedRules, shareRules } from "./learned-rules-redis.ts";
 import { cacheLogger, type Logger, nodeLogger, serverLogging } from "./log.ts";
 import { type NodeMetrics, nodeMetrics } from "./metrics.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
@@ -144,6 +145,7 @@ async function open(
   metrics.watch(cache);
   const origin = nodeOriginFetch();
   let proxy: CachingProxy;
+  let sharing: SharedRules | undefined;
   try {
     proxy = createProxy({
       cache,
@@ -152,7 +154,11 @@ async function open(
       maxCacheableSize: options.maxCacheableSize,
       grace: options.grace,
       now,
-      ...(options.learn && { learn: learnWithFile(options.learn, cachePath, log) }),
+      ...(options.learn && {
+        learn: cluster
+          ? learnShared(options.learn, () => sharing)
+          : learnWithFile(options.learn, cachePath, log),
+      }),
       // A trusted proxy without X-Forwarded-For is the client as far as anyone knows.
       clientAddress: (c) =>
         clientAddress(peerAddress(c), (h) => c.req.header(h), trusted) ?? peerAddress(c),
@@ -161,6 +167,15 @@ async function open(
         return res && ((status, headers) => relayInterim(res, status, headers));
       },
     });
+    // With Redis, learned rules are the deployment's: shared by every node, kept in Redis.
+    if (cluster && proxy.learn) {
+      sharing = await shareRules({
+        client: cluster.client,
+        prefix: cluster.prefix,
+        learner: proxy.learn.learner,
+        logger: cacheLogger(log),
+      });
+    }
   } catch (err) {
     await cluster?.close();
     await closeTiers(tiers);
@@ -210,6 +225,7 @@ async function open(
       await running?.close();
       await proxy.drain();
       await cache.drain();
+      await sharing?.close();
       await cluster?.close(); // first: see createNodeEdgecache's close
       await closeTiers(tiers);
       origin.close();
@@ -256,6 +272,24 @@ function learnWithFile(
     onChange(rules) {
       options.onChange?.(rules);
       write(rules);
+    },
+  };
+}
+
+/**
+ * Learning on nodes that share Redis: rules live there (see `shareRules`), not in a file;
+ * each change a node makes is added to them at once.
+ */
+function learnShared(
+  setting: true | LearnOptions,
+  sharing: () => SharedRules | undefined,
+): LearnOptions {
+  const options = setting === true ? {} : setting;
+  return {
+    ...options,
+    onChange(rules) {
+      options.onChange?.(rules);
+      void sharing()?.sync();
     },
   };
 }

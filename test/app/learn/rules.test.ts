@@ -220,4 +220,63 @@ describe("learned rules between route templates", () => {
       ),
     );
   });
+
+  it("hands out what it counted and decided once, and takes a shared store's rules with its own changes on top", () => {
+    const a = new Learner();
+    a.observe(patch7, "/api/users/7/profile", true, 1);
+    a.decide("PATCH /api/users/:id", "/api/teams/:id", "rejected");
+    const changes = a.takeChanges();
+    expect(changes.counts.map((c) => [c.read, c.held, c.tested])).toEqual([
+      ["/api/users/$1/profile", 1, 1],
+      ["/api/users/:id/profile", 1, 1],
+    ]);
+    expect(changes.decisions).toEqual([
+      { write: "PATCH /api/users/:id", read: "/api/teams/:id", state: "rejected" },
+    ]);
+    expect(a.takeChanges()).toEqual({ counts: [], decisions: [] });
+
+    // Not taken after all (the store was down): given back, and added to later changes.
+    a.putBack(changes);
+    a.observe(patch7, "/api/users/7/profile", false, 2);
+    const again = a.takeChanges();
+    expect(again.counts.find((c) => c.read === "/api/users/$1/profile")).toMatchObject({
+      held: 1,
+      tested: 2,
+      lastSeen: 2,
+    });
+    expect(again.decisions).toHaveLength(1);
+
+    // The store's rules are the truth; changes not yet taken go on top of them.
+    a.observe(patch7, "/api/users/7/profile", true, 3);
+    a.adopt([
+      {
+        write: "PATCH /api/users/:id",
+        read: "/api/users/$1/profile",
+        held: 5,
+        tested: 6,
+        lastSeen: 2,
+        state: "learned",
+      },
+      {
+        write: "POST /api/users",
+        read: "/api/users",
+        held: 1,
+        tested: 1,
+        lastSeen: 1,
+        state: "pinned",
+      },
+    ]);
+    expect(a.get("PATCH /api/users/:id -> /api/users/$1/profile")).toMatchObject({
+      held: 6,
+      tested: 7,
+      lastSeen: 3,
+    });
+    expect(a.get("POST /api/users -> /api/users")).toMatchObject({ state: "pinned" });
+    expect(a.get("PATCH /api/users/:id -> /api/teams/:id")).toBeUndefined();
+    a.remove("POST /api/users -> /api/users");
+    expect(a.takeChanges().decisions).toEqual([
+      { write: "POST /api/users", read: "/api/users", state: "forget" },
+    ]);
+    expect(a.everything().counts.map((c) => c.tested)).toEqual([7, 1]);
+  });
 });

@@ -1,5 +1,6 @@
 import { randomId } from "../../../core/change-log.ts";
 import type { Warner } from "../../../core/report.ts";
+import { rerunning } from "../../../core/rerun.ts";
 import {
   HEARTBEAT_MS,
   type KeyedTenant,
@@ -43,8 +44,6 @@ export async function sharedFeed(
   let applied = -1;
   let latest: KeyedTenant[] | undefined;
   let heardAt = Number.NEGATIVE_INFINITY;
-  let reloading: Promise<void> | undefined;
-  let again = false;
   let failing = false;
   const failed = (err: unknown) => {
     if (failing) return;
@@ -54,30 +53,18 @@ export async function sharedFeed(
       err,
     );
   };
-  const reload = (): Promise<void> => {
-    if (reloading) {
-      again = true;
-      return reloading;
+  const reload = rerunning(async () => {
+    const started = performance.now();
+    const { version, rows } = await state.load();
+    if (version !== applied) {
+      latest = keyedOf(rows);
+      applied = version;
+      onChange();
     }
-    reloading = (async () => {
-      do {
-        again = false;
-        const started = performance.now();
-        const { version, rows } = await state.load();
-        if (version !== applied) {
-          latest = keyedOf(rows);
-          applied = version;
-          onChange();
-        }
-        await state.beat(node, applied);
-        heardAt = started;
-        failing = false;
-      } while (again);
-    })().finally(() => {
-      reloading = undefined;
-    });
-    return reloading;
-  };
+    await state.beat(node, applied);
+    heardAt = started;
+    failing = false;
+  });
   await reload();
   const subscription = await state.subscribe(() => reload().catch(failed));
   const timer = setInterval(async () => {
@@ -102,7 +89,7 @@ export async function sharedFeed(
     async close() {
       clearInterval(timer);
       await subscription.close();
-      await reloading?.catch(() => {});
+      await reload.settled();
       await state.leave(node).catch(() => {});
     },
   };

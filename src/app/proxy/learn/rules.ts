@@ -178,10 +178,24 @@ function unbound(read: string): string {
   return path.replace(BINDING, ":id") + query;
 }
 
+/**
+ * What a learner counted and decided since it was last asked (`takeChanges`): what a
+ * shared store of rules adds to its own, so nodes that learn apart count all of it once.
+ */
+export interface RuleChanges {
+  /** Evidence added per rule: tests, held, and the latest test's time. */
+  counts: { write: string; read: string; held: number; tested: number; lastSeen: number }[];
+  /** Operators' decisions, in order; `forget` removes the rule. */
+  decisions: { write: string; read: string; state: RuleState | "forget" }[];
+}
+
 export class Learner {
   readonly threshold: number;
   readonly minTests: number;
   #rules = new Map<string, Rule>();
+  /** Evidence and decisions not yet taken by `takeChanges`. */
+  #counted = new Map<string, RuleChanges["counts"][number]>();
+  #decided: RuleChanges["decisions"] = [];
   /** Write key -> ids of its rules, for planning. */
   #byWrite = new Map<string, Set<string>>();
 
@@ -223,9 +237,7 @@ export class Learner {
     const ids: string[] = [];
     for (const pattern of new Set([specific, byUrl, general])) {
       const rule = this.#ensure(w.key, pattern);
-      rule.tested++;
-      if (changed) rule.held++;
-      rule.lastSeen = now;
+      this.#count(rule, changed, now);
       ids.push(ruleId(rule));
     }
     return ids;
@@ -267,10 +279,7 @@ export class Learner {
    */
   audit(id: string, changed: boolean, now: number): void {
     const rule = this.#rules.get(id);
-    if (!rule) return;
-    rule.tested++;
-    if (changed) rule.held++;
-    rule.lastSeen = now;
+    if (rule) this.#count(rule, changed, now);
   }
 
   /**
@@ -307,6 +316,7 @@ export class Learner {
   decide(write: string, read: string, state: RuleState): Rule {
     const rule = this.#ensure(write, read);
     rule.state = state;
+    this.#decided.push({ write, read, state });
     return rule;
   }
 
@@ -314,9 +324,80 @@ export class Learner {
   remove(id: string): boolean {
     const rule = this.#rules.get(id);
     if (!rule) return false;
-    this.#rules.delete(id);
-    this.#byWrite.get(rule.write)?.delete(id);
+    this.#drop(rule);
+    this.#counted.delete(id);
+    this.#decided.push({ write: rule.write, read: rule.read, state: "forget" });
     return true;
+  }
+
+  /** Evidence and decisions since the last call, for a shared store to add to its own. */
+  takeChanges(): RuleChanges {
+    const changes = { counts: [...this.#counted.values()], decisions: this.#decided };
+    this.#counted = new Map();
+    this.#decided = [];
+    return changes;
+  }
+
+  /** Every rule as changes, to seed a shared store found empty: counts and decisions. */
+  everything(): RuleChanges {
+    const rules = [...this.#rules.values()];
+    return {
+      counts: rules
+        .filter((r) => r.tested > 0)
+        .map(({ write, read, held, tested, lastSeen }) => ({
+          write,
+          read,
+          held,
+          tested,
+          lastSeen,
+        })),
+      decisions: rules
+        .filter((r) => r.state !== "learned")
+        .map(({ write, read, state }) => ({ write, read, state })),
+    };
+  }
+
+  /** Gives back changes a shared store did not take (it could not be reached). */
+  putBack(changes: RuleChanges): void {
+    for (const c of changes.counts) {
+      const mine = this.#counted.get(ruleId(c));
+      if (!mine) this.#counted.set(ruleId(c), { ...c });
+      else {
+        mine.held += c.held;
+        mine.tested += c.tested;
+        mine.lastSeen = Math.max(mine.lastSeen, c.lastSeen);
+      }
+    }
+    this.#decided = [...changes.decisions, ...this.#decided];
+  }
+
+  /**
+   * Takes a shared store's rules as the truth (they include every change it took), with
+   * the changes it has not taken yet on top.
+   */
+  adopt(shared: readonly Rule[]): void {
+    for (const rule of [...this.#rules.values()]) this.#drop(rule);
+    for (const r of shared) {
+      if (checkRule(r.write, r.read) !== undefined) continue;
+      Object.assign(this.#ensure(r.write, r.read), {
+        held: r.held,
+        tested: Math.max(r.tested, r.held),
+        lastSeen: r.lastSeen,
+        state: r.state,
+      });
+    }
+    for (const c of this.#counted.values()) {
+      const rule = this.#ensure(c.write, c.read);
+      rule.held += c.held;
+      rule.tested += c.tested;
+      rule.lastSeen = Math.max(rule.lastSeen, c.lastSeen);
+    }
+    for (const d of this.#decided) {
+      if (d.state === "forget") {
+        const rule = this.#rules.get(ruleId(d));
+        if (rule) this.#drop(rule);
+      } else this.#ensure(d.write, d.read).state = d.state;
+    }
   }
 
   /** Rules as plain data, to persist or share. */
@@ -337,6 +418,30 @@ export class Learner {
       rule.lastSeen = Math.max(rule.lastSeen, r.lastSeen);
       if (r.state !== "learned") rule.state = r.state;
     }
+  }
+
+  #count(rule: Rule, changed: boolean, now: number): void {
+    rule.tested++;
+    if (changed) rule.held++;
+    rule.lastSeen = now;
+    const id = ruleId(rule);
+    const c = this.#counted.get(id) ?? {
+      write: rule.write,
+      read: rule.read,
+      held: 0,
+      tested: 0,
+      lastSeen: 0,
+    };
+    this.#counted.set(id, c);
+    c.tested++;
+    if (changed) c.held++;
+    c.lastSeen = now;
+  }
+
+  #drop(rule: Rule): void {
+    const id = ruleId(rule);
+    this.#rules.delete(id);
+    this.#byWrite.get(rule.write)?.delete(id);
   }
 
   #ensure(write: string, read: string): Rule {
