@@ -391,6 +391,8 @@ describe("parseHead", () => {
     "GET /a HTTP/1.1\r\nHost:\r\n\r\n",
     "GET HTTP/1.1\r\nHost: x\r\n\r\n",
     "\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+    // node:http answers 400 to a tab after Content-Length's number (found by the property).
+    "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length:0\t\r\n\r\n",
   ])("refuses %j", (s) => {
     expect(head(s)).toBeUndefined();
   });
