@@ -212,9 +212,9 @@ ${options.phases} phases of one sequence (seed ${options.seed}), after warming (
 the sequence once). Origin: edgecache's data API with its cache off, GET answers
 \`Cache-Control: public, max-age=${options.maxAge}\`. Proxy: \`edgecache proxy\`, memory tier,
 without \`--learn\` (ttl-only), with it (learned: acting rules invalidate) and with it and
-\`learn.action: "revalidate"\` (learned-revalidate: what acting rules remove, and what learning
-finds changed, is fetched again right after the write's answer), each on a fresh copy of the
-database.
+\`learn.action: "revalidate"\` (learned-revalidate: the write's own URL and what acting rules
+match are asked of the origin again before the write's answer, and kept; what learning finds
+changed is fetched again after it), each on a fresh copy of the database.
 
 ${table(records)}
 

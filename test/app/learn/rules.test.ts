@@ -279,4 +279,38 @@ describe("learned rules between route templates", () => {
     ]);
     expect(a.everything().counts.map((c) => c.tested)).toEqual([7, 1]);
   });
+
+  it("learns which pages of a list change: those whose cached copy holds the written id", () => {
+    // Pages of a sorted list: each holds some users; a PATCH changes the pages that show
+    // the user, whatever their offset, and no other.
+    const pages = new Map([
+      ["/api/users?offset=0&sort=name", ["1", "2"]],
+      ["/api/users?offset=2&sort=name", ["3", "4"]],
+      ["/api/users?offset=4&sort=name", ["5", "6"]],
+    ]);
+    const holds = (target: string, value: string) => pages.get(target)?.includes(value) ?? false;
+    const learner = new Learner({ threshold: 0.9, minTests: 3 });
+    for (const id of ["1", "3", "5", "2"]) {
+      const w = { method: "PATCH", target: `/api/users/${id}` };
+      for (const page of pages.keys()) learner.observe(w, page, holds(page, id), Number(id), holds);
+    }
+    const rule = learner.get("PATCH /api/users/:id -> /api/users?offset=*&sort=* containing $1")!;
+    expect(rule).toMatchObject({ held: 4, tested: 4 });
+    expect(learner.acts(rule)).toBe(true);
+    expect(learner.acts(learner.get("PATCH /api/users/:id -> /api/users?offset=*&sort=*")!)).toBe(
+      false,
+    );
+    const write = { method: "PATCH", target: "/api/users/4" };
+    expect(learner.plan(write, pages.keys(), holds).targets).toEqual([
+      "/api/users?offset=2&sort=name",
+    ]);
+    // Sampling tells pages that hold the value from those that do not.
+    expect(
+      learner.sample({ method: "PATCH", target: "/api/users/9" }, pages.keys(), 5, () => 0, holds),
+    ).toHaveLength(1);
+    expect(checkRule("PATCH /api/users/:id", "/api/users?sort=* containing $1")).toBeUndefined();
+    expect(checkRule("PATCH /api/users/:id", "/api/users?sort=* containing $2")).toMatch(
+      /names no value/,
+    );
+  });
 });

@@ -9,6 +9,7 @@ import { type Ctx, URL_TAG, VARY_RECORD } from "../types.ts";
 import {
   checkRule as checkRuleText,
   confidence,
+  type Holds,
   Learner,
   type Rule,
   ruleId,
@@ -209,9 +210,11 @@ export interface Audit {
 }
 
 /**
- * Before a successful write's response is sent: removes what acting rules say it changed.
- * Returns the targets removed, and the audits to run after the response (see `audit`):
- * copies are taken before the removal, so nothing stale is ever served for them.
+ * Before a successful write's response is sent: removes (or revalidates) what acting rules
+ * say it changed, and the write's own targets in `own` (revalidated, or removed when that
+ * fails). Returns the targets acting rules matched, and the audits to run after the
+ * response (see `audit`): copies are taken before the removal, so nothing stale is ever
+ * served for them.
  */
 export async function applyRules(
   env: LearnEnv,
@@ -219,9 +222,10 @@ export async function applyRules(
   ctx: Ctx,
   write: Write,
   candidates: readonly string[],
+  own: readonly string[] = [],
 ): Promise<{ targets: string[]; audits: Audit[] }> {
-  const plan = env.learner.plan(write, candidates);
-  if (plan.targets.length === 0) return { targets: [], audits: [] };
+  const plan = env.learner.plan(write, candidates, bodyHolds(cache, ctx));
+  if (plan.targets.length === 0 && own.length === 0) return { targets: [], audits: [] };
   const audits: Audit[] = [];
   for (const [rule, targets] of plan.byRule) {
     if (env.learner.get(rule)?.state !== "learned" || !(env.random() < env.audit)) continue;
@@ -229,7 +233,9 @@ export async function applyRules(
     const entry = await cache.getEntry(baseKey(target, ctx.host), { count: false });
     if (entry) audits.push({ rule, target, entry });
   }
-  const revalidated = await revalidate(env, cache, ctx, plan.targets);
+  const revalidated = await revalidate(env, cache, ctx, [...own, ...plan.targets]);
+  const ownStale = own.filter((t) => !revalidated.has(t));
+  if (ownStale.length > 0) await cache.invalidate({ tags: ownStale.map((t) => URL_TAG + t) });
   const stale = plan.targets.filter((t) => !revalidated.has(t));
   const removed = await cache.invalidate({ tags: stale.map((t) => URL_TAG + t) });
   env.stats.learnedInvalidations += removed;
@@ -271,7 +277,13 @@ export async function observeWrite(
   const sample =
     limit <= 0
       ? []
-      : env.learner.sample(write, candidates, limit, (n) => Math.floor(env.random() * n));
+      : env.learner.sample(
+          write,
+          candidates,
+          limit,
+          (n) => Math.floor(env.random() * n),
+          bodyHolds(deps.cache, ctx),
+        );
   env.tokens -= sample.length;
   const found: string[] = [];
   for (const target of sample) {
@@ -279,7 +291,7 @@ export async function observeWrite(
     if (!entry) continue;
     const changed = await changedAtOrigin(env, deps, ctx, target, entry);
     if (changed === undefined) continue; // The origin is down: no evidence either way.
-    env.learner.observe(write, target, changed, deps.now());
+    env.learner.observe(write, target, changed, deps.now(), bodyHolds(deps.cache, ctx));
     observed = true;
     if (changed) {
       env.stats.learningChanged++;
@@ -319,6 +331,45 @@ export async function writeOf(
   }
   const fields = writeFields(answer, before);
   return { write: { method: ctx.method, target: ctx.target, fields }, response };
+}
+
+/**
+ * Whether a cached read's stored body holds a value: as a JSON string (`"7-bch"`) or, for
+ * a number, as a JSON number. Only JSON bodies up to 64 KiB are looked in; their text is
+ * kept beside the entry while it lives, so each is decoded once.
+ */
+export function bodyHolds(cache: Cache, ctx: Ctx): Holds {
+  return (target, value) => {
+    const entry = cache.peek(baseKey(target, ctx.host), UNCOUNTED);
+    const text = entry && textOf(entry);
+    if (!text) return false;
+    if (text.includes(JSON.stringify(value))) return true;
+    if (!/^-?\d+(?:\.\d+)?$/.test(value)) return false;
+    for (let at = text.indexOf(value); at >= 0; at = text.indexOf(value, at + 1)) {
+      const before = text[at - 1];
+      const after = text[at + value.length];
+      if (
+        (before === ":" || before === "," || before === "[" || before === " ") &&
+        (after === "," || after === "}" || after === "]" || after === " ")
+      ) {
+        return true;
+      }
+    }
+    return false;
+  };
+}
+
+const TEXTS = new WeakMap<Entry, string>();
+
+function textOf(entry: Entry): string | undefined {
+  if (entry.headers["content-encoding"] || !isJson(entry.headers["content-type"])) return undefined;
+  if (entry.body.byteLength > MAX_ANSWER_BYTES) return undefined;
+  let text = TEXTS.get(entry);
+  if (text === undefined) {
+    text = new TextDecoder().decode(entry.body);
+    TEXTS.set(entry, text);
+  }
+  return text;
 }
 
 /** The written resource's cached copy (its own URL's entry), parsed when it is JSON. */

@@ -130,15 +130,50 @@ export function checkRule(write: unknown, read: unknown): string | undefined {
   if (!isTemplate(template)) {
     return `write: expected a route template (:id for values, ?name=* for query values), got ${JSON.stringify(template)}`;
   }
-  if (typeof read !== "string" || !isTemplate(unbound(read))) {
-    return `read: expected a route template such as "/api/users/$1/profile" or "/api/users?team=$team", got ${JSON.stringify(read)}`;
+  const [readTemplate, holding] =
+    typeof read === "string" ? splitContaining(read) : [undefined, undefined];
+  if (typeof readTemplate !== "string" || !isTemplate(unbound(readTemplate))) {
+    return `read: expected a route template such as "/api/users/$1/profile", "/api/users?team=$team" or "/api/users?sort=* containing $1", got ${JSON.stringify(read)}`;
   }
   const n = arity(template);
-  for (const bound of read.match(/\$\d+/g) ?? []) {
+  if (holding !== undefined && !(Number.isInteger(holding) && holding >= 1 && holding <= n)) {
+    return `read: "containing $k" names no value of the write (it has ${n})`;
+  }
+  for (const bound of readTemplate.match(/\$\d+/g) ?? []) {
     const k = Number(bound.slice(1));
     if (k < 1 || k > n) return `read: ${bound} names no value of the write (it has ${n})`;
   }
   return undefined;
+}
+
+/**
+ * Whether a cached read's copy holds a value (the written row's id in a list page, say):
+ * given by the proxy, which looks in the stored body.
+ */
+export type Holds = (target: string, value: string) => boolean;
+
+const CONTAINING = " containing $";
+
+/**
+ * `/api/users?team=* containing $1`: the pattern of reads of `template` whose cached copy
+ * holds the write's first URL value, when `target`'s does; undefined when it holds none.
+ */
+function containing(
+  template: string,
+  target: string,
+  values: readonly string[],
+  holds: Holds,
+): string | undefined {
+  const k = values.findIndex((v) => v !== "" && holds(target, v));
+  return k < 0 ? undefined : `${template}${CONTAINING}${k + 1}`;
+}
+
+/** A rule's read side and the value its reads must hold (`containing $k`), if any. */
+function splitContaining(read: string): [string, number | undefined] {
+  const at = read.indexOf(CONTAINING);
+  return at < 0
+    ? [read, undefined]
+    : [read.slice(0, at), Number(read.slice(at + CONTAINING.length))];
 }
 
 /** Fields bound at most, per write (the first found, in document order). */
@@ -229,13 +264,14 @@ export class Learner {
    * one with every value free, which is tested by every read of that template. Returns the
    * ids counted.
    */
-  observe(write: Write, read: string, changed: boolean, now: number): string[] {
+  observe(write: Write, read: string, changed: boolean, now: number, holds?: Holds): string[] {
     const w = writeKey(write);
     const specific = readPattern(read, w.values, write.fields);
     const byUrl = readPattern(read, w.values);
     const general = templateOf(read).template;
+    const held = holds && containing(general, read, w.values, holds);
     const ids: string[] = [];
-    for (const pattern of new Set([specific, byUrl, general])) {
+    for (const pattern of new Set([specific, byUrl, general, held ?? general])) {
       const rule = this.#ensure(w.key, pattern);
       this.#count(rule, changed, now);
       ids.push(ruleId(rule));
@@ -250,6 +286,7 @@ export class Learner {
   plan(
     write: Write,
     targets: Iterable<string>,
+    holds?: Holds,
   ): { targets: string[]; rules: string[]; byRule: Map<string, string[]> } {
     const w = writeKey(write);
     const acting = [...(this.#byWrite.get(w.key) ?? [])]
@@ -259,7 +296,13 @@ export class Learner {
     if (acting.length === 0) return { targets: [], rules: [], byRule };
     const out: string[] = [];
     for (const target of targets) {
-      const rule = acting.find((r) => matchesRead(r.read, target, w.values, write.fields));
+      const rule = acting.find((r) => {
+        const [read, k] = splitContaining(r.read);
+        if (!matchesRead(read, target, w.values, write.fields)) return false;
+        if (k === undefined) return true;
+        const value = w.values[k - 1];
+        return value !== undefined && holds?.(target, value) === true;
+      });
       if (rule) {
         out.push(target);
         const id = ruleId(rule);
@@ -285,19 +328,25 @@ export class Learner {
   /**
    * Which cached targets to revalidate after a write, at most `limit`: one per read
    * pattern, patterns whose rule is least tested first; none whose rule an operator
-   * decided (pinned, rejected, manual) or that acts already. `pick` chooses among the
-   * targets of one pattern (random in production, first in tests).
+   * decided (pinned, rejected, manual) or that acts already. A read that binds no value but
+   * whose cached copy holds one of the write's (`holds`) is of its template's `containing`
+   * pattern. `pick` chooses among the targets of one pattern (random in production, first
+   * in tests).
    */
   sample(
     write: Write,
     targets: Iterable<string>,
     limit: number,
     pick: (n: number) => number = () => 0,
+    holds?: Holds,
   ): string[] {
     const w = writeKey(write);
     const classes = new Map<string, string[]>();
     for (const target of targets) {
-      const pattern = readPattern(target, w.values, write.fields);
+      let pattern = readPattern(target, w.values, write.fields);
+      if (holds && !pattern.includes("$")) {
+        pattern = containing(pattern, target, w.values, holds) ?? pattern;
+      }
       const rule = this.#rules.get(ruleId({ write: w.key, read: pattern }));
       if (rule && (rule.state !== "learned" || this.acts(rule))) continue;
       const list = classes.get(pattern);
