@@ -192,11 +192,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     return entry;
   }
 
-  async function warm(
-    urls: string[],
-    base: string,
-    headers?: Record<string, string>,
-  ): Promise<WarmResult[]> {
+  async function warm(urls: string[], base: string): Promise<WarmResult[]> {
     const results: WarmResult[] = [];
     const queue = [...urls.entries()];
     // A few at a time, so a long list does not flood the origin.
@@ -204,7 +200,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       for (let next = queue.shift(); next; next = queue.shift()) {
         const [i, u] = next;
         const absolute = new URL(u, base);
-        const res = await app.request(absolute.href, headers && { headers });
+        const res = await app.request(absolute.href);
         await res.body?.cancel();
         results[i] = {
           url: absolute.href,

@@ -57,10 +57,7 @@ export async function passThrough(
     }
     const own = new Set(targets);
     const cached = env.learn ? cachedTargets(env.cache, env.learn.routes, ctx) : [];
-    // With the revalidate action, the write's own URL is asked again like what rules match.
-    const again = env.learn?.action === "revalidate" ? cached.filter((t) => own.has(t)) : [];
-    const gone = targets.filter((t) => !again.includes(t));
-    await env.cache.invalidate({ tags: gone.map((t) => URL_TAG + t) });
+    await env.cache.invalidate({ tags: targets.map((t) => URL_TAG + t) });
     if (env.learn) {
       // What learned rules say the write changed goes before the response too; then a
       // sample of what they do not cover is asked again, off the client's path.
@@ -74,7 +71,8 @@ export async function passThrough(
         ctx,
         write,
         candidates,
-        again,
+        // With the revalidate action, the write's own URL is fetched again like the rest.
+        cached.filter((t) => own.has(t)),
       );
       const applied = new Set(removed);
       const rest = candidates.filter((t) => !applied.has(t));

@@ -37,13 +37,13 @@ export interface LearnOptions {
   audit?: number;
   /**
    * What acting rules do to the entries they match, before the write's answer:
-   * `invalidate` (the default) removes them; `revalidate` asks the origin for them again
-   * (conditionally) and stores what it says, so the next read is a hit, and removes those it
-   * could not (past `revalidatePerWrite`, or the origin failing). Entries learning finds
-   * changed are fetched again too, after the answer. The write's answer waits for it.
+   * `invalidate` (the default) removes them; `revalidate` removes them and then fetches
+   * them again (the write's own URL first, at most `revalidatePerWrite`), so the next read
+   * is a hit. The write's answer waits for those requests. Entries learning finds changed
+   * are fetched again too, after the answer.
    */
   action?: "invalidate" | "revalidate";
-  /** Entries asked again per write when the action is `revalidate`, at most (16). */
+  /** Entries fetched again per write when the action is `revalidate`, at most (16). */
   revalidatePerWrite?: number;
   /** Hand-written rules: `{ write: "PATCH /api/users/:id", read: "/api/users/$1/profile" }`. */
   rules?: { write: string; read: string }[];
@@ -65,7 +65,7 @@ export interface LearnStats {
   audits: number;
   /** Audits that found the removed entry unchanged: the rule was wrong that time. */
   auditsFailed: number;
-  /** Entries asked of the origin again because of writes (the `revalidate` action). */
+  /** Entries fetched again because of writes (the `revalidate` action). */
   revalidations: number;
 }
 
@@ -80,11 +80,11 @@ export interface LearnEnv {
   action: "invalidate" | "revalidate";
   revalidatePerWrite: number;
   /**
-   * Requests targets through the proxy itself, as a client with only `headers` would (so a
+   * Requests targets through the proxy itself, as a client without headers would (so a
    * write's invalidation while one is on its way keeps it from being stored); set by the
    * proxy.
    */
-  refetch?: (targets: string[], base: string, headers?: Record<string, string>) => Promise<unknown>;
+  refetch?: (targets: string[], base: string) => Promise<unknown>;
   /** Random in [0, 1): which writes are audited (Math.random; fixed in tests). */
   random: () => number;
   onChange: ((rules: Rule[]) => void) | undefined;
@@ -143,32 +143,12 @@ function actionOf(action: unknown): "invalidate" | "revalidate" {
 }
 
 /**
- * With the `revalidate` action: requests targets through the proxy with `no-cache` (RFC
- * 9111 5.2.1.4: it asks the origin, conditionally, and stores the answer), at most
- * `revalidatePerWrite`; answers those it brought up to date (their entry was replaced).
+ * The `revalidate` action: fetches removed targets again through the proxy, at most
+ * `revalidatePerWrite`, so their next reads are hits. They are removed first: that moves
+ * the cache's write fence past them, so a load begun before the write (which may carry
+ * what the write changed) can no longer be stored over what is fetched now.
  */
-async function revalidate(
-  env: LearnEnv,
-  cache: Cache,
-  ctx: Ctx,
-  targets: readonly string[],
-): Promise<Set<string>> {
-  const done = new Set<string>();
-  if (env.action !== "revalidate" || !env.refetch || targets.length === 0) return done;
-  const some = targets.slice(0, env.revalidatePerWrite);
-  const key = (t: string) => baseKey(t, ctx.host);
-  const held = new Map(some.map((t) => [t, cache.peek(key(t), UNCOUNTED)]));
-  env.stats.revalidations += some.length;
-  await env.refetch(some, `${ctx.url.protocol}//${ctx.url.host}`, { "cache-control": "no-cache" });
-  for (const t of some) {
-    const now = cache.peek(key(t), UNCOUNTED);
-    if (now && now !== held.get(t)) done.add(t);
-  }
-  return done;
-}
-
-/** After learning found `targets` changed (and removed them): fetches them again. */
-async function refill(env: LearnEnv, ctx: Ctx, targets: readonly string[]) {
+async function refetch(env: LearnEnv, ctx: Ctx, targets: readonly string[]) {
   if (env.action !== "revalidate" || !env.refetch || targets.length === 0) return;
   const some = targets.slice(0, env.revalidatePerWrite);
   env.stats.revalidations += some.length;
@@ -210,11 +190,11 @@ export interface Audit {
 }
 
 /**
- * Before a successful write's response is sent: removes (or revalidates) what acting rules
- * say it changed, and the write's own targets in `own` (revalidated, or removed when that
- * fails). Returns the targets acting rules matched, and the audits to run after the
- * response (see `audit`): copies are taken before the removal, so nothing stale is ever
- * served for them.
+ * Before a successful write's response is sent: removes what acting rules say it changed;
+ * with the `revalidate` action, fetches that and `own` (the write's own cached targets,
+ * removed already) again. Returns the targets acting rules matched, and the audits to run
+ * after the response (see `audit`): copies are taken before the removal, so nothing stale
+ * is ever served for them.
  */
 export async function applyRules(
   env: LearnEnv,
@@ -233,12 +213,9 @@ export async function applyRules(
     const entry = await cache.getEntry(baseKey(target, ctx.host), { count: false });
     if (entry) audits.push({ rule, target, entry });
   }
-  const revalidated = await revalidate(env, cache, ctx, [...own, ...plan.targets]);
-  const ownStale = own.filter((t) => !revalidated.has(t));
-  if (ownStale.length > 0) await cache.invalidate({ tags: ownStale.map((t) => URL_TAG + t) });
-  const stale = plan.targets.filter((t) => !revalidated.has(t));
-  const removed = await cache.invalidate({ tags: stale.map((t) => URL_TAG + t) });
+  const removed = await cache.invalidate({ tags: plan.targets.map((t) => URL_TAG + t) });
   env.stats.learnedInvalidations += removed;
+  await refetch(env, ctx, [...own, ...plan.targets]);
   return { targets: plan.targets, audits };
 }
 
@@ -300,7 +277,7 @@ export async function observeWrite(
     }
   }
   if (observed) env.onChange?.(env.learner.toJSON());
-  await refill(env, ctx, found);
+  await refetch(env, ctx, found);
 }
 
 /** Largest write answer read for its fields (JSON of one resource is far smaller). */
