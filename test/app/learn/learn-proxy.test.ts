@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { bodyHolds } from "../../../src/app/proxy/learn/observe.ts";
+import type { Ctx } from "../../../src/app/proxy/types.ts";
 import { cacheStatusOf, proxied, raw } from "../proxy-harness.ts";
 import { usersAndTeams } from "./users-teams-origin.ts";
 
@@ -209,6 +211,27 @@ describe("learned invalidation (proxy mode)", () => {
     const after = await get("/api/users/5/profile");
     expect(JSON.parse(after.text)).toMatchObject({ name: "five" });
     expect(cacheStatusOf(after)).toMatch(/hit/);
+  });
+
+  it("looks for a written id in cached JSON: as a string, or as a number under an id's name", async () => {
+    const { proxy, get } = await proxied(
+      (req, res) => {
+        const bodies: Record<string, unknown> = {
+          "/a": [{ id: 7, team: 3 }],
+          "/b": [{ id: 8, team: 7 }],
+          "/c": { rows: [{ userId: 70, ownerId: 7 }] },
+          "/d": [{ id: "o-7" }],
+        };
+        res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=60" });
+        res.end(JSON.stringify(bodies[req.url!]));
+      },
+      { learn: true },
+    );
+    for (const path of ["/a", "/b", "/c", "/d"]) await get(path);
+    const holds = bodyHolds(proxy.node.cache, { host: proxy.hostname } as Ctx);
+    expect(["/a", "/b", "/c", "/d"].filter((t) => holds(t, "7"))).toEqual(["/a", "/c"]);
+    expect(["/a", "/b", "/c", "/d"].filter((t) => holds(t, "o-7"))).toEqual(["/d"]);
+    expect(holds("/nothing-cached", "7")).toBe(false);
   });
 
   it("audits acting rules: a rule learned from coincidences is checked after it acts, loses confidence and stops", async () => {

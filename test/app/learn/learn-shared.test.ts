@@ -39,13 +39,21 @@ async function deployment(url = redis.url) {
     redis: { url, prefix: `test:${randomId()}:`, leaseMs: 1000 },
     learn: { minTests: 2, perWrite: 30 },
   };
+  const prefix = (options.redis as { prefix: string }).prefix;
+  cleanup.push(async () => {
+    // The rules hash has no expiry (rules outlive nodes): a test's goes with it.
+    const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+    client.on("error", () => {});
+    await client.del(`${prefix}learn:rules`).catch(() => {});
+    client.disconnect();
+  });
   const node = async () => {
     const p = await startProxy(origin.url, options);
     cleanup.push(() => p.close());
     await p.node.cache.writable();
     return p;
   };
-  return { origin, node, prefix: (options.redis as { prefix: string }).prefix };
+  return { origin, node, prefix };
 }
 
 const learner = (p: ProxyHarness) => p.node.proxy.learn!.learner;

@@ -312,8 +312,9 @@ export async function writeOf(
 
 /**
  * Whether a cached read's stored body holds a value: as a JSON string (`"7-bch"`) or, for
- * a number, as a JSON number. Only JSON bodies up to 64 KiB are looked in; their text is
- * kept beside the entry while it lives, so each is decoded once.
+ * a number, as the value of a key named `id` or ending in `Id`, `_id` or `ID`
+ * (`"userId": 7`). Only JSON bodies up to 64 KiB are looked in; their text is kept beside
+ * the entry while it lives, so each is decoded once.
  */
 export function bodyHolds(cache: Cache, ctx: Ctx): Holds {
   return (target, value) => {
@@ -321,18 +322,10 @@ export function bodyHolds(cache: Cache, ctx: Ctx): Holds {
     const text = entry && textOf(entry);
     if (!text) return false;
     if (text.includes(JSON.stringify(value))) return true;
+    // A number alone says little (`"team":1` is no user 1): only under an id's name.
     if (!/^-?\d+(?:\.\d+)?$/.test(value)) return false;
-    for (let at = text.indexOf(value); at >= 0; at = text.indexOf(value, at + 1)) {
-      const before = text[at - 1];
-      const after = text[at + value.length];
-      if (
-        (before === ":" || before === "," || before === "[" || before === " ") &&
-        (after === "," || after === "}" || after === "]" || after === " ")
-      ) {
-        return true;
-      }
-    }
-    return false;
+    const quoted = value.replace(".", "\\.");
+    return new RegExp(`"(?:id|[A-Za-z0-9_]*(?:Id|_id|ID))"\\s*:\\s*${quoted}(?![\\d.])`).test(text);
   };
 }
 
@@ -441,6 +434,8 @@ export function rulesReport(env: LearnEnv) {
     minTests: env.learner.minTests,
     perWrite: env.perWrite,
     perSecond: env.perSecond,
+    action: env.action,
+    revalidatePerWrite: env.revalidatePerWrite,
     stats: { ...env.stats },
     rules: env.learner.rules().map((r) => describeRule(env, r)),
   };
