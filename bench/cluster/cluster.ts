@@ -49,7 +49,7 @@ export interface ClusterOptions {
   log?: (line: string) => void;
 }
 
-export type SetupName = "1-local" | "1-redis" | "n-redis";
+export type SetupName = "1-local" | "1-redis" | "n-redis" | "n-redis-lists";
 
 export interface ClusterRecord extends WorkloadRecord {
   setup: SetupName;
@@ -63,11 +63,13 @@ export interface ClusterRecord extends WorkloadRecord {
   tierHits: Record<string, number>;
   /**
    * Over all nodes, during the sequence: entries read from the shared tier and refused (a
-   * change since their load may concern them) or patched up to date instead, reads that bypassed the cache (lease
-   * lapsed), and times a node dropped its memory tier to start the log over.
+   * change since their load may concern them) or patched up to date instead, or refused
+   * and then served from the reload another node claimed (awaited), reads that bypassed
+   * the cache (lease lapsed), and times a node dropped its memory tier to start the log over.
    */
   refused: number;
   replayed: number;
+  awaited: number;
   bypasses: number;
   resets: number;
   /** CPU seconds during the sequence (see `SetupRun`), and the cores they kept busy. */
@@ -101,7 +103,7 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
   const log = options.log ?? (() => {});
   const { template, data } = prepareDatabase(options, log);
   const result: ClusterResult = { records: [], probes: [], stale: [] };
-  const setups: SetupName[] = ["1-local", "1-redis", "n-redis"];
+  const setups: SetupName[] = ["1-local", "1-redis", "n-redis", "n-redis-lists"];
 
   for (const [writeRatio, ops] of sequences(data, options)) {
     for (const name of setups) {
@@ -159,6 +161,7 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
 export function label(name: SetupName, nodes: number): string {
   if (name === "1-local") return "1 node, in-process log";
   if (name === "1-redis") return "1 node on Redis";
+  if (name === "n-redis-lists") return `${nodes} nodes on Redis, reloadLists`;
   return `${nodes} nodes on Redis`;
 }
 
@@ -177,8 +180,8 @@ async function withSetup<T>(
   const prefix = redis?.freshPrefix() ?? "";
   const setup: Setup = {
     strategy: options.strategy,
-    nodes: name === "n-redis" ? options.nodes : 1,
-    redis: redis && { server: redis, prefix },
+    nodes: name.startsWith("n-") ? options.nodes : 1,
+    redis: redis && { server: redis, prefix, reloadLists: name === "n-redis-lists" },
   };
   try {
     return await onFreshCopy(template, copy, (db) => run(db, setup));
@@ -216,6 +219,7 @@ function toClusterRecord(
     tierHits,
     refused: after.cache.refused - before.cache.refused,
     replayed: after.cache.replayed - before.cache.replayed,
+    awaited: after.cache.awaited - before.cache.awaited,
     bypasses: after.cache.bypasses - before.cache.bypasses,
     resets: after.cache.resets - before.cache.resets,
     cpu: {

@@ -42,6 +42,7 @@ const { values } = parseArgs({
     redis: { type: "string" },
     prefix: { type: "string" },
     capture: { type: "boolean" },
+    "reload-lists": { type: "boolean" },
     "max-age": { type: "string" },
   },
 });
@@ -97,7 +98,13 @@ const log = cluster
     ? withOutsideWrites(cluster.log, outside)
     : cluster.log
   : localChangeLog({ outside });
-const cache = new Cache({ tiers, log, ...options });
+const cache = new Cache({
+  tiers,
+  log,
+  ...options,
+  // As `redis.reloadLists` sets it for `edgecache serve`.
+  ...(values["reload-lists"] && options.rehydrate !== false && { rehydrate: { lists: true } }),
+});
 const api = await createDataApi({ source, cache });
 if (feed) {
   follower = followCapture(cache, feed);

@@ -60,6 +60,7 @@ export interface ServerStats {
     bypasses: number;
     refused: number;
     replayed: number;
+    awaited: number;
     resets: number;
     invalidations: number;
     rehydrations: number;
@@ -77,7 +78,7 @@ export interface ServerStats {
 export interface Setup {
   strategy: Strategy;
   nodes: number;
-  redis?: { server: BenchRedis; prefix: string };
+  redis?: { server: BenchRedis; prefix: string; reloadLists?: boolean };
   /** The nodes follow change capture (installed in the database by the driver). */
   capture?: boolean;
   /** Some writes go around the data API (see AroundWrites). */
@@ -214,7 +215,10 @@ export async function onFreshDatabase<T>(
  */
 export async function startNodes(db: string, setup: Setup): Promise<Server[]> {
   const redis = setup.redis
-    ? ["--redis", setup.redis.server.url, "--prefix", setup.redis.prefix]
+    ? [
+        ...["--redis", setup.redis.server.url, "--prefix", setup.redis.prefix],
+        ...(setup.redis.reloadLists ? ["--reload-lists"] : []),
+      ]
     : [];
   const servers = await Promise.all(
     Array.from({ length: setup.nodes }, (_, i) =>
@@ -351,6 +355,7 @@ export function sumStats(nodes: ServerStats[]): ServerStats {
       bypasses: sum((s) => s.cache.bypasses),
       refused: sum((s) => s.cache.refused),
       replayed: sum((s) => s.cache.replayed ?? 0),
+      awaited: sum((s) => s.cache.awaited ?? 0),
       resets: sum((s) => s.cache.resets),
       invalidations: sum((s) => s.cache.invalidations),
       rehydrations: sum((s) => s.cache.rehydrations),

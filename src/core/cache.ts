@@ -55,6 +55,14 @@ const SWEEP_EVERY = 4096;
 const RECENT_RESULTS = 1024;
 /** How long a write waits for the change log to be reachable before it is refused. */
 const WRITE_WAIT_MS = 5000;
+/**
+ * How long a node whose shared-tier copy is refused waits for the node that claimed its
+ * reload (another reader, or the rehydration after the write) before loading it itself:
+ * a load takes milliseconds, so most waits end with the new copy, and one that does not
+ * costs a miss, as without waiting.
+ */
+const RELOAD_WAIT_MS = 50;
+const RELOAD_POLL_MS = 4;
 /** Tiers past this many are not tracked for the index (a bit each in a 32-bit mask). */
 const MAX_TRACKED_TIERS = 30;
 /** Cached 404s and 410s kept at once, by default. */
@@ -84,8 +92,13 @@ export interface CacheOptions {
    * recently used goes from every tier, so made-up URLs cannot crowd out real entries.
    */
   notFound?: { maxEntries?: number };
-  /** Background refetch of invalidated hot entries; false turns it off. */
-  rehydrate?: { concurrency?: number; minHits?: number } | false;
+  /**
+   * Background refetch of invalidated hot entries; false turns it off. `lists`: with other
+   * nodes on the log and a shared tier, every invalidated list page any node held is
+   * reloaded there (by one node), hot or not, so that a node which never held it finds it
+   * new: hit rate for database queries (README, "Many nodes").
+   */
+  rehydrate?: { concurrency?: number; minHits?: number; lists?: boolean } | false;
   /**
    * Operations the write fence remembers (8192): an entry read from a shared tier whose
    * load began before the oldest is judged by its tables' last changes, which refuses more.
@@ -241,6 +254,7 @@ export class Cache {
     fenced: 0,
     refused: 0,
     replayed: 0,
+    awaited: 0,
     writes: 0,
     invalidations: 0,
     rehydrations: 0,
@@ -263,7 +277,7 @@ export class Cache {
   #results = new Map<number, Promise<WriteResult>>();
   #schedule: ((work: Promise<unknown>) => void) | undefined;
   #background = new Set<Promise<unknown>>();
-  #rehydrate: { concurrency: number; minHits: number } | undefined;
+  #rehydrate: { concurrency: number; minHits: number; lists: boolean } | undefined;
   #rehydrateQueue: (() => Promise<void>)[] = [];
   #rehydrating = 0;
   #report: ReturnType<typeof rateLimited>;
@@ -346,6 +360,7 @@ export class Cache {
       this.#rehydrate = {
         concurrency: options.rehydrate?.concurrency ?? 4,
         minHits: options.rehydrate?.minHits ?? 2,
+        lists: options.rehydrate?.lists === true,
       };
     }
     this.#log = options.log ?? localChangeLog();
@@ -982,7 +997,11 @@ export class Cache {
       const minHits = Math.max(1, Math.ceil(this.#rehydrate.minHits / nodes));
       for (const k of keys) {
         if (patches.has(k)) continue;
-        if ((this.index.get(k)?.hits ?? 0) >= minHits) hot.push(k);
+        const dep = this.index.get(k);
+        // A list page another node reads is one it could not patch up from the shared
+        // tier (the rows that slide in are on pages it may not hold): all are reloaded.
+        const list = this.#rehydrate.lists && refill && (dep?.lists.length ?? 0) > 0;
+        if (list || (dep?.hits ?? 0) >= minHits) hot.push(k);
       }
     }
     const removing = this.#remove(keys, { local: foreign });
@@ -1161,6 +1180,7 @@ export class Cache {
     entry: CacheEntry | undefined,
     now: number,
     started: number,
+    wait = true,
   ): Promise<CacheEntry | undefined> {
     const tier = this.tiers[i]!;
     const stats = this.#tierStats[i]!;
@@ -1179,9 +1199,14 @@ export class Cache {
         const replayed =
           changes === "unknown" ? undefined : await this.#replay(key, entry, changes);
         if (!replayed) {
+          const reloaded = wait ? await this.#awaitReload(i, key, now, started) : undefined;
+          if (reloaded) return reloaded;
           stats.misses++;
           this.#counters.refused++;
-          this.#run(tier.delete([key]).catch((err) => this.#fault(i, "delete", err)));
+          // Not when another node loads it: this delete could land after its new copy.
+          if (reloaded === undefined) {
+            this.#run(tier.delete([key]).catch((err) => this.#fault(i, "delete", err)));
+          }
           return undefined;
         }
         this.#counters.replayed++;
@@ -1209,6 +1234,44 @@ export class Cache {
     stats.hits++;
     this.#observer?.read(tier.name, (performance.now() - started) / 1000);
     return entry;
+  }
+
+  /**
+   * After shared tier `i`'s copy of `key` was refused: with other nodes on the log, one
+   * load for all (the cluster's request coalescing). This node claims the key's reload at
+   * its log position, the name the rehydration after a write claims it by too: winning,
+   * it loads it itself (undefined: a miss, whose load goes to the shared tier); losing, it
+   * waits up to RELOAD_WAIT_MS for the winner's copy there, and serves it if the log
+   * accepts it (false when none came: a miss, but the winner's copy is not deleted).
+   */
+  async #awaitReload(
+    i: number,
+    key: string,
+    now: number,
+    started: number,
+  ): Promise<CacheEntry | false | undefined> {
+    if (!this.#shared || !this.#log.claim || (this.#log.nodes?.() ?? 1) <= 1) return undefined;
+    if (await this.#log.claim(`${this.#fence.position.seq}:${key}`)) return undefined;
+    const tier = this.tiers[i]!;
+    const deadline = performance.now() + RELOAD_WAIT_MS;
+    while (performance.now() < deadline) {
+      await new Promise((done) => setTimeout(done, RELOAD_POLL_MS));
+      let entry: CacheEntry | undefined;
+      try {
+        entry = await tier.get(key);
+      } catch (err) {
+        this.#fault(i, "get", err);
+        return false;
+      }
+      if (!entry || entry.position === undefined) continue;
+      if (this.#fence.changesFor(entry.position, key, entry, true) !== "none") continue;
+      const accepted = await this.#accept(i, key, entry, now, started, false);
+      if (accepted) {
+        this.#counters.awaited++;
+        return accepted;
+      }
+    }
+    return false;
   }
 
   /**

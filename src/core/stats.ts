@@ -25,6 +25,11 @@ export interface CacheStats {
   refused: number;
   /** Entries read from a shared tier and brought up to date by patching them with the changes since their load. */
   replayed: number;
+  /**
+   * Shared-tier copies refused, then served from the reload another node made for all
+   * (it claimed the key's load; this node waited for its copy instead of loading too).
+   */
+  awaited: number;
   writes: number;
   /** Keys removed by invalidation (writes and manual). */
   invalidations: number;

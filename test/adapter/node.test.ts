@@ -296,6 +296,10 @@ describe("config", () => {
       { proxy: { origins: [{ origin: "http://a" }], disk: { maxBytes: -5 } } },
       /option "proxy.disk.maxBytes": expected an integer >= 1, got -5/,
     ],
+    [
+      { redis: { url: "redis://127.0.0.1:6379", reloadLists: "yes" } },
+      /option "redis.reloadLists": expected true or false, got "yes"/,
+    ],
   ])("refuses bad bounds in expected/got form (%j)", (config, pattern) => {
     badOption(() => validateConfig(config), pattern);
   });

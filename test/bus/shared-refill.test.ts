@@ -18,8 +18,8 @@ afterEach(async () => {
 });
 
 /** Nodes sharing one database and Redis, each open once trusted. */
-function cluster() {
-  const open = redisDemoNodes(shared.url, cleanup);
+function cluster(more: { reloadLists?: boolean } = {}) {
+  const open = redisDemoNodes(shared.url, cleanup, more);
   return async (): Promise<NodeEdgecache> => {
     const ec = await open();
     await until(() => ec.cache.trusted);
@@ -39,6 +39,22 @@ const rename = (ec: NodeEdgecache, path: string, firstName: string) =>
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ firstName }),
   });
+
+/** Inserts an order newer than all: it shifts every page of orders by -createdAt. */
+async function postNewestOrder(ec: NodeEdgecache): Promise<Response> {
+  const user = (await firstUser(ec)).split("/").pop()!;
+  return ec.app.request("/v1/orders", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      id: "o-newest",
+      userId: decodeURIComponent(user),
+      total: 1,
+      status: "pending",
+      createdAt: "2999-01-01T00:00:00Z",
+    }),
+  });
+}
 
 async function firstUser(ec: NodeEdgecache): Promise<string> {
   const list = (await (await ec.app.request("/v1/users?limit=1")).json()) as {
@@ -120,20 +136,8 @@ shared.describe("the shared tier after a write", () => {
     };
     await ids(b);
     expect((await ids(b)).cache).toMatch(/^edgecache; hit/); // hot on b; a never read it
-    const user = (await firstUser(a)).split("/").pop()!;
     const before = a.cache.stats().rehydrations + b.cache.stats().rehydrations;
-    const posted = await a.app.request("/v1/orders", {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        id: "o-newest",
-        userId: decodeURIComponent(user),
-        total: 1,
-        status: "pending",
-        createdAt: "2999-01-01T00:00:00Z",
-      }),
-    });
-    expect(posted.status).toBe(201);
+    expect((await postNewestOrder(a)).status).toBe(201);
     await Promise.all([a.cache.drain(), b.cache.drain()]);
     expect(a.cache.stats().rehydrations + b.cache.stats().rehydrations - before).toBe(1);
 
@@ -148,6 +152,60 @@ shared.describe("the shared tier after a write", () => {
     expect(got.ids).toEqual(data.slice(2).map((o) => o.id));
     expect(c.cache.stats().tiers.find((t) => t.name === "redis")?.hits).toBe(1);
   });
+
+  it("two nodes refusing the same old copy load it once: one claims it, the other waits for its copy", async () => {
+    const open = cluster();
+    const a = await open();
+    const c = await open();
+    const b = await open();
+    await until(() => a.cache.log.nodes?.() === 3 && c.cache.log.nodes?.() === 3);
+    const page = "/v1/orders?sort=-createdAt&limit=2&offset=2";
+    const ids = async (ec: NodeEdgecache) => {
+      const res = await ec.app.request(page);
+      const body = (await res.json()) as { data: { id: string }[] };
+      return { ids: body.data.map((o) => o.id), cache: res.headers.get("cache-status") ?? "" };
+    };
+    expect((await ids(b)).cache).toMatch(/fwd=miss; stored/); // into Redis
+    await b.close(); // nobody else holds it: nothing patches or reloads it after the write
+    await until(() => a.cache.log.nodes?.() === 2 && c.cache.log.nodes?.() === 2);
+    expect((await postNewestOrder(a)).status).toBe(201);
+    await Promise.all([a.cache.drain(), c.cache.drain()]);
+    await until(() => c.cache.position.seq === a.cache.position.seq);
+
+    // Both read the shifted page at once: Redis holds it from before the insert.
+    const loads = () => a.cache.stats().loads + c.cache.stats().loads;
+    const before = { loads: loads(), awaited: a.cache.stats().awaited + c.cache.stats().awaited };
+    const [fromA, fromC] = await Promise.all([ids(a), ids(c)]);
+    expect(fromA.ids).toEqual(fromC.ids);
+    expect(loads() - before.loads).toBe(1);
+    expect(a.cache.stats().awaited + c.cache.stats().awaited - before.awaited).toBe(1);
+    expect([fromA.cache, fromC.cache].filter((s) => /^edgecache; hit/.test(s))).toHaveLength(1);
+  });
+
+  it.each([
+    [false, 0],
+    [true, 1],
+  ])(
+    "with reloadLists %s, a list page a node read once and could not patch is reloaded %i times",
+    async (reloadLists, reloads) => {
+      const open = cluster({ reloadLists });
+      const a = await open();
+      const b = await open();
+      await until(() => a.cache.log.nodes?.() === 2 && b.cache.log.nodes?.() === 2);
+      // A second page, read once on b (not hot): an order newer than all shifts it, and b
+      // holds no first page to take the row that slides in from.
+      const page = "/v1/orders?sort=-createdAt&limit=2&offset=2";
+      expect((await b.app.request(page)).headers.get("cache-status")).toMatch(/fwd=miss/);
+      const before = a.cache.stats().rehydrations + b.cache.stats().rehydrations;
+      expect((await postNewestOrder(a)).status).toBe(201);
+      await Promise.all([a.cache.drain(), b.cache.drain()]);
+      expect(a.cache.stats().rehydrations + b.cache.stats().rehydrations - before).toBe(reloads);
+      // A node that never held it: the new page from Redis with the option, else a miss.
+      const c = await open();
+      const res = await c.app.request(page);
+      expect(res.headers.get("cache-status")).toMatch(reloadLists ? /^edgecache; hit/ : /fwd=miss/);
+    },
+  );
 
   it("is not reloaded by a node alone on the log", async () => {
     const open = cluster();

@@ -37,10 +37,11 @@ export const userUpdate = (id: number, from: string, to: string): WriteEvent => 
 export function redisDemoNodes(
   url: string,
   cleanup: (() => Promise<void> | void)[],
+  more: { reloadLists?: boolean } = {},
 ): () => Promise<NodeEdgecache> {
   const dir = mkdtempSync(join(tmpdir(), "edgecache-nodes-"));
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const redis = { url, prefix: `test:${randomId()}:`, leaseMs: 600 };
+  const redis = { url, prefix: `test:${randomId()}:`, leaseMs: 600, ...more };
   return async () => {
     const ec = await createNodeEdgecache({
       cwd: dir,

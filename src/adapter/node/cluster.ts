@@ -12,7 +12,23 @@ import { connectRedis, type RedisClient } from "../../stores/redis-connect.ts";
  */
 export type RedisSetting =
   | string
-  | { url: string; prefix?: string; leaseMs?: number; cluster?: boolean };
+  | {
+      url: string;
+      prefix?: string;
+      leaseMs?: number;
+      cluster?: boolean;
+      /**
+       * Reload every list page a write invalidated into Redis (by one node), not only hot
+       * ones: other nodes then find it new instead of refusing an old copy. Costs database
+       * queries (README, "Many nodes").
+       */
+      reloadLists?: boolean;
+    };
+
+/** Whether a `redis` setting asks for list pages to be reloaded (see `reloadLists`). */
+export function reloadsLists(setting: RedisSetting | undefined): boolean {
+  return typeof setting === "object" && setting.reloadLists === true;
+}
 
 /** What nodes share: the change log, and the tiers every node reads (after its own). */
 export interface Cluster {
@@ -35,8 +51,13 @@ export async function joinCluster(
   sourceStamp?: { start: string; current(): string },
   logger: Warner = console,
 ): Promise<Cluster> {
-  const { url, leaseMs, cluster, ...rest } =
-    typeof setting === "string" ? { url: setting } : setting;
+  const {
+    url,
+    leaseMs,
+    cluster,
+    reloadLists: _,
+    ...rest
+  } = typeof setting === "string" ? { url: setting } : setting;
   // Without a prefix of its own, each database (or set of origins) gets one: two apps on
   // one Redis must never read each other's entries or log.
   const prefix = rest.prefix ?? `edgecache:${shortHash(deployment)}:`;

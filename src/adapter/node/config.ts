@@ -162,12 +162,14 @@ function bounds(c: Record<string, unknown>, key: string, at: string, fields: str
 function checkRedis(raw: unknown, at: string): void {
   if (typeof raw === "string") return;
   if (typeof raw !== "object" || raw === null) {
-    badOption(C, at, "a redis:// URL or {url, prefix, leaseMs, cluster}", raw);
+    badOption(C, at, "a redis:// URL or {url, prefix, leaseMs, cluster, reloadLists}", raw);
   }
   const r = raw as Record<string, unknown>;
-  checkKeys(r, new Set(["url", "prefix", "leaseMs", "cluster"]), `${at}.`);
-  if (r.cluster !== undefined && typeof r.cluster !== "boolean") {
-    badOption(C, `${at}.cluster`, "true or false", r.cluster);
+  checkKeys(r, new Set(["url", "prefix", "leaseMs", "cluster", "reloadLists"]), `${at}.`);
+  for (const flag of ["cluster", "reloadLists"]) {
+    if (r[flag] !== undefined && typeof r[flag] !== "boolean") {
+      badOption(C, `${at}.${flag}`, "true or false", r[flag]);
+    }
   }
   if (typeof r.url !== "string") badOption(C, `${at}.url`, "a redis:// URL", r.url);
   str(r, "prefix", `${at}.prefix`);

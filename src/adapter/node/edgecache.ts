@@ -22,7 +22,7 @@ import type { Source } from "../../sources/source.ts";
 import { sqliteSource } from "../../sources/sqlite.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
-import { joinCluster, shortHash } from "./cluster.ts";
+import { joinCluster, reloadsLists, shortHash } from "./cluster.ts";
 import type { EdgecacheConfig } from "./config.ts";
 import { type FileLock, openLocked } from "./file-lock.ts";
 import { cacheLogger, type Logger, nodeLogger, serverLogging } from "./log.ts";
@@ -257,7 +257,12 @@ async function open(
     staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
     policy: options.policy,
     notFound: options.notFound,
-    rehydrate: options.rehydrate === false ? false : undefined,
+    rehydrate:
+      options.rehydrate === false
+        ? false
+        : reloadsLists(options.redis)
+          ? { lists: true }
+          : undefined,
   });
   metrics.watch(cache);
   const api = await createDataApi({ source, cache, routes: options.routes });

@@ -464,6 +464,7 @@ export function sumStats(all: CacheStats[]): CacheStats {
     fenced: sum((s) => s.fenced),
     refused: sum((s) => s.refused),
     replayed: sum((s) => s.replayed),
+    awaited: sum((s) => s.awaited),
     writes: sum((s) => s.writes),
     invalidations: sum((s) => s.invalidations),
     rehydrations: sum((s) => s.rehydrations),
