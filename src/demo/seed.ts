@@ -92,10 +92,13 @@ export function seedDemo(db: Database.Database, options: DemoOptions = {}): void
   const insertOrder = db.prepare(
     "INSERT INTO orders (id, userId, total, status, createdAt) VALUES (?, ?, ?, ?, ?)",
   );
+  // Checked again under the write lock (BEGIN IMMEDIATE): several nodes started at once on
+  // a new file all find it empty above, and only the first may fill it.
   db.transaction(() => {
+    if (isSeeded(db)) return;
     for (const user of rows.users) insertUser.run(...user);
     for (const order of rows.orders) insertOrder.run(...order);
-  })();
+  }).immediate();
 }
 
 export interface DemoOptions {

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -703,6 +704,33 @@ describe("seedDemo", () => {
     expect(a.prepare("SELECT count(*) AS n FROM users").get()).toEqual({ n: 1000 });
     a.close();
     b.close();
+  });
+
+  it("fills a new file once when several processes start on it at once", async () => {
+    const path = join(dir, "raced.sqlite");
+    // What three nodes started together do: each opens the file and seeds it if empty.
+    const code = `import Database from "better-sqlite3";
+import { seedDemo } from ${JSON.stringify(join(process.cwd(), "src/demo/seed.ts"))};
+const db = new Database(${JSON.stringify(path)});
+db.pragma("journal_mode = WAL");
+seedDemo(db, { users: 10000, orders: 20000 });`;
+    const exits = await Promise.all(
+      [1, 2, 3].map(
+        () =>
+          new Promise<number | null>((done) => {
+            const child = spawn(
+              process.execPath,
+              ["--import", "tsx", "--input-type=module", "-e", code],
+              { stdio: "ignore" },
+            );
+            child.on("close", done);
+          }),
+      ),
+    );
+    expect(exits).toEqual([0, 0, 0]);
+    const db = new Database(path);
+    expect(db.prepare("SELECT count(*) AS n FROM users").get()).toEqual({ n: 10000 });
+    db.close();
   });
 
   it("seeds 10,000 users and 50,000 orders", () => {
