@@ -246,9 +246,9 @@ ${
 });
 
 /**
- * The learning budget per second: the sequence runs hundreds of writes a second, which
- * real traffic spreads over minutes, so the default (20) would leave most writes unobserved.
- * The cap per write stays the default (8).
+ * The learning and revalidation budgets per second: the sequence runs hundreds of writes a
+ * second, which real traffic spreads over minutes, so the defaults (20 and 200) would leave
+ * most writes unobserved. The caps per write stay the defaults (8 and 16).
  */
 const LEARNING_PER_SECOND = 2000;
 
@@ -266,7 +266,9 @@ async function startProxy(
   const config = {
     proxy: {
       origins: [{ origin: originUrl }],
-      ...(learn && { learn: { perSecond: LEARNING_PER_SECOND, action } }),
+      ...(learn && {
+        learn: { perSecond: LEARNING_PER_SECOND, revalidatePerSecond: LEARNING_PER_SECOND, action },
+      }),
     },
   };
   writeFileSync(join(cwd, "edgecache.config.json"), JSON.stringify(config));

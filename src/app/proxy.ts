@@ -120,7 +120,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       fetch(url, { ...init, redirect: "manual", ...(init.body && { duplex: "half" }) }));
   const report = rateLimited(options.logger ?? console, now);
   const load: LoadEnv = { cache, originFetch, Policy: policyClass(now), now, maxSize, grace };
-  const learn = options.learn ? learnEnv(options.learn, routes) : undefined;
+  const learn = options.learn ? learnEnv(options.learn, routes, now) : undefined;
   if (learn) learn.refetch = warm;
   const env: ServeEnv & { learn?: LearnEnv } = {
     ...load,

@@ -138,6 +138,7 @@ describe("learned invalidation (proxy mode)", () => {
     const { proxy, warm, get, origin } = await setup({
       action: "revalidate",
       revalidatePerWrite: 2,
+      revalidatePerSecond: 3,
       perWrite: 0,
       rules,
     });
@@ -163,6 +164,27 @@ describe("learned invalidation (proxy mode)", () => {
     expect(cacheStatusOf(await get("/api/teams/1/members"))).not.toMatch(/hit/);
     expect(cacheStatusOf(await get("/api/teams/2/members"))).not.toMatch(/hit/);
     expect(learn.stats).toMatchObject({ revalidations: 2, learnedInvalidations: 3 });
+
+    // Within the same second, revalidatePerSecond (3) leaves one refetch: the own URL;
+    // the profile is only removed.
+    await raw(`${proxy.url}/api/users/5`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "cinq" }),
+    });
+    expect(learn.stats.revalidations).toBe(3);
+    expect(cacheStatusOf(await get("/api/users/5"))).toMatch(/hit/);
+    const profile = await get("/api/users/5/profile");
+    expect(cacheStatusOf(profile)).not.toMatch(/hit/);
+    expect(JSON.parse(profile.text)).toMatchObject({ name: "cinq" });
+    // The next second, the budget is back.
+    proxy.clock.advance(1000);
+    await raw(`${proxy.url}/api/users/5`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "cinque" }),
+    });
+    expect(learn.stats.revalidations).toBe(5);
   });
 
   it("revalidating never stores what a load begun before the write brought back", async () => {

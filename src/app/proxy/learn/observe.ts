@@ -45,6 +45,11 @@ export interface LearnOptions {
   action?: "invalidate" | "revalidate";
   /** Entries fetched again per write when the action is `revalidate`, at most (16). */
   revalidatePerWrite?: number;
+  /**
+   * Entries fetched again per second when the action is `revalidate`, at most (200): past
+   * it what acting rules match is only removed, as with `invalidate`.
+   */
+  revalidatePerSecond?: number;
   /** Hand-written rules: `{ write: "PATCH /api/users/:id", read: "/api/users/$1/profile" }`. */
   rules?: { write: string; read: string }[];
   /** Rules from an earlier run or another node, merged in at start. */
@@ -79,6 +84,8 @@ export interface LearnEnv {
   audit: number;
   action: "invalidate" | "revalidate";
   revalidatePerWrite: number;
+  /** Refetches per second (see `revalidatePerSecond`), and the budget left this second. */
+  refetches: Budget;
   /**
    * Requests targets through the proxy itself, as a client without headers would (so a
    * write's invalidation while one is on its way keeps it from being stored); set by the
@@ -88,12 +95,36 @@ export interface LearnEnv {
   /** Random in [0, 1): which writes are audited (Math.random; fixed in tests). */
   random: () => number;
   onChange: ((rules: Rule[]) => void) | undefined;
-  /** Learning requests still allowed this second, and which second. */
+  /** Learning requests per second (`perSecond`), and the budget left this second. */
+  learning: Budget;
+  /** The clock the budgets count seconds by (the proxy's). */
+  now: () => number;
+}
+
+/** Requests allowed per second, and what is left of them in the current second. */
+interface Budget {
+  perSecond: number;
   tokens: number;
   second: number;
 }
 
-export function learnEnv(options: LearnOptions, routes: readonly Route[]): LearnEnv {
+/** Takes up to `wanted` requests from `budget` at time `now` (ms); answers how many. */
+function take(budget: Budget, wanted: number, now: number): number {
+  const second = Math.floor(now / 1000);
+  if (second !== budget.second) {
+    budget.second = second;
+    budget.tokens = budget.perSecond;
+  }
+  const granted = Math.max(0, Math.min(wanted, budget.tokens));
+  budget.tokens -= granted;
+  return granted;
+}
+
+export function learnEnv(
+  options: LearnOptions,
+  routes: readonly Route[],
+  now: () => number = Date.now,
+): LearnEnv {
   const num = (name: keyof LearnOptions, v: unknown, d: number, min: number, max = Infinity) => {
     if (v === undefined) return d;
     if (typeof v !== "number" || !(v >= min && v <= max)) {
@@ -102,6 +133,7 @@ export function learnEnv(options: LearnOptions, routes: readonly Route[]): Learn
     return v;
   };
   const action = actionOf(options.action);
+  const perSecond = num("perSecond", options.perSecond, 20, 0);
   const learner = new Learner({
     threshold: num("threshold", options.threshold, 0.9, 0, 1),
     minTests: num("minTests", options.minTests, 3, 1),
@@ -124,14 +156,19 @@ export function learnEnv(options: LearnOptions, routes: readonly Route[]): Learn
       revalidations: 0,
     },
     perWrite: num("perWrite", options.perWrite, 8, 0),
-    perSecond: num("perSecond", options.perSecond, 20, 0),
+    perSecond,
     audit: num("audit", options.audit, 0.25, 0, 1),
     action,
     revalidatePerWrite: num("revalidatePerWrite", options.revalidatePerWrite, 16, 0),
+    refetches: {
+      perSecond: num("revalidatePerSecond", options.revalidatePerSecond, 200, 0),
+      tokens: 0,
+      second: -1,
+    },
     random: Math.random,
     onChange: options.onChange,
-    tokens: 0,
-    second: -1,
+    learning: { perSecond, tokens: 0, second: -1 },
+    now,
   };
 }
 
@@ -150,7 +187,9 @@ function actionOf(action: unknown): "invalidate" | "revalidate" {
  */
 async function refetch(env: LearnEnv, ctx: Ctx, targets: readonly string[]) {
   if (env.action !== "revalidate" || !env.refetch || targets.length === 0) return;
-  const some = targets.slice(0, env.revalidatePerWrite);
+  const allowed = take(env.refetches, Math.min(targets.length, env.revalidatePerWrite), env.now());
+  if (allowed === 0) return;
+  const some = targets.slice(0, allowed);
   env.stats.revalidations += some.length;
   await env.refetch(some, `${ctx.url.protocol}//${ctx.url.host}`);
 }
@@ -233,16 +272,10 @@ export async function observeWrite(
   candidates: readonly string[],
   audits: readonly Audit[] = [],
 ): Promise<void> {
-  const second = Math.floor(deps.now() / 1000);
-  if (second !== env.second) {
-    env.second = second;
-    env.tokens = env.perSecond;
-  }
-  let limit = Math.min(env.perWrite, env.tokens);
+  let limit = take(env.learning, env.perWrite, deps.now());
   if (limit <= 0) return;
   let observed = false;
   for (const a of audits.slice(0, limit)) {
-    env.tokens--;
     limit--;
     const changed = await changedAtOrigin(env, deps, ctx, a.target, a.entry);
     if (changed === undefined) continue;
@@ -261,7 +294,7 @@ export async function observeWrite(
           (n) => Math.floor(env.random() * n),
           bodyHolds(deps.cache, ctx),
         );
-  env.tokens -= sample.length;
+  env.learning.tokens += limit - sample.length; // what the sample leaves is not spent
   const found: string[] = [];
   for (const target of sample) {
     const entry = await deps.cache.getEntry(baseKey(target, ctx.host), { count: false });
@@ -436,6 +469,7 @@ export function rulesReport(env: LearnEnv) {
     perSecond: env.perSecond,
     action: env.action,
     revalidatePerWrite: env.revalidatePerWrite,
+    revalidatePerSecond: env.refetches.perSecond,
     stats: { ...env.stats },
     rules: env.learner.rules().map((r) => describeRule(env, r)),
   };
