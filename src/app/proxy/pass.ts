@@ -12,6 +12,7 @@ import {
 } from "./learn/observe.ts";
 import { type OriginFetch, originUrl } from "./load.ts";
 import { downReply } from "./replies.ts";
+import { baseKey } from "./routes.ts";
 import { type Ctx, URL_TAG } from "./types.ts";
 
 /** RFC 9110 9.2.1: everything else is unsafe and invalidates (RFC 9111 4.4). */
@@ -26,6 +27,8 @@ export async function passThrough(
     Policy: PolicyClass;
     now: () => number;
     learn?: LearnEnv;
+    /** Loads in flight, by cache key (learned rules must reach those too). */
+    inflight?: ReadonlyMap<string, unknown>;
   },
   ctx: Ctx,
   body: ReadableStream<Uint8Array> | null,
@@ -56,7 +59,9 @@ export async function passThrough(
       if (resolved) targets.push(resolved);
     }
     const own = new Set(targets);
-    const cached = env.learn ? cachedTargets(env.cache, env.learn.routes, ctx) : [];
+    const cached = env.learn
+      ? cachedTargets(env.cache, env.learn.routes, ctx, env.inflight?.keys())
+      : [];
     await env.cache.invalidate({ tags: targets.map((t) => URL_TAG + t) });
     if (env.learn) {
       // What learned rules say the write changed goes before the response too; then a
@@ -75,7 +80,10 @@ export async function passThrough(
         cached.filter((t) => own.has(t)),
       );
       const applied = new Set(removed);
-      const rest = candidates.filter((t) => !applied.has(t));
+      // Learning asks about what is stored, not what is on its way.
+      const rest = candidates.filter(
+        (t) => !applied.has(t) && env.cache.index.get(baseKey(t, ctx.host)) !== undefined,
+      );
       env.cache.background(observeWrite(env.learn, env, ctx, write, rest, audits));
     }
   }

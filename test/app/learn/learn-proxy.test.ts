@@ -187,53 +187,60 @@ describe("learned invalidation (proxy mode)", () => {
     expect(learn.stats.revalidations).toBe(5);
   });
 
-  it("revalidating never stores what a load begun before the write brought back", async () => {
-    const rules = [{ write: "PATCH /api/users/:id", read: "/api/users/$1/profile" }];
-    const { proxy, warm, get, origin, api } = await setup({
-      action: "revalidate",
-      perWrite: 0,
-      rules,
-    });
-    await warm();
-    // A read of the profile reaches the origin before the write and is answered after it,
-    // with what it read before.
-    let release!: () => void;
-    const gate = new Promise<void>((done) => {
-      release = done;
-    });
-    let hold = true;
-    origin.handle(async (req, res) => {
-      if (!hold || req.url !== "/api/users/5/profile") return api.handler(req, res);
-      hold = false;
-      let reply: [number, Record<string, string>, string?] = [500, {}];
-      const capture = {
-        writeHead: (status: number, headers: Record<string, string>) => {
-          reply = [status, headers];
-          return capture;
-        },
-        end: (body?: string) => {
-          reply[2] = body;
-        },
-      };
-      await api.handler(req, capture as never);
-      await gate;
-      res.writeHead(reply[0], reply[1]).end(reply[2]);
-    });
-    const early = get("/api/users/5/profile", { "cache-control": "no-cache" });
-    while (hold) await new Promise((r) => setTimeout(r, 5));
-    const r = await raw(`${proxy.url}/api/users/5`, {
-      method: "PATCH",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ name: "five" }),
-    });
-    expect(r.status).toBe(200);
-    release();
-    expect(JSON.parse((await early).text)).toMatchObject({ name: "user 5" });
-    await proxy.node.cache.drain();
-    const after = await get("/api/users/5/profile");
-    expect(JSON.parse(after.text)).toMatchObject({ name: "five" });
-    expect(cacheStatusOf(after)).toMatch(/hit/);
-  });
+  it.each([
+    ["revalidate", true],
+    ["revalidate", false],
+    ["invalidate", false],
+  ] as const)(
+    "with %s (profile cached before: %s), a load begun before the write never stores what it brought back",
+    async (action, cachedBefore) => {
+      const rules = [{ write: "PATCH /api/users/:id", read: "/api/users/$1/profile" }];
+      const { proxy, warm, get, origin, api } = await setup({ action, perWrite: 0, rules });
+      if (cachedBefore) await warm();
+      // A read of the profile reaches the origin before the write and is answered after it,
+      // with what it read before. Not cached before, it is only on its way when the write's
+      // rules run: they must reach it all the same.
+      let release!: () => void;
+      const gate = new Promise<void>((done) => {
+        release = done;
+      });
+      let hold = true;
+      origin.handle(async (req, res) => {
+        if (!hold || req.url !== "/api/users/5/profile") return api.handler(req, res);
+        hold = false;
+        let reply: [number, Record<string, string>, string?] = [500, {}];
+        const capture = {
+          writeHead: (status: number, headers: Record<string, string>) => {
+            reply = [status, headers];
+            return capture;
+          },
+          end: (body?: string) => {
+            reply[2] = body;
+          },
+        };
+        await api.handler(req, capture as never);
+        await gate;
+        res.writeHead(reply[0], reply[1]).end(reply[2]);
+      });
+      const early = get(
+        "/api/users/5/profile",
+        cachedBefore ? { "cache-control": "no-cache" } : {},
+      );
+      while (hold) await new Promise((r) => setTimeout(r, 5));
+      const r = await raw(`${proxy.url}/api/users/5`, {
+        method: "PATCH",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name: "five" }),
+      });
+      expect(r.status).toBe(200);
+      release();
+      expect(JSON.parse((await early).text)).toMatchObject({ name: "user 5" });
+      await proxy.node.cache.drain();
+      const after = await get("/api/users/5/profile");
+      expect(JSON.parse(after.text)).toMatchObject({ name: "five" });
+      if (action === "revalidate") expect(cacheStatusOf(after)).toMatch(/hit/);
+    },
+  );
 
   it("looks for a written id in cached JSON: as a string, or as a number under an id's name", async () => {
     const { proxy, get } = await proxied(

@@ -202,23 +202,32 @@ function checkHandWritten(r: unknown): string | undefined {
 
 /**
  * The cached responses a write's rules may apply to: targets of unvaried entries of the
- * same host and route. Vary'd entries (those stored per Authorization, Cookie or any other
- * request header) are left out: a learning request could only ask for them without the
- * client's headers, which would compare another response.
+ * same host and route, and of those being loaded (`loading`, the proxy's loads in flight:
+ * one that began before the write may bring back what it changed, and only an invalidation
+ * of its URL keeps it from being stored). Vary'd entries (those stored per Authorization,
+ * Cookie or any other request header) are left out: a learning request could only ask for
+ * them without the client's headers, which would compare another response.
  */
-export function cachedTargets(cache: Cache, routes: readonly Route[], ctx: Ctx): string[] {
-  const out: string[] = [];
+export function cachedTargets(
+  cache: Cache,
+  routes: readonly Route[],
+  ctx: Ctx,
+  loading: Iterable<string> = [],
+): string[] {
+  const out = new Set<string>();
   const suffix = ` ${ctx.host}`;
-  for (const key of cache.index.keys("")) {
-    if (!key.endsWith(suffix)) continue;
+  const consider = (key: string) => {
+    if (!key.endsWith(suffix)) return;
     const target = key.slice(0, -suffix.length);
-    if (target.includes(" ") || !target.startsWith("/")) continue;
-    if (cache.index.get(key)?.tags.includes(VARY_RECORD)) continue;
+    if (target.includes(" ") || !target.startsWith("/")) return;
+    if (cache.index.get(key)?.tags.includes(VARY_RECORD)) return;
     const path = target.split("?")[0] as string;
-    if (matchRoute(routes, ctx.url.host, path) !== ctx.route) continue;
-    out.push(target);
-  }
-  return out;
+    if (matchRoute(routes, ctx.url.host, path) !== ctx.route) return;
+    out.add(target);
+  };
+  for (const key of cache.index.keys("")) consider(key);
+  for (const key of loading) consider(key);
+  return [...out];
 }
 
 /** A target an acting learned rule removed, with the copy removed, to check again. */
