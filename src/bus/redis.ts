@@ -750,7 +750,6 @@ interface Outgoing {
   sent(reply: AppendReply): void;
 }
 
-/** A connection of its own, alike but for the command timeout (one server or a cluster). */
 /** A record as the stream holds it; `payload` is its ops' JSON, as appended. */
 type Delivered = ChangeRecord & { payload: string };
 

@@ -160,6 +160,12 @@ export function statsFamilies(stats: CacheStats): StatsFamily[] {
       "Shared-tier entries patched up to date with the changes since their load.",
       stats.replayed,
     ),
+    one(
+      "awaited_total",
+      "counter",
+      "Shared-tier entries refused, then served from the reload another node claimed.",
+      stats.awaited,
+    ),
     one("log_resets_total", "counter", "Times the node missed log records.", stats.resets),
     one("log_position", "gauge", "The last change-log record this node applied.", stats.log.seq),
     one(

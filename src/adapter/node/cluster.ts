@@ -55,12 +55,11 @@ export async function joinCluster(
     url,
     leaseMs,
     cluster,
-    reloadLists: _,
-    ...rest
-  } = typeof setting === "string" ? { url: setting } : setting;
+    prefix: own,
+  } = typeof setting === "string" ? { url: setting, prefix: undefined } : setting;
   // Without a prefix of its own, each database (or set of origins) gets one: two apps on
   // one Redis must never read each other's entries or log.
-  const prefix = rest.prefix ?? `edgecache:${shortHash(deployment)}:`;
+  const prefix = own ?? `edgecache:${shortHash(deployment)}:`;
   if (typeof url !== "string") badOption("config", "redis.url", "a redis:// URL", url);
   const { client } = await connectRedis("redis", { url, cluster });
   try {

@@ -1,4 +1,10 @@
-import type { Learner, Rule, RuleChanges, RuleState } from "../../app/proxy/learn/rules.ts";
+import {
+  type Learner,
+  type Rule,
+  type RuleChanges,
+  type RuleState,
+  ruleId,
+} from "../../app/proxy/learn/rules.ts";
 import { randomId } from "../../core/change-log.ts";
 import { rateLimited, type Warner } from "../../core/report.ts";
 import { rerunning } from "../../core/rerun.ts";
@@ -53,8 +59,6 @@ export async function shareRules(options: {
   prefix: string;
   learner: Learner;
   logger?: Warner;
-  /** Told after each sync that took the shared rules (to persist them, say). */
-  onSynced?: (rules: Rule[]) => void;
 }): Promise<SharedRules> {
   const { client, prefix, learner } = options;
   const key = `${prefix}learn:rules`;
@@ -76,7 +80,6 @@ export async function shareRules(options: {
         reply = (await client.eval(SYNC, 1, key, channel, payload(changes), node, "0")) as string[];
       }
       learner.adopt(rulesOf(reply));
-      options.onSynced?.(learner.toJSON());
     } catch (err) {
       learner.putBack(changes);
       report(
@@ -108,10 +111,9 @@ export async function shareRules(options: {
 
 /** The changes as the script reads them: `[id, held, tested, lastSeen]`, `[id, state]`. */
 function payload(changes: RuleChanges): string {
-  const id = (r: { write: string; read: string }) => `${r.write} -> ${r.read}`;
   return JSON.stringify({
-    counts: changes.counts.map((c) => [id(c), c.held, c.tested, c.lastSeen]),
-    decisions: changes.decisions.map((d) => [id(d), d.state]),
+    counts: changes.counts.map((c) => [ruleId(c), c.held, c.tested, c.lastSeen]),
+    decisions: changes.decisions.map((d) => [ruleId(d), d.state]),
   });
 }
 

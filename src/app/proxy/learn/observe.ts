@@ -283,6 +283,7 @@ export async function observeWrite(
 ): Promise<void> {
   let limit = take(env.learning, env.perWrite, deps.now());
   if (limit <= 0) return;
+  const holds = bodyHolds(deps.cache, ctx);
   let observed = false;
   for (const a of audits.slice(0, limit)) {
     limit--;
@@ -296,21 +297,19 @@ export async function observeWrite(
   const sample =
     limit <= 0
       ? []
-      : env.learner.sample(
-          write,
-          candidates,
-          limit,
-          (n) => Math.floor(env.random() * n),
-          bodyHolds(deps.cache, ctx),
-        );
-  env.learning.tokens += limit - sample.length; // what the sample leaves is not spent
+      : env.learner.sample(write, candidates, limit, (n) => Math.floor(env.random() * n), holds);
+  // What the sample leaves is not spent (within this second's budget).
+  env.learning.tokens = Math.min(
+    env.learning.perSecond,
+    env.learning.tokens + limit - sample.length,
+  );
   const found: string[] = [];
   for (const target of sample) {
     const entry = await deps.cache.getEntry(baseKey(target, ctx.host), { count: false });
     if (!entry) continue;
     const changed = await changedAtOrigin(env, deps, ctx, target, entry);
     if (changed === undefined) continue; // The origin is down: no evidence either way.
-    env.learner.observe(write, target, changed, deps.now(), bodyHolds(deps.cache, ctx));
+    env.learner.observe(write, target, changed, deps.now(), holds);
     observed = true;
     if (changed) {
       env.stats.learningChanged++;
@@ -345,7 +344,7 @@ export async function writeOf(
   ) {
     const read = await readUpTo(response.body, MAX_ANSWER_BYTES);
     const body = "bytes" in read ? read.bytes : read.stream;
-    if ("bytes" in read) answer = parseJson(read.bytes);
+    if ("bytes" in read) answer = parseJson(new TextDecoder().decode(read.bytes));
     response = new Response(body, { status: response.status, headers: response.headers });
   }
   const fields = writeFields(answer, before);
@@ -359,15 +358,25 @@ export async function writeOf(
  * the entry while it lives, so each is decoded once.
  */
 export function bodyHolds(cache: Cache, ctx: Ctx): Holds {
+  // A write asks about its few values for many entries: each value's forms are made once.
+  const forms = new Map<string, { quoted: string; underId: RegExp | undefined }>();
   return (target, value) => {
     const entry = cache.peek(baseKey(target, ctx.host), UNCOUNTED);
     const text = entry && textOf(entry);
     if (!text) return false;
-    if (text.includes(JSON.stringify(value))) return true;
-    // A number alone says little (`"team":1` is no user 1): only under an id's name.
-    if (!/^-?\d+(?:\.\d+)?$/.test(value)) return false;
-    const quoted = value.replace(".", "\\.");
-    return new RegExp(`"(?:id|[A-Za-z0-9_]*(?:Id|_id|ID))"\\s*:\\s*${quoted}(?![\\d.])`).test(text);
+    let form = forms.get(value);
+    if (!form) {
+      // A number alone says little (`"team":1` is no user 1): only under an id's name.
+      const number = /^-?\d+(?:\.\d+)?$/.test(value);
+      const underId = number
+        ? new RegExp(
+            `"(?:id|[A-Za-z0-9_]*(?:Id|_id|ID))"\\s*:\\s*${value.replace(".", "\\.")}(?![\\d.])`,
+          )
+        : undefined;
+      form = { quoted: JSON.stringify(value), underId };
+      forms.set(value, form);
+    }
+    return text.includes(form.quoted) || (form.underId?.test(text) ?? false);
   };
 }
 
@@ -387,19 +396,17 @@ function textOf(entry: Entry): string | undefined {
 /** The written resource's cached copy (its own URL's entry), parsed when it is JSON. */
 export async function cachedJson(cache: Cache, ctx: Ctx): Promise<unknown> {
   const entry = await cache.getEntry(baseKey(ctx.target, ctx.host), { count: false });
-  if (!entry || entry.headers["content-encoding"] || !isJson(entry.headers["content-type"])) {
-    return undefined;
-  }
-  return entry.body.byteLength <= MAX_ANSWER_BYTES ? parseJson(entry.body) : undefined;
+  const text = entry && textOf(entry);
+  return text === undefined ? undefined : parseJson(text);
 }
 
 function isJson(type: string | null | undefined): boolean {
   return type != null && /[/+]json\b/i.test(type);
 }
 
-function parseJson(bytes: Uint8Array): unknown {
+function parseJson(text: string): unknown {
   try {
-    return JSON.parse(new TextDecoder().decode(bytes));
+    return JSON.parse(text);
   } catch {
     return undefined;
   }
@@ -417,34 +424,32 @@ async function changedAtOrigin(
   target: string,
   entry: Entry,
 ): Promise<boolean | undefined> {
-  {
-    const headers = new Headers({
-      via: "1.1 edgecache",
-      "x-forwarded-host": ctx.host,
-      "x-forwarded-proto": ctx.url.protocol.slice(0, -1),
-      "edgecache-learning": "1",
+  const headers = new Headers({
+    via: "1.1 edgecache",
+    "x-forwarded-host": ctx.host,
+    "x-forwarded-proto": ctx.url.protocol.slice(0, -1),
+    "edgecache-learning": "1",
+  });
+  // The stored body is as the origin encoded it: ask for the same encoding, to compare.
+  const encoding = entry.headers["content-encoding"];
+  if (encoding) headers.set("accept-encoding", encoding);
+  const h = held(deps.Policy, entry);
+  if (h) setConditional(headers, h, target);
+  env.stats.learningRequests++;
+  try {
+    const res = await deps.originFetch(ctx.route.originUrl.origin + target, {
+      method: "GET",
+      headers,
+      body: null,
     });
-    // The stored body is as the origin encoded it: ask for the same encoding, to compare.
-    const encoding = entry.headers["content-encoding"];
-    if (encoding) headers.set("accept-encoding", encoding);
-    const h = held(deps.Policy, entry);
-    if (h) setConditional(headers, h, target);
-    env.stats.learningRequests++;
-    try {
-      const res = await deps.originFetch(ctx.route.originUrl.origin + target, {
-        method: "GET",
-        headers,
-        body: null,
-      });
-      if (res.status === 304) {
-        await res.body?.cancel();
-        return false;
-      }
-      const body = new Uint8Array(await res.arrayBuffer());
-      return res.status !== entry.status || !sameBytes(body, entry.body);
-    } catch {
-      return undefined;
+    if (res.status === 304) {
+      await res.body?.cancel();
+      return false;
     }
+    const body = new Uint8Array(await res.arrayBuffer());
+    return res.status !== entry.status || !sameBytes(body, entry.body);
+  } catch {
+    return undefined;
   }
 }
 

@@ -87,9 +87,32 @@ export function readPattern(
     if (value === "") return placeholder;
     const at = writeValues.indexOf(value);
     if (at >= 0) return `$${at + 1}`;
-    for (const [name, v] of fields) if (v === value) return `$${name}`;
-    return placeholder;
+    const name = byValue(fields).get(value);
+    return name === undefined ? placeholder : `$${name}`;
   });
+}
+
+/** A write's fields by value (the first name for each), made once per write's fields. */
+const BY_VALUE = new WeakMap<ReadonlyMap<string, string>, Map<string, string>>();
+
+function byValue(fields: ReadonlyMap<string, string>): Map<string, string> {
+  let names = BY_VALUE.get(fields);
+  if (!names) {
+    names = new Map();
+    for (const [name, value] of fields) if (!names.has(value)) names.set(value, name);
+    BY_VALUE.set(fields, names);
+  }
+  return names;
+}
+
+/** Evidence a rule or a change carries: tests, those that held, the latest test's time. */
+type Evidence = Pick<Rule, "held" | "tested" | "lastSeen">;
+
+/** Adds `more` evidence to `into`. */
+function addEvidence(into: Evidence, more: Evidence): void {
+  into.held += more.held;
+  into.tested += more.tested;
+  into.lastSeen = Math.max(into.lastSeen, more.lastSeen);
 }
 
 /**
@@ -410,12 +433,8 @@ export class Learner {
   putBack(changes: RuleChanges): void {
     for (const c of changes.counts) {
       const mine = this.#counted.get(ruleId(c));
-      if (!mine) this.#counted.set(ruleId(c), { ...c });
-      else {
-        mine.held += c.held;
-        mine.tested += c.tested;
-        mine.lastSeen = Math.max(mine.lastSeen, c.lastSeen);
-      }
+      if (mine) addEvidence(mine, c);
+      else this.#counted.set(ruleId(c), { ...c });
     }
     this.#decided = [...changes.decisions, ...this.#decided];
   }
@@ -435,12 +454,7 @@ export class Learner {
         state: r.state,
       });
     }
-    for (const c of this.#counted.values()) {
-      const rule = this.#ensure(c.write, c.read);
-      rule.held += c.held;
-      rule.tested += c.tested;
-      rule.lastSeen = Math.max(rule.lastSeen, c.lastSeen);
-    }
+    for (const c of this.#counted.values()) addEvidence(this.#ensure(c.write, c.read), c);
     for (const d of this.#decided) {
       if (d.state === "forget") {
         const rule = this.#rules.get(ruleId(d));
@@ -470,21 +484,12 @@ export class Learner {
   }
 
   #count(rule: Rule, changed: boolean, now: number): void {
-    rule.tested++;
-    if (changed) rule.held++;
-    rule.lastSeen = now;
+    const test = { held: changed ? 1 : 0, tested: 1, lastSeen: now };
+    addEvidence(rule, test);
     const id = ruleId(rule);
-    const c = this.#counted.get(id) ?? {
-      write: rule.write,
-      read: rule.read,
-      held: 0,
-      tested: 0,
-      lastSeen: 0,
-    };
-    this.#counted.set(id, c);
-    c.tested++;
-    if (changed) c.held++;
-    c.lastSeen = now;
+    const c = this.#counted.get(id);
+    if (c) addEvidence(c, test);
+    else this.#counted.set(id, { write: rule.write, read: rule.read, ...test });
   }
 
   #drop(rule: Rule): void {
