@@ -37,6 +37,7 @@ export async function passThrough(
   const unsafe = !SAFE_METHODS.has(ctx.method);
   // Learning binds rules to the written resource as it was: its copy, read before the write.
   const before = env.learn && unsafe ? await cachedJson(env.cache, ctx) : undefined;
+  const sentAt = env.now();
   let response: Response;
   try {
     response = await env.originFetch(originUrl(ctx), {
@@ -84,7 +85,7 @@ export async function passThrough(
       const rest = candidates.filter(
         (t) => !applied.has(t) && env.cache.index.get(baseKey(t, ctx.host)) !== undefined,
       );
-      env.cache.background(observeWrite(env.learn, env, ctx, write, rest, audits));
+      env.cache.background(observeWrite(env.learn, env, ctx, write, rest, audits, sentAt));
     }
   }
   const headers = clientHeaders(response.headers);

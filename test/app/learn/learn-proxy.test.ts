@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { bodyHolds } from "../../../src/app/proxy/learn/observe.ts";
-import type { Ctx } from "../../../src/app/proxy/types.ts";
-import { cacheStatusOf, proxied, raw } from "../proxy-harness.ts";
+import { cachedCopies } from "../../../src/app/proxy/learn/observe.ts";
+import { type Ctx, URL_TAG } from "../../../src/app/proxy/types.ts";
+import { cacheStatusOf, type OriginHandler, proxied, raw } from "../proxy-harness.ts";
 import { usersAndTeams } from "./users-teams-origin.ts";
 
 const READS = [
@@ -33,6 +33,26 @@ async function setup(learn: object | false) {
     for (const path of READS) expect((await h.get(path)).status).toBe(200);
   };
   return { ...h, api, patch, warm };
+}
+
+/** What the origin's handler answers a request, kept to be sent later. */
+async function answered(handler: OriginHandler, req: Parameters<OriginHandler>[0]) {
+  const reply = {
+    status: 500,
+    headers: {} as Record<string, string>,
+    body: undefined as string | undefined,
+  };
+  const capture = {
+    writeHead: (status: number, headers: Record<string, string>) => {
+      Object.assign(reply, { status, headers });
+      return capture;
+    },
+    end: (body?: string) => {
+      reply.body = body;
+    },
+  };
+  await handler(req, capture as never);
+  return reply;
 }
 
 describe("learned invalidation (proxy mode)", () => {
@@ -208,19 +228,9 @@ describe("learned invalidation (proxy mode)", () => {
       origin.handle(async (req, res) => {
         if (!hold || req.url !== "/api/users/5/profile") return api.handler(req, res);
         hold = false;
-        let reply: [number, Record<string, string>, string?] = [500, {}];
-        const capture = {
-          writeHead: (status: number, headers: Record<string, string>) => {
-            reply = [status, headers];
-            return capture;
-          },
-          end: (body?: string) => {
-            reply[2] = body;
-          },
-        };
-        await api.handler(req, capture as never);
+        const reply = await answered(api.handler, req);
         await gate;
-        res.writeHead(reply[0], reply[1]).end(reply[2]);
+        res.writeHead(reply.status, reply.headers).end(reply.body);
       });
       const early = get(
         "/api/users/5/profile",
@@ -242,7 +252,36 @@ describe("learned invalidation (proxy mode)", () => {
     },
   );
 
-  it("looks for a written id in cached JSON: as a string, or as a number under an id's name", async () => {
+  it("takes as evidence only copies stored before the write was sent: one loaded since may show it already", async () => {
+    const { proxy, warm, get, origin, api } = await setup({ perWrite: 30 });
+    await warm();
+    const learn = proxy.node.proxy.learn!;
+    // The write is done at the origin; before its answer is back, user 5's profile is
+    // reloaded (its copy was purged) and stored as the write left it.
+    origin.handle(async (req, res) => {
+      if (req.method !== "PATCH") return api.handler(req, res);
+      const reply = await answered(api.handler, req);
+      proxy.clock.advance(1000);
+      await proxy.node.cache.invalidate({ tags: [`${URL_TAG}/api/users/5/profile`] });
+      expect(JSON.parse((await get("/api/users/5/profile")).text)).toMatchObject({ name: "five" });
+      res.writeHead(reply.status, reply.headers).end(reply.body);
+    });
+    const r = await raw(`${proxy.url}/api/users/5`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "five" }),
+    });
+    expect(r.status).toBe(200);
+    await proxy.node.cache.drain();
+    // Other profiles were asked again; user 5's copy, unchanged since it was stored after
+    // the write, is no evidence that the write left it alone.
+    expect(
+      learn.learner.get("PATCH /api/users/:id -> /api/users/:id/profile")?.tested,
+    ).toBeGreaterThan(0);
+    expect(learn.learner.get("PATCH /api/users/:id -> /api/users/$1/profile")).toBeUndefined();
+  });
+
+  it("looks in cached JSON for a written id (as a string, or a number under an id's name) and for a list's rows", async () => {
     const { proxy, get } = await proxied(
       (req, res) => {
         const bodies: Record<string, unknown> = {
@@ -250,17 +289,23 @@ describe("learned invalidation (proxy mode)", () => {
           "/b": [{ id: 8, team: 7 }],
           "/c": { rows: [{ userId: 70, ownerId: 7 }] },
           "/d": [{ id: "o-7" }],
+          "/e": { total: 2, data: [{ id: 1 }, { id: 2 }] },
         };
         res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=60" });
         res.end(JSON.stringify(bodies[req.url!]));
       },
       { learn: true },
     );
-    for (const path of ["/a", "/b", "/c", "/d"]) await get(path);
-    const holds = bodyHolds(proxy.node.cache, { host: proxy.hostname } as Ctx);
+    for (const path of ["/a", "/b", "/c", "/d", "/e"]) await get(path);
+    const { holds, rows } = cachedCopies(proxy.node.cache, { host: proxy.hostname } as Ctx);
     expect(["/a", "/b", "/c", "/d"].filter((t) => holds(t, "7"))).toEqual(["/a", "/c"]);
     expect(["/a", "/b", "/c", "/d"].filter((t) => holds(t, "o-7"))).toEqual(["/d"]);
     expect(holds("/nothing-cached", "7")).toBe(false);
+    // A list's rows: the body's array of objects, or its first property that is one.
+    expect(rows("/a")).toEqual([{ id: 7, team: 3 }]);
+    expect(rows("/c")).toEqual([{ userId: 70, ownerId: 7 }]);
+    expect(rows("/e")).toEqual([{ id: 1 }, { id: 2 }]);
+    expect(rows("/nothing-cached")).toBeUndefined();
   });
 
   it("audits acting rules: a rule learned from coincidences is checked after it acts, loses confidence and stops", async () => {

@@ -6,6 +6,7 @@ import {
   Learner,
   matchesRead,
   readPattern,
+  type Write,
   writeFields,
 } from "../../../src/app/proxy/learn/rules.ts";
 
@@ -280,6 +281,76 @@ describe("learned rules between route templates", () => {
     expect(a.everything().counts.map((c) => c.tested)).toEqual([7, 1]);
   });
 
+  it("learns which pages of a sorted list a row's move shifts: from its place before the write to its place after", () => {
+    // Pages of users sorted by name, two a page.
+    const pages = new Map<string, Record<string, unknown>[]>([
+      ["/api/users?offset=0&sort=name", [{ name: "Adams" }, { name: "Baker" }]],
+      ["/api/users?offset=2&sort=name", [{ name: "Clark" }, { name: "Davis" }]],
+      ["/api/users?offset=4&sort=name", [{ name: "Evans" }, { name: "Evans" }]],
+      ["/api/users?offset=6&sort=name", [{ name: "Green" }, { name: "Hall" }]],
+    ]);
+    const copies = { holds: () => false, rows: (target: string) => pages.get(target) };
+    const shifted = (write: Write) =>
+      new Learner({ minTests: 1 }).plan(write, pages.keys(), copies).targets;
+    const learner = new Learner({ minTests: 1 });
+    const rule = "/api/users?offset=*&sort=* shifted by $name";
+    for (const method of ["POST", "PATCH", "DELETE"]) {
+      learner.decide(`${method} /api/users${method === "POST" ? "" : "/:id"}`, rule, "manual");
+    }
+    const offsets = (write: Write) =>
+      learner.plan(write, pages.keys(), copies).targets.map((t) => t.match(/offset=(\d)/)![1]);
+    // A new row shifts every page from its place on (a page of equal values is taken as
+    // running up); a removed one every page from its old place on.
+    const post = (name: string) => ({
+      method: "POST",
+      target: "/api/users",
+      fields: writeFields({ name }),
+    });
+    expect(offsets(post("Cook"))).toEqual(["2", "4", "6"]);
+    expect(offsets(post("Evans"))).toEqual(["4", "6"]);
+    expect(offsets(post("Zhu"))).toEqual([]);
+    const gone = {
+      method: "DELETE",
+      target: "/api/users/9",
+      fields: writeFields(undefined, { name: "Baker" }),
+    };
+    expect(offsets(gone)).toEqual(["0", "2", "4", "6"]);
+    // A move shifts the pages between its two places, either way; a row whose name stayed
+    // moved nothing (the page that shows it is a `containing` rule's).
+    const move = (from: string, to: string) => ({
+      method: "PATCH",
+      target: "/api/users/9",
+      fields: writeFields({ name: to }, { name: from }),
+    });
+    expect(offsets(move("Baker", "Fox"))).toEqual(["0", "2", "4"]);
+    expect(offsets(move("Fox", "Baker"))).toEqual(["0", "2", "4"]);
+    expect(offsets(move("Baker", "Baker"))).toEqual([]);
+    // Without the value before, a PATCH's move is unknown: nothing is said.
+    expect(
+      offsets({ method: "PATCH", target: "/api/users/9", fields: writeFields({ name: "Fox" }) }),
+    ).toEqual([]);
+    // Pages not in that order, or without the field, are never shifted by it.
+    pages.set("/api/users?offset=8&sort=name", [{ name: "Young" }, { name: "Ives" }]);
+    pages.set("/api/users?offset=9&sort=name", [{ id: 1 }]);
+    expect(offsets(post("Cook"))).toEqual(["2", "4", "6"]);
+    expect(shifted(post("Cook"))).toEqual([]); // no such rule, nothing acts
+
+    // Learning it: observations of the pages a POST shifts count for the rule.
+    const learning = new Learner({ minTests: 2 });
+    for (const name of ["Cook", "Fox"]) {
+      const w = post(name);
+      for (const page of pages.keys()) {
+        const moved = offsets(w).includes(page.match(/offset=(\d)/)![1]!);
+        learning.observe(w, page, moved, 1, copies);
+      }
+    }
+    expect(learning.get(`POST /api/users -> ${rule}`)).toMatchObject({ held: 4, tested: 4 });
+    expect(checkRule("PATCH /api/users/:id", rule)).toBeUndefined();
+    expect(checkRule("PATCH /api/users/:id", "/api/users?sort=* shifted by $a.b")).toMatch(
+      /needs a field name/,
+    );
+  });
+
   it("learns which pages of a list change: those whose cached copy holds the written id", () => {
     // Pages of a sorted list: each holds some users; a PATCH changes the pages that show
     // the user, whatever their offset, and no other.
@@ -288,11 +359,15 @@ describe("learned rules between route templates", () => {
       ["/api/users?offset=2&sort=name", ["3", "4"]],
       ["/api/users?offset=4&sort=name", ["5", "6"]],
     ]);
-    const holds = (target: string, value: string) => pages.get(target)?.includes(value) ?? false;
+    const copies = {
+      holds: (target: string, value: string) => pages.get(target)?.includes(value) ?? false,
+      rows: () => undefined,
+    };
     const learner = new Learner({ threshold: 0.9, minTests: 3 });
     for (const id of ["1", "3", "5", "2"]) {
       const w = { method: "PATCH", target: `/api/users/${id}` };
-      for (const page of pages.keys()) learner.observe(w, page, holds(page, id), Number(id), holds);
+      for (const page of pages.keys())
+        learner.observe(w, page, copies.holds(page, id), Number(id), copies);
     }
     const rule = learner.get("PATCH /api/users/:id -> /api/users?offset=*&sort=* containing $1")!;
     expect(rule).toMatchObject({ held: 4, tested: 4 });
@@ -301,13 +376,31 @@ describe("learned rules between route templates", () => {
       false,
     );
     const write = { method: "PATCH", target: "/api/users/4" };
-    expect(learner.plan(write, pages.keys(), holds).targets).toEqual([
+    expect(learner.plan(write, pages.keys(), copies).targets).toEqual([
       "/api/users?offset=2&sort=name",
     ]);
     // Sampling tells pages that hold the value from those that do not.
     expect(
-      learner.sample({ method: "PATCH", target: "/api/users/9" }, pages.keys(), 5, () => 0, holds),
+      learner.sample({ method: "PATCH", target: "/api/users/9" }, pages.keys(), 5, () => 0, copies),
     ).toHaveLength(1);
+    // Also where a field binds the page's values: the list the order was on (`$before.status`)
+    // has pages that hold it and pages that do not, and each kind is asked.
+    const lists = new Map([
+      ["/api/orders?offset=0&status=paid", ["8", "9"]],
+      ["/api/orders?offset=2&status=paid", ["10", "11"]],
+    ]);
+    const listed = {
+      holds: (target: string, value: string) => lists.get(target)?.includes(value) ?? false,
+      rows: () => undefined,
+    };
+    const paid = {
+      method: "PATCH",
+      target: "/api/orders/9",
+      fields: writeFields({}, { status: "paid" }),
+    };
+    expect(learner.sample(paid, lists.keys(), 5, () => 1, listed).sort()).toEqual([
+      ...lists.keys(),
+    ]);
     expect(checkRule("PATCH /api/users/:id", "/api/users?sort=* containing $1")).toBeUndefined();
     expect(checkRule("PATCH /api/users/:id", "/api/users?sort=* containing $2")).toMatch(
       /names no value/,

@@ -7,9 +7,9 @@ import { held, setConditional } from "../revalidate.ts";
 import { baseKey, COMPONENT, matchRoute, type Route } from "../routes.ts";
 import { type Ctx, URL_TAG, VARY_RECORD } from "../types.ts";
 import {
+  type Copies,
   checkRule as checkRuleText,
   confidence,
-  type Holds,
   Learner,
   type Rule,
   ruleId,
@@ -252,7 +252,7 @@ export async function applyRules(
   candidates: readonly string[],
   own: readonly string[] = [],
 ): Promise<{ targets: string[]; audits: Audit[] }> {
-  const plan = env.learner.plan(write, candidates, bodyHolds(cache, ctx));
+  const plan = env.learner.plan(write, candidates, cachedCopies(cache, ctx));
   if (plan.targets.length === 0 && own.length === 0) return { targets: [], audits: [] };
   const audits: Audit[] = [];
   for (const [rule, targets] of plan.byRule) {
@@ -271,7 +271,9 @@ export async function applyRules(
  * After a successful write, off the client's path: asks the origin again for a bounded
  * sample of cached reads (conditionally where they have validators), records which changed,
  * and removes those (they are stale). Learning requests carry no client header, and go only
- * to the route's own origin.
+ * to the route's own origin. Only copies stored by `sentAt` (when the write was sent) are
+ * evidence: one loaded since may already show the write, and would count against a rule
+ * that holds.
  */
 export async function observeWrite(
   env: LearnEnv,
@@ -280,10 +282,11 @@ export async function observeWrite(
   write: Write,
   candidates: readonly string[],
   audits: readonly Audit[] = [],
+  sentAt = Number.POSITIVE_INFINITY,
 ): Promise<void> {
   let limit = take(env.learning, env.perWrite, deps.now());
   if (limit <= 0) return;
-  const holds = bodyHolds(deps.cache, ctx);
+  const copies = cachedCopies(deps.cache, ctx);
   let observed = false;
   for (const a of audits.slice(0, limit)) {
     limit--;
@@ -297,7 +300,7 @@ export async function observeWrite(
   const sample =
     limit <= 0
       ? []
-      : env.learner.sample(write, candidates, limit, (n) => Math.floor(env.random() * n), holds);
+      : env.learner.sample(write, candidates, limit, byReads(env, deps.cache, ctx), copies);
   // What the sample leaves is not spent (within this second's budget).
   env.learning.tokens = Math.min(
     env.learning.perSecond,
@@ -306,10 +309,10 @@ export async function observeWrite(
   const found: string[] = [];
   for (const target of sample) {
     const entry = await deps.cache.getEntry(baseKey(target, ctx.host), { count: false });
-    if (!entry) continue;
+    if (!entry || entry.createdAt > sentAt) continue;
     const changed = await changedAtOrigin(env, deps, ctx, target, entry);
     if (changed === undefined) continue; // The origin is down: no evidence either way.
-    env.learner.observe(write, target, changed, deps.now(), holds);
+    env.learner.observe(write, target, changed, deps.now(), copies);
     observed = true;
     if (changed) {
       env.stats.learningChanged++;
@@ -319,6 +322,23 @@ export async function observeWrite(
   }
   if (observed) env.onChange?.(env.learner.toJSON());
   await refetch(env, ctx, found);
+}
+
+/**
+ * Picks one of a pattern's targets at random, each as likely as it was read since it was
+ * stored, plus one: a popular entry that went stale unseen (before a rule for it was
+ * learned, say) is soon asked again, while every entry keeps a chance.
+ */
+function byReads(env: LearnEnv, cache: Cache, ctx: Ctx): (targets: readonly string[]) => number {
+  return (targets) => {
+    const weights = targets.map((t) => 1 + (cache.index.get(baseKey(t, ctx.host))?.hits ?? 0));
+    let at = env.random() * weights.reduce((a, b) => a + b, 0);
+    for (const [i, w] of weights.entries()) {
+      at -= w;
+      if (at < 0) return i;
+    }
+    return targets.length - 1;
+  };
 }
 
 /** Largest write answer read for its fields (JSON of one resource is far smaller). */
@@ -352,32 +372,64 @@ export async function writeOf(
 }
 
 /**
- * Whether a cached read's stored body holds a value: as a JSON string (`"7-bch"`) or, for
- * a number, as the value of a key named `id` or ending in `Id`, `_id` or `ID`
- * (`"userId": 7`). Only JSON bodies up to 64 KiB are looked in; their text is kept beside
- * the entry while it lives, so each is decoded once.
+ * What learning looks at in cached reads' stored bodies (JSON up to 64 KiB; each decoded
+ * once while its entry lives):
+ * - whether one holds a value: as a JSON string (`"7-bch"`) or, for a number, as the value
+ *   of a key named `id` or ending in `Id`, `_id` or `ID` (`"userId": 7`);
+ * - the rows of a list page: the objects of the body when it is an array, or of its first
+ *   property that is one (`{"data": [...]}`).
  */
-export function bodyHolds(cache: Cache, ctx: Ctx): Holds {
+export function cachedCopies(cache: Cache, ctx: Ctx): Copies {
   // A write asks about its few values for many entries: each value's forms are made once.
   const forms = new Map<string, { quoted: string; underId: RegExp | undefined }>();
-  return (target, value) => {
-    const entry = cache.peek(baseKey(target, ctx.host), UNCOUNTED);
-    const text = entry && textOf(entry);
-    if (!text) return false;
-    let form = forms.get(value);
-    if (!form) {
-      // A number alone says little (`"team":1` is no user 1): only under an id's name.
-      const number = /^-?\d+(?:\.\d+)?$/.test(value);
-      const underId = number
-        ? new RegExp(
-            `"(?:id|[A-Za-z0-9_]*(?:Id|_id|ID))"\\s*:\\s*${value.replace(".", "\\.")}(?![\\d.])`,
-          )
-        : undefined;
-      form = { quoted: JSON.stringify(value), underId };
-      forms.set(value, form);
-    }
-    return text.includes(form.quoted) || (form.underId?.test(text) ?? false);
+  const entryOf = (target: string) => cache.peek(baseKey(target, ctx.host), UNCOUNTED);
+  return {
+    holds(target, value) {
+      const entry = entryOf(target);
+      const text = entry && textOf(entry);
+      if (!text) return false;
+      let form = forms.get(value);
+      if (!form) {
+        // A number alone says little (`"team":1` is no user 1): only under an id's name.
+        const number = /^-?\d+(?:\.\d+)?$/.test(value);
+        const underId = number
+          ? new RegExp(
+              `"(?:id|[A-Za-z0-9_]*(?:Id|_id|ID))"\\s*:\\s*${value.replace(".", "\\.")}(?![\\d.])`,
+            )
+          : undefined;
+        form = { quoted: JSON.stringify(value), underId };
+        forms.set(value, form);
+      }
+      return text.includes(form.quoted) || (form.underId?.test(text) ?? false);
+    },
+    rows(target) {
+      const entry = entryOf(target);
+      return entry && rowsOf(entry);
+    },
   };
+}
+
+type Rows = readonly Readonly<Record<string, unknown>>[];
+const ROWS = new WeakMap<Entry, Rows | null>();
+
+function rowsOf(entry: Entry): Rows | undefined {
+  let rows = ROWS.get(entry);
+  if (rows === undefined) {
+    const text = textOf(entry);
+    rows = (text !== undefined && listIn(parseJson(text))) || null;
+    ROWS.set(entry, rows);
+  }
+  return rows ?? undefined;
+}
+
+/** The rows of a list body: an array of objects, or the first property that is one. */
+function listIn(body: unknown): Rows | undefined {
+  const isRows = (v: unknown): v is Rows =>
+    Array.isArray(v) &&
+    v.every((row) => row !== null && typeof row === "object" && !Array.isArray(row));
+  if (isRows(body)) return body;
+  if (body === null || typeof body !== "object") return undefined;
+  return Object.values(body).find(isRows);
 }
 
 const TEXTS = new WeakMap<Entry, string>();

@@ -59,6 +59,8 @@ const HOLE = /:id|\*/g;
 const BINDING = /\$\d+|\$[A-Za-z_]\w*(?:\.\w+)*/g;
 const RULE_HOLE = new RegExp(`:id|\\*|${BINDING.source}`, "g");
 const NO_FIELDS: ReadonlyMap<string, string> = new Map();
+/** A read pattern that binds one of the write's URL values (`$1`). */
+const URL_BOUND = /\$\d/;
 
 export function ruleId(rule: Pick<Rule, "write" | "read">): string {
   return `${rule.write} -> ${rule.read}`;
@@ -153,14 +155,20 @@ export function checkRule(write: unknown, read: unknown): string | undefined {
   if (!isTemplate(template)) {
     return `write: expected a route template (:id for values, ?name=* for query values), got ${JSON.stringify(template)}`;
   }
-  const [readTemplate, holding] =
-    typeof read === "string" ? splitContaining(read) : [undefined, undefined];
+  const [readTemplate, condition] =
+    typeof read === "string" ? splitCondition(read) : [undefined, undefined];
   if (typeof readTemplate !== "string" || !isTemplate(unbound(readTemplate))) {
-    return `read: expected a route template such as "/api/users/$1/profile", "/api/users?team=$team" or "/api/users?sort=* containing $1", got ${JSON.stringify(read)}`;
+    return `read: expected a route template such as "/api/users/$1/profile", "/api/users?team=$team", "/api/users?sort=* containing $1" or "/api/users?sort=* shifted by $name", got ${JSON.stringify(read)}`;
   }
   const n = arity(template);
-  if (holding !== undefined && !(Number.isInteger(holding) && holding >= 1 && holding <= n)) {
+  if (
+    condition?.kind === "containing" &&
+    !(Number.isInteger(condition.k) && condition.k >= 1 && condition.k <= n)
+  ) {
     return `read: "containing $k" names no value of the write (it has ${n})`;
+  }
+  if (condition?.kind === "shifted" && !/^[A-Za-z_]\w*$/.test(condition.name)) {
+    return `read: "shifted by $name" needs a field name, got ${JSON.stringify(condition.name)}`;
   }
   for (const bound of readTemplate.match(/\$\d+/g) ?? []) {
     const k = Number(bound.slice(1));
@@ -169,13 +177,16 @@ export function checkRule(write: unknown, read: unknown): string | undefined {
   return undefined;
 }
 
-/**
- * Whether a cached read's copy holds a value (the written row's id in a list page, say):
- * given by the proxy, which looks in the stored body.
- */
-export type Holds = (target: string, value: string) => boolean;
+/** What the learner may know of cached reads' copies: given by the proxy, from stored bodies. */
+export interface Copies {
+  /** Whether a cached read's copy holds a value (the written row's id in a list page, say). */
+  holds(target: string, value: string): boolean;
+  /** The rows of a cached list page (the objects of its JSON array), in order, if it is one. */
+  rows(target: string): readonly Readonly<Record<string, unknown>>[] | undefined;
+}
 
 const CONTAINING = " containing $";
+const SHIFTED = " shifted by $";
 
 /**
  * `/api/users?team=* containing $1`: the pattern of reads of `template` whose cached copy
@@ -185,18 +196,143 @@ function containing(
   template: string,
   target: string,
   values: readonly string[],
-  holds: Holds,
+  copies: Copies,
 ): string | undefined {
-  const k = values.findIndex((v) => v !== "" && holds(target, v));
+  const k = values.findIndex((v) => v !== "" && copies.holds(target, v));
   return k < 0 ? undefined : `${template}${CONTAINING}${k + 1}`;
 }
 
-/** A rule's read side and the value its reads must hold (`containing $k`), if any. */
-function splitContaining(read: string): [string, number | undefined] {
-  const at = read.indexOf(CONTAINING);
-  return at < 0
-    ? [read, undefined]
-    : [read.slice(0, at), Number(read.slice(at + CONTAINING.length))];
+/** What a rule's read side asks of a read's copy besides its template: nothing, or a condition. */
+type Condition =
+  | { kind: "none" }
+  | { kind: "containing"; k: number }
+  | { kind: "shifted"; name: string };
+
+/** A rule's read side: its template (with bindings) and its condition on the copy. */
+function splitCondition(read: string): [string, Condition] {
+  let at = read.indexOf(CONTAINING);
+  if (at >= 0) {
+    return [
+      read.slice(0, at),
+      { kind: "containing", k: Number(read.slice(at + CONTAINING.length)) },
+    ];
+  }
+  at = read.indexOf(SHIFTED);
+  if (at >= 0)
+    return [read.slice(0, at), { kind: "shifted", name: read.slice(at + SHIFTED.length) }];
+  return [read, { kind: "none" }];
+}
+
+/** Whether a read's copy meets a rule's condition, for a write with these URL values. */
+function meets(
+  condition: Condition,
+  target: string,
+  write: Write,
+  values: readonly string[],
+  copies: Copies | undefined,
+): boolean {
+  if (condition.kind === "none") return true;
+  if (!copies) return false;
+  if (condition.kind === "containing") {
+    const value = values[condition.k - 1];
+    return value !== undefined && copies.holds(target, value);
+  }
+  const span = spanOf(write, condition.name);
+  const rows = span && copies.rows(target);
+  return span !== undefined && rows !== undefined && shifts(rows, condition.name, span);
+}
+
+/**
+ * Where a write moves its row in the order of one field: from its value before the write
+ * (`$before.name`) to its value after (`$name`). A POST's row is new (it shifts everything
+ * from its place on), a DELETE's is gone (everything from its old place on); any other
+ * write needs both values.
+ */
+type Span = { from: Scalar; to: Scalar } | { open: Scalar };
+type Scalar = string | number;
+
+function spanOf(write: Write, name: string): Span | undefined {
+  const after = write.fields?.get(name);
+  const before = write.fields?.get(`before.${name}`);
+  const method = write.method.toUpperCase();
+  if (method === "POST") return after === undefined ? undefined : { open: scalar(after) };
+  if (method === "DELETE") return before === undefined ? undefined : { open: scalar(before) };
+  return after === undefined || before === undefined
+    ? undefined
+    : { from: scalar(before), to: scalar(after) };
+}
+
+/** A field's text as it compares: a number when it reads as one. */
+function scalar(text: string): Scalar {
+  return /^-?\d+(?:\.\d+)?$/.test(text) ? Number(text) : text;
+}
+
+function compare(a: Scalar, b: Scalar): number {
+  if (typeof a === "number" && typeof b === "number") return a - b;
+  const x = String(a);
+  const y = String(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/**
+ * Whether a page of rows ordered by `name` is one that a row's move (`span`) shifts: its
+ * range of values meets the span between the two places, or, for a row added or removed,
+ * reaches its place or comes after it (in the page's own direction). A page whose rows are
+ * not in `name` order, or lack it, is not.
+ */
+function shifts(
+  rows: readonly Readonly<Record<string, unknown>>[],
+  name: string,
+  span: Span,
+): boolean {
+  const values: Scalar[] = [];
+  for (const row of rows) {
+    const v = row[name];
+    if (typeof v !== "string" && typeof v !== "number") return false;
+    values.push(v);
+  }
+  if (values.length === 0) return false;
+  let up = true;
+  let down = true;
+  for (let i = 1; i < values.length; i++) {
+    const c = compare(values[i - 1]!, values[i]!);
+    if (c > 0) up = false;
+    if (c < 0) down = false;
+  }
+  if (!up && !down) return false;
+  const first = values[0]!;
+  const last = values[values.length - 1]!;
+  const [low, high] = up ? [first, last] : [last, first];
+  if ("open" in span) {
+    // A page of equal values does not say which way its list runs: ascending is taken, the
+    // usual order (wrong, a rule built on it fails its tests and does not act).
+    return up ? compare(high, span.open) >= 0 : compare(low, span.open) <= 0;
+  }
+  const [a, b] = compare(span.from, span.to) <= 0 ? [span.from, span.to] : [span.to, span.from];
+  // A row whose value stayed has not moved: it changes the page that shows it, no other.
+  if (compare(a, b) === 0) return false;
+  return compare(low, b) <= 0 && compare(high, a) >= 0;
+}
+
+/**
+ * The fields by which a page's rows could be shifted by a write: those the write gives a
+ * span for and the page's rows are ordered by (see `shifts`), as `shifted by $name` patterns.
+ */
+function shiftedBy(template: string, target: string, write: Write, copies: Copies): string[] {
+  const names = new Set<string>();
+  for (const key of write.fields?.keys() ?? []) {
+    const name = key.startsWith("before.") ? key.slice("before.".length) : key;
+    if (/^[A-Za-z_]\w*$/.test(name)) names.add(name);
+  }
+  if (names.size === 0) return [];
+  const rows = copies.rows(target);
+  if (!rows || rows.length === 0) return [];
+  const out: string[] = [];
+  for (const name of names) {
+    const span = spanOf(write, name);
+    if (span && shifts(rows, name, span)) out.push(`${template}${SHIFTED}${name}`);
+  }
+  return out;
 }
 
 /** Fields bound at most, per write (the first found, in document order). */
@@ -284,17 +420,27 @@ export class Learner {
    * Counts one test: `read` (a cached target) was revalidated after `write` succeeded, and
    * had changed or not. Counts for the most specific rule (values bound where they equal
    * the write's URL values or fields), for the one bound by URL values alone, and for the
-   * one with every value free, which is tested by every read of that template. Returns the
-   * ids counted.
+   * one with every value free, which is tested by every read of that template; with the
+   * read's copy (`copies`), for its template `containing` a value of the write's, and
+   * `shifted by` each field the write moved its row in and the page is ordered by. Returns
+   * the ids counted.
    */
-  observe(write: Write, read: string, changed: boolean, now: number, holds?: Holds): string[] {
+  observe(write: Write, read: string, changed: boolean, now: number, copies?: Copies): string[] {
     const w = writeKey(write);
     const specific = readPattern(read, w.values, write.fields);
     const byUrl = readPattern(read, w.values);
     const general = templateOf(read).template;
-    const held = holds && containing(general, read, w.values, holds);
+    const patterns = new Set([specific, byUrl, general]);
+    if (copies) {
+      const held = containing(general, read, w.values, copies);
+      if (held) patterns.add(held);
+      for (const p of shiftedBy(general, read, write, copies)) patterns.add(p);
+      if (specific !== general) {
+        for (const p of shiftedBy(specific, read, write, copies)) patterns.add(p);
+      }
+    }
     const ids: string[] = [];
-    for (const pattern of new Set([specific, byUrl, general, held ?? general])) {
+    for (const pattern of patterns) {
       const rule = this.#ensure(w.key, pattern);
       this.#count(rule, changed, now);
       ids.push(ruleId(rule));
@@ -309,7 +455,7 @@ export class Learner {
   plan(
     write: Write,
     targets: Iterable<string>,
-    holds?: Holds,
+    copies?: Copies,
   ): { targets: string[]; rules: string[]; byRule: Map<string, string[]> } {
     const w = writeKey(write);
     const acting = [...(this.#byWrite.get(w.key) ?? [])]
@@ -320,11 +466,11 @@ export class Learner {
     const out: string[] = [];
     for (const target of targets) {
       const rule = acting.find((r) => {
-        const [read, k] = splitContaining(r.read);
-        if (!matchesRead(read, target, w.values, write.fields)) return false;
-        if (k === undefined) return true;
-        const value = w.values[k - 1];
-        return value !== undefined && holds?.(target, value) === true;
+        const [read, condition] = splitCondition(r.read);
+        return (
+          matchesRead(read, target, w.values, write.fields) &&
+          meets(condition, target, write, w.values, copies)
+        );
       });
       if (rule) {
         out.push(target);
@@ -351,24 +497,33 @@ export class Learner {
   /**
    * Which cached targets to revalidate after a write, at most `limit`: one per read
    * pattern, patterns whose rule is least tested first; none whose rule an operator
-   * decided (pinned, rejected, manual) or that acts already. A read that binds no value but
-   * whose cached copy holds one of the write's (`holds`) is of its template's `containing`
-   * pattern. `pick` chooses among the targets of one pattern (random in production, first
-   * in tests).
+   * decided (pinned, rejected, manual) or that acts already. A read that binds none of the
+   * write's URL values but whose cached copy holds one (see `Copies`) is of its template's
+   * `containing` pattern; else one the write's row moved across is of its `shifted by`
+   * pattern. `pick` chooses among the targets of one pattern (in production at random,
+   * the most read likelier; the first in tests).
    */
   sample(
     write: Write,
     targets: Iterable<string>,
     limit: number,
-    pick: (n: number) => number = () => 0,
-    holds?: Holds,
+    pick: (targets: readonly string[]) => number = () => 0,
+    copies?: Copies,
   ): string[] {
     const w = writeKey(write);
     const classes = new Map<string, string[]>();
     for (const target of targets) {
       let pattern = readPattern(target, w.values, write.fields);
-      if (holds && !pattern.includes("$")) {
-        pattern = containing(pattern, target, w.values, holds) ?? pattern;
+      // A page that holds the written id is a class of its own, even where a field binds
+      // one of its values (the status list an order was on): among its template's other
+      // pages, which mostly do not change, it would seldom be the one asked. So is one that
+      // binds nothing and the written row moved across.
+      if (copies && !URL_BOUND.test(pattern)) {
+        const general = templateOf(target).template;
+        pattern =
+          containing(general, target, w.values, copies) ??
+          (pattern === general ? shiftedBy(general, target, write, copies)[0] : undefined) ??
+          pattern;
       }
       const rule = this.#rules.get(ruleId({ write: w.key, read: pattern }));
       if (rule && (rule.state !== "learned" || this.acts(rule))) continue;
@@ -381,7 +536,7 @@ export class Learner {
     return [...classes.entries()]
       .sort(([a], [b]) => tested(a) - tested(b))
       .slice(0, limit)
-      .map(([, list]) => list[Math.min(list.length - 1, pick(list.length))] as string);
+      .map(([, list]) => list[Math.min(list.length - 1, pick(list))] as string);
   }
 
   /** Sets an operator's decision on a rule (creating it for a hand-written one). */
