@@ -2,8 +2,8 @@
  * Learned invalidation in proxy mode against TTL-only proxying, on the workload benchmark's
  * database, request sequence and stale-read oracle. The origin is edgecache's own data API
  * with its cache turned off (bench/servers/workload-server.ts, `--strategy no-cache`), whose
- * GET answers say `Cache-Control: public, max-age=<--max-age>`, so every write's true
- * effects are in the database and the oracle knows them. In front of it, `edgecache proxy`
+ * GET answers (rows and 404s) say `Cache-Control: public, max-age=<--max-age>`, so every
+ * write's true effects are in the database and the oracle knows them. In front of it, `edgecache proxy`
  * as a user runs it: once as it is (a write invalidates its own URL only, the rest lives out
  * its max-age: TTL-only proxying), once with `--learn`. The sequence is cut into phases;
  * each reports stale reads, hit rate and the origin requests spent on learning per write.
@@ -17,6 +17,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { templateOf } from "../src/app/proxy/learn/template.ts";
 import {
   benchServer,
   freePort,
@@ -89,6 +90,8 @@ interface PhaseRecord {
   /** Rules acting at the end of the phase. */
   actingRules: number;
   errors: number;
+  /** Stale reads by the read's route template, most first. */
+  staleByTemplate: Record<string, number>;
 }
 
 interface Rule {
@@ -166,6 +169,7 @@ runBench(async () => {
             ),
             actingRules: acting.filter((r) => r.acts).length,
             errors: o.errors,
+            staleByTemplate: byTemplate(o.stalePaths),
           };
           records.push(record);
           for (const sample of o.staleSamples) {
@@ -209,8 +213,8 @@ Command: \`${command}\` (${describeCode(git)}), ${new Date().toISOString()}, ${s
 ${options.users} users, ${options.orders} orders; ${options.requests} requests at
 ${pctLabel(options.writeRatio)} writes from ${options.connections} keep-alive clients, in
 ${options.phases} phases of one sequence (seed ${options.seed}), after warming (each read of
-the sequence once). Origin: edgecache's data API with its cache off, GET answers
-\`Cache-Control: public, max-age=${options.maxAge}\`. Proxy: \`edgecache proxy\`, memory tier,
+the sequence once). Origin: edgecache's data API with its cache off, GET answers (rows
+and 404s) \`Cache-Control: public, max-age=${options.maxAge}\`. Proxy: \`edgecache proxy\`, memory tier,
 without \`--learn\` (ttl-only), with it (learned: acting rules invalidate) and with it and
 \`learn.action: "revalidate"\` (learned-revalidate: the write's own URL and what acting rules
 match are asked of the origin again before the write's answer, and kept; what learning finds
@@ -226,6 +230,12 @@ ${table(records)}
 - **revalidations per write**: entries fetched again after each write (revalidate action).
 
 ${verdict}
+
+What stayed stale in the last phase, by read template:
+
+${(["learned", "learned-revalidate"] as const)
+  .map((setup) => `- ${setup}: ${describeStale(last(setup).staleByTemplate)}`)
+  .join("\n")}
 
 Rules acting at the end (write template -> read template, held/tested):
 
@@ -290,6 +300,21 @@ async function startProxy(
 async function actingRules(client: Client): Promise<Rule[]> {
   const { rules } = await client.json<{ rules: Rule[] }>("/_edgecache/rules");
   return rules;
+}
+
+/** Stale reads by their template (`/v1/orders?offset=*&sort=*&status=*`), most first. */
+function byTemplate(paths: ReadonlyMap<string, number>): Record<string, number> {
+  const counts = new Map<string, number>();
+  for (const [path, n] of paths) {
+    const { template } = templateOf(path);
+    counts.set(template, (counts.get(template) ?? 0) + n);
+  }
+  return Object.fromEntries([...counts].sort((a, b) => b[1] - a[1]));
+}
+
+function describeStale(counts: Record<string, number>): string {
+  const parts = Object.entries(counts).map(([template, n]) => `\`${template}\` ${n}`);
+  return parts.length === 0 ? "none" : parts.join(", ");
 }
 
 function table(records: PhaseRecord[]): string {

@@ -112,12 +112,13 @@ if (feed) {
 }
 
 const app = new Hono();
-// As an origin behind a shared cache (bench:learn): answers that caches may keep this long.
+// As an origin behind a shared cache (bench:learn): answers that caches may keep this long,
+// a row's absence (404) as well as rows.
 const maxAge = values["max-age"];
 if (maxAge !== undefined) {
   app.use(async (c, next) => {
     await next();
-    if (c.req.method === "GET" && c.res.status === 200) {
+    if (c.req.method === "GET" && (c.res.status === 200 || c.res.status === 404)) {
       c.res.headers.set("cache-control", `public, max-age=${Number(maxAge)}`);
     }
   });

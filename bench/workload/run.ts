@@ -17,6 +17,8 @@ export interface RunOutcome {
   staleReads: number;
   /** Up to 20 stale reads, for the report. */
   staleSamples: { path: string; findings: Finding[] }[];
+  /** Every stale read's path, counted (what went stale, for reports that group them). */
+  stalePaths: Map<string, number>;
   /** Responses a correct server would not send (5xx, a write refused). */
   errors: number;
   elapsedMs: number;
@@ -130,6 +132,7 @@ export async function runSequence(
     hits: 0,
     staleReads: 0,
     staleSamples: [],
+    stalePaths: new Map(),
     errors: 0,
     elapsedMs: 0,
     latencies: [],
@@ -182,6 +185,7 @@ async function read(client: Client, op: ReadOp, at: number, oracle: StaleOracle,
   const findings = oracle.judge(op.spec, started, ended, reply.status, body);
   if (findings.length > 0) {
     out.staleReads++;
+    out.stalePaths.set(op.path, (out.stalePaths.get(op.path) ?? 0) + 1);
     if (out.staleSamples.length < 20) out.staleSamples.push({ path: op.path, findings });
   }
 }
