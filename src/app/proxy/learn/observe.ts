@@ -239,8 +239,8 @@ export interface Audit {
 
 /**
  * Before a successful write's response is sent: removes what acting rules say it changed;
- * with the `revalidate` action, fetches that and `own` (the write's own cached targets,
- * removed already) again. Returns the targets acting rules matched, and the audits to run
+ * with the `revalidate` action, fetches that (the most read first) and `own` (the write's
+ * own cached targets, removed already) again. Returns the targets acting rules matched, and the audits to run
  * after the response (see `audit`): copies are taken before the removal, so nothing stale
  * is ever served for them.
  */
@@ -261,9 +261,12 @@ export async function applyRules(
     const entry = await cache.getEntry(baseKey(target, ctx.host), { count: false });
     if (entry) audits.push({ rule, target, entry });
   }
+  // Past `revalidatePerWrite`, what is not fetched again is a miss: the most read go first.
+  const reads = (t: string) => cache.index.get(baseKey(t, ctx.host))?.hits ?? 0;
+  const hottest = [...plan.targets].sort((a, b) => reads(b) - reads(a));
   const removed = await cache.invalidate({ tags: plan.targets.map((t) => URL_TAG + t) });
   env.stats.learnedInvalidations += removed;
-  await refetch(env, ctx, [...own, ...plan.targets]);
+  await refetch(env, ctx, [...own, ...hottest]);
   return { targets: plan.targets, audits };
 }
 
@@ -384,6 +387,7 @@ export function cachedCopies(cache: Cache, ctx: Ctx): Copies {
   const forms = new Map<string, { quoted: string; underId: RegExp | undefined }>();
   const entryOf = (target: string) => cache.peek(baseKey(target, ctx.host), UNCOUNTED);
   return {
+    has: (target) => entryOf(target) !== undefined,
     holds(target, value) {
       const entry = entryOf(target);
       const text = entry && textOf(entry);

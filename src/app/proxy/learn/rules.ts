@@ -11,6 +11,9 @@ import { arity, isTemplate, templateOf } from "./template.ts";
  * Placeholders left as they are (`:id`, `*`) match any value. A value can also be bound to a
  * field of the write's JSON answer (`$userId`) or of the written resource's cached copy read
  * before the write (`$before.status`): `PATCH /api/orders/:id -> /api/users/$userId/orders`.
+ * A rule can also ask something of the read's cached copy: that it holds the write's value
+ * (`/api/users?sort=* containing $1`), or that its rows are in the order of a field the
+ * write moved its row in, where the row moved (`/api/users?sort=* shifted by $lastName`).
  * Its confidence is the share
  * of the times it was tested (a matching cached read revalidated after a matching write)
  * in which it held (the read had changed): explainable, and nothing else is learned.
@@ -179,6 +182,8 @@ export function checkRule(write: unknown, read: unknown): string | undefined {
 
 /** What the learner may know of cached reads' copies: given by the proxy, from stored bodies. */
 export interface Copies {
+  /** Whether there is a copy to look in (not one only on its way from the origin). */
+  has(target: string): boolean;
   /** Whether a cached read's copy holds a value (the written row's id in a list page, say). */
   holds(target: string, value: string): boolean;
   /** The rows of a cached list page (the objects of its JSON array), in order, if it is one. */
@@ -233,6 +238,9 @@ function meets(
 ): boolean {
   if (condition.kind === "none") return true;
   if (!copies) return false;
+  // A read with no copy to look in (a load on its way) may bring back anything: it meets
+  // every condition, so that a load begun before the write is not stored.
+  if (!copies.has(target)) return true;
   if (condition.kind === "containing") {
     const value = values[condition.k - 1];
     return value !== undefined && copies.holds(target, value);
