@@ -92,6 +92,8 @@ interface PhaseRecord {
   errors: number;
   /** Stale reads by the read's route template, most first. */
   staleByTemplate: Record<string, number>;
+  /** Reads that were not hits, by route template, most first. */
+  missesByTemplate: Record<string, number>;
 }
 
 interface Rule {
@@ -170,6 +172,7 @@ runBench(async () => {
             actingRules: acting.filter((r) => r.acts).length,
             errors: o.errors,
             staleByTemplate: byTemplate(o.stalePaths),
+            missesByTemplate: byTemplate(o.missPaths),
           };
           records.push(record);
           for (const sample of o.staleSamples) {
@@ -234,8 +237,12 @@ ${verdict}
 What stayed stale in the last phase, by read template:
 
 ${(["learned", "learned-revalidate"] as const)
-  .map((setup) => `- ${setup}: ${describeStale(last(setup).staleByTemplate)}`)
+  .map((setup) => `- ${setup}: ${describeCounts(last(setup).staleByTemplate)}`)
   .join("\n")}
+
+Reads that were not hits in the last phase, by read template:
+
+${SETUPS.map((setup) => `- ${setup}: ${describeCounts(last(setup).missesByTemplate)}`).join("\n")}
 
 Rules acting at the end (write template -> read template, held/tested):
 
@@ -312,7 +319,7 @@ function byTemplate(paths: ReadonlyMap<string, number>): Record<string, number> 
   return Object.fromEntries([...counts].sort((a, b) => b[1] - a[1]));
 }
 
-function describeStale(counts: Record<string, number>): string {
+function describeCounts(counts: Record<string, number>): string {
   const parts = Object.entries(counts).map(([template, n]) => `\`${template}\` ${n}`);
   return parts.length === 0 ? "none" : parts.join(", ");
 }

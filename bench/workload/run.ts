@@ -19,6 +19,8 @@ export interface RunOutcome {
   staleSamples: { path: string; findings: Finding[] }[];
   /** Every stale read's path, counted (what went stale, for reports that group them). */
   stalePaths: Map<string, number>;
+  /** Every read's path that was not a hit, counted. */
+  missPaths: Map<string, number>;
   /** Responses a correct server would not send (5xx, a write refused). */
   errors: number;
   elapsedMs: number;
@@ -133,6 +135,7 @@ export async function runSequence(
     staleReads: 0,
     staleSamples: [],
     stalePaths: new Map(),
+    missPaths: new Map(),
     errors: 0,
     elapsedMs: 0,
     latencies: [],
@@ -179,7 +182,7 @@ async function read(client: Client, op: ReadOp, at: number, oracle: StaleOracle,
   if (reply.cacheStatus.startsWith("edgecache; hit")) {
     out.hits++;
     out.hitLatencies.push(latency);
-  }
+  } else out.missPaths.set(op.path, (out.missPaths.get(op.path) ?? 0) + 1);
   if (reply.status >= 500) out.errors++;
   const body = reply.status === 200 ? JSON.parse(reply.body) : undefined;
   const findings = oracle.judge(op.spec, started, ended, reply.status, body);
