@@ -120,7 +120,8 @@ runBench(async () => {
   );
   const records: PhaseRecord[] = [];
   const staleSamples: { setup: SetupName; phase: number; path: string }[] = [];
-  const rules: Record<string, Rule[]> = {};
+  /** Each learning setup's rules at the end of each phase. */
+  const rules: Partial<Record<SetupName, Record<string, Rule[]>>> = {};
   for (const setup of SETUPS) {
     await onFreshCopy(template, setup, async (db) => {
       const origin = await startServer({
@@ -178,7 +179,7 @@ runBench(async () => {
           for (const sample of o.staleSamples) {
             staleSamples.push({ setup, phase: i + 1, path: sample.path });
           }
-          if (setup === "learned") rules[`phase ${i + 1}`] = acting;
+          if (action) rules[setup] = { ...rules[setup], [`phase ${i + 1}`]: acting };
           log(
             `${setup}, phase ${i + 1} (${writesSoFar} writes so far): stale ${record.staleReads}, ` +
               `hit rate ${(record.hitRate * 100).toFixed(1)}%, ${record.learningPerWrite} ` +
@@ -244,15 +245,18 @@ Reads that were not hits in the last phase, by read template:
 
 ${SETUPS.map((setup) => `- ${setup}: ${describeCounts(last(setup).missesByTemplate)}`).join("\n")}
 
-Rules acting at the end (write template -> read template, held/tested):
-
-${
-  Object.entries(rules)
-    .at(-1)?.[1]
-    .filter((r) => r.acts)
-    .map((r) => `- \`${r.write} -> ${r.read}\` ${r.held}/${r.tested}`)
-    .join("\n") || "- none"
-}
+${(["learned", "learned-revalidate"] as const)
+  .map(
+    (setup) =>
+      `Rules acting at the end, ${setup} (write template -> read template, held/tested):\n\n${
+        Object.values(rules[setup] ?? {})
+          .at(-1)
+          ?.filter((r) => r.acts)
+          .map((r) => `- \`${r.write} -> ${r.read}\` ${r.held}/${r.tested}`)
+          .join("\n") || "- none"
+      }`,
+  )
+  .join("\n\n")}
 `;
   const path = writeResults(
     options.out,
