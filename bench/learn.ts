@@ -120,7 +120,7 @@ runBench(async () => {
   );
   const records: PhaseRecord[] = [];
   const staleSamples: { setup: SetupName; phase: number; path: string }[] = [];
-  /** Each learning setup's rules at the end of each phase. */
+  /** Each learning setup's acting rules at the end of each phase. */
   const rules: Partial<Record<SetupName, Record<string, Rule[]>>> = {};
   for (const setup of SETUPS) {
     await onFreshCopy(template, setup, async (db) => {
@@ -179,7 +179,9 @@ runBench(async () => {
           for (const sample of o.staleSamples) {
             staleSamples.push({ setup, phase: i + 1, path: sample.path });
           }
-          if (action) rules[setup] = { ...rules[setup], [`phase ${i + 1}`]: acting };
+          if (action) {
+            rules[setup] = { ...rules[setup], [`phase ${i + 1}`]: acting.filter((r) => r.acts) };
+          }
           log(
             `${setup}, phase ${i + 1} (${writesSoFar} writes so far): stale ${record.staleReads}, ` +
               `hit rate ${(record.hitRate * 100).toFixed(1)}%, ${record.learningPerWrite} ` +
@@ -251,8 +253,7 @@ ${(["learned", "learned-revalidate"] as const)
       `Rules acting at the end, ${setup} (write template -> read template, held/tested):\n\n${
         Object.values(rules[setup] ?? {})
           .at(-1)
-          ?.filter((r) => r.acts)
-          .map((r) => `- \`${r.write} -> ${r.read}\` ${r.held}/${r.tested}`)
+          ?.map((r) => `- \`${r.write} -> ${r.read}\` ${r.held}/${r.tested}`)
           .join("\n") || "- none"
       }`,
   )
