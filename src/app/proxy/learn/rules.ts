@@ -170,7 +170,7 @@ export function checkRule(write: unknown, read: unknown): string | undefined {
   ) {
     return `read: "containing $k" names no value of the write (it has ${n})`;
   }
-  if (condition?.kind === "shifted" && !/^[A-Za-z_]\w*$/.test(condition.name)) {
+  if (condition?.kind === "shifted" && !FIELD_NAME.test(condition.name)) {
     return `read: "shifted by $name" needs a field name, got ${JSON.stringify(condition.name)}`;
   }
   for (const bound of readTemplate.match(/\$\d+/g) ?? []) {
@@ -186,11 +186,16 @@ export interface Copies {
   has(target: string): boolean;
   /** Whether a cached read's copy holds a value (the written row's id in a list page, say). */
   holds(target: string, value: string): boolean;
-  /** The rows of a cached list page (the objects of its JSON array), in order, if it is one. */
-  rows(target: string): readonly Readonly<Record<string, unknown>>[] | undefined;
+  /**
+   * The rows of a cached list page (the objects of its JSON array), in order, if it is one:
+   * the same array each time while the copy lives.
+   */
+  rows(target: string): Rows | undefined;
 }
 
 const CONTAINING = " containing $";
+/** A field a rule can name (`$lastName`): what `writeFields` binds at the top level. */
+const FIELD_NAME = /^[A-Za-z_]\w*$/;
 const SHIFTED = " shifted by $";
 
 /**
@@ -282,35 +287,56 @@ function compare(a: Scalar, b: Scalar): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
+type Rows = readonly Readonly<Record<string, unknown>>[];
+
+/** How a page's rows run in one field's order: which way, and the values at its ends. */
+interface Order {
+  /** Never falling (all equal counts as both up and down). */
+  up: boolean;
+  low: Scalar;
+  high: Scalar;
+}
+
+/** Each page's orders, by field, found once per page (the proxy keeps its rows while it lives). */
+const ORDERS = new WeakMap<Rows, Map<string, Order>>();
+
+/** The fields a page's rows are in the order of (every row has it, as text or a number). */
+function ordersOf(rows: Rows): Map<string, Order> {
+  let orders = ORDERS.get(rows);
+  if (orders) return orders;
+  orders = new Map();
+  for (const name of Object.keys(rows[0] ?? {})) {
+    let up = true;
+    let down = true;
+    let ok = true;
+    for (let i = 0; ok && i < rows.length; i++) {
+      const v = rows[i]![name];
+      if (typeof v !== "string" && typeof v !== "number") ok = false;
+      else if (i > 0) {
+        const c = compare(rows[i - 1]![name] as Scalar, v);
+        if (c > 0) up = false;
+        if (c < 0) down = false;
+      }
+    }
+    if (!ok || !(up || down)) continue;
+    const first = rows[0]![name] as Scalar;
+    const last = rows[rows.length - 1]![name] as Scalar;
+    orders.set(name, up ? { up, low: first, high: last } : { up, low: last, high: first });
+  }
+  ORDERS.set(rows, orders);
+  return orders;
+}
+
 /**
  * Whether a page of rows ordered by `name` is one that a row's move (`span`) shifts: its
  * range of values meets the span between the two places, or, for a row added or removed,
  * reaches its place or comes after it (in the page's own direction). A page whose rows are
  * not in `name` order, or lack it, is not.
  */
-function shifts(
-  rows: readonly Readonly<Record<string, unknown>>[],
-  name: string,
-  span: Span,
-): boolean {
-  const values: Scalar[] = [];
-  for (const row of rows) {
-    const v = row[name];
-    if (typeof v !== "string" && typeof v !== "number") return false;
-    values.push(v);
-  }
-  if (values.length === 0) return false;
-  let up = true;
-  let down = true;
-  for (let i = 1; i < values.length; i++) {
-    const c = compare(values[i - 1]!, values[i]!);
-    if (c > 0) up = false;
-    if (c < 0) down = false;
-  }
-  if (!up && !down) return false;
-  const first = values[0]!;
-  const last = values[values.length - 1]!;
-  const [low, high] = up ? [first, last] : [last, first];
+function shifts(rows: Rows, name: string, span: Span): boolean {
+  const order = ordersOf(rows).get(name);
+  if (!order) return false;
+  const { up, low, high } = order;
   if ("open" in span) {
     // A page of equal values does not say which way its list runs: ascending is taken, the
     // usual order (wrong, a rule built on it fails its tests and does not act).
@@ -327,20 +353,18 @@ function shifts(
  * span for and the page's rows are ordered by (see `shifts`), as `shifted by $name` patterns.
  */
 function shiftedBy(template: string, target: string, write: Write, copies: Copies): string[] {
-  const names = new Set<string>();
-  for (const key of write.fields?.keys() ?? []) {
-    const name = key.startsWith("before.") ? key.slice("before.".length) : key;
-    if (/^[A-Za-z_]\w*$/.test(name)) names.add(name);
-  }
-  if (names.size === 0) return [];
+  if (!write.fields || write.fields.size === 0) return [];
   const rows = copies.rows(target);
   if (!rows || rows.length === 0) return [];
-  const out: string[] = [];
-  for (const name of names) {
+  const orders = ordersOf(rows);
+  const out = new Set<string>();
+  for (const key of write.fields.keys()) {
+    const name = key.startsWith("before.") ? key.slice("before.".length) : key;
+    if (!orders.has(name) || out.has(name) || !FIELD_NAME.test(name)) continue;
     const span = spanOf(write, name);
-    if (span && shifts(rows, name, span)) out.push(`${template}${SHIFTED}${name}`);
+    if (span && shifts(rows, name, span)) out.add(name);
   }
-  return out;
+  return [...out].map((name) => `${template}${SHIFTED}${name}`);
 }
 
 /** Fields bound at most, per write (the first found, in document order). */
@@ -363,7 +387,7 @@ export function writeFields(answer: unknown, before?: unknown): Map<string, stri
       if (path !== "" && value !== "") out.set(path, String(value));
     } else if (value !== null && typeof value === "object" && !Array.isArray(value) && depth < 3) {
       for (const [k, v] of Object.entries(value)) {
-        if (/^[A-Za-z_]\w*$/.test(k)) walk(v, path === "" ? k : `${path}.${k}`, depth + 1);
+        if (FIELD_NAME.test(k)) walk(v, path === "" ? k : `${path}.${k}`, depth + 1);
       }
     }
   };
