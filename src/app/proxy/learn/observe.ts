@@ -240,9 +240,9 @@ export interface Audit {
 /**
  * Before a successful write's response is sent: removes what acting rules say it changed;
  * with the `revalidate` action, fetches that (the most read first) and `own` (the write's
- * own cached targets, removed already) again. Returns the targets acting rules matched, and the audits to run
- * after the response (see `audit`): copies are taken before the removal, so nothing stale
- * is ever served for them.
+ * own cached targets, removed already) again. Returns the targets acting rules matched,
+ * and the audits to run after the response (see `audit`): copies are taken before the
+ * removal, so nothing stale is ever served for them.
  */
 export async function applyRules(
   env: LearnEnv,

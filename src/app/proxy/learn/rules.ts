@@ -182,7 +182,10 @@ export function checkRule(write: unknown, read: unknown): string | undefined {
 
 /** What the learner may know of cached reads' copies: given by the proxy, from stored bodies. */
 export interface Copies {
-  /** Whether there is a copy to look in (not one only on its way from the origin). */
+  /**
+   * Whether there is a copy to look in: not for a read only on its way from the origin, nor
+   * one that is not fresh in memory (the proxy looks only there, synchronously).
+   */
   has(target: string): boolean;
   /** Whether a cached read's copy holds a value (the written row's id in a list page, say). */
   holds(target: string, value: string): boolean;
@@ -243,7 +246,7 @@ function meets(
 ): boolean {
   if (condition.kind === "none") return true;
   if (!copies) return false;
-  // A read with no copy to look in (a load on its way) may bring back anything: it meets
+  // A read with no copy to look in (a load on its way, say) may hold anything: it meets
   // every condition, so that a load begun before the write is not stored.
   if (!copies.has(target)) return true;
   if (condition.kind === "containing") {
@@ -291,7 +294,7 @@ type Rows = readonly Readonly<Record<string, unknown>>[];
 
 /** How a page's rows run in one field's order: which way, and the values at its ends. */
 interface Order {
-  /** Never falling (all equal counts as both up and down). */
+  /** Never falling (a page of equal values counts as running up); else never rising. */
   up: boolean;
   low: Scalar;
   high: Scalar;
