@@ -216,14 +216,21 @@ export function cachedTargets(
 ): string[] {
   const out = new Set<string>();
   const suffix = ` ${ctx.host}`;
+  // Many targets share a path (a list's pages): each path's route is found once.
+  const sameRoute = new Map<string, boolean>();
   const consider = (key: string) => {
     if (!key.endsWith(suffix)) return;
     const target = key.slice(0, -suffix.length);
     if (target.includes(" ") || !target.startsWith("/")) return;
     if (cache.index.get(key)?.tags.includes(VARY_RECORD)) return;
-    const path = target.split("?")[0] as string;
-    if (matchRoute(routes, ctx.url.host, path) !== ctx.route) return;
-    out.add(target);
+    const q = target.indexOf("?");
+    const path = q < 0 ? target : target.slice(0, q);
+    let same = sameRoute.get(path);
+    if (same === undefined) {
+      same = matchRoute(routes, ctx.url.host, path) === ctx.route;
+      sameRoute.set(path, same);
+    }
+    if (same) out.add(target);
   };
   for (const key of cache.index.keys("")) consider(key);
   for (const key of loading) consider(key);
@@ -289,6 +296,8 @@ export async function observeWrite(
 ): Promise<void> {
   let limit = take(env.learning, env.perWrite, deps.now());
   if (limit <= 0) return;
+  // Choosing the sample looks at every cached read of the route: not before the answer.
+  await new Promise((resolve) => setTimeout(resolve, 0));
   const copies = cachedCopies(deps.cache, ctx);
   let observed = false;
   for (const a of audits.slice(0, limit)) {
@@ -303,7 +312,13 @@ export async function observeWrite(
   const sample =
     limit <= 0
       ? []
-      : env.learner.sample(write, candidates, limit, byReads(env, deps.cache, ctx), copies);
+      : env.learner.sample(
+          write,
+          some(candidates, SAMPLED_FROM, env.random),
+          limit,
+          byReads(env, deps.cache, ctx),
+          copies,
+        );
   // What the sample leaves is not spent (within this second's budget).
   env.learning.tokens = Math.min(
     env.learning.perSecond,
@@ -325,6 +340,24 @@ export async function observeWrite(
   }
   if (observed) env.onChange?.(env.learner.toJSON());
   await refetch(env, ctx, found);
+}
+
+/**
+ * Cached reads a write's sample is chosen from, at most: each is looked at (its template,
+ * its copy), so a route with tens of thousands cached would cost tens of milliseconds of
+ * every write. Past it, a random share of them.
+ */
+const SAMPLED_FROM = 5000;
+
+/** At most `n` of `list`, chosen at random (all of it, in order, when it is no longer). */
+function some<T>(list: readonly T[], n: number, random: () => number): readonly T[] {
+  if (list.length <= n) return list;
+  const out = [...list];
+  for (let i = 0; i < n; i++) {
+    const j = i + Math.floor(random() * (out.length - i));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out.slice(0, n);
 }
 
 /**

@@ -70,7 +70,7 @@ export function ruleId(rule: Pick<Rule, "write" | "read">): string {
 }
 
 /** `PATCH /api/users/:id` for a write. */
-export function writeKey(write: Write): { key: string; values: string[] } {
+export function writeKey(write: Write): { key: string; values: readonly string[] } {
   const t = templateOf(write.target);
   return { key: `${write.method.toUpperCase()} ${t.template}`, values: t.values };
 }
@@ -498,15 +498,23 @@ export class Learner {
       .filter((r) => this.acts(r));
     const byRule = new Map<string, string[]>();
     if (acting.length === 0) return { targets: [], rules: [], byRule };
+    // Each rule's parts once, and by the template its reads have: a target's template
+    // picks the few rules worth matching it against.
+    const byTemplate = new Map<string, { rule: Rule; read: string; condition: Condition }[]>();
+    for (const rule of acting) {
+      const [read, condition] = splitCondition(rule.read);
+      const template = unbound(read);
+      byTemplate.set(template, [...(byTemplate.get(template) ?? []), { rule, read, condition }]);
+    }
     const out: string[] = [];
     for (const target of targets) {
-      const rule = acting.find((r) => {
-        const [read, condition] = splitCondition(r.read);
-        return (
-          matchesRead(read, target, w.values, write.fields) &&
-          meets(condition, target, write, w.values, copies)
-        );
-      });
+      const rule = byTemplate
+        .get(templateOf(target).template)
+        ?.find(
+          ({ read, condition }) =>
+            matchesRead(read, target, w.values, write.fields) &&
+            meets(condition, target, write, w.values, copies),
+        )?.rule;
       if (rule) {
         out.push(target);
         const id = ruleId(rule);

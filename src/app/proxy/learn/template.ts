@@ -17,7 +17,7 @@ export interface Template {
   /** `/api/users/:id/profile?team=*`: the template's text, the key rules are stored by. */
   template: string;
   /** The concrete values, in template order (path placeholders, then query values). */
-  values: string[];
+  values: readonly string[];
 }
 
 const NUMBER = /^-?\d+(?:\.\d+)?$/;
@@ -39,14 +39,30 @@ export function valueKind(segment: string): ValueKind | undefined {
   return undefined;
 }
 
+/** Templates made, by target: a write looks at every cached target of its route. */
+const MADE = new Map<string, Readonly<Template>>();
+/** Targets remembered at most; past it the memory starts again (cached keys are far fewer). */
+const MADE_MAX = 100_000;
+
 /**
- * The template of a request target (path and query, as the proxy keys it).
+ * The template of a request target (path and query, as the proxy keys it). The result is
+ * shared between calls with the same target: not to be changed.
  *
  * @example
  * templateOf("/api/users/7/profile?team=3")
  * // { template: "/api/users/:id/profile?team=*", values: ["7", "3"] }
  */
-export function templateOf(target: string): Template {
+export function templateOf(target: string): Readonly<Template> {
+  let made = MADE.get(target);
+  if (!made) {
+    if (MADE.size >= MADE_MAX) MADE.clear();
+    made = makeTemplate(target);
+    MADE.set(target, made);
+  }
+  return made;
+}
+
+function makeTemplate(target: string): Template {
   const q = target.indexOf("?");
   const path = q < 0 ? target : target.slice(0, q);
   const query = q < 0 ? "" : target.slice(q + 1);
