@@ -338,6 +338,28 @@ describe("learned rules between route templates", () => {
     pages.set("/api/users?offset=9&sort=name", [{ id: 1 }]);
     expect(offsets(post("Cook"))).toEqual(["2", "4", "6"]);
     expect(shifted(post("Cook"))).toEqual([]); // no such rule, nothing acts
+    // A page of equal values is in an order only when its URL asks for it, and runs the way
+    // the URL says; a field every row shares (a version) orders nothing.
+    const flat = new Learner({ minTests: 1 });
+    flat.decide("POST /api/users", "/api/users?offset=*&sort=* shifted by $name", "manual");
+    flat.decide("POST /api/users", "/api/users?offset=*&sort=* shifted by $v", "manual");
+    const evans = [
+      { name: "Evans", v: 1 },
+      { name: "Evans", v: 1 },
+    ];
+    const flatPages = new Map([
+      ["/api/users?offset=0&sort=name", evans],
+      ["/api/users?offset=0&sort=-name", evans],
+    ]);
+    const flatCopies = { ...copies, rows: (t: string) => flatPages.get(t), has: () => true };
+    const added = (name: string, v: number) =>
+      flat.plan(
+        { method: "POST", target: "/api/users", fields: writeFields({ name, v }) },
+        flatPages.keys(),
+        flatCopies,
+      ).targets;
+    expect(added("Adams", 1)).toEqual(["/api/users?offset=0&sort=name"]);
+    expect(added("Zhu", 1)).toEqual(["/api/users?offset=0&sort=-name"]);
     // A page with no copy to look in (a load on its way) may bring anything back: it is
     // taken as shifted, so that the load is not stored.
     const loading = "/api/users?offset=7&sort=name";

@@ -255,7 +255,7 @@ function meets(
   }
   const span = spanOf(write, condition.name);
   const rows = span && copies.rows(target);
-  return span !== undefined && rows !== undefined && shifts(rows, condition.name, span);
+  return span !== undefined && rows !== undefined && shifts(rows, condition.name, span, target);
 }
 
 /**
@@ -294,8 +294,10 @@ type Rows = readonly Readonly<Record<string, unknown>>[];
 
 /** How a page's rows run in one field's order: which way, and the values at its ends. */
 interface Order {
-  /** Never falling (a page of equal values counts as running up); else never rising. */
+  /** Never falling; else never rising. */
   up: boolean;
+  /** Every value the same: the page alone does not say it is in this order. */
+  flat: boolean;
   low: Scalar;
   high: Scalar;
 }
@@ -324,7 +326,11 @@ function ordersOf(rows: Rows): Map<string, Order> {
     if (!ok || !(up || down)) continue;
     const first = rows[0]![name] as Scalar;
     const last = rows[rows.length - 1]![name] as Scalar;
-    orders.set(name, up ? { up, low: first, high: last } : { up, low: last, high: first });
+    const flat = up && down;
+    orders.set(
+      name,
+      up ? { up, flat, low: first, high: last } : { up, flat, low: last, high: first },
+    );
   }
   ORDERS.set(rows, orders);
   return orders;
@@ -336,19 +342,43 @@ function ordersOf(rows: Rows): Map<string, Order> {
  * reaches its place or comes after it (in the page's own direction). A page whose rows are
  * not in `name` order, or lack it, is not.
  */
-function shifts(rows: Rows, name: string, span: Span): boolean {
+function shifts(rows: Rows, name: string, span: Span, target: string): boolean {
   const order = ordersOf(rows).get(name);
   if (!order) return false;
-  const { up, low, high } = order;
+  let { up } = order;
+  const { flat, low, high } = order;
+  if (flat) {
+    // Equal values (a page of one last name, or a field every row shares, like a version):
+    // only a page whose URL asks for that order (`sort=lastName`, `sort=-lastName`) is in
+    // it, running the way the URL says.
+    const asked = sortedBy(target, name);
+    if (asked === undefined) return false;
+    up = asked === "up";
+  }
   if ("open" in span) {
-    // A page of equal values does not say which way its list runs: ascending is taken, the
-    // usual order (wrong, a rule built on it fails its tests and does not act).
     return up ? compare(high, span.open) >= 0 : compare(low, span.open) <= 0;
   }
   const [a, b] = compare(span.from, span.to) <= 0 ? [span.from, span.to] : [span.to, span.from];
   // A row whose value stayed has not moved: it changes the page that shows it, no other.
   if (compare(a, b) === 0) return false;
   return compare(low, b) <= 0 && compare(high, a) >= 0;
+}
+
+/**
+ * Whether a target's query asks for `name`'s order, as a value (`sort=lastName`,
+ * `order=name,id`), and which way (`-lastName` runs down); undefined when it does not.
+ */
+function sortedBy(target: string, name: string): "up" | "down" | undefined {
+  const q = target.indexOf("?");
+  if (q < 0) return undefined;
+  let query: string;
+  try {
+    query = decodeURIComponent(target.slice(q + 1).replace(/\+/g, " "));
+  } catch {
+    return undefined;
+  }
+  const at = new RegExp(`[=,](-?)${name}(?![\\w.])`).exec(query);
+  return at === null ? undefined : at[1] === "-" ? "down" : "up";
 }
 
 /**
@@ -365,7 +395,7 @@ function shiftedBy(template: string, target: string, write: Write, copies: Copie
     const name = key.startsWith("before.") ? key.slice("before.".length) : key;
     if (!orders.has(name) || out.has(name) || !FIELD_NAME.test(name)) continue;
     const span = spanOf(write, name);
-    if (span && shifts(rows, name, span)) out.add(name);
+    if (span && shifts(rows, name, span, target)) out.add(name);
   }
   return [...out].map((name) => `${template}${SHIFTED}${name}`);
 }
