@@ -12,6 +12,15 @@ import {
 
 const patch7 = { method: "PATCH", target: "/api/users/7" };
 
+/** Copies of cached pages, each holding the ids listed for it (and no rows). */
+function holding(pages: ReadonlyMap<string, readonly string[]>) {
+  return {
+    has: (target: string) => pages.has(target),
+    holds: (target: string, value: string) => pages.get(target)?.includes(value) ?? false,
+    rows: () => undefined,
+  };
+}
+
 describe("learned rules between route templates", () => {
   it("binds a read's values to the write's where they are equal", () => {
     expect(readPattern("/api/users/7/profile", ["7"])).toBe("/api/users/$1/profile");
@@ -294,8 +303,6 @@ describe("learned rules between route templates", () => {
       holds: () => false,
       rows: (target: string) => pages.get(target),
     };
-    const shifted = (write: Write) =>
-      new Learner({ minTests: 1 }).plan(write, pages.keys(), copies).targets;
     const learner = new Learner({ minTests: 1 });
     const rule = "/api/users?offset=*&sort=* shifted by $name";
     for (const method of ["POST", "PATCH", "DELETE"]) {
@@ -337,7 +344,6 @@ describe("learned rules between route templates", () => {
     pages.set("/api/users?offset=8&sort=name", [{ name: "Young" }, { name: "Ives" }]);
     pages.set("/api/users?offset=9&sort=name", [{ id: 1 }]);
     expect(offsets(post("Cook"))).toEqual(["2", "4", "6"]);
-    expect(shifted(post("Cook"))).toEqual([]); // no such rule, nothing acts
     // A page of equal values is in an order only when its URL asks for it, and runs the way
     // the URL says; a field every row shares (a version) orders nothing.
     const flat = new Learner({ minTests: 1 });
@@ -389,11 +395,7 @@ describe("learned rules between route templates", () => {
       ["/api/users?offset=2&sort=name", ["3", "4"]],
       ["/api/users?offset=4&sort=name", ["5", "6"]],
     ]);
-    const copies = {
-      has: (target: string) => pages.has(target),
-      holds: (target: string, value: string) => pages.get(target)?.includes(value) ?? false,
-      rows: () => undefined,
-    };
+    const copies = holding(pages);
     const learner = new Learner({ threshold: 0.9, minTests: 3 });
     for (const id of ["1", "3", "5", "2"]) {
       const w = { method: "PATCH", target: `/api/users/${id}` };
@@ -420,11 +422,7 @@ describe("learned rules between route templates", () => {
       ["/api/orders?offset=0&status=paid", ["8", "9"]],
       ["/api/orders?offset=2&status=paid", ["10", "11"]],
     ]);
-    const listed = {
-      has: (target: string) => lists.has(target),
-      holds: (target: string, value: string) => lists.get(target)?.includes(value) ?? false,
-      rows: () => undefined,
-    };
+    const listed = holding(lists);
     const paid = {
       method: "PATCH",
       target: "/api/orders/9",

@@ -268,12 +268,16 @@ export async function applyRules(
     const entry = await cache.getEntry(baseKey(target, ctx.host), { count: false });
     if (entry) audits.push({ rule, target, entry });
   }
-  // Past `revalidatePerWrite`, what is not fetched again is a miss: the most read go first.
+  // Past `revalidatePerWrite`, what is not fetched again is a miss: the most read go first
+  // (read before the removal, which forgets their counts).
   const reads = (t: string) => cache.index.get(baseKey(t, ctx.host))?.hits ?? 0;
-  const hottest = [...plan.targets].sort((a, b) => reads(b) - reads(a));
+  const again =
+    env.action === "revalidate"
+      ? [...plan.targets].sort((a, b) => reads(b) - reads(a))
+      : plan.targets;
   const removed = await cache.invalidate({ tags: plan.targets.map((t) => URL_TAG + t) });
   env.stats.learnedInvalidations += removed;
-  await refetch(env, ctx, [...own, ...hottest]);
+  await refetch(env, ctx, [...own, ...again]);
   return { targets: plan.targets, audits };
 }
 

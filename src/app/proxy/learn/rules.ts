@@ -365,20 +365,18 @@ function shifts(rows: Rows, name: string, span: Span, target: string): boolean {
 }
 
 /**
- * Whether a target's query asks for `name`'s order, as a value (`sort=lastName`,
- * `order=name,id`), and which way (`-lastName` runs down); undefined when it does not.
+ * Whether a target's query asks for `name`'s order, as a value or a word of one
+ * (`sort=lastName`, `order=name,id`), and which way (`-lastName` runs down); undefined
+ * when it does not.
  */
 function sortedBy(target: string, name: string): "up" | "down" | undefined {
-  const q = target.indexOf("?");
-  if (q < 0) return undefined;
-  let query: string;
-  try {
-    query = decodeURIComponent(target.slice(q + 1).replace(/\+/g, " "));
-  } catch {
-    return undefined;
+  for (const value of templateOf(target).values) {
+    for (const word of value.split(/[\s,+]+/)) {
+      if (word === name) return "up";
+      if (word === `-${name}`) return "down";
+    }
   }
-  const at = new RegExp(`[=,](-?)${name}(?![\\w.])`).exec(query);
-  return at === null ? undefined : at[1] === "-" ? "down" : "up";
+  return undefined;
 }
 
 /**
