@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { type AdminOptions, createAdminApi } from "./admin.ts";
 import { dashboardPage } from "./dashboard.ts";
-import { notFound, onError } from "./errors.ts";
+import { notFound, onError, validUrl } from "./errors.ts";
 
 /**
  * The app an edgecache server answers with, on any runtime: the admin API and the
@@ -11,6 +11,7 @@ import { notFound, onError } from "./errors.ts";
 export function edgecacheApp(routes: Hono, admin: AdminOptions): Hono {
   const app = new Hono();
   app.onError(onError);
+  app.use(validUrl);
   // The dashboard's page (no data in it) at /_edgecache/ too: a sub-app's "/" is /_edgecache.
   app.get("/_edgecache/", dashboardPage);
   app.route("/_edgecache", createAdminApi(admin));

@@ -6,6 +6,7 @@ import { EdgecacheError, type ErrorCode } from "../core/errors.ts";
 const STATUS: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   E_BAD_QUERY: 400,
   E_BAD_BODY: 400,
+  E_BAD_HEADER: 400,
   E_BAD_OPTION: 400,
   E_NOT_FOUND: 404,
   E_METHOD_NOT_ALLOWED: 405,
@@ -59,6 +60,18 @@ export function onError(err: Error, c: Context): Response {
   if (status >= 500) console.error("[edgecache] request failed:", err);
   return c.body(body, status, errorHeaders(err));
 }
+
+/**
+ * Refuses a request whose URL does not parse with a JSON 400 naming the Host header. On
+ * Node the runtime joins Host and the target without checking a Host of plain letters
+ * (`a.1`, `x127.0.0.1`), so every later `new URL(c.req.url)` would throw: a 500 at best.
+ */
+export const validUrl: MiddlewareHandler = async (c, next) => {
+  if (!URL.canParse(c.req.url)) {
+    throw new EdgecacheError("E_BAD_HEADER", "http", "host: the Host header is not a valid host");
+  }
+  await next();
+};
 
 /** Hono notFound handler: the same JSON error shape as every other error. */
 export function notFound(): Response {

@@ -6,6 +6,7 @@ export type ErrorCode =
   | "E_BAD_OPTION" // a factory or config option has the wrong type or value
   | "E_BAD_QUERY" // a client's query string or path is malformed
   | "E_BAD_BODY" // a client's request body is malformed
+  | "E_BAD_HEADER" // a client's request header is malformed (a Host that is no host)
   | "E_BAD_VALUE" // a value the library cannot cache so that it reads back the same
   | "E_NOT_FOUND" // unknown resource or row
   | "E_METHOD_NOT_ALLOWED" // e.g. a write to a view

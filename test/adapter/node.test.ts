@@ -18,6 +18,7 @@ import {
   startEdgecache,
   tempDir,
 } from "../app/harness.ts";
+import { raw } from "../app/proxy-harness.ts";
 import { waitForLine } from "../helpers/child.ts";
 
 // The Node adapter over real sockets and real SQLite files: the hit fast path, restarts
@@ -129,6 +130,18 @@ describe("the hit fast path", () => {
     expect(r.status).toBe(200);
     expect(r.json).toEqual({ ...user, lastName: "Socket" });
     expect((await fetchReply(`${h.url}/v1/users/${user.id}`)).json.lastName).toBe("Socket");
+  });
+
+  it("answers a Host that is no host (a.1) with a JSON 400 naming the header, hit or miss", async () => {
+    const h = await started();
+    await fetchReply(`${h.url}/v1/users?limit=1`);
+    for (const path of ["/v1/users?limit=1", "/v1/users?limit=2", "/_edgecache/stats"]) {
+      const r = await raw(`${h.url}${path}`, { headers: { host: "a.1" } });
+      expect(r.status, path).toBe(400);
+      expect(JSON.parse(r.text).error, path).toMatchObject({ code: "E_BAD_HEADER" });
+      expect(JSON.parse(r.text).error.message, path).toMatch(/Host/);
+    }
+    expect((await fetchReply(`${h.url}/v1/users?limit=1`)).status).toBe(200);
   });
 });
 

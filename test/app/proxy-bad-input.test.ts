@@ -211,6 +211,29 @@ describe("odd paths and hosts", () => {
     expect(origin.count()).toBe(0);
   });
 
+  it.each(["a.1", "x127.0.0.1", "1.2.3.4.5", "1.2.3.256"])(
+    "answers a Host the fast path's pattern takes but URL refuses (%s) with 400, and keeps serving",
+    async (badHost) => {
+      const { origin, proxy } = await setup(counting({ "cache-control": "max-age=60" }));
+      await raw(`${proxy.url}/x`);
+      // Both paths: over the raw keep-alive path and through node:http (Connection: close).
+      for (const connection of ["keep-alive", "close"]) {
+        const reply = await rawSocket(
+          proxy.url,
+          `GET /x HTTP/1.1\r\nHost: ${badHost}\r\nConnection: ${connection}\r\n\r\n` +
+            (connection === "keep-alive"
+              ? `GET /x HTTP/1.1\r\nHost: ${proxy.host}\r\nConnection: close\r\n\r\n`
+              : ""),
+        );
+        expect(reply).toMatch(/^HTTP\/1.1 400/);
+      }
+      const after = await raw(`${proxy.url}/x`);
+      expect(after.status).toBe(200);
+      expect(after.headers["cache-status"]).toMatch(/hit/);
+      expect(origin.count()).toBe(1);
+    },
+  );
+
   it("keeps entries apart per Host, so a spoofed Host cannot fill another's entry", async () => {
     const { proxy } = await setup((req, res) => {
       res.writeHead(200, { "cache-control": "max-age=60" });

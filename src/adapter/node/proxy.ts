@@ -6,7 +6,7 @@ import { Hono } from "hono";
 import { addressSet, clientAddress } from "../../app/access.ts";
 import { createAdminApi } from "../../app/admin.ts";
 import { dashboardPage } from "../../app/dashboard.ts";
-import { notFound, onError } from "../../app/errors.ts";
+import { notFound, onError, validUrl } from "../../app/errors.ts";
 import {
   type CachingProxy,
   createProxy,
@@ -187,6 +187,7 @@ async function open(
   if (learning) metrics.watchLearning(() => learning.stats);
   const app = new Hono();
   app.onError(onError);
+  app.use(validUrl);
   // The dashboard's page (no data in it) at /_edgecache/ too: a sub-app's "/" is /_edgecache.
   app.get("/_edgecache/", dashboardPage);
   app.route(

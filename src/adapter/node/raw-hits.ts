@@ -1,6 +1,7 @@
 import { channel } from "node:diagnostics_channel";
 import { type IncomingHttpHeaders, type Server, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
+import { memoize } from "../../core/memo.ts";
 import type { HitReply, HitRequest } from "./hit-reply.ts";
 
 /**
@@ -62,9 +63,13 @@ export interface RawRequest extends HitRequest {
  * Heads read before: a client on a keep-alive connection mostly repeats its head byte for
  * byte, and a lookup costs a fraction of reading it again. Bounded in count and length.
  */
-const headMemo = new Map<string, RawRequest>();
-const HEAD_MEMO_SIZE = 1000;
-const HEAD_MEMO_MAX_LENGTH = 2048;
+const readHeadMemo = memoize((head) => readHead(head), {
+  size: 1000,
+  maxLength: 2048,
+  keep: (req) => req !== undefined,
+  // A copy: a slice may keep the whole read (up to 64 KiB) alive as long as the memo.
+  own: (head) => Buffer.from(head, "latin1").toString("latin1"),
+});
 
 /**
  * Reads the request head starting at `start` of `text` (bytes as latin1), or undefined when
@@ -74,18 +79,7 @@ const HEAD_MEMO_MAX_LENGTH = 2048;
 export function parseHead(text: string, start: number): RawRequest | undefined {
   const end = text.indexOf("\r\n\r\n", start);
   if (end < 0 || end + 4 - start > MAX_RAW_HEAD) return undefined;
-  const head = start === 0 && end + 4 === text.length ? text : text.slice(start, end + 4);
-  let req = headMemo.get(head);
-  if (req === undefined) {
-    req = readHead(head);
-    if (req === undefined) return undefined;
-    if (head.length <= HEAD_MEMO_MAX_LENGTH) {
-      if (headMemo.size >= HEAD_MEMO_SIZE) headMemo.clear();
-      // A copy: a slice may keep the whole read (up to 64 KiB) alive as long as the memo.
-      headMemo.set(Buffer.from(head, "latin1").toString("latin1"), req);
-    }
-  }
-  return req;
+  return readHeadMemo(start === 0 && end + 4 === text.length ? text : text.slice(start, end + 4));
 }
 
 /** `head`: a whole head, up to and with its empty line. */

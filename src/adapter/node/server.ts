@@ -6,6 +6,7 @@ import type { AdminOptions } from "../../app/admin.ts";
 import type { Cache } from "../../core/cache.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { requestKey } from "../../core/keys.ts";
+import { memoize } from "../../core/memo.ts";
 import { type HitRequest, hitReply } from "./hit-reply.ts";
 import { inOrder } from "./in-order.ts";
 import { RawHits, type RawHitsOptions, replyBytes } from "./raw-hits.ts";
@@ -72,15 +73,26 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
   // The proxy's lookup takes every path; the data API's only its own (dataApiHits).
   const now = options.now ?? Date.now;
   const findHit = options.findHit ?? (cache ? dataApiHits(cache, options.fastPrefix) : undefined);
-  const hitOf = (req: HitRequest): CacheEntry | undefined =>
-    findHit &&
-    (req.method === "GET" || req.method === "HEAD") &&
-    req.url?.startsWith("/") &&
-    // What the app would refuse (a backslash, no Host) it must refuse here too.
-    !req.url.includes("\\") &&
-    req.headers.host !== undefined
-      ? findHit(req)
-      : undefined;
+  const hitOf = (req: HitRequest): CacheEntry | undefined => {
+    if (
+      !findHit ||
+      (req.method !== "GET" && req.method !== "HEAD") ||
+      !req.url?.startsWith("/") ||
+      // What the app would refuse (a backslash, no Host) it must refuse here too.
+      req.url.includes("\\") ||
+      req.headers.host === undefined ||
+      !validHost(req.headers.host)
+    ) {
+      return undefined;
+    }
+    try {
+      return findHit(req);
+    } catch {
+      // Input the lookup cannot key goes to the app, which answers it (a 400): a throw here
+      // would be outside any handler and end the process.
+      return undefined;
+    }
+  };
   const server = new HitServer(
     // Looked up when the request's turn comes: after a write pipelined before it.
     inOrder((req, res) => {
@@ -172,25 +184,20 @@ export function dataApiHits(
   return (req) => (req.url!.startsWith(prefix) ? cache.peek(keyOf(req.url!)) : undefined);
 }
 
-/** Raw request targets to cache keys: most hits repeat a target seen before. */
-const KEY_MEMO_SIZE = 10_000;
-/** Longer targets are keyed each time, so the memo stays within a few tens of MB. */
-const KEY_MEMO_MAX_TARGET = 2048;
-const keyMemo = new Map<string, string>();
-
-function keyOf(target: string): string {
-  let key = keyMemo.get(target);
-  if (key === undefined) {
-    // The same normalization the app applies (WHATWG URL parsing), so keys agree.
+/**
+ * Raw request targets to cache keys: most hits repeat a target seen before. The same
+ * normalization the app applies (WHATWG URL parsing), so keys agree.
+ */
+const keyOf = memoize(
+  (target) => {
     const url = new URL(target, "http://localhost");
-    key = requestKey(url.pathname, url.search);
-    if (target.length <= KEY_MEMO_MAX_TARGET) {
-      if (keyMemo.size >= KEY_MEMO_SIZE) keyMemo.clear();
-      keyMemo.set(target, key);
-    }
-  }
-  return key;
-}
+    return requestKey(url.pathname, url.search);
+  },
+  { size: 10_000 },
+);
+
+/** Whether a Host header names a host, as the app's URL parsing would find (see validUrl). */
+const validHost = memoize((host) => URL.canParse(`http://${host}/`), { size: 1000 });
 
 function serveHit(entry: CacheEntry, req: IncomingMessage, res: ServerResponse, now: number): void {
   const reply = hitReply(entry, req, now);

@@ -1,4 +1,5 @@
 import { badOption } from "../../core/errors.ts";
+import { memoize } from "../../core/memo.ts";
 
 /** One origin behind the proxy, chosen by the request's host and path. */
 export interface OriginRoute {
@@ -28,6 +29,8 @@ export const MAX_CACHED_TARGET = 8192;
 /** Host header syntax the fast path takes as is (the one @hono/node-server passes through). */
 const PLAIN_HOST = /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/;
 const KEY_MEMO_SIZE = 10_000;
+/** Host and target: longer ones are keyed each time. */
+const KEY_MEMO_MAX_LENGTH = 2304;
 const ROUTE_KEYS = ["origin", "host", "pathPrefix", "ttl"];
 
 /**
@@ -117,6 +120,15 @@ export function baseKey(target: string, host: string): string {
   return `${target} ${host}`;
 }
 
+/** `new URL`, or undefined where it would throw (Node 20 has no `URL.parse`). */
+function parseUrl(href: string): URL | undefined {
+  try {
+    return new URL(href);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The base key of a raw request target, as the app would compute it (null: not one the
  * app caches), memoized: the runtime's fast path asks for it on every hit.
@@ -124,27 +136,24 @@ export function baseKey(target: string, host: string): string {
 export function fastKeys(
   routes: readonly Route[],
 ): (target: string, host: string) => string | null {
-  const memo = new Map<string, string | null>();
-  return (target, host) => {
-    const memoKey = `${host} ${target}`;
-    let key = memo.get(memoKey);
-    if (key === undefined) {
-      key = null;
-      if (PLAIN_HOST.test(host)) {
-        // The same normalization the app gets (WHATWG URL parsing), so keys agree.
-        // Joined as @hono/node-server does, so "//x" stays a path.
-        const url = new URL(`http://${host}${target}`);
-        const normalized = url.pathname + url.search;
-        const route = matchRoute(routes, host, url.pathname);
-        if (normalized.length <= MAX_CACHED_TARGET && url.host === host && route) {
-          key = baseKey(normalized, keyHost(route, host));
-        }
-      }
-      if (target.length <= 2048) {
-        if (memo.size >= KEY_MEMO_SIZE) memo.clear();
-        memo.set(memoKey, key);
-      }
-    }
-    return key;
-  };
+  const keyOf = memoize(
+    (memoKey) => {
+      const space = memoKey.indexOf(" ");
+      const host = memoKey.slice(0, space);
+      const target = memoKey.slice(space + 1);
+      if (!PLAIN_HOST.test(host)) return null;
+      // The same normalization the app gets (WHATWG URL parsing), so keys agree. Joined as
+      // @hono/node-server does, so "//x" stays a path. A host of the pattern's letters may
+      // still be no host (`a.1`): the full path answers 400.
+      const url = parseUrl(`http://${host}${target}`);
+      if (!url || url.host !== host) return null;
+      const normalized = url.pathname + url.search;
+      const route = matchRoute(routes, host, url.pathname);
+      return normalized.length <= MAX_CACHED_TARGET && route
+        ? baseKey(normalized, keyHost(route, host))
+        : null;
+    },
+    { size: KEY_MEMO_SIZE, maxLength: KEY_MEMO_MAX_LENGTH },
+  );
+  return (target, host) => keyOf(`${host} ${target}`);
 }

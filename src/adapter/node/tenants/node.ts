@@ -5,7 +5,7 @@ import type { HttpBindings } from "@hono/node-server";
 import { type Context, Hono } from "hono";
 import { bearerToken, constantTimeEqual, hostName } from "../../../app/access.ts";
 import { dashboardPage } from "../../../app/dashboard.ts";
-import { onError } from "../../../app/errors.ts";
+import { onError, validUrl } from "../../../app/errors.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
 import type { CacheStats } from "../../../core/stats.ts";
@@ -241,6 +241,7 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   const processMetrics = nodeMetrics();
   const app = new Hono();
   app.onError(onError);
+  app.use(validUrl);
   const { adminToken } = options;
   // The dashboard's page holds no data; it asks for a key when the API answers 401.
   app.get("/_edgecache/", dashboardPage);
