@@ -37,7 +37,7 @@ export function errorBody(err: unknown): { status: ContentfulStatusCode; body: s
   };
 }
 
-/** Seconds a client is told to wait after a write that found the database locked. */
+/** Seconds a client is told to wait after the database was locked or out of reach. */
 const BUSY_RETRY_AFTER_S = 1;
 
 /** Fields an error's response must carry besides its body. */
@@ -47,8 +47,12 @@ function errorHeaders(err: unknown): Record<string, string> {
   if (err instanceof EdgecacheError && err.code === "E_UNAUTHORIZED") {
     headers["www-authenticate"] = 'Bearer realm="edgecache"';
   }
-  // RFC 9110 10.2.3: the lock was held for the whole busy timeout; a retry soon may pass.
-  if (err instanceof EdgecacheError && err.code === "E_SOURCE_BUSY") {
+  // RFC 9110 10.2.3: the lock was held for the whole busy timeout, or the database is away
+  // (a restart takes seconds): a retry soon may pass.
+  if (
+    err instanceof EdgecacheError &&
+    (err.code === "E_SOURCE_BUSY" || err.code === "E_SOURCE_UNAVAILABLE")
+  ) {
     headers["retry-after"] = String(BUSY_RETRY_AFTER_S);
   }
   return headers;

@@ -82,6 +82,8 @@ export function isCapturing(source: object): source is CapturingSource {
   return typeof (source as Partial<CapturingSource>).captureFeed === "function";
 }
 
+/** How long the follower waits before it tries again after an error (the database restarting), ms. */
+const RETRY_MS = 250;
 /** Changes applied per log record. */
 const BATCH = 500;
 /** How long the follower sleeps between checks while nothing happens, ms. */
@@ -173,7 +175,7 @@ export function followCapture(
           logger.warn(`[edgecache] [capture] ${message}; retrying`);
           lastError = message;
         }
-        if (!stopped) await sleep(IDLE_MS);
+        if (!stopped) await sleep(RETRY_MS);
       }
     }
   };

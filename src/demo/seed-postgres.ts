@@ -1,4 +1,5 @@
 import type postgres from "postgres";
+import { transaction } from "../sources/postgres-transaction.ts";
 import { type DemoOptions, demoRows, demoSize } from "./seed.ts";
 
 /**
@@ -43,7 +44,7 @@ export async function seedPostgresDemo(
   options: DemoOptions = {},
 ): Promise<boolean> {
   const size = demoSize(options);
-  return sql.begin(async (tx) => {
+  return transaction(sql, async (tx) => {
     await tx.unsafe("SELECT pg_advisory_xact_lock($1)", [SEED_LOCK]);
     await tx.unsafe(SCHEMA);
     const [any] = await tx.unsafe("SELECT 1 FROM users LIMIT 1");

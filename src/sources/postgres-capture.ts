@@ -7,6 +7,7 @@ import {
   type CaptureStatus,
   capturedEvent,
 } from "../core/capture.ts";
+import { transaction } from "./postgres-transaction.ts";
 import { literal, quote } from "./sql.ts";
 
 /**
@@ -72,7 +73,7 @@ export async function installPostgresCapture(
   tables: readonly CaptureTable[],
 ): Promise<void> {
   const schema = quote(captureSchema(served));
-  await sql.begin(async (tx) => {
+  await transaction(sql, async (tx) => {
     await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
     await tx.unsafe(`CREATE TABLE IF NOT EXISTS ${schema}.changes (
       seq bigserial PRIMARY KEY, tbl text NOT NULL, op text NOT NULL,
@@ -165,27 +166,31 @@ export async function postgresCaptureStatus(
 
 /**
  * The change table as a CaptureFeed. One node consumes it: the one holding a session
- * advisory lock on a connection of its own, which PostgreSQL releases if the node dies.
+ * advisory lock, which PostgreSQL releases if the node dies.
+ *
+ * The lock is held on a client of its own with one connection, not on a connection
+ * reserved from the pool: postgres.js 3.4 never reconnects a reserved connection whose
+ * server went away, and a write queued on it then throws outside any promise
+ * (`socket.write` of null in `nextWrite`), which ended the process on every database
+ * restart. A one-connection client reconnects; the lock it held is gone with the old
+ * connection, which the next check (at most LEAD_CHECK_MS later) finds. Until then two
+ * nodes may both consume, which applies a change twice: harmless.
  */
 export function postgresCaptureFeed(
   sql: postgres.Sql,
   served: string,
   columnsOf: (table: string) => readonly string[] | undefined,
+  connect: () => postgres.Sql,
 ): CaptureFeed {
   const schema = quote(captureSchema(served));
   const lockKey =
     LOCK_BASE + (createHash("sha256").update(served).digest().readUInt16BE(0) & 0xffff);
-  let reserved: postgres.ReservedSql | undefined;
+  let own: postgres.Sql | undefined;
   let checkedAt = 0;
   let holding = false;
   let listening: Promise<{ unlisten(): Promise<void> }> | undefined;
   let wake: (() => void) | undefined;
   let notified = false;
-  const release = () => {
-    reserved?.release();
-    reserved = undefined;
-    holding = false;
-  };
   return {
     installed: () => isInstalled(sql, served),
     async lead() {
@@ -193,29 +198,35 @@ export function postgresCaptureFeed(
       if (holding && now - checkedAt < LEAD_CHECK_MS) return true;
       checkedAt = now;
       try {
-        reserved ??= await sql.reserve();
+        own ??= connect();
         const [row] = holding
-          ? await reserved.unsafe(
+          ? await own.unsafe(
               `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
                  AND objid = $1 AND pid = pg_backend_pid() AND granted) AS ok`,
               [lockKey],
             )
-          : await reserved.unsafe("SELECT pg_try_advisory_lock($1) AS ok", [lockKey]);
+          : await own.unsafe("SELECT pg_try_advisory_lock($1) AS ok", [lockKey]);
         holding = row?.ok === true;
       } catch {
-        release(); // the connection broke: its lock went with it
+        holding = false; // the connection broke: its lock went with it
       }
       return holding;
     },
     async read(limit) {
-      listening ??= sql.listen(CHANNEL, () => {
-        notified = true;
-        wake?.();
-      });
+      if (!listening) {
+        listening = sql.listen(CHANNEL, () => {
+          notified = true;
+          wake?.();
+        });
+        // Refused while the database is away: asked again on the next read.
+        listening.catch(() => {
+          listening = undefined;
+        });
+      }
       await listening;
       notified = false;
       // On the consumer's own connection: never queued behind the pool's reads.
-      const rows = await (reserved ?? sql).unsafe(
+      const rows = await (own ?? sql).unsafe(
         `SELECT seq::float8 AS seq, tbl, op, old::text AS old, new::text AS new,
                 (extract(epoch FROM at) * 1000)::float8 AS at
            FROM ${schema}.changes
@@ -243,10 +254,9 @@ export function postgresCaptureFeed(
     },
     async consume(changes) {
       if (changes.length === 0) return;
-      await (reserved ?? sql).unsafe(
-        `DELETE FROM ${schema}.changes WHERE seq = ANY($1::text::int8[])`,
-        [`{${changes.map((c) => c.seq).join(",")}}`],
-      );
+      await (own ?? sql).unsafe(`DELETE FROM ${schema}.changes WHERE seq = ANY($1::text::int8[])`, [
+        `{${changes.map((c) => c.seq).join(",")}}`,
+      ]);
     },
     async wait(ms) {
       if (notified) return;
@@ -263,10 +273,12 @@ export function postgresCaptureFeed(
       wake?.();
       const l = await listening?.catch(() => undefined);
       await l?.unlisten().catch(() => {});
-      if (holding && reserved) {
-        await reserved.unsafe("SELECT pg_advisory_unlock($1)", [lockKey]).catch(() => {});
+      if (holding && own) {
+        await own.unsafe("SELECT pg_advisory_unlock($1)", [lockKey]).catch(() => {});
       }
-      release();
+      holding = false;
+      await own?.end({ timeout: 1 }).catch(() => {});
+      own = undefined;
     },
   };
 }

@@ -21,6 +21,7 @@ import {
   postgresCaptureStatus,
   uninstallPostgresCapture,
 } from "./postgres-capture.ts";
+import { transaction } from "./postgres-transaction.ts";
 import type { DeleteResult, Source, WriteOptions, WriteResult } from "./source.ts";
 import {
   attachChildren,
@@ -57,6 +58,16 @@ const DEFAULT_MAX_CONNECTIONS = 10;
 
 /** Seconds to wait for a connection before the source reports the database unavailable. */
 const CONNECT_TIMEOUT_S = 5;
+
+/**
+ * Seconds a connection waits before it reconnects after its n-th failure in a row: 50 ms
+ * doubling, at most half a second. postgres.js's own backoff grows to 20 s, and its count
+ * is shared by the pool, so a restart of a fraction of a second left requests waiting for
+ * a connection 14-17 s after the database was back.
+ */
+export function reconnectBackoff(failures: number): number {
+  return Math.min(0.05 * 2 ** failures, 0.5);
+}
 
 export type PostgresSourceOptions = (
   | {
@@ -130,7 +141,8 @@ export async function postgresSource(
     if (typeof options.sql !== "function" || typeof options.sql.unsafe !== "function") {
       badOption(COMPONENT, "sql", "a postgres.js client", options.sql);
     }
-    return new PostgresSource(options.sql, { owned: false, views, schema });
+    const postgres = await loadPostgres();
+    return new PostgresSource(options.sql, { owned: false, views, schema, postgres });
   }
   const { url, max = DEFAULT_MAX_CONNECTIONS } = options;
   if (typeof url !== "string" || !/^postgres(ql)?:\/\//.test(url)) {
@@ -138,7 +150,7 @@ export async function postgresSource(
   }
   if (!Number.isSafeInteger(max) || max < 1) badOption(COMPONENT, "max", "an integer >= 1", max);
   const sql = await connectPostgres(url, max);
-  return new PostgresSource(sql, { owned: true, views, schema });
+  return new PostgresSource(sql, { owned: true, views, schema, postgres: await loadPostgres() });
 }
 
 /**
@@ -150,6 +162,7 @@ export async function connectPostgres(url: string, max = DEFAULT_MAX_CONNECTIONS
   return postgres(url, {
     max,
     connect_timeout: CONNECT_TIMEOUT_S,
+    backoff: reconnectBackoff,
     onnotice: () => {},
     fetch_types: false,
   });
@@ -181,14 +194,19 @@ class PostgresSource implements Source, CapturingSource {
   readonly #owned: boolean;
   readonly #views: ViewInfo[];
   readonly #schemaName: string;
+  readonly #postgres: typeof postgres;
   #discovered: Promise<{ schema: Schema; tables: Map<string, PgTable> }> | undefined;
   #foreignKeys: Map<string, ForeignKey[]> = new Map();
   #effects = new Map<string, WriteEvent[]>();
   #captureOn = false;
   #captureCheckedAt = 0;
 
-  constructor(sql: Sql, options: { owned: boolean; views: ViewInfo[]; schema: string }) {
+  constructor(
+    sql: Sql,
+    options: { owned: boolean; views: ViewInfo[]; schema: string; postgres: typeof postgres },
+  ) {
     this.#sql = sql;
+    this.#postgres = options.postgres;
     this.#owned = options.owned;
     this.#views = options.views;
     this.#schemaName = options.schema;
@@ -237,7 +255,7 @@ class PostgresSource implements Source, CapturingSource {
               .map((name, i) => parameter(meta.columns.get(name)!, i + 1))
               .join(", ")}) RETURNING ${meta.selectList}`;
       const marked = await this.#marked(options);
-      return this.#sql.begin(async (tx) => {
+      return transaction(this.#sql, async (tx) => {
         await setApiWrite(tx, marked);
         const [row] = await run(tx, sql, [...given.values()].map(bindable));
         return row!;
@@ -301,7 +319,7 @@ class PostgresSource implements Source, CapturingSource {
       const key = coerceId(meta, id);
       if (key === undefined) return undefined;
       const marked = await this.#marked(options);
-      return this.#sql.begin(async (tx) => {
+      return transaction(this.#sql, async (tx) => {
         await setApiWrite(tx, marked);
         // Lock the row, then read the rows foreign key actions will change, before the
         // delete in the same transaction: the cache must hear of them as of the row.
@@ -394,10 +412,29 @@ class PostgresSource implements Source, CapturingSource {
     void this.#discover().then((d) => {
       tables = d.tables;
     });
-    return postgresCaptureFeed(this.#sql, this.#schemaName, (table) => {
-      const meta = tables?.get(table);
-      return meta ? [...meta.columns.keys()] : undefined;
-    });
+    return postgresCaptureFeed(
+      this.#sql,
+      this.#schemaName,
+      (table) => {
+        const meta = tables?.get(table);
+        return meta ? [...meta.columns.keys()] : undefined;
+      },
+      () => this.#connectOne(),
+    );
+  }
+
+  /**
+   * A client of one connection to the same database, with the pool's options (postgres.js
+   * takes its own parsed options back) and a count of failures of its own.
+   */
+  #connectOne(): Sql {
+    const options = this.#sql.options;
+    return this.#postgres({
+      ...options,
+      max: 1,
+      backoff: reconnectBackoff,
+      shared: { retries: 0, typeArrayMap: {} },
+    } as unknown as postgres.Options<Record<string, never>>);
   }
 
   async close(): Promise<void> {
@@ -415,7 +452,7 @@ class PostgresSource implements Source, CapturingSource {
     const key = coerceId(table, id);
     if (key === undefined) return undefined;
     const marked = await this.#marked(options);
-    return this.#sql.begin(async (tx) => {
+    return transaction(this.#sql, async (tx) => {
       await setApiWrite(tx, marked);
       const [old] = await run(tx, `${selectById(table, key)} FOR UPDATE`, [bindable(key)]);
       if (!old) return undefined;

@@ -85,6 +85,14 @@ export async function requireRedisServer(): Promise<RequiredService> {
   return required("", problem, `redis-server cannot be run (${problem}); install it: ${install}`);
 }
 
+/** Checks that a PostgreSQL cluster of a test's own can be made (initdb), for fault tests. */
+export async function requirePostgresServer(): Promise<RequiredService> {
+  const { postgresBin } = await import("./private-postgres.ts");
+  const problem = postgresBin() ? undefined : "no initdb under /usr/lib/postgresql";
+  const install = "apt-get install -y postgresql";
+  return required("", problem, `initdb cannot be run (${problem}); install it: ${install}`);
+}
+
 /** The Debian `chromium` binary (or CHROMIUM_PATH), for the dashboard's browser test. */
 export function requireChromium(
   path = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",

@@ -1,6 +1,7 @@
 import type postgres from "postgres";
 import { EdgecacheError } from "../../../core/errors.ts";
 import { connectPostgres, redactUrl } from "../../../sources/postgres.ts";
+import { transaction } from "../../../sources/postgres-transaction.ts";
 import {
   type Created,
   exists,
@@ -33,7 +34,7 @@ export async function postgresTenantState(url: string): Promise<TenantState> {
   const sql = await connectPostgres(url, 2);
   try {
     // One process at a time: concurrent CREATE TABLE IF NOT EXISTS can collide.
-    await sql.begin(async (tx) => {
+    await transaction(sql, async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(hashtext('edgecache_tenants'))`;
       await tx.unsafe(`
         CREATE TABLE IF NOT EXISTS edgecache_tenants (
@@ -82,7 +83,7 @@ class PostgresTenantState implements TenantState, SharedState {
 
   /** Runs `change` and bumps the version in one transaction; NOTIFY goes out at commit. */
   async #change<T>(change: (tx: postgres.TransactionSql) => Promise<T>): Promise<T> {
-    const [result, version] = (await this.#sql.begin(async (tx) => {
+    const [result, version] = (await transaction(this.#sql, async (tx) => {
       const result = await change(tx);
       const [row] = await tx<{ version: string }[]>`
         UPDATE edgecache_tenants_version SET version = version + 1 RETURNING version`;
@@ -146,10 +147,14 @@ class PostgresTenantState implements TenantState, SharedState {
 
   async load(): Promise<{ version: number; rows: Row[] }> {
     // One snapshot: the rows are those of the version read with them.
-    return this.#sql.begin("isolation level repeatable read read only", async (tx) => {
-      const [v] = await tx<{ version: string }[]>`SELECT version FROM edgecache_tenants_version`;
-      return { version: Number(v!.version), rows: await this.#rows(tx) };
-    });
+    return transaction(
+      this.#sql,
+      async (tx) => {
+        const [v] = await tx<{ version: string }[]>`SELECT version FROM edgecache_tenants_version`;
+        return { version: Number(v!.version), rows: await this.#rows(tx) };
+      },
+      "isolation level repeatable read read only",
+    );
   }
 
   async beat(node: string, applied: number): Promise<number> {
