@@ -24,7 +24,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LRUCache } from "lru-cache";
-import { createCache } from "../src/core/cache.ts";
+import { createCache } from "../src/core/cache/index.ts";
 import { randomId } from "../src/core/change-log.ts";
 import { memoryStore } from "../src/stores/memory.ts";
 import { redisStore } from "../src/stores/redis.ts";

@@ -19,7 +19,7 @@ export {
   strongEtag,
   type WriteHooks,
   type WriteResult,
-} from "./core/cache.ts";
+} from "./core/cache/index.ts";
 export {
   type ChangeLog,
   type ChangeOp,

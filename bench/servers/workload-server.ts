@@ -19,7 +19,7 @@ import { Hono } from "hono";
 import { joinCluster } from "../../src/adapter/node/cluster.ts";
 import { startServer } from "../../src/adapter/node/server.ts";
 import { createDataApi } from "../../src/app/data-api.ts";
-import { Cache, type CacheOptions } from "../../src/core/cache.ts";
+import { Cache, type CacheOptions } from "../../src/core/cache/index.ts";
 import {
   type CaptureFollower,
   type CapturingSource,

@@ -12,7 +12,7 @@
  * over any source.
  */
 import type Database from "better-sqlite3";
-import type { Cache } from "../../src/core/cache.ts";
+import type { Cache } from "../../src/core/cache/index.ts";
 
 export interface Post {
   id: number;

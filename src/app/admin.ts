@@ -1,10 +1,9 @@
 import { type Context, Hono } from "hono";
-import type { Cache } from "../core/cache.ts";
+import type { Cache } from "../core/cache/index.ts";
 import { rowTag, tableTag } from "../core/deps/planner.ts";
 import type { CacheEntry } from "../core/entry.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { toPrometheus } from "../core/stats.ts";
-import type { Store } from "../core/store.ts";
 import {
   addressSet,
   bearerToken,
@@ -137,12 +136,10 @@ export function createAdminApi(options: AdminOptions): Hono {
     const prefix = c.req.query("prefix") ?? "";
     const tag = c.req.query("tag");
     const keys = [];
-    const source = tag ? cache.index.keysForTag(tag) : cache.index.keys(prefix);
-    for (const key of source) {
-      if (tag && !key.startsWith(prefix)) continue;
-      const reg = cache.index.get(key);
+    for (const key of cache.keys({ prefix, tag })) {
+      const reg = cache.registration(key);
       if (!reg || reg.expiresAt <= now()) continue;
-      const entry = await peekTiers(cache, key, now());
+      const entry = (await cache.inspect(key)).find((t) => t.entry)?.entry;
       keys.push({
         key,
         hits: reg.hits,
@@ -158,14 +155,10 @@ export function createAdminApi(options: AdminOptions): Hono {
 
   app.get("/keys/:key{.+}", async (c) => {
     const key = c.req.param("key"); // Hono has already percent-decoded it
-    const reg = cache.index.get(key);
-    const tiers = [];
-    let entry: CacheEntry | undefined;
-    for (const tier of cache.tiers) {
-      const live = await tierEntry(tier, key, now());
-      tiers.push({ tier: tier.name, present: !!live });
-      entry ??= live;
-    }
+    const reg = cache.registration(key);
+    const held = await cache.inspect(key);
+    const tiers = held.map((t) => ({ tier: t.tier, present: t.entry !== undefined }));
+    const entry = held.find((t) => t.entry)?.entry;
     if (!entry && !reg) {
       throw new EdgecacheError("E_NOT_FOUND", COMPONENT, `key "${key}" is not cached`);
     }
@@ -295,20 +288,6 @@ async function objectBody(c: Context, example: string): Promise<Record<string, u
     );
   }
   return body as Record<string, unknown>;
-}
-
-/** A tier's live entry for `key`, read straight: looking is not a read, so no hit counts. */
-async function tierEntry(tier: Store, key: string, now: number): Promise<CacheEntry | undefined> {
-  const found = await tier.get(key).catch(() => undefined);
-  return found && found.staleUntil > now ? found : undefined;
-}
-
-async function peekTiers(cache: Cache, key: string, now: number): Promise<CacheEntry | undefined> {
-  for (const tier of cache.tiers) {
-    const entry = await tierEntry(tier, key, now);
-    if (entry) return entry;
-  }
-  return undefined;
 }
 
 function entrySummary(entry: CacheEntry, now: number) {

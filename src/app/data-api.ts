@@ -1,5 +1,5 @@
 import { Hono } from "hono";
-import type { Cache, EntryInit } from "../core/cache.ts";
+import type { Cache, EntryInit } from "../core/cache/index.ts";
 import { isCapturing } from "../core/capture.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import {
@@ -232,7 +232,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     const same = sameList(list);
     const end = list.offset + list.count;
     let found: Neighbours | undefined;
-    for (const [other, dep] of cache.index.listsOn(list.table)) {
+    for (const [other, dep] of cache.listsOn(list.table)) {
       if (other === key || !same(dep)) continue;
       const coversBefore = dep.offset < list.offset && list.offset <= dep.offset + dep.count;
       const coversAfter =

@@ -1,5 +1,5 @@
 import { type Context, Hono } from "hono";
-import type { Cache } from "../core/cache.ts";
+import type { Cache } from "../core/cache/index.ts";
 import type { CacheEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import { policyClass, requestDirectives, variantSuffix } from "../core/http-cache.ts";

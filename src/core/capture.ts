@@ -1,4 +1,4 @@
-import type { Cache } from "./cache.ts";
+import type { Cache } from "./cache/index.ts";
 import type { WriteEvent } from "./deps/planner.ts";
 import type { Row } from "./query.ts";
 

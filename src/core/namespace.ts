@@ -1,4 +1,4 @@
-import { type Cache, type JsonOptions, tierCount } from "./cache.ts";
+import type { Cache, JsonOptions } from "./cache/index.ts";
 import { randomId } from "./change-log.ts";
 import { entryValue } from "./codec.ts";
 import { badOption } from "./errors.ts";
@@ -78,7 +78,7 @@ export class Namespace {
     if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === "string"))) {
       badOption(c, "tags", "an array of strings", tags);
     }
-    if (tiers !== undefined) tierCount(cache.tiers, tiers, c);
+    if (tiers !== undefined) cache.tierCount(tiers, c);
     this.#tiers = tiers && [...tiers];
     this.name = name;
     this.#cache = cache;

@@ -1,4 +1,4 @@
-import type { Cache, JsonOptions } from "./cache.ts";
+import type { Cache, JsonOptions } from "./cache/index.ts";
 import { badOption } from "./errors.ts";
 
 export interface WarmOptions extends JsonOptions {

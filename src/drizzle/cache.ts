@@ -1,6 +1,6 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
 import type { CacheConfig } from "drizzle-orm/cache/core/types";
-import { type Cache, createCache } from "../core/cache.ts";
+import { type Cache, createCache } from "../core/cache/index.ts";
 import type { ChangeLog } from "../core/change-log.ts";
 import { badOption } from "../core/errors.ts";
 import { rateLimited, type Warner } from "../core/report.ts";

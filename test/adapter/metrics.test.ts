@@ -43,7 +43,7 @@ describe("data API node", () => {
     );
     expect(reachedHttp - before).toBeLessThan(4); // some went the raw path, past node:http
     // A read the SQLite tier answers: the memory tier no longer holds the entry.
-    await h.edgecache.cache.tiers[0]!.delete(["GET /v1/users?limit=3"]);
+    await h.edgecache.tiers[0]!.delete(["GET /v1/users?limit=3"]);
     await exchange(port, get("/v1/users?limit=3"), ["GET"]);
 
     const res = await fetch(`${running.url}/_edgecache/metrics`);

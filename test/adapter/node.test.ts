@@ -60,7 +60,7 @@ describe("the hit fast path", () => {
     const miss = await fetchReply(`${h.url}${path}`);
     expect(miss.headers.get("cache-status")).toMatch(MISS_STORED);
     // Out of memory, still in SQLite: the next request goes through the app (a hit).
-    await h.edgecache.cache.tiers[0]!.delete([key]);
+    await h.edgecache.tiers[0]!.delete([key]);
     const viaApp = await fetch(`${h.url}${path}`);
     const viaAppBytes = new Uint8Array(await viaApp.arrayBuffer());
     expect(viaApp.headers.get("cache-status")).toMatch(HIT);

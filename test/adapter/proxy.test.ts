@@ -41,7 +41,7 @@ describe("the proxy's hit fast path", () => {
     const peek = vi.spyOn(proxy.node.proxy, "peekHit");
     await raw(url);
     // Out of memory, still in SQLite: the next request goes through the app (a hit).
-    await proxy.node.cache.tiers[0]!.delete([`/fast?q=1 ${proxy.hostname}`]);
+    await proxy.node.tiers[0]!.delete([`/fast?q=1 ${proxy.hostname}`]);
     const viaApp = await raw(url);
     expect(viaApp.headers["cache-status"]).toMatch(/^edgecache; hit/);
     peek.mockClear();
@@ -55,7 +55,7 @@ describe("the proxy's hit fast path", () => {
       ["HEAD", {}],
       ["GET", { "if-none-match": '"e1"' }],
     ] as const) {
-      await proxy.node.cache.tiers[0]!.delete([`/fast?q=1 ${proxy.hostname}`]);
+      await proxy.node.tiers[0]!.delete([`/fast?q=1 ${proxy.hostname}`]);
       const slow = await raw(url, { method: name, headers });
       const quick = await raw(url, { method: name, headers });
       expect(quick.status, name).toBe(slow.status);

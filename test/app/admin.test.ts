@@ -147,7 +147,7 @@ describe("keys", () => {
     expect(r.json.ttlSeconds).toBeLessThanOrEqual(86_400);
 
     // Evicted from memory, still in SQLite: the details say which tier holds it.
-    await h.edgecache.cache.tiers[0]!.delete([key]);
+    await h.edgecache.tiers[0]!.delete([key]);
     const after = await admin("GET", `/keys/${encodeURIComponent(key)}`);
     expect(after.json.tiers).toEqual([
       { tier: "memory", present: false },
@@ -210,8 +210,7 @@ describe("manual invalidation", () => {
     const { paths } = await warmFour();
     const key = `GET ${paths.item}`;
     await admin("POST", "/invalidate", { key });
-    for (const tier of h.edgecache.cache.tiers)
-      expect(await tier.get(key), tier.name).toBeUndefined();
+    for (const tier of h.edgecache.tiers) expect(await tier.get(key), tier.name).toBeUndefined();
     expectClientError(await admin("GET", `/keys/${encodeURIComponent(key)}`), 404, "E_NOT_FOUND");
   });
 

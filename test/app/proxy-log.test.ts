@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createProxy } from "../../src/app/proxy.ts";
-import { Cache } from "../../src/core/cache.ts";
+import { Cache } from "../../src/core/cache/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 describe("proxy: origin failures in the log", () => {

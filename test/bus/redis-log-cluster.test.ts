@@ -5,7 +5,7 @@ import { Cluster } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
 import { redisChangeLog } from "../../src/bus/redis.ts";
-import { Cache } from "../../src/core/cache.ts";
+import { Cache } from "../../src/core/cache/index.ts";
 import { randomId } from "../../src/core/change-log.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { redisStore } from "../../src/stores/redis.ts";

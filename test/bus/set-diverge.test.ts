@@ -1,6 +1,6 @@
 import { afterEach, expect, it } from "vitest";
 import { redisChangeLog } from "../../src/bus/redis.ts";
-import { Cache } from "../../src/core/cache.ts";
+import { Cache } from "../../src/core/cache/index.ts";
 import { randomId } from "../../src/core/change-log.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { quiet, until } from "../helpers/cluster.ts";

@@ -67,7 +67,7 @@ async function sqliteCaptured(dir: string): Promise<Deployment> {
     },
     settled: () => until(() => pending.get() === undefined),
     patches: async () => ec.cache.stats().patches,
-    entries: async () => ec.cache.index.size,
+    entries: async () => [...ec.cache.keys()].length,
     async close() {
       raw.close();
       await ec.close();
@@ -124,7 +124,7 @@ pg.describe("capture on PostgreSQL", () => {
           read: async (path) => ec.app.request(path),
           write: async (method, path, body) => ec.app.request(path, { method, ...json(body) }),
           patches: async () => ec.cache.stats().patches,
-          entries: async () => ec.cache.index.size,
+          entries: async () => [...ec.cache.keys()].length,
           async close() {
             await end();
             await ec.close();
@@ -155,7 +155,7 @@ pg.describe("capture on PostgreSQL", () => {
           read: async (path) => pick().app.request(path),
           write: async (method, path, body) => pick().app.request(path, { method, ...json(body) }),
           patches: async () => sum((n) => n.cache.stats().patches),
-          entries: async () => sum((n) => n.cache.index.size),
+          entries: async () => sum((n) => [...n.cache.keys()].length),
           async close() {
             await end();
             for (const n of nodes) await n.close();

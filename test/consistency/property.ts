@@ -54,7 +54,7 @@ export async function oneNode(dir: string): Promise<Deployment> {
     read: async (path) => ec.app.request(path),
     write: async (method, path, body) => ec.app.request(path, { method, ...json(body) }),
     patches: async () => ec.cache.stats().patches,
-    entries: async () => ec.cache.index.size,
+    entries: async () => [...ec.cache.keys()].length,
     close: () => ec.close(),
   };
 }

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDataApi, type DataApi } from "../../src/app/data-api.ts";
-import { Cache } from "../../src/core/cache.ts";
+import { Cache } from "../../src/core/cache/index.ts";
 import { demoViews, seedDemo } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";

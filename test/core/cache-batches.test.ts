@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import { createCache } from "../../src/core/cache.ts";
+import { createCache } from "../../src/core/cache/index.ts";
 import { localChangeLog } from "../../src/core/change-log.ts";
 import { keyPattern } from "../../src/core/pattern.ts";
 import type { BatchStore } from "../../src/core/store.ts";
@@ -167,13 +167,14 @@ describe("batches through the tiers' own batch operations", () => {
 
   it("setMany writes the SQLite tier in one batch; getMany after memory eviction reads it in one, and back-fills memory", async () => {
     const { store, calls } = counted(sqlite());
-    const cache = createCache({ tiers: [memoryStore(), store] });
+    const memory = memoryStore();
+    const cache = createCache({ tiers: [memory, store] });
     const keys = Array.from({ length: 40 }, (_, i) => `user:${i}`);
     await cache.setMany(keys.map((key, i) => ({ key, value: { i }, tags: [`u${i}`] })));
     expect(calls).toMatchObject({ setMany: 1, set: 0 });
 
     // Memory loses most of them (eviction, a restart of the memory tier).
-    await cache.tiers[0]!.delete(keys.slice(0, 30));
+    await memory.delete(keys.slice(0, 30));
     const before = cache.stats();
     expect(await cache.getMany([...keys, "user:none"])).toEqual([
       ...keys.map((_, i) => ({ i })),

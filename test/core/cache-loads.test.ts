@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Cache } from "../../src/core/cache.ts";
+import { Cache } from "../../src/core/cache/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { fakeClock } from "../helpers/chaos-store.ts";
 
@@ -24,7 +24,7 @@ describe("lookups that leave counting to the caller", () => {
     cache.countRead("k", "stale");
     cache.countRead("other", "miss");
     expect(cache.stats()).toMatchObject({ hits: 1, staleHits: 1, misses: 1 });
-    expect(cache.index.get("k")?.hits).toBe(1);
+    expect(cache.registration("k")?.hits).toBe(1);
     cache.peek("k");
     expect(cache.stats().hits).toBe(2);
   });

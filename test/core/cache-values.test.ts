@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import { createCache } from "../../src/core/cache.ts";
+import { createCache } from "../../src/core/cache/index.ts";
 import { localChangeLog } from "../../src/core/change-log.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import type { Store } from "../../src/core/store.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { scheduleWarm } from "../../src/adapter/node/warm-schedule.ts";
-import { createCache } from "../../src/core/cache.ts";
+import { createCache } from "../../src/core/cache/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 describe("warming", () => {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createCache } from "../../src/core/cache.ts";
+import { createCache } from "../../src/core/cache/index.ts";
 import { CoarseClock } from "../../src/core/coarse-clock.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Cache } from "../../src/core/cache.ts";
+import { Cache } from "../../src/core/cache/index.ts";
 import { localChangeLog } from "../../src/core/change-log.ts";
 import type { PlanSchema, WriteEvent } from "../../src/core/deps/planner.ts";
 import { memoryStore } from "../../src/stores/memory.ts";

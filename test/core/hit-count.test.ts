@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createCache } from "../../src/core/cache.ts";
+import { createCache } from "../../src/core/cache/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";
 
@@ -14,10 +14,10 @@ describe("hits per key", () => {
     await cache.set("a", 1);
     for (let i = 0; i < 3; i++) expect(await cache.get("a")).toBe(1);
     expect(await cache.getOrSet("a", () => 2)).toBe(1);
-    expect(cache.index.get("a")?.hits).toBe(4);
+    expect(cache.registration("a")?.hits).toBe(4);
     await cache.set("a", 5); // a set invalidates the key first
     expect(await cache.get("a")).toBe(5);
-    expect(cache.index.get("a")?.hits).toBe(1);
+    expect(cache.registration("a")?.hits).toBe(1);
     await cache.close();
   });
 
@@ -29,7 +29,7 @@ describe("hits per key", () => {
     expect(await cache.get("b")).toBe("from below"); // from SQLite, into memory
     expect(await cache.get("b")).toBe("from below");
     expect(await cache.get("b")).toBe("from below");
-    expect(cache.index.get("b")?.hits).toBe(3); // the one from SQLite, two from memory
+    expect(cache.registration("b")?.hits).toBe(3); // the one from SQLite, two from memory
     await cache.close();
   });
 });

@@ -1,8 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it, vi } from "vitest";
-import { createCache } from "../../src/core/cache.ts";
+import { createCache } from "../../src/core/cache/index.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
-import type { ListableStore } from "../../src/core/store.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { fakeClock } from "../helpers/chaos-store.ts";
 
@@ -184,7 +183,8 @@ describe("namespaces", () => {
         return lower.set(...args);
       },
     };
-    const cache = createCache({ tiers: [memoryStore(), counted] });
+    const top = memoryStore();
+    const cache = createCache({ tiers: [top, counted] });
     const session = cache.namespace("session", { tiers: ["memory"] });
     const content = cache.namespace("content", { tiers: ["memory", "kv"] });
     await session.set("s1", { user: 1 });
@@ -195,7 +195,6 @@ describe("namespaces", () => {
     expect(calls.set).toBeGreaterThan(0); // its token and its entry
     // Memory loses everything (a restart, eviction): the session entries are gone without
     // a read of the lower tier; the content entry comes back from it.
-    const top = cache.tiers[0] as ListableStore;
     const held: string[] = [];
     for await (const key of top.keys("")) held.push(key);
     await top.delete(held);

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { createCache } from "../../src/core/cache.ts";
+import { createCache } from "../../src/core/cache/index.ts";
 import { NegativeQuota } from "../../src/core/negative.ts";
 import type { ListableStore } from "../../src/core/store.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
@@ -54,7 +54,7 @@ describe("cached 404s under a flood of made-up URLs", () => {
     const negatives = (keys: string[]) => keys.filter((k) => k.includes("nope-"));
     expect(negatives(await keysOf(memory))).toHaveLength(10);
     expect(negatives(await keysOf(file))).toHaveLength(10);
-    expect(negatives([...cache.index.keys()])).toHaveLength(10);
+    expect(negatives([...cache.keys()])).toHaveLength(10);
     for (let i = 0; i < 50; i++) {
       expect((await cache.resolve(`GET /v1/users/${i}`, found(i))).status).toBe("hit");
     }

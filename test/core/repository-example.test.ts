@@ -1,7 +1,7 @@
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { postRepository } from "../../examples/library/repository.ts";
-import { createCache } from "../../src/core/cache.ts";
+import { createCache } from "../../src/core/cache/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 function setup() {

@@ -1,6 +1,6 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createCache } from "../../src/core/cache.ts";
+import { createCache } from "../../src/core/cache/index.ts";
 import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { chaosStore, fakeClock } from "../helpers/chaos-store.ts";

@@ -1,7 +1,7 @@
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { createDataApi } from "../../src/app/data-api.ts";
-import { Cache } from "../../src/core/cache.ts";
+import { Cache } from "../../src/core/cache/index.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import { isPostgresUrl, postgresSource, redactUrl } from "../../src/sources/postgres.ts";
 import { memoryStore } from "../../src/stores/memory.ts";

@@ -3,7 +3,7 @@
 
 import type { DurableObjectNamespaceLike } from "../../src/adapter/cloudflare/change-log.ts";
 import { ChangeLogObject, DurableChangeLog } from "../../src/adapter/cloudflare/change-log.ts";
-import { createCache } from "../../src/core/cache.ts";
+import { createCache } from "../../src/core/cache/index.ts";
 import { planSchemaOf, rowTag } from "../../src/core/deps/planner.ts";
 import type { KvNamespaceLike } from "../../src/stores/kv.ts";
 import { kvStore } from "../../src/stores/kv.ts";

@@ -2,7 +2,7 @@ import type { Context, ExecutionContext, Hono } from "hono";
 import type { AdminOptions } from "../../app/admin.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
-import { Cache } from "../../core/cache.ts";
+import { Cache } from "../../core/cache/index.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import { requestKey } from "../../core/keys.ts";
 import type { ViewInfo } from "../../core/query.ts";

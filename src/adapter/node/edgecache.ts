@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import type { Hono } from "hono";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
-import { Cache } from "../../core/cache.ts";
+import { Cache } from "../../core/cache/index.ts";
 import { type CaptureFollower, followCapture, isCapturing } from "../../core/capture.ts";
 import { type LogStart, localChangeLog, withOutsideWrites } from "../../core/change-log.ts";
 import type { InvalidationPolicy } from "../../core/deps/planner.ts";
@@ -51,6 +51,8 @@ export interface NodeEdgecacheOptions extends EdgecacheConfig {
 export interface NodeEdgecache {
   app: Hono;
   cache: Cache;
+  /** The cache's tiers, fastest first, as this node assembled them. */
+  tiers: readonly Store[];
   api: DataApi;
   /** Whether the embedded demo database is served. */
   demo: boolean;
@@ -282,6 +284,7 @@ async function open(
   return {
     app,
     cache,
+    tiers,
     api,
     demo,
     databasePath: database,

@@ -10,7 +10,7 @@ import {
 } from "prom-client";
 import type { MetricsExposition } from "../../app/admin.ts";
 import type { LearnStats } from "../../app/proxy/learn/observe.ts";
-import type { Cache } from "../../core/cache.ts";
+import type { Cache } from "../../core/cache/index.ts";
 import {
   type CacheObserver,
   type CacheStats,

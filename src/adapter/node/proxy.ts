@@ -14,7 +14,7 @@ import {
   type OriginRoute,
   type Rule,
 } from "../../app/proxy.ts";
-import { Cache } from "../../core/cache.ts";
+import { Cache } from "../../core/cache/index.ts";
 import { localChangeLog } from "../../core/change-log.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { endToEnd } from "../../core/http-cache.ts";
@@ -78,6 +78,8 @@ export interface NodeProxyOptions {
 export interface NodeProxy {
   app: Hono;
   cache: Cache;
+  /** The cache's tiers, fastest first, as this node assembled them. */
+  tiers: readonly Store[];
   proxy: CachingProxy;
   /** Its Prometheus metrics (served at /_edgecache/metrics). */
   metrics: NodeMetrics;
@@ -209,6 +211,7 @@ async function open(
   return {
     app,
     cache,
+    tiers,
     proxy,
     metrics,
     async listen() {

@@ -1,5 +1,5 @@
 import { Cron } from "croner";
-import type { Cache } from "../../core/cache.ts";
+import type { Cache } from "../../core/cache/index.ts";
 import { badOption } from "../../core/errors.ts";
 import type { WarmOptions, WarmResult } from "../../core/warm.ts";
 

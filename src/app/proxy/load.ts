@@ -1,4 +1,4 @@
-import type { Cache } from "../../core/cache.ts";
+import type { Cache } from "../../core/cache/index.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import {
   type CacheRequest,

@@ -1,4 +1,4 @@
-import type { Cache } from "../../core/cache.ts";
+import type { Cache } from "../../core/cache/index.ts";
 import type { PolicyClass } from "../../core/http-cache.ts";
 import type { Forward } from "../http.ts";
 import { clientHeaders, originHeaders } from "./headers.ts";
@@ -83,7 +83,7 @@ export async function passThrough(
       const applied = new Set(removed);
       // Learning asks about what is stored, not what is on its way.
       const rest = candidates.filter(
-        (t) => !applied.has(t) && env.cache.index.get(baseKey(t, ctx.host)) !== undefined,
+        (t) => !applied.has(t) && env.cache.registration(baseKey(t, ctx.host)) !== undefined,
       );
       env.cache.background(observeWrite(env.learn, env, ctx, write, rest, audits, sentAt));
     }

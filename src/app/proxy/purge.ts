@@ -1,4 +1,4 @@
-import type { Cache } from "../../core/cache.ts";
+import type { Cache } from "../../core/cache/index.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { COMPONENT } from "./routes.ts";
 import { URL_TAG, USER_TAG, VARY_RECORD } from "./types.ts";
@@ -24,10 +24,11 @@ export async function purge(cache: Cache, request: PurgeRequest): Promise<number
   }
   // Vary records go too, but are not responses: count them out.
   const keys = new Set<string>();
-  for (const tag of tags) for (const k of cache.index.keysForTag(tag)) keys.add(k);
-  if (request.prefix !== undefined) for (const k of cache.index.keys(request.prefix)) keys.add(k);
+  for (const tag of tags) for (const k of cache.keys({ tag })) keys.add(k);
+  if (request.prefix !== undefined)
+    for (const k of cache.keys({ prefix: request.prefix })) keys.add(k);
   let records = 0;
-  for (const k of keys) if (cache.index.get(k)?.tags.includes(VARY_RECORD)) records++;
+  for (const k of keys) if (cache.registration(k)?.tags.includes(VARY_RECORD)) records++;
   const removed = await cache.invalidate({ tags, prefix: request.prefix });
   return Math.max(0, removed - records);
 }

@@ -1,4 +1,4 @@
-import type { Cache, EntryInit } from "../../core/cache.ts";
+import type { Cache, EntryInit } from "../../core/cache/index.ts";
 import type { LogPosition } from "../../core/change-log.ts";
 import {
   type Freshness,

@@ -5,7 +5,7 @@ export interface HitCount {
   hits: number;
 }
 
-interface Registration extends HitCount {
+export interface Registration extends HitCount {
   tags: readonly string[];
   lists: readonly ListDependency[];
   /** When the entry has expired from every tier and the registration can go. */

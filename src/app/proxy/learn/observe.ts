@@ -1,4 +1,4 @@
-import type { Cache } from "../../../core/cache.ts";
+import type { Cache } from "../../../core/cache/index.ts";
 import type { CacheEntry as Entry } from "../../../core/entry.ts";
 import { badOption } from "../../../core/errors.ts";
 import type { PolicyClass } from "../../../core/http-cache.ts";
@@ -222,7 +222,7 @@ export function cachedTargets(
     if (!key.endsWith(suffix)) return;
     const target = key.slice(0, -suffix.length);
     if (target.includes(" ") || !target.startsWith("/")) return;
-    if (cache.index.get(key)?.tags.includes(VARY_RECORD)) return;
+    if (cache.registration(key)?.tags.includes(VARY_RECORD)) return;
     const q = target.indexOf("?");
     const path = q < 0 ? target : target.slice(0, q);
     let same = sameRoute.get(path);
@@ -232,7 +232,7 @@ export function cachedTargets(
     }
     if (same) out.add(target);
   };
-  for (const key of cache.index.keys("")) consider(key);
+  for (const key of cache.keys()) consider(key);
   for (const key of loading) consider(key);
   return [...out];
 }
@@ -270,7 +270,7 @@ export async function applyRules(
   }
   // Past `revalidatePerWrite`, what is not fetched again is a miss: the most read go first
   // (read before the removal, which forgets their counts).
-  const reads = (t: string) => cache.index.get(baseKey(t, ctx.host))?.hits ?? 0;
+  const reads = (t: string) => cache.registration(baseKey(t, ctx.host))?.hits ?? 0;
   const again =
     env.action === "revalidate"
       ? [...plan.targets].sort((a, b) => reads(b) - reads(a))
@@ -371,7 +371,7 @@ function some<T>(list: readonly T[], n: number, random: () => number): readonly 
  */
 function byReads(env: LearnEnv, cache: Cache, ctx: Ctx): (targets: readonly string[]) => number {
   return (targets) => {
-    const weights = targets.map((t) => 1 + (cache.index.get(baseKey(t, ctx.host))?.hits ?? 0));
+    const weights = targets.map((t) => 1 + (cache.registration(baseKey(t, ctx.host))?.hits ?? 0));
     let at = env.random() * weights.reduce((a, b) => a + b, 0);
     for (const [i, w] of weights.entries()) {
       at -= w;

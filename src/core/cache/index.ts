@@ -6,50 +6,52 @@ import {
   type LogStart,
   localChangeLog,
   type WriteTurn,
-} from "./change-log.ts";
-import { CoarseClock } from "./coarse-clock.ts";
-import { encodeValue, entryValue } from "./codec.ts";
-import { DependencyIndex, type HitCount } from "./deps/index.ts";
+} from "../change-log.ts";
+import { CoarseClock } from "../coarse-clock.ts";
+import { entryValue } from "../codec.ts";
+import { DependencyIndex, type HitCount, type Registration } from "../deps/index.ts";
 import {
   type DependencyLookup,
   type InvalidationPolicy,
   type ListDependency,
-  type PlanRule,
-  type PlanRules,
   type PlanSchema,
   planWrite,
   type WriteEvent,
-} from "./deps/planner.ts";
-import { sha256Hex } from "./digest.ts";
-import type { CacheEntry } from "./entry.ts";
-import { badOption, EdgecacheError } from "./errors.ts";
-import { WriteFence } from "./fence.ts";
-import { Namespace, type NamespaceOptions } from "./namespace.ts";
-import { isNegative, NegativeQuota } from "./negative.ts";
-import { type KeyPattern, keyPattern } from "./pattern.ts";
-import { type ChangeSummary, RecentChanges } from "./recent-changes.ts";
-import { inChunks, PendingRemovals, REMOVE_CHUNK, yieldToLoop } from "./removal.ts";
-import { rateLimited } from "./report.ts";
-import { type CacheObserver, type CacheStats, LatencyRecorder, type TierStats } from "./stats.ts";
-import {
-  isBatch,
-  isClosable,
-  isEvicting,
-  isListable,
-  isMeasured,
-  isSync,
-  type Store,
-  type SyncStore,
-} from "./store.ts";
-import { type WarmOptions, type WarmResult, warm } from "./warm.ts";
+} from "../deps/planner.ts";
+import { sha256Hex } from "../digest.ts";
+import type { CacheEntry } from "../entry.ts";
+import { badOption, EdgecacheError } from "../errors.ts";
+import { WriteFence } from "../fence.ts";
+import { Namespace, type NamespaceOptions } from "../namespace.ts";
+import { isNegative, NegativeQuota } from "../negative.ts";
+import { type ChangeSummary, RecentChanges } from "../recent-changes.ts";
+import { inChunks, PendingRemovals } from "../removal.ts";
+import { rateLimited } from "../report.ts";
+import { type CacheObserver, type CacheStats, LatencyRecorder } from "../stats.ts";
+import { isEvicting } from "../store.ts";
+import { type WarmOptions, type WarmResult, warm } from "../warm.ts";
+import { Background, ReloadQueue } from "./background.ts";
+import { checkValueOptions, settings, tierCount, valueInit } from "./options.ts";
+import { planRecord } from "./record-plan.ts";
+import { FAILED, TierStack } from "./tiers.ts";
+import type {
+  AppliedWrite,
+  CacheOptions,
+  EntryInit,
+  Found,
+  InvalidateRequest,
+  JsonOptions,
+  LookupOptions,
+  ReadOptions,
+  Resolved,
+  ResolveStatus,
+  WriteHooks,
+  WriteResult,
+} from "./types.ts";
 
-/** An entry a lookup found, and the tier that held it. */
-interface Found {
-  entry: CacheEntry;
-  tier: string;
-}
+export { tierCount } from "./options.ts";
+export type * from "./types.ts";
 
-const HOUR = 3_600_000;
 const SWEEP_EVERY = 4096;
 /** Results of recent records this node applied, kept for the appender to collect. */
 const RECENT_RESULTS = 1024;
@@ -65,162 +67,10 @@ const RELOAD_WAIT_MS = 50;
 const RELOAD_POLL_MS = 4;
 /** Tiers past this many are not tracked for the index (a bit each in a 32-bit mask). */
 const MAX_TRACKED_TIERS = 30;
-/** Cached 404s and 410s kept at once, by default. */
-const DEFAULT_MAX_NEGATIVE = 10_000;
 /** Without a schema every write falls back to its table. */
 const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
 /** A lookup that finds nothing: planning against it tells only whether a write is exact. */
 const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () => [] };
-
-export interface CacheOptions {
-  /**
-   * Tiers, fastest first. Reads fall through and back-fill the tiers above. The first is
-   * this node's own (memory): its entries are trusted, and dropped when the node misses
-   * log records. Entries read from any later tier are checked against the log.
-   */
-  tiers: Store[];
-  /** Default time to live in ms (24 hours). */
-  ttl?: number;
-  /** Default stale-while-revalidate window after the TTL, in ms (0). */
-  staleWhileRevalidate?: number;
-  /** How writes invalidate: "exact" (default), "table" or "none" (TTL only). */
-  policy?: InvalidationPolicy;
-  /** What the planner knows of the data API's schema; without it writes fall back to tables. */
-  schema?: PlanSchema;
-  /**
-   * Cached negative results (404 and 410) kept at once, 10 000 by default: past it the least
-   * recently used goes from every tier, so made-up URLs cannot crowd out real entries.
-   */
-  notFound?: { maxEntries?: number };
-  /**
-   * Background refetch of invalidated hot entries; false turns it off. `lists`: with other
-   * nodes on the log and a shared tier, every invalidated list page any node held is
-   * reloaded there (by one node), hot or not, so that a node which never held it finds it
-   * new: hit rate for database queries (README, "Many nodes").
-   */
-  rehydrate?: { concurrency?: number; minHits?: number; lists?: boolean } | false;
-  /**
-   * Operations the write fence remembers (8192): an entry read from a shared tier whose
-   * load began before the oldest is judged by its tables' last changes, which refuses more.
-   */
-  fenceLogSize?: number;
-  /**
-   * The change log every write and invalidation goes through (in-process by default). A
-   * shared log (Redis) keeps several nodes exact; see `ChangeLog`.
-   */
-  log?: ChangeLog;
-  /**
-   * Runs background work (rehydration, stale-while-revalidate refreshes, deletes of
-   * refused entries): a Worker passes `ctx.waitUntil`. By default the cache tracks it, and
-   * `drain()` waits for it.
-   */
-  schedule?: (work: Promise<unknown>) => void;
-  now?: () => number;
-  logger?: { warn(message: string, error?: unknown): void };
-  /** Told each read's tier and duration and each load's duration (latency histograms). */
-  observer?: CacheObserver;
-  /**
-   * What each application event invalidates, named once: `emit(name, ...args)` runs the
-   * rule and invalidates what it returns.
-   *
-   * @example
-   * invalidateOn: { "content.update": (id) => ({ tags: [`content#${id}`], patterns: [`page:*:${id}`] }) }
-   */
-  // biome-ignore lint/suspicious/noExplicitAny: an event's arguments are the application's own
-  invalidateOn?: Record<string, (...args: any[]) => InvalidateRequest>;
-}
-
-/** What a loader returns: the body and what it depends on. */
-export interface EntryInit {
-  body: Uint8Array | string;
-  headers?: Record<string, string>;
-  status?: number;
-  tags?: string[];
-  lists?: ListDependency[];
-  meta?: unknown;
-  /** ms; overrides the cache's default. */
-  ttl?: number;
-  staleWhileRevalidate?: number;
-  /** False keeps the response out of the cache (it is still returned). */
-  cacheable?: boolean;
-  /**
-   * ms the response had already aged when it arrived (an HTTP origin's `Age`): `createdAt`
-   * is set that far back, so a later `Age` header counts it (RFC 9111 4.2.3). Default 0.
-   */
-  age?: number;
-  /** The entry's ETag as given ("" for none) instead of a hash of the body. */
-  etag?: string;
-  /** How many of the cache's tiers keep it, from the first (all by default). */
-  tiers?: number;
-}
-
-/** Lookup options: `count: false` leaves the hit and miss counters to the caller (`countRead`). */
-export interface LookupOptions {
-  count?: boolean;
-  /** Only the first `tiers` tiers are asked (all by default). */
-  tiers?: number;
-}
-
-/** What the owner of the entries (the data API) does when a write reaches this node. */
-export interface WriteHooks {
-  /** Re-runs the read behind a key (rehydration of hot invalidated entries). */
-  refetch?: (key: string) => Promise<unknown>;
-  /**
-   * The entry's value after `events`, computed from its cached value without the source,
-   * or undefined when that cannot be told exactly (the entry is then invalidated).
-   * Synchronous: it sees the entry as the write found it. Asked only for records in the
-   * source's commit order (`ChangeRecord.ordered`).
-   *
-   * `peek` shows any other fresh entry of the first tier as the write found it (a
-   * neighbouring page, say). It is left out when the response may be ahead of the records
-   * applied here: on a shared log, another node may have committed writes just before
-   * this node loaded it, unless its load saw the source exactly (`CacheEntry.exact`).
-   * Without `peek`, the patch must infer nothing from a row's absence.
-   */
-  patch?: (
-    key: string,
-    entry: CacheEntry,
-    events: readonly WriteEvent[],
-    peek: ((key: string) => CacheEntry | undefined) | undefined,
-  ) => EntryInit | undefined;
-}
-
-/** What applying one record did on this node. */
-export interface WriteResult {
-  keys: string[];
-  fallback: boolean;
-  patched: number;
-  /** Entries that existed and were removed. */
-  removed: number;
-}
-
-export type ResolveStatus = "hit" | "stale" | "miss";
-
-export interface Resolved {
-  entry: CacheEntry;
-  status: ResolveStatus;
-  /** The tier that answered a hit. */
-  tier?: string;
-  /** For a miss: whether the entry was stored (false when the write fence refused it). */
-  stored?: boolean;
-  /** For a miss: the cache was bypassed, since this node's lease on the log lapsed. */
-  bypass?: boolean;
-}
-
-/** What a write's record did on the node that made it. */
-export interface AppliedWrite {
-  keys: string[];
-  fallback: boolean;
-  patched: number;
-}
-
-export interface InvalidateRequest {
-  keys?: string[];
-  prefix?: string;
-  tags?: string[];
-  /** Key globs: `*` any run of characters, `?` one (`content:*:123:*`). */
-  patterns?: string[];
-}
 
 /**
  * The tiered cache engine. Portable: Web-standard APIs only.
@@ -230,20 +80,16 @@ export interface InvalidateRequest {
  * const user = await cache.getOrSet("user:1", () => db.user(1), { tags: ["users#1"] });
  * await cache.invalidate({ tags: ["users#1"] });
  */
-/** The write fence's default size, in operations (see CacheOptions.fenceLogSize). */
-const DEFAULT_FENCE_OPS = 8192;
-
 export class Cache {
-  readonly tiers: readonly Store[];
-  readonly index = new DependencyIndex();
   readonly policy: InvalidationPolicy;
+  readonly #tiers: TierStack;
+  readonly #index = new DependencyIndex();
   #ttl: number;
   #swr: number;
   #schema: PlanSchema | undefined;
   #now: () => number;
   /** The clock of `peek`: `#now`, or a coarse reading of it (CoarseClock). */
   readonly #hitNow: () => number;
-  #tierStats: TierStats[];
   #counters = {
     hits: 0,
     staleHits: 0,
@@ -265,9 +111,6 @@ export class Cache {
   readonly #recent = new RecentChanges();
   readonly #observer: CacheObserver | undefined;
   #inflight = new Map<string, { promise: Promise<Resolved>; since: LogPosition }>();
-  #front: SyncStore | undefined;
-  /** Whether a tier is shared with other nodes (see `Store.shared`). */
-  #shared: boolean;
   /** Keys this node patched after its own write, to load again for the shared tiers. */
   #refilling = new Set<string>();
   #log: ChangeLog;
@@ -275,14 +118,10 @@ export class Cache {
   #hooks: WriteHooks = {};
   /** What applying each recent record did, for the node that appended it to collect. */
   #results = new Map<number, Promise<WriteResult>>();
-  #schedule: ((work: Promise<unknown>) => void) | undefined;
-  #background = new Set<Promise<unknown>>();
+  readonly #background: Background;
   #rehydrate: { concurrency: number; minHits: number; lists: boolean } | undefined;
-  #rehydrateQueue: (() => Promise<void>)[] = [];
-  #rehydrating = 0;
+  readonly #reloads: ReloadQueue;
   #report: ReturnType<typeof rateLimited>;
-  /** Per tier: keys whose delete failed there; reads skip that tier for them. */
-  #undeleted = new Map<number, Set<string>>();
   /** Keys a removal in progress has yet to delete everywhere; reads skip them. */
   #pending = new PendingRemovals();
   #encoder = new TextEncoder();
@@ -293,38 +132,12 @@ export class Cache {
   #rules: NonNullable<CacheOptions["invalidateOn"]>;
 
   constructor(options: CacheOptions) {
-    const c = "cache";
-    if (!Array.isArray(options?.tiers) || options.tiers.length === 0) {
-      badOption(c, "tiers", "a non-empty array of stores", options?.tiers);
-    }
-    const ttl = options.ttl ?? 24 * HOUR;
-    if (!(ttl > 0)) badOption(c, "ttl", "a positive number of ms", ttl);
-    const swr = options.staleWhileRevalidate ?? 0;
-    if (!(swr >= 0)) badOption(c, "staleWhileRevalidate", "a number of ms >= 0", swr);
-    const policy = options.policy ?? "exact";
-    if (!["exact", "table", "none"].includes(policy)) {
-      badOption(c, "policy", '"exact", "table" or "none"', policy);
-    }
-    if (options.schedule !== undefined && typeof options.schedule !== "function") {
-      badOption(c, "schedule", "a function", options.schedule);
-    }
-    const maxNegative = options.notFound?.maxEntries ?? DEFAULT_MAX_NEGATIVE;
-    if (!Number.isSafeInteger(maxNegative) || maxNegative < 1) {
-      badOption(c, "notFound.maxEntries", "a positive integer", maxNegative);
-    }
-    const rules = options.invalidateOn ?? {};
-    if (typeof rules !== "object" || rules === null) {
-      badOption(c, "invalidateOn", "an object of functions", rules);
-    }
-    for (const [name, rule] of Object.entries(rules)) {
-      if (typeof rule !== "function") badOption(c, `invalidateOn.${name}`, "a function", rule);
-    }
-    this.#rules = rules;
-    this.#negative = new NegativeQuota(maxNegative);
-    this.tiers = options.tiers;
-    this.#ttl = ttl;
-    this.#swr = swr;
-    this.policy = policy;
+    const set = settings(options);
+    this.#rules = set.rules;
+    this.#negative = new NegativeQuota(set.maxNegative);
+    this.#ttl = set.ttl;
+    this.#swr = set.swr;
+    this.policy = set.policy;
     this.#schema = options.schema;
     this.#now = options.now ?? Date.now;
     // The hit path's clock: coarse when the cache reads the real one (see CoarseClock).
@@ -334,14 +147,20 @@ export class Cache {
     } else this.#hitNow = options.now;
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#report = rateLimited(logger, () => performance.now());
-    this.#schedule = options.schedule;
+    this.#tiers = new TierStack(options.tiers, this.#report);
+    this.#background = new Background(options.schedule);
+    this.#rehydrate = set.rehydrate;
+    this.#reloads = new ReloadQueue(
+      this.#background,
+      set.rehydrate?.concurrency ?? 1,
+      this.#report,
+    );
     this.#observer = options.observer;
     this.#fence = new WriteFence(
-      options.fenceLogSize ?? DEFAULT_FENCE_OPS,
+      set.fenceOps,
       (event, single) => planWrite(event, this.#planSchema(), single, this.policy).keys.size > 0,
       () => this.policy,
     );
-    this.#tierStats = options.tiers.map((t) => ({ name: t.name, hits: 0, misses: 0, errors: 0 }));
     // A registration stays while a tier may hold its entry. The first tier always counts:
     // what it holds is served unchecked. A lower tier counts when it reports its evictions;
     // one that does not (Redis) needs none, since what is read from it is checked against
@@ -350,19 +169,9 @@ export class Cache {
       if (!isEvicting(tier) || i >= MAX_TRACKED_TIERS) return;
       this.#tracked |= 1 << i;
       tier.onEvict((key) => {
-        if (this.index.release(key, 1 << i)) this.#negative.forget(key);
+        if (this.#index.release(key, 1 << i)) this.#negative.forget(key);
       });
     });
-    const first = options.tiers[0];
-    this.#front = first && isSync(first) ? first : undefined;
-    this.#shared = options.tiers.some((t) => t.shared === true);
-    if (options.rehydrate !== false) {
-      this.#rehydrate = {
-        concurrency: options.rehydrate?.concurrency ?? 4,
-        minHits: options.rehydrate?.minHits ?? 2,
-        lists: options.rehydrate?.lists === true,
-      };
-    }
     this.#log = options.log ?? localChangeLog();
     this.#log.follow({
       apply: (record) => this.#applyRecord(record),
@@ -398,25 +207,21 @@ export class Cache {
    * Only when the first tier is a SyncStore (memory), and only while the lease holds.
    */
   peek(key: string, options?: LookupOptions): CacheEntry | undefined {
-    if (
-      !this.#front ||
-      this.#pending.has(key) ||
-      (this.#undeleted.size > 0 && this.#undeleted.get(0)?.has(key))
-    ) {
+    if (!this.#tiers.front || this.#pending.has(key) || this.#tiers.skips(0, key)) {
       return undefined;
     }
     if (!this.#log.trusted()) return undefined;
     const started = this.#observer ? performance.now() : 0;
     const now = this.#hitNow();
-    const entry = this.#front.peek(key, now);
+    const entry = this.#tiers.front.peek(key, now);
     if (!entry || entry.freshUntil <= now) return undefined;
-    this.#tierStats[0]!.hits++;
-    this.#observer?.read(this.tiers[0]!.name, (performance.now() - started) / 1000);
+    this.#tiers.stats(0).hits++;
+    this.#observer?.read(this.#tiers.list[0]!.name, (performance.now() - started) / 1000);
     if (options?.count !== false) {
       this.#counters.hits++;
       const count = (entry as Counted)[HIT_COUNT];
       if (count !== undefined) count.hits++;
-      else this.index.touch(key);
+      else this.#index.touch(key);
       // Only a negative result has a place in the negative quota's order.
       if (isNegative(entry.status)) this.#negative.touch(key);
     }
@@ -440,7 +245,7 @@ export class Cache {
   countRead(key: string, status: ResolveStatus): void {
     if (status === "hit") {
       this.#counters.hits++;
-      this.index.touch(key);
+      this.#index.touch(key);
       this.#negative.touch(key);
     } else if (status === "stale") this.#counters.staleHits++;
     else this.#counters.misses++;
@@ -462,9 +267,50 @@ export class Cache {
   registered(filter: { prefix: string } | { tag: string }): number {
     let n = 0;
     const keys =
-      "tag" in filter ? this.index.keysForTag(filter.tag) : this.index.keys(filter.prefix);
+      "tag" in filter ? this.#index.keysForTag(filter.tag) : this.#index.keys(filter.prefix);
     for (const _ of keys) n++;
     return n;
+  }
+
+  /**
+   * Keys this node has registered, under a key prefix and with a tag where given (all by
+   * default). Entries expired everywhere may be listed until the next sweep.
+   */
+  *keys(filter: { prefix?: string; tag?: string } = {}): Iterable<string> {
+    const prefix = filter.prefix ?? "";
+    if (filter.tag === undefined) {
+      yield* this.#index.keys(prefix);
+      return;
+    }
+    for (const key of this.#index.keysForTag(filter.tag)) if (key.startsWith(prefix)) yield key;
+  }
+
+  /** What this node registered for a key: tags, lists, hits and expiry. */
+  registration(key: string): Readonly<Registration> | undefined {
+    return this.#index.get(key);
+  }
+
+  /** The lists registered on a table, with their predicates and windows. */
+  listsOn(table: string): Iterable<readonly [key: string, list: ListDependency]> {
+    return this.#index.listsOn(table);
+  }
+
+  /**
+   * Each tier's live copy of a key, fastest tier first: what an operator looks at. Looking
+   * is not a read, so no hit or miss is counted; a failing tier counts as a fault.
+   */
+  inspect(key: string): Promise<{ tier: string; entry?: CacheEntry }[]> {
+    return this.#tiers.inspect(key, this.#now());
+  }
+
+  /** The tiers' names, fastest first. */
+  get tierNames(): string[] {
+    return this.#tiers.list.map((t) => t.name);
+  }
+
+  /** How many tiers `names` names (the first ones, in order); see JsonOptions.tiers. */
+  tierCount(names: unknown, component = "cache"): number {
+    return tierCount(this.#tiers.list, names, component);
   }
 
   /** Whether this node may serve from cache now (its lease on the change log holds). */
@@ -566,7 +412,7 @@ export class Cache {
     }
     if (found) {
       this.#counters.staleHits++;
-      this.#run(this.#load(key, load)); // failures are counted and logged in #load
+      this.#background.run(this.#load(key, load)); // failures are counted and logged in #load
       return { entry: found.entry, status: "stale", tier: found.tier };
     }
     this.#counters.misses++;
@@ -837,20 +683,15 @@ export class Cache {
    * work reports its own errors.
    */
   background(work: Promise<unknown>): void {
-    this.#run(work);
+    this.#background.run(work);
   }
 
   /** Waits until background work has finished (tests, graceful shutdown). */
   async drain(): Promise<void> {
-    while (
-      this.#rehydrating > 0 ||
-      this.#rehydrateQueue.length > 0 ||
-      this.#inflight.size > 0 ||
-      this.#background.size > 0
-    ) {
+    while (this.#reloads.busy || this.#inflight.size > 0 || this.#background.running.length > 0) {
       await Promise.allSettled([
         ...[...this.#inflight.values()].map((f) => f.promise),
-        ...this.#background,
+        ...this.#background.running,
       ]);
       await new Promise((r) => setTimeout(r, 1));
     }
@@ -864,19 +705,15 @@ export class Cache {
   async close(): Promise<void> {
     await this.drain();
     await this.#log.close();
-    await Promise.all(
-      this.tiers.map((tier, i) =>
-        isClosable(tier) ? tier.close().catch((err) => this.#fault(i, "close", err)) : undefined,
-      ),
-    );
+    await this.#tiers.close();
   }
 
   stats(): CacheStats {
     const now = this.#now();
-    this.index.sweep(now);
+    this.#index.sweep(now);
     return {
       ...this.#counters,
-      indexedKeys: this.index.size,
+      indexedKeys: this.#index.size,
       notFound: {
         entries: this.#negative.size,
         maxEntries: this.#negative.max,
@@ -889,16 +726,7 @@ export class Cache {
         failures: this.#log.failures,
       },
       sourceLatencyMs: this.#latency.summary(),
-      tiers: this.tiers.map((tier, i) => {
-        const s = { ...this.#tierStats[i]! };
-        if (!isMeasured(tier)) return s;
-        try {
-          return { ...s, ...tier.size() };
-        } catch (err) {
-          this.#fault(i, "size", err);
-          return s;
-        }
-      }),
+      tiers: this.#tiers.summary(),
     };
   }
 
@@ -929,40 +757,18 @@ export class Cache {
       const oldest = this.#results.keys().next().value!;
       this.#results.delete(oldest);
     }
-    this.#run(result);
+    this.#background.run(result);
     return result;
   }
 
   async #applyOps(record: ChangeRecord): Promise<WriteResult> {
-    const schema = this.#planSchema();
-    const keys = new Set<string>();
-    const events: WriteEvent[] = [];
-    const prefixes: KeyPattern[] = [];
-    let fallback = false;
-    const rules: PlanRules = { row: 0, predicate: 0, window: 0, table: 0 };
-    const named: NonNullable<ChangeSummary["named"]> = {};
-    for (const op of record.ops) {
-      if ("event" in op) {
-        this.#counters.writes++;
-        events.push(op.event);
-        const plan = planWrite(op.event, schema, this.index, this.policy);
-        for (const k of plan.keys) keys.add(k);
-        fallback ||= plan.fallback;
-        for (const rule of Object.keys(rules) as PlanRule[]) rules[rule] += plan.rules[rule];
-      } else if ("keys" in op) {
-        for (const k of op.keys) keys.add(k);
-        named.keys = (named.keys ?? 0) + op.keys.length;
-      } else if ("tags" in op) {
-        for (const tag of op.tags) for (const k of this.index.keysForTag(tag)) keys.add(k);
-        named.tags = [...(named.tags ?? []), ...op.tags];
-      } else {
-        const match = "pattern" in op ? keyPattern(op.pattern) : undefined;
-        const prefix = match?.prefix ?? (op as { prefix: string }).prefix;
-        named.prefix = [...(named.prefix ?? []), "pattern" in op ? op.pattern : prefix];
-        for (const k of this.index.keys(prefix)) if (!match || match.test(k)) keys.add(k);
-        prefixes.push(match ?? { prefix, test: () => true });
-      }
-    }
+    const { keys, events, prefixes, fallback, rules, named } = planRecord(
+      record,
+      this.#planSchema(),
+      this.#index,
+      this.policy,
+    );
+    this.#counters.writes += events.length;
     // Patches are computed now, from what the first tier holds before the removal below;
     // they are stored like a load that began after the record, so the fence refuses one
     // that a later record overtakes. They stay in this node's memory: only it knows the
@@ -971,13 +777,13 @@ export class Cache {
     const { patch, refetch } = this.#hooks;
     // Tiers other nodes read are the writer's to clean and refill: another node's delete
     // could come after a reload stored there, and reads check them against the log anyway.
-    const foreign = record.own === false && this.#shared;
+    const foreign = record.own === false && this.#tiers.shared;
     // What a node patched is reloaded into the shared tiers, by one node for all (a claim on
     // the log), so that nodes whose memory did not hold it find the new version there (a
     // patch stays in one node's memory). Not for a node alone on the log.
     const claim = this.#log.claim?.bind(this.#log);
     const refill =
-      claim && this.#shared && refetch !== undefined && this.#log.nodes?.() !== 1
+      claim && this.#tiers.shared && refetch !== undefined && this.#log.nodes?.() !== 1
         ? claim
         : undefined;
     // Only with records in commit order: out of order, a patch could bring back a value a
@@ -997,7 +803,7 @@ export class Cache {
       const minHits = Math.max(1, Math.ceil(this.#rehydrate.minHits / nodes));
       for (const k of keys) {
         if (patches.has(k)) continue;
-        const dep = this.index.get(k);
+        const dep = this.#index.get(k);
         // A list page another node reads is one it could not patch up from the shared
         // tier (the rows that slide in are on pages it may not hold): all are reloaded.
         const list = this.#rehydrate.lists && refill && (dep?.lists.length ?? 0) > 0;
@@ -1008,7 +814,8 @@ export class Cache {
     // Tiers may hold keys the index never saw (another process wrote them): list them too.
     const unindexed = new Set<string>();
     for (const { prefix, test } of prefixes)
-      for (const k of await this.#unindexed(prefix, keys, foreign)) if (test(k)) unindexed.add(k);
+      for (const k of await this.#tiers.unindexed(prefix, keys, foreign))
+        if (test(k)) unindexed.add(k);
     let removed = await removing;
     removed += await this.#remove(unindexed, { local: foreign });
     let patched = 0;
@@ -1021,7 +828,7 @@ export class Cache {
     for (const k of hot) this.#scheduleRehydrate(k, refetch!, refill && `${record.seq}:${k}`);
     if (refill) {
       for (const k of patches.keys()) {
-        this.#queueReload(async () => {
+        this.#reloads.push(async () => {
           if (!(await refill(`${record.seq}:${k}`))) return;
           this.#counters.rehydrations++;
           this.#refilling.add(k);
@@ -1058,16 +865,9 @@ export class Cache {
     this.#counters.resets++;
     this.#fence.reset(start);
     this.#results.clear();
-    const keys = new Set(this.index.keys());
-    for (const k of keys) this.index.remove(k);
-    const front = this.tiers[0];
-    if (!front) return;
-    this.#run(
-      (async () => {
-        if (isListable(front)) for await (const k of front.keys("")) keys.add(k);
-        await front.delete([...keys]);
-      })().catch((err) => this.#fault(0, "delete", err)),
-    );
+    const keys = new Set(this.#index.keys());
+    for (const k of keys) this.#index.remove(k);
+    this.#background.run(this.#tiers.clearFront(keys));
   }
 
   // --- internals ---------------------------------------------------------------------
@@ -1076,61 +876,17 @@ export class Cache {
     return this.#schema ?? NO_SCHEMA;
   }
 
-  /** Hands background work to the scheduling hook, or tracks it for `drain`. */
-  #run(work: Promise<unknown>): void {
-    const settled = work.then(
-      () => {},
-      () => {},
-    );
-    if (this.#schedule) {
-      this.#schedule(settled);
-      return;
-    }
-    this.#background.add(settled);
-    void settled.then(() => this.#background.delete(settled));
-  }
-
-  /**
-   * Keys under `prefix` that tiers below the first hold and `known` lacks: entries another
-   * process (or an earlier one) stored. The first tier is not listed: whatever it holds was
-   * registered here first, and listing 100,000 keys of it would hold up every request.
-   */
-  async #unindexed(prefix: string, known: ReadonlySet<string>, local = false): Promise<string[]> {
-    const keys: string[] = [];
-    let seen = 0;
-    for (let i = 1; i < this.tiers.length; i++) {
-      const tier = this.tiers[i]!;
-      if (!isListable(tier) || (local && tier.shared)) continue;
-      try {
-        for await (const k of tier.keys(prefix)) {
-          if (!known.has(k)) keys.push(k);
-          // A tier's pages follow one another without a turn of the event loop otherwise.
-          if (++seen % REMOVE_CHUNK === 0) await yieldToLoop();
-        }
-      } catch (err) {
-        this.#fault(i, "keys", err);
-      }
-    }
-    return keys;
-  }
-
   /** The entry of `key` in the first of tiers [0, end) that holds a servable one. */
-  async #lookup(key: string, end = this.tiers.length): Promise<Found | undefined> {
+  async #lookup(key: string, end = this.#tiers.length): Promise<Found | undefined> {
     if (!this.#log.trusted() || this.#pending.has(key)) return undefined;
     const now = this.#now();
     const started = this.#observer ? performance.now() : 0;
     for (let i = 0; i < end; i++) {
-      const tier = this.tiers[i]!;
-      if (this.#undeleted.size > 0 && this.#undeleted.get(i)?.has(key)) continue;
-      let entry: CacheEntry | undefined;
-      try {
-        entry = await tier.get(key);
-      } catch (err) {
-        this.#fault(i, "get", err);
-        continue;
-      }
+      if (this.#tiers.skips(i, key)) continue;
+      const entry = await this.#tiers.get(i, key);
+      if (entry === FAILED) continue;
       const accepted = await this.#accept(i, key, entry, now, started);
-      if (accepted) return { entry: accepted, tier: tier.name };
+      if (accepted) return { entry: accepted, tier: this.#tiers.list[i]!.name };
     }
     return undefined;
   }
@@ -1144,24 +900,15 @@ export class Cache {
     const now = this.#now();
     const started = this.#observer ? performance.now() : 0;
     for (let i = 0; i < end && missing.length > 0; i++) {
-      const tier = this.tiers[i]!;
-      const undeleted = this.#undeleted.size > 0 ? this.#undeleted.get(i) : undefined;
-      const asked = undeleted ? missing.filter((k) => !undeleted.has(k)) : missing;
-      let entries: (CacheEntry | undefined)[];
-      try {
-        entries =
-          asked.length > 1 && isBatch(tier)
-            ? await tier.getMany(asked)
-            : await Promise.all(asked.map((key) => tier.get(key)));
-      } catch (err) {
-        this.#fault(i, "get", err);
-        continue;
-      }
+      const asked = missing.filter((k) => !this.#tiers.skips(i, k));
+      const entries = await this.#tiers.getMany(i, asked);
+      if (entries === FAILED) continue;
       const accepted = await Promise.all(
         asked.map((key, j) => this.#accept(i, key, entries[j], now, started)),
       );
+      const name = this.#tiers.list[i]!.name;
       asked.forEach((key, j) => {
-        if (accepted[j]) found.set(key, { entry: accepted[j], tier: tier.name });
+        if (accepted[j]) found.set(key, { entry: accepted[j], tier: name });
       });
       missing = missing.filter((key) => !found.has(key));
     }
@@ -1182,8 +929,8 @@ export class Cache {
     started: number,
     wait = true,
   ): Promise<CacheEntry | undefined> {
-    const tier = this.tiers[i]!;
-    const stats = this.#tierStats[i]!;
+    const tier = this.#tiers.list[i]!;
+    const stats = this.#tiers.stats(i);
     if (!entry || entry.staleUntil <= now) {
       stats.misses++;
       return undefined;
@@ -1205,7 +952,7 @@ export class Cache {
           this.#counters.refused++;
           // Not when another node loads it: this delete could land after its new copy.
           if (reloaded === undefined) {
-            this.#run(tier.delete([key]).catch((err) => this.#fault(i, "delete", err)));
+            this.#background.run(this.#tiers.deleteIn(i, [key]));
           }
           return undefined;
         }
@@ -1218,8 +965,8 @@ export class Cache {
       const held = this.#held(i + 1);
       counted(
         entry,
-        this.index.hold(key, held) ??
-          this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held),
+        this.#index.hold(key, held) ??
+          this.#index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held),
       );
       this.#admit(key, entry);
       // Back-fill the tiers above; check again after, since a write may land while an
@@ -1250,19 +997,14 @@ export class Cache {
     now: number,
     started: number,
   ): Promise<CacheEntry | false | undefined> {
-    if (!this.#shared || !this.#log.claim || (this.#log.nodes?.() ?? 1) <= 1) return undefined;
+    if (!this.#tiers.shared || !this.#log.claim || (this.#log.nodes?.() ?? 1) <= 1)
+      return undefined;
     if (await this.#log.claim(`${this.#fence.position.seq}:${key}`)) return undefined;
-    const tier = this.tiers[i]!;
     const deadline = performance.now() + RELOAD_WAIT_MS;
     while (performance.now() < deadline) {
       await new Promise((done) => setTimeout(done, RELOAD_POLL_MS));
-      let entry: CacheEntry | undefined;
-      try {
-        entry = await tier.get(key);
-      } catch (err) {
-        this.#fault(i, "get", err);
-        return false;
-      }
+      const entry = await this.#tiers.get(i, key);
+      if (entry === FAILED) return false;
       if (!entry || entry.position === undefined) continue;
       if (this.#fence.changesFor(entry.position, key, entry, true) !== "none") continue;
       const accepted = await this.#accept(i, key, entry, now, started, false);
@@ -1322,13 +1064,13 @@ export class Cache {
 
   /** Tiers [0, end) of a value's `tiers` (a count, validated already); all by default. */
   #end(tiers: number | undefined): number {
-    return tiers === undefined ? this.tiers.length : Math.min(tiers, this.tiers.length);
+    return tiers === undefined ? this.#tiers.length : Math.min(tiers, this.#tiers.length);
   }
 
   /** Checks a value's options; returns how many tiers its `tiers` names (undefined: all). */
   #checkValueOptions(options: JsonOptions | ReadOptions): number | undefined {
     checkValueOptions(options);
-    return options.tiers === undefined ? undefined : tierCount(this.tiers, options.tiers, "cache");
+    return options.tiers === undefined ? undefined : this.tierCount(options.tiers);
   }
 
   #valid(key: string, entry: CacheEntry): boolean {
@@ -1360,23 +1102,14 @@ export class Cache {
   async #refill(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
     const since = this.#fence.position;
     const entry = await this.#build(await this.measureLoad(load), since);
-    const shared = this.tiers.flatMap((tier, i) => (tier.shared ? [i] : []));
     const conflicts = () => this.#fence.conflicts(since, key, entry);
     if (!this.#log.trusted() || conflicts()) return { entry, status: "miss", stored: false };
     if (this.#hooks.patch && (await this.#quiet(since))) entry.exact = true;
     const ttl = entry.staleUntil - this.#now();
-    await Promise.all(
-      shared.map((i) =>
-        this.tiers[i]!.set(key, entry, ttl).catch((err) => this.#fault(i, "set", err)),
-      ),
-    );
+    await this.#tiers.setShared(key, entry, ttl);
     // A write may have landed meanwhile: its record's removal may have come first.
     if (conflicts()) {
-      await Promise.all(
-        shared.map((i) =>
-          this.tiers[i]!.delete([key]).catch((err) => this.#fault(i, "delete", err)),
-        ),
-      );
+      await this.#tiers.deleteShared([key]);
       return { entry, status: "miss", stored: false };
     }
     return { entry, status: "miss", stored: true };
@@ -1439,11 +1172,11 @@ export class Cache {
     for (const { key, entry } of list) {
       counted(
         entry,
-        this.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.#held(end)),
+        this.#index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.#held(end)),
       );
       this.#admit(key, entry);
       // Registrations of entries that expired everywhere go now and then, not per request.
-      if (++this.#stores % SWEEP_EVERY === 0) this.index.sweep(this.#now());
+      if (++this.#stores % SWEEP_EVERY === 0) this.#index.sweep(this.#now());
     }
     await this.#storeIn(list, end);
   }
@@ -1455,7 +1188,8 @@ export class Cache {
       return;
     }
     const out = this.#negative.admit(key);
-    if (out !== undefined) this.#run(this.#remove(new Set([out]), { invalidation: false }));
+    if (out !== undefined)
+      this.#background.run(this.#remove(new Set([out]), { invalidation: false }));
   }
 
   /** Writes the entries into tiers [0, end): one batch per tier that has batches. */
@@ -1464,17 +1198,7 @@ export class Cache {
     const writes = list
       .map(({ key, entry }) => ({ key, entry, ttlMs: entry.staleUntil - now }))
       .filter((w) => w.ttlMs > 0);
-    if (writes.length === 0) return;
-    await Promise.all(
-      this.tiers.slice(0, end).map(async (tier, i) => {
-        try {
-          if (writes.length > 1 && isBatch(tier)) await tier.setMany(writes);
-          else await Promise.all(writes.map((w) => tier.set(w.key, w.entry, w.ttlMs)));
-        } catch (err) {
-          this.#fault(i, "set", err);
-        }
-      }),
-    );
+    await this.#tiers.set(writes, end);
   }
 
   /**
@@ -1507,35 +1231,10 @@ export class Cache {
    */
   async #removeNow(list: readonly string[], local = false): Promise<number> {
     for (const k of list) {
-      this.index.remove(k);
+      this.#index.remove(k);
       this.#negative.forget(k);
     }
-    const counts = await Promise.all(
-      this.tiers.map(async (tier, i) => {
-        if (local && tier.shared) return 0;
-        const pending = this.#undeleted.get(i);
-        const batch = pending ? [...new Set([...list, ...pending])] : list;
-        try {
-          const n = await tier.delete(batch);
-          // Only the keys this batch deleted are cleared: others may have failed meanwhile.
-          const skip = this.#undeleted.get(i);
-          if (skip) {
-            for (const k of batch) skip.delete(k);
-            if (skip.size === 0) this.#undeleted.delete(i);
-          }
-          return n;
-        } catch (err) {
-          // The tier may still hold what was invalidated: reads skip it for these keys
-          // until a later delete succeeds, so a fault costs hits, never a stale read.
-          this.#fault(i, "delete", err);
-          const skip = this.#undeleted.get(i) ?? new Set<string>();
-          for (const k of list) skip.add(k);
-          this.#undeleted.set(i, skip);
-          return 0;
-        }
-      }),
-    );
-    return Math.max(...counts);
+    return this.#tiers.delete(list, local);
   }
 
   /** What `patch` makes of the planned keys the first tier holds fresh; synchronous. */
@@ -1545,11 +1244,11 @@ export class Cache {
     patch: NonNullable<WriteHooks["patch"]>,
   ): Map<string, { init: EntryInit; exact: boolean }> {
     const out = new Map<string, { init: EntryInit; exact: boolean }>();
-    const front = this.#front;
+    const front = this.#tiers.front;
     if (!front) return out;
     const now = this.#now();
     const peek = (key: string) => {
-      if (this.#pending.has(key) || this.#undeleted.get(0)?.has(key)) return undefined;
+      if (this.#pending.has(key) || this.#tiers.skips(0, key)) return undefined;
       const entry = front.peek(key);
       return entry && entry.freshUntil > now ? entry : undefined;
     };
@@ -1592,106 +1291,12 @@ export class Cache {
     refetch: (key: string) => Promise<unknown>,
     claim?: string,
   ): void {
-    this.#queueReload(async () => {
+    this.#reloads.push(async () => {
       if (claim !== undefined && !(await this.#log.claim!(claim))) return;
       this.#counters.rehydrations++;
       await refetch(key);
     });
   }
-
-  /** Queues a reload behind earlier ones, `rehydrate.concurrency` at a time. */
-  #queueReload(job: () => Promise<void>): void {
-    this.#rehydrateQueue.push(job);
-    this.#pump();
-  }
-
-  #pump(): void {
-    const limit = this.#rehydrate?.concurrency ?? 1;
-    while (this.#rehydrating < limit && this.#rehydrateQueue.length > 0) {
-      const job = this.#rehydrateQueue.shift()!;
-      this.#rehydrating++;
-      this.#run(
-        job()
-          .catch((err) => this.#report("rehydrate", "[edgecache] [cache] rehydration failed", err))
-          .finally(() => {
-            this.#rehydrating--;
-            this.#pump();
-          }),
-      );
-    }
-  }
-
-  #fault(tierIndex: number, op: string, err: unknown): void {
-    const stats = this.#tierStats[tierIndex];
-    if (stats) stats.errors++;
-    const name = this.tiers[tierIndex]?.name ?? "tier";
-    this.#report(`${name}:${op}`, `[edgecache] [${name}] ${op} failed; counted in stats`, err);
-  }
-}
-
-/** Options of the value helpers (get, set, getOrSet). */
-export interface JsonOptions {
-  /** ms; the cache's default otherwise. */
-  ttl?: number;
-  staleWhileRevalidate?: number;
-  tags?: string[];
-  /**
-   * The tiers that keep the value, by name: the first ones of the cache, in order
-   * (`["memory"]`: this node's memory only; `["memory", "kv"]` of memory, KV, D1). All by
-   * default. Reads with the same `tiers` ask only those.
-   */
-  tiers?: readonly string[];
-}
-
-/** Options of a read: the tiers asked (see `JsonOptions.tiers`). */
-export type ReadOptions = Pick<JsonOptions, "tiers">;
-
-function checkValueOptions(options: JsonOptions): void {
-  const c = "cache";
-  if (typeof options !== "object" || options === null)
-    badOption(c, "options", "an object", options);
-  const { ttl, staleWhileRevalidate: swr, tags } = options;
-  if (ttl !== undefined && !(ttl > 0)) badOption(c, "ttl", "a positive number of ms", ttl);
-  if (swr !== undefined && !(swr >= 0)) {
-    badOption(c, "staleWhileRevalidate", "a number of ms >= 0", swr);
-  }
-  if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === "string"))) {
-    badOption(c, "tags", "an array of strings", tags);
-  }
-}
-
-/**
- * How many tiers `names` names: they must be the first tiers of the cache, in order, since
- * a tier below one left out would be written without the one above it, which every read
- * passes first.
- */
-export function tierCount(tiers: readonly Store[], names: unknown, component: string): number {
-  const all = tiers.map((t) => t.name);
-  const ok =
-    Array.isArray(names) &&
-    names.length > 0 &&
-    names.length <= all.length &&
-    names.every((t, i) => t === all[i]);
-  if (!ok) {
-    badOption(
-      component,
-      "tiers",
-      `the first tiers of the cache, in order (${all.join(", ")})`,
-      names,
-    );
-  }
-  return names.length;
-}
-
-/** `tiers`: the count #checkValueOptions made of the options' tier names. */
-function valueInit(
-  key: string,
-  value: unknown,
-  options: JsonOptions,
-  tiers: number | undefined,
-): EntryInit {
-  const { tiers: _names, ...rest } = options;
-  return { ...rest, ...encodeValue(key, value), tiers };
 }
 
 export function createCache(options: CacheOptions): Cache {

@@ -1,0 +1,115 @@
+import { encodeValue } from "../codec.ts";
+import { badOption } from "../errors.ts";
+import type { Store } from "../store.ts";
+import type { CacheOptions, EntryInit, JsonOptions } from "./types.ts";
+
+const HOUR = 3_600_000;
+/** Cached 404s and 410s kept at once, by default. */
+const DEFAULT_MAX_NEGATIVE = 10_000;
+/** The write fence's default size, in operations (see CacheOptions.fenceLogSize). */
+const DEFAULT_FENCE_OPS = 8192;
+
+/** CacheOptions checked in "expected X, got Y" form, defaults filled in. */
+export interface Settings {
+  ttl: number;
+  swr: number;
+  policy: NonNullable<CacheOptions["policy"]>;
+  maxNegative: number;
+  fenceOps: number;
+  rules: NonNullable<CacheOptions["invalidateOn"]>;
+  rehydrate: { concurrency: number; minHits: number; lists: boolean } | undefined;
+}
+
+/** Checks the options the cache is made with; throws E_BAD_OPTION naming the bad one. */
+export function settings(options: CacheOptions): Settings {
+  const c = "cache";
+  if (!Array.isArray(options?.tiers) || options.tiers.length === 0) {
+    badOption(c, "tiers", "a non-empty array of stores", options?.tiers);
+  }
+  const ttl = options.ttl ?? 24 * HOUR;
+  if (!(ttl > 0)) badOption(c, "ttl", "a positive number of ms", ttl);
+  const swr = options.staleWhileRevalidate ?? 0;
+  if (!(swr >= 0)) badOption(c, "staleWhileRevalidate", "a number of ms >= 0", swr);
+  const policy = options.policy ?? "exact";
+  if (!["exact", "table", "none"].includes(policy)) {
+    badOption(c, "policy", '"exact", "table" or "none"', policy);
+  }
+  if (options.schedule !== undefined && typeof options.schedule !== "function") {
+    badOption(c, "schedule", "a function", options.schedule);
+  }
+  const maxNegative = options.notFound?.maxEntries ?? DEFAULT_MAX_NEGATIVE;
+  if (!Number.isSafeInteger(maxNegative) || maxNegative < 1) {
+    badOption(c, "notFound.maxEntries", "a positive integer", maxNegative);
+  }
+  const rules = options.invalidateOn ?? {};
+  if (typeof rules !== "object" || rules === null) {
+    badOption(c, "invalidateOn", "an object of functions", rules);
+  }
+  for (const [name, rule] of Object.entries(rules)) {
+    if (typeof rule !== "function") badOption(c, `invalidateOn.${name}`, "a function", rule);
+  }
+  return {
+    ttl,
+    swr,
+    policy,
+    maxNegative,
+    fenceOps: options.fenceLogSize ?? DEFAULT_FENCE_OPS,
+    rules,
+    rehydrate:
+      options.rehydrate === false
+        ? undefined
+        : {
+            concurrency: options.rehydrate?.concurrency ?? 4,
+            minHits: options.rehydrate?.minHits ?? 2,
+            lists: options.rehydrate?.lists === true,
+          },
+  };
+}
+
+export function checkValueOptions(options: JsonOptions): void {
+  const c = "cache";
+  if (typeof options !== "object" || options === null)
+    badOption(c, "options", "an object", options);
+  const { ttl, staleWhileRevalidate: swr, tags } = options;
+  if (ttl !== undefined && !(ttl > 0)) badOption(c, "ttl", "a positive number of ms", ttl);
+  if (swr !== undefined && !(swr >= 0)) {
+    badOption(c, "staleWhileRevalidate", "a number of ms >= 0", swr);
+  }
+  if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === "string"))) {
+    badOption(c, "tags", "an array of strings", tags);
+  }
+}
+
+/**
+ * How many tiers `names` names: they must be the first tiers of the cache, in order, since
+ * a tier below one left out would be written without the one above it, which every read
+ * passes first.
+ */
+export function tierCount(tiers: readonly Store[], names: unknown, component: string): number {
+  const all = tiers.map((t) => t.name);
+  const ok =
+    Array.isArray(names) &&
+    names.length > 0 &&
+    names.length <= all.length &&
+    names.every((t, i) => t === all[i]);
+  if (!ok) {
+    badOption(
+      component,
+      "tiers",
+      `the first tiers of the cache, in order (${all.join(", ")})`,
+      names,
+    );
+  }
+  return names.length;
+}
+
+/** `tiers`: the count #checkValueOptions made of the options' tier names. */
+export function valueInit(
+  key: string,
+  value: unknown,
+  options: JsonOptions,
+  tiers: number | undefined,
+): EntryInit {
+  const { tiers: _names, ...rest } = options;
+  return { ...rest, ...encodeValue(key, value), tiers };
+}

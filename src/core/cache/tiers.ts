@@ -1,0 +1,240 @@
+import type { CacheEntry } from "../entry.ts";
+import { REMOVE_CHUNK, yieldToLoop } from "../removal.ts";
+import type { rateLimited } from "../report.ts";
+import type { TierStats } from "../stats.ts";
+import {
+  isBatch,
+  isClosable,
+  isListable,
+  isMeasured,
+  isSync,
+  type Store,
+  type SyncStore,
+} from "../store.ts";
+
+/** A tier call that failed: counted and logged already (see TierStack.fault). */
+export const FAILED = Symbol("tier failed");
+
+/**
+ * The cache's tiers, fastest first, and every call made to them. One policy for a failing
+ * tier, here only: the failure is counted in the tier's stats, logged at most once a while,
+ * and the call degrades (a read to the next tier, a write to nothing); a cache fault never
+ * becomes a caller's error. A delete that fails leaves its keys marked on that tier, and
+ * reads skip the tier for them until a later delete succeeds: a fault costs hits, never a
+ * stale read.
+ */
+export class TierStack {
+  readonly list: readonly Store[];
+  /** The first tier when it answers synchronously (memory): the hit path's. */
+  readonly front: SyncStore | undefined;
+  /** Whether a tier is shared with other nodes (see `Store.shared`). */
+  readonly shared: boolean;
+  readonly #stats: TierStats[];
+  /** Per tier: keys whose delete failed there; reads skip that tier for them. */
+  readonly #undeleted = new Map<number, Set<string>>();
+  readonly #report: ReturnType<typeof rateLimited>;
+
+  constructor(tiers: readonly Store[], report: ReturnType<typeof rateLimited>) {
+    this.list = tiers;
+    this.#report = report;
+    this.#stats = tiers.map((t) => ({ name: t.name, hits: 0, misses: 0, errors: 0 }));
+    const first = tiers[0];
+    this.front = first && isSync(first) ? first : undefined;
+    this.shared = tiers.some((t) => t.shared === true);
+  }
+
+  get length(): number {
+    return this.list.length;
+  }
+
+  /** Tier `i`'s counters, for the read path to count hits and misses in. */
+  stats(i: number): TierStats {
+    return this.#stats[i]!;
+  }
+
+  /** Whether reads must skip tier `i` for `key` (a delete of it failed there). */
+  skips(i: number, key: string): boolean {
+    return this.#undeleted.size > 0 && this.#undeleted.get(i)?.has(key) === true;
+  }
+
+  /** Counts and logs a failed call of tier `i`: the one home of the fault policy. */
+  fault(i: number, op: string, err: unknown): void {
+    const stats = this.#stats[i];
+    if (stats) stats.errors++;
+    const name = this.list[i]?.name ?? "tier";
+    this.#report(`${name}:${op}`, `[edgecache] [${name}] ${op} failed; counted in stats`, err);
+  }
+
+  /** Tier `i`'s entry for `key`, or FAILED. */
+  async get(i: number, key: string): Promise<CacheEntry | undefined | typeof FAILED> {
+    try {
+      return await this.list[i]!.get(key);
+    } catch (err) {
+      this.fault(i, "get", err);
+      return FAILED;
+    }
+  }
+
+  /** Tier `i`'s entries for `keys`, in one batch where it has batches, or FAILED. */
+  async getMany(
+    i: number,
+    keys: readonly string[],
+  ): Promise<(CacheEntry | undefined)[] | typeof FAILED> {
+    const tier = this.list[i]!;
+    try {
+      return keys.length > 1 && isBatch(tier)
+        ? await tier.getMany(keys)
+        : await Promise.all(keys.map((key) => tier.get(key)));
+    } catch (err) {
+      this.fault(i, "get", err);
+      return FAILED;
+    }
+  }
+
+  /** Writes entries into tiers [0, end), one batch per tier that has batches. */
+  async set(
+    writes: readonly { key: string; entry: CacheEntry; ttlMs: number }[],
+    end: number,
+  ): Promise<void> {
+    if (writes.length === 0) return;
+    await Promise.all(
+      this.list.slice(0, end).map(async (tier, i) => {
+        try {
+          if (writes.length > 1 && isBatch(tier)) await tier.setMany(writes);
+          else await Promise.all(writes.map((w) => tier.set(w.key, w.entry, w.ttlMs)));
+        } catch (err) {
+          this.fault(i, "set", err);
+        }
+      }),
+    );
+  }
+
+  /** Writes one entry into the shared tiers only. */
+  async setShared(key: string, entry: CacheEntry, ttlMs: number): Promise<void> {
+    await Promise.all(
+      this.list.map((tier, i) =>
+        tier.shared ? tier.set(key, entry, ttlMs).catch((err) => this.fault(i, "set", err)) : 0,
+      ),
+    );
+  }
+
+  /** Deletes keys from tier `i` alone (a copy it held that the log refused). */
+  async deleteIn(i: number, keys: readonly string[]): Promise<void> {
+    await this.list[i]!.delete(keys).then(
+      () => {},
+      (err) => this.fault(i, "delete", err),
+    );
+  }
+
+  /** Deletes keys from the shared tiers only. */
+  async deleteShared(keys: readonly string[]): Promise<void> {
+    await Promise.all(this.list.map((tier, i) => (tier.shared ? this.deleteIn(i, keys) : 0)));
+  }
+
+  /**
+   * Deletes keys from every tier (`local`: but the shared ones), again with the keys a
+   * tier failed to delete before; resolves with how many existed.
+   */
+  async delete(list: readonly string[], local = false): Promise<number> {
+    const counts = await Promise.all(
+      this.list.map(async (tier, i) => {
+        if (local && tier.shared) return 0;
+        const pending = this.#undeleted.get(i);
+        const batch = pending ? [...new Set([...list, ...pending])] : list;
+        try {
+          const n = await tier.delete(batch);
+          // Only the keys this batch deleted are cleared: others may have failed meanwhile.
+          const skip = this.#undeleted.get(i);
+          if (skip) {
+            for (const k of batch) skip.delete(k);
+            if (skip.size === 0) this.#undeleted.delete(i);
+          }
+          return n;
+        } catch (err) {
+          // The tier may still hold what was invalidated: reads skip it for these keys
+          // until a later delete succeeds, so a fault costs hits, never a stale read.
+          this.fault(i, "delete", err);
+          const skip = this.#undeleted.get(i) ?? new Set<string>();
+          for (const k of list) skip.add(k);
+          this.#undeleted.set(i, skip);
+          return 0;
+        }
+      }),
+    );
+    return Math.max(...counts);
+  }
+
+  /** Empties the first tier of `keys` and of whatever else it lists (a reset). */
+  async clearFront(keys: Set<string>): Promise<void> {
+    const front = this.list[0];
+    if (!front) return;
+    try {
+      if (isListable(front)) for await (const k of front.keys("")) keys.add(k);
+      await front.delete([...keys]);
+    } catch (err) {
+      this.fault(0, "delete", err);
+    }
+  }
+
+  /**
+   * Keys under `prefix` that tiers below the first hold and `known` lacks: entries another
+   * process (or an earlier one) stored. The first tier is not listed: whatever it holds was
+   * registered here first, and listing 100,000 keys of it would hold up every request.
+   */
+  async unindexed(prefix: string, known: ReadonlySet<string>, local = false): Promise<string[]> {
+    const keys: string[] = [];
+    let seen = 0;
+    for (let i = 1; i < this.list.length; i++) {
+      const tier = this.list[i]!;
+      if (!isListable(tier) || (local && tier.shared)) continue;
+      try {
+        for await (const k of tier.keys(prefix)) {
+          if (!known.has(k)) keys.push(k);
+          // A tier's pages follow one another without a turn of the event loop otherwise.
+          if (++seen % REMOVE_CHUNK === 0) await yieldToLoop();
+        }
+      } catch (err) {
+        this.fault(i, "keys", err);
+      }
+    }
+    return keys;
+  }
+
+  /**
+   * Each tier's live entry for `key`, read straight: looking is not a read, so no hit or
+   * miss is counted (a failing tier is, as a fault, and shows as holding nothing).
+   */
+  async inspect(key: string, now: number): Promise<{ tier: string; entry?: CacheEntry }[]> {
+    return Promise.all(
+      this.list.map(async (tier, i) => {
+        const entry = await this.get(i, key);
+        return entry !== FAILED && entry && entry.staleUntil > now
+          ? { tier: tier.name, entry }
+          : { tier: tier.name };
+      }),
+    );
+  }
+
+  /** Each tier's counters, with its size where it measures one. */
+  summary(): TierStats[] {
+    return this.list.map((tier, i) => {
+      const s = { ...this.#stats[i]! };
+      if (!isMeasured(tier)) return s;
+      try {
+        return { ...s, ...tier.size() };
+      } catch (err) {
+        this.fault(i, "size", err);
+        return s;
+      }
+    });
+  }
+
+  /** Closes every tier that holds resources. */
+  async close(): Promise<void> {
+    await Promise.all(
+      this.list.map((tier, i) =>
+        isClosable(tier) ? tier.close().catch((err) => this.fault(i, "close", err)) : undefined,
+      ),
+    );
+  }
+}

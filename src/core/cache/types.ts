@@ -1,0 +1,185 @@
+import type { ChangeLog } from "../change-log.ts";
+import type {
+  InvalidationPolicy,
+  ListDependency,
+  PlanSchema,
+  WriteEvent,
+} from "../deps/planner.ts";
+import type { CacheEntry } from "../entry.ts";
+import type { CacheObserver } from "../stats.ts";
+import type { Store } from "../store.ts";
+
+// The engine's public shapes: what callers pass in and get back.
+
+export interface CacheOptions {
+  /**
+   * Tiers, fastest first. Reads fall through and back-fill the tiers above. The first is
+   * this node's own (memory): its entries are trusted, and dropped when the node misses
+   * log records. Entries read from any later tier are checked against the log.
+   */
+  tiers: Store[];
+  /** Default time to live in ms (24 hours). */
+  ttl?: number;
+  /** Default stale-while-revalidate window after the TTL, in ms (0). */
+  staleWhileRevalidate?: number;
+  /** How writes invalidate: "exact" (default), "table" or "none" (TTL only). */
+  policy?: InvalidationPolicy;
+  /** What the planner knows of the data API's schema; without it writes fall back to tables. */
+  schema?: PlanSchema;
+  /**
+   * Cached negative results (404 and 410) kept at once, 10 000 by default: past it the least
+   * recently used goes from every tier, so made-up URLs cannot crowd out real entries.
+   */
+  notFound?: { maxEntries?: number };
+  /**
+   * Background refetch of invalidated hot entries; false turns it off. `lists`: with other
+   * nodes on the log and a shared tier, every invalidated list page any node held is
+   * reloaded there (by one node), hot or not, so that a node which never held it finds it
+   * new: hit rate for database queries (README, "Many nodes").
+   */
+  rehydrate?: { concurrency?: number; minHits?: number; lists?: boolean } | false;
+  /**
+   * Operations the write fence remembers (8192): an entry read from a shared tier whose
+   * load began before the oldest is judged by its tables' last changes, which refuses more.
+   */
+  fenceLogSize?: number;
+  /**
+   * The change log every write and invalidation goes through (in-process by default). A
+   * shared log (Redis) keeps several nodes exact; see `ChangeLog`.
+   */
+  log?: ChangeLog;
+  /**
+   * Runs background work (rehydration, stale-while-revalidate refreshes, deletes of
+   * refused entries): a Worker passes `ctx.waitUntil`. By default the cache tracks it, and
+   * `drain()` waits for it.
+   */
+  schedule?: (work: Promise<unknown>) => void;
+  now?: () => number;
+  logger?: { warn(message: string, error?: unknown): void };
+  /** Told each read's tier and duration and each load's duration (latency histograms). */
+  observer?: CacheObserver;
+  /**
+   * What each application event invalidates, named once: `emit(name, ...args)` runs the
+   * rule and invalidates what it returns.
+   *
+   * @example
+   * invalidateOn: { "content.update": (id) => ({ tags: [`content#${id}`], patterns: [`page:*:${id}`] }) }
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: an event's arguments are the application's own
+  invalidateOn?: Record<string, (...args: any[]) => InvalidateRequest>;
+}
+
+/** What a loader returns: the body and what it depends on. */
+export interface EntryInit {
+  body: Uint8Array | string;
+  headers?: Record<string, string>;
+  status?: number;
+  tags?: string[];
+  lists?: ListDependency[];
+  meta?: unknown;
+  /** ms; overrides the cache's default. */
+  ttl?: number;
+  staleWhileRevalidate?: number;
+  /** False keeps the response out of the cache (it is still returned). */
+  cacheable?: boolean;
+  /**
+   * ms the response had already aged when it arrived (an HTTP origin's `Age`): `createdAt`
+   * is set that far back, so a later `Age` header counts it (RFC 9111 4.2.3). Default 0.
+   */
+  age?: number;
+  /** The entry's ETag as given ("" for none) instead of a hash of the body. */
+  etag?: string;
+  /** How many of the cache's tiers keep it, from the first (all by default). */
+  tiers?: number;
+}
+
+/** Lookup options: `count: false` leaves the hit and miss counters to the caller (`countRead`). */
+export interface LookupOptions {
+  count?: boolean;
+  /** Only the first `tiers` tiers are asked (all by default). */
+  tiers?: number;
+}
+
+/** What the owner of the entries (the data API) does when a write reaches this node. */
+export interface WriteHooks {
+  /** Re-runs the read behind a key (rehydration of hot invalidated entries). */
+  refetch?: (key: string) => Promise<unknown>;
+  /**
+   * The entry's value after `events`, computed from its cached value without the source,
+   * or undefined when that cannot be told exactly (the entry is then invalidated).
+   * Synchronous: it sees the entry as the write found it. Asked only for records in the
+   * source's commit order (`ChangeRecord.ordered`).
+   *
+   * `peek` shows any other fresh entry of the first tier as the write found it (a
+   * neighbouring page, say). It is left out when the response may be ahead of the records
+   * applied here: on a shared log, another node may have committed writes just before
+   * this node loaded it, unless its load saw the source exactly (`CacheEntry.exact`).
+   * Without `peek`, the patch must infer nothing from a row's absence.
+   */
+  patch?: (
+    key: string,
+    entry: CacheEntry,
+    events: readonly WriteEvent[],
+    peek: ((key: string) => CacheEntry | undefined) | undefined,
+  ) => EntryInit | undefined;
+}
+
+/** What applying one record did on this node. */
+export interface WriteResult {
+  keys: string[];
+  fallback: boolean;
+  patched: number;
+  /** Entries that existed and were removed. */
+  removed: number;
+}
+
+export type ResolveStatus = "hit" | "stale" | "miss";
+
+export interface Resolved {
+  entry: CacheEntry;
+  status: ResolveStatus;
+  /** The tier that answered a hit. */
+  tier?: string;
+  /** For a miss: whether the entry was stored (false when the write fence refused it). */
+  stored?: boolean;
+  /** For a miss: the cache was bypassed, since this node's lease on the log lapsed. */
+  bypass?: boolean;
+}
+
+/** What a write's record did on the node that made it. */
+export interface AppliedWrite {
+  keys: string[];
+  fallback: boolean;
+  patched: number;
+}
+
+export interface InvalidateRequest {
+  keys?: string[];
+  prefix?: string;
+  tags?: string[];
+  /** Key globs: `*` any run of characters, `?` one (`content:*:123:*`). */
+  patterns?: string[];
+}
+
+/** Options of the value helpers (get, set, getOrSet). */
+export interface JsonOptions {
+  /** ms; the cache's default otherwise. */
+  ttl?: number;
+  staleWhileRevalidate?: number;
+  tags?: string[];
+  /**
+   * The tiers that keep the value, by name: the first ones of the cache, in order
+   * (`["memory"]`: this node's memory only; `["memory", "kv"]` of memory, KV, D1). All by
+   * default. Reads with the same `tiers` ask only those.
+   */
+  tiers?: readonly string[];
+}
+
+/** Options of a read: the tiers asked (see `JsonOptions.tiers`). */
+export type ReadOptions = Pick<JsonOptions, "tiers">;
+
+/** An entry a lookup found, and the tier that held it. */
+export interface Found {
+  entry: CacheEntry;
+  tier: string;
+}
