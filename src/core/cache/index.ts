@@ -1,44 +1,37 @@
-import {
-  type ChangeLog,
-  type ChangeOp,
-  type ChangeRecord,
-  type LogPosition,
-  type LogStart,
-  localChangeLog,
-  type WriteTurn,
-} from "../change-log.ts";
+import { type ChangeLog, type ChangeOp, type LogPosition, localChangeLog } from "../change-log.ts";
 import { CoarseClock } from "../coarse-clock.ts";
 import { entryValue } from "../codec.ts";
-import { DependencyIndex, type HitCount, type Registration } from "../deps/index.ts";
+import { DependencyIndex, type Registration } from "../deps/index.ts";
 import {
-  type DependencyLookup,
   type InvalidationPolicy,
   type ListDependency,
   type PlanSchema,
   planWrite,
   type WriteEvent,
 } from "../deps/planner.ts";
-import { sha256Hex } from "../digest.ts";
 import type { CacheEntry } from "../entry.ts";
 import { badOption, EdgecacheError } from "../errors.ts";
 import { WriteFence } from "../fence.ts";
 import { Namespace, type NamespaceOptions } from "../namespace.ts";
 import { isNegative, NegativeQuota } from "../negative.ts";
 import { type ChangeSummary, RecentChanges } from "../recent-changes.ts";
-import { inChunks, PendingRemovals } from "../removal.ts";
+import { PendingRemovals } from "../removal.ts";
 import { rateLimited } from "../report.ts";
-import { type CacheObserver, type CacheStats, LatencyRecorder } from "../stats.ts";
+import { type CacheStats, LatencyRecorder } from "../stats.ts";
 import { isEvicting } from "../store.ts";
 import { type WarmOptions, type WarmResult, warm } from "../warm.ts";
+import { Applier } from "./apply.ts";
 import { Background, ReloadQueue } from "./background.ts";
+import { type Engine, newCounters } from "./engine.ts";
+import { Entries, hitCount, MAX_TRACKED_TIERS } from "./entries.ts";
+import { Loads } from "./loads.ts";
 import { checkValueOptions, settings, tierCount, valueInit } from "./options.ts";
-import { planRecord } from "./record-plan.ts";
-import { FAILED, TierStack } from "./tiers.ts";
+import { Reads } from "./reads.ts";
+import { TierStack } from "./tiers.ts";
 import type {
   AppliedWrite,
   CacheOptions,
   EntryInit,
-  Found,
   InvalidateRequest,
   JsonOptions,
   LookupOptions,
@@ -46,31 +39,16 @@ import type {
   Resolved,
   ResolveStatus,
   WriteHooks,
-  WriteResult,
 } from "./types.ts";
 
+export { strongEtag } from "./entries.ts";
 export { tierCount } from "./options.ts";
 export type * from "./types.ts";
 
-const SWEEP_EVERY = 4096;
-/** Results of recent records this node applied, kept for the appender to collect. */
-const RECENT_RESULTS = 1024;
 /** How long a write waits for the change log to be reachable before it is refused. */
 const WRITE_WAIT_MS = 5000;
-/**
- * How long a node whose shared-tier copy is refused waits for the node that claimed its
- * reload (another reader, or the rehydration after the write) before loading it itself:
- * a load takes milliseconds, so most waits end with the new copy, and one that does not
- * costs a miss, as without waiting.
- */
-const RELOAD_WAIT_MS = 50;
-const RELOAD_POLL_MS = 4;
-/** Tiers past this many are not tracked for the index (a bit each in a 32-bit mask). */
-const MAX_TRACKED_TIERS = 30;
 /** Without a schema every write falls back to its table. */
 const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
-/** A lookup that finds nothing: planning against it tells only whether a write is exact. */
-const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () => [] };
 
 /**
  * The tiered cache engine. Portable: Web-standard APIs only.
@@ -82,100 +60,81 @@ const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () =>
  */
 export class Cache {
   readonly policy: InvalidationPolicy;
-  readonly #tiers: TierStack;
-  readonly #index = new DependencyIndex();
-  #ttl: number;
-  #swr: number;
-  #schema: PlanSchema | undefined;
-  #now: () => number;
-  /** The clock of `peek`: `#now`, or a coarse reading of it (CoarseClock). */
+  readonly #e: Engine;
+  /** The clock of `peek`: the cache's, or a coarse reading of it (CoarseClock). */
   readonly #hitNow: () => number;
-  #counters = {
-    hits: 0,
-    staleHits: 0,
-    misses: 0,
-    bypasses: 0,
-    loads: 0,
-    loadErrors: 0,
-    fenced: 0,
-    refused: 0,
-    replayed: 0,
-    awaited: 0,
-    writes: 0,
-    invalidations: 0,
-    rehydrations: 0,
-    patches: 0,
-    resets: 0,
-  };
-  #latency = new LatencyRecorder();
-  readonly #recent = new RecentChanges();
-  readonly #observer: CacheObserver | undefined;
-  #inflight = new Map<string, { promise: Promise<Resolved>; since: LogPosition }>();
-  /** Keys this node patched after its own write, to load again for the shared tiers. */
-  #refilling = new Set<string>();
-  #log: ChangeLog;
-  #fence: WriteFence;
-  #hooks: WriteHooks = {};
-  /** What applying each recent record did, for the node that appended it to collect. */
-  #results = new Map<number, Promise<WriteResult>>();
-  readonly #background: Background;
-  #rehydrate: { concurrency: number; minHits: number; lists: boolean } | undefined;
-  readonly #reloads: ReloadQueue;
-  #report: ReturnType<typeof rateLimited>;
-  /** Keys a removal in progress has yet to delete everywhere; reads skip them. */
-  #pending = new PendingRemovals();
-  #encoder = new TextEncoder();
-  #stores = 0;
-  /** Tiers whose holding keeps a registration (a bit per tier): the first, and evicting ones. */
-  #tracked = 1;
-  #negative: NegativeQuota;
-  #rules: NonNullable<CacheOptions["invalidateOn"]>;
+  readonly #rules: NonNullable<CacheOptions["invalidateOn"]>;
+  #schema: PlanSchema | undefined;
 
   constructor(options: CacheOptions) {
     const set = settings(options);
     this.#rules = set.rules;
-    this.#negative = new NegativeQuota(set.maxNegative);
-    this.#ttl = set.ttl;
-    this.#swr = set.swr;
     this.policy = set.policy;
     this.#schema = options.schema;
-    this.#now = options.now ?? Date.now;
+    const now = options.now ?? Date.now;
     // The hit path's clock: coarse when the cache reads the real one (see CoarseClock).
     if (options.now === undefined) {
       const clock = new CoarseClock();
       this.#hitNow = () => clock.now();
     } else this.#hitNow = options.now;
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
-    this.#report = rateLimited(logger, () => performance.now());
-    this.#tiers = new TierStack(options.tiers, this.#report);
-    this.#background = new Background(options.schedule);
-    this.#rehydrate = set.rehydrate;
-    this.#reloads = new ReloadQueue(
-      this.#background,
-      set.rehydrate?.concurrency ?? 1,
-      this.#report,
-    );
-    this.#observer = options.observer;
-    this.#fence = new WriteFence(
-      set.fenceOps,
-      (event, single) => planWrite(event, this.#planSchema(), single, this.policy).keys.size > 0,
-      () => this.policy,
-    );
+    const report = rateLimited(logger, () => performance.now());
+    const background = new Background(options.schedule);
     // A registration stays while a tier may hold its entry. The first tier always counts:
     // what it holds is served unchecked. A lower tier counts when it reports its evictions;
     // one that does not (Redis) needs none, since what is read from it is checked against
     // the log. So the index is bounded by the bounds of the tiers that keep one.
+    let tracked = 1;
+    options.tiers.forEach((tier, i) => {
+      if (isEvicting(tier) && i < MAX_TRACKED_TIERS) tracked |= 1 << i;
+    });
+    const tiers = new TierStack(options.tiers, report);
+    const shared: Omit<Engine, "entries" | "loads" | "reads" | "applier"> = {
+      tiers,
+      index: new DependencyIndex(),
+      negative: new NegativeQuota(set.maxNegative),
+      fence: new WriteFence(
+        set.fenceOps,
+        (event, single) => planWrite(event, this.#planSchema(), single, this.policy).keys.size > 0,
+        () => this.policy,
+      ),
+      log: options.log ?? localChangeLog(),
+      counters: newCounters(),
+      latency: new LatencyRecorder(),
+      observer: options.observer,
+      recent: new RecentChanges(),
+      background,
+      reloads: new ReloadQueue(background, set.rehydrate?.concurrency ?? 1, report),
+      pending: new PendingRemovals(),
+      refilling: new Set(),
+      report,
+      policy: set.policy,
+      ttl: set.ttl,
+      swr: set.swr,
+      rehydrate: set.rehydrate,
+      tracked,
+      now,
+      hooks: {},
+      planSchema: () => this.#planSchema(),
+      end: (n) => (n === undefined ? tiers.length : Math.min(n, tiers.length)),
+    };
+    const e = shared as Engine;
+    Object.assign(e, {
+      entries: new Entries(e),
+      loads: new Loads(e),
+      reads: new Reads(e),
+      applier: new Applier(e),
+    });
+    this.#e = e;
     options.tiers.forEach((tier, i) => {
       if (!isEvicting(tier) || i >= MAX_TRACKED_TIERS) return;
-      this.#tracked |= 1 << i;
       tier.onEvict((key) => {
-        if (this.#index.release(key, 1 << i)) this.#negative.forget(key);
+        if (e.index.release(key, 1 << i)) e.negative.forget(key);
       });
     });
-    this.#log = options.log ?? localChangeLog();
-    this.#log.follow({
-      apply: (record) => this.#applyRecord(record),
-      reset: (start) => this.#reset(start),
+    e.log.follow({
+      apply: (record) => e.applier.apply(record),
+      reset: (start) => e.applier.reset(start),
     });
   }
 
@@ -189,17 +148,17 @@ export class Cache {
    * cached responses, and the refetch that rehydrates hot ones.
    */
   setWriteHooks(hooks: WriteHooks): void {
-    this.#hooks = hooks;
+    this.#e.hooks = hooks;
   }
 
   /** The last changes this node applied (writes and invalidations), newest first. */
   recentChanges(): readonly ChangeSummary[] {
-    return this.#recent.list();
+    return this.#e.recent.list();
   }
 
   /** The change log this cache follows. */
   get log(): ChangeLog {
-    return this.#log;
+    return this.#e.log;
   }
 
   /**
@@ -207,33 +166,33 @@ export class Cache {
    * Only when the first tier is a SyncStore (memory), and only while the lease holds.
    */
   peek(key: string, options?: LookupOptions): CacheEntry | undefined {
-    if (!this.#tiers.front || this.#pending.has(key) || this.#tiers.skips(0, key)) {
+    if (!this.#e.tiers.front || this.#e.pending.has(key) || this.#e.tiers.skips(0, key)) {
       return undefined;
     }
-    if (!this.#log.trusted()) return undefined;
-    const started = this.#observer ? performance.now() : 0;
+    if (!this.#e.log.trusted()) return undefined;
+    const started = this.#e.observer ? performance.now() : 0;
     const now = this.#hitNow();
-    const entry = this.#tiers.front.peek(key, now);
+    const entry = this.#e.tiers.front.peek(key, now);
     if (!entry || entry.freshUntil <= now) return undefined;
-    this.#tiers.stats(0).hits++;
-    this.#observer?.read(this.#tiers.list[0]!.name, (performance.now() - started) / 1000);
+    this.#e.tiers.stats(0).hits++;
+    this.#e.observer?.read(this.#e.tiers.list[0]!.name, (performance.now() - started) / 1000);
     if (options?.count !== false) {
-      this.#counters.hits++;
-      const count = (entry as Counted)[HIT_COUNT];
+      this.#e.counters.hits++;
+      const count = hitCount(entry);
       if (count !== undefined) count.hits++;
-      else this.#index.touch(key);
+      else this.#e.index.touch(key);
       // Only a negative result has a place in the negative quota's order.
-      if (isNegative(entry.status)) this.#negative.touch(key);
+      if (isNegative(entry.status)) this.#e.negative.touch(key);
     }
     return entry;
   }
 
   /** Looks a key up through the tiers; fresh or stale-but-servable entries only. */
   async getEntry(key: string, options?: LookupOptions): Promise<CacheEntry | undefined> {
-    const found = await this.#lookup(key, this.#end(options?.tiers));
+    const found = await this.#e.reads.lookup(key, this.#e.end(options?.tiers));
     if (!found) return undefined;
     if (options?.count !== false) {
-      this.countRead(key, found.entry.freshUntil > this.#now() ? "hit" : "stale");
+      this.countRead(key, found.entry.freshUntil > this.#e.now() ? "hit" : "stale");
     }
     return found.entry;
   }
@@ -244,11 +203,11 @@ export class Cache {
    */
   countRead(key: string, status: ResolveStatus): void {
     if (status === "hit") {
-      this.#counters.hits++;
-      this.#index.touch(key);
-      this.#negative.touch(key);
-    } else if (status === "stale") this.#counters.staleHits++;
-    else this.#counters.misses++;
+      this.#e.counters.hits++;
+      this.#e.index.touch(key);
+      this.#e.negative.touch(key);
+    } else if (status === "stale") this.#e.counters.staleHits++;
+    else this.#e.counters.misses++;
   }
 
   /**
@@ -257,7 +216,7 @@ export class Cache {
    * since then may have made stale. A new object after each record (compare by identity).
    */
   get position(): LogPosition {
-    return this.#fence.position;
+    return this.#e.fence.position;
   }
 
   /**
@@ -267,7 +226,7 @@ export class Cache {
   registered(filter: { prefix: string } | { tag: string }): number {
     let n = 0;
     const keys =
-      "tag" in filter ? this.#index.keysForTag(filter.tag) : this.#index.keys(filter.prefix);
+      "tag" in filter ? this.#e.index.keysForTag(filter.tag) : this.#e.index.keys(filter.prefix);
     for (const _ of keys) n++;
     return n;
   }
@@ -279,20 +238,20 @@ export class Cache {
   *keys(filter: { prefix?: string; tag?: string } = {}): Iterable<string> {
     const prefix = filter.prefix ?? "";
     if (filter.tag === undefined) {
-      yield* this.#index.keys(prefix);
+      yield* this.#e.index.keys(prefix);
       return;
     }
-    for (const key of this.#index.keysForTag(filter.tag)) if (key.startsWith(prefix)) yield key;
+    for (const key of this.#e.index.keysForTag(filter.tag)) if (key.startsWith(prefix)) yield key;
   }
 
   /** What this node registered for a key: tags, lists, hits and expiry. */
   registration(key: string): Readonly<Registration> | undefined {
-    return this.#index.get(key);
+    return this.#e.index.get(key);
   }
 
   /** The lists registered on a table, with their predicates and windows. */
   listsOn(table: string): Iterable<readonly [key: string, list: ListDependency]> {
-    return this.#index.listsOn(table);
+    return this.#e.index.listsOn(table);
   }
 
   /**
@@ -300,43 +259,30 @@ export class Cache {
    * is not a read, so no hit or miss is counted; a failing tier counts as a fault.
    */
   inspect(key: string): Promise<{ tier: string; entry?: CacheEntry }[]> {
-    return this.#tiers.inspect(key, this.#now());
+    return this.#e.tiers.inspect(key, this.#e.now());
   }
 
   /** The tiers' names, fastest first. */
   get tierNames(): string[] {
-    return this.#tiers.list.map((t) => t.name);
+    return this.#e.tiers.list.map((t) => t.name);
   }
 
   /** How many tiers `names` names (the first ones, in order); see JsonOptions.tiers. */
   tierCount(names: unknown, component = "cache"): number {
-    return tierCount(this.#tiers.list, names, component);
+    return tierCount(this.#e.tiers.list, names, component);
   }
 
   /** Whether this node may serve from cache now (its lease on the change log holds). */
   get trusted(): boolean {
-    return this.#log.trusted();
+    return this.#e.log.trusted();
   }
 
   /**
    * Runs a source read, counting it in the stats (loads, load errors, source latency).
    * For callers with a single flight of their own; `resolve` does this itself.
    */
-  async measureLoad<T>(load: () => Promise<T>): Promise<T> {
-    // performance.now: sub-millisecond and monotonic (the TTL clock may be a fake one).
-    const started = performance.now();
-    this.#counters.loads++;
-    try {
-      const value = await load();
-      const ms = performance.now() - started;
-      this.#latency.record(ms);
-      this.#observer?.load(ms / 1000, false);
-      return value;
-    } catch (err) {
-      this.#counters.loadErrors++;
-      this.#observer?.load((performance.now() - started) / 1000, true);
-      throw err;
-    }
+  measureLoad<T>(load: () => Promise<T>): Promise<T> {
+    return this.#e.loads.measureLoad(load);
   }
 
   /**
@@ -344,44 +290,19 @@ export class Cache {
    * write fence. Returns the entry either way, and whether it was stored. The entry records
    * `since`, so any node that later reads it from a shared tier can check it the same way.
    */
-  async storeLoaded(
+  storeLoaded(
     key: string,
     init: EntryInit,
     since: LogPosition,
     options?: { memoryOnly?: boolean; exact?: boolean },
   ): Promise<{ entry: CacheEntry; stored: boolean }> {
-    const entry = await this.#build(init, since);
-    if (init.cacheable === false || !this.#log.trusted()) return { entry, stored: false };
-    // Only patches care whether the load saw the source exactly at `since` (see patch).
-    const exact =
-      options?.exact ?? (this.#log.shared && this.#hooks.patch && (await this.#quiet(since)));
-    if (exact) entry.exact = true;
-    if (this.#fence.conflicts(since, key, entry)) {
-      this.#counters.fenced++;
-      return { entry, stored: false };
-    }
-    await this.#store(key, entry, options?.memoryOnly ? 1 : this.#end(init.tiers));
-    // A write may have landed while the tiers were being written: check once more.
-    if (this.#fence.conflicts(since, key, entry)) {
-      this.#counters.fenced++;
-      await this.#remove(new Set([key]));
-      return { entry, stored: false };
-    }
-    return { entry, stored: true };
-  }
-
-  async #quiet(since: LogPosition): Promise<boolean> {
-    try {
-      return await this.#log.quietSince(since);
-    } catch {
-      return false; // counted by the log; the entry is merely patched by the strict rules
-    }
+    return this.#e.loads.storeLoaded(key, init, since, options);
   }
 
   /** Stores an entry in every tier and registers its dependencies. */
   async setEntry(key: string, init: EntryInit): Promise<CacheEntry> {
-    const entry = await this.#build(init, this.#fence.position);
-    await this.#store(key, entry, this.#end(init.tiers));
+    const entry = await this.#e.entries.build(init, this.#e.fence.position);
+    await this.#e.entries.store(key, entry, this.#e.end(init.tiers));
     return entry;
   }
 
@@ -397,26 +318,30 @@ export class Cache {
     load: () => Promise<EntryInit>,
     options?: Pick<LookupOptions, "tiers">,
   ): Promise<Resolved> {
-    if (!this.#log.trusted()) {
-      this.#counters.bypasses++;
-      const entry = await this.#build(await this.measureLoad(load), this.#fence.position);
+    if (!this.#e.log.trusted()) {
+      this.#e.counters.bypasses++;
+      const entry = await this.#e.entries.build(
+        await this.#e.loads.measureLoad(load),
+        this.#e.fence.position,
+      );
       return { entry, status: "miss", stored: false, bypass: true };
     }
-    // A refill (see #applyOps) loads even though this node's memory holds a patch.
-    if (this.#refilling.size > 0 && this.#refilling.delete(key)) return this.#refill(key, load);
-    const found = await this.#lookup(key, this.#end(options?.tiers));
-    const now = this.#now();
+    // A refill (see Applier) loads even though this node's memory holds a patch.
+    if (this.#e.refilling.size > 0 && this.#e.refilling.delete(key))
+      return this.#e.loads.refill(key, load);
+    const found = await this.#e.reads.lookup(key, this.#e.end(options?.tiers));
+    const now = this.#e.now();
     if (found && found.entry.freshUntil > now) {
       this.countRead(key, "hit");
       return { entry: found.entry, status: "hit", tier: found.tier };
     }
     if (found) {
-      this.#counters.staleHits++;
-      this.#background.run(this.#load(key, load)); // failures are counted and logged in #load
+      this.#e.counters.staleHits++;
+      this.#e.background.run(this.#e.loads.load(key, load)); // failures are counted and logged there
       return { entry: found.entry, status: "stale", tier: found.tier };
     }
-    this.#counters.misses++;
-    return this.#load(key, load);
+    this.#e.counters.misses++;
+    return this.#e.loads.load(key, load);
   }
 
   /**
@@ -464,9 +389,9 @@ export class Cache {
   async set(key: string, value: unknown, options: JsonOptions = {}): Promise<void> {
     const tiers = this.#checkValueOptions(options);
     const init = valueInit(key, value, options, tiers);
-    const { seq } = await this.#append([{ keys: [key] }]);
-    const at = this.#fence.position;
-    await this.storeLoaded(key, init, { log: at.log, seq });
+    const { seq } = await this.#e.applier.append([{ keys: [key] }]);
+    const at = this.#e.fence.position;
+    await this.#e.loads.storeLoaded(key, init, { log: at.log, seq });
   }
 
   /**
@@ -514,11 +439,11 @@ export class Cache {
       else rest.push(i);
     });
     if (rest.length === 0) return values;
-    const found = await this.#lookupMany(
+    const found = await this.#e.reads.lookupMany(
       rest.map((i) => keys[i]!),
-      this.#end(tiers),
+      this.#e.end(tiers),
     );
-    const now = this.#now();
+    const now = this.#e.now();
     rest.forEach((i, j) => {
       const entry = found[j]?.entry;
       if (!entry) return;
@@ -538,44 +463,8 @@ export class Cache {
       return { key, init: valueInit(key, value, options, tiers) };
     });
     if (inits.length === 0) return;
-    const { seq } = await this.#append([{ keys: inits.map((i) => i.key) }]);
-    await this.#storeLoadedMany(inits, { log: this.#fence.position.log, seq });
-  }
-
-  /** storeLoaded for several keys loaded since one position: each tier written in one batch. */
-  async #storeLoadedMany(
-    loaded: readonly { key: string; init: EntryInit }[],
-    since: LogPosition,
-  ): Promise<void> {
-    const entries = await Promise.all(loaded.map(({ init }) => this.#build(init, since)));
-    if (!this.#log.trusted()) return;
-    const exact = this.#log.shared && this.#hooks.patch && (await this.#quiet(since));
-    type Item = { key: string; entry: CacheEntry; end: number };
-    const unfenced = (list: readonly Item[]) =>
-      list.filter(({ key, entry }) => {
-        if (!this.#fence.conflicts(since, key, entry)) return true;
-        this.#counters.fenced++;
-        return false;
-      });
-    const keep = unfenced(
-      loaded.flatMap(({ key, init }, i) => {
-        const entry = entries[i]!;
-        if (exact) entry.exact = true;
-        return init.cacheable === false ? [] : [{ key, entry, end: this.#end(init.tiers) }];
-      }),
-    );
-    // Grouped by how many tiers keep them (one group unless the items chose tiers).
-    const ends = new Map<number, Item[]>();
-    for (const item of keep) {
-      const group = ends.get(item.end);
-      if (group) group.push(item);
-      else ends.set(item.end, [item]);
-    }
-    await Promise.all([...ends].map(([end, list]) => this.#storeMany(list, end)));
-    // A write may have landed while the tiers were being written: check once more.
-    const kept = new Set(unfenced(keep));
-    const fenced = keep.filter((item) => !kept.has(item)).map(({ key }) => key);
-    if (fenced.length > 0) await this.#remove(new Set(fenced));
+    const { seq } = await this.#e.applier.append([{ keys: inits.map((i) => i.key) }]);
+    await this.#e.loads.storeLoadedMany(inits, { log: this.#e.fence.position.log, seq });
   }
 
   /** Deletes several keys in one record, each tier deleting them in one call; how many existed. */
@@ -608,7 +497,7 @@ export class Cache {
     if (request.prefix !== undefined) ops.push({ prefix: request.prefix });
     for (const pattern of request.patterns ?? []) ops.push({ pattern });
     if (ops.length === 0) return 0;
-    return (await this.#append(ops)).removed;
+    return (await this.#e.applier.append(ops)).removed;
   }
 
   /**
@@ -619,7 +508,9 @@ export class Cache {
    */
   async applyWrite(events: WriteEvent | readonly WriteEvent[]): Promise<AppliedWrite> {
     const list: readonly WriteEvent[] = Array.isArray(events) ? events : [events as WriteEvent];
-    const { keys, fallback, patched } = await this.#append(list.map((event) => ({ event })));
+    const { keys, fallback, patched } = await this.#e.applier.append(
+      list.map((event) => ({ event })),
+    );
     return { keys, fallback, patched };
   }
 
@@ -642,7 +533,7 @@ export class Cache {
     make: (record: (events: readonly WriteEvent[]) => Promise<AppliedWrite>) => Promise<T>,
   ): Promise<T> {
     await this.writable();
-    const turn = await this.#log.turn();
+    const turn = await this.#e.log.turn();
     let used = false;
     try {
       return await make(async (events) => {
@@ -650,7 +541,7 @@ export class Cache {
         const given = used ? undefined : turn;
         used = true;
         const ops = events.map((event) => ({ event }));
-        const { keys, fallback, patched } = await this.#append(ops, given);
+        const { keys, fallback, patched } = await this.#e.applier.append(ops, given);
         return { keys, fallback, patched };
       });
     } finally {
@@ -665,12 +556,12 @@ export class Cache {
    */
   async writable(waitMs = WRITE_WAIT_MS): Promise<void> {
     const until = performance.now() + waitMs;
-    while (!this.#log.trusted()) {
+    while (!this.#e.log.trusted()) {
       if (performance.now() >= until) {
         throw new EdgecacheError(
           "E_LOG_UNAVAILABLE",
           "cache",
-          `the change log (${this.#log.name}) cannot be reached; the write was not made`,
+          `the change log (${this.#e.log.name}) cannot be reached; the write was not made`,
         );
       }
       await new Promise((r) => setTimeout(r, 20));
@@ -683,16 +574,17 @@ export class Cache {
    * work reports its own errors.
    */
   background(work: Promise<unknown>): void {
-    this.#background.run(work);
+    this.#e.background.run(work);
   }
 
   /** Waits until background work has finished (tests, graceful shutdown). */
   async drain(): Promise<void> {
-    while (this.#reloads.busy || this.#inflight.size > 0 || this.#background.running.length > 0) {
-      await Promise.allSettled([
-        ...[...this.#inflight.values()].map((f) => f.promise),
-        ...this.#background.running,
-      ]);
+    while (
+      this.#e.reloads.busy ||
+      this.#e.loads.inflight.length > 0 ||
+      this.#e.background.running.length > 0
+    ) {
+      await Promise.allSettled([...this.#e.loads.inflight, ...this.#e.background.running]);
       await new Promise((r) => setTimeout(r, 1));
     }
   }
@@ -704,367 +596,34 @@ export class Cache {
    */
   async close(): Promise<void> {
     await this.drain();
-    await this.#log.close();
-    await this.#tiers.close();
+    await this.#e.log.close();
+    await this.#e.tiers.close();
   }
 
   stats(): CacheStats {
-    const now = this.#now();
-    this.#index.sweep(now);
+    const now = this.#e.now();
+    this.#e.index.sweep(now);
     return {
-      ...this.#counters,
-      indexedKeys: this.#index.size,
+      ...this.#e.counters,
+      indexedKeys: this.#e.index.size,
       notFound: {
-        entries: this.#negative.size,
-        maxEntries: this.#negative.max,
-        evictions: this.#negative.evictions,
+        entries: this.#e.negative.size,
+        maxEntries: this.#e.negative.max,
+        evictions: this.#e.negative.evictions,
       },
       log: {
-        name: this.#log.name,
-        seq: this.#fence.position.seq,
-        lease: this.#log.trusted(),
-        failures: this.#log.failures,
+        name: this.#e.log.name,
+        seq: this.#e.fence.position.seq,
+        lease: this.#e.log.trusted(),
+        failures: this.#e.log.failures,
       },
-      sourceLatencyMs: this.#latency.summary(),
-      tiers: this.#tiers.summary(),
+      sourceLatencyMs: this.#e.latency.summary(),
+      tiers: this.#e.tiers.summary(),
     };
   }
 
-  // --- the change log ----------------------------------------------------------------
-
-  /** Appends ops and collects what applying them did here. */
-  async #append(
-    ops: readonly ChangeOp[],
-    turn?: WriteTurn,
-  ): Promise<WriteResult & { seq: number }> {
-    const seq = await this.#log.append(ops, turn);
-    const result = await this.#results.get(seq);
-    this.#results.delete(seq);
-    return { keys: [], fallback: false, patched: 0, removed: 0, ...result, seq };
-  }
-
-  /**
-   * Applies one record, in log order. Everything up to the removal from the first tier
-   * happens before this returns (the memory tier deletes synchronously), so a read on this
-   * node after it never sees what the record invalidated.
-   */
-  #applyRecord(record: ChangeRecord): Promise<unknown> {
-    // Logged before anything awaits, so a load that read the pre-write row sees it.
-    this.#fence.record(record);
-    const result = this.#applyOps(record);
-    this.#results.set(record.seq, result);
-    if (this.#results.size > RECENT_RESULTS) {
-      const oldest = this.#results.keys().next().value!;
-      this.#results.delete(oldest);
-    }
-    this.#background.run(result);
-    return result;
-  }
-
-  async #applyOps(record: ChangeRecord): Promise<WriteResult> {
-    const { keys, events, prefixes, fallback, rules, named } = planRecord(
-      record,
-      this.#planSchema(),
-      this.#index,
-      this.policy,
-    );
-    this.#counters.writes += events.length;
-    // Patches are computed now, from what the first tier holds before the removal below;
-    // they are stored like a load that began after the record, so the fence refuses one
-    // that a later record overtakes. They stay in this node's memory: only it knows the
-    // entry it patched was current.
-    const at = this.#fence.position;
-    const { patch, refetch } = this.#hooks;
-    // Tiers other nodes read are the writer's to clean and refill: another node's delete
-    // could come after a reload stored there, and reads check them against the log anyway.
-    const foreign = record.own === false && this.#tiers.shared;
-    // What a node patched is reloaded into the shared tiers, by one node for all (a claim on
-    // the log), so that nodes whose memory did not hold it find the new version there (a
-    // patch stays in one node's memory). Not for a node alone on the log.
-    const claim = this.#log.claim?.bind(this.#log);
-    const refill =
-      claim && this.#tiers.shared && refetch !== undefined && this.#log.nodes?.() !== 1
-        ? claim
-        : undefined;
-    // Only with records in commit order: out of order, a patch could bring back a value a
-    // later write had already replaced (a row changed and changed back).
-    const patches =
-      patch && record.ordered && events.length > 0 && !fallback && this.policy === "exact"
-        ? this.#patches(keys, events, patch)
-        : new Map<string, { init: EntryInit; exact: boolean }>();
-    // Hot keys the record invalidated are loaded again. With other nodes on the log and a
-    // shared tier, every node that held one hot may reload it (the writer's index does not
-    // know what only other nodes read) and one claims it for all: its load goes to the
-    // shared tier, where the others find it. Otherwise only the writer reloads. A node sees
-    // its share of a key's reads: with n nodes, 1/n of the hits that make a key hot.
-    const hot: string[] = [];
-    if (refetch && this.#rehydrate && (!foreign || refill)) {
-      const nodes = refill ? Math.max(1, this.#log.nodes?.() ?? 1) : 1;
-      const minHits = Math.max(1, Math.ceil(this.#rehydrate.minHits / nodes));
-      for (const k of keys) {
-        if (patches.has(k)) continue;
-        const dep = this.#index.get(k);
-        // A list page another node reads is one it could not patch up from the shared
-        // tier (the rows that slide in are on pages it may not hold): all are reloaded.
-        const list = this.#rehydrate.lists && refill && (dep?.lists.length ?? 0) > 0;
-        if (list || (dep?.hits ?? 0) >= minHits) hot.push(k);
-      }
-    }
-    const removing = this.#remove(keys, { local: foreign });
-    // Tiers may hold keys the index never saw (another process wrote them): list them too.
-    const unindexed = new Set<string>();
-    for (const { prefix, test } of prefixes)
-      for (const k of await this.#tiers.unindexed(prefix, keys, foreign))
-        if (test(k)) unindexed.add(k);
-    let removed = await removing;
-    removed += await this.#remove(unindexed, { local: foreign });
-    let patched = 0;
-    for (const [k, { init, exact }] of patches) {
-      if ((await this.storeLoaded(k, init, at, { memoryOnly: true, exact })).stored) {
-        this.#counters.patches++;
-        patched++;
-      }
-    }
-    for (const k of hot) this.#scheduleRehydrate(k, refetch!, refill && `${record.seq}:${k}`);
-    if (refill) {
-      for (const k of patches.keys()) {
-        this.#reloads.push(async () => {
-          if (!(await refill(`${record.seq}:${k}`))) return;
-          this.#counters.rehydrations++;
-          this.#refilling.add(k);
-          try {
-            await refetch!(k);
-          } finally {
-            this.#refilling.delete(k); // when the refetch did not come through resolve
-          }
-        });
-      }
-    }
-    this.#recent.push({
-      at: this.#now(),
-      seq: record.seq,
-      cause: events.length > 0 ? "write" : "invalidate",
-      ...(events.length > 0 && {
-        writes: events.slice(0, 10).map((e) => ({ table: e.table, op: e.op })),
-      }),
-      ...(events.length === 0 && { named }),
-      removed,
-      patched,
-      rules,
-      fallback,
-    });
-    return { keys: [...keys, ...unindexed], fallback, patched, removed };
-  }
-
-  /**
-   * The node missed records (a new log, or more than the log retains): whatever its memory
-   * holds may be stale and is dropped; entries in other tiers are checked on read against
-   * each table's last change.
-   */
-  #reset(start: LogStart): void {
-    this.#counters.resets++;
-    this.#fence.reset(start);
-    this.#results.clear();
-    const keys = new Set(this.#index.keys());
-    for (const k of keys) this.#index.remove(k);
-    this.#background.run(this.#tiers.clearFront(keys));
-  }
-
-  // --- internals ---------------------------------------------------------------------
-
   #planSchema(): PlanSchema {
     return this.#schema ?? NO_SCHEMA;
-  }
-
-  /** The entry of `key` in the first of tiers [0, end) that holds a servable one. */
-  async #lookup(key: string, end = this.#tiers.length): Promise<Found | undefined> {
-    if (!this.#log.trusted() || this.#pending.has(key)) return undefined;
-    const now = this.#now();
-    const started = this.#observer ? performance.now() : 0;
-    for (let i = 0; i < end; i++) {
-      if (this.#tiers.skips(i, key)) continue;
-      const entry = await this.#tiers.get(i, key);
-      if (entry === FAILED) continue;
-      const accepted = await this.#accept(i, key, entry, now, started);
-      if (accepted) return { entry: accepted, tier: this.#tiers.list[i]!.name };
-    }
-    return undefined;
-  }
-
-  /** #lookup for several keys: each tier is asked for all the keys still missing at once. */
-  async #lookupMany(keys: readonly string[], end: number): Promise<(Found | undefined)[]> {
-    const found = new Map<string, Found>();
-    let missing = this.#log.trusted()
-      ? [...new Set(keys)].filter((k) => !this.#pending.has(k))
-      : [];
-    const now = this.#now();
-    const started = this.#observer ? performance.now() : 0;
-    for (let i = 0; i < end && missing.length > 0; i++) {
-      const asked = missing.filter((k) => !this.#tiers.skips(i, k));
-      const entries = await this.#tiers.getMany(i, asked);
-      if (entries === FAILED) continue;
-      const accepted = await Promise.all(
-        asked.map((key, j) => this.#accept(i, key, entries[j], now, started)),
-      );
-      const name = this.#tiers.list[i]!.name;
-      asked.forEach((key, j) => {
-        if (accepted[j]) found.set(key, { entry: accepted[j], tier: name });
-      });
-      missing = missing.filter((key) => !found.has(key));
-    }
-    return keys.map((key) => found.get(key));
-  }
-
-  /**
-   * What of tier `i`'s answer for `key` may be served, counted in the tier's stats: a live
-   * entry and, from below this node's memory, one valid against the log (brought up to date
-   * by the write events since its position where they can patch it) and copied into the
-   * tiers above.
-   */
-  async #accept(
-    i: number,
-    key: string,
-    entry: CacheEntry | undefined,
-    now: number,
-    started: number,
-    wait = true,
-  ): Promise<CacheEntry | undefined> {
-    const tier = this.#tiers.list[i]!;
-    const stats = this.#tiers.stats(i);
-    if (!entry || entry.staleUntil <= now) {
-      stats.misses++;
-      return undefined;
-    }
-    if (i > 0) {
-      // Not this node's memory: another node (or an earlier process) may have written
-      // it, so it is checked against the log since the position its load began at.
-      const changes =
-        entry.position === undefined
-          ? "unknown"
-          : this.#fence.changesFor(entry.position, key, entry);
-      if (changes !== "none") {
-        const replayed =
-          changes === "unknown" ? undefined : await this.#replay(key, entry, changes);
-        if (!replayed) {
-          const reloaded = wait ? await this.#awaitReload(i, key, now, started) : undefined;
-          if (reloaded) return reloaded;
-          stats.misses++;
-          this.#counters.refused++;
-          // Not when another node loads it: this delete could land after its new copy.
-          if (reloaded === undefined) {
-            this.#background.run(this.#tiers.deleteIn(i, [key]));
-          }
-          return undefined;
-        }
-        this.#counters.replayed++;
-        stats.hits++;
-        this.#observer?.read(tier.name, (performance.now() - started) / 1000);
-        return replayed;
-      }
-      // This tier holds it, and the back-fill below writes the tiers above.
-      const held = this.#held(i + 1);
-      counted(
-        entry,
-        this.#index.hold(key, held) ??
-          this.#index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held),
-      );
-      this.#admit(key, entry);
-      // Back-fill the tiers above; check again after, since a write may land while an
-      // asynchronous tier is being written.
-      await this.#storeIn([{ key, entry }], i);
-      if (!this.#valid(key, entry)) {
-        await this.#remove(new Set([key]));
-        stats.misses++;
-        return undefined;
-      }
-    }
-    stats.hits++;
-    this.#observer?.read(tier.name, (performance.now() - started) / 1000);
-    return entry;
-  }
-
-  /**
-   * After shared tier `i`'s copy of `key` was refused: with other nodes on the log, one
-   * load for all (the cluster's request coalescing). This node claims the key's reload at
-   * its log position, the name the rehydration after a write claims it by too: winning,
-   * it loads it itself (undefined: a miss, whose load goes to the shared tier); losing, it
-   * waits up to RELOAD_WAIT_MS for the winner's copy there, and serves it if the log
-   * accepts it (false when none came: a miss, but the winner's copy is not deleted).
-   */
-  async #awaitReload(
-    i: number,
-    key: string,
-    now: number,
-    started: number,
-  ): Promise<CacheEntry | false | undefined> {
-    if (!this.#tiers.shared || !this.#log.claim || (this.#log.nodes?.() ?? 1) <= 1)
-      return undefined;
-    if (await this.#log.claim(`${this.#fence.position.seq}:${key}`)) return undefined;
-    const deadline = performance.now() + RELOAD_WAIT_MS;
-    while (performance.now() < deadline) {
-      await new Promise((done) => setTimeout(done, RELOAD_POLL_MS));
-      const entry = await this.#tiers.get(i, key);
-      if (entry === FAILED) return false;
-      if (!entry || entry.position === undefined) continue;
-      if (this.#fence.changesFor(entry.position, key, entry, true) !== "none") continue;
-      const accepted = await this.#accept(i, key, entry, now, started, false);
-      if (accepted) {
-        this.#counters.awaited++;
-        return accepted;
-      }
-    }
-    return false;
-  }
-
-  /**
-   * An entry read from a shared tier, brought up to date by patching it with the write
-   * events of each record since its position (`records`, in log order), as this node's
-   * memory would have been patched had it held the entry all along: the same patch, without
-   * `peek`, on records in commit order. The result stays in this node's memory, like every
-   * patch. Undefined when a patch cannot tell, or a record applied meanwhile concerns it.
-   */
-  async #replay(
-    key: string,
-    entry: CacheEntry,
-    records: readonly (readonly WriteEvent[])[],
-  ): Promise<CacheEntry | undefined> {
-    const { patch } = this.#hooks;
-    if (!patch || this.policy !== "exact") return undefined;
-    const at = this.#fence.position;
-    const schema = this.#planSchema();
-    const now = this.#now();
-    let current = entry;
-    let init: EntryInit | undefined;
-    for (const events of records) {
-      // A write without the rows to plan it exactly is applied by table: no patch either.
-      if (events.some((e) => planWrite(e, schema, NO_DEPENDENCIES, this.policy).fallback)) {
-        return undefined;
-      }
-      try {
-        init = patch(key, current, events, undefined);
-      } catch (err) {
-        this.#report("patch", "[edgecache] [cache] patch failed; the entry is invalidated", err);
-        return undefined;
-      }
-      if (!init) return undefined;
-      // The patched entry keeps the expiry of the one it came from, as a patch in memory does.
-      init = {
-        ...init,
-        ttl: entry.freshUntil - now,
-        staleWhileRevalidate: entry.staleUntil - entry.freshUntil,
-      };
-      current = await this.#build(init, at);
-    }
-    const { entry: patched, stored } = await this.storeLoaded(key, init!, at, {
-      memoryOnly: true,
-      exact: false,
-    });
-    return stored ? patched : undefined;
-  }
-
-  /** Tiers [0, end) of a value's `tiers` (a count, validated already); all by default. */
-  #end(tiers: number | undefined): number {
-    return tiers === undefined ? this.#tiers.length : Math.min(tiers, this.#tiers.length);
   }
 
   /** Checks a value's options; returns how many tiers its `tiers` names (undefined: all). */
@@ -1072,240 +631,10 @@ export class Cache {
     checkValueOptions(options);
     return options.tiers === undefined ? undefined : this.tierCount(options.tiers);
   }
-
-  #valid(key: string, entry: CacheEntry): boolean {
-    return entry.position !== undefined && !this.#fence.conflicts(entry.position, key, entry);
-  }
-
-  async #load(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
-    const running = this.#inflight.get(key);
-    if (running) {
-      const result = await running.promise;
-      // Joining a load that began before an invalidation could hand this reader data older
-      // than a write it already saw acknowledged: check, and load again if so.
-      if (!this.#fence.conflicts(running.since, key, result.entry)) return result;
-      return this.#load(key, load);
-    }
-    const since = this.#fence.position;
-    const promise = this.#runLoad(key, load, since).finally(() => {
-      if (this.#inflight.get(key)?.promise === promise) this.#inflight.delete(key);
-    });
-    this.#inflight.set(key, { promise, since });
-    return promise;
-  }
-
-  /**
-   * Loads a key this node patched after its own write and stores the result in the shared
-   * tiers only: this node's memory keeps the patch (exact, where the load may not be), and
-   * other nodes find the new version instead of a miss.
-   */
-  async #refill(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
-    const since = this.#fence.position;
-    const entry = await this.#build(await this.measureLoad(load), since);
-    const conflicts = () => this.#fence.conflicts(since, key, entry);
-    if (!this.#log.trusted() || conflicts()) return { entry, status: "miss", stored: false };
-    if (this.#hooks.patch && (await this.#quiet(since))) entry.exact = true;
-    const ttl = entry.staleUntil - this.#now();
-    await this.#tiers.setShared(key, entry, ttl);
-    // A write may have landed meanwhile: its record's removal may have come first.
-    if (conflicts()) {
-      await this.#tiers.deleteShared([key]);
-      return { entry, status: "miss", stored: false };
-    }
-    return { entry, status: "miss", stored: true };
-  }
-
-  async #runLoad(
-    key: string,
-    load: () => Promise<EntryInit>,
-    since: LogPosition,
-  ): Promise<Resolved> {
-    let init: EntryInit;
-    try {
-      init = await this.measureLoad(load);
-    } catch (err) {
-      // stale-if-error: an entry still inside its stale window beats an error.
-      const stale = await this.#lookup(key).catch(() => undefined);
-      if (stale) return { entry: stale.entry, status: "stale", tier: stale.tier };
-      throw err;
-    }
-    const { entry, stored } = await this.storeLoaded(key, init, since);
-    return { entry, status: "miss", stored };
-  }
-
-  async #build(init: EntryInit, position: LogPosition): Promise<CacheEntry> {
-    const now = this.#now();
-    const body = typeof init.body === "string" ? this.#encoder.encode(init.body) : init.body;
-    const ttl = init.ttl ?? this.#ttl;
-    const swr = init.staleWhileRevalidate ?? this.#swr;
-    const entry: CacheEntry = {
-      body,
-      headers: init.headers ?? {},
-      status: init.status ?? 200,
-      createdAt: now - (init.age ?? 0),
-      freshUntil: now + ttl,
-      staleUntil: now + ttl + swr,
-      etag: init.etag ?? (await strongEtag(body)),
-      tags: init.tags ?? [],
-      position,
-    };
-    if (init.lists?.length) entry.lists = init.lists;
-    if (init.meta !== undefined) entry.meta = init.meta;
-    return entry;
-  }
-
-  /** The tracked tiers among [0, end), as `index.add` takes them. */
-  #held(end: number): number {
-    return this.#tracked & (2 ** Math.min(end, MAX_TRACKED_TIERS) - 1);
-  }
-
-  /** Registers the entry and writes it into tiers [0, end). */
-  async #store(key: string, entry: CacheEntry, end: number): Promise<void> {
-    await this.#storeMany([{ key, entry }], end);
-  }
-
-  /** Registers the entries and writes them into tiers [0, end), a batch per tier. */
-  async #storeMany(
-    list: readonly { key: string; entry: CacheEntry }[],
-    end: number,
-  ): Promise<void> {
-    for (const { key, entry } of list) {
-      counted(
-        entry,
-        this.#index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.#held(end)),
-      );
-      this.#admit(key, entry);
-      // Registrations of entries that expired everywhere go now and then, not per request.
-      if (++this.#stores % SWEEP_EVERY === 0) this.#index.sweep(this.#now());
-    }
-    await this.#storeIn(list, end);
-  }
-
-  /** Counts a negative result against its quota; the least recently used past it goes. */
-  #admit(key: string, entry: CacheEntry): void {
-    if (!isNegative(entry.status)) {
-      this.#negative.forget(key);
-      return;
-    }
-    const out = this.#negative.admit(key);
-    if (out !== undefined)
-      this.#background.run(this.#remove(new Set([out]), { invalidation: false }));
-  }
-
-  /** Writes the entries into tiers [0, end): one batch per tier that has batches. */
-  async #storeIn(list: readonly { key: string; entry: CacheEntry }[], end: number): Promise<void> {
-    const now = this.#now();
-    const writes = list
-      .map(({ key, entry }) => ({ key, entry, ttlMs: entry.staleUntil - now }))
-      .filter((w) => w.ttlMs > 0);
-    await this.#tiers.set(writes, end);
-  }
-
-  /**
-   * Removes keys from the index and every tier; resolves with how many existed (counted as
-   * invalidations unless told otherwise). Reads skip the keys from the call on, and many
-   * keys go a chunk at a time, so other requests run meanwhile. `keys` must not change
-   * until it resolves.
-   */
-  async #remove(
-    keys: ReadonlySet<string>,
-    options?: { invalidation?: boolean; local?: boolean },
-  ): Promise<number> {
-    if (keys.size === 0) return 0;
-    this.#pending.add(keys);
-    let removed = 0;
-    try {
-      await inChunks([...keys], async (chunk) => {
-        removed += await this.#removeNow(chunk, options?.local);
-      });
-    } finally {
-      this.#pending.delete(keys);
-    }
-    if (options?.invalidation !== false) this.#counters.invalidations += removed;
-    return removed;
-  }
-
-  /**
-   * Removes keys from the index and every tier (`local`: but the shared ones); resolves
-   * with how many existed.
-   */
-  async #removeNow(list: readonly string[], local = false): Promise<number> {
-    for (const k of list) {
-      this.#index.remove(k);
-      this.#negative.forget(k);
-    }
-    return this.#tiers.delete(list, local);
-  }
-
-  /** What `patch` makes of the planned keys the first tier holds fresh; synchronous. */
-  #patches(
-    keys: ReadonlySet<string>,
-    events: readonly WriteEvent[],
-    patch: NonNullable<WriteHooks["patch"]>,
-  ): Map<string, { init: EntryInit; exact: boolean }> {
-    const out = new Map<string, { init: EntryInit; exact: boolean }>();
-    const front = this.#tiers.front;
-    if (!front) return out;
-    const now = this.#now();
-    const peek = (key: string) => {
-      if (this.#pending.has(key) || this.#tiers.skips(0, key)) return undefined;
-      const entry = front.peek(key);
-      return entry && entry.freshUntil > now ? entry : undefined;
-    };
-    // On a shared log a response may be ahead of the records applied here, unless its load
-    // saw the source exactly (see CacheEntry.exact): only then, and only among such
-    // responses, may a patch look at other entries.
-    const shared = this.#log.shared;
-    const exactPeek = (key: string) => {
-      const entry = peek(key);
-      return entry?.exact ? entry : undefined;
-    };
-    for (const key of keys) {
-      const current = peek(key);
-      if (!current) continue;
-      const exact = !shared || current.exact === true;
-      let init: EntryInit | undefined;
-      try {
-        init = patch(key, current, events, exact ? (shared ? exactPeek : peek) : undefined);
-      } catch (err) {
-        this.#report("patch", "[edgecache] [cache] patch failed; the entry is invalidated", err);
-      }
-      if (!init) continue;
-      // A patched entry keeps the expiry of the one it came from: the TTL still bounds how
-      // long a change that bypassed edgecache can go unseen.
-      out.set(key, {
-        init: {
-          ...init,
-          ttl: current.freshUntil - now,
-          staleWhileRevalidate: current.staleUntil - current.freshUntil,
-        },
-        exact: shared && exact,
-      });
-    }
-    return out;
-  }
-
-  /** Queues a reload of `key`; with `claim`, only if this node wins that claim on the log. */
-  #scheduleRehydrate(
-    key: string,
-    refetch: (key: string) => Promise<unknown>,
-    claim?: string,
-  ): void {
-    this.#reloads.push(async () => {
-      if (claim !== undefined && !(await this.#log.claim!(claim))) return;
-      this.#counters.rehydrations++;
-      await refetch(key);
-    });
-  }
 }
 
 export function createCache(options: CacheOptions): Cache {
   return new Cache(options);
-}
-
-/** A strong ETag from the body's SHA-256 (RFC 9110 8.8.3: same bytes, same tag). */
-export async function strongEtag(body: Uint8Array): Promise<string> {
-  return `"${(await sha256Hex(body)).slice(0, 24)}"`;
 }
 
 /** A memory hit's value as a promise; a value that cannot be decoded rejects it. */
@@ -1315,18 +644,4 @@ function resolvedValue<T>(hit: CacheEntry): Promise<T> {
   } catch (err) {
     return Promise.reject(err);
   }
-}
-
-/**
- * An entry this node stored carries its registration's hit count under a symbol, so a
- * memory hit counts itself without looking the key up in the index again (that lookup was
- * a fifth of a hit's time). Symbol-keyed, it is never serialized with the entry. Should the
- * key be registered anew while memory still holds this entry, its hits go to the old count:
- * they only decide which invalidated keys are hot enough to reload.
- */
-const HIT_COUNT = Symbol("hitCount");
-type Counted = CacheEntry & { [HIT_COUNT]?: HitCount };
-
-function counted(entry: CacheEntry, count: HitCount): void {
-  Object.defineProperty(entry, HIT_COUNT, { value: count, configurable: true, writable: true });
 }

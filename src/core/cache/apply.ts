@@ -1,0 +1,221 @@
+import type { ChangeOp, ChangeRecord, LogStart, WriteTurn } from "../change-log.ts";
+import type { WriteEvent } from "../deps/planner.ts";
+import type { Engine } from "./engine.ts";
+import { planRecord } from "./record-plan.ts";
+import type { EntryInit, WriteHooks, WriteResult } from "./types.ts";
+
+/** Results of recent records this node applied, kept for the appender to collect. */
+const RECENT_RESULTS = 1024;
+
+/**
+ * Applying the change log on this node: each record, in log order, is planned (`planRecord`)
+ * and carried out: patches of cached responses where the record allows them, removal of
+ * the rest from every tier, rehydration of hot keys, refills of the shared tiers; a reset
+ * when the node missed records. The node that appended a record collects what applying it
+ * did here.
+ */
+export class Applier {
+  readonly #e: Engine;
+  /** What applying each recent record did, for the node that appended it to collect. */
+  readonly #results = new Map<number, Promise<WriteResult>>();
+
+  constructor(engine: Engine) {
+    this.#e = engine;
+  }
+
+  /** Appends ops and collects what applying them did here. */
+  async append(ops: readonly ChangeOp[], turn?: WriteTurn): Promise<WriteResult & { seq: number }> {
+    const seq = await this.#e.log.append(ops, turn);
+    const result = await this.#results.get(seq);
+    this.#results.delete(seq);
+    return { keys: [], fallback: false, patched: 0, removed: 0, ...result, seq };
+  }
+
+  /**
+   * Applies one record, in log order. Everything up to the removal from the first tier
+   * happens before this returns (the memory tier deletes synchronously), so a read on this
+   * node after it never sees what the record invalidated.
+   */
+  apply(record: ChangeRecord): Promise<unknown> {
+    // Logged before anything awaits, so a load that read the pre-write row sees it.
+    this.#e.fence.record(record);
+    const result = this.#applyOps(record);
+    this.#results.set(record.seq, result);
+    if (this.#results.size > RECENT_RESULTS) {
+      const oldest = this.#results.keys().next().value!;
+      this.#results.delete(oldest);
+    }
+    this.#e.background.run(result);
+    return result;
+  }
+
+  async #applyOps(record: ChangeRecord): Promise<WriteResult> {
+    const { keys, events, prefixes, fallback, rules, named } = planRecord(
+      record,
+      this.#e.planSchema(),
+      this.#e.index,
+      this.#e.policy,
+    );
+    this.#e.counters.writes += events.length;
+    // Patches are computed now, from what the first tier holds before the removal below;
+    // they are stored like a load that began after the record, so the fence refuses one
+    // that a later record overtakes. They stay in this node's memory: only it knows the
+    // entry it patched was current.
+    const at = this.#e.fence.position;
+    const { patch, refetch } = this.#e.hooks;
+    // Tiers other nodes read are the writer's to clean and refill: another node's delete
+    // could come after a reload stored there, and reads check them against the log anyway.
+    const foreign = record.own === false && this.#e.tiers.shared;
+    // What a node patched is reloaded into the shared tiers, by one node for all (a claim on
+    // the log), so that nodes whose memory did not hold it find the new version there (a
+    // patch stays in one node's memory). Not for a node alone on the log.
+    const claim = this.#e.log.claim?.bind(this.#e.log);
+    const refill =
+      claim && this.#e.tiers.shared && refetch !== undefined && this.#e.log.nodes?.() !== 1
+        ? claim
+        : undefined;
+    // Only with records in commit order: out of order, a patch could bring back a value a
+    // later write had already replaced (a row changed and changed back).
+    const patches =
+      patch && record.ordered && events.length > 0 && !fallback && this.#e.policy === "exact"
+        ? this.#patches(keys, events, patch)
+        : new Map<string, { init: EntryInit; exact: boolean }>();
+    // Hot keys the record invalidated are loaded again. With other nodes on the log and a
+    // shared tier, every node that held one hot may reload it (the writer's index does not
+    // know what only other nodes read) and one claims it for all: its load goes to the
+    // shared tier, where the others find it. Otherwise only the writer reloads. A node sees
+    // its share of a key's reads: with n nodes, 1/n of the hits that make a key hot.
+    const hot: string[] = [];
+    if (refetch && this.#e.rehydrate && (!foreign || refill)) {
+      const nodes = refill ? Math.max(1, this.#e.log.nodes?.() ?? 1) : 1;
+      const minHits = Math.max(1, Math.ceil(this.#e.rehydrate.minHits / nodes));
+      for (const k of keys) {
+        if (patches.has(k)) continue;
+        const dep = this.#e.index.get(k);
+        // A list page another node reads is one it could not patch up from the shared
+        // tier (the rows that slide in are on pages it may not hold): all are reloaded.
+        const list = this.#e.rehydrate.lists && refill && (dep?.lists.length ?? 0) > 0;
+        if (list || (dep?.hits ?? 0) >= minHits) hot.push(k);
+      }
+    }
+    const removing = this.#e.entries.remove(keys, { local: foreign });
+    // Tiers may hold keys the index never saw (another process wrote them): list them too.
+    const unindexed = new Set<string>();
+    for (const { prefix, test } of prefixes)
+      for (const k of await this.#e.tiers.unindexed(prefix, keys, foreign))
+        if (test(k)) unindexed.add(k);
+    let removed = await removing;
+    removed += await this.#e.entries.remove(unindexed, { local: foreign });
+    let patched = 0;
+    for (const [k, { init, exact }] of patches) {
+      if ((await this.#e.loads.storeLoaded(k, init, at, { memoryOnly: true, exact })).stored) {
+        this.#e.counters.patches++;
+        patched++;
+      }
+    }
+    for (const k of hot) this.#scheduleRehydrate(k, refetch!, refill && `${record.seq}:${k}`);
+    if (refill) {
+      for (const k of patches.keys()) {
+        this.#e.reloads.push(async () => {
+          if (!(await refill(`${record.seq}:${k}`))) return;
+          this.#e.counters.rehydrations++;
+          this.#e.refilling.add(k);
+          try {
+            await refetch!(k);
+          } finally {
+            this.#e.refilling.delete(k); // when the refetch did not come through resolve
+          }
+        });
+      }
+    }
+    this.#e.recent.push({
+      at: this.#e.now(),
+      seq: record.seq,
+      cause: events.length > 0 ? "write" : "invalidate",
+      ...(events.length > 0 && {
+        writes: events.slice(0, 10).map((e) => ({ table: e.table, op: e.op })),
+      }),
+      ...(events.length === 0 && { named }),
+      removed,
+      patched,
+      rules,
+      fallback,
+    });
+    return { keys: [...keys, ...unindexed], fallback, patched, removed };
+  }
+
+  /**
+   * The node missed records (a new log, or more than the log retains): whatever its memory
+   * holds may be stale and is dropped; entries in other tiers are checked on read against
+   * each table's last change.
+   */
+  reset(start: LogStart): void {
+    this.#e.counters.resets++;
+    this.#e.fence.reset(start);
+    this.#results.clear();
+    const keys = new Set(this.#e.index.keys());
+    for (const k of keys) this.#e.index.remove(k);
+    this.#e.background.run(this.#e.tiers.clearFront(keys));
+  }
+
+  /** What `patch` makes of the planned keys the first tier holds fresh; synchronous. */
+  #patches(
+    keys: ReadonlySet<string>,
+    events: readonly WriteEvent[],
+    patch: NonNullable<WriteHooks["patch"]>,
+  ): Map<string, { init: EntryInit; exact: boolean }> {
+    const out = new Map<string, { init: EntryInit; exact: boolean }>();
+    const front = this.#e.tiers.front;
+    if (!front) return out;
+    const now = this.#e.now();
+    const peek = (key: string) => {
+      if (this.#e.pending.has(key) || this.#e.tiers.skips(0, key)) return undefined;
+      const entry = front.peek(key);
+      return entry && entry.freshUntil > now ? entry : undefined;
+    };
+    // On a shared log a response may be ahead of the records applied here, unless its load
+    // saw the source exactly (see CacheEntry.exact): only then, and only among such
+    // responses, may a patch look at other entries.
+    const shared = this.#e.log.shared;
+    const exactPeek = (key: string) => {
+      const entry = peek(key);
+      return entry?.exact ? entry : undefined;
+    };
+    for (const key of keys) {
+      const current = peek(key);
+      if (!current) continue;
+      const exact = !shared || current.exact === true;
+      let init: EntryInit | undefined;
+      try {
+        init = patch(key, current, events, exact ? (shared ? exactPeek : peek) : undefined);
+      } catch (err) {
+        this.#e.report("patch", "[edgecache] [cache] patch failed; the entry is invalidated", err);
+      }
+      if (!init) continue;
+      // A patched entry keeps the expiry of the one it came from: the TTL still bounds how
+      // long a change that bypassed edgecache can go unseen.
+      out.set(key, {
+        init: {
+          ...init,
+          ttl: current.freshUntil - now,
+          staleWhileRevalidate: current.staleUntil - current.freshUntil,
+        },
+        exact: shared && exact,
+      });
+    }
+    return out;
+  }
+
+  /** Queues a reload of `key`; with `claim`, only if this node wins that claim on the log. */
+  #scheduleRehydrate(
+    key: string,
+    refetch: (key: string) => Promise<unknown>,
+    claim?: string,
+  ): void {
+    this.#e.reloads.push(async () => {
+      if (claim !== undefined && !(await this.#e.log.claim!(claim))) return;
+      this.#e.counters.rehydrations++;
+      await refetch(key);
+    });
+  }
+}

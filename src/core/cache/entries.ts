@@ -1,0 +1,152 @@
+import type { LogPosition } from "../change-log.ts";
+import type { HitCount } from "../deps/index.ts";
+import { sha256Hex } from "../digest.ts";
+import type { CacheEntry } from "../entry.ts";
+import { isNegative } from "../negative.ts";
+import { inChunks } from "../removal.ts";
+import type { Engine } from "./engine.ts";
+import type { EntryInit } from "./types.ts";
+
+const SWEEP_EVERY = 4096;
+/** Tiers past this many are not tracked for the index (a bit each in a 32-bit mask). */
+export const MAX_TRACKED_TIERS = 30;
+
+/**
+ * Entries in and out: building an entry from what a load returned, registering it in the
+ * dependency index and writing it into the tiers, and removing keys from the index and
+ * every tier (reads skip them from the call on).
+ */
+export class Entries {
+  readonly #e: Engine;
+  #encoder = new TextEncoder();
+  #stores = 0;
+
+  constructor(engine: Engine) {
+    this.#e = engine;
+  }
+
+  async build(init: EntryInit, position: LogPosition): Promise<CacheEntry> {
+    const now = this.#e.now();
+    const body = typeof init.body === "string" ? this.#encoder.encode(init.body) : init.body;
+    const ttl = init.ttl ?? this.#e.ttl;
+    const swr = init.staleWhileRevalidate ?? this.#e.swr;
+    const entry: CacheEntry = {
+      body,
+      headers: init.headers ?? {},
+      status: init.status ?? 200,
+      createdAt: now - (init.age ?? 0),
+      freshUntil: now + ttl,
+      staleUntil: now + ttl + swr,
+      etag: init.etag ?? (await strongEtag(body)),
+      tags: init.tags ?? [],
+      position,
+    };
+    if (init.lists?.length) entry.lists = init.lists;
+    if (init.meta !== undefined) entry.meta = init.meta;
+    return entry;
+  }
+
+  /** The tracked tiers among [0, end), as `index.add` takes them. */
+  held(end: number): number {
+    return this.#e.tracked & (2 ** Math.min(end, MAX_TRACKED_TIERS) - 1);
+  }
+
+  /** Registers the entry and writes it into tiers [0, end). */
+  async store(key: string, entry: CacheEntry, end: number): Promise<void> {
+    await this.storeMany([{ key, entry }], end);
+  }
+
+  /** Registers the entries and writes them into tiers [0, end), a batch per tier. */
+  async storeMany(list: readonly { key: string; entry: CacheEntry }[], end: number): Promise<void> {
+    for (const { key, entry } of list) {
+      counted(
+        entry,
+        this.#e.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.held(end)),
+      );
+      this.admit(key, entry);
+      // Registrations of entries that expired everywhere go now and then, not per request.
+      if (++this.#stores % SWEEP_EVERY === 0) this.#e.index.sweep(this.#e.now());
+    }
+    await this.storeIn(list, end);
+  }
+
+  /** Counts a negative result against its quota; the least recently used past it goes. */
+  admit(key: string, entry: CacheEntry): void {
+    if (!isNegative(entry.status)) {
+      this.#e.negative.forget(key);
+      return;
+    }
+    const out = this.#e.negative.admit(key);
+    if (out !== undefined)
+      this.#e.background.run(this.remove(new Set([out]), { invalidation: false }));
+  }
+
+  /** Writes the entries into tiers [0, end): one batch per tier that has batches. */
+  async storeIn(list: readonly { key: string; entry: CacheEntry }[], end: number): Promise<void> {
+    const now = this.#e.now();
+    const writes = list
+      .map(({ key, entry }) => ({ key, entry, ttlMs: entry.staleUntil - now }))
+      .filter((w) => w.ttlMs > 0);
+    await this.#e.tiers.set(writes, end);
+  }
+
+  /**
+   * Removes keys from the index and every tier; resolves with how many existed (counted as
+   * invalidations unless told otherwise). Reads skip the keys from the call on, and many
+   * keys go a chunk at a time, so other requests run meanwhile. `keys` must not change
+   * until it resolves.
+   */
+  async remove(
+    keys: ReadonlySet<string>,
+    options?: { invalidation?: boolean; local?: boolean },
+  ): Promise<number> {
+    if (keys.size === 0) return 0;
+    this.#e.pending.add(keys);
+    let removed = 0;
+    try {
+      await inChunks([...keys], async (chunk) => {
+        removed += await this.#removeNow(chunk, options?.local);
+      });
+    } finally {
+      this.#e.pending.delete(keys);
+    }
+    if (options?.invalidation !== false) this.#e.counters.invalidations += removed;
+    return removed;
+  }
+
+  /**
+   * Removes keys from the index and every tier (`local`: but the shared ones); resolves
+   * with how many existed.
+   */
+  async #removeNow(list: readonly string[], local = false): Promise<number> {
+    for (const k of list) {
+      this.#e.index.remove(k);
+      this.#e.negative.forget(k);
+    }
+    return this.#e.tiers.delete(list, local);
+  }
+}
+
+/**
+ * An entry this node stored carries its registration's hit count under a symbol, so a
+ * memory hit counts itself without looking the key up in the index again (that lookup was
+ * a fifth of a hit's time). Symbol-keyed, it is never serialized with the entry. Should the
+ * key be registered anew while memory still holds this entry, its hits go to the old count:
+ * they only decide which invalidated keys are hot enough to reload.
+ */
+const HIT_COUNT = Symbol("hitCount");
+type Counted = CacheEntry & { [HIT_COUNT]?: HitCount };
+
+export function counted(entry: CacheEntry, count: HitCount): void {
+  Object.defineProperty(entry, HIT_COUNT, { value: count, configurable: true, writable: true });
+}
+
+/** The hit count a stored entry carries (see counted), if any. */
+export function hitCount(entry: CacheEntry): HitCount | undefined {
+  return (entry as Counted)[HIT_COUNT];
+}
+
+/** A strong ETag from the body's SHA-256 (RFC 9110 8.8.3: same bytes, same tag). */
+export async function strongEtag(body: Uint8Array): Promise<string> {
+  return `"${(await sha256Hex(body)).slice(0, 24)}"`;
+}

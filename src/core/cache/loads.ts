@@ -1,0 +1,175 @@
+import type { LogPosition } from "../change-log.ts";
+import type { CacheEntry } from "../entry.ts";
+import type { Engine } from "./engine.ts";
+import type { EntryInit, Resolved } from "./types.ts";
+
+/**
+ * Loads from the source: single flight (concurrent misses of a key share one load), the
+ * write fence on store (a load that overlapped a write that concerns it stores nothing),
+ * stale-if-error, and the refill of the shared tiers after a patch.
+ */
+export class Loads {
+  readonly #e: Engine;
+  readonly #inflight = new Map<string, { promise: Promise<Resolved>; since: LogPosition }>();
+
+  constructor(engine: Engine) {
+    this.#e = engine;
+  }
+
+  /** The loads in flight now (for drain). */
+  get inflight(): Promise<Resolved>[] {
+    return [...this.#inflight.values()].map((f) => f.promise);
+  }
+
+  /**
+   * Runs a source read, counting it in the stats (loads, load errors, source latency).
+   * For callers with a single flight of their own; `resolve` does this itself.
+   */
+  async measureLoad<T>(load: () => Promise<T>): Promise<T> {
+    // performance.now: sub-millisecond and monotonic (the TTL clock may be a fake one).
+    const started = performance.now();
+    this.#e.counters.loads++;
+    try {
+      const value = await load();
+      const ms = performance.now() - started;
+      this.#e.latency.record(ms);
+      this.#e.observer?.load(ms / 1000, false);
+      return value;
+    } catch (err) {
+      this.#e.counters.loadErrors++;
+      this.#e.observer?.load((performance.now() - started) / 1000, true);
+      throw err;
+    }
+  }
+
+  /**
+   * Stores what a load read, unless a change since `since` (a `position`) concerns it: the
+   * write fence. Returns the entry either way, and whether it was stored. The entry records
+   * `since`, so any node that later reads it from a shared tier can check it the same way.
+   */
+  async storeLoaded(
+    key: string,
+    init: EntryInit,
+    since: LogPosition,
+    options?: { memoryOnly?: boolean; exact?: boolean },
+  ): Promise<{ entry: CacheEntry; stored: boolean }> {
+    const entry = await this.#e.entries.build(init, since);
+    if (init.cacheable === false || !this.#e.log.trusted()) return { entry, stored: false };
+    // Only patches care whether the load saw the source exactly at `since` (see patch).
+    const exact =
+      options?.exact ?? (this.#e.log.shared && this.#e.hooks.patch && (await this.quiet(since)));
+    if (exact) entry.exact = true;
+    if (this.#e.fence.conflicts(since, key, entry)) {
+      this.#e.counters.fenced++;
+      return { entry, stored: false };
+    }
+    await this.#e.entries.store(key, entry, options?.memoryOnly ? 1 : this.#e.end(init.tiers));
+    // A write may have landed while the tiers were being written: check once more.
+    if (this.#e.fence.conflicts(since, key, entry)) {
+      this.#e.counters.fenced++;
+      await this.#e.entries.remove(new Set([key]));
+      return { entry, stored: false };
+    }
+    return { entry, stored: true };
+  }
+
+  async quiet(since: LogPosition): Promise<boolean> {
+    try {
+      return await this.#e.log.quietSince(since);
+    } catch {
+      return false; // counted by the log; the entry is merely patched by the strict rules
+    }
+  }
+
+  /** storeLoaded for several keys loaded since one position: each tier written in one batch. */
+  async storeLoadedMany(
+    loaded: readonly { key: string; init: EntryInit }[],
+    since: LogPosition,
+  ): Promise<void> {
+    const entries = await Promise.all(loaded.map(({ init }) => this.#e.entries.build(init, since)));
+    if (!this.#e.log.trusted()) return;
+    const exact = this.#e.log.shared && this.#e.hooks.patch && (await this.quiet(since));
+    type Item = { key: string; entry: CacheEntry; end: number };
+    const unfenced = (list: readonly Item[]) =>
+      list.filter(({ key, entry }) => {
+        if (!this.#e.fence.conflicts(since, key, entry)) return true;
+        this.#e.counters.fenced++;
+        return false;
+      });
+    const keep = unfenced(
+      loaded.flatMap(({ key, init }, i) => {
+        const entry = entries[i]!;
+        if (exact) entry.exact = true;
+        return init.cacheable === false ? [] : [{ key, entry, end: this.#e.end(init.tiers) }];
+      }),
+    );
+    // Grouped by how many tiers keep them (one group unless the items chose tiers).
+    const ends = new Map<number, Item[]>();
+    for (const item of keep) {
+      const group = ends.get(item.end);
+      if (group) group.push(item);
+      else ends.set(item.end, [item]);
+    }
+    await Promise.all([...ends].map(([end, list]) => this.#e.entries.storeMany(list, end)));
+    // A write may have landed while the tiers were being written: check once more.
+    const kept = new Set(unfenced(keep));
+    const fenced = keep.filter((item) => !kept.has(item)).map(({ key }) => key);
+    if (fenced.length > 0) await this.#e.entries.remove(new Set(fenced));
+  }
+
+  async load(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
+    const running = this.#inflight.get(key);
+    if (running) {
+      const result = await running.promise;
+      // Joining a load that began before an invalidation could hand this reader data older
+      // than a write it already saw acknowledged: check, and load again if so.
+      if (!this.#e.fence.conflicts(running.since, key, result.entry)) return result;
+      return this.load(key, load);
+    }
+    const since = this.#e.fence.position;
+    const promise = this.#runLoad(key, load, since).finally(() => {
+      if (this.#inflight.get(key)?.promise === promise) this.#inflight.delete(key);
+    });
+    this.#inflight.set(key, { promise, since });
+    return promise;
+  }
+
+  /**
+   * Loads a key this node patched after its own write and stores the result in the shared
+   * tiers only: this node's memory keeps the patch (exact, where the load may not be), and
+   * other nodes find the new version instead of a miss.
+   */
+  async refill(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
+    const since = this.#e.fence.position;
+    const entry = await this.#e.entries.build(await this.measureLoad(load), since);
+    const conflicts = () => this.#e.fence.conflicts(since, key, entry);
+    if (!this.#e.log.trusted() || conflicts()) return { entry, status: "miss", stored: false };
+    if (this.#e.hooks.patch && (await this.quiet(since))) entry.exact = true;
+    const ttl = entry.staleUntil - this.#e.now();
+    await this.#e.tiers.setShared(key, entry, ttl);
+    // A write may have landed meanwhile: its record's removal may have come first.
+    if (conflicts()) {
+      await this.#e.tiers.deleteShared([key]);
+      return { entry, status: "miss", stored: false };
+    }
+    return { entry, status: "miss", stored: true };
+  }
+
+  async #runLoad(
+    key: string,
+    load: () => Promise<EntryInit>,
+    since: LogPosition,
+  ): Promise<Resolved> {
+    let init: EntryInit;
+    try {
+      init = await this.measureLoad(load);
+    } catch (err) {
+      // stale-if-error: an entry still inside its stale window beats an error.
+      const stale = await this.#e.reads.lookup(key).catch(() => undefined);
+      if (stale) return { entry: stale.entry, status: "stale", tier: stale.tier };
+      throw err;
+    }
+    const { entry, stored } = await this.storeLoaded(key, init, since);
+    return { entry, status: "miss", stored };
+  }
+}

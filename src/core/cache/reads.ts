@@ -1,0 +1,222 @@
+import { type DependencyLookup, planWrite, type WriteEvent } from "../deps/planner.ts";
+import type { CacheEntry } from "../entry.ts";
+import type { Engine } from "./engine.ts";
+import { counted } from "./entries.ts";
+import { FAILED } from "./tiers.ts";
+import type { EntryInit, Found } from "./types.ts";
+
+/**
+ * How a node whose shared-tier copy is refused waits for the node that claimed its
+ * reload (another reader, or the rehydration after the write) before loading it itself:
+ * a load takes milliseconds, so most waits end with the new copy, and one that does not
+ * costs a miss, as without waiting.
+ */
+const RELOAD_WAIT_MS = 50;
+const RELOAD_POLL_MS = 4;
+/** A lookup that finds nothing: planning against it tells only whether a write is exact. */
+const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () => [] };
+
+/**
+ * Reads through the tiers below the hit path: the first tier that holds a servable entry
+ * answers, and what comes from below this node's memory is checked against the change log
+ * since the position its load began at (another node, or an earlier process, wrote it),
+ * brought up to date by patches where they can tell, or refused; accepted entries are
+ * copied into the tiers above.
+ */
+export class Reads {
+  readonly #e: Engine;
+
+  constructor(engine: Engine) {
+    this.#e = engine;
+  }
+
+  /** The entry of `key` in the first of tiers [0, end) that holds a servable one. */
+  async lookup(key: string, end = this.#e.tiers.length): Promise<Found | undefined> {
+    if (!this.#e.log.trusted() || this.#e.pending.has(key)) return undefined;
+    const now = this.#e.now();
+    const started = this.#e.observer ? performance.now() : 0;
+    for (let i = 0; i < end; i++) {
+      if (this.#e.tiers.skips(i, key)) continue;
+      const entry = await this.#e.tiers.get(i, key);
+      if (entry === FAILED) continue;
+      const accepted = await this.#accept(i, key, entry, now, started);
+      if (accepted) return { entry: accepted, tier: this.#e.tiers.list[i]!.name };
+    }
+    return undefined;
+  }
+
+  /** lookup for several keys: each tier is asked for all the keys still missing at once. */
+  async lookupMany(keys: readonly string[], end: number): Promise<(Found | undefined)[]> {
+    const found = new Map<string, Found>();
+    let missing = this.#e.log.trusted()
+      ? [...new Set(keys)].filter((k) => !this.#e.pending.has(k))
+      : [];
+    const now = this.#e.now();
+    const started = this.#e.observer ? performance.now() : 0;
+    for (let i = 0; i < end && missing.length > 0; i++) {
+      const asked = missing.filter((k) => !this.#e.tiers.skips(i, k));
+      const entries = await this.#e.tiers.getMany(i, asked);
+      if (entries === FAILED) continue;
+      const accepted = await Promise.all(
+        asked.map((key, j) => this.#accept(i, key, entries[j], now, started)),
+      );
+      const name = this.#e.tiers.list[i]!.name;
+      asked.forEach((key, j) => {
+        if (accepted[j]) found.set(key, { entry: accepted[j], tier: name });
+      });
+      missing = missing.filter((key) => !found.has(key));
+    }
+    return keys.map((key) => found.get(key));
+  }
+
+  /**
+   * What of tier `i`'s answer for `key` may be served, counted in the tier's stats: a live
+   * entry and, from below this node's memory, one valid against the log (brought up to date
+   * by the write events since its position where they can patch it) and copied into the
+   * tiers above.
+   */
+  async #accept(
+    i: number,
+    key: string,
+    entry: CacheEntry | undefined,
+    now: number,
+    started: number,
+    wait = true,
+  ): Promise<CacheEntry | undefined> {
+    const tier = this.#e.tiers.list[i]!;
+    const stats = this.#e.tiers.stats(i);
+    if (!entry || entry.staleUntil <= now) {
+      stats.misses++;
+      return undefined;
+    }
+    if (i > 0) {
+      // Not this node's memory: another node (or an earlier process) may have written
+      // it, so it is checked against the log since the position its load began at.
+      const changes =
+        entry.position === undefined
+          ? "unknown"
+          : this.#e.fence.changesFor(entry.position, key, entry);
+      if (changes !== "none") {
+        const replayed =
+          changes === "unknown" ? undefined : await this.#replay(key, entry, changes);
+        if (!replayed) {
+          const reloaded = wait ? await this.#awaitReload(i, key, now, started) : undefined;
+          if (reloaded) return reloaded;
+          stats.misses++;
+          this.#e.counters.refused++;
+          // Not when another node loads it: this delete could land after its new copy.
+          if (reloaded === undefined) {
+            this.#e.background.run(this.#e.tiers.deleteIn(i, [key]));
+          }
+          return undefined;
+        }
+        this.#e.counters.replayed++;
+        stats.hits++;
+        this.#e.observer?.read(tier.name, (performance.now() - started) / 1000);
+        return replayed;
+      }
+      // This tier holds it, and the back-fill below writes the tiers above.
+      const held = this.#e.entries.held(i + 1);
+      counted(
+        entry,
+        this.#e.index.hold(key, held) ??
+          this.#e.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held),
+      );
+      this.#e.entries.admit(key, entry);
+      // Back-fill the tiers above; check again after, since a write may land while an
+      // asynchronous tier is being written.
+      await this.#e.entries.storeIn([{ key, entry }], i);
+      if (!this.valid(key, entry)) {
+        await this.#e.entries.remove(new Set([key]));
+        stats.misses++;
+        return undefined;
+      }
+    }
+    stats.hits++;
+    this.#e.observer?.read(tier.name, (performance.now() - started) / 1000);
+    return entry;
+  }
+
+  /**
+   * After shared tier `i`'s copy of `key` was refused: with other nodes on the log, one
+   * load for all (the cluster's request coalescing). This node claims the key's reload at
+   * its log position, the name the rehydration after a write claims it by too: winning,
+   * it loads it itself (undefined: a miss, whose load goes to the shared tier); losing, it
+   * waits up to RELOAD_WAIT_MS for the winner's copy there, and serves it if the log
+   * accepts it (false when none came: a miss, but the winner's copy is not deleted).
+   */
+  async #awaitReload(
+    i: number,
+    key: string,
+    now: number,
+    started: number,
+  ): Promise<CacheEntry | false | undefined> {
+    if (!this.#e.tiers.shared || !this.#e.log.claim || (this.#e.log.nodes?.() ?? 1) <= 1)
+      return undefined;
+    if (await this.#e.log.claim(`${this.#e.fence.position.seq}:${key}`)) return undefined;
+    const deadline = performance.now() + RELOAD_WAIT_MS;
+    while (performance.now() < deadline) {
+      await new Promise((done) => setTimeout(done, RELOAD_POLL_MS));
+      const entry = await this.#e.tiers.get(i, key);
+      if (entry === FAILED) return false;
+      if (!entry || entry.position === undefined) continue;
+      if (this.#e.fence.changesFor(entry.position, key, entry, true) !== "none") continue;
+      const accepted = await this.#accept(i, key, entry, now, started, false);
+      if (accepted) {
+        this.#e.counters.awaited++;
+        return accepted;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * An entry read from a shared tier, brought up to date by patching it with the write
+   * events of each record since its position (`records`, in log order), as this node's
+   * memory would have been patched had it held the entry all along: the same patch, without
+   * `peek`, on records in commit order. The result stays in this node's memory, like every
+   * patch. Undefined when a patch cannot tell, or a record applied meanwhile concerns it.
+   */
+  async #replay(
+    key: string,
+    entry: CacheEntry,
+    records: readonly (readonly WriteEvent[])[],
+  ): Promise<CacheEntry | undefined> {
+    const { patch } = this.#e.hooks;
+    if (!patch || this.#e.policy !== "exact") return undefined;
+    const at = this.#e.fence.position;
+    const schema = this.#e.planSchema();
+    const now = this.#e.now();
+    let current = entry;
+    let init: EntryInit | undefined;
+    for (const events of records) {
+      // A write without the rows to plan it exactly is applied by table: no patch either.
+      if (events.some((e) => planWrite(e, schema, NO_DEPENDENCIES, this.#e.policy).fallback)) {
+        return undefined;
+      }
+      try {
+        init = patch(key, current, events, undefined);
+      } catch (err) {
+        this.#e.report("patch", "[edgecache] [cache] patch failed; the entry is invalidated", err);
+        return undefined;
+      }
+      if (!init) return undefined;
+      // The patched entry keeps the expiry of the one it came from, as a patch in memory does.
+      init = {
+        ...init,
+        ttl: entry.freshUntil - now,
+        staleWhileRevalidate: entry.staleUntil - entry.freshUntil,
+      };
+      current = await this.#e.entries.build(init, at);
+    }
+    const { entry: patched, stored } = await this.#e.loads.storeLoaded(key, init!, at, {
+      memoryOnly: true,
+      exact: false,
+    });
+    return stored ? patched : undefined;
+  }
+
+  valid(key: string, entry: CacheEntry): boolean {
+    return entry.position !== undefined && !this.#e.fence.conflicts(entry.position, key, entry);
+  }
+}
