@@ -2,8 +2,9 @@ import { type Context, Hono } from "hono";
 import type { Cache } from "../core/cache/index.ts";
 import type { CacheEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
-import { policyClass, requestDirectives, variantSuffix } from "../core/http-cache.ts";
+import { policyClass, requestDirectives } from "../core/http-cache.ts";
 import { rateLimited } from "../core/report.ts";
+import { decide, PLAIN, selectVariantNow } from "./proxy/decide.ts";
 import { type LearnEnv, type LearnOptions, learnEnv } from "./proxy/learn/observe.ts";
 import type { Interim, LoadEnv, OriginFetch } from "./proxy/load.ts";
 import { passThrough } from "./proxy/pass.ts";
@@ -19,7 +20,7 @@ import {
   validateRoutes,
 } from "./proxy/routes.ts";
 import { cached, type ServeEnv } from "./proxy/serve.ts";
-import { type Ctx, isVaryRecord } from "./proxy/types.ts";
+import type { Ctx } from "./proxy/types.ts";
 
 // The proxy by concern: routes.ts (routing and keys), serve.ts (answering GET and HEAD from
 // the cache or one shared origin request), load.ts and store.ts (the origin request and
@@ -179,17 +180,11 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     }
     const base = fastKey(target, host);
     if (base === null) return undefined;
-    let key = base;
-    let entry = cache.peek(base, UNCOUNTED);
-    if (entry && isVaryRecord(entry)) {
-      const suffix = variantSuffix(entry.meta.varyRecord, header);
-      if (suffix === undefined) return undefined;
-      key = base + suffix;
-      entry = cache.peek(key, UNCOUNTED);
-    }
-    if (!entry) return undefined;
-    cache.countRead(key, "hit");
-    return entry;
+    const selected = selectVariantNow(base, header, (k) => cache.peek(k, UNCOUNTED));
+    // What cache.peek returns is fresh: the same decision as the app's, for a plain request.
+    if (!selected?.entry || decide(selected.entry, PLAIN, now()).kind !== "hit") return undefined;
+    cache.countRead(selected.key, "hit");
+    return selected.entry;
   }
 
   async function warm(urls: string[], base: string): Promise<WarmResult[]> {

@@ -480,12 +480,16 @@ function varyPart(name: string, get: HeaderGetter, digest?: string): string | un
 /**
  * The suffix that tells one variant of a URL from another: each Vary'd request header
  * with its normalized value. Undefined when a value must be digested (a secret, or a long
- * value): `variantSuffixAsync` does that.
+ * value) and `digests` lacks it: `variantSuffixAsync` computes them.
  */
-export function variantSuffix(names: readonly string[], get: HeaderGetter): string | undefined {
+export function variantSuffix(
+  names: readonly string[],
+  get: HeaderGetter,
+  digests?: ReadonlyMap<string, string>,
+): string | undefined {
   let out = " vary:";
   for (const name of names) {
-    const part = varyPart(name, get);
+    const part = varyPart(name, get, digests?.get(name));
     if (part === undefined) return undefined;
     out += part;
   }
@@ -497,14 +501,13 @@ export async function variantSuffixAsync(
   names: readonly string[],
   get: HeaderGetter,
 ): Promise<string> {
-  let out = " vary:";
+  const digests = new Map<string, string>();
   for (const name of names) {
-    const part =
-      varyPart(name, get) ??
-      varyPart(name, get, await sha256Hex(normalizeVaried(name, get(name)!)));
-    out += part;
+    if (varyPart(name, get) === undefined) {
+      digests.set(name, await sha256Hex(normalizeVaried(name, get(name)!)));
+    }
   }
-  return out;
+  return variantSuffix(names, get, digests)!;
 }
 
 /**

@@ -1,25 +1,15 @@
 import type { LogPosition } from "../../core/change-log.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import {
-  mayServeStale,
-  sharedWithAuthorization,
-  variantSuffixAsync,
-} from "../../core/http-cache.ts";
+import { variantSuffixAsync } from "../../core/http-cache.ts";
 import type { Forward } from "../http.ts";
+import { decide, selectVariant } from "./decide.ts";
 import { clientHeaders } from "./headers.ts";
 import { type LoadEnv, load } from "./load.ts";
 import { passThrough } from "./pass.ts";
 import { downReply, errorReply, missOutcome, reply } from "./replies.ts";
 import { baseKey, COMPONENT } from "./routes.ts";
-import {
-  type Ctx,
-  ERROR_STATUSES,
-  isVaryRecord,
-  type Loaded,
-  type ResponseMeta,
-  storedCacheControl,
-} from "./types.ts";
+import { type Ctx, ERROR_STATUSES, type Loaded, type ResponseMeta } from "./types.ts";
 
 /** What serving needs besides loading: the origin requests in flight, and where to report. */
 export interface ServeEnv extends LoadEnv {
@@ -30,53 +20,36 @@ export interface ServeEnv extends LoadEnv {
 /** GET and HEAD: from the cache when it may, else through one shared origin request. */
 export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
   const { cache, now } = env;
-  const base = baseKey(ctx.target, ctx.host);
-  let key = base;
-  let fwd: Forward = "uri-miss";
-  let found = await cache.getEntry(base, { count: false });
-  if (found && isVaryRecord(found)) {
-    key = base + (await variantSuffixAsync(found.meta.varyRecord, (n) => ctx.headers.get(n)));
-    found = await cache.getEntry(key, { count: false });
-    if (!found) fwd = "vary-miss";
-  }
-  const t = now();
+  const selected = await selectVariant(
+    baseKey(ctx.target, ctx.host),
+    (n) => ctx.headers.get(n),
+    (k) => cache.getEntry(k, { count: false }),
+  );
+  const { key, entry: found } = selected;
+  let fwd: Forward = selected.vary && !found ? "vary-miss" : "uri-miss";
   // What may be served if the origin fails (stale-if-error, grace).
   let fallback: CacheEntry | undefined;
   if (found) {
-    const meta = found.meta as ResponseMeta;
-    const d = ctx.directives;
-    const age = (t - found.createdAt) / 1000;
-    if (ctx.headers.has("authorization") && !sharedWithAuthorization(storedCacheControl(found))) {
-      // RFC 9111 3.5: only a response the origin marked shareable answers a request
-      // that carries credentials.
-      fwd = "request";
-    } else {
-      if (t < found.freshUntil + meta.sie) fallback = found;
-      if (
-        d.noCache ||
-        (d.maxAge !== undefined && age > d.maxAge) ||
-        (d.minFresh !== undefined && (found.freshUntil - t) / 1000 < d.minFresh)
-      ) {
-        fwd = "request"; // RFC 9111 5.2.1: the client asked for a fresher response
-      } else if (found.freshUntil > t) {
-        cache.countRead(key, "hit");
-        return reply(ctx, found, { kind: "hit" }, now());
-      } else if (t < found.freshUntil + meta.swr) {
+    const decision = decide(
+      found,
+      { directives: ctx.directives, authorization: ctx.headers.has("authorization") },
+      now(),
+    );
+    if (decision.kind === "hit") {
+      cache.countRead(key, "hit");
+      return reply(ctx, found, { kind: "hit" }, now());
+    }
+    if (decision.kind === "stale") {
+      cache.countRead(key, "stale");
+      if (decision.refresh) {
         // RFC 5861 3: serve it now, refresh it in the background (one request for all).
-        cache.countRead(key, "stale");
         const refresh = coalesced(env, ctx, key, found);
         if (refresh.leader) void refresh.promise.then(discard, () => {});
-        return reply(ctx, found, { kind: "stale" }, now());
-      } else if (
-        d.maxStale !== undefined &&
-        (t - found.freshUntil) / 1000 <= d.maxStale &&
-        mayServeStale(storedCacheControl(found))
-      ) {
-        // RFC 9111 5.2.1.2: the client accepts a response this stale.
-        cache.countRead(key, "stale");
-        return reply(ctx, found, { kind: "stale" }, now());
-      } else fwd = "stale";
+      }
+      return reply(ctx, found, { kind: "stale" }, now());
     }
+    fwd = decision.fwd;
+    if (decision.fallback) fallback = found;
   }
   if (ctx.directives.onlyIfCached) {
     // RFC 9111 5.2.1.7
