@@ -16,7 +16,7 @@ import {
   sameOrigin,
 } from "./access.ts";
 import { dashboardPage } from "./dashboard.ts";
-import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
+import { ADMIN_PREFIX, isAdminPath, jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import { describeRule, rulesReport } from "./proxy/learn/observe.ts";
 import { checkRule, type RuleState, ruleId } from "./proxy/learn/rules.ts";
 import type { CachingProxy } from "./proxy.ts";
@@ -272,13 +272,18 @@ export function createAdminApi(options: AdminOptions): Hono {
       if (urls.length === 0 || urls.length > MAX_WARM) {
         bodyError("urls", `1 to ${MAX_WARM} URLs`, `${urls.length}`);
       }
+      // Paths are fetched as this request's host would fetch them.
+      const base = new URL(c.req.url).origin;
       for (const u of urls) {
         if (!u.startsWith("/") && !/^https?:\/\//i.test(u)) {
           bodyError("urls", 'paths starting with "/" or http(s) URLs', JSON.stringify(u));
         }
+        // Warming goes straight to the proxy's routes, which would forward these.
+        if (URL.canParse(u, base) && isAdminPath(new URL(u, base).pathname)) {
+          bodyError("urls", `URLs outside ${ADMIN_PREFIX} (never forwarded)`, JSON.stringify(u));
+        }
       }
-      // Paths are fetched as this request's host would fetch them.
-      return c.json({ warmed: await proxy.warm(urls, new URL(c.req.url).origin) });
+      return c.json({ warmed: await proxy.warm(urls, base) });
     });
   }
 
