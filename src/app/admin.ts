@@ -275,11 +275,11 @@ export function createAdminApi(options: AdminOptions): Hono {
       // Paths are fetched as this request's host would fetch them.
       const base = new URL(c.req.url).origin;
       for (const u of urls) {
-        if (!u.startsWith("/") && !/^https?:\/\//i.test(u)) {
+        if ((!u.startsWith("/") && !/^https?:\/\//i.test(u)) || !URL.canParse(u, base)) {
           bodyError("urls", 'paths starting with "/" or http(s) URLs', JSON.stringify(u));
         }
         // Warming goes straight to the proxy's routes, which would forward these.
-        if (URL.canParse(u, base) && isAdminPath(new URL(u, base).pathname)) {
+        if (isAdminPath(new URL(u, base).pathname)) {
           bodyError("urls", `URLs outside ${ADMIN_PREFIX} (never forwarded)`, JSON.stringify(u));
         }
       }

@@ -177,5 +177,8 @@ describe("warm", () => {
   it("refuses an empty list and URLs that are not paths or http(s)", async () => {
     expect((await admin("POST", "/warm", { urls: [] })).status).toBe(400);
     expect((await admin("POST", "/warm", { urls: ["ftp://x/y"] })).status).toBe(400);
+    const unparsable = await admin("POST", "/warm", { urls: ["http://[bad"] });
+    expect(unparsable.status).toBe(400);
+    expect(unparsable.json.error.message).toContain('"http://[bad"');
   });
 });
