@@ -4,7 +4,7 @@ import { rowTag, tableTag } from "../core/deps/planner.ts";
 import type { CacheEntry } from "../core/entry.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { toPrometheus } from "../core/stats.ts";
-import type { Store } from "../core/store.ts";
+import { isListable, type Store } from "../core/store.ts";
 import {
   addressSet,
   bearerToken,
@@ -59,6 +59,8 @@ export interface MetricsExposition {
 
 const COMPONENT = "admin";
 const MAX_KEYS = 1000;
+/** Keys of the tiers one listing reads at most (each is a read of its entry). */
+const MAX_SCANNED = 10 * MAX_KEYS;
 /** URLs one warm request may name. */
 const MAX_WARM = 1000;
 
@@ -137,11 +139,13 @@ export function createAdminApi(options: AdminOptions): Hono {
     const prefix = c.req.query("prefix") ?? "";
     const tag = c.req.query("tag");
     const keys = [];
+    const listed = new Set<string>();
     const source = tag ? cache.index.keysForTag(tag) : cache.index.keys(prefix);
     for (const key of source) {
       if (tag && !key.startsWith(prefix)) continue;
       const reg = cache.index.get(key);
       if (!reg || reg.expiresAt <= now()) continue;
+      listed.add(key);
       const entry = await peekTiers(cache, key, now());
       keys.push({
         key,
@@ -153,7 +157,28 @@ export function createAdminApi(options: AdminOptions): Hono {
       });
       if (keys.length >= MAX_KEYS) break;
     }
-    return c.json({ keys, truncated: keys.length >= MAX_KEYS });
+    // The index knows what was stored or read since the start; the tiers below memory hold
+    // what an earlier run stored (the proxy's cache file after a restart) or another node.
+    let scanned = 0;
+    if (keys.length < MAX_KEYS) {
+      for await (const key of tierKeys(cache, prefix)) {
+        if (listed.has(key)) continue;
+        listed.add(key);
+        if (++scanned > MAX_SCANNED) break;
+        const entry = await peekTiers(cache, key, now());
+        if (!entry || (tag !== undefined && !entry.tags.includes(tag))) continue;
+        keys.push({
+          key,
+          hits: 0,
+          expiresAt: entry.staleUntil,
+          tags: entry.tags,
+          lists: entry.lists ?? [],
+          ...entrySummary(entry, now()),
+        });
+        if (keys.length >= MAX_KEYS) break;
+      }
+    }
+    return c.json({ keys, truncated: keys.length >= MAX_KEYS || scanned > MAX_SCANNED });
   });
 
   app.get("/keys/:key{.+}", async (c) => {
@@ -306,6 +331,22 @@ async function objectBody(c: Context, example: string): Promise<Record<string, u
 async function tierEntry(tier: Store, key: string, now: number): Promise<CacheEntry | undefined> {
   const found = await tier.get(key).catch(() => undefined);
   return found && found.staleUntil > now ? found : undefined;
+}
+
+/**
+ * Keys under `prefix` that the listable tiers below the first hold. The first is not
+ * listed: what it holds went through this process, so the index has it. A tier that fails
+ * to list is skipped: the listing shows what the others hold.
+ */
+async function* tierKeys(cache: Cache, prefix: string): AsyncIterable<string> {
+  for (const tier of cache.tiers.slice(1)) {
+    if (!isListable(tier)) continue;
+    try {
+      yield* tier.keys(prefix);
+    } catch {
+      // a tier down: its keys are not listed
+    }
+  }
 }
 
 async function peekTiers(cache: Cache, key: string, now: number): Promise<CacheEntry | undefined> {
