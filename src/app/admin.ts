@@ -15,7 +15,7 @@ import {
   sameOrigin,
 } from "./access.ts";
 import { dashboardPage } from "./dashboard.ts";
-import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
+import { ADMIN_PREFIX, isAdminPath, jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import { describeRule, rulesReport } from "./proxy/learn/observe.ts";
 import { checkRule, type RuleState, ruleId } from "./proxy/learn/rules.ts";
 import type { CachingProxy } from "./proxy.ts";
@@ -58,6 +58,8 @@ export interface MetricsExposition {
 
 const COMPONENT = "admin";
 const MAX_KEYS = 1000;
+/** Keys of the tiers one listing reads at most (each is a read of its entry). */
+const MAX_SCANNED = 10 * MAX_KEYS;
 /** URLs one warm request may name. */
 const MAX_WARM = 1000;
 
@@ -136,10 +138,12 @@ export function createAdminApi(options: AdminOptions): Hono {
     const prefix = c.req.query("prefix") ?? "";
     const tag = c.req.query("tag");
     const keys = [];
+    const listed = new Set<string>();
     for (const key of cache.keys({ prefix, tag })) {
       const reg = cache.registration(key);
       if (!reg || reg.expiresAt <= now()) continue;
-      const entry = (await cache.inspect(key)).find((t) => t.entry)?.entry;
+      listed.add(key);
+      const entry = await firstHeld(cache, key);
       keys.push({
         key,
         hits: reg.hits,
@@ -150,7 +154,28 @@ export function createAdminApi(options: AdminOptions): Hono {
       });
       if (keys.length >= MAX_KEYS) break;
     }
-    return c.json({ keys, truncated: keys.length >= MAX_KEYS });
+    // The index knows what was stored or read since the start; the tiers below memory hold
+    // what an earlier run stored (the proxy's cache file after a restart) or another node.
+    let scanned = 0;
+    if (keys.length < MAX_KEYS) {
+      for await (const key of cache.held(prefix)) {
+        if (listed.has(key)) continue;
+        listed.add(key);
+        if (++scanned > MAX_SCANNED) break;
+        const entry = await firstHeld(cache, key);
+        if (!entry || (tag !== undefined && !entry.tags.includes(tag))) continue;
+        keys.push({
+          key,
+          hits: 0,
+          expiresAt: entry.staleUntil,
+          tags: entry.tags,
+          lists: entry.lists ?? [],
+          ...entrySummary(entry, now()),
+        });
+        if (keys.length >= MAX_KEYS) break;
+      }
+    }
+    return c.json({ keys, truncated: keys.length >= MAX_KEYS || scanned > MAX_SCANNED });
   });
 
   app.get("/keys/:key{.+}", async (c) => {
@@ -265,13 +290,18 @@ export function createAdminApi(options: AdminOptions): Hono {
       if (urls.length === 0 || urls.length > MAX_WARM) {
         bodyError("urls", `1 to ${MAX_WARM} URLs`, `${urls.length}`);
       }
+      // Paths are fetched as this request's host would fetch them.
+      const base = new URL(c.req.url).origin;
       for (const u of urls) {
-        if (!u.startsWith("/") && !/^https?:\/\//i.test(u)) {
+        if ((!u.startsWith("/") && !/^https?:\/\//i.test(u)) || !URL.canParse(u, base)) {
           bodyError("urls", 'paths starting with "/" or http(s) URLs', JSON.stringify(u));
         }
+        // Warming goes straight to the proxy's routes, which would forward these.
+        if (isAdminPath(new URL(u, base).pathname)) {
+          bodyError("urls", `URLs outside ${ADMIN_PREFIX} (never forwarded)`, JSON.stringify(u));
+        }
       }
-      // Paths are fetched as this request's host would fetch them.
-      return c.json({ warmed: await proxy.warm(urls, new URL(c.req.url).origin) });
+      return c.json({ warmed: await proxy.warm(urls, base) });
     });
   }
 
@@ -288,6 +318,11 @@ async function objectBody(c: Context, example: string): Promise<Record<string, u
     );
   }
   return body as Record<string, unknown>;
+}
+
+/** The live entry of `key` in the first tier that holds one (looking is not a read). */
+async function firstHeld(cache: Cache, key: string): Promise<CacheEntry | undefined> {
+  return (await cache.inspect(key)).find((t) => t.entry)?.entry;
 }
 
 function entrySummary(entry: CacheEntry, now: number) {

@@ -290,12 +290,21 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   app.post(`${base}/:resource`, async (c) => {
     const table = writable(c.req.param("resource"));
     const values = await jsonObject(c.req.raw);
+    const pk = schema.tables.get(table)!.primaryKey;
+    const id = values[pk];
+    if (id === "." || id === "..") {
+      // A URL's dot segments are removed (RFC 3986 5.2.4): no URL would reach the row.
+      throw new EdgecacheError(
+        "E_BAD_BODY",
+        COMPONENT,
+        `${pk}: id ${JSON.stringify(id)} cannot be addressed in a URL (dot segment)`,
+      );
+    }
     const row = await inTurn(async (apply, options) => {
       const inserted = await source.insert(table, values, options);
       await apply([{ table, op: "insert", new: inserted }]);
       return inserted;
     });
-    const pk = schema.tables.get(table)!.primaryKey;
     const location = `${base}/${table}/${encodeURIComponent(String(row[pk]))}`;
     return c.json(row, 201, { location });
   });

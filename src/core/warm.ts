@@ -14,14 +14,25 @@ export interface WarmProgress {
   done: number;
   total: number;
   failed: number;
-  /** The key just finished, and its error if it failed. */
+  /** The key just finished, and its error if it failed (the thrown value itself). */
   key: string;
   error?: unknown;
 }
 
 export interface WarmResult {
   loaded: number;
-  failed: { key: string; error: unknown }[];
+  /**
+   * Each failed key with its error's message, and its code where it has one (E_..., or a
+   * Node code such as ECONNREFUSED): strings, so the result reads the same once logged or
+   * sent as JSON (an Error there is `{}`). `onProgress` sees the thrown value itself.
+   */
+  failed: WarmFailure[];
+}
+
+export interface WarmFailure {
+  key: string;
+  message: string;
+  code?: string;
 }
 
 /**
@@ -59,7 +70,7 @@ export async function warm<T>(
         result.loaded++;
       } catch (err) {
         error = err;
-        result.failed.push({ key, error: err });
+        result.failed.push(failure(key, err));
       }
       done++;
       onProgress?.({ done, total: list.length, failed: result.failed.length, key, error });
@@ -67,4 +78,10 @@ export async function warm<T>(
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, worker));
   return result;
+}
+
+function failure(key: string, error: unknown): WarmFailure {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? { key, message, code } : { key, message };
 }

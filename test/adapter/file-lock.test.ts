@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { lockFile } from "../../src/adapter/node/file-lock.ts";
@@ -152,6 +152,31 @@ describe("lockFile", () => {
     const file = join(dir(), "d.db");
     writeFileSync(`${file}.lock`, JSON.stringify({ pid: process.ppid }));
     expect(() => lockFile(file)).toThrow(new RegExp(`pid ${process.ppid}`));
+  });
+
+  /** Two names of one file in `d`: the one locked first, and the other. */
+  const linkToFile = (d: string, made: boolean): [string, string] => {
+    if (made) writeFileSync(join(d, "f.db"), "");
+    symlinkSync(join(d, "f.db"), join(d, "link.db"));
+    return [join(d, "f.db"), join(d, "link.db")];
+  };
+  it.each([
+    ["a symlink to the file", (d: string) => linkToFile(d, true)],
+    ["a symlink to the file not made yet", (d: string) => linkToFile(d, false)],
+    [
+      "a symlinked directory, the file not made yet",
+      (d: string): [string, string] => {
+        mkdirSync(join(d, "real"));
+        symlinkSync(join(d, "real"), join(d, "linked"));
+        return [join(d, "real", "f.db"), join(d, "linked", "f.db")];
+      },
+    ],
+  ])("refuses the same file reached through %s", (_, names) => {
+    const [file, other] = names(dir());
+    const lock = lockFile(file);
+    expect(() => lockFile(other)).toThrow(/in use by another edgecache/);
+    lock.release();
+    lockFile(other).release();
   });
 
   it("release removes only its own lock", () => {

@@ -1,5 +1,7 @@
 import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -20,6 +22,7 @@ import {
 } from "../app/harness.ts";
 import { raw } from "../app/proxy-harness.ts";
 import { waitForLine } from "../helpers/child.ts";
+import { exchange } from "./raw-client.ts";
 
 // The Node adapter over real sockets and real SQLite files: the hit fast path, restarts
 // on the persistent tier, config loading and the CLI.
@@ -172,6 +175,37 @@ describe("bounds on what anonymous GETs can add", () => {
     expect(stats.indexedKeys).toBeLessThanOrEqual(500);
     expect((await get(item)).headers.get("cache-status")).toMatch(HIT);
   });
+});
+
+describe("a reply sent before the request's body came in", () => {
+  // The body follows the reply: left unread, it must not meet a connection dropped under a
+  // client told keep-alive (its next request on it failed).
+  it.each([
+    ["404", "/nope", {}, 400_000],
+    ["403 (a cross-origin write)", "/v1/users", { origin: "http://elsewhere.test" }, 400_000],
+    ["413 (too large)", "/v1/users", {}, 2_000_000],
+  ])(
+    "a %s says Connection: close, then reads the body and closes without a reset",
+    async (what, path, headers, size) => {
+      const h = await started();
+      const port = Number(new URL(h.url).port);
+      const socket = connect(port, "127.0.0.1");
+      const errors: Error[] = [];
+      socket.on("error", (err) => errors.push(err));
+      const fields = Object.entries(headers)
+        .map(([n, v]) => `${n}: ${v}\r\n`)
+        .join("");
+      const head = `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n${fields}Content-Length: ${size}\r\n\r\n`;
+      const { replies } = await exchange(port, head, ["POST"], { socket });
+      expect(replies[0]!.status).toBe(Number(what.slice(0, 3)));
+      expect(replies[0]!.header("connection")).toBe("close");
+      const closed = once(socket, "close");
+      socket.end(Buffer.alloc(size, "x"));
+      await closed;
+      expect(errors).toEqual([]);
+      expect((await fetchReply(`${h.url}/v1/users?limit=1`)).status).toBe(200);
+    },
+  );
 });
 
 describe("restart", () => {

@@ -98,6 +98,39 @@ describe("restart", () => {
   });
 });
 
+describe("the key list after a restart", () => {
+  it("lists the entries the cache file holds, by prefix and by tag, before any is read", async () => {
+    const o = await origin((req, res) => {
+      res.writeHead(200, { "cache-control": "max-age=600", "surrogate-key": `t${req.url}` });
+      res.end(String(req.url));
+    });
+    const cwd = tempDir("edgecache-proxy-");
+    cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
+    const options = { origins: [{ origin: o.url }], cacheFile: "proxy.db", port: 0, cwd };
+    const host = { host: "cache.example" };
+    const before = await createNodeProxy(options);
+    const { url: first } = await before.listen();
+    for (const path of ["/a/1", "/a/2", "/b"]) await raw(`${first}${path}`, { headers: host });
+    await before.close();
+
+    const after = await createNodeProxy(options);
+    cleanup.push(() => after.close());
+    const { url } = await after.listen();
+    const list = async (query: string) => {
+      const r = await raw(`${url}/_edgecache/keys${query}`);
+      return (JSON.parse(r.text).keys as { key: string }[]).map((k) => k.key).sort();
+    };
+    expect(await list("")).toEqual([
+      "/a/1 cache.example",
+      "/a/2 cache.example",
+      "/b cache.example",
+    ]);
+    expect(await list("?prefix=/a/")).toEqual(["/a/1 cache.example", "/a/2 cache.example"]);
+    expect(await list(`?tag=${encodeURIComponent("tag:t/b")}`)).toEqual(["/b cache.example"]);
+    expect(o.count()).toBe(3);
+  });
+});
+
 describe("memory bound", () => {
   it("keeps the memory tier within maxBytes, the rest in SQLite", async () => {
     const o = await origin((req, res) => {

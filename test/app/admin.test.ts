@@ -401,6 +401,19 @@ describe("admin access behind a reverse proxy, from browsers, and before the bod
   });
 });
 
+describe("the admin prefix", () => {
+  // A front proxy that blocks /_edgecache by prefix would let these through.
+  it.each([
+    "/%5fedgecache/stats",
+    "/%5Fedgecache/stats",
+    "/_%65dgecache/stats",
+    "/_edgecache%2fstats",
+  ])("answers %s, the prefix percent-encoded, with a 404, token or not", async (path) => {
+    expectClientError(await send(h.edgecache, "GET", path, undefined, AUTH), 404, "E_NOT_FOUND");
+    expectClientError(await get(path), 404, "E_NOT_FOUND");
+  });
+});
+
 describe("bearer tokens", () => {
   it("a 401 says how to authenticate (WWW-Authenticate: Bearer)", async () => {
     const r = await get("/_edgecache/stats");

@@ -435,6 +435,9 @@ describe("bad input", () => {
     ["a string", '"Lane"', "body"],
     ["an unknown column", { ...newUser(), nickname: "L" }, "nickname"],
     ["a non-numeric date", newUser({ createdAt: "2025" }), "createdAt"],
+    // URLs drop dot segments (RFC 3986 5.2.4): no URL could read, change or delete the row.
+    ["an id of .", newUser({ id: "." }), 'id "."'],
+    ["an id of ..", newUser({ id: ".." }), 'id ".."'],
   ])("answers a POST whose body is %s with a 400 E_BAD_BODY naming %s", async (_, body, name) => {
     const before = h.fresh("SELECT count(*) AS n FROM users");
     const r = await send(h.edgecache, "POST", "/v1/users", body);

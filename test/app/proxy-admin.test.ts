@@ -116,6 +116,17 @@ describe("purge", () => {
   });
 });
 
+describe("the admin prefix percent-encoded", () => {
+  it("is a 404, never the admin API, never forwarded to the origin", async () => {
+    for (const path of ["/%5fedgecache/stats", "/_%65dgecache/keys", "/_edgecache%2fstats"]) {
+      const r = await raw(`${proxy.url}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(r.status, path).toBe(404);
+      expect(JSON.parse(r.text).error.code, path).toBe("E_NOT_FOUND");
+    }
+    expect(origin.count()).toBe(0);
+  });
+});
+
 describe("keys", () => {
   it("lists each cached entry with its size, age, TTL and tags", async () => {
     await get("/v1/users/1");
@@ -148,8 +159,26 @@ describe("warm", () => {
     expect(origin.count()).toBe(2);
   });
 
+  it("refuses /_edgecache URLs however spelled, naming them, and forwards none (they are never forwarded)", async () => {
+    for (const url of [
+      "/_edgecache/stats",
+      `${proxy.url}/_edgecache/keys`,
+      "http://elsewhere.test/_edgecache",
+      "/%5fedgecache/stats",
+    ]) {
+      const r = await admin("POST", "/warm", { urls: ["/v1/users/1", url] });
+      expect(r.status, url).toBe(400);
+      expect(r.json.error.code).toBe("E_BAD_BODY");
+      expect(r.json.error.message).toContain(JSON.stringify(url));
+    }
+    expect(origin.count()).toBe(0);
+  });
+
   it("refuses an empty list and URLs that are not paths or http(s)", async () => {
     expect((await admin("POST", "/warm", { urls: [] })).status).toBe(400);
     expect((await admin("POST", "/warm", { urls: ["ftp://x/y"] })).status).toBe(400);
+    const unparsable = await admin("POST", "/warm", { urls: ["http://[bad"] });
+    expect(unparsable.status).toBe(400);
+    expect(unparsable.json.error.message).toContain('"http://[bad"');
   });
 });

@@ -318,3 +318,31 @@ describe("a broken origin", () => {
     expect(origin.count()).toBe(2);
   });
 });
+
+describe("a request body on a method that takes none", () => {
+  // A GET, HEAD or TRACE body has no meaning (RFC 9110 9.3.1, 9.3.2, 9.3.8); forwarding its
+  // framing without it kept the origin waiting, and every client of that URL with it.
+  it.each([
+    ["GET", { "content-length": "1" }],
+    ["GET", { "transfer-encoding": "chunked" }],
+    ["HEAD", { "content-length": "1" }],
+    ["TRACE", { "content-length": "1" }],
+  ])(
+    "%s with %o reaches the origin without a body, and a plain GET of that URL meanwhile is answered",
+    async (method, framing) => {
+      const { origin, proxy } = await setup(counting({ "cache-control": "max-age=60" }));
+      const [withBody, plain] = await Promise.all([
+        raw(`${proxy.url}/victim`, { method, headers: framing, body: "x" }),
+        raw(`${proxy.url}/victim`),
+      ]);
+      expect(withBody.status).toBe(200);
+      expect(plain.status).toBe(200);
+      for (const r of origin.requests) {
+        expect(r.headers["content-length"]).toBeUndefined();
+        expect(r.headers["transfer-encoding"]).toBeUndefined();
+        expect(r.body).toBe("");
+      }
+    },
+    10_000,
+  );
+});

@@ -247,6 +247,14 @@ describe("scopes and public reads", () => {
     );
   });
 
+  it("the admin prefix percent-encoded is a 404, with a key, without, and on the public host", async () => {
+    for (const path of ["/%5fedgecache/stats", "/_%65dgecache/keys"]) {
+      expect((await fetch(`${url}${path}`)).status, path).toBe(404);
+      expect((await as("alpha", path)).status, path).toBe(404);
+      expect((await send("GET", path, `Host: public.example:${port}\r\n`)).status, path).toBe(404);
+    }
+  });
+
   it("rotate-key --read replaces the read-only key and keeps the full one", async () => {
     const old = keys.deltaRead!;
     const r = await cli(["tenants", "rotate-key", "delta", "--read", "--json", "--state", state]);

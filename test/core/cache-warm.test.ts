@@ -31,6 +31,18 @@ describe("warming", () => {
     expect(await cache.getMany(["k0", "k1", "k9"])).toEqual(["cached", "v-k1", undefined]);
   });
 
+  it("reports a failed key's error as a message and code that survive JSON (a log line, an HTTP answer)", async () => {
+    const cache = createCache({ tiers: [memoryStore()], logger: { warn: () => {} } });
+    const result = await cache.warm(["plain", "coded"], (key) => {
+      if (key === "plain") throw new Error("row gone");
+      throw Object.assign(new Error("connection refused"), { code: "ECONNREFUSED" });
+    });
+    expect(JSON.parse(JSON.stringify(result.failed))).toEqual([
+      { key: "plain", message: "row gone" },
+      { key: "coded", message: "connection refused", code: "ECONNREFUSED" },
+    ]);
+  });
+
   it("refresh replaces what is cached", async () => {
     const cache = createCache({ tiers: [memoryStore()] });
     await cache.set("a", 1);

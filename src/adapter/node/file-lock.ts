@@ -1,12 +1,16 @@
 import {
   existsSync,
   linkSync,
+  lstatSync,
   readFileSync,
+  readlinkSync,
+  realpathSync,
   renameSync,
   rmSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { EdgecacheError } from "../../core/errors.ts";
 
 /**
@@ -45,7 +49,9 @@ let exitHook = false;
  * lock.release();
  */
 export function lockFile(file: string): FileLock {
-  const path = `${file}.lock`;
+  // One lock per file, however it is named: a symlink's own `.lock` would let a second
+  // process in to empty the first one's entries.
+  const path = `${realFile(file)}.lock`;
   if (held.has(path)) throw inUse(file, path, { pid: process.pid }, true);
   const mine = JSON.stringify(selfHolder());
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -78,6 +84,31 @@ export async function openLocked<T>(
   } catch (err) {
     lock?.release();
     throw err;
+  }
+}
+
+/**
+ * The file's real path, symlinks resolved; for a file not there yet, its directory's real
+ * path and its name (a dangling symlink: where it points, which is where it will be made).
+ */
+function realFile(file: string, depth = 0): string {
+  try {
+    return realpathSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  let link: string | undefined;
+  try {
+    if (lstatSync(file).isSymbolicLink()) link = readlinkSync(file);
+  } catch {
+    // not there at all
+  }
+  // 40: Linux's own limit on symlinks followed in one lookup (ELOOP).
+  if (link !== undefined && depth < 40) return realFile(resolve(dirname(file), link), depth + 1);
+  try {
+    return join(realpathSync(dirname(file)), basename(file));
+  } catch {
+    return resolve(file); // no such directory: opening the file fails anyway
   }
 }
 

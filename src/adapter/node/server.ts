@@ -1,4 +1,10 @@
-import { type IncomingMessage, Server, type ServerResponse } from "node:http";
+import {
+  type IncomingMessage,
+  type OutgoingHttpHeader,
+  type OutgoingHttpHeaders,
+  Server,
+  ServerResponse,
+} from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import type { Context, Hono } from "hono";
@@ -59,6 +65,8 @@ export interface RunningServer {
 export const DRAIN_MS = 10_000;
 /** While draining, connections whose replies are out are closed this often. */
 const IDLE_SWEEP_MS = 50;
+/** How long a connection closed before its request's body came in still reads the rest. */
+const LINGER_MS = 5_000;
 
 /**
  * Serves a Hono app on Node. A fresh hit in the memory tier is answered without building
@@ -147,7 +155,8 @@ class HitServer extends Server {
     listener: (req: IncomingMessage, res: ServerResponse) => void,
     answer: RawHitsOptions["answer"] | undefined,
   ) {
-    super(listener);
+    // The option is typed generic over the request class; node:http passes IncomingMessage.
+    super({ ServerResponse: BodyAwareResponse as typeof ServerResponse }, listener);
     // node:http parses a connection from the `connection` listener its constructor added;
     // should a Node version differ, every connection simply stays with node:http.
     const [http, ...others] = this.listeners("connection") as ((socket: Socket) => void)[];
@@ -174,6 +183,57 @@ class HitServer extends Server {
     super.closeIdleConnections();
     this.#raw?.closeIdle();
   }
+}
+
+/**
+ * A reply whose request's body has not all come in (a 404, 403 or 413 answered without
+ * reading it) closes the connection: node:http would read the rest before the next
+ * request, but the listener's clean-up (@hono/node-server) drops the connection when that
+ * takes long, under a client told keep-alive. Closing, it keeps reading what the client
+ * still sends (lingering close), since closing a socket with unread input resets it, and a
+ * reset can cost the client the reply it has not read yet.
+ */
+class BodyAwareResponse extends ServerResponse {
+  override writeHead(status: number, message?: string, headers?: Fields): this;
+  override writeHead(status: number, headers?: Fields): this;
+  override writeHead(status: number, ...rest: [string?, Fields?] | [Fields?]): this {
+    if (this.shouldKeepAlive && bodyToCome(this.req)) {
+      this.shouldKeepAlive = false; // node:http sends Connection: close and ends the socket
+      lingerOnClose(this.req.socket, this.req);
+    }
+    return super.writeHead(status, ...(rest as [string?, Fields?]));
+  }
+}
+
+type Fields = OutgoingHttpHeaders | OutgoingHttpHeader[];
+
+/**
+ * Whether a request declares a body not all in yet. (`complete` alone would not do: a
+ * request without a body is complete only after its `request` event, where hits answer.)
+ */
+function bodyToCome(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers["content-length"];
+  return (length !== undefined && length !== "0") || req.headers["transfer-encoding"] !== undefined;
+}
+
+/**
+ * Makes the close node:http asks for once the reply is out (destroySoon) end the socket and
+ * discard what the client still sends of `req`'s body, for LINGER_MS at most. A reader the
+ * app left (a body stream read in part) would otherwise hold the rest, and the socket, paused.
+ */
+function lingerOnClose(socket: Socket, req: IncomingMessage): void {
+  let lingering = false;
+  socket.destroySoon = () => {
+    if (lingering) return;
+    lingering = true;
+    req.removeAllListeners("data");
+    req.resume();
+    socket.end();
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    timer.unref();
+    socket.once("close", () => clearTimeout(timer));
+  };
 }
 
 /** The data API's hit lookup: fresh memory entries of GETs under `prefix` ("/v1/"). */

@@ -43,10 +43,15 @@ export const PER_CLIENT_REQUEST_HEADERS = [
 export const INTERNAL_RESPONSE_HEADERS = ["cache-tag", "surrogate-key", OWN_TARGETED_FIELD];
 export const VIA = "1.1 edgecache";
 
-/** The request headers for the origin (RFC 9110 7.6: end-to-end ones, plus Via). */
-export function originHeaders(ctx: Ctx): Headers {
+/**
+ * The request headers for the origin (RFC 9110 7.6: end-to-end ones, plus Via). Without a
+ * body to send, no Content-Length either: the client's would keep the origin waiting for
+ * bytes that never come (Transfer-Encoding is hop-by-hop, gone already).
+ */
+export function originHeaders(ctx: Ctx, withBody: boolean): Headers {
   const headers = endToEnd(ctx.headers);
   headers.delete("host");
+  if (!withBody) headers.delete("content-length");
   for (const name of UNKEYED_REQUEST_HEADERS) headers.delete(name);
   if (ctx.clientAddress) headers.set("x-forwarded-for", ctx.clientAddress);
   headers.set("x-forwarded-host", ctx.host);

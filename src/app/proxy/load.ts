@@ -68,7 +68,7 @@ export async function load(
 ): Promise<Loaded> {
   const { cache } = env;
   const since = cache.position;
-  const headers = originHeaders(ctx);
+  const headers = originHeaders(ctx, false);
   for (const name of PER_CLIENT_REQUEST_HEADERS) headers.delete(name);
   const request: CacheRequest = { method: "GET", target: ctx.target, headers: ctx.headers };
   const h = holding(env.Policy, heldEntry);

@@ -17,6 +17,8 @@ import { type Ctx, URL_TAG } from "./types.ts";
 
 /** RFC 9110 9.2.1: everything else is unsafe and invalidates (RFC 9111 4.4). */
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+/** RFC 9110 9.3.1, 9.3.2, 9.3.8: a body on these has no meaning; it is never forwarded. */
+const BODILESS_METHODS = new Set(["GET", "HEAD", "TRACE"]);
 
 /** Unsafe and other methods (and uncacheable targets): straight to the origin. */
 export async function passThrough(
@@ -37,13 +39,14 @@ export async function passThrough(
   const unsafe = !SAFE_METHODS.has(ctx.method);
   // Learning binds rules to the written resource as it was: its copy, read before the write.
   const before = env.learn && unsafe ? await cachedJson(env.cache, ctx) : undefined;
+  const sent = BODILESS_METHODS.has(ctx.method) ? null : body;
   const sentAt = env.now();
   let response: Response;
   try {
     response = await env.originFetch(originUrl(ctx), {
       method: ctx.method,
-      headers: originHeaders(ctx),
-      body,
+      headers: originHeaders(ctx, sent !== null),
+      body: sent,
       ...(ctx.interim && { onInterim: ctx.interim }),
     });
   } catch (error) {
