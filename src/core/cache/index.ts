@@ -262,6 +262,15 @@ export class Cache {
     return this.#e.tiers.inspect(key, this.#e.now());
   }
 
+  /**
+   * Keys under `prefix` that the tiers below this node's memory hold, whether or not this
+   * node registered them (an earlier process's cache file, another node's Redis entries).
+   * A key two tiers hold comes twice.
+   */
+  held(prefix = ""): AsyncIterable<string> {
+    return this.#e.tiers.below(prefix);
+  }
+
   /** The tiers' names, fastest first. */
   get tierNames(): string[] {
     return this.#e.tiers.list.map((t) => t.name);

@@ -177,19 +177,20 @@ export class TierStack {
   }
 
   /**
-   * Keys under `prefix` that tiers below the first hold and `known` lacks: entries another
-   * process (or an earlier one) stored. The first tier is not listed: whatever it holds was
-   * registered here first, and listing 100,000 keys of it would hold up every request.
+   * Keys under `prefix` that the listable tiers below the first hold (`local`: but the
+   * shared ones), tier by tier; a key two tiers hold comes twice. The first tier is not
+   * listed: whatever it holds was registered in this process first, and listing 100,000
+   * keys of it would hold up every request. A tier that fails to list is a fault, and the
+   * listing goes on with the next.
    */
-  async unindexed(prefix: string, known: ReadonlySet<string>, local = false): Promise<string[]> {
-    const keys: string[] = [];
+  async *below(prefix: string, local = false): AsyncIterable<string> {
     let seen = 0;
     for (let i = 1; i < this.list.length; i++) {
       const tier = this.list[i]!;
       if (!isListable(tier) || (local && tier.shared)) continue;
       try {
         for await (const k of tier.keys(prefix)) {
-          if (!known.has(k)) keys.push(k);
+          yield k;
           // A tier's pages follow one another without a turn of the event loop otherwise.
           if (++seen % REMOVE_CHUNK === 0) await yieldToLoop();
         }
@@ -197,6 +198,12 @@ export class TierStack {
         this.fault(i, "keys", err);
       }
     }
+  }
+
+  /** Keys under `prefix` that tiers below the first hold and `known` lacks (see below). */
+  async unindexed(prefix: string, known: ReadonlySet<string>, local = false): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const k of this.below(prefix, local)) if (!known.has(k)) keys.push(k);
     return keys;
   }
 
