@@ -142,7 +142,7 @@ ${describeMachine(r)}
 
 **Ratio edgecache / bare: ${r.ratio}** (target ≥ ${TARGET_RATIO}: ${r.ratio >= TARGET_RATIO ? "met" : "not met"}); per round: ${r.roundRatios.join(", ")}.
 CPU cost ratio bare / edgecache: ${r.cpuRatio ?? "n/a"}.
-edgecache answers these hits on its raw-socket path (src/adapter/node/raw-hits.ts), before node:http parses the request, so it can exceed a node:http server sending the same bytes.
+edgecache answers these hits on its raw-socket path (src/adapter/node/server/raw-hits.ts), before node:http parses the request, so it can exceed a node:http server sending the same bytes.
 
 ${describeCommand(r)}`;
 }

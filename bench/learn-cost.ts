@@ -10,7 +10,7 @@
  */
 import { createServer, request, type Server } from "node:http";
 import { parseArgs } from "node:util";
-import { createNodeProxy } from "../src/adapter/node/proxy.ts";
+import { createNodeProxy } from "../src/adapter/node/modes/proxy.ts";
 import { makeTmpDir, runBench } from "./lib/processes.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { fail, positiveInt, readFlags } from "./lib/settings.ts";

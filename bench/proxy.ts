@@ -283,7 +283,7 @@ ${TARGET_NAMES.map(row).join("\n")}
 ${verdict("bare")}
 ${verdict("nginx")}
 CPU cost per request over edgecache's: bare ${r.cpuRatio?.bare ?? "n/a"}, nginx ${r.cpuRatio?.nginx ?? "n/a"}.
-Bare node:http / nginx: ${r.bareOverNginx.ratio} (per round: ${r.bareOverNginx.roundRatios.join(", ")}), what a node:http server sending the same bytes reaches. edgecache answers these hits on its raw-socket path (src/adapter/node/raw-hits.ts), before node:http parses the request, so it is not bounded by it.
+Bare node:http / nginx: ${r.bareOverNginx.ratio} (per round: ${r.bareOverNginx.roundRatios.join(", ")}), what a node:http server sending the same bytes reaches. edgecache answers these hits on its raw-socket path (src/adapter/node/server/raw-hits.ts), before node:http parses the request, so it is not bounded by it.
 
 Every round was all hits: edgecache's stats counted no miss and no stale hit and at least
 one hit per request, and no request reached the origin during any round (origin requests:

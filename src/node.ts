@@ -9,21 +9,21 @@ export {
   createNodeEdgecache,
   type NodeEdgecache,
   type NodeEdgecacheOptions,
-} from "./adapter/node/edgecache.ts";
-export { type NodeOriginFetch, nodeOriginFetch } from "./adapter/node/origin-fetch.ts";
+} from "./adapter/node/modes/data-api.ts";
+export { type NodeOriginFetch, nodeOriginFetch } from "./adapter/node/modes/origin-fetch.ts";
 export {
   createNodeProxy,
   DEFAULT_PROXY_CACHE_FILE,
   type NodeProxy,
   type NodeProxyOptions,
-} from "./adapter/node/proxy.ts";
+} from "./adapter/node/modes/proxy.ts";
 export {
   DRAIN_MS,
   type NodeServerOptions,
   peerAddress,
   type RunningServer,
   startServer,
-} from "./adapter/node/server.ts";
+} from "./adapter/node/server/server.ts";
 export { scheduleWarm, type WarmSchedule } from "./adapter/node/warm-schedule.ts";
 export { type AdminOptions, createAdminApi } from "./app/admin.ts";
 export { createDataApi, type DataApi, type DataApiOptions } from "./app/data-api.ts";

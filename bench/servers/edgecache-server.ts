@@ -5,7 +5,7 @@
  *   node --import tsx bench/servers/edgecache-server.ts --dir /tmp/x --path '/v1/users?...'
  */
 import { parseArgs } from "node:util";
-import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import { onParentGone } from "./lifecycle.ts";
 
 const { values } = parseArgs({

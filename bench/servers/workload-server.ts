@@ -17,7 +17,7 @@
 import { parseArgs } from "node:util";
 import { Hono } from "hono";
 import { joinCluster } from "../../src/adapter/node/cluster.ts";
-import { startServer } from "../../src/adapter/node/server.ts";
+import { startServer } from "../../src/adapter/node/server/server.ts";
 import { createDataApi } from "../../src/app/data-api.ts";
 import { Cache, type CacheOptions } from "../../src/core/cache/index.ts";
 import {

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import type { Row } from "../../src/core/query.ts";
 import { HIT, reply, send, tempDir } from "../app/harness.ts";
 import { waitForLine } from "../helpers/child.ts";

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { type RunningServer, startServer } from "../../src/adapter/node/server.ts";
+import { type RunningServer, startServer } from "../../src/adapter/node/server/server.ts";
 import { startEdgecache } from "../app/harness.ts";
 import { startOrigin, startProxy } from "../app/proxy-harness.ts";
 import { exchange } from "./raw-client.ts";

@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig, validateConfig } from "../../src/adapter/node/config.ts";
-import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import type { Row } from "../../src/core/query.ts";
 import {
   booksDatabase,

@@ -3,7 +3,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig, validateConfig } from "../../src/adapter/node/config.ts";
-import { createNodeProxy } from "../../src/adapter/node/proxy.ts";
+import { createNodeProxy } from "../../src/adapter/node/modes/proxy.ts";
 import { expectBadOption, tempDir } from "../app/harness.ts";
 import { counting, type Origin, raw, startOrigin, startProxy } from "../app/proxy-harness.ts";
 import { waitForLine } from "../helpers/child.ts";

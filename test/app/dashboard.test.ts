@@ -3,7 +3,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { createTenantNode } from "../../src/adapter/node/tenants/node.ts";
+import { createTenantNode } from "../../src/adapter/node/tenants/dispatcher.ts";
 import { openTenantState } from "../../src/adapter/node/tenants/state.ts";
 import { requireChromium } from "../helpers/services.ts";
 import { type Harness, startEdgecache, tempDir } from "./harness.ts";

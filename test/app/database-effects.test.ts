@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 
 /**
  * Schemas where the database does more than the written row: collations, triggers,

@@ -7,7 +7,7 @@ import {
   createNodeEdgecache,
   type NodeEdgecache,
   type NodeEdgecacheOptions,
-} from "../../src/adapter/node/edgecache.ts";
+} from "../../src/adapter/node/modes/data-api.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import type { Row } from "../../src/core/query.ts";
 

@@ -12,7 +12,7 @@ import {
   createNodeProxy,
   type NodeProxy,
   type NodeProxyOptions,
-} from "../../src/adapter/node/proxy.ts";
+} from "../../src/adapter/node/modes/proxy.ts";
 import type { OriginRoute } from "../../src/app/proxy.ts";
 import { fakeClock } from "../helpers/chaos-store.ts";
 import { tempDir } from "./harness.ts";

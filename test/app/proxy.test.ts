@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import type { NodeProxyOptions } from "../../src/adapter/node/proxy.ts";
+import type { NodeProxyOptions } from "../../src/adapter/node/modes/proxy.ts";
 import {
   counting,
   type Origin,

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import { redisChangeLog } from "../../src/bus/redis.ts";
 import { Cache } from "../../src/core/cache/index.ts";
 import { randomId } from "../../src/core/change-log.ts";

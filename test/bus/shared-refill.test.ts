@@ -1,5 +1,5 @@
 import { afterEach, expect, it } from "vitest";
-import type { NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import type { NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import { redisDemoNodes, until } from "../helpers/cluster.ts";
 import { requireRedis } from "../helpers/services.ts";
 

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import { postgresSource } from "../../src/sources/postgres.ts";
 import { type PrivatePostgres, startPrivatePostgres } from "../helpers/private-postgres.ts";
 import { requirePostgresServer } from "../helpers/services.ts";

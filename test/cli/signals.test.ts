@@ -4,7 +4,7 @@ import { connect, createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { Hono } from "hono";
 import { afterEach, describe, expect, it } from "vitest";
-import { startServer } from "../../src/adapter/node/server.ts";
+import { startServer } from "../../src/adapter/node/server/server.ts";
 import { tempDir } from "../app/harness.ts";
 import { startOrigin } from "../app/proxy-harness.ts";
 import { waitForLine } from "../helpers/child.ts";

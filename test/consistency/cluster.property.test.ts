@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import { randomId } from "../../src/core/change-log.ts";
 import { until } from "../helpers/cluster.ts";
 import { type NodeProcess, redisConfig, startNode } from "../helpers/nodes.ts";

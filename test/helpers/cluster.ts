@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
+import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import { randomId } from "../../src/core/change-log.ts";
 import type { PlanSchema, WriteEvent } from "../../src/core/deps/planner.ts";
 

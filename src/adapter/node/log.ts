@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type Logger, pino } from "pino";
 import { badOption } from "../../core/errors.ts";
-import type { NodeServerOptions } from "./server.ts";
+import type { NodeServerOptions } from "./server/server.ts";
 
 export type { Logger } from "pino";
 

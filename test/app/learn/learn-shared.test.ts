@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
-import type { NodeProxyOptions } from "../../../src/adapter/node/proxy.ts";
+import type { NodeProxyOptions } from "../../../src/adapter/node/modes/proxy.ts";
 import { randomId } from "../../../src/core/change-log.ts";
 import { until } from "../../helpers/cluster.ts";
 import { startRedis } from "../../helpers/redis-server.ts";

@@ -3,37 +3,37 @@ import type { ServerResponse } from "node:http";
 import { resolve } from "node:path";
 import type { HttpBindings } from "@hono/node-server";
 import { Hono } from "hono";
-import { addressSet, clientAddress } from "../../app/access.ts";
-import { createAdminApi } from "../../app/admin.ts";
-import { dashboardPage } from "../../app/dashboard.ts";
-import { notFound, onError, validUrl } from "../../app/errors.ts";
+import { addressSet, clientAddress } from "../../../app/access.ts";
+import { createAdminApi } from "../../../app/admin.ts";
+import { dashboardPage } from "../../../app/dashboard.ts";
+import { notFound, onError, validUrl } from "../../../app/errors.ts";
 import {
   type CachingProxy,
   createProxy,
   type LearnOptions,
   type OriginRoute,
   type Rule,
-} from "../../app/proxy.ts";
-import { Cache } from "../../core/cache/index.ts";
-import { localChangeLog } from "../../core/change-log.ts";
-import type { CacheEntry } from "../../core/entry.ts";
-import { endToEnd } from "../../core/http-cache.ts";
-import { isClosable, type Store } from "../../core/store.ts";
-import { memoryStore } from "../../stores/memory.ts";
-import { sqliteStore } from "../../stores/sqlite.ts";
-import { joinCluster, type RedisSetting } from "./cluster.ts";
-import { type FileLock, openLocked } from "./file-lock.ts";
-import { type SharedRules, shareRules } from "./learned-rules-redis.ts";
-import { cacheLogger, type Logger, nodeLogger, serverLogging } from "./log.ts";
-import { type NodeMetrics, nodeMetrics } from "./metrics.ts";
-import { nodeOriginFetch } from "./origin-fetch.ts";
+} from "../../../app/proxy.ts";
+import { Cache } from "../../../core/cache/index.ts";
+import { localChangeLog } from "../../../core/change-log.ts";
+import type { CacheEntry } from "../../../core/entry.ts";
+import { endToEnd } from "../../../core/http-cache.ts";
+import { isClosable, type Store } from "../../../core/store.ts";
+import { memoryStore } from "../../../stores/memory.ts";
+import { sqliteStore } from "../../../stores/sqlite.ts";
+import { joinCluster, type RedisSetting } from "../cluster.ts";
+import { type FileLock, openLocked } from "../file-lock.ts";
+import { cacheLogger, type Logger, nodeLogger, serverLogging } from "../log.ts";
+import { type NodeMetrics, nodeMetrics } from "../metrics.ts";
 import {
   adminAccess,
   type HitRequest,
   peerAddress,
   type RunningServer,
   startServer,
-} from "./server.ts";
+} from "../server/server.ts";
+import { type SharedRules, shareRules } from "./learned-rules-redis.ts";
+import { nodeOriginFetch } from "./origin-fetch.ts";
 import { leaveStamp, takeStamp } from "./source-stamp.ts";
 
 export interface NodeProxyOptions {

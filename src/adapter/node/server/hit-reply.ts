@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
-import { type EntryReply, entryReply } from "../../app/http.ts";
-import type { CacheEntry } from "../../core/entry.ts";
+import { type EntryReply, entryReply } from "../../../app/http.ts";
+import type { CacheEntry } from "../../../core/entry.ts";
 
 /** What the hit lookup reads of a request: node:http's IncomingMessage, or the raw path's. */
 export type HitRequest = Pick<IncomingMessage, "method" | "url" | "headers">;

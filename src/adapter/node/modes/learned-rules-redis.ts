@@ -4,11 +4,11 @@ import {
   type RuleChanges,
   type RuleState,
   ruleId,
-} from "../../app/proxy/learn/rules.ts";
-import { randomId } from "../../core/change-log.ts";
-import { rateLimited, type Warner } from "../../core/report.ts";
-import { rerunning } from "../../core/rerun.ts";
-import { duplicateClient, type RedisClient } from "../../stores/redis-connect.ts";
+} from "../../../app/proxy/learn/rules.ts";
+import { randomId } from "../../../core/change-log.ts";
+import { rateLimited, type Warner } from "../../../core/report.ts";
+import { rerunning } from "../../../core/rerun.ts";
+import { duplicateClient, type RedisClient } from "../../../stores/redis-connect.ts";
 
 /** How often a node adds what it learned and takes the others', without a notification. */
 export const RULES_SYNC_MS = 1000;

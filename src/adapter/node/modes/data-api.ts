@@ -2,32 +2,32 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import Database from "better-sqlite3";
 import type { Hono } from "hono";
-import { createDataApi, type DataApi } from "../../app/data-api.ts";
-import { edgecacheApp } from "../../app/edgecache-app.ts";
-import { Cache } from "../../core/cache/index.ts";
-import { type CaptureFollower, followCapture, isCapturing } from "../../core/capture.ts";
-import { type LogStart, localChangeLog, withOutsideWrites } from "../../core/change-log.ts";
-import type { InvalidationPolicy } from "../../core/deps/planner.ts";
-import { EdgecacheError } from "../../core/errors.ts";
-import { isClosable, type ListableStore, type Store } from "../../core/store.ts";
-import { demoViews, isSeeded, seedDemo } from "../../demo/seed.ts";
-import { seedPostgresDemo } from "../../demo/seed-postgres.ts";
+import { createDataApi, type DataApi } from "../../../app/data-api.ts";
+import { edgecacheApp } from "../../../app/edgecache-app.ts";
+import { Cache } from "../../../core/cache/index.ts";
+import { type CaptureFollower, followCapture, isCapturing } from "../../../core/capture.ts";
+import { type LogStart, localChangeLog, withOutsideWrites } from "../../../core/change-log.ts";
+import type { InvalidationPolicy } from "../../../core/deps/planner.ts";
+import { EdgecacheError } from "../../../core/errors.ts";
+import { isClosable, type ListableStore, type Store } from "../../../core/store.ts";
+import { demoViews, isSeeded, seedDemo } from "../../../demo/seed.ts";
+import { seedPostgresDemo } from "../../../demo/seed-postgres.ts";
 import {
   connectPostgres,
   isPostgresUrl,
   postgresSource,
   redactUrl,
-} from "../../sources/postgres.ts";
-import type { Source } from "../../sources/source.ts";
-import { sqliteSource } from "../../sources/sqlite.ts";
-import { memoryStore } from "../../stores/memory.ts";
-import { sqliteStore } from "../../stores/sqlite.ts";
-import { joinCluster, reloadsLists, shortHash } from "./cluster.ts";
-import type { EdgecacheConfig } from "./config.ts";
-import { type FileLock, openLocked } from "./file-lock.ts";
-import { cacheLogger, type Logger, nodeLogger, serverLogging } from "./log.ts";
-import { type NodeMetrics, nodeMetrics } from "./metrics.ts";
-import { adminAccess, type RunningServer, startServer } from "./server.ts";
+} from "../../../sources/postgres.ts";
+import type { Source } from "../../../sources/source.ts";
+import { sqliteSource } from "../../../sources/sqlite.ts";
+import { memoryStore } from "../../../stores/memory.ts";
+import { sqliteStore } from "../../../stores/sqlite.ts";
+import { joinCluster, reloadsLists, shortHash } from "../cluster.ts";
+import type { EdgecacheConfig } from "../config.ts";
+import { type FileLock, openLocked } from "../file-lock.ts";
+import { cacheLogger, type Logger, nodeLogger, serverLogging } from "../log.ts";
+import { type NodeMetrics, nodeMetrics } from "../metrics.ts";
+import { adminAccess, type RunningServer, startServer } from "../server/server.ts";
 import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
 
 export interface NodeEdgecacheOptions extends EdgecacheConfig {

@@ -8,11 +8,11 @@ import {
 import type { AddressInfo, Socket } from "node:net";
 import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import type { Context, Hono } from "hono";
-import type { AdminOptions } from "../../app/admin.ts";
-import type { Cache } from "../../core/cache/index.ts";
-import type { CacheEntry } from "../../core/entry.ts";
-import { requestKey } from "../../core/keys.ts";
-import { memoize } from "../../core/memo.ts";
+import type { AdminOptions } from "../../../app/admin.ts";
+import type { Cache } from "../../../core/cache/index.ts";
+import type { CacheEntry } from "../../../core/entry.ts";
+import { requestKey } from "../../../core/keys.ts";
+import { memoize } from "../../../core/memo.ts";
 import { type HitRequest, hitReply } from "./hit-reply.ts";
 import { inOrder } from "./in-order.ts";
 import { RawHits, type RawHitsOptions, replyBytes } from "./raw-hits.ts";

@@ -1,7 +1,7 @@
 import { channel } from "node:diagnostics_channel";
 import { type IncomingHttpHeaders, type Server, STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
-import { memoize } from "../../core/memo.ts";
+import { memoize } from "../../../core/memo.ts";
 import type { HitReply, HitRequest } from "./hit-reply.ts";
 
 /**

@@ -10,12 +10,12 @@ import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
 import type { CacheStats } from "../../../core/stats.ts";
 import { type RedisSetting, shortHash } from "../cluster.ts";
-import { createNodeEdgecache } from "../edgecache.ts";
-import type { HitRequest } from "../hit-reply.ts";
 import { annotate, type Logger, nodeLogger, serverLogging } from "../log.ts";
 import { mergedMetrics, type NodeMetrics, nodeMetrics } from "../metrics.ts";
-import { createNodeProxy, hitFinder } from "../proxy.ts";
-import { DRAIN_MS, dataApiHits, type RunningServer, startServer } from "../server.ts";
+import { createNodeEdgecache } from "../modes/data-api.ts";
+import { createNodeProxy, hitFinder } from "../modes/proxy.ts";
+import type { HitRequest } from "../server/hit-reply.ts";
+import { DRAIN_MS, dataApiHits, type RunningServer, startServer } from "../server/server.ts";
 import {
   DEFAULT_REDIS_STATE_PREFIX,
   type KeyScope,
