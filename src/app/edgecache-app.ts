@@ -15,6 +15,8 @@ export function edgecacheApp(routes: Hono, admin: AdminOptions): Hono {
   // The dashboard's page (no data in it) at /_edgecache/ too: a sub-app's "/" is /_edgecache.
   app.get("/_edgecache/", dashboardPage);
   app.route("/_edgecache", createAdminApi(admin));
+  // Reserved: never handed to the routes (a proxy would forward it to an origin).
+  app.all("/_edgecache/*", notFound);
   app.route("/", routes);
   app.notFound(notFound);
   return app;

@@ -4,12 +4,11 @@ import Database from "better-sqlite3";
 import type { Hono } from "hono";
 import { createDataApi, type DataApi } from "../../../app/data-api.ts";
 import { edgecacheApp } from "../../../app/edgecache-app.ts";
-import { Cache } from "../../../core/cache/index.ts";
+import type { Cache } from "../../../core/cache/index.ts";
 import { type CaptureFollower, followCapture, isCapturing } from "../../../core/capture.ts";
-import { type LogStart, localChangeLog, withOutsideWrites } from "../../../core/change-log.ts";
 import type { InvalidationPolicy } from "../../../core/deps/planner.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
-import { isClosable, type ListableStore, type Store } from "../../../core/store.ts";
+import type { ListableStore, Store } from "../../../core/store.ts";
 import { demoViews, isSeeded, seedDemo } from "../../../demo/seed.ts";
 import { seedPostgresDemo } from "../../../demo/seed-postgres.ts";
 import {
@@ -20,15 +19,14 @@ import {
 } from "../../../sources/postgres.ts";
 import type { Source } from "../../../sources/source.ts";
 import { sqliteSource } from "../../../sources/sqlite.ts";
-import { memoryStore } from "../../../stores/memory.ts";
-import { sqliteStore } from "../../../stores/sqlite.ts";
-import { joinCluster, reloadsLists, shortHash } from "../cluster.ts";
+import { reloadsLists, shortHash } from "../cluster.ts";
 import type { EdgecacheConfig } from "../config.ts";
 import { type FileLock, openLocked } from "../file-lock.ts";
-import { cacheLogger, type Logger, nodeLogger, serverLogging } from "../log.ts";
-import { type NodeMetrics, nodeMetrics } from "../metrics.ts";
-import { adminAccess, type RunningServer, startServer } from "../server/server.ts";
-import { databaseStamp, leaveStamp, takeStamp } from "./source-stamp.ts";
+import { type Logger, nodeLogger } from "../log.ts";
+import type { NodeMetrics } from "../metrics.ts";
+import { adminAccess, type RunningServer } from "../server/server.ts";
+import { assemble, modeServer } from "./assembly.ts";
+import { databaseStamp } from "./source-stamp.ts";
 
 export interface NodeEdgecacheOptions extends EdgecacheConfig {
   /** Working directory that relative paths resolve against. */
@@ -216,57 +214,51 @@ async function open(
       ? { start: capturedAtStart, current: () => capturedAtStart }
       : opened.stamp;
 
-  const tiers: Store[] = [memoryStore(options.memory)];
-  // Many nodes share a Redis change log: entries are checked against it, whoever wrote
-  // them. One node has its own log, resumed across clean restarts (see source-stamp.ts).
-  const cluster =
-    options.redis === undefined
-      ? undefined
-      : await joinCluster(options.redis, `${source.name}:${database}`, sourceStamp);
-  let resume: LogStart | undefined;
-  if (cachePath) {
-    // This process holds the file's lock, so a damaged one can be put aside and replaced.
-    const persistent = sqliteStore({ path: cachePath, ...options.disk, repair: true });
-    const stamp = cluster ? undefined : takeStamp(cachePath);
-    if (sourceStamp && stamp?.database === sourceStamp.start) resume = stamp.log;
-    else if (!cluster) {
-      // Its entries belong to a log that is gone: they would all be refused. Free the room.
-      const n = await clear(persistent);
-      if (n > 0) {
-        console.warn(
-          `[edgecache] [cache] ${cachePath}: emptied ${n} entries; the database may have changed while edgecache was stopped`,
-        );
-      }
-    }
-    tiers.push(persistent);
-  }
-  if (cluster) tiers.push(...cluster.shared);
   let follower: CaptureFollower | undefined;
   const feed = capturing?.captureFeed();
-  const outside = feed && {
-    active: () => follower?.installed ?? capturedAtStart !== undefined,
-    pending: () => feed.pending(),
-  };
-  const local = cluster ? undefined : localChangeLog({ resume, outside });
-  const log = cluster ? (outside ? withOutsideWrites(cluster.log, outside) : cluster.log) : local!;
-  const metrics = nodeMetrics({ tenant: options.tenant });
-  const cache = new Cache({
-    tiers,
-    log,
-    observer: metrics.observer,
-    logger: cacheLogger(logger),
-    ttl: (options.ttl ?? 86_400) * 1000,
-    staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
-    policy: options.policy,
-    notFound: options.notFound,
-    rehydrate:
-      options.rehydrate === false
-        ? false
-        : reloadsLists(options.redis)
-          ? { lists: true }
-          : undefined,
+  // A stamp of another database (or none): the file's entries belong to a log that is gone.
+  let stale = false;
+  const node = await assemble({
+    cachePath,
+    memory: options.memory,
+    disk: options.disk,
+    redis: options.redis,
+    deployment: `${source.name}:${database}`,
+    sourceStamp,
+    resume(stamp) {
+      if (sourceStamp && stamp?.database === sourceStamp.start) return stamp.log;
+      stale = true;
+      return undefined;
+    },
+    outside: feed && {
+      active: () => follower?.installed ?? capturedAtStart !== undefined,
+      pending: () => feed.pending(),
+    },
+    cache: {
+      ttl: (options.ttl ?? 86_400) * 1000,
+      staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
+      policy: options.policy,
+      notFound: options.notFound,
+      rehydrate:
+        options.rehydrate === false
+          ? false
+          : reloadsLists(options.redis)
+            ? { lists: true }
+            : undefined,
+    },
+    tenant: options.tenant,
+    logger,
   });
-  metrics.watch(cache);
+  const { cache, tiers, metrics } = node;
+  if (stale && node.persistent) {
+    // Every entry would be refused: free the room.
+    const n = await clear(node.persistent as ListableStore);
+    if (n > 0) {
+      console.warn(
+        `[edgecache] [cache] ${cachePath}: emptied ${n} entries; the database may have changed while edgecache was stopped`,
+      );
+    }
+  }
   const api = await createDataApi({ source, cache, routes: options.routes });
   if (feed) {
     follower = followCapture(cache, feed);
@@ -279,8 +271,11 @@ async function open(
     metrics,
     ...adminAccess(options),
   });
-
-  let running: RunningServer | undefined;
+  const server = modeServer(app, logger, {
+    cache,
+    port: options.port,
+    hostname: options.hostname,
+  });
   return {
     app,
     cache,
@@ -290,31 +285,17 @@ async function open(
     databasePath: database,
     capture: follower,
     metrics,
-    async listen() {
-      running = await startServer({
-        app,
-        cache,
-        port: options.port,
-        hostname: options.hostname,
-        ...serverLogging(logger),
-      });
-      return running;
-    },
+    listen: server.listen,
     async close() {
-      await running?.close();
+      await server.close();
       await cache.drain();
       cache.setWriteHooks({}); // no refetch from here on
       await follower?.close();
       const capturedAtClose = await captureId().catch(() => undefined);
+      // Before the log and tiers (the stamp it leaves is of the closed files).
       await opened.close();
-      // Leave the log before the tiers close (no record arrives after), and after the
-      // database (the stamp it leaves is of the closed files).
-      await cluster?.close();
-      for (const tier of tiers) if (isClosable(tier)) await tier.close();
       const stampAtClose = capturedAtClose ?? opened.stamp?.current();
-      if (!cluster && cachePath && local && stampAtClose !== undefined) {
-        leaveStamp(cachePath, { database: stampAtClose, log: local.snapshot() });
-      }
+      await node.close(stampAtClose === undefined ? false : { database: stampAtClose });
       lock?.release();
     },
   };

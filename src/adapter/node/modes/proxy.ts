@@ -2,11 +2,9 @@ import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { ServerResponse } from "node:http";
 import { resolve } from "node:path";
 import type { HttpBindings } from "@hono/node-server";
-import { Hono } from "hono";
+import type { Hono } from "hono";
 import { addressSet, clientAddress } from "../../../app/access.ts";
-import { createAdminApi } from "../../../app/admin.ts";
-import { dashboardPage } from "../../../app/dashboard.ts";
-import { notFound, onError, validUrl } from "../../../app/errors.ts";
+import { edgecacheApp } from "../../../app/edgecache-app.ts";
 import {
   type CachingProxy,
   createProxy,
@@ -14,27 +12,18 @@ import {
   type OriginRoute,
   type Rule,
 } from "../../../app/proxy.ts";
-import { Cache } from "../../../core/cache/index.ts";
-import { localChangeLog } from "../../../core/change-log.ts";
+import type { Cache } from "../../../core/cache/index.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { endToEnd } from "../../../core/http-cache.ts";
-import { isClosable, type Store } from "../../../core/store.ts";
-import { memoryStore } from "../../../stores/memory.ts";
-import { sqliteStore } from "../../../stores/sqlite.ts";
-import { joinCluster, type RedisSetting } from "../cluster.ts";
+import type { Store } from "../../../core/store.ts";
+import type { RedisSetting } from "../cluster.ts";
 import { type FileLock, openLocked } from "../file-lock.ts";
-import { cacheLogger, type Logger, nodeLogger, serverLogging } from "../log.ts";
-import { type NodeMetrics, nodeMetrics } from "../metrics.ts";
-import {
-  adminAccess,
-  type HitRequest,
-  peerAddress,
-  type RunningServer,
-  startServer,
-} from "../server/server.ts";
+import { cacheLogger, type Logger, nodeLogger } from "../log.ts";
+import type { NodeMetrics } from "../metrics.ts";
+import { adminAccess, type HitRequest, peerAddress, type RunningServer } from "../server/server.ts";
+import { assemble, modeServer } from "./assembly.ts";
 import { type SharedRules, shareRules } from "./learned-rules-redis.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
-import { leaveStamp, takeStamp } from "./source-stamp.ts";
 
 export interface NodeProxyOptions {
   /** Origins, chosen by the request's host and path prefix (most specific first). */
@@ -119,32 +108,21 @@ async function open(
   },
 ): Promise<NodeProxy> {
   const { now, trusted, cachePath, lock, log } = at;
-  const tiers: Store[] = [memoryStore({ ...options.memory, now })];
-  // This process holds the file's lock, so a damaged one can be put aside and replaced.
-  if (cachePath) tiers.push(sqliteStore({ path: cachePath, now, ...options.disk, repair: true }));
   // The origins name the deployment: proxies of the same origins share a Redis prefix.
   const origins = options.origins.map((o) => [o.host, o.pathPrefix, o.origin]);
-  const cluster =
-    options.redis === undefined
-      ? undefined
-      : await joinCluster(options.redis, `proxy:${JSON.stringify(origins)}`);
-  if (cluster) tiers.push(...cluster.shared);
-  // Entries stored before a clean restart carry positions of the log it left: resume it, so
-  // they can still be checked (a crash leaves no stamp, and they are refused).
-  const local = cluster
-    ? undefined
-    : localChangeLog({ resume: cachePath ? takeStamp(cachePath)?.log : undefined });
-  const metrics = nodeMetrics({ tenant: options.tenant });
-  const cache = new Cache({
-    tiers,
+  const node = await assemble({
+    cachePath,
+    memory: options.memory,
+    disk: options.disk,
     now,
-    rehydrate: false,
-    notFound: options.notFound,
-    log: cluster?.log ?? local!,
-    observer: metrics.observer,
-    logger: cacheLogger(log),
+    redis: options.redis,
+    deployment: `proxy:${JSON.stringify(origins)}`,
+    resume: (stamp) => stamp?.log,
+    cache: { rehydrate: false, notFound: options.notFound },
+    tenant: options.tenant,
+    logger: log,
   });
-  metrics.watch(cache);
+  const { cache, cluster, metrics, tiers } = node;
   const origin = nodeOriginFetch();
   let proxy: CachingProxy;
   let sharing: SharedRules | undefined;
@@ -179,61 +157,41 @@ async function open(
       });
     }
   } catch (err) {
-    await cluster?.close();
-    await closeTiers(tiers);
+    await node.close(false);
     origin.close();
     throw err;
   }
 
   const learning = proxy.learn;
   if (learning) metrics.watchLearning(() => learning.stats);
-  const app = new Hono();
-  app.onError(onError);
-  app.use(validUrl);
-  // The dashboard's page (no data in it) at /_edgecache/ too: a sub-app's "/" is /_edgecache.
-  app.get("/_edgecache/", dashboardPage);
-  app.route(
-    "/_edgecache",
-    createAdminApi({
-      cache,
-      token: options.adminToken,
-      ...adminAccess(options),
-      proxy,
-      metrics,
-      now,
-    }),
-  );
-  // Reserved: never forwarded to an origin.
-  app.all("/_edgecache/*", notFound);
-  app.route("/", proxy.app);
-
-  let running: RunningServer | undefined;
+  const app = edgecacheApp(proxy.app, {
+    cache,
+    token: options.adminToken,
+    ...adminAccess(options),
+    proxy,
+    metrics,
+    now,
+  });
+  const server = modeServer(app, log, {
+    port: options.port,
+    hostname: options.hostname,
+    now,
+    findHit: hitFinder(proxy),
+  });
   return {
     app,
     cache,
     tiers,
     proxy,
     metrics,
-    async listen() {
-      running = await startServer({
-        app,
-        port: options.port,
-        hostname: options.hostname,
-        now,
-        findHit: hitFinder(proxy),
-        ...serverLogging(log),
-      });
-      return running;
-    },
+    listen: server.listen,
     async close() {
-      await running?.close();
+      await server.close();
       await proxy.drain();
       await cache.drain();
       await sharing?.close();
-      await cluster?.close(); // first: see createNodeEdgecache's close
-      await closeTiers(tiers);
+      await node.close({});
       origin.close();
-      if (!cluster && cachePath && local) leaveStamp(cachePath, { log: local.snapshot() });
       lock?.release();
     },
   };
@@ -305,10 +263,6 @@ export function hitFinder(proxy: CachingProxy): (req: HitRequest) => CacheEntry 
       const v = req.headers[name];
       return Array.isArray(v) ? v.join(", ") : v;
     });
-}
-
-async function closeTiers(tiers: Store[]): Promise<void> {
-  for (const tier of tiers) if (isClosable(tier)) await tier.close();
 }
 
 /**

@@ -10,12 +10,13 @@ import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
 import type { CacheStats } from "../../../core/stats.ts";
 import { type RedisSetting, shortHash } from "../cluster.ts";
-import { annotate, type Logger, nodeLogger, serverLogging } from "../log.ts";
+import { annotate, type Logger, nodeLogger } from "../log.ts";
 import { mergedMetrics, type NodeMetrics, nodeMetrics } from "../metrics.ts";
+import { modeServer } from "../modes/assembly.ts";
 import { createNodeEdgecache } from "../modes/data-api.ts";
 import { createNodeProxy, hitFinder } from "../modes/proxy.ts";
 import type { HitRequest } from "../server/hit-reply.ts";
-import { DRAIN_MS, dataApiHits, type RunningServer, startServer } from "../server/server.ts";
+import { DRAIN_MS, dataApiHits, type RunningServer } from "../server/server.ts";
 import {
   DEFAULT_REDIS_STATE_PREFIX,
   type KeyScope,
@@ -309,24 +310,19 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
     return node?.findHit(withoutKey(req));
   };
 
-  let running: RunningServer | undefined;
+  const server = modeServer(app, logger, {
+    findHit,
+    port: options.port,
+    hostname: options.hostname,
+  });
   return {
     app,
     state,
     ...(places.redis && { shared: places.redis }),
-    async listen() {
-      running = await startServer({
-        app,
-        findHit,
-        port: options.port,
-        hostname: options.hostname,
-        ...serverLogging(logger),
-      });
-      return running;
-    },
+    listen: server.listen,
     async close() {
       clearInterval(sweep);
-      await running?.close();
+      await server.close();
       await Promise.allSettled(starting.values());
       for (const node of served.values()) await node.close();
       served.clear();

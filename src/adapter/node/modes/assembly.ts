@@ -1,0 +1,132 @@
+import type { Hono } from "hono";
+import { Cache, type CacheOptions } from "../../../core/cache/index.ts";
+import {
+  type ChangeLog,
+  type LogStart,
+  localChangeLog,
+  type OutsideWrites,
+  withOutsideWrites,
+} from "../../../core/change-log.ts";
+import { isClosable, type Store } from "../../../core/store.ts";
+import { type MemoryStoreOptions, memoryStore } from "../../../stores/memory.ts";
+import { type SqliteStoreOptions, sqliteStore } from "../../../stores/sqlite.ts";
+import { type Cluster, joinCluster, type RedisSetting } from "../cluster.ts";
+import { cacheLogger, type Logger, serverLogging } from "../log.ts";
+import { type NodeMetrics, nodeMetrics } from "../metrics.ts";
+import { type NodeServerOptions, type RunningServer, startServer } from "../server/server.ts";
+import { leaveStamp, type Stamp, takeStamp } from "./source-stamp.ts";
+
+/** What a Node mode (the data API, the proxy) asks of the assembly. */
+export interface ModeSpec {
+  /** The persistent tier's file (locked by this process); none keeps the cache in memory. */
+  cachePath: string | undefined;
+  memory?: MemoryStoreOptions;
+  disk?: Omit<SqliteStoreOptions, "path" | "repair" | "now">;
+  now?: () => number;
+  redis?: RedisSetting;
+  /** What the nodes of one deployment share in Redis (their prefix is made from it). */
+  deployment: string;
+  /** The source's stamp, so nodes over a changed database start over. */
+  sourceStamp?: { start: string; current(): string };
+  /**
+   * Where a single node's log resumes, from the stamp the last clean stop left beside the
+   * cache file (undefined: a new log, whose entries in the file would all be refused).
+   */
+  resume(stamp: Stamp | undefined): LogStart | undefined;
+  /** Writes made around this node (change capture): the log waits for them. */
+  outside?: OutsideWrites;
+  /** The rest of the cache's options. */
+  cache: Omit<CacheOptions, "tiers" | "log" | "observer" | "logger" | "now">;
+  tenant?: string;
+  logger: Logger;
+}
+
+/** A node's cache as its mode assembled it: tiers, log and metrics, and how to close them. */
+export interface Assembled {
+  cache: Cache;
+  tiers: Store[];
+  cluster: Cluster | undefined;
+  metrics: NodeMetrics;
+  /** The persistent tier, when there is one (a mode may empty it). */
+  persistent: Store | undefined;
+  /**
+   * Leaves the log (before the tiers close: no record arrives after), closes the tiers and,
+   * on a single node, leaves the stamp for the next start (`database`: what it was over;
+   * false: none, so the next start empties the file).
+   */
+  close(leave: { database?: string } | false): Promise<void>;
+}
+
+/**
+ * The cache every Node mode runs on: this node's memory, the cache file when there is one,
+ * and with `redis` the tier and the change log shared by the deployment's nodes; alone, a
+ * log of its own, resumed across clean restarts.
+ */
+export async function assemble(spec: ModeSpec): Promise<Assembled> {
+  const { cachePath, now } = spec;
+  const tiers: Store[] = [memoryStore({ ...spec.memory, ...(now && { now }) })];
+  // This process holds the file's lock, so a damaged one can be put aside and replaced.
+  const persistent = cachePath
+    ? sqliteStore({ path: cachePath, ...(now && { now }), ...spec.disk, repair: true })
+    : undefined;
+  if (persistent) tiers.push(persistent);
+  const cluster =
+    spec.redis === undefined
+      ? undefined
+      : await joinCluster(spec.redis, spec.deployment, spec.sourceStamp);
+  if (cluster) tiers.push(...cluster.shared);
+  // Entries stored before a clean restart carry positions of the log it left: resume it, so
+  // they can still be checked (a crash leaves no stamp, and they are refused).
+  const local = cluster
+    ? undefined
+    : localChangeLog({
+        resume: spec.resume(cachePath ? takeStamp(cachePath) : undefined),
+        outside: spec.outside,
+      });
+  const { outside } = spec;
+  const log: ChangeLog = cluster
+    ? outside
+      ? withOutsideWrites(cluster.log, outside)
+      : cluster.log
+    : local!;
+  const metrics = nodeMetrics({ tenant: spec.tenant });
+  const cache = new Cache({
+    ...spec.cache,
+    tiers,
+    log,
+    ...(now && { now }),
+    observer: metrics.observer,
+    logger: cacheLogger(spec.logger),
+  });
+  metrics.watch(cache);
+  return {
+    cache,
+    tiers,
+    cluster,
+    metrics,
+    persistent,
+    async close(leave) {
+      await cluster?.close();
+      for (const tier of tiers) if (isClosable(tier)) await tier.close();
+      if (local && cachePath && leave) leaveStamp(cachePath, { ...leave, log: local.snapshot() });
+    },
+  };
+}
+
+/** A mode's server: `listen` starts it, `close` stops it first of all. */
+export function modeServer(
+  app: Hono,
+  logger: Logger,
+  options: Omit<NodeServerOptions, "app">,
+): { listen(): Promise<RunningServer>; close(): Promise<void> } {
+  let running: RunningServer | undefined;
+  return {
+    async listen() {
+      running = await startServer({ app, ...options, ...serverLogging(logger) });
+      return running;
+    },
+    async close() {
+      await running?.close();
+    },
+  };
+}
