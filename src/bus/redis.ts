@@ -1,3 +1,6 @@
+import { badOption, EdgecacheError } from "../core/errors.ts";
+import { randomId } from "../core/random-id.ts";
+import { rateLimited, type Warner } from "../core/report.ts";
 import {
   type ChangeLog,
   type ChangeOp,
@@ -5,11 +8,8 @@ import {
   changedTables,
   type LogFollower,
   type LogPosition,
-  randomId,
   type WriteTurn,
-} from "../core/change-log.ts";
-import { badOption, EdgecacheError } from "../core/errors.ts";
-import { rateLimited, type Warner } from "../core/report.ts";
+} from "../log/contract.ts";
 import {
   connectRedis,
   duplicateClient,

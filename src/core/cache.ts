@@ -1,12 +1,12 @@
-import {
-  type ChangeLog,
-  type ChangeOp,
-  type ChangeRecord,
-  type LogPosition,
-  type LogStart,
-  localChangeLog,
-  type WriteTurn,
-} from "./change-log.ts";
+import type {
+  ChangeLog,
+  ChangeOp,
+  ChangeRecord,
+  LogPosition,
+  LogStart,
+  WriteTurn,
+} from "../log/contract.ts";
+import { localChangeLog } from "../log/in-process.ts";
 import { CoarseClock } from "./coarse-clock.ts";
 import { encodeValue, entryValue } from "./codec.ts";
 import { DependencyIndex, type HitCount } from "./deps/index.ts";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, expect, it } from "vitest";
 import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
-import { randomId } from "../../src/core/change-log.ts";
+import { randomId } from "../../src/core/random-id.ts";
 import { until } from "../helpers/cluster.ts";
 import { requireRedis } from "../helpers/services.ts";
 

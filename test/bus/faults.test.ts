@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
-import { randomId } from "../../src/core/change-log.ts";
+import { randomId } from "../../src/core/random-id.ts";
 import { until } from "../helpers/cluster.ts";
 import { type NodeProcess, redisConfig, startNode } from "../helpers/nodes.ts";
 import { type PrivateRedis, startRedis } from "../helpers/redis-server.ts";

@@ -1,6 +1,6 @@
 import { afterEach, expect, it } from "vitest";
 import type { NodeEdgecache } from "../../src/adapter/node/edgecache.ts";
-import { randomId } from "../../src/core/change-log.ts";
+import { randomId } from "../../src/core/random-id.ts";
 import { redisDemoNodes, until } from "../helpers/cluster.ts";
 import { requireRedis } from "../helpers/services.ts";
 

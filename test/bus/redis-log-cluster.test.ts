@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
 import { redisChangeLog } from "../../src/bus/redis.ts";
 import { Cache } from "../../src/core/cache.ts";
-import { randomId } from "../../src/core/change-log.ts";
+import { randomId } from "../../src/core/random-id.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { redisStore } from "../../src/stores/redis.ts";
 import { quiet, schema } from "../helpers/cluster.ts";

@@ -40,7 +40,10 @@ function asPostgres(bin: string, args: string[]): void {
 
 export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const bin = postgresBin();
-  if (!bin) throw new Error("no PostgreSQL binaries under /usr/lib/postgresql (apt-get install postgresql)");
+  if (!bin)
+    throw new Error(
+      "no PostgreSQL binaries under /usr/lib/postgresql (apt-get install postgresql)",
+    );
   const dir = mkdtempSync(join(tmpdir(), "edgecache-pg-"));
   const data = join(dir, "data");
   if (process.getuid?.() === 0) {

@@ -1,3 +1,5 @@
+import { badOption, EdgecacheError } from "../../core/errors.ts";
+import { randomId } from "../../core/random-id.ts";
 import {
   type ChangeLog,
   type ChangeOp,
@@ -5,10 +7,8 @@ import {
   changedTables,
   type LogFollower,
   type LogPosition,
-  randomId,
   type WriteTurn,
-} from "../../core/change-log.ts";
-import { badOption, EdgecacheError } from "../../core/errors.ts";
+} from "../../log/contract.ts";
 import { HotKeyTotals } from "./hot-keys.ts";
 
 /**

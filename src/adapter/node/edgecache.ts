@@ -6,12 +6,14 @@ import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
 import { Cache } from "../../core/cache.ts";
 import { type CaptureFollower, followCapture, isCapturing } from "../../core/capture.ts";
-import { type LogStart, localChangeLog, withOutsideWrites } from "../../core/change-log.ts";
 import type { InvalidationPolicy } from "../../core/deps/planner.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { isClosable, type ListableStore, type Store } from "../../core/store.ts";
 import { demoViews, isSeeded, seedDemo } from "../../demo/seed.ts";
 import { seedPostgresDemo } from "../../demo/seed-postgres.ts";
+import type { LogStart } from "../../log/contract.ts";
+import { localChangeLog } from "../../log/in-process.ts";
+import { withOutsideWrites } from "../../log/outside-writes.ts";
 import {
   connectPostgres,
   isPostgresUrl,

@@ -15,10 +15,10 @@ import {
   type Rule,
 } from "../../app/proxy.ts";
 import { Cache } from "../../core/cache.ts";
-import { localChangeLog } from "../../core/change-log.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { endToEnd } from "../../core/http-cache.ts";
 import { isClosable, type Store } from "../../core/store.ts";
+import { localChangeLog } from "../../log/in-process.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { sqliteStore } from "../../stores/sqlite.ts";
 import { joinCluster, type RedisSetting } from "./cluster.ts";

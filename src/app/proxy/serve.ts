@@ -1,4 +1,3 @@
-import type { LogPosition } from "../../core/change-log.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import {
@@ -6,6 +5,7 @@ import {
   sharedWithAuthorization,
   variantSuffixAsync,
 } from "../../core/http-cache.ts";
+import type { LogPosition } from "../../log/contract.ts";
 import type { Forward } from "../http.ts";
 import { clientHeaders } from "./headers.ts";
 import { type LoadEnv, load } from "./load.ts";
