@@ -1,8 +1,8 @@
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
-import { redisChangeLog } from "../../src/bus/redis.ts";
 import { Cache } from "../../src/core/cache.ts";
 import { randomId } from "../../src/core/random-id.ts";
+import { redisChangeLog } from "../../src/log/redis/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { quiet, schema, until, userUpdate } from "../helpers/cluster.ts";
 

@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
-import { redisChangeLog } from "../../src/bus/redis.ts";
 import { Cache } from "../../src/core/cache.ts";
+import { redisChangeLog } from "../../src/log/redis/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { quiet, schema, until, userUpdate } from "../helpers/cluster.ts";
 import { startRedis } from "../helpers/redis-server.ts";

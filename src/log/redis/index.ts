@@ -1,6 +1,12 @@
-import { badOption, EdgecacheError } from "../core/errors.ts";
-import { randomId } from "../core/random-id.ts";
-import { rateLimited, type Warner } from "../core/report.ts";
+import { badOption, EdgecacheError } from "../../core/errors.ts";
+import { randomId } from "../../core/random-id.ts";
+import { rateLimited, type Warner } from "../../core/report.ts";
+import {
+  connectRedis,
+  duplicateClient,
+  type RedisClient,
+  type RedisConnectOptions,
+} from "../../stores/redis-connect.ts";
 import {
   type ChangeLog,
   type ChangeOp,
@@ -9,13 +15,7 @@ import {
   type LogFollower,
   type LogPosition,
   type WriteTurn,
-} from "../log/contract.ts";
-import {
-  connectRedis,
-  duplicateClient,
-  type RedisClient,
-  type RedisConnectOptions,
-} from "../stores/redis-connect.ts";
+} from "../contract.ts";
 
 export interface RedisChangeLogOptions extends RedisConnectOptions {
   /** Key prefix of the deployment ("edgecache:"); nodes with one prefix share one log. */
