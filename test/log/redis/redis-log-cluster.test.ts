@@ -3,15 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { createNodeEdgecache } from "../../src/adapter/node/edgecache.ts";
-import { Cache } from "../../src/core/cache.ts";
-import { randomId } from "../../src/core/random-id.ts";
-import { redisChangeLog } from "../../src/log/redis/index.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { redisStore } from "../../src/stores/redis.ts";
-import { quiet, schema } from "../helpers/cluster.ts";
-import { type PrivateRedisCluster, startRedisCluster } from "../helpers/redis-server.ts";
-import { requireRedisServer } from "../helpers/services.ts";
+import { createNodeEdgecache } from "../../../src/adapter/node/edgecache.ts";
+import { Cache } from "../../../src/core/cache.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { redisStore } from "../../../src/stores/redis.ts";
+import { quiet, schema } from "../../helpers/cluster.ts";
+import { type PrivateRedisCluster, startRedisCluster } from "../../helpers/redis-server.ts";
+import { requireRedisServer } from "../../helpers/services.ts";
 
 const server = await requireRedisServer();
 

@@ -1,10 +1,10 @@
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
-import { Cache } from "../../src/core/cache.ts";
-import { randomId } from "../../src/core/random-id.ts";
-import { redisChangeLog } from "../../src/log/redis/index.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { quiet, schema, until, userUpdate } from "../helpers/cluster.ts";
+import { Cache } from "../../../src/core/cache.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
 
 const URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
