@@ -1,5 +1,6 @@
-import { badOption, EdgecacheError } from "../../core/errors.ts";
-import { randomId } from "../../core/random-id.ts";
+import { HotKeyTotals } from "../adapter/cloudflare/hot-keys.ts";
+import { badOption, EdgecacheError } from "../core/errors.ts";
+import { randomId } from "../core/random-id.ts";
 import {
   type ChangeLog,
   type ChangeOp,
@@ -8,8 +9,7 @@ import {
   type LogFollower,
   type LogPosition,
   type WriteTurn,
-} from "../../log/contract.ts";
-import { HotKeyTotals } from "./hot-keys.ts";
+} from "./contract.ts";
 
 /**
  * The change log on Cloudflare: one Durable Object holds the global order of changes
