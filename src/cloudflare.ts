@@ -2,7 +2,7 @@
  * The Cloudflare Workers adapter: the KV and Cache API tiers and the Durable Object change
  * log. Nothing here imports a Cloudflare type; the bindings are described structurally.
  */
-
+export { ChangeLogObject } from "./adapter/cloudflare/change-log-object.ts";
 export {
   type EdgecacheProxyWorker,
   type EdgecacheProxyWorkerOptions,
@@ -23,7 +23,6 @@ export {
 export { seedD1Demo } from "./demo/seed-d1.ts";
 export {
   type ChangeLogMode,
-  ChangeLogObject,
   DEFAULT_LEASE_MS,
   DurableChangeLog,
   type DurableChangeLogOptions,

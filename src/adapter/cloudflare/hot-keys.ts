@@ -91,6 +91,27 @@ export class HotKeyTotals {
   }
 }
 
+/**
+ * The object's side as it answers calls: `report` adds an isolate's counts, `top` names
+ * the hottest keys. What `HotKeysReporter` calls (the paths below `hot/`).
+ */
+export class HotKeysHost {
+  #totals: HotKeyTotals;
+
+  constructor(totals = new HotKeyTotals()) {
+    this.#totals = totals;
+  }
+
+  handle(op: string, body: Record<string, unknown>): Response {
+    if (op === "report") {
+      this.#totals.report(Array.isArray(body.counts) ? (body.counts as [string, number][]) : []);
+      return Response.json({});
+    }
+    if (op === "top") return Response.json({ keys: this.#totals.top(Number(body.n) || 0) });
+    return new Response(`no op hot/${op}`, { status: 404 });
+  }
+}
+
 /** An isolate's side: counts reads, sends them now and then, asks for the hottest. */
 export class HotKeysReporter {
   #counter = new HotKeyCounter();
