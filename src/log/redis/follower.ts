@@ -189,7 +189,8 @@ export class RedisFollower {
       // Redis lost the log (restarted empty): what this node holds cannot be checked.
       this.#leaseUntil = Number.NEGATIVE_INFINITY;
       this.#restart = true;
-    } else if (Number(granted) === 1) {
+    } else if (Number(granted) === 1 && !this.#link.closed) {
+      // A renewal in flight when the log closed gives no lease back: closed is untrusted.
       this.#leaseUntil = sent + this.#link.s.leaseMs - LEASE_MARGIN_MS;
     }
   }
