@@ -47,10 +47,6 @@ shared.describe("the Redis change log on the shared Redis", () => {
       }
       return {
         open,
-        async restart(old) {
-          await old.close();
-          return open();
-        },
         async stall(node) {
           const state = clients.get(node)!;
           state.stalled = true;
