@@ -7,10 +7,30 @@ module.exports = {
     {
       name: "core-is-portable",
       comment:
-        "src/core imports nothing of the project outside src/core (portable npm libraries are fine).",
+        "src/core imports nothing of the project outside it but the change log's portable part (its contract and the in-process log); portable npm libraries are fine.",
       severity: "error",
       from: { path: "^src/core/" },
-      to: { path: "^src/", pathNot: "^src/core/" },
+      to: {
+        path: "^src/",
+        pathNot: ["^src/core/", "^src/log/(contract|in-process|outside-writes)\\.ts$"],
+      },
+    },
+    {
+      name: "log-contract-is-portable",
+      comment:
+        "The change log's contract and in-process log run wherever the core runs: no node:* module, nothing of the project but the core.",
+      severity: "error",
+      from: { path: "^src/log/(contract|in-process|outside-writes)\\.ts$" },
+      to: {
+        path: "^src/",
+        pathNot: ["^src/core/", "^src/log/(contract|in-process|outside-writes)\\.ts$"],
+      },
+    },
+    {
+      name: "log-contract-no-node-builtins",
+      severity: "error",
+      from: { path: "^src/log/(contract|in-process|outside-writes)\\.ts$" },
+      to: { dependencyTypes: ["core"] },
     },
     {
       name: "core-no-node-builtins",

@@ -25,7 +25,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LRUCache } from "lru-cache";
 import { createCache } from "../src/core/cache/index.ts";
-import { randomId } from "../src/core/change-log.ts";
+import { randomId } from "../src/core/random-id.ts";
 import { memoryStore } from "../src/stores/memory.ts";
 import { redisStore } from "../src/stores/redis.ts";
 import { sqliteStore } from "../src/stores/sqlite.ts";

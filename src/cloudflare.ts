@@ -2,19 +2,7 @@
  * The Cloudflare Workers adapter: the KV and Cache API tiers and the Durable Object change
  * log. Nothing here imports a Cloudflare type; the bindings are described structurally.
  */
-export {
-  type ChangeLogMode,
-  ChangeLogObject,
-  DEFAULT_LEASE_MS,
-  DurableChangeLog,
-  type DurableChangeLogOptions,
-  type DurableObjectNamespaceLike,
-  type DurableObjectStateLike,
-  durableChangeLog,
-  MAX_LEASE_MS,
-  RETAINED_RECORDS,
-  STRICT_TRUST_MS,
-} from "./adapter/cloudflare/change-log.ts";
+export { ChangeLogObject } from "./adapter/cloudflare/change-log-object.ts";
 export {
   type EdgecacheProxyWorker,
   type EdgecacheProxyWorkerOptions,
@@ -33,6 +21,18 @@ export {
   type WarmRun,
 } from "./adapter/cloudflare/worker.ts";
 export { seedD1Demo } from "./demo/seed-d1.ts";
+export {
+  type ChangeLogMode,
+  DEFAULT_LEASE_MS,
+  DurableChangeLog,
+  type DurableChangeLogOptions,
+  type DurableObjectNamespaceLike,
+  type DurableObjectStateLike,
+  durableChangeLog,
+  MAX_LEASE_MS,
+  RETAINED_RECORDS,
+  STRICT_TRUST_MS,
+} from "./log/durable-object.ts";
 export {
   CACHE_API_FOREVER_SECONDS,
   CACHE_API_MAX_KEY_BYTES,

@@ -21,16 +21,6 @@ export {
   type WriteResult,
 } from "./core/cache/index.ts";
 export {
-  type ChangeLog,
-  type ChangeOp,
-  type ChangeRecord,
-  type LocalChangeLogOptions,
-  type LogFollower,
-  type LogPosition,
-  type LogStart,
-  localChangeLog,
-} from "./core/change-log.ts";
-export {
   type DependencyLookup,
   type InvalidationPolicy,
   type ListDependency,
@@ -55,3 +45,12 @@ export type * from "./core/query.ts";
 export { parseListQuery } from "./core/query-params.ts";
 export { type CacheStats, type TierStats, toPrometheus } from "./core/stats.ts";
 export type * from "./core/store.ts";
+export type {
+  ChangeLog,
+  ChangeOp,
+  ChangeRecord,
+  LogFollower,
+  LogPosition,
+  LogStart,
+} from "./log/contract.ts";
+export { type LocalChangeLogOptions, localChangeLog } from "./log/in-process.ts";

@@ -4,7 +4,7 @@
  * its keys when it is done.
  */
 import { Redis } from "ioredis";
-import { randomId } from "../../src/core/change-log.ts";
+import { randomId } from "../../src/core/random-id.ts";
 
 export class BenchRedis {
   readonly #client: Redis;

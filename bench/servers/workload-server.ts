@@ -25,9 +25,10 @@ import {
   type CapturingSource,
   followCapture,
 } from "../../src/core/capture.ts";
-import { localChangeLog, withOutsideWrites } from "../../src/core/change-log.ts";
 import type { Store } from "../../src/core/store.ts";
 import { demoViews } from "../../src/demo/seed.ts";
+import { localChangeLog } from "../../src/log/in-process.ts";
+import { withOutsideWrites } from "../../src/log/outside-writes.ts";
 import { isPostgresUrl, postgresSource } from "../../src/sources/postgres.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";

@@ -9,9 +9,9 @@ import { copyFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import postgres from "postgres";
-import { DEFAULT_LEASE_MS } from "../../src/bus/redis.ts";
 import { seedDemo } from "../../src/demo/seed.ts";
 import { seedPostgresDemo } from "../../src/demo/seed-postgres.ts";
+import { DEFAULT_LEASE_MS } from "../../src/log/redis/index.ts";
 import {
   benchServer,
   cpuSeconds,

@@ -6,7 +6,7 @@ import {
   type LogStart,
   ORIGIN,
   readsTable,
-} from "./change-log.ts";
+} from "../log/contract.ts";
 import type { DependencyLookup, InvalidationPolicy, WriteEvent } from "./deps/planner.ts";
 import type { CacheEntry } from "./entry.ts";
 import { keyPattern } from "./pattern.ts";

@@ -1,7 +1,7 @@
 import type { Cache, JsonOptions } from "./cache/index.ts";
-import { randomId } from "./change-log.ts";
 import { entryValue } from "./codec.ts";
 import { badOption } from "./errors.ts";
+import { randomId } from "./random-id.ts";
 
 /** Defaults of a namespace: applied to every entry it writes. */
 export interface NamespaceOptions {

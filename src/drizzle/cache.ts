@@ -1,10 +1,10 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
 import type { CacheConfig } from "drizzle-orm/cache/core/types";
 import { type Cache, createCache } from "../core/cache/index.ts";
-import type { ChangeLog } from "../core/change-log.ts";
 import { badOption } from "../core/errors.ts";
 import { rateLimited, type Warner } from "../core/report.ts";
 import type { Store } from "../core/store.ts";
+import type { ChangeLog } from "../log/contract.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
 import { PendingReads } from "./reads.ts";
 import { listOf, type TableRef, tableName } from "./tables.ts";

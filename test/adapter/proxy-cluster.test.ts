@@ -1,5 +1,5 @@
 import { afterEach, expect, it } from "vitest";
-import { randomId } from "../../src/core/change-log.ts";
+import { randomId } from "../../src/core/random-id.ts";
 import { counting, startOrigin, startProxy } from "../app/proxy-harness.ts";
 import { requireRedis } from "../helpers/services.ts";
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { randomId } from "../../src/core/change-log.ts";
+import { randomId } from "../../src/core/random-id.ts";
 import { tempDir } from "../app/harness.ts";
 import { requirePostgres } from "../helpers/services.ts";
 import { cli, serveTenants } from "./run-cli.ts";

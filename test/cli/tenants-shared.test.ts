@@ -5,7 +5,7 @@ import pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { shortHash } from "../../src/adapter/node/cluster.ts";
 import { STATE_LEASE_MS } from "../../src/adapter/node/tenants/state.ts";
-import { randomId } from "../../src/core/change-log.ts";
+import { randomId } from "../../src/core/random-id.ts";
 import { exchange } from "../adapter/raw-client.ts";
 import { tempDir } from "../app/harness.ts";
 import { startRedis } from "../helpers/redis-server.ts";

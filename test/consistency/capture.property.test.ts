@@ -2,7 +2,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import postgres from "postgres";
 import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { randomId } from "../../src/core/change-log.ts";
+import { randomId } from "../../src/core/random-id.ts";
 import { demoViews } from "../../src/demo/seed.ts";
 import { postgresSource } from "../../src/sources/postgres.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";

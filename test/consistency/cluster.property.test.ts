@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { randomId } from "../../src/core/change-log.ts";
+import { randomId } from "../../src/core/random-id.ts";
 import { until } from "../helpers/cluster.ts";
 import { type NodeProcess, redisConfig, startNode } from "../helpers/nodes.ts";
 import { consistencyProperty, type Deployment } from "./property.ts";

@@ -1,9 +1,10 @@
 import { describe, expect, it, vi } from "vitest";
 import { Cache, createCache } from "../../src/core/cache/index.ts";
-import { type LogFollower, localChangeLog } from "../../src/core/change-log.ts";
 import type { CacheEntry } from "../../src/core/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import type { Store } from "../../src/core/store.ts";
+import type { LogFollower } from "../../src/log/contract.ts";
+import { localChangeLog } from "../../src/log/in-process.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { chaosStore, fakeClock } from "../helpers/chaos-store.ts";
 

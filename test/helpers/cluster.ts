@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { randomId } from "../../src/core/change-log.ts";
 import type { PlanSchema, WriteEvent } from "../../src/core/deps/planner.ts";
+import { randomId } from "../../src/core/random-id.ts";
 
 /** Shared pieces of the tests of many nodes: waiting, a plan schema, a row update. */
 

@@ -1,10 +1,11 @@
 // Bundled by test/worker/change-log-in-workerd.test.ts: each Worker is its own isolate
 // with its own memory tier, all following one Durable Object change log.
 
-import type { DurableObjectNamespaceLike } from "../../src/adapter/cloudflare/change-log.ts";
-import { ChangeLogObject, DurableChangeLog } from "../../src/adapter/cloudflare/change-log.ts";
+import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 import { createCache } from "../../src/core/cache/index.ts";
 import { planSchemaOf, rowTag } from "../../src/core/deps/planner.ts";
+import type { DurableObjectNamespaceLike } from "../../src/log/durable-object.ts";
+import { DurableChangeLog } from "../../src/log/durable-object.ts";
 import type { KvNamespaceLike } from "../../src/stores/kv.ts";
 import { kvStore } from "../../src/stores/kv.ts";
 import { memoryStore } from "../../src/stores/memory.ts";

@@ -10,7 +10,7 @@ import {
 import { demoViews } from "../../src/demo/seed.ts";
 import { seedD1Demo } from "../../src/demo/seed-d1.ts";
 
-export { ChangeLogObject } from "../../src/adapter/cloudflare/change-log.ts";
+export { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 
 type Env = EdgecacheEnv & { DEMO_USERS: string; DEMO_ORDERS: string; OPTIONS: string };
 

@@ -3,7 +3,7 @@
 import { edgecacheProxyWorker } from "../../src/adapter/cloudflare/proxy-worker.ts";
 import type { ExecutionContextLike, LogEnv } from "../../src/adapter/cloudflare/worker.ts";
 
-export { ChangeLogObject } from "../../src/adapter/cloudflare/change-log.ts";
+export { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 
 type Env = LogEnv & { ORIGIN: string };
 let worker: ReturnType<typeof edgecacheProxyWorker<Env>> | undefined;

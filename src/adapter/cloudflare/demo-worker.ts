@@ -5,7 +5,7 @@ import { demoViews } from "../../demo/seed.ts";
 import { seedD1Demo } from "../../demo/seed-d1.ts";
 import { edgecacheWorker } from "./worker.ts";
 
-export { ChangeLogObject } from "./change-log.ts";
+export { ChangeLogObject } from "./change-log-object.ts";
 
 export default edgecacheWorker({
   views: demoViews,

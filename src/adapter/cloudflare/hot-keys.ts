@@ -1,4 +1,4 @@
-import type { DurableObjectNamespaceLike } from "./change-log.ts";
+import type { DurableObjectNamespaceLike } from "../../log/durable-object.ts";
 
 /**
  * The hottest keys across isolates, for the cron trigger to warm. Each isolate counts the
@@ -88,6 +88,27 @@ export class HotKeyTotals {
       this.#counter.decay();
       this.#decayedAt += HALF_LIFE_MS;
     }
+  }
+}
+
+/**
+ * The object's side as it answers calls: `report` adds an isolate's counts, `top` names
+ * the hottest keys. What `HotKeysReporter` calls (the paths below `hot/`).
+ */
+export class HotKeysHost {
+  #totals: HotKeyTotals;
+
+  constructor(totals = new HotKeyTotals()) {
+    this.#totals = totals;
+  }
+
+  handle(op: string, body: Record<string, unknown>): Response {
+    if (op === "report") {
+      this.#totals.report(Array.isArray(body.counts) ? (body.counts as [string, number][]) : []);
+      return Response.json({});
+    }
+    if (op === "top") return Response.json({ keys: this.#totals.top(Number(body.n) || 0) });
+    return new Response(`no op hot/${op}`, { status: 404 });
   }
 }
 

@@ -2,8 +2,8 @@ import type { Hono } from "hono";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
 import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
 import { badOption } from "../../core/errors.ts";
+import type { DurableChangeLog } from "../../log/durable-object.ts";
 import { Background } from "./background.ts";
-import type { DurableChangeLog } from "./change-log.ts";
 import {
   adminAccess,
   type EdgeCacheOptions,

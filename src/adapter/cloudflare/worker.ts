@@ -7,17 +7,17 @@ import { badOption, EdgecacheError } from "../../core/errors.ts";
 import { requestKey } from "../../core/keys.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { Store } from "../../core/store.ts";
-import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";
-import { type CacheStorageLike, cacheApiStore } from "../../stores/cache-api.ts";
-import { type KvNamespaceLike, kvStore } from "../../stores/kv.ts";
-import { memoryStore } from "../../stores/memory.ts";
-import { Background } from "./background.ts";
 import {
   type ChangeLogMode,
   DEFAULT_LEASE_MS,
   DurableChangeLog,
   type DurableObjectNamespaceLike,
-} from "./change-log.ts";
+} from "../../log/durable-object.ts";
+import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";
+import { type CacheStorageLike, cacheApiStore } from "../../stores/cache-api.ts";
+import { type KvNamespaceLike, kvStore } from "../../stores/kv.ts";
+import { memoryStore } from "../../stores/memory.ts";
+import { Background } from "./background.ts";
 import { HotKeysReporter, REPORT_EVERY_MS } from "./hot-keys.ts";
 
 /**

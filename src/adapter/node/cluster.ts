@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
-import { type RedisChangeLog, redisChangeLog } from "../../bus/redis.ts";
 import { badOption } from "../../core/errors.ts";
 import type { Warner } from "../../core/report.ts";
 import type { Store } from "../../core/store.ts";
+import { type RedisChangeLog, redisChangeLog } from "../../log/redis/index.ts";
 import { redisStore } from "../../stores/redis.ts";
 import { connectRedis, type RedisClient } from "../../stores/redis-connect.ts";
 

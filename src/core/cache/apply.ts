@@ -1,4 +1,4 @@
-import type { ChangeOp, ChangeRecord, LogStart, WriteTurn } from "../change-log.ts";
+import type { ChangeOp, ChangeRecord, LogStart, WriteTurn } from "../../log/contract.ts";
 import type { WriteEvent } from "../deps/planner.ts";
 import type { Engine } from "./engine.ts";
 import { planRecord } from "./record-plan.ts";

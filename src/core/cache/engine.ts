@@ -1,4 +1,4 @@
-import type { ChangeLog } from "../change-log.ts";
+import type { ChangeLog } from "../../log/contract.ts";
 import type { DependencyIndex } from "../deps/index.ts";
 import type { InvalidationPolicy, PlanSchema } from "../deps/planner.ts";
 import type { WriteFence } from "../fence.ts";

@@ -1,4 +1,4 @@
-import type { LogPosition } from "../change-log.ts";
+import type { LogPosition } from "../../log/contract.ts";
 import type { HitCount } from "../deps/index.ts";
 import { sha256Hex } from "../digest.ts";
 import type { CacheEntry } from "../entry.ts";

@@ -1,4 +1,5 @@
-import { type ChangeLog, type ChangeOp, type LogPosition, localChangeLog } from "../change-log.ts";
+import type { ChangeLog, ChangeOp, LogPosition } from "../../log/contract.ts";
+import { localChangeLog } from "../../log/in-process.ts";
 import { CoarseClock } from "../coarse-clock.ts";
 import { entryValue } from "../codec.ts";
 import { DependencyIndex, type Registration } from "../deps/index.ts";

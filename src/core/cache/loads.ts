@@ -1,4 +1,4 @@
-import type { LogPosition } from "../change-log.ts";
+import type { LogPosition } from "../../log/contract.ts";
 import type { CacheEntry } from "../entry.ts";
 import type { Engine } from "./engine.ts";
 import type { EntryInit, Resolved } from "./types.ts";

@@ -1,4 +1,4 @@
-import type { ChangeLog } from "../change-log.ts";
+import type { ChangeLog } from "../../log/contract.ts";
 import type {
   InvalidationPolicy,
   ListDependency,

@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import type { NodeProxyOptions } from "../../../src/adapter/node/modes/proxy.ts";
-import { randomId } from "../../../src/core/change-log.ts";
+import { randomId } from "../../../src/core/random-id.ts";
 import { until } from "../../helpers/cluster.ts";
 import { startRedis } from "../../helpers/redis-server.ts";
 import { requireRedis, requireRedisServer } from "../../helpers/services.ts";

@@ -1,13 +1,9 @@
 import type { Hono } from "hono";
 import { Cache, type CacheOptions } from "../../../core/cache/index.ts";
-import {
-  type ChangeLog,
-  type LogStart,
-  localChangeLog,
-  type OutsideWrites,
-  withOutsideWrites,
-} from "../../../core/change-log.ts";
 import { isClosable, type Store } from "../../../core/store.ts";
+import type { ChangeLog, LogStart } from "../../../log/contract.ts";
+import { localChangeLog } from "../../../log/in-process.ts";
+import { type OutsideWrites, withOutsideWrites } from "../../../log/outside-writes.ts";
 import { type MemoryStoreOptions, memoryStore } from "../../../stores/memory.ts";
 import { type SqliteStoreOptions, sqliteStore } from "../../../stores/sqlite.ts";
 import { type Cluster, joinCluster, type RedisSetting } from "../cluster.ts";

@@ -5,7 +5,7 @@ import {
   type RuleState,
   ruleId,
 } from "../../../app/proxy/learn/rules.ts";
-import { randomId } from "../../../core/change-log.ts";
+import { randomId } from "../../../core/random-id.ts";
 import { rateLimited, type Warner } from "../../../core/report.ts";
 import { rerunning } from "../../../core/rerun.ts";
 import { duplicateClient, type RedisClient } from "../../../stores/redis-connect.ts";

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import type { LogStart } from "../../../core/change-log.ts";
+import type { LogStart } from "../../../log/contract.ts";
 
 /**
  * The persistent cache tier outlives the process. Its entries carry the position of the

@@ -1,4 +1,4 @@
-import { randomId } from "../../../core/change-log.ts";
+import { randomId } from "../../../core/random-id.ts";
 import type { Warner } from "../../../core/report.ts";
 import { rerunning } from "../../../core/rerun.ts";
 import {

@@ -1,10 +1,10 @@
-import type { WriteEvent } from "./deps/planner.ts";
+import type { WriteEvent } from "../core/deps/planner.ts";
 
 /**
  * The change log: one global order of every change, which every node applies through the
  * same planner. A write is acknowledged only after its record is in the log and every
  * node that may serve it from cache has applied it (or has lost its lease). Portable: the
- * implementations live beside the core (in-process here, Redis in `src/bus/`).
+ * implementations live beside it in `src/log/`: in-process, Redis, Durable Object.
  */
 
 /** One thing the log orders: a row change, or a manual invalidation. */
@@ -149,122 +149,9 @@ export function readsTable(
   return tags.some((t) => t === table || t.startsWith(row) || t.startsWith(set));
 }
 
-export interface LocalChangeLogOptions {
-  /**
-   * Resume the log a previous process left (`snapshot()` at its clean shutdown), so the
-   * entries it stored in a persistent tier can still be checked.
-   */
-  resume?: LogStart;
-  /**
-   * Writes other programs make to the source, captured (see capture.ts). While `active()`,
-   * a load may already show such a write whose record is not applied yet, so the log is
-   * `shared` (patches use the strict rules) and a load is exact only when nothing is
-   * `pending()` in the change table after it.
-   */
-  outside?: OutsideWrites;
-}
-
-/** Writes made around edgecache that change capture feeds into the log (see capture.ts). */
-export interface OutsideWrites {
-  /** Whether capture is on: then some writes reach the log only after they commit. */
-  active(): boolean;
-  /** Whether a captured write waits to be appended. */
-  pending(): Promise<boolean>;
-}
-
-/**
- * A shared log (Redis) with captured writes beside it: a load is exact only if no
- * captured write waits either, since one that committed before the load's read may not be
- * in the log yet. Records of captured writes are appended without a turn: unordered.
- */
-export function withOutsideWrites(log: ChangeLog, outside: OutsideWrites): ChangeLog {
-  return {
-    get name() {
-      return log.name;
-    },
-    get shared() {
-      return log.shared || outside.active();
-    },
-    ...(log.nodes && { nodes: () => log.nodes!() }),
-    ...(log.claim && { claim: (name: string) => log.claim!(name) }),
-    turn: () => log.turn(),
-    follow: (follower) => log.follow(follower),
-    append: (ops, turn) => log.append(ops, turn),
-    trusted: () => log.trusted(),
-    async quietSince(position) {
-      if (!(await log.quietSince(position))) return false;
-      return !(outside.active() && (await outside.pending()));
-    },
-    get failures() {
-      return log.failures;
-    },
-    close: () => log.close(),
-  };
-}
-
-/**
- * The in-process log: today's single-node behaviour. Appends are delivered to every
- * follower synchronously, so several caches in one process (sharing tiers) stay exact.
- * Always trusted: there is no server to lose. Every record is ordered (one process
- * writes, and its data API makes writes take turns from statement to record) unless
- * writes made around edgecache are captured: their records are not.
- *
- * @example
- * const log = localChangeLog();
- * const a = createCache({ tiers: [memoryStore(), shared], log });
- * const b = createCache({ tiers: [memoryStore(), shared], log });
- */
-export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog & {
-  snapshot(): LogStart;
-} {
-  const id = options.resume?.position.log || randomId();
-  let seq = options.resume?.position.seq ?? 0;
-  const followers: LogFollower[] = [];
-  const lastChanges = new Map(options.resume?.lastChanges);
-  const outside = options.outside;
-  return {
-    name: "local",
-    get shared() {
-      return outside?.active() ?? false;
-    },
-    turn: async () => NO_TURN,
-    // One process: its loads never see its own write before the write's record is applied;
-    // a captured one, only once it is no longer pending.
-    async quietSince(position) {
-      if (!outside?.active()) return true;
-      return position.log === id && position.seq === seq && !(await outside.pending());
-    },
-    follow(follower) {
-      followers.push(follower);
-      follower.reset({ position: { log: id, seq }, lastChanges: new Map(lastChanges) });
-    },
-    async append(ops, turn) {
-      seq++;
-      for (const table of changedTables(ops)) lastChanges.set(table, seq);
-      // The data API's writes take turns (statement to record); a captured write's place
-      // among them is not known.
-      const ordered = turn !== undefined || !outside?.active();
-      const record: ChangeRecord = { seq, ops, ordered };
-      for (const f of followers) f.apply(record);
-      return seq;
-    },
-    trusted: () => true,
-    failures: 0,
-    snapshot: () => ({ position: { log: id, seq }, lastChanges: new Map(lastChanges) }),
-    async close() {},
-  };
-}
-
-const NO_TURN: WriteTurn = { release() {} };
-
 /** The tables a record changes ("" for a manual invalidation): the per-table positions. */
 export function changedTables(ops: readonly ChangeOp[]): Set<string> {
   const out = new Set<string>();
   for (const op of ops) out.add("event" in op ? op.event.table : "");
   return out;
-}
-
-export function randomId(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }

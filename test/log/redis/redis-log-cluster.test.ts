@@ -3,15 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { redisChangeLog } from "../../src/bus/redis.ts";
-import { Cache } from "../../src/core/cache/index.ts";
-import { randomId } from "../../src/core/change-log.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { redisStore } from "../../src/stores/redis.ts";
-import { quiet, schema } from "../helpers/cluster.ts";
-import { type PrivateRedisCluster, startRedisCluster } from "../helpers/redis-server.ts";
-import { requireRedisServer } from "../helpers/services.ts";
+import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { redisStore } from "../../../src/stores/redis.ts";
+import { quiet, schema } from "../../helpers/cluster.ts";
+import { type PrivateRedisCluster, startRedisCluster } from "../../helpers/redis-server.ts";
+import { requireRedisServer } from "../../helpers/services.ts";
 
 const server = await requireRedisServer();
 

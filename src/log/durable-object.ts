@@ -1,3 +1,5 @@
+import { badOption, EdgecacheError } from "../core/errors.ts";
+import { randomId } from "../core/random-id.ts";
 import {
   type ChangeLog,
   type ChangeOp,
@@ -5,11 +7,8 @@ import {
   changedTables,
   type LogFollower,
   type LogPosition,
-  randomId,
   type WriteTurn,
-} from "../../core/change-log.ts";
-import { badOption, EdgecacheError } from "../../core/errors.ts";
-import { HotKeyTotals } from "./hot-keys.ts";
+} from "./contract.ts";
 
 /**
  * The change log on Cloudflare: one Durable Object holds the global order of changes
@@ -277,15 +276,16 @@ interface StoredState {
 }
 
 /**
- * The Durable Object that holds the log. Bind it in `wrangler.jsonc` (`durable_objects`
- * and a `migrations` entry with `new_sqlite_classes`) and export it from the Worker.
+ * The log as its Durable Object holds it (`ChangeLogObject` in the Cloudflare adapter
+ * hosts it): the records, the leases, the write turn, and the barrier that answers an
+ * append once every isolate holding a lease has applied it.
  *
  * A record is in storage before its append is answered (a Durable Object's output gate
  * holds the reply until the write is durable), so a sequence number once given is never
  * given again. Leases live in memory: an object that restarts waits a full lease before
  * it acknowledges anything, since isolates it no longer knows may still hold one.
  */
-export class ChangeLogObject {
+export class ChangeLogHost {
   #state: DurableObjectStateLike;
   #s: StoredState = { log: "", head: 0, first: 1, lastChanges: {}, longestLease: 0 };
   #records = new Map<number, ChangeRecord>();
@@ -294,9 +294,8 @@ export class ChangeLogObject {
   #wake = new Set<() => void>();
   /** Until when leases granted before a restart may still be held. */
   #graceUntil = 0;
-  #hot: HotKeyTotals | undefined;
 
-  constructor(state: DurableObjectStateLike, _env?: unknown) {
+  constructor(state: DurableObjectStateLike) {
     this.#state = state;
     void state.blockConcurrencyWhile(async () => {
       const stored = await state.storage.get<StoredState>("state");
@@ -315,12 +314,8 @@ export class ChangeLogObject {
     });
   }
 
-  async fetch(request: Request): Promise<Response> {
-    const op = new URL(request.url).pathname.slice(1);
-    const body = (await request.json()) as Record<string, unknown>;
-    // The hot-key totals live in an object of their own name (HOT_KEYS_OBJECT), so the
-    // log's object is not loaded with them; one class keeps the Worker's config short.
-    if (op.startsWith("hot/")) return this.#hotKeys(op.slice(4), body);
+  /** Answers an isolate's call `op` (see `DurableChangeLog`). */
+  async handle(op: string, body: Record<string, unknown>): Promise<Response> {
     switch (op) {
       case "sync":
         this.#renew(body);
@@ -346,16 +341,6 @@ export class ChangeLogObject {
       default:
         return new Response(`no op ${op}`, { status: 404 });
     }
-  }
-
-  #hotKeys(op: string, body: Record<string, unknown>): Response {
-    this.#hot ??= new HotKeyTotals();
-    if (op === "report") {
-      this.#hot.report(Array.isArray(body.counts) ? (body.counts as [string, number][]) : []);
-      return Response.json({});
-    }
-    if (op === "top") return Response.json({ keys: this.#hot.top(Number(body.n) || 0) });
-    return new Response(`no op hot/${op}`, { status: 404 });
   }
 
   #take(token: string, ms: number): boolean {

@@ -1,13 +1,13 @@
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
-import { redisChangeLog } from "../../src/bus/redis.ts";
-import { Cache } from "../../src/core/cache/index.ts";
-import { randomId } from "../../src/core/change-log.ts";
-import type { WriteEvent } from "../../src/core/deps/planner.ts";
-import { EdgecacheError } from "../../src/core/errors.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { quiet, schema, until } from "../helpers/cluster.ts";
-import { requireRedis } from "../helpers/services.ts";
+import { Cache } from "../../../src/core/cache/index.ts";
+import type { WriteEvent } from "../../../src/core/deps/planner.ts";
+import { EdgecacheError } from "../../../src/core/errors.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { quiet, schema, until } from "../../helpers/cluster.ts";
+import { requireRedis } from "../../helpers/services.ts";
 
 /**
  * `append` calls `#catchUp` with no error handling. When this node has not

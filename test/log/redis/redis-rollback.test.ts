@@ -1,11 +1,11 @@
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
-import { redisChangeLog } from "../../src/bus/redis.ts";
-import { Cache } from "../../src/core/cache/index.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { quiet, schema, until, userUpdate } from "../helpers/cluster.ts";
-import { startRedis } from "../helpers/redis-server.ts";
-import { requireRedisServer } from "../helpers/services.ts";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
+import { startRedis } from "../../helpers/redis-server.ts";
+import { requireRedisServer } from "../../helpers/services.ts";
 
 /**
  * The log's id only changes when Redis lost the meta hash altogether. A Redis

@@ -3,10 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, expect, it } from "vitest";
-import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { randomId } from "../../src/core/change-log.ts";
-import { until } from "../helpers/cluster.ts";
-import { requireRedis } from "../helpers/services.ts";
+import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { until } from "../../helpers/cluster.ts";
+import { requireRedis } from "../../helpers/services.ts";
 
 /**
  * README "Limits" says writes made while edgecache is stopped are safe (a

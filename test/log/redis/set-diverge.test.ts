@@ -1,10 +1,10 @@
 import { afterEach, expect, it } from "vitest";
-import { redisChangeLog } from "../../src/bus/redis.ts";
-import { Cache } from "../../src/core/cache/index.ts";
-import { randomId } from "../../src/core/change-log.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { quiet, until } from "../helpers/cluster.ts";
-import { requireRedis } from "../helpers/services.ts";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { quiet, until } from "../../helpers/cluster.ts";
+import { requireRedis } from "../../helpers/services.ts";
 
 /**
  * `Cache.set` appends {keys:[key]} and only then stores the value (in every

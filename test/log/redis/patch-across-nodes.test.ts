@@ -1,8 +1,8 @@
 import { afterEach, expect, it } from "vitest";
-import type { NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { randomId } from "../../src/core/change-log.ts";
-import { redisDemoNodes, until } from "../helpers/cluster.ts";
-import { requireRedis } from "../helpers/services.ts";
+import type { NodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { redisDemoNodes, until } from "../../helpers/cluster.ts";
+import { requireRedis } from "../../helpers/services.ts";
 
 /**
  * Without the write turn, with several writers the log's order is not the database's commit

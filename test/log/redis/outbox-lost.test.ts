@@ -1,11 +1,11 @@
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
-import { redisChangeLog } from "../../src/bus/redis.ts";
-import { Cache } from "../../src/core/cache/index.ts";
-import { randomId } from "../../src/core/change-log.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { quiet, schema, until, userUpdate } from "../helpers/cluster.ts";
-import { requireRedis } from "../helpers/services.ts";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
+import { requireRedis } from "../../helpers/services.ts";
 
 /**
  * A record is lost when an append finds the outbox non-empty and the log is

@@ -1,10 +1,10 @@
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
-import { redisChangeLog } from "../../src/bus/redis.ts";
-import { Cache } from "../../src/core/cache/index.ts";
-import { randomId } from "../../src/core/change-log.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { quiet, schema, until, userUpdate } from "../helpers/cluster.ts";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
 
 const URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 

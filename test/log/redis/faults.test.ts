@@ -2,12 +2,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, it } from "vitest";
-import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { randomId } from "../../src/core/change-log.ts";
-import { until } from "../helpers/cluster.ts";
-import { type NodeProcess, redisConfig, startNode } from "../helpers/nodes.ts";
-import { type PrivateRedis, startRedis } from "../helpers/redis-server.ts";
-import { requireRedis, requireRedisServer } from "../helpers/services.ts";
+import {
+  createNodeEdgecache,
+  type NodeEdgecache,
+} from "../../../src/adapter/node/modes/data-api.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { until } from "../../helpers/cluster.ts";
+import { type NodeProcess, redisConfig, startNode } from "../../helpers/nodes.ts";
+import { type PrivateRedis, startRedis } from "../../helpers/redis-server.ts";
+import { requireRedis, requireRedisServer } from "../../helpers/services.ts";
 
 /**
  * Faults of the shared Redis, on a redis-server of this file's own (the shared one is never

@@ -1,7 +1,7 @@
 import { afterEach, expect, it } from "vitest";
-import type { NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { redisDemoNodes, until } from "../helpers/cluster.ts";
-import { requireRedis } from "../helpers/services.ts";
+import type { NodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
+import { redisDemoNodes, until } from "../../helpers/cluster.ts";
+import { requireRedis } from "../../helpers/services.ts";
 
 /**
  * The shared tier (Redis) after a write: the writer cleans it, other nodes leave it alone

@@ -1,0 +1,80 @@
+import { randomId } from "../core/random-id.ts";
+import {
+  type ChangeLog,
+  type ChangeRecord,
+  changedTables,
+  type LogFollower,
+  type LogStart,
+  type WriteTurn,
+} from "./contract.ts";
+import type { OutsideWrites } from "./outside-writes.ts";
+
+export interface LocalChangeLogOptions {
+  /**
+   * Resume the log a previous process left (`snapshot()` at its clean shutdown), so the
+   * entries it stored in a persistent tier can still be checked.
+   */
+  resume?: LogStart;
+  /**
+   * Writes other programs make to the source, captured (see core/capture.ts). While `active()`,
+   * a load may already show such a write whose record is not applied yet, so the log is
+   * `shared` (patches use the strict rules) and a load is exact only when nothing is
+   * `pending()` in the change table after it.
+   */
+  outside?: OutsideWrites;
+}
+
+/**
+ * The in-process log: today's single-node behaviour. Appends are delivered to every
+ * follower synchronously, so several caches in one process (sharing tiers) stay exact.
+ * Always trusted: there is no server to lose. Every record is ordered (one process
+ * writes, and its data API makes writes take turns from statement to record) unless
+ * writes made around edgecache are captured: their records are not.
+ *
+ * @example
+ * const log = localChangeLog();
+ * const a = createCache({ tiers: [memoryStore(), shared], log });
+ * const b = createCache({ tiers: [memoryStore(), shared], log });
+ */
+export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog & {
+  snapshot(): LogStart;
+} {
+  const id = options.resume?.position.log || randomId();
+  let seq = options.resume?.position.seq ?? 0;
+  const followers: LogFollower[] = [];
+  const lastChanges = new Map(options.resume?.lastChanges);
+  const outside = options.outside;
+  return {
+    name: "local",
+    get shared() {
+      return outside?.active() ?? false;
+    },
+    turn: async () => NO_TURN,
+    // One process: its loads never see its own write before the write's record is applied;
+    // a captured one, only once it is no longer pending.
+    async quietSince(position) {
+      if (!outside?.active()) return true;
+      return position.log === id && position.seq === seq && !(await outside.pending());
+    },
+    follow(follower) {
+      followers.push(follower);
+      follower.reset({ position: { log: id, seq }, lastChanges: new Map(lastChanges) });
+    },
+    async append(ops, turn) {
+      seq++;
+      for (const table of changedTables(ops)) lastChanges.set(table, seq);
+      // The data API's writes take turns (statement to record); a captured write's place
+      // among them is not known.
+      const ordered = turn !== undefined || !outside?.active();
+      const record: ChangeRecord = { seq, ops, ordered };
+      for (const f of followers) f.apply(record);
+      return seq;
+    },
+    trusted: () => true,
+    failures: 0,
+    snapshot: () => ({ position: { log: id, seq }, lastChanges: new Map(lastChanges) }),
+    async close() {},
+  };
+}
+
+const NO_TURN: WriteTurn = { release() {} };

@@ -1,0 +1,39 @@
+import type { ChangeLog } from "./contract.ts";
+
+/** Writes made around edgecache that change capture feeds into the log (see core/capture.ts). */
+export interface OutsideWrites {
+  /** Whether capture is on: then some writes reach the log only after they commit. */
+  active(): boolean;
+  /** Whether a captured write waits to be appended. */
+  pending(): Promise<boolean>;
+}
+
+/**
+ * A shared log (Redis) with captured writes beside it: a load is exact only if no
+ * captured write waits either, since one that committed before the load's read may not be
+ * in the log yet. Records of captured writes are appended without a turn: unordered.
+ */
+export function withOutsideWrites(log: ChangeLog, outside: OutsideWrites): ChangeLog {
+  return {
+    get name() {
+      return log.name;
+    },
+    get shared() {
+      return log.shared || outside.active();
+    },
+    ...(log.nodes && { nodes: () => log.nodes!() }),
+    ...(log.claim && { claim: (name: string) => log.claim!(name) }),
+    turn: () => log.turn(),
+    follow: (follower) => log.follow(follower),
+    append: (ops, turn) => log.append(ops, turn),
+    trusted: () => log.trusted(),
+    async quietSince(position) {
+      if (!(await log.quietSince(position))) return false;
+      return !(outside.active() && (await outside.pending()));
+    },
+    get failures() {
+      return log.failures;
+    },
+    close: () => log.close(),
+  };
+}

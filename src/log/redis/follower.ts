@@ -1,0 +1,263 @@
+import { EdgecacheError } from "../../core/errors.ts";
+import { randomId } from "../../core/random-id.ts";
+import { duplicateClient, type RedisClient } from "../../stores/redis-connect.ts";
+import type { ChangeOp, ChangeRecord, LogFollower } from "../contract.ts";
+import { C, type Link, RETRY_MS, sleep } from "./link.ts";
+
+/** A lease is trusted this much less than it lasts in Redis: timers and clocks drift. */
+const LEASE_MARGIN_MS = 50;
+/** Records fetched per read. */
+const READ_COUNT = 1000;
+/** How long a node waits for records' patches to be stored before it reports them applied. */
+const APPLY_WAIT_MS = 100;
+/** Payloads of applied records kept, to tell this node's own record from another's. */
+const RECENT_PAYLOADS = 4096;
+
+/** RENEW's answer (BARRIER's begins with it). */
+export type RenewReply = [log: string, head: number, granted: number, members: number];
+
+/** A record as the stream holds it; `payload` is its ops' JSON, as appended. */
+export type Delivered = ChangeRecord & { payload: string };
+
+/**
+ * One node following the Redis log: a blocking read of the stream applies records in
+ * order, and each return renews the node's lease, which says what it applied. A gap, a
+ * new log or a log that went back starts it over from the log's snapshot.
+ */
+export class RedisFollower {
+  #link: Link;
+  #reader: RedisClient;
+  #follower: LogFollower | undefined;
+  /** The log this node follows ("" until it first reached Redis) and the last record applied. */
+  #log = "";
+  #applied = 0;
+  #leaseUntil = Number.NEGATIVE_INFINITY;
+  #restart = true;
+  #started = false;
+  #loop: Promise<void> | undefined;
+  /** The payloads of the records applied last, by seq: is the record under a seq ours? */
+  #payloads = new Map<number, string>();
+  /** A record is overdue (its write was answered without it): no lease until it is in. */
+  #overdue = false;
+  /** Nodes holding a lease, as last heard (this one included once it holds one). */
+  #members = 0;
+
+  constructor(link: Link) {
+    this.#link = link;
+    // A blocking read holds its connection: the reader has its own, with room for the block.
+    this.#reader = duplicateClient(link.client, this.#blockMs() + link.s.commandTimeout);
+  }
+
+  /** The log this node follows ("" until it first reached Redis). */
+  get log(): string {
+    return this.#log;
+  }
+
+  get members(): number {
+    return this.#members;
+  }
+
+  follow(follower: LogFollower): void {
+    if (this.#follower) {
+      throw new EdgecacheError(
+        "E_BAD_OPTION",
+        C,
+        "a Redis change log serves one cache; make one per cache",
+      );
+    }
+    this.#follower = follower;
+    this.#loop = this.#run();
+  }
+
+  trusted(): boolean {
+    return performance.now() < this.#leaseUntil;
+  }
+
+  /** A write was answered without its record: no lease until the outbox is empty. */
+  overdue(): void {
+    this.#overdue = true;
+    this.#leaseUntil = Number.NEGATIVE_INFINITY;
+  }
+
+  /** The outbox is empty: renewals may renew again. */
+  recorded(): void {
+    this.#overdue = false;
+  }
+
+  /**
+   * This node's own record is in the log under `log`: it applies it, and any before it it
+   * has not read yet (the reader may have applied them already). Should that fail, the
+   * reader applies them, and the barrier waits for this node like any other.
+   */
+  async appended(log: string, own: Delivered): Promise<void> {
+    if (log !== this.#log) {
+      this.#restart = true; // a new log: this node starts over from its snapshot
+    } else if (own.seq <= this.#applied && this.#payloads.get(own.seq) !== own.payload) {
+      // This node applied another record under that seq: the log went back. Make it new.
+      const { client, keys } = this.#link;
+      await client.ecReseal(...keys, randomId(), log).catch(() => {});
+      this.#restart = true;
+    } else {
+      await this.#catchUp(own.seq, own).catch(() => {});
+    }
+  }
+
+  /** Stops following: the lease ends now, and the read loop has ended when this resolves. */
+  async close(): Promise<void> {
+    this.#leaseUntil = Number.NEGATIVE_INFINITY;
+    this.#reader.disconnect();
+    await this.#loop;
+  }
+
+  #blockMs(): number {
+    // Each read returns at least this often, and each return renews the lease.
+    return Math.floor(this.#link.s.leaseMs / 4);
+  }
+
+  async #run(): Promise<void> {
+    const link = this.#link;
+    while (!link.closed) {
+      try {
+        if (this.#restart) await this.#start();
+        const reply = (await this.#reader.xread(
+          "COUNT",
+          READ_COUNT,
+          "BLOCK",
+          this.#blockMs(),
+          "STREAMS",
+          link.keys[1]!,
+          `${this.#applied}-0`,
+        )) as [string, [string, string[]][]][] | null;
+        if (reply?.[0]) {
+          // Tell writers only once the records' patches are in, so the first read after
+          // the ack is a hit; not much later, should a large invalidation take its time.
+          await settledWithin(
+            this.#deliver(reply[0][1].map((r) => parseRecord(r, link.node))),
+            APPLY_WAIT_MS,
+          );
+        }
+        await this.#renew();
+      } catch (err) {
+        if (link.closed) return;
+        link.failures++;
+        link.report("read", `[edgecache] [${C}] cannot read the log; serving from the source`, err);
+        await sleep(RETRY_MS * 4);
+      }
+    }
+  }
+
+  /** (Re)starts from the log's snapshot: its head and each table's last change. */
+  async #start(): Promise<void> {
+    const { client, keys, s } = this.#link;
+    // Only the first start compares: later ones follow a log this node was part of.
+    const stamp = this.#started ? "" : (s.sourceStamp?.start ?? "");
+    const [log, head, tables] = (await client.ecStart(...keys, randomId(), stamp, s.retain)) as [
+      string,
+      string,
+      string[],
+    ];
+    const lastChanges = new Map<string, number>();
+    for (let i = 0; i + 1 < tables.length; i += 2)
+      lastChanges.set(tables[i]!, Number(tables[i + 1]));
+    this.#log = log;
+    this.#applied = Number(head);
+    this.#payloads.clear();
+    this.#restart = false;
+    this.#started = true;
+    this.#follower?.reset({ position: { log, seq: this.#applied }, lastChanges });
+    await this.#renew();
+  }
+
+  async #renew(): Promise<void> {
+    const sent = performance.now();
+    this.renewed(sent, (await this.#link.client.ecRenew(...this.renewArgs())) as RenewReply);
+  }
+
+  /** RENEW's arguments; while a record is overdue, none that renews (see `overdue`). */
+  renewArgs(): (string | number)[] {
+    const { keys, node, channel, s } = this.#link;
+    const log = this.#overdue ? "" : this.#log;
+    return [...keys, randomId(), node, this.#applied, s.leaseMs, log, channel];
+  }
+
+  /** What a renewal sent at `sent` says: the lease, or that the log is not this node's. */
+  renewed(sent: number, [log, , granted, members]: RenewReply): void {
+    this.#members = Number(members);
+    if (this.#overdue) {
+      this.#leaseUntil = Number.NEGATIVE_INFINITY; // it did not renew (see renewArgs)
+    } else if (log !== this.#log) {
+      // Redis lost the log (restarted empty): what this node holds cannot be checked.
+      this.#leaseUntil = Number.NEGATIVE_INFINITY;
+      this.#restart = true;
+    } else if (Number(granted) === 1 && !this.#link.closed) {
+      // A renewal in flight when the log closed gives no lease back: closed is untrusted.
+      this.#leaseUntil = sent + this.#link.s.leaseMs - LEASE_MARGIN_MS;
+    }
+  }
+
+  /** Applies records in order; a gap (records trimmed before this node read them) restarts it. */
+  #deliver(records: Delivered[]): Promise<unknown>[] {
+    const applying: Promise<unknown>[] = [];
+    for (const { payload, ...record } of records) {
+      if (record.seq <= this.#applied) continue;
+      if (record.seq !== this.#applied + 1) {
+        this.#leaseUntil = Number.NEGATIVE_INFINITY;
+        this.#restart = true;
+        break;
+      }
+      this.#applied = record.seq;
+      this.#payloads.set(record.seq, payload);
+      this.#payloads.delete(record.seq - RECENT_PAYLOADS);
+      if (this.#follower) applying.push(this.#follower.apply(record));
+    }
+    return applying;
+  }
+
+  /** Applies every record up to `seq` (this node's own append), fetching any it has not read. */
+  async #catchUp(seq: number, own: Delivered): Promise<void> {
+    const { client, keys, node } = this.#link;
+    while (this.#applied < seq && !this.#restart) {
+      if (this.#applied + 1 === seq) {
+        this.#deliver([own]);
+        break;
+      }
+      const entries = (await client.xrange(keys[1]!, `(${this.#applied}-0`, `${seq}-0`)) as [
+        string,
+        string[],
+      ][];
+      // The reader may have applied some meanwhile (#deliver skips those); none at all
+      // means they were trimmed, and a gap within them restarts the node in #deliver.
+      if (entries.length === 0) this.#restart = true;
+      else this.#deliver(entries.map((r) => parseRecord(r, node)));
+    }
+  }
+}
+
+function parseRecord([id, fields]: [string, string[]], node: string): Delivered {
+  const seq = Number(id.slice(0, id.indexOf("-")));
+  const field = (name: string) => {
+    const at = fields.indexOf(name);
+    return at >= 0 ? fields[at + 1] : undefined;
+  };
+  const payload = field("ops") ?? "[]";
+  return {
+    seq,
+    ops: JSON.parse(payload) as ChangeOp[],
+    ordered: field("ordered") === "1",
+    own: field("node") === node,
+    payload,
+  };
+}
+
+/** Resolves when every promise has settled, or after `ms`, whichever comes first. */
+async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
+  if (promises.length === 0) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.allSettled(promises),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}

@@ -1,0 +1,72 @@
+import { Redis } from "ioredis";
+import { randomId } from "../../../src/core/random-id.ts";
+import type { ChangeLog } from "../../../src/log/contract.ts";
+import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { quiet } from "../../helpers/cluster.ts";
+import { requireRedis } from "../../helpers/services.ts";
+import { changeLogConformance } from "../conformance.ts";
+
+const shared = await requireRedis();
+
+/** Short, so the lease and turn tests wait little; the option's minimum is 200 ms. */
+const LEASE_MS = 400;
+/** The option's minimum: the retention test appends three times as many records. */
+const RETAIN = 100;
+
+shared.describe("the Redis change log on the shared Redis", () => {
+  changeLogConformance("redis", {
+    capabilities: { shared: true, turns: true, leaseMs: LEASE_MS, retain: RETAIN },
+    async backend() {
+      // Each test its own prefix: a log of its own on the one server.
+      const prefix = `edgecache-test:${randomId()}:`;
+      const clients = new Map<ChangeLog, { client: Redis; stalled: boolean }>();
+      async function open(): Promise<ChangeLog> {
+        // Each node its own client, whose reader can be held back (see stall).
+        const client = new Redis(shared.url);
+        client.on("error", () => {});
+        const state = { client, stalled: false };
+        const duplicate = client.duplicate.bind(client);
+        (client as { duplicate: typeof client.duplicate }).duplicate = (...args) => {
+          const copy = duplicate(...args);
+          const xread = copy.xread.bind(copy) as (...a: unknown[]) => Promise<unknown>;
+          (copy as unknown as { xread: typeof xread }).xread = async (...a: unknown[]) => {
+            while (state.stalled) await new Promise((r) => setTimeout(r, 10));
+            return xread(...a);
+          };
+          return copy;
+        };
+        const log = await redisChangeLog({
+          client,
+          prefix,
+          leaseMs: LEASE_MS,
+          retain: RETAIN,
+          logger: quiet,
+        });
+        clients.set(log, state);
+        return log;
+      }
+      return {
+        open,
+        async stall(node) {
+          const state = clients.get(node)!;
+          state.stalled = true;
+          // The blocking read in flight returns within a quarter lease (and renews once).
+          await new Promise((r) => setTimeout(r, LEASE_MS / 4 + 100));
+          return () => {
+            state.stalled = false;
+          };
+        },
+        async close() {
+          for (const [log, { client }] of clients) {
+            await log.close();
+            client.disconnect();
+          }
+          const admin = new Redis(shared.url);
+          const keys = await admin.keys(`*${prefix}*`);
+          if (keys.length > 0) await admin.del(...keys);
+          admin.disconnect();
+        },
+      };
+    },
+  });
+});
