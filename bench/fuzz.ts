@@ -52,7 +52,11 @@ for (const mode of modes) {
     stats = await fuzz(target, { runs, seed, path: values.path, timeLimitMs });
   } catch (err) {
     failed = true;
-    console.log(`${mode}: FAILED\n${(err as Error).message}`);
+    // fast-check's message holds the sequence as generated (bodies in full); the cause holds
+    // the violation, with each request's head and its body's size.
+    const { message, cause } = err as Error;
+    console.log(`${mode}: FAILED\n${message.split("\n").slice(0, 2).join("\n")}`);
+    console.log(cause instanceof Error ? cause.message : String(cause ?? message));
   } finally {
     await target.close();
   }

@@ -77,8 +77,12 @@ const METHODS = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS", "TR
 const COMMON_METHODS = [...METHODS, "GET", "GET", "GET", "POST", "PATCH"];
 const JUNK_METHODS = ["get", "CONNECT", "PROPFIND", "G ET", "", "GET\u0000", "M".repeat(300), "é"];
 const TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}$/;
-/** How long a connection may stay silent before the sequence is taken as answered. */
+/**
+ * How long a fuzzed connection may stay silent before the sequence is taken as answered (a
+ * body the server still waits for). A check's well-formed request waits for its reply.
+ */
 const IDLE_MS = 250;
+const CHECK_MS = 10_000;
 /** Longest a sequence may take (a body the server still waits for, a 413's drain). */
 const SEQUENCE_MS = 6000;
 
@@ -600,9 +604,9 @@ export interface RawExchange {
 
 /**
  * Sends `bytes` in one write to 127.0.0.1:`port` and reads until the server closes, sends
- * a complete reply saying `Connection: close`, or stays silent for IDLE_MS.
+ * a complete reply saying `Connection: close`, or stays silent for `idleMs`.
  */
-export function sendRaw(port: number, bytes: Buffer): Promise<RawExchange> {
+export function sendRaw(port: number, bytes: Buffer, idleMs = IDLE_MS): Promise<RawExchange> {
   return new Promise((resolve) => {
     const socket = connect(port, "127.0.0.1");
     const chunks: Buffer[] = [];
@@ -615,10 +619,10 @@ export function sendRaw(port: number, bytes: Buffer): Promise<RawExchange> {
       const replies = repliesOf(text);
       resolve({ statuses: replies.map((r) => r.status), replies, text, idle });
     };
-    const cap = setTimeout(() => finish(true), SEQUENCE_MS);
+    const cap = setTimeout(() => finish(true), Math.max(SEQUENCE_MS, idleMs));
     const rearm = () => {
       clearTimeout(idleTimer);
-      idleTimer = setTimeout(() => finish(true), IDLE_MS);
+      idleTimer = setTimeout(() => finish(true), idleMs);
     };
     socket.on("data", (chunk) => {
       chunks.push(chunk);
@@ -669,7 +673,11 @@ export async function wellFormed(
     "Connection: close",
     ...Object.entries(headers).map(([n, v]) => `${n}: ${v}`),
   ];
-  const { text, statuses } = await sendRaw(port, Buffer.from(`${head.join("\r\n")}\r\n\r\n`));
+  const { text, statuses } = await sendRaw(
+    port,
+    Buffer.from(`${head.join("\r\n")}\r\n\r\n`),
+    CHECK_MS,
+  );
   const end = text.indexOf("\r\n\r\n");
   if (statuses.length !== 1 || end < 0) {
     throw new Error(`GET ${path}: expected one reply, got ${JSON.stringify(text.slice(0, 300))}`);
