@@ -47,11 +47,12 @@ const ADMIN_PATHS = [
 
 /**
  * The one 5xx a proxy answers for a client's input: RFC 9111 5.2.1.7's 504 to a request that
- * says only-if-cached and finds nothing stored. The origins here never fail, so no 502 and
- * no other 504 is legitimate.
+ * says only-if-cached and finds nothing stored, which alone carries `detail=E_NOT_FOUND` in
+ * its Cache-Status (a HEAD's has no body to say so). The origins here never fail, so no 502
+ * and no other 504 is legitimate.
  */
 function onlyIfCached(reply: WireReply): string | undefined {
-  return reply.status === 504 && reply.text.includes("only-if-cached: not in the cache")
+  return reply.status === 504 && /\r\ncache-status: [^\r]*detail=E_NOT_FOUND/i.test(reply.text)
     ? "only-if-cached with nothing stored (RFC 9111 5.2.1.7)"
     : undefined;
 }
