@@ -35,8 +35,8 @@ const timeLimitMs = values.duration === undefined ? undefined : Number(values.du
 
 // The node runs in this process: an error nothing caught would have ended a real one.
 const crashes: unknown[] = [];
-process.on("uncaughtException", (err) => crashes.push(err));
-process.on("unhandledRejection", (err) => crashes.push(err));
+process.on("uncaughtException", (err) => crashes.push(["uncaught exception", err]));
+process.on("unhandledRejection", (err) => crashes.push(["unhandled rejection", err]));
 // The nodes' own logging of aborted requests (the fuzzer closes sockets early) is noise here.
 console.error = () => {};
 

@@ -172,7 +172,11 @@ async function startData(mode: Mode, options: { adminToken?: string }): Promise<
 /** A local origin that never fails: pages by path, with validators, Vary and no-store ones. */
 async function startFuzzOrigin(): Promise<{ url: string; close(): Promise<void> }> {
   const server = createServer(async (req, res) => {
-    for await (const _ of req); // the body, if any
+    try {
+      for await (const _ of req); // the body, if any
+    } catch {
+      return; // the proxy gave up on this request (its client went away): nothing to answer
+    }
     const path = req.url ?? "/";
     const headers: Record<string, string> = {
       "content-type": "text/plain",
