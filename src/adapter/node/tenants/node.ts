@@ -246,8 +246,8 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   const { adminToken } = options;
   // The dashboard's page holds no data; it asks for a key when the API answers 401.
   app.get("/_edgecache/", dashboardPage);
-  // The node's health, whatever key comes with it (a tenant's admin API has none of its
-  // own): whether it hears the state, without which it refuses every request.
+  // The node's health, the same with any key or none, never a tenant's: whether it hears
+  // the state, without which it refuses every request.
   app.get("/_edgecache/health", healthHandler({ state: () => ({ ok: feed!.current() }) }));
   // The operator's token (not a tenant's key): every tenant's metrics, and their stats,
   // summed and one by one (the dashboard's per-tenant chart). Nothing else.
