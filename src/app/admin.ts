@@ -16,6 +16,7 @@ import {
 } from "./access.ts";
 import { dashboardPage } from "./dashboard.ts";
 import { ADMIN_PREFIX, isAdminPath, jsonOnly, limitBody, notFound, onError } from "./errors.ts";
+import { cacheChecks, type HealthChecks, healthHandler } from "./health.ts";
 import { describeRule, rulesReport } from "./proxy/learn/observe.ts";
 import { checkRule, type RuleState, ruleId } from "./proxy/learn/rules.ts";
 import type { CachingProxy } from "./proxy.ts";
@@ -45,6 +46,10 @@ export interface AdminOptions {
    * stats.
    */
   metrics?: MetricsExposition;
+  /**
+   * Checks of `GET /health` besides the cache's own (tiers, log): the data API's `source`.
+   */
+  health?: HealthChecks;
   /** Proxy mode: `POST /purge` and `POST /warm` (absent without it). */
   proxy?: Pick<CachingProxy, "purge" | "warm"> & Partial<Pick<CachingProxy, "learn">>;
   now?: () => number;
@@ -77,6 +82,9 @@ export function createAdminApi(options: AdminOptions): Hono {
   // The dashboard's page holds no data: what it shows, it asks the routes below for, with
   // the token its user gives when they answer 401.
   app.get("/", dashboardPage);
+  // Health, before who may ask is checked: a load balancer probes without a token, by
+  // address. It says which part failed and a code at most, nothing a tenant's data leaks.
+  app.get("/health", healthHandler({ ...cacheChecks(cache), ...options.health }));
 
   const trusted = addressSet(COMPONENT, "trustedProxies", options.trustedProxies);
   const hosts = hostSet(COMPONENT, "allowedHosts", options.allowedHosts);

@@ -219,6 +219,16 @@ describe("the edgecache Worker's admin API and background work", () => {
     expectClientError(refused, 403, "E_FORBIDDEN");
   });
 
+  it("answers GET /_edgecache/health to any client with its tiers, log and D1", async () => {
+    const health = await get("b", "/_edgecache/health", { "cf-connecting-ip": "203.0.113.9" });
+    expect(health.status).toBe(200);
+    expect(health.headers.get("cache-control")).toBe("no-store");
+    expect(health.json).toEqual({
+      status: "ok",
+      checks: { tiers: { ok: true }, log: { ok: true, name: "durable-log" }, source: { ok: true } },
+    });
+  });
+
   it("refetches a hot list a PATCH invalidated through ctx.waitUntil, so the next read is a hit", async () => {
     const user = await userWithOrders();
     // A full window its only row leaves cannot be patched: the write invalidates it.

@@ -65,4 +65,16 @@ describe("proxy mode on Workers", () => {
     expect(JSON.parse(after.body).version).toBe(version);
     expect(originRequests).toBe(before + 2);
   });
+
+  it("answers GET /_edgecache/health with its tiers and log, never asking the origin", async () => {
+    const before = originRequests;
+    const worker = (await mf.getWorker("p1")) as unknown as { fetch: typeof fetch };
+    const res = await worker.fetch("http://127.0.0.1:8787/_edgecache/health");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      status: "ok",
+      checks: { tiers: { ok: true }, log: { ok: true, name: "durable-log" } },
+    });
+    expect(originRequests).toBe(before);
+  });
 });

@@ -2,6 +2,7 @@ import type { Context, ExecutionContext, Hono } from "hono";
 import type { AdminOptions } from "../../app/admin.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
+import { sourceCheck } from "../../app/health.ts";
 import { Cache } from "../../core/cache/index.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import { requestKey } from "../../core/keys.ts";
@@ -207,7 +208,11 @@ async function open<E extends EdgecacheEnv>(
   const { cache, log } = edgeCache(env, options, background);
   const source = d1Source({ database: env.DB, views: options.views });
   const api = await createDataApi({ source, cache, routes: options.routes });
-  const app = edgecacheApp(api.app, { cache, ...adminAccess(env) });
+  const app = edgecacheApp(api.app, {
+    cache,
+    health: { source: sourceCheck(source, api.schema) },
+    ...adminAccess(env),
+  });
   const counting = (options.warm?.hottest ?? DEFAULT_HOTTEST) > 0;
   const hotKeys = counting
     ? new HotKeysReporter(env.CHANGE_LOG, options.warm?.reportMs ?? REPORT_EVERY_MS)

@@ -28,7 +28,7 @@ import { Entries, hitCount, MAX_TRACKED_TIERS } from "./entries.ts";
 import { Loads } from "./loads.ts";
 import { checkValueOptions, settings, tierCount, valueInit } from "./options.ts";
 import { Reads } from "./reads.ts";
-import { TierStack } from "./tiers.ts";
+import { FAILED, TierStack } from "./tiers.ts";
 import type {
   AppliedWrite,
   CacheOptions,
@@ -48,6 +48,8 @@ export type * from "./types.ts";
 
 /** How long a write waits for the change log to be reachable before it is refused. */
 const WRITE_WAIT_MS = 5000;
+/** The key a health probe reads (whether an entry is there does not matter: only an error does). */
+const PROBE_KEY = "edgecache:health-probe";
 /** Without a schema every write falls back to its table. */
 const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
 
@@ -270,6 +272,20 @@ export class Cache {
    */
   held(prefix = ""): AsyncIterable<string> {
     return this.#e.tiers.below(prefix);
+  }
+
+  /**
+   * Whether each tier answers now, fastest first: each is asked for a key no entry has (a
+   * health check; a failing tier is counted as a fault, like any failed call).
+   */
+  probe(): Promise<{ tier: string; ok: boolean }[]> {
+    const { tiers } = this.#e;
+    return Promise.all(
+      tiers.list.map(async (tier, i) => ({
+        tier: tier.name,
+        ok: (await tiers.get(i, PROBE_KEY)) !== FAILED,
+      })),
+    );
   }
 
   /** The tiers' names, fastest first. */

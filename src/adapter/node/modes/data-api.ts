@@ -4,6 +4,7 @@ import Database from "better-sqlite3";
 import type { Hono } from "hono";
 import { createDataApi, type DataApi } from "../../../app/data-api.ts";
 import { edgecacheApp } from "../../../app/edgecache-app.ts";
+import { sourceCheck } from "../../../app/health.ts";
 import type { Cache } from "../../../core/cache/index.ts";
 import { type CaptureFollower, followCapture, isCapturing } from "../../../core/capture.ts";
 import type { InvalidationPolicy } from "../../../core/deps/planner.ts";
@@ -267,6 +268,7 @@ async function open(
 
   const app = edgecacheApp(api.app, {
     cache,
+    health: { source: sourceCheck(source, api.schema) },
     token: options.adminToken,
     metrics,
     ...adminAccess(options),

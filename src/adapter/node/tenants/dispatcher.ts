@@ -6,6 +6,7 @@ import { type Context, Hono } from "hono";
 import { bearerToken, constantTimeEqual, hostName } from "../../../app/access.ts";
 import { dashboardPage } from "../../../app/dashboard.ts";
 import { onError, validUrl } from "../../../app/errors.ts";
+import { healthHandler } from "../../../app/health.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
 import type { CacheStats } from "../../../core/stats.ts";
@@ -246,6 +247,9 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   const { adminToken } = options;
   // The dashboard's page holds no data; it asks for a key when the API answers 401.
   app.get("/_edgecache/", dashboardPage);
+  // The node's health, the same with any key or none, never a tenant's: whether it hears
+  // the state, without which it refuses every request.
+  app.get("/_edgecache/health", healthHandler({ state: () => ({ ok: feed!.current() }) }));
   // The operator's token (not a tenant's key): every tenant's metrics, and their stats,
   // summed and one by one (the dashboard's per-tenant chart). Nothing else.
   const isOperator = (c: Context) => {

@@ -1,0 +1,109 @@
+import type { Context } from "hono";
+import type { Cache } from "../core/cache/index.ts";
+import { EdgecacheError } from "../core/errors.ts";
+import type { Schema } from "../core/query.ts";
+import type { Source } from "../sources/source.ts";
+
+/**
+ * One check of `GET /_edgecache/health`. It says whether the node can serve and, when not,
+ * which part failed and an error code at most: a load balancer reads it without a token,
+ * so it holds no key, tenant, row or database message.
+ */
+export interface HealthCheck {
+  ok: boolean;
+  /** The change log's kind (`local`, `redis`, `durable-log`). */
+  name?: string;
+  /** The tiers that did not answer. */
+  failed?: string[];
+  /** A stable error code (E_SOURCE_UNAVAILABLE, E_TIMEOUT). */
+  code?: string;
+}
+
+/** Checks by name; each runs on every health request. */
+export type HealthChecks = Record<string, () => HealthCheck | Promise<HealthCheck>>;
+
+export interface Health {
+  status: "ok" | "fail";
+  checks: Record<string, HealthCheck>;
+}
+
+/** A check that has not answered by then has failed: a probe must not hang on a lost server. */
+export const HEALTH_TIMEOUT_MS = 2000;
+
+/**
+ * The cache's own checks: every tier answers a read (a failing one is named), and the
+ * node's lease on its change log holds (without it the node serves nothing from cache and
+ * refuses writes).
+ */
+export function cacheChecks(cache: Cache): HealthChecks {
+  return {
+    tiers: async () => {
+      const failed = (await cache.probe()).filter((t) => !t.ok).map((t) => t.tier);
+      return failed.length === 0 ? { ok: true } : { ok: false, failed };
+    },
+    log: () => ({ ok: cache.trusted, name: cache.log.name }),
+  };
+}
+
+/**
+ * The data API's database answers a query: one row of its first table, through the Source
+ * interface like any read (the schema alone is remembered from the start, so it proves
+ * nothing). Only the error's code is kept.
+ */
+export function sourceCheck(source: Source, schema: Schema): () => Promise<HealthCheck> {
+  const first = [...schema.tables.keys()].sort()[0];
+  const table = first === undefined ? undefined : schema.tables.get(first);
+  return async () => {
+    try {
+      if (first === undefined || table === undefined) await source.schema();
+      else {
+        await source.list(
+          { kind: "table", name: first, table },
+          { filters: [], sort: [], limit: 1, offset: 0 },
+        );
+      }
+      return { ok: true };
+    } catch (err) {
+      return { ok: false, code: err instanceof EdgecacheError ? err.code : "E_SOURCE_UNAVAILABLE" };
+    }
+  };
+}
+
+/** Runs every check at once, each within HEALTH_TIMEOUT_MS. */
+export async function runHealth(
+  checks: HealthChecks,
+  timeoutMs = HEALTH_TIMEOUT_MS,
+): Promise<Health> {
+  const entries = await Promise.all(
+    Object.entries(checks).map(async ([name, check]): Promise<[string, HealthCheck]> => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<HealthCheck>((resolve) => {
+        timer = setTimeout(() => resolve({ ok: false, code: "E_TIMEOUT" }), timeoutMs);
+      });
+      try {
+        const result = await Promise.race([Promise.resolve().then(check), late]);
+        return [name, result];
+      } catch (err) {
+        return [
+          name,
+          { ok: false, code: err instanceof EdgecacheError ? err.code : "E_CHECK_FAILED" },
+        ];
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  const result: Record<string, HealthCheck> = Object.fromEntries(entries);
+  return { status: entries.every(([, c]) => c.ok) ? "ok" : "fail", checks: result };
+}
+
+/**
+ * The handler of `GET /_edgecache/health`: 200 when every check passes, else 503, the
+ * body naming each check either way. Never stored (RFC 9111 5.2.2.5).
+ */
+export function healthHandler(checks: HealthChecks) {
+  return async (c: Context) => {
+    const health = await runHealth(checks);
+    return c.json(health, health.status === "ok" ? 200 : 503, { "cache-control": "no-store" });
+  };
+}

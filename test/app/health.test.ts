@@ -1,0 +1,183 @@
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, it } from "vitest";
+import { createTenantNode } from "../../src/adapter/node/tenants/dispatcher.ts";
+import { openTenantState } from "../../src/adapter/node/tenants/state.ts";
+import { createDataApi } from "../../src/app/data-api.ts";
+import { edgecacheApp } from "../../src/app/edgecache-app.ts";
+import { runHealth, sourceCheck } from "../../src/app/health.ts";
+import { Cache } from "../../src/core/cache/index.ts";
+import { EdgecacheError } from "../../src/core/errors.ts";
+import { seedDemo } from "../../src/demo/seed.ts";
+import { localChangeLog } from "../../src/log/in-process.ts";
+import { sqliteSource } from "../../src/sources/sqlite.ts";
+import { memoryStore } from "../../src/stores/memory.ts";
+import { chaosStore } from "../helpers/chaos-store.ts";
+import { reply, startEdgecache, tempDir } from "./harness.ts";
+import { proxied, raw } from "./proxy-harness.ts";
+
+// GET /_edgecache/health: what a load balancer polls, without a token, on every kind of node.
+
+const TOKEN = "health-admin-token";
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe("a data API node", () => {
+  it("answers 200 with each check, without the token the rest of the admin API needs", async () => {
+    const h = await startEdgecache({ adminToken: TOKEN });
+    cleanups.push(() => h.close());
+    const r = await reply(await h.edgecache.app.request("/_edgecache/health"));
+    expect(r.status).toBe(200);
+    expect(r.headers.get("cache-control")).toBe("no-store");
+    expect(r.json).toEqual({
+      status: "ok",
+      checks: { tiers: { ok: true }, log: { ok: true, name: "local" }, source: { ok: true } },
+    });
+    const stats = await h.edgecache.app.request("/_edgecache/stats");
+    expect(stats.status).toBe(401);
+  });
+
+  it("answers over the socket from a host that is not loopback's, for HEAD too", async () => {
+    const h = await startEdgecache();
+    cleanups.push(() => h.close());
+    const { url } = await h.edgecache.listen();
+    const headers = { host: "lb-probe.internal", "x-forwarded-for": "10.0.0.7" };
+    const r = await raw(`${url}/_edgecache/health`, { headers });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.text).status).toBe("ok");
+    expect((await raw(`${url}/_edgecache/health`, { method: "HEAD", headers })).status).toBe(200);
+    // The rest of the admin API still refuses that client.
+    expect((await raw(`${url}/_edgecache/stats`, { headers })).status).toBe(403);
+  });
+});
+
+/** The data API over a SQLite file this test holds, with tiers and a log it controls. */
+async function dataNode() {
+  const dir = tempDir("edgecache-health-");
+  const db = new Database(join(dir, "app.db"));
+  seedDemo(db, { users: 10, orders: 20 });
+  const source = sqliteSource({ database: db });
+  const disk = chaosStore(memoryStore());
+  let lease = true;
+  const log = { ...localChangeLog(), trusted: () => lease };
+  const cache = new Cache({ tiers: [memoryStore(), disk.store], log });
+  const api = await createDataApi({ source, cache });
+  const app = edgecacheApp(api.app, {
+    cache,
+    token: TOKEN,
+    health: { source: sourceCheck(source, api.schema) },
+  });
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const health = async () => reply(await app.request("/_edgecache/health"));
+  return { db, disk, health, lapse: () => (lease = false), app };
+}
+
+describe("a check that fails: 503 naming it, and no more than a code", () => {
+  it("the database: its connection closed", async () => {
+    const node = await dataNode();
+    expect((await node.health()).status).toBe(200);
+    node.db.close();
+    const r = await node.health();
+    expect(r.status).toBe(503);
+    expect(r.json.status).toBe("fail");
+    expect(r.json.checks.source).toEqual({ ok: false, code: expect.stringMatching(/^E_[A-Z_]+$/) });
+    expect(r.json.checks.tiers).toEqual({ ok: true });
+    expect(r.text).not.toMatch(/database|connection|open/i);
+  });
+
+  it("a tier that fails its reads, named", async () => {
+    const node = await dataNode();
+    node.disk.fail("get");
+    const r = await node.health();
+    expect(r.status).toBe(503);
+    expect(r.json.checks.tiers).toEqual({ ok: false, failed: ["chaos-memory"] });
+    expect(r.json.checks.source).toEqual({ ok: true });
+    node.disk.heal();
+    expect((await node.health()).status).toBe(200);
+  });
+
+  it("the change log: this node's lease lapsed", async () => {
+    const node = await dataNode();
+    node.lapse();
+    const r = await node.health();
+    expect(r.status).toBe(503);
+    expect(r.json).toEqual({
+      status: "fail",
+      checks: { tiers: { ok: true }, log: { ok: false, name: "local" }, source: { ok: true } },
+    });
+  });
+});
+
+describe("runHealth", () => {
+  it("fails a check that does not answer in time, with E_TIMEOUT, and keeps the others", async () => {
+    const health = await runHealth(
+      { hung: () => new Promise(() => {}), fine: () => ({ ok: true }) },
+      10,
+    );
+    expect(health).toEqual({
+      status: "fail",
+      checks: { hung: { ok: false, code: "E_TIMEOUT" }, fine: { ok: true } },
+    });
+  });
+
+  it("keeps a thrown error's code, never its message", async () => {
+    const health = await runHealth({
+      broken: () => {
+        throw new EdgecacheError(
+          "E_STORE_UNAVAILABLE",
+          "redis",
+          "connect ECONNREFUSED 10.1.2.3:6379",
+        );
+      },
+    });
+    expect(health.checks.broken).toEqual({ ok: false, code: "E_STORE_UNAVAILABLE" });
+  });
+});
+
+describe("a proxy node", () => {
+  it("checks its tiers and log; its origin is not a dependency of its health", async () => {
+    const { origin, proxy } = await proxied();
+    const r = await raw(`${proxy.url}/_edgecache/health`);
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.text)).toEqual({
+      status: "ok",
+      checks: { tiers: { ok: true }, log: { ok: true, name: "local" } },
+    });
+    await origin.close();
+    expect((await raw(`${proxy.url}/_edgecache/health`)).status).toBe(200);
+    expect(origin.count()).toBe(0); // never forwarded
+  });
+});
+
+describe("a node of tenants", () => {
+  it("answers for the node (the state it follows) without a key, and the same with one", async () => {
+    const dir = tempDir("edgecache-health-tenants-");
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dbPath = join(dir, "shop.db");
+    const db = new Database(dbPath);
+    db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)");
+    db.close();
+    const state = await openTenantState(join(dir, "state.db"));
+    const { key } = await state.create({ name: "shop", source: { database: dbPath } });
+    await state.close();
+    const node = await createTenantNode({
+      state: join(dir, "state.db"),
+      port: 0,
+      adminToken: TOKEN,
+    });
+    cleanups.push(() => node.close());
+    const { url } = await node.listen();
+    const expected = { status: "ok", checks: { state: { ok: true } } };
+    const bare = await raw(`${url}/_edgecache/health`);
+    expect(bare.status).toBe(200);
+    expect(JSON.parse(bare.text)).toEqual(expected);
+    const keyed = await raw(`${url}/_edgecache/health`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect(JSON.parse(keyed.text)).toEqual(expected);
+    expect(keyed.text).not.toContain("shop");
+  });
+});
