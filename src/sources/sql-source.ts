@@ -1,0 +1,592 @@
+import type { WriteEvent } from "../core/deps/planner.ts";
+import { EdgecacheError } from "../core/errors.ts";
+import type { ListQuery, Resource, Row, Schema, ViewInfo } from "../core/query.ts";
+import type { DeleteResult, Source, WriteOptions, WriteResult } from "./source.ts";
+import {
+  attachChildren,
+  badBody,
+  badQuery,
+  checkViews,
+  coerceBody,
+  coerceId,
+  type ForeignKey,
+  isWindowNumber,
+  joinKeyChunks,
+  quote,
+  requireValues,
+  type SqlColumn,
+  type SqlTable,
+  withoutKey,
+} from "./sql.ts";
+import { type Dialect, rowsOf, type Statement, type Steps } from "./sql-dialect.ts";
+import { type BatchDriver, isTransactional, type SqlDriver } from "./sql-driver.ts";
+
+export interface SqlSourceOptions {
+  /** The source's name, in errors and warnings (`[edgecache] [postgres] ...`). */
+  name: string;
+  views: ViewInfo[];
+  /** Writes are refused with E_METHOD_NOT_ALLOWED. */
+  readonly?: boolean;
+}
+
+/** A row foreign key actions will change, read before the delete. */
+interface Referencing {
+  table: string;
+  row: Row;
+}
+
+/** A foreign key action of a batched delete: the query of the rows it changes (the key bound). */
+interface Acted {
+  fk: ForeignKey;
+  statement: Statement;
+  /** False when its rows cannot be told apart from another path's (see #actedOnByDelete). */
+  images: boolean;
+}
+
+/**
+ * A Source over any SQL database: a dialect (SQL text, the catalog) and a driver (how
+ * statements run). Discovery, lists and views, gets, writes with their old rows, the rows
+ * foreign key actions change on a delete, and a write's effects are written here once.
+ *
+ * Writes run in one transaction where the driver has them: the old row is read (locked,
+ * where the dialect locks rows) before it is changed. D1 has none, so a write there is one
+ * batch of statements that do not depend on each other (see #batchDelete).
+ */
+export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements Source {
+  readonly name: string;
+  readonly #dialect: Dialect<C, T>;
+  readonly #driver: SqlDriver;
+  readonly #views: ViewInfo[];
+  readonly #readonly: boolean;
+  #discovered: Promise<{ schema: Schema; tables: Map<string, T> }> | undefined;
+  #tables: Map<string, T> | undefined;
+  #foreignKeys: Promise<Map<string, ForeignKey[]>> | undefined;
+  readonly #effects = new Map<string, WriteEvent[]>();
+
+  constructor(dialect: Dialect<C, T>, driver: SqlDriver, options: SqlSourceOptions) {
+    this.name = options.name;
+    this.#dialect = dialect;
+    this.#driver = driver;
+    this.#views = options.views;
+    this.#readonly = options.readonly ?? false;
+  }
+
+  async schema(): Promise<Schema> {
+    return this.guard(async () => (await this.#discover()).schema);
+  }
+
+  async list(resource: Resource, query: ListQuery): Promise<Row[]> {
+    return this.guard(async () => {
+      const table = await this.#table(resource.table.name);
+      const rows = await this.#driver.read(rowsOf(this.#select(table, query)));
+      return resource.kind === "view" ? this.#attachJoins(resource.view, rows) : rows;
+    });
+  }
+
+  async get(resource: Resource, id: string | number): Promise<Row | undefined> {
+    return this.guard(async () => {
+      const table = await this.#table(resource.table.name);
+      const key = coerceId(table, id);
+      if (key === undefined) return undefined;
+      const [row] = await this.#driver.read(rowsOf(this.#byId(table, key)));
+      if (!row) return undefined;
+      return resource.kind === "view" ? (await this.#attachJoins(resource.view, [row]))[0] : row;
+    });
+  }
+
+  async insert(table: string, values: Row, options?: WriteOptions): Promise<Row> {
+    return this.guard(async () => {
+      const meta = await this.#writable(table);
+      const dialect = this.#dialect;
+      const given = coerceBody(meta, values);
+      dialect.checkValues(meta, given);
+      const pk = meta.pk;
+      if (given.get(pk.name) === null) given.delete(pk.name); // null key means "assign one"
+      if (!given.has(pk.name) && !dialect.assignsKey(meta)) {
+        if (pk.kind === "text") given.set(pk.name, crypto.randomUUID());
+        else throw badBody(meta.source, `column "${pk.name}" (primary key) is required`);
+      }
+      requireValues(meta, given);
+      const names = [...given.keys()];
+      const into = dialect.tableName(meta);
+      const returning = `RETURNING ${dialect.selectList(meta)}`;
+      const insert: Statement = {
+        sql:
+          names.length === 0
+            ? `INSERT INTO ${into} DEFAULT VALUES ${returning}`
+            : `INSERT INTO ${into} (${names.map(quote).join(", ")}) VALUES (${names
+                .map((name, i) => dialect.placeholder(i + 1, meta.columns.get(name)))
+                .join(", ")}) ${returning}`,
+        params: [...given.values()].map((v) => dialect.bind(v)),
+      };
+      const driver = this.#driver;
+      if (!isTransactional(driver)) {
+        dialect.refuseConverted(meta, given);
+        const [rows] = await (driver as BatchDriver).batch([insert]);
+        return rows![0]!;
+      }
+      return driver.transaction(
+        (function* (): Steps<Row> {
+          const [row] = yield insert;
+          dialect.checkStored(meta, given, row!);
+          return row!;
+        })(),
+        options,
+      );
+    });
+  }
+
+  async update(
+    table: string,
+    id: string | number,
+    values: Row,
+    options?: WriteOptions,
+  ): Promise<WriteResult | undefined> {
+    return this.guard(() => this.#write(table, id, values, options, false));
+  }
+
+  async replace(
+    table: string,
+    id: string | number,
+    values: Row,
+    options?: WriteOptions,
+  ): Promise<WriteResult | undefined> {
+    return this.guard(() => this.#write(table, id, values, options, true));
+  }
+
+  async delete(
+    table: string,
+    id: string | number,
+    options?: WriteOptions,
+  ): Promise<DeleteResult | undefined> {
+    return this.guard(async () => {
+      const meta = await this.#writable(table);
+      const key = coerceId(meta, id);
+      if (key === undefined) return undefined;
+      const { tables } = await this.#discover();
+      const fks = await this.#foreignKeysByParent();
+      const dialect = this.#dialect;
+      const remove: Statement = {
+        sql: `DELETE FROM ${dialect.tableName(meta)} WHERE ${dialect.keyMatch(meta, key, 1)} RETURNING ${dialect.selectList(meta)}`,
+        params: [dialect.bind(key)],
+      };
+      const driver = this.#driver;
+      if (!isTransactional(driver)) {
+        return this.#batchDelete(driver as BatchDriver, meta, key, remove, tables, fks);
+      }
+      const self = this;
+      return driver.transaction(
+        (function* (): Steps<DeleteResult | undefined> {
+          // Lock the row, then read the rows foreign key actions will change, before the
+          // delete in the same transaction: the cache must hear of them as of the row.
+          const [locked] = yield self.#byId(meta, key, true);
+          if (!locked) return undefined;
+          const affected = yield* self.#referencing(tables, fks, table, locked, new Set());
+          // RETURNING on DELETE yields the row as it was: the old row in one atomic statement.
+          const [old] = yield remove;
+          if (!old) return undefined;
+          const cascaded: WriteEvent[] = [];
+          for (const { table: child, row } of affected) {
+            const childMeta = tables.get(child)!;
+            const [now] = yield self.#byId(childMeta, row[childMeta.pk.name]);
+            cascaded.push(
+              now
+                ? { table: child, op: "update", old: row, new: now }
+                : { table: child, op: "delete", old: row },
+            );
+          }
+          return { old, cascaded };
+        })(),
+        options,
+      );
+    });
+  }
+
+  async effects(table: string, op: WriteEvent["op"]): Promise<WriteEvent[]> {
+    return this.guard(async () => {
+      await this.#table(table);
+      const key = `${table}\u0000${op}`;
+      let events = this.#effects.get(key);
+      if (!events) {
+        const { tables } = await this.#discover();
+        const fks = (await this.#foreignKeysByParent()).get(table) ?? [];
+        const dialect = this.#dialect;
+        const affected = await this.#driver.read(
+          (function* () {
+            const bodies = yield* dialect.triggerBodies(table);
+            const replaces = op !== "delete" && (yield* dialect.replacesOnConflict(table));
+            return affectedTables(table, op, bodies, tables.keys(), fks, replaces);
+          })(),
+        );
+        events = [...affected].map((t) => ({ table: t, op: "update" }));
+        this.#effects.set(key, events);
+      }
+      return events;
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#driver.close();
+  }
+
+  /** The served tables, discovered on first use; for change capture. */
+  protected async tables(): Promise<Map<string, T>> {
+    return (await this.#discover()).tables;
+  }
+
+  /** The served tables if discovery has run, else undefined; for callers that cannot wait. */
+  protected knownTables(): Map<string, T> | undefined {
+    return this.#tables;
+  }
+
+  /** Effects are read again: triggers changed (change capture installed its own). */
+  protected forgetEffects(): void {
+    this.#effects.clear();
+  }
+
+  /** Runs work and turns anything thrown into an EdgecacheError without SQL text. */
+  protected async guard<R>(work: () => Promise<R>): Promise<R> {
+    try {
+      return await work();
+    } catch (err) {
+      throw this.#driver.error(err);
+    }
+  }
+
+  #discover(): Promise<{ schema: Schema; tables: Map<string, T> }> {
+    if (!this.#discovered) {
+      this.#discovered = (async () => {
+        const { tables, skipped } = await this.#driver.read(this.#dialect.discover());
+        if (skipped.length > 0) {
+          console.warn(
+            `[edgecache] [${this.name}] skipping tables without a single-column primary key: ${skipped.join(", ")}`,
+          );
+        }
+        const views = checkViews(this.name, this.#views, tables, skipped);
+        this.#tables = tables;
+        const schema = { tables: new Map([...tables].map(([name, t]) => [name, t.info])), views };
+        return { schema, tables };
+      })();
+      // A failed discovery (database down) is tried again by the next call.
+      this.#discovered.catch(() => {
+        this.#discovered = undefined;
+      });
+    }
+    return this.#discovered;
+  }
+
+  #foreignKeysByParent(): Promise<Map<string, ForeignKey[]>> {
+    if (!this.#foreignKeys) {
+      this.#foreignKeys = (async () => {
+        const { tables } = await this.#discover();
+        return this.#driver.read(this.#dialect.foreignKeys(tables));
+      })();
+      this.#foreignKeys.catch(() => {
+        this.#foreignKeys = undefined;
+      });
+    }
+    return this.#foreignKeys;
+  }
+
+  async #table(name: string): Promise<T> {
+    const table = (await this.#discover()).tables.get(name);
+    if (!table) throw new EdgecacheError("E_NOT_FOUND", this.name, `unknown table "${name}"`);
+    return table;
+  }
+
+  async #writable(name: string): Promise<T> {
+    if (this.#readonly) {
+      throw new EdgecacheError("E_METHOD_NOT_ALLOWED", this.name, "the source is read-only");
+    }
+    return this.#table(name);
+  }
+
+  /** The SELECT of a list query: filters, total order, window. */
+  #select(table: T, query: ListQuery): Statement {
+    const dialect = this.#dialect;
+    const params: unknown[] = [];
+    const param = (value: unknown) => {
+      params.push(dialect.bind(value));
+      return dialect.placeholder(params.length);
+    };
+    const where = query.filters.map((filter) => dialect.filter(table, filter, param));
+    if (!isWindowNumber(query.limit)) {
+      throw badQuery(table.source, "limit must be a non-negative integer");
+    }
+    if (!isWindowNumber(query.offset)) {
+      throw badQuery(table.source, "offset must be a non-negative integer");
+    }
+    const sql =
+      `SELECT ${dialect.selectList(table)} FROM ${dialect.tableName(table)}` +
+      (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
+      ` ORDER BY ${dialect.orderBy(table, query.sort)}` +
+      ` ${dialect.window(param(query.limit), param(query.offset))}`;
+    return { sql, params };
+  }
+
+  /** The row of `key`; `lock` in a write that will change it. */
+  #byId(table: T, key: unknown, lock = false): Statement {
+    const d = this.#dialect;
+    return {
+      sql: `SELECT ${d.selectList(table)} FROM ${d.tableName(table)} WHERE ${d.keyMatch(table, key, 1)}${lock ? d.lock : ""}`,
+      params: [d.bind(key)],
+    };
+  }
+
+  /**
+   * Shared by update and replace: the old row, then the UPDATE, in one transaction. A
+   * PATCH sets the given columns; a PUT (`whole`) every non-key column, missing ones to
+   * their default or NULL.
+   */
+  async #write(
+    name: string,
+    id: string | number,
+    values: Row,
+    options: WriteOptions | undefined,
+    whole: boolean,
+  ): Promise<WriteResult | undefined> {
+    const table = await this.#writable(name);
+    const d = this.#dialect;
+    const given = withoutKey(table, id, coerceBody(table, values));
+    d.checkValues(table, given);
+    if (whole) requireValues(table, given);
+    const params: unknown[] = [];
+    const assignments: string[] = [];
+    for (const column of table.columns.values()) {
+      if (given.has(column.name)) {
+        params.push(d.bind(given.get(column.name)));
+        assignments.push(`${quote(column.name)} = ${d.placeholder(params.length, column)}`);
+      } else if (whole && column !== table.pk) {
+        // requireValues said a column without a default is nullable.
+        assignments.push(`${quote(column.name)} = ${d.resetValue(column)}`);
+      }
+    }
+    const key = coerceId(table, id);
+    if (key === undefined) return undefined;
+    const update: Statement = {
+      sql:
+        `UPDATE ${d.tableName(table)} SET ${assignments.join(", ")}` +
+        ` WHERE ${d.keyMatch(table, key, params.length + 1)} RETURNING ${d.selectList(table)}`,
+      params: [...params, d.bind(key)],
+    };
+    const driver = this.#driver;
+    if (!isTransactional(driver)) {
+      // Old row and UPDATE in one batch: D1 runs a batch as one transaction.
+      d.refuseConverted(table, given);
+      if (assignments.length === 0) {
+        const [old] = await driver.read(rowsOf(this.#byId(table, key)));
+        return old ? { old, row: old } : undefined;
+      }
+      const [before, after] = await (driver as BatchDriver).batch([this.#byId(table, key), update]);
+      const old = before?.[0];
+      const row = after?.[0];
+      return old && row ? { old, row } : undefined;
+    }
+    const select = this.#byId(table, key, true);
+    return driver.transaction(
+      (function* (): Steps<WriteResult | undefined> {
+        const [old] = yield select;
+        if (!old) return undefined;
+        if (assignments.length === 0) return { old, row: old };
+        const [row] = yield update;
+        d.checkStored(table, given, row!);
+        return { old, row: row! };
+      })(),
+      options,
+    );
+  }
+
+  /**
+   * Rows of other tables whose foreign keys point at `parentRow` with an ON DELETE action,
+   * followed transitively through cascades; locked where the dialect locks rows, so they
+   * stay as read until the delete commits.
+   */
+  *#referencing(
+    tables: Map<string, T>,
+    fks: Map<string, ForeignKey[]>,
+    table: string,
+    parentRow: Row,
+    seen: Set<string>,
+  ): Steps<Referencing[]> {
+    const d = this.#dialect;
+    const out: Referencing[] = [];
+    for (const fk of fks.get(table) ?? []) {
+      if (fk.onDelete === "NO ACTION" || fk.onDelete === "RESTRICT") continue;
+      // The parent's referenced column may differ from its primary key.
+      const parentValue = parentRow[fk.to];
+      if (parentValue === undefined || parentValue === null) continue;
+      const child = tables.get(fk.table)!;
+      const rows = yield {
+        sql: `SELECT ${d.selectList(child)} FROM ${d.tableName(child)} WHERE ${quote(fk.from)} = ${d.placeholder(1, child.columns.get(fk.from))}${d.lock}`,
+        params: [d.bind(parentValue)],
+      };
+      for (const row of rows) {
+        const id = `${fk.table}#${String(row[child.pk.name])}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        out.push({ table: fk.table, row });
+        if (fk.onDelete === "CASCADE") {
+          out.push(...(yield* this.#referencing(tables, fks, fk.table, row, seen)));
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * A delete without an interactive transaction: the rows foreign key actions will change,
+   * read before the delete in the same batch (one transaction, so nothing commits in
+   * between), then the delete, whose RETURNING yields the row as it was.
+   */
+  async #batchDelete(
+    driver: BatchDriver,
+    meta: T,
+    key: unknown,
+    remove: Statement,
+    tables: Map<string, T>,
+    fks: Map<string, ForeignKey[]>,
+  ): Promise<DeleteResult | undefined> {
+    const acted = this.#actedOnByDelete(tables, fks, meta, this.#dialect.keyMatch(meta, key, 1));
+    const bound = (statement: Statement) => ({ ...statement, params: [this.#dialect.bind(key)] });
+    const results = await driver.batch([...acted.map((a) => bound(a.statement)), remove]);
+    const old = results.at(-1)?.[0];
+    if (!old) return undefined;
+    return { old, cascaded: cascadedOf(tables, acted, results) };
+  }
+
+  /**
+   * What foreign key actions do when the row of `table` matching `where` (one parameter:
+   * the key) is deleted: for each action, a query of the rows it changes, followed through
+   * cascades. A table met again on the way (a cycle, a table reached twice) cannot be
+   * followed further by queries: its rows are then reported as changed without images.
+   */
+  #actedOnByDelete(
+    tables: Map<string, T>,
+    fks: Map<string, ForeignKey[]>,
+    table: T,
+    where: string,
+    seen = new Set<string>(),
+  ): Acted[] {
+    const d = this.#dialect;
+    const out: Acted[] = [];
+    for (const fk of fks.get(table.info.name) ?? []) {
+      if (fk.onDelete === "NO ACTION" || fk.onDelete === "RESTRICT") continue;
+      const child = tables.get(fk.table)!;
+      const childWhere = `${quote(fk.from)} IN (SELECT ${quote(fk.to)} FROM ${d.tableName(table)} WHERE ${where})`;
+      const again = seen.has(fk.table);
+      seen.add(fk.table);
+      const sql = `SELECT ${d.selectList(child)} FROM ${d.tableName(child)} WHERE ${childWhere}`;
+      out.push({ fk, statement: { sql, params: [] }, images: !again });
+      if (fk.onDelete === "CASCADE" && !again) {
+        out.push(...this.#actedOnByDelete(tables, fks, child, childWhere, seen));
+      }
+    }
+    return out;
+  }
+
+  /** Adds each join's child rows to the base rows, as arrays ordered by the child's key. */
+  async #attachJoins(view: ViewInfo, rows: Row[]): Promise<Row[]> {
+    const d = this.#dialect;
+    for (const join of view.joins) {
+      const child = await this.#table(join.table);
+      const column = child.columns.get(join.foreignKey);
+      const children: Row[] = [];
+      for (const chunk of joinKeyChunks(rows, join, this.#driver.maxInParams)) {
+        const sql =
+          `SELECT ${d.selectList(child)} FROM ${d.tableName(child)} WHERE ${quote(join.foreignKey)}` +
+          ` IN (${chunk.map((_, j) => d.placeholder(j + 1, column)).join(", ")})` +
+          ` ORDER BY ${d.keyOrder(child)}`;
+        const params = chunk.map((v) => d.bind(v));
+        children.push(...(await this.#driver.read(rowsOf({ sql, params }))));
+      }
+      attachChildren(rows, join, children);
+    }
+    return rows;
+  }
+}
+
+/** The write events of a batched delete's foreign key actions, from the rows read before it. */
+function cascadedOf<T extends SqlTable>(
+  tables: Map<string, T>,
+  acted: Acted[],
+  results: Row[][],
+): WriteEvent[] {
+  const events: WriteEvent[] = [];
+  const blind = new Set<string>();
+  const seen = new Set<string>();
+  acted.forEach(({ fk, images }, i) => {
+    const child = tables.get(fk.table);
+    // SET DEFAULT: the new value is the column's default, which is not read here.
+    if (!images || !child || fk.onDelete === "SET DEFAULT") {
+      blind.add(fk.table);
+      return;
+    }
+    for (const row of results[i]!) {
+      const id = `${fk.table}#${String(row[child.pk.name])}`;
+      if (seen.has(id)) {
+        blind.add(fk.table); // two actions on one row: only the database knows the outcome
+        continue;
+      }
+      seen.add(id);
+      events.push(
+        fk.onDelete === "CASCADE"
+          ? { table: fk.table, op: "delete", old: row }
+          : { table: fk.table, op: "update", old: row, new: { ...row, [fk.from]: null } },
+      );
+    }
+  });
+  // A table with a row not described by images: its events carry none, so they plan by table.
+  return [
+    ...events.filter((e) => !blind.has(e.table)),
+    ...[...blind].map((t): WriteEvent => ({ table: t, op: "update" })),
+  ];
+}
+
+/**
+ * Tables a write may change without telling us which rows: those a trigger's text names
+ * (a trigger can only name its target tables literally, so a name search finds them all),
+ * ON UPDATE actions of foreign keys, and conflicting rows a REPLACE resolution deletes.
+ */
+export function affectedTables(
+  table: string,
+  op: WriteEvent["op"],
+  triggerBodies: string[],
+  tableNames: Iterable<string>,
+  foreignKeysTo: ForeignKey[],
+  replacesOnConflict: boolean,
+): Set<string> {
+  const out = new Set<string>();
+  const names = [...tableNames];
+  for (const body of triggerBodies) {
+    for (const name of names) {
+      const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      if (new RegExp(`(^|[^\\w])${escaped}($|[^\\w])`, "i").test(body)) out.add(name);
+    }
+  }
+  if (op === "update") {
+    for (const fk of foreignKeysTo) {
+      if (!["NO ACTION", "RESTRICT"].includes(fk.onUpdate)) out.add(fk.table);
+    }
+  }
+  if (replacesOnConflict) out.add(table);
+  return out;
+}
+
+/**
+ * The one SQL source: `dialect` says what the SQL looks like, `driver` runs it.
+ *
+ * @example
+ * ```ts
+ * const source = sqlSource(sqliteDialect("sqlite", /^sqlite_/), betterSqliteDriver(db), {
+ *   name: "sqlite",
+ *   views: [],
+ * });
+ * ```
+ */
+export function sqlSource<C extends SqlColumn, T extends SqlTable<C>>(
+  dialect: Dialect<C, T>,
+  driver: SqlDriver,
+  options: SqlSourceOptions,
+): Source {
+  return new SqlSource(dialect, driver, options);
+}
