@@ -70,5 +70,5 @@ export interface Dialect<C extends SqlColumn = SqlColumn, T extends SqlTable<C> 
   /** The text of what `table`'s triggers run (edgecache's capture triggers aside). */
   triggerBodies(table: string): Steps<string[]>;
   /** Whether an insert or update of `table` may delete conflicting rows (SQLite's ON CONFLICT REPLACE). */
-  replacesOnConflict(table: string): Steps<boolean>;
+  replacesOnConflict?(table: string): Steps<boolean>;
 }

@@ -214,7 +214,10 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
         const affected = await this.#driver.read(
           (function* () {
             const bodies = yield* dialect.triggerBodies(table);
-            const replaces = op !== "delete" && (yield* dialect.replacesOnConflict(table));
+            const replaces =
+              op !== "delete" &&
+              dialect.replacesOnConflict !== undefined &&
+              (yield* dialect.replacesOnConflict(table));
             return affectedTables(table, op, bodies, tables.keys(), fks, replaces);
           })(),
         );
