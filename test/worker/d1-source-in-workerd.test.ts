@@ -7,6 +7,7 @@ import { resolveResource } from "../../src/core/query.ts";
 import { demoRows, demoSize, demoViews, seedDemo } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
+import { callD1Source } from "./d1-source-call.ts";
 import { startWorker } from "./workerd.ts";
 
 /**
@@ -53,14 +54,8 @@ afterAll(async () => {
 });
 
 /** One D1 source call inside workerd; rejects with the EdgecacheError's code. */
-async function d1(op: string, ...args: unknown[]): Promise<unknown> {
-  const res = await mf.dispatchFetch(`http://localhost/${op}`, {
-    method: "POST",
-    body: JSON.stringify(args),
-  });
-  const body = (await res.json()) as { error?: { code?: string; message: string } } | null;
-  if (res.status === 500) throw Object.assign(new Error(body!.error!.message), body!.error);
-  return body;
+function d1(op: string, ...args: unknown[]): Promise<unknown> {
+  return callD1Source(mf, op, ...args);
 }
 
 /** The same call on the better-sqlite3 source, as JSON (what the Worker sends back). */
