@@ -4,7 +4,7 @@ import type { Source } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
 import type { Statement, Steps } from "./sql-dialect.ts";
 import { type BatchDriver, runStepsAsync } from "./sql-driver.ts";
-import { SqlSource } from "./sql-source.ts";
+import { sqlSource } from "./sql-source.ts";
 import { sqliteDialect, toEdgecacheError } from "./sqlite-dialect.ts";
 
 /** The part of a D1 binding (`D1Database`) this source uses; no Cloudflare type needed. */
@@ -63,7 +63,7 @@ export function d1Source(options: D1SourceOptions): Source {
     badOption(COMPONENT, "database", "a D1 database binding", db);
   }
   const views = validateViewsOption(COMPONENT, options.views);
-  return new SqlSource(sqliteDialect(COMPONENT, INTERNAL), new D1Driver(db), {
+  return sqlSource(sqliteDialect(COMPONENT, INTERNAL), new D1Driver(db), {
     name: COMPONENT,
     views,
   });
