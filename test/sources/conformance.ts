@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { WriteEvent } from "../../src/core/deps/planner.ts";
 import { compareSortValues, matches, sortValues } from "../../src/core/deps/predicate.ts";
 import type { EdgecacheError } from "../../src/core/errors.ts";
 import type { Filter, ListQuery, Resource, Row, SortKey } from "../../src/core/query.ts";
@@ -14,8 +15,41 @@ export const CONFORMANCE_SIZE: Required<DemoOptions> = demoSize({
   seed: 7,
 });
 
+/**
+ * Tables with foreign key actions two levels deep and one that sets a column to NULL, with
+ * their rows: every backend runs these statements (valid SQLite and PostgreSQL) before
+ * its source discovers the database.
+ */
+export const CASCADE_SQL = [
+  "CREATE TABLE teams (id TEXT PRIMARY KEY, name TEXT)",
+  'CREATE TABLE members (id TEXT PRIMARY KEY, "teamId" TEXT REFERENCES teams(id) ON DELETE CASCADE)',
+  'CREATE TABLE notes (id TEXT PRIMARY KEY, "memberId" TEXT REFERENCES members(id) ON DELETE CASCADE, body TEXT)',
+  'CREATE TABLE projects (id TEXT PRIMARY KEY, "teamId" TEXT REFERENCES teams(id) ON DELETE SET NULL, title TEXT)',
+  "INSERT INTO teams VALUES ('t1', 'one'), ('t2', 'two')",
+  "INSERT INTO members VALUES ('m1', 't1'), ('m2', 't1'), ('m3', 't2')",
+  "INSERT INTO notes VALUES ('n1', 'm1', 'a'), ('n2', 'm2', 'b'), ('n3', 'm3', 'c')",
+  "INSERT INTO projects VALUES ('p1', 't1', 'x'), ('p2', 't2', 'y')",
+];
+
+/** What deleting team t1 of CASCADE_SQL changes through foreign key actions, in any order. */
+export const CASCADE_T1_EVENTS: WriteEvent[] = [
+  { table: "members", op: "delete", old: { id: "m1", teamId: "t1" } },
+  { table: "members", op: "delete", old: { id: "m2", teamId: "t1" } },
+  { table: "notes", op: "delete", old: { id: "n1", memberId: "m1", body: "a" } },
+  { table: "notes", op: "delete", old: { id: "n2", memberId: "m2", body: "b" } },
+  {
+    table: "projects",
+    op: "update",
+    old: { id: "p1", teamId: "t1", title: "x" },
+    new: { id: "p1", teamId: null, title: "x" },
+  },
+];
+
 export interface ConformanceBackend {
-  /** A source over a database holding the demo tables with CONFORMANCE_SIZE's rows, and demoViews. */
+  /**
+   * A source over a database holding the demo tables with CONFORMANCE_SIZE's rows and the
+   * CASCADE_SQL tables, with demoViews.
+   */
   source: Source;
   /** Releases what `make` created (the source included). */
   close(): Promise<void>;
@@ -81,7 +115,14 @@ export function sourceConformance(
 
     it("discovers the demo tables with their keys, kinds and nullability, and the view", async () => {
       const schema = await source.schema();
-      expect([...schema.tables.keys()].sort()).toEqual(["orders", "users"]);
+      expect([...schema.tables.keys()].sort()).toEqual([
+        "members",
+        "notes",
+        "orders",
+        "projects",
+        "teams",
+        "users",
+      ]);
       const column = (columnName: string, kind: string) => ({
         name: columnName,
         kind,
@@ -238,6 +279,20 @@ export function sourceConformance(
       expect(await source.delete("users", "zz-1")).toBeUndefined();
       expect(await source.get(await resource("orders"), "zz-o1")).toBeUndefined();
       expect(await source.update("users", "1-", { lastName: "x" })).toBeUndefined();
+    });
+
+    it("a delete reports each row foreign key actions changed, two levels down, with its images", async () => {
+      const deleted = await source.delete("teams", "t1");
+      expect(deleted?.old).toEqual({ id: "t1", name: "one" });
+      const sorted = (events: unknown[]) => events.map((e) => JSON.stringify(e)).sort();
+      expect(sorted(deleted!.cascaded)).toEqual(sorted(CASCADE_T1_EVENTS));
+      const notes = await source.list(await resource("notes"), {
+        filters: [],
+        sort: complete([]),
+        limit: 10,
+        offset: 0,
+      });
+      expect(notes).toEqual([{ id: "n3", memberId: "m3", body: "c" }]);
     });
 
     it("names the tables a write may change beyond its rows", async () => {

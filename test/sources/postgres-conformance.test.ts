@@ -3,7 +3,7 @@ import { demoViews } from "../../src/demo/seed.ts";
 import { seedPostgresDemo } from "../../src/demo/seed-postgres.ts";
 import { postgresSource } from "../../src/sources/postgres.ts";
 import { requirePostgres } from "../helpers/services.ts";
-import { CONFORMANCE_SIZE, sourceConformance } from "./conformance.ts";
+import { CASCADE_SQL, CONFORMANCE_SIZE, sourceConformance } from "./conformance.ts";
 
 // In CI a PostgreSQL server that cannot be reached fails this file (requirePostgres).
 const pg = await requirePostgres();
@@ -20,6 +20,7 @@ pg.describe("PostgreSQL", () => {
       connection: { search_path: schema },
     });
     await seedPostgresDemo(client, CONFORMANCE_SIZE);
+    for (const sql of CASCADE_SQL) await client.unsafe(sql);
     // A linguistic collation orders "a" < "B" < "é" < "Z"; the source must still compare
     // by code point, as the planner does, whatever the columns declare.
     for (const [table, column] of [

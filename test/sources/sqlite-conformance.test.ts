@@ -1,11 +1,12 @@
 import Database from "better-sqlite3";
 import { demoViews, seedDemo } from "../../src/demo/seed.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
-import { CONFORMANCE_SIZE, sourceConformance } from "./conformance.ts";
+import { CASCADE_SQL, CONFORMANCE_SIZE, sourceConformance } from "./conformance.ts";
 
 sourceConformance("better-sqlite3", async () => {
   const db = new Database(":memory:");
   seedDemo(db, CONFORMANCE_SIZE);
+  for (const sql of CASCADE_SQL) db.exec(sql);
   const source = sqliteSource({ database: db, views: demoViews });
   return {
     source,

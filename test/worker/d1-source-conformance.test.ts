@@ -2,7 +2,7 @@ import type { Miniflare } from "miniflare";
 import type { TableInfo, ViewInfo } from "../../src/core/query.ts";
 import { demoRows } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
-import { CONFORMANCE_SIZE, sourceConformance } from "../sources/conformance.ts";
+import { CASCADE_SQL, CONFORMANCE_SIZE, sourceConformance } from "../sources/conformance.ts";
 import { callD1Source } from "./d1-source-call.ts";
 import { startWorker } from "./workerd.ts";
 
@@ -10,14 +10,20 @@ import { startWorker } from "./workerd.ts";
  * The source conformance suite against the D1 source inside workerd, over miniflare's
  * local D1: each source call is one request to d1-source-entry.ts, which runs it there.
  */
-sourceConformance("d1 (workerd)", async () => {
-  const mf = await startWorker(new URL("./d1-source-entry.ts", import.meta.url), {
-    d1Databases: ["DB"],
-  });
-  const rows = demoRows(CONFORMANCE_SIZE);
-  await callD1Source(mf, "seed", rows.users, rows.orders);
-  return { source: workerSource(mf), close: () => mf.dispose() };
-});
+sourceConformance(
+  "d1 (workerd)",
+  async () => {
+    const mf = await startWorker(new URL("./d1-source-entry.ts", import.meta.url), {
+      d1Databases: ["DB"],
+    });
+    const rows = demoRows(CONFORMANCE_SIZE);
+    await callD1Source(mf, "seed", rows.users, rows.orders);
+    await callD1Source(mf, "exec", ...CASCADE_SQL);
+    return { source: workerSource(mf), close: () => mf.dispose() };
+  },
+  // Each query is a request in which the entry's new source discovers the database again.
+  { numRuns: 100 },
+);
 
 /** A Source whose every call runs in the Worker; errors come back with their code. */
 function workerSource(mf: Miniflare): Source {
