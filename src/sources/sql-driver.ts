@@ -35,7 +35,10 @@ export interface BatchDriver extends SqlDriver {
   batch(statements: Statement[]): Promise<Row[][]>;
 }
 
-export function isTransactional(driver: SqlDriver): driver is TransactionDriver {
+/** Every driver has one of the two ways to write. */
+export type Driver = TransactionDriver | BatchDriver;
+
+export function isTransactional(driver: Driver): driver is TransactionDriver {
   return typeof (driver as Partial<TransactionDriver>).transaction === "function";
 }
 

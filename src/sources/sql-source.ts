@@ -19,7 +19,7 @@ import {
   withoutKey,
 } from "./sql.ts";
 import { type Dialect, rowsOf, type Statement, type Steps } from "./sql-dialect.ts";
-import { type BatchDriver, isTransactional, type SqlDriver } from "./sql-driver.ts";
+import { type BatchDriver, type Driver, isTransactional } from "./sql-driver.ts";
 import { actedOnByDelete, affectedTables, cascadedOf, referencing } from "./sql-effects.ts";
 
 export interface SqlSourceOptions {
@@ -42,7 +42,7 @@ export interface SqlSourceOptions {
 export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements Source {
   readonly name: string;
   readonly #dialect: Dialect<C, T>;
-  readonly #driver: SqlDriver;
+  readonly #driver: Driver;
   readonly #views: ViewInfo[];
   readonly #readonly: boolean;
   #discovered: Promise<{ schema: Schema; tables: Map<string, T> }> | undefined;
@@ -50,7 +50,7 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
   #foreignKeys: Promise<Map<string, ForeignKey[]>> | undefined;
   readonly #effects = new Map<string, WriteEvent[]>();
 
-  constructor(dialect: Dialect<C, T>, driver: SqlDriver, options: SqlSourceOptions) {
+  constructor(dialect: Dialect<C, T>, driver: Driver, options: SqlSourceOptions) {
     this.name = options.name;
     this.#dialect = dialect;
     this.#driver = driver;
@@ -107,19 +107,12 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
         params: [...given.values()].map((v) => dialect.bind(v)),
       };
       const driver = this.#driver;
-      if (!isTransactional(driver)) {
-        dialect.refuseConverted(meta, given);
-        const [rows] = await (driver as BatchDriver).batch([insert]);
-        return rows![0]!;
+      if (isTransactional(driver)) {
+        return driver.transaction(this.#insertSteps(meta, insert, given), options);
       }
-      return driver.transaction(
-        (function* (): Steps<Row> {
-          const [row] = yield insert;
-          dialect.checkStored(meta, given, row!);
-          return row!;
-        })(),
-        options,
-      );
+      dialect.refuseConverted(meta, given);
+      const [rows] = await driver.batch([insert]);
+      return rows![0]!;
     });
   }
 
@@ -158,34 +151,11 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
         params: [dialect.bind(key)],
       };
       const driver = this.#driver;
-      if (!isTransactional(driver)) {
-        return this.#batchDelete(driver as BatchDriver, meta, key, remove, tables, fks);
+      if (isTransactional(driver)) {
+        const steps = this.#deleteSteps(meta, key, remove, tables, fks);
+        return driver.transaction(steps, options);
       }
-      const self = this;
-      return driver.transaction(
-        (function* (): Steps<DeleteResult | undefined> {
-          // Lock the row, then read the rows foreign key actions will change, before the
-          // delete in the same transaction: the cache must hear of them as of the row.
-          const [locked] = yield self.#byId(meta, key, true);
-          if (!locked) return undefined;
-          const affected = yield* referencing(dialect, tables, fks, table, locked, new Set());
-          // RETURNING on DELETE yields the row as it was: the old row in one atomic statement.
-          const [old] = yield remove;
-          if (!old) return undefined;
-          const cascaded: WriteEvent[] = [];
-          for (const { table: child, row } of affected) {
-            const childMeta = tables.get(child)!;
-            const [now] = yield self.#byId(childMeta, row[childMeta.pk.name]);
-            cascaded.push(
-              now
-                ? { table: child, op: "update", old: row, new: now }
-                : { table: child, op: "delete", old: row },
-            );
-          }
-          return { old, cascaded };
-        })(),
-        options,
-      );
+      return this.#batchDelete(driver, meta, key, remove, tables, fks);
     });
   }
 
@@ -360,30 +330,85 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
       params: [...params, d.bind(key)],
     };
     const driver = this.#driver;
-    if (!isTransactional(driver)) {
-      // Old row and UPDATE in one batch: D1 runs a batch as one transaction.
-      d.refuseConverted(table, given);
-      if (assignments.length === 0) {
-        const [old] = await driver.read(rowsOf(this.#byId(table, key)));
-        return old ? { old, row: old } : undefined;
-      }
-      const [before, after] = await (driver as BatchDriver).batch([this.#byId(table, key), update]);
-      const old = before?.[0];
-      const row = after?.[0];
-      return old && row ? { old, row } : undefined;
+    if (isTransactional(driver)) {
+      const steps = this.#updateSteps(
+        table,
+        key,
+        assignments.length > 0 ? update : undefined,
+        given,
+      );
+      return driver.transaction(steps, options);
     }
-    const select = this.#byId(table, key, true);
-    return driver.transaction(
-      (function* (): Steps<WriteResult | undefined> {
-        const [old] = yield select;
-        if (!old) return undefined;
-        if (assignments.length === 0) return { old, row: old };
-        const [row] = yield update;
-        d.checkStored(table, given, row!);
-        return { old, row: row! };
-      })(),
-      options,
+    // Old row and UPDATE in one batch: D1 runs a batch as one transaction.
+    d.refuseConverted(table, given);
+    if (assignments.length === 0) {
+      const [old] = await driver.read(rowsOf(this.#byId(table, key)));
+      return old ? { old, row: old } : undefined;
+    }
+    const [before, after] = await driver.batch([this.#byId(table, key), update]);
+    const old = before?.[0];
+    const row = after?.[0];
+    return old && row ? { old, row } : undefined;
+  }
+
+  /** An insert in a transaction: a row stored otherwise than given rolls it back. */
+  *#insertSteps(table: T, insert: Statement, given: Map<string, unknown>): Steps<Row> {
+    const [row] = yield insert;
+    this.#dialect.checkStored(table, given, row!);
+    return row!;
+  }
+
+  /** The old row locked, then the UPDATE (none for an empty PATCH). */
+  *#updateSteps(
+    table: T,
+    key: unknown,
+    update: Statement | undefined,
+    given: Map<string, unknown>,
+  ): Steps<WriteResult | undefined> {
+    const [old] = yield this.#byId(table, key, true);
+    if (!old) return undefined;
+    if (!update) return { old, row: old };
+    const [row] = yield update;
+    this.#dialect.checkStored(table, given, row!);
+    return { old, row: row! };
+  }
+
+  /**
+   * Lock the row, then read the rows foreign key actions will change, before the delete in
+   * the same transaction: the cache must hear of them as of the row. Each is read again
+   * after the delete: gone (CASCADE) or changed (SET NULL, SET DEFAULT).
+   */
+  *#deleteSteps(
+    meta: T,
+    key: unknown,
+    remove: Statement,
+    tables: Map<string, T>,
+    fks: Map<string, ForeignKey[]>,
+  ): Steps<DeleteResult | undefined> {
+    const [locked] = yield this.#byId(meta, key, true);
+    if (!locked) return undefined;
+    const affected = yield* referencing(
+      this.#dialect,
+      tables,
+      fks,
+      meta.info.name,
+      locked,
+      new Set(),
     );
+    // RETURNING on DELETE yields the row as it was: the old row in one atomic statement.
+    const [old] = yield remove;
+    if (!old) return undefined;
+    const cascaded: WriteEvent[] = [];
+    for (const { table: child, row } of affected) {
+      const childMeta = tables.get(child)!;
+      const [now] = yield this.#byId(childMeta, row[childMeta.pk.name]);
+      cascaded.push(
+        now
+          ? { table: child, op: "update", old: row, new: now }
+          : { table: child, op: "delete", old: row },
+      );
+    }
+    return { old, cascaded };
   }
 
   /**
@@ -434,15 +459,16 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
  *
  * @example
  * ```ts
- * const source = sqlSource(sqliteDialect("sqlite", /^sqlite_/), betterSqliteDriver(db), {
- *   name: "sqlite",
- *   views: [],
+ * // d1.ts: SQLite's dialect over D1's batches
+ * const source = sqlSource(sqliteDialect("d1", INTERNAL), new D1Driver(env.DB), {
+ *   name: "d1",
+ *   views: demoViews,
  * });
  * ```
  */
 export function sqlSource<C extends SqlColumn, T extends SqlTable<C>>(
   dialect: Dialect<C, T>,
-  driver: SqlDriver,
+  driver: Driver,
   options: SqlSourceOptions,
 ): Source {
   return new SqlSource(dialect, driver, options);
