@@ -30,7 +30,7 @@ const COMPONENT = "postgres";
  *   comparisons (documented).
  * - "date": ISO 8601 text of fixed width per column (UTC with `Z` for timestamptz), so
  *   code point order is time order, and compared as that text in SQL as well.
- * - "text": everything else, as text compared by code point (``).
+ * - "text": everything else, as text compared by code point (`COLLATE "C"`).
  */
 export interface PgColumn extends SqlColumn {
   /** The SQL that reads the column in its data API form; also the comparison operand. */

@@ -222,22 +222,17 @@ export function checkStored(table: TableMeta, given: Map<string, unknown>, row: 
   }
 }
 
-/**
- * Statements and pure steps both SQLite drivers share (better-sqlite3 synchronously, D1
- * asynchronously): schema discovery, SELECTs, and which tables a write may change beyond
- * its own rows.
- */
-export const TABLE_LIST_SQL =
+/** SQLite's catalog: tables, their columns and foreign keys, triggers, a table's own SQL. */
+const TABLE_LIST_SQL =
   "SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type = 'table' ORDER BY name";
-export const TABLE_INFO_SQL =
+const TABLE_INFO_SQL =
   "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?, 'main') ORDER BY cid";
-export const FOREIGN_KEY_LIST_SQL =
+const FOREIGN_KEY_LIST_SQL =
   'SELECT "table", "from", "to", on_delete, on_update FROM pragma_foreign_key_list(?)';
-export const TRIGGERS_SQL =
-  "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?";
-export const TABLE_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?";
+const TRIGGERS_SQL = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?";
+const TABLE_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?";
 
-export interface TableInfoRow {
+interface TableInfoRow {
   name: string;
   type: string;
   notnull: number;
@@ -245,7 +240,7 @@ export interface TableInfoRow {
   pk: number;
 }
 
-export interface ForeignKeyRow {
+interface ForeignKeyRow {
   table: string;
   from: string;
   to: string | null;
@@ -258,7 +253,7 @@ export interface ForeignKeyRow {
  * primary key (the data API cannot address its rows). `wr` is pragma_table_list's
  * WITHOUT ROWID flag.
  */
-export function tableMeta(
+function tableMeta(
   source: string,
   name: string,
   wr: number,
