@@ -281,6 +281,26 @@ export function sourceConformance(
       expect(await source.update("users", "1-", { lastName: "x" })).toBeUndefined();
     });
 
+    it("binds values (SQL and any Unicode stored literally) and assigns a missing text key a UUID", async () => {
+      const odd = {
+        firstName: "Robert'); DROP TABLE users;--",
+        lastName: 'é "quoted" \u{1F600} \uFFFF ?$1',
+        email: "odd@example.com",
+        createdAt: "2025-06-07T08:09:10Z",
+      };
+      const row = await source.insert("users", odd);
+      expect(row).toEqual({ ...odd, id: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+      expect(await source.get(await resource("users"), row.id as string)).toEqual(row);
+      const found = await source.list(await resource("users"), {
+        filters: [{ column: "firstName", op: "prefix", value: "Robert'); DROP" }],
+        sort: complete([]),
+        limit: 10,
+        offset: 0,
+      });
+      expect(found).toEqual([row]);
+      expect((await source.delete("users", row.id as string))?.old).toEqual(row);
+    });
+
     it("a delete reports each row foreign key actions changed, two levels down, with its images", async () => {
       const deleted = await source.delete("teams", "t1");
       expect(deleted?.old).toEqual({ id: "t1", name: "one" });
