@@ -1,24 +1,20 @@
-import type { WriteEvent } from "../core/deps/planner.ts";
 import { EdgecacheError, type ErrorCode } from "../core/errors.ts";
-import type { ColumnKind, Filter, JoinInfo, ListQuery, Row, SortKey } from "../core/query.ts";
+import type { ColumnKind, Filter, Row, SortKey } from "../core/query.ts";
 import {
   badBody,
   badQuery,
   COMPARISONS,
-  coerceBody,
   type ForeignKey,
   filterValue,
-  isWindowNumber,
   NUMERIC_STRING,
   orderBy,
   quote,
-  requireValues,
   type SqlColumn,
   type SqlTable,
   tableInfo,
-  withoutKey,
 } from "./sql.ts";
-import { isCaptureTrigger } from "./sqlite-capture.ts";
+import type { Dialect } from "./sql-dialect.ts";
+import { CAPTURE_PREFIX, isCaptureTrigger } from "./sqlite-capture.ts";
 
 /**
  * SQLite's dialect, whatever the driver (better-sqlite3 here, D1 on Workers): how
@@ -158,7 +154,8 @@ export const BINARY = " COLLATE BINARY";
 export function compileFilter(
   table: TableMeta,
   filter: Filter,
-): { sql: string; values: unknown[] } {
+  param: (value: unknown) => string,
+): string {
   const column = table.columns.get(filter.column);
   if (!column) throw badQuery(COMPONENT, `unknown column "${filter.column}"`);
   const value = filterValue(COMPONENT, column, filter.value);
@@ -171,22 +168,16 @@ export function compileFilter(
       // GLOB reads its pattern as a C string and would stop at the NUL: compare UTF-8 bytes
       // (a Uint8Array, which both drivers bind as a BLOB; workerd has no Buffer).
       const bytes = new TextEncoder().encode(value);
-      return {
-        sql: `typeof(${quote(column.name)}) = 'text' AND substr(CAST(${quote(column.name)} AS BLOB), 1, ?) = ?`,
-        values: [bytes.length, bytes],
-      };
+      return `typeof(${quote(column.name)}) = 'text' AND substr(CAST(${quote(column.name)} AS BLOB), 1, ${param(bytes.length)}) = ${param(bytes)}`;
     }
     // GLOB would match the text form of a stored number (123 for "12*"); the planner's
     // startsWith only matches text, so only text rows match here too.
-    return {
-      sql: `typeof(${quote(column.name)}) = 'text' AND ${quote(column.name)} GLOB ?`,
-      values: [`${globEscape(value)}*`],
-    };
+    return `typeof(${quote(column.name)}) = 'text' AND ${quote(column.name)} GLOB ${param(`${globEscape(value)}*`)}`;
   }
   const op = COMPARISONS[filter.op];
   if (!op) throw badQuery(COMPONENT, `unknown filter operator "${String(filter.op)}"`);
   // A NULL column compares to NULL, which WHERE treats as false: NULL never matches.
-  return { sql: `${operand(column, value)} ${op} ?`, values: [value] };
+  return `${operand(column, value)} ${op} ${param(value)}`;
 }
 
 /** GLOB's metacharacters, each made literal by a one-character class: `*` becomes `[*]`. */
@@ -201,7 +192,7 @@ export function compileSort(table: TableMeta, sort: SortKey[]): string {
   });
 }
 
-export function keyMatch(table: TableMeta, key: string | number): string {
+export function keyMatch(table: TableMeta, key: unknown): string {
   return `${operand(table.pk, key)} = ?`;
 }
 
@@ -231,22 +222,17 @@ export function checkStored(table: TableMeta, given: Map<string, unknown>, row: 
   }
 }
 
-/**
- * Statements and pure steps both SQLite drivers share (better-sqlite3 synchronously, D1
- * asynchronously): schema discovery, SELECTs, and which tables a write may change beyond
- * its own rows.
- */
-export const TABLE_LIST_SQL =
+/** SQLite's catalog: tables, their columns and foreign keys, triggers, a table's own SQL. */
+const TABLE_LIST_SQL =
   "SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type = 'table' ORDER BY name";
-export const TABLE_INFO_SQL =
+const TABLE_INFO_SQL =
   "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?, 'main') ORDER BY cid";
-export const FOREIGN_KEY_LIST_SQL =
+const FOREIGN_KEY_LIST_SQL =
   'SELECT "table", "from", "to", on_delete, on_update FROM pragma_foreign_key_list(?)';
-export const TRIGGERS_SQL =
-  "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?";
-export const TABLE_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?";
+const TRIGGERS_SQL = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?";
+const TABLE_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?";
 
-export interface TableInfoRow {
+interface TableInfoRow {
   name: string;
   type: string;
   notnull: number;
@@ -254,7 +240,7 @@ export interface TableInfoRow {
   pk: number;
 }
 
-export interface ForeignKeyRow {
+interface ForeignKeyRow {
   table: string;
   from: string;
   to: string | null;
@@ -267,7 +253,7 @@ export interface ForeignKeyRow {
  * primary key (the data API cannot address its rows). `wr` is pragma_table_list's
  * WITHOUT ROWID flag.
  */
-export function tableMeta(
+function tableMeta(
   source: string,
   name: string,
   wr: number,
@@ -314,129 +300,86 @@ export function foreignKeysByParent(
   return fks;
 }
 
-/** The SELECT of a list query: filters, total order, window. */
-export function selectSql(
-  source: string,
-  table: TableMeta,
-  query: ListQuery,
-): { sql: string; params: unknown[] } {
-  const where: string[] = [];
-  const params: unknown[] = [];
-  for (const filter of query.filters) {
-    const { sql, values } = compileFilter(table, filter);
-    where.push(sql);
-    params.push(...values);
+/**
+ * Refuses, before the write, a value SQLite would convert by column affinity: a numeric
+ * string into a column of numeric affinity becomes a number, a number into a text column
+ * becomes text. better-sqlite3 checks the stored row and rolls back (checkStored); D1 has
+ * no transaction open after the statement to roll back.
+ */
+export function refuseConverted(table: TableMeta, given: Map<string, unknown>): void {
+  for (const [name, value] of given) {
+    const column = table.columns.get(name);
+    if (!column || value === null) continue;
+    const numericAffinity = column.affinity !== "text" && column.affinity !== "blob";
+    if (typeof value === "string" && numericAffinity && mayLookNumeric(value)) {
+      throw badBody(
+        table.source,
+        `column "${name}": SQLite would store this ${column.kind} value as a number; send a non-numeric ${column.kind === "date" ? "date such as 2024-01-31" : "string"}`,
+      );
+    }
+    if (typeof value === "number" && column.affinity === "text") {
+      throw badBody(
+        table.source,
+        `column "${name}": SQLite would store this number as text (column affinity)`,
+      );
+    }
   }
-  if (!isWindowNumber(query.limit)) throw badQuery(source, `limit must be a non-negative integer`);
-  if (!isWindowNumber(query.offset)) {
-    throw badQuery(source, `offset must be a non-negative integer`);
-  }
-  params.push(query.limit, query.offset);
-  const sql =
-    `SELECT * FROM ${quote(table.info.name)}` +
-    (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
-    ` ORDER BY ${compileSort(table, query.sort)} LIMIT ? OFFSET ?`;
-  return { sql, params };
-}
-
-/** The SELECT of a view join's child rows for `count` parent keys, ordered by the child's key. */
-export function childrenSql(child: TableMeta, join: JoinInfo, count: number): string {
-  return (
-    `SELECT * FROM ${quote(child.info.name)} WHERE ${quote(join.foreignKey)}` +
-    ` IN (${Array.from({ length: count }, () => "?").join(", ")}) ORDER BY ${quote(child.pk.name)}`
-  );
 }
 
 /**
- * Tables a write may change without telling us which rows: SQLite triggers (which can
- * only name their target tables literally, so a name search finds them all), ON UPDATE
- * actions of foreign keys, and ON CONFLICT REPLACE, which deletes conflicting rows.
+ * SQLite's dialect for a source named `source` (better-sqlite3's "sqlite", "d1"); tables
+ * whose names match `internal` are the driver's own and never served.
  */
-export function affectedTables(
-  table: string,
-  op: WriteEvent["op"],
-  triggers: { name: string; sql: string | null }[],
-  tableNames: Iterable<string>,
-  foreignKeysTo: ForeignKey[],
-  tableSql: string | null | undefined,
-): Set<string> {
-  const out = new Set<string>();
-  const names = [...tableNames];
-  for (const { name: trigger, sql } of triggers) {
-    if (isCaptureTrigger(trigger)) continue; // capture's own: they write only its table
-    for (const name of names) {
-      const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-      if (new RegExp(`(^|[^\\w])${escaped}($|[^\\w])`, "i").test(sql ?? "")) out.add(name);
-    }
-  }
-  if (op === "update") {
-    for (const fk of foreignKeysTo) {
-      if (!["NO ACTION", "RESTRICT"].includes(fk.onUpdate)) out.add(fk.table);
-    }
-  }
-  if (op !== "delete" && /ON\s+CONFLICT\s+REPLACE/i.test(tableSql ?? "")) out.add(table);
-  return out;
-}
-
-/**
- * The INSERT ... RETURNING of a body: a text key is assigned a UUID when absent, an
- * integer rowid alias is left to SQLite, any other key is required.
- */
-export function insertStatement(
-  table: TableMeta,
-  values: Row,
-): { sql: string; params: unknown[]; given: Map<string, unknown> } {
-  const given = coerceBody(table, values);
-  const pk = table.pk;
-  if (given.get(pk.name) === null) given.delete(pk.name); // null key means "assign one"
-  if (!given.has(pk.name)) {
-    if (pk.kind === "text") given.set(pk.name, crypto.randomUUID());
-    else if (!table.rowidAlias) {
-      throw badBody(table.source, `column "${pk.name}" (primary key) is required`);
-    }
-  }
-  requireValues(table, given);
-  const name = quote(table.info.name);
-  const names = [...given.keys()];
-  const sql =
-    names.length === 0
-      ? `INSERT INTO ${name} DEFAULT VALUES RETURNING *`
-      : `INSERT INTO ${name} (${names.map(quote).join(", ")}) VALUES (${names.map(() => "?").join(", ")}) RETURNING *`;
-  return { sql, params: [...given.values()], given };
-}
-
-/** SET clauses of a PATCH: the given columns only. */
-export function updateAssignments(
-  table: TableMeta,
-  id: string | number,
-  values: Row,
-): { assignments: string[]; params: unknown[]; given: Map<string, unknown> } {
-  const given = withoutKey(table, id, coerceBody(table, values));
-  const assignments = [...given.keys()].map((name) => `${quote(name)} = ?`);
-  return { assignments, params: [...given.values()], given };
-}
-
-/** SET clauses of a PUT: every non-key column, missing ones to their default or NULL. */
-export function replaceAssignments(
-  table: TableMeta,
-  id: string | number,
-  values: Row,
-): { assignments: string[]; params: unknown[]; given: Map<string, unknown> } {
-  const given = withoutKey(table, id, coerceBody(table, values));
-  requireValues(table, given);
-  const assignments: string[] = [];
-  const params: unknown[] = [];
-  for (const column of table.columns.values()) {
-    if (column === table.pk) continue;
-    if (given.has(column.name)) {
-      assignments.push(`${quote(column.name)} = ?`);
-      params.push(given.get(column.name));
-    } else if (column.defaultSql !== null) {
-      // The default is SQL from the database's own schema, never from a client.
-      assignments.push(`${quote(column.name)} = (${column.defaultSql})`);
-    } else {
-      assignments.push(`${quote(column.name)} = NULL`); // nullable: requireValues said so
-    }
-  }
-  return { assignments, params, given };
+export function sqliteDialect(source: string, internal: RegExp): Dialect<ColumnMeta, TableMeta> {
+  return {
+    placeholder: () => "?",
+    bind: (value) => value,
+    tableName: (table) => quote(table.info.name),
+    selectList: () => "*",
+    keyMatch,
+    filter: compileFilter,
+    orderBy: compileSort,
+    window: (limit, offset) => `LIMIT ${limit} OFFSET ${offset}`,
+    keyOrder: (table) => quote(table.pk.name),
+    // BEGIN IMMEDIATE holds the database's write lock for the whole transaction.
+    lock: "",
+    // SQLite has no `SET x = DEFAULT`; the default is SQL from the database's own schema.
+    resetValue: (column) => (column.defaultSql === null ? "NULL" : `(${column.defaultSql})`),
+    assignsKey: (table) => table.rowidAlias,
+    checkValues: () => {},
+    checkStored,
+    refuseConverted,
+    *discover() {
+      const tables = new Map<string, TableMeta>();
+      const skipped: string[] = [];
+      for (const row of yield { sql: TABLE_LIST_SQL, params: [] }) {
+        const name = String(row.name);
+        if (internal.test(name) || name.startsWith(CAPTURE_PREFIX)) continue;
+        const info = (yield { sql: TABLE_INFO_SQL, params: [name] }) as unknown as TableInfoRow[];
+        const meta = tableMeta(source, name, Number(row.wr), info);
+        if (meta) tables.set(name, meta);
+        else skipped.push(name);
+      }
+      return { tables, skipped };
+    },
+    *foreignKeys(tables) {
+      const rows = new Map<string, ForeignKeyRow[]>();
+      for (const child of tables.keys()) {
+        const list = yield { sql: FOREIGN_KEY_LIST_SQL, params: [child] };
+        rows.set(child, list as unknown as ForeignKeyRow[]);
+      }
+      return foreignKeysByParent(tables, rows);
+    },
+    *triggerBodies(table) {
+      const triggers = yield { sql: TRIGGERS_SQL, params: [table] };
+      // Capture's own triggers write only its change table.
+      return triggers
+        .filter((t) => !isCaptureTrigger(String(t.name)))
+        .map((t) => String(t.sql ?? ""));
+    },
+    *replacesOnConflict(table) {
+      const [own] = yield { sql: TABLE_SQL, params: [table] };
+      return /ON\s+CONFLICT\s+REPLACE/i.test(String(own?.sql ?? ""));
+    },
+  };
 }

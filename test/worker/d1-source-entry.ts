@@ -46,6 +46,8 @@ export default {
           tables: [...schema.tables.values()],
           views: [...schema.views.keys()],
         };
+      } else if (op === "schema-views") {
+        result = { tables: [...schema.tables.values()], views: [...schema.views.values()] };
       } else if (op === "list") result = await source.list(resource(a), b as never);
       else if (op === "get") result = await source.get(resource(a), b as string);
       else if (op === "insert") result = await source.insert(a as string, b as Row);

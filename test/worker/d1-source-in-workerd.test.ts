@@ -7,6 +7,8 @@ import { resolveResource } from "../../src/core/query.ts";
 import { demoRows, demoSize, demoViews, seedDemo } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
+import { CASCADE_SQL, CASCADE_T1_EVENTS } from "../sources/conformance.ts";
+import { callD1Source } from "./d1-source-call.ts";
 import { startWorker } from "./workerd.ts";
 
 /**
@@ -31,16 +33,7 @@ beforeAll(async () => {
   const db = new Database(":memory:");
   seedDemo(db, SIZE);
   // Foreign key actions two levels deep, and one that sets a column to NULL.
-  const ddl = [
-    "CREATE TABLE teams (id TEXT PRIMARY KEY, name TEXT)",
-    "CREATE TABLE members (id TEXT PRIMARY KEY, teamId TEXT REFERENCES teams(id) ON DELETE CASCADE)",
-    "CREATE TABLE notes (id TEXT PRIMARY KEY, memberId TEXT REFERENCES members(id) ON DELETE CASCADE, body TEXT)",
-    "CREATE TABLE projects (id TEXT PRIMARY KEY, teamId TEXT REFERENCES teams(id) ON DELETE SET NULL, title TEXT)",
-    "INSERT INTO teams VALUES ('t1', 'one'), ('t2', 'two')",
-    "INSERT INTO members VALUES ('m1', 't1'), ('m2', 't1'), ('m3', 't2')",
-    "INSERT INTO notes VALUES ('n1', 'm1', 'a'), ('n2', 'm2', 'b'), ('n3', 'm3', 'c')",
-    "INSERT INTO projects VALUES ('p1', 't1', 'x'), ('p2', 't2', 'y')",
-  ];
+  const ddl = CASCADE_SQL;
   await d1("exec", ...ddl);
   for (const sql of ddl) db.exec(sql);
   localDb = db;
@@ -53,14 +46,8 @@ afterAll(async () => {
 });
 
 /** One D1 source call inside workerd; rejects with the EdgecacheError's code. */
-async function d1(op: string, ...args: unknown[]): Promise<unknown> {
-  const res = await mf.dispatchFetch(`http://localhost/${op}`, {
-    method: "POST",
-    body: JSON.stringify(args),
-  });
-  const body = (await res.json()) as { error?: { code?: string; message: string } } | null;
-  if (res.status === 500) throw Object.assign(new Error(body!.error!.message), body!.error);
-  return body;
+function d1(op: string, ...args: unknown[]): Promise<unknown> {
+  return callD1Source(mf, op, ...args);
 }
 
 /** The same call on the better-sqlite3 source, as JSON (what the Worker sends back). */
@@ -214,20 +201,7 @@ describe("the D1 source inside workerd", () => {
     const sorted = (events: unknown[]) =>
       (events as { table: string; old: Row }[]).map((e) => JSON.stringify(e)).sort();
     expect(sorted(deleted.cascaded)).toEqual(sorted(localDeleted.cascaded));
-    expect(sorted(deleted.cascaded)).toEqual(
-      sorted([
-        { table: "members", op: "delete", old: { id: "m1", teamId: "t1" } },
-        { table: "members", op: "delete", old: { id: "m2", teamId: "t1" } },
-        { table: "notes", op: "delete", old: { id: "n1", memberId: "m1", body: "a" } },
-        { table: "notes", op: "delete", old: { id: "n2", memberId: "m2", body: "b" } },
-        {
-          table: "projects",
-          op: "update",
-          old: { id: "p1", teamId: "t1", title: "x" },
-          new: { id: "p1", teamId: null, title: "x" },
-        },
-      ]),
-    );
+    expect(sorted(deleted.cascaded)).toEqual(sorted(CASCADE_T1_EVENTS));
     expect(localDb.prepare("SELECT count(*) AS n FROM notes").get()).toEqual({ n: 1 });
   });
 
