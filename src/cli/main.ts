@@ -35,6 +35,7 @@ const SERVER_ARGS = {
   "log-level": {
     type: "string",
     description: `JSON log on stdout: ${LOG_LEVELS.join(", ")} (default: EDGECACHE_LOG_LEVEL or ${DEFAULT_LOG_LEVEL}; info logs every request)`,
+    valueHint: "level",
   },
 } as const;
 
@@ -64,7 +65,11 @@ const serve = defineCommand({
     description: "Serve the data API (the demo database unless a config names yours)",
   },
   args: {
-    port: { type: "string", description: "Port (default: PORT, the config, or 8787)" },
+    port: {
+      type: "string",
+      description: "Port (default: PORT, the config, or 8787)",
+      valueHint: "port",
+    },
     host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
     db: {
       type: "string",
@@ -162,7 +167,11 @@ const proxy = defineCommand({
       type: "string",
       description: "Origin to cache, e.g. http://127.0.0.1:3000 (default: the config's origins)",
     },
-    port: { type: "string", description: "Port (default: PORT, the config, or 8788)" },
+    port: {
+      type: "string",
+      description: "Port (default: PORT, the config, or 8788)",
+      valueHint: "port",
+    },
     host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
     config: {
       type: "string",
@@ -175,10 +184,12 @@ const proxy = defineCommand({
     ttl: {
       type: "string",
       description: "Seconds a response without explicit freshness stays fresh (with --origin)",
+      valueHint: "seconds",
     },
     grace: {
       type: "string",
       description: "Seconds stored content may be served while the origin fails (default 0)",
+      valueHint: "seconds",
     },
     redis: {
       type: "string",

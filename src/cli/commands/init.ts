@@ -4,7 +4,6 @@ import { defineCommand } from "citty";
 import stripJsonComments from "strip-json-comments";
 import { validateConfig } from "../../adapter/node/config.ts";
 import { isPostgresUrl } from "../../sources/postgres.ts";
-import { checkFlags } from "../flags.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 
 const FILE = "edgecache.config.json";
@@ -40,8 +39,7 @@ export const init = defineCommand({
     description: `Write a commented ${FILE} for your database (--db) or origin (--origin)`,
   },
   args,
-  run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, args);
+  run({ args: a }) {
     if (!a.db === !a.origin)
       throw usageError("expected either --db <sqlite file> or --origin <url>");
     const ttl = a.ttl === undefined ? undefined : Number(a.ttl);

@@ -9,7 +9,6 @@ import {
   type TenantState,
 } from "../../adapter/node/tenants/state.ts";
 import { isPostgresUrl, redactUrl } from "../../sources/postgres.ts";
-import { checkFlags } from "../flags.ts";
 import { usageError } from "../run.ts";
 import { bytes, table } from "./format.ts";
 
@@ -81,8 +80,7 @@ const createArgs = {
 const create = defineCommand({
   meta: { name: "create", description: "Create a tenant and print its API key (shown once)" },
   args: createArgs,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, createArgs);
+  async run({ args: a }) {
     if (!a.name) throw usageError("expected a name: edgecache tenants create <name> --db <file>");
     if (!a.db === !a.origin)
       throw usageError("expected either --db <sqlite file> or --origin <url>");
@@ -144,8 +142,7 @@ const listArgs = { ...JSON_ARG, ...STATE_ARG } as const;
 const list = defineCommand({
   meta: { name: "list", description: "List the tenants (never their keys)" },
   args: listArgs,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, listArgs);
+  async run({ args: a }) {
     const state = await stateOf(a);
     try {
       const tenants = await state.list();
@@ -189,8 +186,7 @@ const rotateKey = defineCommand({
     description: "Give a tenant a new API key; the old one is refused from the next request on",
   },
   args: rotateArgs,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, rotateArgs);
+  async run({ args: a }) {
     if (!a.name) throw usageError("expected a name: edgecache tenants rotate-key <name>");
     const state = await stateOf(a);
     try {
@@ -212,8 +208,7 @@ const rotateKey = defineCommand({
 const remove = defineCommand({
   meta: { name: "delete", description: "Delete a tenant: its key stops working, its entries go" },
   args: nameArgs,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, nameArgs);
+  async run({ args: a }) {
     if (!a.name) throw usageError("expected a name: edgecache tenants delete <name>");
     const state = await stateOf(a);
     try {
