@@ -19,6 +19,7 @@ import { rules } from "./commands/rules.ts";
 import { stats } from "./commands/stats.ts";
 import { tenants } from "./commands/tenants.ts";
 import { warm } from "./commands/warm.ts";
+import { envVar } from "./environment.ts";
 import { friendly } from "./friendly.ts";
 import { runCli } from "./run.ts";
 
@@ -55,7 +56,7 @@ function serverOptionsOf(args: {
       trustedProxies: list(args["trusted-proxies"]),
     }),
     ...(args["allowed-hosts"] !== undefined && { allowedHosts: list(args["allowed-hosts"]) }),
-    logLevel: args["log-level"] || process.env.EDGECACHE_LOG_LEVEL || undefined,
+    logLevel: args["log-level"] || envVar("EDGECACHE_LOG_LEVEL") || undefined,
   };
 }
 
@@ -100,17 +101,17 @@ const serve = defineCommand({
     friendly(async () => {
       const state =
         args.state ||
-        process.env.EDGECACHE_STATE ||
+        envVar("EDGECACHE_STATE") ||
         (existsSync(DEFAULT_STATE_FILE) ? DEFAULT_STATE_FILE : undefined);
       if (state) {
-        const port = portOf(args.port ?? process.env.PORT ?? 8787);
-        const redis = args.redis || process.env.REDIS_URL;
+        const port = portOf(args.port ?? envVar("PORT") ?? 8787);
+        const redis = args.redis || envVar("REDIS_URL");
         const node = await createTenantNode({
           state,
           port,
           hostname: args.host,
           ...serverOptionsOf(args),
-          adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
+          adminToken: envVar("EDGECACHE_ADMIN_TOKEN") || undefined,
           ...(redis && { redis }),
           ...(cacheFileFlag(args["cache-file"]) === false && { cacheDir: false as const }),
         });
@@ -125,11 +126,11 @@ const serve = defineCommand({
       }
       const loaded = await loadConfig(process.cwd(), args.config);
       const config = loaded?.config ?? {};
-      const port = portOf(args.port ?? process.env.PORT ?? config.port ?? 8787);
+      const port = portOf(args.port ?? envVar("PORT") ?? config.port ?? 8787);
       // --db names the demo database's file unless a config names a database of its own.
       const flag = cacheFileFlag(args["cache-file"]);
-      const redis = args.redis || process.env.REDIS_URL || config.redis;
-      const db = args.db || process.env.DATABASE_URL;
+      const redis = args.redis || envVar("REDIS_URL") || config.redis;
+      const db = args.db || envVar("DATABASE_URL");
       const edgecache = await createNodeEdgecache({
         ...config,
         ...(db && (config.database ? { database: db } : { demoDatabase: db })),
@@ -138,7 +139,7 @@ const serve = defineCommand({
         port,
         hostname: args.host ?? config.hostname,
         ...serverOptionsOf(args),
-        adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
+        adminToken: envVar("EDGECACHE_ADMIN_TOKEN") || undefined,
       });
       const { url } = await listen(edgecache, port);
       const resources = [
@@ -216,9 +217,9 @@ const proxy = defineCommand({
           "--origin: expected an origin such as http://127.0.0.1:3000, or a config file with a proxy section",
         );
       }
-      const port = portOf(args.port ?? process.env.PORT ?? config?.port ?? 8788);
+      const port = portOf(args.port ?? envVar("PORT") ?? config?.port ?? 8788);
       const flag = cacheFileFlag(args["cache-file"]);
-      const redis = args.redis || process.env.REDIS_URL || config?.redis;
+      const redis = args.redis || envVar("REDIS_URL") || config?.redis;
       const node = await createNodeProxy({
         ...config,
         origins,
@@ -229,7 +230,7 @@ const proxy = defineCommand({
         cacheFile: flag ?? config?.cacheFile,
         ...(args.grace && { grace: numberOf("--grace", args.grace) }),
         ...(args.learn && { learn: config?.learn || true }),
-        adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
+        adminToken: envVar("EDGECACHE_ADMIN_TOKEN") || undefined,
       });
       const { url } = await listen(node, port);
       const file = flag ?? config?.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
@@ -330,7 +331,7 @@ function stopOnSignals(node: Listening): void {
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
-  if (process.env.npm_lifecycle_event !== undefined) {
+  if (envVar("npm_lifecycle_event") !== undefined) {
     const parent = process.ppid;
     const poll = setInterval(() => {
       if (process.ppid === parent) return;

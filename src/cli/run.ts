@@ -1,6 +1,7 @@
 import { type CommandDef, runCommand, showUsage } from "citty";
 import { EdgecacheError } from "../core/errors.ts";
 
+import { unreadVariables } from "./environment.ts";
 import { CliFailure, EXIT } from "./failure.ts";
 import { checkFlags } from "./flags.ts";
 
@@ -12,6 +13,7 @@ export { CliFailure, EXIT, usageError } from "./failure.ts";
  */
 export async function runCli(main: CommandDef): Promise<void> {
   const rawArgs = process.argv.slice(2);
+  for (const line of unreadVariables(process.env)) console.error(line);
   const path = await commandPath(main, rawArgs);
   const cmd = path.at(-1)!.cmd;
   if (rawArgs.includes("--help") || rawArgs.includes("-h")) {

@@ -9,6 +9,7 @@ import {
   type TenantState,
 } from "../../adapter/node/tenants/state.ts";
 import { isPostgresUrl, redactUrl } from "../../sources/postgres.ts";
+import { envVar } from "../environment.ts";
 import { usageError } from "../run.ts";
 import { bytes, table } from "./format.ts";
 
@@ -26,7 +27,7 @@ const JSON_ARG = { json: { type: "boolean", description: "Print JSON, for script
  * it. A PostgreSQL or Redis URL gets its tables or keys on first use.
  */
 function stateOf(args: { state?: string }, create = false): Promise<TenantState> {
-  const named = args.state || process.env.EDGECACHE_STATE || DEFAULT_STATE_FILE;
+  const named = args.state || envVar("EDGECACHE_STATE") || DEFAULT_STATE_FILE;
   if (/^(postgres(ql)?|rediss?):\/\//i.test(named)) return openTenantState(named);
   const path = resolve(named);
   if (!create && !existsSync(path)) {

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
+import { envVar } from "../environment.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 import { NODE_ARGS, type NodeClient, nodeClient } from "./node-client.ts";
 
@@ -61,7 +62,7 @@ export const warm = defineCommand({
       }
     }
     const node = nodeClient(a);
-    const key = a.key || process.env.EDGECACHE_KEY || undefined;
+    const key = a.key || envVar("EDGECACHE_KEY") || undefined;
     const started = performance.now();
     const progress = progressBar(urls.length);
     const results: Warmed[] = new Array(urls.length);
