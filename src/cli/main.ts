@@ -3,7 +3,6 @@ import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
 import type { RedisSetting } from "../adapter/node/cluster.ts";
 import { loadConfig } from "../adapter/node/config.ts";
-import { DEFAULT_LOG_LEVEL, LOG_LEVELS } from "../adapter/node/log.ts";
 import { createNodeEdgecache } from "../adapter/node/modes/data-api.ts";
 import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/modes/proxy.ts";
 import { DRAIN_MS, type RunningServer } from "../adapter/node/server/server.ts";
@@ -22,23 +21,7 @@ import { warm } from "./commands/warm.ts";
 import { envVar } from "./environment.ts";
 import { friendly } from "./friendly.ts";
 import { runCli } from "./run.ts";
-
-/** Flags of both servers: the admin API's access rules (README, "Security model"), the log. */
-const SERVER_ARGS = {
-  "trusted-proxies": {
-    type: "string",
-    description: "Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed",
-  },
-  "allowed-hosts": {
-    type: "string",
-    description: "Comma-separated host names the admin API answers to (besides loopback ones)",
-  },
-  "log-level": {
-    type: "string",
-    description: `JSON log on stdout: ${LOG_LEVELS.join(", ")} (default: EDGECACHE_LOG_LEVEL or ${DEFAULT_LOG_LEVEL}; info logs every request)`,
-    valueHint: "level",
-  },
-} as const;
+import { serverArgs } from "./server-flags.ts";
 
 /** The flags given, over the config's values. */
 function serverOptionsOf(args: {
@@ -65,38 +48,7 @@ const serve = defineCommand({
     name: "serve",
     description: "Serve the data API (the demo database unless a config names yours)",
   },
-  args: {
-    port: {
-      type: "string",
-      description: "Port (default: PORT, the config, or 8787)",
-      valueHint: "port",
-    },
-    host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
-    db: {
-      type: "string",
-      description:
-        "SQLite file or postgres:// URL (default: DATABASE_URL, or ./edgecache.db with the demo); an empty database gets the demo",
-    },
-    ...SERVER_ARGS,
-    config: {
-      type: "string",
-      description: "Config file (default ./edgecache.config.{json,ts,js})",
-    },
-    "cache-file": {
-      type: "string",
-      description:
-        "SQLite file of the persistent tier (default: beside the database); --no-cache-file keeps the cache in memory",
-    },
-    redis: {
-      type: "string",
-      description:
-        "Redis shared by several nodes, e.g. redis://127.0.0.1:6379 (default: REDIS_URL)",
-    },
-    state: {
-      type: "string",
-      description: `Serve the tenants of this state database (default: EDGECACHE_STATE, or ./${DEFAULT_STATE_FILE} when it exists)`,
-    },
-  },
+  args: serverArgs("serve"),
   run: ({ args }) =>
     friendly(async () => {
       const state =
@@ -163,46 +115,7 @@ const proxy = defineCommand({
     name: "proxy",
     description: "Cache an HTTP API: edgecache in front of an origin (RFC 9111 caching)",
   },
-  args: {
-    origin: {
-      type: "string",
-      description: "Origin to cache, e.g. http://127.0.0.1:3000 (default: the config's origins)",
-    },
-    port: {
-      type: "string",
-      description: "Port (default: PORT, the config, or 8788)",
-      valueHint: "port",
-    },
-    host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
-    config: {
-      type: "string",
-      description: "Config file with a proxy section (default ./edgecache.config.{json,ts,js})",
-    },
-    "cache-file": {
-      type: "string",
-      description: `SQLite file of the persistent tier (default ./${DEFAULT_PROXY_CACHE_FILE}); --no-cache-file keeps the cache in memory`,
-    },
-    ttl: {
-      type: "string",
-      description: "Seconds a response without explicit freshness stays fresh (with --origin)",
-      valueHint: "seconds",
-    },
-    grace: {
-      type: "string",
-      description: "Seconds stored content may be served while the origin fails (default 0)",
-      valueHint: "seconds",
-    },
-    redis: {
-      type: "string",
-      description: "Redis shared by several proxy nodes (default: REDIS_URL)",
-    },
-    learn: {
-      type: "boolean",
-      description:
-        "Learn which cached GETs each write changes, and invalidate them (README: Learned invalidation)",
-    },
-    ...SERVER_ARGS,
-  },
+  args: serverArgs("proxy"),
   run: ({ args }) =>
     friendly(async () => {
       const loaded = await loadConfig(process.cwd(), args.config);
