@@ -7,7 +7,7 @@ import { usageError } from "./failure.ts";
  * every value over as a string, so `--port abc` would otherwise reach the server as NaN.
  * A hint not listed here (path, url, tag...) takes any string.
  */
-const VALUE_TYPES: Record<string, { expected: string; ok(value: string): boolean }> = {
+export const VALUE_TYPES: Record<string, { expected: string; ok(value: string): boolean }> = {
   port: { expected: "a port, 0 to 65535", ok: (v) => isInteger(v) && Number(v) <= 65_535 },
   seconds: { expected: "seconds, a number >= 0", ok: (v) => v.trim() !== "" && Number(v) >= 0 },
   n: { expected: "a whole number", ok: isInteger },

@@ -1,12 +1,17 @@
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { DEFAULT_PROXY_CACHE_FILE } from "../../src/adapter/node/modes/proxy.ts";
 import {
   configKeys,
+  defaultOf,
   optionOfKey,
   SERVER_OPTIONS,
   type ServerOption,
 } from "../../src/adapter/node/options.ts";
+import { DEFAULT_STATE_FILE } from "../../src/adapter/node/tenants/state.ts";
+import { ENVIRONMENT } from "../../src/cli/environment.ts";
+import { VALUE_TYPES } from "../../src/cli/flags.ts";
 import { tempDir } from "../app/harness.ts";
 import { cli } from "./run-cli.ts";
 
@@ -87,4 +92,22 @@ describe("one description, every place", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);
+});
+
+describe("the table agrees with the code it describes", () => {
+  it("each typed value is one the flags' check knows; each variable is one edgecache lists", () => {
+    for (const o of options) {
+      if (o.value && o.value !== "list" && o.value !== "boolean") {
+        expect(VALUE_TYPES, o.value).toHaveProperty(o.value);
+      }
+      if (o.env) expect(ENVIRONMENT, o.env).toHaveProperty(o.env);
+    }
+  });
+
+  it("the defaults it states are the ones the servers use", () => {
+    const said = (flag: string, mode: "serve" | "proxy") =>
+      defaultOf(options.find((o) => o.flag === flag)!, mode);
+    expect(said("cache-file", "proxy")).toBe(`./${DEFAULT_PROXY_CACHE_FILE}`);
+    expect(said("state", "serve")).toContain(`./${DEFAULT_STATE_FILE} `);
+  });
 });
