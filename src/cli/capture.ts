@@ -5,6 +5,7 @@ import { EdgecacheError } from "../core/errors.ts";
 import { isPostgresUrl, postgresSource, redactUrl } from "../sources/postgres.ts";
 import type { Source } from "../sources/source.ts";
 import { sqliteSource } from "../sources/sqlite.ts";
+import { envVar } from "./environment.ts";
 import { friendly } from "./friendly.ts";
 
 /**
@@ -32,7 +33,7 @@ async function withSource<T>(
   db: string | undefined,
   work: (source: Source & CapturingSource, shown: string) => Promise<T>,
 ): Promise<T> {
-  const database = db || process.env.DATABASE_URL || "edgecache.db";
+  const database = db || envVar("DATABASE_URL") || "edgecache.db";
   if (!isPostgresUrl(database) && !existsSync(database)) {
     throw new EdgecacheError("E_BAD_OPTION", "capture", `no SQLite file at ${database}`);
   }

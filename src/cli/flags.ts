@@ -1,33 +1,118 @@
 import type { ArgsDef } from "citty";
-import { usageError } from "./run.ts";
+import { LOG_LEVELS } from "../adapter/node/log.ts";
+import { usageError } from "./failure.ts";
 
 /**
- * Refuses flags a command does not declare (citty itself ignores them), so a typo such as
- * `--prefx` fails instead of widening what a command does.
+ * The values a flag's `valueHint` promises, checked before a command runs: citty hands
+ * every value over as a string, so `--port abc` would otherwise reach the server as NaN.
+ * A hint not listed here (path, url, tag...) takes any string.
+ */
+export const VALUE_TYPES: Record<string, { expected: string; ok(value: string): boolean }> = {
+  port: { expected: "a port, 0 to 65535", ok: (v) => isInteger(v) && Number(v) <= 65_535 },
+  seconds: { expected: "seconds, a number >= 0", ok: (v) => v.trim() !== "" && Number(v) >= 0 },
+  n: { expected: "a whole number", ok: isInteger },
+  MB: { expected: "whole MB", ok: isInteger },
+  level: {
+    expected: `one of ${LOG_LEVELS.join(", ")}`,
+    ok: (v) => LOG_LEVELS.includes(v as never),
+  },
+};
+
+function isInteger(value: string): boolean {
+  return /^\d+$/.test(value.trim());
+}
+
+/**
+ * Refuses what a command does not declare, before it opens anything (citty itself ignores
+ * unknown flags): an unknown flag, with the closest known one (`--rdis` would otherwise
+ * start a node alone, beside nodes that share Redis), a flag without its value, and a
+ * value of the wrong type. `rawArgs` are the command's own, after its name.
  */
 export function checkFlags(rawArgs: string[], args: ArgsDef): void {
-  const known = new Set<string>();
+  const defs = new Map<string, ArgsDef[string]>();
   for (const [name, def] of Object.entries(args)) {
     if (def.type === "positional") continue;
-    known.add(name);
-    known.add(name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`));
-    for (const alias of [("alias" in def && def.alias) || []].flat()) known.add(alias);
+    defs.set(name, def);
+    defs.set(kebab(name), def);
+    for (const alias of [("alias" in def && def.alias) || []].flat()) defs.set(alias, def);
   }
-  const valued = new Set(
-    Object.entries(args)
-      .filter(([, def]) => def.type === "string" || def.type === "enum")
-      .map(([name]) => name),
-  );
   for (let i = 0; i < rawArgs.length; i++) {
     const arg = rawArgs[i]!;
     if (arg === "--") return;
     if (!arg.startsWith("-") || arg === "-") continue;
-    const name = arg.replace(/^--?/, "").replace(/=.*$/, "");
-    if (!known.has(name) && !(name.startsWith("no-") && known.has(name.slice(3)))) {
-      throw usageError(`unknown flag ${arg.replace(/=.*$/, "")}`);
+    const eq = arg.indexOf("=");
+    const flag = eq < 0 ? arg : arg.slice(0, eq);
+    const name = flag.replace(/^--?/, "");
+    const def = defs.get(name);
+    if (!def) {
+      // citty reads --no-<flag> as <flag> = false.
+      if (name.startsWith("no-") && eq < 0 && defs.has(name.slice(3))) continue;
+      const near = closest(
+        name,
+        [...defs.keys()].filter((k) => k.length > 1),
+      );
+      throw usageError(`unknown option ${flag}${near ? ` (did you mean --${near}?)` : ""}`);
     }
-    if (valued.has(name) && !arg.includes("=")) i++; // its value may start with "-"
+    if (def.type === "boolean") {
+      if (eq >= 0 && !/^(true|false)$/.test(arg.slice(eq + 1))) {
+        throw usageError(`${flag}: expected no value, or true or false, got ${arg.slice(eq + 1)}`);
+      }
+      continue;
+    }
+    let value: string;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else {
+      // A value may start with "-" (`--prefix -draft`), not with "--": that is the next flag.
+      const next = rawArgs[i + 1];
+      if (next === undefined || next.startsWith("--"))
+        throw usageError(`${flag}: expected a value`);
+      value = next;
+      i++;
+    }
+    const type = "valueHint" in def && def.valueHint ? VALUE_TYPES[def.valueHint] : undefined;
+    if (type && !type.ok(value)) {
+      throw usageError(`${flag}: expected ${type.expected}, got ${JSON.stringify(value)}`);
+    }
+    if (def.type === "enum" && def.options && !def.options.includes(value)) {
+      throw usageError(
+        `${flag}: expected one of ${def.options.join(", ")}, got ${JSON.stringify(value)}`,
+      );
+    }
   }
+}
+
+const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** The known name a typo most likely meant: at most 2 edits, and fewer than half its length. */
+export function closest(name: string, known: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.min(2, Math.ceil(name.length / 2) - 1);
+  for (const candidate of known) {
+    const d = editDistance(name, candidate);
+    if (d <= bestDistance && (best === undefined || d < editDistance(name, best))) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance, with a swap of neighbours counted as one edit (`--prot`). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      }
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
 }
 
 /**

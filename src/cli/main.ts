@@ -3,7 +3,6 @@ import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
 import type { RedisSetting } from "../adapter/node/cluster.ts";
 import { loadConfig } from "../adapter/node/config.ts";
-import { DEFAULT_LOG_LEVEL, LOG_LEVELS } from "../adapter/node/log.ts";
 import { createNodeEdgecache } from "../adapter/node/modes/data-api.ts";
 import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/modes/proxy.ts";
 import { DRAIN_MS, type RunningServer } from "../adapter/node/server/server.ts";
@@ -19,24 +18,10 @@ import { rules } from "./commands/rules.ts";
 import { stats } from "./commands/stats.ts";
 import { tenants } from "./commands/tenants.ts";
 import { warm } from "./commands/warm.ts";
+import { envVar } from "./environment.ts";
 import { friendly } from "./friendly.ts";
 import { runCli } from "./run.ts";
-
-/** Flags of both servers: the admin API's access rules (README, "Security model"), the log. */
-const SERVER_ARGS = {
-  "trusted-proxies": {
-    type: "string",
-    description: "Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed",
-  },
-  "allowed-hosts": {
-    type: "string",
-    description: "Comma-separated host names the admin API answers to (besides loopback ones)",
-  },
-  "log-level": {
-    type: "string",
-    description: `JSON log on stdout: ${LOG_LEVELS.join(", ")} (default: EDGECACHE_LOG_LEVEL or ${DEFAULT_LOG_LEVEL}; info logs every request)`,
-  },
-} as const;
+import { serverArgs } from "./server-flags.ts";
 
 /** The flags given, over the config's values. */
 function serverOptionsOf(args: {
@@ -54,7 +39,7 @@ function serverOptionsOf(args: {
       trustedProxies: list(args["trusted-proxies"]),
     }),
     ...(args["allowed-hosts"] !== undefined && { allowedHosts: list(args["allowed-hosts"]) }),
-    logLevel: args["log-level"] || process.env.EDGECACHE_LOG_LEVEL || undefined,
+    logLevel: args["log-level"] || envVar("EDGECACHE_LOG_LEVEL") || undefined,
   };
 }
 
@@ -63,49 +48,22 @@ const serve = defineCommand({
     name: "serve",
     description: "Serve the data API (the demo database unless a config names yours)",
   },
-  args: {
-    port: { type: "string", description: "Port (default: PORT, the config, or 8787)" },
-    host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
-    db: {
-      type: "string",
-      description:
-        "SQLite file or postgres:// URL (default: DATABASE_URL, or ./edgecache.db with the demo); an empty database gets the demo",
-    },
-    ...SERVER_ARGS,
-    config: {
-      type: "string",
-      description: "Config file (default ./edgecache.config.{json,ts,js})",
-    },
-    "cache-file": {
-      type: "string",
-      description:
-        "SQLite file of the persistent tier (default: beside the database); --no-cache-file keeps the cache in memory",
-    },
-    redis: {
-      type: "string",
-      description:
-        "Redis shared by several nodes, e.g. redis://127.0.0.1:6379 (default: REDIS_URL)",
-    },
-    state: {
-      type: "string",
-      description: `Serve the tenants of this state database (default: EDGECACHE_STATE, or ./${DEFAULT_STATE_FILE} when it exists)`,
-    },
-  },
+  args: serverArgs("serve"),
   run: ({ args }) =>
     friendly(async () => {
       const state =
         args.state ||
-        process.env.EDGECACHE_STATE ||
+        envVar("EDGECACHE_STATE") ||
         (existsSync(DEFAULT_STATE_FILE) ? DEFAULT_STATE_FILE : undefined);
       if (state) {
-        const port = portOf(args.port ?? process.env.PORT ?? 8787);
-        const redis = args.redis || process.env.REDIS_URL;
+        const port = portOf(args.port ?? envVar("PORT") ?? 8787);
+        const redis = args.redis || envVar("REDIS_URL");
         const node = await createTenantNode({
           state,
           port,
           hostname: args.host,
           ...serverOptionsOf(args),
-          adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
+          adminToken: envVar("EDGECACHE_ADMIN_TOKEN") || undefined,
           ...(redis && { redis }),
           ...(cacheFileFlag(args["cache-file"]) === false && { cacheDir: false as const }),
         });
@@ -120,11 +78,11 @@ const serve = defineCommand({
       }
       const loaded = await loadConfig(process.cwd(), args.config);
       const config = loaded?.config ?? {};
-      const port = portOf(args.port ?? process.env.PORT ?? config.port ?? 8787);
+      const port = portOf(args.port ?? envVar("PORT") ?? config.port ?? 8787);
       // --db names the demo database's file unless a config names a database of its own.
       const flag = cacheFileFlag(args["cache-file"]);
-      const redis = args.redis || process.env.REDIS_URL || config.redis;
-      const db = args.db || process.env.DATABASE_URL;
+      const redis = args.redis || envVar("REDIS_URL") || config.redis;
+      const db = args.db || envVar("DATABASE_URL");
       const edgecache = await createNodeEdgecache({
         ...config,
         ...(db && (config.database ? { database: db } : { demoDatabase: db })),
@@ -133,7 +91,7 @@ const serve = defineCommand({
         port,
         hostname: args.host ?? config.hostname,
         ...serverOptionsOf(args),
-        adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
+        adminToken: envVar("EDGECACHE_ADMIN_TOKEN") || undefined,
       });
       const { url } = await listen(edgecache, port);
       const resources = [
@@ -157,40 +115,7 @@ const proxy = defineCommand({
     name: "proxy",
     description: "Cache an HTTP API: edgecache in front of an origin (RFC 9111 caching)",
   },
-  args: {
-    origin: {
-      type: "string",
-      description: "Origin to cache, e.g. http://127.0.0.1:3000 (default: the config's origins)",
-    },
-    port: { type: "string", description: "Port (default: PORT, the config, or 8788)" },
-    host: { type: "string", description: "Address to listen on (default 127.0.0.1)" },
-    config: {
-      type: "string",
-      description: "Config file with a proxy section (default ./edgecache.config.{json,ts,js})",
-    },
-    "cache-file": {
-      type: "string",
-      description: `SQLite file of the persistent tier (default ./${DEFAULT_PROXY_CACHE_FILE}); --no-cache-file keeps the cache in memory`,
-    },
-    ttl: {
-      type: "string",
-      description: "Seconds a response without explicit freshness stays fresh (with --origin)",
-    },
-    grace: {
-      type: "string",
-      description: "Seconds stored content may be served while the origin fails (default 0)",
-    },
-    redis: {
-      type: "string",
-      description: "Redis shared by several proxy nodes (default: REDIS_URL)",
-    },
-    learn: {
-      type: "boolean",
-      description:
-        "Learn which cached GETs each write changes, and invalidate them (README: Learned invalidation)",
-    },
-    ...SERVER_ARGS,
-  },
+  args: serverArgs("proxy"),
   run: ({ args }) =>
     friendly(async () => {
       const loaded = await loadConfig(process.cwd(), args.config);
@@ -205,9 +130,9 @@ const proxy = defineCommand({
           "--origin: expected an origin such as http://127.0.0.1:3000, or a config file with a proxy section",
         );
       }
-      const port = portOf(args.port ?? process.env.PORT ?? config?.port ?? 8788);
+      const port = portOf(args.port ?? envVar("PORT") ?? config?.port ?? 8788);
       const flag = cacheFileFlag(args["cache-file"]);
-      const redis = args.redis || process.env.REDIS_URL || config?.redis;
+      const redis = args.redis || envVar("REDIS_URL") || config?.redis;
       const node = await createNodeProxy({
         ...config,
         origins,
@@ -218,7 +143,7 @@ const proxy = defineCommand({
         cacheFile: flag ?? config?.cacheFile,
         ...(args.grace && { grace: numberOf("--grace", args.grace) }),
         ...(args.learn && { learn: config?.learn || true }),
-        adminToken: process.env.EDGECACHE_ADMIN_TOKEN || undefined,
+        adminToken: envVar("EDGECACHE_ADMIN_TOKEN") || undefined,
       });
       const { url } = await listen(node, port);
       const file = flag ?? config?.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
@@ -319,7 +244,7 @@ function stopOnSignals(node: Listening): void {
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
-  if (process.env.npm_lifecycle_event !== undefined) {
+  if (envVar("npm_lifecycle_event") !== undefined) {
     const parent = process.ppid;
     const poll = setInterval(() => {
       if (process.ppid === parent) return;

@@ -1,36 +1,11 @@
 import { type CommandDef, runCommand, showUsage } from "citty";
 import { EdgecacheError } from "../core/errors.ts";
 
-/**
- * Exit codes a script can rely on (README, "Command line"). Usage errors are 2 as in
- * POSIX utilities; the rest say whose fault it was without parsing the message.
- */
-export const EXIT = {
-  ok: 0,
-  /** The node answered with an error, or some of the work failed (a warm URL, a 5xx). */
-  failed: 1,
-  /** A flag or argument is missing or wrong; nothing was sent. */
-  usage: 2,
-  /** The node could not be reached (refused, no such host, timed out). */
-  unreachable: 3,
-  /** The node refused the credentials (401) or the client (403). */
-  refused: 4,
-  /** What was asked for does not exist (a key that is not cached). */
-  notFound: 5,
-} as const;
+import { unreadVariables } from "./environment.ts";
+import { CliFailure, EXIT } from "./failure.ts";
+import { checkFlags } from "./flags.ts";
 
-/** An error the user can act on: one line, and the exit code that classifies it. */
-export class CliFailure extends Error {
-  override readonly name = "CliFailure";
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
-}
-
-export const usageError = (message: string) => new CliFailure(message, EXIT.usage);
+export { CliFailure, EXIT, usageError } from "./failure.ts";
 
 /**
  * Runs the command line like citty's runMain, but with our exit codes: every failure is one
@@ -38,22 +13,29 @@ export const usageError = (message: string) => new CliFailure(message, EXIT.usag
  */
 export async function runCli(main: CommandDef): Promise<void> {
   const rawArgs = process.argv.slice(2);
+  for (const line of unreadVariables(process.env)) console.error(line);
   const path = await commandPath(main, rawArgs);
-  const cmd = path.at(-1)!;
+  const cmd = path.at(-1)!.cmd;
   if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
     // citty names only the parent: the whole path reads "edgecache tenants create".
-    const names = await Promise.all(path.slice(0, -1).map(metaName));
+    const names = await Promise.all(path.slice(0, -1).map((l) => metaName(l.cmd)));
     await showUsage(cmd, path.length > 1 ? { meta: { name: names.join(" ") } } : undefined);
     return;
   }
-  if (cmd === main && rawArgs.every((a) => a.startsWith("-"))) {
+  if (rawArgs.length === 0) {
     await showUsage(main);
-    process.exit(rawArgs.length === 0 ? EXIT.ok : EXIT.usage);
+    return;
   }
   try {
+    // Every command's flags, before any of them runs: nothing is opened on a typo.
+    for (const level of path) checkFlags(level.args, (await resolve(level.cmd.args)) ?? {});
+    if (cmd === main && rawArgs.every((a) => a.startsWith("-"))) {
+      await showUsage(main);
+      process.exit(EXIT.usage);
+    }
     await runCommand(main, { rawArgs });
   } catch (err) {
-    const name = (await Promise.all(path.map(metaName))).join(" ");
+    const name = (await Promise.all(path.map((l) => metaName(l.cmd)))).join(" ");
     process.exit(report(err, name));
   }
 }
@@ -78,18 +60,25 @@ function report(err: unknown, name: string): number {
   return EXIT.failed;
 }
 
-/** The commands `rawArgs` names, from `main` down (flags skipped, as citty does). */
-async function commandPath(main: CommandDef, rawArgs: string[]): Promise<CommandDef[]> {
-  const path = [main];
+/**
+ * The commands `rawArgs` names, from `main` down (flags skipped, as citty does), each with
+ * its own arguments: a parent's are those before its subcommand's name.
+ */
+async function commandPath(
+  main: CommandDef,
+  rawArgs: string[],
+): Promise<{ cmd: CommandDef; args: string[] }[]> {
+  const path = [{ cmd: main, args: rawArgs }];
   let rest = rawArgs;
   for (;;) {
-    const cmd = path.at(-1)!;
-    const subs = await resolve(cmd.subCommands);
+    const level = path.at(-1)!;
+    const subs = await resolve(level.cmd.subCommands);
     const at = rest.findIndex((a) => !a.startsWith("-"));
     const sub = subs && at >= 0 ? await resolve(subs[rest[at]!]) : undefined;
     if (!sub) return path;
-    path.push(sub as CommandDef);
+    level.args = rest.slice(0, at);
     rest = rest.slice(at + 1);
+    path.push({ cmd: sub as CommandDef, args: rest });
   }
 }
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Harness, startEdgecache, tempDir } from "../app/harness.ts";
 import { type Origin, type ProxyHarness, startOrigin, startProxy } from "../app/proxy-harness.ts";
-import { cli } from "./run-cli.ts";
+import { cli, startOnce } from "./run-cli.ts";
 
 // The admin commands run as the real binary against a real node listening on a port: what
 // they print, what they change in the node's cache, and the exit codes scripts rely on.
@@ -138,7 +138,10 @@ describe("invalidate", () => {
     expectOneLineError(none, /^edgecache invalidate: expected one of --key, --prefix, --tag/);
     const typo = await cli(["invalidate", "--prefx", "GET /"], { env });
     expect(typo.code).toBe(2);
-    expectOneLineError(typo, /^edgecache invalidate: unknown flag --prefx$/);
+    expectOneLineError(
+      typo,
+      /^edgecache invalidate: unknown option --prefx \(did you mean --prefix\?\)$/,
+    );
     const row = await cli(["invalidate", "--row", "users"], { env });
     expect(row.code).toBe(2);
     expectOneLineError(row, /--row: expected table:id such as users:123, got "users"/);
@@ -417,21 +420,4 @@ describe("init", () => {
 });
 
 /** Starts the binary in `dir` until it says where it listens, then stops it. */
-async function serveOnce(dir: string, args: string[]): Promise<{ out: string }> {
-  const { spawn } = await import("node:child_process");
-  const { waitForLine } = await import("../helpers/child.ts");
-  const { BIN, cleanEnv } = await import("./run-cli.ts");
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: cleanEnv() });
-  let out = "";
-  child.stdout.on("data", (c) => {
-    out += c;
-  });
-  try {
-    await waitForLine(child, /(admin API):/);
-    return { out };
-  } finally {
-    const exited = new Promise((done) => child.once("exit", done));
-    child.kill("SIGTERM");
-    await exited;
-  }
-}
+const serveOnce = (dir: string, args: string[]) => startOnce(args, { cwd: dir });

@@ -99,7 +99,9 @@ describe("by default", () => {
     const r = await cli(["serve", "--port", "0", "--log-level", "loud"], { cwd: tempDir() });
     expect(r.code).toBe(2);
     expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
-    expect(r.stderr).toMatch(/logLevel.*fatal, error, warn, info, debug, trace, silent.*"loud"/);
+    expect(r.stderr).toMatch(
+      /--log-level: expected one of fatal, error, warn, info, debug, trace, silent.*"loud"/,
+    );
   }, 30_000);
 
   it("still logs a 5xx as an error with the request id the client sent", async () => {

@@ -63,3 +63,28 @@ export async function serveTenants(
     throw err;
   }
 }
+
+/** Starts the binary until a line of its stdout matches `until`, then stops it. */
+export async function startOnce(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string>; until?: RegExp },
+): Promise<{ out: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: options.cwd,
+    env: cleanEnv(options.env),
+  });
+  let out = "";
+  child.stdout.on("data", (c) => {
+    out += c;
+  });
+  try {
+    await waitForLine(child, options.until ?? /admin API:/);
+    return { out };
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((done) => child.once("exit", done));
+      child.kill("SIGTERM");
+      await exited;
+    }
+  }
+}

@@ -7,6 +7,7 @@ import { type LearnOptions, type OriginRoute, validateRoutes } from "../../app/p
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { RedisSetting } from "./cluster.ts";
+import { configKeys } from "./options.ts";
 
 /** What `edgecache.config.json` (or `.ts` / `.js`, default-exporting it) may say. */
 export interface EdgecacheConfig {
@@ -111,18 +112,6 @@ function checkKeys(c: Record<string, unknown>, known: Set<string>, at: string): 
   }
 }
 
-const SERVER_KEYS = [
-  "memory",
-  "cacheFile",
-  "disk",
-  "notFound",
-  "port",
-  "hostname",
-  "trustedProxies",
-  "allowedHosts",
-  "redis",
-];
-
 /** The server settings both sections have (`at`: "" or "proxy."). */
 function checkServer(c: Record<string, unknown>, at: string): void {
   str(c, "hostname", `${at}hostname`);
@@ -181,11 +170,7 @@ function validateProxy(raw: unknown): void {
     badOption(C, "proxy", "an object", raw);
   }
   const p = raw as Record<string, unknown>;
-  checkKeys(
-    p,
-    new Set([...SERVER_KEYS, "origins", "maxCacheableSize", "grace", "learn"]),
-    "proxy.",
-  );
+  checkKeys(p, new Set(configKeys("proxy")), "proxy.");
   // Its fields are checked where the proxy is made (createProxy), in the same form.
   if (
     p.learn !== undefined &&
@@ -206,17 +191,7 @@ export function validateConfig(raw: unknown): EdgecacheConfig {
     badOption(C, "config", "an object", raw);
   }
   const c = raw as Record<string, unknown>;
-  const known = new Set([
-    "database",
-    "busyTimeout",
-    "views",
-    "ttl",
-    "staleWhileRevalidate",
-    "routes",
-    ...SERVER_KEYS,
-    "proxy",
-  ]);
-  checkKeys(c, known, "");
+  checkKeys(c, new Set(configKeys("serve")), "");
   str(c, "database");
   checkServer(c, "");
   num("ttl", c.ttl, 1);

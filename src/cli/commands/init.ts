@@ -3,8 +3,8 @@ import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import stripJsonComments from "strip-json-comments";
 import { validateConfig } from "../../adapter/node/config.ts";
+import { type Mode, optionOfKey } from "../../adapter/node/options.ts";
 import { isPostgresUrl } from "../../sources/postgres.ts";
-import { checkFlags } from "../flags.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 
 const FILE = "edgecache.config.json";
@@ -40,8 +40,7 @@ export const init = defineCommand({
     description: `Write a commented ${FILE} for your database (--db) or origin (--origin)`,
   },
   args,
-  run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, args);
+  run({ args: a }) {
     if (!a.db === !a.origin)
       throw usageError("expected either --db <sqlite file> or --origin <url>");
     const ttl = a.ttl === undefined ? undefined : Number(a.ttl);
@@ -77,63 +76,76 @@ export const init = defineCommand({
   },
 });
 
+/** A config key `init` writes: its value, or commented out to show how it is set. */
+type Entry = [key: string, value: unknown, off?: "commented out"];
+
 function dataConfig(database: string, ttl: number): string {
-  return `// edgecache config, read by \`edgecache serve\` from this directory (or --config <file>).
-// Every key but "database" is optional; the values shown are the defaults. See the README.
-{
-  // Your SQLite file or postgres:// URL: each table is served at /v1/<table>, reads cached,
-  // writes invalidating.
-  "database": ${JSON.stringify(database)},
-
-  // Seconds a cached response lives unless a write invalidates it first.
-  "ttl": ${ttl},
-  // Seconds an expired response may still be served while it is refetched.
-  "staleWhileRevalidate": 0,
-  // Per table or view TTLs, e.g. {"users": {"ttl": 60}}.
-  "routes": {},
-  // Joins served as one resource, e.g.
-  // [{"name": "usersWithOrders", "base": "users",
-  //   "joins": [{"as": "orders", "table": "orders", "foreignKey": "userId", "references": "id"}]}]
-  "views": [],
-
-  // The memory tier; beyond it, the SQLite cache file beside the database (or "cacheFile").
-  "memory": { "maxBytes": 52428800, "maxEntries": 100000 },
-  "disk": { "maxBytes": 268435456, "maxEntries": 100000 },
-
-  "port": 8787,
-  // 127.0.0.1 keeps the node on this machine; the data API has no authentication.
-  "hostname": "127.0.0.1",
-
-  // Several nodes: a Redis they share, e.g. "redis://127.0.0.1:6379" (README "Many nodes").
-  // "redis": "redis://127.0.0.1:6379",
-}
-`;
+  return configText("serve", "database", [
+    ["database", database],
+    ["ttl", ttl],
+    ["staleWhileRevalidate", 0],
+    ["routes", {}],
+    ["views", []],
+    ["memory", { maxBytes: 52_428_800, maxEntries: 100_000 }],
+    ["disk", { maxBytes: 268_435_456, maxEntries: 100_000 }],
+    ["port", 8787],
+    ["hostname", "127.0.0.1"],
+    ["redis", "redis://127.0.0.1:6379", "commented out"],
+  ]);
 }
 
 function proxyConfig(origin: string, ttl: number): string {
-  return `// edgecache config, read by \`edgecache proxy\` from this directory (or --config <file>).
-// Every key but "origins" is optional; the values shown are the defaults. See the README.
-{
-  "proxy": {
-    // Origins to cache, chosen by host and path prefix. "ttl": seconds a response without
-    // Cache-Control freshness stays fresh (what the origin says always wins).
-    "origins": [{ "origin": ${JSON.stringify(origin)}, "ttl": ${ttl} }],
-
-    // Seconds stored content may be served while the origin is down or answers 5xx.
-    "grace": 0,
-    // Largest response body stored, bytes; larger ones stream through.
-    "maxCacheableSize": 8388608,
-
-    // The memory tier, then a SQLite file that survives restarts (false: memory only).
-    "memory": { "maxBytes": 52428800, "maxEntries": 100000 },
-    "cacheFile": "edgecache-proxy.cache.db",
-
-    "port": 8788,
-    "hostname": "127.0.0.1",
-
-    // Several proxy nodes: a Redis they share, so a purge reaches every node.
-    // "redis": "redis://127.0.0.1:6379",
-  },
+  return configText("proxy", "origins", [
+    ["origins", [{ origin, ttl }]],
+    ["grace", 0],
+    ["maxCacheableSize", 8_388_608],
+    ["memory", { maxBytes: 52_428_800, maxEntries: 100_000 }],
+    ["cacheFile", "edgecache-proxy.cache.db"],
+    ["port", 8788],
+    ["hostname", "127.0.0.1"],
+    ["redis", "redis://127.0.0.1:6379", "commented out"],
+  ]);
 }
-`;
+
+/**
+ * The config file, each key under its one-line description from the options' table
+ * (adapter/node/options.ts): the comments say what `edgecache serve --help` and the
+ * options reference say.
+ */
+function configText(mode: Mode, required: string, entries: Entry[]): string {
+  const indent = mode === "proxy" ? "    " : "  ";
+  const body = entries.flatMap(([key, value, off]) => [
+    ...wrap(`${optionOfKey(mode, key).doc}.`, 88 - indent.length).map((l) => `${indent}// ${l}`),
+    `${indent}${off ? "// " : ""}${JSON.stringify(key)}: ${oneLine(value)},`,
+  ]);
+  const lines = [
+    `// edgecache config, read by \`edgecache ${mode}\` from this directory (or --config <file>).`,
+    `// Every key but "${required}" is optional; the values shown are the defaults.`,
+    `// All keys: docs/reference/options.md.`,
+    "{",
+    ...(mode === "proxy" ? ['  "proxy": {', ...body, "  },"] : body),
+    "}",
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+/** `value` as JSON on one line, spaced as a person would write it. */
+function oneLine(value: unknown): string {
+  return JSON.stringify(value, null, 1)
+    .replace(/\n\s*/g, " ")
+    .replace(/\[ \{/g, "[{")
+    .replace(/\} \]/g, "}]");
+}
+
+/** `text` in lines of at most `width` characters, broken at spaces. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === "" ? word : `${line} ${word}`;
+  }
+  return [...lines, line];
 }

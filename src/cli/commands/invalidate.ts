@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { checkFlags, flagValues } from "../flags.ts";
+import { flagValues } from "../flags.ts";
 import { usageError } from "../run.ts";
 import { JSON_ARG, NODE_ARGS, nodeClient } from "./node-client.ts";
 
@@ -37,7 +37,6 @@ export const invalidate = defineCommand({
   },
   args,
   async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, args);
     const keys = flagValues(rawArgs, "key");
     const tags = flagValues(rawArgs, "tag");
     const tables = flagValues(rawArgs, "table");

@@ -1,5 +1,4 @@
 import { defineCommand } from "citty";
-import { checkFlags } from "../flags.ts";
 import { bytes, seconds, table } from "./format.ts";
 import { JSON_ARG, NODE_ARGS, nodeClient } from "./node-client.ts";
 
@@ -49,8 +48,7 @@ export const keys = defineCommand({
     description: "List a running node's cached keys, or inspect one with its dependencies",
   },
   args,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, args);
+  async run({ args: a }) {
     const node = nodeClient(a);
     if (a.key) {
       const details = await node.admin<KeyDetails>("GET", `/keys/${encodeURIComponent(a.key)}`);

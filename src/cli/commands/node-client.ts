@@ -1,3 +1,4 @@
+import { envVar } from "../environment.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 
 /** The node the commands talk to when neither --url nor EDGECACHE_URL names one. */
@@ -38,8 +39,8 @@ export interface NodeClient {
 
 /** A client for the node the flags or the environment name. */
 export function nodeClient(args: { url?: string; token?: string }): NodeClient {
-  const base = nodeUrl(args.url || process.env.EDGECACHE_URL || DEFAULT_URL);
-  const token = args.token || process.env.EDGECACHE_ADMIN_TOKEN || undefined;
+  const base = nodeUrl(args.url || envVar("EDGECACHE_URL") || DEFAULT_URL);
+  const token = args.token || envVar("EDGECACHE_ADMIN_TOKEN") || undefined;
   const send = async (url: string, init: RequestInit): Promise<Response> => {
     try {
       return await fetch(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });

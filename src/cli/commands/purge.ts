@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { checkFlags, flagValues } from "../flags.ts";
+import { flagValues } from "../flags.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 import { JSON_ARG, NODE_ARGS, nodeClient } from "./node-client.ts";
 
@@ -31,7 +31,6 @@ export const purge = defineCommand({
   },
   args,
   async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, args);
     const urls = a._;
     const tags = flagValues(rawArgs, "tag");
     if (a.prefix !== undefined && !a.prefix.startsWith("/")) {

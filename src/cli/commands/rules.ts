@@ -1,6 +1,5 @@
 import { defineCommand } from "citty";
 import { checkRule } from "../../app/proxy/learn/rules.ts";
-import { checkFlags } from "../flags.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 import { JSON_ARG, NODE_ARGS, nodeClient } from "./node-client.ts";
 
@@ -49,8 +48,7 @@ export const rules = defineCommand({
     description: "Proxy mode with --learn: list learned rules, pin, reject or add one",
   },
   args,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, args);
+  async run({ args: a }) {
     const action = a.action ?? "list";
     if (action !== "list" && !(action in STATES)) {
       throw usageError(

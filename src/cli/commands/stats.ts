@@ -1,6 +1,5 @@
 import { defineCommand } from "citty";
 import type { CacheStats } from "../../core/stats.ts";
-import { checkFlags } from "../flags.ts";
 import { bytes, percent, table } from "./format.ts";
 import { JSON_ARG, NODE_ARGS, nodeClient } from "./node-client.ts";
 
@@ -10,8 +9,7 @@ const args = { ...JSON_ARG, ...NODE_ARGS } as const;
 export const stats = defineCommand({
   meta: { name: "stats", description: "Show a running node's hits, misses, tiers and latency" },
   args,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, args);
+  async run({ args: a }) {
     const s = await nodeClient(a).admin<CacheStats>("GET", "/stats");
     console.log(a.json ? JSON.stringify(s, null, 2) : statsText(s));
   },

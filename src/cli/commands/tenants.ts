@@ -9,7 +9,7 @@ import {
   type TenantState,
 } from "../../adapter/node/tenants/state.ts";
 import { isPostgresUrl, redactUrl } from "../../sources/postgres.ts";
-import { checkFlags } from "../flags.ts";
+import { envVar } from "../environment.ts";
 import { usageError } from "../run.ts";
 import { bytes, table } from "./format.ts";
 
@@ -27,7 +27,7 @@ const JSON_ARG = { json: { type: "boolean", description: "Print JSON, for script
  * it. A PostgreSQL or Redis URL gets its tables or keys on first use.
  */
 function stateOf(args: { state?: string }, create = false): Promise<TenantState> {
-  const named = args.state || process.env.EDGECACHE_STATE || DEFAULT_STATE_FILE;
+  const named = args.state || envVar("EDGECACHE_STATE") || DEFAULT_STATE_FILE;
   if (/^(postgres(ql)?|rediss?):\/\//i.test(named)) return openTenantState(named);
   const path = resolve(named);
   if (!create && !existsSync(path)) {
@@ -81,8 +81,7 @@ const createArgs = {
 const create = defineCommand({
   meta: { name: "create", description: "Create a tenant and print its API key (shown once)" },
   args: createArgs,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, createArgs);
+  async run({ args: a }) {
     if (!a.name) throw usageError("expected a name: edgecache tenants create <name> --db <file>");
     if (!a.db === !a.origin)
       throw usageError("expected either --db <sqlite file> or --origin <url>");
@@ -144,8 +143,7 @@ const listArgs = { ...JSON_ARG, ...STATE_ARG } as const;
 const list = defineCommand({
   meta: { name: "list", description: "List the tenants (never their keys)" },
   args: listArgs,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, listArgs);
+  async run({ args: a }) {
     const state = await stateOf(a);
     try {
       const tenants = await state.list();
@@ -189,8 +187,7 @@ const rotateKey = defineCommand({
     description: "Give a tenant a new API key; the old one is refused from the next request on",
   },
   args: rotateArgs,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, rotateArgs);
+  async run({ args: a }) {
     if (!a.name) throw usageError("expected a name: edgecache tenants rotate-key <name>");
     const state = await stateOf(a);
     try {
@@ -212,8 +209,7 @@ const rotateKey = defineCommand({
 const remove = defineCommand({
   meta: { name: "delete", description: "Delete a tenant: its key stops working, its entries go" },
   args: nameArgs,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, nameArgs);
+  async run({ args: a }) {
     if (!a.name) throw usageError("expected a name: edgecache tenants delete <name>");
     const state = await stateOf(a);
     try {

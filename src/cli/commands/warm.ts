@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
-import { checkFlags } from "../flags.ts";
+import { envVar } from "../environment.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 import { NODE_ARGS, type NodeClient, nodeClient } from "./node-client.ts";
 
@@ -47,8 +47,7 @@ export const warm = defineCommand({
     description: "Fetch URLs through a running node so that later reads are hits",
   },
   args,
-  async run({ args: a, rawArgs }) {
-    checkFlags(rawArgs, args);
+  async run({ args: a }) {
     const concurrency = a.concurrency === undefined ? 4 : Number(a.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
       throw usageError(`--concurrency: expected 1 to 64, got ${a.concurrency}`);
@@ -63,7 +62,7 @@ export const warm = defineCommand({
       }
     }
     const node = nodeClient(a);
-    const key = a.key || process.env.EDGECACHE_KEY || undefined;
+    const key = a.key || envVar("EDGECACHE_KEY") || undefined;
     const started = performance.now();
     const progress = progressBar(urls.length);
     const results: Warmed[] = new Array(urls.length);

@@ -1,0 +1,70 @@
+import { closest } from "./flags.ts";
+
+/**
+ * Every environment variable edgecache's command line and Node servers read, in one place
+ * (docs/reference/options.md lists the same, a test keeps them together). Read them with
+ * `envVar`, so that a variable read somewhere is a variable listed here.
+ */
+export const ENVIRONMENT = {
+  PORT: { for: "serve, proxy: the port", flag: "--port" },
+  DATABASE_URL: { for: "serve, capture: the database", flag: "--db" },
+  REDIS_URL: { for: "serve, proxy: the Redis nodes share", flag: "--redis" },
+  EDGECACHE_ADMIN_TOKEN: {
+    for: "serve, proxy: the token the admin API requires; the commands send it",
+    flag: "--token",
+  },
+  EDGECACHE_LOG_LEVEL: { for: "serve, proxy: the JSON log's level", flag: "--log-level" },
+  EDGECACHE_STATE: { for: "serve, tenants: the tenants' state database", flag: "--state" },
+  EDGECACHE_URL: { for: "the node the commands talk to", flag: "--url" },
+  EDGECACHE_KEY: { for: "warm: a tenant's key", flag: "--key" },
+  /** Set by npm for a script: a node it started stops when npm goes away. */
+  npm_lifecycle_event: { for: "serve, proxy: started by npm" },
+} as const;
+
+export type EnvVar = keyof typeof ENVIRONMENT;
+
+/**
+ * `EDGECACHE_*` variables read elsewhere: by a Worker (from its bindings, where `--` flags
+ * do not exist), or by the tests and benchmarks, which start the command line with them.
+ */
+const READ_ELSEWHERE: Record<string, string> = {
+  EDGECACHE_LOG_MODE: "Workers only",
+  EDGECACHE_LEASE_MS: "Workers only (a node's redis setting has leaseMs)",
+  EDGECACHE_ALLOWED_HOSTS: "Workers only (a node takes --allowed-hosts)",
+  EDGECACHE_TEST_PG: "the tests",
+  EDGECACHE_BENCH_PG: "the benchmarks",
+  EDGECACHE_MEMORY_PROBE: "the benchmarks",
+  EDGECACHE_HEAP_SNAPSHOT: "the benchmarks",
+};
+
+/** The variable's value; an empty one counts as unset, as an absent flag does. */
+export function envVar(name: EnvVar): string | undefined {
+  const value = process.env[name];
+  return value === "" ? undefined : value;
+}
+
+/**
+ * One line for each `EDGECACHE_*` variable of `env` that this process does not read: a
+ * misspelt `EDGECACHE_ADMIN_TOKN` would otherwise leave the admin API open to loopback
+ * clients without anyone noticing.
+ */
+export function unreadVariables(env: Record<string, string | undefined>): string[] {
+  const known = Object.keys(ENVIRONMENT).filter((n) => n.startsWith("EDGECACHE_"));
+  const lines: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith("EDGECACHE_") || name in ENVIRONMENT) continue;
+    const elsewhere = READ_ELSEWHERE[name];
+    if (elsewhere === "the tests" || elsewhere === "the benchmarks") continue;
+    if (elsewhere) {
+      lines.push(`[edgecache] [env] ${name} is read by ${elsewhere}; the command line ignores it`);
+      continue;
+    }
+    // EDGECACHE_REDIS_URL for REDIS_URL, EDGECACHE_ADMIN_TOKN for EDGECACHE_ADMIN_TOKEN.
+    const near =
+      closest(name, known) ?? closest(name.slice("EDGECACHE_".length), Object.keys(ENVIRONMENT));
+    lines.push(
+      `[edgecache] [env] unknown variable ${name}, ignored${near ? ` (did you mean ${near}?)` : `: edgecache reads ${known.join(", ")}`}`,
+    );
+  }
+  return lines;
+}
