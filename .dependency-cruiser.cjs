@@ -1,4 +1,4 @@
-// Architecture rules (DESIGN.md, "The engine (portable core)" and "Layout"), checked by
+// Architecture rules (the design's portable core and layout; docs/design/architecture.md), checked by
 // `npm run check`: the core is portable, apps never reach into runtime adapters, and no
 // module depends on itself through others at run time.
 /** @type {import('dependency-cruiser').IConfiguration} */
