@@ -27,3 +27,39 @@ describe("If-Modified-Since without Last-Modified (RFC 9110 13.1.3, RFC 9111 4.3
     expect(origin.count()).toBe(1);
   });
 });
+
+describe("a 304 that names no validator (RFC 9110 15.4.5, RFC 9111 4.3.4)", () => {
+  it("revalidates the stored response it answers, with one conditional request", async () => {
+    const seen: (string | undefined)[] = [];
+    const { origin, get } = await proxied((req, res) => {
+      seen.push(req.headers["if-none-match"]);
+      // Some origins (cache-tests' server, Python's http.server) answer 304 bare.
+      if (req.headers["if-none-match"] === '"abcd"') {
+        res.writeHead(304, {});
+        res.end();
+        return;
+      }
+      res.writeHead(200, { "cache-control": "no-cache", etag: '"abcd"' });
+      res.end("stored body");
+    });
+    await get("/bare");
+    const again = await get("/bare");
+    expect(again.status).toBe(200);
+    expect(again.text).toBe("stored body");
+    expect(status(again)).toMatch(/^edgecache; fwd=stale; fwd-status=304/);
+    expect(seen).toEqual([undefined, '"abcd"']);
+    expect(origin.count()).toBe(2);
+  });
+});
+
+describe("an origin status outside the final range", () => {
+  it("answers 502 for a status HTTP has no place for (999), not a 500", async () => {
+    const { get } = await proxied((_, res) => {
+      res.writeHead(999, { "content-type": "text/plain" });
+      res.end("?");
+    });
+    const r = await get("/odd");
+    expect(r.status).toBe(502);
+    expect(JSON.parse(r.text).error.code).toBe("E_ORIGIN_UNAVAILABLE");
+  });
+});

@@ -69,6 +69,16 @@ export function revalidated(
   // decides in place of Cache-Control (a CDN-style 304 repeats `no-store` for browsers).
   const targeted = targetedCacheControl({ ...originHeadersOf(h.entry), ...record });
   const forPolicy = { ...record };
+  // A 304 that names no validator answers the conditional request made from this stored
+  // response's own validators (RFC 9110 15.4.5: the condition sent did not hold), so it
+  // selects that response; without this, RFC 9111 4.3.4's selection finds none and the
+  // origin is asked a second time, unconditionally.
+  if (record.etag === undefined && record["last-modified"] === undefined) {
+    // The stored ETag is the entry's own field ("" for none); Last-Modified is a header.
+    if (h.entry.etag) forPolicy.etag = h.entry.etag;
+    const lastModified = h.entry.headers["last-modified"];
+    if (lastModified !== undefined) forPolicy["last-modified"] = lastModified;
+  }
   if (targeted !== undefined) {
     forPolicy["cache-control"] = targeted;
     delete forPolicy.expires;

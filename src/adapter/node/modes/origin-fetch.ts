@@ -70,6 +70,9 @@ export function nodeOriginFetch(): NodeOriginFetch {
             h.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
           }
           const status = res.statusCode ?? 502;
+          // The Fetch API takes final statuses 200 to 599 only, and a Response made under
+          // @hono/node-server checks that late, where it would be a 500: a broken reply.
+          if (status < 200 || status > 599) throw new RangeError(`origin status ${status}`);
           const empty = NO_BODY.has(status) || init.method === "HEAD";
           if (empty) res.resume();
           const body = empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>);
