@@ -112,9 +112,38 @@ const SF_DICTIONARY = new RegExp(`^${SF_MEMBER}(?:[ \\t]*,[ \\t]*${SF_MEMBER})*$
 export function targetedCacheControl(headers: HeaderRecord): string | undefined {
   for (const name of TARGETED_FIELDS) {
     const value = headers[name]?.trim();
-    if (value && SF_DICTIONARY.test(value)) return value;
+    if (value && SF_DICTIONARY.test(value) && wellTyped(value)) return value;
   }
   return undefined;
+}
+
+/** Directives whose value RFC 9213 2.1 types as an Integer (delta-seconds). */
+const INTEGER_DIRECTIVES = new Set([
+  "max-age",
+  "s-maxage",
+  "stale-while-revalidate",
+  "stale-if-error",
+]);
+
+/**
+ * Whether a targeted field's time directives are Integers: `max-age="10000"` is a valid
+ * Dictionary with a String in it, and RFC 9213 2.1 has a field of the wrong type ignored
+ * whole (Cache-Control then applies), not read as if it were Cache-Control's quoted form.
+ */
+function wellTyped(value: string): boolean {
+  for (const [name, raw] of parseDictionaryValues(value)) {
+    if (INTEGER_DIRECTIVES.has(name) && (raw === true || !/^\d+$/.test(raw))) return false;
+  }
+  return true;
+}
+
+/** A Dictionary's members as written (parameters dropped), for `wellTyped`. */
+function parseDictionaryValues(value: string): [string, string | true][] {
+  return value.split(",").map((member) => {
+    const bare = member.split(";")[0]!.trim();
+    const eq = bare.indexOf("=");
+    return eq === -1 ? [bare, true] : [bare.slice(0, eq), bare.slice(eq + 1)];
+  });
 }
 
 /**

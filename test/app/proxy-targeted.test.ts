@@ -75,6 +75,18 @@ describe("targeted cache-control (RFC 9213 2.1)", () => {
     expect(origin.count()).toBe(1);
   });
 
+  it.each(['max-age="10000"', "max-age", "s-maxage=1.5"])(
+    "ignores a targeted field whose time directive is not an Integer (%s), and falls back to Cache-Control (RFC 9213 2.1)",
+    async (targeted) => {
+      const { origin, get } = await proxied(
+        counting({ "cache-control": "no-store", "cdn-cache-control": targeted }),
+      );
+      await get("/typed");
+      await get("/typed");
+      expect(origin.count()).toBe(2);
+    },
+  );
+
   it("keeps obeying the stored targeted field when a 304 repeats only Cache-Control: no-store (RFC 9111 4.3.4)", async () => {
     const { origin, proxy, get } = await proxied((req, res) => {
       const headers = { etag: '"t1"', "cache-control": "no-store" };
