@@ -241,9 +241,13 @@ function policyResponse(reply: OriginReply): CachePolicy.HttpResponse {
     if (date === undefined) delete headers.date;
     else headers.date = new Date(date).toUTCString();
   }
-  // RFC 9111 5.1: an Age that is not a non-negative integer (a fraction, a list) is ignored.
-  if (headers.age !== undefined && deltaSeconds(headers.age.trim()) === undefined) {
-    delete headers.age;
+  // RFC 9111 5.1: Age is one delta-seconds. A list (one line `7200, 0`, or several lines,
+  // joined) counts by its first member, as a singleton field's first line does (RFC 9110
+  // 5.3); a value that is not a non-negative integer (a fraction, a sign) is ignored.
+  if (headers.age !== undefined) {
+    const first = deltaSeconds(headers.age.split(",")[0]!.trim());
+    if (first === undefined) delete headers.age;
+    else headers.age = String(first);
   }
   return { status: policyStatus(reply.status, cc, headers), headers };
 }

@@ -99,6 +99,22 @@ describe("malformed cache headers from the origin", () => {
     expect(status(await raw(`${proxy.url}/garbled`))).toMatch(/ttl=60$/);
   });
 
+  it.each<[string | string[], "fresh" | "stale"]>([
+    ["7200, 0", "stale"],
+    ["0, 7200", "fresh"],
+    [["7200", "0"], "stale"],
+    [["0", "7200"], "fresh"],
+  ])("counts an Age list (%j) by its first member: %s", async (age, expected) => {
+    const { origin, proxy } = await setup((_, res) => {
+      res.setHeader("age", age); // an array: one line each
+      res.writeHead(200, { "cache-control": "max-age=3600" });
+      res.end("x");
+    });
+    await raw(`${proxy.url}/aged`);
+    await raw(`${proxy.url}/aged`);
+    expect(origin.count()).toBe(expected === "fresh" ? 1 : 2);
+  });
+
   it("takes at most 128 purge tags from a huge Cache-Tag header", async () => {
     const tags = Array.from({ length: 1000 }, (_, i) => `t${i}`).join(" ");
     const { proxy } = await setup(
