@@ -1,42 +1,25 @@
 // Architecture rules (the design's portable core and layout; docs/design/architecture.md), checked by
 // `npm run check`: the core is portable, apps never reach into runtime adapters, and no
 // module depends on itself through others at run time.
+/** The portable code: the core, and the change log's contract and in-process log it imports. */
+const PORTABLE = ["^src/core/", "^src/log/(contract|in-process|outside-writes)\\.ts$"];
+
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
     {
-      name: "core-is-portable",
+      name: "portable-stays-portable",
       comment:
-        "src/core imports nothing of the project outside it but the change log's portable part (its contract and the in-process log); portable npm libraries are fine.",
+        "The core and the log's portable part import nothing of the project but each other (portable npm libraries are fine): they run on Workers too.",
       severity: "error",
-      from: { path: "^src/core/" },
-      to: {
-        path: "^src/",
-        pathNot: ["^src/core/", "^src/log/(contract|in-process|outside-writes)\\.ts$"],
-      },
+      from: { path: PORTABLE },
+      to: { path: "^src/", pathNot: PORTABLE },
     },
     {
-      name: "log-contract-is-portable",
-      comment:
-        "The change log's contract and in-process log run wherever the core runs: no node:* module, nothing of the project but the core.",
+      name: "portable-no-node-builtins",
+      comment: "The core and the log's portable part import no node:* module.",
       severity: "error",
-      from: { path: "^src/log/(contract|in-process|outside-writes)\\.ts$" },
-      to: {
-        path: "^src/",
-        pathNot: ["^src/core/", "^src/log/(contract|in-process|outside-writes)\\.ts$"],
-      },
-    },
-    {
-      name: "log-contract-no-node-builtins",
-      severity: "error",
-      from: { path: "^src/log/(contract|in-process|outside-writes)\\.ts$" },
-      to: { dependencyTypes: ["core"] },
-    },
-    {
-      name: "core-no-node-builtins",
-      comment: "src/core imports no node:* module (it runs on Workers too).",
-      severity: "error",
-      from: { path: "^src/core/" },
+      from: { path: PORTABLE },
       to: { dependencyTypes: ["core"] },
     },
     {

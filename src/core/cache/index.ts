@@ -228,9 +228,7 @@ export class Cache {
    */
   registered(filter: { prefix: string } | { tag: string }): number {
     let n = 0;
-    const keys =
-      "tag" in filter ? this.#e.index.keysForTag(filter.tag) : this.#e.index.keys(filter.prefix);
-    for (const _ of keys) n++;
+    for (const _ of this.keys(filter)) n++;
     return n;
   }
 
