@@ -41,6 +41,27 @@ describe("Expires (RFC 9111 5.3, RFC 9110 5.6.7)", () => {
   );
 
   it.each([
+    ["an upper-case weekday", (d: string) => d.replace(/^(\w+)/, (w) => w.toUpperCase())],
+    ["an upper-case month", (d: string) => d.replace(/ (\w{3}) (\d{4}) /, (m) => m.toUpperCase())],
+    ["a mixed-case zone", (d: string) => d.replace("GMT", "gMT")],
+  ])(
+    "takes an Expires with %s in the future as fresh (RFC 9111 4.2: any case)",
+    async (_, recase) => {
+      const { origin, get } = await proxied((_, res) => {
+        const now = Date.now();
+        res.writeHead(200, {
+          date: new Date(now).toUTCString(),
+          expires: recase(new Date(now + 100 * SECOND).toUTCString()),
+        });
+        res.end("x");
+      });
+      expect(status(await get("/any-case"))).toMatch(/stored; ttl=(99|100)$/);
+      expect(status(await get("/any-case"))).toMatch(/^edgecache; hit/);
+      expect(origin.count()).toBe(1);
+    },
+  );
+
+  it.each([
     ["a one-digit hour", (d: string) => d.replace(/ 0(\d):/, " $1:")],
     ["dashes", (d: string) => d.replace(/^(\w+), (\d+) (\w+) (\d+)/, "$1, $2-$3-$4")],
     ["UTC instead of GMT", (d: string) => d.replace("GMT", "UTC")],

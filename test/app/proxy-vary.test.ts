@@ -44,6 +44,39 @@ describe("Vary normalization (RFC 9111 4.1)", () => {
     await get("/lang", { "accept-language": "fr-FR" });
     expect(origin.count()).toBe(3);
   });
+
+  it("keeps equally weighted languages in another order apart: origins break ties by order", async () => {
+    // cache-tests vary-normalise-lang-order: a deliberate choice (docs/guides/proxy.md).
+    const { origin, get } = await proxied((req, res) => {
+      const first = req.headers["accept-language"]!.split(",")[0]!.trim();
+      res.writeHead(200, {
+        "cache-control": "max-age=60",
+        vary: "Accept-Language",
+        "content-language": first,
+      });
+      res.end(first);
+    });
+    expect((await get("/tie", { "accept-language": "en, de" })).text).toBe("en");
+    expect((await get("/tie", { "accept-language": "de, en" })).text).toBe("de");
+    expect(origin.count()).toBe(2);
+  });
+
+  it("never selects a variant by its Content-Language for a request that did not ask alike", async () => {
+    // RFC 9111 4.1: not without revalidation unless the Vary'd fields match (cache-tests
+    // vary-normalise-lang-select asks for this).
+    const { origin, get } = await proxied((_, res) => {
+      res.writeHead(200, {
+        "cache-control": "max-age=60",
+        vary: "Accept-Language",
+        "content-language": "de",
+      });
+      res.end("de");
+    });
+    await get("/select", { "accept-language": "en, de" });
+    const other = await get("/select", { "accept-language": "fr;q=0.5, de;q=1.0" });
+    expect(status(other)).toMatch(/fwd=vary-miss; stored/);
+    expect(origin.count()).toBe(2);
+  });
 });
 
 describe("Vary records and purges", () => {

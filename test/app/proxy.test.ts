@@ -483,6 +483,18 @@ describe("unsafe methods (RFC 9111 4.4)", () => {
     expect(status(await get("/items/7"))).toMatch(/fwd=uri-miss; stored/);
   });
 
+  it("does not store a POST response for later GETs, Content-Location and max-age or not", async () => {
+    // RFC 9110 9.3.3 allows it; a deliberate choice (docs/guides/proxy.md, cache-tests method-POST).
+    const { origin, get } = await setup((req, res) => {
+      res.writeHead(200, { "cache-control": "max-age=3600", "content-location": req.url! });
+      res.end(`${req.method} ${origin.count()}`);
+    });
+    expect((await get("/form", {}, "POST")).text).toBe("POST 1");
+    const after = await get("/form");
+    expect(after.text).toBe("GET 2");
+    expect(status(after)).toMatch(/fwd=uri-miss; stored/);
+  });
+
   it.each(["PUT", "PATCH", "DELETE"])("a successful %s invalidates its URI", async (method) => {
     const { get } = await setup(counting({ "cache-control": "max-age=600" }));
     await get("/thing");

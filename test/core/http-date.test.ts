@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseHttpDate } from "../../src/core/http-cache.ts";
+import { parseCacheDate, parseHttpDate } from "../../src/core/http-cache.ts";
 
 // RFC 9110 5.6.7: the three HTTP-date forms, and nothing else.
 const NOV_6_1994 = Date.UTC(1994, 10, 6, 8, 49, 37);
@@ -37,5 +37,25 @@ describe("parseHttpDate (RFC 9110 5.6.7)", () => {
     ["nothing", ""],
   ])("refuses %s", (_, value) => {
     expect(parseHttpDate(value)).toBeUndefined();
+  });
+});
+
+describe("parseCacheDate (RFC 9111 4.2: a cache matches names in any case)", () => {
+  const now = Date.UTC(2026, 0, 1);
+
+  it.each([
+    ["IMF-fixdate", "SUN, 06 nov 1994 08:49:37 gmt"],
+    ["RFC 850", "sunday, 06-NOV-94 08:49:37 Gmt"],
+    ["asctime", "sUN nOV  6 08:49:37 1994"],
+  ])("reads %s whatever the case of its names", (_, value) => {
+    expect(parseCacheDate(value, now)).toBe(NOV_6_1994);
+  });
+
+  it.each([
+    ["UTC instead of GMT", "Sun, 06 Nov 1994 08:49:37 utc"],
+    ["doubled spaces", "Sun,  06 Nov 1994 08:49:37 GMT"],
+    ["a number", "0"],
+  ])("still refuses %s", (_, value) => {
+    expect(parseCacheDate(value, now)).toBeUndefined();
   });
 });
