@@ -14,17 +14,16 @@
  * --strategy edgecache|edgecache-rehydrate, --probe-writes n, --redis url, --seed n,
  * --out path, --quick.
  */
-import { cpus, loadavg } from "node:os";
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { type ClusterOptions, runCluster } from "./cluster/cluster.ts";
 import { cacheTable, probeTable, speedTable, targetLines } from "./cluster/report.ts";
 import { runBench } from "./lib/processes.ts";
 import { BenchRedis } from "./lib/redis.ts";
-import { describeCode, gitState, writeResults } from "./lib/results.ts";
+import { benchHead, describeHead, writeResults } from "./lib/results.ts";
 import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
 import { readWorkloadFlags, workloadFlags } from "./workload/flags.ts";
 import type { Strategy } from "./workload/strategies.ts";
-import { round } from "./workload/workload.ts";
 
 const CACHING: Strategy[] = ["edgecache-rehydrate", "edgecache"];
 
@@ -61,23 +60,13 @@ const options = readFlags(() => {
 await runBench(async () => {
   const command = commandLine("bench:cluster");
   const started = Date.now();
-  const loadavgBefore = loadavg().map((x) => round(x, 2));
+  const loadavgBefore = loadavg();
   await options.redis.check();
   try {
     const { records, probes, stale } = await runCluster(options);
-    const seconds = Math.round((Date.now() - started) / 1000);
-    const git = gitState();
     const { redis, log: _log, out, ...settings } = options;
     const json = {
-      date: new Date().toISOString(),
-      command,
-      git,
-      node: process.version,
-      cpus: cpus().length,
-      cpuModel: cpus()[0]?.model,
-      loadavgBefore,
-      loadavgAfter: loadavg().map((x) => round(x, 2)),
-      seconds,
+      ...benchHead(command, started, loadavgBefore),
       settings: { ...settings, redis: redis.url },
       records,
       probes,
@@ -85,7 +74,7 @@ await runBench(async () => {
     };
     const markdown = `# Cluster: ${options.nodes} nodes sharing Redis against one node
 
-${json.date}, ${describeCode(git)}. Node ${process.version}, ${json.cpus} × ${json.cpuModel ?? "cpu"}, load average ${json.loadavgBefore.join(" ")} before and ${json.loadavgAfter.join(" ")} after (other work on the machine counts). ${seconds} s in all.
+${describeHead(json)}
 
 The workload benchmark's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders), request sequences and stale-read oracle ([workload.md](workload.md)), with strategy \`${options.strategy}\`: ${options.requests.toLocaleString("en-US")} requests per setup and write ratio from ${options.connections} concurrent keep-alive clients, after warming (each read of the sequence once). Four setups on the same sequence, each on a fresh copy of the database: one node with the in-process change log (the default), one node on Redis, and ${options.nodes} nodes on Redis (each its own process and memory tier, sharing the change log and a Redis tier under a fresh key prefix, and one SQLite file), by default and with \`redis.reloadLists\` (every list page a write invalidated is reloaded into Redis by one node, hot or not). Over ${options.nodes} nodes request i of the sequence goes to node i mod ${options.nodes}: round robin, as a load balancer without affinity deals requests, so every node reads every hot key and must see every other node's writes — the strict case for stale reads and the hard one for hit rate (a hash of the path would keep each key on one node).
 
@@ -119,7 +108,7 @@ ${command}
 `;
     const path = writeResults(out, json, markdown);
     console.log(
-      `\n${cacheTable(records)}\n\n${speedTable(records)}\n\n${probeTable(probes)}\n\n${targetLines(records, probes).join("\n")}\n\nwrote ${path}.json and .md in ${seconds} s`,
+      `\n${cacheTable(records)}\n\n${speedTable(records)}\n\n${probeTable(probes)}\n\n${targetLines(records, probes).join("\n")}\n\nwrote ${path}.json and .md in ${json.seconds} s`,
     );
     for (const s of stale.slice(0, 6)) {
       console.log(

@@ -30,7 +30,7 @@ import {
   postgresJsHarness,
 } from "../test/drizzle/drivers.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
-import { median, round2, round3 } from "./lib/rounds.ts";
+import { closedLoop, median, round2, round3, thousands } from "./lib/rounds.ts";
 import { commandLine, fail } from "./lib/settings.ts";
 
 const flags = parseFlags(process.argv.slice(2));
@@ -91,7 +91,7 @@ const json = {
 };
 const rows = results.map(
   (r) =>
-    `| ${r.driver} | ${fmt(r.medianOps.uncached)} | ${fmt(r.medianOps.reference)} | ${fmt(r.medianOps.edgecache)} | ${r.cachedOverUncached} | ${r.edgecacheOverReference} | ${r.usPerOp.edgecache} (${r.usPerOp.reference}) |`,
+    `| ${r.driver} | ${thousands(r.medianOps.uncached)} | ${thousands(r.medianOps.reference)} | ${thousands(r.medianOps.edgecache)} | ${r.cachedOverUncached} | ${r.edgecacheOverReference} | ${r.usPerOp.edgecache} (${r.usPerOp.reference}) |`,
 );
 const markdown = `# Drizzle selects: edgecache/drizzle against uncached
 
@@ -139,10 +139,13 @@ async function measure(h: Harness): Promise<DriverResult> {
   }
   const opsPerRound = { uncached: [], reference: [], edgecache: [] } as Record<Target, number[]>;
   // Warm-up (JIT, connections), not recorded.
-  for (const t of TARGETS) await run(() => select(dbs[t]), Math.min(1, flags.duration));
+  for (const t of TARGETS)
+    await closedLoop(() => select(dbs[t]), Math.min(1, flags.duration), flags.concurrency);
   for (let round = 0; round < flags.rounds; round++) {
     for (const t of TARGETS) {
-      opsPerRound[t].push(await run(() => select(dbs[t]), flags.duration));
+      opsPerRound[t].push(
+        await closedLoop(() => select(dbs[t]), flags.duration, flags.concurrency),
+      );
     }
   }
   const medianOps = {} as Record<Target, number>;
@@ -165,31 +168,12 @@ async function measure(h: Harness): Promise<DriverResult> {
   };
 }
 
-/** Ops per second of `op` in a closed loop of `concurrency` callers for `seconds`. */
-async function run(op: () => Promise<unknown>, seconds: number): Promise<number> {
-  const until = performance.now() + seconds * 1000;
-  let ops = 0;
-  const worker = async () => {
-    while (performance.now() < until) {
-      await op();
-      ops++;
-    }
-  };
-  const start = performance.now();
-  await Promise.all(Array.from({ length: flags.concurrency }, worker));
-  return round2(ops / ((performance.now() - start) / 1000));
-}
-
 function schemaOf(h: Harness): string {
   return `${h.users[Symbol.for("drizzle:Schema")]}.`;
 }
 
 function jsonSafe(_key: string, value: unknown): unknown {
   return typeof value === "bigint" ? `${value}n` : value;
-}
-
-function fmt(n: number): string {
-  return Math.round(n).toLocaleString("en-US");
 }
 
 function parseFlags(argv: string[]) {

@@ -99,3 +99,26 @@ export function writeResults(out: string, json: object, markdown: string): strin
 export function formatRps(n: number): string {
   return Math.round(n).toLocaleString("en-US");
 }
+
+/**
+ * The fields a driver's JSON starts with: when, the command, the code, the machine and its
+ * load before (`loadavgBefore`, taken at the start) and now, and the seconds since `started`.
+ */
+export function benchHead(command: string, started: number, loadavgBefore: number[]) {
+  return {
+    date: new Date().toISOString(),
+    command,
+    git: gitState(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    loadavgBefore: loadavgBefore.map(round2),
+    loadavgAfter: loadavg().map(round2),
+    seconds: Math.round((Date.now() - started) / 1000),
+  };
+}
+
+/** Markdown: the line under a driver's title, from `benchHead`. */
+export function describeHead(h: ReturnType<typeof benchHead>): string {
+  return `${h.date}, ${describeCode(h.git)}. Node ${h.node}, ${h.cpus} × ${h.cpuModel ?? "cpu"}, load average ${h.loadavgBefore.join(" ")} before and ${h.loadavgAfter.join(" ")} after (other work on the machine counts). ${h.seconds} s in all.`;
+}

@@ -90,3 +90,27 @@ export function round2(n: number): number {
 export function round3(n: number): number {
   return Math.round(n * 1000) / 1000;
 }
+
+/** Ops per second of `op` in a closed loop of `concurrency` callers for `seconds`. */
+export async function closedLoop(
+  op: () => Promise<unknown>,
+  seconds: number,
+  concurrency: number,
+): Promise<number> {
+  const until = performance.now() + seconds * 1000;
+  let ops = 0;
+  const worker = async () => {
+    while (performance.now() < until) {
+      await op();
+      ops++;
+    }
+  };
+  const start = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return round2(ops / ((performance.now() - start) / 1000));
+}
+
+/** A rate as a whole number with thousands separators. */
+export function thousands(n: number): string {
+  return Math.round(n).toLocaleString("en-US");
+}

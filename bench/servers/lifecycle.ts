@@ -24,9 +24,9 @@ export function onParentGone(stop: () => void | Promise<void>): void {
 
 /**
  * Listens on a free loopback port, stops when the driver goes (see onParentGone) and
- * prints `{"url": ...}`, the line the driver waits for (bench/lib/processes.ts).
+ * prints `{"url": ...}` (and `more`), the line the driver waits for (bench/lib/processes.ts).
  */
-export function serveForParent(server: Server): void {
+export function serveForParent(server: Server, more: Record<string, unknown> = {}): void {
   server.listen(0, "127.0.0.1", () => {
     const { port } = server.address() as AddressInfo;
     onParentGone(() => {
@@ -34,6 +34,6 @@ export function serveForParent(server: Server): void {
       server.closeAllConnections();
       process.exit(0);
     });
-    process.stdout.write(`${JSON.stringify({ url: `http://127.0.0.1:${port}` })}\n`);
+    process.stdout.write(`${JSON.stringify({ url: `http://127.0.0.1:${port}`, ...more })}\n`);
   });
 }

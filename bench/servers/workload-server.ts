@@ -2,9 +2,11 @@
  * Child process of bench/workload.ts and bench/cluster.ts: the data API over `--db` with
  * one invalidation strategy, counting the queries that reach the database. Prints
  * `{"url": ...}` once ready. `GET /_bench/stats` answers the query counts and the cache's
- * stats. With `--redis`, it is one node of a deployment: the change log and a shared tier
- * in Redis under `--prefix` (as `edgecache serve --redis` wires them), behind its own
- * memory tier; it is ready once it holds its lease.
+ * stats; `GET /_bench/cpu` the process's CPU time (`?drain`: once background work is done)
+ * and `POST /_bench/profile[?stop=file]` starts and writes a V8 CPU profile (bench:writes).
+ * With `--redis`, it is one node of a deployment: the change log and a shared tier in Redis
+ * under `--prefix` (as `edgecache serve --redis` wires them), behind its own memory tier;
+ * it is ready once it holds its lease.
  *
  * `--db` takes a SQLite path or a postgres:// URL; with `--capture`, change capture's
  * follower runs (installed by the driver), as `edgecache serve` runs it.
@@ -14,6 +16,9 @@
  *   ... --db postgres://postgres@127.0.0.1:5432/bench --strategy edgecache --capture
  *   ... --strategy no-cache --max-age 60   # an origin for a shared cache (bench:learn)
  */
+import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector";
 import { parseArgs } from "node:util";
 import { Hono } from "hono";
 import { joinCluster } from "../../src/adapter/node/cluster.ts";
@@ -102,6 +107,8 @@ const log = cluster
 const cache = new Cache({
   tiers,
   log,
+  // As edgecache serve passes it (src/adapter/node/modes/assembly.ts).
+  sha256: (data) => createHash("sha256").update(data).digest("hex"),
   ...options,
   // As `redis.reloadLists` sets it for `edgecache serve`.
   ...(values["reload-lists"] && options.rehydrate !== false && { rehydrate: { lists: true } }),
@@ -127,6 +134,31 @@ if (maxAge !== undefined) {
 app.get("/_bench/stats", (c) =>
   c.json({ queries: { ...counts }, cache: cache.stats(), capture: follower?.stats() }),
 );
+// bench:writes: this process's CPU (user + system, us) once background work (rehydration)
+// is done, so a write's CPU can be told from the reads around it.
+app.get("/_bench/cpu", async (c) => {
+  if (c.req.query("drain") !== undefined) await cache.drain();
+  const { user, system } = process.cpuUsage();
+  return c.json({ us: user + system });
+});
+// bench:writes --cpu-prof: V8's CPU profile of the measured part alone (not the warm-up).
+let profiler: Session | undefined;
+app.post("/_bench/profile", async (c) => {
+  const to = c.req.query("stop");
+  if (to === undefined) {
+    profiler = new Session();
+    profiler.connect();
+    await post(profiler, "Profiler.enable");
+    await post(profiler, "Profiler.setSamplingInterval", { interval: 100 });
+    await post(profiler, "Profiler.start");
+  } else if (profiler) {
+    const { profile } = (await post(profiler, "Profiler.stop")) as { profile: unknown };
+    writeFileSync(to, JSON.stringify(profile));
+    profiler.disconnect();
+    profiler = undefined;
+  }
+  return c.body(null, 204);
+});
 app.route("/", api.app);
 const running = await startServer({ app, cache, port: 0 });
 // Before its lease a node serves from the source and stores nothing: not what is measured.
@@ -187,4 +219,10 @@ function counting(inner: Source & CapturingSource, n: typeof counts): Source & C
     captureFeed: () => inner.captureFeed(),
     close: () => inner.close(),
   };
+}
+
+function post(session: Session, method: string, params?: object): Promise<unknown> {
+  return new Promise((resolve, reject) =>
+    session.post(method, params, (err, result) => (err ? reject(err) : resolve(result))),
+  );
 }

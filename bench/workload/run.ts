@@ -31,6 +31,19 @@ export interface RunOutcome {
   /** Writes made around the data API, and each one's time from commit to applied, ms. */
   aroundWrites: number;
   captureLags: number[];
+  /** Every request in the order answered, when asked for (`emptyOutcome(true)`). */
+  trace?: Traced[];
+}
+
+/** One request of a traced run: when it was sent and answered, and how. */
+export interface Traced {
+  kind: "read" | "write";
+  startedAt: number;
+  endedAt: number;
+  /** HTTP status; 0 when no answer came (the connection failed or timed out). */
+  status: number;
+  hit: boolean;
+  stale: boolean;
 }
 
 interface Reply {
@@ -49,7 +62,15 @@ interface Reply {
 export class Client {
   #agent: Agent;
   readonly bases: readonly string[];
-  constructor(bases: string | readonly string[], connections: number) {
+  /**
+   * `timeoutMs`: a request that has no answer in that time fails (a region cut off must
+   * not hold the driver's clients for ever); none by default.
+   */
+  constructor(
+    bases: string | readonly string[],
+    connections: number,
+    readonly timeoutMs?: number,
+  ) {
     this.bases = typeof bases === "string" ? [bases] : bases;
     // maxSockets is per node: each node may get every client's connection.
     this.#agent = new Agent({ keepAlive: true, maxSockets: connections });
@@ -64,6 +85,7 @@ export class Client {
           method,
           agent: this.#agent,
           headers: payload ? { "content-type": "application/json" } : {},
+          timeout: this.timeoutMs,
         },
         (res) => {
           let text = "";
@@ -82,6 +104,7 @@ export class Client {
         },
       );
       req.on("error", reject);
+      req.on("timeout", () => req.destroy(new Error(`no answer in ${this.timeoutMs} ms`)));
       req.end(payload);
     });
   }
@@ -127,7 +150,52 @@ export async function runSequence(
   connections: number,
   around?: AroundWrites,
 ): Promise<RunOutcome> {
-  const out: RunOutcome = {
+  const out = emptyOutcome();
+  const locks = new Locks();
+  let next = 0;
+  let writesSeen = 0;
+  const worker = async () => {
+    while (next < ops.length) {
+      const at = next++;
+      const op = ops[at]!;
+      const aside =
+        op.kind === "write" && around && writesSeen++ % around.every === 0 ? around : undefined;
+      await send(client, op, at, oracle, out, locks, aside);
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: connections }, worker));
+  out.elapsedMs = performance.now() - started;
+  return out;
+}
+
+/**
+ * Sends request `at` of the sequence (to node `at` mod n) and judges or records it; a write
+ * first waits for the earlier writes it shares a row with (its locks are taken before
+ * anything awaits, so writes to a row keep the order in which they were dispatched).
+ */
+export async function send(
+  client: Client,
+  op: Op,
+  at: number,
+  oracle: StaleOracle,
+  out: RunOutcome,
+  locks: Locks,
+  around?: AroundWrites,
+): Promise<void> {
+  if (op.kind === "read") return read(client, op, at, oracle, out);
+  const release = locks.take(op.locks);
+  try {
+    await release.ready;
+    await write(client, op, at, oracle, out, around);
+  } finally {
+    release.done();
+  }
+}
+
+/** A run's outcome before its first request; `trace`: keep every request (`Traced`). */
+export function emptyOutcome(trace = false): RunOutcome {
+  return {
     requests: 0,
     reads: 0,
     writes: 0,
@@ -143,49 +211,44 @@ export async function runSequence(
     writeLatencies: [],
     aroundWrites: 0,
     captureLags: [],
+    ...(trace && { trace: [] }),
   };
-  const locks = new Locks();
-  let next = 0;
-  let writesSeen = 0;
-  const worker = async () => {
-    while (next < ops.length) {
-      const at = next++;
-      const op = ops[at]!;
-      if (op.kind === "read") await read(client, op, at, oracle, out);
-      else {
-        // Taken in sequence order before awaiting, so writes to a row keep their order.
-        const release = locks.take(op.locks);
-        try {
-          await release.ready;
-          const aside = around && (writesSeen++ % around.every === 0 ? around : undefined);
-          await write(client, op, at, oracle, out, aside);
-        } finally {
-          release.done();
-        }
-      }
-    }
-  };
-  const started = performance.now();
-  await Promise.all(Array.from({ length: connections }, worker));
-  out.elapsedMs = performance.now() - started;
-  return out;
 }
 
-async function read(client: Client, op: ReadOp, at: number, oracle: StaleOracle, out: RunOutcome) {
+/** Sends one read of the sequence (to node `at` mod n) and judges it; counts it in `out`. */
+export async function read(
+  client: Client,
+  op: ReadOp,
+  at: number,
+  oracle: StaleOracle,
+  out: RunOutcome,
+) {
   const started = performance.now();
-  const reply = await client.send("GET", op.path, undefined, at);
+  // No answer (a timeout, a reset): an error, with nothing to judge.
+  const reply = await client
+    .send("GET", op.path, undefined, at)
+    .catch((): Reply => ({ status: 0, cacheStatus: "", body: "" }));
   const ended = performance.now();
   const latency = ended - started;
   out.requests++;
   out.reads++;
   out.latencies.push(latency);
-  if (reply.cacheStatus.startsWith("edgecache; hit")) {
+  const hit = reply.cacheStatus.startsWith("edgecache; hit");
+  if (hit) {
     out.hits++;
     out.hitLatencies.push(latency);
   } else out.missPaths.set(op.path, (out.missPaths.get(op.path) ?? 0) + 1);
-  if (reply.status >= 500) out.errors++;
+  if (reply.status >= 500 || reply.status === 0) out.errors++;
   const body = reply.status === 200 ? JSON.parse(reply.body) : undefined;
   const findings = oracle.judge(op.spec, started, ended, reply.status, body);
+  out.trace?.push({
+    kind: "read",
+    startedAt: started,
+    endedAt: ended,
+    status: reply.status,
+    hit,
+    stale: findings.length > 0,
+  });
   if (findings.length > 0) {
     out.staleReads++;
     out.stalePaths.set(op.path, (out.stalePaths.get(op.path) ?? 0) + 1);
@@ -193,6 +256,7 @@ async function read(client: Client, op: ReadOp, at: number, oracle: StaleOracle,
   }
 }
 
+/** Sends one write of the sequence (to node `at` mod n) and tells the oracle; counts it. */
 async function write(
   client: Client,
   op: WriteOp,
@@ -235,6 +299,14 @@ async function write(
   out.writeLatencies.push(ended - started);
   const ok = reply && reply.status < 300;
   if (!ok) out.errors++;
+  out.trace?.push({
+    kind: "write",
+    startedAt: started,
+    endedAt: ended,
+    status: reply?.status ?? 0,
+    hit: false,
+    stale: false,
+  });
   for (const token of tokens) {
     if (!ok) oracle.failed(token, ended);
     else if (op.method === "DELETE") oracle.acked(token, ended, undefined);
@@ -243,7 +315,7 @@ async function write(
 }
 
 /** Per-key chains of writes: a write waits for the earlier ones that share a key with it. */
-class Locks {
+export class Locks {
   #tails = new Map<string, Promise<void>>();
 
   take(keys: string[]): { ready: Promise<unknown>; done: () => void } {

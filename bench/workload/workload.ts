@@ -83,6 +83,11 @@ export interface Setup {
   capture?: boolean;
   /** Some writes go around the data API (see AroundWrites). */
   around?: AroundWrites;
+  /**
+   * Per node, the URLs its links take instead of the setup's own: Redis and the database
+   * through a relay of its own (bench/lib/relay.ts), for nodes at a distance.
+   */
+  links?: { redis?: string; db?: string }[];
 }
 
 export interface SetupRun {
@@ -214,22 +219,24 @@ export async function onFreshDatabase<T>(
  * their new change log lets writes through without waiting (see `logOlderThan`).
  */
 export async function startNodes(db: string, setup: Setup): Promise<Server[]> {
-  const redis = setup.redis
-    ? [
-        ...["--redis", setup.redis.server.url, "--prefix", setup.redis.prefix],
-        ...(setup.redis.reloadLists ? ["--reload-lists"] : []),
-      ]
-    : [];
+  const redis = (node: number) =>
+    setup.redis
+      ? [
+          ...["--redis", setup.links?.[node]?.redis ?? setup.redis.server.url],
+          ...["--prefix", setup.redis.prefix],
+          ...(setup.redis.reloadLists ? ["--reload-lists"] : []),
+        ]
+      : [];
   const servers = await Promise.all(
     Array.from({ length: setup.nodes }, (_, i) =>
       startServer({
         name: `workload-${setup.strategy}${setup.nodes > 1 ? `-${i + 1}` : ""}`,
         argv: benchServer("workload-server.ts", [
           "--db",
-          db,
+          setup.links?.[i]?.db ?? db,
           "--strategy",
           setup.strategy,
-          ...redis,
+          ...redis(i),
           ...(setup.capture ? ["--capture"] : []),
         ]),
       }),

@@ -229,11 +229,10 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     list: ListDependency,
     peek: (key: string) => CacheEntry | undefined,
   ): Neighbours | undefined => {
-    const same = sameList(list);
     const end = list.offset + list.count;
     let found: Neighbours | undefined;
-    for (const [other, dep] of cache.listsOn(list.table)) {
-      if (other === key || !same(dep)) continue;
+    for (const [other, dep] of cache.pagesOf(list)) {
+      if (other === key) continue;
       const coversBefore = dep.offset < list.offset && list.offset <= dep.offset + dep.count;
       const coversAfter =
         list.count >= list.limit &&
@@ -344,12 +343,6 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   return { app, schema, refetch };
 }
 
-/** Whether a list registration has the same predicate and order as `list` (another page). */
-function sameList(list: ListDependency): (other: ListDependency) => boolean {
-  const signature = JSON.stringify([list.table, list.filters, list.sort]);
-  return (other) => JSON.stringify([other.table, other.filters, other.sort]) === signature;
-}
-
 /** What the data API keeps with an entry: the resource, and the id of an item. */
 interface EntryMeta {
   resource: string;
@@ -357,9 +350,23 @@ interface EntryMeta {
 }
 
 const decoder = new TextDecoder();
+/** Bodies parsed lately, by the body's bytes: see parseBody. */
+const parsed = new Map<Uint8Array, unknown>();
+const PARSED = 512;
 
+/**
+ * A cached body, parsed; never changed by its callers. A write parses each page of a list
+ * it patches, and the pages next to each as well: remembering the last few hundred halves
+ * the parsing (an entry's body is one object from the store until it is replaced).
+ */
 function parseBody(entry: CacheEntry): unknown {
-  return JSON.parse(decoder.decode(entry.body));
+  let value = parsed.get(entry.body);
+  if (value === undefined) {
+    value = JSON.parse(decoder.decode(entry.body));
+    if (parsed.size >= PARSED) parsed.clear();
+    parsed.set(entry.body, value);
+  }
+  return value;
 }
 
 async function jsonObject(req: Request): Promise<Row> {

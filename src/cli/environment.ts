@@ -31,6 +31,7 @@ const READ_ELSEWHERE: Record<string, string> = {
   EDGECACHE_LOG_MODE: "Workers only",
   EDGECACHE_LEASE_MS: "Workers only (a node's redis setting has leaseMs)",
   EDGECACHE_ALLOWED_HOSTS: "Workers only (a node takes --allowed-hosts)",
+  EDGECACHE_CAPTURE_MS: "Workers only (the D1 capture drain's interval)",
   EDGECACHE_TEST_PG: "the tests",
   EDGECACHE_BENCH_PG: "the benchmarks",
   EDGECACHE_MEMORY_PROBE: "the benchmarks",

@@ -56,9 +56,26 @@ export interface Filter {
   value: string | number;
 }
 
+/**
+ * A test for NULL the planner evaluates for SQL reads (`IS NULL`, `IS NOT NULL`). The data
+ * API's sources never produce it, so they compile only `Filter`.
+ */
+export interface NullFilter {
+  column: string;
+  op: "null" | "notNull";
+}
+
+/** What a cached list's predicate is made of: the data API's filters and SQL's null tests. */
+export type ListFilter = Filter | NullFilter;
+
 export interface SortKey {
   column: string;
   desc: boolean;
+  /**
+   * Where NULLs sort, whatever the direction. Unset: first ascending, last descending
+   * (SQLite's default and the data API's); PostgreSQL's default is the reverse.
+   */
+  nulls?: "first" | "last";
 }
 
 /**

@@ -70,8 +70,10 @@ export interface LogFollower {
   /**
    * Applies one record. Called in log order, once per record, before `append` resolves.
    * What a read must never see again is gone when it returns; the promise settles when the
-   * rest is done too (patched entries stored, other tiers cleared), which a log may wait
-   * for, briefly, before it tells writers the record is applied here.
+   * rest of this node's part is done too (patched entries stored, its own tiers cleared),
+   * which a log may wait for, briefly, before it tells writers the record is applied here.
+   * Tiers shared with other nodes are cleared in the background: reads check them against
+   * the log.
    */
   apply(record: ChangeRecord): Promise<unknown>;
   /**

@@ -32,7 +32,8 @@ export interface TransactionDriver extends SqlDriver {
  * depend on each other's rows, run together in one batch, which is one transaction.
  */
 export interface BatchDriver extends SqlDriver {
-  batch(statements: Statement[]): Promise<Row[][]>;
+  /** Runs the statements in one batch, with the rows change capture records marked `options.capture`. */
+  batch(statements: Statement[], options?: WriteOptions): Promise<Row[][]>;
 }
 
 /** Every driver has one of the two ways to write. */

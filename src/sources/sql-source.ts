@@ -111,7 +111,7 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
         return driver.transaction(this.#insertSteps(meta, insert, given), options);
       }
       dialect.refuseConverted(meta, given);
-      const [rows] = await driver.batch([insert]);
+      const [rows] = await driver.batch([insert], options);
       return rows![0]!;
     });
   }
@@ -155,7 +155,7 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
         const steps = this.#deleteSteps(meta, key, remove, tables, fks);
         return driver.transaction(steps, options);
       }
-      return this.#batchDelete(driver, meta, key, remove, tables, fks);
+      return this.#batchDelete(driver, meta, key, remove, tables, fks, options);
     });
   }
 
@@ -345,7 +345,7 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
       const [old] = await driver.read(rowsOf(this.#byId(table, key)));
       return old ? { old, row: old } : undefined;
     }
-    const [before, after] = await driver.batch([this.#byId(table, key), update]);
+    const [before, after] = await driver.batch([this.#byId(table, key), update], options);
     const old = before?.[0];
     const row = after?.[0];
     return old && row ? { old, row } : undefined;
@@ -423,11 +423,12 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
     remove: Statement,
     tables: Map<string, T>,
     fks: Map<string, ForeignKey[]>,
+    options: WriteOptions | undefined,
   ): Promise<DeleteResult | undefined> {
     const match = this.#dialect.keyMatch(meta, key, 1);
     const acted = actedOnByDelete(this.#dialect, tables, fks, meta, match);
     const bound = (statement: Statement) => ({ ...statement, params: [this.#dialect.bind(key)] });
-    const results = await driver.batch([...acted.map((a) => bound(a.statement)), remove]);
+    const results = await driver.batch([...acted.map((a) => bound(a.statement)), remove], options);
     const old = results.at(-1)?.[0];
     if (!old) return undefined;
     return { old, cascaded: cascadedOf(tables, acted, results) };

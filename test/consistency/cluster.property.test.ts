@@ -3,7 +3,7 @@ import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import { randomId } from "../../src/core/random-id.ts";
 import { until } from "../helpers/cluster.ts";
 import { type NodeProcess, redisConfig, startNode } from "../helpers/nodes.ts";
-import { consistencyProperty, type Deployment } from "./property.ts";
+import { consistencyProperty, type Deployment, nodesInProcess } from "./property.ts";
 
 const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -19,24 +19,8 @@ async function twoCaches(dir: string): Promise<Deployment> {
     await createNodeEdgecache({ ...options, cacheFile: join(dir, "a.cache.db") }),
     await createNodeEdgecache({ ...options, cacheFile: join(dir, "b.cache.db") }),
   ];
-  const pick = () => nodes[Math.floor(Math.random() * nodes.length)]!;
-  const sum = (f: (n: (typeof nodes)[number]) => number) => nodes.reduce((t, n) => t + f(n), 0);
   await Promise.all(nodes.map((n) => n.cache.writable()));
-  return {
-    databasePath: nodes[0]!.databasePath,
-    read: async (path) => pick().app.request(path),
-    write: async (method, path, body) =>
-      pick().app.request(path, {
-        method,
-        headers: { "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      }),
-    patches: async () => sum((n) => n.cache.stats().patches),
-    entries: async () => sum((n) => [...n.cache.keys()].length),
-    async close() {
-      for (const n of nodes) await n.close();
-    },
-  };
+  return nodesInProcess(nodes);
 }
 
 // A shared log patches nothing (records may arrive out of the database's commit order).

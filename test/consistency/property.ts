@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
+import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import { resolveResource } from "../../src/core/query.ts";
 import { parseListQuery } from "../../src/core/query-params.ts";
 import { demoViews } from "../../src/demo/seed.ts";
@@ -48,14 +48,28 @@ const json = (body: unknown): RequestInit => ({
 
 /** One node in this process: the single-process default. */
 export async function oneNode(dir: string): Promise<Deployment> {
-  const ec = await createNodeEdgecache({ cwd: dir, demo: { users: 60, orders: 240 } });
+  return nodesInProcess([
+    await createNodeEdgecache({ cwd: dir, demo: { users: 60, orders: 240 } }),
+  ]);
+}
+
+/**
+ * Nodes in this process over one database as one deployment: reads and writes go to any of
+ * them at random; `close` runs after every node closed.
+ */
+export function nodesInProcess(nodes: NodeEdgecache[], close?: () => Promise<void>): Deployment {
+  const pick = () => nodes[Math.floor(Math.random() * nodes.length)]!;
+  const sum = (f: (n: NodeEdgecache) => number) => nodes.reduce((t, n) => t + f(n), 0);
   return {
-    databasePath: ec.databasePath,
-    read: async (path) => ec.app.request(path),
-    write: async (method, path, body) => ec.app.request(path, { method, ...json(body) }),
-    patches: async () => ec.cache.stats().patches,
-    entries: async () => [...ec.cache.keys()].length,
-    close: () => ec.close(),
+    databasePath: nodes[0]!.databasePath,
+    read: async (path) => pick().app.request(path),
+    write: async (method, path, body) => pick().app.request(path, { method, ...json(body) }),
+    patches: async () => sum((n) => n.cache.stats().patches),
+    entries: async () => sum((n) => [...n.cache.keys()].length),
+    async close() {
+      for (const n of nodes) await n.close();
+      await close?.();
+    },
   };
 }
 
@@ -352,7 +366,8 @@ export function consistencyProperty(
       if (ec.bypass) expect(totals.bypassed).toBeGreaterThan(totals.writes / 4);
       // Patches in place were among the reads checked (they are answered as hits).
       expect(patches).toBeGreaterThanOrEqual(minPatches);
-      expect(totals.reads).toBeGreaterThan(runs * 20);
+      // A run has 20 to 120 commands, about four in five of them reads.
+      expect(totals.reads).toBeGreaterThan(runs * 10);
       expect(totals.hits).toBeGreaterThan(0);
       // Row- and predicate-level invalidation keeps most of the cache across a write.
       expect(precision).toBeGreaterThan(0.5);

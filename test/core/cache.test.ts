@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { describe, expect, it, vi } from "vitest";
 import { Cache, createCache } from "../../src/core/cache/index.ts";
 import type { CacheEntry } from "../../src/core/entry.ts";
@@ -192,6 +193,22 @@ describe("cache engine", () => {
   it("rejects bad options with E_BAD_OPTION", () => {
     expect(() => createCache({ tiers: [] })).toThrow(EdgecacheError);
     expect(() => createCache({ tiers: [memoryStore()], ttl: -1 })).toThrow(/"ttl": expected/);
+    const sha256 = "hex" as unknown as () => string;
+    expect(() => createCache({ tiers: [memoryStore()], sha256 })).toThrow(/"sha256": expected/);
+  });
+
+  it("a runtime's synchronous SHA-256 makes the same ETags as crypto.subtle", async () => {
+    const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex");
+    const made = await Promise.all(
+      [
+        createCache({ tiers: [memoryStore()] }),
+        createCache({ tiers: [memoryStore()], sha256 }),
+      ].map(
+        async (cache) => (await cache.resolve("k", async () => ({ body: "body ✓" }))).entry.etag,
+      ),
+    );
+    expect(made[0]).toMatch(/^"[0-9a-f]{24}"$/);
+    expect(made[1]).toBe(made[0]);
   });
 
   it("a cache sharing a tier and a log learns an entry's dependencies when it reads it", async () => {

@@ -209,3 +209,53 @@ describe("invalidation planner", () => {
     expect(planWrite(event, schema, index, "none").keys.size).toBe(0);
   });
 });
+
+describe("the dependency index's lists by filter value", () => {
+  const mixed = fc.oneof(
+    fc.constant(null),
+    fc.integer({ min: -1, max: 2 }),
+    fc.constantFrom(0.5, -0, true, false, "1", "a", "😀", ""),
+  );
+  it("finds every list a write's rows can match, as a scan of the table's lists does", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            filters: fc.array(
+              fc.record({
+                column: fc.constantFrom("n", "s"),
+                op: fc.constantFrom("eq", "gt", "prefix"),
+                value: mixed,
+              }),
+              { maxLength: 3 },
+            ),
+            count: fc.integer({ min: 0, max: 3 }),
+          }),
+          { maxLength: 10 },
+        ),
+        fc.array(fc.record({ n: mixed, s: mixed }), { minLength: 1, maxLength: 2 }),
+        (lists, images) => {
+          const index = new DependencyIndex();
+          lists.forEach((l, i) => {
+            const list = {
+              table: "items",
+              filters: l.filters as Filter[],
+              sort: [{ column: "id", desc: false }],
+              offset: 0,
+              limit: 3,
+              count: l.count,
+            };
+            index.add(`k${i}`, [], [list], Number.POSITIVE_INFINITY);
+          });
+          const rows = images.map((r, i) => ({ id: i, ...r }));
+          const found = new Set([...index.listsFor("items", rows)].map(([k]) => k));
+          expect(found.size).toBe([...index.listsFor("items", rows)].length); // each once
+          for (const [key, list] of index.listsOn("items")) {
+            if (rows.some((row) => matches(row, list.filters))) expect(found).toContain(key);
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});

@@ -16,40 +16,62 @@ const RECENT_RESULTS = 1024;
  */
 export class Applier {
   readonly #e: Engine;
-  /** What applying each recent record did, for the node that appended it to collect. */
-  readonly #results = new Map<number, Promise<WriteResult>>();
+  /**
+   * What applying each recent record did, for the node that appended it to collect: once
+   * this node's own tiers are done (`ready`), and once the shared tiers are too (`settled`).
+   */
+  readonly #results = new Map<
+    number,
+    { ready: Promise<WriteResult>; settled: Promise<WriteResult> }
+  >();
 
   constructor(engine: Engine) {
     this.#e = engine;
   }
 
-  /** Appends ops and collects what applying them did here. */
-  async append(ops: readonly ChangeOp[], turn?: WriteTurn): Promise<WriteResult & { seq: number }> {
+  /**
+   * Appends ops and collects what applying them did here: once this node's tiers are done,
+   * or with `settled`, once the shared tiers are too (for a caller that stores into them
+   * next, or counts what they held).
+   */
+  async append(
+    ops: readonly ChangeOp[],
+    turn?: WriteTurn,
+    settled = false,
+  ): Promise<WriteResult & { seq: number }> {
     const seq = await this.#e.log.append(ops, turn);
-    const result = await this.#results.get(seq);
+    const results = this.#results.get(seq);
     this.#results.delete(seq);
+    const result = await (settled ? results?.settled : results?.ready);
     return { keys: [], fallback: false, patched: 0, removed: 0, ...result, seq };
   }
 
   /**
    * Applies one record, in log order. Everything up to the removal from the first tier
    * happens before this returns (the memory tier deletes synchronously), so a read on this
-   * node after it never sees what the record invalidated.
+   * node after it never sees what the record invalidated. Resolves once this node's tiers
+   * are done; the shared tiers' deletes go on in the background.
    */
   apply(record: ChangeRecord): Promise<unknown> {
     // Logged before anything awaits, so a load that read the pre-write row sees it.
     this.#e.fence.record(record);
-    const result = this.#applyOps(record);
-    this.#results.set(record.seq, result);
+    const applied = this.#applyOps(record);
+    const ready = applied.then(({ clearing: _, ...result }) => result);
+    const settled = applied.then(async ({ clearing, ...result }) => ({
+      ...result,
+      removed: Math.max(result.removed, await clearing),
+    }));
+    ready.catch(() => {}); // a failure is reported through `settled`, or to the appender
+    this.#results.set(record.seq, { ready, settled });
     if (this.#results.size > RECENT_RESULTS) {
       const oldest = this.#results.keys().next().value!;
       this.#results.delete(oldest);
     }
-    this.#e.background.run(result);
-    return result;
+    this.#e.background.run(settled);
+    return ready;
   }
 
-  async #applyOps(record: ChangeRecord): Promise<WriteResult> {
+  async #applyOps(record: ChangeRecord): Promise<WriteResult & { clearing: Promise<number> }> {
     const { keys, events, prefixes, fallback, rules, named } = planRecord(
       record,
       this.#e.planSchema(),
@@ -98,7 +120,15 @@ export class Applier {
         if (list || (dep?.hits ?? 0) >= minHits) hot.push(k);
       }
     }
-    const removing = this.#e.entries.remove(keys, { local: foreign });
+    const removing = this.#e.entries.remove(keys, { local: true });
+    // The shared tiers are cleared too (by the writer, see `foreign`), but nothing waits for
+    // it unless asked to (`settled`): a read from them is checked against the log, so these
+    // deletes only spare the next reader a refusal, and a node far from Redis would hold its
+    // write a round trip longer for them.
+    const clearing =
+      foreign || !this.#e.tiers.shared
+        ? Promise.resolve(0)
+        : this.#e.tiers.delete([...keys], "shared");
     // Tiers may hold keys the index never saw (another process wrote them): list them too.
     const unindexed = new Set<string>();
     for (const { prefix, test } of prefixes)
@@ -141,7 +171,7 @@ export class Applier {
       rules,
       fallback,
     });
-    return { keys: [...keys, ...unindexed], fallback, patched, removed };
+    return { keys: [...keys, ...unindexed], fallback, patched, removed, clearing };
   }
 
   /**

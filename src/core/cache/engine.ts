@@ -71,6 +71,8 @@ export interface Engine {
   /** Tiers whose holding keeps a registration (a bit per tier): the first, and evicting ones. */
   readonly tracked: number;
   now(): number;
+  /** The strong ETag of a body: synchronous where the runtime gave a SHA-256 (CacheOptions.sha256). */
+  etag(body: Uint8Array): string | Promise<string>;
   hooks: WriteHooks;
   /** The schema the planner uses (a table fallback for every write until set). */
   planSchema(): PlanSchema;

@@ -28,6 +28,7 @@ export class Entries {
   async build(init: EntryInit, position: LogPosition): Promise<CacheEntry> {
     const now = this.#e.now();
     const body = typeof init.body === "string" ? this.#encoder.encode(init.body) : init.body;
+    const etag = init.etag ?? this.#e.etag(body);
     const ttl = init.ttl ?? this.#e.ttl;
     const swr = init.staleWhileRevalidate ?? this.#e.swr;
     const entry: CacheEntry = {
@@ -37,7 +38,7 @@ export class Entries {
       createdAt: now - (init.age ?? 0),
       freshUntil: now + ttl,
       staleUntil: now + ttl + swr,
-      etag: init.etag ?? (await strongEtag(body)),
+      etag: typeof etag === "string" ? etag : await etag,
       tags: init.tags ?? [],
       position,
     };
@@ -123,7 +124,7 @@ export class Entries {
       this.#e.index.remove(k);
       this.#e.negative.forget(k);
     }
-    return this.#e.tiers.delete(list, local);
+    return this.#e.tiers.delete(list, local ? "local" : undefined);
   }
 }
 
@@ -149,4 +150,9 @@ export function hitCount(entry: CacheEntry): HitCount | undefined {
 /** A strong ETag from the body's SHA-256 (RFC 9110 8.8.3: same bytes, same tag). */
 export async function strongEtag(body: Uint8Array): Promise<string> {
   return `"${(await sha256Hex(body)).slice(0, 24)}"`;
+}
+
+/** strongEtag made with a synchronous SHA-256 the runtime offers: the same tags. */
+export function syncEtag(sha256: (data: Uint8Array) => string): (body: Uint8Array) => string {
+  return (body) => `"${sha256(body).slice(0, 24)}"`;
 }

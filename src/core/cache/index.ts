@@ -24,7 +24,7 @@ import { type WarmOptions, type WarmResult, warm } from "../warm.ts";
 import { Applier } from "./apply.ts";
 import { Background, ReloadQueue } from "./background.ts";
 import { type Engine, newCounters } from "./engine.ts";
-import { Entries, hitCount, MAX_TRACKED_TIERS } from "./entries.ts";
+import { Entries, hitCount, MAX_TRACKED_TIERS, strongEtag, syncEtag } from "./entries.ts";
 import { Loads } from "./loads.ts";
 import { checkValueOptions, settings, tierCount, valueInit } from "./options.ts";
 import { Reads } from "./reads.ts";
@@ -117,6 +117,7 @@ export class Cache {
       rehydrate: set.rehydrate,
       tracked,
       now,
+      etag: options.sha256 ? syncEtag(options.sha256) : strongEtag,
       hooks: {},
       planSchema: () => this.#planSchema(),
       end: (n) => (n === undefined ? tiers.length : Math.min(n, tiers.length)),
@@ -253,6 +254,11 @@ export class Cache {
   /** The lists registered on a table, with their predicates and windows. */
   listsOn(table: string): Iterable<readonly [key: string, list: ListDependency]> {
     return this.#e.index.listsOn(table);
+  }
+
+  /** The registered pages of `list`'s list (same table, filters and order), its own too. */
+  pagesOf(list: ListDependency): Iterable<readonly [key: string, list: ListDependency]> {
+    return this.#e.index.pagesOf(list);
   }
 
   /**
@@ -413,7 +419,8 @@ export class Cache {
   async set(key: string, value: unknown, options: JsonOptions = {}): Promise<void> {
     const tiers = this.#checkValueOptions(options);
     const init = valueInit(key, value, options, tiers);
-    const { seq } = await this.#e.applier.append([{ keys: [key] }]);
+    // Settled: the value stored next must not meet the old one's delete in a shared tier.
+    const { seq } = await this.#e.applier.append([{ keys: [key] }], undefined, true);
     const at = this.#e.fence.position;
     await this.#e.loads.storeLoaded(key, init, { log: at.log, seq });
   }
@@ -487,7 +494,8 @@ export class Cache {
       return { key, init: valueInit(key, value, options, tiers) };
     });
     if (inits.length === 0) return;
-    const { seq } = await this.#e.applier.append([{ keys: inits.map((i) => i.key) }]);
+    const keys = inits.map((i) => i.key);
+    const { seq } = await this.#e.applier.append([{ keys }], undefined, true);
     await this.#e.loads.storeLoadedMany(inits, { log: this.#e.fence.position.log, seq });
   }
 
@@ -521,7 +529,7 @@ export class Cache {
     if (request.prefix !== undefined) ops.push({ prefix: request.prefix });
     for (const pattern of request.patterns ?? []) ops.push({ pattern });
     if (ops.length === 0) return 0;
-    return (await this.#e.applier.append(ops)).removed;
+    return (await this.#e.applier.append(ops, undefined, true)).removed;
   }
 
   /**

@@ -34,8 +34,10 @@ export function settings(options: CacheOptions): Settings {
   if (!["exact", "table", "none"].includes(policy)) {
     badOption(c, "policy", '"exact", "table" or "none"', policy);
   }
-  if (options.schedule !== undefined && typeof options.schedule !== "function") {
-    badOption(c, "schedule", "a function", options.schedule);
+  for (const name of ["schedule", "sha256"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "function") {
+      badOption(c, name, "a function", options[name]);
+    }
   }
   const maxNegative = options.notFound?.maxEntries ?? DEFAULT_MAX_NEGATIVE;
   if (!Number.isSafeInteger(maxNegative) || maxNegative < 1) {

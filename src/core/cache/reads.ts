@@ -89,9 +89,10 @@ export class Reads {
       stats.misses++;
       return undefined;
     }
-    if (i > 0) {
-      // Not this node's memory: another node (or an earlier process) may have written
-      // it, so it is checked against the log since the position its load began at.
+    if (i > 0 || tier.shared === true) {
+      // Not this node's memory (a lower tier, or a shared first one): another node (or an
+      // earlier process) may have written it, so it is checked against the log since the
+      // position its load began at.
       const changes =
         entry.position === undefined
           ? "unknown"

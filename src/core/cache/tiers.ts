@@ -132,13 +132,13 @@ export class TierStack {
   }
 
   /**
-   * Deletes keys from every tier (`local`: but the shared ones), again with the keys a
-   * tier failed to delete before; resolves with how many existed.
+   * Deletes keys from every tier (or `only` the local or the shared ones), again with the
+   * keys a tier failed to delete before; resolves with how many existed.
    */
-  async delete(list: readonly string[], local = false): Promise<number> {
+  async delete(list: readonly string[], only?: "local" | "shared"): Promise<number> {
     const counts = await Promise.all(
       this.list.map(async (tier, i) => {
-        if (local && tier.shared) return 0;
+        if (only !== undefined && (only === "shared") !== (tier.shared === true)) return 0;
         const pending = this.#undeleted.get(i);
         const batch = pending ? [...new Set([...list, ...pending])] : list;
         try {

@@ -1,3 +1,4 @@
+import type { Filter, Row } from "../query.ts";
 import type { DependencyLookup, ListDependency } from "./planner.ts";
 
 /** What a registration counts: reads served since its entry was stored. */
@@ -23,7 +24,16 @@ export interface Registration extends HitCount {
 export class DependencyIndex implements DependencyLookup {
   #byKey = new Map<string, Registration>();
   #byTag = new Map<string, Set<string>>();
-  #listsByTable = new Map<string, Map<string, ListDependency>>();
+  /** Per table, each key's lists on it (several when an OR registers one per disjunct). */
+  #listsByTable = new Map<string, Map<string, ListDependency[]>>();
+  /**
+   * The same lists, for the planner, by table and then by their first equality filter's
+   * column and value (eqKey): a write looks up the lists its rows' values name instead of
+   * testing every list on the table. Lists without an equality filter are under "".
+   */
+  #byValue = new Map<string, Map<string, Map<string, Map<string, ListDependency[]>>>>();
+  /** Pages of one list (same table, filters and order), by listFamily: found in one look. */
+  #pages = new Map<string, Map<string, ListDependency[]>>();
 
   get size(): number {
     return this.#byKey.size;
@@ -51,9 +61,11 @@ export class DependencyIndex implements DependencyLookup {
       else this.#byTag.set(tag, new Set([key]));
     }
     for (const list of lists) {
-      const byKey = this.#listsByTable.get(list.table);
-      if (byKey) byKey.set(key, list);
-      else this.#listsByTable.set(list.table, new Map([[key, list]]));
+      addTo(this.#listsByTable, list.table, key, list);
+      addTo(this.#pages, listFamily(list), key, list);
+      const [column, value] = bucketOf(list);
+      const byColumn = slot(this.#byValue, list.table);
+      addTo(slot(byColumn, column), value, key, list);
     }
     return reg;
   }
@@ -76,9 +88,14 @@ export class DependencyIndex implements DependencyLookup {
       if (keys?.size === 0) this.#byTag.delete(tag);
     }
     for (const list of reg.lists) {
-      const byKey = this.#listsByTable.get(list.table);
-      byKey?.delete(key);
-      if (byKey?.size === 0) this.#listsByTable.delete(list.table);
+      deleteFrom(this.#listsByTable, list.table, key);
+      deleteFrom(this.#pages, listFamily(list), key);
+      const [column, value] = bucketOf(list);
+      const byColumn = this.#byValue.get(list.table);
+      const byEq = byColumn?.get(column);
+      if (byEq) deleteFrom(byEq, value, key);
+      if (byEq?.size === 0) byColumn!.delete(column);
+      if (byColumn?.size === 0) this.#byValue.delete(list.table);
     }
   }
 
@@ -115,7 +132,36 @@ export class DependencyIndex implements DependencyLookup {
 
   *listsOn(table: string): Iterable<readonly [string, ListDependency]> {
     const byKey = this.#listsByTable.get(table);
-    if (byKey) yield* byKey;
+    if (byKey) yield* each(byKey);
+  }
+
+  *listsFor(table: string, rows: readonly Row[]): Iterable<readonly [string, ListDependency]> {
+    const byColumn = this.#byValue.get(table);
+    if (!byColumn) return;
+    for (const [column, byEq] of byColumn) {
+      if (column === "") {
+        const bucket = byEq.get("");
+        if (bucket) yield* each(bucket);
+        continue;
+      }
+      // Each list is under one value: a bucket two rows name is walked once.
+      const walked: Map<string, ListDependency[]>[] = [];
+      for (const row of rows) {
+        const bucket = byEq.get(eqKey(row[column]));
+        if (!bucket || walked.includes(bucket)) continue;
+        walked.push(bucket);
+        yield* each(bucket);
+      }
+    }
+  }
+
+  /**
+   * The registered pages of `list`'s list: the same table, filters and order, any window
+   * (`list`'s own key among them, if registered).
+   */
+  *pagesOf(list: ListDependency): Iterable<readonly [string, ListDependency]> {
+    const byKey = this.#pages.get(listFamily(list));
+    if (byKey) yield* each(byKey);
   }
 
   *keys(prefix = ""): Iterable<string> {
@@ -133,4 +179,87 @@ export class DependencyIndex implements DependencyLookup {
     }
     return n;
   }
+}
+
+/**
+ * What the pages of one list share: its table, filters and order (not the window). A
+ * list's filters and sort are its query's, fixed once registered, so the text is made once
+ * per list object and remembered.
+ */
+const families = new WeakMap<ListDependency, string>();
+export function listFamily(list: ListDependency): string {
+  let family = families.get(list);
+  if (family === undefined) {
+    family = JSON.stringify([list.table, list.filters, list.sort]);
+    families.set(list, family);
+  }
+  return family;
+}
+
+/**
+ * Where a list is filed for listsFor: its first equality filter's column and value, or ""
+ * when it has none. A row can match the list only if its value there has the same eqKey.
+ */
+const buckets = new WeakMap<ListDependency, readonly [string, string]>();
+function bucketOf(list: ListDependency): readonly [string, string] {
+  let bucket = buckets.get(list);
+  if (bucket === undefined) {
+    const eq = list.filters.find((f): f is Filter => f.op === "eq");
+    bucket = eq ? [eq.column, eqKey(eq.value)] : ["", ""];
+    buckets.set(list, bucket);
+  }
+  return bucket;
+}
+
+/**
+ * One text for values an "eq" filter takes as equal: compareValues (predicate.ts) orders
+ * NULL, then numbers (and booleans, bigints) by numeric value, then text by code point,
+ * then everything else as one class. A property test checks the two agree.
+ */
+export function eqKey(value: unknown): string {
+  if (value === null || value === undefined) return "0";
+  switch (typeof value) {
+    case "number":
+    case "bigint":
+    case "boolean":
+      return `1${Number(value)}`;
+    case "string":
+      return `2${value}`;
+    default:
+      return "3";
+  }
+}
+
+/** The map under `at`, made if there is none. */
+function slot<K, V>(map: Map<string, Map<K, V>>, at: string): Map<K, V> {
+  let inner = map.get(at);
+  if (!inner) {
+    inner = new Map();
+    map.set(at, inner);
+  }
+  return inner;
+}
+
+/** Files `list` under `at` for `key`, beside the key's other lists there. */
+function addTo(
+  map: Map<string, Map<string, ListDependency[]>>,
+  at: string,
+  key: string,
+  list: ListDependency,
+): void {
+  const byKey = slot(map, at);
+  const lists = byKey.get(key);
+  if (lists) lists.push(list);
+  else byKey.set(key, [list]);
+}
+
+/** Each key's lists, a pair per list. */
+function* each(byKey: Map<string, ListDependency[]>): Iterable<readonly [string, ListDependency]> {
+  for (const [key, lists] of byKey) for (const list of lists) yield [key, list];
+}
+
+function deleteFrom<V>(map: Map<string, Map<string, V>>, at: string, key: string): void {
+  const byKey = map.get(at);
+  byKey?.delete(key);
+  if (byKey?.size === 0) map.delete(at);
 }

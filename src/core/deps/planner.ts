@@ -1,4 +1,4 @@
-import type { Filter, Row, Schema, SortKey } from "../query.ts";
+import type { ListFilter, Row, Schema, SortKey } from "../query.ts";
 import { compareSortValues, matches, sortValues } from "./predicate.ts";
 
 /**
@@ -17,7 +17,8 @@ export interface WriteEvent {
 /** What a cached list depends on beyond the rows it holds: its predicate and window. */
 export interface ListDependency {
   table: string;
-  filters: Filter[];
+  /** Every one holds (AND). An OR is registered as one list per disjunct, same window. */
+  filters: ListFilter[];
   /** Total order (ends with the primary key). */
   sort: SortKey[];
   offset: number;
@@ -32,6 +33,15 @@ export interface ListDependency {
 export interface DependencyLookup {
   keysForTag(tag: string): Iterable<string>;
   listsOn(table: string): Iterable<readonly [key: string, list: ListDependency]>;
+  /**
+   * The lists on `table` that one of `rows` may match: those of `listsOn` less any whose
+   * equality filter none of the rows satisfies (an index by filter value finds them
+   * without a scan). Each at most once. Without it, `listsOn` is scanned.
+   */
+  listsFor?(
+    table: string,
+    rows: readonly Row[],
+  ): Iterable<readonly [key: string, list: ListDependency]>;
 }
 
 /** What the planner needs to know of the schema. */
@@ -145,7 +155,8 @@ export function planWrite(
     }
   }
   rules.row = keys.size;
-  for (const [key, list] of deps.listsOn(event.table)) {
+  const lists = deps.listsFor?.(event.table, images) ?? deps.listsOn(event.table);
+  for (const [key, list] of lists) {
     if (keys.has(key)) continue;
     if (images.some((row) => reachesWindow(row, list))) {
       keys.add(key);

@@ -1,4 +1,4 @@
-import type { Filter, Row, SortKey } from "../query.ts";
+import type { Filter, ListFilter, Row, SortKey } from "../query.ts";
 
 /**
  * In-memory evaluation of list predicates and sort order. These mirror what the sources
@@ -7,16 +7,22 @@ import type { Filter, Row, SortKey } from "../query.ts";
  * A property test checks the two agree.
  */
 
-/** Whether `row` satisfies every filter. NULL (or a missing value) never matches. */
-export function matches(row: Row, filters: readonly Filter[]): boolean {
+/**
+ * Whether `row` satisfies every filter. NULL (or a missing value) matches only `null`, as
+ * a comparison with NULL is never true in SQL.
+ */
+export function matches(row: Row, filters: readonly ListFilter[]): boolean {
   for (const f of filters) {
     if (!matchesOne(row[f.column], f)) return false;
   }
   return true;
 }
 
-function matchesOne(value: unknown, f: Filter): boolean {
-  if (value === null || value === undefined) return false;
+function matchesOne(value: unknown, filter: ListFilter): boolean {
+  const isNull = value === null || value === undefined;
+  if (filter.op === "null" || filter.op === "notNull") return isNull === (filter.op === "null");
+  if (isNull) return false;
+  const f = filter as Filter;
   if (f.op === "prefix") return typeof value === "string" && value.startsWith(String(f.value));
   const c = compareValues(value, f.value);
   switch (f.op) {
@@ -80,15 +86,24 @@ export function sortValues(row: Row, sort: readonly SortKey[]): unknown[] {
   return sort.map((s) => row[s.column] ?? null);
 }
 
-/** Compares two rows' sort-value tuples under `sort` (ASC puts NULL first, DESC last). */
+/**
+ * Compares two rows' sort-value tuples under `sort` (ASC puts NULL first, DESC last, unless
+ * a key says where its NULLs go).
+ */
 export function compareSortValues(
   a: readonly unknown[],
   b: readonly unknown[],
   sort: readonly SortKey[],
 ): number {
   for (let i = 0; i < sort.length; i++) {
-    const c = compareValues(a[i] ?? null, b[i] ?? null);
-    if (c !== 0) return sort[i]?.desc ? -c : c;
+    const x = a[i] ?? null;
+    const y = b[i] ?? null;
+    const key = sort[i];
+    if (key?.nulls !== undefined && (x === null) !== (y === null)) {
+      return (x === null) === (key.nulls === "first") ? -1 : 1;
+    }
+    const c = compareValues(x, y);
+    if (c !== 0) return key?.desc ? -c : c;
   }
   return 0;
 }

@@ -41,6 +41,8 @@ export class RedisFollower {
   #overdue = false;
   /** Nodes holding a lease, as last heard (this one included once it holds one). */
   #members = 0;
+  /** The renewal in flight, if any. */
+  #renewing: Promise<void> = Promise.resolve();
 
   constructor(link: Link) {
     this.#link = link;
@@ -51,6 +53,16 @@ export class RedisFollower {
   /** The log this node follows ("" until it first reached Redis). */
   get log(): string {
     return this.#log;
+  }
+
+  /** The last position this node applied, in the log it follows. */
+  get applied(): number {
+    return this.#applied;
+  }
+
+  /** Whether this node follows `log` and is not about to start over. */
+  follows(log: string): boolean {
+    return log === this.#log && !this.#restart;
   }
 
   get members(): number {
@@ -107,6 +119,7 @@ export class RedisFollower {
     this.#leaseUntil = Number.NEGATIVE_INFINITY;
     this.#reader.disconnect();
     await this.#loop;
+    await this.#renewing;
   }
 
   #blockMs(): number {
@@ -136,14 +149,25 @@ export class RedisFollower {
             APPLY_WAIT_MS,
           );
         }
-        await this.#renew();
+        // The renewal (this node's acknowledgement) and the next read go out together: a
+        // record appended meanwhile is read one round trip sooner than after the renewal.
+        this.#renewing = this.#renew().catch((err: unknown) => this.#failed(err));
       } catch (err) {
         if (link.closed) return;
-        link.failures++;
-        link.report("read", `[edgecache] [${C}] cannot read the log; serving from the source`, err);
+        this.#failed(err);
         await sleep(RETRY_MS * 4);
       }
     }
+  }
+
+  #failed(err: unknown): void {
+    if (this.#link.closed) return;
+    this.#link.failures++;
+    this.#link.report(
+      "read",
+      `[edgecache] [${C}] cannot read the log; serving from the source`,
+      err,
+    );
   }
 
   /** (Re)starts from the log's snapshot: its head and each table's last change. */

@@ -43,7 +43,9 @@ const DEFAULT_APPEND_TIMEOUT_MS = 5000;
  * script so the order is global (Redis Cluster too: every key shares one hash slot). Each
  * node reads the stream with a blocking read, applies records in order, and renews a
  * lease; a write is acknowledged once every node holding a lease has applied it. Pub/sub
- * only wakes waiting writers: the stream is the truth.
+ * wakes waiting writers and carries each renewal's applied position as Redis records it,
+ * so a writer hears its record acknowledged without asking; a message lost costs it a
+ * question to Redis, never order: the stream is the truth.
  *
  * @example
  * const log = await redisChangeLog({ url: "redis://127.0.0.1:6379" });
@@ -141,7 +143,9 @@ export class RedisChangeLog implements ChangeLog {
     await this.#follower.close();
     // Writers stop waiting for this node at once rather than when its lease runs out.
     const stamp = link.s.sourceStamp?.current() ?? "";
-    await link.client.ecLeave(...link.keys, randomId(), this.node, stamp).catch(() => {});
+    await link.client
+      .ecLeave(...link.keys, randomId(), this.node, stamp, link.channel)
+      .catch(() => {});
     if (link.s.owned) link.s.client.disconnect();
   }
 }

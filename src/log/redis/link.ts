@@ -1,6 +1,13 @@
 import { rateLimited, type Warner } from "../../core/report.ts";
 import { duplicateClient, type RedisClient } from "../../stores/redis-connect.ts";
-import { logKeys, type ScriptClient, withScripts } from "./scripts.ts";
+import {
+  logKeys,
+  parseAck,
+  SCRIPTS,
+  type ScriptClient,
+  TURN_FREE,
+  withScripts,
+} from "./scripts.ts";
 
 export const C = "redis-log";
 export const RETRY_MS = 50;
@@ -18,9 +25,13 @@ export interface Settings {
   logger: Warner;
 }
 
+/** Nodes whose last acknowledgement a node keeps (those that left long ago go first). */
+const ACKS_KEPT = 1024;
+
 /**
  * What the writer and the follower of one node share: the client with the log's scripts,
- * the log's keys, the wake-ups heard on its channel, and the count of failed requests.
+ * the log's keys, the wake-ups and acknowledgements heard on its channel, and the count of
+ * failed requests.
  */
 export class Link {
   readonly s: Settings;
@@ -31,9 +42,13 @@ export class Link {
   readonly report: ReturnType<typeof rateLimited>;
   failures = 0;
   closed = false;
-  /** Wake-ups heard so far: a barrier that heard one while it asked goes again at once. */
-  wakes = 0;
-  #wake = new Set<() => void>();
+  /** Turns given back so far: a writer that heard one while it asked asks again at once. */
+  turnsFreed = 0;
+  /** Each node's last applied position heard, in the log it follows (see `acked`). */
+  #acks = new Map<string, { log: string; seq: number; mark: number }>();
+  /** Messages heard so far: an acknowledgement counts for a record only if heard after it was sent. */
+  heard = 0;
+  #waiting = { turn: new Set<() => void>(), ack: new Set<() => void>() };
   #subscriber: RedisClient;
 
   constructor(settings: Settings) {
@@ -42,40 +57,81 @@ export class Link {
     ({ keys: this.keys, channel: this.channel } = logKeys(settings.prefix));
     this.report = rateLimited(settings.logger, () => performance.now());
     this.client = withScripts(settings.client, this.keys.length);
+    unbatched(settings.client, [...SCRIPTS, "xrange"]);
     this.#subscriber = duplicateClient(settings.client, undefined);
-    this.#subscriber.on("message", () => {
-      this.wakes++;
-      this.#wakeAll();
-    });
+    this.#subscriber.on("message", (_channel: string, message: string) => this.#heard(message));
     this.#subscriber.subscribe(this.channel).catch(() => {}); // resubscribes on reconnect
   }
 
-  /** Resolves at the next wake-up heard, or after `ms`. */
-  woken(ms: number): Promise<void> {
+  /**
+   * The last position `node` was heard to have applied in `log` (-1 if none), if heard after
+   * `after` (a value of `heard`): once it is past a record, that node serves nothing the
+   * record changed. A node acknowledges a record only after the record was appended, so
+   * only messages heard after the append was sent count: one heard before (from before a
+   * rollback that reused the seq, or a departure of a node since back under the same name)
+   * says nothing of it.
+   */
+  acked(node: string, log: string, after: number): number {
+    const ack = this.#acks.get(node);
+    return ack?.log === log && ack.mark > after ? ack.seq : -1;
+  }
+
+  /** Resolves when the turn is given back or, for "ack", a node acknowledges; or after `ms`. */
+  woken(what: "turn" | "ack", ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
-      const wake = this.#wake;
+      const waiting = this.#waiting[what];
       function done() {
         clearTimeout(timer);
-        wake.delete(done);
+        waiting.delete(done);
         resolve();
       }
-      wake.add(done);
+      waiting.add(done);
     });
   }
 
   /** Stops: whoever waits for a wake-up goes on (and finds the log closed). */
   close(): void {
     this.closed = true;
-    for (const wake of this.#wake) wake();
+    this.#wake("turn");
+    this.#wake("ack");
     this.#subscriber.disconnect();
   }
 
-  #wakeAll(): void {
-    const waiting = [...this.#wake];
-    this.#wake.clear();
+  #heard(message: string): void {
+    if (message === TURN_FREE) {
+      this.turnsFreed++;
+      this.#wake("turn");
+      return;
+    }
+    const ack = parseAck(message);
+    this.heard++;
+    if (ack) {
+      this.#acks.delete(ack.node); // the newest last, so the oldest go first
+      this.#acks.set(ack.node, { ...ack, mark: this.heard });
+      if (this.#acks.size > ACKS_KEPT) this.#acks.delete(this.#acks.keys().next().value!);
+    }
+    this.#wake("ack");
+  }
+
+  #wake(what: "turn" | "ack"): void {
+    const waiting = [...this.#waiting[what]];
+    this.#waiting[what].clear();
     for (const wake of waiting) wake();
   }
+}
+
+/**
+ * ioredis' auto-pipelining (on for the clients edgecache makes) keeps one batch in flight
+ * per connection: a command issued meanwhile waits for that batch's whole round trip, so
+ * across a 40 ms link a write's append queued behind a tier's reads, and its barrier behind
+ * the append's deletes. The log's commands go out at once instead (still in order on the
+ * connection), whatever the tiers sharing the client have in flight.
+ */
+function unbatched(client: RedisClient, commands: readonly string[]): void {
+  const options = client.options as { autoPipeliningIgnoredCommands?: string[] };
+  const ignored = options.autoPipeliningIgnoredCommands ?? [];
+  options.autoPipeliningIgnoredCommands = [...new Set([...ignored, ...commands])];
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

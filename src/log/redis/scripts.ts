@@ -17,6 +17,29 @@ export function logKeys(prefix: string): { keys: string[]; channel: string } {
   return { keys, channel: `${base}:wake` };
 }
 
+/**
+ * What the wake-up channel carries: `t` when the write turn is given back;
+ * `a <log> <seq> <node>` when a node reports it applied the log up to seq (an
+ * acknowledgement); `l <log> <node>` when a node leaves (it serves nothing from cache any
+ * more, as if it had applied everything). Pub/sub only wakes: a message lost costs a
+ * writer time (it asks Redis instead), never a stale read.
+ */
+export const TURN_FREE = "t";
+const ACK = "a";
+const LEFT = "l";
+
+/** An acknowledgement (or a departure) heard on the wake-up channel; undefined for anything else. */
+export function parseAck(message: string): { log: string; seq: number; node: string } | undefined {
+  const [kind, log, ...rest] = message.split(" ");
+  if (log === undefined) return undefined;
+  if (kind === LEFT && rest.length > 0) {
+    return { log, seq: Number.POSITIVE_INFINITY, node: rest.join(" ") };
+  }
+  const [seq, ...node] = rest;
+  if (kind !== ACK || node.length === 0 || !Number.isInteger(Number(seq))) return undefined;
+  return { log, seq: Number(seq), node: node.join(" ") };
+}
+
 // Every script starts here: the log's id, made anew (with everything else emptied) when
 // Redis lost it, and the server's time (one clock for every lease).
 const PRELUDE = `
@@ -31,12 +54,35 @@ end
 `;
 
 /**
- * A record, under the next gap-free seq; each table it changes remembers that seq (ARGV:
- * ops, retain, the writer's turn token or "", the wake-up channel, the writer's node,
- * tables). The record is ordered when its writer still holds the write turn, which it gives
- * back here.
+ * The members (nodes holding a lease) that have not applied record `seq`, as
+ * {node, ms its lease has left, ...}, and the ms until the log is a lease old: what a
+ * writer waits for before it acknowledges (see BARRIER). Expired members are dropped.
  */
-const APPEND = `${PRELUDE}
+const BEHIND = `
+local function behind(seq, lease)
+  local young = tonumber(redis.call('HGET', KEYS[1], 'created')) + lease - now
+  local out = {}
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  local members = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+  for i = 1, #members, 2 do
+    if tonumber(redis.call('HGET', KEYS[5], members[i]) or '0') < seq then
+      out[#out + 1] = members[i]
+      out[#out + 1] = tonumber(members[i + 1]) - now
+    end
+  end
+  return math.max(young, 0), out
+end
+`;
+
+/**
+ * A record, under the next gap-free seq; each table it changes remembers that seq (ARGV:
+ * ops, retain, the writer's turn token or "", the wake-up channel, the writer's node, the
+ * lease, tables). The record is ordered when its writer still holds the write turn, which
+ * it gives back here. Returns the record's place and, in the same round trip, who the
+ * writer must hear from before it acknowledges (BEHIND): every member, since none has
+ * read the record yet.
+ */
+const APPEND = `${PRELUDE}${BEHIND}
 local ordered = '0'
 if ARGV[4] ~= '' and redis.call('GET', KEYS[7]) == ARGV[4] then
   ordered = '1'
@@ -44,9 +90,15 @@ if ARGV[4] ~= '' and redis.call('GET', KEYS[7]) == ARGV[4] then
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2], 'ordered', ordered, 'node', ARGV[6])
-for i = 7, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
-if ordered == '1' then redis.call('PUBLISH', ARGV[5], 0) end
-return {id, seq, ordered}
+for i = 8, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
+if ordered == '1' then redis.call('PUBLISH', ARGV[5], '${TURN_FREE}') end
+local young, waiting = behind(seq, tonumber(ARGV[7]))
+return {id, seq, ordered, young, waiting}
+`;
+
+/** The write turn, if no node holds it (ARGV: a token, the lease). */
+const TAKE = `
+return redis.call('SET', KEYS[7], ARGV[1], 'PX', ARGV[2], 'NX')
 `;
 
 /** The log's id and head, and whether a node holds the write turn. */
@@ -58,7 +110,7 @@ return {redis.call('HGET', KEYS[1], 'id'), redis.call('HGET', KEYS[1], 'seq'), r
 const RELEASE = `
 if redis.call('GET', KEYS[7]) == ARGV[1] then
   redis.call('DEL', KEYS[7])
-  redis.call('PUBLISH', ARGV[2], 0)
+  redis.call('PUBLISH', ARGV[2], '${TURN_FREE}')
 end
 return 1
 `;
@@ -99,7 +151,8 @@ return id
  * A node reports what it applied and renews its lease (ARGV: node, applied, lease, the
  * log it follows, the wake-up channel). A member stays one while it keeps up (it applied
  * what the log held at its previous renewal); a node that is not a member joins only when
- * it has applied the whole log, since writes were acknowledged without it.
+ * it has applied the whole log, since writes were acknowledged without it. A position that
+ * moved on is published (see `ack`): the writers waiting for it go on without asking.
  */
 const RENEW_BODY = `
 local head = tonumber(redis.call('HGET', KEYS[1], 'seq'))
@@ -116,9 +169,10 @@ if id == ARGV[5] then
     redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), ARGV[2])
     granted = 1
   end
+  local before = tonumber(redis.call('HGET', KEYS[5], ARGV[2]) or '-1')
   redis.call('HSET', KEYS[5], ARGV[2], applied)
   redis.call('HSET', KEYS[6], ARGV[2], head)
-  redis.call('PUBLISH', ARGV[6], applied)
+  if applied ~= before then redis.call('PUBLISH', ARGV[6], '${ACK} ' .. id .. ' ' .. applied .. ' ' .. ARGV[2]) end
 end
 local members = redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf')
 `;
@@ -128,64 +182,55 @@ return {id, head, granted, members}
 `;
 
 /**
- * A writer renews (as RENEW) and asks whether its record (ARGV: seq, its log) may be
- * acknowledged: every member has applied it (a node whose lease ran out no longer serves
- * from cache), and a new log is older than a lease (nodes of the old one may still serve
- * until they notice). Returns RENEW's answer, then {members behind, ms to wait at most}.
+ * A writer renews (as RENEW) and asks who it still waits for before its record (ARGV: seq,
+ * its log) may be acknowledged: every member has applied it (a node whose lease ran out no
+ * longer serves from cache), and a new log is older than a lease (nodes of the old one may
+ * still serve until they notice). Returns RENEW's answer, then BEHIND's (nobody, for a
+ * record of a log that is gone).
  */
-const BARRIER = `${PRELUDE}${RENEW_BODY}
-local wait = tonumber(redis.call('HGET', KEYS[1], 'created')) + tonumber(ARGV[4]) - now
-local behind = 0
-if id == ARGV[8] then
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-  local members = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
-  for i = 1, #members, 2 do
-    local applied = tonumber(redis.call('HGET', KEYS[5], members[i]) or '0')
-    if applied < tonumber(ARGV[7]) then
-      behind = behind + 1
-      wait = math.max(wait, tonumber(members[i + 1]) - now)
-    end
-  end
-end
-return {id, head, granted, members, behind, math.max(wait, 0)}
+const BARRIER = `${PRELUDE}${RENEW_BODY}${BEHIND}
+local young, waiting = behind(tonumber(ARGV[7]), tonumber(ARGV[4]))
+if id ~= ARGV[8] then waiting = {} end
+return {id, head, granted, members, young, waiting}
 `;
 
-/** A node leaves; the last to leave keeps the source's stamp for START to compare. */
+/**
+ * A node leaves (ARGV: node, stamp, the wake-up channel); the last to leave keeps the
+ * source's stamp for START to compare. Writers waiting for it stop at once.
+ */
 const LEAVE = `${PRELUDE}
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'stamp', ARGV[3]) end
 redis.call('ZREM', KEYS[4], ARGV[2])
 redis.call('HDEL', KEYS[5], ARGV[2])
 redis.call('HDEL', KEYS[6], ARGV[2])
+redis.call('PUBLISH', ARGV[4], '${LEFT} ' .. id .. ' ' .. ARGV[2])
 return 1
 `;
 
-export type Script =
-  | "ecAppend"
-  | "ecStart"
-  | "ecRenew"
-  | "ecBarrier"
-  | "ecLeave"
-  | "ecReseal"
-  | "ecRelease"
-  | "ecQuiet";
+const SOURCES = {
+  ecAppend: APPEND,
+  ecTake: TAKE,
+  ecStart: START,
+  ecRenew: RENEW,
+  ecBarrier: BARRIER,
+  ecLeave: LEAVE,
+  ecReseal: RESEAL,
+  ecRelease: RELEASE,
+  ecQuiet: QUIET,
+};
+export type Script = keyof typeof SOURCES;
+/** The scripts' command names. */
+export const SCRIPTS = Object.keys(SOURCES) as Script[];
 export type ScriptClient = RedisClient &
   Record<Script, (...args: (string | number)[]) => Promise<unknown>>;
 
 /** Defines the scripts as commands of `client` (once: clients are shared), over `keys`. */
 export function withScripts(client: RedisClient, keys: number): ScriptClient {
-  const scripts: [Script, string][] = [
-    ["ecAppend", APPEND],
-    ["ecStart", START],
-    ["ecRenew", RENEW],
-    ["ecBarrier", BARRIER],
-    ["ecLeave", LEAVE],
-    ["ecReseal", RESEAL],
-    ["ecRelease", RELEASE],
-    ["ecQuiet", QUIET],
-  ];
   const c = client as ScriptClient;
-  for (const [name, lua] of scripts) {
-    if (typeof c[name] !== "function") c.defineCommand(name, { numberOfKeys: keys, lua });
+  for (const name of SCRIPTS) {
+    if (typeof c[name] !== "function") {
+      c.defineCommand(name, { numberOfKeys: keys, lua: SOURCES[name] });
+    }
   }
   return c;
 }

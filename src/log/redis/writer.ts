@@ -6,6 +6,11 @@ import { C, type Link, RETRY_MS, sleep } from "./link.ts";
 
 /** How often a writer waiting for the write turn asks again without a wake-up. */
 const TURN_POLL_MS = 10;
+/**
+ * How long a writer waits for acknowledgements before it asks Redis who it still waits
+ * for: what a lost wake-up (the subscriber reconnecting) costs at most.
+ */
+const ASK_AGAIN_MS = 100;
 
 /**
  * One node writing to the Redis log: claims, the write turn, appends through an outbox
@@ -60,9 +65,9 @@ export class RedisWriter {
     const token = `${link.node}:${randomId()}`;
     const until = performance.now() + link.s.leaseMs;
     while (!link.closed) {
-      const wakes = link.wakes;
+      const freed = link.turnsFreed;
       try {
-        const taken = await link.client.set(link.keys[6]!, token, "PX", link.s.leaseMs, "NX");
+        const taken = await link.client.ecTake(...link.keys, token, link.s.leaseMs);
         if (taken === "OK") return new RedisTurn(token, () => this.#release(token));
       } catch (err) {
         link.failures++;
@@ -75,7 +80,7 @@ export class RedisWriter {
       }
       if (performance.now() >= until) return undefined;
       // The holder publishes when it gives the turn back; the timer covers a lost message.
-      if (link.wakes === wakes) await link.woken(TURN_POLL_MS);
+      if (link.turnsFreed === freed) await link.woken("turn", TURN_POLL_MS);
     }
     return undefined;
   }
@@ -123,6 +128,7 @@ export class RedisWriter {
         token,
         link.channel,
         link.node,
+        String(link.s.leaseMs),
         ...changedTables(ops),
       ],
       reply: new Promise((resolve) => {
@@ -149,10 +155,13 @@ export class RedisWriter {
         "the write was made, but the change log could not be reached to record it; it is recorded once Redis answers again",
       );
     }
-    const [log, seq, ordered] = reply;
+    const { log, seq, ordered } = reply;
     const payload = outgoing.args[0]!;
     await this.#follower.appended(log, { seq, ops, ordered, own: true, payload });
-    await this.#barrier(log, seq, deadline);
+    // Whom the append's reply named holds only in the log this node follows: one that went
+    // back (a restored snapshot) or was replaced made it start over, and Redis is asked.
+    const waiting = this.#follower.follows(log) ? reply.waiting : Waiting.unknown();
+    await this.#barrier(log, seq, waiting, deadline, reply.heard);
     return seq;
   }
 
@@ -168,14 +177,22 @@ export class RedisWriter {
     void (async () => {
       while (this.#outbox.length > 0 && !link.closed) {
         const next = this.#outbox[0]!;
+        // Taken before the append is sent: acknowledgements of it can only come after.
+        const heard = link.heard;
         try {
-          const reply = (await link.client.ecAppend(...link.keys, randomId(), ...next.args)) as [
-            string,
-            number,
-            string,
-          ];
+          const [log, seq, ordered, ...waiting] = (await link.client.ecAppend(
+            ...link.keys,
+            randomId(),
+            ...next.args,
+          )) as [string, number, string, ...BehindReply];
           this.#outbox.shift();
-          next.sent([reply[0], Number(reply[1]), reply[2] === "1"]);
+          next.sent({
+            log,
+            seq: Number(seq),
+            ordered: ordered === "1",
+            waiting: new Waiting(waiting),
+            heard,
+          });
         } catch (err) {
           link.failures++;
           link.report("append", `[edgecache] [${C}] append failed; retrying`, err);
@@ -188,39 +205,120 @@ export class RedisWriter {
   }
 
   /**
-   * Waits until the record may be acknowledged (see BARRIER), renewing this node's lease
-   * with each ask: it tells the others, and its own membership, that it applied the record.
+   * Waits until the record may be acknowledged: every node that held a lease when it was
+   * appended (`waiting`, from the append's reply) has acknowledged it on the wake-up
+   * channel or lost its lease, and the log is a lease old. Nothing is asked while the
+   * acknowledgements come: a node near Redis waits one round trip of the farthest node, a
+   * node far from it none beyond its append's. Redis is asked (BARRIER, which also renews
+   * this node) only when a lease it waits on may have run out (that node may have renewed
+   * meanwhile, still behind: it is waited for again), or after ASK_AGAIN_MS without news;
+   * an acknowledgement heard while the answer is on its way ends the wait all the same.
    */
-  async #barrier(log: string, seq: number, deadline: number): Promise<void> {
+  async #barrier(
+    log: string,
+    seq: number,
+    waiting: Waiting,
+    deadline: number,
+    heard: number,
+  ): Promise<void> {
     const link = this.#link;
+    let asked = performance.now();
+    let asking: Promise<void> | undefined;
+    let failed: unknown;
     for (;;) {
-      let behind: number;
-      let wait: number;
-      const wakes = link.wakes;
-      const sent = performance.now();
-      try {
-        const args = this.#follower.renewArgs();
-        const reply = (await link.client.ecBarrier(...args, seq, log)) as [
-          ...RenewReply,
-          number,
-          number,
-        ];
-        this.#follower.renewed(sent, [reply[0], reply[1], reply[2], reply[3]]);
-        [behind, wait] = [Number(reply[4]), Number(reply[5])];
-      } catch (err) {
-        link.failures++;
-        // Nodes that cannot reach Redis either lose their lease or have applied the record.
-        if (link.closed || performance.now() > deadline + link.s.leaseMs) {
-          throw unconfirmed(err);
-        }
-        await sleep(RETRY_MS);
-        continue;
-      }
-      if (behind === 0 && wait <= 0) return;
+      // This node counts once its follower has applied the record (appending applies it,
+      // unless a catch-up before it failed: then its own renewal says so, as the others').
+      waiting.drop((node) =>
+        node === link.node && this.#follower.follows(log) && this.#follower.applied >= seq
+          ? true
+          : link.acked(node, log, heard) >= seq,
+      );
+      if (waiting.done()) return;
       if (link.closed) throw unconfirmed(new Error("closed"));
-      if (behind > 0 && link.wakes !== wakes) continue; // a node applied meanwhile: ask again
-      await link.woken(behind === 0 ? wait : Math.min(wait, 100));
+      if (failed !== undefined) {
+        // Nodes that cannot reach Redis either lose their lease or have applied the record.
+        if (performance.now() > deadline + link.s.leaseMs) throw unconfirmed(failed);
+        asked = performance.now() - ASK_AGAIN_MS + RETRY_MS;
+        failed = undefined;
+      }
+      const now = performance.now();
+      const askAt = Math.min(asked + ASK_AGAIN_MS, waiting.until());
+      if (!asking && now >= askAt) {
+        asked = now;
+        asking = this.#ask(log, seq).then(
+          (fresh) => {
+            waiting = fresh;
+          },
+          (err: unknown) => {
+            link.failures++;
+            failed = err;
+          },
+        );
+        void asking.finally(() => {
+          asking = undefined;
+        });
+      }
+      const wake = link.woken("ack", asking ? ASK_AGAIN_MS : askAt - now);
+      await (asking ? Promise.race([wake, asking]) : wake);
     }
+  }
+
+  /** Who the record's writer still waits for, as Redis says now (BARRIER). */
+  async #ask(log: string, seq: number): Promise<Waiting> {
+    const sent = performance.now();
+    const [l, head, granted, members, ...behind] = (await this.#link.client.ecBarrier(
+      ...this.#follower.renewArgs(),
+      seq,
+      log,
+    )) as [...RenewReply, ...BehindReply];
+    this.#follower.renewed(sent, [l, head, granted, members]);
+    return new Waiting(behind);
+  }
+}
+
+/** BEHIND's reply (scripts.ts): ms until the log is a lease old, and {node, ms of lease left, ...}. */
+type BehindReply = [young: number, behind: (string | number)[]];
+
+/**
+ * The nodes a record's writer still waits for, each until its lease runs out (as Redis
+ * last said), and until when the log is too young to acknowledge anything.
+ */
+class Waiting {
+  #young: number;
+  #nodes = new Map<string, number>();
+
+  constructor([young, behind]: BehindReply) {
+    const now = performance.now();
+    this.#young = Number(young) > 0 ? now + Number(young) : 0;
+    for (let i = 0; i + 1 < behind.length; i += 2) {
+      this.#nodes.set(String(behind[i]), now + Number(behind[i + 1]));
+    }
+  }
+
+  /** Nothing known: Redis is asked at once. */
+  static unknown(): Waiting {
+    const waiting = new Waiting([0, []]);
+    waiting.#young = performance.now();
+    return waiting;
+  }
+
+  drop(acknowledged: (node: string) => boolean): void {
+    for (const node of this.#nodes.keys()) if (acknowledged(node)) this.#nodes.delete(node);
+  }
+
+  /**
+   * Nobody left to wait for. A young log is asked about again once it is a lease old,
+   * rather than trusted to be: it may have been replaced meanwhile.
+   */
+  done(): boolean {
+    return this.#nodes.size === 0 && this.#young === 0;
+  }
+
+  /** When Redis must be asked again: a lease waited on may have run out, or the log come of age. */
+  until(): number {
+    let at = this.#young || Number.POSITIVE_INFINITY;
+    for (const expiry of this.#nodes.values()) at = Math.min(at, expiry);
+    return at;
   }
 }
 
@@ -232,8 +330,15 @@ class RedisTurn implements WriteTurn {
   ) {}
 }
 
-/** APPEND's answer: the log, the record's seq, and whether it is ordered. */
-type AppendReply = [log: string, seq: number, ordered: boolean];
+/** APPEND's answer: the log, the record's seq, whether it is ordered, and whom to wait for. */
+interface AppendReply {
+  log: string;
+  seq: number;
+  ordered: boolean;
+  waiting: Waiting;
+  /** `Link.heard` when the append was sent. */
+  heard: number;
+}
 
 /** A record on its way into the log, and the append waiting for its seq. */
 interface Outgoing {

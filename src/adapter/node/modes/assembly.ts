@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { Hono } from "hono";
 import { Cache, type CacheOptions } from "../../../core/cache/index.ts";
 import { isClosable, type Store } from "../../../core/store.ts";
@@ -91,6 +92,7 @@ export async function assemble(spec: ModeSpec): Promise<Assembled> {
     tiers,
     log,
     ...(now && { now }),
+    sha256: (data) => createHash("sha256").update(data).digest("hex"),
     observer: metrics.observer,
     logger: cacheLogger(spec.logger),
   });

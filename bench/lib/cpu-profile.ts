@@ -1,0 +1,110 @@
+/**
+ * A V8 CPU profile (.cpuprofile, from --cpu-prof or the inspector) summed up: each
+ * function's share of the busy time (idle left out), by its own time (self) and with what
+ * it calls (inclusive), as a Markdown table.
+ *
+ *   npx tsx bench/lib/cpu-profile.ts .scratch/prof/edgecache.cpuprofile
+ */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string };
+  children?: number[];
+}
+
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+export interface Shares {
+  /** Busy time (every sample but idle), ms. */
+  busyMs: number;
+  self: [string, number][];
+  inclusive: [string, number][];
+}
+
+/** A function's name and file (within src/ or node_modules/), as the tables show it. */
+function label(node: ProfileNode): string {
+  const { functionName, url } = node.callFrame;
+  const file = url.replace(/^.*?\/(src|node_modules|bench)\//, "$1/").replace(/^file:\/\//, "");
+  return `${functionName || "(anonymous)"}${file ? ` ${file}` : ""}`;
+}
+
+export function shares(profile: Profile): Shares {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const time = new Map<number, number>();
+  for (let i = 0; i < profile.samples.length; i++) {
+    const id = profile.samples[i]!;
+    time.set(id, (time.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  }
+  const self = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  let busy = 0;
+  for (const [id, us] of time) {
+    const node = byId.get(id)!;
+    if (node.callFrame.functionName === "(idle)") continue;
+    busy += us;
+    self.set(label(node), (self.get(label(node)) ?? 0) + us);
+    // Each function once per sample, however deep it recurses.
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const name = label(byId.get(at)!);
+      if (seen.has(name)) continue;
+      seen.add(name);
+      inclusive.set(name, (inclusive.get(name) ?? 0) + us);
+    }
+  }
+  const sorted = (m: Map<string, number>) =>
+    [...m].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, v / busy] as [string, number]);
+  return { busyMs: busy / 1000, self: sorted(self), inclusive: sorted(inclusive) };
+}
+
+/** The top `n` by self time, and the given functions' inclusive shares (by name prefix). */
+export function sharesMarkdown(s: Shares, n: number, watch: readonly string[]): string {
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  const rows = (list: [string, number][]) =>
+    list.map(([name, share]) => `| \`${name}\` | ${pct(share)} |`).join("\n");
+  const watched = watch.flatMap((w) =>
+    s.inclusive.filter(([name]) => name.startsWith(w)).slice(0, 1),
+  );
+  return `Busy time ${Math.round(s.busyMs).toLocaleString("en-US")} ms (idle left out).
+
+| function, with what it calls | share of busy time |
+| --- | ---: |
+${rows(watched)}
+
+| function, its own time | share of busy time |
+| --- | ---: |
+${rows(s.self.slice(0, n))}
+`;
+}
+
+/** The functions of a write's path whose inclusive shares bench:writes reports. */
+export const WRITE_PATH = [
+  "(garbage collector)",
+  "#applyOps src/core/cache/apply.ts",
+  "planRecord src/core/cache/record-plan.ts",
+  "#patches src/core/cache/apply.ts",
+  "parseBody src/app/data-api.ts",
+  "storeLoaded src/core/cache/loads.ts",
+  "strongEtag src/core/cache/entries.ts",
+  "remove src/core/cache/entries.ts",
+  "add src/core/deps/index.ts",
+  "remove src/core/deps/index.ts",
+  "#write src/sources/sql-source.ts",
+  "sqliteTransaction node_modules/better-sqlite3",
+  "writevGeneric node:internal",
+];
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const file = process.argv[2];
+  if (!file) throw new Error("[bench] usage: cpu-profile.ts <file.cpuprofile>");
+  const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
+  console.log(sharesMarkdown(shares(profile), 25, WRITE_PATH));
+}

@@ -1,0 +1,470 @@
+/**
+ * What a write costs the node in CPU, by kind (update, insert, delete, a user's delete with
+ * its orders cascaded), with and without rehydration, against baselines measured in the
+ * same run: the same statements through better-sqlite3 alone, and a read (a hit, a miss)
+ * through the same node.
+ *
+ *   npm run bench:writes                       # the workload's database, 4,000 requests
+ *   npm run bench:writes -- --quick            # 1,500 requests
+ *   npm run bench:writes -- --cpu-prof .scratch/prof --strategies edgecache-rehydrate
+ *   npm run bench:writes -- --against ../before   # a node of that checkout in step: before/after
+ *
+ * --against takes a checkout (e.g. `git worktree add ../before <commit>` with node_modules
+ * linked) whose bench/servers/workload-server.ts answers /_bench/cpu: commit b70f964 or later.
+ *
+ * One node (the data API over SQLite, bench/servers/workload-server.ts) is warmed with
+ * every read of the workload's sequence (bench/workload/, 20,000 requests at the write
+ * ratio), then the first `--requests` of that sequence are sent one at a time. Around each
+ * write, and around every tenth read, the driver asks the node for its own CPU time
+ * (`process.cpuUsage`) once its background work (rehydration) is done: the difference is
+ * that request's CPU, rehydration included, less the cost of asking (pairs of asks with
+ * nothing between them, measured in the same run). Writes `<out>.json` and `<out>.md`
+ * (default bench/results/writes).
+ */
+
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import Database from "better-sqlite3";
+import { shares, sharesMarkdown, WRITE_PATH } from "./lib/cpu-profile.ts";
+import { makeTmpDir, ROOT, runBench, startServer, stopAll } from "./lib/processes.ts";
+import { describeCode, gitState, writeResults } from "./lib/results.ts";
+import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
+import { generateSequence, type Op, type WriteOp } from "./workload/generate.ts";
+import { Client } from "./workload/run.ts";
+import type { Strategy } from "./workload/strategies.ts";
+import { prepareDatabase, quantile, round } from "./workload/workload.ts";
+
+const STRATEGIES = ["edgecache", "edgecache-rehydrate"] as const satisfies readonly Strategy[];
+type Measured = (typeof STRATEGIES)[number];
+const KINDS = [
+  "update users",
+  "update orders",
+  "insert users",
+  "insert orders",
+  "delete orders",
+  "delete users (cascade)",
+] as const;
+type Kind = (typeof KINDS)[number];
+/** Pairs of CPU asks with nothing between them: the cost of asking, subtracted. */
+const EMPTY_PAIRS = 200;
+/** One read in this many is measured (each measurement costs two more requests). */
+const READ_SAMPLE = 10;
+
+function commitOf(dir: string): string {
+  const head = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: dir, encoding: "utf8" });
+  if (head.status !== 0) fail(`--against: expected a git checkout, got ${dir}`);
+  return head.stdout.trim();
+}
+
+const { options, out } = readFlags(() => {
+  const { values } = parseArgs({
+    options: {
+      users: { type: "string", default: "10000" },
+      orders: { type: "string", default: "50000" },
+      requests: { type: "string" },
+      warm: { type: "string", default: "20000" },
+      ratio: { type: "string", default: "0.2" },
+      seed: { type: "string", default: "7" },
+      strategies: { type: "string", default: STRATEGIES.join(",") },
+      "cpu-prof": { type: "string" },
+      against: { type: "string" },
+      quick: { type: "boolean", default: false },
+      out: { type: "string", default: "bench/results/writes" },
+    },
+  });
+  const ratio = Number(values.ratio);
+  if (!(ratio > 0 && ratio <= 1)) fail(`--ratio: expected a share in (0, 1], got ${values.ratio}`);
+  const strategies = values.strategies.split(",").map((s) => {
+    if (!STRATEGIES.includes(s as Measured)) {
+      fail(`--strategies: expected some of ${STRATEGIES.join(", ")}, got ${s}`);
+    }
+    return s as Measured;
+  });
+  return {
+    options: {
+      users: positiveInt("users", values.users),
+      orders: positiveInt("orders", values.orders),
+      requests: positiveInt("requests", values.requests ?? (values.quick ? "1500" : "4000")),
+      warm: positiveInt("warm", values.warm),
+      ratio,
+      seed: positiveInt("seed", values.seed),
+      strategies,
+      cpuProf: values["cpu-prof"],
+      against: values.against && resolve(values.against),
+      againstCommit: values.against && commitOf(values.against),
+    },
+    out: values.out,
+  };
+});
+
+interface Summary {
+  n: number;
+  /** CPU per request, us. */
+  p50: number;
+  p90: number;
+  mean: number;
+}
+
+type ByKind = Record<Kind | "all", Summary>;
+
+/** One node's figures under one strategy. */
+interface NodeRun {
+  /** Which code: "this" (the checkout that runs the driver) or "against" (--against). */
+  code: string;
+  writes: ByKind;
+  reads: { hit: Summary; miss: Summary };
+  /** The cost of one ask (subtracted from every figure), us. */
+  askUs: number;
+  rehydrations: number;
+  patches: number;
+  invalidations: number;
+}
+
+interface StrategyRun {
+  strategy: Measured;
+  nodes: NodeRun[];
+  /** The same writes' statements through better-sqlite3 alone, measured in step with them. */
+  bareSql: ByKind;
+  /** With --cpu-prof: this checkout's node's profile of the measured part, summed up. */
+  profile?: string;
+}
+
+const summarize = (xs: number[]): Summary => ({
+  n: xs.length,
+  p50: round(quantile(xs, 0.5), 0),
+  p90: round(quantile(xs, 0.9), 0),
+  mean: round(xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length), 0),
+});
+
+function byKind(samples: Map<Kind, number[]>): ByKind {
+  const kinds = Object.fromEntries(KINDS.map((k) => [k, summarize(samples.get(k)!)]));
+  return { ...(kinds as Record<Kind, Summary>), all: summarize([...samples.values()].flat()) };
+}
+
+const newSamples = () => new Map<Kind, number[]>(KINDS.map((k) => [k, []]));
+
+function kindOf(op: WriteOp): Kind {
+  if (op.method === "PATCH") return `update ${op.table}`;
+  if (op.method === "POST") return `insert ${op.table}`;
+  return op.table === "users" ? "delete users (cascade)" : "delete orders";
+}
+
+/** The body a write sends: an update carries the row's next version, as the workload's do. */
+function bodyOf(op: WriteOp, versions: Map<string, number>): Record<string, unknown> | undefined {
+  if (op.method !== "PATCH") return op.body;
+  const key = `${op.table}:${op.id}`;
+  const version = (versions.get(key) ?? 1) + 1;
+  versions.set(key, version);
+  return { ...op.body, version };
+}
+
+/** A node under measurement: the data API of one checkout, on its own copy of the database. */
+class Node {
+  readonly hits: number[] = [];
+  readonly misses: number[] = [];
+  readonly writes = newSamples();
+  askUs = 0;
+  #stats: { rehydrations: number; patches: number; invalidations: number } | undefined;
+
+  constructor(
+    readonly code: string,
+    readonly client: Client,
+  ) {}
+
+  /** The node's CPU time once its background work is done, us. */
+  async cpu(): Promise<number> {
+    return (await this.client.json<{ us: number }>("/_bench/cpu?drain")).us;
+  }
+
+  async counters() {
+    const { cache } = await this.client.json<{ cache: NonNullable<Node["stats"]> }>(
+      "/_bench/stats",
+    );
+    return cache;
+  }
+
+  get stats() {
+    return this.#stats;
+  }
+
+  async begin(): Promise<void> {
+    this.#stats = await this.counters();
+  }
+
+  /** Sends one request and records its CPU (if `measured`). */
+  async send(op: Op, body: unknown, measured: boolean): Promise<void> {
+    const before = measured ? await this.cpu() : 0;
+    const reply = await this.client.send(op.kind === "write" ? op.method : "GET", op.path, body);
+    if (op.kind === "write" && reply.status >= 300) {
+      fail(`${this.code}: ${op.method} ${op.path}: ${reply.status} ${reply.body}`);
+    }
+    if (!measured) return;
+    const us = Math.max(0, (await this.cpu()) - before - this.askUs);
+    if (op.kind === "write") this.writes.get(kindOf(op))!.push(us);
+    else (reply.cacheStatus.startsWith("edgecache; hit") ? this.hits : this.misses).push(us);
+  }
+
+  async result(): Promise<NodeRun> {
+    const after = await this.counters();
+    const before = this.#stats!;
+    return {
+      code: this.code,
+      writes: byKind(this.writes),
+      reads: { hit: summarize(this.hits), miss: summarize(this.misses) },
+      askUs: round(this.askUs, 0),
+      rehydrations: after.rehydrations - before.rehydrations,
+      patches: after.patches - before.patches,
+      invalidations: after.invalidations - before.invalidations,
+    };
+  }
+}
+
+/**
+ * Runs the ops through a node of each checkout in step (each request to one node, then to
+ * the next), so a load the machine carries at some moment weighs on all alike, and the
+ * writes' statements through better-sqlite3 alone between them.
+ */
+async function measureStrategy(
+  template: string,
+  strategy: Measured,
+  warm: Op[],
+  ops: Op[],
+): Promise<StrategyRun> {
+  const codes = [
+    { code: "this", root: ROOT },
+    ...(options.against ? [{ code: "against", root: options.against }] : []),
+  ];
+  const nodes: Node[] = [];
+  try {
+    for (const { code, root } of codes) {
+      const db = join(makeTmpDir(), `${strategy}-${code}.db`);
+      copyFileSync(template, db);
+      const server = await startServer({
+        name: `writes-${strategy}-${code}`,
+        cwd: root,
+        argv: [
+          "--import",
+          "tsx",
+          join(root, "bench", "servers", "workload-server.ts"),
+          ...["--db", db, "--strategy", strategy],
+        ],
+      });
+      nodes.push(new Node(code, new Client(server.url, 1)));
+    }
+    const reads = [...new Set(warm.filter((o) => o.kind === "read").map((o) => o.path))];
+    await Promise.all(
+      nodes.map(async (node) => {
+        for (const path of reads) await node.client.send("GET", path);
+      }),
+    );
+    // The cost of asking: pairs with nothing between them.
+    for (const node of nodes) {
+      const asks: number[] = [];
+      for (let i = 0; i < EMPTY_PAIRS; i++) {
+        const before = await node.cpu();
+        asks.push((await node.cpu()) - before);
+      }
+      node.askUs = quantile(asks, 0.5);
+      await node.begin();
+    }
+    const profile = options.cpuProf && resolve(ROOT, options.cpuProf, `${strategy}.cpuprofile`);
+    if (profile) {
+      mkdirSync(dirname(profile), { recursive: true });
+      await nodes[0]!.client.send("POST", "/_bench/profile");
+    }
+    const bare = new BareSql(template);
+    const versions = new Map<string, number>();
+    let readNo = 0;
+    for (const op of ops) {
+      const measured = op.kind === "write" || readNo++ % READ_SAMPLE === 0;
+      const body = op.kind === "write" ? bodyOf(op, versions) : undefined;
+      for (const node of nodes) await node.send(op, body, measured);
+      if (op.kind === "write") bare.run(op, body);
+    }
+    if (profile) {
+      await nodes[0]!.client.send("POST", `/_bench/profile?stop=${encodeURIComponent(profile)}`);
+    }
+    bare.close();
+    return {
+      strategy,
+      nodes: await Promise.all(nodes.map((n) => n.result())),
+      bareSql: byKind(bare.samples),
+      ...(profile && {
+        profile: sharesMarkdown(shares(JSON.parse(readFileSync(profile, "utf8"))), 25, WRITE_PATH),
+      }),
+    };
+  } finally {
+    for (const node of nodes) node.client.close();
+    await stopAll();
+  }
+}
+
+/**
+ * The baseline: each write's statements through better-sqlite3 alone, in this process, on
+ * a fresh copy of the database: the old row read and the statement in one IMMEDIATE
+ * transaction, as the source does (for a user's delete, its orders read first).
+ */
+class BareSql {
+  readonly samples = newSamples();
+  readonly #db: Database.Database;
+  readonly #statements = new Map<string, Database.Statement>();
+
+  constructor(template: string) {
+    const path = join(makeTmpDir(), `bare-${Math.random().toString(36).slice(2)}.db`);
+    copyFileSync(template, path);
+    this.#db = new Database(path);
+    this.#db.pragma("journal_mode = WAL");
+    this.#db.pragma("foreign_keys = ON");
+  }
+
+  run(op: WriteOp, body: Record<string, unknown> | undefined): void {
+    const started = process.cpuUsage();
+    this.#db
+      .transaction(() => {
+        if (op.method === "POST") {
+          const names = Object.keys(body!);
+          this.#prepared(
+            `INSERT INTO ${op.table} (${names.map((n) => `"${n}"`).join(", ")}) VALUES (${names.map(() => "?").join(", ")}) RETURNING *`,
+          ).get(...names.map((n) => body![n]));
+          return;
+        }
+        this.#prepared(`SELECT * FROM ${op.table} WHERE id = ?`).get(op.id);
+        if (op.method === "PATCH") {
+          const names = Object.keys(body!);
+          this.#prepared(
+            `UPDATE ${op.table} SET ${names.map((n) => `"${n}" = ?`).join(", ")} WHERE id = ? RETURNING *`,
+          ).get(...names.map((n) => body![n]), op.id);
+          return;
+        }
+        if (op.table === "users")
+          this.#prepared("SELECT * FROM orders WHERE userId = ?").all(op.id);
+        this.#prepared(`DELETE FROM ${op.table} WHERE id = ? RETURNING *`).get(op.id);
+      })
+      .immediate();
+    const used = process.cpuUsage(started);
+    this.samples.get(kindOf(op))!.push(used.user + used.system);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  #prepared(sql: string): Database.Statement {
+    let s = this.#statements.get(sql);
+    if (!s) {
+      s = this.#db.prepare(sql);
+      this.#statements.set(sql, s);
+    }
+    return s;
+  }
+}
+
+function markdown(runs: StrategyRun[], seconds: number) {
+  const us = (n: number) => Math.round(n).toLocaleString("en-US");
+  const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}` : "–");
+  const lines: string[] = [];
+  for (const run of runs) {
+    const [self, against] = run.nodes as [NodeRun, NodeRun | undefined];
+    lines.push(
+      `### ${run.strategy === "edgecache" ? "Without rehydration (edgecache)" : "With rehydration (edgecache-rehydrate)"}`,
+      "",
+      against
+        ? "| write | n | before p50 (us) | before mean | after p50 (us) | after p90 | after mean | after ÷ before, p50 | mean | bare SQL p50 | after ÷ bare SQL, p50 |"
+        : "| write | n | node CPU p50 (us) | p90 | mean | bare SQL p50 | ÷ bare SQL, p50 | ÷ a hit, p50 |",
+      against
+        ? "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        : "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
+    for (const kind of [...KINDS, "all"] as const) {
+      const w = self.writes[kind];
+      const b = run.bareSql[kind];
+      const name = kind === "all" ? "**every write**" : kind;
+      if (against) {
+        const a = against.writes[kind];
+        lines.push(
+          `| ${name} | ${w.n} | ${us(a.p50)} | ${us(a.mean)} | ${us(w.p50)} | ${us(w.p90)} | ${us(w.mean)} | ${ratio(w.p50, a.p50)} | ${ratio(w.mean, a.mean)} | ${us(b.p50)} | ${ratio(w.p50, b.p50)} |`,
+        );
+      } else {
+        lines.push(
+          `| ${name} | ${w.n} | ${us(w.p50)} | ${us(w.p90)} | ${us(w.mean)} | ${us(b.p50)} | ${ratio(w.p50, b.p50)} | ${ratio(w.p50, self.reads.hit.p50)} |`,
+        );
+      }
+    }
+    lines.push("");
+    if (run.profile) {
+      lines.push(
+        `Where this checkout's node spent its CPU over the measured requests (V8's CPU profile, sampled every 100 us; reads, writes and the CPU asks alike; the profiler slows the node, so these runs' figures above are not the ones to quote):`,
+        "",
+        run.profile,
+      );
+    }
+    for (const node of run.nodes) {
+      const name = node.code === "this" ? (against ? "After" : "The node") : "Before";
+      lines.push(
+        `${name}: a hit ${us(node.reads.hit.p50)} us (p50 of ${node.reads.hit.n}), a miss ${us(node.reads.miss.p50)} us (p50 of ${node.reads.miss.n}); asking for the CPU ${us(node.askUs)} us, subtracted; during the writes ${node.invalidations} invalidations, ${node.patches} patches, ${node.rehydrations} rehydrations.`,
+        "",
+      );
+    }
+  }
+  const git = gitState();
+  return `# Writes: the node's CPU per write, by kind
+
+${new Date().toISOString()}, ${describeCode(git)}${options.against ? ` against the checkout at ${options.againstCommit}` : ""}. Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(" ")} at the end. ${seconds} s in all.
+
+One node: the data API over SQLite with one memory tier (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then the first ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.
+
+${lines.join("\n")}
+Command:
+
+\`\`\`sh
+${commandLine("bench:writes")}
+\`\`\`
+`;
+}
+
+await runBench(async () => {
+  const started = Date.now();
+  const log = (line: string) => console.log(line);
+  const { template, data } = prepareDatabase(options, log);
+  const warm = generateSequence(data, {
+    requests: options.warm,
+    writeRatio: options.ratio,
+    seed: options.seed,
+  });
+  const ops = warm.slice(0, options.requests);
+  const runs: StrategyRun[] = [];
+  for (const strategy of options.strategies) {
+    const run = await measureStrategy(template, strategy, warm, ops);
+    runs.push(run);
+    for (const node of run.nodes) {
+      log(
+        `${strategy} (${node.code}): every write p50 ${node.writes.all.p50} us, mean ${node.writes.all.mean} us (n ${node.writes.all.n}), hit ${node.reads.hit.p50} us, miss ${node.reads.miss.p50} us`,
+      );
+      for (const kind of KINDS) {
+        const w = node.writes[kind];
+        log(`  ${kind}: p50 ${w.p50} us, p90 ${w.p90} us, mean ${w.mean} us (n ${w.n})`);
+      }
+    }
+    log(`  bare SQL: every write p50 ${run.bareSql.all.p50} us`);
+  }
+  const seconds = Math.round((Date.now() - started) / 1000);
+  const path = writeResults(
+    out,
+    {
+      date: new Date().toISOString(),
+      command: commandLine("bench:writes"),
+      git: gitState(),
+      node: process.version,
+      loadavg: loadavg(),
+      options: { ...options },
+      runs,
+    },
+    markdown(runs, seconds),
+  );
+  log(`wrote ${path}.json and .md in ${seconds} s`);
+});

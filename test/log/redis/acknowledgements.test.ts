@@ -1,0 +1,239 @@
+import { Redis } from "ioredis";
+import { afterEach, expect, it } from "vitest";
+import { Relay } from "../../../bench/lib/relay.ts";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import type { Store } from "../../../src/core/store.ts";
+import { type RedisChangeLog, redisChangeLog } from "../../../src/log/redis/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
+import { requireRedis } from "../../helpers/services.ts";
+
+/**
+ * A write is acknowledged once every node holding a lease has applied its record. Nodes
+ * say so on the log's wake-up channel when they renew, and the writer goes on when it has
+ * heard them all: it does not ask Redis while they keep up, so a node near Redis waits one
+ * round trip of the farthest node and a node far from Redis nothing beyond its append. A
+ * node that stops hearing the log holds writers up to its lease, no longer.
+ *
+ * The far node's link to Redis crosses a relay that adds 40 ms per round trip; asking
+ * Redis who a write still waits for (the barrier script) is made to hang on the writer, so
+ * a write that completes did so on acknowledgements alone.
+ */
+
+const shared = await requireRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+const LEASE_MS = 400;
+const RTT_MS = 40;
+
+const open: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  for (const o of open.splice(0).reverse()) await o.close();
+});
+
+interface Node {
+  log: RedisChangeLog;
+  cache: Cache;
+  /** The log's requests this node made, by script or command name. */
+  calls: string[];
+  /** From now on, asking Redis who a write waits for never gets an answer. */
+  hangBarrier(): void;
+}
+
+async function node(
+  prefix: string,
+  url: string,
+  shared?: Store,
+  sharedFirst = false,
+): Promise<Node> {
+  const client = new Redis(url);
+  client.on("error", () => {});
+  const log = await redisChangeLog({ client, prefix, leaseMs: LEASE_MS, logger: quiet });
+  const calls: string[] = [];
+  let hang = false;
+  const c = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  for (const name of ["ecTake", "ecAppend", "ecBarrier", "ecRelease", "xrange"]) {
+    const real = c[name]!.bind(client);
+    c[name] = (...args: unknown[]) => {
+      calls.push(name);
+      return hang && name === "ecBarrier" ? new Promise(() => {}) : real(...args);
+    };
+  }
+  // `sharedFirst`: the shared tier alone, first (e.g. tiers: [redisStore()]).
+  const tiers = shared ? (sharedFirst ? [shared] : [memoryStore(), shared]) : [memoryStore()];
+  const cache = new Cache({ tiers, log, schema, logger: quiet });
+  open.push({
+    async close() {
+      await log.close();
+      client.disconnect();
+    },
+  });
+  await until(() => log.trusted());
+  return {
+    log,
+    cache,
+    calls,
+    hangBarrier: () => {
+      hang = true;
+    },
+  };
+}
+
+/** Two nodes, `far` through a relay; once both are members and the log is a lease old. */
+async function pair(): Promise<{ near: Node; far: Node; relay: Relay }> {
+  const prefix = `test:${randomId()}:`;
+  const target = new URL(shared.url);
+  const relay = await Relay.start({
+    target: { host: target.hostname, port: Number(target.port || 6379) },
+    rttMs: RTT_MS,
+  });
+  open.push(relay);
+  const near = await node(prefix, shared.url);
+  const far = await node(prefix, relay.url(shared.url));
+  await until(() => near.log.nodes() === 2 && far.log.nodes() === 2);
+  // A log younger than a lease holds every append until it is a lease old.
+  await near.cache.invalidate({ keys: ["settle"] });
+  return { near, far, relay };
+}
+
+const cached = async (n: Node, key: string) => {
+  await n.cache.setEntry(key, { body: "Lane", tags: ["users#1"] });
+  expect(n.cache.peek(key)).toBeDefined();
+};
+
+const rename = (n: Node) =>
+  n.cache.write(async (record) => {
+    await record([userUpdate(1, "Lane", "Lana")]);
+  });
+
+shared.describe("acknowledgements", () => {
+  it("a write through a near node ends on the far node's acknowledgement, never on asking Redis", async () => {
+    const { near, far } = await pair();
+    await cached(far, "user:1");
+    near.hangBarrier();
+    await rename(near);
+    // The far node applied it before the write was acknowledged.
+    expect(far.cache.peek("user:1")).toBeUndefined();
+    expect(far.cache.position.seq).toBe(near.cache.position.seq);
+  });
+
+  it("a write through a far node sends its turn and its append, then hears the near node: nothing else", async () => {
+    const { near, far } = await pair();
+    await cached(near, "user:1");
+    far.hangBarrier();
+    far.calls.length = 0;
+    await rename(far);
+    expect(far.calls).toEqual(["ecTake", "ecAppend"]);
+    expect(near.cache.peek("user:1")).toBeUndefined();
+    expect(near.cache.position.seq).toBe(far.cache.position.seq);
+  });
+
+  it("a far node cut off holds a write up to its lease, no longer, and serves nothing meanwhile", async () => {
+    const { near, far, relay } = await pair();
+    await cached(far, "user:1");
+    relay.partition();
+    const started = performance.now();
+    await rename(near);
+    const waited = performance.now() - started;
+    // It waited for the far node's lease to run out in Redis: the far node stopped trusting
+    // its own before that, so it serves nothing it could not check.
+    expect(far.log.trusted()).toBe(false);
+    expect(waited).toBeLessThan(LEASE_MS * 3);
+    relay.heal();
+    // Back, it applies the record before it serves from memory again.
+    await until(() => far.log.trusted());
+    expect(far.cache.peek("user:1")).toBeUndefined();
+    expect(far.cache.position.seq).toBe(near.cache.position.seq);
+  });
+});
+
+/** A tier both nodes read, like Redis, whose deletes wait until `release`. */
+function heldShared() {
+  const inner = memoryStore();
+  let release!: () => void;
+  let held = new Promise<void>((r) => {
+    release = r;
+  });
+  const store: Store = {
+    name: "held-shared",
+    shared: true,
+    get: (key) => inner.get(key),
+    set: (key, entry, ttl) => inner.set(key, entry, ttl),
+    delete: async (keys) => {
+      await held;
+      return inner.delete(keys);
+    },
+  };
+  return {
+    store,
+    hold() {
+      held = new Promise<void>((r) => {
+        release = r;
+      });
+    },
+    release: () => release(),
+  };
+}
+
+shared.describe("deletes in a shared tier", () => {
+  it("a write is answered before its deletes in the shared tier land, and no node serves the old copy meanwhile", async () => {
+    const prefix = `test:${randomId()}:`;
+    const tier = heldShared();
+    tier.release();
+    const a = await node(prefix, shared.url, tier.store);
+    const b = await node(prefix, shared.url, tier.store);
+    await until(() => a.log.nodes() === 2 && b.log.nodes() === 2);
+    await a.cache.invalidate({ keys: ["settle"] }); // a log a lease old
+    await b.cache.setEntry("user:1", { body: "Lane", tags: ["users#1"] });
+    tier.hold();
+    await rename(a); // answered while the shared tier still holds the old copy
+    expect(await tier.store.get("user:1")).toBeDefined();
+    // Read from the shared tier, the old copy is checked against the log and refused.
+    expect(b.cache.peek("user:1")).toBeUndefined();
+    expect(await b.cache.getEntry("user:1")).toBeUndefined();
+    expect(await a.cache.getEntry("user:1")).toBeUndefined();
+    tier.release();
+    await a.cache.drain();
+    expect(await tier.store.get("user:1")).toBeUndefined();
+  });
+
+  it("a value set waits for the old copy's delete in the shared tier, so the delete cannot remove the new one", async () => {
+    const prefix = `test:${randomId()}:`;
+    const tier = heldShared();
+    tier.release();
+    const a = await node(prefix, shared.url, tier.store);
+    await a.cache.set("greeting", "hello");
+    tier.hold();
+    let done = false;
+    const setting = a.cache.set("greeting", "hi").then(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(done).toBe(false);
+    tier.release();
+    await setting;
+    await a.cache.drain();
+    expect(await tier.store.get("greeting")).toBeDefined();
+  });
+});
+
+shared.describe("a shared first tier", () => {
+  it("no node serves the old copy from a shared first tier after the write is answered", async () => {
+    const prefix = `test:${randomId()}:`;
+    const tier = heldShared();
+    tier.release();
+    const a = await node(prefix, shared.url, tier.store, true);
+    const b = await node(prefix, shared.url, tier.store, true);
+    await until(() => a.log.nodes() === 2 && b.log.nodes() === 2);
+    await a.cache.invalidate({ keys: ["settle"] });
+    await b.cache.setEntry("user:1", { body: "Lane", tags: ["users#1"] });
+    tier.hold(); // Redis slow to delete (a far link, a busy server)
+    await a.cache.write(async (record) => {
+      await record([userUpdate(1, "Lane", "Lana")]);
+    });
+    // Acknowledged. Any node reading user:1 now must not get "Lane".
+    const got = await b.cache.getEntry("user:1");
+    tier.release();
+    await a.cache.drain();
+    expect(got).toBeUndefined();
+  });
+});

@@ -1,0 +1,83 @@
+import { Redis } from "ioredis";
+import { afterEach, expect, it } from "vitest";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
+import { requireRedis } from "../../helpers/services.ts";
+
+const shared = await requireRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+const LEASE_MS = 2000;
+const open: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  dropW = false;
+  for (const o of open.splice(0).reverse()) await o.close();
+});
+
+// W's reader lags (its stream reads bring nothing) while `dropW`.
+let dropW = false;
+const proto = Redis.prototype as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+const realXread = proto.xread!;
+proto.xread = async function (this: Redis, ...args: unknown[]) {
+  const r = await realXread.apply(this, args);
+  if (this.options.connectionName === "W2" && dropW) return null;
+  return r;
+};
+
+async function node(prefix: string, name: string) {
+  const client = new Redis(shared.url, { connectionName: name });
+  client.on("error", () => {});
+  const log = await redisChangeLog({
+    client,
+    prefix,
+    leaseMs: LEASE_MS,
+    logger: quiet,
+    node: name,
+  });
+  const cache = new Cache({ tiers: [memoryStore()], log, schema, logger: quiet });
+  let failXrange = false;
+  const c = client as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  const real = c.xrange!.bind(client);
+  c.xrange = (...a: unknown[]) => (failXrange ? Promise.reject(new Error("timeout")) : real(...a));
+  open.push({
+    async close() {
+      await log.close();
+      client.disconnect();
+    },
+  });
+  await until(() => log.trusted());
+  return {
+    log,
+    cache,
+    failXrange: (on: boolean) => {
+      failXrange = on;
+    },
+  };
+}
+
+shared.describe("writer's own catch-up fails", () => {
+  it("the writer's node does not serve what its own acknowledged write changed", async () => {
+    const prefix = `test:${randomId()}:`;
+    const a = await node(prefix, "A2");
+    const w = await node(prefix, "W2");
+    await until(() => a.log.nodes() === 2 && w.log.nodes() === 2, 10000);
+    await a.cache.invalidate({ keys: ["settle"] });
+    await w.cache.setEntry("user:2", { body: "Lane", tags: ["users#2"] });
+
+    dropW = true; // W has not read the next record yet
+    const other = a.cache.write(async (record) => {
+      await record([userUpdate(1, "Lane", "Lana")]);
+    });
+    await until(() => a.cache.position.seq === w.cache.position.seq + 1);
+    w.failXrange(true); // fetching the records before its own fails once (a timeout)
+    await w.cache.write(async (record) => {
+      await record([userUpdate(2, "Lane", "Lana")]);
+    });
+    w.failXrange(false);
+    const served = w.log.trusted() ? w.cache.peek("user:2") : undefined;
+    dropW = false;
+    await other;
+    expect(served).toBeUndefined();
+  }, 30000);
+});
