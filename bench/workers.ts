@@ -14,14 +14,19 @@
  *
  * Flags: --users n, --orders n, --requests n, --connections n, --ratios 0,0.05,...,
  * --modes strict,lease, --seed n, --out path, --quick.
+ *
+ * At a distance (bench/workers-rtt.ts, in miniflare instead of wrangler dev):
+ *
+ *   npm run bench:workers -- --rtt 5,80,200    # and 0 ms, the baseline; out bench/results/workers-rtt
+ *
+ * --rtt ms,...: each location's round trip to the Durable Object and D1's primary;
+ * --replica-rtt ms: to KV and a D1 replica (default 5); --replicas: D1 read replication on.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import Database from "better-sqlite3";
-import { literal as sqlText } from "../src/sources/sql.ts";
 import {
   startWranglerDev,
   WRANGLER,
@@ -30,9 +35,10 @@ import {
 } from "../test/helpers/wrangler-dev.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, readFlags } from "./lib/settings.ts";
+import { machineLine, runFigures, sqlDump, type WorkersRun, warmed } from "./lib/worker-runs.ts";
+import { runAtDistance } from "./workers-rtt.ts";
 import { readSmallWorkloadFlags, workloadFlags } from "./workload/flags.ts";
-import { StaleOracle } from "./workload/oracle.ts";
-import { Client, readAll, runSequence } from "./workload/run.ts";
+import { Client, runSequence } from "./workload/run.ts";
 import { pctLabel, prepareDatabase, quantile, round, sequences } from "./workload/workload.ts";
 
 const MODES = ["strict", "lease"] as const;
@@ -43,6 +49,9 @@ const options = readFlags(() => {
     options: {
       ...workloadFlags({ ratios: "0,0.05", out: "bench/results/workers" }),
       modes: { type: "string", default: MODES.join(",") },
+      rtt: { type: "string" },
+      "replica-rtt": { type: "string", default: "5" },
+      replicas: { type: "boolean", default: false },
     },
   });
   const modes = values.modes.split(",").map((m) => {
@@ -51,7 +60,22 @@ const options = readFlags(() => {
   });
   // Smaller than bench:workload's defaults: local D1 loads through workerd are slower.
   const flags = readSmallWorkloadFlags(values, { quick: "1000", full: "4000" });
-  return { ...flags, modes, out: values.out };
+  const ms = (name: string, v: string) => {
+    const n = Number(v);
+    if (v.trim() === "" || !(n >= 0)) fail(`--${name}: expected ms >= 0, got ${v}`);
+    return n;
+  };
+  const rtts = values.rtt?.split(",").map((v) => ms("rtt", v));
+  const out =
+    rtts && values.out === "bench/results/workers" ? "bench/results/workers-rtt" : values.out;
+  return {
+    ...flags,
+    modes,
+    out,
+    rtts,
+    replicaRtt: ms("replica-rtt", values["replica-rtt"]),
+    replicas: values.replicas,
+  };
 });
 
 interface Stats {
@@ -63,15 +87,7 @@ interface Stats {
   tiers: { name: string; hits: number; misses: number; errors: number }[];
 }
 
-interface WorkersRecord {
-  mode: Mode;
-  writeRatio: number;
-  requests: number;
-  reads: number;
-  writes: number;
-  errors: number;
-  staleReads: number;
-  hitRate: number;
+interface WorkersRecord extends WorkersRun {
   /** Reads answered by each tier, over all reads. */
   tierHitRate: Record<string, number>;
   /**
@@ -93,115 +109,109 @@ const log = (line: string) => console.log(line);
 const command = commandLine("bench:workers");
 const started = Date.now();
 const { template, data } = prepareDatabase(options, log);
-const dir = mkdtempSync(join(tmpdir(), "edgecache-bench-workers-"));
-const seedFile = join(dir, "seed.sql");
-writeFileSync(seedFile, sqlDump(template));
+if (options.rtts) {
+  await runAtDistance({ ...options, rtts: options.rtts }, data, template, command);
+} else {
+  await inWranglerDev();
+}
 
-const records: WorkersRecord[] = [];
-const staleSamples: unknown[] = [];
-try {
-  for (const [writeRatio, ops] of sequences(data, options)) {
-    for (const mode of options.modes) {
-      const state = join(dir, `${mode}-${writeRatio}`);
-      // The rows (with the workload's version columns) in local D1 before the Worker starts:
-      // its seed step then finds users and leaves them.
-      execFileSync(
-        process.execPath,
-        [
-          WRANGLER,
-          "d1",
-          "execute",
-          "edgecache-demo",
-          "--local",
-          "--persist-to",
-          state,
-          "--file",
-          seedFile,
-        ],
-        { cwd: WRANGLER_ROOT, env: WRANGLER_ENV, stdio: "ignore" },
-      );
-      const dev = await startWranglerDev({
-        persistTo: state,
-        vars: { EDGECACHE_LOG_MODE: mode },
-      });
-      const client = new Client(dev.url, options.connections);
-      try {
-        const reads = [...new Set(ops.filter((o) => o.kind === "read").map((o) => o.path))];
-        await readAll(client, reads, options.connections);
-        const oracle = new StaleOracle({
-          users: data.users.map((u) => u.id),
-          orders: data.orders.map((o) => o.id),
-        });
-        const before = await client.json<Stats>("/_edgecache/stats");
-        const o = await runSequence(client, ops, oracle, options.connections);
-        const after = await client.json<Stats>("/_edgecache/stats");
-        const tierHitRate: Record<string, number> = {};
-        // A counter that went down belongs to a new isolate: it counts from its start.
-        let countersRestarted = after.loads < before.loads;
-        const since = (now: number, then = 0) => {
-          if (now < then) countersRestarted = true;
-          return now >= then ? now - then : now;
-        };
-        after.tiers.forEach((tier, i) => {
-          const hits = since(tier.hits, before.tiers[i]?.hits);
-          tierHitRate[tier.name] = round(hits / Math.max(1, o.reads), 4);
-        });
-        const record: WorkersRecord = {
-          mode,
-          writeRatio,
-          requests: o.requests,
-          reads: o.reads,
-          writes: o.writes,
-          errors: o.errors,
-          staleReads: o.staleReads,
-          hitRate: round(o.hits / Math.max(1, o.reads), 4),
-          tierHitRate,
-          d1LoadsPerRequest: round(since(after.loads, before.loads) / Math.max(1, o.requests), 4),
-          countersRestarted,
-          p50Ms: round(quantile(o.latencies, 0.5), 2),
-          p99Ms: round(quantile(o.latencies, 0.99), 2),
-          hitP50Ms: round(quantile(o.hitLatencies, 0.5), 2),
-          writeP50Ms: round(quantile(o.writeLatencies, 0.5), 2),
-          writeP99Ms: round(quantile(o.writeLatencies, 0.99), 2),
-          requestsPerSecond: round(o.requests / (o.elapsedMs / 1000), 1),
-        };
-        records.push(record);
-        staleSamples.push(...o.staleSamples);
-        log(
-          `${pctLabel(writeRatio)} writes, ${mode}: hit rate ${record.hitRate} ` +
-            `(${Object.entries(tierHitRate)
-              .map(([t, r]) => `${t} ${r}`)
-              .join(", ")}), stale ${record.staleReads}, p50 ${record.p50Ms} ms, ` +
-            `write p50 ${record.writeP50Ms} ms, ${record.requestsPerSecond} req/s` +
-            (record.errors ? `, ${record.errors} errors` : ""),
+async function inWranglerDev(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "edgecache-bench-workers-"));
+  const seedFile = join(dir, "seed.sql");
+  writeFileSync(seedFile, sqlDump(template));
+
+  const records: WorkersRecord[] = [];
+  const staleSamples: unknown[] = [];
+  try {
+    for (const [writeRatio, ops] of sequences(data, options)) {
+      for (const mode of options.modes) {
+        const state = join(dir, `${mode}-${writeRatio}`);
+        // The rows (with the workload's version columns) in local D1 before the Worker starts:
+        // its seed step then finds users and leaves them.
+        execFileSync(
+          process.execPath,
+          [
+            WRANGLER,
+            "d1",
+            "execute",
+            "edgecache-demo",
+            "--local",
+            "--persist-to",
+            state,
+            "--file",
+            seedFile,
+          ],
+          { cwd: WRANGLER_ROOT, env: WRANGLER_ENV, stdio: "ignore" },
         );
-      } finally {
-        client.close();
-        await dev.stop();
+        const dev = await startWranglerDev({
+          persistTo: state,
+          vars: { EDGECACHE_LOG_MODE: mode },
+        });
+        const client = new Client(dev.url, options.connections);
+        try {
+          const oracle = await warmed(client, ops, data, options.connections);
+          const before = await client.json<Stats>("/_edgecache/stats");
+          const o = await runSequence(client, ops, oracle, options.connections);
+          const after = await client.json<Stats>("/_edgecache/stats");
+          const tierHitRate: Record<string, number> = {};
+          // A counter that went down belongs to a new isolate: it counts from its start.
+          let countersRestarted = after.loads < before.loads;
+          const since = (now: number, then = 0) => {
+            if (now < then) countersRestarted = true;
+            return now >= then ? now - then : now;
+          };
+          after.tiers.forEach((tier, i) => {
+            const hits = since(tier.hits, before.tiers[i]?.hits);
+            tierHitRate[tier.name] = round(hits / Math.max(1, o.reads), 4);
+          });
+          const record: WorkersRecord = {
+            ...runFigures(mode, writeRatio, o),
+            tierHitRate,
+            d1LoadsPerRequest: round(since(after.loads, before.loads) / Math.max(1, o.requests), 4),
+            countersRestarted,
+            p50Ms: round(quantile(o.latencies, 0.5), 2),
+            p99Ms: round(quantile(o.latencies, 0.99), 2),
+            hitP50Ms: round(quantile(o.hitLatencies, 0.5), 2),
+            writeP50Ms: round(quantile(o.writeLatencies, 0.5), 2),
+            writeP99Ms: round(quantile(o.writeLatencies, 0.99), 2),
+            requestsPerSecond: round(o.requests / (o.elapsedMs / 1000), 1),
+          };
+          records.push(record);
+          staleSamples.push(...o.staleSamples);
+          log(
+            `${pctLabel(writeRatio)} writes, ${mode}: hit rate ${record.hitRate} ` +
+              `(${Object.entries(tierHitRate)
+                .map(([t, r]) => `${t} ${r}`)
+                .join(", ")}), stale ${record.staleReads}, p50 ${record.p50Ms} ms, ` +
+              `write p50 ${record.writeP50Ms} ms, ${record.requestsPerSecond} req/s` +
+              (record.errors ? `, ${record.errors} errors` : ""),
+          );
+        } finally {
+          client.close();
+          await dev.stop();
+        }
       }
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-} finally {
-  rmSync(dir, { recursive: true, force: true });
+
+  const seconds = Math.round((Date.now() - started) / 1000);
+  const git = gitState();
+  const machine = machineLine();
+  const path = writeResults(
+    options.out,
+    { command, date: new Date().toISOString(), git, machine, options, records, staleSamples },
+    markdown(records, describeCode(git), machine),
+  );
+  console.log(`\n${table(records)}\n\nwrote ${path}.json and .md in ${seconds} s`);
+  if (records.some((r) => r.staleReads > 0)) {
+    console.error("[bench] the Worker served stale reads; see the samples in the JSON");
+    process.exitCode = 1;
+  }
 }
 
-const seconds = Math.round((Date.now() - started) / 1000);
-const git = gitState();
-const machine = `${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load ${loadavg()
-  .map((l) => l.toFixed(2))
-  .join(" ")} at the end, Node ${process.version}`;
-const path = writeResults(
-  options.out,
-  { command, date: new Date().toISOString(), git, machine, options, records, staleSamples },
-  markdown(),
-);
-console.log(`\n${table()}\n\nwrote ${path}.json and .md in ${seconds} s`);
-if (records.some((r) => r.staleReads > 0)) {
-  console.error("[bench] the Worker served stale reads; see the samples in the JSON");
-  process.exitCode = 1;
-}
-
-function table(): string {
+function table(records: WorkersRecord[]): string {
   const rows = records.map((r) => {
     const strict = records.find((s) => s.mode === "strict" && s.writeRatio === r.writeRatio);
     const ratio = (x: number, y: number | undefined) => (y ? `${(x / y).toFixed(2)}x` : "");
@@ -217,15 +227,15 @@ function table(): string {
   ].join("\n");
 }
 
-function markdown(): string {
+function markdown(records: WorkersRecord[], code: string, machine: string): string {
   return `# edgecache on Workers (wrangler dev): strict against lease
 
-Command: \`${command}\` (${describeCode(git)}), ${new Date().toISOString()}.
+Command: \`${command}\` (${code}), ${new Date().toISOString()}.
 Machine: ${machine}. ${options.users} users, ${options.orders} orders, ${options.requests} requests per run,
 ${options.connections} connections, seed ${options.seed}; each run on a fresh local state (D1 seeded, KV, Cache
 API and Durable Object empty), every read the sequence makes read once before it (warming).
 
-${table()}
+${table(records)}
 
 wrangler dev runs one isolate, so every read after warming can be a memory hit; the
 lease/strict ratios are of the same run's strict figures. Strict asks the Durable Object
@@ -233,33 +243,4 @@ before each request; lease only when half of its lease (2 s) is gone, and a writ
 for no other isolate here (there is none). Latency is of workerd on this machine through
 wrangler's local proxy, not of Cloudflare's network.
 `;
-}
-
-/** The template database as SQL statements D1 runs (`wrangler d1 execute --file`). */
-function sqlDump(path: string): string {
-  const db = new Database(path, { readonly: true });
-  try {
-    const lines = ["PRAGMA defer_foreign_keys = true;"];
-    const schema = db
-      .prepare("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'")
-      .all() as { sql: string }[];
-    // Tables before indexes, as sqlite_schema lists them.
-    for (const { sql } of schema) lines.push(`${sql};`);
-    for (const table of ["users", "orders"]) {
-      const rows = db.prepare(`SELECT * FROM ${table}`).all() as Record<string, unknown>[];
-      for (const row of rows) {
-        const names = Object.keys(row);
-        const values = Object.values(row).map(literal);
-        lines.push(`INSERT INTO ${table} (${names.join(", ")}) VALUES (${values.join(", ")});`);
-      }
-    }
-    return `${lines.join("\n")}\n`;
-  } finally {
-    db.close();
-  }
-}
-
-function literal(value: unknown): string {
-  if (value === null) return "NULL";
-  return typeof value === "number" ? String(value) : sqlText(String(value));
 }

@@ -58,8 +58,11 @@ export interface CaptureFeed {
   pending(): Promise<boolean>;
   /** Removes changes once their record is applied. */
   consume(changes: readonly CapturedChange[]): Promise<void>;
-  /** Resolves when new changes may be there (a notification, a commit seen) or after `ms`. */
-  wait(ms: number): Promise<void>;
+  /**
+   * Resolves when new changes may be there (a notification, a commit seen), after `ms`, or
+   * when `signal` aborts (the follower is asked to read at once).
+   */
+  wait(ms: number, signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -98,8 +101,17 @@ const LAG_SAMPLES = 4096;
 export interface CaptureFollower {
   /** Whether capture was installed when last asked (every second at most). */
   readonly installed: boolean;
+  /** Whether this node consumed the change table when last asked (see CaptureFeed.lead). */
+  readonly leading: boolean;
   /** Resolves once the changes captured before the start (the backlog) are applied. */
   readonly caughtUp: Promise<void>;
+  /**
+   * Resolves true once every change committed before the call has been applied here: a read
+   * that began after the call found nothing more to apply. False when this node cannot
+   * tell (capture not installed, another node consumes, the database out of reach, closed):
+   * the caller then invalidates by other means. Wakes the follower, so it costs one read.
+   */
+  sync(): Promise<boolean>;
   /** Changes applied so far, and their lag from the database's record to applied, ms. */
   stats(): { applied: number; lagP50: number | undefined; lagP99: number | undefined };
   close(): Promise<void>;
@@ -116,9 +128,33 @@ export function followCapture(
   cache: Cache,
   feed: CaptureFeed,
   logger: { warn(message: string): void } = console,
+  /**
+   * `unref`: its pauses do not keep a process alive (a library inside an application, which
+   * may end while following). A node's server keeps its process alive anyway; before it
+   * listens, a pause must (a retry at start).
+   */
+  options: { unref?: boolean } = {},
 ): CaptureFollower {
   let stopped = false;
+  let leading = false;
   let applied = 0;
+  // sync(): reads started so far, and the callers waiting for a read numbered at least theirs
+  // to find the table drained.
+  let reads = 0;
+  let waiters: { from: number; done: (ok: boolean) => void }[] = [];
+  const drained = (read: number) => {
+    const still = [];
+    for (const w of waiters) {
+      if (w.from <= read) w.done(true);
+      else still.push(w);
+    }
+    waiters = still;
+  };
+  const giveUp = () => {
+    for (const w of waiters) w.done(false);
+    waiters = [];
+  };
+  let nudge = new AbortController();
   const lags: number[] = [];
   let lastError = "";
   let markCaughtUp: () => void = () => {};
@@ -126,9 +162,13 @@ export function followCapture(
     markCaughtUp = resolve;
   });
   let wake: (() => void) | undefined;
+  // With unref'd timers, a pause must never begin once close() has run: nothing else would
+  // end it.
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
+      if (stopped) return resolve();
       const timer = setTimeout(resolve, ms);
+      if (options.unref) unref(timer);
       wake = () => {
         clearTimeout(timer);
         resolve();
@@ -144,19 +184,34 @@ export function followCapture(
       installed = await feed.installed();
       askedAt = performance.now();
     }
-    if (!installed) return "idle";
+    if (!installed) {
+      leading = false;
+      giveUp();
+      return "idle";
+    }
+    leading = await feed.lead();
     // Another node consumes: this one is caught up once nothing waits.
-    if (!(await feed.lead())) return (await feed.pending()) ? "busy" : "idle";
+    if (!leading) {
+      giveUp();
+      return (await feed.pending()) ? "busy" : "idle";
+    }
+    const read = ++reads;
     const changes = await feed.read(BATCH);
-    if (changes.length === 0) return "empty";
+    if (changes.length === 0) {
+      drained(read);
+      return "empty";
+    }
     await cache.applyWrite(changes.map((c) => c.event));
-    await feed.consume(changes);
     const now = Date.now();
     for (const change of changes) {
       lags.push(Math.max(0, now - change.at));
       if (lags.length > LAG_SAMPLES) lags.shift();
     }
     applied += changes.length;
+    // A short batch was all there was when the read began: applied, so the waiters may go
+    // on before the delete (a failed delete applies the changes again, harmlessly).
+    if (changes.length < BATCH) drained(read);
+    await feed.consume(changes);
     return "busy";
   };
 
@@ -168,8 +223,12 @@ export function followCapture(
         if (state !== "busy") markCaughtUp();
         if (state === "idle") await sleep(installed ? IDLE_MS : INSTALL_POLL_MS);
         else if (state === "busy" && !(await feed.lead())) await sleep(POLL_MS);
-        else if (state === "empty") await feed.wait(POLL_MS);
+        else if (state === "empty" && waiters.length === 0) {
+          await feed.wait(POLL_MS, nudge.signal);
+          if (nudge.signal.aborted) nudge = new AbortController();
+        }
       } catch (error) {
+        giveUp();
         const message = (error as Error).message ?? String(error);
         if (message !== lastError) {
           logger.warn(`[edgecache] [capture] ${message}; retrying`);
@@ -185,7 +244,18 @@ export function followCapture(
     get installed() {
       return installed;
     },
+    get leading() {
+      return leading;
+    },
     caughtUp,
+    sync() {
+      if (stopped || !installed || !leading) return Promise.resolve(false);
+      return new Promise<boolean>((done) => {
+        waiters.push({ from: reads + 1, done });
+        nudge.abort();
+        wake?.();
+      });
+    },
     stats() {
       const sorted = [...lags].sort((a, b) => a - b);
       const at = (q: number) =>
@@ -196,11 +266,40 @@ export function followCapture(
     },
     async close() {
       stopped = true;
+      giveUp();
+      nudge.abort();
       wake?.();
       markCaughtUp();
       await running;
       await feed.close();
     },
+  };
+}
+
+/** A timer that does not keep a process alive by itself (Node; elsewhere timers never do). */
+export function unref<T>(timer: T): T {
+  (timer as { unref?: () => void }).unref?.();
+  return timer;
+}
+
+/**
+ * A change table's row (seq, tbl, op, old, new, at in ms) as the follower takes it; the
+ * columns are its table's (see capturedEvent).
+ */
+export function capturedChange(
+  row: Record<string, unknown>,
+  columns: readonly string[] | undefined,
+): CapturedChange {
+  return {
+    seq: Number(row.seq),
+    at: Number(row.at),
+    event: capturedEvent(
+      String(row.tbl),
+      String(row.op),
+      (row.old as string | null) ?? null,
+      (row.new as string | null) ?? null,
+      columns,
+    ),
   };
 }
 

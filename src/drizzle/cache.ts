@@ -1,11 +1,22 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
 import type { CacheConfig } from "drizzle-orm/cache/core/types";
-import { type Cache, createCache } from "../core/cache/index.ts";
+import type { Cache } from "../core/cache/index.ts";
+import { type ListDependency, type PlanSchema, tableTag } from "../core/deps/planner.ts";
 import { badOption } from "../core/errors.ts";
-import { rateLimited, type Warner } from "../core/report.ts";
+import type { Warner } from "../core/report.ts";
+import {
+  registrationOf,
+  resultRows,
+  type SqlDialect,
+  type SqlTable,
+  sqlShape,
+  wholeTable,
+} from "../core/sql/shapes.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
+import { type DrizzleCapture, startCapture } from "./capture.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
+import { type QueryCacheStats, QueryStats, queryEngine } from "./query-stats.ts";
 import { PendingReads } from "./reads.ts";
 import { listOf, type TableRef, tableName } from "./tables.ts";
 
@@ -40,26 +51,16 @@ export interface InvalidateOptions {
   tags?: string | string[];
 }
 
-export interface DrizzleCacheStats {
-  /** Cached queries this node has registered. */
-  keys: number;
-  /** Per table: cached queries that read it (and go when it changes). */
-  tables: Record<string, number>;
-  hits: number;
-  misses: number;
-  /** Results stored. */
-  stored: number;
-  /** Results not stored since a mutation may have made them stale (the write fence). */
-  fenced: number;
-  /** Results not stored since their values cannot be restored exactly. */
-  uncacheable: number;
-  /** Faults of the adapter (a damaged entry, the change log out of reach): each cost a miss or a store, never a query. */
-  faults: number;
-  /** Faults of the engine's tiers (a tier down): each cost a miss or a store, never a query. */
-  tierErrors: number;
+/** What `getStats()` returns (the raw SQL entry's are the same). */
+export type DrizzleCacheStats = QueryCacheStats;
+
+/** A select's SQL as Drizzle runs it, handed to `put` by `withTransactions`. */
+export interface SelectQuery {
+  sql: string;
+  params: readonly unknown[];
+  dialect: SqlDialect;
 }
 
-const DEFAULT_TTL_MS = 60 * 60_000;
 const JSON_TYPE = { "content-type": "application/json" };
 const TEXT = new TextDecoder();
 /** TTLs of recent puts remembered for `keepTtl`. */
@@ -77,45 +78,34 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   #ttl: number;
   #prefix: string;
   #reads = new PendingReads();
-  #tables = new Set<string>();
   /** Key -> expiry (epoch ms) of its last put, for `keepTtl`. */
   #expiries = new Map<string, number>();
-  #report: ReturnType<typeof rateLimited>;
   #now: () => number;
-  #counts = { hits: 0, misses: 0, stored: 0, fenced: 0, uncacheable: 0, faults: 0 };
+  #stats: QueryStats;
+  /** Tables' primary keys and column kinds, learned from the Drizzle tables queries use. */
+  #schema = new Map<string, SqlTable>();
+  /** Primary keys capture read from the database catalog (when this cache owns its engine). */
+  #catalog: PlanSchema | undefined;
+  #ownsEngine: boolean;
+  #logger: Warner;
+  #capture: DrizzleCapture | undefined;
 
   constructor(options: DrizzleCacheOptions) {
     const c = "drizzle";
-    if ((options?.tiers === undefined) === (options?.cache === undefined)) {
-      badOption(c, "tiers | cache", "exactly one of tiers and cache", "both or neither");
-    }
-    const strategy = options.strategy ?? "explicit";
+    const strategy = options?.strategy ?? "explicit";
     if (strategy !== "explicit" && strategy !== "all") {
       badOption(c, "strategy", '"explicit" or "all"', strategy);
     }
-    const ttl = options.ttl ?? DEFAULT_TTL_MS;
-    if (!(ttl > 0)) badOption(c, "ttl", "a positive number of ms", ttl);
-    const prefix = options.prefix ?? "drizzle:";
-    if (typeof prefix !== "string" || prefix === "") {
-      badOption(c, "prefix", "a non-empty string", prefix);
-    }
-    if (options.log !== undefined && options.cache !== undefined) {
-      badOption(c, "log", "no log with cache (the cache has its own)", "both");
-    }
-    this.engine =
-      options.cache ??
-      createCache({
-        tiers: options.tiers!,
-        ttl,
-        ...(options.log && { log: options.log }),
-        ...(options.now ? { now: options.now } : {}),
-      });
+    const { engine, ttl, prefix, owns } = queryEngine(c, options, "drizzle:", this.#planSchema());
+    this.engine = engine;
     this.#strategy = strategy;
     this.#ttl = ttl;
     this.#prefix = prefix;
     this.#now = options.now ?? Date.now;
+    this.#ownsEngine = owns;
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
-    this.#report = rateLimited(logger, () => performance.now());
+    this.#logger = logger;
+    this.#stats = new QueryStats("drizzle", logger);
   }
 
   strategy(): "explicit" | "all" {
@@ -125,10 +115,11 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   /** Drizzle asks before running a select; undefined runs it. */
   async get(
     key: string,
-    _tables: string[],
+    tables: string[],
     isTag: boolean,
     _autoInvalidate?: boolean,
   ): Promise<unknown[] | undefined> {
+    this.#capture?.want(tables);
     const k = this.#key(key, isTag);
     // Taken before the lookup: the query runs after it, so its result is at least this new.
     const since = this.engine.position;
@@ -136,25 +127,42 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       const entry = await this.engine.getEntry(k);
       if (entry) {
         const value = decode(TEXT.decode(entry.body));
-        this.#counts.hits++;
+        this.#stats.counts.hits++;
         return value as unknown[];
       }
     } catch (err) {
-      this.#fault("get", err);
+      this.#stats.fault("get", err);
     }
-    this.#counts.misses++;
+    this.#stats.counts.misses++;
     this.engine.countRead(k, "miss");
     this.#reads.begin(k, since);
     return undefined;
   }
 
   /** Drizzle hands over what a select returned after a miss. */
-  async put(
+  put(
     key: string,
     response: unknown,
     tables: string[],
     isTag: boolean,
     config?: CacheConfig,
+  ): Promise<void> {
+    return this.putSelect(key, response, tables, isTag, config, undefined);
+  }
+
+  /**
+   * `put` with the select's SQL and parameters (`withTransactions` passes them): the result
+   * then registers what it depends on, its rows and predicate where the SQL says so
+   * (`sqlShape`), besides its tables. Without them, or with Drizzle's automatic
+   * invalidation off (no tables), it registers as `put` always did.
+   */
+  async putSelect(
+    key: string,
+    response: unknown,
+    tables: string[],
+    isTag: boolean,
+    config: CacheConfig | undefined,
+    query: SelectQuery | undefined,
   ): Promise<void> {
     const k = this.#key(key, isTag);
     const since = this.#reads.end(k);
@@ -164,12 +172,11 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       body = encode(response);
     } catch (err) {
       if (!(err instanceof Uncacheable)) throw err;
-      this.#counts.uncacheable++;
-      this.#report("uncacheable", `[edgecache] [drizzle] a result was not cached: ${err.message}`);
+      this.#stats.uncacheable(err);
       return;
     }
     if (since === undefined) {
-      this.#counts.fenced++;
+      this.#stats.counts.fenced++;
       return;
     }
     const now = this.#now();
@@ -179,23 +186,31 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       const names = tables.map(tableName);
       const tags = names.map((t) => this.#tableTag(t));
       if (isTag) tags.push(this.#userTag(key));
+      const { tags: depends, lists } =
+        query && names.length > 0 ? this.#register(query, response, names) : wholeTables(names);
       const { stored } = await this.engine.storeLoaded(
         k,
-        { body, headers: JSON_TYPE, tags, ttl, staleWhileRevalidate: 0 },
+        {
+          body,
+          headers: JSON_TYPE,
+          tags: [...tags, ...depends],
+          ...(lists.length > 0 && { lists }),
+          ttl,
+          staleWhileRevalidate: 0,
+        },
         since,
       );
       if (!stored) {
-        this.#counts.fenced++;
+        this.#stats.counts.fenced++;
         return;
       }
-      this.#counts.stored++;
-      for (const t of names) this.#tables.add(t);
+      this.#stats.stored(names);
       this.#expiries.delete(k);
       this.#expiries.set(k, now + ttl);
       if (this.#expiries.size > KEPT_TTLS)
         this.#expiries.delete(this.#expiries.keys().next().value!);
     } catch (err) {
-      this.#fault("put", err);
+      this.#stats.fault("put", err);
     }
   }
 
@@ -215,7 +230,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     try {
       await this.engine.invalidate({ tags });
     } catch (err) {
-      this.#fault("invalidate", err);
+      this.#stats.fault("invalidate", err);
     }
   };
 
@@ -229,23 +244,80 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     try {
       await this.engine.invalidate({ prefix: this.#prefix });
     } catch (err) {
-      this.#fault("clear", err);
+      this.#stats.fault("clear", err);
     }
   }
 
+  /**
+   * Follows change capture in the database behind `client` (drizzle's `db.$client`), if it
+   * is a client capture knows; `withTransactions` calls this. Returns the follower.
+   */
+  followCapture(client: unknown): DrizzleCapture | undefined {
+    if (this.#capture) return this.#capture;
+    const engine = this.engine;
+    this.#capture = startCapture(client, engine, {
+      // The catalog's primary keys stand in for tables no query has taught (learnTable); a
+      // shared engine's schema is its owner's (a data API): events then go by table.
+      ...(this.#ownsEngine && {
+        setSchema: (schema) => {
+          this.#catalog = schema;
+        },
+      }),
+      logger: { warn: (m) => this.#logger.warn(m) },
+    });
+    return this.#capture;
+  }
+
+  /**
+   * Resolves once every change capture recorded before the call has been applied (true),
+   * or at once with false when this node does not follow capture. A write made around
+   * Drizzle is seen by reads after this.
+   */
+  async catchUp(): Promise<boolean> {
+    return (await this.#capture?.catchUp()) ?? false;
+  }
+
+  /** Stops following change capture (its timers, and a PostgreSQL connection of its own). */
+  async close(): Promise<void> {
+    await this.#capture?.close();
+  }
+
   getStats(): DrizzleCacheStats {
-    const tables: Record<string, number> = {};
-    for (const t of this.#tables) {
-      const n = this.engine.registered({ tag: this.#tableTag(t) });
-      if (n > 0) tables[t] = n;
-      else this.#tables.delete(t);
+    const tag = (t: string) => this.#tableTag(t);
+    return this.#stats.stats(this.engine, this.#prefix, tag, this.#capture);
+  }
+
+  /**
+   * Teaches the cache a table's primary key and column kinds (`withTransactions` does, from
+   * the tables of each select's columns). The planner reads the primary keys too.
+   */
+  learnTable(name: string, table: SqlTable): void {
+    this.#schema.set(name, table);
+  }
+
+  /**
+   * What a select's result depends on, in the planner's tags (`users`, `users#1`) and lists:
+   * the adapter's own table tags stay beside them, for `onMutate` and the stats.
+   */
+  #register(query: SelectQuery, response: unknown, names: string[]) {
+    const shape = sqlShape(query.sql, query.params, query.dialect, (t) => this.#schema.get(t));
+    this.#stats.registrations.count(shape);
+    const registration = registrationOf(shape, resultRows(response));
+    // Drizzle's tables as the planner knows them too, in case the parser missed one: a
+    // write it cannot analyse drops the table tag, any other the whole-table list.
+    for (const t of names) {
+      if (shape.tables.includes(t)) continue;
+      registration.tags.push(tableTag(t));
+      registration.lists.push(wholeTable(t));
     }
-    const tierErrors = this.engine.stats().tiers.reduce((n, t) => n + t.errors, 0);
+    return registration;
+  }
+
+  #planSchema(): PlanSchema {
     return {
-      keys: this.engine.registered({ prefix: this.#prefix }),
-      tables,
-      ...this.#counts,
-      tierErrors,
+      primaryKey: (table) =>
+        this.#schema.get(table)?.primaryKey ?? this.#catalog?.primaryKey(table),
+      joinColumns: () => [],
     };
   }
 
@@ -260,11 +332,15 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   #userTag(tag: string): string {
     return `${this.#prefix}tag:${tag}`;
   }
+}
 
-  #fault(op: string, err: unknown): void {
-    this.#counts.faults++;
-    this.#report(`drizzle:${op}`, `[edgecache] [drizzle] ${op} failed; the query went on`, err);
-  }
+/**
+ * What a query that read `tables` depends on when its SQL is not known: every row of each
+ * table (a list without filter or bound), and the table tag for writes the planner cannot
+ * analyse. A captured change to any row of them removes it.
+ */
+function wholeTables(tables: readonly string[]): { tags: string[]; lists: ListDependency[] } {
+  return { tags: tables.map(tableTag), lists: tables.map(wholeTable) };
 }
 
 /**

@@ -21,4 +21,4 @@ export {
   ttlOf,
 } from "./cache.ts";
 export { type TableRef, tableName } from "./tables.ts";
-export { withTransactions } from "./transactions.ts";
+export { type WithTransactionsOptions, withTransactions } from "./transactions.ts";

@@ -1,6 +1,9 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
 import { badOption } from "../core/errors.ts";
+import type { SqlDialect } from "../core/sql/shapes.ts";
 import { EdgecacheDrizzleCache } from "./cache.ts";
+import type { DrizzleCapture } from "./capture.ts";
+import { dialectOf, shapeSelect } from "./selects.ts";
 
 /**
  * The parts of a Drizzle database this reaches: its session (which hands each prepared
@@ -13,6 +16,7 @@ interface SessionLike {
 }
 interface DatabaseLike {
   $cache?: unknown;
+  $client?: unknown;
   session?: SessionLike;
   transaction?: (run: (tx: DatabaseLike) => unknown, config?: unknown) => Promise<unknown>;
 }
@@ -20,6 +24,14 @@ interface DatabaseLike {
 const MUTATIONS = new Set(["insert", "update", "delete"]);
 const EXECUTORS = ["execute", "run", "all", "get", "values"] as const;
 const WRAPPED = Symbol("edgecache.withTransactions");
+
+export interface WithTransactionsOptions {
+  /**
+   * Follow change capture when it is installed in the database (true by default): see
+   * `withTransactions`. False keeps table-level invalidation.
+   */
+  capture?: boolean;
+}
 
 /**
  * Makes a Drizzle database built with `drizzleCache` exact where Drizzle's cache hooks
@@ -29,7 +41,12 @@ const WRAPPED = Symbol("edgecache.withTransactions");
  *   that ran while it was in flight (Drizzle invalidates when it starts) cannot leave the
  *   old rows cached (the write fence refuses them, or this removes them);
  * - inside `db.transaction(...)`, selects are neither served from the cache nor stored,
- *   and the transaction's invalidations wait for its commit (dropped on rollback).
+ *   and the transaction's invalidations wait for its commit (dropped on rollback);
+ * - with change capture installed in the database (`npx edgecache capture install --db
+ *   ...`; libSQL on a file, postgres.js, better-sqlite3), it follows capture: every change
+ *   to a captured table, through Drizzle or around it, reaches the planner with its old and
+ *   new rows, and a mutation, instead of emptying its tables, returns once capture has
+ *   applied its own changes (a transaction, at commit). `getStats().writes` says which.
  *
  * Drizzle's `Cache` interface is not told when a statement ends or which transaction it
  * belongs to, so this wraps the database's session and `transaction`.
@@ -37,7 +54,10 @@ const WRAPPED = Symbol("edgecache.withTransactions");
  * @example
  * const db = withTransactions(drizzle(client, { cache: drizzleCache({ tiers: [memoryStore()] }) }));
  */
-export function withTransactions<DB extends object>(db: DB): DB {
+export function withTransactions<DB extends object>(
+  db: DB,
+  options: WithTransactionsOptions = {},
+): DB {
   const d = db as DatabaseLike;
   const cache = d.$cache;
   if (!(cache instanceof EdgecacheDrizzleCache)) {
@@ -51,9 +71,12 @@ export function withTransactions<DB extends object>(db: DB): DB {
   ) {
     badOption("drizzle", "db", "a Drizzle database with a session and transactions", db);
   }
+  const follow = options?.capture ?? true;
+  if (typeof follow !== "boolean") badOption("drizzle", "capture", "true or false", follow);
   if ((d as Record<symbol, unknown>)[WRAPPED]) return db;
   (d as Record<symbol, unknown>)[WRAPPED] = true;
-  settleMutations(session, cache);
+  const capture = follow ? cache.followCapture(d.$client) : undefined;
+  settleMutations(session, cache, dialectOf(d), capture);
   const transaction = d.transaction.bind(d);
   d.transaction = async (run, config) => {
     const scope = new TransactionScope();
@@ -63,9 +86,14 @@ export function withTransactions<DB extends object>(db: DB): DB {
         enter(tx, scope, restore);
         return run(tx);
       }, config);
-      // Committed: the transaction's changes are visible, so now they invalidate.
+      // Committed: the transaction's changes are visible, so now they invalidate (with
+      // capture: once capture has applied them; only tags named inside remain to go).
       for (const undo of restore) undo();
-      await cache.onMutate(scope.invalidations());
+      const held = scope.invalidations();
+      const tables = held.tables as string[];
+      if (capture && tables.length > 0 && (await capture.settled(tables))) {
+        await cache.onMutate({ tags: held.tags });
+      } else await cache.onMutate(held);
       return result;
     } catch (err) {
       // Rolled back: nothing it wrote was ever visible outside it.
@@ -132,16 +160,36 @@ function enter(tx: DatabaseLike, scope: TransactionScope, restore: (() => void)[
 
 /**
  * Wraps the session's prepared mutations so that, once one has finished, its tables are
- * invalidated again before the caller sees the result.
+ * invalidated again before the caller sees the result; with capture covering its tables,
+ * so that it returns once capture has applied its changes instead.
  */
-function settleMutations(session: SessionLike, cache: EdgecacheDrizzleCache): void {
+function settleMutations(
+  session: SessionLike,
+  cache: EdgecacheDrizzleCache,
+  dialect: SqlDialect | undefined,
+  capture: DrizzleCapture | undefined,
+): void {
   const prepareQuery = session.prepareQuery;
   session.prepareQuery = function (this: SessionLike, ...args: unknown[]) {
     const prepared = prepareQuery.apply(this, args) as Record<string, unknown>;
     // Every driver's prepareQuery takes the query's metadata sixth: { type, tables }.
     const meta = args[5] as { type?: string; tables?: string[] } | undefined;
+    // Selects hand their SQL and parameters to the cache's put (fields come second).
+    if (meta?.type === "select" && dialect) shapeSelect(prepared, args[1], cache, dialect);
     if (!meta?.type || !MUTATIONS.has(meta.type) || !meta.tables?.length) return prepared;
     const tables = meta.tables;
+    capture?.want(tables);
+    // The cache of a statement run against the database itself (in a transaction it is the
+    // transaction's scope). With capture, Drizzle's own invalidation, made as the statement
+    // starts, is left out for captured tables: capture removes what the rows touch.
+    let own: unknown = cache;
+    if (capture && prepared.cache === cache) {
+      own = prepared.cache = capturedMutation(cache, capture, tables);
+    }
+    const settle = async () => {
+      if (capture && (await capture.settled(tables))) return;
+      await cache.onMutate({ tables });
+    };
     let depth = 0;
     for (const name of EXECUTORS) {
       const method = prepared[name];
@@ -157,8 +205,7 @@ function settleMutations(session: SessionLike, cache: EdgecacheDrizzleCache): vo
         }
         // Only a statement run against the database itself: one inside a transaction has
         // the transaction's scope as its cache and invalidates at commit.
-        if (!outer || !(result instanceof Promise) || prepared.cache !== cache) return result;
-        const settle = () => cache.onMutate({ tables });
+        if (!outer || !(result instanceof Promise) || prepared.cache !== own) return result;
         return result.then(
           async (value) => {
             await settle();
@@ -173,5 +220,19 @@ function settleMutations(session: SessionLike, cache: EdgecacheDrizzleCache): vo
       };
     }
     return prepared;
+  };
+}
+
+/** The adapter as a mutation's prepared query sees it: without invalidation of captured tables. */
+function capturedMutation(
+  cache: EdgecacheDrizzleCache,
+  capture: DrizzleCapture,
+  tables: readonly string[],
+): DrizzleCacheContract {
+  return {
+    strategy: () => cache.strategy(),
+    get: (...args) => cache.get(...args),
+    put: (...args) => cache.put(...args),
+    onMutate: (params) => (capture.covers(tables) ? Promise.resolve() : cache.onMutate(params)),
   };
 }

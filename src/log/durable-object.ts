@@ -28,6 +28,11 @@ import {
  *   every isolate holding a lease has reported the record applied or its lease ran out: a
  *   write may wait up to `leaseMs` (isolates that went idle or were evicted never report).
  * Both are exact; they trade read latency (strict) for write latency (lease).
+ *
+ * D1 read replication: an append carries the bookmark of the newest write this isolate
+ * made (`wrote`), the object keeps the newest it was given, and every reply hands it back;
+ * `bookmark` is what every write this isolate has applied had reached, so a load that reads
+ * D1 at or after it cannot see a row older than a write the cache has promised.
  */
 
 /** The part of a Durable Object namespace binding this log uses (no Cloudflare type). */
@@ -78,6 +83,8 @@ const C = "durable-log";
 interface SyncReply {
   log: string;
   head: number;
+  /** The newest D1 bookmark of a write appended up to `head`, if any carried one. */
+  bookmark?: string;
   /** Records after the isolate's position, in order; absent when it must start over. */
   records?: ChangeRecord[];
   lastChanges?: [string, number][];
@@ -103,6 +110,10 @@ export class DurableChangeLog implements ChangeLog {
   #applying: Promise<void> = Promise.resolve();
   #inflight: Promise<void> | undefined;
   #failures = 0;
+  #written: string | undefined;
+  #promised: string | undefined;
+  /** Whether the last call to the object was answered (a reply carries the bookmark). */
+  #heard = false;
 
   constructor(options: DurableChangeLogOptions) {
     if (typeof options !== "object" || options === null) {
@@ -135,6 +146,22 @@ export class DurableChangeLog implements ChangeLog {
   }
 
   /**
+   * The D1 bookmark a load must read at or after: the newest of the writes whose records
+   * this isolate has applied (raised before they are applied, so a load that took its log
+   * position after a record never reads before that record's write). Undefined while none
+   * carried one; null while the object is out of reach (or not yet heard): writes may have
+   * been acknowledged that this isolate knows nothing of, so only the primary will do.
+   */
+  get bookmark(): string | null | undefined {
+    return this.#heard ? this.#promised : null;
+  }
+
+  /** A write's D1 bookmark: carried by this isolate's next append (see `bookmark`). */
+  wrote(bookmark: string): void {
+    this.#written = newer(this.#written, bookmark);
+  }
+
+  /**
    * Brings this isolate up to the log: what a request calls before it reads. In strict
    * mode it always asks the object; in lease mode only when the lease is in its second
    * half (and concurrent requests share one ask).
@@ -155,6 +182,14 @@ export class DurableChangeLog implements ChangeLog {
     const sent = Date.now();
     const reply = await this.#call<SyncReply>("sync", this.#report());
     await this.#take(reply);
+    this.#heardAt(sent);
+  }
+
+  /**
+   * A reply to a call sent at `sent` brought every record up to the head, and renewed this
+   * isolate's lease at the object: the isolate may trust its memory from then on.
+   */
+  #heardAt(sent: number): void {
     const trust = this.mode === "lease" ? this.leaseMs - LEASE_MARGIN_MS : STRICT_TRUST_MS;
     this.#trustedUntil = Math.max(this.#trustedUntil, sent + trust);
   }
@@ -176,13 +211,18 @@ export class DurableChangeLog implements ChangeLog {
 
   async append(ops: readonly ChangeOp[], turn?: WriteTurn): Promise<number> {
     const token = turn instanceof DurableTurn ? turn.token : "";
+    const sent = Date.now();
     const reply = await this.#call<AppendReply>("append", {
       ...this.#report(),
       ops,
       token,
       tables: [...changedTables(ops)],
+      bookmark: this.#written,
     });
     await this.#take(reply);
+    // An append renews the lease as a sync does: writes queued behind slow ones (a far
+    // object) would otherwise find it lapsed, with no request left to sync.
+    this.#heardAt(sent);
     return reply.seq;
   }
 
@@ -211,6 +251,9 @@ export class DurableChangeLog implements ChangeLog {
   #take(reply: SyncReply): Promise<void> {
     const step = this.#applying.then(async () => {
       const follower = this.#follower;
+      // Before the fence moves: a load that starts after a record reads at its bookmark.
+      this.#promised = newer(this.#promised, reply.bookmark);
+      this.#heard = true;
       if (reply.records === undefined || reply.log !== this.#log) {
         if (reply.log === this.#log && reply.head <= this.#applied) return;
         this.#log = reply.log;
@@ -241,14 +284,25 @@ export class DurableChangeLog implements ChangeLog {
       );
     } catch (error) {
       this.#failures++;
+      this.#heard = false;
       throw new EdgecacheError("E_LOG_UNAVAILABLE", C, `${op} failed`, { cause: error });
     }
     if (!res.ok) {
       this.#failures++;
+      this.#heard = false;
       throw new EdgecacheError("E_LOG_UNAVAILABLE", C, `${op}: ${await res.text()}`);
     }
     return (await res.json()) as T;
   }
+}
+
+/**
+ * The newer of two D1 bookmarks. Bookmarks sort as strings in commit order (the D1 binding
+ * itself keeps a session's newest bookmark by comparing them so).
+ */
+function newer(a: string | undefined, b: string | undefined): string | undefined {
+  if (a === undefined) return b;
+  return b !== undefined && b > a ? b : a;
 }
 
 class DurableTurn implements WriteTurn {
@@ -273,6 +327,8 @@ interface StoredState {
   lastChanges: Record<string, number>;
   /** The longest lease ever granted: what a restarted object waits out. */
   longestLease: number;
+  /** The newest D1 bookmark an append carried (see `DurableChangeLog.bookmark`). */
+  bookmark?: string;
 }
 
 /**
@@ -371,14 +427,14 @@ export class ChangeLogHost {
 
   /** The records after what the caller applied, or a fresh start when they are gone. */
   #since(body: Record<string, unknown>): SyncReply {
-    const { log, head, first, lastChanges } = this.#s;
+    const { log, head, first, lastChanges, bookmark } = this.#s;
     const applied = Number(body.applied) || 0;
     if (body.log === log && applied >= first - 1 && applied <= head) {
       const records: ChangeRecord[] = [];
       for (let seq = applied + 1; seq <= head; seq++) records.push(this.#records.get(seq)!);
-      return { log, head, records };
+      return { log, head, records, bookmark };
     }
-    return { log, head, lastChanges: Object.entries(lastChanges) };
+    return { log, head, lastChanges: Object.entries(lastChanges), bookmark };
   }
 
   async #append(body: Record<string, unknown>): Promise<AppendReply> {
@@ -386,10 +442,41 @@ export class ChangeLogHost {
     const token = String(body.token ?? "");
     const ordered = token !== "" && this.#turn?.token === token && now < this.#turn.until;
     if (token !== "" && this.#turn?.token === token) this.#turn = undefined;
+    const seq = await this.#store(
+      body.ops as ChangeOp[],
+      ordered,
+      body.tables as string[],
+      optionalString(body.bookmark),
+    );
+    this.#renew(body);
+    await this.#barrier(seq, String(body.node));
+    return { ...this.#since(body), seq };
+  }
+
+  /**
+   * Appends the changes change capture read from the database (see the Cloudflare
+   * adapter's capture drain): unordered, since a captured write's place among the data
+   * API's writes is not known. Resolves once the record is in storage; isolates apply it
+   * at their next sync (no barrier: nobody waits for an answer).
+   */
+  appendCaptured(ops: readonly ChangeOp[]): Promise<number> {
+    return this.#store(ops, false, [...changedTables(ops)]);
+  }
+
+  /**
+   * Gives the ops the next seq and writes the record; resolves once it is in storage.
+   * `bookmark`: the D1 bookmark of the write (see `DurableChangeLog.bookmark`).
+   */
+  async #store(
+    ops: readonly ChangeOp[],
+    ordered: boolean,
+    tables: readonly string[],
+    bookmark?: string,
+  ): Promise<number> {
     const seq = this.#s.head + 1;
-    const record: ChangeRecord = { seq, ops: body.ops as ChangeOp[], ordered };
+    const record: ChangeRecord = { seq, ops, ordered };
     const lastChanges = { ...this.#s.lastChanges };
-    for (const table of body.tables as string[]) lastChanges[table] = seq;
+    for (const table of tables) lastChanges[table] = seq;
     let first = this.#s.first;
     const dropped: string[] = [];
     while (seq - first >= RETAINED_RECORDS) {
@@ -397,14 +484,18 @@ export class ChangeLogHost {
       dropped.push(`r${first}`);
       first++;
     }
-    this.#s = { ...this.#s, head: seq, first, lastChanges };
+    this.#s = {
+      ...this.#s,
+      head: seq,
+      first,
+      lastChanges,
+      bookmark: newer(this.#s.bookmark, bookmark),
+    };
     this.#records.set(seq, record);
     const written = this.#state.storage.put({ state: this.#s, [`r${seq}`]: record });
     if (dropped.length > 0) void this.#state.storage.delete(dropped);
     await written;
-    this.#renew(body);
-    await this.#barrier(seq, String(body.node));
-    return { ...this.#since(body), seq };
+    return seq;
   }
 
   /** Waits until every other lease holder applied `seq`, or its lease ran out. */
@@ -437,6 +528,10 @@ export class ChangeLogHost {
     this.#wake.clear();
     for (const wake of waiting) wake();
   }
+}
+
+function optionalString(value: unknown): string | undefined {
+  return typeof value === "string" && value !== "" ? value : undefined;
 }
 
 /** The longest lease the object grants, whatever an isolate asks. */

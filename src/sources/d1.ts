@@ -1,6 +1,8 @@
+import type { CapturingSource } from "../core/capture.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import type { Row, ViewInfo } from "../core/query.ts";
-import type { Source } from "./source.ts";
+import { D1_INTERNAL, D1OwnChanges, d1Capturing } from "./d1-capture.ts";
+import type { Source, WriteOptions } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
 import type { Statement, Steps } from "./sql-dialect.ts";
 import { type BatchDriver, runStepsAsync } from "./sql-driver.ts";
@@ -8,9 +10,19 @@ import { sqlSource } from "./sql-source.ts";
 import { sqliteDialect, toEdgecacheError } from "./sqlite-dialect.ts";
 
 /** The part of a D1 binding (`D1Database`) this source uses; no Cloudflare type needed. */
-export interface D1DatabaseLike {
+export interface D1DatabaseLike extends D1QueriesLike {
+  /** D1's Sessions API (read replication); a binding without it is read at its primary. */
+  withSession?(constraintOrBookmark?: string): D1SessionLike;
+}
+/** What a database and a session both take: statements, alone or in one batch. */
+export interface D1QueriesLike {
   prepare(sql: string): D1StatementLike;
   batch(statements: D1StatementLike[]): Promise<{ results: unknown[] }[]>;
+}
+/** A D1 session: its queries are at or after the bookmark it was opened with. */
+export interface D1SessionLike extends D1QueriesLike {
+  /** The newest bookmark a query of the session answered at; null before any. */
+  getBookmark(): string | null;
 }
 export interface D1StatementLike {
   bind(...values: unknown[]): D1StatementLike;
@@ -23,21 +35,44 @@ export interface D1SourceOptions {
   database: D1DatabaseLike;
   /** Declared views (joins), as for the SQLite source. */
   views?: ViewInfo[];
+  /**
+   * Where work that may finish after a write's answer goes (a Worker's `ctx.waitUntil`):
+   * deleting the write's rows from change capture's table. Without it the write waits.
+   */
+  schedule?: (work: Promise<unknown>) => void;
+  /** Read D1's replicas through sessions at these bookmarks (see D1Sessions); off by default. */
+  sessions?: D1Sessions;
 }
 
-export interface D1SourceOptions {
-  /** The D1 binding (`env.DB` in a Worker). */
-  database: D1DatabaseLike;
-  /** Declared views (joins), as for the SQLite source. */
-  views?: ViewInfo[];
+/**
+ * D1 read replication through the Sessions API. Reads open a session at `bookmark()`, the
+ * newest write the cache has promised (the change log carries each write's bookmark), so a
+ * replica answers only once it holds every acknowledged write; writes run in a session
+ * opened at the primary (`first-primary`) and hand its bookmark to `written` before their
+ * record is appended.
+ */
+export interface D1Sessions {
+  /**
+   * Where reads must be: a bookmark; undefined while no write with a bookmark is known (any
+   * replica will do); null when it cannot be told (the change log is out of reach), and
+   * reads go to the primary.
+   */
+  bookmark(): string | null | undefined;
+  /** A write's bookmark, heard before its record is appended. */
+  written(bookmark: string): void;
 }
+
+export {
+  d1CaptureInstalled,
+  d1CaptureStatus,
+  installD1Capture,
+  uninstallD1Capture,
+} from "./d1-capture.ts";
 
 const COMPONENT = "d1";
 
 /** D1 binds at most 100 parameters per statement. */
 const D1_MAX_PARAMS = 100;
-/** D1's and wrangler's own tables: never served. */
-const INTERNAL = /^(sqlite_|_cf_|d1_migrations$)/;
 
 /**
  * A Source over Cloudflare D1: SQLite's dialect (the same compiled filters, sorts and
@@ -54,7 +89,7 @@ const INTERNAL = /^(sqlite_|_cf_|d1_migrations$)/;
  * const source = d1Source({ database: env.DB, views: demoViews });
  * ```
  */
-export function d1Source(options: D1SourceOptions): Source {
+export function d1Source(options: D1SourceOptions): Source & CapturingSource {
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
@@ -63,30 +98,58 @@ export function d1Source(options: D1SourceOptions): Source {
     badOption(COMPONENT, "database", "a D1 database binding", db);
   }
   const views = validateViewsOption(COMPONENT, options.views);
-  return sqlSource(sqliteDialect(COMPONENT, INTERNAL), new D1Driver(db), {
+  const { sessions } = options;
+  if (sessions !== undefined) {
+    if (typeof sessions?.bookmark !== "function" || typeof sessions.written !== "function") {
+      badOption(COMPONENT, "sessions", "{ bookmark(), written(bookmark) }", sessions);
+    }
+    if (typeof db.withSession !== "function") {
+      badOption(COMPONENT, "database", "a D1 binding with withSession (sessions)", db);
+    }
+  }
+  const own = new D1OwnChanges(db);
+  const driver = new D1Driver(db, own, sessions);
+  const source = sqlSource(sqliteDialect(COMPONENT, D1_INTERNAL), driver, {
     name: COMPONENT,
     views,
   });
+  // Change capture (d1-capture.ts): its triggers record the data API's writes too, marked.
+  return Object.assign(source, d1Capturing(db, own, options.schedule));
 }
 
 /** D1's async API as a driver: each statement awaited, a write one `batch` (one transaction). */
 class D1Driver implements BatchDriver {
   readonly maxInParams = D1_MAX_PARAMS;
   readonly #db: D1DatabaseLike;
+  readonly #own: D1OwnChanges;
+  readonly #sessions: D1Sessions | undefined;
 
-  constructor(db: D1DatabaseLike) {
+  constructor(db: D1DatabaseLike, own: D1OwnChanges, sessions: D1Sessions | undefined) {
     this.#db = db;
+    this.#own = own;
+    this.#sessions = sessions;
   }
 
   read<T>(steps: Steps<T>): Promise<T> {
+    // One session for the read's statements: each is at or after the bookmark the read
+    // began with, which is read after the load took its log position (see D1Sessions).
+    const at = this.#sessions?.bookmark();
+    const db = this.#sessions
+      ? this.#db.withSession!(at === null ? PRIMARY : (at ?? UNCONSTRAINED))
+      : this.#db;
     return runStepsAsync(steps, async (statement) => {
-      const { results } = await this.#prepare(statement).all();
+      const { results } = await prepare(db, statement).all();
       return results as Row[];
     });
   }
 
-  async batch(statements: Statement[]): Promise<Row[][]> {
-    const results = await this.#db.batch(statements.map((s) => this.#prepare(s)));
+  async batch(statements: Statement[], options?: WriteOptions): Promise<Row[][]> {
+    const session = this.#sessions ? this.#db.withSession!(PRIMARY) : undefined;
+    const db = session ?? this.#db;
+    const prepared = statements.map((s) => prepare(db, s));
+    const results = await this.#own.batch(prepared, options?.capture, db);
+    const bookmark = session?.getBookmark();
+    if (bookmark) this.#sessions!.written(bookmark);
     return results.map((r) => r.results as Row[]);
   }
 
@@ -97,11 +160,15 @@ class D1Driver implements BatchDriver {
   async close(): Promise<void> {
     // A binding has nothing to close.
   }
+}
 
-  #prepare({ sql, params }: Statement): D1StatementLike {
-    const statement = this.#db.prepare(sql);
-    return params.length > 0 ? statement.bind(...params) : statement;
-  }
+/** Sessions API constraints: the first query anywhere, or at the primary. */
+const UNCONSTRAINED = "first-unconstrained";
+const PRIMARY = "first-primary";
+
+function prepare(db: D1QueriesLike, { sql, params }: Statement): D1StatementLike {
+  const statement = db.prepare(sql);
+  return params.length > 0 ? statement.bind(...params) : statement;
 }
 
 /**

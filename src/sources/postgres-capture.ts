@@ -1,11 +1,10 @@
-import { createHash } from "node:crypto";
 import type postgres from "postgres";
 import {
   API_GRACE_MS,
-  type CapturedChange,
   type CaptureFeed,
   type CaptureStatus,
-  capturedEvent,
+  capturedChange,
+  unref,
 } from "../core/capture.ts";
 import { transaction } from "./postgres-transaction.ts";
 import { literal, quote } from "./sql.ts";
@@ -62,9 +61,16 @@ function rowJson(ref: "OLD" | "NEW", table: CaptureTable): string {
   return parts.length === 0 ? "'{}'::jsonb" : parts.join(" || ");
 }
 
+// SHA-256 through Web Crypto, so that the feed also loads where no node:crypto is
+// (edgecache/drizzle is bundled for Workers too).
+async function sha256(text: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+}
+
 /** A function name per table that stays within PostgreSQL's 63-byte identifiers. */
-function functionName(table: string): string {
-  return `capture_${createHash("sha256").update(table).digest("hex").slice(0, 16)}`;
+async function functionName(table: string): Promise<string> {
+  const hex = [...(await sha256(table))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `capture_${hex.slice(0, 16)}`;
 }
 
 export async function installPostgresCapture(
@@ -92,7 +98,7 @@ export async function installPostgresCapture(
         RETURN NULL;
       END $fn$`);
     for (const table of tables) {
-      const fn = `${schema}.${quote(functionName(table.name))}`;
+      const fn = `${schema}.${quote(await functionName(table.name))}`;
       await tx.unsafe(`CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
         LANGUAGE plpgsql AS $fn$
         BEGIN
@@ -181,10 +187,11 @@ export function postgresCaptureFeed(
   served: string,
   columnsOf: (table: string) => readonly string[] | undefined,
   connect: () => postgres.Sql,
+  /** `unref`: its waits do not keep a process alive (see followCapture). */
+  options: { unref?: boolean } = {},
 ): CaptureFeed {
   const schema = quote(captureSchema(served));
-  const lockKey =
-    LOCK_BASE + (createHash("sha256").update(served).digest().readUInt16BE(0) & 0xffff);
+  let lockKey: number | undefined;
   let own: postgres.Sql | undefined;
   let checkedAt = 0;
   let holding = false;
@@ -198,6 +205,10 @@ export function postgresCaptureFeed(
       if (holding && now - checkedAt < LEAD_CHECK_MS) return true;
       checkedAt = now;
       try {
+        if (lockKey === undefined) {
+          const digest = await sha256(served);
+          lockKey = LOCK_BASE + ((digest[0]! << 8) | digest[1]!);
+        }
         own ??= connect();
         const [row] = holding
           ? await own.unsafe(
@@ -234,19 +245,7 @@ export function postgresCaptureFeed(
           ORDER BY seq LIMIT $1`,
         [limit, API_GRACE_MS / 1000],
       );
-      return rows.map(
-        (r): CapturedChange => ({
-          seq: Number(r.seq),
-          at: Number(r.at),
-          event: capturedEvent(
-            String(r.tbl),
-            String(r.op),
-            (r.old as string | null) ?? null,
-            (r.new as string | null) ?? null,
-            columnsOf(String(r.tbl)),
-          ),
-        }),
-      );
+      return rows.map((r) => capturedChange(r, columnsOf(String(r.tbl))));
     },
     async pending() {
       const rows = await sql.unsafe(`SELECT 1 FROM ${schema}.changes LIMIT 1`);
@@ -258,14 +257,17 @@ export function postgresCaptureFeed(
         `{${changes.map((c) => c.seq).join(",")}}`,
       ]);
     },
-    async wait(ms) {
-      if (notified) return;
+    async wait(ms, signal) {
+      if (notified || signal?.aborted) return;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
+        const timer = setTimeout(() => wake?.(), ms);
+        if (options.unref) unref(timer);
         wake = () => {
           clearTimeout(timer);
+          signal?.removeEventListener("abort", wake!);
           resolve();
         };
+        signal?.addEventListener("abort", wake, { once: true });
       });
       wake = undefined;
     },
@@ -273,7 +275,7 @@ export function postgresCaptureFeed(
       wake?.();
       const l = await listening?.catch(() => undefined);
       await l?.unlisten().catch(() => {});
-      if (holding && own) {
+      if (holding && own && lockKey !== undefined) {
         await own.unsafe("SELECT pg_advisory_unlock($1)", [lockKey]).catch(() => {});
       }
       holding = false;

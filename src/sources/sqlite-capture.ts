@@ -1,12 +1,22 @@
 import type Database from "better-sqlite3";
 import {
   API_GRACE_MS,
-  type CapturedChange,
   type CaptureFeed,
   type CaptureStatus,
-  capturedEvent,
+  capturedChange,
+  unref,
 } from "../core/capture.ts";
-import { literal, quote } from "./sql.ts";
+import {
+  CAPTURE_BACKLOG_SQL,
+  CAPTURE_INSTALLED_SQL,
+  CAPTURE_TRIGGERS_SQL,
+  type CapturedTable,
+  CHANGES,
+  captureInstallSql,
+  captureStatusOf,
+  captureUninstallSql,
+  LEASE,
+} from "./sqlite-capture-sql.ts";
 
 /**
  * Change capture in SQLite: AFTER triggers on every served table write each row change
@@ -18,36 +28,12 @@ import { literal, quote } from "./sql.ts";
  * mark, and are removed once the data API has recorded the write (see ownChanges).
  */
 
-/** Tables and triggers edgecache owns; the source never serves them. */
-export const CAPTURE_PREFIX = "_edgecache_";
-const CHANGES = "_edgecache_changes";
-/** One row: which node consumes the change table, and until when (ms since the epoch). */
-const LEASE = "_edgecache_capture";
-const TRIGGER_PREFIX = "edgecache_capture_";
+export { CAPTURE_PREFIX, isCaptureTrigger } from "./sqlite-capture-sql.ts";
 
 /** How long a node's right to consume lasts without renewal, ms. */
 const LEASE_MS = 3000;
 /** How often `wait` looks at data_version, ms. */
 const WATCH_MS = 2;
-
-const OPS = ["insert", "update", "delete"] as const;
-
-/** Whether a trigger is one of capture's own (not a user's, for `effects`). */
-export function isCaptureTrigger(name: string): boolean {
-  return name.startsWith(TRIGGER_PREFIX);
-}
-
-/** The row as JSON text; a BLOB (which JSON cannot hold) as hex. */
-function rowJson(alias: "NEW" | "OLD", columns: readonly string[]): string {
-  const pairs = columns.map((c) => {
-    const value = `${alias}.${quote(c)}`;
-    return `${literal(c)}, CASE WHEN typeof(${value}) = 'blob' THEN hex(${value}) ELSE ${value} END`;
-  });
-  return `json_object(${pairs.join(", ")})`;
-}
-
-/** ms since the epoch, from inside SQLite. */
-const NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
 function hasTable(db: Database.Database, name: string): boolean {
   return (
@@ -57,53 +43,25 @@ function hasTable(db: Database.Database, name: string): boolean {
 }
 
 function captureTriggers(db: Database.Database): { name: string; table: string }[] {
-  return db
-    .prepare("SELECT name, tbl_name AS \"table\" FROM sqlite_master WHERE type = 'trigger'")
-    .all()
-    .filter((t) => isCaptureTrigger((t as { name: string }).name)) as {
-    name: string;
-    table: string;
-  }[];
+  return db.prepare(CAPTURE_TRIGGERS_SQL).all() as { name: string; table: string }[];
 }
 
 /** Creates the change table and the triggers of `tables` (replacing older ones) at once. */
 export function installSqliteCapture(
   db: Database.Database,
-  tables: readonly { name: string; columns: readonly string[] }[],
+  tables: readonly CapturedTable[],
 ): void {
   db.transaction(() => {
-    db.exec(`CREATE TABLE IF NOT EXISTS ${CHANGES} (
-      seq INTEGER PRIMARY KEY AUTOINCREMENT,
-      tbl TEXT NOT NULL, op TEXT NOT NULL, old TEXT, new TEXT, at INTEGER NOT NULL,
-      api TEXT)`);
-    db.exec(`CREATE TABLE IF NOT EXISTS ${LEASE} (
-      id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, until INTEGER NOT NULL,
-      install TEXT NOT NULL)`);
-    db.prepare(
-      `INSERT OR IGNORE INTO ${LEASE} (id, holder, until, install) VALUES (1, '', 0, ?)`,
-    ).run(crypto.randomUUID());
-    for (const t of captureTriggers(db)) db.exec(`DROP TRIGGER ${quote(t.name)}`);
-    for (const { name, columns } of tables) {
-      for (const op of OPS) {
-        const old = op === "insert" ? "NULL" : rowJson("OLD", columns);
-        const neu = op === "delete" ? "NULL" : rowJson("NEW", columns);
-        db.exec(
-          `CREATE TRIGGER ${quote(`${TRIGGER_PREFIX}${name}_${op}`)} AFTER ${op.toUpperCase()} ON ${quote(name)}
-           BEGIN
-             INSERT INTO ${CHANGES} (tbl, op, old, new, at)
-             VALUES (${literal(name)}, '${op}', ${old}, ${neu}, ${NOW_MS});
-           END`,
-        );
-      }
+    const drop = captureTriggers(db).map((t) => t.name);
+    for (const sql of captureInstallSql(tables, { drop, install: crypto.randomUUID() })) {
+      db.exec(sql);
     }
   }).immediate();
 }
 
 export function uninstallSqliteCapture(db: Database.Database): void {
   db.transaction(() => {
-    for (const t of captureTriggers(db)) db.exec(`DROP TRIGGER ${quote(t.name)}`);
-    db.exec(`DROP TABLE IF EXISTS ${CHANGES}`);
-    db.exec(`DROP TABLE IF EXISTS ${LEASE}`);
+    for (const sql of captureUninstallSql(captureTriggers(db).map((t) => t.name))) db.exec(sql);
   }).immediate();
 }
 
@@ -111,19 +69,11 @@ export function sqliteCaptureStatus(
   db: Database.Database,
   served: readonly string[],
 ): CaptureStatus {
-  if (!hasTable(db, CHANGES)) return { installed: false, tables: [], missing: [], backlog: 0 };
-  const tables = [...new Set(captureTriggers(db).map((t) => t.table))].sort();
-  const { n } = db.prepare(`SELECT count(*) AS n FROM ${CHANGES}`).get() as { n: number };
-  const lease = db.prepare(`SELECT install FROM ${LEASE} WHERE id = 1`).get() as
-    | { install: string }
-    | undefined;
-  return {
-    installed: true,
-    id: lease?.install,
-    tables,
-    missing: served.filter((name) => !tables.includes(name)),
-    backlog: n,
-  };
+  const installed = hasTable(db, CHANGES);
+  const backlog = installed
+    ? (db.prepare(CAPTURE_BACKLOG_SQL).get() as { backlog: number; id: string | null })
+    : undefined;
+  return captureStatusOf(captureTriggers(db), backlog, served);
 }
 
 /**
@@ -134,6 +84,7 @@ export function sqliteCaptureStatus(
  * died) stay, and are captured after API_GRACE_MS. Cheap when capture is not installed.
  */
 export function ownChanges(db: Database.Database): {
+  installed(): boolean;
   before(): number | undefined;
   mark(before: number, mark: string): void;
   forget(mark: string): void;
@@ -143,6 +94,7 @@ export function ownChanges(db: Database.Database): {
   );
   let last: Database.Statement | undefined;
   return {
+    installed: () => installed.get() !== undefined,
     before() {
       if (installed.get() === undefined) return undefined;
       last ??= db.prepare(`SELECT coalesce(max(seq), 0) AS seq FROM ${CHANGES}`);
@@ -159,8 +111,43 @@ export function ownChanges(db: Database.Database): {
 }
 
 /**
- * The change table as a CaptureFeed. `columnsOf` gives a served table's columns; a row
- * recorded with other columns (the table changed since the install) loses its rows.
+ * What the capture feed needs of a SQLite connection, asynchronous so that any driver
+ * fits: better-sqlite3 (see betterSqliteExecutor), libSQL's `client.execute`.
+ */
+export interface SqliteExecutor {
+  /** Runs a read and returns its rows as objects. */
+  all(sql: string, params: readonly unknown[]): Promise<Record<string, unknown>[]>;
+  /** Runs a write at once, failing if another connection holds the write lock; rows changed. */
+  run(sql: string, params: readonly unknown[]): Promise<number>;
+  /** Runs a write, waiting for another connection's write lock if need be. */
+  write(sql: string, params: readonly unknown[]): Promise<void>;
+  /** How often `wait` looks at data_version, ms. */
+  watchMs?: number;
+}
+
+/** better-sqlite3 as a SqliteExecutor; `locked` runs a write once the write lock is free. */
+export function betterSqliteExecutor(
+  db: Database.Database,
+  locked: <T>(work: () => T) => Promise<T>,
+): SqliteExecutor {
+  return {
+    async all(sql, params) {
+      return db.prepare(sql).all(...params) as Record<string, unknown>[];
+    },
+    async run(sql, params) {
+      return db.prepare(sql).run(...params).changes;
+    },
+    async write(sql, params) {
+      const statement = db.prepare(sql);
+      await locked(() => statement.run(...params));
+    },
+  };
+}
+
+/**
+ * The change table as a CaptureFeed over better-sqlite3. `columnsOf` gives a served table's
+ * columns; a row recorded with other columns (the table changed since the install) loses
+ * its rows.
  */
 export function sqliteCaptureFeed(
   db: Database.Database,
@@ -168,79 +155,110 @@ export function sqliteCaptureFeed(
   /** Runs a write in a transaction, waiting for the write lock without blocking. */
   locked: <T>(work: () => T) => Promise<T>,
 ): CaptureFeed {
+  return sqliteExecutorFeed(betterSqliteExecutor(db, locked), columnsOf);
+}
+
+/** Whether the change table exists: capture is installed. */
+export async function sqliteCaptureInstalled(exec: SqliteExecutor): Promise<boolean> {
+  return (await exec.all(CAPTURE_INSTALLED_SQL, [])).length > 0;
+}
+
+/** The tables capture's triggers record, over any driver. */
+export async function sqliteCapturedTables(exec: SqliteExecutor): Promise<string[]> {
+  const rows = await exec.all(CAPTURE_TRIGGERS_SQL, []);
+  return [...new Set(rows.map((r) => String(r.table)))].sort();
+}
+
+/**
+ * The change table as a CaptureFeed over any SQLite driver (`exec`). `columnsOf` gives a
+ * table's columns, or a promise of them; a row recorded with other columns (the table
+ * changed since the install) loses its rows.
+ */
+export function sqliteExecutorFeed(
+  exec: SqliteExecutor,
+  columnsOf: (
+    table: string,
+  ) => readonly string[] | undefined | Promise<readonly string[] | undefined>,
+  /** `unref`: its waits do not keep a process alive (see followCapture). */
+  options: { unref?: boolean } = {},
+): CaptureFeed {
   const me = crypto.randomUUID();
+  const watchMs = exec.watchMs ?? WATCH_MS;
   let leaseUntil = 0;
-  let version = db.pragma("data_version", { simple: true }) as number;
-  const changed = () => {
-    const now = db.pragma("data_version", { simple: true }) as number;
+  let version: unknown;
+  const dataVersion = async () => {
+    const [row] = await exec.all("PRAGMA data_version", []);
+    return row === undefined ? undefined : Object.values(row)[0];
+  };
+  // Whether another connection committed since the last look.
+  const changed = async () => {
+    const now = await dataVersion();
     if (now === version) return false;
     version = now;
     return true;
   };
   return {
     async installed() {
-      return hasTable(db, CHANGES);
+      version ??= await dataVersion();
+      return sqliteCaptureInstalled(exec);
     },
     async lead() {
       const now = Date.now();
       if (now < leaseUntil - LEASE_MS / 2) return true;
       try {
-        const taken = db
-          .prepare(
-            `UPDATE ${LEASE} SET holder = ?, until = ? WHERE id = 1 AND (holder = ? OR until < ?)`,
-          )
-          .run(me, now + LEASE_MS, me, now);
-        if (taken.changes === 1) leaseUntil = now + LEASE_MS;
+        const taken = await exec.run(
+          `UPDATE ${LEASE} SET holder = ?, until = ? WHERE id = 1 AND (holder = ? OR until < ?)`,
+          [me, now + LEASE_MS, me, now],
+        );
+        if (taken === 1) leaseUntil = now + LEASE_MS;
       } catch {
         // Busy: another connection writes. Keep what is left of the lease.
       }
       return now < leaseUntil;
     },
     async read(limit) {
-      const rows = db
-        .prepare(
-          `SELECT seq, tbl, op, old, new, at FROM ${CHANGES}
-            WHERE api IS NULL OR at < ? ORDER BY seq LIMIT ?`,
-        )
-        .all(Date.now() - API_GRACE_MS, limit) as {
-        seq: number;
-        tbl: string;
-        op: string;
-        old: string | null;
-        new: string | null;
-        at: number;
-      }[];
-      return rows.map((r): CapturedChange => {
-        return {
-          seq: r.seq,
-          at: r.at,
-          event: capturedEvent(r.tbl, r.op, r.old, r.new, columnsOf(r.tbl)),
-        };
-      });
+      const rows = await exec.all(
+        `SELECT seq, tbl, op, old, new, at FROM ${CHANGES}
+          WHERE api IS NULL OR at < ? ORDER BY seq LIMIT ?`,
+        [Date.now() - API_GRACE_MS, limit],
+      );
+      const columns = new Map<string, readonly string[] | undefined>();
+      for (const r of rows) {
+        const t = String(r.tbl);
+        if (!columns.has(t)) columns.set(t, await columnsOf(t));
+      }
+      return rows.map((r) => capturedChange(r, columns.get(String(r.tbl))));
     },
     async pending() {
-      return db.prepare(`SELECT 1 FROM ${CHANGES} LIMIT 1`).get() !== undefined;
+      return (await exec.all(`SELECT 1 AS ok FROM ${CHANGES} LIMIT 1`, [])).length > 0;
     },
     async consume(changes) {
-      const remove = db.prepare(`DELETE FROM ${CHANGES} WHERE seq = ?`);
-      await locked(() => {
-        for (const change of changes) remove.run(change.seq);
-      });
+      if (changes.length === 0) return;
+      await exec.write(`DELETE FROM ${CHANGES} WHERE seq IN (SELECT value FROM json_each(?))`, [
+        JSON.stringify(changes.map((c) => c.seq)),
+      ]);
     },
-    async wait(ms) {
+    async wait(ms, signal) {
       const until = performance.now() + ms;
-      while (performance.now() < until) {
-        if (changed()) return;
-        await new Promise((resolve) => setTimeout(resolve, WATCH_MS));
+      while (performance.now() < until && !signal?.aborted) {
+        if ((await changed()) || signal?.aborted) return;
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            signal?.removeEventListener("abort", done);
+            resolve();
+          };
+          const timer = setTimeout(done, watchMs);
+          if (options.unref) unref(timer);
+          signal?.addEventListener("abort", done, { once: true });
+        });
       }
     },
     async close() {
       // Hand the table over at once, not after the lease runs out (a restart replays sooner).
       if (leaseUntil > Date.now()) {
         try {
-          await locked(() =>
-            db.prepare(`UPDATE ${LEASE} SET until = 0 WHERE id = 1 AND holder = ?`).run(me),
-          );
+          await exec.write(`UPDATE ${LEASE} SET until = 0 WHERE id = 1 AND holder = ?`, [me]);
         } catch {
           // Busy or closed: the lease runs out by itself.
         }

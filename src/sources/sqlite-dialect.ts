@@ -14,7 +14,7 @@ import {
   tableInfo,
 } from "./sql.ts";
 import type { Dialect } from "./sql-dialect.ts";
-import { CAPTURE_PREFIX, isCaptureTrigger } from "./sqlite-capture.ts";
+import { CAPTURE_PREFIX, isCaptureTrigger } from "./sqlite-capture-sql.ts";
 
 /**
  * SQLite's dialect, whatever the driver (better-sqlite3 here, D1 on Workers): how

@@ -139,6 +139,8 @@ class SqliteSource extends SqlSource<ColumnMeta, TableMeta> implements Capturing
   }
 
   async recorded(mark: string): Promise<void> {
+    // Without capture's table no row carries the mark: no transaction to take for it.
+    if (!this.#driver.own.installed()) return;
     try {
       await this.#driver.locked(undefined, () => this.#driver.own.forget(mark));
     } catch {
@@ -170,6 +172,8 @@ class BetterSqliteDriver implements TransactionDriver {
   readonly #owned: boolean;
   readonly #busyTimeout: number;
   readonly #statements = new Map<string, Database.Statement>();
+  /** busy_timeout read and set around each try (prepared once: a pragma() call compiles). */
+  readonly #timeout: { read: Database.Statement; set: Map<number, Database.Statement> };
 
   constructor(db: Database.Database, options: { owned: boolean; busyTimeout: number }) {
     this.db = db;
@@ -178,6 +182,7 @@ class BetterSqliteDriver implements TransactionDriver {
     this.own = ownChanges(db);
     // Off by default in SQLite; without it REFERENCES clauses are not enforced.
     this.#guard(() => db.pragma("foreign_keys = ON"));
+    this.#timeout = { read: db.prepare("PRAGMA busy_timeout").pluck(), set: new Map() };
   }
 
   async read<T>(steps: Steps<T>): Promise<T> {
@@ -215,8 +220,8 @@ class BetterSqliteDriver implements TransactionDriver {
     });
     const deadline = performance.now() + this.#busyTimeout;
     for (let pause = FIRST_BUSY_PAUSE_MS; ; pause = Math.min(pause * 2, MAX_BUSY_PAUSE_MS)) {
-      const saved = this.db.pragma("busy_timeout", { simple: true }) as number;
-      this.db.pragma("busy_timeout = 0");
+      const saved = this.#timeout.read.get() as number;
+      this.#setTimeout(0);
       try {
         return run.immediate();
       } catch (err) {
@@ -224,9 +229,18 @@ class BetterSqliteDriver implements TransactionDriver {
         if (!isBusy(err) || left <= 0) throw err;
         await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
       } finally {
-        this.db.pragma(`busy_timeout = ${saved}`);
+        this.#setTimeout(saved);
       }
     }
+  }
+
+  #setTimeout(ms: number): void {
+    let set = this.#timeout.set.get(ms);
+    if (!set) {
+      set = this.db.prepare(`PRAGMA busy_timeout = ${Math.trunc(ms)}`);
+      this.#timeout.set.set(ms, set);
+    }
+    set.run();
   }
 
   #run({ sql, params }: Statement): Row[] {

@@ -1,6 +1,8 @@
+import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { createClient } from "@libsql/client";
 import type { Cache } from "drizzle-orm/cache/core";
 import { drizzle as drizzleLibsql } from "drizzle-orm/libsql";
@@ -16,6 +18,7 @@ import { drizzle as drizzlePostgresJs } from "drizzle-orm/postgres-js";
 import { blob, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import pg from "pg";
 import postgres from "postgres";
+import { postgresSource } from "../../src/sources/postgres.ts";
 
 /** One harness for three drivers: the tests use these tables through any of them. */
 // biome-ignore lint/suspicious/noExplicitAny: the same queries run on SQLite and PostgreSQL databases
@@ -38,7 +41,17 @@ export interface Harness {
   waitForLockWaiter?(): Promise<void>;
   /** Empties both tables and inserts user 1 ("Ann") and post 1. */
   reset(): Promise<void>;
+  /** Installs change capture on both tables, as `npx edgecache capture install` does (after reset). */
+  installCapture(): Promise<void>;
+  uninstallCapture(): Promise<void>;
   close(): Promise<void>;
+}
+
+const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
+
+/** Runs the edgecache command. */
+async function edgecache(...args: string[]): Promise<void> {
+  await promisify(execFile)(BIN, args);
 }
 
 const unique = () =>
@@ -47,7 +60,8 @@ const unique = () =>
 /** libSQL on a file URL. */
 export function libsqlHarness(intMode: "number" | "bigint" = "number"): Harness {
   const dir = mkdtempSync(join(tmpdir(), "edgecache-drizzle-"));
-  const url = `file:${join(dir, "db.sqlite")}`;
+  const path = join(dir, "db.sqlite");
+  const url = `file:${path}`;
   const clients: ReturnType<typeof createClient>[] = [];
   const client = () => {
     const c = createClient({ url, intMode });
@@ -84,6 +98,11 @@ export function libsqlHarness(intMode: "number" | "bigint" = "number"): Harness 
         insert into users values (1, 'Ann', 1700000000123, null, 7);
         insert into posts values (1, 1, 'hello');`);
     },
+    // With the command, in a process of its own as a user runs it: better-sqlite3 and
+    // libSQL are two SQLite libraries, whose locks on one file do not see each other's
+    // within one process.
+    installCapture: () => edgecache("capture", "install", "--db", path),
+    uninstallCapture: () => edgecache("capture", "uninstall", "--db", path),
     async close() {
       for (const c of clients) c.close();
       rmSync(dir, { recursive: true, force: true });
@@ -159,9 +178,20 @@ function pgHarness(
         insert into ${schema}.users values (1, 'Ann', '2023-11-14T22:13:20.123Z', 9007199254740993, 7);
         insert into ${schema}.posts values (1, 1, 'hello');`);
     },
+    async installCapture() {
+      const source = await postgresSource({ url, schema, max: 1 });
+      await source.installCapture();
+      await source.close();
+    },
+    async uninstallCapture() {
+      const source = await postgresSource({ url, schema, max: 1 });
+      await source.uninstallCapture();
+      await source.close();
+    },
     async close() {
       for (const close of opened) await close();
       await admin.query(`drop schema if exists ${schema} cascade`);
+      await admin.query(`drop schema if exists edgecache_${schema} cascade`);
       await admin.end();
     },
   };

@@ -34,6 +34,9 @@ export default {
     await env.DB.prepare("update users set name = 'direct'").run();
     await db.$cache.invalidate({ tables: [users] });
     const afterInvalidate = await user1();
+    // Registered by its SQL (parsed inside workerd): a write event for another row leaves it.
+    await cache.engine.applyWrite([{ table: "users", op: "insert", new: { id: 2, name: "Cy" } }]);
+    await user1();
     return Response.json({
       first,
       hit,

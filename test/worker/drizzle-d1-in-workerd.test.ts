@@ -24,6 +24,7 @@ describe("edgecache/drizzle on D1 inside workerd", () => {
     expect(body.hitIsDate).toBe(true);
     expect(body.afterUpdate).toEqual([{ ...ann[0], name: "Bea" }]);
     expect(body.afterInvalidate).toEqual([{ ...ann[0], name: "direct" }]);
-    expect(body.stats).toMatchObject({ hits: 2, misses: 3, faults: 0, uncacheable: 0 });
+    expect(body.stats).toMatchObject({ hits: 3, misses: 3, faults: 0, uncacheable: 0 });
+    expect(body.stats).toMatchObject({ registrations: { exact: 3, widened: 0, table: 0 } });
   }, 30_000);
 });

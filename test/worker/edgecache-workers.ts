@@ -1,7 +1,9 @@
 import { Miniflare } from "miniflare";
+import type { CapturingSource } from "../../src/core/capture.ts";
 import { demoViews } from "../../src/demo/seed.ts";
 import { type D1DatabaseLike, type D1StatementLike, d1Source } from "../../src/sources/d1.ts";
 import type { Source } from "../../src/sources/source.ts";
+import type { Distance } from "./distance.ts";
 import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
 
 /**
@@ -16,7 +18,11 @@ export interface EdgecacheWorkers {
   /** A request to the isolate `name`, as from a loopback client. */
   fetch(name: string, path: string, init?: RequestInit): Promise<Response>;
   /** The D1 database as a source of its own: what it holds, never through a cache. */
-  fresh(): Promise<Source>;
+  fresh(): Promise<Source & CapturingSource>;
+  /** The isolate `name` over HTTP (with `directSockets`). */
+  url(name: string): Promise<URL>;
+  /** The D1 database itself, around the Worker (as `wrangler d1 execute` or another Worker). */
+  direct(): Promise<D1DatabaseLike>;
   close(): Promise<void>;
 }
 
@@ -27,6 +33,17 @@ export async function startEdgecacheWorkers(options: {
   demo?: { users: number; orders: number };
   /** edgecacheWorker options (JSON). */
   options?: Record<string, unknown>;
+  /** Per isolate name, its distance from the object, D1 and KV (test/worker/distance.ts). */
+  distance?: Record<string, Partial<Distance>>;
+  /**
+   * A second local D1 database plays a replica of the first, behind it until a session's
+   * bookmark (or `lagMs`) makes it replay the writes (test/worker/distance.ts).
+   */
+  replica?: { lagMs?: number; ignoreBookmarks?: boolean };
+  /** Each isolate listens on a port of its own (`url(name)`), as the benchmarks need. */
+  directSockets?: boolean;
+  /** EDGECACHE_CAPTURE_MS: the interval of the D1 capture drain's alarm. */
+  captureMs?: number;
 }): Promise<EdgecacheWorkers> {
   const script = await bundle(new URL("./edgecache-entry.ts", import.meta.url));
   const { names, mode = "strict", leaseMs = 2000, demo = { users: 60, orders: 240 } } = options;
@@ -38,8 +55,12 @@ export async function startEdgecacheWorkers(options: {
         modules: true,
         script,
         compatibilityDate: COMPATIBILITY_DATE,
-        d1Databases: { DB: "edgecache-db" },
+        d1Databases: {
+          DB: "edgecache-db",
+          ...(options.replica ? { DB_REPLICA: "edgecache-replica" } : {}),
+        },
         kvNamespaces: { CACHE: "edgecache-kv" },
+        ...(options.directSockets ? { unsafeDirectSockets: [{ port: 0 }] } : {}),
         durableObjects: { CHANGE_LOG: { className: "ChangeLogObject", scriptName: first } },
         bindings: {
           EDGECACHE_LOG_MODE: mode,
@@ -47,6 +68,14 @@ export async function startEdgecacheWorkers(options: {
           DEMO_USERS: String(demo.users),
           DEMO_ORDERS: String(demo.orders),
           OPTIONS: JSON.stringify(options.options ?? {}),
+          ...(options.distance?.[name] ? { DISTANCE: JSON.stringify(options.distance[name]) } : {}),
+          ...(options.replica?.lagMs !== undefined
+            ? { REPLICA_LAG_MS: String(options.replica.lagMs) }
+            : {}),
+          ...(options.replica?.ignoreBookmarks ? { IGNORE_BOOKMARKS: "true" } : {}),
+          ...(options.captureMs !== undefined && {
+            EDGECACHE_CAPTURE_MS: String(options.captureMs),
+          }),
         },
       })),
       {
@@ -75,13 +104,17 @@ export async function startEdgecacheWorkers(options: {
       return worker.fetch(`http://127.0.0.1:8787${path}`, { ...init, headers });
     },
     async fresh() {
+      return d1Source({ database: await workers.direct(), views: demoViews });
+    },
+    async direct() {
       // The Worker seeds D1 when its isolate opens, on its first request: open one first,
       // or the fresh source would find no tables.
       const opened = await workers.fetch(first, "/_edgecache/stats");
       if (!opened.ok) throw new Error(`opening ${first}: ${opened.status} ${await opened.text()}`);
       const reader = (await mf.getWorker(READER)) as unknown as { fetch: typeof fetch };
-      return d1Source({ database: d1OverFetch(reader), views: demoViews });
+      return d1OverFetch(reader);
     },
+    url: (name) => mf.unsafeGetDirectURL(name),
     close: () => mf.dispose(),
   };
   return workers;

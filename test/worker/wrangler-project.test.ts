@@ -5,7 +5,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { startWranglerDev, WRANGLER_ENV, type WranglerDev } from "../helpers/wrangler-dev.ts";
+import { until } from "../helpers/cluster.ts";
+import {
+  startWranglerDev,
+  WRANGLER,
+  WRANGLER_ENV,
+  type WranglerDev,
+} from "../helpers/wrangler-dev.ts";
 
 // The project as a new user runs it: wrangler.jsonc and the demo Worker, through wrangler
 // itself (offline: local D1, KV, Cache API and Durable Object).
@@ -47,4 +53,33 @@ describe("the wrangler project", () => {
     };
     expect(stats.tiers.map((t) => t.name)).toEqual(["memory", "cache-api", "kv"]);
   }, 90_000);
+
+  it("`npx wrangler d1 execute DB --local` is seen by the next read after the capture drain (the demo installs capture)", async () => {
+    const url = `${dev!.url}/v1/users?firstName=Lane&limit=2`;
+    const { data } = (await (await fetch(url)).json()) as { data: { id: string }[] };
+    const id = data[0]!.id;
+    expect((await fetch(url)).headers.get("cache-status")).toMatch(/^edgecache; hit/);
+    const command = `UPDATE users SET lastName = 'Wrangler' WHERE id = '${id}'`;
+    await promisify(execFile)(
+      process.execPath,
+      [
+        WRANGLER,
+        "d1",
+        "execute",
+        "DB",
+        "--local",
+        "--persist-to",
+        join(dir, "state"),
+        "--command",
+        command,
+      ],
+      { cwd: ROOT, env: WRANGLER_ENV },
+    );
+    await until(async () => {
+      const body = (await (await fetch(url)).json()) as {
+        data: { id: string; lastName: string }[];
+      };
+      return body.data.find((u) => u.id === id)?.lastName === "Wrangler";
+    }, 15_000);
+  }, 60_000);
 });

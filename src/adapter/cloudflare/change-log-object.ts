@@ -1,4 +1,10 @@
 import { ChangeLogHost, type DurableObjectStateLike } from "../../log/durable-object.ts";
+import {
+  type AlarmStorageLike,
+  type CaptureDrain,
+  type CaptureEnv,
+  captureDrain,
+} from "./capture-drain.ts";
 import { HotKeysHost } from "./hot-keys.ts";
 
 /**
@@ -9,14 +15,23 @@ import { HotKeysHost } from "./hot-keys.ts";
  * It hosts two collaborators: the log (`ChangeLogHost`) and, in the object named
  * `HOT_KEYS_OBJECT`, the hot-key totals (`HotKeysHost`). The totals live in an object of
  * their own name, so the log's object is not loaded with them; one class keeps the
- * Worker's config short.
+ * Worker's config short. With a D1 binding `DB` in its env, the log's object also drains
+ * D1's change capture into the log (`capture-drain.ts`).
  */
 export class ChangeLogObject {
   #log: ChangeLogHost;
   #hot: HotKeysHost | undefined;
+  #capture: CaptureDrain | undefined;
 
-  constructor(state: DurableObjectStateLike, _env?: unknown) {
+  constructor(
+    state: DurableObjectStateLike & { storage: Partial<AlarmStorageLike> },
+    env?: CaptureEnv,
+  ) {
     this.#log = new ChangeLogHost(state);
+    const storage = state.storage;
+    if (typeof storage.setAlarm === "function") {
+      this.#capture = captureDrain(storage as AlarmStorageLike, env, this.#log);
+    }
   }
 
   async fetch(request: Request): Promise<Response> {
@@ -26,6 +41,15 @@ export class ChangeLogObject {
       this.#hot ??= new HotKeysHost();
       return this.#hot.handle(op.slice(4), body);
     }
-    return this.#log.handle(op, body);
+    if (op === "capture") return Response.json(this.#capture?.stats() ?? null);
+    await this.#capture?.touch(op === "sync");
+    const response = await this.#log.handle(op, body);
+    if (op === "append") this.#capture?.afterWrite();
+    return response;
+  }
+
+  /** The capture drain's interval (see capture-drain.ts). */
+  async alarm(): Promise<void> {
+    await this.#capture?.alarm();
   }
 }

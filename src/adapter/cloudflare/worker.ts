@@ -64,6 +64,13 @@ export interface EdgecacheWorkerOptions<E extends EdgecacheEnv = EdgecacheEnv>
    * isolate sends its counts (REPORT_EVERY_MS).
    */
   warm?: { urls?: string[]; hottest?: number; reportMs?: number };
+  /**
+   * D1 read replication (turn it on for the database too): loads read through the Sessions
+   * API at the bookmark of the newest write the change log has brought this isolate, so a
+   * replica behind an acknowledged write is never read into the cache. Off by default: every
+   * query then goes to the primary.
+   */
+  readReplicas?: boolean;
 }
 
 /**
@@ -206,7 +213,12 @@ async function open<E extends EdgecacheEnv>(
   if (typeof env.DB?.prepare !== "function") badOption(C, "env.DB", "a D1 binding", env.DB);
   await options.prepare?.(env);
   const { cache, log } = edgeCache(env, options, background);
-  const source = d1Source({ database: env.DB, views: options.views });
+  const sessions = options.readReplicas
+    ? { bookmark: () => log.bookmark, written: (bookmark: string) => log.wrote(bookmark) }
+    : undefined;
+  // Change capture's marked rows of a write are deleted after its answer (d1-capture.ts).
+  const schedule = (work: Promise<unknown>) => background.add(work);
+  const source = d1Source({ database: env.DB, views: options.views, schedule, sessions });
   const api = await createDataApi({ source, cache, routes: options.routes });
   const app = edgecacheApp(api.app, {
     cache,

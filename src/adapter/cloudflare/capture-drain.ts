@@ -1,0 +1,169 @@
+import type { CaptureFeed } from "../../core/capture.ts";
+import { rerunning } from "../../core/rerun.ts";
+import type { ChangeLogHost } from "../../log/durable-object.ts";
+import type { D1DatabaseLike } from "../../sources/d1.ts";
+import { d1CaptureFeed } from "../../sources/d1-capture.ts";
+
+/**
+ * D1 change capture on Workers: the change log's Durable Object drains D1's change table
+ * (the triggers of `edgecache capture install --d1`, see src/sources/d1-capture.ts) into
+ * the log, so a write made with `wrangler d1 execute`, the dashboard or another Worker
+ * invalidates like the data API's own. The object runs one drain at a time (a drain asked
+ * for while one runs runs once more after it), which is what keeps the change table's
+ * order: read a batch, append it as one record, and only then delete its rows, so a crash
+ * in between appends it twice (harmless), never loses it.
+ *
+ * When it drains:
+ * - after each append (a write through a Worker): the changes of other writers since;
+ * - on the object's alarm, every `intervalMs` while isolates call the object, stopping
+ *   after IDLE_MS without a call (an idle Worker costs nothing);
+ * - before answering a sync when the last drain began more than two intervals ago (the
+ *   first request after a quiet spell), so a read never waits longer than that for a
+ *   write made around edgecache.
+ */
+
+/**
+ * The alarm's default interval, ms. Chosen by cost: an empty drain is one D1 query that
+ * reads about one row, and each alarm is one Durable Object request. At 1 s, a Worker busy
+ * around the clock makes 2.6 million of each a month: about 0.01% of the 25 billion rows
+ * read D1's paid plan includes, and 1.6 million requests beyond the million included
+ * ($0.15 a million: about $0.24). Override with `EDGECACHE_CAPTURE_MS` (0 turns it off).
+ */
+export const CAPTURE_INTERVAL_MS = 1000;
+/** The alarm stops after this long without a call from an isolate, ms. */
+const IDLE_MS = 60_000;
+/** Changes appended per record. */
+const BATCH = 500;
+/** Capture lags kept for the percentiles. */
+const LAG_SAMPLES = 4096;
+
+/** The part of a Durable Object's storage the drain uses (no Cloudflare type). */
+export interface AlarmStorageLike {
+  setAlarm(scheduledTime: number): Promise<void>;
+}
+
+/** The bindings and variables the drain reads from the object's `env`. */
+export interface CaptureEnv {
+  /** The D1 database whose change table is drained (the data API Worker's `DB`). */
+  DB?: D1DatabaseLike;
+  /** The alarm's interval, ms (CAPTURE_INTERVAL_MS); "0" turns draining off. */
+  EDGECACHE_CAPTURE_MS?: string;
+}
+
+export interface CaptureDrainStats {
+  /** Changes appended to the log so far. */
+  applied: number;
+  /** From the database's record of a change to its record in the log, ms. */
+  lagP50: number | undefined;
+  lagP99: number | undefined;
+  intervalMs: number;
+}
+
+/** The drain for an object whose env has a D1 binding; undefined without one, or when turned off. */
+export function captureDrain(
+  storage: AlarmStorageLike,
+  env: CaptureEnv | undefined,
+  log: ChangeLogHost,
+): CaptureDrain | undefined {
+  if (typeof env?.DB?.prepare !== "function") return undefined;
+  const setting = env.EDGECACHE_CAPTURE_MS;
+  const intervalMs = setting ? Number(setting) : CAPTURE_INTERVAL_MS;
+  if (!(Number.isFinite(intervalMs) && intervalMs > 0)) return undefined;
+  return new CaptureDrain(storage, d1CaptureFeed(env.DB), log, intervalMs);
+}
+
+export class CaptureDrain {
+  readonly intervalMs: number;
+  readonly #storage: AlarmStorageLike;
+  readonly #feed: CaptureFeed;
+  readonly #log: ChangeLogHost;
+  #lastCall = Number.NEGATIVE_INFINITY;
+  #armed = false;
+  /** When the last drain began (changes committed before it are in the log). */
+  #drainedAt = Number.NEGATIVE_INFINITY;
+  #applied = 0;
+  #lags: number[] = [];
+  #lastError = "";
+  /** One drain at a time; asked for while one runs, it runs once more after it. */
+  readonly drain = rerunning(() => this.#pass());
+
+  constructor(
+    storage: AlarmStorageLike,
+    feed: CaptureFeed,
+    log: ChangeLogHost,
+    intervalMs: number,
+  ) {
+    this.#storage = storage;
+    this.#feed = feed;
+    this.#log = log;
+    this.intervalMs = intervalMs;
+  }
+
+  /**
+   * An isolate calls the log: the alarm keeps going. Before a sync (`beforeRead`), a drain
+   * older than two intervals is made first, so the read sees what was written meanwhile.
+   */
+  async touch(beforeRead: boolean): Promise<void> {
+    this.#lastCall = Date.now();
+    if (!this.#armed) await this.#arm();
+    if (beforeRead && Date.now() - this.#drainedAt > 2 * this.intervalMs) await this.drain();
+  }
+
+  /** A write was appended: drain what other writers committed since (not awaited). */
+  afterWrite(): void {
+    void this.drain();
+  }
+
+  async alarm(): Promise<void> {
+    this.#armed = false;
+    await this.drain();
+    if (Date.now() - this.#lastCall < IDLE_MS) await this.#arm();
+  }
+
+  stats(): CaptureDrainStats {
+    const sorted = [...this.#lags].sort((a, b) => a - b);
+    const at = (q: number) =>
+      sorted.length === 0
+        ? undefined
+        : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+    return {
+      applied: this.#applied,
+      lagP50: at(0.5),
+      lagP99: at(0.99),
+      intervalMs: this.intervalMs,
+    };
+  }
+
+  async #arm(): Promise<void> {
+    this.#armed = true;
+    await this.#storage.setAlarm(Date.now() + this.intervalMs);
+  }
+
+  /** Never throws: a failure (D1 out of reach) is logged once and tried again next time. */
+  async #pass(): Promise<void> {
+    const started = Date.now();
+    try {
+      for (;;) {
+        const changes = await this.#feed.read(BATCH);
+        if (changes.length === 0) break;
+        // In the log (in the object's storage) before the rows go: exactly once, or twice.
+        await this.#log.appendCaptured(changes.map((c) => ({ event: c.event })));
+        await this.#feed.consume(changes);
+        const now = Date.now();
+        for (const change of changes) this.#lags.push(Math.max(0, now - change.at));
+        if (this.#lags.length > LAG_SAMPLES) this.#lags.splice(0, this.#lags.length - LAG_SAMPLES);
+        this.#applied += changes.length;
+        if (changes.length < BATCH) break;
+      }
+      this.#lastError = "";
+    } catch (error) {
+      const message = String((error as Error)?.message ?? error);
+      if (message !== this.#lastError) {
+        console.warn(`[edgecache] [capture] draining D1 failed: ${message}; retrying`);
+        this.#lastError = message;
+      }
+    } finally {
+      this.#drainedAt = started;
+    }
+  }
+}

@@ -1,0 +1,70 @@
+import postgresql from "node-sql-parser/build/postgresql.js";
+import sqlite from "node-sql-parser/build/sqlite.js";
+
+/**
+ * node-sql-parser's grammars for the two dialects, one build each (about 120 KB gzipped
+ * together: they run in Workers too). Its ASTs are read defensively as plain data
+ * (`shapes.ts`): the two builds spell some nodes differently.
+ */
+
+export type SqlDialect = "sqlite" | "postgres";
+
+let parsers:
+  | { sqlite: InstanceType<typeof sqlite.Parser>; postgres: InstanceType<typeof postgresql.Parser> }
+  | undefined;
+
+/** The statement(s) of `sql` as node-sql-parser's AST; throws on text it cannot read. */
+export function parseSql(sql: string, dialect: SqlDialect): unknown {
+  parsers ??= { sqlite: new sqlite.Parser(), postgres: new postgresql.Parser() };
+  if (dialect === "postgres") return parsers.postgres.astify(sql, { database: "postgresql" });
+  // The SQLite grammar reads `?` in WHERE but not in LIMIT/OFFSET, and `:name` everywhere:
+  // anonymous placeholders are renamed `:pN` after the parameter they bind (1-based).
+  return parsers.sqlite.astify(namePlaceholders(sql), { database: "sqlite" });
+}
+
+/**
+ * Rewrites SQLite's `?` and `?NNN` placeholders as `:pN`, outside string literals, quoted
+ * identifiers and comments. `?` takes the number after the largest given so far, as in
+ * SQLite (`?2, ?` binds parameters 2 and 3).
+ */
+export function namePlaceholders(sql: string): string {
+  let out = "";
+  let max = 0;
+  let i = 0;
+  while (i < sql.length) {
+    const c = sql[i]!;
+    if (c === "'" || c === '"' || c === "`" || c === "[") {
+      const close = c === "[" ? "]" : c;
+      let j = i + 1;
+      while (j < sql.length) {
+        if (sql[j] === close) {
+          if (close !== "]" && sql[j + 1] === close) j += 2;
+          else break;
+        } else j++;
+      }
+      out += sql.slice(i, j + 1);
+      i = j + 1;
+    } else if (c === "-" && sql[i + 1] === "-") {
+      const j = sql.indexOf("\n", i);
+      const end = j < 0 ? sql.length : j;
+      out += sql.slice(i, end);
+      i = end;
+    } else if (c === "/" && sql[i + 1] === "*") {
+      const j = sql.indexOf("*/", i + 2);
+      const end = j < 0 ? sql.length : j + 2;
+      out += sql.slice(i, end);
+      i = end;
+    } else if (c === "?") {
+      let j = i + 1;
+      while (j < sql.length && sql[j]! >= "0" && sql[j]! <= "9") j++;
+      const n = j > i + 1 ? Number(sql.slice(i + 1, j)) : max + 1;
+      max = Math.max(max, n);
+      out += `:p${n}`;
+      i = j;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  return out;
+}

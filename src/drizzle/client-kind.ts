@@ -1,0 +1,22 @@
+/** The database clients edgecache tells by their shape, without importing their libraries. */
+export type ClientKind = "postgres.js" | "libsql" | "better-sqlite3" | "d1";
+
+/**
+ * Which client `client` is: a postgres.js `Sql` (a function with `unsafe` and `listen`), a
+ * libSQL `Client` (`execute`, `batch`, `executeMultiple`), a better-sqlite3 `Database`
+ * (`prepare`, `pragma`) or a D1 binding (`prepare`, `batch`, `exec`); undefined otherwise.
+ */
+export function clientKind(client: unknown): ClientKind | undefined {
+  if (typeof client === "function") {
+    const f = client as unknown as Record<string, unknown>;
+    const isPostgresJs = typeof f.unsafe === "function" && typeof f.listen === "function";
+    return isPostgresJs ? "postgres.js" : undefined;
+  }
+  if (typeof client !== "object" || client === null) return undefined;
+  const c = client as Record<string, unknown>;
+  const has = (name: string) => typeof c[name] === "function";
+  if (has("execute") && has("batch") && has("executeMultiple")) return "libsql";
+  if (has("prepare") && has("pragma")) return "better-sqlite3";
+  if (has("prepare") && has("batch") && has("exec")) return "d1";
+  return undefined;
+}

@@ -1,0 +1,154 @@
+import { type Cache, createCache } from "../core/cache/index.ts";
+import type { PlanSchema } from "../core/deps/planner.ts";
+import { badOption } from "../core/errors.ts";
+import { rateLimited, type Warner } from "../core/report.ts";
+import { RegistrationCounts, type RegistrationStats } from "../core/sql/registrations.ts";
+import type { Store } from "../core/store.ts";
+import type { ChangeLog } from "../log/contract.ts";
+import type { CaptureStats, DrizzleCapture } from "./capture.ts";
+
+/** A query cache's time to live unless a query says otherwise: an hour. */
+const DEFAULT_TTL_MS = 60 * 60_000;
+
+/** The options both query caches (Drizzle, raw SQL) take for their engine. */
+export interface QueryEngineOptions {
+  tiers?: Store[];
+  cache?: Cache;
+  log?: ChangeLog;
+  ttl?: number;
+  prefix?: string;
+  now?: () => number;
+}
+
+/**
+ * Checks a query cache's engine options (as `component`, "expected X, got Y") and makes its
+ * engine, or takes the shared one: `owns` says which. `schema` is the planner's, for an
+ * engine of its own (a shared engine's schema is its owner's).
+ */
+export function queryEngine(
+  component: string,
+  options: QueryEngineOptions,
+  defaultPrefix: string,
+  schema: PlanSchema,
+): { engine: Cache; ttl: number; prefix: string; owns: boolean } {
+  const c = component;
+  if ((options?.tiers === undefined) === (options?.cache === undefined)) {
+    badOption(c, "tiers | cache", "exactly one of tiers and cache", "both or neither");
+  }
+  const ttl = options.ttl ?? DEFAULT_TTL_MS;
+  if (!(ttl > 0)) badOption(c, "ttl", "a positive number of ms", ttl);
+  const prefix = options.prefix ?? defaultPrefix;
+  if (typeof prefix !== "string" || prefix === "") {
+    badOption(c, "prefix", "a non-empty string", prefix);
+  }
+  if (options.log !== undefined && options.cache !== undefined) {
+    badOption(c, "log", "no log with cache (the cache has its own)", "both");
+  }
+  const engine =
+    options.cache ??
+    createCache({
+      tiers: options.tiers!,
+      ttl,
+      ...(options.log && { log: options.log }),
+      schema,
+      ...(options.now ? { now: options.now } : {}),
+    });
+  return { engine, ttl, prefix, owns: options.cache === undefined };
+}
+
+/**
+ * What the Drizzle adapter's and the raw SQL entry's `getStats()` say (docs/guides/drizzle.md).
+ */
+export interface QueryCacheStats {
+  /** Cached queries this node has registered. */
+  keys: number;
+  /** Per table: cached queries that read it (and go when it changes). */
+  tables: Record<string, number>;
+  hits: number;
+  misses: number;
+  /** Results stored. */
+  stored: number;
+  /** Results not stored since a mutation may have made them stale (the write fence). */
+  fenced: number;
+  /** Results not stored since their values cannot be restored exactly. */
+  uncacheable: number;
+  /** Faults of the adapter (a damaged entry, the change log out of reach): each cost a miss or a store, never a query. */
+  faults: number;
+  /** Faults of the engine's tiers (a tier down): each cost a miss or a store, never a query. */
+  tierErrors: number;
+  /**
+   * How stored selects were registered (docs/guides/drizzle.md, "What a read depends on"):
+   * `exact` (its rows, predicate and window), `widened` (a predicate or window wider than
+   * the query's: more invalidations, never a stale read), `table` (its tables only), and
+   * `reasons`: how many registrations each reason widened or sent to table level.
+   */
+  registrations: RegistrationStats;
+  /**
+   * How writes invalidate: "capture" while change capture installed in the database feeds
+   * this node (row level, writes around Drizzle included; see `withTransactions`),
+   * "tables" otherwise (a mutation empties its tables).
+   */
+  writes: "capture" | "tables";
+  /** Change capture, when `withTransactions` follows it: captured tables, changes applied, lag in ms. */
+  capture?: CaptureStats;
+}
+
+/**
+ * The counters of a query cache (the Drizzle adapter, the raw SQL entry), its tables, and
+ * its one policy for faults: count, report at most once a while, let the query go on.
+ */
+export class QueryStats {
+  readonly counts = { hits: 0, misses: 0, stored: 0, fenced: 0, uncacheable: 0, faults: 0 };
+  readonly registrations = new RegistrationCounts();
+  /** Tables of stored results, for `tables` in the stats. */
+  #tables = new Set<string>();
+  #component: string;
+  #report: ReturnType<typeof rateLimited>;
+
+  constructor(component: string, logger: Warner) {
+    this.#component = component;
+    this.#report = rateLimited(logger, () => performance.now());
+  }
+
+  /** A result of `tables` was stored. */
+  stored(tables: readonly string[]): void {
+    this.counts.stored++;
+    for (const t of tables) this.#tables.add(t);
+  }
+
+  /** A result could not be encoded exactly, so it was not stored. */
+  uncacheable(err: Error): void {
+    this.counts.uncacheable++;
+    const c = this.#component;
+    this.#report("uncacheable", `[edgecache] [${c}] a result was not cached: ${err.message}`);
+  }
+
+  fault(op: string, err: unknown): void {
+    this.counts.faults++;
+    const c = this.#component;
+    this.#report(`${c}:${op}`, `[edgecache] [${c}] ${op} failed; the query went on`, err);
+  }
+
+  stats(
+    engine: Cache,
+    prefix: string,
+    tableTag: (table: string) => string,
+    capture: DrizzleCapture | undefined,
+  ): QueryCacheStats {
+    const tables: Record<string, number> = {};
+    for (const t of this.#tables) {
+      const n = engine.registered({ tag: tableTag(t) });
+      if (n > 0) tables[t] = n;
+      else this.#tables.delete(t);
+    }
+    return {
+      keys: engine.registered({ prefix }),
+      tables,
+      ...this.counts,
+      tierErrors: engine.stats().tiers.reduce((n, t) => n + t.errors, 0),
+      writes: capture?.mode() ?? "tables",
+      ...(capture && { capture: capture.stats() }),
+      registrations: this.registrations.stats(),
+    };
+  }
+}

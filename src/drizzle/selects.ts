@@ -1,0 +1,124 @@
+import type { Cache as DrizzleCacheContract } from "drizzle-orm/cache/core";
+import type { SqlColumnKind, SqlDialect, SqlTable } from "../core/sql/shapes.ts";
+import type { EdgecacheDrizzleCache } from "./cache.ts";
+import { tableName } from "./tables.ts";
+
+// Drizzle's symbols are registered globally (`Symbol.for`): read without importing drizzle-orm.
+const ENTITY_KIND = Symbol.for("drizzle:entityKind");
+const COLUMNS = Symbol.for("drizzle:Columns");
+const IS_ALIAS = Symbol.for("drizzle:IsAlias");
+const IS_TABLE = Symbol.for("drizzle:IsDrizzleTable");
+
+/** The SQL dialect of a Drizzle database, from its dialect's class; undefined if neither. */
+export function dialectOf(db: object): SqlDialect | undefined {
+  let cls = (db as { dialect?: object }).dialect?.constructor as
+    | Record<symbol, unknown>
+    | undefined;
+  while (cls) {
+    if (cls[ENTITY_KIND] === "PgDialect") return "postgres";
+    if (cls[ENTITY_KIND] === "SQLiteDialect") return "sqlite";
+    cls = Object.getPrototypeOf(cls);
+  }
+  return undefined;
+}
+
+/**
+ * Hands a prepared select's SQL and run-time parameters to the cache's `put`, so a stored
+ * result registers what it depends on (rows, predicate, window) and not only its tables.
+ * Drizzle calls `queryWithCache(sql, params, query)` on the prepared query, which reads its
+ * cache from `this.cache`: each run gets a cache of its own that carries the query. The
+ * tables of the selected columns teach the cache their primary keys and column kinds.
+ */
+export function shapeSelect(
+  prepared: Record<string, unknown>,
+  fields: unknown,
+  cache: EdgecacheDrizzleCache,
+  dialect: SqlDialect,
+): void {
+  learnTables(fields, cache, dialect);
+  const queryWithCache = prepared.queryWithCache;
+  if (typeof queryWithCache !== "function") return;
+  prepared.queryWithCache = function (
+    this: Record<string, unknown>,
+    sql: string,
+    params: unknown[],
+    ...rest: unknown[]
+  ) {
+    // Inside a transaction the prepared query's cache is the transaction's scope: left alone.
+    if (this.cache !== cache || typeof sql !== "string" || !Array.isArray(params)) {
+      return queryWithCache.call(this, sql, params, ...rest);
+    }
+    const read: DrizzleCacheContract = {
+      strategy: () => cache.strategy(),
+      get: (...args) => cache.get(...args),
+      put: (key, response, tables, isTag, config) =>
+        cache.putSelect(key, response, tables, isTag, config, { sql, params, dialect }),
+      onMutate: (params) => cache.onMutate(params),
+    } as DrizzleCacheContract;
+    const self = Object.create(this) as Record<string, unknown>;
+    self.cache = read;
+    return queryWithCache.call(self, sql, params, ...rest);
+  };
+}
+
+/** Teaches the cache the tables of a select's columns (Drizzle `Column`s carry their table). */
+function learnTables(fields: unknown, cache: EdgecacheDrizzleCache, dialect: SqlDialect): void {
+  if (!Array.isArray(fields)) return;
+  const seen = new Set<object>();
+  for (const f of fields) {
+    const table = (f as { field?: { table?: unknown } } | undefined)?.field?.table;
+    if (typeof table !== "object" || table === null || seen.has(table)) continue;
+    seen.add(table);
+    const t = table as Record<symbol, unknown>;
+    if (t[IS_TABLE] !== true || t[IS_ALIAS] === true) continue;
+    const described = describeTable(t, dialect);
+    if (described) cache.learnTable(tableName(table), described);
+  }
+}
+
+interface ColumnLike {
+  name?: unknown;
+  primary?: unknown;
+  getSQLType?: () => string;
+}
+
+/** A table's single-column primary key and its columns' kinds (by SQL type). */
+function describeTable(table: Record<symbol, unknown>, dialect: SqlDialect): SqlTable | undefined {
+  const columns = table[COLUMNS];
+  if (typeof columns !== "object" || columns === null) return undefined;
+  const kinds: Record<string, SqlColumnKind> = {};
+  const primary: string[] = [];
+  for (const column of Object.values(columns) as ColumnLike[]) {
+    if (typeof column?.name !== "string") continue;
+    kinds[column.name] = kindOf(column, dialect);
+    if (column.primary === true) primary.push(column.name);
+  }
+  return primary.length === 1 ? { primaryKey: primary[0]!, columns: kinds } : { columns: kinds };
+}
+
+/**
+ * How the planner may compare a column's values: as the driver returns them and as the
+ * database compares them. 64-bit integers and decimals come back as text from the
+ * PostgreSQL drivers, dates in several forms, and PostgreSQL's floats may hold NaN (above
+ * every number there, unordered in JavaScript): "other", never compared.
+ */
+function kindOf(column: ColumnLike, dialect: SqlDialect): SqlColumnKind {
+  try {
+    return sqlTypeKind(String(column.getSQLType?.() ?? ""), dialect);
+  } catch {
+    return "other";
+  }
+}
+
+/** `kindOf` by a column's declared SQL type (`integer`, `text`, `varchar(20)`...). */
+export function sqlTypeKind(declared: string, dialect: SqlDialect): SqlColumnKind {
+  const type = declared.toLowerCase();
+  const numbers =
+    dialect === "sqlite"
+      ? /^(integer|int|real)$/
+      : /^(integer|int|int4|smallint|int2|serial|smallserial)$/;
+  if (numbers.test(type)) return "number";
+  // Not char(n): PostgreSQL pads it and compares without the padding.
+  if (/^(text|varchar|character varying)(\(\d+\))?$/.test(type)) return "text";
+  return "other";
+}

@@ -1,0 +1,12 @@
+/**
+ * edgecache/sql: raw SQL on libSQL, postgres.js or D1, cached with the same registration
+ * and change capture as the Drizzle adapter. See docs/guides/sql.md.
+ *
+ * @example
+ * import { sqlCache } from "edgecache/sql";
+ * import { memoryStore } from "edgecache/stores/memory";
+ * const sql = sqlCache({ client, tiers: [memoryStore()] });
+ * await sql.query("select * from users where id = ?", [1]);
+ */
+export { SqlCache, type SqlCacheOptions, type SqlCacheStats, sqlCache } from "./cache.ts";
+export type { SqlResult, SqlRow } from "./clients.ts";

@@ -1,0 +1,127 @@
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WRANGLER, WRANGLER_ENV } from "../helpers/wrangler-dev.ts";
+import { cli } from "./run-cli.ts";
+
+// `edgecache capture ... --d1`: the real command against a real local D1 (wrangler's local
+// state in a temporary project), through the real wrangler. Each wrangler call takes a few
+// seconds, so the steps run in order in one project.
+
+const run = promisify(execFile);
+let dir: string;
+let state: string;
+
+async function wrangler(...args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, [WRANGLER, ...args, "--persist-to", state], {
+    cwd: dir,
+    env: WRANGLER_ENV,
+  });
+  return stdout;
+}
+const sql = (command: string) => wrangler("d1", "execute", "DB", "--local", "--command", command);
+const capture = (...args: string[]) =>
+  cli(["capture", ...args, "--persist-to", state], { cwd: dir });
+const statusOf = async () => {
+  const r = await capture("status", "--d1", "DB", "--json");
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as {
+    installed: boolean;
+    tables: string[];
+    missing: string[];
+    backlog: number;
+  };
+};
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "edgecache-d1-cli-"));
+  state = join(dir, "state");
+  writeFileSync(
+    join(dir, "wrangler.jsonc"),
+    JSON.stringify({
+      name: "capture-cli",
+      compatibility_date: "2025-01-01",
+      d1_databases: [
+        {
+          binding: "DB",
+          database_name: "app",
+          database_id: "00000000-0000-0000-0000-000000000000",
+        },
+      ],
+    }),
+  );
+  await sql(
+    "CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT); CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO users VALUES ('u1', 'Ann')",
+  );
+}, 60_000);
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("edgecache capture --d1", () => {
+  it("installs the triggers through wrangler; a write made with wrangler d1 execute is captured; status names a table created later", async () => {
+    expect(await statusOf()).toMatchObject({ installed: false });
+    const installed = await capture("install", "--d1", "DB", "--local");
+    expect(installed.code, installed.stderr).toBe(0);
+    expect(installed.stdout).toContain("capture: installed in D1 DB (local)");
+    expect(installed.stdout).toContain("tables:  notes, users");
+    await sql(
+      "UPDATE users SET name = 'Bo' WHERE id = 'u1'; CREATE TABLE later (id TEXT PRIMARY KEY)",
+    );
+    expect(await statusOf()).toMatchObject({
+      installed: true,
+      tables: ["notes", "users"],
+      missing: ["later"],
+      backlog: 1,
+    });
+    const rows = JSON.parse(
+      await wrangler(
+        "d1",
+        "execute",
+        "DB",
+        "--local",
+        "--json",
+        "--command",
+        "SELECT tbl, op, old, new FROM _edgecache_changes",
+      ),
+    )[0].results;
+    expect(rows).toEqual([
+      {
+        tbl: "users",
+        op: "update",
+        old: '{"id":"u1","name":"Ann"}',
+        new: '{"id":"u1","name":"Bo"}',
+      },
+    ]);
+  }, 120_000);
+
+  it("writes a migration that wrangler d1 migrations apply installs; uninstall drops everything", async () => {
+    const uninstalled = await capture("uninstall", "--d1", "DB");
+    expect(uninstalled.code, uninstalled.stderr).toBe(0);
+    expect(uninstalled.stdout).toContain("capture: not installed");
+    const migrations = join(dir, "migrations");
+    const written = await capture("install", "--d1", "DB", "--migration", migrations);
+    expect(written.code, written.stderr).toBe(0);
+    expect(readdirSync(migrations)).toEqual(["0001_edgecache_capture.sql"]);
+    await wrangler("d1", "migrations", "apply", "DB", "--local");
+    expect(await statusOf()).toMatchObject({
+      installed: true,
+      tables: ["later", "notes", "users"],
+      missing: [],
+    });
+  }, 120_000);
+
+  it("says clearly when the database is not in wrangler's config, or both --local and --remote are given", async () => {
+    const missing = await capture("status", "--d1", "nosuch");
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("Couldn't find a D1 DB with the name or binding 'nosuch'");
+    const both = await capture("status", "--d1", "DB", "--local", "--remote");
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain("--local and --remote: give one");
+    expect(existsSync(join(dir, "migrations", "0002_edgecache_capture.sql"))).toBe(false);
+  }, 60_000);
+});

@@ -1,0 +1,59 @@
+import { startEdgecacheWorkers } from "../worker/edgecache-workers.ts";
+import { consistencyProperty, type Deployment } from "./property.ts";
+
+/**
+ * The consistency property on Workers at a distance, inside workerd: every call to the
+ * Durable Object, D1 and KV costs a round trip (test/worker/distance.ts), the writer near
+ * the object and the two readers far from it, and D1 read replication on over a replica that
+ * lags behind the primary until a session's bookmark makes it catch up. Reads are compared
+ * with D1's primary read directly: zero stale reads.
+ */
+const DISTANCE = {
+  writer: { object: 5, primary: 10, replica: 2, kv: 2 },
+  r1: { object: 40, primary: 40, replica: 5, kv: 5 },
+  r2: { object: 90, primary: 90, replica: 5, kv: 5 },
+};
+
+async function workers(mode: "strict" | "lease"): Promise<Deployment> {
+  const names = Object.keys(DISTANCE);
+  const w = await startEdgecacheWorkers({
+    names,
+    mode,
+    leaseMs: 400,
+    distance: DISTANCE,
+    replica: {},
+    options: { readReplicas: true },
+  });
+  const stats = async () =>
+    Promise.all(
+      names.map(
+        async (n) =>
+          (await (await w.fetch(n, "/_edgecache/stats")).json()) as {
+            patches: number;
+            indexedKeys: number;
+          },
+      ),
+    );
+  return {
+    databasePath: "",
+    read: (path) => w.fetch(Math.random() < 0.5 ? "r1" : "r2", path),
+    write: (method, path, body) =>
+      w.fetch("writer", path, {
+        method,
+        headers: { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      }),
+    fresh: () => w.fresh(),
+    patches: async () => (await stats()).reduce((t, s) => t + s.patches, 0),
+    entries: async () => (await stats()).reduce((t, s) => t + s.indexedKeys, 0),
+    close: () => w.close(),
+  };
+}
+
+consistencyProperty(
+  "Workers at a distance, D1 replicas, strict log",
+  () => workers("strict"),
+  4,
+  0,
+);
+consistencyProperty("Workers at a distance, D1 replicas, lease log", () => workers("lease"), 3, 0);

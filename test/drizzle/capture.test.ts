@@ -1,0 +1,222 @@
+import { asc, eq } from "drizzle-orm";
+import fc from "fast-check";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { rowTag } from "../../src/core/deps/planner.ts";
+import {
+  drizzleCache,
+  type EdgecacheDrizzleCache,
+  withTransactions,
+} from "../../src/drizzle/index.ts";
+import { memoryStore } from "../../src/stores/memory.ts";
+import { requirePostgres } from "../helpers/services.ts";
+import { type AnyDb, type Harness, libsqlHarness, postgresJsHarness } from "./drivers.ts";
+import { usersName } from "./suite.ts";
+
+const pg = await requirePostgres();
+
+/** Polls until `check` holds; fails after `ms` (a lag bound for a test, not a measurement). */
+async function eventually(check: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error("still not so after the wait");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function captureSuite(make: () => Harness): void {
+  let h: Harness;
+  let plain: AnyDb;
+  const caches: EdgecacheDrizzleCache[] = [];
+
+  /** A database with its cache, once it follows capture (or at once with `capture: false`). */
+  const open = async (options?: { capture?: boolean }) => {
+    const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
+    caches.push(cache);
+    const db = withTransactions(h.db(cache), options);
+    // An installation is followed once the application queries one of its tables.
+    await db.select().from(h.users).where(eq(h.users.id, 0));
+    if (options?.capture !== false) await eventually(() => cache.getStats().writes === "capture");
+    return { cache, db };
+  };
+  const user = (db: AnyDb, id: number) =>
+    db.select({ id: h.users.id, name: h.users.name }).from(h.users).where(eq(h.users.id, id));
+  const everyone = (db: AnyDb) =>
+    db.select({ id: h.users.id, name: h.users.name }).from(h.users).orderBy(asc(h.users.id));
+
+  beforeAll(async () => {
+    h = make();
+    await h.reset();
+    await h.exec(`insert into ${usersName(h)} (id, name) values (2, 'Bo')`);
+    await h.installCapture();
+    plain = h.db();
+  });
+  afterEach(async () => {
+    // Hands the change table over, so the next test's database consumes it at once.
+    for (const c of caches.splice(0)) await c.close();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("follows capture: getStats says so, with the captured tables and the lag", async () => {
+    const { cache, db } = await open();
+    await db.update(h.users).set({ name: "Cy" }).where(eq(h.users.id, 2));
+    await cache.catchUp();
+    const stats = cache.getStats();
+    expect(stats.writes).toBe("capture");
+    expect(stats.capture?.tables).toContain(usersName(h));
+    expect(stats.capture?.applied).toBeGreaterThan(0);
+    expect(stats.capture?.lagP99).toBeGreaterThanOrEqual(0);
+  });
+
+  it("a mutation through Drizzle removes only the entries its rows touch", async () => {
+    const { cache, db } = await open();
+    // Entries registered on one row each, as a select of that user registers from its SQL.
+    await cache.engine.setEntry("row:1", { body: "1", tags: [rowTag(usersName(h), 1)] });
+    await cache.engine.setEntry("row:2", { body: "2", tags: [rowTag(usersName(h), 2)] });
+    const posts = () => db.select().from(h.posts);
+    await posts();
+    expect((await user(db, 1))[0].name).toBe("Ann");
+
+    await db.update(h.users).set({ name: "Di" }).where(eq(h.users.id, 2));
+    // Acknowledged: capture has applied it. Row 1's entry stays, row 2's went.
+    expect(await cache.engine.getEntry("row:1")).toBeDefined();
+    expect(await cache.engine.getEntry("row:2")).toBeUndefined();
+    // The select of user 1 registered its row from its SQL: still a hit after row 2 changed...
+    const misses = cache.getStats().misses;
+    expect((await user(db, 1))[0].name).toBe("Ann");
+    expect(cache.getStats().misses).toBe(misses);
+    // ...while the select of user 2 went, and one of another table stays.
+    expect((await user(db, 2))[0].name).toBe("Di");
+    expect(cache.getStats().misses).toBe(misses + 1);
+    await posts();
+    expect(cache.getStats().misses).toBe(misses + 1);
+  });
+
+  it("a write made around Drizzle (another connection) is seen after the lag", async () => {
+    const { cache, db } = await open();
+    await user(db, 1);
+    expect((await user(db, 1))[0].name).toBe("Ann");
+    await h.exec(`update ${usersName(h)} set name = 'Eve' where id = 1`);
+    await eventually(async () => (await user(db, 1))[0].name === "Eve");
+    // catchUp: every change recorded before it is applied.
+    await h.exec(`update ${usersName(h)} set name = 'Ann' where id = 1`);
+    expect(await cache.catchUp()).toBe(true);
+    expect((await user(db, 1))[0].name).toBe("Ann");
+  });
+
+  it("a transaction: nothing goes before the commit, its rows once committed; a rollback, nothing", async () => {
+    const { cache, db } = await open();
+    await user(db, 1);
+    await db.transaction(async (tx: AnyDb) => {
+      await tx.update(h.users).set({ name: "Flo" }).where(eq(h.users.id, 1));
+      expect((await user(db, 1))[0].name).toBe("Ann"); // outside: not committed yet
+    });
+    expect((await user(db, 1))[0].name).toBe("Flo");
+    const hits = cache.getStats().hits;
+    await expect(
+      db.transaction(async (tx: AnyDb) => {
+        await tx.update(h.users).set({ name: "Gus" }).where(eq(h.users.id, 1));
+        throw new Error("roll back");
+      }),
+    ).rejects.toThrow("roll back");
+    expect((await user(db, 1))[0].name).toBe("Flo");
+    expect(cache.getStats().hits).toBe(hits + 1);
+    await db.update(h.users).set({ name: "Ann" }).where(eq(h.users.id, 1));
+  });
+
+  it("capture: false keeps table-level invalidation", async () => {
+    const { cache, db } = await open({ capture: false });
+    await cache.engine.setEntry("row:1", { body: "1", tags: [rowTag(usersName(h), 1)] });
+    await user(db, 1);
+    const misses = cache.getStats().misses;
+    await db.update(h.users).set({ name: "Hal" }).where(eq(h.users.id, 2));
+    expect(cache.getStats()).toMatchObject({ writes: "tables" });
+    expect(cache.getStats().capture).toBeUndefined();
+    expect((await user(db, 1))[0].name).toBe("Ann");
+    expect(cache.getStats().misses).toBe(misses + 1);
+    expect(await cache.catchUp()).toBe(false);
+  });
+
+  it("capture uninstalled while running: table level at once, never a stale read", async () => {
+    const { cache, db } = await open();
+    await user(db, 1);
+    await h.uninstallCapture();
+    try {
+      // Before and after the adapter notices, a mutation is never left unseen.
+      await db.update(h.users).set({ name: "Ivy" }).where(eq(h.users.id, 1));
+      expect((await user(db, 1))[0].name).toBe("Ivy");
+      await eventually(() => cache.getStats().writes === "tables");
+      await db.update(h.users).set({ name: "Ann" }).where(eq(h.users.id, 1));
+      expect((await user(db, 1))[0].name).toBe("Ann");
+    } finally {
+      await h.installCapture();
+    }
+  });
+
+  it("every read after an acknowledged write equals a fresh query (writes through Drizzle and around it)", async () => {
+    const { cache, db } = await open();
+    const ids = fc.integer({ min: 1, max: 4 });
+    const names = fc.constantFrom("Ann", "Bo", "Cy", "Di");
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("update" as const), id: ids, name: names }),
+      fc.record({ kind: fc.constant("insert" as const), id: ids, name: names }),
+      fc.record({ kind: fc.constant("delete" as const), id: ids }),
+      fc.record({ kind: fc.constant("around" as const), id: ids, name: names }),
+      fc.record({ kind: fc.constant("read-one" as const), id: ids }),
+      fc.record({ kind: fc.constant("read-all" as const) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 25 }), async (ops) => {
+        for (const o of ops) {
+          if (o.kind === "update") {
+            await db.update(h.users).set({ name: o.name }).where(eq(h.users.id, o.id));
+          } else if (o.kind === "insert") {
+            await db
+              .insert(h.users)
+              .values({ id: o.id, name: o.name })
+              .onConflictDoUpdate({ target: h.users.id, set: { name: o.name } });
+          } else if (o.kind === "delete") {
+            await db.delete(h.users).where(eq(h.users.id, o.id));
+          } else if (o.kind === "around") {
+            await h.exec(`update ${usersName(h)} set name = '${o.name}' where id = ${o.id}`);
+            await cache.catchUp(); // the lag
+          } else if (o.kind === "read-one") {
+            expect(await user(db, o.id)).toEqual(await user(plain, o.id));
+          } else {
+            expect(await everyone(db)).toEqual(await everyone(plain));
+          }
+        }
+      }),
+      { numRuns: 15 },
+    );
+    expect(cache.getStats().hits).toBeGreaterThan(0);
+  });
+}
+
+describe("drizzle with change capture: libSQL (file)", () => {
+  captureSuite(() => libsqlHarness());
+});
+
+pg.describe("drizzle with change capture: postgres.js", () => {
+  captureSuite(() => postgresJsHarness(pg.url));
+});
+
+describe("drizzle without change capture", () => {
+  it("stays at table level, as before: an update of row 2 empties the cached select of row 1", async () => {
+    const h = libsqlHarness();
+    try {
+      await h.reset();
+      const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
+      const db = withTransactions(h.db(cache));
+      const user1 = () => db.select().from(h.users).where(eq(h.users.id, 1));
+      await user1();
+      await db.insert(h.users).values({ id: 2, name: "Bo" });
+      await user1();
+      expect(cache.getStats()).toMatchObject({ writes: "tables", misses: 2, hits: 0 });
+      await cache.close();
+    } finally {
+      await h.close();
+    }
+  });
+});

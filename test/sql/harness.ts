@@ -1,0 +1,107 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { createClient } from "@libsql/client";
+import postgres from "postgres";
+import { postgresSource } from "../../src/sources/postgres.ts";
+
+/** A database with `users` and `posts` behind one of the raw SQL entry's clients. */
+export interface RawHarness {
+  name: string;
+  /** A table's name as the SQL writes it. */
+  table(name: "users" | "posts"): string;
+  /** The n-th placeholder (1-based): `?` or `$n`. */
+  p(n: number): string;
+  /** A new client of the database (closed by `close`). */
+  client(): unknown;
+  /** Runs SQL on a connection of its own (set-up, writes around the entry). */
+  exec(sql: string): Promise<void>;
+  /** Empties both tables and inserts users 1 (Ann) and 2 (Bo), and post 1. */
+  reset(): Promise<void>;
+  /** Installs change capture on both tables, as `npx edgecache capture install` does. */
+  installCapture(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
+const unique = () =>
+  `${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`;
+
+export function libsqlRaw(): RawHarness {
+  const dir = mkdtempSync(join(tmpdir(), "edgecache-sql-"));
+  const path = join(dir, "db.sqlite");
+  const clients: ReturnType<typeof createClient>[] = [];
+  const client = () => {
+    const c = createClient({ url: `file:${path}` });
+    clients.push(c);
+    return c;
+  };
+  const admin = client();
+  return {
+    name: "libsql",
+    table: (name) => name,
+    p: () => "?",
+    client,
+    exec: async (sql) => {
+      await admin.executeMultiple(sql);
+    },
+    async reset() {
+      await admin.executeMultiple(`
+        create table if not exists users (id integer primary key, name text not null);
+        create table if not exists posts (id integer primary key, user_id integer not null, title text not null);
+        delete from users; delete from posts;
+        insert into users values (1, 'Ann'), (2, 'Bo');
+        insert into posts values (1, 1, 'hello');`);
+    },
+    // In a process of its own, as a user runs it (two SQLite libraries in one process do
+    // not see each other's locks on a file).
+    installCapture: async () => {
+      await promisify(execFile)(BIN, ["capture", "install", "--db", path]);
+    },
+    async close() {
+      for (const c of clients) c.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function postgresJsRaw(url: string): RawHarness {
+  const schema = `ec_sql_${unique()}`;
+  const clients: postgres.Sql[] = [];
+  const client = () => {
+    const c = postgres(url, { max: 4, onnotice: () => {} });
+    clients.push(c);
+    return c;
+  };
+  const admin = client();
+  return {
+    name: "postgres.js",
+    table: (name) => `${schema}.${name}`,
+    p: (n) => `$${n}`,
+    client,
+    exec: async (sql) => {
+      await admin.unsafe(sql);
+    },
+    async reset() {
+      await admin.unsafe(`
+        create schema if not exists ${schema};
+        create table if not exists ${schema}.users (id integer primary key, name text not null);
+        create table if not exists ${schema}.posts (id integer primary key, user_id integer not null, title text not null);
+        delete from ${schema}.users; delete from ${schema}.posts;
+        insert into ${schema}.users values (1, 'Ann'), (2, 'Bo');
+        insert into ${schema}.posts values (1, 1, 'hello');`);
+    },
+    async installCapture() {
+      const source = await postgresSource({ url, schema, max: 1 });
+      await source.installCapture();
+      await source.close();
+    },
+    async close() {
+      await admin.unsafe(`drop schema if exists ${schema} cascade`);
+      await admin.unsafe(`drop schema if exists edgecache_${schema} cascade`);
+      for (const c of clients) await c.end();
+    },
+  };
+}

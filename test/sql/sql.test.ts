@@ -1,0 +1,200 @@
+import fc from "fast-check";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { sqlClient } from "../../src/sql/clients.ts";
+import { type SqlCache, sqlCache } from "../../src/sql/index.ts";
+import { memoryStore } from "../../src/stores/memory.ts";
+import { requirePostgres } from "../helpers/services.ts";
+import { libsqlRaw, postgresJsRaw, type RawHarness } from "./harness.ts";
+
+const pg = await requirePostgres();
+
+/** Polls until `check` holds; fails after `ms` (a bound for a test, not a measurement). */
+async function eventually(check: () => boolean, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error("still not so after the wait");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function rawSuite(make: () => RawHarness, withCapture: boolean): void {
+  let h: RawHarness;
+  let fresh: (sql: string, params: unknown[]) => Promise<unknown[]>;
+  const opened: SqlCache[] = [];
+  const users = () => h.table("users");
+
+  /** An entry on a client of its own, once it follows capture (when installed). */
+  const open = async () => {
+    const sql = sqlCache({ client: h.client(), tiers: [memoryStore()] });
+    opened.push(sql);
+    // An installation is followed once the application reads one of its tables.
+    await sql.query(`select id, name from ${users()} where id = ${h.p(1)}`, [0]);
+    if (withCapture) {
+      await eventually(() => sql.getStats().writes === "capture");
+      // The previous test's reset, still in the change table, applied before this one reads.
+      await sql.catchUp();
+    }
+    return sql;
+  };
+  const byId = (sql: SqlCache, id: number) =>
+    sql.query(`select id, name from ${users()} where id = ${h.p(1)}`, [id]);
+
+  beforeAll(async () => {
+    h = make();
+    await h.reset();
+    if (withCapture) await h.installCapture();
+    const plain = sqlClient(h.client())!;
+    fresh = async (sql, params) => (await plain.run(sql, params)).rows;
+  });
+  afterEach(async () => {
+    for (const s of opened.splice(0)) await s.close();
+    await h.reset();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  if (withCapture) {
+    it("an update of row 2 through execute leaves the cached select of row 1 a hit", async () => {
+      const sql = await open();
+      expect(await byId(sql, 1)).toEqual([{ id: 1, name: "Ann" }]);
+      const before = sql.getStats();
+      await sql.execute(`update ${users()} set name = ${h.p(1)} where id = ${h.p(2)}`, ["Cy", 2]);
+      expect(await byId(sql, 1)).toEqual([{ id: 1, name: "Ann" }]);
+      expect(await byId(sql, 2)).toEqual([{ id: 2, name: "Cy" }]);
+      const after = sql.getStats();
+      expect(after.hits).toBe(before.hits + 1);
+      expect(after.writes).toBe("capture");
+      expect(after.registrations.exact).toBeGreaterThan(0);
+    });
+
+    it("a write around the entry (another connection) is seen after catchUp()", async () => {
+      const sql = await open();
+      expect(await byId(sql, 1)).toEqual([{ id: 1, name: "Ann" }]);
+      await h.exec(`update ${users()} set name = 'Di' where id = 1`);
+      expect(await sql.catchUp()).toBe(true);
+      expect(await byId(sql, 1)).toEqual([{ id: 1, name: "Di" }]);
+    });
+
+    it("a condition on another column registers exactly: a write of rows it does not match leaves it", async () => {
+      const sql = await open();
+      const named = `select id, name from ${users()} where name = ${h.p(1)} order by id`;
+      expect(await sql.query(named, ["Ann"])).toEqual([{ id: 1, name: "Ann" }]);
+      await sql.execute(`update ${users()} set name = ${h.p(1)} where id = ${h.p(2)}`, ["Cy", 2]);
+      const before = sql.getStats().hits;
+      expect(await sql.query(named, ["Ann"])).toEqual([{ id: 1, name: "Ann" }]);
+      expect(sql.getStats().hits).toBe(before + 1);
+      await sql.execute(`update ${users()} set name = ${h.p(1)} where id = ${h.p(2)}`, ["Ann", 2]);
+      expect(await sql.query(named, ["Ann"])).toEqual([
+        { id: 1, name: "Ann" },
+        { id: 2, name: "Ann" },
+      ]);
+      expect(sql.getStats().registrations.widened).toBe(0);
+    });
+
+    it("a read naming a captured table in another case is never stale", async () => {
+      const sql = await open();
+      const upper = `select id, name from ${users().toUpperCase()} where id = ${h.p(1)}`;
+      expect(await sql.query(upper, [1])).toEqual([{ id: 1, name: "Ann" }]);
+      await h.exec(`update ${users()} set name = 'Di' where id = 1`);
+      await sql.catchUp();
+      expect(await sql.query(upper, [1])).toEqual([{ id: 1, name: "Di" }]);
+    });
+  } else {
+    it("without capture, execute empties the reads of its table, and only those", async () => {
+      const sql = await open();
+      const posts = `select id, title from ${h.table("posts")} where id = ${h.p(1)}`;
+      await byId(sql, 1);
+      await sql.query(posts, [1]);
+      await sql.execute(`update ${users()} set name = ${h.p(1)} where id = ${h.p(2)}`, ["Cy", 2]);
+      const before = sql.getStats();
+      expect(before.writes).toBe("tables");
+      expect(await byId(sql, 1)).toEqual([{ id: 1, name: "Ann" }]);
+      await sql.query(posts, [1]);
+      const after = sql.getStats();
+      expect(after.misses).toBe(before.misses + 1);
+      expect(after.hits).toBe(before.hits + 1);
+    });
+
+    it("a statement whose target it cannot tell empties every read it cached", async () => {
+      const sql = await open();
+      await byId(sql, 1);
+      await sql.query(`select id, title from ${h.table("posts")}`);
+      expect(sql.getStats().keys).toBe(3); // with open()'s read of id 0
+      await sql.execute(`create table if not exists ${users()}_extra (id integer primary key)`);
+      expect(sql.getStats().keys).toBe(0);
+    });
+  }
+
+  it("every read equals a fresh query, with writes through execute and around it", async () => {
+    const sql = await open();
+    const u = users();
+    const p = h.p;
+    const ids = fc.integer({ min: 1, max: 4 });
+    const names = fc.constantFrom("Ann", "Bo", "Cy", "Di");
+    const reads: Record<string, (o: { id: number; name: string }) => [string, unknown[]]> = {
+      one: (o) => [`select id, name from ${u} where id = ${p(1)}`, [o.id]],
+      all: () => [`select id, name from ${u} order by id`, []],
+      named: (o) => [`select id, name from ${u} where name = ${p(1)} order by id`, [o.name]],
+      page: (o) => [`select id, name from ${u} where id >= ${p(1)} order by id limit 2`, [o.id]],
+      count: () => [`select count(*) as n from ${u}`, []],
+    };
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("update" as const), id: ids, name: names }),
+      fc.record({ kind: fc.constant("upsert" as const), id: ids, name: names }),
+      fc.record({ kind: fc.constant("delete" as const), id: ids }),
+      fc.record({ kind: fc.constant("around" as const), id: ids, name: names }),
+      {
+        arbitrary: fc.record({
+          kind: fc.constant("read" as const),
+          read: fc.constantFrom(...Object.keys(reads)),
+          id: ids,
+          name: names,
+        }),
+        weight: 6,
+      },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 25 }), async (ops) => {
+        for (const o of ops) {
+          if (o.kind === "update") {
+            await sql.execute(`update ${u} set name = ${p(1)} where id = ${p(2)}`, [o.name, o.id]);
+          } else if (o.kind === "upsert") {
+            await sql.execute(
+              `insert into ${u} (id, name) values (${p(1)}, ${p(2)}) on conflict (id) do update set name = excluded.name`,
+              [o.id, o.name],
+            );
+          } else if (o.kind === "delete") {
+            await sql.execute(`delete from ${u} where id = ${p(1)}`, [o.id]);
+          } else if (o.kind === "around") {
+            await h.exec(`update ${u} set name = '${o.name}' where id = ${o.id}`);
+            // With capture, the lag; without, the application says what it changed.
+            if (withCapture) await sql.catchUp();
+            else await sql.invalidate([u]);
+          } else {
+            const [text, params] = reads[o.read]!(o);
+            expect(await sql.query(text, params)).toEqual(await fresh(text, params));
+          }
+        }
+      }),
+      { numRuns: 15 },
+    );
+    expect(sql.getStats().hits).toBeGreaterThan(0);
+  });
+}
+
+describe("raw SQL with change capture: libSQL (file)", () => {
+  rawSuite(() => libsqlRaw(), true);
+});
+
+pg.describe("raw SQL with change capture: postgres.js", () => {
+  rawSuite(() => postgresJsRaw(pg.url), true);
+});
+
+describe("raw SQL without change capture: libSQL (file)", () => {
+  rawSuite(() => libsqlRaw(), false);
+});
+
+pg.describe("raw SQL without change capture: postgres.js", () => {
+  rawSuite(() => postgresJsRaw(pg.url), false);
+});
