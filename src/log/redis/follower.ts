@@ -16,8 +16,12 @@ const RECENT_PAYLOADS = 4096;
 /** RENEW's answer (BARRIER's begins with it). */
 export type RenewReply = [log: string, head: number, granted: number, members: number];
 
-/** A record as the stream holds it; `payload` is its ops' JSON, as appended. */
-export type Delivered = ChangeRecord & { payload: string };
+/**
+ * A record as the stream holds it; `payload` is its ops' JSON, as appended, `mark` its own
+ * mark and `prev` the mark of the record before it (both absent where a record was
+ * appended without them).
+ */
+export type Delivered = ChangeRecord & { payload: string; mark?: string; prev?: string };
 
 /**
  * One node following the Redis log: a blocking read of the stream applies records in
@@ -31,6 +35,10 @@ export class RedisFollower {
   /** The log this node follows ("" until it first reached Redis) and the last record applied. */
   #log = "";
   #applied = 0;
+  /** The mark of the record applied last ("" when unknown): what the next one must name. */
+  #mark = "";
+  /** A reseal under way: the restart waits for it, so it starts on the new log. */
+  #resealing: Promise<unknown> = Promise.resolve();
   #leaseUntil = Number.NEGATIVE_INFINITY;
   #restart = true;
   #started = false;
@@ -105,10 +113,8 @@ export class RedisFollower {
     if (log !== this.#log) {
       this.#restart = true; // a new log: this node starts over from its snapshot
     } else if (own.seq <= this.#applied && this.#payloads.get(own.seq) !== own.payload) {
-      // This node applied another record under that seq: the log went back. Make it new.
-      const { client, keys } = this.#link;
-      await client.ecReseal(...keys, randomId(), log).catch(() => {});
-      this.#restart = true;
+      // This node applied another record under that seq: the log went back.
+      await this.#wentBack();
     } else {
       await this.#catchUp(own.seq, own).catch(() => {});
     }
@@ -120,6 +126,15 @@ export class RedisFollower {
     this.#reader.disconnect();
     await this.#loop;
     await this.#renewing;
+  }
+
+  /** The log went back (it lost records this node applied): make it a new log, start over. */
+  #wentBack(): Promise<unknown> {
+    const { client, keys } = this.#link;
+    this.#leaseUntil = Number.NEGATIVE_INFINITY;
+    this.#restart = true;
+    this.#resealing = client.ecReseal(...keys, randomId(), this.#log).catch(() => {});
+    return this.#resealing;
   }
 
   #blockMs(): number {
@@ -175,16 +190,19 @@ export class RedisFollower {
     const { client, keys, s } = this.#link;
     // Only the first start compares: later ones follow a log this node was part of.
     const stamp = this.#started ? "" : (s.sourceStamp?.start ?? "");
-    const [log, head, tables] = (await client.ecStart(...keys, randomId(), stamp, s.retain)) as [
-      string,
-      string,
-      string[],
-    ];
+    await this.#resealing;
+    const [log, head, tables, mark] = (await client.ecStart(
+      ...keys,
+      randomId(),
+      stamp,
+      s.retain,
+    )) as [string, string, string[], string];
     const lastChanges = new Map<string, number>();
     for (let i = 0; i + 1 < tables.length; i += 2)
       lastChanges.set(tables[i]!, Number(tables[i + 1]));
     this.#log = log;
     this.#applied = Number(head);
+    this.#mark = mark;
     this.#payloads.clear();
     this.#restart = false;
     this.#started = true;
@@ -201,7 +219,7 @@ export class RedisFollower {
   renewArgs(): (string | number)[] {
     const { keys, node, channel, s } = this.#link;
     const log = this.#overdue ? "" : this.#log;
-    return [...keys, randomId(), node, this.#applied, s.leaseMs, log, channel];
+    return [...keys, randomId(), node, this.#applied, s.leaseMs, log, channel, this.#mark];
   }
 
   /** What a renewal sent at `sent` says: the lease, or that the log is not this node's. */
@@ -222,14 +240,21 @@ export class RedisFollower {
   /** Applies records in order; a gap (records trimmed before this node read them) restarts it. */
   #deliver(records: Delivered[]): Promise<unknown>[] {
     const applying: Promise<unknown>[] = [];
-    for (const { payload, ...record } of records) {
+    for (const { payload, mark, prev, ...record } of records) {
       if (record.seq <= this.#applied) continue;
       if (record.seq !== this.#applied + 1) {
         this.#leaseUntil = Number.NEGATIVE_INFINITY;
         this.#restart = true;
         break;
       }
+      if (prev !== undefined && this.#mark !== "" && prev !== this.#mark) {
+        // It follows another record than the one this node applied last: the log lost
+        // that one (and maybe more) and reused its seq.
+        void this.#wentBack();
+        break;
+      }
       this.#applied = record.seq;
+      this.#mark = mark ?? "";
       this.#payloads.set(record.seq, payload);
       this.#payloads.delete(record.seq - RECENT_PAYLOADS);
       if (this.#follower) applying.push(this.#follower.apply(record));
@@ -264,12 +289,16 @@ function parseRecord([id, fields]: [string, string[]], node: string): Delivered 
     return at >= 0 ? fields[at + 1] : undefined;
   };
   const payload = field("ops") ?? "[]";
+  const mark = field("mark");
+  const prev = field("prev");
   return {
     seq,
     ops: JSON.parse(payload) as ChangeOp[],
     ordered: field("ordered") === "1",
     own: field("node") === node,
     payload,
+    ...(mark !== undefined && { mark }),
+    ...(prev !== undefined && { prev }),
   };
 }
 

@@ -76,9 +76,12 @@ end
 
 /**
  * A record, under the next gap-free seq; each table it changes remembers that seq (ARGV:
- * ops, retain, the writer's turn token or "", the wake-up channel, the writer's node, the
- * lease, tables). The record is ordered when its writer still holds the write turn, which
- * it gives back here. Returns the record's place and, in the same round trip, who the
+ * its mark, ops, retain, the writer's turn token or "", the wake-up channel, the writer's
+ * node, the lease, tables). The record is ordered when its writer still holds the write
+ * turn, which it gives back here. It carries its mark and the mark of the record before it
+ * (`prev`), and the meta hash keeps the last mark: a node that applied another record
+ * under a seq (the log went back and reused it) tells by the marks, not by the seq.
+ * Returns the record's place, the previous mark and, in the same round trip, who the
  * writer must hear from before it acknowledges (BEHIND): every member, since none has
  * read the record yet.
  */
@@ -89,11 +92,13 @@ if ARGV[4] ~= '' and redis.call('GET', KEYS[7]) == ARGV[4] then
   redis.call('DEL', KEYS[7])
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2], 'ordered', ordered, 'node', ARGV[6])
+local prev = redis.call('HGET', KEYS[1], 'last') or ''
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2], 'ordered', ordered, 'node', ARGV[6], 'mark', ARGV[1], 'prev', prev)
+redis.call('HSET', KEYS[1], 'last', ARGV[1])
 for i = 8, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
 if ordered == '1' then redis.call('PUBLISH', ARGV[5], '${TURN_FREE}') end
 local young, waiting = behind(seq, tonumber(ARGV[7]))
-return {id, seq, ordered, young, waiting}
+return {id, seq, ordered, prev, young, waiting}
 `;
 
 /** The write turn, if no node holds it (ARGV: a token, the lease). */
@@ -115,17 +120,19 @@ end
 return 1
 `;
 
-/** Where a node starts: the log's id, its head, and each table's last change. */
+/** Where a node starts: the log's id, its head, each table's last change and the last mark. */
 const START = `${PRELUDE}
 if ARGV[2] ~= '' and redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf') == 0
     and redis.call('HGET', KEYS[1], 'stamp') ~= ARGV[2] then
   -- The source changed while no node followed the log (or the last one did not leave
   -- cleanly): nothing cached before can be checked. One record invalidates it all.
   local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', '[{"prefix":""}]')
+  local prev = redis.call('HGET', KEYS[1], 'last') or ''
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', '[{"prefix":""}]', 'mark', ARGV[1], 'prev', prev)
+  redis.call('HSET', KEYS[1], 'last', ARGV[1])
   redis.call('HSET', KEYS[3], '', seq)
 end
-return {id, redis.call('HGET', KEYS[1], 'seq'), redis.call('HGETALL', KEYS[3])}
+return {id, redis.call('HGET', KEYS[1], 'seq'), redis.call('HGETALL', KEYS[3]), redis.call('HGET', KEYS[1], 'last') or ''}
 `;
 
 /**
@@ -149,7 +156,9 @@ return id
 
 /**
  * A node reports what it applied and renews its lease (ARGV: node, applied, lease, the
- * log it follows, the wake-up channel). A member stays one while it keeps up (it applied
+ * log it follows, the wake-up channel, the mark of the record it applied last or ""). A
+ * node ahead of the head, or at the head with another mark, saw records the log lost:
+ * the log went back, and is resealed. A member stays one while it keeps up (it applied
  * what the log held at its previous renewal); a node that is not a member joins only when
  * it has applied the whole log, since writes were acknowledged without it. A position that
  * moved on is published (see `ack`): the writers waiting for it go on without asking.
@@ -157,7 +166,8 @@ return id
 const RENEW_BODY = `
 local head = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 local granted = 0
-if id == ARGV[5] and tonumber(ARGV[3]) > head then
+if id == ARGV[5] and (tonumber(ARGV[3]) > head or (tonumber(ARGV[3]) == head and ARGV[7] ~= ''
+    and ARGV[7] ~= (redis.call('HGET', KEYS[1], 'last') or ''))) then
 ${RESEAL_BODY}
 end
 if id == ARGV[5] then
@@ -189,8 +199,8 @@ return {id, head, granted, members}
  * record of a log that is gone).
  */
 const BARRIER = `${PRELUDE}${RENEW_BODY}${BEHIND}
-local young, waiting = behind(tonumber(ARGV[7]), tonumber(ARGV[4]))
-if id ~= ARGV[8] then waiting = {} end
+local young, waiting = behind(tonumber(ARGV[8]), tonumber(ARGV[4]))
+if id ~= ARGV[9] then waiting = {} end
 return {id, head, granted, members, young, waiting}
 `;
 

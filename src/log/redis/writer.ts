@@ -122,6 +122,7 @@ export class RedisWriter {
     let sent!: (reply: AppendReply) => void;
     const token = turn instanceof RedisTurn ? turn.token : "";
     const outgoing: Outgoing = {
+      mark: randomId(),
       args: [
         JSON.stringify(ops),
         String(link.s.retain),
@@ -155,9 +156,10 @@ export class RedisWriter {
         "the write was made, but the change log could not be reached to record it; it is recorded once Redis answers again",
       );
     }
-    const { log, seq, ordered } = reply;
+    const { log, seq, ordered, prev } = reply;
     const payload = outgoing.args[0]!;
-    await this.#follower.appended(log, { seq, ops, ordered, own: true, payload });
+    const { mark } = outgoing;
+    await this.#follower.appended(log, { seq, ops, ordered, own: true, payload, mark, prev });
     // Whom the append's reply named holds only in the log this node follows: one that went
     // back (a restored snapshot) or was replaced made it start over, and Redis is asked.
     const waiting = this.#follower.follows(log) ? reply.waiting : Waiting.unknown();
@@ -180,16 +182,17 @@ export class RedisWriter {
         // Taken before the append is sent: acknowledgements of it can only come after.
         const heard = link.heard;
         try {
-          const [log, seq, ordered, ...waiting] = (await link.client.ecAppend(
+          const [log, seq, ordered, prev, ...waiting] = (await link.client.ecAppend(
             ...link.keys,
-            randomId(),
+            next.mark,
             ...next.args,
-          )) as [string, number, string, ...BehindReply];
+          )) as [string, number, string, string, ...BehindReply];
           this.#outbox.shift();
           next.sent({
             log,
             seq: Number(seq),
             ordered: ordered === "1",
+            prev,
             waiting: new Waiting(waiting),
             heard,
           });
@@ -335,6 +338,8 @@ interface AppendReply {
   log: string;
   seq: number;
   ordered: boolean;
+  /** The mark of the record before it. */
+  prev: string;
   waiting: Waiting;
   /** `Link.heard` when the append was sent. */
   heard: number;
@@ -342,6 +347,8 @@ interface AppendReply {
 
 /** A record on its way into the log, and the append waiting for its seq. */
 interface Outgoing {
+  /** The record's mark (scripts.ts, APPEND): the same on a retried send. */
+  mark: string;
   args: string[];
   reply: Promise<AppendReply>;
   sent(reply: AppendReply): void;

@@ -2,6 +2,7 @@ import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import { Cache } from "../../../src/core/cache/index.ts";
 import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { logKeys } from "../../../src/log/redis/scripts.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
 import { startRedis } from "../../helpers/redis-server.ts";
@@ -23,16 +24,20 @@ afterEach(async () => {
   for (const o of open.splice(0).reverse()) await o.close();
 });
 
+const PREFIX = "test:";
+
+/** A node: a cache following the Redis log at `url`. */
+async function startNode(url: string, leaseMs: number) {
+  const log = await redisChangeLog({ url, prefix: PREFIX, leaseMs, logger: quiet });
+  const cache = new Cache({ tiers: [memoryStore()], log, schema, logger: quiet });
+  open.push(log);
+  return { log, cache };
+}
+
 server.describe("Redis coming back with older state", () => {
   it("a write after Redis restarted from an older snapshot still reaches every node", async () => {
     const redis = await startRedis();
-    const prefix = "test:";
-    const node = async () => {
-      const log = await redisChangeLog({ url: redis.url, prefix, leaseMs: 600, logger: quiet });
-      const cache = new Cache({ tiers: [memoryStore()], log, schema, logger: quiet });
-      open.push(log);
-      return { log, cache };
-    };
+    const node = () => startNode(redis.url, 600);
     const a = await node();
     const b = await node();
     await until(() => a.log.trusted() && b.log.trusted());
@@ -61,5 +66,46 @@ server.describe("Redis coming back with older state", () => {
     const onA = a.cache.peek("user:1");
     expect(onB && new TextDecoder().decode(onB.body)).toBeUndefined();
     expect(onA && new TextDecoder().decode(onA.body)).toBeUndefined();
+  });
+
+  it("a log that went back exactly one record, then took another node's record under that seq", async () => {
+    // A lagging replica taking over loses the last record, and a node that never applied
+    // it (here: one started after) writes next. The nodes that applied the lost record are
+    // at the new head: their position alone cannot tell. Each record names the one before.
+    const redis = await startRedis();
+    // A long lease: the nodes renew seldom, so the other node's write comes first.
+    const node = () => startNode(redis.url, 4000);
+    const a = await node();
+    const b = await node();
+    await until(() => a.log.trusted() && b.log.trusted());
+    await a.cache.applyWrite(userUpdate(100, "a", "b")); // seq 1
+
+    // What a replica holds: every key of the log as of now.
+    const admin = new Redis(redis.url);
+    open.push({ close: async () => admin.disconnect() });
+    const { keys } = logKeys(PREFIX);
+    const replica = await Promise.all(keys.map((k) => admin.dumpBuffer(k)));
+
+    await a.cache.applyWrite(userUpdate(101, "a", "b")); // seq 2, lost with the primary
+    for (const n of [a, b]) {
+      await n.cache.resolve("user:1", async () => ({ body: "old", tags: ["users#1"] }));
+    }
+    // The replica takes over.
+    const failover = admin.multi();
+    keys.forEach((k, i) => {
+      failover.del(k);
+      const dump = replica[i];
+      if (dump) failover.restore(k, 0, dump);
+    });
+    await failover.exec();
+
+    // A node started now writes user 1: its record takes seq 2 again.
+    const c = await node();
+    await until(() => c.log.trusted());
+    await c.cache.applyWrite(userUpdate(1, "old", "new"));
+    for (const n of [a, b]) {
+      const held = n.cache.peek("user:1");
+      expect(held && new TextDecoder().decode(held.body)).toBeUndefined();
+    }
   });
 });
