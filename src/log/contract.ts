@@ -35,10 +35,15 @@ export interface ChangeRecord {
 }
 
 /**
- * The log's write turn, held from before a write's statement until its record is
- * appended: while one node holds it, no other node's record can be appended in order, so
- * records appended with a turn follow the source's commit order. A turn that lapsed (its
- * holder was paused past its time) makes its record unordered, never lost.
+ * A write turn, held from before a write's statement until its record is appended, so
+ * that records appended with a turn follow the source's commit order where it matters.
+ * A log makes turns exclusive (while one node holds the turn, no other node's record is
+ * appended in order) or, on the Redis log, lets them overlap: a record is then ordered
+ * only if no record changed one of its tables since its turn was taken, so of two
+ * overlapping writes to one table the second appended invalidates instead of patching.
+ * Either way, two ordered records that change one table are in commit order, and the log
+ * is not quiet while a turn is held. A turn that lapsed (its holder was paused past its
+ * time) makes its record unordered, never lost.
  */
 export interface WriteTurn {
   /** Gives the turn back unused (the write failed, or made no change). */
@@ -103,8 +108,9 @@ export interface ChangeLog {
    */
   claim?(name: string): Promise<boolean>;
   /**
-   * Takes the write turn (see `WriteTurn`), waiting while another node holds it. Resolves
-   * undefined when it cannot be had soon: the write's record is then unordered.
+   * Takes a write turn (see `WriteTurn`), waiting while another node holds it where turns
+   * are exclusive. Resolves undefined when it cannot be had soon: the write's record is
+   * then unordered.
    */
   turn(): Promise<WriteTurn | undefined>;
   /**

@@ -181,7 +181,7 @@ class RemoteTurn implements WriteTurn {
 let objects = 0;
 
 changeLogConformance("durable-object (lease mode, in workerd)", {
-  capabilities: { shared: true, turns: true, leaseMs: LEASE_MS, retain: RETAINED_RECORDS },
+  capabilities: { shared: true, turns: "exclusive", leaseMs: LEASE_MS, retain: RETAINED_RECORDS },
   async backend() {
     // Each test a log of its own: an object of its own name.
     const name = `log-${++objects}`;

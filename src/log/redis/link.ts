@@ -1,13 +1,6 @@
 import { rateLimited, type Warner } from "../../core/report.ts";
 import { duplicateClient, type RedisClient } from "../../stores/redis-connect.ts";
-import {
-  logKeys,
-  parseAck,
-  SCRIPTS,
-  type ScriptClient,
-  TURN_FREE,
-  withScripts,
-} from "./scripts.ts";
+import { logKeys, parseAck, SCRIPTS, type ScriptClient, withScripts } from "./scripts.ts";
 
 export const C = "redis-log";
 export const RETRY_MS = 50;
@@ -42,13 +35,11 @@ export class Link {
   readonly report: ReturnType<typeof rateLimited>;
   failures = 0;
   closed = false;
-  /** Turns given back so far: a writer that heard one while it asked asks again at once. */
-  turnsFreed = 0;
   /** Each node's last applied position heard, in the log it follows (see `acked`). */
   #acks = new Map<string, { log: string; seq: number; mark: number }>();
   /** Messages heard so far: an acknowledgement counts for a record only if heard after it was sent. */
   heard = 0;
-  #waiting = { turn: new Set<() => void>(), ack: new Set<() => void>() };
+  #waiting = new Set<() => void>();
   #subscriber: RedisClient;
 
   constructor(settings: Settings) {
@@ -76,11 +67,11 @@ export class Link {
     return ack?.log === log && ack.mark > after ? ack.seq : -1;
   }
 
-  /** Resolves when the turn is given back or, for "ack", a node acknowledges; or after `ms`. */
-  woken(what: "turn" | "ack", ms: number): Promise<void> {
+  /** Resolves when a node acknowledges (or leaves), or after `ms`. */
+  woken(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
-      const waiting = this.#waiting[what];
+      const waiting = this.#waiting;
       function done() {
         clearTimeout(timer);
         waiting.delete(done);
@@ -93,17 +84,11 @@ export class Link {
   /** Stops: whoever waits for a wake-up goes on (and finds the log closed). */
   close(): void {
     this.closed = true;
-    this.#wake("turn");
-    this.#wake("ack");
+    this.#wake();
     this.#subscriber.disconnect();
   }
 
   #heard(message: string): void {
-    if (message === TURN_FREE) {
-      this.turnsFreed++;
-      this.#wake("turn");
-      return;
-    }
     const ack = parseAck(message);
     this.heard++;
     if (ack) {
@@ -111,12 +96,12 @@ export class Link {
       this.#acks.set(ack.node, { ...ack, mark: this.heard });
       if (this.#acks.size > ACKS_KEPT) this.#acks.delete(this.#acks.keys().next().value!);
     }
-    this.#wake("ack");
+    this.#wake();
   }
 
-  #wake(what: "turn" | "ack"): void {
-    const waiting = [...this.#waiting[what]];
-    this.#waiting[what].clear();
+  #wake(): void {
+    const waiting = [...this.#waiting];
+    this.#waiting.clear();
     for (const wake of waiting) wake();
   }
 }

@@ -3,28 +3,26 @@ import type { RedisClient } from "../../stores/redis-connect.ts";
 /**
  * The Lua scripts of the Redis change log. Each runs atomically over the log's keys (all in
  * one hash slot, see `logKeys`), so every append, renewal and barrier sees one state.
- * KEYS: meta (id, head, created, stamp), stream, tables (each table's last change), nodes
- * (lease expiries), applied (each node's last applied seq), heads (the head each node saw
- * at its last renewal), turn (the write turn's token).
+ * KEYS: meta (id, head, created, stamp, last mark), stream, tables (each table's last
+ * change), nodes (lease expiries), applied (each node's last applied seq), heads (the head
+ * each node saw at its last renewal), turns (the write turns held, by expiry).
  */
 
 /** The log's keys under a deployment's prefix, in the order the scripts name them, and its wake-up channel. */
 export function logKeys(prefix: string): { keys: string[]; channel: string } {
   const base = `{${prefix}log}`;
-  const keys = ["meta", "stream", "tables", "nodes", "applied", "heads", "turn"].map(
+  const keys = ["meta", "stream", "tables", "nodes", "applied", "heads", "turns"].map(
     (k) => `${base}:${k}`,
   );
   return { keys, channel: `${base}:wake` };
 }
 
 /**
- * What the wake-up channel carries: `t` when the write turn is given back;
- * `a <log> <seq> <node>` when a node reports it applied the log up to seq (an
- * acknowledgement); `l <log> <node>` when a node leaves (it serves nothing from cache any
- * more, as if it had applied everything). Pub/sub only wakes: a message lost costs a
- * writer time (it asks Redis instead), never a stale read.
+ * What the wake-up channel carries: `a <log> <seq> <node>` when a node reports it applied
+ * the log up to seq (an acknowledgement); `l <log> <node>` when a node leaves (it serves
+ * nothing from cache any more, as if it had applied everything). Pub/sub only wakes: a
+ * message lost costs a writer time (it asks Redis instead), never a stale read.
  */
-export const TURN_FREE = "t";
 const ACK = "a";
 const LEFT = "l";
 
@@ -48,7 +46,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id = redis.call('HGET', KEYS[1], 'id')
 if not id then
   id = ARGV[1]
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
   redis.call('HSET', KEYS[1], 'id', id, 'created', now, 'seq', 0)
 end
 `;
@@ -76,9 +74,12 @@ end
 
 /**
  * A record, under the next gap-free seq; each table it changes remembers that seq (ARGV:
- * its mark, ops, retain, the writer's turn token or "", the wake-up channel, the writer's
- * node, the lease, tables). The record is ordered when its writer still holds the write
- * turn, which it gives back here. It carries its mark and the mark of the record before it
+ * its mark, ops, retain, the writer's turn or "", the wake-up channel, the writer's node,
+ * the lease, tables). The record is ordered when its writer still holds its turn (TURN)
+ * and none of its tables changed since the head the turn was taken at: then every record
+ * on those tables before it was committed before its write began, and none after it was
+ * (each of those took its turn after this one was appended, or is unordered itself). The
+ * turn is given back here. It carries its mark and the mark of the record before it
  * (`prev`), and the meta hash keeps the last mark: a node that applied another record
  * under a seq (the log went back and reused it) tells by the marks, not by the seq.
  * Returns the record's place, the previous mark and, in the same round trip, who the
@@ -87,36 +88,49 @@ end
  */
 const APPEND = `${PRELUDE}${BEHIND}
 local ordered = '0'
-if ARGV[4] ~= '' and redis.call('GET', KEYS[7]) == ARGV[4] then
-  ordered = '1'
-  redis.call('DEL', KEYS[7])
+if ARGV[4] ~= '' then
+  local held = redis.call('ZSCORE', KEYS[7], ARGV[4])
+  if held and tonumber(held) > now then
+    ordered = '1'
+    local since = tonumber(string.match(ARGV[4], '^%d+'))
+    for i = 8, #ARGV do
+      if tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0') > since then ordered = '0' end
+    end
+  end
+  redis.call('ZREM', KEYS[7], ARGV[4])
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local prev = redis.call('HGET', KEYS[1], 'last') or ''
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2], 'ordered', ordered, 'node', ARGV[6], 'mark', ARGV[1], 'prev', prev)
 redis.call('HSET', KEYS[1], 'last', ARGV[1])
 for i = 8, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
-if ordered == '1' then redis.call('PUBLISH', ARGV[5], '${TURN_FREE}') end
 local young, waiting = behind(seq, tonumber(ARGV[7]))
 return {id, seq, ordered, prev, young, waiting}
 `;
 
-/** The write turn, if no node holds it (ARGV: a token, the lease). */
-const TAKE = `
-return redis.call('SET', KEYS[7], ARGV[1], 'PX', ARGV[2], 'NX')
+/**
+ * A write turn, held from before a write's statement until its record is appended, for a
+ * lease at most (ARGV: a new log's id, the writer's token, the lease). Turns do not exclude
+ * each other: a writer never waits for another's. Returns the turn (the head it was taken
+ * at, then the token: APPEND reads the head back from it) and the log's id.
+ */
+const TURN = `${PRELUDE}
+local turn = redis.call('HGET', KEYS[1], 'seq') .. ' ' .. ARGV[2]
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
+redis.call('ZADD', KEYS[7], now + tonumber(ARGV[3]), turn)
+return {id, turn}
 `;
 
-/** The log's id and head, and whether a node holds the write turn. */
+/** The log's id and head, and how many write turns are held. */
 const QUIET = `
-return {redis.call('HGET', KEYS[1], 'id'), redis.call('HGET', KEYS[1], 'seq'), redis.call('EXISTS', KEYS[7])}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return {redis.call('HGET', KEYS[1], 'id'), redis.call('HGET', KEYS[1], 'seq'), redis.call('ZCOUNT', KEYS[7], '(' .. now, '+inf')}
 `;
 
-/** A write turn given back unused (ARGV: its token, the wake-up channel). */
+/** A write turn given back unused (ARGV: the turn). */
 const RELEASE = `
-if redis.call('GET', KEYS[7]) == ARGV[1] then
-  redis.call('DEL', KEYS[7])
-  redis.call('PUBLISH', ARGV[2], '${TURN_FREE}')
-end
+redis.call('ZREM', KEYS[7], ARGV[1])
 return 1
 `;
 
@@ -142,7 +156,7 @@ return {id, redis.call('HGET', KEYS[1], 'seq'), redis.call('HGETALL', KEYS[3]), 
  */
 const RESEAL_BODY = `
   id = ARGV[1]
-  redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+  redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7])
   redis.call('HSET', KEYS[1], 'id', id, 'created', now)
 `;
 
@@ -219,7 +233,7 @@ return 1
 
 const SOURCES = {
   ecAppend: APPEND,
-  ecTake: TAKE,
+  ecTurn: TURN,
   ecStart: START,
   ecRenew: RENEW,
   ecBarrier: BARRIER,

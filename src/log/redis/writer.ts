@@ -4,8 +4,6 @@ import { type ChangeOp, changedTables, type LogPosition, type WriteTurn } from "
 import type { RedisFollower, RenewReply } from "./follower.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";
 
-/** How often a writer waiting for the write turn asks again without a wake-up. */
-const TURN_POLL_MS = 10;
 /**
  * How long a writer waits for acknowledgements before it asks Redis who it still waits
  * for: what a lost wake-up (the subscriber reconnecting) costs at most.
@@ -54,40 +52,35 @@ export class RedisWriter {
   }
 
   /**
-   * The write turn is a key in Redis, set if absent with the lease's time to live: a node
-   * that stops (or pauses) holding it delays other writers for a lease at most, and a
-   * record appended after its turn lapsed is unordered (it invalidates, never patches).
-   * Waits a lease for it at most; then, or when Redis cannot be reached, the write goes
-   * without it.
+   * A write turn is a member of a set in Redis with the lease's time to live, taken in one
+   * round trip: turns do not exclude each other, so no writer waits for another (one far
+   * from Redis would hold every other writer up by its round trip). While a turn is held
+   * the log is not quiet. Its record is ordered if no record changed one of its tables
+   * since the turn was taken (scripts.ts, APPEND); otherwise, or if the turn lapsed (its
+   * holder was paused past a lease), it is unordered: it invalidates, never patches. When
+   * Redis cannot be reached the write goes without a turn.
    */
   async turn(): Promise<WriteTurn | undefined> {
     const link = this.#link;
     const token = `${link.node}:${randomId()}`;
-    const until = performance.now() + link.s.leaseMs;
-    while (!link.closed) {
-      const freed = link.turnsFreed;
-      try {
-        const taken = await link.client.ecTake(...link.keys, token, link.s.leaseMs);
-        if (taken === "OK") return new RedisTurn(token, () => this.#release(token));
-      } catch (err) {
-        link.failures++;
-        link.report(
-          "turn",
-          `[edgecache] [${C}] cannot take the write turn; writing unordered`,
-          err,
-        );
-        return undefined;
-      }
-      if (performance.now() >= until) return undefined;
-      // The holder publishes when it gives the turn back; the timer covers a lost message.
-      if (link.turnsFreed === freed) await link.woken("turn", TURN_POLL_MS);
+    try {
+      const [, turn] = (await link.client.ecTurn(
+        ...link.keys,
+        randomId(),
+        token,
+        link.s.leaseMs,
+      )) as [string, string];
+      return new RedisTurn(turn, () => this.#release(turn));
+    } catch (err) {
+      link.failures++;
+      link.report("turn", `[edgecache] [${C}] cannot take a write turn; writing unordered`, err);
+      return undefined;
     }
-    return undefined;
   }
 
-  #release(token: string): void {
+  #release(turn: string): void {
     const link = this.#link;
-    link.client.ecRelease(...link.keys, token, link.channel).catch((err: unknown) => {
+    link.client.ecRelease(...link.keys, turn).catch((err: unknown) => {
       link.failures++;
       link.report("turn", `[edgecache] [${C}] cannot give the write turn back`, err);
     });
@@ -261,7 +254,7 @@ export class RedisWriter {
           asking = undefined;
         });
       }
-      const wake = link.woken("ack", asking ? ASK_AGAIN_MS : askAt - now);
+      const wake = link.woken(asking ? ASK_AGAIN_MS : askAt - now);
       await (asking ? Promise.race([wake, asking]) : wake);
     }
   }

@@ -51,7 +51,7 @@ async function node(
   const calls: string[] = [];
   let hang = false;
   const c = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  for (const name of ["ecTake", "ecAppend", "ecBarrier", "ecRelease", "xrange"]) {
+  for (const name of ["ecTurn", "ecAppend", "ecBarrier", "ecRelease", "xrange"]) {
     const real = c[name]!.bind(client);
     c[name] = (...args: unknown[]) => {
       calls.push(name);
@@ -122,7 +122,7 @@ shared.describe("acknowledgements", () => {
     far.hangBarrier();
     far.calls.length = 0;
     await rename(far);
-    expect(far.calls).toEqual(["ecTake", "ecAppend"]);
+    expect(far.calls).toEqual(["ecTurn", "ecAppend"]);
     expect(near.cache.peek("user:1")).toBeUndefined();
     expect(near.cache.position.seq).toBe(far.cache.position.seq);
   });

@@ -15,7 +15,7 @@ const RETAIN = 100;
 
 shared.describe("the Redis change log on the shared Redis", () => {
   changeLogConformance("redis", {
-    capabilities: { shared: true, turns: true, leaseMs: LEASE_MS, retain: RETAIN },
+    capabilities: { shared: true, turns: "overlapping", leaseMs: LEASE_MS, retain: RETAIN },
     async backend() {
       // Each test its own prefix: a log of its own on the one server.
       const prefix = `edgecache-test:${randomId()}:`;
