@@ -254,10 +254,12 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     return found;
   };
 
-  // Writes take turns from their statement to their record, here and (through the log's
-  // write turn, see Cache.write) across nodes, so the log holds them in the order the
-  // database applied them: a patch must never apply an older row after a newer one. Only
-  // a write the change log can take is made at all.
+  // Writes take turns from their statement to their record's place in the log, here and
+  // (through the log's write turns, see Cache.write) across nodes, so the log holds them in
+  // the order the database applied them: a patch must never apply an older row after a
+  // newer one. The next write starts once the record has its place, not once every node
+  // acknowledged it: a node far from the others would hold its own writes up by that wait.
+  // Only a write the change log can take is made at all.
   let turn: Promise<unknown> = Promise.resolve();
   // With change capture, the database records this write too, under its mark; once the
   // write's own record is applied, those rows go (one write path: a write whose node dies
@@ -266,21 +268,28 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   const inTurn = <T>(
     write: (apply: (events: WriteEvent[]) => Promise<unknown>, options: WriteOptions) => Promise<T>,
   ) => {
+    let placed!: () => void;
+    const free = new Promise<void>((resolve) => {
+      placed = resolve;
+    });
     const work = () =>
-      cache.write((record) => {
-        const options: WriteOptions = capturing ? { capture: crypto.randomUUID() } : {};
-        // The row changes, plus whatever the database does beyond them (triggers and the like).
-        return write(async (events) => {
-          const applied = await record([
-            ...events,
-            ...(await source.effects(events[0]!.table, events[0]!.op)),
-          ]);
-          if (options.capture) await capturing?.recorded(options.capture);
-          return applied;
-        }, options);
-      });
+      cache.write(
+        (record) => {
+          const options: WriteOptions = capturing ? { capture: crypto.randomUUID() } : {};
+          // The row changes, plus whatever the database does beyond them (triggers and the like).
+          return write(async (events) => {
+            const applied = await record([
+              ...events,
+              ...(await source.effects(events[0]!.table, events[0]!.op)),
+            ]);
+            if (options.capture) await capturing?.recorded(options.capture);
+            return applied;
+          }, options);
+        },
+        { placed },
+      );
     const run = turn.then(work, work);
-    turn = run.catch(() => {});
+    turn = Promise.race([free, run.catch(() => {})]);
     return run;
   };
   // Every write that reaches this node's cache, made here or on another node.

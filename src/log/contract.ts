@@ -122,9 +122,11 @@ export interface ChangeLog {
    * Appends the ops as one record; resolves with its seq once this node has applied it and
    * every node that may serve from cache has applied it or lost its lease. With the turn
    * taken before the write, the record is ordered (if the turn still held), and the turn
-   * is given back.
+   * is given back. `placed` is called once the record has its place in the log, before
+   * the other nodes are heard from, where the log can tell (else not at all): a writer
+   * that keeps its own writes in order may start its next one then.
    */
-  append(ops: readonly ChangeOp[], turn?: WriteTurn): Promise<number>;
+  append(ops: readonly ChangeOp[], turn?: WriteTurn, placed?: () => void): Promise<number>;
   /**
    * The lease: whether this node has heard the log recently enough to serve from cache.
    * Synchronous and cheap: it is asked on every hit.

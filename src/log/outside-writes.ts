@@ -25,7 +25,7 @@ export function withOutsideWrites(log: ChangeLog, outside: OutsideWrites): Chang
     ...(log.claim && { claim: (name: string) => log.claim!(name) }),
     turn: () => log.turn(),
     follow: (follower) => log.follow(follower),
-    append: (ops, turn) => log.append(ops, turn),
+    append: (ops, turn, placed) => log.append(ops, turn, placed),
     trusted: () => log.trusted(),
     async quietSince(position) {
       if (!(await log.quietSince(position))) return false;

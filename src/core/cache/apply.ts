@@ -32,14 +32,15 @@ export class Applier {
   /**
    * Appends ops and collects what applying them did here: once this node's tiers are done,
    * or with `settled`, once the shared tiers are too (for a caller that stores into them
-   * next, or counts what they held).
+   * next, or counts what they held). `placed`: see `ChangeLog.append`.
    */
   async append(
     ops: readonly ChangeOp[],
     turn?: WriteTurn,
     settled = false,
+    placed?: () => void,
   ): Promise<WriteResult & { seq: number }> {
-    const seq = await this.#e.log.append(ops, turn);
+    const seq = await this.#e.log.append(ops, turn, placed);
     const results = this.#results.get(seq);
     this.#results.delete(seq);
     const result = await (settled ? results?.settled : results?.ready);

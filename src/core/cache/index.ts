@@ -554,6 +554,10 @@ export class Cache {
    * from `applyWrite` is ordered only on the in-process log). Fails with E_LOG_UNAVAILABLE,
    * before `make` runs, while the log cannot be reached.
    *
+   * `placed` is called once, as soon as the write's first record has its place in the log
+   * (before the other nodes are heard from, where the log can tell), or when the write
+   * ends: a caller that keeps its own writes in order (the data API) starts the next then.
+   *
    * @example
    * const row = await cache.write(async (record) => {
    *   const { old, row } = await db.updateUser(id, values); // committed
@@ -563,21 +567,31 @@ export class Cache {
    */
   async write<T>(
     make: (record: (events: readonly WriteEvent[]) => Promise<AppliedWrite>) => Promise<T>,
+    options: { placed?: () => void } = {},
   ): Promise<T> {
-    await this.writable();
-    const turn = await this.#e.log.turn();
-    let used = false;
+    let placed = options.placed;
+    const place = () => {
+      placed?.();
+      placed = undefined;
+    };
     try {
-      return await make(async (events) => {
-        // A second record of one write has no turn left: it is appended unordered.
-        const given = used ? undefined : turn;
-        used = true;
-        const ops = events.map((event) => ({ event }));
-        const { keys, fallback, patched } = await this.#e.applier.append(ops, given);
-        return { keys, fallback, patched };
-      });
+      await this.writable();
+      const turn = await this.#e.log.turn();
+      let used = false;
+      try {
+        return await make(async (events) => {
+          // A second record of one write has no turn left: it is appended unordered.
+          const given = used ? undefined : turn;
+          used = true;
+          const ops = events.map((event) => ({ event }));
+          const applied = await this.#e.applier.append(ops, given, false, place);
+          return { keys: applied.keys, fallback: applied.fallback, patched: applied.patched };
+        });
+      } finally {
+        if (!used) turn?.release();
+      }
     } finally {
-      if (!used) turn?.release();
+      place();
     }
   }
 

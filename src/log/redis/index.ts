@@ -129,8 +129,8 @@ export class RedisChangeLog implements ChangeLog {
     return this.#writer.quietSince(position);
   }
 
-  append(ops: readonly ChangeOp[], turn?: WriteTurn): Promise<number> {
-    return this.#writer.append(ops, turn);
+  append(ops: readonly ChangeOp[], turn?: WriteTurn, placed?: () => void): Promise<number> {
+    return this.#writer.append(ops, turn, placed);
   }
 
   async close(): Promise<void> {

@@ -109,7 +109,7 @@ export class RedisWriter {
     }
   }
 
-  async append(ops: readonly ChangeOp[], turn?: WriteTurn): Promise<number> {
+  async append(ops: readonly ChangeOp[], turn?: WriteTurn, placed?: () => void): Promise<number> {
     const link = this.#link;
     const deadline = performance.now() + link.s.appendTimeoutMs;
     let sent!: (reply: AppendReply) => void;
@@ -149,6 +149,7 @@ export class RedisWriter {
         "the write was made, but the change log could not be reached to record it; it is recorded once Redis answers again",
       );
     }
+    placed?.();
     const { log, seq, ordered, prev } = reply;
     const payload = outgoing.args[0]!;
     const { mark } = outgoing;
