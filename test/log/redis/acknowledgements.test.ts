@@ -118,6 +118,27 @@ shared.describe("acknowledgements", () => {
     expect(far.cache.position.seq).toBe(near.cache.position.seq);
   });
 
+  it("a write's record has its place (`placed`) before the far node is heard from, and once", async () => {
+    const { near, far } = await pair();
+    await cached(far, "user:1");
+    // What the far node held each time the write was placed.
+    const placed: { seq: number; cached: boolean }[] = [];
+    let seq = 0;
+    await near.cache.write(
+      async (record) => {
+        await record([userUpdate(1, "Lane", "Lana")]);
+        seq = near.cache.position.seq;
+      },
+      {
+        placed: () =>
+          placed.push({ seq: far.cache.position.seq, cached: !!far.cache.peek("user:1") }),
+      },
+    );
+    // Placed on the append's reply, while the record was still 20 ms from the far node.
+    expect(placed).toEqual([{ seq: seq - 1, cached: true }]);
+    expect(far.cache.peek("user:1")).toBeUndefined();
+  });
+
   it("a write through a far node sends its turn and its append, then hears the near node: nothing else", async () => {
     const { near, far } = await pair();
     await cached(near, "user:1");
