@@ -53,12 +53,16 @@ export class Entries {
   }
 
   /** Registers the entry and writes it into tiers [0, end). */
-  async store(key: string, entry: CacheEntry, end: number): Promise<void> {
-    await this.storeMany([{ key, entry }], end);
+  async store(key: string, entry: CacheEntry, end: number, only?: "local"): Promise<void> {
+    await this.storeMany([{ key, entry }], end, only);
   }
 
-  /** Registers the entries and writes them into tiers [0, end), a batch per tier. */
-  async storeMany(list: readonly { key: string; entry: CacheEntry }[], end: number): Promise<void> {
+  /** Registers the entries and writes them into tiers [0, end) (or `only` the local ones), a batch per tier. */
+  async storeMany(
+    list: readonly { key: string; entry: CacheEntry }[],
+    end: number,
+    only?: "local",
+  ): Promise<void> {
     for (const { key, entry } of list) {
       counted(
         entry,
@@ -68,7 +72,7 @@ export class Entries {
       // Registrations of entries that expired everywhere go now and then, not per request.
       if (++this.#stores % SWEEP_EVERY === 0) this.#e.index.sweep(this.#e.now());
     }
-    await this.storeIn(list, end);
+    await this.storeIn(list, end, only);
   }
 
   /** Counts a negative result against its quota; the least recently used past it goes. */
@@ -83,12 +87,16 @@ export class Entries {
   }
 
   /** Writes the entries into tiers [0, end): one batch per tier that has batches. */
-  async storeIn(list: readonly { key: string; entry: CacheEntry }[], end: number): Promise<void> {
+  async storeIn(
+    list: readonly { key: string; entry: CacheEntry }[],
+    end: number,
+    only?: "local" | "shared",
+  ): Promise<void> {
     const now = this.#e.now();
     const writes = list
       .map(({ key, entry }) => ({ key, entry, ttlMs: entry.staleUntil - now }))
       .filter((w) => w.ttlMs > 0);
-    await this.#e.tiers.set(writes, end);
+    await this.#e.tiers.set(writes, end, only);
   }
 
   /**

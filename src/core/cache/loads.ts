@@ -51,26 +51,48 @@ export class Loads {
     key: string,
     init: EntryInit,
     since: LogPosition,
-    options?: { memoryOnly?: boolean; exact?: boolean },
+    options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean },
   ): Promise<{ entry: CacheEntry; stored: boolean }> {
     const entry = await this.#e.entries.build(init, since);
     if (init.cacheable === false || !this.#e.log.trusted()) return { entry, stored: false };
     // Only patches care whether the load saw the source exactly at `since` (see patch).
-    const exact =
-      options?.exact ?? (this.#e.log.shared && this.#e.hooks.patch && (await this.quiet(since)));
-    if (exact) entry.exact = true;
+    // Asking a shared log costs a round trip: with `later`, the entry is served and kept
+    // as not exact (the stricter rules) until the answer comes.
+    const asks = options?.exact === undefined && this.#e.log.shared && !!this.#e.hooks.patch;
+    const quiet = asks ? this.quiet(since) : Promise.resolve(options?.exact === true);
+    if (!options?.later && (await quiet)) entry.exact = true;
     if (this.#e.fence.conflicts(since, key, entry)) {
       this.#e.counters.fenced++;
       return { entry, stored: false };
     }
-    await this.#e.entries.store(key, entry, options?.memoryOnly ? 1 : this.#e.end(init.tiers));
+    const end = options?.memoryOnly ? 1 : this.#e.end(init.tiers);
+    await this.#e.entries.store(key, entry, end, options?.later ? "local" : undefined);
     // A write may have landed while the tiers were being written: check once more.
     if (this.#e.fence.conflicts(since, key, entry)) {
       this.#e.counters.fenced++;
       await this.#e.entries.remove(new Set([key]));
       return { entry, stored: false };
     }
+    if (options?.later) this.#e.background.run(this.#share(key, entry, since, end, quiet));
     return { entry, stored: true };
+  }
+
+  /**
+   * The rest of a `later` store, once the answer has been sent: the entry becomes exact if
+   * the log was quiet, and goes into the shared tiers (unless a change concerned it
+   * meanwhile: nodes reading it there check it against the log all the same).
+   */
+  async #share(
+    key: string,
+    entry: CacheEntry,
+    since: LogPosition,
+    end: number,
+    quiet: Promise<boolean>,
+  ): Promise<void> {
+    if (await quiet) entry.exact = true;
+    if (this.#e.fence.conflicts(since, key, entry)) return;
+    await this.#e.entries.storeIn([{ key, entry }], end, "shared");
+    if (this.#e.fence.conflicts(since, key, entry)) await this.#e.tiers.deleteShared([key]);
   }
 
   async quiet(since: LogPosition): Promise<boolean> {
@@ -169,7 +191,8 @@ export class Loads {
       if (stale) return { entry: stale.entry, status: "stale", tier: stale.tier };
       throw err;
     }
-    const { entry, stored } = await this.storeLoaded(key, init, since);
+    // The answer does not wait for the shared tiers or the log's word on exactness.
+    const { entry, stored } = await this.storeLoaded(key, init, since, { later: true });
     return { entry, status: "miss", stored };
   }
 }

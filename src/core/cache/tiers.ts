@@ -95,10 +95,12 @@ export class TierStack {
   async set(
     writes: readonly { key: string; entry: CacheEntry; ttlMs: number }[],
     end: number,
+    only?: "local" | "shared",
   ): Promise<void> {
     if (writes.length === 0) return;
     await Promise.all(
       this.list.slice(0, end).map(async (tier, i) => {
+        if (only !== undefined && (only === "shared") !== (tier.shared === true)) return;
         try {
           if (writes.length > 1 && isBatch(tier)) await tier.setMany(writes);
           else await Promise.all(writes.map((w) => tier.set(w.key, w.entry, w.ttlMs)));
