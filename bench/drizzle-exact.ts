@@ -14,6 +14,7 @@
  *
  * Flags: --users n, --orders n, --requests n, --connections n, --ratios 0.05,0.1, --seed n,
  * --drivers libsql,postgres-js, --modes capture,tables,table-keyed, --around-every n,
+ * --pg-text-order collate-c|plain (PostgreSQL reads order text `collate "C"` or plainly),
  * --pg postgres://..., --out path, --quick.
  */
 import { cpus } from "node:os";
@@ -34,6 +35,7 @@ const options = readFlags(() => {
       drivers: { type: "string", default: DRIVERS.join(",") },
       modes: { type: "string", default: MODES.join(",") },
       "around-every": { type: "string", default: "2" },
+      "pg-text-order": { type: "string", default: "collate-c" },
       pg: { type: "string", default: "postgres://postgres@127.0.0.1:5432/test" },
     },
   });
@@ -43,7 +45,12 @@ const options = readFlags(() => {
         fail(`--${name}: expected some of ${known.join(", ")}, got ${x}`);
       return x as T;
     });
+  const order = values["pg-text-order"];
+  if (order !== "collate-c" && order !== "plain") {
+    fail(`--pg-text-order: expected collate-c or plain, got ${order}`);
+  }
   return {
+    pgCollateC: order === "collate-c",
     ...readSmallWorkloadFlags(values, { quick: "2000", full: "10000" }),
     drivers: some<Driver>("drivers", values.drivers, DRIVERS),
     modes: some<Mode>("modes", values.modes, MODES),
@@ -151,6 +158,8 @@ bench:workload's data and request sequences (${options.users.toLocaleString("en-
 - **edgecache, table level**: the same with \`withTransactions(db, { capture: false })\` and no capture: a mutation through Drizzle empties its tables.
 - **Upstash-style**: a model of drizzle-orm's Upstash cache in memory (bench/drizzle-exact/table-keyed-cache.ts, a subclass of drizzle-orm's \`Cache\`): results keyed by the query's hash, a mutation through Drizzle deletes every cached query of its tables; no TTL (its best case), no write fence.
 
+${options.pgCollateC ? 'On PostgreSQL, reads order text columns `collate "C"`, as docs/guides/drizzle.md advises (PostgreSQL orders text by its collation; the planner follows a text order by code point only): `--pg-text-order plain` measures the plain form.' : "On PostgreSQL, reads order text columns plainly (`--pg-text-order plain`): the planner cannot follow such an order, so those windows are dropped (widened `collation`)."}
+
 The two baselines never hear of a write made around the ORM, nor of the orders a user's delete cascades to: their stale reads are what that costs, not a fault of the bench.
 
 ${table(records)}
@@ -160,7 +169,7 @@ ${table(records)}
 - **stale reads**: reads the workload's oracle (bench/workload/oracle.ts) found stale: a row older than a write acknowledged before the read began, a deleted row, a 404 for a row that existed, a list missing a row it should show. A write through Drizzle is acknowledged when it returns, one around it when committed and, under capture, once \`cache.catchUp()\` says capture has applied it.
 - **DB statements / request**: statements the application sent during the sequence (selects on a miss, writes through Drizzle, and the writes around the ORM), per request; **+ capture's**: capture's own statements on the application's client (reading and deleting its change table, reading the catalog every second): all of them on libSQL; on postgres.js only the catalog's, since it drains its change table on a connection of its own.
 
-How edgecache registered the selects (warming and sequence; \`getStats().registrations\`):
+How edgecache registered the selects (warming and sequence; \`getStats().registrations\`), and which reads missed. The data API (bench:workload) patches a cached response in place after a write (src/app/patch.ts); edgecache/drizzle removes it, and the next read runs the query: a page that an insert shifts (every order insert reaches the first page of its status; a user's insert or new lastName shifts the sorted pages after it) and an item whose row changed miss once each.
 
 ${registrations(records).join("\n")}
 

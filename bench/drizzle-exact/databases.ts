@@ -9,6 +9,7 @@ import { copyFileSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { createClient } from "@libsql/client";
+import { type AnyColumn, type SQLWrapper, sql } from "drizzle-orm";
 import type { Cache } from "drizzle-orm/cache/core";
 import { drizzle as drizzleLibsql } from "drizzle-orm/libsql";
 import {
@@ -45,6 +46,12 @@ export interface BenchDatabase {
   app(cache: Cache | undefined, counter: StatementCounter): AnyDb;
   /** Straight SQL on another connection (`?` placeholders), counted. */
   around(sql: string, params: unknown[], counter: StatementCounter): Promise<void>;
+  /**
+   * What a read orders by for `column`: the column, or on PostgreSQL with `collateC` a text
+   * column `collate "C"` (docs/guides/drizzle.md: PostgreSQL orders text by its collation,
+   * and the planner follows a text order only by code point).
+   */
+  orderKey(column: AnyTable): AnyColumn | SQLWrapper;
   /** An uncached Drizzle database for the oracle's fresh reads (not counted). */
   fresh: AnyDb;
   /** Installs change capture on both tables, as `npx edgecache capture install` does. */
@@ -98,6 +105,7 @@ export async function libsqlDatabase(template: string, name: string): Promise<Be
     users,
     orders,
     app: (cache, counter) => drizzleLibsql(open(counter), cache ? { cache } : {}),
+    orderKey: (column) => column,
     async around(sql, params, counter) {
       counter.count(sql);
       await side.execute({ sql, args: params as never[] });
@@ -122,6 +130,7 @@ export async function postgresJsDatabase(
   url: string,
   name: string,
   size: { users: number; orders: number; seed: number },
+  collateC: boolean,
 ): Promise<BenchDatabase> {
   const schemaName =
     `ec_dexact_${process.pid}_${name.replaceAll(/[^a-z0-9]/gi, "_")}`.toLowerCase();
@@ -170,11 +179,13 @@ export async function postgresJsDatabase(
       }) as typeof unsafe;
       return drizzlePostgresJs(c, cache ? { cache } : {});
     },
-    async around(sql, params, counter) {
-      counter.count(sql);
+    orderKey: (column) =>
+      collateC && column.columnType === "PgText" ? sql`${column} collate "C"` : column,
+    async around(text, params, counter) {
+      counter.count(text);
       let n = 0;
       await side.unsafe(
-        sql.replaceAll("?", () => `$${++n}`),
+        text.replaceAll("?", () => `$${++n}`),
         params as never[],
       );
     },

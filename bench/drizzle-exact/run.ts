@@ -52,6 +52,8 @@ export interface ExactOptions {
   modes: readonly Mode[];
   /** PostgreSQL URL (the database the postgres-js runs make their schemas in). */
   pg: string;
+  /** PostgreSQL reads order text `collate "C"`, as docs/guides/drizzle.md advises. */
+  pgCollateC: boolean;
   /** One write in this many is made around the ORM (2: half). */
   aroundEvery: number;
   log?: (line: string) => void;
@@ -109,7 +111,7 @@ export async function runDrizzleExact(options: ExactOptions): Promise<ExactRecor
         const db =
           driver === "libsql"
             ? await libsqlDatabase(template, name)
-            : await postgresJsDatabase(options.pg, name, options);
+            : await postgresJsDatabase(options.pg, name, options, options.pgCollateC);
         try {
           const record = await runOne(db, mode, writeRatio, ops, data, options);
           records.push(record);
@@ -347,7 +349,10 @@ async function read(
   const f = spec.filter;
   const where =
     f && (f.op === "eq" ? eq(table[f.column], f.value) : like(table[f.column], `${f.value}%`));
-  const order = spec.sort.map((s) => (s.desc ? desc(table[s.column]) : asc(table[s.column])));
+  const order = spec.sort.map((s) => {
+    const key = db.orderKey(table[s.column]);
+    return s.desc ? desc(key) : asc(key);
+  });
   const rows: Row[] = await app
     .select()
     .from(table)

@@ -22,6 +22,7 @@ const tiny = (drivers: Driver[], modes: Mode[]): ExactOptions => ({
   modes,
   pg: pg.url,
   aroundEvery: 2,
+  pgCollateC: true,
 });
 
 function expectExact(records: Awaited<ReturnType<typeof runDrizzleExact>>): void {
