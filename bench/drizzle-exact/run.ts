@@ -178,7 +178,7 @@ async function open(db: BenchDatabase, mode: Mode, counter: StatementCounter): P
 }
 
 /** Capture's own statements: its change table and the catalog it reads. */
-const CAPTURE_SQL = /edgecache|sqlite_master|pragma_table_info|pg_trigger/i;
+const CAPTURE_SQL = /edgecache|sqlite_master|pragma_table_info|data_version|pg_trigger/i;
 
 /**
  * Counts statements in all (the application's and capture's apart) and, through
