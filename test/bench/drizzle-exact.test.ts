@@ -12,9 +12,9 @@ const pg = await requirePostgres();
  * awake.
  */
 const tiny = (drivers: Driver[], modes: Mode[]): ExactOptions => ({
-  users: 200,
-  orders: 800,
-  requests: 1000,
+  users: 150,
+  orders: 600,
+  requests: 800,
   writeRatios: [0.05],
   connections: 4,
   seed: 3,
