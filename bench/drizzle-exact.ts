@@ -1,0 +1,186 @@
+/**
+ * The workload benchmark's data and request sequences through Drizzle, on libSQL (a file)
+ * and postgres.js (a schema of its own in the local PostgreSQL), with every other write
+ * made around the ORM (straight SQL on another connection): hit rate, entries kept per
+ * write, stale reads and database statements per request of edgecache/drizzle following
+ * change capture, against its table-level mode and an Upstash-style Drizzle cache
+ * (bench/drizzle-exact/table-keyed-cache.ts), in the same run on the same sequences.
+ *
+ *   npm run bench:drizzle-exact              # 2,000 users, 10,000 orders, 10,000 requests
+ *   npm run bench:drizzle-exact -- --quick   # 2,000 requests
+ *
+ * Writes `<out>.json` and `<out>.md` (default bench/results/drizzle-exact). Exits 1 if
+ * edgecache following capture read anything stale.
+ *
+ * Flags: --users n, --orders n, --requests n, --connections n, --ratios 0.05,0.1, --seed n,
+ * --drivers libsql,postgres-js, --modes capture,tables,table-keyed, --around-every n,
+ * --pg-text-order collate-c|plain (PostgreSQL reads order text `collate "C"` or plainly),
+ * --pg postgres://..., --out path, --quick.
+ */
+import { cpus } from "node:os";
+import { parseArgs } from "node:util";
+import { DRIVERS, type Driver } from "./drizzle-exact/databases.ts";
+import { type ExactRecord, MODES, type Mode, runDrizzleExact } from "./drizzle-exact/run.ts";
+import { describeCode, gitState, writeResults } from "./lib/results.ts";
+import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
+import { readSmallWorkloadFlags, workloadFlags } from "./workload/flags.ts";
+import { pctLabel } from "./workload/workload.ts";
+
+const TARGETS = { hitRateAt5: 0.95, hitRateAt10: 0.9, kept: 0.99 };
+
+const options = readFlags(() => {
+  const { values } = parseArgs({
+    options: {
+      ...workloadFlags({ ratios: "0.05,0.1", out: "bench/results/drizzle-exact" }),
+      drivers: { type: "string", default: DRIVERS.join(",") },
+      modes: { type: "string", default: MODES.join(",") },
+      "around-every": { type: "string", default: "2" },
+      "pg-text-order": { type: "string", default: "collate-c" },
+      pg: { type: "string", default: "postgres://postgres@127.0.0.1:5432/test" },
+    },
+  });
+  const some = <T extends string>(name: string, given: string, known: readonly T[]): T[] =>
+    given.split(",").map((x) => {
+      if (!known.includes(x as T))
+        fail(`--${name}: expected some of ${known.join(", ")}, got ${x}`);
+      return x as T;
+    });
+  const order = values["pg-text-order"];
+  if (order !== "collate-c" && order !== "plain") {
+    fail(`--pg-text-order: expected collate-c or plain, got ${order}`);
+  }
+  return {
+    pgCollateC: order === "collate-c",
+    ...readSmallWorkloadFlags(values, { quick: "2000", full: "10000" }),
+    drivers: some<Driver>("drivers", values.drivers, DRIVERS),
+    modes: some<Mode>("modes", values.modes, MODES),
+    aroundEvery: positiveInt("around-every", values["around-every"]),
+    pg: values.pg,
+    out: values.out,
+    log: (line: string) => console.log(line),
+  };
+});
+
+const NAMES: Record<Mode, string> = {
+  capture: "edgecache, capture",
+  tables: "edgecache, table level",
+  "table-keyed": "Upstash-style",
+};
+
+const command = commandLine("bench:drizzle-exact");
+const started = Date.now();
+const records = await runDrizzleExact(options);
+const seconds = Math.round((Date.now() - started) / 1000);
+const git = gitState();
+const json = {
+  date: new Date(started).toISOString(),
+  command,
+  git,
+  node: process.version,
+  cpus: cpus().length,
+  seconds,
+  options: { ...options, log: undefined },
+  records,
+};
+const path = writeResults(options.out, json, markdown(records));
+console.log(`\n${table(records)}\n\nwrote ${path}.json and .md in ${seconds} s`);
+for (const r of records.filter((r) => r.staleSamples.length > 0).slice(0, 6)) {
+  console.log(
+    `stale under ${r.driver} ${r.mode} at ${pctLabel(r.writeRatio)}:`,
+    JSON.stringify(r.staleSamples[0]),
+  );
+}
+if (records.some((r) => r.mode === "capture" && r.staleReads > 0)) {
+  console.error("[bench] edgecache following capture read stale; see above");
+  process.exitCode = 1;
+}
+
+function pct(x: number, digits = 1): string {
+  return `${(x * 100).toFixed(digits)}%`;
+}
+
+function table(records: ExactRecord[]): string {
+  const rows = records.map(
+    (r) =>
+      `| ${r.driver} | ${pctLabel(r.writeRatio)} | ${NAMES[r.mode]} | ${pct(r.hitRate)} | ${pct(r.entriesKeptPerWrite, 2)} (${r.removedPerWrite} of ${r.entriesMean}) | ${r.staleReads} of ${r.reads} | ${r.dbQueriesPerRequest.toFixed(3)} + ${r.captureQueriesPerRequest.toFixed(3)} | ${r.writes} (${r.aroundWrites} around) | ${r.errors} |`,
+  );
+  return [
+    "| driver | writes | cache | hit rate | entries kept per write (removed of cached) | stale reads | DB statements / request (+ capture's) | writes | errors |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ...rows,
+  ].join("\n");
+}
+
+function registrations(records: ExactRecord[]): string[] {
+  return records
+    .filter((r) => r.registrations)
+    .map((r) => {
+      const g = r.registrations!;
+      const reasons = Object.entries(g.reasons)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ");
+      const misses = Object.entries(r.missesByKind)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ");
+      return `- ${r.driver}, ${pctLabel(r.writeRatio)}, ${NAMES[r.mode]}: ${g.exact} exact, ${g.widened} widened, ${g.table} at table level${reasons ? ` (${reasons})` : ""}${r.captureLagP99 !== undefined ? `; capture lag p99 ${r.captureLagP99} ms` : ""}; ${r.fenced ?? 0} results fenced; misses by read: ${misses}`;
+    });
+}
+
+function targetLines(records: ExactRecord[]): string[] {
+  return options.drivers.map((driver) => {
+    const mine = records.filter((r) => r.driver === driver && r.mode === "capture");
+    const stale = mine.reduce((n, r) => n + r.staleReads, 0);
+    const parts = [`stale reads ${stale} (${stale === 0 ? "met" : "MISSED"})`];
+    const check = (name: string, value: number, target: number) =>
+      `${name} ${pct(value, 2)} (${value >= target ? "met" : "MISSED"})`;
+    const five = mine.find((r) => r.writeRatio === 0.05);
+    const ten = mine.find((r) => r.writeRatio === 0.1);
+    if (five) parts.push(check("hit rate at 5%", five.hitRate, TARGETS.hitRateAt5));
+    if (ten) parts.push(check("hit rate at 10%", ten.hitRate, TARGETS.hitRateAt10));
+    for (const r of mine) {
+      parts.push(
+        check(`kept per write at ${pctLabel(r.writeRatio)}`, r.entriesKeptPerWrite, TARGETS.kept),
+      );
+    }
+    return `- **${driver}**: ${parts.join("; ")}.`;
+  });
+}
+
+function markdown(records: ExactRecord[]): string {
+  return `# Drizzle, exact: the workload through Drizzle, with writes around the ORM
+
+${new Date(started).toISOString()}, ${describeCode(git)}. Node ${process.version}, ${cpus().length} CPUs shared with other work. ${seconds} s in all.
+
+bench:workload's data and request sequences (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders, ${options.requests.toLocaleString("en-US")} requests per run, seed ${options.seed}) made as Drizzle queries in one process by ${options.connections} concurrent callers, on libSQL (a file) and postgres.js (a schema of its own in the local PostgreSQL). One write in ${options.aroundEvery} (updates, inserts and deletes alike) is made around the ORM: straight SQL on another connection. Each cache is warmed with every read of its sequence once; each run starts from a fresh copy of the data.
+
+- **edgecache, capture**: \`withTransactions(drizzle(client, { cache: drizzleCache({ tiers: [memoryStore()], strategy: "all" }) }))\` with capture installed (\`npx edgecache capture install\`): reads register their rows, predicates and windows from their SQL; every change, through Drizzle or around it, reaches the planner with its rows.
+- **edgecache, table level**: the same with \`withTransactions(db, { capture: false })\` and no capture: a mutation through Drizzle empties its tables.
+- **Upstash-style**: a model of drizzle-orm's Upstash cache in memory (bench/drizzle-exact/table-keyed-cache.ts, a subclass of drizzle-orm's \`Cache\`): results keyed by the query's hash, a mutation through Drizzle deletes every cached query of its tables; no TTL (its best case), no write fence.
+
+${options.pgCollateC ? 'On PostgreSQL, reads order text columns `collate "C"`, as docs/guides/drizzle.md advises (PostgreSQL orders text by its collation; the planner follows a text order by code point only): `--pg-text-order plain` measures the plain form.' : "On PostgreSQL, reads order text columns plainly (`--pg-text-order plain`): the planner cannot follow such an order, so those windows are dropped (widened `collation`)."}
+
+The two baselines never hear of a write made around the ORM, nor of the orders a user's delete cascades to: their stale reads are what that costs, not a fault of the bench.
+
+${table(records)}
+
+- **hit rate**: reads that sent no statement to the database (the join views are two selects: the user or users, then their orders by \`userId\`).
+- **entries kept per write**: 1 - entries removed during the sequence / entries cached at each write's start, summed over writes.
+- **stale reads**: reads the workload's oracle (bench/workload/oracle.ts) found stale: a row older than a write acknowledged before the read began, a deleted row, a 404 for a row that existed, a list missing a row it should show. A write through Drizzle is acknowledged when it returns, one around it when committed and, under capture, once \`cache.catchUp()\` says capture has applied it.
+- **DB statements / request**: statements the application sent during the sequence (selects on a miss, writes through Drizzle, and the writes around the ORM), per request; **+ capture's**: capture's own statements on the application's client (SQLite's \`PRAGMA data_version\` that tells it of a commit, reading and deleting its change table, reading the catalog every second): all of them on libSQL; on postgres.js only the catalog's, since it drains its change table on a connection of its own.
+
+How edgecache registered the selects (warming and sequence; \`getStats().registrations\`), and which reads missed. The data API (bench:workload) patches a cached response in place after a write (src/app/patch.ts); edgecache/drizzle removes it, and the next read runs the query: a page that an insert shifts (every order insert reaches the first page of its status; a user's insert or new lastName shifts the sorted pages after it) and an item whose row changed miss once each.
+
+${registrations(records).join("\n")}
+
+Targets (issue #28) for edgecache following capture: 0 stale; hit rate ≥ ${pct(TARGETS.hitRateAt5, 0)} at 5% writes and ≥ ${pct(TARGETS.hitRateAt10, 0)} at 10%; entries kept per write ≥ ${pct(TARGETS.kept, 0)}.
+
+${targetLines(records).join("\n")}
+
+Command:
+
+\`\`\`sh
+${command}
+\`\`\`
+`;
+}
