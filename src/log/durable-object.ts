@@ -511,7 +511,14 @@ export class ChangeLogHost {
     const applied = body.log === this.#s.log ? Number(body.applied) || 0 : 0;
     if (leaseMs > 0) {
       const push = optionalString(body.push);
-      this.#members.set(node, { applied, until: Date.now() + leaseMs, push });
+      // A report sent before a push was answered must not take back what the answer told:
+      // the barrier would wait out the lease for records the member holds.
+      const known = body.log === this.#s.log ? (this.#members.get(node)?.applied ?? 0) : 0;
+      this.#members.set(node, {
+        applied: Math.max(applied, known),
+        until: Date.now() + leaseMs,
+        push,
+      });
       if (leaseMs > this.#s.longestLease) {
         this.#s = { ...this.#s, longestLease: leaseMs };
         void this.#state.storage.put({ state: this.#s });
