@@ -39,9 +39,6 @@ export class FollowerHost {
   #records = new Map<number, ChangeRecord>();
   #trustedUntil = Number.NEGATIVE_INFINITY;
   #renewing: Promise<void> | undefined;
-  #renewals = 0;
-  #failures = 0;
-  #unknowns = 0;
 
   /** `reach`: calls another object of the namespace (the log's object). */
   constructor(reach: ReachObject) {
@@ -56,14 +53,6 @@ export class FollowerHost {
       case "push":
         this.#take(body as unknown as SyncReply);
         return Response.json({ log: this.#held.log, applied: this.#held.head });
-      case "stats":
-        return Response.json({
-          trusted: Date.now() < this.#trustedUntil,
-          head: this.#held.head,
-          renewals: this.#renewals,
-          failures: this.#failures,
-          unknowns: this.#unknowns,
-        });
       default:
         return new Response(`no follower op ${op}`, { status: 404 });
     }
@@ -84,7 +73,6 @@ export class FollowerHost {
     const now = Date.now();
     if (now >= this.#trustedUntil - this.#leaseMs / 2) void this.#renew();
     if (now >= this.#trustedUntil) {
-      this.#unknowns++;
       return { unknown: true };
     }
     return since(this.#held, this.#records, body);
@@ -105,10 +93,9 @@ export class FollowerHost {
         })) as SyncReply;
         // The copy holds the reply's records before it is trusted on their account.
         this.#take(reply);
-        this.#renewals++;
         this.#trustedUntil = Math.max(this.#trustedUntil, sent + this.#leaseMs - LEASE_MARGIN_MS);
       } catch {
-        this.#failures++;
+        // Out of reach: the lease runs out, and the next sync in its second half tries again.
       } finally {
         this.#renewing = undefined;
       }

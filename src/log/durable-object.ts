@@ -131,7 +131,6 @@ export class DurableChangeLog implements ChangeLog {
   /** Follower mode: the region's follower object, and where to create it. */
   #followerName: string | undefined;
   #hint: string | undefined;
-  #unknowns = 0;
   #follower: LogFollower | undefined;
   #log = "";
   #applied = 0;
@@ -175,11 +174,6 @@ export class DurableChangeLog implements ChangeLog {
       this.#followerName = `${name}@${region}`;
       this.#hint = LOCATION_HINTS.includes(region!) ? region : undefined;
     }
-  }
-
-  /** Follower mode: syncs its follower answered "unknown" (its lease lapsed) so far. */
-  get unknowns(): number {
-    return this.#unknowns;
   }
 
   get failures(): number {
@@ -253,7 +247,6 @@ export class DurableChangeLog implements ChangeLog {
     if ("unknown" in reply) {
       // The follower may lack acknowledged writes (its lease lapsed): ask the log's object,
       // as strict mode does. Out of its reach too, the request reads around the cache.
-      this.#unknowns++;
       this.#trustedUntil = Number.NEGATIVE_INFINITY;
       return this.#sync();
     }
@@ -443,7 +436,6 @@ export class ChangeLogHost {
   /** Until when leases granted before a restart may still be held. */
   #graceUntil = 0;
   #reach: ReachObject | undefined;
-  #pushFailures = 0;
 
   /** `reach`: calls another object of the namespace (pushes to followers). */
   constructor(state: DurableObjectStateLike, reach?: ReachObject) {
@@ -551,11 +543,6 @@ export class ChangeLogHost {
     return { ...this.#since(body), seq };
   }
 
-  /** Pushes failed so far (a follower out of reach: its lease runs out, then it is dropped). */
-  get pushFailures(): number {
-    return this.#pushFailures;
-  }
-
   /**
    * Sends every follower holding a lease the records it has not reported; its answer (what
    * it now holds) moves the barrier. A follower that does not answer is waited for until its
@@ -578,9 +565,8 @@ export class ChangeLogHost {
           current.applied = applied;
           this.#wakeAll();
         },
-        () => {
-          this.#pushFailures++;
-        },
+        // Out of reach: the barrier waits out its lease, then drops it.
+        () => {},
       );
     }
   }
