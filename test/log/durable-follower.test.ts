@@ -1,7 +1,12 @@
 import { describe, expect, it } from "vitest";
 import type { ChangeOp, ChangeRecord } from "../../src/log/contract.ts";
 import { FollowerHost } from "../../src/log/durable-follower.ts";
-import { ChangeLogHost, type DurableObjectStateLike } from "../../src/log/durable-object.ts";
+import {
+  ChangeLogHost,
+  DurableChangeLog,
+  type DurableObjectNamespaceLike,
+  type DurableObjectStateLike,
+} from "../../src/log/durable-object.ts";
 import { until } from "../helpers/cluster.ts";
 
 // The log's object and a regional follower, wired to each other in one process (their
@@ -105,4 +110,31 @@ describe("regional follower of the Durable Object log", () => {
     const next = await append([op(8)]);
     expect((await sync(seq, joined.log)).records?.map((r) => r.seq)).toEqual([next]);
   });
+});
+
+describe("an isolate whose sync fails", () => {
+  it.each(["strict", "follower"] as const)(
+    "%s mode: is not trusted until it hears the log again (a write may have been acknowledged meanwhile)",
+    async (mode) => {
+      const link = { up: true };
+      const namespace: DurableObjectNamespaceLike = {
+        idFromName: (name) => name,
+        get: () => ({
+          fetch: async () => {
+            if (!link.up) throw new Error("cut");
+            return Response.json({ log: "l", head: 0, records: [] });
+          },
+        }),
+      };
+      const log = new DurableChangeLog({ namespace, mode, region: "far" });
+      await log.sync();
+      expect(log.trusted()).toBe(true);
+      link.up = false;
+      await expect(log.sync()).rejects.toThrow(/sync failed/);
+      expect(log.trusted()).toBe(false);
+      link.up = true;
+      await log.sync();
+      expect(log.trusted()).toBe(true);
+    },
+  );
 });
