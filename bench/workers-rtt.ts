@@ -11,7 +11,7 @@ import type { InitialData } from "./workload/generate.ts";
 import { Client, runSequence } from "./workload/run.ts";
 import { pctLabel, quantile, round, sequences } from "./workload/workload.ts";
 
-export type Mode = "strict" | "lease";
+export type Mode = "strict" | "lease" | "follower";
 
 export interface RttOptions {
   rtts: number[];
@@ -27,7 +27,7 @@ export interface RttOptions {
   out: string;
 }
 
-type Calls = { object: number; primary: number; replica: number; kv: number };
+type Calls = { object: number; follower: number; primary: number; replica: number; kv: number };
 
 interface RttRecord extends WorkersRun {
   /** Round trip to the Durable Object and D1's primary, ms (0: the baseline). */
@@ -70,6 +70,7 @@ async function alone(
     p50Ms: ms(latencies, 0.5),
     calls: {
       object: each("object"),
+      follower: each("follower"),
       primary: each("primary"),
       replica: each("replica"),
       kv: each("kv"),
@@ -97,7 +98,12 @@ export async function runAtDistance(
         const w = await startEdgecacheWorkers({
           names: [name],
           mode,
-          distance: { [name]: { object: rtt, primary: rtt, replica: near, kv: near } },
+          distance: {
+            [name]: { object: rtt, primary: rtt, replica: near, kv: near, follower: near },
+          },
+          // Follower mode: the location's follower is `near` its isolate and `rtt` from the object.
+          regions: { [name]: "here" },
+          regionRtt: { here: rtt },
           options: { readReplicas: options.replicas },
           directSockets: true,
         });
@@ -157,6 +163,7 @@ export async function runAtDistance(
               requestsPerSecond: round(o.requests / (o.elapsedMs / 1000), 1),
               callsPerRequest: {
                 object: per("object"),
+                follower: per("follower"),
                 primary: per("primary"),
                 replica: per("replica"),
                 kv: per("kv"),
@@ -218,23 +225,24 @@ function tableOf(records: RttRecord[]): string {
     );
     const x = (a: number, b: number | undefined) => (b ? `${(a / b).toFixed(1)}x` : "");
     const c = r.callsPerRequest;
-    return `| ${pctLabel(r.writeRatio)} | ${r.mode} | ${r.rttMs} | ${(r.hitRate * 100).toFixed(1)}% | ${r.staleReads} | ${r.hitP50Ms} / ${r.hitP99Ms} | ${r.missP50Ms} / ${r.missP99Ms} | ${r.writeP50Ms} / ${r.writeP99Ms} | ${x(r.hitP50Ms, base?.hitP50Ms)} | ${x(r.writeP50Ms, base?.writeP50Ms)} | ${c.object} / ${c.primary} / ${c.replica} / ${c.kv} | ${r.requestsPerSecond} |`;
+    return `| ${pctLabel(r.writeRatio)} | ${r.mode} | ${r.rttMs} | ${(r.hitRate * 100).toFixed(1)}% | ${r.staleReads} | ${r.hitP50Ms} / ${r.hitP99Ms} | ${r.missP50Ms} / ${r.missP99Ms} | ${r.writeP50Ms} / ${r.writeP99Ms} | ${x(r.hitP50Ms, base?.hitP50Ms)} | ${x(r.writeP50Ms, base?.writeP50Ms)} | ${c.object} / ${c.follower} / ${c.primary} / ${c.replica} / ${c.kv} | ${r.requestsPerSecond} |`;
   });
   const alone = records.map((r) => {
     const one = (k: "hit" | "miss" | "write") => {
       const a = r.alone[k];
-      return `${a.p50Ms} (${a.calls.object} / ${a.calls.primary} / ${a.calls.replica} / ${a.calls.kv})`;
+      const c = a.calls;
+      return `${a.p50Ms} (${c.object} / ${c.follower} / ${c.primary} / ${c.replica} / ${c.kv})`;
     };
     return `| ${r.mode} | ${r.rttMs} | ${one("hit")} | ${one("miss")} | ${one("write")} |`;
   });
   return [
     "Under load (the sequence, the given connections):",
     "",
-    "| writes | mode | RTT to object and D1 primary, ms | hit rate | stale reads | hit p50 / p99 ms | miss p50 / p99 ms | write p50 / p99 ms | hit p50 vs 0 ms | write p50 vs 0 ms | calls per request: object / D1 primary / D1 replica / KV | req/s |",
+    "| writes | mode | RTT to object and D1 primary, ms | hit rate | stale reads | hit p50 / p99 ms | miss p50 / p99 ms | write p50 / p99 ms | hit p50 vs 0 ms | write p50 vs 0 ms | calls per request: object / follower / D1 primary / D1 replica / KV | req/s |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...rows,
     "",
-    `One request at a time after the run (${ALONE} of each): median ms (calls each: object / D1 primary / D1 replica / KV):`,
+    `One request at a time after the run (${ALONE} of each): median ms (calls each: object / follower / D1 primary / D1 replica / KV):`,
     "",
     "| mode | RTT, ms | hit | miss | write |",
     "|---|---|---|---|---|",
@@ -250,7 +258,7 @@ function markdown(
   machine: string,
   table: string,
 ): string {
-  return `# edgecache on Workers at a distance: strict and lease, per location
+  return `# edgecache on Workers at a distance: ${options.modes.join(", ")}, per location
 
 Command: \`${command}\` (${code}), ${date}.
 Machine: ${machine}. ${options.users} users, ${options.orders} orders, ${options.requests} requests per run,
@@ -259,7 +267,9 @@ ${options.connections} connections, seed ${options.seed}; D1 read replicas ${opt
 Each run: a fresh workerd (miniflare) with one isolate of the edgecache Worker whose bindings
 are wrapped by \`test/worker/distance.ts\`: every call to the Durable Object (the change log)
 and to D1's primary costs the location's round trip, every call to KV and to a D1 replica
-${options.replicaRtt} ms (0 at the 0 ms baseline). D1 seeded, KV, Cache API and Durable Object
+${options.replicaRtt} ms (0 at the 0 ms baseline). In follower mode the isolate syncs with its
+region's follower of the log, ${options.replicaRtt} ms from it, which is the location's round
+trip from the log's object (its pushes and lease renewals cross it). D1 seeded, KV, Cache API and Durable Object
 empty; every read of the sequence read once before it (warming, not counted). Hits and misses
 are read requests by their \`Cache-Status\`; a write is the whole request, including its wait
 behind the isolate's earlier writes (the data API makes one isolate's writes one after

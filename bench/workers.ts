@@ -13,13 +13,14 @@
  * isolates at once (test/consistency/workers.property.test.ts checks those for staleness).
  *
  * Flags: --users n, --orders n, --requests n, --connections n, --ratios 0,0.05,...,
- * --modes strict,lease, --seed n, --out path, --quick.
+ * --modes strict,lease,follower, --seed n, --out path, --quick.
  *
  * At a distance (bench/workers-rtt.ts, in miniflare instead of wrangler dev):
  *
  *   npm run bench:workers -- --rtt 5,80,200    # and 0 ms, the baseline; out bench/results/workers-rtt
  *
- * --rtt ms,...: each location's round trip to the Durable Object and D1's primary;
+ * --rtt ms,...: each location's round trip to the Durable Object and D1's primary (in follower
+ * mode also between the object and the location's follower, which is --replica-rtt away);
  * --replica-rtt ms: to KV and a D1 replica (default 5); --replicas: D1 read replication on.
  */
 import { execFileSync } from "node:child_process";
@@ -41,7 +42,7 @@ import { readSmallWorkloadFlags, workloadFlags } from "./workload/flags.ts";
 import { Client, runSequence } from "./workload/run.ts";
 import { pctLabel, prepareDatabase, quantile, round, sequences } from "./workload/workload.ts";
 
-const MODES = ["strict", "lease"] as const;
+const MODES = ["strict", "lease", "follower"] as const;
 type Mode = (typeof MODES)[number];
 
 const options = readFlags(() => {

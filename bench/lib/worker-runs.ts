@@ -11,7 +11,7 @@ import { type Client, type RunOutcome, readAll } from "../workload/run.ts";
 
 /** What every Workers run reports, whatever else it measures. */
 export interface WorkersRun {
-  mode: "strict" | "lease";
+  mode: "strict" | "lease" | "follower";
   writeRatio: number;
   requests: number;
   reads: number;

@@ -32,6 +32,7 @@ const READ_ELSEWHERE: Record<string, string> = {
   EDGECACHE_LEASE_MS: "Workers only (a node's redis setting has leaseMs)",
   EDGECACHE_ALLOWED_HOSTS: "Workers only (a node takes --allowed-hosts)",
   EDGECACHE_CAPTURE_MS: "Workers only (the D1 capture drain's interval)",
+  EDGECACHE_REGION: "Workers only (follower mode's region)",
   EDGECACHE_TEST_PG: "the tests",
   EDGECACHE_BENCH_PG: "the benchmarks",
   EDGECACHE_MEMORY_PROBE: "the benchmarks",

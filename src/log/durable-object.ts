@@ -27,7 +27,15 @@ import {
  *   requests make no round trip. In exchange, the object acknowledges a write only once
  *   every isolate holding a lease has reported the record applied or its lease ran out: a
  *   write may wait up to `leaseMs` (isolates that went idle or were evicted never report).
- * Both are exact; they trade read latency (strict) for write latency (lease).
+ * - `follower`: strict against a copy of the log near the isolate: a follower object per
+ *   region (`region`, named `<name>@<region>`, see `FollowerHost` in durable-follower.ts),
+ *   fed by this log's object, which acknowledges a write only once every follower holding
+ *   a lease has it (or its lease ran out). Every request syncs with its region's follower,
+ *   a near round trip; a follower whose lease lapsed answers "unknown", and the request
+ *   syncs with the log's object instead (or, out of its reach too, reads around the cache).
+ *   Writes still go to the log's object, and wait for the farthest follower: one more
+ *   round trip from the object to it.
+ * All three are exact; they trade read latency (strict) for write latency (lease, follower).
  *
  * D1 read replication: an append carries the bookmark of the newest write this isolate
  * made (`wrote`), the object keeps the newest it was given, and every reply hands it back;
@@ -38,7 +46,10 @@ import {
 /** The part of a Durable Object namespace binding this log uses (no Cloudflare type). */
 export interface DurableObjectNamespaceLike {
   idFromName(name: string): unknown;
-  get(id: never): { fetch(request: Request): Promise<Response> };
+  get(
+    id: never,
+    options?: { locationHint?: string },
+  ): { fetch(request: Request): Promise<Response> };
 }
 
 /** The part of a Durable Object's `state` the object uses. */
@@ -51,7 +62,7 @@ export interface DurableObjectStateLike {
   blockConcurrencyWhile<T>(callback: () => Promise<T>): Promise<T>;
 }
 
-export type ChangeLogMode = "strict" | "lease";
+export type ChangeLogMode = "strict" | "lease" | "follower";
 
 export interface DurableChangeLogOptions {
   /** The Durable Object namespace bound to `ChangeLogObject` (`env.CHANGE_LOG`). */
@@ -60,8 +71,17 @@ export interface DurableChangeLogOptions {
   name?: string;
   /** Default `"strict"`. */
   mode?: ChangeLogMode;
-  /** Lease mode: how long an isolate trusts its memory after it last heard the log. Default 2 s. */
+  /**
+   * Lease mode: how long an isolate trusts its memory after it last heard the log. Follower
+   * mode: how long a follower trusts its copy after it last heard the log's object (and so
+   * the longest a write waits for a follower cut off from it). Default 2 s.
+   */
   leaseMs?: number;
+  /**
+   * Follower mode: the isolate's region, which names its follower (`<name>@<region>`). A
+   * Cloudflare location hint (`weur`, `enam`, ...) also places the follower there.
+   */
+  region?: string;
 }
 
 /** The default lease of lease mode. */
@@ -72,15 +92,20 @@ export const DEFAULT_LEASE_MS = 2000;
  */
 export const STRICT_TRUST_MS = 5000;
 /** An isolate trusts its lease this much less than the object grants it (clock drift). */
-const LEASE_MARGIN_MS = 100;
+export const LEASE_MARGIN_MS = 100;
 /** Records the object keeps; an isolate further behind starts over (`reset`). */
 export const RETAINED_RECORDS = 1000;
+/**
+ * Durable Object location hints (Cloudflare's list): a follower whose region is one of these
+ * is created there.
+ */
+export const LOCATION_HINTS = ["wnam", "enam", "sam", "weur", "eeur", "apac", "oc", "afr", "me"];
 /** How often a writer asks again for the write turn another isolate holds. */
 const TURN_RETRY_MS = 5;
 
 const C = "durable-log";
 
-interface SyncReply {
+export interface SyncReply {
   log: string;
   head: number;
   /** The newest D1 bookmark of a write appended up to `head`, if any carried one. */
@@ -103,6 +128,9 @@ export class DurableChangeLog implements ChangeLog {
   readonly leaseMs: number;
   #namespace: DurableObjectNamespaceLike;
   #objectName: string;
+  /** Follower mode: the region's follower object, and where to create it. */
+  #followerName: string | undefined;
+  #hint: string | undefined;
   #follower: LogFollower | undefined;
   #log = "";
   #applied = 0;
@@ -119,11 +147,22 @@ export class DurableChangeLog implements ChangeLog {
     if (typeof options !== "object" || options === null) {
       badOption(C, "options", "an object", options);
     }
-    const { namespace, name = "edgecache", mode = "strict", leaseMs = DEFAULT_LEASE_MS } = options;
+    const {
+      namespace,
+      name = "edgecache",
+      mode = "strict",
+      leaseMs = DEFAULT_LEASE_MS,
+      region,
+    } = options;
     if (typeof namespace?.idFromName !== "function") {
       badOption(C, "namespace", "a Durable Object namespace binding", namespace);
     }
-    if (mode !== "strict" && mode !== "lease") badOption(C, "mode", '"strict" or "lease"', mode);
+    if (mode !== "strict" && mode !== "lease" && mode !== "follower") {
+      badOption(C, "mode", '"strict", "lease" or "follower"', mode);
+    }
+    if (mode === "follower" && !(typeof region === "string" && /^[\w-]{1,64}$/.test(region))) {
+      badOption(C, "region", "a region name (letters, digits, - or _) in follower mode", region);
+    }
     if (!(Number.isFinite(leaseMs) && leaseMs >= 4 * LEASE_MARGIN_MS)) {
       badOption(C, "leaseMs", `a number of ms >= ${4 * LEASE_MARGIN_MS}`, leaseMs);
     }
@@ -131,6 +170,10 @@ export class DurableChangeLog implements ChangeLog {
     this.leaseMs = leaseMs;
     this.#namespace = namespace;
     this.#objectName = name;
+    if (mode === "follower") {
+      this.#followerName = `${name}@${region}`;
+      this.#hint = LOCATION_HINTS.includes(region!) ? region : undefined;
+    }
   }
 
   get failures(): number {
@@ -175,12 +218,38 @@ export class DurableChangeLog implements ChangeLog {
       return this.#inflight;
     }
     // Strict: a request must ask after it began, not join an ask begun before a write.
-    return this.#sync();
+    try {
+      return await (this.mode === "follower" ? this.#syncFollower() : this.#sync());
+    } catch (error) {
+      // Unheard, an isolate holds no lease: writes acknowledged since its last sync may not
+      // be applied here, so its memory is not to be trusted until it hears again.
+      this.#trustedUntil = Number.NEGATIVE_INFINITY;
+      throw error;
+    }
   }
 
   async #sync(): Promise<void> {
     const sent = Date.now();
     const reply = await this.#call<SyncReply>("sync", this.#report());
+    await this.#take(reply);
+    this.#heardAt(sent);
+  }
+
+  /** Follower mode's sync: asks the region's follower, not the log's object. */
+  async #syncFollower(): Promise<void> {
+    const sent = Date.now();
+    const follower = this.#followerName!;
+    const reply = await this.#call<SyncReply | { unknown: true }>(
+      "follower/sync",
+      { ...this.#report(), primary: this.#objectName, follower, lease: this.leaseMs },
+      follower,
+    );
+    if ("unknown" in reply) {
+      // The follower may lack acknowledged writes (its lease lapsed): ask the log's object,
+      // as strict mode does. Out of its reach too, the request reads around the cache.
+      this.#trustedUntil = Number.NEGATIVE_INFINITY;
+      return this.#sync();
+    }
     await this.#take(reply);
     this.#heardAt(sent);
   }
@@ -274,33 +343,49 @@ export class DurableChangeLog implements ChangeLog {
     return step;
   }
 
-  async #call<T>(op: string, body: unknown): Promise<T> {
-    let res: Response;
+  async #call<T>(op: string, body: unknown, object = this.#objectName): Promise<T> {
     try {
-      // A stub is an I/O object of the request that made it: one per call.
-      const stub = this.#namespace.get(this.#namespace.idFromName(this.#objectName) as never);
-      res = await stub.fetch(
-        new Request(`https://change-log/${op}`, { method: "POST", body: JSON.stringify(body) }),
-      );
+      const hint = object === this.#objectName ? undefined : this.#hint;
+      return await callObject<T>(this.#namespace, object, op, body, hint);
     } catch (error) {
       this.#failures++;
       this.#heard = false;
-      throw new EdgecacheError("E_LOG_UNAVAILABLE", C, `${op} failed`, { cause: error });
+      throw error;
     }
-    if (!res.ok) {
-      this.#failures++;
-      this.#heard = false;
-      throw new EdgecacheError("E_LOG_UNAVAILABLE", C, `${op}: ${await res.text()}`);
-    }
-    return (await res.json()) as T;
   }
+}
+
+/**
+ * One call to the object `name` of a `ChangeLogObject` namespace (an isolate's, or one
+ * object's to another): `op` with a JSON body, answered with JSON.
+ */
+export async function callObject<T>(
+  namespace: DurableObjectNamespaceLike,
+  name: string,
+  op: string,
+  body: unknown,
+  locationHint?: string,
+): Promise<T> {
+  let res: Response;
+  try {
+    // A stub is an I/O object of the request that made it: one per call.
+    const id = namespace.idFromName(name) as never;
+    const stub = locationHint ? namespace.get(id, { locationHint }) : namespace.get(id);
+    res = await stub.fetch(
+      new Request(`https://change-log/${op}`, { method: "POST", body: JSON.stringify(body) }),
+    );
+  } catch (error) {
+    throw new EdgecacheError("E_LOG_UNAVAILABLE", C, `${op} failed`, { cause: error });
+  }
+  if (!res.ok) throw new EdgecacheError("E_LOG_UNAVAILABLE", C, `${op}: ${await res.text()}`);
+  return (await res.json()) as T;
 }
 
 /**
  * The newer of two D1 bookmarks. Bookmarks sort as strings in commit order (the D1 binding
  * itself keeps a session's newest bookmark by comparing them so).
  */
-function newer(a: string | undefined, b: string | undefined): string | undefined {
+export function newer(a: string | undefined, b: string | undefined): string | undefined {
   if (a === undefined) return b;
   return b !== undefined && b > a ? b : a;
 }
@@ -317,14 +402,14 @@ interface Member {
   applied: number;
   /** The object's time (ms) the lease ends at. */
   until: number;
+  /** A follower's object name: the object pushes new records to it (see `FollowerHost`). */
+  push?: string;
 }
 
-interface StoredState {
-  log: string;
-  head: number;
-  /** The oldest seq still held (records from `first` to `head`). */
-  first: number;
-  lastChanges: Record<string, number>;
+/** One object's call to another (`callObject` over the object's own namespace). */
+export type ReachObject = (name: string, op: string, body: unknown) => Promise<unknown>;
+
+interface StoredState extends HeldLog {
   /** The longest lease ever granted: what a restarted object waits out. */
   longestLease: number;
   /** The newest D1 bookmark an append carried (see `DurableChangeLog.bookmark`). */
@@ -350,9 +435,12 @@ export class ChangeLogHost {
   #wake = new Set<() => void>();
   /** Until when leases granted before a restart may still be held. */
   #graceUntil = 0;
+  #reach: ReachObject | undefined;
 
-  constructor(state: DurableObjectStateLike) {
+  /** `reach`: calls another object of the namespace (pushes to followers). */
+  constructor(state: DurableObjectStateLike, reach?: ReachObject) {
     this.#state = state;
+    this.#reach = reach;
     void state.blockConcurrencyWhile(async () => {
       const stored = await state.storage.get<StoredState>("state");
       if (stored === undefined) {
@@ -414,7 +502,15 @@ export class ChangeLogHost {
     const leaseMs = Math.min(Number(body.leaseMs) || 0, MAX_LEASE_MS);
     const applied = body.log === this.#s.log ? Number(body.applied) || 0 : 0;
     if (leaseMs > 0) {
-      this.#members.set(node, { applied, until: Date.now() + leaseMs });
+      const push = optionalString(body.push);
+      // A report sent before a push was answered must not take back what the answer told:
+      // the barrier would wait out the lease for records the member holds.
+      const known = body.log === this.#s.log ? (this.#members.get(node)?.applied ?? 0) : 0;
+      this.#members.set(node, {
+        applied: Math.max(applied, known),
+        until: Date.now() + leaseMs,
+        push,
+      });
       if (leaseMs > this.#s.longestLease) {
         this.#s = { ...this.#s, longestLease: leaseMs };
         void this.#state.storage.put({ state: this.#s });
@@ -427,14 +523,7 @@ export class ChangeLogHost {
 
   /** The records after what the caller applied, or a fresh start when they are gone. */
   #since(body: Record<string, unknown>): SyncReply {
-    const { log, head, first, lastChanges, bookmark } = this.#s;
-    const applied = Number(body.applied) || 0;
-    if (body.log === log && applied >= first - 1 && applied <= head) {
-      const records: ChangeRecord[] = [];
-      for (let seq = applied + 1; seq <= head; seq++) records.push(this.#records.get(seq)!);
-      return { log, head, records, bookmark };
-    }
-    return { log, head, lastChanges: Object.entries(lastChanges), bookmark };
+    return since(this.#s, this.#records, body);
   }
 
   async #append(body: Record<string, unknown>): Promise<AppendReply> {
@@ -449,8 +538,37 @@ export class ChangeLogHost {
       optionalString(body.bookmark),
     );
     this.#renew(body);
+    this.#pushToFollowers();
     await this.#barrier(seq, String(body.node));
     return { ...this.#since(body), seq };
+  }
+
+  /**
+   * Sends every follower holding a lease the records it has not reported; its answer (what
+   * it now holds) moves the barrier. A follower that does not answer is waited for until its
+   * lease runs out, as a lease-holding isolate is.
+   */
+  #pushToFollowers(): void {
+    const reach = this.#reach;
+    if (reach === undefined) return;
+    const now = Date.now();
+    for (const [node, member] of this.#members) {
+      if (member.push === undefined || member.applied >= this.#s.head || now >= member.until) {
+        continue;
+      }
+      const records = this.#since({ log: this.#s.log, applied: member.applied });
+      reach(member.push, "follower/push", records).then(
+        (reply) => {
+          const { log, applied } = reply as { log: string; applied: number };
+          const current = this.#members.get(node);
+          if (current === undefined || log !== this.#s.log || !(applied > current.applied)) return;
+          current.applied = applied;
+          this.#wakeAll();
+        },
+        // Out of reach: the barrier waits out its lease, then drops it.
+        () => {},
+      );
+    }
   }
 
   /**
@@ -459,8 +577,10 @@ export class ChangeLogHost {
    * API's writes is not known. Resolves once the record is in storage; isolates apply it
    * at their next sync (no barrier: nobody waits for an answer).
    */
-  appendCaptured(ops: readonly ChangeOp[]): Promise<number> {
-    return this.#store(ops, false, [...changedTables(ops)]);
+  async appendCaptured(ops: readonly ChangeOp[]): Promise<number> {
+    const seq = await this.#store(ops, false, [...changedTables(ops)]);
+    this.#pushToFollowers();
+    return seq;
   }
 
   /**
@@ -530,7 +650,36 @@ export class ChangeLogHost {
   }
 }
 
-function optionalString(value: unknown): string | undefined {
+/** What a copy of the log holds besides its records (the object's, or a follower's). */
+export interface HeldLog {
+  log: string;
+  head: number;
+  /** The oldest seq still held (records from `first` to `head`). */
+  first: number;
+  lastChanges: Record<string, number>;
+  bookmark?: string;
+}
+
+/**
+ * The records after what the caller (`body.log`, `body.applied`) applied, or a fresh start
+ * (each table's last change) when they are no longer held.
+ */
+export function since(
+  held: HeldLog,
+  records: ReadonlyMap<number, ChangeRecord>,
+  body: Record<string, unknown>,
+): SyncReply {
+  const { log, head, first, lastChanges, bookmark } = held;
+  const applied = Number(body.applied) || 0;
+  if (body.log === log && applied >= first - 1 && applied <= head) {
+    const out: ChangeRecord[] = [];
+    for (let seq = applied + 1; seq <= head; seq++) out.push(records.get(seq)!);
+    return { log, head, records: out, bookmark };
+  }
+  return { log, head, lastChanges: Object.entries(lastChanges), bookmark };
+}
+
+export function optionalString(value: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 

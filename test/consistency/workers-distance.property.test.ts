@@ -6,21 +6,25 @@ import { consistencyProperty, type Deployment } from "./property.ts";
  * Durable Object, D1 and KV costs a round trip (test/worker/distance.ts), the writer near
  * the object and the two readers far from it, and D1 read replication on over a replica that
  * lags behind the primary until a session's bookmark makes it catch up. Reads are compared
- * with D1's primary read directly: zero stale reads.
+ * with D1's primary read directly: zero stale reads. In follower mode each isolate is in a
+ * region of its own, 5 ms from its follower, which is as far from the log's object as the
+ * isolate is.
  */
 const DISTANCE = {
-  writer: { object: 5, primary: 10, replica: 2, kv: 2 },
-  r1: { object: 40, primary: 40, replica: 5, kv: 5 },
-  r2: { object: 90, primary: 90, replica: 5, kv: 5 },
+  writer: { object: 5, primary: 10, replica: 2, kv: 2, follower: 5 },
+  r1: { object: 40, primary: 40, replica: 5, kv: 5, follower: 5 },
+  r2: { object: 90, primary: 90, replica: 5, kv: 5, follower: 5 },
 };
 
-async function workers(mode: "strict" | "lease"): Promise<Deployment> {
+async function workers(mode: "strict" | "lease" | "follower"): Promise<Deployment> {
   const names = Object.keys(DISTANCE);
   const w = await startEdgecacheWorkers({
     names,
     mode,
     leaseMs: 400,
     distance: DISTANCE,
+    regions: { writer: "w", r1: "r1", r2: "r2" },
+    regionRtt: { w: 5, r1: 40, r2: 90 },
     replica: {},
     options: { readReplicas: true },
   });
@@ -57,3 +61,9 @@ consistencyProperty(
   0,
 );
 consistencyProperty("Workers at a distance, D1 replicas, lease log", () => workers("lease"), 3, 0);
+consistencyProperty(
+  "Workers at a distance, D1 replicas, regional followers",
+  () => workers("follower"),
+  2,
+  0,
+);

@@ -31,9 +31,11 @@ export interface Distance {
   replica: number;
   /** To KV. */
   kv: number;
+  /** To the region's follower of the log (an object named `<log>@<region>`, follower mode). */
+  follower: number;
 }
 
-export const NO_DISTANCE: Distance = { object: 0, primary: 0, replica: 0, kv: 0 };
+export const NO_DISTANCE: Distance = { object: 0, primary: 0, replica: 0, kv: 0, follower: 0 };
 
 export interface DistanceOptions {
   /** A second D1 database playing a replica of `DB` (see the top of this file). */
@@ -49,10 +51,13 @@ export interface DistanceOptions {
 }
 
 /** Calls made through the wrapped bindings of this isolate, per destination. */
-export const calls = { object: 0, primary: 0, replica: 0, kv: 0 };
+export const calls = { object: 0, primary: 0, replica: 0, kv: 0, follower: 0 };
 
-/** Whether this isolate reaches the Durable Object: false cuts the link (calls fail). */
-export const link = { object: true };
+/**
+ * Whether this isolate reaches the Durable Object: false cuts the link (calls fail). `cut`:
+ * regions whose follower and the log's object no longer reach each other (see `objectsAt`).
+ */
+export const link = { object: true, cut: new Set<string>() };
 
 /** The bindings the edgecache Worker reads, wrapped at `distance`. */
 export interface DistanceEnv {
@@ -68,7 +73,11 @@ export function atDistance<E extends DistanceEnv>(
   options: DistanceOptions = {},
 ): E & { DB: ReplicatedD1 } {
   const wrapped: Record<string, unknown> = { ...(env as Record<string, unknown>) };
-  if (env.CHANGE_LOG) wrapped.CHANGE_LOG = namespaceAt(env.CHANGE_LOG as object, distance.object);
+  if (env.CHANGE_LOG) {
+    wrapped.CHANGE_LOG = namespaceAt(env.CHANGE_LOG as object, (name) =>
+      name.includes("@") ? distance.follower : distance.object,
+    );
+  }
   if (env.CACHE) wrapped.CACHE = callsAt(env.CACHE as object, distance.kv, "kv");
   if (env.DB) wrapped.DB = new ReplicatedD1(env.DB, distance, options);
   return wrapped as unknown as E & { DB: ReplicatedD1 };
@@ -88,18 +97,77 @@ async function across<T>(rtt: number, call: () => Promise<T>): Promise<T> {
   }
 }
 
-/** A Durable Object namespace whose stubs' calls (fetch or RPC) cross `rtt`. */
-function namespaceAt(namespace: object, rtt: number): object {
+/** A Durable Object namespace whose stubs' calls (fetch or RPC) cross `rttTo(name)` of their object. */
+function namespaceAt(namespace: object, rttTo: (name: string) => number): object {
+  const names = new WeakMap<object, string>();
   return new Proxy(namespace, {
     get(target, prop) {
       const value = Reflect.get(target, prop) as unknown;
       if (typeof value !== "function") return value;
+      if (prop === "idFromName") {
+        return (name: string) => {
+          const id = value.call(target, name) as object;
+          names.set(id, name);
+          return id;
+        };
+      }
       if (prop === "get" || prop === "getByName") {
-        return (...args: unknown[]) => callsAt(value.apply(target, args) as object, rtt, "object");
+        return (...args: unknown[]) => {
+          const name =
+            prop === "getByName" ? String(args[0]) : (names.get(args[0] as object) ?? "");
+          const what = name.includes("@") ? "follower" : "object";
+          return callsAt(value.apply(target, args) as object, rttTo(name), what);
+        };
       }
       return value.bind(target);
     },
   });
+}
+
+/** The part of a namespace binding `objectsAt` wraps. */
+interface ObjectNamespace {
+  idFromName(name: string): unknown;
+  get(id: never, options?: unknown): { fetch(request: Request): Promise<Response> };
+}
+
+/**
+ * The `CHANGE_LOG` binding of the objects themselves (the log's object pushing to a follower,
+ * a follower renewing its lease with the log's object): such a call crosses its region's
+ * round trip `rtts[region]`, and fails on arrival while the region is in `link.cut`. A
+ * follower is named `<log>@<region>`; its calls to the log's object name it in their body
+ * (`push`). Other calls pass as they are.
+ */
+export function objectsAt(
+  namespace: ObjectNamespace,
+  rtts: Record<string, number>,
+): ObjectNamespace {
+  const names = new WeakMap<object, string>();
+  const regionAfter = (name: string) =>
+    name.includes("@") ? name.slice(name.indexOf("@") + 1) : undefined;
+  return {
+    idFromName(name) {
+      const id = namespace.idFromName(name) as object;
+      names.set(id, name);
+      return id;
+    },
+    get(id, options) {
+      const name = names.get(id as object) ?? "";
+      const stub = namespace.get(id, options);
+      return {
+        async fetch(request) {
+          const body = (await request.clone().json()) as { push?: string };
+          const region = regionAfter(name) ?? regionAfter(body.push ?? "");
+          if (region === undefined) return stub.fetch(request);
+          return across(rtts[region] ?? 0, async () => {
+            if (link.cut.has(region)) {
+              throw new Error(`[distance] region ${region} is cut from the log's object`);
+            }
+            return stub.fetch(request);
+          });
+        },
+      };
+    },
+  };
 }
 
 /** Every method call on `target` crosses `rtt` (a KV namespace, a Durable Object stub). */

@@ -2,6 +2,8 @@
 // builds it, over the demo seeded small into the test's local D1, with the options the test
 // passes as JSON in OPTIONS. With DISTANCE (JSON, see distance.ts) its bindings are at that
 // distance, and with DB_REPLICA that database plays a D1 replica lagging behind DB.
+
+import { ChangeLogObject as LogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 import {
   type EdgecacheEnv,
   type EdgecacheWorker,
@@ -11,9 +13,23 @@ import {
 import { demoViews } from "../../src/demo/seed.ts";
 import { seedD1Demo } from "../../src/demo/seed-d1.ts";
 import type { D1DatabaseLike } from "../../src/sources/d1.ts";
-import { atDistance, calls, link, NO_DISTANCE, ReplicatedD1 } from "./distance.ts";
+import { atDistance, calls, link, NO_DISTANCE, objectsAt, ReplicatedD1 } from "./distance.ts";
 
-export { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
+/**
+ * The log's objects, with their own calls to each other (follower mode) across each region's
+ * round trip from the log's object: REGION_RTT, JSON `{ region: ms }`.
+ */
+export class ChangeLogObject extends LogObject {
+  constructor(
+    state: ConstructorParameters<typeof LogObject>[0],
+    env: Env & { CHANGE_LOG: Parameters<typeof objectsAt>[0]; REGION_RTT?: string },
+  ) {
+    super(state, {
+      ...env,
+      CHANGE_LOG: objectsAt(env.CHANGE_LOG, JSON.parse(env.REGION_RTT ?? "{}")),
+    });
+  }
+}
 
 type Env = EdgecacheEnv & {
   DEMO_USERS: string;
@@ -66,6 +82,12 @@ export default {
       link.object = path === "/_distance/mend";
       return Response.json(link);
     }
+    // Cuts or mends a region's follower from the log's object: asked of the isolate whose
+    // script hosts the objects (the first), since the objects share its module state.
+    const region = new URL(request.url).searchParams.get("region") ?? "";
+    if (path === "/_distance/cut-region") link.cut.add(region);
+    if (path === "/_distance/mend-region") link.cut.delete(region);
+    if (path.endsWith("-region")) return Response.json({ cut: [...link.cut] });
     return workerFor(env).fetch(request, envOf(env), ctx);
   },
   scheduled: (controller: unknown, env: Env, ctx: ExecutionContextLike) =>

@@ -28,8 +28,14 @@ export interface EdgecacheWorkers {
 
 export async function startEdgecacheWorkers(options: {
   names: string[];
-  mode?: "strict" | "lease";
+  mode?: "strict" | "lease" | "follower";
   leaseMs?: number;
+  /**
+   * Follower mode: per isolate name, its region (EDGECACHE_REGION), and per region, the round
+   * trip between its follower and the log's object (test/worker/distance.ts `objectsAt`).
+   */
+  regions?: Record<string, string>;
+  regionRtt?: Record<string, number>;
   demo?: { users: number; orders: number };
   /** edgecacheWorker options (JSON). */
   options?: Record<string, unknown>;
@@ -65,6 +71,8 @@ export async function startEdgecacheWorkers(options: {
         bindings: {
           EDGECACHE_LOG_MODE: mode,
           EDGECACHE_LEASE_MS: String(leaseMs),
+          ...(options.regions?.[name] ? { EDGECACHE_REGION: options.regions[name] } : {}),
+          REGION_RTT: JSON.stringify(options.regionRtt ?? {}),
           DEMO_USERS: String(demo.users),
           DEMO_ORDERS: String(demo.orders),
           OPTIONS: JSON.stringify(options.options ?? {}),

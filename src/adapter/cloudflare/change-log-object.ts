@@ -1,4 +1,11 @@
-import { ChangeLogHost, type DurableObjectStateLike } from "../../log/durable-object.ts";
+import { FollowerHost } from "../../log/durable-follower.ts";
+import {
+  ChangeLogHost,
+  callObject,
+  type DurableObjectNamespaceLike,
+  type DurableObjectStateLike,
+  type ReachObject,
+} from "../../log/durable-object.ts";
 import {
   type AlarmStorageLike,
   type CaptureDrain,
@@ -17,17 +24,30 @@ import { HotKeysHost } from "./hot-keys.ts";
  * their own name, so the log's object is not loaded with them; one class keeps the
  * Worker's config short. With a D1 binding `DB` in its env, the log's object also drains
  * D1's change capture into the log (`capture-drain.ts`).
+ *
+ * In follower mode, the objects named `<log>@<region>` are the log's regional followers
+ * (`FollowerHost`, ops under `follower/`): the log's object pushes records to them through
+ * its own `CHANGE_LOG` binding, and they renew their leases with it the same way.
  */
 export class ChangeLogObject {
   #log: ChangeLogHost;
   #hot: HotKeysHost | undefined;
   #capture: CaptureDrain | undefined;
+  #follower: FollowerHost | undefined;
+  #reach: ReachObject;
 
   constructor(
     state: DurableObjectStateLike & { storage: Partial<AlarmStorageLike> },
-    env?: CaptureEnv,
+    env?: CaptureEnv & { CHANGE_LOG?: DurableObjectNamespaceLike },
   ) {
-    this.#log = new ChangeLogHost(state);
+    const namespace = env?.CHANGE_LOG;
+    this.#reach = (name, op, body) => {
+      if (namespace === undefined) {
+        return Promise.reject(new Error("[edgecache] [change-log] no CHANGE_LOG binding"));
+      }
+      return callObject(namespace, name, op, body);
+    };
+    this.#log = new ChangeLogHost(state, this.#reach);
     const storage = state.storage;
     if (typeof storage.setAlarm === "function") {
       this.#capture = captureDrain(storage as AlarmStorageLike, env, this.#log);
@@ -40,6 +60,10 @@ export class ChangeLogObject {
     if (op.startsWith("hot/")) {
       this.#hot ??= new HotKeysHost();
       return this.#hot.handle(op.slice(4), body);
+    }
+    if (op.startsWith("follower/")) {
+      this.#follower ??= new FollowerHost(this.#reach);
+      return this.#follower.handle(op.slice(9), body);
     }
     if (op === "capture") return Response.json(this.#capture?.stats() ?? null);
     await this.#capture?.touch(op === "sync");

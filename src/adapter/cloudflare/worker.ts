@@ -40,10 +40,12 @@ export interface LogEnv {
   EDGECACHE_ADMIN_TOKEN?: string;
   /** Host names the admin API answers to besides localhost, comma-separated (`api.example.com`). */
   EDGECACHE_ALLOWED_HOSTS?: string;
-  /** `strict` (default) or `lease`: see `DurableChangeLog`. */
+  /** `strict` (default), `lease` or `follower`: see `DurableChangeLog`. */
   EDGECACHE_LOG_MODE?: string;
-  /** Lease mode: ms an isolate trusts its memory after it last heard the log. */
+  /** Lease mode: ms an isolate trusts its memory after it last heard the log; follower mode: a follower's lease. */
   EDGECACHE_LEASE_MS?: string;
+  /** Follower mode: this Worker's region (a location hint such as `weur`); default from `request.cf`. */
+  EDGECACHE_REGION?: string;
 }
 
 /** A Worker's `ExecutionContext`, as Hono declares it (no Cloudflare type). */
@@ -106,8 +108,11 @@ export interface EdgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv> {
   scheduled(controller: unknown, env: E, ctx: ExecutionContextLike): Promise<void>;
   /** One warming run, as `scheduled` makes it. */
   warm(env: E): Promise<WarmRun>;
-  /** The isolate's setup, made on first use (tests, scheduled work). */
-  isolate(env: E): Promise<EdgecacheIsolate>;
+  /**
+   * The isolate's setup, made on first use (tests, scheduled work). `request`: the first
+   * request, whose `cf` location picks the follower in follower mode.
+   */
+  isolate(env: E, request?: Request): Promise<EdgecacheIsolate>;
 }
 
 declare const caches: (CacheStorageLike & { default?: unknown }) | undefined;
@@ -143,8 +148,8 @@ export function edgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv>(
   const background = new Background();
   let setUp: Promise<EdgecacheIsolate> | undefined;
 
-  const isolate = (env: E): Promise<EdgecacheIsolate> => {
-    setUp ??= open(env, options, background);
+  const isolate = (env: E, request?: Request): Promise<EdgecacheIsolate> => {
+    setUp ??= open(env, options, background, regionOf(request));
     // A failed setup (D1 unreachable) is tried again by the next request.
     setUp.catch(() => {
       setUp = undefined;
@@ -187,7 +192,7 @@ export function edgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv>(
     },
     fetch: (request, env, ctx) =>
       serveRequest(
-        () => isolate(env),
+        () => isolate(env, request),
         background,
         ctx,
         async ({ app, hotKeys }) => {
@@ -209,10 +214,11 @@ async function open<E extends EdgecacheEnv>(
   env: E,
   options: EdgecacheWorkerOptions<E>,
   background: Background,
+  region: string | undefined,
 ): Promise<EdgecacheIsolate> {
   if (typeof env.DB?.prepare !== "function") badOption(C, "env.DB", "a D1 binding", env.DB);
   await options.prepare?.(env);
-  const { cache, log } = edgeCache(env, options, background);
+  const { cache, log } = edgeCache(env, options, background, region);
   const sessions = options.readReplicas
     ? { bookmark: () => log.bookmark, written: (bookmark: string) => log.wrote(bookmark) }
     : undefined;
@@ -243,9 +249,18 @@ export interface EdgeCacheOptions {
   staleWhileRevalidate?: number;
   /** Bytes the isolate's memory tier may hold (MEMORY_TIER_BYTES). */
   memoryBytes?: number;
-  /** The change log's mode and lease; `EDGECACHE_LOG_MODE` / `EDGECACHE_LEASE_MS` override. */
+  /**
+   * The change log's mode and lease; `EDGECACHE_LOG_MODE` / `EDGECACHE_LEASE_MS` override.
+   * `follower`: each request syncs with its region's follower of the log (docs/guides/regions.md).
+   */
   mode?: ChangeLogMode;
   leaseMs?: number;
+  /**
+   * Follower mode: the region whose follower this Worker's isolates sync with (a location
+   * hint: `wnam`, `enam`, `sam`, `weur`, `eeur`, `apac`, `oc`, `afr`, `me`). Default: from
+   * the first request's `cf.continent` (REGION_OF_CONTINENT); `EDGECACHE_REGION` overrides.
+   */
+  region?: string;
   /** The Durable Object's name: one log (and one order of changes) per name. */
   logName?: string;
 }
@@ -258,6 +273,7 @@ export function edgeCache(
   env: LogEnv,
   options: EdgeCacheOptions,
   background: Background,
+  requestRegion?: string,
 ): { cache: Cache; log: DurableChangeLog } {
   const modeVar = env.EDGECACHE_LOG_MODE;
   const leaseVar = env.EDGECACHE_LEASE_MS;
@@ -266,6 +282,7 @@ export function edgeCache(
     name: options.logName,
     mode: (modeVar || options.mode) as ChangeLogMode | undefined,
     leaseMs: leaseVar ? Number(leaseVar) : (options.leaseMs ?? DEFAULT_LEASE_MS),
+    region: env.EDGECACHE_REGION || options.region || requestRegion || DEFAULT_REGION,
   });
   const tiers: Store[] = [memoryStore({ maxBytes: options.memoryBytes ?? MEMORY_TIER_BYTES })];
   // The Cache API first (this data centre, no write limit), then KV (every location).
@@ -282,6 +299,32 @@ export function edgeCache(
     },
   });
   return { cache, log };
+}
+
+/** Follower mode's region when neither a setting nor the request names one. */
+export const DEFAULT_REGION = "default";
+
+/**
+ * The Durable Object location hint nearest a continent (`request.cf.continent`); North
+ * America and Europe are split by longitude. Antarctica and Tor exits get no hint.
+ */
+export const REGION_OF_CONTINENT: Record<string, string> = {
+  NA: "enam",
+  SA: "sam",
+  EU: "weur",
+  AF: "afr",
+  AS: "apac",
+  OC: "oc",
+};
+
+/** The follower region of a request's location (see REGION_OF_CONTINENT). */
+export function regionOf(request: Request | undefined): string | undefined {
+  const cf = (request as { cf?: { continent?: unknown; longitude?: unknown } } | undefined)?.cf;
+  const continent = typeof cf?.continent === "string" ? cf.continent : "";
+  const longitude = Number(cf?.longitude);
+  if (continent === "NA" && longitude < -100) return "wnam";
+  if (continent === "EU" && longitude > 20) return "eeur";
+  return REGION_OF_CONTINENT[continent];
 }
 
 /** The admin API's access rules on Workers, from the Worker's variables. */
