@@ -454,6 +454,12 @@ describe("joins along a key: each table's writes reach the results they can chan
             wholeTable("orders"),
           ]);
         }
+        // A table joined to itself: one write changes both sides at once.
+        const self = shape(
+          dialect,
+          'select "u"."id" from "users" as "u" join "users" as "v" on "v"."id" = "u"."age"',
+        );
+        expect(self.fallback).toBe("join");
       });
 
       it("a parent whose key the result does not hold goes to table level on the parent", () => {

@@ -259,8 +259,9 @@ function analyse(
   const scopes = (from as Node[]).map((f) => scopeOf(f, schema, params, dialect, widened));
   const [base, joined] = scopes as [Scope, Scope | undefined];
   if (joined) {
-    if (base.names.has(joined.table) || [...joined.names].some((n) => base.names.has(n))) {
-      throw new Fallback("join"); // a table joined to itself under a name both sides answer to
+    // A table joined to itself: one write would change both sides at once.
+    if (base.table === joined.table || [...joined.names].some((n) => base.names.has(n))) {
+      throw new Fallback("join");
     }
     base.others = joined.names;
     joined.others = base.names;
