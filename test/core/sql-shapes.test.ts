@@ -462,6 +462,18 @@ describe("joins along a key: each table's writes reach the results they can chan
         expect(self.fallback).toBe("join");
       });
 
+      it("a left join's condition that a missing parent satisfies: deleting any parent may bring its children in", () => {
+        const sql =
+          'select "orders"."id", "orders"."user_id" from "orders" left join "users" on "users"."id" = "orders"."user_id" where "users"."name" is null order by "orders"."id"';
+        const s = shape(dialect, sql);
+        expect(s.lists?.join?.reach).toEqual({ rowIds: [], disjuncts: [[]] });
+        const index = new DependencyIndex();
+        const r = registrationOf(s, []);
+        index.add("orphans", r.tags, r.lists, Number.POSITIVE_INFINITY);
+        // User 4 named: its orders were not in the result; deleted, they are (NULL name).
+        expect(drops(index, "users", { id: 4, name: "Ann" })).toEqual(["orphans"]);
+      });
+
       it("a parent whose key the result does not hold goes to table level on the parent", () => {
         const s = shape(
           dialect,

@@ -1,5 +1,6 @@
 import type { ListDependency } from "../deps/planner.ts";
 import { rowTag, tableTag } from "../deps/planner.ts";
+import { matches } from "../deps/predicate.ts";
 import { memoize } from "../memo.ts";
 import type { ListFilter, SortKey } from "../query.ts";
 import { parseSql, type SqlDialect } from "./parse.ts";
@@ -388,7 +389,13 @@ function joinOf(from: Node, select: Node, base: ShapeLists, b: Scope, j: Scope):
     if (!readable) return whole(link);
     if (!(inner || whereReads || orderReads)) return link;
     b.widened.add("join");
-    return { ...link, reach: split(select.where ? predicate(select.where, j) : TRUE) };
+    const reach = split(select.where ? predicate(select.where, j) : TRUE);
+    // In a left join a missing parent reads as a row of NULLs: deleting one brings its
+    // children in under a condition NULL satisfies, which its old row may not.
+    if (!inner && reach.disjuncts.some((filters) => matches({}, filters))) {
+      return { ...link, reach: { rowIds: [], disjuncts: [[]] } };
+    }
+    return { ...link, reach };
   }
   if (baseEnd.name !== b.primaryKey) throw new Fallback("join");
   const link: ShapeJoin = {
