@@ -492,6 +492,18 @@ describe("joins along a key: each table's writes reach the results they can chan
         expect(r.tags).toContain("users#1");
         // The result's "id" is either table's: no order tag is taken from it.
         expect(r.tags).not.toContain("orders#10");
+        // A user with their orders, read by name: the user's key is under a shared name, so
+        // the orders go to table level, and the registration says it went wider.
+        const children = shape(
+          dialect,
+          'select "users"."id", "orders"."id" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."age" > ?',
+          [1],
+        );
+        expect(children.widened).toEqual([]);
+        const read = registrationOf(children, [{ id: 1 }]);
+        expect(read.lists).toContainEqual(wholeTable("orders"));
+        expect(read.widened).toBe("join");
+        expect(registrationOf(children, [[1, 10]]).widened).toBeUndefined();
       });
     });
   }

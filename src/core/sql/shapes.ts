@@ -804,6 +804,8 @@ export interface Registration {
   /** Table tags (the planner's fallback) and row tags (`table#id`). */
   tags: string[];
   lists: ListDependency[];
+  /** Why it is wider than the shape said: the joined table at table level once the rows were read. */
+  widened?: "join";
 }
 
 /**
@@ -855,14 +857,18 @@ export function registrationOf(
     if (last) list.last = last;
     lists.push(list);
   }
-  if (s.join) joinRegistration(s, s.join, rows, tags, lists);
-  return { tags: [...new Set(tags)], lists };
+  const registration: Registration = { tags, lists };
+  if (s.join && !joinRegistration(s, s.join, rows, tags, lists) && !s.join.whole) {
+    registration.widened = "join";
+  }
+  registration.tags = [...new Set(tags)];
+  return registration;
 }
 
 /**
  * What the joined table's rows reach: a parent's row tag or a list of the children of each
  * key the result (or the query) names, and the `reach` lookups and lists; the whole table
- * when a result row's key cannot be read or there are too many.
+ * when a result row's key cannot be read or there are too many (then it returns false).
  */
 function joinRegistration(
   s: ShapeLists,
@@ -870,7 +876,7 @@ function joinRegistration(
   rows: readonly unknown[] | undefined,
   tags: string[],
   lists: ListDependency[],
-): void {
+): boolean {
   const keys = new Set<string | number>(j.ids.map(plain) as (string | number)[]);
   // Children of looked-up base rows are all named by `ids`: the result adds nothing.
   const fromIds = j.kind === "children" && s.disjuncts.length === 0;
@@ -891,17 +897,18 @@ function joinRegistration(
   }
   if (whole || keys.size > MAX_ROW_TAGS) {
     lists.push(wholeTable(j.table));
-    return;
+    return false;
   }
   for (const key of keys) {
     if (j.kind === "parent") tags.push(rowTag(j.table, key));
     else for (const value of twins(key)) lists.push(valueList(j.table, j.column, value));
   }
-  if (!j.reach) return;
+  if (!j.reach) return true;
   for (const id of j.reach.rowIds) tags.push(rowTag(j.table, id));
   for (const filters of j.reach.disjuncts) {
     lists.push({ table: j.table, filters, sort: [], offset: 0, limit: NO_LIMIT, count: 0 });
   }
+  return true;
 }
 
 /**
