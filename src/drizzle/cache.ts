@@ -301,8 +301,8 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
    */
   #register(query: SelectQuery, response: unknown, names: string[]) {
     const shape = sqlShape(query.sql, query.params, query.dialect, (t) => this.#schema.get(t));
-    this.#stats.registrations.count(shape);
     const registration = registrationOf(shape, resultRows(response));
+    this.#stats.registrations.count(shape, registration.widened);
     // Drizzle's tables as the planner knows them too, in case the parser missed one: a
     // write it cannot analyse drops the table tag, any other the whole-table list.
     for (const t of names) {

@@ -234,8 +234,8 @@ export class SqlCache {
       return;
     }
     try {
-      this.#stats.registrations.count(shape);
-      const { tags, lists } = registrationOf(shape, rows);
+      const { tags, lists, widened } = registrationOf(shape, rows);
+      this.#stats.registrations.count(shape, widened);
       const { stored } = await this.engine.storeLoaded(
         key,
         {

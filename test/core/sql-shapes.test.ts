@@ -17,8 +17,13 @@ const users: SqlTable = {
   primaryKey: "id",
   columns: { id: "number", name: "text", age: "number", at: "other" },
 };
+const orders: SqlTable = {
+  primaryKey: "id",
+  columns: { id: "number", user_id: "number", total: "number", note: "text" },
+};
 const tables: Record<string, SqlTable> = {
   users,
+  orders,
   "app.users": users,
   logs: { columns: { id: "number" } },
 };
@@ -138,7 +143,7 @@ describe("sqlShape: what a select depends on", () => {
           ['select "id" from "users" where "users"."id" in (select "id" from "logs")', "subquery"],
           ['with "u" as (select "id" from "users") select "id" from "u"', "cte"],
           [
-            'select "users"."id" from "users" left join "logs" on "logs"."id" = "users"."id"',
+            'select "users"."id" from "users" join "orders" on "orders"."total" = "users"."age"',
             "join",
           ],
           ['select "id" from "nowhere"', "unknown-table"],
@@ -299,4 +304,207 @@ describe("the dependency index holds several lists of one key on one table", () 
     index.remove("k");
     expect([...index.listsOn("users")]).toHaveLength(0);
   });
+});
+
+describe("joins along a key: each table's writes reach the results they can change", () => {
+  const planSchema = { primaryKey: () => "id", joinColumns: () => [] };
+  type Rows = Record<string, unknown>;
+  /** The keys a write to `table` drops, among the entries registered in `index`. */
+  const drops = (index: DependencyIndex, table: string, old?: Rows, row?: Rows) =>
+    [
+      ...planWrite(
+        {
+          table,
+          op: old && row ? "update" : old ? "delete" : "insert",
+          ...(old && { old }),
+          ...(row && { new: row }),
+        },
+        planSchema,
+        index,
+      ).keys,
+    ].sort();
+
+  for (const dialect of ["sqlite", "postgres"] as const) {
+    describe(dialect, () => {
+      it("orders joined to their users: an order's write reaches the pages it sorts into; a user's, its orders' rows and the lists of its conditions", () => {
+        const sql =
+          'select "orders"."id", "orders"."user_id", "users"."name" from "orders" inner join "users" on "users"."id" = "orders"."user_id" where "users"."name" = ? order by "orders"."id" limit ?';
+        const s = shape(dialect, sql, ["Ann", 2]);
+        expect(s.fallback).toBeUndefined();
+        expect(s.widened).toEqual(["join"]);
+        expect(s.tables.sort()).toEqual(["orders", "users"]);
+        expect(s.lists).toMatchObject({
+          table: "orders",
+          disjuncts: [[]],
+          ordered: true,
+          limit: 2,
+          join: { table: "users", kind: "parent", from: "user_id", inner: true },
+        });
+        const r = registrationOf(s, [
+          [10, 1, "Ann"],
+          [11, 1, "Ann"],
+        ]);
+        expect(r.tags.sort()).toEqual(
+          ["orders", "orders#10", "orders#11", "users", "users#1"].sort(),
+        );
+        const index = new DependencyIndex();
+        index.add("page", r.tags, r.lists, Number.POSITIVE_INFINITY);
+        // An order after the full page: kept; one before it: dropped.
+        expect(drops(index, "orders", undefined, { id: 12, user_id: 1, total: 1 })).toEqual([]);
+        expect(drops(index, "orders", undefined, { id: 9, user_id: 2, total: 1 })).toEqual([
+          "page",
+        ]);
+        // User 1 renamed: its orders' rows change. User 2 named Ann: its orders may come in.
+        expect(drops(index, "users", { id: 1, name: "Ann" }, { id: 1, name: "Bo" })).toEqual([
+          "page",
+        ]);
+        expect(drops(index, "users", { id: 2, name: "Cy" }, { id: 2, name: "Ann" })).toEqual([
+          "page",
+        ]);
+        // A user neither named Ann nor holding a listed order: kept.
+        expect(drops(index, "users", { id: 3, name: "Cy" }, { id: 3, name: "Di" })).toEqual([]);
+      });
+
+      it("a user with its orders (LEFT JOIN by key): only that user's rows and orders reach it", () => {
+        const sql =
+          'select "users"."id", "users"."name", "orders"."id", "orders"."total" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."id" = ?';
+        const s = shape(dialect, sql, [1]);
+        expect(s).toMatchObject({ widened: [], lists: { rowIds: [1], disjuncts: [] } });
+        expect(s.lists?.join).toMatchObject({ kind: "children", column: "user_id", ids: [1] });
+        expect(s.lists?.join?.whole).toBeUndefined();
+        const r = registrationOf(s, [
+          [1, "Ann", 10, 5],
+          [1, "Ann", 11, 7],
+        ]);
+        const index = new DependencyIndex();
+        index.add("ann", r.tags, r.lists, Number.POSITIVE_INFINITY);
+        expect(drops(index, "orders", undefined, { id: 12, user_id: 2, total: 1 })).toEqual([]);
+        expect(drops(index, "orders", undefined, { id: 12, user_id: 1, total: 1 })).toEqual([
+          "ann",
+        ]);
+        // An order moved from user 1 to 2, or from 2 to 1.
+        expect(
+          drops(index, "orders", { id: 10, user_id: 1, total: 5 }, { id: 10, user_id: 2 }),
+        ).toEqual(["ann"]);
+        expect(
+          drops(index, "orders", { id: 13, user_id: 2, total: 5 }, { id: 13, user_id: "1" }),
+        ).toEqual(["ann"]);
+        expect(drops(index, "users", { id: 2, name: "Bo" }, { id: 2, name: "Ann" })).toEqual([]);
+        expect(drops(index, "users", { id: 1, name: "Ann" }, { id: 1, name: "Al" })).toEqual([
+          "ann",
+        ]);
+      });
+
+      it("a page of users with their orders: orders of the users on it, and users that sort into it", () => {
+        const sql =
+          'select "users"."id", "users"."age", "orders"."id" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."age" > ? order by "users"."age", "users"."id", "orders"."id" limit ?';
+        const s = shape(dialect, sql, [20, 3]);
+        expect(s.widened).toEqual([]);
+        const r = registrationOf(s, [
+          [1, 30, 10],
+          [1, 30, 11],
+          [2, 40, null],
+        ]);
+        const index = new DependencyIndex();
+        index.add("page", r.tags, r.lists, Number.POSITIVE_INFINITY);
+        expect(drops(index, "orders", undefined, { id: 12, user_id: 2 })).toEqual(["page"]);
+        expect(drops(index, "orders", undefined, { id: 12, user_id: 3 })).toEqual([]);
+        expect(drops(index, "users", undefined, { id: 3, age: 50 })).toEqual([]);
+        expect(drops(index, "users", undefined, { id: 3, age: 35 })).toEqual(["page"]);
+        expect(drops(index, "users", undefined, { id: 3, age: 10 })).toEqual([]);
+      });
+
+      it("what a user's orders cannot be followed for goes to table level on the orders", () => {
+        const cases = [
+          // An inner join: users without orders are missing, and one order brings one in.
+          'select "users"."id" from "users" inner join "orders" on "orders"."user_id" = "users"."id" where "users"."age" > ?',
+          // A condition on the orders: users whose orders all fail it are missing.
+          'select "users"."id" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."age" > ? and "orders"."total" > 1',
+          // An offset: orders of users before the page shift it.
+          'select "users"."id" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."age" > ? order by "users"."id" limit 2 offset 1',
+        ];
+        for (const sql of cases) {
+          const s = shape(dialect, sql, [20]);
+          expect(s.fallback, sql).toBeUndefined();
+          expect(s.widened, sql).toContain("join");
+          expect(s.lists?.join?.whole, sql).toBe(true);
+          expect(registrationOf(s, [[1]]).lists, sql).toContainEqual(wholeTable("orders"));
+        }
+      });
+
+      it("joins it cannot register exactly fall back on both tables with the reason join", () => {
+        const cases = [
+          'select "users"."id" from "users" join "orders" on "orders"."total" = "users"."age"',
+          'select "users"."id" from "users" join "orders" on "orders"."user_id" = "users"."id" and "orders"."total" > 1',
+          'select "users"."id" from "users" join "orders" on "orders"."user_id" = "users"."id" join "users" as "u2" on "u2"."id" = "orders"."user_id"',
+          'select "users"."id" from "users" natural join "orders"',
+          'select "users"."id" from "users", "orders"',
+        ];
+        if (dialect === "postgres") {
+          cases.push(
+            'select "users"."id" from "users" right join "orders" on "orders"."user_id" = "users"."id"',
+            'select "users"."id" from "users" full join "orders" on "orders"."user_id" = "users"."id"',
+          );
+        }
+        for (const sql of cases) {
+          const s = shape(dialect, sql);
+          expect(s.fallback, sql).toBe("join");
+          expect(registrationOf(s, []).lists, sql).toEqual([
+            wholeTable("users"),
+            wholeTable("orders"),
+          ]);
+        }
+        // A table joined to itself: one write changes both sides at once.
+        const self = shape(
+          dialect,
+          'select "u"."id" from "users" as "u" join "users" as "v" on "v"."id" = "u"."age"',
+        );
+        expect(self.fallback).toBe("join");
+      });
+
+      it("a left join's condition that a missing parent satisfies: deleting any parent may bring its children in", () => {
+        const sql =
+          'select "orders"."id", "orders"."user_id" from "orders" left join "users" on "users"."id" = "orders"."user_id" where "users"."name" is null order by "orders"."id"';
+        const s = shape(dialect, sql);
+        expect(s.lists?.join?.reach).toEqual({ rowIds: [], disjuncts: [[]] });
+        const index = new DependencyIndex();
+        const r = registrationOf(s, []);
+        index.add("orphans", r.tags, r.lists, Number.POSITIVE_INFINITY);
+        // User 4 named: its orders were not in the result; deleted, they are (NULL name).
+        expect(drops(index, "users", { id: 4, name: "Ann" })).toEqual(["orphans"]);
+      });
+
+      it("a parent whose key the result does not hold goes to table level on the parent", () => {
+        const s = shape(
+          dialect,
+          'select "orders"."id", "users"."name" from "orders" left join "users" on "users"."id" = "orders"."user_id"',
+        );
+        expect(s.lists?.join?.whole).toBe(true);
+        expect(registrationOf(s, [[10, "Ann"]]).lists).toContainEqual(wholeTable("users"));
+      });
+
+      it("rows read by name: keys under a name two columns share are not read", () => {
+        const s = shape(
+          dialect,
+          'select "orders"."id", "orders"."user_id", "users"."id" from "orders" left join "users" on "users"."id" = "orders"."user_id"',
+        );
+        const r = registrationOf(s, [{ id: 10, user_id: 1 }]);
+        expect(r.tags).toContain("users#1");
+        // The result's "id" is either table's: no order tag is taken from it.
+        expect(r.tags).not.toContain("orders#10");
+        // A user with their orders, read by name: the user's key is under a shared name, so
+        // the orders go to table level, and the registration says it went wider.
+        const children = shape(
+          dialect,
+          'select "users"."id", "orders"."id" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."age" > ?',
+          [1],
+        );
+        expect(children.widened).toEqual([]);
+        const read = registrationOf(children, [{ id: 1 }]);
+        expect(read.lists).toContainEqual(wholeTable("orders"));
+        expect(read.widened).toBe("join");
+        expect(registrationOf(children, [[1, 10]]).widened).toBeUndefined();
+      });
+    });
+  }
 });

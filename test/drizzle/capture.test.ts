@@ -10,7 +10,7 @@ import {
 import { memoryStore } from "../../src/stores/memory.ts";
 import { requirePostgres } from "../helpers/services.ts";
 import { type AnyDb, type Harness, libsqlHarness, postgresJsHarness } from "./drivers.ts";
-import { usersName } from "./suite.ts";
+import { postsName, usersName } from "./suite.ts";
 
 const pg = await requirePostgres();
 
@@ -40,6 +40,23 @@ function captureSuite(make: () => Harness): void {
   };
   const user = (db: AnyDb, id: number) =>
     db.select({ id: h.users.id, name: h.users.name }).from(h.users).where(eq(h.users.id, id));
+  /** A user with their posts (one row per post, or one without). */
+  const userPosts = (db: AnyDb, id: number) =>
+    db
+      .select({ id: h.users.id, name: h.users.name, post: h.posts.id })
+      .from(h.users)
+      .leftJoin(h.posts, eq(h.posts.userId, h.users.id))
+      .where(eq(h.users.id, id))
+      .orderBy(asc(h.posts.id));
+  /** The first two posts of users with a name, with their authors. */
+  const postsBy = (db: AnyDb, name: string) =>
+    db
+      .select({ id: h.posts.id, userId: h.posts.userId, name: h.users.name })
+      .from(h.posts)
+      .innerJoin(h.users, eq(h.users.id, h.posts.userId))
+      .where(eq(h.users.name, name))
+      .orderBy(asc(h.posts.id))
+      .limit(2);
   const everyone = (db: AnyDb) =>
     db.select({ id: h.users.id, name: h.users.name }).from(h.users).orderBy(asc(h.users.id));
 
@@ -165,6 +182,12 @@ function captureSuite(make: () => Harness): void {
       fc.record({ kind: fc.constant("around" as const), id: ids, name: names }),
       fc.record({ kind: fc.constant("read-one" as const), id: ids }),
       fc.record({ kind: fc.constant("read-all" as const) }),
+      // Joins along posts.user_id: posts written through Drizzle and around it.
+      fc.record({ kind: fc.constant("post" as const), id: ids, userId: ids, around: fc.boolean() }),
+      fc.record({ kind: fc.constant("post-delete" as const), id: ids }),
+      fc.record({ kind: fc.constant("read-user-posts" as const), id: ids }),
+      fc.record({ kind: fc.constant("read-posts-by" as const), name: names }),
+      fc.record({ kind: fc.constant("read-posts-by" as const), name: names }),
     );
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 25 }), async (ops) => {
@@ -181,6 +204,24 @@ function captureSuite(make: () => Harness): void {
           } else if (o.kind === "around") {
             await h.exec(`update ${usersName(h)} set name = '${o.name}' where id = ${o.id}`);
             await cache.catchUp(); // the lag
+          } else if (o.kind === "post") {
+            if (o.around) {
+              await h.exec(
+                `delete from ${postsName(h)} where id = ${o.id}; insert into ${postsName(h)} (id, user_id, title) values (${o.id}, ${o.userId}, 't')`,
+              );
+              await cache.catchUp(); // the lag
+            } else {
+              await db
+                .insert(h.posts)
+                .values({ id: o.id, userId: o.userId, title: "t" })
+                .onConflictDoUpdate({ target: h.posts.id, set: { userId: o.userId } });
+            }
+          } else if (o.kind === "post-delete") {
+            await db.delete(h.posts).where(eq(h.posts.id, o.id));
+          } else if (o.kind === "read-user-posts") {
+            expect(await userPosts(db, o.id)).toEqual(await userPosts(plain, o.id));
+          } else if (o.kind === "read-posts-by") {
+            expect(await postsBy(db, o.name)).toEqual(await postsBy(plain, o.name));
           } else if (o.kind === "read-one") {
             expect(await user(db, o.id)).toEqual(await user(plain, o.id));
           } else {
@@ -188,7 +229,7 @@ function captureSuite(make: () => Harness): void {
           }
         }
       }),
-      { numRuns: 15 },
+      { numRuns: 30 },
     );
     expect(cache.getStats().hits).toBeGreaterThan(0);
   });

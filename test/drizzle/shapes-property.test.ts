@@ -49,6 +49,11 @@ interface Db {
   items: AnyTable;
   /** The table's name as Drizzle's invalidation and write events name it. */
   name: string;
+  /** Two tables joined on `pets.owner = people.id` (no foreign key: an owner may be missing). */
+  people: AnyTable;
+  pets: AnyTable;
+  /** Write events' name of a table (`items`, `people`, `pets`). */
+  nameOf(table: string): string;
   db(cache?: ReturnType<typeof drizzleCache>): AnyDb;
   /** Runs SQL outside Drizzle (`?` placeholders), returning rows. */
   query(sql: string, params?: unknown[]): Promise<Row[]>;
@@ -71,10 +76,19 @@ function libsqlDb(): Db {
     a: integer("a"),
     b: text("b"),
   });
+  const people = sqliteTable("people", { id: integer("id").primaryKey(), a: integer("a") });
+  const pets = sqliteTable("pets", {
+    id: integer("id").primaryKey(),
+    owner: integer("owner"),
+    a: integer("a"),
+  });
   return {
     dialect: "sqlite",
     items,
     name: "items",
+    people,
+    pets,
+    nameOf: (table) => table,
     // One client for every Drizzle database: each run makes new ones over it.
     db: (cache) => drizzleLibsql(shared, cache ? { cache } : {}),
     async query(q, params = []) {
@@ -95,6 +109,15 @@ function postgresDb(url: string, driver: "postgres-js" | "node-postgres"): Db {
     a: pgInteger("a"),
     b: pgText("b"),
   });
+  const people = pgSchema(schemaName).table("people", {
+    id: pgInteger("id").primaryKey(),
+    a: pgInteger("a"),
+  });
+  const pets = pgSchema(schemaName).table("pets", {
+    id: pgInteger("id").primaryKey(),
+    owner: pgInteger("owner"),
+    a: pgInteger("a"),
+  });
   const clients: postgres.Sql[] = [];
   const client = () => {
     const c = postgres(url, { max: 2, onnotice: () => {} });
@@ -109,13 +132,18 @@ function postgresDb(url: string, driver: "postgres-js" | "node-postgres"): Db {
     dialect: "postgres",
     items,
     name: `${schemaName}.items`,
+    people,
+    pets,
+    nameOf: (table) => `${schemaName}.${table}`,
     db: (cache) =>
       driver === "postgres-js"
         ? drizzlePostgresJs(shared, cache ? { cache } : {})
         : drizzleNodePg(pool, cache ? { cache } : {}),
     async query(q, params = []) {
       let n = 0;
-      const text = q.replace(/\?/g, () => `$${++n}`).replace(/\bitems\b/g, `${schemaName}.items`);
+      const text = q
+        .replace(/\?/g, () => `$${++n}`)
+        .replace(/\b(items|people|pets)\b/g, `${schemaName}.$1`);
       return (await admin.unsafe(text, params as never[])) as unknown as Row[];
     },
     async close() {
@@ -280,11 +308,7 @@ function select(h: Db, db: AnyDb, r: Read) {
   return q;
 }
 
-async function applyWrite(
-  h: Db,
-  caches: ReturnType<typeof drizzleCache> | ReturnType<typeof drizzleCache>[],
-  w: Write,
-): Promise<void> {
+async function applyWrite(h: Db, caches: Cache | Cache[], w: Write): Promise<void> {
   const [old] = await h.query("select id, a, b from items where id = ?", [w.id]);
   let event: WriteEvent | undefined;
   if (w.op === "delete") {
@@ -304,6 +328,214 @@ async function applyWrite(
   for (const cache of [caches].flat()) await cache.engine.applyWrite([event]);
 }
 
+type Side = "base" | "joined";
+type JoinCond =
+  | { k: "cmp"; side: Side; op: "eq" | "gt" | "lt"; v: number }
+  | { k: "id"; side: Side; ids: number[] }
+  | { k: "null"; side: Side; not: boolean }
+  | { k: "and" | "or"; l: JoinCond; r: JoinCond };
+
+interface JoinRead {
+  /** The base table: pets (each joined to its owner) or people (each with their pets). */
+  from: "pets" | "people";
+  left: boolean;
+  /** `people.id = pets.owner` rather than `pets.owner = people.id`. */
+  flipped: boolean;
+  where?: JoinCond;
+  /** Ordered first by the joined table's `a`, then the base's `a`. */
+  orderJoined: boolean;
+  orderA: boolean;
+  desc: boolean;
+  limit?: number;
+  offset?: number;
+  /** "noKey": neither the base's key nor its link column is read (the link cannot be followed). */
+  columns: "all" | "some" | "noKey";
+}
+
+const SIDE = fc.constantFrom("base", "joined" as const);
+const joinLeaf: fc.Arbitrary<JoinCond> = fc.oneof(
+  fc.record({
+    k: fc.constant("cmp" as const),
+    side: SIDE,
+    op: fc.constantFrom("eq", "gt", "lt" as const),
+    v: fc.integer({ min: 0, max: 4 }),
+  }),
+  fc.record({
+    k: fc.constant("id" as const),
+    side: fc.constantFrom("base", "base", "joined" as const),
+    ids: fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 2 }),
+  }),
+  fc.record({ k: fc.constant("null" as const), side: SIDE, not: fc.boolean() }),
+);
+const joinCond: fc.Arbitrary<JoinCond> = fc.oneof(
+  { weight: 3, arbitrary: joinLeaf },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constantFrom("and", "or" as const),
+      l: joinLeaf,
+      r: joinLeaf,
+    }),
+  },
+);
+const joinRead: fc.Arbitrary<JoinRead> = fc.record(
+  {
+    from: fc.constantFrom("pets", "people" as const),
+    left: fc.boolean(),
+    flipped: fc.boolean(),
+    where: joinCond,
+    orderJoined: fc.boolean(),
+    orderA: fc.boolean(),
+    desc: fc.boolean(),
+    limit: fc.integer({ min: 0, max: 4 }),
+    offset: fc.integer({ min: 0, max: 2 }),
+    columns: fc.constantFrom("all", "all", "some", "noKey" as const),
+  },
+  { requiredKeys: ["from", "left", "flipped", "orderJoined", "orderA", "desc", "columns"] },
+);
+
+type JoinWrite =
+  | { table: "people"; op: "put" | "delete"; id: number; a: number | null }
+  | { table: "pets"; op: "put" | "delete"; id: number; owner: number | null; a: number | null };
+const joinWrite: fc.Arbitrary<JoinWrite> = fc.oneof(
+  fc.record({
+    table: fc.constant("people" as const),
+    op: fc.constantFrom("put", "put", "delete" as const),
+    id: fc.integer({ min: 1, max: 6 }),
+    a: fc.constantFrom(null, 0, 1, 2, 3, 4),
+  }),
+  fc.record({
+    table: fc.constant("pets" as const),
+    op: fc.constantFrom("put", "put", "delete" as const),
+    id: fc.integer({ min: 1, max: 8 }),
+    owner: fc.constantFrom(null, 1, 2, 3, 4, 5, 6),
+    a: fc.constantFrom(null, 0, 1, 2, 3, 4),
+  }),
+);
+const joinStep = fc.oneof(
+  { weight: 3, arbitrary: fc.nat().map((n) => ({ read: n })) },
+  { weight: 2, arbitrary: joinWrite.map((w) => ({ write: w })) },
+);
+
+function joinSelect(h: Db, db: AnyDb, r: JoinRead) {
+  const [base, joined] = r.from === "pets" ? [h.pets, h.people] : [h.people, h.pets];
+  const side = (s: Side) => (s === "base" ? base : joined);
+  const where = (c: JoinCond): SQL => {
+    switch (c.k) {
+      case "cmp":
+        return { eq, gt, lt }[c.op](side(c.side).a, c.v);
+      case "id":
+        return c.ids.length === 1 ? eq(side(c.side).id, c.ids[0]) : inArray(side(c.side).id, c.ids);
+      case "null":
+        return c.not ? isNotNull(side(c.side).a) : isNull(side(c.side).a);
+      case "and":
+        return and(where(c.l), where(c.r))!;
+      case "or":
+        return or(where(c.l), where(c.r))!;
+    }
+  };
+  const fields =
+    r.columns === "all"
+      ? undefined
+      : r.columns === "some"
+        ? r.from === "pets"
+          ? { pet: h.pets.id, owner: h.pets.owner, a: h.people.a }
+          : { person: h.people.id, pet: h.pets.id, a: h.pets.a }
+        : { a: base.a, b: joined.a };
+  let q = (fields ? db.select(fields) : db.select()).from(base).$dynamic();
+  const on = r.flipped ? eq(h.people.id, h.pets.owner) : eq(h.pets.owner, h.people.id);
+  q = r.left ? q.leftJoin(joined, on) : q.innerJoin(joined, on);
+  if (r.where) q = q.where(where(r.where));
+  const dir = (c: unknown) => (r.desc ? desc(c as SQL) : asc(c as SQL));
+  // Ending with both keys: the order is total, so the fresh query's is the cached one's.
+  q = q.orderBy(
+    ...(r.orderJoined ? [asc(joined.a)] : []),
+    ...(r.orderA ? [dir(base.a)] : []),
+    dir(base.id),
+    asc(joined.id),
+  );
+  if (r.limit !== undefined) {
+    q = q.limit(r.limit);
+    if (r.offset !== undefined) q = q.offset(r.offset);
+  }
+  return q;
+}
+
+/** A row write made in the database, applied to each cache as the event capture delivers. */
+async function applyJoinWrite(h: Db, caches: Cache[], w: JoinWrite): Promise<void> {
+  const columns = w.table === "people" ? "id, a" : "id, owner, a";
+  const [old] = await h.query(`select ${columns} from ${w.table} where id = ?`, [w.id]);
+  const row: Record<string, unknown> =
+    w.table === "people" ? { id: w.id, a: w.a } : { id: w.id, owner: w.owner, a: w.a };
+  const table = h.nameOf(w.table);
+  let event: WriteEvent;
+  if (w.op === "delete") {
+    if (!old) return;
+    await h.query(`delete from ${w.table} where id = ?`, [w.id]);
+    event = { table, op: "delete", old: { ...old } };
+  } else if (old) {
+    const sets = Object.keys(row)
+      .filter((c) => c !== "id")
+      .map((c) => `${c} = ?`);
+    const values = Object.entries(row).filter(([c]) => c !== "id");
+    await h.query(`update ${w.table} set ${sets.join(", ")} where id = ?`, [
+      ...values.map(([, v]) => v),
+      w.id,
+    ]);
+    event = { table, op: "update", old: { ...old }, new: row };
+  } else {
+    const names = Object.keys(row);
+    await h.query(
+      `insert into ${w.table} (${names.join(", ")}) values (${names.map(() => "?").join(", ")})`,
+      Object.values(row),
+    );
+    event = { table, op: "insert", new: row };
+  }
+  for (const cache of caches) await cache.engine.applyWrite([event]);
+}
+
+type Totals = Record<"reads" | "hits" | "tableLevelHits" | "exact" | "widened" | "table", number>;
+type Cache = ReturnType<typeof drizzleCache>;
+
+/**
+ * Runs `steps` on a cache registering by shapes and on one that drops whole tables on each
+ * write (the baseline): every read of either equals a fresh query. Adds to `totals`.
+ */
+async function checkSteps<W>(
+  h: Db,
+  fresh: AnyDb,
+  steps: ({ read: number } | { write: W })[],
+  applyTo: (caches: Cache[], w: W) => Promise<void>,
+  select: (db: AnyDb, read: number) => Promise<unknown>,
+  totals: Totals,
+): Promise<void> {
+  const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
+  const db = withTransactions(h.db(cache));
+  const tableLevel = drizzleCache({
+    cache: createCache({ tiers: [memoryStore()], policy: "table" }),
+    strategy: "all",
+  });
+  const tableDb = withTransactions(h.db(tableLevel));
+  for (const s of steps) {
+    if ("write" in s) {
+      await applyTo([cache, tableLevel], s.write);
+      continue;
+    }
+    const want = await select(fresh, s.read);
+    expect(await select(db, s.read), `read ${s.read}`).toEqual(want);
+    expect(await select(tableDb, s.read)).toEqual(want);
+    totals.reads++;
+  }
+  const stats = cache.getStats();
+  totals.hits += stats.hits;
+  totals.tableLevelHits += tableLevel.getStats().hits;
+  // A write drops a subset of what dropping its table does: never fewer hits.
+  expect(stats.hits).toBeGreaterThanOrEqual(tableLevel.getStats().hits);
+  totals.exact += stats.registrations.exact;
+  totals.widened += stats.registrations.widened;
+  totals.table += stats.registrations.table;
+}
+
 function propertySuite(make: () => Db | Promise<Db>): void {
   let h: Db;
   let fresh: AnyDb;
@@ -319,6 +551,8 @@ function propertySuite(make: () => Db | Promise<Db>): void {
       await h.query(`create schema if not exists ${h.name.split(".")[0]}`);
     }
     await h.query(ddl);
+    await h.query("create table people (id integer primary key, a integer)");
+    await h.query("create table pets (id integer primary key, owner integer, a integer)");
     fresh = h.db();
   });
   afterAll(async () => {
@@ -326,7 +560,7 @@ function propertySuite(make: () => Db | Promise<Db>): void {
   });
 
   it("every cached read equals a fresh query after random row writes applied as events", async () => {
-    const totals = { reads: 0, hits: 0, tableLevelHits: 0, exact: 0, widened: 0, table: 0 };
+    const totals: Totals = { reads: 0, hits: 0, tableLevelHits: 0, exact: 0, widened: 0, table: 0 };
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.record({ id: ID, a: A, b: B }), { maxLength: 8 }),
@@ -337,34 +571,14 @@ function propertySuite(make: () => Db | Promise<Db>): void {
           for (const r of new Map(seed.map((r) => [r.id, r])).values()) {
             await h.query("insert into items (id, a, b) values (?, ?, ?)", [r.id, r.a, r.b]);
           }
-          const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
-          const db = withTransactions(h.db(cache));
-          // The same reads on a cache that drops whole tables on each write: the baseline.
-          const tableLevel = drizzleCache({
-            cache: createCache({ tiers: [memoryStore()], policy: "table" }),
-            strategy: "all",
-          });
-          const tableDb = withTransactions(h.db(tableLevel));
-          for (const s of steps) {
-            if ("write" in s) {
-              await applyWrite(h, [cache, tableLevel], s.write);
-              continue;
-            }
-            const r = pool[s.read % pool.length]!;
-            const got = await select(h, db, r);
-            const want = await select(h, fresh, r);
-            expect(got, JSON.stringify(r)).toEqual(want);
-            expect(await select(h, tableDb, r)).toEqual(want);
-            totals.reads++;
-          }
-          const stats = cache.getStats();
-          totals.hits += stats.hits;
-          totals.tableLevelHits += tableLevel.getStats().hits;
-          // A write drops a subset of what dropping its table does: never fewer hits.
-          expect(stats.hits).toBeGreaterThanOrEqual(tableLevel.getStats().hits);
-          totals.exact += stats.registrations.exact;
-          totals.widened += stats.registrations.widened;
-          totals.table += stats.registrations.table;
+          await checkSteps(
+            h,
+            fresh,
+            steps,
+            (caches, w) => applyWrite(h, caches, w),
+            (db, n) => select(h, db, pool[n % pool.length]!),
+            totals,
+          );
         },
       ),
       { numRuns: 60 },
@@ -376,6 +590,89 @@ function propertySuite(make: () => Db | Promise<Db>): void {
     expect(totals.hits).toBeGreaterThan(totals.reads / 4);
     expect(totals.hits).toBeGreaterThan(totals.tableLevelHits);
   }, 120_000);
+
+  it("joins along a key: every cached read equals a fresh query after random writes to either table", async () => {
+    const totals: Totals = { reads: 0, hits: 0, tableLevelHits: 0, exact: 0, widened: 0, table: 0 };
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(joinWrite, { maxLength: 10 }),
+        fc.array(joinRead, { minLength: 1, maxLength: 4 }),
+        fc.array(joinStep, { minLength: 10, maxLength: 40 }),
+        async (seed, pool, steps) => {
+          await h.query("delete from people");
+          await h.query("delete from pets");
+          for (const w of seed) await applyJoinWrite(h, [], w);
+          await checkSteps(
+            h,
+            fresh,
+            steps,
+            (caches, w) => applyJoinWrite(h, caches, w),
+            (db, n) => joinSelect(h, db, pool[n % pool.length]!),
+            totals,
+          );
+        },
+      ),
+      { numRuns: 80 },
+    );
+    expect(totals.exact).toBeGreaterThan(0);
+    expect(totals.widened).toBeGreaterThan(0);
+    expect(totals.hits).toBeGreaterThan(totals.tableLevelHits);
+  }, 180_000);
+
+  it("a write to a row no cached join reads keeps the cached joins", async () => {
+    await h.query("delete from people");
+    await h.query("delete from pets");
+    for (const w of [
+      { table: "people", op: "put", id: 1, a: 1 },
+      { table: "people", op: "put", id: 2, a: 2 },
+      { table: "pets", op: "put", id: 1, owner: 1, a: 1 },
+      { table: "pets", op: "put", id: 2, owner: 2, a: 2 },
+    ] as JoinWrite[]) {
+      await applyJoinWrite(h, [], w);
+    }
+    const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
+    const db = withTransactions(h.db(cache));
+    const { people, pets } = h;
+    const queries = {
+      // A person with their pets.
+      person1: () =>
+        db
+          .select()
+          .from(people)
+          .leftJoin(pets, eq(pets.owner, people.id))
+          .where(eq(people.id, 1))
+          .orderBy(asc(pets.id)),
+      // Pets with their owners, the first page by key.
+      firstPet: () =>
+        db
+          .select()
+          .from(pets)
+          .leftJoin(people, eq(people.id, pets.owner))
+          .orderBy(asc(pets.id))
+          .limit(1),
+    };
+    for (const q of Object.values(queries)) await q();
+    const hits = async () => {
+      const hit: Record<string, boolean> = {};
+      for (const [name, q] of Object.entries(queries)) {
+        const before = cache.getStats().hits;
+        await q();
+        hit[name] = cache.getStats().hits > before;
+      }
+      return hit;
+    };
+    // Person 2's pet changes, person 2 changes: neither is in either result.
+    await applyJoinWrite(h, [cache], { table: "pets", op: "put", id: 2, owner: 2, a: 9 });
+    await applyJoinWrite(h, [cache], { table: "people", op: "put", id: 2, a: 9 });
+    expect(await hits()).toEqual({ person1: true, firstPet: true });
+    expect(cache.getStats().registrations).toMatchObject({ exact: 2, widened: 0, table: 0 });
+    // A new pet of person 1: their result goes, the page of pet 1 stays.
+    await applyJoinWrite(h, [cache], { table: "pets", op: "put", id: 3, owner: 1, a: 0 });
+    expect(await hits()).toEqual({ person1: false, firstPet: true });
+    // Person 1 renamed: both go (pet 1 is theirs).
+    await applyJoinWrite(h, [cache], { table: "people", op: "put", id: 1, a: 5 });
+    expect(await hits()).toEqual({ person1: false, firstPet: false });
+  });
 
   it("a write to one row leaves the cached queries it cannot change", async () => {
     await h.query("delete from items");

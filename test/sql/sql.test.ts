@@ -92,6 +92,31 @@ function rawSuite(make: () => RawHarness, withCapture: boolean): void {
       expect(sql.getStats().registrations.widened).toBe(0);
     });
 
+    it("a join of a user with their posts stays a hit when another user's post changes", async () => {
+      const sql = await open();
+      const t = h.table("posts");
+      const userPosts = (id: number) =>
+        sql.query(
+          `select users.id as uid, users.name, posts.id as pid from ${users()} left join ${t} on posts.user_id = users.id where users.id = ${h.p(1)} order by posts.id`,
+          [id],
+        );
+      expect(await userPosts(1)).toEqual([{ uid: 1, name: "Ann", pid: 1 }]);
+      await sql.execute(`insert into ${t} (id, user_id, title) values (2, 2, 'other')`);
+      let hits = sql.getStats().hits;
+      expect(await userPosts(1)).toEqual([{ uid: 1, name: "Ann", pid: 1 }]);
+      expect(sql.getStats().hits).toBe(hits + 1);
+      expect(sql.getStats().registrations).toMatchObject({ widened: 0, table: 0 });
+      // A post of user 1, written around the entry: seen.
+      await h.exec(`insert into ${t} (id, user_id, title) values (3, 1, 'mine')`);
+      await sql.catchUp();
+      hits = sql.getStats().hits;
+      expect(await userPosts(1)).toEqual([
+        { uid: 1, name: "Ann", pid: 1 },
+        { uid: 1, name: "Ann", pid: 3 },
+      ]);
+      expect(sql.getStats().hits).toBe(hits);
+    });
+
     it("a read naming a captured table in another case is never stale", async () => {
       const sql = await open();
       const upper = `select id, name from ${users().toUpperCase()} where id = ${h.p(1)}`;
@@ -129,6 +154,7 @@ function rawSuite(make: () => RawHarness, withCapture: boolean): void {
   it("every read equals a fresh query, with writes through execute and around it", async () => {
     const sql = await open();
     const u = users();
+    const t = h.table("posts");
     const p = h.p;
     const ids = fc.integer({ min: 1, max: 4 });
     const names = fc.constantFrom("Ann", "Bo", "Cy", "Di");
@@ -138,12 +164,22 @@ function rawSuite(make: () => RawHarness, withCapture: boolean): void {
       named: (o) => [`select id, name from ${u} where name = ${p(1)} order by id`, [o.name]],
       page: (o) => [`select id, name from ${u} where id >= ${p(1)} order by id limit 2`, [o.id]],
       count: () => [`select count(*) as n from ${u}`, []],
+      // Joins along posts.user_id (docs/guides/drizzle.md, Joins).
+      userPosts: (o) => [
+        `select users.id as uid, users.name, posts.id as pid from ${u} left join ${t} on posts.user_id = users.id where users.id = ${p(1)} order by posts.id`,
+        [o.id],
+      ],
+      postsBy: (o) => [
+        `select posts.id, posts.user_id, users.name from ${t} join ${u} on users.id = posts.user_id where users.name = ${p(1)} order by posts.id limit 2`,
+        [o.name],
+      ],
     };
     const op = fc.oneof(
       fc.record({ kind: fc.constant("update" as const), id: ids, name: names }),
       fc.record({ kind: fc.constant("upsert" as const), id: ids, name: names }),
       fc.record({ kind: fc.constant("delete" as const), id: ids }),
       fc.record({ kind: fc.constant("around" as const), id: ids, name: names }),
+      fc.record({ kind: fc.constant("post" as const), id: ids, userId: ids, around: fc.boolean() }),
       {
         arbitrary: fc.record({
           kind: fc.constant("read" as const),
@@ -166,6 +202,18 @@ function rawSuite(make: () => RawHarness, withCapture: boolean): void {
             );
           } else if (o.kind === "delete") {
             await sql.execute(`delete from ${u} where id = ${p(1)}`, [o.id]);
+          } else if (o.kind === "post") {
+            const values = `(${o.id}, ${o.userId}, 't')`;
+            if (!o.around) {
+              await sql.execute(
+                `insert into ${t} (id, user_id, title) values ${values} on conflict (id) do update set user_id = excluded.user_id`,
+              );
+            } else {
+              await h.exec(`delete from ${t} where id = ${o.id}`);
+              await h.exec(`insert into ${t} (id, user_id, title) values ${values}`);
+              if (withCapture) await sql.catchUp();
+              else await sql.invalidate([t]);
+            }
           } else if (o.kind === "around") {
             await h.exec(`update ${u} set name = '${o.name}' where id = ${o.id}`);
             // With capture, the lag; without, the application says what it changed.

@@ -1,4 +1,4 @@
-import type { SqlShape } from "./shapes.ts";
+import type { SqlShape, WideningReason } from "./shapes.ts";
 
 /** What `getStats().registrations` says: how stored selects were registered. */
 export interface RegistrationStats {
@@ -15,11 +15,13 @@ export interface RegistrationStats {
 export class RegistrationCounts {
   #counts: RegistrationStats = { exact: 0, widened: 0, table: 0, reasons: {} };
 
-  count(shape: SqlShape): void {
+  /** Counts a stored select by its shape, and by `widened` when its registration went wider. */
+  count(shape: SqlShape, widened?: WideningReason): void {
     const r = this.#counts;
-    const reasons = shape.fallback ? [shape.fallback] : shape.widened;
+    const reasons: string[] = shape.fallback ? [shape.fallback] : [...shape.widened];
+    if (widened && !shape.fallback && !reasons.includes(widened)) reasons.push(widened);
     if (shape.fallback) r.table++;
-    else if (shape.widened.length > 0) r.widened++;
+    else if (reasons.length > 0) r.widened++;
     else r.exact++;
     for (const reason of reasons) r.reasons[reason] = (r.reasons[reason] ?? 0) + 1;
   }

@@ -1,5 +1,6 @@
 import type { ListDependency } from "../deps/planner.ts";
 import { rowTag, tableTag } from "../deps/planner.ts";
+import { matches } from "../deps/predicate.ts";
 import { memoize } from "../memo.ts";
 import type { ListFilter, SortKey } from "../query.ts";
 import { parseSql, type SqlDialect } from "./parse.ts";
@@ -64,14 +65,22 @@ export type WideningReason =
   /** A LIKE pattern read as a wider prefix (SQLite's LIKE ignores ASCII case). */
   | "like"
   /** An order the planner cannot reproduce, or a LIMIT without one: the window is dropped. */
-  | "order";
+  | "order"
+  /**
+   * A join whose other table the planner does not evaluate against a row: a condition or
+   * an order on it taken as TRUE on this side, the other side's lists without a window,
+   * or the other table at table level (see `ShapeJoin`).
+   */
+  | "join";
 
 /** The lists of an analysed select, before its result is known. */
 export interface ShapeLists {
   table: string;
   primaryKey: string;
-  /** Each result column's table column, by position (undefined for an expression). */
+  /** Each result column's table column, by position (undefined for an expression or another table's). */
   columns: (string | undefined)[];
+  /** Each result column's name in a row read by name (its alias or its column's name). */
+  names: (string | undefined)[];
   /** Primary-key values looked up: their rows' tags stand for the disjuncts naming them. */
   rowIds: (string | number)[];
   /** The other disjuncts, each an AND of filters: one list each, same window. */
@@ -81,6 +90,33 @@ export interface ShapeLists {
   ordered: boolean;
   offset: number;
   limit: number;
+  /** The second table of a join along a key. */
+  join?: ShapeJoin;
+}
+
+/**
+ * The joined table of a select over two tables joined on `joined.column = base.from`, one
+ * of them a primary key (see `joinOf`): which of its rows the result reads, named by the
+ * base's key values in the result (`from`) and by `ids` (a lookup's keys).
+ */
+export interface ShapeJoin {
+  table: string;
+  primaryKey: string;
+  /** "parent": `column` is its primary key (row tags); "children": a foreign key (lists on its value). */
+  kind: "parent" | "children";
+  column: string;
+  /** The base table's column whose values in the result name the joined rows. */
+  from: string;
+  /** Values of `from` known from the query (a children join of looked-up base rows). */
+  ids: (string | number)[];
+  /** Each result column's column of this table, by position. */
+  columns: (string | undefined)[];
+  /** An inner join: `column` in the result holds `from`'s value too. */
+  inner: boolean;
+  /** Rows that may change the result beyond the linked ones: lookups and lists without a window. */
+  reach?: { rowIds: (string | number)[]; disjuncts: ListFilter[][] };
+  /** Registered at table level: the links cannot be followed. */
+  whole?: boolean;
 }
 
 export interface SqlShape {
@@ -215,28 +251,75 @@ function analyse(
   const from = select.from;
   if (!Array.isArray(from) || from.length === 0) throw new Fallback("unknown-table");
   for (const f of from) if (isNode(f) && (f.expr || f.ast)) throw new Fallback("subquery");
-  if (from.length > 1) throw new Fallback("join");
-  const source = from[0] as Node;
-  if (typeof source.table !== "string") throw new Fallback("unknown-table");
+  if (from.length > 2) throw new Fallback("join");
+  for (const f of from)
+    if (!isNode(f) || typeof f.table !== "string") throw new Fallback("unknown-table");
   scan([select.columns, select.where, select.orderby, select.limit]);
 
-  const table = qualified(source);
+  const widened = new Set<WideningReason>();
+  const scopes = (from as Node[]).map((f) => scopeOf(f, schema, params, dialect, widened));
+  const [base, joined] = scopes as [Scope, Scope | undefined];
+  if (joined) {
+    // A table joined to itself: one write would change both sides at once.
+    if (base.table === joined.table || [...joined.names].some((n) => base.names.has(n))) {
+      throw new Fallback("join");
+    }
+    base.others = joined.names;
+    joined.others = base.names;
+  }
+  const names = outputNames(select.columns);
+  const columns = resultColumns(select.columns, base);
+  const where = select.where ? predicate(select.where, base) : TRUE;
+  const { rowIds, disjuncts } = split(where);
+  const { sort, ordered, reason } = orderOf(select.orderby, base);
+  const { offset, limit, known: windowKnown } = windowOf(select.limit, base);
+  // A window matters only to lists: row lookups are exact whatever the window.
+  if ((offset > 0 || limit < NO_LIMIT) && !(ordered && windowKnown) && disjuncts.length > 0) {
+    widened.add(reason ?? "order");
+  }
+  const lists: ShapeLists = {
+    table: base.table,
+    primaryKey: base.primaryKey,
+    columns,
+    names,
+    rowIds,
+    disjuncts,
+    sort,
+    ordered: ordered && windowKnown,
+    offset,
+    limit,
+  };
+  if (joined) lists.join = joinOf(from[1] as Node, select, lists, base, joined);
+  return { widened: [...widened], lists };
+}
+
+/** What is known of one table of the FROM clause, and the names its columns go by. */
+function scopeOf(
+  from: Node,
+  schema: SqlSchema,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+  widened: Set<WideningReason>,
+): Scope {
+  const table = qualified(from);
   const known = schema(table);
   if (!known) throw new Fallback("unknown-table");
   const primaryKey = known.primaryKey;
   if (!primaryKey) throw new Fallback("no-primary-key");
-  const scope: Scope = {
+  const name = from.table as string;
+  return {
     table,
-    names: new Set([source.table, table, ...(typeof source.as === "string" ? [source.as] : [])]),
+    names: new Set(typeof from.as === "string" ? [from.as] : [name, table]),
     primaryKey,
     kinds: known.columns ?? {},
     params,
     dialect,
-    widened: new Set(),
+    widened,
   };
+}
 
-  const columns = resultColumns(select.columns, scope);
-  const where = select.where ? predicate(select.where, scope) : TRUE;
+/** A predicate's primary-key lookups, and its other disjuncts (each an AND of filters). */
+function split(where: Dnf): { rowIds: (string | number)[]; disjuncts: ListFilter[][] } {
   const rowIds: (string | number)[] = [];
   const disjuncts: ListFilter[][] = [];
   for (const conj of where) {
@@ -244,26 +327,120 @@ function analyse(
     if (ids) rowIds.push(...ids.values);
     else disjuncts.push(conj as ListFilter[]);
   }
-  const { sort, ordered, reason } = orderOf(select.orderby, scope);
-  const { offset, limit, known: windowKnown } = windowOf(select.limit, scope);
-  // A window matters only to lists: row lookups are exact whatever the window.
-  if ((offset > 0 || limit < NO_LIMIT) && !(ordered && windowKnown) && disjuncts.length > 0) {
-    scope.widened.add(reason ?? "order");
-  }
-  return {
-    widened: [...scope.widened],
-    lists: {
-      table,
-      primaryKey,
-      columns,
-      rowIds,
-      disjuncts,
-      sort,
-      ordered: ordered && windowKnown,
-      offset,
-      limit,
-    },
+  return { rowIds, disjuncts };
+}
+
+const JOINS = new Set(["INNER JOIN", "JOIN", "LEFT JOIN", "LEFT OUTER JOIN"]);
+
+/**
+ * How the joined table's writes reach the result, for a join on one key equality whose one
+ * side is a primary key (what a foreign key references): the base's rows then each meet at
+ * most one parent row, or a parent's set of children. Declared foreign keys are not needed,
+ * nor trusted: a reference may dangle (SQLite does not enforce them by default), and that
+ * is allowed for below. Anything else is a `join` fallback.
+ *
+ * - Parent (`orders JOIN users ON users.id = orders.user_id`): the result's rows name their
+ *   parents by the base's key column: those parents' row tags. A parent row elsewhere can
+ *   change the result only through the parent's conditions, its order under a window, or
+ *   (inner join) by completing a dangling reference: then also lists on the parent table
+ *   with its conditions and no window (all of it when it has none).
+ * - Children (`users LEFT JOIN orders ON orders.user_id = users.id`): the children of each
+ *   base row in the result, or looked up, as a list on the foreign key's value. Exact when
+ *   every base row whose children could change the result is one of those: base rows looked
+ *   up by key only, or a left join whose WHERE does not read the children, from the first
+ *   row, with no LIMIT or an order the planner follows. Otherwise the child table at table
+ *   level.
+ */
+function joinOf(from: Node, select: Node, base: ShapeLists, b: Scope, j: Scope): ShapeJoin {
+  const type = String(from.join ?? "").toUpperCase();
+  if (!JOINS.has(type) || from.using || !isNode(from.on)) throw new Fallback("join");
+  const inner = !type.startsWith("LEFT");
+  const on = from.on;
+  if (on.type !== "binary_expr" || on.operator !== "=") throw new Fallback("join");
+  const ends = [on.left, on.right];
+  const baseEnd = ends.map((e) => columnOf(e, b)).find((c) => c !== undefined);
+  const joinedEnd = ends.map((e) => columnOf(e, j)).find((c) => c !== undefined);
+  if (!baseEnd || !joinedEnd || baseEnd.collate || joinedEnd.collate) throw new Fallback("join");
+  const columns = resultColumns(select.columns, j);
+  const whereReads = mentions(select.where, j.names);
+  const windowed = base.offset > 0 || base.limit < NO_LIMIT;
+  // Keys past the base's primary key do not decide the window: an order that reaches it
+  // (`ordered`) reads none of the joined table's columns before it.
+  const orderReads = windowed && !base.ordered && mentions(select.orderby, j.names);
+  if (whereReads || orderReads) b.widened.add("join");
+  const whole = (link: ShapeJoin): ShapeJoin => {
+    b.widened.add("join");
+    return { ...link, ids: [], whole: true };
   };
+  if (joinedEnd.name === j.primaryKey) {
+    const link: ShapeJoin = {
+      table: j.table,
+      primaryKey: j.primaryKey,
+      kind: "parent",
+      column: j.primaryKey,
+      from: baseEnd.name,
+      ids: [],
+      columns,
+      inner,
+    };
+    // A NULL-extended row names its (missing) parent only by the base's key column.
+    const readable =
+      base.columns.includes(baseEnd.name) || (inner && columns.includes(j.primaryKey));
+    if (!readable) return whole(link);
+    if (!(inner || whereReads || orderReads)) return link;
+    b.widened.add("join");
+    const reach = split(select.where ? predicate(select.where, j) : TRUE);
+    // In a left join a missing parent reads as a row of NULLs: deleting one brings its
+    // children in under a condition NULL satisfies, which its old row may not.
+    if (!inner && reach.disjuncts.some((filters) => matches({}, filters))) {
+      return { ...link, reach: { rowIds: [], disjuncts: [[]] } };
+    }
+    return { ...link, reach };
+  }
+  if (baseEnd.name !== b.primaryKey) throw new Fallback("join");
+  const link: ShapeJoin = {
+    table: j.table,
+    primaryKey: j.primaryKey,
+    kind: "children",
+    column: joinedEnd.name,
+    from: b.primaryKey,
+    ids: base.rowIds,
+    columns,
+    inner,
+  };
+  const lookups = base.disjuncts.length === 0;
+  const exact =
+    lookups ||
+    (!inner &&
+      !whereReads &&
+      base.offset === 0 &&
+      (base.limit === NO_LIMIT || (base.ordered && base.sort.at(-1)?.column === b.primaryKey)));
+  const readable =
+    lookups || base.columns.includes(b.primaryKey) || (inner && columns.includes(link.column));
+  return exact && readable ? link : whole(link);
+}
+
+/** Whether `expr` may read a column of the table called `names`: named by them, or unqualified. */
+function mentions(expr: unknown, names: ReadonlySet<string>): boolean {
+  if (Array.isArray(expr)) return expr.some((x) => mentions(x, names));
+  if (!isNode(expr)) return false;
+  if (expr.type === "column_ref") {
+    return expr.table === null || expr.table === undefined || names.has(String(expr.table));
+  }
+  return Object.values(expr).some((x) => mentions(x, names));
+}
+
+/** Each result column's name in a row read by name: its alias, or its column's name. */
+function outputNames(columns: unknown): (string | undefined)[] {
+  if (!Array.isArray(columns)) return [];
+  return columns.map((c) => {
+    if (!isNode(c)) return undefined;
+    if (typeof c.as === "string") return c.as;
+    const expr = c.expr;
+    if (!isNode(expr)) return undefined;
+    if (expr.type === "double_quote_string" && typeof expr.value === "string") return expr.value;
+    return expr.type === "column_ref" ? identifier(expr.column) : undefined;
+  });
 }
 
 /** Refuses what the planner cannot follow anywhere in these parts: aggregates, windows, subqueries. */
@@ -285,6 +462,8 @@ function scan(parts: unknown[]): void {
 interface Scope {
   table: string;
   names: Set<string>;
+  /** In a join, the other table's names: its columns are not this table's. */
+  others?: Set<string>;
   primaryKey: string;
   kinds: Readonly<Record<string, SqlColumnKind>>;
   params: readonly unknown[];
@@ -350,7 +529,9 @@ function predicate(expr: unknown, scope: Scope): Dnf {
     other = expr.left;
     cmp = FLIP[op]!;
   }
-  if (column === undefined) return widen(scope, "expression");
+  if (column === undefined) {
+    return widen(scope, scope.others && mentions(expr, scope.others) ? "join" : "expression");
+  }
   if (op === "IS" || op === "ISNOT") {
     if (!isNode(other) || other.type !== "null") return widen(scope, "expression");
     return [[{ column: column.name, op: op === "IS" ? "null" : "notNull" }]];
@@ -388,7 +569,9 @@ interface ColumnRef {
 function columnOf(v: unknown, scope: Scope): ColumnRef | undefined {
   if (!isNode(v)) return undefined;
   if (v.type === "column_ref") {
-    if (v.table !== null && v.table !== undefined && !scope.names.has(String(v.table))) {
+    const qualifier = v.table === null || v.table === undefined ? undefined : String(v.table);
+    // In a join, an unqualified column may be either table's: neither claims it.
+    if (qualifier === undefined ? scope.others !== undefined : !scope.names.has(qualifier)) {
       return undefined;
     }
     const name = identifier(v.column);
@@ -542,7 +725,8 @@ function resultColumns(columns: unknown, scope: Scope): (string | undefined)[] {
   return columns.map((c) => {
     const expr = isNode(c) ? c.expr : undefined;
     if (isNode(expr) && expr.type === "double_quote_string" && typeof expr.value === "string") {
-      return expr.value; // SQLite's grammar reads a lone "id" as a string that may be a column
+      // SQLite's grammar reads a lone "id" as a string that may be a column (not in a join)
+      return scope.others ? undefined : expr.value;
     }
     return columnOf(expr, scope)?.name;
   });
@@ -620,13 +804,16 @@ export interface Registration {
   /** Table tags (the planner's fallback) and row tags (`table#id`). */
   tags: string[];
   lists: ListDependency[];
+  /** Why it is wider than the shape said: the joined table at table level once the rows were read. */
+  widened?: "join";
 }
 
 /**
  * The registration of a stored result: table tags for every table read; at table level, a
  * list of the whole table for each (`wholeTable`); otherwise the
  * row tags of the looked-up keys and of the result rows that carry the primary key, and
- * one list per disjunct with the window's count and last sort values taken from the rows.
+ * one list per disjunct with the window's count and last sort values taken from the rows,
+ * and for a join what its other table's rows reach (`joinRegistration`).
  * `rows` are the result's rows, each an array by result column or an object by column
  * name; undefined when unknown (then no window is registered, only predicates).
  */
@@ -639,7 +826,7 @@ export function registrationOf(
   if (!s || shape.fallback) return { tags, lists: shape.tables.map(wholeTable) };
   const lists: ListDependency[] = [];
   for (const id of s.rowIds) tags.push(rowTag(s.table, id));
-  const read = rows ? reader(s.columns) : undefined;
+  const read = rows ? reader(s.columns, s.names) : undefined;
   // Row tags of the result are a shortcut for the planner (its lists cover the same rows):
   // kept for results of a bounded size only.
   if (rows && read && rows.length <= MAX_ROW_TAGS) {
@@ -648,10 +835,9 @@ export function registrationOf(
       if (typeof id === "number" || typeof id === "string") tags.push(rowTag(s.table, id));
     }
   }
-  if (s.disjuncts.length === 0) return { tags: [...new Set(tags)], lists };
   let last: unknown[] | undefined;
   const lastRow = rows?.[rows.length - 1];
-  if (s.ordered && read && lastRow !== undefined) {
+  if (s.ordered && read && lastRow !== undefined && s.disjuncts.length > 0) {
     const values = s.sort.map((k) => plain(read(lastRow, k.column)));
     if (values.every((v) => v === null || typeof v === "number" || typeof v === "string")) {
       last = values;
@@ -671,7 +857,79 @@ export function registrationOf(
     if (last) list.last = last;
     lists.push(list);
   }
-  return { tags: [...new Set(tags)], lists };
+  const registration: Registration = { tags, lists };
+  if (s.join && !joinRegistration(s, s.join, rows, tags, lists) && !s.join.whole) {
+    registration.widened = "join";
+  }
+  registration.tags = [...new Set(tags)];
+  return registration;
+}
+
+/**
+ * What the joined table's rows reach: a parent's row tag or a list of the children of each
+ * key the result (or the query) names, and the `reach` lookups and lists; the whole table
+ * when a result row's key cannot be read or there are too many (then it returns false).
+ */
+function joinRegistration(
+  s: ShapeLists,
+  j: ShapeJoin,
+  rows: readonly unknown[] | undefined,
+  tags: string[],
+  lists: ListDependency[],
+): boolean {
+  const keys = new Set<string | number>(j.ids.map(plain) as (string | number)[]);
+  // Children of looked-up base rows are all named by `ids`: the result adds nothing.
+  const fromIds = j.kind === "children" && s.disjuncts.length === 0;
+  let whole = j.whole === true || (!fromIds && rows === undefined);
+  if (!whole && !fromIds && rows) {
+    const fromBase = reader(s.columns, s.names);
+    const fromJoined = reader(j.columns, s.names);
+    for (const row of rows) {
+      let key = plain(fromBase(row, j.from));
+      if (key === undefined && j.inner) key = plain(fromJoined(row, j.column));
+      if (key === null) continue; // a NULL key joins nothing
+      if (typeof key !== "number" && typeof key !== "string") {
+        whole = true;
+        break;
+      }
+      keys.add(key);
+    }
+  }
+  if (whole || keys.size > MAX_ROW_TAGS) {
+    lists.push(wholeTable(j.table));
+    return false;
+  }
+  for (const key of keys) {
+    if (j.kind === "parent") tags.push(rowTag(j.table, key));
+    else for (const value of twins(key)) lists.push(valueList(j.table, j.column, value));
+  }
+  if (!j.reach) return true;
+  for (const id of j.reach.rowIds) tags.push(rowTag(j.table, id));
+  for (const filters of j.reach.disjuncts) {
+    lists.push({ table: j.table, filters, sort: [], offset: 0, limit: NO_LIMIT, count: 0 });
+  }
+  return true;
+}
+
+/**
+ * Every row of `table` whose `column` equals `value`: what the data API's joined arrays
+ * register as set tags, as a list here, since a set tag is followed only for the join
+ * columns of the planner's schema (a shared engine's is its owner's) and a list on any
+ * table is. The planner finds it by its value (`listsFor`), without a scan.
+ */
+function valueList(table: string, column: string, value: string | number): ListDependency {
+  const filters: ListFilter[] = [{ column, op: "eq", value }];
+  return { table, filters, sort: [], offset: 0, limit: NO_LIMIT, count: 0 };
+}
+
+/**
+ * A key and the same key in the other type: a foreign key may be stored, or captured, as
+ * text or as a number where the result or the query gave the other ("5" and 5).
+ */
+function twins(key: string | number): (string | number)[] {
+  if (typeof key === "number") return [key, String(key)];
+  const n = Number(key);
+  return key.trim() !== "" && Number.isFinite(n) ? [key, n] : [key];
 }
 
 /**
@@ -683,17 +941,26 @@ export function wholeTable(table: string): ListDependency {
   return { table, filters: [], sort: [], offset: 0, limit: NO_LIMIT, count: 0 };
 }
 
-/** Reads a column of a result row, by position (arrays, libSQL rows) or by name. */
+/**
+ * Reads a table's column of a result row, by position (arrays, libSQL rows) or by the
+ * result column's name (undefined when two result columns share it: a row read by name
+ * holds only one of them).
+ */
 function reader(
   columns: readonly (string | undefined)[],
-): ((row: unknown, column: string) => unknown) | undefined {
+  names: readonly (string | undefined)[],
+): (row: unknown, column: string) => unknown {
   return (row, column) => {
     if (typeof row !== "object" || row === null) return undefined;
     const r = row as Record<string | number, unknown>;
     const i = columns.indexOf(column);
     if (i < 0 || columns.indexOf(column, i + 1) >= 0) return undefined;
     if (Array.isArray(row) || typeof r.length === "number") return r[i];
-    return r[column];
+    const name = names[i];
+    if (name === undefined || names.indexOf(name) !== i || names.lastIndexOf(name) !== i) {
+      return undefined;
+    }
+    return r[name];
   };
 }
 
