@@ -258,7 +258,9 @@ export class DrizzleCapture {
     const lazyMs = this.#driver.lazyMs;
     if (lazyMs !== undefined && !this.#closed && Date.now() - this.#readAt >= lazyMs) {
       this.#readAt = Date.now();
-      this.ready = this.ready.then(() => this.#refresh());
+      // Not chained to the last one: one left unsettled by an ended request is not waited on
+      // past D1_REFRESH_MS.
+      this.ready = this.#refresh();
     }
     return this.ready;
   }
