@@ -119,7 +119,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     isTag: boolean,
     _autoInvalidate?: boolean,
   ): Promise<unknown[] | undefined> {
-    this.#capture?.want(tables);
+    await this.#capture?.want(tables);
     const k = this.#key(key, isTag);
     // Taken before the lookup: the query runs after it, so its result is at least this new.
     const since = this.engine.position;

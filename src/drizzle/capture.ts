@@ -7,7 +7,10 @@ import {
   unref,
 } from "../core/capture.ts";
 import type { PlanSchema } from "../core/deps/planner.ts";
+import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
+import type { D1DatabaseLike } from "../sources/d1.ts";
 import { captureSchema, postgresCaptureFeed } from "../sources/postgres-capture.ts";
+import { literal } from "../sources/sql.ts";
 import {
   betterSqliteExecutor,
   type SqliteExecutor,
@@ -27,13 +30,18 @@ import { tableName } from "./tables.ts";
  * its tables.
  *
  * The client is told by its shape (drizzle-orm's `db.$client`): a libSQL `Client`, a
- * postgres.js `Sql`, a better-sqlite3 `Database`. Others (D1, node-postgres) stay at table
- * level. Installations are looked for every REFRESH_MS, so an install (or a table added
- * to it) is picked up while running.
+ * postgres.js `Sql`, a better-sqlite3 `Database`, or a D1 binding whose cache follows a
+ * log that D1's capture drain feeds (`durableChangeLog`: the change log's Durable Object
+ * drains the change table, and a mutation asks it to drain at once). Others (node-postgres)
+ * stay at table level. Installations are looked for every REFRESH_MS, so an install (or a
+ * table added to it) is picked up while running; on D1, when used and at most every
+ * D1_REFRESH_MS (no timer: a Worker's outlives no request, and D1 bills rows read).
  */
 
 /** How often the catalog is read again (installs, captured tables, primary keys), ms. */
 const REFRESH_MS = 1000;
+/** D1: how long a catalog read holds before a call reads it again, ms. */
+const D1_REFRESH_MS = 5000;
 
 /** A captured table as the planner needs it. */
 interface TableShape {
@@ -47,13 +55,22 @@ interface Installation {
   id: string;
   /** By Drizzle's name of the table (`schema.table` outside PostgreSQL's `public`). */
   tables: Map<string, TableShape>;
-  /** Its change table as a feed, events named as Drizzle names their tables. */
-  feed(shapes: (table: string) => TableShape | undefined): CaptureFeed;
+  /** Follows its change table into `engine`, events named as Drizzle names their tables. */
+  follow(
+    engine: Cache,
+    shapes: (table: string) => TableShape | undefined,
+    logger: { warn(m: string): void },
+  ): CaptureFollower;
 }
 
 /** What a kind of client tells of capture. */
 interface CaptureDriver {
   installations(): Promise<Installation[]>;
+  /**
+   * Read the catalog again only when the capture is used, after this many ms, instead of on
+   * a timer (D1 on Workers).
+   */
+  lazyMs?: number;
 }
 
 /** What `getStats().capture` says. */
@@ -87,11 +104,11 @@ export function startCapture(
   engine: Cache,
   options: { setSchema?: (schema: PlanSchema) => void; logger: { warn(m: string): void } },
 ): DrizzleCapture | undefined {
-  const driver = captureDriver(client);
+  const driver = captureDriver(client, engine);
   return driver && new DrizzleCapture(driver, engine, options);
 }
 
-function captureDriver(client: unknown): CaptureDriver | undefined {
+function captureDriver(client: unknown, engine: Cache): CaptureDriver | undefined {
   switch (clientKind(client)) {
     case "postgres.js":
       return postgresDriver(client as unknown as PostgresSql);
@@ -101,6 +118,10 @@ function captureDriver(client: unknown): CaptureDriver | undefined {
       // better-sqlite3's statements wait for a lock up to the database's busy_timeout.
       const db = client as Parameters<typeof betterSqliteExecutor>[0];
       return sqliteDriver(betterSqliteExecutor(db, async (work) => work()));
+    }
+    case "d1": {
+      const log = engine.log;
+      return drainsCapture(log) ? d1Driver(client as D1DatabaseLike, log) : undefined;
     }
     default:
       return undefined;
@@ -120,6 +141,8 @@ export class DrizzleCapture {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #lastError = "";
+  /** When the catalog was last read (lazy drivers), ms. */
+  #readAt = Number.NEGATIVE_INFINITY;
   /** The first look at the catalog, and then the latest one. */
   ready: Promise<void>;
 
@@ -132,7 +155,9 @@ export class DrizzleCapture {
     this.#engine = engine;
     this.#setSchema = options.setSchema;
     this.#logger = options.logger;
-    this.ready = this.#refresh();
+    // A lazy driver reads the catalog when first used: on Workers, inside the request that
+    // waits for it (a promise left behind by an ended request never settles).
+    this.ready = driver.lazyMs === undefined ? this.#refresh() : Promise.resolve();
   }
 
   /**
@@ -151,6 +176,7 @@ export class DrizzleCapture {
    * then invalidates the tables.
    */
   async settled(tables: readonly unknown[]): Promise<boolean> {
+    if (this.#driver.lazyMs !== undefined) await this.#fresh();
     if (!this.covers(tables)) return false;
     const followers = new Set(tables.map((t) => this.#followerOf(t)!));
     const done = await Promise.all([...followers].map((f) => f.sync()));
@@ -159,7 +185,7 @@ export class DrizzleCapture {
 
   /** Resolves once every captured change committed before the call is applied (true), or false. */
   async catchUp(): Promise<boolean> {
-    await this.ready;
+    await this.#fresh();
     const all = [...this.#followers.values()].map((f) => f.follower);
     if (all.length === 0) return false;
     return (await Promise.all(all.map((f) => f.sync()))).every(Boolean);
@@ -201,9 +227,12 @@ export class DrizzleCapture {
   /**
    * Tables the application queries: an installation is followed once one of its tables is
    * wanted, so that a process never takes the change table of tables it does not use from
-   * another consumer (another application's, a data API node's).
+   * another consumer (another application's, a data API node's). Resolves at once, or, with
+   * a lazy driver (D1), once the catalog read and the first word from the followers it
+   * needed are in: a Worker's promise must settle within the request that made it.
    */
-  want(tables: readonly unknown[]): void {
+  want(tables: readonly unknown[]): Promise<void> {
+    const fresh = this.#fresh();
     for (const table of tables) {
       const name = nameOf(table);
       if (name === undefined || this.#wanted.has(name)) continue;
@@ -211,14 +240,29 @@ export class DrizzleCapture {
       const inst = this.#found.find((i) => i.tables.has(name));
       if (inst && !this.#followers.has(inst.id) && !this.#closed) this.#start(inst);
     }
+    if (this.#driver.lazyMs === undefined) return Promise.resolve();
+    return fresh.then(async () => {
+      await Promise.all([...this.#followers.values()].map((f) => f.follower.caughtUp));
+    });
   }
 
   #start(inst: Installation): void {
-    const feed = inst.feed((t) => this.#shapes.get(t));
     this.#followers.set(inst.id, {
-      follower: followCapture(this.#engine, feed, this.#logger, { unref: true }),
+      follower: inst.follow(this.#engine, (t) => this.#shapes.get(t), this.#logger),
       tables: new Set(inst.tables.keys()),
     });
+  }
+
+  /** The latest look at the catalog; a lazy driver's is read again once it is old. */
+  #fresh(): Promise<void> {
+    const lazyMs = this.#driver.lazyMs;
+    if (lazyMs !== undefined && !this.#closed && Date.now() - this.#readAt >= lazyMs) {
+      this.#readAt = Date.now();
+      // Not chained to the last one: one left unsettled by an ended request is not waited on
+      // past D1_REFRESH_MS.
+      this.ready = this.#refresh();
+    }
+    return this.ready;
   }
 
   #followerOf(table: unknown): CaptureFollower | undefined {
@@ -260,7 +304,8 @@ export class DrizzleCapture {
       if (message !== this.#lastError) this.#logger.warn(message);
       this.#lastError = message;
     }
-    if (!this.#closed) {
+    if (this.#driver.lazyMs !== undefined) this.#readAt = Date.now();
+    else if (!this.#closed) {
       this.#timer = unref(
         setTimeout(() => {
           this.ready = this.#refresh();
@@ -314,29 +359,100 @@ function libsqlExecutor(client: LibsqlClient): SqliteExecutor {
   };
 }
 
+/** A SQLite database's change table, followed in this process (libSQL, better-sqlite3). */
 function sqliteDriver(exec: SqliteExecutor): CaptureDriver {
+  return sqliteCatalog(exec, (engine, shapes, logger) =>
+    followCapture(
+      engine,
+      sqliteExecutorFeed(exec, (t) => shapes(t)?.columns, { unref: true }),
+      logger,
+      { unref: true },
+    ),
+  );
+}
+
+/** SQLite's capture catalog (the change table, the triggers, primary keys), over any driver. */
+function sqliteCatalog(exec: SqliteExecutor, follow: Installation["follow"]): CaptureDriver {
   return {
     async installations() {
       if (!(await sqliteCaptureInstalled(exec))) return [];
       const tables = new Map<string, TableShape>();
       for (const name of await sqliteCapturedTables(exec)) {
-        const info = await exec.all("SELECT name, pk FROM pragma_table_info(?) ORDER BY cid", [
-          name,
-        ]);
+        // A literal argument: D1 refuses a bound one to pragma_table_info.
+        const info = await exec.all(
+          `SELECT name, pk FROM pragma_table_info(${literal(name)}) ORDER BY cid`,
+          [],
+        );
         const keys = info.filter((c) => Number(c.pk) > 0);
         tables.set(name, {
           columns: info.map((c) => String(c.name)),
           ...(keys.length === 1 && { primaryKey: String(keys[0]!.name) }),
         });
       }
-      return [
-        {
-          id: "main",
-          tables,
-          feed: (shapes) => sqliteExecutorFeed(exec, (t) => shapes(t)?.columns, { unref: true }),
-        },
-      ];
+      return [{ id: "main", tables, follow }];
     },
+  };
+}
+
+// D1 (on Workers, through the change log's Durable Object).
+
+function d1Executor(db: D1DatabaseLike): SqliteExecutor {
+  const statement = (sql: string, params: readonly unknown[]) =>
+    params.length > 0 ? db.prepare(sql).bind(...params) : db.prepare(sql);
+  return {
+    async all(sql, params) {
+      return (await statement(sql, params).all()).results as Record<string, unknown>[];
+    },
+    async run(sql, params) {
+      const { meta } = (await statement(sql, params).all()) as { meta?: { changes?: number } };
+      return meta?.changes ?? 0;
+    },
+    async write(sql, params) {
+      await statement(sql, params).all();
+    },
+  };
+}
+
+/**
+ * D1's change table is drained by the Durable Object that holds `log`, not here: the engine
+ * applies its records as it syncs. Following it is asking the object to drain now (`sync`),
+ * which tells whether it drains at all (an object without the D1 binding does not).
+ */
+function d1Driver(db: D1DatabaseLike, log: CaptureDrainingLog): CaptureDriver {
+  return {
+    ...sqliteCatalog(d1Executor(db), () => drainedFollower(log)),
+    lazyMs: D1_REFRESH_MS,
+  };
+}
+
+function drainedFollower(log: CaptureDrainingLog): CaptureFollower {
+  let leading = false;
+  let counts: { applied: number; lagP50?: number; lagP99?: number } | undefined;
+  const sync = async () => {
+    try {
+      counts = await log.drainCapture();
+    } catch {
+      counts = undefined;
+    }
+    leading = counts !== undefined;
+    return leading;
+  };
+  // Whether the object drains is known once it has been asked.
+  const first = sync();
+  return {
+    // Found in the catalog: the refresh drops its tables once it is gone.
+    installed: true,
+    get leading() {
+      return leading;
+    },
+    caughtUp: first.then(() => {}),
+    sync,
+    stats: () => ({
+      applied: counts?.applied ?? 0,
+      lagP50: counts?.lagP50,
+      lagP99: counts?.lagP99,
+    }),
+    async close() {},
   };
 }
 
@@ -393,17 +509,17 @@ function postgresDriver(sql: PostgresSql): CaptureDriver {
       return [...bySchema].map(([schema, tables]) => ({
         id: captureSchema(schema),
         tables,
-        feed: (shapes) =>
-          renamed(
-            postgresCaptureFeed(
-              sql,
-              schema,
-              (t) => shapes(drizzleName(schema, t))?.columns,
-              connect,
-              { unref: true },
-            ),
-            (t) => drizzleName(schema, t),
-          ),
+        follow: (engine: Cache, shapes: (t: string) => TableShape | undefined, logger) => {
+          const feed = postgresCaptureFeed(
+            sql,
+            schema,
+            (t) => shapes(drizzleName(schema, t))?.columns,
+            connect,
+            { unref: true },
+          );
+          const named = renamed(feed, (t) => drizzleName(schema, t));
+          return followCapture(engine, named, logger, { unref: true });
+        },
       }));
     },
   };

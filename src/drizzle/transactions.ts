@@ -178,7 +178,7 @@ function settleMutations(
     if (meta?.type === "select" && dialect) shapeSelect(prepared, args[1], cache, dialect);
     if (!meta?.type || !MUTATIONS.has(meta.type) || !meta.tables?.length) return prepared;
     const tables = meta.tables;
-    capture?.want(tables);
+    void capture?.want(tables);
     // The cache of a statement run against the database itself (in a transaction it is the
     // transaction's scope). With capture, Drizzle's own invalidation, made as the statement
     // starts, is left out for captured tables: capture removes what the rows touch.

@@ -165,3 +165,29 @@ export function changedTables(ops: readonly ChangeOp[]): Set<string> {
   for (const op of ops) out.add("event" in op ? op.event.table : "");
   return out;
 }
+
+/** The counters of a capture drain that feeds a log (see `CaptureDrainingLog`). */
+export interface CaptureDrainCounts {
+  /** Captured changes appended to the log so far. */
+  applied: number;
+  /** From the database's record of a change to its record in the log, ms. */
+  lagP50?: number;
+  lagP99?: number;
+}
+
+/**
+ * A capability of a log that change capture feeds from outside the node (on Workers, the
+ * Durable Object drains D1's change table): a node asks it to take in what was captured.
+ */
+export interface CaptureDrainingLog extends ChangeLog {
+  /**
+   * Has the log take in every change captured before the call and brings this node up to
+   * it. Resolves the drain's counters, or undefined when no drain feeds the log; rejects
+   * when the log is out of reach.
+   */
+  drainCapture(): Promise<CaptureDrainCounts | undefined>;
+}
+
+export function drainsCapture(log: ChangeLog): log is CaptureDrainingLog {
+  return typeof (log as Partial<CaptureDrainingLog>).drainCapture === "function";
+}

@@ -1,7 +1,8 @@
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import { randomId } from "../core/random-id.ts";
 import {
-  type ChangeLog,
+  type CaptureDrainCounts,
+  type CaptureDrainingLog,
   type ChangeOp,
   type ChangeRecord,
   changedTables,
@@ -120,7 +121,7 @@ interface AppendReply extends SyncReply {
 }
 
 /** An isolate's view of the log held by a `ChangeLogObject`. */
-export class DurableChangeLog implements ChangeLog {
+export class DurableChangeLog implements CaptureDrainingLog {
   readonly name = C;
   readonly shared = true;
   readonly node = randomId();
@@ -226,6 +227,22 @@ export class DurableChangeLog implements ChangeLog {
       this.#trustedUntil = Number.NEGATIVE_INFINITY;
       throw error;
     }
+  }
+
+  /**
+   * Has the object drain D1's change capture now (see the Cloudflare adapter's capture
+   * drain) and syncs after it: every change captured before the call is then applied here.
+   * Resolves the drain's counters, or undefined when the object drains nothing.
+   */
+  async drainCapture(): Promise<CaptureDrainCounts | undefined> {
+    const sent = Date.now();
+    const reply = await this.#call<SyncReply & { capture?: CaptureDrainCounts | null }>(
+      "drain",
+      this.#report(),
+    );
+    await this.#take(reply);
+    this.#heardAt(sent);
+    return reply.capture ?? undefined;
   }
 
   async #sync(): Promise<void> {

@@ -138,7 +138,7 @@ export class SqlCache {
       shape = sqlShape(sql, params, dialect, this.#schema);
     }
     if (!readOnly(shape, sql)) return (await this.execute(sql, params)).rows as Row[];
-    this.#capture?.want(shape.tables);
+    await this.#capture?.want(shape.tables);
     this.#stats.counts.misses++;
     if (key !== undefined) this.engine.countRead(key, "miss");
     const { rows } = await this.#client.run(sql, params);
@@ -166,7 +166,7 @@ export class SqlCache {
     checkStatement(sql, params);
     await this.#checkMode();
     const tables = writtenTables(sql, this.#client.dialect);
-    if (tables) this.#capture?.want(tables);
+    if (tables) await this.#capture?.want(tables);
     try {
       return (await this.#client.run(sql, params)) as SqlResult<Row>;
     } finally {

@@ -25,6 +25,8 @@ describe("edgecache/drizzle on D1 inside workerd", () => {
     expect(body.afterUpdate).toEqual([{ ...ann[0], name: "Bea" }]);
     expect(body.afterInvalidate).toEqual([{ ...ann[0], name: "direct" }]);
     expect(body.stats).toMatchObject({ hits: 3, misses: 3, faults: 0, uncacheable: 0 });
+    // No change log fed by a capture drain (no Durable Object): table level, and it says so.
+    expect(body.stats).toMatchObject({ writes: "tables" });
     expect(body.stats).toMatchObject({ registrations: { exact: 3, widened: 0, table: 0 } });
   }, 30_000);
 });

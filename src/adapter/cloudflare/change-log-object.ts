@@ -66,10 +66,24 @@ export class ChangeLogObject {
       return this.#follower.handle(op.slice(9), body);
     }
     if (op === "capture") return Response.json(this.#capture?.stats() ?? null);
+    if (op === "drain") return this.#drained(body);
     await this.#capture?.touch(op === "sync");
     const response = await this.#log.handle(op, body);
     if (op === "append") this.#capture?.afterWrite();
     return response;
+  }
+
+  /**
+   * An isolate asks for what was captured so far (a Drizzle mutation waits for its own rows,
+   * see src/drizzle/capture.ts): a drain begun after the call, then a sync, with the drain's
+   * counters (null without a drain).
+   */
+  async #drained(body: Record<string, unknown>): Promise<Response> {
+    await this.#capture?.touch(false);
+    await this.#capture?.drain();
+    const synced = (await (await this.#log.handle("sync", body)).json()) as object;
+    const capture = this.#capture?.stats() ?? null;
+    return Response.json({ ...synced, capture });
   }
 
   /** The capture drain's interval (see capture-drain.ts). */

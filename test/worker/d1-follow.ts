@@ -1,0 +1,114 @@
+// The Worker of test/worker/d1-follow-entry.ts inside workerd, and what the tests of
+// edgecache/drizzle and edgecache/sql following D1 change capture send it.
+import fc from "fast-check";
+import type { Miniflare } from "miniflare";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { until } from "../helpers/cluster.ts";
+import { startWorker } from "./workerd.ts";
+
+export interface Op {
+  kind: "read" | "write" | "around";
+  which: number;
+  id: number;
+  value: number;
+}
+
+export async function startFollowing(): Promise<Miniflare> {
+  return startWorker(new URL("./d1-follow-entry.ts", import.meta.url), {
+    d1Databases: ["DB"],
+    durableObjects: { CHANGE_LOG: "ChangeLogObject" },
+    bindings: { EDGECACHE_CAPTURE_MS: "200" },
+  });
+}
+
+export async function post(mf: Miniflare, path: string, body: unknown = {}) {
+  const res = await mf.dispatchFetch(`http://localhost${path}`, {
+    method: "POST",
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as never;
+}
+
+export const ops = (reads: number) =>
+  fc.array(
+    fc.record({
+      kind: fc.constantFrom("read", "read", "read", "write", "around"),
+      which: fc.nat(reads - 1),
+      id: fc.integer({ min: 1, max: 12 }),
+      value: fc.nat(30),
+    }),
+    { minLength: 1, maxLength: 30 },
+  ) as fc.Arbitrary<Op[]>;
+
+export type Stats = Record<string, Record<string, unknown>>;
+
+/**
+ * The suite both entries pass (`route`: "/drizzle" or "/sql"; `reads`: how many read shapes
+ * the entry has): capture mode, a write around it seen after the drain's interval, and the
+ * consistency property of random reads and writes through the entry and around it.
+ */
+export function followingSuite(route: "/drizzle" | "/sql", reads: number, numRuns: number) {
+  const name = route.slice(1);
+  let mf: Miniflare;
+  const stats = async () => ((await post(mf, "/stats")) as Stats)[name]!;
+
+  beforeAll(async () => {
+    mf = await startFollowing();
+    await post(mf, "/setup", { capture: true });
+  }, 60_000);
+
+  afterAll(async () => {
+    await mf?.dispose();
+  });
+
+  it("runs in capture mode: a write of row 2 leaves the cached read of row 1 a hit", async () => {
+    const read1: Op = { kind: "read", which: 0, id: 1, value: 0 };
+    await post(mf, route, [read1, read1]);
+    const before = await stats();
+    expect(before.writes).toBe("capture");
+    const [, , after] = (await post(mf, route, [
+      { kind: "write", which: 0, id: 2, value: 7 },
+      read1,
+      { kind: "read", which: 0, id: 2, value: 0 },
+    ])) as { cached: unknown; fresh: unknown }[];
+    expect(after!.cached).toEqual(after!.fresh);
+    const now = await stats();
+    // Row 1's read was a hit after the write of row 2; row 2's was read again.
+    expect(Number(now.hits) - Number(before.hits)).toBe(1);
+    expect(now.capture).toMatchObject({ tables: ["users"] });
+    expect((now.capture as { applied: number }).applied).toBeGreaterThan(0);
+  });
+
+  it("a row updated straight in D1 is seen by the next read after the drain's interval, without asking", async () => {
+    const read3: Op = { kind: "read", which: 0, id: 3, value: 0 };
+    await post(mf, route, [read3, read3]);
+    // Straight into D1 through miniflare's binding, not through the entry's catch-up.
+    const db = await mf.getD1Database("DB");
+    await db.prepare("update users set name = 'outside' where id = 3").run();
+    await until(async () => {
+      const [r] = (await post(mf, route, [read3])) as { cached: { name: string }[] }[];
+      return r!.cached[0]?.name === "outside";
+    }, 10_000);
+  });
+
+  it("property: random reads, writes through the entry and around it; every read equals a fresh query", async () => {
+    await fc.assert(
+      fc.asyncProperty(ops(reads), async (sequence) => {
+        const results = (await post(mf, route, sequence)) as {
+          cached?: unknown;
+          fresh?: unknown;
+          caughtUp?: boolean;
+        }[];
+        results.forEach((r, k) => {
+          if (sequence[k]!.kind === "read") expect(r.cached).toEqual(r.fresh);
+          if (sequence[k]!.kind === "around") expect(r.caughtUp).toBe(true);
+        });
+      }),
+      { numRuns },
+    );
+    const now = await stats();
+    expect(now).toMatchObject({ writes: "capture", faults: 0 });
+    expect(Number(now.hits)).toBeGreaterThan(0);
+  }, 60_000);
+}
