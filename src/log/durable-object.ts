@@ -182,6 +182,14 @@ export class DurableChangeLog implements CaptureDrainingLog {
   }
 
   follow(follower: LogFollower): void {
+    if (this.#follower && this.#follower !== follower) {
+      // A second cache would take the records from the first, which then serves stale.
+      throw new EdgecacheError(
+        "E_BAD_OPTION",
+        C,
+        "a Durable Object change log serves one cache; make one per cache",
+      );
+    }
     this.#follower = follower;
   }
 

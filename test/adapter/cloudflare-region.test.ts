@@ -36,3 +36,17 @@ describe("follower mode's region", () => {
     );
   });
 });
+
+describe("a Durable Object change log", () => {
+  it("serves one cache: a second follower is refused, not silently starved", () => {
+    const namespace: DurableObjectNamespaceLike = {
+      idFromName: (name) => name,
+      get: () => ({ fetch: async () => Response.json({}) }),
+    };
+    const log = new DurableChangeLog({ namespace });
+    const follower = { reset: () => {}, apply: async () => {} };
+    log.follow(follower);
+    log.follow(follower); // the same one again is harmless
+    expect(() => log.follow({ reset: () => {}, apply: async () => {} })).toThrow(/one cache/);
+  });
+});
