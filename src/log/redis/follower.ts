@@ -231,8 +231,10 @@ export class RedisFollower {
       // Redis lost the log (restarted empty): what this node holds cannot be checked.
       this.#leaseUntil = Number.NEGATIVE_INFINITY;
       this.#restart = true;
-    } else if (Number(granted) === 1 && !this.#link.closed) {
+    } else if (Number(granted) === 1 && !this.#link.closed && !this.#restart) {
       // A renewal in flight when the log closed gives no lease back: closed is untrusted.
+      // Nor while a restart is pending: a renewal sent before the node noticed that the log
+      // went back says nothing of what it holds.
       this.#leaseUntil = sent + this.#link.s.leaseMs - LEASE_MARGIN_MS;
     }
   }

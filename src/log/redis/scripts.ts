@@ -171,8 +171,8 @@ return id
 /**
  * A node reports what it applied and renews its lease (ARGV: node, applied, lease, the
  * log it follows, the wake-up channel, the mark of the record it applied last or ""). A
- * node ahead of the head, or at the head with another mark, saw records the log lost:
- * the log went back, and is resealed. A member stays one while it keeps up (it applied
+ * node ahead of the head, or whose last record has another mark in the log, saw records
+ * the log lost: the log went back, and is resealed. A member stays one while it keeps up (it applied
  * what the log held at its previous renewal); a node that is not a member joins only when
  * it has applied the whole log, since writes were acknowledged without it. A position that
  * moved on is published (see `ack`): the writers waiting for it go on without asking.
@@ -180,8 +180,19 @@ return id
 const RENEW_BODY = `
 local head = tonumber(redis.call('HGET', KEYS[1], 'seq'))
 local granted = 0
-if id == ARGV[5] and (tonumber(ARGV[3]) > head or (tonumber(ARGV[3]) == head and ARGV[7] ~= ''
-    and ARGV[7] ~= (redis.call('HGET', KEYS[1], 'last') or ''))) then
+-- The mark of the record under the node's position, as the log holds it ('' if unknown:
+-- trimmed, or appended without one).
+local function markAt(seq)
+  if seq == head then return redis.call('HGET', KEYS[1], 'last') or '' end
+  local entry = redis.call('XRANGE', KEYS[2], seq .. '-0', seq .. '-0')[1]
+  if not entry then return '' end
+  for i = 1, #entry[2], 2 do
+    if entry[2][i] == 'mark' then return entry[2][i + 1] end
+  end
+  return ''
+end
+if id == ARGV[5] and (tonumber(ARGV[3]) > head or (ARGV[7] ~= '' and tonumber(ARGV[3]) > 0
+    and markAt(tonumber(ARGV[3])) ~= '' and markAt(tonumber(ARGV[3])) ~= ARGV[7])) then
 ${RESEAL_BODY}
 end
 if id == ARGV[5] then
