@@ -2,7 +2,7 @@
 // edgecache/drizzle and edgecache/sql following D1 change capture send it.
 import fc from "fast-check";
 import type { Miniflare } from "miniflare";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { until } from "../helpers/cluster.ts";
 import { startWorker } from "./workerd.ts";
 
