@@ -13,7 +13,7 @@ import {
   wholeTable,
 } from "../core/sql/shapes.ts";
 import type { Store } from "../core/store.ts";
-import type { ChangeLog } from "../log/contract.ts";
+import type { ChangeLog, LogPosition } from "../log/contract.ts";
 import { type DrizzleCapture, startCapture } from "./capture.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
 import { type QueryCacheStats, QueryStats, queryEngine } from "./query-stats.ts";
@@ -59,12 +59,30 @@ export interface SelectQuery {
   sql: string;
   params: readonly unknown[];
   dialect: SqlDialect;
+  /**
+   * Runs the select again on the driver, outside any transaction (Drizzle's own callback):
+   * given, the engine may reload the result after a write invalidates it (see `followCapture`).
+   */
+  run?: () => Promise<unknown>;
 }
+
+/** A select as Drizzle hands it to `put`, with its SQL where known. */
+interface Select {
+  tables: string[];
+  isTag: boolean;
+  config: CacheConfig | undefined;
+  query: SelectQuery | undefined;
+}
+
+/** What a cached select is reloaded from: its query and how it was stored. */
+type Rerun = Select & { query: SelectQuery & { run: () => Promise<unknown> } };
 
 const JSON_TYPE = { "content-type": "application/json" };
 const TEXT = new TextDecoder();
 /** TTLs of recent puts remembered for `keepTtl`. */
 const KEPT_TTLS = 10_000;
+/** Selects of recent puts remembered for reloading (the oldest are forgotten first). */
+const KEPT_RERUNS = 10_000;
 
 /**
  * A Drizzle ORM cache (`drizzle(client, { cache })`) on edgecache's engine.
@@ -89,6 +107,8 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   #ownsEngine: boolean;
   #logger: Warner;
   #capture: DrizzleCapture | undefined;
+  /** Key -> the select behind it, for the engine's reload of hot invalidated keys. */
+  #reruns = new Map<string, Rerun>();
 
   constructor(options: DrizzleCacheOptions) {
     const c = "drizzle";
@@ -164,8 +184,21 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     config: CacheConfig | undefined,
     query: SelectQuery | undefined,
   ): Promise<void> {
+    const since = this.#reads.end(this.#key(key, isTag));
+    await this.#store(key, response, { tables, isTag, config, query }, since);
+  }
+
+  /**
+   * Stores a select's result as a load that began at `since` (undefined: refused), so the
+   * write fence refuses it if a change since then concerns it.
+   */
+  async #store(
+    key: string,
+    response: unknown,
+    { tables, isTag, config, query }: Select,
+    since: LogPosition | undefined,
+  ): Promise<void> {
     const k = this.#key(key, isTag);
-    const since = this.#reads.end(k);
     let body: string;
     try {
       // Before anything awaits: the caller gets `response` back and may change it.
@@ -205,6 +238,11 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
         return;
       }
       this.#stats.stored(names);
+      if (query?.run && this.#capture) {
+        this.#reruns.delete(k);
+        this.#reruns.set(k, { query: { ...query, run: query.run }, tables, isTag, config });
+        if (this.#reruns.size > KEPT_RERUNS) this.#reruns.delete(this.#reruns.keys().next().value!);
+      }
       this.#expiries.delete(k);
       this.#expiries.set(k, now + ttl);
       if (this.#expiries.size > KEPT_TTLS)
@@ -255,7 +293,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   followCapture(client: unknown): DrizzleCapture | undefined {
     if (this.#capture) return this.#capture;
     const engine = this.engine;
-    this.#capture = startCapture(client, engine, {
+    const capture = startCapture(client, engine, {
       // The catalog's primary keys stand in for tables no query has taught (learnTable); a
       // shared engine's schema is its owner's (a data API): events then go by table.
       ...(this.#ownsEngine && {
@@ -265,7 +303,23 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       }),
       logger: { warn: (m) => this.#logger.warn(m) },
     });
-    return this.#capture;
+    this.#capture = capture;
+    // Following capture, every change reaches the planner with its rows, so the engine can
+    // reload a hot select a write invalidated: never on a shared engine (its owner's hooks).
+    if (capture && this.#ownsEngine) engine.setWriteHooks({ refetch: (k) => this.#refetch(k) });
+    return capture;
+  }
+
+  /**
+   * Reloads `k` in the background: its select runs again on the driver and the result is
+   * stored as a load that began now, so a write that overlaps the reload fences it out.
+   */
+  async #refetch(k: string): Promise<void> {
+    const rerun = this.#reruns.get(k);
+    if (!rerun || !this.#capture) return;
+    const since = this.engine.position;
+    const response = await rerun.query.run();
+    await this.#store(k.slice(this.#key("", rerun.isTag).length), response, rerun, since);
   }
 
   /**

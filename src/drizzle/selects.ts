@@ -28,6 +28,7 @@ export function dialectOf(db: object): SqlDialect | undefined {
  * Drizzle calls `queryWithCache(sql, params, query)` on the prepared query, which reads its
  * cache from `this.cache`: each run gets a cache of its own that carries the query. The
  * tables of the selected columns teach the cache their primary keys and column kinds.
+ * Drizzle's callback that runs the statement goes too, for reloads (`followCapture`).
  */
 export function shapeSelect(
   prepared: Record<string, unknown>,
@@ -48,11 +49,14 @@ export function shapeSelect(
     if (this.cache !== cache || typeof sql !== "string" || !Array.isArray(params)) {
       return queryWithCache.call(this, sql, params, ...rest);
     }
+    // Drizzle's callback that runs the statement on the driver: a reload runs it again.
+    const run = typeof rest[0] === "function" ? (rest[0] as () => Promise<unknown>) : undefined;
+    const query = { sql, params, dialect, ...(run && { run }) };
     const read: DrizzleCacheContract = {
       strategy: () => cache.strategy(),
       get: (...args) => cache.get(...args),
       put: (key, response, tables, isTag, config) =>
-        cache.putSelect(key, response, tables, isTag, config, { sql, params, dialect }),
+        cache.putSelect(key, response, tables, isTag, config, query),
       onMutate: (params) => cache.onMutate(params),
     } as DrizzleCacheContract;
     const self = Object.create(this) as Record<string, unknown>;

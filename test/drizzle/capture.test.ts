@@ -171,6 +171,61 @@ function captureSuite(make: () => Harness): void {
     }
   });
 
+  it("a hot select a write invalidated is reloaded in the background: a hit afterwards", async () => {
+    const { cache, db } = await open();
+    const [was] = await user(plain, 1);
+    await user(db, 1);
+    // Two hits make it hot (the engine's rehydrate.minHits).
+    await user(db, 1);
+    await user(db, 1);
+    const reloads = cache.engine.stats().rehydrations;
+    await h.exec(`update ${usersName(h)} set name = 'Rae' where id = 1`);
+    expect(await cache.catchUp()).toBe(true);
+    await cache.engine.drain();
+    const { hits, misses } = cache.getStats();
+    expect(await user(db, 1)).toEqual([{ id: 1, name: "Rae" }]);
+    expect(cache.getStats()).toMatchObject({ hits: hits + 1, misses });
+    expect(cache.engine.stats().rehydrations).toBe(reloads + 1);
+    await h.exec(`update ${usersName(h)} set name = '${was.name}' where id = 1`);
+    await cache.catchUp();
+  });
+
+  it("a reload that overlaps a later write is not stored", async () => {
+    const { cache } = await open();
+    const [was] = await user(plain, 1);
+    const { sql, params } = user(plain, 1).toSQL();
+    const dialect = h.dialect === "pg" ? "postgres" : "sqlite";
+    const tables = [usersName(h)];
+    // The reload's query, held until a later write has been applied.
+    let release: (rows: unknown[]) => void = () => {};
+    let runs = 0;
+    const run = () => {
+      runs++;
+      if (runs > 1) return user(plain, 1).execute();
+      return new Promise<unknown[]>((resolve) => {
+        release = resolve;
+      });
+    };
+    const query = { sql, params, dialect, run } as const;
+    expect(await cache.get("overlap", tables, false)).toBeUndefined();
+    await cache.putSelect("overlap", [was], tables, false, undefined, query);
+    expect(await cache.get("overlap", tables, false)).toEqual([was]);
+    expect(await cache.get("overlap", tables, false)).toEqual([was]);
+    await h.exec(`update ${usersName(h)} set name = 'Sam' where id = 1`);
+    expect(await cache.catchUp()).toBe(true);
+    await eventually(() => runs === 1);
+    await h.exec(`update ${usersName(h)} set name = 'Tia' where id = 1`);
+    expect(await cache.catchUp()).toBe(true);
+    const { fenced } = cache.getStats();
+    // What the reload read before the second write: the fence refuses it.
+    release([{ id: 1, name: "Sam" }]);
+    await cache.engine.drain();
+    expect(cache.getStats().fenced).toBe(fenced + 1);
+    expect(await cache.get("overlap", tables, false)).not.toEqual([{ id: 1, name: "Sam" }]);
+    await h.exec(`update ${usersName(h)} set name = '${was.name}' where id = 1`);
+    await cache.catchUp();
+  });
+
   it("every read after an acknowledged write equals a fresh query (writes through Drizzle and around it)", async () => {
     const { cache, db } = await open();
     const ids = fc.integer({ min: 1, max: 4 });
