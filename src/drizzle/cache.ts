@@ -43,6 +43,12 @@ export interface DrizzleCacheOptions {
   logger?: Warner;
   /** Clock in epoch ms for `exat`, `pxat` and `keepTtl` (fake clocks in tests). Default `Date.now`. */
   now?: () => number;
+  /**
+   * Following change capture, a hot select a write invalidated is run again in the
+   * background, so its next read is a hit (default true). False where a select has effects
+   * when it runs (`nextval()`), or to see what each write invalidates.
+   */
+  reload?: boolean;
 }
 
 /** What `$withCache({ tables, tags })` and `db.$cache.invalidate` take. */
@@ -105,6 +111,8 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   /** Primary keys capture read from the database catalog (when this cache owns its engine). */
   #catalog: PlanSchema | undefined;
   #ownsEngine: boolean;
+  /** Whether hot selects a captured write invalidated are run again (see `reload`). */
+  #reload: boolean;
   #logger: Warner;
   #capture: DrizzleCapture | undefined;
   /** Key -> the select behind it, for the engine's reload of hot invalidated keys. */
@@ -123,6 +131,10 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     this.#prefix = prefix;
     this.#now = options.now ?? Date.now;
     this.#ownsEngine = owns;
+    if (options.reload !== undefined && typeof options.reload !== "boolean") {
+      badOption(c, "reload", "a boolean", options.reload);
+    }
+    this.#reload = options.reload ?? true;
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#logger = logger;
     this.#stats = new QueryStats("drizzle", logger);
@@ -306,7 +318,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     this.#capture = capture;
     // Following capture, every change reaches the planner with its rows, so the engine can
     // reload a hot select a write invalidated: never on a shared engine (its owner's hooks).
-    if (capture && this.#ownsEngine) engine.setWriteHooks({ refetch: (k) => this.#refetch(k) });
+    if (capture && this.#ownsEngine && this.#reload) engine.setWriteHooks({ refetch: (k) => this.#refetch(k) });
     return capture;
   }
 

@@ -82,6 +82,9 @@ describe("drizzle on libSQL: damaged entries and bad options", () => {
       /option "strategy": expected "explicit" or "all", got "some"/,
     );
     expect(() => drizzleCache({ tiers: [memoryStore()], ttl: 0 })).toThrow(/option "ttl"/);
+    expect(() =>
+      drizzleCache({ tiers: [memoryStore()], reload: "no" as unknown as boolean }),
+    ).toThrow(/option "reload": expected a boolean/);
   });
 });
 
