@@ -318,7 +318,8 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     this.#capture = capture;
     // Following capture, every change reaches the planner with its rows, so the engine can
     // reload a hot select a write invalidated: never on a shared engine (its owner's hooks).
-    if (capture && this.#ownsEngine && this.#reload) engine.setWriteHooks({ refetch: (k) => this.#refetch(k) });
+    if (capture && this.#ownsEngine && this.#reload)
+      engine.setWriteHooks({ refetch: (k) => this.#refetch(k) });
     return capture;
   }
 
