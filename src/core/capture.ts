@@ -66,6 +66,23 @@ export interface CaptureFeed {
   close(): Promise<void>;
 }
 
+/**
+ * A feed whose wake-ups can carry their changes (PostgreSQL's NOTIFY payload), so that
+ * applying one costs no read of the table. The table stays the source of truth: a carried
+ * change is consumed from it like a read one, and a wake-up that could not carry its
+ * change (too large, one of many in a transaction, an older install's trigger) or that may
+ * have been missed (the listening connection started again) resolves `wait` instead, so
+ * the follower reads the table.
+ */
+export interface CarryingFeed extends CaptureFeed {
+  /** `apply` receives the changes wake-ups carry as they arrive (those of one tick together). */
+  carry(apply: (changes: CapturedChange[]) => void): void;
+}
+
+export function isCarrying(feed: CaptureFeed): feed is CarryingFeed {
+  return typeof (feed as Partial<CarryingFeed>).carry === "function";
+}
+
 /** A source that can capture writes made around it. */
 export interface CapturingSource {
   captureStatus(): Promise<CaptureStatus>;
@@ -97,6 +114,11 @@ const INSTALL_POLL_MS = 100;
 const POLL_MS = 250;
 /** Capture lags kept for the percentiles. */
 const LAG_SAMPLES = 4096;
+/**
+ * Changes remembered as applied, so that one both carried and read from the table (the
+ * read came before its wake-up, or before its delete) is applied once.
+ */
+const APPLIED_MEMORY = 4096;
 
 export interface CaptureFollower {
   /** Whether capture was installed when last asked (every second at most). */
@@ -123,6 +145,10 @@ export interface CaptureFollower {
  * the data API's writes is not known), then consumes it. A crash between the two applies
  * it again, which is harmless. Errors (the database or the log out of reach) are logged
  * once and retried; nothing is consumed that was not applied.
+ *
+ * From a CarryingFeed, the changes its wake-ups carry are applied as they arrive, without
+ * waiting for a read or for the loop, and deleted afterwards off the way; the loop still
+ * reads the table every POLL_MS, when a wake-up carried nothing, and for `sync`.
  */
 export function followCapture(
   cache: Cache,
@@ -201,19 +227,82 @@ export function followCapture(
       drained(read);
       return "empty";
     }
-    await cache.applyWrite(changes.map((c) => c.event));
-    const now = Date.now();
-    for (const change of changes) {
-      lags.push(Math.max(0, now - change.at));
-      if (lags.length > LAG_SAMPLES) lags.shift();
-    }
-    applied += changes.length;
+    await serially(() => apply(changes));
     // A short batch was all there was when the read began: applied, so the waiters may go
-    // on before the delete (a failed delete applies the changes again, harmlessly).
+    // on before the delete (a failed delete leaves them to the next read, which consumes
+    // them; after a restart it applies them again, harmlessly).
     if (changes.length < BATCH) drained(read);
     await feed.consume(changes);
     return "busy";
   };
+
+  const report = (error: unknown) => {
+    const message = (error as Error).message ?? String(error);
+    if (message !== lastError) {
+      logger.warn(`[edgecache] [capture] ${message}; retrying`);
+      lastError = message;
+    }
+  };
+
+  // Changes applied here, by position and record time (a new install numbers from 1 again).
+  const done = new Set<string>();
+  const id = (c: CapturedChange) => `${c.seq}@${c.at}`;
+  /** Applies those of `changes` not applied yet, as one record; answers them. */
+  const apply = async (changes: readonly CapturedChange[]): Promise<CapturedChange[]> => {
+    const fresh = changes.filter((c) => !done.has(id(c)));
+    if (fresh.length === 0) return fresh;
+    await cache.applyWrite(fresh.map((c) => c.event));
+    const now = Date.now();
+    for (const change of fresh) {
+      lags.push(Math.max(0, now - change.at));
+      if (lags.length > LAG_SAMPLES) lags.shift();
+      done.add(id(change));
+    }
+    for (const old of done) {
+      if (done.size <= APPLIED_MEMORY) break;
+      done.delete(old);
+    }
+    applied += fresh.length;
+    return fresh;
+  };
+  // One apply at a time, so that a change both carried and read is never applied twice
+  // nor consumed by the read while its carried apply may still fail.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serially = <T>(job: () => Promise<T>): Promise<T> => {
+    const run = queue.then(job);
+    queue = run.catch(() => {});
+    return run;
+  };
+
+  // Carried changes: deleted from the table once applied, in batches, one delete at a time,
+  // never in the way of the next apply. A failed delete leaves them in the table, where the
+  // next read finds them applied and consumes them.
+  let unconsumed: CapturedChange[] = [];
+  let consuming: Promise<void> | undefined;
+  const consumeSoon = (changes: readonly CapturedChange[]) => {
+    if (changes.length === 0) return;
+    unconsumed.push(...changes);
+    consuming ??= (async () => {
+      try {
+        while (unconsumed.length > 0) await feed.consume(unconsumed.splice(0, BATCH));
+      } catch (error) {
+        unconsumed = [];
+        report(error);
+      } finally {
+        consuming = undefined;
+      }
+    })();
+  };
+  const carrying = new Set<Promise<void>>();
+  if (isCarrying(feed)) {
+    feed.carry((changes) => {
+      // Not leading: the node that leads applies them; they wait in the table until then.
+      if (stopped || !leading) return;
+      const work = serially(() => apply(changes)).then(consumeSoon, report);
+      carrying.add(work);
+      void work.finally(() => carrying.delete(work));
+    });
+  }
 
   const loop = async () => {
     while (!stopped) {
@@ -229,11 +318,7 @@ export function followCapture(
         }
       } catch (error) {
         giveUp();
-        const message = (error as Error).message ?? String(error);
-        if (message !== lastError) {
-          logger.warn(`[edgecache] [capture] ${message}; retrying`);
-          lastError = message;
-        }
+        report(error);
         if (!stopped) await sleep(RETRY_MS);
       }
     }
@@ -271,6 +356,8 @@ export function followCapture(
       wake?.();
       markCaughtUp();
       await running;
+      await Promise.all(carrying);
+      await consuming;
       await feed.close();
     },
   };
@@ -283,8 +370,8 @@ export function unref<T>(timer: T): T {
 }
 
 /**
- * A change table's row (seq, tbl, op, old, new, at in ms) as the follower takes it; the
- * columns are its table's (see capturedEvent).
+ * A change table's row (seq, tbl, op, old, new, at in ms) as the follower takes it, the rows
+ * as JSON text or parsed; the columns are its table's (see capturedEvent).
  */
 export function capturedChange(
   row: Record<string, unknown>,
@@ -296,8 +383,8 @@ export function capturedChange(
     event: capturedEvent(
       String(row.tbl),
       String(row.op),
-      (row.old as string | null) ?? null,
-      (row.new as string | null) ?? null,
+      (row.old as string | Row | null) ?? null,
+      (row.new as string | Row | null) ?? null,
       columns,
     ),
   };

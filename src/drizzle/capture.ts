@@ -3,7 +3,9 @@ import {
   type CapturedChange,
   type CaptureFeed,
   type CaptureFollower,
+  type CarryingFeed,
   followCapture,
+  isCarrying,
   unref,
 } from "../core/capture.ts";
 import type { PlanSchema } from "../core/deps/planner.ts";
@@ -326,14 +328,23 @@ function nameOf(table: unknown): string | undefined {
 
 /** Renames a feed's events as Drizzle names their tables. */
 function renamed(feed: CaptureFeed, rename: (table: string) => string): CaptureFeed {
-  return {
+  const named = (c: CapturedChange): CapturedChange => ({
+    ...c,
+    event: { ...c.event, table: rename(c.event.table) },
+  });
+  const out: CaptureFeed = {
     ...feed,
     async read(limit) {
-      return (await feed.read(limit)).map(
-        (c): CapturedChange => ({ ...c, event: { ...c.event, table: rename(c.event.table) } }),
-      );
+      return (await feed.read(limit)).map(named);
     },
   };
+  if (!isCarrying(feed)) return out;
+  // Carried changes too: the spread's `carry` would hand them over under the database's names.
+  const carrying: CarryingFeed = {
+    ...out,
+    carry: (apply) => feed.carry((changes) => apply(changes.map(named))),
+  };
+  return carrying;
 }
 
 // SQLite (libSQL, better-sqlite3).

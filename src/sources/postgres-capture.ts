@@ -1,8 +1,9 @@
 import type postgres from "postgres";
 import {
   API_GRACE_MS,
-  type CaptureFeed,
+  type CapturedChange,
   type CaptureStatus,
+  type CarryingFeed,
   capturedChange,
   unref,
 } from "../core/capture.ts";
@@ -12,21 +13,31 @@ import { literal, quote } from "./sql.ts";
 /**
  * Change capture in PostgreSQL: an AFTER ROW trigger on every served table writes each
  * row change into a change table, old and new rows as JSON in the form the source reads
- * them (the same expressions), and sends NOTIFY as a wake-up; the change table, not the
- * notification, is the source of truth. TRUNCATE is recorded as a change of the whole
+ * them (the same expressions), and sends NOTIFY carrying the change, so the consumer
+ * applies it without reading the table (see `carry`); the change table, not the
+ * notification, is the source of truth. The trigger is deferred to the commit (a
+ * constraint trigger, INITIALLY DEFERRED: it still sees each row change's OLD and NEW),
+ * so a change's `at` is its commit, not the statement, and the lag measured from it is
+ * capture's own, not the rest of the writer's transaction. TRUNCATE is recorded as a change of the whole
  * table. Everything lives in a schema of its own (`edgecache` for tables in `public`,
  * `edgecache_<schema>` otherwise), so uninstalling is one DROP SCHEMA.
  *
  * The data API's own writes set `edgecache.api` to a mark of the write for their
  * transaction, and their rows carry it: they are removed once the data API has recorded
- * the write, and captured only if that never happens (API_GRACE_MS).
+ * the write, and captured only if that never happens (API_GRACE_MS), so they send no
+ * NOTIFY: the consumer's poll finds the ones left behind.
  *
- * Sequence numbers are taken at insert, not at commit, so a change table is consumed,
- * never read past: each change is deleted once applied, and one that commits late (with a
- * lower number) is simply read then.
+ * Sequence numbers are taken just before the commit, which concurrent transactions may
+ * finish in another order, so a change table is consumed, never read past: each change is
+ * deleted once applied, and one that commits late (with a lower number) is simply read then.
  */
 
 const CHANNEL = "edgecache_changes";
+/**
+ * A change's record time in ms, as both the read and the NOTIFY payload give it: the same
+ * float8, so that the consumer knows a change it had carried when it reads it.
+ */
+const atMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`;
 const TRIGGER = "edgecache_capture";
 const TRUNCATE_TRIGGER = "edgecache_capture_truncate";
 /** The transaction setting the data API's writes make (see setApiWrite). */
@@ -37,6 +48,16 @@ const LOCK_BASE = 0x0edc_0000;
 const LEAD_CHECK_MS = 1000;
 /** jsonb_build_object takes at most 100 arguments: wider rows are built in parts. */
 const PAIRS_PER_CALL = 50;
+/** PostgreSQL refuses a NOTIFY payload of this many bytes or more. */
+const NOTIFY_PAYLOAD_LIMIT = 8000;
+/**
+ * Changes of one transaction whose NOTIFY carries them; the rest send the capture schema's
+ * name, which PostgreSQL sends once per transaction (it folds equal notifications), so a
+ * statement over a million rows does not queue a million payloads: the consumer reads those.
+ */
+const CARRIED_PER_TRANSACTION = 100;
+/** The transaction setting that counts the changes carried so far. */
+const CARRIED_SETTING = "edgecache.carried";
 
 export interface CaptureTable {
   name: string;
@@ -90,34 +111,92 @@ export async function installPostgresCapture(
     await tx.unsafe(`INSERT INTO ${schema}.install (id) VALUES ($1) ON CONFLICT DO NOTHING`, [
       crypto.randomUUID(),
     ]);
+    await tx.unsafe(carryFunction(served));
     await tx.unsafe(`CREATE OR REPLACE FUNCTION ${schema}.capture_truncate() RETURNS trigger
       LANGUAGE plpgsql AS $fn$
+      DECLARE c ${schema}.changes;
       BEGIN
-        INSERT INTO ${schema}.changes (tbl, op) VALUES (TG_TABLE_NAME, 'truncate');
-        PERFORM pg_notify(${literal(CHANNEL)}, '');
+        INSERT INTO ${schema}.changes (tbl, op) VALUES (TG_TABLE_NAME, 'truncate')
+          RETURNING * INTO c;
+        PERFORM ${schema}.carry(c);
         RETURN NULL;
       END $fn$`);
     for (const table of tables) {
       const fn = `${schema}.${quote(await functionName(table.name))}`;
       await tx.unsafe(`CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
         LANGUAGE plpgsql AS $fn$
+        DECLARE c ${schema}.changes;
         BEGIN
           INSERT INTO ${schema}.changes (tbl, op, old, new, api) VALUES (
             ${literal(table.name)}, lower(TG_OP),
             CASE WHEN TG_OP <> 'INSERT' THEN ${rowJson("OLD", table)} END,
             CASE WHEN TG_OP <> 'DELETE' THEN ${rowJson("NEW", table)} END,
-            nullif(current_setting(${literal(API_SETTING)}, true), ''));
-          PERFORM pg_notify(${literal(CHANNEL)}, '');
+            nullif(current_setting(${literal(API_SETTING)}, true), ''))
+            RETURNING * INTO c;
+          IF c.api IS NULL THEN
+            PERFORM ${schema}.carry(c);
+          END IF;
           RETURN NULL;
         END $fn$`);
       await tx.unsafe(`DROP TRIGGER IF EXISTS ${TRIGGER} ON ${table.qualified}`);
-      await tx.unsafe(`CREATE TRIGGER ${TRIGGER} AFTER INSERT OR UPDATE OR DELETE
-        ON ${table.qualified} FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
+      await tx.unsafe(`CREATE CONSTRAINT TRIGGER ${TRIGGER} AFTER INSERT OR UPDATE OR DELETE
+        ON ${table.qualified} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
       await tx.unsafe(`DROP TRIGGER IF EXISTS ${TRUNCATE_TRIGGER} ON ${table.qualified}`);
       await tx.unsafe(`CREATE TRIGGER ${TRUNCATE_TRIGGER} AFTER TRUNCATE
         ON ${table.qualified} FOR EACH STATEMENT EXECUTE FUNCTION ${schema}.capture_truncate()`);
     }
   });
+}
+
+/**
+ * `carry(change)`: the NOTIFY of a change. Its payload is the change as JSON (the capture
+ * schema `s`, then the change table's columns, `at` in ms as the consumer reads it), or,
+ * when it does not fit or the transaction has carried CARRIED_PER_TRANSACTION already, the
+ * capture schema's name alone: a wake-up to read the table. Other schemas' consumers
+ * listen on the same channel and skip both.
+ */
+function carryFunction(served: string): string {
+  const schema = quote(captureSchema(served));
+  const setting = literal(CARRIED_SETTING);
+  return `CREATE OR REPLACE FUNCTION ${schema}.carry(c ${schema}.changes) RETURNS void
+    LANGUAGE plpgsql AS $fn$
+    DECLARE
+      n int := coalesce(nullif(current_setting(${setting}, true), ''), '0')::int + 1;
+      payload text;
+    BEGIN
+      PERFORM set_config(${setting}, n::text, true);
+      IF n <= ${CARRIED_PER_TRANSACTION} THEN
+        payload := json_build_object('s', ${literal(captureSchema(served))}, 'seq', c.seq,
+          'tbl', c.tbl, 'op', c.op, 'at', ${atMs("c.at")},
+          'old', c.old, 'new', c.new)::text;
+      END IF;
+      IF payload IS NULL OR octet_length(payload) >= ${NOTIFY_PAYLOAD_LIMIT} THEN
+        payload := ${literal(captureSchema(served))};
+      END IF;
+      PERFORM pg_notify(${literal(CHANNEL)}, payload);
+    END $fn$`;
+}
+
+/**
+ * What a notification on CHANNEL says to the consumer of `schema`: a change it carries,
+ * "read" (the change did not fit, or a trigger of an older install sent an empty payload),
+ * or undefined (another schema's).
+ */
+export function heardChange(
+  payload: string,
+  schema: string,
+  columnsOf: (table: string) => readonly string[] | undefined,
+): CapturedChange | "read" | undefined {
+  if (payload === "" || payload === schema) return "read";
+  if (!payload.startsWith("{")) return undefined;
+  let row: Record<string, unknown>;
+  try {
+    row = JSON.parse(payload) as Record<string, unknown>;
+  } catch {
+    return "read";
+  }
+  if (row.s !== schema) return undefined;
+  return capturedChange(row, columnsOf(String(row.tbl)));
 }
 
 /** Removes the rows of a write the data API has recorded (see WriteOptions.capture). */
@@ -189,8 +268,9 @@ export function postgresCaptureFeed(
   connect: () => postgres.Sql,
   /** `unref`: its waits do not keep a process alive (see followCapture). */
   options: { unref?: boolean } = {},
-): CaptureFeed {
-  const schema = quote(captureSchema(served));
+): CarryingFeed {
+  const name = captureSchema(served);
+  const schema = quote(name);
   let lockKey: number | undefined;
   let own: postgres.Sql | undefined;
   let checkedAt = 0;
@@ -198,6 +278,26 @@ export function postgresCaptureFeed(
   let listening: Promise<{ unlisten(): Promise<void> }> | undefined;
   let wake: (() => void) | undefined;
   let notified = false;
+  let carried: ((changes: CapturedChange[]) => void) | undefined;
+  let arriving: CapturedChange[] = [];
+  const woken = () => {
+    notified = true;
+    wake?.();
+  };
+  const heard = (payload: string) => {
+    const change = heardChange(payload, name, columnsOf);
+    if (change === undefined) return;
+    if (change === "read" || !carried) return woken();
+    arriving.push(change);
+    // Notifications that came in one read from the socket are handed over together.
+    if (arriving.length === 1) {
+      queueMicrotask(() => {
+        const changes = arriving;
+        arriving = [];
+        carried?.(changes);
+      });
+    }
+  };
   return {
     installed: () => isInstalled(sql, served),
     async lead() {
@@ -225,10 +325,8 @@ export function postgresCaptureFeed(
     },
     async read(limit) {
       if (!listening) {
-        listening = sql.listen(CHANNEL, () => {
-          notified = true;
-          wake?.();
-        });
+        // Listening again after a reconnect: what was sent meanwhile is only in the table.
+        listening = sql.listen(CHANNEL, heard, woken);
         // Refused while the database is away: asked again on the next read.
         listening.catch(() => {
           listening = undefined;
@@ -239,13 +337,16 @@ export function postgresCaptureFeed(
       // On the consumer's own connection: never queued behind the pool's reads.
       const rows = await (own ?? sql).unsafe(
         `SELECT seq::float8 AS seq, tbl, op, old::text AS old, new::text AS new,
-                (extract(epoch FROM at) * 1000)::float8 AS at
+                ${atMs("at")} AS at
            FROM ${schema}.changes
           WHERE api IS NULL OR at < clock_timestamp() - make_interval(secs => $2)
           ORDER BY seq LIMIT $1`,
         [limit, API_GRACE_MS / 1000],
       );
       return rows.map((r) => capturedChange(r, columnsOf(String(r.tbl))));
+    },
+    carry(apply) {
+      carried = apply;
     },
     async pending() {
       const rows = await sql.unsafe(`SELECT 1 FROM ${schema}.changes LIMIT 1`);
