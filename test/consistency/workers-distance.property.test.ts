@@ -1,5 +1,6 @@
 import { startEdgecacheWorkers } from "../worker/edgecache-workers.ts";
 import { consistencyProperty, type Deployment } from "./property.ts";
+import { workersDeployment } from "./workers-deployment.ts";
 
 /**
  * The consistency property on Workers at a distance, inside workerd: every call to the
@@ -28,30 +29,7 @@ async function workers(mode: "strict" | "lease" | "follower"): Promise<Deploymen
     replica: {},
     options: { readReplicas: true },
   });
-  const stats = async () =>
-    Promise.all(
-      names.map(
-        async (n) =>
-          (await (await w.fetch(n, "/_edgecache/stats")).json()) as {
-            patches: number;
-            indexedKeys: number;
-          },
-      ),
-    );
-  return {
-    databasePath: "",
-    read: (path) => w.fetch(Math.random() < 0.5 ? "r1" : "r2", path),
-    write: (method, path, body) =>
-      w.fetch("writer", path, {
-        method,
-        headers: { "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      }),
-    fresh: () => w.fresh(),
-    patches: async () => (await stats()).reduce((t, s) => t + s.patches, 0),
-    entries: async () => (await stats()).reduce((t, s) => t + s.indexedKeys, 0),
-    close: () => w.close(),
-  };
+  return workersDeployment(w, names);
 }
 
 consistencyProperty(
