@@ -67,15 +67,23 @@ export class LatencyRecorder {
   #next = 0;
   #count = 0;
   #sum = 0;
+  #recent: number | undefined;
 
   constructor(private readonly capacity = 1024) {}
 
   record(ms: number): void {
     this.#count++;
     this.#sum += ms;
+    // An exponential mean over about the last 20 samples: what a load costs now, in O(1).
+    this.#recent = this.#recent === undefined ? ms : this.#recent + (ms - this.#recent) / 20;
     if (this.#samples.length < this.capacity) this.#samples.push(ms);
     else this.#samples[this.#next] = ms;
     this.#next = (this.#next + 1) % this.capacity;
+  }
+
+  /** What a sample has cost lately (ms), undefined before the first. */
+  get recent(): number | undefined {
+    return this.#recent;
   }
 
   summary(): CacheStats["sourceLatencyMs"] {

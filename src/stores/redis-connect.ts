@@ -148,3 +148,15 @@ export function duplicateClient(
   copy.on("error", () => {}); // faults surface as failed commands, reported by the caller
   return copy;
 }
+
+/**
+ * ioredis' auto-pipelining (on for the clients edgecache makes) keeps one batch in flight
+ * per connection: a command issued meanwhile waits for that batch's whole round trip, which
+ * across a far link doubles its own. `commands` go out at once instead (still in order on
+ * the connection), whatever else is in flight on the client.
+ */
+export function sentAtOnce(client: RedisClient, commands: readonly string[]): void {
+  const options = client.options as { autoPipeliningIgnoredCommands?: string[] };
+  const ignored = options.autoPipeliningIgnoredCommands ?? [];
+  options.autoPipeliningIgnoredCommands = [...new Set([...ignored, ...commands])];
+}

@@ -3,7 +3,7 @@ import { type CacheEntry, decodeEntry, encodeEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import type { BatchStore, ClosableStore, ListableStore } from "../core/store.ts";
 import type { RedisClient, RedisConnectOptions } from "./redis-connect.ts";
-import { connectRedis } from "./redis-connect.ts";
+import { connectRedis, sentAtOnce } from "./redis-connect.ts";
 
 export interface RedisStoreOptions extends RedisConnectOptions {
   /**
@@ -56,6 +56,9 @@ export async function redisStore(
   if (typeof name !== "string" || name === "") badOption(COMPONENT, "name", "a tier name", name);
 
   const { client, owned, commandTimeout } = await connectRedis(COMPONENT, options);
+  // A read is what a request waits on: not queued behind a batch of sets and deletes in
+  // flight (the background's), which across a far link would cost it a second round trip.
+  sentAtOnce(client, ["get", "mget"]);
 
   /** Runs client calls within the command timeout, turning failures into E_STORE_UNAVAILABLE. */
   async function guard<T>(what: string, call: () => Promise<T>): Promise<T> {

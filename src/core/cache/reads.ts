@@ -37,9 +37,11 @@ export class Reads {
     const started = this.#e.observer ? performance.now() : 0;
     for (let i = 0; i < end; i++) {
       if (this.#e.tiers.skips(i, key)) continue;
+      const asked = performance.now();
       const entry = await this.#e.tiers.get(i, key);
       if (entry === FAILED) continue;
-      const accepted = await this.#accept(i, key, entry, now, started);
+      const trip = performance.now() - asked;
+      const accepted = await this.#accept(i, key, entry, now, started, trip);
       if (accepted) return { entry: accepted, tier: this.#e.tiers.list[i]!.name };
     }
     return undefined;
@@ -55,10 +57,12 @@ export class Reads {
     const started = this.#e.observer ? performance.now() : 0;
     for (let i = 0; i < end && missing.length > 0; i++) {
       const asked = missing.filter((k) => !this.#e.tiers.skips(i, k));
+      const sent = performance.now();
       const entries = await this.#e.tiers.getMany(i, asked);
       if (entries === FAILED) continue;
+      const trip = performance.now() - sent;
       const accepted = await Promise.all(
-        asked.map((key, j) => this.#accept(i, key, entries[j], now, started)),
+        asked.map((key, j) => this.#accept(i, key, entries[j], now, started, trip)),
       );
       const name = this.#e.tiers.list[i]!.name;
       asked.forEach((key, j) => {
@@ -73,7 +77,8 @@ export class Reads {
    * What of tier `i`'s answer for `key` may be served, counted in the tier's stats: a live
    * entry and, from below this node's memory, one valid against the log (brought up to date
    * by the write events since its position where they can patch it) and copied into the
-   * tiers above.
+   * tiers above. `trip`: how long tier `i` took to answer (ms); undefined: do not wait for
+   * another node's reload of a refused copy.
    */
   async #accept(
     i: number,
@@ -81,7 +86,7 @@ export class Reads {
     entry: CacheEntry | undefined,
     now: number,
     started: number,
-    wait = true,
+    trip: number | undefined,
   ): Promise<CacheEntry | undefined> {
     const tier = this.#e.tiers.list[i]!;
     const stats = this.#e.tiers.stats(i);
@@ -101,7 +106,8 @@ export class Reads {
         const replayed =
           changes === "unknown" ? undefined : await this.#replay(key, entry, changes);
         if (!replayed) {
-          const reloaded = wait ? await this.#awaitReload(i, key, now, started) : undefined;
+          const reloaded =
+            trip === undefined ? undefined : await this.#awaitReload(i, key, now, started, trip);
           if (reloaded) return reloaded;
           stats.misses++;
           this.#e.counters.refused++;
@@ -145,15 +151,23 @@ export class Reads {
    * it loads it itself (undefined: a miss, whose load goes to the shared tier); losing, it
    * waits up to RELOAD_WAIT_MS for the winner's copy there, and serves it if the log
    * accepts it (false when none came: a miss, but the winner's copy is not deleted).
+   *
+   * Waiting costs at least two more round trips to the tier (the claim, then reading the
+   * copy) and a poll: a node far from the tier (its round trip `trip` longer than a load
+   * lately, and than the poll) loads the key itself instead, one more database read for a
+   * read answered that much sooner. Near it, waiting saves the database a read.
    */
   async #awaitReload(
     i: number,
     key: string,
     now: number,
     started: number,
+    trip: number,
   ): Promise<CacheEntry | false | undefined> {
     if (!this.#e.tiers.shared || !this.#e.log.claim || (this.#e.log.nodes?.() ?? 1) <= 1)
       return undefined;
+    const load = this.#e.latency.recent;
+    if (load !== undefined && trip > Math.max(load, RELOAD_POLL_MS)) return undefined;
     if (await this.#e.log.claim(`${this.#e.fence.position.seq}:${key}`)) return undefined;
     const deadline = performance.now() + RELOAD_WAIT_MS;
     while (performance.now() < deadline) {
@@ -162,7 +176,7 @@ export class Reads {
       if (entry === FAILED) return false;
       if (!entry || entry.position === undefined) continue;
       if (this.#e.fence.changesFor(entry.position, key, entry, true) !== "none") continue;
-      const accepted = await this.#accept(i, key, entry, now, started, false);
+      const accepted = await this.#accept(i, key, entry, now, started, undefined);
       if (accepted) {
         this.#e.counters.awaited++;
         return accepted;

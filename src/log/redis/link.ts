@@ -1,5 +1,5 @@
 import { rateLimited, type Warner } from "../../core/report.ts";
-import { duplicateClient, type RedisClient } from "../../stores/redis-connect.ts";
+import { duplicateClient, type RedisClient, sentAtOnce } from "../../stores/redis-connect.ts";
 import { logKeys, parseAck, SCRIPTS, type ScriptClient, withScripts } from "./scripts.ts";
 
 export const C = "redis-log";
@@ -48,7 +48,10 @@ export class Link {
     ({ keys: this.keys, channel: this.channel } = logKeys(settings.prefix));
     this.report = rateLimited(settings.logger, () => performance.now());
     this.client = withScripts(settings.client, this.keys.length);
-    unbatched(settings.client, [...SCRIPTS, "xrange"]);
+    // Not queued behind a batch of the tiers sharing the client (see sentAtOnce): across a
+    // 40 ms link a write's append would wait behind a tier's reads, its barrier behind the
+    // append's deletes.
+    sentAtOnce(settings.client, [...SCRIPTS, "xrange"]);
     this.#subscriber = duplicateClient(settings.client, undefined);
     this.#subscriber.on("message", (_channel: string, message: string) => this.#heard(message));
     this.#subscriber.subscribe(this.channel).catch(() => {}); // resubscribes on reconnect
@@ -104,19 +107,6 @@ export class Link {
     this.#waiting.clear();
     for (const wake of waiting) wake();
   }
-}
-
-/**
- * ioredis' auto-pipelining (on for the clients edgecache makes) keeps one batch in flight
- * per connection: a command issued meanwhile waits for that batch's whole round trip, so
- * across a 40 ms link a write's append queued behind a tier's reads, and its barrier behind
- * the append's deletes. The log's commands go out at once instead (still in order on the
- * connection), whatever the tiers sharing the client have in flight.
- */
-function unbatched(client: RedisClient, commands: readonly string[]): void {
-  const options = client.options as { autoPipeliningIgnoredCommands?: string[] };
-  const ignored = options.autoPipeliningIgnoredCommands ?? [];
-  options.autoPipeliningIgnoredCommands = [...new Set([...ignored, ...commands])];
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -260,3 +260,51 @@ shared.describe("a shared first tier", () => {
     expect(got).toBeUndefined();
   });
 });
+
+/** A shared tier as seen from a node `delayMs` from it: each read takes that long. */
+function seenFrom(store: Store, delayMs: number): Store {
+  return {
+    ...store,
+    get: async (key) => {
+      await new Promise((r) => setTimeout(r, delayMs));
+      return store.get(key);
+    },
+  };
+}
+
+shared.describe("a refused shared copy", () => {
+  // A node whose shared tier answers slower than its database loads that key itself rather
+  // than claim its reload and wait for another node's copy: two more far round trips.
+  it.each([
+    ["near the tier, claims the reload (one load for the cluster)", 0, 1],
+    ["far from it, loads it itself without claiming", RTT_MS, 0],
+  ])("a node %s", async (_, delayMs, claims) => {
+    const prefix = `test:${randomId()}:`;
+    const tier = heldShared();
+    tier.release();
+    const a = await node(prefix, shared.url, tier.store);
+    const b = await node(prefix, shared.url, seenFrom(tier.store, delayMs));
+    await until(() => a.log.nodes() === 2 && b.log.nodes() === 2);
+    await a.cache.invalidate({ keys: ["settle"] }); // a log a lease old
+    // b has loaded something: it knows what a load of its database costs.
+    await b.cache.resolve("warm", async () => ({ body: "x" }));
+    await a.cache.setEntry("user:1", { body: "Lane", tags: ["users#1"] });
+    tier.hold(); // the old copy stays in the shared tier after the write
+    await rename(a);
+    await until(() => b.cache.position.seq === a.cache.position.seq);
+    let claimed = 0;
+    const claim = b.log.claim.bind(b.log);
+    b.log.claim = (name) => {
+      claimed++;
+      return claim(name);
+    };
+    const loads = b.cache.stats().loads;
+    const got = await b.cache.resolve("user:1", async () => ({ body: "Lana", tags: ["users#1"] }));
+    tier.release();
+    expect(new TextDecoder().decode(got.entry.body)).toBe("Lana");
+    expect(got.status).toBe("miss");
+    expect(b.cache.stats().refused).toBe(1);
+    expect(b.cache.stats().loads - loads).toBe(1);
+    expect(claimed).toBe(claims);
+  });
+});
