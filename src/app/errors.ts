@@ -110,8 +110,13 @@ export function isAdminPath(pathname: string): boolean {
 
 /** Hono notFound handler: the same JSON error shape as every other error. */
 export function notFound(): Response {
-  const { status, body } = errorBody(new EdgecacheError("E_NOT_FOUND", "http", "no such route"));
-  return new Response(body, { status, headers: { "content-type": "application/json" } });
+  return errorResponse(new EdgecacheError("E_NOT_FOUND", "http", "no such route"));
+}
+
+/** An error as a response outside Hono's handlers (before a request reaches the app). */
+export function errorResponse(err: unknown): Response {
+  const { status, body } = errorBody(err);
+  return new Response(body, { status, headers: errorHeaders(err) });
 }
 
 /** Largest request body the APIs read (a row, an invalidation request). */

@@ -36,7 +36,14 @@ import {
  *   syncs with the log's object instead (or, out of its reach too, reads around the cache).
  *   Writes still go to the log's object, and wait for the farthest follower: one more
  *   round trip from the object to it.
- * All three are exact; they trade read latency (strict) for write latency (lease, follower).
+ * - `session`: for apps that do not need global strictness. An isolate syncs once per half
+ *   `leaseMs`, as in lease mode, but holds no lease: writes wait for nobody, and a client
+ *   that carries no session sees other clients' writes within `leaseMs`. A client that
+ *   carries its session (the log position of what it last wrote or read, see `position` and
+ *   `reach`) reads its own writes and never goes back: an isolate behind that position
+ *   syncs first.
+ * The first three are exact; they trade read latency (strict) for write latency (lease,
+ * follower). Session mode is exact per client that carries its session.
  *
  * D1 read replication: an append carries the bookmark of the newest write this isolate
  * made (`wrote`), the object keeps the newest it was given, and every reply hands it back;
@@ -63,7 +70,7 @@ export interface DurableObjectStateLike {
   blockConcurrencyWhile<T>(callback: () => Promise<T>): Promise<T>;
 }
 
-export type ChangeLogMode = "strict" | "lease" | "follower";
+export type ChangeLogMode = "strict" | "lease" | "follower" | "session";
 
 export interface DurableChangeLogOptions {
   /** The Durable Object namespace bound to `ChangeLogObject` (`env.CHANGE_LOG`). */
@@ -75,7 +82,9 @@ export interface DurableChangeLogOptions {
   /**
    * Lease mode: how long an isolate trusts its memory after it last heard the log. Follower
    * mode: how long a follower trusts its copy after it last heard the log's object (and so
-   * the longest a write waits for a follower cut off from it). Default 2 s.
+   * the longest a write waits for a follower cut off from it). Session mode: how long an
+   * isolate serves from memory after it last heard the log, the staleness bound for clients
+   * without a session. Default 2 s.
    */
   leaseMs?: number;
   /**
@@ -84,6 +93,8 @@ export interface DurableChangeLogOptions {
    */
   region?: string;
 }
+
+const MODES: readonly ChangeLogMode[] = ["strict", "lease", "follower", "session"];
 
 /** The default lease of lease mode. */
 export const DEFAULT_LEASE_MS = 2000;
@@ -158,8 +169,8 @@ export class DurableChangeLog implements CaptureDrainingLog {
     if (typeof namespace?.idFromName !== "function") {
       badOption(C, "namespace", "a Durable Object namespace binding", namespace);
     }
-    if (mode !== "strict" && mode !== "lease" && mode !== "follower") {
-      badOption(C, "mode", '"strict", "lease" or "follower"', mode);
+    if (!MODES.includes(mode)) {
+      badOption(C, "mode", '"strict", "lease", "follower" or "session"', mode);
     }
     if (mode === "follower" && !(typeof region === "string" && /^[\w-]{1,64}$/.test(region))) {
       badOption(C, "region", "a region name (letters, digits, - or _) in follower mode", region);
@@ -213,13 +224,34 @@ export class DurableChangeLog implements CaptureDrainingLog {
     this.#written = newer(this.#written, bookmark);
   }
 
+  /** How far this isolate has applied the log: a session's position (see `reach`). */
+  get position(): LogPosition {
+    return { log: this.#log, seq: this.#applied };
+  }
+
+  /**
+   * Session mode: brings this isolate at least to `position` (what a client last wrote or
+   * read through another isolate), asking the object only when it is behind. A position of
+   * another log (the log started over) is reached by a sync too: after it, this isolate
+   * holds every write acknowledged before the call.
+   */
+  async reach(position: LogPosition): Promise<void> {
+    if (position.log === this.#log && position.seq <= this.#applied) return;
+    try {
+      await this.#sync();
+    } catch (error) {
+      this.#trustedUntil = Number.NEGATIVE_INFINITY;
+      throw error;
+    }
+  }
+
   /**
    * Brings this isolate up to the log: what a request calls before it reads. In strict
-   * mode it always asks the object; in lease mode only when the lease is in its second
-   * half (and concurrent requests share one ask).
+   * mode it always asks the object; in lease and session modes only when the last answer
+   * is in the second half of its trust (and concurrent requests share one ask).
    */
   async sync(): Promise<void> {
-    if (this.mode === "lease") {
+    if (this.mode === "lease" || this.mode === "session") {
       if (Date.now() < this.#trustedUntil - this.leaseMs / 2) return;
       this.#inflight ??= this.#sync().finally(() => {
         this.#inflight = undefined;
@@ -284,7 +316,13 @@ export class DurableChangeLog implements CaptureDrainingLog {
    * isolate's lease at the object: the isolate may trust its memory from then on.
    */
   #heardAt(sent: number): void {
-    const trust = this.mode === "lease" ? this.leaseMs - LEASE_MARGIN_MS : STRICT_TRUST_MS;
+    // Session mode holds no lease at the object: its bound is on staleness, not a promise.
+    const trust =
+      this.mode === "lease"
+        ? this.leaseMs - LEASE_MARGIN_MS
+        : this.mode === "session"
+          ? this.leaseMs
+          : STRICT_TRUST_MS;
     this.#trustedUntil = Math.max(this.#trustedUntil, sent + trust);
   }
 

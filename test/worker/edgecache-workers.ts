@@ -28,7 +28,7 @@ export interface EdgecacheWorkers {
 
 export async function startEdgecacheWorkers(options: {
   names: string[];
-  mode?: "strict" | "lease" | "follower";
+  mode?: "strict" | "lease" | "follower" | "session";
   leaseMs?: number;
   /**
    * Follower mode: per isolate name, its region (EDGECACHE_REGION), and per region, the round

@@ -80,6 +80,7 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
         background,
         ctx,
         ({ app }) => Promise.resolve(app.fetch(request, env, ctx)),
+        request,
       ),
     async scheduled(_controller, env, ctx) {
       try {

@@ -2,12 +2,14 @@ import type { Context, ExecutionContext, Hono } from "hono";
 import type { AdminOptions } from "../../app/admin.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
+import { errorResponse } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
 import { Cache } from "../../core/cache/index.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import { requestKey } from "../../core/keys.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { Store } from "../../core/store.ts";
+import type { LogPosition } from "../../log/contract.ts";
 import {
   type ChangeLogMode,
   DEFAULT_LEASE_MS,
@@ -20,6 +22,7 @@ import { type KvNamespaceLike, kvStore } from "../../stores/kv.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { Background } from "./background.ts";
 import { HotKeysReporter, REPORT_EVERY_MS } from "./hot-keys.ts";
+import { requestSession, seenAfter, withSession } from "./session.ts";
 
 /**
  * The bindings and variables the Worker reads (names as in `wrangler.jsonc`). Only `DB`
@@ -206,6 +209,7 @@ export function edgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv>(
           }
           return response;
         },
+        request,
       ),
   };
 }
@@ -356,14 +360,29 @@ export async function serveRequest<I extends { app: Hono; log: DurableChangeLog 
   background: Background,
   ctx: ExecutionContextLike,
   answer: (isolate: I) => Promise<Response>,
+  request?: Request,
 ): Promise<Response> {
+  let session: LogPosition | undefined;
+  try {
+    if (request) session = requestSession(request);
+  } catch (error) {
+    return errorResponse(error);
+  }
   try {
     const opened = await isolate();
-    // Reads after this see every write acknowledged before the request began.
-    await opened.log.sync().catch((error) => {
+    const { log } = opened;
+    const unreachable = (error: unknown) => {
       console.warn(`[edgecache] [${C}] change log unreachable: ${String(error)}`);
-    });
-    return await answer(opened);
+    };
+    // Reads after this see every write acknowledged before the request began (strict,
+    // lease and follower modes), or before the last sync (session mode).
+    await log.sync().catch(unreachable);
+    if (log.mode !== "session") return await answer(opened);
+    // Session mode: the client's own writes and reads first. Out of the log's reach, the
+    // isolate stops trusting its cache and reads D1's primary: still read-your-writes.
+    if (session) await log.reach(session).catch(unreachable);
+    const response = await answer(opened);
+    return withSession(response, session, seenAfter(session, log.position));
   } catch (error) {
     const failure =
       error instanceof EdgecacheError
