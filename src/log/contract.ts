@@ -108,6 +108,14 @@ export interface ChangeLog {
    */
   claim?(name: string): Promise<boolean>;
   /**
+   * Brings this node up to the log's head before it reads the source, or serves a shared
+   * tier's copy loaded further along the log than this node: where a node may serve while
+   * behind the head (Workers' session mode), what it answers must not show writes beyond
+   * the position its client is handed, or the client's next node could show less. Logs
+   * whose nodes are never behind what they serve need not have it.
+   */
+  freshen?(): Promise<void>;
+  /**
    * Takes a write turn (see `WriteTurn`), waiting while another node holds it where turns
    * are exclusive. Resolves undefined when it cannot be had soon: the write's record is
    * then unordered.

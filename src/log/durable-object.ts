@@ -237,6 +237,21 @@ export class DurableChangeLog implements CaptureDrainingLog {
    */
   async reach(position: LogPosition): Promise<void> {
     if (position.log === this.#log && position.seq <= this.#applied) return;
+    await this.#syncNow();
+  }
+
+  /**
+   * Session mode: a sync before a load (or serving a shared copy from further along the
+   * log), so the position a response hands its client covers every acknowledged write the
+   * answer may show (see `ChangeLog.freshen`). Other modes sync before every request, or
+   * hand out no positions.
+   */
+  async freshen(): Promise<void> {
+    if (this.mode === "session") await this.#syncNow();
+  }
+
+  /** A sync of this call's own (not one begun before it); unheard, the isolate stops trusting. */
+  async #syncNow(): Promise<void> {
     try {
       await this.#sync();
     } catch (error) {

@@ -15,13 +15,13 @@ afterAll(async () => {
 
 const SESSION = "x-edgecache-session";
 
-async function deployment(leaseMs: number) {
+async function deployment(leaseMs: number, replicas = true) {
   const w = await startEdgecacheWorkers({
-    names: ["a", "b"],
+    names: ["a", "b", "c"],
     mode: "session",
     leaseMs,
-    options: { readReplicas: true, warm: { hottest: 0 } },
-    replica: {},
+    options: { readReplicas: replicas, warm: { hottest: 0 } },
+    ...(replicas ? { replica: {} } : {}),
   });
   started.push(w);
   const list = (await (await w.fetch("b", "/v1/users?limit=2&sort=id")).json()) as {
@@ -94,6 +94,26 @@ describe("session mode (per-client sessions, inside workerd)", () => {
     expect(seen.lastName).toBe("Newer");
     // The same client's next read goes to b, which is behind: it syncs first.
     expect((await read("b", { [SESSION]: seen.session! })).lastName).toBe("Newer");
+  }, 60_000);
+
+  it("a client's reads never go back after a miss: the isolate that loads catches up first, so the session it hands out covers what the load showed", async () => {
+    const { w, read, rename, unread } = await deployment(60_000, false);
+    const LIST = "/v1/users?limit=1&sort=id"; // the written row, as a list page
+    const listed = async (name: string, headers: Record<string, string> = {}) => {
+      const res = await w.fetch(name, LIST, { headers });
+      return ((await res.json()) as { data: Row[] }).data[0]!.lastName;
+    };
+    await read("a", {}, unread); // a has synced, and will not again for 30 s
+    const old = await listed("b"); // b holds the page, and will not sync again either
+    await rename("c", "SeenOnMiss"); // written through a third isolate
+    // A client without a session reads the row through a: a miss, and D1 shows the write.
+    const first = await read("a");
+    expect(first.cache).toContain("miss");
+    expect(first.lastName).toBe("SeenOnMiss");
+    // Without its session, b still answers the old page (the bound for others)...
+    expect(await listed("b")).toBe(old);
+    // ...and with it, b catches up first: the client never sees the row go back.
+    expect(await listed("b", { [SESSION]: first.session! })).toBe("SeenOnMiss");
   }, 60_000);
 
   it("a client without a session sees another's write once the isolate's last sync is leaseMs old", async () => {

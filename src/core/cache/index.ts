@@ -371,6 +371,8 @@ export class Cache {
       return { entry: found.entry, status: "stale", tier: found.tier };
     }
     this.#e.counters.misses++;
+    // Out of the log's reach the node stops trusting its cache: the load is not stored.
+    await this.#e.log.freshen?.().catch(() => {});
     return this.#e.loads.load(key, load);
   }
 

@@ -97,7 +97,12 @@ export class Reads {
     if (i > 0 || tier.shared === true) {
       // Not this node's memory (a lower tier, or a shared first one): another node (or an
       // earlier process) may have written it, so it is checked against the log since the
-      // position its load began at.
+      // position its load began at; loaded further along the log than this node, after
+      // this node has caught up where it may lag the head (ChangeLog.freshen).
+      const at = this.#e.fence.position;
+      if (entry.position?.log === at.log && entry.position.seq > at.seq) {
+        await this.#e.log.freshen?.().catch(() => {});
+      }
       const changes =
         entry.position === undefined
           ? "unknown"
