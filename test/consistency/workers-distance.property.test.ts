@@ -9,7 +9,8 @@ import { workersDeployment } from "./workers-deployment.ts";
  * lags behind the primary until a session's bookmark makes it catch up. Reads are compared
  * with D1's primary read directly: zero stale reads. In follower mode each isolate is in a
  * region of its own, 5 ms from its follower, which is as far from the log's object as the
- * isolate is.
+ * isolate is. In session mode the isolates sync only once per half lease and hold none: the
+ * one client of the property carries its session, so it must read its own writes anyway.
  */
 const DISTANCE = {
   writer: { object: 5, primary: 10, replica: 2, kv: 2, follower: 5 },
@@ -17,19 +18,20 @@ const DISTANCE = {
   r2: { object: 90, primary: 90, replica: 5, kv: 5, follower: 5 },
 };
 
-async function workers(mode: "strict" | "lease" | "follower"): Promise<Deployment> {
+async function workers(mode: "strict" | "lease" | "follower" | "session"): Promise<Deployment> {
   const names = Object.keys(DISTANCE);
   const w = await startEdgecacheWorkers({
     names,
     mode,
-    leaseMs: 400,
+    // Session mode: long enough that the readers would serve what they hold, unsynced.
+    leaseMs: mode === "session" ? 30_000 : 400,
     distance: DISTANCE,
     regions: { writer: "w", r1: "r1", r2: "r2" },
     regionRtt: { w: 5, r1: 40, r2: 90 },
     replica: {},
     options: { readReplicas: true },
   });
-  return workersDeployment(w, names);
+  return workersDeployment(w, names, mode === "session");
 }
 
 consistencyProperty(
@@ -43,5 +45,11 @@ consistencyProperty(
   "Workers at a distance, D1 replicas, regional followers",
   () => workers("follower"),
   2,
+  0,
+);
+consistencyProperty(
+  "Workers at a distance, D1 replicas, session mode, one client carrying its session",
+  () => workers("session"),
+  6,
   0,
 );
