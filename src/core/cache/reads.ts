@@ -13,6 +13,11 @@ import type { EntryInit, Found } from "./types.ts";
  */
 const RELOAD_WAIT_MS = 50;
 const RELOAD_POLL_MS = 4;
+/**
+ * A tier whose reads take longer than this lately (and longer than a load) is far: another
+ * region's, not this one's. Well above a busy loopback's or a region's round trip.
+ */
+const FAR_TIER_MS = 20;
 /** A lookup that finds nothing: planning against it tells only whether a write is exact. */
 const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () => [] };
 
@@ -25,6 +30,8 @@ const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () =>
  */
 export class Reads {
   readonly #e: Engine;
+  /** Per tier, what a read of it has taken lately (ms): an exponential mean of ~8 reads. */
+  readonly #trips: number[] = [];
 
   constructor(engine: Engine) {
     this.#e = engine;
@@ -40,7 +47,7 @@ export class Reads {
       const asked = performance.now();
       const entry = await this.#e.tiers.get(i, key);
       if (entry === FAILED) continue;
-      const trip = performance.now() - asked;
+      const trip = this.#timed(i, asked);
       const accepted = await this.#accept(i, key, entry, now, started, trip);
       if (accepted) return { entry: accepted, tier: this.#e.tiers.list[i]!.name };
     }
@@ -60,7 +67,7 @@ export class Reads {
       const sent = performance.now();
       const entries = await this.#e.tiers.getMany(i, asked);
       if (entries === FAILED) continue;
-      const trip = performance.now() - sent;
+      const trip = this.#timed(i, sent);
       const accepted = await Promise.all(
         asked.map((key, j) => this.#accept(i, key, entries[j], now, started, trip)),
       );
@@ -73,11 +80,19 @@ export class Reads {
     return keys.map((key) => found.get(key));
   }
 
+  /** Records a read of tier `i` sent at `sent`; what its reads take lately. */
+  #timed(i: number, sent: number): number {
+    const ms = performance.now() - sent;
+    const mean = this.#trips[i];
+    this.#trips[i] = mean === undefined ? ms : mean + (ms - mean) / 8;
+    return this.#trips[i]!;
+  }
+
   /**
    * What of tier `i`'s answer for `key` may be served, counted in the tier's stats: a live
    * entry and, from below this node's memory, one valid against the log (brought up to date
    * by the write events since its position where they can patch it) and copied into the
-   * tiers above. `trip`: how long tier `i` took to answer (ms); undefined: do not wait for
+   * tiers above. `trip`: what tier `i`'s reads take lately (ms); undefined: do not wait for
    * another node's reload of a refused copy.
    */
   async #accept(
@@ -158,9 +173,9 @@ export class Reads {
    * accepts it (false when none came: a miss, but the winner's copy is not deleted).
    *
    * Waiting costs at least two more round trips to the tier (the claim, then reading the
-   * copy) and a poll: a node far from the tier (its round trip `trip` longer than a load
-   * lately, and than the poll) loads the key itself instead, one more database read for a
-   * read answered that much sooner. Near it, waiting saves the database a read.
+   * copy): a node far from the tier (its reads lately, `trip`, longer than FAR_TIER_MS and
+   * than a load) loads the key itself instead, one more database read for a read answered
+   * that much sooner. Near it, waiting saves the database a read.
    */
   async #awaitReload(
     i: number,
@@ -172,7 +187,7 @@ export class Reads {
     if (!this.#e.tiers.shared || !this.#e.log.claim || (this.#e.log.nodes?.() ?? 1) <= 1)
       return undefined;
     const load = this.#e.latency.recent;
-    if (load !== undefined && trip > Math.max(load, RELOAD_POLL_MS)) return undefined;
+    if (load !== undefined && trip > Math.max(load, FAR_TIER_MS)) return undefined;
     if (await this.#e.log.claim(`${this.#e.fence.position.seq}:${key}`)) return undefined;
     const deadline = performance.now() + RELOAD_WAIT_MS;
     while (performance.now() < deadline) {
