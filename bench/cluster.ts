@@ -12,6 +12,8 @@
  *
  * Flags: --users n, --orders n, --requests n, --connections n, --ratios 0.01,..., --nodes n,
  * --strategy edgecache|edgecache-rehydrate, --probe-writes n, --redis url, --seed n,
+ * --rate n (requests per second in an open loop instead of --connections closed-loop clients:
+ * a fixed, light offered load, for CPU per request without queueing),
  * --out path, --quick.
  */
 import { loadavg } from "node:os";
@@ -35,6 +37,7 @@ const options = readFlags(() => {
       // Rehydration is edgecache's default.
       strategy: { type: "string", default: "edgecache-rehydrate" },
       "probe-writes": { type: "string" },
+      rate: { type: "string" },
       redis: { type: "string", default: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" },
     },
   });
@@ -47,6 +50,7 @@ const options = readFlags(() => {
     ...readWorkloadFlags(values),
     nodes,
     strategy: values.strategy as Strategy,
+    rate: values.rate === undefined ? undefined : positiveInt("rate", values.rate),
     redis: new BenchRedis(values.redis),
     probeWrites: positiveInt(
       "probe-writes",
@@ -76,7 +80,7 @@ await runBench(async () => {
 
 ${describeHead(json)}
 
-The workload benchmark's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders), request sequences and stale-read oracle ([workload.md](workload.md)), with strategy \`${options.strategy}\`: ${options.requests.toLocaleString("en-US")} requests per setup and write ratio from ${options.connections} concurrent keep-alive clients, after warming (each read of the sequence once). Four setups on the same sequence, each on a fresh copy of the database: one node with the in-process change log (the default), one node on Redis, and ${options.nodes} nodes on Redis (each its own process and memory tier, sharing the change log and a Redis tier under a fresh key prefix, and one SQLite file), by default and with \`redis.reloadLists\` (every list page a write invalidated is reloaded into Redis by one node, hot or not). Over ${options.nodes} nodes request i of the sequence goes to node i mod ${options.nodes}: round robin, as a load balancer without affinity deals requests, so every node reads every hot key and must see every other node's writes — the strict case for stale reads and the hard one for hit rate (a hash of the path would keep each key on one node).
+The workload benchmark's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders), request sequences and stale-read oracle ([workload.md](workload.md)), with strategy \`${options.strategy}\`: ${options.requests.toLocaleString("en-US")} requests per setup and write ratio ${options.rate === undefined ? `from ${options.connections} concurrent keep-alive clients` : `sent in an open loop at ${options.rate} requests per second (each request at its time, answered or not: a fixed, light offered load every setup serves, so CPU per request is measured without queueing), over up to ${options.connections} keep-alive connections per node`}, after warming (each read of the sequence once). Four setups on the same sequence, each on a fresh copy of the database: one node with the in-process change log (the default), one node on Redis, and ${options.nodes} nodes on Redis (each its own process and memory tier, sharing the change log and a Redis tier under a fresh key prefix, and one SQLite file), by default and with \`redis.reloadLists\` (every list page a write invalidated is reloaded into Redis by one node, hot or not). Over ${options.nodes} nodes request i of the sequence goes to node i mod ${options.nodes}: round robin, as a load balancer without affinity deals requests, so every node reads every hot key and must see every other node's writes — the strict case for stale reads and the hard one for hit rate (a hash of the path would keep each key on one node).
 
 ${cacheTable(records)}
 

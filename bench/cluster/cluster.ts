@@ -39,6 +39,11 @@ export interface ClusterOptions {
   writeRatios: number[];
   /** Concurrent clients, spread over the nodes of a setup. */
   connections: number;
+  /**
+   * Requests per second in an open loop (a fixed, light offered load every setup can serve,
+   * for CPU per request without queueing); undefined: `connections` closed-loop clients.
+   */
+  rate?: number;
   /** Nodes of the cluster setup (3). */
   nodes: number;
   strategy: Strategy;
@@ -113,7 +118,7 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
         name,
         `${name}-${writeRatio}`,
         async (db, setup) => {
-          const run = await runSetup(db, setup, ops, data, options.connections);
+          const run = await runSetup(db, setup, ops, data, options.connections, options.rate);
           return {
             value: toClusterRecord(name, setup, writeRatio, run),
             samples: run.outcome.staleSamples,

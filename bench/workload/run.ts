@@ -152,19 +152,52 @@ export async function runSequence(
 ): Promise<RunOutcome> {
   const out = emptyOutcome();
   const locks = new Locks();
+  const aside = asides(around);
   let next = 0;
-  let writesSeen = 0;
   const worker = async () => {
     while (next < ops.length) {
       const at = next++;
       const op = ops[at]!;
-      const aside =
-        op.kind === "write" && around && writesSeen++ % around.every === 0 ? around : undefined;
-      await send(client, op, at, oracle, out, locks, aside);
+      await send(client, op, at, oracle, out, locks, aside(op));
     }
   };
   const started = performance.now();
   await Promise.all(Array.from({ length: connections }, worker));
+  out.elapsedMs = performance.now() - started;
+  return out;
+}
+
+/** Which writes of a sequence go around the nodes: every `around.every`-th, from the first. */
+function asides(around: AroundWrites | undefined): (op: Op) => AroundWrites | undefined {
+  let writes = 0;
+  return (op) =>
+    op.kind === "write" && around && writes++ % around.every === 0 ? around : undefined;
+}
+
+/**
+ * runSequence as an open loop: request `at` is sent at `at / rate` s from the start, whether
+ * or not the earlier ones were answered (a fixed offered load, not the most the setup can
+ * serve). Writes to one row still wait for each other (see send).
+ */
+export async function runSequenceAt(
+  client: Client,
+  ops: Op[],
+  oracle: StaleOracle,
+  rate: number,
+  around?: AroundWrites,
+): Promise<RunOutcome> {
+  const out = emptyOutcome();
+  const locks = new Locks();
+  const sent: Promise<void>[] = [];
+  const aside = asides(around);
+  const started = performance.now();
+  for (let at = 0; at < ops.length; at++) {
+    const wait = started + (at * 1000) / rate - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const op = ops[at]!;
+    sent.push(send(client, op, at, oracle, out, locks, aside(op)));
+  }
+  await Promise.all(sent);
   out.elapsedMs = performance.now() - started;
   return out;
 }

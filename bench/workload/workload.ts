@@ -24,7 +24,14 @@ import type { BenchRedis } from "../lib/redis.ts";
 import { generateSequence, type InitialData, type Op } from "./generate.ts";
 import { StaleOracle } from "./oracle.ts";
 import type { WorkloadRecord } from "./report.ts";
-import { type AroundWrites, Client, type RunOutcome, readAll, runSequence } from "./run.ts";
+import {
+  type AroundWrites,
+  Client,
+  type RunOutcome,
+  readAll,
+  runSequence,
+  runSequenceAt,
+} from "./run.ts";
 import type { Strategy } from "./strategies.ts";
 
 export interface WorkloadOptions {
@@ -256,6 +263,8 @@ export async function runSetup(
   ops: Op[],
   data: InitialData,
   connections: number,
+  /** Requests per second sent in an open loop; undefined: `connections` closed-loop clients. */
+  rate?: number,
 ): Promise<SetupRun> {
   const servers = await startNodes(db, setup);
   const client = new Client(
@@ -281,7 +290,10 @@ export async function runSetup(
     });
     const before = await stats();
     const cpuBefore = await cpu();
-    const outcome = await runSequence(client, ops, oracle, connections, setup.around);
+    const outcome =
+      rate === undefined
+        ? await runSequence(client, ops, oracle, connections, setup.around)
+        : await runSequenceAt(client, ops, oracle, rate, setup.around);
     const cpuAfter = await cpu();
     const after = await stats();
     const probe = await probeHits(client, ops);
