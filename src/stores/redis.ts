@@ -35,7 +35,9 @@ const MAX_TTL_MS = Number.MAX_SAFE_INTEGER;
  * every node. Expiry is Redis's own (`SET ... PX`), on its clock. Every operation fails
  * with E_STORE_UNAVAILABLE within `commandTimeout`, also on a client passed in, so a Redis
  * that is down or stalled costs hit rate, never a hung request. Needs the optional peer
- * dependency `ioredis`. `entry.meta` must be JSON-serialisable.
+ * dependency `ioredis`. `entry.meta` must be JSON-serialisable. On a client with
+ * auto-pipelining (the ones edgecache makes), `GET` and `MGET` are sent at once rather than
+ * batched (see `sentAtOnce`), also for the app's own calls on a client it passes in.
  *
  * @example
  * ```ts
