@@ -37,6 +37,11 @@ export interface SqlCacheOptions {
    * and postgres.js). False keeps table-level invalidation by `execute`.
    */
   capture?: boolean;
+  /**
+   * While capture is followed, run a hot query again in the background after a write
+   * invalidated it, so its next read is a hit (true by default; as the Drizzle adapter).
+   */
+  reload?: boolean;
   logger?: Warner;
 }
 
@@ -45,6 +50,15 @@ export type SqlCacheStats = QueryCacheStats;
 
 const JSON_TYPE = { "content-type": "application/json" };
 const TEXT = new TextDecoder();
+/** Queries of recent stores remembered for reloading (the oldest are forgotten first). */
+const KEPT_RERUNS = 10_000;
+
+/** What a cached query is reloaded from. */
+interface Rerun {
+  sql: string;
+  params: readonly unknown[];
+  shape: SqlShape;
+}
 
 /**
  * Raw SQL, cached: `query` runs a select (or answers it from the cache), `execute` a write.
@@ -71,6 +85,8 @@ export class SqlCache {
   #kinds = new Map<string, Record<string, SqlColumnKind> | null>();
   /** Whether capture was followed at the last call (see #checkMode). */
   #following = false;
+  /** Key -> the query behind it, for the engine's reload of hot invalidated keys. */
+  #reruns = new Map<string, Rerun>();
 
   constructor(options: SqlCacheOptions) {
     const c = "sql";
@@ -80,6 +96,8 @@ export class SqlCache {
     }
     const follow = options.capture ?? true;
     if (typeof follow !== "boolean") badOption(c, "capture", "true or false", follow);
+    const reload = options.reload ?? true;
+    if (typeof reload !== "boolean") badOption(c, "reload", "true or false", reload);
     const { engine, ttl, prefix, owns } = queryEngine(c, options, "sql:", {
       primaryKey: (table) => this.#catalog?.primaryKey(table),
       joinColumns: () => [],
@@ -101,6 +119,11 @@ export class SqlCache {
         logger: { warn: (m) => logger.warn(m) },
       });
       this.#ready = this.#capture?.ready;
+      // Following capture, every change reaches the planner with its rows, so the engine
+      // can reload a hot query a write invalidated: never on a shared engine (its owner's).
+      if (this.#capture && owns && reload) {
+        this.engine.setWriteHooks({ refetch: (k) => this.#refetch(k) });
+      }
     }
   }
 
@@ -147,7 +170,22 @@ export class SqlCache {
       return rows as Row[];
     }
     await this.#store(key, rows, shape, since);
+    this.#reruns.delete(key);
+    this.#reruns.set(key, { sql, params: [...params], shape });
+    if (this.#reruns.size > KEPT_RERUNS) this.#reruns.delete(this.#reruns.keys().next().value!);
     return rows as Row[];
+  }
+
+  /**
+   * Reloads `key` in the background: its query runs again and the result is stored as a
+   * load that began now, so a write that overlaps the reload fences it out.
+   */
+  async #refetch(key: string): Promise<void> {
+    const rerun = this.#reruns.get(key);
+    if (!rerun || !this.#following) return;
+    const since = this.engine.position;
+    const { rows } = await this.#client.run(rerun.sql, rerun.params);
+    await this.#store(key, rows, rerun.shape, since);
   }
 
   /**

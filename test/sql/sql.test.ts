@@ -76,6 +76,37 @@ function rawSuite(make: () => RawHarness, withCapture: boolean): void {
       expect(await byId(sql, 1)).toEqual([{ id: 1, name: "Di" }]);
     });
 
+    it("a hot query a write invalidated is reloaded in the background: a hit afterwards", async () => {
+      const sql = await open();
+      expect(await byId(sql, 1)).toEqual([{ id: 1, name: "Ann" }]);
+      // Two hits make it hot (the engine's rehydrate.minHits).
+      await byId(sql, 1);
+      await byId(sql, 1);
+      const reloads = sql.engine.stats().rehydrations;
+      await h.exec(`update ${users()} set name = 'Rae' where id = 1`);
+      expect(await sql.catchUp()).toBe(true);
+      await sql.engine.drain();
+      const { hits, misses } = sql.getStats();
+      expect(await byId(sql, 1)).toEqual([{ id: 1, name: "Rae" }]);
+      expect(sql.getStats()).toMatchObject({ hits: hits + 1, misses });
+      expect(sql.engine.stats().rehydrations).toBe(reloads + 1);
+    });
+
+    it("with reload: false, the hot query is a miss after the write", async () => {
+      const sql = sqlCache({ client: h.client(), tiers: [memoryStore()], reload: false });
+      opened.push(sql);
+      await sql.query(`select id, name from ${users()} where id = ${h.p(1)}`, [0]);
+      await eventually(() => sql.getStats().writes === "capture");
+      await sql.catchUp();
+      for (let i = 0; i < 3; i++) await byId(sql, 1);
+      await h.exec(`update ${users()} set name = 'Rae' where id = 1`);
+      expect(await sql.catchUp()).toBe(true);
+      await sql.engine.drain();
+      const { misses } = sql.getStats();
+      expect(await byId(sql, 1)).toEqual([{ id: 1, name: "Rae" }]);
+      expect(sql.getStats().misses).toBe(misses + 1);
+    });
+
     it("a condition on another column registers exactly: a write of rows it does not match leaves it", async () => {
       const sql = await open();
       const named = `select id, name from ${users()} where name = ${h.p(1)} order by id`;
