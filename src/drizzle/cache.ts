@@ -1,5 +1,6 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
 import type { CacheConfig } from "drizzle-orm/cache/core/types";
+import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
 import { type ListDependency, type PlanSchema, tableTag } from "../core/deps/planner.ts";
 import { badOption } from "../core/errors.ts";
@@ -116,7 +117,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   #logger: Warner;
   #capture: DrizzleCapture | undefined;
   /** Key -> the select behind it, for the engine's reload of hot invalidated keys. */
-  #reruns = new Map<string, Rerun>();
+  #reruns = new LRUCache<string, Rerun>({ max: KEPT_RERUNS });
 
   constructor(options: DrizzleCacheOptions) {
     const c = "drizzle";
@@ -251,9 +252,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       }
       this.#stats.stored(names);
       if (query?.run && this.#capture) {
-        this.#reruns.delete(k);
         this.#reruns.set(k, { query: { ...query, run: query.run }, tables, isTag, config });
-        if (this.#reruns.size > KEPT_RERUNS) this.#reruns.delete(this.#reruns.keys().next().value!);
       }
       this.#expiries.delete(k);
       this.#expiries.set(k, now + ttl);

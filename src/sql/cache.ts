@@ -1,3 +1,4 @@
+import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
 import type { PlanSchema } from "../core/deps/planner.ts";
 import { sha256Hex } from "../core/digest.ts";
@@ -50,7 +51,7 @@ export type SqlCacheStats = QueryCacheStats;
 
 const JSON_TYPE = { "content-type": "application/json" };
 const TEXT = new TextDecoder();
-/** Queries of recent stores remembered for reloading (the oldest are forgotten first). */
+/** Queries of recent stores remembered for reloading (the least recently used are forgotten). */
 const KEPT_RERUNS = 10_000;
 
 /** What a cached query is reloaded from. */
@@ -86,7 +87,7 @@ export class SqlCache {
   /** Whether capture was followed at the last call (see #checkMode). */
   #following = false;
   /** Key -> the query behind it, for the engine's reload of hot invalidated keys. */
-  #reruns = new Map<string, Rerun>();
+  #reruns = new LRUCache<string, Rerun>({ max: KEPT_RERUNS });
 
   constructor(options: SqlCacheOptions) {
     const c = "sql";
@@ -170,9 +171,7 @@ export class SqlCache {
       return rows as Row[];
     }
     await this.#store(key, rows, shape, since);
-    this.#reruns.delete(key);
     this.#reruns.set(key, { sql, params: [...params], shape });
-    if (this.#reruns.size > KEPT_RERUNS) this.#reruns.delete(this.#reruns.keys().next().value!);
     return rows as Row[];
   }
 

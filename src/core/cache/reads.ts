@@ -44,10 +44,12 @@ export class Reads {
     const started = this.#e.observer ? performance.now() : 0;
     for (let i = 0; i < end; i++) {
       if (this.#e.tiers.skips(i, key)) continue;
-      const asked = performance.now();
+      // Only a shared tier's reads are timed (see #awaitReload): not this node's memory hits.
+      const timed = this.#e.tiers.list[i]!.shared === true;
+      const asked = timed ? performance.now() : 0;
       const entry = await this.#e.tiers.get(i, key);
       if (entry === FAILED) continue;
-      const trip = this.#timed(i, asked);
+      const trip = timed ? this.#timed(i, asked) : 0;
       const accepted = await this.#accept(i, key, entry, now, started, trip);
       if (accepted) return { entry: accepted, tier: this.#e.tiers.list[i]!.name };
     }
