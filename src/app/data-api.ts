@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import type { Cache, EntryInit } from "../core/cache/index.ts";
 import { isCapturing } from "../core/capture.ts";
+import { type Neighbours, neighbourRows, patchItem, patchList } from "../core/deps/patch.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import {
   type ListDependency,
@@ -25,7 +26,6 @@ import type { Source, WriteOptions } from "../sources/source.ts";
 import { sameOriginWrites } from "./access.ts";
 import { errorBody, limitBody, notFound, onError } from "./errors.ts";
 import { type CacheOutcome, entryReply, replyResponse } from "./http.ts";
-import { type Neighbours, patchItem, patchList } from "./patch.ts";
 
 export interface DataApiOptions {
   source: Source;
@@ -228,31 +228,13 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     resource: Resource,
     list: ListDependency,
     peek: (key: string) => CacheEntry | undefined,
-  ): Neighbours | undefined => {
-    const end = list.offset + list.count;
-    let found: Neighbours | undefined;
-    for (const [other, dep] of cache.pagesOf(list)) {
-      if (other === key) continue;
-      const coversBefore = dep.offset < list.offset && list.offset <= dep.offset + dep.count;
-      const coversAfter =
-        list.count >= list.limit &&
-        dep.offset <= end &&
-        (end < dep.offset + dep.count || (end === dep.offset + dep.count && dep.count < dep.limit));
-      if (!coversBefore && !coversAfter) continue;
+  ): Neighbours | undefined =>
+    neighbourRows(key, list, cache.pagesOf(list), (other) => {
       const entry = peek(other);
-      if (entry?.status !== 200) continue;
-      if ((entry.meta as EntryMeta | undefined)?.resource !== resource.name) continue;
-      const { data } = parseBody(entry) as { data: Row[] };
-      found ??= { before: [] };
-      if (coversBefore && found.before.length === 0) {
-        found.before = data.slice(0, list.offset - dep.offset);
-      }
-      if (coversAfter && !found.after) {
-        found.after = { rows: data.slice(end - dep.offset), toEnd: dep.count < dep.limit };
-      }
-    }
-    return found;
-  };
+      if (entry?.status !== 200) return undefined;
+      if ((entry.meta as EntryMeta | undefined)?.resource !== resource.name) return undefined;
+      return (parseBody(entry) as { data: Row[] }).data;
+    });
 
   // Writes take turns from their statement to their record's place in the log, here and
   // (through the log's write turns, see Cache.write) across nodes, so the log holds them in

@@ -17,8 +17,14 @@ import type { Store } from "../core/store.ts";
 import type { ChangeLog, LogPosition } from "../log/contract.ts";
 import { type DrizzleCapture, startCapture } from "./capture.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
-import { type QueryCacheStats, QueryStats, queryEngine } from "./query-stats.ts";
+import {
+  type CapturedWrites,
+  type QueryCacheStats,
+  QueryStats,
+  queryEngine,
+} from "./query-stats.ts";
 import { PendingReads } from "./reads.ts";
+import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
 import { listOf, type TableRef, tableName } from "./tables.ts";
 
 export interface DrizzleCacheOptions {
@@ -50,6 +56,13 @@ export interface DrizzleCacheOptions {
    * when it runs (`nextval()`), or to see what each write invalidates.
    */
   reload?: boolean;
+  /**
+   * Following change capture on SQLite (libSQL, better-sqlite3), a cached select of every
+   * column of one table, a page or a primary-key lookup, is patched in place after a write
+   * from the write's rows, as the data API patches its responses (default true); otherwise
+   * it is invalidated. See docs/guides/drizzle.md, "Patched in place".
+   */
+  patchInPlace?: boolean;
 }
 
 /** What `$withCache({ tables, tags })` and `db.$cache.invalidate` take. */
@@ -114,6 +127,12 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   #ownsEngine: boolean;
   /** Whether hot selects a captured write invalidated are run again (see `reload`). */
   #reload: boolean;
+  /** Whether cached selects may be patched in place (see `patchInPlace`). */
+  #patchInPlace: boolean;
+  /** Set once captured writes reach this engine in commit order: results are then patched. */
+  #patching = false;
+  /** The captured writes this cache's own in-process log hears of (see `followCapture`). */
+  #captured: CapturedWrites | undefined;
   #logger: Warner;
   #capture: DrizzleCapture | undefined;
   /** Key -> the select behind it, for the engine's reload of hot invalidated keys. */
@@ -125,8 +144,14 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     if (strategy !== "explicit" && strategy !== "all") {
       badOption(c, "strategy", '"explicit" or "all"', strategy);
     }
-    const { engine, ttl, prefix, owns } = queryEngine(c, options, "drizzle:", this.#planSchema());
+    const { engine, ttl, prefix, owns, outside } = queryEngine(
+      c,
+      options,
+      "drizzle:",
+      this.#planSchema(),
+    );
     this.engine = engine;
+    this.#captured = outside;
     this.#strategy = strategy;
     this.#ttl = ttl;
     this.#prefix = prefix;
@@ -136,6 +161,10 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       badOption(c, "reload", "a boolean", options.reload);
     }
     this.#reload = options.reload ?? true;
+    if (options.patchInPlace !== undefined && typeof options.patchInPlace !== "boolean") {
+      badOption(c, "patchInPlace", "a boolean", options.patchInPlace);
+    }
+    this.#patchInPlace = options.patchInPlace ?? true;
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#logger = logger;
     this.#stats = new QueryStats("drizzle", logger);
@@ -232,8 +261,11 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       const names = tables.map(tableName);
       const tags = names.map((t) => this.#tableTag(t));
       if (isTag) tags.push(this.#userTag(key));
-      const { tags: depends, lists } =
-        query && names.length > 0 ? this.#register(query, response, names) : wholeTables(names);
+      const {
+        tags: depends,
+        lists,
+        meta,
+      } = query && names.length > 0 ? this.#register(query, response, names) : wholeTables(names);
       const { stored } = await this.engine.storeLoaded(
         k,
         {
@@ -241,6 +273,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
           headers: JSON_TYPE,
           tags: [...tags, ...depends],
           ...(lists.length > 0 && { lists }),
+          ...(meta && { meta }),
           ttl,
           staleWhileRevalidate: 0,
         },
@@ -317,8 +350,14 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     this.#capture = capture;
     // Following capture, every change reaches the planner with its rows, so the engine can
     // reload a hot select a write invalidated: never on a shared engine (its owner's hooks).
-    if (capture && this.#ownsEngine && this.#reload)
-      engine.setWriteHooks({ refetch: (k) => this.#refetch(k) });
+    // Captured writes in commit order (SQLite) may patch cached results too.
+    if (capture && this.#ownsEngine) {
+      this.#patching = followCapturedWrites(engine, capture, this.#captured, {
+        prefix: this.#prefix,
+        patchInPlace: this.#patchInPlace,
+        ...(this.#reload && { refetch: (k: string) => this.#refetch(k) }),
+      });
+    }
     return capture;
   }
 
@@ -369,6 +408,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     const shape = sqlShape(query.sql, query.params, query.dialect, (t) => this.#schema.get(t));
     const registration = registrationOf(shape, resultRows(response));
     this.#stats.registrations.count(shape, registration.widened);
+    const meta = this.#patching ? patchableMeta(shape, (t) => this.#schema.get(t)) : undefined;
     // Drizzle's tables as the planner knows them too, in case the parser missed one: a
     // write it cannot analyse drops the table tag, any other the whole-table list.
     for (const t of names) {
@@ -376,7 +416,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       registration.tags.push(tableTag(t));
       registration.lists.push(wholeTable(t));
     }
-    return registration;
+    return { ...registration, meta };
   }
 
   #planSchema(): PlanSchema {
@@ -405,7 +445,11 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
  * table (a list without filter or bound), and the table tag for writes the planner cannot
  * analyse. A captured change to any row of them removes it.
  */
-function wholeTables(tables: readonly string[]): { tags: string[]; lists: ListDependency[] } {
+function wholeTables(tables: readonly string[]): {
+  tags: string[];
+  lists: ListDependency[];
+  meta?: undefined;
+} {
   return { tags: tables.map(tableTag), lists: tables.map(wholeTable) };
 }
 

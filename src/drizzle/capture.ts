@@ -10,6 +10,7 @@ import {
 } from "../core/capture.ts";
 import type { PlanSchema } from "../core/deps/planner.ts";
 import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
+import type { OutsideWrites } from "../log/outside-writes.ts";
 import type { D1DatabaseLike } from "../sources/d1.ts";
 import { captureSchema, postgresCaptureFeed } from "../sources/postgres-capture.ts";
 import { literal } from "../sources/sql.ts";
@@ -18,6 +19,7 @@ import {
   type SqliteExecutor,
   sqliteCapturedTables,
   sqliteCaptureInstalled,
+  sqliteChangesPending,
   sqliteExecutorFeed,
 } from "../sources/sqlite-capture.ts";
 import { clientKind } from "./client-kind.ts";
@@ -73,6 +75,11 @@ interface CaptureDriver {
    * a timer (D1 on Workers).
    */
   lazyMs?: number;
+  /**
+   * Given when the change table holds changes in commit order (SQLite writes one
+   * transaction at a time) and this process follows it itself: whether one waits there.
+   */
+  pendingInOrder?: () => Promise<boolean>;
 }
 
 /** What `getStats().capture` says. */
@@ -191,6 +198,28 @@ export class DrizzleCapture {
     const all = [...this.#followers.values()].map((f) => f.follower);
     if (all.length === 0) return false;
     return (await Promise.all(all.map((f) => f.sync()))).every(Boolean);
+  }
+
+  /**
+   * The captured writes as the adapter's own in-process log asks of them, when they come
+   * in commit order (SQLite): their records are then ordered and may patch cached results,
+   * and a load is exact when no change waits. Undefined otherwise (PostgreSQL numbers
+   * changes as they are made, not as they commit; D1's go through its log's object).
+   */
+  orderedWrites(): OutsideWrites | undefined {
+    const pending = this.#driver.pendingInOrder;
+    if (!pending) return undefined;
+    return {
+      active: () => {
+        if (this.#closed) return false;
+        for (const { follower } of this.#followers.values()) {
+          if (follower.installed && follower.leading) return true;
+        }
+        return false;
+      },
+      pending,
+      ordered: true,
+    };
   }
 
   /** "capture" while some captured table's changes are applied here. */
@@ -372,7 +401,7 @@ function libsqlExecutor(client: LibsqlClient): SqliteExecutor {
 
 /** A SQLite database's change table, followed in this process (libSQL, better-sqlite3). */
 function sqliteDriver(exec: SqliteExecutor): CaptureDriver {
-  return sqliteCatalog(exec, (engine, shapes, logger) =>
+  const catalog = sqliteCatalog(exec, (engine, shapes, logger) =>
     followCapture(
       engine,
       sqliteExecutorFeed(exec, (t) => shapes(t)?.columns, { unref: true }),
@@ -380,6 +409,7 @@ function sqliteDriver(exec: SqliteExecutor): CaptureDriver {
       { unref: true },
     ),
   );
+  return { ...catalog, pendingInOrder: () => sqliteChangesPending(exec) };
 }
 
 /** SQLite's capture catalog (the change table, the triggers, primary keys), over any driver. */

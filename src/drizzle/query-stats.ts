@@ -5,6 +5,8 @@ import { rateLimited, type Warner } from "../core/report.ts";
 import { RegistrationCounts, type RegistrationStats } from "../core/sql/registrations.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
+import { localChangeLog } from "../log/in-process.ts";
+import type { OutsideWrites } from "../log/outside-writes.ts";
 import type { CaptureStats, DrizzleCapture } from "./capture.ts";
 
 /** A query cache's time to live unless a query says otherwise: an hour. */
@@ -30,7 +32,7 @@ export function queryEngine(
   options: QueryEngineOptions,
   defaultPrefix: string,
   schema: PlanSchema,
-): { engine: Cache; ttl: number; prefix: string; owns: boolean } {
+): { engine: Cache; ttl: number; prefix: string; owns: boolean; outside?: CapturedWrites } {
   const c = component;
   if ((options?.tiers === undefined) === (options?.cache === undefined)) {
     badOption(c, "tiers | cache", "exactly one of tiers and cache", "both or neither");
@@ -44,16 +46,42 @@ export function queryEngine(
   if (options.log !== undefined && options.cache !== undefined) {
     badOption(c, "log", "no log with cache (the cache has its own)", "both");
   }
+  // An engine of its own on the in-process log hears of captured writes (once followed).
+  const outside = options.cache || options.log ? undefined : new CapturedWrites();
   const engine =
     options.cache ??
     createCache({
       tiers: options.tiers!,
       ttl,
-      ...(options.log && { log: options.log }),
+      log: options.log ?? localChangeLog({ outside }),
       schema,
       ...(options.now ? { now: options.now } : {}),
     });
-  return { engine, ttl, prefix, owns: options.cache === undefined };
+  return { engine, ttl, prefix, owns: options.cache === undefined, ...(outside && { outside }) };
+}
+
+/**
+ * The writes change capture feeds into an adapter's own in-process log, as that log asks
+ * of them (`OutsideWrites`): none until the adapter follows capture (`follow`).
+ */
+export class CapturedWrites implements OutsideWrites {
+  #by: OutsideWrites | undefined;
+
+  get ordered(): boolean {
+    return this.#by?.ordered === true;
+  }
+
+  follow(by: OutsideWrites): void {
+    this.#by = by;
+  }
+
+  active(): boolean {
+    return this.#by?.active() ?? false;
+  }
+
+  pending(): Promise<boolean> {
+    return this.#by?.pending() ?? Promise.resolve(false);
+  }
 }
 
 /**
@@ -72,6 +100,11 @@ export interface QueryCacheStats {
   fenced: number;
   /** Results not stored since their values cannot be restored exactly. */
   uncacheable: number;
+  /**
+   * Cached results patched in place after a captured write instead of removed (SQLite
+   * capture; see `patchInPlace` and docs/guides/drizzle.md).
+   */
+  patched: number;
   /** Faults of the adapter (a damaged entry, the change log out of reach): each cost a miss or a store, never a query. */
   faults: number;
   /** Faults of the engine's tiers (a tier down): each cost a miss or a store, never a query. */
@@ -146,6 +179,7 @@ export class QueryStats {
       tables,
       ...this.counts,
       tierErrors: engine.stats().tiers.reduce((n, t) => n + t.errors, 0),
+      patched: engine.stats().patches,
       writes: capture?.mode() ?? "tables",
       ...(capture && { capture: capture.stats() }),
       registrations: this.registrations.stats(),

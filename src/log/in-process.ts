@@ -29,7 +29,8 @@ export interface LocalChangeLogOptions {
  * follower synchronously, so several caches in one process (sharing tiers) stay exact.
  * Always trusted: there is no server to lose. Every record is ordered (one process
  * writes, and its data API makes writes take turns from statement to record) unless
- * writes made around edgecache are captured: their records are not.
+ * writes made around edgecache are captured: their records are not, unless they are the
+ * only writes and come in commit order (`OutsideWrites.ordered`).
  *
  * @example
  * const log = localChangeLog();
@@ -54,7 +55,9 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
     // a captured one, only once it is no longer pending.
     async quietSince(position) {
       if (!outside?.active()) return true;
-      return position.log === id && position.seq === seq && !(await outside.pending());
+      // Asked after the load's read: a change it saw is pending still, or applied by now.
+      if (await outside.pending()) return false;
+      return position.log === id && position.seq === seq;
     },
     follow(follower) {
       followers.push(follower);
@@ -64,8 +67,8 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
       seq++;
       for (const table of changedTables(ops)) lastChanges.set(table, seq);
       // The data API's writes take turns (statement to record); a captured write's place
-      // among them is not known.
-      const ordered = turn !== undefined || !outside?.active();
+      // among them is not known, unless captured writes are all there is (`ordered`).
+      const ordered = turn !== undefined || !outside?.active() || outside.ordered === true;
       const record: ChangeRecord = { seq, ops, ordered };
       for (const f of followers) f.apply(record);
       return seq;

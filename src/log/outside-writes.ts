@@ -6,6 +6,12 @@ export interface OutsideWrites {
   active(): boolean;
   /** Whether a captured write waits to be appended. */
   pending(): Promise<boolean>;
+  /**
+   * Captured writes come in the database's commit order and no other record carries rows
+   * (an adapter over SQLite that owns its engine): on the in-process log their records are
+   * then ordered, and may patch cached results.
+   */
+  ordered?: boolean;
 }
 
 /**

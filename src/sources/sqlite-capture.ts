@@ -169,6 +169,11 @@ export async function sqliteCapturedTables(exec: SqliteExecutor): Promise<string
   return [...new Set(rows.map((r) => String(r.table)))].sort();
 }
 
+/** Whether a change waits in the change table (not yet applied, or applied and not yet consumed). */
+export async function sqliteChangesPending(exec: SqliteExecutor): Promise<boolean> {
+  return (await exec.all(`SELECT 1 AS ok FROM ${CHANGES} LIMIT 1`, [])).length > 0;
+}
+
 /**
  * The change table as a CaptureFeed over any SQLite driver (`exec`). `columnsOf` gives a
  * table's columns, or a promise of them; a row recorded with other columns (the table
@@ -229,9 +234,7 @@ export function sqliteExecutorFeed(
       }
       return rows.map((r) => capturedChange(r, columns.get(String(r.tbl))));
     },
-    async pending() {
-      return (await exec.all(`SELECT 1 AS ok FROM ${CHANGES} LIMIT 1`, [])).length > 0;
-    },
+    pending: () => sqliteChangesPending(exec),
     async consume(changes) {
       if (changes.length === 0) return;
       await exec.write(`DELETE FROM ${CHANGES} WHERE seq IN (SELECT value FROM json_each(?))`, [

@@ -16,6 +16,7 @@ import type { Store } from "../core/store.ts";
 import { type DrizzleCapture, startCapture } from "../drizzle/capture.ts";
 import { decode, encode, Uncacheable } from "../drizzle/codec.ts";
 import { type QueryCacheStats, QueryStats, queryEngine } from "../drizzle/query-stats.ts";
+import { followCapturedWrites, patchableMeta } from "../drizzle/result-patches.ts";
 import { sqlTypeKind } from "../drizzle/selects.ts";
 import type { ChangeLog } from "../log/contract.ts";
 import { type SqlClient, type SqlResult, type SqlRow, sqlClient } from "./clients.ts";
@@ -43,6 +44,12 @@ export interface SqlCacheOptions {
    * invalidated it, so its next read is a hit (true by default; as the Drizzle adapter).
    */
   reload?: boolean;
+  /**
+   * While SQLite capture is followed, a cached select of every column of one table (named,
+   * not `*`), a page or a primary-key lookup, is patched in place after a write from the
+   * write's rows (true by default; as the Drizzle adapter).
+   */
+  patchInPlace?: boolean;
   logger?: Warner;
 }
 
@@ -86,6 +93,8 @@ export class SqlCache {
   #kinds = new Map<string, Record<string, SqlColumnKind> | null>();
   /** Whether capture was followed at the last call (see #checkMode). */
   #following = false;
+  /** Whether results are patched in place after captured writes (see `patchInPlace`). */
+  #patching = false;
   /** Key -> the query behind it, for the engine's reload of hot invalidated keys. */
   #reruns = new LRUCache<string, Rerun>({ max: KEPT_RERUNS });
 
@@ -99,7 +108,11 @@ export class SqlCache {
     if (typeof follow !== "boolean") badOption(c, "capture", "true or false", follow);
     const reload = options.reload ?? true;
     if (typeof reload !== "boolean") badOption(c, "reload", "true or false", reload);
-    const { engine, ttl, prefix, owns } = queryEngine(c, options, "sql:", {
+    const patchInPlace = options.patchInPlace ?? true;
+    if (typeof patchInPlace !== "boolean") {
+      badOption(c, "patchInPlace", "true or false", patchInPlace);
+    }
+    const { engine, ttl, prefix, owns, outside } = queryEngine(c, options, "sql:", {
       primaryKey: (table) => this.#catalog?.primaryKey(table),
       joinColumns: () => [],
     });
@@ -121,9 +134,14 @@ export class SqlCache {
       });
       this.#ready = this.#capture?.ready;
       // Following capture, every change reaches the planner with its rows, so the engine
-      // can reload a hot query a write invalidated: never on a shared engine (its owner's).
-      if (this.#capture && owns && reload) {
-        this.engine.setWriteHooks({ refetch: (k) => this.#refetch(k) });
+      // can reload a hot query a write invalidated, or patch it (SQLite): never on a shared
+      // engine (its owner's).
+      if (this.#capture && owns) {
+        this.#patching = followCapturedWrites(this.engine, this.#capture, outside, {
+          prefix,
+          patchInPlace,
+          ...(reload && { refetch: (k: string) => this.#refetch(k) }),
+        });
       }
     }
   }
@@ -273,6 +291,7 @@ export class SqlCache {
     try {
       const { tags, lists, widened } = registrationOf(shape, rows);
       this.#stats.registrations.count(shape, widened);
+      const meta = this.#patching ? patchableMeta(shape, this.#schema) : undefined;
       const { stored } = await this.engine.storeLoaded(
         key,
         {
@@ -280,6 +299,7 @@ export class SqlCache {
           headers: JSON_TYPE,
           tags: [...shape.tables.map((t) => this.#tableTag(t)), ...tags],
           ...(lists.length > 0 && { lists }),
+          ...(meta && { meta }),
           ttl: this.#ttl,
           staleWhileRevalidate: 0,
         },

@@ -134,7 +134,7 @@ export const NO_LIMIT = Number.MAX_SAFE_INTEGER;
 /** Disjuncts past this many (after AND distributes over OR) fall back to the table. */
 export const MAX_DISJUNCTS = 32;
 /** Results with more rows register no row tags of their own (their lists cover them). */
-const MAX_ROW_TAGS = 256;
+export const MAX_ROW_TAGS = 256;
 /** SQLite LIKE prefixes keep at most this many ASCII letters (2^n case variants). */
 const LIKE_LETTERS = 3;
 

@@ -1,11 +1,6 @@
-import {
-  type ListDependency,
-  type PlanSchema,
-  tagValue,
-  type WriteEvent,
-} from "../core/deps/planner.ts";
-import { compareSortValues, matches, sortValues } from "../core/deps/predicate.ts";
-import type { JoinInfo, Resource, Row, SortKey } from "../core/query.ts";
+import type { JoinInfo, Resource, Row, SortKey } from "../query.ts";
+import { type ListDependency, type PlanSchema, tagValue, type WriteEvent } from "./planner.ts";
+import { compareSortValues, matches, sortValues } from "./predicate.ts";
 
 /**
  * Patch in place: what a cached data API response becomes after a write, computed from
@@ -87,6 +82,40 @@ export interface Neighbours {
   before: Row[];
   /** Rows starting just after the window (position offset + its row count). */
   after?: { rows: Row[]; toEnd: boolean };
+}
+
+/**
+ * Rows of other cached pages of the same list just before and after `list`'s window, for
+ * `patchList`: `pages` are the pages of that list the index knows (`Cache.pagesOf`),
+ * `rowsOf` a page's rows as cached, or undefined when that page cannot be used.
+ */
+export function neighbourRows(
+  key: string,
+  list: ListDependency,
+  pages: Iterable<readonly [key: string, list: ListDependency]>,
+  rowsOf: (key: string) => readonly Row[] | undefined,
+): Neighbours | undefined {
+  const end = list.offset + list.count;
+  let found: Neighbours | undefined;
+  for (const [other, dep] of pages) {
+    if (other === key) continue;
+    const coversBefore = dep.offset < list.offset && list.offset <= dep.offset + dep.count;
+    const coversAfter =
+      list.count >= list.limit &&
+      dep.offset <= end &&
+      (end < dep.offset + dep.count || (end === dep.offset + dep.count && dep.count < dep.limit));
+    if (!coversBefore && !coversAfter) continue;
+    const data = rowsOf(other);
+    if (!data) continue;
+    found ??= { before: [] };
+    if (coversBefore && found.before.length === 0) {
+      found.before = data.slice(0, list.offset - dep.offset);
+    }
+    if (coversAfter && !found.after) {
+      found.after = { rows: data.slice(end - dep.offset), toEnd: dep.count < dep.limit };
+    }
+  }
+  return found;
 }
 
 /**

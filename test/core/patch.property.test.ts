@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type Neighbours, patchItem, patchList } from "../../src/app/patch.ts";
+import { type Neighbours, patchItem, patchList } from "../../src/core/deps/patch.ts";
 import type { ListDependency, WriteEvent } from "../../src/core/deps/planner.ts";
 import { compareSortValues, matches, sortValues } from "../../src/core/deps/predicate.ts";
 import type { Filter, Resource, Row, SortKey } from "../../src/core/query.ts";

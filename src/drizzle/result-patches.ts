@@ -1,0 +1,126 @@
+import type { Cache } from "../core/cache/index.ts";
+import type { EntryInit, WriteHooks } from "../core/cache/types.ts";
+import type { CacheEntry } from "../core/entry.ts";
+import type { Row } from "../core/query.ts";
+import { patchResult, type ResultPlan, resultPlan, tableRows } from "../core/sql/patch.ts";
+import { resultRows, type SqlShape, type SqlTable } from "../core/sql/shapes.ts";
+import type { DrizzleCapture } from "./capture.ts";
+import { decode, encode, Uncacheable } from "./codec.ts";
+import type { CapturedWrites } from "./query-stats.ts";
+
+/**
+ * Patch in place for the query caches (the Drizzle adapter, the raw SQL entry): the
+ * engine's `patch` hook over results stored by `encode`, whose entries keep in their meta
+ * how their rows are table rows (`ResultMeta`). The rules are core/sql/patch.ts's; this
+ * only reads and writes the cached bytes.
+ */
+
+/** What a query cache keeps in a patchable result's entry. */
+export interface ResultMeta {
+  plan: ResultPlan;
+}
+
+const TEXT = new TextDecoder();
+
+/** The meta to store with a select's result, when the result can be patched later. */
+export function patchableMeta(
+  shape: SqlShape,
+  table: (name: string) => SqlTable | undefined,
+): ResultMeta | undefined {
+  const name = shape.lists?.table;
+  const plan = name === undefined ? undefined : resultPlan(shape, table(name));
+  return plan && { plan };
+}
+
+/**
+ * The write hooks of a query cache that owns its engine and follows `capture`: `refetch`
+ * reloads hot invalidated results, and where captured writes come in commit order
+ * (SQLite) results are patched in place, their records then ordered on the engine's own
+ * log (`captured`). Returns whether results are patched.
+ */
+export function followCapturedWrites(
+  engine: Cache,
+  capture: DrizzleCapture,
+  captured: CapturedWrites | undefined,
+  options: { prefix: string; patchInPlace: boolean; refetch?: (key: string) => Promise<void> },
+): boolean {
+  const ordered = options.patchInPlace && captured ? capture.orderedWrites() : undefined;
+  if (ordered) captured!.follow(ordered);
+  engine.setWriteHooks({
+    ...(options.refetch && { refetch: options.refetch }),
+    ...(ordered && { patch: resultPatcher(engine, options.prefix) }),
+  });
+  return ordered !== undefined;
+}
+
+/**
+ * The engine's patch hook for the entries under `prefix`: a cached result after a write,
+ * or undefined (the entry is then invalidated, as without patches).
+ */
+export function resultPatcher(
+  engine: Pick<Cache, "pagesOf">,
+  prefix: string,
+): NonNullable<WriteHooks["patch"]> {
+  return (key, entry, events, peek) => {
+    const plan = planOf(key, entry, prefix);
+    if (!plan || (entry.lists?.length ?? 0) > 1) return undefined;
+    const response = decode(TEXT.decode(entry.body));
+    const raw = resultRows(response);
+    if (!raw) return undefined;
+    const list = entry.lists?.[0];
+    // Other pages of the list only where the response is known to be no further along than
+    // the records applied here (`peek` given: see WriteHooks.patch).
+    const pages =
+      peek && list
+        ? {
+            key,
+            of: engine.pagesOf(list),
+            rowsOf: (other: string): readonly Row[] | undefined => {
+              const page = peek(other);
+              const p = page && planOf(other, page, prefix);
+              if (!p || p.table !== plan.table || p.lookup !== undefined) return undefined;
+              const rows = resultRows(decode(TEXT.decode(page!.body)));
+              return rows && tableRows(p, rows);
+            },
+          }
+        : undefined;
+    const cached = { list, tags: entry.tags };
+    const patched = patchResult(plan, cached, raw, events, peek !== undefined, pages);
+    if (!patched) return undefined;
+    let body: string;
+    try {
+      body = encode(withRows(response, patched.rows));
+    } catch (err) {
+      if (err instanceof Uncacheable) return undefined;
+      throw err;
+    }
+    const init: EntryInit = {
+      body,
+      headers: entry.headers,
+      tags: patched.tags,
+      meta: entry.meta,
+      ...(patched.list && { lists: [patched.list] }),
+    };
+    return init;
+  };
+}
+
+function planOf(key: string, entry: CacheEntry, prefix: string): ResultPlan | undefined {
+  if (!key.startsWith(prefix) || entry.status !== 200) return undefined;
+  return (entry.meta as ResultMeta | undefined)?.plan;
+}
+
+/**
+ * A driver's result with other rows: an array of rows (its own other properties kept, as
+ * postgres.js' results carry `count` and `columns`), or an object with `rows` (libSQL's
+ * `ResultSet`, as `encode` keeps it).
+ */
+function withRows(response: unknown, rows: unknown[]): unknown {
+  if (!Array.isArray(response)) return { ...(response as object), rows };
+  const out: unknown[] = [...rows];
+  for (const p of Object.getOwnPropertyNames(response)) {
+    if (p === "length" || /^(0|[1-9]\d*)$/.test(p)) continue;
+    Object.defineProperty(out, p, Object.getOwnPropertyDescriptor(response, p)!);
+  }
+  return out;
+}
