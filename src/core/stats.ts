@@ -36,6 +36,11 @@ export interface CacheStats {
   rehydrations: number;
   /** Entries a write changed in place instead of invalidating them. */
   patches: number;
+  /**
+   * Patched entries this node copied into the shared tiers for the other nodes (one node
+   * for all, by a claim on the log), so they find the new version there without a load.
+   */
+  patchesShared: number;
   /** Times this node missed log records it could not apply, and dropped its memory tier. */
   resets: number;
   indexedKeys: number;
@@ -147,6 +152,12 @@ export function statsFamilies(stats: CacheStats): StatsFamily[] {
     one("invalidations_total", "counter", "Keys invalidated.", stats.invalidations),
     one("rehydrations_total", "counter", "Background refetches.", stats.rehydrations),
     one("patches_total", "counter", "Entries patched in place by writes.", stats.patches),
+    one(
+      "patches_shared_total",
+      "counter",
+      "Patched entries copied into the shared tiers for the other nodes.",
+      stats.patchesShared,
+    ),
     one("indexed_keys", "gauge", "Keys in the dependency index.", stats.indexedKeys),
     one("not_found_entries", "gauge", "Cached 404 and 410 responses held.", stats.notFound.entries),
     one(

@@ -89,14 +89,13 @@ export class Applier {
     // Tiers other nodes read are the writer's to clean and refill: another node's delete
     // could come after a reload stored there, and reads check them against the log anyway.
     const foreign = record.own === false && this.#e.tiers.shared;
-    // What a node patched is reloaded into the shared tiers, by one node for all (a claim on
-    // the log), so that nodes whose memory did not hold it find the new version there (a
-    // patch stays in one node's memory). Not for a node alone on the log.
+    // With other nodes on the log and a shared tier, one node for all (a claim on the log)
+    // copies what it patched into the shared tiers, and reloads hot keys there, so that
+    // nodes whose memory did not hold them find the new version. Not for a node alone.
     const claim = this.#e.log.claim?.bind(this.#e.log);
-    const refill =
-      claim && this.#e.tiers.shared && refetch !== undefined && this.#e.log.nodes?.() !== 1
-        ? claim
-        : undefined;
+    const sharing =
+      claim && this.#e.tiers.shared && this.#e.log.nodes?.() !== 1 ? claim : undefined;
+    const refill = refetch !== undefined ? sharing : undefined;
     // Only with records in commit order: out of order, a patch could bring back a value a
     // later write had already replaced (a row changed and changed back).
     const patches =
@@ -139,26 +138,24 @@ export class Applier {
     removed += await this.#e.entries.remove(unindexed, { local: foreign });
     let patched = 0;
     for (const [k, { init, exact }] of patches) {
-      if ((await this.#e.loads.storeLoaded(k, init, at, { memoryOnly: true, exact })).stored) {
-        this.#e.counters.patches++;
-        patched++;
-      }
-    }
-    for (const k of hot) this.#scheduleRehydrate(k, refetch!, refill && `${record.seq}:${k}`);
-    if (refill) {
-      for (const k of patches.keys()) {
+      const { entry, stored } = await this.#e.loads.storeLoaded(k, init, at, {
+        memoryOnly: true,
+        exact,
+      });
+      if (!stored) continue;
+      this.#e.counters.patches++;
+      patched++;
+      // The patch is this node's memory as of this record, which it kept current record by
+      // record: as good as a load that began here, and checked by readers like one. Copied
+      // by the claim's winner, without a load from the source.
+      if (sharing) {
         this.#e.reloads.push(async () => {
-          if (!(await refill(`${record.seq}:${k}`))) return;
-          this.#e.counters.rehydrations++;
-          this.#e.refilling.add(k);
-          try {
-            await refetch!(k);
-          } finally {
-            this.#e.refilling.delete(k); // when the refetch did not come through resolve
-          }
+          if (!(await sharing(`${record.seq}:${k}`))) return;
+          if (await this.#e.loads.share(k, entry, at)) this.#e.counters.patchesShared++;
         });
       }
     }
+    for (const k of hot) this.#scheduleRehydrate(k, refetch!, refill && `${record.seq}:${k}`);
     this.#e.recent.push({
       at: this.#e.now(),
       seq: record.seq,

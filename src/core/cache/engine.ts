@@ -33,6 +33,7 @@ export function newCounters() {
     invalidations: 0,
     rehydrations: 0,
     patches: 0,
+    patchesShared: 0,
     resets: 0,
   };
 }
@@ -60,8 +61,6 @@ export interface Engine {
   readonly reloads: ReloadQueue;
   /** Keys a removal in progress has yet to delete everywhere; reads skip them. */
   readonly pending: PendingRemovals;
-  /** Keys this node patched after its own write, to load again for the shared tiers. */
-  readonly refilling: Set<string>;
   readonly report: ReturnType<typeof rateLimited>;
   readonly policy: InvalidationPolicy;
   /** Default TTL and stale-while-revalidate window, ms. */

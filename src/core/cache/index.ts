@@ -109,7 +109,6 @@ export class Cache {
       background,
       reloads: new ReloadQueue(background, set.rehydrate?.concurrency ?? 1, report),
       pending: new PendingRemovals(),
-      refilling: new Set(),
       report,
       policy: set.policy,
       ttl: set.ttl,
@@ -356,9 +355,6 @@ export class Cache {
       );
       return { entry, status: "miss", stored: false, bypass: true };
     }
-    // A refill (see Applier) loads even though this node's memory holds a patch.
-    if (this.#e.refilling.size > 0 && this.#e.refilling.delete(key))
-      return this.#e.loads.refill(key, load);
     const found = await this.#e.reads.lookup(key, this.#e.end(options?.tiers));
     const now = this.#e.now();
     if (found && found.entry.freshUntil > now) {

@@ -6,7 +6,7 @@ import type { EntryInit, Resolved } from "./types.ts";
 /**
  * Loads from the source: single flight (concurrent misses of a key share one load), the
  * write fence on store (a load that overlapped a write that concerns it stores nothing),
- * stale-if-error, and the refill of the shared tiers after a patch.
+ * stale-if-error, and the copy of a patch into the shared tiers.
  */
 export class Loads {
   readonly #e: Engine;
@@ -95,6 +95,20 @@ export class Loads {
     if (this.#e.fence.conflicts(since, key, entry)) await this.#e.tiers.deleteShared([key]);
   }
 
+  /**
+   * Copies an entry this node holds (a patch, stored as a load that began at `since`) into
+   * the shared tiers, unless a change since concerns it; true when copied.
+   */
+  async share(key: string, entry: CacheEntry, since: LogPosition): Promise<boolean> {
+    const conflicts = () => this.#e.fence.conflicts(since, key, entry);
+    if (!this.#e.log.trusted() || conflicts()) return false;
+    await this.#e.tiers.setShared(key, entry, entry.staleUntil - this.#e.now());
+    // A write may have landed meanwhile: its record's removal may have come first.
+    if (!conflicts()) return true;
+    await this.#e.tiers.deleteShared([key]);
+    return false;
+  }
+
   async quiet(since: LogPosition): Promise<boolean> {
     try {
       return await this.#e.log.quietSince(since);
@@ -154,27 +168,6 @@ export class Loads {
     });
     this.#inflight.set(key, { promise, since });
     return promise;
-  }
-
-  /**
-   * Loads a key this node patched after its own write and stores the result in the shared
-   * tiers only: this node's memory keeps the patch (exact, where the load may not be), and
-   * other nodes find the new version instead of a miss.
-   */
-  async refill(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
-    const since = this.#e.fence.position;
-    const entry = await this.#e.entries.build(await this.measureLoad(load), since);
-    const conflicts = () => this.#e.fence.conflicts(since, key, entry);
-    if (!this.#e.log.trusted() || conflicts()) return { entry, status: "miss", stored: false };
-    if (this.#e.hooks.patch && (await this.quiet(since))) entry.exact = true;
-    const ttl = entry.staleUntil - this.#e.now();
-    await this.#e.tiers.setShared(key, entry, ttl);
-    // A write may have landed meanwhile: its record's removal may have come first.
-    if (conflicts()) {
-      await this.#e.tiers.deleteShared([key]);
-      return { entry, status: "miss", stored: false };
-    }
-    return { entry, status: "miss", stored: true };
   }
 
   async #runLoad(

@@ -64,7 +64,7 @@ async function firstUser(ec: NodeEdgecache): Promise<string> {
 }
 
 shared.describe("the shared tier after a write", () => {
-  it("holds the new version for a node that did not cache it, reloaded once", async () => {
+  it("holds the new version for a node that did not cache it: one node's patch, no reload", async () => {
     const open = cluster();
     const a = await open();
     const b = await open();
@@ -74,12 +74,20 @@ shared.describe("the shared tier after a write", () => {
     await a.cache.drain(); // a miss is answered before its copy reaches Redis
     expect((await read(b, path)).cache).toMatch(/^edgecache; hit/); // from Redis
 
-    const reloads = () => a.cache.stats().rehydrations + b.cache.stats().rehydrations;
-    const before = reloads();
+    const both = (n: "rehydrations" | "patchesShared" | "loads") =>
+      a.cache.stats()[n] + b.cache.stats()[n];
+    const before = {
+      reloads: both("rehydrations"),
+      shared: both("patchesShared"),
+      loads: both("loads"),
+    };
     expect((await rename(a, path, "Refilled")).status).toBe(200);
     await Promise.all([a.cache.drain(), b.cache.drain()]);
-    expect(reloads() - before).toBe(1); // each node that patched it may reload; one claims it
-    // Both patched their memory; Redis holds the reload.
+    // Each node that patched it may copy its patch into Redis; one claims it. No load.
+    expect(both("patchesShared") - before.shared).toBe(1);
+    expect(both("rehydrations") - before.reloads).toBe(0);
+    expect(both("loads") - before.loads).toBe(0);
+    // Both patched their memory; Redis holds one node's patch.
     expect(await read(a, path)).toEqual({
       firstName: "Refilled",
       cache: expect.stringMatching(/^edgecache; hit/),
@@ -208,7 +216,7 @@ shared.describe("the shared tier after a write", () => {
     },
   );
 
-  it("is not reloaded by a node alone on the log", async () => {
+  it("is neither reloaded nor copied into Redis by a node alone on the log", async () => {
     const open = cluster();
     const a = await open();
     await until(() => a.cache.log.nodes?.() === 1);
@@ -217,7 +225,7 @@ shared.describe("the shared tier after a write", () => {
     const before = a.cache.stats().rehydrations;
     expect((await rename(a, path, "Alone")).status).toBe(200);
     await a.cache.drain();
-    expect(a.cache.stats()).toMatchObject({ patches: 1, rehydrations: before });
+    expect(a.cache.stats()).toMatchObject({ patches: 1, rehydrations: before, patchesShared: 0 });
     expect(await read(a, path)).toEqual({
       firstName: "Alone",
       cache: expect.stringMatching(/^edgecache; hit/),

@@ -470,6 +470,7 @@ export function sumStats(all: CacheStats[]): CacheStats {
     invalidations: sum((s) => s.invalidations),
     rehydrations: sum((s) => s.rehydrations),
     patches: sum((s) => s.patches),
+    patchesShared: sum((s) => s.patchesShared),
     resets: sum((s) => s.resets),
     indexedKeys: sum((s) => s.indexedKeys),
     notFound: {
