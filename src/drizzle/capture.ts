@@ -203,8 +203,9 @@ export class DrizzleCapture {
   /**
    * The captured writes as the adapter's own in-process log asks of them, when they come
    * in commit order (SQLite): their records are then ordered and may patch cached results,
-   * and a load is exact when no change waits. Undefined otherwise (PostgreSQL numbers
-   * changes as they are made, not as they commit; D1's go through its log's object).
+   * and a load is exact when no change waits. Undefined otherwise (PostgreSQL takes its
+   * change numbers just before each commit, which concurrent transactions may finish in
+   * another order; D1's changes go through its log's object).
    */
   orderedWrites(): OutsideWrites | undefined {
     const pending = this.#driver.pendingInOrder;
