@@ -83,3 +83,33 @@ describe("entries from an HTTP origin", () => {
     expect(hashed.etag).toMatch(/^"[0-9a-f]{24}"$/);
   });
 });
+
+describe("patches and entries loaded further along the log", () => {
+  it("an entry loaded at or after a record is removed by it, not patched again (it shows it already)", async () => {
+    const cache = new Cache({
+      tiers: [memoryStore()],
+      schema: { primaryKey: () => "id", joinColumns: () => [] },
+    });
+    const patched: string[] = [];
+    cache.setWriteHooks({
+      patch: (key, entry) => {
+        patched.push(key);
+        return { body: `${new TextDecoder().decode(entry.body)}+patched`, tags: entry.tags };
+      },
+    });
+    const at = cache.position;
+    // "ahead": as another node stores it once it has applied the next record.
+    const ahead = { log: at.log, seq: at.seq + 1 };
+    expect((await cache.storeLoaded("ahead", { body: "a", tags: ["users#1"] }, ahead)).stored).toBe(
+      true,
+    );
+    expect((await cache.storeLoaded("current", { body: "c", tags: ["users#1"] }, at)).stored).toBe(
+      true,
+    );
+    const row = { id: 1, name: "Ann" };
+    await cache.applyWrite({ table: "users", op: "update", old: row, new: { ...row, name: "Bo" } });
+    expect(patched).toEqual(["current"]);
+    expect(cache.peek("ahead")).toBeUndefined();
+    expect(new TextDecoder().decode(cache.peek("current")!.body)).toBe("c+patched");
+  });
+});

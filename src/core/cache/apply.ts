@@ -100,7 +100,7 @@ export class Applier {
     // later write had already replaced (a row changed and changed back).
     const patches =
       patch && record.ordered && events.length > 0 && !fallback && this.#e.policy === "exact"
-        ? this.#patches(keys, events, patch)
+        ? this.#patches(keys, events, patch, record.seq)
         : new Map<string, { init: EntryInit; exact: boolean }>();
     // Hot keys the record invalidated are loaded again. With other nodes on the log and a
     // shared tier, every node that held one hot may reload it (the writer's index does not
@@ -191,6 +191,7 @@ export class Applier {
     keys: ReadonlySet<string>,
     events: readonly WriteEvent[],
     patch: NonNullable<WriteHooks["patch"]>,
+    seq: number,
   ): Map<string, { init: EntryInit; exact: boolean }> {
     const out = new Map<string, { init: EntryInit; exact: boolean }>();
     const front = this.#e.tiers.front;
@@ -209,9 +210,14 @@ export class Applier {
       const entry = peek(key);
       return entry?.exact ? entry : undefined;
     };
+    const log = this.#e.fence.position.log;
     for (const key of keys) {
       const current = peek(key);
       if (!current) continue;
+      // Loaded at or after this record (another node's copy, from a shared tier, further
+      // along the log than this node): it shows the record already, and patching would
+      // apply it twice (shift a page twice). It is removed instead.
+      if (current.position?.log === log && current.position.seq >= seq) continue;
       const exact = !shared || current.exact === true;
       let init: EntryInit | undefined;
       try {
