@@ -197,10 +197,17 @@ export class Applier {
     const front = this.#e.tiers.front;
     if (!front) return out;
     const now = this.#e.now();
+    const log = this.#e.fence.position.log;
+    // Entries as the write found them: not one loaded at or after this record (another
+    // node's copy, from a shared tier, further along the log than this node), which shows
+    // the record already. Patching it, or taking a neighbour's rows from it, would apply
+    // the record twice (shift a page twice); such an entry is removed instead.
     const peek = (key: string) => {
       if (this.#e.pending.has(key) || this.#e.tiers.skips(0, key)) return undefined;
       const entry = front.peek(key);
-      return entry && entry.freshUntil > now ? entry : undefined;
+      if (!entry || entry.freshUntil <= now) return undefined;
+      if (entry.position?.log === log && entry.position.seq >= seq) return undefined;
+      return entry;
     };
     // On a shared log a response may be ahead of the records applied here, unless its load
     // saw the source exactly (see CacheEntry.exact): only then, and only among such
@@ -210,14 +217,9 @@ export class Applier {
       const entry = peek(key);
       return entry?.exact ? entry : undefined;
     };
-    const log = this.#e.fence.position.log;
     for (const key of keys) {
       const current = peek(key);
       if (!current) continue;
-      // Loaded at or after this record (another node's copy, from a shared tier, further
-      // along the log than this node): it shows the record already, and patching would
-      // apply it twice (shift a page twice). It is removed instead.
-      if (current.position?.log === log && current.position.seq >= seq) continue;
       const exact = !shared || current.exact === true;
       let init: EntryInit | undefined;
       try {
