@@ -141,6 +141,17 @@ function rawSuite(make: () => RawHarness, withCapture: boolean): void {
       expect(sql.getStats().patched - before.patched).toBe(0);
     });
 
+    it("a key lookup with another condition: a write that fails the condition empties it", async () => {
+      const sql = await open();
+      const q = `select id, name from ${users()} where id = ${h.p(1)} and name = ${h.p(2)}`;
+      expect(await sql.query(q, [1, "Ann"])).toEqual([{ id: 1, name: "Ann" }]);
+      await sql.execute(`update ${users()} set name = 'Zed' where id = 1`);
+      expect(await sql.query(q, [1, "Ann"])).toEqual([]);
+      await h.exec(`update ${users()} set name = 'Ann' where id = 1`);
+      await sql.catchUp();
+      expect(await sql.query(q, [1, "Ann"])).toEqual([{ id: 1, name: "Ann" }]);
+    });
+
     it("a condition on another column registers exactly: a write of rows it does not match leaves it", async () => {
       const sql = await open();
       const named = `select id, name from ${users()} where name = ${h.p(1)} order by id`;

@@ -83,6 +83,12 @@ export interface ShapeLists {
   names: (string | undefined)[];
   /** Primary-key values looked up: their rows' tags stand for the disjuncts naming them. */
   rowIds: (string | number)[];
+  /**
+   * Each lookup tests the primary key alone (`id = ?`, `id IN (...)`): no other condition
+   * of its disjunct was dropped with it (`id = ? AND deleted = 0` is not alone). The row
+   * tags do not need it; a patch of the result does.
+   */
+  lookupsAlone: boolean;
   /** The other disjuncts, each an AND of filters: one list each, same window. */
   disjuncts: ListFilter[][];
   sort: SortKey[];
@@ -270,7 +276,7 @@ function analyse(
   const names = outputNames(select.columns);
   const columns = resultColumns(select.columns, base);
   const where = select.where ? predicate(select.where, base) : TRUE;
-  const { rowIds, disjuncts } = split(where);
+  const { rowIds, disjuncts, lookupsAlone } = split(where);
   const { sort, ordered, reason } = orderOf(select.orderby, base);
   const { offset, limit, known: windowKnown } = windowOf(select.limit, base);
   // A window matters only to lists: row lookups are exact whatever the window.
@@ -283,6 +289,7 @@ function analyse(
     columns,
     names,
     rowIds,
+    lookupsAlone,
     disjuncts,
     sort,
     ordered: ordered && windowKnown,
@@ -319,15 +326,23 @@ function scopeOf(
 }
 
 /** A predicate's primary-key lookups, and its other disjuncts (each an AND of filters). */
-function split(where: Dnf): { rowIds: (string | number)[]; disjuncts: ListFilter[][] } {
+function split(where: Dnf): {
+  rowIds: (string | number)[];
+  disjuncts: ListFilter[][];
+  lookupsAlone: boolean;
+} {
   const rowIds: (string | number)[] = [];
   const disjuncts: ListFilter[][] = [];
+  let lookupsAlone = true;
   for (const conj of where) {
     const ids = conj.find((a): a is PkIn => a.op === "pkIn");
-    if (ids) rowIds.push(...ids.values);
-    else disjuncts.push(conj as ListFilter[]);
+    if (!ids) disjuncts.push(conj as ListFilter[]);
+    else {
+      rowIds.push(...ids.values);
+      if (conj.length > 1) lookupsAlone = false;
+    }
   }
-  return { rowIds, disjuncts };
+  return { rowIds, disjuncts, lookupsAlone };
 }
 
 const JOINS = new Set(["INNER JOIN", "JOIN", "LEFT JOIN", "LEFT OUTER JOIN"]);
