@@ -57,6 +57,8 @@ interface TableShape {
 /** One capture installation: a change table and the tables whose triggers feed it. */
 interface Installation {
   id: string;
+  /** Its triggers record REALs with every digit (SQLite; see recordsExactReals). */
+  exactReals?: boolean;
   /** By Drizzle's name of the table (`schema.table` outside PostgreSQL's `public`). */
   tables: Map<string, TableShape>;
   /** Follows its change table into `engine`, events named as Drizzle names their tables. */
@@ -221,6 +223,14 @@ export class DrizzleCapture {
       pending,
       ordered: true,
     };
+  }
+
+  /**
+   * Whether every installation followed records REALs with every digit: only then is a
+   * captured fraction the value the database holds (see recordsExactReals).
+   */
+  exactReals(): boolean {
+    return this.#found.length > 0 && this.#found.every((i) => i.exactReals === true);
   }
 
   /** "capture" while some captured table's changes are applied here. */
@@ -419,7 +429,8 @@ function sqliteCatalog(exec: SqliteExecutor, follow: Installation["follow"]): Ca
     async installations() {
       if (!(await sqliteCaptureInstalled(exec))) return [];
       const tables = new Map<string, TableShape>();
-      for (const name of await sqliteCapturedTables(exec)) {
+      const captured = await sqliteCapturedTables(exec);
+      for (const name of captured.tables) {
         // A literal argument: D1 refuses a bound one to pragma_table_info.
         const info = await exec.all(
           `SELECT name, pk FROM pragma_table_info(${literal(name)}) ORDER BY cid`,
@@ -431,7 +442,7 @@ function sqliteCatalog(exec: SqliteExecutor, follow: Installation["follow"]): Ca
           ...(keys.length === 1 && { primaryKey: String(keys[0]!.name) }),
         });
       }
-      return [{ id: "main", tables, follow }];
+      return [{ id: "main", tables, follow, exactReals: captured.exactReals }];
     },
   };
 }

@@ -48,18 +48,20 @@ export function followCapturedWrites(
   if (ordered) captured!.follow(ordered);
   engine.setWriteHooks({
     ...(options.refetch && { refetch: options.refetch }),
-    ...(ordered && { patch: resultPatcher(engine, options.prefix) }),
+    ...(ordered && { patch: resultPatcher(engine, options.prefix, () => capture.exactReals()) }),
   });
   return ordered !== undefined;
 }
 
 /**
  * The engine's patch hook for the entries under `prefix`: a cached result after a write,
- * or undefined (the entry is then invalidated, as without patches).
+ * or undefined (the entry is then invalidated, as without patches). `exactReals` says
+ * whether captured fractions are exact (see patchResult).
  */
 export function resultPatcher(
   engine: Pick<Cache, "pagesOf">,
   prefix: string,
+  exactReals: () => boolean,
 ): NonNullable<WriteHooks["patch"]> {
   return (key, entry, events, peek) => {
     const plan = planOf(key, entry, prefix);
@@ -85,7 +87,8 @@ export function resultPatcher(
           }
         : undefined;
     const cached = { list, tags: entry.tags };
-    const patched = patchResult(plan, cached, raw, events, peek !== undefined, pages);
+    const aligned = peek !== undefined;
+    const patched = patchResult(plan, cached, raw, events, aligned, pages, exactReals());
     if (!patched) return undefined;
     let body: string;
     try {

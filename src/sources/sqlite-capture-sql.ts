@@ -29,20 +29,38 @@ export function isCaptureTrigger(name: string): boolean {
   return name.startsWith(TRIGGER_PREFIX);
 }
 
-/** The row as JSON text; a BLOB (which JSON cannot hold) as hex. */
+/**
+ * A REAL as JSON with 17 significant digits, which read back as the same double: before
+ * SQLite 3.47, json_object writes 15 (0.30000000000000004 as 0.3). The `!` flag lifts
+ * printf's limit of 16; infinities are left to json_object.
+ */
+const EXACT_REAL = (value: string) => `json(printf('%!.17g', ${value}))`;
+/** What the SQL of a trigger that records REALs exactly holds (see `recordsExactReals`). */
+const EXACT_REAL_MARK = "json(printf('%!.17g',";
+
+/** The row as JSON text; a BLOB (which JSON cannot hold) as hex; a REAL with every digit. */
 function rowJson(alias: "NEW" | "OLD", columns: readonly string[]): string {
   const pairs = columns.map((c) => {
     const value = `${alias}.${quote(c)}`;
-    return `${literal(c)}, CASE WHEN typeof(${value}) = 'blob' THEN hex(${value}) ELSE ${value} END`;
+    return `${literal(c)}, CASE WHEN typeof(${value}) = 'blob' THEN hex(${value}) WHEN typeof(${value}) = 'real' AND abs(${value}) <= 1.7976931348623157e308 THEN ${EXACT_REAL(value)} ELSE ${value} END`;
   });
   return `json_object(${pairs.join(", ")})`;
+}
+
+/**
+ * Whether capture's triggers (rows of CAPTURE_TRIGGERS_SQL) all record REALs exactly:
+ * triggers installed by an earlier version may have rounded them to 15 digits (install
+ * again to replace them).
+ */
+export function recordsExactReals(triggers: readonly { sql?: unknown }[]): boolean {
+  return triggers.length > 0 && triggers.every((t) => String(t.sql).includes(EXACT_REAL_MARK));
 }
 
 /** ms since the epoch, from inside SQLite. */
 const NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
 /** Lists capture's triggers: rows of `name` and `table`. */
-export const CAPTURE_TRIGGERS_SQL = `SELECT name, tbl_name AS "table" FROM sqlite_master
+export const CAPTURE_TRIGGERS_SQL = `SELECT name, tbl_name AS "table", sql FROM sqlite_master
   WHERE type = 'trigger' AND substr(name, 1, ${TRIGGER_PREFIX.length}) = '${TRIGGER_PREFIX}'`;
 
 /** One row (`n` = 1) when capture is installed, none otherwise. */

@@ -16,6 +16,7 @@ import {
   captureStatusOf,
   captureUninstallSql,
   LEASE,
+  recordsExactReals,
 } from "./sqlite-capture-sql.ts";
 
 /**
@@ -163,10 +164,16 @@ export async function sqliteCaptureInstalled(exec: SqliteExecutor): Promise<bool
   return (await exec.all(CAPTURE_INSTALLED_SQL, [])).length > 0;
 }
 
-/** The tables capture's triggers record, over any driver. */
-export async function sqliteCapturedTables(exec: SqliteExecutor): Promise<string[]> {
+/**
+ * The tables capture's triggers record, over any driver, and whether the triggers record
+ * REALs exactly (see `recordsExactReals`).
+ */
+export async function sqliteCapturedTables(
+  exec: SqliteExecutor,
+): Promise<{ tables: string[]; exactReals: boolean }> {
   const rows = await exec.all(CAPTURE_TRIGGERS_SQL, []);
-  return [...new Set(rows.map((r) => String(r.table)))].sort();
+  const tables = [...new Set(rows.map((r) => String(r.table)))].sort();
+  return { tables, exactReals: recordsExactReals(rows) };
 }
 
 /** Whether a change waits in the change table (not yet applied, or applied and not yet consumed). */

@@ -68,7 +68,9 @@ export function resultPlan(shape: SqlShape, table: SqlTable | undefined): Result
  * The result after `events`, or undefined when it cannot be told exactly. `list` is the
  * result's registered list (none for a lookup); `pages` and `rowsOf` show the other cached
  * pages of that list where the result is known to be no further along than the records
- * applied (`aligned`; see patchList), each page's rows as table rows.
+ * applied (`aligned`; see patchList), each page's rows as table rows. `exactFractions`:
+ * whether a captured number with a fraction is the value stored (SQLite capture's
+ * triggers installed by an earlier version wrote REALs with 15 significant digits).
  */
 export function patchResult(
   plan: ResultPlan,
@@ -81,14 +83,14 @@ export function patchResult(
     of: Iterable<readonly [string, ListDependency]>;
     rowsOf: (key: string) => readonly Row[] | undefined;
   },
+  exactFractions = false,
 ): PatchedResult | undefined {
   for (const event of events) {
     if (event.table !== plan.table) continue;
     for (const row of [event.old, event.new]) {
       if (!row) continue;
       if (plan.columns.some((c) => !(c in row))) return undefined; // captured otherwise
-      // SQLite's json_object, which capture's triggers record rows with, may write a REAL
-      // with fewer digits than it holds (15 significant): a fraction is not trusted.
+      if (exactFractions) continue;
       const fraction = (c: string) => typeof row[c] === "number" && !Number.isInteger(row[c]);
       if (plan.columns.some(fraction)) return undefined;
     }
