@@ -26,12 +26,12 @@ import { postgresSource } from "../../src/sources/postgres.ts";
 import { type AnyDb, type DrizzleTables, sqliteTables } from "./queries.ts";
 import type { StatementCounter } from "./statements.ts";
 
-export const DRIVERS = ["libsql", "postgres-js"] as const;
+export const DRIVERS = ["libsql", "postgres-js", "d1"] as const;
 export type Driver = (typeof DRIVERS)[number];
 
-/** A database in this process (libSQL or postgres.js). */
+/** A database in this process (libSQL or postgres.js); d1.ts runs D1 inside workerd. */
 export interface BenchDatabase extends DrizzleTables {
-  driver: Driver;
+  driver: Exclude<Driver, "d1">;
   /** A Drizzle database on a client of its own, with `cache`; `counter` counts its statements. */
   app(cache: Cache | undefined, counter: StatementCounter): AnyDb;
   /** Straight SQL on another connection (`?` placeholders), counted. */

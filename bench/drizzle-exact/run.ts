@@ -1,7 +1,7 @@
 /**
  * bench:drizzle-exact's runs: the workload benchmark's data and request sequences
- * (bench/workload/generate.ts) made as Drizzle queries in this process, on one driver,
- * under one caching mode, with every other write made around the ORM (straight SQL on
+ * (bench/workload/generate.ts) made as Drizzle queries, in this process or (D1) in a Worker
+ * inside workerd, on one driver, under one caching mode, with every other write made around the ORM (straight SQL on
  * another connection), each read judged by the workload's stale-read oracle.
  */
 import type { DrizzleCacheStats } from "../../src/drizzle/index.ts";
@@ -11,6 +11,7 @@ import { Locks } from "../workload/run.ts";
 import { pctLabel, prepareDatabase, round, sequences } from "../workload/workload.ts";
 import type { Mode } from "./app.ts";
 import { type Contestant, openInProcess } from "./contestant.ts";
+import { openOnD1 } from "./d1.ts";
 import { type Driver, libsqlDatabase, postgresJsDatabase } from "./databases.ts";
 
 export { MODES, type Mode } from "./app.ts";
@@ -49,8 +50,9 @@ export interface ExactRecord {
   dbQueriesPerRequest: number;
   /**
    * Capture's statements on the application's client (its change table, the catalog), per
-   * request: all of them on libSQL; on postgres.js only the catalog's (it drains its change
-   * table on a connection of its own).
+   * request: all of them on libSQL; on postgres.js and D1 only the catalog's (postgres.js
+   * drains its change table on a connection of its own, D1's Durable Object through a
+   * binding of its own).
    */
   captureQueriesPerRequest: number;
   /** Share of the cached entries a write leaves in place: 1 - removed / entries present at each write. */
@@ -66,7 +68,10 @@ export interface ExactRecord {
   /** edgecache: results not stored since a write may have made them stale (the write fence). */
   fenced?: number;
   elapsedMs: number;
-  /** edgecache's own figures: how selects were registered, capture's lag (ms). */
+  /**
+   * edgecache's own figures: how selects were registered, capture's lag (ms; on D1 the
+   * Durable Object's, from the trigger's record to the log's).
+   */
   registrations?: DrizzleCacheStats["registrations"];
   captureLagP50?: number;
   captureLagP99?: number;
@@ -106,6 +111,7 @@ async function open(
   template: string,
   options: ExactOptions,
 ): Promise<Contestant> {
+  if (driver === "d1") return openOnD1(template, mode);
   const db =
     driver === "libsql"
       ? await libsqlDatabase(template, name)
