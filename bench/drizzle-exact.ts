@@ -12,8 +12,8 @@
  *   npm run bench:drizzle-exact -- --quick   # 2,000 requests
  *   npm run bench:drizzle-exact -- --drivers d1 --out bench/results/drizzle-exact-d1
  *
- * The default run takes all three drivers (about 7 minutes on 2 shared cores, D1 about
- * half of it: each operation is a request to the Worker).
+ * The default run takes all three drivers: about 5 minutes on 2 shared cores, D1 more than
+ * half of it (each operation is a request to the Worker).
  *
  * Writes `<out>.json` and `<out>.md` (default bench/results/drizzle-exact). Exits 1 if
  * edgecache following capture read anything stale.
@@ -80,7 +80,7 @@ const WHERE: Record<Driver, string> = {
   d1: "D1 (a local database inside workerd, the application a Worker there)",
 };
 
-const D1_SETUP = `On D1 the application is a Worker inside workerd (miniflare, offline; bench/drizzle-exact/d1-entry.ts), set up as docs/guides/drizzle.md's "On Workers" does: \`withTransactions(drizzle(env.DB, { cache }))\` with \`drizzleCache({ tiers: [memoryStore()], log: durableChangeLog({ namespace: env.CHANGE_LOG }), strategy: "all" })\`, \`log.sync()\` before each request, and under capture \`installD1Capture(env.DB)\`: the change log's Durable Object drains D1's change table on its alarm (the default 1 s) and at once when a Drizzle mutation or \`catchUp()\` asks. This process sends the Worker one request per operation, running the same queries (bench/drizzle-exact/queries.ts); the oracle's fresh reads are uncached Drizzle selects in the Worker. A write around the ORM is \`env.DB.prepare(sql).bind(...).run()\` in the Worker, then \`cache.catchUp()\`. The table-level mode uses the same log, the Upstash-style model none. D1's captured changes reach the isolate through the object's log, not in SQLite's commit order, so a cached result a write touches is removed (and reloaded if hot), never patched in place as on libSQL.`;
+const D1_SETUP = `On D1 the application is a Worker inside workerd (miniflare, offline; bench/drizzle-exact/d1-entry.ts), set up as docs/guides/drizzle.md's "On Workers" does: \`withTransactions(drizzle(env.DB, { cache }))\` with \`drizzleCache({ tiers: [memoryStore()], log: durableChangeLog({ namespace: env.CHANGE_LOG }), strategy: "all" })\`, \`log.sync()\` before each request, \`ctx.waitUntil(cache.engine.drain())\` after it (the cache's background reloads run in the request that started them and would end with it), and under capture \`installD1Capture(env.DB)\`: the change log's Durable Object drains D1's change table on its alarm (the default 1 s) and at once when a Drizzle mutation or \`catchUp()\` asks. This process sends the Worker one request per operation, running the same queries (bench/drizzle-exact/queries.ts); the oracle's fresh reads are uncached Drizzle selects in the Worker. A write around the ORM is \`env.DB.prepare(sql).bind(...).run()\` in the Worker, then \`cache.catchUp()\`. The table-level mode uses the same log, the Upstash-style model none. D1's captured changes reach the isolate through the object's log, not in SQLite's commit order, so a cached result a write touches is removed (and reloaded if hot), never patched in place as on libSQL.`;
 
 const command = commandLine("bench:drizzle-exact");
 const started = Date.now();

@@ -44,6 +44,8 @@ export interface App {
   catchUp(): Promise<void>;
   /** edgecache's own figures (undefined for the Upstash-style cache). */
   stats(): DrizzleCacheStats | undefined;
+  /** Resolves once the cache's background work (reloads of hot selects) has settled. */
+  idle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -62,6 +64,7 @@ export async function openApp(
       removed: () => cache.removed,
       catchUp: async () => {},
       stats: () => undefined,
+      idle: async () => {},
       close: async () => {},
     };
   }
@@ -92,6 +95,7 @@ export async function openApp(
       }
     },
     stats: () => cache.getStats(),
+    idle: () => cache.engine.drain(),
     close: () => cache.close(),
   };
 }

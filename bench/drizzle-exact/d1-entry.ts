@@ -24,6 +24,7 @@ export { ChangeLogObject };
 
 // biome-ignore lint/suspicious/noExplicitAny: Cloudflare's binding types are not imported here
 type Env = { DB: any; CHANGE_LOG: any };
+type Context = { waitUntil(work: Promise<unknown>): void };
 
 /** What /setup is sent: the template database's schema and rows. */
 export interface D1Setup {
@@ -39,7 +40,7 @@ const ROWS_PER_INSERT = 16;
 let isolate: { app: App; statements: Statements; log?: DurableChangeLog; fresh: AnyDb } | undefined;
 
 export default {
-  async fetch(request: Request, env: Env): Promise<Response> {
+  async fetch(request: Request, env: Env, ctx: Context): Promise<Response> {
     const path = new URL(request.url).pathname;
     try {
       if (path === "/setup") {
@@ -99,6 +100,11 @@ export default {
       return Response.json({ error: `no route ${path}` }, { status: 404 });
     } catch (err) {
       return Response.json({ error: String((err as Error)?.message ?? err) }, { status: 500 });
+    } finally {
+      // The cache's background work (reloading a hot select a write invalidated) runs in the
+      // request that started it and ends with it: each request waits for it after its
+      // response, as the data API's Worker does (src/adapter/cloudflare/worker.ts).
+      if (isolate) ctx.waitUntil(isolate.app.idle());
     }
   },
 };
