@@ -12,7 +12,7 @@
  *   npm run bench:drizzle-exact -- --quick   # 2,000 requests
  *   npm run bench:drizzle-exact -- --drivers d1 --out bench/results/drizzle-exact-d1
  *
- * The default run takes all three drivers: about 5 minutes on 2 shared cores, D1 more than
+ * The default run takes all three drivers: 5 to 6 minutes on 2 shared cores, D1 more than
  * half of it (each operation is a request to the Worker).
  *
  * Writes `<out>.json` and `<out>.md` (default bench/results/drizzle-exact). Exits 1 if
