@@ -1,19 +1,25 @@
 /**
- * The workload benchmark's data and request sequences through Drizzle, on libSQL (a file)
- * and postgres.js (a schema of its own in the local PostgreSQL), with every other write
- * made around the ORM (straight SQL on another connection): hit rate, entries kept per
- * write, stale reads and database statements per request of edgecache/drizzle following
- * change capture, against its table-level mode and an Upstash-style Drizzle cache
- * (bench/drizzle-exact/table-keyed-cache.ts), in the same run on the same sequences.
+ * The workload benchmark's data and request sequences through Drizzle, on libSQL (a file),
+ * postgres.js (a schema of its own in the local PostgreSQL) and D1 (inside workerd, the
+ * application a Worker there: bench/drizzle-exact/d1.ts), with every other write made
+ * around the ORM (straight SQL on another connection, or D1's binding): hit rate, entries
+ * kept per write, stale reads and database statements per request of edgecache/drizzle
+ * following change capture, against its table-level mode and an Upstash-style Drizzle cache
+ * (bench/drizzle-exact/table-keyed-cache.ts), in the same run on the same sequences; on D1,
+ * capture's lag too.
  *
  *   npm run bench:drizzle-exact              # 2,000 users, 10,000 orders, 10,000 requests
  *   npm run bench:drizzle-exact -- --quick   # 2,000 requests
+ *   npm run bench:drizzle-exact -- --drivers d1 --out bench/results/drizzle-exact-d1
+ *
+ * The default run takes all three drivers: 5 to 6 minutes on 2 shared cores, D1 more than
+ * half of it (each operation is a request to the Worker).
  *
  * Writes `<out>.json` and `<out>.md` (default bench/results/drizzle-exact). Exits 1 if
  * edgecache following capture read anything stale.
  *
  * Flags: --users n, --orders n, --requests n, --connections n, --ratios 0.05,0.1, --seed n,
- * --drivers libsql,postgres-js, --modes capture,tables,table-keyed, --around-every n,
+ * --drivers libsql,postgres-js,d1, --modes capture,tables,table-keyed, --around-every n,
  * --pg-text-order collate-c|plain (PostgreSQL reads order text `collate "C"` or plainly),
  * --pg postgres://..., --out path, --quick.
  */
@@ -67,6 +73,15 @@ const NAMES: Record<Mode, string> = {
   "table-keyed": "Upstash-style",
 };
 
+/** Where each driver's database is. */
+const WHERE: Record<Driver, string> = {
+  libsql: "libSQL (a file)",
+  "postgres-js": "postgres.js (a schema of its own in the local PostgreSQL)",
+  d1: "D1 (a local database inside workerd, the application a Worker there)",
+};
+
+const D1_SETUP = `On D1 the application is a Worker inside workerd (miniflare, offline; bench/drizzle-exact/d1-entry.ts), set up as docs/guides/drizzle.md's "On Workers" does: \`withTransactions(drizzle(env.DB, { cache }))\` with \`drizzleCache({ tiers: [memoryStore()], log: durableChangeLog({ namespace: env.CHANGE_LOG }), strategy: "all" })\`, \`log.sync()\` before each request, \`ctx.waitUntil(cache.engine.drain())\` after it (the cache's background reloads run in the request that started them and would end with it), and under capture \`installD1Capture(env.DB)\`: the change log's Durable Object drains D1's change table on its alarm (the default 1 s) and at once when a Drizzle mutation or \`catchUp()\` asks. This process sends the Worker one request per operation, running the same queries (bench/drizzle-exact/queries.ts); the oracle's fresh reads are uncached Drizzle selects in the Worker. A write around the ORM is \`env.DB.prepare(sql).bind(...).run()\` in the Worker, then \`cache.catchUp()\`. The table-level mode uses the same log, the Upstash-style model none. D1's captured changes reach the isolate through the object's log, not in SQLite's commit order, so a cached result a write touches is removed (and reloaded if hot), never patched in place as on libSQL.`;
+
 const command = commandLine("bench:drizzle-exact");
 const started = Date.now();
 const records = await runDrizzleExact(options);
@@ -93,6 +108,27 @@ for (const r of records.filter((r) => r.staleSamples.length > 0).slice(0, 6)) {
 if (records.some((r) => r.mode === "capture" && r.staleReads > 0)) {
   console.error("[bench] edgecache following capture read stale; see above");
   process.exitCode = 1;
+}
+
+function listed(items: string[]): string {
+  return items.length < 2
+    ? (items[0] ?? "")
+    : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
+}
+
+/** D1 capture's lag as the Durable Object measures it, per run under capture. */
+function d1Lag(records: ExactRecord[]): string {
+  const mine = records.filter((r) => r.driver === "d1" && r.mode === "capture");
+  if (mine.length === 0) return "";
+  const lines = mine.map(
+    (r) =>
+      `- ${pctLabel(r.writeRatio)} writes: p50 ${r.captureLagP50 ?? "-"} ms, p99 ${r.captureLagP99 ?? "-"} ms`,
+  );
+  return `
+D1 capture's lag (\`getStats().capture\`: from a change's record by D1's trigger to its record in the Durable Object's log, as the object measures it). Every write here is followed by a drain on demand (a Drizzle mutation asks for one, and a write around the ORM is acknowledged after \`catchUp()\`), so this is the lag of a drain that was asked for; a write nobody asks about waits for the alarm: \`npx tsx bench/d1-capture.ts\` measures that (bench/results/d1-capture.md).
+
+${lines.join("\n")}
+`;
 }
 
 function pct(x: number, digits = 1): string {
@@ -152,7 +188,7 @@ function markdown(records: ExactRecord[]): string {
 
 ${new Date(started).toISOString()}, ${describeCode(git)}. Node ${process.version}, ${cpus().length} CPUs shared with other work. ${seconds} s in all.
 
-bench:workload's data and request sequences (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders, ${options.requests.toLocaleString("en-US")} requests per run, seed ${options.seed}) made as Drizzle queries in one process by ${options.connections} concurrent callers, on libSQL (a file) and postgres.js (a schema of its own in the local PostgreSQL). One write in ${options.aroundEvery} (updates, inserts and deletes alike) is made around the ORM: straight SQL on another connection. Each cache is warmed with every read of its sequence once; each run starts from a fresh copy of the data.
+bench:workload's data and request sequences (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders, ${options.requests.toLocaleString("en-US")} requests per run, seed ${options.seed}) made as Drizzle queries by ${options.connections} concurrent callers, on ${listed(options.drivers.map((d) => WHERE[d]))}. One write in ${options.aroundEvery} (updates, inserts and deletes alike) is made around the ORM: straight SQL on another connection. Each cache is warmed with every read of its sequence once; each run starts from a fresh copy of the data.
 
 - **edgecache, capture**: \`withTransactions(drizzle(client, { cache: drizzleCache({ tiers: [memoryStore()], strategy: "all" }) }))\` with capture installed (\`npx edgecache capture install\`): reads register their rows, predicates and windows from their SQL; every change, through Drizzle or around it, reaches the planner with its rows.
 - **edgecache, table level**: the same with \`withTransactions(db, { capture: false })\` and no capture: a mutation through Drizzle empties its tables.
@@ -160,19 +196,19 @@ bench:workload's data and request sequences (${options.users.toLocaleString("en-
 
 ${options.pgCollateC ? 'On PostgreSQL, reads order text columns `collate "C"`, as docs/guides/drizzle.md advises (PostgreSQL orders text by its collation; the planner follows a text order by code point only): `--pg-text-order plain` measures the plain form.' : "On PostgreSQL, reads order text columns plainly (`--pg-text-order plain`): the planner cannot follow such an order, so those windows are dropped (widened `collation`)."}
 
-The two baselines never hear of a write made around the ORM, nor of the orders a user's delete cascades to: their stale reads are what that costs, not a fault of the bench.
+${options.drivers.includes("d1") ? `${D1_SETUP}\n\n` : ""}The two baselines never hear of a write made around the ORM, nor of the orders a user's delete cascades to: their stale reads are what that costs, not a fault of the bench.
 
 ${table(records)}
 
 - **hit rate**: reads that sent no statement to the database (the join views are two selects: the user or users, then their orders by \`userId\`).
 - **entries kept per write**: 1 - entries removed during the sequence / entries cached at each write's start, summed over writes.
 - **stale reads**: reads the workload's oracle (bench/workload/oracle.ts) found stale: a row older than a write acknowledged before the read began, a deleted row, a 404 for a row that existed, a list missing a row it should show. A write through Drizzle is acknowledged when it returns, one around it when committed and, under capture, once \`cache.catchUp()\` says capture has applied it.
-- **DB statements / request**: statements the application sent during the sequence (selects on a miss, writes through Drizzle, and the writes around the ORM), per request; **+ capture's**: capture's own statements on the application's client (SQLite's \`PRAGMA data_version\` that tells it of a commit, reading and deleting its change table, reading the catalog every second): all of them on libSQL; on postgres.js only the catalog's, since it drains its change table on a connection of its own.
+- **DB statements / request**: statements the application sent during the sequence (selects on a miss, writes through Drizzle, and the writes around the ORM), per request; **+ capture's**: capture's own statements on the application's client (SQLite's \`PRAGMA data_version\` that tells it of a commit, reading and deleting its change table, reading the catalog every second): all of them on libSQL; on postgres.js only the catalog's, since it drains its change table on a connection of its own; on D1 only the catalog's too, since the Durable Object drains the change table through a binding of its own (not counted).
 
 How edgecache registered the selects (warming and sequence; \`getStats().registrations\`), and which reads missed. Following capture on SQLite, edgecache/drizzle patches a cached result of every column in place after a write, with the data API's rules (src/core/deps/patch.ts, src/core/sql/patch.ts; \`getStats().patched\`); where a patch cannot tell (a row leaving a full page whose next page is not cached, a timestamp or float column, or PostgreSQL, whose change numbers do not follow the commit order) it removes the result and, with capture, reloads it in the background if it was read twice since stored (the engine's rehydration); otherwise the next read runs the query: a page that an insert shifts (every order insert reaches the first page of its status; a user's insert or new lastName shifts the sorted pages after it) and an item whose row changed miss once each unless reloaded first.
 
 ${registrations(records).join("\n")}
-
+${d1Lag(records)}
 Targets (issue #28) for edgecache following capture: 0 stale; hit rate ≥ ${pct(TARGETS.hitRateAt5, 0)} at 5% writes and ≥ ${pct(TARGETS.hitRateAt10, 0)} at 10%; entries kept per write ≥ ${pct(TARGETS.kept, 0)}.
 
 ${targetLines(records).join("\n")}

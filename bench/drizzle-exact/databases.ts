@@ -9,7 +9,7 @@ import { copyFileSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { createClient } from "@libsql/client";
-import { type AnyColumn, type SQLWrapper, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import type { Cache } from "drizzle-orm/cache/core";
 import { drizzle as drizzleLibsql } from "drizzle-orm/libsql";
 import {
@@ -20,38 +20,22 @@ import {
   timestamp,
 } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePostgresJs } from "drizzle-orm/postgres-js";
-import { integer, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import postgres from "postgres";
 import { seedPostgresDemo } from "../../src/demo/seed-postgres.ts";
 import { postgresSource } from "../../src/sources/postgres.ts";
+import { type AnyDb, type DrizzleTables, sqliteTables } from "./queries.ts";
+import type { StatementCounter } from "./statements.ts";
 
-export const DRIVERS = ["libsql", "postgres-js"] as const;
+export const DRIVERS = ["libsql", "postgres-js", "d1"] as const;
 export type Driver = (typeof DRIVERS)[number];
 
-// biome-ignore lint/suspicious/noExplicitAny: the same queries run on SQLite and PostgreSQL databases
-export type AnyDb = any;
-// biome-ignore lint/suspicious/noExplicitAny: a SQLite or a PostgreSQL table
-export type AnyTable = any;
-
-/** Statements sent to the database, by their SQL. */
-export interface StatementCounter {
-  count(sql: string): void;
-}
-
-export interface BenchDatabase {
-  driver: Driver;
-  users: AnyTable;
-  orders: AnyTable;
+/** A database in this process (libSQL or postgres.js); d1.ts runs D1 inside workerd. */
+export interface BenchDatabase extends DrizzleTables {
+  driver: Exclude<Driver, "d1">;
   /** A Drizzle database on a client of its own, with `cache`; `counter` counts its statements. */
   app(cache: Cache | undefined, counter: StatementCounter): AnyDb;
   /** Straight SQL on another connection (`?` placeholders), counted. */
   around(sql: string, params: unknown[], counter: StatementCounter): Promise<void>;
-  /**
-   * What a read orders by for `column`: the column, or on PostgreSQL with `collateC` a text
-   * column `collate "C"` (docs/guides/drizzle.md: PostgreSQL orders text by its collation,
-   * and the planner follows a text order only by code point).
-   */
-  orderKey(column: AnyTable): AnyColumn | SQLWrapper;
   /** An uncached Drizzle database for the oracle's fresh reads (not counted). */
   fresh: AnyDb;
   /** Installs change capture on both tables, as `npx edgecache capture install` does. */
@@ -65,22 +49,6 @@ const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
 export async function libsqlDatabase(template: string, name: string): Promise<BenchDatabase> {
   const path = join(dirname(template), `${name}.db`);
   copyFileSync(template, path);
-  const users = sqliteTable("users", {
-    id: text("id").primaryKey(),
-    firstName: text("firstName").notNull(),
-    lastName: text("lastName").notNull(),
-    email: text("email").notNull(),
-    createdAt: text("createdAt").notNull(),
-    version: integer("version").notNull(),
-  });
-  const orders = sqliteTable("orders", {
-    id: text("id").primaryKey(),
-    userId: text("userId").notNull(),
-    total: real("total").notNull(),
-    status: text("status").notNull(),
-    createdAt: text("createdAt").notNull(),
-    version: integer("version").notNull(),
-  });
   const clients: ReturnType<typeof createClient>[] = [];
   const pending: Promise<unknown>[] = [];
   const open = (counter?: StatementCounter) => {
@@ -102,10 +70,8 @@ export async function libsqlDatabase(template: string, name: string): Promise<Be
   const side = open();
   return {
     driver: "libsql",
-    users,
-    orders,
+    ...sqliteTables,
     app: (cache, counter) => drizzleLibsql(open(counter), cache ? { cache } : {}),
-    orderKey: (column) => column,
     async around(sql, params, counter) {
       counter.count(sql);
       await side.execute({ sql, args: params as never[] });

@@ -38,13 +38,20 @@ function expectExact(records: Awaited<ReturnType<typeof runDrizzleExact>>): void
 }
 
 describe("drizzle-exact benchmark (smoke)", () => {
-  it("libSQL: no stale read following capture; the Upstash-style cache serves writes around the ORM stale", async () => {
-    const records = await runDrizzleExact(tiny(["libsql"], ["capture", "table-keyed"]));
-    expectExact(records);
-    const keyed = records.find((r) => r.mode === "table-keyed")!;
-    expect(keyed.staleReads).toBeGreaterThan(0);
-    expect(keyed.requests).toBe(records[0]!.requests);
-  }, 60_000);
+  it.each([
+    ["libSQL", "libsql"],
+    ["D1 in workerd", "d1"],
+  ] as const)(
+    "%s: no stale read following capture; the Upstash-style cache serves writes around the ORM stale",
+    async (_, driver) => {
+      const records = await runDrizzleExact(tiny([driver], ["capture", "table-keyed"]));
+      expectExact(records);
+      const keyed = records.find((r) => r.mode === "table-keyed")!;
+      expect(keyed.staleReads).toBeGreaterThan(0);
+      expect(keyed.requests).toBe(records[0]!.requests);
+    },
+    60_000,
+  );
 });
 
 pg.describe("drizzle-exact benchmark on postgres.js (smoke)", () => {

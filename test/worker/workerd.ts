@@ -19,8 +19,12 @@ export async function startWorker(
 
 export const COMPATIBILITY_DATE = "2025-01-01";
 
-/** A Worker entry bundled as workerd runs it: no Node built-in may be reachable. */
-export async function bundle(entry: URL): Promise<string> {
+/**
+ * A Worker entry bundled as workerd runs it: no Node built-in may be reachable, but those
+ * named in `external` (which a compatibility flag provides, `node:async_hooks` with
+ * `nodejs_als`).
+ */
+export async function bundle(entry: URL, external: string[] = []): Promise<string> {
   const out = await build({
     entryPoints: [entry.pathname],
     bundle: true,
@@ -28,6 +32,7 @@ export async function bundle(entry: URL): Promise<string> {
     platform: "browser",
     target: "es2022",
     write: false,
+    external,
   });
   return out.outputFiles[0]!.text;
 }
