@@ -621,7 +621,11 @@ export class Cache {
     this.#e.background.run(work);
   }
 
-  /** Waits until background work has finished (tests, graceful shutdown). */
+  /**
+   * Waits until background work has finished: tests, graceful shutdown, and a Worker whose
+   * cache was made without `schedule`, which ends each request with
+   * `ctx.waitUntil(cache.drain())` so that reloads a write started are not cut off.
+   */
   async drain(): Promise<void> {
     while (
       this.#e.reloads.busy ||
