@@ -81,6 +81,13 @@ describe("patchResult", () => {
     ).toBeUndefined();
   });
 
+  it("a result whose driver returns bigints (libSQL intMode bigint) is not patched", () => {
+    const big = rows.map((r) => ({ ...r, id: BigInt(r.id) }));
+    const event: WriteEvent = { table: "items", op: "insert", new: { id: 3, x: 3, b: "c" } };
+    expect(patchResult(plan, { list: lists[0], tags }, rows, [event], true)).toBeDefined();
+    expect(patchResult(plan, { list: lists[0], tags }, big, [event], true)).toBeUndefined();
+  });
+
   it("a captured row without one of the result's columns (the table changed) is not patched", () => {
     expect(patch([{ table: "items", op: "insert", new: { id: 3, x: 3 } }])).toBeUndefined();
   });

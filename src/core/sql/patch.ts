@@ -97,6 +97,10 @@ export function patchResult(
   }
   const rows = tableRows(plan, raw);
   if (!rows) return undefined;
+  // Captured rows hold JSON's text and numbers: a driver that returns another form (libSQL
+  // in `intMode: "bigint"`) would get a number where its own rows hold a bigint.
+  const plain = (v: unknown) => v === null || typeof v === "string" || typeof v === "number";
+  if (!rows.every((r) => Object.values(r).every(plain))) return undefined;
   const list = cached.list;
   const resource: Resource = {
     kind: "table",
