@@ -168,10 +168,12 @@ export function patchList(
     // Nothing known to place a row against, past the start of the list.
     if (stretch.length === 0 && start > 0) return undefined;
     let kept: Row | undefined;
+    let keptAt = -1;
     if (event.old) {
       const at = stretch.findIndex((r) => same(r[pk], event.old![pk]));
       if (at >= 0) {
         kept = stretch[at];
+        keptAt = at;
         if (!holds(kept!, event.old)) return undefined;
         stretch.splice(at, 1);
       } else if (matches(event.old, list.filters)) {
@@ -184,11 +186,15 @@ export function patchList(
     // Its new row already held: the response has seen this write.
     if (event.new && stretch.some((r) => same(r[pk], event.new![pk]))) return undefined;
     if (event.new && matches(event.new, list.filters)) {
-      const at = insertionPoint(stretch, event.new, list.sort);
-      if (at === 0 && start > 0) {
+      // A held row whose sort values did not change keeps its place, first or last of the
+      // stretch included (where, placed anew, it could as well sort beyond it).
+      const stays =
+        kept !== undefined && list.sort.length > 0 && compare(event.new, kept, list.sort) === 0;
+      const at = stays ? keptAt : insertionPoint(stretch, event.new, list.sort);
+      if (!stays && at === 0 && start > 0) {
         if (!aligned) return undefined;
         start++; // it lands before the stretch, which shifts down a place
-      } else if (at === stretch.length && !toEnd) {
+      } else if (!stays && at === stretch.length && !toEnd) {
         // it lands after the stretch, among rows not cached: no change within it
       } else if (!aligned && kept === undefined) {
         // Nothing shows the response had not seen this row's write: it may hold the row
