@@ -194,8 +194,7 @@ bench:workload's data and request sequences (${options.users.toLocaleString("en-
 - **edgecache, table level**: the same with \`withTransactions(db, { capture: false })\` and no capture: a mutation through Drizzle empties its tables.
 - **Upstash-style**: a model of drizzle-orm's Upstash cache in memory (bench/drizzle-exact/table-keyed-cache.ts, a subclass of drizzle-orm's \`Cache\`): results keyed by the query's hash, a mutation through Drizzle deletes every cached query of its tables; no TTL (its best case), no write fence.
 
-${options.pgCollateC ? 'On PostgreSQL, reads order text columns `collate "C"`, as docs/guides/drizzle.md advises (PostgreSQL orders text by its collation; the planner follows a text order by code point only): `--pg-text-order plain` measures the plain form.' : "On PostgreSQL, reads order text columns plainly (`--pg-text-order plain`): the planner cannot follow such an order, so those windows are dropped (widened `collation`)."}
-
+${options.drivers.includes("postgres-js") ? `${options.pgCollateC ? 'On PostgreSQL, reads order text columns `collate "C"`, as docs/guides/drizzle.md advises (PostgreSQL orders text by its collation; the planner follows a text order by code point only): `--pg-text-order plain` measures the plain form.' : "On PostgreSQL, reads order text columns plainly (`--pg-text-order plain`): the planner cannot follow such an order, so those windows are dropped (widened `collation`)."}\n\n` : ""}
 ${options.drivers.includes("d1") ? `${D1_SETUP}\n\n` : ""}The two baselines never hear of a write made around the ORM, nor of the orders a user's delete cascades to: their stale reads are what that costs, not a fault of the bench.
 
 ${table(records)}
