@@ -80,11 +80,15 @@ shared.describe("the shared tier after a write", () => {
       reloads: both("rehydrations"),
       shared: both("patchesShared"),
       loads: both("loads"),
+      patchedOnA: a.cache.stats().patches,
     };
     expect((await rename(a, path, "Refilled")).status).toBe(200);
     await Promise.all([a.cache.drain(), b.cache.drain()]);
-    // Each node that patched it may copy its patch into Redis; one claims it. No load.
-    expect(both("patchesShared") - before.shared).toBe(1);
+    // Each node that patched a key may copy its patch into Redis; one claims it. a holds
+    // every key patched (the user, and the page firstUser read): each copied once, no load.
+    const patchedOnA = a.cache.stats().patches - before.patchedOnA;
+    expect(patchedOnA).toBeGreaterThanOrEqual(1);
+    expect(both("patchesShared") - before.shared).toBe(patchedOnA);
     expect(both("rehydrations") - before.reloads).toBe(0);
     expect(both("loads") - before.loads).toBe(0);
     // Both patched their memory; Redis holds one node's patch.
@@ -225,7 +229,8 @@ shared.describe("the shared tier after a write", () => {
     const before = a.cache.stats().rehydrations;
     expect((await rename(a, path, "Alone")).status).toBe(200);
     await a.cache.drain();
-    expect(a.cache.stats()).toMatchObject({ patches: 1, rehydrations: before, patchesShared: 0 });
+    expect(a.cache.stats().patches).toBeGreaterThanOrEqual(1);
+    expect(a.cache.stats()).toMatchObject({ rehydrations: before, patchesShared: 0 });
     expect(await read(a, path)).toEqual({
       firstName: "Alone",
       cache: expect.stringMatching(/^edgecache; hit/),
