@@ -81,11 +81,19 @@ describe("patchResult", () => {
     ).toBeUndefined();
   });
 
-  it("a result whose driver returns bigints (libSQL intMode bigint) is not patched", () => {
-    const big = rows.map((r) => ({ ...r, id: BigInt(r.id) }));
+  it("a result whose driver returns integers otherwise (libSQL intMode bigint or string) is not patched", () => {
     const event: WriteEvent = { table: "items", op: "insert", new: { id: 3, x: 3, b: "c" } };
-    expect(patchResult(plan, { list: lists[0], tags }, rows, [event], true)).toBeDefined();
-    expect(patchResult(plan, { list: lists[0], tags }, big, [event], true)).toBeUndefined();
+    const patchRows = (raw: object[]) =>
+      patchResult(plan, { list: lists[0], tags }, raw, [event], true);
+    expect(patchRows(rows)).toBeDefined();
+    expect(patchRows(rows.map((r) => ({ ...r, id: BigInt(r.id) })))).toBeUndefined();
+    expect(
+      patchRows(rows.map((r) => ({ ...r, id: String(r.id), x: String(r.x) }))),
+    ).toBeUndefined();
+    // No number shown at all: the driver's form of an integer is not known.
+    const nulls = { ...plan, kinds: plan.kinds.map((k, i) => (i === 0 ? "text" : k)) } as const;
+    const blank = rows.map((r) => ({ ...r, id: String(r.id), x: null }));
+    expect(patchResult(nulls, { list: lists[0], tags }, blank, [event], true)).toBeUndefined();
   });
 
   it("a captured row without one of the result's columns (the table changed) is not patched", () => {

@@ -24,6 +24,8 @@ export interface ResultPlan {
   columns: string[];
   /** Each result column's name in a row read by name. */
   names: (string | undefined)[];
+  /** Each result column's kind: what form the driver's values must have to be patched. */
+  kinds: ("text" | "number")[];
   /** A primary-key lookup: the key looked up (the result holds its row or nothing). */
   lookup?: string | number;
 }
@@ -55,6 +57,7 @@ export function resultPlan(shape: SqlShape, table: SqlTable | undefined): Result
     primaryKey: s.primaryKey,
     columns: columns as string[],
     names: [...s.names],
+    kinds: columns.map((c) => kinds[c!] as "text" | "number"),
   };
   // A lookup's other conditions (`id = ? AND deleted = 0`) are not kept: not patched.
   const lookup =
@@ -97,10 +100,7 @@ export function patchResult(
   }
   const rows = tableRows(plan, raw);
   if (!rows) return undefined;
-  // Captured rows hold JSON's text and numbers: a driver that returns another form (libSQL
-  // in `intMode: "bigint"`) would get a number where its own rows hold a bigint.
-  const plain = (v: unknown) => v === null || typeof v === "string" || typeof v === "number";
-  if (!rows.every((r) => Object.values(r).every(plain))) return undefined;
+  if (!inDriverForm(plan, rows)) return undefined;
   const list = cached.list;
   const resource: Resource = {
     kind: "table",
@@ -137,6 +137,26 @@ export function patchResult(
   }
   const tags = patchedTags(plan, cached.tags, rows, out);
   return { rows: dressed, tags, ...(next && { list: next }) };
+}
+
+/**
+ * Whether the cached rows show that the driver returns values as capture records them: a
+ * text column's as strings, a number column's as numbers (not libSQL's bigints or text in
+ * its other `intMode`s), with some number column holding a number to show it.
+ */
+function inDriverForm(plan: ResultPlan, rows: readonly Row[]): boolean {
+  if (!Array.isArray(plan.kinds) || plan.kinds.length !== plan.columns.length) return false;
+  let numbers = false;
+  for (const row of rows) {
+    for (let i = 0; i < plan.columns.length; i++) {
+      const v = row[plan.columns[i]!];
+      if (v === null) continue;
+      const kind = plan.kinds[i] === "number" ? "number" : "string";
+      if (typeof v !== kind) return false;
+      if (kind === "number") numbers = true;
+    }
+  }
+  return numbers || !plan.kinds.includes("number");
 }
 
 /** A cached result's rows as table rows (by column), or undefined when one cannot be read. */
