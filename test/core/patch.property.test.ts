@@ -59,12 +59,24 @@ const table = fc
 type Change =
   | { op: "insert"; id: number; a: number; b: string }
   | { op: "update"; pick: number; a: number; b: string }
-  | { op: "delete"; pick: number };
+  | { op: "delete"; pick: number }
+  | { op: "touch"; pick: number; keep: "a" | "b" | "both"; a: number; b: string; edge: boolean };
 const change: fc.Arbitrary<Change> = fc.oneof(
   values.map((v) => ({ op: "insert" as const, id: 100, ...v })),
   fc.tuple(fc.nat(), values).map(([pick, v]) => ({ op: "update" as const, pick, ...v })),
+  fc
+    .tuple(
+      fc.nat(),
+      values,
+      fc.constantFrom("a" as const, "b" as const, "both" as const),
+      fc.boolean(),
+    )
+    .map(([pick, v, keep, edge]) => ({ op: "touch" as const, pick, keep, edge, ...v })),
   fc.nat().map((pick) => ({ op: "delete" as const, pick })),
 );
+
+/** Ids at the edges of the window under test, for touches aimed there. */
+const EDGE: { ids: unknown[] } = { ids: [] };
 
 /** Applies changes to the rows, returning the events a source would report. */
 function apply(
@@ -83,7 +95,22 @@ function apply(
       continue;
     }
     if (after.length === 0) continue;
-    const old = after[c.pick % after.length]!;
+    let old = after[c.pick % after.length]!;
+    if (c.op === "touch" && c.edge && EDGE.ids.length > 0) {
+      const id = EDGE.ids[c.pick % EDGE.ids.length];
+      old = after.find((r) => r.id === id) ?? old;
+    }
+    if (c.op === "touch") {
+      after = after.filter((r) => r !== old);
+      const row = {
+        ...old,
+        a: c.keep === "a" || c.keep === "both" ? old.a : c.a,
+        b: c.keep === "b" || c.keep === "both" ? old.b : c.b,
+      };
+      after.push(row);
+      events.push({ table: "t", op: "update", old, new: row });
+      continue;
+    }
     after = after.filter((r) => r !== old);
     if (c.op === "delete") events.push({ table: "t", op: "delete", old });
     else {
@@ -161,6 +188,12 @@ describe("patchList (property)", () => {
               toEnd: end + around.after >= list.length,
             };
           }
+          EDGE.ids = [
+            window[0]?.id,
+            window[window.length - 1]?.id,
+            neighbours.before[0]?.id,
+            neighbours.after?.rows.at(-1)?.id,
+          ].filter((x) => x !== undefined);
           const { after, events } = apply(rows, changes);
           const want = listOf(after, filters, sort).slice(offset, offset + limit);
           for (const n of [undefined, neighbours]) {
@@ -179,7 +212,7 @@ describe("patchList (property)", () => {
           }
         },
       ),
-      { numRuns: 3000 },
+      { numRuns: 5000 },
     );
     // The test has teeth only if patches happen, neighbours among them. (Declining is right
     // often here: many windows lie past the list's end, or lose a row with no page after.)
@@ -242,6 +275,10 @@ describe("patchList on a shared log, where a response may already show records n
         fc.array(change, { minLength: 1, maxLength: 4 }),
         fc.array(fc.nat(), { minLength: 3, maxLength: 3 }),
         (rows, sort, filters, limit, changes, loadedAt) => {
+          EDGE.ids = [0, 1, 2].flatMap((p) => {
+            const w = listOf(rows, filters, sort).slice(p * limit, p * limit + limit);
+            return [w[0]?.id, w.at(-1)?.id].filter((x) => x !== undefined);
+          });
           const states: Row[][] = [rows];
           const events: WriteEvent[] = [];
           for (const [n, c] of changes.entries()) {
@@ -306,7 +343,7 @@ describe("patchList on a shared log, where a response may already show records n
           }
         },
       ),
-      { numRuns: 3000 },
+      { numRuns: 5000 },
     );
     expect(exactChecks).toBeGreaterThan(1000);
     expect(aheadChecks).toBeGreaterThan(100);
