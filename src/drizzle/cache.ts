@@ -261,11 +261,10 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       const names = tables.map(tableName);
       const tags = names.map((t) => this.#tableTag(t));
       if (isTag) tags.push(this.#userTag(key));
-      const {
-        tags: depends,
-        lists,
-        meta,
-      } = query && names.length > 0 ? this.#register(query, response, names) : wholeTables(names);
+      const registered =
+        query && names.length > 0 ? this.#register(query, response, names) : undefined;
+      const { tags: depends, lists } = registered ?? wholeTables(names);
+      const meta = registered?.meta;
       const { stored } = await this.engine.storeLoaded(
         k,
         {
@@ -445,11 +444,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
  * table (a list without filter or bound), and the table tag for writes the planner cannot
  * analyse. A captured change to any row of them removes it.
  */
-function wholeTables(tables: readonly string[]): {
-  tags: string[];
-  lists: ListDependency[];
-  meta?: undefined;
-} {
+function wholeTables(tables: readonly string[]): { tags: string[]; lists: ListDependency[] } {
   return { tags: tables.map(tableTag), lists: tables.map(wholeTable) };
 }
 

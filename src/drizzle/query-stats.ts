@@ -174,12 +174,13 @@ export class QueryStats {
       if (n > 0) tables[t] = n;
       else this.#tables.delete(t);
     }
+    const { tiers, patches } = engine.stats();
     return {
       keys: engine.registered({ prefix }),
       tables,
       ...this.counts,
-      tierErrors: engine.stats().tiers.reduce((n, t) => n + t.errors, 0),
-      patched: engine.stats().patches,
+      tierErrors: tiers.reduce((n, t) => n + t.errors, 0),
+      patched: patches,
       writes: capture?.mode() ?? "tables",
       ...(capture && { capture: capture.stats() }),
       registrations: this.registrations.stats(),

@@ -88,25 +88,23 @@ export class Loads {
     since: LogPosition,
     end: number,
     quiet: Promise<boolean>,
-  ): Promise<void> {
+  ): Promise<boolean> {
     if (await quiet) entry.exact = true;
-    if (this.#e.fence.conflicts(since, key, entry)) return;
+    if (this.#e.fence.conflicts(since, key, entry)) return false;
     await this.#e.entries.storeIn([{ key, entry }], end, "shared");
-    if (this.#e.fence.conflicts(since, key, entry)) await this.#e.tiers.deleteShared([key]);
+    // A write may have landed meanwhile: its record's removal may have come first.
+    if (!this.#e.fence.conflicts(since, key, entry)) return true;
+    await this.#e.tiers.deleteShared([key]);
+    return false;
   }
 
   /**
    * Copies an entry this node holds (a patch, stored as a load that began at `since`) into
    * the shared tiers, unless a change since concerns it; true when copied.
    */
-  async share(key: string, entry: CacheEntry, since: LogPosition): Promise<boolean> {
-    const conflicts = () => this.#e.fence.conflicts(since, key, entry);
-    if (!this.#e.log.trusted() || conflicts()) return false;
-    await this.#e.tiers.setShared(key, entry, entry.staleUntil - this.#e.now());
-    // A write may have landed meanwhile: its record's removal may have come first.
-    if (!conflicts()) return true;
-    await this.#e.tiers.deleteShared([key]);
-    return false;
+  share(key: string, entry: CacheEntry, since: LogPosition): Promise<boolean> {
+    if (!this.#e.log.trusted()) return Promise.resolve(false);
+    return this.#share(key, entry, since, this.#e.end(undefined), Promise.resolve(false));
   }
 
   async quiet(since: LogPosition): Promise<boolean> {

@@ -111,15 +111,6 @@ export class TierStack {
     );
   }
 
-  /** Writes one entry into the shared tiers only. */
-  async setShared(key: string, entry: CacheEntry, ttlMs: number): Promise<void> {
-    await Promise.all(
-      this.list.map((tier, i) =>
-        tier.shared ? tier.set(key, entry, ttlMs).catch((err) => this.fault(i, "set", err)) : 0,
-      ),
-    );
-  }
-
   /** Deletes keys from tier `i` alone (a copy it held that the log refused). */
   async deleteIn(i: number, keys: readonly string[]): Promise<void> {
     await this.list[i]!.delete(keys).then(
