@@ -25,6 +25,7 @@ import {
 } from "./query-stats.ts";
 import { PendingReads } from "./reads.ts";
 import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
+import { withoutCapturedForms } from "./selects.ts";
 import { listOf, type TableRef, tableName } from "./tables.ts";
 
 export interface DrizzleCacheOptions {
@@ -343,6 +344,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
         setSchema: (schema) => {
           this.#catalog = schema;
         },
+        kinds: (table) => this.#schema.get(table)?.columns,
       }),
       logger: { warn: (m) => this.#logger.warn(m) },
     });
@@ -396,7 +398,8 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
    * the tables of each select's columns). The planner reads the primary keys too.
    */
   learnTable(name: string, table: SqlTable): void {
-    this.#schema.set(name, table);
+    // A shared engine's captured changes are its owner's, not in this adapter's forms.
+    this.#schema.set(name, this.#ownsEngine ? table : withoutCapturedForms(table));
   }
 
   /**

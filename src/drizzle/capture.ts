@@ -8,12 +8,14 @@ import {
   isCarrying,
   unref,
 } from "../core/capture.ts";
-import type { PlanSchema } from "../core/deps/planner.ts";
+import type { PlanSchema, WriteEvent } from "../core/deps/planner.ts";
+import { comparableEvent } from "../core/sql/forms.ts";
+import type { SqlColumnKind } from "../core/sql/shapes.ts";
 import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
 import type { D1DatabaseLike } from "../sources/d1.ts";
-import { captureSchema, postgresCaptureFeed } from "../sources/postgres-capture.ts";
-import { literal } from "../sources/sql.ts";
+import { captureSchema, EXACT_FLOATS, postgresCaptureFeed } from "../sources/postgres-capture.ts";
+import { literal, quote } from "../sources/sql.ts";
 import {
   betterSqliteExecutor,
   type SqliteExecutor,
@@ -61,11 +63,15 @@ interface Installation {
   exactReals?: boolean;
   /** By Drizzle's name of the table (`schema.table` outside PostgreSQL's `public`). */
   tables: Map<string, TableShape>;
-  /** Follows its change table into `engine`, events named as Drizzle names their tables. */
+  /**
+   * Follows its change table into `engine`, events named as Drizzle names their tables,
+   * then given to `convert`.
+   */
   follow(
     engine: Cache,
     shapes: (table: string) => TableShape | undefined,
     logger: { warn(m: string): void },
+    convert: (event: WriteEvent) => WriteEvent,
   ): CaptureFollower;
 }
 
@@ -78,8 +84,9 @@ interface CaptureDriver {
    */
   lazyMs?: number;
   /**
-   * Given when the change table holds changes in commit order (SQLite writes one
-   * transaction at a time) and this process follows it itself: whether one waits there.
+   * Given when the change table's changes are applied in an order patches may follow
+   * (SQLite writes one transaction at a time; see PostgreSQL's) and this process follows
+   * it itself: whether one waits there.
    */
   pendingInOrder?: () => Promise<boolean>;
 }
@@ -105,6 +112,16 @@ function closedClient(err: unknown): boolean {
   );
 }
 
+interface CaptureOptions {
+  setSchema?: (schema: PlanSchema) => void;
+  /**
+   * The column kinds the cache's planner compares a table's values by: each captured change
+   * is put in those forms (see comparableEvent) before the engine applies it.
+   */
+  kinds?: (table: string) => Readonly<Record<string, SqlColumnKind>> | undefined;
+  logger: { warn(m: string): void };
+}
+
 /**
  * Follows the capture installations of the database behind `client` into `engine`, or
  * returns undefined when the client is none this knows. `setSchema` receives the captured
@@ -113,7 +130,7 @@ function closedClient(err: unknown): boolean {
 export function startCapture(
   client: unknown,
   engine: Cache,
-  options: { setSchema?: (schema: PlanSchema) => void; logger: { warn(m: string): void } },
+  options: CaptureOptions,
 ): DrizzleCapture | undefined {
   const driver = captureDriver(client, engine);
   return driver && new DrizzleCapture(driver, engine, options);
@@ -144,6 +161,7 @@ export class DrizzleCapture {
   #driver: CaptureDriver;
   #engine: Cache;
   #setSchema: ((schema: PlanSchema) => void) | undefined;
+  #convert: (event: WriteEvent) => WriteEvent;
   #logger: { warn(m: string): void };
   #followers = new Map<string, { follower: CaptureFollower; tables: Set<string> }>();
   #shapes = new Map<string, TableShape>();
@@ -157,14 +175,12 @@ export class DrizzleCapture {
   /** The first look at the catalog, and then the latest one. */
   ready: Promise<void>;
 
-  constructor(
-    driver: CaptureDriver,
-    engine: Cache,
-    options: { setSchema?: (schema: PlanSchema) => void; logger: { warn(m: string): void } },
-  ) {
+  constructor(driver: CaptureDriver, engine: Cache, options: CaptureOptions) {
     this.#driver = driver;
     this.#engine = engine;
     this.#setSchema = options.setSchema;
+    const kinds = options.kinds;
+    this.#convert = kinds ? (e) => comparableEvent(e, kinds(e.table)) : (e) => e;
     this.#logger = options.logger;
     // A lazy driver reads the catalog when first used: on Workers, inside the request that
     // waits for it (a promise left behind by an ended request never settles).
@@ -203,11 +219,10 @@ export class DrizzleCapture {
   }
 
   /**
-   * The captured writes as the adapter's own in-process log asks of them, when they come
-   * in commit order (SQLite): their records are then ordered and may patch cached results,
-   * and a load is exact when no change waits. Undefined otherwise (PostgreSQL takes its
-   * change numbers just before each commit, which concurrent transactions may finish in
-   * another order; D1's changes go through its log's object).
+   * The captured writes as the adapter's own in-process log asks of them, when this process
+   * consumes the change table itself (SQLite, PostgreSQL): their records are then ordered
+   * and may patch cached results, and a load is exact when no change waits. Undefined
+   * otherwise (D1's changes go through its log's object).
    */
   orderedWrites(): OutsideWrites | undefined {
     const pending = this.#driver.pendingInOrder;
@@ -290,7 +305,7 @@ export class DrizzleCapture {
 
   #start(inst: Installation): void {
     this.#followers.set(inst.id, {
-      follower: inst.follow(this.#engine, (t) => this.#shapes.get(t), this.#logger),
+      follower: inst.follow(this.#engine, (t) => this.#shapes.get(t), this.#logger, this.#convert),
       tables: new Set(inst.tables.keys()),
     });
   }
@@ -366,12 +381,9 @@ function nameOf(table: unknown): string | undefined {
   }
 }
 
-/** Renames a feed's events as Drizzle names their tables. */
-function renamed(feed: CaptureFeed, rename: (table: string) => string): CaptureFeed {
-  const named = (c: CapturedChange): CapturedChange => ({
-    ...c,
-    event: { ...c.event, table: rename(c.event.table) },
-  });
+/** A feed whose events are given to `convert` (named as Drizzle names their tables, say). */
+function converted(feed: CaptureFeed, convert: (event: WriteEvent) => WriteEvent): CaptureFeed {
+  const named = (c: CapturedChange): CapturedChange => ({ ...c, event: convert(c.event) });
   const out: CaptureFeed = {
     ...feed,
     async read(limit) {
@@ -412,10 +424,13 @@ function libsqlExecutor(client: LibsqlClient): SqliteExecutor {
 
 /** A SQLite database's change table, followed in this process (libSQL, better-sqlite3). */
 function sqliteDriver(exec: SqliteExecutor): CaptureDriver {
-  const catalog = sqliteCatalog(exec, (engine, shapes, logger) =>
+  const catalog = sqliteCatalog(exec, (engine, shapes, logger, convert) =>
     followCapture(
       engine,
-      sqliteExecutorFeed(exec, (t) => shapes(t)?.columns, { unref: true }),
+      converted(
+        sqliteExecutorFeed(exec, (t) => shapes(t)?.columns, { unref: true }),
+        convert,
+      ),
       logger,
       { unref: true },
     ),
@@ -525,8 +540,10 @@ const CAPTURED_TABLES = `
            ORDER BY a.attnum) AS columns,
     ARRAY(SELECT a.attname::text FROM pg_index i
             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-           WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
+           WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
+    coalesce(${literal(EXACT_FLOATS.replaceAll(" ", ""))} = ANY (p.proconfig), false) AS exact_reals
     FROM pg_trigger t
+    JOIN pg_proc p ON p.oid = t.tgfoid
     JOIN pg_class c ON c.oid = t.tgrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE t.tgname = 'edgecache_capture'
@@ -538,18 +555,25 @@ function postgresDriver(sql: PostgresSql): CaptureDriver {
   // The consumer holds its lock on a one-connection client of its own (see
   // postgresCaptureFeed), made by the application's postgres.js.
   let factory: ((options: unknown) => PostgresSql) | undefined;
+  /** The change tables of the installations last found. */
+  let changeTables: string[] = [];
   const drizzleName = (schema: string, table: string) =>
     schema === "public" ? table : `${schema}.${table}`;
   return {
     async installations() {
       const rows = await sql.unsafe(CAPTURED_TABLES);
+      changeTables = [
+        ...new Set(rows.map((r) => `${quote(captureSchema(String(r.schema)))}.changes`)),
+      ];
       if (rows.length === 0) return [];
       factory ??= loadPostgres();
       const bySchema = new Map<string, Map<string, TableShape>>();
+      const exactReals = new Map<string, boolean>();
       for (const r of rows) {
         const schema = String(r.schema);
         const tables = bySchema.get(schema) ?? new Map<string, TableShape>();
         bySchema.set(schema, tables);
+        exactReals.set(schema, (exactReals.get(schema) ?? true) && r.exact_reals === true);
         const pk = r.pk as string[];
         tables.set(drizzleName(schema, String(r.name)), {
           columns: r.columns as string[],
@@ -566,7 +590,13 @@ function postgresDriver(sql: PostgresSql): CaptureDriver {
       return [...bySchema].map(([schema, tables]) => ({
         id: captureSchema(schema),
         tables,
-        follow: (engine: Cache, shapes: (t: string) => TableShape | undefined, logger) => {
+        exactReals: exactReals.get(schema) === true,
+        follow: (
+          engine: Cache,
+          shapes: (t: string) => TableShape | undefined,
+          logger: { warn(m: string): void },
+          convert: (event: WriteEvent) => WriteEvent,
+        ) => {
           const feed = postgresCaptureFeed(
             sql,
             schema,
@@ -574,10 +604,25 @@ function postgresDriver(sql: PostgresSql): CaptureDriver {
             connect,
             { unref: true },
           );
-          const named = renamed(feed, (t) => drizzleName(schema, t));
+          const named = converted(feed, (e) =>
+            convert({ ...e, table: drizzleName(schema, e.table) }),
+          );
           return followCapture(engine, named, logger, { unref: true });
         },
       }));
+    },
+    // The consumer applies changes as they become visible, each deleted once applied, so
+    // a load that finds the change tables empty afterwards saw exactly the changes applied
+    // before it. Changes of concurrent transactions may be applied in another order than
+    // their commits, but then they change other rows (one row's changes are ordered by its
+    // lock, and the deferred trigger numbers them at the commit), and each record's patch
+    // is exact for the rows it carries whatever the others' order.
+    async pendingInOrder() {
+      if (changeTables.length === 0) return false;
+      const [row] = await sql.unsafe(
+        `SELECT ${changeTables.map((t) => `EXISTS (SELECT 1 FROM ${t})`).join(" OR ")} AS pending`,
+      );
+      return row?.pending === true;
     },
   };
 }

@@ -30,6 +30,8 @@ import { literal, quote } from "./sql.ts";
  * Sequence numbers are taken just before the commit, which concurrent transactions may
  * finish in another order, so a change table is consumed, never read past: each change is
  * deleted once applied, and one that commits late (with a lower number) is simply read then.
+ * (Two changes of one row are never so: the second waits for the first's row lock, and its
+ * number is taken after the first committed.)
  */
 
 const CHANNEL = "edgecache_changes";
@@ -39,6 +41,13 @@ const CHANNEL = "edgecache_changes";
  */
 const atMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`;
 const TRIGGER = "edgecache_capture";
+/**
+ * The setting a capture function runs with: float8 and float4 written as the shortest text
+ * that reads back as the same value (any setting above 0 does; a session may set 0 or
+ * less, which rounds to 15 digits). Its presence in the function's configuration tells a
+ * reader that captured fractions are exact (installs before it was set are not).
+ */
+export const EXACT_FLOATS = "extra_float_digits = 1";
 const TRUNCATE_TRIGGER = "edgecache_capture_truncate";
 /** The transaction setting the data API's writes make (see setApiWrite). */
 export const API_SETTING = "edgecache.api";
@@ -123,8 +132,9 @@ export async function installPostgresCapture(
       END $fn$`);
     for (const table of tables) {
       const fn = `${schema}.${quote(await functionName(table.name))}`;
+      // Floats with every digit whatever the writer's session sets (see EXACT_FLOATS).
       await tx.unsafe(`CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
-        LANGUAGE plpgsql AS $fn$
+        LANGUAGE plpgsql SET ${EXACT_FLOATS} AS $fn$
         DECLARE c ${schema}.changes;
         BEGIN
           INSERT INTO ${schema}.changes (tbl, op, old, new, api) VALUES (

@@ -129,6 +129,7 @@ export class SqlCache {
           setSchema: (schema) => {
             this.#catalog = schema;
           },
+          kinds: (table) => this.#kinds.get(table) ?? undefined,
         }),
         logger: { warn: (m) => logger.warn(m) },
       });

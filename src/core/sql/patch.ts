@@ -1,6 +1,7 @@
 import { neighbourRows, patchItem, patchList } from "../deps/patch.ts";
 import { type ListDependency, rowTag, type WriteEvent } from "../deps/planner.ts";
 import type { Resource, Row } from "../query.ts";
+import { canonicalInstant, isServerInstant, serverInstant } from "./forms.ts";
 import { MAX_ROW_TAGS, type SqlShape, type SqlTable } from "./shapes.ts";
 
 /**
@@ -10,10 +11,11 @@ import { MAX_ROW_TAGS, type SqlShape, type SqlTable } from "./shapes.ts";
  * still a hit. Pure, like those rules.
  *
  * Only where a result row is a table row in another dress: a select of every column of
- * one table, none of them compared or returned other than as the captured row holds it
- * (text and numbers: a date, a decimal or bytes may come from the driver in another form
- * than capture records), and a window the planner orders totally (its sort ends with the
- * primary key), or a primary-key lookup. Anything else is invalidated, as before.
+ * one table, each of a kind whose driver form is known (text and numbers as capture
+ * records them; PostgreSQL's timestamps as the server's text, see forms.ts; a decimal
+ * or bytes may come in yet another form), and a window the planner orders totally (its
+ * sort ends with the primary key), or a primary-key lookup. Anything else is invalidated,
+ * as before.
  */
 
 /** How a cached result's rows are its table's rows (see `resultPlan`); kept in the entry's meta. */
@@ -25,10 +27,14 @@ export interface ResultPlan {
   /** Each result column's name in a row read by name. */
   names: (string | undefined)[];
   /** Each result column's kind: what form the driver's values must have to be patched. */
-  kinds: ("text" | "number")[];
+  kinds: PatchableKind[];
   /** A primary-key lookup: the key looked up (the result holds its row or nothing). */
   lookup?: string | number;
 }
+
+/** The kinds of column a patched result may hold. */
+type PatchableKind = "text" | "number" | "float" | "instant";
+const PATCHABLE = new Set<unknown>(["text", "number", "float", "instant"]);
 
 /** What a patched result is: its rows, in the driver's form, and its list registration. */
 export interface PatchedResult {
@@ -49,15 +55,13 @@ export function resultPlan(shape: SqlShape, table: SqlTable | undefined): Result
   const all = Object.keys(kinds);
   const columns = s.columns;
   if (columns.length !== all.length || new Set(columns).size !== columns.length) return undefined;
-  for (const c of columns) {
-    if (c === undefined || (kinds[c] !== "text" && kinds[c] !== "number")) return undefined;
-  }
+  for (const c of columns) if (c === undefined || !PATCHABLE.has(kinds[c])) return undefined;
   const plan: ResultPlan = {
     table: s.table,
     primaryKey: s.primaryKey,
     columns: columns as string[],
     names: [...s.names],
-    kinds: columns.map((c) => kinds[c!] as "text" | "number"),
+    kinds: columns.map((c) => kinds[c!] as PatchableKind),
   };
   // A lookup's other conditions (`id = ? AND deleted = 0`) are not kept: not patched.
   const lookup =
@@ -98,9 +102,10 @@ export function patchResult(
       if (plan.columns.some(fraction)) return undefined;
     }
   }
-  const rows = tableRows(plan, raw);
+  const byColumn = columnRows(plan, raw);
+  if (!byColumn || !inDriverForm(plan, byColumn)) return undefined;
+  const rows = canonical(plan, byColumn);
   if (!rows) return undefined;
-  if (!inDriverForm(plan, rows)) return undefined;
   const list = cached.list;
   const resource: Resource = {
     kind: "table",
@@ -126,6 +131,10 @@ export function patchResult(
     out = patched.rows;
     next = patched.list;
   }
+  // The event's rows too must be comparable (a change of the whole table has none).
+  const comparable = canonical(plan, out);
+  if (!comparable) return undefined;
+  out = comparable;
   // A row in the driver's form is made after one the result held.
   const template = raw[0];
   if (out.length > 0 && template === undefined) return undefined;
@@ -140,9 +149,10 @@ export function patchResult(
 }
 
 /**
- * Whether the cached rows show that the driver returns values as capture records them: a
- * text column's as strings, a number column's as numbers (not libSQL's bigints or text in
- * its other `intMode`s), with some number column holding a number to show it.
+ * Whether the cached rows show that the driver returns values in the form patched rows are
+ * given: a text column's as strings, a number column's as numbers (not libSQL's bigints or
+ * text in its other `intMode`s), a float's finite, an instant's as the server's text, with
+ * some number column holding a number to show it.
  */
 function inDriverForm(plan: ResultPlan, rows: readonly Row[]): boolean {
   if (!Array.isArray(plan.kinds) || plan.kinds.length !== plan.columns.length) return false;
@@ -151,16 +161,54 @@ function inDriverForm(plan: ResultPlan, rows: readonly Row[]): boolean {
     for (let i = 0; i < plan.columns.length; i++) {
       const v = row[plan.columns[i]!];
       if (v === null) continue;
-      const kind = plan.kinds[i] === "number" ? "number" : "string";
-      if (typeof v !== kind) return false;
-      if (kind === "number") numbers = true;
+      const kind = plan.kinds[i];
+      if (kind === "instant") {
+        if (!isServerInstant(v)) return false;
+      } else if (kind === "number" || kind === "float") {
+        if (typeof v !== "number" || (kind === "float" && !Number.isFinite(v))) return false;
+        numbers = true;
+      } else if (typeof v !== "string") return false;
     }
   }
-  return numbers || !plan.kinds.includes("number");
+  return numbers || !plan.kinds.some((k) => k === "number" || k === "float");
 }
 
-/** A cached result's rows as table rows (by column), or undefined when one cannot be read. */
+/**
+ * A cached result's rows as table rows (by column), their values as the planner compares
+ * them (instants canonical, floats finite), or undefined when one cannot be read so.
+ */
 export function tableRows(plan: ResultPlan, raw: readonly unknown[]): Row[] | undefined {
+  const rows = columnRows(plan, raw);
+  return rows && canonical(plan, rows);
+}
+
+function canonical(plan: ResultPlan, rows: Row[]): Row[] | undefined {
+  const instants: string[] = [];
+  const floats: string[] = [];
+  plan.columns.forEach((c, i) => {
+    if (plan.kinds[i] === "instant") instants.push(c);
+    else if (plan.kinds[i] === "float") floats.push(c);
+  });
+  if (instants.length === 0 && floats.length === 0) return rows;
+  const out: Row[] = [];
+  for (const row of rows) {
+    const r = { ...row };
+    for (const c of instants) {
+      if (r[c] === null) continue;
+      const v = canonicalInstant(r[c]);
+      if (v === undefined) return undefined;
+      r[c] = v;
+    }
+    for (const c of floats) {
+      if (r[c] !== null && (typeof r[c] !== "number" || !Number.isFinite(r[c]))) return undefined;
+    }
+    out.push(r);
+  }
+  return out;
+}
+
+/** A cached result's rows by table column, values as the driver gave them. */
+function columnRows(plan: ResultPlan, raw: readonly unknown[]): Row[] | undefined {
   const rows: Row[] = [];
   for (const r of raw) {
     if (typeof r !== "object" || r === null) return undefined;
@@ -183,7 +231,10 @@ export function tableRows(plan: ResultPlan, raw: readonly unknown[]): Row[] | un
  * an object (libSQL's rows carry indexes, a length and names) with the same properties.
  */
 function dressedAs(plan: ResultPlan, template: unknown, row: Row): unknown {
-  const value = (i: number) => row[plan.columns[i]!];
+  const value = (i: number) => {
+    const v = row[plan.columns[i]!];
+    return plan.kinds[i] === "instant" && typeof v === "string" ? serverInstant(v) : v;
+  };
   if (Array.isArray(template)) return plan.columns.map((_, i) => value(i));
   if (typeof template !== "object" || template === null) return undefined;
   const out = Object.create(Object.getPrototypeOf(template)) as object;

@@ -3,6 +3,7 @@ import { rowTag, tableTag } from "../deps/planner.ts";
 import { matches } from "../deps/predicate.ts";
 import { memoize } from "../memo.ts";
 import type { ListFilter, SortKey } from "../query.ts";
+import { canonicalInstant } from "./forms.ts";
 import { parseSql, type SqlDialect } from "./parse.ts";
 
 /**
@@ -21,7 +22,19 @@ import { parseSql, type SqlDialect } from "./parse.ts";
 export type { SqlDialect };
 
 /** How a column's values compare in the planner: only these two are compared in memory. */
-export type SqlColumnKind = "text" | "number" | "other";
+/**
+ * How the planner compares a column's values:
+ * - "text" by code point, "number" as numbers;
+ * - "float": PostgreSQL's double precision, as numbers, but NaN and the infinities are not
+ *   followed (PostgreSQL sorts NaN above every number; capture records them as text): a
+ *   result holding one has no window, a change carrying one changes its table as a whole;
+ * - "instant": a PostgreSQL timestamp, ordered by its canonical form (see forms.ts),
+ *   never compared with a query's value;
+ * - "other": neither compared nor ordered by.
+ * "float" and "instant" only where the cache's captured changes are put in the same form
+ * (the query caches' own capture, see DrizzleCapture).
+ */
+export type SqlColumnKind = "text" | "number" | "float" | "instant" | "other";
 
 /** What is known of one table. */
 export interface SqlTable {
@@ -96,6 +109,8 @@ export interface ShapeLists {
   ordered: boolean;
   offset: number;
   limit: number;
+  /** Columns of the table that are instants: their values are compared in canonical form. */
+  instants?: string[];
   /** The second table of a join along a key. */
   join?: ShapeJoin;
 }
@@ -295,6 +310,7 @@ function analyse(
     ordered: ordered && windowKnown,
     offset,
     limit,
+    instants: Object.keys(base.kinds).filter((c) => base.kinds[c] === "instant"),
   };
   if (joined) lists.join = joinOf(from[1] as Node, select, lists, base, joined);
   return { widened: [...widened], lists };
@@ -668,7 +684,7 @@ function compare(column: ColumnRef, cmp: string, other: unknown, scope: Scope): 
   }
   const kind = scope.kinds[column.name] ?? "other";
   const op = COMPARE[cmp]!;
-  if (kind === "number") {
+  if (kind === "number" || kind === "float") {
     // SQLite would convert text to a number here (affinity): not followed.
     if (typeof value !== "number" || !Number.isFinite(value)) return widen(scope, "type");
     return [[{ column: column.name, op, value }]];
@@ -765,6 +781,7 @@ function orderOf(
     if (!column) return { sort, ordered: false };
     const kind = scope.kinds[column.name] ?? "other";
     if (kind === "other") return { sort, ordered: false };
+    if (column.collate && kind === "instant") return { sort, ordered: false };
     if ((kind === "text" || column.collate) && !binaryCollation(scope, column.collate)) {
       return { sort, ordered: false, reason: "collation" };
     }
@@ -853,10 +870,13 @@ export function registrationOf(
   let last: unknown[] | undefined;
   const lastRow = rows?.[rows.length - 1];
   if (s.ordered && read && lastRow !== undefined && s.disjuncts.length > 0) {
-    const values = s.sort.map((k) => plain(read(lastRow, k.column)));
-    if (values.every((v) => v === null || typeof v === "number" || typeof v === "string")) {
-      last = values;
-    }
+    const values = s.sort.map((k) => {
+      const v = plain(read(lastRow, k.column));
+      return v !== null && s.instants?.includes(k.column) ? canonicalInstant(v) : v;
+    });
+    const comparable = (v: unknown) =>
+      v === null || (typeof v === "number" && Number.isFinite(v)) || typeof v === "string";
+    if (values.every(comparable)) last = values;
   }
   const count = rows?.length ?? 0;
   for (const filters of s.disjuncts) {
