@@ -25,6 +25,11 @@ export interface CapturedChange {
   event: WriteEvent;
   /** When the database recorded it (ms since the epoch), for the capture lag. */
   at: number;
+  /**
+   * A data API write's own change, read because the write's record never came (see
+   * API_GRACE_MS): its place among the changes read before it is not known.
+   */
+  late?: boolean;
 }
 
 /** What the installation looks like, for `edgecache capture status`. */

@@ -48,6 +48,14 @@ import { tableName } from "./tables.ts";
 const REFRESH_MS = 1000;
 /** D1: how long a catalog read holds before a call reads it again, ms. */
 const D1_REFRESH_MS = 5000;
+/**
+ * The magnitudes of D1's captured REALs taken as exact. workerd's SQLite writes
+ * `printf('%!.17g')` an ulp off for some numbers from about 1e119 and below about 1e-83
+ * (found with random numbers of every exponent; none wrong among 116,000 from 1e-82 to
+ * 1e118, prices with cents included); D1 itself runs another build, so the band keeps a
+ * wide margin. A fraction outside it is not patched.
+ */
+const EXACT_D1_REALS: readonly [number, number] = [1e-60, 1e60];
 
 /** A captured table as the planner needs it. */
 interface TableShape {
@@ -59,8 +67,11 @@ interface TableShape {
 /** One capture installation: a change table and the tables whose triggers feed it. */
 interface Installation {
   id: string;
-  /** Its triggers record REALs with every digit (SQLite; see recordsExactReals). */
-  exactReals?: boolean;
+  /**
+   * Its triggers record REALs with every digit (SQLite; see recordsExactReals), or do so
+   * for numbers of a bounded size (D1: see EXACT_D1_REALS).
+   */
+  exactReals?: boolean | "bounded";
   /** By Drizzle's name of the table (`schema.table` outside PostgreSQL's `public`). */
   tables: Map<string, TableShape>;
   /**
@@ -83,6 +94,11 @@ interface CaptureDriver {
    * a timer (D1 on Workers).
    */
   lazyMs?: number;
+  /**
+   * The engine's log orders captured records itself (D1: the log's object drains the
+   * change table, and marks what it drains ordered when no data API write intervened).
+   */
+  ordersOnLog?: boolean;
   /**
    * Given when the change table's changes are applied in an order patches may follow
    * (SQLite writes one transaction at a time; see PostgreSQL's) and this process follows
@@ -240,12 +256,22 @@ export class DrizzleCapture {
     };
   }
 
+  /** Whether captured records are ordered by the engine's log itself (D1). */
+  ordersOnLog(): boolean {
+    return this.#driver.ordersOnLog === true;
+  }
+
   /**
-   * Whether every installation followed records REALs with every digit: only then is a
-   * captured fraction the value the database holds (see recordsExactReals).
+   * For which numbers a captured fraction is the value the database holds: those every
+   * installation followed records with every digit (see recordsExactReals).
    */
-  exactReals(): boolean {
-    return this.#found.length > 0 && this.#found.every((i) => i.exactReals === true);
+  exactReals(): (value: number) => boolean {
+    const found = this.#found;
+    if (found.length === 0 || found.some((i) => i.exactReals === undefined || !i.exactReals)) {
+      return () => false;
+    }
+    if (found.every((i) => i.exactReals === true)) return () => true;
+    return (v) => Math.abs(v) >= EXACT_D1_REALS[0] && Math.abs(v) <= EXACT_D1_REALS[1];
   }
 
   /** "capture" while some captured table's changes are applied here. */
@@ -489,11 +515,13 @@ function d1Executor(db: D1DatabaseLike): SqliteExecutor {
 function d1Driver(db: D1DatabaseLike, log: CaptureDrainingLog): CaptureDriver {
   const catalog = sqliteCatalog(d1Executor(db), () => drainedFollower(log));
   return {
-    // workerd's printf('%!.17g') is off by an ulp for exponents beyond about 1e±80, so D1's
-    // captured REALs are never taken as exact.
     installations: async () =>
-      (await catalog.installations()).map((i) => ({ ...i, exactReals: false })),
+      (await catalog.installations()).map((i) => ({
+        ...i,
+        exactReals: i.exactReals === true ? ("bounded" as const) : false,
+      })),
     lazyMs: D1_REFRESH_MS,
+    ordersOnLog: true,
   };
 }
 

@@ -34,9 +34,11 @@ export function patchableMeta(
 
 /**
  * The write hooks of a query cache that owns its engine and follows `capture`: `refetch`
- * reloads hot invalidated results, and where captured writes come in commit order
- * (SQLite) results are patched in place, their records then ordered on the engine's own
- * log (`captured`). Returns whether results are patched.
+ * reloads hot invalidated results, and where captured writes come in an order patches may
+ * follow, results are patched in place: where this process consumes the change table
+ * (SQLite, PostgreSQL) their records are then ordered on the engine's own log
+ * (`captured`); on D1 the log's object orders the records it drains. Returns whether
+ * results are patched.
  */
 export function followCapturedWrites(
   engine: Cache,
@@ -46,11 +48,14 @@ export function followCapturedWrites(
 ): boolean {
   const ordered = options.patchInPlace && captured ? capture.orderedWrites() : undefined;
   if (ordered) captured!.follow(ordered);
+  const patching = ordered !== undefined || (options.patchInPlace && capture.ordersOnLog());
   engine.setWriteHooks({
     ...(options.refetch && { refetch: options.refetch }),
-    ...(ordered && { patch: resultPatcher(engine, options.prefix, () => capture.exactReals()) }),
+    ...(patching && {
+      patch: resultPatcher(engine, options.prefix, (v) => capture.exactReals()(v)),
+    }),
   });
-  return ordered !== undefined;
+  return patching;
 }
 
 /**
@@ -61,7 +66,7 @@ export function followCapturedWrites(
 export function resultPatcher(
   engine: Pick<Cache, "pagesOf">,
   prefix: string,
-  exactReals: () => boolean,
+  exactReals: (value: number) => boolean,
 ): NonNullable<WriteHooks["patch"]> {
   return (key, entry, events, peek) => {
     const plan = planOf(key, entry, prefix);
@@ -88,7 +93,7 @@ export function resultPatcher(
         : undefined;
     const cached = { list, tags: entry.tags };
     const aligned = peek !== undefined;
-    const patched = patchResult(plan, cached, raw, events, aligned, pages, exactReals());
+    const patched = patchResult(plan, cached, raw, events, aligned, pages, exactReals);
     if (!patched) return undefined;
     let body: string;
     try {

@@ -510,6 +510,8 @@ export class ChangeLogHost {
   #records = new Map<number, ChangeRecord>();
   #members = new Map<string, Member>();
   #turn: { token: string; until: number } | undefined;
+  /** Turns granted so far (see turnMark). */
+  #turnsGranted = 0;
   #wake = new Set<() => void>();
   /** Until when leases granted before a restart may still be held. */
   #graceUntil = 0;
@@ -570,6 +572,7 @@ export class ChangeLogHost {
     if (this.#turn !== undefined && now < this.#turn.until && this.#turn.token !== token) {
       return false;
     }
+    if (this.#turn?.token !== token) this.#turnsGranted++;
     this.#turn = { token, until: now + Math.min(ms, MAX_LEASE_MS) };
     return true;
   }
@@ -650,13 +653,29 @@ export class ChangeLogHost {
   }
 
   /**
-   * Appends the changes change capture read from the database (see the Cloudflare
-   * adapter's capture drain): unordered, since a captured write's place among the data
-   * API's writes is not known. Resolves once the record is in storage; isolates apply it
-   * at their next sync (no barrier: nobody waits for an answer).
+   * Which turns were granted: undefined while one is held, else a number that changes with
+   * every grant. A captured change read after two equal marks committed while no write
+   * took turns, so its place among the records is its place in the change table (see the
+   * capture drain).
    */
-  async appendCaptured(ops: readonly ChangeOp[]): Promise<number> {
-    const seq = await this.#store(ops, false, [...changedTables(ops)]);
+  turnMark(): number | undefined {
+    const held = this.#turn !== undefined && Date.now() < this.#turn.until;
+    return held ? undefined : this.#turnsGranted;
+  }
+
+  /**
+   * Appends the changes change capture read from the database (see the Cloudflare
+   * adapter's capture drain): `ordered` when the drain knows their place among the data
+   * API's writes (else a record that patches nothing), and with the D1 bookmark its read
+   * was at (a load reads at or after it). Resolves once the record is in storage; isolates
+   * apply it at their next sync (no barrier: nobody waits for an answer).
+   */
+  async appendCaptured(
+    ops: readonly ChangeOp[],
+    ordered = false,
+    bookmark?: string,
+  ): Promise<number> {
+    const seq = await this.#store(ops, ordered, [...changedTables(ops)], bookmark);
     this.#pushToFollowers();
     return seq;
   }

@@ -148,7 +148,14 @@ const DELETE_CHUNK = 100;
  * catalog, read again when a change names a table or columns it does not know (a row
  * recorded with columns other than the table's then loses its rows: a table-level event).
  */
-export function d1CaptureFeed(db: D1DatabaseLike): CaptureFeed {
+export function d1CaptureFeed(db: D1DatabaseLike): CaptureFeed & {
+  /**
+   * The D1 bookmark of the last read (with read replication): the primary's, at or after
+   * every change it returned, so a load at or after it sees them.
+   */
+  bookmark(): string | undefined;
+} {
+  let bookmark: string | undefined;
   let columns: Map<string, string[]> | undefined;
   const loadColumns = async () => {
     columns = new Map((await catalog(db)).map((t) => [t.name, [...t.columns]]));
@@ -174,11 +181,15 @@ export function d1CaptureFeed(db: D1DatabaseLike): CaptureFeed {
         old: string | null;
         new: string | null;
         at: number;
+        late: number;
       }[];
+      // At the primary, through a session where there are sessions: its bookmark then says
+      // where a replica has every change read.
+      const session = db.withSession?.("first-primary");
       try {
         rows = await all(
-          db,
-          `SELECT seq, tbl, op, old, new, at FROM ${CHANGES}
+          session ?? db,
+          `SELECT seq, tbl, op, old, new, at, api IS NOT NULL AS late FROM ${CHANGES}
             WHERE api IS NULL OR at < ? ORDER BY seq LIMIT ?`,
           Date.now() - API_GRACE_MS,
           limit,
@@ -187,15 +198,18 @@ export function d1CaptureFeed(db: D1DatabaseLike): CaptureFeed {
         if (isNotInstalled(error)) return [];
         throw error;
       }
+      bookmark = session?.getBookmark() ?? undefined;
       if (rows.some((r) => !known(r.tbl, r.old ?? r.new))) await loadColumns();
       return rows.map(
         (r): CapturedChange => ({
           seq: r.seq,
           at: r.at,
           event: capturedEvent(r.tbl, r.op, r.old, r.new, columns?.get(r.tbl)),
+          ...(r.late ? { late: true } : {}),
         }),
       );
     },
+    bookmark: () => bookmark,
     async pending() {
       try {
         return (await all(db, `SELECT 1 AS n FROM ${CHANGES} LIMIT 1`)).length > 0;

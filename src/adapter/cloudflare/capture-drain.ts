@@ -72,15 +72,20 @@ export function captureDrain(
   return new CaptureDrain(storage, d1CaptureFeed(env.DB), log, intervalMs);
 }
 
+/** The change table as the drain reads it: with D1's bookmark of each read, if any. */
+type DrainedFeed = CaptureFeed & { bookmark?(): string | undefined };
+
 export class CaptureDrain {
   readonly intervalMs: number;
   readonly #storage: AlarmStorageLike;
-  readonly #feed: CaptureFeed;
+  readonly #feed: DrainedFeed;
   readonly #log: ChangeLogHost;
   #lastCall = Number.NEGATIVE_INFINITY;
   #armed = false;
   /** When the last drain began (changes committed before it are in the log). */
   #drainedAt = Number.NEGATIVE_INFINITY;
+  /** The log's turn mark before the change table's last complete read (see #pass). */
+  #readMark: number | undefined;
   #applied = 0;
   #lags: number[] = [];
   #lastError = "";
@@ -89,7 +94,7 @@ export class CaptureDrain {
 
   constructor(
     storage: AlarmStorageLike,
-    feed: CaptureFeed,
+    feed: DrainedFeed,
     log: ChangeLogHost,
     intervalMs: number,
   ) {
@@ -112,6 +117,18 @@ export class CaptureDrain {
   /** A write was appended: drain what other writers committed since (not awaited). */
   afterWrite(): void {
     void this.drain();
+  }
+
+  /**
+   * Whether a captured change waits in the change table (true when D1 cannot be asked): a
+   * load that read D1 before it may show a change the log does not have yet.
+   */
+  async waiting(): Promise<boolean> {
+    try {
+      return await this.#feed.pending();
+    } catch {
+      return true;
+    }
   }
 
   async alarm(): Promise<void> {
@@ -144,16 +161,36 @@ export class CaptureDrain {
     const started = Date.now();
     try {
       for (;;) {
+        // A change read now committed after the last complete read began (one committed
+        // earlier was read then). If no write took a turn since, no data API record can
+        // belong after it: the record is ordered, and patches (SQLite commits one at a
+        // time, so the table's order is the commits'). A late data API change has no
+        // known place.
+        const since = this.#readMark;
+        const mark = this.#log.turnMark();
         const changes = await this.#feed.read(BATCH);
-        if (changes.length === 0) break;
+        const complete = changes.length < BATCH;
+        if (changes.length === 0) {
+          this.#readMark = mark;
+          break;
+        }
+        const ordered =
+          since !== undefined && this.#log.turnMark() === since && !changes.some((c) => c.late);
         // In the log (in the object's storage) before the rows go: exactly once, or twice.
-        await this.#log.appendCaptured(changes.map((c) => ({ event: c.event })));
+        await this.#log.appendCaptured(
+          changes.map((c) => ({ event: c.event })),
+          ordered,
+          this.#feed.bookmark?.(),
+        );
         await this.#feed.consume(changes);
         const now = Date.now();
         for (const change of changes) this.#lags.push(Math.max(0, now - change.at));
         if (this.#lags.length > LAG_SAMPLES) this.#lags.splice(0, this.#lags.length - LAG_SAMPLES);
         this.#applied += changes.length;
-        if (changes.length < BATCH) break;
+        if (complete) {
+          this.#readMark = mark;
+          break;
+        }
       }
       this.#lastError = "";
     } catch (error) {

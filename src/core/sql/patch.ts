@@ -77,7 +77,8 @@ export function resultPlan(shape: SqlShape, table: SqlTable | undefined): Result
  * pages of that list where the result is known to be no further along than the records
  * applied (`aligned`; see patchList), each page's rows as table rows. `exactFractions`:
  * whether a captured number with a fraction is the value stored (SQLite capture's
- * triggers installed by an earlier version wrote REALs with 15 significant digits).
+ * triggers installed by an earlier version wrote REALs with 15 significant digits), or
+ * for which such numbers it is.
  */
 export function patchResult(
   plan: ResultPlan,
@@ -90,16 +91,19 @@ export function patchResult(
     of: Iterable<readonly [string, ListDependency]>;
     rowsOf: (key: string) => readonly Row[] | undefined;
   },
-  exactFractions = false,
+  exactFractions: boolean | ((value: number) => boolean) = false,
 ): PatchedResult | undefined {
+  const exact = typeof exactFractions === "function" ? exactFractions : () => exactFractions;
   for (const event of events) {
     if (event.table !== plan.table) continue;
     for (const row of [event.old, event.new]) {
       if (!row) continue;
       if (plan.columns.some((c) => !(c in row))) return undefined; // captured otherwise
-      if (exactFractions) continue;
-      const fraction = (c: string) => typeof row[c] === "number" && !Number.isInteger(row[c]);
-      if (plan.columns.some(fraction)) return undefined;
+      const inexact = (c: string) => {
+        const v = row[c];
+        return typeof v === "number" && !Number.isInteger(v) && !exact(v);
+      };
+      if (plan.columns.some(inexact)) return undefined;
     }
   }
   const byColumn = columnRows(plan, raw);
