@@ -13,11 +13,21 @@ import {
 import { demoViews } from "../../src/demo/seed.ts";
 import { seedD1Demo } from "../../src/demo/seed-d1.ts";
 import type { D1DatabaseLike } from "../../src/sources/d1.ts";
-import { atDistance, calls, link, NO_DISTANCE, objectsAt, ReplicatedD1 } from "./distance.ts";
+import {
+  atDistance,
+  calls,
+  type DistanceOptions,
+  link,
+  NO_DISTANCE,
+  objectsAt,
+  ReplicatedD1,
+} from "./distance.ts";
 
 /**
  * The log's objects, with their own calls to each other (follower mode) across each region's
- * round trip from the log's object: REGION_RTT, JSON `{ region: ms }`.
+ * round trip from the log's object: REGION_RTT, JSON `{ region: ms }`. With DB_REPLICA their
+ * `DB` (what the capture drain reads) is the replicated one, as the isolates' is: its
+ * sessions have bookmarks, and its writes (the drained rows' deletes) reach the replica.
  */
 export class ChangeLogObject extends LogObject {
   constructor(
@@ -27,6 +37,7 @@ export class ChangeLogObject extends LogObject {
     super(state, {
       ...env,
       CHANGE_LOG: objectsAt(env.CHANGE_LOG, JSON.parse(env.REGION_RTT ?? "{}")),
+      ...(env.DB_REPLICA && { DB: new ReplicatedD1(env.DB, NO_DISTANCE, replication(env)) }),
     });
   }
 }
@@ -57,19 +68,42 @@ function workerFor(env: Env): EdgecacheWorker<Env> {
   return worker;
 }
 
+/** The replica of DB the test set up, if any (see distance.ts). */
+function replication(env: Env): DistanceOptions {
+  return {
+    replica: env.DB_REPLICA,
+    lagMs: env.REPLICA_LAG_MS ? Number(env.REPLICA_LAG_MS) : undefined,
+    ignoreBookmarks: env.IGNORE_BOOKMARKS === "true",
+  };
+}
+
 /** The bindings as this isolate sees them: at its distance, when the test set one. */
 function envOf(env: Env): Env {
   if (!env.DISTANCE && !env.DB_REPLICA) return env;
   far ??= atDistance(
     env,
     { ...NO_DISTANCE, ...JSON.parse(env.DISTANCE ?? "{}") },
-    {
-      replica: env.DB_REPLICA,
-      lagMs: env.REPLICA_LAG_MS ? Number(env.REPLICA_LAG_MS) : undefined,
-      ignoreBookmarks: env.IGNORE_BOOKMARKS === "true",
-    },
+    replication(env),
   );
   return far;
+}
+
+/**
+ * Statements sent as JSON (`{ statements: [{ sql, params }] }`) run straight at D1's
+ * primary, around edgecache, through the replicated binding: a write made so reaches the
+ * replica as any write to the primary does, once a session's bookmark asks for it.
+ */
+async function runAtPrimary(request: Request, db: D1DatabaseLike): Promise<Response> {
+  const { statements } = (await request.json()) as {
+    statements: { sql: string; params: unknown[] }[];
+  };
+  try {
+    const prepared = statements.map((s) => db.prepare(s.sql).bind(...s.params));
+    const answers = await db.batch(prepared);
+    return Response.json({ results: answers.map((a) => a.results) });
+  } catch (err) {
+    return Response.json({ error: String((err as Error)?.message ?? err) }, { status: 500 });
+  }
 }
 
 export default {
@@ -88,6 +122,8 @@ export default {
     if (path === "/_distance/cut-region") link.cut.add(region);
     if (path === "/_distance/mend-region") link.cut.delete(region);
     if (path.endsWith("-region")) return Response.json({ cut: [...link.cut] });
+    if (path === "/_distance/primary" && env.DB_REPLICA)
+      return runAtPrimary(request, envOf(env).DB);
     return workerFor(env).fetch(request, envOf(env), ctx);
   },
   scheduled: (controller: unknown, env: Env, ctx: ExecutionContextLike) =>

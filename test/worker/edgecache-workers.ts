@@ -21,7 +21,11 @@ export interface EdgecacheWorkers {
   fresh(): Promise<Source & CapturingSource>;
   /** The isolate `name` over HTTP (with `directSockets`). */
   url(name: string): Promise<URL>;
-  /** The D1 database itself, around the Worker (as `wrangler d1 execute` or another Worker). */
+  /**
+   * The D1 database itself, around the Worker (as `wrangler d1 execute` or another Worker).
+   * With `replica`, its statements run at the primary through the replicated binding, so
+   * its writes reach the replica as every write to the primary does (when a bookmark asks).
+   */
   direct(): Promise<D1DatabaseLike>;
   close(): Promise<void>;
 }
@@ -119,8 +123,11 @@ export async function startEdgecacheWorkers(options: {
       // or the fresh source would find no tables.
       const opened = await workers.fetch(first, "/_edgecache/stats");
       if (!opened.ok) throw new Error(`opening ${first}: ${opened.status} ${await opened.text()}`);
+      if (options.replica) {
+        return d1OverFetch((init) => workers.fetch(first, "/_distance/primary", init));
+      }
       const reader = (await mf.getWorker(READER)) as unknown as { fetch: typeof fetch };
-      return d1OverFetch(reader);
+      return d1OverFetch((init) => reader.fetch("http://d1-reader/", init));
     },
     url: (name) => mf.unsafeGetDirectURL(name),
     close: () => mf.dispose(),
@@ -153,10 +160,10 @@ interface Sent {
   params: unknown[];
 }
 
-/** A D1DatabaseLike whose statements run in the reader Worker. */
-function d1OverFetch(reader: { fetch: typeof fetch }): D1DatabaseLike {
+/** A D1DatabaseLike whose statements run in the Worker `send` reaches (the reader's protocol). */
+function d1OverFetch(send: (init: RequestInit) => Promise<Response>): D1DatabaseLike {
   const run = async (statements: Sent[]): Promise<unknown[][]> => {
-    const res = await reader.fetch("http://d1-reader/", {
+    const res = await send({
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ statements }),
