@@ -102,9 +102,9 @@ interface CaptureDriver {
   /**
    * Given when the change table's changes are applied in an order patches may follow
    * (SQLite writes one transaction at a time; see PostgreSQL's) and this process follows
-   * it itself: whether one waits there.
+   * it itself: whether one waits there (one of `tables`, by Drizzle's names, when given).
    */
-  pendingInOrder?: () => Promise<boolean>;
+  pendingInOrder?: (tables?: readonly string[]) => Promise<boolean>;
 }
 
 /** What `getStats().capture` says. */
@@ -251,7 +251,7 @@ export class DrizzleCapture {
         }
         return false;
       },
-      pending,
+      pending: (tables) => pending(tables),
       ordered: true,
     };
   }
@@ -461,7 +461,7 @@ function sqliteDriver(exec: SqliteExecutor): CaptureDriver {
       { unref: true },
     ),
   );
-  return { ...catalog, pendingInOrder: () => sqliteChangesPending(exec) };
+  return { ...catalog, pendingInOrder: (tables) => sqliteChangesPending(exec, tables) };
 }
 
 /** SQLite's capture catalog (the change table, the triggers, primary keys), over any driver. */
@@ -583,16 +583,14 @@ function postgresDriver(sql: PostgresSql): CaptureDriver {
   // The consumer holds its lock on a one-connection client of its own (see
   // postgresCaptureFeed), made by the application's postgres.js.
   let factory: ((options: unknown) => PostgresSql) | undefined;
-  /** The change tables of the installations last found. */
-  let changeTables: string[] = [];
+  /** The schemas whose change tables the installations last found have. */
+  let schemas: string[] = [];
   const drizzleName = (schema: string, table: string) =>
     schema === "public" ? table : `${schema}.${table}`;
   return {
     async installations() {
       const rows = await sql.unsafe(CAPTURED_TABLES);
-      changeTables = [
-        ...new Set(rows.map((r) => `${quote(captureSchema(String(r.schema)))}.changes`)),
-      ];
+      schemas = [...new Set(rows.map((r) => String(r.schema)))];
       if (rows.length === 0) return [];
       factory ??= loadPostgres();
       const bySchema = new Map<string, Map<string, TableShape>>();
@@ -645,11 +643,26 @@ function postgresDriver(sql: PostgresSql): CaptureDriver {
     // their commits, but then they change other rows (one row's changes are ordered by its
     // lock, and the deferred trigger numbers them at the commit), and each record's patch
     // is exact for the rows it carries whatever the others' order.
-    async pendingInOrder() {
-      if (changeTables.length === 0) return false;
-      const [row] = await sql.unsafe(
-        `SELECT ${changeTables.map((t) => `EXISTS (SELECT 1 FROM ${t})`).join(" OR ")} AS pending`,
-      );
+    async pendingInOrder(tables) {
+      const checks: string[] = [];
+      const params: string[][] = [];
+      for (const schema of schemas) {
+        const changes = `${quote(captureSchema(schema))}.changes`;
+        if (tables === undefined) {
+          checks.push(`EXISTS (SELECT 1 FROM ${changes})`);
+          continue;
+        }
+        // The change table names its tables without their schema.
+        const names = tables.flatMap((t) => {
+          const bare = t.slice(t.indexOf(".") + 1);
+          return drizzleName(schema, bare) === t ? [bare] : [];
+        });
+        if (names.length === 0) continue;
+        params.push(names);
+        checks.push(`EXISTS (SELECT 1 FROM ${changes} WHERE tbl = ANY ($${params.length}))`);
+      }
+      if (checks.length === 0) return false;
+      const [row] = await sql.unsafe(`SELECT ${checks.join(" OR ")} AS pending`, params as never[]);
       return row?.pending === true;
     },
   };

@@ -79,8 +79,8 @@ export class CapturedWrites implements OutsideWrites {
     return this.#by?.active() ?? false;
   }
 
-  pending(): Promise<boolean> {
-    return this.#by?.pending() ?? Promise.resolve(false);
+  pending(tables?: readonly string[]): Promise<boolean> {
+    return this.#by?.pending(tables) ?? Promise.resolve(false);
   }
 }
 

@@ -145,8 +145,10 @@ export interface ChangeLog {
    * before it: the log holds nothing later, and no node holds the write turn. Asked after
    * a load has read the source: true means the load saw the source exactly as of
    * `position`. False when it cannot be told (the log's server is out of reach).
+   * `tables`: the tables the load read (undefined: any); a log may answer for them alone,
+   * since a write to another table changes nothing the load saw (the in-process log does).
    */
-  quietSince(position: LogPosition): Promise<boolean>;
+  quietSince(position: LogPosition, tables?: readonly string[]): Promise<boolean>;
   /** Failed requests to the log's server so far (counted in stats). */
   readonly failures: number;
   close(): Promise<void>;

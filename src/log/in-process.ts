@@ -52,12 +52,15 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
     },
     turn: async () => NO_TURN,
     // One process: its loads never see its own write before the write's record is applied;
-    // a captured one, only once it is no longer pending.
-    async quietSince(position) {
+    // a captured one, only once it is no longer pending. Given the tables the load read,
+    // only their records and changes count (and every record that names no table).
+    async quietSince(position, tables) {
       if (!outside?.active()) return true;
       // Asked after the load's read: a change it saw is pending still, or applied by now.
-      if (await outside.pending()) return false;
-      return position.log === id && position.seq === seq;
+      if (await outside.pending(tables)) return false;
+      if (position.log !== id) return false;
+      if (!tables) return position.seq === seq;
+      return ["", ...tables].every((t) => (lastChanges.get(t) ?? 0) <= position.seq);
     },
     follow(follower) {
       followers.push(follower);

@@ -4,8 +4,8 @@ import type { ChangeLog } from "./contract.ts";
 export interface OutsideWrites {
   /** Whether capture is on: then some writes reach the log only after they commit. */
   active(): boolean;
-  /** Whether a captured write waits to be appended. */
-  pending(): Promise<boolean>;
+  /** Whether a captured write waits to be appended (one of `tables`, when given). */
+  pending(tables?: readonly string[]): Promise<boolean>;
   /**
    * Captured writes come in the database's commit order and no other record carries rows
    * (an adapter over SQLite that owns its engine): on the in-process log their records are
@@ -33,9 +33,9 @@ export function withOutsideWrites(log: ChangeLog, outside: OutsideWrites): Chang
     follow: (follower) => log.follow(follower),
     append: (ops, turn, placed) => log.append(ops, turn, placed),
     trusted: () => log.trusted(),
-    async quietSince(position) {
-      if (!(await log.quietSince(position))) return false;
-      return !(outside.active() && (await outside.pending()));
+    async quietSince(position, tables) {
+      if (!(await log.quietSince(position, tables))) return false;
+      return !(outside.active() && (await outside.pending(tables)));
     },
     get failures() {
       return log.failures;

@@ -177,8 +177,19 @@ export async function sqliteCapturedTables(
 }
 
 /** Whether a change waits in the change table (not yet applied, or applied and not yet consumed). */
-export async function sqliteChangesPending(exec: SqliteExecutor): Promise<boolean> {
-  return (await exec.all(`SELECT 1 AS ok FROM ${CHANGES} LIMIT 1`, [])).length > 0;
+export async function sqliteChangesPending(
+  exec: SqliteExecutor,
+  /** Only changes of these tables count (undefined: any). */
+  tables?: readonly string[],
+): Promise<boolean> {
+  if (tables === undefined) {
+    return (await exec.all(`SELECT 1 AS ok FROM ${CHANGES} LIMIT 1`, [])).length > 0;
+  }
+  const rows = await exec.all(
+    `SELECT 1 AS ok FROM ${CHANGES} WHERE tbl IN (SELECT value FROM json_each(?)) LIMIT 1`,
+    [JSON.stringify(tables)],
+  );
+  return rows.length > 0;
 }
 
 /**

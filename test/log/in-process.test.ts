@@ -1,3 +1,4 @@
+import { describe, expect, it } from "vitest";
 import { localChangeLog } from "../../src/log/in-process.ts";
 import { changeLogConformance } from "./conformance.ts";
 
@@ -22,4 +23,40 @@ changeLogConformance("in-process", {
       async close() {},
     };
   },
+});
+
+describe("in-process log with captured writes: quiet for the tables a load read", () => {
+  const waiting = new Set<string>();
+  const log = localChangeLog({
+    outside: {
+      active: () => true,
+      pending: async (tables) =>
+        tables === undefined ? waiting.size > 0 : tables.some((t) => waiting.has(t)),
+      ordered: true,
+    },
+  });
+  const users = { table: "users", op: "update" as const, old: { id: 1 }, new: { id: 1 } };
+  const orders = { ...users, table: "orders" };
+
+  it("a record or a waiting change of another table leaves a load of users exact", async () => {
+    const position = log.snapshot().position;
+    await log.append([{ event: orders }]);
+    waiting.add("orders");
+    expect(await log.quietSince(position, ["users"])).toBe(true);
+    // Without the tables, any record or waiting change counts.
+    expect(await log.quietSince(position)).toBe(false);
+    waiting.clear();
+  });
+
+  it("a record of a table read, a waiting change of one, or a record naming no table does not", async () => {
+    let position = log.snapshot().position;
+    await log.append([{ event: users }]);
+    expect(await log.quietSince(position, ["users", "orders"])).toBe(false);
+    position = log.snapshot().position;
+    waiting.add("users");
+    expect(await log.quietSince(position, ["users"])).toBe(false);
+    waiting.clear();
+    await log.append([{ tags: ["x"] }]);
+    expect(await log.quietSince(position, ["users"])).toBe(false);
+  });
 });

@@ -59,7 +59,9 @@ export class Loads {
     // Asking a shared log costs a round trip: with `later`, the entry is served and kept
     // as not exact (the stricter rules) until the answer comes.
     const asks = options?.exact === undefined && this.#e.log.shared && !!this.#e.hooks.patch;
-    const quiet = asks ? this.quiet(since) : Promise.resolve(options?.exact === true);
+    const quiet = asks
+      ? this.quiet(since, tablesRead([entry]))
+      : Promise.resolve(options?.exact === true);
     if (!options?.later && (await quiet)) entry.exact = true;
     if (this.#e.fence.conflicts(since, key, entry)) {
       this.#e.counters.fenced++;
@@ -107,9 +109,10 @@ export class Loads {
     return this.#share(key, entry, since, this.#e.end(undefined), Promise.resolve(false));
   }
 
-  async quiet(since: LogPosition): Promise<boolean> {
+  /** Whether the log was quiet since `since` for `tables` (see ChangeLog.quietSince). */
+  async quiet(since: LogPosition, tables?: readonly string[]): Promise<boolean> {
     try {
-      return await this.#e.log.quietSince(since);
+      return await this.#e.log.quietSince(since, tables);
     } catch {
       return false; // counted by the log; the entry is merely patched by the strict rules
     }
@@ -122,7 +125,8 @@ export class Loads {
   ): Promise<void> {
     const entries = await Promise.all(loaded.map(({ init }) => this.#e.entries.build(init, since)));
     if (!this.#e.log.trusted()) return;
-    const exact = this.#e.log.shared && this.#e.hooks.patch && (await this.quiet(since));
+    const exact =
+      this.#e.log.shared && this.#e.hooks.patch && (await this.quiet(since, tablesRead(entries)));
     type Item = { key: string; entry: CacheEntry; end: number };
     const unfenced = (list: readonly Item[]) =>
       list.filter(({ key, entry }) => {
@@ -186,4 +190,17 @@ export class Loads {
     const { entry, stored } = await this.storeLoaded(key, init, since, { later: true });
     return { entry, status: "miss", stored };
   }
+}
+
+/**
+ * The tables entries depend on, as their tags and lists name them (`users`, `users#1`,
+ * `users@orderId=5`): only changes to those could make a load show more than its position.
+ */
+function tablesRead(entries: readonly CacheEntry[]): string[] {
+  const tables = new Set<string>();
+  for (const entry of entries) {
+    for (const tag of entry.tags) tables.add(tag.split(/[#@]/, 1)[0]!);
+    for (const list of entry.lists ?? []) tables.add(list.table);
+  }
+  return [...tables];
 }
