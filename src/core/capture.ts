@@ -385,6 +385,7 @@ export function capturedChange(
   return {
     seq: Number(row.seq),
     at: Number(row.at),
+    ...(row.late === true || row.late === 1 ? { late: true } : {}),
     event: capturedEvent(
       String(row.tbl),
       String(row.op),

@@ -344,7 +344,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
         setSchema: (schema) => {
           this.#catalog = schema;
         },
-        kinds: (table) => this.#schema.get(table)?.columns,
+        kinds: (table) => this.#table(table)?.columns,
       }),
       logger: { warn: (m) => this.#logger.warn(m) },
     });
@@ -407,10 +407,10 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
    * the adapter's own table tags stay beside them, for `onMutate` and the stats.
    */
   #register(query: SelectQuery, response: unknown, names: string[]) {
-    const shape = sqlShape(query.sql, query.params, query.dialect, (t) => this.#schema.get(t));
+    const shape = sqlShape(query.sql, query.params, query.dialect, (t) => this.#table(t));
     const registration = registrationOf(shape, resultRows(response));
     this.#stats.registrations.count(shape, registration.widened);
-    const meta = this.#patching ? patchableMeta(shape, (t) => this.#schema.get(t)) : undefined;
+    const meta = this.#patching ? patchableMeta(shape, (t) => this.#table(t)) : undefined;
     // Drizzle's tables as the planner knows them too, in case the parser missed one: a
     // write it cannot analyse drops the table tag, any other the whole-table list.
     for (const t of names) {
@@ -419,6 +419,17 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       registration.lists.push(wholeTable(t));
     }
     return { ...registration, meta };
+  }
+
+  /**
+   * What the planner knows of a table: as learned, but with floats and instants neither
+   * compared nor ordered by while capture's triggers may record them otherwise (see
+   * DrizzleCapture.recordsForms).
+   */
+  #table(name: string): SqlTable | undefined {
+    const table = this.#schema.get(name);
+    if (!table || !this.#capture || this.#capture.recordsForms()) return table;
+    return withoutCapturedForms(table);
   }
 
   #planSchema(): PlanSchema {

@@ -256,6 +256,16 @@ export class DrizzleCapture {
     };
   }
 
+  /**
+   * Whether every installation's triggers record PostgreSQL's floats with every digit and
+   * timestamps they cannot write as ISO text (infinity, BC) as text the planner refuses:
+   * only then are "float" and "instant" columns compared (installs from before both were
+   * so are not; install again).
+   */
+  recordsForms(): boolean {
+    return this.#found.length > 0 && this.#found.every((i) => i.exactReals === true);
+  }
+
   /** Whether captured records are ordered by the engine's log itself (D1). */
   ordersOnLog(): boolean {
     return this.#driver.ordersOnLog === true;
@@ -407,9 +417,17 @@ function nameOf(table: unknown): string | undefined {
   }
 }
 
-/** A feed whose events are given to `convert` (named as Drizzle names their tables, say). */
+/**
+ * A feed whose events are given to `convert` (named as Drizzle names their tables, say). A
+ * late data API change (read after its write's record never came) loses its rows: its
+ * place among the changes applied before it is not known, so it concerns its table as a
+ * whole instead of patching.
+ */
 function converted(feed: CaptureFeed, convert: (event: WriteEvent) => WriteEvent): CaptureFeed {
-  const named = (c: CapturedChange): CapturedChange => ({ ...c, event: convert(c.event) });
+  const named = (c: CapturedChange): CapturedChange => {
+    const event = convert(c.event);
+    return { ...c, event: c.late ? { table: event.table, op: event.op } : event };
+  };
   const out: CaptureFeed = {
     ...feed,
     async read(limit) {

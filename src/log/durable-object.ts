@@ -510,8 +510,8 @@ export class ChangeLogHost {
   #records = new Map<number, ChangeRecord>();
   #members = new Map<string, Member>();
   #turn: { token: string; until: number } | undefined;
-  /** Turns granted so far (see turnMark). */
-  #turnsGranted = 0;
+  /** Appends of writes (not of captured changes) that reached the object (see appendMark). */
+  #appendsSeen = 0;
   #wake = new Set<() => void>();
   /** Until when leases granted before a restart may still be held. */
   #graceUntil = 0;
@@ -572,7 +572,6 @@ export class ChangeLogHost {
     if (this.#turn !== undefined && now < this.#turn.until && this.#turn.token !== token) {
       return false;
     }
-    if (this.#turn?.token !== token) this.#turnsGranted++;
     this.#turn = { token, until: now + Math.min(ms, MAX_LEASE_MS) };
     return true;
   }
@@ -608,6 +607,7 @@ export class ChangeLogHost {
   }
 
   async #append(body: Record<string, unknown>): Promise<AppendReply> {
+    this.#appendsSeen++;
     const now = Date.now();
     const token = String(body.token ?? "");
     const ordered = token !== "" && this.#turn?.token === token && now < this.#turn.until;
@@ -653,14 +653,13 @@ export class ChangeLogHost {
   }
 
   /**
-   * Which turns were granted: undefined while one is held, else a number that changes with
-   * every grant. A captured change read after two equal marks committed while no write
-   * took turns, so its place among the records is its place in the change table (see the
-   * capture drain).
+   * A number that changes with every append of a write (a data API's, a table-level
+   * invalidation's), whether it held a turn or not. A captured change read after a mark,
+   * appended while the mark is unchanged, is in the log's order: a write committed after it
+   * has not appended yet, so its record comes later (see the capture drain).
    */
-  turnMark(): number | undefined {
-    const held = this.#turn !== undefined && Date.now() < this.#turn.until;
-    return held ? undefined : this.#turnsGranted;
+  appendMark(): number {
+    return this.#appendsSeen;
   }
 
   /**

@@ -290,14 +290,28 @@ export function postgresCaptureFeed(
   let notified = false;
   let carried: ((changes: CapturedChange[]) => void) | undefined;
   let arriving: CapturedChange[] = [];
+  // Carried changes are handed over only while no change waits in the table that committed
+  // before them: notifications come in commit order, so after one that says "read" (a
+  // change not carried), or a (re)connection of the listener (what was sent meanwhile is
+  // lost), later ones wait for a read of the table that began after it and found it all:
+  // that read returns them in order with the earlier ones. Otherwise two changes of one row
+  // could be applied in the other order than their commits.
+  let behind = true;
+  let wakes = 0;
   const woken = () => {
     notified = true;
     wake?.();
   };
+  const fallBehind = () => {
+    behind = true;
+    wakes++;
+    woken();
+  };
   const heard = (payload: string) => {
     const change = heardChange(payload, name, columnsOf);
     if (change === undefined) return;
-    if (change === "read" || !carried) return woken();
+    if (change === "read") return fallBehind();
+    if (!carried || behind) return woken();
     arriving.push(change);
     // Notifications that came in one read from the socket are handed over together.
     if (arriving.length === 1) {
@@ -336,7 +350,7 @@ export function postgresCaptureFeed(
     async read(limit) {
       if (!listening) {
         // Listening again after a reconnect: what was sent meanwhile is only in the table.
-        listening = sql.listen(CHANNEL, heard, woken);
+        listening = sql.listen(CHANNEL, heard, fallBehind);
         // Refused while the database is away: asked again on the next read.
         listening.catch(() => {
           listening = undefined;
@@ -344,15 +358,18 @@ export function postgresCaptureFeed(
       }
       await listening;
       notified = false;
+      const begun = wakes;
       // On the consumer's own connection: never queued behind the pool's reads.
       const rows = await (own ?? sql).unsafe(
         `SELECT seq::float8 AS seq, tbl, op, old::text AS old, new::text AS new,
-                ${atMs("at")} AS at
+                ${atMs("at")} AS at, api IS NOT NULL AS late
            FROM ${schema}.changes
           WHERE api IS NULL OR at < clock_timestamp() - make_interval(secs => $2)
           ORDER BY seq LIMIT $1`,
         [limit, API_GRACE_MS / 1000],
       );
+      // All there was, and nothing said "read" since it began: carried changes are in order.
+      if (rows.length < limit && begun === wakes) behind = false;
       return rows.map((r) => capturedChange(r, columnsOf(String(r.tbl))));
     },
     carry(apply) {

@@ -241,14 +241,27 @@ function isoText(column: string, type: string, typmod: number): string {
   const fraction = precision === 0 ? "" : precision <= 3 ? ".MS" : ".US";
   switch (type) {
     case "date":
-      return `to_char(${column}, 'YYYY-MM-DD')`;
+      return isoOrText(column, `to_char(${column}, 'YYYY-MM-DD')`);
     case "time":
       return `to_char(${column}, 'HH24:MI:SS${fraction}')`;
     case "timestamp":
-      return `to_char(${column}, 'YYYY-MM-DD"T"HH24:MI:SS${fraction}')`;
+      return isoOrText(column, `to_char(${column}, 'YYYY-MM-DD"T"HH24:MI:SS${fraction}')`);
     default:
-      return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS${fraction}"Z"')`;
+      return isoOrText(
+        column,
+        `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS${fraction}"Z"')`,
+      );
   }
+}
+
+/**
+ * `iso` where it says the value: to_char gives NULL for infinity and drops the era of a
+ * date before year 1, so those are read as PostgreSQL's own text (`infinity`, `-infinity`,
+ * `0044-03-15 BC`), which is no ISO date (the query caches take a change carrying one as
+ * a change of the whole table).
+ */
+function isoOrText(column: string, iso: string): string {
+  return `CASE WHEN isfinite(${column}) AND ${column} >= '0001-01-01' THEN ${iso} ELSE ${column}::text END`;
 }
 
 /** The column as a comparison operand: text by code point, numbers as stored. */

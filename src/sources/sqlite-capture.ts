@@ -241,7 +241,7 @@ export function sqliteExecutorFeed(
     },
     async read(limit) {
       const rows = await exec.all(
-        `SELECT seq, tbl, op, old, new, at FROM ${CHANGES}
+        `SELECT seq, tbl, op, old, new, at, api IS NOT NULL AS late FROM ${CHANGES}
           WHERE api IS NULL OR at < ? ORDER BY seq LIMIT ?`,
         [Date.now() - API_GRACE_MS, limit],
       );

@@ -17,7 +17,7 @@ import { type DrizzleCapture, startCapture } from "../drizzle/capture.ts";
 import { decode, encode, Uncacheable } from "../drizzle/codec.ts";
 import { type QueryCacheStats, QueryStats, queryEngine } from "../drizzle/query-stats.ts";
 import { followCapturedWrites, patchableMeta } from "../drizzle/result-patches.ts";
-import { sqlTypeKind } from "../drizzle/selects.ts";
+import { sqlTypeKind, withoutCapturedForms } from "../drizzle/selects.ts";
 import type { ChangeLog } from "../log/contract.ts";
 import { type SqlClient, type SqlResult, type SqlRow, sqlClient } from "./clients.ts";
 
@@ -129,7 +129,7 @@ export class SqlCache {
           setSchema: (schema) => {
             this.#catalog = schema;
           },
-          kinds: (table) => this.#kinds.get(table) ?? undefined,
+          kinds: (table) => this.#schema(table)?.columns,
         }),
         logger: { warn: (m) => logger.warn(m) },
       });
@@ -321,7 +321,9 @@ export class SqlCache {
     const primaryKey = this.#catalog?.primaryKey(table);
     if (primaryKey === undefined) return undefined;
     const columns = this.#kinds.get(table);
-    return columns ? { primaryKey, columns } : { primaryKey };
+    const known: SqlTable = columns ? { primaryKey, columns } : { primaryKey };
+    // Floats and instants only where capture's triggers record them exactly.
+    return this.#capture?.recordsForms() === false ? withoutCapturedForms(known) : known;
   };
 
   /** Reads the column kinds of those of `tables` with a known primary key; true if any were new. */

@@ -84,7 +84,7 @@ export class CaptureDrain {
   #armed = false;
   /** When the last drain began (changes committed before it are in the log). */
   #drainedAt = Number.NEGATIVE_INFINITY;
-  /** The log's turn mark before the change table's last complete read (see #pass). */
+  /** The log's append mark before the change table's last complete read (see #pass). */
   #readMark: number | undefined;
   #applied = 0;
   #lags: number[] = [];
@@ -162,12 +162,13 @@ export class CaptureDrain {
     try {
       for (;;) {
         // A change read now committed after the last complete read began (one committed
-        // earlier was read then). If no write took a turn since, no data API record can
-        // belong after it: the record is ordered, and patches (SQLite commits one at a
-        // time, so the table's order is the commits'). A late data API change has no
-        // known place.
+        // earlier was read then). If no write has appended since, a write committed after
+        // the change appends after its record: the record is in commit order and patches
+        // (SQLite commits one at a time, so the table's order is the commits'). A write
+        // that appended meanwhile may have committed after it (its turn lapsed, the object
+        // restarted): then the record only invalidates. So does a late data API change.
         const since = this.#readMark;
-        const mark = this.#log.turnMark();
+        const mark = this.#log.appendMark();
         const changes = await this.#feed.read(BATCH);
         const complete = changes.length < BATCH;
         if (changes.length === 0) {
@@ -175,7 +176,7 @@ export class CaptureDrain {
           break;
         }
         const ordered =
-          since !== undefined && this.#log.turnMark() === since && !changes.some((c) => c.late);
+          since !== undefined && this.#log.appendMark() === since && !changes.some((c) => c.late);
         // In the log (in the object's storage) before the rows go: exactly once, or twice.
         await this.#log.appendCaptured(
           changes.map((c) => ({ event: c.event })),
