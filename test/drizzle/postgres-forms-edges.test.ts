@@ -1,16 +1,11 @@
 import { asc, eq, gt } from "drizzle-orm";
 import { doublePrecision, integer, pgSchema, text, timestamp } from "drizzle-orm/pg-core";
-import { drizzle } from "drizzle-orm/postgres-js";
-import postgres from "postgres";
+import type { drizzle } from "drizzle-orm/postgres-js";
+import type postgres from "postgres";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import {
-  drizzleCache,
-  type EdgecacheDrizzleCache,
-  withTransactions,
-} from "../../src/drizzle/index.ts";
-import { postgresSource } from "../../src/sources/postgres.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
+import type { EdgecacheDrizzleCache } from "../../src/drizzle/index.ts";
 import { requirePostgres } from "../helpers/services.ts";
+import { type FollowingPostgres, followingPostgres } from "./postgres-following.ts";
 
 /**
  * Timestamps capture cannot write as ISO text, and floats of older installs. Found in
@@ -35,36 +30,23 @@ type Db = ReturnType<typeof drizzle>;
 pg.describe(
   "postgres.js capture: timestamps capture cannot write as ISO, older installs' floats",
   () => {
+    let h: FollowingPostgres;
     let admin: postgres.Sql;
-    let client: postgres.Sql;
     let cache: EdgecacheDrizzleCache;
     let db: Db;
     let fresh: Db;
     beforeAll(async () => {
-      admin = postgres(pg.url, { max: 2, onnotice: () => {} });
-      await admin.unsafe(`create schema ${schemaName}`);
-      await admin.unsafe(`create table ${schemaName}.ev (
-      id integer primary key, at timestamptz not null, score double precision, tag text not null)`);
-      const source = await postgresSource({ url: pg.url, schema: schemaName, max: 1 });
-      await source.installCapture();
-      await source.close();
-      client = postgres(pg.url, { max: 4, onnotice: () => {} });
-      cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
-      db = withTransactions(drizzle(client, { cache })) as unknown as Db;
-      fresh = drizzle(admin);
-      await db.select().from(ev).where(eq(ev.id, 0));
-      const until = Date.now() + 10_000;
-      while (cache.getStats().writes !== "capture") {
-        if (Date.now() > until) throw new Error("capture not followed");
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      h = await followingPostgres(
+        pg.url,
+        schemaName,
+        (schema) => `create table ${schema}.ev (
+          id integer primary key, at timestamptz not null, score double precision, tag text not null)`,
+        (d) => d.select().from(ev).where(eq(ev.id, 0)),
+      );
+      ({ admin, cache, db, fresh } = h);
     });
     afterAll(async () => {
-      await cache?.close();
-      await client?.end();
-      await admin?.unsafe(`drop schema if exists ${schemaName} cascade`);
-      await admin?.unsafe(`drop schema if exists edgecache_${schemaName} cascade`);
-      await admin?.end();
+      await h?.close();
     });
 
     const page = (d: Db) => d.select().from(ev).orderBy(asc(ev.at), asc(ev.id)).limit(5);

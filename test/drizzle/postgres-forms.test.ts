@@ -1,17 +1,12 @@
 import { asc, desc, eq } from "drizzle-orm";
 import { doublePrecision, integer, pgSchema, text, timestamp } from "drizzle-orm/pg-core";
-import { drizzle } from "drizzle-orm/postgres-js";
+import type { drizzle } from "drizzle-orm/postgres-js";
 import fc from "fast-check";
-import postgres from "postgres";
+import type postgres from "postgres";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import {
-  drizzleCache,
-  type EdgecacheDrizzleCache,
-  withTransactions,
-} from "../../src/drizzle/index.ts";
-import { postgresSource } from "../../src/sources/postgres.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
+import type { EdgecacheDrizzleCache } from "../../src/drizzle/index.ts";
 import { requirePostgres } from "../helpers/services.ts";
+import { type FollowingPostgres, followingPostgres } from "./postgres-following.ts";
 
 /**
  * PostgreSQL's timestamps and floats in results patched in place: drizzle-orm's postgres.js
@@ -142,38 +137,25 @@ const reads: ((db: Db) => Promise<unknown>)[] = [
 ];
 
 pg.describe("drizzle on postgres.js: timestamps and floats patched in place", () => {
+  let h: FollowingPostgres;
   let admin: postgres.Sql;
-  let client: postgres.Sql;
   let cache: EdgecacheDrizzleCache;
   let db: Db;
   let fresh: Db;
 
   beforeAll(async () => {
-    admin = postgres(pg.url, { max: 2, onnotice: () => {} });
-    await admin.unsafe(`create schema ${schemaName}`);
-    await admin.unsafe(`create table ${schemaName}.events (
-      id integer primary key, at timestamptz not null, seen timestamp(3),
-      score double precision, tag text not null)`);
-    const source = await postgresSource({ url: pg.url, schema: schemaName, max: 1 });
-    await source.installCapture();
-    await source.close();
-    client = postgres(pg.url, { max: 4, onnotice: () => {} });
-    cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
-    db = withTransactions(drizzle(client, { cache })) as unknown as Db;
-    fresh = drizzle(admin);
-    await db.select().from(events).where(eq(events.id, 0));
-    const until = Date.now() + 10_000;
-    while (cache.getStats().writes !== "capture") {
-      if (Date.now() > until) throw new Error("capture not followed");
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    h = await followingPostgres(
+      pg.url,
+      schemaName,
+      (schema) => `create table ${schema}.events (
+        id integer primary key, at timestamptz not null, seen timestamp(3),
+        score double precision, tag text not null)`,
+      (d) => d.select().from(events).where(eq(events.id, 0)),
+    );
+    ({ admin, cache, db, fresh } = h);
   });
   afterAll(async () => {
-    await cache?.close();
-    await client?.end();
-    await admin?.unsafe(`drop schema if exists ${schemaName} cascade`);
-    await admin?.unsafe(`drop schema if exists edgecache_${schemaName} cascade`);
-    await admin?.end();
+    await h?.close();
   });
 
   it("a page ordered by a timestamp: a newer row around Drizzle is patched in, a hit after", async () => {

@@ -4,14 +4,9 @@ import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import type { WriteEvent } from "../../src/core/deps/planner.ts";
-import {
-  drizzleCache,
-  type EdgecacheDrizzleCache,
-  withTransactions,
-} from "../../src/drizzle/index.ts";
-import { postgresSource } from "../../src/sources/postgres.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
+import type { EdgecacheDrizzleCache } from "../../src/drizzle/index.ts";
 import { requirePostgres } from "../helpers/services.ts";
+import { type FollowingPostgres, followingPostgres } from "./postgres-following.ts";
 
 /**
  * One row's changes reach the log in commit order on PostgreSQL, carried by NOTIFY or not.
@@ -32,58 +27,67 @@ const t = pgSchema(schemaName).table("t", {
 const R = 150;
 
 pg.describe("postgres.js capture: one row's changes applied in commit order", () => {
+  let h: FollowingPostgres;
   let admin: postgres.Sql;
   let other: postgres.Sql;
-  let client: postgres.Sql;
   let cache: EdgecacheDrizzleCache;
   let db: ReturnType<typeof drizzle>;
   const applied: WriteEvent[][] = [];
   /** Holds the apply of T1's change of R this long (widens the window, keeps the order). */
   let holdT1 = 0;
 
+  /**
+   * T1 changes 149 other rows, then R to `first` (its 150th change: not carried); T2 sets R
+   * to `second`. T1 takes R's lock first, so T2 waits for it and commits after it.
+   */
+  async function bothChangeR(first: number, second: number): Promise<void> {
+    let locked!: () => void;
+    const holding = new Promise<void>((r) => {
+      locked = r;
+    });
+    const t1 = admin.begin(async (tx) => {
+      await tx.unsafe(`select 1 from ${schemaName}.t where id = ${R} for update`);
+      locked();
+      await tx.unsafe(`update ${schemaName}.t set pad = pad where id <> ${R}`);
+      await tx.unsafe(`update ${schemaName}.t set a = ${first} where id = ${R}`);
+      await new Promise((r) => setTimeout(r, 30)); // T2 queues on R's lock meanwhile
+    });
+    await holding;
+    const t2 = other.unsafe(`update ${schemaName}.t set a = ${second} where id = ${R}`);
+    await Promise.all([t1, t2]);
+  }
+
   beforeAll(async () => {
-    admin = postgres(pg.url, { max: 2, onnotice: () => {} });
     other = postgres(pg.url, { max: 2, onnotice: () => {} });
-    await admin.unsafe(`create schema ${schemaName}`);
-    await admin.unsafe(
-      `create table ${schemaName}.t (id integer primary key, a integer not null, pad text not null)`,
-    );
-    await admin.unsafe(
-      `insert into ${schemaName}.t select g, g, 'x' from generate_series(1, ${R}) g`,
-    );
-    const source = await postgresSource({ url: pg.url, schema: schemaName, max: 1 });
-    await source.installCapture();
-    await source.close();
-    client = postgres(pg.url, { max: 4, onnotice: () => {} });
-    cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
-    const applyWrite = cache.engine.applyWrite.bind(cache.engine);
-    cache.engine.applyWrite = ((written: WriteEvent | WriteEvent[]) => {
-      const events = Array.isArray(written) ? written : [written];
-      const t1 = events.some((e) => e.new?.id === R && e.new?.a === 0);
-      if (t1 && holdT1 > 0) {
-        return new Promise((r) => setTimeout(r, holdT1)).then(() => {
+    h = await followingPostgres(
+      pg.url,
+      schemaName,
+      (
+        schema,
+      ) => `create table ${schema}.t (id integer primary key, a integer not null, pad text not null);
+        insert into ${schema}.t select g, g, 'x' from generate_series(1, ${R}) g`,
+      (d) => d.select().from(t).where(eq(t.id, 0)),
+      (cache) => {
+        const applyWrite = cache.engine.applyWrite.bind(cache.engine);
+        cache.engine.applyWrite = ((written: WriteEvent | WriteEvent[]) => {
+          const events = Array.isArray(written) ? written : [written];
+          const t1 = events.some((e) => e.new?.id === R && e.new?.a === 0);
+          if (t1 && holdT1 > 0) {
+            return new Promise((r) => setTimeout(r, holdT1)).then(() => {
+              applied.push(events);
+              return applyWrite(written);
+            }) as ReturnType<typeof applyWrite>;
+          }
           applied.push(events);
           return applyWrite(written);
-        }) as ReturnType<typeof applyWrite>;
-      }
-      applied.push(events);
-      return applyWrite(written);
-    }) as typeof cache.engine.applyWrite;
-    db = withTransactions(drizzle(client, { cache })) as unknown as ReturnType<typeof drizzle>;
-    await db.select().from(t).where(eq(t.id, 0));
-    const until = Date.now() + 10_000;
-    while (cache.getStats().writes !== "capture") {
-      if (Date.now() > until) throw new Error("capture not followed");
-      await new Promise((r) => setTimeout(r, 10));
-    }
+        }) as typeof cache.engine.applyWrite;
+      },
+    );
+    ({ admin, cache, db } = h);
   });
   afterAll(async () => {
-    await cache?.close();
-    await client?.end();
+    await h?.close();
     await other?.end();
-    await admin?.unsafe(`drop schema if exists ${schemaName} cascade`);
-    await admin?.unsafe(`drop schema if exists edgecache_${schemaName} cascade`);
-    await admin?.end();
   });
 
   it("a later change of row R is never applied before an earlier one", async () => {
@@ -92,22 +96,7 @@ pg.describe("postgres.js capture: one row's changes applied in commit order", ()
     for (let k = 1; k <= trials; k++) {
       applied.length = 0;
       // T1: 149 other rows, then R (its change is the 150th: not carried).
-      let locked!: () => void;
-      const holding = new Promise<void>((r) => {
-        locked = r;
-      });
-      const t1 = admin.begin(async (tx) => {
-        // R's lock first, so that T2 waits for T1 and commits after it.
-        await tx.unsafe(`select 1 from ${schemaName}.t where id = ${R} for update`);
-        locked();
-        await tx.unsafe(`update ${schemaName}.t set pad = pad where id <> ${R}`);
-        await tx.unsafe(`update ${schemaName}.t set a = ${1000 + k} where id = ${R}`);
-        await new Promise((r) => setTimeout(r, 30)); // T2 queues on R's lock meanwhile
-      });
-      await holding;
-      // T2: R again; waits for T1's row lock, so it commits after T1 (carried: 1 change).
-      const t2 = other.unsafe(`update ${schemaName}.t set a = ${-k} where id = ${R}`);
-      await Promise.all([t1, t2]);
+      await bothChangeR(1000 + k, -k);
       expect(await cache.catchUp()).toBe(true);
       const order = applied
         .flat()
@@ -138,21 +127,7 @@ pg.describe("postgres.js capture: one row's changes applied in commit order", ()
     await new Promise((r) => setTimeout(r, 50));
     applied.length = 0;
     holdT1 = 400;
-    let locked!: () => void;
-    const holding = new Promise<void>((r) => {
-      locked = r;
-    });
-    const t1 = admin.begin(async (tx) => {
-      // R's lock first, so that T2 waits for T1 and commits after it.
-      await tx.unsafe(`select 1 from ${schemaName}.t where id = ${R} for update`);
-      locked();
-      await tx.unsafe(`update ${schemaName}.t set pad = pad where id <> ${R}`);
-      await tx.unsafe(`update ${schemaName}.t set a = 0 where id = ${R}`);
-      await new Promise((r) => setTimeout(r, 30));
-    });
-    await holding;
-    const t2 = other.unsafe(`update ${schemaName}.t set a = ${R} where id = ${R}`);
-    await Promise.all([t1, t2]);
+    await bothChangeR(0, R);
     // Both committed: page 2 is 3,4 in the database (before T1, and after T2).
     const truth = ids(await page(drizzle(admin), 2));
     await new Promise((r) => setTimeout(r, 100));
@@ -181,21 +156,7 @@ pg.describe("postgres.js capture: one row's changes applied in commit order", ()
           .limit(1 + k);
       for (let i = 0; i < 3; i++) await lookup(db);
       // T1 sets R to 1000+k (the 150th change of T1: not carried); T2 sets it back.
-      let locked!: () => void;
-      const holding = new Promise<void>((r) => {
-        locked = r;
-      });
-      const t1 = admin.begin(async (tx) => {
-        // R's lock first, so that T2 waits for T1 and commits after it.
-        await tx.unsafe(`select 1 from ${schemaName}.t where id = ${R} for update`);
-        locked();
-        await tx.unsafe(`update ${schemaName}.t set pad = pad where id <> ${R}`);
-        await tx.unsafe(`update ${schemaName}.t set a = ${1000 + k} where id = ${R}`);
-        await new Promise((r) => setTimeout(r, 30));
-      });
-      await holding;
-      const t2 = other.unsafe(`update ${schemaName}.t set a = ${R} where id = ${R}`);
-      await Promise.all([t1, t2]);
+      await bothChangeR(1000 + k, R);
       expect(await cache.catchUp()).toBe(true);
       await new Promise((r) => setTimeout(r, 50));
       const cached = (await lookup(db))[0]!.a;
