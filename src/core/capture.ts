@@ -139,6 +139,11 @@ export interface CaptureFollower {
    * the caller then invalidates by other means. Wakes the follower, so it costs one read.
    */
   sync(): Promise<boolean>;
+  /**
+   * Whether this change (its `seq` and `at`, as the feed reads them) was applied here: its
+   * record is in the log, though its row may still wait to be deleted.
+   */
+  applied?(change: { seq: number; at: number }): boolean;
   /** Changes applied so far, and their lag from the database's record to applied, ms. */
   stats(): { applied: number; lagP50: number | undefined; lagP99: number | undefined };
   close(): Promise<void>;
@@ -251,7 +256,7 @@ export function followCapture(
 
   // Changes applied here, by position and record time (a new install numbers from 1 again).
   const done = new Set<string>();
-  const id = (c: CapturedChange) => `${c.seq}@${c.at}`;
+  const id = (c: { seq: number; at: number }) => `${c.seq}@${c.at}`;
   /** Applies those of `changes` not applied yet, as one record; answers them. */
   const apply = async (changes: readonly CapturedChange[]): Promise<CapturedChange[]> => {
     const fresh = changes.filter((c) => !done.has(id(c)));
@@ -338,6 +343,7 @@ export function followCapture(
       return leading;
     },
     caughtUp,
+    applied: (change) => done.has(id(change)),
     sync() {
       if (stopped || !installed || !leading) return Promise.resolve(false);
       return new Promise<boolean>((done) => {

@@ -14,7 +14,12 @@ import type { SqlColumnKind } from "../core/sql/shapes.ts";
 import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
 import type { D1DatabaseLike } from "../sources/d1.ts";
-import { captureSchema, EXACT_FLOATS, postgresCaptureFeed } from "../sources/postgres-capture.ts";
+import {
+  atMs,
+  captureSchema,
+  EXACT_FLOATS,
+  postgresCaptureFeed,
+} from "../sources/postgres-capture.ts";
 import { literal, quote } from "../sources/sql.ts";
 import {
   betterSqliteExecutor,
@@ -44,6 +49,8 @@ import { tableName } from "./tables.ts";
  * D1_REFRESH_MS (no timer: a Worker's outlives no request, and D1 bills rows read).
  */
 
+/** PostgreSQL: changes looked at per change table when asked whether one waits unapplied. */
+const PENDING_LOOK = 50;
 /** How often the catalog is read again (installs, captured tables, primary keys), ms. */
 const REFRESH_MS = 1000;
 /** D1: how long a catalog read holds before a call reads it again, ms. */
@@ -102,9 +109,14 @@ interface CaptureDriver {
   /**
    * Given when the change table's changes are applied in an order patches may follow
    * (SQLite writes one transaction at a time; see PostgreSQL's) and this process follows
-   * it itself: whether one waits there (one of `tables`, by Drizzle's names, when given).
+   * it itself: whether one waits there (one of `tables`, by Drizzle's names, when given),
+   * not counting those `applied` says are applied already (the installation's id, then
+   * the change), whose rows only wait to be deleted.
    */
-  pendingInOrder?: (tables?: readonly string[]) => Promise<boolean>;
+  pendingInOrder?: (
+    tables?: readonly string[],
+    applied?: (installation: string, change: { seq: number; at: number }) => boolean,
+  ) => Promise<boolean>;
 }
 
 /** What `getStats().capture` says. */
@@ -251,7 +263,11 @@ export class DrizzleCapture {
         }
         return false;
       },
-      pending: (tables) => pending(tables),
+      pending: (tables) =>
+        pending(tables, (id, change) => {
+          const follower = this.#followers.get(id)?.follower;
+          return follower?.applied?.(change) === true;
+        }),
       ordered: true,
     };
   }
@@ -661,27 +677,36 @@ function postgresDriver(sql: PostgresSql): CaptureDriver {
     // their commits, but then they change other rows (one row's changes are ordered by its
     // lock, and the deferred trigger numbers them at the commit), and each record's patch
     // is exact for the rows it carries whatever the others' order.
-    async pendingInOrder(tables) {
-      const checks: string[] = [];
+    async pendingInOrder(tables, applied) {
+      const reads: string[] = [];
       const params: string[][] = [];
       for (const schema of schemas) {
-        const changes = `${quote(captureSchema(schema))}.changes`;
-        if (tables === undefined) {
-          checks.push(`EXISTS (SELECT 1 FROM ${changes})`);
-          continue;
+        const id = captureSchema(schema);
+        let where = "";
+        if (tables !== undefined) {
+          // The change table names its tables without their schema.
+          const names = tables.flatMap((t) => {
+            const bare = t.slice(t.indexOf(".") + 1);
+            return drizzleName(schema, bare) === t ? [bare] : [];
+          });
+          if (names.length === 0) continue;
+          params.push(names);
+          where = `WHERE tbl = ANY ($${params.length})`;
         }
-        // The change table names its tables without their schema.
-        const names = tables.flatMap((t) => {
-          const bare = t.slice(t.indexOf(".") + 1);
-          return drizzleName(schema, bare) === t ? [bare] : [];
-        });
-        if (names.length === 0) continue;
-        params.push(names);
-        checks.push(`EXISTS (SELECT 1 FROM ${changes} WHERE tbl = ANY ($${params.length}))`);
+        // As the feed reads them (seq and at), so that `applied` knows them.
+        reads.push(`(SELECT ${literal(id)} AS id, seq::float8 AS seq, ${atMs("at")} AS at
+          FROM ${quote(id)}.changes ${where} ORDER BY seq LIMIT ${PENDING_LOOK})`);
       }
-      if (checks.length === 0) return false;
-      const [row] = await sql.unsafe(`SELECT ${checks.join(" OR ")} AS pending`, params as never[]);
-      return row?.pending === true;
+      if (reads.length === 0) return false;
+      const rows = await sql.unsafe(reads.join(" UNION ALL "), params as never[]);
+      const seen = new Map<string, number>();
+      for (const r of rows) {
+        const id = String(r.id);
+        seen.set(id, (seen.get(id) ?? 0) + 1);
+        if (!applied?.(id, { seq: Number(r.seq), at: Number(r.at) })) return true;
+      }
+      // A full look may have left out a change that waits.
+      return [...seen.values()].some((n) => n >= PENDING_LOOK);
     },
   };
 }

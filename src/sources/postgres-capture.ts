@@ -39,7 +39,7 @@ const CHANNEL = "edgecache_changes";
  * A change's record time in ms, as both the read and the NOTIFY payload give it: the same
  * float8, so that the consumer knows a change it had carried when it reads it.
  */
-const atMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`;
+export const atMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`;
 const TRIGGER = "edgecache_capture";
 /**
  * The setting a capture function runs with: float8 and float4 written as the shortest text

@@ -165,4 +165,30 @@ pg.describe("postgres.js capture: one row's changes applied in commit order", ()
     }
     expect(stale).toBe(0);
   }, 60_000);
+
+  it("a load while a change waits in the table, not applied yet, is not exact: its page is not shifted twice", async () => {
+    await admin.unsafe(`update ${schemaName}.t set a = id`);
+    expect(await cache.catchUp()).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    const page = (d: ReturnType<typeof drizzle>, offset: number) =>
+      d
+        .select()
+        .from(t)
+        .where(gt(t.id, -2000))
+        .orderBy(asc(t.a), asc(t.id))
+        .limit(2)
+        .offset(offset);
+    for (const o of [0, 2]) await page(db, o); // exact neighbours
+    await new Promise((r) => setTimeout(r, 50));
+    holdT1 = 400;
+    // R moves to the front; its record is held back, so it waits in the table meanwhile.
+    await admin.unsafe(`update ${schemaName}.t set a = 0 where id = ${R}`);
+    await new Promise((r) => setTimeout(r, 50));
+    // Loaded now, the page shows R's move already: applying its record must not shift it.
+    expect(await page(db, 4)).toEqual(await page(drizzle(admin), 4));
+    holdT1 = 0;
+    expect(await cache.catchUp()).toBe(true);
+    await new Promise((r) => setTimeout(r, 450));
+    expect(await page(db, 4)).toEqual(await page(drizzle(admin), 4));
+  }, 30_000);
 });
