@@ -28,6 +28,10 @@ const DB_ARG = {
     type: "string",
     description: "SQLite file or postgres:// URL (default: DATABASE_URL, or ./edgecache.db)",
   },
+  schema: {
+    type: "string",
+    description: "With a postgres:// URL: the schema whose tables are captured (default public)",
+  },
   json: { type: "boolean", description: "Print the status as JSON" },
   d1: {
     type: "string",
@@ -52,11 +56,15 @@ function d1Target(args: {
   remote?: boolean;
   "persist-to"?: string;
   db?: string;
+  schema?: string;
 }): D1Target | undefined {
   if (args.d1 === undefined) return undefined;
   if (args.d1 === "")
     throw new EdgecacheError("E_BAD_OPTION", "capture", "--d1: expected a database name");
   if (args.db) throw new EdgecacheError("E_BAD_OPTION", "capture", "--d1 and --db: give one");
+  if (args.schema !== undefined) {
+    throw new EdgecacheError("E_BAD_OPTION", "capture", "--schema: only with a postgres:// URL");
+  }
   if (args.local && args.remote) {
     throw new EdgecacheError("E_BAD_OPTION", "capture", "--local and --remote: give one");
   }
@@ -64,15 +72,23 @@ function d1Target(args: {
 }
 
 async function withSource<T>(
-  db: string | undefined,
+  args: { db?: string; schema?: string },
   work: (source: Source & CapturingSource, shown: string) => Promise<T>,
 ): Promise<T> {
-  const database = db || envVar("DATABASE_URL") || "edgecache.db";
-  if (!isPostgresUrl(database) && !existsSync(database)) {
+  const database = args.db || envVar("DATABASE_URL") || "edgecache.db";
+  const postgres = isPostgresUrl(database);
+  if (!postgres && args.schema !== undefined) {
+    throw new EdgecacheError("E_BAD_OPTION", "capture", "--schema: only with a postgres:// URL");
+  }
+  if (!postgres && !existsSync(database)) {
     throw new EdgecacheError("E_BAD_OPTION", "capture", `no SQLite file at ${database}`);
   }
-  const source = isPostgresUrl(database)
-    ? await postgresSource({ url: database, max: 1 })
+  const source = postgres
+    ? await postgresSource({
+        url: database,
+        max: 1,
+        ...(args.schema !== undefined && { schema: args.schema }),
+      })
     : sqliteSource({ path: database, readonly: false });
   try {
     return await work(source, isPostgresUrl(database) ? redactUrl(database) : database);
@@ -125,7 +141,7 @@ const install = defineCommand({
     friendly(async () => {
       const d1 = d1Target(args);
       if (d1 === undefined) {
-        await withSource(args.db, async (source, shown) =>
+        await withSource(args, async (source, shown) =>
           print(await source.installCapture(), shown, args.json),
         );
       } else if (args.migration) {
@@ -143,7 +159,7 @@ const uninstall = defineCommand({
     friendly(async () => {
       const d1 = d1Target(args);
       if (d1 === undefined) {
-        await withSource(args.db, async (source, shown) => {
+        await withSource(args, async (source, shown) => {
           await source.uninstallCapture();
           print(await source.captureStatus(), shown, args.json);
         });
@@ -162,7 +178,7 @@ const status = defineCommand({
     friendly(async () => {
       const d1 = d1Target(args);
       if (d1 === undefined) {
-        await withSource(args.db, async (source, shown) =>
+        await withSource(args, async (source, shown) =>
           print(await source.captureStatus(), shown, args.json),
         );
       } else {

@@ -41,10 +41,12 @@ consistencyProperty(
   0,
 );
 consistencyProperty("Workers at a distance, D1 replicas, lease log", () => workers("lease"), 3, 0);
+// Four runs: with two, a run of this mode's few hits (each isolate far from the others)
+// sometimes held none, failing the property's check that the cache served anything.
 consistencyProperty(
   "Workers at a distance, D1 replicas, regional followers",
   () => workers("follower"),
-  2,
+  4,
   0,
 );
 consistencyProperty(
