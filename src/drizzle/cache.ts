@@ -58,10 +58,10 @@ export interface DrizzleCacheOptions {
    */
   reload?: boolean;
   /**
-   * Following change capture on SQLite (libSQL, better-sqlite3), a cached select of every
-   * column of one table, a page or a primary-key lookup, is patched in place after a write
-   * from the write's rows, as the data API patches its responses (default true); otherwise
-   * it is invalidated. See docs/guides/drizzle.md, "Patched in place".
+   * Following change capture (libSQL, better-sqlite3, postgres.js, D1), a cached select of
+   * every column of one table, a page or a primary-key lookup, is patched in place after a
+   * write from the write's rows, as the data API patches its responses (default true);
+   * otherwise it is invalidated. See docs/guides/drizzle.md, "Patched in place".
    */
   patchInPlace?: boolean;
 }
@@ -130,7 +130,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   #reload: boolean;
   /** Whether cached selects may be patched in place (see `patchInPlace`). */
   #patchInPlace: boolean;
-  /** Set once captured writes reach this engine in commit order: results are then patched. */
+  /** Set once captured writes reach this engine in an order patches follow: results are then patched. */
   #patching = false;
   /** The captured writes this cache's own in-process log hears of (see `followCapture`). */
   #captured: CapturedWrites | undefined;
@@ -351,7 +351,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     this.#capture = capture;
     // Following capture, every change reaches the planner with its rows, so the engine can
     // reload a hot select a write invalidated: never on a shared engine (its owner's hooks).
-    // Captured writes in commit order (SQLite) may patch cached results too.
+    // Captured writes in an order patches may follow may patch cached results too.
     if (capture && this.#ownsEngine) {
       this.#patching = followCapturedWrites(engine, capture, this.#captured, {
         prefix: this.#prefix,
@@ -398,8 +398,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
    * the tables of each select's columns). The planner reads the primary keys too.
    */
   learnTable(name: string, table: SqlTable): void {
-    // A shared engine's captured changes are its owner's, not in this adapter's forms.
-    this.#schema.set(name, this.#ownsEngine ? table : withoutCapturedForms(table));
+    this.#schema.set(name, table);
   }
 
   /**
@@ -423,13 +422,14 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
 
   /**
    * What the planner knows of a table: as learned, but with floats and instants neither
-   * compared nor ordered by while capture's triggers may record them otherwise (see
-   * DrizzleCapture.recordsForms).
+   * compared nor ordered by where captured changes may come in another form: on a shared
+   * engine (its owner's changes), or while capture's triggers may record them otherwise
+   * (see DrizzleCapture.recordsForms).
    */
   #table(name: string): SqlTable | undefined {
     const table = this.#schema.get(name);
-    if (!table || !this.#capture || this.#capture.recordsForms()) return table;
-    return withoutCapturedForms(table);
+    const forms = this.#ownsEngine && (!this.#capture || this.#capture.recordsForms());
+    return table && !forms ? withoutCapturedForms(table) : table;
   }
 
   #planSchema(): PlanSchema {

@@ -293,9 +293,7 @@ export class DrizzleCapture {
    */
   exactReals(): (value: number) => boolean {
     const found = this.#found;
-    if (found.length === 0 || found.some((i) => i.exactReals === undefined || !i.exactReals)) {
-      return () => false;
-    }
+    if (found.length === 0 || found.some((i) => !i.exactReals)) return () => false;
     if (found.every((i) => i.exactReals === true)) return () => true;
     return (v) => Math.abs(v) >= EXACT_D1_REALS[0] && Math.abs(v) <= EXACT_D1_REALS[1];
   }
@@ -672,8 +670,8 @@ function postgresDriver(sql: PostgresSql): CaptureDriver {
       }));
     },
     // The consumer applies changes as they become visible, each deleted once applied, so
-    // a load that finds the change tables empty afterwards saw exactly the changes applied
-    // before it. Changes of concurrent transactions may be applied in another order than
+    // a load after which the change tables hold no change it has not applied saw exactly
+    // the changes applied before it. Changes of concurrent transactions may be applied in another order than
     // their commits, but then they change other rows (one row's changes are ordered by its
     // lock, and the deferred trigger numbers them at the commit), and each record's patch
     // is exact for the rows it carries whatever the others' order.

@@ -45,7 +45,7 @@ export interface SqlCacheOptions {
    */
   reload?: boolean;
   /**
-   * While SQLite capture is followed, a cached select of every column of one table (named,
+   * While capture is followed, a cached select of every column of one table (named,
    * not `*`), a page or a primary-key lookup, is patched in place after a write from the
    * write's rows (true by default; as the Drizzle adapter).
    */
@@ -135,7 +135,7 @@ export class SqlCache {
       });
       this.#ready = this.#capture?.ready;
       // Following capture, every change reaches the planner with its rows, so the engine
-      // can reload a hot query a write invalidated, or patch it (SQLite): never on a shared
+      // can reload a hot query a write invalidated, or patch it: never on a shared
       // engine (its owner's).
       if (this.#capture && owns) {
         this.#patching = followCapturedWrites(this.engine, this.#capture, outside, {

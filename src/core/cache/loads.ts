@@ -1,4 +1,5 @@
 import type { LogPosition } from "../../log/contract.ts";
+import { tagTable } from "../deps/planner.ts";
 import type { CacheEntry } from "../entry.ts";
 import type { Engine } from "./engine.ts";
 import type { EntryInit, Resolved } from "./types.ts";
@@ -199,7 +200,7 @@ export class Loads {
 function tablesRead(entries: readonly CacheEntry[]): string[] {
   const tables = new Set<string>();
   for (const entry of entries) {
-    for (const tag of entry.tags) tables.add(tag.split(/[#@]/, 1)[0]!);
+    for (const tag of entry.tags) tables.add(tagTable(tag));
     for (const list of entry.lists ?? []) tables.add(list.table);
   }
   return [...tables];

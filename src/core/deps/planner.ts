@@ -99,6 +99,11 @@ export function tableTag(table: string): string {
   return table;
 }
 
+/** The table a row, set or table tag names (see rowTag, setTag, tableTag). */
+export function tagTable(tag: string): string {
+  return tag.split(/[#@]/, 1)[0]!;
+}
+
 export function planSchemaOf(schema: Schema): PlanSchema {
   const joins = new Map<string, string[]>();
   for (const view of schema.views.values()) {
