@@ -14,6 +14,7 @@
  * --strategy edgecache|edgecache-rehydrate, --probe-writes n, --redis url, --seed n,
  * --rate n (requests per second in an open loop instead of --connections closed-loop clients:
  * a fixed, light offered load, for CPU per request without queueing),
+ * --cpu-prof dir (each node's V8 CPU profile of each sequence, for bench/lib/cpu-profile.ts),
  * --out path, --quick.
  */
 import { loadavg } from "node:os";
@@ -38,6 +39,7 @@ const options = readFlags(() => {
       strategy: { type: "string", default: "edgecache-rehydrate" },
       "probe-writes": { type: "string" },
       rate: { type: "string" },
+      "cpu-prof": { type: "string" },
       redis: { type: "string", default: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" },
     },
   });
@@ -56,6 +58,7 @@ const options = readFlags(() => {
       "probe-writes",
       values["probe-writes"] ?? (values.quick ? "100" : "500"),
     ),
+    cpuProf: values["cpu-prof"],
     out: values.out,
     log: (line: string) => console.log(line),
   } satisfies ClusterOptions & { out: string };
@@ -80,7 +83,7 @@ await runBench(async () => {
 
 ${describeHead(json)}
 
-The workload benchmark's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders), request sequences and stale-read oracle ([workload.md](workload.md)), with strategy \`${options.strategy}\`: ${options.requests.toLocaleString("en-US")} requests per setup and write ratio ${options.rate === undefined ? `from ${options.connections} concurrent keep-alive clients` : `sent in an open loop at ${options.rate} requests per second (each request at its time, answered or not: a fixed, light offered load every setup serves, so CPU per request is measured without queueing), over up to ${options.connections} keep-alive connections per node`}, after warming (each read of the sequence once). Four setups on the same sequence, each on a fresh copy of the database: one node with the in-process change log (the default), one node on Redis, and ${options.nodes} nodes on Redis (each its own process and memory tier, sharing the change log and a Redis tier under a fresh key prefix, and one SQLite file), by default and with \`redis.reloadLists\` (every list page a write invalidated is reloaded into Redis by one node, hot or not). Over ${options.nodes} nodes request i of the sequence goes to node i mod ${options.nodes}: round robin, as a load balancer without affinity deals requests, so every node reads every hot key and must see every other node's writes — the strict case for stale reads and the hard one for hit rate (a hash of the path would keep each key on one node).
+The workload benchmark's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders), request sequences and stale-read oracle ([workload.md](workload.md)), with strategy \`${options.strategy}\`: ${options.requests.toLocaleString("en-US")} requests per setup and write ratio ${options.rate === undefined ? `from ${options.connections} concurrent keep-alive clients` : `sent in an open loop at ${options.rate} requests per second (each request at its time, answered or not: a fixed, light offered load every setup serves, so CPU per request is measured without queueing), over up to ${options.connections} keep-alive connections per node`}, after warming (each read of the sequence once on each node that serves it in the sequence: every node starts with its share in memory, as after serving it for a while, as one node starts having read everything once; until stop 39 each read was warmed on one node only, so the first reads of a key on the others came from the Redis tier and cost a round trip). Four setups on the same sequence, each on a fresh copy of the database: one node with the in-process change log (the default), one node on Redis, and ${options.nodes} nodes on Redis (each its own process and memory tier, sharing the change log and a Redis tier under a fresh key prefix, and one SQLite file), by default and with \`redis.reloadLists\` (every list page a write invalidated is reloaded into Redis by one node, hot or not). Over ${options.nodes} nodes request i of the sequence goes to node i mod ${options.nodes}: round robin, as a load balancer without affinity deals requests, so every node reads every hot key and must see every other node's writes — the strict case for stale reads and the hard one for hit rate (a hash of the path would keep each key on one node).
 
 ${cacheTable(records)}
 

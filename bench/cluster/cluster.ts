@@ -9,6 +9,8 @@
  *
  * then the invalidation probe (probe.ts) against each setup.
  */
+import { mkdirSync } from "node:fs";
+import { resolve } from "node:path";
 import type { BenchRedis } from "../lib/redis.ts";
 import type { WorkloadRecord } from "../workload/report.ts";
 import { Client, type RunOutcome } from "../workload/run.ts";
@@ -51,6 +53,8 @@ export interface ClusterOptions {
   /** Writes of the invalidation probe, per setup. */
   probeWrites: number;
   seed: number;
+  /** A folder for each node's CPU profile of each sequence (`<setup>-<ratio>-node<i>`). */
+  cpuProf?: string | undefined;
   log?: (line: string) => void;
 }
 
@@ -118,6 +122,10 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
         name,
         `${name}-${writeRatio}`,
         async (db, setup) => {
+          if (options.cpuProf) {
+            mkdirSync(options.cpuProf, { recursive: true });
+            setup.profile = resolve(options.cpuProf, `${name}-${writeRatio}`);
+          }
           const run = await runSetup(db, setup, ops, data, options.connections, options.rate);
           return {
             value: toClusterRecord(name, setup, writeRatio, run),

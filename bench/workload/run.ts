@@ -122,11 +122,37 @@ export class Client {
 
 /** Reads each path once, `connections` at a time (warming; nothing is judged). */
 export async function readAll(client: Client, paths: string[], connections: number) {
+  await sendAll(
+    client,
+    paths.map((path, at) => ({ path, at })),
+    connections,
+  );
+}
+
+/**
+ * Warming for a sequence: each of its reads once on each node that serves it there
+ * (request i goes to node i mod n), so every node starts as it would after serving its
+ * share for a while, as one node starts having read everything once; nothing is judged.
+ */
+export async function warm(client: Client, ops: readonly Op[], connections: number) {
+  const n = client.bases.length;
+  const reads = new Map<string, { path: string; at: number }>();
+  ops.forEach((op, i) => {
+    if (op.kind === "read") reads.set(`${i % n} ${op.path}`, { path: op.path, at: i % n });
+  });
+  await sendAll(client, [...reads.values()], connections);
+}
+
+async function sendAll(
+  client: Client,
+  reads: readonly { path: string; at: number }[],
+  connections: number,
+) {
   let next = 0;
   const worker = async () => {
-    while (next < paths.length) {
-      const at = next++;
-      await client.send("GET", paths[at]!, undefined, at);
+    while (next < reads.length) {
+      const { path, at } = reads[next++]!;
+      await client.send("GET", path, undefined, at);
     }
   };
   await Promise.all(Array.from({ length: connections }, worker));

@@ -2,7 +2,8 @@
  * One workload benchmark: a generated database, then per write ratio one request sequence,
  * run against the data API once per strategy, each on a fresh copy of the database and a
  * fresh server process. Caching strategies are warmed first (each read of the sequence
- * once), so the figures are a long-running cache's, not a cold start's. The pieces of a run
+ * once on each node that serves it), so the figures are a long-running cache's, not a cold
+ * start's. The pieces of a run
  * (`runSetup`) also run several nodes sharing Redis, for bench/cluster/.
  */
 import { copyFileSync, rmSync } from "node:fs";
@@ -28,9 +29,9 @@ import {
   type AroundWrites,
   Client,
   type RunOutcome,
-  readAll,
   runSequence,
   runSequenceAt,
+  warm,
 } from "./run.ts";
 import type { Strategy } from "./strategies.ts";
 
@@ -95,6 +96,11 @@ export interface Setup {
    * through a relay of its own (bench/lib/relay.ts), for nodes at a distance.
    */
   links?: { redis?: string; db?: string }[];
+  /**
+   * A path prefix: each node's V8 CPU profile of the sequence alone is written to
+   * `<profile>-node<i>.cpuprofile` (bench:cluster --cpu-prof).
+   */
+  profile?: string;
 }
 
 export interface SetupRun {
@@ -254,8 +260,8 @@ export async function startNodes(db: string, setup: Setup): Promise<Server[]> {
 }
 
 /**
- * One run: starts the setup, warms it (each read of the sequence once, spread over the
- * nodes like the sequence), runs the sequence judged by a fresh oracle, then probes hits.
+ * One run: starts the setup, warms it (each read of the sequence once on each node that
+ * serves it, see `warm`), runs the sequence judged by a fresh oracle, then probes hits.
  */
 export async function runSetup(
   db: string,
@@ -282,12 +288,14 @@ export async function runSetup(
     };
   };
   try {
-    const reads = [...new Set(ops.filter((o) => o.kind === "read").map((o) => o.path))];
-    if (setup.strategy !== "no-cache") await readAll(client, reads, connections);
+    if (setup.strategy !== "no-cache") await warm(client, ops, connections);
     const oracle = new StaleOracle({
       users: data.users.map((u) => u.id),
       orders: data.orders.map((o) => o.id),
     });
+    const profile = (query: (node: number) => string) =>
+      Promise.all(servers.map((_, i) => client.send("POST", `/_bench/profile${query(i)}`, {}, i)));
+    if (setup.profile) await profile(() => "");
     const before = await stats();
     const cpuBefore = await cpu();
     const outcome =
@@ -296,6 +304,8 @@ export async function runSetup(
         : await runSequenceAt(client, ops, oracle, rate, setup.around);
     const cpuAfter = await cpu();
     const after = await stats();
+    const to = setup.profile;
+    if (to) await profile((i) => `?stop=${encodeURIComponent(`${to}-node${i + 1}.cpuprofile`)}`);
     const probe = await probeHits(client, ops);
     const redis =
       cpuAfter.redis === undefined ? undefined : cpuAfter.redis - (cpuBefore.redis ?? 0);
