@@ -1,11 +1,13 @@
 /**
  * The cluster benchmark: the workload benchmark's database, sequences, oracle and runner,
- * run per write ratio against three setups of one strategy, each on a fresh copy of the
+ * run per write ratio against these setups of one strategy, each on a fresh copy of the
  * database (and, on Redis, under a fresh key prefix):
  *
  * - one node with the in-process change log (edgecache's default),
+ * - the floor: n nodes alone, each with its own in-process log (see `SetupName`),
  * - one node on Redis (change log and shared tier),
- * - n nodes on Redis, the sequence dealt round robin over them (see `Client`);
+ * - n nodes on Redis, the sequence dealt round robin over them (see `Client`), by default
+ *   and with `reloadLists`;
  *
  * then the invalidation probe (probe.ts) against each setup.
  */
@@ -58,7 +60,12 @@ export interface ClusterOptions {
   log?: (line: string) => void;
 }
 
-export type SetupName = "1-local" | "1-redis" | "n-redis" | "n-redis-lists";
+/**
+ * `n-alone` is the floor, not a cache: n nodes each with its own in-process log, dealt the
+ * same requests, blind to each other's writes (their stale reads are not counted). What it
+ * costs over one node is what n processes cost on this machine, whatever they coordinate.
+ */
+export type SetupName = "1-local" | "n-alone" | "1-redis" | "n-redis" | "n-redis-lists";
 
 export interface ClusterRecord extends WorkloadRecord {
   setup: SetupName;
@@ -112,7 +119,7 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
   const log = options.log ?? (() => {});
   const { template, data } = prepareDatabase(options, log);
   const result: ClusterResult = { records: [], probes: [], stale: [] };
-  const setups: SetupName[] = ["1-local", "1-redis", "n-redis", "n-redis-lists"];
+  const setups: SetupName[] = ["1-local", "n-alone", "1-redis", "n-redis", "n-redis-lists"];
 
   for (const [writeRatio, ops] of sequences(data, options)) {
     for (const name of setups) {
@@ -134,7 +141,7 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
         },
       );
       result.records.push(record.value);
-      if (record.samples.length > 0) {
+      if (record.samples.length > 0 && name !== "n-alone") {
         result.stale.push({ setup: name, writeRatio, samples: record.samples });
       }
       log(
@@ -145,7 +152,7 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
 
   // Any 50 users: each probe runs on a fresh copy of the database, which only it writes.
   const ids = data.users.slice(0, 50).map((u) => u.id);
-  for (const name of setups) {
+  for (const name of setups.filter((s) => s !== "n-alone")) {
     const probe = await withSetup(options, template, name, `${name}-probe`, async (db, setup) => {
       const servers = await startNodes(db, setup);
       const client = new Client(
@@ -175,6 +182,7 @@ export function label(name: SetupName, nodes: number): string {
   if (name === "1-local") return "1 node, in-process log";
   if (name === "1-redis") return "1 node on Redis";
   if (name === "n-redis-lists") return `${nodes} nodes on Redis, reloadLists`;
+  if (name === "n-alone") return `${nodes} nodes alone (the floor; not a cache)`;
   return `${nodes} nodes on Redis`;
 }
 
@@ -189,7 +197,7 @@ async function withSetup<T>(
   copy: string,
   run: (db: string, setup: Setup) => Promise<{ value: T; samples: unknown[] }>,
 ): Promise<{ value: T; samples: unknown[] }> {
-  const redis = name === "1-local" ? undefined : options.redis;
+  const redis = name === "1-local" || name === "n-alone" ? undefined : options.redis;
   const prefix = redis?.freshPrefix() ?? "";
   const setup: Setup = {
     strategy: options.strategy,

@@ -35,7 +35,7 @@ export function cacheTable(records: ClusterRecord[]): string {
         label(r.setup, r.nodes),
         pct(r.hitRate),
         fromRedis,
-        String(r.staleReads),
+        r.setup === "n-alone" ? "–" : String(r.staleReads),
         String(r.errors),
         r.dbQueriesPerRequest.toFixed(3),
         r.readsByNode.join(" / "),
@@ -117,7 +117,8 @@ function table(head: string[], rows: string[][]): string {
 export function targetLines(records: ClusterRecord[], probes: ProbeRecord[]): string[] {
   const met = (ok: boolean) => (ok ? "met" : "MISSED");
   const stale =
-    records.reduce((n, r) => n + r.staleReads, 0) + probes.reduce((n, p) => n + p.staleReads, 0);
+    records.reduce((n, r) => n + (r.setup === "n-alone" ? 0 : r.staleReads), 0) +
+    probes.reduce((n, p) => n + p.staleReads, 0);
   const lines = [
     `- **stale reads** (target 0): ${stale} in all runs and probes (${met(stale === 0)}).`,
   ];
@@ -155,7 +156,12 @@ export function targetLines(records: ClusterRecord[], probes: ProbeRecord[]): st
       const x = cpuPerRequest(r) / cpuPerRequest(b);
       return `${x.toFixed(2)}× (${met(x <= TARGETS.cpuRatio)})`;
     };
-    return `${pct(r.writeRatio)}: ${of(base)} one node with the in-process log, ${of(redis)} one node on Redis`;
+    const alone = records.find((b) => b.setup === "n-alone" && b.writeRatio === r.writeRatio);
+    const floor =
+      alone && base
+        ? `; the floor, ${r.nodes} nodes alone, ${(cpuPerRequest(alone) / cpuPerRequest(base)).toFixed(2)}× one node, so coordination adds ${((cpuPerRequest(r) - cpuPerRequest(alone)) / cpuPerRequest(base)).toFixed(2)}× one node's CPU`
+        : "";
+    return `${pct(r.writeRatio)}: ${of(base)} one node with the in-process log, ${of(redis)} one node on Redis${floor}`;
   });
   if (cpu.length > 0) {
     lines.push(

@@ -1,5 +1,6 @@
 import type { ChangeOp, ChangeRecord, LogStart, WriteTurn } from "../../log/contract.ts";
 import type { WriteEvent } from "../deps/planner.ts";
+import type { CacheEntry } from "../entry.ts";
 import type { Engine } from "./engine.ts";
 import { planRecord } from "./record-plan.ts";
 import type { EntryInit, WriteHooks, WriteResult } from "./types.ts";
@@ -137,23 +138,33 @@ export class Applier {
     let removed = await removing;
     removed += await this.#e.entries.remove(unindexed, { local: foreign });
     let patched = 0;
+    const stored: { key: string; entry: CacheEntry }[] = [];
     for (const [k, { init, exact }] of patches) {
-      const { entry, stored } = await this.#e.loads.storeLoaded(k, init, at, {
+      const { entry, stored: kept } = await this.#e.loads.storeLoaded(k, init, at, {
         memoryOnly: true,
         exact,
       });
-      if (!stored) continue;
+      if (!kept) continue;
       this.#e.counters.patches++;
       patched++;
-      // The patch is this node's memory as of this record, which it kept current record by
-      // record: as good as a load that began here, and checked by readers like one. Copied
-      // by the claim's winner, without a load from the source.
-      if (sharing) {
-        this.#e.reloads.push(async () => {
-          if (!(await sharing(`${record.seq}:${k}`))) return;
-          if (await this.#e.loads.share(k, entry, at)) this.#e.counters.patchesShared++;
-        });
-      }
+      stored.push({ key: k, entry });
+    }
+    // A patch is this node's memory as of this record, which it kept current record by
+    // record: as good as a load that began here, and checked by readers like one. Copied by
+    // each key's claim winner, without a load from the source. The record's claims go out
+    // together and so do its copies: a node pays a round trip or two per record, not per
+    // key (each reply that wakes a node idle between requests costs it about as much CPU
+    // as serving a hit).
+    if (sharing && stored.length > 0) {
+      this.#e.reloads.push(async () => {
+        const won = await Promise.all(stored.map(({ key }) => sharing(`${record.seq}:${key}`)));
+        const copied = await Promise.all(
+          stored
+            .filter((_, i) => won[i])
+            .map(({ key, entry }) => this.#e.loads.share(key, entry, at)),
+        );
+        this.#e.counters.patchesShared += copied.filter(Boolean).length;
+      });
     }
     for (const k of hot) this.#scheduleRehydrate(k, refetch!, refill && `${record.seq}:${k}`);
     this.#e.recent.push({

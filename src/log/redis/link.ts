@@ -1,6 +1,13 @@
 import { rateLimited, type Warner } from "../../core/report.ts";
 import { duplicateClient, type RedisClient, sentAtOnce } from "../../stores/redis-connect.ts";
-import { logKeys, parseAck, SCRIPTS, type ScriptClient, withScripts } from "./scripts.ts";
+import {
+  logKeys,
+  parseAck,
+  SCRIPTS,
+  type ScriptClient,
+  wakeChannel,
+  withScripts,
+} from "./scripts.ts";
 
 export const C = "redis-log";
 export const RETRY_MS = 50;
@@ -54,7 +61,8 @@ export class Link {
     sentAtOnce(settings.client, [...SCRIPTS, "xrange"]);
     this.#subscriber = duplicateClient(settings.client, undefined);
     this.#subscriber.on("message", (_channel: string, message: string) => this.#heard(message));
-    this.#subscriber.subscribe(this.channel).catch(() => {}); // resubscribes on reconnect
+    // Resubscribes on reconnect.
+    this.#subscriber.subscribe(this.channel, wakeChannel(this.channel, this.node)).catch(() => {});
   }
 
   /**

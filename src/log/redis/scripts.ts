@@ -25,6 +25,19 @@ export function logKeys(prefix: string): { keys: string[]; channel: string } {
  */
 const ACK = "a";
 const LEFT = "l";
+/** The most records one acknowledgement looks up to tell their writers (see RENEW). */
+const ACK_SPAN = 64;
+
+/**
+ * The channel a node hears acknowledgements of its own records on. A node applies every
+ * record, but only a record's writer waits for the others to: told on a channel of its
+ * own, the other nodes are not woken for it (a node idle between requests pays about a
+ * hit's CPU for each reply that wakes it). Departures, and acknowledgements whose records'
+ * writers are not known, go to `channel`, which every node hears too.
+ */
+export function wakeChannel(channel: string, node: string): string {
+  return `${channel}:${node}`;
+}
 
 /** An acknowledgement (or a departure) heard on the wake-up channel; undefined for anything else. */
 export function parseAck(message: string): { log: string; seq: number; node: string } | undefined {
@@ -207,7 +220,30 @@ if id == ARGV[5] then
   local before = tonumber(redis.call('HGET', KEYS[5], ARGV[2]) or '-1')
   redis.call('HSET', KEYS[5], ARGV[2], applied)
   redis.call('HSET', KEYS[6], ARGV[2], head)
-  if applied ~= before then redis.call('PUBLISH', ARGV[6], '${ACK} ' .. id .. ' ' .. applied .. ' ' .. ARGV[2]) end
+  if applied ~= before then
+    local message = '${ACK} ' .. id .. ' ' .. applied .. ' ' .. ARGV[2]
+    -- To the writers of the records applied since the node's last report, each on its own
+    -- channel (see wakeChannel): only they wait for it. Where those records cannot all be
+    -- read (the first report, a long stretch, trimmed), to every node.
+    local span = applied - before
+    local records = before >= 0 and span > 0 and span <= ${ACK_SPAN}
+      and redis.call('XRANGE', KEYS[2], (before + 1) .. '-0', applied .. '-0') or {}
+    if #records == span then
+      local told = {}
+      for _, record in ipairs(records) do
+        local fields = record[2]
+        for i = 1, #fields, 2 do
+          local writer = fields[i] == 'node' and fields[i + 1]
+          if writer and writer ~= ARGV[2] and not told[writer] then
+            told[writer] = true
+            redis.call('PUBLISH', ARGV[6] .. ':' .. writer, message)
+          end
+        end
+      end
+    else
+      redis.call('PUBLISH', ARGV[6], message)
+    end
+  end
 end
 local members = redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf')
 `;

@@ -5,6 +5,7 @@ import { Cache } from "../../../src/core/cache/index.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import type { Store } from "../../../src/core/store.ts";
 import { type RedisChangeLog, redisChangeLog } from "../../../src/log/redis/index.ts";
+import { logKeys, parseAck, wakeChannel } from "../../../src/log/redis/scripts.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
 import { requireRedis } from "../../helpers/services.ts";
@@ -166,6 +167,40 @@ shared.describe("acknowledgements", () => {
     await until(() => far.log.trusted());
     expect(far.cache.peek("user:1")).toBeUndefined();
     expect(far.cache.position.seq).toBe(near.cache.position.seq);
+  });
+});
+
+shared.describe("who hears an acknowledgement", () => {
+  it("only the record's writer: the nodes that did not write are not woken, and the writer hears each of the others", async () => {
+    const prefix = `test:${randomId()}:`;
+    const [a, b, c] = [
+      await node(prefix, shared.url),
+      await node(prefix, shared.url),
+      await node(prefix, shared.url),
+    ];
+    await until(() => [a, b, c].every((n) => n!.log.nodes() === 3));
+    await a!.cache.invalidate({ keys: ["settle"] }); // a log a lease old
+    // Every message on the log's channels from here on, by channel.
+    const { channel } = logKeys(prefix);
+    const listener = new Redis(shared.url);
+    open.push({ close: async () => listener.disconnect() });
+    const heard: { channel: string; message: string }[] = [];
+    listener.on("pmessage", (_, ch: string, message: string) =>
+      heard.push({ channel: ch, message }),
+    );
+    await listener.psubscribe(`${channel}*`);
+    await rename(b!);
+    const seq = b!.cache.position.seq;
+    await until(() => heard.length >= 2);
+    await new Promise((r) => setTimeout(r, 100)); // nothing else comes
+    const acks = heard.map((h) => ({ ...h, ack: parseAck(h.message) }));
+    // a and c each told b, on b's channel alone, that they applied the record.
+    expect(acks.map((h) => h.channel)).toEqual([
+      wakeChannel(channel, b!.log.node),
+      wakeChannel(channel, b!.log.node),
+    ]);
+    expect(new Set(acks.map((h) => h.ack?.node))).toEqual(new Set([a!.log.node, c!.log.node]));
+    expect(acks.every((h) => h.ack?.seq === seq)).toBe(true);
   });
 });
 
