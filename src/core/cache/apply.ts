@@ -166,7 +166,15 @@ export class Applier {
         this.#e.counters.patchesShared += copied.filter(Boolean).length;
       });
     }
-    for (const k of hot) this.#scheduleRehydrate(k, refetch!, refill && `${record.seq}:${k}`);
+    if (refill && hot.length > 0) {
+      // One node reloads each for all: the record's claims go out together, as its patches'.
+      this.#e.reloads.push(async () => {
+        const won = await Promise.all(hot.map((k) => refill(`${record.seq}:${k}`)));
+        hot.forEach((k, i) => won[i] && this.#scheduleRehydrate(k, refetch!));
+      });
+    } else {
+      for (const k of hot) this.#scheduleRehydrate(k, refetch!);
+    }
     this.#e.recent.push({
       at: this.#e.now(),
       seq: record.seq,
@@ -253,14 +261,9 @@ export class Applier {
     return out;
   }
 
-  /** Queues a reload of `key`; with `claim`, only if this node wins that claim on the log. */
-  #scheduleRehydrate(
-    key: string,
-    refetch: (key: string) => Promise<unknown>,
-    claim?: string,
-  ): void {
+  /** Queues a reload of `key`. */
+  #scheduleRehydrate(key: string, refetch: (key: string) => Promise<unknown>): void {
     this.#e.reloads.push(async () => {
-      if (claim !== undefined && !(await this.#e.log.claim!(claim))) return;
       this.#e.counters.rehydrations++;
       await refetch(key);
     });
