@@ -49,8 +49,9 @@ export class RedisFollower {
   #overdue = false;
   /** Nodes holding a lease, as last heard (this one included once it holds one). */
   #members = 0;
-  /** The renewal in flight, if any. */
+  /** The renewal in flight, if any, and when the last one was sent. */
   #renewing: Promise<void> = Promise.resolve();
+  #renewedAt = Number.NEGATIVE_INFINITY;
 
   constructor(link: Link) {
     this.#link = link;
@@ -156,6 +157,7 @@ export class RedisFollower {
           link.keys[1]!,
           `${this.#applied}-0`,
         )) as [string, [string, string[]][]][] | null;
+        const before = this.#applied;
         if (reply?.[0]) {
           // Tell writers only once the records' patches are in, so the first read after
           // the ack is a hit; not much later, should a large invalidation take its time.
@@ -166,7 +168,13 @@ export class RedisFollower {
         }
         // The renewal (this node's acknowledgement) and the next read go out together: a
         // record appended meanwhile is read one round trip sooner than after the renewal.
-        this.#renewing = this.#renew().catch((err: unknown) => this.#failed(err));
+        // A read that brought only records this node had applied (its own, applied as it
+        // appended them) acknowledges nothing anyone waits for: it renews only when the
+        // lease wants it, sparing a writer a round trip per write.
+        const fresh = this.#applied !== before || !reply?.[0];
+        if (fresh || performance.now() - this.#renewedAt >= this.#blockMs()) {
+          this.#renewing = this.#renew().catch((err: unknown) => this.#failed(err));
+        }
       } catch (err) {
         if (link.closed) return;
         this.#failed(err);
@@ -212,6 +220,7 @@ export class RedisFollower {
 
   async #renew(): Promise<void> {
     const sent = performance.now();
+    this.#renewedAt = sent;
     this.renewed(sent, (await this.#link.client.ecRenew(...this.renewArgs())) as RenewReply);
   }
 

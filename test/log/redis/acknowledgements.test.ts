@@ -54,7 +54,7 @@ async function node(
   const calls: string[] = [];
   let hang = false;
   const c = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  for (const name of ["ecTurn", "ecAppend", "ecBarrier", "ecRelease", "xrange"]) {
+  for (const name of ["ecTurn", "ecAppend", "ecBarrier", "ecRelease", "ecRenew", "xrange"]) {
     const real = c[name]!.bind(client);
     c[name] = (...args: unknown[]) => {
       calls.push(name);
@@ -146,7 +146,8 @@ shared.describe("acknowledgements", () => {
     far.hangBarrier();
     far.calls.length = 0;
     await rename(far);
-    expect(far.calls).toEqual(["ecTurn", "ecAppend"]);
+    // (Renewals go on as the lease wants, whatever the node writes.)
+    expect(far.calls.filter((c) => c !== "ecRenew")).toEqual(["ecTurn", "ecAppend"]);
     expect(near.cache.peek("user:1")).toBeUndefined();
     expect(near.cache.position.seq).toBe(far.cache.position.seq);
   });
@@ -201,6 +202,22 @@ shared.describe("who hears an acknowledgement", () => {
     ]);
     expect(new Set(acks.map((h) => h.ack?.node))).toEqual(new Set([a!.log.node, c!.log.node]));
     expect(acks.every((h) => h.ack?.seq === seq)).toBe(true);
+  });
+});
+
+shared.describe("a writer's own records", () => {
+  it("cost it no renewal: it applied them as it appended them, and nobody waits for its acknowledgement", async () => {
+    const { near, far } = await pair();
+    near.calls.length = 0;
+    far.calls.length = 0;
+    for (let i = 0; i < 5; i++) await rename(near);
+    await until(() => far.cache.position.seq === near.cache.position.seq);
+    await new Promise((r) => setTimeout(r, RTT_MS * 2)); // the far node's last renewal
+    const renewals = (n: Node) => n.calls.filter((c) => c === "ecRenew").length;
+    // The far node acknowledges each record it reads (some may come in one read); the writer
+    // renews only as its lease wants (every LEASE_MS / 4), not once per write.
+    expect(renewals(far)).toBeGreaterThanOrEqual(1);
+    expect(renewals(near)).toBeLessThanOrEqual(1);
   });
 });
 
