@@ -35,7 +35,7 @@ export {
 } from "./core/deps/planner.ts";
 export type { CacheEntry } from "./core/entry.ts";
 export { EdgecacheError, type ErrorCode } from "./core/errors.ts";
-export { requestKey } from "./core/keys.ts";
+export { type KeyPart, requestKey } from "./core/keys.ts";
 export {
   Namespace,
   type NamespaceInvalidation,

@@ -1,6 +1,7 @@
 import type { Cache, JsonOptions } from "./cache/index.ts";
 import { entryValue } from "./codec.ts";
 import { badOption } from "./errors.ts";
+import { buildKey, type KeyPart } from "./keys.ts";
 import { randomId } from "./random-id.ts";
 
 /** Defaults of a namespace: applied to every entry it writes. */
@@ -85,6 +86,20 @@ export class Namespace {
     this.#ttl = ttl;
     this.#versionKey = `ns:${name}`;
     this.#tags = (tags ?? []).map((t) => this.#tag(t));
+  }
+
+  /**
+   * A key of this namespace from its parts, built as `Cache.key` builds one. It names an
+   * entry of the namespace when given to the namespace's own methods, which put it under
+   * the current version token: after `clear()`, the same key finds nothing old. Given to the
+   * cache itself, it names a root key instead.
+   *
+   * @example
+   * const content = cache.namespace("content", { ttl: 5 * 60_000 });
+   * await content.getOrSet(content.key("post", 123), () => db.post(123));
+   */
+  key(...parts: KeyPart[]): string {
+    return buildKey(parts);
   }
 
   async get<T>(key: string): Promise<T | undefined> {

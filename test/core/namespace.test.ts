@@ -1,9 +1,9 @@
 import fc from "fast-check";
 import { describe, expect, it, vi } from "vitest";
 import { createCache } from "../../src/core/cache/index.ts";
-import { EdgecacheError } from "../../src/core/errors.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { fakeClock } from "../helpers/chaos-store.ts";
+import { errorOf } from "../helpers/errors.ts";
 
 const quiet = { warn: () => {} };
 
@@ -14,16 +14,6 @@ function twoTiers() {
   const bottom = memoryStore({ now: clock.now });
   const cache = createCache({ tiers: [top, bottom], now: clock.now, ttl: 60_000, logger: quiet });
   return { clock, top, bottom, cache };
-}
-
-function errorOf(fn: () => unknown): EdgecacheError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof EdgecacheError) return err;
-    throw err;
-  }
-  throw new Error("expected an EdgecacheError, nothing was thrown");
 }
 
 describe("namespaces", () => {

@@ -13,6 +13,7 @@ import {
 import type { CacheEntry } from "../entry.ts";
 import { badOption, EdgecacheError } from "../errors.ts";
 import { WriteFence } from "../fence.ts";
+import { buildKey, type KeyPart } from "../keys.ts";
 import { Namespace, type NamespaceOptions } from "../namespace.ts";
 import { isNegative, NegativeQuota } from "../negative.ts";
 import { type ChangeSummary, RecentChanges } from "../recent-changes.ts";
@@ -421,6 +422,18 @@ export class Cache {
     const { seq } = await this.#e.applier.append([{ keys: [key] }], undefined, true);
     const at = this.#e.fence.position;
     await this.#e.loads.storeLoaded(key, init, { log: at.log, seq });
+  }
+
+  /**
+   * A key from its parts, joined with ":"; a ":" or "%" inside a part is encoded, so no two
+   * lists of parts make one key. An empty string, a non-finite number or another type is
+   * refused with E_BAD_OPTION (see `buildKey`).
+   *
+   * @example
+   * await cache.getOrSet(cache.key("content", "post", 123), () => db.post(123)); // "content:post:123"
+   */
+  key(...parts: KeyPart[]): string {
+    return buildKey(parts);
   }
 
   /**
