@@ -9,6 +9,11 @@ export {
   edgecacheProxyWorker,
 } from "./adapter/cloudflare/proxy-worker.ts";
 export {
+  DEFAULT_TTL_SECONDS,
+  MEMORY_TIER_BYTES,
+  type WorkerSettings,
+} from "./adapter/cloudflare/variables.ts";
+export {
   type EdgeCacheOptions,
   type EdgecacheEnv,
   type EdgecacheIsolate,
@@ -17,7 +22,6 @@ export {
   type ExecutionContextLike,
   edgecacheWorker,
   type LogEnv,
-  MEMORY_TIER_BYTES,
   type WarmRun,
 } from "./adapter/cloudflare/worker.ts";
 export { seedD1Demo } from "./demo/seed-d1.ts";

@@ -105,8 +105,13 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
       status !== "miss"
         ? { kind: status }
         : bypass
-          ? // This node cannot vouch for its cache (its lease on the change log lapsed).
-            { kind: "miss", stored: false, fwd: "bypass", detail: "lease-expired" }
+          ? // Caching is off, or this node cannot vouch for its cache (its lease lapsed).
+            {
+              kind: "miss",
+              stored: false,
+              fwd: "bypass",
+              detail: cache.enabled ? "lease-expired" : "cache-off",
+            }
           : { kind: "miss", stored: !!stored };
     return replyResponse(entryReply(entry, outcome, now(), ifNoneMatch));
   };

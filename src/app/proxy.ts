@@ -158,6 +158,11 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       interim: options.interim?.(c),
     };
     if (ctx.method !== "GET" && ctx.method !== "HEAD") return passThrough(env, ctx, c.req.raw.body);
+    if (!cache.enabled) {
+      // Caching off: each read is its own origin request (no coalescing), counted.
+      cache.countRead(ctx.target, "bypass");
+      return passThrough(env, ctx, null, "bypass", "cache-off");
+    }
     if (ctx.target.length > MAX_CACHED_TARGET) return passThrough(env, ctx, null, "bypass");
     return cached(env, ctx);
   });

@@ -42,3 +42,20 @@ export function badOption(component: string, name: string, expected: string, got
     `option "${name}": expected ${expected}, got ${shown}`,
   );
 }
+
+/**
+ * Validates an environment variable (a Worker's `vars`) in the same form, naming the
+ * variable: an operator fixes it where it was set, not in code.
+ */
+export function badVariable(
+  component: string,
+  name: string,
+  expected: string,
+  got: unknown,
+): never {
+  throw new EdgecacheError(
+    "E_BAD_OPTION",
+    component,
+    `variable ${name}: expected ${expected}, got ${JSON.stringify(got)}`,
+  );
+}

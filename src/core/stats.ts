@@ -15,8 +15,10 @@ export interface CacheStats {
   /** Reads answered stale (stale-while-revalidate or stale-if-error). */
   staleHits: number;
   misses: number;
-  /** Reads sent to the source without the cache, since this node's lease had lapsed. */
+  /** Reads sent to the source without the cache: caching is off, or this node's lease had lapsed. */
   bypasses: number;
+  /** false when caching is off (CacheOptions.enabled, EDGECACHE_CACHE=off on Workers). */
+  enabled: boolean;
   /** Source loads (misses and refreshes), failed loads, and loads not stored by the write fence. */
   loads: number;
   loadErrors: number;
@@ -169,8 +171,14 @@ export function statsFamilies(stats: CacheStats): StatsFamily[] {
     one(
       "bypasses_total",
       "counter",
-      "Reads sent to the source: no lease on the log.",
+      "Reads sent to the source: caching off, or no lease on the log.",
       stats.bypasses,
+    ),
+    one(
+      "enabled",
+      "gauge",
+      "0 while caching is off: every read goes to the source.",
+      stats.enabled ? 1 : 0,
     ),
     one("refused_total", "counter", "Shared-tier entries refused by the log check.", stats.refused),
     one(

@@ -94,7 +94,12 @@ export interface DurableChangeLogOptions {
   region?: string;
 }
 
-const MODES: readonly ChangeLogMode[] = ["strict", "lease", "follower", "session"];
+export const CHANGE_LOG_MODES: readonly ChangeLogMode[] = [
+  "strict",
+  "lease",
+  "follower",
+  "session",
+];
 
 /** The default lease of lease mode. */
 export const DEFAULT_LEASE_MS = 2000;
@@ -105,6 +110,8 @@ export const DEFAULT_LEASE_MS = 2000;
 export const STRICT_TRUST_MS = 5000;
 /** An isolate trusts its lease this much less than the object grants it (clock drift). */
 export const LEASE_MARGIN_MS = 100;
+/** The shortest lease: a sync every half lease must leave time beyond the margin. */
+export const MIN_LEASE_MS = 4 * LEASE_MARGIN_MS;
 /** Records the object keeps; an isolate further behind starts over (`reset`). */
 export const RETAINED_RECORDS = 1000;
 /**
@@ -169,14 +176,14 @@ export class DurableChangeLog implements CaptureDrainingLog {
     if (typeof namespace?.idFromName !== "function") {
       badOption(C, "namespace", "a Durable Object namespace binding", namespace);
     }
-    if (!MODES.includes(mode)) {
+    if (!CHANGE_LOG_MODES.includes(mode)) {
       badOption(C, "mode", '"strict", "lease", "follower" or "session"', mode);
     }
     if (mode === "follower" && !(typeof region === "string" && /^[\w-]{1,64}$/.test(region))) {
       badOption(C, "region", "a region name (letters, digits, - or _) in follower mode", region);
     }
-    if (!(Number.isFinite(leaseMs) && leaseMs >= 4 * LEASE_MARGIN_MS)) {
-      badOption(C, "leaseMs", `a number of ms >= ${4 * LEASE_MARGIN_MS}`, leaseMs);
+    if (!(Number.isFinite(leaseMs) && leaseMs >= MIN_LEASE_MS)) {
+      badOption(C, "leaseMs", `a number of ms >= ${MIN_LEASE_MS}`, leaseMs);
     }
     this.mode = mode;
     this.leaseMs = leaseMs;

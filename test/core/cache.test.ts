@@ -190,6 +190,24 @@ describe("cache engine", () => {
     expect(await chaos.inner.get("k")).toBeUndefined();
   });
 
+  it("with enabled: false loads every read, stores nothing anywhere, and counts bypasses", async () => {
+    const below = memoryStore();
+    const log = localChangeLog();
+    await createCache({ tiers: [below], log }).set("k", "from before");
+    const cache = createCache({ tiers: [memoryStore(), below], log, enabled: false });
+    let loads = 0;
+    for (let i = 0; i < 3; i++) expect(await cache.getOrSet("k", () => ++loads)).toBe(i + 1);
+    await cache.set("j", 1);
+    expect(await cache.get("j")).toBeUndefined();
+    // What a tier held from before is not served either.
+    expect(await cache.get("k")).toBeUndefined();
+    expect(cache.registered({ prefix: "" })).toBe(0);
+    expect(cache.stats()).toMatchObject({ enabled: false, bypasses: 3, hits: 0, misses: 0 });
+    expect(() => createCache({ tiers: [below], enabled: "no" as never })).toThrow(
+      /"enabled": expected true or false/,
+    );
+  });
+
   it("rejects bad options with E_BAD_OPTION", () => {
     expect(() => createCache({ tiers: [] })).toThrow(EdgecacheError);
     expect(() => createCache({ tiers: [memoryStore()], ttl: -1 })).toThrow(/"ttl": expected/);

@@ -1,4 +1,4 @@
-import { Miniflare } from "miniflare";
+import { Miniflare, type MiniflareOptions } from "miniflare";
 import type { CapturingSource } from "../../src/core/capture.ts";
 import { demoViews } from "../../src/demo/seed.ts";
 import { type D1DatabaseLike, type D1StatementLike, d1Source } from "../../src/sources/d1.ts";
@@ -54,11 +54,16 @@ export async function startEdgecacheWorkers(options: {
   directSockets?: boolean;
   /** EDGECACHE_CAPTURE_MS: the interval of the D1 capture drain's alarm. */
   captureMs?: number;
+  /** Per isolate name, more of its variables (`EDGECACHE_CACHE: "off"`). */
+  vars?: Record<string, Record<string, string>>;
+  /** Where workerd's console lines go (miniflare's handleRuntimeStdio). */
+  stdio?: MiniflareOptions["handleRuntimeStdio"];
 }): Promise<EdgecacheWorkers> {
   const script = await bundle(new URL("./edgecache-entry.ts", import.meta.url));
   const { names, mode = "strict", leaseMs = 2000, demo = { users: 60, orders: 240 } } = options;
   const first = names[0]!;
   const mf = new Miniflare({
+    ...(options.stdio && { handleRuntimeStdio: options.stdio }),
     workers: [
       ...names.map((name) => ({
         name,
@@ -88,6 +93,7 @@ export async function startEdgecacheWorkers(options: {
           ...(options.captureMs !== undefined && {
             EDGECACHE_CAPTURE_MS: String(options.captureMs),
           }),
+          ...options.vars?.[name],
         },
       })),
       {

@@ -23,14 +23,17 @@ beforeAll(async () => {
   const { port } = origin.address() as AddressInfo;
   const script = await bundle(new URL("./proxy-entry.ts", import.meta.url));
   mf = new Miniflare({
-    workers: ["p1", "p2"].map((name) => ({
+    workers: ["p1", "p2", "p-off"].map((name) => ({
       name,
       modules: true,
       script,
       compatibilityDate: COMPATIBILITY_DATE,
       kvNamespaces: { CACHE: "proxy-kv" },
       durableObjects: { CHANGE_LOG: { className: "ChangeLogObject", scriptName: "p1" } },
-      bindings: { ORIGIN: `http://127.0.0.1:${port}` },
+      bindings: {
+        ORIGIN: `http://127.0.0.1:${port}`,
+        ...(name === "p-off" && { EDGECACHE_CACHE: "off" }),
+      },
     })),
   });
   await mf.ready;
@@ -64,6 +67,27 @@ describe("proxy mode on Workers", () => {
     expect(after.status).toMatch(/fwd=uri-miss; stored/);
     expect(JSON.parse(after.body).version).toBe(version);
     expect(originRequests).toBe(before + 2);
+  });
+
+  it("with EDGECACHE_CACHE=off sends every GET to the origin, counted as a bypass", async () => {
+    const before = originRequests;
+    for (let i = 0; i < 3; i++) {
+      expect((await send("p-off", "/things/off")).status).toBe(
+        "edgecache; fwd=bypass; detail=cache-off",
+      );
+    }
+    expect(originRequests).toBe(before + 3);
+    const worker = (await mf.getWorker("p-off")) as unknown as { fetch: typeof fetch };
+    const res = await worker.fetch("http://127.0.0.1:8787/_edgecache/stats", {
+      headers: { "cf-connecting-ip": "127.0.0.1" },
+    });
+    const stats = await res.json();
+    expect(stats).toMatchObject({ enabled: false, bypasses: 3, hits: 0, misses: 0 });
+    // Its POSTs still go through the log: an isolate with caching on drops its copy.
+    await send("p1", "/things/3");
+    expect((await send("p1", "/things/3")).status).toMatch(/^edgecache; hit/);
+    await send("p-off", "/things/3", "POST");
+    expect((await send("p1", "/things/3")).status).toMatch(/fwd=uri-miss; stored/);
   });
 
   it("answers GET /_edgecache/health with its tiers and log, never asking the origin", async () => {

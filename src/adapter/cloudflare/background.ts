@@ -6,11 +6,13 @@
  */
 export class Background {
   #pending = new Set<Promise<unknown>>();
+  /** Where failures go: the isolate's logger once it has one (isolateLogger). */
+  report: (message: string, error: unknown) => void = console.warn;
 
   add(work: Promise<unknown>): void {
     const settled = work.then(
       () => {},
-      (error) => console.warn("[edgecache] [worker] background work failed", error),
+      (error) => this.report("[edgecache] [worker] background work failed", error),
     );
     this.#pending.add(settled);
     void settled.then(() => this.#pending.delete(settled));

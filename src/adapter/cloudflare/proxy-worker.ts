@@ -4,16 +4,23 @@ import { type CachingProxy, createProxy, type OriginRoute } from "../../app/prox
 import { badOption } from "../../core/errors.ts";
 import type { DurableChangeLog } from "../../log/durable-object.ts";
 import { Background } from "./background.ts";
+import type { WorkerLogger } from "./logger.ts";
+import { type WorkerSettings, workerSettings } from "./variables.ts";
 import {
   adminAccess,
   type EdgeCacheOptions,
   type ExecutionContextLike,
   edgeCache,
+  isolateLogger,
   type LogEnv,
   peerAddress,
   serveRequest,
 } from "./worker.ts";
 
+/**
+ * `ttl` (or `EDGECACHE_TTL`) is, here, the freshness of a response that states none, for the
+ * origins without a `ttl` of their own (OriginRoute.ttl).
+ */
 export interface EdgecacheProxyWorkerOptions extends EdgeCacheOptions {
   /** The origins, as for `edgecache proxy` (`[{ origin: "https://api.example.com" }]`). */
   origins: OriginRoute[];
@@ -52,13 +59,16 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
     badOption(C, "origins", "an array of { origin }", options?.origins);
   }
   const background = new Background();
-  let setUp: Promise<{ app: Hono; log: DurableChangeLog; proxy: CachingProxy }> | undefined;
+  let setUp: Promise<ProxyIsolate> | undefined;
   const isolate = (env: E) => {
     setUp ??= (async () => {
-      const { cache, log } = edgeCache(env, options, background);
+      const settings = workerSettings(env, options);
+      const logger = isolateLogger(settings, background);
+      const { cache, log } = edgeCache(env, settings, options, background, logger);
       const proxy = createProxy({
         cache,
-        routes: options.origins,
+        routes: withTtl(options.origins, settings.ttl),
+        logger: { warn: (message) => logger.warn(message) },
         grace: options.grace,
         maxCacheableSize: options.maxCacheableSize,
         clientAddress: peerAddress,
@@ -66,7 +76,7 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
         fetch: (url, init) => fetch(url, { ...init, redirect: "manual" }),
       });
       const app = edgecacheApp(proxy.app, { cache, proxy, ...adminAccess(env) });
-      return { app, log, proxy };
+      return { app, log, proxy, settings, logger };
     })();
     setUp.catch(() => {
       setUp = undefined;
@@ -84,7 +94,9 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
       ),
     async scheduled(_controller, env, ctx) {
       try {
-        const { proxy, log } = await isolate(env);
+        const { proxy, log, settings } = await isolate(env);
+        // Caching off: warming would only send the origin requests nothing keeps.
+        if (!settings.caching) return;
         await log.sync();
         const urls = options.warm?.urls ?? [];
         if (urls.length > 0) await proxy.warm(urls, options.origins[0]!.origin);
@@ -93,4 +105,18 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
       }
     },
   };
+}
+
+interface ProxyIsolate {
+  app: Hono;
+  log: DurableChangeLog;
+  proxy: CachingProxy;
+  settings: WorkerSettings;
+  logger: WorkerLogger;
+}
+
+/** The origins, each without a `ttl` of its own given the Worker's (when one is set). */
+function withTtl(origins: OriginRoute[], ttl: number | undefined): OriginRoute[] {
+  if (ttl === undefined) return origins;
+  return origins.map((o) => (o.ttl === undefined ? { ...o, ttl } : o));
 }

@@ -2,17 +2,17 @@ import type { Context, ExecutionContext, Hono } from "hono";
 import type { AdminOptions } from "../../app/admin.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
-import { errorResponse } from "../../app/errors.ts";
+import { errorBody, errorResponse } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
 import { Cache } from "../../core/cache/index.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import { requestKey } from "../../core/keys.ts";
+import type { LogLevel } from "../../core/log-levels.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { Store } from "../../core/store.ts";
 import type { LogPosition } from "../../log/contract.ts";
 import {
   type ChangeLogMode,
-  DEFAULT_LEASE_MS,
   DurableChangeLog,
   type DurableObjectNamespaceLike,
 } from "../../log/durable-object.ts";
@@ -22,7 +22,14 @@ import { type KvNamespaceLike, kvStore } from "../../stores/kv.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { Background } from "./background.ts";
 import { HotKeysReporter, REPORT_EVERY_MS } from "./hot-keys.ts";
+import { type WorkerLogger, workerLogger } from "./logger.ts";
 import { requestSession, seenAfter, withSession } from "./session.ts";
+import {
+  DEFAULT_TTL_SECONDS,
+  describeSettings,
+  type WorkerSettings,
+  workerSettings,
+} from "./variables.ts";
 
 /**
  * The bindings and variables the Worker reads (names as in `wrangler.jsonc`). Only `DB`
@@ -43,8 +50,18 @@ export interface LogEnv {
   EDGECACHE_ADMIN_TOKEN?: string;
   /** Host names the admin API answers to besides localhost, comma-separated (`api.example.com`). */
   EDGECACHE_ALLOWED_HOSTS?: string;
-  /** `strict` (default), `lease` or `follower`: see `DurableChangeLog`. */
+  /** `strict` (default), `lease`, `follower` or `session`: see `DurableChangeLog`. */
   EDGECACHE_LOG_MODE?: string;
+  /** `off`: caching off, every read goes to D1 or the origin (counted as bypasses); `on` (default). */
+  EDGECACHE_CACHE?: string;
+  /** The default TTL, seconds (over the `ttl` option). */
+  EDGECACHE_TTL?: string;
+  /** Bytes the isolate's memory tier may hold (over `memoryBytes`). */
+  EDGECACHE_MEMORY_BYTES?: string;
+  /** `off`: no KV tier even with `CACHE` bound; `on`: KV, which needs `CACHE` (default: KV when bound). */
+  EDGECACHE_KV?: string;
+  /** `fatal`, `error`, `warn` (default), `info` (every request), `debug`, `trace` or `silent`. */
+  EDGECACHE_LOG_LEVEL?: string;
   /** Lease mode: ms an isolate trusts its memory after it last heard the log; follower mode: a follower's lease. */
   EDGECACHE_LEASE_MS?: string;
   /** Follower mode: this Worker's region (a location hint such as `weur`); default from `request.cf`. */
@@ -78,12 +95,6 @@ export interface EdgecacheWorkerOptions<E extends EdgecacheEnv = EdgecacheEnv>
   readReplicas?: boolean;
 }
 
-/**
- * An isolate has 128 MB for everything: the memory tier takes at most a quarter, leaving
- * room for requests in flight, the dependency index and the runtime itself.
- */
-export const MEMORY_TIER_BYTES = 32 * 1024 * 1024;
-
 /** What one isolate builds on its first request and keeps. */
 export interface EdgecacheIsolate {
   app: Hono;
@@ -91,6 +102,9 @@ export interface EdgecacheIsolate {
   api: DataApi;
   log: DurableChangeLog;
   hotKeys: HotKeysReporter | undefined;
+  /** What the isolate was made with: its variables over the options. */
+  settings: WorkerSettings;
+  logger: WorkerLogger;
 }
 
 /** What one run of warming loaded. */
@@ -161,7 +175,9 @@ export function edgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv>(
   };
 
   const warm = async (env: E): Promise<WarmRun> => {
-    const { api, log, hotKeys } = await isolate(env);
+    const { api, log, hotKeys, settings } = await isolate(env);
+    // Caching off: nothing would be stored, so warming would only load D1.
+    if (!settings.caching) return { keys: 0, failed: 0 };
     await log.sync();
     const urls = (options.warm?.urls ?? []).map((path) => {
       const url = new URL(path, "http://warm");
@@ -188,7 +204,8 @@ export function edgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv>(
     async scheduled(_controller, env, ctx) {
       try {
         const run = await warm(env);
-        console.log(`[edgecache] [${C}] warmed ${run.keys} keys, ${run.failed} failed`);
+        const { logger } = await isolate(env);
+        logger.info(`[edgecache] [${C}] warmed ${run.keys} keys, ${run.failed} failed`);
       } finally {
         ctx.waitUntil(background.idle());
       }
@@ -221,8 +238,11 @@ async function open<E extends EdgecacheEnv>(
   region: string | undefined,
 ): Promise<EdgecacheIsolate> {
   if (typeof env.DB?.prepare !== "function") badOption(C, "env.DB", "a D1 binding", env.DB);
+  // Before anything is seeded or opened: a bad variable fails the request at once.
+  const settings = workerSettings(env, options);
+  const logger = isolateLogger(settings, background);
   await options.prepare?.(env);
-  const { cache, log } = edgeCache(env, options, background, region);
+  const { cache, log } = edgeCache(env, settings, options, background, logger, region);
   const sessions = options.readReplicas
     ? { bookmark: () => log.bookmark, written: (bookmark: string) => log.wrote(bookmark) }
     : undefined;
@@ -235,24 +255,44 @@ async function open<E extends EdgecacheEnv>(
     health: { source: sourceCheck(source, api.schema) },
     ...adminAccess(env),
   });
-  const counting = (options.warm?.hottest ?? DEFAULT_HOTTEST) > 0;
+  const counting = settings.caching && (options.warm?.hottest ?? DEFAULT_HOTTEST) > 0;
   const hotKeys = counting
     ? new HotKeysReporter(env.CHANGE_LOG, options.warm?.reportMs ?? REPORT_EVERY_MS)
     : undefined;
-  return { app, cache, api, log, hotKeys };
+  return { app, cache, api, log, hotKeys, settings, logger };
 }
 
-/** The settings a Worker's cache is made of (both the data API's and the proxy's). */
+/** The isolate's logger at its level, which its background work reports to too. */
+export function isolateLogger(settings: WorkerSettings, background: Background): WorkerLogger {
+  const logger = workerLogger(settings.logLevel);
+  background.report = logger.warn;
+  logger.info(`[edgecache] [${C}] isolate started: ${describeSettings(settings)}`);
+  return logger;
+}
+
+/**
+ * The settings a Worker's cache is made of (both the data API's and the proxy's). Where an
+ * `EDGECACHE_*` variable is set it wins over its option here (see workerSettings).
+ */
 export interface EdgeCacheOptions {
-  /** Default TTL in seconds (one day). */
+  /** Default TTL in seconds (one day); `EDGECACHE_TTL` overrides. */
   ttl?: number;
   /**
    * Seconds after the TTL during which a stale response is served at once and refreshed in
    * the background (`ctx.waitUntil`); 0 (default) turns it off.
    */
   staleWhileRevalidate?: number;
-  /** Bytes the isolate's memory tier may hold (MEMORY_TIER_BYTES). */
+  /** Bytes the isolate's memory tier may hold (MEMORY_TIER_BYTES); `EDGECACHE_MEMORY_BYTES` overrides. */
   memoryBytes?: number;
+  /**
+   * false: caching off, every read goes to D1 or the origin and nothing is stored, each read
+   * counted in the stats' `bypasses`; writes still go through the log. `EDGECACHE_CACHE` overrides.
+   */
+  caching?: boolean;
+  /** false: no KV tier even with a `CACHE` binding (default: KV when bound); `EDGECACHE_KV` overrides. */
+  kv?: boolean;
+  /** What the isolate logs (`warn`); `EDGECACHE_LOG_LEVEL` overrides. */
+  logLevel?: LogLevel;
   /**
    * The change log's mode and lease; `EDGECACHE_LOG_MODE` / `EDGECACHE_LEASE_MS` override.
    * `follower`: each request syncs with its region's follower of the log (docs/guides/regions.md).
@@ -270,39 +310,80 @@ export interface EdgeCacheOptions {
 }
 
 /**
- * The cache of one isolate: memory, the Cache API and (with a `CACHE` binding) KV, all
- * checked against the Durable Object log; background work goes to `background`.
+ * The cache of one isolate: memory, the Cache API and (unless KV is off) KV, all checked
+ * against the Durable Object log; background work goes to `background`. With caching off
+ * the tiers stay, unread: writes still delete what they made stale there, so entries from
+ * before are not served stale once caching is back on.
  */
 export function edgeCache(
   env: LogEnv,
+  settings: WorkerSettings,
   options: EdgeCacheOptions,
   background: Background,
+  logger: WorkerLogger,
   requestRegion?: string,
 ): { cache: Cache; log: DurableChangeLog } {
-  const modeVar = env.EDGECACHE_LOG_MODE;
-  const leaseVar = env.EDGECACHE_LEASE_MS;
   const log = new DurableChangeLog({
     namespace: env.CHANGE_LOG,
     name: options.logName,
-    mode: (modeVar || options.mode) as ChangeLogMode | undefined,
-    leaseMs: leaseVar ? Number(leaseVar) : (options.leaseMs ?? DEFAULT_LEASE_MS),
+    mode: settings.mode,
+    leaseMs: settings.leaseMs,
     region: env.EDGECACHE_REGION || options.region || requestRegion || DEFAULT_REGION,
   });
-  const tiers: Store[] = [memoryStore({ maxBytes: options.memoryBytes ?? MEMORY_TIER_BYTES })];
+  const tiers: Store[] = [memoryStore({ maxBytes: settings.memoryBytes })];
   // The Cache API first (this data centre, no write limit), then KV (every location).
   if (typeof caches !== "undefined") tiers.push(cacheApiStore({ cacheName: "edgecache" }));
-  if (env.CACHE) tiers.push(kvStore({ namespace: env.CACHE }));
+  if (settings.kv) tiers.push(kvStore({ namespace: settings.kv }));
   const cache = new Cache({
     tiers,
     log,
-    ttl: (options.ttl ?? 86_400) * 1000,
+    enabled: settings.caching,
+    ttl: (settings.ttl ?? DEFAULT_TTL_SECONDS) * 1000,
     staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
     schedule: (work) => background.add(work),
-    logger: {
-      warn: (message, error) => console.warn(`[edgecache] ${message}`, error ?? ""),
-    },
+    logger: { warn: (message, error) => logger.warn(`[edgecache] ${message}`, error) },
   });
   return { cache, log };
+}
+
+/**
+ * The answer while the isolate cannot start. A bad variable or option (E_BAD_OPTION) is the
+ * operator's to fix and stays until they do: a 500 whose message names it (the variables
+ * hold no secret; the admin token is never checked for form). Anything else, D1 out of
+ * reach say, may pass: a 503 that says only that the Worker could not start. Logged at any
+ * level, since the isolate's own level may be what is wrong.
+ */
+function setupFailed(error: unknown): Response {
+  const failure =
+    error instanceof EdgecacheError
+      ? error
+      : new EdgecacheError("E_SOURCE_UNAVAILABLE", C, "setup failed", { cause: error });
+  console.error(failure.message, failure.cause ?? "");
+  if (failure.code === "E_BAD_OPTION") {
+    return new Response(errorBody(failure).body, {
+      status: 500,
+      headers: { "content-type": "application/json" },
+    });
+  }
+  return Response.json(
+    { error: { code: failure.code, message: "the Worker could not start" } },
+    { status: 503 },
+  );
+}
+
+/** At `info`: one line per request, with what the cache did (`Cache-Status`, RFC 9211). */
+function logRequest(
+  logger: WorkerLogger,
+  request: Request,
+  response: Response,
+  started: number,
+): void {
+  const url = new URL(request.url);
+  const ms = Math.round((performance.now() - started) * 1000) / 1000;
+  const line = `${request.method} ${url.pathname}${url.search} ${response.status} ${ms} ms`;
+  const cache = response.headers.get("cache-status");
+  if (response.status >= 500) logger.error(`[edgecache] [${C}] request failed: ${line}`);
+  else logger.info(`[edgecache] [${C}] ${line}${cache ? ` (${cache})` : ""}`);
 }
 
 /** Follower mode's region when neither a setting nor the request names one. */
@@ -355,7 +436,9 @@ export function peerAddress(c: Context): string | undefined {
  * A request as every edgecache Worker runs it: the isolate's setup (made once), a `sync`
  * with the log, the app's answer, then `ctx.waitUntil` for the background work.
  */
-export async function serveRequest<I extends { app: Hono; log: DurableChangeLog }>(
+export async function serveRequest<
+  I extends { app: Hono; log: DurableChangeLog; logger: WorkerLogger },
+>(
   isolate: () => Promise<I>,
   background: Background,
   ctx: ExecutionContextLike,
@@ -370,29 +453,26 @@ export async function serveRequest<I extends { app: Hono; log: DurableChangeLog 
   }
   try {
     const opened = await isolate();
-    const { log } = opened;
+    const { log, logger } = opened;
+    const started = performance.now();
     const unreachable = (error: unknown) => {
-      console.warn(`[edgecache] [${C}] change log unreachable: ${String(error)}`);
+      logger.warn(`[edgecache] [${C}] change log unreachable: ${String(error)}`);
     };
     // Reads after this see every write acknowledged before the request began (strict,
     // lease and follower modes), or before the last sync (session mode).
     await log.sync().catch(unreachable);
-    if (log.mode !== "session") return await answer(opened);
-    // Session mode: the client's own writes and reads first. Out of the log's reach, the
-    // isolate stops trusting its cache and reads D1's primary: still read-your-writes.
-    if (session) await log.reach(session).catch(unreachable);
-    const response = await answer(opened);
-    return withSession(response, session, seenAfter(session, log.position));
+    let response: Response;
+    if (log.mode !== "session") response = await answer(opened);
+    else {
+      // Session mode: the client's own writes and reads first. Out of the log's reach, the
+      // isolate stops trusting its cache and reads D1's primary: still read-your-writes.
+      if (session) await log.reach(session).catch(unreachable);
+      response = withSession(await answer(opened), session, seenAfter(session, log.position));
+    }
+    if (request && logger.level !== "silent") logRequest(logger, request, response, started);
+    return response;
   } catch (error) {
-    const failure =
-      error instanceof EdgecacheError
-        ? error
-        : new EdgecacheError("E_SOURCE_UNAVAILABLE", C, "setup failed", { cause: error });
-    console.error(`[edgecache] [${C}] ${failure.message}`, failure.cause ?? "");
-    return Response.json(
-      { error: { code: failure.code, message: "the Worker could not start" } },
-      { status: 503 },
-    );
+    return setupFailed(error);
   } finally {
     ctx.waitUntil(background.idle());
   }

@@ -2,15 +2,12 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type Logger, pino } from "pino";
 import { badOption } from "../../core/errors.ts";
+import { DEFAULT_LOG_LEVEL, isLogLevel, LOG_LEVELS } from "../../core/log-levels.ts";
 import type { NodeServerOptions } from "./server/server.ts";
 
 export type { Logger } from "pino";
 
-export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-/** Quiet by default: warnings and errors only. `info` logs every request. */
-export const DEFAULT_LOG_LEVEL: LogLevel = "warn";
+export { DEFAULT_LOG_LEVEL, LOG_LEVELS, type LogLevel } from "../../core/log-levels.ts";
 
 /** A request id a client or a proxy in front may send and have echoed (and logged). */
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -22,7 +19,7 @@ const REQUEST_ID = /^[\w.:-]{1,128}$/;
  * const log = nodeLogger("info");
  */
 export function nodeLogger(level: string = DEFAULT_LOG_LEVEL): Logger {
-  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+  if (!isLogLevel(level)) {
     badOption("log", "logLevel", LOG_LEVELS.join(", "), level);
   }
   return pino({ level, base: { pid: process.pid } });

@@ -35,6 +35,7 @@ export async function passThrough(
   ctx: Ctx,
   body: ReadableStream<Uint8Array> | null,
   fwd: Forward = "method",
+  detail = "not-stored",
 ): Promise<Response> {
   const unsafe = !SAFE_METHODS.has(ctx.method);
   // Learning binds rules to the written resource as it was: its copy, read before the write.
@@ -92,7 +93,7 @@ export async function passThrough(
     }
   }
   const headers = clientHeaders(response.headers);
-  headers.set("cache-status", `edgecache; fwd=${fwd}; detail=not-stored`);
+  headers.set("cache-status", `edgecache; fwd=${fwd}; detail=${detail}`);
   return new Response(response.body, { status: response.status, headers });
 }
 

@@ -63,6 +63,8 @@ export interface Engine {
   readonly pending: PendingRemovals;
   readonly report: ReturnType<typeof rateLimited>;
   readonly policy: InvalidationPolicy;
+  /** false: caching is off (CacheOptions.enabled), so nothing is stored or read from a tier. */
+  readonly enabled: boolean;
   /** Default TTL and stale-while-revalidate window, ms. */
   readonly ttl: number;
   readonly swr: number;

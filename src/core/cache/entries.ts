@@ -63,6 +63,7 @@ export class Entries {
     end: number,
     only?: "local",
   ): Promise<void> {
+    if (!this.#e.enabled) return;
     for (const { key, entry } of list) {
       counted(
         entry,

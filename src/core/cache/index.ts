@@ -112,6 +112,7 @@ export class Cache {
       pending: new PendingRemovals(),
       report,
       policy: set.policy,
+      enabled: set.enabled,
       ttl: set.ttl,
       swr: set.swr,
       rehydrate: set.rehydrate,
@@ -203,10 +204,12 @@ export class Cache {
 
   /**
    * Counts a read its caller answered itself (after a lookup with `count: false`): an
-   * HTTP proxy decides hit, stale or miss from the request as well as the entry.
+   * HTTP proxy decides hit, stale or miss from the request as well as the entry, and
+   * counts a read it sent around the cache (caching off) as a bypass.
    */
-  countRead(key: string, status: ResolveStatus): void {
-    if (status === "hit") {
+  countRead(key: string, status: ResolveStatus | "bypass"): void {
+    if (status === "bypass") this.#e.counters.bypasses++;
+    else if (status === "hit") {
       this.#e.counters.hits++;
       this.#e.index.touch(key);
       this.#e.negative.touch(key);
@@ -302,6 +305,11 @@ export class Cache {
     return tierCount(this.#e.tiers.list, names, component);
   }
 
+  /** false when caching is off (CacheOptions.enabled): every read goes to the source. */
+  get enabled(): boolean {
+    return this.#e.enabled;
+  }
+
   /** Whether this node may serve from cache now (its lease on the change log holds). */
   get trusted(): boolean {
     return this.#e.log.trusted();
@@ -341,14 +349,15 @@ export class Cache {
    * for one key share one load (single flight). A stale entry within its
    * stale-while-revalidate window is returned at once and refreshed in the background; if
    * the load fails, a stale entry is served instead of the error (stale-if-error). While
-   * the lease on the log has lapsed, every read goes to the source and nothing is stored.
+   * the lease on the log has lapsed, or with caching off, every read goes to the source
+   * and nothing is stored (a bypass).
    */
   async resolve(
     key: string,
     load: () => Promise<EntryInit>,
     options?: Pick<LookupOptions, "tiers">,
   ): Promise<Resolved> {
-    if (!this.#e.log.trusted()) {
+    if (!this.#e.enabled || !this.#e.log.trusted()) {
       this.#e.counters.bypasses++;
       const entry = await this.#e.entries.build(
         await this.#e.loads.measureLoad(load),
@@ -666,6 +675,7 @@ export class Cache {
     this.#e.index.sweep(now);
     return {
       ...this.#e.counters,
+      enabled: this.#e.enabled,
       indexedKeys: this.#e.index.size,
       notFound: {
         entries: this.#e.negative.size,

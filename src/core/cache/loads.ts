@@ -55,7 +55,9 @@ export class Loads {
     options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean },
   ): Promise<{ entry: CacheEntry; stored: boolean }> {
     const entry = await this.#e.entries.build(init, since);
-    if (init.cacheable === false || !this.#e.log.trusted()) return { entry, stored: false };
+    if (init.cacheable === false || !this.#e.enabled || !this.#e.log.trusted()) {
+      return { entry, stored: false };
+    }
     // Only patches care whether the load saw the source exactly at `since` (see patch).
     // Asking a shared log costs a round trip: with `later`, the entry is served and kept
     // as not exact (the stricter rules) until the answer comes.
@@ -125,7 +127,7 @@ export class Loads {
     since: LogPosition,
   ): Promise<void> {
     const entries = await Promise.all(loaded.map(({ init }) => this.#e.entries.build(init, since)));
-    if (!this.#e.log.trusted()) return;
+    if (!this.#e.enabled || !this.#e.log.trusted()) return;
     const exact =
       this.#e.log.shared && this.#e.hooks.patch && (await this.quiet(since, tablesRead(entries)));
     type Item = { key: string; entry: CacheEntry; end: number };

@@ -11,6 +11,7 @@ const DEFAULT_FENCE_OPS = 8192;
 
 /** CacheOptions checked in "expected X, got Y" form, defaults filled in. */
 export interface Settings {
+  enabled: boolean;
   ttl: number;
   swr: number;
   policy: NonNullable<CacheOptions["policy"]>;
@@ -26,6 +27,8 @@ export function settings(options: CacheOptions): Settings {
   if (!Array.isArray(options?.tiers) || options.tiers.length === 0) {
     badOption(c, "tiers", "a non-empty array of stores", options?.tiers);
   }
+  const enabled = options.enabled ?? true;
+  if (typeof enabled !== "boolean") badOption(c, "enabled", "true or false", enabled);
   const ttl = options.ttl ?? 24 * HOUR;
   if (!(ttl > 0)) badOption(c, "ttl", "a positive number of ms", ttl);
   const swr = options.staleWhileRevalidate ?? 0;
@@ -51,6 +54,7 @@ export function settings(options: CacheOptions): Settings {
     if (typeof rule !== "function") badOption(c, `invalidateOn.${name}`, "a function", rule);
   }
   return {
+    enabled,
     ttl,
     swr,
     policy,

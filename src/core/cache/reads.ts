@@ -39,7 +39,7 @@ export class Reads {
 
   /** The entry of `key` in the first of tiers [0, end) that holds a servable one. */
   async lookup(key: string, end = this.#e.tiers.length): Promise<Found | undefined> {
-    if (!this.#e.log.trusted() || this.#e.pending.has(key)) return undefined;
+    if (!this.#e.enabled || !this.#e.log.trusted() || this.#e.pending.has(key)) return undefined;
     const now = this.#e.now();
     const started = this.#e.observer ? performance.now() : 0;
     for (let i = 0; i < end; i++) {
@@ -59,9 +59,10 @@ export class Reads {
   /** lookup for several keys: each tier is asked for all the keys still missing at once. */
   async lookupMany(keys: readonly string[], end: number): Promise<(Found | undefined)[]> {
     const found = new Map<string, Found>();
-    let missing = this.#e.log.trusted()
-      ? [...new Set(keys)].filter((k) => !this.#e.pending.has(k))
-      : [];
+    let missing =
+      this.#e.enabled && this.#e.log.trusted()
+        ? [...new Set(keys)].filter((k) => !this.#e.pending.has(k))
+        : [];
     const now = this.#e.now();
     const started = this.#e.observer ? performance.now() : 0;
     for (let i = 0; i < end && missing.length > 0; i++) {

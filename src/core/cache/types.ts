@@ -65,6 +65,12 @@ export interface CacheOptions {
    */
   sha256?: (data: Uint8Array) => string;
   logger?: { warn(message: string, error?: unknown): void };
+  /**
+   * false turns caching off: every read goes to the source and nothing is stored or served
+   * from a tier, each such read counted in `bypasses`. Writes and invalidations still go
+   * through the change log, so nodes with caching on stay exact (default true).
+   */
+  enabled?: boolean;
   /** Told each read's tier and duration and each load's duration (latency histograms). */
   observer?: CacheObserver;
   /**

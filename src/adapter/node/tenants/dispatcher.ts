@@ -460,6 +460,8 @@ export function sumStats(all: CacheStats[]): CacheStats {
     staleHits: sum((s) => s.staleHits),
     misses: sum((s) => s.misses),
     bypasses: sum((s) => s.bypasses),
+    // On while any tenant caches (tenants cannot turn caching off today).
+    enabled: all.length === 0 || all.some((s) => s.enabled),
     loads: sum((s) => s.loads),
     loadErrors: sum((s) => s.loadErrors),
     fenced: sum((s) => s.fenced),

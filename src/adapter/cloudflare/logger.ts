@@ -1,0 +1,39 @@
+import { DEFAULT_LOG_LEVEL, type LogLevel } from "../../core/log-levels.ts";
+
+/**
+ * What an edgecache Worker logs, by severity (console lines, which `wrangler tail` and
+ * Workers Logs show). A line below the Worker's level costs nothing: its method is a no-op.
+ */
+export interface WorkerLogger {
+  readonly level: LogLevel;
+  /** Requests that failed, an isolate that could not start. */
+  error(message: string, detail?: unknown): void;
+  /** Tier faults, a change log out of reach, background work that failed. */
+  warn(message: string, detail?: unknown): void;
+  /** Each request, warming runs, the settings an isolate started with. */
+  info(message: string): void;
+}
+
+/** pino's numbers: a line is written when its level's is at least the logger's. */
+const RANK: Record<LogLevel, number> = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+  silent: Number.POSITIVE_INFINITY,
+};
+
+const skip = () => {};
+
+/** A Worker's logger at `level` (checked already: see workerSettings). */
+export function workerLogger(level: LogLevel = DEFAULT_LOG_LEVEL): WorkerLogger {
+  const on = (at: LogLevel) => RANK[at] >= RANK[level];
+  return {
+    level,
+    error: on("error") ? (message, detail) => console.error(message, detail ?? "") : skip,
+    warn: on("warn") ? (message, detail) => console.warn(message, detail ?? "") : skip,
+    info: on("info") ? (message) => console.log(message) : skip,
+  };
+}
