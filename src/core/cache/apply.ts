@@ -170,7 +170,9 @@ export class Applier {
       // One node reloads each for all: the record's claims go out together, as its patches'.
       this.#e.reloads.push(async () => {
         const won = await Promise.all(hot.map((k) => refill(`${record.seq}:${k}`)));
-        hot.forEach((k, i) => won[i] && this.#scheduleRehydrate(k, refetch!));
+        hot.forEach((k, i) => {
+          if (won[i]) this.#scheduleRehydrate(k, refetch!);
+        });
       });
     } else {
       for (const k of hot) this.#scheduleRehydrate(k, refetch!);
