@@ -1,6 +1,8 @@
+import { spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { validateConfig } from "../../src/adapter/node/config.ts";
 import { createNodeProxy, type NodeProxyOptions } from "../../src/adapter/node/modes/proxy.ts";
 import { tempDir } from "../app/harness.ts";
 import {
@@ -11,6 +13,7 @@ import {
   startOrigin,
   startProxy,
 } from "../app/proxy-harness.ts";
+import { waitForLine } from "../helpers/child.ts";
 import { until } from "../helpers/cluster.ts";
 
 // The proxy's manifest: URLs fetched through the real proxy from a real origin at start,
@@ -254,5 +257,42 @@ describe("a bad manifest", () => {
     // Nothing was left open: the cache file's lock, the port.
     const ok = await start(["/a"]);
     await ok.close();
+  });
+});
+
+describe("the CLI and the config", () => {
+  it("`edgecache proxy --manifest urls.txt` keeps the file's URLs cached", async () => {
+    const o = await origin(counting({ "cache-control": "max-age=600" }));
+    const cwd = tempDir("edgecache-manifest-cli-");
+    cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
+    writeFileSync(join(cwd, "urls.txt"), "# kept\n/cli/{1..3}\n");
+    const { PORT: _port, EDGECACHE_ADMIN_TOKEN: _token, ...env } = process.env;
+    const bin = resolve(import.meta.dirname, "../../bin/edgecache.js");
+    const args = ["proxy", "--origin", o.url, "--port", "0", "--no-cache-file"];
+    const child = spawn(process.execPath, [bin, ...args, "--manifest", "urls.txt"], { cwd, env });
+    cleanup.push(async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((done) => child.once("exit", done));
+      child.kill("SIGTERM");
+      await exited;
+    });
+    const m = await waitForLine(child, /manifest:\s+3 URLs kept cached: (http:\/\/\S+)\n/);
+    await until(async () => JSON.parse((await raw(m[1]!)).text).cached === 3);
+    expect(o.count()).toBe(3);
+  }, 60_000);
+
+  it("the proxy section's manifest is a path or an array of lines", () => {
+    const origins = [{ origin: "http://127.0.0.1:3000" }];
+    for (const manifest of ["urls.txt", ["/a", "/b/{1..2}"]]) {
+      expect(
+        validateConfig({ proxy: { origins, manifest, manifestConcurrency: 8 } }),
+      ).toBeDefined();
+    }
+    expect(() => validateConfig({ proxy: { origins, manifest: [1] } })).toThrow(
+      /proxy\.manifest": expected a manifest file's path or an array of URLs/,
+    );
+    expect(() => validateConfig({ proxy: { origins, manifestConcurrency: 0 } })).toThrow(
+      /proxy\.manifestConcurrency": expected an integer >= 1/,
+    );
   });
 });
