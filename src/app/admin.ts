@@ -15,10 +15,12 @@ import {
   sameOrigin,
 } from "./access.ts";
 import { dashboardPage } from "./dashboard.ts";
-import { ADMIN_PREFIX, isAdminPath, jsonOnly, limitBody, notFound, onError } from "./errors.ts";
+import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import { cacheChecks, type HealthChecks, healthHandler } from "./health.ts";
 import { describeRule, rulesReport } from "./proxy/learn/observe.ts";
 import { checkRule, type RuleState, ruleId } from "./proxy/learn/rules.ts";
+import type { ManifestKeeper } from "./proxy/manifest/keeper.ts";
+import { targetProblem } from "./proxy/manifest/parse.ts";
 import type { CachingProxy } from "./proxy.ts";
 
 export interface AdminOptions {
@@ -52,6 +54,8 @@ export interface AdminOptions {
   health?: HealthChecks;
   /** Proxy mode: `POST /purge` and `POST /warm` (absent without it). */
   proxy?: Pick<CachingProxy, "purge" | "warm"> & Partial<Pick<CachingProxy, "learn">>;
+  /** Proxy mode with a manifest: its progress in `/stats`, each URL's state at `/manifest`. */
+  manifest?: Pick<ManifestKeeper, "summary" | "report">;
   now?: () => number;
 }
 
@@ -67,6 +71,7 @@ const MAX_KEYS = 1000;
 const MAX_SCANNED = 10 * MAX_KEYS;
 /** URLs one warm request may name. */
 const MAX_WARM = 1000;
+const URL_STATES: readonly string[] = ["cached", "failing", "uncacheable", "pending"];
 
 /**
  * The admin API, mounted under `/_edgecache`: stats (JSON or Prometheus), the cached keys
@@ -133,10 +138,15 @@ export function createAdminApi(options: AdminOptions): Hono {
       ? c.text(await metrics.text(), 200, { "content-type": metrics.contentType })
       : c.text(toPrometheus(cache.stats()), 200, { "content-type": "text/plain; version=0.0.4" });
   const learn = options.proxy?.learn;
+  const { manifest } = options;
   app.get("/stats", (c) =>
     c.req.query("format") === "prometheus"
       ? prometheus(c)
-      : c.json({ ...cache.stats(), ...(learn && { learn: { ...learn.stats } }) }),
+      : c.json({
+          ...cache.stats(),
+          ...(learn && { learn: { ...learn.stats } }),
+          ...(manifest && { manifest: manifest.summary() }),
+        }),
   );
   app.get("/metrics", prometheus);
 
@@ -292,6 +302,29 @@ export function createAdminApi(options: AdminOptions): Hono {
       });
     }
 
+    app.get("/manifest", (c) => {
+      if (!manifest) {
+        throw new EdgecacheError(
+          "E_NOT_FOUND",
+          COMPONENT,
+          "no manifest: the proxy keeps URLs cached with --manifest or the config's manifest",
+        );
+      }
+      const state = c.req.query("state");
+      if (state !== undefined && !URL_STATES.includes(state)) {
+        throw new EdgecacheError(
+          "E_BAD_QUERY",
+          COMPONENT,
+          `state: expected one of ${URL_STATES.join(", ")}, got ${JSON.stringify(state)}`,
+        );
+      }
+      const urls = manifest.report();
+      return c.json({
+        ...manifest.summary(),
+        urls: state === undefined ? urls : urls.filter((u) => u.state === state),
+      });
+    });
+
     app.post("/warm", async (c) => {
       const b = await objectBody(c, '{"urls": ["/v1/users"]}');
       const urls = strings(b, "url", "urls");
@@ -301,13 +334,9 @@ export function createAdminApi(options: AdminOptions): Hono {
       // Paths are fetched as this request's host would fetch them.
       const base = new URL(c.req.url).origin;
       for (const u of urls) {
-        if ((!u.startsWith("/") && !/^https?:\/\//i.test(u)) || !URL.canParse(u, base)) {
-          bodyError("urls", 'paths starting with "/" or http(s) URLs', JSON.stringify(u));
-        }
-        // Warming goes straight to the proxy's routes, which would forward these.
-        if (isAdminPath(new URL(u, base).pathname)) {
-          bodyError("urls", `URLs outside ${ADMIN_PREFIX} (never forwarded)`, JSON.stringify(u));
-        }
+        // Warming goes straight to the proxy's routes, which would forward admin paths.
+        const problem = targetProblem(u);
+        if (problem) bodyError("urls", `each ${problem}`, JSON.stringify(u));
       }
       return c.json({ warmed: await proxy.warm(urls, base) });
     });

@@ -1,7 +1,7 @@
 /**
  * The dashboard at `/_edgecache/`: one page, no build step, no external resource. The page
- * itself holds no data; it polls the admin API (`stats` every second, `keys` and `changes`
- * every two), so it sees exactly what the admin API's access rules let it see. When the API
+ * itself holds no data; it polls the admin API (`stats` every second, `keys`, `changes` and,
+ * in proxy mode with a manifest, `manifest` every two), so it sees exactly what the admin API's access rules let it see. When the API
  * answers 401 it asks for the token (or a tenant's key) and keeps it in sessionStorage.
  * Charts are inline SVG. Every value from the node goes into the page as text, never as
  * markup: keys are URLs anyone could request.
@@ -24,6 +24,7 @@ const DASHBOARD_HTML = `<!doctype html>
   table { border-collapse: collapse; width: 100%; font-size: 13px; }
   th, td { text-align: left; padding: 3px 6px; border-bottom: 1px solid #eef0f4; vertical-align: top; }
   td.key { font-family: ui-monospace, monospace; word-break: break-all; cursor: pointer; color: #1f5fbf; }
+  td.url { font-family: ui-monospace, monospace; word-break: break-all; }
   .legend span { margin-right: 12px; } .muted { color: #5b6474; }
   svg { width: 100%; height: 140px; background: #fbfcfd; border: 1px solid #eef0f4; }
   #login { display: none; margin-bottom: 16px; } input { font: inherit; padding: 3px 6px; }
@@ -50,6 +51,7 @@ const DASHBOARD_HTML = `<!doctype html>
   <div class="card"><h2>Hit rate by tier</h2><svg id="chart-hits" viewBox="0 0 600 140" preserveAspectRatio="none"></svg><div class="legend" id="legend-hits"></div></div>
   <div class="card"><h2>Reads per second and source latency (p95, ms)</h2><svg id="chart-load" viewBox="0 0 600 140" preserveAspectRatio="none"></svg><div class="legend" id="legend-load"></div></div>
   <div class="card" id="tenant-card" hidden><h2>Hit rate by tenant</h2><svg id="chart-tenants" viewBox="0 0 600 140" preserveAspectRatio="none"></svg><div class="legend" id="legend-tenants"></div></div>
+  <div class="card" id="manifest-card" hidden><h2>Manifest <span class="muted" id="manifest-progress"></span></h2><table><thead><tr><th>url</th><th>state</th><th>detail</th></tr></thead><tbody id="manifest"></tbody></table></div>
   <div class="card"><h2>Top keys</h2><table><thead><tr><th>key</th><th>hits</th><th>ttl</th></tr></thead><tbody id="top-keys"></tbody></table></div>
   <div class="card"><h2>Recent invalidations</h2><table><thead><tr><th>when</th><th>cause</th><th>keys</th><th>rules</th></tr></thead><tbody id="changes"></tbody></table></div>
   <div class="card" id="inspector"><h2>Entry inspector</h2>
@@ -190,6 +192,7 @@ async function pollStats() {
   text("f-p95", ms(s.sourceLatencyMs.p95));
   text("f-keys", s.indexedKeys);
   text("f-inv", s.invalidations);
+  manifestShown = s.manifest !== undefined;
   document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
 }
 
@@ -202,6 +205,26 @@ async function pollKeys() {
     cell(tr, seconds(k.ttlSeconds));
   });
 }
+
+// The proxy's manifest (when it has one): its progress, and the URLs not cached, worst first.
+async function pollManifest() {
+  if (!manifestShown) return;
+  const m = await api("manifest");
+  document.getElementById("manifest-card").hidden = false;
+  text("manifest-progress", m.cached + " of " + m.total + " cached, " + m.failing + " failing" +
+    (m.uncacheable ? ", " + m.uncacheable + " uncacheable" : "") + (m.pending ? ", " + m.pending + " pending" : ""));
+  const order = { failing: 0, uncacheable: 1, pending: 2, cached: 3 };
+  const rows = m.urls.slice().sort((a, b) => order[a.state] - order[b.state]).slice(0, 15);
+  const now = Date.now();
+  fill("manifest", rows, (tr, u) => {
+    cell(tr, u.url, "url");
+    cell(tr, u.state);
+    if (u.state === "cached") cell(tr, "fresh " + seconds(Math.floor((u.freshUntil - now) / 1000)));
+    else if (u.state === "pending") cell(tr, "-");
+    else cell(tr, u.error + (u.nextFetch ? "; next try in " + seconds(Math.max(0, Math.ceil((u.nextFetch - now) / 1000))) : ""));
+  });
+}
+let manifestShown = false;
 
 async function pollChanges() {
   const { changes } = await api("changes");
@@ -269,7 +292,7 @@ async function guarded(work) {
 let ticks = 0;
 function tick() {
   guarded(pollStats);
-  if (ticks++ % 2 === 0) { guarded(pollKeys); guarded(pollChanges); }
+  if (ticks++ % 2 === 0) { guarded(pollKeys); guarded(pollChanges); guarded(pollManifest); }
 }
 tick();
 setInterval(tick, 1000);

@@ -4,14 +4,16 @@ import type { CacheEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import { policyClass, requestDirectives } from "../core/http-cache.ts";
 import { rateLimited } from "../core/report.ts";
-import { decide, PLAIN, selectVariantNow } from "./proxy/decide.ts";
+import { decide, PLAIN, selectVariant, selectVariantNow } from "./proxy/decide.ts";
 import { type LearnEnv, type LearnOptions, learnEnv } from "./proxy/learn/observe.ts";
 import type { Interim, LoadEnv, OriginFetch } from "./proxy/load.ts";
+import type { Fetched } from "./proxy/manifest/keeper.ts";
 import { passThrough } from "./proxy/pass.ts";
 import { type PurgeRequest, purge } from "./proxy/purge.ts";
 import { errorReply } from "./proxy/replies.ts";
 import type { OriginRoute } from "./proxy/routes.ts";
 import {
+  baseKey,
   COMPONENT,
   fastKeys,
   keyHost,
@@ -20,7 +22,7 @@ import {
   validateRoutes,
 } from "./proxy/routes.ts";
 import { cached, type ServeEnv } from "./proxy/serve.ts";
-import type { Ctx } from "./proxy/types.ts";
+import { type Ctx, isVaryRecord } from "./proxy/types.ts";
 
 // The proxy by concern: routes.ts (routing and keys), serve.ts (answering GET and HEAD from
 // the cache or one shared origin request), load.ts and store.ts (the origin request and
@@ -29,6 +31,7 @@ import type { Ctx } from "./proxy/types.ts";
 export type { LearnOptions, LearnStats } from "./proxy/learn/observe.ts";
 export type { Rule, RuleState } from "./proxy/learn/rules.ts";
 export type { Interim, OriginFetch } from "./proxy/load.ts";
+export type { Fetched } from "./proxy/manifest/keeper.ts";
 export type { PurgeRequest } from "./proxy/purge.ts";
 export { MAX_CACHED_TARGET, type OriginRoute, type Route, validateRoutes } from "./proxy/routes.ts";
 
@@ -81,6 +84,12 @@ export interface CachingProxy {
   purge(request: PurgeRequest): Promise<number>;
   /** Fetches URLs (paths resolve against `base`) through the proxy, storing what may be. */
   warm(urls: string[], base: string): Promise<WarmResult[]>;
+  /**
+   * Fetches an absolute URL as a client's GET would be answered, without counting it as a
+   * client's read (the manifest keeper's fetch); `refresh` asks the origin even when a
+   * fresh copy is held. Says how it was answered and what is stored for it now.
+   */
+  keep(url: string, refresh: boolean): Promise<Fetched>;
   /** Waits for origin requests in flight (background refreshes included). */
   drain(): Promise<void>;
   /** Learned invalidation, when turned on: its rules and counts. */
@@ -132,9 +141,12 @@ export function createProxy(options: ProxyOptions): CachingProxy {
   };
   const fastKey = fastKeys(routes);
 
-  const app = new Hono();
-  app.all("*", async (c) => {
-    const url = new URL(c.req.url);
+  /** Every request the proxy answers: a client's (through `app`) or the manifest's. */
+  async function handle(
+    request: Request,
+    from: Pick<Ctx, "clientAddress" | "interim" | "background">,
+  ): Promise<Response> {
+    const url = new URL(request.url);
     const route = matchRoute(routes, url.host, url.pathname);
     if (!route) {
       return errorReply(
@@ -151,13 +163,12 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       host: keyHost(route, url.host),
       target: url.pathname + url.search,
       url,
-      method: c.req.method,
-      headers: c.req.raw.headers,
-      clientAddress: options.clientAddress?.(c),
-      directives: requestDirectives(c.req.raw.headers),
-      interim: options.interim?.(c),
+      method: request.method,
+      headers: request.headers,
+      directives: requestDirectives(request.headers),
+      ...from,
     };
-    if (ctx.method !== "GET" && ctx.method !== "HEAD") return passThrough(env, ctx, c.req.raw.body);
+    if (ctx.method !== "GET" && ctx.method !== "HEAD") return passThrough(env, ctx, request.body);
     if (!cache.enabled) {
       // Caching off: each read is its own origin request (no coalescing), counted.
       cache.countRead(ctx.target, "bypass");
@@ -165,7 +176,15 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     }
     if (ctx.target.length > MAX_CACHED_TARGET) return passThrough(env, ctx, null, "bypass");
     return cached(env, ctx);
-  });
+  }
+
+  const app = new Hono();
+  app.all("*", (c) =>
+    handle(c.req.raw, {
+      clientAddress: options.clientAddress?.(c),
+      interim: options.interim?.(c),
+    }),
+  );
 
   function peekHit(
     method: string,
@@ -213,11 +232,51 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     return results;
   }
 
+  async function keep(url: string, refresh: boolean): Promise<Fetched> {
+    // RFC 9111 5.2.1.4: no-cache makes a held copy be validated with the origin, and what
+    // comes back is stored as a client's request would store it.
+    const headers: Record<string, string> = refresh ? { "cache-control": "no-cache" } : {};
+    const res = await handle(new Request(url, { headers }), {
+      clientAddress: undefined,
+      interim: undefined,
+      background: true,
+    });
+    await res.body?.cancel();
+    const stored = await storedFor(url);
+    return {
+      status: res.status,
+      cacheStatus: res.headers.get("cache-status"),
+      ...(stored && { stored: { createdAt: stored.createdAt, freshUntil: stored.freshUntil } }),
+    };
+  }
+
+  /** The stored response a plain request for `url` selects (no headers, so no Vary'd values). */
+  async function storedFor(url: string): Promise<CacheEntry | undefined> {
+    const u = new URL(url);
+    const route = matchRoute(routes, u.host, u.pathname);
+    if (!route) return undefined;
+    const base = baseKey(u.pathname + u.search, keyHost(route, u.host));
+    const { entry } = await selectVariant(
+      base,
+      () => undefined,
+      (k) => cache.getEntry(k, UNCOUNTED),
+    );
+    return entry && !isVaryRecord(entry) ? entry : undefined;
+  }
+
   async function drain(): Promise<void> {
     while (env.inflight.size > 0) {
       await Promise.allSettled([...env.inflight.values()].map((f) => f.promise));
     }
   }
 
-  return { app, peekHit, purge: (request) => purge(cache, request), warm, drain, learn };
+  return {
+    app,
+    peekHit,
+    purge: (request) => purge(cache, request),
+    warm,
+    keep,
+    drain,
+    learn,
+  };
 }

@@ -143,6 +143,7 @@ const proxy = defineCommand({
         cacheFile: flag ?? config?.cacheFile,
         ...(args.grace && { grace: numberOf("--grace", args.grace) }),
         ...(args.learn && { learn: config?.learn || true }),
+        ...(args.manifest && { manifest: args.manifest }),
         adminToken: envVar("EDGECACHE_ADMIN_TOKEN") || undefined,
       });
       const { url } = await listen(node, port);
@@ -154,6 +155,10 @@ const proxy = defineCommand({
       console.log(`cache:     memory${file === false ? " only" : ` + ${file}`}`);
       if (redis) console.log(`shared:    change log and lease on ${redisUrl(redis)}`);
       if (args.learn || config?.learn) console.log(`learning:  ${url}/_edgecache/rules`);
+      if (node.manifest) {
+        const { total } = node.manifest.summary();
+        console.log(`manifest:  ${total} URLs kept cached: ${url}/_edgecache/manifest`);
+      }
       stopOnSignals(node);
     }),
 });

@@ -70,6 +70,10 @@ export interface ProxyConfig {
   allowedHosts?: string[];
   /** Learned invalidation (README, "Learned invalidation"): true, or its options and hand-written rules. */
   learn?: boolean | LearnOptions;
+  /** URLs kept cached: a manifest file's path (relative to the working directory), or its lines. */
+  manifest?: string | string[];
+  /** Manifest fetches at once (4). */
+  manifestConcurrency?: number;
 }
 
 export const CONFIG_FILES = ["edgecache.config.json", "edgecache.config.ts", "edgecache.config.js"];
@@ -178,6 +182,19 @@ function validateProxy(raw: unknown): void {
     (typeof p.learn !== "object" || p.learn === null)
   ) {
     badOption(C, "proxy.learn", "true, false or an object of learning options", p.learn);
+  }
+  if (
+    p.manifest !== undefined &&
+    typeof p.manifest !== "string" &&
+    !(Array.isArray(p.manifest) && p.manifest.every((l) => typeof l === "string"))
+  ) {
+    badOption(C, "proxy.manifest", "a manifest file's path or an array of URLs", p.manifest);
+  }
+  if (
+    p.manifestConcurrency !== undefined &&
+    !(Number.isSafeInteger(p.manifestConcurrency) && (p.manifestConcurrency as number) >= 1)
+  ) {
+    badOption(C, "proxy.manifestConcurrency", "an integer >= 1", p.manifestConcurrency);
   }
   validateRoutes(p.origins, C, "proxy.origins");
   num("proxy.maxCacheableSize", p.maxCacheableSize, 0);

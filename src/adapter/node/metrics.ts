@@ -10,6 +10,7 @@ import {
 } from "prom-client";
 import type { MetricsExposition } from "../../app/admin.ts";
 import type { LearnStats } from "../../app/proxy/learn/observe.ts";
+import type { ManifestSummary } from "../../app/proxy/manifest/keeper.ts";
 import type { Cache } from "../../core/cache/index.ts";
 import {
   type CacheObserver,
@@ -27,6 +28,8 @@ export interface NodeMetrics extends MetricsExposition {
   watch(cache: Cache): void;
   /** Exposes learned invalidation's counts (proxy mode with `learn`) at each scrape. */
   watchLearning(stats: () => LearnStats): void;
+  /** Exposes the manifest's URLs by state (proxy mode with a manifest) at each scrape. */
+  watchManifest(summary: () => ManifestSummary): void;
   /** The samples as prom-client's JSON, for `mergedMetrics`. */
   json(): Promise<MetricObjectWithValues<MetricValue<string>>[]>;
 }
@@ -154,10 +157,24 @@ export function nodeMetrics(options: { tenant?: string } = {}): NodeMetrics {
         });
       }
     },
+    watchManifest(summary) {
+      new Gauge({
+        name: "edgecache_manifest_urls",
+        help: "The manifest's URLs by state: cached, failing, uncacheable, pending (proxy mode).",
+        labelNames: ["state"] as const,
+        registers: [registry],
+        collect() {
+          const now = summary();
+          for (const state of MANIFEST_STATES) this.set({ state }, now[state]);
+        },
+      });
+    },
     text: () => scrape(() => registry.metrics()),
     json: () => scrape(() => registry.getMetricsAsJSON()),
   };
 }
+
+const MANIFEST_STATES = ["cached", "failing", "uncacheable", "pending"] as const;
 
 const LEARN_COUNTERS: [keyof LearnStats, string, string][] = [
   [

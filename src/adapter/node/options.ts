@@ -103,6 +103,18 @@ export const SERVER_OPTIONS = [
     default: "off",
   },
   {
+    key: "manifest",
+    flag: "manifest",
+    in: ["proxy"],
+    doc: "URLs to keep cached: a file of URLs or paths, one a line ({1..20} and {a,b} expand), fetched at start and again before each expires; the config may list them instead",
+  },
+  {
+    key: "manifestConcurrency",
+    in: ["proxy"],
+    doc: "Manifest fetches at once",
+    default: "4",
+  },
+  {
     key: "memory",
     in: ["serve", "proxy"],
     doc: "The memory tier's bounds: {maxBytes, maxEntries}",

@@ -20,6 +20,9 @@ export interface ServeEnv extends LoadEnv {
 /** GET and HEAD: from the cache when it may, else through one shared origin request. */
 export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
   const { cache, now } = env;
+  const count = (key: string, kind: "hit" | "stale" | "miss") => {
+    if (!ctx.background) cache.countRead(key, kind);
+  };
   const selected = await selectVariant(
     baseKey(ctx.target, ctx.host),
     (n) => ctx.headers.get(n),
@@ -36,11 +39,11 @@ export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
       now(),
     );
     if (decision.kind === "hit") {
-      cache.countRead(key, "hit");
+      count(key, "hit");
       return reply(ctx, found, { kind: "hit" }, now());
     }
     if (decision.kind === "stale") {
-      cache.countRead(key, "stale");
+      count(key, "stale");
       if (decision.refresh) {
         // RFC 5861 3: serve it now, refresh it in the background (one request for all).
         const refresh = coalesced(env, ctx, key, found);
@@ -53,7 +56,7 @@ export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
   }
   if (ctx.directives.onlyIfCached) {
     // RFC 9111 5.2.1.7
-    cache.countRead(key, "miss");
+    count(key, "miss");
     return errorReply(
       new EdgecacheError("E_NOT_FOUND", COMPONENT, "only-if-cached: not in the cache"),
       "bypass",
@@ -74,11 +77,11 @@ export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
   }
   if (fallback && failed(loaded)) {
     if (own && loaded.kind === "pass") void loaded.response.body?.cancel().catch(() => {});
-    cache.countRead(key, "stale");
+    count(key, "stale");
     const fwdStatus = loaded.kind === "pass" ? loaded.response.status : undefined;
     return reply(ctx, fallback, { kind: "stale-if-error", fwdStatus }, now());
   }
-  cache.countRead(key, "miss");
+  count(key, "miss");
   if (loaded.kind === "down") {
     env.reportDown(loaded.error);
     return downReply(loaded.error, fwd);

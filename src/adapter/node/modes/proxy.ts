@@ -5,6 +5,7 @@ import type { HttpBindings } from "@hono/node-server";
 import type { Hono } from "hono";
 import { addressSet, clientAddress } from "../../../app/access.ts";
 import { edgecacheApp } from "../../../app/edgecache-app.ts";
+import type { ManifestKeeper } from "../../../app/proxy/manifest/keeper.ts";
 import {
   type CachingProxy,
   createProxy,
@@ -23,6 +24,7 @@ import type { NodeMetrics } from "../metrics.ts";
 import { adminAccess, type HitRequest, peerAddress, type RunningServer } from "../server/server.ts";
 import { assemble, modeServer } from "./assembly.ts";
 import { type SharedRules, shareRules } from "./learned-rules-redis.ts";
+import { nodeManifest } from "./manifest.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
 
 export interface NodeProxyOptions {
@@ -62,11 +64,22 @@ export interface NodeProxyOptions {
   tenant?: string;
   /** Learned invalidation (README, "Learned invalidation"): true or its options. */
   learn?: boolean | LearnOptions;
+  /**
+   * URLs kept cached (docs/guides/proxy.md, "Keeping URLs cached"): a manifest file's path,
+   * or its lines. Fetched when the node listens, and again before each expires.
+   */
+  manifest?: string | readonly string[];
+  /** Manifest fetches at once (4). */
+  manifestConcurrency?: number;
+  /** Manifest retry delays, ms: the first (1000), doubling up to the longest (300000). */
+  manifestRetry?: { minMs?: number; maxMs?: number };
 }
 
 export interface NodeProxy {
   app: Hono;
   cache: Cache;
+  /** The manifest's keeper, when there is a manifest (started by `listen`). */
+  manifest: ManifestKeeper | undefined;
   /** The cache's tiers, fastest first, as this node assembled them. */
   tiers: readonly Store[];
   proxy: CachingProxy;
@@ -126,6 +139,7 @@ async function open(
   const origin = nodeOriginFetch();
   let proxy: CachingProxy;
   let sharing: SharedRules | undefined;
+  let manifest: ManifestKeeper | undefined;
   try {
     proxy = createProxy({
       cache,
@@ -147,6 +161,21 @@ async function open(
         return res && ((status, headers) => relayInterim(res, status, headers));
       },
     });
+    // Read and checked now, so that a bad manifest stops the start; fetched from listen.
+    manifest =
+      options.manifest === undefined
+        ? undefined
+        : nodeManifest(
+            {
+              manifest: options.manifest,
+              concurrency: options.manifestConcurrency,
+              retry: options.manifestRetry,
+              cwd: options.cwd ?? process.cwd(),
+              hostname: options.hostname,
+              now,
+            },
+            proxy,
+          );
     // With Redis, learned rules are the deployment's: shared by every node, kept in Redis.
     if (cluster && proxy.learn) {
       sharing = await shareRules({
@@ -164,11 +193,13 @@ async function open(
 
   const learning = proxy.learn;
   if (learning) metrics.watchLearning(() => learning.stats);
+  if (manifest) metrics.watchManifest(manifest.summary);
   const app = edgecacheApp(proxy.app, {
     cache,
     token: options.adminToken,
     ...adminAccess(options),
     proxy,
+    manifest,
     metrics,
     now,
   });
@@ -183,9 +214,15 @@ async function open(
     cache,
     tiers,
     proxy,
+    manifest,
     metrics,
-    listen: server.listen,
+    async listen() {
+      const running = await server.listen();
+      manifest?.start();
+      return running;
+    },
     async close() {
+      await manifest?.stop();
       await server.close();
       await proxy.drain();
       await cache.drain();
