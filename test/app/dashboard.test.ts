@@ -7,6 +7,7 @@ import { createTenantNode } from "../../src/adapter/node/tenants/dispatcher.ts";
 import { openTenantState } from "../../src/adapter/node/tenants/state.ts";
 import { requireChromium } from "../helpers/services.ts";
 import { type Harness, startEdgecache, tempDir } from "./harness.ts";
+import { startOrigin, startProxy } from "./proxy-harness.ts";
 
 // The dashboard in headless Chromium (the Debian package) against a real node: it loads
 // without console errors, shows live figures after traffic, the recent invalidations with
@@ -191,6 +192,37 @@ browserBinary.describe("dashboard", () => {
     } finally {
       await node.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+  it("shows a proxy's manifest: its progress, and the URLs not cached first", async () => {
+    // Three URLs the origin keeps for ten minutes, one it refuses.
+    const origin = await startOrigin((req, res) => {
+      if (req.url === "/down") {
+        res.writeHead(503).end("no");
+        return;
+      }
+      res.writeHead(200, { "cache-control": "max-age=600" }).end(`item ${req.url}`);
+    });
+    const proxy = await startProxy(origin.url, {
+      now: Date.now,
+      manifest: ["/items/{1..3}", "/down"],
+    });
+    try {
+      const { page: p, errors } = await page();
+      await p.goto(`${proxy.url}/_edgecache/`);
+      await p.waitForFunction(
+        () => document.getElementById("manifest-progress")?.textContent?.includes("3 of 4 cached"),
+        undefined,
+        { timeout: 15_000 },
+      );
+      expect(await p.textContent("#manifest-progress")).toContain("1 failing");
+      // The failing URL comes first.
+      expect(await p.textContent("#manifest tr:first-child")).toContain("/down");
+      expect(errors).toEqual([]);
+      await p.close();
+    } finally {
+      await proxy.close();
+      await origin.close();
     }
   }, 60_000);
 });
