@@ -4,6 +4,7 @@ import {
   type HeldLog,
   LEASE_MARGIN_MS,
   MAX_LEASE_MS,
+  MIN_LEASE_MS,
   newer,
   optionalString,
   RETAINED_RECORDS,
@@ -67,7 +68,7 @@ export class FollowerHost {
     this.#self ||= optionalString(body.follower) ?? "";
     this.#primary ||= optionalString(body.primary) ?? "";
     const lease = Number(body.lease);
-    if (Number.isFinite(lease) && lease >= 4 * LEASE_MARGIN_MS) {
+    if (Number.isFinite(lease) && lease >= MIN_LEASE_MS) {
       this.#leaseMs = Math.min(lease, MAX_LEASE_MS);
     }
     const now = Date.now();
