@@ -26,7 +26,7 @@ describe("an unknown option", () => {
   const typos: [string, string[], string][] = [
     ["serve", ["--port", "0", "--bogus-flag", "1"], "--bogus-flag"],
     ["serve", ["--prot", "0"], "--prot (did you mean --port?)"],
-    ["proxy", ["--manifest", "x"], "--manifest"],
+    ["proxy", ["--upstream", "x"], "--upstream"],
     ["proxy", ["--orgin", "http://127.0.0.1:1"], "--orgin (did you mean --origin?)"],
     [
       "tenants create",

@@ -47,10 +47,11 @@ async function node(
   url: string,
   shared?: Store,
   sharedFirst = false,
+  leaseMs = LEASE_MS,
 ): Promise<Node> {
   const client = new Redis(url);
   client.on("error", () => {});
-  const log = await redisChangeLog({ client, prefix, leaseMs: LEASE_MS, logger: quiet });
+  const log = await redisChangeLog({ client, prefix, leaseMs, logger: quiet });
   const calls: string[] = [];
   let hang = false;
   const c = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
@@ -82,7 +83,7 @@ async function node(
 }
 
 /** Two nodes, `far` through a relay; once both are members and the log is a lease old. */
-async function pair(): Promise<{ near: Node; far: Node; relay: Relay }> {
+async function pair(leaseMs = LEASE_MS): Promise<{ near: Node; far: Node; relay: Relay }> {
   const prefix = `test:${randomId()}:`;
   const target = new URL(shared.url);
   const relay = await Relay.start({
@@ -90,8 +91,8 @@ async function pair(): Promise<{ near: Node; far: Node; relay: Relay }> {
     rttMs: RTT_MS,
   });
   open.push(relay);
-  const near = await node(prefix, shared.url);
-  const far = await node(prefix, relay.url(shared.url));
+  const near = await node(prefix, shared.url, undefined, false, leaseMs);
+  const far = await node(prefix, relay.url(shared.url), undefined, false, leaseMs);
   await until(() => near.log.nodes() === 2 && far.log.nodes() === 2);
   // A log younger than a lease holds every append until it is a lease old.
   await near.cache.invalidate({ keys: ["settle"] });
@@ -207,17 +208,22 @@ shared.describe("who hears an acknowledgement", () => {
 
 shared.describe("a writer's own records", () => {
   it("cost it no renewal: it applied them as it appended them, and nobody waits for its acknowledgement", async () => {
-    const { near, far } = await pair();
+    // A long lease, so that the lease's own renewals (every lease / 4) are few however
+    // slowly a loaded machine runs the writes.
+    const leaseMs = 8000;
+    const { near, far } = await pair(leaseMs);
     near.calls.length = 0;
     far.calls.length = 0;
+    const started = performance.now();
     for (let i = 0; i < 5; i++) await rename(near);
     await until(() => far.cache.position.seq === near.cache.position.seq);
     await new Promise((r) => setTimeout(r, RTT_MS * 2)); // the far node's last renewal
+    const elapsed = performance.now() - started;
     const renewals = (n: Node) => n.calls.filter((c) => c === "ecRenew").length;
     // The far node acknowledges each record it reads (some may come in one read); the writer
-    // renews only as its lease wants (every LEASE_MS / 4), not once per write.
+    // renews only as its lease wants, not once per write.
     expect(renewals(far)).toBeGreaterThanOrEqual(1);
-    expect(renewals(near)).toBeLessThanOrEqual(1);
+    expect(renewals(near)).toBeLessThanOrEqual(1 + Math.floor(elapsed / (leaseMs / 4)));
   });
 });
 
