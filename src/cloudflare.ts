@@ -1,7 +1,16 @@
 /**
- * The Cloudflare Workers adapter: the KV and Cache API tiers and the Durable Object change
- * log. Nothing here imports a Cloudflare type; the bindings are described structurally.
+ * The Cloudflare Workers adapter: the Durable Object, KV and Cache API tiers and the Durable
+ * Object change log. Nothing here imports a Cloudflare type; the bindings are described structurally.
  */
+export {
+  CacheTierObject,
+  type CacheTierObjectOptions,
+  cacheTierObject,
+  MIN_PRECOMPUTE_MS,
+  type Precompute,
+  type PrecomputeStats,
+  type TierEnv,
+} from "./adapter/cloudflare/cache-tier-object.ts";
 export { ChangeLogObject } from "./adapter/cloudflare/change-log-object.ts";
 export {
   type EdgecacheProxyWorker,
@@ -45,6 +54,13 @@ export {
   type CacheStorageLike,
   cacheApiStore,
 } from "./stores/cache-api.ts";
+export {
+  DURABLE_OBJECT_MAX_SHARDS,
+  DURABLE_OBJECT_MAX_VALUE_BYTES,
+  type DurableObjectStoreOptions,
+  durableObjectStore,
+  type TierNamespaceLike,
+} from "./stores/durable-object.ts";
 export {
   KV_MAX_KEY_BYTES,
   KV_MAX_VALUE_BYTES,

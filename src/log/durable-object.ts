@@ -401,7 +401,13 @@ export class DurableChangeLog implements CaptureDrainingLog {
     return { node: this.node, log: this.#log, applied: this.#applied, leaseMs: lease };
   }
 
-  /** Applies what a reply brought, in log order, one reply at a time. */
+  /**
+   * Applies what a reply brought, in log order, one reply at a time. A record names the
+   * isolate that appended it (`by`), so each is marked whether it is this isolate's
+   * (`ChangeRecord.own`): only the writer cleans the tiers other isolates read (a Durable
+   * Object tier), since another isolate's delete, applied later, could remove a newer copy.
+   * Records without a writer (captured ones, older ones) are everyone's, as before.
+   */
   #take(reply: SyncReply): Promise<void> {
     const step = this.#applying.then(async () => {
       const follower = this.#follower;
@@ -420,7 +426,8 @@ export class DurableChangeLog implements CaptureDrainingLog {
       }
       for (const record of reply.records) {
         if (record.seq <= this.#applied) continue;
-        await follower?.apply(record);
+        const { by, ...rest } = record as ChangeRecord & { by?: string };
+        await follower?.apply(by === undefined ? rest : { ...rest, own: by === this.node });
         this.#applied = record.seq;
       }
     });
@@ -624,6 +631,7 @@ export class ChangeLogHost {
       ordered,
       body.tables as string[],
       optionalString(body.bookmark),
+      optionalString(body.node),
     );
     this.#renew(body);
     this.#pushToFollowers();
@@ -695,9 +703,13 @@ export class ChangeLogHost {
     ordered: boolean,
     tables: readonly string[],
     bookmark?: string,
+    by?: string,
   ): Promise<number> {
     const seq = this.#s.head + 1;
-    const record: ChangeRecord = { seq, ops, ordered };
+    // `by`: the appending isolate, so it alone takes the record as its own (see #take).
+    const record: ChangeRecord & { by?: string } = by
+      ? { seq, ops, ordered, by }
+      : { seq, ops, ordered };
     const lastChanges = { ...this.#s.lastChanges };
     for (const table of tables) lastChanges[table] = seq;
     let first = this.#s.first;

@@ -2,7 +2,9 @@ import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CacheEntry } from "../../src/core/entry.ts";
 import { decodeEntry, encodeEntry } from "../../src/core/entry.ts";
-import type { ListableStore, Store } from "../../src/core/store.ts";
+import type { BatchStore, ListableStore, Store } from "../../src/core/store.ts";
+import { DURABLE_OBJECT_MAX_VALUE_BYTES } from "../../src/stores/durable-object.ts";
+import { decodeFrames, encodeFrames } from "../../src/stores/frames.ts";
 import { KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES, KV_MIN_TTL_SECONDS } from "../../src/stores/kv.ts";
 import { type ConformanceClock, storeConformance } from "../stores/conformance.ts";
 import { startWorker } from "./workerd.ts";
@@ -10,7 +12,10 @@ import { startWorker } from "./workerd.ts";
 let mf: Miniflare;
 
 beforeAll(async () => {
-  mf = await startWorker(new URL("./stores-entry.ts", import.meta.url), { kvNamespaces: ["KV"] });
+  mf = await startWorker(new URL("./stores-entry.ts", import.meta.url), {
+    kvNamespaces: ["KV"],
+    durableObjects: { TIER: { className: "CacheTierObject", useSQLite: true } },
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -24,7 +29,7 @@ let made = 0;
  * Cache API store over Miniflare's local bindings, on the suite's clock. Each make is a
  * fresh key prefix (KV) or cache name (Cache API), so tests do not see each other's keys.
  */
-function remoteStore(kind: "kv" | "cache", clock: ConformanceClock): Store {
+function remoteStore(kind: "kv" | "cache" | "do", clock: ConformanceClock): Store {
   const id = String(++made);
   async function call(op: string, params: Record<string, string>, body?: string | Uint8Array) {
     const query = new URLSearchParams({ id, now: String(clock.now()), ...params });
@@ -59,7 +64,21 @@ function remoteStore(kind: "kv" | "cache", clock: ConformanceClock): Store {
       yield* (await (await call("keys", { prefix })).json()) as string[];
     },
   };
-  return listable;
+  if (kind === "kv") return listable;
+  const batch: ListableStore & BatchStore = {
+    ...listable,
+    async getMany(keys) {
+      const res = await call("getMany", {}, encodeFrames(keys));
+      return decodeFrames(new Uint8Array(await res.arrayBuffer())).map((bytes) =>
+        bytes.byteLength === 0 ? undefined : decodeEntry(bytes),
+      );
+    },
+    async setMany(writes) {
+      const frames = writes.flatMap((w) => [w.key, String(w.ttlMs), encodeEntry(w.entry)]);
+      await call("setMany", {}, encodeFrames(frames));
+    },
+  };
+  return batch;
 }
 
 // Relaxations: the Cache API cannot be listed and neither store can tell its size, so the
@@ -68,6 +87,8 @@ function remoteStore(kind: "kv" | "cache", clock: ConformanceClock): Store {
 // own 60 s minimum only collects it later).
 storeConformance("kv (in workerd)", (clock) => remoteStore("kv", clock));
 storeConformance("cache-api (in workerd)", (clock) => remoteStore("cache", clock));
+// The Durable Object tier over three shards: listing and batches span the objects.
+storeConformance("durable-object (in workerd)", (clock) => remoteStore("do", clock));
 
 function entry(body: Uint8Array): CacheEntry {
   return {
@@ -118,4 +139,17 @@ describe("KV store platform limits (in workerd)", () => {
     ).rejects.toMatchObject({ code: "E_STORE_UNAVAILABLE" });
     expect(await store.get("big")).toBeUndefined();
   }, 30_000);
+});
+
+describe("Durable Object store platform limits (in workerd)", () => {
+  const clock = { now: () => Date.now(), advance() {} };
+
+  it("an entry over a Durable Object row's 2 MB is refused as unavailable and the old one removed", async () => {
+    const store = remoteStore("do", clock);
+    await store.set("big", entry(new Uint8Array([1])), 60_000);
+    await expect(
+      store.set("big", entry(new Uint8Array(DURABLE_OBJECT_MAX_VALUE_BYTES)), 60_000),
+    ).rejects.toMatchObject({ code: "E_STORE_UNAVAILABLE" });
+    expect(await store.get("big")).toBeUndefined();
+  });
 });

@@ -18,9 +18,11 @@ import {
 } from "../../log/durable-object.ts";
 import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";
 import { type CacheStorageLike, cacheApiStore } from "../../stores/cache-api.ts";
+import { durableObjectStore, type TierNamespaceLike } from "../../stores/durable-object.ts";
 import { type KvNamespaceLike, kvStore } from "../../stores/kv.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { Background } from "./background.ts";
+import { startPrecompute } from "./cache-tier-object.ts";
 import { HotKeysReporter, REPORT_EVERY_MS } from "./hot-keys.ts";
 import { type WorkerLogger, workerLogger } from "./logger.ts";
 import { requestSession, seenAfter, withSession } from "./session.ts";
@@ -46,6 +48,11 @@ export interface LogEnv {
   CHANGE_LOG: DurableObjectNamespaceLike;
   /** KV: the global, eventually consistent tier. */
   CACHE?: KvNamespaceLike;
+  /**
+   * The Durable Object namespace of `CacheTierObject`: a strongly consistent tier between
+   * memory and the Cache API, and the object whose alarm runs the precompute (optional).
+   */
+  CACHE_TIER?: TierNamespaceLike;
   /** Bearer token of the admin API; without it only loopback clients (wrangler dev) get in. */
   EDGECACHE_ADMIN_TOKEN?: string;
   /** Host names the admin API answers to besides localhost, comma-separated (`api.example.com`). */
@@ -203,6 +210,8 @@ export function edgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv>(
     warm,
     async scheduled(_controller, env, ctx) {
       try {
+        // The precompute's alarm re-arms itself; the cron is its watchdog.
+        if (env.CACHE_TIER) background.add(startPrecompute(env.CACHE_TIER));
         const run = await warm(env);
         const { logger } = await isolate(env);
         logger.info(`[edgecache] [${C}] warmed ${run.keys} keys, ${run.failed} failed`);
@@ -291,6 +300,11 @@ export interface EdgeCacheOptions {
   caching?: boolean;
   /** false: no KV tier even with a `CACHE` binding (default: KV when bound); `EDGECACHE_KV` overrides. */
   kv?: boolean;
+  /**
+   * Objects the Durable Object tier (`CACHE_TIER`) spreads keys over, default 1: the same
+   * number as `cacheTierObject`'s `shards`.
+   */
+  tierShards?: number;
   /** What the isolate logs (`warn`); `EDGECACHE_LOG_LEVEL` overrides. */
   logLevel?: LogLevel;
   /**
@@ -310,8 +324,9 @@ export interface EdgeCacheOptions {
 }
 
 /**
- * The cache of one isolate: memory, the Cache API and (unless KV is off) KV, all checked
- * against the Durable Object log; background work goes to `background`. With caching off
+ * The cache of one isolate: memory, the Durable Object tier (with `CACHE_TIER` bound), the
+ * Cache API and (unless KV is off) KV, all checked against the Durable Object log; background
+ * work goes to `background`. With caching off
  * the tiers stay, unread: writes still delete what they made stale there, so entries from
  * before are not served stale once caching is back on.
  */
@@ -331,6 +346,11 @@ export function edgeCache(
     region: env.EDGECACHE_REGION || options.region || requestRegion || DEFAULT_REGION,
   });
   const tiers: Store[] = [memoryStore({ maxBytes: settings.memoryBytes })];
+  // One copy per key that every isolate reads at once, before the per-location tiers.
+  if (env.CACHE_TIER) {
+    tiers.push(durableObjectStore({ namespace: env.CACHE_TIER, shards: options.tierShards }));
+    background.add(startPrecompute(env.CACHE_TIER));
+  }
   // The Cache API first (this data centre, no write limit), then KV (every location).
   if (typeof caches !== "undefined") tiers.push(cacheApiStore({ cacheName: "edgecache" }));
   if (settings.kv) tiers.push(kvStore({ namespace: settings.kv }));
