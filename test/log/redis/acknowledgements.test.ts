@@ -215,15 +215,16 @@ shared.describe("a writer's own records", () => {
     near.calls.length = 0;
     far.calls.length = 0;
     const started = performance.now();
-    for (let i = 0; i < 5; i++) await rename(near);
+    for (let i = 0; i < 10; i++) await rename(near);
     await until(() => far.cache.position.seq === near.cache.position.seq);
     await new Promise((r) => setTimeout(r, RTT_MS * 2)); // the far node's last renewal
     const elapsed = performance.now() - started;
     const renewals = (n: Node) => n.calls.filter((c) => c === "ecRenew").length;
     // The far node acknowledges each record it reads (some may come in one read); the writer
-    // renews only as its lease wants, not once per write.
+    // renews as its lease wants, not once per write. (Now and then its reader gets its own
+    // record before the append's reply does, and applies it first: then it renews.)
     expect(renewals(far)).toBeGreaterThanOrEqual(1);
-    expect(renewals(near)).toBeLessThanOrEqual(1 + Math.floor(elapsed / (leaseMs / 4)));
+    expect(renewals(near)).toBeLessThanOrEqual(4 + Math.floor(elapsed / (leaseMs / 4)));
   });
 });
 
