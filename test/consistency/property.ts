@@ -363,7 +363,9 @@ export function consistencyProperty(
           `patched=${patches}`,
       );
       expect(totals.stale).toBe(0);
-      if (ec.bypass) expect(totals.bypassed).toBeGreaterThan(totals.writes / 4);
+      // Writes around the API were among them: about a third are (every other write that
+      // names a row; creates do not), so a quarter failed now and then by chance.
+      if (ec.bypass) expect(totals.bypassed).toBeGreaterThan(totals.writes / 8);
       // Patches in place were among the reads checked (they are answered as hits).
       expect(patches).toBeGreaterThanOrEqual(minPatches);
       // A run has 20 to 120 commands, about four in five of them reads.
