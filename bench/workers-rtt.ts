@@ -1,9 +1,9 @@
 import { startEdgecacheWorkers } from "../test/worker/edgecache-workers.ts";
-import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import {
   d1Statements,
-  machineLine,
+  type RunHead,
   runFigures,
+  saveRun,
   type WorkersRun,
   warmed,
 } from "./lib/worker-runs.ts";
@@ -187,14 +187,9 @@ export async function runAtDistance(
       }
     }
   }
-  const git = gitState();
-  const machine = machineLine();
-  const date = new Date().toISOString();
   const table = tableOf(records);
-  const path = writeResults(
-    options.out,
-    { command, date, git, machine, options, records, staleSamples },
-    markdown(options, command, describeCode(git), date, machine, table),
+  const path = saveRun(options.out, command, { options, records, staleSamples }, (head) =>
+    markdown(options, command, head, table),
   );
   const seconds = Math.round((Date.now() - started) / 1000);
   console.log(`\n${table}\n\nwrote ${path}.json and .md in ${seconds} s`);
@@ -253,9 +248,7 @@ function tableOf(records: RttRecord[]): string {
 function markdown(
   options: RttOptions,
   command: string,
-  code: string,
-  date: string,
-  machine: string,
+  { code, date, machine }: RunHead,
   table: string,
 ): string {
   return `# edgecache on Workers at a distance: ${options.modes.join(", ")}, per location

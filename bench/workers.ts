@@ -22,6 +22,12 @@
  * --rtt ms,...: each location's round trip to the Durable Object and D1's primary (in follower
  * mode also between the object and the location's follower, which is --replica-rtt away);
  * --replica-rtt ms: to KV and a D1 replica (default 5); --replicas: D1 read replication on.
+ *
+ * The read tiers below isolate memory (bench/workers-tiers.ts): hit latency of the Durable
+ * Object tier against KV and the Cache API, the object --rtt away (default 20,80) and KV
+ * --replica-rtt away:
+ *
+ *   npm run bench:workers -- --tiers    # out bench/results/workers-tiers
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -38,6 +44,7 @@ import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, readFlags } from "./lib/settings.ts";
 import { machineLine, runFigures, sqlDump, type WorkersRun, warmed } from "./lib/worker-runs.ts";
 import { runAtDistance } from "./workers-rtt.ts";
+import { runTiers } from "./workers-tiers.ts";
 import { readSmallWorkloadFlags, workloadFlags } from "./workload/flags.ts";
 import { Client, runSequence } from "./workload/run.ts";
 import { pctLabel, prepareDatabase, quantile, round, sequences } from "./workload/workload.ts";
@@ -53,6 +60,7 @@ const options = readFlags(() => {
       rtt: { type: "string" },
       "replica-rtt": { type: "string", default: "5" },
       replicas: { type: "boolean", default: false },
+      tiers: { type: "boolean", default: false },
     },
   });
   const modes = values.modes.split(",").map((m) => {
@@ -67,8 +75,9 @@ const options = readFlags(() => {
     return n;
   };
   const rtts = values.rtt?.split(",").map((v) => ms("rtt", v));
+  const defaultOut = values.tiers ? "bench/results/workers-tiers" : "bench/results/workers-rtt";
   const out =
-    rtts && values.out === "bench/results/workers" ? "bench/results/workers-rtt" : values.out;
+    (rtts || values.tiers) && values.out === "bench/results/workers" ? defaultOut : values.out;
   return {
     ...flags,
     modes,
@@ -76,6 +85,8 @@ const options = readFlags(() => {
     rtts,
     replicaRtt: ms("replica-rtt", values["replica-rtt"]),
     replicas: values.replicas,
+    tiers: values.tiers,
+    quick: values.quick,
   };
 });
 
@@ -109,6 +120,20 @@ interface WorkersRecord extends WorkersRun {
 const log = (line: string) => console.log(line);
 const command = commandLine("bench:workers");
 const started = Date.now();
+if (options.tiers) {
+  await runTiers(
+    {
+      rtts: options.rtts ?? [20, 80],
+      kvRtt: options.replicaRtt,
+      reads: options.quick ? 100 : 400,
+      keys: 50,
+      bytes: 2048,
+      out: options.out,
+    },
+    command,
+  );
+  process.exit();
+}
 const { template, data } = prepareDatabase(options, log);
 if (options.rtts) {
   await runAtDistance({ ...options, rtts: options.rtts }, data, template, command);

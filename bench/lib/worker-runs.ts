@@ -8,6 +8,7 @@ import { literal as sqlText } from "../../src/sources/sql.ts";
 import type { InitialData, Op } from "../workload/generate.ts";
 import { StaleOracle } from "../workload/oracle.ts";
 import { type Client, type RunOutcome, readAll } from "../workload/run.ts";
+import { describeCode, gitState, writeResults } from "./results.ts";
 
 /** What every Workers run reports, whatever else it measures. */
 export interface WorkersRun {
@@ -55,6 +56,33 @@ export async function warmed(
 }
 
 /** CPUs, load at the end and Node: what a report says of the machine. */
+/** Where and when a run was made, for its Markdown page. */
+export interface RunHead {
+  code: string;
+  date: string;
+  machine: string;
+}
+
+/**
+ * Writes a run's `<out>.json` (its figures beside the command, date, git state and machine)
+ * and `<out>.md` (`page` of the same head); returns the path written, without extension.
+ */
+export function saveRun(
+  out: string,
+  command: string,
+  figures: object,
+  page: (head: RunHead) => string,
+): string {
+  const git = gitState();
+  const machine = machineLine();
+  const date = new Date().toISOString();
+  return writeResults(
+    out,
+    { command, date, git, machine, ...figures },
+    page({ code: describeCode(git), date, machine }),
+  );
+}
+
 export function machineLine(): string {
   const load = loadavg()
     .map((l) => l.toFixed(2))

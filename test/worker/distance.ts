@@ -33,6 +33,8 @@ export interface Distance {
   kv: number;
   /** To the region's follower of the log (an object named `<log>@<region>`, follower mode). */
   follower: number;
+  /** To the Durable Object read tier's shards (`CACHE_TIER`); default: `object`. */
+  tier?: number;
 }
 
 export const NO_DISTANCE: Distance = { object: 0, primary: 0, replica: 0, kv: 0, follower: 0 };
@@ -51,7 +53,7 @@ export interface DistanceOptions {
 }
 
 /** Calls made through the wrapped bindings of this isolate, per destination. */
-export const calls = { object: 0, primary: 0, replica: 0, kv: 0, follower: 0 };
+export const calls = { object: 0, primary: 0, replica: 0, kv: 0, follower: 0, tier: 0 };
 
 /**
  * Whether this isolate reaches the Durable Object: false cuts the link (calls fail). `cut`:
@@ -64,9 +66,13 @@ export interface DistanceEnv {
   CHANGE_LOG?: unknown;
   DB?: D1DatabaseLike;
   CACHE?: unknown;
+  CACHE_TIER?: unknown;
 }
 
-/** `env` with CHANGE_LOG, DB and CACHE (those present) at `distance`; other fields as they are. */
+/**
+ * `env` with CHANGE_LOG, DB, CACHE and CACHE_TIER (those present) at `distance`; other fields
+ * as they are.
+ */
 export function atDistance<E extends DistanceEnv>(
   env: E,
   distance: Distance,
@@ -79,6 +85,13 @@ export function atDistance<E extends DistanceEnv>(
     );
   }
   if (env.CACHE) wrapped.CACHE = callsAt(env.CACHE as object, distance.kv, "kv");
+  if (env.CACHE_TIER) {
+    wrapped.CACHE_TIER = namespaceAt(
+      env.CACHE_TIER as object,
+      () => distance.tier ?? distance.object,
+      () => "tier",
+    );
+  }
   if (env.DB) wrapped.DB = new ReplicatedD1(env.DB, distance, options);
   return wrapped as unknown as E & { DB: ReplicatedD1 };
 }
@@ -97,8 +110,17 @@ async function across<T>(rtt: number, call: () => Promise<T>): Promise<T> {
   }
 }
 
-/** A Durable Object namespace whose stubs' calls (fetch or RPC) cross `rttTo(name)` of their object. */
-function namespaceAt(namespace: object, rttTo: (name: string) => number): object {
+type Destination = keyof typeof calls;
+
+/**
+ * A Durable Object namespace whose stubs' calls (fetch or RPC) cross `rttTo(name)` of their
+ * object, counted as `whatOf(name)` (the log: a follower when named `<log>@<region>`).
+ */
+function namespaceAt(
+  namespace: object,
+  rttTo: (name: string) => number,
+  whatOf: (name: string) => Destination = (name) => (name.includes("@") ? "follower" : "object"),
+): object {
   const names = new WeakMap<object, string>();
   return new Proxy(namespace, {
     get(target, prop) {
@@ -115,8 +137,7 @@ function namespaceAt(namespace: object, rttTo: (name: string) => number): object
         return (...args: unknown[]) => {
           const name =
             prop === "getByName" ? String(args[0]) : (names.get(args[0] as object) ?? "");
-          const what = name.includes("@") ? "follower" : "object";
-          return callsAt(value.apply(target, args) as object, rttTo(name), what);
+          return callsAt(value.apply(target, args) as object, rttTo(name), whatOf(name));
         };
       }
       return value.bind(target);
@@ -171,7 +192,7 @@ export function objectsAt(
 }
 
 /** Every method call on `target` crosses `rtt` (a KV namespace, a Durable Object stub). */
-function callsAt(target: object, rtt: number, what: keyof typeof calls): object {
+function callsAt(target: object, rtt: number, what: Destination): object {
   return new Proxy(target, {
     get(t, prop) {
       const value = Reflect.get(t, prop) as unknown;

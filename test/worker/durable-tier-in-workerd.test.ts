@@ -1,6 +1,7 @@
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MIN_PRECOMPUTE_MS } from "../../src/adapter/cloudflare/cache-tier-object.ts";
+import { shardOf } from "../../src/stores/durable-object.ts";
 import { until } from "../helpers/cluster.ts";
 import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
 
@@ -11,35 +12,41 @@ import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
  */
 let mf: Miniflare;
 
-beforeAll(async () => {
+/** Workers a and b (their own isolates) with `vars`; the objects are a's classes. */
+async function deployment(vars: Record<string, string> = {}): Promise<Miniflare> {
   const script = await bundle(new URL("./tier-entry.ts", import.meta.url));
   const worker = (name: string) => ({
     name,
     modules: true,
     script,
     compatibilityDate: COMPATIBILITY_DATE,
-    bindings: { NAME: name },
+    bindings: { NAME: name, ...vars },
     durableObjects: {
       CHANGE_LOG: { className: "ChangeLogObject", scriptName: "a", useSQLite: true },
       CACHE_TIER: { className: "CacheTierObject", scriptName: "a", useSQLite: true },
     },
   });
-  mf = new Miniflare({ workers: [worker("a"), worker("b")] });
-  await mf.ready;
+  const made = new Miniflare({ workers: [worker("a"), worker("b")] });
+  await made.ready;
+  return made;
+}
+
+beforeAll(async () => {
+  mf = await deployment();
 }, 60_000);
 
 afterAll(async () => {
   await mf?.dispose();
 });
 
-async function ask<T>(isolate: string, path: string): Promise<T> {
-  const worker = (await mf.getWorker(isolate)) as unknown as { fetch: typeof fetch };
+async function ask<T>(isolate: string, path: string, on = mf): Promise<T> {
+  const worker = (await on.getWorker(isolate)) as unknown as { fetch: typeof fetch };
   const res = await worker.fetch(`http://tier${path}`);
   if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 }
-const totals = async (isolate: string) =>
-  (await ask<{ value: { run: number } | null }>(isolate, "/get?key=totals")).value?.run ?? 0;
+const totals = async (isolate: string, on = mf) =>
+  (await ask<{ value: { run: number } | null }>(isolate, "/get?key=totals", on)).value?.run ?? 0;
 type Stats = {
   loads: number;
   refused: number;
@@ -102,5 +109,30 @@ describe("reads of the Durable Object tier", () => {
     expect(read.value).not.toEqual(old.value);
     expect(after.refused).toBe(before.refused + 1);
     expect(after.loads).toBe(before.loads + 1);
+  });
+});
+
+describe("EDGECACHE_TIER_SHARDS", () => {
+  it("sets the shard count once for the Worker and the precompute: the precomputed value is found", async () => {
+    // With 3 shards `totals` lives in shard 1: had the object kept its default of one shard,
+    // its run would land in shard 0, where the Worker never looks.
+    expect(shardOf("totals", 3)).not.toBe(0);
+    const sharded = await deployment({ EDGECACHE_TIER_SHARDS: "3" });
+    try {
+      await until(async () => (await totals("b", sharded)) >= 1, 5000);
+      const stats = await ask<Stats>("b", "/stats", sharded);
+      expect(tierHits(stats)).toBeGreaterThanOrEqual(1);
+    } finally {
+      await sharded.dispose();
+    }
+  });
+
+  it("refuses a count out of range with an error naming the variable", async () => {
+    const bad = await deployment({ EDGECACHE_TIER_SHARDS: "0" });
+    try {
+      await expect(ask("a", "/get?key=x", bad)).rejects.toThrow(/EDGECACHE_TIER_SHARDS.*1 to 256/);
+    } finally {
+      await bad.dispose();
+    }
   });
 });

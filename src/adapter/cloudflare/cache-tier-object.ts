@@ -7,6 +7,7 @@ import {
   type TierNamespaceLike,
 } from "../../stores/durable-object.ts";
 import { type SqlStorageLike, TierHost } from "../../stores/durable-object-host.ts";
+import { tierShards } from "./variables.ts";
 
 /** The bindings the tier's objects read: themselves, and the change log for the precompute. */
 export interface TierEnv {
@@ -14,6 +15,8 @@ export interface TierEnv {
   CACHE_TIER: TierNamespaceLike;
   /** The change log (`ChangeLogObject`): each precomputed value is set through it. */
   CHANGE_LOG: DurableObjectNamespaceLike;
+  /** The shard count, as the Worker reads it (over the `shards` option). */
+  EDGECACHE_TIER_SHARDS?: string;
 }
 
 /** The part of a SQLite-backed Durable Object's `ctx` the tier's objects use. */
@@ -39,7 +42,10 @@ export interface Precompute<E extends TierEnv = TierEnv> {
 }
 
 export interface CacheTierObjectOptions<E extends TierEnv = TierEnv> {
-  /** As the Workers' `durableObjectStore` / `tierShards` (the same number). Default 1. */
+  /**
+   * As the Workers' `tierShards` (the same number). Default 1. The variable
+   * `EDGECACHE_TIER_SHARDS`, read by both, sets it in one place.
+   */
   shards?: number;
   /** The change log's object name, as the Workers' `logName`. Default `"edgecache"`. */
   logName?: string;
@@ -141,7 +147,7 @@ export function cacheTierObject<E extends TierEnv = TierEnv>(
       const started = Date.now();
       await this.#state.storage.setAlarm(started + precompute.every);
       try {
-        this.#precompute ??= precomputeCache(this.#env, shards, logName);
+        this.#precompute ??= precomputeCache(this.#env, tierShards(this.#env, shards), logName);
         const { cache, log } = this.#precompute;
         // Brought up to the log's head, so what the run sets is stored at a position no older
         // than the writes acknowledged before it began.

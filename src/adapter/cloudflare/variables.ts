@@ -6,6 +6,7 @@ import {
   DEFAULT_LEASE_MS,
   MIN_LEASE_MS,
 } from "../../log/durable-object.ts";
+import { DURABLE_OBJECT_MAX_SHARDS } from "../../stores/durable-object.ts";
 import type { KvNamespaceLike } from "../../stores/kv.ts";
 import type { EdgeCacheOptions, LogEnv } from "./worker.ts";
 
@@ -36,6 +37,8 @@ export interface WorkerSettings {
   logLevel: LogLevel;
   mode: ChangeLogMode;
   leaseMs: number;
+  /** Objects the Durable Object tier spreads keys over (`tierShards`, EDGECACHE_TIER_SHARDS). */
+  tierShards: number;
 }
 
 const C = "worker";
@@ -89,7 +92,24 @@ export function workerSettings(env: LogEnv, options: EdgeCacheOptions): WorkerSe
       ) ??
       options.leaseMs ??
       DEFAULT_LEASE_MS,
+    tierShards: tierShards(env, options.tierShards),
   };
+}
+
+/**
+ * The Durable Object tier's shard count: `EDGECACHE_TIER_SHARDS` over the code's option, else
+ * 1. The Worker and `cacheTierObject` both read it, so the variable, set once in `vars`, is
+ * the one number both sides use (the precompute writes to the shards the Worker reads).
+ */
+export function tierShards(env: { EDGECACHE_TIER_SHARDS?: unknown }, option?: number): number {
+  const expected = `a whole number from 1 to ${DURABLE_OBJECT_MAX_SHARDS}`;
+  const value = variable(env, "EDGECACHE_TIER_SHARDS");
+  if (value === undefined) return option ?? 1;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > DURABLE_OBJECT_MAX_SHARDS) {
+    badVariable(C, "EDGECACHE_TIER_SHARDS", expected, value);
+  }
+  return n;
 }
 
 /** The settings in one line, which an isolate logs at `info` when it starts. */
@@ -101,6 +121,7 @@ export function describeSettings(s: WorkerSettings): string {
     `kv ${s.kv ? "on" : "off"}`,
     `log level ${s.logLevel}`,
     `log mode ${s.mode}, lease ${s.leaseMs} ms`,
+    `tier shards ${s.tierShards}`,
   ].join("; ");
 }
 
@@ -110,7 +131,7 @@ type Variable = Exclude<keyof LogEnv, "CHANGE_LOG" | "CACHE">;
  * A variable's text; unset or empty is undefined, as an absent flag. A number in `vars`
  * (`"EDGECACHE_TTL": 300` in wrangler.jsonc) reaches the Worker as a number: taken as text.
  */
-function variable(env: LogEnv, name: Variable): string | undefined {
+function variable(env: Partial<Record<Variable, unknown>>, name: Variable): string | undefined {
   const value: unknown = env[name];
   if (value === undefined || value === "") return undefined;
   if (typeof value === "number") return String(value);

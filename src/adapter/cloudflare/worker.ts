@@ -73,6 +73,8 @@ export interface LogEnv {
   EDGECACHE_LEASE_MS?: string;
   /** Follower mode: this Worker's region (a location hint such as `weur`); default from `request.cf`. */
   EDGECACHE_REGION?: string;
+  /** Objects the Durable Object tier spreads keys over (over `tierShards`); `cacheTierObject` reads it too. */
+  EDGECACHE_TIER_SHARDS?: string;
 }
 
 /** A Worker's `ExecutionContext`, as Hono declares it (no Cloudflare type). */
@@ -301,8 +303,9 @@ export interface EdgeCacheOptions {
   /** false: no KV tier even with a `CACHE` binding (default: KV when bound); `EDGECACHE_KV` overrides. */
   kv?: boolean;
   /**
-   * Objects the Durable Object tier (`CACHE_TIER`) spreads keys over, default 1: the same
-   * number as `cacheTierObject`'s `shards`.
+   * Objects the Durable Object tier (`CACHE_TIER`) spreads keys over, default 1. Prefer the
+   * variable `EDGECACHE_TIER_SHARDS`, which `cacheTierObject` reads too: one number for both
+   * (else this must equal `cacheTierObject`'s `shards`).
    */
   tierShards?: number;
   /** What the isolate logs (`warn`); `EDGECACHE_LOG_LEVEL` overrides. */
@@ -348,7 +351,7 @@ export function edgeCache(
   const tiers: Store[] = [memoryStore({ maxBytes: settings.memoryBytes })];
   // One copy per key that every isolate reads at once, before the per-location tiers.
   if (env.CACHE_TIER) {
-    tiers.push(durableObjectStore({ namespace: env.CACHE_TIER, shards: options.tierShards }));
+    tiers.push(durableObjectStore({ namespace: env.CACHE_TIER, shards: settings.tierShards }));
     background.add(startPrecompute(env.CACHE_TIER));
   }
   // The Cache API first (this data centre, no write limit), then KV (every location).
