@@ -1,3 +1,4 @@
+import type { Readable } from "node:stream";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MIN_PRECOMPUTE_MS } from "../../src/adapter/cloudflare/cache-tier-object.ts";
@@ -12,8 +13,14 @@ import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
  */
 let mf: Miniflare;
 
-/** Workers a and b (their own isolates) with `vars`; the objects are a's classes. */
-async function deployment(vars: Record<string, string> = {}): Promise<Miniflare> {
+/**
+ * Workers a and b (their own isolates) with `vars`; the objects are a's classes. `stderr`
+ * gets what workerd writes there.
+ */
+async function deployment(
+  vars: Record<string, string> = {},
+  stderr?: (text: string) => void,
+): Promise<Miniflare> {
   const script = await bundle(new URL("./tier-entry.ts", import.meta.url));
   const worker = (name: string) => ({
     name,
@@ -26,7 +33,15 @@ async function deployment(vars: Record<string, string> = {}): Promise<Miniflare>
       CACHE_TIER: { className: "CacheTierObject", scriptName: "a", useSQLite: true },
     },
   });
-  const made = new Miniflare({ workers: [worker("a"), worker("b")] });
+  const made = new Miniflare({
+    workers: [worker("a"), worker("b")],
+    ...(stderr && {
+      handleRuntimeStdio: (out: Readable, err: Readable) => {
+        out.resume();
+        err.on("data", (chunk: Buffer) => stderr(chunk.toString()));
+      },
+    }),
+  });
   await made.ready;
   return made;
 }
@@ -134,5 +149,29 @@ describe("EDGECACHE_TIER_SHARDS", () => {
     } finally {
       await bad.dispose();
     }
+  });
+});
+
+describe("the objects' log lines", () => {
+  it("follow EDGECACHE_LOG_LEVEL: a failing precompute is logged at warn, not at silent", async () => {
+    const failures = async (level: string) => {
+      let stderr = "";
+      const vars = { FAIL_PRECOMPUTE: "1", EDGECACHE_LOG_LEVEL: level };
+      const made = await deployment(vars, (text) => {
+        stderr += text;
+      });
+      try {
+        await ask("a", "/get?key=x", made);
+        await until(
+          async () => (await ask<{ failures: number }>("a", "/precompute", made)).failures >= 2,
+          5000,
+        );
+        return stderr;
+      } finally {
+        await made.dispose();
+      }
+    };
+    expect(await failures("warn")).toContain("the precompute failed on purpose");
+    expect(await failures("silent")).not.toContain("the precompute failed on purpose");
   });
 });

@@ -23,7 +23,10 @@ let runs = 0;
 export const CacheTierObject = cacheTierObject({
   precompute: {
     every: MIN_PRECOMPUTE_MS,
-    run: async (cache) => {
+    run: async (cache, env) => {
+      if ((env as { FAIL_PRECOMPUTE?: string }).FAIL_PRECOMPUTE) {
+        throw new Error("the precompute failed on purpose");
+      }
       runs++;
       await cache.set("totals", { run: runs }, { ttl: 60_000 });
     },

@@ -7,6 +7,7 @@ import {
   type TierNamespaceLike,
 } from "../../stores/durable-object.ts";
 import { type SqlStorageLike, TierHost } from "../../stores/durable-object-host.ts";
+import { objectLogger } from "./logger.ts";
 import { tierShards } from "./variables.ts";
 
 /** The bindings the tier's objects read: themselves, and the change log for the precompute. */
@@ -17,6 +18,8 @@ export interface TierEnv {
   CHANGE_LOG: DurableObjectNamespaceLike;
   /** The shard count, as the Worker reads it (over the `shards` option). */
   EDGECACHE_TIER_SHARDS?: string;
+  /** The Worker's log level: `silent` quiets the precompute's failures. */
+  EDGECACHE_LOG_LEVEL?: string;
 }
 
 /** The part of a SQLite-backed Durable Object's `ctx` the tier's objects use. */
@@ -158,7 +161,7 @@ export function cacheTierObject<E extends TierEnv = TierEnv>(
       } catch (error) {
         this.#stats.failures++;
         this.#stats.lastError = String((error as Error)?.message ?? error);
-        console.error(`[edgecache] [${C}] precompute failed:`, error);
+        objectLogger(this.#env).error(`[edgecache] [${C}] precompute failed:`, error);
       }
       this.#stats.lastRunAt = started;
     }

@@ -3,6 +3,7 @@ import { rerunning } from "../../core/rerun.ts";
 import type { ChangeLogHost } from "../../log/durable-object.ts";
 import type { D1DatabaseLike } from "../../sources/d1.ts";
 import { d1CaptureFeed } from "../../sources/d1-capture.ts";
+import { objectLogger } from "./logger.ts";
 
 /**
  * D1 change capture on Workers: the change log's Durable Object drains D1's change table
@@ -48,6 +49,8 @@ export interface CaptureEnv {
   DB?: D1DatabaseLike;
   /** The alarm's interval, ms (CAPTURE_INTERVAL_MS); "0" turns draining off. */
   EDGECACHE_CAPTURE_MS?: string;
+  /** The Worker's log level: `silent` quiets the drain's warnings. */
+  EDGECACHE_LOG_LEVEL?: string;
 }
 
 export interface CaptureDrainStats {
@@ -69,7 +72,8 @@ export function captureDrain(
   const setting = env.EDGECACHE_CAPTURE_MS;
   const intervalMs = setting ? Number(setting) : CAPTURE_INTERVAL_MS;
   if (!(Number.isFinite(intervalMs) && intervalMs > 0)) return undefined;
-  return new CaptureDrain(storage, d1CaptureFeed(env.DB), log, intervalMs);
+  const { warn } = objectLogger(env);
+  return new CaptureDrain(storage, d1CaptureFeed(env.DB), log, intervalMs, warn);
 }
 
 /** The change table as the drain reads it: with D1's bookmark of each read, if any. */
@@ -89,6 +93,7 @@ export class CaptureDrain {
   #applied = 0;
   #lags: number[] = [];
   #lastError = "";
+  readonly #warn: (message: string) => void;
   /** One drain at a time; asked for while one runs, it runs once more after it. */
   readonly drain = rerunning(() => this.#pass());
 
@@ -97,7 +102,9 @@ export class CaptureDrain {
     feed: DrainedFeed,
     log: ChangeLogHost,
     intervalMs: number,
+    warn: (message: string) => void = console.warn,
   ) {
+    this.#warn = warn;
     this.#storage = storage;
     this.#feed = feed;
     this.#log = log;
@@ -197,7 +204,7 @@ export class CaptureDrain {
     } catch (error) {
       const message = String((error as Error)?.message ?? error);
       if (message !== this.#lastError) {
-        console.warn(`[edgecache] [capture] draining D1 failed: ${message}; retrying`);
+        this.#warn(`[edgecache] [capture] draining D1 failed: ${message}; retrying`);
         this.#lastError = message;
       }
     } finally {

@@ -1,4 +1,4 @@
-import { DEFAULT_LOG_LEVEL, type LogLevel } from "../../core/log-levels.ts";
+import { DEFAULT_LOG_LEVEL, isLogLevel, type LogLevel } from "../../core/log-levels.ts";
 
 /**
  * What an edgecache Worker logs, by severity (console lines, which `wrangler tail` and
@@ -36,4 +36,14 @@ export function workerLogger(level: LogLevel = DEFAULT_LOG_LEVEL): WorkerLogger 
     warn: on("warn") ? (message, detail) => console.warn(message, detail ?? "") : skip,
     info: on("info") ? (message) => console.log(message) : skip,
   };
+}
+
+/**
+ * The logger of a Durable Object (the change log, the tier): its env carries the Worker's
+ * `EDGECACHE_LOG_LEVEL`, so `silent` quiets the objects' lines too. An object has no request
+ * to fail with a bad value (the isolates report it): it then logs at the default.
+ */
+export function objectLogger(env: { EDGECACHE_LOG_LEVEL?: unknown } | undefined): WorkerLogger {
+  const level = env?.EDGECACHE_LOG_LEVEL;
+  return workerLogger(typeof level === "string" && isLogLevel(level) ? level : DEFAULT_LOG_LEVEL);
 }
