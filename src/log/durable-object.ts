@@ -112,6 +112,8 @@ export const STRICT_TRUST_MS = 5000;
 export const LEASE_MARGIN_MS = 100;
 /** The shortest lease: a sync every half lease must leave time beyond the margin. */
 export const MIN_LEASE_MS = 4 * LEASE_MARGIN_MS;
+/** A follower's region name, as a location hint is: letters, digits, - or _. */
+export const REGION_NAME = /^[\w-]{1,64}$/;
 /** Records the object keeps; an isolate further behind starts over (`reset`). */
 export const RETAINED_RECORDS = 1000;
 /**
@@ -179,7 +181,7 @@ export class DurableChangeLog implements CaptureDrainingLog {
     if (!CHANGE_LOG_MODES.includes(mode)) {
       badOption(C, "mode", '"strict", "lease", "follower" or "session"', mode);
     }
-    if (mode === "follower" && !(typeof region === "string" && /^[\w-]{1,64}$/.test(region))) {
+    if (mode === "follower" && !(typeof region === "string" && REGION_NAME.test(region))) {
       badOption(C, "region", "a region name (letters, digits, - or _) in follower mode", region);
     }
     if (!(Number.isFinite(leaseMs) && leaseMs >= MIN_LEASE_MS)) {

@@ -14,7 +14,17 @@ let stdout = "";
 
 beforeAll(async () => {
   w = await startEdgecacheWorkers({
-    names: ["plain", "tuned", "off", "chatty", "bad-ttl", "negative-ttl", "bad-kv", "bad-level"],
+    names: [
+      "plain",
+      "tuned",
+      "off",
+      "chatty",
+      "bad-ttl",
+      "negative-ttl",
+      "bad-kv",
+      "bad-level",
+      "bad-region",
+    ],
     options: { ttl: 600, memoryBytes: 1_000_000 },
     vars: {
       tuned: { EDGECACHE_TTL: "120", EDGECACHE_MEMORY_BYTES: "1", EDGECACHE_KV: "off" },
@@ -24,6 +34,7 @@ beforeAll(async () => {
       "negative-ttl": { EDGECACHE_TTL: "-5" },
       "bad-kv": { EDGECACHE_KV: "maybe" },
       "bad-level": { EDGECACHE_LOG_LEVEL: "loud" },
+      "bad-region": { EDGECACHE_LOG_MODE: "follower", EDGECACHE_REGION: "west europe" },
     },
     stdio: (out: Readable, err: Readable) => {
       out.on("data", (chunk: Buffer) => {
@@ -126,6 +137,10 @@ describe("a bad variable", () => {
     [
       "bad-level",
       'variable EDGECACHE_LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"',
+    ],
+    [
+      "bad-region",
+      'variable EDGECACHE_REGION: expected a region name (letters, digits, - or _), such as weur, got "west europe"',
     ],
   ])(
     "%s: fails the first request and the next with E_BAD_OPTION naming it",

@@ -5,6 +5,7 @@ import {
   type ChangeLogMode,
   DEFAULT_LEASE_MS,
   MIN_LEASE_MS,
+  REGION_NAME,
 } from "../../log/durable-object.ts";
 import { DURABLE_OBJECT_MAX_SHARDS } from "../../stores/durable-object.ts";
 import type { KvNamespaceLike } from "../../stores/kv.ts";
@@ -39,6 +40,8 @@ export interface WorkerSettings {
   leaseMs: number;
   /** Objects the Durable Object tier spreads keys over (`tierShards`, EDGECACHE_TIER_SHARDS). */
   tierShards: number;
+  /** Follower mode: `EDGECACHE_REGION` over the `region` option (else from the request). */
+  region: string | undefined;
 }
 
 const C = "worker";
@@ -93,7 +96,21 @@ export function workerSettings(env: LogEnv, options: EdgeCacheOptions): WorkerSe
       options.leaseMs ??
       DEFAULT_LEASE_MS,
     tierShards: tierShards(env, options.tierShards),
+    region: regionOf(env, options.region),
   };
+}
+
+function regionOf(env: LogEnv, option: string | undefined): string | undefined {
+  const region = variable(env, "EDGECACHE_REGION");
+  if (region !== undefined && !REGION_NAME.test(region)) {
+    badVariable(
+      C,
+      "EDGECACHE_REGION",
+      "a region name (letters, digits, - or _), such as weur",
+      region,
+    );
+  }
+  return region ?? option;
 }
 
 /**

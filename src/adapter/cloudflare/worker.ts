@@ -346,7 +346,7 @@ export function edgeCache(
     name: options.logName,
     mode: settings.mode,
     leaseMs: settings.leaseMs,
-    region: env.EDGECACHE_REGION || options.region || requestRegion || DEFAULT_REGION,
+    region: settings.region || requestRegion || DEFAULT_REGION,
   });
   const tiers: Store[] = [memoryStore({ maxBytes: settings.memoryBytes })];
   // One copy per key that every isolate reads at once, before the per-location tiers.
