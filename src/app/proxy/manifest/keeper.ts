@@ -1,4 +1,5 @@
 import { badOption } from "../../../core/errors.ts";
+import type { StatsFamily } from "../../../core/stats.ts";
 import { MANIFEST } from "./parse.ts";
 
 /** What one fetch of a manifest URL through the proxy came to. */
@@ -197,6 +198,23 @@ export function keepPolicy(
     maxMs,
     now: options.now ?? Date.now,
     random: options.random ?? Math.random,
+  };
+}
+
+/** The manifest's gauge (`edgecache_manifest_urls{state}`), as every runtime exposes it. */
+export const MANIFEST_METRIC = {
+  name: "manifest_urls",
+  help: "The manifest's URLs by state: cached, failing, uncacheable, pending (proxy mode).",
+  states: ["cached", "failing", "uncacheable", "pending"],
+} as const;
+
+/** The manifest's gauge family of a summary, for `toPrometheus`. */
+export function manifestFamily(summary: ManifestSummary): StatsFamily {
+  return {
+    name: MANIFEST_METRIC.name,
+    type: "gauge",
+    help: MANIFEST_METRIC.help,
+    samples: MANIFEST_METRIC.states.map((state) => ({ labels: { state }, value: summary[state] })),
   };
 }
 
