@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "../helpers/cluster.ts";
@@ -20,12 +23,19 @@ let origin: Server;
 /** When the origin was asked for each path, ms. */
 const asked = new Map<string, number[]>();
 const hits = (path: string) => asked.get(path)?.length ?? 0;
+/** Origin requests in flight, and the most at once. */
+let inflight = 0;
+let mostInflight = 0;
+const PAGES = ["/m/page/1", "/m/page/2", "/m/page/3"];
 let mf: Miniflare;
+let script: string;
 
 beforeAll(async () => {
   origin = createServer((req, res) => {
     const path = req.url ?? "";
     asked.set(path, [...(asked.get(path) ?? []), Date.now()]);
+    mostInflight = Math.max(mostInflight, ++inflight);
+    res.on("finish", () => inflight--);
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (path === "/m/refuse") {
       res.writeHead(503, headers);
@@ -34,15 +44,29 @@ beforeAll(async () => {
         path === "/m/short" ? "max-age=2" : path === "/m/private" ? "private" : "max-age=600";
       res.writeHead(200, headers);
     }
-    res.end(JSON.stringify({ path, n: hits(path) }));
+    // Slow enough that fetches overlap unless something holds them back.
+    const body = JSON.stringify({ path, n: hits(path) });
+    setTimeout(() => res.end(body), 100);
   });
   await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
   const { port } = origin.address() as AddressInfo;
-  const script = (await bundle(new URL("./manifest-entry.ts", import.meta.url))).replace(
+  script = (await bundle(new URL("./manifest-entry.ts", import.meta.url))).replace(
     "ORIGIN_URL",
     `http://127.0.0.1:${port}`,
   );
-  const worker = (name: string, bindings: Record<string, string>, manifest = true) => ({
+  mf = new Miniflare({
+    workers: [
+      worker("p1", { EDGECACHE_MANIFEST: MANIFEST }),
+      worker("p2", { EDGECACHE_MANIFEST: MANIFEST }),
+      worker("p-bad", { EDGECACHE_MANIFEST: "/m/ok\nm/no-slash" }),
+      worker("p-unbound", { EDGECACHE_MANIFEST: "/m/ok" }, false),
+    ],
+  });
+  await mf.ready;
+}, 60_000);
+
+function worker(name: string, bindings: Record<string, string>, manifest = true) {
+  return {
     name,
     modules: true,
     script,
@@ -55,25 +79,16 @@ beforeAll(async () => {
       }),
     },
     bindings: { EDGECACHE_ALLOWED_HOSTS: "edge.test", ...bindings },
-  });
-  mf = new Miniflare({
-    workers: [
-      worker("p1", { EDGECACHE_MANIFEST: MANIFEST }),
-      worker("p2", { EDGECACHE_MANIFEST: MANIFEST }),
-      worker("p-bad", { EDGECACHE_MANIFEST: "/m/ok\nm/no-slash" }),
-      worker("p-unbound", { EDGECACHE_MANIFEST: "/m/ok" }, false),
-    ],
-  });
-  await mf.ready;
-}, 60_000);
+  };
+}
 
 afterAll(async () => {
   await mf?.dispose();
   await new Promise((resolve) => origin?.close(resolve));
 });
 
-async function send(isolate: string, path: string) {
-  const worker = (await mf.getWorker(isolate)) as unknown as { fetch: typeof fetch };
+async function send(isolate: string, path: string, on = mf) {
+  const worker = (await on.getWorker(isolate)) as unknown as { fetch: typeof fetch };
   return worker.fetch(`${EDGE}${path}`, { headers: { "cf-connecting-ip": "127.0.0.1" } });
 }
 
@@ -92,16 +107,18 @@ interface ManifestReport {
   pending: number;
   urls: UrlReport[];
 }
-const manifest = async (isolate = "p1", query = "") =>
-  (await (await send(isolate, `/_edgecache/manifest${query}`)).json()) as ManifestReport;
+const manifest = async (isolate = "p1", query = "", on = mf) =>
+  (await (await send(isolate, `/_edgecache/manifest${query}`, on)).json()) as ManifestReport;
 
 describe("a proxy Worker's manifest", () => {
   it("is fetched by its Durable Object once an isolate starts: no client asks for a URL", async () => {
     // Any request starts the isolate, which starts the manifest's object.
     expect((await send("p1", "/_edgecache/health")).status).toBe(200);
-    await until(() => ["/m/page/1", "/m/page/2", "/m/page/3"].every((p) => hits(p) === 1), 10_000);
+    await until(() => PAGES.every((p) => hits(p) === 1), 10_000);
     await until(async () => (await manifest()).cached === 4, 10_000);
     expect(hits("/m/private")).toBe(1);
+    // Six URLs due at once, fetched manifestConcurrency (2) at a time.
+    expect(mostInflight).toBe(2);
   });
 
   it("is served from a shared tier by another isolate, as a hit, without the origin", async () => {
@@ -139,6 +156,8 @@ describe("a proxy Worker's manifest", () => {
 
   it("GET /_edgecache/manifest, /stats and /metrics answer from the object, on any isolate", async () => {
     const body = await manifest("p2");
+    // Both isolates started it; one object keeps it: each page was fetched once.
+    for (const page of PAGES) expect(hits(page), page).toBe(1);
     expect(body).toMatchObject({ total: 6, cached: 4, failing: 1, uncacheable: 1, pending: 0 });
     const states = Object.fromEntries(body.urls.map((u) => [u.url.slice(EDGE.length), u.state]));
     expect(states).toEqual({
@@ -174,5 +193,34 @@ describe("a proxy Worker's manifest", () => {
     const { error } = (await res.json()) as { error: { code: string; message: string } };
     expect(error).toMatchObject({ code: "E_BAD_OPTION" });
     expect(error.message).toContain("env.MANIFEST");
+  });
+});
+
+describe("a proxy Worker's manifest across a restart", () => {
+  const dir = mkdtempSync(join(tmpdir(), "edgecache-manifest-"));
+  const options = () => ({
+    workers: [worker("p1", { EDGECACHE_MANIFEST: "/r/page/{1..2}" })],
+    durableObjectsPersist: join(dir, "do"),
+    kvPersist: join(dir, "kv"),
+    cachePersist: join(dir, "cache"),
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("keeps each URL's state in the object's SQLite: a restarted object fetches nothing anew", async () => {
+    let restarted = new Miniflare(options());
+    try {
+      await send("p1", "/_edgecache/health", restarted);
+      await until(async () => (await manifest("p1", "", restarted)).cached === 2, 10_000);
+      const before = (await manifest("p1", "", restarted)).urls;
+      await restarted.dispose();
+      restarted = new Miniflare(options());
+      // The first thing the new object is asked: the states it saved, not pending ones.
+      const after = await manifest("p1", "", restarted);
+      expect(after).toMatchObject({ total: 2, cached: 2, pending: 0 });
+      expect(after.urls).toEqual(before);
+      expect(hits("/r/page/1") + hits("/r/page/2")).toBe(2);
+    } finally {
+      await restarted.dispose();
+    }
   });
 });
