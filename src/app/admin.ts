@@ -326,7 +326,7 @@ export function createAdminApi(options: AdminOptions): Hono {
         throw new EdgecacheError(
           "E_NOT_FOUND",
           COMPONENT,
-          "no manifest: the proxy keeps URLs cached with --manifest or the config's manifest",
+          "no manifest: the proxy keeps URLs cached with --manifest or the config's manifest (on Workers: the manifest option or EDGECACHE_MANIFEST, and the MANIFEST binding)",
         );
       }
       const state = c.req.query("state");

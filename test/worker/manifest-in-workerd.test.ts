@@ -60,6 +60,7 @@ beforeAll(async () => {
       worker("p2", { EDGECACHE_MANIFEST: MANIFEST }),
       worker("p-bad", { EDGECACHE_MANIFEST: "/m/ok\nm/no-slash" }),
       worker("p-unbound", { EDGECACHE_MANIFEST: "/m/ok" }, false),
+      worker("p-none", {}, false),
     ],
   });
   await mf.ready;
@@ -193,6 +194,15 @@ describe("a proxy Worker's manifest", () => {
     const { error } = (await res.json()) as { error: { code: string; message: string } };
     expect(error).toMatchObject({ code: "E_BAD_OPTION" });
     expect(error.message).toContain("env.MANIFEST");
+  });
+
+  it("without a manifest, GET /_edgecache/manifest is a 404 that says how to have one", async () => {
+    const res = await send("p-none", "/_edgecache/manifest");
+    expect(res.status).toBe(404);
+    const { error } = (await res.json()) as { error: { message: string } };
+    expect(error.message).toContain("EDGECACHE_MANIFEST");
+    const stats = (await (await send("p-none", "/_edgecache/stats")).json()) as object;
+    expect(stats).not.toHaveProperty("manifest");
   });
 });
 
