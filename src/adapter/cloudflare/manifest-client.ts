@@ -1,5 +1,10 @@
 import type { ManifestView } from "../../app/admin.ts";
-import type { ManifestKeeperOptions, UrlReport } from "../../app/proxy/manifest/keeper.ts";
+import {
+  type KeepPolicy,
+  keepPolicy,
+  type ManifestKeeperOptions,
+  type UrlReport,
+} from "../../app/proxy/manifest/keeper.ts";
 import { MANIFEST, manifestUrls } from "../../app/proxy/manifest/parse.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { SqlStorageLike } from "../../stores/durable-object-host.ts";
@@ -40,6 +45,15 @@ export interface ManifestStateLike {
     setAlarm(scheduledTime: number): Promise<void>;
     deleteAlarm(): Promise<void>;
   };
+}
+
+/**
+ * The manifest's options checked when a factory is called (the Worker's, the object's): the
+ * lines (E_BAD_OPTION names a bad one, `manifest:2`), the concurrency and the retry delays.
+ */
+export function manifestPolicy(options: ManifestOptions): KeepPolicy {
+  workerManifest({}, options);
+  return keepPolicy({ concurrency: options.manifestConcurrency, retry: options.manifestRetry });
 }
 
 /**

@@ -1,14 +1,8 @@
-import {
-  keepDue,
-  keepPolicy,
-  nextDue,
-  summarize,
-  type UrlReport,
-} from "../../app/proxy/manifest/keeper.ts";
+import { keepDue, nextDue, summarize, type UrlReport } from "../../app/proxy/manifest/keeper.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { SqlStorageLike } from "../../stores/durable-object-host.ts";
 import { Background } from "./background.ts";
-import { type ManifestStateLike, workerManifest } from "./manifest-client.ts";
+import { type ManifestStateLike, manifestPolicy, workerManifest } from "./manifest-client.ts";
 import { type EdgecacheProxyWorkerOptions, type ProxyEnv, proxyCache } from "./proxy-worker.ts";
 
 /**
@@ -52,10 +46,7 @@ export function proxyManifestObject<E extends ProxyEnv = ProxyEnv>(
   if (typeof options !== "object" || options === null || !Array.isArray(options.origins)) {
     badOption(C, "origins", "the proxy Worker's options, with its origins", options?.origins);
   }
-  const policy = keepPolicy({
-    concurrency: options.manifestConcurrency,
-    retry: options.manifestRetry,
-  });
+  const policy = manifestPolicy(options);
   return class ManifestObject {
     readonly #state: ManifestStateLike;
     readonly #env: E;

@@ -10,6 +10,7 @@ import {
   type ManifestEnv,
   type ManifestOptions,
   manifestClient,
+  manifestPolicy,
   workerManifest,
 } from "./manifest-client.ts";
 import { type WorkerSettings, workerSettings } from "./variables.ts";
@@ -71,6 +72,7 @@ export function edgecacheProxyWorker<E extends ProxyEnv = ProxyEnv>(
   if (typeof options !== "object" || options === null || !Array.isArray(options.origins)) {
     badOption(C, "origins", "an array of { origin }", options?.origins);
   }
+  manifestPolicy(options);
   const background = new Background();
   let setUp: Promise<ProxyIsolate> | undefined;
   const isolate = (env: E, request?: Request) => {
