@@ -152,11 +152,22 @@ export function createAdminApi(options: AdminOptions): Hono {
   const prometheus = async (c: Context) =>
     metrics
       ? c.text(await metrics.text(), 200, { "content-type": metrics.contentType })
-      : c.text(
-          toPrometheus(cache.stats(), manifest ? [manifestFamily(await manifest.summary())] : []),
-          200,
-          { "content-type": "text/plain; version=0.0.4" },
-        );
+      : c.text(toPrometheus(cache.stats(), await manifestFamilies()), 200, {
+          "content-type": "text/plain; version=0.0.4",
+        });
+  // The manifest's progress where it is kept elsewhere (a Worker's Durable Object) may be out
+  // of reach: the cache's own stats still answer, with the fault in its place.
+  const manifestProgress = async () => {
+    try {
+      return await manifest!.summary();
+    } catch (error) {
+      return { error: error instanceof EdgecacheError ? error.message : String(error) };
+    }
+  };
+  async function manifestFamilies() {
+    const progress = manifest && (await manifestProgress());
+    return progress && !("error" in progress) ? [manifestFamily(progress)] : [];
+  }
   const learn = options.proxy?.learn;
   app.get("/stats", async (c) =>
     c.req.query("format") === "prometheus"
@@ -164,7 +175,7 @@ export function createAdminApi(options: AdminOptions): Hono {
       : c.json({
           ...cache.stats(),
           ...(learn && { learn: { ...learn.stats } }),
-          ...(manifest && { manifest: await manifest.summary() }),
+          ...(manifest && { manifest: await manifestProgress() }),
         }),
   );
   app.get("/metrics", prometheus);

@@ -61,6 +61,14 @@ beforeAll(async () => {
       worker("p-bad", { EDGECACHE_MANIFEST: "/m/ok\nm/no-slash" }),
       worker("p-unbound", { EDGECACHE_MANIFEST: "/m/ok" }, false),
       worker("p-none", {}, false),
+      // MANIFEST bound to another class: the manifest's object never answers as one.
+      {
+        ...worker("p-wrong", { EDGECACHE_MANIFEST: "/m/ok" }, false),
+        durableObjects: {
+          CHANGE_LOG: { className: "ChangeLogObject", scriptName: "p1" },
+          MANIFEST: { className: "ChangeLogObject", scriptName: "p1" },
+        },
+      },
     ],
   });
   await mf.ready;
@@ -194,6 +202,18 @@ describe("a proxy Worker's manifest", () => {
     const { error } = (await res.json()) as { error: { code: string; message: string } };
     expect(error).toMatchObject({ code: "E_BAD_OPTION" });
     expect(error.message).toContain("env.MANIFEST");
+  });
+
+  it("with the manifest's object out of reach, /stats still answers, with the fault in its place", async () => {
+    const res = await send("p-wrong", "/_edgecache/stats");
+    expect(res.status).toBe(200);
+    const stats = (await res.json()) as { hits: number; manifest: { error: string } };
+    expect(stats.hits).toBe(0);
+    expect(stats.manifest.error).toMatch(/^\[edgecache\] \[manifest-object\] summary: /);
+    const metrics = await send("p-wrong", "/_edgecache/metrics");
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).not.toContain("edgecache_manifest_urls");
+    expect((await send("p-wrong", "/_edgecache/manifest")).status).toBe(503);
   });
 
   it("without a manifest, GET /_edgecache/manifest is a 404 that says how to have one", async () => {
