@@ -8,6 +8,7 @@ import {
   edgecacheProxyWorker,
 } from "../../src/adapter/cloudflare/proxy-worker.ts";
 
+export { CacheTierObject } from "../../src/adapter/cloudflare/cache-tier-object.ts";
 export { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 
 const options: EdgecacheProxyWorkerOptions = {

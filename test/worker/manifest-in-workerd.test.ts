@@ -254,3 +254,37 @@ describe("a proxy Worker's manifest across a restart", () => {
     }
   });
 });
+
+describe("a proxy Worker's manifest with the Durable Object tier bound", () => {
+  let tiered: Miniflare;
+  beforeAll(async () => {
+    const tierWorker = (name: string) => {
+      const w = worker(name, { EDGECACHE_MANIFEST: "/t/page/1" });
+      // No KV: the copies isolates find are the Durable Object tier's (and the Cache API's).
+      return {
+        ...w,
+        kvNamespaces: {},
+        durableObjects: {
+          CHANGE_LOG: { className: "ChangeLogObject", scriptName: "t1" },
+          MANIFEST: { className: "ManifestObject", scriptName: "t1", useSQLite: true },
+          CACHE_TIER: { className: "CacheTierObject", scriptName: "t1", useSQLite: true },
+        },
+      };
+    };
+    tiered = new Miniflare({ workers: [tierWorker("t1"), tierWorker("t2")] });
+    await tiered.ready;
+  }, 60_000);
+  afterAll(() => tiered?.dispose());
+
+  it("stores into the Durable Object tier, where another isolate reads it first", async () => {
+    await send("t1", "/_edgecache/health", tiered);
+    await until(async () => (await manifest("t1", "", tiered)).cached === 1, 10_000);
+    const res = await send("t2", "/t/page/1", tiered);
+    expect(res.headers.get("cache-status")).toMatch(/^edgecache; hit/);
+    expect(hits("/t/page/1")).toBe(1);
+    const stats = (await (await send("t2", "/_edgecache/stats", tiered)).json()) as {
+      tiers: { name: string; hits: number }[];
+    };
+    expect(stats.tiers.find((t) => t.name === "durable-object")?.hits).toBe(1);
+  });
+});
