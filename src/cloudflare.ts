@@ -12,10 +12,18 @@ export {
   type TierEnv,
 } from "./adapter/cloudflare/cache-tier-object.ts";
 export { ChangeLogObject } from "./adapter/cloudflare/change-log-object.ts";
+export type {
+  ManifestEnv,
+  ManifestNamespaceLike,
+  ManifestOptions,
+  ManifestStateLike,
+} from "./adapter/cloudflare/manifest-client.ts";
+export { MANIFEST_RUN_MS, proxyManifestObject } from "./adapter/cloudflare/manifest-object.ts";
 export {
   type EdgecacheProxyWorker,
   type EdgecacheProxyWorkerOptions,
   edgecacheProxyWorker,
+  type ProxyEnv,
 } from "./adapter/cloudflare/proxy-worker.ts";
 export {
   DEFAULT_TTL_SECONDS,

@@ -19,7 +19,12 @@ import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import { cacheChecks, type HealthChecks, healthHandler } from "./health.ts";
 import { describeRule, rulesReport } from "./proxy/learn/observe.ts";
 import { checkRule, type RuleState, ruleId } from "./proxy/learn/rules.ts";
-import type { ManifestKeeper } from "./proxy/manifest/keeper.ts";
+import {
+  type ManifestSummary,
+  manifestFamily,
+  summarize,
+  type UrlReport,
+} from "./proxy/manifest/keeper.ts";
 import { targetProblem } from "./proxy/manifest/parse.ts";
 import type { CachingProxy } from "./proxy.ts";
 
@@ -54,9 +59,18 @@ export interface AdminOptions {
   health?: HealthChecks;
   /** Proxy mode: `POST /purge` and `POST /warm` (absent without it). */
   proxy?: Pick<CachingProxy, "purge" | "warm"> & Partial<Pick<CachingProxy, "learn">>;
-  /** Proxy mode with a manifest: its progress in `/stats`, each URL's state at `/manifest`. */
-  manifest?: Pick<ManifestKeeper, "summary" | "report">;
+  /**
+   * Proxy mode with a manifest: its progress in `/stats` and `/metrics`, each URL's state at
+   * `/manifest`. Node's keeper answers at once; a Worker's asks the manifest's Durable Object.
+   */
+  manifest?: ManifestView;
   now?: () => number;
+}
+
+/** A manifest's state, wherever it is kept. */
+export interface ManifestView {
+  summary(): ManifestSummary | Promise<ManifestSummary>;
+  report(): UrlReport[] | Promise<UrlReport[]>;
 }
 
 /** A metrics client's text exposition. */
@@ -133,19 +147,35 @@ export function createAdminApi(options: AdminOptions): Hono {
   app.notFound(notFound);
 
   const { metrics } = options;
+  const { manifest } = options;
+  // A metrics client (Node's) exposes the manifest's gauge itself.
   const prometheus = async (c: Context) =>
     metrics
       ? c.text(await metrics.text(), 200, { "content-type": metrics.contentType })
-      : c.text(toPrometheus(cache.stats()), 200, { "content-type": "text/plain; version=0.0.4" });
+      : c.text(toPrometheus(cache.stats(), await manifestFamilies()), 200, {
+          "content-type": "text/plain; version=0.0.4",
+        });
+  // The manifest's progress where it is kept elsewhere (a Worker's Durable Object) may be out
+  // of reach: the cache's own stats still answer, with the fault in its place.
+  const manifestProgress = async () => {
+    try {
+      return await manifest!.summary();
+    } catch (error) {
+      return { error: error instanceof EdgecacheError ? error.message : String(error) };
+    }
+  };
+  async function manifestFamilies() {
+    const progress = manifest && (await manifestProgress());
+    return progress && !("error" in progress) ? [manifestFamily(progress)] : [];
+  }
   const learn = options.proxy?.learn;
-  const { manifest } = options;
-  app.get("/stats", (c) =>
+  app.get("/stats", async (c) =>
     c.req.query("format") === "prometheus"
       ? prometheus(c)
       : c.json({
           ...cache.stats(),
           ...(learn && { learn: { ...learn.stats } }),
-          ...(manifest && { manifest: manifest.summary() }),
+          ...(manifest && { manifest: await manifestProgress() }),
         }),
   );
   app.get("/metrics", prometheus);
@@ -302,12 +332,12 @@ export function createAdminApi(options: AdminOptions): Hono {
       });
     }
 
-    app.get("/manifest", (c) => {
+    app.get("/manifest", async (c) => {
       if (!manifest) {
         throw new EdgecacheError(
           "E_NOT_FOUND",
           COMPONENT,
-          "no manifest: the proxy keeps URLs cached with --manifest or the config's manifest",
+          "no manifest: the proxy keeps URLs cached with --manifest or the config's manifest (on Workers: the manifest option or EDGECACHE_MANIFEST, and the MANIFEST binding)",
         );
       }
       const state = c.req.query("state");
@@ -318,9 +348,9 @@ export function createAdminApi(options: AdminOptions): Hono {
           `state: expected one of ${URL_STATES.join(", ")}, got ${JSON.stringify(state)}`,
         );
       }
-      const urls = manifest.report();
+      const urls = await manifest.report();
       return c.json({
-        ...manifest.summary(),
+        ...summarize(urls),
         urls: state === undefined ? urls : urls.filter((u) => u.state === state),
       });
     });

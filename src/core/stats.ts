@@ -228,10 +228,10 @@ export function statsFamilies(stats: CacheStats): StatsFamily[] {
   ];
 }
 
-/** Prometheus text exposition (version 0.0.4) of a stats snapshot. */
-export function toPrometheus(stats: CacheStats): string {
+/** Prometheus text exposition (version 0.0.4) of a stats snapshot, and `extra` families. */
+export function toPrometheus(stats: CacheStats, extra: readonly StatsFamily[] = []): string {
   const lines: string[] = [];
-  for (const f of statsFamilies(stats)) {
+  for (const f of [...statsFamilies(stats), ...extra]) {
     lines.push(`# HELP edgecache_${f.name} ${f.help}`, `# TYPE edgecache_${f.name} ${f.type}`);
     for (const { labels, suffix = "", value } of f.samples) {
       const set = labels

@@ -1,10 +1,18 @@
 import type { Hono } from "hono";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
 import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
+import type { Cache } from "../../core/cache/index.ts";
 import { badOption } from "../../core/errors.ts";
 import type { DurableChangeLog } from "../../log/durable-object.ts";
 import { Background } from "./background.ts";
 import type { WorkerLogger } from "./logger.ts";
+import {
+  type ManifestEnv,
+  type ManifestOptions,
+  manifestClient,
+  manifestPolicy,
+  workerManifest,
+} from "./manifest-client.ts";
 import { type WorkerSettings, workerSettings } from "./variables.ts";
 import {
   adminAccess,
@@ -21,7 +29,7 @@ import {
  * `ttl` (or `EDGECACHE_TTL`) is, here, the freshness of a response that states none, for the
  * origins without a `ttl` of their own (OriginRoute.ttl).
  */
-export interface EdgecacheProxyWorkerOptions extends EdgeCacheOptions {
+export interface EdgecacheProxyWorkerOptions extends EdgeCacheOptions, ManifestOptions {
   /** The origins, as for `edgecache proxy` (`[{ origin: "https://api.example.com" }]`). */
   origins: OriginRoute[];
   /** Seconds a stored response may be served while the origin fails (0). */
@@ -32,9 +40,15 @@ export interface EdgecacheProxyWorkerOptions extends EdgeCacheOptions {
   warm?: { urls?: string[] };
 }
 
-export interface EdgecacheProxyWorker<E extends LogEnv = LogEnv> {
+/** The proxy Worker's bindings and variables: the cache's and the log's, and the manifest's. */
+export interface ProxyEnv extends LogEnv, ManifestEnv {}
+
+export interface EdgecacheProxyWorker<E extends ProxyEnv = ProxyEnv> {
   fetch(request: Request, env: E, ctx: ExecutionContextLike): Promise<Response>;
-  /** The cron trigger: fetches `warm.urls` through the proxy, storing what may be stored. */
+  /**
+   * The cron trigger: fetches `warm.urls` through the proxy, storing what may be stored, and
+   * arms the manifest's alarm if it is not set (a watchdog: each run sets the next).
+   */
   scheduled(controller: unknown, env: E, ctx: ExecutionContextLike): Promise<void>;
 }
 
@@ -52,31 +66,23 @@ const C = "proxy-worker";
  * export default edgecacheProxyWorker({ origins: [{ origin: "https://api.example.com" }] });
  * ```
  */
-export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
+export function edgecacheProxyWorker<E extends ProxyEnv = ProxyEnv>(
   options: EdgecacheProxyWorkerOptions,
 ): EdgecacheProxyWorker<E> {
   if (typeof options !== "object" || options === null || !Array.isArray(options.origins)) {
     badOption(C, "origins", "an array of { origin }", options?.origins);
   }
+  manifestPolicy(options);
   const background = new Background();
   let setUp: Promise<ProxyIsolate> | undefined;
-  const isolate = (env: E) => {
+  const isolate = (env: E, request?: Request) => {
     setUp ??= (async () => {
-      const settings = workerSettings(env, options);
-      const logger = isolateLogger(settings, background);
-      const { cache, log } = edgeCache(env, settings, options, background, logger);
-      const proxy = createProxy({
-        cache,
-        routes: withTtl(options.origins, settings.ttl),
-        logger: { warn: (message) => logger.warn(message) },
-        grace: options.grace,
-        maxCacheableSize: options.maxCacheableSize,
-        clientAddress: peerAddress,
-        // Workers' fetch takes no `duplex`; a request body streams as it is.
-        fetch: (url, init) => fetch(url, { ...init, redirect: "manual" }),
-      });
-      const app = edgecacheApp(proxy.app, { cache, proxy, ...adminAccess(env) });
-      return { app, log, proxy, settings, logger };
+      const made = proxyCache(env, options, background);
+      const { cache, proxy } = made;
+      const manifest = isolateManifest(env, options, request);
+      if (manifest) background.add(manifest.start());
+      const app = edgecacheApp(proxy.app, { cache, proxy, manifest, ...adminAccess(env) });
+      return { ...made, app, manifest };
     })();
     setUp.catch(() => {
       setUp = undefined;
@@ -86,7 +92,7 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
   return {
     fetch: (request, env, ctx) =>
       serveRequest(
-        () => isolate(env),
+        () => isolate(env, request),
         background,
         ctx,
         ({ app }) => Promise.resolve(app.fetch(request, env, ctx)),
@@ -94,9 +100,10 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
       ),
     async scheduled(_controller, env, ctx) {
       try {
-        const { proxy, log, settings } = await isolate(env);
+        const { proxy, log, settings, manifest } = await isolate(env);
         // Caching off: warming would only send the origin requests nothing keeps.
         if (!settings.caching) return;
+        if (manifest) background.add(manifest.start());
         await log.sync();
         const urls = options.warm?.urls ?? [];
         if (urls.length > 0) await proxy.warm(urls, options.origins[0]!.origin);
@@ -107,12 +114,62 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
   };
 }
 
-interface ProxyIsolate {
-  app: Hono;
+/**
+ * The proxy of one isolate (or of the manifest's object): the Worker's cache (`edgeCache`)
+ * and `createProxy` over it, with the Worker's `fetch` for the origins.
+ */
+export function proxyCache(
+  env: ProxyEnv,
+  options: EdgecacheProxyWorkerOptions,
+  background: Background,
+): {
+  cache: Cache;
   log: DurableChangeLog;
   proxy: CachingProxy;
   settings: WorkerSettings;
   logger: WorkerLogger;
+} {
+  const settings = workerSettings(env, options);
+  const logger = isolateLogger(settings, background);
+  const { cache, log } = edgeCache(env, settings, options, background, logger);
+  const proxy = createProxy({
+    cache,
+    routes: withTtl(options.origins, settings.ttl),
+    logger: { warn: (message) => logger.warn(message) },
+    grace: options.grace,
+    maxCacheableSize: options.maxCacheableSize,
+    clientAddress: peerAddress,
+    // Workers' fetch takes no `duplex`; a request body streams as it is.
+    fetch: (url, init) => fetch(url, { ...init, redirect: "manual" }),
+  });
+  return { cache, log, proxy, settings, logger };
+}
+
+/**
+ * The isolate's view of the manifest, when there is one: checked first (a bad line fails the
+ * isolate's start with E_BAD_OPTION naming it), then kept by the `MANIFEST` object.
+ */
+function isolateManifest(
+  env: ProxyEnv,
+  options: EdgecacheProxyWorkerOptions,
+  request: Request | undefined,
+): ReturnType<typeof manifestClient> | undefined {
+  const urls = workerManifest(env, options);
+  if (urls.length === 0) return undefined;
+  if (typeof env.MANIFEST?.idFromName !== "function") {
+    badOption(
+      C,
+      "env.MANIFEST",
+      "the manifest's Durable Object binding (proxyManifestObject) with a manifest",
+      env.MANIFEST,
+    );
+  }
+  return manifestClient(env.MANIFEST, request && new URL(request.url).origin);
+}
+
+interface ProxyIsolate extends ReturnType<typeof proxyCache> {
+  app: Hono;
+  manifest: ReturnType<typeof manifestClient> | undefined;
 }
 
 /** The origins, each without a `ttl` of its own given the Worker's (when one is set). */

@@ -10,7 +10,7 @@ import {
 } from "prom-client";
 import type { MetricsExposition } from "../../app/admin.ts";
 import type { LearnStats } from "../../app/proxy/learn/observe.ts";
-import type { ManifestSummary } from "../../app/proxy/manifest/keeper.ts";
+import { MANIFEST_METRIC, type ManifestSummary } from "../../app/proxy/manifest/keeper.ts";
 import type { Cache } from "../../core/cache/index.ts";
 import {
   type CacheObserver,
@@ -159,13 +159,13 @@ export function nodeMetrics(options: { tenant?: string } = {}): NodeMetrics {
     },
     watchManifest(summary) {
       new Gauge({
-        name: "edgecache_manifest_urls",
-        help: "The manifest's URLs by state: cached, failing, uncacheable, pending (proxy mode).",
+        name: `edgecache_${MANIFEST_METRIC.name}`,
+        help: MANIFEST_METRIC.help,
         labelNames: ["state"] as const,
         registers: [registry],
         collect() {
           const now = summary();
-          for (const state of MANIFEST_STATES) this.set({ state }, now[state]);
+          for (const state of MANIFEST_METRIC.states) this.set({ state }, now[state]);
         },
       });
     },
@@ -173,8 +173,6 @@ export function nodeMetrics(options: { tenant?: string } = {}): NodeMetrics {
     json: () => scrape(() => registry.getMetricsAsJSON()),
   };
 }
-
-const MANIFEST_STATES = ["cached", "failing", "uncacheable", "pending"] as const;
 
 const LEARN_COUNTERS: [keyof LearnStats, string, string][] = [
   [

@@ -1,4 +1,5 @@
 import { badOption } from "../../../core/errors.ts";
+import type { StatsFamily } from "../../../core/stats.ts";
 import { MANIFEST } from "./parse.ts";
 
 /** What one fetch of a manifest URL through the proxy came to. */
@@ -106,17 +107,8 @@ interface Slot extends UrlReport {
  * keeper.summary(); // { total: 500, cached: 412, failing: 3, uncacheable: 1, pending: 84 }
  */
 export function keepManifest(options: ManifestKeeperOptions): ManifestKeeper {
-  const now = options.now ?? Date.now;
-  const random = options.random ?? Math.random;
-  const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
-  if (!(Number.isSafeInteger(concurrency) && concurrency > 0)) {
-    badOption(MANIFEST, "concurrency", "a positive integer", concurrency);
-  }
-  const minMs = options.retry?.minMs ?? DEFAULT_RETRY_MIN_MS;
-  const maxMs = options.retry?.maxMs ?? DEFAULT_RETRY_MAX_MS;
-  if (!(minMs > 0 && maxMs >= minMs)) {
-    badOption(MANIFEST, "retry", "0 < minMs <= maxMs", `${minMs}, ${maxMs}`);
-  }
+  const policy = keepPolicy(options);
+  const { now, concurrency } = policy;
   const slots: Slot[] = options.urls.map((url) => ({ url, state: "pending", queued: false }));
   const ready: Slot[] = [];
   const running = new Set<Promise<void>>();
@@ -127,10 +119,14 @@ export function keepManifest(options: ManifestKeeperOptions): ManifestKeeper {
     while (!stopped && running.size < concurrency && ready.length > 0) {
       const slot = ready.shift()!;
       slot.queued = false;
-      const run = fetchOne(slot).finally(() => {
-        running.delete(run);
-        pump();
-      });
+      const run = keepOnce(slot, options.fetch, policy)
+        .then(() => {
+          if (!stopped) schedule(slot, slot.nextFetch!);
+        })
+        .finally(() => {
+          running.delete(run);
+          pump();
+        });
       running.add(run);
     }
   };
@@ -143,7 +139,6 @@ export function keepManifest(options: ManifestKeeperOptions): ManifestKeeper {
   };
 
   const schedule = (slot: Slot, at: number) => {
-    slot.nextFetch = Math.round(at);
     if (slot.timer !== undefined) clearTimeout(slot.timer);
     const wait = Math.min(Math.max(0, at - now()), MAX_TIMER_MS);
     slot.timer = setTimeout(() => {
@@ -153,57 +148,6 @@ export function keepManifest(options: ManifestKeeperOptions): ManifestKeeper {
       else enqueue(slot);
     }, wait);
   };
-
-  /** A delay doubling with each failure, capped, then jittered to between half and all of it. */
-  const backoff = (failures: number) => {
-    const full = Math.min(maxMs, minMs * 2 ** Math.min(failures - 1, 52));
-    return full / 2 + (random() * full) / 2;
-  };
-
-  async function fetchOne(slot: Slot): Promise<void> {
-    // The first fetch may be answered by a copy already fresh (a restart's cache file);
-    // later ones are meant to reach the origin (a refresh, or a retry).
-    const refresh = slot.state !== "pending";
-    let fetched = await attempt(slot.url, refresh);
-    let outcome = classify(fetched, now());
-    if (
-      !refresh &&
-      outcome.state !== "cached" &&
-      cacheParams(fetched.cacheStatus).includes("hit")
-    ) {
-      // A copy too near its end (or stale, served while it revalidates): the origin's turn.
-      fetched = await attempt(slot.url, true);
-      outcome = classify(fetched, now());
-    }
-    const at = now();
-    slot.fetchedAt = at;
-    slot.status = fetched.status;
-    slot.state = outcome.state;
-    slot.freshUntil =
-      fetched.stored && fetched.stored.freshUntil > at ? fetched.stored.freshUntil : undefined;
-    slot.error = outcome.error;
-    if (stopped) return;
-    if (outcome.state === "cached") {
-      slot.failures = 0;
-      const { createdAt, freshUntil } = fetched.stored!;
-      const lead = Math.min((freshUntil - createdAt) * REFRESH_LEAD_SHARE, MAX_REFRESH_LEAD_MS);
-      schedule(slot, Math.max(at + MIN_FRESH_MS / 2, freshUntil - lead));
-    } else if (outcome.state === "failing") {
-      slot.failures = (slot.failures ?? 0) + 1;
-      schedule(slot, at + backoff(slot.failures));
-    } else {
-      slot.failures = 0;
-      schedule(slot, at + backoff(Number.POSITIVE_INFINITY));
-    }
-  }
-
-  async function attempt(url: string, refresh: boolean): Promise<Fetched> {
-    try {
-      return await options.fetch(url, refresh);
-    } catch (err) {
-      return { status: 0, cacheStatus: null, error: String(err) };
-    }
-  }
 
   return {
     start() {
@@ -221,19 +165,175 @@ export function keepManifest(options: ManifestKeeperOptions): ManifestKeeper {
       }
       await Promise.allSettled([...running]);
     },
-    summary() {
-      const summary: ManifestSummary = {
-        total: slots.length,
-        cached: 0,
-        failing: 0,
-        uncacheable: 0,
-        pending: 0,
-      };
-      for (const slot of slots) summary[slot.state]++;
-      return summary;
-    },
+    summary: () => summarize(slots),
     report: () => slots.map(({ timer: _t, queued: _q, ...report }) => report),
   };
+}
+
+/** The keeper's settings, checked, with their defaults. */
+export interface KeepPolicy {
+  concurrency: number;
+  minMs: number;
+  maxMs: number;
+  now: () => number;
+  random: () => number;
+}
+
+/** The settings of `options` (concurrency, retry, clock), checked: E_BAD_OPTION names a bad one. */
+export function keepPolicy(
+  options: Pick<ManifestKeeperOptions, "concurrency" | "retry" | "now" | "random">,
+): KeepPolicy {
+  const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+  if (!(Number.isSafeInteger(concurrency) && concurrency > 0)) {
+    badOption(MANIFEST, "concurrency", "a positive integer", concurrency);
+  }
+  const minMs = options.retry?.minMs ?? DEFAULT_RETRY_MIN_MS;
+  const maxMs = options.retry?.maxMs ?? DEFAULT_RETRY_MAX_MS;
+  if (!(minMs > 0 && maxMs >= minMs)) {
+    badOption(MANIFEST, "retry", "0 < minMs <= maxMs", `${minMs}, ${maxMs}`);
+  }
+  return {
+    concurrency,
+    minMs,
+    maxMs,
+    now: options.now ?? Date.now,
+    random: options.random ?? Math.random,
+  };
+}
+
+/** The manifest's gauge (`edgecache_manifest_urls{state}`), as every runtime exposes it. */
+export const MANIFEST_METRIC = {
+  name: "manifest_urls",
+  help: "The manifest's URLs by state: cached, failing, uncacheable, pending (proxy mode).",
+  states: ["cached", "failing", "uncacheable", "pending"],
+} as const;
+
+/** The manifest's gauge family of a summary, for `toPrometheus`. */
+export function manifestFamily(summary: ManifestSummary): StatsFamily {
+  return {
+    name: MANIFEST_METRIC.name,
+    type: "gauge",
+    help: MANIFEST_METRIC.help,
+    samples: MANIFEST_METRIC.states.map((state) => ({ labels: { state }, value: summary[state] })),
+  };
+}
+
+/** How many URLs are in each state. */
+export function summarize(reports: readonly Pick<UrlReport, "state">[]): ManifestSummary {
+  const summary: ManifestSummary = {
+    total: reports.length,
+    cached: 0,
+    failing: 0,
+    uncacheable: 0,
+    pending: 0,
+  };
+  for (const r of reports) summary[r.state]++;
+  return summary;
+}
+
+/**
+ * One fetch of a manifest URL and what it comes to: updates `slot` in place (state, status,
+ * freshness, failures) and sets its `nextFetch`, a tenth of the lifetime before expiry when
+ * cached, after a backoff delay when failing. The step both runtimes share: Node's timers
+ * and the Workers' Durable Object alarm only decide when it runs.
+ */
+export async function keepOnce(
+  slot: UrlReport,
+  fetch: ManifestKeeperOptions["fetch"],
+  policy: KeepPolicy,
+): Promise<void> {
+  const { now } = policy;
+  // The first fetch may be answered by a copy already fresh (a restart's cache file);
+  // later ones are meant to reach the origin (a refresh, or a retry).
+  const refresh = slot.state !== "pending";
+  let fetched = await attempt(fetch, slot.url, refresh);
+  let outcome = classify(fetched, now());
+  if (!refresh && outcome.state !== "cached" && cacheParams(fetched.cacheStatus).includes("hit")) {
+    // A copy too near its end (or stale, served while it revalidates): the origin's turn.
+    fetched = await attempt(fetch, slot.url, true);
+    outcome = classify(fetched, now());
+  }
+  const at = now();
+  slot.fetchedAt = at;
+  slot.status = fetched.status;
+  slot.state = outcome.state;
+  slot.freshUntil =
+    fetched.stored && fetched.stored.freshUntil > at ? fetched.stored.freshUntil : undefined;
+  slot.error = outcome.error;
+  let next: number;
+  if (outcome.state === "cached") {
+    slot.failures = 0;
+    const { createdAt, freshUntil } = fetched.stored!;
+    const lead = Math.min((freshUntil - createdAt) * REFRESH_LEAD_SHARE, MAX_REFRESH_LEAD_MS);
+    next = Math.max(at + MIN_FRESH_MS / 2, freshUntil - lead);
+  } else if (outcome.state === "failing") {
+    slot.failures = (slot.failures ?? 0) + 1;
+    next = at + backoff(policy, slot.failures);
+  } else {
+    slot.failures = 0;
+    next = at + backoff(policy, Number.POSITIVE_INFINITY);
+  }
+  slot.nextFetch = Math.round(next);
+}
+
+/**
+ * Fetches the URLs that are due (pending, or `nextFetch` reached), `policy.concurrency` at a
+ * time, each through `keepOnce`; `settled` hears each one as it is done (to persist it).
+ * Starts no fetch after `until` (epoch ms): the rest stay due for the next run. Resolves with
+ * the earliest `nextFetch` of all, or undefined for an empty list. For a runtime that wakes
+ * on a schedule rather than holding a timer per URL (a Durable Object's alarm).
+ */
+export async function keepDue(
+  slots: readonly UrlReport[],
+  fetch: ManifestKeeperOptions["fetch"],
+  policy: KeepPolicy,
+  settled: (slot: UrlReport) => unknown = () => {},
+  until = Number.POSITIVE_INFINITY,
+): Promise<number | undefined> {
+  const due = slots.filter((s) => isDue(s, policy.now()));
+  let next = 0;
+  const worker = async () => {
+    while (next < due.length && policy.now() < until) {
+      const slot = due[next++]!;
+      await keepOnce(slot, fetch, policy);
+      await settled(slot);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(policy.concurrency, due.length) }, worker));
+  return nextDue(slots);
+}
+
+/** Whether a URL's fetch is due at `now`. */
+export function isDue(slot: UrlReport, now: number): boolean {
+  return slot.nextFetch === undefined || slot.nextFetch <= now;
+}
+
+/** The earliest time a URL is due (now for one never fetched); undefined for none. */
+export function nextDue(slots: readonly UrlReport[]): number | undefined {
+  let next: number | undefined;
+  for (const s of slots) {
+    const at = s.nextFetch ?? 0;
+    if (next === undefined || at < next) next = at;
+  }
+  return next;
+}
+
+/** A delay doubling with each failure, capped, then jittered to between half and all of it. */
+function backoff(policy: KeepPolicy, failures: number): number {
+  const full = Math.min(policy.maxMs, policy.minMs * 2 ** Math.min(failures - 1, 52));
+  return full / 2 + (policy.random() * full) / 2;
+}
+
+async function attempt(
+  fetch: ManifestKeeperOptions["fetch"],
+  url: string,
+  refresh: boolean,
+): Promise<Fetched> {
+  try {
+    return await fetch(url, refresh);
+  } catch (err) {
+    return { status: 0, cacheStatus: null, error: String(err) };
+  }
 }
 
 /**
