@@ -1,10 +1,17 @@
 import type { Hono } from "hono";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
-import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
+import { sharedLearning } from "../../app/proxy/learn/share.ts";
+import {
+  type CachingProxy,
+  createProxy,
+  type LearnOptions,
+  type OriginRoute,
+} from "../../app/proxy.ts";
 import { badOption } from "../../core/errors.ts";
 import type { DurableChangeLog } from "../../log/durable-object.ts";
 import { Background } from "./background.ts";
 import type { WorkerLogger } from "./logger.ts";
+import { IsolateRules } from "./rules-object.ts";
 import { type WorkerSettings, workerSettings } from "./variables.ts";
 import {
   adminAccess,
@@ -30,6 +37,12 @@ export interface EdgecacheProxyWorkerOptions extends EdgeCacheOptions {
   maxCacheableSize?: number;
   /** URLs (absolute, or paths on the first origin's host) the cron trigger fetches through the proxy. */
   warm?: { urls?: string[] };
+  /**
+   * Learned invalidation (docs/guides/learned-rules.md): true or the same options as
+   * `edgecache proxy`'s. The rules live in a Durable Object of the change log's namespace
+   * (`<log name>:rules`), shared by every isolate.
+   */
+  learn?: boolean | LearnOptions;
 }
 
 export interface EdgecacheProxyWorker<E extends LogEnv = LogEnv> {
@@ -65,6 +78,7 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
       const settings = workerSettings(env, options);
       const logger = isolateLogger(settings, background);
       const { cache, log } = edgeCache(env, settings, options, background, logger);
+      let rules: IsolateRules | undefined;
       const proxy = createProxy({
         cache,
         routes: withTtl(options.origins, settings.ttl),
@@ -74,9 +88,30 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
         clientAddress: peerAddress,
         // Workers' fetch takes no `duplex`; a request body streams as it is.
         fetch: (url, init) => fetch(url, { ...init, redirect: "manual" }),
+        ...(options.learn && {
+          // Each change is added to the rules object in the background, a decision before
+          // it is answered, and a write acts on rules no older than a sync interval.
+          learn: sharedLearning(
+            options.learn,
+            () =>
+              rules && {
+                changed: () => background.add(rules!.sync()),
+                decided: () => rules!.decided(),
+                current: () => rules!.current(),
+              },
+          ),
+        }),
       });
+      if (proxy.learn) {
+        rules = new IsolateRules({
+          namespace: env.CHANGE_LOG,
+          logName: options.logName,
+          learner: proxy.learn.learner,
+          logger: { warn: (message) => logger.warn(message) },
+        });
+      }
       const app = edgecacheApp(proxy.app, { cache, proxy, ...adminAccess(env) });
-      return { app, log, proxy, settings, logger };
+      return { app, log, proxy, settings, logger, rules };
     })();
     setUp.catch(() => {
       setUp = undefined;
@@ -89,7 +124,10 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
         () => isolate(env),
         background,
         ctx,
-        ({ app }) => Promise.resolve(app.fetch(request, env, ctx)),
+        ({ app, rules }) => {
+          rules?.tick(background);
+          return Promise.resolve(app.fetch(request, env, ctx));
+        },
         request,
       ),
     async scheduled(_controller, env, ctx) {
@@ -113,6 +151,7 @@ interface ProxyIsolate {
   proxy: CachingProxy;
   settings: WorkerSettings;
   logger: WorkerLogger;
+  rules: IsolateRules | undefined;
 }
 
 /** The origins, each without a `ttl` of its own given the Worker's (when one is set). */

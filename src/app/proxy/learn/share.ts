@@ -1,3 +1,4 @@
+import type { LearnOptions } from "./observe.ts";
 import type { Learner, Rule, RuleChanges } from "./rules.ts";
 
 /**
@@ -39,4 +40,41 @@ export async function shareChanges(learner: Learner, exchange: ExchangeRules): P
     learner.putBack(changes);
     throw err;
   }
+}
+
+/** What a runtime that shares rules does at each of the learner's moments. */
+export interface Sharing {
+  /** After any change (evidence or a decision): add it to the shared store, not awaited. */
+  changed(): void;
+  /** After an operator's decision, before it is answered (see `LearnOptions.onDecision`). */
+  decided?(): Promise<void>;
+  /** Before a write's rules are applied (see `LearnOptions.current`). */
+  current?(): Promise<void>;
+}
+
+/**
+ * The learn options (`true` or an object) of a proxy whose rules are shared, with the
+ * user's own hooks called first. `sharing` is asked each time: the store is set up after
+ * the proxy that learns.
+ */
+export function sharedLearning(
+  setting: true | LearnOptions,
+  sharing: () => Sharing | undefined,
+): LearnOptions {
+  const options = setting === true ? {} : setting;
+  return {
+    ...options,
+    onChange(rules) {
+      options.onChange?.(rules);
+      sharing()?.changed();
+    },
+    async onDecision(rules) {
+      await options.onDecision?.(rules);
+      await sharing()?.decided?.();
+    },
+    async current() {
+      await options.current?.();
+      await sharing()?.current?.();
+    },
+  };
 }
