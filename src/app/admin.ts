@@ -277,7 +277,11 @@ export function createAdminApi(options: AdminOptions): Hono {
 
     if (learn) {
       // Learned invalidation: the rules with their evidence, and an operator's decisions.
-      app.get("/rules", (c) => c.json(rulesReport(learn)));
+      // Where rules are shared, the listing waits for them to be current (a new isolate's).
+      app.get("/rules", async (c) => {
+        await learn.current?.();
+        return c.json(rulesReport(learn));
+      });
       app.post("/rules", async (c) => {
         const b = await objectBody(
           c,

@@ -63,7 +63,8 @@ export interface LearnOptions {
   onDecision?: (rules: Rule[]) => Promise<void>;
   /**
    * Awaited before a successful write's rules are applied (started with its origin
-   * request): a runtime that shares rules brings them up to date here. Never rejects.
+   * request) and before the admin API lists them: a runtime that shares rules brings them
+   * up to date here. Never rejects.
    */
   current?: () => Promise<void>;
 }
