@@ -61,16 +61,22 @@ export class RulesHost {
     if (body.holds === true && rules.size === 0) return Response.json({ rules: null });
     const { changed, removed } = addChanges(rules, changesOf(body.changes));
     try {
+      // Issued together, not one after another: a Durable Object coalesces writes made
+      // without an await between them into one atomic batch, so a failure stores none.
+      const writes: Promise<unknown>[] = [];
       const puts = [...changed].map((id) => [PREFIX + id, rules.get(id)] as const);
       for (let i = 0; i < puts.length; i += DURABLE_OBJECT_MAX_KEYS_PER_CALL) {
-        await this.#storage.put(
-          Object.fromEntries(puts.slice(i, i + DURABLE_OBJECT_MAX_KEYS_PER_CALL)),
+        writes.push(
+          this.#storage.put(
+            Object.fromEntries(puts.slice(i, i + DURABLE_OBJECT_MAX_KEYS_PER_CALL)),
+          ),
         );
       }
       const gone = [...removed].map((id) => PREFIX + id);
       for (let i = 0; i < gone.length; i += DURABLE_OBJECT_MAX_KEYS_PER_CALL) {
-        await this.#storage.delete(gone.slice(i, i + DURABLE_OBJECT_MAX_KEYS_PER_CALL));
+        writes.push(this.#storage.delete(gone.slice(i, i + DURABLE_OBJECT_MAX_KEYS_PER_CALL)));
       }
+      await Promise.all(writes);
     } catch (err) {
       // Not stored: memory is read again from storage, and the isolate keeps its changes.
       this.#rules = undefined;
