@@ -88,19 +88,9 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
         clientAddress: peerAddress,
         // Workers' fetch takes no `duplex`; a request body streams as it is.
         fetch: (url, init) => fetch(url, { ...init, redirect: "manual" }),
-        ...(options.learn && {
-          // Each change is added to the rules object in the background, a decision before
-          // it is answered, and a write acts on rules no older than a sync interval.
-          learn: sharedLearning(
-            options.learn,
-            () =>
-              rules && {
-                changed: () => background.add(rules!.sync()),
-                decided: () => rules!.decided(),
-                current: () => rules!.current(),
-              },
-          ),
-        }),
+        // Each change is added to the rules object in the background, a decision before it
+        // is answered, and a write acts on rules no older than a sync interval.
+        ...(options.learn && { learn: sharedLearning(options.learn, () => rules) }),
       });
       if (proxy.learn) {
         rules = new IsolateRules({
@@ -108,6 +98,7 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
           logName: options.logName,
           learner: proxy.learn.learner,
           logger: { warn: (message) => logger.warn(message) },
+          background,
         });
       }
       const app = edgecacheApp(proxy.app, { cache, proxy, ...adminAccess(env) });
@@ -125,7 +116,7 @@ export function edgecacheProxyWorker<E extends LogEnv = LogEnv>(
         background,
         ctx,
         ({ app, rules }) => {
-          rules?.tick(background);
+          rules?.tick();
           return Promise.resolve(app.fetch(request, env, ctx));
         },
         request,

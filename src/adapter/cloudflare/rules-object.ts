@@ -6,7 +6,12 @@ import {
   type RuleState,
   ruleId,
 } from "../../app/proxy/learn/rules.ts";
-import { type ExchangeRules, RULES_SYNC_MS, shareChanges } from "../../app/proxy/learn/share.ts";
+import {
+  type ExchangeRules,
+  RULES_SYNC_MS,
+  type Sharing,
+  shareChanges,
+} from "../../app/proxy/learn/share.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { rateLimited, type Warner } from "../../core/report.ts";
 import { rerunning } from "../../core/rerun.ts";
@@ -129,8 +134,9 @@ function changesOf(value: unknown): RuleChanges {
  * isolate's next write acts on it. While the object is unreachable the isolate learns and
  * acts alone, and keeps its changes to add later.
  */
-export class IsolateRules {
+export class IsolateRules implements Sharing {
   readonly sync: (() => Promise<void>) & { settled(): Promise<void> };
+  #background: { add(work: Promise<unknown>): void };
   /** When the latest sync that reached the object began (Date.now). */
   #current = Number.NEGATIVE_INFINITY;
   /** When the latest sync began, and whether it reached the object. */
@@ -143,7 +149,10 @@ export class IsolateRules {
     logName?: string;
     learner: Learner;
     logger: Warner;
+    /** Where syncs run off the request's path (`ctx.waitUntil`, see background.ts). */
+    background: { add(work: Promise<unknown>): void };
   }) {
+    this.#background = options.background;
     const name = rulesObjectName(options.logName);
     const exchange: ExchangeRules = async (changes, holds) =>
       (
@@ -171,8 +180,13 @@ export class IsolateRules {
   }
 
   /** A sync in the background when none began within `RULES_SYNC_MS` (each request asks). */
-  tick(background: { add(work: Promise<unknown>): void }): void {
-    if (Date.now() - this.#attempt >= RULES_SYNC_MS) background.add(this.sync());
+  tick(): void {
+    if (Date.now() - this.#attempt >= RULES_SYNC_MS) this.changed();
+  }
+
+  /** After any change of the isolate's: a sync in the background. */
+  changed(): void {
+    this.#background.add(this.sync());
   }
 
   /**
