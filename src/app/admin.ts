@@ -17,7 +17,7 @@ import {
 import { dashboardPage } from "./dashboard.ts";
 import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import { cacheChecks, type HealthChecks, healthHandler } from "./health.ts";
-import { describeRule, rulesReport } from "./proxy/learn/observe.ts";
+import { decided, describeRule, rulesReport } from "./proxy/learn/observe.ts";
 import { checkRule, type RuleState, ruleId } from "./proxy/learn/rules.ts";
 import {
   type ManifestSummary,
@@ -307,7 +307,11 @@ export function createAdminApi(options: AdminOptions): Hono {
 
     if (learn) {
       // Learned invalidation: the rules with their evidence, and an operator's decisions.
-      app.get("/rules", (c) => c.json(rulesReport(learn)));
+      // Where rules are shared, the listing waits for them to be current (a new isolate's).
+      app.get("/rules", async (c) => {
+        await learn.current?.();
+        return c.json(rulesReport(learn));
+      });
       app.post("/rules", async (c) => {
         const b = await objectBody(
           c,
@@ -323,11 +327,11 @@ export function createAdminApi(options: AdminOptions): Hono {
         const read = b.read as string;
         if (b.state === "forget") {
           const forgotten = learn.learner.remove(ruleId({ write, read }));
-          learn.onChange?.(learn.learner.toJSON());
+          await decided(learn);
           return c.json({ forgotten });
         }
         const rule = learn.learner.decide(write, read, b.state as RuleState);
-        learn.onChange?.(learn.learner.toJSON());
+        await decided(learn);
         return c.json({ rule: describeRule(learn, rule) });
       });
     }

@@ -357,7 +357,10 @@ describe("rules (proxy mode with learning)", () => {
       expectOneLineError(unknown, /expected an action: list, pin, reject, add/);
       const off = await cli(["rules"], { env: penv(plain) });
       expect(off.code).toBe(2);
-      expectOneLineError(off, /does not learn rules \(start it with edgecache proxy --learn\)$/);
+      expectOneLineError(
+        off,
+        /does not learn rules \(start it with edgecache proxy --learn; a Worker with edgecacheProxyWorker\(\{ learn \}\)\)$/,
+      );
     } finally {
       await proxy.close();
       await plain.close();

@@ -13,6 +13,7 @@ import {
   captureDrain,
 } from "./capture-drain.ts";
 import { HotKeysHost } from "./hot-keys.ts";
+import { RulesHost, type RulesStorageLike } from "./rules-object.ts";
 
 /**
  * The Durable Object class of the change log. Bind it in `wrangler.jsonc`
@@ -25,6 +26,9 @@ import { HotKeysHost } from "./hot-keys.ts";
  * Worker's config short. With a D1 binding `DB` in its env, the log's object also drains
  * D1's change capture into the log (`capture-drain.ts`).
  *
+ * With learned rules (`edgecacheProxyWorker({ learn })`), the object named `<log>:rules`
+ * holds them (`RulesHost`, ops under `rules/`).
+ *
  * In follower mode, the objects named `<log>@<region>` are the log's regional followers
  * (`FollowerHost`, ops under `follower/`): the log's object pushes records to them through
  * its own `CHANGE_LOG` binding, and they renew their leases with it the same way.
@@ -34,10 +38,12 @@ export class ChangeLogObject {
   #hot: HotKeysHost | undefined;
   #capture: CaptureDrain | undefined;
   #follower: FollowerHost | undefined;
+  #rules: RulesHost | undefined;
   #reach: ReachObject;
+  #storage: RulesStorageLike;
 
   constructor(
-    state: DurableObjectStateLike & { storage: Partial<AlarmStorageLike> },
+    state: DurableObjectStateLike & { storage: Partial<AlarmStorageLike> & RulesStorageLike },
     env?: CaptureEnv & { CHANGE_LOG?: DurableObjectNamespaceLike },
   ) {
     const namespace = env?.CHANGE_LOG;
@@ -49,6 +55,7 @@ export class ChangeLogObject {
     };
     this.#log = new ChangeLogHost(state, this.#reach);
     const storage = state.storage;
+    this.#storage = storage;
     if (typeof storage.setAlarm === "function") {
       this.#capture = captureDrain(storage as AlarmStorageLike, env, this.#log);
     }
@@ -60,6 +67,10 @@ export class ChangeLogObject {
     if (op.startsWith("hot/")) {
       this.#hot ??= new HotKeysHost();
       return this.#hot.handle(op.slice(4), body);
+    }
+    if (op.startsWith("rules/")) {
+      this.#rules ??= new RulesHost(this.#storage);
+      return this.#rules.handle(op.slice(6), body);
     }
     if (op.startsWith("follower/")) {
       this.#follower ??= new FollowerHost(this.#reach);

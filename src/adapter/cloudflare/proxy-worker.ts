@@ -1,6 +1,12 @@
 import type { Hono } from "hono";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
-import { type CachingProxy, createProxy, type OriginRoute } from "../../app/proxy.ts";
+import { sharedLearning } from "../../app/proxy/learn/share.ts";
+import {
+  type CachingProxy,
+  createProxy,
+  type LearnOptions,
+  type OriginRoute,
+} from "../../app/proxy.ts";
 import type { Cache } from "../../core/cache/index.ts";
 import { badOption } from "../../core/errors.ts";
 import type { DurableChangeLog } from "../../log/durable-object.ts";
@@ -13,6 +19,7 @@ import {
   manifestPolicy,
   workerManifest,
 } from "./manifest-client.ts";
+import { IsolateRules } from "./rules-object.ts";
 import { type WorkerSettings, workerSettings } from "./variables.ts";
 import {
   adminAccess,
@@ -38,6 +45,12 @@ export interface EdgecacheProxyWorkerOptions extends EdgeCacheOptions, ManifestO
   maxCacheableSize?: number;
   /** URLs (absolute, or paths on the first origin's host) the cron trigger fetches through the proxy. */
   warm?: { urls?: string[] };
+  /**
+   * Learned invalidation (docs/guides/learned-rules.md): true or the same options as
+   * `edgecache proxy`'s. The rules live in a Durable Object of the change log's namespace
+   * (`<log name>:rules`), shared by every isolate.
+   */
+  learn?: boolean | LearnOptions;
 }
 
 /** The proxy Worker's bindings and variables: the cache's and the log's, and the manifest's. */
@@ -77,12 +90,25 @@ export function edgecacheProxyWorker<E extends ProxyEnv = ProxyEnv>(
   let setUp: Promise<ProxyIsolate> | undefined;
   const isolate = (env: E, request?: Request) => {
     setUp ??= (async () => {
-      const made = proxyCache(env, options, background);
-      const { cache, proxy } = made;
+      let rules: IsolateRules | undefined;
+      // Each change is added to the rules object in the background, a decision before it
+      // is answered, and a write acts on rules no older than a sync interval.
+      const learn = options.learn ? sharedLearning(options.learn, () => rules) : undefined;
+      const made = proxyCache(env, options, background, learn);
+      const { cache, proxy, logger } = made;
+      if (proxy.learn) {
+        rules = new IsolateRules({
+          namespace: env.CHANGE_LOG,
+          logName: options.logName,
+          learner: proxy.learn.learner,
+          logger: { warn: (message) => logger.warn(message) },
+          background,
+        });
+      }
       const manifest = isolateManifest(env, options, request);
       if (manifest) background.add(manifest.start());
       const app = edgecacheApp(proxy.app, { cache, proxy, manifest, ...adminAccess(env) });
-      return { ...made, app, manifest };
+      return { ...made, app, manifest, rules };
     })();
     setUp.catch(() => {
       setUp = undefined;
@@ -95,7 +121,10 @@ export function edgecacheProxyWorker<E extends ProxyEnv = ProxyEnv>(
         () => isolate(env, request),
         background,
         ctx,
-        ({ app }) => Promise.resolve(app.fetch(request, env, ctx)),
+        ({ app, rules }) => {
+          rules?.tick();
+          return Promise.resolve(app.fetch(request, env, ctx));
+        },
         request,
       ),
     async scheduled(_controller, env, ctx) {
@@ -116,12 +145,14 @@ export function edgecacheProxyWorker<E extends ProxyEnv = ProxyEnv>(
 
 /**
  * The proxy of one isolate (or of the manifest's object): the Worker's cache (`edgeCache`)
- * and `createProxy` over it, with the Worker's `fetch` for the origins.
+ * and `createProxy` over it, with the Worker's `fetch` for the origins; `learn`: an
+ * isolate's learning (the manifest's object makes no writes and learns nothing).
  */
 export function proxyCache(
   env: ProxyEnv,
   options: EdgecacheProxyWorkerOptions,
   background: Background,
+  learn?: LearnOptions,
 ): {
   cache: Cache;
   log: DurableChangeLog;
@@ -141,6 +172,7 @@ export function proxyCache(
     clientAddress: peerAddress,
     // Workers' fetch takes no `duplex`; a request body streams as it is.
     fetch: (url, init) => fetch(url, { ...init, redirect: "manual" }),
+    ...(learn && { learn }),
   });
   return { cache, log, proxy, settings, logger };
 }
@@ -170,6 +202,7 @@ function isolateManifest(
 interface ProxyIsolate extends ReturnType<typeof proxyCache> {
   app: Hono;
   manifest: ReturnType<typeof manifestClient> | undefined;
+  rules: IsolateRules | undefined;
 }
 
 /** The origins, each without a `ttl` of its own given the Worker's (when one is set). */

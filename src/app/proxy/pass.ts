@@ -38,6 +38,8 @@ export async function passThrough(
   detail = "not-stored",
 ): Promise<Response> {
   const unsafe = !SAFE_METHODS.has(ctx.method);
+  // Shared rules brought up to date (where a runtime shares them) beside the origin request.
+  const current = unsafe ? env.learn?.current?.() : undefined;
   // Learning binds rules to the written resource as it was: its copy, read before the write.
   const before = env.learn && unsafe ? await cachedJson(env.cache, ctx) : undefined;
   const sent = BODILESS_METHODS.has(ctx.method) ? null : body;
@@ -75,6 +77,7 @@ export async function passThrough(
       const answered = await writeOf(ctx, response, before);
       response = answered.response;
       const { write } = answered;
+      await current;
       const { targets: removed, audits } = await applyRules(
         env.learn,
         env.cache,

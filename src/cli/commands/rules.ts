@@ -89,7 +89,7 @@ export const rules = defineCommand({
     } catch (err) {
       if (err instanceof CliFailure && err.exitCode === EXIT.notFound) {
         throw usageError(
-          `${node.url} does not learn rules (start it with edgecache proxy --learn)`,
+          `${node.url} does not learn rules (start it with edgecache proxy --learn; a Worker with edgecacheProxyWorker({ learn }))`,
         );
       }
       throw err;

@@ -1,14 +1,17 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  addChanges,
   checkRule,
   confidence,
   Learner,
   matchesRead,
+  type Rule,
   readPattern,
   type Write,
   writeFields,
 } from "../../../src/app/proxy/learn/rules.ts";
+import { shareChanges } from "../../../src/app/proxy/learn/share.ts";
 
 const patch7 = { method: "PATCH", target: "/api/users/7" };
 
@@ -288,6 +291,52 @@ describe("learned rules between route templates", () => {
       { write: "POST /api/users", read: "/api/users", state: "forget" },
     ]);
     expect(a.everything().counts.map((c) => c.tested)).toEqual([7, 1]);
+  });
+
+  it("a store of rules fed by two learners counts each one's evidence once, and their decisions in order", async () => {
+    const store = new Map<string, Rule>();
+    const exchange = async (changes: Parameters<typeof addChanges>[1], holds: boolean) => {
+      if (holds && store.size === 0) return null;
+      addChanges(store, changes);
+      return [...store.values()];
+    };
+    const a = new Learner();
+    const b = new Learner();
+    a.observe(patch7, "/api/users/7/profile", true, 1);
+    await shareChanges(a, exchange);
+    b.observe({ method: "PATCH", target: "/api/users/8" }, "/api/users/8/profile", true, 2);
+    b.observe({ method: "PATCH", target: "/api/users/9" }, "/api/users/9/profile", true, 3);
+    await shareChanges(b, exchange);
+    await shareChanges(a, exchange);
+    const id = "PATCH /api/users/:id -> /api/users/$1/profile";
+    for (const l of [a, b]) {
+      expect(l.get(id)).toMatchObject({ held: 3, tested: 3, lastSeen: 3 });
+      expect(l.acts(l.get(id)!)).toBe(true);
+    }
+    // The latest decision wins; a forget removes the rule from the store.
+    a.decide("PATCH /api/users/:id", "/api/users/$1/profile", "rejected");
+    b.decide("PATCH /api/users/:id", "/api/users/$1/profile", "pinned");
+    await shareChanges(a, exchange);
+    await shareChanges(b, exchange);
+    await shareChanges(a, exchange);
+    expect(a.get(id)?.state).toBe("pinned");
+    b.remove(id);
+    await shareChanges(b, exchange);
+    await shareChanges(a, exchange);
+    expect(store.has(id)).toBe(false);
+    expect(a.get(id)).toBeUndefined();
+
+    // A store that lost its rules is seeded with all a learner has; a store that cannot
+    // be reached leaves the changes with the learner, added on a later step.
+    store.clear();
+    await shareChanges(a, exchange);
+    expect(store.size).toBe(a.rules().length);
+    a.observe(patch7, "/api/users/7/profile", false, 4);
+    const down = () => Promise.reject(new Error("unreachable"));
+    await expect(shareChanges(a, down)).rejects.toThrow("unreachable");
+    const before = store.get("PATCH /api/users/:id -> /api/users/:id/profile")!.tested;
+    await shareChanges(a, exchange);
+    expect(store.get("PATCH /api/users/:id -> /api/users/:id/profile")!.tested).toBe(before + 1);
   });
 
   it("learns which pages of a sorted list a row's move shifts: from its place before the write to its place after", () => {

@@ -5,13 +5,11 @@ import {
   type RuleState,
   ruleId,
 } from "../../../app/proxy/learn/rules.ts";
+import { type ExchangeRules, RULES_SYNC_MS, shareChanges } from "../../../app/proxy/learn/share.ts";
 import { randomId } from "../../../core/random-id.ts";
 import { rateLimited, type Warner } from "../../../core/report.ts";
 import { rerunning } from "../../../core/rerun.ts";
 import { duplicateClient, type RedisClient } from "../../../stores/redis-connect.ts";
-
-/** How often a node adds what it learned and takes the others', without a notification. */
-export const RULES_SYNC_MS = 1000;
 
 // KEYS[1]: the rules hash; per rule id `h:` held, `t:` tested, `s:` last seen, `d:` an
 // operator's decision. ARGV[1]: the channel, ARGV[2]: the changes' JSON, ARGV[3]: the node,
@@ -66,22 +64,22 @@ export async function shareRules(options: {
   const node = randomId();
   const report = rateLimited(options.logger ?? console, () => performance.now());
 
+  const exchange: ExchangeRules = async (changes, holds) => {
+    const reply = (await client.eval(
+      SYNC,
+      1,
+      key,
+      channel,
+      payload(changes),
+      node,
+      holds ? "1" : "0",
+    )) as string[] | null;
+    return reply === null ? null : rulesOf(reply);
+  };
   const once = async () => {
-    let changes = learner.takeChanges();
     try {
-      const holds = learner.rules().length > 0 ? "1" : "0";
-      let reply = (await client.eval(SYNC, 1, key, channel, payload(changes), node, holds)) as
-        | string[]
-        | null;
-      if (reply === null) {
-        // Redis lost the rules (restarted empty): what this node has starts them again.
-        changes = learner.everything();
-        learner.takeChanges();
-        reply = (await client.eval(SYNC, 1, key, channel, payload(changes), node, "0")) as string[];
-      }
-      learner.adopt(rulesOf(reply));
+      await shareChanges(learner, exchange);
     } catch (err) {
-      learner.putBack(changes);
       report(
         "rules",
         `[edgecache] [proxy] learned rules not shared through Redis (this node keeps learning on its own): ${String(err)}`,

@@ -5,6 +5,7 @@ import type { HttpBindings } from "@hono/node-server";
 import type { Hono } from "hono";
 import { addressSet, clientAddress } from "../../../app/access.ts";
 import { edgecacheApp } from "../../../app/edgecache-app.ts";
+import { sharedLearning } from "../../../app/proxy/learn/share.ts";
 import type { ManifestKeeper } from "../../../app/proxy/manifest/keeper.ts";
 import {
   type CachingProxy,
@@ -150,7 +151,8 @@ async function open(
       now,
       ...(options.learn && {
         learn: cluster
-          ? learnShared(options.learn, () => sharing)
+          ? // Rules live in Redis (see `shareRules`), not in a file: each change is added at once.
+            sharedLearning(options.learn, () => sharing && { changed: () => void sharing?.sync() })
           : learnWithFile(options.learn, cachePath, log),
       }),
       // A trusted proxy without X-Forwarded-For is the client as far as anyone knows.
@@ -271,24 +273,6 @@ function learnWithFile(
     onChange(rules) {
       options.onChange?.(rules);
       write(rules);
-    },
-  };
-}
-
-/**
- * Learning on nodes that share Redis: rules live there (see `shareRules`), not in a file;
- * each change a node makes is added to them at once.
- */
-function learnShared(
-  setting: true | LearnOptions,
-  sharing: () => SharedRules | undefined,
-): LearnOptions {
-  const options = setting === true ? {} : setting;
-  return {
-    ...options,
-    onChange(rules) {
-      options.onChange?.(rules);
-      void sharing()?.sync();
     },
   };
 }

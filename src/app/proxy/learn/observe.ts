@@ -56,6 +56,17 @@ export interface LearnOptions {
   initial?: Rule[];
   /** Told whenever rules change (to persist or share them). */
   onChange?: (rules: Rule[]) => void;
+  /**
+   * Awaited after an operator's decision (the admin API), before it is answered: a runtime
+   * that shares rules stores it there first, and throws when it cannot.
+   */
+  onDecision?: (rules: Rule[]) => Promise<void>;
+  /**
+   * Awaited before a successful write's rules are applied (started with its origin
+   * request) and before the admin API lists them: a runtime that shares rules brings them
+   * up to date here. Never rejects.
+   */
+  current?: () => Promise<void>;
 }
 
 /** What learning has done, for the admin stats and metrics. */
@@ -95,6 +106,8 @@ export interface LearnEnv {
   /** Random in [0, 1): which writes are audited (Math.random; fixed in tests). */
   random: () => number;
   onChange: ((rules: Rule[]) => void) | undefined;
+  onDecision: ((rules: Rule[]) => Promise<void>) | undefined;
+  current: (() => Promise<void>) | undefined;
   /** Learning requests per second (`perSecond`), and the budget left this second. */
   learning: Budget;
   /** The clock the budgets count seconds by (the proxy's). */
@@ -167,6 +180,8 @@ export function learnEnv(
     },
     random: Math.random,
     onChange: options.onChange,
+    onDecision: options.onDecision,
+    current: options.current,
     learning: { perSecond, tokens: 0, second: -1 },
     now,
   };
@@ -550,6 +565,13 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
   for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** After an operator's decision: told as any change, and stored where rules are shared. */
+export async function decided(env: LearnEnv): Promise<void> {
+  const rules = env.learner.toJSON();
+  env.onChange?.(rules);
+  await env.onDecision?.(rules);
 }
 
 /** One rule as the admin API shows it: its evidence, confidence and whether it acts. */
