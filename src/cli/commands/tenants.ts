@@ -5,9 +5,9 @@ import {
   DEFAULT_STATE_FILE,
   openTenantState,
   type Settled,
-  type Tenant,
   type TenantState,
 } from "../../adapter/node/tenants/state.ts";
+import type { Tenant } from "../../adapter/tenants/model.ts";
 import { isPostgresUrl, redactUrl } from "../../sources/postgres.ts";
 import { envVar } from "../environment.ts";
 import { usageError } from "../run.ts";
