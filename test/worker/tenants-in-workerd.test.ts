@@ -233,6 +233,24 @@ describe("two tenants, identical URLs", () => {
     // Same URL, another tenant: its own database, not gamma's cached response.
     expect((await body("alpha", "/v1/items/1")).text).toContain('"alpha-1"');
   });
+  it("two origin tenants of one origin: a purge through one leaves the other's entries", async () => {
+    const { port } = origin.address() as AddressInfo;
+    keys.eta = (
+      await operator("POST", "", { name: "eta", source: { origin: `http://127.0.0.1:${port}` } })
+    ).key!;
+    for (const tenant of ["gamma", "eta"]) {
+      await body(tenant, "/shared/page");
+      expect((await body(tenant, "/shared/page")).cache).toMatch(/^edgecache; hit/);
+    }
+    const purge = await as("eta", "/_edgecache/purge", json({ prefix: "/shared" }));
+    expect(purge.status).toBe(200);
+    expect((await body("eta", "/shared/page")).cache).not.toMatch(/^edgecache; hit/);
+    for (const isolate of ["a", "b"]) {
+      expect((await body("gamma", "/shared/page", isolate)).cache).toMatch(/^edgecache; hit/);
+    }
+    // A data-API tenant has no purge; its key reaches no proxy's.
+    expect((await as("alpha", "/_edgecache/purge", json({ prefix: "/shared" }))).status).toBe(404);
+  });
 });
 
 describe("scopes and public reads", () => {
