@@ -392,6 +392,13 @@ describe("managing tenants while the Worker runs", () => {
     const unbound = await tenants("create", "omega", "--db", "DB_NONE");
     expect(unbound.code).toBe(1);
     expect(unbound.stderr).toMatch(/DB_NONE/);
+    const bad = await send("a", "/_edgecache/tenants", {
+      method: "POST",
+      headers: { authorization: `Bearer ${OPERATOR}`, "content-type": "application/json" },
+      body: "{not json",
+    });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe("E_BAD_BODY");
     const refused = await cli(["tenants", "list", "--url", url, "--token", "not-it"]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/refused the admin token/);

@@ -1,8 +1,9 @@
 import { Hono } from "hono";
 import { bearerToken, constantTimeEqual } from "../../app/access.ts";
+import { objectBody } from "../../app/admin.ts";
 import { createDataApi } from "../../app/data-api.ts";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
-import { onError, validUrl } from "../../app/errors.ts";
+import { jsonOnly, limitBody, onError, validUrl } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
 import { createProxy } from "../../app/proxy.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
@@ -237,6 +238,7 @@ function operatorApi(
     }
     await next();
   });
+  api.use("*", limitBody, jsonOnly);
   const settled = async () => {
     const started = Date.now();
     await new Promise((done) => setTimeout(done, leaseMs + CLOCK_MARGIN_MS));
@@ -249,7 +251,10 @@ function operatorApi(
     });
   });
   api.post("/", async (c) => {
-    const body = (await c.req.json()) as Omit<Tenant, "createdAt">;
+    const body = (await objectBody(
+      c,
+      '{"name": "shop", "source": {"database": "DB_SHOP"}}',
+    )) as unknown as Omit<Tenant, "createdAt">;
     checkSource(env, body.source);
     const { created, key, readKey } = newTenantKeys({
       name: body.name,
@@ -272,7 +277,7 @@ function operatorApi(
   });
   api.post("/:name/rotate-key", async (c) => {
     const name = c.req.param("name");
-    const { scope = "write" } = (await c.req.json().catch(() => ({}))) as { scope?: KeyScope };
+    const { scope = "write" } = (await objectBody(c, '{"scope": "read"}')) as { scope?: KeyScope };
     if (scope !== "write" && scope !== "read") badOption(C, "scope", '"write" or "read"', scope);
     const key = newKey();
     await callTenants(env.TENANTS, "rotate", { name, scope, hash: await keyHashOf(key) });
