@@ -25,6 +25,15 @@ export {
   edgecacheProxyWorker,
   type ProxyEnv,
 } from "./adapter/cloudflare/proxy-worker.ts";
+export { TenantsObject } from "./adapter/cloudflare/tenants-object.ts";
+export {
+  type EdgecacheTenantsWorker,
+  type EdgecacheTenantsWorkerOptions,
+  edgecacheTenantsWorker,
+  TENANT_MEMORY_BYTES,
+  TENANTS_LEASE_MS,
+  type TenantsEnv,
+} from "./adapter/cloudflare/tenants-worker.ts";
 export {
   DEFAULT_TTL_SECONDS,
   MEMORY_TIER_BYTES,

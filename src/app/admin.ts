@@ -379,7 +379,7 @@ export function createAdminApi(options: AdminOptions): Hono {
   return app;
 }
 
-async function objectBody(c: Context, example: string): Promise<Record<string, unknown>> {
+export async function objectBody(c: Context, example: string): Promise<Record<string, unknown>> {
   const body = await c.req.json().catch(() => undefined);
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new EdgecacheError(

@@ -332,6 +332,10 @@ export interface EdgeCacheOptions {
  * work goes to `background`. With caching off
  * the tiers stay, unread: writes still delete what they made stale there, so entries from
  * before are not served stale once caching is back on.
+ *
+ * `place` (a tenant's, see tenants-worker.ts) gives the cache a change log, a Cache API
+ * cache and prefixes in KV and the Durable Object tier of its own: nothing of one place's
+ * entries or changes reaches another's.
  */
 export function edgeCache(
   env: LogEnv,
@@ -340,10 +344,11 @@ export function edgeCache(
   background: Background,
   logger: WorkerLogger,
   requestRegion?: string,
+  place?: string,
 ): { cache: Cache; log: DurableChangeLog } {
   const log = new DurableChangeLog({
     namespace: env.CHANGE_LOG,
-    name: options.logName,
+    name: place === undefined ? options.logName : `edgecache:${place}`,
     mode: settings.mode,
     leaseMs: settings.leaseMs,
     region: settings.region || requestRegion || DEFAULT_REGION,
@@ -351,12 +356,30 @@ export function edgeCache(
   const tiers: Store[] = [memoryStore({ maxBytes: settings.memoryBytes })];
   // One copy per key that every isolate reads at once, before the per-location tiers.
   if (env.CACHE_TIER) {
-    tiers.push(durableObjectStore({ namespace: env.CACHE_TIER, shards: settings.tierShards }));
-    background.add(startPrecompute(env.CACHE_TIER));
+    tiers.push(
+      durableObjectStore({
+        namespace: env.CACHE_TIER,
+        shards: settings.tierShards,
+        ...(place !== undefined && { prefix: `tier:${place}:` }),
+      }),
+    );
+    // The precompute is the Worker's own code, not a tenant's.
+    if (place === undefined) background.add(startPrecompute(env.CACHE_TIER));
   }
   // The Cache API first (this data centre, no write limit), then KV (every location).
-  if (typeof caches !== "undefined") tiers.push(cacheApiStore({ cacheName: "edgecache" }));
-  if (settings.kv) tiers.push(kvStore({ namespace: settings.kv }));
+  if (typeof caches !== "undefined") {
+    tiers.push(
+      cacheApiStore({ cacheName: place === undefined ? "edgecache" : `edgecache:${place}` }),
+    );
+  }
+  if (settings.kv) {
+    tiers.push(
+      kvStore({
+        namespace: settings.kv,
+        ...(place !== undefined && { prefix: `edgecache:${place}:` }),
+      }),
+    );
+  }
   const cache = new Cache({
     tiers,
     log,
@@ -376,7 +399,7 @@ export function edgeCache(
  * reach say, may pass: a 503 that says only that the Worker could not start. Logged at any
  * level, since the isolate's own level may be what is wrong.
  */
-function setupFailed(error: unknown): Response {
+export function setupFailed(error: unknown): Response {
   const failure =
     error instanceof EdgecacheError
       ? error

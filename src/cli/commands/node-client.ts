@@ -29,7 +29,7 @@ export interface NodeClient {
   /** The node's base URL, without a trailing slash. */
   url: string;
   /** Sends a request to the admin API (`path` below /_edgecache) and returns its JSON. */
-  admin<T = unknown>(method: "GET" | "POST", path: string, body?: unknown): Promise<T>;
+  admin<T = unknown>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T>;
   /**
    * Sends `GET url` (a path of the node, or an absolute URL) and returns the response, with
    * `key` (a tenant's API key) in X-Edgecache-Key. The admin token is never sent with it.
@@ -50,7 +50,7 @@ export function nodeClient(args: { url?: string; token?: string }): NodeClient {
   };
   return {
     url: base,
-    async admin<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
+    async admin<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
       const res = await send(`${base}/_edgecache${path}`, {
         method,
         headers: {

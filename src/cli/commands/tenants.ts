@@ -5,19 +5,32 @@ import {
   DEFAULT_STATE_FILE,
   openTenantState,
   type Settled,
-  type Tenant,
   type TenantState,
 } from "../../adapter/node/tenants/state.ts";
+import type { Tenant } from "../../adapter/tenants/model.ts";
 import { isPostgresUrl, redactUrl } from "../../sources/postgres.ts";
 import { envVar } from "../environment.ts";
 import { usageError } from "../run.ts";
 import { bytes, table } from "./format.ts";
+import { httpTenantState } from "./tenants-http.ts";
 
 const STATE_ARG = {
   state: {
     type: "string",
     description: `The state database: a SQLite file, or a postgres:// or redis:// URL (default: EDGECACHE_STATE, else ./${DEFAULT_STATE_FILE})`,
     valueHint: "path|url",
+  },
+  url: {
+    type: "string",
+    description:
+      "A Worker of tenants (edgecacheTenantsWorker), e.g. https://api.example.com: its tenants instead of a state database",
+    valueHint: "url",
+  },
+  token: {
+    type: "string",
+    description:
+      "With --url: the Worker's EDGECACHE_ADMIN_TOKEN (default: EDGECACHE_ADMIN_TOKEN; the variable keeps it out of `ps`)",
+    valueHint: "token",
   },
 } as const;
 const JSON_ARG = { json: { type: "boolean", description: "Print JSON, for scripts" } } as const;
@@ -26,7 +39,14 @@ const JSON_ARG = { json: { type: "boolean", description: "Print JSON, for script
  * The state database the flags name; `create` makes a SQLite file, the other commands need
  * it. A PostgreSQL or Redis URL gets its tables or keys on first use.
  */
-function stateOf(args: { state?: string }, create = false): Promise<TenantState> {
+function stateOf(
+  args: { state?: string; url?: string; token?: string },
+  create = false,
+): Promise<TenantState> {
+  if (args.url) {
+    if (args.state) throw usageError("expected either --state or --url, not both");
+    return Promise.resolve(httpTenantState({ url: args.url, token: args.token }));
+  }
   const named = args.state || envVar("EDGECACHE_STATE") || DEFAULT_STATE_FILE;
   if (/^(postgres(ql)?|rediss?):\/\//i.test(named)) return openTenantState(named);
   const path = resolve(named);
@@ -55,8 +75,9 @@ const createArgs = {
   name: { type: "positional", required: false, description: "The tenant's name, e.g. shop" },
   db: {
     type: "string",
-    description: "Its SQLite file or postgres:// URL, served as its data API",
-    valueHint: "path",
+    description:
+      "Its SQLite file or postgres:// URL (with --url: the name of a D1 binding of the Worker), served as its data API",
+    valueHint: "path|binding",
   },
   origin: { type: "string", description: "Its HTTP API, cached as a proxy", valueHint: "url" },
   ttl: {
@@ -86,7 +107,9 @@ const create = defineCommand({
     if (!a.db === !a.origin)
       throw usageError("expected either --db <sqlite file> or --origin <url>");
     let source: Tenant["source"];
-    if (a.db) {
+    if (a.db && a.url) {
+      source = { database: a.db }; // a D1 binding of the Worker, which checks it
+    } else if (a.db) {
       // A PostgreSQL URL is kept as given (the node connects when the tenant's first
       // request comes); a SQLite file must exist now.
       const database = isPostgresUrl(a.db) ? a.db : resolve(a.db);

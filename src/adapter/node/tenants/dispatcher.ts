@@ -10,6 +10,13 @@ import { healthHandler } from "../../../app/health.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
 import type { CacheStats } from "../../../core/stats.ts";
+import {
+  allowed,
+  identity,
+  KEY_HEADER,
+  type Tenant,
+  type TenantAccess,
+} from "../../tenants/model.ts";
 import { type RedisSetting, shortHash } from "../cluster.ts";
 import { annotate, type Logger, nodeLogger } from "../log.ts";
 import { mergedMetrics, type NodeMetrics, nodeMetrics } from "../metrics.ts";
@@ -20,10 +27,8 @@ import type { HitRequest } from "../server/hit-reply.ts";
 import { DRAIN_MS, dataApiHits, type RunningServer } from "../server/server.ts";
 import {
   DEFAULT_REDIS_STATE_PREFIX,
-  type KeyScope,
   keyHash,
   openTenantState,
-  type Tenant,
   type TenantFeed,
   type TenantState,
 } from "./state.ts";
@@ -80,21 +85,7 @@ interface Served {
   drop(): Promise<void>;
 }
 
-/** Who a request is: a tenant, with what its key (or its public host) allows. */
-interface Access {
-  tenant: Tenant;
-  scope: KeyScope;
-  /** No key: a public read by host. */
-  anonymous?: boolean;
-}
-
-/** What a read scope allows (RFC 9110 9.2.1's safe methods that edgecache answers). */
-const READ_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
-
-/** What makes a tenant's node: a new key or public host does not change it. */
-function identity(t: Tenant): string {
-  return JSON.stringify([t.source, t.ttl, t.memoryBytes, t.createdAt]);
-}
+type Access = TenantAccess;
 
 /**
  * Where a tenant's cache lives beyond memory (its folder, its Redis prefix): its name and
@@ -129,8 +120,6 @@ function placesOf(options: TenantNodeOptions, state: TenantState): Places {
   return { ...(cacheDir && { cacheDir }), ...(redis && { redis }), redisPrefix };
 }
 
-/** The request headers that carry a tenant's key; never passed on to a tenant's app. */
-const KEY_HEADER = "x-edgecache-key";
 const C = "tenants";
 /** How often the node looks at the state while no request comes. */
 const SWEEP_MS = 1000;
@@ -276,24 +265,12 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   );
   app.get("/_edgecache/changes", (c, next) => (isOperator(c) ? c.json({ changes: [] }) : next()));
   app.all("*", async (c) => {
-    const access = accessOf((name) => c.req.header(name));
     const admin = new URL(c.req.url).pathname.startsWith("/_edgecache");
-    if (!access || (access.anonymous && admin)) {
-      throw new EdgecacheError(
-        "E_UNAUTHORIZED",
-        C,
-        "an API key is required: Authorization: Bearer <key> or X-Edgecache-Key",
-      );
-    }
-    if (access.scope === "read" && !READ_METHODS.has(c.req.method)) {
-      throw new EdgecacheError(
-        "E_FORBIDDEN",
-        C,
-        access.anonymous
-          ? "public reads only: writes need the tenant's key"
-          : "this key may only read: writes need the tenant's key",
-      );
-    }
+    const access = allowed(
+      accessOf((name) => c.req.header(name)),
+      c.req.method,
+      admin,
+    );
     annotate((c.env as HttpBindings | undefined)?.outgoing, { tenant: access.tenant.name });
     const node = await nodeOf(access.tenant);
     const headers = new Headers(c.req.raw.headers);

@@ -8,15 +8,12 @@ import {
   fromRow,
   hostTaken,
   type KeyScope,
-  keyHash,
-  NODE_SEEN_MS,
   newKey,
-  newTenant,
   noTenant,
   type Row,
   type Tenant,
-  type TenantState,
-} from "./state.ts";
+} from "../../tenants/model.ts";
+import { keyHash, NODE_SEEN_MS, newTenant, type TenantState } from "./state.ts";
 import { type SharedState, settleAt, sharedFeed } from "./state-shared.ts";
 
 /** NOTIFY channel of changes; the payload is the new version. */

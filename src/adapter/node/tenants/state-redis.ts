@@ -2,18 +2,20 @@ import type { RedisClient } from "../../../stores/redis-connect.ts";
 import { connectRedis } from "../../../stores/redis-connect.ts";
 import {
   type Created,
-  DEFAULT_REDIS_STATE_PREFIX,
   exists,
   fromRow,
   hostTaken,
   type KeyScope,
-  keyHash,
-  NODE_SEEN_MS,
   newKey,
-  newTenant,
   noTenant,
   type Row,
   type Tenant,
+} from "../../tenants/model.ts";
+import {
+  DEFAULT_REDIS_STATE_PREFIX,
+  keyHash,
+  NODE_SEEN_MS,
+  newTenant,
   type TenantState,
 } from "./state.ts";
 import { type SharedState, settleAt, sharedFeed } from "./state-shared.ts";

@@ -1,12 +1,10 @@
 import { randomId } from "../../../core/random-id.ts";
 import type { Warner } from "../../../core/report.ts";
 import { rerunning } from "../../../core/rerun.ts";
+import { type KeyedTenant, keyedOf, type Row } from "../../tenants/model.ts";
 import {
   HEARTBEAT_MS,
-  type KeyedTenant,
-  keyedOf,
   NODE_SEEN_MS,
-  type Row,
   type Settled,
   STATE_LEASE_MS,
   type TenantFeed,

@@ -1,32 +1,24 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import Database from "better-sqlite3";
-import { badOption, EdgecacheError } from "../../../core/errors.ts";
+import { EdgecacheError } from "../../../core/errors.ts";
+import {
+  type Created,
+  exists,
+  fromRow,
+  hostTaken,
+  type KeyedTenant,
+  type KeyScope,
+  keyedOf,
+  newKey,
+  newTenantKeys,
+  noTenant,
+  type Row,
+  rowOf,
+  type Tenant,
+} from "../../tenants/model.ts";
 
 /** The state database beside the cache when none is named. */
 export const DEFAULT_STATE_FILE = "edgecache.tenants.db";
-
-/** What a tenant is served from: its own SQLite database, or its own origin. */
-export type TenantSource = { database: string } | { origin: string };
-
-export interface Tenant {
-  name: string;
-  source: TenantSource;
-  /** Default seconds a response stays cached (the node's default when absent). */
-  ttl?: number;
-  /** Memory budget of its cache, bytes (50 MB when absent). */
-  memoryBytes?: number;
-  /**
-   * Reads without a key are this tenant's when they name this host (`Host`): its GETs are
-   * public. Writes and the admin API still need a key.
-   */
-  publicHost?: string;
-  /** Whether it has a read-only key besides its full one. */
-  readKey?: boolean;
-  createdAt: string;
-}
-
-/** What a key may do: `write` everything; `read` only GET and HEAD (data and admin API). */
-export type KeyScope = "write" | "read";
 
 /**
  * Keys of the state under this prefix (the URL's `?prefix=` names another); the nodes' own
@@ -34,32 +26,14 @@ export type KeyScope = "write" | "read";
  */
 export const DEFAULT_REDIS_STATE_PREFIX = "edgecache:tenants:";
 
-/** Names as they appear in URLs of the CLI and in metrics labels. */
-const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-/** An API key: a prefix that says what it is, then 32 random bytes. */
-const KEY_PREFIX = "ek_";
 const C = "tenants";
 
 /**
- * Keys are stored as their SHA-256: a stolen state file gives no key. A fast hash is
- * enough because a key is 256 random bits, not a password that could be guessed.
+ * Keys are stored as their SHA-256 (base64url): a stolen state file gives no key. The same
+ * hash as `keyHashOf`, synchronous for the dispatcher's per-request lookup.
  */
 export function keyHash(key: string): string {
   return createHash("sha256").update(key).digest("base64url");
-}
-
-/** A tenant as `create` makes it, with its key (and read-only key): the only time they are seen. */
-export interface Created {
-  tenant: Tenant;
-  key: string;
-  readKey?: string;
-}
-
-/** A tenant's key hash and what the key may do: a server's lookup table. */
-export interface KeyedTenant {
-  hash: string;
-  scope: KeyScope;
-  tenant: Tenant;
 }
 
 /** How many running nodes follow the state, and how many had not applied a change in time. */
@@ -136,50 +110,9 @@ export function newTenant(tenant: Omit<Tenant, "createdAt">): {
   key: string;
   readKey?: string;
 } {
-  if (!NAME.test(tenant.name)) {
-    badOption(C, "name", "lower-case letters, digits, - and _ (at most 63)", tenant.name);
-  }
-  const key = newKey();
-  const readKey = tenant.readKey ? newKey() : undefined;
-  const publicHost = tenant.publicHost?.toLowerCase();
-  const created: Tenant = {
-    ...tenant,
-    ...(publicHost && { publicHost }),
-    createdAt: new Date().toISOString(),
-  };
-  const row: Row = {
-    name: created.name,
-    keyHash: keyHash(key),
-    readKeyHash: readKey === undefined ? null : keyHash(readKey),
-    source: JSON.stringify(created.source),
-    ttl: created.ttl ?? null,
-    memoryBytes: created.memoryBytes ?? null,
-    publicHost: publicHost ?? null,
-    createdAt: created.createdAt,
-  };
+  const { created, key, readKey } = newTenantKeys(tenant);
+  const row = rowOf(created, keyHash(key), readKey === undefined ? undefined : keyHash(readKey));
   return { created, row, key, ...(readKey && { readKey }) };
-}
-
-export function newKey(): string {
-  return KEY_PREFIX + randomBytes(32).toString("base64url");
-}
-
-export const exists = (name: string) =>
-  new EdgecacheError("E_CONFLICT", C, `tenant "${name}" exists`);
-export const hostTaken = (host: string | null) =>
-  new EdgecacheError("E_CONFLICT", C, `host ${host} is another tenant's`);
-export const noTenant = (name: string) =>
-  new EdgecacheError("E_NOT_FOUND", C, `no tenant "${name}"`);
-
-/** A server's lookup table from rows: each tenant's full key, and its read key if any. */
-export function keyedOf(rows: Row[]): KeyedTenant[] {
-  return rows.flatMap((row) => {
-    const tenant = fromRow(row);
-    return [
-      { hash: row.keyHash, scope: "write" as const, tenant },
-      ...(row.readKeyHash ? [{ hash: row.readKeyHash, scope: "read" as const, tenant }] : []),
-    ];
-  });
 }
 
 /**
@@ -278,28 +211,4 @@ class SqliteTenantState implements TenantState {
   async close(): Promise<void> {
     this.#db.close();
   }
-}
-
-/** A tenant as every state stores it (SQLite's columns; JSON in Redis). */
-export interface Row {
-  name: string;
-  keyHash: string;
-  readKeyHash: string | null;
-  source: string;
-  ttl: number | null;
-  memoryBytes: number | null;
-  publicHost: string | null;
-  createdAt: string;
-}
-
-export function fromRow(row: Row): Tenant {
-  return {
-    name: row.name,
-    source: JSON.parse(row.source) as TenantSource,
-    ...(row.ttl !== null && { ttl: row.ttl }),
-    ...(row.memoryBytes !== null && { memoryBytes: row.memoryBytes }),
-    ...(row.publicHost !== null && { publicHost: row.publicHost }),
-    ...(row.readKeyHash !== null && { readKey: true }),
-    createdAt: row.createdAt,
-  };
 }

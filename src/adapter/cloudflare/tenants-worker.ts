@@ -1,0 +1,401 @@
+import { Hono } from "hono";
+import { bearerToken, constantTimeEqual } from "../../app/access.ts";
+import { objectBody } from "../../app/admin.ts";
+import { createDataApi } from "../../app/data-api.ts";
+import { edgecacheApp } from "../../app/edgecache-app.ts";
+import { jsonOnly, limitBody, onError, validUrl } from "../../app/errors.ts";
+import { sourceCheck } from "../../app/health.ts";
+import { createProxy } from "../../app/proxy.ts";
+import { badOption, EdgecacheError } from "../../core/errors.ts";
+import type { LogLevel } from "../../core/log-levels.ts";
+import { randomId } from "../../core/random-id.ts";
+import type { DurableChangeLog, DurableObjectNamespaceLike } from "../../log/durable-object.ts";
+import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";
+import {
+  allowed,
+  fromRow,
+  identity,
+  KEY_HEADER,
+  type KeyScope,
+  keyedOf,
+  keyHashOf,
+  newKey,
+  newTenantKeys,
+  type Row,
+  rowOf,
+  type Tenant,
+  type TenantSource,
+} from "../tenants/model.ts";
+import { Background } from "./background.ts";
+import { TenantRegistry } from "./tenant-registry.ts";
+import { callTenants, type TenantTable } from "./tenants-object.ts";
+import { workerSettings } from "./variables.ts";
+import {
+  adminAccess,
+  type EdgeCacheOptions,
+  type ExecutionContextLike,
+  edgeCache,
+  isolateLogger,
+  type LogEnv,
+  peerAddress,
+  regionOf,
+  serveRequest,
+  setupFailed,
+} from "./worker.ts";
+
+/**
+ * The bindings of a Worker of tenants: the change log and the registry (`TENANTS`), and
+ * whatever D1 bindings its tenants name (`DB_SHOP`, ...).
+ */
+export interface TenantsEnv extends LogEnv {
+  /** The Durable Object namespace of `TenantsObject`: the tenants and their key hashes. */
+  TENANTS: DurableObjectNamespaceLike;
+  /** The operator's token: the only way to create, list, rotate and delete tenants. */
+  EDGECACHE_ADMIN_TOKEN?: string;
+}
+
+export interface EdgecacheTenantsWorkerOptions extends EdgeCacheOptions {
+  /**
+   * How long an isolate trusts its copy of the tenant table after it asked the registry
+   * (TENANTS_LEASE_MS). A change through the operator's API is answered only once this long
+   * has passed since the registry made it, so every isolate has refetched the table or
+   * stopped trusting it by then.
+   */
+  tenantsLeaseMs?: number;
+}
+
+export interface EdgecacheTenantsWorker<E extends TenantsEnv = TenantsEnv> {
+  fetch(request: Request, env: E, ctx: ExecutionContextLike): Promise<Response>;
+}
+
+/** Default TENANTS lease: a rotation or deletion returns after about this long. */
+export const TENANTS_LEASE_MS = 2000;
+/**
+ * Added to the lease before a change is answered: a Worker's clock moves only with I/O,
+ * so an isolate may read the time a little before the moment it checks its lease.
+ */
+const CLOCK_MARGIN_MS = 100;
+/**
+ * A tenant's memory tier when it sets none: several tenants share an isolate's 128 MB
+ * (MEMORY_TIER_BYTES is a whole isolate's).
+ */
+export const TENANT_MEMORY_BYTES = 4 * 1024 * 1024;
+const C = "tenants";
+
+/** One tenant's app in this isolate: its cache, its change log, its data API or proxy. */
+interface Served {
+  app: Hono;
+  log: DurableChangeLog;
+  logger: ReturnType<typeof isolateLogger>;
+  /** What the Worker sends the tenant's admin API in place of the tenant's key. */
+  adminToken: string;
+}
+
+/**
+ * One Worker that serves several tenants, as `edgecache serve --state` does on Node: each
+ * request names its tenant by `Authorization: Bearer <key>` (or `X-Edgecache-Key`) and goes
+ * to that tenant's own data API over its own D1 binding, or its own proxy of its origin,
+ * with a cache of its own (memory, change log, Cache API cache, KV and Durable Object tier
+ * prefixes). The key is taken off the request first.
+ *
+ * The tenants live in the `TenantsObject` Durable Object (bound as `TENANTS`), keys as their
+ * SHA-256 only. Each isolate trusts its copy for `tenantsLeaseMs`; the operator's API
+ * (`/_edgecache/tenants`, `EDGECACHE_ADMIN_TOKEN`, what `edgecache tenants --url` speaks)
+ * answers a change only after that, so a rotated key is refused by every isolate when the
+ * command returns.
+ *
+ * @example
+ * ```ts
+ * import { ChangeLogObject, TenantsObject, edgecacheTenantsWorker } from "edgecache/cloudflare";
+ * export { ChangeLogObject, TenantsObject };
+ * export default edgecacheTenantsWorker();
+ * ```
+ */
+export function edgecacheTenantsWorker<E extends TenantsEnv = TenantsEnv>(
+  options: EdgecacheTenantsWorkerOptions = {},
+): EdgecacheTenantsWorker<E> {
+  if (typeof options !== "object" || options === null)
+    badOption(C, "options", "an object", options);
+  const leaseMs = options.tenantsLeaseMs ?? TENANTS_LEASE_MS;
+  if (!(Number.isFinite(leaseMs) && leaseMs > 0)) {
+    badOption(C, "tenantsLeaseMs", "a number of ms > 0", leaseMs);
+  }
+  const background = new Background();
+  let front: Hono | undefined;
+  return {
+    async fetch(request, env, ctx) {
+      try {
+        front ??= frontApp(env, options, leaseMs, background);
+        return await front.fetch(request, env, ctx);
+      } catch (error) {
+        return setupFailed(error); // a bad binding or variable: the operator's to fix
+      } finally {
+        ctx.waitUntil(background.idle());
+      }
+    },
+  };
+}
+
+/** The isolate's app: the operator's API, then every other request to its tenant's app. */
+function frontApp(
+  env: TenantsEnv,
+  options: EdgecacheTenantsWorkerOptions,
+  leaseMs: number,
+  background: Background,
+): Hono {
+  if (typeof env.TENANTS?.idFromName !== "function") {
+    badOption(C, "env.TENANTS", "a Durable Object binding of TenantsObject", env.TENANTS);
+  }
+  const settings = workerSettings(env, options);
+  const logger = isolateLogger(settings, background);
+  const served = new Map<string, { tenant: Tenant; opened: Promise<Served> }>();
+  const registry = new TenantRegistry(env.TENANTS, leaseMs, background, (names) => {
+    // Deleted (or made anew), or its source or budget changed: its app goes.
+    for (const [name, { tenant }] of served) {
+      const now = names.get(name);
+      if (!now || identity(now) !== identity(tenant)) served.delete(name);
+    }
+  });
+  const servedOf = (tenant: Tenant, request: Request): Promise<Served> => {
+    let entry = served.get(tenant.name);
+    if (!entry || identity(entry.tenant) !== identity(tenant)) {
+      const opened = openTenant(tenant, env, options, background, regionOf(request));
+      entry = { tenant, opened };
+      served.set(tenant.name, entry);
+      // A failed start (a missing binding) is tried again by the next request.
+      opened.catch(() => {
+        if (served.get(tenant.name) === entry) served.delete(tenant.name);
+      });
+    }
+    return entry.opened;
+  };
+
+  const app = new Hono();
+  app.onError(onError);
+  app.use(validUrl);
+  app.route("/_edgecache/tenants", operatorApi(env, { env, options, background }, leaseMs, logger));
+  app.all("*", async (c) => {
+    // The URL's host: Cloudflare makes it from the request's Host (miniflare's local Host
+    // header is its own loopback address).
+    const host = new URL(c.req.url).host;
+    const admin = new URL(c.req.url).pathname.startsWith("/_edgecache");
+    const access = allowed(
+      await registry.accessOf((name) => c.req.header(name), host),
+      c.req.method,
+      admin,
+    );
+    const request = c.req.raw;
+    const ctx = c.executionCtx;
+    return serveRequest(
+      () => servedOf(access.tenant, request),
+      background,
+      ctx,
+      async (tenant) => {
+        const headers = new Headers(request.headers);
+        headers.delete(KEY_HEADER);
+        headers.delete("authorization");
+        // The key let it in: its admin API (under /_edgecache) is this tenant's.
+        if (admin) headers.set("authorization", `Bearer ${tenant.adminToken}`);
+        return tenant.app.fetch(new Request(request, { headers }), env, ctx);
+      },
+      request,
+    );
+  });
+  return app;
+}
+
+/** What the operator's API needs to check a tenant and clean up a deleted one. */
+interface Cleanup {
+  env: TenantsEnv;
+  options: EdgeCacheOptions;
+  background: Background;
+}
+
+/**
+ * The operator's API under `/_edgecache/tenants` (`EDGECACHE_ADMIN_TOKEN` only): list,
+ * create, rotate a key, delete. A change is answered once every isolate's lease on the
+ * table it had before has run out, `settledMs` after the registry made it.
+ */
+function operatorApi(
+  env: TenantsEnv,
+  cleanup: Cleanup,
+  leaseMs: number,
+  logger: ReturnType<typeof isolateLogger>,
+): Hono {
+  const api = new Hono();
+  api.use("*", async (c, next) => {
+    const token = env.EDGECACHE_ADMIN_TOKEN;
+    if (!token) {
+      throw new EdgecacheError(
+        "E_FORBIDDEN",
+        C,
+        "the tenants API needs EDGECACHE_ADMIN_TOKEN set on the Worker",
+      );
+    }
+    const given = bearerToken(c.req.header("authorization"));
+    if (given === undefined || !constantTimeEqual(given, token)) {
+      throw new EdgecacheError("E_UNAUTHORIZED", C, "the operator's token is required");
+    }
+    await next();
+  });
+  api.use("*", limitBody, jsonOnly);
+  const settled = async () => {
+    const started = Date.now();
+    await new Promise((done) => setTimeout(done, leaseMs + CLOCK_MARGIN_MS));
+    return Date.now() - started;
+  };
+  api.get("/", async (c) => {
+    const { rows } = await callTenants<TenantTable>(env.TENANTS, "list");
+    return c.json({
+      tenants: keyedOf(rows).flatMap((k) => (k.scope === "write" ? [k.tenant] : [])),
+    });
+  });
+  api.post("/", async (c) => {
+    const body = (await objectBody(
+      c,
+      '{"name": "shop", "source": {"database": "DB_SHOP"}}',
+    )) as unknown as Omit<Tenant, "createdAt">;
+    checkSource(env, body.source);
+    const { created, key, readKey } = newTenantKeys({
+      name: body.name,
+      source: body.source,
+      ...(body.ttl !== undefined && { ttl: positive("ttl", body.ttl) }),
+      ...(body.memoryBytes !== undefined && {
+        memoryBytes: positive("memoryBytes", body.memoryBytes),
+      }),
+      ...(body.readKey && { readKey: true }),
+      ...(body.publicHost && { publicHost: String(body.publicHost) }),
+    });
+    const row = rowOf(
+      created,
+      await keyHashOf(key),
+      readKey === undefined ? undefined : await keyHashOf(readKey),
+    );
+    await callTenants(env.TENANTS, "create", { row });
+    const settledMs = await settled();
+    return c.json({ ...created, key, ...(readKey && { readKey }), settledMs });
+  });
+  api.post("/:name/rotate-key", async (c) => {
+    const name = c.req.param("name");
+    const { scope = "write" } = (await objectBody(c, '{"scope": "read"}')) as { scope?: KeyScope };
+    if (scope !== "write" && scope !== "read") badOption(C, "scope", '"write" or "read"', scope);
+    const key = newKey();
+    await callTenants(env.TENANTS, "rotate", { name, scope, hash: await keyHashOf(key) });
+    const settledMs = await settled();
+    return c.json({ name, scope, key, settledMs });
+  });
+  api.delete("/:name", async (c) => {
+    const name = c.req.param("name");
+    const { row } = await callTenants<{ row: Row }>(env.TENANTS, "delete", { name });
+    const settledMs = await settled();
+    // Its entries go through its own change log (every isolate, KV, the Durable Object
+    // tier); the place is never used again, so what this cannot reach is never read.
+    await dropEntries(row, cleanup).catch((error) =>
+      logger.warn(`[edgecache] [${C}] removing ${name}'s entries failed: ${String(error)}`),
+    );
+    return c.json({ deleted: name, settledMs });
+  });
+  return api;
+}
+
+function positive(name: string, value: unknown): number {
+  if (!(typeof value === "number" && Number.isInteger(value) && value >= 1)) {
+    badOption(C, name, "a whole number >= 1", value);
+  }
+  return value;
+}
+
+/** A tenant's source must be one this Worker can serve: a D1 binding it has, or a URL. */
+function checkSource(env: TenantsEnv, source: TenantSource | undefined): void {
+  if (source && "database" in source) {
+    d1Binding(env, source.database);
+    return;
+  }
+  if (source && "origin" in source) {
+    try {
+      const url = new URL(source.origin);
+      if (url.protocol === "http:" || url.protocol === "https:") return;
+    } catch {}
+    badOption(C, "origin", "an http(s) URL", source.origin);
+  }
+  badOption(C, "source", "{ database: <D1 binding> } or { origin: <url> }", JSON.stringify(source));
+}
+
+function d1Binding(env: TenantsEnv, name: string): D1DatabaseLike {
+  const binding = (env as unknown as Record<string, unknown>)[name] as D1DatabaseLike | undefined;
+  if (typeof binding?.prepare !== "function") {
+    badOption(C, "database", "the name of a D1 binding of this Worker", name);
+  }
+  return binding;
+}
+
+/**
+ * Where a tenant's cache lives beyond memory: its name and when it was made, so a tenant
+ * deleted and made anew never meets the old one's entries.
+ */
+function placeOf(tenant: Pick<Tenant, "name" | "createdAt">): string {
+  return `tenant:${tenant.name}-${Date.parse(tenant.createdAt).toString(36)}`;
+}
+
+/** Opens a tenant's app in this isolate: its cache in its place, its D1 or its origin. */
+async function openTenant(
+  tenant: Tenant,
+  env: TenantsEnv,
+  options: EdgeCacheOptions,
+  background: Background,
+  region: string | undefined,
+): Promise<Served> {
+  const { cache, log, logger, settings } = tenantCache(tenant, env, options, background, region);
+  const adminToken = randomId() + randomId();
+  const admin = { cache, ...adminAccess(env), token: adminToken };
+  if ("database" in tenant.source) {
+    const schedule = (work: Promise<unknown>) => background.add(work);
+    const source = d1Source({ database: d1Binding(env, tenant.source.database), schedule });
+    const api = await createDataApi({ source, cache });
+    const health = { source: sourceCheck(source, api.schema) };
+    return { app: edgecacheApp(api.app, { ...admin, health }), log, logger, adminToken };
+  }
+  const proxy = createProxy({
+    cache,
+    routes: [
+      { origin: tenant.source.origin, ...(settings.ttl !== undefined && { ttl: settings.ttl }) },
+    ],
+    logger: { warn: (message) => logger.warn(message) },
+    clientAddress: peerAddress,
+    // Workers' fetch takes no `duplex`; a request body streams as it is.
+    fetch: (url, init) => fetch(url, { ...init, redirect: "manual" }),
+  });
+  return { app: edgecacheApp(proxy.app, { ...admin, proxy }), log, logger, adminToken };
+}
+
+/** Removes a deleted tenant's entries from the tiers that can list them, through its log. */
+async function dropEntries(row: Row, { env, options, background }: Cleanup): Promise<void> {
+  const { cache, log } = tenantCache(fromRow(row), env, options, background, undefined, "silent");
+  await log.sync();
+  await cache.invalidate({ prefix: "" });
+  await background.idle();
+}
+
+/** A tenant's cache in its place, with its own TTL and memory budget over the Worker's. */
+function tenantCache(
+  tenant: Tenant,
+  env: TenantsEnv,
+  options: EdgeCacheOptions,
+  background: Background,
+  region: string | undefined,
+  logLevel?: LogLevel,
+) {
+  const settings = {
+    ...workerSettings(env, options),
+    memoryBytes: tenant.memoryBytes ?? TENANT_MEMORY_BYTES,
+    ...(tenant.ttl !== undefined && { ttl: tenant.ttl }),
+    ...(logLevel && { logLevel }),
+  };
+  const logger = isolateLogger(settings, background);
+  const place = placeOf(tenant);
+  return {
+    ...edgeCache(env, settings, options, background, logger, region, place),
+    logger,
+    settings,
+  };
+}
