@@ -9,6 +9,7 @@ export {
   MIN_PRECOMPUTE_MS,
   type Precompute,
   type PrecomputeStats,
+  precomputeStats,
   type TierEnv,
 } from "./adapter/cloudflare/cache-tier-object.ts";
 export { ChangeLogObject } from "./adapter/cloudflare/change-log-object.ts";

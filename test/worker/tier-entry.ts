@@ -7,6 +7,7 @@ import { Background } from "../../src/adapter/cloudflare/background.ts";
 import {
   cacheTierObject,
   MIN_PRECOMPUTE_MS,
+  precomputeStats,
 } from "../../src/adapter/cloudflare/cache-tier-object.ts";
 import { workerLogger } from "../../src/adapter/cloudflare/logger.ts";
 import { workerSettings } from "../../src/adapter/cloudflare/variables.ts";
@@ -46,10 +47,7 @@ export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const url = new URL(request.url);
     const key = url.searchParams.get("key") ?? "";
-    if (url.pathname === "/precompute") {
-      const stub = env.CACHE_TIER.get(env.CACHE_TIER.idFromName("tier:precompute") as never);
-      return stub.fetch(new Request("https://cache-tier/precompute/stats", { method: "POST" }));
-    }
+    if (url.pathname === "/precompute") return Response.json(await precomputeStats(env.CACHE_TIER));
     made ??= edgeCache(env, workerSettings(env, {}), {}, background, workerLogger("warn"));
     const { cache, log } = made;
     await log.sync();

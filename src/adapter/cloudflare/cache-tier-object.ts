@@ -192,11 +192,26 @@ function precomputeCache(
 }
 
 /** Arms the precompute object's alarm if the class has a precompute (idempotent). */
-export async function startPrecompute(namespace: TierNamespaceLike): Promise<PrecomputeStats> {
+export function startPrecompute(namespace: TierNamespaceLike): Promise<PrecomputeStats> {
+  return askPrecompute(namespace, "start");
+}
+
+/**
+ * The precompute's counters (runs, failures, the last error), as its object holds them in
+ * memory since it last started: `precomputeStats(env.CACHE_TIER)`.
+ */
+export function precomputeStats(namespace: TierNamespaceLike): Promise<PrecomputeStats> {
+  return askPrecompute(namespace, "stats");
+}
+
+async function askPrecompute(
+  namespace: TierNamespaceLike,
+  op: "start" | "stats",
+): Promise<PrecomputeStats> {
   const stub = namespace.get(namespace.idFromName(`tier:${PRECOMPUTE_OBJECT}`) as never);
   const res = await stub.fetch(
-    new Request("https://cache-tier/precompute/start", { method: "POST" }),
+    new Request(`https://cache-tier/precompute/${op}`, { method: "POST" }),
   );
-  if (!res.ok) throw new Error(`[edgecache] [${C}] precompute/start: ${res.status}`);
+  if (!res.ok) throw new Error(`[edgecache] [${C}] precompute/${op}: ${res.status}`);
   return (await res.json()) as PrecomputeStats;
 }

@@ -2,6 +2,7 @@ import { keepDue, nextDue, summarize, type UrlReport } from "../../app/proxy/man
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { SqlStorageLike } from "../../stores/durable-object-host.ts";
 import { Background } from "./background.ts";
+import { objectLogger } from "./logger.ts";
 import { type ManifestStateLike, manifestPolicy, workerManifest } from "./manifest-client.ts";
 import { type EdgecacheProxyWorkerOptions, type ProxyEnv, proxyCache } from "./proxy-worker.ts";
 
@@ -78,12 +79,26 @@ export function proxyManifestObject<E extends ProxyEnv = ProxyEnv>(
     }
 
     async alarm(): Promise<void> {
-      this.#book ??= new ManifestBook(this.#state.storage.sql, workerManifest(this.#env, options));
+      try {
+        this.#book ??= new ManifestBook(
+          this.#state.storage.sql,
+          workerManifest(this.#env, options),
+        );
+        this.#proxy ??= proxyCache(this.#env, options, this.#background);
+      } catch (error) {
+        if (!(error instanceof EdgecacheError && error.code === "E_BAD_OPTION")) throw error;
+        // A bad manifest line or variable (EDGECACHE_MANIFEST, say): every isolate's request
+        // fails naming it too. The schedule stops here rather than fail on every alarm; the
+        // first isolate that starts once it is fixed arms the alarm again.
+        objectLogger(this.#env).error(
+          `[edgecache] [${C}] the manifest is not kept: ${error.message}`,
+        );
+        return this.#state.storage.deleteAlarm();
+      }
       const book = this.#book;
       const slots = book.slots(undefined);
       if (slots.length === 0) return;
       await this.#state.storage.setAlarm(Date.now() + WATCHDOG_MS);
-      this.#proxy ??= proxyCache(this.#env, options, this.#background);
       const { proxy, log, settings, logger } = this.#proxy;
       // Caching off: fetches would store nothing. An isolate's start arms the alarm again.
       if (!settings.caching) return this.#state.storage.deleteAlarm();
