@@ -101,8 +101,7 @@ describe("learned rules shared by the proxy Worker's isolates", () => {
   });
 
   it("a write through one isolate removes a read cached in the other by a learned rule", async () => {
-    // Cached in both: a write's isolate matches rules against the reads it has cached (a
-    // read cached only in b is not found by a: docs/guides/learned-rules.md says so).
+    // Cached in both: the write's isolate finds the read among those it holds.
     for (const isolate of ["b", "a", "b"]) await send(isolate, "/api/users/4/profile");
     expect((await send("b", "/api/users/4/profile")).status).toMatch(/^edgecache; hit/);
     const before = (await stats("a")).learn.learnedInvalidations;
@@ -111,6 +110,16 @@ describe("learned rules shared by the proxy Worker's isolates", () => {
     const after = await send("b", "/api/users/4/profile");
     expect(after.status).not.toMatch(/^edgecache; hit/);
     expect(JSON.parse(after.body)).toMatchObject({ name: "four" });
+  });
+
+  it("a rule that names its read outright removes it through the log though only the other isolate holds it", async () => {
+    // /api/users/$1/profile is bound by the write alone: a need not hold the read to name it.
+    await send("b", "/api/users/5/profile");
+    expect((await send("b", "/api/users/5/profile")).status).toMatch(/^edgecache; hit/);
+    await patch("a", 5, "five");
+    const after = await send("b", "/api/users/5/profile");
+    expect(after.status).not.toMatch(/^edgecache; hit/);
+    expect(JSON.parse(after.body)).toMatchObject({ name: "five" });
   });
 
   it("`edgecache rules pin` through one isolate's URL: the other acts on it at its next write", async () => {

@@ -124,6 +124,10 @@ describe("learned rules between route templates", () => {
     expect(confidence(learner.get("PATCH /api/users/:id -> /api/users/:id/profile")!)).toBe(0.5);
     // Other methods and templates have no rules.
     expect(learner.plan({ method: "DELETE", target: "/api/users/7" }, cached).targets).toEqual([]);
+    // Named outright, cached here or not: the reads of rules whose every placeholder the
+    // write binds (`$1`); the any-value team rule's `*` is found only among cached reads.
+    expect(learner.named(patch7).sort()).toEqual(["/api/users/7/profile", "/api/users?team=7"]);
+    expect(learner.named({ method: "DELETE", target: "/api/users/7" })).toEqual([]);
   });
 
   it("audits: a failed audit of an acting rule lowers its confidence until it stops acting", () => {

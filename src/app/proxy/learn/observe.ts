@@ -275,7 +275,13 @@ export async function applyRules(
   own: readonly string[] = [],
 ): Promise<{ targets: string[]; audits: Audit[] }> {
   const plan = env.learner.plan(write, candidates, cachedCopies(cache, ctx));
-  if (plan.targets.length === 0 && own.length === 0) return { targets: [], audits: [] };
+  // Reads a rule names outright, cached here or not: their removal goes through the log to
+  // every node's copy. Only removed: fetching again what this node never held is not asked.
+  const planned = new Set(plan.targets);
+  const named = env.learner.named(write).filter((t) => !planned.has(t) && !own.includes(t));
+  if (plan.targets.length === 0 && own.length === 0 && named.length === 0) {
+    return { targets: [], audits: [] };
+  }
   const audits: Audit[] = [];
   for (const [rule, targets] of plan.byRule) {
     if (env.learner.get(rule)?.state !== "learned" || !(env.random() < env.audit)) continue;
@@ -290,10 +296,12 @@ export async function applyRules(
     env.action === "revalidate"
       ? [...plan.targets].sort((a, b) => reads(b) - reads(a))
       : plan.targets;
-  const removed = await cache.invalidate({ tags: plan.targets.map((t) => URL_TAG + t) });
+  const removed = await cache.invalidate({
+    tags: [...plan.targets, ...named].map((t) => URL_TAG + t),
+  });
   env.stats.learnedInvalidations += removed;
   await refetch(env, ctx, [...own, ...again]);
-  return { targets: plan.targets, audits };
+  return { targets: [...plan.targets, ...named], audits };
 }
 
 /**

@@ -592,6 +592,37 @@ export class Learner {
   }
 
   /**
+   * The reads acting rules name outright: a rule with no condition on the copy whose every
+   * placeholder the write binds (`/api/users/$1/profile`) names one target, whether or not
+   * this node has it cached. Removed through the log, it reaches the copies other nodes and
+   * isolates hold (`plan` finds only the reads this node holds).
+   */
+  named(write: Write): string[] {
+    const w = writeKey(write);
+    const out = new Set<string>();
+    for (const id of this.#byWrite.get(w.key) ?? []) {
+      const rule = this.#rules.get(id) as Rule;
+      if (!this.acts(rule)) continue;
+      const [read, condition] = splitCondition(rule.read);
+      if (condition.kind !== "none") continue;
+      let open = false;
+      const target = read.replace(RULE_HOLE, (hole) => {
+        const bound = !hole.startsWith("$")
+          ? undefined
+          : /^\$\d/.test(hole)
+            ? w.values[Number(hole.slice(1)) - 1]
+            : write.fields?.get(hole.slice(1));
+        if (bound === undefined || bound === "") open = true;
+        return bound ?? hole;
+      });
+      // The target made must read back as the rule's template with those values (a value
+      // that is not a placeholder's in a target, such as a word, makes another template).
+      if (!open && matchesRead(read, target, w.values, write.fields)) out.add(target);
+    }
+    return [...out];
+  }
+
+  /**
    * Counts one audit of an acting learned rule: a target it removed was asked again after
    * the write and compared with the copy removed. Counts for that rule alone, so a rule
    * that acts on coincidences (several writes at once, entries stale before the write)
