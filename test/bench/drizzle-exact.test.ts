@@ -50,7 +50,7 @@ describe("drizzle-exact benchmark (smoke)", () => {
       expect(keyed.staleReads).toBeGreaterThan(0);
       expect(keyed.requests).toBe(records[0]!.requests);
     },
-    60_000,
+    180_000,
   );
 });
 
