@@ -17,7 +17,7 @@ import {
 import { dashboardPage } from "./dashboard.ts";
 import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import { cacheChecks, type HealthChecks, healthHandler } from "./health.ts";
-import { decided, describeRule, rulesReport } from "./proxy/learn/observe.ts";
+import { decided, describeRule, learnFamilies, rulesReport } from "./proxy/learn/observe.ts";
 import { checkRule, type RuleState, ruleId } from "./proxy/learn/rules.ts";
 import {
   type ManifestSummary,
@@ -148,13 +148,19 @@ export function createAdminApi(options: AdminOptions): Hono {
 
   const { metrics } = options;
   const { manifest } = options;
-  // A metrics client (Node's) exposes the manifest's gauge itself.
+  const learn = options.proxy?.learn;
+  // A metrics client (Node's) exposes the manifest's gauge and the learning counters itself.
   const prometheus = async (c: Context) =>
     metrics
       ? c.text(await metrics.text(), 200, { "content-type": metrics.contentType })
-      : c.text(toPrometheus(cache.stats(), await manifestFamilies()), 200, {
-          "content-type": "text/plain; version=0.0.4",
-        });
+      : c.text(
+          toPrometheus(cache.stats(), [
+            ...(await manifestFamilies()),
+            ...(learn ? learnFamilies(learn.stats) : []),
+          ]),
+          200,
+          { "content-type": "text/plain; version=0.0.4" },
+        );
   // The manifest's progress where it is kept elsewhere (a Worker's Durable Object) may be out
   // of reach: the cache's own stats still answer, with the fault in its place.
   const manifestProgress = async () => {
@@ -168,7 +174,6 @@ export function createAdminApi(options: AdminOptions): Hono {
     const progress = manifest && (await manifestProgress());
     return progress && !("error" in progress) ? [manifestFamily(progress)] : [];
   }
-  const learn = options.proxy?.learn;
   app.get("/stats", async (c) =>
     c.req.query("format") === "prometheus"
       ? prometheus(c)

@@ -110,6 +110,12 @@ describe("learned rules shared by the proxy Worker's isolates", () => {
     const after = await send("b", "/api/users/4/profile");
     expect(after.status).not.toMatch(/^edgecache; hit/);
     expect(JSON.parse(after.body)).toMatchObject({ name: "four" });
+    // The Worker's /metrics carries the learning counters, as /stats does.
+    const metrics = await send("a", "/_edgecache/metrics", {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(metrics.body).toContain(`edgecache_learned_invalidations_total ${before + 1}`);
+    expect(metrics.body).toMatch(/^edgecache_learning_requests_total [1-9]/m);
   });
 
   it("a rule that names its read outright removes it through the log though only the other isolate holds it", async () => {

@@ -9,7 +9,7 @@ import {
   Registry,
 } from "prom-client";
 import type { MetricsExposition } from "../../app/admin.ts";
-import type { LearnStats } from "../../app/proxy/learn/observe.ts";
+import { LEARN_COUNTERS, type LearnStats } from "../../app/proxy/learn/observe.ts";
 import { MANIFEST_METRIC, type ManifestSummary } from "../../app/proxy/manifest/keeper.ts";
 import type { Cache } from "../../core/cache/index.ts";
 import {
@@ -173,31 +173,6 @@ export function nodeMetrics(options: { tenant?: string } = {}): NodeMetrics {
     json: () => scrape(() => registry.getMetricsAsJSON()),
   };
 }
-
-const LEARN_COUNTERS: [keyof LearnStats, string, string][] = [
-  [
-    "learnedInvalidations",
-    "learned_invalidations_total",
-    "Cached entries removed by learned or hand-written rules on writes (proxy mode).",
-  ],
-  [
-    "learningRequests",
-    "learning_requests_total",
-    "Origin requests spent on learning: sampled entries and audits asked again.",
-  ],
-  ["learningChanged", "learning_changed_total", "Sampled entries found changed by a write."],
-  ["audits", "learning_audits_total", "Acting learned rules' removals checked again."],
-  [
-    "auditsFailed",
-    "learning_audits_failed_total",
-    "Audits that found the removed entry unchanged (the rule was wrong that time).",
-  ],
-  [
-    "revalidations",
-    "learning_revalidations_total",
-    "Entries fetched again after writes (the revalidate action).",
-  ],
-];
 
 function samplesOf(stats: CacheStats): Map<string, StatsFamily["samples"]> {
   return new Map(statsFamilies(stats).map((f) => [f.name, f.samples]));

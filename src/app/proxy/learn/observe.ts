@@ -2,6 +2,7 @@ import type { Cache } from "../../../core/cache/index.ts";
 import type { CacheEntry as Entry } from "../../../core/entry.ts";
 import { badOption } from "../../../core/errors.ts";
 import type { PolicyClass } from "../../../core/http-cache.ts";
+import type { StatsFamily } from "../../../core/stats.ts";
 import { type OriginFetch, readUpTo } from "../load.ts";
 import { held, setConditional } from "../revalidate.ts";
 import { baseKey, COMPONENT, matchRoute, type Route } from "../routes.ts";
@@ -83,6 +84,42 @@ export interface LearnStats {
   auditsFailed: number;
   /** Entries fetched again because of writes (the `revalidate` action). */
   revalidations: number;
+}
+
+/** The learning counters as metrics: the stat, its metric's name (no prefix), its help. */
+export const LEARN_COUNTERS: [keyof LearnStats, string, string][] = [
+  [
+    "learnedInvalidations",
+    "learned_invalidations_total",
+    "Cached entries removed by learned or hand-written rules on writes (proxy mode).",
+  ],
+  [
+    "learningRequests",
+    "learning_requests_total",
+    "Origin requests spent on learning: sampled entries and audits asked again.",
+  ],
+  ["learningChanged", "learning_changed_total", "Sampled entries found changed by a write."],
+  ["audits", "learning_audits_total", "Acting learned rules' removals checked again."],
+  [
+    "auditsFailed",
+    "learning_audits_failed_total",
+    "Audits that found the removed entry unchanged (the rule was wrong that time).",
+  ],
+  [
+    "revalidations",
+    "learning_revalidations_total",
+    "Entries fetched again after writes (the revalidate action).",
+  ],
+];
+
+/** The learning counters as metric families, for `toPrometheus` (a runtime without a metrics client). */
+export function learnFamilies(stats: LearnStats): StatsFamily[] {
+  return LEARN_COUNTERS.map(([key, name, help]) => ({
+    name,
+    type: "counter" as const,
+    help,
+    samples: [{ value: stats[key] }],
+  }));
 }
 
 export interface LearnEnv {
