@@ -1,4 +1,4 @@
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, EdgecacheError, type ErrorCode } from "../core/errors.ts";
 import { randomId } from "../core/random-id.ts";
 import {
   type CaptureDrainCounts,
@@ -440,7 +440,7 @@ export class DurableChangeLog implements CaptureDrainingLog {
   async #call<T>(op: string, body: unknown, object = this.#objectName): Promise<T> {
     try {
       const hint = object === this.#objectName ? undefined : this.#hint;
-      return await callObject<T>(this.#namespace, object, op, body, hint);
+      return await callObject<T>(this.#namespace, object, op, body, { locationHint: hint });
     } catch (error) {
       this.#failures++;
       this.#heard = false;
@@ -450,29 +450,53 @@ export class DurableChangeLog implements CaptureDrainingLog {
 }
 
 /**
- * One call to the object `name` of a `ChangeLogObject` namespace (an isolate's, or one
- * object's to another): `op` with a JSON body, answered with JSON.
+ * One call to the object `name` of a Durable Object namespace (a `ChangeLogObject`'s, from an
+ * isolate or another object; edgecache's other objects too): `op` with a JSON body, answered
+ * with JSON. A call that fails, or an answer that is not OK, throws `unavailable` (default
+ * E_LOG_UNAVAILABLE) from `component`, unless the object answered one of edgecache's JSON
+ * errors (`{"error": {"code", "message"}}`) and `objectErrors` is set: then that error, with
+ * its code.
  */
 export async function callObject<T>(
   namespace: DurableObjectNamespaceLike,
   name: string,
   op: string,
   body: unknown,
-  locationHint?: string,
+  options: {
+    locationHint?: string;
+    component?: string;
+    unavailable?: ErrorCode;
+    objectErrors?: boolean;
+  } = {},
 ): Promise<T> {
+  const { locationHint, component = C, unavailable = "E_LOG_UNAVAILABLE" } = options;
   let res: Response;
   try {
     // A stub is an I/O object of the request that made it: one per call.
     const id = namespace.idFromName(name) as never;
     const stub = locationHint ? namespace.get(id, { locationHint }) : namespace.get(id);
     res = await stub.fetch(
-      new Request(`https://change-log/${op}`, { method: "POST", body: JSON.stringify(body) }),
+      new Request(`https://${component}/${op}`, { method: "POST", body: JSON.stringify(body) }),
     );
   } catch (error) {
-    throw new EdgecacheError("E_LOG_UNAVAILABLE", C, `${op} failed`, { cause: error });
+    throw new EdgecacheError(unavailable, component, `${op} failed`, { cause: error });
   }
-  if (!res.ok) throw new EdgecacheError("E_LOG_UNAVAILABLE", C, `${op}: ${await res.text()}`);
+  if (!res.ok) {
+    const text = await res.text();
+    const error = options.objectErrors ? objectError(text) : undefined;
+    if (error) throw new EdgecacheError(error.code as ErrorCode, component, error.message);
+    throw new EdgecacheError(unavailable, component, `${op}: ${text}`);
+  }
   return (await res.json()) as T;
+}
+
+/** An edgecache JSON error an object answered (`errorResponse`), if the text is one. */
+function objectError(text: string): { code: string; message: string } | undefined {
+  try {
+    return (JSON.parse(text) as { error?: { code: string; message: string } }).error;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

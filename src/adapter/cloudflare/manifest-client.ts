@@ -6,7 +6,8 @@ import {
   type UrlReport,
 } from "../../app/proxy/manifest/keeper.ts";
 import { MANIFEST, manifestUrls } from "../../app/proxy/manifest/parse.ts";
-import { badOption, EdgecacheError } from "../../core/errors.ts";
+import { badOption } from "../../core/errors.ts";
+import { callObject, type DurableObjectNamespaceLike } from "../../log/durable-object.ts";
 import type { SqlStorageLike } from "../../stores/durable-object-host.ts";
 
 /** A proxy Worker's manifest options (docs/guides/workers.md, "Keeping URLs cached"). */
@@ -83,19 +84,17 @@ export function manifestClient(
   namespace: ManifestNamespaceLike,
   base: string | undefined,
 ): ManifestView & { start(): Promise<unknown> } {
-  const call = async <T>(op: string): Promise<T> => {
-    const stub = namespace.get(namespace.idFromName(OBJECT_NAME) as never);
-    const res = await stub.fetch(
-      new Request(`https://manifest/${op}`, {
-        method: "POST",
-        body: JSON.stringify({ base: base ?? null }),
-      }),
+  const call = <T>(op: string): Promise<T> =>
+    callObject<T>(
+      namespace as DurableObjectNamespaceLike,
+      OBJECT_NAME,
+      op,
+      { base: base ?? null },
+      {
+        component: C,
+        unavailable: "E_STORE_UNAVAILABLE",
+      },
     );
-    if (!res.ok) {
-      throw new EdgecacheError("E_STORE_UNAVAILABLE", C, `${op}: ${await res.text()}`);
-    }
-    return (await res.json()) as T;
-  };
   return {
     start: () => call("start"),
     summary: () => call("summary"),

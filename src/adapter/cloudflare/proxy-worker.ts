@@ -6,6 +6,7 @@ import {
   createProxy,
   type LearnOptions,
   type OriginRoute,
+  type ProxyOptions,
 } from "../../app/proxy.ts";
 import type { Cache } from "../../core/cache/index.ts";
 import { badOption } from "../../core/errors.ts";
@@ -163,18 +164,33 @@ export function proxyCache(
   const settings = workerSettings(env, options);
   const logger = isolateLogger(settings, background);
   const { cache, log } = edgeCache(env, settings, options, background, logger);
-  const proxy = createProxy({
-    cache,
-    routes: withTtl(options.origins, settings.ttl),
-    logger: { warn: (message) => logger.warn(message) },
+  const proxy = workerProxy(cache, withTtl(options.origins, settings.ttl), logger, {
     grace: options.grace,
     maxCacheableSize: options.maxCacheableSize,
-    clientAddress: peerAddress,
-    // Workers' fetch takes no `duplex`; a request body streams as it is.
-    fetch: (url, init) => fetch(url, { ...init, redirect: "manual" }),
     ...(learn && { learn }),
   });
   return { cache, log, proxy, settings, logger };
+}
+
+/**
+ * `createProxy` as a Worker runs it: origin requests through the Worker's `fetch`, the
+ * client's address from Cloudflare's header, warnings to the isolate's logger.
+ */
+export function workerProxy(
+  cache: Cache,
+  routes: OriginRoute[],
+  logger: Pick<WorkerLogger, "warn">,
+  options: Pick<ProxyOptions, "grace" | "maxCacheableSize" | "learn"> = {},
+): CachingProxy {
+  return createProxy({
+    ...options,
+    cache,
+    routes,
+    logger: { warn: (message) => logger.warn(message) },
+    clientAddress: peerAddress,
+    // Workers' fetch takes no `duplex`; a request body streams as it is.
+    fetch: (url, init) => fetch(url, { ...init, redirect: "manual" }),
+  });
 }
 
 /**

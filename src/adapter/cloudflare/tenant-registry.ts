@@ -12,7 +12,6 @@ import type { Background } from "./background.ts";
 import { callTenants, type TenantTable } from "./tenants-object.ts";
 
 const C = "tenants";
-type Access = TenantAccess;
 
 /**
  * This isolate's copy of the tenant table. It is trusted for `leaseMs` after the request
@@ -27,10 +26,14 @@ export class TenantRegistry {
   readonly #onChange: (tenants: Map<string, Tenant>) => void;
   #version = -1;
   #heardAt = Number.NEGATIVE_INFINITY;
-  #byHash = new Map<string, Access>();
+  #byHash = new Map<string, TenantAccess>();
   #byHost = new Map<string, Tenant>();
-  /** Keys seen, to skip hashing on every request; emptied whenever the table changes. */
-  #byKey = new Map<string, Access | undefined>();
+  /**
+   * Tenants' keys seen, to skip hashing on every request; emptied whenever the table
+   * changes. Only keys that name a tenant: wrong keys, which anyone may send, are hashed
+   * each time rather than filling the isolate's memory.
+   */
+  #byKey = new Map<string, TenantAccess>();
   #refreshing: Promise<void> | undefined;
 
   constructor(
@@ -49,18 +52,19 @@ export class TenantRegistry {
   async accessOf(
     header: (name: string) => string | undefined,
     host: string,
-  ): Promise<Access | undefined> {
+  ): Promise<TenantAccess | undefined> {
     await this.#current();
     const key = bearerToken(header("authorization")) ?? header(KEY_HEADER)?.trim();
     if (key === undefined || key === "") {
       const tenant = this.#byHost.get(hostName(host));
       return tenant && { tenant, scope: "read", anonymous: true };
     }
-    if (this.#byKey.has(key)) return this.#byKey.get(key);
+    const known = this.#byKey.get(key);
+    if (known) return known;
     const version = this.#version;
     const access = this.#byHash.get(await keyHashOf(key));
     // A refetch while it hashed may have changed the table: then this answer is not kept.
-    if (version === this.#version) this.#byKey.set(key, access);
+    if (access && version === this.#version) this.#byKey.set(key, access);
     return access;
   }
 

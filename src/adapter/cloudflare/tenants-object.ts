@@ -1,8 +1,8 @@
 import { errorResponse } from "../../app/errors.ts";
-import { EdgecacheError, type ErrorCode } from "../../core/errors.ts";
-import type {
-  DurableObjectNamespaceLike,
-  DurableObjectStateLike,
+import {
+  callObject,
+  type DurableObjectNamespaceLike,
+  type DurableObjectStateLike,
 } from "../../log/durable-object.ts";
 import { exists, hostTaken, type KeyScope, noTenant, type Row } from "../tenants/model.ts";
 
@@ -75,33 +75,14 @@ export class TenantsObject {
 }
 
 /** One op of the registry, answered with JSON; the object's own errors keep their code. */
-export async function callTenants<T>(
+export function callTenants<T>(
   namespace: DurableObjectNamespaceLike,
   op: string,
   body: unknown = {},
 ): Promise<T> {
-  let res: Response;
-  try {
-    const stub = namespace.get(namespace.idFromName(TENANTS_OBJECT) as never);
-    res = await stub.fetch(
-      new Request(`https://tenants/${op}`, { method: "POST", body: JSON.stringify(body) }),
-    );
-  } catch (error) {
-    throw new EdgecacheError("E_STORE_UNAVAILABLE", C, `${op} failed`, { cause: error });
-  }
-  const text = await res.text();
-  if (!res.ok) {
-    const error = parseError(text);
-    if (error) throw new EdgecacheError(error.code as ErrorCode, C, error.message);
-    throw new EdgecacheError("E_STORE_UNAVAILABLE", C, `${op}: ${text}`);
-  }
-  return JSON.parse(text) as T;
-}
-
-function parseError(text: string): { code: string; message: string } | undefined {
-  try {
-    return (JSON.parse(text) as { error?: { code: string; message: string } }).error;
-  } catch {
-    return undefined;
-  }
+  return callObject<T>(namespace, TENANTS_OBJECT, op, body, {
+    component: C,
+    unavailable: "E_STORE_UNAVAILABLE",
+    objectErrors: true,
+  });
 }

@@ -5,7 +5,6 @@ import { createDataApi } from "../../app/data-api.ts";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
 import { jsonOnly, limitBody, onError, validUrl } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
-import { createProxy } from "../../app/proxy.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { LogLevel } from "../../core/log-levels.ts";
 import { randomId } from "../../core/random-id.ts";
@@ -27,6 +26,7 @@ import {
   type TenantSource,
 } from "../tenants/model.ts";
 import { Background } from "./background.ts";
+import { workerProxy } from "./proxy-worker.ts";
 import { TenantRegistry } from "./tenant-registry.ts";
 import { callTenants, type TenantTable } from "./tenants-object.ts";
 import { workerSettings } from "./variables.ts";
@@ -37,7 +37,6 @@ import {
   edgeCache,
   isolateLogger,
   type LogEnv,
-  peerAddress,
   regionOf,
   serveRequest,
   setupFailed,
@@ -355,16 +354,11 @@ async function openTenant(
     const health = { source: sourceCheck(source, api.schema) };
     return { app: edgecacheApp(api.app, { ...admin, health }), log, logger, adminToken };
   }
-  const proxy = createProxy({
+  const proxy = workerProxy(
     cache,
-    routes: [
-      { origin: tenant.source.origin, ...(settings.ttl !== undefined && { ttl: settings.ttl }) },
-    ],
-    logger: { warn: (message) => logger.warn(message) },
-    clientAddress: peerAddress,
-    // Workers' fetch takes no `duplex`; a request body streams as it is.
-    fetch: (url, init) => fetch(url, { ...init, redirect: "manual" }),
-  });
+    [{ origin: tenant.source.origin, ...(settings.ttl !== undefined && { ttl: settings.ttl }) }],
+    logger,
+  );
   return { app: edgecacheApp(proxy.app, { ...admin, proxy }), log, logger, adminToken };
 }
 
