@@ -54,11 +54,11 @@ const MAX_BUSY_PAUSE_MS = 50;
  * tries, for at most `timeoutMs`; then the last SQLITE_BUSY is thrown. A failed try was
  * rolled back, so trying again is safe.
  */
-export async function whenNotBusy<T>(attempt: () => T, timeoutMs: number): Promise<T> {
+export async function whenNotBusy<T>(attempt: () => T | Promise<T>, timeoutMs: number): Promise<T> {
   const deadline = performance.now() + timeoutMs;
   for (let pause = FIRST_BUSY_PAUSE_MS; ; pause = Math.min(pause * 2, MAX_BUSY_PAUSE_MS)) {
     try {
-      return attempt();
+      return await attempt();
     } catch (err) {
       const left = deadline - performance.now();
       if (!isBusy(err) || left <= 0) throw err;

@@ -50,7 +50,7 @@ export interface OwnConnection extends SqliteExecutor {
 export function ownConnection(open: () => Promise<SyncSqlite | undefined>): OwnConnection {
   let statements = 0;
   let closed = false;
-  const prepared = new Map<string, SyncStatement>();
+  let prepared = new Map<string, SyncStatement>();
   let opening: Promise<SyncSqlite | undefined> | undefined;
   const connection = () => {
     opening ??= open().then((db) => {
@@ -64,7 +64,23 @@ export function ownConnection(open: () => Promise<SyncSqlite | undefined>): OwnC
     });
     return opening;
   };
-  const statement = async (sql: string) => {
+  /**
+   * Closes the connection after a failed statement; the next statement opens another.
+   * libSQL does not reset a statement that failed (SQLITE_BUSY, say): the connection then
+   * stays inside the statement's implicit transaction, its next writes hold the write lock
+   * and never commit. Closing it is the one repair that holds for every driver.
+   */
+  const discard = async () => {
+    const db = await opening?.catch(() => undefined);
+    opening = undefined;
+    prepared = new Map();
+    try {
+      db?.close();
+    } catch {
+      // Already closed.
+    }
+  };
+  const run = async <T>(sql: string, work: (s: SyncStatement) => T): Promise<T> => {
     if (closed) throw new Error("[edgecache] [capture] the capture connection is closed");
     const db = await connection();
     if (!db) throw new Error("[edgecache] [capture] the database has no file to follow");
@@ -73,7 +89,13 @@ export function ownConnection(open: () => Promise<SyncSqlite | undefined>): OwnC
       s = db.prepare(sql);
       prepared.set(sql, s);
     }
-    return s;
+    statements++;
+    try {
+      return work(s);
+    } catch (err) {
+      await discard();
+      throw err;
+    }
   };
   return {
     get statements() {
@@ -82,28 +104,14 @@ export function ownConnection(open: () => Promise<SyncSqlite | undefined>): OwnC
     async available() {
       return (await connection()) !== undefined;
     },
-    async all(sql, params) {
-      const s = await statement(sql);
-      statements++;
-      return s.all(...params) as Record<string, unknown>[];
-    },
-    async run(sql, params) {
-      const s = await statement(sql);
-      statements++;
-      return Number(s.run(...params).changes);
-    },
+    all: (sql, params) => run(sql, (s) => s.all(...params) as Record<string, unknown>[]),
+    run: (sql, params) => run(sql, (s) => Number(s.run(...params).changes)),
     async write(sql, params) {
-      const s = await statement(sql);
-      await whenNotBusy(() => {
-        statements++;
-        return s.run(...params);
-      }, WRITE_WAIT_MS);
+      await whenNotBusy(() => run(sql, (s) => s.run(...params)), WRITE_WAIT_MS);
     },
     async close() {
       closed = true;
-      prepared.clear();
-      const db = await opening?.catch(() => undefined);
-      db?.close();
+      await discard();
     },
   };
 }

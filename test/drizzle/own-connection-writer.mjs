@@ -2,8 +2,7 @@
 // killed, printing each acknowledged id.
 import { createClient } from "@libsql/client";
 
-const client = createClient({ url: `file:${process.argv[2]}` });
-await client.execute("PRAGMA busy_timeout = 5000");
+const client = createClient({ url: `file:${process.argv[2]}`, timeout: 5000 });
 for (let id = 100_000; ; id++) {
   try {
     await client.execute({
