@@ -117,11 +117,6 @@ const IDLE_MS = 1000;
 const INSTALL_POLL_MS = 100;
 /** How long it waits for a wake-up before it looks anyway, ms. */
 const POLL_MS = 250;
-/**
- * How long it waits for a wake-up before it reads anyway while someone `settle`s: the
- * answers of many callers share one read of the table instead of one each.
- */
-const SETTLE_MS = 25;
 /** Capture lags kept for the percentiles. */
 const LAG_SAMPLES = 4096;
 /**
@@ -144,12 +139,6 @@ export interface CaptureFollower {
    * the caller then invalidates by other means. Wakes the follower, so it costs one read.
    */
   sync(): Promise<boolean>;
-  /**
-   * As `sync`, without asking for a read of its own: resolves with the next read that drains
-   * the table (within SETTLE_MS while anyone settles), shared by every caller meanwhile. For
-   * questions that may wait a little, asked often (whether a load was exact).
-   */
-  settle(): Promise<boolean>;
   /**
    * Whether this change (its `seq` and `at`, as the feed reads them) was applied here: its
    * record is in the log, though its row may still wait to be deleted.
@@ -188,9 +177,7 @@ export function followCapture(
   // sync(): reads started so far, and the callers waiting for a read numbered at least theirs
   // to find the table drained.
   let reads = 0;
-  let waiters: { from: number; done: (ok: boolean) => void; soft?: boolean }[] = [];
-  // Whether a waiter asked for a read of its own (sync), not only the next one (settle).
-  const urgent = () => waiters.some((w) => !w.soft);
+  let waiters: { from: number; done: (ok: boolean) => void }[] = [];
   const drained = (read: number) => {
     const still = [];
     for (const w of waiters) {
@@ -335,8 +322,8 @@ export function followCapture(
         if (state !== "busy") markCaughtUp();
         if (state === "idle") await sleep(installed ? IDLE_MS : INSTALL_POLL_MS);
         else if (state === "busy" && !(await feed.lead())) await sleep(POLL_MS);
-        else if (state === "empty" && !urgent()) {
-          await feed.wait(waiters.length > 0 ? SETTLE_MS : POLL_MS, nudge.signal);
+        else if (state === "empty" && waiters.length === 0) {
+          await feed.wait(POLL_MS, nudge.signal);
           if (nudge.signal.aborted) nudge = new AbortController();
         }
       } catch (error) {
@@ -365,12 +352,7 @@ export function followCapture(
         wake?.();
       });
     },
-    settle() {
-      if (stopped || !installed || !leading) return Promise.resolve(false);
-      return new Promise<boolean>((done) => {
-        waiters.push({ from: reads + 1, done, soft: true });
-      });
-    },
+
     stats() {
       const sorted = [...lags].sort((a, b) => a - b);
       const at = (q: number) =>

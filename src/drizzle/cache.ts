@@ -282,8 +282,9 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
         },
         since,
         // The select's answer does not wait for the shared tiers nor for the log's word on
-        // whether the load was exact (with capture: the follower's next read of the table).
-        { later: true },
+        // whether the load was exact (with capture, a look at the change table), which
+        // only a result that may be patched needs: others are never asked.
+        { later: true, ...(meta === undefined && { exact: false }) },
       );
       if (!stored) {
         this.#stats.counts.fenced++;

@@ -123,12 +123,6 @@ interface CaptureDriver {
     tables?: readonly string[],
     applied?: (installation: string, change: { seq: number; at: number }) => boolean,
   ) => Promise<boolean>;
-  /**
-   * With `pendingInOrder`: whether a change waits is answered by the followers' next read
-   * (`settle`), shared by every load meanwhile, not by a query of its own per load. Only
-   * where the followers read the table often enough (SQLite: they watch data_version).
-   */
-  settles?: boolean;
   /** Statements run on a connection of the driver's own (SQLite: see ownConnection). */
   statements?(): number;
   /** Closes what the driver opened itself. */
@@ -284,26 +278,12 @@ export class DrizzleCapture {
         return false;
       },
       pending: (tables) =>
-        this.#driver.settles
-          ? this.#unsettled(tables)
-          : pending(tables, (id, change) => {
-              const follower = this.#followers.get(id)?.follower;
-              return follower?.applied?.(change) === true;
-            }),
+        pending(tables, (id, change) => {
+          const follower = this.#followers.get(id)?.follower;
+          return follower?.applied?.(change) === true;
+        }),
       ordered: true,
     };
-  }
-
-  /**
-   * Whether a change to `tables` (any, when undefined) may wait unapplied: false once each
-   * follower of them has drained its table with a read begun after the call.
-   */
-  async #unsettled(tables?: readonly string[]): Promise<boolean> {
-    const followers = [...this.#followers.values()].filter(
-      (f) => tables === undefined || tables.some((t) => f.tables.has(t)),
-    );
-    const settled = await Promise.all(followers.map((f) => f.follower.settle()));
-    return !settled.every(Boolean);
   }
 
   /**
@@ -516,7 +496,6 @@ function sqliteDriver(exec: OwnConnection): CaptureDriver {
     // A database in memory has no second connection: nothing else can write it either.
     installations: async () => ((await exec.available()) ? catalog.installations() : []),
     pendingInOrder: (tables) => sqliteChangesPending(exec, tables),
-    settles: true,
     statements: () => exec.statements,
     close: () => exec.close(),
   };
@@ -605,7 +584,6 @@ function drainedFollower(log: CaptureDrainingLog): CaptureFollower {
     },
     caughtUp: first.then(() => {}),
     sync,
-    settle: sync,
     stats: () => ({
       applied: counts?.applied ?? 0,
       lagP50: counts?.lagP50,
