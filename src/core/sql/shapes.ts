@@ -4,7 +4,34 @@ import { matches } from "../deps/predicate.ts";
 import { memoize } from "../memo.ts";
 import type { ListFilter, SortKey } from "../query.ts";
 import { canonicalInstant } from "./forms.ts";
-import { parseSql, type SqlDialect } from "./parse.ts";
+import { parseSql } from "./parse.ts";
+import {
+  binaryCollation,
+  columnOf,
+  Fallback,
+  identifier,
+  isNode,
+  mentions,
+  type Node,
+  operand,
+  plain,
+  predicate,
+  qualified,
+  resultColumns,
+  type Scope,
+  split,
+  TRUE,
+} from "./predicates.ts";
+import {
+  MAX_ROW_TAGS,
+  NO_LIMIT,
+  type ShapeJoin,
+  type ShapeLists,
+  type SqlDialect,
+  type SqlSchema,
+  type SqlShape,
+  type WideningReason,
+} from "./shape-types.ts";
 
 /**
  * What a SQL select depends on, from its text, its parameters and what is known of the
@@ -19,155 +46,7 @@ import { parseSql, type SqlDialect } from "./parse.ts";
  * invalidates); what cannot be analysed at all is registered on its tables.
  */
 
-export type { SqlDialect };
-
-/** How a column's values compare in the planner: only these two are compared in memory. */
-/**
- * How the planner compares a column's values:
- * - "text" by code point, "number" as numbers;
- * - "float": PostgreSQL's double precision, as numbers, but NaN and the infinities are not
- *   followed (PostgreSQL sorts NaN above every number; capture records them as text): a
- *   result holding one has no window, a change carrying one changes its table as a whole;
- * - "instant": a PostgreSQL timestamp, ordered by its canonical form (see forms.ts),
- *   never compared with a query's value;
- * - "other": neither compared nor ordered by.
- * "float" and "instant" only where the cache's captured changes are put in the same form
- * (the query caches' own capture, see DrizzleCapture).
- */
-export type SqlColumnKind = "text" | "number" | "float" | "instant" | "other";
-
-/** What is known of one table. */
-export interface SqlTable {
-  /** Its single-column primary key; without one the table is registered at table level. */
-  primaryKey?: string;
-  /**
-   * Its columns' kinds, by column name. A column not listed is "other": conditions on it
-   * and orders by it are not evaluated (only equality on the primary key is).
-   */
-  columns?: Readonly<Record<string, SqlColumnKind>>;
-}
-
-/** What is known of a table, by name (`schema.table`, or the bare name). */
-export type SqlSchema = (table: string) => SqlTable | undefined;
-
-/** Why a select is registered at table level. */
-export type FallbackReason =
-  | "parse"
-  | "not-select"
-  | "statements"
-  | "set-operation"
-  | "cte"
-  | "subquery"
-  | "join"
-  | "aggregate"
-  | "group-by"
-  | "distinct"
-  | "window-function"
-  | "unknown-table"
-  | "no-primary-key"
-  | "disjuncts";
-
-/** Why a registration is coarser than the query (still exact about what it registers). */
-export type WideningReason =
-  /** A condition the planner does not evaluate (a function, NOT, BETWEEN, a cast...): taken as TRUE. */
-  | "expression"
-  /** A condition on a column of a kind it does not compare, or a value of another type. */
-  | "type"
-  /** A collation other than the binary one (PostgreSQL text ranges and orders need COLLATE "C"). */
-  | "collation"
-  /** A LIKE pattern read as a wider prefix (SQLite's LIKE ignores ASCII case). */
-  | "like"
-  /** An order the planner cannot reproduce, or a LIMIT without one: the window is dropped. */
-  | "order"
-  /**
-   * A join whose other table the planner does not evaluate against a row: a condition or
-   * an order on it taken as TRUE on this side, the other side's lists without a window,
-   * or the other table at table level (see `ShapeJoin`).
-   */
-  | "join";
-
-/** The lists of an analysed select, before its result is known. */
-export interface ShapeLists {
-  table: string;
-  primaryKey: string;
-  /** Each result column's table column, by position (undefined for an expression or another table's). */
-  columns: (string | undefined)[];
-  /** Each result column's name in a row read by name (its alias or its column's name). */
-  names: (string | undefined)[];
-  /** Primary-key values looked up: their rows' tags stand for the disjuncts naming them. */
-  rowIds: (string | number)[];
-  /**
-   * Each lookup tests the primary key alone (`id = ?`, `id IN (...)`): no other condition
-   * of its disjunct was dropped with it (`id = ? AND deleted = 0` is not alone). The row
-   * tags do not need it; a patch of the result does.
-   */
-  lookupsAlone: boolean;
-  /** The other disjuncts, each an AND of filters: one list each, same window. */
-  disjuncts: ListFilter[][];
-  sort: SortKey[];
-  /** Whether the result's order is the planner's: only then does the window count. */
-  ordered: boolean;
-  offset: number;
-  limit: number;
-  /** Columns of the table that are instants: their values are compared in canonical form. */
-  instants?: string[];
-  /** The second table of a join along a key. */
-  join?: ShapeJoin;
-}
-
-/**
- * The joined table of a select over two tables joined on `joined.column = base.from`, one
- * of them a primary key (see `joinOf`): which of its rows the result reads, named by the
- * base's key values in the result (`from`) and by `ids` (a lookup's keys).
- */
-export interface ShapeJoin {
-  table: string;
-  primaryKey: string;
-  /** "parent": `column` is its primary key (row tags); "children": a foreign key (lists on its value). */
-  kind: "parent" | "children";
-  column: string;
-  /** The base table's column whose values in the result name the joined rows. */
-  from: string;
-  /** Values of `from` known from the query (a children join of looked-up base rows). */
-  ids: (string | number)[];
-  /** Each result column's column of this table, by position. */
-  columns: (string | undefined)[];
-  /** An inner join: `column` in the result holds `from`'s value too. */
-  inner: boolean;
-  /** Rows that may change the result beyond the linked ones: lookups and lists without a window. */
-  reach?: { rowIds: (string | number)[]; disjuncts: ListFilter[][] };
-  /** Registered at table level: the links cannot be followed. */
-  whole?: boolean;
-}
-
-export interface SqlShape {
-  /** The tables read (`schema.table` or the bare name). */
-  tables: string[];
-  /** Set when registered on its tables only. */
-  fallback?: FallbackReason;
-  /** Why the lists are wider than the query; empty when exact. */
-  widened: WideningReason[];
-  lists?: ShapeLists;
-}
-
-/** A list without LIMIT: its window holds every row past the offset. */
-export const NO_LIMIT = Number.MAX_SAFE_INTEGER;
-/** Disjuncts past this many (after AND distributes over OR) fall back to the table. */
-export const MAX_DISJUNCTS = 32;
-/** Results with more rows register no row tags of their own (their lists cover them). */
-export const MAX_ROW_TAGS = 256;
-/** SQLite LIKE prefixes keep at most this many ASCII letters (2^n case variants). */
-const LIKE_LETTERS = 3;
-
-// node-sql-parser's AST, read as plain data.
-type Node = Record<string, unknown>;
-const isNode = (v: unknown): v is Node => typeof v === "object" && v !== null && !Array.isArray(v);
-
-class Fallback extends Error {
-  constructor(readonly reason: FallbackReason) {
-    super(reason);
-  }
-}
+export * from "./shape-types.ts";
 
 const parsers = {
   sqlite: memoize((sql) => tryParse(sql, "sqlite"), { size: 2000, maxLength: 8192 }),
@@ -237,13 +116,6 @@ function tablesIn(ast: unknown): string[] {
   };
   walk(ast);
   return [...found].filter((t) => !ctes.has(t));
-}
-
-function qualified(from: Node): string {
-  const db =
-    typeof from.db === "string" ? from.db : typeof from.schema === "string" ? from.schema : null;
-  const table = from.table as string;
-  return db && db !== "public" && db !== "main" ? `${db}.${table}` : table;
 }
 
 function analyse(
@@ -341,26 +213,6 @@ function scopeOf(
   };
 }
 
-/** A predicate's primary-key lookups, and its other disjuncts (each an AND of filters). */
-function split(where: Dnf): {
-  rowIds: (string | number)[];
-  disjuncts: ListFilter[][];
-  lookupsAlone: boolean;
-} {
-  const rowIds: (string | number)[] = [];
-  const disjuncts: ListFilter[][] = [];
-  let lookupsAlone = true;
-  for (const conj of where) {
-    const ids = conj.find((a): a is PkIn => a.op === "pkIn");
-    if (!ids) disjuncts.push(conj as ListFilter[]);
-    else {
-      rowIds.push(...ids.values);
-      if (conj.length > 1) lookupsAlone = false;
-    }
-  }
-  return { rowIds, disjuncts, lookupsAlone };
-}
-
 const JOINS = new Set(["INNER JOIN", "JOIN", "LEFT JOIN", "LEFT OUTER JOIN"]);
 
 /**
@@ -451,16 +303,6 @@ function joinOf(from: Node, select: Node, base: ShapeLists, b: Scope, j: Scope):
   return exact && readable ? link : whole(link);
 }
 
-/** Whether `expr` may read a column of the table called `names`: named by them, or unqualified. */
-function mentions(expr: unknown, names: ReadonlySet<string>): boolean {
-  if (Array.isArray(expr)) return expr.some((x) => mentions(x, names));
-  if (!isNode(expr)) return false;
-  if (expr.type === "column_ref") {
-    return expr.table === null || expr.table === undefined || names.has(String(expr.table));
-  }
-  return Object.values(expr).some((x) => mentions(x, names));
-}
-
 /** Each result column's name in a row read by name: its alias, or its column's name. */
 function outputNames(columns: unknown): (string | undefined)[] {
   if (!Array.isArray(columns)) return [];
@@ -488,279 +330,6 @@ function scan(parts: unknown[]): void {
     for (const x of Object.values(v)) walk(x);
   };
   walk(parts);
-}
-
-interface Scope {
-  table: string;
-  names: Set<string>;
-  /** In a join, the other table's names: its columns are not this table's. */
-  others?: Set<string>;
-  primaryKey: string;
-  kinds: Readonly<Record<string, SqlColumnKind>>;
-  params: readonly unknown[];
-  dialect: SqlDialect;
-  widened: Set<WideningReason>;
-}
-
-/** An internal atom: the primary key in a set of values (`=` or `IN`). */
-interface PkIn {
-  op: "pkIn";
-  values: (string | number)[];
-}
-type Atom = ListFilter | PkIn;
-/** A predicate in disjunctive normal form: OR of ANDs. `[]` is FALSE, `[[]]` TRUE. */
-type Dnf = Atom[][];
-const TRUE: Dnf = [[]];
-const FALSE: Dnf = [];
-
-function or(a: Dnf, b: Dnf): Dnf {
-  if (a.some((c) => c.length === 0) || b.some((c) => c.length === 0)) return TRUE;
-  const out = [...a, ...b];
-  if (out.length > MAX_DISJUNCTS) throw new Fallback("disjuncts");
-  return out;
-}
-
-function and(a: Dnf, b: Dnf): Dnf {
-  const out: Dnf = [];
-  for (const x of a) {
-    for (const y of b) {
-      out.push([...x, ...y]);
-      if (out.length > MAX_DISJUNCTS) throw new Fallback("disjuncts");
-    }
-  }
-  return out.some((c) => c.length === 0) ? TRUE : out;
-}
-
-/** Widens: this condition is taken as TRUE. */
-function widen(scope: Scope, reason: WideningReason): Dnf {
-  scope.widened.add(reason);
-  return TRUE;
-}
-
-const FLIP: Record<string, string> = { "<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=" };
-const COMPARE: Record<string, "eq" | "lt" | "lte" | "gt" | "gte"> = {
-  "=": "eq",
-  "<": "lt",
-  "<=": "lte",
-  ">": "gt",
-  ">=": "gte",
-};
-
-function predicate(expr: unknown, scope: Scope): Dnf {
-  if (!isNode(expr)) return widen(scope, "expression");
-  if (expr.type !== "binary_expr") return widen(scope, "expression");
-  const op = String(expr.operator).toUpperCase().replace(/\s+/g, "");
-  if (op === "AND") return and(predicate(expr.left, scope), predicate(expr.right, scope));
-  if (op === "OR") return or(predicate(expr.left, scope), predicate(expr.right, scope));
-  let column = columnOf(expr.left, scope);
-  let other = expr.right;
-  let cmp = op;
-  if (column === undefined && op in FLIP) {
-    column = columnOf(expr.right, scope);
-    other = expr.left;
-    cmp = FLIP[op]!;
-  }
-  if (column === undefined) {
-    return widen(scope, scope.others && mentions(expr, scope.others) ? "join" : "expression");
-  }
-  if (op === "IS" || op === "ISNOT") {
-    if (!isNode(other) || other.type !== "null") return widen(scope, "expression");
-    return [[{ column: column.name, op: op === "IS" ? "null" : "notNull" }]];
-  }
-  if (op === "IN") {
-    if (!isNode(other) || other.type !== "expr_list" || !Array.isArray(other.value)) {
-      return widen(scope, "expression");
-    }
-    if (column.name === scope.primaryKey) {
-      // One atom however long the list (dataloader-style lookups): its rows' tags.
-      const values: (string | number)[] = [];
-      for (const v of other.value) {
-        const value = plain(operand(v, scope));
-        if (value === null || value === undefined) continue;
-        if (typeof value !== "number" && typeof value !== "string") return widen(scope, "type");
-        values.push(value);
-      }
-      return values.length === 0 ? FALSE : [[{ op: "pkIn", values }]];
-    }
-    let out: Dnf = FALSE;
-    for (const v of other.value) out = or(out, compare(column, "=", v, scope));
-    return out;
-  }
-  if (op === "LIKE") return like(column, other, expr, scope);
-  if (cmp in COMPARE) return compare(column, cmp, other, scope);
-  return widen(scope, "expression");
-}
-
-interface ColumnRef {
-  name: string;
-  collate: string | undefined;
-}
-
-/** A column of the scope's table (`"users"."id"`, `"id"`), or undefined. */
-function columnOf(v: unknown, scope: Scope): ColumnRef | undefined {
-  if (!isNode(v)) return undefined;
-  if (v.type === "column_ref") {
-    const qualifier = v.table === null || v.table === undefined ? undefined : String(v.table);
-    // In a join, an unqualified column may be either table's: neither claims it.
-    if (qualifier === undefined ? scope.others !== undefined : !scope.names.has(qualifier)) {
-      return undefined;
-    }
-    const name = identifier(v.column);
-    if (name === undefined || name === "*") return undefined;
-    return { name, collate: collationOf(v.collate) };
-  }
-  return undefined;
-}
-
-function identifier(v: unknown): string | undefined {
-  if (typeof v === "string") return v;
-  if (isNode(v) && isNode(v.expr) && typeof v.expr.value === "string") return v.expr.value;
-  return undefined;
-}
-
-function collationOf(v: unknown): string | undefined {
-  if (!isNode(v)) return undefined;
-  const c = isNode(v.collate) ? v.collate : v;
-  const name = isNode(c.name) ? c.name.value : c.name;
-  return typeof name === "string" ? name : typeof c.value === "string" ? c.value : "?";
-}
-
-/** Whether text compares by code point under this collation (what the planner does). */
-function binaryCollation(scope: Scope, collate: string | undefined): boolean {
-  if (scope.dialect === "sqlite")
-    return collate === undefined || collate.toUpperCase() === "BINARY";
-  return collate === "C" || collate === "POSIX";
-}
-
-const NO_VALUE = Symbol("no value");
-
-/** A literal or a bound parameter's value; NO_VALUE for anything else. */
-function operand(v: unknown, scope: Scope): unknown {
-  if (!isNode(v)) return NO_VALUE;
-  switch (v.type) {
-    case "param": {
-      const m = /^p(\d+)$/.exec(String(v.value));
-      return m ? param(scope, Number(m[1])) : NO_VALUE;
-    }
-    case "var":
-      return v.prefix === "$" && typeof v.name === "number" ? param(scope, v.name) : NO_VALUE;
-    case "number":
-      return typeof v.value === "number" && Number.isFinite(v.value) ? v.value : NO_VALUE;
-    case "single_quote_string":
-      // Quotes and backslashes are read differently by the grammars: left alone.
-      return typeof v.value === "string" && !/['\\]/.test(v.value) ? v.value : NO_VALUE;
-    case "null":
-      return null;
-    default:
-      return NO_VALUE;
-  }
-}
-
-function param(scope: Scope, n: number): unknown {
-  return n >= 1 && n <= scope.params.length ? scope.params[n - 1] : NO_VALUE;
-}
-
-/** A number from a bigint that fits, else the value itself. */
-function plain(v: unknown): unknown {
-  if (typeof v === "bigint") {
-    const n = Number(v);
-    return Number.isSafeInteger(n) ? n : v;
-  }
-  return v;
-}
-
-function compare(column: ColumnRef, cmp: string, other: unknown, scope: Scope): Dnf {
-  const raw = operand(other, scope);
-  if (raw === NO_VALUE) return widen(scope, "expression");
-  // A comparison with NULL is never true.
-  if (raw === null || raw === undefined) return FALSE;
-  const value = plain(raw);
-  if (column.name === scope.primaryKey && cmp === "=") {
-    // Looked up by row tag, which reads "5" and 5 alike, as both databases compare them.
-    if (typeof value === "number" || typeof value === "string") {
-      return [[{ op: "pkIn", values: [value] }]];
-    }
-    return widen(scope, "type");
-  }
-  const kind = scope.kinds[column.name] ?? "other";
-  const op = COMPARE[cmp]!;
-  if (kind === "number" || kind === "float") {
-    // SQLite would convert text to a number here (affinity): not followed.
-    if (typeof value !== "number" || !Number.isFinite(value)) return widen(scope, "type");
-    return [[{ column: column.name, op, value }]];
-  }
-  if (kind === "text") {
-    // SQLite would compare a number as text here (affinity): not followed.
-    if (typeof value !== "string") return widen(scope, "type");
-    // Equality is by bytes under the default (deterministic) collations; order is not.
-    const ok =
-      op === "eq"
-        ? column.collate === undefined || binaryCollation(scope, column.collate)
-        : binaryCollation(scope, column.collate);
-    if (!ok) return widen(scope, "collation");
-    return [[{ column: column.name, op, value }]];
-  }
-  return widen(scope, "type");
-}
-
-/**
- * `column LIKE pattern` as prefix filters that match at least the same rows: the pattern's
- * literal start up to its first wildcard (`%`, `_`, and PostgreSQL's escape `\`). SQLite's
- * LIKE ignores ASCII case, so there it becomes one prefix per case variant of at most
- * `LIKE_LETTERS` letters (the prefix is cut before the next letter).
- */
-function like(column: ColumnRef, other: unknown, expr: Node, scope: Scope): Dnf {
-  if (expr.escape) return widen(scope, "expression");
-  const pattern = plain(operand(other, scope));
-  if (pattern === null || pattern === undefined) return FALSE;
-  if (typeof pattern !== "string" || scope.kinds[column.name] !== "text") {
-    return widen(scope, pattern === NO_VALUE ? "expression" : "type");
-  }
-  let prefix = "";
-  for (const ch of pattern) {
-    if (ch === "%" || ch === "_" || (scope.dialect === "postgres" && ch === "\\")) break;
-    prefix += ch;
-  }
-  // Exact only for `prefix%`; anything else matches fewer rows than the prefix does.
-  const exact = pattern === `${prefix}%`;
-  if (scope.dialect === "postgres") {
-    if (prefix === "") return widen(scope, "like");
-    if (!exact) scope.widened.add("like");
-    return [[{ column: column.name, op: "prefix", value: prefix }]];
-  }
-  let letters = 0;
-  let cut = prefix.length;
-  for (let i = 0; i < prefix.length; i++) {
-    if (/[A-Za-z]/.test(prefix[i]!) && ++letters > LIKE_LETTERS) {
-      cut = i;
-      break;
-    }
-  }
-  if (!exact || cut < prefix.length) scope.widened.add("like");
-  prefix = prefix.slice(0, cut);
-  if (prefix === "") return widen(scope, "like");
-  let variants = [""];
-  for (const ch of prefix) {
-    const lower = ch.toLowerCase();
-    const upper = ch.toUpperCase();
-    variants =
-      /[A-Za-z]/.test(ch) && lower !== upper
-        ? variants.flatMap((v) => [v + lower, v + upper])
-        : variants.map((v) => v + ch);
-  }
-  return variants.map((v) => [{ column: column.name, op: "prefix", value: v }]);
-}
-
-function resultColumns(columns: unknown, scope: Scope): (string | undefined)[] {
-  if (!Array.isArray(columns)) return [];
-  return columns.map((c) => {
-    const expr = isNode(c) ? c.expr : undefined;
-    if (isNode(expr) && expr.type === "double_quote_string" && typeof expr.value === "string") {
-      // SQLite's grammar reads a lone "id" as a string that may be a column (not in a join)
-      return scope.others ? undefined : expr.value;
-    }
-    return columnOf(expr, scope)?.name;
-  });
 }
 
 /**
