@@ -54,6 +54,14 @@ export function split(where: Dnf): {
   return { rowIds, disjuncts, lookupsAlone };
 }
 
+/** Whether `v` holds a subquery anywhere (node-sql-parser wraps one as `{ ast }`). */
+export function hasSubquery(v: unknown): boolean {
+  if (Array.isArray(v)) return v.some(hasSubquery);
+  if (!isNode(v)) return false;
+  if (v.type === "select" || isNode(v.ast)) return true;
+  return Object.values(v).some(hasSubquery);
+}
+
 /** Whether `expr` may read a column of the table called `names`: named by them, or unqualified. */
 export function mentions(expr: unknown, names: ReadonlySet<string>): boolean {
   if (Array.isArray(expr)) return expr.some((x) => mentions(x, names));
@@ -69,11 +77,14 @@ export interface Scope {
   names: Set<string>;
   /** In a join, the other table's names: its columns are not this table's. */
   others?: Set<string>;
-  primaryKey: string;
+  /** Its single-column primary key (lookups by it are row tags); a subquery's table may have none. */
+  primaryKey: string | undefined;
   kinds: Readonly<Record<string, SqlColumnKind>>;
   params: readonly unknown[];
   dialect: SqlDialect;
   widened: Set<WideningReason>;
+  /** A table of a subquery: a comparison with another table's column is a correlation. */
+  inSubquery?: boolean;
 }
 
 /** An internal atom: the primary key in a set of values (`=` or `IN`). */
@@ -122,10 +133,16 @@ const COMPARE: Record<string, "eq" | "lt" | "lte" | "gt" | "gte"> = {
 
 export function predicate(expr: unknown, scope: Scope): Dnf {
   if (!isNode(expr)) return widen(scope, "expression");
-  if (expr.type !== "binary_expr") return widen(scope, "expression");
   const op = String(expr.operator).toUpperCase().replace(/\s+/g, "");
-  if (op === "AND") return and(predicate(expr.left, scope), predicate(expr.right, scope));
-  if (op === "OR") return or(predicate(expr.left, scope), predicate(expr.right, scope));
+  if (expr.type === "binary_expr" && op === "AND") {
+    return and(predicate(expr.left, scope), predicate(expr.right, scope));
+  }
+  if (expr.type === "binary_expr" && op === "OR") {
+    return or(predicate(expr.left, scope), predicate(expr.right, scope));
+  }
+  // `IN (select ...)`, `EXISTS (...)`: its tables are registered by the subquery's analysis.
+  if (hasSubquery(expr)) return widen(scope, "subquery");
+  if (expr.type !== "binary_expr") return widen(scope, "expression");
   let column = columnOf(expr.left, scope);
   let other = expr.right;
   let cmp = op;
@@ -136,6 +153,10 @@ export function predicate(expr: unknown, scope: Scope): Dnf {
   }
   if (column === undefined) {
     return widen(scope, scope.others && mentions(expr, scope.others) ? "join" : "expression");
+  }
+  // `c.article_id = articles.id` in a subquery: a correlation, followed by its link if any.
+  if (scope.inSubquery && isNode(other) && other.type === "column_ref") {
+    return widen(scope, "subquery");
   }
   if (op === "IS" || op === "ISNOT") {
     if (!isNode(other) || other.type !== "null") return widen(scope, "expression");

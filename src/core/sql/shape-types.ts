@@ -68,7 +68,16 @@ export type WideningReason =
    * an order on it taken as TRUE on this side, the other side's lists without a window,
    * or the other table at table level (see `ShapeJoin`).
    */
-  | "join";
+  | "join"
+  /**
+   * A subquery: a condition on it (`IN (select ...)`, `EXISTS`) taken as TRUE, its tables
+   * registered by their own conditions (references to the outer query taken as TRUE), or
+   * one of them at table level (see `ShapeSubquery`).
+   */
+  | "subquery";
+
+/** Why one table of an analysed select is registered at table level while the others are not. */
+export type TableReason = "join" | "unknown-table" | "subquery";
 
 /** The lists of an analysed select, before its result is known. */
 export interface ShapeLists {
@@ -95,23 +104,35 @@ export interface ShapeLists {
   limit: number;
   /** Columns of the table that are instants: their values are compared in canonical form. */
   instants?: string[];
-  /** The second table of a join along a key. */
-  join?: ShapeJoin;
+  /**
+   * How result rows stand for the base's rows: one each (unset); "key", GROUP BY its primary
+   * key (one row per base row, aggregates over its joined children); "aggregate", one row
+   * over every matching row (aggregates without GROUP BY: no window, no row read back).
+   */
+  grouping?: "key" | "aggregate";
+  /** The other tables of the FROM clause, each joined along a key to one before it. */
+  joins?: ShapeJoin[];
+  /** The tables read by subqueries, at any depth. */
+  subqueries?: ShapeSubquery[];
 }
 
 /**
- * The joined table of a select over two tables joined on `joined.column = base.from`, one
- * of them a primary key (see `joinOf`): which of its rows the result reads, named by the
- * base's key values in the result (`from`) and by `ids` (a lookup's keys).
+ * A joined table of a select, joined on `joined.column = anchor.from` where the anchor is
+ * the base or a parent joined before it, one of the two columns a primary key (see
+ * `joinsOf`): which of its rows the result reads, named by the anchor's values in the
+ * result (`from`) and by `ids` (a lookup's keys).
  */
 export interface ShapeJoin {
   table: string;
-  primaryKey: string;
+  /** Its primary key; a table without one is followed only as children. */
+  primaryKey?: string;
   /** "parent": `column` is its primary key (row tags); "children": a foreign key (lists on its value). */
   kind: "parent" | "children";
   column: string;
-  /** The base table's column whose values in the result name the joined rows. */
+  /** The anchor's column whose values in the result name the joined rows. */
   from: string;
+  /** The anchor: the join of this index (a parent), or the base when unset. */
+  anchor?: number;
   /** Values of `from` known from the query (a children join of looked-up base rows). */
   ids: (string | number)[];
   /** Each result column's column of this table, by position. */
@@ -120,8 +141,33 @@ export interface ShapeJoin {
   inner: boolean;
   /** Rows that may change the result beyond the linked ones: lookups and lists without a window. */
   reach?: { rowIds: (string | number)[]; disjuncts: ListFilter[][] };
-  /** Registered at table level: the links cannot be followed. */
-  whole?: boolean;
+  /** Registered at table level, and why: the links cannot be followed. */
+  whole?: TableReason;
+}
+
+/**
+ * A table read by a subquery (one entry per occurrence). In the select list ("select") the
+ * subquery only computes a value of each result row: with a `link` (its WHERE holds
+ * `column = outer.from` as a conjunct, the outer column readable from the result) it reads
+ * only rows whose `column` is one of the result's values of `from`. In WHERE ("where") it
+ * decides which rows are in the result: any row its own conditions admit may change it.
+ */
+export interface ShapeSubquery {
+  table: string;
+  in: "select" | "where";
+  /** Its own conditions (references to other tables taken as TRUE): lookups and disjuncts. */
+  rowIds: (string | number)[];
+  disjuncts: ListFilter[][];
+  link?: {
+    column: string;
+    from: string;
+    /** The outer table whose column `from` is: the join of this index, or the base when unset. */
+    anchor?: number;
+  };
+  /** Why its own conditions are wider than the subquery's. */
+  widened: WideningReason[];
+  /** Registered at table level, and why. */
+  whole?: TableReason;
 }
 
 export interface SqlShape {

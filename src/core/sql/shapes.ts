@@ -1,9 +1,9 @@
 import type { ListDependency } from "../deps/planner.ts";
 import { rowTag, tableTag } from "../deps/planner.ts";
-import { matches } from "../deps/predicate.ts";
 import { memoize } from "../memo.ts";
-import type { ListFilter, SortKey } from "../query.ts";
+import type { SortKey } from "../query.ts";
 import { canonicalInstant } from "./forms.ts";
+import { joinRegistration, joinsOf } from "./joins.ts";
 import { parseSql } from "./parse.ts";
 import {
   binaryCollation,
@@ -11,7 +11,6 @@ import {
   Fallback,
   identifier,
   isNode,
-  mentions,
   type Node,
   operand,
   plain,
@@ -22,6 +21,7 @@ import {
   split,
   TRUE,
 } from "./predicates.ts";
+import { reader, wholeTable } from "./rows.ts";
 import {
   MAX_ROW_TAGS,
   NO_LIMIT,
@@ -32,6 +32,7 @@ import {
   type SqlShape,
   type WideningReason,
 } from "./shape-types.ts";
+import { readsOuter, subqueriesOf, subqueryRegistration } from "./subqueries.ts";
 
 /**
  * What a SQL select depends on, from its text, its parameters and what is known of the
@@ -46,6 +47,7 @@ import {
  * invalidates); what cannot be analysed at all is registered on its tables.
  */
 
+export { resultRows, wholeTable } from "./rows.ts";
 export * from "./shape-types.ts";
 
 const parsers = {
@@ -130,177 +132,169 @@ function analyse(
   if (isNode(select.distinct) ? select.distinct.type : select.distinct) {
     throw new Fallback("distinct");
   }
-  const groupBy = select.groupby;
-  if (
-    (Array.isArray(groupBy) && groupBy.length > 0) ||
-    (isNode(groupBy) && Array.isArray(groupBy.columns) && groupBy.columns.length > 0) ||
-    select.having
-  ) {
-    throw new Fallback("group-by");
-  }
+  if (select.having) throw new Fallback("group-by");
   if (Array.isArray(select.window) && select.window.length > 0) {
     throw new Fallback("window-function");
   }
   const from = select.from;
   if (!Array.isArray(from) || from.length === 0) throw new Fallback("unknown-table");
   for (const f of from) if (isNode(f) && (f.expr || f.ast)) throw new Fallback("subquery");
-  if (from.length > 2) throw new Fallback("join");
   for (const f of from)
     if (!isNode(f) || typeof f.table !== "string") throw new Fallback("unknown-table");
-  scan([select.columns, select.where, select.orderby, select.limit]);
+  scan(select);
+  const groupBy = groupColumns(select.groupby);
+  const grouped = groupBy.length > 0;
+  // One row over every matching row: its columns name no row, its window is moot.
+  const aggregate = !grouped && hasAggregate([select.columns, select.orderby]);
 
   const widened = new Set<WideningReason>();
-  const scopes = (from as Node[]).map((f) => scopeOf(f, schema, params, dialect, widened));
-  const [base, joined] = scopes as [Scope, Scope | undefined];
-  if (joined) {
-    // A table joined to itself: one write would change both sides at once.
-    if (base.table === joined.table || [...joined.names].some((n) => base.names.has(n))) {
-      throw new Fallback("join");
+  const known = (from as Node[]).map((f) => schema(qualified(f)) !== undefined);
+  const scopes = (from as Node[]).map((f, i) => scopeOf(f, schema, params, dialect, widened, i));
+  const base = scopes[0]!;
+  if (scopes.length > 1) {
+    for (const s of scopes) {
+      const others = new Set(scopes.filter((o) => o !== s).flatMap((o) => [...o.names]));
+      // Two tables going by one name: neither's columns can be told apart.
+      if ([...s.names].some((n) => others.has(n))) throw new Fallback("join");
+      s.others = others;
     }
-    base.others = joined.names;
-    joined.others = base.names;
   }
   const names = outputNames(select.columns);
-  const columns = resultColumns(select.columns, base);
+  const columns = resultColumns(select.columns, base).map((c) => (aggregate ? undefined : c));
   const where = select.where ? predicate(select.where, base) : TRUE;
   const { rowIds, disjuncts, lookupsAlone } = split(where);
-  const { sort, ordered, reason } = orderOf(select.orderby, base);
-  const { offset, limit, known: windowKnown } = windowOf(select.limit, base);
+  const order = aggregate ? { sort: [], ordered: false } : orderOf(select.orderby, base);
+  const window = aggregate
+    ? { offset: 0, limit: NO_LIMIT, known: true }
+    : windowOf(select.limit, base);
+  const { offset, limit } = window;
+  const windowed = offset > 0 || limit < NO_LIMIT;
   // A window matters only to lists: row lookups are exact whatever the window.
-  if ((offset > 0 || limit < NO_LIMIT) && !(ordered && windowKnown) && disjuncts.length > 0) {
-    widened.add(reason ?? "order");
+  if (windowed && !(order.ordered && window.known) && disjuncts.length > 0) {
+    widened.add(order.reason ?? "order");
   }
   const lists: ShapeLists = {
     table: base.table,
-    primaryKey: base.primaryKey,
+    primaryKey: base.primaryKey!,
     columns,
     names,
     rowIds,
     lookupsAlone,
     disjuncts,
-    sort,
-    ordered: ordered && windowKnown,
+    sort: aggregate ? [{ column: base.primaryKey!, desc: false }] : order.sort,
+    ordered: order.ordered && window.known,
     offset,
     limit,
     instants: Object.keys(base.kinds).filter((c) => base.kinds[c] === "instant"),
   };
-  if (joined) lists.join = joinOf(from[1] as Node, select, lists, base, joined);
+  if (grouped) lists.grouping = "key";
+  if (aggregate) lists.grouping = "aggregate";
+  const joins =
+    scopes.length > 1
+      ? joinsOf({
+          select,
+          base: lists,
+          scopes,
+          known,
+          grouped,
+          reads: (expr, n) => readsOuter(expr, n, schema),
+        })
+      : [];
+  if (joins.length > 0) lists.joins = joins;
+  // Grouped by the base's key (and columns it decides): one result row per base row.
+  if (grouped && !groupBy.some((c) => columnOf(c, base)?.name === base.primaryKey)) {
+    throw new Fallback("group-by");
+  }
+  for (const c of groupBy) {
+    const at = scopes.findIndex((s) => columnOf(c, s) !== undefined);
+    if (at < 0 || (at > 0 && !parentChain(joins, at - 1))) throw new Fallback("group-by");
+  }
+  // A value computed per result row cannot decide which rows are in a window it may order.
+  const linkable = !aggregate && !(windowed && !lists.ordered);
+  const subqueries = subqueriesOf(select, {
+    schema,
+    params,
+    dialect,
+    outer: scopes.map((s, i) => ({
+      names: s.names,
+      ...(i > 0 && { anchor: i - 1 }),
+      linkable: linkable && (i === 0 || !grouped || parentChain(joins, i - 1)),
+    })),
+    readable: (k, column) => {
+      const read = k === 0 ? columns : joins[k - 1]!.columns;
+      return read.indexOf(column) >= 0 && read.indexOf(column) === read.lastIndexOf(column);
+    },
+  });
+  if (subqueries.length > 0) lists.subqueries = subqueries;
+  for (const q of subqueries) {
+    for (const r of q.widened) widened.add(r);
+    if (q.whole) widened.add("subquery");
+  }
   return { widened: [...widened], lists };
 }
 
-/** What is known of one table of the FROM clause, and the names its columns go by. */
+/** Whether join `k` and every anchor it hangs from are parents: one row per base row. */
+function parentChain(joins: readonly ShapeJoin[], k: number | undefined): boolean {
+  for (let at = k; at !== undefined; at = joins[at]!.anchor) {
+    if (joins[at]!.kind !== "parent") return false;
+  }
+  return true;
+}
+
+/** The GROUP BY's expressions (none without one). */
+function groupColumns(groupBy: unknown): unknown[] {
+  if (Array.isArray(groupBy)) return groupBy;
+  if (isNode(groupBy) && Array.isArray(groupBy.columns)) return groupBy.columns;
+  return [];
+}
+
+/** Aggregate functions SQLite's and PostgreSQL's grammars read as plain functions. */
+const AGGREGATES = new Set([
+  ...["count", "sum", "total", "avg", "min", "max", "group_concat", "string_agg"],
+  ...["json_group_array", "json_group_object", "jsonb_group_array", "jsonb_group_object"],
+  ...["json_agg", "jsonb_agg", "json_object_agg", "jsonb_object_agg", "array_agg"],
+  ...["bool_and", "bool_or", "every", "bit_and", "bit_or", "xmlagg"],
+]);
+
+/** Whether an aggregate is computed at this level (those of subqueries are their own). */
+function hasAggregate(v: unknown): boolean {
+  if (Array.isArray(v)) return v.some(hasAggregate);
+  if (!isNode(v) || v.type === "select" || isNode(v.ast)) return false;
+  if (v.type === "aggr_func") return true;
+  if (v.type === "function" && isNode(v.name) && Array.isArray(v.name.name)) {
+    const name = v.name.name.map((p) => (isNode(p) ? p.value : "")).join(".");
+    if (AGGREGATES.has(String(name).toLowerCase())) return true;
+  }
+  return Object.values(v).some(hasAggregate);
+}
+
+/**
+ * What is known of one table of the FROM clause, and the names its columns go by. The base
+ * needs a known primary key; a joined table the schema does not know is registered whole.
+ */
 function scopeOf(
   from: Node,
   schema: SqlSchema,
   params: readonly unknown[],
   dialect: SqlDialect,
   widened: Set<WideningReason>,
+  at: number,
 ): Scope {
   const table = qualified(from);
   const known = schema(table);
-  if (!known) throw new Fallback("unknown-table");
-  const primaryKey = known.primaryKey;
-  if (!primaryKey) throw new Fallback("no-primary-key");
+  if (!known && at === 0) throw new Fallback("unknown-table");
+  const primaryKey = known?.primaryKey;
+  if (!primaryKey && at === 0) throw new Fallback("no-primary-key");
   const name = from.table as string;
   return {
     table,
     names: new Set(typeof from.as === "string" ? [from.as] : [name, table]),
     primaryKey,
-    kinds: known.columns ?? {},
+    kinds: known?.columns ?? {},
     params,
     dialect,
     widened,
   };
-}
-
-const JOINS = new Set(["INNER JOIN", "JOIN", "LEFT JOIN", "LEFT OUTER JOIN"]);
-
-/**
- * How the joined table's writes reach the result, for a join on one key equality whose one
- * side is a primary key (what a foreign key references): the base's rows then each meet at
- * most one parent row, or a parent's set of children. Declared foreign keys are not needed,
- * nor trusted: a reference may dangle (SQLite does not enforce them by default), and that
- * is allowed for below. Anything else is a `join` fallback.
- *
- * - Parent (`orders JOIN users ON users.id = orders.user_id`): the result's rows name their
- *   parents by the base's key column: those parents' row tags. A parent row elsewhere can
- *   change the result only through the parent's conditions, its order under a window, or
- *   (inner join) by completing a dangling reference: then also lists on the parent table
- *   with its conditions and no window (all of it when it has none).
- * - Children (`users LEFT JOIN orders ON orders.user_id = users.id`): the children of each
- *   base row in the result, or looked up, as a list on the foreign key's value. Exact when
- *   every base row whose children could change the result is one of those: base rows looked
- *   up by key only, or a left join whose WHERE does not read the children, from the first
- *   row, with no LIMIT or an order the planner follows. Otherwise the child table at table
- *   level.
- */
-function joinOf(from: Node, select: Node, base: ShapeLists, b: Scope, j: Scope): ShapeJoin {
-  const type = String(from.join ?? "").toUpperCase();
-  if (!JOINS.has(type) || from.using || !isNode(from.on)) throw new Fallback("join");
-  const inner = !type.startsWith("LEFT");
-  const on = from.on;
-  if (on.type !== "binary_expr" || on.operator !== "=") throw new Fallback("join");
-  const ends = [on.left, on.right];
-  const baseEnd = ends.map((e) => columnOf(e, b)).find((c) => c !== undefined);
-  const joinedEnd = ends.map((e) => columnOf(e, j)).find((c) => c !== undefined);
-  if (!baseEnd || !joinedEnd || baseEnd.collate || joinedEnd.collate) throw new Fallback("join");
-  const columns = resultColumns(select.columns, j);
-  const whereReads = mentions(select.where, j.names);
-  const windowed = base.offset > 0 || base.limit < NO_LIMIT;
-  // Keys past the base's primary key do not decide the window: an order that reaches it
-  // (`ordered`) reads none of the joined table's columns before it.
-  const orderReads = windowed && !base.ordered && mentions(select.orderby, j.names);
-  if (whereReads || orderReads) b.widened.add("join");
-  const whole = (link: ShapeJoin): ShapeJoin => {
-    b.widened.add("join");
-    return { ...link, ids: [], whole: true };
-  };
-  if (joinedEnd.name === j.primaryKey) {
-    const link: ShapeJoin = {
-      table: j.table,
-      primaryKey: j.primaryKey,
-      kind: "parent",
-      column: j.primaryKey,
-      from: baseEnd.name,
-      ids: [],
-      columns,
-      inner,
-    };
-    // A NULL-extended row names its (missing) parent only by the base's key column.
-    const readable =
-      base.columns.includes(baseEnd.name) || (inner && columns.includes(j.primaryKey));
-    if (!readable) return whole(link);
-    if (!(inner || whereReads || orderReads)) return link;
-    b.widened.add("join");
-    const reach = split(select.where ? predicate(select.where, j) : TRUE);
-    // In a left join a missing parent reads as a row of NULLs: deleting one brings its
-    // children in under a condition NULL satisfies, which its old row may not.
-    if (!inner && reach.disjuncts.some((filters) => matches({}, filters))) {
-      return { ...link, reach: { rowIds: [], disjuncts: [[]] } };
-    }
-    return { ...link, reach };
-  }
-  if (baseEnd.name !== b.primaryKey) throw new Fallback("join");
-  const link: ShapeJoin = {
-    table: j.table,
-    primaryKey: j.primaryKey,
-    kind: "children",
-    column: joinedEnd.name,
-    from: b.primaryKey,
-    ids: base.rowIds,
-    columns,
-    inner,
-  };
-  const lookups = base.disjuncts.length === 0;
-  const exact =
-    lookups ||
-    (!inner &&
-      !whereReads &&
-      base.offset === 0 &&
-      (base.limit === NO_LIMIT || (base.ordered && base.sort.at(-1)?.column === b.primaryKey)));
-  const readable =
-    lookups || base.columns.includes(b.primaryKey) || (inner && columns.includes(link.column));
-  return exact && readable ? link : whole(link);
 }
 
 /** Each result column's name in a row read by name: its alias, or its column's name. */
@@ -316,20 +310,22 @@ function outputNames(columns: unknown): (string | undefined)[] {
   });
 }
 
-/** Refuses what the planner cannot follow anywhere in these parts: aggregates, windows, subqueries. */
-function scan(parts: unknown[]): void {
+/**
+ * Refuses what the planner cannot follow at this level: window functions, aggregates
+ * outside the select list and ORDER BY. Subqueries are analysed on their own.
+ */
+function scan(select: Node): void {
   const walk = (v: unknown): void => {
     if (Array.isArray(v)) {
       for (const x of v) walk(x);
       return;
     }
-    if (!isNode(v)) return;
-    if (v.type === "aggr_func") throw new Fallback("aggregate");
+    if (!isNode(v) || v.type === "select" || isNode(v.ast)) return;
     if (v.over) throw new Fallback("window-function");
-    if (v.type === "select" || isNode(v.ast)) throw new Fallback("subquery");
     for (const x of Object.values(v)) walk(x);
   };
-  walk(parts);
+  walk([select.columns, select.where, select.orderby, select.limit, select.groupby]);
+  if (hasAggregate([select.where, select.limit, select.groupby])) throw new Fallback("aggregate");
 }
 
 /**
@@ -343,7 +339,7 @@ function orderOf(
 ): { sort: SortKey[]; ordered: boolean; reason?: WideningReason } {
   const sort: SortKey[] = [];
   if (!Array.isArray(orderBy) || orderBy.length === 0) {
-    return { sort: [{ column: scope.primaryKey, desc: false }], ordered: false };
+    return { sort: [{ column: scope.primaryKey!, desc: false }], ordered: false };
   }
   for (const o of orderBy) {
     const column = isNode(o) ? columnOf(o.expr, scope) : undefined;
@@ -406,7 +402,7 @@ export interface Registration {
   tags: string[];
   lists: ListDependency[];
   /** Why it is wider than the shape said: the joined table at table level once the rows were read. */
-  widened?: "join";
+  widened?: "join" | "subquery";
 }
 
 /**
@@ -462,115 +458,12 @@ export function registrationOf(
     lists.push(list);
   }
   const registration: Registration = { tags, lists };
-  if (s.join && !joinRegistration(s, s.join, rows, tags, lists) && !s.join.whole) {
-    registration.widened = "join";
+  for (const j of s.joins ?? []) {
+    if (!joinRegistration(s, j, rows, tags, lists) && !j.whole) registration.widened ??= "join";
+  }
+  for (const q of s.subqueries ?? []) {
+    if (!subqueryRegistration(s, q, rows, tags, lists)) registration.widened ??= "subquery";
   }
   registration.tags = [...new Set(tags)];
   return registration;
-}
-
-/**
- * What the joined table's rows reach: a parent's row tag or a list of the children of each
- * key the result (or the query) names, and the `reach` lookups and lists; the whole table
- * when a result row's key cannot be read or there are too many (then it returns false).
- */
-function joinRegistration(
-  s: ShapeLists,
-  j: ShapeJoin,
-  rows: readonly unknown[] | undefined,
-  tags: string[],
-  lists: ListDependency[],
-): boolean {
-  const keys = new Set<string | number>(j.ids.map(plain) as (string | number)[]);
-  // Children of looked-up base rows are all named by `ids`: the result adds nothing.
-  const fromIds = j.kind === "children" && s.disjuncts.length === 0;
-  let whole = j.whole === true || (!fromIds && rows === undefined);
-  if (!whole && !fromIds && rows) {
-    const fromBase = reader(s.columns, s.names);
-    const fromJoined = reader(j.columns, s.names);
-    for (const row of rows) {
-      let key = plain(fromBase(row, j.from));
-      if (key === undefined && j.inner) key = plain(fromJoined(row, j.column));
-      if (key === null) continue; // a NULL key joins nothing
-      if (typeof key !== "number" && typeof key !== "string") {
-        whole = true;
-        break;
-      }
-      keys.add(key);
-    }
-  }
-  if (whole || keys.size > MAX_ROW_TAGS) {
-    lists.push(wholeTable(j.table));
-    return false;
-  }
-  for (const key of keys) {
-    if (j.kind === "parent") tags.push(rowTag(j.table, key));
-    else for (const value of twins(key)) lists.push(valueList(j.table, j.column, value));
-  }
-  if (!j.reach) return true;
-  for (const id of j.reach.rowIds) tags.push(rowTag(j.table, id));
-  for (const filters of j.reach.disjuncts) {
-    lists.push({ table: j.table, filters, sort: [], offset: 0, limit: NO_LIMIT, count: 0 });
-  }
-  return true;
-}
-
-/**
- * Every row of `table` whose `column` equals `value`: what the data API's joined arrays
- * register as set tags, as a list here, since a set tag is followed only for the join
- * columns of the planner's schema (a shared engine's is its owner's) and a list on any
- * table is. The planner finds it by its value (`listsFor`), without a scan.
- */
-function valueList(table: string, column: string, value: string | number): ListDependency {
-  const filters: ListFilter[] = [{ column, op: "eq", value }];
-  return { table, filters, sort: [], offset: 0, limit: NO_LIMIT, count: 0 };
-}
-
-/**
- * A key and the same key in the other type: a foreign key may be stored, or captured, as
- * text or as a number where the result or the query gave the other ("5" and 5).
- */
-function twins(key: string | number): (string | number)[] {
-  if (typeof key === "number") return [key, String(key)];
-  const n = Number(key);
-  return key.trim() !== "" && Number.isFinite(n) ? [key, n] : [key];
-}
-
-/**
- * A list every row of the table belongs to: a select registered at table level goes with
- * any write to the table. (The table tag alone is read only for writes the planner cannot
- * analyse; an analysable write looks at rows and lists.)
- */
-export function wholeTable(table: string): ListDependency {
-  return { table, filters: [], sort: [], offset: 0, limit: NO_LIMIT, count: 0 };
-}
-
-/**
- * Reads a table's column of a result row, by position (arrays, libSQL rows) or by the
- * result column's name (undefined when two result columns share it: a row read by name
- * holds only one of them).
- */
-function reader(
-  columns: readonly (string | undefined)[],
-  names: readonly (string | undefined)[],
-): (row: unknown, column: string) => unknown {
-  return (row, column) => {
-    if (typeof row !== "object" || row === null) return undefined;
-    const r = row as Record<string | number, unknown>;
-    const i = columns.indexOf(column);
-    if (i < 0 || columns.indexOf(column, i + 1) >= 0) return undefined;
-    if (Array.isArray(row) || typeof r.length === "number") return r[i];
-    const name = names[i];
-    if (name === undefined || names.indexOf(name) !== i || names.lastIndexOf(name) !== i) {
-      return undefined;
-    }
-    return r[name];
-  };
-}
-
-/** The rows of a driver's raw result: an array of rows, or an object with `rows`. */
-export function resultRows(response: unknown): readonly unknown[] | undefined {
-  if (Array.isArray(response)) return response;
-  if (isNode(response) && Array.isArray(response.rows)) return response.rows;
-  return undefined;
 }
