@@ -194,6 +194,14 @@ export interface ColumnRef {
 /** A column of the scope's table (`"users"."id"`, `"id"`), or undefined. */
 export function columnOf(v: unknown, scope: Scope): ColumnRef | undefined {
   if (!isNode(v)) return undefined;
+  // SQLite's grammar reads a lone "x" as a string; SQL reads it as a column of the
+  // innermost FROM that has one: in a subquery over one table known to have it, that one.
+  if (v.type === "double_quote_string" && scope.inSubquery && !scope.others) {
+    const name = v.value;
+    return typeof name === "string" && Object.hasOwn(scope.kinds, name)
+      ? { name, collate: undefined }
+      : undefined;
+  }
   if (v.type === "column_ref") {
     const qualifier = v.table === null || v.table === undefined ? undefined : String(v.table);
     // In a join, an unqualified column may be either table's: neither claims it.

@@ -4,7 +4,7 @@ import { memoize } from "../memo.ts";
 import type { SortKey } from "../query.ts";
 import { canonicalInstant } from "./forms.ts";
 import { joinRegistration, joinsOf } from "./joins.ts";
-import { parseSql } from "./parse.ts";
+import { parseSql, withoutAggregateFilters } from "./parse.ts";
 import {
   binaryCollation,
   columnOf,
@@ -59,7 +59,13 @@ function tryParse(sql: string, dialect: SqlDialect): unknown {
   try {
     return parseSql(sql, dialect);
   } catch {
-    return null;
+    const unfiltered = withoutAggregateFilters(sql);
+    if (unfiltered === undefined) return null;
+    try {
+      return parseSql(unfiltered, dialect);
+    } catch {
+      return null;
+    }
   }
 }
 
@@ -210,7 +216,7 @@ function analyse(
     if (at < 0 || (at > 0 && !parentChain(joins, at - 1))) throw new Fallback("group-by");
   }
   // A value computed per result row cannot decide which rows are in a window it may order.
-  const linkable = !aggregate && !(windowed && !lists.ordered);
+  const linkable = !aggregate && !(windowed && !orderedByColumns(select.orderby, scopes, names));
   const subqueries = subqueriesOf(select, {
     schema,
     params,
@@ -231,6 +237,27 @@ function analyse(
     if (q.whole) widened.add("subquery");
   }
   return { widened: [...widened], lists };
+}
+
+/**
+ * Whether the ORDER BY reads only columns of the FROM's tables: not a result column's
+ * alias (`order by "favoritesCount"`) nor any other expression.
+ */
+function orderedByColumns(
+  orderBy: unknown,
+  scopes: readonly Scope[],
+  names: readonly (string | undefined)[],
+): boolean {
+  if (!Array.isArray(orderBy)) return true;
+  return orderBy.every((o) => {
+    const expr = isNode(o) ? o.expr : undefined;
+    if (!isNode(expr) || expr.type !== "column_ref") return false;
+    const column = identifier(expr.column);
+    if (column === undefined) return false;
+    if (typeof expr.table === "string")
+      return scopes.some((s) => s.names.has(expr.table as string));
+    return !names.includes(column) && Object.hasOwn(scopes[0]!.kinds, column);
+  });
 }
 
 /** Whether join `k` and every anchor it hangs from are parents: one row per base row. */
