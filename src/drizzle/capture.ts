@@ -14,13 +14,16 @@ import type { SqlColumnKind } from "../core/sql/shapes.ts";
 import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
 import type { D1DatabaseLike } from "../sources/d1.ts";
+import { D1_INTERNAL } from "../sources/d1-capture.ts";
 import {
   atMs,
   captureSchema,
   EXACT_FLOATS,
   postgresCaptureFeed,
 } from "../sources/postgres-capture.ts";
-import { literal, quote } from "../sources/sql.ts";
+import { postgresDialect } from "../sources/postgres-dialect.ts";
+import { type ForeignKeyAction, literal, quote } from "../sources/sql.ts";
+import { runStepsAsync } from "../sources/sql-driver.ts";
 import {
   betterSqliteExecutor,
   type SqliteExecutor,
@@ -29,6 +32,7 @@ import {
   sqliteChangesPending,
   sqliteExecutorFeed,
 } from "../sources/sqlite-capture.ts";
+import { sqliteDialect } from "../sources/sqlite-dialect.ts";
 import { clientKind } from "./client-kind.ts";
 import { tableName } from "./tables.ts";
 
@@ -97,6 +101,11 @@ interface Installation {
 interface CaptureDriver {
   installations(): Promise<Installation[]>;
   /**
+   * The database's foreign keys with their actions, tables by Drizzle's names; those of the
+   * PostgreSQL `schemas` given (Drizzle's `schema.table`, `public` for a bare name).
+   */
+  foreignKeys(schemas: readonly string[]): Promise<ForeignKeyAction[]>;
+  /**
    * Read the catalog again only when the capture is used, after this many ms, instead of on
    * a timer (D1 on Workers).
    */
@@ -142,6 +151,12 @@ function closedClient(err: unknown): boolean {
 
 interface CaptureOptions {
   setSchema?: (schema: PlanSchema) => void;
+  /** Receives the database's foreign keys at each look at the catalog (see Cascades). */
+  foreignKeys?: (actions: ForeignKeyAction[]) => void;
+  /** False: only the catalog is read (foreign keys), no change table is followed. */
+  follow?: boolean;
+  /** PostgreSQL: schemas whose foreign keys are read, besides those of the tables queried. */
+  schemas?: () => Iterable<string>;
   /**
    * The column kinds the cache's planner compares a table's values by: each captured change
    * is put in those forms (see comparableEvent) before the engine applies it.
@@ -189,6 +204,7 @@ export class DrizzleCapture {
   #driver: CaptureDriver;
   #engine: Cache;
   #setSchema: ((schema: PlanSchema) => void) | undefined;
+  #foreignKeys: ((actions: ForeignKeyAction[]) => void) | undefined;
   #convert: (event: WriteEvent) => WriteEvent;
   #logger: { warn(m: string): void };
   #followers = new Map<string, { follower: CaptureFollower; tables: Set<string> }>();
@@ -202,17 +218,25 @@ export class DrizzleCapture {
   #readAt = Number.NEGATIVE_INFINITY;
   /** The first look at the catalog, and then the latest one. */
   ready: Promise<void>;
+  /** The first look at the catalog (resolved at once by a lazy driver's). */
+  readonly started: Promise<void>;
+  #follow: boolean;
+  #knownSchemas: () => Iterable<string>;
 
   constructor(driver: CaptureDriver, engine: Cache, options: CaptureOptions) {
     this.#driver = driver;
+    this.#follow = options.follow ?? true;
+    this.#knownSchemas = options.schemas ?? (() => []);
     this.#engine = engine;
     this.#setSchema = options.setSchema;
+    this.#foreignKeys = options.foreignKeys;
     const kinds = options.kinds;
     this.#convert = kinds ? (e) => comparableEvent(e, kinds(e.table)) : (e) => e;
     this.#logger = options.logger;
     // A lazy driver reads the catalog when first used: on Workers, inside the request that
     // waits for it (a promise left behind by an ended request never settles).
     this.ready = driver.lazyMs === undefined ? this.#refresh() : Promise.resolve();
+    this.started = this.ready;
   }
 
   /**
@@ -345,7 +369,9 @@ export class DrizzleCapture {
       if (name === undefined || this.#wanted.has(name)) continue;
       this.#wanted.add(name);
       const inst = this.#found.find((i) => i.tables.has(name));
-      if (inst && !this.#followers.has(inst.id) && !this.#closed) this.#start(inst);
+      if (inst && this.#follow && !this.#followers.has(inst.id) && !this.#closed) {
+        this.#start(inst);
+      }
     }
     if (this.#driver.lazyMs === undefined) return Promise.resolve();
     return fresh.then(async () => {
@@ -372,6 +398,13 @@ export class DrizzleCapture {
     return this.ready;
   }
 
+  /** The schemas of the tables the application queries (PostgreSQL's; `public` for bare names). */
+  #schemas(): string[] {
+    const schemas = new Set(["public", ...this.#knownSchemas()]);
+    for (const t of this.#wanted) if (t.includes(".")) schemas.add(t.slice(0, t.indexOf(".")));
+    return [...schemas];
+  }
+
   #followerOf(table: unknown): CaptureFollower | undefined {
     const name = nameOf(table);
     if (name === undefined) return undefined;
@@ -386,6 +419,8 @@ export class DrizzleCapture {
     try {
       const found = await this.#driver.installations();
       if (this.#closed) return;
+      if (this.#foreignKeys) this.#foreignKeys(await this.#driver.foreignKeys(this.#schemas()));
+      if (this.#closed) return;
       const shapes = new Map<string, TableShape>();
       for (const inst of found) for (const [name, shape] of inst.tables) shapes.set(name, shape);
       this.#shapes = shapes;
@@ -399,7 +434,9 @@ export class DrizzleCapture {
       for (const inst of found) {
         const known = this.#followers.get(inst.id);
         if (known) known.tables = new Set(inst.tables.keys());
-        else if ([...inst.tables.keys()].some((t) => this.#wanted.has(t))) this.#start(inst);
+        else if (this.#follow && [...inst.tables.keys()].some((t) => this.#wanted.has(t))) {
+          this.#start(inst);
+        }
       }
       this.#lastError = "";
     } catch (err) {
@@ -482,23 +519,36 @@ function libsqlExecutor(client: LibsqlClient): SqliteExecutor {
 
 /** A SQLite database's change table, followed in this process (libSQL, better-sqlite3). */
 function sqliteDriver(exec: SqliteExecutor): CaptureDriver {
-  const catalog = sqliteCatalog(exec, (engine, shapes, logger, convert) =>
-    followCapture(
-      engine,
-      converted(
-        sqliteExecutorFeed(exec, (t) => shapes(t)?.columns, { unref: true }),
-        convert,
+  const catalog = sqliteCatalog(
+    exec,
+    (engine, shapes, logger, convert) =>
+      followCapture(
+        engine,
+        converted(
+          sqliteExecutorFeed(exec, (t) => shapes(t)?.columns, { unref: true }),
+          convert,
+        ),
+        logger,
+        { unref: true },
       ),
-      logger,
-      { unref: true },
-    ),
+    /^sqlite_/,
   );
   return { ...catalog, pendingInOrder: (tables) => sqliteChangesPending(exec, tables) };
 }
 
-/** SQLite's capture catalog (the change table, the triggers, primary keys), over any driver. */
-function sqliteCatalog(exec: SqliteExecutor, follow: Installation["follow"]): CaptureDriver {
+/**
+ * SQLite's capture catalog (the change table, the triggers, primary keys) and foreign keys,
+ * over any driver; `internal` names the tables of the database's own that are never read.
+ */
+function sqliteCatalog(
+  exec: SqliteExecutor,
+  follow: Installation["follow"],
+  internal: RegExp,
+): CaptureDriver {
+  const dialect = sqliteDialect("drizzle", internal);
   return {
+    foreignKeys: () =>
+      runStepsAsync(dialect.foreignKeyActions(), async (s) => exec.all(s.sql, s.params)),
     async installations() {
       if (!(await sqliteCaptureInstalled(exec))) return [];
       const tables = new Map<string, TableShape>();
@@ -545,8 +595,9 @@ function d1Executor(db: D1DatabaseLike): SqliteExecutor {
  * which tells whether it drains at all (an object without the D1 binding does not).
  */
 function d1Driver(db: D1DatabaseLike, log: CaptureDrainingLog): CaptureDriver {
-  const catalog = sqliteCatalog(d1Executor(db), () => drainedFollower(log));
+  const catalog = sqliteCatalog(d1Executor(db), () => drainedFollower(log), D1_INTERNAL);
   return {
+    foreignKeys: catalog.foreignKeys,
     installations: async () =>
       (await catalog.installations()).map((i) => ({
         ...i,
@@ -620,6 +671,18 @@ function postgresDriver(sql: PostgresSql): CaptureDriver {
   const drizzleName = (schema: string, table: string) =>
     schema === "public" ? table : `${schema}.${table}`;
   return {
+    async foreignKeys(wanted) {
+      const all: ForeignKeyAction[] = [];
+      for (const schema of wanted) {
+        const steps = postgresDialect(schema).foreignKeyActions();
+        const actions = await runStepsAsync(steps, (s) => sql.unsafe(s.sql, s.params as never[]));
+        for (const a of actions) {
+          const [parent, child] = [drizzleName(schema, a.parent), drizzleName(schema, a.child)];
+          all.push({ ...a, parent, child });
+        }
+      }
+      return all;
+    },
     async installations() {
       const rows = await sql.unsafe(CAPTURED_TABLES);
       schemas = [...new Set(rows.map((r) => String(r.schema)))];
