@@ -419,8 +419,6 @@ export class DrizzleCapture {
     try {
       const found = await this.#driver.installations();
       if (this.#closed) return;
-      if (this.#foreignKeys) this.#foreignKeys(await this.#driver.foreignKeys(this.#schemas()));
-      if (this.#closed) return;
       const shapes = new Map<string, TableShape>();
       for (const inst of found) for (const [name, shape] of inst.tables) shapes.set(name, shape);
       this.#shapes = shapes;
@@ -438,6 +436,8 @@ export class DrizzleCapture {
           this.#start(inst);
         }
       }
+      // After the installations: a catalog that refuses these reads leaves capture working.
+      if (this.#foreignKeys) this.#foreignKeys(await this.#driver.foreignKeys(this.#schemas()));
       this.#lastError = "";
     } catch (err) {
       if (closedClient(err)) {
