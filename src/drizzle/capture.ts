@@ -555,10 +555,35 @@ function sqliteDriver(exec: OwnConnection, appReads: AppReads): CaptureDriver {
       ),
     /^sqlite_/,
   );
+  // The catalog is read again only when the schema changed (one look a second otherwise).
+  let schema: unknown;
+  let installations: Promise<Installation[]> | undefined;
+  let foreignKeys: Promise<ForeignKeyAction[]> | undefined;
+  const reads = async () => ((await exec.available()) ? exec.all : appReads);
   return {
-    // A database in memory has no second connection: nothing else can write it either.
-    installations: async () => ((await exec.available()) ? catalog.installations() : []),
-    foreignKeys: async () => sqliteForeignKeys((await exec.available()) ? exec.all : appReads),
+    async installations() {
+      const read = await reads();
+      const [row] = await read("PRAGMA schema_version", []);
+      const now = row === undefined ? undefined : Object.values(row)[0];
+      if (now === undefined || now !== schema) {
+        schema = now;
+        // A database in memory has no second connection: nothing else can write it either.
+        installations = read === exec.all ? catalog.installations() : Promise.resolve([]);
+        foreignKeys = undefined;
+        // A failed read is tried again by the next look.
+        installations.catch(() => {
+          schema = undefined;
+        });
+      }
+      return installations!;
+    },
+    async foreignKeys() {
+      foreignKeys ??= sqliteForeignKeys(await reads());
+      foreignKeys.catch(() => {
+        foreignKeys = undefined;
+      });
+      return foreignKeys;
+    },
     pendingInOrder: (tables, applied) =>
       sqliteChangesPending(exec, tables, applied && ((change) => applied("main", change))),
     statements: () => exec.statements,
