@@ -287,12 +287,11 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     const values = await jsonObject(c.req.raw);
     const pk = schema.tables.get(table)!.primaryKey;
     const id = values[pk];
-    if (id === "." || id === "..") {
-      // A URL's dot segments are removed (RFC 3986 5.2.4): no URL would reach the row.
+    if (UNADDRESSABLE_IDS.has(id as string)) {
       throw new EdgecacheError(
         "E_BAD_BODY",
         COMPONENT,
-        `${pk}: id ${JSON.stringify(id)} cannot be addressed in a URL (dot segment)`,
+        `${pk}: id ${JSON.stringify(id)} cannot be addressed in a URL (${id === "" ? "empty segment" : "dot segment"})`,
       );
     }
     const row = await inTurn(async (apply, options) => {
@@ -338,6 +337,14 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
 
   return { app, schema, refetch };
 }
+
+/**
+ * Ids no item URL can name, refused when a row is created (the only way a write gives an
+ * id: PUT and PATCH never change it): a URL's dot segments are removed (RFC 3986 5.2.4),
+ * and an empty one leaves `/v1/<table>/`, which names no item. Every source is behind
+ * this check (SQLite, PostgreSQL and D1 share the handler).
+ */
+const UNADDRESSABLE_IDS = new Set(["", ".", ".."]);
 
 /** What the data API keeps with an entry: the resource, and the id of an item. */
 interface EntryMeta {

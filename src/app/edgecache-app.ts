@@ -1,7 +1,8 @@
 import { Hono } from "hono";
 import { type AdminOptions, createAdminApi } from "./admin.ts";
 import { dashboardPage } from "./dashboard.ts";
-import { notFound, onError, validUrl } from "./errors.ts";
+import { notFound, onError } from "./errors.ts";
+import { validUrl } from "./request-target.ts";
 
 /**
  * The app an edgecache server answers with, on any runtime: the admin API and the

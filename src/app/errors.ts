@@ -65,49 +65,6 @@ export function onError(err: Error, c: Context): Response {
   return c.body(body, status, errorHeaders(err));
 }
 
-/**
- * Refuses a request whose URL does not parse with a JSON 400 naming the Host header. On
- * Node the runtime joins Host and the target without checking a Host of plain letters
- * (`a.1`, `x127.0.0.1`), so every later `new URL(c.req.url)` would throw: a 500 at best.
- *
- * And answers the admin prefix percent-encoded (`/%5fedgecache/stats`) with a 404: Hono
- * decodes a path before routing, so it would reach the admin API past a front proxy that
- * blocks `/_edgecache` by prefix.
- */
-export const validUrl: MiddlewareHandler = async (c, next) => {
-  const url = c.req.url;
-  if (!URL.canParse(url)) {
-    throw new EdgecacheError("E_BAD_HEADER", "http", "host: the Host header is not a valid host");
-  }
-  if (url.includes("%")) {
-    const { pathname } = new URL(url);
-    const plain = pathname === ADMIN_PREFIX || pathname.startsWith(`${ADMIN_PREFIX}/`);
-    if (!plain && isAdminPath(pathname)) {
-      throw new EdgecacheError(
-        "E_NOT_FOUND",
-        "http",
-        `path: ${JSON.stringify(pathname)} spells ${ADMIN_PREFIX} percent-encoded; no such route`,
-      );
-    }
-  }
-  await next();
-};
-
-/** Where the admin API and the dashboard are; nothing under it is forwarded to an origin. */
-export const ADMIN_PREFIX = "/_edgecache";
-
-/** Whether a path as sent (percent-encoded) is ADMIN_PREFIX or under it, once decoded. */
-export function isAdminPath(pathname: string): boolean {
-  const first = pathname.split("/", 2)[1] ?? "";
-  let decoded = first;
-  try {
-    decoded = decodeURIComponent(first);
-  } catch {
-    // a malformed escape: routing takes the segment as it is
-  }
-  return decoded.split("/", 1)[0] === ADMIN_PREFIX.slice(1);
-}
-
 /** Hono notFound handler: the same JSON error shape as every other error. */
 export function notFound(): Response {
   return errorResponse(new EdgecacheError("E_NOT_FOUND", "http", "no such route"));
@@ -115,8 +72,17 @@ export function notFound(): Response {
 
 /** An error as a response outside Hono's handlers (before a request reaches the app). */
 export function errorResponse(err: unknown): Response {
-  const { status, body } = errorBody(err);
-  return new Response(body, { status, headers: errorHeaders(err) });
+  const { status, body, headers } = errorReply(err);
+  return new Response(body, { status, headers });
+}
+
+/** An error's status, fields and body, for a runtime that writes them itself. */
+export function errorReply(err: unknown): {
+  status: ContentfulStatusCode;
+  headers: Record<string, string>;
+  body: string;
+} {
+  return { ...errorBody(err), headers: errorHeaders(err) };
 }
 
 /** Largest request body the APIs read (a row, an invalidation request). */

@@ -5,6 +5,7 @@ import { badOption, EdgecacheError } from "../core/errors.ts";
 import { policyClass, requestDirectives } from "../core/http-cache.ts";
 import { rateLimited } from "../core/report.ts";
 import { decide, PLAIN, selectVariant, selectVariantNow } from "./proxy/decide.ts";
+import { forwardedHeaders } from "./proxy/headers.ts";
 import { type LearnEnv, type LearnOptions, learnEnv } from "./proxy/learn/observe.ts";
 import type { Interim, LoadEnv, OriginFetch } from "./proxy/load.ts";
 import type { Fetched } from "./proxy/manifest/keeper.ts";
@@ -24,6 +25,7 @@ import {
 import { cached, type ServeEnv } from "./proxy/serve.ts";
 import { type Ctx, isVaryRecord } from "./proxy/types.ts";
 
+export { DEFAULT_FORWARDED_HEADERS, forwardedHeaders } from "./proxy/headers.ts";
 // The proxy by concern: routes.ts (routing and keys), serve.ts (answering GET and HEAD from
 // the cache or one shared origin request), load.ts and store.ts (the origin request and
 // what is stored), revalidate.ts (conditional requests and 304s), pass.ts (other methods,
@@ -46,6 +48,13 @@ export interface ProxyOptions {
    * 500, 502, 503 or 504, where no directive forbids it (0: only `stale-if-error` does).
    */
   grace?: number;
+  /**
+   * Request headers to send to the origin besides DEFAULT_FORWARDED_HEADERS (Accept,
+   * Accept-Encoding, Accept-Language, Authorization, Cache-Control, Cookie, Origin, Pragma):
+   * each is keyed by, as if every answer named it in Vary. Other client headers never reach
+   * an origin request whose answer may be stored (docs/operating/security.md).
+   */
+  forwardHeaders?: string[];
   /** The client's address for X-Forwarded-For (the runtime knows it). */
   clientAddress?: (c: Context) => string | undefined;
   /** How interim (1xx) responses reach this request's client, where the runtime can. */
@@ -129,7 +138,16 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     ((url, init) =>
       fetch(url, { ...init, redirect: "manual", ...(init.body && { duplex: "half" }) }));
   const report = rateLimited(options.logger ?? console, now);
-  const load: LoadEnv = { cache, originFetch, Policy: policyClass(now), now, maxSize, grace };
+  const forward = forwardedHeaders(options.forwardHeaders, COMPONENT);
+  const load: LoadEnv = {
+    cache,
+    originFetch,
+    Policy: policyClass(now),
+    now,
+    maxSize,
+    grace,
+    forward,
+  };
   const learn = options.learn ? learnEnv(options.learn, routes, now) : undefined;
   if (learn) learn.refetch = warm;
   const env: ServeEnv & { learn?: LearnEnv } = {

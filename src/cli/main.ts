@@ -23,22 +23,25 @@ import { friendly } from "./friendly.ts";
 import { runCli } from "./run.ts";
 import { serverArgs } from "./server-flags.ts";
 
+/** A list flag's value: comma-separated. */
+function listOf(value: string): string[] {
+  return value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
 /** The flags given, over the config's values. */
 function serverOptionsOf(args: {
   "trusted-proxies"?: string;
   "allowed-hosts"?: string;
   "log-level"?: string;
 }) {
-  const list = (v: string) =>
-    v
-      .split(",")
-      .map((s) => s.trim())
-      .filter((s) => s !== "");
   return {
     ...(args["trusted-proxies"] !== undefined && {
-      trustedProxies: list(args["trusted-proxies"]),
+      trustedProxies: listOf(args["trusted-proxies"]),
     }),
-    ...(args["allowed-hosts"] !== undefined && { allowedHosts: list(args["allowed-hosts"]) }),
+    ...(args["allowed-hosts"] !== undefined && { allowedHosts: listOf(args["allowed-hosts"]) }),
     logLevel: args["log-level"] || envVar("EDGECACHE_LOG_LEVEL") || undefined,
   };
 }
@@ -142,6 +145,9 @@ const proxy = defineCommand({
         ...serverOptionsOf(args),
         cacheFile: flag ?? config?.cacheFile,
         ...(args.grace && { grace: numberOf("--grace", args.grace) }),
+        ...(args["forward-headers"] !== undefined && {
+          forwardHeaders: listOf(args["forward-headers"]),
+        }),
         ...(args.learn && { learn: config?.learn || true }),
         ...(args.manifest && { manifest: args.manifest }),
         adminToken: envVar("EDGECACHE_ADMIN_TOKEN") || undefined,

@@ -19,7 +19,7 @@ import { sha256Hex } from "./digest.ts";
 export type HeaderRecord = Record<string, string>;
 
 /** RFC 9110 7.6.1 hop-by-hop fields, plus the pre-standard Proxy-Connection. */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "connection",
   "keep-alive",
   "proxy-connection",

@@ -438,6 +438,8 @@ describe("bad input", () => {
     // URLs drop dot segments (RFC 3986 5.2.4): no URL could read, change or delete the row.
     ["an id of .", newUser({ id: "." }), 'id "."'],
     ["an id of ..", newUser({ id: ".." }), 'id ".."'],
+    // An empty segment: /v1/users/ is the list, not the row.
+    ["an empty id", newUser({ id: "" }), 'id ""'],
   ])("answers a POST whose body is %s with a 400 E_BAD_BODY naming %s", async (_, body, name) => {
     const before = h.fresh("SELECT count(*) AS n FROM users");
     const r = await send(h.edgecache, "POST", "/v1/users", body);

@@ -44,6 +44,11 @@ export interface EdgecacheProxyWorkerOptions extends EdgeCacheOptions, ManifestO
   grace?: number;
   /** Largest body stored, bytes (8 MiB); larger ones stream through. */
   maxCacheableSize?: number;
+  /**
+   * Client request headers the origin gets besides the default few (as `edgecache proxy`'s
+   * forwardHeaders); each is keyed by, as if every answer named it in Vary.
+   */
+  forwardHeaders?: string[];
   /** URLs (absolute, or paths on the first origin's host) the cron trigger fetches through the proxy. */
   warm?: { urls?: string[] };
   /**
@@ -167,6 +172,7 @@ export function proxyCache(
   const proxy = workerProxy(cache, withTtl(options.origins, settings.ttl), logger, {
     grace: options.grace,
     maxCacheableSize: options.maxCacheableSize,
+    forwardHeaders: options.forwardHeaders,
     ...(learn && { learn }),
   });
   return { cache, log, proxy, settings, logger };
@@ -180,7 +186,7 @@ export function workerProxy(
   cache: Cache,
   routes: OriginRoute[],
   logger: Pick<WorkerLogger, "warn">,
-  options: Pick<ProxyOptions, "grace" | "maxCacheableSize" | "learn"> = {},
+  options: Pick<ProxyOptions, "grace" | "maxCacheableSize" | "forwardHeaders" | "learn"> = {},
 ): CachingProxy {
   return createProxy({
     ...options,

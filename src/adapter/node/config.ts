@@ -3,7 +3,12 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import stripJsonComments from "strip-json-comments";
 import { addressSet, hostSet } from "../../app/access.ts";
-import { type LearnOptions, type OriginRoute, validateRoutes } from "../../app/proxy.ts";
+import {
+  forwardedHeaders,
+  type LearnOptions,
+  type OriginRoute,
+  validateRoutes,
+} from "../../app/proxy.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { RedisSetting } from "./cluster.ts";
@@ -57,6 +62,8 @@ export interface ProxyConfig {
   maxCacheableSize?: number;
   /** Seconds stored content may be served when the origin is down or answers 5xx (0). */
   grace?: number;
+  /** Client request headers sent to the origin besides the default few, and keyed by. */
+  forwardHeaders?: string[];
   memory?: { maxBytes?: number; maxEntries?: number };
   /** SQLite file of the persistent tier (./edgecache-proxy.cache.db), or false. */
   cacheFile?: string | false;
@@ -199,6 +206,7 @@ function validateProxy(raw: unknown): void {
   validateRoutes(p.origins, C, "proxy.origins");
   num("proxy.maxCacheableSize", p.maxCacheableSize, 0);
   num("proxy.grace", p.grace, 0);
+  forwardedHeaders(p.forwardHeaders, C, "proxy.forwardHeaders");
   checkServer(p, "proxy.");
 }
 

@@ -95,6 +95,14 @@ export const SERVER_OPTIONS = [
     default: "0",
   },
   {
+    key: "forwardHeaders",
+    flag: "forward-headers",
+    in: ["proxy"],
+    value: "list",
+    doc: "Client request headers the origin gets besides Accept, Accept-Encoding, Accept-Language, Authorization, Cache-Control, Cookie, Origin and Pragma; each is part of the cache key (docs/operating/security.md)",
+    default: "none",
+  },
+  {
     key: "learn",
     flag: "learn",
     in: ["proxy"],

@@ -83,19 +83,20 @@ function variantKey(base: string, found: CacheEntry | undefined, header: Header)
 
 /**
  * The stored response a request selects under a URL's key (see variantKey), read with
- * `lookup`; `vary` says whether a Vary record stood there (a miss is then a `vary-miss`).
+ * `lookup`; `vary` is the Vary record's names where one stood there (a miss is then a
+ * `vary-miss`).
  */
 export async function selectVariant(
   base: string,
   header: Header,
   lookup: (key: string) => Promise<CacheEntry | undefined>,
-): Promise<{ key: string; entry: CacheEntry | undefined; vary: boolean }> {
+): Promise<{ key: string; entry: CacheEntry | undefined; vary: string[] | undefined }> {
   const found = await lookup(base);
-  if (!found || !isVaryRecord(found)) return { key: base, entry: found, vary: false };
+  if (!found || !isVaryRecord(found)) return { key: base, entry: found, vary: undefined };
   const key =
     variantKey(base, found, header) ??
     base + (await variantSuffixAsync(found.meta.varyRecord, header));
-  return { key, entry: await lookup(key), vary: true };
+  return { key, entry: await lookup(key), vary: found.meta.varyRecord };
 }
 
 /**

@@ -1,32 +1,88 @@
+import { badOption } from "../../core/errors.ts";
 import {
   endToEnd,
   type HeaderRecord,
+  HOP_BY_HOP,
   OWN_TARGETED_FIELD,
   toRecord,
 } from "../../core/http-cache.ts";
 import type { Ctx } from "./types.ts";
 
 /**
- * Request headers a client could use to make the origin answer differently without the
- * cache key showing it (web cache poisoning). The forwarding ones are set by the proxy
- * itself, from the request's host, which is part of the key; the rest are dropped.
+ * The client's request headers an origin request for an answer that may be stored carries
+ * (unless the operator names more, see forwardHeaders): those whose effect on the answer
+ * HTTP has the origin declare, so the cache keys by them. Content negotiation (RFC 9110
+ * 12.5: the origin sends Vary), Origin (the Fetch standard's CORS protocol: Vary: Origin),
+ * credentials (RFC 9111 3.5: an answer to Authorization is stored only when the origin
+ * marks it shared; one for a Cookie must be marked private or vary), and the client's own
+ * cache directives. Any other header could build an answer the key does not show, served
+ * to every later client of the URL (web cache poisoning): `X-Forwarded-Ssl`, which Rack
+ * reads, turning the cached answer into a redirect to http, is one of many.
  */
-const UNKEYED_REQUEST_HEADERS = [
+export const DEFAULT_FORWARDED_HEADERS: readonly string[] = [
+  "accept",
+  "accept-encoding",
+  "accept-language",
+  "authorization",
+  "cache-control",
+  "cookie",
+  "origin",
+  "pragma",
+];
+/**
+ * Headers with which a client claims what only a proxy in front may say (its address, the
+ * scheme, host, path or method it was asked for): never passed on, even when the answer is
+ * not stored; edgecache sets the standard ones itself. Any `X-Forwarded-*` and
+ * `X-Original-*` too.
+ */
+const CLAIMS = new Set([
   "forwarded",
-  "x-forwarded-for",
-  "x-forwarded-host",
-  "x-forwarded-proto",
-  "x-forwarded-port",
-  "x-forwarded-server",
-  "x-forwarded-prefix",
   "x-real-ip",
+  "x-client-ip",
+  "true-client-ip",
+  "cf-connecting-ip",
+  "fastly-client-ip",
+  "x-cluster-client-ip",
+  "front-end-https",
   "x-host",
-  "x-original-url",
   "x-rewrite-url",
   "x-http-method-override",
   "x-http-method",
   "x-method-override",
-];
+]);
+const CLAIM_PREFIXES = ["x-forwarded-", "x-original-"];
+/** Fields edgecache sets on every origin request; an operator cannot name them. */
+const SET_BY_PROXY = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "via"];
+
+function isClaim(name: string): boolean {
+  return CLAIMS.has(name) || CLAIM_PREFIXES.some((p) => name.startsWith(p));
+}
+
+/**
+ * Checks the forwardHeaders option: field names (RFC 9110 5.1 tokens), lower-cased; not
+ * hop-by-hop, Host, or one edgecache sets itself.
+ */
+export function forwardedHeaders(
+  value: unknown,
+  component: string,
+  name = "forwardHeaders",
+): string[] {
+  if (value === undefined) return [];
+  const expected = "an array of request header names";
+  if (!Array.isArray(value)) badOption(component, name, expected, value);
+  const names = (value as unknown[]).map((n) => {
+    if (typeof n !== "string" || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(n)) {
+      badOption(component, name, expected, n);
+    }
+    const field = (n as string).toLowerCase();
+    if (field === "host" || HOP_BY_HOP.has(field) || SET_BY_PROXY.includes(field)) {
+      badOption(component, name, "a header the client sends end to end", n);
+    }
+    return field;
+  });
+  return [...new Set(names)].sort();
+}
+
 /** Request-specific headers a shared (coalesced) origin request must not carry. */
 export const PER_CLIENT_REQUEST_HEADERS = [
   "if-none-match",
@@ -44,15 +100,40 @@ export const INTERNAL_RESPONSE_HEADERS = ["cache-tag", "surrogate-key", OWN_TARG
 export const VIA = "1.1 edgecache";
 
 /**
- * The request headers for the origin (RFC 9110 7.6: end-to-end ones, plus Via). Without a
- * body to send, no Content-Length either: the client's would keep the origin waiting for
- * bytes that never come (Transfer-Encoding is hop-by-hop, gone already).
+ * The request headers of an origin request whose answer may be stored (a GET or HEAD the
+ * cache loads): the client's DEFAULT_FORWARDED_HEADERS and the `named` ones (which the
+ * cache keys by, see load.ts), nothing else, plus edgecache's own (forwardingFields).
  */
-export function originHeaders(ctx: Ctx, withBody: boolean): Headers {
+export function loadHeaders(ctx: Ctx, named: readonly string[]): Headers {
+  const headers = new Headers();
+  for (const names of [DEFAULT_FORWARDED_HEADERS, named]) {
+    for (const name of names) {
+      const value = ctx.headers.get(name);
+      if (value !== null) headers.set(name, value);
+    }
+  }
+  return forwardingFields(headers, ctx);
+}
+
+/**
+ * The request headers of an origin request whose answer is never stored (other methods,
+ * and reads the cache does not take): the client's end-to-end ones (RFC 9110 7.6), without
+ * what only a proxy may claim unless the operator named it, plus edgecache's own. Without
+ * a body to send, no Content-Length either: the client's would keep the origin waiting
+ * for bytes that never come (Transfer-Encoding is hop-by-hop, gone already).
+ */
+export function passHeaders(ctx: Ctx, withBody: boolean, named: readonly string[]): Headers {
   const headers = endToEnd(ctx.headers);
   headers.delete("host");
   if (!withBody) headers.delete("content-length");
-  for (const name of UNKEYED_REQUEST_HEADERS) headers.delete(name);
+  for (const name of [...headers.keys()]) {
+    if (isClaim(name) && !named.includes(name)) headers.delete(name);
+  }
+  return forwardingFields(headers, ctx);
+}
+
+/** What edgecache says of the request it forwards: whom for, the host and scheme, Via. */
+function forwardingFields(headers: Headers, ctx: Ctx): Headers {
   if (ctx.clientAddress) headers.set("x-forwarded-for", ctx.clientAddress);
   headers.set("x-forwarded-host", ctx.host);
   headers.set("x-forwarded-proto", ctx.url.protocol.slice(0, -1));

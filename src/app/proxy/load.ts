@@ -13,7 +13,7 @@ import {
   toRecord,
   varyNames,
 } from "../../core/http-cache.ts";
-import { originHeaders, PER_CLIENT_REQUEST_HEADERS, storedHeaders } from "./headers.ts";
+import { loadHeaders, PER_CLIENT_REQUEST_HEADERS, storedHeaders } from "./headers.ts";
 import { held as holding, revalidated, setConditional } from "./revalidate.ts";
 import type { Route } from "./routes.ts";
 import { type StoreInit, store } from "./store.ts";
@@ -47,6 +47,11 @@ export interface LoadEnv {
   maxSize: number;
   /** Seconds of grace (stale content when the origin fails). */
   grace: number;
+  /**
+   * Request headers the operator named (forwardHeaders): sent to the origin, and keyed by
+   * as if every answer named them in Vary, so no client's value reaches another's answer.
+   */
+  forward: readonly string[];
 }
 
 export function originUrl(ctx: Ctx): string {
@@ -65,13 +70,17 @@ export async function load(
   env: LoadEnv,
   ctx: Ctx,
   heldEntry: CacheEntry | undefined,
+  retry?: readonly string[],
 ): Promise<Loaded> {
   const { cache } = env;
   const since = cache.position;
-  const headers = originHeaders(ctx, false);
+  const h = holding(env.Policy, heldEntry);
+  // Beside the operator's, the headers the origin said it keys this URL's answers by: safe
+  // to send, since every answer stored for it is keyed by them too (checked below).
+  const varied = [...(ctx.varied ?? []), ...(h?.meta.vary ?? []), ...(retry ?? [])];
+  const headers = loadHeaders(ctx, [...env.forward, ...varied]);
   for (const name of PER_CLIENT_REQUEST_HEADERS) headers.delete(name);
   const request: CacheRequest = { method: "GET", target: ctx.target, headers: ctx.headers };
-  const h = holding(env.Policy, heldEntry);
   if (h) setConditional(headers, h, ctx.target);
   let response: Response;
   try {
@@ -101,7 +110,17 @@ export async function load(
     return store(cache, env.now, ctx, since, init);
   }
 
-  const vary = varyNames(record.vary);
+  const originVary = varyNames(record.vary);
+  const vary = keyedBy(originVary, env.forward);
+  if (Array.isArray(originVary) && retry === undefined) {
+    // The origin keys by a header the client sent but this request did not carry: its
+    // answer is not the one the client asked for. Asked again once, with it.
+    const unsent = originVary.filter((n) => ctx.headers.has(n) && !headers.has(n));
+    if (unsent.length > 0) {
+      void response.body?.cancel().catch(() => {});
+      return load(env, ctx, heldEntry, unsent);
+    }
+  }
   // RFC 9213 2.1: a targeted field (CDN-Cache-Control...) decides in place of Cache-Control.
   const caching = { status: response.status, headers: cachingHeaders(record) };
   const policy = newPolicy(env.Policy, request, caching);
@@ -109,7 +128,11 @@ export async function load(
   const declared = Number(record["content-length"] ?? Number.NaN);
   let reason: string | undefined;
   if (!fresh.storable) reason = fresh.reason;
-  else if (ctx.directives.noStore) reason = "no-store-request";
+  else if (varied.some((n) => !vary?.includes(n) && headers.has(n))) {
+    // Sent because the origin keyed by it before, no longer in its Vary: stored, the
+    // answer would be keyed without a header it may have been built from.
+    reason = "vary-changed";
+  } else if (ctx.directives.noStore) reason = "no-store-request";
   else if (fresh.fresh === 0 && !fresh.validators) reason = "not-fresh";
   else if (declared > env.maxSize) reason = "too-large";
   else if (
@@ -145,6 +168,12 @@ export async function load(
     return { kind: "pass", response: passed, detail: "too-large" };
   }
   return store(cache, env.now, ctx, since, storeInit(read.bytes));
+}
+
+/** The origin's Vary names and the named forwarded headers: what selects a stored answer. */
+function keyedBy(vary: string[] | "*" | undefined, forward: readonly string[]) {
+  if (vary === "*" || forward.length === 0) return vary;
+  return [...new Set([...(vary ?? []), ...forward])].sort();
 }
 
 /** Reads a body up to `limit` bytes; past that, a stream of what was read and the rest. */

@@ -1,7 +1,7 @@
 import type { Cache } from "../../core/cache/index.ts";
 import type { PolicyClass } from "../../core/http-cache.ts";
 import type { Forward } from "../http.ts";
-import { clientHeaders, originHeaders } from "./headers.ts";
+import { clientHeaders, passHeaders } from "./headers.ts";
 import {
   applyRules,
   cachedJson,
@@ -31,6 +31,8 @@ export async function passThrough(
     learn?: LearnEnv;
     /** Loads in flight, by cache key (learned rules must reach those too). */
     inflight?: ReadonlyMap<string, unknown>;
+    /** Request headers the operator named (forwardHeaders). */
+    forward: readonly string[];
   },
   ctx: Ctx,
   body: ReadableStream<Uint8Array> | null,
@@ -48,7 +50,7 @@ export async function passThrough(
   try {
     response = await env.originFetch(originUrl(ctx), {
       method: ctx.method,
-      headers: originHeaders(ctx, sent !== null),
+      headers: passHeaders(ctx, sent !== null, env.forward),
       body: sent,
       ...(ctx.interim && { onInterim: ctx.interim }),
     });

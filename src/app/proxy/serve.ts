@@ -30,6 +30,8 @@ export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
   );
   const { key, entry: found } = selected;
   let fwd: Forward = selected.vary && !found ? "vary-miss" : "uri-miss";
+  // The origin keys this URL's answers by these: its request may carry them (load.ts).
+  if (selected.vary) ctx.varied = selected.vary;
   // What may be served if the origin fails (stale-if-error, grace).
   let fallback: CacheEntry | undefined;
   if (found) {

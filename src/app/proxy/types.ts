@@ -23,6 +23,8 @@ export interface Ctx {
   directives: RequestDirectives;
   /** Where interim responses for this client go, if the runtime can send them. */
   interim: Interim | undefined;
+  /** The request headers the URL's stored answers vary by (its Vary record), if any. */
+  varied?: readonly string[];
   /** A request of edgecache's own (the manifest's): not counted as a client's read. */
   background?: boolean;
 }

@@ -53,6 +53,11 @@ export interface NodeProxyOptions {
   maxCacheableSize?: number;
   /** Seconds stored content may be served when the origin is down or answers 5xx (0). */
   grace?: number;
+  /**
+   * Client request headers the origin gets besides the default few (ProxyOptions
+   * forwardHeaders); each is keyed by, as if every answer named it in Vary.
+   */
+  forwardHeaders?: string[];
   /** Clock, epoch ms (tests use fake ones). */
   now?: () => number;
   /** Redis shared by several proxy nodes: purges and unsafe requests reach every node. */
@@ -148,6 +153,7 @@ async function open(
       fetch: origin.fetch,
       maxCacheableSize: options.maxCacheableSize,
       grace: options.grace,
+      forwardHeaders: options.forwardHeaders,
       now,
       ...(options.learn && {
         learn: cluster

@@ -6,11 +6,14 @@ import {
   ServerResponse,
 } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { getRequestListener, type HttpBindings } from "@hono/node-server";
+import { getRequestListener, type HttpBindings, RequestError } from "@hono/node-server";
 import type { Context, Hono } from "hono";
 import type { AdminOptions } from "../../../app/admin.ts";
+import { errorReply, errorResponse } from "../../../app/errors.ts";
+import { requestRefusal } from "../../../app/request-target.ts";
 import type { Cache } from "../../../core/cache/index.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
+import { EdgecacheError } from "../../../core/errors.ts";
 import { requestKey } from "../../../core/keys.ts";
 import { memoize } from "../../../core/memo.ts";
 import { type HitRequest, hitReply } from "./hit-reply.ts";
@@ -76,21 +79,23 @@ const LINGER_MS = 5_000;
  * to node:http, whose request listener answers hits the same way and gives the rest to the app.
  */
 export function startServer(options: NodeServerOptions): Promise<RunningServer> {
-  const listener = getRequestListener(options.app.fetch);
+  // What @hono/node-server refuses itself (a target it cannot make a URL of) gets the
+  // JSON error too; requestRefusal below decides first on everything it knows of.
+  const listener = getRequestListener(options.app.fetch, {
+    errorHandler: (err) =>
+      errorResponse(
+        err instanceof RequestError
+          ? new EdgecacheError("E_BAD_QUERY", "http", "the request target does not parse")
+          : err,
+      ),
+  });
   const { cache } = options;
   // The proxy's lookup takes every path; the data API's only its own (dataApiHits).
   const now = options.now ?? Date.now;
   const findHit = options.findHit ?? (cache ? dataApiHits(cache, options.fastPrefix) : undefined);
-  const hitOf = (req: HitRequest): CacheEntry | undefined => {
-    if (
-      !findHit ||
-      (req.method !== "GET" && req.method !== "HEAD") ||
-      !req.url?.startsWith("/") ||
-      // What the app would refuse (a backslash, no Host) it must refuse here too.
-      req.url.includes("\\") ||
-      req.headers.host === undefined ||
-      !validHost(req.headers.host)
-    ) {
+  /** A request requestRefusal lets through: its fresh hit, if it is one. */
+  const lookup = (req: HitRequest): CacheEntry | undefined => {
+    if (!findHit || (req.method !== "GET" && req.method !== "HEAD") || !req.url?.startsWith("/")) {
       return undefined;
     }
     try {
@@ -105,14 +110,19 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
     // Looked up when the request's turn comes: after a write pipelined before it.
     inOrder((req, res) => {
       options.onRequest?.(req, res);
-      const entry = hitOf(req);
+      // Decided on the request line as sent, before the runtime's URL parsing rewrites it
+      // (dot segments): the same decision as the raw path's below.
+      const refused = requestRefusal(req.url ?? "", req.headers.host);
+      if (refused) return refuse(refused, res);
+      const entry = lookup(req);
       if (entry) serveHit(entry, req, res, now());
       else listener(req, res);
     }),
     options.rawHits === false || !findHit
       ? undefined
       : (req, keepAliveMs) => {
-          const entry = hitOf(req);
+          // A refused request is node:http's, whose listener answers it.
+          const entry = requestRefusal(req.url, req.headers.host) ? undefined : lookup(req);
           return entry && replyBytes(hitReply(entry, req, now()), req.method, keepAliveMs);
         },
   );
@@ -156,7 +166,11 @@ class HitServer extends Server {
     answer: RawHitsOptions["answer"] | undefined,
   ) {
     // The option is typed generic over the request class; node:http passes IncomingMessage.
-    super({ ServerResponse: BodyAwareResponse as typeof ServerResponse }, listener);
+    // Without Host (RFC 9112 3.2) the listener answers, with the JSON error (requestRefusal).
+    super(
+      { ServerResponse: BodyAwareResponse as typeof ServerResponse, requireHostHeader: false },
+      listener,
+    );
     // node:http parses a connection from the `connection` listener its constructor added;
     // should a Node version differ, every connection simply stays with node:http.
     const [http, ...others] = this.listeners("connection") as ((socket: Socket) => void)[];
@@ -256,8 +270,11 @@ const keyOf = memoize(
   { size: 10_000 },
 );
 
-/** Whether a Host header names a host, as the app's URL parsing would find (see validUrl). */
-const validHost = memoize((host) => URL.canParse(`http://${host}/`), { size: 1000 });
+function refuse(err: EdgecacheError, res: ServerResponse): void {
+  const { status, headers, body } = errorReply(err);
+  res.writeHead(status, headers);
+  res.end(body);
+}
 
 function serveHit(entry: CacheEntry, req: IncomingMessage, res: ServerResponse, now: number): void {
   const reply = hitReply(entry, req, now);

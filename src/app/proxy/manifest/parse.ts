@@ -1,5 +1,5 @@
 import { EdgecacheError } from "../../../core/errors.ts";
-import { ADMIN_PREFIX, isAdminPath } from "../../errors.ts";
+import { ADMIN_PREFIX, isAdminPath } from "../../request-target.ts";
 
 export const MANIFEST = "manifest";
 /**

@@ -1,0 +1,151 @@
+import type { MiddlewareHandler } from "hono";
+import { EdgecacheError } from "../core/errors.ts";
+import { memoize } from "../core/memo.ts";
+
+/**
+ * Which requests are refused for what they name, before any app or cache lookup sees them:
+ * the one decision for every way a request comes in (Node's raw hit path, its request
+ * listener, the apps on Node and on Workers, the tenants dispatchers). A front proxy that
+ * allows or blocks by path prefix, and the cache's keys, see the request as sent; what
+ * the runtime's URL parser would make of it must not differ from that.
+ */
+
+/** Where the admin API and the dashboard are; nothing under it is forwarded to an origin. */
+export const ADMIN_PREFIX = "/_edgecache";
+
+/** Whether a path as sent (percent-encoded) is ADMIN_PREFIX or under it, once decoded. */
+export function isAdminPath(pathname: string): boolean {
+  const first = pathname.split("/", 2)[1] ?? "";
+  let decoded = first;
+  try {
+    decoded = decodeURIComponent(first);
+  } catch {
+    // a malformed escape: routing takes the segment as it is
+  }
+  return decoded.split("/", 1)[0] === ADMIN_PREFIX.slice(1);
+}
+
+/**
+ * A dot segment as the WHATWG URL parser takes one (every runtime's: Node's, workerd's):
+ * `.` or `..`, each dot maybe `%2e` in either case. Tabs and newlines it drops first.
+ */
+const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
+const URL_IGNORED = /[\t\n\r]/g;
+
+/**
+ * Why a request target's path is refused, or undefined. `target` is the request line's
+ * (origin-form, or absolute-form), or a URL as a runtime hands it on.
+ * - A dot segment in any spelling (`/v1/%2e%2e/_edgecache/keys`): the URL parser removes it
+ *   with the segment before (RFC 3986 5.2.4), so the path a front proxy allowed (`/v1/`)
+ *   would reach another app (the admin API) or another origin path. Clients resolve dot
+ *   segments before they send (RFC 3986 5.2); only a crafted request carries one.
+ * - A backslash in the path, which the parser reads as `/`.
+ * - The admin prefix percent-encoded (`/%5fedgecache/stats`): routing decodes it, so it
+ *   would reach the admin API past a front proxy that blocks `/_edgecache` by prefix.
+ */
+export function pathRefusal(target: string): EdgecacheError | undefined {
+  const path = pathOf(target);
+  if (path.includes("\\")) return badPath(path, "has a backslash");
+  const mayHaveDot = path.includes(".") || path.includes("%");
+  if (mayHaveDot && DOT_SEGMENT.test(path.replace(URL_IGNORED, ""))) {
+    return badPath(path, "has a dot segment (. or .., maybe percent-encoded)");
+  }
+  if (path.includes("%") && !isPlainAdmin(path) && isAdminPath(path)) {
+    return new EdgecacheError(
+      "E_NOT_FOUND",
+      "http",
+      `path: ${JSON.stringify(path)} spells ${ADMIN_PREFIX} percent-encoded; no such route`,
+    );
+  }
+  return undefined;
+}
+
+function isPlainAdmin(path: string): boolean {
+  return path === ADMIN_PREFIX || path.startsWith(`${ADMIN_PREFIX}/`);
+}
+
+function badPath(path: string, why: string): EdgecacheError {
+  return new EdgecacheError("E_BAD_QUERY", "http", `path: ${JSON.stringify(path)} ${why}`);
+}
+
+/** The path of an origin-form target or of an absolute URL, as sent (not decoded). */
+function pathOf(target: string): string {
+  let start = 0;
+  if (!target.startsWith("/")) {
+    const scheme = target.indexOf("://");
+    if (scheme < 0) return target;
+    start = target.indexOf("/", scheme + 3);
+    if (start < 0) return "/";
+  }
+  let end = target.length;
+  for (const mark of ["?", "#"]) {
+    const at = target.indexOf(mark, start);
+    if (at >= 0 && at < end) end = at;
+  }
+  return start === 0 && end === target.length ? target : target.slice(start, end);
+}
+
+/**
+ * RFC 9110 7.2 Host: uri-host [":" port], in RFC 3986's ASCII: a reg-name (no
+ * percent-encoding) or an IP literal in brackets, and a port of digits.
+ */
+const HOST_SYNTAX = /^(?:[a-z0-9\-._~!$&'()*+,;=]+|\[[0-9a-f:.]+\])(?::(\d{1,5}))?$/i;
+
+/**
+ * Whether a Host header names a host the URL parser keeps as sent (lower-cased): no path,
+ * query, userinfo or other delimiter in it, a port up to 65535, and no name it would
+ * rewrite (`127.1`, `[::0001]`). What @hono/node-server's Request refuses with an empty
+ * 400 is refused here too, with the JSON one.
+ */
+export const validHost = memoize(
+  (host: string) => {
+    const m = HOST_SYNTAX.exec(host);
+    if (!m || (m[1] !== undefined && Number(m[1]) > 65535)) return false;
+    const name = m[1] === undefined ? host : host.slice(0, -m[1].length - 1);
+    try {
+      return new URL(`http://${host}/`).hostname === name.toLowerCase();
+    } catch {
+      return false;
+    }
+  },
+  { size: 1000 },
+);
+
+/** Why a Host header is refused, or undefined. */
+export function hostRefusal(host: string | undefined): EdgecacheError | undefined {
+  if (host === undefined) {
+    return new EdgecacheError("E_BAD_HEADER", "http", "host: the request has no Host header");
+  }
+  if (!validHost(host)) {
+    return new EdgecacheError("E_BAD_HEADER", "http", "host: the Host header is not a valid host");
+  }
+  return undefined;
+}
+
+/**
+ * Why a request is refused for its target or Host, or undefined. An absolute-form target
+ * names its own host; the Host header is then not read (RFC 9112 3.2.2).
+ */
+export function requestRefusal(
+  target: string,
+  host: string | undefined,
+): EdgecacheError | undefined {
+  return pathRefusal(target) ?? (target.startsWith("/") ? hostRefusal(host) : undefined);
+}
+
+/**
+ * The apps' first middleware: requestRefusal on the request as the runtime hands it on
+ * (on Node the server has decided on the request line already, before the runtime's URL
+ * parsing), and a URL that does not parse. On Node the runtime joins Host and the target
+ * without checking a Host of plain letters (`a.1`, `x127.0.0.1`), so every later
+ * `new URL(c.req.url)` would throw: a 500 at best.
+ */
+export const validUrl: MiddlewareHandler = async (c, next) => {
+  const url = c.req.url;
+  if (!URL.canParse(url)) {
+    throw new EdgecacheError("E_BAD_HEADER", "http", "host: the Host header is not a valid host");
+  }
+  const refused = pathRefusal(url);
+  if (refused) throw refused;
+  await next();
+};
