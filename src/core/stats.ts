@@ -4,6 +4,11 @@ export interface TierStats {
   hits: number;
   misses: number;
   errors: number;
+  /**
+   * Writes that fail on this tier now (`{ set: "SQLITE_FULL" }`): the failure's code by
+   * operation, until one of them succeeds again. Reads may still answer.
+   */
+  failing?: Record<string, string>;
   entries?: number;
   bytes?: number;
   evictions?: number;

@@ -22,11 +22,11 @@ import type { Source } from "../../../sources/source.ts";
 import { sqliteSource } from "../../../sources/sqlite.ts";
 import { reloadsLists, shortHash } from "../cluster.ts";
 import type { EdgecacheConfig } from "../config.ts";
-import { type FileLock, openLocked } from "../file-lock.ts";
 import { type Logger, nodeLogger } from "../log.ts";
 import type { NodeMetrics } from "../metrics.ts";
 import { adminAccess, type RunningServer } from "../server/server.ts";
 import { assemble, modeServer } from "./assembly.ts";
+import { type CacheFile, withCacheFile } from "./cache-file.ts";
 import { databaseStamp } from "./source-stamp.ts";
 
 export interface NodeEdgecacheOptions extends EdgecacheConfig {
@@ -78,8 +78,8 @@ export async function createNodeEdgecache(
   if (named !== undefined && isPostgresUrl(named)) {
     const database = redactUrl(named);
     const cachePath = cachePathOf(options, cwd, `edgecache-${shortHash(database)}.cache.db`);
-    return openLocked(cachePath, (lock) =>
-      open(options, { cachePath, lock, source: () => openPostgres(options, named) }),
+    return withCacheFile(cachePath, fileOptions(options), (file) =>
+      open(options, { file, source: () => openPostgres(options, named) }),
     );
   }
   const demo = options.database === undefined;
@@ -92,13 +92,13 @@ export async function createNodeEdgecache(
     );
   }
   const cachePath = cachePathOf(options, cwd, databasePath.replace(/(\.db)?$/, ".cache.db"));
-  return openLocked(cachePath, (lock) =>
-    open(options, {
-      cachePath,
-      lock,
-      source: async () => openSqlite(options, demo, databasePath),
-    }),
+  return withCacheFile(cachePath, fileOptions(options), (file) =>
+    open(options, { file, source: async () => openSqlite(options, demo, databasePath) }),
   );
+}
+
+function fileOptions(options: NodeEdgecacheOptions & { logger: Logger }) {
+  return { ...options.disk, logger: options.logger };
 }
 
 function cachePathOf(
@@ -191,13 +191,10 @@ async function openPostgres(options: NodeEdgecacheOptions, url: string): Promise
 
 async function open(
   options: NodeEdgecacheOptions,
-  at: {
-    cachePath: string | undefined;
-    lock: FileLock | undefined;
-    source: () => Promise<OpenedSource>;
-  },
+  at: { file: CacheFile; source: () => Promise<OpenedSource> },
 ): Promise<NodeEdgecache> {
-  const { cachePath, lock } = at;
+  const { file } = at;
+  const cachePath = file.path;
   const logger = options.logger ?? nodeLogger(options.logLevel);
   const opened = await at.source();
   const { source, demo, database } = opened;
@@ -220,9 +217,8 @@ async function open(
   // A stamp of another database (or none): the file's entries belong to a log that is gone.
   let stale = false;
   const node = await assemble({
-    cachePath,
+    file,
     memory: options.memory,
-    disk: options.disk,
     redis: options.redis,
     deployment: `${source.name}:${database}`,
     sourceStamp,
@@ -271,6 +267,7 @@ async function open(
     health: { source: sourceCheck(source, api.schema) },
     token: options.adminToken,
     metrics,
+    cacheFile: file.status,
     ...adminAccess(options),
   });
   const server = modeServer(app, logger, {
@@ -298,7 +295,7 @@ async function open(
       await opened.close();
       const stampAtClose = capturedAtClose ?? opened.stamp?.current();
       await node.close(stampAtClose === undefined ? false : { database: stampAtClose });
-      lock?.release();
+      file.release();
     },
   };
 }
