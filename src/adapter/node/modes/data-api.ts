@@ -1,6 +1,4 @@
-import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import Database from "better-sqlite3";
 import type { Hono } from "hono";
 import { createDataApi, type DataApi } from "../../../app/data-api.ts";
 import { edgecacheApp } from "../../../app/edgecache-app.ts";
@@ -20,6 +18,7 @@ import {
 } from "../../../sources/postgres.ts";
 import type { Source } from "../../../sources/source.ts";
 import { sqliteSource } from "../../../sources/sqlite.ts";
+import { openSqliteFile, sqliteFileProblem } from "../../../sources/sqlite-file.ts";
 import { reloadsLists, shortHash } from "../cluster.ts";
 import type { EdgecacheConfig } from "../config.ts";
 import { type Logger, nodeLogger } from "../log.ts";
@@ -84,13 +83,8 @@ export async function createNodeEdgecache(
   }
   const demo = options.database === undefined;
   const databasePath = resolve(cwd, named ?? "edgecache.db");
-  if (!demo && !existsSync(databasePath)) {
-    throw new EdgecacheError(
-      "E_BAD_OPTION",
-      "config",
-      `database: no SQLite file at ${databasePath}`,
-    );
-  }
+  const problem = demo ? undefined : sqliteFileProblem(databasePath);
+  if (problem) throw new EdgecacheError("E_BAD_OPTION", "config", `database: ${problem}`);
   const cachePath = cachePathOf(options, cwd, databasePath.replace(/(\.db)?$/, ".cache.db"));
   return withCacheFile(cachePath, fileOptions(options), (file) =>
     open(options, { file, source: async () => openSqlite(options, demo, databasePath) }),
@@ -127,9 +121,14 @@ interface OpenedSource {
 
 function openSqlite(options: NodeEdgecacheOptions, demo: boolean, path: string): OpenedSource {
   const start = databaseStamp(path);
-  const db = new Database(path);
   // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
-  db.pragma("journal_mode = WAL");
+  const db = openSqliteFile(path, {
+    component: "config",
+    what: demo ? "the demo database" : "database",
+    hint: demo
+      ? "pass --db a path where the demo's SQLite file can be made, or an existing one"
+      : "name a SQLite file (or a postgres:// URL) in the config's database",
+  });
   if (demo && !isSeeded(db)) seedDemo(db, options.demo);
   const source = sqliteSource({
     database: db,
