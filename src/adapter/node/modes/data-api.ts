@@ -235,6 +235,7 @@ async function open(
       staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
       policy: options.policy,
       notFound: options.notFound,
+      index: options.index,
       rehydrate:
         options.rehydrate === false
           ? false

@@ -41,6 +41,8 @@ export interface NodeProxyOptions {
   disk?: { maxBytes?: number; maxEntries?: number };
   /** Cached 404 and 410 responses kept at once (10 000). */
   notFound?: { maxEntries?: number };
+  /** The dependency index's heap at most, bytes (64 MiB). */
+  index?: { maxBytes?: number };
   /** With a token the admin API needs `Authorization: Bearer <token>`; else loopback only. */
   adminToken?: string;
   /** Reverse proxies whose X-Forwarded-For is believed (admin access, the origin's X-Forwarded-For). */
@@ -132,7 +134,7 @@ async function open(
     redis: options.redis,
     deployment: `proxy:${JSON.stringify(origins)}`,
     resume: (stamp) => stamp?.log,
-    cache: { rehydrate: false, notFound: options.notFound },
+    cache: { rehydrate: false, notFound: options.notFound, index: options.index },
     tenant: options.tenant,
     logger: log,
   });
