@@ -19,7 +19,10 @@ afterEach(async () => {
 });
 const mounts: string[] = [];
 afterAll(() => {
-  for (const m of mounts) execFileSync("umount", [m]);
+  for (const m of mounts) {
+    execFileSync("umount", [m]);
+    rmSync(m, { recursive: true, force: true });
+  }
 });
 
 function dir(): string {

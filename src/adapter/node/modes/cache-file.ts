@@ -97,7 +97,7 @@ function rootCause(err: unknown): unknown {
 }
 
 /** A stable code for why a file is off: the system's or SQLite's, else the error's own. */
-export function errorCode(err: unknown): string {
+function errorCode(err: unknown): string {
   const code = (rootCause(err) as { code?: unknown } | null)?.code;
   if (typeof code === "string") return code;
   return err instanceof EdgecacheError ? err.code : "E_STORE_UNAVAILABLE";
