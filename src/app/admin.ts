@@ -16,7 +16,7 @@ import {
 } from "./access.ts";
 import { dashboardPage } from "./dashboard.ts";
 import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
-import { cacheChecks, type HealthChecks, healthHandler } from "./health.ts";
+import { cacheChecks, cacheFileCheck, type HealthChecks, healthHandler } from "./health.ts";
 import { decided, describeRule, learnFamilies, rulesReport } from "./proxy/learn/observe.ts";
 import { checkRule, type RuleState, ruleId } from "./proxy/learn/rules.ts";
 import {
@@ -64,6 +64,11 @@ export interface AdminOptions {
    * `/manifest`. Node's keeper answers at once; a Worker's asks the manifest's Durable Object.
    */
   manifest?: ManifestView;
+  /**
+   * A Node node's cache file: whether it is in use, and why not when it could not be (in
+   * `/stats`, and as the `cacheFile` check of `/health`, which passes: the node serves).
+   */
+  cacheFile?: { state: "on" | "off" | "none"; path?: string; code?: string };
   now?: () => number;
 }
 
@@ -103,7 +108,15 @@ export function createAdminApi(options: AdminOptions): Hono {
   app.get("/", dashboardPage);
   // Health, before who may ask is checked: a load balancer probes without a token, by
   // address. It says which part failed and a code at most, nothing a tenant's data leaks.
-  app.get("/health", healthHandler({ ...cacheChecks(cache), ...options.health }));
+  const { cacheFile } = options;
+  app.get(
+    "/health",
+    healthHandler({
+      ...cacheChecks(cache),
+      ...(cacheFile && { cacheFile: () => cacheFileCheck(cacheFile) }),
+      ...options.health,
+    }),
+  );
 
   const trusted = addressSet(COMPONENT, "trustedProxies", options.trustedProxies);
   const hosts = hostSet(COMPONENT, "allowedHosts", options.allowedHosts);
@@ -181,6 +194,7 @@ export function createAdminApi(options: AdminOptions): Hono {
           ...cache.stats(),
           ...(learn && { learn: { ...learn.stats } }),
           ...(manifest && { manifest: await manifestProgress() }),
+          ...(cacheFile && { cacheFile }),
         }),
   );
   app.get("/metrics", prometheus);

@@ -15,8 +15,12 @@ export interface HealthCheck {
   name?: string;
   /** The tiers that did not answer. */
   failed?: string[];
-  /** A stable error code (E_SOURCE_UNAVAILABLE, E_TIMEOUT). */
+  /** A stable error code (E_SOURCE_UNAVAILABLE, E_TIMEOUT), or the system's (EROFS). */
   code?: string;
+  /** A part the node serves without, or with a fault: `off`, `degraded`. */
+  state?: string;
+  /** The tiers whose writes fail while reads answer (a full disk): the node serves on. */
+  degraded?: string[];
 }
 
 /** Checks by name; each runs on every health request. */
@@ -39,10 +43,25 @@ export function cacheChecks(cache: Cache): HealthChecks {
   return {
     tiers: async () => {
       const failed = (await cache.probe()).filter((t) => !t.ok).map((t) => t.tier);
-      return failed.length === 0 ? { ok: true } : { ok: false, failed };
+      if (failed.length > 0) return { ok: false, failed };
+      const degraded = cache
+        .stats()
+        .tiers.filter((t) => t.failing !== undefined)
+        .map((t) => t.name);
+      return degraded.length === 0 ? { ok: true } : { ok: true, state: "degraded", degraded };
     },
     log: () => ({ ok: cache.trusted, name: cache.log.name }),
   };
+}
+
+/**
+ * A Node node's cache file: a file it could not use (a read-only or full filesystem) leaves
+ * it serving from memory, which the check says without failing: the node serves.
+ */
+export function cacheFileCheck(file: { state: string; code?: string }): HealthCheck {
+  return file.state === "off"
+    ? { ok: true, state: "off", code: file.code }
+    : { ok: true, state: file.state };
 }
 
 /**

@@ -1,10 +1,10 @@
-import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
 import type { CaptureStatus, CapturingSource } from "../core/capture.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { isPostgresUrl, postgresSource, redactUrl } from "../sources/postgres.ts";
 import type { Source } from "../sources/source.ts";
 import { sqliteSource } from "../sources/sqlite.ts";
+import { sqliteFileProblem } from "../sources/sqlite-file.ts";
 import {
   type D1Target,
   d1Install,
@@ -80,9 +80,8 @@ async function withSource<T>(
   if (!postgres && args.schema !== undefined) {
     throw new EdgecacheError("E_BAD_OPTION", "capture", "--schema: only with a postgres:// URL");
   }
-  if (!postgres && !existsSync(database)) {
-    throw new EdgecacheError("E_BAD_OPTION", "capture", `no SQLite file at ${database}`);
-  }
+  const problem = postgres ? undefined : sqliteFileProblem(database);
+  if (problem) throw new EdgecacheError("E_BAD_OPTION", "capture", `--db: ${problem}`);
   const source = postgres
     ? await postgresSource({
         url: database,

@@ -23,23 +23,42 @@ function isInteger(value: string): boolean {
 }
 
 /**
- * Refuses what a command does not declare, before it opens anything (citty itself ignores
- * unknown flags): an unknown flag, with the closest known one (`--rdis` would otherwise
- * start a node alone, beside nodes that share Redis), a flag without its value, and a
- * value of the wrong type. `rawArgs` are the command's own, after its name.
+ * A positional argument that takes any number of values (`warm <url>...`): its valueHint
+ * ends in "...". Any other positional takes one.
  */
-export function checkFlags(rawArgs: string[], args: ArgsDef): void {
+export const MANY = "...";
+
+/**
+ * Refuses what a command does not declare, before it opens anything (citty itself ignores
+ * unknown flags and arguments): an unknown flag, with the closest known one (`--rdis` would
+ * otherwise start a node alone, beside nodes that share Redis), a flag without its value, a
+ * value of the wrong type, and, on a command without subcommands (`leaf`), an argument more
+ * than it takes (`edgecache serve extra` would start as if it were not there). `rawArgs`
+ * are the command's own, after its name.
+ */
+export function checkFlags(rawArgs: string[], args: ArgsDef, leaf = true): void {
   const defs = new Map<string, ArgsDef[string]>();
+  let takes = 0;
+  const positionals: string[] = [];
   for (const [name, def] of Object.entries(args)) {
-    if (def.type === "positional") continue;
+    if (def.type === "positional") {
+      takes += "valueHint" in def && def.valueHint?.endsWith(MANY) ? Number.POSITIVE_INFINITY : 1;
+      continue;
+    }
     defs.set(name, def);
     defs.set(kebab(name), def);
     for (const alias of [("alias" in def && def.alias) || []].flat()) defs.set(alias, def);
   }
   for (let i = 0; i < rawArgs.length; i++) {
     const arg = rawArgs[i]!;
-    if (arg === "--") return;
-    if (!arg.startsWith("-") || arg === "-") continue;
+    if (arg === "--") {
+      positionals.push(...rawArgs.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      positionals.push(arg);
+      continue;
+    }
     const eq = arg.indexOf("=");
     const flag = eq < 0 ? arg : arg.slice(0, eq);
     const name = flag.replace(/^--?/, "");
@@ -78,6 +97,12 @@ export function checkFlags(rawArgs: string[], args: ArgsDef): void {
         `${flag}: expected one of ${def.options.join(", ")}, got ${JSON.stringify(value)}`,
       );
     }
+  }
+  if (leaf && positionals.length > takes) {
+    const extra = positionals[takes]!;
+    throw usageError(
+      `unexpected argument ${JSON.stringify(extra)}: ${takes === 0 ? "this command takes none" : `it takes ${takes} at most`} (flags start with --; see --help)`,
+    );
   }
 }
 

@@ -70,7 +70,7 @@ const serve = defineCommand({
           ...(redis && { redis }),
           ...(cacheFileFlag(args["cache-file"]) === false && { cacheDir: false as const }),
         });
-        const { url } = await listen(node, port);
+        const { url } = await listen(node, port, args.host);
         console.log(`edgecache serving the tenants of ${node.state.where}`);
         if (node.shared)
           console.log(`shared:    tenants' change logs and entries on ${redisUrl(node.shared)}`);
@@ -96,7 +96,7 @@ const serve = defineCommand({
         ...serverOptionsOf(args),
         adminToken: envVar("EDGECACHE_ADMIN_TOKEN") || undefined,
       });
-      const { url } = await listen(edgecache, port);
+      const { url } = await listen(edgecache, port, args.host ?? config.hostname);
       const resources = [
         ...edgecache.api.schema.tables.keys(),
         ...edgecache.api.schema.views.keys(),
@@ -152,7 +152,7 @@ const proxy = defineCommand({
         ...(args.manifest && { manifest: args.manifest }),
         adminToken: envVar("EDGECACHE_ADMIN_TOKEN") || undefined,
       });
-      const { url } = await listen(node, port);
+      const { url } = await listen(node, port, args.host ?? config?.hostname);
       const file = flag ?? config?.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
       console.log(`edgecache proxy in front of ${origins.map((o) => o.origin).join(", ")}`);
       if (loaded?.config.proxy) console.log(`config: ${loaded.path}`);
@@ -203,16 +203,36 @@ interface Listening {
   close(): Promise<void>;
 }
 
-async function listen(node: Listening, port: number): Promise<RunningServer> {
+/** Listens, or says in one line which flag the system refused and what to pass instead. */
+async function listen(
+  node: Listening,
+  port: number,
+  host: string | undefined,
+): Promise<RunningServer> {
   try {
     return await node.listen();
   } catch (err) {
     await node.close();
-    if ((err as { code?: string }).code === "EADDRINUSE") {
+    const code = (err as { code?: string }).code;
+    if (code === "EADDRINUSE") {
       throw new EdgecacheError(
         "E_BAD_OPTION",
         "cli",
         `port ${port} is in use: stop what runs there or pass --port (0 picks a free one)`,
+      );
+    }
+    if (code === "EACCES") {
+      throw new EdgecacheError(
+        "E_BAD_OPTION",
+        "cli",
+        `--port ${port}: this user may not listen there (EACCES): pass --port 1024 or above (0 picks a free one)`,
+      );
+    }
+    if (code === "ENOTFOUND" || code === "EADDRNOTAVAIL" || code?.startsWith("EAI_")) {
+      throw new EdgecacheError(
+        "E_BAD_OPTION",
+        "cli",
+        `--host ${host}: not an address of this machine (${code}): pass one of its addresses, 127.0.0.1 (this machine only) or 0.0.0.0 (every address)`,
       );
     }
     throw err;

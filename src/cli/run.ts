@@ -28,7 +28,10 @@ export async function runCli(main: CommandDef): Promise<void> {
   }
   try {
     // Every command's flags, before any of them runs: nothing is opened on a typo.
-    for (const level of path) checkFlags(level.args, (await resolve(level.cmd.args)) ?? {});
+    for (const level of path) {
+      const leaf = level.cmd.subCommands === undefined;
+      checkFlags(level.args, (await resolve(level.cmd.args)) ?? {}, leaf);
+    }
     if (cmd === main && rawArgs.every((a) => a.startsWith("-"))) {
       await showUsage(main);
       process.exit(EXIT.usage);
@@ -50,6 +53,13 @@ function report(err: unknown, name: string): number {
     console.error(err.message);
     if (err.code === "E_BAD_OPTION") return EXIT.usage;
     return err.code === "E_NOT_FOUND" ? EXIT.notFound : EXIT.failed;
+  }
+  // The system's refusal of a file or a socket the user named: theirs to fix, not a bug, and
+  // its message names the file. Node's own ERR_ codes are bugs, and keep their stack.
+  const code = (err as { code?: unknown } | null)?.code;
+  if (err instanceof Error && typeof code === "string" && /^(E[A-Z]+|SQLITE_[A-Z_]+)$/.test(code)) {
+    console.error(`${name}: ${err.message}`);
+    return EXIT.failed;
   }
   // citty's own parse errors (a missing positional, an unknown command).
   if (err instanceof Error && err.name === "CLIError") {

@@ -4,6 +4,11 @@ export interface TierStats {
   hits: number;
   misses: number;
   errors: number;
+  /**
+   * Writes that fail on this tier now (`{ set: "SQLITE_FULL" }`): the failure's code by
+   * operation, until one of them succeeds again. Reads may still answer.
+   */
+  failing?: Record<string, string>;
   entries?: number;
   bytes?: number;
   evictions?: number;
@@ -46,6 +51,8 @@ export interface CacheStats {
   /** Times this node missed log records it could not apply, and dropped its memory tier. */
   resets: number;
   indexedKeys: number;
+  /** The dependency index: its keys, its heap as estimated, its budget, and keys it dropped to keep within it. */
+  index: { keys: number; bytes: number; maxBytes: number; evictions: number };
   /** Cached negative results (404, 410) held, their quota, and how many the quota dropped. */
   notFound: { entries: number; maxEntries: number; evictions: number };
   /**

@@ -1,6 +1,6 @@
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, type EdgecacheError } from "../core/errors.ts";
 import type { Row, ViewInfo } from "../core/query.ts";
 import type { Source, WriteOptions } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
@@ -21,6 +21,7 @@ import {
   toEdgecacheError,
   whenNotBusy,
 } from "./sqlite-dialect.ts";
+import { openSqliteFile } from "./sqlite-file.ts";
 
 const COMPONENT = "sqlite";
 
@@ -91,15 +92,12 @@ export function sqliteSource(options: SqliteSourceOptions): Source & CapturingSo
     badOption(COMPONENT, "path", "a non-empty string", path);
   }
   if (typeof readonly !== "boolean") badOption(COMPONENT, "readonly", "a boolean", readonly);
-  let db: Database.Database;
-  try {
-    db = new Database(path, { readonly, fileMustExist: readonly });
-    // WAL lets readers proceed while a write is in progress.
-    if (!readonly) db.pragma("journal_mode = WAL");
-  } catch (cause) {
-    const message = `cannot open database ${JSON.stringify(path)}`;
-    throw new EdgecacheError("E_SOURCE_UNAVAILABLE", COMPONENT, message, { cause });
-  }
+  const db = openSqliteFile(path, {
+    component: COMPONENT,
+    what: "database",
+    code: "E_SOURCE_UNAVAILABLE",
+    readonly,
+  });
   const driver = new BetterSqliteDriver(db, { owned: true, busyTimeout });
   return new SqliteSource(driver, { readonly, views });
 }

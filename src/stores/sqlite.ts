@@ -38,6 +38,14 @@ export interface SqliteStoreOptions {
    * calls fail with E_STORE_UNAVAILABLE saying the file is damaged.
    */
   repair?: boolean;
+  /**
+   * Holds the file's lock for as long as the store is open (SQLite's exclusive locking
+   * mode): another store opening the same file, in this process or another and under any
+   * name (a hard link, a symlink, a bind mount), fails at once with E_IN_USE. The lock is
+   * the kernel's, on the file itself, so it goes with the process. Default false: processes
+   * may share the file.
+   */
+  exclusive?: boolean;
   /** Where the repair's warning goes. Default `console`. */
   logger?: Warner;
 }
@@ -139,6 +147,7 @@ export function sqliteStore(
     maxBytes = DEFAULT_MAX_BYTES,
     maxEntries = DEFAULT_MAX_ENTRIES,
     repair = false,
+    exclusive = false,
     logger = console,
   } = options;
   if (typeof path !== "string" || path === "") badOption(NAME, "path", "a file path", path);
@@ -148,6 +157,7 @@ export function sqliteStore(
     badOption(NAME, "maxEntries", "a positive integer", maxEntries);
   }
   if (typeof repair !== "boolean") badOption(NAME, "repair", "true or false", repair);
+  if (typeof exclusive !== "boolean") badOption(NAME, "exclusive", "true or false", exclusive);
   // The name is spliced into SQL, so only plain identifiers are accepted.
   if (typeof tableName !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(tableName)) {
     badOption(NAME, "tableName", "an identifier ([A-Za-z_][A-Za-z0-9_]*)", tableName);
@@ -170,8 +180,12 @@ export function sqliteStore(
     // A WAL left behind: a crash (or another process has the file open). Only then is the
     // file's structure checked, which reads all of it.
     const crashed = existsSync(`${path}-wal`);
-    const db = new Database(path);
+    // Exclusive: no wait for a lock another holds, which is refused at once instead.
+    const db = new Database(path, exclusive ? { timeout: 0 } : {});
     try {
+      // Before the first read, so WAL mode keeps its index in this process's memory and the
+      // lock taken below (the write at the end of connect) is held until close.
+      if (exclusive) db.pragma("locking_mode = EXCLUSIVE");
       db.pragma("journal_mode = WAL");
       // NORMAL in WAL mode can lose the last writes on power loss, never corrupt: right
       // for a cache.
@@ -369,6 +383,7 @@ export function sqliteStore(
   try {
     file = connect();
   } catch (error) {
+    if (exclusive && isBusy(error)) throw inUse(path, error);
     if (!(repair && isDamage(error))) throw storeError(opening, error);
     replace(error);
   }
@@ -481,6 +496,21 @@ function successor(prefix: string): string | undefined {
 
 function isPositiveInteger(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
+}
+
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("SQLITE_BUSY");
+}
+
+/** Another exclusive store holds the file, under this name or another (a hard link). */
+function inUse(path: string, error: unknown): EdgecacheError {
+  return new EdgecacheError(
+    "E_IN_USE",
+    NAME,
+    `${path} is in use by another edgecache (its file is locked, maybe under another name: a hard link, a symlink or a bind mount): stop it, or give this one a cache file of its own (--cache-file, or --no-cache-file)`,
+    { cause: error },
+  );
 }
 
 /** Runs a driver call, turning its failures into E_STORE_UNAVAILABLE. */

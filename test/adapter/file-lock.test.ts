@@ -1,11 +1,13 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { lockFile } from "../../src/adapter/node/file-lock.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
+import { sqliteStore } from "../../src/stores/sqlite.ts";
 import { reply, tempDir } from "../app/harness.ts";
 import { waitForLine } from "../helpers/child.ts";
+import { storedEntry } from "../helpers/entries.ts";
 
 // One process per cache file: a second one is refused with the first one's pid, and the
 // first keeps its files and serves correctly.
@@ -113,6 +115,59 @@ describe("one process per cache file", () => {
     const second = serve(cwd);
     await waitForLine(second, /data API:/);
   }, 60_000);
+});
+
+describe("one process per cache file, under any of its names", () => {
+  it("a second `edgecache serve` on a hard link of the first one's cache file exits 1 with one line; the first's file stays intact", async () => {
+    const cwd = dir();
+    const first = serve(cwd);
+    const [, url] = await waitForLine(first, /data API:\s+(http:\/\/[^/\s]+)\/v1\//);
+    const users = (await json(`${url}/v1/users?limit=20`)).body.data as { id: number }[];
+    for (const u of users) await json(`${url}/v1/users/${u.id}`);
+    linkSync(join(cwd, "edgecache.cache.db"), join(cwd, "hard.cache.db"));
+    symlinkSync(join(cwd, "edgecache.cache.db"), join(cwd, "soft.cache.db"));
+    for (const name of ["hard.cache.db", "soft.cache.db"]) {
+      const second = serve(cwd, "--cache-file", name);
+      const outcome = await Promise.race([
+        exit(second),
+        waitForLine(second, /data API:/).then(() => ({ code: "started", stderr: "" })),
+      ]);
+      expect(outcome.code).toBe(1);
+      const lines = outcome.stderr.trim().split("\n");
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/is in use by another edgecache/);
+      expect(lines[0]).toContain(name);
+    }
+    // The first one serves on, from its file: every entry it stored is there and a hit.
+    for (const u of users) expect((await json(`${url}/v1/users/${u.id}`)).cache).toMatch(/hit/);
+    const stats = (await json(`${url}/_edgecache/stats`)).body;
+    expect(stats.tiers[1].entries).toBeGreaterThanOrEqual(users.length);
+    expect(stats.tiers[1].errors).toBe(0);
+  }, 60_000);
+
+  it.each([
+    ["a hard link", (file: string, other: string) => linkSync(file, other)],
+    ["a symlink", (file: string, other: string) => symlinkSync(file, other)],
+  ])(
+    "a second exclusive sqliteStore on %s of the file is refused with E_IN_USE; the first's entries stay",
+    async (_, link) => {
+      const d = dir();
+      const file = join(d, "a.cache.db");
+      const first = sqliteStore({ path: file, exclusive: true, repair: true });
+      await first.set("k", storedEntry({ etag: '"kept"' }), 60_000);
+      link(file, join(d, "b.cache.db"));
+      expect(() =>
+        sqliteStore({ path: join(d, "b.cache.db"), exclusive: true, repair: true }),
+      ).toThrow(expect.objectContaining({ code: "E_IN_USE" }));
+      await first.set("k2", storedEntry({ etag: '"also"' }), 60_000);
+      expect((await first.get("k"))?.etag).toBe('"kept"');
+      expect(first.size().entries).toBe(2);
+      await first.close();
+      const after = sqliteStore({ path: join(d, "b.cache.db"), exclusive: true });
+      expect((await after.get("k2"))?.etag).toBe('"also"');
+      await after.close();
+    },
+  );
 });
 
 describe("lockFile", () => {

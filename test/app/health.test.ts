@@ -34,7 +34,12 @@ describe("a data API node", () => {
     expect(r.headers.get("cache-control")).toBe("no-store");
     expect(r.json).toEqual({
       status: "ok",
-      checks: { tiers: { ok: true }, log: { ok: true, name: "local" }, source: { ok: true } },
+      checks: {
+        tiers: { ok: true },
+        log: { ok: true, name: "local" },
+        cacheFile: { ok: true, state: "on" },
+        source: { ok: true },
+      },
     });
     const stats = await h.edgecache.app.request("/_edgecache/stats");
     expect(stats.status).toBe(401);
@@ -144,7 +149,11 @@ describe("a proxy node", () => {
     expect(r.status).toBe(200);
     expect(JSON.parse(r.text)).toEqual({
       status: "ok",
-      checks: { tiers: { ok: true }, log: { ok: true, name: "local" } },
+      checks: {
+        tiers: { ok: true },
+        log: { ok: true, name: "local" },
+        cacheFile: { ok: true, state: "none" },
+      },
     });
     await origin.close();
     expect((await raw(`${proxy.url}/_edgecache/health`)).status).toBe(200);

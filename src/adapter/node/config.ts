@@ -39,6 +39,8 @@ export interface EdgecacheConfig {
   disk?: { maxBytes?: number; maxEntries?: number };
   /** Cached 404 and 410 responses kept at once (10 000). */
   notFound?: { maxEntries?: number };
+  /** The dependency index's heap at most, bytes (64 MiB). */
+  index?: { maxBytes?: number };
   port?: number;
   hostname?: string;
   /**
@@ -69,6 +71,7 @@ export interface ProxyConfig {
   cacheFile?: string | false;
   disk?: { maxBytes?: number; maxEntries?: number };
   notFound?: { maxEntries?: number };
+  index?: { maxBytes?: number };
   port?: number;
   hostname?: string;
   /** Redis shared by several proxy nodes (purges reach every node). */
@@ -141,6 +144,7 @@ function checkServer(c: Record<string, unknown>, at: string): void {
   bounds(c, "memory", at, ["maxBytes", "maxEntries"]);
   bounds(c, "disk", at, ["maxBytes", "maxEntries"]);
   bounds(c, "notFound", at, ["maxEntries"]);
+  bounds(c, "index", at, ["maxBytes"]);
 }
 
 /** A section of size bounds (`memory`, `disk`, `notFound`): positive integers only. */

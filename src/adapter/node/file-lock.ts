@@ -70,24 +70,6 @@ export function lockFile(file: string): FileLock {
 }
 
 /**
- * Opens what uses `file` under its lock (none when `file` is undefined: memory only); the
- * lock is released if opening fails, else by whoever closes what was opened.
- */
-export async function openLocked<T>(
-  file: string | undefined,
-  open: (lock: FileLock | undefined) => Promise<T>,
-): Promise<T> {
-  // Before anything is opened: a second process must not touch the first one's files.
-  const lock = file === undefined ? undefined : lockFile(file);
-  try {
-    return await open(lock);
-  } catch (err) {
-    lock?.release();
-    throw err;
-  }
-}
-
-/**
  * The file's real path, symlinks resolved; for a file not there yet, its directory's real
  * path and its name (a dangling symlink: where it points, which is where it will be made).
  */

@@ -142,6 +142,12 @@ export const SERVER_OPTIONS = [
     default: "256 MiB, 100,000",
   },
   {
+    key: "index",
+    in: ["serve", "proxy"],
+    doc: "The dependency index's heap: {maxBytes}",
+    default: "64 MiB",
+  },
+  {
     key: "notFound",
     in: ["serve", "proxy"],
     doc: "Cached 404s and 410s: {maxEntries}",

@@ -5,6 +5,7 @@ import stripJsonComments from "strip-json-comments";
 import { validateConfig } from "../../adapter/node/config.ts";
 import { type Mode, optionOfKey } from "../../adapter/node/options.ts";
 import { isPostgresUrl } from "../../sources/postgres.ts";
+import { sqliteFileProblem } from "../../sources/sqlite-file.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 
 const FILE = "edgecache.config.json";
@@ -53,9 +54,8 @@ export const init = defineCommand({
     }
     let text: string;
     if (a.db) {
-      if (!isPostgresUrl(a.db) && !existsSync(resolve(a.db))) {
-        throw usageError(`--db: no SQLite file at ${resolve(a.db)}`);
-      }
+      const problem = isPostgresUrl(a.db) ? undefined : sqliteFileProblem(resolve(a.db));
+      if (problem) throw usageError(`--db: ${problem}`);
       text = dataConfig(a.db, ttl ?? 86_400);
     } else {
       let origin: URL;

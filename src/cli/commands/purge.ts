@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { flagValues } from "../flags.ts";
+import { flagValues, MANY } from "../flags.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 import { JSON_ARG, NODE_ARGS, nodeClient } from "./node-client.ts";
 
@@ -8,6 +8,7 @@ const args = {
     type: "positional",
     required: false,
     description: "URLs or paths to purge, every Vary variant of each",
+    valueHint: `url${MANY}`,
   },
   tag: {
     type: "string",

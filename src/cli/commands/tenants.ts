@@ -9,6 +9,7 @@ import {
 } from "../../adapter/node/tenants/state.ts";
 import type { Tenant } from "../../adapter/tenants/model.ts";
 import { isPostgresUrl, redactUrl } from "../../sources/postgres.ts";
+import { sqliteFileProblem } from "../../sources/sqlite-file.ts";
 import { envVar } from "../environment.ts";
 import { usageError } from "../run.ts";
 import { bytes, table } from "./format.ts";
@@ -113,9 +114,8 @@ const create = defineCommand({
       // A PostgreSQL URL is kept as given (the node connects when the tenant's first
       // request comes); a SQLite file must exist now.
       const database = isPostgresUrl(a.db) ? a.db : resolve(a.db);
-      if (!isPostgresUrl(a.db) && !existsSync(database)) {
-        throw usageError(`--db: no SQLite file at ${database}`);
-      }
+      const problem = isPostgresUrl(a.db) ? undefined : sqliteFileProblem(database);
+      if (problem) throw usageError(`--db: ${problem}`);
       source = { database };
     } else {
       let url: URL;

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { envVar } from "../environment.ts";
+import { MANY } from "../flags.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 import { NODE_ARGS, type NodeClient, nodeClient } from "./node-client.ts";
 
@@ -9,6 +10,7 @@ const args = {
     type: "positional",
     required: false,
     description: "Paths of the node (/v1/users?limit=10) or full URLs to fetch through the cache",
+    valueHint: `url${MANY}`,
   },
   file: {
     type: "string",

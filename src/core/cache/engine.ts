@@ -50,6 +50,8 @@ export interface Engine {
   readonly tiers: TierStack;
   /** This node's registrations: tag to keys, lists per table. */
   readonly index: DependencyIndex;
+  /** The index's budget of heap, and the keys it dropped to keep within it. */
+  readonly indexBytes: { max: number; evictions: number };
   readonly negative: NegativeQuota;
   readonly fence: WriteFence;
   readonly log: ChangeLog;

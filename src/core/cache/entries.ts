@@ -73,7 +73,32 @@ export class Entries {
       // Registrations of entries that expired everywhere go now and then, not per request.
       if (++this.#stores % SWEEP_EVERY === 0) this.#e.index.sweep(this.#e.now());
     }
+    this.trimIndex(list.map((w) => w.key));
     await this.storeIn(list, end, only);
+  }
+
+  /**
+   * Keeps the index within its budget of heap: past it, the least recently registered keys
+   * leave the index and the local tiers at once (reads skip them from now on). A local tier
+   * must not keep an entry without its registration, or a write could not find it; a shared
+   * tier may, since what is read from one is checked against the log. `keep`: keys being
+   * stored now, which stay.
+   */
+  trimIndex(keep: readonly string[]): void {
+    const { index } = this.#e;
+    if (index.bytes <= this.#e.indexBytes.max) return;
+    const out = new Set<string>();
+    for (const key of index.oldest()) {
+      if (index.bytes <= this.#e.indexBytes.max) break;
+      if (keep.includes(key)) continue;
+      index.remove(key);
+      this.#e.negative.forget(key);
+      out.add(key);
+    }
+    this.#e.indexBytes.evictions += out.size;
+    if (out.size > 0) {
+      this.#e.background.run(this.remove(out, { invalidation: false, local: true }));
+    }
   }
 
   /** Counts a negative result against its quota; the least recently used past it goes. */

@@ -96,6 +96,7 @@ export class Cache {
     const shared: Omit<Engine, "entries" | "loads" | "reads" | "applier"> = {
       tiers,
       index: new DependencyIndex(),
+      indexBytes: { max: set.indexMaxBytes, evictions: 0 },
       negative: new NegativeQuota(set.maxNegative),
       fence: new WriteFence(
         set.fenceOps,
@@ -679,6 +680,12 @@ export class Cache {
       ...this.#e.counters,
       enabled: this.#e.enabled,
       indexedKeys: this.#e.index.size,
+      index: {
+        keys: this.#e.index.size,
+        bytes: this.#e.index.bytes,
+        maxBytes: this.#e.indexBytes.max,
+        evictions: this.#e.indexBytes.evictions,
+      },
       notFound: {
         entries: this.#e.negative.size,
         maxEntries: this.#e.negative.max,

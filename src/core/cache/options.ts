@@ -6,6 +6,8 @@ import type { CacheOptions, EntryInit, JsonOptions } from "./types.ts";
 const HOUR = 3_600_000;
 /** Cached 404s and 410s kept at once, by default. */
 const DEFAULT_MAX_NEGATIVE = 10_000;
+/** The dependency index's heap at most, by default (CacheOptions.index.maxBytes). */
+const DEFAULT_INDEX_BYTES = 64 * 1024 * 1024;
 /** The write fence's default size, in operations (see CacheOptions.fenceLogSize). */
 const DEFAULT_FENCE_OPS = 8192;
 
@@ -16,6 +18,7 @@ export interface Settings {
   swr: number;
   policy: NonNullable<CacheOptions["policy"]>;
   maxNegative: number;
+  indexMaxBytes: number;
   fenceOps: number;
   rules: NonNullable<CacheOptions["invalidateOn"]>;
   rehydrate: { concurrency: number; minHits: number; lists: boolean } | undefined;
@@ -46,6 +49,10 @@ export function settings(options: CacheOptions): Settings {
   if (!Number.isSafeInteger(maxNegative) || maxNegative < 1) {
     badOption(c, "notFound.maxEntries", "a positive integer", maxNegative);
   }
+  const indexMaxBytes = options.index?.maxBytes ?? DEFAULT_INDEX_BYTES;
+  if (!Number.isSafeInteger(indexMaxBytes) || indexMaxBytes < 1) {
+    badOption(c, "index.maxBytes", "a positive integer", indexMaxBytes);
+  }
   const rules = options.invalidateOn ?? {};
   if (typeof rules !== "object" || rules === null) {
     badOption(c, "invalidateOn", "an object of functions", rules);
@@ -59,6 +66,7 @@ export function settings(options: CacheOptions): Settings {
     swr,
     policy,
     maxNegative,
+    indexMaxBytes,
     fenceOps: options.fenceLogSize ?? DEFAULT_FENCE_OPS,
     rules,
     rehydrate:

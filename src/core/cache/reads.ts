@@ -153,6 +153,7 @@ export class Reads {
           this.#e.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, held),
       );
       this.#e.entries.admit(key, entry);
+      this.#e.entries.trimIndex([key]);
       // Back-fill the tiers above; check again after, since a write may land while an
       // asynchronous tier is being written.
       await this.#e.entries.storeIn([{ key, entry }], i);

@@ -12,6 +12,16 @@ import {
   type SyncStore,
 } from "../store.ts";
 
+/** The code a failure carries (SQLITE_FULL, ENOSPC; the cause's, under ours), else its name. */
+function faultCode(err: unknown): string {
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && !code.startsWith("E_")) return code;
+  }
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : "error";
+}
+
 /** A tier call that failed: counted and logged already (see TierStack.fault). */
 export const FAILED = Symbol("tier failed");
 
@@ -60,9 +70,24 @@ export class TierStack {
   /** Counts and logs a failed call of tier `i`: the one home of the fault policy. */
   fault(i: number, op: string, err: unknown): void {
     const stats = this.#stats[i];
-    if (stats) stats.errors++;
+    if (stats) {
+      stats.errors++;
+      // A write that fails (a full disk) is shown as failing until one succeeds again.
+      if (op === "set" || op === "delete") {
+        stats.failing = { ...stats.failing, [op]: faultCode(err) };
+      }
+    }
     const name = this.list[i]?.name ?? "tier";
     this.#report(`${name}:${op}`, `[edgecache] [${name}] ${op} failed; counted in stats`, err);
+  }
+
+  /** A write of tier `i` succeeded: it is no longer failing, if it was. */
+  #wrote(i: number, op: "set" | "delete"): void {
+    const stats = this.#stats[i];
+    if (stats?.failing?.[op] === undefined) return;
+    const { [op]: _, ...rest } = stats.failing;
+    stats.failing = Object.keys(rest).length > 0 ? rest : undefined;
+    if (stats.failing === undefined) delete stats.failing;
   }
 
   /** Tier `i`'s entry for `key`, or FAILED. */
@@ -104,6 +129,7 @@ export class TierStack {
         try {
           if (writes.length > 1 && isBatch(tier)) await tier.setMany(writes);
           else await Promise.all(writes.map((w) => tier.set(w.key, w.entry, w.ttlMs)));
+          this.#wrote(i, "set");
         } catch (err) {
           this.fault(i, "set", err);
         }
@@ -114,7 +140,7 @@ export class TierStack {
   /** Deletes keys from tier `i` alone (a copy it held that the log refused). */
   async deleteIn(i: number, keys: readonly string[]): Promise<void> {
     await this.list[i]!.delete(keys).then(
-      () => {},
+      () => this.#wrote(i, "delete"),
       (err) => this.fault(i, "delete", err),
     );
   }
@@ -136,6 +162,7 @@ export class TierStack {
         const batch = pending ? [...new Set([...list, ...pending])] : list;
         try {
           const n = await tier.delete(batch);
+          this.#wrote(i, "delete");
           // Only the keys this batch deleted are cleared: others may have failed meanwhile.
           const skip = this.#undeleted.get(i);
           if (skip) {

@@ -32,6 +32,14 @@ export interface CacheOptions {
    */
   notFound?: { maxEntries?: number };
   /**
+   * The dependency index's heap at most, estimated per key from its tags and lists (64 MiB
+   * by default). A key stays registered while a local tier holds its entry, so the tiers'
+   * entry bounds bound it too; a flood of distinct lists would still take some 2 KB a key.
+   * Past this budget the least recently registered keys leave the index and the local
+   * tiers (counted in stats as `index.evictions`).
+   */
+  index?: { maxBytes?: number };
+  /**
    * Background refetch of invalidated hot entries; false turns it off. `lists`: with other
    * nodes on the log and a shared tier, every invalidated list page any node held is
    * reloaded there (by one node), hot or not, so that a node which never held it finds it

@@ -13,7 +13,32 @@ export interface Registration extends HitCount {
   expiresAt: number;
   /** Tiers (bit i for tier i) that may hold the entry; the registration goes with the last. */
   held: number;
+  /** What it takes in the heap, estimated (see registrationBytes). */
+  bytes: number;
 }
+
+/**
+ * The heap one registration takes, estimated from above: the key and tag strings (UTF-16),
+ * an entry in each map that files it, and per list its objects, its family text and the
+ * maps filed by its filter value (a flood of distinct filter values makes a map each).
+ * Measured on the data API (a flood of distinct junk lists and ids): some 1.9 KB a key.
+ */
+export function registrationBytes(
+  key: string,
+  tags: readonly string[],
+  lists: readonly ListDependency[],
+): number {
+  let bytes = REGISTRATION_BYTES + 2 * key.length;
+  for (const tag of tags) bytes += TAG_BYTES + 2 * tag.length;
+  for (const list of lists) bytes += LIST_BYTES + 4 * listFamily(list).length;
+  return bytes;
+}
+/** The registration's objects and its entry in the map by key. */
+const REGISTRATION_BYTES = 400;
+/** A tag's entry in its set, and its set's share when the tag is new. */
+const TAG_BYTES = 160;
+/** A list's objects (filters, sort, last row), its entries in three maps, a map of its own. */
+const LIST_BYTES = 1200;
 
 /**
  * The dependency index: which cached keys hold which tags, and which keys are lists
@@ -34,9 +59,20 @@ export class DependencyIndex implements DependencyLookup {
   #byValue = new Map<string, Map<string, Map<string, Map<string, ListDependency[]>>>>();
   /** Pages of one list (same table, filters and order), by listFamily: found in one look. */
   #pages = new Map<string, Map<string, ListDependency[]>>();
+  #bytes = 0;
 
   get size(): number {
     return this.#byKey.size;
+  }
+
+  /** The heap the registrations take, estimated (registrationBytes). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** The least recently registered keys first (a new registration of a key moves it last). */
+  oldest(): Iterable<string> {
+    return this.#byKey.keys();
   }
 
   /**
@@ -53,8 +89,10 @@ export class DependencyIndex implements DependencyLookup {
     const before = this.#byKey.get(key);
     const hits = before?.hits ?? 0;
     this.remove(key);
-    const reg = { tags, lists, expiresAt, hits, held: held | (before?.held ?? 0) };
+    const bytes = registrationBytes(key, tags, lists);
+    const reg = { tags, lists, expiresAt, hits, held: held | (before?.held ?? 0), bytes };
     this.#byKey.set(key, reg);
+    this.#bytes += bytes;
     for (const tag of tags) {
       const keys = this.#byTag.get(tag);
       if (keys) keys.add(key);
@@ -82,6 +120,7 @@ export class DependencyIndex implements DependencyLookup {
     const reg = this.#byKey.get(key);
     if (!reg) return;
     this.#byKey.delete(key);
+    this.#bytes -= reg.bytes;
     for (const tag of reg.tags) {
       const keys = this.#byTag.get(tag);
       keys?.delete(key);

@@ -6,19 +6,18 @@ import type { ChangeLog, LogStart } from "../../../log/contract.ts";
 import { localChangeLog } from "../../../log/in-process.ts";
 import { type OutsideWrites, withOutsideWrites } from "../../../log/outside-writes.ts";
 import { type MemoryStoreOptions, memoryStore } from "../../../stores/memory.ts";
-import { type SqliteStoreOptions, sqliteStore } from "../../../stores/sqlite.ts";
 import { type Cluster, joinCluster, type RedisSetting } from "../cluster.ts";
 import { cacheLogger, type Logger, serverLogging } from "../log.ts";
 import { type NodeMetrics, nodeMetrics } from "../metrics.ts";
 import { type NodeServerOptions, type RunningServer, startServer } from "../server/server.ts";
+import type { CacheFile } from "./cache-file.ts";
 import { leaveStamp, type Stamp, takeStamp } from "./source-stamp.ts";
 
 /** What a Node mode (the data API, the proxy) asks of the assembly. */
 export interface ModeSpec {
-  /** The persistent tier's file (locked by this process); none keeps the cache in memory. */
-  cachePath: string | undefined;
+  /** The persistent tier's file, opened and locked by this process (see withCacheFile). */
+  file: CacheFile;
   memory?: MemoryStoreOptions;
-  disk?: Omit<SqliteStoreOptions, "path" | "repair" | "now">;
   now?: () => number;
   redis?: RedisSetting;
   /** What the nodes of one deployment share in Redis (their prefix is made from it). */
@@ -60,12 +59,9 @@ export interface Assembled {
  * log of its own, resumed across clean restarts.
  */
 export async function assemble(spec: ModeSpec): Promise<Assembled> {
-  const { cachePath, now } = spec;
+  const { now } = spec;
+  const { path: cachePath, store: persistent } = spec.file;
   const tiers: Store[] = [memoryStore({ ...spec.memory, ...(now && { now }) })];
-  // This process holds the file's lock, so a damaged one can be put aside and replaced.
-  const persistent = cachePath
-    ? sqliteStore({ path: cachePath, ...(now && { now }), ...spec.disk, repair: true })
-    : undefined;
   if (persistent) tiers.push(persistent);
   const cluster =
     spec.redis === undefined
@@ -106,7 +102,16 @@ export async function assemble(spec: ModeSpec): Promise<Assembled> {
     async close(leave) {
       await cluster?.close();
       for (const tier of tiers) if (isClosable(tier)) await tier.close();
-      if (local && cachePath && leave) leaveStamp(cachePath, { ...leave, log: local.snapshot() });
+      if (local && cachePath && leave) {
+        // A full or read-only filesystem costs the next start its entries, not this stop.
+        try {
+          leaveStamp(cachePath, { ...leave, log: local.snapshot() });
+        } catch (err) {
+          spec.logger.warn(
+            `[edgecache] [cache] cannot leave the stamp beside ${cachePath} (${(err as Error).message}): the next start empties the file`,
+          );
+        }
+      }
     },
   };
 }

@@ -1,6 +1,4 @@
-import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import Database from "better-sqlite3";
 import type { Hono } from "hono";
 import { createDataApi, type DataApi } from "../../../app/data-api.ts";
 import { edgecacheApp } from "../../../app/edgecache-app.ts";
@@ -20,13 +18,14 @@ import {
 } from "../../../sources/postgres.ts";
 import type { Source } from "../../../sources/source.ts";
 import { sqliteSource } from "../../../sources/sqlite.ts";
+import { openSqliteFile, sqliteFileProblem } from "../../../sources/sqlite-file.ts";
 import { reloadsLists, shortHash } from "../cluster.ts";
 import type { EdgecacheConfig } from "../config.ts";
-import { type FileLock, openLocked } from "../file-lock.ts";
 import { type Logger, nodeLogger } from "../log.ts";
 import type { NodeMetrics } from "../metrics.ts";
 import { adminAccess, type RunningServer } from "../server/server.ts";
 import { assemble, modeServer } from "./assembly.ts";
+import { type CacheFile, withCacheFile } from "./cache-file.ts";
 import { databaseStamp } from "./source-stamp.ts";
 
 export interface NodeEdgecacheOptions extends EdgecacheConfig {
@@ -78,27 +77,22 @@ export async function createNodeEdgecache(
   if (named !== undefined && isPostgresUrl(named)) {
     const database = redactUrl(named);
     const cachePath = cachePathOf(options, cwd, `edgecache-${shortHash(database)}.cache.db`);
-    return openLocked(cachePath, (lock) =>
-      open(options, { cachePath, lock, source: () => openPostgres(options, named) }),
+    return withCacheFile(cachePath, fileOptions(options), (file) =>
+      open(options, { file, source: () => openPostgres(options, named) }),
     );
   }
   const demo = options.database === undefined;
   const databasePath = resolve(cwd, named ?? "edgecache.db");
-  if (!demo && !existsSync(databasePath)) {
-    throw new EdgecacheError(
-      "E_BAD_OPTION",
-      "config",
-      `database: no SQLite file at ${databasePath}`,
-    );
-  }
+  const problem = demo ? undefined : sqliteFileProblem(databasePath);
+  if (problem) throw new EdgecacheError("E_BAD_OPTION", "config", `database: ${problem}`);
   const cachePath = cachePathOf(options, cwd, databasePath.replace(/(\.db)?$/, ".cache.db"));
-  return openLocked(cachePath, (lock) =>
-    open(options, {
-      cachePath,
-      lock,
-      source: async () => openSqlite(options, demo, databasePath),
-    }),
+  return withCacheFile(cachePath, fileOptions(options), (file) =>
+    open(options, { file, source: async () => openSqlite(options, demo, databasePath) }),
   );
+}
+
+function fileOptions(options: NodeEdgecacheOptions & { logger: Logger }) {
+  return { ...options.disk, logger: options.logger };
 }
 
 function cachePathOf(
@@ -127,9 +121,14 @@ interface OpenedSource {
 
 function openSqlite(options: NodeEdgecacheOptions, demo: boolean, path: string): OpenedSource {
   const start = databaseStamp(path);
-  const db = new Database(path);
   // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
-  db.pragma("journal_mode = WAL");
+  const db = openSqliteFile(path, {
+    component: "config",
+    what: demo ? "the demo database" : "database",
+    hint: demo
+      ? "pass --db a path where the demo's SQLite file can be made, or an existing one"
+      : "name a SQLite file (or a postgres:// URL) in the config's database",
+  });
   if (demo && !isSeeded(db)) seedDemo(db, options.demo);
   const source = sqliteSource({
     database: db,
@@ -191,13 +190,10 @@ async function openPostgres(options: NodeEdgecacheOptions, url: string): Promise
 
 async function open(
   options: NodeEdgecacheOptions,
-  at: {
-    cachePath: string | undefined;
-    lock: FileLock | undefined;
-    source: () => Promise<OpenedSource>;
-  },
+  at: { file: CacheFile; source: () => Promise<OpenedSource> },
 ): Promise<NodeEdgecache> {
-  const { cachePath, lock } = at;
+  const { file } = at;
+  const cachePath = file.path;
   const logger = options.logger ?? nodeLogger(options.logLevel);
   const opened = await at.source();
   const { source, demo, database } = opened;
@@ -220,9 +216,8 @@ async function open(
   // A stamp of another database (or none): the file's entries belong to a log that is gone.
   let stale = false;
   const node = await assemble({
-    cachePath,
+    file,
     memory: options.memory,
-    disk: options.disk,
     redis: options.redis,
     deployment: `${source.name}:${database}`,
     sourceStamp,
@@ -240,6 +235,7 @@ async function open(
       staleWhileRevalidate: (options.staleWhileRevalidate ?? 0) * 1000,
       policy: options.policy,
       notFound: options.notFound,
+      index: options.index,
       rehydrate:
         options.rehydrate === false
           ? false
@@ -271,6 +267,7 @@ async function open(
     health: { source: sourceCheck(source, api.schema) },
     token: options.adminToken,
     metrics,
+    cacheFile: file.status,
     ...adminAccess(options),
   });
   const server = modeServer(app, logger, {
@@ -298,7 +295,7 @@ async function open(
       await opened.close();
       const stampAtClose = capturedAtClose ?? opened.stamp?.current();
       await node.close(stampAtClose === undefined ? false : { database: stampAtClose });
-      lock?.release();
+      file.release();
     },
   };
 }

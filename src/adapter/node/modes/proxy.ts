@@ -19,11 +19,11 @@ import type { CacheEntry } from "../../../core/entry.ts";
 import { endToEnd } from "../../../core/http-cache.ts";
 import type { Store } from "../../../core/store.ts";
 import type { RedisSetting } from "../cluster.ts";
-import { type FileLock, openLocked } from "../file-lock.ts";
 import { cacheLogger, type Logger, nodeLogger } from "../log.ts";
 import type { NodeMetrics } from "../metrics.ts";
 import { adminAccess, type HitRequest, peerAddress, type RunningServer } from "../server/server.ts";
 import { assemble, modeServer } from "./assembly.ts";
+import { type CacheFile, withCacheFile } from "./cache-file.ts";
 import { type SharedRules, shareRules } from "./learned-rules-redis.ts";
 import { nodeManifest } from "./manifest.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
@@ -41,6 +41,8 @@ export interface NodeProxyOptions {
   disk?: { maxBytes?: number; maxEntries?: number };
   /** Cached 404 and 410 responses kept at once (10 000). */
   notFound?: { maxEntries?: number };
+  /** The dependency index's heap at most, bytes (64 MiB). */
+  index?: { maxBytes?: number };
   /** With a token the admin API needs `Authorization: Bearer <token>`; else loopback only. */
   adminToken?: string;
   /** Reverse proxies whose X-Forwarded-For is believed (admin access, the origin's X-Forwarded-For). */
@@ -113,7 +115,9 @@ export async function createNodeProxy(options: NodeProxyOptions): Promise<NodePr
   const file = options.cacheFile ?? DEFAULT_PROXY_CACHE_FILE;
   const cachePath = file === false ? undefined : resolve(cwd, file);
   const log = options.logger ?? nodeLogger(options.logLevel);
-  return openLocked(cachePath, (lock) => open(options, { now, trusted, cachePath, lock, log }));
+  return withCacheFile(cachePath, { ...options.disk, now, logger: log }, (file) =>
+    open(options, { now, trusted, file, log }),
+  );
 }
 
 async function open(
@@ -121,23 +125,21 @@ async function open(
   at: {
     now: () => number;
     trusted: ReturnType<typeof addressSet>;
-    cachePath: string | undefined;
-    lock: FileLock | undefined;
+    file: CacheFile;
     log: Logger;
   },
 ): Promise<NodeProxy> {
-  const { now, trusted, cachePath, lock, log } = at;
+  const { now, trusted, file, log } = at;
   // The origins name the deployment: proxies of the same origins share a Redis prefix.
   const origins = options.origins.map((o) => [o.host, o.pathPrefix, o.origin]);
   const node = await assemble({
-    cachePath,
+    file,
     memory: options.memory,
-    disk: options.disk,
     now,
     redis: options.redis,
     deployment: `proxy:${JSON.stringify(origins)}`,
     resume: (stamp) => stamp?.log,
-    cache: { rehydrate: false, notFound: options.notFound },
+    cache: { rehydrate: false, notFound: options.notFound, index: options.index },
     tenant: options.tenant,
     logger: log,
   });
@@ -159,7 +161,7 @@ async function open(
         learn: cluster
           ? // Rules live in Redis (see `shareRules`), not in a file: each change is added at once.
             sharedLearning(options.learn, () => sharing && { changed: () => void sharing?.sync() })
-          : learnWithFile(options.learn, cachePath, log),
+          : learnWithFile(options.learn, file.path, log),
       }),
       // A trusted proxy without X-Forwarded-For is the client as far as anyone knows.
       clientAddress: (c) =>
@@ -209,6 +211,7 @@ async function open(
     proxy,
     manifest,
     metrics,
+    cacheFile: file.status,
     now,
   });
   const server = modeServer(app, log, {
@@ -237,7 +240,7 @@ async function open(
       await sharing?.close();
       await node.close({});
       origin.close();
-      lock?.release();
+      file.release();
     },
   };
 }

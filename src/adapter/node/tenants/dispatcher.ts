@@ -453,6 +453,12 @@ export function sumStats(all: CacheStats[]): CacheStats {
     patchesShared: sum((s) => s.patchesShared),
     resets: sum((s) => s.resets),
     indexedKeys: sum((s) => s.indexedKeys),
+    index: {
+      keys: sum((s) => s.index.keys),
+      bytes: sum((s) => s.index.bytes),
+      maxBytes: sum((s) => s.index.maxBytes),
+      evictions: sum((s) => s.index.evictions),
+    },
     notFound: {
       entries: sum((s) => s.notFound.entries),
       maxEntries: sum((s) => s.notFound.maxEntries),

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
-import Database from "better-sqlite3";
-import { EdgecacheError } from "../../../core/errors.ts";
+import type Database from "better-sqlite3";
+import { openSqliteFile } from "../../../sources/sqlite-file.ts";
 import {
   type Created,
   exists,
@@ -126,14 +126,11 @@ class SqliteTenantState implements TenantState {
 
   constructor(path: string) {
     this.where = path;
-    try {
-      this.#db = new Database(path);
-    } catch (err) {
-      throw new EdgecacheError("E_BAD_OPTION", C, `cannot open the state database ${path}`, {
-        cause: err,
-      });
-    }
-    this.#db.pragma("journal_mode = WAL");
+    this.#db = openSqliteFile(path, {
+      component: C,
+      what: "the state database",
+      hint: "pass --state a SQLite file of edgecache's tenants (or a postgres:// or redis:// URL)",
+    });
     this.#db.pragma("busy_timeout = 5000");
     this.#db.exec(`CREATE TABLE IF NOT EXISTS tenants (
       name TEXT PRIMARY KEY,
