@@ -14,7 +14,7 @@ import { countingClient, type StatementCounts } from "./counting.ts";
 import { openDatabase } from "./migrate.ts";
 import { schema } from "./schema.ts";
 
-export type ConduitDb = LibSQLDatabase<typeof schema>;
+export type ConduitDb = LibSQLDatabase<typeof schema> & { $client: Client };
 
 export interface ConduitDatabase {
   db: ConduitDb;

@@ -34,3 +34,14 @@ export function abbreviated(body: unknown, n = 400): string {
   const json = JSON.stringify(body) ?? "null";
   return json.length > n ? `${json.slice(0, n)}…` : json;
 }
+
+/**
+ * The part of a body a difference is in: the element of its first array (`articles[7]`),
+ * or the whole body; for messages that show what differs rather than where a list begins.
+ */
+export function around(body: unknown, difference: string): unknown {
+  const match = /^([A-Za-z]+)\[(\d+)\]/.exec(difference);
+  if (!match || typeof body !== "object" || body === null) return body;
+  const list = (body as Record<string, unknown>)[match[1]!];
+  return Array.isArray(list) ? list[Number(match[2])] : body;
+}

@@ -15,7 +15,7 @@ import { createConduit } from "../app.ts";
 import { openDatabase } from "../migrate.ts";
 import { Random } from "../random.ts";
 import { seedDatabase } from "../seed.ts";
-import { abbreviated, firstDifference, sameReply } from "./compare.ts";
+import { abbreviated, around, firstDifference, sameReply } from "./compare.ts";
 import { nextOperation, type Operation, type Reply } from "./ops.ts";
 import { type Failure, readBackInFile, readBackThroughApp } from "./readback.ts";
 import { appTarget, type OtherProcess, startOtherProcess, type Target } from "./targets.ts";
@@ -310,17 +310,18 @@ function sample(
   state: RunState,
   waited: boolean,
 ): DifferingRead {
+  const difference =
+    a.status === b.status
+      ? (firstDifference(a.body, b.body) ?? "")
+      : `status ${a.status} vs ${b.status}`;
   return {
     op: i,
     kind: op.kind,
     route: `${op.request.method} ${op.request.path}`,
     user: op.request.user,
-    difference:
-      a.status === b.status
-        ? (firstDifference(a.body, b.body) ?? "")
-        : `status ${a.status} vs ${b.status}`,
-    cached: `${a.status} ${abbreviated(a.body)}`,
-    uncached: `${b.status} ${abbreviated(b.body)}`,
+    difference,
+    cached: `${a.status} ${abbreviated(around(a.body, difference))}`,
+    uncached: `${b.status} ${abbreviated(around(b.body, difference))}`,
     lastWrite: state.lastWrite,
     waited,
   };
