@@ -352,6 +352,7 @@ export function followCapture(
         wake?.();
       });
     },
+
     stats() {
       const sorted = [...lags].sort((a, b) => a - b);
       const at = (q: number) =>

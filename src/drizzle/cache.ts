@@ -15,7 +15,9 @@ import {
 } from "../core/sql/shapes.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog, LogPosition } from "../log/contract.ts";
+import { isBusy } from "../sources/sqlite-dialect.ts";
 import { type DrizzleCapture, startCapture } from "./capture.ts";
+import { clientKind } from "./client-kind.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
 import {
   type CapturedWrites,
@@ -135,6 +137,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   /** The captured writes this cache's own in-process log hears of (see `followCapture`). */
   #captured: CapturedWrites | undefined;
   #logger: Warner;
+  #warnedBusy = false;
   #capture: DrizzleCapture | undefined;
   /** Key -> the select behind it, for the engine's reload of hot invalidated keys. */
   #reruns = new LRUCache<string, Rerun>({ max: KEPT_RERUNS });
@@ -278,6 +281,10 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
           staleWhileRevalidate: 0,
         },
         since,
+        // The select's answer does not wait for the shared tiers nor for the log's word on
+        // whether the load was exact (with capture, a look at the change table), which
+        // only a result that may be patched needs: others are never asked.
+        { later: true, ...(meta === undefined && { exact: false }) },
       );
       if (!stored) {
         this.#stats.counts.fenced++;
@@ -328,6 +335,22 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     } catch (err) {
       this.#stats.fault("clear", err);
     }
+  }
+
+  /**
+   * A statement through Drizzle failed. One that failed with SQLITE_BUSY on a libSQL client
+   * is worth a warning (once): libSQL does not reset the statement, so that connection stays
+   * inside its implicit transaction, and the application's later writes on it are answered
+   * and never committed (reproduced without any cache). A busy timeout avoids the failure.
+   */
+  statementFailed(client: unknown, err: unknown): void {
+    if (this.#warnedBusy || clientKind(client) !== "libsql") return;
+    const cause = (err as { cause?: unknown } | undefined)?.cause;
+    if (!isBusy(err) && !isBusy(cause)) return;
+    this.#warnedBusy = true;
+    this.#logger.warn(
+      "[edgecache] [drizzle] a statement failed with SQLITE_BUSY on the application's libSQL client: libSQL leaves that connection in a transaction that never commits, so its later writes are lost. Give the client a busy timeout: createClient({ url, timeout: 5000 })",
+    );
   }
 
   /**

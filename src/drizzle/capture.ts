@@ -14,6 +14,7 @@ import type { SqlColumnKind } from "../core/sql/shapes.ts";
 import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
 import type { D1DatabaseLike } from "../sources/d1.ts";
+import { nodeRequire } from "../sources/node-require.ts";
 import {
   atMs,
   captureSchema,
@@ -22,13 +23,18 @@ import {
 } from "../sources/postgres-capture.ts";
 import { literal, quote } from "../sources/sql.ts";
 import {
-  betterSqliteExecutor,
   type SqliteExecutor,
   sqliteCapturedTables,
   sqliteCaptureInstalled,
   sqliteChangesPending,
   sqliteExecutorFeed,
 } from "../sources/sqlite-capture.ts";
+import {
+  type OwnConnection,
+  openBetterSqliteCopy,
+  openLibsqlCopy,
+  ownConnection,
+} from "../sources/sqlite-own-connection.ts";
 import { clientKind } from "./client-kind.ts";
 import { tableName } from "./tables.ts";
 
@@ -117,6 +123,10 @@ interface CaptureDriver {
     tables?: readonly string[],
     applied?: (installation: string, change: { seq: number; at: number }) => boolean,
   ) => Promise<boolean>;
+  /** Statements run on a connection of the driver's own (SQLite: see ownConnection). */
+  statements?(): number;
+  /** Closes what the driver opened itself. */
+  close?(): Promise<void>;
 }
 
 /** What `getStats().capture` says. */
@@ -128,6 +138,11 @@ export interface CaptureStats {
   /** Capture lag, from the database's record to applied here, ms (median and 99th percentile). */
   lagP50?: number;
   lagP99?: number;
+  /**
+   * Statements capture ran on a connection of its own (SQLite files: every look, read,
+   * delete and lease renewal), so they can be weighed against the application's.
+   */
+  statements?: number;
 }
 
 /** Whether an error says the application closed its client: then capture stops too. */
@@ -168,13 +183,12 @@ function captureDriver(client: unknown, engine: Cache): CaptureDriver | undefine
   switch (clientKind(client)) {
     case "postgres.js":
       return postgresDriver(client as unknown as PostgresSql);
+    // Capture's statements run on a connection of edgecache's own, never the application's
+    // (see ownConnection).
     case "libsql":
-      return sqliteDriver(libsqlExecutor(client as LibsqlClient));
-    case "better-sqlite3": {
-      // better-sqlite3's statements wait for a lock up to the database's busy_timeout.
-      const db = client as Parameters<typeof betterSqliteExecutor>[0];
-      return sqliteDriver(betterSqliteExecutor(db, async (work) => work()));
-    }
+      return sqliteDriver(ownConnection(() => openLibsqlCopy(client)));
+    case "better-sqlite3":
+      return sqliteDriver(ownConnection(() => openBetterSqliteCopy(client)));
     case "d1": {
       const log = engine.log;
       return drainsCapture(log) ? d1Driver(client as D1DatabaseLike, log) : undefined;
@@ -315,11 +329,13 @@ export class DrizzleCapture {
       if (s.lagP99 !== undefined) lagP99 = Math.max(lagP99 ?? 0, s.lagP99);
       if (!this.#closed && follower.installed && follower.leading) tables.push(...own);
     }
+    const statements = this.#driver.statements?.();
     return {
       tables: tables.sort(),
       applied,
       ...(lagP50 !== undefined && { lagP50 }),
       ...(lagP99 !== undefined && { lagP99 }),
+      ...(statements !== undefined && { statements }),
     };
   }
 
@@ -329,6 +345,7 @@ export class DrizzleCapture {
     if (this.#timer) clearTimeout(this.#timer);
     await this.ready.catch(() => {});
     await Promise.all([...this.#followers.values()].map((f) => f.follower.close()));
+    await this.#driver.close?.();
   }
 
   /**
@@ -459,29 +476,11 @@ function converted(feed: CaptureFeed, convert: (event: WriteEvent) => WriteEvent
 
 // SQLite (libSQL, better-sqlite3).
 
-interface LibsqlClient {
-  execute(stmt: { sql: string; args: unknown[] }): Promise<{
-    rows: Record<string, unknown>[];
-    rowsAffected: number;
-  }>;
-}
-
-function libsqlExecutor(client: LibsqlClient): SqliteExecutor {
-  return {
-    async all(sql, params) {
-      return (await client.execute({ sql, args: [...params] })).rows;
-    },
-    async run(sql, params) {
-      return (await client.execute({ sql, args: [...params] })).rowsAffected;
-    },
-    async write(sql, params) {
-      await client.execute({ sql, args: [...params] });
-    },
-  };
-}
-
-/** A SQLite database's change table, followed in this process (libSQL, better-sqlite3). */
-function sqliteDriver(exec: SqliteExecutor): CaptureDriver {
+/**
+ * A SQLite file's change table, followed in this process (libSQL, better-sqlite3), on a
+ * connection of edgecache's own.
+ */
+function sqliteDriver(exec: OwnConnection): CaptureDriver {
   const catalog = sqliteCatalog(exec, (engine, shapes, logger, convert) =>
     followCapture(
       engine,
@@ -493,7 +492,13 @@ function sqliteDriver(exec: SqliteExecutor): CaptureDriver {
       { unref: true },
     ),
   );
-  return { ...catalog, pendingInOrder: (tables) => sqliteChangesPending(exec, tables) };
+  return {
+    // A database in memory has no second connection: nothing else can write it either.
+    installations: async () => ((await exec.available()) ? catalog.installations() : []),
+    pendingInOrder: (tables) => sqliteChangesPending(exec, tables),
+    statements: () => exec.statements,
+    close: () => exec.close(),
+  };
 }
 
 /** SQLite's capture catalog (the change table, the triggers, primary keys), over any driver. */
@@ -709,18 +714,9 @@ function postgresDriver(sql: PostgresSql): CaptureDriver {
   };
 }
 
-/**
- * postgres.js's factory, required through Node's own `module` so that no import names it: a
- * Worker's bundler would follow one (and fail on postgres.js's Node built-ins), and workerd
- * refuses a computed `import()`. Only reached with a postgres.js client, so only on Node.
- */
+/** postgres.js's factory (see nodeRequire). Only reached with a postgres.js client, so only on Node. */
 function loadPostgres(): (options: unknown) => PostgresSql {
-  const node = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const module = node?.getBuiltinModule?.("node:module") as
-    | { createRequire(from: string): (id: string) => unknown }
-    | undefined;
-  if (!module) throw new Error("needs Node 20.16 or later (process.getBuiltinModule)");
-  const loaded = module.createRequire(import.meta.url)("postgres") as {
+  const loaded = nodeRequire(import.meta.url)("postgres") as {
     default?: (options: unknown) => PostgresSql;
   };
   return loaded.default ?? (loaded as unknown as (options: unknown) => PostgresSql);

@@ -76,7 +76,7 @@ export function withTransactions<DB extends object>(
   if ((d as Record<symbol, unknown>)[WRAPPED]) return db;
   (d as Record<symbol, unknown>)[WRAPPED] = true;
   const capture = follow ? cache.followCapture(d.$client) : undefined;
-  settleMutations(session, cache, dialectOf(d), capture);
+  settleMutations(session, cache, dialectOf(d), capture, d.$client);
   const transaction = d.transaction.bind(d);
   d.transaction = async (run, config) => {
     const scope = new TransactionScope();
@@ -168,6 +168,7 @@ function settleMutations(
   cache: EdgecacheDrizzleCache,
   dialect: SqlDialect | undefined,
   capture: DrizzleCapture | undefined,
+  client: unknown,
 ): void {
   const prepareQuery = session.prepareQuery;
   session.prepareQuery = function (this: SessionLike, ...args: unknown[]) {
@@ -212,6 +213,7 @@ function settleMutations(
             return value;
           },
           async (err) => {
+            cache.statementFailed(client, err);
             // A failed statement may still have changed rows (a driver error after commit).
             await settle();
             throw err;

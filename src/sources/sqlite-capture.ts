@@ -33,8 +33,16 @@ export { CAPTURE_PREFIX, isCaptureTrigger } from "./sqlite-capture-sql.ts";
 
 /** How long a node's right to consume lasts without renewal, ms. */
 const LEASE_MS = 3000;
-/** How often `wait` looks at data_version, ms. */
+/**
+ * How often `wait` looks at data_version: WATCH_MS after a change was seen, each look that
+ * finds none doubling the pause up to MAX_WATCH_MS. Looks follow the database's activity:
+ * a few a second while nothing is written, every few ms while writes come.
+ */
 const WATCH_MS = 2;
+const MAX_WATCH_MS = 128;
+/** data_version (another connection committed) and schema_version (DDL), in one statement. */
+const LOOK_SQL = `SELECT d.data_version AS data, s.schema_version AS schema
+  FROM pragma_data_version() d, pragma_schema_version() s`;
 
 function hasTable(db: Database.Database, name: string): boolean {
   return (
@@ -206,24 +214,39 @@ export function sqliteExecutorFeed(
   options: { unref?: boolean } = {},
 ): CaptureFeed {
   const me = crypto.randomUUID();
-  const watchMs = exec.watchMs ?? WATCH_MS;
+  const firstWatch = exec.watchMs ?? WATCH_MS;
+  let watch = firstWatch;
   let leaseUntil = 0;
   let version: unknown;
-  const dataVersion = async () => {
-    const [row] = await exec.all("PRAGMA data_version", []);
-    return row === undefined ? undefined : Object.values(row)[0];
+  // The schema version when capture's table was last looked for, and what was found.
+  let installedAt: { schema: unknown; installed: boolean } | undefined;
+  let schema: unknown;
+  let lookedAt = Number.NEGATIVE_INFINITY;
+  const look = async () => {
+    const [row] = await exec.all(LOOK_SQL, []);
+    schema = row?.schema;
+    lookedAt = performance.now();
+    return row?.data;
   };
   // Whether another connection committed since the last look.
   const changed = async () => {
-    const now = await dataVersion();
+    const now = await look();
     if (now === version) return false;
     version = now;
     return true;
   };
   return {
     async installed() {
-      version ??= await dataVersion();
-      return sqliteCaptureInstalled(exec);
+      if (version === undefined) version = await look();
+      // The watch's own looks tell the schema while it runs; otherwise look now.
+      else if (performance.now() - lookedAt > MAX_WATCH_MS) await look();
+      // Installing or uninstalling changes the schema: until then the answer stands.
+      if (installedAt && schema !== undefined && installedAt.schema === schema) {
+        return installedAt.installed;
+      }
+      const installed = await sqliteCaptureInstalled(exec);
+      installedAt = { schema, installed };
+      return installed;
     },
     async lead() {
       const now = Date.now();
@@ -262,17 +285,22 @@ export function sqliteExecutorFeed(
     async wait(ms, signal) {
       const until = performance.now() + ms;
       while (performance.now() < until && !signal?.aborted) {
-        if ((await changed()) || signal?.aborted) return;
+        if (await changed()) {
+          watch = firstWatch;
+          return;
+        }
+        if (signal?.aborted) return;
         await new Promise<void>((resolve) => {
           const done = () => {
             clearTimeout(timer);
             signal?.removeEventListener("abort", done);
             resolve();
           };
-          const timer = setTimeout(done, watchMs);
+          const timer = setTimeout(done, Math.min(watch, Math.max(0, until - performance.now())));
           if (options.unref) unref(timer);
           signal?.addEventListener("abort", done, { once: true });
         });
+        watch = Math.min(watch * 2, MAX_WATCH_MS);
       }
     },
     async close() {

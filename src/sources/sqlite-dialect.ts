@@ -43,6 +43,30 @@ export function isBusy(err: unknown): boolean {
   return typeof code === "string" && code.startsWith("SQLITE_BUSY");
 }
 
+/** The first pause between two tries for a lock; each next one doubles, up to the last. */
+const FIRST_BUSY_PAUSE_MS = 2;
+const MAX_BUSY_PAUSE_MS = 50;
+
+/**
+ * Runs `attempt` (a synchronous statement or transaction on a connection whose
+ * busy_timeout is 0, so that a taken lock fails it at once instead of blocking the event
+ * loop, and every request with it) until it does not fail with SQLITE_BUSY, pausing between
+ * tries, for at most `timeoutMs`; then the last SQLITE_BUSY is thrown. A failed try was
+ * rolled back, so trying again is safe.
+ */
+export async function whenNotBusy<T>(attempt: () => T | Promise<T>, timeoutMs: number): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  for (let pause = FIRST_BUSY_PAUSE_MS; ; pause = Math.min(pause * 2, MAX_BUSY_PAUSE_MS)) {
+    try {
+      return await attempt();
+    } catch (err) {
+      const left = deadline - performance.now();
+      if (!isBusy(err) || left <= 0) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+    }
+  }
+}
+
 export function toEdgecacheError(cause: unknown): EdgecacheError {
   if (cause instanceof EdgecacheError) return cause;
   const driverCode = (cause as { code?: unknown } | null)?.code;

@@ -16,10 +16,10 @@ import {
 } from "./sqlite-capture.ts";
 import {
   type ColumnMeta,
-  isBusy,
   sqliteDialect,
   type TableMeta,
   toEdgecacheError,
+  whenNotBusy,
 } from "./sqlite-dialect.ts";
 
 const COMPONENT = "sqlite";
@@ -32,9 +32,6 @@ const MAX_CACHED_STATEMENTS = 1000;
 
 /** How long a write waits for another connection's write lock by default, ms. */
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
-/** The first pause between two tries for the write lock; each next one doubles, up to the last. */
-const FIRST_BUSY_PAUSE_MS = 2;
-const MAX_BUSY_PAUSE_MS = 50;
 
 interface CommonOptions {
   views?: ViewInfo[];
@@ -218,20 +215,15 @@ class BetterSqliteDriver implements TransactionDriver {
       if (before !== undefined) this.own.mark(before, options!.capture!);
       return result;
     });
-    const deadline = performance.now() + this.#busyTimeout;
-    for (let pause = FIRST_BUSY_PAUSE_MS; ; pause = Math.min(pause * 2, MAX_BUSY_PAUSE_MS)) {
+    return whenNotBusy(() => {
       const saved = this.#timeout.read.get() as number;
       this.#setTimeout(0);
       try {
         return run.immediate();
-      } catch (err) {
-        const left = deadline - performance.now();
-        if (!isBusy(err) || left <= 0) throw err;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
       } finally {
         this.#setTimeout(saved);
       }
-    }
+    }, this.#busyTimeout);
   }
 
   #setTimeout(ms: number): void {

@@ -327,12 +327,14 @@ export class Cache {
    * Stores what a load read, unless a change since `since` (a `position`) concerns it: the
    * write fence. Returns the entry either way, and whether it was stored. The entry records
    * `since`, so any node that later reads it from a shared tier can check it the same way.
+   * With `later`, it is stored in this node's own tiers at once, and becomes exact and goes
+   * into the shared tiers in the background.
    */
   storeLoaded(
     key: string,
     init: EntryInit,
     since: LogPosition,
-    options?: { memoryOnly?: boolean; exact?: boolean },
+    options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean },
   ): Promise<{ entry: CacheEntry; stored: boolean }> {
     return this.#e.loads.storeLoaded(key, init, since, options);
   }
