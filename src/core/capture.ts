@@ -56,9 +56,12 @@ export interface CaptureFeed {
   lead(): Promise<boolean>;
   /**
    * The oldest changes not consumed yet, at most `limit`. A row of a table whose columns
-   * changed since the install comes back without rows (a table-level event).
+   * changed since the install comes back without rows (a table-level event). `urgent`: a
+   * caller waits for this read to see every change committed before it (see `sync`); a
+   * feed that knows from its last `wait` that nothing was committed since its last read
+   * may otherwise answer none without reading.
    */
-  read(limit: number): Promise<CapturedChange[]>;
+  read(limit: number, urgent?: boolean): Promise<CapturedChange[]>;
   /** Whether any change waits in the table (asked after a load; see localChangeLog). */
   pending(): Promise<boolean>;
   /** Removes changes once their record is applied. */
@@ -232,7 +235,7 @@ export function followCapture(
       return (await feed.pending()) ? "busy" : "idle";
     }
     const read = ++reads;
-    const changes = await feed.read(BATCH);
+    const changes = await feed.read(BATCH, waiters.length > 0);
     if (changes.length === 0) {
       drained(read);
       return "empty";

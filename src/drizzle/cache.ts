@@ -281,10 +281,11 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
           staleWhileRevalidate: 0,
         },
         since,
-        // The select's answer does not wait for the shared tiers nor for the log's word on
-        // whether the load was exact (with capture, a look at the change table), which
-        // only a result that may be patched needs: others are never asked.
-        { later: true, ...(meta === undefined && { exact: false }) },
+        // Only a result that may be patched needs the log's word on whether its load was
+        // exact (with capture, a look at the change table), and before the select returns:
+        // a write right after it would otherwise remove what it could patch. Others are
+        // never asked, and do not wait for the shared tiers either.
+        meta === undefined ? { later: true, exact: false } : undefined,
       );
       if (!stored) {
         this.#stats.counts.fenced++;

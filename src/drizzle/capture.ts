@@ -461,8 +461,8 @@ function converted(feed: CaptureFeed, convert: (event: WriteEvent) => WriteEvent
   };
   const out: CaptureFeed = {
     ...feed,
-    async read(limit) {
-      return (await feed.read(limit)).map(named);
+    async read(limit, urgent) {
+      return (await feed.read(limit, urgent)).map(named);
     },
   };
   if (!isCarrying(feed)) return out;
@@ -485,7 +485,7 @@ function sqliteDriver(exec: OwnConnection): CaptureDriver {
     followCapture(
       engine,
       converted(
-        sqliteExecutorFeed(exec, (t) => shapes(t)?.columns, { unref: true }),
+        sqliteExecutorFeed(exec, (t) => shapes(t)?.columns, { unref: true, own: true }),
         convert,
       ),
       logger,
@@ -495,7 +495,8 @@ function sqliteDriver(exec: OwnConnection): CaptureDriver {
   return {
     // A database in memory has no second connection: nothing else can write it either.
     installations: async () => ((await exec.available()) ? catalog.installations() : []),
-    pendingInOrder: (tables) => sqliteChangesPending(exec, tables),
+    pendingInOrder: (tables, applied) =>
+      sqliteChangesPending(exec, tables, applied && ((change) => applied("main", change))),
     statements: () => exec.statements,
     close: () => exec.close(),
   };

@@ -40,6 +40,14 @@ const LEASE_MS = 3000;
  */
 const WATCH_MS = 2;
 const MAX_WATCH_MS = 128;
+/**
+ * On a connection of edgecache's own: how often applied changes are deleted at most (all of
+ * them in one statement), unless CONSUME_BATCH are waiting, ms.
+ */
+const CONSUME_MS = 1000;
+const CONSUME_BATCH = 256;
+/** Changes looked at when asked whether one waits that is not applied yet. */
+const PENDING_LOOK = 64;
 /** data_version (another connection committed) and schema_version (DDL), in one statement. */
 const LOOK_SQL = `SELECT d.data_version AS data, s.schema_version AS schema
   FROM pragma_data_version() d, pragma_schema_version() s`;
@@ -184,20 +192,25 @@ export async function sqliteCapturedTables(
   return { tables, exactReals: recordsExactReals(rows) };
 }
 
-/** Whether a change waits in the change table (not yet applied, or applied and not yet consumed). */
+/**
+ * Whether a change waits in the change table: not yet applied (when `applied` tells which
+ * are), or not yet consumed.
+ */
 export async function sqliteChangesPending(
   exec: SqliteExecutor,
   /** Only changes of these tables count (undefined: any). */
   tables?: readonly string[],
+  applied?: (change: { seq: number; at: number }) => boolean,
 ): Promise<boolean> {
-  if (tables === undefined) {
-    return (await exec.all(`SELECT 1 AS ok FROM ${CHANGES} LIMIT 1`, [])).length > 0;
-  }
+  const where = tables === undefined ? "" : "WHERE tbl IN (SELECT value FROM json_each(?))";
   const rows = await exec.all(
-    `SELECT 1 AS ok FROM ${CHANGES} WHERE tbl IN (SELECT value FROM json_each(?)) LIMIT 1`,
-    [JSON.stringify(tables)],
+    `SELECT seq, at FROM ${CHANGES} ${where} ORDER BY seq LIMIT ${applied ? PENDING_LOOK : 1}`,
+    tables === undefined ? [] : [JSON.stringify(tables)],
   );
-  return rows.length > 0;
+  if (!applied) return rows.length > 0;
+  // A full look may have left out a change that waits.
+  if (rows.length >= PENDING_LOOK) return true;
+  return rows.some((r) => !applied({ seq: Number(r.seq), at: Number(r.at) }));
 }
 
 /**
@@ -210,8 +223,17 @@ export function sqliteExecutorFeed(
   columnsOf: (
     table: string,
   ) => readonly string[] | undefined | Promise<readonly string[] | undefined>,
-  /** `unref`: its waits do not keep a process alive (see followCapture). */
-  options: { unref?: boolean } = {},
+  options: {
+    /** Its waits do not keep a process alive (see followCapture). */
+    unref?: boolean;
+    /**
+     * `exec` is a connection of edgecache's own (see ownConnection) that writes nothing but
+     * capture's own tables: every change is then another connection's commit, which
+     * data_version tells. A read after a quiet wait is answered without a statement, and
+     * applied changes are deleted in batches (CONSUME_MS), not one delete per read.
+     */
+    own?: boolean;
+  } = {},
 ): CaptureFeed {
   const me = crypto.randomUUID();
   const firstWatch = exec.watchMs ?? WATCH_MS;
@@ -222,6 +244,11 @@ export function sqliteExecutorFeed(
   let installedAt: { schema: unknown; installed: boolean } | undefined;
   let schema: unknown;
   let lookedAt = Number.NEGATIVE_INFINITY;
+  // The last wait ended with a look that found no commit since the last read (own only).
+  let quiet = false;
+  // Applied changes not deleted yet (own only), and when they were last deleted.
+  let applied: number[] = [];
+  let consumedAt = performance.now();
   const look = async () => {
     const [row] = await exec.all(LOOK_SQL, []);
     schema = row?.schema;
@@ -234,6 +261,16 @@ export function sqliteExecutorFeed(
     if (now === version) return false;
     version = now;
     return true;
+  };
+  const deleteApplied = async () => {
+    if (applied.length === 0) return;
+    const seqs = applied;
+    await exec.write(`DELETE FROM ${CHANGES} WHERE seq IN (SELECT value FROM json_each(?))`, [
+      JSON.stringify(seqs),
+    ]);
+    // Only once deleted: a failed delete leaves them excluded from reads, and tried again.
+    applied = applied.filter((seq) => !seqs.includes(seq));
+    consumedAt = performance.now();
   };
   return {
     async installed() {
@@ -262,31 +299,53 @@ export function sqliteExecutorFeed(
       }
       return now < leaseUntil;
     },
-    async read(limit) {
+    async read(limit, urgent) {
+      const skip = quiet && !urgent;
+      quiet = false;
+      if (skip) return [];
+      // data_version in the same statement, so of the same snapshot: a commit after this
+      // read changes it, one before is in the rows.
       const rows = await exec.all(
-        `SELECT seq, tbl, op, old, new, at, api IS NOT NULL AS late FROM ${CHANGES}
-          WHERE api IS NULL OR at < ? ORDER BY seq LIMIT ?`,
-        [Date.now() - API_GRACE_MS, limit],
+        `SELECT NULL AS seq, NULL AS tbl, NULL AS op, NULL AS old, NULL AS new, NULL AS at,
+                NULL AS late, d.data_version AS version FROM pragma_data_version() d
+         UNION ALL
+         SELECT * FROM (SELECT seq, tbl, op, old, new, at, api IS NOT NULL AS late,
+                               NULL AS version FROM ${CHANGES}
+          WHERE (api IS NULL OR at < ?) AND seq NOT IN (SELECT value FROM json_each(?))
+          ORDER BY seq LIMIT ?)`,
+        [Date.now() - API_GRACE_MS, JSON.stringify(applied), limit],
       );
+      const changes = rows.filter((r) => r.seq !== null);
+      version = rows.find((r) => r.seq === null)?.version ?? version;
       const columns = new Map<string, readonly string[] | undefined>();
-      for (const r of rows) {
+      for (const r of changes) {
         const t = String(r.tbl);
         if (!columns.has(t)) columns.set(t, await columnsOf(t));
       }
-      return rows.map((r) => capturedChange(r, columns.get(String(r.tbl))));
+      return changes
+        .sort((a, b) => Number(a.seq) - Number(b.seq))
+        .map((r) => capturedChange(r, columns.get(String(r.tbl))));
     },
     pending: () => sqliteChangesPending(exec),
     async consume(changes) {
       if (changes.length === 0) return;
-      await exec.write(`DELETE FROM ${CHANGES} WHERE seq IN (SELECT value FROM json_each(?))`, [
-        JSON.stringify(changes.map((c) => c.seq)),
-      ]);
+      if (!options.own) {
+        await exec.write(`DELETE FROM ${CHANGES} WHERE seq IN (SELECT value FROM json_each(?))`, [
+          JSON.stringify(changes.map((c) => c.seq)),
+        ]);
+        return;
+      }
+      applied.push(...changes.map((c) => c.seq));
+      if (applied.length >= CONSUME_BATCH || performance.now() - consumedAt >= CONSUME_MS) {
+        await deleteApplied();
+      }
     },
     async wait(ms, signal) {
       const until = performance.now() + ms;
       while (performance.now() < until && !signal?.aborted) {
         if (await changed()) {
-          watch = firstWatch;
+          // Looks follow the rate of commits: twice as often after one, half after none.
+          watch = Math.max(firstWatch, watch / 2);
           return;
         }
         if (signal?.aborted) return;
@@ -302,8 +361,12 @@ export function sqliteExecutorFeed(
         });
         watch = Math.min(watch * 2, MAX_WATCH_MS);
       }
+      // Ended without a commit seen since the last read: the next read need not read.
+      quiet = options.own === true && !signal?.aborted;
+      if (options.own && performance.now() - consumedAt >= CONSUME_MS) await deleteApplied();
     },
     async close() {
+      if (options.own) await deleteApplied().catch(() => {});
       // Hand the table over at once, not after the lease runs out (a restart replays sooner).
       if (leaseUntil > Date.now()) {
         try {

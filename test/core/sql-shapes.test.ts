@@ -136,16 +136,16 @@ describe("sqlShape: what a select depends on", () => {
 
       it("falls back to table level, with a reason, for what the planner cannot follow", () => {
         const cases: [string, string][] = [
-          ['select count(*) from "users"', "aggregate"],
           ['select "age", max("id") from "users" group by "users"."age"', "group-by"],
           ['select "age" from "users" group by "users"."age"', "group-by"],
+          ['select count(*) from "users" having count(*) > 1', "group-by"],
           ['select distinct "age" from "users"', "distinct"],
-          ['select "id" from "users" where "users"."id" in (select "id" from "logs")', "subquery"],
-          ['with "u" as (select "id" from "users") select "id" from "u"', "cte"],
           [
-            'select "users"."id" from "users" join "orders" on "orders"."total" = "users"."age"',
-            "join",
+            'select "id" from "users" order by (select count(*) from "orders" where "orders"."user_id" = "users"."id")',
+            "subquery",
           ],
+          ['select "id" from (select "id" from "users") as "u"', "subquery"],
+          ['with "u" as (select "id" from "users") select "id" from "u"', "cte"],
           ['select "id" from "nowhere"', "unknown-table"],
           ['select "id" from "logs"', "no-primary-key"],
           ['select "id" from "users" union select "id" from "logs"', "set-operation"],
@@ -154,7 +154,7 @@ describe("sqlShape: what a select depends on", () => {
         for (const [sql, reason] of cases) {
           expect(shape(dialect, sql).fallback, sql).toBe(reason);
         }
-        const r = registrationOf(shape(dialect, cases[4]![0]), []);
+        const r = registrationOf(shape(dialect, cases[9]![0]), []);
         // At table level: any write to a table it read drops it.
         expect(r).toEqual({
           tags: ["users", "logs"],
@@ -338,7 +338,7 @@ describe("joins along a key: each table's writes reach the results they can chan
           disjuncts: [[]],
           ordered: true,
           limit: 2,
-          join: { table: "users", kind: "parent", from: "user_id", inner: true },
+          joins: [{ table: "users", kind: "parent", from: "user_id", inner: true }],
         });
         const r = registrationOf(s, [
           [10, 1, "Ann"],
@@ -370,8 +370,12 @@ describe("joins along a key: each table's writes reach the results they can chan
           'select "users"."id", "users"."name", "orders"."id", "orders"."total" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."id" = ?';
         const s = shape(dialect, sql, [1]);
         expect(s).toMatchObject({ widened: [], lists: { rowIds: [1], disjuncts: [] } });
-        expect(s.lists?.join).toMatchObject({ kind: "children", column: "user_id", ids: [1] });
-        expect(s.lists?.join?.whole).toBeUndefined();
+        expect(s.lists?.joins?.[0]).toMatchObject({
+          kind: "children",
+          column: "user_id",
+          ids: [1],
+        });
+        expect(s.lists?.joins?.[0]?.whole).toBeUndefined();
         const r = registrationOf(s, [
           [1, "Ann", 10, 5],
           [1, "Ann", 11, 7],
@@ -427,16 +431,13 @@ describe("joins along a key: each table's writes reach the results they can chan
           const s = shape(dialect, sql, [20]);
           expect(s.fallback, sql).toBeUndefined();
           expect(s.widened, sql).toContain("join");
-          expect(s.lists?.join?.whole, sql).toBe(true);
+          expect(s.lists?.joins?.[0]?.whole, sql).toBe("join");
           expect(registrationOf(s, [[1]]).lists, sql).toContainEqual(wholeTable("orders"));
         }
       });
 
-      it("joins it cannot register exactly fall back on both tables with the reason join", () => {
+      it("joins the planner cannot read at all fall back on both tables with the reason join", () => {
         const cases = [
-          'select "users"."id" from "users" join "orders" on "orders"."total" = "users"."age"',
-          'select "users"."id" from "users" join "orders" on "orders"."user_id" = "users"."id" and "orders"."total" > 1',
-          'select "users"."id" from "users" join "orders" on "orders"."user_id" = "users"."id" join "users" as "u2" on "u2"."id" = "orders"."user_id"',
           'select "users"."id" from "users" natural join "orders"',
           'select "users"."id" from "users", "orders"',
         ];
@@ -454,19 +455,34 @@ describe("joins along a key: each table's writes reach the results they can chan
             wholeTable("orders"),
           ]);
         }
-        // A table joined to itself: one write changes both sides at once.
-        const self = shape(
-          dialect,
-          'select "u"."id" from "users" as "u" join "users" as "v" on "v"."id" = "u"."age"',
-        );
-        expect(self.fallback).toBe("join");
+      });
+
+      it("a join not along a key registers that table at table level, the base by its conditions", () => {
+        const cases = [
+          'select "users"."id" from "users" join "orders" on "orders"."total" = "users"."age" where "users"."age" > ?',
+          'select "users"."id" from "users" join "orders" on "orders"."user_id" = "users"."id" and "orders"."total" > 1 where "users"."age" > ?',
+          // A table joined to itself: one write changes both sides at once.
+          'select "users"."id" from "users" join "users" as "v" on "v"."id" = "users"."age" where "users"."age" > ?',
+        ];
+        for (const sql of cases) {
+          const s = shape(dialect, sql, [20]);
+          expect(s.fallback, sql).toBeUndefined();
+          expect(s.widened, sql).toEqual(["join"]);
+          expect(s.lists?.joins?.[0]?.whole, sql).toBe("join");
+          const r = registrationOf(s, [[1]]);
+          expect(r.lists, sql).toContainEqual(wholeTable(s.lists!.joins![0]!.table));
+          expect(r.lists[0], sql).toMatchObject({
+            table: "users",
+            filters: [{ column: "age", op: "gt", value: 20 }],
+          });
+        }
       });
 
       it("a left join's condition that a missing parent satisfies: deleting any parent may bring its children in", () => {
         const sql =
           'select "orders"."id", "orders"."user_id" from "orders" left join "users" on "users"."id" = "orders"."user_id" where "users"."name" is null order by "orders"."id"';
         const s = shape(dialect, sql);
-        expect(s.lists?.join?.reach).toEqual({ rowIds: [], disjuncts: [[]] });
+        expect(s.lists?.joins?.[0]?.reach).toEqual({ rowIds: [], disjuncts: [[]] });
         const index = new DependencyIndex();
         const r = registrationOf(s, []);
         index.add("orphans", r.tags, r.lists, Number.POSITIVE_INFINITY);
@@ -479,7 +495,7 @@ describe("joins along a key: each table's writes reach the results they can chan
           dialect,
           'select "orders"."id", "users"."name" from "orders" left join "users" on "users"."id" = "orders"."user_id"',
         );
-        expect(s.lists?.join?.whole).toBe(true);
+        expect(s.lists?.joins?.[0]?.whole).toBe("join");
         expect(registrationOf(s, [[10, "Ann"]]).lists).toContainEqual(wholeTable("users"));
       });
 

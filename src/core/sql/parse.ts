@@ -32,29 +32,11 @@ export function namePlaceholders(sql: string): string {
   let max = 0;
   let i = 0;
   while (i < sql.length) {
-    const c = sql[i]!;
-    if (c === "'" || c === '"' || c === "`" || c === "[") {
-      const close = c === "[" ? "]" : c;
-      let j = i + 1;
-      while (j < sql.length) {
-        if (sql[j] === close) {
-          if (close !== "]" && sql[j + 1] === close) j += 2;
-          else break;
-        } else j++;
-      }
-      out += sql.slice(i, j + 1);
-      i = j + 1;
-    } else if (c === "-" && sql[i + 1] === "-") {
-      const j = sql.indexOf("\n", i);
-      const end = j < 0 ? sql.length : j;
-      out += sql.slice(i, end);
-      i = end;
-    } else if (c === "/" && sql[i + 1] === "*") {
-      const j = sql.indexOf("*/", i + 2);
-      const end = j < 0 ? sql.length : j + 2;
-      out += sql.slice(i, end);
-      i = end;
-    } else if (c === "?") {
+    const skip = skipText(sql, i);
+    if (skip > i) {
+      out += sql.slice(i, skip);
+      i = skip;
+    } else if (sql[i] === "?") {
       let j = i + 1;
       while (j < sql.length && sql[j]! >= "0" && sql[j]! <= "9") j++;
       const n = j > i + 1 ? Number(sql.slice(i + 1, j)) : max + 1;
@@ -62,9 +44,70 @@ export function namePlaceholders(sql: string): string {
       out += `:p${n}`;
       i = j;
     } else {
-      out += c;
+      out += sql[i];
       i++;
     }
   }
   return out;
+}
+
+/** Past a string literal, quoted identifier or comment starting at `i`; `i` if none does. */
+function skipText(sql: string, i: number): number {
+  const c = sql[i]!;
+  if (c === "'" || c === '"' || c === "`" || c === "[") {
+    const close = c === "[" ? "]" : c;
+    let j = i + 1;
+    while (j < sql.length) {
+      if (sql[j] === close) {
+        if (close !== "]" && sql[j + 1] === close) j += 2;
+        else break;
+      } else j++;
+    }
+    return j + 1;
+  }
+  if (c === "-" && sql[i + 1] === "-") {
+    const j = sql.indexOf("\n", i);
+    return j < 0 ? sql.length : j;
+  }
+  if (c === "/" && sql[i + 1] === "*") {
+    const j = sql.indexOf("*/", i + 2);
+    return j < 0 ? sql.length : j + 2;
+  }
+  return i;
+}
+
+/**
+ * `sql` without the FILTER (WHERE ...) clauses of its aggregates, which neither grammar
+ * reads after every aggregate; undefined when there is none, or one holds a subquery.
+ * For what a select depends on only: a filter narrows the rows an aggregate reads among
+ * those its FROM and WHERE already chose.
+ */
+export function withoutAggregateFilters(sql: string): string | undefined {
+  let out = "";
+  let found = false;
+  let i = 0;
+  while (i < sql.length) {
+    const skip = skipText(sql, i);
+    if (skip > i) {
+      out += sql.slice(i, skip);
+      i = skip;
+      continue;
+    }
+    const m = /^filter\s*\(\s*where\b/i.exec(sql.slice(i, i + 40));
+    if (m && !/[\w$]/.test(sql[i - 1] ?? "")) {
+      let depth = 0;
+      let j = i + m[0].indexOf("(");
+      for (; j < sql.length; j = Math.max(j + 1, skipText(sql, j))) {
+        if (sql[j] === "(") depth++;
+        else if (sql[j] === ")" && --depth === 0) break;
+      }
+      if (depth !== 0 || /\bselect\b/i.test(sql.slice(i, j))) return undefined;
+      found = true;
+      i = j + 1;
+      continue;
+    }
+    out += sql[i];
+    i++;
+  }
+  return found ? out : undefined;
 }

@@ -49,7 +49,9 @@ export interface PatchedResult {
  */
 export function resultPlan(shape: SqlShape, table: SqlTable | undefined): ResultPlan | undefined {
   const s = shape.lists;
-  if (!s || shape.fallback || shape.widened.length > 0 || s.join) return undefined;
+  if (!s || shape.fallback || shape.widened.length > 0) return undefined;
+  // Joined rows, subqueries and aggregates are not patched: their values are not the row's.
+  if (s.joins || s.subqueries || s.grouping) return undefined;
   const kinds = table?.columns;
   if (!kinds) return undefined;
   const all = Object.keys(kinds);
