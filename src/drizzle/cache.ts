@@ -17,6 +17,7 @@ import type { Store } from "../core/store.ts";
 import type { ChangeLog, LogPosition } from "../log/contract.ts";
 import { isBusy } from "../sources/sqlite-dialect.ts";
 import { type DrizzleCapture, startCapture } from "./capture.ts";
+import { Cascades } from "./cascades.ts";
 import { clientKind } from "./client-kind.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
 import {
@@ -139,8 +140,12 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   #logger: Warner;
   #warnedBusy = false;
   #capture: DrizzleCapture | undefined;
+  /** Reads the catalog's foreign keys when capture is not followed (`capture: false`). */
+  #catalogReader: DrizzleCapture | undefined;
   /** Key -> the select behind it, for the engine's reload of hot invalidated keys. */
   #reruns = new LRUCache<string, Rerun>({ max: KEPT_RERUNS });
+  /** Foreign keys whose actions change other tables' rows (see `cascade`). */
+  #cascades = new Cascades();
 
   constructor(options: DrizzleCacheOptions) {
     const c = "drizzle";
@@ -370,6 +375,8 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
         },
         kinds: (table) => this.#table(table)?.columns,
       }),
+      foreignKeys: (actions) => this.#cascades.setCatalog(actions),
+      schemas: () => this.#cascades.schemas(),
       logger: { warn: (m) => this.#logger.warn(m) },
     });
     this.#capture = capture;
@@ -384,6 +391,21 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       });
     }
     return capture;
+  }
+
+  /**
+   * Reads the foreign keys of the database behind `client` (for `cascade`) without following
+   * its change capture, if it is a client capture knows; `withTransactions` calls this when
+   * told not to follow capture.
+   */
+  readCatalog(client: unknown): void {
+    if (this.#capture || this.#catalogReader) return;
+    this.#catalogReader = startCapture(client, this.engine, {
+      follow: false,
+      foreignKeys: (actions) => this.#cascades.setCatalog(actions),
+      schemas: () => this.#cascades.schemas(),
+      logger: { warn: (m) => this.#logger.warn(m) },
+    });
   }
 
   /**
@@ -410,6 +432,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   /** Stops following change capture (its timers, and a PostgreSQL connection of its own). */
   async close(): Promise<void> {
     await this.#capture?.close();
+    await this.#catalogReader?.close();
   }
 
   getStats(): DrizzleCacheStats {
@@ -423,6 +446,36 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
    */
   learnTable(name: string, table: SqlTable): void {
     this.#schema.set(name, table);
+  }
+
+  /**
+   * `tables` (Drizzle's names) and every table a change of theirs may change through the
+   * foreign keys' actions (ON DELETE CASCADE...), transitively: read from the database's
+   * catalog when capture knows its client (refreshed with it), else from the Drizzle tables
+   * the cache has seen (`learnForeignKeys`).
+   */
+  cascade(tables: readonly unknown[]): string[] {
+    return this.#cascades.reach(tables.map((t) => tableName(t as TableRef)));
+  }
+
+  /** `cascade` once the database's catalog has been read a first time (when it is read at all). */
+  async cascadeKnown(tables: readonly unknown[]): Promise<string[]> {
+    await (this.#capture ?? this.#catalogReader)?.started;
+    return this.cascade(tables);
+  }
+
+  /** Teaches the cache a Drizzle table's foreign keys (`withTransactions` does, from its schema and selects). */
+  learnForeignKeys(table: object): void {
+    this.#cascades.learn(table);
+  }
+
+  /**
+   * The tables a select's SQL reads anywhere (subqueries included), or undefined when the
+   * SQL cannot be read: for queries Drizzle hands over without their tables (relational ones).
+   */
+  tablesRead(sql: string, dialect: SqlDialect): string[] | undefined {
+    const shape = sqlShape(sql, [], dialect, () => undefined);
+    return shape.fallback === "parse" || shape.tables.length === 0 ? undefined : shape.tables;
   }
 
   /**

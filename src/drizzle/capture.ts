@@ -14,6 +14,7 @@ import type { SqlColumnKind } from "../core/sql/shapes.ts";
 import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
 import type { D1DatabaseLike } from "../sources/d1.ts";
+import { D1_INTERNAL } from "../sources/d1-capture.ts";
 import { nodeRequire } from "../sources/node-require.ts";
 import {
   atMs,
@@ -21,7 +22,9 @@ import {
   EXACT_FLOATS,
   postgresCaptureFeed,
 } from "../sources/postgres-capture.ts";
-import { literal, quote } from "../sources/sql.ts";
+import { postgresDialect } from "../sources/postgres-dialect.ts";
+import { type ForeignKeyAction, literal, quote } from "../sources/sql.ts";
+import { runStepsAsync } from "../sources/sql-driver.ts";
 import {
   type SqliteExecutor,
   sqliteCapturedTables,
@@ -29,6 +32,7 @@ import {
   sqliteChangesPending,
   sqliteExecutorFeed,
 } from "../sources/sqlite-capture.ts";
+import { sqliteDialect } from "../sources/sqlite-dialect.ts";
 import {
   type OwnConnection,
   openBetterSqliteCopy,
@@ -103,6 +107,11 @@ interface Installation {
 interface CaptureDriver {
   installations(): Promise<Installation[]>;
   /**
+   * The database's foreign keys with their actions, tables by Drizzle's names; those of the
+   * PostgreSQL `schemas` given (Drizzle's `schema.table`, `public` for a bare name).
+   */
+  foreignKeys(schemas: readonly string[]): Promise<ForeignKeyAction[]>;
+  /**
    * Read the catalog again only when the capture is used, after this many ms, instead of on
    * a timer (D1 on Workers).
    */
@@ -157,6 +166,12 @@ function closedClient(err: unknown): boolean {
 
 interface CaptureOptions {
   setSchema?: (schema: PlanSchema) => void;
+  /** Receives the database's foreign keys at each look at the catalog (see Cascades). */
+  foreignKeys?: (actions: ForeignKeyAction[]) => void;
+  /** False: only the catalog is read (foreign keys), no change table is followed. */
+  follow?: boolean;
+  /** PostgreSQL: schemas whose foreign keys are read, besides those of the tables queried. */
+  schemas?: () => Iterable<string>;
   /**
    * The column kinds the cache's planner compares a table's values by: each captured change
    * is put in those forms (see comparableEvent) before the engine applies it.
@@ -186,9 +201,15 @@ function captureDriver(client: unknown, engine: Cache): CaptureDriver | undefine
     // Capture's statements run on a connection of edgecache's own, never the application's
     // (see ownConnection).
     case "libsql":
-      return sqliteDriver(ownConnection(() => openLibsqlCopy(client)));
+      return sqliteDriver(
+        ownConnection(() => openLibsqlCopy(client)),
+        libsqlReads(client),
+      );
     case "better-sqlite3":
-      return sqliteDriver(ownConnection(() => openBetterSqliteCopy(client)));
+      return sqliteDriver(
+        ownConnection(() => openBetterSqliteCopy(client)),
+        betterSqliteReads(client),
+      );
     case "d1": {
       const log = engine.log;
       return drainsCapture(log) ? d1Driver(client as D1DatabaseLike, log) : undefined;
@@ -203,6 +224,7 @@ export class DrizzleCapture {
   #driver: CaptureDriver;
   #engine: Cache;
   #setSchema: ((schema: PlanSchema) => void) | undefined;
+  #foreignKeys: ((actions: ForeignKeyAction[]) => void) | undefined;
   #convert: (event: WriteEvent) => WriteEvent;
   #logger: { warn(m: string): void };
   #followers = new Map<string, { follower: CaptureFollower; tables: Set<string> }>();
@@ -216,17 +238,25 @@ export class DrizzleCapture {
   #readAt = Number.NEGATIVE_INFINITY;
   /** The first look at the catalog, and then the latest one. */
   ready: Promise<void>;
+  /** The first look at the catalog (resolved at once by a lazy driver's). */
+  readonly started: Promise<void>;
+  #follow: boolean;
+  #knownSchemas: () => Iterable<string>;
 
   constructor(driver: CaptureDriver, engine: Cache, options: CaptureOptions) {
     this.#driver = driver;
+    this.#follow = options.follow ?? true;
+    this.#knownSchemas = options.schemas ?? (() => []);
     this.#engine = engine;
     this.#setSchema = options.setSchema;
+    this.#foreignKeys = options.foreignKeys;
     const kinds = options.kinds;
     this.#convert = kinds ? (e) => comparableEvent(e, kinds(e.table)) : (e) => e;
     this.#logger = options.logger;
     // A lazy driver reads the catalog when first used: on Workers, inside the request that
     // waits for it (a promise left behind by an ended request never settles).
     this.ready = driver.lazyMs === undefined ? this.#refresh() : Promise.resolve();
+    this.started = this.ready;
   }
 
   /**
@@ -362,7 +392,9 @@ export class DrizzleCapture {
       if (name === undefined || this.#wanted.has(name)) continue;
       this.#wanted.add(name);
       const inst = this.#found.find((i) => i.tables.has(name));
-      if (inst && !this.#followers.has(inst.id) && !this.#closed) this.#start(inst);
+      if (inst && this.#follow && !this.#followers.has(inst.id) && !this.#closed) {
+        this.#start(inst);
+      }
     }
     if (this.#driver.lazyMs === undefined) return Promise.resolve();
     return fresh.then(async () => {
@@ -387,6 +419,13 @@ export class DrizzleCapture {
       this.ready = this.#refresh();
     }
     return this.ready;
+  }
+
+  /** The schemas of the tables the application queries (PostgreSQL's; `public` for bare names). */
+  #schemas(): string[] {
+    const schemas = new Set(["public", ...this.#knownSchemas()]);
+    for (const t of this.#wanted) if (t.includes(".")) schemas.add(t.slice(0, t.indexOf(".")));
+    return [...schemas];
   }
 
   #followerOf(table: unknown): CaptureFollower | undefined {
@@ -416,8 +455,12 @@ export class DrizzleCapture {
       for (const inst of found) {
         const known = this.#followers.get(inst.id);
         if (known) known.tables = new Set(inst.tables.keys());
-        else if ([...inst.tables.keys()].some((t) => this.#wanted.has(t))) this.#start(inst);
+        else if (this.#follow && [...inst.tables.keys()].some((t) => this.#wanted.has(t))) {
+          this.#start(inst);
+        }
       }
+      // After the installations: a catalog that refuses these reads leaves capture working.
+      if (this.#foreignKeys) this.#foreignKeys(await this.#driver.foreignKeys(this.#schemas()));
       this.#lastError = "";
     } catch (err) {
       if (closedClient(err)) {
@@ -476,25 +519,46 @@ function converted(feed: CaptureFeed, convert: (event: WriteEvent) => WriteEvent
 
 // SQLite (libSQL, better-sqlite3).
 
+/** Reads on a connection; on an application's only where edgecache can have none (in memory). */
+type AppReads = (sql: string, params: readonly unknown[]) => Promise<Record<string, unknown>[]>;
+
+function libsqlReads(client: unknown): AppReads {
+  const c = client as {
+    execute(stmt: { sql: string; args: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
+  };
+  return async (sql, params) => (await c.execute({ sql, args: [...params] })).rows;
+}
+
+function betterSqliteReads(db: unknown): AppReads {
+  const d = db as { prepare(sql: string): { all(...params: unknown[]): unknown[] } };
+  return async (sql, params) => d.prepare(sql).all(...params) as Record<string, unknown>[];
+}
+
 /**
  * A SQLite file's change table, followed in this process (libSQL, better-sqlite3), on a
- * connection of edgecache's own.
+ * connection of edgecache's own. A database in memory has no second connection (nor can
+ * anything write it around the application): its foreign keys alone are read, on the
+ * application's connection (a read, which no other connection can make fail).
  */
-function sqliteDriver(exec: OwnConnection): CaptureDriver {
-  const catalog = sqliteCatalog(exec, (engine, shapes, logger, convert) =>
-    followCapture(
-      engine,
-      converted(
-        sqliteExecutorFeed(exec, (t) => shapes(t)?.columns, { unref: true, own: true }),
-        convert,
+function sqliteDriver(exec: OwnConnection, appReads: AppReads): CaptureDriver {
+  const catalog = sqliteCatalog(
+    exec,
+    (engine, shapes, logger, convert) =>
+      followCapture(
+        engine,
+        converted(
+          sqliteExecutorFeed(exec, (t) => shapes(t)?.columns, { unref: true, own: true }),
+          convert,
+        ),
+        logger,
+        { unref: true },
       ),
-      logger,
-      { unref: true },
-    ),
+    /^sqlite_/,
   );
   return {
     // A database in memory has no second connection: nothing else can write it either.
     installations: async () => ((await exec.available()) ? catalog.installations() : []),
+    foreignKeys: async () => sqliteForeignKeys((await exec.available()) ? exec.all : appReads),
     pendingInOrder: (tables, applied) =>
       sqliteChangesPending(exec, tables, applied && ((change) => applied("main", change))),
     statements: () => exec.statements,
@@ -502,9 +566,23 @@ function sqliteDriver(exec: OwnConnection): CaptureDriver {
   };
 }
 
-/** SQLite's capture catalog (the change table, the triggers, primary keys), over any driver. */
-function sqliteCatalog(exec: SqliteExecutor, follow: Installation["follow"]): CaptureDriver {
+/** A SQLite database's foreign keys, read by `all`; `internal` as in sqliteCatalog. */
+function sqliteForeignKeys(all: AppReads, internal = /^sqlite_/): Promise<ForeignKeyAction[]> {
+  const dialect = sqliteDialect("drizzle", internal);
+  return runStepsAsync(dialect.foreignKeyActions(), (s) => all(s.sql, s.params));
+}
+
+/**
+ * SQLite's capture catalog (the change table, the triggers, primary keys) and foreign keys,
+ * over any driver; `internal` names the tables of the database's own that are never read.
+ */
+function sqliteCatalog(
+  exec: SqliteExecutor,
+  follow: Installation["follow"],
+  internal: RegExp,
+): CaptureDriver {
   return {
+    foreignKeys: () => sqliteForeignKeys(exec.all, internal),
     async installations() {
       if (!(await sqliteCaptureInstalled(exec))) return [];
       const tables = new Map<string, TableShape>();
@@ -551,8 +629,9 @@ function d1Executor(db: D1DatabaseLike): SqliteExecutor {
  * which tells whether it drains at all (an object without the D1 binding does not).
  */
 function d1Driver(db: D1DatabaseLike, log: CaptureDrainingLog): CaptureDriver {
-  const catalog = sqliteCatalog(d1Executor(db), () => drainedFollower(log));
+  const catalog = sqliteCatalog(d1Executor(db), () => drainedFollower(log), D1_INTERNAL);
   return {
+    foreignKeys: catalog.foreignKeys,
     installations: async () =>
       (await catalog.installations()).map((i) => ({
         ...i,
@@ -626,6 +705,18 @@ function postgresDriver(sql: PostgresSql): CaptureDriver {
   const drizzleName = (schema: string, table: string) =>
     schema === "public" ? table : `${schema}.${table}`;
   return {
+    async foreignKeys(wanted) {
+      const all: ForeignKeyAction[] = [];
+      for (const schema of wanted) {
+        const steps = postgresDialect(schema).foreignKeyActions();
+        const actions = await runStepsAsync(steps, (s) => sql.unsafe(s.sql, s.params as never[]));
+        for (const a of actions) {
+          const [parent, child] = [drizzleName(schema, a.parent), drizzleName(schema, a.child)];
+          all.push({ ...a, parent, child });
+        }
+      }
+      return all;
+    },
     async installations() {
       const rows = await sql.unsafe(CAPTURED_TABLES);
       schemas = [...new Set(rows.map((r) => String(r.schema)))];

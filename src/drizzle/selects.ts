@@ -77,6 +77,7 @@ function learnTables(fields: unknown, cache: EdgecacheDrizzleCache, dialect: Sql
     if (t[IS_TABLE] !== true || t[IS_ALIAS] === true) continue;
     const described = describeTable(t, dialect);
     if (described) cache.learnTable(tableName(table), described);
+    cache.learnForeignKeys(table);
   }
 }
 

@@ -18,12 +18,20 @@ interface DatabaseLike {
   $cache?: unknown;
   $client?: unknown;
   session?: SessionLike;
+  /** Drizzle's own: `fullSchema` holds the schema given to `drizzle(client, { schema })`. */
+  _?: { fullSchema?: Record<string, unknown> };
   transaction?: (run: (tx: DatabaseLike) => unknown, config?: unknown) => Promise<unknown>;
 }
 
 const MUTATIONS = new Set(["insert", "update", "delete"]);
 const EXECUTORS = ["execute", "run", "all", "get", "values"] as const;
 const WRAPPED = Symbol("edgecache.withTransactions");
+const IS_TABLE = Symbol.for("drizzle:IsDrizzleTable");
+
+/** Whether a value of Drizzle's schema is a table (not its relations). */
+function isTable(value: unknown): value is object {
+  return typeof value === "object" && value !== null && IS_TABLE in value;
+}
 
 export interface WithTransactionsOptions {
   /**
@@ -75,7 +83,13 @@ export function withTransactions<DB extends object>(
   if (typeof follow !== "boolean") badOption("drizzle", "capture", "true or false", follow);
   if ((d as Record<symbol, unknown>)[WRAPPED]) return db;
   (d as Record<symbol, unknown>)[WRAPPED] = true;
+  // The application's own tables teach their foreign keys (cascades) up front, and their
+  // schemas, whose catalog is then read.
+  for (const table of Object.values(d._?.fullSchema ?? {})) {
+    if (isTable(table)) cache.learnForeignKeys(table);
+  }
   const capture = follow ? cache.followCapture(d.$client) : undefined;
+  if (!follow) cache.readCatalog(d.$client);
   settleMutations(session, cache, dialectOf(d), capture, d.$client);
   const transaction = d.transaction.bind(d);
   d.transaction = async (run, config) => {
@@ -90,10 +104,8 @@ export function withTransactions<DB extends object>(
       // capture: once capture has applied them; only tags named inside remain to go).
       for (const undo of restore) undo();
       const held = scope.invalidations();
-      const tables = held.tables as string[];
-      if (capture && tables.length > 0 && (await capture.settled(tables))) {
-        await cache.onMutate({ tags: held.tags });
-      } else await cache.onMutate(held);
+      await settle(cache, capture, await cache.cascadeKnown(held.tables as string[]));
+      await cache.onMutate({ tags: held.tags });
       return result;
     } catch (err) {
       // Rolled back: nothing it wrote was ever visible outside it.
@@ -174,23 +186,20 @@ function settleMutations(
   session.prepareQuery = function (this: SessionLike, ...args: unknown[]) {
     const prepared = prepareQuery.apply(this, args) as Record<string, unknown>;
     // Every driver's prepareQuery takes the query's metadata sixth: { type, tables }.
-    const meta = args[5] as { type?: string; tables?: string[] } | undefined;
+    const meta =
+      (args[5] as { type?: string; tables?: string[] } | undefined) ??
+      (dialect && relationalQuery(prepared, args, cache, dialect));
     // Selects hand their SQL and parameters to the cache's put (fields come second).
     if (meta?.type === "select" && dialect) shapeSelect(prepared, args[1], cache, dialect);
     if (!meta?.type || !MUTATIONS.has(meta.type) || !meta.tables?.length) return prepared;
-    const tables = meta.tables;
+    // Its own tables and those its foreign keys' actions may change (cascades).
+    const tables = cache.cascade(meta.tables);
     void capture?.want(tables);
     // The cache of a statement run against the database itself (in a transaction it is the
-    // transaction's scope). With capture, Drizzle's own invalidation, made as the statement
-    // starts, is left out for captured tables: capture removes what the rows touch.
+    // transaction's scope). Drizzle's own invalidation, made as the statement starts, covers
+    // the cascades too, and leaves out tables whose changes capture applies.
     let own: unknown = cache;
-    if (capture && prepared.cache === cache) {
-      own = prepared.cache = capturedMutation(cache, capture, tables);
-    }
-    const settle = async () => {
-      if (capture && (await capture.settled(tables))) return;
-      await cache.onMutate({ tables });
-    };
+    if (prepared.cache === cache) own = prepared.cache = mutationCache(cache, capture, tables);
     let depth = 0;
     for (const name of EXECUTORS) {
       const method = prepared[name];
@@ -209,13 +218,13 @@ function settleMutations(
         if (!outer || !(result instanceof Promise) || prepared.cache !== own) return result;
         return result.then(
           async (value) => {
-            await settle();
+            await settle(cache, capture, await cache.cascadeKnown(tables));
             return value;
           },
           async (err) => {
             cache.statementFailed(client, err);
             // A failed statement may still have changed rows (a driver error after commit).
-            await settle();
+            await settle(cache, capture, await cache.cascadeKnown(tables));
             throw err;
           },
         );
@@ -225,16 +234,64 @@ function settleMutations(
   };
 }
 
-/** The adapter as a mutation's prepared query sees it: without invalidation of captured tables. */
-function capturedMutation(
+/**
+ * Once a statement (or a transaction) that changed `tables` has finished: tables whose
+ * changes this node applies through capture wait for them (exact, by rows); the others, or
+ * all of them when capture cannot promise it, are invalidated as tables.
+ */
+async function settle(
   cache: EdgecacheDrizzleCache,
-  capture: DrizzleCapture,
+  capture: DrizzleCapture | undefined,
+  tables: readonly string[],
+): Promise<void> {
+  const covered = capture ? tables.filter((t) => capture.covers([t])) : [];
+  let left = tables.filter((t) => !covered.includes(t));
+  if (covered.length > 0 && !(await capture!.settled(covered))) left = [...tables];
+  if (left.length > 0) await cache.onMutate({ tables: left });
+}
+
+/**
+ * The adapter as a mutation's prepared query sees it: Drizzle's invalidation as the
+ * statement starts goes to `tables` (the statement's own and its cascades), less those
+ * capture covers (capture removes what their rows touch).
+ */
+function mutationCache(
+  cache: EdgecacheDrizzleCache,
+  capture: DrizzleCapture | undefined,
   tables: readonly string[],
 ): DrizzleCacheContract {
   return {
     strategy: () => cache.strategy(),
     get: (...args) => cache.get(...args),
     put: (...args) => cache.put(...args),
-    onMutate: (params) => (capture.covers(tables) ? Promise.resolve() : cache.onMutate(params)),
+    onMutate: (params) =>
+      cache.onMutate({
+        tables: capture ? tables.filter((t) => !capture.covers([t])) : [...tables],
+        tags: params.tags,
+      }),
   };
+}
+
+/**
+ * A relational query (`db.query.users.findMany(...)`): Drizzle prepares it without
+ * metadata (no fields, a result mapper, the rows in array mode), so its cache never sees
+ * it. Given metadata as a select of the tables its SQL reads, it is cached like one, on
+ * the raw rows the mapper then reads. Undefined for anything else, or when the SQL's tables
+ * cannot be read (it stays uncached).
+ */
+function relationalQuery(
+  prepared: Record<string, unknown>,
+  args: unknown[],
+  cache: EdgecacheDrizzleCache,
+  dialect: SqlDialect,
+): { type: "select"; tables: string[] } | undefined {
+  const [query, fields, , arrayMode, mapper] = args;
+  if (fields !== undefined || arrayMode !== true || typeof mapper !== "function") return undefined;
+  const sql = (query as { sql?: unknown } | undefined)?.sql;
+  if (typeof sql !== "string" || !("queryMetadata" in prepared)) return undefined;
+  const tables = cache.tablesRead(sql, dialect);
+  if (!tables) return undefined;
+  const meta = { type: "select" as const, tables };
+  prepared.queryMetadata = meta;
+  return meta;
 }

@@ -98,21 +98,20 @@ export function postgresDialect(schema: string): Dialect<PgColumn, PgTable> {
       return tablesOf(schema, columnRows, keyRows);
     },
     *foreignKeys(tables) {
-      const rows = yield {
-        sql: `SELECT child.relname AS child, ca.attname AS "from", parent.relname AS parent,
-              pa.attname AS "to", k.confdeltype AS on_delete, k.confupdtype AS on_update
-         FROM pg_constraint k
-         JOIN pg_class child ON child.oid = k.conrelid
-         JOIN pg_class parent ON parent.oid = k.confrelid
-         JOIN pg_namespace n ON n.oid = child.relnamespace
-         JOIN pg_namespace pn ON pn.oid = parent.relnamespace
-         JOIN pg_attribute ca ON ca.attrelid = child.oid AND ca.attnum = k.conkey[1]
-         JOIN pg_attribute pa ON pa.attrelid = parent.oid AND pa.attnum = k.confkey[1]
-        WHERE k.contype = 'f' AND cardinality(k.conkey) = 1
-          AND n.nspname = $1 AND pn.nspname = $1`,
-        params: [schema],
-      };
-      return foreignKeysOf(tables, rows);
+      const rows = yield { sql: FOREIGN_KEYS_SQL, params: [schema] };
+      return foreignKeysOf(
+        tables,
+        rows.filter((r) => Number(r.width) === 1),
+      );
+    },
+    *foreignKeyActions() {
+      const rows = yield { sql: FOREIGN_KEYS_SQL, params: [schema] };
+      return rows.map((r) => ({
+        parent: String(r.parent),
+        child: String(r.child),
+        onDelete: ACTIONS[String(r.on_delete)] ?? "NO ACTION",
+        onUpdate: ACTIONS[String(r.on_update)] ?? "NO ACTION",
+      }));
     },
     *triggerBodies(table) {
       const rows = yield {
@@ -129,7 +128,23 @@ export function postgresDialect(schema: string): Dialect<PgColumn, PgTable> {
   };
 }
 
-/** The served tables from pg_attribute's rows and the primary keys' rows. */
+/**
+ * The foreign keys between tables of schema $1: their first columns (`from`, `to`), their
+ * width (columns) and their one-letter actions (see ACTIONS).
+ */
+const FOREIGN_KEYS_SQL = `SELECT child.relname AS child, ca.attname AS "from", parent.relname AS parent,
+    pa.attname AS "to", cardinality(k.conkey) AS width,
+    k.confdeltype AS on_delete, k.confupdtype AS on_update
+   FROM pg_constraint k
+   JOIN pg_class child ON child.oid = k.conrelid
+   JOIN pg_class parent ON parent.oid = k.confrelid
+   JOIN pg_namespace n ON n.oid = child.relnamespace
+   JOIN pg_namespace pn ON pn.oid = parent.relnamespace
+   JOIN pg_attribute ca ON ca.attrelid = child.oid AND ca.attnum = k.conkey[1]
+   JOIN pg_attribute pa ON pa.attrelid = parent.oid AND pa.attnum = k.confkey[1]
+  WHERE k.contype = 'f' AND n.nspname = $1 AND pn.nspname = $1`;
+
+/** The served tables from pg_attribute's rows and the primary keys' rows, and the others' columns. */
 function tablesOf(schema: string, columnRows: Row[], keyRows: Row[]): Discovered<PgTable> {
   const keyOf = new Map(keyRows.map((r) => [String(r.table), String(r.name)]));
   const byTable = new Map<string, Row[]>();
@@ -138,15 +153,15 @@ function tablesOf(schema: string, columnRows: Row[], keyRows: Row[]): Discovered
     byTable.set(name, [...(byTable.get(name) ?? []), r]);
   }
   const tables = new Map<string, PgTable>();
-  const skipped: string[] = [];
+  const skipped = new Map<string, Map<string, PgColumn>>();
   for (const [name, rows] of byTable) {
     const pkName = keyOf.get(name);
-    if (pkName === undefined) {
-      skipped.push(name);
-      continue;
-    }
     const columns = new Map<string, PgColumn>();
     for (const r of rows) columns.set(String(r.name), columnOf(r, String(r.name) === pkName));
+    if (pkName === undefined) {
+      skipped.set(name, columns);
+      continue;
+    }
     const pk = columns.get(pkName)!;
     const info = tableInfo(name, columns.values(), pk);
     const selectList = [...columns.values()]

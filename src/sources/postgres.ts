@@ -14,7 +14,7 @@ import {
 import { type PgColumn, type PgTable, postgresDialect } from "./postgres-dialect.ts";
 import { transaction } from "./postgres-transaction.ts";
 import type { Source, WriteOptions } from "./source.ts";
-import { validateViewsOption } from "./sql.ts";
+import { quote, validateViewsOption } from "./sql.ts";
 import type { Steps } from "./sql-dialect.ts";
 import { runStepsAsync, type TransactionDriver } from "./sql-driver.ts";
 import { SqlSource } from "./sql-source.ts";
@@ -148,20 +148,21 @@ class PostgresSource extends SqlSource<PgColumn, PgTable> implements CapturingSo
 
   async captureStatus(): Promise<CaptureStatus> {
     return this.guard(async () => {
-      const tables = await this.tables();
+      const tables = await this.capturedTables();
       return postgresCaptureStatus(this.#driver.sql, this.#driver.schema, [...tables.keys()]);
     });
   }
 
   async installCapture(): Promise<CaptureStatus> {
     return this.guard(async () => {
-      const tables = await this.tables();
-      const list = [...tables.values()].map((t) => ({
-        name: t.info.name,
-        qualified: t.qualified,
-        columns: [...t.columns.values()],
-      }));
+      // Every user table, served or not: a link table's writes change what queries read.
+      const tables = await this.capturedTables();
       const { sql, schema } = this.#driver;
+      const list = [...tables].map(([name, columns]) => ({
+        name,
+        qualified: `${quote(schema)}.${quote(name)}`,
+        columns: [...columns.values()],
+      }));
       await installPostgresCapture(sql, schema, list);
       this.forgetEffects();
       return postgresCaptureStatus(sql, schema, [...tables.keys()]);

@@ -1,5 +1,5 @@
 import type { Filter, Row, SortKey } from "../core/query.ts";
-import type { ForeignKey, SqlColumn, SqlTable } from "./sql.ts";
+import type { ForeignKey, ForeignKeyAction, SqlColumn, SqlTable } from "./sql.ts";
 
 /** One SQL statement and its bound values, in the dialect's placeholders. */
 export interface Statement {
@@ -19,10 +19,13 @@ export function* rowsOf(statement: Statement): Steps<Row[]> {
   return yield statement;
 }
 
-/** What the catalog said: the served tables, and the names of those skipped (no single key). */
+/**
+ * What the catalog said: the served tables, and the columns of the user tables the data API
+ * cannot address (no single-column primary key), which change capture records all the same.
+ */
 export interface Discovered<T extends SqlTable> {
   tables: Map<string, T>;
-  skipped: string[];
+  skipped: Map<string, T["columns"]>;
 }
 
 /**
@@ -63,10 +66,15 @@ export interface Dialect<C extends SqlColumn = SqlColumn, T extends SqlTable<C> 
   /** The same, predicted before a write that has no transaction to roll back (D1). */
   refuseConverted(table: T, given: Map<string, unknown>): void;
 
-  /** Reads the catalog: the tables with a single-column primary key, and the names of the rest. */
+  /** Reads the catalog: the tables with a single-column primary key, and the rest's columns. */
   discover(): Steps<Discovered<T>>;
   /** Single-column foreign keys between served tables, by parent table. */
   foreignKeys(tables: Map<string, T>): Steps<Map<string, ForeignKey[]>>;
+  /**
+   * Every foreign key among the schema's user tables, served or not, of any width, with its
+   * actions: a change to a parent row may change child rows (the query caches' cascades).
+   */
+  foreignKeyActions(): Steps<ForeignKeyAction[]>;
   /** The text of what `table`'s triggers run (edgecache's capture triggers aside). */
   triggerBodies(table: string): Steps<string[]>;
   /** Whether an insert or update of `table` may delete conflicting rows (SQLite's ON CONFLICT REPLACE). */

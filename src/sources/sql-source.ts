@@ -45,7 +45,9 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
   readonly #driver: Driver;
   readonly #views: ViewInfo[];
   readonly #readonly: boolean;
-  #discovered: Promise<{ schema: Schema; tables: Map<string, T> }> | undefined;
+  #discovered:
+    | Promise<{ schema: Schema; tables: Map<string, T>; skipped: Map<string, T["columns"]> }>
+    | undefined;
   #tables: Map<string, T> | undefined;
   #foreignKeys: Promise<Map<string, ForeignKey[]>> | undefined;
   readonly #effects = new Map<string, WriteEvent[]>();
@@ -194,6 +196,15 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
     return (await this.#discover()).tables;
   }
 
+  /**
+   * Every user table's columns, served or not (composite keys, no primary key): change
+   * capture records them all, so writes to any table made around edgecache are seen.
+   */
+  protected async capturedTables(): Promise<Map<string, T["columns"]>> {
+    const { tables, skipped } = await this.#discover();
+    return new Map([...[...tables].map(([name, t]) => [name, t.columns] as const), ...skipped]);
+  }
+
   /** The served tables if discovery has run, else undefined; for callers that cannot wait. */
   protected knownTables(): Map<string, T> | undefined {
     return this.#tables;
@@ -213,19 +224,23 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
     }
   }
 
-  #discover(): Promise<{ schema: Schema; tables: Map<string, T> }> {
+  #discover(): Promise<{
+    schema: Schema;
+    tables: Map<string, T>;
+    skipped: Map<string, T["columns"]>;
+  }> {
     if (!this.#discovered) {
       this.#discovered = (async () => {
         const { tables, skipped } = await this.#driver.read(this.#dialect.discover());
-        if (skipped.length > 0) {
+        if (skipped.size > 0) {
           console.warn(
-            `[edgecache] [${this.name}] skipping tables without a single-column primary key: ${skipped.join(", ")}`,
+            `[edgecache] [${this.name}] not serving tables without a single-column primary key: ${[...skipped.keys()].join(", ")}`,
           );
         }
-        const views = checkViews(this.name, this.#views, tables, skipped);
+        const views = checkViews(this.name, this.#views, tables, [...skipped.keys()]);
         this.#tables = tables;
         const schema = { tables: new Map([...tables].map(([name, t]) => [name, t.info])), views };
-        return { schema, tables };
+        return { schema, tables, skipped };
       })();
       // A failed discovery (database down) is tried again by the next call.
       this.#discovered.catch(() => {

@@ -29,6 +29,17 @@ export interface ForeignKey {
   onUpdate: string;
 }
 
+/**
+ * A foreign key between any two user tables, as far as its actions go: what a change of
+ * a `parent` row does to the `child` rows that point at it (`CASCADE`, `SET NULL`...).
+ */
+export interface ForeignKeyAction {
+  parent: string;
+  child: string;
+  onDelete: string;
+  onUpdate: string;
+}
+
 /** Identifiers come from the schema, but quoting keeps odd names (spaces, keywords) valid. */
 export function quote(identifier: string): string {
   return `"${identifier.replaceAll('"', '""')}"`;

@@ -5,6 +5,7 @@ import {
   badQuery,
   COMPARISONS,
   type ForeignKey,
+  type ForeignKeyAction,
   filterValue,
   NUMERIC_STRING,
   orderBy,
@@ -13,7 +14,7 @@ import {
   type SqlTable,
   tableInfo,
 } from "./sql.ts";
-import type { Dialect } from "./sql-dialect.ts";
+import type { Dialect, Steps } from "./sql-dialect.ts";
 import { CAPTURE_PREFIX, isCaptureTrigger } from "./sqlite-capture-sql.ts";
 
 /**
@@ -273,18 +274,17 @@ interface ForeignKeyRow {
 }
 
 /**
- * A discovered table from `pragma_table_info`, or undefined when it has no single-column
- * primary key (the data API cannot address its rows). `wr` is pragma_table_list's
- * WITHOUT ROWID flag.
+ * A discovered table from `pragma_table_info`: served when it has a single-column primary
+ * key (`table`), else only its columns (change capture records every table). `wr` is
+ * pragma_table_list's WITHOUT ROWID flag.
  */
 function tableMeta(
   source: string,
   name: string,
   wr: number,
   rows: TableInfoRow[],
-): TableMeta | undefined {
+): { table?: TableMeta; columns: Map<string, ColumnMeta> } {
   const keys = rows.filter((r) => r.pk > 0);
-  if (keys.length !== 1) return undefined;
   const columns = new Map<string, ColumnMeta>();
   for (const r of rows) {
     columns.set(r.name, {
@@ -295,10 +295,21 @@ function tableMeta(
       defaultSql: r.dflt_value,
     });
   }
+  if (keys.length !== 1) return { columns };
   const pk = columns.get(keys[0]!.name)!;
   const info = tableInfo(name, columns.values(), pk);
   const rowidAlias = wr === 0 && keys[0]!.type.toUpperCase() === "INTEGER";
-  return { source, info, columns, pk, rowidAlias };
+  return { table: { source, info, columns, pk, rowidAlias }, columns };
+}
+
+/** Each child's `pragma_foreign_key_list` rows (one per column of a foreign key). */
+function* foreignKeyLists(children: Iterable<string>): Steps<Map<string, ForeignKeyRow[]>> {
+  const rows = new Map<string, ForeignKeyRow[]>();
+  for (const child of children) {
+    const list = yield { sql: FOREIGN_KEY_LIST_SQL, params: [child] };
+    rows.set(child, list as unknown as ForeignKeyRow[]);
+  }
+  return rows;
 }
 
 /** Foreign keys by parent table, from each child's `pragma_foreign_key_list` rows. */
@@ -375,24 +386,34 @@ export function sqliteDialect(source: string, internal: RegExp): Dialect<ColumnM
     refuseConverted,
     *discover() {
       const tables = new Map<string, TableMeta>();
-      const skipped: string[] = [];
+      const skipped = new Map<string, Map<string, ColumnMeta>>();
       for (const row of yield { sql: TABLE_LIST_SQL, params: [] }) {
         const name = String(row.name);
         if (internal.test(name) || name.startsWith(CAPTURE_PREFIX)) continue;
         const info = (yield { sql: TABLE_INFO_SQL, params: [name] }) as unknown as TableInfoRow[];
-        const meta = tableMeta(source, name, Number(row.wr), info);
-        if (meta) tables.set(name, meta);
-        else skipped.push(name);
+        const { table, columns } = tableMeta(source, name, Number(row.wr), info);
+        if (table) tables.set(name, table);
+        else skipped.set(name, columns);
       }
       return { tables, skipped };
     },
     *foreignKeys(tables) {
-      const rows = new Map<string, ForeignKeyRow[]>();
-      for (const child of tables.keys()) {
-        const list = yield { sql: FOREIGN_KEY_LIST_SQL, params: [child] };
-        rows.set(child, list as unknown as ForeignKeyRow[]);
+      return foreignKeysByParent(tables, yield* foreignKeyLists(tables.keys()));
+    },
+    *foreignKeyActions() {
+      const names: string[] = [];
+      for (const row of yield { sql: TABLE_LIST_SQL, params: [] }) {
+        const name = String(row.name);
+        if (!internal.test(name) && !name.startsWith(CAPTURE_PREFIX)) names.push(name);
       }
-      return foreignKeysByParent(tables, rows);
+      const actions: ForeignKeyAction[] = [];
+      for (const [child, rows] of yield* foreignKeyLists(names)) {
+        for (const r of rows) {
+          const [onDelete, onUpdate] = [r.on_delete.toUpperCase(), r.on_update.toUpperCase()];
+          actions.push({ parent: r.table, child, onDelete, onUpdate });
+        }
+      }
+      return actions;
     },
     *triggerBodies(table) {
       const triggers = yield { sql: TRIGGERS_SQL, params: [table] };

@@ -114,17 +114,15 @@ class SqliteSource extends SqlSource<ColumnMeta, TableMeta> implements Capturing
 
   async captureStatus(): Promise<CaptureStatus> {
     return this.guard(async () =>
-      sqliteCaptureStatus(this.#driver.db, [...(await this.tables()).keys()]),
+      sqliteCaptureStatus(this.#driver.db, [...(await this.capturedTables()).keys()]),
     );
   }
 
   async installCapture(): Promise<CaptureStatus> {
     return this.guard(async () => {
-      const tables = await this.tables();
-      const list = [...tables.values()].map((t) => ({
-        name: t.info.name,
-        columns: [...t.columns.keys()],
-      }));
+      // Every user table, served or not: a link table's writes change what queries read.
+      const tables = await this.capturedTables();
+      const list = [...tables].map(([name, columns]) => ({ name, columns: [...columns.keys()] }));
       installSqliteCapture(this.#driver.db, list);
       this.forgetEffects();
       return sqliteCaptureStatus(this.#driver.db, [...tables.keys()]);

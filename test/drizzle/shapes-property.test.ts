@@ -28,12 +28,14 @@ import fc from "fast-check";
 import pg from "pg";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createCache } from "../../src/core/cache/index.ts";
 import type { WriteEvent } from "../../src/core/deps/planner.ts";
 import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { requirePostgres } from "../helpers/services.ts";
 import type { AnyDb, AnyTable } from "./drivers.ts";
+import { checkSteps, type Totals } from "./property-steps.ts";
+
+type Cache = ReturnType<typeof drizzleCache>;
 
 /**
  * Reads register what they depend on (rows, predicates, windows), from their SQL: checked
@@ -496,52 +498,6 @@ async function applyJoinWrite(h: Db, caches: Cache[], w: JoinWrite): Promise<voi
     event = { table, op: "insert", new: row };
   }
   for (const cache of caches) await cache.engine.applyWrite([event]);
-}
-
-type Totals = Record<
-  "reads" | "hits" | "tableLevelHits" | "exact" | "widened" | "table" | "patched",
-  number
->;
-type Cache = ReturnType<typeof drizzleCache>;
-
-/**
- * Runs `steps` on a cache registering by shapes and on one that drops whole tables on each
- * write (the baseline): every read of either equals a fresh query. Adds to `totals`.
- */
-async function checkSteps<W>(
-  h: Db,
-  fresh: AnyDb,
-  steps: ({ read: number } | { write: W })[],
-  applyTo: (caches: Cache[], w: W) => Promise<void>,
-  select: (db: AnyDb, read: number) => Promise<unknown>,
-  totals: Totals,
-): Promise<void> {
-  const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
-  const db = withTransactions(h.db(cache));
-  const tableLevel = drizzleCache({
-    cache: createCache({ tiers: [memoryStore()], policy: "table" }),
-    strategy: "all",
-  });
-  const tableDb = withTransactions(h.db(tableLevel));
-  for (const s of steps) {
-    if ("write" in s) {
-      await applyTo([cache, tableLevel], s.write);
-      continue;
-    }
-    const want = await select(fresh, s.read);
-    expect(await select(db, s.read), `read ${s.read}`).toEqual(want);
-    expect(await select(tableDb, s.read)).toEqual(want);
-    totals.reads++;
-  }
-  const stats = cache.getStats();
-  totals.hits += stats.hits;
-  totals.tableLevelHits += tableLevel.getStats().hits;
-  // A write drops a subset of what dropping its table does: never fewer hits.
-  expect(stats.hits).toBeGreaterThanOrEqual(tableLevel.getStats().hits);
-  totals.exact += stats.registrations.exact;
-  totals.widened += stats.registrations.widened;
-  totals.table += stats.registrations.table;
-  totals.patched += stats.patched;
 }
 
 function propertySuite(make: () => Db | Promise<Db>): void {

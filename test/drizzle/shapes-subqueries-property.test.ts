@@ -10,12 +10,11 @@ import { integer, sqliteTable } from "drizzle-orm/sqlite-core";
 import fc from "fast-check";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createCache } from "../../src/core/cache/index.ts";
 import type { WriteEvent } from "../../src/core/deps/planner.ts";
-import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
+import type { drizzleCache } from "../../src/drizzle/index.ts";
 import { requirePostgres } from "../helpers/services.ts";
 import type { AnyDb, AnyTable } from "./drivers.ts";
+import { checkSteps, type Totals } from "./property-steps.ts";
 
 /**
  * The shapes of a real API's article lists, registered below table level: subqueries in the
@@ -295,7 +294,10 @@ function suite(make: () => Db | Promise<Db>): void {
   });
 
   it("every cached read of subqueries, groups, counts and three-table joins equals a fresh query after random writes to any table", async () => {
-    const totals = { reads: 0, hits: 0, tableLevelHits: 0, table: 0, widened: 0, exact: 0 };
+    const totals: Totals = {
+      ...{ reads: 0, hits: 0, tableLevelHits: 0 },
+      ...{ table: 0, widened: 0, exact: 0, patched: 0 },
+    };
     const reasons: Record<string, number> = {};
     await fc.assert(
       fc.asyncProperty(
@@ -305,34 +307,15 @@ function suite(make: () => Db | Promise<Db>): void {
         async (seed, pool, steps) => {
           for (const table of Object.keys(COLUMNS)) await h.query(`delete from ${table}`);
           for (const w of seed) await applyWrite(h, [], w);
-          const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
-          const db = withTransactions(h.db(cache));
-          const tableLevel = drizzleCache({
-            cache: createCache({ tiers: [memoryStore()], policy: "table" }),
-            strategy: "all",
-          });
-          const tableDb = withTransactions(h.db(tableLevel));
-          for (const s of steps) {
-            if ("write" in s) {
-              await applyWrite(h, [cache, tableLevel], s.write);
-              continue;
-            }
-            const r = pool[s.read % pool.length]!;
-            const want = await select(h, fresh, r);
-            expect(await select(h, db, r), JSON.stringify(r)).toEqual(want);
-            expect(await select(h, tableDb, r)).toEqual(want);
-            totals.reads++;
-          }
-          const stats = cache.getStats();
-          totals.hits += stats.hits;
-          totals.tableLevelHits += tableLevel.getStats().hits;
-          expect(stats.hits).toBeGreaterThanOrEqual(tableLevel.getStats().hits);
-          totals.exact += stats.registrations.exact;
-          totals.widened += stats.registrations.widened;
-          totals.table += stats.registrations.table;
-          for (const [k, n] of Object.entries(stats.registrations.reasons)) {
-            reasons[k] = (reasons[k] ?? 0) + n;
-          }
+          await checkSteps(
+            h,
+            fresh,
+            steps,
+            (caches, w) => applyWrite(h, caches, w),
+            (db, i) => select(h, db, pool[i % pool.length]!),
+            totals,
+            reasons,
+          );
         },
       ),
       { numRuns: 50 },
