@@ -267,11 +267,22 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     const ttl = ttlOf(config, now, this.#expiries.get(k)) ?? this.#ttl;
     if (ttl <= 0) return;
     try {
-      const names = tables.map(tableName);
+      const drizzleNames = tables.map(tableName);
+      const registered =
+        query && drizzleNames.length > 0
+          ? this.#register(query, response, drizzleNames)
+          : undefined;
+      if (registered?.unread) {
+        // Drizzle names the tables of its FROM and joins only: a subquery or a `sql`
+        // fragment may read others, which only the parser would have found.
+        this.#stats.uncacheable(new Error("its SQL could not be read for the tables it reads"));
+        return;
+      }
+      // Every table the query reads, by the parser's count too: a write through Drizzle
+      // to a table read only in a subquery drops it (Drizzle would name just the FROM's).
+      const names = [...new Set([...drizzleNames, ...(registered?.tables ?? [])])];
       const tags = names.map((t) => this.#tableTag(t));
       if (isTag) tags.push(this.#userTag(key));
-      const registered =
-        query && names.length > 0 ? this.#register(query, response, names) : undefined;
       const { tags: depends, lists } = registered ?? wholeTables(names);
       const meta = registered?.meta;
       const { stored } = await this.engine.storeLoaded(
@@ -494,7 +505,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       registration.tags.push(tableTag(t));
       registration.lists.push(wholeTable(t));
     }
-    return { ...registration, meta };
+    return { ...registration, meta, tables: shape.tables, unread: shape.fallback === "parse" };
   }
 
   /**
