@@ -1,0 +1,195 @@
+/**
+ * edgecache/drizzle on an application: the Conduit example (examples/conduit), a seeded
+ * client against the cached app and an uncached one in another process on one SQLite
+ * file, every read compared, every acknowledged write read back (examples/conduit/
+ * differential/). Three setups on the same operations: no capture (every write through the
+ * cached app, table-level invalidation), capture (the same), and capture with a share of
+ * the writes made by the other process around the cache; and the same operations against
+ * the uncached app alone, for the statements the app sends without a cache.
+ *
+ *   npm run bench:app                                   # 3,000 operations, 10% writes
+ *   npm run bench:app -- --ops 10000 --writes 0.2 --other 0.5 --seed 7
+ *
+ * Targets (issue 45): 0 differing reads, 0 lost writes, database statements (the app's
+ * and edgecache's) at most half the app's without a cache, edgecache's own at most a tenth.
+ * Writes `<out>.json` and `<out>.md` (default bench/results/app); exits 1 if a setup with
+ * capture read anything differing or lost a write.
+ */
+import { loadavg } from "node:os";
+import { parseArgs } from "node:util";
+import {
+  type DifferentialReport,
+  runBaseline,
+  runDifferential,
+} from "../examples/conduit/differential/run.ts";
+import { benchHead, describeHead, writeResults } from "./lib/results.ts";
+import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
+
+const options = readFlags(() => {
+  const { values } = parseArgs({
+    options: {
+      ops: { type: "string", default: "3000" },
+      writes: { type: "string", default: "0.1" },
+      other: { type: "string", default: "0.5" },
+      seed: { type: "string", default: "45" },
+      out: { type: "string", default: "bench/results/app" },
+    },
+  });
+  const fraction = (name: string, value: string) => {
+    const x = Number(value);
+    if (!(x >= 0 && x <= 1)) fail(`--${name}: expected a fraction from 0 to 1, got ${value}`);
+    return x;
+  };
+  return {
+    ops: positiveInt("ops", values.ops),
+    writes: fraction("writes", values.writes),
+    other: fraction("other", values.other),
+    seed: positiveInt("seed", values.seed),
+    out: values.out,
+  };
+});
+
+interface Setup {
+  name: string;
+  capture: boolean;
+  other: number;
+}
+
+const SETUPS: Setup[] = [
+  { name: "no capture", capture: false, other: 0 },
+  { name: "capture", capture: true, other: 0 },
+  {
+    name: `capture, ${pct(options.other)} of the writes by the other process`,
+    capture: true,
+    other: options.other,
+  },
+];
+
+function pct(x: number): string {
+  return `${Math.round(x * 1000) / 10}%`;
+}
+
+const command = commandLine("bench:app");
+const started = Date.now();
+const loadavgBefore = loadavg();
+const log = (line: string) => console.log(`  ${line}`);
+
+console.log(`no cache: ${options.ops} operations against the uncached app alone`);
+const baseline = await runBaseline(options);
+const runs: { setup: Setup; report: DifferentialReport }[] = [];
+for (const setup of SETUPS) {
+  console.log(`${setup.name}:`);
+  const report = await runDifferential({
+    ...options,
+    capture: setup.capture,
+    other: setup.other,
+    log,
+  });
+  runs.push({ setup, report });
+  console.log(`  ${summary(report)}`);
+}
+
+const head = benchHead(command, started, loadavgBefore);
+const path = writeResults(options.out, { ...head, options, baseline, runs }, markdown());
+console.log(`\nwrote ${path}.json and .md`);
+if (runs.some(({ setup, report: r }) => setup.capture && (r.differing > 0 || r.lost.length > 0))) {
+  console.error("[bench] with capture, reads differed or writes were lost; see above");
+  process.exitCode = 1;
+}
+
+/** Statements of the cached setup, all told: the app's, edgecache's, the other process's writes. */
+function totals(r: DifferentialReport) {
+  const edgecache = r.statements.edgecacheOnAppClient + (r.statements.edgecacheOwn ?? 0);
+  const total = r.statements.app + edgecache + r.statements.otherWrites;
+  return {
+    edgecache,
+    total,
+    ratio: total / baseline.statements,
+    edgecacheRatio: edgecache / baseline.statements,
+  };
+}
+
+function summary(r: DifferentialReport): string {
+  const t = totals(r);
+  return `${r.reads} reads, ${r.differing} differing, ${r.transient} transient, ${r.lost.length} lost, hit rate ${fmt(r.hitRate)}, statements ${t.total} (${t.ratio.toFixed(2)} of no cache), ${Math.round(r.seconds)} s`;
+}
+
+function fmt(x: number | undefined): string {
+  return x === undefined ? "n/a" : x.toFixed(3);
+}
+
+function table(r: DifferentialReport): string {
+  const t = totals(r);
+  const own = r.statements.edgecacheOwn;
+  const rows: [string, string][] = [
+    ["reads compared", String(r.reads)],
+    [
+      "differing reads",
+      `${r.differing}${
+        r.differing
+          ? ` (${Object.entries(r.differingByKind)
+              .map(([k, n]) => `${k} ${n}`)
+              .join(", ")})`
+          : ""
+      }`,
+    ],
+    ["transient reads (agreed within 500 ms of a write by the other process)", String(r.transient)],
+    [
+      "writes: through the cached app / by the other process / failed",
+      `${r.writes.cached} / ${r.writes.other} / ${r.writes.failed.length}`,
+    ],
+    ["lost writes (missing from the file at the end)", String(r.lost.length)],
+    ["acknowledged writes the cached app did not show at the end", String(r.unseen.length)],
+    ["hit rate", `${fmt(r.hitRate)} (${r.hits} hits, ${r.misses} misses)`],
+    ["app statements (cached app)", String(r.statements.app)],
+    ["app statements for the other process's writes", String(r.statements.otherWrites)],
+    ["edgecache statements on the app's connection", String(r.statements.edgecacheOnAppClient)],
+    [
+      "edgecache statements on its own connection (`getStats().capture.statements`)",
+      own === undefined ? "n/a" : String(own),
+    ],
+    [
+      "all statements / no cache",
+      `${t.total} / ${baseline.statements} = ${t.ratio.toFixed(2)} (target ≤ 0.5)`,
+    ],
+    [
+      "edgecache's / no cache",
+      `${t.edgecache} / ${baseline.statements} = ${t.edgecacheRatio.toFixed(2)} (target ≤ 0.1)`,
+    ],
+    [
+      "writes invalidate by",
+      `${r.writesMode}${r.captureTables.length ? ` (captured: ${r.captureTables.join(", ")})` : ""}`,
+    ],
+  ];
+  return ["| | |", "| --- | --- |", ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join("\n");
+}
+
+function samples(r: DifferentialReport): string {
+  if (r.samples.length === 0) return "";
+  const lines = r.samples.map(
+    (s) =>
+      `- #${s.op} \`${s.route}\` (user ${s.user ?? "anonymous"}) after ${s.lastWrite}${s.waited ? ", asked again for 500 ms" : ""}: ${s.difference}`,
+  );
+  return `\nFirst differing reads:\n\n${lines.join("\n")}\n`;
+}
+
+function markdown(): string {
+  const sections = runs.map(
+    ({ setup, report }) => `## ${setup.name}\n\n${table(report)}\n${samples(report)}`,
+  );
+  return `# edgecache/drizzle on the Conduit example
+
+${describeHead(head)}
+
+Command:
+
+\`\`\`sh
+${command}
+\`\`\`
+
+${options.ops} operations (seed ${options.seed}), ${pct(options.writes)} of them writes, on the Conduit example's seeded database (40 users, 200 articles, 30 tags; examples/conduit/seed.ts). Reads go to the cached app (in this process, set up as docs/guides/drizzle.md's quick start) and to the uncached app (examples/conduit/server.ts in another process) on the same file, and are compared; a read that differs within a second of a write by the other process is asked again for up to 500 ms (capture's lag) and counted transient if it then agrees. At the end every acknowledged write is read back through the cached app, and in the file on a fresh connection once both apps are closed. Statements are counted on the app's libSQL client (examples/conduit/counting.ts): those on edgecache's tables or SQLite's catalog as edgecache's.
+
+No cache: the same operations against the uncached app alone sent ${baseline.statements} statements (${baseline.failedWrites} writes failed).
+
+${sections.join("\n")}`;
+}

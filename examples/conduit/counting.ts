@@ -1,0 +1,102 @@
+/**
+ * Counts the statements an app sends to its database: a proxy over the libSQL client the
+ * app hands to Drizzle. Whatever else runs on that client is counted too, which is how a
+ * cache that runs its own statements on the app's connection shows up here: statements on
+ * edgecache's tables or SQLite's catalog are counted apart, as edgecache's.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Client, InStatement, Transaction } from "@libsql/client";
+
+export interface StatementCounts {
+  /** Statements of the app's own SQL (BEGIN and COMMIT of its transactions included). */
+  app: number;
+  /** Statements on edgecache's tables or the catalog, run on the app's client. */
+  edgecache: number;
+}
+
+/** A request's own count, for the `x-statements` header. */
+const request = new AsyncLocalStorage<{ statements: number }>();
+
+/** Runs `work` with a count of the statements it sends, returned with its result. */
+export async function countingRequest<T>(
+  work: () => Promise<T>,
+): Promise<{ result: T; statements: number }> {
+  const counter = { statements: 0 };
+  const result = await request.run(counter, work);
+  return { result, statements: counter.statements };
+}
+
+const EDGECACHE_SQL = /_edgecache|sqlite_master|sqlite_schema|\bpragma\b/i;
+
+function sqlOf(stmt: InStatement): string {
+  return typeof stmt === "string" ? stmt : stmt.sql;
+}
+
+/** The client, counting into `counts` every statement sent through it. */
+export function countingClient(client: Client, counts: StatementCounts): Client {
+  const count = (sql: string) => {
+    if (EDGECACHE_SQL.test(sql)) counts.edgecache++;
+    else counts.app++;
+    const current = request.getStore();
+    if (current) current.statements++;
+  };
+  const counted = <T>(sql: string, send: () => T): T => {
+    count(sql);
+    return send();
+  };
+  const countAll = (stmts: readonly InStatement[]) => {
+    for (const s of stmts) count(sqlOf(s));
+  };
+  const wrapTransaction = (tx: Transaction): Transaction =>
+    new Proxy(tx, {
+      get(target, prop) {
+        switch (prop) {
+          case "execute":
+            return (stmt: InStatement) => counted(sqlOf(stmt), () => target.execute(stmt));
+          case "batch":
+            return (stmts: InStatement[]) => {
+              countAll(stmts);
+              return target.batch(stmts);
+            };
+          case "executeMultiple":
+            return (sql: string) => counted(sql, () => target.executeMultiple(sql));
+          case "commit":
+            return () => counted("COMMIT", () => target.commit());
+          case "rollback":
+            return () => counted("ROLLBACK", () => target.rollback());
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  return new Proxy(client, {
+    get(target, prop) {
+      switch (prop) {
+        case "execute":
+          return (stmt: InStatement, args?: never) => {
+            count(sqlOf(stmt));
+            return args === undefined ? target.execute(stmt) : target.execute(stmt as string, args);
+          };
+        case "batch":
+          return (stmts: InStatement[], mode?: never) => {
+            // A batch runs in a transaction of its own: BEGIN and COMMIT besides its statements,
+            // counted as the first statement's.
+            const first = stmts[0] === undefined ? "" : sqlOf(stmts[0]);
+            count(first);
+            countAll(stmts);
+            count(first);
+            return target.batch(stmts, mode);
+          };
+        case "executeMultiple":
+          return (sql: string) => counted(sql, () => target.executeMultiple(sql));
+        case "transaction":
+          return async (mode?: never) => {
+            count("BEGIN");
+            return wrapTransaction(await target.transaction(mode));
+          };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
