@@ -243,10 +243,13 @@ export function followCapture(
     await serially(() => apply(changes));
     // A short batch was all there was when the read began: applied, so the waiters may go
     // on before the delete (a failed delete leaves them to the next read, which consumes
-    // them; after a restart it applies them again, harmlessly).
-    if (changes.length < BATCH) drained(read);
+    // them; after a restart it applies them again, harmlessly). Then the table is drained
+    // as an empty read would find it: the follower waits for the next change, not reads
+    // again at once.
+    const short = changes.length < BATCH;
+    if (short) drained(read);
     await feed.consume(changes);
-    return "busy";
+    return short ? "empty" : "busy";
   };
 
   const report = (error: unknown) => {

@@ -36,10 +36,10 @@ const LEASE_MS = 3000;
 /**
  * How often `wait` looks at data_version: WATCH_MS after a change was seen, each look that
  * finds none doubling the pause up to MAX_WATCH_MS. Looks follow the database's activity:
- * a few a second while nothing is written, every few ms while writes come.
+ * four a second while nothing is written, every few ms while writes come.
  */
 const WATCH_MS = 2;
-const MAX_WATCH_MS = 128;
+const MAX_WATCH_MS = 256;
 /**
  * On a connection of edgecache's own: how often applied changes are deleted at most (all of
  * them in one statement), unless CONSUME_BATCH are waiting, ms.
