@@ -12,6 +12,13 @@ export interface StatementCounts {
   app: number;
   /** Statements on edgecache's tables or the catalog, run on the app's client. */
   edgecache: number;
+  /**
+   * With `seen`: the app's statements a perfect cache would still send, every write and each
+   * distinct read (its SQL and arguments) once: a floor no cache goes below (a read a
+   * write has changed must be read again, which this does not count).
+   */
+  floor?: number;
+  seen?: Set<string>;
 }
 
 /** A request's own count, for the `x-statements` header. */
@@ -34,9 +41,15 @@ function sqlOf(stmt: InStatement): string {
 
 /** The client, counting into `counts` every statement sent through it. */
 export function countingClient(client: Client, counts: StatementCounts): Client {
-  const count = (sql: string) => {
+  const count = (sql: string, args?: unknown) => {
     if (EDGECACHE_SQL.test(sql)) counts.edgecache++;
     else counts.app++;
+    if (counts.seen && !EDGECACHE_SQL.test(sql)) {
+      const read = /^\s*select\b/i.test(sql);
+      const key = `${sql}\u0000${JSON.stringify(args ?? null)}`;
+      if (!read || !counts.seen.has(key)) counts.floor = (counts.floor ?? 0) + 1;
+      if (read) counts.seen.add(key);
+    }
     const current = request.getStore();
     if (current) current.statements++;
   };
@@ -44,15 +57,19 @@ export function countingClient(client: Client, counts: StatementCounts): Client 
     count(sql);
     return send();
   };
+  const argsOf = (stmt: InStatement) => (typeof stmt === "string" ? undefined : stmt.args);
   const countAll = (stmts: readonly InStatement[]) => {
-    for (const s of stmts) count(sqlOf(s));
+    for (const s of stmts) count(sqlOf(s), argsOf(s));
   };
   const wrapTransaction = (tx: Transaction): Transaction =>
     new Proxy(tx, {
       get(target, prop) {
         switch (prop) {
           case "execute":
-            return (stmt: InStatement) => counted(sqlOf(stmt), () => target.execute(stmt));
+            return (stmt: InStatement) => {
+              count(sqlOf(stmt), argsOf(stmt));
+              return target.execute(stmt);
+            };
           case "batch":
             return (stmts: InStatement[]) => {
               countAll(stmts);
@@ -74,7 +91,7 @@ export function countingClient(client: Client, counts: StatementCounts): Client 
       switch (prop) {
         case "execute":
           return (stmt: InStatement, args?: never) => {
-            count(sqlOf(stmt));
+            count(sqlOf(stmt), args ?? argsOf(stmt));
             return args === undefined ? target.execute(stmt) : target.execute(stmt as string, args);
           };
         case "batch":

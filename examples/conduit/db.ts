@@ -30,7 +30,12 @@ export async function openConduitDb(options: {
   cached: boolean;
 }): Promise<ConduitDatabase> {
   const raw = await openDatabase(options.url);
-  const statements: StatementCounts = { app: 0, edgecache: 0 };
+  // Uncached, the floor a perfect cache could reach is counted too (see StatementCounts).
+  const statements: StatementCounts = {
+    app: 0,
+    edgecache: 0,
+    ...(!options.cached && { floor: 0, seen: new Set<string>() }),
+  };
   const client: Client = countingClient(raw, statements);
   if (!options.cached) {
     const db = drizzle(client, { schema });

@@ -330,7 +330,7 @@ function sample(
 /** The same operations against an uncached app alone: what the app sends without a cache. */
 export async function runBaseline(
   options: Pick<DifferentialOptions, "ops" | "writes" | "seed">,
-): Promise<{ statements: number; failedWrites: number; seconds: number }> {
+): Promise<{ statements: number; floor: number; failedWrites: number; seconds: number }> {
   const started = performance.now();
   const { dir, file } = tempFile();
   try {
@@ -350,6 +350,7 @@ export async function runBaseline(
     await conduit.close();
     return {
       statements: conduit.statements.app + conduit.statements.edgecache,
+      floor: conduit.statements.floor ?? 0,
       failedWrites,
       seconds: (performance.now() - started) / 1000,
     };
