@@ -342,13 +342,8 @@ export function sqliteExecutorFeed(
     },
     async wait(ms, signal) {
       const until = performance.now() + ms;
+      // The last read took data_version with its rows: the first look comes one pause later.
       while (performance.now() < until && !signal?.aborted) {
-        if (await changed()) {
-          // Looks follow the rate of commits: twice as often after one, half after none.
-          watch = Math.max(firstWatch, watch / 2);
-          return;
-        }
-        if (signal?.aborted) return;
         await new Promise<void>((resolve) => {
           const done = () => {
             clearTimeout(timer);
@@ -359,6 +354,12 @@ export function sqliteExecutorFeed(
           if (options.unref) unref(timer);
           signal?.addEventListener("abort", done, { once: true });
         });
+        if (signal?.aborted) return;
+        if (await changed()) {
+          // Looks follow the rate of commits: twice as often after one, half after none.
+          watch = Math.max(firstWatch, watch / 2);
+          return;
+        }
         watch = Math.min(watch * 2, MAX_WATCH_MS);
       }
       // Ended without a commit seen since the last read: the next read need not read.
