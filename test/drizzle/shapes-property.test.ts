@@ -560,7 +560,7 @@ function propertySuite(make: () => Db | Promise<Db>): void {
     // patched in place too.
     if (h.patches) expect(totals.patched).toBeGreaterThan(0);
     else expect(totals.patched).toBe(0);
-  }, 120_000);
+  }, 400_000);
 
   it("joins along a key: every cached read equals a fresh query after random writes to either table", async () => {
     const totals: Totals = {
@@ -591,7 +591,7 @@ function propertySuite(make: () => Db | Promise<Db>): void {
     expect(totals.exact).toBeGreaterThan(0);
     expect(totals.widened).toBeGreaterThan(0);
     expect(totals.hits).toBeGreaterThan(totals.tableLevelHits);
-  }, 180_000);
+  }, 600_000); // 10-15 s alone; a loaded machine has taken over 180 s
 
   it("a write to a row no cached join reads keeps the cached joins", async () => {
     await h.query("delete from people");
