@@ -11,6 +11,7 @@ import {
   type SqlDialect,
   type SqlTable,
   sqlShape,
+  sqlTables,
   wholeTable,
 } from "../core/sql/shapes.ts";
 import type { Store } from "../core/store.ts";
@@ -485,8 +486,8 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
    * SQL cannot be read: for queries Drizzle hands over without their tables (relational ones).
    */
   tablesRead(sql: string, dialect: SqlDialect): string[] | undefined {
-    const shape = sqlShape(sql, [], dialect, () => undefined);
-    return shape.fallback === "parse" || shape.tables.length === 0 ? undefined : shape.tables;
+    const tables = sqlTables(sql, dialect);
+    return tables === undefined || tables.length === 0 ? undefined : [...tables];
   }
 
   /**

@@ -55,6 +55,25 @@ const parsers = {
   postgres: memoize((sql) => tryParse(sql, "postgres"), { size: 2000, maxLength: 8192 }),
 };
 
+/** The tables a statement reads, by its text; undefined when the parser cannot read it. */
+function readTables(sql: string, dialect: SqlDialect): string[] | undefined {
+  const ast = parsers[dialect](sql);
+  return ast === null ? undefined : tablesIn(ast);
+}
+const tableLists = {
+  sqlite: memoize((sql) => readTables(sql, "sqlite"), { size: 2000, maxLength: 8192 }),
+  postgres: memoize((sql) => readTables(sql, "postgres"), { size: 2000, maxLength: 8192 }),
+};
+
+/**
+ * Every table `sql` reads (subqueries included), memoised by its text: for callers that
+ * need its tables on every run (a relational query's, hits included), not its shape.
+ * Undefined when the parser cannot read it.
+ */
+export function sqlTables(sql: string, dialect: SqlDialect): readonly string[] | undefined {
+  return tableLists[dialect](sql);
+}
+
 function tryParse(sql: string, dialect: SqlDialect): unknown {
   try {
     return parseSql(sql, dialect);
