@@ -8,3 +8,13 @@ export async function sha256Hex(data: string | Uint8Array): Promise<string> {
   for (const byte of digest) hex += byte.toString(16).padStart(2, "0");
   return hex;
 }
+
+/** FNV-1a over a string's UTF-16 units: cheap, stable across processes and isolates. */
+export function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}

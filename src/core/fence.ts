@@ -2,17 +2,19 @@ import {
   type ChangeOp,
   type ChangeRecord,
   changedTables,
+  type LogHistory,
   type LogPosition,
   type LogStart,
   ORIGIN,
   readsTable,
 } from "../log/contract.ts";
+import { ChangeBuckets, entryMarks, eventMarks } from "./change-buckets.ts";
 import type { DependencyLookup, InvalidationPolicy, WriteEvent } from "./deps/planner.ts";
 import type { CacheEntry } from "./entry.ts";
 import { keyPattern } from "./pattern.ts";
 
-/** Whether a write event changes `entry` (planned against that entry alone). */
-export type Affects = (event: WriteEvent, single: DependencyLookup) => boolean;
+/** The planner, as the fence asks it: the keys an event changes among those `lookup` holds. */
+export type PlanKeys = (event: WriteEvent, lookup: DependencyLookup) => { keys: Set<string> };
 
 /**
  * The write fence: the recent records this node applied, so an entry read at one log
@@ -20,23 +22,30 @@ export type Affects = (event: WriteEvent, single: DependencyLookup) => boolean;
  * write (they must not put pre-write data back) and for entries read from tiers other
  * than this node's memory (another process wrote them at its own position).
  *
- * Records older than it retains, or missed before a reset, are judged by each table's last
- * change: an entry is refused when anything it reads changed after its position. That
- * costs a miss, never a stale read.
+ * Records older than it retains are folded into a bounded summary (ChangeBuckets) and
+ * judged by it: by the entry's key, tags and lists, finer than its tables. A start or reset
+ * that brings the log's history (LogStart.history) loads its records and summary, so an
+ * entry loaded before this node started is judged as if the node had been running; one
+ * without judges what it missed by each table's last change: an entry is refused when
+ * anything it reads changed after its position. Either costs a miss, never a stale read.
  */
 export class WriteFence {
   #position: LogPosition = ORIGIN;
   #ops: { seq: number; op: ChangeOp; ordered: boolean }[] = [];
   #size: number;
   #lastChanges = new Map<string, number>();
-  /** Records at or below this seq may never have been applied here (a reset). */
+  /** Records at or below this seq may never have been applied here (a reset): lastChanges judges. */
   #floor = 0;
-  #affects: Affects;
+  /** Changes after the floor up to this seq are in the summary; later ones in #ops. */
+  #from = 0;
+  #summary = new ChangeBuckets();
+  #plan: PlanKeys;
   #policy: () => InvalidationPolicy;
 
-  constructor(size: number, affects: Affects, policy: () => InvalidationPolicy) {
+  /** `plan` tells whether an event changes one entry, and gives an event's summary marks. */
+  constructor(size: number, plan: PlanKeys, policy: () => InvalidationPolicy) {
     this.#size = size;
-    this.#affects = affects;
+    this.#plan = plan;
     this.#policy = policy;
   }
 
@@ -47,22 +56,76 @@ export class WriteFence {
 
   reset(start: LogStart): void {
     this.#position = start.position;
-    this.#ops = [];
     this.#lastChanges = new Map(start.lastChanges);
-    this.#floor = start.position.seq;
+    const history = start.history && this.#usable(start.history, start.position);
+    if (history) {
+      this.#floor = history.floor;
+      this.#from = history.from;
+      this.#summary = history.summary;
+      this.#ops = history.ops;
+      this.#trim();
+    } else {
+      this.#floor = start.position.seq;
+      this.#from = start.position.seq;
+      this.#summary = new ChangeBuckets();
+      this.#ops = [];
+    }
   }
 
   record(record: ChangeRecord): void {
     const ordered = record.ordered === true;
     for (const op of record.ops) this.#ops.push({ seq: record.seq, op, ordered });
-    if (this.#ops.length > this.#size) {
-      // Whole records go: a record kept in part would be checked by its remaining ops alone.
-      let cut = this.#ops.length - Math.floor(this.#size / 2);
-      while (cut < this.#ops.length && this.#ops[cut]!.seq === this.#ops[cut - 1]!.seq) cut++;
-      this.#ops.splice(0, cut);
-    }
+    this.#trim();
     for (const table of changedTables(record.ops)) this.#lastChanges.set(table, record.seq);
     this.#position = { log: this.#position.log, seq: record.seq };
+  }
+
+  /**
+   * What this node knows of the log's past, for the next process to start from (see
+   * LogStart.history): the records it retains and the summary of those before.
+   */
+  history(): LogHistory {
+    const records: LogHistory["records"] = [];
+    for (const { seq, op, ordered } of this.#ops) {
+      const last = records.at(-1);
+      if (last?.seq === seq) (last.ops as ChangeOp[]).push(op);
+      else records.push({ seq, ops: [op], ordered });
+    }
+    return {
+      log: this.#position.log,
+      floor: this.#floor,
+      from: this.#from,
+      summary: this.#summary.save(),
+      records,
+    };
+  }
+
+  /** Past the size, the oldest records are folded into the summary. */
+  #trim(): void {
+    if (this.#ops.length <= this.#size) return;
+    // Whole records go: a record kept in part would be checked by its remaining ops alone.
+    let cut = this.#ops.length - Math.floor(this.#size / 2);
+    while (cut < this.#ops.length && this.#ops[cut]!.seq === this.#ops[cut - 1]!.seq) cut++;
+    for (const { op, seq } of this.#ops.splice(0, cut)) {
+      this.#summary.note(op, seq, (event) => eventMarks((lookup) => this.#plan(event, lookup)));
+      this.#from = seq;
+    }
+  }
+
+  /** A history that describes this start: its log, with every record up to the position. */
+  #usable(history: LogHistory, at: LogPosition) {
+    if (history.log !== at.log || !(history.floor <= history.from)) return undefined;
+    const summary = ChangeBuckets.restore(history.summary);
+    if (!summary) return undefined;
+    const ops: { seq: number; op: ChangeOp; ordered: boolean }[] = [];
+    let seq = history.from;
+    for (const record of history.records) {
+      if (!(record.seq > seq)) return undefined;
+      seq = record.seq;
+      for (const op of record.ops) ops.push({ seq, op, ordered: record.ordered === true });
+    }
+    if (seq !== at.seq) return undefined;
+    return { floor: history.floor, from: history.from, summary, ops };
   }
 
   /** Whether a change applied after `since` may have made `entry` (read under `key`) stale. */
@@ -87,9 +150,12 @@ export class WriteFence {
     const now = this.#position;
     if (since.log !== now.log) return "unknown"; // another log: nothing can be told
     if (since.seq >= now.seq) return "none";
-    const oldest = this.#ops[0]?.seq ?? now.seq + 1;
-    if (since.seq < this.#floor || oldest > since.seq + 1) {
-      return this.#conservative(since, entry) ? "unknown" : "none";
+    if (since.seq < this.#floor) return this.#conservative(since, entry) ? "unknown" : "none";
+    if (
+      since.seq < this.#from &&
+      this.#summary.concerns(since.seq, key, entryMarks(key, entry.tags, entry.lists))
+    ) {
+      return "unknown";
     }
     const tags = new Set(entry.tags);
     const lists = entry.lists ?? [];
@@ -129,7 +195,7 @@ export class WriteFence {
       if ("pattern" in op && keyPattern(op.pattern).test(key)) return "unknown";
       if (!("event" in op)) continue;
       events.push(op.event);
-      if (readsOf(op.event.table) && this.#affects(op.event, single)) {
+      if (readsOf(op.event.table) && this.#plan(op.event, single).keys.size > 0) {
         if (!ordered || first) return "unknown";
         concerns = true;
       }

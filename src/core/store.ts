@@ -52,6 +52,16 @@ export interface EvictingStore extends Store {
   onEvict(listener: (key: string) => void): void;
 }
 
+/**
+ * A persistent store that also keeps, across a clean restart, the state of the in-process
+ * log its entries were loaded under (see createCache): opaque text, taken once.
+ */
+export interface LogKeepingStore extends Store {
+  /** What the last clean close left, removed as it is read: a crash leaves nothing. */
+  takeLogState(): string | undefined;
+  leaveLogState(state: string): void;
+}
+
 /** One write of a batch: what `set(key, entry, ttlMs)` takes. */
 export interface StoreWrite {
   key: string;
@@ -95,4 +105,7 @@ export function isBatch(store: Store): store is BatchStore {
     typeof (store as Partial<BatchStore>).getMany === "function" &&
     typeof (store as Partial<BatchStore>).setMany === "function"
   );
+}
+export function isLogKeeping(store: Store): store is LogKeepingStore {
+  return typeof (store as Partial<LogKeepingStore>).takeLogState === "function";
 }

@@ -65,9 +65,33 @@ export interface LogStart {
   position: LogPosition;
   /**
    * Per table, the seq of its last change; "" holds the last manual invalidation. What a
-   * node cannot check record by record (older than it retains) is judged by these.
+   * node cannot check record by record (older than it retains), and no `history` covers,
+   * is judged by these.
    */
   lastChanges: ReadonlyMap<string, number>;
+  /**
+   * What the log (or the file a single node left) keeps of the changes before `position`,
+   * so entries loaded before this node started are judged by what concerns them, not by
+   * their tables. Absent: a node that was not following judges them by `lastChanges`.
+   */
+  history?: LogHistory;
+}
+
+/**
+ * A log's past as a follower keeps it (see WriteFence.history): the last records as they
+ * were, and a bounded summary of the changes before them (see ChangeBuckets). Every record
+ * after `from` and up to the start's position is in `records`; the summary holds every
+ * change after `floor` up to `from`. Plain data: a log stores it, devalue-encoded where
+ * rows may hold dates or bigints.
+ */
+export interface LogHistory {
+  /** The log it describes: a history of another log says nothing. */
+  log: string;
+  floor: number;
+  from: number;
+  /** A ChangeBuckets summary as `save` left it. */
+  summary: unknown;
+  records: { seq: number; ops: readonly ChangeOp[]; ordered: boolean }[];
 }
 
 /** What a log calls on the node that follows it. */

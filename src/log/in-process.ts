@@ -1,9 +1,11 @@
+import { parse, stringify } from "devalue";
 import { randomId } from "../core/random-id.ts";
 import {
   type ChangeLog,
   type ChangeRecord,
   changedTables,
   type LogFollower,
+  type LogHistory,
   type LogStart,
   type WriteTurn,
 } from "./contract.ts";
@@ -11,8 +13,9 @@ import type { OutsideWrites } from "./outside-writes.ts";
 
 export interface LocalChangeLogOptions {
   /**
-   * Resume the log a previous process left (`snapshot()` at its clean shutdown), so the
-   * entries it stored in a persistent tier can still be checked.
+   * Resume the log a previous process left (`snapshot()` at its clean shutdown, with its
+   * cache's `history()`), so the entries it stored in a persistent tier can still be
+   * checked, by what concerns each of them.
    */
   resume?: LogStart;
   /**
@@ -64,7 +67,10 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
     },
     follow(follower) {
       followers.push(follower);
-      follower.reset({ position: { log: id, seq }, lastChanges: new Map(lastChanges) });
+      // The history a previous process left describes the log as resumed: a follower
+      // attached after a later record finds it ends short, and judges by lastChanges.
+      const history = options.resume?.history;
+      follower.reset({ position: { log: id, seq }, lastChanges: new Map(lastChanges), history });
     },
     async append(ops, turn) {
       seq++;
@@ -84,3 +90,35 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
 }
 
 const NO_TURN: WriteTurn = { release() {} };
+
+/**
+ * A log's state as text, for a file to keep across a clean restart (see `resume`). devalue,
+ * since the history's rows may hold dates or bigints.
+ */
+export function encodeLogStart(start: LogStart): string {
+  const { position, lastChanges, history } = start;
+  return stringify({ position, lastChanges: [...lastChanges], history });
+}
+
+/** The state `encodeLogStart` wrote; undefined when the text is not one (start a new log). */
+export function decodeLogStart(text: string): LogStart | undefined {
+  try {
+    const saved = parse(text) as {
+      position?: { log?: unknown; seq?: unknown };
+      lastChanges?: unknown;
+      history?: LogHistory;
+    };
+    const { log, seq } = saved.position ?? {};
+    if (typeof log !== "string" || typeof seq !== "number" || !Array.isArray(saved.lastChanges)) {
+      return undefined;
+    }
+    // The fence checks that the history describes this log up to this position.
+    return {
+      position: { log, seq },
+      lastChanges: new Map(saved.lastChanges as [string, number][]),
+      history: saved.history,
+    };
+  } catch {
+    return undefined;
+  }
+}

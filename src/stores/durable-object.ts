@@ -1,3 +1,4 @@
+import { fnv1a } from "../core/digest.ts";
 import { badOption } from "../core/errors.ts";
 import type { BatchStore, ListableStore, StoreWrite } from "../core/store.ts";
 import { guarded, isLivePacked, packFor, unavailable, unpackFor } from "./edge-entry.ts";
@@ -46,12 +47,7 @@ const utf8 = new TextEncoder();
 
 /** FNV-1a over the key's UTF-16 units: cheap, stable across isolates, spreads similar keys. */
 export function shardOf(key: string, shards: number): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    hash ^= key.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return (hash >>> 0) % shards;
+  return fnv1a(key) % shards;
 }
 
 /**

@@ -8,6 +8,7 @@ import type {
   ClosableStore,
   EvictingStore,
   ListableStore,
+  LogKeepingStore,
   MeasuredStore,
   StoreSize,
 } from "../core/store.ts";
@@ -136,7 +137,7 @@ interface Removed {
  */
 export function sqliteStore(
   options: SqliteStoreOptions,
-): ListableStore & MeasuredStore & ClosableStore & EvictingStore & BatchStore {
+): ListableStore & MeasuredStore & ClosableStore & EvictingStore & BatchStore & LogKeepingStore {
   if (typeof options !== "object" || options === null) {
     badOption(NAME, "options", "an object", options);
   }
@@ -172,6 +173,7 @@ export function sqliteStore(
   // expires_at > now.
   const table = `"${tableName}"`;
   const totals = `"${tableName}_totals"`;
+  const logState = `"${tableName}_log"`;
   const live = "(expires_at IS NULL OR expires_at > @now)";
   const isLive = (row: Removed, at: number) => row.expires_at === null || row.expires_at > at;
 
@@ -205,6 +207,10 @@ export function sqliteStore(
           id INTEGER PRIMARY KEY CHECK (id = 0),
           entries INTEGER NOT NULL,
           bytes INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS ${logState} (
+          id INTEGER PRIMARY KEY CHECK (id = 0),
+          state TEXT NOT NULL
         );
       `);
       // A file written before the totals were kept: count it once.
@@ -257,6 +263,12 @@ export function sqliteStore(
         `DELETE FROM ${table} WHERE key IN (
            SELECT key FROM ${table} WHERE expires_at <= @now LIMIT @limit
          ) RETURNING key, expires_at, size`,
+      ),
+      takeLog: db
+        .prepare<[], string>(`DELETE FROM ${logState} WHERE id = 0 RETURNING state`)
+        .pluck(),
+      leaveLog: db.prepare<{ state: string }>(
+        `INSERT OR REPLACE INTO ${logState} (id, state) VALUES (0, @state)`,
       ),
       evict: db.prepare<{ limit: number }, Removed>(
         `DELETE FROM ${table} WHERE rowid IN (
@@ -438,6 +450,14 @@ export function sqliteStore(
       const at = now();
       const list = writes.map((w) => toWrite(w.key, w.entry, w.ttlMs, at));
       evict(run("set failed", ({ writeMany }) => writeMany.immediate(list, at)));
+    },
+
+    takeLogState() {
+      return run("reading the log state failed", ({ statements }) => statements.takeLog.get());
+    },
+
+    leaveLogState(state) {
+      run("leaving the log state failed", ({ statements }) => statements.leaveLog.run({ state }));
     },
 
     async delete(keys) {

@@ -43,6 +43,23 @@ it("memory + SQLite, the log resumed from the last clean shutdown: a tag invalid
   expect((await step({ ...base, step: "read", snapshotIn: second })).value.title).toBe("v2");
 }, 60_000);
 
+it("memory + SQLite, the default log kept in the file: the next process serves what nothing since concerns", async () => {
+  const base = { tier: "sqlite", path: join(dir, "kept.db"), defaultLog: true };
+  const first = (await step({ ...base, step: "pages" })).value as unknown as { loaded: number[] };
+  expect(first.loaded).toEqual([1, 2, 3]);
+  // The next process serves all three from the file; the one after invalidates page 2
+  // first: the other two are still served, page 2 is loaded again.
+  expect(
+    ((await step({ ...base, step: "pages" })).value as unknown as typeof first).loaded,
+  ).toEqual([]);
+  const after = (await step({ ...base, step: "invalidate-page-2" }))
+    .value as unknown as typeof first;
+  expect(after.loaded).toEqual([2]);
+  expect(
+    ((await step({ ...base, step: "pages" })).value as unknown as typeof first).loaded,
+  ).toEqual([]);
+}, 60_000);
+
 it("memory + SQLite, no log kept between processes: a restart never serves an older entry", async () => {
   const base = { tier: "sqlite", path: join(dir, "fresh.db") };
   expect((await step({ ...base, step: "load" })).value.title).toBe("v1");

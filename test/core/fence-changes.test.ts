@@ -26,7 +26,7 @@ const update = (id: number, to: string): WriteEvent => ({
 function fence(): WriteFence {
   return new WriteFence(
     64,
-    (event, single) => planWrite(event, schema, single).keys.size > 0,
+    (event, lookup) => planWrite(event, schema, lookup),
     () => "exact",
   );
 }

@@ -1,5 +1,5 @@
-import type { ChangeLog, ChangeOp, LogPosition } from "../../log/contract.ts";
-import { localChangeLog } from "../../log/in-process.ts";
+import type { ChangeLog, ChangeOp, LogHistory, LogPosition } from "../../log/contract.ts";
+import { decodeLogStart, encodeLogStart, localChangeLog } from "../../log/in-process.ts";
 import { CoarseClock } from "../coarse-clock.ts";
 import { entryValue } from "../codec.ts";
 import { DependencyIndex, type Registration } from "../deps/index.ts";
@@ -20,7 +20,7 @@ import { type ChangeSummary, RecentChanges } from "../recent-changes.ts";
 import { PendingRemovals } from "../removal.ts";
 import { rateLimited } from "../report.ts";
 import { type CacheStats, LatencyRecorder } from "../stats.ts";
-import { isEvicting } from "../store.ts";
+import { isEvicting, isLogKeeping, type LogKeepingStore, type Store } from "../store.ts";
 import { type WarmOptions, type WarmResult, warm } from "../warm.ts";
 import { Applier } from "./apply.ts";
 import { Background, ReloadQueue } from "./background.ts";
@@ -69,6 +69,8 @@ export class Cache {
   readonly #hitNow: () => number;
   readonly #rules: NonNullable<CacheOptions["invalidateOn"]>;
   #schema: PlanSchema | undefined;
+  /** The tier the default log was resumed from, and the log: left there at close. */
+  #keeper: { store: LogKeepingStore; log: ReturnType<typeof localChangeLog> } | undefined;
 
   constructor(options: CacheOptions) {
     const set = settings(options);
@@ -100,10 +102,10 @@ export class Cache {
       negative: new NegativeQuota(set.maxNegative),
       fence: new WriteFence(
         set.fenceOps,
-        (event, single) => planWrite(event, this.#planSchema(), single, this.policy).keys.size > 0,
+        (event, lookup) => planWrite(event, this.#planSchema(), lookup, this.policy),
         () => this.policy,
       ),
-      log: options.log ?? localChangeLog(),
+      log: options.log ?? this.#resumedLog(options.tiers),
       counters: newCounters(),
       latency: new LatencyRecorder(),
       observer: options.observer,
@@ -225,6 +227,15 @@ export class Cache {
    */
   get position(): LogPosition {
     return this.#e.fence.position;
+  }
+
+  /**
+   * What this node knows of the log's past: the records it retains and a bounded summary
+   * of those before. A log (or a file a single node leaves) keeps it for the next process,
+   * which judges the entries loaded before it started by it (see LogStart.history).
+   */
+  history(): LogHistory {
+    return this.#e.fence.history();
   }
 
   /**
@@ -670,7 +681,40 @@ export class Cache {
   async close(): Promise<void> {
     await this.drain();
     await this.#e.log.close();
+    this.#leaveLog();
     await this.#e.tiers.close();
+  }
+
+  /** The default log: resumed from the first tier that keeps one (see CacheOptions.log). */
+  #resumedLog(tiers: readonly Store[]): ChangeLog {
+    const keeper = tiers.find(isLogKeeping);
+    if (!keeper) return localChangeLog();
+    let state: string | undefined;
+    try {
+      state = keeper.takeLogState();
+    } catch {
+      // A tier that cannot say: a new log, whose position no entry of the file has.
+    }
+    const log = localChangeLog({ resume: state === undefined ? undefined : decodeLogStart(state) });
+    this.#keeper = { store: keeper, log };
+    return log;
+  }
+
+  /** Leaves the default log's state and history in the tier it was resumed from. */
+  #leaveLog(): void {
+    const keeper = this.#keeper;
+    if (!keeper) return;
+    try {
+      keeper.store.leaveLogState(
+        encodeLogStart({ ...keeper.log.snapshot(), history: this.history() }),
+      );
+    } catch (err) {
+      this.#e.report(
+        "log-state",
+        "[edgecache] [cache] cannot leave the log state: the next start refuses this cache's entries",
+        err,
+      );
+    }
   }
 
   stats(): CacheStats {

@@ -53,7 +53,10 @@ export interface CacheOptions {
   fenceLogSize?: number;
   /**
    * The change log every write and invalidation goes through (in-process by default). A
-   * shared log (Redis) keeps several nodes exact; see `ChangeLog`.
+   * shared log (Redis) keeps several nodes exact; see `ChangeLog`. The default log is
+   * kept in a tier that keeps one (`sqliteStore`) at `close()` and resumed by the next
+   * process over the same file, so its entries are served when nothing since concerns
+   * them; a process that does not close cleanly leaves none, and its entries are refused.
    */
   log?: ChangeLog;
   /**

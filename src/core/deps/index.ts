@@ -240,7 +240,7 @@ export function listFamily(list: ListDependency): string {
  * when it has none. A row can match the list only if its value there has the same eqKey.
  */
 const buckets = new WeakMap<ListDependency, readonly [string, string]>();
-function bucketOf(list: ListDependency): readonly [string, string] {
+export function bucketOf(list: ListDependency): readonly [string, string] {
   let bucket = buckets.get(list);
   if (bucket === undefined) {
     const eq = list.filters.find((f): f is Filter => f.op === "eq");

@@ -105,7 +105,10 @@ export async function assemble(spec: ModeSpec): Promise<Assembled> {
       if (local && cachePath && leave) {
         // A full or read-only filesystem costs the next start its entries, not this stop.
         try {
-          leaveStamp(cachePath, { ...leave, log: local.snapshot() });
+          leaveStamp(cachePath, {
+            ...leave,
+            log: { ...local.snapshot(), history: cache.history() },
+          });
         } catch (err) {
           spec.logger.warn(
             `[edgecache] [cache] cannot leave the stamp beside ${cachePath} (${(err as Error).message}): the next start empties the file`,

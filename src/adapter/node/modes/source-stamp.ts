@@ -1,11 +1,13 @@
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type { LogStart } from "../../../log/contract.ts";
+import { decodeLogStart, encodeLogStart } from "../../../log/in-process.ts";
 
 /**
  * The persistent cache tier outlives the process. Its entries carry the position of the
  * in-process change log they were loaded at, so a clean shutdown leaves that log's state
- * beside the cache file, and the next process resumes it: the entries can still be
- * checked against every change they saw. The data API also leaves a stamp of the database
+ * beside the cache file, with what the cache knew of the log's past (its retained records
+ * and their summary: Cache.history), and the next process resumes it: each entry is still
+ * checked against the changes since it was loaded, by what concerns it. The data API also leaves a stamp of the database
  * files, since writes made while edgecache was not running never reached the log: a
  * missing or different stamp (another program wrote, or edgecache crashed) starts a new
  * log, and entries of the old one are refused. A cold cache costs hit rate; a stale one
@@ -34,18 +36,9 @@ export function takeStamp(cacheFile: string): Stamp | undefined {
   const path = stampPath(cacheFile);
   if (!existsSync(path)) return undefined;
   try {
-    const saved = JSON.parse(readFileSync(path, "utf8")) as {
-      database?: string;
-      log: { log: string; seq: number; lastChanges: [string, number][] };
-    };
-    const { log, seq, lastChanges } = saved.log;
-    if (typeof log !== "string" || typeof seq !== "number" || !Array.isArray(lastChanges)) {
-      return undefined;
-    }
-    return {
-      database: saved.database,
-      log: { position: { log, seq }, lastChanges: new Map(lastChanges) },
-    };
+    const saved = JSON.parse(readFileSync(path, "utf8")) as { database?: string; log: string };
+    const log = typeof saved.log === "string" ? decodeLogStart(saved.log) : undefined;
+    return log && { database: saved.database, log };
   } catch {
     return undefined; // unreadable (an older format): start a new log
   } finally {
@@ -54,7 +47,6 @@ export function takeStamp(cacheFile: string): Stamp | undefined {
 }
 
 export function leaveStamp(cacheFile: string, stamp: Stamp): void {
-  const { position, lastChanges } = stamp.log;
-  const log = { ...position, lastChanges: [...lastChanges] };
-  writeFileSync(stampPath(cacheFile), JSON.stringify({ database: stamp.database, log }));
+  const saved = { database: stamp.database, log: encodeLogStart(stamp.log) };
+  writeFileSync(stampPath(cacheFile), JSON.stringify(saved));
 }
