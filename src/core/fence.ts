@@ -82,9 +82,18 @@ export class WriteFence {
 
   /**
    * What this node knows of the log's past, for the next process to start from (see
-   * LogStart.history): the records it retains and the summary of those before.
+   * LogStart.history): the records it retains and the summary of those before; `folded`,
+   * the summary alone, with the retained records folded into it.
    */
-  history(): LogHistory {
+  history(folded = false): LogHistory {
+    if (folded) {
+      // Every retained record folded into a copy of the summary: small, with no rows, for
+      // a log to keep beside the records it retains itself.
+      const summary = ChangeBuckets.restore(this.#summary.save())!;
+      for (const { op, seq } of this.#ops) summary.note(op, seq, this.#marksOf);
+      const { log, seq } = this.#position;
+      return { log, floor: this.#floor, from: seq, summary: summary.save(), records: [] };
+    }
     const records: LogHistory["records"] = [];
     for (const { seq, op, ordered } of this.#ops) {
       const last = records.at(-1);
@@ -107,10 +116,12 @@ export class WriteFence {
     let cut = this.#ops.length - Math.floor(this.#size / 2);
     while (cut < this.#ops.length && this.#ops[cut]!.seq === this.#ops[cut - 1]!.seq) cut++;
     for (const { op, seq } of this.#ops.splice(0, cut)) {
-      this.#summary.note(op, seq, (event) => eventMarks((lookup) => this.#plan(event, lookup)));
+      this.#summary.note(op, seq, this.#marksOf);
       this.#from = seq;
     }
   }
+
+  readonly #marksOf = (event: WriteEvent) => eventMarks((lookup) => this.#plan(event, lookup));
 
   /** A history that describes this start: its log, with every record up to the position. */
   #usable(history: LogHistory, at: LogPosition) {

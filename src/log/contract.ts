@@ -110,6 +110,12 @@ export interface LogFollower {
    * may be stale. It starts again from `start`.
    */
   reset(start: LogStart): void;
+  /**
+   * This node's summary of the log up to the last record it applied, every record folded in
+   * (`records` empty): what a shared log keeps beside the records it retains, so a node
+   * that starts later gets a `history` (see LogStart.history). Not every follower has one.
+   */
+  history?(): LogHistory;
 }
 
 export interface ChangeLog {

@@ -18,7 +18,8 @@ import type { ChangeOp, LogHistory } from "../../src/log/contract.ts";
  * It may refuse more than the records would, never less: for random writes, key, tag,
  * prefix and pattern removals and random entries (rows, lists with and without equality
  * filters), whatever a fence that kept every record finds concerning, a fence that kept
- * almost none finds concerning too, and so does one restarted from its saved history.
+ * almost none finds concerning too, and so does one restarted from its saved history or
+ * from the folded summary a shared log keeps.
  */
 
 const schema: PlanSchema = { primaryKey: () => "id", joinColumns: () => [] };
@@ -131,6 +132,11 @@ describe("the fence's summary", () => {
           const history = parse(stringify(summary.history())) as LogHistory;
           const restarted = fence(2);
           restarted.reset({ position: head, lastChanges: new Map(), history });
+          // What a shared log keeps: the summary alone, every record folded in.
+          const folded = fence(2);
+          const kept = parse(stringify(exact.history(true))) as LogHistory;
+          expect(kept.records).toEqual([]);
+          folded.reset({ position: head, lastChanges: new Map(), history: kept });
           for (const e of entries) {
             const since = e.since % (records.length + 1);
             const entry = entryOf(e, since);
@@ -138,6 +144,7 @@ describe("the fence's summary", () => {
             if (exact.changesFor(at, e.key, entry, true) === "none") continue;
             expect(summary.changesFor(at, e.key, entry, true)).not.toBe("none");
             expect(restarted.changesFor(at, e.key, entry, true)).not.toBe("none");
+            expect(folded.changesFor(at, e.key, entry, true)).not.toBe("none");
           }
         },
       ),

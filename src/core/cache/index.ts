@@ -143,6 +143,7 @@ export class Cache {
     e.log.follow({
       apply: (record) => e.applier.apply(record),
       reset: (start) => e.applier.reset(start),
+      history: () => e.fence.history(true),
     });
   }
 
@@ -231,11 +232,12 @@ export class Cache {
 
   /**
    * What this node knows of the log's past: the records it retains and a bounded summary
-   * of those before. A log (or a file a single node leaves) keeps it for the next process,
-   * which judges the entries loaded before it started by it (see LogStart.history).
+   * of those before (`folded`: the summary alone, every record folded in). A log (or a file
+   * a single node leaves) keeps it for the next process, which judges the entries loaded
+   * before it started by it (see LogStart.history).
    */
-  history(): LogHistory {
-    return this.#e.fence.history();
+  history(options: { folded?: boolean } = {}): LogHistory {
+    return this.#e.fence.history(options.folded);
   }
 
   /**
