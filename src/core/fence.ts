@@ -83,16 +83,18 @@ export class WriteFence {
   /**
    * What this node knows of the log's past, for the next process to start from (see
    * LogStart.history): the records it retains and the summary of those before; `folded`,
-   * the summary alone, with the retained records folded into it.
+   * the summary alone, with the retained records folded into it (and its arrays folded to
+   * at most `maxBuckets` each: smaller, coarser, as sound).
    */
-  history(folded = false): LogHistory {
+  history(folded = false, maxBuckets?: number): LogHistory {
     if (folded) {
       // Every retained record folded into a copy of the summary: small, with no rows, for
       // a log to keep beside the records it retains itself.
       const summary = ChangeBuckets.restore(this.#summary.save())!;
       for (const { op, seq } of this.#ops) summary.note(op, seq, this.#marksOf);
       const { log, seq } = this.#position;
-      return { log, floor: this.#floor, from: seq, summary: summary.save(), records: [] };
+      const saved = summary.save(maxBuckets);
+      return { log, floor: this.#floor, from: seq, summary: saved, records: [] };
     }
     const records: LogHistory["records"] = [];
     for (const { seq, op, ordered } of this.#ops) {

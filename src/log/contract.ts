@@ -113,9 +113,11 @@ export interface LogFollower {
   /**
    * This node's summary of the log up to the last record it applied, every record folded in
    * (`records` empty): what a shared log keeps beside the records it retains, so a node
-   * that starts later gets a `history` (see LogStart.history). Not every follower has one.
+   * that starts later gets a `history` (see LogStart.history). Its arrays are folded to at
+   * most `maxBuckets` each (a power of two; the follower's default keeps it under about
+   * 0.5 MB): smaller is coarser, never less sound. Not every follower has one.
    */
-  history?(): LogHistory;
+  history?(maxBuckets?: number): LogHistory;
 }
 
 export interface ChangeLog {

@@ -55,6 +55,13 @@ const PROBE_KEY = "edgecache:health-probe";
 const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => [] };
 
 /**
+ * The default size of a summary a shared log keeps (each array folded to at most this
+ * many buckets): what a log stores and sends to every starting node stays under about
+ * 0.5 MB however much this node keeps for itself.
+ */
+const SHARED_HISTORY_BUCKETS = 1 << 14;
+
+/**
  * The tiered cache engine. Portable: Web-standard APIs only.
  *
  * @example
@@ -143,7 +150,7 @@ export class Cache {
     e.log.follow({
       apply: (record) => e.applier.apply(record),
       reset: (start) => e.applier.reset(start),
-      history: () => e.fence.history(true),
+      history: (maxBuckets = SHARED_HISTORY_BUCKETS) => e.fence.history(true, maxBuckets),
     });
   }
 
@@ -232,12 +239,13 @@ export class Cache {
 
   /**
    * What this node knows of the log's past: the records it retains and a bounded summary
-   * of those before (`folded`: the summary alone, every record folded in). A log (or a file
+   * of those before (`folded`: the summary alone, every record folded in, its arrays at most
+   * `maxBuckets` each where a log bounds what it keeps). A log (or a file
    * a single node leaves) keeps it for the next process, which judges the entries loaded
    * before it started by it (see LogStart.history).
    */
-  history(options: { folded?: boolean } = {}): LogHistory {
-    return this.#e.fence.history(options.folded);
+  history(options: { folded?: boolean; maxBuckets?: number } = {}): LogHistory {
+    return this.#e.fence.history(options.folded, options.maxBuckets);
   }
 
   /**
