@@ -1,8 +1,9 @@
 import type { CacheEntry, ListableStore } from "../../src/index.ts";
 
 /**
- * A store over a Map, as small as the contract allows: the guide's example of a backend
- * run through `storeConformance` (docs/guides/conformance.md shows this file as is).
+ * A store over a Map, as small as the contract allows: the guide's example of a backend run
+ * through `storeConformance` (docs/guides/conformance.md shows this file, its imports as a
+ * user writes them).
  */
 export function mapStore(options: { now?: () => number } = {}): ListableStore {
   const now = options.now ?? Date.now;
