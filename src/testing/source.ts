@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import { compareSortValues, matches, sortValues } from "../core/deps/predicate.ts";
-import { EdgecacheError } from "../core/errors.ts";
+import { type EdgecacheError, importPeer } from "../core/errors.ts";
 import type { Filter, ListQuery, Resource, Row, SortKey } from "../core/query.ts";
 import { resolveResource } from "../core/query.ts";
 import { type DemoOptions, demoRows, demoSize } from "../demo/seed.ts";
@@ -380,19 +380,12 @@ type FastCheck = typeof import("fast-check");
  * fast-check, loaded when the property test runs: an optional peer dependency, so that
  * `edgecache/testing` loads for a store's author who has not installed it.
  */
-async function importFastCheck(): Promise<FastCheck> {
-  try {
-    return await import("fast-check");
-  } catch (error) {
-    const code = (error as { code?: unknown } | null)?.code;
-    if (code !== "ERR_MODULE_NOT_FOUND" && code !== "MODULE_NOT_FOUND") throw error;
-    throw new EdgecacheError(
-      "E_BAD_OPTION",
-      "testing",
-      "install fast-check to run the source conformance suite: npm install -D fast-check",
-      { cause: error },
-    );
-  }
+function importFastCheck(): Promise<FastCheck> {
+  return importPeer(
+    () => import("fast-check"),
+    "testing",
+    "install fast-check to run the source conformance suite: npm install -D fast-check",
+  );
 }
 
 /** The random filters, sorts and windows of the list property, over the demo columns. */
