@@ -59,3 +59,25 @@ export function badVariable(
     `variable ${name}: expected ${expected}, got ${JSON.stringify(got)}`,
   );
 }
+
+/**
+ * Loads an optional peer dependency: `load` is the `import()` itself, written where it is
+ * needed so a bundler sees the literal name. A package that is not installed becomes an
+ * E_BAD_OPTION saying what to install, instead of a bare module-not-found.
+ *
+ * @example
+ * const { Redis } = await importPeer(() => import("ioredis"), "redis", "install ioredis to use the Redis store: npm install ioredis");
+ */
+export async function importPeer<T>(
+  load: () => Promise<T>,
+  component: string,
+  install: string,
+): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code !== "ERR_MODULE_NOT_FOUND" && code !== "MODULE_NOT_FOUND") throw error;
+    throw new EdgecacheError("E_BAD_OPTION", component, install, { cause: error });
+  }
+}

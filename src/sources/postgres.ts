@@ -1,6 +1,6 @@
 import type postgres from "postgres";
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
-import { badOption, EdgecacheError, type ErrorCode } from "../core/errors.ts";
+import { badOption, EdgecacheError, type ErrorCode, importPeer } from "../core/errors.ts";
 import type { Row, ViewInfo } from "../core/query.ts";
 import {
   API_SETTING,
@@ -120,18 +120,12 @@ export async function connectPostgres(url: string, max = DEFAULT_MAX_CONNECTIONS
 
 /** Loads postgres.js, which is an optional peer dependency. */
 export async function loadPostgres(): Promise<typeof postgres> {
-  try {
-    return (await import("postgres")).default;
-  } catch (error) {
-    const code = (error as { code?: unknown } | null)?.code;
-    if (code !== "ERR_MODULE_NOT_FOUND" && code !== "MODULE_NOT_FOUND") throw error;
-    throw new EdgecacheError(
-      "E_BAD_OPTION",
-      COMPONENT,
-      "install postgres.js to use a PostgreSQL database: npm install postgres",
-      { cause: error },
-    );
-  }
+  const loaded = await importPeer(
+    () => import("postgres"),
+    COMPONENT,
+    "install postgres.js to use a PostgreSQL database: npm install postgres",
+  );
+  return loaded.default;
 }
 
 type Sql = postgres.Sql;

@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from "ioredis";
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, importPeer } from "../core/errors.ts";
 
 /** An ioredis client: one server, or a Redis Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -112,18 +112,11 @@ export async function connectRedis(
 async function importIoredis(
   component: string,
 ): Promise<{ Redis: typeof Redis; Cluster: typeof Cluster }> {
-  try {
-    return await import("ioredis");
-  } catch (error) {
-    const code = (error as { code?: unknown } | null)?.code;
-    if (code !== "ERR_MODULE_NOT_FOUND" && code !== "MODULE_NOT_FOUND") throw error;
-    throw new EdgecacheError(
-      "E_BAD_OPTION",
-      component,
-      "install ioredis to use the Redis store: npm install ioredis",
-      { cause: error },
-    );
-  }
+  return importPeer(
+    () => import("ioredis"),
+    component,
+    "install ioredis to use the Redis store: npm install ioredis",
+  );
 }
 
 function isRedisUrl(url: unknown): url is string {

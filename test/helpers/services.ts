@@ -102,6 +102,18 @@ export function requireChromium(
   return required(path, problem, `Chromium cannot be run (${problem}); install it: ${install}`);
 }
 
+/**
+ * The built package (dist/), for tests that import edgecache by its package name, as a user
+ * does: `npm test` builds it first (`npm run check`), a lone `vitest run` may not have.
+ */
+export function requireBuild(
+  file = new URL("../../dist/testing/index.js", import.meta.url),
+): RequiredService {
+  const problem = existsSync(file) ? undefined : `no ${file.pathname}`;
+  const build = "npm run build (npm test does)";
+  return required("", problem, `the package is not built (${problem}); build it: ${build}`);
+}
+
 /** Sends PING over a raw socket; resolves undefined on PONG, else what went wrong. */
 export function pingRedis(url: string): Promise<string | undefined> {
   const { hostname, port } = new URL(url);

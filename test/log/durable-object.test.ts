@@ -8,8 +8,8 @@ import type {
   WriteTurn,
 } from "../../src/log/contract.ts";
 import { RETAINED_RECORDS } from "../../src/log/durable-object.ts";
+import { changeLogConformance } from "../../src/testing/index.ts";
 import { startWorker } from "../worker/workerd.ts";
-import { changeLogConformance } from "./conformance.ts";
 import type { Call } from "./durable-object-entry.ts";
 
 let mf: Miniflare;

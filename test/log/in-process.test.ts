@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { localChangeLog } from "../../src/log/in-process.ts";
-import { changeLogConformance } from "./conformance.ts";
+import { changeLogConformance } from "../../src/testing/index.ts";
 
 // One process: each instance is a log of its own, always trusted, delivering synchronously;
 // a restart resumes from the snapshot its predecessor took at shutdown.

@@ -2,8 +2,8 @@ import postgres from "postgres";
 import { demoViews } from "../../src/demo/seed.ts";
 import { seedPostgresDemo } from "../../src/demo/seed-postgres.ts";
 import { postgresSource } from "../../src/sources/postgres.ts";
+import { CASCADE_SQL, CONFORMANCE_SIZE, sourceConformance } from "../../src/testing/index.ts";
 import { requirePostgres } from "../helpers/services.ts";
-import { CASCADE_SQL, CONFORMANCE_SIZE, sourceConformance } from "./conformance.ts";
 
 // In CI a PostgreSQL server that cannot be reached fails this file (requirePostgres).
 const pg = await requirePostgres();

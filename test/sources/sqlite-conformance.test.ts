@@ -1,7 +1,12 @@
 import Database from "better-sqlite3";
-import { demoViews, seedDemo } from "../../src/demo/seed.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
-import { CASCADE_SQL, CONFORMANCE_SIZE, sourceConformance } from "./conformance.ts";
+import {
+  CASCADE_SQL,
+  CONFORMANCE_SIZE,
+  demoViews,
+  seedDemo,
+  sourceConformance,
+} from "../../src/testing/index.ts";
 
 sourceConformance("better-sqlite3", async () => {
   const db = new Database(":memory:");

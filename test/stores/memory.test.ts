@@ -6,7 +6,7 @@ import { EdgecacheError } from "../../src/core/errors.ts";
 import { heldBytes } from "../../src/core/heap-size.ts";
 import type { MemoryStoreOptions } from "../../src/stores/memory.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
-import { storeConformance } from "./conformance.ts";
+import { storeConformance } from "../../src/testing/index.ts";
 
 storeConformance("memory", ({ now }) => memoryStore({ now }));
 

@@ -2,11 +2,11 @@ import { randomUUID } from "node:crypto";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { redisStore } from "../../src/stores/redis.ts";
+import { storeConformance } from "../../src/testing/index.ts";
 import { storedEntry } from "../helpers/entries.ts";
 import type { PrivateRedisCluster } from "../helpers/redis-server.ts";
 import { startRedisCluster } from "../helpers/redis-server.ts";
 import { requireRedisServer } from "../helpers/services.ts";
-import { storeConformance } from "./conformance.ts";
 
 const server = await requireRedisServer();
 

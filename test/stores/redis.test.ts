@@ -11,10 +11,10 @@ import { encodeEntry } from "../../src/core/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import type { RedisStoreOptions } from "../../src/stores/redis.ts";
 import { redisStore } from "../../src/stores/redis.ts";
+import { storeConformance } from "../../src/testing/index.ts";
 import { storedEntry as entry } from "../helpers/entries.ts";
 import { startRedis } from "../helpers/redis-server.ts";
 import { requireRedis, requireRedisServer } from "../helpers/services.ts";
-import { storeConformance } from "./conformance.ts";
 
 const shared = await requireRedis();
 const server = await requireRedisServer();

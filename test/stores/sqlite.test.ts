@@ -8,9 +8,9 @@ import type { CacheEntry } from "../../src/core/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import type { SqliteStoreOptions } from "../../src/stores/sqlite.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";
+import { storeConformance } from "../../src/testing/index.ts";
 import { cutShort, keptAside, overwritePages } from "../helpers/damage.ts";
 import { storedEntry } from "../helpers/entries.ts";
-import { storeConformance } from "./conformance.ts";
 
 let dir: string;
 let files = 0;

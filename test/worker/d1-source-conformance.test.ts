@@ -2,7 +2,7 @@ import type { Miniflare } from "miniflare";
 import type { TableInfo, ViewInfo } from "../../src/core/query.ts";
 import { demoRows } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
-import { CASCADE_SQL, CONFORMANCE_SIZE, sourceConformance } from "../sources/conformance.ts";
+import { CASCADE_SQL, CONFORMANCE_SIZE, sourceConformance } from "../../src/testing/index.ts";
 import { callD1Source } from "./d1-source-call.ts";
 import { startWorker } from "./workerd.ts";
 

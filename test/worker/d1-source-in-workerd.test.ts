@@ -7,7 +7,7 @@ import { resolveResource } from "../../src/core/query.ts";
 import { demoRows, demoSize, demoViews, seedDemo } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
-import { CASCADE_SQL, CASCADE_T1_EVENTS } from "../sources/conformance.ts";
+import { CASCADE_SQL, CASCADE_T1_EVENTS } from "../../src/testing/index.ts";
 import { callD1Source } from "./d1-source-call.ts";
 import { startWorker } from "./workerd.ts";
 

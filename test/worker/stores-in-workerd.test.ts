@@ -6,7 +6,7 @@ import type { BatchStore, ListableStore, Store } from "../../src/core/store.ts";
 import { DURABLE_OBJECT_MAX_VALUE_BYTES } from "../../src/stores/durable-object.ts";
 import { decodeFrames, encodeFrames } from "../../src/stores/frames.ts";
 import { KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES, KV_MIN_TTL_SECONDS } from "../../src/stores/kv.ts";
-import { type ConformanceClock, storeConformance } from "../stores/conformance.ts";
+import { type ConformanceClock, storeConformance } from "../../src/testing/index.ts";
 import { startWorker } from "./workerd.ts";
 
 let mf: Miniflare;

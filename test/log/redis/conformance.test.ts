@@ -2,9 +2,9 @@ import { Redis } from "ioredis";
 import { randomId } from "../../../src/core/random-id.ts";
 import type { ChangeLog } from "../../../src/log/contract.ts";
 import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { changeLogConformance } from "../../../src/testing/index.ts";
 import { quiet } from "../../helpers/cluster.ts";
 import { requireRedis } from "../../helpers/services.ts";
-import { changeLogConformance } from "../conformance.ts";
 
 const shared = await requireRedis();
 

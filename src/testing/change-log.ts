@@ -6,7 +6,7 @@ import type {
   LogFollower,
   LogStart,
   WriteTurn,
-} from "../../src/log/contract.ts";
+} from "../log/contract.ts";
 
 /**
  * What one log implementation honours beyond the contract's common part. Each is read
@@ -131,7 +131,18 @@ async function until(check: () => boolean, what: string, ms = 10_000): Promise<v
 /**
  * The behaviour every change log promises (src/log/contract.ts), run against a real
  * backend: gap-free order, following from a position, gap detection, retention, turns,
- * barrier and lease, restart. `name` names the implementation in the test names.
+ * barrier and lease, restart. `name` names the implementation in the test names; the
+ * capabilities decide which tests are registered, each asserting the declared behaviour.
+ *
+ * @example
+ * import { changeLogConformance } from "edgecache/testing";
+ * changeLogConformance("my-log", {
+ *   capabilities: { shared: true, turns: "exclusive", leaseMs: 1000 },
+ *   async backend() {
+ *     const prefix = uniquePrefix();
+ *     return { open: () => myLog({ prefix }), stall: pauseReader, close: () => dropPrefix(prefix) };
+ *   },
+ * });
  */
 export function changeLogConformance(name: string, factory: LogFactory): void {
   const { shared, turns, leaseMs, retain } = factory.capabilities;
