@@ -106,7 +106,7 @@ export class RedisChangeLog implements ChangeLog {
   }
 
   claim(name: string): Promise<boolean> {
-    return this.#writer.claim(name);
+    return this.#link.claim(name);
   }
 
   follow(follower: LogFollower): void {
