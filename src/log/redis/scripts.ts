@@ -178,7 +178,7 @@ if saved[1] == id then
 else
   saved = {}
 end
-return {id, tostring(head), redis.call('HGETALL', KEYS[3]), redis.call('HGET', KEYS[1], 'last') or '', saved, records}
+return {id, redis.call('HGET', KEYS[1], 'seq'), redis.call('HGETALL', KEYS[3]), redis.call('HGET', KEYS[1], 'last') or '', saved, records}
 `;
 
 /**
