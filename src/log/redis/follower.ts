@@ -2,6 +2,7 @@ import { EdgecacheError } from "../../core/errors.ts";
 import { randomId } from "../../core/random-id.ts";
 import { duplicateClient, type RedisClient } from "../../stores/redis-connect.ts";
 import type { ChangeOp, ChangeRecord, LogFollower } from "../contract.ts";
+import { HistoryKeeper } from "./history.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";
 
 /** A lease is trusted this much less than it lasts in Redis: timers and clocks drift. */
@@ -52,9 +53,12 @@ export class RedisFollower {
   /** The renewal in flight, if any, and when the last one was sent. */
   #renewing: Promise<void> = Promise.resolve();
   #renewedAt = Number.NEGATIVE_INFINITY;
+  /** The log's history in Redis: read at each start, saved now and then. */
+  #history: HistoryKeeper;
 
   constructor(link: Link) {
     this.#link = link;
+    this.#history = new HistoryKeeper(link);
     // A blocking read holds its connection: the reader has its own, with room for the block.
     this.#reader = duplicateClient(link.client, this.#blockMs() + link.s.commandTimeout);
   }
@@ -193,18 +197,21 @@ export class RedisFollower {
     );
   }
 
-  /** (Re)starts from the log's snapshot: its head and each table's last change. */
+  /**
+   * (Re)starts from the log's snapshot: its head, each table's last change, and the history
+   * kept in Redis (history.ts), whether this is the node's first start or it missed records.
+   */
   async #start(): Promise<void> {
-    const { client, keys, s } = this.#link;
+    const { client, keys, node, s } = this.#link;
     // Only the first start compares: later ones follow a log this node was part of.
     const stamp = this.#started ? "" : (s.sourceStamp?.start ?? "");
     await this.#resealing;
-    const [log, head, tables, mark] = (await client.ecStart(
+    const [log, head, tables, mark, saved, records] = (await client.ecStart(
       ...keys,
       randomId(),
       stamp,
       s.retain,
-    )) as [string, string, string[], string];
+    )) as [string, string, string[], string, [string?, string?, string?], [string, string[]][]];
     const lastChanges = new Map<string, number>();
     for (let i = 0; i + 1 < tables.length; i += 2)
       lastChanges.set(tables[i]!, Number(tables[i + 1]));
@@ -214,7 +221,12 @@ export class RedisFollower {
     this.#payloads.clear();
     this.#restart = false;
     this.#started = true;
-    this.#follower?.reset({ position: { log, seq: this.#applied }, lastChanges });
+    const past = records.map((r) => parseRecord(r, node));
+    const history = this.#history.started(log, this.#applied, saved, past);
+    if (this.#follower) {
+      this.#follower.reset({ position: { log, seq: this.#applied }, lastChanges, history });
+      this.#history.applied(this.#applied, this.#follower);
+    }
     await this.#renew();
   }
 
@@ -270,6 +282,7 @@ export class RedisFollower {
       this.#payloads.delete(record.seq - RECENT_PAYLOADS);
       if (this.#follower) applying.push(this.#follower.apply(record));
     }
+    if (this.#follower && applying.length > 0) this.#history.applied(this.#applied, this.#follower);
     return applying;
   }
 

@@ -12,7 +12,10 @@ export interface RedisChangeLogOptions extends RedisConnectOptions {
   prefix?: string;
   /** How long a node serves from cache after it last heard the log (ms). */
   leaseMs?: number;
-  /** Records kept in the stream; a node further behind starts over from a snapshot. */
+  /**
+   * Records kept in the stream; a node further behind starts over from a snapshot. The
+   * log's history (history.ts) is saved at least every quarter of it.
+   */
   retain?: number;
   /** How long a write waits for the log to take its record (ms) before it fails. */
   appendTimeoutMs?: number;
@@ -106,7 +109,7 @@ export class RedisChangeLog implements ChangeLog {
   }
 
   claim(name: string): Promise<boolean> {
-    return this.#writer.claim(name);
+    return this.#link.claim(name);
   }
 
   follow(follower: LogFollower): void {

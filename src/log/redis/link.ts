@@ -48,12 +48,15 @@ export class Link {
   heard = 0;
   #waiting = new Set<() => void>();
   #subscriber: RedisClient;
+  /** Where claims go (see claim): outside the log's hash slot, since they are many. */
+  #claims: string;
 
   constructor(settings: Settings) {
     this.s = settings;
     this.node = settings.node;
     ({ keys: this.keys, channel: this.channel } = logKeys(settings.prefix));
     this.report = rateLimited(settings.logger, () => performance.now());
+    this.#claims = `${settings.prefix}claim:`;
     this.client = withScripts(settings.client, this.keys.length);
     // Not queued behind a batch of the tiers sharing the client (see sentAtOnce): across a
     // 40 ms link a write's append would wait behind a tier's reads, its barrier behind the
@@ -76,6 +79,24 @@ export class Link {
   acked(node: string, log: string, after: number): number {
     const ack = this.#acks.get(node);
     return ack?.log === log && ack.mark > after ? ack.seq : -1;
+  }
+
+  /** Whether this node is the first to claim `name` within a lease (see ChangeLog.claim). */
+  async claim(name: string): Promise<boolean> {
+    try {
+      const taken = await this.client.set(
+        this.#claims + name,
+        this.node,
+        "PX",
+        this.s.leaseMs,
+        "NX",
+      );
+      return taken === "OK";
+    } catch (err) {
+      this.failures++;
+      this.report("claim", `[edgecache] [${C}] cannot claim work; leaving it to another node`, err);
+      return false;
+    }
   }
 
   /** Resolves when a node acknowledges (or leaves), or after `ms`. */

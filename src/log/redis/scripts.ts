@@ -5,13 +5,14 @@ import type { RedisClient } from "../../stores/redis-connect.ts";
  * one hash slot, see `logKeys`), so every append, renewal and barrier sees one state.
  * KEYS: meta (id, head, created, stamp, last mark), stream, tables (each table's last
  * change), nodes (lease expiries), applied (each node's last applied seq), heads (the head
- * each node saw at its last renewal), turns (the write turns held, by expiry).
+ * each node saw at its last renewal), turns (the write turns held, by expiry), history (a
+ * node's summary of the log up to a seq, for nodes that start later: see history.ts).
  */
 
 /** The log's keys under a deployment's prefix, in the order the scripts name them, and its wake-up channel. */
 export function logKeys(prefix: string): { keys: string[]; channel: string } {
   const base = `{${prefix}log}`;
-  const keys = ["meta", "stream", "tables", "nodes", "applied", "heads", "turns"].map(
+  const keys = ["meta", "stream", "tables", "nodes", "applied", "heads", "turns", "history"].map(
     (k) => `${base}:${k}`,
   );
   return { keys, channel: `${base}:wake` };
@@ -59,7 +60,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id = redis.call('HGET', KEYS[1], 'id')
 if not id then
   id = ARGV[1]
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
   redis.call('HSET', KEYS[1], 'id', id, 'created', now, 'seq', 0)
 end
 `;
@@ -147,7 +148,14 @@ redis.call('ZREM', KEYS[7], ARGV[1])
 return 1
 `;
 
-/** Where a node starts: the log's id, its head, each table's last change and the last mark. */
+/**
+ * Where a node starts: the log's id, its head, each table's last change, the last mark, and
+ * the log's history (ARGV: a new log's id, the source's stamp, retain): the summary a node
+ * saved (its log, the seq it ends at, the text; none when it is another log's) and the
+ * records after that seq up to the head, read in the same step so none is trimmed between.
+ * They are read only where the stream may still hold them all (no more than it retains);
+ * the node checks that none is missing.
+ */
 const START = `${PRELUDE}
 if ARGV[2] ~= '' and redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf') == 0
     and redis.call('HGET', KEYS[1], 'stamp') ~= ARGV[2] then
@@ -159,17 +167,44 @@ if ARGV[2] ~= '' and redis.call('ZCOUNT', KEYS[4], '(' .. now, '+inf') == 0
   redis.call('HSET', KEYS[1], 'last', ARGV[1])
   redis.call('HSET', KEYS[3], '', seq)
 end
-return {id, redis.call('HGET', KEYS[1], 'seq'), redis.call('HGETALL', KEYS[3]), redis.call('HGET', KEYS[1], 'last') or ''}
+local head = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+local saved = redis.call('HMGET', KEYS[8], 'log', 'from', 'summary')
+local records = {}
+if saved[1] == id then
+  local from = tonumber(saved[2])
+  if from < head and head - from <= tonumber(ARGV[3]) then
+    records = redis.call('XRANGE', KEYS[2], (from + 1) .. '-0', head .. '-0')
+  end
+else
+  saved = {}
+end
+return {id, redis.call('HGET', KEYS[1], 'seq'), redis.call('HGETALL', KEYS[3]), redis.call('HGET', KEYS[1], 'last') or '', saved, records}
+`;
+
+/**
+ * A node's summary of the log up to seq `from` (ARGV: log, from, text), kept unless the log
+ * is another, `from` is past the head (the log went back), or the summary kept is as recent:
+ * nodes that save at once leave the latest.
+ */
+const KEEP_HISTORY = `
+local id = redis.call('HGET', KEYS[1], 'id')
+local from = tonumber(ARGV[2])
+if id ~= ARGV[1] or from > tonumber(redis.call('HGET', KEYS[1], 'seq')) then return 0 end
+local saved = redis.call('HMGET', KEYS[8], 'log', 'from')
+if saved[1] == id and tonumber(saved[2]) >= from then return 0 end
+redis.call('HSET', KEYS[8], 'log', id, 'from', from, 'summary', ARGV[3])
+return 1
 `;
 
 /**
  * The log went back (Redis restored an older snapshot, or a replica that lagged took
  * over): its positions no longer mean what the nodes applied. It becomes a new log, which
- * every node notices at its next renewal and starts over from.
+ * every node notices at its next renewal and starts over from; the history of the old one
+ * goes.
  */
 const RESEAL_BODY = `
   id = ARGV[1]
-  redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+  redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
   redis.call('HSET', KEYS[1], 'id', id, 'created', now)
 `;
 
@@ -288,6 +323,7 @@ const SOURCES = {
   ecReseal: RESEAL,
   ecRelease: RELEASE,
   ecQuiet: QUIET,
+  ecKeepHistory: KEEP_HISTORY,
 };
 export type Script = keyof typeof SOURCES;
 /** The scripts' command names. */

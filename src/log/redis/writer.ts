@@ -24,31 +24,10 @@ export class RedisWriter {
    */
   #outbox: Outgoing[] = [];
   #sending = false;
-  /** Where claims go (see claim): outside the log's hash slot, since they are many. */
-  #claims: string;
 
   constructor(link: Link, follower: RedisFollower) {
     this.#link = link;
     this.#follower = follower;
-    this.#claims = `${link.s.prefix}claim:`;
-  }
-
-  async claim(name: string): Promise<boolean> {
-    const link = this.#link;
-    try {
-      const taken = await link.client.set(
-        this.#claims + name,
-        link.node,
-        "PX",
-        link.s.leaseMs,
-        "NX",
-      );
-      return taken === "OK";
-    } catch (err) {
-      link.failures++;
-      link.report("claim", `[edgecache] [${C}] cannot claim work; leaving it to another node`, err);
-      return false;
-    }
   }
 
   /**
