@@ -1,9 +1,10 @@
 import { startEdgecacheWorkers } from "../test/worker/edgecache-workers.ts";
 import {
   d1Statements,
+  finishRun,
   type RunHead,
   runFigures,
-  saveRun,
+  seedWorkerD1,
   type WorkersRun,
   warmed,
 } from "./lib/worker-runs.ts";
@@ -108,13 +109,7 @@ export async function runAtDistance(
           directSockets: true,
         });
         try {
-          // The workload's rows in D1 before the Worker's first request: its seed step then
-          // finds users and leaves them.
-          const d1 = (await w.mf.getD1Database("DB", name)) as unknown as {
-            prepare(sql: string): { bind(...values: unknown[]): unknown };
-            batch(statements: unknown[]): Promise<unknown>;
-          };
-          await d1.batch(seed.map((s) => d1.prepare(s.sql).bind(...s.params)));
+          await seedWorkerD1(w.mf, name, seed);
           const base = (await w.url(name)).href.replace(/\/$/, "");
           const client = new Client(base, options.connections);
           try {
@@ -188,15 +183,9 @@ export async function runAtDistance(
     }
   }
   const table = tableOf(records);
-  const path = saveRun(options.out, command, { options, records, staleSamples }, (head) =>
-    markdown(options, command, head, table),
-  );
-  const seconds = Math.round((Date.now() - started) / 1000);
-  console.log(`\n${table}\n\nwrote ${path}.json and .md in ${seconds} s`);
-  if (records.some((r) => r.staleReads > 0)) {
-    console.error("[bench] the Worker served stale reads; see the samples in the JSON");
-    process.exitCode = 1;
-  }
+  const figures = { options, records, staleSamples };
+  const page = (head: RunHead) => markdown(options, command, head, table);
+  finishRun(options.out, command, figures, page, table, started);
 }
 
 const ms = (xs: number[], q: number) => (xs.length === 0 ? 0 : round(quantile(xs, q), 1));

@@ -28,6 +28,11 @@
  * --replica-rtt away:
  *
  *   npm run bench:workers -- --tiers    # out bench/results/workers-tiers
+ *
+ * Isolates recycled (bench/workers-recycle.ts): a new isolate every n requests, against one
+ * long-lived isolate and against new isolates without the log's history, in miniflare:
+ *
+ *   npm run bench:workers -- --recycle 200 --ratios 0.05   # out bench/results/workers-recycle
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -43,6 +48,7 @@ import {
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, readFlags } from "./lib/settings.ts";
 import { machineLine, runFigures, sqlDump, type WorkersRun, warmed } from "./lib/worker-runs.ts";
+import { runRecycled } from "./workers-recycle.ts";
 import { runAtDistance } from "./workers-rtt.ts";
 import { runTiers } from "./workers-tiers.ts";
 import { readSmallWorkloadFlags, workloadFlags } from "./workload/flags.ts";
@@ -61,6 +67,7 @@ const options = readFlags(() => {
       "replica-rtt": { type: "string", default: "5" },
       replicas: { type: "boolean", default: false },
       tiers: { type: "boolean", default: false },
+      recycle: { type: "string" },
     },
   });
   const modes = values.modes.split(",").map((m) => {
@@ -75,9 +82,19 @@ const options = readFlags(() => {
     return n;
   };
   const rtts = values.rtt?.split(",").map((v) => ms("rtt", v));
-  const defaultOut = values.tiers ? "bench/results/workers-tiers" : "bench/results/workers-rtt";
+  const recycle = values.recycle === undefined ? undefined : Number(values.recycle);
+  if (recycle !== undefined && !(Number.isInteger(recycle) && recycle >= 1)) {
+    fail(`--recycle: expected requests >= 1, got ${values.recycle}`);
+  }
+  const defaultOut = values.tiers
+    ? "bench/results/workers-tiers"
+    : recycle
+      ? "bench/results/workers-recycle"
+      : "bench/results/workers-rtt";
   const out =
-    (rtts || values.tiers) && values.out === "bench/results/workers" ? defaultOut : values.out;
+    (rtts || values.tiers || recycle) && values.out === "bench/results/workers"
+      ? defaultOut
+      : values.out;
   return {
     ...flags,
     modes,
@@ -86,6 +103,7 @@ const options = readFlags(() => {
     replicaRtt: ms("replica-rtt", values["replica-rtt"]),
     replicas: values.replicas,
     tiers: values.tiers,
+    recycle,
     quick: values.quick,
   };
 });
@@ -135,7 +153,9 @@ if (options.tiers) {
   process.exit();
 }
 const { template, data } = prepareDatabase(options, log);
-if (options.rtts) {
+if (options.recycle) {
+  await runRecycled({ ...options, recycle: options.recycle }, data, template, command);
+} else if (options.rtts) {
   await runAtDistance({ ...options, rtts: options.rtts }, data, template, command);
 } else {
   await inWranglerDev();

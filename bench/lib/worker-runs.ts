@@ -83,6 +83,43 @@ export function saveRun(
   );
 }
 
+/**
+ * Saves a run (see saveRun), prints its table and where it went, and sets exitCode when a
+ * record counted a stale read.
+ */
+export function finishRun(
+  out: string,
+  command: string,
+  figures: { records: readonly { staleReads: number }[]; staleSamples: unknown[] } & object,
+  page: (head: RunHead) => string,
+  table: string,
+  started: number,
+): void {
+  const path = saveRun(out, command, figures, page);
+  const seconds = Math.round((Date.now() - started) / 1000);
+  console.log(`\n${table}\n\nwrote ${path}.json and .md in ${seconds} s`);
+  if (figures.records.some((r) => r.staleReads > 0)) {
+    console.error("[bench] the Worker served stale reads; see the samples in the JSON");
+    process.exitCode = 1;
+  }
+}
+
+/**
+ * The workload's rows in the D1 of the Worker `name` before its first request: its seed
+ * step then finds users and leaves them.
+ */
+export async function seedWorkerD1(
+  mf: { getD1Database(binding: string, worker: string): Promise<unknown> },
+  name: string,
+  seed: { sql: string; params: unknown[] }[],
+): Promise<void> {
+  const d1 = (await mf.getD1Database("DB", name)) as {
+    prepare(sql: string): { bind(...values: unknown[]): unknown };
+    batch(statements: unknown[]): Promise<unknown>;
+  };
+  await d1.batch(seed.map((s) => d1.prepare(s.sql).bind(...s.params)));
+}
+
 export function machineLine(): string {
   const load = loadavg()
     .map((l) => l.toFixed(2))

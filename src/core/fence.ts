@@ -39,6 +39,12 @@ export class WriteFence {
   /** Changes after the floor up to this seq are in the summary; later ones in #ops. */
   #from = 0;
   #summary = new ChangeBuckets();
+  /**
+   * The summary with every retained record folded in too, kept up to date record by record
+   * once asked for (a shared log asks every few dozen records: refolding thousands of
+   * retained ops each time would run the planner that many times).
+   */
+  #folded: ChangeBuckets | undefined;
   #plan: PlanKeys;
   #policy: () => InvalidationPolicy;
 
@@ -58,6 +64,7 @@ export class WriteFence {
     this.#position = start.position;
     this.#lastChanges = new Map(start.lastChanges);
     const history = start.history && this.#usable(start.history, start.position);
+    this.#folded = undefined;
     if (history) {
       this.#floor = history.floor;
       this.#from = history.from;
@@ -74,7 +81,10 @@ export class WriteFence {
 
   record(record: ChangeRecord): void {
     const ordered = record.ordered === true;
-    for (const op of record.ops) this.#ops.push({ seq: record.seq, op, ordered });
+    for (const op of record.ops) {
+      this.#ops.push({ seq: record.seq, op, ordered });
+      this.#folded?.note(op, record.seq, this.#marksOf);
+    }
     this.#trim();
     for (const table of changedTables(record.ops)) this.#lastChanges.set(table, record.seq);
     this.#position = { log: this.#position.log, seq: record.seq };
@@ -90,11 +100,13 @@ export class WriteFence {
     if (folded) {
       // Every retained record folded into a copy of the summary: small, with no rows, for
       // a log to keep beside the records it retains itself.
-      const summary = ChangeBuckets.restore(this.#summary.save())!;
-      for (const { op, seq } of this.#ops) summary.note(op, seq, this.#marksOf);
+      if (!this.#folded) {
+        this.#folded = ChangeBuckets.restore(this.#summary.save())!;
+        for (const { op, seq } of this.#ops) this.#folded.note(op, seq, this.#marksOf);
+      }
       const { log, seq } = this.#position;
-      const saved = summary.save(maxBuckets);
-      return { log, floor: this.#floor, from: seq, summary: saved, records: [] };
+      const summary = this.#folded.save(maxBuckets);
+      return { log, floor: this.#floor, from: seq, summary, records: [] };
     }
     const records: LogHistory["records"] = [];
     for (const { seq, op, ordered } of this.#ops) {

@@ -1,3 +1,4 @@
+import { ChangeBuckets } from "../core/change-buckets.ts";
 import { badOption, EdgecacheError, type ErrorCode } from "../core/errors.ts";
 import { randomId } from "../core/random-id.ts";
 import {
@@ -7,6 +8,7 @@ import {
   type ChangeRecord,
   changedTables,
   type LogFollower,
+  type LogHistory,
   type LogPosition,
   type WriteTurn,
 } from "./contract.ts";
@@ -44,6 +46,12 @@ import {
  *   syncs first.
  * The first three are exact; they trade read latency (strict) for write latency (lease,
  * follower). Session mode is exact per client that carries its session.
+ *
+ * A new isolate judges the entries other isolates left in KV, the Cache API or the Durable
+ * Object tier by what concerns each of them, not by their tables: the object keeps a summary
+ * of the log's past (`LogHistory`, see ChangeBuckets) that an isolate uploads on a call it
+ * makes anyway, and a new isolate's first sync brings it with the records after it (see
+ * `HISTORY_EVERY` and `ChangeLogHost`).
  *
  * D1 read replication: an append carries the bookmark of the newest write this isolate
  * made (`wrote`), the object keeps the newest it was given, and every reply hands it back;
@@ -121,6 +129,28 @@ export const RETAINED_RECORDS = 1000;
  * is created there.
  */
 export const LOCATION_HINTS = ["wnam", "enam", "sam", "weur", "eeur", "apac", "oc", "afr", "me"];
+/**
+ * An isolate uploads its summary of the log (`LogFollower.history`) once the one the object
+ * keeps is this many records behind what the isolate applied, on a sync or an append it makes
+ * anyway. A new isolate gets the kept summary plus the records after it, each judged exactly,
+ * so the count bounds those records in its first reply (a few dozen rows at most, beside the
+ * summary) while an upload (the summary's sparse form, at most MAX_HISTORY_CHARS) is made
+ * once per that many records by all isolates together, not per request: at 64, a summary of
+ * S bytes costs S/64 per record (about 5 KB with all 16,384 buckets raised, far less while
+ * sparse), and a new isolate's first reply holds a few dozen records beside it. No timer: the
+ * records after the kept summary are retained and exact however old it is; while the object
+ * keeps none (a new log), the first isolate that applied a record uploads at once.
+ */
+export const HISTORY_EVERY = 64;
+/**
+ * The longest summary the object keeps, in JSON characters: 16,384 buckets of positions in
+ * their sparse form stay under about 330 KB, and the rest is purges by prefix or pattern
+ * kept as they are (at most 256). A longer one (long prefixes) is not kept: new isolates then
+ * judge by table, as without one. Stored in chunks of HISTORY_CHUNK characters (two bytes
+ * each at most), under the 128 KiB value limit of a key-value-backed object's storage.
+ */
+export const MAX_HISTORY_CHARS = 1 << 20;
+const HISTORY_CHUNK = 60_000;
 /** How often a writer asks again for the write turn another isolate holds. */
 const TURN_RETRY_MS = 5;
 
@@ -134,6 +164,13 @@ export interface SyncReply {
   /** Records after the isolate's position, in order; absent when it must start over. */
   records?: ChangeRecord[];
   lastChanges?: [string, number][];
+  /**
+   * With a fresh start: the summary the object keeps and every record after it up to `head`,
+   * when it has one of this log whose records after it are still held (see LogStart.history).
+   */
+  history?: LogHistory;
+  /** The seq the object's kept summary reaches (0: none): an isolate uploads when it is behind. */
+  historyFrom?: number;
 }
 
 interface AppendReply extends SyncReply {
@@ -163,6 +200,9 @@ export class DurableChangeLog implements CaptureDrainingLog {
   #promised: string | undefined;
   /** Whether the last call to the object was answered (a reply carries the bookmark). */
   #heard = false;
+  /** Where the object's kept summary reaches, as last told, and this isolate's last upload. */
+  #historyFrom = 0;
+  #uploaded = 0;
 
   constructor(options: DurableChangeLogOptions) {
     if (typeof options !== "object" || options === null) {
@@ -300,10 +340,10 @@ export class DurableChangeLog implements CaptureDrainingLog {
    */
   async drainCapture(): Promise<CaptureDrainCounts | undefined> {
     const sent = Date.now();
-    const reply = await this.#call<SyncReply & { capture?: CaptureDrainCounts | null }>(
-      "drain",
-      this.#report(),
-    );
+    const reply = await this.#call<SyncReply & { capture?: CaptureDrainCounts | null }>("drain", {
+      ...this.#report(),
+      ...this.#upload(),
+    });
     await this.#take(reply);
     this.#heardAt(sent);
     return reply.capture ?? undefined;
@@ -311,7 +351,7 @@ export class DurableChangeLog implements CaptureDrainingLog {
 
   async #sync(): Promise<void> {
     const sent = Date.now();
-    const reply = await this.#call<SyncReply>("sync", this.#report());
+    const reply = await this.#call<SyncReply>("sync", { ...this.#report(), ...this.#upload() });
     await this.#take(reply);
     this.#heardAt(sent);
   }
@@ -370,6 +410,7 @@ export class DurableChangeLog implements CaptureDrainingLog {
     const sent = Date.now();
     const reply = await this.#call<AppendReply>("append", {
       ...this.#report(),
+      ...this.#upload(),
       ops,
       token,
       tables: [...changedTables(ops)],
@@ -404,6 +445,25 @@ export class DurableChangeLog implements CaptureDrainingLog {
   }
 
   /**
+   * This isolate's summary of the log for the object to keep (see HISTORY_EVERY), when the
+   * one it keeps is that far behind what this isolate applied, or it keeps none; else nothing.
+   * Sent on calls to the log's object only (a follower keeps no summary).
+   */
+  #upload(): { history?: LogHistory } {
+    const follower = this.#follower;
+    if (follower?.history === undefined || this.#log === "") return {};
+    const since = Math.max(this.#historyFrom, this.#uploaded);
+    // While nothing is kept (a new log), one record is enough: the first isolate to start
+    // after a few writes finds a summary. Else every HISTORY_EVERY records, by all isolates.
+    if (since === 0 ? this.#applied === 0 : this.#applied - since < HISTORY_EVERY) return {};
+    const history = follower.history();
+    // Another log's (a reset is under way): the object would refuse it.
+    if (history.log !== this.#log) return {};
+    this.#uploaded = history.from;
+    return { history };
+  }
+
+  /**
    * Applies what a reply brought, in log order, one reply at a time. A record names the
    * isolate that appended it (`by`), so each is marked whether it is this isolate's
    * (`ChangeRecord.own`): only the writer cleans the tiers other isolates read (a Durable
@@ -416,13 +476,17 @@ export class DurableChangeLog implements CaptureDrainingLog {
       // Before the fence moves: a load that starts after a record reads at its bookmark.
       this.#promised = newer(this.#promised, reply.bookmark);
       this.#heard = true;
+      if (reply.historyFrom !== undefined) this.#historyFrom = reply.historyFrom;
       if (reply.records === undefined || reply.log !== this.#log) {
         if (reply.log === this.#log && reply.head <= this.#applied) return;
+        if (reply.log !== this.#log) this.#uploaded = 0;
         this.#log = reply.log;
         this.#applied = reply.head;
+        // The fence takes the history only if it is of this log and ends at the head.
         follower?.reset({
           position: { log: reply.log, seq: reply.head },
           lastChanges: new Map(reply.lastChanges ?? []),
+          history: reply.history,
         });
         return;
       }
@@ -556,6 +620,8 @@ export class ChangeLogHost {
   /** Until when leases granted before a restart may still be held. */
   #graceUntil = 0;
   #reach: ReachObject | undefined;
+  /** The newest summary of this log an isolate uploaded (see HISTORY_EVERY), for new isolates. */
+  #kept: KeptHistory | undefined;
 
   /** `reach`: calls another object of the namespace (pushes to followers). */
   constructor(state: DurableObjectStateLike, reach?: ReachObject) {
@@ -575,6 +641,7 @@ export class ChangeLogHost {
         const record = await state.storage.get<ChangeRecord>(`r${seq}`);
         if (record !== undefined) this.#records.set(seq, record);
       }
+      this.#kept = await loadKept(state.storage, stored.log);
     });
   }
 
@@ -582,6 +649,7 @@ export class ChangeLogHost {
   async handle(op: string, body: Record<string, unknown>): Promise<Response> {
     switch (op) {
       case "sync":
+        this.#keep(body.history);
         this.#renew(body);
         return Response.json(this.#since(body));
       case "append":
@@ -643,7 +711,39 @@ export class ChangeLogHost {
 
   /** The records after what the caller applied, or a fresh start when they are gone. */
   #since(body: Record<string, unknown>): SyncReply {
-    return since(this.#s, this.#records, body);
+    return since(this.#s, this.#records, body, this.#kept);
+  }
+
+  /**
+   * Keeps an isolate's summary of this log when it reaches further than the kept one (and no
+   * further than the head): in memory, and in storage for the object's next start. One that
+   * is not of this log, not a summary, or longer than MAX_HISTORY_CHARS is ignored.
+   */
+  #keep(value: unknown): void {
+    const h = value as Partial<LogHistory> | null | undefined;
+    if (typeof h !== "object" || h === null || h.log !== this.#s.log) return;
+    const { floor, from, summary } = h;
+    if (!(Number.isInteger(floor) && Number.isInteger(from))) return;
+    if (!(floor! >= 0 && floor! <= from! && from! <= this.#s.head)) return;
+    if (from! <= (this.#kept?.from ?? 0) || !(Array.isArray(h.records) && h.records.length === 0))
+      return;
+    if (ChangeBuckets.restore(summary) === undefined) return;
+    const text = JSON.stringify(summary);
+    if (text.length > MAX_HISTORY_CHARS) return;
+    const previous = this.#kept?.chunks ?? 0;
+    const kept: KeptHistory = { floor: floor!, from: from!, summary, chunks: 0 };
+    const entries: Record<string, unknown> = {};
+    for (let at = 0; at < text.length; at += HISTORY_CHUNK) {
+      entries[`h${kept.chunks++}`] = text.slice(at, at + HISTORY_CHUNK);
+    }
+    const { log } = this.#s;
+    entries.history = { log, floor: kept.floor, from: kept.from, chunks: kept.chunks };
+    this.#kept = kept;
+    // Not awaited: a summary lost to a failed write costs new isolates precision, never
+    // correctness (they judge by table), and the next upload writes it again.
+    void this.#state.storage.put(entries).catch(() => {});
+    const stale = Array.from({ length: previous - kept.chunks }, (_, i) => `h${kept.chunks + i}`);
+    if (stale.length > 0) void this.#state.storage.delete(stale).catch(() => {});
   }
 
   async #append(body: Record<string, unknown>): Promise<AppendReply> {
@@ -652,6 +752,7 @@ export class ChangeLogHost {
     const token = String(body.token ?? "");
     const ordered = token !== "" && this.#turn?.token === token && now < this.#turn.until;
     if (token !== "" && this.#turn?.token === token) this.#turn = undefined;
+    this.#keep(body.history);
     const seq = await this.#store(
       body.ops as ChangeOp[],
       ordered,
@@ -801,23 +902,72 @@ export interface HeldLog {
   bookmark?: string;
 }
 
+/** An isolate's summary of the log as the object keeps it (see ChangeLogHost's `#keep`). */
+interface KeptHistory {
+  floor: number;
+  from: number;
+  /** SavedBuckets, as the isolate sent it. */
+  summary: unknown;
+  /** The storage values its JSON is split into (`h0`, `h1`, ...). */
+  chunks: number;
+}
+
+/** The kept summary of the log `log` in storage, if there is a whole one. */
+async function loadKept(
+  storage: DurableObjectStateLike["storage"],
+  log: string,
+): Promise<KeptHistory | undefined> {
+  const meta = await storage.get<Omit<KeptHistory, "summary"> & { log: string }>("history");
+  if (meta?.log !== log) return undefined;
+  let text = "";
+  for (let i = 0; i < meta.chunks; i++) {
+    const chunk = await storage.get<string>(`h${i}`);
+    if (typeof chunk !== "string") return undefined;
+    text += chunk;
+  }
+  try {
+    const summary: unknown = JSON.parse(text);
+    if (ChangeBuckets.restore(summary) === undefined) return undefined;
+    return { floor: meta.floor, from: meta.from, summary, chunks: meta.chunks };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The records after what the caller (`body.log`, `body.applied`) applied, or a fresh start
- * (each table's last change) when they are no longer held.
+ * (each table's last change) when they are no longer held. A fresh start carries `kept`
+ * (the summary the object keeps) with every record after it, when they are all still held:
+ * the caller's fence then judges what it did not apply by what concerns each entry. Never a
+ * summary with a gap after it: without one, the caller judges by table.
  */
 export function since(
   held: HeldLog,
   records: ReadonlyMap<number, ChangeRecord>,
   body: Record<string, unknown>,
+  kept?: Omit<KeptHistory, "chunks">,
 ): SyncReply {
   const { log, head, first, lastChanges, bookmark } = held;
   const applied = Number(body.applied) || 0;
+  const historyFrom = kept === undefined ? undefined : { historyFrom: kept.from };
   if (body.log === log && applied >= first - 1 && applied <= head) {
     const out: ChangeRecord[] = [];
     for (let seq = applied + 1; seq <= head; seq++) out.push(records.get(seq)!);
-    return { log, head, records: out, bookmark };
+    return { log, head, records: out, bookmark, ...historyFrom };
   }
-  return { log, head, lastChanges: Object.entries(lastChanges), bookmark };
+  const start: SyncReply = { log, head, lastChanges: Object.entries(lastChanges), bookmark };
+  if (kept !== undefined && kept.from >= first - 1 && kept.from <= head) {
+    const after: ChangeRecord[] = [];
+    for (let seq = kept.from + 1; seq <= head; seq++) after.push(records.get(seq)!);
+    start.history = {
+      log,
+      floor: kept.floor,
+      from: kept.from,
+      summary: kept.summary,
+      records: after,
+    };
+  }
+  return { ...start, ...historyFrom };
 }
 
 export function optionalString(value: unknown): string | undefined {

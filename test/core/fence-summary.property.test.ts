@@ -120,13 +120,21 @@ describe("the fence's summary", () => {
       fc.property(
         fc.array(fc.array(opArb, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 40 }),
         fc.array(entryArb, { minLength: 1, maxLength: 8 }),
-        (records, entries) => {
+        fc.nat(),
+        (records, entries, asked) => {
           const exact = fence(1_000_000);
           const summary = fence(2);
+          // Asked for its folded history part way (a shared log asks every few dozen records),
+          // then kept folding record by record while it trims.
+          const onTheWay = fence(2);
+          const askedAt = asked % (records.length + 1);
+          if (askedAt === 0) onTheWay.history(true);
           records.forEach((ops, i) => {
             const record = { seq: i + 1, ops, ordered: true };
             exact.record(record);
             summary.record(record);
+            onTheWay.record(record);
+            if (i + 1 === askedAt) onTheWay.history(true);
           });
           const head = { log: LOG, seq: records.length };
           const history = parse(stringify(summary.history())) as LogHistory;
@@ -138,6 +146,9 @@ describe("the fence's summary", () => {
           const kept = parse(stringify(exact.history(true, 256))) as LogHistory;
           expect(kept.records).toEqual([]);
           folded.reset({ position: head, lastChanges: new Map(), history: kept });
+          const later = fence(2);
+          const keptLater = parse(stringify(onTheWay.history(true))) as LogHistory;
+          later.reset({ position: head, lastChanges: new Map(), history: keptLater });
           for (const e of entries) {
             const since = e.since % (records.length + 1);
             const entry = entryOf(e, since);
@@ -146,6 +157,7 @@ describe("the fence's summary", () => {
             expect(summary.changesFor(at, e.key, entry, true)).not.toBe("none");
             expect(restarted.changesFor(at, e.key, entry, true)).not.toBe("none");
             expect(folded.changesFor(at, e.key, entry, true)).not.toBe("none");
+            expect(later.changesFor(at, e.key, entry, true)).not.toBe("none");
           }
         },
       ),

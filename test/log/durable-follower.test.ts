@@ -5,9 +5,9 @@ import {
   ChangeLogHost,
   DurableChangeLog,
   type DurableObjectNamespaceLike,
-  type DurableObjectStateLike,
 } from "../../src/log/durable-object.ts";
 import { until } from "../helpers/cluster.ts";
+import { memoryState } from "./memory-state.ts";
 
 // The log's object and a regional follower, wired to each other in one process (their
 // storage in memory): the protocol alone. test/worker/followers-in-workerd.test.ts runs the
@@ -15,27 +15,6 @@ import { until } from "../helpers/cluster.ts";
 
 const LEASE_MS = 400;
 const FOLLOWER = "log@far";
-
-/** A Durable Object's state in memory; `ready` settles when the constructor's block does. */
-function memoryState(): DurableObjectStateLike & { ready: Promise<unknown> } {
-  const stored = new Map<string, unknown>();
-  const state = {
-    ready: Promise.resolve() as Promise<unknown>,
-    storage: {
-      get: async <T>(key: string) => stored.get(key) as T | undefined,
-      put: async (entries) => {
-        for (const [k, v] of Object.entries(entries)) stored.set(k, structuredClone(v));
-      },
-      delete: async (keys) => keys.filter((k) => stored.delete(k)).length,
-    },
-    blockConcurrencyWhile<T>(callback: () => Promise<T>): Promise<T> {
-      const done = callback();
-      state.ready = done;
-      return done;
-    },
-  } satisfies DurableObjectStateLike & { ready: Promise<unknown> };
-  return state;
-}
 
 type Reply = { unknown?: true; log?: string; head?: number; records?: ChangeRecord[] };
 

@@ -1,7 +1,11 @@
 // Bundled by the Worker tests (test/worker/edgecache-workers.ts): the Worker entry as a user
 // builds it, over the demo seeded small into the test's local D1, with the options the test
 // passes as JSON in OPTIONS. With DISTANCE (JSON, see distance.ts) its bindings are at that
-// distance, and with DB_REPLICA that database plays a D1 replica lagging behind DB.
+// distance, and with DB_REPLICA that database plays a D1 replica lagging behind DB. With
+// RECYCLE_EVERY the isolate starts its Worker over every that many data requests (a new
+// isolate's cache and log follower, the shared tiers as they are), and WITHHOLD_HISTORY
+// takes the log's history out of the object's replies, as before the object kept one
+// (bench/workers-recycle.ts).
 
 import { ChangeLogObject as LogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 import {
@@ -50,13 +54,26 @@ type Env = EdgecacheEnv & {
   DB_REPLICA?: D1DatabaseLike;
   REPLICA_LAG_MS?: string;
   IGNORE_BOOKMARKS?: string;
+  RECYCLE_EVERY?: string;
+  WITHHOLD_HISTORY?: string;
 };
 
 let worker: EdgecacheWorker<Env> | undefined;
 let far: Env | undefined;
+/** Every Worker this isolate made (one, unless RECYCLE_EVERY), and the data requests so far. */
+const made: EdgecacheWorker<Env>[] = [];
+let dataRequests = 0;
 
-function workerFor(env: Env): EdgecacheWorker<Env> {
-  worker ??= edgecacheWorker<Env>({
+function workerFor(env: Env, path = ""): EdgecacheWorker<Env> {
+  const every = Number(env.RECYCLE_EVERY ?? 0);
+  if (every > 0 && path.startsWith("/v1/") && dataRequests++ % every === 0) worker = undefined;
+  if (!worker) made.push(newWorker(env));
+  worker = made.at(-1)!;
+  return worker;
+}
+
+function newWorker(env: Env): EdgecacheWorker<Env> {
+  return edgecacheWorker<Env>({
     views: demoViews,
     prepare: async (env) => {
       await seedD1Demo(env.DB, { users: Number(env.DEMO_USERS), orders: Number(env.DEMO_ORDERS) });
@@ -65,7 +82,36 @@ function workerFor(env: Env): EdgecacheWorker<Env> {
     },
     ...JSON.parse(env.OPTIONS),
   });
-  return worker;
+}
+
+/** The stats of every Worker this isolate made, added up: tier hits, loads and refusals. */
+async function madeStats(env: Env): Promise<Response> {
+  const total = { workers: made.length, loads: 0, refused: 0, tiers: {} as Record<string, number> };
+  for (const w of made) {
+    const stats = (await w.isolate(env)).cache.stats();
+    total.loads += stats.loads;
+    total.refused += stats.refused;
+    for (const t of stats.tiers) total.tiers[t.name] = (total.tiers[t.name] ?? 0) + t.hits;
+  }
+  return Response.json(total);
+}
+
+/** The log's namespace with the history taken out of every reply (see WITHHOLD_HISTORY). */
+function withheld(namespace: Env["CHANGE_LOG"]): Env["CHANGE_LOG"] {
+  return {
+    idFromName: (name) => namespace.idFromName(name),
+    get(id, options) {
+      const stub = namespace.get(id, options);
+      return {
+        async fetch(request) {
+          const res = await stub.fetch(request);
+          if (!res.ok) return res;
+          const { history: _, ...rest } = (await res.json()) as Record<string, unknown>;
+          return Response.json(rest);
+        },
+      };
+    },
+  };
 }
 
 /** The replica of DB the test set up, if any (see distance.ts). */
@@ -79,6 +125,10 @@ function replication(env: Env): DistanceOptions {
 
 /** The bindings as this isolate sees them: at its distance, when the test set one. */
 function envOf(env: Env): Env {
+  if (env.WITHHOLD_HISTORY === "true") {
+    far ??= { ...env, CHANGE_LOG: withheld(env.CHANGE_LOG) };
+    return far;
+  }
   if (!env.DISTANCE && !env.DB_REPLICA) return env;
   far ??= atDistance(
     env,
@@ -124,7 +174,8 @@ export default {
     if (path.endsWith("-region")) return Response.json({ cut: [...link.cut] });
     if (path === "/_distance/primary" && env.DB_REPLICA)
       return runAtPrimary(request, envOf(env).DB);
-    return workerFor(env).fetch(request, envOf(env), ctx);
+    if (path === "/_isolates/stats") return madeStats(envOf(env));
+    return workerFor(env, path).fetch(request, envOf(env), ctx);
   },
   scheduled: (controller: unknown, env: Env, ctx: ExecutionContextLike) =>
     workerFor(env).scheduled(controller, envOf(env), ctx),
