@@ -129,7 +129,7 @@ class Positions {
   }
 
   raise(mark: string, seq: number): void {
-    const seqs = (this.#seqs ??= new Float64Array(this.size));
+    const seqs = this.#array();
     for (const i of this.#buckets(mark)) if (seqs[i]! < seq) seqs[i] = seq;
   }
 
@@ -154,9 +154,13 @@ class Positions {
   load(marks: readonly [number, number][]): void {
     for (const [i, seq] of marks) {
       if (!(i >= 0 && i < this.size)) continue;
-      const seqs = (this.#seqs ??= new Float64Array(this.size));
-      seqs[i] = seq;
+      this.#array()[i] = seq;
     }
+  }
+
+  #array(): Float64Array {
+    if (!this.#seqs) this.#seqs = new Float64Array(this.size);
+    return this.#seqs;
   }
 
   /** The mark's buckets: h1 + i·h2 of two hashes (Kirsch and Mitzenmacher), mixed first. */
