@@ -4,6 +4,17 @@
 /** The portable code: the core, and the change log's contract and in-process log it imports. */
 const PORTABLE = ["^src/core/", "^src/log/(contract|in-process|outside-writes)\\.ts$"];
 
+/**
+ * Parts kept free of every import cycle, type-only ones included: the cache engine's modules
+ * (each given what it uses, none naming another's type in a circle), what the facade hands
+ * itself to (namespaces, warming), and the proxy app.
+ */
+const NO_CYCLES_AT_ALL = [
+  "^src/core/cache/",
+  "^src/core/(namespace|warm)\\.ts$",
+  "^src/app/proxy(\\.ts$|/)",
+];
+
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
@@ -39,6 +50,14 @@ module.exports = {
         circular: true,
         viaOnly: { dependencyTypesNot: ["type-only", "dynamic-import"] },
       },
+    },
+    {
+      name: "no-cycles-at-all",
+      comment:
+        "In the parts kept clean (NO_CYCLES_AT_ALL), no import cycle even through type-only imports: modules that name each other's types are one module in disguise, or share a bag.",
+      severity: "error",
+      from: { path: NO_CYCLES_AT_ALL },
+      to: { circular: true },
     },
   ],
   options: {

@@ -7,7 +7,7 @@ import { rateLimited } from "../core/report.ts";
 import { decide, PLAIN, selectVariant, selectVariantNow } from "./proxy/decide.ts";
 import { forwardedHeaders } from "./proxy/headers.ts";
 import { type LearnEnv, type LearnOptions, learnEnv } from "./proxy/learn/observe.ts";
-import type { Interim, LoadEnv, OriginFetch } from "./proxy/load.ts";
+import type { LoadEnv, OriginFetch } from "./proxy/load.ts";
 import type { Fetched } from "./proxy/manifest/keeper.ts";
 import { passThrough } from "./proxy/pass.ts";
 import { type PurgeRequest, purge } from "./proxy/purge.ts";
@@ -23,6 +23,7 @@ import {
   validateRoutes,
 } from "./proxy/routes.ts";
 import { cached, type ServeEnv } from "./proxy/serve.ts";
+import type { Interim } from "./proxy/types.ts";
 import { type Ctx, isVaryRecord } from "./proxy/types.ts";
 
 export { DEFAULT_FORWARDED_HEADERS, forwardedHeaders } from "./proxy/headers.ts";
@@ -32,10 +33,11 @@ export { DEFAULT_FORWARDED_HEADERS, forwardedHeaders } from "./proxy/headers.ts"
 // and invalidation by unsafe ones), purge.ts, headers.ts and replies.ts.
 export type { LearnOptions, LearnStats } from "./proxy/learn/observe.ts";
 export type { Rule, RuleState } from "./proxy/learn/rules.ts";
-export type { Interim, OriginFetch } from "./proxy/load.ts";
+export type { OriginFetch } from "./proxy/load.ts";
 export type { Fetched } from "./proxy/manifest/keeper.ts";
 export type { PurgeRequest } from "./proxy/purge.ts";
 export { MAX_CACHED_TARGET, type OriginRoute, type Route, validateRoutes } from "./proxy/routes.ts";
+export type { Interim } from "./proxy/types.ts";
 
 export interface ProxyOptions {
   cache: Cache;

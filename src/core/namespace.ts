@@ -1,5 +1,6 @@
-import type { Cache, JsonOptions } from "./cache/index.ts";
+import type { InvalidateRequest, JsonOptions, LookupOptions, ReadOptions } from "./cache/types.ts";
 import { entryValue } from "./codec.ts";
+import type { CacheEntry } from "./entry.ts";
 import { badOption } from "./errors.ts";
 import { buildKey, type KeyPart } from "./keys.ts";
 import { randomId } from "./random-id.ts";
@@ -56,15 +57,32 @@ const VERSION_TTL = 365 * 24 * 3600_000;
  * await content.invalidate({ tags: ["page:1"] }); // never touches another namespace's page:1
  * await content.clear(); // on deploy: every content entry is gone at once
  */
+/**
+ * What a namespace uses of its cache (`Cache` is one): declared here, so the namespace
+ * depends on the cache's shapes, not on the class that makes namespaces.
+ */
+export interface NamespaceHost {
+  get<T>(key: string, options?: ReadOptions): Promise<T | undefined>;
+  set(key: string, value: unknown, options?: JsonOptions): Promise<void>;
+  getOrSet<T>(key: string, load: () => T | Promise<T>, options?: JsonOptions): Promise<T>;
+  delete(key: string): Promise<boolean>;
+  getMany<T>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]>;
+  setMany(items: readonly ({ key: string; value: unknown } & JsonOptions)[]): Promise<void>;
+  deleteMany(keys: readonly string[]): Promise<number>;
+  invalidate(request: InvalidateRequest): Promise<number>;
+  peek(key: string, options?: LookupOptions): CacheEntry | undefined;
+  tierCount(names: unknown, component?: string): number;
+}
+
 export class Namespace {
   readonly name: string;
-  readonly #cache: Cache;
+  readonly #cache: NamespaceHost;
   readonly #ttl: number | undefined;
   readonly #tags: string[];
   readonly #tiers: readonly string[] | undefined;
   readonly #versionKey: string;
 
-  constructor(cache: Cache, name: string, options: NamespaceOptions = {}) {
+  constructor(cache: NamespaceHost, name: string, options: NamespaceOptions = {}) {
     const c = "namespace";
     if (typeof name !== "string" || !NAME.test(name)) {
       badOption(c, "name", "letters, digits, '_', '.' or '-'", name);

@@ -1,4 +1,4 @@
-import type { Cache, JsonOptions } from "./cache/index.ts";
+import type { JsonOptions } from "./cache/types.ts";
 import { badOption } from "./errors.ts";
 
 export interface WarmOptions extends JsonOptions {
@@ -35,6 +35,12 @@ export interface WarmFailure {
   code?: string;
 }
 
+/** What warming uses of a cache (`Cache` is one): loading a value, or setting it anew. */
+export interface WarmTarget {
+  getOrSet<T>(key: string, load: () => T | Promise<T>, options?: JsonOptions): Promise<T>;
+  set(key: string, value: unknown, options?: JsonOptions): Promise<void>;
+}
+
 /**
  * Loads `keys` into the cache, `concurrency` at a time. A key whose load fails is counted
  * and reported, not thrown: one bad row must not stop a deploy's warm-up.
@@ -46,7 +52,7 @@ export interface WarmFailure {
  * });
  */
 export async function warm<T>(
-  cache: Cache,
+  cache: WarmTarget,
   keys: Iterable<string>,
   load: (key: string) => T | Promise<T>,
   options: WarmOptions = {},

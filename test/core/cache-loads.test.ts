@@ -112,4 +112,41 @@ describe("patches and entries loaded further along the log", () => {
     expect(cache.peek("ahead")).toBeUndefined();
     expect(new TextDecoder().decode(cache.peek("current")!.body)).toBe("c+patched");
   });
+
+  it("write hooks given when the cache is made patch and refetch as set ones do; setWriteHooks replaces them", async () => {
+    const refetched: string[] = [];
+    const cache = new Cache({
+      tiers: [memoryStore()],
+      schema: { primaryKey: () => "id", joinColumns: () => [] },
+      rehydrate: { minHits: 1 },
+      writeHooks: {
+        patch: (key, entry) =>
+          key === "patched"
+            ? { body: `${new TextDecoder().decode(entry.body)}+patched`, tags: entry.tags }
+            : undefined,
+        refetch: async (key) => {
+          refetched.push(key);
+        },
+      },
+    });
+    await cache.setEntry("patched", { body: "p", tags: ["users#1"] });
+    await cache.setEntry("hot", { body: "h", tags: ["users#1"] });
+    expect(cache.peek("hot")).toBeDefined(); // a hit: hot enough to refetch
+    const row = { id: 1, name: "Ann" };
+    await cache.applyWrite({ table: "users", op: "update", old: row, new: { ...row, name: "Bo" } });
+    await cache.drain();
+    expect(new TextDecoder().decode(cache.peek("patched")!.body)).toBe("p+patched");
+    expect(refetched).toEqual(["hot"]);
+    cache.setWriteHooks({});
+    await cache.applyWrite({ table: "users", op: "update", old: row, new: { ...row, name: "Cy" } });
+    await cache.drain();
+    expect(cache.peek("patched")).toBeUndefined();
+    expect(refetched).toEqual(["hot"]);
+  });
+
+  it("write hooks that are not functions are refused when the cache is made", () => {
+    expect(
+      () => new Cache({ tiers: [memoryStore()], writeHooks: { patch: "no" as never } }),
+    ).toThrow(/"writeHooks.patch": expected a function/);
+  });
 });

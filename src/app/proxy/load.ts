@@ -17,7 +17,7 @@ import { loadHeaders, PER_CLIENT_REQUEST_HEADERS, storedHeaders } from "./header
 import { held as holding, revalidated, setConditional } from "./revalidate.ts";
 import type { Route } from "./routes.ts";
 import { type StoreInit, store } from "./store.ts";
-import { type Ctx, ERROR_STATUSES, entryTags, type Loaded } from "./types.ts";
+import { type Ctx, ERROR_STATUSES, entryTags, type Interim, type Loaded } from "./types.ts";
 
 /**
  * Sends a request to an origin. Runtimes pass their own (the Node adapter uses node:http,
@@ -33,9 +33,6 @@ export type OriginFetch = (
     onInterim?: Interim;
   },
 ) => Promise<Response>;
-
-/** Passes an interim response (RFC 9110 15.2: 1xx, such as 103 Early Hints) on to the client. */
-export type Interim = (status: number, headers: Headers) => void;
 
 /** What loading needs of the proxy: the cache, the origin, the clock and the limits. */
 export interface LoadEnv {

@@ -6,8 +6,10 @@ import {
   type PolicyClass,
   type RequestDirectives,
 } from "../../core/http-cache.ts";
-import type { Interim } from "./load.ts";
 import type { Route } from "./routes.ts";
+
+/** Passes an interim response (RFC 9110 15.2: 1xx, such as 103 Early Hints) on to the client. */
+export type Interim = (status: number, headers: Headers) => void;
 
 /** Per request: what the handler knows once the route is found. */
 export interface Ctx {

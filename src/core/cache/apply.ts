@@ -1,12 +1,53 @@
-import type { ChangeOp, ChangeRecord, LogStart, WriteTurn } from "../../log/contract.ts";
-import type { WriteEvent } from "../deps/planner.ts";
+import type { ChangeLog, ChangeOp, ChangeRecord, LogStart, WriteTurn } from "../../log/contract.ts";
+import type { DependencyIndex } from "../deps/index.ts";
+import type { InvalidationPolicy, PlanSchema, WriteEvent } from "../deps/planner.ts";
 import type { CacheEntry } from "../entry.ts";
-import type { Engine } from "./engine.ts";
+import type { WriteFence } from "../fence.ts";
+import type { RecentChanges } from "../recent-changes.ts";
+import type { PendingRemovals } from "../removal.ts";
+import type { rateLimited } from "../report.ts";
+import type { Background, ReloadQueue } from "./background.ts";
+import type { Counters } from "./counters.ts";
+import type { Entries } from "./entries.ts";
+import type { Loads } from "./loads.ts";
+import type { Settings } from "./options.ts";
 import { planRecord } from "./record-plan.ts";
+import type { TierStack } from "./tiers.ts";
 import type { EntryInit, WriteHooks, WriteResult } from "./types.ts";
 
 /** Results of recent records this node applied, kept for the appender to collect. */
 const RECENT_RESULTS = 1024;
+
+/** What the `Applier` is given when the cache is made. */
+export interface ApplierDeps {
+  readonly log: Pick<ChangeLog, "append" | "claim" | "nodes" | "shared">;
+  readonly fence: Pick<WriteFence, "record" | "reset" | "position">;
+  /** This node's registrations, planned against and dropped on a reset. */
+  readonly index: DependencyIndex;
+  readonly tiers: Pick<
+    TierStack,
+    "front" | "shared" | "skips" | "delete" | "unindexed" | "clearFront"
+  >;
+  readonly entries: Pick<Entries, "remove">;
+  readonly loads: Pick<Loads, "storeLoaded" | "share">;
+  readonly reloads: Pick<ReloadQueue, "push">;
+  readonly recent: Pick<RecentChanges, "push">;
+  readonly background: Pick<Background, "run">;
+  /** Keys a removal in progress has yet to delete everywhere: not patched. */
+  readonly pending: Pick<PendingRemovals, "has">;
+  readonly counters: Pick<
+    Counters,
+    "writes" | "patches" | "patchesShared" | "rehydrations" | "resets"
+  >;
+  readonly report: ReturnType<typeof rateLimited>;
+  readonly policy: InvalidationPolicy;
+  readonly rehydrate: Settings["rehydrate"];
+  now(): number;
+  /** The write hooks now: patches and the refetch that rehydrates. */
+  hooks(): WriteHooks;
+  /** The schema the planner uses. */
+  planSchema(): PlanSchema;
+}
 
 /**
  * Applying the change log on this node: each record, in log order, is planned (`planRecord`)
@@ -16,7 +57,7 @@ const RECENT_RESULTS = 1024;
  * did here.
  */
 export class Applier {
-  readonly #e: Engine;
+  readonly #e: ApplierDeps;
   /**
    * What applying each recent record did, for the node that appended it to collect: once
    * this node's own tiers are done (`ready`), and once the shared tiers are too (`settled`).
@@ -26,8 +67,8 @@ export class Applier {
     { ready: Promise<WriteResult>; settled: Promise<WriteResult> }
   >();
 
-  constructor(engine: Engine) {
-    this.#e = engine;
+  constructor(deps: ApplierDeps) {
+    this.#e = deps;
   }
 
   /**
@@ -86,7 +127,7 @@ export class Applier {
     // that a later record overtakes. They stay in this node's memory: only it knows the
     // entry it patched was current.
     const at = this.#e.fence.position;
-    const { patch, refetch } = this.#e.hooks;
+    const { patch, refetch } = this.#e.hooks();
     // Tiers other nodes read are the writer's to clean and refill: another node's delete
     // could come after a reload stored there, and reads check them against the log anyway.
     const foreign = record.own === false && this.#e.tiers.shared;

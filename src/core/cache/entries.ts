@@ -1,15 +1,41 @@
 import type { LogPosition } from "../../log/contract.ts";
-import type { HitCount } from "../deps/index.ts";
+import type { DependencyIndex, HitCount } from "../deps/index.ts";
 import { sha256Hex } from "../digest.ts";
 import type { CacheEntry } from "../entry.ts";
-import { isNegative } from "../negative.ts";
-import { inChunks } from "../removal.ts";
-import type { Engine } from "./engine.ts";
+import { isNegative, type NegativeQuota } from "../negative.ts";
+import { inChunks, type PendingRemovals } from "../removal.ts";
+import type { Background } from "./background.ts";
+import type { Counters } from "./counters.ts";
+import type { TierStack } from "./tiers.ts";
 import type { EntryInit } from "./types.ts";
 
 const SWEEP_EVERY = 4096;
 /** Tiers past this many are not tracked for the index (a bit each in a 32-bit mask). */
 export const MAX_TRACKED_TIERS = 30;
+
+/** What `Entries` is given when the cache is made. */
+export interface EntriesDeps {
+  readonly tiers: Pick<TierStack, "set" | "delete">;
+  /** This node's registrations: tag to keys, lists per table. */
+  readonly index: Pick<DependencyIndex, "add" | "remove" | "sweep" | "oldest" | "bytes">;
+  /** The index's budget of heap, and the keys it dropped to keep within it. */
+  readonly indexBytes: { max: number; evictions: number };
+  readonly negative: Pick<NegativeQuota, "admit" | "forget">;
+  readonly background: Pick<Background, "run">;
+  /** Keys a removal in progress has yet to delete everywhere; reads skip them. */
+  readonly pending: Pick<PendingRemovals, "add" | "delete">;
+  readonly counters: Pick<Counters, "invalidations">;
+  /** false: caching is off, so nothing is stored. */
+  readonly enabled: boolean;
+  /** Default TTL and stale-while-revalidate window, ms. */
+  readonly ttl: number;
+  readonly swr: number;
+  /** Tiers whose holding keeps a registration (a bit per tier): the first, and evicting ones. */
+  readonly tracked: number;
+  now(): number;
+  /** The strong ETag of a body: synchronous where the runtime gave a SHA-256 (CacheOptions.sha256). */
+  etag(body: Uint8Array): string | Promise<string>;
+}
 
 /**
  * Entries in and out: building an entry from what a load returned, registering it in the
@@ -17,12 +43,12 @@ export const MAX_TRACKED_TIERS = 30;
  * every tier (reads skip them from the call on).
  */
 export class Entries {
-  readonly #e: Engine;
+  readonly #e: EntriesDeps;
   #encoder = new TextEncoder();
   #stores = 0;
 
-  constructor(engine: Engine) {
-    this.#e = engine;
+  constructor(deps: EntriesDeps) {
+    this.#e = deps;
   }
 
   async build(init: EntryInit, position: LogPosition): Promise<CacheEntry> {

@@ -19,13 +19,14 @@ import { isNegative, NegativeQuota } from "../negative.ts";
 import { type ChangeSummary, RecentChanges } from "../recent-changes.ts";
 import { PendingRemovals } from "../removal.ts";
 import { rateLimited } from "../report.ts";
-import { type CacheStats, LatencyRecorder } from "../stats.ts";
+import { type CacheObserver, type CacheStats, LatencyRecorder } from "../stats.ts";
 import { isEvicting, isLogKeeping, type LogKeepingStore, type Store } from "../store.ts";
 import { type WarmOptions, type WarmResult, warm } from "../warm.ts";
 import { Applier } from "./apply.ts";
 import { Background, ReloadQueue } from "./background.ts";
-import { type Engine, newCounters } from "./engine.ts";
+import { type Counters, newCounters } from "./counters.ts";
 import { Entries, hitCount, MAX_TRACKED_TIERS, strongEtag, syncEtag } from "./entries.ts";
+import { HitCheck } from "./hit-check.ts";
 import { Loads } from "./loads.ts";
 import { checkValueOptions, settings, tierCount, valueInit } from "./options.ts";
 import { Reads } from "./reads.ts";
@@ -62,6 +63,34 @@ const NO_SCHEMA: PlanSchema = { primaryKey: () => undefined, joinColumns: () => 
 const SHARED_HISTORY_BUCKETS = 1 << 14;
 
 /**
+ * What the facade holds: the cache's state and its modules. Only the facade sees it; each
+ * module is given what it uses when the cache is made (see its `...Deps`).
+ */
+interface Parts {
+  readonly tiers: TierStack;
+  readonly index: DependencyIndex;
+  readonly indexBytes: { readonly max: number; evictions: number };
+  readonly negative: NegativeQuota;
+  readonly fence: WriteFence;
+  readonly log: ChangeLog;
+  readonly counters: Counters;
+  readonly latency: LatencyRecorder;
+  readonly observer: CacheObserver | undefined;
+  readonly recent: RecentChanges;
+  readonly background: Background;
+  readonly reloads: ReloadQueue;
+  readonly report: ReturnType<typeof rateLimited>;
+  readonly enabled: boolean;
+  now(): number;
+  /** Tiers [0, end) of a value's `tiers` count (validated already); all by default. */
+  end(tiers: number | undefined): number;
+  readonly entries: Entries;
+  readonly loads: Loads;
+  readonly reads: Reads;
+  readonly applier: Applier;
+}
+
+/**
  * The tiered cache engine. Portable: Web-standard APIs only.
  *
  * @example
@@ -71,7 +100,11 @@ const SHARED_HISTORY_BUCKETS = 1 << 14;
  */
 export class Cache {
   readonly policy: InvalidationPolicy;
-  readonly #e: Engine;
+  readonly #e: Parts;
+  /** The one hit check, shared with the reads through the tiers. */
+  readonly #hits: HitCheck;
+  /** What a write that reaches this node does to cached entries (see setWriteHooks). */
+  #hooks: WriteHooks;
   /** The clock of `peek`: the cache's, or a coarse reading of it (CoarseClock). */
   readonly #hitNow: () => number;
   readonly #rules: NonNullable<CacheOptions["invalidateOn"]>;
@@ -102,44 +135,118 @@ export class Cache {
       if (isEvicting(tier) && i < MAX_TRACKED_TIERS) tracked |= 1 << i;
     });
     const tiers = new TierStack(options.tiers, report);
-    const shared: Omit<Engine, "entries" | "loads" | "reads" | "applier"> = {
+    const index = new DependencyIndex();
+    const negative = new NegativeQuota(set.maxNegative);
+    const fence = new WriteFence(
+      set.fenceOps,
+      (event, lookup) => planWrite(event, this.#planSchema(), lookup, this.policy),
+      () => this.policy,
+    );
+    const log = options.log ?? this.#resumedLog(options.tiers);
+    const counters = newCounters();
+    const latency = new LatencyRecorder();
+    const { observer } = options;
+    const pending = new PendingRemovals();
+    const reloads = new ReloadQueue(background, set.rehydrate?.concurrency ?? 1, report);
+    const recent = new RecentChanges();
+    const indexBytes = { max: set.indexMaxBytes, evictions: 0 };
+    const { enabled, policy } = set;
+    this.#hooks = options.writeHooks ?? {};
+    const hooks = () => this.#hooks;
+    const planSchema = () => this.#planSchema();
+    const end = (n: number | undefined) =>
+      n === undefined ? tiers.length : Math.min(n, tiers.length);
+    this.#hits = new HitCheck({ enabled, log, pending, tiers });
+    // Each module is given what it uses; loads and reads call each other through the one
+    // function each needs of the other (made below, called only once both exist).
+    const entries = new Entries({
       tiers,
-      index: new DependencyIndex(),
-      indexBytes: { max: set.indexMaxBytes, evictions: 0 },
-      negative: new NegativeQuota(set.maxNegative),
-      fence: new WriteFence(
-        set.fenceOps,
-        (event, lookup) => planWrite(event, this.#planSchema(), lookup, this.policy),
-        () => this.policy,
-      ),
-      log: options.log ?? this.#resumedLog(options.tiers),
-      counters: newCounters(),
-      latency: new LatencyRecorder(),
-      observer: options.observer,
-      recent: new RecentChanges(),
+      index,
+      indexBytes,
+      negative,
       background,
-      reloads: new ReloadQueue(background, set.rehydrate?.concurrency ?? 1, report),
-      pending: new PendingRemovals(),
-      report,
-      policy: set.policy,
-      enabled: set.enabled,
+      pending,
+      counters,
+      enabled,
       ttl: set.ttl,
       swr: set.swr,
-      rehydrate: set.rehydrate,
       tracked,
       now,
       etag: options.sha256 ? syncEtag(options.sha256) : strongEtag,
-      hooks: {},
-      planSchema: () => this.#planSchema(),
-      end: (n) => (n === undefined ? tiers.length : Math.min(n, tiers.length)),
-    };
-    const e = shared as Engine;
-    Object.assign(e, {
-      entries: new Entries(e),
-      loads: new Loads(e),
-      reads: new Reads(e),
-      applier: new Applier(e),
     });
+    const loads: Loads = new Loads({
+      entries,
+      tiers,
+      log,
+      fence,
+      background,
+      counters,
+      latency,
+      observer,
+      enabled,
+      hooks,
+      end,
+      lookup: (key) => reads.lookup(key),
+    });
+    const reads: Reads = new Reads({
+      hits: this.#hits,
+      tiers,
+      log,
+      fence,
+      index,
+      entries,
+      background,
+      counters,
+      latency,
+      observer,
+      report,
+      policy,
+      now,
+      hooks,
+      planSchema,
+      storeLoaded: (key, init, since, options) => loads.storeLoaded(key, init, since, options),
+    });
+    const applier = new Applier({
+      log,
+      fence,
+      index,
+      tiers,
+      entries,
+      loads,
+      reloads,
+      recent,
+      background,
+      pending,
+      counters,
+      report,
+      policy,
+      rehydrate: set.rehydrate,
+      now,
+      hooks,
+      planSchema,
+    });
+    const e: Parts = {
+      tiers,
+      index,
+      indexBytes,
+      negative,
+      fence,
+      log,
+      counters,
+      latency,
+      observer,
+      recent,
+      background,
+      reloads,
+      report,
+      enabled,
+      now,
+      end,
+      entries,
+      loads,
+      reads,
+      applier,
+    };
     this.#e = e;
     options.tiers.forEach((tier, i) => {
       if (!isEvicting(tier) || i >= MAX_TRACKED_TIERS) return;
@@ -161,10 +268,13 @@ export class Cache {
 
   /**
    * Sets what happens when a write reaches this node, whichever node made it: patches of
-   * cached responses, and the refetch that rehydrates hot ones.
+   * cached responses, and the refetch that rehydrates hot ones. The later-binding path,
+   * replacing what `CacheOptions.writeHooks` gave: for a caller that learns them only once
+   * the cache exists (the data API, whose refetch runs its own routes over this cache and
+   * whose patches need the schema it reads after connecting).
    */
   setWriteHooks(hooks: WriteHooks): void {
-    this.#e.hooks = hooks;
+    this.#hooks = hooks;
   }
 
   /** The last changes this node applied (writes and invalidations), newest first. */
@@ -182,14 +292,13 @@ export class Cache {
    * Only when the first tier is a SyncStore (memory), and only while the lease holds.
    */
   peek(key: string, options?: LookupOptions): CacheEntry | undefined {
-    if (!this.#e.tiers.front || this.#e.pending.has(key) || this.#e.tiers.skips(0, key)) {
-      return undefined;
-    }
-    if (!this.#e.log.trusted()) return undefined;
+    const { front } = this.#e.tiers;
+    const hits = this.#hits;
+    if (!front || !hits.open(key) || !hits.asks(0, key)) return undefined;
     const started = this.#e.observer ? performance.now() : 0;
     const now = this.#hitNow();
-    const entry = this.#e.tiers.front.peek(key, now);
-    if (!entry || entry.freshUntil <= now) return undefined;
+    const entry = front.peek(key, now);
+    if (!hits.live(entry, now, "fresh")) return undefined;
     this.#e.tiers.stats(0).hits++;
     this.#e.observer?.read(this.#e.tiers.list[0]!.name, (performance.now() - started) / 1000);
     if (options?.count !== false) {

@@ -1,8 +1,36 @@
-import type { LogPosition } from "../../log/contract.ts";
+import type { ChangeLog, LogPosition } from "../../log/contract.ts";
 import { tagTable } from "../deps/planner.ts";
 import type { CacheEntry } from "../entry.ts";
-import type { Engine } from "./engine.ts";
-import type { EntryInit, Resolved } from "./types.ts";
+import type { WriteFence } from "../fence.ts";
+import type { CacheObserver, LatencyRecorder } from "../stats.ts";
+import type { Background } from "./background.ts";
+import type { Counters } from "./counters.ts";
+import type { Entries } from "./entries.ts";
+import type { TierStack } from "./tiers.ts";
+import type { EntryInit, Found, Resolved, WriteHooks } from "./types.ts";
+
+/** What `Loads` is given when the cache is made. */
+export interface LoadsDeps {
+  readonly entries: Pick<Entries, "build" | "store" | "storeMany" | "storeIn" | "remove">;
+  readonly tiers: Pick<TierStack, "deleteShared">;
+  readonly log: Pick<ChangeLog, "trusted" | "shared" | "quietSince">;
+  readonly fence: Pick<WriteFence, "position" | "conflicts">;
+  readonly background: Pick<Background, "run">;
+  readonly counters: Pick<Counters, "loads" | "loadErrors" | "fenced">;
+  readonly latency: Pick<LatencyRecorder, "record">;
+  readonly observer: CacheObserver | undefined;
+  /** false: caching is off, so nothing is stored. */
+  readonly enabled: boolean;
+  /** The write hooks now (only whether entries are patched matters here). */
+  hooks(): WriteHooks;
+  /** Tiers [0, end) of a value's `tiers` count (validated already); all by default. */
+  end(tiers: number | undefined): number;
+  /** stale-if-error: the entry a failed load may serve instead (`Reads.lookup`). */
+  lookup(key: string): Promise<Found | undefined>;
+}
+
+/** `Loads.storeLoaded`, as other modules are given it. */
+export type StoreLoaded = Loads["storeLoaded"];
 
 /**
  * Loads from the source: single flight (concurrent misses of a key share one load), the
@@ -10,11 +38,11 @@ import type { EntryInit, Resolved } from "./types.ts";
  * stale-if-error, and the copy of a patch into the shared tiers.
  */
 export class Loads {
-  readonly #e: Engine;
+  readonly #e: LoadsDeps;
   readonly #inflight = new Map<string, { promise: Promise<Resolved>; since: LogPosition }>();
 
-  constructor(engine: Engine) {
-    this.#e = engine;
+  constructor(deps: LoadsDeps) {
+    this.#e = deps;
   }
 
   /** The loads in flight now (for drain). */
@@ -61,7 +89,7 @@ export class Loads {
     // Only patches care whether the load saw the source exactly at `since` (see patch).
     // Asking a shared log costs a round trip: with `later`, the entry is served and kept
     // as not exact (the stricter rules) until the answer comes.
-    const asks = options?.exact === undefined && this.#e.log.shared && !!this.#e.hooks.patch;
+    const asks = options?.exact === undefined && this.#e.log.shared && !!this.#e.hooks().patch;
     const quiet = asks
       ? this.quiet(since, tablesRead([entry]))
       : Promise.resolve(options?.exact === true);
@@ -129,7 +157,7 @@ export class Loads {
     const entries = await Promise.all(loaded.map(({ init }) => this.#e.entries.build(init, since)));
     if (!this.#e.enabled || !this.#e.log.trusted()) return;
     const exact =
-      this.#e.log.shared && this.#e.hooks.patch && (await this.quiet(since, tablesRead(entries)));
+      this.#e.log.shared && this.#e.hooks().patch && (await this.quiet(since, tablesRead(entries)));
     type Item = { key: string; entry: CacheEntry; end: number };
     const unfenced = (list: readonly Item[]) =>
       list.filter(({ key, entry }) => {
@@ -185,7 +213,7 @@ export class Loads {
       init = await this.measureLoad(load);
     } catch (err) {
       // stale-if-error: an entry still inside its stale window beats an error.
-      const stale = await this.#e.reads.lookup(key).catch(() => undefined);
+      const stale = await this.#e.lookup(key).catch(() => undefined);
       if (stale) return { entry: stale.entry, status: "stale", tier: stale.tier };
       throw err;
     }

@@ -45,6 +45,15 @@ export function settings(options: CacheOptions): Settings {
       badOption(c, name, "a function", options[name]);
     }
   }
+  const hooks = options.writeHooks ?? {};
+  if (typeof hooks !== "object" || hooks === null) {
+    badOption(c, "writeHooks", "an object of functions", hooks);
+  }
+  for (const name of ["patch", "refetch"] as const) {
+    if (hooks[name] !== undefined && typeof hooks[name] !== "function") {
+      badOption(c, `writeHooks.${name}`, "a function", hooks[name]);
+    }
+  }
   const maxNegative = options.notFound?.maxEntries ?? DEFAULT_MAX_NEGATIVE;
   if (!Number.isSafeInteger(maxNegative) || maxNegative < 1) {
     badOption(c, "notFound.maxEntries", "a positive integer", maxNegative);

@@ -1,9 +1,23 @@
-import { type DependencyLookup, planWrite, type WriteEvent } from "../deps/planner.ts";
+import type { ChangeLog } from "../../log/contract.ts";
+import type { DependencyIndex } from "../deps/index.ts";
+import {
+  type DependencyLookup,
+  type InvalidationPolicy,
+  type PlanSchema,
+  planWrite,
+  type WriteEvent,
+} from "../deps/planner.ts";
 import type { CacheEntry } from "../entry.ts";
-import type { Engine } from "./engine.ts";
-import { counted } from "./entries.ts";
-import { FAILED } from "./tiers.ts";
-import type { EntryInit, Found } from "./types.ts";
+import type { WriteFence } from "../fence.ts";
+import type { rateLimited } from "../report.ts";
+import type { CacheObserver, LatencyRecorder } from "../stats.ts";
+import type { Background } from "./background.ts";
+import type { Counters } from "./counters.ts";
+import { counted, type Entries } from "./entries.ts";
+import type { HitCheck } from "./hit-check.ts";
+import type { StoreLoaded } from "./loads.ts";
+import { FAILED, type TierStack } from "./tiers.ts";
+import type { EntryInit, Found, WriteHooks } from "./types.ts";
 
 /**
  * How a node whose shared-tier copy is refused waits for the node that claimed its
@@ -21,6 +35,33 @@ const FAR_TIER_MS = 20;
 /** A lookup that finds nothing: planning against it tells only whether a write is exact. */
 const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () => [] };
 
+/** What `Reads` is given when the cache is made. */
+export interface ReadsDeps {
+  /** Whether a key may be read at all, and from which tiers (shared with `Cache.peek`). */
+  readonly hits: HitCheck;
+  readonly tiers: Pick<
+    TierStack,
+    "list" | "length" | "shared" | "get" | "getMany" | "stats" | "deleteIn"
+  >;
+  readonly log: Pick<ChangeLog, "freshen" | "claim" | "nodes">;
+  readonly fence: Pick<WriteFence, "position" | "changesFor" | "conflicts">;
+  readonly index: Pick<DependencyIndex, "hold" | "add">;
+  readonly entries: Pick<Entries, "build" | "held" | "admit" | "trimIndex" | "storeIn" | "remove">;
+  readonly background: Pick<Background, "run">;
+  readonly counters: Pick<Counters, "refused" | "replayed" | "awaited">;
+  readonly latency: Pick<LatencyRecorder, "recent">;
+  readonly observer: CacheObserver | undefined;
+  readonly report: ReturnType<typeof rateLimited>;
+  readonly policy: InvalidationPolicy;
+  now(): number;
+  /** The write hooks now (a copy from a shared tier is replayed through `patch`). */
+  hooks(): WriteHooks;
+  /** The schema the planner uses. */
+  planSchema(): PlanSchema;
+  /** Stores a replayed entry as a load that began at this node's position (`Loads.storeLoaded`). */
+  storeLoaded: StoreLoaded;
+}
+
 /**
  * Reads through the tiers below the hit path: the first tier that holds a servable entry
  * answers, and what comes from below this node's memory is checked against the change log
@@ -29,21 +70,22 @@ const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () =>
  * copied into the tiers above.
  */
 export class Reads {
-  readonly #e: Engine;
+  readonly #e: ReadsDeps;
   /** Per tier, what a read of it has taken lately (ms): an exponential mean of ~8 reads. */
   readonly #trips: number[] = [];
 
-  constructor(engine: Engine) {
-    this.#e = engine;
+  constructor(deps: ReadsDeps) {
+    this.#e = deps;
   }
 
   /** The entry of `key` in the first of tiers [0, end) that holds a servable one. */
   async lookup(key: string, end = this.#e.tiers.length): Promise<Found | undefined> {
-    if (!this.#e.enabled || !this.#e.log.trusted() || this.#e.pending.has(key)) return undefined;
+    const { hits } = this.#e;
+    if (!hits.open(key)) return undefined;
     const now = this.#e.now();
     const started = this.#e.observer ? performance.now() : 0;
     for (let i = 0; i < end; i++) {
-      if (this.#e.tiers.skips(i, key)) continue;
+      if (!hits.asks(i, key)) continue;
       // Only a shared tier's reads are timed (see #awaitReload): not this node's memory hits.
       const timed = this.#e.tiers.list[i]!.shared === true;
       const asked = timed ? performance.now() : 0;
@@ -59,14 +101,12 @@ export class Reads {
   /** lookup for several keys: each tier is asked for all the keys still missing at once. */
   async lookupMany(keys: readonly string[], end: number): Promise<(Found | undefined)[]> {
     const found = new Map<string, Found>();
-    let missing =
-      this.#e.enabled && this.#e.log.trusted()
-        ? [...new Set(keys)].filter((k) => !this.#e.pending.has(k))
-        : [];
+    const { hits } = this.#e;
+    let missing = [...new Set(keys)].filter((k) => hits.open(k));
     const now = this.#e.now();
     const started = this.#e.observer ? performance.now() : 0;
     for (let i = 0; i < end && missing.length > 0; i++) {
-      const asked = missing.filter((k) => !this.#e.tiers.skips(i, k));
+      const asked = missing.filter((k) => hits.asks(i, k));
       const sent = performance.now();
       const entries = await this.#e.tiers.getMany(i, asked);
       if (entries === FAILED) continue;
@@ -108,7 +148,7 @@ export class Reads {
   ): Promise<CacheEntry | undefined> {
     const tier = this.#e.tiers.list[i]!;
     const stats = this.#e.tiers.stats(i);
-    if (!entry || entry.staleUntil <= now) {
+    if (!this.#e.hits.live(entry, now, "stale")) {
       stats.misses++;
       return undefined;
     }
@@ -221,7 +261,7 @@ export class Reads {
     entry: CacheEntry,
     records: readonly (readonly WriteEvent[])[],
   ): Promise<CacheEntry | undefined> {
-    const { patch } = this.#e.hooks;
+    const { patch } = this.#e.hooks();
     if (!patch || this.#e.policy !== "exact") return undefined;
     const at = this.#e.fence.position;
     const schema = this.#e.planSchema();
@@ -248,7 +288,7 @@ export class Reads {
       };
       current = await this.#e.entries.build(init, at);
     }
-    const { entry: patched, stored } = await this.#e.loads.storeLoaded(key, init!, at, {
+    const { entry: patched, stored } = await this.#e.storeLoaded(key, init!, at, {
       memoryOnly: true,
       exact: false,
     });

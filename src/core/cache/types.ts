@@ -27,6 +27,16 @@ export interface CacheOptions {
   /** What the planner knows of the data API's schema; without it writes fall back to tables. */
   schema?: PlanSchema;
   /**
+   * What a write that reaches this node does to cached entries, whichever node made it:
+   * `patch` cached responses in place, `refetch` hot invalidated ones. Given here when the
+   * caller knows them as it makes the cache; `setWriteHooks` sets them later (a data API
+   * that learns its schema once connected, over a cache it was given).
+   *
+   * @example
+   * writeHooks: { refetch: (key) => cache.get(key), patch: (key, entry, events) => undefined }
+   */
+  writeHooks?: WriteHooks;
+  /**
    * Cached negative results (404 and 410) kept at once, 10 000 by default: past it the least
    * recently used goes from every tier, so made-up URLs cannot crowd out real entries.
    */
