@@ -9,6 +9,7 @@
  *
  *   npm run bench:app                                   # 3,000 operations, 10% writes
  *   npm run bench:app -- --ops 10000 --writes 0.2 --other 0.5 --seed 7
+ *   npm run bench:app -- --client frontend --out bench/results/app-frontend
  *
  * Targets (issue 45): 0 differing reads, 0 lost writes, database statements (the app's
  * and edgecache's) at most half the app's without a cache, edgecache's own at most a tenth.
@@ -32,6 +33,7 @@ const options = readFlags(() => {
       writes: { type: "string", default: "0.1" },
       other: { type: "string", default: "0.5" },
       seed: { type: "string", default: "45" },
+      client: { type: "string", default: "uniform" },
       out: { type: "string", default: "bench/results/app" },
     },
   });
@@ -40,7 +42,11 @@ const options = readFlags(() => {
     if (!(x >= 0 && x <= 1)) fail(`--${name}: expected a fraction from 0 to 1, got ${value}`);
     return x;
   };
+  if (values.client !== "uniform" && values.client !== "frontend") {
+    fail(`--client: expected uniform or frontend, got ${values.client}`);
+  }
   return {
+    client: values.client as "uniform" | "frontend",
     ops: positiveInt("ops", values.ops),
     writes: fraction("writes", values.writes),
     other: fraction("other", values.other),
@@ -168,6 +174,18 @@ function table(r: DifferentialReport): string {
   return ["| | |", "| --- | --- |", ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join("\n");
 }
 
+/** Why lookups missed (examples/conduit/differential/misses.ts), and selects sent without one. */
+function misses(r: DifferentialReport): string {
+  const total = r.missClasses.reduce((n, [, k]) => n + k, 0);
+  const rows = r.missClasses.map(([what, n]) => `| ${what} | ${n} | ${pct(n / total)} |`);
+  return [
+    `\nWhy the cache's lookups missed (${total} misses; examples/conduit/differential/misses.ts), and ${r.readsWithoutLookup} selects sent without a lookup:\n`,
+    "| miss | count | share |",
+    "| --- | --- | --- |",
+    ...rows,
+  ].join("\n");
+}
+
 function samples(r: DifferentialReport): string {
   if (r.samples.length === 0) return "";
   const lines = r.samples.map(
@@ -179,7 +197,8 @@ function samples(r: DifferentialReport): string {
 
 function markdown(): string {
   const sections = runs.map(
-    ({ setup, report }) => `## ${setup.name}\n\n${table(report)}\n${samples(report)}`,
+    ({ setup, report }) =>
+      `## ${setup.name}\n\n${table(report)}\n${misses(report)}\n${samples(report)}`,
   );
   return `# edgecache/drizzle on the Conduit example
 
@@ -191,7 +210,7 @@ Command:
 ${command}
 \`\`\`
 
-${options.ops} operations (seed ${options.seed}), ${pct(options.writes)} of them writes, on the Conduit example's seeded database (40 users, 200 articles, 30 tags; examples/conduit/seed.ts). Reads go to the cached app (in this process, set up as docs/guides/drizzle.md's quick start) and to the uncached app (examples/conduit/server.ts in another process) on the same file, and are compared; a read that differs within a second of a write by the other process is asked again for up to 500 ms (capture's lag) and counted transient if it then agrees. At the end every acknowledged write is read back through the cached app, and in the file on a fresh connection once both apps are closed. Statements are counted on the app's libSQL client (examples/conduit/counting.ts): those on edgecache's tables or SQLite's catalog as edgecache's.
+${options.ops} operations (seed ${options.seed}), ${pct(options.writes)} of them writes, reads ${options.client === "frontend" ? "as a frontend makes them (the first pages of the home list and feed, the tag cloud and popular tags far more often; examples/conduit/differential/ops.ts)" : "spread over every list, filter and page"}, on the Conduit example's seeded database (40 users, 200 articles, 30 tags; examples/conduit/seed.ts). Reads go to the cached app (in this process, set up as docs/guides/drizzle.md's quick start) and to the uncached app (examples/conduit/server.ts in another process) on the same file, and are compared; a read that differs within a second of a write by the other process is asked again for up to 500 ms (capture's lag) and counted transient if it then agrees. At the end every acknowledged write is read back through the cached app, and in the file on a fresh connection once both apps are closed. Statements are counted on the app's libSQL client (examples/conduit/counting.ts): those on edgecache's tables or SQLite's catalog as edgecache's.
 
 No cache: the same operations against the uncached app alone sent ${baseline.statements} statements (${baseline.failedWrites} writes failed). Of those, ${baseline.floor} (${pct(baseline.floor / baseline.statements)}) are every write and each distinct read (its SQL and arguments) once: what a perfect cache would still send before any write changed a read (the floor; the client's reads are spread over many users, filters and pages, so most come once).
 

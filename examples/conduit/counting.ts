@@ -12,6 +12,8 @@ export interface StatementCounts {
   app: number;
   /** Statements on edgecache's tables or the catalog, run on the app's client. */
   edgecache: number;
+  /** Of `app`, the selects. */
+  reads?: number;
   /**
    * With `seen`: the app's statements a perfect cache would still send, every write and each
    * distinct read (its SQL and arguments) once: a floor no cache goes below (a read a
@@ -43,7 +45,10 @@ function sqlOf(stmt: InStatement): string {
 export function countingClient(client: Client, counts: StatementCounts): Client {
   const count = (sql: string, args?: unknown) => {
     if (EDGECACHE_SQL.test(sql)) counts.edgecache++;
-    else counts.app++;
+    else {
+      counts.app++;
+      if (/^\s*select\b/i.test(sql)) counts.reads = (counts.reads ?? 0) + 1;
+    }
     if (counts.seen && !EDGECACHE_SQL.test(sql)) {
       const read = /^\s*select\b/i.test(sql);
       const key = `${sql}\u0000${JSON.stringify(args ?? null)}`;

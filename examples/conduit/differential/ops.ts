@@ -158,6 +158,59 @@ const READS: [weight: number, pick: Pick][] = [
   ],
 ];
 
+/**
+ * A frontend's reads: what a real single-page app asks for on each view. The home page
+ * loads the global list's first page and the tag cloud, a signed-in user's home their feed;
+ * pages past the first are rarer, and the popular articles and tags are opened far more.
+ */
+/** The global list, tag filter, feed and tag cloud of READS: a frontend weighs them its own way. */
+const FRONTEND_OWN = new Set([READS[0], READS[1], READS[4], READS[8]]);
+
+const FRONTEND_READS: [weight: number, pick: Pick][] = [
+  [
+    30,
+    (w, r) => ({
+      kind: "articles",
+      request: { method: "GET", path: `/api/articles?${firstPages(r)}`, user: viewer(w, r) },
+    }),
+  ],
+  [15, () => ({ kind: "tags", request: { method: "GET", path: "/api/tags" } })],
+  [
+    12,
+    (w, r) => ({
+      kind: "feed",
+      request: {
+        method: "GET",
+        path: `/api/articles/feed?${firstPages(r)}`,
+        user: activeUser(w, r),
+      },
+    }),
+  ],
+  [
+    8,
+    (w, r) => ({
+      kind: "articles?tag",
+      request: {
+        method: "GET",
+        path: `/api/articles?tag=${enc(w.tags[skewed(r, Math.min(w.tags.length, 10))]!)}&${firstPages(r)}`,
+        user: viewer(w, r),
+      },
+    }),
+  ],
+  // The other reads (one article, its comments, profiles, the current user), less often.
+  ...READS.filter((r) => !FRONTEND_OWN.has(r)).map(
+    ([w, pick]) => [w * 0.6, pick] as [number, Pick],
+  ),
+];
+
+/** The first page (20 rows, as the spec's default) most of the time, then the next. */
+function firstPages(random: Random): string {
+  return `limit=20&offset=${random.chance(0.85) ? 0 : 20}`;
+}
+
+/** Which reads a client makes: spread over every list and page, or as a frontend does. */
+export type ClientMix = "uniform" | "frontend";
+
 function weighted(random: Random, choices: [number, Pick][]): Pick {
   const total = choices.reduce((n, [w]) => n + w, 0);
   let x = random.next() * total;
@@ -169,9 +222,15 @@ function weighted(random: Random, choices: [number, Pick][]): Pick {
 }
 
 /** The next operation: a write with probability `writes`, else a read. */
-export function nextOperation(world: World, random: Random, writes: number): Operation {
+export function nextOperation(
+  world: World,
+  random: Random,
+  writes: number,
+  client: ClientMix = "uniform",
+): Operation {
   const write = random.chance(writes);
-  return weighted(random, write ? WRITES : READS)(world, random);
+  const reads = client === "frontend" ? FRONTEND_READS : READS;
+  return weighted(random, write ? WRITES : reads)(world, random);
 }
 
 // Writes. Each picks what it acts on so that it succeeds (its author, an existing row).

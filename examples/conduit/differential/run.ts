@@ -16,7 +16,8 @@ import { openDatabase } from "../migrate.ts";
 import { Random } from "../random.ts";
 import { seedDatabase } from "../seed.ts";
 import { abbreviated, around, firstDifference, sameReply } from "./compare.ts";
-import { nextOperation, type Operation, type Reply } from "./ops.ts";
+import { MissCensus } from "./misses.ts";
+import { type ClientMix, nextOperation, type Operation, type Reply } from "./ops.ts";
 import { type Failure, readBackInFile, readBackThroughApp } from "./readback.ts";
 import { appTarget, type OtherProcess, startOtherProcess, type Target } from "./targets.ts";
 import { World } from "./world.ts";
@@ -33,6 +34,8 @@ export interface DifferentialOptions {
   ops: number;
   /** The share of operations that are writes. */
   writes: number;
+  /** Which reads the client makes (uniform by default; see ops.ts). */
+  client?: ClientMix;
   /** The share of writes sent to the other process. */
   other: number;
   seed: number;
@@ -75,6 +78,10 @@ export interface DifferentialReport {
   hits: number;
   misses: number;
   hitRate: number | undefined;
+  /** Why the cache's lookups missed (see misses.ts), largest class first. */
+  missClasses: [string, number][];
+  /** Selects the app sent without asking the cache first (not through Drizzle's cache). */
+  readsWithoutLookup: number;
   statements: {
     /** The app's own SQL, on the cached app's client. */
     app: number;
@@ -150,6 +157,7 @@ async function runCached(
 ): Promise<Omit<DifferentialReport, "lost" | "seconds">> {
   const conduit = await createConduit({ url: `file:${file}`, cached: true });
   try {
+    const census = new MissCensus(conduit.cache!);
     const cached = appTarget(conduit.app as never);
     const report = await drive(options, world, cached, other, options.log ?? (() => {}));
     const api = await readBackThroughApp(world, cached);
@@ -162,6 +170,8 @@ async function runCached(
       hits: stats.hits,
       misses: stats.misses,
       hitRate: stats.hits + stats.misses > 0 ? stats.hits / (stats.hits + stats.misses) : undefined,
+      missClasses: census.sorted(),
+      readsWithoutLookup: (conduit.statements.reads ?? 0) - stats.misses,
       statements: {
         ...report.statements,
         app: conduit.statements.app,
@@ -193,6 +203,8 @@ type Driven = Omit<
   | "hits"
   | "misses"
   | "hitRate"
+  | "missClasses"
+  | "readsWithoutLookup"
   | "writesMode"
   | "captureTables"
   | "seconds"
@@ -215,6 +227,7 @@ async function drive(
     options: {
       ops: options.ops,
       writes: options.writes,
+      ...(options.client && { client: options.client }),
       other: options.other,
       seed: options.seed,
       capture: options.capture,
@@ -229,7 +242,7 @@ async function drive(
     statements: { app: 0, edgecacheOnAppClient: 0, edgecacheOwn: undefined, otherWrites: 0 },
   };
   for (let i = 0; i < options.ops; i++) {
-    const op = nextOperation(world, state.random, options.writes);
+    const op = nextOperation(world, state.random, options.writes, options.client);
     const toOther = state.random.chance(options.other);
     if (op.write) {
       await write(op, toOther ? other : cached, toOther, state, out);
@@ -329,7 +342,7 @@ function sample(
 
 /** The same operations against an uncached app alone: what the app sends without a cache. */
 export async function runBaseline(
-  options: Pick<DifferentialOptions, "ops" | "writes" | "seed">,
+  options: Pick<DifferentialOptions, "ops" | "writes" | "seed" | "client">,
 ): Promise<{ statements: number; floor: number; failedWrites: number; seconds: number }> {
   const started = performance.now();
   const { dir, file } = tempFile();
@@ -340,7 +353,7 @@ export async function runBaseline(
     const random = new Random(options.seed);
     let failedWrites = 0;
     for (let i = 0; i < options.ops; i++) {
-      const op = nextOperation(world, random, options.writes);
+      const op = nextOperation(world, random, options.writes, options.client);
       random.chance(0.5); // where the write would go: drawn as in runDifferential
       const reply = await target.send(op.request);
       if (!op.write) continue;

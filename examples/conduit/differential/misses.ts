@@ -1,0 +1,161 @@
+/**
+ * Why the cached app's reads miss: each miss of the Drizzle cache is put in one class.
+ *
+ * - first: this select (its SQL and parameters) was never asked for before.
+ * - invalidated: it was stored, and a record of the change log since then concerns it, by
+ *   the planner's rule that chose it (`row`: a row it holds, `predicate`/`window`: a list it
+ *   registered, `table`: the table fallback) or by a tag an invalidation named (`tag`:
+ *   Drizzle's table-level invalidation of a mutation). Counted by the table written.
+ * - never cached: asked for before, but its last result was not stored (refused by the
+ *   write fence, or not encodable), or never handed back to the cache at all.
+ * - evicted or expired: stored, no record concerns it, yet gone.
+ *
+ * All of it from outside the cache: the adapter's `get` and `putSelect` are wrapped, the
+ * engine's change log is followed like any node follows it, and each record is put to the
+ * planner (a pure function) against the one entry's registration as stored.
+ */
+import { getTableConfig, type SQLiteTable } from "drizzle-orm/sqlite-core";
+import type { Registration } from "../../../src/core/deps/index.ts";
+import {
+  type DependencyLookup,
+  type PlanSchema,
+  planWrite,
+  tagTable,
+} from "../../../src/core/deps/planner.ts";
+import type { EdgecacheDrizzleCache } from "../../../src/drizzle/index.ts";
+import type { ChangeRecord } from "../../../src/log/contract.ts";
+import { schema as conduitSchema } from "../schema.ts";
+
+type Known =
+  | { state: "asked" }
+  | { state: "refused"; why: string }
+  | { state: "stored"; after: number; registration: Readonly<Registration> };
+
+/** The keys of the Drizzle adapter's entries (`drizzleCache`'s default prefix). */
+const QUERY_KEY = "drizzle:q:";
+
+export class MissCensus {
+  /** Misses by class: "first", "never cached: ...", "invalidated: <table> <op> by <rule>"... */
+  readonly classes: Record<string, number> = {};
+  #known = new Map<string, Known>();
+  #records: ChangeRecord[] = [];
+  #schema: PlanSchema;
+  #cache: EdgecacheDrizzleCache;
+  #refusals = { fenced: 0, uncacheable: 0 };
+
+  constructor(cache: EdgecacheDrizzleCache) {
+    this.#cache = cache;
+    this.#schema = conduitPlanSchema();
+    cache.engine.log.follow({
+      apply: (record) => {
+        this.#records.push(record);
+        return Promise.resolve();
+      },
+      reset: () => {},
+    });
+    const get = cache.get.bind(cache);
+    cache.get = async (key, tables, isTag, auto) => {
+      const value = await get(key, tables, isTag, auto);
+      if (value === undefined && !isTag) this.#miss(key);
+      return value;
+    };
+    const putSelect = cache.putSelect.bind(cache);
+    cache.putSelect = async (key, response, tables, isTag, config, query) => {
+      await putSelect(key, response, tables, isTag, config, query);
+      if (!isTag) this.#put(key);
+    };
+  }
+
+  /** The classes, largest first. */
+  sorted(): [string, number][] {
+    return Object.entries(this.classes).sort((a, b) => b[1] - a[1]);
+  }
+
+  #count(what: string): void {
+    this.classes[what] = (this.classes[what] ?? 0) + 1;
+  }
+
+  #miss(key: string): void {
+    const known = this.#known.get(key);
+    this.#known.set(key, known?.state === "refused" ? known : { state: "asked" });
+    this.#count(
+      !known
+        ? "first"
+        : known.state === "asked"
+          ? "never cached: not handed back to the cache"
+          : known.state === "refused"
+            ? `never cached: ${known.why}`
+            : this.#removedBy(key, known.after, known.registration),
+    );
+  }
+
+  #put(key: string): void {
+    const registration = this.#cache.engine.registration(QUERY_KEY + key);
+    if (registration) {
+      const after = this.#records.at(-1)?.seq ?? 0;
+      this.#known.set(key, { state: "stored", after, registration: { ...registration } });
+      return;
+    }
+    const stats = this.#cache.getStats();
+    const why =
+      stats.fenced > this.#refusals.fenced
+        ? "refused by the write fence"
+        : stats.uncacheable > this.#refusals.uncacheable
+          ? "not encodable or its SQL unread"
+          : "not stored";
+    this.#refusals = { fenced: stats.fenced, uncacheable: stats.uncacheable };
+    this.#known.set(key, { state: "refused", why });
+  }
+
+  /** The first record since `after` that concerns the entry, and how. */
+  #removedBy(key: string, after: number, registration: Readonly<Registration>): string {
+    const lookup = singleEntry(key, registration);
+    for (const record of this.#records) {
+      if (record.seq <= after) continue;
+      for (const op of record.ops) {
+        if ("event" in op) {
+          const plan = planWrite(op.event, this.#schema, lookup);
+          if (plan.keys.size === 0) continue;
+          const rule = Object.entries(plan.rules).find(([, n]) => n > 0)?.[0] ?? "?";
+          return `invalidated: ${op.event.table} ${op.event.op} by ${rule}`;
+        }
+        if ("tags" in op) {
+          const tag = op.tags.find((t) => registration.tags.includes(t));
+          if (tag) return `invalidated: ${tagTable(tag.replace(/^drizzle:table:/, ""))} by tag`;
+        } else if ("keys" in op) {
+          if (op.keys.includes(QUERY_KEY + key)) return "invalidated: by key";
+        } else return "invalidated: by prefix or pattern";
+      }
+    }
+    return "evicted or expired";
+  }
+}
+
+/** A dependency lookup holding one entry: what the planner would find of it. */
+function singleEntry(key: string, registration: Readonly<Registration>): DependencyLookup {
+  return {
+    keysForTag: (tag) => (registration.tags.includes(tag) ? [key] : []),
+    listsOn: (table) =>
+      registration.lists.filter((l) => l.table === table).map((l) => [key, l] as const),
+  };
+}
+
+/** The planner's schema as the adapter knows Conduit's: single-column primary keys only. */
+function conduitPlanSchema(): PlanSchema {
+  const keys = new Map<string, string>();
+  for (const value of Object.values(conduitSchema)) {
+    if (!isTable(value)) continue;
+    const config = getTableConfig(value);
+    const primary = config.columns.filter((c) => c.primary);
+    if (primary.length === 1) keys.set(config.name, primary[0]!.name);
+  }
+  return { primaryKey: (table) => keys.get(table), joinColumns: () => [] };
+}
+
+function isTable(value: unknown): value is SQLiteTable {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as Record<symbol, unknown>)[Symbol.for("drizzle:IsDrizzleTable")] === true
+  );
+}
