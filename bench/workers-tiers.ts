@@ -172,7 +172,7 @@ What it shows:
   the log's object does; it does not move to the reader. KV and the Cache API hits cost what
   their links cost. The tier is not a faster tier: it is the one whose copy every isolate sees
   at once (KV takes up to about 60 s to show a new value elsewhere; the Cache API is per data
-  centre), for data every isolate must see fresh (docs/guides/workers.md).
+  centre), for data every isolate must see fresh (docs/guides/workers/tiers.md).
 - Local workerd does not simulate KV's propagation delay or the Cache API's per-data-centre
   scope: the figures are latencies only.
 `;

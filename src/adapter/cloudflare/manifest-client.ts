@@ -10,7 +10,7 @@ import { badOption } from "../../core/errors.ts";
 import { callObject, type DurableObjectNamespaceLike } from "../../log/durable-object.ts";
 import type { SqlStorageLike } from "../../stores/durable-object-host.ts";
 
-/** A proxy Worker's manifest options (docs/guides/workers.md, "Keeping URLs cached"). */
+/** A proxy Worker's manifest options (docs/guides/workers/proxy.md, "Keeping URLs cached"). */
 export interface ManifestOptions {
   /**
    * URLs kept cached: a manifest's lines (paths on the host of the Worker's first request, or
