@@ -187,6 +187,7 @@ export class WriteFence {
     const single: DependencyLookup = {
       keysForTag: (tag) => (tags.has(tag) ? [key] : []),
       listsOn: (table) => lists.filter((l) => l.table === table).map((l) => [key, l] as const),
+      listedOn: (_, table) => lists.some((l) => l.table === table),
     };
     // The planner looks an event up by its table's tags and lists alone, so an event on a
     // table the entry does not read cannot concern it: only the others are planned.

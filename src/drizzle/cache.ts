@@ -526,6 +526,11 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       primaryKey: (table) =>
         this.#schema.get(table)?.primaryKey ?? this.#catalog?.primaryKey(table),
       joinColumns: () => [],
+      // Learned without a single-column key: the shapes register lists for its rows read.
+      keyless: (table) => {
+        const known = this.#schema.get(table);
+        return known !== undefined && known.primaryKey === undefined;
+      },
     };
   }
 

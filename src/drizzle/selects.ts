@@ -73,12 +73,21 @@ function learnTables(fields: unknown, cache: EdgecacheDrizzleCache, dialect: Sql
     const table = (f as { field?: { table?: unknown } } | undefined)?.field?.table;
     if (typeof table !== "object" || table === null || seen.has(table)) continue;
     seen.add(table);
-    const t = table as Record<symbol, unknown>;
-    if (t[IS_TABLE] !== true || t[IS_ALIAS] === true) continue;
-    const described = describeTable(t, dialect);
-    if (described) cache.learnTable(tableName(table), described);
-    cache.learnForeignKeys(table);
+    if (learnTable(table, cache, dialect)) cache.learnForeignKeys(table);
   }
+}
+
+/** Teaches the cache a Drizzle table's primary key and column kinds; false if it is none (an alias). */
+export function learnTable(
+  table: object,
+  cache: EdgecacheDrizzleCache,
+  dialect: SqlDialect,
+): boolean {
+  const t = table as Record<symbol, unknown>;
+  if (t[IS_TABLE] !== true || t[IS_ALIAS] === true) return false;
+  const described = describeTable(t, dialect);
+  if (described) cache.learnTable(tableName(table), described);
+  return true;
 }
 
 interface ColumnLike {

@@ -3,7 +3,7 @@ import { badOption } from "../core/errors.ts";
 import type { SqlDialect } from "../core/sql/shapes.ts";
 import { EdgecacheDrizzleCache } from "./cache.ts";
 import type { DrizzleCapture } from "./capture.ts";
-import { dialectOf, shapeSelect } from "./selects.ts";
+import { dialectOf, learnTable, shapeSelect } from "./selects.ts";
 
 /**
  * The parts of a Drizzle database this reaches: its session (which hands each prepared
@@ -84,13 +84,17 @@ export function withTransactions<DB extends object>(
   if ((d as Record<symbol, unknown>)[WRAPPED]) return db;
   (d as Record<symbol, unknown>)[WRAPPED] = true;
   // The application's own tables teach their foreign keys (cascades) up front, and their
-  // schemas, whose catalog is then read.
+  // schemas, whose catalog is then read; and their keys and column kinds, for the tables
+  // a select reads only in a subquery or a `sql` fragment (a link table, say).
+  const dialect = dialectOf(d);
   for (const table of Object.values(d._?.fullSchema ?? {})) {
-    if (isTable(table)) cache.learnForeignKeys(table);
+    if (!isTable(table)) continue;
+    cache.learnForeignKeys(table);
+    if (dialect) learnTable(table, cache, dialect);
   }
   const capture = follow ? cache.followCapture(d.$client) : undefined;
   if (!follow) cache.readCatalog(d.$client);
-  settleMutations(session, cache, dialectOf(d), capture, d.$client);
+  settleMutations(session, cache, dialect, capture, d.$client);
   const transaction = d.transaction.bind(d);
   d.transaction = async (run, config) => {
     const scope = new TransactionScope();

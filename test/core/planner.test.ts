@@ -259,3 +259,38 @@ describe("the dependency index's lists by filter value", () => {
     );
   });
 });
+
+describe("a table without a single-column key (a link table)", () => {
+  const keyless: PlanSchema = { ...schema, keyless: (t) => t === "follows" };
+  const index = new DependencyIndex();
+  const byFollower = (id: number): ListDependency => ({
+    table: "follows",
+    filters: [{ column: "followerId", op: "eq", value: id }],
+    sort: [{ column: "followingId", desc: false }],
+    offset: 0,
+    limit: Number.POSITIVE_INFINITY,
+    count: 1,
+  });
+  index.add("of-1", [tableTag("follows")], [byFollower(1)], Number.POSITIVE_INFINITY);
+  index.add("of-2", [tableTag("follows")], [byFollower(2)], Number.POSITIVE_INFINITY);
+  // Registered by its table alone (no list on it): only the table can tell.
+  index.add("tagged", [tableTag("follows")], [], Number.POSITIVE_INFINITY);
+  const follow: WriteEvent = {
+    table: "follows",
+    op: "insert",
+    new: { followerId: 2, followingId: 3 },
+  };
+
+  it("is planned by the lists its row matches, and the entries that listed nothing on it", () => {
+    const plan = planWrite(follow, keyless, index);
+    expect([...plan.keys].sort()).toEqual(["of-2", "tagged"]);
+    expect(plan.fallback).toBe(false);
+    expect(plan.rules).toMatchObject({ predicate: 1, table: 1 });
+  });
+
+  it("falls back to the table when the schema does not say it is keyless", () => {
+    const plan = planWrite(follow, schema, index);
+    expect([...plan.keys].sort()).toEqual(["of-1", "of-2", "tagged"]);
+    expect(plan.fallback).toBe(true);
+  });
+});

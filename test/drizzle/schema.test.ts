@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { createClient } from "@libsql/client";
-import { and, asc, eq, relations } from "drizzle-orm";
+import { and, asc, eq, inArray, relations } from "drizzle-orm";
 import { drizzle as drizzleLibsql } from "drizzle-orm/libsql";
 import { drizzle as drizzleNodePg } from "drizzle-orm/node-postgres";
 import { integer as pgInteger, pgSchema, text as pgText } from "drizzle-orm/pg-core";
@@ -332,6 +332,29 @@ function schemaSuite(make: () => App): void {
       await cache.catchUp();
       expect(await tags()).toHaveLength(3);
       expect(await articleTags()).toEqual([]);
+    });
+
+    it("with capture, a write to a link table drops only the cached selects its row matches", async () => {
+      await app.installCapture();
+      const { cache, db } = await open(true);
+      const { userFollow: f, users } = app.t;
+      // The users `id` follows: the link table read in a subquery, by its follower.
+      const followed = (id: number) =>
+        db
+          .select({ id: users.id, name: users.name })
+          .from(users)
+          .where(
+            inArray(users.id, db.select({ id: f.followingId }).from(f).where(eq(f.followerId, id))),
+          )
+          .orderBy(asc(users.id));
+      await followed(1);
+      await followed(2);
+      await db.insert(f).values({ followerId: 2, followingId: 3 });
+      const misses = cache.getStats().misses;
+      // Before: the link table has no single-column key, so any write to it emptied both.
+      expect(await followed(1)).toEqual([{ id: 2, name: "Bo" }]);
+      expect(cache.getStats().misses).toBe(misses);
+      expect(await followed(2)).toEqual([{ id: 3, name: "Cy" }]);
     });
   });
 

@@ -137,10 +137,11 @@ function singleEntry(key: string, registration: Readonly<Registration>): Depende
     keysForTag: (tag) => (registration.tags.includes(tag) ? [key] : []),
     listsOn: (table) =>
       registration.lists.filter((l) => l.table === table).map((l) => [key, l] as const),
+    listedOn: (_, table) => registration.lists.some((l) => l.table === table),
   };
 }
 
-/** The planner's schema as the adapter knows Conduit's: single-column primary keys only. */
+/** The planner's schema as the adapter knows Conduit's: single-column primary keys, the rest keyless. */
 function conduitPlanSchema(): PlanSchema {
   const keys = new Map<string, string>();
   for (const value of Object.values(conduitSchema)) {
@@ -149,7 +150,11 @@ function conduitPlanSchema(): PlanSchema {
     const primary = config.columns.filter((c) => c.primary);
     if (primary.length === 1) keys.set(config.name, primary[0]!.name);
   }
-  return { primaryKey: (table) => keys.get(table), joinColumns: () => [] };
+  return {
+    primaryKey: (table) => keys.get(table),
+    joinColumns: () => [],
+    keyless: (table) => !keys.has(table),
+  };
 }
 
 function isTable(value: unknown): value is SQLiteTable {

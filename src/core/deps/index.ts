@@ -169,6 +169,10 @@ export class DependencyIndex implements DependencyLookup {
     return this.#byTag.get(tag) ?? [];
   }
 
+  listedOn(key: string, table: string): boolean {
+    return this.#listsByTable.get(table)?.has(key) === true;
+  }
+
   *listsOn(table: string): Iterable<readonly [string, ListDependency]> {
     const byKey = this.#listsByTable.get(table);
     if (byKey) yield* each(byKey);

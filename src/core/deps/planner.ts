@@ -42,6 +42,11 @@ export interface DependencyLookup {
     table: string,
     rows: readonly Row[],
   ): Iterable<readonly [key: string, list: ListDependency]>;
+  /**
+   * Whether `key` registered a list on `table`. Without it, no entry counts as having one
+   * (a keyless table's write then takes every entry with its table tag).
+   */
+  listedOn?(key: string, table: string): boolean;
 }
 
 /** What the planner needs to know of the schema. */
@@ -49,6 +54,12 @@ export interface PlanSchema {
   primaryKey(table: string): string | undefined;
   /** Child-table columns that views join on (`orders.userId`). */
   joinColumns(table: string): readonly string[];
+  /**
+   * Whether `table` is known to have no single-column primary key (a link table keyed by
+   * two columns, a rowid table), and every entry that read its rows by a SQL shape
+   * registered lists covering them: its writes are then planned by those lists.
+   */
+  keyless?(table: string): boolean;
 }
 
 export interface Plan {
@@ -129,7 +140,9 @@ export function planSchemaOf(schema: Schema): PlanSchema {
  *   reaches into the window: inside it, or before it (the window shifts). A full window
  *   is untouched by rows that sort after its last row.
  * Anything else stays cached. A write without the rows the analysis needs, or to a table
- * the schema does not know, falls back to the table tag.
+ * the schema does not know, falls back to the table tag. A keyless table's rows have no
+ * tags: its write is planned by the lists alone, and takes every entry that read the table
+ * without registering a list on it (by the table tag).
  */
 export function planWrite(
   event: WriteEvent,
@@ -142,8 +155,9 @@ export function planWrite(
   if (policy === "none") return { keys, fallback: false, rules };
   const pk = schema.primaryKey(event.table);
   const images = [event.old, event.new].filter((r): r is Row => r !== undefined);
+  const keyless = pk === undefined && schema.keyless?.(event.table) === true;
   const analysable =
-    pk !== undefined &&
+    (pk !== undefined || keyless) &&
     images.length > 0 &&
     (event.op === "insert" ? event.new : event.old) !== undefined &&
     (event.op !== "update" || event.new !== undefined);
@@ -153,13 +167,20 @@ export function planWrite(
     return { keys, fallback: policy !== "table", rules };
   }
 
-  for (const row of images) {
-    addAll(keys, deps.keysForTag(rowTag(event.table, row[pk])));
-    for (const column of schema.joinColumns(event.table)) {
-      addAll(keys, deps.keysForTag(setTag(event.table, column, row[column])));
+  if (pk === undefined) {
+    for (const k of deps.keysForTag(tableTag(event.table))) {
+      if (!deps.listedOn?.(k, event.table)) keys.add(k);
     }
+    rules.table = keys.size;
+  } else {
+    for (const row of images) {
+      addAll(keys, deps.keysForTag(rowTag(event.table, row[pk])));
+      for (const column of schema.joinColumns(event.table)) {
+        addAll(keys, deps.keysForTag(setTag(event.table, column, row[column])));
+      }
+    }
+    rules.row = keys.size;
   }
-  rules.row = keys.size;
   const lists = deps.listsFor?.(event.table, images) ?? deps.listsOn(event.table);
   for (const [key, list] of lists) {
     if (keys.has(key)) continue;
