@@ -52,13 +52,12 @@ export {
   type WarmRun,
 } from "./adapter/cloudflare/worker.ts";
 export { seedD1Demo } from "./demo/seed-d1.ts";
+export type { DurableObjectNamespaceLike, DurableObjectStateLike } from "./durable/rpc.ts";
 export {
   type ChangeLogMode,
   DEFAULT_LEASE_MS,
   DurableChangeLog,
   type DurableChangeLogOptions,
-  type DurableObjectNamespaceLike,
-  type DurableObjectStateLike,
   durableChangeLog,
   MAX_LEASE_MS,
   RETAINED_RECORDS,

@@ -1,3 +1,4 @@
+import type { ReachObject } from "../durable/rpc.ts";
 import { type ChangeRecord, changedTables } from "./contract.ts";
 import {
   DEFAULT_LEASE_MS,
@@ -8,7 +9,6 @@ import {
   newer,
   optionalString,
   RETAINED_RECORDS,
-  type ReachObject,
   type SyncReply,
   since,
 } from "./durable-object.ts";

@@ -1,6 +1,12 @@
 import { ChangeBuckets } from "../core/change-buckets.ts";
-import { badOption, EdgecacheError, type ErrorCode } from "../core/errors.ts";
+import { badOption, EdgecacheError } from "../core/errors.ts";
 import { randomId } from "../core/random-id.ts";
+import {
+  callObject,
+  type DurableObjectNamespaceLike,
+  type DurableObjectStateLike,
+  type ReachObject,
+} from "../durable/rpc.ts";
 import {
   type CaptureDrainCounts,
   type CaptureDrainingLog,
@@ -58,25 +64,6 @@ import {
  * `bookmark` is what every write this isolate has applied had reached, so a load that reads
  * D1 at or after it cannot see a row older than a write the cache has promised.
  */
-
-/** The part of a Durable Object namespace binding this log uses (no Cloudflare type). */
-export interface DurableObjectNamespaceLike {
-  idFromName(name: string): unknown;
-  get(
-    id: never,
-    options?: { locationHint?: string },
-  ): { fetch(request: Request): Promise<Response> };
-}
-
-/** The part of a Durable Object's `state` the object uses. */
-export interface DurableObjectStateLike {
-  storage: {
-    get<T>(key: string): Promise<T | undefined>;
-    put(entries: Record<string, unknown>): Promise<void>;
-    delete(keys: string[]): Promise<number>;
-  };
-  blockConcurrencyWhile<T>(callback: () => Promise<T>): Promise<T>;
-}
 
 export type ChangeLogMode = "strict" | "lease" | "follower" | "session";
 
@@ -504,62 +491,16 @@ export class DurableChangeLog implements CaptureDrainingLog {
   async #call<T>(op: string, body: unknown, object = this.#objectName): Promise<T> {
     try {
       const hint = object === this.#objectName ? undefined : this.#hint;
-      return await callObject<T>(this.#namespace, object, op, body, { locationHint: hint });
+      return await callObject<T>(this.#namespace, object, op, body, {
+        component: C,
+        unavailable: "E_LOG_UNAVAILABLE",
+        locationHint: hint,
+      });
     } catch (error) {
       this.#failures++;
       this.#heard = false;
       throw error;
     }
-  }
-}
-
-/**
- * One call to the object `name` of a Durable Object namespace (a `ChangeLogObject`'s, from an
- * isolate or another object; edgecache's other objects too): `op` with a JSON body, answered
- * with JSON. A call that fails, or an answer that is not OK, throws `unavailable` (default
- * E_LOG_UNAVAILABLE) from `component`, unless the object answered one of edgecache's JSON
- * errors (`{"error": {"code", "message"}}`) and `objectErrors` is set: then that error, with
- * its code.
- */
-export async function callObject<T>(
-  namespace: DurableObjectNamespaceLike,
-  name: string,
-  op: string,
-  body: unknown,
-  options: {
-    locationHint?: string;
-    component?: string;
-    unavailable?: ErrorCode;
-    objectErrors?: boolean;
-  } = {},
-): Promise<T> {
-  const { locationHint, component = C, unavailable = "E_LOG_UNAVAILABLE" } = options;
-  let res: Response;
-  try {
-    // A stub is an I/O object of the request that made it: one per call.
-    const id = namespace.idFromName(name) as never;
-    const stub = locationHint ? namespace.get(id, { locationHint }) : namespace.get(id);
-    res = await stub.fetch(
-      new Request(`https://${component}/${op}`, { method: "POST", body: JSON.stringify(body) }),
-    );
-  } catch (error) {
-    throw new EdgecacheError(unavailable, component, `${op} failed`, { cause: error });
-  }
-  if (!res.ok) {
-    const text = await res.text();
-    const error = options.objectErrors ? objectError(text) : undefined;
-    if (error) throw new EdgecacheError(error.code as ErrorCode, component, error.message);
-    throw new EdgecacheError(unavailable, component, `${op}: ${text}`);
-  }
-  return (await res.json()) as T;
-}
-
-/** An edgecache JSON error an object answered (`errorResponse`), if the text is one. */
-function objectError(text: string): { code: string; message: string } | undefined {
-  try {
-    return (JSON.parse(text) as { error?: { code: string; message: string } }).error;
-  } catch {
-    return undefined;
   }
 }
 
@@ -587,9 +528,6 @@ interface Member {
   /** A follower's object name: the object pushes new records to it (see `FollowerHost`). */
   push?: string;
 }
-
-/** One object's call to another (`callObject` over the object's own namespace). */
-export type ReachObject = (name: string, op: string, body: unknown) => Promise<unknown>;
 
 interface StoredState extends HeldLog {
   /** The longest lease ever granted: what a restarted object waits out. */

@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { createCache } from "../../src/core/cache/index.ts";
 import { ChangeBuckets } from "../../src/core/change-buckets.ts";
+import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
 import type { ChangeRecord, LogHistory } from "../../src/log/contract.ts";
 import {
   ChangeLogHost,
   DurableChangeLog,
-  type DurableObjectNamespaceLike,
   HISTORY_EVERY,
   MAX_HISTORY_CHARS,
   type SyncReply,

@@ -1,11 +1,11 @@
-import { FollowerHost } from "../../log/durable-follower.ts";
 import {
-  ChangeLogHost,
   callObject,
   type DurableObjectNamespaceLike,
   type DurableObjectStateLike,
   type ReachObject,
-} from "../../log/durable-object.ts";
+} from "../../durable/rpc.ts";
+import { FollowerHost } from "../../log/durable-follower.ts";
+import { ChangeLogHost } from "../../log/durable-object.ts";
 import {
   type AlarmStorageLike,
   type CaptureDrain,
@@ -51,7 +51,10 @@ export class ChangeLogObject {
       if (namespace === undefined) {
         return Promise.reject(new Error("[edgecache] [change-log] no CHANGE_LOG binding"));
       }
-      return callObject(namespace, name, op, body);
+      return callObject(namespace, name, op, body, {
+        component: "durable-log",
+        unavailable: "E_LOG_UNAVAILABLE",
+      });
     };
     this.#log = new ChangeLogHost(state, this.#reach);
     const storage = state.storage;

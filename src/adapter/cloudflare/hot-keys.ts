@@ -1,4 +1,4 @@
-import type { DurableObjectNamespaceLike } from "../../log/durable-object.ts";
+import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 
 /**
  * The hottest keys across isolates, for the cron trigger to warm. Each isolate counts the

@@ -1,6 +1,6 @@
 import { bearerToken, hostName } from "../../app/access.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import type { DurableObjectNamespaceLike } from "../../log/durable-object.ts";
+import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import {
   KEY_HEADER,
   keyedOf,

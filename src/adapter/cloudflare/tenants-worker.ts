@@ -9,7 +9,8 @@ import { validUrl } from "../../app/request-target.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import type { LogLevel } from "../../core/log-levels.ts";
 import { randomId } from "../../core/random-id.ts";
-import type { DurableChangeLog, DurableObjectNamespaceLike } from "../../log/durable-object.ts";
+import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
+import type { DurableChangeLog } from "../../log/durable-object.ts";
 import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";
 import {
   allowed,
