@@ -1,6 +1,6 @@
 import { EdgecacheError } from "../../core/errors.ts";
 import { randomId } from "../../core/random-id.ts";
-import { duplicateClient, type RedisClient } from "../../stores/redis-connect.ts";
+import { duplicateClient, type RedisClient } from "../../redis/connect.ts";
 import type { ChangeOp, ChangeRecord, LogFollower } from "../contract.ts";
 import { HistoryKeeper } from "./history.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";

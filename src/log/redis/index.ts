@@ -1,7 +1,7 @@
 import { badOption } from "../../core/errors.ts";
 import { randomId } from "../../core/random-id.ts";
 import type { Warner } from "../../core/report.ts";
-import { connectRedis, type RedisConnectOptions } from "../../stores/redis-connect.ts";
+import { connectRedis, type RedisConnectOptions } from "../../redis/connect.ts";
 import type { ChangeLog, ChangeOp, LogFollower, LogPosition, WriteTurn } from "../contract.ts";
 import { RedisFollower } from "./follower.ts";
 import { C, Link, type Settings } from "./link.ts";
