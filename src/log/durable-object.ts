@@ -1,5 +1,6 @@
 import { ChangeBuckets } from "../core/change-buckets.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
+import { DURABLE_LOG_LEASE, renewDue } from "../core/lease.ts";
 import { randomId } from "../core/random-id.ts";
 import {
   callObject,
@@ -96,17 +97,17 @@ export const CHANGE_LOG_MODES: readonly ChangeLogMode[] = [
   "session",
 ];
 
-/** The default lease of lease mode. */
-export const DEFAULT_LEASE_MS = 2000;
+/** The default lease of lease mode (the policy: DURABLE_LOG_LEASE in core/lease.ts). */
+export const DEFAULT_LEASE_MS = DURABLE_LOG_LEASE.ms;
 /**
  * Strict mode: how long one sync lets an isolate serve from cache. A request syncs before
  * its reads, so this only bounds a request that runs long.
  */
 export const STRICT_TRUST_MS = 5000;
 /** An isolate trusts its lease this much less than the object grants it (clock drift). */
-export const LEASE_MARGIN_MS = 100;
+export const LEASE_MARGIN_MS = DURABLE_LOG_LEASE.marginMs;
 /** The shortest lease: a sync every half lease must leave time beyond the margin. */
-export const MIN_LEASE_MS = 4 * LEASE_MARGIN_MS;
+export const MIN_LEASE_MS = DURABLE_LOG_LEASE.minMs!;
 /** A follower's region name, as a location hint is: letters, digits, - or _. */
 export const REGION_NAME = /^[\w-]{1,64}$/;
 /** Records the object keeps; an isolate further behind starts over (`reset`). */
@@ -303,7 +304,7 @@ export class DurableChangeLog implements CaptureDrainingLog {
    */
   async sync(): Promise<void> {
     if (this.mode === "lease" || this.mode === "session") {
-      if (Date.now() < this.#trustedUntil - this.leaseMs / 2) return;
+      if (!renewDue(DURABLE_LOG_LEASE, Date.now(), this.#trustedUntil, this.leaseMs)) return;
       this.#inflight ??= this.#sync().finally(() => {
         this.#inflight = undefined;
       });
@@ -913,7 +914,7 @@ export function optionalString(value: unknown): string | undefined {
 }
 
 /** The longest lease the object grants, whatever an isolate asks. */
-export const MAX_LEASE_MS = 30_000;
+export const MAX_LEASE_MS = DURABLE_LOG_LEASE.maxMs!;
 
 /** An isolate's view of the log in the `ChangeLogObject` named `options.name`. */
 export function durableChangeLog(options: DurableChangeLogOptions): DurableChangeLog {

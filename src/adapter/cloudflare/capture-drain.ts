@@ -1,4 +1,5 @@
 import type { CaptureFeed } from "../../core/capture.ts";
+import { CAPTURE_ALARM_LEASE } from "../../core/lease.ts";
 import { rerunning } from "../../core/rerun.ts";
 import type { ChangeLogHost } from "../../log/durable-object.ts";
 import type { D1DatabaseLike } from "../../sources/d1.ts";
@@ -32,7 +33,7 @@ import { objectLogger } from "./logger.ts";
  */
 export const CAPTURE_INTERVAL_MS = 1000;
 /** The alarm stops after this long without a call from an isolate, ms. */
-const IDLE_MS = 60_000;
+const IDLE_MS = CAPTURE_ALARM_LEASE.ms;
 /** Changes appended per record. */
 const BATCH = 500;
 /** Capture lags kept for the percentiles. */
