@@ -53,6 +53,7 @@ export {
 } from "./adapter/cloudflare/worker.ts";
 export { seedD1Demo } from "./demo/seed-d1.ts";
 export type { DurableObjectNamespaceLike, DurableObjectStateLike } from "./durable/rpc.ts";
+export { RETAINED_RECORDS } from "./log/durable-host.ts";
 export {
   type ChangeLogMode,
   DEFAULT_LEASE_MS,
@@ -60,7 +61,6 @@ export {
   type DurableChangeLogOptions,
   durableChangeLog,
   MAX_LEASE_MS,
-  RETAINED_RECORDS,
   STRICT_TRUST_MS,
 } from "./log/durable-object.ts";
 export {

@@ -2,16 +2,14 @@ import { DURABLE_LOG_LEASE, renewDue, trustedUntil } from "../core/lease.ts";
 import type { ReachObject } from "../durable/rpc.ts";
 import { type ChangeRecord, changedTables } from "./contract.ts";
 import {
-  DEFAULT_LEASE_MS,
   type HeldLog,
-  MAX_LEASE_MS,
-  MIN_LEASE_MS,
   newer,
   optionalString,
   RETAINED_RECORDS,
   type SyncReply,
   since,
-} from "./durable-object.ts";
+} from "./durable-host.ts";
+import { DEFAULT_LEASE_MS, MAX_LEASE_MS, MIN_LEASE_MS } from "./durable-object.ts";
 
 /**
  * A regional follower of the change log: a Durable Object near a region's isolates (named

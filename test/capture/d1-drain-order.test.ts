@@ -4,7 +4,7 @@ import type { CapturedChange, CaptureFeed } from "../../src/core/capture.ts";
 import type { WriteEvent } from "../../src/core/deps/planner.ts";
 import type { DurableObjectStateLike } from "../../src/durable/rpc.ts";
 import type { ChangeRecord } from "../../src/log/contract.ts";
-import { ChangeLogHost } from "../../src/log/durable-object.ts";
+import { ChangeLogHost } from "../../src/log/durable-host.ts";
 
 /**
  * The D1 drain marks a batch ordered only when no write appended since its last complete

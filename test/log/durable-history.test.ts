@@ -5,12 +5,11 @@ import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
 import type { ChangeRecord, LogHistory } from "../../src/log/contract.ts";
 import {
   ChangeLogHost,
-  DurableChangeLog,
-  HISTORY_EVERY,
   MAX_HISTORY_CHARS,
   type SyncReply,
   since,
-} from "../../src/log/durable-object.ts";
+} from "../../src/log/durable-host.ts";
+import { DurableChangeLog, HISTORY_EVERY } from "../../src/log/durable-object.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { memoryState } from "./memory-state.ts";
 

@@ -1,7 +1,7 @@
 import type { CaptureFeed } from "../../core/capture.ts";
 import { CAPTURE_ALARM_LEASE } from "../../core/lease.ts";
 import { rerunning } from "../../core/rerun.ts";
-import type { ChangeLogHost } from "../../log/durable-object.ts";
+import type { ChangeLogHost } from "../../log/durable-host.ts";
 import type { D1DatabaseLike } from "../../sources/d1.ts";
 import { d1CaptureFeed } from "../../sources/d1-capture.ts";
 import { objectLogger } from "./logger.ts";

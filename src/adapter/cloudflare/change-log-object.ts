@@ -5,7 +5,7 @@ import {
   type ReachObject,
 } from "../../durable/rpc.ts";
 import { FollowerHost } from "../../log/durable-follower.ts";
-import { ChangeLogHost } from "../../log/durable-object.ts";
+import { ChangeLogHost } from "../../log/durable-host.ts";
 import {
   type AlarmStorageLike,
   type CaptureDrain,
