@@ -99,10 +99,17 @@ export class ChangeLogHost {
   #kept: KeptHistory | undefined;
 
   /** `reach`: calls another object of the namespace (pushes to followers). */
+  /**
+   * While the log is read from storage: calls wait for it. Made in the constructor, the
+   * runtime holds every event until it is done; made on an object's first call (the
+   * Cloudflare adapter makes the log only in the object that is one), that call must wait.
+   */
+  #loading: Promise<void> | undefined;
+
   constructor(state: DurableObjectStateLike, reach?: ReachObject) {
     this.#state = state;
     this.#reach = reach;
-    void state.blockConcurrencyWhile(async () => {
+    const loading = state.blockConcurrencyWhile(async () => {
       const stored = await state.storage.get<StoredState>("state");
       if (stored === undefined) {
         this.#s = { log: randomId(), head: 0, first: 1, lastChanges: {}, longestLease: 0 };
@@ -118,10 +125,19 @@ export class ChangeLogHost {
       }
       this.#kept = await loadKept(state.storage, stored.log);
     });
+    this.#loading = loading.finally(() => {
+      this.#loading = undefined;
+    });
+  }
+
+  /** Resolves once the log is read from storage (at once after that). */
+  async ready(): Promise<void> {
+    if (this.#loading) await this.#loading;
   }
 
   /** Answers an isolate's call `op` (see `DurableChangeLog`). */
   async handle(op: string, body: Record<string, unknown>): Promise<Response> {
+    if (this.#loading) await this.#loading;
     switch (op) {
       case "sync":
         this.#keep(body.history);
@@ -291,6 +307,7 @@ export class ChangeLogHost {
     ordered = false,
     bookmark?: string,
   ): Promise<number> {
+    if (this.#loading) await this.#loading;
     const seq = await this.#store(ops, ordered, [...changedTables(ops)], bookmark);
     this.#pushToFollowers();
     return seq;
