@@ -53,7 +53,7 @@ import { type AppendReply, newer, type SyncReply } from "./durable-host.ts";
  * Object tier by what concerns each of them, not by their tables: the object keeps a summary
  * of the log's past (`LogHistory`, see ChangeBuckets) that an isolate uploads on a call it
  * makes anyway, and a new isolate's first sync brings it with the records after it (see
- * `HISTORY_EVERY` and `ChangeLogHost`).
+ * `HISTORY_EVERY`, and `ChangeLogHost` in durable-host.ts, the object's side).
  *
  * D1 read replication: an append carries the bookmark of the newest write this isolate
  * made (`wrote`), the object keeps the newest it was given, and every reply hands it back;
