@@ -41,6 +41,21 @@ module.exports = {
       to: { path: "^src/adapter/" },
     },
     {
+      name: "log-not-stores",
+      comment:
+        "The change log (src/log) imports nothing of the stores (src/stores): what both use, such as the Redis client (src/redis/connect.ts), lives beneath them.",
+      severity: "error",
+      from: { path: "^src/log/" },
+      to: { path: "^src/stores/" },
+    },
+    {
+      name: "stores-not-log",
+      comment: "A store (src/stores) imports nothing of the change log (src/log) either.",
+      severity: "error",
+      from: { path: "^src/stores/" },
+      to: { path: "^src/log/" },
+    },
+    {
       name: "no-cycles",
       comment:
         "No import cycle at load time: type-only imports are erased and a dynamic import() loads later, so neither counts.",

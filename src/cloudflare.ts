@@ -52,16 +52,15 @@ export {
   type WarmRun,
 } from "./adapter/cloudflare/worker.ts";
 export { seedD1Demo } from "./demo/seed-d1.ts";
+export type { DurableObjectNamespaceLike, DurableObjectStateLike } from "./durable/rpc.ts";
+export { RETAINED_RECORDS } from "./log/durable-host.ts";
 export {
   type ChangeLogMode,
   DEFAULT_LEASE_MS,
   DurableChangeLog,
   type DurableChangeLogOptions,
-  type DurableObjectNamespaceLike,
-  type DurableObjectStateLike,
   durableChangeLog,
   MAX_LEASE_MS,
-  RETAINED_RECORDS,
   STRICT_TRUST_MS,
 } from "./log/durable-object.ts";
 export {

@@ -1,17 +1,15 @@
+import { DURABLE_LOG_LEASE, renewDue, trustedUntil } from "../core/lease.ts";
+import type { ReachObject } from "../durable/rpc.ts";
 import { type ChangeRecord, changedTables } from "./contract.ts";
 import {
-  DEFAULT_LEASE_MS,
   type HeldLog,
-  LEASE_MARGIN_MS,
-  MAX_LEASE_MS,
-  MIN_LEASE_MS,
   newer,
   optionalString,
   RETAINED_RECORDS,
-  type ReachObject,
   type SyncReply,
   since,
-} from "./durable-object.ts";
+} from "./durable-host.ts";
+import { DEFAULT_LEASE_MS, MAX_LEASE_MS, MIN_LEASE_MS } from "./durable-object.ts";
 
 /**
  * A regional follower of the change log: a Durable Object near a region's isolates (named
@@ -72,7 +70,7 @@ export class FollowerHost {
       this.#leaseMs = Math.min(lease, MAX_LEASE_MS);
     }
     const now = Date.now();
-    if (now >= this.#trustedUntil - this.#leaseMs / 2) void this.#renew();
+    if (renewDue(DURABLE_LOG_LEASE, now, this.#trustedUntil, this.#leaseMs)) void this.#renew();
     if (now >= this.#trustedUntil) {
       return { unknown: true };
     }
@@ -94,7 +92,8 @@ export class FollowerHost {
         })) as SyncReply;
         // The copy holds the reply's records before it is trusted on their account.
         this.#take(reply);
-        this.#trustedUntil = Math.max(this.#trustedUntil, sent + this.#leaseMs - LEASE_MARGIN_MS);
+        const until = trustedUntil(DURABLE_LOG_LEASE, sent, this.#leaseMs);
+        this.#trustedUntil = Math.max(this.#trustedUntil, until);
       } catch {
         // Out of reach: the lease runs out, and the next sync in its second half tries again.
       } finally {

@@ -6,6 +6,7 @@ import {
   capturedChange,
   unref,
 } from "../core/capture.ts";
+import { renewDue, SQLITE_CAPTURE_LEASE } from "../core/lease.ts";
 import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_INSTALLED_SQL,
@@ -31,8 +32,8 @@ import {
 
 export { CAPTURE_PREFIX, isCaptureTrigger } from "./sqlite-capture-sql.ts";
 
-/** How long a node's right to consume lasts without renewal, ms. */
-const LEASE_MS = 3000;
+/** How long a node's right to consume lasts without renewal (SQLITE_CAPTURE_LEASE), ms. */
+const LEASE_MS = SQLITE_CAPTURE_LEASE.ms;
 /**
  * How often `wait` looks at data_version: WATCH_MS after a change was seen, each look that
  * finds none doubling the pause up to MAX_WATCH_MS. Looks follow the database's activity:
@@ -287,7 +288,7 @@ export function sqliteExecutorFeed(
     },
     async lead() {
       const now = Date.now();
-      if (now < leaseUntil - LEASE_MS / 2) return true;
+      if (!renewDue(SQLITE_CAPTURE_LEASE, now, leaseUntil)) return true;
       try {
         const taken = await exec.run(
           `UPDATE ${LEASE} SET holder = ?, until = ? WHERE id = 1 AND (holder = ? OR until < ?)`,

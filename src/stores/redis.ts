@@ -2,8 +2,8 @@ import type { Cluster, Redis } from "ioredis";
 import { type CacheEntry, decodeEntry, encodeEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import type { BatchStore, ClosableStore, ListableStore } from "../core/store.ts";
-import type { RedisClient, RedisConnectOptions } from "./redis-connect.ts";
-import { connectRedis, sentAtOnce } from "./redis-connect.ts";
+import type { RedisClient, RedisConnectOptions } from "../redis/connect.ts";
+import { connectRedis, sentAtOnce } from "../redis/connect.ts";
 
 export interface RedisStoreOptions extends RedisConnectOptions {
   /**

@@ -2,8 +2,9 @@ import { describe, expect, it } from "vitest";
 import { CaptureDrain } from "../../src/adapter/cloudflare/capture-drain.ts";
 import type { CapturedChange, CaptureFeed } from "../../src/core/capture.ts";
 import type { WriteEvent } from "../../src/core/deps/planner.ts";
+import type { DurableObjectStateLike } from "../../src/durable/rpc.ts";
 import type { ChangeRecord } from "../../src/log/contract.ts";
-import { ChangeLogHost, type DurableObjectStateLike } from "../../src/log/durable-object.ts";
+import { ChangeLogHost } from "../../src/log/durable-host.ts";
 
 /**
  * The D1 drain marks a batch ordered only when no write appended since its last complete

@@ -1,11 +1,9 @@
 import { describe, expect, it } from "vitest";
+import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
 import type { ChangeOp, ChangeRecord } from "../../src/log/contract.ts";
 import { FollowerHost } from "../../src/log/durable-follower.ts";
-import {
-  ChangeLogHost,
-  DurableChangeLog,
-  type DurableObjectNamespaceLike,
-} from "../../src/log/durable-object.ts";
+import { ChangeLogHost } from "../../src/log/durable-host.ts";
+import { DurableChangeLog } from "../../src/log/durable-object.ts";
 import { until } from "../helpers/cluster.ts";
 import { memoryState } from "./memory-state.ts";
 

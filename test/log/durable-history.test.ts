@@ -1,16 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { createCache } from "../../src/core/cache/index.ts";
 import { ChangeBuckets } from "../../src/core/change-buckets.ts";
+import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
 import type { ChangeRecord, LogHistory } from "../../src/log/contract.ts";
 import {
   ChangeLogHost,
-  DurableChangeLog,
-  type DurableObjectNamespaceLike,
-  HISTORY_EVERY,
   MAX_HISTORY_CHARS,
   type SyncReply,
   since,
-} from "../../src/log/durable-object.ts";
+} from "../../src/log/durable-host.ts";
+import { DurableChangeLog, HISTORY_EVERY } from "../../src/log/durable-object.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { memoryState } from "./memory-state.ts";
 

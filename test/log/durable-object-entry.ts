@@ -4,12 +4,9 @@
 
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 import { randomId } from "../../src/core/random-id.ts";
+import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
 import type { ChangeOp, ChangeRecord, LogPosition, WriteTurn } from "../../src/log/contract.ts";
-import {
-  type ChangeLogMode,
-  DurableChangeLog,
-  type DurableObjectNamespaceLike,
-} from "../../src/log/durable-object.ts";
+import { type ChangeLogMode, DurableChangeLog } from "../../src/log/durable-object.ts";
 
 export { ChangeLogObject };
 

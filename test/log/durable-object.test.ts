@@ -7,7 +7,7 @@ import type {
   LogPosition,
   WriteTurn,
 } from "../../src/log/contract.ts";
-import { RETAINED_RECORDS } from "../../src/log/durable-object.ts";
+import { RETAINED_RECORDS } from "../../src/log/durable-host.ts";
 import { changeLogConformance } from "../../src/testing/index.ts";
 import { startWorker } from "../worker/workerd.ts";
 import type { Call } from "./durable-object-entry.ts";

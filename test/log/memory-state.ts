@@ -1,4 +1,4 @@
-import type { DurableObjectStateLike } from "../../src/log/durable-object.ts";
+import type { DurableObjectStateLike } from "../../src/durable/rpc.ts";
 
 /** A Durable Object's state in memory; `ready` settles when the constructor's block does. */
 export function memoryState(): DurableObjectStateLike & { ready: Promise<unknown> } {

@@ -4,7 +4,7 @@
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 import { createCache } from "../../src/core/cache/index.ts";
 import { planSchemaOf, rowTag } from "../../src/core/deps/planner.ts";
-import type { DurableObjectNamespaceLike } from "../../src/log/durable-object.ts";
+import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
 import { DurableChangeLog } from "../../src/log/durable-object.ts";
 import type { KvNamespaceLike } from "../../src/stores/kv.ts";
 import { kvStore } from "../../src/stores/kv.ts";

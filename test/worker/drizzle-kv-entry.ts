@@ -7,7 +7,7 @@ import { drizzle } from "drizzle-orm/d1";
 import { integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
-import type { DurableObjectNamespaceLike } from "../../src/log/durable-object.ts";
+import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
 import { type DurableChangeLog, durableChangeLog } from "../../src/log/durable-object.ts";
 import { type KvNamespaceLike, kvStore } from "../../src/stores/kv.ts";
 import { memoryStore } from "../../src/stores/memory.ts";

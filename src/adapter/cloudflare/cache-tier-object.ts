@@ -1,6 +1,7 @@
 import { Cache } from "../../core/cache/index.ts";
 import { badOption } from "../../core/errors.ts";
-import { DurableChangeLog, type DurableObjectNamespaceLike } from "../../log/durable-object.ts";
+import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
+import { DurableChangeLog } from "../../log/durable-object.ts";
 import {
   durableObjectStore,
   PRECOMPUTE_OBJECT,

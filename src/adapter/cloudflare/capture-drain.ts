@@ -1,6 +1,7 @@
 import type { CaptureFeed } from "../../core/capture.ts";
+import { CAPTURE_ALARM_LEASE } from "../../core/lease.ts";
 import { rerunning } from "../../core/rerun.ts";
-import type { ChangeLogHost } from "../../log/durable-object.ts";
+import type { ChangeOp } from "../../log/contract.ts";
 import type { D1DatabaseLike } from "../../sources/d1.ts";
 import { d1CaptureFeed } from "../../sources/d1-capture.ts";
 import { objectLogger } from "./logger.ts";
@@ -32,7 +33,7 @@ import { objectLogger } from "./logger.ts";
  */
 export const CAPTURE_INTERVAL_MS = 1000;
 /** The alarm stops after this long without a call from an isolate, ms. */
-const IDLE_MS = 60_000;
+const IDLE_MS = CAPTURE_ALARM_LEASE.ms;
 /** Changes appended per record. */
 const BATCH = 500;
 /** Capture lags kept for the percentiles. */
@@ -62,11 +63,20 @@ export interface CaptureDrainStats {
   intervalMs: number;
 }
 
+/**
+ * What the drain uses of the log it feeds, in the same object (`ChangeLogHost` has both): the
+ * mark that tells whether a write appended meanwhile, and the append of captured changes.
+ */
+export interface CapturedLog {
+  appendMark(): number;
+  appendCaptured(ops: readonly ChangeOp[], ordered?: boolean, bookmark?: string): Promise<number>;
+}
+
 /** The drain for an object whose env has a D1 binding; undefined without one, or when turned off. */
 export function captureDrain(
   storage: AlarmStorageLike,
   env: CaptureEnv | undefined,
-  log: ChangeLogHost,
+  log: CapturedLog,
 ): CaptureDrain | undefined {
   if (typeof env?.DB?.prepare !== "function") return undefined;
   const setting = env.EDGECACHE_CAPTURE_MS;
@@ -83,7 +93,7 @@ export class CaptureDrain {
   readonly intervalMs: number;
   readonly #storage: AlarmStorageLike;
   readonly #feed: DrainedFeed;
-  readonly #log: ChangeLogHost;
+  readonly #log: CapturedLog;
   #lastCall = Number.NEGATIVE_INFINITY;
   #armed = false;
   /** When the last drain began (changes committed before it are in the log). */
@@ -100,7 +110,7 @@ export class CaptureDrain {
   constructor(
     storage: AlarmStorageLike,
     feed: DrainedFeed,
-    log: ChangeLogHost,
+    log: CapturedLog,
     intervalMs: number,
     warn: (message: string) => void = console.warn,
   ) {

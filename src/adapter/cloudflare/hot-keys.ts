@@ -1,4 +1,4 @@
-import type { DurableObjectNamespaceLike } from "../../log/durable-object.ts";
+import { callObject, type DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 
 /**
  * The hottest keys across isolates, for the cron trigger to warm. Each isolate counts the
@@ -15,7 +15,7 @@ export const REPORT_EVERY_MS = 10_000;
 export const HALF_LIFE_MS = 10 * 60_000;
 /** Keys one `top` answer holds at most. */
 export const MAX_TOP = 500;
-/** The object's name in the change log's namespace. */
+/** The object's name in the change log's namespace (`ChangeLogObject` hosts it). */
 export const HOT_KEYS_OBJECT = "edgecache:hot-keys";
 
 /** Counts per key, bounded: past `MAX_COUNTED_KEYS`, the less read half is dropped. */
@@ -134,16 +134,14 @@ export class HotKeysReporter {
   }
 
   async top(n: number): Promise<string[]> {
-    const { keys } = (await (await this.#call("top", { n })).json()) as { keys: string[] };
+    const { keys } = await this.#call<{ keys: string[] }>("top", { n });
     return keys;
   }
 
-  async #call(op: string, body: unknown): Promise<Response> {
-    const stub = this.namespace.get(this.namespace.idFromName(HOT_KEYS_OBJECT) as never);
-    const res = await stub.fetch(
-      new Request(`https://change-log/hot/${op}`, { method: "POST", body: JSON.stringify(body) }),
-    );
-    if (!res.ok) throw new Error(`[edgecache] [hot-keys] ${op}: ${res.status}`);
-    return res;
+  #call<T>(op: string, body: unknown): Promise<T> {
+    return callObject<T>(this.namespace, HOT_KEYS_OBJECT, `hot/${op}`, body, {
+      component: "hot-keys",
+      unavailable: "E_STORE_UNAVAILABLE",
+    });
   }
 }

@@ -7,7 +7,7 @@ import {
 } from "../../app/proxy/manifest/keeper.ts";
 import { MANIFEST, manifestUrls } from "../../app/proxy/manifest/parse.ts";
 import { badOption } from "../../core/errors.ts";
-import { callObject, type DurableObjectNamespaceLike } from "../../log/durable-object.ts";
+import { callObject, type DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import type { SqlStorageLike } from "../../stores/durable-object-host.ts";
 
 /** A proxy Worker's manifest options (docs/guides/workers/proxy.md, "Keeping URLs cached"). */

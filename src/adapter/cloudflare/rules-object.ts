@@ -15,7 +15,7 @@ import {
 import { EdgecacheError } from "../../core/errors.ts";
 import { rateLimited, type Warner } from "../../core/report.ts";
 import { rerunning } from "../../core/rerun.ts";
-import { callObject, type DurableObjectNamespaceLike } from "../../log/durable-object.ts";
+import { callObject, type DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 
 /**
  * Learned rules shared by the isolates of a proxy Worker, as Redis shares them between
@@ -156,10 +156,13 @@ export class IsolateRules implements Sharing {
     const name = rulesObjectName(options.logName);
     const exchange: ExchangeRules = async (changes, holds) =>
       (
-        await callObject<{ rules: Rule[] | null }>(options.namespace, name, "rules/sync", {
-          changes,
-          holds,
-        })
+        await callObject<{ rules: Rule[] | null }>(
+          options.namespace,
+          name,
+          "rules/sync",
+          { changes, holds },
+          { component: "learned-rules", unavailable: "E_STORE_UNAVAILABLE" },
+        )
       ).rules;
     const report = rateLimited(options.logger, Date.now);
     this.sync = rerunning(async () => {

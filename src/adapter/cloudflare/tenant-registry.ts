@@ -1,6 +1,7 @@
 import { bearerToken, hostName } from "../../app/access.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import type { DurableObjectNamespaceLike } from "../../log/durable-object.ts";
+import { renewAfterMs, WORKER_TENANTS_LEASE } from "../../core/lease.ts";
+import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import {
   KEY_HEADER,
   keyedOf,
@@ -81,7 +82,7 @@ export class TenantRegistry {
           { cause: error },
         );
       }
-    } else if (age >= this.#leaseMs / 2) {
+    } else if (age >= renewAfterMs(WORKER_TENANTS_LEASE, this.#leaseMs)) {
       this.#background.add(this.#refresh());
     }
   }

@@ -3,7 +3,7 @@ import {
   callObject,
   type DurableObjectNamespaceLike,
   type DurableObjectStateLike,
-} from "../../log/durable-object.ts";
+} from "../../durable/rpc.ts";
 import { exists, hostTaken, type KeyScope, noTenant, type Row } from "../tenants/model.ts";
 
 /** The tenants and the version they are at: what an isolate fetches and trusts for a lease. */

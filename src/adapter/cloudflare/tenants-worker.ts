@@ -7,9 +7,11 @@ import { jsonOnly, limitBody, onError } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
 import { validUrl } from "../../app/request-target.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
+import { WORKER_TENANTS_LEASE } from "../../core/lease.ts";
 import type { LogLevel } from "../../core/log-levels.ts";
 import { randomId } from "../../core/random-id.ts";
-import type { DurableChangeLog, DurableObjectNamespaceLike } from "../../log/durable-object.ts";
+import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
+import type { DurableChangeLog } from "../../log/durable-object.ts";
 import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";
 import {
   allowed,
@@ -69,12 +71,12 @@ export interface EdgecacheTenantsWorker<E extends TenantsEnv = TenantsEnv> {
 }
 
 /** Default TENANTS lease: a rotation or deletion returns after about this long. */
-export const TENANTS_LEASE_MS = 2000;
+export const TENANTS_LEASE_MS = WORKER_TENANTS_LEASE.ms;
 /**
  * Added to the lease before a change is answered: a Worker's clock moves only with I/O,
  * so an isolate may read the time a little before the moment it checks its lease.
  */
-const CLOCK_MARGIN_MS = 100;
+const CLOCK_MARGIN_MS = WORKER_TENANTS_LEASE.marginMs;
 /**
  * A tenant's memory tier when it sets none: several tenants share an isolate's 128 MB
  * (MEMORY_TIER_BYTES is a whole isolate's).

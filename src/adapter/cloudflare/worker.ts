@@ -10,12 +10,9 @@ import { requestKey } from "../../core/keys.ts";
 import type { LogLevel } from "../../core/log-levels.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { Store } from "../../core/store.ts";
+import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import type { LogPosition } from "../../log/contract.ts";
-import {
-  type ChangeLogMode,
-  DurableChangeLog,
-  type DurableObjectNamespaceLike,
-} from "../../log/durable-object.ts";
+import { type ChangeLogMode, DurableChangeLog } from "../../log/durable-object.ts";
 import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";
 import { type CacheStorageLike, cacheApiStore } from "../../stores/cache-api.ts";
 import { durableObjectStore, type TierNamespaceLike } from "../../stores/durable-object.ts";

@@ -3,8 +3,8 @@ import { badOption } from "../../core/errors.ts";
 import type { Warner } from "../../core/report.ts";
 import type { Store } from "../../core/store.ts";
 import { type RedisChangeLog, redisChangeLog } from "../../log/redis/index.ts";
+import { connectRedis, type RedisClient } from "../../redis/connect.ts";
 import { redisStore } from "../../stores/redis.ts";
-import { connectRedis, type RedisClient } from "../../stores/redis-connect.ts";
 
 /**
  * The `redis` setting: a URL, or the URL with the deployment's key prefix, the lease, and

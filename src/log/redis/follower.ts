@@ -1,12 +1,11 @@
 import { EdgecacheError } from "../../core/errors.ts";
+import { REDIS_LOG_LEASE, renewAfterMs, trustedUntil } from "../../core/lease.ts";
 import { randomId } from "../../core/random-id.ts";
-import { duplicateClient, type RedisClient } from "../../stores/redis-connect.ts";
+import { duplicateClient, type RedisClient } from "../../redis/connect.ts";
 import type { ChangeOp, ChangeRecord, LogFollower } from "../contract.ts";
 import { HistoryKeeper } from "./history.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";
 
-/** A lease is trusted this much less than it lasts in Redis: timers and clocks drift. */
-const LEASE_MARGIN_MS = 50;
 /** Records fetched per read. */
 const READ_COUNT = 1000;
 /** How long a node waits for records' patches to be stored before it reports them applied. */
@@ -144,7 +143,7 @@ export class RedisFollower {
 
   #blockMs(): number {
     // Each read returns at least this often, and each return renews the lease.
-    return Math.floor(this.#link.s.leaseMs / 4);
+    return Math.floor(renewAfterMs(REDIS_LOG_LEASE, this.#link.s.leaseMs));
   }
 
   async #run(): Promise<void> {
@@ -256,7 +255,7 @@ export class RedisFollower {
       // A renewal in flight when the log closed gives no lease back: closed is untrusted.
       // Nor while a restart is pending: a renewal sent before the node noticed that the log
       // went back says nothing of what it holds.
-      this.#leaseUntil = sent + this.#link.s.leaseMs - LEASE_MARGIN_MS;
+      this.#leaseUntil = trustedUntil(REDIS_LOG_LEASE, sent, this.#link.s.leaseMs);
     }
   }
 

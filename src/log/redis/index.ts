@@ -1,7 +1,8 @@
 import { badOption } from "../../core/errors.ts";
+import { REDIS_LOG_LEASE } from "../../core/lease.ts";
 import { randomId } from "../../core/random-id.ts";
 import type { Warner } from "../../core/report.ts";
-import { connectRedis, type RedisConnectOptions } from "../../stores/redis-connect.ts";
+import { connectRedis, type RedisConnectOptions } from "../../redis/connect.ts";
 import type { ChangeLog, ChangeOp, LogFollower, LogPosition, WriteTurn } from "../contract.ts";
 import { RedisFollower } from "./follower.ts";
 import { C, Link, type Settings } from "./link.ts";
@@ -30,14 +31,8 @@ export interface RedisChangeLogOptions extends RedisConnectOptions {
   logger?: Warner;
 }
 
-/**
- * The lease. A node that stops hearing the log (Redis down, a partition, a paused process)
- * stops serving from cache within this time, and a write waits at most about this long for
- * a node that stopped applying. 2 s: far above a loopback or in-region round trip (a lease
- * that lapses under normal jitter would cost hit rate for nothing), and short enough that
- * a stuck node delays writes only briefly.
- */
-export const DEFAULT_LEASE_MS = 2000;
+/** The default lease (the policy and its reasons: REDIS_LOG_LEASE in core/lease.ts). */
+export const DEFAULT_LEASE_MS = REDIS_LOG_LEASE.ms;
 const DEFAULT_RETAIN = 10_000;
 const DEFAULT_APPEND_TIMEOUT_MS = 5000;
 
@@ -60,8 +55,9 @@ export async function redisChangeLog(options: RedisChangeLogOptions): Promise<Re
   const prefix = options.prefix ?? "edgecache:";
   if (typeof prefix !== "string") badOption(C, "prefix", "a string", prefix);
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
-  if (!(Number.isFinite(leaseMs) && leaseMs >= 200)) {
-    badOption(C, "leaseMs", "a number of ms >= 200", leaseMs);
+  const minMs = REDIS_LOG_LEASE.minMs!;
+  if (!(Number.isFinite(leaseMs) && leaseMs >= minMs)) {
+    badOption(C, "leaseMs", `a number of ms >= ${minMs}`, leaseMs);
   }
   const retain = options.retain ?? DEFAULT_RETAIN;
   if (!(Number.isInteger(retain) && retain >= 100)) {

@@ -1,5 +1,5 @@
 import { rateLimited, type Warner } from "../../core/report.ts";
-import { duplicateClient, type RedisClient, sentAtOnce } from "../../stores/redis-connect.ts";
+import { duplicateClient, type RedisClient, sentAtOnce } from "../../redis/connect.ts";
 import {
   logKeys,
   parseAck,

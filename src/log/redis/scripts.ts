@@ -1,4 +1,4 @@
-import type { RedisClient } from "../../stores/redis-connect.ts";
+import type { RedisClient } from "../../redis/connect.ts";
 
 /**
  * The Lua scripts of the Redis change log. Each runs atomically over the log's keys (all in

@@ -9,7 +9,7 @@ import { type ExchangeRules, RULES_SYNC_MS, shareChanges } from "../../../app/pr
 import { randomId } from "../../../core/random-id.ts";
 import { rateLimited, type Warner } from "../../../core/report.ts";
 import { rerunning } from "../../../core/rerun.ts";
-import { duplicateClient, type RedisClient } from "../../../stores/redis-connect.ts";
+import { duplicateClient, type RedisClient } from "../../../redis/connect.ts";
 
 // KEYS[1]: the rules hash; per rule id `h:` held, `t:` tested, `s:` last seen, `d:` an
 // operator's decision. ARGV[1]: the channel, ARGV[2]: the changes' JSON, ARGV[3]: the node,

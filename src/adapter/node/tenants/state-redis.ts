@@ -1,5 +1,5 @@
-import type { RedisClient } from "../../../stores/redis-connect.ts";
-import { connectRedis } from "../../../stores/redis-connect.ts";
+import type { RedisClient } from "../../../redis/connect.ts";
+import { connectRedis } from "../../../redis/connect.ts";
 import {
   type Created,
   exists,

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type Database from "better-sqlite3";
+import { NODE_TENANTS_LEASE, renewAfterMs } from "../../../core/lease.ts";
 import { openSqliteFile } from "../../../sources/sqlite-file.ts";
 import {
   type Created,
@@ -86,8 +87,8 @@ export interface TenantFeed {
  * `NODE_SEEN_MS`. The lease is shorter than that window, so a node the CLI stops waiting
  * for has already stopped serving.
  */
-export const STATE_LEASE_MS = 5000;
-export const HEARTBEAT_MS = 1000;
+export const STATE_LEASE_MS = NODE_TENANTS_LEASE.ms;
+export const HEARTBEAT_MS = renewAfterMs(NODE_TENANTS_LEASE);
 export const NODE_SEEN_MS = 6000;
 
 /** Opens the state a flag names: a `postgres://` or `redis://` URL, else a SQLite file. */

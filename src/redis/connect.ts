@@ -1,6 +1,11 @@
 import type { Cluster, Redis } from "ioredis";
 import { badOption, importPeer } from "../core/errors.ts";
 
+/**
+ * The ioredis client edgecache makes or is given, shared by the Redis store, the Redis change
+ * log, the Node cluster and tenants: it lives beneath them, so the log imports no store.
+ */
+
 /** An ioredis client: one server, or a Redis Cluster. */
 export type RedisClient = Redis | Cluster;
 
