@@ -102,7 +102,12 @@ export class SqlCache {
     const c = "sql";
     const client = sqlClient(options?.client);
     if (!client) {
-      badOption(c, "client", "a libSQL Client, a postgres.js Sql or a D1 binding", options?.client);
+      badOption(
+        c,
+        "client",
+        "a libSQL Client, a better-sqlite3 Database, a postgres.js Sql or a D1 binding",
+        options?.client,
+      );
     }
     const follow = options.capture ?? true;
     if (typeof follow !== "boolean") badOption(c, "capture", "true or false", follow);

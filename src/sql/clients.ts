@@ -13,7 +13,7 @@ export interface SqlResult<Row = SqlRow> {
 /** One of the clients the entry runs statements on. */
 export interface SqlClient {
   dialect: SqlDialect;
-  /** "libsql", "postgres.js" or "d1", for messages. */
+  /** "libsql", "better-sqlite3", "postgres.js" or "d1", for messages. */
   kind: string;
   run(sql: string, params: readonly unknown[]): Promise<SqlResult>;
   /** Reads a table's columns and their declared types from the catalog, by name. */
@@ -46,6 +46,17 @@ interface LibsqlClient {
   }>;
 }
 
+interface BetterSqlite {
+  prepare(sql: string): {
+    /** Whether the statement returns rows (a select, `returning`). */
+    reader: boolean;
+    /** Whether it writes nothing. */
+    readonly: boolean;
+    all(params: unknown[]): SqlRow[];
+    run(params: unknown[]): { changes: number };
+  };
+}
+
 interface PostgresJs {
   unsafe(sql: string, params: unknown[]): Promise<SqlRow[] & { count?: number | null }>;
 }
@@ -60,15 +71,16 @@ interface D1Like {
 
 /**
  * The client behind `client`, told by its shape: a libSQL `Client` (`@libsql/client`), a
- * postgres.js `Sql`, or a D1 binding. Undefined for anything else.
+ * better-sqlite3 `Database`, a postgres.js `Sql`, or a D1 binding. Undefined for anything else.
  */
 export function sqlClient(client: unknown): SqlClient | undefined {
-  switch (clientKind(client)) {
+  const kind = clientKind(client);
+  switch (kind) {
     case "postgres.js": {
       const sql = client as PostgresJs;
       return {
         dialect: "postgres",
-        kind: "postgres.js",
+        kind,
         columns(table) {
           return postgresColumns(this, table);
         },
@@ -80,44 +92,55 @@ export function sqlClient(client: unknown): SqlClient | undefined {
     }
     case "libsql": {
       const libsql = client as LibsqlClient;
-      return {
-        dialect: "sqlite",
-        kind: "libsql",
-        columns(table) {
-          return sqliteColumns(this, table);
-        },
-        async run(sql, params) {
-          const r = await libsql.execute({ sql, args: [...params] });
-          // libSQL's rows are array-likes with named columns; the entry returns plain objects.
-          const rows = r.rows.map((row) => {
-            const o: SqlRow = {};
-            r.columns.forEach((name, i) => {
-              o[name] = row[i];
-            });
-            return o;
+      return sqliteClient(kind, async (sql, params) => {
+        const r = await libsql.execute({ sql, args: [...params] });
+        // libSQL's rows are array-likes with named columns; the entry returns plain objects.
+        const rows = r.rows.map((row) => {
+          const o: SqlRow = {};
+          r.columns.forEach((name, i) => {
+            o[name] = row[i];
           });
-          return { rows, rowsAffected: r.rowsAffected };
-        },
-      };
+          return o;
+        });
+        return { rows, rowsAffected: r.rowsAffected };
+      });
+    }
+    case "better-sqlite3": {
+      const db = client as BetterSqlite;
+      // Synchronous, on the application's connection with its own busy_timeout, as any
+      // statement it runs there itself.
+      return sqliteClient(kind, async (sql, params) => {
+        const statement = db.prepare(sql);
+        if (!statement.reader)
+          return { rows: [], rowsAffected: statement.run([...params]).changes };
+        const rows = statement.all([...params]);
+        // A write's `returning` rows are the rows it changed.
+        return { rows, rowsAffected: statement.readonly ? 0 : rows.length };
+      });
     }
     case "d1": {
       const d1 = client as D1Like;
-      return {
-        dialect: "sqlite",
-        kind: "d1",
-        columns(table) {
-          return sqliteColumns(this, table);
-        },
-        async run(sql, params) {
-          const r = await d1
-            .prepare(sql)
-            .bind(...params)
-            .all();
-          return { rows: r.results ?? [], rowsAffected: r.meta?.changes ?? 0 };
-        },
-      };
+      return sqliteClient(kind, async (sql, params) => {
+        const r = await d1
+          .prepare(sql)
+          .bind(...params)
+          .all();
+        return { rows: r.results ?? [], rowsAffected: r.meta?.changes ?? 0 };
+      });
     }
     default:
       return undefined;
   }
+}
+
+/** A SQLite client (libSQL, better-sqlite3, D1): its catalog is SQLite's. */
+function sqliteClient(kind: string, run: SqlClient["run"]): SqlClient {
+  return {
+    dialect: "sqlite",
+    kind,
+    run,
+    columns(table) {
+      return sqliteColumns(this, table);
+    },
+  };
 }

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { createClient } from "@libsql/client";
+import Database from "better-sqlite3";
 import postgres from "postgres";
 import { postgresSource } from "../../src/sources/postgres.ts";
 
@@ -29,39 +30,61 @@ const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
 const unique = () =>
   `${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`;
 
+/** A SQLite file behind libSQL clients. */
 export function libsqlRaw(): RawHarness {
+  return sqliteRaw("libsql", (path) => {
+    const c = createClient({ url: `file:${path}` });
+    return { client: c, exec: (sql) => c.executeMultiple(sql), close: () => c.close() };
+  });
+}
+
+/** A SQLite file behind better-sqlite3 connections. */
+export function betterSqliteRaw(): RawHarness {
+  return sqliteRaw("better-sqlite3", (path) => {
+    const c = new Database(path);
+    return { client: c, exec: async (sql) => void c.exec(sql), close: () => c.close() };
+  });
+}
+
+/**
+ * A SQLite file whose connections (the entry's and the harness's own) are all of one
+ * library: two SQLite libraries in one process do not see each other's locks on a file.
+ */
+function sqliteRaw(
+  name: string,
+  open: (path: string) => { client: unknown; exec(sql: string): Promise<unknown>; close(): void },
+): RawHarness {
   const dir = mkdtempSync(join(tmpdir(), "edgecache-sql-"));
   const path = join(dir, "db.sqlite");
-  const clients: ReturnType<typeof createClient>[] = [];
-  const client = () => {
-    const c = createClient({ url: `file:${path}` });
-    clients.push(c);
+  const opened: ReturnType<typeof open>[] = [];
+  const connect = () => {
+    const c = open(path);
+    opened.push(c);
     return c;
   };
-  const admin = client();
+  const admin = connect();
   return {
-    name: "libsql",
+    name,
     table: (name) => name,
     p: () => "?",
-    client,
+    client: () => connect().client,
     exec: async (sql) => {
-      await admin.executeMultiple(sql);
+      await admin.exec(sql);
     },
     async reset() {
-      await admin.executeMultiple(`
+      await admin.exec(`
         create table if not exists users (id integer primary key, name text not null);
         create table if not exists posts (id integer primary key, user_id integer not null, title text not null);
         delete from users; delete from posts;
         insert into users values (1, 'Ann'), (2, 'Bo');
         insert into posts values (1, 1, 'hello');`);
     },
-    // In a process of its own, as a user runs it (two SQLite libraries in one process do
-    // not see each other's locks on a file).
+    // In a process of its own, as a user runs it.
     installCapture: async () => {
       await promisify(execFile)(BIN, ["capture", "install", "--db", path]);
     },
     async close() {
-      for (const c of clients) c.close();
+      for (const c of opened) c.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

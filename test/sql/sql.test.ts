@@ -4,7 +4,7 @@ import { sqlClient } from "../../src/sql/clients.ts";
 import { type SqlCache, sqlCache } from "../../src/sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { requirePostgres } from "../helpers/services.ts";
-import { libsqlRaw, postgresJsRaw, type RawHarness } from "./harness.ts";
+import { betterSqliteRaw, libsqlRaw, postgresJsRaw, type RawHarness } from "./harness.ts";
 
 const pg = await requirePostgres();
 
@@ -319,6 +319,14 @@ pg.describe("raw SQL with change capture: postgres.js", () => {
 
 describe("raw SQL without change capture: libSQL (file)", () => {
   rawSuite(() => libsqlRaw(), false);
+});
+
+describe("raw SQL with change capture: better-sqlite3 (file)", () => {
+  rawSuite(() => betterSqliteRaw(), true);
+});
+
+describe("raw SQL without change capture: better-sqlite3 (file)", () => {
+  rawSuite(() => betterSqliteRaw(), false);
 });
 
 pg.describe("raw SQL without change capture: postgres.js", () => {
