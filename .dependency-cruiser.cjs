@@ -56,6 +56,22 @@ module.exports = {
       to: { path: "^src/log/" },
     },
     {
+      name: "drizzle-adapter-is-a-leaf",
+      comment:
+        "Nothing imports the Drizzle adapter (src/drizzle): what Drizzle and raw SQL share, the query cache, lives in src/query-cache.",
+      severity: "error",
+      from: { path: "^src/", pathNot: "^src/drizzle/" },
+      to: { path: "^src/drizzle/" },
+    },
+    {
+      name: "query-cache-not-entries",
+      comment:
+        "The query cache (src/query-cache) imports none of the entries built on it (the Drizzle adapter, raw SQL in src/sql).",
+      severity: "error",
+      from: { path: "^src/query-cache/" },
+      to: { path: "^src/(drizzle|sql)/" },
+    },
+    {
       name: "no-cycles",
       comment:
         "No import cycle at load time: type-only imports are erased and a dynamic import() loads later, so neither counts.",

@@ -16,20 +16,20 @@ import {
 } from "../core/sql/shapes.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog, LogPosition } from "../log/contract.ts";
-import { isBusy } from "../sources/sqlite-dialect.ts";
-import { type DrizzleCapture, startCapture } from "./capture.ts";
-import { Cascades } from "./cascades.ts";
-import { clientKind } from "./client-kind.ts";
-import { decode, encode, Uncacheable } from "./codec.ts";
+import { type QueryCapture, startCapture } from "../query-cache/capture.ts";
+import { decode, encode, Uncacheable } from "../query-cache/codec.ts";
+import { withoutCapturedForms } from "../query-cache/columns.ts";
+import { followCapturedWrites, patchableMeta } from "../query-cache/result-patches.ts";
 import {
   type CapturedWrites,
   type QueryCacheStats,
   QueryStats,
   queryEngine,
-} from "./query-stats.ts";
+} from "../query-cache/stats.ts";
+import { clientKind } from "../sources/client-kind.ts";
+import { isBusy } from "../sources/sqlite-dialect.ts";
+import { Cascades } from "./cascades.ts";
 import { PendingReads } from "./reads.ts";
-import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
-import { withoutCapturedForms } from "./selects.ts";
 import { listOf, type TableRef, tableName } from "./tables.ts";
 
 export interface DrizzleCacheOptions {
@@ -140,9 +140,9 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   #captured: CapturedWrites | undefined;
   #logger: Warner;
   #warnedBusy = false;
-  #capture: DrizzleCapture | undefined;
+  #capture: QueryCapture | undefined;
   /** Reads the catalog's foreign keys when capture is not followed (`capture: false`). */
-  #catalogReader: DrizzleCapture | undefined;
+  #catalogReader: QueryCapture | undefined;
   /** Key -> the select behind it, for the engine's reload of hot invalidated keys. */
   #reruns = new LRUCache<string, Rerun>({ max: KEPT_RERUNS });
   /** Foreign keys whose actions change other tables' rows (see `cascade`). */
@@ -375,7 +375,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
    * Follows change capture in the database behind `client` (drizzle's `db.$client`), if it
    * is a client capture knows; `withTransactions` calls this. Returns the follower.
    */
-  followCapture(client: unknown): DrizzleCapture | undefined {
+  followCapture(client: unknown): QueryCapture | undefined {
     if (this.#capture) return this.#capture;
     const engine = this.engine;
     const capture = startCapture(client, engine, {
@@ -513,7 +513,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
    * What the planner knows of a table: as learned, but with floats and instants neither
    * compared nor ordered by where captured changes may come in another form: on a shared
    * engine (its owner's changes), or while capture's triggers may record them otherwise
-   * (see DrizzleCapture.recordsForms).
+   * (see QueryCapture.recordsForms).
    */
   #table(name: string): SqlTable | undefined {
     const table = this.#schema.get(name);

@@ -41,7 +41,7 @@ export class Cascades {
   /** The schemas of the tables named so far (`schema.table`), whose catalog is read. */
   #schemas = new Set<string>();
 
-  /** The database's foreign keys, read again (see DrizzleCapture); names as Drizzle writes them. */
+  /** The database's foreign keys, read again (see QueryCapture); names as Drizzle writes them. */
   setCatalog(actions: readonly ForeignKeyAction[]): void {
     const edges = new Map<string, Set<string>>();
     for (const a of actions) {

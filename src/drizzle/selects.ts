@@ -1,5 +1,6 @@
 import type { Cache as DrizzleCacheContract } from "drizzle-orm/cache/core";
 import type { SqlColumnKind, SqlDialect, SqlTable } from "../core/sql/shapes.ts";
+import { sqlTypeKind } from "../query-cache/columns.ts";
 import type { EdgecacheDrizzleCache } from "./cache.ts";
 import { tableName } from "./tables.ts";
 
@@ -110,47 +111,11 @@ function describeTable(table: Record<symbol, unknown>, dialect: SqlDialect): Sql
   return primary.length === 1 ? { primaryKey: primary[0]!, columns: kinds } : { columns: kinds };
 }
 
-/**
- * How the planner may compare a column's values: as the driver returns them and as the
- * database compares them. 64-bit integers and decimals come back as text from the
- * PostgreSQL drivers: "other", never compared. PostgreSQL's double precision is a "float"
- * (it may hold NaN, above every number there) and its timestamps "instant"s (see
- * core/sql/forms.ts); SQLite's dates are whatever text or numbers the application stores.
- */
+/** A Drizzle column's kind, by its declared SQL type (see sqlTypeKind). */
 function kindOf(column: ColumnLike, dialect: SqlDialect): SqlColumnKind {
   try {
     return sqlTypeKind(String(column.getSQLType?.() ?? ""), dialect);
   } catch {
     return "other";
   }
-}
-
-/** `kindOf` by a column's declared SQL type (`integer`, `text`, `varchar(20)`...). */
-export function sqlTypeKind(declared: string, dialect: SqlDialect): SqlColumnKind {
-  const type = declared.toLowerCase();
-  const numbers =
-    dialect === "sqlite"
-      ? /^(integer|int|real)$/
-      : /^(integer|int|int4|smallint|int2|serial|smallserial)$/;
-  if (numbers.test(type)) return "number";
-  // Not char(n): PostgreSQL pads it and compares without the padding.
-  if (/^(text|varchar|character varying)(\(\d+\))?$/.test(type)) return "text";
-  if (dialect !== "postgres") return "other";
-  if (/^(double precision|float8)$/.test(type)) return "float";
-  if (/^(timestamp|timestamptz)( ?\(\d\))?( with(out)? time zone)?$/.test(type)) return "instant";
-  return "other";
-}
-
-/**
- * A table's kinds for an engine whose captured changes are not put in the query caches'
- * form (a data API's engine, shared): floats and instants neither compared nor ordered by.
- */
-export function withoutCapturedForms(table: SqlTable): SqlTable {
-  const columns = table.columns;
-  if (!columns) return table;
-  const out: Record<string, SqlColumnKind> = {};
-  for (const [name, kind] of Object.entries(columns)) {
-    out[name] = kind === "float" || kind === "instant" ? "other" : kind;
-  }
-  return { ...table, columns: out };
 }

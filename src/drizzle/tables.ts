@@ -1,4 +1,5 @@
 import { badOption } from "../core/errors.ts";
+import { plainTableName } from "../query-cache/columns.ts";
 
 // Drizzle's table symbols are registered globally (`Symbol.for`), so a table is read without
 // importing drizzle-orm at run time (it is an optional peer dependency).
@@ -18,7 +19,7 @@ export type TableRef = string | object;
 export function tableName(table: TableRef): string {
   if (typeof table === "string") {
     if (table.length === 0) badOption("drizzle", "tables", "a table or a non-empty name", table);
-    return table.startsWith("public.") ? table.slice("public.".length) : table;
+    return plainTableName(table);
   }
   const t = table as Record<symbol, unknown>;
   if (t[IS_TABLE] !== true || typeof t[BASE_NAME] !== "string") {

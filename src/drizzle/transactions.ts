@@ -1,8 +1,8 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
 import { badOption } from "../core/errors.ts";
 import type { SqlDialect } from "../core/sql/shapes.ts";
+import type { QueryCapture } from "../query-cache/capture.ts";
 import { EdgecacheDrizzleCache } from "./cache.ts";
-import type { DrizzleCapture } from "./capture.ts";
 import { dialectOf, learnTable, shapeSelect } from "./selects.ts";
 
 /**
@@ -183,7 +183,7 @@ function settleMutations(
   session: SessionLike,
   cache: EdgecacheDrizzleCache,
   dialect: SqlDialect | undefined,
-  capture: DrizzleCapture | undefined,
+  capture: QueryCapture | undefined,
   client: unknown,
 ): void {
   const prepareQuery = session.prepareQuery;
@@ -245,7 +245,7 @@ function settleMutations(
  */
 async function settle(
   cache: EdgecacheDrizzleCache,
-  capture: DrizzleCapture | undefined,
+  capture: QueryCapture | undefined,
   tables: readonly string[],
 ): Promise<void> {
   const covered = capture ? tables.filter((t) => capture.covers([t])) : [];
@@ -261,7 +261,7 @@ async function settle(
  */
 function mutationCache(
   cache: EdgecacheDrizzleCache,
-  capture: DrizzleCapture | undefined,
+  capture: QueryCapture | undefined,
   tables: readonly string[],
 ): DrizzleCacheContract {
   return {

@@ -13,12 +13,12 @@ import {
 } from "../core/sql/shapes.ts";
 import { writtenTables } from "../core/sql/writes.ts";
 import type { Store } from "../core/store.ts";
-import { type DrizzleCapture, startCapture } from "../drizzle/capture.ts";
-import { decode, encode, Uncacheable } from "../drizzle/codec.ts";
-import { type QueryCacheStats, QueryStats, queryEngine } from "../drizzle/query-stats.ts";
-import { followCapturedWrites, patchableMeta } from "../drizzle/result-patches.ts";
-import { sqlTypeKind, withoutCapturedForms } from "../drizzle/selects.ts";
 import type { ChangeLog } from "../log/contract.ts";
+import { type QueryCapture, startCapture } from "../query-cache/capture.ts";
+import { decode, encode, Uncacheable } from "../query-cache/codec.ts";
+import { sqlTypeKind, withoutCapturedForms } from "../query-cache/columns.ts";
+import { followCapturedWrites, patchableMeta } from "../query-cache/result-patches.ts";
+import { type QueryCacheStats, QueryStats, queryEngine } from "../query-cache/stats.ts";
 import { type SqlClient, type SqlResult, type SqlRow, sqlClient } from "./clients.ts";
 
 export interface SqlCacheOptions {
@@ -79,7 +79,7 @@ export class SqlCache {
   #client: SqlClient;
   #ttl: number;
   #prefix: string;
-  #capture: DrizzleCapture | undefined;
+  #capture: QueryCapture | undefined;
   /** The first read of capture's catalog, awaited by the first query. */
   #ready: Promise<void> | undefined;
   /** Primary keys capture read from the database catalog (when this entry owns its engine). */

@@ -1,5 +1,5 @@
 import type { SqlDialect } from "../core/sql/shapes.ts";
-import { clientKind } from "../drizzle/client-kind.ts";
+import { clientKind } from "../sources/client-kind.ts";
 
 /** A row as the entry returns it: a plain object by column name. */
 export type SqlRow = Record<string, unknown>;

@@ -1,6 +1,6 @@
 import type { Cache, MutationOption } from "drizzle-orm/cache/core";
 import type { CacheConfig } from "drizzle-orm/cache/core/types";
-import { decode, encode } from "../../src/drizzle/codec.ts";
+import { decode, encode } from "../../src/query-cache/codec.ts";
 
 /**
  * What Drizzle's own Upstash cache does (drizzle-orm 0.45, `cache/upstash/cache.js`), in

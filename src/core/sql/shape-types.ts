@@ -16,7 +16,7 @@ export type { SqlDialect };
  *   never compared with a query's value;
  * - "other": neither compared nor ordered by.
  * "float" and "instant" only where the cache's captured changes are put in the same form
- * (the query caches' own capture, see DrizzleCapture).
+ * (the query caches' own capture, see QueryCapture).
  */
 export type SqlColumnKind = "text" | "number" | "float" | "instant" | "other";
 

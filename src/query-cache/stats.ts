@@ -7,7 +7,7 @@ import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
 import { localChangeLog } from "../log/in-process.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
-import type { CaptureStats, DrizzleCapture } from "./capture.ts";
+import type { CaptureStats, QueryCapture } from "./capture.ts";
 
 /** A query cache's time to live unless a query says otherwise: an hour. */
 const DEFAULT_TTL_MS = 60 * 60_000;
@@ -166,7 +166,7 @@ export class QueryStats {
     engine: Cache,
     prefix: string,
     tableTag: (table: string) => string,
-    capture: DrizzleCapture | undefined,
+    capture: QueryCapture | undefined,
   ): QueryCacheStats {
     const tables: Record<string, number> = {};
     for (const t of this.#tables) {

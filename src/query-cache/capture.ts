@@ -13,6 +13,7 @@ import { comparableEvent } from "../core/sql/forms.ts";
 import type { SqlColumnKind } from "../core/sql/shapes.ts";
 import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
+import { clientKind } from "../sources/client-kind.ts";
 import type { D1DatabaseLike } from "../sources/d1.ts";
 import { D1_INTERNAL } from "../sources/d1-capture.ts";
 import { nodeRequire } from "../sources/node-require.ts";
@@ -39,18 +40,17 @@ import {
   openLibsqlCopy,
   ownConnection,
 } from "../sources/sqlite-own-connection.ts";
-import { clientKind } from "./client-kind.ts";
-import { tableName } from "./tables.ts";
+import { plainTableName } from "./columns.ts";
 
 /**
- * Change capture behind a Drizzle database: when `npx edgecache capture install` has put
- * its triggers in the database, every change to a captured table, made through Drizzle or
- * around it (another connection, psql, the sqlite3 shell), reaches the adapter's engine
- * with its old and new rows, planned by primary key like the data API's writes. A Drizzle
- * mutation then waits for its own changes to be applied (`settled`) instead of emptying
- * its tables.
+ * Change capture behind a query cache's client (the Drizzle adapter's `db.$client`, the raw
+ * SQL entry's client): when `npx edgecache capture install` has put its triggers in the
+ * database, every change to a captured table, made through the cache or around it (another
+ * connection, psql, the sqlite3 shell), reaches the cache's engine with its old and new
+ * rows, planned by primary key like the data API's writes. A mutation through the cache
+ * then waits for its own changes to be applied (`settled`) instead of emptying its tables.
  *
- * The client is told by its shape (drizzle-orm's `db.$client`): a libSQL `Client`, a
+ * The client is told by its shape (src/sources/client-kind.ts): a libSQL `Client`, a
  * postgres.js `Sql`, a better-sqlite3 `Database`, or a D1 binding whose cache follows a
  * log that D1's capture drain feeds (`durableChangeLog`: the change log's Durable Object
  * drains the change table, and a mutation asks it to drain at once). Others (node-postgres)
@@ -189,9 +189,9 @@ export function startCapture(
   client: unknown,
   engine: Cache,
   options: CaptureOptions,
-): DrizzleCapture | undefined {
+): QueryCapture | undefined {
   const driver = captureDriver(client, engine);
-  return driver && new DrizzleCapture(driver, engine, options);
+  return driver && new QueryCapture(driver, engine, options);
 }
 
 function captureDriver(client: unknown, engine: Cache): CaptureDriver | undefined {
@@ -220,7 +220,7 @@ function captureDriver(client: unknown, engine: Cache): CaptureDriver | undefine
 }
 
 /** The follower of every installation, and what the transactions ask of it. */
-export class DrizzleCapture {
+export class QueryCapture {
   #driver: CaptureDriver;
   #engine: Cache;
   #setSchema: ((schema: PlanSchema) => void) | undefined;
@@ -263,7 +263,7 @@ export class DrizzleCapture {
    * Whether every one of `tables` is captured and this node consumes its change table:
    * then its changes reach the planner here, and a mutation need not empty the tables.
    */
-  covers(tables: readonly unknown[]): boolean {
+  covers(tables: readonly string[]): boolean {
     if (this.#closed || tables.length === 0) return false;
     return tables.every((t) => this.#followerOf(t) !== undefined);
   }
@@ -274,7 +274,7 @@ export class DrizzleCapture {
    * table not captured, another node consumes, the database out of reach), and the caller
    * then invalidates the tables.
    */
-  async settled(tables: readonly unknown[]): Promise<boolean> {
+  async settled(tables: readonly string[]): Promise<boolean> {
     if (this.#driver.lazyMs !== undefined) await this.#fresh();
     if (!this.covers(tables)) return false;
     const followers = new Set(tables.map((t) => this.#followerOf(t)!));
@@ -385,7 +385,7 @@ export class DrizzleCapture {
    * a lazy driver (D1), once the catalog read and the first word from the followers it
    * needed are in: a Worker's promise must settle within the request that made it.
    */
-  want(tables: readonly unknown[]): Promise<void> {
+  want(tables: readonly string[]): Promise<void> {
     const fresh = this.#fresh();
     for (const table of tables) {
       const name = nameOf(table);
@@ -428,7 +428,7 @@ export class DrizzleCapture {
     return [...schemas];
   }
 
-  #followerOf(table: unknown): CaptureFollower | undefined {
+  #followerOf(table: string): CaptureFollower | undefined {
     const name = nameOf(table);
     if (name === undefined) return undefined;
     for (const { follower, tables } of this.#followers.values()) {
@@ -482,13 +482,9 @@ export class DrizzleCapture {
   }
 }
 
-/** A table's name as Drizzle gives it, or undefined for something that names none. */
-function nameOf(table: unknown): string | undefined {
-  try {
-    return tableName(table as string | object);
-  } catch {
-    return undefined;
-  }
+/** A table's name as the caches key it, or undefined for an empty one. */
+function nameOf(table: string): string | undefined {
+  return table === "" ? undefined : plainTableName(table);
 }
 
 /**

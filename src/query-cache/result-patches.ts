@@ -4,9 +4,9 @@ import type { CacheEntry } from "../core/entry.ts";
 import type { Row } from "../core/query.ts";
 import { patchResult, type ResultPlan, resultPlan, tableRows } from "../core/sql/patch.ts";
 import { resultRows, type SqlShape, type SqlTable } from "../core/sql/shapes.ts";
-import type { DrizzleCapture } from "./capture.ts";
+import type { QueryCapture } from "./capture.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
-import type { CapturedWrites } from "./query-stats.ts";
+import type { CapturedWrites } from "./stats.ts";
 
 /**
  * Patch in place for the query caches (the Drizzle adapter, the raw SQL entry): the
@@ -42,7 +42,7 @@ export function patchableMeta(
  */
 export function followCapturedWrites(
   engine: Cache,
-  capture: DrizzleCapture,
+  capture: QueryCapture,
   captured: CapturedWrites | undefined,
   options: { prefix: string; patchInPlace: boolean; refetch?: (key: string) => Promise<void> },
 ): boolean {

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { decode, encode, Uncacheable } from "../../src/drizzle/codec.ts";
+import { decode, encode, Uncacheable } from "../../src/query-cache/codec.ts";
 
 /** Values a driver hands Drizzle: scalars, dates, bigints, bytes, rows, arrays of them. */
 const scalar = fc.oneof(

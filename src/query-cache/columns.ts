@@ -1,0 +1,47 @@
+import type { SqlColumnKind, SqlDialect, SqlTable } from "../core/sql/shapes.ts";
+
+/**
+ * How the planner may compare a column's values, by its declared SQL type (`integer`,
+ * `text`, `varchar(20)`...): as the driver returns them and as the database compares them.
+ * 64-bit integers and decimals come back as text from the PostgreSQL drivers: "other",
+ * never compared. PostgreSQL's double precision is a "float" (it may hold NaN, above every
+ * number there) and its timestamps "instant"s (see core/sql/forms.ts); SQLite's dates are
+ * whatever text or numbers the application stores.
+ */
+export function sqlTypeKind(declared: string, dialect: SqlDialect): SqlColumnKind {
+  const type = declared.toLowerCase();
+  const numbers =
+    dialect === "sqlite"
+      ? /^(integer|int|real)$/
+      : /^(integer|int|int4|smallint|int2|serial|smallserial)$/;
+  if (numbers.test(type)) return "number";
+  // Not char(n): PostgreSQL pads it and compares without the padding.
+  if (/^(text|varchar|character varying)(\(\d+\))?$/.test(type)) return "text";
+  if (dialect !== "postgres") return "other";
+  if (/^(double precision|float8)$/.test(type)) return "float";
+  if (/^(timestamp|timestamptz)( ?\(\d\))?( with(out)? time zone)?$/.test(type)) return "instant";
+  return "other";
+}
+
+/**
+ * A table's kinds for an engine whose captured changes are not put in the query caches'
+ * form (a data API's engine, shared): floats and instants neither compared nor ordered by.
+ */
+export function withoutCapturedForms(table: SqlTable): SqlTable {
+  const columns = table.columns;
+  if (!columns) return table;
+  const out: Record<string, SqlColumnKind> = {};
+  for (const [name, kind] of Object.entries(columns)) {
+    out[name] = kind === "float" || kind === "instant" ? "other" : kind;
+  }
+  return { ...table, columns: out };
+}
+
+/**
+ * A table's name as the query caches key it: as written, less a leading `public.`
+ * (PostgreSQL's default schema, which Drizzle and most SQL leave out), so `users` and
+ * `public.users` name one table.
+ */
+export function plainTableName(name: string): string {
+  return name.startsWith("public.") ? name.slice("public.".length) : name;
+}
