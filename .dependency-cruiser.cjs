@@ -1,19 +1,8 @@
 // Architecture rules (the design's portable core and layout; docs/design/architecture.md), checked by
 // `npm run check`: the core is portable, apps never reach into runtime adapters, and no
-// module depends on itself through others at run time.
+// module depends on itself through others, not even through a type.
 /** The portable code: the core, and the change log's contract and in-process log it imports. */
 const PORTABLE = ["^src/core/", "^src/log/(contract|in-process|outside-writes)\\.ts$"];
-
-/**
- * Parts kept free of every import cycle, type-only ones included: the cache engine's modules
- * (each given what it uses, none naming another's type in a circle), what the facade hands
- * itself to (namespaces, warming), and the proxy app.
- */
-const NO_CYCLES_AT_ALL = [
-  "^src/core/cache/",
-  "^src/core/(namespace|warm)\\.ts$",
-  "^src/app/proxy(\\.ts$|/)",
-];
 
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -74,20 +63,9 @@ module.exports = {
     {
       name: "no-cycles",
       comment:
-        "No import cycle at load time: type-only imports are erased and a dynamic import() loads later, so neither counts.",
+        "No import cycle anywhere in src, type-only and dynamic imports included: modules that name each other's types are one module in disguise, or share a bag; a type both need lives beneath both (a contract file).",
       severity: "error",
       from: { path: "^src/" },
-      to: {
-        circular: true,
-        viaOnly: { dependencyTypesNot: ["type-only", "dynamic-import"] },
-      },
-    },
-    {
-      name: "no-cycles-at-all",
-      comment:
-        "In the parts kept clean (NO_CYCLES_AT_ALL), no import cycle even through type-only imports: modules that name each other's types are one module in disguise, or share a bag.",
-      severity: "error",
-      from: { path: NO_CYCLES_AT_ALL },
       to: { circular: true },
     },
   ],

@@ -6,7 +6,7 @@ import {
   type CapturingSource,
   capturedEvent,
 } from "../core/capture.ts";
-import type { D1DatabaseLike, D1QueriesLike, D1StatementLike } from "./d1.ts";
+import type { D1DatabaseLike, D1QueriesLike, D1StatementLike } from "./d1-binding.ts";
 import { literal } from "./sql.ts";
 import {
   CAPTURE_BACKLOG_SQL,

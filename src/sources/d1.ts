@@ -1,6 +1,12 @@
 import type { CapturingSource } from "../core/capture.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import type { Row, ViewInfo } from "../core/query.ts";
+import type {
+  D1DatabaseLike,
+  D1QueriesLike,
+  D1SessionLike,
+  D1StatementLike,
+} from "./d1-binding.ts";
 import { D1_INTERNAL, D1OwnChanges, d1Capturing } from "./d1-capture.ts";
 import type { Source, WriteOptions } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
@@ -9,26 +15,7 @@ import { type BatchDriver, runStepsAsync } from "./sql-driver.ts";
 import { sqlSource } from "./sql-source.ts";
 import { sqliteDialect, toEdgecacheError } from "./sqlite-dialect.ts";
 
-/** The part of a D1 binding (`D1Database`) this source uses; no Cloudflare type needed. */
-export interface D1DatabaseLike extends D1QueriesLike {
-  /** D1's Sessions API (read replication); a binding without it is read at its primary. */
-  withSession?(constraintOrBookmark?: string): D1SessionLike;
-}
-/** What a database and a session both take: statements, alone or in one batch. */
-export interface D1QueriesLike {
-  prepare(sql: string): D1StatementLike;
-  batch(statements: D1StatementLike[]): Promise<{ results: unknown[] }[]>;
-}
-/** A D1 session: its queries are at or after the bookmark it was opened with. */
-export interface D1SessionLike extends D1QueriesLike {
-  /** The newest bookmark a query of the session answered at; null before any. */
-  getBookmark(): string | null;
-}
-export interface D1StatementLike {
-  bind(...values: unknown[]): D1StatementLike;
-  all(): Promise<{ results: unknown[] }>;
-  first(): Promise<unknown>;
-}
+export type { D1DatabaseLike, D1QueriesLike, D1SessionLike, D1StatementLike };
 
 export interface D1SourceOptions {
   /** The D1 binding (`env.DB` in a Worker). */

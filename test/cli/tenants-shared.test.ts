@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import pg from "pg";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { shortHash } from "../../src/adapter/node/cluster.ts";
-import { STATE_LEASE_MS } from "../../src/adapter/node/tenants/state.ts";
+import { STATE_LEASE_MS } from "../../src/adapter/node/tenants/state-contract.ts";
 import { randomId } from "../../src/core/random-id.ts";
 import { exchange } from "../adapter/raw-client.ts";
 import { tempDir } from "../app/harness.ts";

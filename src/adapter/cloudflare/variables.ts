@@ -1,5 +1,6 @@
 import { badOption, badVariable } from "../../core/errors.ts";
 import { DEFAULT_LOG_LEVEL, isLogLevel, LOG_LEVELS, type LogLevel } from "../../core/log-levels.ts";
+import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import {
   CHANGE_LOG_MODES,
   type ChangeLogMode,
@@ -7,9 +8,89 @@ import {
   MIN_LEASE_MS,
   REGION_NAME,
 } from "../../log/durable-object.ts";
+import type { TierNamespaceLike } from "../../stores/durable-object.ts";
 import { DURABLE_OBJECT_MAX_SHARDS } from "../../stores/durable-object.ts";
 import type { KvNamespaceLike } from "../../stores/kv.ts";
-import type { EdgeCacheOptions, LogEnv } from "./worker.ts";
+
+/** The bindings and variables of the cache and the log, which every edgecache Worker reads. */
+export interface LogEnv {
+  /** The Durable Object namespace of `ChangeLogObject`: the order of changes. */
+  CHANGE_LOG: DurableObjectNamespaceLike;
+  /** KV: the global, eventually consistent tier. */
+  CACHE?: KvNamespaceLike;
+  /**
+   * The Durable Object namespace of `CacheTierObject`: a strongly consistent tier between
+   * memory and the Cache API, and the object whose alarm runs the precompute (optional).
+   */
+  CACHE_TIER?: TierNamespaceLike;
+  /** Bearer token of the admin API; without it only loopback clients (wrangler dev) get in. */
+  EDGECACHE_ADMIN_TOKEN?: string;
+  /** Host names the admin API answers to besides localhost, comma-separated (`api.example.com`). */
+  EDGECACHE_ALLOWED_HOSTS?: string;
+  /** `strict` (default), `lease`, `follower` or `session`: see `DurableChangeLog`. */
+  EDGECACHE_LOG_MODE?: string;
+  /** `off`: caching off, every read goes to D1 or the origin (counted as bypasses); `on` (default). */
+  EDGECACHE_CACHE?: string;
+  /** The default TTL, seconds (over the `ttl` option). */
+  EDGECACHE_TTL?: string;
+  /** Bytes the isolate's memory tier may hold (over `memoryBytes`). */
+  EDGECACHE_MEMORY_BYTES?: string;
+  /** `off`: no KV tier even with `CACHE` bound; `on`: KV, which needs `CACHE` (default: KV when bound). */
+  EDGECACHE_KV?: string;
+  /** `fatal`, `error`, `warn` (default), `info` (every request), `debug`, `trace` or `silent`. */
+  EDGECACHE_LOG_LEVEL?: string;
+  /** Lease mode: ms an isolate trusts its memory after it last heard the log; follower mode: a follower's lease. */
+  EDGECACHE_LEASE_MS?: string;
+  /** Follower mode: this Worker's region (a location hint such as `weur`); default from `request.cf`. */
+  EDGECACHE_REGION?: string;
+  /** Objects the Durable Object tier spreads keys over (over `tierShards`); `cacheTierObject` reads it too. */
+  EDGECACHE_TIER_SHARDS?: string;
+}
+
+/**
+ * The settings a Worker's cache is made of (both the data API's and the proxy's). Where an
+ * `EDGECACHE_*` variable is set it wins over its option here (see workerSettings).
+ */
+export interface EdgeCacheOptions {
+  /** Default TTL in seconds (one day); `EDGECACHE_TTL` overrides. */
+  ttl?: number;
+  /**
+   * Seconds after the TTL during which a stale response is served at once and refreshed in
+   * the background (`ctx.waitUntil`); 0 (default) turns it off.
+   */
+  staleWhileRevalidate?: number;
+  /** Bytes the isolate's memory tier may hold (MEMORY_TIER_BYTES); `EDGECACHE_MEMORY_BYTES` overrides. */
+  memoryBytes?: number;
+  /**
+   * false: caching off, every read goes to D1 or the origin and nothing is stored, each read
+   * counted in the stats' `bypasses`; writes still go through the log. `EDGECACHE_CACHE` overrides.
+   */
+  caching?: boolean;
+  /** false: no KV tier even with a `CACHE` binding (default: KV when bound); `EDGECACHE_KV` overrides. */
+  kv?: boolean;
+  /**
+   * Objects the Durable Object tier (`CACHE_TIER`) spreads keys over, default 1. Prefer the
+   * variable `EDGECACHE_TIER_SHARDS`, which `cacheTierObject` reads too: one number for both
+   * (else this must equal `cacheTierObject`'s `shards`).
+   */
+  tierShards?: number;
+  /** What the isolate logs (`warn`); `EDGECACHE_LOG_LEVEL` overrides. */
+  logLevel?: LogLevel;
+  /**
+   * The change log's mode and lease; `EDGECACHE_LOG_MODE` / `EDGECACHE_LEASE_MS` override.
+   * `follower`: each request syncs with its region's follower of the log (docs/guides/regions.md).
+   */
+  mode?: ChangeLogMode;
+  leaseMs?: number;
+  /**
+   * Follower mode: the region whose follower this Worker's isolates sync with (a location
+   * hint: `wnam`, `enam`, `sam`, `weur`, `eeur`, `apac`, `oc`, `afr`, `me`). Default: from
+   * the first request's `cf.continent` (REGION_OF_CONTINENT); `EDGECACHE_REGION` overrides.
+   */
+  region?: string;
+  /** The Durable Object's name: one log (and one order of changes) per name. */
+  logName?: string;
+}
 
 /**
  * An isolate has 128 MB for everything: the memory tier takes at most a quarter, leaving

@@ -7,16 +7,14 @@ import { sourceCheck } from "../../app/health.ts";
 import { Cache } from "../../core/cache/index.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 import { requestKey } from "../../core/keys.ts";
-import type { LogLevel } from "../../core/log-levels.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { Store } from "../../core/store.ts";
-import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import type { LogPosition } from "../../log/contract.ts";
-import { type ChangeLogMode, DurableChangeLog } from "../../log/durable-object.ts";
+import { DurableChangeLog } from "../../log/durable-object.ts";
 import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";
 import { type CacheStorageLike, cacheApiStore } from "../../stores/cache-api.ts";
-import { durableObjectStore, type TierNamespaceLike } from "../../stores/durable-object.ts";
-import { type KvNamespaceLike, kvStore } from "../../stores/kv.ts";
+import { durableObjectStore } from "../../stores/durable-object.ts";
+import { kvStore } from "../../stores/kv.ts";
 import { memoryStore } from "../../stores/memory.ts";
 import { Background } from "./background.ts";
 import { startPrecompute } from "./cache-tier-object.ts";
@@ -26,9 +24,13 @@ import { requestSession, seenAfter, withSession } from "./session.ts";
 import {
   DEFAULT_TTL_SECONDS,
   describeSettings,
+  type EdgeCacheOptions,
+  type LogEnv,
   type WorkerSettings,
   workerSettings,
 } from "./variables.ts";
+
+export type { EdgeCacheOptions, LogEnv };
 
 /**
  * The bindings and variables the Worker reads (names as in `wrangler.jsonc`). Only `DB`
@@ -37,41 +39,6 @@ import {
 export interface EdgecacheEnv extends LogEnv {
   /** D1: the database the data API serves. */
   DB: D1DatabaseLike;
-}
-
-/** The bindings and variables of the cache and the log, which every edgecache Worker reads. */
-export interface LogEnv {
-  /** The Durable Object namespace of `ChangeLogObject`: the order of changes. */
-  CHANGE_LOG: DurableObjectNamespaceLike;
-  /** KV: the global, eventually consistent tier. */
-  CACHE?: KvNamespaceLike;
-  /**
-   * The Durable Object namespace of `CacheTierObject`: a strongly consistent tier between
-   * memory and the Cache API, and the object whose alarm runs the precompute (optional).
-   */
-  CACHE_TIER?: TierNamespaceLike;
-  /** Bearer token of the admin API; without it only loopback clients (wrangler dev) get in. */
-  EDGECACHE_ADMIN_TOKEN?: string;
-  /** Host names the admin API answers to besides localhost, comma-separated (`api.example.com`). */
-  EDGECACHE_ALLOWED_HOSTS?: string;
-  /** `strict` (default), `lease`, `follower` or `session`: see `DurableChangeLog`. */
-  EDGECACHE_LOG_MODE?: string;
-  /** `off`: caching off, every read goes to D1 or the origin (counted as bypasses); `on` (default). */
-  EDGECACHE_CACHE?: string;
-  /** The default TTL, seconds (over the `ttl` option). */
-  EDGECACHE_TTL?: string;
-  /** Bytes the isolate's memory tier may hold (over `memoryBytes`). */
-  EDGECACHE_MEMORY_BYTES?: string;
-  /** `off`: no KV tier even with `CACHE` bound; `on`: KV, which needs `CACHE` (default: KV when bound). */
-  EDGECACHE_KV?: string;
-  /** `fatal`, `error`, `warn` (default), `info` (every request), `debug`, `trace` or `silent`. */
-  EDGECACHE_LOG_LEVEL?: string;
-  /** Lease mode: ms an isolate trusts its memory after it last heard the log; follower mode: a follower's lease. */
-  EDGECACHE_LEASE_MS?: string;
-  /** Follower mode: this Worker's region (a location hint such as `weur`); default from `request.cf`. */
-  EDGECACHE_REGION?: string;
-  /** Objects the Durable Object tier spreads keys over (over `tierShards`); `cacheTierObject` reads it too. */
-  EDGECACHE_TIER_SHARDS?: string;
 }
 
 /** A Worker's `ExecutionContext`, as Hono declares it (no Cloudflare type). */
@@ -276,51 +243,6 @@ export function isolateLogger(settings: WorkerSettings, background: Background):
   background.report = logger.warn;
   logger.info(`[edgecache] [${C}] isolate started: ${describeSettings(settings)}`);
   return logger;
-}
-
-/**
- * The settings a Worker's cache is made of (both the data API's and the proxy's). Where an
- * `EDGECACHE_*` variable is set it wins over its option here (see workerSettings).
- */
-export interface EdgeCacheOptions {
-  /** Default TTL in seconds (one day); `EDGECACHE_TTL` overrides. */
-  ttl?: number;
-  /**
-   * Seconds after the TTL during which a stale response is served at once and refreshed in
-   * the background (`ctx.waitUntil`); 0 (default) turns it off.
-   */
-  staleWhileRevalidate?: number;
-  /** Bytes the isolate's memory tier may hold (MEMORY_TIER_BYTES); `EDGECACHE_MEMORY_BYTES` overrides. */
-  memoryBytes?: number;
-  /**
-   * false: caching off, every read goes to D1 or the origin and nothing is stored, each read
-   * counted in the stats' `bypasses`; writes still go through the log. `EDGECACHE_CACHE` overrides.
-   */
-  caching?: boolean;
-  /** false: no KV tier even with a `CACHE` binding (default: KV when bound); `EDGECACHE_KV` overrides. */
-  kv?: boolean;
-  /**
-   * Objects the Durable Object tier (`CACHE_TIER`) spreads keys over, default 1. Prefer the
-   * variable `EDGECACHE_TIER_SHARDS`, which `cacheTierObject` reads too: one number for both
-   * (else this must equal `cacheTierObject`'s `shards`).
-   */
-  tierShards?: number;
-  /** What the isolate logs (`warn`); `EDGECACHE_LOG_LEVEL` overrides. */
-  logLevel?: LogLevel;
-  /**
-   * The change log's mode and lease; `EDGECACHE_LOG_MODE` / `EDGECACHE_LEASE_MS` override.
-   * `follower`: each request syncs with its region's follower of the log (docs/guides/regions.md).
-   */
-  mode?: ChangeLogMode;
-  leaseMs?: number;
-  /**
-   * Follower mode: the region whose follower this Worker's isolates sync with (a location
-   * hint: `wnam`, `enam`, `sam`, `weur`, `eeur`, `apac`, `oc`, `afr`, `me`). Default: from
-   * the first request's `cf.continent` (REGION_OF_CONTINENT); `EDGECACHE_REGION` overrides.
-   */
-  region?: string;
-  /** The Durable Object's name: one log (and one order of changes) per name. */
-  logName?: string;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { TenantState } from "../../adapter/node/tenants/state.ts";
+import type { TenantState } from "../../adapter/node/tenants/state-contract.ts";
 import type { Created, KeyScope, Tenant } from "../../adapter/tenants/model.ts";
 import { nodeClient } from "./node-client.ts";
 

@@ -1,12 +1,8 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import {
-  DEFAULT_STATE_FILE,
-  openTenantState,
-  type Settled,
-  type TenantState,
-} from "../../adapter/node/tenants/state.ts";
+import { DEFAULT_STATE_FILE, openTenantState } from "../../adapter/node/tenants/state.ts";
+import type { Settled, TenantState } from "../../adapter/node/tenants/state-contract.ts";
 import type { Tenant } from "../../adapter/tenants/model.ts";
 import { isPostgresUrl, redactUrl } from "../../sources/postgres.ts";
 import { sqliteFileProblem } from "../../sources/sqlite-file.ts";

@@ -1,6 +1,6 @@
 import type { WriteEvent } from "../deps/planner.ts";
 import type { Row } from "../query.ts";
-import type { SqlColumnKind } from "./shapes.ts";
+import type { SqlColumnKind } from "./shape-types.ts";
 
 /**
  * Values as the query caches' planner compares them, whatever form they came in.

@@ -26,13 +26,13 @@ import { createNodeEdgecache } from "../modes/data-api.ts";
 import { createNodeProxy, hitFinder } from "../modes/proxy.ts";
 import type { HitRequest } from "../server/hit-reply.ts";
 import { DRAIN_MS, dataApiHits, type RunningServer } from "../server/server.ts";
+import { openTenantState } from "./state.ts";
 import {
   DEFAULT_REDIS_STATE_PREFIX,
   keyHash,
-  openTenantState,
   type TenantFeed,
   type TenantState,
-} from "./state.ts";
+} from "./state-contract.ts";
 
 export interface TenantNodeOptions {
   /** The state database: a SQLite file (edgecache.tenants.db), or a postgres:// or redis:// URL. */

@@ -13,7 +13,7 @@ import {
   type Row,
   type Tenant,
 } from "../../tenants/model.ts";
-import { keyHash, NODE_SEEN_MS, newTenant, type TenantState } from "./state.ts";
+import { keyHash, NODE_SEEN_MS, newTenant, type TenantState } from "./state-contract.ts";
 import { type SharedState, settleAt, sharedFeed } from "./state-shared.ts";
 
 /** NOTIFY channel of changes; the payload is the new version. */

@@ -17,7 +17,7 @@ import {
   NODE_SEEN_MS,
   newTenant,
   type TenantState,
-} from "./state.ts";
+} from "./state-contract.ts";
 import { type SharedState, settleAt, sharedFeed } from "./state-shared.ts";
 
 /** Commands of the CLI and the feed may wait this long (the default 500 ms is for tiers). */

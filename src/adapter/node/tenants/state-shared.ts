@@ -8,7 +8,7 @@ import {
   type Settled,
   STATE_LEASE_MS,
   type TenantFeed,
-} from "./state.ts";
+} from "./state-contract.ts";
 
 /** What a state shared by nodes (PostgreSQL, Redis) provides to follow it. */
 export interface SharedState {
