@@ -61,6 +61,14 @@ module.exports = {
       to: { path: "^src/(drizzle|sql)/" },
     },
     {
+      name: "cli-through-sources-index",
+      comment:
+        "The command line reaches the sources through their room's front door (src/sources/index.ts), never a dialect, driver or capture file of theirs.",
+      severity: "error",
+      from: { path: "^src/cli/" },
+      to: { path: "^src/sources/", pathNot: "^src/sources/index\\.ts$" },
+    },
+    {
       name: "no-cycles",
       comment:
         "No import cycle anywhere in src, type-only and dynamic imports included: modules that name each other's types are one module in disguise, or share a bag; a type both need lives beneath both (a contract file).",

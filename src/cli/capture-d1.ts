@@ -6,18 +6,16 @@ import { join, resolve } from "node:path";
 import type { CaptureStatus } from "../core/capture.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import {
-  capturableTables,
-  capturedTables,
-  D1_TABLES_SQL,
-  d1ColumnsSql,
-} from "../sources/d1-capture.ts";
-import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_TRIGGERS_SQL,
+  capturableTables,
+  capturedTables,
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,
-} from "../sources/sqlite-capture-sql.ts";
+  D1_TABLES_SQL,
+  d1ColumnsSql,
+} from "../sources/index.ts";
 
 /**
  * `edgecache capture ... --d1 <database>`: change capture in a D1 database, through

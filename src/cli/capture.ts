@@ -1,10 +1,14 @@
 import { defineCommand } from "citty";
 import type { CaptureStatus, CapturingSource } from "../core/capture.ts";
 import { EdgecacheError } from "../core/errors.ts";
-import { isPostgresUrl, postgresSource, redactUrl } from "../sources/postgres.ts";
-import type { Source } from "../sources/source.ts";
-import { sqliteSource } from "../sources/sqlite.ts";
-import { sqliteFileProblem } from "../sources/sqlite-file.ts";
+import type { Source } from "../sources/index.ts";
+import {
+  isPostgresUrl,
+  postgresSource,
+  redactUrl,
+  sqliteFileProblem,
+  sqliteSource,
+} from "../sources/index.ts";
 import {
   type D1Target,
   d1Install,

@@ -4,8 +4,7 @@ import { defineCommand } from "citty";
 import stripJsonComments from "strip-json-comments";
 import { validateConfig } from "../../adapter/node/config.ts";
 import { type Mode, optionOfKey } from "../../adapter/node/options.ts";
-import { isPostgresUrl } from "../../sources/postgres.ts";
-import { sqliteFileProblem } from "../../sources/sqlite-file.ts";
+import { isPostgresUrl, sqliteFileProblem } from "../../sources/index.ts";
 import { CliFailure, EXIT, usageError } from "../run.ts";
 
 const FILE = "edgecache.config.json";

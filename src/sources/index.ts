@@ -1,0 +1,23 @@
+/**
+ * The sources' room as the command line reaches it: the factories, the checks of what a
+ * user names (a SQLite file, a PostgreSQL URL), and change capture's SQL for D1 run
+ * through wrangler. The rest of src/sources is the room's own (dependency-cruiser's
+ * `cli-through-sources-index`).
+ */
+export {
+  capturableTables,
+  capturedTables,
+  D1_TABLES_SQL,
+  d1ColumnsSql,
+} from "./d1-capture.ts";
+export { isPostgresUrl, postgresSource, redactUrl } from "./postgres.ts";
+export type { Source } from "./source.ts";
+export { sqliteSource } from "./sqlite.ts";
+export {
+  CAPTURE_BACKLOG_SQL,
+  CAPTURE_TRIGGERS_SQL,
+  captureInstallSql,
+  captureStatusOf,
+  captureUninstallSql,
+} from "./sqlite-capture-sql.ts";
+export { sqliteFileProblem } from "./sqlite-file.ts";
