@@ -1,3 +1,4 @@
+import type Database from "better-sqlite3";
 import { EdgecacheError } from "../core/errors.ts";
 import type { Row } from "../core/query.ts";
 import type { WriteOptions } from "./source.ts";
@@ -5,6 +6,8 @@ import type { Statement, Steps } from "./sql-dialect.ts";
 import { runStepsAsync, type TransactionDriver } from "./sql-driver.ts";
 import { ownMarked } from "./sqlite-capture.ts";
 import { MAX_IN_PARAMS, toEdgecacheError, whenNotBusy } from "./sqlite-dialect.ts";
+import { openLibsqlFile } from "./sqlite-own-connection.ts";
+import { SyncSqliteDriver } from "./sqlite-sync-driver.ts";
 
 /** A libSQL `Client` (`@libsql/client`) as far as the source uses it; no import needed. */
 export interface LibsqlClientLike {
@@ -35,38 +38,72 @@ interface LibsqlResult {
 }
 
 /**
- * A libSQL `Client` as a driver: statements awaited one after another, writes in an
- * interactive write transaction (`BEGIN IMMEDIATE`), rolled back when a step throws.
+ * The driver of a libSQL client, chosen on first use (the client is asked for its file).
  *
- * A busy database is waited for between tries (whenNotBusy), never inside SQLite: libSQL
- * opens its connections with busy_timeout 0 unless the client's `timeout` says otherwise.
- * Only the BEGIN is tried again: the steps run once, and a statement that fails later
- * (a COMMIT that finds readers in rollback-journal mode) fails the write, rolled back.
+ * A file (`file:` URL) is run on a connection of edgecache's own to it, opened with the
+ * `libsql` package (SyncSqliteDriver), never on the client's: a statement that finds the
+ * file busy is left active by libSQL, and the connection's later writes are then answered
+ * and never committed (issue 45; see sqlite-own-connection.ts). The client's pool hands
+ * out its connections, so none could be repaired; ours is reopened.
+ *
+ * In memory (one connection, which nothing else can lock) and on a server (`libsql:`,
+ * `http:`, `ws:`; the server takes the locks) the client runs the statements (LibsqlDriver).
+ */
+export function libsqlDriver(
+  client: LibsqlClientLike,
+  options: { busyTimeout: number; file: () => Promise<string | undefined> },
+): TransactionDriver {
+  let made: Promise<TransactionDriver> | undefined;
+  const driver = () => {
+    made ??= options.file().then((file) => {
+      if (file === undefined) return new LibsqlDriver(client, options);
+      const open = () => openLibsqlFile(file) as unknown as Database.Database;
+      return new SyncSqliteDriver(open(), {
+        owned: true,
+        busyTimeout: options.busyTimeout,
+        reopen: open,
+      });
+    });
+    made.catch(() => {
+      made = undefined; // tried again by the next call (the client was closed, say)
+    });
+    return made;
+  };
+  return {
+    maxInParams: MAX_IN_PARAMS,
+    read: async (steps) => (await driver()).read(steps),
+    transaction: async (steps, writeOptions) => (await driver()).transaction(steps, writeOptions),
+    error: (cause) => toEdgecacheError(withExtendedCode(cause)),
+    async close() {
+      await (await made?.catch(() => undefined))?.close();
+    },
+  };
+}
+
+/**
+ * A libSQL `Client` as a driver: statements awaited one after another, writes in an
+ * interactive write transaction (`BEGIN IMMEDIATE`), rolled back when a step throws. For a
+ * database in memory or on a server only (see libsqlDriver).
+ *
+ * A busy database is waited for between tries (whenNotBusy), never inside SQLite. Only the
+ * BEGIN is tried again: the steps run once, and a statement that fails later fails the
+ * write, rolled back.
  *
  * This process's writes run one at a time, and its reads wait for the write under way: an
  * in-memory client has one connection, which an open transaction holds (libSQL refuses
  * anything else meanwhile rather than wait), and SQLite has one writer anyway.
  */
-export class LibsqlDriver implements TransactionDriver {
+class LibsqlDriver implements TransactionDriver {
   readonly maxInParams = MAX_IN_PARAMS;
   readonly #client: LibsqlClientLike;
   readonly #busyTimeout: number;
-  readonly #marked: (mark: string) => void;
   #ready: Promise<void> | undefined;
   /** The write under way (settled, never rejected). */
   #writing: Promise<unknown> = Promise.resolve();
 
-  constructor(
-    client: LibsqlClientLike,
-    options: {
-      busyTimeout: number;
-      /** Hears each write whose rows in capture's change table were marked (see ownMarked). */
-      marked: (mark: string) => void;
-    },
-  ) {
+  constructor(client: LibsqlClientLike, options: { busyTimeout: number }) {
     this.#client = client;
     this.#busyTimeout = options.busyTimeout;
-    this.#marked = options.marked;
   }
 
   async read<T>(steps: Steps<T>): Promise<T> {
@@ -82,8 +119,7 @@ export class LibsqlDriver implements TransactionDriver {
     const write = this.#writing.then(async () => {
       const tx = await whenNotBusy(() => this.#client.transaction("write"), this.#busyTimeout);
       try {
-        const mark = options?.capture;
-        const marked = ownMarked(steps, mark, () => this.#marked(mark!));
+        const marked = ownMarked(steps, options?.capture);
         const result = await runStepsAsync(marked, (s) => execute(tx, s));
         await tx.commit();
         return result;
@@ -151,21 +187,32 @@ function value(v: unknown): unknown {
   return v;
 }
 
+/** SQLite's primary code of constraint violations, and one extended code libsql cannot name. */
+const SQLITE_CONSTRAINT = 19;
+const SQLITE_CONSTRAINT_DATATYPE = 3091;
+
 /**
- * libSQL's errors carry SQLite's primary code (`SQLITE_CONSTRAINT`) as `code` and the
- * extended one (`SQLITE_CONSTRAINT_UNIQUE`) as `extendedCode`: the dialect's mapping reads
- * the extended one, as better-sqlite3 gives it, so a constraint maps alike on both.
+ * SQLite's most precise code of a libSQL error. `@libsql/client` gives the primary code
+ * (`SQLITE_CONSTRAINT`) as `code` and the extended one (`SQLITE_CONSTRAINT_UNIQUE`) as
+ * `extendedCode`; the `libsql` package gives the extended one as `code`, but names
+ * SQLITE_CONSTRAINT_DATATYPE (a STRICT table's) `UNKNOWN_SQLITE_ERROR_3091`: `rawCode` tells.
  */
-function withExtendedCode(err: unknown): unknown {
-  const { code, extendedCode } = (err ?? {}) as { code?: unknown; extendedCode?: unknown };
-  if (
-    err instanceof EdgecacheError ||
-    !(err instanceof Error) ||
-    typeof extendedCode !== "string" ||
-    typeof code !== "string" ||
-    !extendedCode.startsWith(code)
-  ) {
-    return err;
+function sqliteCode(err: { code?: unknown; extendedCode?: unknown; rawCode?: unknown }) {
+  const { code, extendedCode, rawCode } = err;
+  if (rawCode === SQLITE_CONSTRAINT_DATATYPE) return "SQLITE_CONSTRAINT_DATATYPE";
+  for (const c of [extendedCode, code]) {
+    if (typeof c === "string" && c.startsWith("SQLITE_")) return c;
   }
-  return Object.assign(new Error(err.message, { cause: err }), { code: extendedCode });
+  if (typeof rawCode === "number" && (rawCode & 0xff) === SQLITE_CONSTRAINT) {
+    return "SQLITE_CONSTRAINT";
+  }
+  return undefined;
+}
+
+/** A libSQL error with SQLite's most precise code as `code`, which the dialect maps. */
+function withExtendedCode(err: unknown): unknown {
+  if (err instanceof EdgecacheError || !(err instanceof Error)) return err;
+  const code = sqliteCode(err as { code?: unknown });
+  if (code === undefined || code === (err as { code?: unknown }).code) return err;
+  return Object.assign(new Error(err.message, { cause: err }), { code });
 }

@@ -1,39 +1,29 @@
 import type Database from "better-sqlite3";
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
-import type { Row, ViewInfo } from "../core/query.ts";
+import type { ViewInfo } from "../core/query.ts";
 import { clientKind } from "../drizzle/client-kind.ts";
-import { type LibsqlClientLike, LibsqlDriver } from "./libsql.ts";
-import type { Source, WriteOptions } from "./source.ts";
+import { type LibsqlClientLike, libsqlDriver } from "./libsql.ts";
+import type { Source } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
-import { rowsOf, type Statement, type Steps } from "./sql-dialect.ts";
-import { runSteps, type TransactionDriver } from "./sql-driver.ts";
+import { rowsOf } from "./sql-dialect.ts";
+import type { TransactionDriver } from "./sql-driver.ts";
 import { SqlSource } from "./sql-source.ts";
 import {
   captureInstalledSteps,
   captureStatusSteps,
   FORGET_OWN_SQL,
   installCaptureSteps,
-  ownMarked,
   sqliteCaptureFeed,
   sqliteExecutorFeed,
   uninstallCaptureSteps,
 } from "./sqlite-capture.ts";
-import {
-  type ColumnMeta,
-  MAX_IN_PARAMS,
-  sqliteDialect,
-  type TableMeta,
-  toEdgecacheError,
-  whenNotBusy,
-} from "./sqlite-dialect.ts";
+import { type ColumnMeta, sqliteDialect, type TableMeta } from "./sqlite-dialect.ts";
 import { openSqliteFile } from "./sqlite-file.ts";
-import { openLibsqlCopy, ownConnection } from "./sqlite-own-connection.ts";
+import { libsqlFile, openLibsqlFile, ownConnection } from "./sqlite-own-connection.ts";
+import { SyncSqliteDriver } from "./sqlite-sync-driver.ts";
 
 const COMPONENT = "sqlite";
-
-/** Distinct SQL texts kept prepared; the least recently used is dropped first. */
-const MAX_CACHED_STATEMENTS = 1000;
 
 /** How long a write waits for another connection's write lock by default, ms. */
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
@@ -103,7 +93,7 @@ export function sqliteSource(options: SqliteSourceOptions): Source & CapturingSo
     if (clientKind(db) !== "better-sqlite3") {
       badOption(COMPONENT, "database", "a better-sqlite3 Database", db);
     }
-    const driver = new BetterSqliteDriver(options.database, { owned: false, busyTimeout });
+    const driver = new SyncSqliteDriver(options.database, { owned: false, busyTimeout });
     return new SqliteSource(driver, betterSqliteCapture(driver), { readonly: false, views });
   }
   const { path, readonly = false } = options;
@@ -117,7 +107,7 @@ export function sqliteSource(options: SqliteSourceOptions): Source & CapturingSo
     code: "E_SOURCE_UNAVAILABLE",
     readonly,
   });
-  const driver = new BetterSqliteDriver(db, { owned: true, busyTimeout });
+  const driver = new SyncSqliteDriver(db, { owned: true, busyTimeout });
   return new SqliteSource(driver, betterSqliteCapture(driver), { readonly, views });
 }
 
@@ -189,174 +179,76 @@ class SqliteSource extends SqlSource<ColumnMeta, TableMeta> implements Capturing
 }
 
 /**
- * better-sqlite3's capture runs on the application's connection, whose statements are
- * synchronous: each one is reset when it fails, and a write waits for the lock (locked).
+ * Removes a recorded write's rows on the driver's connection (better-sqlite3's or our own:
+ * never a libSQL client's). Without capture's table no row carries the mark: no
+ * transaction to take for it.
  */
-function betterSqliteCapture(driver: BetterSqliteDriver): SqliteCapture {
+async function forgetOn(driver: TransactionDriver, mark: string): Promise<void> {
+  try {
+    if (!(await driver.read(captureInstalledSteps()))) return;
+    await driver.transaction(rowsOf({ sql: FORGET_OWN_SQL, params: [mark] }));
+  } catch {
+    // Busy: the rows stay, and are captured after API_GRACE_MS (harmless).
+  }
+}
+
+/**
+ * better-sqlite3's capture runs on the source's connection, whose statements are reset
+ * when they fail; a write waits for the lock (locked).
+ */
+function betterSqliteCapture(driver: SyncSqliteDriver): SqliteCapture {
   return {
     refusal: async () => undefined,
-    async forget(mark) {
-      try {
-        // Without capture's table no row carries the mark: no transaction to take for it.
-        if (!(await driver.read(captureInstalledSteps()))) return;
-        await driver.transaction(rowsOf({ sql: FORGET_OWN_SQL, params: [mark] }));
-      } catch {
-        // Busy: the rows stay, and are captured after API_GRACE_MS (harmless).
-      }
-    },
+    forget: (mark) => forgetOn(driver, mark),
     feed: (columnsOf) => sqliteCaptureFeed(driver.db, columnsOf, (work) => driver.locked(work)),
     close: async () => {},
   };
 }
 
 /**
- * A source over a libSQL client. Capture's background statements (its looks, reads of the
- * change table, deletes, the lease) run on a connection of edgecache's own to the client's
- * file (see ownConnection), never on the client's: there a busy statement could leave a
- * connection inside a transaction. The marks of the data API's own writes are written in
- * the write's transaction on the client (ownMarked), and removed on our connection.
+ * A source over a libSQL client (see libsqlDriver for where its statements run). Capture's
+ * background statements (its looks, reads of the change table, deletes, the lease) run on
+ * a connection of their own to the client's file (see ownConnection), which is repaired
+ * by closing it when a statement fails. A data API write's marks are written in its
+ * transaction (ownMarked) and removed on the driver's connection.
  */
 function libsqlSource(
   client: LibsqlClientLike,
   options: { busyTimeout: number; views: ViewInfo[] },
 ): Source & CapturingSource {
-  // Marked writes not yet forgotten: a write with nothing marked costs no statement.
-  const marked = new Set<string>();
-  const driver = new LibsqlDriver(client, {
-    busyTimeout: options.busyTimeout,
-    marked: (mark) => marked.add(mark),
-  });
   const local = client.protocol === "file";
-  const own = ownConnection(async () => (local ? openLibsqlCopy(client) : undefined));
-  const remote = `change capture follows a libSQL database only through its file: this client's URL is ${client.protocol}:, so install capture on a node that opens the database with a file: URL, or serve without capture`;
+  let file: Promise<string | undefined> | undefined;
+  const fileOf = () => {
+    file ??= local ? libsqlFile(client) : Promise.resolve(undefined);
+    file.catch(() => {
+      file = undefined;
+    });
+    return file;
+  };
+  const driver = libsqlDriver(client, { busyTimeout: options.busyTimeout, file: fileOf });
+  const own = ownConnection(async () => {
+    const path = await fileOf();
+    return path === undefined ? undefined : openLibsqlFile(path);
+  });
+  const remote = `change capture follows a libSQL database through its file, and this client's URL is ${client.protocol}: install capture and serve from a node that opens the database with a file: URL, or serve without capture`;
   const capture: SqliteCapture = {
     async refusal() {
       if (!local) return remote;
-      if (!(await own.available())) {
-        return "change capture needs a libSQL database in a file (file: URL): one in memory has no other connection to follow it from";
+      if ((await fileOf()) === undefined) {
+        return "change capture needs a libSQL database in a file (a file: URL): one in memory has no other connection to follow it from";
       }
       return undefined;
     },
     async forget(mark) {
-      if (!marked.delete(mark)) return;
-      try {
-        await own.write(FORGET_OWN_SQL, [mark]);
-      } catch {
-        // Busy: the rows stay, and are captured after API_GRACE_MS (harmless).
-      }
+      if ((await fileOf().catch(() => undefined)) !== undefined) await forgetOn(driver, mark);
     },
     feed(columnsOf) {
       if (!local) throw new EdgecacheError("E_BAD_OPTION", COMPONENT, remote);
       const feed = sqliteExecutorFeed(own, columnsOf, { own: true });
-      // In memory there is no file to follow, so capture cannot be installed there.
+      // In memory there is no file to follow, and capture is never installed.
       return { ...feed, installed: async () => (await own.available()) && feed.installed() };
     },
     close: () => own.close(),
   };
   return new SqliteSource(driver, capture, { readonly: false, views: options.views });
-}
-
-/**
- * better-sqlite3 as a driver: synchronous statements, prepared once and kept (the least
- * recently used dropped first), and write transactions that wait for another
- * connection's lock without blocking the event loop.
- */
-class BetterSqliteDriver implements TransactionDriver {
-  readonly maxInParams = MAX_IN_PARAMS;
-  readonly db: Database.Database;
-  readonly #owned: boolean;
-  readonly #busyTimeout: number;
-  readonly #statements = new Map<string, Database.Statement>();
-  /** busy_timeout read and set around each try (prepared once: a pragma() call compiles). */
-  readonly #timeout: { read: Database.Statement; set: Map<number, Database.Statement> };
-
-  constructor(db: Database.Database, options: { owned: boolean; busyTimeout: number }) {
-    this.db = db;
-    this.#owned = options.owned;
-    this.#busyTimeout = options.busyTimeout;
-    // Off by default in SQLite; without it REFERENCES clauses are not enforced.
-    this.#guard(() => db.pragma("foreign_keys = ON"));
-    this.#timeout = { read: db.prepare("PRAGMA busy_timeout").pluck(), set: new Map() };
-  }
-
-  async read<T>(steps: Steps<T>): Promise<T> {
-    return runSteps(steps, (s) => this.#run(s));
-  }
-
-  async transaction<T>(steps: Steps<T>, options?: WriteOptions): Promise<T> {
-    return this.locked(() => runSteps(ownMarked(steps, options?.capture), (s) => this.#run(s)));
-  }
-
-  error(cause: unknown): EdgecacheError {
-    return toEdgecacheError(cause);
-  }
-
-  async close(): Promise<void> {
-    this.#statements.clear();
-    if (this.#owned && this.db.open) this.db.close();
-  }
-
-  /**
-   * Runs `work` in a write transaction. BEGIN IMMEDIATE takes the write lock first: a
-   * deferred transaction that reads before it writes would fail at once with SQLITE_BUSY when
-   * another connection writes (SQLite calls no busy handler for a read lock's upgrade). Each
-   * try gives up at once if the lock is taken (busy_timeout 0: SQLite's own wait would block
-   * the event loop, and every request with it); the next comes after a pause, until
-   * busyTimeout has passed. A try that failed was rolled back, so trying again is safe.
-   */
-  async locked<T>(work: () => T): Promise<T> {
-    const run = this.db.transaction(work);
-    return whenNotBusy(() => {
-      const saved = this.#timeout.read.get() as number;
-      this.#setTimeout(0);
-      try {
-        return run.immediate();
-      } finally {
-        this.#setTimeout(saved);
-      }
-    }, this.#busyTimeout);
-  }
-
-  #setTimeout(ms: number): void {
-    let set = this.#timeout.set.get(ms);
-    if (!set) {
-      set = this.db.prepare(`PRAGMA busy_timeout = ${Math.trunc(ms)}`);
-      this.#timeout.set.set(ms, set);
-    }
-    set.run();
-  }
-
-  #run({ sql, params }: Statement): Row[] {
-    const statement = this.#statement(sql);
-    // A statement without rows (capture's DDL) is run; all() refuses it.
-    if (!statement.reader) {
-      statement.run(params);
-      return [];
-    }
-    return statement.all(params) as Row[];
-  }
-
-  #statement(sql: string): Database.Statement {
-    let statement = this.#statements.get(sql);
-    if (statement) {
-      this.#statements.delete(sql); // re-insert: Map order is our recency order
-    } else {
-      statement = this.db.prepare(sql);
-      if (this.#statements.size >= MAX_CACHED_STATEMENTS) {
-        const oldest = this.#statements.keys().next().value;
-        if (oldest !== undefined) this.#statements.delete(oldest);
-      }
-    }
-    this.#statements.set(sql, statement);
-    return statement;
-  }
-
-  /** Runs driver work and turns anything thrown into an EdgecacheError without SQL text. */
-  #guard<T>(work: () => T): T {
-    try {
-      return work();
-    } catch (err) {
-      throw toEdgecacheError(err);
-    }
-  }
 }
