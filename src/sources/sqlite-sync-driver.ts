@@ -3,9 +3,14 @@ import type { EdgecacheError } from "../core/errors.ts";
 import type { Row } from "../core/query.ts";
 import type { WriteOptions } from "./source.ts";
 import type { Statement, Steps } from "./sql-dialect.ts";
-import { runSteps, type TransactionDriver } from "./sql-driver.ts";
+import { runSteps, runStepsAsync, type TransactionDriver } from "./sql-driver.ts";
 import { ownMarked } from "./sqlite-capture.ts";
 import { isBusy, MAX_IN_PARAMS, toEdgecacheError, whenNotBusy } from "./sqlite-dialect.ts";
+
+/** A failure after a transaction's work began: not tried again (whenNotBusy sees no code). */
+class Begun {
+  constructor(readonly cause: unknown) {}
+}
 
 /** Distinct SQL texts kept prepared; the least recently used is dropped first. */
 const MAX_CACHED_STATEMENTS = 1000;
@@ -55,11 +60,10 @@ export class SyncSqliteDriver implements TransactionDriver {
 
   async read<T>(steps: Steps<T>): Promise<T> {
     if (!this.#reopen) return runSteps(steps, (s) => this.#run(s));
-    // A read that found the database busy (rollback-journal mode) ran nothing: try again on
-    // a fresh connection.
-    return whenNotBusy(
-      () => this.#repaired(() => runSteps(steps, (s) => this.#run(s))),
-      this.#busyTimeout,
+    // A read statement that found the database busy (rollback-journal mode) read nothing:
+    // it is tried again, on a fresh connection.
+    return runStepsAsync(steps, (s) =>
+      whenNotBusy(() => this.#repaired(() => this.#run(s)), this.#busyTimeout),
     );
   }
 
@@ -85,19 +89,33 @@ export class SyncSqliteDriver implements TransactionDriver {
    * busyTimeout has passed. A try that failed was rolled back, so trying again is safe.
    */
   async locked<T>(work: () => T): Promise<T> {
-    return whenNotBusy(
-      () =>
-        this.#repaired(() => {
-          const saved = (this.#timeout.read.get() as { timeout: number }).timeout;
-          this.#setTimeout(0);
-          try {
-            return this.#db.transaction(work).immediate();
-          } finally {
-            this.#setTimeout(saved);
-          }
-        }),
-      this.#busyTimeout,
-    );
+    // Only a try whose work has not begun is tried again (its steps run once): a busy COMMIT
+    // (rollback-journal mode) fails the write, rolled back.
+    let began = false;
+    try {
+      return await whenNotBusy(
+        () =>
+          this.#repaired(() => {
+            const saved = (this.#timeout.read.get() as { timeout: number }).timeout;
+            this.#setTimeout(0);
+            try {
+              return this.#db
+                .transaction(() => {
+                  began = true;
+                  return work();
+                })
+                .immediate();
+            } catch (err) {
+              throw began ? new Begun(err) : err;
+            } finally {
+              this.#setTimeout(saved);
+            }
+          }),
+        this.#busyTimeout,
+      );
+    } catch (err) {
+      throw err instanceof Begun ? err.cause : err;
+    }
   }
 
   /** Runs `work`; after SQLITE_BUSY, a reopenable connection is replaced (see the class). */
@@ -105,7 +123,7 @@ export class SyncSqliteDriver implements TransactionDriver {
     try {
       return work();
     } catch (err) {
-      if (this.#reopen && isBusy(err)) {
+      if (this.#reopen && isBusy(err instanceof Begun ? err.cause : err)) {
         this.#statements.clear();
         try {
           this.#db.close();

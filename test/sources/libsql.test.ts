@@ -39,10 +39,10 @@ afterAll(() => {
 
 let files = 0;
 /** A new database file with `sql` run in it (by better-sqlite3, closed before libSQL opens it). */
-function file(sql: string[]): string {
+function file(sql: string[], journal = "WAL"): string {
   const path = join(dir, `db${++files}.db`);
   const db = new Database(path);
-  db.pragma("journal_mode = WAL");
+  db.pragma(`journal_mode = ${journal}`);
   for (const s of sql) db.exec(s);
   db.close();
   return path;
@@ -195,6 +195,25 @@ describe("libSQL source: writes", () => {
     await app.execute("INSERT INTO teams (id, name) VALUES ('t3', 'three')");
     const { rows } = await client(`file:${path}`).execute("SELECT id FROM teams ORDER BY id");
     expect(rows.map((r) => r.id)).toEqual(["t1", "t2", "t3"]);
+  });
+});
+
+describe("libSQL source: a busy COMMIT", () => {
+  it("fails the write, rolled back, rather than running its steps again (rollback journal)", async () => {
+    const path = file(CONSTRAINTS, "DELETE");
+    const s = source({ client: client(`file:${path}`), busyTimeout: 2000 });
+    const teams = resolveResource(await s.schema(), "teams")!;
+    // A reader's SHARED lock: the write takes its RESERVED lock, but cannot commit.
+    const reader = await client(`file:${path}`).transaction("read");
+    await reader.execute("SELECT count(*) FROM teams");
+    const insert = s.insert("teams", { id: "t5", name: "five" });
+    // Released while a write tried again would still be trying: its steps, run already,
+    // would then commit nothing and answer no row.
+    const released = new Promise<void>((resolve) => setTimeout(() => resolve(reader.close()), 50));
+    await expect(insert).rejects.toMatchObject({ code: "E_SOURCE_BUSY" });
+    expect(await s.get(teams, "t5")).toBeUndefined();
+    await released;
+    expect(await s.insert("teams", { id: "t6", name: "six" })).toMatchObject({ id: "t6" });
   });
 });
 
