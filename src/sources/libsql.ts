@@ -89,34 +89,36 @@ export function libsqlDriver(
  * BEGIN is tried again: the steps run once, and a statement that fails later fails the
  * write, rolled back.
  *
- * This process's writes run one at a time, and its reads wait for the write under way: an
- * in-memory client has one connection, which an open transaction holds (libSQL refuses
- * anything else meanwhile rather than wait), and SQLite has one writer anyway.
+ * This process's writes run one at a time (SQLite has one writer anyway). In memory its
+ * reads take turns with them too: the client has one connection, which an open transaction
+ * holds, and libSQL refuses any other statement meanwhile rather than wait.
  */
 class LibsqlDriver implements TransactionDriver {
   readonly maxInParams = MAX_IN_PARAMS;
   readonly #client: LibsqlClientLike;
   readonly #busyTimeout: number;
+  /** Reads take turns with writes (in memory). */
+  readonly #oneConnection: boolean;
   #ready: Promise<void> | undefined;
-  /** The write under way (settled, never rejected). */
-  #writing: Promise<unknown> = Promise.resolve();
+  /** The last work in turn (settled, never rejected). */
+  #turn: Promise<unknown> = Promise.resolve();
 
   constructor(client: LibsqlClientLike, options: { busyTimeout: number }) {
     this.#client = client;
     this.#busyTimeout = options.busyTimeout;
+    this.#oneConnection = client.protocol === "file";
   }
 
   async read<T>(steps: Steps<T>): Promise<T> {
     await this.#start();
-    await this.#writing;
-    return runStepsAsync(steps, (s) =>
-      whenNotBusy(() => execute(this.#client, s), this.#busyTimeout),
-    );
+    const read = () =>
+      runStepsAsync(steps, (s) => whenNotBusy(() => execute(this.#client, s), this.#busyTimeout));
+    return this.#oneConnection ? this.#inTurn(read) : read();
   }
 
   async transaction<T>(steps: Steps<T>, options?: WriteOptions): Promise<T> {
     await this.#start();
-    const write = this.#writing.then(async () => {
+    return this.#inTurn(async () => {
       const tx = await whenNotBusy(() => this.#client.transaction("write"), this.#busyTimeout);
       try {
         const marked = ownMarked(steps, options?.capture);
@@ -127,8 +129,13 @@ class LibsqlDriver implements TransactionDriver {
         tx.close();
       }
     });
-    this.#writing = write.catch(() => {});
-    return write;
+  }
+
+  /** Runs `work` after the work in turn before it. */
+  #inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const done = this.#turn.then(work);
+    this.#turn = done.catch(() => {});
+    return done;
   }
 
   error(cause: unknown): EdgecacheError {

@@ -8,7 +8,7 @@ import { createDataApi, type DataApi } from "../../src/app/data-api.ts";
 import { Cache } from "../../src/core/cache/index.ts";
 import { type CaptureFollower, followCapture } from "../../src/core/capture.ts";
 import { resolveResource } from "../../src/core/query.ts";
-import { demoViews, seedDemo } from "../../src/demo/seed.ts";
+import { DEMO_SCHEMA, demoViews, seedDemo } from "../../src/demo/seed.ts";
 import { localChangeLog } from "../../src/log/in-process.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
@@ -195,6 +195,45 @@ describe("libSQL source: writes", () => {
     await app.execute("INSERT INTO teams (id, name) VALUES ('t3', 'three')");
     const { rows } = await client(`file:${path}`).execute("SELECT id FROM teams ORDER BY id");
     expect(rows.map((r) => r.id)).toEqual(["t1", "t2", "t3"]);
+  });
+});
+
+describe("libSQL source: in memory", () => {
+  it("serves reads of several statements while writes come, on the client's one connection", async () => {
+    const c = client(":memory:");
+    await c.executeMultiple(DEMO_SCHEMA);
+    // A client whose statements take a moment (as over a network): statements of reads and
+    // writes come in between one another.
+    const later = <T>(work: () => Promise<T>) =>
+      new Promise((resolve) => setTimeout(resolve, 2)).then(work);
+    const slowly = <T extends object>(o: T): T =>
+      new Proxy(o, {
+        get(target, name) {
+          const value = Reflect.get(target, name, target);
+          if (typeof value !== "function") return value;
+          if (name === "execute") {
+            return (...args: unknown[]) => later(() => value.apply(target, args));
+          }
+          if (name === "transaction") {
+            return async (...args: unknown[]) => slowly(await value.apply(target, args));
+          }
+          return value.bind(target);
+        },
+      });
+    const slow = slowly(c);
+    const s = source({ client: slow, views: demoViews });
+    for (let i = 0; i < 5; i++) {
+      await s.insert("users", { id: `u${i}`, firstName: "F", lastName: "L", email: `u${i}@x` });
+      await s.insert("orders", { id: `o${i}`, userId: `u${i}`, total: i, status: "new" });
+    }
+    const view = resolveResource(await s.schema(), "usersWithOrders")!;
+    const query = { filters: [], sort: [{ column: "id", desc: false }], limit: 10, offset: 0 };
+    // A view's read is two statements; a write between them would hold the connection.
+    const work = Array.from({ length: 40 }, (_, i) =>
+      i % 2 === 0 ? s.list(view, query) : s.update("orders", `o${i % 5}`, { total: i }),
+    );
+    const results = await Promise.allSettled(work);
+    expect(results.filter((r) => r.status === "rejected")).toEqual([]);
   });
 });
 
