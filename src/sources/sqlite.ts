@@ -90,8 +90,10 @@ export function sqliteSource(options: SqliteSourceOptions): Source & CapturingSo
   }
   if ("database" in options) {
     const db: unknown = options.database;
-    if (clientKind(db) !== "better-sqlite3") {
-      badOption(COMPONENT, "database", "a better-sqlite3 Database", db);
+    const kind = clientKind(db);
+    if (kind !== "better-sqlite3") {
+      const hint = kind === "libsql" ? " (a libSQL Client goes in option client)" : "";
+      badOption(COMPONENT, "database", `a better-sqlite3 Database${hint}`, db);
     }
     const driver = new SyncSqliteDriver(options.database, { owned: false, busyTimeout });
     return new SqliteSource(driver, betterSqliteCapture(driver), { readonly: false, views });

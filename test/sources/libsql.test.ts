@@ -79,6 +79,12 @@ describe("libSQL source: options", () => {
     }
   });
 
+  it("says where a libSQL Client goes when it is given as database", () => {
+    expect(() => sqliteSource({ database: client(":memory:") as never })).toThrow(
+      /expected a better-sqlite3 Database \(a libSQL Client goes in option client\)/,
+    );
+  });
+
   it("refuses two of path, database and client together", () => {
     const c = client(":memory:");
     expect(() => sqliteSource({ path: join(dir, "x.db"), client: c } as never)).toThrow(
