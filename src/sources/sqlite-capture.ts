@@ -7,6 +7,7 @@ import {
   unref,
 } from "../core/capture.ts";
 import { renewDue, SQLITE_CAPTURE_LEASE } from "../core/lease.ts";
+import type { Steps } from "./sql-dialect.ts";
 import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_INSTALLED_SQL,
@@ -27,7 +28,10 @@ import {
  * writer at a time, so the change table's order is the commit order.
  *
  * The data API's own writes go through the same triggers: their rows carry the write's
- * mark, and are removed once the data API has recorded the write (see ownChanges).
+ * mark, and are removed once the data API has recorded the write (see ownMarked).
+ *
+ * Installing, the status and the marks are steps (see Steps), so that every driver runs
+ * them: better-sqlite3 synchronously, libSQL's client awaited.
  */
 
 export { CAPTURE_PREFIX, isCaptureTrigger } from "./sqlite-capture-sql.ts";
@@ -53,79 +57,65 @@ const PENDING_LOOK = 64;
 const LOOK_SQL = `SELECT d.data_version AS data, s.schema_version AS schema
   FROM pragma_data_version() d, pragma_schema_version() s`;
 
-function hasTable(db: Database.Database, name: string): boolean {
-  return (
-    db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !==
-    undefined
-  );
+function* captureTriggers(): Steps<{ name: string; table: string }[]> {
+  return (yield { sql: CAPTURE_TRIGGERS_SQL, params: [] }) as { name: string; table: string }[];
 }
 
-function captureTriggers(db: Database.Database): { name: string; table: string }[] {
-  return db.prepare(CAPTURE_TRIGGERS_SQL).all() as { name: string; table: string }[];
-}
-
-/** Creates the change table and the triggers of `tables` (replacing older ones) at once. */
-export function installSqliteCapture(
-  db: Database.Database,
-  tables: readonly CapturedTable[],
-): void {
-  db.transaction(() => {
-    const drop = captureTriggers(db).map((t) => t.name);
-    for (const sql of captureInstallSql(tables, { drop, install: crypto.randomUUID() })) {
-      db.exec(sql);
-    }
-  }).immediate();
-}
-
-export function uninstallSqliteCapture(db: Database.Database): void {
-  db.transaction(() => {
-    for (const sql of captureUninstallSql(captureTriggers(db).map((t) => t.name))) db.exec(sql);
-  }).immediate();
-}
-
-export function sqliteCaptureStatus(
-  db: Database.Database,
-  served: readonly string[],
-): CaptureStatus {
-  const installed = hasTable(db, CHANGES);
-  const backlog = installed
-    ? (db.prepare(CAPTURE_BACKLOG_SQL).get() as { backlog: number; id: string | null })
-    : undefined;
-  return captureStatusOf(captureTriggers(db), backlog, served);
+/** Whether capture is installed: its change table exists. */
+export function* captureInstalledSteps(): Steps<boolean> {
+  return (yield { sql: CAPTURE_INSTALLED_SQL, params: [] }).length > 0;
 }
 
 /**
- * The data API's own writes in the change table. Before a write, `before` notes the last
- * row; after it, in the same transaction (which holds the write lock, so nothing else was
- * added in between), `mark` gives the write's rows its mark; once the data API has
- * recorded the write, `forget` removes them. Rows whose write is never recorded (the node
- * died) stay, and are captured after API_GRACE_MS. Cheap when capture is not installed.
+ * Creates the change table and the triggers of `tables` (replacing older ones): steps for
+ * one write transaction, so that they are there at once or not at all.
  */
-export function ownChanges(db: Database.Database): {
-  installed(): boolean;
-  before(): number | undefined;
-  mark(before: number, mark: string): void;
-  forget(mark: string): void;
-} {
-  const installed = db.prepare(
-    `SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '${CHANGES}'`,
-  );
-  let last: Database.Statement | undefined;
-  return {
-    installed: () => installed.get() !== undefined,
-    before() {
-      if (installed.get() === undefined) return undefined;
-      last ??= db.prepare(`SELECT coalesce(max(seq), 0) AS seq FROM ${CHANGES}`);
-      return (last.get() as { seq: number }).seq;
-    },
-    mark(before, mark) {
-      db.prepare(`UPDATE ${CHANGES} SET api = ? WHERE seq > ?`).run(mark, before);
-    },
-    forget(mark) {
-      if (installed.get() === undefined) return;
-      db.prepare(`DELETE FROM ${CHANGES} WHERE api = ?`).run(mark);
-    },
-  };
+export function* installCaptureSteps(tables: readonly CapturedTable[]): Steps<void> {
+  const drop = (yield* captureTriggers()).map((t) => t.name);
+  for (const sql of captureInstallSql(tables, { drop, install: crypto.randomUUID() })) {
+    yield { sql, params: [] };
+  }
+}
+
+/** Drops capture's triggers and tables: steps for one write transaction. */
+export function* uninstallCaptureSteps(): Steps<void> {
+  const triggers = (yield* captureTriggers()).map((t) => t.name);
+  for (const sql of captureUninstallSql(triggers)) yield { sql, params: [] };
+}
+
+/** Whether capture is installed, with which tables and backlog; `served` should be captured. */
+export function* captureStatusSteps(served: readonly string[]): Steps<CaptureStatus> {
+  const backlog = (yield* captureInstalledSteps())
+    ? ((yield { sql: CAPTURE_BACKLOG_SQL, params: [] })[0] as {
+        backlog: number;
+        id: string | null;
+      })
+    : undefined;
+  return captureStatusOf(yield* captureTriggers(), backlog, served);
+}
+
+/** Removes the change table's rows of a data API write once it is recorded (see ownMarked). */
+export const FORGET_OWN_SQL = `DELETE FROM ${CHANGES} WHERE api = ?`;
+
+/**
+ * A data API write's `steps` with its rows in the change table marked `mark`, in the same
+ * transaction: the last row is noted before the write, and the rows after it marked after
+ * (the transaction holds the write lock, so nothing else was added in between). Once the
+ * data API has recorded the write, its rows are removed (FORGET_OWN_SQL). Rows whose write
+ * is never recorded (the node died) stay, and are captured after API_GRACE_MS. Nothing is
+ * added when capture is not installed; `marked` hears when rows were marked.
+ */
+export function* ownMarked<T>(
+  steps: Steps<T>,
+  mark: string | undefined,
+  marked?: () => void,
+): Steps<T> {
+  if (mark === undefined || !(yield* captureInstalledSteps())) return yield* steps;
+  const [last] = yield { sql: `SELECT coalesce(max(seq), 0) AS seq FROM ${CHANGES}`, params: [] };
+  const result = yield* steps;
+  yield { sql: `UPDATE ${CHANGES} SET api = ? WHERE seq > ?`, params: [mark, Number(last?.seq)] };
+  marked?.();
+  return result;
 }
 
 /**

@@ -38,6 +38,9 @@ export interface TableMeta extends SqlTable<ColumnMeta> {
   rowidAlias: boolean;
 }
 
+/** SQLite allows 32,766 bound parameters; small IN lists keep statements cheap to prepare. */
+export const MAX_IN_PARAMS = 500;
+
 /** SQLITE_BUSY and its extended codes: another connection holds the lock. */
 export function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;

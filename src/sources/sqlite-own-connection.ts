@@ -136,14 +136,24 @@ interface LibsqlLike {
 }
 
 /**
- * A second connection to the file of a libSQL `Client` (`file:` URL): the file is asked of
- * the client once (`PRAGMA database_list`), and opened with the `libsql` package that
- * `@libsql/client` is built on. Undefined in memory (nothing else can reach it).
+ * A second connection to the file of a libSQL `Client` (`file:` URL), opened with the
+ * `libsql` package that `@libsql/client` is built on. Undefined in memory (nothing else can
+ * reach it).
  */
 export async function openLibsqlCopy(client: unknown): Promise<SyncSqlite | undefined> {
+  const file = await libsqlFile(client);
+  return file === undefined ? undefined : openLibsqlFile(file);
+}
+
+/** The file of a libSQL `Client`, asked of it (`PRAGMA database_list`); undefined in memory. */
+export async function libsqlFile(client: unknown): Promise<string | undefined> {
   const { rows } = await (client as LibsqlLike).execute({ sql: "PRAGMA database_list", args: [] });
   const file = rows.find((r) => r.name === "main")?.file;
-  if (typeof file !== "string" || file === "") return undefined;
+  return typeof file === "string" && file !== "" ? file : undefined;
+}
+
+/** A connection to `file` with the `libsql` package (see libsqlDatabase). */
+export function openLibsqlFile(file: string): SyncSqlite {
   const Database = libsqlDatabase();
   return new Database(file, {});
 }

@@ -1,35 +1,29 @@
 import type Database from "better-sqlite3";
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
-import { badOption, type EdgecacheError } from "../core/errors.ts";
-import type { Row, ViewInfo } from "../core/query.ts";
-import type { Source, WriteOptions } from "./source.ts";
+import { badOption, EdgecacheError } from "../core/errors.ts";
+import type { ViewInfo } from "../core/query.ts";
+import { clientKind } from "../drizzle/client-kind.ts";
+import { type LibsqlClientLike, libsqlDriver } from "./libsql.ts";
+import type { Source } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
-import type { Statement, Steps } from "./sql-dialect.ts";
-import { runSteps, type TransactionDriver } from "./sql-driver.ts";
+import { rowsOf } from "./sql-dialect.ts";
+import type { TransactionDriver } from "./sql-driver.ts";
 import { SqlSource } from "./sql-source.ts";
 import {
-  installSqliteCapture,
-  ownChanges,
+  captureInstalledSteps,
+  captureStatusSteps,
+  FORGET_OWN_SQL,
+  installCaptureSteps,
   sqliteCaptureFeed,
-  sqliteCaptureStatus,
-  uninstallSqliteCapture,
+  sqliteExecutorFeed,
+  uninstallCaptureSteps,
 } from "./sqlite-capture.ts";
-import {
-  type ColumnMeta,
-  sqliteDialect,
-  type TableMeta,
-  toEdgecacheError,
-  whenNotBusy,
-} from "./sqlite-dialect.ts";
+import { type ColumnMeta, sqliteDialect, type TableMeta } from "./sqlite-dialect.ts";
 import { openSqliteFile } from "./sqlite-file.ts";
+import { libsqlFile, openLibsqlFile, ownConnection } from "./sqlite-own-connection.ts";
+import { SyncSqliteDriver } from "./sqlite-sync-driver.ts";
 
 const COMPONENT = "sqlite";
-
-/** SQLite allows 32,766 bound parameters; small IN lists keep statements cheap to prepare. */
-const MAX_IN_PARAMS = 500;
-
-/** Distinct SQL texts kept prepared; the least recently used is dropped first. */
-const MAX_CACHED_STATEMENTS = 1000;
 
 /** How long a write waits for another connection's write lock by default, ms. */
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
@@ -46,16 +40,22 @@ interface CommonOptions {
 
 export type SqliteSourceOptions =
   | ({ path: string; readonly?: boolean } & CommonOptions)
-  | ({ database: Database.Database } & CommonOptions);
+  | ({ database: Database.Database } & CommonOptions)
+  | ({ client: LibsqlClientLike } & CommonOptions);
+
+/** The options that name the database: one of them is given (without any, `path` is asked for). */
+const DATABASE_OPTIONS = ["path", "database", "client"] as const;
 
 /**
- * A Source over a SQLite database (better-sqlite3): tables are discovered from the
- * database, views are declared. Opens the file itself (WAL mode) or uses a given handle,
- * which it then leaves open on close().
+ * A Source over a SQLite database: tables are discovered from the database, views are
+ * declared. Opens the file itself (better-sqlite3, WAL mode), or uses a better-sqlite3
+ * `Database` or a libSQL `Client` (`@libsql/client`), which it then leaves open on close().
+ * Change capture follows a libSQL client's database when it is a file (`file:` URL).
  *
  * @example
  * ```ts
  * const source = sqliteSource({ path: "demo.db", views: demoViews });
+ * // or: sqliteSource({ client: createClient({ url: "file:demo.db" }), views: demoViews })
  * const schema = await source.schema();
  * const users = resolveResource(schema, "users")!;
  * const rows = await source.list(users, {
@@ -70,22 +70,33 @@ export function sqliteSource(options: SqliteSourceOptions): Source & CapturingSo
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
+  const given = DATABASE_OPTIONS.filter((name) => name in options);
+  if (given.length > 1) {
+    throw new EdgecacheError(
+      "E_BAD_OPTION",
+      COMPONENT,
+      `options ${given.map((n) => `"${n}"`).join(" and ")} exclude each other: give one of path, database or client`,
+    );
+  }
   const views = validateViewsOption(COMPONENT, options.views);
   const { busyTimeout = DEFAULT_BUSY_TIMEOUT_MS } = options;
   if (typeof busyTimeout !== "number" || !(busyTimeout >= 0) || !Number.isFinite(busyTimeout)) {
     badOption(COMPONENT, "busyTimeout", "milliseconds >= 0", busyTimeout);
   }
+  if ("client" in options) {
+    const client: unknown = options.client;
+    if (clientKind(client) !== "libsql") badOption(COMPONENT, "client", "a libSQL Client", client);
+    return libsqlSource(client as LibsqlClientLike, { busyTimeout, views });
+  }
   if ("database" in options) {
     const db: unknown = options.database;
-    if (
-      typeof db !== "object" ||
-      db === null ||
-      typeof (db as Database.Database).prepare !== "function"
-    ) {
-      badOption(COMPONENT, "database", "a better-sqlite3 Database", db);
+    const kind = clientKind(db);
+    if (kind !== "better-sqlite3") {
+      const hint = kind === "libsql" ? " (a libSQL Client goes in option client)" : "";
+      badOption(COMPONENT, "database", `a better-sqlite3 Database${hint}`, db);
     }
-    const driver = new BetterSqliteDriver(options.database, { owned: false, busyTimeout });
-    return new SqliteSource(driver, { readonly: false, views });
+    const driver = new SyncSqliteDriver(options.database, { owned: false, busyTimeout });
+    return new SqliteSource(driver, betterSqliteCapture(driver), { readonly: false, views });
   }
   const { path, readonly = false } = options;
   if (typeof path !== "string" || path === "") {
@@ -98,164 +109,148 @@ export function sqliteSource(options: SqliteSourceOptions): Source & CapturingSo
     code: "E_SOURCE_UNAVAILABLE",
     readonly,
   });
-  const driver = new BetterSqliteDriver(db, { owned: true, busyTimeout });
-  return new SqliteSource(driver, { readonly, views });
+  const driver = new SyncSqliteDriver(db, { owned: true, busyTimeout });
+  return new SqliteSource(driver, betterSqliteCapture(driver), { readonly, views });
+}
+
+/**
+ * What change capture needs of a driver besides its statements: where the change table is
+ * followed from, and where a recorded write's rows are removed.
+ */
+interface SqliteCapture {
+  /** Why capture cannot be installed on this database; undefined when it can. */
+  refusal(): Promise<string | undefined>;
+  /** Removes the rows of the write marked `mark` (see ownMarked); never fails. */
+  forget(mark: string): Promise<void>;
+  feed(columnsOf: (table: string) => readonly string[] | undefined): CaptureFeed;
+  close(): Promise<void>;
 }
 
 class SqliteSource extends SqlSource<ColumnMeta, TableMeta> implements CapturingSource {
-  readonly #driver: BetterSqliteDriver;
+  readonly #driver: TransactionDriver;
+  readonly #capture: SqliteCapture;
 
-  constructor(driver: BetterSqliteDriver, options: { readonly: boolean; views: ViewInfo[] }) {
+  constructor(
+    driver: TransactionDriver,
+    capture: SqliteCapture,
+    options: { readonly: boolean; views: ViewInfo[] },
+  ) {
     super(sqliteDialect(COMPONENT, /^sqlite_/), driver, { name: COMPONENT, ...options });
     this.#driver = driver;
+    this.#capture = capture;
   }
 
   async captureStatus(): Promise<CaptureStatus> {
     return this.guard(async () =>
-      sqliteCaptureStatus(this.#driver.db, [...(await this.capturedTables()).keys()]),
+      this.#driver.read(captureStatusSteps([...(await this.capturedTables()).keys()])),
     );
   }
 
   async installCapture(): Promise<CaptureStatus> {
     return this.guard(async () => {
+      const refusal = await this.#capture.refusal();
+      if (refusal !== undefined) throw new EdgecacheError("E_BAD_OPTION", COMPONENT, refusal);
       // Every user table, served or not: a link table's writes change what queries read.
       const tables = await this.capturedTables();
       const list = [...tables].map(([name, columns]) => ({ name, columns: [...columns.keys()] }));
-      installSqliteCapture(this.#driver.db, list);
+      await this.#driver.transaction(installCaptureSteps(list));
       this.forgetEffects();
-      return sqliteCaptureStatus(this.#driver.db, [...tables.keys()]);
+      return this.#driver.read(captureStatusSteps([...tables.keys()]));
     });
   }
 
   async uninstallCapture(): Promise<void> {
-    await this.guard(async () => uninstallSqliteCapture(this.#driver.db));
+    await this.guard(() => this.#driver.transaction(uninstallCaptureSteps()));
   }
 
   async recorded(mark: string): Promise<void> {
-    // Without capture's table no row carries the mark: no transaction to take for it.
-    if (!this.#driver.own.installed()) return;
-    try {
-      await this.#driver.locked(undefined, () => this.#driver.own.forget(mark));
-    } catch {
-      // Busy: the rows stay, and are captured after API_GRACE_MS (harmless).
-    }
+    await this.#capture.forget(mark);
   }
 
   captureFeed(): CaptureFeed {
-    return sqliteCaptureFeed(
-      this.#driver.db,
-      (table) => {
-        const meta = this.knownTables()?.get(table);
-        return meta ? [...meta.columns.keys()] : undefined;
-      },
-      (work) => this.#driver.locked(undefined, work),
-    );
+    return this.#capture.feed((table) => {
+      const meta = this.knownTables()?.get(table);
+      return meta ? [...meta.columns.keys()] : undefined;
+    });
+  }
+
+  override async close(): Promise<void> {
+    await this.#capture.close();
+    await super.close();
   }
 }
 
 /**
- * better-sqlite3 as a driver: synchronous statements, prepared once and kept (the least
- * recently used dropped first), and write transactions that wait for another
- * connection's lock without blocking the event loop.
+ * Removes a recorded write's rows on the driver's connection (better-sqlite3's or our own:
+ * never a libSQL client's). Without capture's table no row carries the mark: no
+ * transaction to take for it.
  */
-class BetterSqliteDriver implements TransactionDriver {
-  readonly maxInParams = MAX_IN_PARAMS;
-  readonly db: Database.Database;
-  readonly own: ReturnType<typeof ownChanges>;
-  readonly #owned: boolean;
-  readonly #busyTimeout: number;
-  readonly #statements = new Map<string, Database.Statement>();
-  /** busy_timeout read and set around each try (prepared once: a pragma() call compiles). */
-  readonly #timeout: { read: Database.Statement; set: Map<number, Database.Statement> };
-
-  constructor(db: Database.Database, options: { owned: boolean; busyTimeout: number }) {
-    this.db = db;
-    this.#owned = options.owned;
-    this.#busyTimeout = options.busyTimeout;
-    this.own = ownChanges(db);
-    // Off by default in SQLite; without it REFERENCES clauses are not enforced.
-    this.#guard(() => db.pragma("foreign_keys = ON"));
-    this.#timeout = { read: db.prepare("PRAGMA busy_timeout").pluck(), set: new Map() };
+async function forgetOn(driver: TransactionDriver, mark: string): Promise<void> {
+  try {
+    if (!(await driver.read(captureInstalledSteps()))) return;
+    await driver.transaction(rowsOf({ sql: FORGET_OWN_SQL, params: [mark] }));
+  } catch {
+    // Busy: the rows stay, and are captured after API_GRACE_MS (harmless).
   }
+}
 
-  async read<T>(steps: Steps<T>): Promise<T> {
-    return runSteps(steps, (s) => this.#run(s));
-  }
+/**
+ * better-sqlite3's capture runs on the source's connection, whose statements are reset
+ * when they fail; a write waits for the lock (locked).
+ */
+function betterSqliteCapture(driver: SyncSqliteDriver): SqliteCapture {
+  return {
+    refusal: async () => undefined,
+    forget: (mark) => forgetOn(driver, mark),
+    feed: (columnsOf) => sqliteCaptureFeed(driver.db, columnsOf, (work) => driver.locked(work)),
+    close: async () => {},
+  };
+}
 
-  async transaction<T>(steps: Steps<T>, options?: WriteOptions): Promise<T> {
-    return this.locked(options, () => runSteps(steps, (s) => this.#run(s)));
-  }
-
-  error(cause: unknown): EdgecacheError {
-    return toEdgecacheError(cause);
-  }
-
-  async close(): Promise<void> {
-    this.#statements.clear();
-    if (this.#owned && this.db.open) this.db.close();
-  }
-
-  /**
-   * Runs `work` in a write transaction. BEGIN IMMEDIATE takes the write lock first: a
-   * deferred transaction that reads before it writes would fail at once with SQLITE_BUSY when
-   * another connection writes (SQLite calls no busy handler for a read lock's upgrade). Each
-   * try gives up at once if the lock is taken (busy_timeout 0: SQLite's own wait would block
-   * the event loop, and every request with it); the next comes after a pause, until
-   * busyTimeout has passed. A try that failed was rolled back, so trying again is safe.
-   */
-  async locked<T>(options: WriteOptions | undefined, work: () => T): Promise<T> {
-    const run = this.db.transaction(() => {
-      // Change capture's triggers record this write too: its rows carry the write's mark.
-      const before = options?.capture === undefined ? undefined : this.own.before();
-      const result = work();
-      if (before !== undefined) this.own.mark(before, options!.capture!);
-      return result;
+/**
+ * A source over a libSQL client (see libsqlDriver for where its statements run). Capture's
+ * background statements (its looks, reads of the change table, deletes, the lease) run on
+ * a connection of their own to the client's file (see ownConnection), which is repaired
+ * by closing it when a statement fails. A data API write's marks are written in its
+ * transaction (ownMarked) and removed on the driver's connection.
+ */
+function libsqlSource(
+  client: LibsqlClientLike,
+  options: { busyTimeout: number; views: ViewInfo[] },
+): Source & CapturingSource {
+  const local = client.protocol === "file";
+  let file: Promise<string | undefined> | undefined;
+  const fileOf = () => {
+    file ??= local ? libsqlFile(client) : Promise.resolve(undefined);
+    file.catch(() => {
+      file = undefined;
     });
-    return whenNotBusy(() => {
-      const saved = this.#timeout.read.get() as number;
-      this.#setTimeout(0);
-      try {
-        return run.immediate();
-      } finally {
-        this.#setTimeout(saved);
+    return file;
+  };
+  const driver = libsqlDriver(client, { busyTimeout: options.busyTimeout, file: fileOf });
+  const own = ownConnection(async () => {
+    const path = await fileOf();
+    return path === undefined ? undefined : openLibsqlFile(path);
+  });
+  const remote = `change capture follows a libSQL database through its file, and this client's URL is ${client.protocol}: install capture and serve from a node that opens the database with a file: URL, or serve without capture`;
+  const capture: SqliteCapture = {
+    async refusal() {
+      if (!local) return remote;
+      if ((await fileOf()) === undefined) {
+        return "change capture needs a libSQL database in a file (a file: URL): one in memory has no other connection to follow it from";
       }
-    }, this.#busyTimeout);
-  }
-
-  #setTimeout(ms: number): void {
-    let set = this.#timeout.set.get(ms);
-    if (!set) {
-      set = this.db.prepare(`PRAGMA busy_timeout = ${Math.trunc(ms)}`);
-      this.#timeout.set.set(ms, set);
-    }
-    set.run();
-  }
-
-  #run({ sql, params }: Statement): Row[] {
-    return this.#statement(sql).all(params) as Row[];
-  }
-
-  #statement(sql: string): Database.Statement {
-    let statement = this.#statements.get(sql);
-    if (statement) {
-      this.#statements.delete(sql); // re-insert: Map order is our recency order
-    } else {
-      statement = this.db.prepare(sql);
-      if (this.#statements.size >= MAX_CACHED_STATEMENTS) {
-        const oldest = this.#statements.keys().next().value;
-        if (oldest !== undefined) this.#statements.delete(oldest);
-      }
-    }
-    this.#statements.set(sql, statement);
-    return statement;
-  }
-
-  /** Runs driver work and turns anything thrown into an EdgecacheError without SQL text. */
-  #guard<T>(work: () => T): T {
-    try {
-      return work();
-    } catch (err) {
-      throw toEdgecacheError(err);
-    }
-  }
+      return undefined;
+    },
+    async forget(mark) {
+      if ((await fileOf().catch(() => undefined)) !== undefined) await forgetOn(driver, mark);
+    },
+    feed(columnsOf) {
+      if (!local) throw new EdgecacheError("E_BAD_OPTION", COMPONENT, remote);
+      const feed = sqliteExecutorFeed(own, columnsOf, { own: true });
+      // In memory there is no file to follow, and capture is never installed.
+      return { ...feed, installed: async () => (await own.available()) && feed.installed() };
+    },
+    close: () => own.close(),
+  };
+  return new SqliteSource(driver, capture, { readonly: false, views: options.views });
 }
