@@ -2,7 +2,7 @@ import type Database from "better-sqlite3";
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import type { ViewInfo } from "../core/query.ts";
-import { clientKind } from "../drizzle/client-kind.ts";
+import { clientKind } from "./client-kind.ts";
 import { type LibsqlClientLike, libsqlDriver } from "./libsql.ts";
 import type { Source } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
