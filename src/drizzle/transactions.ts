@@ -1,7 +1,8 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
-import { badOption } from "../core/errors.ts";
+import { badOption, EdgecacheError } from "../core/errors.ts";
 import type { SqlDialect } from "../core/sql/shapes.ts";
 import type { QueryCapture } from "../query-cache/capture.ts";
+import { clientKind } from "../sources/client-kind.ts";
 import { EdgecacheDrizzleCache } from "./cache.ts";
 import { dialectOf, learnTable, shapeSelect } from "./selects.ts";
 
@@ -21,6 +22,18 @@ interface DatabaseLike {
   /** Drizzle's own: `fullSchema` holds the schema given to `drizzle(client, { schema })`. */
   _?: { fullSchema?: Record<string, unknown> };
   transaction?: (run: (tx: DatabaseLike) => unknown, config?: unknown) => Promise<unknown>;
+}
+
+/**
+ * drizzle-orm's better-sqlite3 driver (0.45) runs its queries synchronously and never asks a
+ * cache: it drops the `cache` option given to `drizzle()`. What to do instead, in the error.
+ */
+function betterSqliteRefused(): EdgecacheError {
+  return new EdgecacheError(
+    "E_BAD_OPTION",
+    "drizzle",
+    'option "db": drizzle-orm/better-sqlite3 runs queries synchronously and drops the `cache` option, so no cache can see them; open the same file with drizzle-orm/libsql instead (drizzle(createClient({ url: "file:app.db" }), { cache: drizzleCache(...) }): the same SQLite file, change capture followed), or cache raw SQL on the better-sqlite3 Database with edgecache/sql (sqlCache({ client: database }))',
+  );
 }
 
 const MUTATIONS = new Set(["insert", "update", "delete"]);
@@ -69,6 +82,7 @@ export function withTransactions<DB extends object>(
   const d = db as DatabaseLike;
   const cache = d.$cache;
   if (!(cache instanceof EdgecacheDrizzleCache)) {
+    if (clientKind(d.$client) === "better-sqlite3") throw betterSqliteRefused();
     badOption("drizzle", "db", "a Drizzle database made with { cache: drizzleCache(...) }", cache);
   }
   const session = d.session;
