@@ -55,7 +55,7 @@ module.exports = {
     {
       name: "query-cache-not-entries",
       comment:
-        "The query cache (src/query-cache) imports none of the entries built on it (the Drizzle adapter, raw SQL in src/sql).",
+        "The query cache (src/query-cache) imports none of the entries built on it (the Drizzle adapter, raw SQL in src/raw-sql).",
       severity: "error",
       from: { path: "^src/query-cache/" },
       to: { path: "^src/(drizzle|sql)/" },

@@ -13,7 +13,7 @@ import {
   sqlShape,
   sqlTables,
   wholeTable,
-} from "../core/sql/shapes.ts";
+} from "../core/sql-analysis/shapes.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog, LogPosition } from "../log/contract.ts";
 import { type QueryCapture, startCapture } from "../query-cache/capture.ts";

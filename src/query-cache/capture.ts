@@ -9,8 +9,8 @@ import {
   unref,
 } from "../core/capture.ts";
 import type { PlanSchema, WriteEvent } from "../core/deps/planner.ts";
-import { comparableEvent } from "../core/sql/forms.ts";
-import type { SqlColumnKind } from "../core/sql/shapes.ts";
+import { comparableEvent } from "../core/sql-analysis/forms.ts";
+import type { SqlColumnKind } from "../core/sql-analysis/shapes.ts";
 import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
 import { clientKind } from "../sources/client-kind.ts";

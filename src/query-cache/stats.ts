@@ -2,7 +2,7 @@ import { type Cache, createCache } from "../core/cache/index.ts";
 import type { PlanSchema } from "../core/deps/planner.ts";
 import { badOption } from "../core/errors.ts";
 import { rateLimited, type Warner } from "../core/report.ts";
-import { RegistrationCounts, type RegistrationStats } from "../core/sql/registrations.ts";
+import { RegistrationCounts, type RegistrationStats } from "../core/sql-analysis/registrations.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
 import { localChangeLog } from "../log/in-process.ts";

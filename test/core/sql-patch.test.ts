@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { WriteEvent } from "../../src/core/deps/planner.ts";
-import { patchResult, resultPlan } from "../../src/core/sql/patch.ts";
-import { registrationOf, type SqlTable, sqlShape } from "../../src/core/sql/shapes.ts";
+import { patchResult, resultPlan } from "../../src/core/sql-analysis/patch.ts";
+import { registrationOf, type SqlTable, sqlShape } from "../../src/core/sql-analysis/shapes.ts";
 
 // Which query results are patched in place, and when a patch declines (the entry is then
 // removed, as without patches). The end-to-end checks against real databases are in
-// test/drizzle/ and test/sql/.
+// test/drizzle/ and test/raw-sql/.
 
 const items: SqlTable = { primaryKey: "id", columns: { id: "number", x: "number", b: "text" } };
 const shapeOf = (sql: string, params: unknown[]) =>

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { DependencyIndex } from "../../src/core/deps/index.ts";
 import { planWrite, type WriteEvent } from "../../src/core/deps/planner.ts";
 import { matches } from "../../src/core/deps/predicate.ts";
-import { namePlaceholders } from "../../src/core/sql/parse.ts";
+import { namePlaceholders } from "../../src/core/sql-analysis/parse.ts";
 import {
   NO_LIMIT,
   registrationOf,
@@ -11,7 +11,7 @@ import {
   type SqlTable,
   sqlShape,
   wholeTable,
-} from "../../src/core/sql/shapes.ts";
+} from "../../src/core/sql-analysis/shapes.ts";
 
 const users: SqlTable = {
   primaryKey: "id",

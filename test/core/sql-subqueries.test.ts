@@ -7,7 +7,7 @@ import {
   type SqlTable,
   sqlShape,
   wholeTable,
-} from "../../src/core/sql/shapes.ts";
+} from "../../src/core/sql-analysis/shapes.ts";
 
 /** The article lists of a Conduit-style API: link tables without a single-column key. */
 const tables: Record<string, SqlTable> = {

@@ -1,5 +1,5 @@
 // Bundled by test/worker/drizzle-d1-capture-in-workerd.test.ts and
-// test/sql/d1-capture-in-workerd.test.ts, and run inside workerd: edgecache/drizzle and
+// test/raw-sql/d1-capture-in-workerd.test.ts, and run inside workerd: edgecache/drizzle and
 // edgecache/sql on D1, following D1 change capture through the change log's Durable Object
 // (which drains D1's change table, EDGECACHE_CAPTURE_MS), as a Worker would use them.
 import { and, asc, eq, gt, inArray, isNull, like, or } from "drizzle-orm";
@@ -8,8 +8,8 @@ import { integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
 import { durableChangeLog } from "../../src/log/durable-object.ts";
+import { sqlCache } from "../../src/raw-sql/index.ts";
 import { installD1Capture } from "../../src/sources/d1-capture.ts";
-import { sqlCache } from "../../src/sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 export { ChangeLogObject };

@@ -10,8 +10,8 @@ import {
   type SqlShape,
   type SqlTable,
   sqlShape,
-} from "../core/sql/shapes.ts";
-import { writtenTables } from "../core/sql/writes.ts";
+} from "../core/sql-analysis/shapes.ts";
+import { writtenTables } from "../core/sql-analysis/writes.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
 import { type QueryCapture, startCapture } from "../query-cache/capture.ts";

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { sqlClient } from "../../src/sql/clients.ts";
-import { type SqlCache, sqlCache } from "../../src/sql/index.ts";
+import { sqlClient } from "../../src/raw-sql/clients.ts";
+import { type SqlCache, sqlCache } from "../../src/raw-sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { requirePostgres } from "../helpers/services.ts";
 import { betterSqliteRaw, libsqlRaw, postgresJsRaw, type RawHarness } from "./harness.ts";

@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { createClient } from "@libsql/client";
 import { afterAll, expect, it } from "vitest";
-import { sqlCache } from "../../src/sql/index.ts";
+import { sqlCache } from "../../src/raw-sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 // SQLite's json_object wrote REALs with 15 significant digits before 3.47 (libSQL bundles

@@ -1,4 +1,4 @@
-import type { SqlDialect } from "../core/sql/shapes.ts";
+import type { SqlDialect } from "../core/sql-analysis/shapes.ts";
 import { clientKind } from "../sources/client-kind.ts";
 
 /** A row as the entry returns it: a plain object by column name. */

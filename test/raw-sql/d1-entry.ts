@@ -1,6 +1,6 @@
-// Bundled by test/sql/d1-in-workerd.test.ts and run inside workerd: edgecache/sql on a D1
+// Bundled by test/raw-sql/d1-in-workerd.test.ts and run inside workerd: edgecache/sql on a D1
 // binding, as a Worker would use it.
-import { sqlCache } from "../../src/sql/index.ts";
+import { sqlCache } from "../../src/raw-sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: D1's binding type is Cloudflare's, not imported here
