@@ -29,7 +29,7 @@ import { schema as conduitSchema } from "../schema.ts";
 type Known =
   | { state: "asked" }
   | { state: "refused"; why: string }
-  | { state: "stored"; after: number; registration: Readonly<Registration> };
+  | { state: "stored"; after: number; registration: Readonly<Registration>; result: string };
 
 /** The keys of the Drizzle adapter's entries (`drizzleCache`'s default prefix). */
 const QUERY_KEY = "drizzle:q:";
@@ -37,6 +37,14 @@ const QUERY_KEY = "drizzle:q:";
 export class MissCensus {
   /** Misses by class: "first", "never cached: ...", "invalidated: <table> <op> by <rule>"... */
   readonly classes: Record<string, number> = {};
+  /**
+   * Of the invalidated misses, by class, those whose fresh result equalled the one removed:
+   * the invalidations a perfect planner would not have made (a change the entry's rows,
+   * predicates or aggregates did not see).
+   */
+  readonly unchanged: Record<string, number> = {};
+  /** Invalidated misses waiting for their fresh result, with the result removed. */
+  #removed = new Map<string, { what: string; result: string }>();
   #known = new Map<string, Known>();
   #records: ChangeRecord[] = [];
   #schema: PlanSchema;
@@ -62,13 +70,15 @@ export class MissCensus {
     const putSelect = cache.putSelect.bind(cache);
     cache.putSelect = async (key, response, tables, isTag, config, query) => {
       await putSelect(key, response, tables, isTag, config, query);
-      if (!isTag) this.#put(key);
+      if (!isTag) this.#put(key, JSON.stringify(response));
     };
   }
 
-  /** The classes, largest first. */
-  sorted(): [string, number][] {
-    return Object.entries(this.classes).sort((a, b) => b[1] - a[1]);
+  /** The classes, largest first, each with how many of its misses found the result unchanged. */
+  sorted(): [string, number, number][] {
+    return Object.entries(this.classes)
+      .sort((a, b) => b[1] - a[1])
+      .map(([what, n]) => [what, n, this.unchanged[what] ?? 0]);
   }
 
   #count(what: string): void {
@@ -78,22 +88,29 @@ export class MissCensus {
   #miss(key: string): void {
     const known = this.#known.get(key);
     this.#known.set(key, known?.state === "refused" ? known : { state: "asked" });
-    this.#count(
-      !known
-        ? "first"
-        : known.state === "asked"
-          ? "never cached: not handed back to the cache"
-          : known.state === "refused"
-            ? `never cached: ${known.why}`
-            : this.#removedBy(key, known.after, known.registration),
-    );
+    const what = !known
+      ? "first"
+      : known.state === "asked"
+        ? "never cached: not handed back to the cache"
+        : known.state === "refused"
+          ? `never cached: ${known.why}`
+          : this.#removedBy(key, known.after, known.registration);
+    this.#count(what);
+    if (known?.state === "stored" && what.startsWith("invalidated"))
+      this.#removed.set(key, { what, result: known.result });
   }
 
-  #put(key: string): void {
+  #put(key: string, result: string): void {
+    const removed = this.#removed.get(key);
+    if (removed) {
+      this.#removed.delete(key);
+      if (removed.result === result)
+        this.unchanged[removed.what] = (this.unchanged[removed.what] ?? 0) + 1;
+    }
     const registration = this.#cache.engine.registration(QUERY_KEY + key);
     if (registration) {
       const after = this.#records.at(-1)?.seq ?? 0;
-      this.#known.set(key, { state: "stored", after, registration: { ...registration } });
+      this.#known.set(key, { state: "stored", after, registration: { ...registration }, result });
       return;
     }
     const stats = this.#cache.getStats();

@@ -78,8 +78,11 @@ export interface DifferentialReport {
   hits: number;
   misses: number;
   hitRate: number | undefined;
-  /** Why the cache's lookups missed (see misses.ts), largest class first. */
-  missClasses: [string, number][];
+  /**
+   * Why the cache's lookups missed (see misses.ts), largest class first: the class, its
+   * misses, and of an invalidated class those whose fresh result equalled the removed one.
+   */
+  missClasses: [string, number, number][];
   /** Selects the app sent without asking the cache first (not through Drizzle's cache). */
   readsWithoutLookup: number;
   statements: {
