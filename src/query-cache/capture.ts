@@ -25,6 +25,7 @@ import {
 } from "../sources/postgres-capture.ts";
 import { postgresDialect } from "../sources/postgres-dialect.ts";
 import { type ForeignKeyAction, literal, quote } from "../sources/sql.ts";
+import { type SqlClient, sqlClient } from "../sources/sql-client.ts";
 import { runStepsAsync } from "../sources/sql-driver.ts";
 import {
   type SqliteExecutor,
@@ -203,12 +204,12 @@ function captureDriver(client: unknown, engine: Cache): CaptureDriver | undefine
     case "libsql":
       return sqliteDriver(
         ownConnection(() => openLibsqlCopy(client)),
-        libsqlReads(client),
+        appReads(client),
       );
     case "better-sqlite3":
       return sqliteDriver(
         ownConnection(() => openBetterSqliteCopy(client)),
-        betterSqliteReads(client),
+        appReads(client),
       );
     case "d1": {
       const log = engine.log;
@@ -518,16 +519,9 @@ function converted(feed: CaptureFeed, convert: (event: WriteEvent) => WriteEvent
 /** Reads on a connection; on an application's only where edgecache can have none (in memory). */
 type AppReads = (sql: string, params: readonly unknown[]) => Promise<Record<string, unknown>[]>;
 
-function libsqlReads(client: unknown): AppReads {
-  const c = client as {
-    execute(stmt: { sql: string; args: unknown[] }): Promise<{ rows: Record<string, unknown>[] }>;
-  };
-  return async (sql, params) => (await c.execute({ sql, args: [...params] })).rows;
-}
-
-function betterSqliteReads(db: unknown): AppReads {
-  const d = db as { prepare(sql: string): { all(...params: unknown[]): unknown[] } };
-  return async (sql, params) => d.prepare(sql).all(...params) as Record<string, unknown>[];
+/** Reads on the application's client, through the one client contract (sql-client.ts). */
+function appReads(client: unknown): AppReads {
+  return clientExecutor(sqlClient(client)!).all;
 }
 
 /**
@@ -627,19 +621,13 @@ function sqliteCatalog(
 
 // D1 (on Workers, through the change log's Durable Object).
 
-function d1Executor(db: D1DatabaseLike): SqliteExecutor {
-  const statement = (sql: string, params: readonly unknown[]) =>
-    params.length > 0 ? db.prepare(sql).bind(...params) : db.prepare(sql);
+/** A client (sql-client.ts) as what the capture catalog reads and writes through. */
+function clientExecutor(client: SqlClient): SqliteExecutor {
   return {
-    async all(sql, params) {
-      return (await statement(sql, params).all()).results as Record<string, unknown>[];
-    },
-    async run(sql, params) {
-      const { meta } = (await statement(sql, params).all()) as { meta?: { changes?: number } };
-      return meta?.changes ?? 0;
-    },
+    all: async (sql, params) => (await client.run(sql, params)).rows,
+    run: async (sql, params) => (await client.run(sql, params)).rowsAffected,
     async write(sql, params) {
-      await statement(sql, params).all();
+      await client.run(sql, params);
     },
   };
 }
@@ -650,7 +638,11 @@ function d1Executor(db: D1DatabaseLike): SqliteExecutor {
  * which tells whether it drains at all (an object without the D1 binding does not).
  */
 function d1Driver(db: D1DatabaseLike, log: CaptureDrainingLog): CaptureDriver {
-  const catalog = sqliteCatalog(d1Executor(db), () => drainedFollower(log), D1_INTERNAL);
+  const catalog = sqliteCatalog(
+    clientExecutor(sqlClient(db)!),
+    () => drainedFollower(log),
+    D1_INTERNAL,
+  );
   return {
     foreignKeys: catalog.foreignKeys,
     installations: async () =>

@@ -19,7 +19,7 @@ import { decode, encode, Uncacheable } from "../query-cache/codec.ts";
 import { sqlTypeKind, withoutCapturedForms } from "../query-cache/columns.ts";
 import { followCapturedWrites, patchableMeta } from "../query-cache/result-patches.ts";
 import { type QueryCacheStats, QueryStats, queryEngine } from "../query-cache/stats.ts";
-import { type SqlClient, type SqlResult, type SqlRow, sqlClient } from "./clients.ts";
+import { type SqlClient, type SqlResult, type SqlRow, sqlClient } from "../sources/sql-client.ts";
 
 export interface SqlCacheOptions {
   /** A libSQL `Client` (`@libsql/client`), a postgres.js `Sql`, or a D1 binding. */
@@ -105,7 +105,7 @@ export class SqlCache {
       badOption(
         c,
         "client",
-        "a libSQL Client, a better-sqlite3 Database, a postgres.js Sql or a D1 binding",
+        "a libSQL Client, a better-sqlite3 Database, a postgres.js Sql, a node-postgres Pool or Client, or a D1 binding",
         options?.client,
       );
     }

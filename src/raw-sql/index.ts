@@ -1,5 +1,5 @@
 /**
- * edgecache/sql: raw SQL on libSQL, postgres.js or D1, cached with the same registration
+ * edgecache/sql: raw SQL on libSQL, better-sqlite3, postgres.js, node-postgres or D1, cached with the same registration
  * and change capture as the Drizzle adapter. See docs/guides/sql.md.
  *
  * @example
@@ -8,5 +8,6 @@
  * const sql = sqlCache({ client, tiers: [memoryStore()] });
  * await sql.query("select * from users where id = ?", [1]);
  */
+
+export type { SqlResult, SqlRow } from "../sources/sql-client.ts";
 export { SqlCache, type SqlCacheOptions, type SqlCacheStats, sqlCache } from "./cache.ts";
-export type { SqlResult, SqlRow } from "./clients.ts";

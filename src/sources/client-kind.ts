@@ -1,10 +1,11 @@
 /** The database clients edgecache tells by their shape, without importing their libraries. */
-export type ClientKind = "postgres.js" | "libsql" | "better-sqlite3" | "d1";
+export type ClientKind = "postgres.js" | "node-postgres" | "libsql" | "better-sqlite3" | "d1";
 
 /**
  * Which client `client` is: a postgres.js `Sql` (a function with `unsafe` and `listen`), a
  * libSQL `Client` (`execute`, `batch`, `executeMultiple`), a better-sqlite3 `Database`
- * (`prepare`, `pragma`) or a D1 binding (`prepare`, `batch`, `exec`); undefined otherwise.
+ * (`prepare`, `pragma`), a D1 binding (`prepare`, `batch`, `exec`) or a node-postgres
+ * `Pool` or `Client` (`query`, `connect`, `end`); undefined otherwise.
  */
 export function clientKind(client: unknown): ClientKind | undefined {
   if (typeof client === "function") {
@@ -18,5 +19,6 @@ export function clientKind(client: unknown): ClientKind | undefined {
   if (has("execute") && has("batch") && has("executeMultiple")) return "libsql";
   if (has("prepare") && has("pragma")) return "better-sqlite3";
   if (has("prepare") && has("batch") && has("exec")) return "d1";
+  if (has("query") && has("connect") && has("end")) return "node-postgres";
   return undefined;
 }

@@ -1,5 +1,13 @@
+/**
+ * The one contract every database client is reached through, statement by statement: the
+ * raw SQL entry runs the application's statements on it, change capture reads through it
+ * where it follows the application's client, and `sqlClientConformance`
+ * (edgecache/testing) holds each client to it. Which client is which is told once, in
+ * client-kind.ts; the data API's drivers (sql-driver.ts) add transactions and batches on
+ * their own connections.
+ */
 import type { SqlDialect } from "../core/sql-analysis/shapes.ts";
-import { clientKind } from "../sources/client-kind.ts";
+import { type ClientKind, clientKind } from "./client-kind.ts";
 
 /** A row as the entry returns it: a plain object by column name. */
 export type SqlRow = Record<string, unknown>;
@@ -10,13 +18,19 @@ export interface SqlResult<Row = SqlRow> {
   rowsAffected: number;
 }
 
-/** One of the clients the entry runs statements on. */
+/** A database client as edgecache runs statements on it. */
 export interface SqlClient {
   dialect: SqlDialect;
-  /** "libsql", "better-sqlite3", "postgres.js" or "d1", for messages. */
-  kind: string;
+  /** Which client it is (for messages, and what each entry point follows). */
+  kind: ClientKind;
+  /**
+   * Runs one statement with its parameters bound in order (`?` on SQLite, `$n` on
+   * PostgreSQL). Rows are plain objects by column name; `rowsAffected` counts the rows a
+   * write changed (its `returning` rows too), 0 for a read. A failed statement rejects and
+   * leaves the client usable.
+   */
   run(sql: string, params: readonly unknown[]): Promise<SqlResult>;
-  /** Reads a table's columns and their declared types from the catalog, by name. */
+  /** A table's columns and their declared types from the catalog, in order; none if unknown. */
   columns(table: string): Promise<{ name: string; type: string }[]>;
 }
 
@@ -58,7 +72,22 @@ interface BetterSqlite {
 }
 
 interface PostgresJs {
-  unsafe(sql: string, params: unknown[]): Promise<SqlRow[] & { count?: number | null }>;
+  unsafe(
+    sql: string,
+    params: unknown[],
+  ): Promise<SqlRow[] & { count?: number | null; command?: string }>;
+}
+
+interface NodePostgres {
+  query(
+    sql: string,
+    params: unknown[],
+  ): Promise<{ rows: SqlRow[]; rowCount: number | null; command: string }>;
+}
+
+/** PostgreSQL counts the rows a select returned as its count: a read changed none. */
+function changed(command: string | undefined, count: number | null | undefined): number {
+  return command === "SELECT" ? 0 : (count ?? 0);
 }
 
 interface D1Like {
@@ -70,29 +99,33 @@ interface D1Like {
 }
 
 /**
- * The client behind `client`, told by its shape: a libSQL `Client` (`@libsql/client`), a
- * better-sqlite3 `Database`, a postgres.js `Sql`, or a D1 binding. Undefined for anything else.
+ * The client behind `client`, told by its shape (client-kind.ts): a libSQL `Client`
+ * (`@libsql/client`), a better-sqlite3 `Database`, a postgres.js `Sql`, a node-postgres
+ * `Pool` or `Client` (`pg`), or a D1 binding. Undefined for anything else.
  */
 export function sqlClient(client: unknown): SqlClient | undefined {
   const kind = clientKind(client);
   switch (kind) {
     case "postgres.js": {
       const sql = client as PostgresJs;
-      return {
-        dialect: "postgres",
-        kind,
-        columns(table) {
-          return postgresColumns(this, table);
-        },
-        async run(text, params) {
-          const rows = await sql.unsafe(text, [...params]);
-          return { rows: rows.map((r) => ({ ...r })), rowsAffected: rows.count ?? 0 };
-        },
-      };
+      return clientOf("postgres", kind, async (text, params) => {
+        const rows = await sql.unsafe(text, [...params]);
+        return {
+          rows: rows.map((r) => ({ ...r })),
+          rowsAffected: changed(rows.command, rows.count),
+        };
+      });
+    }
+    case "node-postgres": {
+      const pg = client as NodePostgres;
+      return clientOf("postgres", kind, async (text, params) => {
+        const r = await pg.query(text, [...params]);
+        return { rows: r.rows, rowsAffected: changed(r.command, r.rowCount) };
+      });
     }
     case "libsql": {
       const libsql = client as LibsqlClient;
-      return sqliteClient(kind, async (sql, params) => {
+      return clientOf("sqlite", kind, async (sql, params) => {
         const r = await libsql.execute({ sql, args: [...params] });
         // libSQL's rows are array-likes with named columns; the entry returns plain objects.
         const rows = r.rows.map((row) => {
@@ -102,14 +135,16 @@ export function sqlClient(client: unknown): SqlClient | undefined {
           });
           return o;
         });
-        return { rows, rowsAffected: r.rowsAffected };
+        // libSQL counts no change for a write whose rows come back (`returning`).
+        const returned = r.rowsAffected === 0 && rows.length > 0 && RETURNING.test(sql);
+        return { rows, rowsAffected: returned ? rows.length : r.rowsAffected };
       });
     }
     case "better-sqlite3": {
       const db = client as BetterSqlite;
       // Synchronous, on the application's connection with its own busy_timeout, as any
       // statement it runs there itself.
-      return sqliteClient(kind, async (sql, params) => {
+      return clientOf("sqlite", kind, async (sql, params) => {
         const statement = db.prepare(sql);
         if (!statement.reader)
           return { rows: [], rowsAffected: statement.run([...params]).changes };
@@ -120,7 +155,7 @@ export function sqlClient(client: unknown): SqlClient | undefined {
     }
     case "d1": {
       const d1 = client as D1Like;
-      return sqliteClient(kind, async (sql, params) => {
+      return clientOf("sqlite", kind, async (sql, params) => {
         const r = await d1
           .prepare(sql)
           .bind(...params)
@@ -133,14 +168,17 @@ export function sqlClient(client: unknown): SqlClient | undefined {
   }
 }
 
-/** A SQLite client (libSQL, better-sqlite3, D1): its catalog is SQLite's. */
-function sqliteClient(kind: string, run: SqlClient["run"]): SqlClient {
+/** A write that hands back its rows: not a read, and `returning` somewhere in it. */
+const RETURNING = /^(?!\s*(?:select|values|pragma|explain)\b)[\s\S]*\breturning\b/i;
+
+/** A client of `kind` running statements by `run`, reading its dialect's catalog. */
+function clientOf(dialect: SqlDialect, kind: ClientKind, run: SqlClient["run"]): SqlClient {
   return {
-    dialect: "sqlite",
+    dialect,
     kind,
     run,
     columns(table) {
-      return sqliteColumns(this, table);
+      return dialect === "postgres" ? postgresColumns(this, table) : sqliteColumns(this, table);
     },
   };
 }

@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { createClient } from "@libsql/client";
 import Database from "better-sqlite3";
+import pg from "pg";
 import postgres from "postgres";
 import { postgresSource } from "../../src/sources/postgres.ts";
 
@@ -90,17 +91,30 @@ function sqliteRaw(
   };
 }
 
-export function postgresJsRaw(url: string): RawHarness {
+/**
+ * A schema of the shared PostgreSQL behind postgres.js clients, or node-postgres pools
+ * (`pg`) for the entry's own (the harness's connection is postgres.js either way).
+ */
+export function postgresJsRaw(
+  url: string,
+  library: "postgres.js" | "pg" = "postgres.js",
+): RawHarness {
   const schema = `ec_sql_${unique()}`;
-  const clients: postgres.Sql[] = [];
-  const client = () => {
+  const ends: (() => Promise<void>)[] = [];
+  const connect = () => {
     const c = postgres(url, { max: 4, onnotice: () => {} });
-    clients.push(c);
+    ends.push(() => c.end());
     return c;
   };
-  const admin = client();
+  const admin = connect();
+  const client = () => {
+    if (library === "postgres.js") return connect();
+    const pool = new pg.Pool({ connectionString: url, max: 4 });
+    ends.push(() => pool.end());
+    return pool;
+  };
   return {
-    name: "postgres.js",
+    name: library === "pg" ? "node-postgres" : "postgres.js",
     table: (name) => `${schema}.${name}`,
     p: (n) => `$${n}`,
     client,
@@ -124,7 +138,7 @@ export function postgresJsRaw(url: string): RawHarness {
     async close() {
       await admin.unsafe(`drop schema if exists ${schema} cascade`);
       await admin.unsafe(`drop schema if exists edgecache_${schema} cascade`);
-      for (const c of clients) await c.end();
+      for (const end of ends) await end();
     },
   };
 }

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { sqlClient } from "../../src/raw-sql/clients.ts";
 import { type SqlCache, sqlCache } from "../../src/raw-sql/index.ts";
+import { sqlClient } from "../../src/sources/sql-client.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { requirePostgres } from "../helpers/services.ts";
 import { betterSqliteRaw, libsqlRaw, postgresJsRaw, type RawHarness } from "./harness.ts";
@@ -331,4 +331,10 @@ describe("raw SQL without change capture: better-sqlite3 (file)", () => {
 
 pg.describe("raw SQL without change capture: postgres.js", () => {
   rawSuite(() => postgresJsRaw(pg.url), false);
+});
+
+// node-postgres has no capture follower (its pools have no LISTEN of edgecache's): writes
+// through execute invalidate by table, as without capture.
+pg.describe("raw SQL on node-postgres (writes through the entry)", () => {
+  rawSuite(() => postgresJsRaw(pg.url, "pg"), false);
 });
