@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import type { Cache, EntryInit } from "../core/cache/index.ts";
+import { WriteGroups } from "../core/cache/write-group.ts";
 import { isCapturing } from "../core/capture.ts";
 import { type Neighbours, neighbourRows, patchItem, patchList } from "../core/deps/patch.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
@@ -244,41 +245,28 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   // Writes take turns from their statement to their record's place in the log, here and
   // (through the log's write turns, see Cache.write) across nodes, so the log holds them in
   // the order the database applied them: a patch must never apply an older row after a
-  // newer one. The next write starts once the record has its place, not once every node
-  // acknowledged it: a node far from the others would hold its own writes up by that wait.
-  // Only a write the change log can take is made at all.
-  let turn: Promise<unknown> = Promise.resolve();
+  // newer one. Writes that arrive meanwhile go together next, under one turn and one record
+  // (group commit, see WriteGroups). Only a write the change log can take is made at all.
+  const groups = new WriteGroups((make, o) => cache.write(make, o));
   // With change capture, the database records this write too, under its mark; once the
   // write's own record is applied, those rows go (one write path: a write whose node dies
   // before its record is captured instead).
   const capturing = isCapturing(source) ? source : undefined;
   const inTurn = <T>(
     write: (apply: (events: WriteEvent[]) => Promise<unknown>, options: WriteOptions) => Promise<T>,
-  ) => {
-    let placed!: () => void;
-    const free = new Promise<void>((resolve) => {
-      placed = resolve;
+  ) =>
+    groups.run((record) => {
+      const options: WriteOptions = capturing ? { capture: crypto.randomUUID() } : {};
+      // The row changes, plus whatever the database does beyond them (triggers and the like).
+      return write(async (events) => {
+        const applied = await record([
+          ...events,
+          ...(await source.effects(events[0]!.table, events[0]!.op)),
+        ]);
+        if (options.capture) await capturing?.recorded(options.capture);
+        return applied;
+      }, options);
     });
-    const work = () =>
-      cache.write(
-        (record) => {
-          const options: WriteOptions = capturing ? { capture: crypto.randomUUID() } : {};
-          // The row changes, plus whatever the database does beyond them (triggers and the like).
-          return write(async (events) => {
-            const applied = await record([
-              ...events,
-              ...(await source.effects(events[0]!.table, events[0]!.op)),
-            ]);
-            if (options.capture) await capturing?.recorded(options.capture);
-            return applied;
-          }, options);
-        },
-        { placed },
-      );
-    const run = turn.then(work, work);
-    turn = Promise.race([free, run.catch(() => {})]);
-    return run;
-  };
   // Every write that reaches this node's cache, made here or on another node.
   cache.setWriteHooks({ refetch, patch: options.patchInPlace === false ? undefined : patch });
 

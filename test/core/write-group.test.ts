@@ -1,0 +1,159 @@
+import { describe, expect, it } from "vitest";
+import type { AppliedWrite } from "../../src/core/cache/types.ts";
+import { WriteGroups } from "../../src/core/cache/write-group.ts";
+import type { WriteEvent } from "../../src/core/deps/planner.ts";
+
+/** A stand-in for Cache.write: counts groups, keeps each group's one record, holds its place until released. */
+function fakeLog() {
+  const records: WriteEvent[][] = [];
+  const gates: (() => void)[] = [];
+  let turns = 0;
+  let failNext: Error | undefined;
+  const write = async <T>(
+    make: (record: (events: readonly WriteEvent[]) => Promise<AppliedWrite>) => Promise<T>,
+    options: { placed?: () => void },
+  ): Promise<T> => {
+    if (failNext) {
+      const err = failNext;
+      failNext = undefined;
+      throw err;
+    }
+    turns++;
+    return make(async (events) => {
+      // The append: placed only when the test lets it (a far log).
+      await new Promise<void>((resolve) => gates.push(resolve));
+      records.push([...events]);
+      options.placed?.();
+      return { keys: [`k${records.length}`], fallback: false, patched: 0 };
+    });
+  };
+  return {
+    write,
+    records,
+    get turns() {
+      return turns;
+    },
+    failNextWith(err: Error) {
+      failNext = err;
+    },
+    /** Lets the oldest append through. */
+    async place() {
+      while (gates.length === 0) await new Promise((r) => setTimeout(r, 1));
+      gates.shift()!();
+      await new Promise((r) => setTimeout(r, 1));
+    },
+  };
+}
+
+const event = (id: number): WriteEvent => ({ table: "t", op: "insert", new: { id } });
+
+/** A write that "commits" row `id` (appending to `db`), then records it. */
+const insert =
+  (db: number[], id: number) =>
+  async (record: (events: readonly WriteEvent[]) => Promise<AppliedWrite>) => {
+    await new Promise((r) => setTimeout(r, 0));
+    db.push(id);
+    await record([event(id)]);
+    return id;
+  };
+
+describe("WriteGroups (group commit)", () => {
+  it("writes arriving while a group is in flight share the next turn and one record, in the database's order", async () => {
+    const log = fakeLog();
+    const groups = new WriteGroups(log.write);
+    const db: number[] = [];
+    const first = groups.run(insert(db, 1));
+    await new Promise((r) => setTimeout(r, 5)); // the first write is in its append now
+    const rest = [2, 3, 4, 5].map((id) => groups.run(insert(db, id)));
+    await log.place();
+    await log.place();
+    expect(await Promise.all([first, ...rest])).toEqual([1, 2, 3, 4, 5]);
+    expect(log.turns).toBe(2);
+    expect(log.records.map((r) => r.map((e) => e.new!.id))).toEqual([[1], [2, 3, 4, 5]]);
+    expect(db).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it("a write's statement starts only once the one before it handed over its events", async () => {
+    const log = fakeLog();
+    const groups = new WriteGroups(log.write);
+    const timeline: string[] = [];
+    const slow =
+      (id: number, ms: number) =>
+      async (record: (e: readonly WriteEvent[]) => Promise<AppliedWrite>) => {
+        timeline.push(`start ${id}`);
+        await new Promise((r) => setTimeout(r, ms));
+        timeline.push(`commit ${id}`);
+        await record([event(id)]);
+        return id;
+      };
+    const blocker = groups.run(slow(0, 0));
+    await new Promise((r) => setTimeout(r, 5));
+    const a = groups.run(slow(1, 20));
+    const b = groups.run(slow(2, 0));
+    await log.place();
+    await log.place();
+    await Promise.all([blocker, a, b]);
+    expect(timeline).toEqual(["start 0", "commit 0", "start 1", "commit 1", "start 2", "commit 2"]);
+  });
+
+  it("a failed write or one that changed nothing leaves the rest of its group alone", async () => {
+    const log = fakeLog();
+    const groups = new WriteGroups(log.write);
+    const db: number[] = [];
+    const first = groups.run(insert(db, 1));
+    await new Promise((r) => setTimeout(r, 5));
+    const failing = groups
+      .run(async () => {
+        throw new Error("constraint");
+      })
+      .catch((e: Error) => e.message);
+    const unchanged = groups.run(async () => "no change");
+    const after = groups.run(insert(db, 3));
+    await log.place();
+    await log.place();
+    expect(await failing).toBe("constraint");
+    expect(await unchanged).toBe("no change");
+    expect(await Promise.all([first, after])).toEqual([1, 3]);
+    expect(log.records).toEqual([[event(1)], [event(3)]]);
+  });
+
+  it("a group refused before its statements (the log out of reach) fails its writes; the next group goes on", async () => {
+    const log = fakeLog();
+    const groups = new WriteGroups(log.write);
+    const db: number[] = [];
+    const blocker = groups.run(insert(db, 0));
+    await new Promise((r) => setTimeout(r, 5));
+    log.failNextWith(new Error("E_LOG_UNAVAILABLE"));
+    const refused = [1, 2].map((id) => groups.run(insert(db, id)).catch((e: Error) => e.message));
+    await log.place();
+    expect(await Promise.all(refused)).toEqual(["E_LOG_UNAVAILABLE", "E_LOG_UNAVAILABLE"]);
+    expect(db).toEqual([0]);
+    const later = groups.run(insert(db, 3));
+    await log.place();
+    expect(await Promise.all([blocker, later])).toEqual([0, 3]);
+  });
+
+  it("a group holds at most `max` writes", async () => {
+    const log = fakeLog();
+    const groups = new WriteGroups(log.write, 2);
+    const db: number[] = [];
+    const first = groups.run(insert(db, 0));
+    await new Promise((r) => setTimeout(r, 5));
+    const rest = [1, 2, 3, 4, 5].map((id) => groups.run(insert(db, id)));
+    for (let i = 0; i < 4; i++) await log.place();
+    await Promise.all([first, ...rest]);
+    expect(log.records.map((r) => r.length)).toEqual([1, 2, 2, 1]);
+  });
+
+  it("every write of a group gets the group's applied write, and an append that fails rejects them all", async () => {
+    const groups = new WriteGroups(async (make) =>
+      make(async () => {
+        throw new Error("append failed");
+      }),
+    );
+    const db: number[] = [];
+    const writes = [1, 2].map((id) => groups.run(insert(db, id)).catch((e: Error) => e.message));
+    expect(await Promise.all(writes)).toEqual(["append failed", "append failed"]);
+    expect(db).toEqual([1, 2]);
+  });
+});
