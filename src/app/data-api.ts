@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import type { Cache, EntryInit } from "../core/cache/index.ts";
-import { WriteGroups } from "../core/cache/write-group.ts";
+import { WriteChain, WriteGroups } from "../core/cache/write-group.ts";
 import { isCapturing } from "../core/capture.ts";
 import { type Neighbours, neighbourRows, patchItem, patchList } from "../core/deps/patch.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
@@ -44,6 +44,12 @@ export interface DataApiOptions {
    * in place, an order added to a user's orders) instead of invalidating them (true).
    */
   patchInPlace?: boolean;
+  /**
+   * The most writes one group commit holds (see WriteGroups; 64). 1: each write alone, one
+   * after another (WriteChain), as on Workers, where a request must not wait on a promise
+   * only another request settles.
+   */
+  groupWrites?: number;
   now?: () => number;
 }
 
@@ -247,7 +253,9 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   // the order the database applied them: a patch must never apply an older row after a
   // newer one. Writes that arrive meanwhile go together next, under one turn and one record
   // (group commit, see WriteGroups). Only a write the change log can take is made at all.
-  const groups = new WriteGroups((make, o) => cache.write(make, o));
+  const write: ConstructorParameters<typeof WriteGroups>[0] = (make, o) => cache.write(make, o);
+  const groups =
+    options.groupWrites === 1 ? new WriteChain(write) : new WriteGroups(write, options.groupWrites);
   // With change capture, the database records this write too, under its mark; once the
   // write's own record is applied, those rows go (one write path: a write whose node dies
   // before its record is captured instead).

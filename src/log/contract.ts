@@ -164,9 +164,17 @@ export interface ChangeLog {
    * taken before the write, the record is ordered (if the turn still held), and the turn
    * is given back. `placed` is called once the record has its place in the log, before
    * the other nodes are heard from, where the log can tell (else not at all): a writer
-   * that keeps its own writes in order may start its next one then.
+   * that keeps its own writes in order may start its next one then. A log may hand it a
+   * turn for that next write when `wantsTurn()` says so as the record is sent, taken at the
+   * record's place as `turn()` would be just after it (the Redis log does, in the append's
+   * round trip); the writer releases it if unused.
    */
-  append(ops: readonly ChangeOp[], turn?: WriteTurn, placed?: () => void): Promise<number>;
+  append(
+    ops: readonly ChangeOp[],
+    turn?: WriteTurn,
+    placed?: (next?: WriteTurn) => void,
+    wantsTurn?: () => boolean,
+  ): Promise<number>;
   /**
    * The lease: whether this node has heard the log recently enough to serve from cache.
    * Synchronous and cheap: it is asked on every hit.

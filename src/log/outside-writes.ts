@@ -31,7 +31,7 @@ export function withOutsideWrites(log: ChangeLog, outside: OutsideWrites): Chang
     ...(log.claim && { claim: (name: string) => log.claim!(name) }),
     turn: () => log.turn(),
     follow: (follower) => log.follow(follower),
-    append: (ops, turn, placed) => log.append(ops, turn, placed),
+    append: (ops, turn, placed, wantsTurn) => log.append(ops, turn, placed, wantsTurn),
     trusted: () => log.trusted(),
     async quietSince(position, tables) {
       if (!(await log.quietSince(position, tables))) return false;

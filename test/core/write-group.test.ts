@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { AppliedWrite } from "../../src/core/cache/types.ts";
-import { WriteGroups } from "../../src/core/cache/write-group.ts";
+import { WriteChain, WriteGroups } from "../../src/core/cache/write-group.ts";
 import type { WriteEvent } from "../../src/core/deps/planner.ts";
 
 /** A stand-in for Cache.write: counts groups, keeps each group's one record, holds its place until released. */
@@ -155,5 +155,18 @@ describe("WriteGroups (group commit)", () => {
     const writes = [1, 2].map((id) => groups.run(insert(db, id)).catch((e: Error) => e.message));
     expect(await Promise.all(writes)).toEqual(["append failed", "append failed"]);
     expect(db).toEqual([1, 2]);
+  });
+});
+
+describe("WriteChain (one write at a time, Workers)", () => {
+  it("starts each write once the last one's record has its place, each with a record of its own", async () => {
+    const log = fakeLog();
+    const chain = new WriteChain(log.write);
+    const db: number[] = [];
+    const writes = [1, 2, 3].map((id) => chain.run(insert(db, id)));
+    for (let i = 0; i < 3; i++) await log.place();
+    expect(await Promise.all(writes)).toEqual([1, 2, 3]);
+    expect(log.turns).toBe(3);
+    expect(log.records).toEqual([[event(1)], [event(2)], [event(3)]]);
   });
 });

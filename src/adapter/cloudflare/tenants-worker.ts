@@ -353,7 +353,8 @@ async function openTenant(
   if ("database" in tenant.source) {
     const schedule = (work: Promise<unknown>) => background.add(work);
     const source = d1Source({ database: d1Binding(env, tenant.source.database), schedule });
-    const api = await createDataApi({ source, cache });
+    // One write at a time, as in worker.ts (WriteChain).
+    const api = await createDataApi({ source, cache, groupWrites: 1 });
     const health = { source: sourceCheck(source, api.schema) };
     return { app: edgecacheApp(api.app, { ...admin, health }), log, logger, adminToken };
   }

@@ -224,7 +224,9 @@ async function open<E extends EdgecacheEnv>(
   // Change capture's marked rows of a write are deleted after its answer (d1-capture.ts).
   const schedule = (work: Promise<unknown>) => background.add(work);
   const source = d1Source({ database: env.DB, views: options.views, schedule, sessions });
-  const api = await createDataApi({ source, cache, routes: options.routes });
+  // One write at a time (WriteChain): in a group, a request would wait on a promise only
+  // another request settles, which workerd cancels as hung.
+  const api = await createDataApi({ source, cache, routes: options.routes, groupWrites: 1 });
   const app = edgecacheApp(api.app, {
     cache,
     health: { source: sourceCheck(source, api.schema) },

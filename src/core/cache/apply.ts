@@ -80,9 +80,10 @@ export class Applier {
     ops: readonly ChangeOp[],
     turn?: WriteTurn,
     settled = false,
-    placed?: () => void,
+    placed?: (next?: WriteTurn) => void,
+    wantsTurn?: () => boolean,
   ): Promise<WriteResult & { seq: number }> {
-    const seq = await this.#e.log.append(ops, turn, placed);
+    const seq = await this.#e.log.append(ops, turn, placed, wantsTurn);
     const results = this.#results.get(seq);
     this.#results.delete(seq);
     const result = await (settled ? results?.settled : results?.ready);

@@ -1,4 +1,10 @@
-import type { ChangeLog, ChangeOp, LogHistory, LogPosition } from "../../log/contract.ts";
+import type {
+  ChangeLog,
+  ChangeOp,
+  LogHistory,
+  LogPosition,
+  WriteTurn,
+} from "../../log/contract.ts";
 import { decodeLogStart, encodeLogStart, localChangeLog } from "../../log/in-process.ts";
 import { CoarseClock } from "../coarse-clock.ts";
 import { entryValue } from "../codec.ts";
@@ -709,7 +715,10 @@ export class Cache {
    *
    * `placed` is called once, as soon as the write's first record has its place in the log
    * (before the other nodes are heard from, where the log can tell), or when the write
-   * ends: a caller that keeps its own writes in order (the data API) starts the next then.
+   * ends: a caller that keeps its own writes in order (the data API) starts the next then,
+   * with the turn the log may hand over for it when `wantsTurn()` says so (see
+   * `ChangeLog.append`), given back as `turn` (a write handed one takes none of its own) or
+   * released.
    *
    * @example
    * const row = await cache.write(async (record) => {
@@ -720,16 +729,26 @@ export class Cache {
    */
   async write<T>(
     make: (record: (events: readonly WriteEvent[]) => Promise<AppliedWrite>) => Promise<T>,
-    options: { placed?: () => void } = {},
+    options: {
+      placed?: (next?: WriteTurn) => void;
+      turn?: WriteTurn;
+      wantsTurn?: () => boolean;
+    } = {},
   ): Promise<T> {
     let placed = options.placed;
-    const place = () => {
-      placed?.();
+    const place = (next?: WriteTurn) => {
+      if (placed) placed(next);
+      else next?.release();
       placed = undefined;
     };
     try {
-      await this.writable();
-      const turn = await this.#e.log.turn();
+      try {
+        await this.writable();
+      } catch (err) {
+        options.turn?.release();
+        throw err;
+      }
+      const turn = options.turn ?? (await this.#e.log.turn());
       let used = false;
       try {
         return await make(async (events) => {
@@ -737,7 +756,7 @@ export class Cache {
           const given = used ? undefined : turn;
           used = true;
           const ops = events.map((event) => ({ event }));
-          const applied = await this.#e.applier.append(ops, given, false, place);
+          const applied = await this.#e.applier.append(ops, given, false, place, options.wantsTurn);
           return { keys: applied.keys, fallback: applied.fallback, patched: applied.patched };
         });
       } finally {

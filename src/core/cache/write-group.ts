@@ -1,10 +1,11 @@
+import type { WriteTurn } from "../../log/contract.ts";
 import type { WriteEvent } from "../deps/planner.ts";
 import type { AppliedWrite } from "./types.ts";
 
 /** What `Cache.write` gives a group: its turn, and one record for the group's events. */
 type GroupWrite = <T>(
   make: (record: (events: readonly WriteEvent[]) => Promise<AppliedWrite>) => Promise<T>,
-  options: { placed?: () => void },
+  options: { placed?: (next?: WriteTurn) => void; turn?: WriteTurn; wantsTurn?: () => boolean },
 ) => Promise<T>;
 
 /**
@@ -16,9 +17,19 @@ export type GroupedWrite<T> = (
   record: (events: readonly WriteEvent[]) => Promise<AppliedWrite>,
 ) => Promise<T>;
 
+type Record = (events: readonly WriteEvent[]) => Promise<AppliedWrite>;
+
+/** What a waiting write is told when its time comes. */
+type Signal =
+  /** Lead the group (this write first): take the turn, run each write, append the record. */
+  | { lead: Waiting[]; turn: WriteTurn | undefined }
+  /** Run: make the statement, then record through `record`; `done` once it recorded or ended. */
+  | { record: Record; done: () => void };
+
 interface Waiting {
-  write: GroupedWrite<unknown>;
-  resolve(value: unknown): void;
+  /** Hands the write its signal; what follows runs in the caller's own context. */
+  signal(s: Signal): void;
+  /** Fails the write before it ran (its group was refused). */
   reject(error: unknown): void;
 }
 
@@ -31,7 +42,9 @@ export const MAX_GROUP = 64;
  * arrive while a group is in flight wait, and go together as the next group once its record
  * has its place: one write turn, their statements one after another in arrival order (each
  * committed before the next starts), and one record holding all their events in that
- * order. A node far from the log then pays its round trips per group, not per write.
+ * order. A node far from the log then pays its round trips per group, not per write, and
+ * where the log hands over the next turn with a group's append (the Redis log), the next
+ * group takes none of its own: one round trip a group.
  *
  * Each write is acknowledged when the group's record is applied, as a write alone is; one
  * that fails (its statement, or no change) leaves the others alone. The exactness rules are
@@ -49,82 +62,175 @@ export class WriteGroups {
     this.#max = max;
   }
 
-  /** Runs `write` in the next group; resolves with its result once its group is applied. */
+  /**
+   * Runs `write` in the next group; resolves with its result once its group is applied.
+   * The write runs in the caller's own context (on Workers, each request's I/O must be its
+   * own): a group's first write leads it (its turn, its append), and resolves only once the
+   * group is done, so its request lasts as long as the group's I/O.
+   */
   run<T>(write: GroupedWrite<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ write, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.#running) void this.#drain();
+      let signal!: (s: Signal) => void;
+      const told = new Promise<Signal>((r) => {
+        signal = r;
+      });
+      this.#queue.push({ signal, reject });
+      if (!this.#running) {
+        this.#running = true;
+        this.#next(undefined);
+      }
+      told.then(async (s) => {
+        if ("lead" in s) {
+          const own = this.#group(s.lead, s.turn, write);
+          const group = own.group.then(noop, noop);
+          // Settled after the group: a failed leader's request still holds the group's I/O.
+          own.result.then(
+            async (value) => {
+              await group;
+              resolve(value as T);
+            },
+            async (err: unknown) => {
+              await group;
+              reject(err);
+            },
+          );
+          return;
+        }
+        runWrite(write, s.record, s.done).then((value) => resolve(value as T), reject);
+      });
     });
   }
 
-  async #drain(): Promise<void> {
-    this.#running = true;
-    try {
-      while (this.#queue.length > 0) {
-        const group = this.#queue.splice(0, this.#max);
-        let placed!: () => void;
-        const free = new Promise<void>((resolve) => {
-          placed = resolve;
-        });
-        const done = this.#group(group, placed);
-        // The next group starts once this one's record has its place in the log, not once
-        // every node acknowledged it: a node far from the others would hold its writes up.
-        await Promise.race([free, done]);
-      }
-    } finally {
+  /** Hands the next group to its first write, with the turn the last append handed over. */
+  #next(turn: WriteTurn | undefined): void {
+    const group = this.#queue.splice(0, this.#max);
+    if (group.length === 0) {
+      // Nobody waits: a turn handed over is not needed.
+      turn?.release();
       this.#running = false;
+      return;
     }
+    group[0]!.signal({ lead: group, turn });
   }
 
-  /** Runs one group through `Cache.write`; settles every write in it, never rejects. */
-  async #group(group: Waiting[], placed: () => void): Promise<void> {
-    let started = 0;
-    try {
-      await this.#write(
-        async (record) => {
-          const events: WriteEvent[] = [];
-          const recorded: { resolve(a: AppliedWrite): void; reject(e: unknown): void }[] = [];
-          for (const w of group) {
-            started++;
-            // The write runs until it records (its statement committed) or ends; only then
-            // does the next one start, so the events are in the database's order.
-            let handed!: () => void;
-            const handedOver = new Promise<void>((resolve) => {
-              handed = resolve;
-            });
-            let once = false;
-            const run = Promise.resolve().then(() =>
-              w.write((own) => {
-                if (once) throw new Error("[edgecache] a grouped write records once");
-                once = true;
-                events.push(...own);
-                const applied = new Promise<AppliedWrite>((resolve, reject) => {
-                  recorded.push({ resolve, reject });
-                });
-                handed();
-                return applied;
-              }),
-            );
-            run.then(w.resolve, w.reject);
-            await Promise.race([handedOver, run.then(noop, noop)]);
-          }
-          if (recorded.length === 0) return;
-          try {
-            const applied = await record(events);
-            for (const r of recorded) r.resolve(applied);
-          } catch (err) {
-            for (const r of recorded) r.reject(err);
-          }
-        },
-        { placed },
-      );
-    } catch (err) {
-      // Before any statement (the log out of reach): the writes not started fail with it.
-      for (const w of group.slice(started)) w.reject(err);
-    } finally {
-      placed();
-    }
+  /**
+   * The leader's part: its own write first, then each other write of the group in turn,
+   * under one `Cache.write` (the turn, one record). The next group is handed on once this
+   * one's record has its place (or the group ended without one).
+   */
+  #group(
+    group: Waiting[],
+    turn: WriteTurn | undefined,
+    own: GroupedWrite<unknown>,
+  ): { result: Promise<unknown>; group: Promise<void> } {
+    // Settles as the leader's own write does, once it is started (or refused).
+    let ownStarted!: (p: Promise<unknown>) => void;
+    const result = new Promise<unknown>((r) => {
+      ownStarted = r;
+    });
+    let handedOn = false;
+    const handOn = (next?: WriteTurn) => {
+      if (handedOn) return next?.release();
+      handedOn = true;
+      this.#next(next);
+    };
+    let ran = 0;
+    const done = (async () => {
+      try {
+        await this.#write(
+          async (record) => {
+            const events: WriteEvent[] = [];
+            const recorded: { resolve(a: AppliedWrite): void; reject(e: unknown): void }[] = [];
+            const recordOnce = (): { record: Record; handed: Promise<void>; done: () => void } => {
+              let handed!: () => void;
+              const handedOver = new Promise<void>((r) => {
+                handed = r;
+              });
+              let once = false;
+              return {
+                handed: handedOver,
+                done: handed,
+                record: (own) => {
+                  if (once) throw new Error("[edgecache] a grouped write records once");
+                  once = true;
+                  events.push(...own);
+                  const applied = new Promise<AppliedWrite>((resolve, reject) => {
+                    recorded.push({ resolve, reject });
+                  });
+                  handed();
+                  return applied;
+                },
+              };
+            };
+            for (const [i, w] of group.entries()) {
+              ran++;
+              // Each runs until it records (its statement committed) or ends; only then does
+              // the next one start, so the events are in the database's order.
+              const slot = recordOnce();
+              if (i === 0) ownStarted(runWrite(own, slot.record, slot.done));
+              else w.signal({ record: slot.record, done: slot.done });
+              await slot.handed;
+            }
+            if (recorded.length === 0) return;
+            try {
+              const applied = await record(events);
+              for (const r of recorded) r.resolve(applied);
+            } catch (err) {
+              for (const r of recorded) r.reject(err);
+            }
+          },
+          { placed: handOn, ...(turn && { turn }), wantsTurn: () => this.#queue.length > 0 },
+        );
+      } catch (err) {
+        // Before any statement (the log out of reach): the writes not run fail with it.
+        if (ran === 0) ownStarted(Promise.reject(err));
+        for (const w of group.slice(Math.max(ran, 1))) w.reject(err);
+      } finally {
+        handOn();
+      }
+    })();
+    return { result, group: done };
   }
+}
+
+/**
+ * A node's writes one after another, each started once the last one's record has its place
+ * in the log: what an isolate on Workers does. There a group would hand one request's
+ * write to another request's promise, and workerd cancels a request that waits on a
+ * promise only another request resolves (as hung); here each write waits on the chain of
+ * the writes before it, which their I/O settles.
+ */
+export class WriteChain {
+  readonly #write: GroupWrite;
+  /** Settles once the last write's record has its place (or the write ended). */
+  #turn: Promise<unknown> = Promise.resolve();
+
+  constructor(write: GroupWrite) {
+    this.#write = write;
+  }
+
+  run<T>(write: GroupedWrite<T>): Promise<T> {
+    let placed!: () => void;
+    const free = new Promise<void>((resolve) => {
+      placed = resolve;
+    });
+    // No `wantsTurn`: the log hands over no turn, so `placed` gets none to release.
+    const work = () => this.#write(write, { placed });
+    const run = this.#turn.then(work, work);
+    this.#turn = Promise.race([free, run.catch(() => {})]);
+    return run;
+  }
+}
+
+/** Runs a write with its record; `done` once it ends (whether or not it recorded). */
+function runWrite(
+  write: GroupedWrite<unknown>,
+  record: Record,
+  done: () => void,
+): Promise<unknown> {
+  const run = Promise.resolve().then(() => write(record));
+  run.then(done, done);
+  return run;
 }
 
 function noop(): void {}

@@ -128,8 +128,13 @@ export class RedisChangeLog implements ChangeLog {
     return this.#writer.quietSince(position);
   }
 
-  append(ops: readonly ChangeOp[], turn?: WriteTurn, placed?: () => void): Promise<number> {
-    return this.#writer.append(ops, turn, placed);
+  append(
+    ops: readonly ChangeOp[],
+    turn?: WriteTurn,
+    placed?: (next?: WriteTurn) => void,
+    wantsTurn?: () => boolean,
+  ): Promise<number> {
+    return this.#writer.append(ops, turn, placed, wantsTurn);
   }
 
   async close(): Promise<void> {

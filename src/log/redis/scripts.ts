@@ -89,16 +89,17 @@ end
 /**
  * A record, under the next gap-free seq; each table it changes remembers that seq (ARGV:
  * its mark, ops, retain, the writer's turn or "", the wake-up channel, the writer's node,
- * the lease, tables). The record is ordered when its writer still holds its turn (TURN)
+ * the lease, a token for the writer's next turn or "", tables). The record is ordered when its writer still holds its turn (TURN)
  * and none of its tables changed since the head the turn was taken at: then every record
  * on those tables before it was committed before its write began, and none after it was
  * (each of those took its turn after this one was appended, or is unordered itself). The
  * turn is given back here. It carries its mark and the mark of the record before it
  * (`prev`), and the meta hash keeps the last mark: a node that applied another record
  * under a seq (the log went back and reused it) tells by the marks, not by the seq.
- * Returns the record's place, the previous mark and, in the same round trip, who the
- * writer must hear from before it acknowledges (BEHIND): every member, since none has
- * read the record yet.
+ * Returns the record's place, the previous mark, the writer's next turn (taken at this
+ * record, as TURN would take it right after: its next write then pays no round trip for
+ * one; "" when not asked for) and, in the same round trip, who the writer must hear from
+ * before it acknowledges (BEHIND): every member, since none has read the record yet.
  */
 const APPEND = `${PRELUDE}${BEHIND}
 local ordered = '0'
@@ -107,7 +108,7 @@ if ARGV[4] ~= '' then
   if held and tonumber(held) > now then
     ordered = '1'
     local since = tonumber(string.match(ARGV[4], '^%d+'))
-    for i = 8, #ARGV do
+    for i = 9, #ARGV do
       if tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0') > since then ordered = '0' end
     end
   end
@@ -117,9 +118,15 @@ local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local prev = redis.call('HGET', KEYS[1], 'last') or ''
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2], 'ordered', ordered, 'node', ARGV[6], 'mark', ARGV[1], 'prev', prev)
 redis.call('HSET', KEYS[1], 'last', ARGV[1])
-for i = 8, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
+for i = 9, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
+local nextTurn = ''
+if ARGV[8] ~= '' then
+  nextTurn = seq .. ' ' .. ARGV[8]
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
+  redis.call('ZADD', KEYS[7], now + tonumber(ARGV[7]), nextTurn)
+end
 local young, waiting = behind(seq, tonumber(ARGV[7]))
-return {id, seq, ordered, prev, young, waiting}
+return {id, seq, ordered, prev, nextTurn, young, waiting}
 `;
 
 /**

@@ -41,7 +41,7 @@ export class RedisWriter {
    */
   async turn(): Promise<WriteTurn | undefined> {
     const link = this.#link;
-    const token = `${link.node}:${randomId()}`;
+    const token = this.#token();
     try {
       const [, turn] = (await link.client.ecTurn(
         ...link.keys,
@@ -55,6 +55,10 @@ export class RedisWriter {
       link.report("turn", `[edgecache] [${C}] cannot take a write turn; writing unordered`, err);
       return undefined;
     }
+  }
+
+  #token(): string {
+    return `${this.#link.node}:${randomId()}`;
   }
 
   #release(turn: string): void {
@@ -88,7 +92,12 @@ export class RedisWriter {
     }
   }
 
-  async append(ops: readonly ChangeOp[], turn?: WriteTurn, placed?: () => void): Promise<number> {
+  async append(
+    ops: readonly ChangeOp[],
+    turn?: WriteTurn,
+    placed?: (next?: WriteTurn) => void,
+    wantsTurn?: () => boolean,
+  ): Promise<number> {
     const link = this.#link;
     const deadline = performance.now() + link.s.appendTimeoutMs;
     let sent!: (reply: AppendReply) => void;
@@ -102,6 +111,8 @@ export class RedisWriter {
         link.channel,
         link.node,
         String(link.s.leaseMs),
+        // A writer with writes waiting gets its next turn with this record's place.
+        placed && wantsTurn?.() ? this.#token() : "",
         ...changedTables(ops),
       ],
       reply: new Promise((resolve) => {
@@ -128,7 +139,8 @@ export class RedisWriter {
         "the write was made, but the change log could not be reached to record it; it is recorded once Redis answers again",
       );
     }
-    placed?.();
+    const next = reply.next;
+    placed?.(next ? new RedisTurn(next, () => this.#release(next)) : undefined);
     const { log, seq, ordered, prev } = reply;
     const payload = outgoing.args[0]!;
     const { mark } = outgoing;
@@ -155,17 +167,18 @@ export class RedisWriter {
         // Taken before the append is sent: acknowledgements of it can only come after.
         const heard = link.heard;
         try {
-          const [log, seq, ordered, prev, ...waiting] = (await link.client.ecAppend(
+          const [log, seq, ordered, prev, turn, ...waiting] = (await link.client.ecAppend(
             ...link.keys,
             next.mark,
             ...next.args,
-          )) as [string, number, string, string, ...BehindReply];
+          )) as [string, number, string, string, string, ...BehindReply];
           this.#outbox.shift();
           next.sent({
             log,
             seq: Number(seq),
             ordered: ordered === "1",
             prev,
+            next: turn,
             waiting: new Waiting(waiting),
             heard,
           });
@@ -313,6 +326,8 @@ interface AppendReply {
   ordered: boolean;
   /** The mark of the record before it. */
   prev: string;
+  /** The writer's next turn, taken at this record ("" when not asked for). */
+  next: string;
   waiting: Waiting;
   /** `Link.heard` when the append was sent. */
   heard: number;

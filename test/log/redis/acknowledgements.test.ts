@@ -2,6 +2,7 @@ import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import { Relay } from "../../../bench/lib/relay.ts";
 import { Cache } from "../../../src/core/cache/index.ts";
+import { WriteGroups } from "../../../src/core/cache/write-group.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import type { Store } from "../../../src/core/store.ts";
 import { type RedisChangeLog, redisChangeLog } from "../../../src/log/redis/index.ts";
@@ -83,7 +84,9 @@ async function node(
 }
 
 /** Two nodes, `far` through a relay; once both are members and the log is a lease old. */
-async function pair(leaseMs = LEASE_MS): Promise<{ near: Node; far: Node; relay: Relay }> {
+async function pair(
+  leaseMs = LEASE_MS,
+): Promise<{ near: Node; far: Node; relay: Relay; prefix: string }> {
   const prefix = `test:${randomId()}:`;
   const target = new URL(shared.url);
   const relay = await Relay.start({
@@ -96,7 +99,7 @@ async function pair(leaseMs = LEASE_MS): Promise<{ near: Node; far: Node; relay:
   await until(() => near.log.nodes() === 2 && far.log.nodes() === 2);
   // A log younger than a lease holds every append until it is a lease old.
   await near.cache.invalidate({ keys: ["settle"] });
-  return { near, far, relay };
+  return { near, far, relay, prefix };
 }
 
 const cached = async (n: Node, key: string) => {
@@ -151,6 +154,30 @@ shared.describe("acknowledgements", () => {
     expect(far.calls.filter((c) => c !== "ecRenew")).toEqual(["ecTurn", "ecAppend"]);
     expect(near.cache.peek("user:1")).toBeUndefined();
     expect(near.cache.position.seq).toBe(far.cache.position.seq);
+  });
+
+  it("writes waiting on a far node take the turn its append hands over: one turn for two groups, both ordered", async () => {
+    const { far, prefix } = await pair();
+    const groups = new WriteGroups((make, o) => far.cache.write(make, o));
+    far.calls.length = 0;
+    const write = (from: string, to: string) =>
+      groups.run(async (record) => {
+        await record([userUpdate(1, from, to)]);
+      });
+    // The second arrives while the first is on its way: it waits, and goes next.
+    await Promise.all([write("Lane", "Lana"), write("Lana", "Lena"), write("Lena", "Luna")]);
+    const sent = far.calls.filter((c) => c !== "ecRenew" && c !== "xrange");
+    expect(sent).toEqual(["ecTurn", "ecAppend", "ecAppend"]);
+    // Both records ordered (each may patch), the later writes in one record, in order.
+    const reader = new Redis(shared.url);
+    open.push({ close: async () => reader.disconnect() });
+    const stream = (await reader.xrange(logKeys(prefix).keys[1]!, "-", "+")).slice(-2);
+    const field = (entry: [string, string[]], name: string) =>
+      entry[1][entry[1].indexOf(name) + 1]!;
+    expect(stream.map((e) => field(e, "ordered"))).toEqual(["1", "1"]);
+    expect(stream.map((e) => (JSON.parse(field(e, "ops")) as unknown[]).length)).toEqual([1, 2]);
+    // The turn handed over and not needed is given back: nothing held once the writes end.
+    expect(await far.log.quietSince(far.cache.position)).toBe(true);
   });
 
   it("a far node cut off holds a write up to its lease, no longer, and serves nothing meanwhile", async () => {
