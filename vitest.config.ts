@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // Builds dist/ when src/ changed since: the CLI's tests run the build (test/helpers/built-cli.ts).
+    globalSetup: ["./test/helpers/built-cli.ts"],
     reporters: ["default", "./test/helpers/summary-reporter.ts"],
     // Two files at a time even on two cores (vitest's default there is one): most of a test's
     // time is spent waiting on servers, workerd and timers, so the suite takes about 7 minutes

@@ -1,18 +1,18 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import type { Row } from "../../src/core/query.ts";
 import { HIT, reply, send, tempDir } from "../app/harness.ts";
+import { CLI } from "../helpers/built-cli.ts";
 import { waitForLine } from "../helpers/child.ts";
 import { cutShort, keptAside, overwritePages } from "../helpers/damage.ts";
 
 // The cache never refuses to start because of its own cache: a damaged cache file is kept
 // aside as <name>.damaged-<time> with one warning, and the cache goes on with a new one.
 
-const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
 const cleanup: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
   vi.restoreAllMocks();
@@ -43,7 +43,7 @@ describe("a damaged cache file", () => {
     const cwd = dir();
     writeFileSync(join(cwd, "edgecache.cache.db"), randomBytes(64 * 1024));
     const { PORT: _p, EDGECACHE_ADMIN_TOKEN: _t, REDIS_URL: _r, ...env } = process.env;
-    const child = spawn(process.execPath, [BIN, "serve", "--port", "0"], {
+    const child = spawn(process.execPath, [CLI, "serve", "--port", "0"], {
       cwd,
       env,
       stdio: ["ignore", "pipe", "pipe"],

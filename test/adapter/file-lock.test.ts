@@ -1,18 +1,18 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { lockFile } from "../../src/adapter/node/file-lock.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";
 import { reply, tempDir } from "../app/harness.ts";
+import { CLI } from "../helpers/built-cli.ts";
 import { waitForLine } from "../helpers/child.ts";
 import { storedEntry } from "../helpers/entries.ts";
 
 // One process per cache file: a second one is refused with the first one's pid, and the
 // first keeps its files and serves correctly.
 
-const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
@@ -31,7 +31,7 @@ function env(): NodeJS.ProcessEnv {
 }
 
 function serve(cwd: string, ...args: string[]): ChildProcess {
-  const child = spawn(process.execPath, [BIN, "serve", "--port", "0", ...args], {
+  const child = spawn(process.execPath, [CLI, "serve", "--port", "0", ...args], {
     cwd,
     env: env(),
     stdio: ["ignore", "pipe", "pipe"],

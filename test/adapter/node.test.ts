@@ -21,6 +21,7 @@ import {
   tempDir,
 } from "../app/harness.ts";
 import { raw } from "../app/proxy-harness.ts";
+import { CLI } from "../helpers/built-cli.ts";
 import { waitForLine } from "../helpers/child.ts";
 import { exchange } from "./raw-client.ts";
 
@@ -246,8 +247,6 @@ describe("restart", () => {
   });
 });
 
-const bin = resolve(import.meta.dirname, "../../bin/edgecache.js");
-
 /** This environment without what would change the command. */
 function cliEnv(): NodeJS.ProcessEnv {
   const { PORT: _port, EDGECACHE_ADMIN_TOKEN: _token, REDIS_URL: _redis, ...env } = process.env;
@@ -265,7 +264,7 @@ describe("restart after the database changed behind edgecache's back", () => {
     let item: string;
     if (how === "crash") {
       // A real process killed with -9: it leaves its lock behind, and no stamp.
-      const child = spawn(process.execPath, [bin, "serve", "--port", "0"], {
+      const child = spawn(process.execPath, [CLI, "serve", "--port", "0"], {
         cwd,
         env: cliEnv(),
         stdio: ["ignore", "pipe", "pipe"],
@@ -482,7 +481,7 @@ describe("config", () => {
 describe("the CLI", () => {
   it("serves the demo with `edgecache serve --port 0` and prints the URL", async () => {
     const cwd = tempDir();
-    const child = spawn(process.execPath, [bin, "serve", "--port", "0"], {
+    const child = spawn(process.execPath, [CLI, "serve", "--port", "0"], {
       cwd,
       env: cliEnv(),
       stdio: ["ignore", "pipe", "pipe"],

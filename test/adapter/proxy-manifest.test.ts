@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { validateConfig } from "../../src/adapter/node/config.ts";
 import { createNodeProxy, type NodeProxyOptions } from "../../src/adapter/node/modes/proxy.ts";
@@ -13,6 +13,7 @@ import {
   startOrigin,
   startProxy,
 } from "../app/proxy-harness.ts";
+import { CLI } from "../helpers/built-cli.ts";
 import { waitForLine } from "../helpers/child.ts";
 import { until } from "../helpers/cluster.ts";
 
@@ -267,9 +268,8 @@ describe("the CLI and the config", () => {
     cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
     writeFileSync(join(cwd, "urls.txt"), "# kept\n/cli/{1..3}\n");
     const { PORT: _port, EDGECACHE_ADMIN_TOKEN: _token, ...env } = process.env;
-    const bin = resolve(import.meta.dirname, "../../bin/edgecache.js");
     const args = ["proxy", "--origin", o.url, "--port", "0", "--no-cache-file"];
-    const child = spawn(process.execPath, [bin, ...args, "--manifest", "urls.txt"], { cwd, env });
+    const child = spawn(process.execPath, [CLI, ...args, "--manifest", "urls.txt"], { cwd, env });
     cleanup.push(async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((done) => child.once("exit", done));

@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig, validateConfig } from "../../src/adapter/node/config.ts";
 import { createNodeProxy } from "../../src/adapter/node/modes/proxy.ts";
 import { expectBadOption, tempDir } from "../app/harness.ts";
 import { counting, type Origin, raw, startOrigin, startProxy } from "../app/proxy-harness.ts";
+import { CLI } from "../helpers/built-cli.ts";
 import { waitForLine } from "../helpers/child.ts";
 
 // Proxy mode on the Node adapter: the fast path, the persistent tier across restarts,
@@ -241,11 +242,9 @@ describe("config: the proxy section", () => {
 });
 
 describe("the CLI", () => {
-  const bin = resolve(import.meta.dirname, "../../bin/edgecache.js");
-
   function run(args: string[], cwd: string): ChildProcess {
     const { PORT: _port, EDGECACHE_ADMIN_TOKEN: _token, ...env } = process.env;
-    const child = spawn(process.execPath, [bin, ...args], { cwd, env, stdio: "pipe" });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd, env, stdio: "pipe" });
     cleanup.push(async () => {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((done) => child.once("exit", done));

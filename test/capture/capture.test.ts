@@ -1,8 +1,6 @@
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { promisify } from "node:util";
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,12 +14,10 @@ import { demoViews } from "../../src/demo/seed.ts";
 import { isPostgresUrl, postgresSource } from "../../src/sources/postgres.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
+import { edgecache } from "../helpers/built-cli.ts";
 import { until } from "../helpers/cluster.ts";
 import { withPostgresDatabase } from "../helpers/postgres.ts";
 import { requirePostgres } from "../helpers/services.ts";
-
-const execFileAsync = promisify(execFile);
-const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
 
 /**
  * Change capture end to end, on SQLite and on the real PostgreSQL: writes made straight
@@ -175,9 +171,9 @@ function captureSuite(
     }
 
     it("is installed with the CLI, and a running node picks it up", async () => {
-      const before = await execFileAsync(BIN, ["capture", "status", "--db", database.db, "--json"]);
+      const before = await edgecache(["capture", "status", "--db", database.db, "--json"]);
       expect(JSON.parse(before.stdout)).toMatchObject({ installed: false });
-      const { stdout } = await execFileAsync(BIN, ["capture", "install", "--db", database.db]);
+      const { stdout } = await edgecache(["capture", "install", "--db", database.db]);
       expect(stdout).toMatch(/capture: installed/);
       expect(stdout).toMatch(/tables: {2}orders, users/);
       expect(stdout).not.toMatch(/password|secret/);
@@ -298,7 +294,7 @@ function captureSuite(
     });
 
     it("is uninstalled with the CLI, and the node stops capturing", async () => {
-      const { stdout } = await execFileAsync(BIN, ["capture", "uninstall", "--db", database.db]);
+      const { stdout } = await edgecache(["capture", "uninstall", "--db", database.db]);
       expect(stdout).toMatch(/not installed/);
       await until(() => node.capture?.installed === false);
     });
@@ -353,7 +349,7 @@ describe("change capture with two nodes on Redis over one SQLite file", () => {
     const database = sqliteDatabase(dir);
     const path = join(dir, "edgecache.db");
     try {
-      await execFileAsync(BIN, ["capture", "install", "--db", path]);
+      await edgecache(["capture", "install", "--db", path]);
       await until(() => nodes.every((n) => n.capture?.installed === true));
       const users = (await (await nodes[0]!.app.request("/v1/users?limit=1")).json()) as {
         data: Row[];

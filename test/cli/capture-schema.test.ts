@@ -1,22 +1,18 @@
-import { execFile } from "node:child_process";
-import { resolve } from "node:path";
-import { promisify } from "node:util";
 import postgres from "postgres";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { edgecache } from "../helpers/built-cli.ts";
 import { requirePostgres } from "../helpers/services.ts";
 
 // `edgecache capture install|status|uninstall --schema`: capture for the tables of a
 // PostgreSQL schema other than public (a Drizzle `pgSchema`), from the command line.
 
-const execFileAsync = promisify(execFile);
-const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
 const pg = await requirePostgres();
 const schema = `ec_cli_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
 
 pg.describe("edgecache capture --schema (PostgreSQL)", () => {
   let admin: postgres.Sql;
   const cli = async (...args: string[]) =>
-    (await execFileAsync(BIN, ["capture", ...args, "--db", pg.url, "--schema", schema])).stdout;
+    (await edgecache(["capture", ...args, "--db", pg.url, "--schema", schema])).stdout;
 
   beforeAll(async () => {
     admin = postgres(pg.url, { max: 1, onnotice: () => {} });
@@ -45,7 +41,7 @@ pg.describe("edgecache capture --schema (PostgreSQL)", () => {
   });
 
   it("refuses --schema with a SQLite file", async () => {
-    const run = execFileAsync(BIN, ["capture", "status", "--db", "nope.db", "--schema", "x"]);
+    const run = edgecache(["capture", "status", "--db", "nope.db", "--schema", "x"]);
     await expect(run).rejects.toMatchObject({ stderr: expect.stringMatching(/--schema/) });
   });
 });

@@ -5,8 +5,9 @@ import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { tempDir } from "../app/harness.ts";
 import { startOrigin, startProxy } from "../app/proxy-harness.ts";
+import { CLI } from "../helpers/built-cli.ts";
 import { waitForLine } from "../helpers/child.ts";
-import { BIN, cleanEnv, cli } from "./run-cli.ts";
+import { cleanEnv, cli } from "./run-cli.ts";
 
 // The JSON log of the real binary: quiet by default, every request with its id at info.
 
@@ -23,7 +24,7 @@ async function serve(
   const dir = tempDir();
   const child: ChildProcess = spawn(
     process.execPath,
-    [BIN, "serve", "--port", "0", "--no-cache-file", ...args],
+    [CLI, "serve", "--port", "0", "--no-cache-file", ...args],
     { cwd: dir, env: cleanEnv() },
   );
   let out = "";

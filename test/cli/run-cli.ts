@@ -1,9 +1,9 @@
 import { execFile, spawn } from "node:child_process";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
+import { CLI } from "../helpers/built-cli.ts";
 import { waitForLine } from "../helpers/child.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-export const BIN = join(ROOT, "bin/edgecache.js");
 
 export interface CliResult {
   code: number;
@@ -21,7 +21,7 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
   return { ...env, ...extra };
 }
 
-/** Runs the real `edgecache` binary to its exit. */
+/** Runs the `edgecache` command (the build of the current source) to its exit. */
 export function cli(
   args: string[],
   options: { env?: Record<string, string>; cwd?: string; input?: string } = {},
@@ -29,7 +29,7 @@ export function cli(
   return new Promise((done) => {
     const child = execFile(
       process.execPath,
-      [BIN, ...args],
+      [CLI, ...args],
       { env: cleanEnv(options.env), cwd: options.cwd ?? ROOT, timeout: 60_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
@@ -40,12 +40,12 @@ export function cli(
   });
 }
 
-/** A node of tenants (`edgecache serve --state`) run by the real binary until `stop()`. */
+/** A node of tenants (`edgecache serve --state`) run by the command until `stop()`. */
 export async function serveTenants(
   state: string,
   options: { cwd: string; env?: Record<string, string> },
 ): Promise<{ url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [BIN, "serve", "--state", state, "--port", "0"], {
+  const child = spawn(process.execPath, [CLI, "serve", "--state", state, "--port", "0"], {
     cwd: options.cwd,
     env: cleanEnv(options.env),
   });
@@ -64,12 +64,12 @@ export async function serveTenants(
   }
 }
 
-/** Starts the binary until a line of its stdout matches `until`, then stops it. */
+/** Starts the command until a line of its stdout matches `until`, then stops it. */
 export async function startOnce(
   args: string[],
   options: { cwd: string; env?: Record<string, string>; until?: RegExp },
 ): Promise<{ out: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const child = spawn(process.execPath, [CLI, ...args], {
     cwd: options.cwd,
     env: cleanEnv(options.env),
   });

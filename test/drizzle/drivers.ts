@@ -1,8 +1,6 @@
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { promisify } from "node:util";
+import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import type { Cache } from "drizzle-orm/cache/core";
 import { drizzle as drizzleLibsql } from "drizzle-orm/libsql";
@@ -19,6 +17,7 @@ import { blob, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
 import pg from "pg";
 import postgres from "postgres";
 import { postgresSource } from "../../src/sources/postgres.ts";
+import { edgecache } from "../helpers/built-cli.ts";
 
 /** One harness for three drivers: the tests use these tables through any of them. */
 // biome-ignore lint/suspicious/noExplicitAny: the same queries run on SQLite and PostgreSQL databases
@@ -45,13 +44,6 @@ export interface Harness {
   installCapture(): Promise<void>;
   uninstallCapture(): Promise<void>;
   close(): Promise<void>;
-}
-
-const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
-
-/** Runs the edgecache command. */
-async function edgecache(...args: string[]): Promise<void> {
-  await promisify(execFile)(BIN, args);
 }
 
 const unique = () =>
@@ -101,8 +93,8 @@ export function libsqlHarness(intMode: "number" | "bigint" = "number"): Harness 
     // With the command, in a process of its own as a user runs it: better-sqlite3 and
     // libSQL are two SQLite libraries, whose locks on one file do not see each other's
     // within one process.
-    installCapture: () => edgecache("capture", "install", "--db", path),
-    uninstallCapture: () => edgecache("capture", "uninstall", "--db", path),
+    installCapture: () => edgecache(["capture", "install", "--db", path]).then(() => {}),
+    uninstallCapture: () => edgecache(["capture", "uninstall", "--db", path]).then(() => {}),
     async close() {
       for (const c of clients) c.close();
       rmSync(dir, { recursive: true, force: true });

@@ -1,8 +1,6 @@
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { promisify } from "node:util";
+import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import { and, asc, eq, inArray, relations } from "drizzle-orm";
 import { drizzle as drizzleLibsql } from "drizzle-orm/libsql";
@@ -21,6 +19,7 @@ import {
 } from "../../src/drizzle/index.ts";
 import { postgresSource } from "../../src/sources/postgres.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
+import { edgecache } from "../helpers/built-cli.ts";
 import { until } from "../helpers/cluster.ts";
 import { requirePostgres } from "../helpers/services.ts";
 import type { AnyDb, AnyTable } from "./drivers.ts";
@@ -33,8 +32,6 @@ import type { AnyDb, AnyTable } from "./drivers.ts";
  */
 
 const pgServer = await requirePostgres();
-const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
-
 interface Tables {
   users: AnyTable;
   articles: AnyTable;
@@ -124,7 +121,6 @@ function libsqlApp(): App {
   };
   const schema = schemaOf(t);
   const ready = admin.executeMultiple(DDL("", "integer"));
-  const run = promisify(execFile);
   return {
     t,
     db: (cache) => drizzleLibsql(client(), { schema, ...(cache && { cache }) }),
@@ -134,7 +130,7 @@ function libsqlApp(): App {
     },
     async installCapture() {
       await ready;
-      await run(BIN, ["capture", "install", "--db", path]);
+      await edgecache(["capture", "install", "--db", path]);
     },
     async dropCapture(table) {
       for (const op of ["insert", "update", "delete"]) {

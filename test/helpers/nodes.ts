@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
+import { CLI } from "./built-cli.ts";
 import { waitForLine } from "./child.ts";
-
-const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
 
 /** A node process: `edgecache serve` as a user starts it. */
 export interface NodeProcess {
@@ -19,7 +18,7 @@ export interface NodeProcess {
  */
 export async function startNode(cwd: string, args: string[]): Promise<NodeProcess> {
   const { PORT: _p, EDGECACHE_ADMIN_TOKEN: _t, REDIS_URL: _r, ...env } = process.env;
-  const child = spawn(process.execPath, [BIN, "serve", "--port", "0", ...args], {
+  const child = spawn(process.execPath, [CLI, "serve", "--port", "0", ...args], {
     cwd,
     env,
     stdio: ["ignore", "pipe", "pipe"],

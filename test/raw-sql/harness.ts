@@ -1,13 +1,12 @@
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { promisify } from "node:util";
+import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import Database from "better-sqlite3";
 import pg from "pg";
 import postgres from "postgres";
 import { postgresSource } from "../../src/sources/postgres.ts";
+import { edgecache } from "../helpers/built-cli.ts";
 
 /** A database with `users` and `posts` behind one of the raw SQL entry's clients. */
 export interface RawHarness {
@@ -27,7 +26,6 @@ export interface RawHarness {
   close(): Promise<void>;
 }
 
-const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
 const unique = () =>
   `${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`;
 
@@ -82,7 +80,7 @@ function sqliteRaw(
     },
     // In a process of its own, as a user runs it.
     installCapture: async () => {
-      await promisify(execFile)(BIN, ["capture", "install", "--db", path]);
+      await edgecache(["capture", "install", "--db", path]);
     },
     async close() {
       for (const c of opened) c.close();

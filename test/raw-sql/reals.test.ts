@@ -1,18 +1,16 @@
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { promisify } from "node:util";
+import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import { afterAll, expect, it } from "vitest";
 import { sqlCache } from "../../src/raw-sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
+import { edgecache } from "../helpers/built-cli.ts";
 
 // SQLite's json_object wrote REALs with 15 significant digits before 3.47 (libSQL bundles
 // 3.45): capture's triggers record them with 17, so captured rows hold the stored double,
 // for the planner's comparisons and for results patched in place.
 
-const BIN = resolve(import.meta.dirname, "../../bin/edgecache.js");
 const dir = mkdtempSync(join(tmpdir(), "edgecache-reals-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -21,7 +19,7 @@ it("REALs written around the cache: filtered and patched reads equal a fresh que
   const admin = createClient({ url: `file:${path}` });
   await admin.executeMultiple(`create table items (id integer primary key, x real not null);
     insert into items values (1, 1.5), (2, 2.5);`);
-  await promisify(execFile)(BIN, ["capture", "install", "--db", path]);
+  await edgecache(["capture", "install", "--db", path]);
   const client = createClient({ url: `file:${path}` });
   const sql = sqlCache({ client, tiers: [memoryStore()] });
   await sql.query("select id, x from items where id = ?", [0]);
