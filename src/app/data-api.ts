@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import type { Cache, EntryInit } from "../core/cache/index.ts";
-import { WriteChain, WriteGroups } from "../core/cache/write-group.ts";
+import { MAX_GROUP, WriteChain, WriteGroups } from "../core/cache/write-group.ts";
 import { isCapturing } from "../core/capture.ts";
 import { type Neighbours, neighbourRows, patchItem, patchList } from "../core/deps/patch.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
@@ -13,7 +13,7 @@ import {
 } from "../core/deps/planner.ts";
 import { sortValues } from "../core/deps/predicate.ts";
 import type { CacheEntry } from "../core/entry.ts";
-import { EdgecacheError } from "../core/errors.ts";
+import { badOption, EdgecacheError } from "../core/errors.ts";
 import { keyPath, requestKey } from "../core/keys.ts";
 import {
   type ListQuery,
@@ -78,6 +78,10 @@ const COMPONENT = "data-api";
  */
 export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   const { source, cache } = options;
+  const most = options.groupWrites ?? MAX_GROUP;
+  if (!Number.isInteger(most) || most < 1) {
+    badOption(COMPONENT, "groupWrites", "a whole number of writes, 1 or more", most);
+  }
   const base = options.basePath ?? "/v1";
   const now = options.now ?? Date.now;
   const schema = await source.schema();
@@ -254,8 +258,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   // newer one. Writes that arrive meanwhile go together next, under one turn and one record
   // (group commit, see WriteGroups). Only a write the change log can take is made at all.
   const write: ConstructorParameters<typeof WriteGroups>[0] = (make, o) => cache.write(make, o);
-  const groups =
-    options.groupWrites === 1 ? new WriteChain(write) : new WriteGroups(write, options.groupWrites);
+  const groups = most === 1 ? new WriteChain(write) : new WriteGroups(write, most);
   // With change capture, the database records this write too, under its mark; once the
   // write's own record is applied, those rows go (one write path: a write whose node dies
   // before its record is captured instead).

@@ -19,6 +19,9 @@ export function clientKind(client: unknown): ClientKind | undefined {
   if (has("execute") && has("batch") && has("executeMultiple")) return "libsql";
   if (has("prepare") && has("pragma")) return "better-sqlite3";
   if (has("prepare") && has("batch") && has("exec")) return "d1";
-  if (has("query") && has("connect") && has("end")) return "node-postgres";
+  // A pg Pool counts its clients, a pg Client keeps its connection parameters: what tells
+  // them from other drivers with query, connect and end (mysql, mysql2).
+  const pg = "totalCount" in c || "connectionParameters" in c;
+  if (pg && has("query") && has("connect") && has("end")) return "node-postgres";
   return undefined;
 }

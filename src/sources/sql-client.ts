@@ -78,11 +78,14 @@ interface PostgresJs {
   ): Promise<SqlRow[] & { count?: number | null; command?: string }>;
 }
 
+interface PgResult {
+  rows: SqlRow[];
+  rowCount: number | null;
+  command: string;
+}
+
 interface NodePostgres {
-  query(
-    sql: string,
-    params: unknown[],
-  ): Promise<{ rows: SqlRow[]; rowCount: number | null; command: string }>;
+  query(sql: string, params: unknown[]): Promise<PgResult | PgResult[]>;
 }
 
 /** PostgreSQL counts the rows a select returned as its count: a read changed none. */
@@ -119,8 +122,11 @@ export function sqlClient(client: unknown): SqlClient | undefined {
     case "node-postgres": {
       const pg = client as NodePostgres;
       return clientOf("postgres", kind, async (text, params) => {
-        const r = await pg.query(text, [...params]);
-        return { rows: r.rows, rowsAffected: changed(r.command, r.rowCount) };
+        // Without parameters pg sends the text as is: several statements answer a result each.
+        const all = [await pg.query(text, [...params])].flat();
+        const last = all.at(-1)!;
+        const rowsAffected = all.reduce((n, r) => n + changed(r.command, r.rowCount), 0);
+        return { rows: last.rows, rowsAffected };
       });
     }
     case "libsql": {

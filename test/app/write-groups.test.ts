@@ -82,3 +82,19 @@ describe("group commit on the data API", () => {
     expect(item.json).toEqual(ok2!.json);
   });
 });
+
+describe("the groupWrites option", () => {
+  it("is refused unless a whole number of writes, 1 or more", async () => {
+    const { createDataApi } = await import("../../src/app/data-api.ts");
+    for (const bad of [0, -1, 1.5, Number.NaN]) {
+      await expect(
+        createDataApi({
+          // Refused before the source is asked anything.
+          source: undefined as never,
+          cache: h.edgecache.cache,
+          groupWrites: bad,
+        }),
+      ).rejects.toThrow(/option "groupWrites": expected a whole number of writes, 1 or more/);
+    }
+  });
+});

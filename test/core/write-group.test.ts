@@ -117,6 +117,28 @@ describe("WriteGroups (group commit)", () => {
     expect(log.records).toEqual([[event(1)], [event(3)]]);
   });
 
+  it("a write that changed nothing answers only once its group's record is placed: an earlier write of the group may be why", async () => {
+    const log = fakeLog();
+    const groups = new WriteGroups(log.write);
+    const db: number[] = [];
+    const first = groups.run(insert(db, 0));
+    await new Promise((r) => setTimeout(r, 5));
+    const deleted = groups.run(insert(db, 5)); // stands for DELETE /users/5
+    let answeredWith = -1;
+    // PUT /users/5 after it: 404, because the delete committed. Its answer must wait for
+    // the delete's record, or a read after the 404 could be served the row from cache.
+    const notFound = groups
+      .run(async () => "404")
+      .then((v) => {
+        answeredWith = log.records.length;
+        return v;
+      });
+    await log.place();
+    await log.place();
+    expect(await Promise.all([first, deleted, notFound])).toEqual([0, 5, "404"]);
+    expect(answeredWith).toBe(2);
+  });
+
   it("a group refused before its statements (the log out of reach) fails its writes; the next group goes on", async () => {
     const log = fakeLog();
     const groups = new WriteGroups(log.write);

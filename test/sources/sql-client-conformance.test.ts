@@ -6,6 +6,9 @@ import Database from "better-sqlite3";
 import { Miniflare } from "miniflare";
 import pgLib from "pg";
 import postgres from "postgres";
+import { describe, expect, it } from "vitest";
+import { clientKind } from "../../src/sources/client-kind.ts";
+import { sqlClient } from "../../src/sources/sql-client.ts";
 import { sqlClientConformance } from "../../src/testing/index.ts";
 import { requirePostgres } from "../helpers/services.ts";
 
@@ -111,4 +114,30 @@ pg.describe("PostgreSQL clients", () => {
     },
     { kind: "node-postgres", dialect: "postgres" },
   );
+});
+
+describe("what is told for a client", () => {
+  it("a driver with query, connect and end that is not pg (mysql's shape) is no client", () => {
+    const mysqlLike = { query() {}, connect() {}, end() {}, config: {} };
+    expect(clientKind(mysqlLike)).toBeUndefined();
+    expect(sqlClient(mysqlLike)).toBeUndefined();
+  });
+});
+
+pg.describe("node-postgres without parameters", () => {
+  it("several statements in one text answer the last one's rows and every change", async () => {
+    const pool = new pgLib.Pool({ connectionString: pg.url, max: 1 });
+    try {
+      const client = sqlClient(pool)!;
+      const t = `ec_multi_${Math.random().toString(36).slice(2, 8)}`;
+      const r = await client.run(
+        `create temp table ${t} (id int); insert into ${t} values (1), (2); select id from ${t} order by id`,
+        [],
+      );
+      expect(r.rows.map((x) => x.id)).toEqual([1, 2]);
+      expect(r.rowsAffected).toBe(2);
+    } finally {
+      await pool.end();
+    }
+  });
 });

@@ -23,8 +23,13 @@ type Record = (events: readonly WriteEvent[]) => Promise<AppliedWrite>;
 type Signal =
   /** Lead the group (this write first): take the turn, run each write, append the record. */
   | { lead: Waiting[]; turn: WriteTurn | undefined }
-  /** Run: make the statement, then record through `record`; `done` once it recorded or ended. */
-  | { record: Record; done: () => void };
+  /**
+   * Run: make the statement, then record through `record`; `done` once it recorded or
+   * ended. Answer only once `after` settles (the group's record applied, or the group
+   * ended): a write that changed nothing, or failed, may owe that to an earlier write of
+   * its group, which a read after its answer must already see.
+   */
+  | { record: Record; done: () => void; after: Promise<void> };
 
 interface Waiting {
   /** Hands the write its signal; what follows runs in the caller's own context. */
@@ -96,7 +101,16 @@ export class WriteGroups {
           );
           return;
         }
-        runWrite(write, s.record, s.done).then((value) => resolve(value as T), reject);
+        runWrite(write, s.record, s.done).then(
+          async (value) => {
+            await s.after;
+            resolve(value as T);
+          },
+          async (err: unknown) => {
+            await s.after;
+            reject(err);
+          },
+        );
       });
     });
   }
@@ -135,6 +149,10 @@ export class WriteGroups {
       this.#next(next);
     };
     let ran = 0;
+    let ended!: () => void;
+    const after = new Promise<void>((resolve) => {
+      ended = resolve;
+    });
     const done = (async () => {
       try {
         await this.#write(
@@ -168,7 +186,7 @@ export class WriteGroups {
               // the next one start, so the events are in the database's order.
               const slot = recordOnce();
               if (i === 0) ownStarted(runWrite(own, slot.record, slot.done));
-              else w.signal({ record: slot.record, done: slot.done });
+              else w.signal({ record: slot.record, done: slot.done, after });
               await slot.handed;
             }
             if (recorded.length === 0) return;
@@ -187,6 +205,7 @@ export class WriteGroups {
         for (const w of group.slice(Math.max(ran, 1))) w.reject(err);
       } finally {
         handOn();
+        ended();
       }
     })();
     return { result, group: done };

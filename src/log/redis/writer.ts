@@ -131,7 +131,9 @@ export class RedisWriter {
     ]);
     clearTimeout(timer);
     if (!reply) {
-      // It stays in the outbox; until it is in, this node serves nothing from cache.
+      // It stays in the outbox; until it is in, this node serves nothing from cache. The
+      // turn its append takes for a next write, nobody waits for: given back when it lands.
+      outgoing.abandoned = true;
       this.#follower.overdue();
       throw new EdgecacheError(
         "E_LOG_UNAVAILABLE",
@@ -173,6 +175,7 @@ export class RedisWriter {
             ...next.args,
           )) as [string, number, string, string, string, ...BehindReply];
           this.#outbox.shift();
+          if (next.abandoned && turn) this.#release(turn);
           next.sent({
             log,
             seq: Number(seq),
@@ -338,6 +341,8 @@ interface Outgoing {
   /** The record's mark (scripts.ts, APPEND): the same on a retried send. */
   mark: string;
   args: string[];
+  /** Its append gave up waiting (timed out): nobody takes the reply's next turn. */
+  abandoned?: boolean;
   reply: Promise<AppendReply>;
   sent(reply: AppendReply): void;
 }
