@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import type { Cache, EntryInit } from "../core/cache/index.ts";
-import { MAX_GROUP, WriteChain, WriteGroups } from "../core/cache/write-group.ts";
+import { type GroupWrite, MAX_GROUP, WriteChain, WriteGroups } from "../core/cache/write-group.ts";
 import { isCapturing } from "../core/capture.ts";
 import { type Neighbours, neighbourRows, patchItem, patchList } from "../core/deps/patch.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
@@ -257,7 +257,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   // the order the database applied them: a patch must never apply an older row after a
   // newer one. Writes that arrive meanwhile go together next, under one turn and one record
   // (group commit, see WriteGroups). Only a write the change log can take is made at all.
-  const write: ConstructorParameters<typeof WriteGroups>[0] = (make, o) => cache.write(make, o);
+  const write: GroupWrite = (make, o) => cache.write(make, o);
   const groups = most === 1 ? new WriteChain(write) : new WriteGroups(write, most);
   // With change capture, the database records this write too, under its mark; once the
   // write's own record is applied, those rows go (one write path: a write whose node dies

@@ -2,22 +2,21 @@ import type { WriteTurn } from "../../log/contract.ts";
 import type { WriteEvent } from "../deps/planner.ts";
 import type { AppliedWrite } from "./types.ts";
 
-/** What `Cache.write` gives a group: its turn, and one record for the group's events. */
-type GroupWrite = <T>(
-  make: (record: (events: readonly WriteEvent[]) => Promise<AppliedWrite>) => Promise<T>,
-  options: { placed?: (next?: WriteTurn) => void; turn?: WriteTurn; wantsTurn?: () => boolean },
-) => Promise<T>;
+/** Hands a write's events to the log; resolves once their record is applied. */
+type RecordEvents = (events: readonly WriteEvent[]) => Promise<AppliedWrite>;
 
 /**
  * One write of a group: it makes its statement, then hands its events to `record`, which
  * resolves once the group's record is applied (as `Cache.write`'s record does). It calls
  * `record` at most once, after its statement committed, or not at all (no change).
  */
-export type GroupedWrite<T> = (
-  record: (events: readonly WriteEvent[]) => Promise<AppliedWrite>,
-) => Promise<T>;
+export type GroupedWrite<T> = (record: RecordEvents) => Promise<T>;
 
-type Record = (events: readonly WriteEvent[]) => Promise<AppliedWrite>;
+/** What `Cache.write` gives a group: its turn, and one record for the group's events. */
+export type GroupWrite = <T>(
+  make: GroupedWrite<T>,
+  options: { placed?: (next?: WriteTurn) => void; turn?: WriteTurn; wantsTurn?: () => boolean },
+) => Promise<T>;
 
 /** What a waiting write is told when its time comes. */
 type Signal =
@@ -29,7 +28,7 @@ type Signal =
    * ended): a write that changed nothing, or failed, may owe that to an earlier write of
    * its group, which a read after its answer must already see.
    */
-  | { record: Record; done: () => void; after: Promise<void> };
+  | { record: RecordEvents; done: () => void; after: Promise<void> };
 
 interface Waiting {
   /** Hands the write its signal; what follows runs in the caller's own context. */
@@ -69,9 +68,9 @@ export class WriteGroups {
 
   /**
    * Runs `write` in the next group; resolves with its result once its group is applied.
-   * The write runs in the caller's own context (on Workers, each request's I/O must be its
-   * own): a group's first write leads it (its turn, its append), and resolves only once the
-   * group is done, so its request lasts as long as the group's I/O.
+   * The write runs in the caller's own promise chain, told when its time comes: a group's
+   * first write leads it (its turn, its append), and resolves only once the group is done,
+   * so the caller that started the group's I/O waits for all of it.
    */
   run<T>(write: GroupedWrite<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -159,7 +158,11 @@ export class WriteGroups {
           async (record) => {
             const events: WriteEvent[] = [];
             const recorded: { resolve(a: AppliedWrite): void; reject(e: unknown): void }[] = [];
-            const recordOnce = (): { record: Record; handed: Promise<void>; done: () => void } => {
+            const recordOnce = (): {
+              record: RecordEvents;
+              handed: Promise<void>;
+              done: () => void;
+            } => {
               let handed!: () => void;
               const handedOver = new Promise<void>((r) => {
                 handed = r;
@@ -244,7 +247,7 @@ export class WriteChain {
 /** Runs a write with its record; `done` once it ends (whether or not it recorded). */
 function runWrite(
   write: GroupedWrite<unknown>,
-  record: Record,
+  record: RecordEvents,
   done: () => void,
 ): Promise<unknown> {
   const run = Promise.resolve().then(() => write(record));
