@@ -8,6 +8,7 @@
  *   npm run bench:writes -- --quick            # 1,500 requests
  *   npm run bench:writes -- --cpu-prof .scratch/prof --strategies edgecache-rehydrate
  *   npm run bench:writes -- --against ../before   # a node of that checkout in step: before/after
+ *   npm run bench:writes -- --scan --lists 0,1000,10000   # the large-cache curve (issue 44)
  *
  * --against takes a checkout (e.g. `git worktree add ../before <commit>` with node_modules
  * linked) whose bench/servers/workload-server.ts answers /_bench/cpu: commit b70f964 or later.
@@ -20,6 +21,13 @@
  * that request's CPU, rehydration included, less the cost of asking (pairs of asks with
  * nothing between them, measured in the same run). Writes `<out>.json` and `<out>.md`
  * (default bench/results/writes).
+ *
+ * The large cache: `--scan` caches, after the warm-up, what a client's start-up scan of the
+ * users leaves (the first 2,000 users as two 1,000-row pages, never read again), and
+ * `--lists 0,1000,10000` repeats the run once per figure with that many more lists of users
+ * without an equality filter cached (`id[gte]=<id>&limit=5`, also never read again; a
+ * write of a user sorts into five of them at most): the cost per write against the cached
+ * entries of the table, those a write touches and those it does not.
  */
 
 import { spawnSync } from "node:child_process";
@@ -72,6 +80,8 @@ const { options, out } = readFlags(() => {
       "cpu-prof": { type: "string" },
       against: { type: "string" },
       quick: { type: "boolean", default: false },
+      scan: { type: "boolean", default: false },
+      lists: { type: "string", default: "0" },
       out: { type: "string", default: "bench/results/writes" },
     },
   });
@@ -93,6 +103,11 @@ const { options, out } = readFlags(() => {
       seed: positiveInt("seed", values.seed),
       strategies,
       cpuProf: values["cpu-prof"],
+      scan: values.scan,
+      lists: values.lists.split(",").map((n) => {
+        if (!/^\d+$/.test(n)) fail(`--lists: expected counts like 0,1000,10000, got ${n}`);
+        return Number(n);
+      }),
       against: values.against && resolve(values.against),
       againstCommit: values.against && commitOf(values.against),
     },
@@ -125,6 +140,8 @@ interface NodeRun {
 
 interface StrategyRun {
   strategy: Measured;
+  /** Lists without an equality filter cached beside the workload's (--lists). */
+  lists: number;
   nodes: NodeRun[];
   /** The same writes' statements through better-sqlite3 alone, measured in step with them. */
   bareSql: ByKind;
@@ -232,6 +249,7 @@ async function measureStrategy(
   strategy: Measured,
   warm: Op[],
   ops: Op[],
+  cold: { paths: string[]; lists: number },
 ): Promise<StrategyRun> {
   const codes = [
     { code: "this", root: ROOT },
@@ -254,7 +272,10 @@ async function measureStrategy(
       });
       nodes.push(new Node(code, new Client(server.url, 1)));
     }
-    const reads = [...new Set(warm.filter((o) => o.kind === "read").map((o) => o.path))];
+    const reads = [
+      ...new Set(warm.filter((o) => o.kind === "read").map((o) => o.path)),
+      ...cold.paths,
+    ];
     await Promise.all(
       nodes.map(async (node) => {
         for (const path of reads) await node.client.send("GET", path);
@@ -290,6 +311,7 @@ async function measureStrategy(
     bare.close();
     return {
       strategy,
+      lists: cold.lists,
       nodes: await Promise.all(nodes.map((n) => n.result())),
       bareSql: byKind(bare.samples),
       ...(profile && {
@@ -362,6 +384,40 @@ class BareSql {
   }
 }
 
+/**
+ * `n` lists of users without an equality filter, each a window of five from a user's id on
+ * (`id[gte]`), cycling through the ids with a longer window each round past the last.
+ */
+function coldLists(users: readonly { id: string }[], n: number): string[] {
+  const ids = users.map((u) => u.id).sort();
+  return Array.from(
+    { length: n },
+    (_, i) =>
+      `/v1/users?id[gte]=${encodeURIComponent(ids[i % ids.length]!)}&limit=${5 + Math.floor(i / ids.length)}`,
+  );
+}
+
+/** Every write's CPU against the lists cached beside the workload's, per strategy and node. */
+function curve(runs: StrategyRun[]): string[] {
+  const us = (n: number) => Math.round(n).toLocaleString("en-US");
+  const lines = [
+    "| strategy | more lists | node | every write p50 (us) | mean | user writes p50 | mean | invalidations | patches |",
+    "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const run of runs) {
+    for (const node of run.nodes) {
+      const users = KINDS.filter((k) => k.includes("users")).flatMap((k) =>
+        Array(node.writes[k].n).fill(node.writes[k].mean),
+      ) as number[];
+      const userMean = users.reduce((a, b) => a + b, 0) / Math.max(1, users.length);
+      lines.push(
+        `| ${run.strategy} | ${run.lists.toLocaleString("en-US")} | ${node.code === "this" ? "this" : "before"} | ${us(node.writes.all.p50)} | ${us(node.writes.all.mean)} | ${us(node.writes["update users"].p50)} | ${us(userMean)} | ${node.invalidations} | ${node.patches} |`,
+      );
+    }
+  }
+  return lines;
+}
+
 function markdown(runs: StrategyRun[], seconds: number) {
   const us = (n: number) => Math.round(n).toLocaleString("en-US");
   const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}` : "–");
@@ -369,7 +425,7 @@ function markdown(runs: StrategyRun[], seconds: number) {
   for (const run of runs) {
     const [self, against] = run.nodes as [NodeRun, NodeRun | undefined];
     lines.push(
-      `### ${run.strategy === "edgecache" ? "Without rehydration (edgecache)" : "With rehydration (edgecache-rehydrate)"}`,
+      `### ${run.strategy === "edgecache" ? "Without rehydration (edgecache)" : "With rehydration (edgecache-rehydrate)"}${options.lists.length > 1 || run.lists > 0 ? `, ${run.lists.toLocaleString("en-US")} more lists` : ""}`,
       "",
       against
         ? "| write | n | before p50 (us) | before mean | after p50 (us) | after p90 | after mean | after ÷ before, p50 | mean | bare SQL p50 | after ÷ bare SQL, p50 |"
@@ -416,9 +472,9 @@ ${new Date().toISOString()}, ${describeCode(git)}${options.against ? ` against t
     .map((x) => x.toFixed(1))
     .join(" ")} at the end. ${seconds} s in all.
 
-One node: the data API over SQLite with one memory tier (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then the first ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.
+One node: the data API over SQLite with one memory tier (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then the first ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.${options.scan ? " After the warm-up the node also caches a client's start-up scan of the users: two 1,000-row pages, never read again." : ""}${options.lists.some((n) => n > 0) ? " With more lists: that many lists of users without an equality filter cached after the warm-up (`id[gte]=<id>&limit=5`), never read again; a user's write sorts into five at most." : ""}
 
-${lines.join("\n")}
+${options.lists.length > 1 ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
 Command:
 
 \`\`\`sh
@@ -437,20 +493,24 @@ await runBench(async () => {
     seed: options.seed,
   });
   const ops = warm.slice(0, options.requests);
+  const scan = options.scan ? ["/v1/users?limit=1000", "/v1/users?limit=1000&offset=1000"] : [];
   const runs: StrategyRun[] = [];
-  for (const strategy of options.strategies) {
-    const run = await measureStrategy(template, strategy, warm, ops);
-    runs.push(run);
-    for (const node of run.nodes) {
-      log(
-        `${strategy} (${node.code}): every write p50 ${node.writes.all.p50} us, mean ${node.writes.all.mean} us (n ${node.writes.all.n}), hit ${node.reads.hit.p50} us, miss ${node.reads.miss.p50} us`,
-      );
-      for (const kind of KINDS) {
-        const w = node.writes[kind];
-        log(`  ${kind}: p50 ${w.p50} us, p90 ${w.p90} us, mean ${w.mean} us (n ${w.n})`);
+  for (const lists of options.lists) {
+    const paths = [...scan, ...coldLists(data.users, lists)];
+    for (const strategy of options.strategies) {
+      const run = await measureStrategy(template, strategy, warm, ops, { paths, lists });
+      runs.push(run);
+      for (const node of run.nodes) {
+        log(
+          `${strategy}, ${lists} more lists (${node.code}): every write p50 ${node.writes.all.p50} us, mean ${node.writes.all.mean} us (n ${node.writes.all.n}), hit ${node.reads.hit.p50} us, miss ${node.reads.miss.p50} us`,
+        );
+        for (const kind of KINDS) {
+          const w = node.writes[kind];
+          log(`  ${kind}: p50 ${w.p50} us, p90 ${w.p90} us, mean ${w.mean} us (n ${w.n})`);
+        }
       }
+      log(`  bare SQL: every write p50 ${run.bareSql.all.p50} us`);
     }
-    log(`  bare SQL: every write p50 ${run.bareSql.all.p50} us`);
   }
   const seconds = Math.round((Date.now() - started) / 1000);
   const path = writeResults(

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { COLD_PATCH_BYTES } from "../../src/core/cache/apply.ts";
 import { Cache } from "../../src/core/cache/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { fakeClock } from "../helpers/chaos-store.ts";
@@ -84,19 +85,25 @@ describe("entries from an HTTP origin", () => {
   });
 });
 
+/** A cache whose patches append `suffix` to the body, and the keys it patched, in order. */
+function patching(suffix: string) {
+  const cache = new Cache({
+    tiers: [memoryStore()],
+    schema: { primaryKey: () => "id", joinColumns: () => [] },
+  });
+  const patched: string[] = [];
+  cache.setWriteHooks({
+    patch: (key, entry) => {
+      patched.push(key);
+      return { body: `${new TextDecoder().decode(entry.body)}${suffix}`, tags: entry.tags };
+    },
+  });
+  return { cache, patched };
+}
+
 describe("patches and entries loaded further along the log", () => {
   it("an entry loaded at or after a record is removed by it, not patched again (it shows it already)", async () => {
-    const cache = new Cache({
-      tiers: [memoryStore()],
-      schema: { primaryKey: () => "id", joinColumns: () => [] },
-    });
-    const patched: string[] = [];
-    cache.setWriteHooks({
-      patch: (key, entry) => {
-        patched.push(key);
-        return { body: `${new TextDecoder().decode(entry.body)}+patched`, tags: entry.tags };
-      },
-    });
+    const { cache, patched } = patching("+patched");
     const at = cache.position;
     // "ahead": as another node stores it once it has applied the next record.
     const ahead = { log: at.log, seq: at.seq + 1 };
@@ -111,6 +118,27 @@ describe("patches and entries loaded further along the log", () => {
     expect(patched).toEqual(["current"]);
     expect(cache.peek("ahead")).toBeUndefined();
     expect(new TextDecoder().decode(cache.peek("current")!.body)).toBe("c+patched");
+  });
+
+  it("a large entry nobody read since it was stored is removed, not patched; once read, it is patched again", async () => {
+    const { cache, patched } = patching("+");
+    const large = "x".repeat(COLD_PATCH_BYTES + 1);
+    const tags = ["users#1"];
+    await cache.setEntry("small", { body: "s", tags });
+    await cache.setEntry("cold", { body: large, tags });
+    await cache.setEntry("read", { body: large, tags });
+    cache.peek("read");
+    const write = (name: string) =>
+      cache.applyWrite({ table: "users", op: "update", old: { id: 1 }, new: { id: 1, name } });
+    await write("Ann");
+    expect(patched.sort()).toEqual(["read", "small"]);
+    expect(cache.peek("cold")).toBeUndefined();
+    // Patched and not read since: the next write removes it too; the small one stays patched.
+    patched.length = 0;
+    await write("Bo");
+    expect(patched).toEqual(["small"]);
+    expect(cache.peek("read")).toBeUndefined();
+    expect(new TextDecoder().decode(cache.peek("small")!.body)).toBe("s++");
   });
 
   it("write hooks given when the cache is made patch and refetch as set ones do; setWriteHooks replaces them", async () => {

@@ -8,7 +8,7 @@ import type { PendingRemovals } from "../removal.ts";
 import type { rateLimited } from "../report.ts";
 import type { Background, ReloadQueue } from "./background.ts";
 import type { Counters } from "./counters.ts";
-import type { Entries } from "./entries.ts";
+import { type Entries, readSinceStored } from "./entries.ts";
 import type { Loads } from "./loads.ts";
 import type { Settings } from "./options.ts";
 import { planRecord } from "./record-plan.ts";
@@ -17,6 +17,11 @@ import type { EntryInit, WriteHooks, WriteResult } from "./types.ts";
 
 /** Results of recent records this node applied, kept for the appender to collect. */
 const RECENT_RESULTS = 1024;
+/**
+ * A cached body past this size that nobody read since it was stored is removed by a write
+ * that changes it, not patched: see `#patches`.
+ */
+export const COLD_PATCH_BYTES = 16 * 1024;
 
 /** What the `Applier` is given when the cache is made. */
 export interface ApplierDeps {
@@ -281,6 +286,10 @@ export class Applier {
     for (const key of keys) {
       const current = peek(key);
       if (!current) continue;
+      // A large response nobody read since it was stored (a client's start-up scan, cached
+      // and never asked again) goes instead: a patch re-parses, re-encodes and re-hashes
+      // all of it, on every write of its rows, for nobody; a read, if one comes, loads it.
+      if (current.body.byteLength > COLD_PATCH_BYTES && !readSinceStored(current)) continue;
       const exact = !shared || current.exact === true;
       let init: EntryInit | undefined;
       try {

@@ -196,15 +196,31 @@ export class Entries {
  * they only decide which invalidated keys are hot enough to reload.
  */
 const HIT_COUNT = Symbol("hitCount");
-type Counted = CacheEntry & { [HIT_COUNT]?: HitCount };
+/** The count's hits when the entry was stored: see readSinceStored. */
+const HITS_AT_STORE = Symbol("hitsAtStore");
+type Counted = CacheEntry & { [HIT_COUNT]?: HitCount; [HITS_AT_STORE]?: number };
 
 export function counted(entry: CacheEntry, count: HitCount): void {
   Object.defineProperty(entry, HIT_COUNT, { value: count, configurable: true, writable: true });
+  Object.defineProperty(entry, HITS_AT_STORE, {
+    value: count.hits,
+    configurable: true,
+    writable: true,
+  });
 }
 
 /** The hit count a stored entry carries (see counted), if any. */
 export function hitCount(entry: CacheEntry): HitCount | undefined {
   return (entry as Counted)[HIT_COUNT];
+}
+
+/**
+ * Whether the entry was read (a hit) since this node stored it, a load or a patch. An
+ * entry this node did not store (read from a shared tier) counts as read.
+ */
+export function readSinceStored(entry: CacheEntry): boolean {
+  const count = (entry as Counted)[HIT_COUNT];
+  return count === undefined || count.hits > ((entry as Counted)[HITS_AT_STORE] ?? 0);
 }
 
 /** A strong ETag from the body's SHA-256 (RFC 9110 8.8.3: same bytes, same tag). */
