@@ -5,6 +5,7 @@ import {
   type ListDependency,
   type PlanSchema,
   planWrite,
+  reachesWindow,
   rowTag,
   setTag,
   tableTag,
@@ -216,7 +217,7 @@ describe("the dependency index's lists by filter value", () => {
     fc.integer({ min: -1, max: 2 }),
     fc.constantFrom(0.5, -0, true, false, "1", "a", "😀", ""),
   );
-  it("finds every list a write's rows can match, as a scan of the table's lists does", () => {
+  it("finds every list a write's rows can reach, as a scan of the table's lists does", () => {
     fc.assert(
       fc.property(
         fc.array(
@@ -224,38 +225,89 @@ describe("the dependency index's lists by filter value", () => {
             filters: fc.array(
               fc.record({
                 column: fc.constantFrom("n", "s"),
-                op: fc.constantFrom("eq", "gt", "prefix"),
+                op: fc.constantFrom("eq", "gt", "gte", "lt", "lte", "prefix", "null", "notNull"),
                 value: mixed,
               }),
               { maxLength: 3 },
             ),
+            sort: fc.array(
+              fc.record({
+                column: fc.constantFrom("n", "s"),
+                desc: fc.boolean(),
+                nulls: fc.constantFrom(undefined, "first", "last"),
+              }),
+              { maxLength: 2 },
+            ),
             count: fc.integer({ min: 0, max: 3 }),
+            last: fc.option(fc.tuple(mixed, mixed), { nil: undefined }),
           }),
-          { maxLength: 10 },
+          { maxLength: 12 },
         ),
         fc.array(fc.record({ n: mixed, s: mixed }), { minLength: 1, maxLength: 2 }),
         (lists, images) => {
           const index = new DependencyIndex();
           lists.forEach((l, i) => {
-            const list = {
+            const sort = l.sort.filter(
+              (key, at) => l.sort.findIndex((other) => other.column === key.column) === at,
+            );
+            const list: ListDependency = {
               table: "items",
-              filters: l.filters as Filter[],
-              sort: [{ column: "id", desc: false }],
+              filters: l.filters.map(({ column, op, value }) =>
+                op === "null" || op === "notNull" ? { column, op } : { column, op, value },
+              ) as Filter[],
+              sort: [
+                ...sort.map(({ nulls, ...key }) => (nulls ? { ...key, nulls } : key)),
+                { column: "id", desc: false },
+              ] as ListQuery["sort"],
               offset: 0,
               limit: 3,
               count: l.count,
             };
+            if (l.last) list.last = [...l.last.slice(0, sort.length), i];
             index.add(`k${i}`, [], [list], Number.POSITIVE_INFINITY);
           });
           const rows = images.map((r, i) => ({ id: i, ...r }));
           const found = new Set([...index.listsFor("items", rows)].map(([k]) => k));
           expect(found.size).toBe([...index.listsFor("items", rows)].length); // each once
           for (const [key, list] of index.listsOn("items")) {
-            if (rows.some((row) => matches(row, list.filters))) expect(found).toContain(key);
+            if (rows.some((row) => reachesWindow(row, list))) expect(found).toContain(key);
           }
+          // Registered anew and removed, a key leaves no trace behind.
+          for (const [key] of [...index.listsOn("items")]) index.remove(key);
+          expect([...index.listsFor("items", rows)]).toEqual([]);
         },
       ),
-      { numRuns: 2000 },
+      { numRuns: 3000 },
+    );
+  });
+
+  it("a write visits the windows it reaches, not every list without an equality filter", () => {
+    const index = new DependencyIndex();
+    // Five-row windows from each id on (id >= i), full, and prefix lists of names.
+    for (let i = 0; i < 1000; i++) {
+      const list: ListDependency = {
+        table: "items",
+        filters: [{ column: "id", op: "gte", value: i }],
+        sort: [{ column: "id", desc: false }],
+        offset: 0,
+        limit: 5,
+        count: 5,
+        last: [i + 4],
+      };
+      index.add(`from-${i}`, [], [list], Number.POSITIVE_INFINITY);
+      const named: ListDependency = {
+        table: "items",
+        filters: [{ column: "name", op: "prefix", value: `n${i}` }],
+        sort: [{ column: "id", desc: false }],
+        offset: 0,
+        limit: 20,
+        count: 1,
+      };
+      index.add(`named-${i}`, [], [named], Number.POSITIVE_INFINITY);
+    }
+    const visited = [...index.listsFor("items", [{ id: 500, name: "n50" }])].map(([k]) => k);
+    expect(visited.sort()).toEqual(
+      ["from-496", "from-497", "from-498", "from-499", "from-500", "named-5", "named-50"].sort(),
     );
   });
 });

@@ -1,4 +1,5 @@
 import type { Filter, Row } from "../query.ts";
+import { ABOVE, BELOW, type Bound, compareBounds, IntervalIndex } from "./intervals.ts";
 import type { DependencyLookup, ListDependency } from "./planner.ts";
 
 /** What a registration counts: reads served since its entry was stored. */
@@ -52,11 +53,19 @@ export class DependencyIndex implements DependencyLookup {
   /** Per table, each key's lists on it (several when an OR registers one per disjunct). */
   #listsByTable = new Map<string, Map<string, ListDependency[]>>();
   /**
-   * The same lists, for the planner, by table and then by their first equality filter's
-   * column and value (eqKey): a write looks up the lists its rows' values name instead of
-   * testing every list on the table. Lists without an equality filter are under "".
+   * The same lists, for the planner, by table and then where each is filed (filingOf): by
+   * its first equality filter's column and value (eqKey), so a write looks up the lists its
+   * rows' values name instead of testing every list on the table; else by a prefix, or by
+   * the interval of values a row must have to reach it. The rest (no filter or window that
+   * bounds a column) are under "" in #byValue, which every write visits.
    */
   #byValue = new Map<string, Map<string, Map<string, Map<string, ListDependency[]>>>>();
+  /** Lists with a prefix filter and no equality: by table, column, then prefix. */
+  #byPrefix = new Map<string, Map<string, Prefixes>>();
+  /** Lists bounded on a column by range filters or their window: by table, then column. */
+  #byRange = new Map<string, Map<string, IntervalIndex<readonly [string, ListDependency]>>>();
+  /** Each key's places in #byRange, to take it out. */
+  #ranged = new Map<string, { at: IntervalIndex<unknown>; handle: object }[]>();
   /** Pages of one list (same table, filters and order), by listFamily: found in one look. */
   #pages = new Map<string, Map<string, ListDependency[]>>();
   #bytes = 0;
@@ -101,9 +110,7 @@ export class DependencyIndex implements DependencyLookup {
     for (const list of lists) {
       addTo(this.#listsByTable, list.table, key, list);
       addTo(this.#pages, listFamily(list), key, list);
-      const [column, value] = bucketOf(list);
-      const byColumn = slot(this.#byValue, list.table);
-      addTo(slot(byColumn, column), value, key, list);
+      this.#file(key, list);
     }
     return reg;
   }
@@ -126,16 +133,67 @@ export class DependencyIndex implements DependencyLookup {
       keys?.delete(key);
       if (keys?.size === 0) this.#byTag.delete(tag);
     }
+    for (const { at, handle } of this.#ranged.get(key) ?? []) at.remove(handle);
+    this.#ranged.delete(key);
     for (const list of reg.lists) {
       deleteFrom(this.#listsByTable, list.table, key);
       deleteFrom(this.#pages, listFamily(list), key);
-      const [column, value] = bucketOf(list);
-      const byColumn = this.#byValue.get(list.table);
-      const byEq = byColumn?.get(column);
-      if (byEq) deleteFrom(byEq, value, key);
-      if (byEq?.size === 0) byColumn!.delete(column);
-      if (byColumn?.size === 0) this.#byValue.delete(list.table);
+      this.#unfile(key, list);
     }
+  }
+
+  /** Files `list` of `key` for listsFor: see filingOf. */
+  #file(key: string, list: ListDependency): void {
+    const filing = filingOf(list);
+    if (filing.kind === "prefix") {
+      const prefixes = slot(this.#byPrefix, list.table);
+      let at = prefixes.get(filing.column);
+      if (!at) {
+        at = { longest: 0, lists: new Map() };
+        prefixes.set(filing.column, at);
+      }
+      at.longest = Math.max(at.longest, filing.prefix.length);
+      addTo(at.lists, filing.prefix, key, list);
+    } else if (filing.kind === "range") {
+      const ranges = slot(this.#byRange, list.table);
+      let at = ranges.get(filing.column);
+      if (!at) {
+        at = new IntervalIndex();
+        ranges.set(filing.column, at);
+      }
+      const handle = at.add(filing.low, filing.high, [key, list] as const);
+      const places = this.#ranged.get(key);
+      if (places) places.push({ at, handle });
+      else this.#ranged.set(key, [{ at, handle }]);
+    } else {
+      const [column, value] = filing.kind === "eq" ? [filing.column, filing.value] : ["", ""];
+      addTo(slot(slot(this.#byValue, list.table), column), value, key, list);
+    }
+  }
+
+  /** Takes `list` of `key` out of where #file put it (its intervals went already, by key). */
+  #unfile(key: string, list: ListDependency): void {
+    const filing = filingOf(list);
+    if (filing.kind === "prefix") {
+      const prefixes = this.#byPrefix.get(list.table);
+      const at = prefixes?.get(filing.column);
+      if (at) deleteFrom(at.lists, filing.prefix, key);
+      if (at?.lists.size === 0) prefixes!.delete(filing.column);
+      if (prefixes?.size === 0) this.#byPrefix.delete(list.table);
+      return;
+    }
+    if (filing.kind === "range") {
+      const ranges = this.#byRange.get(list.table);
+      if (ranges?.get(filing.column)?.size === 0) ranges.delete(filing.column);
+      if (ranges?.size === 0) this.#byRange.delete(list.table);
+      return;
+    }
+    const [column, value] = filing.kind === "eq" ? [filing.column, filing.value] : ["", ""];
+    const byColumn = this.#byValue.get(list.table);
+    const byEq = byColumn?.get(column);
+    if (byEq) deleteFrom(byEq, value, key);
+    if (byEq?.size === 0) byColumn!.delete(column);
+    if (byColumn?.size === 0) this.#byValue.delete(list.table);
   }
 
   /** Records that the tiers in `held` hold the registered entry too (a read back-filled them). */
@@ -179,6 +237,33 @@ export class DependencyIndex implements DependencyLookup {
   }
 
   *listsFor(table: string, rows: readonly Row[]): Iterable<readonly [string, ListDependency]> {
+    for (const [column, { longest, lists }] of this.#byPrefix.get(table) ?? []) {
+      const walked: Map<string, ListDependency[]>[] = [];
+      for (const row of rows) {
+        const value = row[column];
+        if (typeof value !== "string") continue; // a prefix matches text alone
+        for (let n = 0; n <= Math.min(value.length, longest); n++) {
+          const bucket = lists.get(value.slice(0, n));
+          if (!bucket || walked.includes(bucket)) continue;
+          walked.push(bucket);
+          yield* each(bucket);
+        }
+      }
+    }
+    for (const [column, ranges] of this.#byRange.get(table) ?? []) {
+      if (rows.length === 1) {
+        yield* ranges.stab(rows[0]![column] ?? null);
+        continue;
+      }
+      const seen = new Set<ListDependency>();
+      for (const row of rows) {
+        for (const found of ranges.stab(row[column] ?? null)) {
+          if (seen.has(found[1])) continue;
+          seen.add(found[1]);
+          yield found;
+        }
+      }
+    }
     const byColumn = this.#byValue.get(table);
     if (!byColumn) return;
     for (const [column, byEq] of byColumn) {
@@ -252,6 +337,69 @@ export function bucketOf(list: ListDependency): readonly [string, string] {
     buckets.set(list, bucket);
   }
   return bucket;
+}
+
+/** Lists with a prefix filter on one column, by prefix; `longest` the longest prefix filed. */
+interface Prefixes {
+  longest: number;
+  lists: Map<string, Map<string, ListDependency[]>>;
+}
+
+/**
+ * Where a list is filed for listsFor, the first that applies:
+ * - `eq`: its first equality filter's column and value (bucketOf);
+ * - `prefix`: its first prefix filter's column and text (a row matches only if its value
+ *   starts with it);
+ * - `range`: the values of one column a row must have to reach the list (match it and sort
+ *   into or before its window, see reachesWindow): bounded by the list's range filters on
+ *   its first range-filtered column, or else on its first sort column; and there by the
+ *   window's last row when the window is full (a row sorting after it does not reach it);
+ * - `all`: nothing bounds a column, so every row may reach it.
+ * Each is a necessary condition only: the planner still tests every list it is given.
+ */
+type Filing =
+  | { kind: "eq"; column: string; value: string }
+  | { kind: "prefix"; column: string; prefix: string }
+  | { kind: "range"; column: string; low: Bound; high: Bound }
+  | { kind: "all" };
+
+const filings = new WeakMap<ListDependency, Filing>();
+function filingOf(list: ListDependency): Filing {
+  let filing = filings.get(list);
+  if (filing === undefined) {
+    filing = fileList(list);
+    filings.set(list, filing);
+  }
+  return filing;
+}
+
+function fileList(list: ListDependency): Filing {
+  const [column, value] = bucketOf(list);
+  if (column !== "") return { kind: "eq", column, value };
+  const prefix = list.filters.find((f): f is Filter => f.op === "prefix");
+  if (prefix) return { kind: "prefix", column: prefix.column, prefix: String(prefix.value) };
+  const ranged = list.filters.find((f) => f.op !== "null" && f.op !== "notNull");
+  const on = ranged?.column ?? list.sort[0]?.column;
+  if (on === undefined) return { kind: "all" };
+  let low: Bound = BELOW;
+  let high: Bound = ABOVE;
+  for (const f of list.filters) {
+    if (f.column !== on || f.op === "null" || f.op === "notNull") continue;
+    if ((f.op === "gt" || f.op === "gte") && compareBounds(f.value, low) > 0) low = f.value;
+    if ((f.op === "lt" || f.op === "lte") && compareBounds(f.value, high) < 0) high = f.value;
+  }
+  // A full window takes no row that sorts after its last: on an ascending first sort key
+  // that is a value above the last row's; on a descending one, below it. A key that places
+  // its NULLs itself is left out (NULL is not where compareValues puts it).
+  const key = list.sort[0];
+  const full = list.count >= list.limit && list.last !== undefined;
+  if (full && key?.column === on && key.nulls === undefined) {
+    const last = list.last![0] ?? null;
+    if (key.desc && compareBounds(last, low) > 0) low = last;
+    if (!key.desc && compareBounds(last, high) < 0) high = last;
+  }
+  if (low === BELOW && high === ABOVE) return { kind: "all" };
+  return { kind: "range", column: on, low, high };
 }
 
 /**
