@@ -97,16 +97,17 @@ export class DependencyIndex implements DependencyLookup {
   ): HitCount {
     const before = this.#byKey.get(key);
     const hits = before?.hits ?? 0;
-    this.remove(key);
+    if (before) {
+      this.#byKey.delete(key); // registered anew, it goes last (see oldest)
+      this.#bytes -= before.bytes;
+      this.#unlist(key, before.lists);
+    }
     const bytes = registrationBytes(key, tags, lists);
     const reg = { tags, lists, expiresAt, hits, held: held | (before?.held ?? 0), bytes };
     this.#byKey.set(key, reg);
     this.#bytes += bytes;
-    for (const tag of tags) {
-      const keys = this.#byTag.get(tag);
-      if (keys) keys.add(key);
-      else this.#byTag.set(tag, new Set([key]));
-    }
+    // A patched entry mostly holds the rows it held: only the tags that differ are touched.
+    this.#retag(key, before?.tags ?? [], tags);
     for (const list of lists) {
       addTo(this.#listsByTable, list.table, key, list);
       addTo(this.#pages, listFamily(list), key, list);
@@ -128,14 +129,34 @@ export class DependencyIndex implements DependencyLookup {
     if (!reg) return;
     this.#byKey.delete(key);
     this.#bytes -= reg.bytes;
-    for (const tag of reg.tags) {
+    this.#retag(key, reg.tags, []);
+    this.#unlist(key, reg.lists);
+  }
+
+  /** Files `key` under the tags of `to` and no longer under those of `from` only. */
+  #retag(key: string, from: readonly string[], to: readonly string[]): void {
+    if (from.length === to.length && from.every((tag, i) => tag === to[i])) return;
+    const kept = from.length > 0 && to.length > 0 ? new Set(to) : undefined;
+    const had = kept && new Set(from);
+    for (const tag of from) {
+      if (kept?.has(tag)) continue;
       const keys = this.#byTag.get(tag);
       keys?.delete(key);
       if (keys?.size === 0) this.#byTag.delete(tag);
     }
+    for (const tag of to) {
+      if (had?.has(tag)) continue;
+      const keys = this.#byTag.get(tag);
+      if (keys) keys.add(key);
+      else this.#byTag.set(tag, new Set([key]));
+    }
+  }
+
+  /** Takes `key`'s lists out of every map that files them. */
+  #unlist(key: string, lists: readonly ListDependency[]): void {
     for (const { at, handle } of this.#ranged.get(key) ?? []) at.remove(handle);
     this.#ranged.delete(key);
-    for (const list of reg.lists) {
+    for (const list of lists) {
       deleteFrom(this.#listsByTable, list.table, key);
       deleteFrom(this.#pages, listFamily(list), key);
       this.#unfile(key, list);
@@ -312,15 +333,16 @@ export class DependencyIndex implements DependencyLookup {
 /**
  * What the pages of one list share: its table, filters and order (not the window). A
  * list's filters and sort are its query's, fixed once registered, so the text is made once
- * per list object and remembered.
+ * per query and remembered.
  */
-const families = new WeakMap<ListDependency, string>();
+const families = new WeakMap<object, { table: string; sort: object; family: string }>();
 export function listFamily(list: ListDependency): string {
-  let family = families.get(list);
-  if (family === undefined) {
-    family = JSON.stringify([list.table, list.filters, list.sort]);
-    families.set(list, family);
-  }
+  // Remembered by the filters' array, which a patched window's list shares with the list
+  // it came from (the same query, another count or last row).
+  const known = families.get(list.filters);
+  if (known?.table === list.table && known.sort === list.sort) return known.family;
+  const family = JSON.stringify([list.table, list.filters, list.sort]);
+  families.set(list.filters, { table: list.table, sort: list.sort, family });
   return family;
 }
 
