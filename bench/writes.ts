@@ -9,6 +9,7 @@
  *   npm run bench:writes -- --cpu-prof .scratch/prof --strategies edgecache-rehydrate
  *   npm run bench:writes -- --against ../before   # a node of that checkout in step: before/after
  *   npm run bench:writes -- --scan --lists 0,1000,10000   # the large-cache curve (issue 44)
+ *   npm run bench:writes -- --redis redis://127.0.0.1:6379   # each node on the Redis log and tier
  *
  * --against takes a checkout (e.g. `git worktree add ../before <commit>` with node_modules
  * linked) whose bench/servers/workload-server.ts answers /_bench/cpu: commit b70f964 or later.
@@ -27,7 +28,10 @@
  * `--lists 0,1000,10000` repeats the run once per figure with that many more lists of users
  * without an equality filter cached (`id[gte]=<id>&limit=5`, also never read again; a
  * write of a user sorts into five of them at most): the cost per write against the cached
- * entries of the table, those a write touches and those it does not.
+ * entries of the table, those a write touches and those it does not. With `--redis`, each
+ * node is one of a deployment on Redis (its change log and a shared tier, under a fresh
+ * prefix dropped after), as `edgecache serve --redis` wires it: a write's CPU then
+ * includes the log's calls and the shared tier's deletes.
  */
 
 import { spawnSync } from "node:child_process";
@@ -36,8 +40,10 @@ import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
+import { DEFAULT_LEASE_MS } from "../src/log/redis/index.ts";
 import { shares, sharesMarkdown, WRITE_PATH } from "./lib/cpu-profile.ts";
 import { makeTmpDir, ROOT, runBench, startServer, stopAll } from "./lib/processes.ts";
+import { BenchRedis } from "./lib/redis.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
 import { generateSequence, type Op, type WriteOp } from "./workload/generate.ts";
@@ -82,6 +88,7 @@ const { options, out } = readFlags(() => {
       quick: { type: "boolean", default: false },
       scan: { type: "boolean", default: false },
       lists: { type: "string", default: "0" },
+      redis: { type: "string" },
       out: { type: "string", default: "bench/results/writes" },
     },
   });
@@ -104,6 +111,7 @@ const { options, out } = readFlags(() => {
       strategies,
       cpuProf: values["cpu-prof"],
       scan: values.scan,
+      redis: values.redis,
       lists: values.lists.split(",").map((n) => {
         if (!/^\d+$/.test(n)) fail(`--lists: expected counts like 0,1000,10000, got ${n}`);
         return Number(n);
@@ -256,10 +264,13 @@ async function measureStrategy(
     ...(options.against ? [{ code: "against", root: options.against }] : []),
   ];
   const nodes: Node[] = [];
+  const prefixes: string[] = [];
   try {
     for (const { code, root } of codes) {
       const db = join(makeTmpDir(), `${strategy}-${code}.db`);
       copyFileSync(template, db);
+      const prefix = redis?.freshPrefix();
+      if (prefix) prefixes.push(prefix);
       const server = await startServer({
         name: `writes-${strategy}-${code}`,
         cwd: root,
@@ -268,10 +279,12 @@ async function measureStrategy(
           "tsx",
           join(root, "bench", "servers", "workload-server.ts"),
           ...["--db", db, "--strategy", strategy],
+          ...(prefix ? ["--redis", redis!.url, "--prefix", prefix] : []),
         ],
       });
       nodes.push(new Node(code, new Client(server.url, 1)));
     }
+    for (const prefix of prefixes) await redis!.logOlderThan(prefix, DEFAULT_LEASE_MS);
     const reads = [
       ...new Set(warm.filter((o) => o.kind === "read").map((o) => o.path)),
       ...cold.paths,
@@ -321,6 +334,7 @@ async function measureStrategy(
   } finally {
     for (const node of nodes) node.client.close();
     await stopAll();
+    for (const prefix of prefixes) await redis!.drop(prefix);
   }
 }
 
@@ -472,7 +486,7 @@ ${new Date().toISOString()}, ${describeCode(git)}${options.against ? ` against t
     .map((x) => x.toFixed(1))
     .join(" ")} at the end. ${seconds} s in all.
 
-One node: the data API over SQLite with one memory tier (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then the first ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.${options.scan ? " After the warm-up the node also caches a client's start-up scan of the users: two 1,000-row pages, never read again." : ""}${options.lists.some((n) => n > 0) ? " With more lists: that many lists of users without an equality filter cached after the warm-up (`id[gte]=<id>&limit=5`), never read again; a user's write sorts into five at most." : ""}
+One node: the data API over SQLite with one memory tier${options.redis ? ", on Redis (the change log and a shared tier behind memory, under a fresh prefix, as `edgecache serve --redis` wires them)" : ""} (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then the first ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.${options.scan ? " After the warm-up the node also caches a client's start-up scan of the users: two 1,000-row pages, never read again." : ""}${options.lists.some((n) => n > 0) ? " With more lists: that many lists of users without an equality filter cached after the warm-up (`id[gte]=<id>&limit=5`), never read again; a user's write sorts into five at most." : ""}
 
 ${options.lists.length > 1 ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
 Command:
@@ -483,7 +497,10 @@ ${commandLine("bench:writes")}
 `;
 }
 
+const redis = options.redis === undefined ? undefined : new BenchRedis(options.redis);
+
 await runBench(async () => {
+  await redis?.check();
   const started = Date.now();
   const log = (line: string) => console.log(line);
   const { template, data } = prepareDatabase(options, log);
@@ -527,4 +544,5 @@ await runBench(async () => {
     markdown(runs, seconds),
   );
   log(`wrote ${path}.json and .md in ${seconds} s`);
+  redis?.close();
 });

@@ -20,8 +20,8 @@ const DEFAULT_PREFIX = "edgecache:";
 /** Keys SCAN looks at per call: a hint to Redis, not a bound on the reply. */
 const SCAN_COUNT = 500;
 /**
- * UNLINKs in flight at once, so a large invalidation does not queue unbounded commands; as
- * many keys per MGET and per pipeline of SETs.
+ * Keys per UNLINK (on a Cluster, UNLINKs in flight at once), so a large invalidation does
+ * not queue unbounded work; as many keys per MGET and per pipeline of SETs.
  */
 const DELETE_BATCH = 1000;
 /**
@@ -150,11 +150,13 @@ export async function redisStore(
     async delete(keys) {
       let count = 0;
       for (let i = 0; i < keys.length; i += DELETE_BATCH) {
-        const batch = keys.slice(i, i + DELETE_BATCH);
-        // One UNLINK per key, sent together (auto-pipelined): the keys of a Redis Cluster
-        // live in different slots, which one multi-key command cannot span.
+        const batch = keys.slice(i, i + DELETE_BATCH).map((key) => prefix + key);
+        // One UNLINK for the batch; on a Redis Cluster one per key, sent together
+        // (auto-pipelined per node): its keys live in slots one command cannot span.
         const counts = await guard("delete failed", () =>
-          Promise.all(batch.map((key) => client.unlink(prefix + key))),
+          client.isCluster
+            ? Promise.all(batch.map((key) => client.unlink(key)))
+            : client.unlink(...batch).then((n) => [n]),
         );
         for (const n of counts) count += n;
       }

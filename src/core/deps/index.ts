@@ -133,19 +133,19 @@ export class DependencyIndex implements DependencyLookup {
     this.#unlist(key, reg.lists);
   }
 
-  /** Files `key` under the tags of `to` and no longer under those of `from` only. */
+  /**
+   * Files `key` under the tags of `to` instead of those of `from`; nothing to do when they
+   * are the same (a patch that changed no row's key). A diff of two sets costs as much as
+   * filing anew, so other changes are filed anew.
+   */
   #retag(key: string, from: readonly string[], to: readonly string[]): void {
     if (from.length === to.length && from.every((tag, i) => tag === to[i])) return;
-    const kept = from.length > 0 && to.length > 0 ? new Set(to) : undefined;
-    const had = kept && new Set(from);
     for (const tag of from) {
-      if (kept?.has(tag)) continue;
       const keys = this.#byTag.get(tag);
       keys?.delete(key);
       if (keys?.size === 0) this.#byTag.delete(tag);
     }
     for (const tag of to) {
-      if (had?.has(tag)) continue;
       const keys = this.#byTag.get(tag);
       if (keys) keys.add(key);
       else this.#byTag.set(tag, new Set([key]));
