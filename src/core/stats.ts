@@ -5,6 +5,11 @@ export interface TierStats {
   misses: number;
   errors: number;
   /**
+   * Reads that did not ask this tier because it is far: a shared tier whose reads lately
+   * took longer than a load from the source (see `Reads`).
+   */
+  skipped: number;
+  /**
    * Writes that fail on this tier now (`{ set: "SQLITE_FULL" }`): the failure's code by
    * operation, until one of them succeeds again. Reads may still answer.
    */
@@ -215,6 +220,12 @@ export function statsFamilies(stats: CacheStats): StatsFamily[] {
       stats.log.failures,
     ),
     tier("tier_hits_total", "counter", "Hits per tier.", (t) => t.hits),
+    tier(
+      "tier_skipped_total",
+      "counter",
+      "Reads that skipped a far tier (slower lately than a load from the source).",
+      (t) => t.skipped,
+    ),
     tier("tier_misses_total", "counter", "Misses per tier.", (t) => t.misses),
     tier("tier_errors_total", "counter", "Failed operations per tier.", (t) => t.errors),
     tier("tier_entries", "gauge", "Entries per tier.", (t) => t.entries),

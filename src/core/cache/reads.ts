@@ -32,6 +32,8 @@ const RELOAD_POLL_MS = 4;
  * region's, not this one's. Well above a busy loopback's or a region's round trip.
  */
 const FAR_TIER_MS = 20;
+/** A far tier is still asked one read in this many, so what its reads take stays known. */
+const FAR_TIER_SAMPLE = 16;
 /** A lookup that finds nothing: planning against it tells only whether a write is exact. */
 const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () => [] };
 
@@ -73,6 +75,8 @@ export class Reads {
   readonly #e: ReadsDeps;
   /** Per tier, what a read of it has taken lately (ms): an exponential mean of ~8 reads. */
   readonly #trips: number[] = [];
+  /** Per tier, reads that found it far (see #far). */
+  readonly #farReads: number[] = [];
 
   constructor(deps: ReadsDeps) {
     this.#e = deps;
@@ -85,7 +89,7 @@ export class Reads {
     const now = this.#e.now();
     const started = this.#e.observer ? performance.now() : 0;
     for (let i = 0; i < end; i++) {
-      if (!hits.asks(i, key)) continue;
+      if (!hits.asks(i, key) || this.#far(i)) continue;
       // Only a shared tier's reads are timed (see #awaitReload): not this node's memory hits.
       const timed = this.#e.tiers.list[i]!.shared === true;
       const asked = timed ? performance.now() : 0;
@@ -106,6 +110,7 @@ export class Reads {
     const now = this.#e.now();
     const started = this.#e.observer ? performance.now() : 0;
     for (let i = 0; i < end && missing.length > 0; i++) {
+      if (this.#far(i)) continue;
       const asked = missing.filter((k) => hits.asks(i, k));
       const sent = performance.now();
       const entries = await this.#e.tiers.getMany(i, asked);
@@ -121,6 +126,26 @@ export class Reads {
       missing = missing.filter((key) => !found.has(key));
     }
     return keys.map((key) => found.get(key));
+  }
+
+  /**
+   * Whether this read skips tier `i` because it is far: its reads lately took longer than
+   * FAR_TIER_MS and than a load from the source (another region's Redis, beside a database
+   * in this one), so asking it costs a read more than a miss there saves. One read in
+   * FAR_TIER_SAMPLE asks it all the same, so a link that comes close again is noticed. What
+   * is loaded still goes into the tier, for the nodes near it.
+   */
+  #far(i: number): boolean {
+    if (this.#e.tiers.list[i]!.shared !== true) return false;
+    const trip = this.#trips[i];
+    const load = this.#e.latency.recent;
+    if (trip === undefined || load === undefined || trip <= Math.max(load, FAR_TIER_MS)) {
+      return false;
+    }
+    this.#farReads[i] = (this.#farReads[i] ?? 0) + 1;
+    if (this.#farReads[i] % FAR_TIER_SAMPLE === 0) return false;
+    this.#e.tiers.stats(i).skipped++;
+    return true;
   }
 
   /** Records a read of tier `i` sent at `sent`; what its reads take lately. */

@@ -47,7 +47,7 @@ export class TierStack {
   constructor(tiers: readonly Store[], report: ReturnType<typeof rateLimited>) {
     this.list = tiers;
     this.#report = report;
-    this.#stats = tiers.map((t) => ({ name: t.name, hits: 0, misses: 0, errors: 0 }));
+    this.#stats = tiers.map((t) => ({ name: t.name, hits: 0, misses: 0, errors: 0, skipped: 0 }));
     const first = tiers[0];
     this.front = first && isSync(first) ? first : undefined;
     this.shared = tiers.some((t) => t.shared === true);
