@@ -11,34 +11,62 @@ import { memoryStore } from "../../src/stores/memory.ts";
 function farTier(ms: number) {
   const inner = memoryStore();
   let reads = 0;
+  let quick = false;
   const store: Store = {
     name: "far",
     shared: true,
     async get(key) {
       reads++;
-      await new Promise((done) => setTimeout(done, ms));
+      if (!quick) await new Promise((done) => setTimeout(done, ms));
+      quick = false;
       return inner.get(key);
     },
     set: (key, entry, ttl) => inner.set(key, entry, ttl),
     delete: (keys) => inner.delete(keys),
   };
-  return { store, reads: () => reads, held: (key: string) => inner.get(key) };
+  return {
+    store,
+    reads: () => reads,
+    held: (key: string) => inner.get(key),
+    /** The next read answers at once. */
+    quick: () => {
+      quick = true;
+    },
+  };
 }
 
+/** Reads keys k0 to k(n-1): each a memory miss the first time. */
 async function readDistinct(cache: Cache, n: number, load: () => Promise<number>) {
   for (let i = 0; i < n; i++) await cache.getOrSet(`k${i}`, load);
 }
 
 describe("a shared tier slower than the source", () => {
   it("is skipped by reads that miss memory, asked one read in 16, and still written", async () => {
-    const far = farTier(60);
+    const far = farTier(40);
     const cache = new Cache({ tiers: [memoryStore(), far.store] });
-    await readDistinct(cache, 33, async () => 1);
-    // The first read asks it (nothing is known yet); of the 32 after, two are samples.
-    expect(far.reads()).toBe(3);
+    // Its distance is known after 16 reads: the least of them.
+    await readDistinct(cache, 16, async () => 1);
+    expect(far.reads()).toBe(16);
+    await readDistinct(cache, 48, async () => 1);
+    // Of the 32 reads after, two are samples.
+    expect(far.reads()).toBe(18);
     expect(cache.stats().tiers[1]).toMatchObject({ name: "far", skipped: 30 });
     await cache.drain();
-    expect(await far.held("k20")).toBeDefined();
+    expect(await far.held("k40")).toBeDefined();
+  });
+
+  it("is near when one of its last 16 reads was quick (the node, not the link, was slow)", async () => {
+    const far = farTier(40);
+    const cache = new Cache({ tiers: [memoryStore(), far.store] });
+    await readDistinct(cache, 15, async () => 1);
+    far.quick();
+    // The quick read is among the last 16 until 16 slow ones follow it.
+    await readDistinct(cache, 32, async () => 1);
+    expect(far.reads()).toBe(32);
+    expect(cache.stats().tiers[1]!.skipped).toBe(0);
+    await readDistinct(cache, 33, async () => 1);
+    expect(far.reads()).toBe(32);
+    expect(cache.stats().tiers[1]!.skipped).toBe(1);
   });
 
   it("is asked by every read while the source is slower still", async () => {

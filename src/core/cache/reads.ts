@@ -75,6 +75,11 @@ export class Reads {
   readonly #e: ReadsDeps;
   /** Per tier, what a read of it has taken lately (ms): an exponential mean of ~8 reads. */
   readonly #trips: number[] = [];
+  /**
+   * Per tier, its last FAR_TIER_SAMPLE reads' times (ms), whose least is its distance: a
+   * busy node's reads wait for its event loop as well, but not all of them (see #far).
+   */
+  readonly #recentTrips: number[][] = [];
   /** Per tier, reads that found it far (see #far). */
   readonly #farReads: number[] = [];
 
@@ -129,19 +134,21 @@ export class Reads {
   }
 
   /**
-   * Whether this read skips tier `i` because it is far: its reads lately took longer than
-   * FAR_TIER_MS and than a load from the source (another region's Redis, beside a database
-   * in this one), so asking it costs a read more than a miss there saves. One read in
-   * FAR_TIER_SAMPLE asks it all the same, so a link that comes close again is noticed. What
-   * is loaded still goes into the tier, for the nodes near it.
+   * Whether this read skips tier `i` because it is far: each of its last FAR_TIER_SAMPLE
+   * reads took longer than FAR_TIER_MS and than a load from the source lately (another
+   * region's Redis, beside a database in this one), so asking it costs a read more than a
+   * miss there saves. One read in FAR_TIER_SAMPLE asks it all the same, so a link that
+   * comes close again is noticed. What is loaded still goes into the tier, for the nodes
+   * near it.
    */
   #far(i: number): boolean {
     if (this.#e.tiers.list[i]!.shared !== true) return false;
-    const trip = this.#trips[i];
+    const trips = this.#recentTrips[i];
     const load = this.#e.latency.recent;
-    if (trip === undefined || load === undefined || trip <= Math.max(load, FAR_TIER_MS)) {
-      return false;
-    }
+    if (trips === undefined || trips.length < FAR_TIER_SAMPLE || load === undefined) return false;
+    // The least of its recent reads: a node busy enough to answer every read late (its
+    // event loop behind) finds a near tier near all the same, and a far one is never faster.
+    if (Math.min(...trips) <= Math.max(load, FAR_TIER_MS)) return false;
     this.#farReads[i] = (this.#farReads[i] ?? 0) + 1;
     if (this.#farReads[i] % FAR_TIER_SAMPLE === 0) return false;
     this.#e.tiers.stats(i).skipped++;
@@ -151,6 +158,9 @@ export class Reads {
   /** Records a read of tier `i` sent at `sent`; what its reads take lately. */
   #timed(i: number, sent: number): number {
     const ms = performance.now() - sent;
+    const recent = (this.#recentTrips[i] ??= []);
+    recent.push(ms);
+    if (recent.length > FAR_TIER_SAMPLE) recent.shift();
     const mean = this.#trips[i];
     this.#trips[i] = mean === undefined ? ms : mean + (ms - mean) / 8;
     return this.#trips[i]!;

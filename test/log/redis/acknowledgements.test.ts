@@ -375,8 +375,9 @@ shared.describe("a refused shared copy", () => {
     const b = await node(prefix, shared.url, seenFrom(tier.store, delayMs));
     await until(() => a.log.nodes() === 2 && b.log.nodes() === 2);
     await a.cache.invalidate({ keys: ["settle"] }); // a log a lease old
-    // b has loaded something: it knows what a load of its database costs.
-    await b.cache.resolve("warm", async () => ({ body: "x" }));
+    // b has loaded some keys: it knows what a load of its database costs, and what the
+    // tier's reads take (the least of the last 16).
+    for (let i = 0; i < 16; i++) await b.cache.resolve(`warm-${i}`, async () => ({ body: "x" }));
     await a.cache.setEntry("user:1", { body: "Lane", tags: ["users#1"] });
     tier.hold(); // the old copy stays in the shared tier after the write
     await rename(a);
