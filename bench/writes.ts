@@ -9,6 +9,7 @@
  *   npm run bench:writes -- --cpu-prof .scratch/prof --strategies edgecache-rehydrate
  *   npm run bench:writes -- --against ../before   # a node of that checkout in step: before/after
  *   npm run bench:writes -- --scan --lists 0,1000,10000   # the large-cache curve (issue 44)
+ *   npm run bench:writes -- --touched 0,100,1000   # lists every user insert reaches
  *   npm run bench:writes -- --redis redis://127.0.0.1:6379   # each node on the Redis log and tier
  *
  * --against takes a checkout (e.g. `git worktree add ../before <commit>` with node_modules
@@ -28,7 +29,9 @@
  * `--lists 0,1000,10000` repeats the run once per figure with that many more lists of users
  * without an equality filter cached (`id[gte]=<id>&limit=5`, also never read again; a
  * write of a user sorts into five of them at most): the cost per write against the cached
- * entries of the table, those a write touches and those it does not. With `--redis`, each
+ * entries of the table that it does not touch. `--touched 0,100,1000` does the same with
+ * lists every user insert reaches (`sort=-createdAt&limit=<1..n>`: the new user enters
+ * each window at its head), for the cost of each entry a write does touch. With `--redis`, each
  * node is one of a deployment on Redis (its change log and a shared tier, under a fresh
  * prefix dropped after), as `edgecache serve --redis` wires it: a write's CPU then
  * includes the log's calls and the shared tier's deletes.
@@ -40,6 +43,7 @@ import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
+import { MAX_LIMIT } from "../src/core/query-params.ts";
 import { DEFAULT_LEASE_MS } from "../src/log/redis/index.ts";
 import { shares, sharesMarkdown, WRITE_PATH } from "./lib/cpu-profile.ts";
 import { makeTmpDir, ROOT, runBench, startServer, stopAll } from "./lib/processes.ts";
@@ -88,6 +92,7 @@ const { options, out } = readFlags(() => {
       quick: { type: "boolean", default: false },
       scan: { type: "boolean", default: false },
       lists: { type: "string", default: "0" },
+      touched: { type: "string", default: "0" },
       redis: { type: "string" },
       out: { type: "string", default: "bench/results/writes" },
     },
@@ -112,16 +117,26 @@ const { options, out } = readFlags(() => {
       cpuProf: values["cpu-prof"],
       scan: values.scan,
       redis: values.redis,
-      lists: values.lists.split(",").map((n) => {
-        if (!/^\d+$/.test(n)) fail(`--lists: expected counts like 0,1000,10000, got ${n}`);
-        return Number(n);
-      }),
+      lists: counts("lists", values.lists),
+      touched: counts("touched", values.touched, MAX_LIMIT),
       against: values.against && resolve(values.against),
       againstCommit: values.against && commitOf(values.against),
     },
     out: values.out,
   };
 });
+
+/** A flag's comma-separated counts (each at most `max`). */
+function counts(flag: string, text: string, max = Number.POSITIVE_INFINITY): number[] {
+  return text.split(",").map((n) => {
+    if (!/^\d+$/.test(n) || Number(n) > max) {
+      fail(
+        `--${flag}: expected counts like 0,100,1000${max < Infinity ? ` (each at most ${max})` : ""}, got ${n}`,
+      );
+    }
+    return Number(n);
+  });
+}
 
 interface Summary {
   n: number;
@@ -150,6 +165,8 @@ interface StrategyRun {
   strategy: Measured;
   /** Lists without an equality filter cached beside the workload's (--lists). */
   lists: number;
+  /** Lists every user insert reaches, cached beside the workload's (--touched). */
+  touched: number;
   nodes: NodeRun[];
   /** The same writes' statements through better-sqlite3 alone, measured in step with them. */
   bareSql: ByKind;
@@ -257,7 +274,7 @@ async function measureStrategy(
   strategy: Measured,
   warm: Op[],
   ops: Op[],
-  cold: { paths: string[]; lists: number },
+  cold: { paths: string[]; lists: number; touched: number },
 ): Promise<StrategyRun> {
   const codes = [
     { code: "this", root: ROOT },
@@ -325,6 +342,7 @@ async function measureStrategy(
     return {
       strategy,
       lists: cold.lists,
+      touched: cold.touched,
       nodes: await Promise.all(nodes.map((n) => n.result())),
       bareSql: byKind(bare.samples),
       ...(profile && {
@@ -411,12 +429,17 @@ function coldLists(users: readonly { id: string }[], n: number): string[] {
   );
 }
 
+/** `n` lists every user insert reaches: the newest users, windows of 1 to n. */
+function touchedLists(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `/v1/users?sort=-createdAt&limit=${i + 1}`);
+}
+
 /** Every write's CPU against the lists cached beside the workload's, per strategy and node. */
 function curve(runs: StrategyRun[]): string[] {
   const us = (n: number) => Math.round(n).toLocaleString("en-US");
   const lines = [
-    "| strategy | more lists | node | every write p50 (us) | mean | user writes p50 | mean | invalidations | patches |",
-    "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| strategy | more lists | touched lists | node | every write p50 (us) | mean | user writes p50 | mean | a user's insert p50 | invalidations | patches |",
+    "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const run of runs) {
     for (const node of run.nodes) {
@@ -425,7 +448,7 @@ function curve(runs: StrategyRun[]): string[] {
       ) as number[];
       const userMean = users.reduce((a, b) => a + b, 0) / Math.max(1, users.length);
       lines.push(
-        `| ${run.strategy} | ${run.lists.toLocaleString("en-US")} | ${node.code === "this" ? "this" : "before"} | ${us(node.writes.all.p50)} | ${us(node.writes.all.mean)} | ${us(node.writes["update users"].p50)} | ${us(userMean)} | ${node.invalidations} | ${node.patches} |`,
+        `| ${run.strategy} | ${run.lists.toLocaleString("en-US")} | ${run.touched.toLocaleString("en-US")} | ${node.code === "this" ? "this" : "before"} | ${us(node.writes.all.p50)} | ${us(node.writes.all.mean)} | ${us(node.writes["update users"].p50)} | ${us(userMean)} | ${us(node.writes["insert users"].p50)} | ${node.invalidations} | ${node.patches} |`,
       );
     }
   }
@@ -439,7 +462,7 @@ function markdown(runs: StrategyRun[], seconds: number) {
   for (const run of runs) {
     const [self, against] = run.nodes as [NodeRun, NodeRun | undefined];
     lines.push(
-      `### ${run.strategy === "edgecache" ? "Without rehydration (edgecache)" : "With rehydration (edgecache-rehydrate)"}${options.lists.length > 1 || run.lists > 0 ? `, ${run.lists.toLocaleString("en-US")} more lists` : ""}`,
+      `### ${run.strategy === "edgecache" ? "Without rehydration (edgecache)" : "With rehydration (edgecache-rehydrate)"}${options.lists.length > 1 || run.lists > 0 ? `, ${run.lists.toLocaleString("en-US")} more lists` : ""}${options.touched.length > 1 || run.touched > 0 ? `, ${run.touched.toLocaleString("en-US")} touched` : ""}`,
       "",
       against
         ? "| write | n | before p50 (us) | before mean | after p50 (us) | after p90 | after mean | after ÷ before, p50 | mean | bare SQL p50 | after ÷ bare SQL, p50 |"
@@ -486,9 +509,9 @@ ${new Date().toISOString()}, ${describeCode(git)}${options.against ? ` against t
     .map((x) => x.toFixed(1))
     .join(" ")} at the end. ${seconds} s in all.
 
-One node: the data API over SQLite with one memory tier${options.redis ? ", on Redis (the change log and a shared tier behind memory, under a fresh prefix, as `edgecache serve --redis` wires them)" : ""} (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then the first ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.${options.scan ? " After the warm-up the node also caches a client's start-up scan of the users: two 1,000-row pages, never read again." : ""}${options.lists.some((n) => n > 0) ? " With more lists: that many lists of users without an equality filter cached after the warm-up (`id[gte]=<id>&limit=5`), never read again; a user's write sorts into five at most." : ""}
+One node: the data API over SQLite with one memory tier${options.redis ? ", on Redis (the change log and a shared tier behind memory, under a fresh prefix, as `edgecache serve --redis` wires them)" : ""} (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then the first ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.${options.scan ? " After the warm-up the node also caches a client's start-up scan of the users: two 1,000-row pages, never read again." : ""}${options.lists.some((n) => n > 0) ? " With more lists: that many lists of users without an equality filter cached after the warm-up (`id[gte]=<id>&limit=5`), never read again; a user's write sorts into five at most." : ""}${options.touched.some((n) => n > 0) ? " With touched lists: that many lists of the newest users cached after the warm-up (`sort=-createdAt&limit=<1..n>`), never read again; every user insert enters each of them." : ""}
 
-${options.lists.length > 1 ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
+${runs.length > options.strategies.length ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
 Command:
 
 \`\`\`sh
@@ -512,14 +535,17 @@ await runBench(async () => {
   const ops = warm.slice(0, options.requests);
   const scan = options.scan ? ["/v1/users?limit=1000", "/v1/users?limit=1000&offset=1000"] : [];
   const runs: StrategyRun[] = [];
-  for (const lists of options.lists) {
-    const paths = [...scan, ...coldLists(data.users, lists)];
+  const sizes = options.lists.flatMap((lists) =>
+    options.touched.map((touched) => ({ lists, touched })),
+  );
+  for (const { lists, touched } of sizes) {
+    const paths = [...scan, ...coldLists(data.users, lists), ...touchedLists(touched)];
     for (const strategy of options.strategies) {
-      const run = await measureStrategy(template, strategy, warm, ops, { paths, lists });
+      const run = await measureStrategy(template, strategy, warm, ops, { paths, lists, touched });
       runs.push(run);
       for (const node of run.nodes) {
         log(
-          `${strategy}, ${lists} more lists (${node.code}): every write p50 ${node.writes.all.p50} us, mean ${node.writes.all.mean} us (n ${node.writes.all.n}), hit ${node.reads.hit.p50} us, miss ${node.reads.miss.p50} us`,
+          `${strategy}, ${lists} more lists, ${touched} touched (${node.code}): every write p50 ${node.writes.all.p50} us, mean ${node.writes.all.mean} us (n ${node.writes.all.n}), hit ${node.reads.hit.p50} us, miss ${node.reads.miss.p50} us`,
         );
         for (const kind of KINDS) {
           const w = node.writes[kind];

@@ -158,7 +158,8 @@ export class Reads {
   /** Records a read of tier `i` sent at `sent`; what its reads take lately. */
   #timed(i: number, sent: number): number {
     const ms = performance.now() - sent;
-    const recent = (this.#recentTrips[i] ??= []);
+    const recent = this.#recentTrips[i] ?? [];
+    this.#recentTrips[i] = recent;
     recent.push(ms);
     if (recent.length > FAR_TIER_SAMPLE) recent.shift();
     const mean = this.#trips[i];
