@@ -8,7 +8,7 @@ import { ABOVE, BELOW, compareBounds, IntervalIndex } from "../../src/core/deps/
 const value = fc.oneof(
   fc.constant(null),
   fc.integer({ min: -5, max: 5 }),
-  fc.constantFrom(0.5, true, "", "a", "ab", "b", "😀"),
+  fc.constantFrom(0.5, Number.NaN, true, "", "a", "ab", "b", "😀"),
 );
 const bound = fc.oneof(value, fc.constant(BELOW), fc.constant(ABOVE));
 

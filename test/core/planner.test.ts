@@ -211,11 +211,17 @@ describe("invalidation planner", () => {
   });
 });
 
+/** A list of items by id: `filters`, the first window, one row unless `window` says. */
+function itemsByid(filters: Filter[], window: Partial<ListDependency>): ListDependency {
+  const sort = [{ column: "id", desc: false }];
+  return { table: "items", filters, sort, offset: 0, limit: Infinity, count: 1, ...window };
+}
+
 describe("the dependency index's lists by filter value", () => {
   const mixed = fc.oneof(
     fc.constant(null),
     fc.integer({ min: -1, max: 2 }),
-    fc.constantFrom(0.5, -0, true, false, "1", "a", "😀", ""),
+    fc.constantFrom(0.5, -0, Number.NaN, true, false, "1", "a", "😀", ""),
   );
   it("finds every list a write's rows can reach, as a scan of the table's lists does", () => {
     fc.assert(
@@ -281,28 +287,46 @@ describe("the dependency index's lists by filter value", () => {
     );
   });
 
+  it("one list object registered under two keys is found for both, by a write of two rows", () => {
+    const index = new DependencyIndex();
+    const adults = itemsByid([{ column: "age", op: "gte", value: 18 }], { count: 3 });
+    index.add("a", [], [adults], Number.POSITIVE_INFINITY);
+    index.add("b", [], [adults], Number.POSITIVE_INFINITY);
+    const event: WriteEvent = {
+      table: "items",
+      op: "update",
+      old: { id: 1, age: 20 },
+      new: { id: 1, age: 21 },
+    };
+    expect([...planWrite(event, schema, index).keys].sort()).toEqual(["a", "b"]);
+  });
+
+  it("a list with a long prefix is found by the rows that start with it, and only planned for those", () => {
+    const index = new DependencyIndex();
+    const long = "x".repeat(1000);
+    const list = itemsByid([{ column: "name", op: "prefix", value: long }], { limit: 20 });
+    index.add("long", [], [list], Number.POSITIVE_INFINITY);
+    const insert = (name: string): WriteEvent => ({
+      table: "items",
+      op: "insert",
+      new: { id: 7, name },
+    });
+    expect(planWrite(insert(`${long}!`), schema, index).keys).toEqual(new Set(["long"]));
+    // The same first thousand units but one: found by its filed part, refused by the filter.
+    expect(planWrite(insert(`${"x".repeat(999)}y`), schema, index).keys.size).toBe(0);
+  });
+
   it("a write visits the windows it reaches, not every list without an equality filter", () => {
     const index = new DependencyIndex();
     // Five-row windows from each id on (id >= i), full, and prefix lists of names.
     for (let i = 0; i < 1000; i++) {
-      const list: ListDependency = {
-        table: "items",
-        filters: [{ column: "id", op: "gte", value: i }],
-        sort: [{ column: "id", desc: false }],
-        offset: 0,
+      const list = itemsByid([{ column: "id", op: "gte", value: i }], {
         limit: 5,
         count: 5,
         last: [i + 4],
-      };
+      });
       index.add(`from-${i}`, [], [list], Number.POSITIVE_INFINITY);
-      const named: ListDependency = {
-        table: "items",
-        filters: [{ column: "name", op: "prefix", value: `n${i}` }],
-        sort: [{ column: "id", desc: false }],
-        offset: 0,
-        limit: 20,
-        count: 1,
-      };
+      const named = itemsByid([{ column: "name", op: "prefix", value: `n${i}` }], { limit: 20 });
       index.add(`named-${i}`, [], [named], Number.POSITIVE_INFINITY);
     }
     const visited = [...index.listsFor("items", [{ id: 500, name: "n50" }])].map(([k]) => k);

@@ -276,11 +276,12 @@ export class DependencyIndex implements DependencyLookup {
         yield* ranges.stab(rows[0]![column] ?? null);
         continue;
       }
-      const seen = new Set<ListDependency>();
+      // By the filed pair, not the list: one list object may be registered under two keys.
+      const seen = new Set<object>();
       for (const row of rows) {
         for (const found of ranges.stab(row[column] ?? null)) {
-          if (seen.has(found[1])) continue;
-          seen.add(found[1]);
+          if (seen.has(found)) continue;
+          seen.add(found);
           yield found;
         }
       }
@@ -361,6 +362,9 @@ export function bucketOf(list: ListDependency): readonly [string, string] {
   return bucket;
 }
 
+/** Prefixes are filed by this many UTF-16 units at most (see fileList). */
+const PREFIX_KEY = 64;
+
 /** Lists with a prefix filter on one column, by prefix; `longest` the longest prefix filed. */
 interface Prefixes {
   longest: number;
@@ -399,7 +403,14 @@ function fileList(list: ListDependency): Filing {
   const [column, value] = bucketOf(list);
   if (column !== "") return { kind: "eq", column, value };
   const prefix = list.filters.find((f): f is Filter => f.op === "prefix");
-  if (prefix) return { kind: "prefix", column: prefix.column, prefix: String(prefix.value) };
+  if (prefix) {
+    // Filed by its first PREFIX_KEY units at most: a write looks up every length up to the
+    // longest filed, so one list with a long prefix must not make each write's lookups
+    // grow with it (a row that starts with the filed part may still not match: the planner
+    // tests the whole filter).
+    const text = String(prefix.value).slice(0, PREFIX_KEY);
+    return { kind: "prefix", column: prefix.column, prefix: text };
+  }
   const ranged = list.filters.find((f) => f.op !== "null" && f.op !== "notNull");
   const on = ranged?.column ?? list.sort[0]?.column;
   if (on === undefined) return { kind: "all" };

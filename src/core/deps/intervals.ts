@@ -100,7 +100,7 @@ export class IntervalIndex<T> {
   }
 }
 
-function before<T>(a: Node<T>, b: Node<T>): boolean {
+function precedes<T>(a: Node<T>, b: Node<T>): boolean {
   const c = compareBounds(a.low, b.low);
   return c < 0 || (c === 0 && a.order < b.order);
 }
@@ -115,7 +115,7 @@ function update<T>(node: Node<T>): Node<T> {
 
 function insert<T>(root: Node<T> | undefined, node: Node<T>): Node<T> {
   if (!root) return node;
-  if (before(node, root)) {
+  if (precedes(node, root)) {
     root.left = insert(root.left, node);
     if (root.left.priority > root.priority) return rotateRight(root);
   } else {
@@ -128,7 +128,7 @@ function insert<T>(root: Node<T> | undefined, node: Node<T>): Node<T> {
 function remove<T>(root: Node<T> | undefined, node: Node<T>): Node<T> | undefined {
   if (!root) return undefined;
   if (root === node) return merge(root.left, root.right);
-  if (before(node, root)) root.left = remove(root.left, node);
+  if (precedes(node, root)) root.left = remove(root.left, node);
   else root.right = remove(root.right, node);
   return update(root);
 }

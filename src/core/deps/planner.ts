@@ -14,7 +14,10 @@ export interface WriteEvent {
   new?: Row;
 }
 
-/** What a cached list depends on beyond the rows it holds: its predicate and window. */
+/**
+ * What a cached list depends on beyond the rows it holds: its predicate and window. Not
+ * changed once registered (the index files it by its values once): a patch makes a new one.
+ */
 export interface ListDependency {
   table: string;
   /** Every one holds (AND). An OR is registered as one list per disjunct, same window. */

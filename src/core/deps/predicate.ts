@@ -55,6 +55,10 @@ export function compareValues(a: unknown, b: unknown): number {
   if (ra === 1) {
     const x = Number(a);
     const y = Number(b);
+    // NaN after every other number and equal to itself, as PostgreSQL orders it (SQLite
+    // stores none): a total order, which the planner's indexes need.
+    if (Number.isNaN(x) || Number.isNaN(y))
+      return Number(Number.isNaN(x)) - Number(Number.isNaN(y));
     return x < y ? -1 : x > y ? 1 : 0;
   }
   if (ra === 2) return compareCodePoints(a as string, b as string);
