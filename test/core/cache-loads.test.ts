@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { COLD_PATCH_BYTES } from "../../src/core/cache/apply.ts";
+import { COLD_PATCH_BYTES, UNREAD_PATCHES } from "../../src/core/cache/apply.ts";
 import { Cache } from "../../src/core/cache/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { fakeClock } from "../helpers/chaos-store.ts";
@@ -139,6 +139,30 @@ describe("patches and entries loaded further along the log", () => {
     expect(patched).toEqual(["small"]);
     expect(cache.peek("read")).toBeUndefined();
     expect(new TextDecoder().decode(cache.peek("small")!.body)).toBe("s++");
+  });
+
+  it(`an entry is patched at most ${UNREAD_PATCHES} times in a row with no read between; the next write removes it`, async () => {
+    const { cache, patched } = patching("+");
+    const tags = ["users#1"];
+    await cache.setEntry("read", { body: "r", tags });
+    await cache.setEntry("unread", { body: "u", tags });
+    for (let i = 0; i < UNREAD_PATCHES; i++) {
+      cache.peek("read");
+      await cache.applyWrite({
+        table: "users",
+        op: "update",
+        old: { id: 1 },
+        new: { id: 1, n: i },
+      });
+    }
+    expect(patched.filter((k) => k === "unread")).toHaveLength(UNREAD_PATCHES);
+    cache.peek("read");
+    await cache.applyWrite({ table: "users", op: "update", old: { id: 1 }, new: { id: 1, n: -1 } });
+    expect(cache.peek("unread")).toBeUndefined();
+    expect(patched.filter((k) => k === "read")).toHaveLength(UNREAD_PATCHES + 1);
+    expect(new TextDecoder().decode(cache.peek("read")!.body)).toBe(
+      `r${"+".repeat(UNREAD_PATCHES + 1)}`,
+    );
   });
 
   it("write hooks given when the cache is made patch and refetch as set ones do; setWriteHooks replaces them", async () => {

@@ -8,7 +8,7 @@ import type { PendingRemovals } from "../removal.ts";
 import type { rateLimited } from "../report.ts";
 import type { Background, ReloadQueue } from "./background.ts";
 import type { Counters } from "./counters.ts";
-import { type Entries, readSinceStored } from "./entries.ts";
+import { type Entries, markUnreadPatches, readSinceStored, unreadPatches } from "./entries.ts";
 import type { Loads } from "./loads.ts";
 import type { Settings } from "./options.ts";
 import { planRecord } from "./record-plan.ts";
@@ -18,9 +18,11 @@ import type { EntryInit, WriteHooks, WriteResult } from "./types.ts";
 /** Results of recent records this node applied, kept for the appender to collect. */
 const RECENT_RESULTS = 1024;
 /**
- * A cached body past this size that nobody read since it was stored is removed by a write
- * that changes it, not patched: see `#patches`.
+ * Writes patch an entry at most this many times in a row with no read between them; the
+ * next one removes it (see `#patches`). A body past COLD_PATCH_BYTES is not patched even
+ * once unless it was read since it was stored.
  */
+export const UNREAD_PATCHES = 8;
 export const COLD_PATCH_BYTES = 16 * 1024;
 
 /** What the `Applier` is given when the cache is made. */
@@ -149,7 +151,7 @@ export class Applier {
     const patches =
       patch && record.ordered && events.length > 0 && !fallback && this.#e.policy === "exact"
         ? this.#patches(keys, events, patch, record.seq)
-        : new Map<string, { init: EntryInit; exact: boolean }>();
+        : new Map<string, { init: EntryInit; exact: boolean; unread: number }>();
     // Hot keys the record invalidated are loaded again. With other nodes on the log and a
     // shared tier, every node that held one hot may reload it (the writer's index does not
     // know what only other nodes read) and one claims it for all: its load goes to the
@@ -186,12 +188,13 @@ export class Applier {
     removed += await this.#e.entries.remove(unindexed, { local: foreign });
     let patched = 0;
     const stored: { key: string; entry: CacheEntry }[] = [];
-    for (const [k, { init, exact }] of patches) {
+    for (const [k, { init, exact, unread }] of patches) {
       const { entry, stored: kept } = await this.#e.loads.storeLoaded(k, init, at, {
         memoryOnly: true,
         exact,
       });
       if (!kept) continue;
+      markUnreadPatches(entry, unread);
       this.#e.counters.patches++;
       patched++;
       stored.push({ key: k, entry });
@@ -258,8 +261,8 @@ export class Applier {
     events: readonly WriteEvent[],
     patch: NonNullable<WriteHooks["patch"]>,
     seq: number,
-  ): Map<string, { init: EntryInit; exact: boolean }> {
-    const out = new Map<string, { init: EntryInit; exact: boolean }>();
+  ): Map<string, { init: EntryInit; exact: boolean; unread: number }> {
+    const out = new Map<string, { init: EntryInit; exact: boolean; unread: number }>();
     const front = this.#e.tiers.front;
     if (!front) return out;
     const now = this.#e.now();
@@ -286,10 +289,14 @@ export class Applier {
     for (const key of keys) {
       const current = peek(key);
       if (!current) continue;
-      // A large response nobody read since it was stored (a client's start-up scan, cached
-      // and never asked again) goes instead: a patch re-parses, re-encodes and re-hashes
-      // all of it, on every write of its rows, for nobody; a read, if one comes, loads it.
-      if (current.body.byteLength > COLD_PATCH_BYTES && !readSinceStored(current)) continue;
+      // A response nobody reads goes instead of being patched write after write: a patch
+      // re-parses, re-encodes and re-hashes all of it, for nobody; a read, if one comes,
+      // loads it. A large one goes at the first write since it was stored without a read
+      // (a client's start-up scan, cached and never asked again), any other after
+      // UNREAD_PATCHES patches with no read between (an update protocol that turns to
+      // invalidation when updates go unread, as competitive snooping caches do).
+      const unread = readSinceStored(current) ? 0 : unreadPatches(current) + 1;
+      if (unread > (current.body.byteLength > COLD_PATCH_BYTES ? 0 : UNREAD_PATCHES)) continue;
       const exact = !shared || current.exact === true;
       let init: EntryInit | undefined;
       try {
@@ -307,6 +314,7 @@ export class Applier {
           staleWhileRevalidate: current.staleUntil - current.freshUntil,
         },
         exact: shared && exact,
+        unread,
       });
     }
     return out;

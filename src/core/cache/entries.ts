@@ -223,6 +223,22 @@ export function readSinceStored(entry: CacheEntry): boolean {
   return count === undefined || count.hits > ((entry as Counted)[HITS_AT_STORE] ?? 0);
 }
 
+/** How many patches in a row made an entry with no read between them (see unreadPatches). */
+const UNREAD_PATCHES = Symbol("unreadPatches");
+
+/**
+ * How many writes in a row patched this entry, or the one it came from, with no read since
+ * the first of them: 0 once it is read.
+ */
+export function unreadPatches(entry: CacheEntry): number {
+  if (readSinceStored(entry)) return 0;
+  return (entry as CacheEntry & { [UNREAD_PATCHES]?: number })[UNREAD_PATCHES] ?? 0;
+}
+
+export function markUnreadPatches(entry: CacheEntry, n: number): void {
+  Object.defineProperty(entry, UNREAD_PATCHES, { value: n, configurable: true, writable: true });
+}
+
 /** A strong ETag from the body's SHA-256 (RFC 9110 8.8.3: same bytes, same tag). */
 export async function strongEtag(body: Uint8Array): Promise<string> {
   return `"${(await sha256Hex(body)).slice(0, 24)}"`;
