@@ -16,6 +16,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
+import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, readFlags } from "./lib/settings.ts";
@@ -85,7 +86,7 @@ ${new Date().toISOString()}, ${describeCode(git)}. Node ${process.version}, ${cp
 
 ${options.source === "postgres" ? "Over PostgreSQL 15 (a database per run, on loopback). " : "Over SQLite. "}${options.users.toLocaleString("en-US")} users and ${options.orders.toLocaleString("en-US")} orders (the demo schema plus a version column per row); ${options.requests.toLocaleString("en-US")} requests per strategy and write ratio from ${options.connections} concurrent keep-alive clients; the same sequence for every strategy at a ratio. Reads follow Zipf (s = 1.1) over item reads (users, orders, the join view), filtered, prefix and sorted/paginated lists, and join-view lists; writes are updates that move rows between filters and pages, inserts, and deletes (users cascade to their orders), with popular rows written more often. Each caching strategy is warmed first with every read of its sequence once, so these are a running cache's figures rather than a cold start's. One memory tier; the strategies differ only in the cache's invalidation policy.
 
-![hit rate and stale reads against write ratio](workload.svg)
+![hit rate and stale reads against write ratio](${basename(out)}.svg)
 
 ${markdownTable(records)}
 
