@@ -115,8 +115,8 @@ export class Reads {
     const now = this.#e.now();
     const started = this.#e.observer ? performance.now() : 0;
     for (let i = 0; i < end && missing.length > 0; i++) {
-      if (this.#far(i)) continue;
       const asked = missing.filter((k) => hits.asks(i, k));
+      if (asked.length === 0 || this.#far(i)) continue;
       const sent = performance.now();
       const entries = await this.#e.tiers.getMany(i, asked);
       if (entries === FAILED) continue;
