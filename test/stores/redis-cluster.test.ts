@@ -6,7 +6,7 @@ import { storeConformance } from "../../src/testing/index.ts";
 import { storedEntry } from "../helpers/entries.ts";
 import type { PrivateRedisCluster } from "../helpers/redis-server.ts";
 import { startRedisCluster } from "../helpers/redis-server.ts";
-import { requireRedisServer } from "../helpers/services.ts";
+import { requireRedisServer, UNHURRIED_COMMAND_MS } from "../helpers/services.ts";
 
 const server = await requireRedisServer();
 
@@ -31,7 +31,12 @@ server.describe("redis store on a 3-master Redis Cluster", () => {
   // Each test on its own prefix; the whole cluster goes after the file.
   storeConformance(
     "redis cluster",
-    () => redisStore({ client, prefix: `edgecache-test:${randomUUID()}:` }),
+    () =>
+      redisStore({
+        client,
+        prefix: `edgecache-test:${randomUUID()}:`,
+        commandTimeout: UNHURRIED_COMMAND_MS,
+      }),
     { realTime: true },
   );
 

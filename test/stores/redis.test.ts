@@ -14,7 +14,7 @@ import { redisStore } from "../../src/stores/redis.ts";
 import { storeConformance } from "../../src/testing/index.ts";
 import { storedEntry as entry } from "../helpers/entries.ts";
 import { startRedis } from "../helpers/redis-server.ts";
-import { requireRedis, requireRedisServer } from "../helpers/services.ts";
+import { requireRedis, requireRedisServer, UNHURRIED_COMMAND_MS } from "../helpers/services.ts";
 
 const shared = await requireRedis();
 const server = await requireRedisServer();
@@ -71,9 +71,11 @@ shared.describe("redis store on the shared Redis", () => {
     return prefix;
   }
 
-  storeConformance("redis", () => openStore({ url: shared.url, prefix: prefixed() }), {
-    realTime: true,
-  });
+  storeConformance(
+    "redis",
+    () => openStore({ url: shared.url, prefix: prefixed(), commandTimeout: UNHURRIED_COMMAND_MS }),
+    { realTime: true },
+  );
 
   describe("redis store specifics", () => {
     it("sets the ttl in Redis (rounded up to whole ms), and none for an infinite ttl", async () => {

@@ -23,7 +23,8 @@ import type { EntryInit, Found, WriteHooks } from "./types.ts";
  * How a node whose shared-tier copy is refused waits for the node that claimed its
  * reload (another reader, or the rehydration after the write) before loading it itself:
  * a load takes milliseconds, so most waits end with the new copy, and one that does not
- * costs a miss, as without waiting.
+ * costs a miss, as without waiting. At least RELOAD_WAIT_MS; longer where loads and tier
+ * reads take longer lately (a loaded machine), or most waits there would end in a second load.
  */
 const RELOAD_WAIT_MS = 50;
 const RELOAD_POLL_MS = 4;
@@ -32,8 +33,20 @@ const RELOAD_POLL_MS = 4;
  * region's, not this one's. Well above a busy loopback's or a region's round trip.
  */
 const FAR_TIER_MS = 20;
+/**
+ * The reads of a tier its distance is judged on: the least of them, since a loaded machine
+ * delays some reads by tens of ms (its event loop is late) but none below the distance.
+ */
+const TRIP_SAMPLES = 16;
 /** A far tier is still asked one read in this many, so what its reads take stays known. */
 const FAR_TIER_SAMPLE = 16;
+
+/** What tier `i`'s last reads took (ms): the least (its distance) and the mean (now). */
+interface Trip {
+  least: number;
+  mean: number;
+}
+const NO_TRIP: Trip = { least: 0, mean: 0 };
 /** A lookup that finds nothing: planning against it tells only whether a write is exact. */
 const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () => [] };
 
@@ -73,13 +86,8 @@ export interface ReadsDeps {
  */
 export class Reads {
   readonly #e: ReadsDeps;
-  /** Per tier, what a read of it has taken lately (ms): an exponential mean of ~8 reads. */
-  readonly #trips: number[] = [];
-  /**
-   * Per tier, its last FAR_TIER_SAMPLE reads' times (ms), whose least is its distance: a
-   * busy node's reads wait for its event loop as well, but not all of them (see #far).
-   */
-  readonly #recentTrips: number[][] = [];
+  /** Per tier, what its last TRIP_SAMPLES reads took (ms). */
+  readonly #trips: number[][] = [];
   /** Per tier, reads that found it far (see #far). */
   readonly #farReads: number[] = [];
 
@@ -100,7 +108,7 @@ export class Reads {
       const asked = timed ? performance.now() : 0;
       const entry = await this.#e.tiers.get(i, key);
       if (entry === FAILED) continue;
-      const trip = timed ? this.#timed(i, asked) : 0;
+      const trip = timed ? this.#timed(i, asked) : NO_TRIP;
       const accepted = await this.#accept(i, key, entry, now, started, trip);
       if (accepted) return { entry: accepted, tier: this.#e.tiers.list[i]!.name };
     }
@@ -134,7 +142,7 @@ export class Reads {
   }
 
   /**
-   * Whether this read skips tier `i` because it is far: each of its last FAR_TIER_SAMPLE
+   * Whether this read skips tier `i` because it is far: each of its last TRIP_SAMPLES
    * reads took longer than FAR_TIER_MS and than a load from the source lately (another
    * region's Redis, beside a database in this one), so asking it costs a read more than a
    * miss there saves. One read in FAR_TIER_SAMPLE asks it all the same, so a link that
@@ -143,9 +151,9 @@ export class Reads {
    */
   #far(i: number): boolean {
     if (this.#e.tiers.list[i]!.shared !== true) return false;
-    const trips = this.#recentTrips[i];
+    const trips = this.#trips[i];
     const load = this.#e.latency.recent;
-    if (trips === undefined || trips.length < FAR_TIER_SAMPLE || load === undefined) return false;
+    if (trips === undefined || trips.length < TRIP_SAMPLES || load === undefined) return false;
     // The least of its recent reads: a node busy enough to answer every read late (its
     // event loop behind) finds a near tier near all the same, and a far one is never faster.
     if (Math.min(...trips) <= Math.max(load, FAR_TIER_MS)) return false;
@@ -156,22 +164,19 @@ export class Reads {
   }
 
   /** Records a read of tier `i` sent at `sent`; what its reads take lately. */
-  #timed(i: number, sent: number): number {
-    const ms = performance.now() - sent;
-    const recent = this.#recentTrips[i] ?? [];
-    this.#recentTrips[i] = recent;
-    recent.push(ms);
-    if (recent.length > FAR_TIER_SAMPLE) recent.shift();
-    const mean = this.#trips[i];
-    this.#trips[i] = mean === undefined ? ms : mean + (ms - mean) / 8;
-    return this.#trips[i]!;
+  #timed(i: number, sent: number): Trip {
+    const trips = this.#trips[i] ?? [];
+    this.#trips[i] = trips;
+    trips.push(performance.now() - sent);
+    if (trips.length > TRIP_SAMPLES) trips.shift();
+    return { least: Math.min(...trips), mean: trips.reduce((a, b) => a + b, 0) / trips.length };
   }
 
   /**
    * What of tier `i`'s answer for `key` may be served, counted in the tier's stats: a live
    * entry and, from below this node's memory, one valid against the log (brought up to date
    * by the write events since its position where they can patch it) and copied into the
-   * tiers above. `trip`: what tier `i`'s reads take lately (ms); undefined: do not wait for
+   * tiers above. `trip`: what tier `i`'s reads take lately; undefined: do not wait for
    * another node's reload of a refused copy.
    */
   async #accept(
@@ -180,7 +185,7 @@ export class Reads {
     entry: CacheEntry | undefined,
     now: number,
     started: number,
-    trip: number | undefined,
+    trip: Trip | undefined,
   ): Promise<CacheEntry | undefined> {
     const tier = this.#e.tiers.list[i]!;
     const stats = this.#e.tiers.stats(i);
@@ -249,12 +254,12 @@ export class Reads {
    * load for all (the cluster's request coalescing). This node claims the key's reload at
    * its log position, the name the rehydration after a write claims it by too: winning,
    * it loads it itself (undefined: a miss, whose load goes to the shared tier); losing, it
-   * waits up to RELOAD_WAIT_MS for the winner's copy there, and serves it if the log
-   * accepts it (false when none came: a miss, but the winner's copy is not deleted).
+   * waits for the winner's copy there (see RELOAD_WAIT_MS), and serves it if the log accepts
+   * it (false when none came: a miss, but the winner's copy is not deleted).
    *
    * Waiting costs at least two more round trips to the tier (the claim, then reading the
-   * copy): a node far from the tier (its reads lately, `trip`, longer than FAR_TIER_MS and
-   * than a load) loads the key itself instead, one more database read for a read answered
+   * copy): a node far from the tier (its least read lately, `trip.least`, longer than
+   * FAR_TIER_MS and than a load) loads the key itself instead, one more database read for a read answered
    * that much sooner. Near it, waiting saves the database a read.
    */
   async #awaitReload(
@@ -262,14 +267,17 @@ export class Reads {
     key: string,
     now: number,
     started: number,
-    trip: number,
+    trip: Trip,
   ): Promise<CacheEntry | false | undefined> {
     if (!this.#e.tiers.shared || !this.#e.log.claim || (this.#e.log.nodes?.() ?? 1) <= 1)
       return undefined;
     const load = this.#e.latency.recent;
-    if (load !== undefined && trip > Math.max(load, FAR_TIER_MS)) return undefined;
+    if (load !== undefined && trip.least > Math.max(load, FAR_TIER_MS)) return undefined;
     if (await this.#e.log.claim(`${this.#e.fence.position.seq}:${key}`)) return undefined;
-    const deadline = performance.now() + RELOAD_WAIT_MS;
+    // The winner's work is a load and a write to the tier, then this node reads its copy: a
+    // loaded machine takes longer for each, so the wait follows what they take lately.
+    const work = (load ?? 0) + 3 * trip.mean;
+    const deadline = performance.now() + Math.max(RELOAD_WAIT_MS, 2 * work);
     while (performance.now() < deadline) {
       await new Promise((done) => setTimeout(done, RELOAD_POLL_MS));
       const entry = await this.#e.tiers.get(i, key);

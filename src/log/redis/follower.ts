@@ -161,20 +161,18 @@ export class RedisFollower {
           `${this.#applied}-0`,
         )) as [string, [string, string[]][]][] | null;
         const before = this.#applied;
-        if (reply?.[0]) {
-          // Tell writers only once the records' patches are in, so the first read after
-          // the ack is a hit; not much later, should a large invalidation take its time.
-          await settledWithin(
-            this.#deliver(reply[0][1].map((r) => parseRecord(r, link.node))),
-            APPLY_WAIT_MS,
-          );
-        }
+        const records = reply?.[0]?.[1].map((r) => parseRecord(r, link.node)) ?? [];
+        // Tell writers only once the records' patches are in, so the first read after
+        // the ack is a hit; not much later, should a large invalidation take its time.
+        await settledWithin(this.#deliver(records), APPLY_WAIT_MS);
         // The renewal (this node's acknowledgement) and the next read go out together: a
         // record appended meanwhile is read one round trip sooner than after the renewal.
-        // A read that brought only records this node had applied (its own, applied as it
-        // appended them) acknowledges nothing anyone waits for: it renews only when the
-        // lease wants it, sparing a writer a round trip per write.
-        const fresh = this.#applied !== before || !reply?.[0];
+        // A read that brought only this node's own records (applied as it appended them, or
+        // here when the read beat the append's reply) acknowledges nothing anyone waits
+        // for: it renews only when the lease wants it, sparing a writer a round trip a write.
+        const applied = this.#applied;
+        const fresh =
+          records.length === 0 || records.some((r) => !r.own && r.seq > before && r.seq <= applied);
         if (fresh || performance.now() - this.#renewedAt >= this.#blockMs()) {
           this.#renewing = this.#renew().catch((err: unknown) => this.#failed(err));
         }

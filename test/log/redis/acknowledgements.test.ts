@@ -248,11 +248,11 @@ shared.describe("a writer's own records", () => {
     const elapsed = performance.now() - started;
     const renewals = (n: Node) => n.calls.filter((c) => c === "ecRenew").length;
     // The far node acknowledges each record it reads (some may come in one read); the writer
-    // renews as its lease wants, not once per write. (Now and then its reader gets its own
-    // record before the append's reply does, and applies it first: then it renews. A
-    // fresh-clone CI run saw that for 5 of the 10 writes; without the change all 10 renew.)
+    // renews as its lease wants (a read returns every lease / 4), not once per write, even
+    // where its reader gets its own record before the append's reply does (under load, 8 of
+    // the 10 writes once). Renewing for its own records, it renews 10 times or more.
     expect(renewals(far)).toBeGreaterThanOrEqual(1);
-    expect(renewals(near)).toBeLessThanOrEqual(6 + Math.floor(elapsed / (leaseMs / 4)));
+    expect(renewals(near)).toBeLessThanOrEqual(2 + Math.floor(elapsed / (leaseMs / 4)));
   });
 });
 
