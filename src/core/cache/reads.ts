@@ -47,6 +47,14 @@ interface Trip {
   mean: number;
 }
 const NO_TRIP: Trip = { least: 0, mean: 0 };
+
+/**
+ * Whether a tier whose least read lately took `least` ms is far: longer than FAR_TIER_MS
+ * and than a load from the source lately (`load`, unknown before the first).
+ */
+function isFar(least: number, load: number | undefined): boolean {
+  return load !== undefined && least > Math.max(load, FAR_TIER_MS);
+}
 /** A lookup that finds nothing: planning against it tells only whether a write is exact. */
 const NO_DEPENDENCIES: DependencyLookup = { keysForTag: () => [], listsOn: () => [] };
 
@@ -152,11 +160,10 @@ export class Reads {
   #far(i: number): boolean {
     if (this.#e.tiers.list[i]!.shared !== true) return false;
     const trips = this.#trips[i];
-    const load = this.#e.latency.recent;
-    if (trips === undefined || trips.length < TRIP_SAMPLES || load === undefined) return false;
     // The least of its recent reads: a node busy enough to answer every read late (its
     // event loop behind) finds a near tier near all the same, and a far one is never faster.
-    if (Math.min(...trips) <= Math.max(load, FAR_TIER_MS)) return false;
+    if (trips === undefined || trips.length < TRIP_SAMPLES) return false;
+    if (!isFar(Math.min(...trips), this.#e.latency.recent)) return false;
     this.#farReads[i] = (this.#farReads[i] ?? 0) + 1;
     if (this.#farReads[i] % FAR_TIER_SAMPLE === 0) return false;
     this.#e.tiers.stats(i).skipped++;
@@ -258,9 +265,9 @@ export class Reads {
    * it (false when none came: a miss, but the winner's copy is not deleted).
    *
    * Waiting costs at least two more round trips to the tier (the claim, then reading the
-   * copy): a node far from the tier (its least read lately, `trip.least`, longer than
-   * FAR_TIER_MS and than a load) loads the key itself instead, one more database read for a read answered
-   * that much sooner. Near it, waiting saves the database a read.
+   * copy): a node far from the tier (`isFar` by its least read lately, `trip.least`) loads
+   * the key itself instead, one more database read for a read answered that much sooner.
+   * Near it, waiting saves the database a read.
    */
   async #awaitReload(
     i: number,
@@ -272,7 +279,7 @@ export class Reads {
     if (!this.#e.tiers.shared || !this.#e.log.claim || (this.#e.log.nodes?.() ?? 1) <= 1)
       return undefined;
     const load = this.#e.latency.recent;
-    if (load !== undefined && trip.least > Math.max(load, FAR_TIER_MS)) return undefined;
+    if (isFar(trip.least, load)) return undefined;
     if (await this.#e.log.claim(`${this.#e.fence.position.seq}:${key}`)) return undefined;
     // The winner's work is a load and a write to the tier, then this node reads its copy: a
     // loaded machine takes longer for each, so the wait follows what they take lately.
