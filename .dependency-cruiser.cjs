@@ -58,15 +58,23 @@ module.exports = {
         "The query cache (src/query-cache) imports none of the entries built on it (the Drizzle adapter, raw SQL in src/raw-sql).",
       severity: "error",
       from: { path: "^src/query-cache/" },
-      to: { path: "^src/(drizzle|sql)/" },
+      to: { path: "^src/(drizzle|raw-sql)/" },
+    },
+    {
+      name: "sql-room-is-beneath",
+      comment:
+        "The SQL room (src/sql: dialects, drivers, capture, query analysis) imports nothing built on it: not the data API's sources, the query cache, its entries (raw SQL, the Drizzle adapter), the apps or the adapters.",
+      severity: "error",
+      from: { path: "^src/sql/" },
+      to: { path: "^src/(sources|query-cache|raw-sql|drizzle|app|adapter|cli)/" },
     },
     {
       name: "cli-through-sources-index",
       comment:
-        "The command line reaches the sources through their room's front door (src/sources/index.ts), never a dialect, driver or capture file of theirs.",
+        "The command line reaches the sources and the SQL room through the sources' front door (src/sources/index.ts), never a dialect, driver or capture file.",
       severity: "error",
       from: { path: "^src/cli/" },
-      to: { path: "^src/sources/", pathNot: "^src/sources/index\\.ts$" },
+      to: { path: "^src/(sources|sql)/", pathNot: "^src/sources/index\\.ts$" },
     },
     {
       name: "no-cycles",

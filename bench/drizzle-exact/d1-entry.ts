@@ -6,7 +6,7 @@
 import { drizzle } from "drizzle-orm/d1";
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 import { type DurableChangeLog, durableChangeLog } from "../../src/log/durable-object.ts";
-import { installD1Capture } from "../../src/sources/d1-capture.ts";
+import { installD1Capture } from "../../src/sql/d1/capture.ts";
 import type { WriteOp } from "../workload/generate.ts";
 import type { ReadSpec, Row, Table } from "../workload/oracle.ts";
 import { type App, type AppDatabase, type Mode, openApp } from "./app.ts";

@@ -1,4 +1,4 @@
-import type { D1DatabaseLike } from "../sources/d1.ts";
+import type { D1DatabaseLike } from "../sql/d1/binding.ts";
 import { DEMO_SCHEMA, type DemoOptions, demoRows, demoSize } from "./seed.ts";
 
 /** D1 binds at most 100 parameters per statement: rows per multi-row INSERT. */

@@ -1,5 +1,5 @@
 import type postgres from "postgres";
-import { transaction } from "../sources/postgres-transaction.ts";
+import { transaction } from "../sql/postgres/transaction.ts";
 import { type DemoOptions, demoRows, demoSize } from "./seed.ts";
 
 /**

@@ -5,15 +5,6 @@ import type { Cache } from "../core/cache/index.ts";
 import { type ListDependency, type PlanSchema, tableTag } from "../core/deps/planner.ts";
 import { badOption } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
-import {
-  registrationOf,
-  resultRows,
-  type SqlDialect,
-  type SqlTable,
-  sqlShape,
-  sqlTables,
-  wholeTable,
-} from "../core/sql-analysis/shapes.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog, LogPosition } from "../log/contract.ts";
 import { type QueryCapture, startCapture } from "../query-cache/capture.ts";
@@ -26,8 +17,17 @@ import {
   QueryStats,
   queryEngine,
 } from "../query-cache/stats.ts";
-import { clientKind } from "../sources/client-kind.ts";
-import { isBusy } from "../sources/sqlite-dialect.ts";
+import {
+  registrationOf,
+  resultRows,
+  type SqlDialect,
+  type SqlTable,
+  sqlShape,
+  sqlTables,
+  wholeTable,
+} from "../sql/analysis/shapes.ts";
+import { clientKind } from "../sql/client-kind.ts";
+import { isBusy } from "../sql/sqlite/dialect.ts";
 import { Cascades } from "./cascades.ts";
 import { PendingReads } from "./reads.ts";
 import { listOf, type TableRef, tableName } from "./tables.ts";

@@ -1,4 +1,4 @@
-import type { ForeignKeyAction } from "../sources/sql.ts";
+import type { ForeignKeyAction } from "../sql/schema.ts";
 import { tableName } from "./tables.ts";
 
 /**

@@ -1,6 +1,6 @@
 import type { Cache as DrizzleCacheContract } from "drizzle-orm/cache/core";
-import type { SqlColumnKind, SqlDialect, SqlTable } from "../core/sql-analysis/shapes.ts";
 import { sqlTypeKind } from "../query-cache/columns.ts";
+import type { SqlColumnKind, SqlDialect, SqlTable } from "../sql/analysis/shapes.ts";
 import type { EdgecacheDrizzleCache } from "./cache.ts";
 import { tableName } from "./tables.ts";
 

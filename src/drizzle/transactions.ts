@@ -1,8 +1,8 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
 import { badOption, EdgecacheError } from "../core/errors.ts";
-import type { SqlDialect } from "../core/sql-analysis/shapes.ts";
 import type { QueryCapture } from "../query-cache/capture.ts";
-import { clientKind } from "../sources/client-kind.ts";
+import type { SqlDialect } from "../sql/analysis/shapes.ts";
+import { clientKind } from "../sql/client-kind.ts";
 import { EdgecacheDrizzleCache } from "./cache.ts";
 import { dialectOf, learnTable, shapeSelect } from "./selects.ts";
 

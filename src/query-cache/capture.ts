@@ -9,38 +9,33 @@ import {
   unref,
 } from "../core/capture.ts";
 import type { PlanSchema, WriteEvent } from "../core/deps/planner.ts";
-import { comparableEvent } from "../core/sql-analysis/forms.ts";
-import type { SqlColumnKind } from "../core/sql-analysis/shapes.ts";
 import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
-import { clientKind } from "../sources/client-kind.ts";
-import type { D1DatabaseLike } from "../sources/d1.ts";
-import { D1_INTERNAL } from "../sources/d1-capture.ts";
-import { nodeRequire } from "../sources/node-require.ts";
-import {
-  atMs,
-  captureSchema,
-  EXACT_FLOATS,
-  postgresCaptureFeed,
-} from "../sources/postgres-capture.ts";
-import { postgresDialect } from "../sources/postgres-dialect.ts";
-import { type ForeignKeyAction, literal, quote } from "../sources/sql.ts";
-import { type SqlClient, sqlClient } from "../sources/sql-client.ts";
-import { runStepsAsync } from "../sources/sql-driver.ts";
+import { comparableEvent } from "../sql/analysis/forms.ts";
+import type { SqlColumnKind } from "../sql/analysis/shapes.ts";
+import { type SqlClient, sqlClient } from "../sql/client.ts";
+import { clientKind } from "../sql/client-kind.ts";
+import type { D1DatabaseLike } from "../sql/d1/binding.ts";
+import { D1_INTERNAL } from "../sql/d1/capture.ts";
+import { runStepsAsync } from "../sql/driver.ts";
+import { nodeRequire } from "../sql/node-require.ts";
+import { atMs, captureSchema, EXACT_FLOATS, postgresCaptureFeed } from "../sql/postgres/capture.ts";
+import { postgresDialect } from "../sql/postgres/dialect.ts";
+import { type ForeignKeyAction, literal, quote } from "../sql/schema.ts";
 import {
   type SqliteExecutor,
   sqliteCapturedTables,
   sqliteCaptureInstalled,
   sqliteChangesPending,
   sqliteExecutorFeed,
-} from "../sources/sqlite-capture.ts";
-import { sqliteDialect } from "../sources/sqlite-dialect.ts";
+} from "../sql/sqlite/capture.ts";
+import { sqliteDialect } from "../sql/sqlite/dialect.ts";
 import {
   type OwnConnection,
   openBetterSqliteCopy,
   openLibsqlCopy,
   ownConnection,
-} from "../sources/sqlite-own-connection.ts";
+} from "../sql/sqlite/own-connection.ts";
 import { plainTableName } from "./columns.ts";
 
 /**
@@ -51,7 +46,7 @@ import { plainTableName } from "./columns.ts";
  * rows, planned by primary key like the data API's writes. A mutation through the cache
  * then waits for its own changes to be applied (`settled`) instead of emptying its tables.
  *
- * The client is told by its shape (src/sources/client-kind.ts): a libSQL `Client`, a
+ * The client is told by its shape (src/sql/client-kind.ts): a libSQL `Client`, a
  * postgres.js `Sql`, a better-sqlite3 `Database`, or a D1 binding whose cache follows a
  * log that D1's capture drain feeds (`durableChangeLog`: the change log's Durable Object
  * drains the change table, and a mutation asks it to drain at once). Others (node-postgres)
@@ -519,7 +514,7 @@ function converted(feed: CaptureFeed, convert: (event: WriteEvent) => WriteEvent
 /** Reads on a connection; on an application's only where edgecache can have none (in memory). */
 type AppReads = (sql: string, params: readonly unknown[]) => Promise<Record<string, unknown>[]>;
 
-/** Reads on the application's client, through the one client contract (sql-client.ts). */
+/** Reads on the application's client, through the one client contract (sql/client.ts). */
 function appReads(client: unknown): AppReads {
   return clientExecutor(sqlClient(client)!).all;
 }
@@ -621,7 +616,7 @@ function sqliteCatalog(
 
 // D1 (on Workers, through the change log's Durable Object).
 
-/** A client (sql-client.ts) as what the capture catalog reads and writes through. */
+/** A client (sql/client.ts) as what the capture catalog reads and writes through. */
 function clientExecutor(client: SqlClient): SqliteExecutor {
   return {
     all: async (sql, params) => (await client.run(sql, params)).rows,

@@ -2,11 +2,11 @@ import { type Cache, createCache } from "../core/cache/index.ts";
 import type { PlanSchema } from "../core/deps/planner.ts";
 import { badOption } from "../core/errors.ts";
 import { rateLimited, type Warner } from "../core/report.ts";
-import { RegistrationCounts, type RegistrationStats } from "../core/sql-analysis/registrations.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
 import { localChangeLog } from "../log/in-process.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
+import { RegistrationCounts, type RegistrationStats } from "../sql/analysis/registrations.ts";
 import type { CaptureStats, QueryCapture } from "./capture.ts";
 
 /** A query cache's time to live unless a query says otherwise: an hour. */

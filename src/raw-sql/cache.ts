@@ -4,14 +4,6 @@ import type { PlanSchema } from "../core/deps/planner.ts";
 import { sha256Hex } from "../core/digest.ts";
 import { badOption } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
-import {
-  registrationOf,
-  type SqlColumnKind,
-  type SqlShape,
-  type SqlTable,
-  sqlShape,
-} from "../core/sql-analysis/shapes.ts";
-import { writtenTables } from "../core/sql-analysis/writes.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
 import { type QueryCapture, startCapture } from "../query-cache/capture.ts";
@@ -19,7 +11,15 @@ import { decode, encode, Uncacheable } from "../query-cache/codec.ts";
 import { sqlTypeKind, withoutCapturedForms } from "../query-cache/columns.ts";
 import { followCapturedWrites, patchableMeta } from "../query-cache/result-patches.ts";
 import { type QueryCacheStats, QueryStats, queryEngine } from "../query-cache/stats.ts";
-import { type SqlClient, type SqlResult, type SqlRow, sqlClient } from "../sources/sql-client.ts";
+import {
+  registrationOf,
+  type SqlColumnKind,
+  type SqlShape,
+  type SqlTable,
+  sqlShape,
+} from "../sql/analysis/shapes.ts";
+import { writtenTables } from "../sql/analysis/writes.ts";
+import { type SqlClient, type SqlResult, type SqlRow, sqlClient } from "../sql/client.ts";
 
 export interface SqlCacheOptions {
   /** A libSQL `Client` (`@libsql/client`), a postgres.js `Sql`, or a D1 binding. */

@@ -9,5 +9,5 @@
  * await sql.query("select * from users where id = ?", [1]);
  */
 
-export type { SqlResult, SqlRow } from "../sources/sql-client.ts";
+export type { SqlResult, SqlRow } from "../sql/client.ts";
 export { SqlCache, type SqlCacheOptions, type SqlCacheStats, sqlCache } from "./cache.ts";

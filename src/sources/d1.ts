@@ -1,21 +1,20 @@
 import type { CapturingSource } from "../core/capture.ts";
-import { badOption, EdgecacheError } from "../core/errors.ts";
-import type { Row, ViewInfo } from "../core/query.ts";
+import { badOption } from "../core/errors.ts";
+import type { ViewInfo } from "../core/query.ts";
 import type {
   D1DatabaseLike,
   D1QueriesLike,
   D1SessionLike,
   D1StatementLike,
-} from "./d1-binding.ts";
-import { D1_INTERNAL, D1OwnChanges, d1Capturing } from "./d1-capture.ts";
-import type { Source, WriteOptions } from "./source.ts";
+} from "../sql/d1/binding.ts";
+import { D1_INTERNAL, D1OwnChanges, d1Capturing } from "../sql/d1/capture.ts";
+import { D1Driver, type D1Sessions } from "../sql/d1/driver.ts";
+import { sqliteDialect } from "../sql/sqlite/dialect.ts";
+import type { Source } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
-import type { Statement, Steps } from "./sql-dialect.ts";
-import { type BatchDriver, runStepsAsync } from "./sql-driver.ts";
 import { sqlSource } from "./sql-source.ts";
-import { sqliteDialect, toEdgecacheError } from "./sqlite-dialect.ts";
 
-export type { D1DatabaseLike, D1QueriesLike, D1SessionLike, D1StatementLike };
+export type { D1DatabaseLike, D1QueriesLike, D1SessionLike, D1Sessions, D1StatementLike };
 
 export interface D1SourceOptions {
   /** The D1 binding (`env.DB` in a Worker). */
@@ -31,35 +30,14 @@ export interface D1SourceOptions {
   sessions?: D1Sessions;
 }
 
-/**
- * D1 read replication through the Sessions API. Reads open a session at `bookmark()`, the
- * newest write the cache has promised (the change log carries each write's bookmark), so a
- * replica answers only once it holds every acknowledged write; writes run in a session
- * opened at the primary (`first-primary`) and hand its bookmark to `written` before their
- * record is appended.
- */
-export interface D1Sessions {
-  /**
-   * Where reads must be: a bookmark; undefined while no write with a bookmark is known (any
-   * replica will do); null when it cannot be told (the change log is out of reach), and
-   * reads go to the primary.
-   */
-  bookmark(): string | null | undefined;
-  /** A write's bookmark, heard before its record is appended. */
-  written(bookmark: string): void;
-}
-
 export {
   d1CaptureInstalled,
   d1CaptureStatus,
   installD1Capture,
   uninstallD1Capture,
-} from "./d1-capture.ts";
+} from "../sql/d1/capture.ts";
 
 const COMPONENT = "d1";
-
-/** D1 binds at most 100 parameters per statement. */
-const D1_MAX_PARAMS = 100;
 
 /**
  * A Source over Cloudflare D1: SQLite's dialect (the same compiled filters, sorts and
@@ -100,82 +78,6 @@ export function d1Source(options: D1SourceOptions): Source & CapturingSource {
     name: COMPONENT,
     views,
   });
-  // Change capture (d1-capture.ts): its triggers record the data API's writes too, marked.
+  // Change capture (sql/d1/capture.ts): its triggers record the data API's writes too, marked.
   return Object.assign(source, d1Capturing(db, own, options.schedule));
-}
-
-/** D1's async API as a driver: each statement awaited, a write one `batch` (one transaction). */
-class D1Driver implements BatchDriver {
-  readonly maxInParams = D1_MAX_PARAMS;
-  readonly #db: D1DatabaseLike;
-  readonly #own: D1OwnChanges;
-  readonly #sessions: D1Sessions | undefined;
-
-  constructor(db: D1DatabaseLike, own: D1OwnChanges, sessions: D1Sessions | undefined) {
-    this.#db = db;
-    this.#own = own;
-    this.#sessions = sessions;
-  }
-
-  read<T>(steps: Steps<T>): Promise<T> {
-    // One session for the read's statements: each is at or after the bookmark the read
-    // began with, which is read after the load took its log position (see D1Sessions).
-    const at = this.#sessions?.bookmark();
-    const db = this.#sessions
-      ? this.#db.withSession!(at === null ? PRIMARY : (at ?? UNCONSTRAINED))
-      : this.#db;
-    return runStepsAsync(steps, async (statement) => {
-      const { results } = await prepare(db, statement).all();
-      return results as Row[];
-    });
-  }
-
-  async batch(statements: Statement[], options?: WriteOptions): Promise<Row[][]> {
-    const session = this.#sessions ? this.#db.withSession!(PRIMARY) : undefined;
-    const db = session ?? this.#db;
-    const prepared = statements.map((s) => prepare(db, s));
-    const results = await this.#own.batch(prepared, options?.capture, db);
-    const bookmark = session?.getBookmark();
-    if (bookmark) this.#sessions!.written(bookmark);
-    return results.map((r) => r.results as Row[]);
-  }
-
-  error(cause: unknown): EdgecacheError {
-    return toEdgecacheError(withSqliteCode(cause));
-  }
-
-  async close(): Promise<void> {
-    // A binding has nothing to close.
-  }
-}
-
-/** Sessions API constraints: the first query anywhere, or at the primary. */
-const UNCONSTRAINED = "first-unconstrained";
-const PRIMARY = "first-primary";
-
-function prepare(db: D1QueriesLike, { sql, params }: Statement): D1StatementLike {
-  const statement = db.prepare(sql);
-  return params.length > 0 ? statement.bind(...params) : statement;
-}
-
-/**
- * D1 errors carry SQLite's message but no code property ("D1_ERROR: UNIQUE constraint
- * failed: users.email: SQLITE_CONSTRAINT"): the code is read from the message, so the
- * dialect's mapping (409 for constraints, 400 for types) applies as for better-sqlite3.
- */
-function withSqliteCode(err: unknown): unknown {
-  if (err instanceof EdgecacheError || !(err instanceof Error)) return err;
-  // workerd adds the extended code too: "...: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_UNIQUE)".
-  const message = err.message
-    .replace(/^D1_\w+:\s*/, "")
-    .replace(/:\s*SQLITE_\w+(\s*\(extended: SQLITE_\w+\))?$/, "");
-  const kind = /^(UNIQUE|NOT NULL|FOREIGN KEY|CHECK|PRIMARY KEY) constraint failed/.exec(message);
-  const code = kind
-    ? `SQLITE_CONSTRAINT_${kind[1]!.replace(" ", "")}`
-    : /cannot store .* value in .* column/.test(message)
-      ? "SQLITE_CONSTRAINT_DATATYPE"
-      : /SQLITE_BUSY/.test(err.message)
-        ? "SQLITE_BUSY"
-        : undefined;
-  return Object.assign(new Error(message, { cause: err }), code ? { code } : {});
 }

@@ -9,15 +9,15 @@ export {
   capturedTables,
   D1_TABLES_SQL,
   d1ColumnsSql,
-} from "./d1-capture.ts";
-export { isPostgresUrl, postgresSource, redactUrl } from "./postgres.ts";
-export type { Source } from "./source.ts";
-export { sqliteSource } from "./sqlite.ts";
+} from "../sql/d1/capture.ts";
 export {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_TRIGGERS_SQL,
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,
-} from "./sqlite-capture-sql.ts";
-export { sqliteFileProblem } from "./sqlite-file.ts";
+} from "../sql/sqlite/capture-sql.ts";
+export { sqliteFileProblem } from "../sql/sqlite/file.ts";
+export { isPostgresUrl, postgresSource, redactUrl } from "./postgres.ts";
+export type { Source } from "./source.ts";
+export { sqliteSource } from "./sqlite.ts";

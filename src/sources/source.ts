@@ -1,5 +1,8 @@
 import type { WriteEvent } from "../core/deps/planner.ts";
 import type { ListQuery, Resource, Row, Schema } from "../core/query.ts";
+import type { WriteOptions } from "../sql/driver.ts";
+
+export type { WriteOptions };
 
 /**
  * A database behind the data API. Values are always bound parameters. Errors are
@@ -47,15 +50,6 @@ export interface Source {
    */
   effects(table: string, op: WriteEvent["op"]): Promise<WriteEvent[]>;
   close(): Promise<void>;
-}
-
-export interface WriteOptions {
-  /**
-   * Marks the rows change capture records for this write (see CapturingSource.recorded):
-   * the data API's writes are recorded by the data API itself, and captured only if that
-   * never happens (the node died between the commit and the record).
-   */
-  capture?: string;
 }
 
 export interface WriteResult {

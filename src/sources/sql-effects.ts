@@ -1,7 +1,7 @@
 import type { WriteEvent } from "../core/deps/planner.ts";
 import type { Row } from "../core/query.ts";
-import { type ForeignKey, quote, type SqlColumn, type SqlTable } from "./sql.ts";
-import type { Dialect, Statement, Steps } from "./sql-dialect.ts";
+import type { Dialect, Statement, Steps } from "../sql/dialect.ts";
+import { type ForeignKey, quote, type SqlColumn, type SqlTable } from "../sql/schema.ts";
 
 /**
  * What a write changes beyond its own row, whatever the dialect: the rows foreign key

@@ -1,25 +1,27 @@
 import type { WriteEvent } from "../core/deps/planner.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import type { ListQuery, Resource, Row, Schema, ViewInfo } from "../core/query.ts";
+import { type Dialect, rowsOf, type Statement, type Steps } from "../sql/dialect.ts";
+import { type BatchDriver, type Driver, isTransactional } from "../sql/driver.ts";
+import {
+  badBody,
+  badQuery,
+  type ForeignKey,
+  quote,
+  type SqlColumn,
+  type SqlTable,
+} from "../sql/schema.ts";
 import type { DeleteResult, Source, WriteOptions, WriteResult } from "./source.ts";
 import {
   attachChildren,
-  badBody,
-  badQuery,
   checkViews,
   coerceBody,
   coerceId,
-  type ForeignKey,
   isWindowNumber,
   joinKeyChunks,
-  quote,
   requireValues,
-  type SqlColumn,
-  type SqlTable,
   withoutKey,
 } from "./sql.ts";
-import { type Dialect, rowsOf, type Statement, type Steps } from "./sql-dialect.ts";
-import { type BatchDriver, type Driver, isTransactional } from "./sql-driver.ts";
 import { actedOnByDelete, affectedTables, cascadedOf, referencing } from "./sql-effects.ts";
 
 export interface SqlSourceOptions {

@@ -1,74 +1,19 @@
 import { badOption, EdgecacheError } from "../core/errors.ts";
-import type { ColumnInfo, JoinInfo, Row, SortKey, TableInfo, ViewInfo } from "../core/query.ts";
+import type { JoinInfo, Row, ViewInfo } from "../core/query.ts";
+import {
+  badBody,
+  describe,
+  LONE_SURROGATE,
+  NUMERIC_STRING,
+  type SqlColumn,
+  type SqlTable,
+} from "../sql/schema.ts";
 
 /**
- * What every SQL source shares, whatever its dialect or driver: the model of a
- * discovered table, and the checks of ids, bodies and declared views that run before
- * any SQL does. Errors name the source (`[edgecache] [postgres] ...`).
+ * What the data API's SQL sources share, whatever their dialect or driver: the checks of
+ * ids, bodies and declared views that run before any SQL does, and the joins of a view.
+ * Errors name the source (`[edgecache] [postgres] ...`).
  */
-
-export interface SqlColumn extends ColumnInfo {
-  /** The column's DEFAULT as SQL text from the schema, or null. */
-  defaultSql: string | null;
-}
-
-export interface SqlTable<C extends SqlColumn = SqlColumn> {
-  /** The source's name, for error messages. */
-  source: string;
-  info: TableInfo;
-  columns: Map<string, C>;
-  pk: C;
-}
-
-/** A foreign key of `table` (the child) pointing at another table's `to` column. */
-export interface ForeignKey {
-  table: string;
-  from: string;
-  to: string;
-  onDelete: string;
-  onUpdate: string;
-}
-
-/**
- * A foreign key between any two user tables, as far as its actions go: what a change of
- * a `parent` row does to the `child` rows that point at it (`CASCADE`, `SET NULL`...).
- */
-export interface ForeignKeyAction {
-  parent: string;
-  child: string;
-  onDelete: string;
-  onUpdate: string;
-}
-
-/** Identifiers come from the schema, but quoting keeps odd names (spaces, keywords) valid. */
-export function quote(identifier: string): string {
-  return `"${identifier.replaceAll('"', '""')}"`;
-}
-
-/** A string as an SQL literal, for SQL edgecache writes itself (trigger bodies). */
-export function literal(text: string): string {
-  return `'${text.replaceAll("'", "''")}'`;
-}
-
-export const COMPARISONS = { eq: "=", gt: ">", gte: ">=", lt: "<", lte: "<=" } as const;
-
-export function badQuery(source: string, message: string): EdgecacheError {
-  return new EdgecacheError("E_BAD_QUERY", source, message);
-}
-
-export function badBody(source: string, message: string): EdgecacheError {
-  return new EdgecacheError("E_BAD_BODY", source, message);
-}
-
-/**
- * better-sqlite3 writes a lone surrogate (JSON.parse lets "\ud800" through) as invalid
- * UTF-8 that reads back as three U+FFFD and orders differently from what was read:
- * such strings are refused rather than stored changed.
- */
-export const LONE_SURROGATE = /\p{Cs}/u;
-
-/** A JSON-ish numeric string: what a number column accepts from a body or a URL. */
-export const NUMERIC_STRING = /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/;
 
 export function isWindowNumber(n: unknown): boolean {
   return typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
@@ -161,16 +106,6 @@ export function withoutKey(
   return given;
 }
 
-export function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "string") {
-    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  }
-  if (typeof value === "number") return String(value);
-  return `a ${typeof value}`;
-}
-
 export function validateViewsOption(source: string, views: unknown): ViewInfo[] {
   if (views === undefined) return [];
   if (!Array.isArray(views)) badOption(source, "views", "an array of views", views);
@@ -238,24 +173,6 @@ export function checkViews(
   return out;
 }
 
-/** A filter's value in its column's kind: a number for number columns, else a string. */
-export function filterValue(source: string, column: SqlColumn, value: unknown): string | number {
-  if (column.kind === "number") {
-    const n = typeof value === "string" && NUMERIC_STRING.test(value) ? Number(value) : value;
-    if (typeof n !== "number" || !Number.isFinite(n)) {
-      throw badQuery(source, `column "${column.name}": expected a number, got ${describe(value)}`);
-    }
-    return n;
-  }
-  if (typeof value !== "string" && typeof value !== "number") {
-    throw badQuery(source, `column "${column.name}": expected a string, got ${describe(value)}`);
-  }
-  if (typeof value === "string" && LONE_SURROGATE.test(value)) {
-    throw badQuery(source, `column "${column.name}": the value is not well-formed Unicode`);
-  }
-  return String(value);
-}
-
 /** The distinct values a join looks up (its `references` column), in chunks of `size`. */
 export function joinKeyChunks(rows: Row[], join: JoinInfo, size: number): unknown[][] {
   const keys = [...new Set(rows.map((r) => r[join.references]).filter((v) => v != null))];
@@ -281,33 +198,4 @@ export function attachChildren(rows: Row[], join: JoinInfo, children: Iterable<R
     const value = row[join.references];
     row[join.as] = value == null ? [] : (groups.get(String(value)) ?? []);
   }
-}
-
-/** The data API's view of a discovered table: its name, key and columns' kinds. */
-export function tableInfo(name: string, columns: Iterable<SqlColumn>, pk: SqlColumn): TableInfo {
-  return {
-    name,
-    primaryKey: pk.name,
-    columns: [...columns].map(({ name, kind, nullable }) => ({ name, kind, nullable })),
-  };
-}
-
-/**
- * ORDER BY terms for a sort, ending on the primary key: the caller's sort is total
- * already, and ending on the key keeps any window deterministic.
- */
-export function orderBy<C extends SqlColumn>(
-  table: SqlTable<C>,
-  sort: SortKey[],
-  term: (column: C, desc: boolean) => string,
-): string {
-  const keys = [...sort];
-  if (keys.at(-1)?.column !== table.pk.name) keys.push({ column: table.pk.name, desc: false });
-  return keys
-    .map((key) => {
-      const column = table.columns.get(key.column);
-      if (!column) throw badQuery(table.source, `unknown sort column "${key.column}"`);
-      return term(column, key.desc);
-    })
-    .join(", ");
 }

@@ -2,13 +2,9 @@ import type Database from "better-sqlite3";
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import type { ViewInfo } from "../core/query.ts";
-import { clientKind } from "./client-kind.ts";
-import { type LibsqlClientLike, libsqlDriver } from "./libsql.ts";
-import type { Source } from "./source.ts";
-import { validateViewsOption } from "./sql.ts";
-import { rowsOf } from "./sql-dialect.ts";
-import type { TransactionDriver } from "./sql-driver.ts";
-import { SqlSource } from "./sql-source.ts";
+import { clientKind } from "../sql/client-kind.ts";
+import { rowsOf } from "../sql/dialect.ts";
+import type { TransactionDriver } from "../sql/driver.ts";
 import {
   captureInstalledSteps,
   captureStatusSteps,
@@ -17,11 +13,15 @@ import {
   sqliteCaptureFeed,
   sqliteExecutorFeed,
   uninstallCaptureSteps,
-} from "./sqlite-capture.ts";
-import { type ColumnMeta, sqliteDialect, type TableMeta } from "./sqlite-dialect.ts";
-import { openSqliteFile } from "./sqlite-file.ts";
-import { libsqlFile, openLibsqlFile, ownConnection } from "./sqlite-own-connection.ts";
-import { SyncSqliteDriver } from "./sqlite-sync-driver.ts";
+} from "../sql/sqlite/capture.ts";
+import { type ColumnMeta, sqliteDialect, type TableMeta } from "../sql/sqlite/dialect.ts";
+import { openSqliteFile } from "../sql/sqlite/file.ts";
+import { type LibsqlClientLike, libsqlDriver } from "../sql/sqlite/libsql-driver.ts";
+import { libsqlFile, openLibsqlFile, ownConnection } from "../sql/sqlite/own-connection.ts";
+import { SyncSqliteDriver } from "../sql/sqlite/sync-driver.ts";
+import type { Source } from "./source.ts";
+import { validateViewsOption } from "./sql.ts";
+import { SqlSource } from "./sql-source.ts";
 
 const COMPONENT = "sqlite";
 

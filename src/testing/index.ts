@@ -23,7 +23,7 @@ export type { Store } from "../core/store.ts";
 export { DEMO_SCHEMA, demoRows, demoViews, seedDemo } from "../demo/seed.ts";
 export type { ChangeLog, LogFollower, WriteTurn } from "../log/contract.ts";
 export type { Source } from "../sources/source.ts";
-export type { SqlClient, SqlResult, SqlRow } from "../sources/sql-client.ts";
+export type { SqlClient, SqlResult, SqlRow } from "../sql/client.ts";
 export {
   changeLogConformance,
   type LogBackend,

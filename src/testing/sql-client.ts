@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type SqlClient, sqlClient } from "../sources/sql-client.ts";
+import { type SqlClient, sqlClient } from "../sql/client.ts";
 
 /** A client under the suite, of a database it may create tables in. */
 export interface SqlClientBackend {

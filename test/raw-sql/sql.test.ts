@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type SqlCache, sqlCache } from "../../src/raw-sql/index.ts";
-import { sqlClient } from "../../src/sources/sql-client.ts";
+import { sqlClient } from "../../src/sql/client.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { requirePostgres } from "../helpers/services.ts";
 import { betterSqliteRaw, libsqlRaw, postgresJsRaw, type RawHarness } from "./harness.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { writtenTables } from "../../src/core/sql-analysis/writes.ts";
+import { writtenTables } from "../../src/sql/analysis/writes.ts";
 
 describe("writtenTables: the tables a write names", () => {
   it.each([

@@ -12,7 +12,7 @@ import { resolveResource } from "../../src/core/query.ts";
 import { demoViews, isSeeded, seedDemo } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
-import { columnKind } from "../../src/sources/sqlite-dialect.ts";
+import { columnKind } from "../../src/sql/sqlite/dialect.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgecache-sqlite-"));
 let fileCount = 0;

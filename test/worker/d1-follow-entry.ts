@@ -9,7 +9,7 @@ import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.
 import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
 import { durableChangeLog } from "../../src/log/durable-object.ts";
 import { sqlCache } from "../../src/raw-sql/index.ts";
-import { installD1Capture } from "../../src/sources/d1-capture.ts";
+import { installD1Capture } from "../../src/sql/d1/capture.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 export { ChangeLogObject };

@@ -10,15 +10,11 @@ import { EdgecacheError } from "../../../core/errors.ts";
 import type { ListableStore, Store } from "../../../core/store.ts";
 import { demoViews, isSeeded, seedDemo } from "../../../demo/seed.ts";
 import { seedPostgresDemo } from "../../../demo/seed-postgres.ts";
-import {
-  connectPostgres,
-  isPostgresUrl,
-  postgresSource,
-  redactUrl,
-} from "../../../sources/postgres.ts";
+import { isPostgresUrl, postgresSource, redactUrl } from "../../../sources/postgres.ts";
 import type { Source } from "../../../sources/source.ts";
 import { sqliteSource } from "../../../sources/sqlite.ts";
-import { openSqliteFile, sqliteFileProblem } from "../../../sources/sqlite-file.ts";
+import { connectPostgres } from "../../../sql/postgres/driver.ts";
+import { openSqliteFile, sqliteFileProblem } from "../../../sql/sqlite/file.ts";
 import { reloadsLists, shortHash } from "../cluster.ts";
 import type { EdgecacheConfig } from "../config.ts";
 import { type Logger, nodeLogger } from "../log.ts";

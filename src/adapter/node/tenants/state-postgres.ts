@@ -1,7 +1,8 @@
 import type postgres from "postgres";
 import { EdgecacheError } from "../../../core/errors.ts";
-import { connectPostgres, redactUrl } from "../../../sources/postgres.ts";
-import { transaction } from "../../../sources/postgres-transaction.ts";
+import { redactUrl } from "../../../sources/postgres.ts";
+import { connectPostgres } from "../../../sql/postgres/driver.ts";
+import { transaction } from "../../../sql/postgres/transaction.ts";
 import {
   type Created,
   exists,

@@ -1,0 +1,81 @@
+import type { WriteEvent } from "../../core/deps/planner.ts";
+import type { Row } from "../../core/query.ts";
+import type { SqlColumnKind } from "./shape-types.ts";
+
+/**
+ * Values as the query caches' planner compares them, whatever form they came in.
+ *
+ * PostgreSQL timestamps ("instant" columns). The same instant comes in two
+ * forms: capture records `2024-05-17T09:41:07.123Z` (fixed width per column, see the
+ * PostgreSQL dialect's isoText), while drizzle-orm's postgres.js driver hands the query
+ * the server's text, `2024-05-17 09:41:07.123+00` (DateStyle ISO, trailing zeros of the
+ * fraction dropped). Both become one canonical form, `2024-05-17T09:41:07.123000Z`, whose
+ * text order is time order; `timestamp` without time zone the same without the `Z`.
+ *
+ * Only UTC is read: text at another offset (a session whose TimeZone is not UTC), a year
+ * before 1 or after 9999, infinity, or a `Date` (postgres.js without drizzle-orm's
+ * parsers: microseconds lost) has no canonical form, so a result showing one is neither
+ * ordered by it nor patched, and a captured change carrying one changes its table as a
+ * whole.
+ */
+
+const CAPTURED = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(Z?)$/;
+const SERVER = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(\+00)?$/;
+
+/** The canonical form of a timestamp in either form, or undefined. */
+export function canonicalInstant(value: unknown): string | undefined {
+  if (typeof value !== "string") return undefined;
+  const m = CAPTURED.exec(value) ?? SERVER.exec(value);
+  if (!m || m[1]!.startsWith("0000")) return undefined;
+  const zone = m[4] === "Z" || m[4] === "+00" ? "Z" : "";
+  return `${m[1]}T${m[2]}.${(m[3] ?? "").padEnd(6, "0")}${zone}`;
+}
+
+/** A canonical instant as the server's text (`2024-05-17 09:41:07.123+00`). */
+export function serverInstant(canonical: string): string {
+  const zone = canonical.endsWith("Z");
+  const fraction = canonical.slice(20, 26).replace(/0+$/, "");
+  return `${canonical.slice(0, 10)} ${canonical.slice(11, 19)}${fraction && `.${fraction}`}${zone ? "+00" : ""}`;
+}
+
+/** Whether `value` is a timestamp in the server's text form, as serverInstant writes it. */
+export function isServerInstant(value: unknown): boolean {
+  if (typeof value !== "string" || !SERVER.test(value)) return false;
+  const c = canonicalInstant(value);
+  return c !== undefined && serverInstant(c) === value;
+}
+
+/**
+ * A captured change with its values in the forms the planner compares (`kinds`, its
+ * table's column kinds): instants canonical, floats finite. A value that has none (NaN,
+ * infinity, a timestamp at another offset) drops the rows: the change then concerns its
+ * table as a whole.
+ */
+export function comparableEvent(
+  event: WriteEvent,
+  kinds: Readonly<Record<string, SqlColumnKind>> | undefined,
+): WriteEvent {
+  if (!kinds) return event;
+  const converted = (row: Row | undefined): Row | undefined | null => {
+    if (!row) return row;
+    let out: Row | undefined;
+    for (const [column, kind] of Object.entries(kinds)) {
+      const v = row[column];
+      if (v === null || v === undefined) continue;
+      if (kind === "float" && (typeof v !== "number" || !Number.isFinite(v))) return null;
+      if (kind !== "instant") continue;
+      const c = canonicalInstant(v);
+      if (c === undefined) return null;
+      if (c !== v) {
+        out ??= { ...row };
+        out[column] = c;
+      }
+    }
+    return out ?? row;
+  };
+  const old = converted(event.old);
+  const neu = converted(event.new);
+  if (old === null || neu === null) return { table: event.table, op: event.op };
+  if (old === event.old && neu === event.new) return event;
+  return { ...event, ...(old && { old }), ...(neu && { new: neu }) };
+}

@@ -1,0 +1,188 @@
+import type { ListFilter, SortKey } from "../../core/query.ts";
+import type { SqlDialect } from "./parse.ts";
+
+/** The shapes `sqlShape` reads a select as: what it depends on, table by table. */
+
+export type { SqlDialect };
+
+/** How a column's values compare in the planner: only these two are compared in memory. */
+/**
+ * How the planner compares a column's values:
+ * - "text" by code point, "number" as numbers;
+ * - "float": PostgreSQL's double precision, as numbers, but NaN and the infinities are not
+ *   followed (PostgreSQL sorts NaN above every number; capture records them as text): a
+ *   result holding one has no window, a change carrying one changes its table as a whole;
+ * - "instant": a PostgreSQL timestamp, ordered by its canonical form (see forms.ts),
+ *   never compared with a query's value;
+ * - "other": neither compared nor ordered by.
+ * "float" and "instant" only where the cache's captured changes are put in the same form
+ * (the query caches' own capture, see QueryCapture).
+ */
+export type SqlColumnKind = "text" | "number" | "float" | "instant" | "other";
+
+/** What is known of one table. */
+export interface SqlTable {
+  /** Its single-column primary key; without one the table is registered at table level. */
+  primaryKey?: string;
+  /**
+   * Its columns' kinds, by column name. A column not listed is "other": conditions on it
+   * and orders by it are not evaluated (only equality on the primary key is).
+   */
+  columns?: Readonly<Record<string, SqlColumnKind>>;
+}
+
+/** What is known of a table, by name (`schema.table`, or the bare name). */
+export type SqlSchema = (table: string) => SqlTable | undefined;
+
+/** Why a select is registered at table level. */
+export type FallbackReason =
+  | "parse"
+  | "not-select"
+  | "statements"
+  | "set-operation"
+  | "cte"
+  | "subquery"
+  | "join"
+  | "aggregate"
+  | "group-by"
+  | "distinct"
+  | "window-function"
+  | "unknown-table"
+  | "no-primary-key"
+  | "disjuncts";
+
+/** Why a registration is coarser than the query (still exact about what it registers). */
+export type WideningReason =
+  /** A condition the planner does not evaluate (a function, NOT, BETWEEN, a cast...): taken as TRUE. */
+  | "expression"
+  /** A condition on a column of a kind it does not compare, or a value of another type. */
+  | "type"
+  /** A collation other than the binary one (PostgreSQL text ranges and orders need COLLATE "C"). */
+  | "collation"
+  /** A LIKE pattern read as a wider prefix (SQLite's LIKE ignores ASCII case). */
+  | "like"
+  /** An order the planner cannot reproduce, or a LIMIT without one: the window is dropped. */
+  | "order"
+  /**
+   * A join whose other table the planner does not evaluate against a row: a condition or
+   * an order on it taken as TRUE on this side, the other side's lists without a window,
+   * or the other table at table level (see `ShapeJoin`).
+   */
+  | "join"
+  /**
+   * A subquery: a condition on it (`IN (select ...)`, `EXISTS`) taken as TRUE, its tables
+   * registered by their own conditions (references to the outer query taken as TRUE), or
+   * one of them at table level (see `ShapeSubquery`).
+   */
+  | "subquery";
+
+/** Why one table of an analysed select is registered at table level while the others are not. */
+export type TableReason = "join" | "unknown-table" | "subquery";
+
+/** The lists of an analysed select, before its result is known. */
+export interface ShapeLists {
+  table: string;
+  primaryKey: string;
+  /** Each result column's table column, by position (undefined for an expression or another table's). */
+  columns: (string | undefined)[];
+  /** Each result column's name in a row read by name (its alias or its column's name). */
+  names: (string | undefined)[];
+  /** Primary-key values looked up: their rows' tags stand for the disjuncts naming them. */
+  rowIds: (string | number)[];
+  /**
+   * Each lookup tests the primary key alone (`id = ?`, `id IN (...)`): no other condition
+   * of its disjunct was dropped with it (`id = ? AND deleted = 0` is not alone). The row
+   * tags do not need it; a patch of the result does.
+   */
+  lookupsAlone: boolean;
+  /** The other disjuncts, each an AND of filters: one list each, same window. */
+  disjuncts: ListFilter[][];
+  sort: SortKey[];
+  /** Whether the result's order is the planner's: only then does the window count. */
+  ordered: boolean;
+  offset: number;
+  limit: number;
+  /** Columns of the table that are instants: their values are compared in canonical form. */
+  instants?: string[];
+  /**
+   * How result rows stand for the base's rows: one each (unset); "key", GROUP BY its primary
+   * key (one row per base row, aggregates over its joined children); "aggregate", one row
+   * over every matching row (aggregates without GROUP BY: no window, no row read back).
+   */
+  grouping?: "key" | "aggregate";
+  /** The other tables of the FROM clause, each joined along a key to one before it. */
+  joins?: ShapeJoin[];
+  /** The tables read by subqueries, at any depth. */
+  subqueries?: ShapeSubquery[];
+}
+
+/**
+ * A joined table of a select, joined on `joined.column = anchor.from` where the anchor is
+ * the base or a parent joined before it, one of the two columns a primary key (see
+ * `joinsOf`): which of its rows the result reads, named by the anchor's values in the
+ * result (`from`) and by `ids` (a lookup's keys).
+ */
+export interface ShapeJoin {
+  table: string;
+  /** Its primary key; a table without one is followed only as children. */
+  primaryKey?: string;
+  /** "parent": `column` is its primary key (row tags); "children": a foreign key (lists on its value). */
+  kind: "parent" | "children";
+  column: string;
+  /** The anchor's column whose values in the result name the joined rows. */
+  from: string;
+  /** The anchor: the join of this index (a parent), or the base when unset. */
+  anchor?: number;
+  /** Values of `from` known from the query (a children join of looked-up base rows). */
+  ids: (string | number)[];
+  /** Each result column's column of this table, by position. */
+  columns: (string | undefined)[];
+  /** An inner join: `column` in the result holds `from`'s value too. */
+  inner: boolean;
+  /** Rows that may change the result beyond the linked ones: lookups and lists without a window. */
+  reach?: { rowIds: (string | number)[]; disjuncts: ListFilter[][] };
+  /** Registered at table level, and why: the links cannot be followed. */
+  whole?: TableReason;
+}
+
+/**
+ * A table read by a subquery (one entry per occurrence). In the select list ("select") the
+ * subquery only computes a value of each result row: with a `link` (its WHERE holds
+ * `column = outer.from` as a conjunct, the outer column readable from the result) it reads
+ * only rows whose `column` is one of the result's values of `from`. In WHERE ("where") it
+ * decides which rows are in the result: any row its own conditions admit may change it.
+ */
+export interface ShapeSubquery {
+  table: string;
+  in: "select" | "where";
+  /** Its own conditions (references to other tables taken as TRUE): lookups and disjuncts. */
+  rowIds: (string | number)[];
+  disjuncts: ListFilter[][];
+  link?: {
+    column: string;
+    from: string;
+    /** The outer table whose column `from` is: the join of this index, or the base when unset. */
+    anchor?: number;
+  };
+  /** Why its own conditions are wider than the subquery's. */
+  widened: WideningReason[];
+  /** Registered at table level, and why. */
+  whole?: TableReason;
+}
+
+export interface SqlShape {
+  /** The tables read (`schema.table` or the bare name). */
+  tables: string[];
+  /** Set when registered on its tables only. */
+  fallback?: FallbackReason;
+  /** Why the lists are wider than the query; empty when exact. */
+  widened: WideningReason[];
+  lists?: ShapeLists;
+}
+
+/** A list without LIMIT: its window holds every row past the offset. */
+export const NO_LIMIT = Number.MAX_SAFE_INTEGER;
+/** Disjuncts past this many (after AND distributes over OR) fall back to the table. */
+export const MAX_DISJUNCTS = 32;
+/** Results with more rows register no row tags of their own (their lists cover them). */
+export const MAX_ROW_TAGS = 256;

@@ -1,0 +1,515 @@
+import type { ListDependency } from "../../core/deps/planner.ts";
+import { rowTag, tableTag } from "../../core/deps/planner.ts";
+import { memoize } from "../../core/memo.ts";
+import type { SortKey } from "../../core/query.ts";
+import { canonicalInstant } from "./forms.ts";
+import { joinRegistration, joinsOf } from "./joins.ts";
+import { parseSql, withoutAggregateFilters } from "./parse.ts";
+import {
+  binaryCollation,
+  columnOf,
+  Fallback,
+  identifier,
+  isNode,
+  type Node,
+  operand,
+  plain,
+  predicate,
+  qualified,
+  resultColumns,
+  type Scope,
+  split,
+  TRUE,
+} from "./predicates.ts";
+import { reader, wholeTable } from "./rows.ts";
+import {
+  MAX_ROW_TAGS,
+  NO_LIMIT,
+  type ShapeJoin,
+  type ShapeLists,
+  type SqlDialect,
+  type SqlSchema,
+  type SqlShape,
+  type WideningReason,
+} from "./shape-types.ts";
+import { readsOuter, subqueriesOf, subqueryRegistration } from "./subqueries.ts";
+
+/**
+ * What a SQL select depends on, from its text, its parameters and what is known of the
+ * schema: the registration the data API makes for its own lists (row tags, list
+ * predicates and windows the planner evaluates), for the shapes the planner understands,
+ * and table tags for everything else. Pure: no I/O.
+ *
+ * The rule throughout: when unsure, register coarser, never wrongly exact. A condition the
+ * planner cannot evaluate as SQL would is replaced by TRUE (the registered predicate then
+ * matches more rows than the query's, which costs invalidations, never a stale read), and
+ * a window whose order the planner cannot reproduce is dropped (every matching row then
+ * invalidates); what cannot be analysed at all is registered on its tables.
+ */
+
+export { resultRows, wholeTable } from "./rows.ts";
+export * from "./shape-types.ts";
+
+const parsers = {
+  sqlite: memoize((sql) => tryParse(sql, "sqlite"), { size: 2000, maxLength: 8192 }),
+  postgres: memoize((sql) => tryParse(sql, "postgres"), { size: 2000, maxLength: 8192 }),
+};
+
+/** The tables a statement reads, by its text; undefined when the parser cannot read it. */
+function readTables(sql: string, dialect: SqlDialect): string[] | undefined {
+  const ast = parsers[dialect](sql);
+  return ast === null ? undefined : tablesIn(ast);
+}
+const tableLists = {
+  sqlite: memoize((sql) => readTables(sql, "sqlite"), { size: 2000, maxLength: 8192 }),
+  postgres: memoize((sql) => readTables(sql, "postgres"), { size: 2000, maxLength: 8192 }),
+};
+
+/**
+ * Every table `sql` reads (subqueries included), memoised by its text: for callers that
+ * need its tables on every run (a relational query's, hits included), not its shape.
+ * Undefined when the parser cannot read it.
+ */
+export function sqlTables(sql: string, dialect: SqlDialect): readonly string[] | undefined {
+  return tableLists[dialect](sql);
+}
+
+function tryParse(sql: string, dialect: SqlDialect): unknown {
+  try {
+    return parseSql(sql, dialect);
+  } catch {
+    const unfiltered = withoutAggregateFilters(sql);
+    if (unfiltered === undefined) return null;
+    try {
+      return parseSql(unfiltered, dialect);
+    } catch {
+      return null;
+    }
+  }
+}
+
+/**
+ * What a select depends on.
+ *
+ * @example
+ * sqlShape('select "id", "name" from "users" where "users"."id" = ?', [1], "sqlite",
+ *   () => ({ primaryKey: "id" }));
+ * // { tables: ["users"], widened: [], lists: { rowIds: [1], disjuncts: [], ... } }
+ */
+export function sqlShape(
+  sql: string,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+  schema: SqlSchema,
+): SqlShape {
+  const ast = parsers[dialect](sql);
+  if (ast === null) return { tables: [], fallback: "parse", widened: [] };
+  const statements = Array.isArray(ast) ? ast : [ast];
+  if (statements.length !== 1 || !isNode(statements[0])) {
+    return { tables: tablesIn(statements), fallback: "statements", widened: [] };
+  }
+  const select = statements[0];
+  const tables = tablesIn(select);
+  try {
+    return { tables, ...analyse(select, params, dialect, schema) };
+  } catch (err) {
+    if (err instanceof Fallback) return { tables, fallback: err.reason, widened: [] };
+    throw err;
+  }
+}
+
+/** Every table named anywhere in the statement (its FROM and JOINs, subqueries included). */
+function tablesIn(ast: unknown): string[] {
+  const found = new Set<string>();
+  const ctes = new Set<string>();
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x);
+      return;
+    }
+    if (!isNode(v)) return;
+    if (Array.isArray(v.with)) {
+      for (const w of v.with) {
+        const name = isNode(w) && isNode(w.name) ? w.name.value : undefined;
+        if (typeof name === "string") ctes.add(name);
+      }
+    }
+    if (Array.isArray(v.from)) {
+      for (const f of v.from) {
+        if (isNode(f) && typeof f.table === "string") found.add(qualified(f));
+      }
+    }
+    for (const x of Object.values(v)) walk(x);
+  };
+  walk(ast);
+  return [...found].filter((t) => !ctes.has(t));
+}
+
+function analyse(
+  select: Node,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+  schema: SqlSchema,
+): Omit<SqlShape, "tables"> {
+  if (select.type !== "select") throw new Fallback("not-select");
+  if (Array.isArray(select.with) && select.with.length > 0) throw new Fallback("cte");
+  if (select._next || select.set_op) throw new Fallback("set-operation");
+  if (isNode(select.distinct) ? select.distinct.type : select.distinct) {
+    throw new Fallback("distinct");
+  }
+  if (select.having) throw new Fallback("group-by");
+  if (Array.isArray(select.window) && select.window.length > 0) {
+    throw new Fallback("window-function");
+  }
+  const from = select.from;
+  if (!Array.isArray(from) || from.length === 0) throw new Fallback("unknown-table");
+  for (const f of from) if (isNode(f) && (f.expr || f.ast)) throw new Fallback("subquery");
+  for (const f of from)
+    if (!isNode(f) || typeof f.table !== "string") throw new Fallback("unknown-table");
+  scan(select);
+  const groupBy = groupColumns(select.groupby);
+  const grouped = groupBy.length > 0;
+  // One row over every matching row: its columns name no row, its window is moot.
+  const aggregate = !grouped && hasAggregate([select.columns, select.orderby]);
+
+  const widened = new Set<WideningReason>();
+  const known = (from as Node[]).map((f) => schema(qualified(f)) !== undefined);
+  const scopes = (from as Node[]).map((f, i) => scopeOf(f, schema, params, dialect, widened, i));
+  const base = scopes[0]!;
+  if (scopes.length > 1) {
+    for (const s of scopes) {
+      const others = new Set(scopes.filter((o) => o !== s).flatMap((o) => [...o.names]));
+      // Two tables going by one name: neither's columns can be told apart.
+      if ([...s.names].some((n) => others.has(n))) throw new Fallback("join");
+      s.others = others;
+    }
+  }
+  const names = outputNames(select.columns);
+  const columns = resultColumns(select.columns, base).map((c) => (aggregate ? undefined : c));
+  const where = select.where ? predicate(select.where, base) : TRUE;
+  const { rowIds, disjuncts, lookupsAlone } = split(where);
+  const order = aggregate ? { sort: [], ordered: false } : orderOf(select.orderby, base);
+  const window = aggregate
+    ? { offset: 0, limit: NO_LIMIT, known: true }
+    : windowOf(select.limit, base);
+  const { offset, limit } = window;
+  const windowed = offset > 0 || limit < NO_LIMIT;
+  // A window matters only to lists: row lookups are exact whatever the window.
+  if (windowed && !(order.ordered && window.known) && disjuncts.length > 0) {
+    widened.add(order.reason ?? "order");
+  }
+  const lists: ShapeLists = {
+    table: base.table,
+    primaryKey: base.primaryKey!,
+    columns,
+    names,
+    rowIds,
+    lookupsAlone,
+    disjuncts,
+    sort: aggregate ? [{ column: base.primaryKey!, desc: false }] : order.sort,
+    ordered: order.ordered && window.known,
+    offset,
+    limit,
+    instants: Object.keys(base.kinds).filter((c) => base.kinds[c] === "instant"),
+  };
+  if (grouped) lists.grouping = "key";
+  if (aggregate) lists.grouping = "aggregate";
+  const joins =
+    scopes.length > 1
+      ? joinsOf({
+          select,
+          base: lists,
+          scopes,
+          known,
+          grouped,
+          reads: (expr, n) => readsOuter(expr, n, schema),
+        })
+      : [];
+  if (joins.length > 0) lists.joins = joins;
+  // Grouped by the base's key (and columns it decides): one result row per base row.
+  if (grouped && !groupBy.some((c) => columnOf(c, base)?.name === base.primaryKey)) {
+    throw new Fallback("group-by");
+  }
+  for (const c of groupBy) {
+    const at = scopes.findIndex((s) => columnOf(c, s) !== undefined);
+    if (at < 0 || (at > 0 && !parentChain(joins, at - 1))) throw new Fallback("group-by");
+  }
+  // A value computed per result row cannot decide which rows are in a window it may order.
+  const linkable = !aggregate && !(windowed && !orderedByColumns(select.orderby, scopes, names));
+  const subqueries = subqueriesOf(select, {
+    schema,
+    params,
+    dialect,
+    outer: scopes.map((s, i) => ({
+      names: s.names,
+      ...(i > 0 && { anchor: i - 1 }),
+      linkable: linkable && (i === 0 || !grouped || parentChain(joins, i - 1)),
+    })),
+    readable: (k, column) => {
+      const read = k === 0 ? columns : joins[k - 1]!.columns;
+      return read.indexOf(column) >= 0 && read.indexOf(column) === read.lastIndexOf(column);
+    },
+  });
+  if (subqueries.length > 0) lists.subqueries = subqueries;
+  for (const q of subqueries) {
+    for (const r of q.widened) widened.add(r);
+    if (q.whole) widened.add("subquery");
+  }
+  return { widened: [...widened], lists };
+}
+
+/**
+ * Whether the ORDER BY reads only columns of the FROM's tables: not a result column's
+ * alias (`order by "favoritesCount"`) nor any other expression.
+ */
+function orderedByColumns(
+  orderBy: unknown,
+  scopes: readonly Scope[],
+  names: readonly (string | undefined)[],
+): boolean {
+  if (!Array.isArray(orderBy)) return true;
+  return orderBy.every((o) => {
+    const expr = isNode(o) ? o.expr : undefined;
+    if (!isNode(expr) || expr.type !== "column_ref") return false;
+    const column = identifier(expr.column);
+    if (column === undefined) return false;
+    if (typeof expr.table === "string")
+      return scopes.some((s) => s.names.has(expr.table as string));
+    return !names.includes(column) && Object.hasOwn(scopes[0]!.kinds, column);
+  });
+}
+
+/** Whether join `k` and every anchor it hangs from are parents: one row per base row. */
+function parentChain(joins: readonly ShapeJoin[], k: number | undefined): boolean {
+  for (let at = k; at !== undefined; at = joins[at]!.anchor) {
+    if (joins[at]!.kind !== "parent") return false;
+  }
+  return true;
+}
+
+/** The GROUP BY's expressions (none without one). */
+function groupColumns(groupBy: unknown): unknown[] {
+  if (Array.isArray(groupBy)) return groupBy;
+  if (isNode(groupBy) && Array.isArray(groupBy.columns)) return groupBy.columns;
+  return [];
+}
+
+/** Aggregate functions SQLite's and PostgreSQL's grammars read as plain functions. */
+const AGGREGATES = new Set([
+  ...["count", "sum", "total", "avg", "min", "max", "group_concat", "string_agg"],
+  ...["json_group_array", "json_group_object", "jsonb_group_array", "jsonb_group_object"],
+  ...["json_agg", "jsonb_agg", "json_object_agg", "jsonb_object_agg", "array_agg"],
+  ...["bool_and", "bool_or", "every", "bit_and", "bit_or", "xmlagg"],
+]);
+
+/** Whether an aggregate is computed at this level (those of subqueries are their own). */
+function hasAggregate(v: unknown): boolean {
+  if (Array.isArray(v)) return v.some(hasAggregate);
+  if (!isNode(v) || v.type === "select" || isNode(v.ast)) return false;
+  if (v.type === "aggr_func") return true;
+  if (v.type === "function" && isNode(v.name) && Array.isArray(v.name.name)) {
+    const name = v.name.name.map((p) => (isNode(p) ? p.value : "")).join(".");
+    if (AGGREGATES.has(String(name).toLowerCase())) return true;
+  }
+  return Object.values(v).some(hasAggregate);
+}
+
+/**
+ * What is known of one table of the FROM clause, and the names its columns go by. The base
+ * needs a known primary key; a joined table the schema does not know is registered whole.
+ */
+function scopeOf(
+  from: Node,
+  schema: SqlSchema,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+  widened: Set<WideningReason>,
+  at: number,
+): Scope {
+  const table = qualified(from);
+  const known = schema(table);
+  if (!known && at === 0) throw new Fallback("unknown-table");
+  const primaryKey = known?.primaryKey;
+  if (!primaryKey && at === 0) throw new Fallback("no-primary-key");
+  const name = from.table as string;
+  return {
+    table,
+    names: new Set(typeof from.as === "string" ? [from.as] : [name, table]),
+    primaryKey,
+    kinds: known?.columns ?? {},
+    params,
+    dialect,
+    widened,
+  };
+}
+
+/** Each result column's name in a row read by name: its alias, or its column's name. */
+function outputNames(columns: unknown): (string | undefined)[] {
+  if (!Array.isArray(columns)) return [];
+  return columns.map((c) => {
+    if (!isNode(c)) return undefined;
+    if (typeof c.as === "string") return c.as;
+    const expr = c.expr;
+    if (!isNode(expr)) return undefined;
+    if (expr.type === "double_quote_string" && typeof expr.value === "string") return expr.value;
+    return expr.type === "column_ref" ? identifier(expr.column) : undefined;
+  });
+}
+
+/**
+ * Refuses what the planner cannot follow at this level: window functions, aggregates
+ * outside the select list and ORDER BY. Subqueries are analysed on their own.
+ */
+function scan(select: Node): void {
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x);
+      return;
+    }
+    if (!isNode(v) || v.type === "select" || isNode(v.ast)) return;
+    if (v.over) throw new Fallback("window-function");
+    for (const x of Object.values(v)) walk(x);
+  };
+  walk([select.columns, select.where, select.orderby, select.limit, select.groupby]);
+  if (hasAggregate([select.where, select.limit, select.groupby])) throw new Fallback("aggregate");
+}
+
+/**
+ * The ORDER BY as the planner's sort, cut after the primary key (the order is total from
+ * there). `ordered` is false when a key is not a column it compares as the database
+ * orders: then the result's window is dropped, never guessed.
+ */
+function orderOf(
+  orderBy: unknown,
+  scope: Scope,
+): { sort: SortKey[]; ordered: boolean; reason?: WideningReason } {
+  const sort: SortKey[] = [];
+  if (!Array.isArray(orderBy) || orderBy.length === 0) {
+    return { sort: [{ column: scope.primaryKey!, desc: false }], ordered: false };
+  }
+  for (const o of orderBy) {
+    const column = isNode(o) ? columnOf(o.expr, scope) : undefined;
+    if (!column) return { sort, ordered: false };
+    const kind = scope.kinds[column.name] ?? "other";
+    if (kind === "other") return { sort, ordered: false };
+    if (column.collate && kind === "instant") return { sort, ordered: false };
+    if ((kind === "text" || column.collate) && !binaryCollation(scope, column.collate)) {
+      return { sort, ordered: false, reason: "collation" };
+    }
+    const node = o as Node;
+    const desc = String(node.type ?? "ASC").toUpperCase() === "DESC";
+    const key: SortKey = { column: column.name, desc };
+    const nulls = String(node.nulls ?? "")
+      .toLowerCase()
+      .replace(/[\s_]/g, "");
+    if (nulls === "nullsfirst") key.nulls = "first";
+    else if (nulls === "nullslast") key.nulls = "last";
+    else if (nulls !== "") return { sort, ordered: false };
+    // PostgreSQL sorts NULLs last ascending and first descending: the planner's reverse.
+    else if (scope.dialect === "postgres") key.nulls = desc ? "first" : "last";
+    sort.push(key);
+    if (column.name === scope.primaryKey) break;
+  }
+  return { sort, ordered: true };
+}
+
+/** LIMIT and OFFSET; `known` is false when either is not a plain number (the window is dropped). */
+function windowOf(limit: unknown, scope: Scope): { offset: number; limit: number; known: boolean } {
+  const none = { offset: 0, limit: NO_LIMIT, known: true };
+  if (!isNode(limit) || !Array.isArray(limit.value) || limit.value.length === 0) return none;
+  const values = limit.value.map((v) => plain(operand(v, scope)));
+  const sep = String(limit.seperator ?? "").toLowerCase();
+  // SQLite's `LIMIT offset, count`; `LIMIT count OFFSET offset`; PostgreSQL's lone OFFSET.
+  let [count, offset] =
+    sep === ","
+      ? [values[1], values[0]]
+      : sep === "offset" && values.length === 1
+        ? [undefined, values[0]]
+        : [values[0], values[1]];
+  const integer = (v: unknown) => typeof v === "number" && Number.isSafeInteger(v);
+  let known = true;
+  if (count === undefined || count === null || (integer(count) && (count as number) < 0)) {
+    count = NO_LIMIT; // no limit (SQLite reads a negative LIMIT as none)
+  } else if (!integer(count)) {
+    count = NO_LIMIT;
+    known = false;
+  }
+  if (offset === undefined || offset === null) offset = 0;
+  else if (!integer(offset) || (offset as number) < 0) {
+    offset = 0;
+    known = false;
+  }
+  return { offset: offset as number, limit: count as number, known };
+}
+
+/** What an entry registers once its result is known. */
+export interface Registration {
+  /** Table tags (the planner's fallback) and row tags (`table#id`). */
+  tags: string[];
+  lists: ListDependency[];
+  /** Why it is wider than the shape said: the joined table at table level once the rows were read. */
+  widened?: "join" | "subquery";
+}
+
+/**
+ * The registration of a stored result: table tags for every table read; at table level, a
+ * list of the whole table for each (`wholeTable`); otherwise the
+ * row tags of the looked-up keys and of the result rows that carry the primary key, and
+ * one list per disjunct with the window's count and last sort values taken from the rows,
+ * and for a join what its other table's rows reach (`joinRegistration`).
+ * `rows` are the result's rows, each an array by result column or an object by column
+ * name; undefined when unknown (then no window is registered, only predicates).
+ */
+export function registrationOf(
+  shape: SqlShape,
+  rows: readonly unknown[] | undefined,
+): Registration {
+  const tags = shape.tables.map(tableTag);
+  const s = shape.lists;
+  if (!s || shape.fallback) return { tags, lists: shape.tables.map(wholeTable) };
+  const lists: ListDependency[] = [];
+  for (const id of s.rowIds) tags.push(rowTag(s.table, id));
+  const read = rows ? reader(s.columns, s.names) : undefined;
+  // Row tags of the result are a shortcut for the planner (its lists cover the same rows):
+  // kept for results of a bounded size only.
+  if (rows && read && rows.length <= MAX_ROW_TAGS) {
+    for (const row of rows) {
+      const id = plain(read(row, s.primaryKey));
+      if (typeof id === "number" || typeof id === "string") tags.push(rowTag(s.table, id));
+    }
+  }
+  let last: unknown[] | undefined;
+  const lastRow = rows?.[rows.length - 1];
+  if (s.ordered && read && lastRow !== undefined && s.disjuncts.length > 0) {
+    const values = s.sort.map((k) => {
+      const v = plain(read(lastRow, k.column));
+      return v !== null && s.instants?.includes(k.column) ? canonicalInstant(v) : v;
+    });
+    const comparable = (v: unknown) =>
+      v === null || (typeof v === "number" && Number.isFinite(v)) || typeof v === "string";
+    if (values.every(comparable)) last = values;
+  }
+  const count = rows?.length ?? 0;
+  for (const filters of s.disjuncts) {
+    const list: ListDependency = {
+      table: s.table,
+      filters,
+      sort: s.sort,
+      offset: s.offset,
+      limit: s.limit,
+      // Without `last` the planner takes any matching row (the predicate rule).
+      count,
+    };
+    if (last) list.last = last;
+    lists.push(list);
+  }
+  const registration: Registration = { tags, lists };
+  for (const j of s.joins ?? []) {
+    if (!joinRegistration(s, j, rows, tags, lists) && !j.whole) registration.widened ??= "join";
+  }
+  for (const q of s.subqueries ?? []) {
+    if (!subqueryRegistration(s, q, rows, tags, lists)) registration.widened ??= "subquery";
+  }
+  registration.tags = [...new Set(tags)];
+  return registration;
+}

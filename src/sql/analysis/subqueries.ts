@@ -1,0 +1,329 @@
+import type { ListDependency } from "../../core/deps/planner.ts";
+import { rowTag } from "../../core/deps/planner.ts";
+import { matches } from "../../core/deps/predicate.ts";
+import type { ListFilter } from "../../core/query.ts";
+import {
+  and,
+  columnOf,
+  type Dnf,
+  Fallback,
+  hasSubquery,
+  identifier,
+  isNode,
+  type Node,
+  predicate,
+  qualified,
+  type Scope,
+  split,
+  TRUE,
+} from "./predicates.ts";
+import { anyWindow, keysIn, reader, twins, wholeTable } from "./rows.ts";
+import type {
+  ShapeLists,
+  ShapeSubquery,
+  SqlDialect,
+  SqlSchema,
+  WideningReason,
+} from "./shape-types.ts";
+
+/**
+ * The tables a select's subqueries read, and which of their rows can change its result.
+ *
+ * - In WHERE (`x IN (select ...)`, `EXISTS`, `NOT EXISTS`, `NOT IN`, a scalar compared)
+ *   a subquery decides which rows are in the result: any row of its tables that satisfies
+ *   its own conditions, references to other tables taken as TRUE, may bring a row in or
+ *   take one out. Each of its tables registers those conditions as lists without a
+ *   window, and the outer select takes the condition on the subquery as TRUE (widened).
+ * - In the select list a subquery computes a value of each result row and cannot change
+ *   which rows are in it, nor their order unless ordered by (then links are not followed
+ *   under a window). A table whose own WHERE holds `t.col = outer.x` as a conjunct, `outer`
+ *   a table of the select and `x` readable from its result, reads only rows whose `col` is
+ *   one of the result's values of `x`: lists `col = v AND (its own conditions)` for each.
+ *   Any other table of it registers its own conditions, as in WHERE.
+ * Nesting and aggregates inside do not matter: what counts is which rows each table is
+ * read from. A table on the outer side of an outer join inside reads as NULLs where it has
+ * no row: a condition NULL satisfies then registers all its rows.
+ */
+export interface SubqueryContext {
+  schema: SqlSchema;
+  params: readonly unknown[];
+  dialect: SqlDialect;
+  /** The select's own tables: names, and whether a link to each can be followed. */
+  outer: { names: ReadonlySet<string>; anchor?: number; linkable: boolean }[];
+  /** Whether `column` of outer table `k` can be read from the result. */
+  readable(k: number, column: string): boolean;
+}
+
+type Mode = ShapeSubquery["in"];
+
+/** The tables read by the select's subqueries; a subquery anywhere else falls back. */
+export function subqueriesOf(select: Node, ctx: SubqueryContext): ShapeSubquery[] {
+  const elsewhere = [select.groupby, select.having, select.orderby, select.limit];
+  if (Array.isArray(select.from)) for (const f of select.from) elsewhere.push(f.on);
+  if (hasSubquery(elsewhere)) throw new Fallback("subquery");
+  const out: ShapeSubquery[] = [];
+  for (const [mode, part] of [
+    ["select", select.columns],
+    ["where", select.where],
+  ] as const) {
+    for (const sub of roots(part)) {
+      const inner = new Set<string>();
+      declared(sub, inner);
+      readsOf(sub, mode, ctx, inner, out);
+    }
+  }
+  return out;
+}
+
+/** The outermost subqueries in `v`. */
+function roots(v: unknown, out: Node[] = []): Node[] {
+  if (Array.isArray(v)) for (const x of v) roots(x, out);
+  else if (isNode(v)) {
+    if (v.type === "select") out.push(v);
+    else if (isNode(v.ast)) roots(v.ast, out);
+    else for (const x of Object.values(v)) roots(x, out);
+  }
+  return out;
+}
+
+/** Every name a FROM clause declares in `sub`, at any depth: none of them is an outer table. */
+function declared(v: unknown, into: Set<string>): void {
+  if (Array.isArray(v)) for (const x of v) declared(x, into);
+  else if (isNode(v)) {
+    if (v.type === "select" && Array.isArray(v.from)) {
+      for (const f of v.from as Node[]) for (const n of namesOf(f)) into.add(n);
+    }
+    for (const x of Object.values(v)) declared(x, into);
+  }
+}
+
+function namesOf(f: Node): string[] {
+  if (typeof f.as === "string") return [f.as];
+  return typeof f.table === "string" ? [f.table, qualified(f)] : [];
+}
+
+function readsOf(
+  sel: Node,
+  mode: Mode,
+  ctx: SubqueryContext,
+  inner: ReadonlySet<string>,
+  out: ShapeSubquery[],
+): void {
+  if (Array.isArray(sel.with) && sel.with.length > 0) throw new Fallback("cte");
+  if (sel._next || sel.set_op) throw new Fallback("set-operation");
+  const from = Array.isArray(sel.from) ? (sel.from as Node[]) : [];
+  // Subqueries in its FROM, its ON clauses and every other part: their own tables.
+  for (const sub of roots(Object.entries(sel).filter(([k]) => k !== "from"))) {
+    readsOf(sub, mode, ctx, inner, out);
+  }
+  for (const f of from)
+    for (const sub of roots([f.expr, f.on])) readsOf(sub, mode, ctx, inner, out);
+  const outerJoined = from.some((f) => f.join && !/^(INNER )?JOIN$/i.test(String(f.join)));
+  for (const f of from) {
+    if (typeof f.table !== "string") continue;
+    const others =
+      from.length > 1 ? new Set(from.filter((o) => o !== f).flatMap(namesOf)) : undefined;
+    out.push(tableRead(f, sel, others, outerJoined, mode, ctx, inner));
+  }
+}
+
+/** What one table of a subquery reads: its own conditions, and its link when it has one. */
+function tableRead(
+  f: Node,
+  sel: Node,
+  others: Set<string> | undefined,
+  outerJoined: boolean,
+  mode: Mode,
+  ctx: SubqueryContext,
+  inner: ReadonlySet<string>,
+): ShapeSubquery {
+  const table = qualified(f);
+  const read: ShapeSubquery = { table, in: mode, rowIds: [], disjuncts: [], widened: [] };
+  const known = ctx.schema(table);
+  if (!known) return { ...read, whole: "unknown-table" };
+  const widened = new Set<WideningReason>();
+  const scope: Scope = {
+    table,
+    names: new Set(namesOf(f)),
+    primaryKey: known.primaryKey,
+    kinds: known.columns ?? {},
+    params: ctx.params,
+    dialect: ctx.dialect,
+    widened,
+    inSubquery: true,
+  };
+  if (others) scope.others = others;
+  let conjuncts = conjunctsOf(sel.where);
+  if (mode === "select") {
+    for (const c of conjuncts) {
+      const link = linkOf(c, scope, ctx, inner);
+      if (!link) continue;
+      read.link = link;
+      conjuncts = conjuncts.filter((x) => x !== c);
+      break;
+    }
+  }
+  try {
+    let where: Dnf = TRUE;
+    for (const c of conjuncts) where = and(where, predicate(c, scope));
+    const { rowIds, disjuncts } = split(where);
+    read.rowIds = rowIds;
+    // A NULL-extended row is no row of the table: its absence matches such a condition.
+    read.disjuncts = outerJoined && disjuncts.some((d) => matches({}, d)) ? [[]] : disjuncts;
+  } catch (err) {
+    if (err instanceof Fallback) return { ...read, whole: "subquery" };
+    throw err;
+  }
+  if (!read.link && mode === "select" && hasOuterRef(sel.where, inner)) widened.add("subquery");
+  read.widened = [...widened];
+  return read;
+}
+
+function conjunctsOf(where: unknown): unknown[] {
+  if (where === null || where === undefined) return [];
+  if (
+    isNode(where) &&
+    where.type === "binary_expr" &&
+    String(where.operator).toUpperCase() === "AND"
+  ) {
+    return [...conjunctsOf(where.left), ...conjunctsOf(where.right)];
+  }
+  return [where];
+}
+
+/**
+ * `t.col = outer.x`: `col` surely this table's (qualified, or a column it is known to have),
+ * `outer` a name no FROM of the subquery declares, `x` readable from the result, and both
+ * compared as the planner compares key values (no collation, no floats or instants).
+ */
+function linkOf(
+  c: unknown,
+  scope: Scope,
+  ctx: SubqueryContext,
+  inner: ReadonlySet<string>,
+): ShapeSubquery["link"] {
+  if (!isNode(c) || c.type !== "binary_expr" || c.operator !== "=") return undefined;
+  for (const [mine, theirs] of [
+    [c.left, c.right],
+    [c.right, c.left],
+  ]) {
+    const column = columnOf(mine, scope);
+    if (!column || column.collate || !isNode(mine) || !isNode(theirs)) continue;
+    if (mine.table == null && !(column.name in scope.kinds)) continue;
+    if (!keyKind(scope.kinds[column.name])) continue;
+    if (
+      theirs.type !== "column_ref" ||
+      isNode(theirs.collate) ||
+      typeof theirs.table !== "string"
+    ) {
+      continue;
+    }
+    const q = theirs.table;
+    const k = ctx.outer.findIndex((o) => o.names.has(q));
+    const from = identifier(theirs.column);
+    if (inner.has(q) || k < 0 || !ctx.outer[k]!.linkable || from === undefined || from === "*") {
+      continue;
+    }
+    if (!ctx.readable(k, from)) continue;
+    const link: NonNullable<ShapeSubquery["link"]> = { column: column.name, from };
+    const anchor = ctx.outer[k]!.anchor;
+    if (anchor !== undefined) link.anchor = anchor;
+    return link;
+  }
+  return undefined;
+}
+
+/** A column kind whose values the planner compares as SQL's `=` does on keys. */
+function keyKind(kind: string | undefined): boolean {
+  return kind !== "float" && kind !== "instant";
+}
+
+/** Whether `where` holds a column reference qualified by a name the subquery does not declare. */
+function hasOuterRef(where: unknown, inner: ReadonlySet<string>): boolean {
+  if (Array.isArray(where)) return where.some((x) => hasOuterRef(x, inner));
+  if (!isNode(where)) return false;
+  if (where.type === "column_ref")
+    return typeof where.table === "string" && !inner.has(where.table);
+  return Object.values(where).some((x) => hasOuterRef(x, inner));
+}
+
+/**
+ * Whether `expr` may read a column of the outer table called `names`: at its own level as
+ * `mentions` reads it; inside a subquery, qualified by one of `names` that no FROM around
+ * the reference declares, or unqualified where its FROM is not one table known to have it.
+ */
+export function readsOuter(
+  expr: unknown,
+  names: ReadonlySet<string>,
+  schema: SqlSchema,
+  levels: readonly Node[] = [],
+): boolean {
+  if (Array.isArray(expr)) return expr.some((x) => readsOuter(x, names, schema, levels));
+  if (!isNode(expr)) return false;
+  if (expr.type === "select") {
+    // A derived table's select sees the levels around its FROM, not that FROM's names.
+    const inside = [...levels, expr];
+    const from = Array.isArray(expr.from) ? (expr.from as Node[]) : [];
+    const rest = Object.entries(expr).filter(([k]) => k !== "from");
+    return (
+      from.some(
+        (f) => readsOuter(f.expr, names, schema, levels) || readsOuter(f.on, names, schema, inside),
+      ) || readsOuter(rest, names, schema, inside)
+    );
+  }
+  if (isNode(expr.ast)) return readsOuter(expr.ast, names, schema, levels);
+  if (expr.type !== "column_ref") {
+    return Object.values(expr).some((x) => readsOuter(x, names, schema, levels));
+  }
+  const q = typeof expr.table === "string" ? expr.table : undefined;
+  const own = levels.at(-1);
+  if (!own) return q === undefined || names.has(q);
+  if (q !== undefined) {
+    return (
+      names.has(q) &&
+      !levels.some((l) => (l.from as Node[] | null)?.some((f) => namesOf(f).includes(q)))
+    );
+  }
+  const from = Array.isArray(own.from) ? (own.from as Node[]) : [];
+  const column = identifier(expr.column);
+  const only = from.length === 1 && typeof from[0]!.table === "string" ? from[0]! : undefined;
+  const kinds = only ? schema(qualified(only))?.columns : undefined;
+  return !(kinds && column !== undefined && column in kinds);
+}
+
+/**
+ * What a subquery's table registers: row tags of its lookups, and lists of its own
+ * conditions, each AND-ed with `column = v` for the values `v` of its link in the result.
+ * Returns false when the link could not be followed (a value unreadable, or too many):
+ * then its own conditions alone.
+ */
+export function subqueryRegistration(
+  s: ShapeLists,
+  q: ShapeSubquery,
+  rows: readonly unknown[] | undefined,
+  tags: string[],
+  lists: ListDependency[],
+): boolean {
+  if (q.whole) {
+    lists.push(wholeTable(q.table));
+    return true;
+  }
+  for (const id of q.rowIds) tags.push(rowTag(q.table, id));
+  const link = q.link;
+  if (link) {
+    const columns = link.anchor === undefined ? s.columns : s.joins![link.anchor]!.columns;
+    const read = reader(columns, s.names);
+    const keys = keysIn(rows, (row) => read(row, link.from));
+    if (keys) {
+      for (const key of keys) {
+        for (const value of twins(key)) {
+          const eq: ListFilter = { column: link.column, op: "eq", value };
+          for (const d of q.disjuncts) lists.push(anyWindow(q.table, [eq, ...d]));
+        }
+      }
+      return true;
+    }
+  }
+  for (const d of q.disjuncts) lists.push(anyWindow(q.table, d));
+  return !link;
+}

@@ -1,0 +1,373 @@
+import type Database from "better-sqlite3";
+import {
+  API_GRACE_MS,
+  type CaptureFeed,
+  type CaptureStatus,
+  capturedChange,
+  unref,
+} from "../../core/capture.ts";
+import { renewDue, SQLITE_CAPTURE_LEASE } from "../../core/lease.ts";
+import type { Steps } from "../dialect.ts";
+import {
+  CAPTURE_BACKLOG_SQL,
+  CAPTURE_INSTALLED_SQL,
+  CAPTURE_TRIGGERS_SQL,
+  type CapturedTable,
+  CHANGES,
+  captureInstallSql,
+  captureStatusOf,
+  captureUninstallSql,
+  LEASE,
+  recordsExactReals,
+} from "./capture-sql.ts";
+
+/**
+ * Change capture in SQLite: AFTER triggers on every served table write each row change
+ * (old and new rows as JSON) into a change table, which the node tails: `PRAGMA
+ * data_version` tells cheaply whether another connection committed. SQLite has one
+ * writer at a time, so the change table's order is the commit order.
+ *
+ * The data API's own writes go through the same triggers: their rows carry the write's
+ * mark, and are removed once the data API has recorded the write (see ownMarked).
+ *
+ * Installing, the status and the marks are steps (see Steps), so that every driver runs
+ * them: better-sqlite3 synchronously, libSQL's client awaited.
+ */
+
+export { CAPTURE_PREFIX, isCaptureTrigger } from "./capture-sql.ts";
+
+/** How long a node's right to consume lasts without renewal (SQLITE_CAPTURE_LEASE), ms. */
+const LEASE_MS = SQLITE_CAPTURE_LEASE.ms;
+/**
+ * How often `wait` looks at data_version: WATCH_MS after a change was seen, each look that
+ * finds none doubling the pause up to MAX_WATCH_MS. Looks follow the database's activity:
+ * four a second while nothing is written, every few ms while writes come.
+ */
+const WATCH_MS = 2;
+const MAX_WATCH_MS = 256;
+/**
+ * On a connection of edgecache's own: how often applied changes are deleted at most (all of
+ * them in one statement), unless CONSUME_BATCH are waiting, ms.
+ */
+const CONSUME_MS = 1000;
+const CONSUME_BATCH = 256;
+/** Changes looked at when asked whether one waits that is not applied yet. */
+const PENDING_LOOK = 64;
+/** data_version (another connection committed) and schema_version (DDL), in one statement. */
+const LOOK_SQL = `SELECT d.data_version AS data, s.schema_version AS schema
+  FROM pragma_data_version() d, pragma_schema_version() s`;
+
+function* captureTriggers(): Steps<{ name: string; table: string }[]> {
+  return (yield { sql: CAPTURE_TRIGGERS_SQL, params: [] }) as { name: string; table: string }[];
+}
+
+/** Whether capture is installed: its change table exists. */
+export function* captureInstalledSteps(): Steps<boolean> {
+  return (yield { sql: CAPTURE_INSTALLED_SQL, params: [] }).length > 0;
+}
+
+/**
+ * Creates the change table and the triggers of `tables` (replacing older ones): steps for
+ * one write transaction, so that they are there at once or not at all.
+ */
+export function* installCaptureSteps(tables: readonly CapturedTable[]): Steps<void> {
+  const drop = (yield* captureTriggers()).map((t) => t.name);
+  for (const sql of captureInstallSql(tables, { drop, install: crypto.randomUUID() })) {
+    yield { sql, params: [] };
+  }
+}
+
+/** Drops capture's triggers and tables: steps for one write transaction. */
+export function* uninstallCaptureSteps(): Steps<void> {
+  const triggers = (yield* captureTriggers()).map((t) => t.name);
+  for (const sql of captureUninstallSql(triggers)) yield { sql, params: [] };
+}
+
+/** Whether capture is installed, with which tables and backlog; `served` should be captured. */
+export function* captureStatusSteps(served: readonly string[]): Steps<CaptureStatus> {
+  const backlog = (yield* captureInstalledSteps())
+    ? ((yield { sql: CAPTURE_BACKLOG_SQL, params: [] })[0] as {
+        backlog: number;
+        id: string | null;
+      })
+    : undefined;
+  return captureStatusOf(yield* captureTriggers(), backlog, served);
+}
+
+/** Removes the change table's rows of a data API write once it is recorded (see ownMarked). */
+export const FORGET_OWN_SQL = `DELETE FROM ${CHANGES} WHERE api = ?`;
+
+/**
+ * A data API write's `steps` with its rows in the change table marked `mark`, in the same
+ * transaction: the last row is noted before the write, and the rows after it marked after
+ * (the transaction holds the write lock, so nothing else was added in between). Once the
+ * data API has recorded the write, its rows are removed (FORGET_OWN_SQL). Rows whose write
+ * is never recorded (the node died) stay, and are captured after API_GRACE_MS. Nothing is
+ * added when capture is not installed; `marked` hears when rows were marked.
+ */
+export function* ownMarked<T>(
+  steps: Steps<T>,
+  mark: string | undefined,
+  marked?: () => void,
+): Steps<T> {
+  if (mark === undefined || !(yield* captureInstalledSteps())) return yield* steps;
+  const [last] = yield { sql: `SELECT coalesce(max(seq), 0) AS seq FROM ${CHANGES}`, params: [] };
+  const result = yield* steps;
+  yield { sql: `UPDATE ${CHANGES} SET api = ? WHERE seq > ?`, params: [mark, Number(last?.seq)] };
+  marked?.();
+  return result;
+}
+
+/**
+ * What the capture feed needs of a SQLite connection, asynchronous so that any driver
+ * fits: better-sqlite3 (see betterSqliteExecutor), libSQL's `client.execute`.
+ */
+export interface SqliteExecutor {
+  /** Runs a read and returns its rows as objects. */
+  all(sql: string, params: readonly unknown[]): Promise<Record<string, unknown>[]>;
+  /** Runs a write at once, failing if another connection holds the write lock; rows changed. */
+  run(sql: string, params: readonly unknown[]): Promise<number>;
+  /** Runs a write, waiting for another connection's write lock if need be. */
+  write(sql: string, params: readonly unknown[]): Promise<void>;
+  /** How often `wait` looks at data_version, ms. */
+  watchMs?: number;
+}
+
+/** better-sqlite3 as a SqliteExecutor; `locked` runs a write once the write lock is free. */
+export function betterSqliteExecutor(
+  db: Database.Database,
+  locked: <T>(work: () => T) => Promise<T>,
+): SqliteExecutor {
+  return {
+    async all(sql, params) {
+      return db.prepare(sql).all(...params) as Record<string, unknown>[];
+    },
+    async run(sql, params) {
+      return db.prepare(sql).run(...params).changes;
+    },
+    async write(sql, params) {
+      const statement = db.prepare(sql);
+      await locked(() => statement.run(...params));
+    },
+  };
+}
+
+/**
+ * The change table as a CaptureFeed over better-sqlite3. `columnsOf` gives a served table's
+ * columns; a row recorded with other columns (the table changed since the install) loses
+ * its rows.
+ */
+export function sqliteCaptureFeed(
+  db: Database.Database,
+  columnsOf: (table: string) => readonly string[] | undefined,
+  /** Runs a write in a transaction, waiting for the write lock without blocking. */
+  locked: <T>(work: () => T) => Promise<T>,
+): CaptureFeed {
+  return sqliteExecutorFeed(betterSqliteExecutor(db, locked), columnsOf);
+}
+
+/** Whether the change table exists: capture is installed. */
+export async function sqliteCaptureInstalled(exec: SqliteExecutor): Promise<boolean> {
+  return (await exec.all(CAPTURE_INSTALLED_SQL, [])).length > 0;
+}
+
+/**
+ * The tables capture's triggers record, over any driver, and whether the triggers record
+ * REALs exactly (see `recordsExactReals`).
+ */
+export async function sqliteCapturedTables(
+  exec: SqliteExecutor,
+): Promise<{ tables: string[]; exactReals: boolean }> {
+  const rows = await exec.all(CAPTURE_TRIGGERS_SQL, []);
+  const tables = [...new Set(rows.map((r) => String(r.table)))].sort();
+  return { tables, exactReals: recordsExactReals(rows) };
+}
+
+/**
+ * Whether a change waits in the change table: not yet applied (when `applied` tells which
+ * are), or not yet consumed.
+ */
+export async function sqliteChangesPending(
+  exec: SqliteExecutor,
+  /** Only changes of these tables count (undefined: any). */
+  tables?: readonly string[],
+  applied?: (change: { seq: number; at: number }) => boolean,
+): Promise<boolean> {
+  const where = tables === undefined ? "" : "WHERE tbl IN (SELECT value FROM json_each(?))";
+  const rows = await exec.all(
+    `SELECT seq, at FROM ${CHANGES} ${where} ORDER BY seq LIMIT ${applied ? PENDING_LOOK : 1}`,
+    tables === undefined ? [] : [JSON.stringify(tables)],
+  );
+  if (!applied) return rows.length > 0;
+  // A full look may have left out a change that waits.
+  if (rows.length >= PENDING_LOOK) return true;
+  return rows.some((r) => !applied({ seq: Number(r.seq), at: Number(r.at) }));
+}
+
+/**
+ * The change table as a CaptureFeed over any SQLite driver (`exec`). `columnsOf` gives a
+ * table's columns, or a promise of them; a row recorded with other columns (the table
+ * changed since the install) loses its rows.
+ */
+export function sqliteExecutorFeed(
+  exec: SqliteExecutor,
+  columnsOf: (
+    table: string,
+  ) => readonly string[] | undefined | Promise<readonly string[] | undefined>,
+  options: {
+    /** Its waits do not keep a process alive (see followCapture). */
+    unref?: boolean;
+    /**
+     * `exec` is a connection of edgecache's own (see ownConnection) that writes nothing but
+     * capture's own tables: every change is then another connection's commit, which
+     * data_version tells. A read after a quiet wait is answered without a statement, and
+     * applied changes are deleted in batches (CONSUME_MS), not one delete per read.
+     */
+    own?: boolean;
+  } = {},
+): CaptureFeed {
+  const me = crypto.randomUUID();
+  const firstWatch = exec.watchMs ?? WATCH_MS;
+  let watch = firstWatch;
+  let leaseUntil = 0;
+  let version: unknown;
+  // The schema version when capture's table was last looked for, and what was found.
+  let installedAt: { schema: unknown; installed: boolean } | undefined;
+  let schema: unknown;
+  let lookedAt = Number.NEGATIVE_INFINITY;
+  // The last wait ended with a look that found no commit since the last read (own only).
+  let quiet = false;
+  // Applied changes not deleted yet (own only), and when they were last deleted.
+  let applied: number[] = [];
+  let consumedAt = performance.now();
+  const look = async () => {
+    const [row] = await exec.all(LOOK_SQL, []);
+    schema = row?.schema;
+    lookedAt = performance.now();
+    return row?.data;
+  };
+  // Whether another connection committed since the last look.
+  const changed = async () => {
+    const now = await look();
+    if (now === version) return false;
+    version = now;
+    return true;
+  };
+  const deleteApplied = async () => {
+    if (applied.length === 0) return;
+    const seqs = applied;
+    await exec.write(`DELETE FROM ${CHANGES} WHERE seq IN (SELECT value FROM json_each(?))`, [
+      JSON.stringify(seqs),
+    ]);
+    // Only once deleted: a failed delete leaves them excluded from reads, and tried again.
+    applied = applied.filter((seq) => !seqs.includes(seq));
+    consumedAt = performance.now();
+  };
+  return {
+    async installed() {
+      if (version === undefined) version = await look();
+      // The watch's own looks tell the schema while it runs; otherwise look now.
+      else if (performance.now() - lookedAt > MAX_WATCH_MS) await look();
+      // Installing or uninstalling changes the schema: until then the answer stands.
+      if (installedAt && schema !== undefined && installedAt.schema === schema) {
+        return installedAt.installed;
+      }
+      const installed = await sqliteCaptureInstalled(exec);
+      installedAt = { schema, installed };
+      return installed;
+    },
+    async lead() {
+      const now = Date.now();
+      if (!renewDue(SQLITE_CAPTURE_LEASE, now, leaseUntil)) return true;
+      try {
+        const taken = await exec.run(
+          `UPDATE ${LEASE} SET holder = ?, until = ? WHERE id = 1 AND (holder = ? OR until < ?)`,
+          [me, now + LEASE_MS, me, now],
+        );
+        if (taken === 1) leaseUntil = now + LEASE_MS;
+      } catch {
+        // Busy: another connection writes. Keep what is left of the lease.
+      }
+      return now < leaseUntil;
+    },
+    async read(limit, urgent) {
+      const skip = quiet && !urgent;
+      quiet = false;
+      if (skip) return [];
+      // data_version in the same statement, so of the same snapshot: a commit after this
+      // read changes it, one before is in the rows.
+      const rows = await exec.all(
+        `SELECT NULL AS seq, NULL AS tbl, NULL AS op, NULL AS old, NULL AS new, NULL AS at,
+                NULL AS late, d.data_version AS version FROM pragma_data_version() d
+         UNION ALL
+         SELECT * FROM (SELECT seq, tbl, op, old, new, at, api IS NOT NULL AS late,
+                               NULL AS version FROM ${CHANGES}
+          WHERE (api IS NULL OR at < ?) AND seq NOT IN (SELECT value FROM json_each(?))
+          ORDER BY seq LIMIT ?)`,
+        [Date.now() - API_GRACE_MS, JSON.stringify(applied), limit],
+      );
+      const changes = rows.filter((r) => r.seq !== null);
+      version = rows.find((r) => r.seq === null)?.version ?? version;
+      const columns = new Map<string, readonly string[] | undefined>();
+      for (const r of changes) {
+        const t = String(r.tbl);
+        if (!columns.has(t)) columns.set(t, await columnsOf(t));
+      }
+      return changes
+        .sort((a, b) => Number(a.seq) - Number(b.seq))
+        .map((r) => capturedChange(r, columns.get(String(r.tbl))));
+    },
+    pending: () => sqliteChangesPending(exec),
+    async consume(changes) {
+      if (changes.length === 0) return;
+      if (!options.own) {
+        await exec.write(`DELETE FROM ${CHANGES} WHERE seq IN (SELECT value FROM json_each(?))`, [
+          JSON.stringify(changes.map((c) => c.seq)),
+        ]);
+        return;
+      }
+      applied.push(...changes.map((c) => c.seq));
+      if (applied.length >= CONSUME_BATCH || performance.now() - consumedAt >= CONSUME_MS) {
+        await deleteApplied();
+      }
+    },
+    async wait(ms, signal) {
+      const until = performance.now() + ms;
+      // The last read took data_version with its rows: the first look comes one pause later.
+      while (performance.now() < until && !signal?.aborted) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            signal?.removeEventListener("abort", done);
+            resolve();
+          };
+          const timer = setTimeout(done, Math.min(watch, Math.max(0, until - performance.now())));
+          if (options.unref) unref(timer);
+          signal?.addEventListener("abort", done, { once: true });
+        });
+        if (signal?.aborted) return;
+        if (await changed()) {
+          // Looks follow the rate of commits: twice as often after one, half after none.
+          watch = Math.max(firstWatch, watch / 2);
+          return;
+        }
+        watch = Math.min(watch * 2, MAX_WATCH_MS);
+      }
+      // Ended without a commit seen since the last read: the next read need not read.
+      quiet = options.own === true && !signal?.aborted;
+      if (options.own && performance.now() - consumedAt >= CONSUME_MS) await deleteApplied();
+    },
+    async close() {
+      if (options.own) await deleteApplied().catch(() => {});
+      // Hand the table over at once, not after the lease runs out (a restart replays sooner).
+      if (leaseUntil > Date.now()) {
+        try {
+          await exec.write(`UPDATE ${LEASE} SET until = 0 WHERE id = 1 AND holder = ?`, [me]);
+        } catch {
+          // Busy or closed: the lease runs out by itself.
+        }
+        leaseUntil = 0;
+      }
+    },
+  };
+}

@@ -1,0 +1,224 @@
+import type Database from "better-sqlite3";
+import { EdgecacheError } from "../../core/errors.ts";
+import type { Row } from "../../core/query.ts";
+import type { Statement, Steps } from "../dialect.ts";
+import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
+import { ownMarked } from "./capture.ts";
+import { MAX_IN_PARAMS, toEdgecacheError, whenNotBusy } from "./dialect.ts";
+import { openLibsqlFile } from "./own-connection.ts";
+import { SyncSqliteDriver } from "./sync-driver.ts";
+
+/** A libSQL `Client` (`@libsql/client`) as far as the source uses it; no import needed. */
+export interface LibsqlClientLike {
+  /** "file" for a local database (`file:` URL, `:memory:`); "http", "ws" for a server. */
+  readonly protocol: string;
+  execute(stmt: LibsqlStatement): Promise<LibsqlResult>;
+  transaction(mode: "write"): Promise<LibsqlTransactionLike>;
+}
+
+/** What libSQL binds (its `InValue`). */
+type LibsqlValue = null | string | number | bigint | boolean | ArrayBuffer | Uint8Array | Date;
+
+interface LibsqlStatement {
+  sql: string;
+  args: LibsqlValue[];
+}
+
+interface LibsqlTransactionLike {
+  execute(stmt: LibsqlStatement): Promise<LibsqlResult>;
+  commit(): Promise<void>;
+  /** Rolls back what is still open; nothing after a commit. */
+  close(): void;
+}
+
+interface LibsqlResult {
+  columns: string[];
+  rows: ArrayLike<unknown>[];
+}
+
+/**
+ * The driver of a libSQL client, chosen on first use (the client is asked for its file).
+ *
+ * A file (`file:` URL) is run on a connection of edgecache's own to it, opened with the
+ * `libsql` package (SyncSqliteDriver), never on the client's: a statement that finds the
+ * file busy is left active by libSQL, and the connection's later writes are then answered
+ * and never committed (issue 45; see sql/sqlite/own-connection.ts). The client's pool hands
+ * out its connections, so none could be repaired; ours is reopened.
+ *
+ * In memory (one connection, which nothing else can lock) and on a server (`libsql:`,
+ * `http:`, `ws:`; the server takes the locks) the client runs the statements (LibsqlDriver).
+ */
+export function libsqlDriver(
+  client: LibsqlClientLike,
+  options: { busyTimeout: number; file: () => Promise<string | undefined> },
+): TransactionDriver {
+  let made: Promise<TransactionDriver> | undefined;
+  const driver = () => {
+    made ??= options.file().then((file) => {
+      if (file === undefined) return new LibsqlDriver(client, options);
+      const open = () => openLibsqlFile(file) as unknown as Database.Database;
+      return new SyncSqliteDriver(open(), {
+        owned: true,
+        busyTimeout: options.busyTimeout,
+        reopen: open,
+      });
+    });
+    made.catch(() => {
+      made = undefined; // tried again by the next call (the client was closed, say)
+    });
+    return made;
+  };
+  return {
+    maxInParams: MAX_IN_PARAMS,
+    read: async (steps) => (await driver()).read(steps),
+    transaction: async (steps, writeOptions) => (await driver()).transaction(steps, writeOptions),
+    error: (cause) => toEdgecacheError(withExtendedCode(cause)),
+    async close() {
+      await (await made?.catch(() => undefined))?.close();
+    },
+  };
+}
+
+/**
+ * A libSQL `Client` as a driver: statements awaited one after another, writes in an
+ * interactive write transaction (`BEGIN IMMEDIATE`), rolled back when a step throws. For a
+ * database in memory or on a server only (see libsqlDriver).
+ *
+ * A busy database is waited for between tries (whenNotBusy), never inside SQLite. Only the
+ * BEGIN is tried again: the steps run once, and a statement that fails later fails the
+ * write, rolled back.
+ *
+ * This process's writes run one at a time (SQLite has one writer anyway). In memory its
+ * reads take turns with them too: the client has one connection, which an open transaction
+ * holds, and libSQL refuses any other statement meanwhile rather than wait.
+ */
+class LibsqlDriver implements TransactionDriver {
+  readonly maxInParams = MAX_IN_PARAMS;
+  readonly #client: LibsqlClientLike;
+  readonly #busyTimeout: number;
+  /** Reads take turns with writes (in memory). */
+  readonly #oneConnection: boolean;
+  #ready: Promise<void> | undefined;
+  /** The last work in turn (settled, never rejected). */
+  #turn: Promise<unknown> = Promise.resolve();
+
+  constructor(client: LibsqlClientLike, options: { busyTimeout: number }) {
+    this.#client = client;
+    this.#busyTimeout = options.busyTimeout;
+    this.#oneConnection = client.protocol === "file";
+  }
+
+  async read<T>(steps: Steps<T>): Promise<T> {
+    await this.#start();
+    const read = () =>
+      runStepsAsync(steps, (s) => whenNotBusy(() => execute(this.#client, s), this.#busyTimeout));
+    return this.#oneConnection ? this.#inTurn(read) : read();
+  }
+
+  async transaction<T>(steps: Steps<T>, options?: WriteOptions): Promise<T> {
+    await this.#start();
+    return this.#inTurn(async () => {
+      const tx = await whenNotBusy(() => this.#client.transaction("write"), this.#busyTimeout);
+      try {
+        const marked = ownMarked(steps, options?.capture);
+        const result = await runStepsAsync(marked, (s) => execute(tx, s));
+        await tx.commit();
+        return result;
+      } finally {
+        tx.close();
+      }
+    });
+  }
+
+  /** Runs `work` after the work in turn before it. */
+  #inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const done = this.#turn.then(work);
+    this.#turn = done.catch(() => {});
+    return done;
+  }
+
+  error(cause: unknown): EdgecacheError {
+    return toEdgecacheError(withExtendedCode(cause));
+  }
+
+  async close(): Promise<void> {
+    // The client is the application's: it stays open.
+  }
+
+  /**
+   * Foreign keys on, as for better-sqlite3 (libSQL's build opens connections with them on
+   * already; this keeps a client that turned them off from writing orphans), and integers
+   * read as numbers: a client of intMode "string" would read them as text.
+   */
+  #start(): Promise<void> {
+    this.#ready ??= (async () => {
+      await this.#client.execute({ sql: "PRAGMA foreign_keys = ON", args: [] });
+      const { rows } = await this.#client.execute({ sql: "PRAGMA foreign_keys", args: [] });
+      if (typeof rows[0]?.[0] === "string") {
+        throw new EdgecacheError(
+          "E_BAD_OPTION",
+          "sqlite",
+          'client: expected a libSQL Client with intMode "number" or "bigint", got intMode "string"',
+        );
+      }
+    })().catch((err) => {
+      this.#ready = undefined;
+      throw err;
+    });
+    return this.#ready;
+  }
+}
+
+async function execute(
+  db: Pick<LibsqlClientLike, "execute">,
+  { sql, params }: Statement,
+): Promise<Row[]> {
+  const result = await db.execute({ sql, args: params as LibsqlValue[] });
+  return result.rows.map((values) => {
+    const row: Row = {};
+    result.columns.forEach((name, i) => {
+      row[name] = value(values[i]);
+    });
+    return row;
+  });
+}
+
+/**
+ * A value as better-sqlite3 reads it: an integer as a number (a client of intMode "bigint"
+ * gives bigints), a BLOB as bytes (libSQL gives an ArrayBuffer).
+ */
+function value(v: unknown): unknown {
+  if (typeof v === "bigint") return Number(v);
+  if (v instanceof ArrayBuffer) return new Uint8Array(v);
+  return v;
+}
+
+/** SQLite's primary code of constraint violations, and one extended code libsql cannot name. */
+const SQLITE_CONSTRAINT = 19;
+const SQLITE_CONSTRAINT_DATATYPE = 3091;
+
+/**
+ * SQLite's most precise code of a libSQL error. `@libsql/client` gives the primary code
+ * (`SQLITE_CONSTRAINT`) as `code` and the extended one (`SQLITE_CONSTRAINT_UNIQUE`) as
+ * `extendedCode`; the `libsql` package gives the extended one as `code`, but names
+ * SQLITE_CONSTRAINT_DATATYPE (a STRICT table's) `UNKNOWN_SQLITE_ERROR_3091`: `rawCode` tells.
+ */
+function sqliteCode(err: { code?: unknown; extendedCode?: unknown; rawCode?: unknown }) {
+  const { code, extendedCode, rawCode } = err;
+  if (rawCode === SQLITE_CONSTRAINT_DATATYPE) return "SQLITE_CONSTRAINT_DATATYPE";
+  for (const c of [extendedCode, code]) {
+    if (typeof c === "string" && c.startsWith("SQLITE_")) return c;
+  }
+  if (typeof rawCode === "number" && (rawCode & 0xff) === SQLITE_CONSTRAINT) {
+    return "SQLITE_CONSTRAINT";
+  }
+  return undefined;
+}
+
+/** A libSQL error with SQLite's most precise code as `code`, which the dialect maps. */
+function withExtendedCode(err: unknown): unknown {
+  if (err instanceof EdgecacheError || !(err instanceof Error)) return err;
+  const code = sqliteCode(err as { code?: unknown });
+  if (code === undefined || code === (err as { code?: unknown }).code) return err;
+  return Object.assign(new Error(err.message, { cause: err }), { code });
+}

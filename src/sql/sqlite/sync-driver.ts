@@ -1,0 +1,189 @@
+import type Database from "better-sqlite3";
+import type { EdgecacheError } from "../../core/errors.ts";
+import type { Row } from "../../core/query.ts";
+import type { Statement, Steps } from "../dialect.ts";
+import { runSteps, runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
+import { ownMarked } from "./capture.ts";
+import { isBusy, MAX_IN_PARAMS, toEdgecacheError, whenNotBusy } from "./dialect.ts";
+
+/** A failure after a transaction's work began: not tried again (whenNotBusy sees no code). */
+class Begun {
+  constructor(readonly cause: unknown) {}
+}
+
+/** Distinct SQL texts kept prepared; the least recently used is dropped first. */
+const MAX_CACHED_STATEMENTS = 1000;
+
+/**
+ * A synchronous SQLite connection as a driver: better-sqlite3's `Database`, or the `libsql`
+ * package's (the same API), which a libSQL client's file is opened with. Statements are
+ * prepared once and kept (the least recently used dropped first), and write transactions
+ * wait for another connection's lock without blocking the event loop.
+ *
+ * libSQL does not reset a statement that failed with SQLITE_BUSY: it stays active, and the
+ * connection's later writes are answered but never committed. Given `reopen`, a connection
+ * that saw SQLITE_BUSY from a statement is closed and another opened before the next try
+ * (transactions begin and end through `exec`, whose statements do not outlive it).
+ */
+export class SyncSqliteDriver implements TransactionDriver {
+  readonly maxInParams = MAX_IN_PARAMS;
+  #db: Database.Database;
+  readonly #owned: boolean;
+  readonly #busyTimeout: number;
+  readonly #reopen: (() => Database.Database) | undefined;
+  readonly #statements = new Map<string, Database.Statement>();
+  /** busy_timeout read and set around each try (prepared once: a pragma() call compiles). */
+  #timeout!: { read: Database.Statement; set: Map<number, Database.Statement> };
+
+  constructor(
+    db: Database.Database,
+    options: {
+      /** Closed by close(): opened by edgecache, not handed in by the application. */
+      owned: boolean;
+      busyTimeout: number;
+      /** Opens another connection to the same database, after SQLITE_BUSY (libSQL). */
+      reopen?: () => Database.Database;
+    },
+  ) {
+    this.#db = db;
+    this.#owned = options.owned;
+    this.#busyTimeout = options.busyTimeout;
+    this.#reopen = options.reopen;
+    this.#prepare();
+  }
+
+  /** The connection statements run on now. */
+  get db(): Database.Database {
+    return this.#db;
+  }
+
+  async read<T>(steps: Steps<T>): Promise<T> {
+    if (!this.#reopen) return runSteps(steps, (s) => this.#run(s));
+    // A read statement that found the database busy (rollback-journal mode) read nothing:
+    // it is tried again, on a fresh connection.
+    return runStepsAsync(steps, (s) =>
+      whenNotBusy(() => this.#repaired(() => this.#run(s)), this.#busyTimeout),
+    );
+  }
+
+  async transaction<T>(steps: Steps<T>, options?: WriteOptions): Promise<T> {
+    return this.locked(() => runSteps(ownMarked(steps, options?.capture), (s) => this.#run(s)));
+  }
+
+  error(cause: unknown): EdgecacheError {
+    return toEdgecacheError(cause);
+  }
+
+  async close(): Promise<void> {
+    this.#statements.clear();
+    if (this.#owned && this.#db.open) this.#db.close();
+  }
+
+  /**
+   * Runs `work` in a write transaction. BEGIN IMMEDIATE takes the write lock first: a
+   * deferred transaction that reads before it writes would fail at once with SQLITE_BUSY when
+   * another connection writes (SQLite calls no busy handler for a read lock's upgrade). Each
+   * try gives up at once if the lock is taken (busy_timeout 0: SQLite's own wait would block
+   * the event loop, and every request with it); the next comes after a pause, until
+   * busyTimeout has passed. A try that failed was rolled back, so trying again is safe.
+   */
+  async locked<T>(work: () => T): Promise<T> {
+    // Only a try whose work has not begun is tried again (its steps run once): a busy COMMIT
+    // (rollback-journal mode) fails the write, rolled back.
+    let began = false;
+    try {
+      return await whenNotBusy(
+        () =>
+          this.#repaired(() => {
+            const saved = (this.#timeout.read.get() as { timeout: number }).timeout;
+            this.#setTimeout(0);
+            try {
+              return this.#db
+                .transaction(() => {
+                  began = true;
+                  return work();
+                })
+                .immediate();
+            } catch (err) {
+              throw began ? new Begun(err) : err;
+            } finally {
+              this.#setTimeout(saved);
+            }
+          }),
+        this.#busyTimeout,
+      );
+    } catch (err) {
+      throw err instanceof Begun ? err.cause : err;
+    }
+  }
+
+  /** Runs `work`; after SQLITE_BUSY, a reopenable connection is replaced (see the class). */
+  #repaired<T>(work: () => T): T {
+    try {
+      return work();
+    } catch (err) {
+      if (this.#reopen && isBusy(err instanceof Begun ? err.cause : err)) {
+        this.#statements.clear();
+        try {
+          this.#db.close();
+        } catch {
+          // Closed already.
+        }
+        this.#db = this.#reopen();
+        this.#prepare();
+      }
+      throw err;
+    }
+  }
+
+  /** What every connection is given: foreign keys on, the busy_timeout statements. */
+  #prepare(): void {
+    const db = this.#db;
+    // Off by default in SQLite; without it REFERENCES clauses are not enforced.
+    this.#guard(() => db.pragma("foreign_keys = ON"));
+    this.#timeout = { read: db.prepare("PRAGMA busy_timeout"), set: new Map() };
+  }
+
+  #setTimeout(ms: number): void {
+    let set = this.#timeout.set.get(ms);
+    if (!set) {
+      set = this.#db.prepare(`PRAGMA busy_timeout = ${Math.trunc(ms)}`);
+      this.#timeout.set.set(ms, set);
+    }
+    set.run();
+  }
+
+  #run({ sql, params }: Statement): Row[] {
+    const statement = this.#statement(sql);
+    // A statement without rows (capture's DDL) is run; all() refuses it.
+    if (!statement.reader) {
+      statement.run(params);
+      return [];
+    }
+    return statement.all(params) as Row[];
+  }
+
+  #statement(sql: string): Database.Statement {
+    let statement = this.#statements.get(sql);
+    if (statement) {
+      this.#statements.delete(sql); // re-insert: Map order is our recency order
+    } else {
+      statement = this.#db.prepare(sql);
+      if (this.#statements.size >= MAX_CACHED_STATEMENTS) {
+        const oldest = this.#statements.keys().next().value;
+        if (oldest !== undefined) this.#statements.delete(oldest);
+      }
+    }
+    this.#statements.set(sql, statement);
+    return statement;
+  }
+
+  /** Runs driver work and turns anything thrown into an EdgecacheError without SQL text. */
+  #guard<T>(work: () => T): T {
+    try {
+      return work();
+    } catch (err) {
+      throw toEdgecacheError(err);
+    }
+  }
+}

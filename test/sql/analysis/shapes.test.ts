@@ -1,0 +1,526 @@
+import { describe, expect, it } from "vitest";
+import { DependencyIndex } from "../../../src/core/deps/index.ts";
+import { planWrite, type WriteEvent } from "../../../src/core/deps/planner.ts";
+import { matches } from "../../../src/core/deps/predicate.ts";
+import { namePlaceholders } from "../../../src/sql/analysis/parse.ts";
+import {
+  NO_LIMIT,
+  registrationOf,
+  type SqlDialect,
+  type SqlSchema,
+  type SqlTable,
+  sqlShape,
+  wholeTable,
+} from "../../../src/sql/analysis/shapes.ts";
+
+const users: SqlTable = {
+  primaryKey: "id",
+  columns: { id: "number", name: "text", age: "number", at: "other" },
+};
+const orders: SqlTable = {
+  primaryKey: "id",
+  columns: { id: "number", user_id: "number", total: "number", note: "text" },
+};
+const tables: Record<string, SqlTable> = {
+  users,
+  orders,
+  "app.users": users,
+  logs: { columns: { id: "number" } },
+};
+const schema: SqlSchema = (t) => tables[t];
+
+/** Drizzle's spelling of a select in each dialect: `?` on SQLite, `$n` on PostgreSQL. */
+function drizzleSql(dialect: SqlDialect, sql: string): string {
+  let n = 0;
+  return dialect === "postgres" ? sql.replace(/\?/g, () => `$${++n}`) : sql;
+}
+const shape = (dialect: SqlDialect, sql: string, params: unknown[] = []) =>
+  sqlShape(drizzleSql(dialect, sql), params, dialect, schema);
+
+describe("sqlShape: what a select depends on", () => {
+  for (const dialect of ["sqlite", "postgres"] as const) {
+    describe(dialect, () => {
+      it("a primary-key lookup registers its row, whatever the window", () => {
+        const s = shape(
+          dialect,
+          'select "id", "name" from "users" where "users"."id" = ? limit ?',
+          [5, 1],
+        );
+        expect(s).toMatchObject({
+          tables: ["users"],
+          widened: [],
+          lists: { rowIds: [5], disjuncts: [] },
+        });
+        const r = registrationOf(s, [[5, "Ann"]]);
+        expect(r).toEqual({ tags: ["users", "users#5"], lists: [] });
+      });
+
+      it("IN on the primary key is one lookup however long the list; NULLs in it match nothing", () => {
+        const ids = Array.from({ length: 100 }, (_, i) => i);
+        const s = shape(
+          dialect,
+          `select "id" from "users" where "users"."id" in (${ids.map(() => "?").join(", ")}, ?)`,
+          [...ids, null],
+        );
+        expect(s.lists?.rowIds).toEqual(ids);
+        expect(s.fallback).toBeUndefined();
+      });
+
+      it("AND/OR become one list per disjunct with the same window; the order ends at the key", () => {
+        const s = shape(
+          dialect,
+          'select "id", "name", "age" from "users" where ("users"."age" >= ? and ("users"."name" = ? or "users"."age" is null)) order by "users"."age" desc, "users"."id", "users"."name" limit ? offset ?',
+          [3, "Ann", 10, 20],
+        );
+        expect(s.widened).toEqual([]);
+        expect(s.lists?.disjuncts).toEqual([
+          [
+            { column: "age", op: "gte", value: 3 },
+            { column: "name", op: "eq", value: "Ann" },
+          ],
+          [
+            { column: "age", op: "gte", value: 3 },
+            { column: "age", op: "null" },
+          ],
+        ]);
+        expect(s.lists?.sort.map((k) => k.column)).toEqual(["age", "id"]);
+        expect(s.lists).toMatchObject({ ordered: true, offset: 20, limit: 10 });
+        const r = registrationOf(s, [
+          [7, "Ann", 9],
+          [8, "Bo", null],
+        ]);
+        expect(r.lists).toHaveLength(2);
+        expect(r.lists[0]).toMatchObject({ count: 2, last: [null, 8] });
+      });
+
+      it("a comparison with NULL matches nothing", () => {
+        const s = shape(dialect, 'select "id" from "users" where "users"."age" > ?', [null]);
+        expect(s.lists).toMatchObject({ rowIds: [], disjuncts: [] });
+        expect(registrationOf(s, []).lists).toEqual([]);
+      });
+
+      it("a value of another type than its column is not compared: the condition is dropped", () => {
+        // SQLite's affinity would compare 5 with a text column as '5': not followed.
+        const s = shape(
+          dialect,
+          'select "id" from "users" where "users"."name" = ? and "users"."age" < ?',
+          [5, 3],
+        );
+        expect(s.widened).toEqual(["type"]);
+        expect(s.lists?.disjuncts).toEqual([[{ column: "age", op: "lt", value: 3 }]]);
+      });
+
+      it("functions and NOT in WHERE are taken as TRUE: a wider predicate, counted", () => {
+        const s = shape(
+          dialect,
+          'select "id" from "users" where lower("users"."name") = ? and not ("users"."age" = ?)',
+          ["x", 1],
+        );
+        expect(s.widened).toEqual(["expression"]);
+        expect(s.lists?.disjuncts).toEqual([[]]);
+      });
+
+      it("LIMIT without ORDER BY registers the predicate only (no window)", () => {
+        const s = shape(
+          dialect,
+          'select "id", "age" from "users" where "users"."age" = ? limit ?',
+          [1, 2],
+        );
+        expect(s.widened).toEqual(["order"]);
+        const r = registrationOf(s, [
+          [1, 1],
+          [2, 1],
+        ]);
+        expect(r.lists[0]?.last).toBeUndefined();
+      });
+
+      it("falls back to table level, with a reason, for what the planner cannot follow", () => {
+        const cases: [string, string][] = [
+          ['select "age", max("id") from "users" group by "users"."age"', "group-by"],
+          ['select "age" from "users" group by "users"."age"', "group-by"],
+          ['select count(*) from "users" having count(*) > 1', "group-by"],
+          ['select distinct "age" from "users"', "distinct"],
+          [
+            'select "id" from "users" order by (select count(*) from "orders" where "orders"."user_id" = "users"."id")',
+            "subquery",
+          ],
+          ['select "id" from (select "id" from "users") as "u"', "subquery"],
+          ['with "u" as (select "id" from "users") select "id" from "u"', "cte"],
+          ['select "id" from "nowhere"', "unknown-table"],
+          ['select "id" from "logs"', "no-primary-key"],
+          ['select "id" from "users" union select "id" from "logs"', "set-operation"],
+          ["this is not sql", "parse"],
+        ];
+        for (const [sql, reason] of cases) {
+          expect(shape(dialect, sql).fallback, sql).toBe(reason);
+        }
+        const r = registrationOf(shape(dialect, cases[9]![0]), []);
+        // At table level: any write to a table it read drops it.
+        expect(r).toEqual({
+          tags: ["users", "logs"],
+          lists: [wholeTable("users"), wholeTable("logs")],
+        });
+      });
+
+      it("too many disjuncts fall back to the table", () => {
+        const terms = Array.from({ length: 6 }, () => '("users"."age" = ? or "users"."name" = ?)');
+        const params = Array.from({ length: 12 }, (_, i) => (i % 2 ? "x" : i));
+        expect(
+          shape(dialect, `select "id" from "users" where ${terms.join(" and ")}`, params).fallback,
+        ).toBe("disjuncts");
+      });
+    });
+  }
+
+  it("SQLite's LIKE ignores ASCII case: one prefix per case variant, at most 3 letters", () => {
+    const s = shape("sqlite", 'select "id" from "users" where "users"."name" like ?', ["ab%"]);
+    expect(s.widened).toEqual([]);
+    expect(s.lists?.disjuncts.map((d) => d[0])).toEqual([
+      { column: "name", op: "prefix", value: "ab" },
+      { column: "name", op: "prefix", value: "aB" },
+      { column: "name", op: "prefix", value: "Ab" },
+      { column: "name", op: "prefix", value: "AB" },
+    ]);
+    const long = shape("sqlite", 'select "id" from "users" where "users"."name" like ?', [
+      "1abcd%",
+    ]);
+    expect(long.widened).toEqual(["like"]);
+    expect(long.lists?.disjuncts).toHaveLength(8);
+    expect(long.lists?.disjuncts[0]).toEqual([{ column: "name", op: "prefix", value: "1abc" }]);
+    // A row the database matches is matched by some registered disjunct.
+    for (const name of ["ABx", "abc", "aBz"]) {
+      expect(s.lists?.disjuncts.some((d) => matches({ name }, d as never))).toBe(true);
+    }
+  });
+
+  it("PostgreSQL's LIKE is case-sensitive; a pattern past its prefix is widened", () => {
+    const s = shape("postgres", 'select "id" from "users" where "users"."name" like ?', ["ab%"]);
+    expect(s.lists?.disjuncts).toEqual([[{ column: "name", op: "prefix", value: "ab" }]]);
+    const mid = shape("postgres", 'select "id" from "users" where "users"."name" like ?', [
+      "a\\%b%",
+    ]);
+    expect(mid.widened).toEqual(["like"]);
+    expect(mid.lists?.disjuncts).toEqual([[{ column: "name", op: "prefix", value: "a" }]]);
+  });
+
+  it('PostgreSQL orders text by its collation: a window needs COLLATE "C"', () => {
+    const plain = shape(
+      "postgres",
+      'select "id", "name" from "users" where "users"."age" = ? order by "users"."name", "users"."id" limit ?',
+      [1, 3],
+    );
+    expect(plain.widened).toEqual(["collation"]);
+    expect(plain.lists?.ordered).toBe(false);
+    const c = shape(
+      "postgres",
+      'select "id", "name" from "users" where "users"."age" = ? order by "users"."name" collate "C", "users"."id" limit ?',
+      [1, 3],
+    );
+    expect(c.widened).toEqual([]);
+    expect(c.lists?.ordered).toBe(true);
+    // Ranges on text need it too; equality does not.
+    expect(
+      shape("postgres", 'select "id" from "users" where "users"."name" > ?', ["b"]).widened,
+    ).toEqual(["collation"]);
+    expect(
+      shape("sqlite", 'select "id" from "users" where "users"."name" > ?', ["b"]).widened,
+    ).toEqual([]);
+  });
+
+  it("PostgreSQL sorts NULLs last ascending: the sort says so, and the planner follows", () => {
+    const s = shape(
+      "postgres",
+      'select "id", "age" from "users" where "users"."id" > ? order by "users"."age", "users"."id" limit ?',
+      [0, 2],
+    );
+    expect(s.lists?.sort).toEqual([
+      { column: "age", desc: false, nulls: "last" },
+      { column: "id", desc: false, nulls: "last" },
+    ]);
+    const r = registrationOf(s, [
+      [1, 5],
+      [2, 6],
+    ]);
+    const deps = {
+      keysForTag: () => [],
+      listsOn: () => r.lists.map((l) => ["k", l] as const),
+    };
+    const planSchema = { primaryKey: () => "id", joinColumns: () => [] };
+    const insert = (age: number | null): WriteEvent => ({
+      table: "users",
+      op: "insert",
+      new: { id: 9, age },
+    });
+    // A NULL age sorts after the window on PostgreSQL: the cached page stays.
+    expect(planWrite(insert(null), planSchema, deps).keys.size).toBe(0);
+    expect(planWrite(insert(5), planSchema, deps).keys.size).toBe(1);
+  });
+
+  it("a schema-qualified table is named schema.table; public is the bare name", () => {
+    expect(
+      shape("postgres", 'select "id" from "app"."users" where "app"."users"."id" = ?', [1]),
+    ).toMatchObject({
+      tables: ["app.users"],
+      lists: { rowIds: [1] },
+    });
+    expect(shape("postgres", 'select "id" from "public"."users"').tables).toEqual(["users"]);
+  });
+
+  it("without LIMIT the window holds every row", () => {
+    const s = shape("sqlite", 'select "id" from "users" where "users"."age" = ?', [1]);
+    expect(s.lists).toMatchObject({ limit: NO_LIMIT, offset: 0 });
+  });
+
+  it("SQLite placeholders are numbered as SQLite binds them, never inside strings or names", () => {
+    expect(
+      namePlaceholders(`select "a?" from t where x = ? and y = '?' and z = ?5 and w = ? -- ?`),
+    ).toBe(`select "a?" from t where x = :p1 and y = '?' and z = :p5 and w = :p6 -- ?`);
+  });
+});
+
+describe("the dependency index holds several lists of one key on one table", () => {
+  it("a write matching any disjunct of an OR drops the entry", () => {
+    const index = new DependencyIndex();
+    const s = shape(
+      "sqlite",
+      'select "id" from "users" where "users"."age" = ? or "users"."name" = ?',
+      [1, "x"],
+    );
+    index.add("k", [], registrationOf(s, []).lists, Number.POSITIVE_INFINITY);
+    expect([...index.listsOn("users")]).toHaveLength(2);
+    const planSchema = { primaryKey: () => "id", joinColumns: () => [] };
+    const insert = (row: Record<string, unknown>): WriteEvent => ({
+      table: "users",
+      op: "insert",
+      new: row,
+    });
+    expect(planWrite(insert({ id: 1, age: 1, name: "y" }), planSchema, index).keys).toEqual(
+      new Set(["k"]),
+    );
+    expect(planWrite(insert({ id: 2, age: 2, name: "x" }), planSchema, index).keys).toEqual(
+      new Set(["k"]),
+    );
+    expect(planWrite(insert({ id: 3, age: 2, name: "y" }), planSchema, index).keys.size).toBe(0);
+    index.remove("k");
+    expect([...index.listsOn("users")]).toHaveLength(0);
+  });
+});
+
+describe("joins along a key: each table's writes reach the results they can change", () => {
+  const planSchema = { primaryKey: () => "id", joinColumns: () => [] };
+  type Rows = Record<string, unknown>;
+  /** The keys a write to `table` drops, among the entries registered in `index`. */
+  const drops = (index: DependencyIndex, table: string, old?: Rows, row?: Rows) =>
+    [
+      ...planWrite(
+        {
+          table,
+          op: old && row ? "update" : old ? "delete" : "insert",
+          ...(old && { old }),
+          ...(row && { new: row }),
+        },
+        planSchema,
+        index,
+      ).keys,
+    ].sort();
+
+  for (const dialect of ["sqlite", "postgres"] as const) {
+    describe(dialect, () => {
+      it("orders joined to their users: an order's write reaches the pages it sorts into; a user's, its orders' rows and the lists of its conditions", () => {
+        const sql =
+          'select "orders"."id", "orders"."user_id", "users"."name" from "orders" inner join "users" on "users"."id" = "orders"."user_id" where "users"."name" = ? order by "orders"."id" limit ?';
+        const s = shape(dialect, sql, ["Ann", 2]);
+        expect(s.fallback).toBeUndefined();
+        expect(s.widened).toEqual(["join"]);
+        expect(s.tables.sort()).toEqual(["orders", "users"]);
+        expect(s.lists).toMatchObject({
+          table: "orders",
+          disjuncts: [[]],
+          ordered: true,
+          limit: 2,
+          joins: [{ table: "users", kind: "parent", from: "user_id", inner: true }],
+        });
+        const r = registrationOf(s, [
+          [10, 1, "Ann"],
+          [11, 1, "Ann"],
+        ]);
+        expect(r.tags.sort()).toEqual(
+          ["orders", "orders#10", "orders#11", "users", "users#1"].sort(),
+        );
+        const index = new DependencyIndex();
+        index.add("page", r.tags, r.lists, Number.POSITIVE_INFINITY);
+        // An order after the full page: kept; one before it: dropped.
+        expect(drops(index, "orders", undefined, { id: 12, user_id: 1, total: 1 })).toEqual([]);
+        expect(drops(index, "orders", undefined, { id: 9, user_id: 2, total: 1 })).toEqual([
+          "page",
+        ]);
+        // User 1 renamed: its orders' rows change. User 2 named Ann: its orders may come in.
+        expect(drops(index, "users", { id: 1, name: "Ann" }, { id: 1, name: "Bo" })).toEqual([
+          "page",
+        ]);
+        expect(drops(index, "users", { id: 2, name: "Cy" }, { id: 2, name: "Ann" })).toEqual([
+          "page",
+        ]);
+        // A user neither named Ann nor holding a listed order: kept.
+        expect(drops(index, "users", { id: 3, name: "Cy" }, { id: 3, name: "Di" })).toEqual([]);
+      });
+
+      it("a user with its orders (LEFT JOIN by key): only that user's rows and orders reach it", () => {
+        const sql =
+          'select "users"."id", "users"."name", "orders"."id", "orders"."total" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."id" = ?';
+        const s = shape(dialect, sql, [1]);
+        expect(s).toMatchObject({ widened: [], lists: { rowIds: [1], disjuncts: [] } });
+        expect(s.lists?.joins?.[0]).toMatchObject({
+          kind: "children",
+          column: "user_id",
+          ids: [1],
+        });
+        expect(s.lists?.joins?.[0]?.whole).toBeUndefined();
+        const r = registrationOf(s, [
+          [1, "Ann", 10, 5],
+          [1, "Ann", 11, 7],
+        ]);
+        const index = new DependencyIndex();
+        index.add("ann", r.tags, r.lists, Number.POSITIVE_INFINITY);
+        expect(drops(index, "orders", undefined, { id: 12, user_id: 2, total: 1 })).toEqual([]);
+        expect(drops(index, "orders", undefined, { id: 12, user_id: 1, total: 1 })).toEqual([
+          "ann",
+        ]);
+        // An order moved from user 1 to 2, or from 2 to 1.
+        expect(
+          drops(index, "orders", { id: 10, user_id: 1, total: 5 }, { id: 10, user_id: 2 }),
+        ).toEqual(["ann"]);
+        expect(
+          drops(index, "orders", { id: 13, user_id: 2, total: 5 }, { id: 13, user_id: "1" }),
+        ).toEqual(["ann"]);
+        expect(drops(index, "users", { id: 2, name: "Bo" }, { id: 2, name: "Ann" })).toEqual([]);
+        expect(drops(index, "users", { id: 1, name: "Ann" }, { id: 1, name: "Al" })).toEqual([
+          "ann",
+        ]);
+      });
+
+      it("a page of users with their orders: orders of the users on it, and users that sort into it", () => {
+        const sql =
+          'select "users"."id", "users"."age", "orders"."id" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."age" > ? order by "users"."age", "users"."id", "orders"."id" limit ?';
+        const s = shape(dialect, sql, [20, 3]);
+        expect(s.widened).toEqual([]);
+        const r = registrationOf(s, [
+          [1, 30, 10],
+          [1, 30, 11],
+          [2, 40, null],
+        ]);
+        const index = new DependencyIndex();
+        index.add("page", r.tags, r.lists, Number.POSITIVE_INFINITY);
+        expect(drops(index, "orders", undefined, { id: 12, user_id: 2 })).toEqual(["page"]);
+        expect(drops(index, "orders", undefined, { id: 12, user_id: 3 })).toEqual([]);
+        expect(drops(index, "users", undefined, { id: 3, age: 50 })).toEqual([]);
+        expect(drops(index, "users", undefined, { id: 3, age: 35 })).toEqual(["page"]);
+        expect(drops(index, "users", undefined, { id: 3, age: 10 })).toEqual([]);
+      });
+
+      it("what a user's orders cannot be followed for goes to table level on the orders", () => {
+        const cases = [
+          // An inner join: users without orders are missing, and one order brings one in.
+          'select "users"."id" from "users" inner join "orders" on "orders"."user_id" = "users"."id" where "users"."age" > ?',
+          // A condition on the orders: users whose orders all fail it are missing.
+          'select "users"."id" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."age" > ? and "orders"."total" > 1',
+          // An offset: orders of users before the page shift it.
+          'select "users"."id" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."age" > ? order by "users"."id" limit 2 offset 1',
+        ];
+        for (const sql of cases) {
+          const s = shape(dialect, sql, [20]);
+          expect(s.fallback, sql).toBeUndefined();
+          expect(s.widened, sql).toContain("join");
+          expect(s.lists?.joins?.[0]?.whole, sql).toBe("join");
+          expect(registrationOf(s, [[1]]).lists, sql).toContainEqual(wholeTable("orders"));
+        }
+      });
+
+      it("joins the planner cannot read at all fall back on both tables with the reason join", () => {
+        const cases = [
+          'select "users"."id" from "users" natural join "orders"',
+          'select "users"."id" from "users", "orders"',
+        ];
+        if (dialect === "postgres") {
+          cases.push(
+            'select "users"."id" from "users" right join "orders" on "orders"."user_id" = "users"."id"',
+            'select "users"."id" from "users" full join "orders" on "orders"."user_id" = "users"."id"',
+          );
+        }
+        for (const sql of cases) {
+          const s = shape(dialect, sql);
+          expect(s.fallback, sql).toBe("join");
+          expect(registrationOf(s, []).lists, sql).toEqual([
+            wholeTable("users"),
+            wholeTable("orders"),
+          ]);
+        }
+      });
+
+      it("a join not along a key registers that table at table level, the base by its conditions", () => {
+        const cases = [
+          'select "users"."id" from "users" join "orders" on "orders"."total" = "users"."age" where "users"."age" > ?',
+          'select "users"."id" from "users" join "orders" on "orders"."user_id" = "users"."id" and "orders"."total" > 1 where "users"."age" > ?',
+          // A table joined to itself: one write changes both sides at once.
+          'select "users"."id" from "users" join "users" as "v" on "v"."id" = "users"."age" where "users"."age" > ?',
+        ];
+        for (const sql of cases) {
+          const s = shape(dialect, sql, [20]);
+          expect(s.fallback, sql).toBeUndefined();
+          expect(s.widened, sql).toEqual(["join"]);
+          expect(s.lists?.joins?.[0]?.whole, sql).toBe("join");
+          const r = registrationOf(s, [[1]]);
+          expect(r.lists, sql).toContainEqual(wholeTable(s.lists!.joins![0]!.table));
+          expect(r.lists[0], sql).toMatchObject({
+            table: "users",
+            filters: [{ column: "age", op: "gt", value: 20 }],
+          });
+        }
+      });
+
+      it("a left join's condition that a missing parent satisfies: deleting any parent may bring its children in", () => {
+        const sql =
+          'select "orders"."id", "orders"."user_id" from "orders" left join "users" on "users"."id" = "orders"."user_id" where "users"."name" is null order by "orders"."id"';
+        const s = shape(dialect, sql);
+        expect(s.lists?.joins?.[0]?.reach).toEqual({ rowIds: [], disjuncts: [[]] });
+        const index = new DependencyIndex();
+        const r = registrationOf(s, []);
+        index.add("orphans", r.tags, r.lists, Number.POSITIVE_INFINITY);
+        // User 4 named: its orders were not in the result; deleted, they are (NULL name).
+        expect(drops(index, "users", { id: 4, name: "Ann" })).toEqual(["orphans"]);
+      });
+
+      it("a parent whose key the result does not hold goes to table level on the parent", () => {
+        const s = shape(
+          dialect,
+          'select "orders"."id", "users"."name" from "orders" left join "users" on "users"."id" = "orders"."user_id"',
+        );
+        expect(s.lists?.joins?.[0]?.whole).toBe("join");
+        expect(registrationOf(s, [[10, "Ann"]]).lists).toContainEqual(wholeTable("users"));
+      });
+
+      it("rows read by name: keys under a name two columns share are not read", () => {
+        const s = shape(
+          dialect,
+          'select "orders"."id", "orders"."user_id", "users"."id" from "orders" left join "users" on "users"."id" = "orders"."user_id"',
+        );
+        const r = registrationOf(s, [{ id: 10, user_id: 1 }]);
+        expect(r.tags).toContain("users#1");
+        // The result's "id" is either table's: no order tag is taken from it.
+        expect(r.tags).not.toContain("orders#10");
+        // A user with their orders, read by name: the user's key is under a shared name, so
+        // the orders go to table level, and the registration says it went wider.
+        const children = shape(
+          dialect,
+          'select "users"."id", "orders"."id" from "users" left join "orders" on "orders"."user_id" = "users"."id" where "users"."age" > ?',
+          [1],
+        );
+        expect(children.widened).toEqual([]);
+        const read = registrationOf(children, [{ id: 1 }]);
+        expect(read.lists).toContainEqual(wholeTable("orders"));
+        expect(read.widened).toBe("join");
+        expect(registrationOf(children, [[1, 10]]).widened).toBeUndefined();
+      });
+    });
+  }
+});

@@ -1,0 +1,117 @@
+import { describe, expect, it } from "vitest";
+import { CaptureDrain } from "../../../src/adapter/cloudflare/capture-drain.ts";
+import type { CapturedChange, CaptureFeed } from "../../../src/core/capture.ts";
+import type { WriteEvent } from "../../../src/core/deps/planner.ts";
+import type { DurableObjectStateLike } from "../../../src/durable/rpc.ts";
+import type { ChangeRecord } from "../../../src/log/contract.ts";
+import { ChangeLogHost } from "../../../src/log/durable-host.ts";
+
+/**
+ * The D1 drain marks a batch ordered only when no write appended since its last complete
+ * read of the change table. Found in review, when it counted turn grants instead: a data
+ * API write whose turn had lapsed (its D1 batch outlasting the turn) or that the object
+ * forgot (a restart) was still in flight, so a change captured before it committed was
+ * appended after its record, marked ordered; with a row changed and changed back, the patch
+ * brought back the value in between.
+ */
+
+const storage = () => {
+  const map = new Map<string, unknown>();
+  const state: DurableObjectStateLike = {
+    storage: {
+      get: async <T>(k: string) => map.get(k) as T | undefined,
+      put: async (entries: Record<string, unknown>) => {
+        for (const [k, v] of Object.entries(entries)) map.set(k, structuredClone(v));
+      },
+      delete: async (keys: string[]) => {
+        for (const k of keys) map.delete(k);
+        return keys.length;
+      },
+    },
+    blockConcurrencyWhile: (f) => f(),
+  };
+  return { state, map };
+};
+
+/** D1's change table as the drain reads it: captured rows, and a data API write's marked ones. */
+function table() {
+  const rows: { seq: number; event: WriteEvent; api?: string }[] = [];
+  let next = 1;
+  const feed: CaptureFeed = {
+    installed: async () => true,
+    lead: async () => true,
+    async read(limit) {
+      return rows
+        .filter((r) => r.api === undefined)
+        .slice(0, limit)
+        .map((r): CapturedChange => ({ seq: r.seq, event: r.event, at: Date.now() }));
+    },
+    pending: async () => rows.length > 0,
+    async consume(changes) {
+      for (const c of changes)
+        rows.splice(
+          rows.findIndex((r) => r.seq === c.seq),
+          1,
+        );
+    },
+    wait: async () => {},
+    close: async () => {},
+  };
+  return {
+    feed,
+    commit: (event: WriteEvent, api?: string) => rows.push({ seq: next++, event, api }),
+    forget: (api: string) => rows.splice(0, rows.length, ...rows.filter((r) => r.api !== api)),
+  };
+}
+
+const active = { id: 7, status: "active" };
+const archived = { id: 7, status: "archived" };
+/** C, around edgecache (another Worker, wrangler): archives row 7. */
+const C: WriteEvent = { table: "users", op: "update", old: active, new: archived };
+/** W, the data API: restores it (commits after C). */
+const W: WriteEvent = { table: "users", op: "update", old: archived, new: active };
+
+async function records(map: Map<string, unknown>): Promise<ChangeRecord[]> {
+  return [...map.entries()]
+    .filter(([k]) => /^r\d+$/.test(k))
+    .map(([, v]) => v as ChangeRecord)
+    .sort((a, b) => a.seq - b.seq);
+}
+
+describe("D1 capture drain: a data API write in flight without a live turn", () => {
+  for (const how of ["its turn lapsed", "the object restarted"] as const) {
+    it(`a change committed before the write and appended after it is not ordered (${how})`, async () => {
+      const { state, map } = storage();
+      let host = new ChangeLogHost(state);
+      const d1 = table();
+      const alarms = { setAlarm: async () => {} };
+      let drain = new CaptureDrain(alarms, d1.feed, host, 1000);
+      await drain.drain(); // a complete read: the mark is set
+      await drain.drain();
+      // W takes its turn before its D1 batch ...
+      const taken = await host.handle("turn", { token: "w", ms: 40 });
+      expect(((await taken.json()) as { taken: boolean }).taken).toBe(true);
+      if (how === "its turn lapsed") {
+        await new Promise((r) => setTimeout(r, 60)); // ... which is slow
+      } else {
+        host = new ChangeLogHost(state); // ... and the object restarts meanwhile
+        drain = new CaptureDrain(alarms, d1.feed, host, 1000);
+      }
+      await drain.drain(); // the alarm: a complete read of an empty table
+      d1.commit(C); // around edgecache
+      d1.commit(W, "w-mark"); // W's batch commits after C (W's rows marked, skipped)
+      await host.handle("append", {
+        token: "w",
+        ops: [{ event: W }],
+        tables: ["users"],
+        node: "i1",
+      });
+      d1.forget("w-mark");
+      await drain.drain(); // afterWrite's drain: reads C
+      const log = await records(map);
+      // C committed before W but is appended after W's record: if it were ordered, a read
+      // between the two records (row 7 as D1 has it: active) would be patched to C's value.
+      expect(log.at(-1)!.ordered).toBe(false);
+    });
+  }
+});
