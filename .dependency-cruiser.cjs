@@ -69,6 +69,17 @@ module.exports = {
       to: { path: "^src/(sources|query-cache|raw-sql|drizzle|app|adapter|cli)/" },
     },
     {
+      name: "postgres-loaded-by-node-entries",
+      comment:
+        'postgres.js is loaded (src/sql/postgres/connect.ts) only by the PostgreSQL source and the Node adapter: a Worker bundle that holds the drivers (raw SQL on D1) must not pull it in, since esbuild follows import("postgres") to Node\'s net and tls.',
+      severity: "error",
+      from: {
+        path: "^src/",
+        pathNot: "^src/(sources/postgres\\.ts|adapter/node/|sql/postgres/connect\\.ts)",
+      },
+      to: { path: "^src/sql/postgres/connect\\.ts$" },
+    },
+    {
       name: "cli-through-sources-index",
       comment:
         "The command line reaches the sources and the SQL room through the sources' front door (src/sources/index.ts), never a dialect, driver or capture file.",

@@ -13,11 +13,12 @@ import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
 import { comparableEvent } from "../sql/analysis/forms.ts";
 import type { SqlColumnKind } from "../sql/analysis/shapes.ts";
-import { type SqlClient, sqlClient } from "../sql/client.ts";
+import type { SqlClient } from "../sql/client.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import type { D1DatabaseLike } from "../sql/d1/binding.ts";
 import { D1_INTERNAL } from "../sql/d1/capture.ts";
 import { runStepsAsync } from "../sql/driver.ts";
+import { sqlDriver } from "../sql/drivers.ts";
 import { nodeRequire } from "../sql/node-require.ts";
 import { atMs, captureSchema, EXACT_FLOATS, postgresCaptureFeed } from "../sql/postgres/capture.ts";
 import { postgresDialect } from "../sql/postgres/dialect.ts";
@@ -516,7 +517,7 @@ type AppReads = (sql: string, params: readonly unknown[]) => Promise<Record<stri
 
 /** Reads on the application's client, through the one client contract (sql/client.ts). */
 function appReads(client: unknown): AppReads {
-  return clientExecutor(sqlClient(client)!).all;
+  return clientExecutor(sqlDriver(client)!).all;
 }
 
 /**
@@ -634,7 +635,7 @@ function clientExecutor(client: SqlClient): SqliteExecutor {
  */
 function d1Driver(db: D1DatabaseLike, log: CaptureDrainingLog): CaptureDriver {
   const catalog = sqliteCatalog(
-    clientExecutor(sqlClient(db)!),
+    clientExecutor(sqlDriver(db)!),
     () => drainedFollower(log),
     D1_INTERNAL,
   );

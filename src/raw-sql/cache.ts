@@ -19,7 +19,8 @@ import {
   sqlShape,
 } from "../sql/analysis/shapes.ts";
 import { writtenTables } from "../sql/analysis/writes.ts";
-import { type SqlClient, type SqlResult, type SqlRow, sqlClient } from "../sql/client.ts";
+import type { SqlClient, SqlResult, SqlRow } from "../sql/client.ts";
+import { sqlDriver } from "../sql/drivers.ts";
 
 export interface SqlCacheOptions {
   /** A libSQL `Client` (`@libsql/client`), a postgres.js `Sql`, or a D1 binding. */
@@ -100,7 +101,7 @@ export class SqlCache {
 
   constructor(options: SqlCacheOptions) {
     const c = "sql";
-    const client = sqlClient(options?.client);
+    const client = sqlDriver(options?.client);
     if (!client) {
       badOption(
         c,

@@ -8,14 +8,9 @@ import {
   postgresCaptureStatus,
   uninstallPostgresCapture,
 } from "../sql/postgres/capture.ts";
+import { connectPostgres, DEFAULT_MAX_CONNECTIONS, loadPostgres } from "../sql/postgres/connect.ts";
 import { type PgColumn, type PgTable, postgresDialect } from "../sql/postgres/dialect.ts";
-import {
-  connectPostgres,
-  DEFAULT_MAX_CONNECTIONS,
-  loadPostgres,
-  PostgresDriver,
-  type Sql,
-} from "../sql/postgres/driver.ts";
+import { PostgresDriver, type Sql } from "../sql/postgres/driver.ts";
 import { quote } from "../sql/schema.ts";
 import type { Source } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";

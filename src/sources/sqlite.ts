@@ -14,7 +14,12 @@ import {
   sqliteExecutorFeed,
   uninstallCaptureSteps,
 } from "../sql/sqlite/capture.ts";
-import { type ColumnMeta, sqliteDialect, type TableMeta } from "../sql/sqlite/dialect.ts";
+import {
+  type ColumnMeta,
+  DEFAULT_BUSY_TIMEOUT_MS,
+  sqliteDialect,
+  type TableMeta,
+} from "../sql/sqlite/dialect.ts";
 import { openSqliteFile } from "../sql/sqlite/file.ts";
 import { type LibsqlClientLike, libsqlDriver } from "../sql/sqlite/libsql-driver.ts";
 import { libsqlFile, openLibsqlFile, ownConnection } from "../sql/sqlite/own-connection.ts";
@@ -24,9 +29,6 @@ import { validateViewsOption } from "./sql.ts";
 import { SqlSource } from "./sql-source.ts";
 
 const COMPONENT = "sqlite";
-
-/** How long a write waits for another connection's write lock by default, ms. */
-export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
 
 interface CommonOptions {
   views?: ViewInfo[];

@@ -1,13 +1,12 @@
 /**
  * The one contract every database client is reached through, statement by statement: the
  * raw SQL entry runs the application's statements on it, change capture reads through it
- * where it follows the application's client, and `sqlClientConformance`
- * (edgecache/testing) holds each client to it. Which client is which is told once, in
- * client-kind.ts; the data API's drivers (sql/driver.ts) add transactions and batches on
- * their own connections.
+ * where it follows the application's client. Every driver (driver.ts) is a client, and the
+ * client of an application's database is its driver (`sqlDriver` in drivers.ts, held to
+ * this contract by `sqlDriverConformance` in edgecache/testing).
  */
 import type { SqlDialect } from "./analysis/shapes.ts";
-import { type ClientKind, clientKind } from "./client-kind.ts";
+import type { ClientKind } from "./client-kind.ts";
 
 /** A row as the entry returns it: a plain object by column name. */
 export type SqlRow = Record<string, unknown>;
@@ -52,139 +51,20 @@ async function postgresColumns(client: SqlClient, table: string) {
   return rows.map((r) => ({ name: String(r.name), type: String(r.type ?? "") }));
 }
 
-interface LibsqlClient {
-  execute(stmt: { sql: string; args: unknown[] }): Promise<{
-    columns: string[];
-    rows: ArrayLike<unknown>[];
-    rowsAffected: number;
-  }>;
-}
-
-interface BetterSqlite {
-  prepare(sql: string): {
-    /** Whether the statement returns rows (a select, `returning`). */
-    reader: boolean;
-    /** Whether it writes nothing. */
-    readonly: boolean;
-    all(params: unknown[]): SqlRow[];
-    run(params: unknown[]): { changes: number };
-  };
-}
-
-interface PostgresJs {
-  unsafe(
-    sql: string,
-    params: unknown[],
-  ): Promise<SqlRow[] & { count?: number | null; command?: string }>;
-}
-
-interface PgResult {
-  rows: SqlRow[];
-  rowCount: number | null;
-  command: string;
-}
-
-interface NodePostgres {
-  query(sql: string, params: unknown[]): Promise<PgResult | PgResult[]>;
-}
-
-/** PostgreSQL counts the rows a select returned as its count: a read changed none. */
-function changed(command: string | undefined, count: number | null | undefined): number {
-  return command === "SELECT" ? 0 : (count ?? 0);
-}
-
-interface D1Like {
-  prepare(sql: string): {
-    bind(...params: unknown[]): {
-      all(): Promise<{ results?: SqlRow[]; meta?: { changes?: number } }>;
-    };
-  };
+/** A table's columns from the catalog of `client`'s dialect. */
+export function catalogColumns(client: SqlClient, table: string) {
+  return client.dialect === "postgres"
+    ? postgresColumns(client, table)
+    : sqliteColumns(client, table);
 }
 
 /**
- * The client behind `client`, told by its shape (client-kind.ts): a libSQL `Client`
- * (`@libsql/client`), a better-sqlite3 `Database`, a postgres.js `Sql`, a node-postgres
- * `Pool` or `Client` (`pg`), or a D1 binding. Undefined for anything else.
+ * Rows a statement returned, with the rows it changed as PostgreSQL counts them: a select's
+ * count is the rows it returned, and it changed none.
  */
-export function sqlClient(client: unknown): SqlClient | undefined {
-  const kind = clientKind(client);
-  switch (kind) {
-    case "postgres.js": {
-      const sql = client as PostgresJs;
-      return clientOf("postgres", kind, async (text, params) => {
-        const rows = await sql.unsafe(text, [...params]);
-        return {
-          rows: rows.map((r) => ({ ...r })),
-          rowsAffected: changed(rows.command, rows.count),
-        };
-      });
-    }
-    case "node-postgres": {
-      const pg = client as NodePostgres;
-      return clientOf("postgres", kind, async (text, params) => {
-        // Without parameters pg sends the text as is: several statements answer a result each.
-        const all = [await pg.query(text, [...params])].flat();
-        const last = all.at(-1)!;
-        const rowsAffected = all.reduce((n, r) => n + changed(r.command, r.rowCount), 0);
-        return { rows: last.rows, rowsAffected };
-      });
-    }
-    case "libsql": {
-      const libsql = client as LibsqlClient;
-      return clientOf("sqlite", kind, async (sql, params) => {
-        const r = await libsql.execute({ sql, args: [...params] });
-        // libSQL's rows are array-likes with named columns; the entry returns plain objects.
-        const rows = r.rows.map((row) => {
-          const o: SqlRow = {};
-          r.columns.forEach((name, i) => {
-            o[name] = row[i];
-          });
-          return o;
-        });
-        // libSQL counts no change for a write whose rows come back (`returning`).
-        const returned = r.rowsAffected === 0 && rows.length > 0 && RETURNING.test(sql);
-        return { rows, rowsAffected: returned ? rows.length : r.rowsAffected };
-      });
-    }
-    case "better-sqlite3": {
-      const db = client as BetterSqlite;
-      // Synchronous, on the application's connection with its own busy_timeout, as any
-      // statement it runs there itself.
-      return clientOf("sqlite", kind, async (sql, params) => {
-        const statement = db.prepare(sql);
-        if (!statement.reader)
-          return { rows: [], rowsAffected: statement.run([...params]).changes };
-        const rows = statement.all([...params]);
-        // A write's `returning` rows are the rows it changed.
-        return { rows, rowsAffected: statement.readonly ? 0 : rows.length };
-      });
-    }
-    case "d1": {
-      const d1 = client as D1Like;
-      return clientOf("sqlite", kind, async (sql, params) => {
-        const r = await d1
-          .prepare(sql)
-          .bind(...params)
-          .all();
-        return { rows: r.results ?? [], rowsAffected: r.meta?.changes ?? 0 };
-      });
-    }
-    default:
-      return undefined;
-  }
+export function changedRows(command: string | undefined, count: number | null | undefined): number {
+  return command === "SELECT" ? 0 : (count ?? 0);
 }
 
 /** A write that hands back its rows: not a read, and `returning` somewhere in it. */
-const RETURNING = /^(?!\s*(?:select|values|pragma|explain)\b)[\s\S]*\breturning\b/i;
-
-/** A client of `kind` running statements by `run`, reading its dialect's catalog. */
-function clientOf(dialect: SqlDialect, kind: ClientKind, run: SqlClient["run"]): SqlClient {
-  return {
-    dialect,
-    kind,
-    run,
-    columns(table) {
-      return dialect === "postgres" ? postgresColumns(this, table) : sqliteColumns(this, table);
-    },
-  };
-}
+export const RETURNING = /^(?!\s*(?:select|values|pragma|explain)\b)[\s\S]*\breturning\b/i;

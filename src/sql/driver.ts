@@ -1,5 +1,6 @@
 import type { EdgecacheError } from "../core/errors.ts";
 import type { Row } from "../core/query.ts";
+import type { SqlClient } from "./client.ts";
 import type { Statement, Steps } from "./dialect.ts";
 
 /** What a write asks of the driver beyond its statements. */
@@ -13,11 +14,13 @@ export interface WriteOptions {
 }
 
 /**
- * How statements reach a database: better-sqlite3 (synchronous), postgres.js, D1. A driver
- * runs steps (see Steps) and maps its errors; what it can do for writes is a capability:
- * interactive transactions (TransactionDriver) or one batch of statements (BatchDriver).
+ * How statements reach a database, one per client (better-sqlite3, libSQL, postgres.js,
+ * node-postgres, D1), whatever the entry point: a client (one statement as the application
+ * would run it, the catalog), that also runs steps (see Steps) and maps its errors. What it
+ * can do for writes is a capability: interactive transactions (TransactionDriver) or one
+ * batch of statements (BatchDriver).
  */
-export interface SqlDriver {
+export interface SqlDriver extends SqlClient {
   /** Bound values one IN list of a join's lookup takes at most. */
   readonly maxInParams: number;
   /** Runs steps outside a write transaction: reads and discovery. */
@@ -27,7 +30,7 @@ export interface SqlDriver {
   close(): Promise<void>;
 }
 
-/** A driver with interactive transactions (better-sqlite3, postgres.js). */
+/** A driver with interactive transactions (better-sqlite3, libSQL, postgres.js, node-postgres). */
 export interface TransactionDriver extends SqlDriver {
   /**
    * Runs steps in one write transaction, with the rows change capture records marked with

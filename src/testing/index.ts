@@ -39,7 +39,11 @@ export {
   type SourceConformanceOptions,
   sourceConformance,
 } from "./source.ts";
-export { type SqlClientBackend, sqlClientConformance } from "./sql-client.ts";
+export {
+  type SqlClientBackend,
+  sqlClientConformance,
+  sqlDriverConformance,
+} from "./sql-driver.ts";
 export {
   type CleanupStore,
   type ConformanceClock,

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type SqlCache, sqlCache } from "../../src/raw-sql/index.ts";
-import { sqlClient } from "../../src/sql/client.ts";
+import { sqlDriver } from "../../src/sql/drivers.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { requirePostgres } from "../helpers/services.ts";
 import { betterSqliteRaw, libsqlRaw, postgresJsRaw, type RawHarness } from "./harness.ts";
@@ -43,7 +43,7 @@ function rawSuite(make: () => RawHarness, withCapture: boolean): void {
     h = make();
     await h.reset();
     if (withCapture) await h.installCapture();
-    const plain = sqlClient(h.client())!;
+    const plain = sqlDriver(h.client())!;
     fresh = async (sql, params) => (await plain.run(sql, params)).rows;
   });
   afterEach(async () => {

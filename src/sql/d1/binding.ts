@@ -15,6 +15,6 @@ export interface D1SessionLike extends D1QueriesLike {
 }
 export interface D1StatementLike {
   bind(...values: unknown[]): D1StatementLike;
-  all(): Promise<{ results: unknown[] }>;
+  all(): Promise<{ results: unknown[]; meta?: { changes?: number } }>;
   first(): Promise<unknown>;
 }

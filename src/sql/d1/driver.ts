@@ -1,5 +1,6 @@
 import { EdgecacheError } from "../../core/errors.ts";
 import type { Row } from "../../core/query.ts";
+import { catalogColumns, type SqlResult, type SqlRow } from "../client.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { type BatchDriver, runStepsAsync, type WriteOptions } from "../driver.ts";
 import { toEdgecacheError } from "../sqlite/dialect.ts";
@@ -29,6 +30,8 @@ const D1_MAX_PARAMS = 100;
 
 /** D1's async API as a driver: each statement awaited, a write one `batch` (one transaction). */
 export class D1Driver implements BatchDriver {
+  readonly dialect = "sqlite";
+  readonly kind = "d1";
   readonly maxInParams = D1_MAX_PARAMS;
   readonly #db: D1DatabaseLike;
   readonly #own: D1OwnChanges;
@@ -38,6 +41,16 @@ export class D1Driver implements BatchDriver {
     this.#db = db;
     this.#own = own;
     this.#sessions = sessions;
+  }
+
+  /** One statement on the binding (no session: the application's statements choose none). */
+  async run(sql: string, params: readonly unknown[]): Promise<SqlResult> {
+    const r = await prepare(this.#db, { sql, params: [...params] }).all();
+    return { rows: (r.results ?? []) as SqlRow[], rowsAffected: r.meta?.changes ?? 0 };
+  }
+
+  columns(table: string): Promise<{ name: string; type: string }[]> {
+    return catalogColumns(this, table);
   }
 
   read<T>(steps: Steps<T>): Promise<T> {

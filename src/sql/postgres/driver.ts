@@ -1,6 +1,7 @@
 import type postgres from "postgres";
-import { EdgecacheError, type ErrorCode, importPeer } from "../../core/errors.ts";
+import { EdgecacheError, type ErrorCode } from "../../core/errors.ts";
 import type { Row } from "../../core/query.ts";
+import { catalogColumns, changedRows, type SqlResult, type SqlRow } from "../client.ts";
 import type { Steps } from "../dialect.ts";
 import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
 import { API_SETTING, isInstalled } from "./capture.ts";
@@ -20,12 +21,6 @@ const CAPTURE_CHECK_MS = 1000;
 /** Small IN lists keep statements cheap to plan (PostgreSQL allows 65,535 parameters). */
 const MAX_IN_PARAMS = 500;
 
-/** Connections the source opens by default when it opens its own pool. */
-export const DEFAULT_MAX_CONNECTIONS = 10;
-
-/** Seconds to wait for a connection before the source reports the database unavailable. */
-const CONNECT_TIMEOUT_S = 5;
-
 /**
  * Seconds a connection waits before it reconnects after its n-th failure in a row: 50 ms
  * doubling, at most half a second. postgres.js's own backoff grows to 20 s, and its count
@@ -34,31 +29,6 @@ const CONNECT_TIMEOUT_S = 5;
  */
 export function reconnectBackoff(failures: number): number {
   return Math.min(0.05 * 2 ** failures, 0.5);
-}
-
-/**
- * A postgres.js pool as the source wants one: bounded connect time, notices off, no type
- * fetching (rows come back as plain objects; every conversion is in the select list).
- */
-export async function connectPostgres(url: string, max = DEFAULT_MAX_CONNECTIONS): Promise<Sql> {
-  const postgres = await loadPostgres();
-  return postgres(url, {
-    max,
-    connect_timeout: CONNECT_TIMEOUT_S,
-    backoff: reconnectBackoff,
-    onnotice: () => {},
-    fetch_types: false,
-  });
-}
-
-/** Loads postgres.js, which is an optional peer dependency. */
-export async function loadPostgres(): Promise<typeof postgres> {
-  const loaded = await importPeer(
-    () => import("postgres"),
-    COMPONENT,
-    "install postgres.js to use a PostgreSQL database: npm install postgres",
-  );
-  return loaded.default;
 }
 
 export type Sql = postgres.Sql;
@@ -72,19 +42,45 @@ type Runner = postgres.Sql | postgres.TransactionSql;
  */
 export class PostgresDriver implements TransactionDriver {
   readonly maxInParams = MAX_IN_PARAMS;
+  readonly dialect = "postgres";
+  readonly kind = "postgres.js";
   readonly sql: Sql;
   /** The PostgreSQL schema whose tables are served. */
   readonly schema: string;
   readonly #owned: boolean;
-  readonly #postgres: typeof postgres;
+  readonly #postgres: typeof postgres | undefined;
   #captureOn = false;
   #captureCheckedAt = 0;
 
-  constructor(sql: Sql, options: { owned: boolean; schema: string; postgres: typeof postgres }) {
+  constructor(
+    sql: Sql,
+    options: {
+      owned: boolean;
+      schema: string;
+      /** postgres.js itself, which connectOne() opens a connection with. */
+      postgres?: typeof postgres;
+    },
+  ) {
     this.sql = sql;
     this.schema = options.schema;
     this.#owned = options.owned;
     this.#postgres = options.postgres;
+  }
+
+  /** One statement as the application runs it (not prepared: its text may be one of many). */
+  async run(text: string, params: readonly unknown[]): Promise<SqlResult> {
+    const rows = (await this.sql.unsafe(text, [...params] as never[])) as unknown as SqlRow[] & {
+      count?: number | null;
+      command?: string;
+    };
+    return {
+      rows: rows.map((r) => ({ ...r })),
+      rowsAffected: changedRows(rows.command, rows.count),
+    };
+  }
+
+  columns(table: string): Promise<{ name: string; type: string }[]> {
+    return catalogColumns(this, table);
   }
 
   read<T>(steps: Steps<T>): Promise<T> {
@@ -123,6 +119,9 @@ export class PostgresDriver implements TransactionDriver {
    */
   connectOne(): Sql {
     const options = this.sql.options;
+    if (!this.#postgres) {
+      throw new EdgecacheError("E_INTERNAL", COMPONENT, "connectOne() needs postgres.js given");
+    }
     return this.#postgres({
       ...options,
       max: 1,
@@ -150,14 +149,25 @@ async function run(runner: Runner, sql: string, params: unknown[] = []): Promise
   return (await runner.unsafe(sql, params as never[], { prepare: true })) as unknown as Row[];
 }
 
-/** SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
-function toEdgecacheError(cause: unknown): EdgecacheError {
+/**
+ * A PostgreSQL error by its SQLSTATE class and code
+ * (https://www.postgresql.org/docs/current/errcodes-appendix.html), from postgres.js
+ * (`constraint_name`, `column_name`) or node-postgres (`constraint`, `column`).
+ */
+export function toEdgecacheError(cause: unknown): EdgecacheError {
   if (cause instanceof EdgecacheError) return cause;
-  const e = (cause ?? {}) as {
+  const raw = (cause ?? {}) as {
     code?: unknown;
     detail?: unknown;
     column_name?: unknown;
     constraint_name?: unknown;
+    column?: unknown;
+    constraint?: unknown;
+  };
+  const e = {
+    ...raw,
+    column_name: raw.column_name ?? raw.column,
+    constraint_name: raw.constraint_name ?? raw.constraint,
   };
   const code = typeof e.code === "string" ? e.code : "";
   const error = (errorCode: ErrorCode, text: string) =>

@@ -51,6 +51,9 @@ export function isBusy(err: unknown): boolean {
 const FIRST_BUSY_PAUSE_MS = 2;
 const MAX_BUSY_PAUSE_MS = 50;
 
+/** How long a write waits for another connection's write lock by default, ms. */
+export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+
 /**
  * Runs `attempt` (a synchronous statement or transaction on a connection whose
  * busy_timeout is 0, so that a taken lock fails it at once instead of blocking the event

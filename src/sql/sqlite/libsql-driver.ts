@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import { EdgecacheError } from "../../core/errors.ts";
 import type { Row } from "../../core/query.ts";
+import { catalogColumns, RETURNING, type SqlResult, type SqlRow } from "../client.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
 import { ownMarked } from "./capture.ts";
@@ -34,6 +35,7 @@ interface LibsqlTransactionLike {
 interface LibsqlResult {
   columns: string[];
   rows: ArrayLike<unknown>[];
+  rowsAffected: number;
 }
 
 /**
@@ -61,6 +63,7 @@ export function libsqlDriver(
         owned: true,
         busyTimeout: options.busyTimeout,
         reopen: open,
+        kind: "libsql",
       });
     });
     made.catch(() => {
@@ -70,6 +73,12 @@ export function libsqlDriver(
   };
   return {
     maxInParams: MAX_IN_PARAMS,
+    dialect: "sqlite",
+    kind: "libsql",
+    run: (sql, params) => runOnClient(client, sql, params),
+    columns(table) {
+      return catalogColumns(this, table);
+    },
     read: async (steps) => (await driver()).read(steps),
     transaction: async (steps, writeOptions) => (await driver()).transaction(steps, writeOptions),
     error: (cause) => toEdgecacheError(withExtendedCode(cause)),
@@ -94,6 +103,8 @@ export function libsqlDriver(
  */
 class LibsqlDriver implements TransactionDriver {
   readonly maxInParams = MAX_IN_PARAMS;
+  readonly dialect = "sqlite";
+  readonly kind = "libsql";
   readonly #client: LibsqlClientLike;
   readonly #busyTimeout: number;
   /** Reads take turns with writes (in memory). */
@@ -106,6 +117,14 @@ class LibsqlDriver implements TransactionDriver {
     this.#client = client;
     this.#busyTimeout = options.busyTimeout;
     this.#oneConnection = client.protocol === "file";
+  }
+
+  run(sql: string, params: readonly unknown[]): Promise<SqlResult> {
+    return runOnClient(this.#client, sql, params);
+  }
+
+  columns(table: string): Promise<{ name: string; type: string }[]> {
+    return catalogColumns(this, table);
   }
 
   async read<T>(steps: Steps<T>): Promise<T> {
@@ -167,6 +186,28 @@ class LibsqlDriver implements TransactionDriver {
     });
     return this.#ready;
   }
+}
+
+/**
+ * One statement on the application's client, as it runs it: values as the client gives
+ * them, rows as plain objects.
+ */
+async function runOnClient(
+  client: Pick<LibsqlClientLike, "execute">,
+  sql: string,
+  params: readonly unknown[],
+): Promise<SqlResult> {
+  const r = await client.execute({ sql, args: [...params] as LibsqlValue[] });
+  const rows = r.rows.map((row) => {
+    const o: SqlRow = {};
+    r.columns.forEach((name, i) => {
+      o[name] = row[i];
+    });
+    return o;
+  });
+  // libSQL counts no change for a write whose rows come back (`returning`).
+  const returned = r.rowsAffected === 0 && rows.length > 0 && RETURNING.test(sql);
+  return { rows, rowsAffected: returned ? rows.length : r.rowsAffected };
 }
 
 async function execute(

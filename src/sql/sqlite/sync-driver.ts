@@ -1,6 +1,8 @@
 import type Database from "better-sqlite3";
 import type { EdgecacheError } from "../../core/errors.ts";
 import type { Row } from "../../core/query.ts";
+import { catalogColumns, type SqlResult } from "../client.ts";
+import type { ClientKind } from "../client-kind.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { runSteps, runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
 import { ownMarked } from "./capture.ts";
@@ -27,10 +29,13 @@ const MAX_CACHED_STATEMENTS = 1000;
  */
 export class SyncSqliteDriver implements TransactionDriver {
   readonly maxInParams = MAX_IN_PARAMS;
+  readonly dialect = "sqlite";
+  readonly kind: ClientKind;
   #db: Database.Database;
   readonly #owned: boolean;
   readonly #busyTimeout: number;
   readonly #reopen: (() => Database.Database) | undefined;
+  readonly #guest: boolean;
   readonly #statements = new Map<string, Database.Statement>();
   /** busy_timeout read and set around each try (prepared once: a pragma() call compiles). */
   #timeout!: { read: Database.Statement; set: Map<number, Database.Statement> };
@@ -43,8 +48,17 @@ export class SyncSqliteDriver implements TransactionDriver {
       busyTimeout: number;
       /** Opens another connection to the same database, after SQLITE_BUSY (libSQL). */
       reopen?: () => Database.Database;
+      /** The client the connection is of: better-sqlite3's (the default), or libSQL's file. */
+      kind?: ClientKind;
+      /**
+       * The application's connection, which edgecache runs the application's statements on
+       * (raw SQL) and must leave as it is: foreign keys not switched on.
+       */
+      guest?: boolean;
     },
   ) {
+    this.kind = options.kind ?? "better-sqlite3";
+    this.#guest = options.guest ?? false;
     this.#db = db;
     this.#owned = options.owned;
     this.#busyTimeout = options.busyTimeout;
@@ -55,6 +69,21 @@ export class SyncSqliteDriver implements TransactionDriver {
   /** The connection statements run on now. */
   get db(): Database.Database {
     return this.#db;
+  }
+
+  /**
+   * One statement on the connection as its application would run it (its busy_timeout, no
+   * lock of edgecache's): a write's `returning` rows are the rows it changed.
+   */
+  async run(sql: string, params: readonly unknown[]): Promise<SqlResult> {
+    const statement = this.#statement(sql);
+    if (!statement.reader) return { rows: [], rowsAffected: statement.run([...params]).changes };
+    const rows = statement.all([...params]) as SqlResult["rows"];
+    return { rows, rowsAffected: statement.readonly ? 0 : rows.length };
+  }
+
+  columns(table: string): Promise<{ name: string; type: string }[]> {
+    return catalogColumns(this, table);
   }
 
   async read<T>(steps: Steps<T>): Promise<T> {
@@ -140,7 +169,7 @@ export class SyncSqliteDriver implements TransactionDriver {
   #prepare(): void {
     const db = this.#db;
     // Off by default in SQLite; without it REFERENCES clauses are not enforced.
-    this.#guard(() => db.pragma("foreign_keys = ON"));
+    if (!this.#guest) this.#guard(() => db.pragma("foreign_keys = ON"));
     this.#timeout = { read: db.prepare("PRAGMA busy_timeout"), set: new Map() };
   }
 

@@ -13,7 +13,7 @@ import { seedPostgresDemo } from "../../../demo/seed-postgres.ts";
 import { isPostgresUrl, postgresSource, redactUrl } from "../../../sources/postgres.ts";
 import type { Source } from "../../../sources/source.ts";
 import { sqliteSource } from "../../../sources/sqlite.ts";
-import { connectPostgres } from "../../../sql/postgres/driver.ts";
+import { connectPostgres } from "../../../sql/postgres/connect.ts";
 import { openSqliteFile, sqliteFileProblem } from "../../../sql/sqlite/file.ts";
 import { reloadsLists, shortHash } from "../cluster.ts";
 import type { EdgecacheConfig } from "../config.ts";

@@ -1,7 +1,7 @@
 import type postgres from "postgres";
 import { EdgecacheError } from "../../../core/errors.ts";
 import { redactUrl } from "../../../sources/postgres.ts";
-import { connectPostgres } from "../../../sql/postgres/driver.ts";
+import { connectPostgres } from "../../../sql/postgres/connect.ts";
 import { transaction } from "../../../sql/postgres/transaction.ts";
 import {
   type Created,

@@ -7,12 +7,12 @@ import { Miniflare } from "miniflare";
 import pgLib from "pg";
 import postgres from "postgres";
 import { describe, expect, it } from "vitest";
-import { sqlClient } from "../../src/sql/client.ts";
 import { clientKind } from "../../src/sql/client-kind.ts";
-import { sqlClientConformance } from "../../src/testing/index.ts";
+import { sqlDriver } from "../../src/sql/drivers.ts";
+import { sqlDriverConformance } from "../../src/testing/index.ts";
 import { requirePostgres } from "../helpers/services.ts";
 
-// Every client edgecache recognises, held to the one client contract (sql/client.ts).
+// Every client edgecache recognises, its driver held to the one driver contract (sql/driver.ts).
 
 const pg = await requirePostgres();
 
@@ -22,7 +22,7 @@ function tempFile(name: string): { path: string; remove(): void } {
   return { path: join(dir, name), remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-sqlClientConformance(
+sqlDriverConformance(
   "better-sqlite3 (memory)",
   async () => {
     const db = new Database(":memory:");
@@ -31,7 +31,7 @@ sqlClientConformance(
   { kind: "better-sqlite3", dialect: "sqlite" },
 );
 
-sqlClientConformance(
+sqlDriverConformance(
   "better-sqlite3 (file)",
   async () => {
     const file = tempFile("db.sqlite");
@@ -47,7 +47,7 @@ sqlClientConformance(
   { kind: "better-sqlite3", dialect: "sqlite" },
 );
 
-sqlClientConformance(
+sqlDriverConformance(
   "libSQL (file)",
   async () => {
     const file = tempFile("db.sqlite");
@@ -63,7 +63,7 @@ sqlClientConformance(
   { kind: "libsql", dialect: "sqlite" },
 );
 
-sqlClientConformance(
+sqlDriverConformance(
   "libSQL (memory)",
   async () => {
     const client = createClient({ url: ":memory:" });
@@ -72,7 +72,7 @@ sqlClientConformance(
   { kind: "libsql", dialect: "sqlite" },
 );
 
-sqlClientConformance(
+sqlDriverConformance(
   "D1 (miniflare)",
   async () => {
     const mf = new Miniflare({
@@ -87,7 +87,7 @@ sqlClientConformance(
 );
 
 pg.describe("PostgreSQL clients", () => {
-  sqlClientConformance(
+  sqlDriverConformance(
     "postgres.js",
     async () => {
       const sql = postgres(pg.url, { max: 2, onnotice: () => {} });
@@ -96,7 +96,7 @@ pg.describe("PostgreSQL clients", () => {
     { kind: "postgres.js", dialect: "postgres" },
   );
 
-  sqlClientConformance(
+  sqlDriverConformance(
     "node-postgres (Pool)",
     async () => {
       const pool = new pgLib.Pool({ connectionString: pg.url, max: 2 });
@@ -105,7 +105,7 @@ pg.describe("PostgreSQL clients", () => {
     { kind: "node-postgres", dialect: "postgres" },
   );
 
-  sqlClientConformance(
+  sqlDriverConformance(
     "node-postgres (Client)",
     async () => {
       const client = new pgLib.Client({ connectionString: pg.url });
@@ -120,7 +120,7 @@ describe("what is told for a client", () => {
   it("a driver with query, connect and end that is not pg (mysql's shape) is no client", () => {
     const mysqlLike = { query() {}, connect() {}, end() {}, config: {} };
     expect(clientKind(mysqlLike)).toBeUndefined();
-    expect(sqlClient(mysqlLike)).toBeUndefined();
+    expect(sqlDriver(mysqlLike)).toBeUndefined();
   });
 });
 
@@ -128,7 +128,7 @@ pg.describe("node-postgres without parameters", () => {
   it("several statements in one text answer the last one's rows and every change", async () => {
     const pool = new pgLib.Pool({ connectionString: pg.url, max: 1 });
     try {
-      const client = sqlClient(pool)!;
+      const client = sqlDriver(pool)!;
       const t = `ec_multi_${Math.random().toString(36).slice(2, 8)}`;
       const r = await client.run(
         `create temp table ${t} (id int); insert into ${t} values (1), (2); select id from ${t} order by id`,

@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type SqlClient, sqlClient } from "../sql/client.ts";
+import type { Row } from "../core/query.ts";
+import type { SqlClient } from "../sql/client.ts";
+import type { Statement, Steps } from "../sql/dialect.ts";
+import { type Driver, isTransactional } from "../sql/driver.ts";
+import { sqlDriver } from "../sql/drivers.ts";
 
 /** A client under the suite, of a database it may create tables in. */
 export interface SqlClientBackend {
@@ -10,34 +14,41 @@ export interface SqlClientBackend {
 }
 
 /**
- * The SQL client conformance suite: a database client must be recognised (the one place
- * that tells clients apart, client-kind.ts) and run statements as `SqlClient` says, since
- * the raw SQL entry runs the application's statements through it and change capture reads
- * the catalog with it: rows as plain objects by column name with their values as stored,
- * parameters bound in order, `rowsAffected` for writes (`returning` rows too) and 0 for
- * reads, the catalog's columns of a table, and a failed statement (a syntax error, a
- * constraint) that rejects and leaves the client usable, the defect that lost a real
- * application's writes (issue 45).
+ * The SQL driver conformance suite: a database client must be recognised (the one place
+ * that tells clients apart, client-kind.ts) and its driver (`sqlDriver`, drivers.ts) must
+ * work as the one driver contract says, since every entry point runs on it.
+ *
+ * As a client (`SqlClient`: the raw SQL entry runs the application's statements through
+ * it, change capture reads the catalog with it): rows as plain objects by column name with
+ * their values as stored, parameters bound in order, `rowsAffected` for writes (`returning`
+ * rows too) and 0 for reads, the catalog's columns of a table, and a failed statement (a
+ * syntax error, a constraint) that rejects and leaves the client usable, the defect that
+ * lost a real application's writes (issue 45).
+ *
+ * As a driver (`SqlDriver`: the data API's sources run on it): steps run statement by
+ * statement, each handed its rows; a write is all or nothing (an interactive transaction
+ * rolled back by a throw, or one batch rolled back by a failed statement); errors mapped to
+ * edgecache's codes (a unique violation is E_CONFLICT).
  *
  * `make` is called once; the tests share the database and make tables of their own,
  * named with a random suffix so that a shared server's other runs never meet them.
  *
  * @example
  * import Database from "better-sqlite3";
- * import { sqlClientConformance } from "edgecache/testing";
- * sqlClientConformance("better-sqlite3", async () => {
+ * import { sqlDriverConformance } from "edgecache/testing";
+ * sqlDriverConformance("better-sqlite3", async () => {
  *   const db = new Database(":memory:");
  *   return { client: db, close: async () => db.close() };
  * });
  */
-export function sqlClientConformance(
+export function sqlDriverConformance(
   name: string,
   make: () => Promise<SqlClientBackend>,
   expected: { kind: SqlClient["kind"]; dialect: SqlClient["dialect"] },
 ): void {
-  describe(`SQL client conformance: ${name}`, () => {
+  describe(`SQL driver conformance: ${name}`, () => {
     let backend: SqlClientBackend;
-    let client: SqlClient;
+    let client: Driver;
     const suffix = Math.random().toString(36).slice(2, 8);
     const table = (base: string) => `ec_${base}_${suffix}`;
     const p = (n: number) => (expected.dialect === "postgres" ? `$${n}` : "?");
@@ -51,7 +62,7 @@ export function sqlClientConformance(
 
     beforeAll(async () => {
       backend = await make();
-      const found = sqlClient(backend.client);
+      const found = sqlDriver(backend.client);
       if (!found) throw new Error(`${name}: the client was not recognised`);
       client = found;
     }, 60_000);
@@ -140,5 +151,69 @@ export function sqlClientConformance(
       const rows = (await client.run(`SELECT name FROM ${t} ORDER BY id`, [])).rows;
       expect(rows.map((r) => r.name)).toEqual(["Ann", "Bo"]);
     });
+
+    it("runs steps statement by statement, each handed its rows", async () => {
+      const t = await create("steps", "id INTEGER PRIMARY KEY, n INTEGER");
+      await client.run(`INSERT INTO ${t} (id, n) VALUES (1, 10), (2, 20)`, []);
+      function* sum(): Steps<number> {
+        const first = yield { sql: `SELECT n FROM ${t} WHERE id = ${p(1)}`, params: [1] };
+        const next = Number(first[0]!.n) / 10 + 1;
+        const second = yield { sql: `SELECT n FROM ${t} WHERE id = ${p(1)}`, params: [next] };
+        return Number(first[0]!.n) + Number(second[0]!.n);
+      }
+      expect(await client.read(sum())).toBe(30);
+    });
+
+    it("writes all or nothing: a transaction a step throws in, or a batch with a failed statement", async () => {
+      const t = await create("atomic", "id INTEGER PRIMARY KEY, name TEXT UNIQUE");
+      const insert = (id: number, name: string): Statement => ({
+        sql: `INSERT INTO ${t} (id, name) VALUES (${p(1)}, ${p(2)})`,
+        params: [id, name],
+      });
+      const names = async () =>
+        (await client.run(`SELECT name FROM ${t} ORDER BY id`, [])).rows.map((r) => r.name);
+      if (isTransactional(client)) {
+        function* both(): Steps<void> {
+          yield insert(1, "Ann");
+          yield insert(2, "Bo");
+        }
+        await client.transaction(both());
+        function* failing(): Steps<void> {
+          yield insert(3, "Cy");
+          throw new Error("changed my mind");
+        }
+        await expect(client.transaction(failing())).rejects.toThrow("changed my mind");
+      } else {
+        await client.batch([insert(1, "Ann"), insert(2, "Bo")]);
+        await expect(client.batch([insert(3, "Cy"), insert(4, "Ann")])).rejects.toThrow();
+      }
+      expect(await names()).toEqual(["Ann", "Bo"]);
+    });
+
+    it("maps the database's errors to edgecache's: a unique violation is E_CONFLICT", async () => {
+      const t = await create("errors", "id INTEGER PRIMARY KEY, name TEXT UNIQUE");
+      await client.run(`INSERT INTO ${t} (id, name) VALUES (1, 'Ann')`, []);
+      const failure = async (sql: string) => {
+        try {
+          await client.read(rows({ sql, params: [] }));
+        } catch (err) {
+          return client.error(err);
+        }
+        throw new Error(`expected ${sql} to fail`);
+      };
+      const conflict = await failure(`INSERT INTO ${t} (id, name) VALUES (2, 'Ann')`);
+      expect(conflict.code).toBe("E_CONFLICT");
+      // The message says what, not the SQL text.
+      expect(conflict.message).not.toContain("INSERT");
+      const missing = await failure(`SELECT * FROM ${table("absent")}`);
+      expect(missing.code).not.toBe("E_CONFLICT");
+    });
   });
 }
+
+function* rows(statement: Statement): Steps<Row[]> {
+  return yield statement;
+}
+
+/** The suite's earlier name (it held clients to `SqlClient` alone). */
+export const sqlClientConformance = sqlDriverConformance;

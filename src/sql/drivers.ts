@@ -1,0 +1,52 @@
+/**
+ * The one place a database client becomes its driver: `sqlDriver(client)` tells the client
+ * by its shape (client-kind.ts) and hands back the driver of that client, the same driver
+ * every entry point runs on (raw SQL, the query caches' capture, and the data API's
+ * sources, which give it options of their own).
+ */
+
+import type Database from "better-sqlite3";
+import { clientKind } from "./client-kind.ts";
+import type { D1DatabaseLike } from "./d1/binding.ts";
+import { D1OwnChanges } from "./d1/capture.ts";
+import { D1Driver } from "./d1/driver.ts";
+import type { Driver } from "./driver.ts";
+import { PostgresDriver, type Sql } from "./postgres/driver.ts";
+import { NodePostgresDriver, type NodePostgresLike } from "./postgres/node-postgres-driver.ts";
+import { DEFAULT_BUSY_TIMEOUT_MS } from "./sqlite/dialect.ts";
+import { type LibsqlClientLike, libsqlDriver } from "./sqlite/libsql-driver.ts";
+import { libsqlFile } from "./sqlite/own-connection.ts";
+import { SyncSqliteDriver } from "./sqlite/sync-driver.ts";
+
+/**
+ * The driver of `client`, the application's: a libSQL `Client` (`@libsql/client`), a
+ * better-sqlite3 `Database`, a postgres.js `Sql`, a node-postgres `Pool` or `Client`
+ * (`pg`), or a D1 binding; undefined for anything else. Statements run through `run` as
+ * the application runs them, on its client; the application's client is never closed, and
+ * its settings are left as they are.
+ */
+export function sqlDriver(client: unknown): Driver | undefined {
+  switch (clientKind(client)) {
+    case "better-sqlite3":
+      return new SyncSqliteDriver(client as Database.Database, {
+        owned: false,
+        busyTimeout: DEFAULT_BUSY_TIMEOUT_MS,
+        guest: true,
+      });
+    case "libsql":
+      return libsqlDriver(client as LibsqlClientLike, {
+        busyTimeout: DEFAULT_BUSY_TIMEOUT_MS,
+        file: () => libsqlFile(client),
+      });
+    case "postgres.js":
+      return new PostgresDriver(client as Sql, { owned: false, schema: "public" });
+    case "node-postgres":
+      return new NodePostgresDriver(client as NodePostgresLike);
+    case "d1": {
+      const db = client as D1DatabaseLike;
+      return new D1Driver(db, new D1OwnChanges(db), undefined);
+    }
+    default:
+      return undefined;
+  }
+}
