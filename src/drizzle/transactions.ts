@@ -4,6 +4,7 @@ import type { QueryCapture } from "../query-cache/capture.ts";
 import type { SqlDialect } from "../sql/analysis/shapes.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import { EdgecacheDrizzleCache } from "./cache.ts";
+import { type ProxiedClient, proxiedOf } from "./proxied.ts";
 import { dialectOf, learnTable, shapeSelect } from "./selects.ts";
 
 /**
@@ -13,6 +14,8 @@ import { dialectOf, learnTable, shapeSelect } from "./selects.ts";
  */
 interface SessionLike {
   cache?: DrizzleCacheContract;
+  /** sqlite-proxy's callback (see proxied.ts). */
+  client?: unknown;
   prepareQuery: (...args: unknown[]) => object;
 }
 interface DatabaseLike {
@@ -32,7 +35,7 @@ function betterSqliteRefused(): EdgecacheError {
   return new EdgecacheError(
     "E_BAD_OPTION",
     "drizzle",
-    'option "db": drizzle-orm/better-sqlite3 runs queries synchronously and drops the `cache` option, so no cache can see them; open the same file with drizzle-orm/libsql instead (drizzle(createClient({ url: "file:app.db" }), { cache: drizzleCache(...) }): the same SQLite file, change capture followed), or cache raw SQL on the better-sqlite3 Database with edgecache/sql (sqlCache({ client: database }))',
+    'option "db": drizzle-orm/better-sqlite3 runs queries synchronously and drops the `cache` option, so no cache can see them; give the same Database to drizzle-orm/sqlite-proxy through betterSqliteProxy (import { betterSqliteProxy } from "edgecache/drizzle/better-sqlite3"; const proxy = betterSqliteProxy(database); drizzle(proxy, proxy.batch, { cache: drizzleCache(...) }))',
   );
 }
 
@@ -93,6 +96,9 @@ export function withTransactions<DB extends object>(
   ) {
     badOption("drizzle", "db", "a Drizzle database with a session and transactions", db);
   }
+  // drizzle-orm's sqlite-proxy driver keeps no $client: edgecache's proxy names its own.
+  const proxied = proxiedOf(session);
+  const client = d.$client ?? proxied?.client;
   const follow = options?.capture ?? true;
   if (typeof follow !== "boolean") badOption("drizzle", "capture", "true or false", follow);
   if ((d as Record<symbol, unknown>)[WRAPPED]) return db;
@@ -106,10 +112,14 @@ export function withTransactions<DB extends object>(
     cache.learnForeignKeys(table);
     if (dialect) learnTable(table, cache, dialect);
   }
-  const capture = follow ? cache.followCapture(d.$client) : undefined;
-  if (!follow) cache.readCatalog(d.$client);
-  settleMutations(session, cache, dialect, capture, d.$client);
-  const transaction = d.transaction.bind(d);
+  const capture = follow ? cache.followCapture(client) : undefined;
+  if (!follow) cache.readCatalog(client);
+  settleMutations(session, cache, dialect, capture, client, proxied);
+  const bound = d.transaction.bind(d);
+  // On one connection shared by every request (the proxy), a transaction has it to itself.
+  const transaction: typeof bound = proxied
+    ? (run, config) => proxied.exclusive(() => bound(run, config))
+    : bound;
   d.transaction = async (run, config) => {
     const scope = new TransactionScope();
     const restore: (() => void)[] = [];
@@ -199,10 +209,16 @@ function settleMutations(
   dialect: SqlDialect | undefined,
   capture: QueryCapture | undefined,
   client: unknown,
+  proxied: ProxiedClient | undefined,
 ): void {
   const prepareQuery = session.prepareQuery;
   session.prepareQuery = function (this: SessionLike, ...args: unknown[]) {
     const prepared = prepareQuery.apply(this, args) as Record<string, unknown>;
+    // A query from outside an open transaction that shares this session (the proxy) is
+    // not the transaction's: it gets the database's cache, not the transaction's scope.
+    if (proxied && !proxied.inTransaction() && prepared.cache instanceof TransactionScope) {
+      prepared.cache = cache;
+    }
     // Every driver's prepareQuery takes the query's metadata sixth: { type, tables }.
     const meta =
       (args[5] as { type?: string; tables?: string[] } | undefined) ??

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@libsql/client";
+import Database from "better-sqlite3";
 import type { Cache } from "drizzle-orm/cache/core";
 import { drizzle as drizzleLibsql } from "drizzle-orm/libsql";
 import { drizzle as drizzleNodePg } from "drizzle-orm/node-postgres";
@@ -14,8 +15,10 @@ import {
 } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePostgresJs } from "drizzle-orm/postgres-js";
 import { blob, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { drizzle as drizzleProxy } from "drizzle-orm/sqlite-proxy";
 import pg from "pg";
 import postgres from "postgres";
+import { betterSqliteProxy } from "../../src/drizzle/better-sqlite3.ts";
 import { postgresSource } from "../../src/sources/postgres.ts";
 import { edgecache } from "../helpers/built-cli.ts";
 
@@ -32,6 +35,12 @@ export interface Harness {
   posts: AnyTable;
   /** A Drizzle database on a connection of its own, with `cache`. */
   db(cache?: Cache): AnyDb;
+  /**
+   * One connection for every request (better-sqlite3 through the proxy): a transaction has
+   * it to itself, so a statement on `db` inside one waits for it, and only a database
+   * wrapped by withTransactions may open one.
+   */
+  oneConnection?: boolean;
   /** Runs SQL outside Drizzle (set-up, direct writes). */
   exec(sql: string): Promise<void>;
   /** PostgreSQL: holds a row lock on another connection until the returned function runs. */
@@ -51,16 +60,39 @@ const unique = () =>
 
 /** libSQL on a file URL. */
 export function libsqlHarness(intMode: "number" | "bigint" = "number"): Harness {
+  const clients: ReturnType<typeof createClient>[] = [];
+  return sqliteFileHarness("libsql", (path) => {
+    const c = createClient({ url: `file:${path}`, intMode });
+    clients.push(c);
+    return { db: (cache) => drizzleLibsql(c, cache ? { cache } : {}), close: () => c.close() };
+  });
+}
+
+/**
+ * better-sqlite3 through drizzle-orm's sqlite-proxy driver and edgecache's proxy
+ * (`edgecache/drizzle/better-sqlite3`): drizzle-orm's own better-sqlite3 driver drops the cache.
+ */
+export function betterSqliteHarness(): Harness {
+  const harness = sqliteFileHarness("better-sqlite3 (sqlite-proxy)", (path) => {
+    const database = new Database(path);
+    const proxy = betterSqliteProxy(database);
+    return {
+      db: (cache) => drizzleProxy(proxy, proxy.batch, cache ? { cache } : {}),
+      close: () => database.close(),
+    };
+  });
+  return { ...harness, oneConnection: true };
+}
+
+/** A SQLite file, each Drizzle database on a connection of its own that `open` makes. */
+function sqliteFileHarness(
+  name: string,
+  open: (path: string) => { db: (cache: Cache | undefined) => AnyDb; close: () => void },
+): Harness {
   const dir = mkdtempSync(join(tmpdir(), "edgecache-drizzle-"));
   const path = join(dir, "db.sqlite");
-  const url = `file:${path}`;
-  const clients: ReturnType<typeof createClient>[] = [];
-  const client = () => {
-    const c = createClient({ url, intMode });
-    clients.push(c);
-    return c;
-  };
-  const admin = client();
+  const connections: { close: () => void }[] = [];
+  const admin = new Database(path);
   const users = sqliteTable("users", {
     id: integer("id").primaryKey(),
     name: text("name").notNull(),
@@ -74,16 +106,20 @@ export function libsqlHarness(intMode: "number" | "bigint" = "number"): Harness 
     title: text("title").notNull(),
   });
   return {
-    name: "libsql",
+    name,
     dialect: "sqlite",
     users,
     posts,
-    db: (cache) => drizzleLibsql(client(), cache ? { cache } : {}),
+    db: (cache) => {
+      const connection = open(path);
+      connections.push(connection);
+      return connection.db(cache);
+    },
     exec: async (sql) => {
-      await admin.executeMultiple(sql);
+      admin.exec(sql);
     },
     async reset() {
-      await admin.executeMultiple(`
+      admin.exec(`
         create table if not exists users (id integer primary key, name text not null, at integer, big blob, count integer);
         create table if not exists posts (id integer primary key, user_id integer not null, title text not null);
         delete from users; delete from posts;
@@ -96,7 +132,8 @@ export function libsqlHarness(intMode: "number" | "bigint" = "number"): Harness 
     installCapture: () => edgecache(["capture", "install", "--db", path]).then(() => {}),
     uninstallCapture: () => edgecache(["capture", "uninstall", "--db", path]).then(() => {}),
     async close() {
-      for (const c of clients) c.close();
+      for (const c of connections) c.close();
+      admin.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -164,12 +164,14 @@ export function drizzleSuite(make: () => Harness): void {
     it("a mutation inside a transaction invalidates at commit, not before", async () => {
       // Upstash-style: the update's invalidation runs at once; a read meanwhile caches the
       // committed old row, and nothing invalidates it when the transaction commits.
-      for (const ours of [false, true]) {
+      // On one connection (h.oneConnection) plain Drizzle may not open a transaction, and a
+      // read on db inside one waits for it: the Upstash-style half and that read are left out.
+      for (const ours of h.oneConnection ? [true] : [false, true]) {
         const db = ours ? cached().db : h.db(new UpstashStyleCache({ values: "exact" }));
         await h.reset();
         await db.transaction(async (tx: AnyDb) => {
           await rename(tx, "Bea");
-          expect(await nameOf(db)).toBe("Ann"); // outside: not committed yet
+          if (!h.oneConnection) expect(await nameOf(db)).toBe("Ann"); // outside: not committed yet
         });
         expect(await nameOf(db), ours ? "edgecache" : "upstash-style").toBe(ours ? "Bea" : "Ann");
       }
@@ -178,7 +180,7 @@ export function drizzleSuite(make: () => Harness): void {
     it("a rolled-back transaction invalidates nothing", async () => {
       const upstash = new UpstashStyleCache({ values: "exact" });
       const { cache, db: ours } = cached();
-      for (const db of [h.db(upstash), ours]) {
+      for (const db of h.oneConnection ? [ours] : [h.db(upstash), ours]) {
         expect(await nameOf(db)).toBe("Ann");
         await db
           .transaction(async (tx: AnyDb) => {
@@ -188,14 +190,14 @@ export function drizzleSuite(make: () => Harness): void {
           .catch(() => {});
         expect(await nameOf(db)).toBe("Ann");
       }
-      expect(upstash.size).toBe(1); // dropped by the rolled-back update, loaded again
+      if (!h.oneConnection) expect(upstash.size).toBe(1); // dropped by the rolled-back update, loaded again
       expect(cache.getStats()).toMatchObject({ misses: 1, hits: 1 }); // survived the rollback
     });
 
     it("reads inside a transaction are neither served from the cache nor stored", async () => {
       // Upstash-style: the transaction's own read of its uncommitted row is cached and
       // outlives the rollback, so everyone reads a value that never existed.
-      for (const ours of [false, true]) {
+      for (const ours of h.oneConnection ? [true] : [false, true]) {
         const db = ours ? cached().db : h.db(new UpstashStyleCache({ values: "exact" }));
         await h.reset();
         expect(await nameOf(db)).toBe("Ann");
