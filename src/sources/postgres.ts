@@ -1,6 +1,7 @@
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
 import { badOption } from "../core/errors.ts";
 import type { ViewInfo } from "../core/query.ts";
+import { clientKind } from "../sql/client-kind.ts";
 import {
   forgetPostgresCaptured,
   installPostgresCapture,
@@ -11,12 +12,19 @@ import {
 import { connectPostgres, DEFAULT_MAX_CONNECTIONS, loadPostgres } from "../sql/postgres/connect.ts";
 import { type PgColumn, type PgTable, postgresDialect } from "../sql/postgres/dialect.ts";
 import { PostgresDriver, type Sql } from "../sql/postgres/driver.ts";
+import { NodePostgresDriver, type NodePostgresLike } from "../sql/postgres/node-postgres-driver.ts";
 import { quote } from "../sql/schema.ts";
 import type { Source } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
-import { SqlSource } from "./sql-source.ts";
+import { SqlSource, sqlSource } from "./sql-source.ts";
 
 const COMPONENT = "postgres";
+
+interface PostgresSourceCommon {
+  views?: ViewInfo[];
+  /** The PostgreSQL schema whose tables are served ("public"). */
+  schema?: string;
+}
 
 export type PostgresSourceOptions = (
   | {
@@ -29,15 +37,20 @@ export type PostgresSourceOptions = (
       /** A postgres.js client the caller owns; close() leaves it open. */
       sql: Sql;
     }
-) & {
-  views?: ViewInfo[];
-  /** The PostgreSQL schema whose tables are served ("public"). */
-  schema?: string;
-};
+) &
+  PostgresSourceCommon;
+
+/**
+ * A node-postgres (`pg`) `Pool` or `Client` the caller owns; close() leaves it open. Change
+ * capture is not followed on it (its LISTEN is postgres.js's): writes through the data API
+ * are exact, writes around it wait for the TTL.
+ */
+export type NodePostgresSourceOptions = { client: NodePostgresLike } & PostgresSourceCommon;
 
 /**
  * A Source over PostgreSQL, through postgres.js (an optional peer dependency: `npm
- * install postgres`). Tables of one schema are discovered, views are declared. Text
+ * install postgres`), or on a node-postgres `Pool` or `Client` the caller gives (`{ client }`,
+ * change capture not followed). Tables of one schema are discovered, views are declared. Text
  * compares by code point (`COLLATE "C"`) and NULLs sort first in ascending order, as the
  * invalidation planner assumes; dates are read as fixed-width ISO text (see PgColumn).
  *
@@ -49,7 +62,11 @@ export type PostgresSourceOptions = (
  */
 export async function postgresSource(
   options: PostgresSourceOptions,
-): Promise<Source & CapturingSource> {
+): Promise<Source & CapturingSource>;
+export async function postgresSource(options: NodePostgresSourceOptions): Promise<Source>;
+export async function postgresSource(
+  options: PostgresSourceOptions | NodePostgresSourceOptions,
+): Promise<Source> {
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
@@ -57,6 +74,13 @@ export async function postgresSource(
   const { schema = "public" } = options;
   if (typeof schema !== "string" || schema === "") {
     badOption(COMPONENT, "schema", "a non-empty string", schema);
+  }
+  if ("client" in options) {
+    if (clientKind(options.client) !== "node-postgres") {
+      badOption(COMPONENT, "client", "a node-postgres Pool or Client", options.client);
+    }
+    const driver = new NodePostgresDriver(options.client);
+    return sqlSource(postgresDialect(schema), driver, { name: COMPONENT, views });
   }
   if ("sql" in options) {
     if (typeof options.sql !== "function" || typeof options.sql.unsafe !== "function") {

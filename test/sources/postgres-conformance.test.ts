@@ -1,3 +1,4 @@
+import pgLib from "pg";
 import postgres from "postgres";
 import { demoViews } from "../../src/demo/seed.ts";
 import { seedPostgresDemo } from "../../src/demo/seed-postgres.ts";
@@ -7,6 +8,7 @@ import { requirePostgres } from "../helpers/services.ts";
 
 // In CI a PostgreSQL server that cannot be reached fails this file (requirePostgres).
 const pg = await requirePostgres();
+const { Pool } = pgLib;
 
 pg.describe("PostgreSQL", () => {
   sourceConformance("postgres", async () => {
@@ -39,6 +41,38 @@ pg.describe("PostgreSQL", () => {
       close: async () => {
         await source.close();
         await client.end();
+        await admin.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+        await admin.end();
+      },
+    };
+  });
+});
+
+pg.describe("PostgreSQL on node-postgres", () => {
+  sourceConformance("postgres (node-postgres Pool)", async () => {
+    const schema = `ec_conformance_pg_${process.pid}_${Date.now() % 100_000}`;
+    const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`CREATE SCHEMA ${schema}`);
+    // The demo's seed is written for postgres.js: it seeds, and the source reads through pg.
+    const seeder = postgres(pg.url, {
+      max: 1,
+      onnotice: () => {},
+      connection: { search_path: schema },
+    });
+    await seedPostgresDemo(seeder, CONFORMANCE_SIZE);
+    for (const sql of CASCADE_SQL) await seeder.unsafe(sql);
+    await seeder.end();
+    const pool = new Pool({
+      connectionString: pg.url,
+      max: 4,
+      options: `-c search_path=${schema}`,
+    });
+    const source = await postgresSource({ client: pool, schema, views: demoViews });
+    return {
+      source,
+      close: async () => {
+        await source.close();
+        await pool.end();
         await admin.unsafe(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
         await admin.end();
       },
