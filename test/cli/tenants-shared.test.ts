@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { shortHash } from "../../src/adapter/node/cluster.ts";
 import { STATE_LEASE_MS } from "../../src/adapter/node/tenants/state-contract.ts";
 import { randomId } from "../../src/core/random-id.ts";
-import { exchange } from "../adapter/raw-client.ts";
+import { exchange } from "../adapter/node/raw-client.ts";
 import { tempDir } from "../app/harness.ts";
 import { startRedis } from "../helpers/redis-server.ts";
 import { type RequiredService, requirePostgres, requireRedis } from "../helpers/services.ts";

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { exchange } from "../adapter/raw-client.ts";
+import { exchange } from "../adapter/node/raw-client.ts";
 import { tempDir } from "../app/harness.ts";
 import { type Origin, startOrigin } from "../app/proxy-harness.ts";
 import { cli, serveTenants } from "./run-cli.ts";

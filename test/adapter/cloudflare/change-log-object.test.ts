@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
+import { ChangeLogObject } from "../../../src/adapter/cloudflare/change-log-object.ts";
 
 /**
  * `ChangeLogObject` is one class for the jobs of the CHANGE_LOG namespace: each object does the

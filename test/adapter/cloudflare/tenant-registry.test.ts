@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { Background } from "../../src/adapter/cloudflare/background.ts";
-import { TenantRegistry } from "../../src/adapter/cloudflare/tenant-registry.ts";
-import type { TenantTable } from "../../src/adapter/cloudflare/tenants-object.ts";
-import { keyHashOf, newKey, newTenantKeys, rowOf } from "../../src/adapter/tenants/model.ts";
+import { Background } from "../../../src/adapter/cloudflare/background.ts";
+import { TenantRegistry } from "../../../src/adapter/cloudflare/tenant-registry.ts";
+import type { TenantTable } from "../../../src/adapter/cloudflare/tenants-object.ts";
+import { keyHashOf, newKey, newTenantKeys, rowOf } from "../../../src/adapter/tenants/model.ts";
 
 // The isolate's lease on the tenant table, on a fake clock: what decides when a rotated key
 // stops working in an isolate that does not hear of it. The registry's Durable Object here

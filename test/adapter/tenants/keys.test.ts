@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { keyHash } from "../../src/adapter/node/tenants/state-contract.ts";
-import { keyHashOf, newKey } from "../../src/adapter/tenants/model.ts";
+import { keyHash } from "../../../src/adapter/node/tenants/state-contract.ts";
+import { keyHashOf, newKey } from "../../../src/adapter/tenants/model.ts";
 
 // Keys look and hash the same on Node (node:crypto) and on Workers (Web Crypto): a tenant's
 // key hash is one value wherever it is stored.

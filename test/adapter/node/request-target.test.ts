@@ -1,13 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type RunningServer, startServer } from "../../src/adapter/node/server/server.ts";
-import { type Harness, startEdgecache } from "../app/harness.ts";
+import { type RunningServer, startServer } from "../../../src/adapter/node/server/server.ts";
+import { type Harness, startEdgecache } from "../../app/harness.ts";
 import {
   counting,
   type Origin,
   type ProxyHarness,
   startOrigin,
   startProxy,
-} from "../app/proxy-harness.ts";
+} from "../../app/proxy-harness.ts";
 import { exchange, type WireReply } from "./raw-client.ts";
 
 // What a request names, decided once on Node's raw socket: the raw hit path, node:http's
@@ -50,7 +50,7 @@ beforeEach(async () => {
   ];
   origin = await startOrigin(counting({ "cache-control": "max-age=600" }));
   proxy = await startProxy(origin.url, { adminToken: TOKEN });
-  const { hitFinder } = await import("../../src/adapter/node/modes/proxy.ts");
+  const { hitFinder } = await import("../../../src/adapter/node/modes/proxy.ts");
   proxyHttp = await startServer({
     app: proxy.node.app,
     findHit: hitFinder(proxy.node.proxy),

@@ -2,12 +2,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { loadConfig, validateConfig } from "../../src/adapter/node/config.ts";
-import { createNodeProxy } from "../../src/adapter/node/modes/proxy.ts";
-import { expectBadOption, tempDir } from "../app/harness.ts";
-import { counting, type Origin, raw, startOrigin, startProxy } from "../app/proxy-harness.ts";
-import { CLI } from "../helpers/built-cli.ts";
-import { waitForLine } from "../helpers/child.ts";
+import { loadConfig, validateConfig } from "../../../src/adapter/node/config.ts";
+import { createNodeProxy } from "../../../src/adapter/node/modes/proxy.ts";
+import { expectBadOption, tempDir } from "../../app/harness.ts";
+import { counting, type Origin, raw, startOrigin, startProxy } from "../../app/proxy-harness.ts";
+import { CLI } from "../../helpers/built-cli.ts";
+import { waitForLine } from "../../helpers/child.ts";
 
 // Proxy mode on the Node adapter: the fast path, the persistent tier across restarts,
 // the memory bound, the config's proxy section and the CLI.

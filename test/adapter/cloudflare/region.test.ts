@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { regionOf } from "../../src/adapter/cloudflare/worker.ts";
-import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
-import { DurableChangeLog } from "../../src/log/durable-object.ts";
+import { regionOf } from "../../../src/adapter/cloudflare/worker.ts";
+import type { DurableObjectNamespaceLike } from "../../../src/durable/rpc.ts";
+import { DurableChangeLog } from "../../../src/log/durable-object.ts";
 
 // Follower mode's region: which follower of the log an isolate syncs with.
 

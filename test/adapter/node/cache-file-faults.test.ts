@@ -2,11 +2,11 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import type { Logger } from "../../src/adapter/node/log.ts";
-import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { createNodeProxy } from "../../src/adapter/node/modes/proxy.ts";
-import type { Row } from "../../src/core/query.ts";
-import { HIT, send, tempDir } from "../app/harness.ts";
+import type { Logger } from "../../../src/adapter/node/log.ts";
+import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
+import { createNodeProxy } from "../../../src/adapter/node/modes/proxy.ts";
+import type { Row } from "../../../src/core/query.ts";
+import { HIT, send, tempDir } from "../../app/harness.ts";
 
 // The cache never refuses to start because of its own file: a cache file on a read-only or
 // full filesystem, or one that cannot be made, leaves the node serving from memory, with

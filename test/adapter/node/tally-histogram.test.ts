@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { AggregatorRegistry, Histogram, Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { TallyHistogram } from "../../src/adapter/node/tally-histogram.ts";
+import { TallyHistogram } from "../../../src/adapter/node/tally-histogram.ts";
 
 // The read histogram is tallied in plain numbers (TallyHistogram): a scrape must show
 // exactly what prom-client's own Histogram shows for the same observations.

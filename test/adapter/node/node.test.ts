@@ -5,9 +5,9 @@ import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { loadConfig, validateConfig } from "../../src/adapter/node/config.ts";
-import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import type { Row } from "../../src/core/query.ts";
+import { loadConfig, validateConfig } from "../../../src/adapter/node/config.ts";
+import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
+import type { Row } from "../../../src/core/query.ts";
 import {
   booksDatabase,
   expectBadOption,
@@ -19,10 +19,10 @@ import {
   send,
   startEdgecache,
   tempDir,
-} from "../app/harness.ts";
-import { raw } from "../app/proxy-harness.ts";
-import { CLI } from "../helpers/built-cli.ts";
-import { waitForLine } from "../helpers/child.ts";
+} from "../../app/harness.ts";
+import { raw } from "../../app/proxy-harness.ts";
+import { CLI } from "../../helpers/built-cli.ts";
+import { waitForLine } from "../../helpers/child.ts";
 import { exchange } from "./raw-client.ts";
 
 // The Node adapter over real sockets and real SQLite files: the hit fast path, restarts

@@ -2,9 +2,9 @@ import { spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { validateConfig } from "../../src/adapter/node/config.ts";
-import { createNodeProxy, type NodeProxyOptions } from "../../src/adapter/node/modes/proxy.ts";
-import { tempDir } from "../app/harness.ts";
+import { validateConfig } from "../../../src/adapter/node/config.ts";
+import { createNodeProxy, type NodeProxyOptions } from "../../../src/adapter/node/modes/proxy.ts";
+import { tempDir } from "../../app/harness.ts";
 import {
   counting,
   type Origin,
@@ -12,10 +12,10 @@ import {
   raw,
   startOrigin,
   startProxy,
-} from "../app/proxy-harness.ts";
-import { CLI } from "../helpers/built-cli.ts";
-import { waitForLine } from "../helpers/child.ts";
-import { until } from "../helpers/cluster.ts";
+} from "../../app/proxy-harness.ts";
+import { CLI } from "../../helpers/built-cli.ts";
+import { waitForLine } from "../../helpers/child.ts";
+import { until } from "../../helpers/cluster.ts";
 
 // The proxy's manifest: URLs fetched through the real proxy from a real origin at start,
 // refreshed before they expire, retried with backoff when the origin refuses, and shown

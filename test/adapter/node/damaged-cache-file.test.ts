@@ -3,12 +3,12 @@ import { randomBytes } from "node:crypto";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import type { Row } from "../../src/core/query.ts";
-import { HIT, reply, send, tempDir } from "../app/harness.ts";
-import { CLI } from "../helpers/built-cli.ts";
-import { waitForLine } from "../helpers/child.ts";
-import { cutShort, keptAside, overwritePages } from "../helpers/damage.ts";
+import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
+import type { Row } from "../../../src/core/query.ts";
+import { HIT, reply, send, tempDir } from "../../app/harness.ts";
+import { CLI } from "../../helpers/built-cli.ts";
+import { waitForLine } from "../../helpers/child.ts";
+import { cutShort, keptAside, overwritePages } from "../../helpers/damage.ts";
 
 // The cache never refuses to start because of its own cache: a damaged cache file is kept
 // aside as <name>.damaged-<time> with one warning, and the cache goes on with a new one.

@@ -2,13 +2,13 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { lockFile } from "../../src/adapter/node/file-lock.ts";
-import { EdgecacheError } from "../../src/core/errors.ts";
-import { sqliteStore } from "../../src/stores/sqlite.ts";
-import { reply, tempDir } from "../app/harness.ts";
-import { CLI } from "../helpers/built-cli.ts";
-import { waitForLine } from "../helpers/child.ts";
-import { storedEntry } from "../helpers/entries.ts";
+import { lockFile } from "../../../src/adapter/node/file-lock.ts";
+import { EdgecacheError } from "../../../src/core/errors.ts";
+import { sqliteStore } from "../../../src/stores/sqlite.ts";
+import { reply, tempDir } from "../../app/harness.ts";
+import { CLI } from "../../helpers/built-cli.ts";
+import { waitForLine } from "../../helpers/child.ts";
+import { storedEntry } from "../../helpers/entries.ts";
 
 // One process per cache file: a second one is refused with the first one's pid, and the
 // first keeps its files and serves correctly.

@@ -1,6 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { type Harness, startEdgecache } from "../app/harness.ts";
-import { type Origin, type ProxyHarness, startOrigin, startProxy } from "../app/proxy-harness.ts";
+import { type Harness, startEdgecache } from "../../app/harness.ts";
+import {
+  type Origin,
+  type ProxyHarness,
+  startOrigin,
+  startProxy,
+} from "../../app/proxy-harness.ts";
 import { exchange } from "./raw-client.ts";
 
 // /_edgecache/metrics through prom-client: latency histograms by the tier that answered

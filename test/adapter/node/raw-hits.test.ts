@@ -2,12 +2,16 @@ import { createServer } from "node:http";
 import { type AddressInfo, connect } from "node:net";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
-import { createNodeProxy, hitFinder, type NodeProxy } from "../../src/adapter/node/modes/proxy.ts";
-import { MAX_RAW_HEAD, parseHead } from "../../src/adapter/node/server/raw-hits.ts";
-import { type RunningServer, startServer } from "../../src/adapter/node/server/server.ts";
-import { startEdgecache } from "../app/harness.ts";
-import { counting, type Origin, startOrigin } from "../app/proxy-harness.ts";
-import { fakeClock } from "../helpers/chaos-store.ts";
+import {
+  createNodeProxy,
+  hitFinder,
+  type NodeProxy,
+} from "../../../src/adapter/node/modes/proxy.ts";
+import { MAX_RAW_HEAD, parseHead } from "../../../src/adapter/node/server/raw-hits.ts";
+import { type RunningServer, startServer } from "../../../src/adapter/node/server/server.ts";
+import { startEdgecache } from "../../app/harness.ts";
+import { counting, type Origin, startOrigin } from "../../app/proxy-harness.ts";
+import { fakeClock } from "../../helpers/chaos-store.ts";
 import { closedWithin, type Exchange, exchange } from "./raw-client.ts";
 
 // The raw path over real sockets: hits answered before node:http parses anything must be
