@@ -8,7 +8,7 @@
  * - `recycled`: a new isolate every N requests, which starts from the log's history the
  *   object keeps (the summary an isolate uploaded and the records after it);
  * - `recycled, history withheld`: the same, with the history taken out of the object's
- *   replies (test/worker/edgecache-entry.ts WITHHOLD_HISTORY): a new isolate judges what it
+ *   replies (test/adapter/cloudflare/edgecache-entry.ts WITHHOLD_HISTORY): a new isolate judges what it
  *   did not apply by each table's last change, as before the object kept a history.
  *
  * Reports the hit rate, where the hits came from (memory, the Cache API, KV), the entries
@@ -18,7 +18,7 @@
  * its cache, log follower and memory tier and makes them again on the next request): what a
  * new isolate starts with, minus the module load.
  */
-import { startEdgecacheWorkers } from "../test/worker/edgecache-workers.ts";
+import { startEdgecacheWorkers } from "../test/adapter/cloudflare/edgecache-workers.ts";
 import {
   d1Statements,
   finishRun,

@@ -1,4 +1,4 @@
-import { startEdgecacheWorkers } from "../test/worker/edgecache-workers.ts";
+import { startEdgecacheWorkers } from "../test/adapter/cloudflare/edgecache-workers.ts";
 import {
   d1Statements,
   finishRun,
@@ -247,7 +247,7 @@ Machine: ${machine}. ${options.users} users, ${options.orders} orders, ${options
 ${options.connections} connections, seed ${options.seed}; D1 read replicas ${options.replicas ? "on (loads read the nearest replica at the log's bookmark)" : "off (every query at the primary)"}.
 
 Each run: a fresh workerd (miniflare) with one isolate of the edgecache Worker whose bindings
-are wrapped by \`test/worker/distance.ts\`: every call to the Durable Object (the change log)
+are wrapped by \`test/adapter/cloudflare/distance.ts\`: every call to the Durable Object (the change log)
 and to D1's primary costs the location's round trip, every call to KV and to a D1 replica
 ${options.replicaRtt} ms (0 at the 0 ms baseline). In follower mode the isolate syncs with its
 region's follower of the log, ${options.replicaRtt} ms from it, which is the location's round

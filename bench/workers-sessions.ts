@@ -2,7 +2,7 @@
  * Session mode on Workers at a distance (docs/guides/regions.md): two isolates of the
  * edgecache Worker in miniflare, a writer 5 ms from the log's object and D1's primary and a
  * reader `--rtt` ms from them (a D1 replica and KV 5 ms from each), with read replication on
- * (the replica lags until a session's bookmark makes it catch up, test/worker/distance.ts).
+ * (the replica lags until a session's bookmark makes it catch up, test/adapter/cloudflare/distance.ts).
  * For strict mode and session mode, one request at a time:
  *
  * - the reader's hit, by a client without a session;
@@ -19,7 +19,7 @@
  */
 import { parseArgs } from "node:util";
 import type { Row } from "../src/core/query.ts";
-import { startEdgecacheWorkers } from "../test/worker/edgecache-workers.ts";
+import { startEdgecacheWorkers } from "../test/adapter/cloudflare/edgecache-workers.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
 import { machineLine } from "./lib/worker-runs.ts";
@@ -170,7 +170,7 @@ const markdown = `# Session mode on Workers at a distance
 
 ${date}, ${describeCode(git)}. ${machine}.
 
-Two isolates in miniflare with the distance wrapper (test/worker/distance.ts): a writer ${NEAR} ms from the log's object and D1's primary, a reader at the round trip below from both, KV and a D1 replica ${NEAR} ms from each; read replication on, the replica behind until a session's bookmark makes it catch up. \`leaseMs\` ${options.leaseMs}. Per mode and distance, ${options.writes} rounds of: a hit through the reader by a client without a session; a write through the writer, then its client reading it through the reader at once with the session the write returned; another write, then a client without a session polling the reader (every ${POLL_MS} ms) until it shows it. One request at a time; medians.
+Two isolates in miniflare with the distance wrapper (test/adapter/cloudflare/distance.ts): a writer ${NEAR} ms from the log's object and D1's primary, a reader at the round trip below from both, KV and a D1 replica ${NEAR} ms from each; read replication on, the replica behind until a session's bookmark makes it catch up. \`leaseMs\` ${options.leaseMs}. Per mode and distance, ${options.writes} rounds of: a hit through the reader by a client without a session; a write through the writer, then its client reading it through the reader at once with the session the write returned; another write, then a client without a session polling the reader (every ${POLL_MS} ms) until it shows it. One request at a time; medians.
 
 ${table}
 

@@ -1,6 +1,6 @@
 // Bundled by bench/workers-tiers.ts: a Worker that reads one key from one read tier per
 // request, so that a request's time is a hit's in that tier. The bindings are wrapped at the
-// distance the request names (test/worker/distance.ts): the Durable Object tier `tier` ms
+// distance the request names (test/adapter/cloudflare/distance.ts): the Durable Object tier `tier` ms
 // away, KV `kv` ms away; the Cache API is the data centre's own and is not wrapped, nor is
 // isolate memory.
 
@@ -11,7 +11,7 @@ import { cacheApiStore } from "../src/stores/cache-api.ts";
 import { durableObjectStore, type TierNamespaceLike } from "../src/stores/durable-object.ts";
 import { type KvNamespaceLike, kvStore } from "../src/stores/kv.ts";
 import { memoryStore } from "../src/stores/memory.ts";
-import { atDistance, calls } from "../test/worker/distance.ts";
+import { atDistance, calls } from "../test/adapter/cloudflare/distance.ts";
 
 export const CacheTierObject = cacheTierObject();
 

@@ -1,7 +1,7 @@
 /**
  * Hit latency of the Workers read tiers below isolate memory, in miniflare: the Durable
  * Object tier (`CACHE_TIER`) against KV and the Cache API, with the distance wrapper of
- * test/worker/distance.ts. Each request reads one key from one tier (bench/workers-tiers-entry.ts);
+ * test/adapter/cloudflare/distance.ts. Each request reads one key from one tier (bench/workers-tiers-entry.ts);
  * isolate memory, read the same way, is the baseline: what a request costs with no tier
  * behind it. Run by `npm run bench:workers -- --tiers`.
  *
@@ -13,7 +13,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { Miniflare } from "miniflare";
-import { bundle, COMPATIBILITY_DATE } from "../test/worker/workerd.ts";
+import { bundle, COMPATIBILITY_DATE } from "../test/helpers/workerd.ts";
 import { type RunHead, saveRun } from "./lib/worker-runs.ts";
 import { quantile, round } from "./workload/workload.ts";
 
@@ -157,7 +157,7 @@ Code: ${code}. Date: ${date}. Machine: ${machine}.
 
 Each request reads one of ${options.keys} keys (${options.bytes}-byte bodies) from one tier,
 ${options.reads} reads per tier and location, tiers in turn (bench/workers-tiers-entry.ts in
-miniflare). The bindings are wrapped with test/worker/distance.ts: the Durable Object tier's
+miniflare). The bindings are wrapped with test/adapter/cloudflare/distance.ts: the Durable Object tier's
 object at the location's round trip, KV at ${options.kvRtt} ms (0 in the 0 ms location), the
 Cache API unwrapped (the data centre's own). "Over memory" is the p50 over isolate memory's,
 read the same way in the same location: what a hit in that tier adds to a request. The time

@@ -6,7 +6,7 @@
  */
 import Database from "better-sqlite3";
 import { Miniflare } from "miniflare";
-import { bundle, COMPATIBILITY_DATE } from "../../test/worker/workerd.ts";
+import { bundle, COMPATIBILITY_DATE } from "../../test/helpers/workerd.ts";
 import type { Table } from "../workload/oracle.ts";
 import type { Mode } from "./app.ts";
 import type { Contestant, Counts } from "./contestant.ts";

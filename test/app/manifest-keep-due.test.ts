@@ -8,7 +8,7 @@ import {
 } from "../../src/app/proxy/manifest/keeper.ts";
 
 // keepDue: the manifest's step for a runtime that wakes on an alarm (the Workers' Durable
-// Object), on a fake clock. In workerd: test/worker/manifest-in-workerd.test.ts.
+// Object), on a fake clock. In workerd: test/adapter/cloudflare/manifest-in-workerd.test.ts.
 
 const fresh = (now: number, ttl: number): Fetched => ({
   status: 200,

@@ -1,10 +1,10 @@
-import { startEdgecacheWorkers } from "../worker/edgecache-workers.ts";
+import { startEdgecacheWorkers } from "../adapter/cloudflare/edgecache-workers.ts";
 import { consistencyProperty, type Deployment } from "./property.ts";
 import { workersDeployment } from "./workers-deployment.ts";
 
 /**
  * The consistency property on Workers at a distance, inside workerd: every call to the
- * Durable Object, D1 and KV costs a round trip (test/worker/distance.ts), the writer near
+ * Durable Object, D1 and KV costs a round trip (test/adapter/cloudflare/distance.ts), the writer near
  * the object and the two readers far from it, and D1 read replication on over a replica that
  * lags behind the primary until a session's bookmark makes it catch up. Reads are compared
  * with D1's primary read directly: zero stale reads. In follower mode each isolate is in a

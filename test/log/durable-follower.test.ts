@@ -8,7 +8,7 @@ import { until } from "../helpers/cluster.ts";
 import { memoryState } from "./memory-state.ts";
 
 // The log's object and a regional follower, wired to each other in one process (their
-// storage in memory): the protocol alone. test/worker/followers-in-workerd.test.ts runs the
+// storage in memory): the protocol alone. test/adapter/cloudflare/followers-in-workerd.test.ts runs the
 // same through Durable Objects in workerd, with distance and a partition.
 
 const LEASE_MS = 400;

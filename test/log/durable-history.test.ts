@@ -16,7 +16,7 @@ import { memoryState } from "./memory-state.ts";
 // Where a new isolate's history comes from: the summary an isolate uploads to the log's
 // object on a call it makes anyway, kept in the object's storage, and handed with the
 // records after it to an isolate that starts. The protocol alone, in one process (the
-// object's storage in memory); test/worker/history-in-workerd.test.ts runs it in workerd.
+// object's storage in memory); test/adapter/cloudflare/history-in-workerd.test.ts runs it in workerd.
 
 /** The log's object, and isolates that call it through JSON as through a binding. */
 async function object() {

@@ -9,7 +9,7 @@ import type {
 } from "../../src/log/contract.ts";
 import { RETAINED_RECORDS } from "../../src/log/durable-host.ts";
 import { changeLogConformance } from "../../src/testing/index.ts";
-import { startWorker } from "../worker/workerd.ts";
+import { startWorker } from "../helpers/workerd.ts";
 import type { Call } from "./durable-object-entry.ts";
 
 let mf: Miniflare;

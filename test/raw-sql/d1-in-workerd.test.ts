@@ -1,6 +1,6 @@
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startWorker } from "../worker/workerd.ts";
+import { startWorker } from "../helpers/workerd.ts";
 
 let mf: Miniflare;
 

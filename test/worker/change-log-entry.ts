@@ -9,7 +9,7 @@ import { DurableChangeLog } from "../../src/log/durable-object.ts";
 import type { KvNamespaceLike } from "../../src/stores/kv.ts";
 import { kvStore } from "../../src/stores/kv.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
-import { answeringErrors } from "./entry-errors.ts";
+import { answeringErrors } from "../helpers/entry-errors.ts";
 
 export { ChangeLogObject };
 

@@ -1,6 +1,6 @@
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
+import { bundle, COMPATIBILITY_DATE } from "../helpers/workerd.ts";
 
 /**
  * Four Workers, so four isolates, each with its own memory tier: a writer and a reader

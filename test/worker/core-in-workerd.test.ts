@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startWorker } from "./workerd.ts";
+import { startWorker } from "../helpers/workerd.ts";
 
 let mf: Miniflare;
 

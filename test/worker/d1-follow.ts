@@ -4,7 +4,7 @@ import fc from "fast-check";
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { until } from "../helpers/cluster.ts";
-import { startWorker } from "./workerd.ts";
+import { startWorker } from "../helpers/workerd.ts";
 
 export interface Op {
   kind: "read" | "write" | "around";

@@ -3,8 +3,8 @@ import type { TableInfo, ViewInfo } from "../../src/core/query.ts";
 import { demoRows } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { CASCADE_SQL, CONFORMANCE_SIZE, sourceConformance } from "../../src/testing/index.ts";
+import { startWorker } from "../helpers/workerd.ts";
 import { callD1Source } from "./d1-source-call.ts";
-import { startWorker } from "./workerd.ts";
 
 /**
  * The source conformance suite against the D1 source inside workerd, over miniflare's

@@ -8,8 +8,8 @@ import { demoRows, demoSize, demoViews, seedDemo } from "../../src/demo/seed.ts"
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
 import { CASCADE_SQL, CASCADE_T1_EVENTS } from "../../src/testing/index.ts";
+import { startWorker } from "../helpers/workerd.ts";
 import { callD1Source } from "./d1-source-call.ts";
-import { startWorker } from "./workerd.ts";
 
 /**
  * The D1 source inside workerd over miniflare's local D1, against the better-sqlite3

@@ -11,7 +11,7 @@ import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
 import { type DurableChangeLog, durableChangeLog } from "../../src/log/durable-object.ts";
 import { type KvNamespaceLike, kvStore } from "../../src/stores/kv.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
-import { answeringErrors } from "./entry-errors.ts";
+import { answeringErrors } from "../helpers/entry-errors.ts";
 
 export { ChangeLogObject };
 

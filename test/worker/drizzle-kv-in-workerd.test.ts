@@ -1,6 +1,6 @@
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
+import { bundle, COMPATIBILITY_DATE } from "../helpers/workerd.ts";
 
 // edgecache/drizzle over isolate memory and Workers KV, inside workerd: Workers that share
 // one D1 database and one KV namespace, so each is an isolate with its own memory.

@@ -7,7 +7,7 @@ import { DURABLE_OBJECT_MAX_VALUE_BYTES } from "../../src/stores/durable-object.
 import { decodeFrames, encodeFrames } from "../../src/stores/frames.ts";
 import { KV_MAX_KEY_BYTES, KV_MAX_VALUE_BYTES, KV_MIN_TTL_SECONDS } from "../../src/stores/kv.ts";
 import { type ConformanceClock, storeConformance } from "../../src/testing/index.ts";
-import { startWorker } from "./workerd.ts";
+import { startWorker } from "../helpers/workerd.ts";
 
 let mf: Miniflare;
 

@@ -6,7 +6,7 @@ import { keyHashOf, newKey, newTenantKeys, rowOf } from "../../../src/adapter/te
 
 // The isolate's lease on the tenant table, on a fake clock: what decides when a rotated key
 // stops working in an isolate that does not hear of it. The registry's Durable Object here
-// is a stand-in that answers `list` (the real one runs in test/worker/tenants-in-workerd.test.ts).
+// is a stand-in that answers `list` (the real one runs in test/adapter/cloudflare/tenants-in-workerd.test.ts).
 
 const LEASE = 2000;
 let table: TenantTable;

@@ -1,11 +1,11 @@
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { describeRule } from "../../src/app/proxy/learn/observe.ts";
-import { usersAndTeams } from "../app/learn/users-teams-origin.ts";
-import { type Origin, startOrigin } from "../app/proxy-harness.ts";
-import { cli } from "../cli/run-cli.ts";
-import { until } from "../helpers/cluster.ts";
-import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
+import type { describeRule } from "../../../src/app/proxy/learn/observe.ts";
+import { usersAndTeams } from "../../app/learn/users-teams-origin.ts";
+import { type Origin, startOrigin } from "../../app/proxy-harness.ts";
+import { cli } from "../../cli/run-cli.ts";
+import { until } from "../../helpers/cluster.ts";
+import { bundle, COMPATIBILITY_DATE } from "../../helpers/workerd.ts";
 
 // Learned rules in the proxy Worker, inside workerd: two Workers (two isolates, each with
 // its own memory and learner) in front of one origin, sharing KV, the change log and the

@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, it } from "vitest";
-import type { Row } from "../../src/core/query.ts";
+import type { Row } from "../../../src/core/query.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 
 // D1 read replication inside workerd: two isolates of the edgecache Worker with
 // `readReplicas` on, over a local D1 primary and a second local D1 playing a replica that
-// lags (test/worker/distance.ts: it replays the primary's writes only when a session's
+// lags (test/adapter/cloudflare/distance.ts: it replays the primary's writes only when a session's
 // bookmark demands it). A write through one isolate, then a read of the same row through
 // the other: its load must read at or after the write's bookmark.
 

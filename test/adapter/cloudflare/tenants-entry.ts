@@ -1,4 +1,4 @@
-// Bundled by test/worker/tenants-in-workerd.test.ts: a Worker of tenants as a user writes
+// Bundled by test/adapter/cloudflare/tenants-in-workerd.test.ts: a Worker of tenants as a user writes
 // one, with the lease its variable names (the test shortens nothing else).
 
 import {
@@ -7,7 +7,7 @@ import {
   edgecacheTenantsWorker,
   type TenantsEnv,
   TenantsObject,
-} from "../../src/cloudflare.ts";
+} from "../../../src/cloudflare.ts";
 
 export { ChangeLogObject, TenantsObject };
 

@@ -1,12 +1,12 @@
 import { afterAll, expect, it } from "vitest";
-import type { Row } from "../../src/core/query.ts";
-import { HIT, type Reply, reply, requestInit } from "../app/harness.ts";
-import { until } from "../helpers/cluster.ts";
+import type { Row } from "../../../src/core/query.ts";
+import { HIT, type Reply, reply, requestInit } from "../../app/harness.ts";
+import { until } from "../../helpers/cluster.ts";
 import type { calls } from "./distance.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 
 // Follower mode in workerd: two regions, each isolate 5 ms from its region's follower of the
-// log; the far region 80 ms from the log's object (test/worker/distance.ts).
+// log; the far region 80 ms from the log's object (test/adapter/cloudflare/distance.ts).
 
 // A follower renews its lease when an isolate syncs in the lease's second half: long
 // enough that a loaded machine's gap between two reads (over 300 ms at load 13) leaves it

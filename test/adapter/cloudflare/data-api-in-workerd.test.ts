@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Row } from "../../src/core/query.ts";
-import type { Source } from "../../src/sources/source.ts";
+import type { Row } from "../../../src/core/query.ts";
+import type { Source } from "../../../src/sources/source.ts";
 import {
   expectClientError,
   HIT,
@@ -8,8 +8,8 @@ import {
   type Reply,
   reply,
   requestInit,
-} from "../app/harness.ts";
-import { until } from "../helpers/cluster.ts";
+} from "../../app/harness.ts";
+import { until } from "../../helpers/cluster.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 
 // The data API as a Cloudflare Worker, inside workerd: two isolates ("a", "b") of the

@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { HIT, MISS_STORED, type Reply, reply, requestInit } from "../app/harness.ts";
-import { until } from "../helpers/cluster.ts";
+import { HIT, MISS_STORED, type Reply, reply, requestInit } from "../../app/harness.ts";
+import { until } from "../../helpers/cluster.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 
 // The EDGECACHE_* variables an operator sets on a deployed Worker, inside workerd: isolates

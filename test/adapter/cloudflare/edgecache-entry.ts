@@ -1,4 +1,4 @@
-// Bundled by the Worker tests (test/worker/edgecache-workers.ts): the Worker entry as a user
+// Bundled by the Worker tests (test/adapter/cloudflare/edgecache-workers.ts): the Worker entry as a user
 // builds it, over the demo seeded small into the test's local D1, with the options the test
 // passes as JSON in OPTIONS. With DISTANCE (JSON, see distance.ts) its bindings are at that
 // distance, and with DB_REPLICA that database plays a D1 replica lagging behind DB. With
@@ -7,16 +7,16 @@
 // takes the log's history out of the object's replies, as before the object kept one
 // (bench/workers-recycle.ts).
 
-import { ChangeLogObject as LogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
+import { ChangeLogObject as LogObject } from "../../../src/adapter/cloudflare/change-log-object.ts";
 import {
   type EdgecacheEnv,
   type EdgecacheWorker,
   type ExecutionContextLike,
   edgecacheWorker,
-} from "../../src/adapter/cloudflare/worker.ts";
-import { demoViews } from "../../src/demo/seed.ts";
-import { seedD1Demo } from "../../src/demo/seed-d1.ts";
-import type { D1DatabaseLike } from "../../src/sources/d1.ts";
+} from "../../../src/adapter/cloudflare/worker.ts";
+import { demoViews } from "../../../src/demo/seed.ts";
+import { seedD1Demo } from "../../../src/demo/seed-d1.ts";
+import type { D1DatabaseLike } from "../../../src/sources/d1.ts";
 import {
   atDistance,
   calls,

@@ -1,22 +1,22 @@
-// Bundled by test/worker/history-in-workerd.test.ts: each Worker is an isolate of its own
+// Bundled by test/adapter/cloudflare/history-in-workerd.test.ts: each Worker is an isolate of its own
 // whose cache starts on its first request, as a new isolate's does. Two caches: the
 // Worker's (edgeCache: memory, the Durable Object tier, the Cache API, KV, on the Durable
 // Object change log) and a library user's (createCache over memory and KV with
 // durableChangeLog, on a log of its own name).
 
-import { Background } from "../../src/adapter/cloudflare/background.ts";
-import { cacheTierObject } from "../../src/adapter/cloudflare/cache-tier-object.ts";
-import { workerLogger } from "../../src/adapter/cloudflare/logger.ts";
-import { workerSettings } from "../../src/adapter/cloudflare/variables.ts";
-import { edgeCache, type LogEnv } from "../../src/adapter/cloudflare/worker.ts";
-import { type Cache, createCache } from "../../src/core/cache/index.ts";
-import { planSchemaOf, rowTag } from "../../src/core/deps/planner.ts";
-import { type DurableChangeLog, durableChangeLog } from "../../src/log/durable-object.ts";
-import { type KvNamespaceLike, kvStore } from "../../src/stores/kv.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { answeringErrors } from "./entry-errors.ts";
+import { Background } from "../../../src/adapter/cloudflare/background.ts";
+import { cacheTierObject } from "../../../src/adapter/cloudflare/cache-tier-object.ts";
+import { workerLogger } from "../../../src/adapter/cloudflare/logger.ts";
+import { workerSettings } from "../../../src/adapter/cloudflare/variables.ts";
+import { edgeCache, type LogEnv } from "../../../src/adapter/cloudflare/worker.ts";
+import { type Cache, createCache } from "../../../src/core/cache/index.ts";
+import { planSchemaOf, rowTag } from "../../../src/core/deps/planner.ts";
+import { type DurableChangeLog, durableChangeLog } from "../../../src/log/durable-object.ts";
+import { type KvNamespaceLike, kvStore } from "../../../src/stores/kv.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { answeringErrors } from "../../helpers/entry-errors.ts";
 
-export { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
+export { ChangeLogObject } from "../../../src/adapter/cloudflare/change-log-object.ts";
 export const CacheTierObject = cacheTierObject();
 
 type Env = LogEnv & {

@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { until } from "../helpers/cluster.ts";
-import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
+import { until } from "../../helpers/cluster.ts";
+import { bundle, COMPATIBILITY_DATE } from "../../helpers/workerd.ts";
 
 // The proxy Worker's manifest inside workerd: two isolates of the proxy in front of a real
 // HTTP origin in this process, sharing KV and the Durable Object log; the manifest's Durable

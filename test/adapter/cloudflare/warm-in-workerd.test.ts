@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { until } from "../helpers/cluster.ts";
+import { until } from "../../helpers/cluster.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 
 // The cron trigger and stale-while-revalidate of the edgecache Worker, inside workerd: two

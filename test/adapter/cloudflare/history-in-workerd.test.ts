@@ -1,9 +1,9 @@
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Row } from "../../src/core/query.ts";
-import { HIT, MISS_STORED, type Reply, reply, requestInit } from "../app/harness.ts";
+import type { Row } from "../../../src/core/query.ts";
+import { HIT, MISS_STORED, type Reply, reply, requestInit } from "../../app/harness.ts";
+import { bundle, COMPATIBILITY_DATE } from "../../helpers/workerd.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
-import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
 
 // A new isolate keeps every cached entry no write touched: isolates start all the time at
 // the edge, and one that starts after writes and purges judges what the others left in KV,

@@ -5,18 +5,18 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { until } from "../helpers/cluster.ts";
+import { until } from "../../helpers/cluster.ts";
 import {
   startWranglerDev,
   WRANGLER,
   WRANGLER_ENV,
   type WranglerDev,
-} from "../helpers/wrangler-dev.ts";
+} from "../../helpers/wrangler-dev.ts";
 
 // The project as a new user runs it: wrangler.jsonc and the demo Worker, through wrangler
 // itself (offline: local D1, KV, Cache API and Durable Object).
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const ROOT = fileURLToPath(new URL("../../..", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "edgecache-wrangler-"));
 let dev: WranglerDev | undefined;
 

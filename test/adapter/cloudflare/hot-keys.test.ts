@@ -4,7 +4,7 @@ import {
   HotKeyCounter,
   HotKeyTotals,
   MAX_COUNTED_KEYS,
-} from "../../src/adapter/cloudflare/hot-keys.ts";
+} from "../../../src/adapter/cloudflare/hot-keys.ts";
 
 describe("hot keys for warming", () => {
   it("ranks keys by reads summed over isolates' reports", () => {

@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, it } from "vitest";
-import type { Row } from "../../src/core/query.ts";
+import type { Row } from "../../../src/core/query.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 
 // Session mode inside workerd: two isolates of the edgecache Worker that sync with the log's
 // object once per half `leaseMs` and hold no lease, over a local D1 primary and a second
-// local D1 playing a replica that lags (test/worker/distance.ts: it replays the primary's
+// local D1 playing a replica that lags (test/adapter/cloudflare/distance.ts: it replays the primary's
 // writes only when a session's bookmark demands it). A client carrying its session reads
 // its writes through any isolate; one without it sees them within `leaseMs`.
 

@@ -3,8 +3,8 @@ import {
   DURABLE_OBJECT_MAX_KEYS_PER_CALL,
   RulesHost,
   type RulesStorageLike,
-} from "../../src/adapter/cloudflare/rules-object.ts";
-import type { Rule } from "../../src/app/proxy/learn/rules.ts";
+} from "../../../src/adapter/cloudflare/rules-object.ts";
+import type { Rule } from "../../../src/app/proxy/learn/rules.ts";
 
 // The rules object's side alone, over a storage of the Durable Object's shape kept in a
 // Map, which fails on demand (the shared-rules tests in workerd use the real object).

@@ -1,10 +1,10 @@
 import { Miniflare, type MiniflareOptions } from "miniflare";
-import type { CapturingSource } from "../../src/core/capture.ts";
-import { demoViews } from "../../src/demo/seed.ts";
-import { type D1DatabaseLike, type D1StatementLike, d1Source } from "../../src/sources/d1.ts";
-import type { Source } from "../../src/sources/source.ts";
+import type { CapturingSource } from "../../../src/core/capture.ts";
+import { demoViews } from "../../../src/demo/seed.ts";
+import { type D1DatabaseLike, type D1StatementLike, d1Source } from "../../../src/sources/d1.ts";
+import type { Source } from "../../../src/sources/source.ts";
+import { bundle, COMPATIBILITY_DATE } from "../../helpers/workerd.ts";
 import type { Distance } from "./distance.ts";
-import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
 
 /**
  * Several copies of the edgecache Worker inside one workerd: each its own isolate (its own
@@ -36,18 +36,18 @@ export async function startEdgecacheWorkers(options: {
   leaseMs?: number;
   /**
    * Follower mode: per isolate name, its region (EDGECACHE_REGION), and per region, the round
-   * trip between its follower and the log's object (test/worker/distance.ts `objectsAt`).
+   * trip between its follower and the log's object (test/adapter/cloudflare/distance.ts `objectsAt`).
    */
   regions?: Record<string, string>;
   regionRtt?: Record<string, number>;
   demo?: { users: number; orders: number };
   /** edgecacheWorker options (JSON). */
   options?: Record<string, unknown>;
-  /** Per isolate name, its distance from the object, D1 and KV (test/worker/distance.ts). */
+  /** Per isolate name, its distance from the object, D1 and KV (test/adapter/cloudflare/distance.ts). */
   distance?: Record<string, Partial<Distance>>;
   /**
    * A second local D1 database plays a replica of the first, behind it until a session's
-   * bookmark (or `lagMs`) makes it replay the writes (test/worker/distance.ts).
+   * bookmark (or `lagMs`) makes it replay the writes (test/adapter/cloudflare/distance.ts).
    */
   replica?: { lagMs?: number; ignoreBookmarks?: boolean };
   /** Each isolate listens on a port of its own (`url(name)`), as the benchmarks need. */

@@ -1,9 +1,9 @@
-// Bundled by test/worker/learned-rules-in-workerd.test.ts: the proxy Worker with learning,
+// Bundled by test/adapter/cloudflare/learned-rules-in-workerd.test.ts: the proxy Worker with learning,
 // in front of the origin the test runs (its URL in ORIGIN).
-import { edgecacheProxyWorker } from "../../src/adapter/cloudflare/proxy-worker.ts";
-import type { ExecutionContextLike, LogEnv } from "../../src/adapter/cloudflare/worker.ts";
+import { edgecacheProxyWorker } from "../../../src/adapter/cloudflare/proxy-worker.ts";
+import type { ExecutionContextLike, LogEnv } from "../../../src/adapter/cloudflare/worker.ts";
 
-export { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
+export { ChangeLogObject } from "../../../src/adapter/cloudflare/change-log-object.ts";
 
 type Env = LogEnv & { ORIGIN: string };
 let worker: ReturnType<typeof edgecacheProxyWorker<Env>> | undefined;

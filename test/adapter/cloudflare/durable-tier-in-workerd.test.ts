@@ -1,10 +1,10 @@
 import type { Readable } from "node:stream";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MIN_PRECOMPUTE_MS } from "../../src/adapter/cloudflare/cache-tier-object.ts";
-import { shardOf } from "../../src/stores/durable-object.ts";
-import { until } from "../helpers/cluster.ts";
-import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
+import { MIN_PRECOMPUTE_MS } from "../../../src/adapter/cloudflare/cache-tier-object.ts";
+import { shardOf } from "../../../src/stores/durable-object.ts";
+import { until } from "../../helpers/cluster.ts";
+import { bundle, COMPATIBILITY_DATE } from "../../helpers/workerd.ts";
 
 /**
  * The Durable Object tier between isolates, inside workerd: two Workers (two isolates, each

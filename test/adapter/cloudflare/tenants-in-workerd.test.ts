@@ -2,8 +2,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cli } from "../cli/run-cli.ts";
-import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
+import { cli } from "../../cli/run-cli.ts";
+import { bundle, COMPATIBILITY_DATE } from "../../helpers/workerd.ts";
 
 // Tenants on Workers, inside workerd: two isolates ("a", "b") of one Worker of tenants
 // (tenants-entry.ts) sharing the registry (TenantsObject), the change log, KV and a D1 per

@@ -19,7 +19,7 @@ import type {
   D1QueriesLike,
   D1SessionLike,
   D1StatementLike,
-} from "../../src/sources/d1.ts";
+} from "../../../src/sources/d1.ts";
 
 /** One location's round trips, in ms. */
 export interface Distance {

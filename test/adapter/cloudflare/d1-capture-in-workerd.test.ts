@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CapturingSource } from "../../src/core/capture.ts";
-import type { Row } from "../../src/core/query.ts";
-import type { D1DatabaseLike } from "../../src/sources/d1.ts";
-import type { Source } from "../../src/sources/source.ts";
-import { HIT, type Reply, reply, requestInit } from "../app/harness.ts";
-import { until } from "../helpers/cluster.ts";
+import type { CapturingSource } from "../../../src/core/capture.ts";
+import type { Row } from "../../../src/core/query.ts";
+import type { D1DatabaseLike } from "../../../src/sources/d1.ts";
+import type { Source } from "../../../src/sources/source.ts";
+import { HIT, type Reply, reply, requestInit } from "../../app/harness.ts";
+import { until } from "../../helpers/cluster.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 
 // D1 change capture inside workerd: two isolates ("a", "b") of the edgecache Worker over

@@ -1,11 +1,11 @@
 import { afterAll, describe, expect, it } from "vitest";
-import type { Row } from "../../src/core/query.ts";
-import type { D1DatabaseLike } from "../../src/sources/d1.ts";
+import type { Row } from "../../../src/core/query.ts";
+import type { D1DatabaseLike } from "../../../src/sources/d1.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 
 // D1 change capture with read replication inside workerd: two isolates with `readReplicas`
 // over a local D1 primary with capture installed and a second local D1 playing a replica
-// that lags (test/worker/distance.ts). A row is updated straight in the primary, around
+// that lags (test/adapter/cloudflare/distance.ts). A row is updated straight in the primary, around
 // the Worker; the change log's object drains it; then a read through an isolate that never
 // cached the row loads it from the replica. That load must read at or after the captured
 // write, which only the bookmark of the drain's read of the change table can tell it.

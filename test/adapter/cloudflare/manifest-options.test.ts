@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { proxyManifestObject } from "../../src/adapter/cloudflare/manifest-object.ts";
-import { edgecacheProxyWorker } from "../../src/adapter/cloudflare/proxy-worker.ts";
+import { proxyManifestObject } from "../../../src/adapter/cloudflare/manifest-object.ts";
+import { edgecacheProxyWorker } from "../../../src/adapter/cloudflare/proxy-worker.ts";
 
 // The proxy Worker's manifest options are checked when its factories are called, so a
 // mistake in the code stops the Worker's module from loading, before any request.

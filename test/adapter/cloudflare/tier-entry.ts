@@ -1,22 +1,22 @@
-// Bundled by test/worker/durable-tier-in-workerd.test.ts: one isolate of a Worker whose cache
+// Bundled by test/adapter/cloudflare/durable-tier-in-workerd.test.ts: one isolate of a Worker whose cache
 // is made as edgecacheWorker makes it (edgeCache: memory, the Durable Object tier, the Cache
 // API, on the Durable Object change log), and the tier's class with a precompute every
 // MIN_PRECOMPUTE_MS. Each request syncs with the log first, as every Worker request does.
 
-import { Background } from "../../src/adapter/cloudflare/background.ts";
+import { Background } from "../../../src/adapter/cloudflare/background.ts";
 import {
   cacheTierObject,
   MIN_PRECOMPUTE_MS,
   precomputeStats,
-} from "../../src/adapter/cloudflare/cache-tier-object.ts";
-import { workerLogger } from "../../src/adapter/cloudflare/logger.ts";
-import { workerSettings } from "../../src/adapter/cloudflare/variables.ts";
-import { edgeCache, type LogEnv } from "../../src/adapter/cloudflare/worker.ts";
-import { Cache } from "../../src/core/cache/index.ts";
-import { DurableChangeLog } from "../../src/log/durable-object.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
+} from "../../../src/adapter/cloudflare/cache-tier-object.ts";
+import { workerLogger } from "../../../src/adapter/cloudflare/logger.ts";
+import { workerSettings } from "../../../src/adapter/cloudflare/variables.ts";
+import { edgeCache, type LogEnv } from "../../../src/adapter/cloudflare/worker.ts";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { DurableChangeLog } from "../../../src/log/durable-object.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
 
-export { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
+export { ChangeLogObject } from "../../../src/adapter/cloudflare/change-log-object.ts";
 
 /** Runs of the precompute in this object's isolate: the value every isolate should read. */
 let runs = 0;

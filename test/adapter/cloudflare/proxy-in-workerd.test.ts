@@ -2,7 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bundle, COMPATIBILITY_DATE } from "./workerd.ts";
+import { bundle, COMPATIBILITY_DATE } from "../../helpers/workerd.ts";
 
 // Proxy mode as a Worker, inside workerd: two isolates of the proxy Worker in front of a
 // real HTTP origin in this process, sharing KV, the Cache API and the Durable Object log.

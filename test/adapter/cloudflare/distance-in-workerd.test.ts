@@ -1,8 +1,8 @@
 import { afterAll, expect, it } from "vitest";
-import type { Row } from "../../src/core/query.ts";
+import type { Row } from "../../../src/core/query.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 
-// The edgecache Worker far from its Durable Object (test/worker/distance.ts), inside workerd.
+// The edgecache Worker far from its Durable Object (test/adapter/cloudflare/distance.ts), inside workerd.
 
 let w: EdgecacheWorkers | undefined;
 afterAll(async () => {
