@@ -8,7 +8,7 @@ import { bundle, COMPATIBILITY_DATE } from "../helpers/workerd.ts";
 let mf: Miniflare;
 
 beforeAll(async () => {
-  const script = await bundle(new URL("./drizzle-kv-entry.ts", import.meta.url));
+  const script = await bundle(new URL("./kv-entry.ts", import.meta.url));
   const worker = (name: string, log: boolean) => ({
     name,
     modules: true,

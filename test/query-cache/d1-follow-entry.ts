@@ -1,4 +1,4 @@
-// Bundled by test/worker/drizzle-d1-capture-in-workerd.test.ts and
+// Bundled by test/drizzle/d1-capture-in-workerd.test.ts and
 // test/raw-sql/d1-capture-in-workerd.test.ts, and run inside workerd: edgecache/drizzle and
 // edgecache/sql on D1, following D1 change capture through the change log's Durable Object
 // (which drains D1's change table, EDGECACHE_CAPTURE_MS), as a Worker would use them.

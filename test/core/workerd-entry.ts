@@ -1,4 +1,4 @@
-// Bundled by test/worker/core-in-workerd.test.ts and run inside workerd: the portable
+// Bundled by test/core/in-workerd.test.ts and run inside workerd: the portable
 // core (engine, memory tier, planner) must work on the Workers runtime as it is.
 import { createCache } from "../../src/core/cache/index.ts";
 import { planSchemaOf, rowTag } from "../../src/core/deps/planner.ts";

@@ -1,4 +1,4 @@
-// Bundled by test/worker/drizzle-d1-in-workerd.test.ts and run inside workerd: Drizzle on
+// Bundled by test/drizzle/d1-in-workerd.test.ts and run inside workerd: Drizzle on
 // D1 with edgecache/drizzle, as a Worker would use it.
 import { eq } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";

@@ -1,4 +1,4 @@
-// Bundled by test/worker/change-log-in-workerd.test.ts: each Worker is its own isolate
+// Bundled by test/log/durable-isolates.test.ts: each Worker is its own isolate
 // with its own memory tier, all following one Durable Object change log.
 
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";

@@ -1,4 +1,4 @@
-// Bundled by test/worker/drizzle-kv-in-workerd.test.ts and run inside workerd: Drizzle on
+// Bundled by test/drizzle/kv-in-workerd.test.ts and run inside workerd: Drizzle on
 // D1 with edgecache/drizzle over isolate memory and Workers KV. Each Worker is an isolate
 // of its own; with LOG bound, isolates follow one Durable Object change log.
 

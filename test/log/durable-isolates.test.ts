@@ -10,7 +10,7 @@ let mf: Miniflare;
 const LEASE_MS = 1000;
 
 beforeAll(async () => {
-  const script = await bundle(new URL("./change-log-entry.ts", import.meta.url));
+  const script = await bundle(new URL("./durable-isolates-entry.ts", import.meta.url));
   const worker = (name: string, mode: string, kv = false) => ({
     name,
     modules: true,

@@ -1,4 +1,4 @@
-// Bundled by test/worker/stores-in-workerd.test.ts and run inside workerd: the KV, Cache
+// Bundled by test/stores/in-workerd.test.ts and run inside workerd: the KV, Cache
 // API and Durable Object stores run here, against Miniflare's local KV, Cache API and
 // Durable Objects, and each store call of the conformance suite (in Node) arrives as one
 // request.

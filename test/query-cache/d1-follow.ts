@@ -1,4 +1,4 @@
-// The Worker of test/worker/d1-follow-entry.ts inside workerd, and what the tests of
+// The Worker of test/query-cache/d1-follow-entry.ts inside workerd, and what the tests of
 // edgecache/drizzle and edgecache/sql following D1 change capture send it.
 import fc from "fast-check";
 import type { Miniflare } from "miniflare";

@@ -5,7 +5,7 @@ import { startWorker } from "../helpers/workerd.ts";
 let mf: Miniflare;
 
 beforeAll(async () => {
-  mf = await startWorker(new URL("./drizzle-d1-entry.ts", import.meta.url), {
+  mf = await startWorker(new URL("./d1-entry.ts", import.meta.url), {
     d1Databases: ["DB"],
   });
 }, 60_000);

@@ -7,7 +7,7 @@ import { startWorker } from "../helpers/workerd.ts";
 let mf: Miniflare;
 
 beforeAll(async () => {
-  mf = await startWorker(new URL("./core-entry.ts", import.meta.url));
+  mf = await startWorker(new URL("./workerd-entry.ts", import.meta.url));
 }, 60_000);
 
 afterAll(async () => {

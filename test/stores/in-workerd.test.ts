@@ -12,7 +12,7 @@ import { startWorker } from "../helpers/workerd.ts";
 let mf: Miniflare;
 
 beforeAll(async () => {
-  mf = await startWorker(new URL("./stores-entry.ts", import.meta.url), {
+  mf = await startWorker(new URL("./workerd-entry.ts", import.meta.url), {
     kvNamespaces: ["KV"],
     durableObjects: { TIER: { className: "CacheTierObject", useSQLite: true } },
   });
@@ -25,7 +25,7 @@ afterAll(async () => {
 let made = 0;
 
 /**
- * A store whose every call runs inside workerd (see stores-entry.ts): the real KV or
+ * A store whose every call runs inside workerd (see workerd-entry.ts): the real KV or
  * Cache API store over Miniflare's local bindings, on the suite's clock. Each make is a
  * fresh key prefix (KV) or cache name (Cache API), so tests do not see each other's keys.
  */
