@@ -10,7 +10,7 @@
  *
  * Writes `<out>.json` and `<out>.md` (default bench/results/workers). Exits 1 on a stale
  * read. wrangler dev runs one isolate: this measures the tiers and the log's cost, not many
- * isolates at once (test/consistency/workers.property.test.ts checks those for staleness).
+ * isolates at once (test/core/consistency/workers.property.test.ts checks those for staleness).
  *
  * Flags: --users n, --orders n, --requests n, --connections n, --ratios 0,0.05,...,
  * --modes strict,lease,follower, --seed n, --out path, --quick.

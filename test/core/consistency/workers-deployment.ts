@@ -1,4 +1,4 @@
-import type { EdgecacheWorkers } from "../adapter/cloudflare/edgecache-workers.ts";
+import type { EdgecacheWorkers } from "../../adapter/cloudflare/edgecache-workers.ts";
 import type { Deployment } from "./property.ts";
 
 /**

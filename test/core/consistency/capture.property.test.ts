@@ -1,14 +1,17 @@
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import postgres from "postgres";
-import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { randomId } from "../../src/core/random-id.ts";
-import { demoViews } from "../../src/demo/seed.ts";
-import { postgresSource } from "../../src/sources/postgres.ts";
-import { sqliteSource } from "../../src/sources/sqlite.ts";
-import { until } from "../helpers/cluster.ts";
-import { withPostgresDatabase } from "../helpers/postgres.ts";
-import { requirePostgres } from "../helpers/services.ts";
+import {
+  createNodeEdgecache,
+  type NodeEdgecache,
+} from "../../../src/adapter/node/modes/data-api.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { demoViews } from "../../../src/demo/seed.ts";
+import { postgresSource } from "../../../src/sources/postgres.ts";
+import { sqliteSource } from "../../../src/sources/sqlite.ts";
+import { until } from "../../helpers/cluster.ts";
+import { withPostgresDatabase } from "../../helpers/postgres.ts";
+import { requirePostgres } from "../../helpers/services.ts";
 import { consistencyProperty, type Deployment, type DirectWrite } from "./property.ts";
 
 /**

@@ -1,4 +1,4 @@
-import { startEdgecacheWorkers } from "../adapter/cloudflare/edgecache-workers.ts";
+import { startEdgecacheWorkers } from "../../adapter/cloudflare/edgecache-workers.ts";
 import { consistencyProperty, type Deployment } from "./property.ts";
 import { workersDeployment } from "./workers-deployment.ts";
 

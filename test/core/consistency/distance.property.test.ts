@@ -2,14 +2,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { Relay } from "../../bench/lib/relay.ts";
-import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { resolveResource } from "../../src/core/query.ts";
-import { randomId } from "../../src/core/random-id.ts";
-import { demoViews } from "../../src/demo/seed.ts";
-import { sqliteSource } from "../../src/sources/sqlite.ts";
-import { until } from "../helpers/cluster.ts";
-import { requireRedis } from "../helpers/services.ts";
+import { Relay } from "../../../bench/lib/relay.ts";
+import {
+  createNodeEdgecache,
+  type NodeEdgecache,
+} from "../../../src/adapter/node/modes/data-api.ts";
+import { resolveResource } from "../../../src/core/query.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { demoViews } from "../../../src/demo/seed.ts";
+import { sqliteSource } from "../../../src/sources/sqlite.ts";
+import { until } from "../../helpers/cluster.ts";
+import { requireRedis } from "../../helpers/services.ts";
 import { consistencyProperty, type Deployment, nodesInProcess } from "./property.ts";
 
 const service = await requireRedis(process.env.REDIS_URL);

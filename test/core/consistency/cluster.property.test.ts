@@ -1,8 +1,11 @@
 import { join } from "node:path";
-import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { randomId } from "../../src/core/random-id.ts";
-import { until } from "../helpers/cluster.ts";
-import { type NodeProcess, redisConfig, startNode } from "../helpers/nodes.ts";
+import {
+  createNodeEdgecache,
+  type NodeEdgecache,
+} from "../../../src/adapter/node/modes/data-api.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { until } from "../../helpers/cluster.ts";
+import { type NodeProcess, redisConfig, startNode } from "../../helpers/nodes.ts";
 import { consistencyProperty, type Deployment, nodesInProcess } from "./property.ts";
 
 const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";

@@ -3,13 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDataApi, type DataApi } from "../../src/app/data-api.ts";
-import { Cache } from "../../src/core/cache/index.ts";
-import { demoViews, seedDemo } from "../../src/demo/seed.ts";
-import type { Source } from "../../src/sources/source.ts";
-import { sqliteSource } from "../../src/sources/sqlite.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { sqliteStore } from "../../src/stores/sqlite.ts";
+import { createDataApi, type DataApi } from "../../../src/app/data-api.ts";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { demoViews, seedDemo } from "../../../src/demo/seed.ts";
+import type { Source } from "../../../src/sources/source.ts";
+import { sqliteSource } from "../../../src/sources/sqlite.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { sqliteStore } from "../../../src/stores/sqlite.ts";
 
 /**
  * Reads that began before a write must not put pre-write data back into the cache after

@@ -3,12 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { resolveResource } from "../../src/core/query.ts";
-import { parseListQuery } from "../../src/core/query-params.ts";
-import { demoViews } from "../../src/demo/seed.ts";
-import type { Source } from "../../src/sources/source.ts";
-import { sqliteSource } from "../../src/sources/sqlite.ts";
+import {
+  createNodeEdgecache,
+  type NodeEdgecache,
+} from "../../../src/adapter/node/modes/data-api.ts";
+import { resolveResource } from "../../../src/core/query.ts";
+import { parseListQuery } from "../../../src/core/query-params.ts";
+import { demoViews } from "../../../src/demo/seed.ts";
+import type { Source } from "../../../src/sources/source.ts";
+import { sqliteSource } from "../../../src/sources/sqlite.ts";
 
 /**
  * The promise of the product, checked at random: thousands of reads and writes through
