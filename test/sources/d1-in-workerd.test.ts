@@ -9,7 +9,7 @@ import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
 import { CASCADE_SQL, CASCADE_T1_EVENTS } from "../../src/testing/index.ts";
 import { startWorker } from "../helpers/workerd.ts";
-import { callD1Source } from "./d1-source-call.ts";
+import { callD1Source } from "./d1-call.ts";
 
 /**
  * The D1 source inside workerd over miniflare's local D1, against the better-sqlite3
@@ -25,7 +25,7 @@ let local: Source;
 let localDb: Database.Database;
 
 beforeAll(async () => {
-  mf = await startWorker(new URL("./d1-source-entry.ts", import.meta.url), {
+  mf = await startWorker(new URL("./d1-entry.ts", import.meta.url), {
     d1Databases: ["DB"],
   });
   const rows = demoRows(SIZE);

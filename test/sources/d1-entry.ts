@@ -1,4 +1,4 @@
-// Bundled by test/worker/d1-source-in-workerd.test.ts and run inside workerd: the D1
+// Bundled by test/sources/d1-in-workerd.test.ts and run inside workerd: the D1
 // source over miniflare's local D1. Each request is one source call, named in the path,
 // with its arguments as a JSON array body; the reply is its result as JSON.
 import type { Row } from "../../src/core/query.ts";

@@ -4,16 +4,16 @@ import { demoRows } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { CASCADE_SQL, CONFORMANCE_SIZE, sourceConformance } from "../../src/testing/index.ts";
 import { startWorker } from "../helpers/workerd.ts";
-import { callD1Source } from "./d1-source-call.ts";
+import { callD1Source } from "./d1-call.ts";
 
 /**
  * The source conformance suite against the D1 source inside workerd, over miniflare's
- * local D1: each source call is one request to d1-source-entry.ts, which runs it there.
+ * local D1: each source call is one request to d1-entry.ts, which runs it there.
  */
 sourceConformance(
   "d1 (workerd)",
   async () => {
-    const mf = await startWorker(new URL("./d1-source-entry.ts", import.meta.url), {
+    const mf = await startWorker(new URL("./d1-entry.ts", import.meta.url), {
       d1Databases: ["DB"],
     });
     const rows = demoRows(CONFORMANCE_SIZE);

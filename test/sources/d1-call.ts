@@ -1,7 +1,7 @@
 import type { Miniflare } from "miniflare";
 
 /**
- * One call of the D1 source inside workerd (d1-source-entry.ts): the operation in the
+ * One call of the D1 source inside workerd (d1-entry.ts): the operation in the
  * path, its arguments as a JSON array; resolves with the result as JSON, rejects with an
  * error carrying the EdgecacheError's code.
  */
