@@ -5,7 +5,8 @@ import { ChangeLogObject } from "../../../src/adapter/cloudflare/change-log-obje
  * `ChangeLogObject` is one class for the jobs of the CHANGE_LOG namespace: each object does the
  * one its name gives it, made on its first call. Objects deployed before the split hold data
  * under the jobs' keys, which must stay readable; and an object that is not the log must not
- * start one. The protocol of each job is tested on its own (test/log, test/worker).
+ * start one. The protocol of each job is tested on its own (test/log, and hot-keys.test.ts,
+ * rules-object.test.ts and the *-in-workerd tests beside this file).
  */
 
 /** A Durable Object's storage in memory, whose blocking load runs a turn later, as workerd's may. */

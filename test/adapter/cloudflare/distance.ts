@@ -11,8 +11,8 @@
  * unconstrained read sees a snapshot that lags, as a real replica may. The log's tables carry
  * change capture's `_edgecache_` prefix, which the D1 source never serves (D1 reserves `_cf_`).
  *
- * It lives in test/worker/ because it is bundled into Worker entries (test/worker/*-entry.ts)
- * beside the other workerd helpers; bench/ imports test helpers already (bench/workers.ts).
+ * It lives beside the edgecache Worker's harness (edgecache-workers.ts), whose entry
+ * (edgecache-entry.ts) bundles it; bench/ imports it from here (bench/workers-tiers-entry.ts).
  */
 import type {
   D1DatabaseLike,
