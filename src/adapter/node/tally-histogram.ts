@@ -17,7 +17,7 @@ interface Samples {
  *
  * It registers like any prom-client metric and exposes exactly what a prom-client
  * `Histogram` with the same name, help, buckets and label exposes for the same observations
- * (test/adapter/tally-histogram.test.ts feeds both), so registries, default labels and
+ * (test/adapter/node/tally-histogram.test.ts feeds both), so registries, default labels and
  * `AggregatorRegistry.aggregate` (which sums histograms) treat it the same.
  */
 export class TallyHistogram {
