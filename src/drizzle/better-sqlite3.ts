@@ -109,6 +109,8 @@ export function betterSqliteProxy(
   const inside = new AsyncLocalStorage<true>();
   /** The transaction that has the connection, settled when it ends (never rejected). */
   let held: Promise<unknown> = Promise.resolve();
+  /** Transactions running or waiting: none, and a statement runs at once (no timer, no await). */
+  let open = 0;
   /**
    * Waits while a transaction other than the caller's has the connection, for at most
    * `busyTimeout`, as a second connection would wait for SQLite's lock: a transaction that
@@ -116,7 +118,7 @@ export function betterSqliteProxy(
    */
   const turn = async () => {
     const until = Date.now() + busyTimeout;
-    while (!inside.getStore()) {
+    while (open > 0 && !inside.getStore()) {
       const current = held;
       let timer: ReturnType<typeof setTimeout> | undefined;
       const late = new Promise<"late">((resolve) => {
@@ -139,8 +141,9 @@ export function betterSqliteProxy(
     client: database,
     exclusive<T>(work: () => Promise<T>): Promise<T> {
       const previous = held;
+      open++;
       const done = previous.then(() => inside.run(true, work));
-      held = done.catch(() => {});
+      held = done.catch(() => {}).finally(() => open--);
       return done;
     },
     inTransaction: () => inside.getStore() === true,
