@@ -381,6 +381,32 @@ export function followCapture(
   };
 }
 
+/**
+ * A feed whose events are given to `map` (renamed, their values put in another form). A
+ * late data API change (read after its write's record never came) loses its rows: its
+ * place among the changes applied before it is not known, so it concerns its table as a
+ * whole instead of patching. The changes a carrying feed's wake-ups carry are mapped too.
+ */
+export function mapFeed(feed: CaptureFeed, map: (event: WriteEvent) => WriteEvent): CaptureFeed {
+  const mapped = (c: CapturedChange): CapturedChange => {
+    const event = map(c.event);
+    return { ...c, event: c.late ? { table: event.table, op: event.op } : event };
+  };
+  const out: CaptureFeed = {
+    ...feed,
+    async read(limit, urgent) {
+      return (await feed.read(limit, urgent)).map(mapped);
+    },
+  };
+  if (!isCarrying(feed)) return out;
+  // The spread's `carry` would hand carried changes over unmapped.
+  const carrying: CarryingFeed = {
+    ...out,
+    carry: (apply) => feed.carry((changes) => apply(changes.map(mapped))),
+  };
+  return carrying;
+}
+
 /** A timer that does not keep a process alive by itself (Node; elsewhere timers never do). */
 export function unref<T>(timer: T): T {
   (timer as { unref?: () => void }).unref?.();

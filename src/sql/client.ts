@@ -7,6 +7,8 @@
  */
 import type { SqlDialect } from "./analysis/shapes.ts";
 import type { ClientKind } from "./client-kind.ts";
+import { COLUMNS_SQL } from "./postgres/dialect.ts";
+import { tableColumnsSql } from "./sqlite/dialect.ts";
 
 /** A row as the entry returns it: a plain object by column name. */
 export type SqlRow = Record<string, unknown>;
@@ -36,18 +38,17 @@ export interface SqlClient {
 /** SQLite's catalog (libSQL, D1): tables of the main database only. */
 async function sqliteColumns(client: SqlClient, table: string) {
   if (table.includes(".")) return [];
-  const { rows } = await client.run("select name, type from pragma_table_info(?)", [table]);
-  return rows.map((r) => ({ name: String(r.name), type: String(r.type ?? "") }));
+  return namedColumns(await client.run(tableColumnsSql(table), []));
 }
 
 /** PostgreSQL's catalog: `schema.table`, or a table of `public`. */
 async function postgresColumns(client: SqlClient, table: string) {
   const dot = table.indexOf(".");
   const [schema, name] = dot < 0 ? ["public", table] : [table.slice(0, dot), table.slice(dot + 1)];
-  const { rows } = await client.run(
-    "select column_name as name, data_type as type from information_schema.columns where table_schema = $1 and table_name = $2",
-    [schema, name],
-  );
+  return namedColumns(await client.run(COLUMNS_SQL, [schema, name]));
+}
+
+function namedColumns({ rows }: SqlResult): { name: string; type: string }[] {
   return rows.map((r) => ({ name: String(r.name), type: String(r.type ?? "") }));
 }
 

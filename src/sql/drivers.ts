@@ -2,20 +2,30 @@
  * The one place a database client becomes its driver: `sqlDriver(client)` tells the client
  * by its shape (client-kind.ts) and hands back the driver of that client, the same driver
  * every entry point runs on (raw SQL, the query caches' capture, and the data API's
- * sources, which give it options of their own).
+ * sources, which give it options of their own); `clientCapture(client)` hands back the
+ * change capture behind it.
  */
 
 import type Database from "better-sqlite3";
+import type { ClientCapture } from "./capture.ts";
 import { clientKind } from "./client-kind.ts";
 import type { D1DatabaseLike } from "./d1/binding.ts";
 import { D1OwnChanges } from "./d1/capture.ts";
+import { d1ClientCapture } from "./d1/client-capture.ts";
 import { D1Driver } from "./d1/driver.ts";
 import type { Driver } from "./driver.ts";
+import { postgresClientCapture } from "./postgres/client-capture.ts";
 import { PostgresDriver, type Sql } from "./postgres/driver.ts";
 import { NodePostgresDriver, type NodePostgresLike } from "./postgres/node-postgres-driver.ts";
+import { sqliteClientCapture } from "./sqlite/client-capture.ts";
 import { DEFAULT_BUSY_TIMEOUT_MS } from "./sqlite/dialect.ts";
 import { type LibsqlClientLike, libsqlDriver } from "./sqlite/libsql-driver.ts";
-import { libsqlFile } from "./sqlite/own-connection.ts";
+import {
+  libsqlFile,
+  openBetterSqliteCopy,
+  openLibsqlCopy,
+  ownConnection,
+} from "./sqlite/own-connection.ts";
 import { SyncSqliteDriver } from "./sqlite/sync-driver.ts";
 
 /**
@@ -49,4 +59,38 @@ export function sqlDriver(client: unknown): Driver | undefined {
     default:
       return undefined;
   }
+}
+
+/**
+ * The change capture behind `client`, the application's (see ClientCapture): a SQLite
+ * file's (libSQL, better-sqlite3) followed on a connection of edgecache's own, never the
+ * application's (see ownConnection); a postgres.js client's, consumed on a connection of
+ * its own; a D1 binding's, drained by the change log's Durable Object. Undefined for a
+ * client capture does not follow (node-postgres: its writes are invalidated by table).
+ */
+export function clientCapture(client: unknown): ClientCapture | undefined {
+  switch (clientKind(client)) {
+    case "libsql":
+      return sqliteClientCapture(
+        ownConnection(() => openLibsqlCopy(client)),
+        appReads(client),
+      );
+    case "better-sqlite3":
+      return sqliteClientCapture(
+        ownConnection(() => openBetterSqliteCopy(client)),
+        appReads(client),
+      );
+    case "postgres.js":
+      return postgresClientCapture(client as Sql);
+    case "d1":
+      return d1ClientCapture(client as D1DatabaseLike);
+    default:
+      return undefined;
+  }
+}
+
+/** Reads on the application's client, through its driver. */
+function appReads(client: unknown) {
+  const driver = sqlDriver(client)!;
+  return async (sql: string, params: readonly unknown[]) => (await driver.run(sql, params)).rows;
 }

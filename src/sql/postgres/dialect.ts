@@ -128,6 +128,14 @@ export function postgresDialect(schema: string): Dialect<PgColumn, PgTable> {
   };
 }
 
+/** A table's columns in order (`name`, the catalog's `type`) in schema $1, table $2: the clients' catalog. */
+export const COLUMNS_SQL = `SELECT column_name AS name, data_type AS type FROM information_schema.columns
+  WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`;
+
+/** The names of the ordinary tables in the connection's current schema. */
+export const CURRENT_TABLES_SQL = `SELECT table_name AS name FROM information_schema.tables
+  WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`;
+
 /**
  * The foreign keys between tables of schema $1: their first columns (`from`, `to`), their
  * width (columns) and their one-letter actions (see ACTIONS).

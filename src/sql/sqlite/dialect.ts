@@ -8,6 +8,7 @@ import {
   type ForeignKey,
   type ForeignKeyAction,
   filterValue,
+  literal,
   NUMERIC_STRING,
   orderBy,
   quote,
@@ -261,6 +262,14 @@ const TABLE_INFO_SQL =
 const FOREIGN_KEY_LIST_SQL =
   'SELECT "table", "from", "to", on_delete, on_update FROM pragma_foreign_key_list(?)';
 const TRIGGERS_SQL = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?";
+/**
+ * A table's columns in order (`name`, declared `type`, `pk`: its place in the primary key,
+ * 0 outside it), for the clients' catalog and capture's; the name as a literal, since D1
+ * refuses a bound one to pragma_table_info.
+ */
+export function tableColumnsSql(table: string): string {
+  return `SELECT name, type, pk FROM pragma_table_info(${literal(table)}, 'main') ORDER BY cid`;
+}
 const TABLE_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?";
 
 interface TableInfoRow {

@@ -14,6 +14,7 @@ import { isPostgresUrl, postgresSource, redactUrl } from "../../../sources/postg
 import type { Source } from "../../../sources/source.ts";
 import { sqliteSource } from "../../../sources/sqlite.ts";
 import { connectPostgres } from "../../../sql/postgres/connect.ts";
+import { CURRENT_TABLES_SQL } from "../../../sql/postgres/dialect.ts";
 import { openSqliteFile, sqliteFileProblem } from "../../../sql/sqlite/file.ts";
 import { reloadsLists, shortHash } from "../cluster.ts";
 import type { EdgecacheConfig } from "../config.ts";
@@ -149,9 +150,7 @@ function openSqlite(options: NodeEdgecacheOptions, demo: boolean, path: string):
 async function openPostgres(options: NodeEdgecacheOptions, url: string): Promise<OpenedSource> {
   const sql = await connectPostgres(url);
   try {
-    const tables = await sql.unsafe(
-      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
-    );
+    const tables = await sql.unsafe(CURRENT_TABLES_SQL);
     const names = tables.map((t) => String(t.name)).sort();
     if (names.length === 0) await seedPostgresDemo(sql, options.demo);
     const demo = names.length === 0 || names.join() === "orders,users";

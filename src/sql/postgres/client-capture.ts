@@ -1,0 +1,155 @@
+import type postgres from "postgres";
+import { mapFeed } from "../../core/capture.ts";
+import type { CapturedShape, CaptureInstallation, ClientCapture } from "../capture.ts";
+import { runStepsAsync } from "../driver.ts";
+import { nodeRequire } from "../node-require.ts";
+import { type ForeignKeyAction, literal, quote } from "../schema.ts";
+import { atMs, captureSchema, EXACT_FLOATS, postgresCaptureFeed } from "./capture.ts";
+import { postgresDialect } from "./dialect.ts";
+
+/** Changes looked at per change table when asked whether one waits unapplied. */
+const PENDING_LOOK = 50;
+
+/** Tables with capture's trigger whose schema's change table exists, with columns and keys. */
+const CAPTURED_TABLES_SQL = `
+  SELECT n.nspname AS schema, c.relname AS name,
+    ARRAY(SELECT a.attname::text FROM pg_attribute a
+           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           ORDER BY a.attnum) AS columns,
+    ARRAY(SELECT a.attname::text FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+           WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
+    coalesce(${literal(EXACT_FLOATS.replaceAll(" ", ""))} = ANY (p.proconfig), false) AS exact_reals
+    FROM pg_trigger t
+    JOIN pg_proc p ON p.oid = t.tgfoid
+    JOIN pg_class c ON c.oid = t.tgrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE t.tgname = 'edgecache_capture'
+     AND to_regclass(format('%I.changes',
+           CASE WHEN n.nspname = 'public' THEN 'edgecache' ELSE 'edgecache_' || n.nspname END))
+         IS NOT NULL`;
+
+/** A table's name outside capture: bare in `public`, `schema.table` elsewhere. */
+const qualified = (schema: string, table: string) =>
+  schema === "public" ? table : `${schema}.${table}`;
+
+/**
+ * Capture behind an application's postgres.js client: one installation per schema with a
+ * change table, each consumed in this process by the node holding its lock, on a
+ * one-connection client of its own made by the application's postgres.js (see
+ * postgresCaptureFeed). Tables are named `schema.table` outside `public`.
+ */
+export function postgresClientCapture(sql: postgres.Sql): ClientCapture {
+  let factory: ((options: unknown) => postgres.Sql) | undefined;
+  /** The schemas whose change tables the installations last found have. */
+  let schemas: string[] = [];
+  return {
+    async foreignKeys(wanted) {
+      const all: ForeignKeyAction[] = [];
+      for (const schema of wanted) {
+        const steps = postgresDialect(schema).foreignKeyActions();
+        const actions = await runStepsAsync(steps, (s) => sql.unsafe(s.sql, s.params as never[]));
+        for (const a of actions) {
+          all.push({
+            ...a,
+            parent: qualified(schema, a.parent),
+            child: qualified(schema, a.child),
+          });
+        }
+      }
+      return all;
+    },
+    async installations() {
+      const rows = await sql.unsafe(CAPTURED_TABLES_SQL);
+      schemas = [...new Set(rows.map((r) => String(r.schema)))];
+      if (rows.length === 0) return [];
+      factory ??= loadPostgres();
+      const bySchema = new Map<string, Map<string, CapturedShape>>();
+      const exactReals = new Map<string, boolean>();
+      for (const r of rows) {
+        const schema = String(r.schema);
+        const tables = bySchema.get(schema) ?? new Map<string, CapturedShape>();
+        bySchema.set(schema, tables);
+        exactReals.set(schema, (exactReals.get(schema) ?? true) && r.exact_reals === true);
+        const pk = r.pk as string[];
+        tables.set(qualified(schema, String(r.name)), {
+          columns: r.columns as string[],
+          ...(pk.length === 1 && { primaryKey: pk[0]! }),
+        });
+      }
+      const connect = () =>
+        factory!({
+          ...(sql as unknown as { options: object }).options,
+          max: 1,
+          onnotice: () => {},
+          shared: { retries: 0, typeArrayMap: {} },
+        });
+      return [...bySchema].map(
+        ([schema, tables]): CaptureInstallation => ({
+          id: captureSchema(schema),
+          tables,
+          exactReals: exactReals.get(schema) === true,
+          feed: (shapes) =>
+            mapFeed(
+              postgresCaptureFeed(
+                sql,
+                schema,
+                (t) => shapes(qualified(schema, t))?.columns,
+                connect,
+                { unref: true },
+              ),
+              (e) => ({ ...e, table: qualified(schema, e.table) }),
+            ),
+        }),
+      );
+    },
+    // The consumer applies changes as they become visible, each deleted once applied, so
+    // a load after which the change tables hold no change it has not applied saw exactly
+    // the changes applied before it. Changes of concurrent transactions may be applied in
+    // another order than their commits, but then they change other rows (one row's changes
+    // are ordered by its lock, and the deferred trigger numbers them at the commit), and
+    // each record's patch is exact for the rows it carries whatever the others' order.
+    async pendingInOrder(tables, applied) {
+      const reads: string[] = [];
+      const params: string[][] = [];
+      for (const schema of schemas) {
+        const id = captureSchema(schema);
+        let where = "";
+        if (tables !== undefined) {
+          // The change table names its tables without their schema.
+          const names = tables.flatMap((t) => {
+            const bare = t.slice(t.indexOf(".") + 1);
+            return qualified(schema, bare) === t ? [bare] : [];
+          });
+          if (names.length === 0) continue;
+          params.push(names);
+          where = `WHERE tbl = ANY ($${params.length})`;
+        }
+        // As the feed reads them (seq and at), so that `applied` knows them.
+        reads.push(`(SELECT ${literal(id)} AS id, seq::float8 AS seq, ${atMs("at")} AS at
+          FROM ${quote(id)}.changes ${where} ORDER BY seq LIMIT ${PENDING_LOOK})`);
+      }
+      if (reads.length === 0) return false;
+      const rows = await sql.unsafe(reads.join(" UNION ALL "), params as never[]);
+      const seen = new Map<string, number>();
+      for (const r of rows) {
+        const id = String(r.id);
+        seen.set(id, (seen.get(id) ?? 0) + 1);
+        if (!applied?.(id, { seq: Number(r.seq), at: Number(r.at) })) return true;
+      }
+      // A full look may have left out a change that waits.
+      return [...seen.values()].some((n) => n >= PENDING_LOOK);
+    },
+  };
+}
+
+/**
+ * postgres.js's factory, from the application's own copy (see nodeRequire). Only reached
+ * with a postgres.js client, so only on Node.
+ */
+function loadPostgres(): (options: unknown) => postgres.Sql {
+  const loaded = nodeRequire(import.meta.url)("postgres") as {
+    default?: (options: unknown) => postgres.Sql;
+  };
+  return loaded.default ?? (loaded as unknown as (options: unknown) => postgres.Sql);
+}
