@@ -7,6 +7,7 @@ import {
   installPostgresCapture,
   postgresCaptureFeed,
   postgresCaptureStatus,
+  postgresJsCapturePort,
   uninstallPostgresCapture,
 } from "../sql/postgres/capture.ts";
 import { connectPostgres, DEFAULT_MAX_CONNECTIONS, loadPostgres } from "../sql/postgres/connect.ts";
@@ -146,13 +147,12 @@ class PostgresSource extends SqlSource<PgColumn, PgTable> implements CapturingSo
     // The feed names a table's columns once discovery has run; it starts it here.
     void this.tables().catch(() => {});
     return postgresCaptureFeed(
-      this.#driver.sql,
+      postgresJsCapturePort(this.#driver.sql, () => this.#driver.connectOne()),
       this.#driver.schema,
       (table) => {
         const meta = this.knownTables()?.get(table);
         return meta ? [...meta.columns.keys()] : undefined;
       },
-      () => this.#driver.connectOne(),
     );
   }
 }

@@ -14,8 +14,9 @@ import { D1OwnChanges } from "./d1/capture.ts";
 import { d1ClientCapture } from "./d1/client-capture.ts";
 import { D1Driver } from "./d1/driver.ts";
 import type { Driver } from "./driver.ts";
-import { postgresClientCapture } from "./postgres/client-capture.ts";
+import { postgresClientCapture, postgresJsClientCapture } from "./postgres/client-capture.ts";
 import { PostgresDriver, type Sql } from "./postgres/driver.ts";
+import { nodePostgresCapturePort } from "./postgres/node-postgres-capture.ts";
 import { NodePostgresDriver, type NodePostgresLike } from "./postgres/node-postgres-driver.ts";
 import { sqliteClientCapture } from "./sqlite/client-capture.ts";
 import { DEFAULT_BUSY_TIMEOUT_MS } from "./sqlite/dialect.ts";
@@ -64,9 +65,9 @@ export function sqlDriver(client: unknown): Driver | undefined {
 /**
  * The change capture behind `client`, the application's (see ClientCapture): a SQLite
  * file's (libSQL, better-sqlite3) followed on a connection of edgecache's own, never the
- * application's (see ownConnection); a postgres.js client's, consumed on a connection of
- * its own; a D1 binding's, drained by the change log's Durable Object. Undefined for a
- * client capture does not follow (node-postgres: its writes are invalidated by table).
+ * application's (see ownConnection); a postgres.js or node-postgres client's, consumed and
+ * listened to on connections of its own; a D1 binding's, drained by the change log's
+ * Durable Object. Undefined for any other client.
  */
 export function clientCapture(client: unknown): ClientCapture | undefined {
   switch (clientKind(client)) {
@@ -81,7 +82,9 @@ export function clientCapture(client: unknown): ClientCapture | undefined {
         appReads(client),
       );
     case "postgres.js":
-      return postgresClientCapture(client as Sql);
+      return postgresJsClientCapture(client as Sql);
+    case "node-postgres":
+      return postgresClientCapture(nodePostgresCapturePort(client as NodePostgresLike));
     case "d1":
       return d1ClientCapture(client as D1DatabaseLike);
     default:

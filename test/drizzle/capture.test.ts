@@ -14,6 +14,7 @@ import {
   betterSqliteHarness,
   type Harness,
   libsqlHarness,
+  nodePgHarness,
   postgresJsHarness,
 } from "./drivers.ts";
 import { postsName, usersName } from "./suite.ts";
@@ -140,9 +141,9 @@ function captureSuite(make: () => Harness): void {
     await user(db, 1);
     await db.transaction(async (tx: AnyDb) => {
       await tx.update(h.users).set({ name: "Flo" }).where(eq(h.users.id, 1));
-      // Outside: not committed yet. On one connection (h.oneConnection) a read on db inside
+      // Outside: not committed yet. In a shared session (h.sharedSession) a read on db inside
       // the transaction's callback is the transaction's, and sees Flo (not stored).
-      expect((await user(db, 1))[0].name).toBe(h.oneConnection ? "Flo" : "Ann");
+      expect((await user(db, 1))[0].name).toBe(h.sharedSession ? "Flo" : "Ann");
     });
     expect((await user(db, 1))[0].name).toBe("Flo");
     const hits = cache.getStats().hits;
@@ -351,6 +352,14 @@ describe("drizzle with change capture: better-sqlite3 (sqlite-proxy)", () => {
 
 pg.describe("drizzle with change capture: postgres.js", () => {
   captureSuite(() => postgresJsHarness(pg.url));
+});
+
+pg.describe("drizzle with change capture: node-postgres (Pool)", () => {
+  captureSuite(() => nodePgHarness(pg.url));
+});
+
+pg.describe("drizzle with change capture: node-postgres (Client)", () => {
+  captureSuite(() => nodePgHarness(pg.url, "client"));
 });
 
 describe("drizzle without change capture", () => {

@@ -41,6 +41,12 @@ export interface Harness {
    * wrapped by withTransactions may open one.
    */
   oneConnection?: boolean;
+  /**
+   * A statement on `db` inside a transaction's callback runs in the transaction's session
+   * and sees its uncommitted rows (one connection: better-sqlite3 through the proxy, a
+   * node-postgres Client).
+   */
+  sharedSession?: boolean;
   /** Runs SQL outside Drizzle (set-up, direct writes). */
   exec(sql: string): Promise<void>;
   /** PostgreSQL: holds a row lock on another connection until the returned function runs. */
@@ -81,7 +87,7 @@ export function betterSqliteHarness(): Harness {
       close: () => database.close(),
     };
   });
-  return { ...harness, oneConnection: true };
+  return { ...harness, oneConnection: true, sharedSession: true };
 }
 
 /** A SQLite file, each Drizzle database on a connection of its own that `open` makes. */
@@ -238,7 +244,7 @@ export function postgresJsHarness(url: string): Harness {
 
 /** node-postgres on a Pool, or on one Client (where a transaction runs on the db's own session). */
 export function nodePgHarness(url: string, on: "pool" | "client" = "pool"): Harness {
-  return pgHarness(`node-postgres (${on})`, url, (cache) => {
+  const harness = pgHarness(`node-postgres (${on})`, url, (cache) => {
     if (on === "client") {
       const client = new pg.Client({ connectionString: url });
       const connected = client.connect();
@@ -253,4 +259,5 @@ export function nodePgHarness(url: string, on: "pool" | "client" = "pool"): Harn
     const pool = new pg.Pool({ connectionString: url, max: 4 });
     return { db: drizzleNodePg(pool, cache ? { cache } : {}), close: () => pool.end() };
   });
+  return { ...harness, sharedSession: on === "client" };
 }

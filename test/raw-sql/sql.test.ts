@@ -333,8 +333,10 @@ pg.describe("raw SQL without change capture: postgres.js", () => {
   rawSuite(() => postgresJsRaw(pg.url), false);
 });
 
-// node-postgres has no capture follower (its pools have no LISTEN of edgecache's): writes
-// through execute invalidate by table, as without capture.
-pg.describe("raw SQL on node-postgres (writes through the entry)", () => {
+pg.describe("raw SQL with change capture: node-postgres", () => {
+  rawSuite(() => postgresJsRaw(pg.url, "pg"), true);
+});
+
+pg.describe("raw SQL without change capture: node-postgres", () => {
   rawSuite(() => postgresJsRaw(pg.url, "pg"), false);
 });

@@ -224,8 +224,12 @@ export async function uninstallPostgresCapture(sql: postgres.Sql, served: string
   await sql.unsafe(`DROP SCHEMA IF EXISTS ${quote(captureSchema(served))} CASCADE`);
 }
 
-export async function isInstalled(sql: postgres.Sql, served: string): Promise<boolean> {
-  const [row] = await sql.unsafe("SELECT to_regclass($1) IS NOT NULL AS ok", [
+export function isInstalled(sql: postgres.Sql, served: string): Promise<boolean> {
+  return installedOn((text, params = []) => sql.unsafe(text, params as never[]), served);
+}
+
+async function installedOn(query: Query, served: string): Promise<boolean> {
+  const [row] = await query("SELECT to_regclass($1) IS NOT NULL AS ok", [
     `${quote(captureSchema(served))}.changes`,
   ]);
   return row?.ok === true;
@@ -259,6 +263,54 @@ export async function postgresCaptureStatus(
   };
 }
 
+/** Rows of a statement, by column name. */
+type Query = (sql: string, params?: readonly unknown[]) => Promise<Record<string, unknown>[]>;
+
+/**
+ * What the capture feed needs of a PostgreSQL client, whichever library it is (see
+ * postgresJsCapturePort, and nodePostgresCapturePort in node-postgres-capture.ts).
+ */
+export interface PgCapturePort {
+  /** Runs a statement on the application's client. */
+  query: Query;
+  /**
+   * Listens on `channel`. `onListen` is called each time the listening connection starts
+   * (again): what was sent while it was away is only in the change table.
+   */
+  listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    onListen: () => void,
+  ): Promise<{ unlisten(): Promise<void> }>;
+  /**
+   * A connection of the consumer's own, for its session lock: opened on first use, and
+   * opened again after a break (the lock gone with the old one).
+   */
+  own(): { query: Query; end(): Promise<void> };
+}
+
+/**
+ * postgres.js as the feed's client: `connect` makes a client of one connection by the
+ * application's postgres.js (the lock's: see postgresCaptureFeed).
+ */
+export function postgresJsCapturePort(
+  sql: postgres.Sql,
+  connect: () => postgres.Sql,
+): PgCapturePort {
+  const on =
+    (client: postgres.Sql): Query =>
+    (text, params = []) =>
+      client.unsafe(text, params as never[]);
+  return {
+    query: on(sql),
+    listen: (channel, onPayload, onListen) => sql.listen(channel, onPayload, onListen),
+    own() {
+      const own = connect();
+      return { query: on(own), end: () => own.end({ timeout: 1 }) };
+    },
+  };
+}
+
 /**
  * The change table as a CaptureFeed. One node consumes it: the one holding a session
  * advisory lock, which PostgreSQL releases if the node dies.
@@ -272,17 +324,16 @@ export async function postgresCaptureStatus(
  * nodes may both consume, which applies a change twice: harmless.
  */
 export function postgresCaptureFeed(
-  sql: postgres.Sql,
+  pg: PgCapturePort,
   served: string,
   columnsOf: (table: string) => readonly string[] | undefined,
-  connect: () => postgres.Sql,
   /** `unref`: its waits do not keep a process alive (see followCapture). */
   options: { unref?: boolean } = {},
 ): CarryingFeed {
   const name = captureSchema(served);
   const schema = quote(name);
   let lockKey: number | undefined;
-  let own: postgres.Sql | undefined;
+  let own: ReturnType<PgCapturePort["own"]> | undefined;
   let checkedAt = 0;
   let holding = false;
   let listening: Promise<{ unlisten(): Promise<void> }> | undefined;
@@ -323,7 +374,7 @@ export function postgresCaptureFeed(
     }
   };
   return {
-    installed: () => isInstalled(sql, served),
+    installed: () => installedOn(pg.query, served),
     async lead() {
       const now = Date.now();
       if (holding && now - checkedAt < LEAD_CHECK_MS) return true;
@@ -333,14 +384,14 @@ export function postgresCaptureFeed(
           const digest = await sha256(served);
           lockKey = LOCK_BASE + ((digest[0]! << 8) | digest[1]!);
         }
-        own ??= connect();
+        own ??= pg.own();
         const [row] = holding
-          ? await own.unsafe(
+          ? await own.query(
               `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
                  AND objid = $1 AND pid = pg_backend_pid() AND granted) AS ok`,
               [lockKey],
             )
-          : await own.unsafe("SELECT pg_try_advisory_lock($1) AS ok", [lockKey]);
+          : await own.query("SELECT pg_try_advisory_lock($1) AS ok", [lockKey]);
         holding = row?.ok === true;
       } catch {
         holding = false; // the connection broke: its lock went with it
@@ -350,7 +401,7 @@ export function postgresCaptureFeed(
     async read(limit) {
       if (!listening) {
         // Listening again after a reconnect: what was sent meanwhile is only in the table.
-        listening = sql.listen(CHANNEL, heard, fallBehind);
+        listening = pg.listen(CHANNEL, heard, fallBehind);
         // Refused while the database is away: asked again on the next read.
         listening.catch(() => {
           listening = undefined;
@@ -360,7 +411,7 @@ export function postgresCaptureFeed(
       notified = false;
       const begun = wakes;
       // On the consumer's own connection: never queued behind the pool's reads.
-      const rows = await (own ?? sql).unsafe(
+      const rows = await (own?.query ?? pg.query)(
         `SELECT seq::float8 AS seq, tbl, op, old::text AS old, new::text AS new,
                 ${atMs("at")} AS at, api IS NOT NULL AS late
            FROM ${schema}.changes
@@ -376,14 +427,15 @@ export function postgresCaptureFeed(
       carried = apply;
     },
     async pending() {
-      const rows = await sql.unsafe(`SELECT 1 FROM ${schema}.changes LIMIT 1`);
+      const rows = await pg.query(`SELECT 1 FROM ${schema}.changes LIMIT 1`);
       return rows.length > 0;
     },
     async consume(changes) {
       if (changes.length === 0) return;
-      await (own ?? sql).unsafe(`DELETE FROM ${schema}.changes WHERE seq = ANY($1::text::int8[])`, [
-        `{${changes.map((c) => c.seq).join(",")}}`,
-      ]);
+      await (own?.query ?? pg.query)(
+        `DELETE FROM ${schema}.changes WHERE seq = ANY($1::text::int8[])`,
+        [`{${changes.map((c) => c.seq).join(",")}}`],
+      );
     },
     async wait(ms, signal) {
       if (notified || signal?.aborted) return;
@@ -404,10 +456,10 @@ export function postgresCaptureFeed(
       const l = await listening?.catch(() => undefined);
       await l?.unlisten().catch(() => {});
       if (holding && own && lockKey !== undefined) {
-        await own.unsafe("SELECT pg_advisory_unlock($1)", [lockKey]).catch(() => {});
+        await own.query("SELECT pg_advisory_unlock($1)", [lockKey]).catch(() => {});
       }
       holding = false;
-      await own?.end({ timeout: 1 }).catch(() => {});
+      await own?.end().catch(() => {});
       own = undefined;
     },
   };

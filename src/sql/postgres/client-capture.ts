@@ -4,7 +4,14 @@ import type { CapturedShape, CaptureInstallation, ClientCapture } from "../captu
 import { runStepsAsync } from "../driver.ts";
 import { nodeRequire } from "../node-require.ts";
 import { type ForeignKeyAction, literal, quote } from "../schema.ts";
-import { atMs, captureSchema, EXACT_FLOATS, postgresCaptureFeed } from "./capture.ts";
+import {
+  atMs,
+  captureSchema,
+  EXACT_FLOATS,
+  type PgCapturePort,
+  postgresCaptureFeed,
+  postgresJsCapturePort,
+} from "./capture.ts";
 import { postgresDialect } from "./dialect.ts";
 
 /** Changes looked at per change table when asked whether one waits unapplied. */
@@ -34,13 +41,30 @@ const qualified = (schema: string, table: string) =>
   schema === "public" ? table : `${schema}.${table}`;
 
 /**
- * Capture behind an application's postgres.js client: one installation per schema with a
- * change table, each consumed in this process by the node holding its lock, on a
- * one-connection client of its own made by the application's postgres.js (see
- * postgresCaptureFeed). Tables are named `schema.table` outside `public`.
+ * Capture behind an application's postgres.js client: each change table's consumer holds
+ * its lock on a one-connection client of its own, made by the application's postgres.js
+ * (see postgresCaptureFeed).
  */
-export function postgresClientCapture(sql: postgres.Sql): ClientCapture {
+export function postgresJsClientCapture(sql: postgres.Sql): ClientCapture {
   let factory: ((options: unknown) => postgres.Sql) | undefined;
+  const connect = () => {
+    factory ??= loadPostgres();
+    return factory({
+      ...(sql as unknown as { options: object }).options,
+      max: 1,
+      onnotice: () => {},
+      shared: { retries: 0, typeArrayMap: {} },
+    });
+  };
+  return postgresClientCapture(postgresJsCapturePort(sql, connect));
+}
+
+/**
+ * Capture behind an application's PostgreSQL client (`pg`: see PgCapturePort): one
+ * installation per schema with a change table, each consumed in this process by the node
+ * holding its lock. Tables are named `schema.table` outside `public`.
+ */
+export function postgresClientCapture(pg: PgCapturePort): ClientCapture {
   /** The schemas whose change tables the installations last found have. */
   let schemas: string[] = [];
   return {
@@ -48,7 +72,7 @@ export function postgresClientCapture(sql: postgres.Sql): ClientCapture {
       const all: ForeignKeyAction[] = [];
       for (const schema of wanted) {
         const steps = postgresDialect(schema).foreignKeyActions();
-        const actions = await runStepsAsync(steps, (s) => sql.unsafe(s.sql, s.params as never[]));
+        const actions = await runStepsAsync(steps, (s) => pg.query(s.sql, s.params));
         for (const a of actions) {
           all.push({
             ...a,
@@ -60,10 +84,9 @@ export function postgresClientCapture(sql: postgres.Sql): ClientCapture {
       return all;
     },
     async installations() {
-      const rows = await sql.unsafe(CAPTURED_TABLES_SQL);
+      const rows = await pg.query(CAPTURED_TABLES_SQL);
       schemas = [...new Set(rows.map((r) => String(r.schema)))];
       if (rows.length === 0) return [];
-      factory ??= loadPostgres();
       const bySchema = new Map<string, Map<string, CapturedShape>>();
       const exactReals = new Map<string, boolean>();
       for (const r of rows) {
@@ -77,13 +100,6 @@ export function postgresClientCapture(sql: postgres.Sql): ClientCapture {
           ...(pk.length === 1 && { primaryKey: pk[0]! }),
         });
       }
-      const connect = () =>
-        factory!({
-          ...(sql as unknown as { options: object }).options,
-          max: 1,
-          onnotice: () => {},
-          shared: { retries: 0, typeArrayMap: {} },
-        });
       return [...bySchema].map(
         ([schema, tables]): CaptureInstallation => ({
           id: captureSchema(schema),
@@ -91,13 +107,9 @@ export function postgresClientCapture(sql: postgres.Sql): ClientCapture {
           exactReals: exactReals.get(schema) === true,
           feed: (shapes) =>
             mapFeed(
-              postgresCaptureFeed(
-                sql,
-                schema,
-                (t) => shapes(qualified(schema, t))?.columns,
-                connect,
-                { unref: true },
-              ),
+              postgresCaptureFeed(pg, schema, (t) => shapes(qualified(schema, t))?.columns, {
+                unref: true,
+              }),
               (e) => ({ ...e, table: qualified(schema, e.table) }),
             ),
         }),
@@ -130,7 +142,7 @@ export function postgresClientCapture(sql: postgres.Sql): ClientCapture {
           FROM ${quote(id)}.changes ${where} ORDER BY seq LIMIT ${PENDING_LOOK})`);
       }
       if (reads.length === 0) return false;
-      const rows = await sql.unsafe(reads.join(" UNION ALL "), params as never[]);
+      const rows = await pg.query(reads.join(" UNION ALL "), params);
       const seen = new Map<string, number>();
       for (const r of rows) {
         const id = String(r.id);
