@@ -28,6 +28,7 @@ import type Database from "better-sqlite3";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import { DEFAULT_BUSY_TIMEOUT_MS } from "../sql/sqlite/dialect.ts";
+import { PreparedStatements } from "../sql/sqlite/prepared.ts";
 import { PROXIED, type ProxiedClient } from "./proxied.ts";
 
 /** What drizzle-orm's sqlite-proxy asks for: every row's values in column order. */
@@ -57,9 +58,6 @@ export interface BetterSqliteProxy {
   readonly [PROXIED]: ProxiedClient;
 }
 
-/** Distinct SQL texts kept prepared; the least recently used is dropped first. */
-const MAX_CACHED_STATEMENTS = 500;
-
 /** A transaction's statement opens or ends it: the connection is the transaction's meanwhile. */
 const BEGINS = /^\s*begin\b/i;
 
@@ -82,22 +80,9 @@ export function betterSqliteProxy(
   if (!Number.isSafeInteger(busyTimeout) || busyTimeout < 0) {
     badOption("drizzle", "busyTimeout", "an integer >= 0 (ms)", busyTimeout);
   }
-  const statements = new Map<string, Database.Statement>();
-  const prepare = (sql: string) => {
-    let statement = statements.get(sql);
-    if (statement)
-      statements.delete(sql); // re-inserted below: Map order is recency
-    else {
-      statement = database.prepare(sql);
-      if (statements.size >= MAX_CACHED_STATEMENTS) {
-        statements.delete(statements.keys().next().value!);
-      }
-    }
-    statements.set(sql, statement);
-    return statement;
-  };
+  const statements = new PreparedStatements((sql) => database.prepare(sql));
   const execute = ({ sql, params, method }: ProxyQuery): ProxyResult => {
-    const statement = prepare(sql);
+    const statement = statements.get(sql);
     if (method === "run" || !statement.reader) {
       const { changes, lastInsertRowid } = statement.run(...params);
       return { rows: [], changes, lastInsertRowid };

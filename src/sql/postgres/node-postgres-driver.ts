@@ -1,5 +1,6 @@
 import type { EdgecacheError } from "../../core/errors.ts";
 import type { Row } from "../../core/query.ts";
+import { Turns } from "../../core/turns.ts";
 import { catalogColumns, changedRows, type SqlResult, type SqlRow } from "../client.ts";
 import type { Steps } from "../dialect.ts";
 import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
@@ -42,8 +43,8 @@ export class NodePostgresDriver implements TransactionDriver {
   readonly #pg: NodePostgresLike;
   /** A `Pool` counts its clients; a `Client` is one connection. */
   readonly #pool: boolean;
-  /** The last work in turn on a `Client` (settled, never rejected). */
-  #turn: Promise<unknown> = Promise.resolve();
+  /** Statements on one connection take turns. */
+  readonly #turns = new Turns();
 
   constructor(pg: NodePostgresLike) {
     this.#pg = pg;
@@ -63,7 +64,7 @@ export class NodePostgresDriver implements TransactionDriver {
 
   read<T>(steps: Steps<T>): Promise<T> {
     const read = () => runStepsAsync(steps, (s) => rowsOf(this.#pg, s.sql, s.params));
-    return this.#pool ? read() : this.#inTurn(read);
+    return this.#pool ? read() : this.#turns.run(read);
   }
 
   async transaction<T>(steps: Steps<T>, options?: WriteOptions): Promise<T> {
@@ -81,7 +82,7 @@ export class NodePostgresDriver implements TransactionDriver {
         throw err;
       }
     };
-    if (!this.#pool) return this.#inTurn(() => write(this.#pg));
+    if (!this.#pool) return this.#turns.run(() => write(this.#pg));
     const lent = (await this.#pg.connect()) as PgPoolClient;
     try {
       return await write(lent);
@@ -96,13 +97,6 @@ export class NodePostgresDriver implements TransactionDriver {
 
   async close(): Promise<void> {
     // The pool or client is the application's: it stays open.
-  }
-
-  /** Runs `work` after the work in turn before it (a `Client`). */
-  #inTurn<T>(work: () => Promise<T>): Promise<T> {
-    const done = this.#turn.then(work);
-    this.#turn = done.catch(() => {});
-    return done;
   }
 }
 

@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import { EdgecacheError } from "../../core/errors.ts";
 import type { Row } from "../../core/query.ts";
+import { Turns } from "../../core/turns.ts";
 import { catalogColumns, RETURNING, type SqlResult, type SqlRow } from "../client.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
@@ -110,8 +111,8 @@ class LibsqlDriver implements TransactionDriver {
   /** Reads take turns with writes (in memory). */
   readonly #oneConnection: boolean;
   #ready: Promise<void> | undefined;
-  /** The last work in turn (settled, never rejected). */
-  #turn: Promise<unknown> = Promise.resolve();
+  /** Transactions take turns, and reads with them on one connection. */
+  readonly #turns = new Turns();
 
   constructor(client: LibsqlClientLike, options: { busyTimeout: number }) {
     this.#client = client;
@@ -131,12 +132,12 @@ class LibsqlDriver implements TransactionDriver {
     await this.#start();
     const read = () =>
       runStepsAsync(steps, (s) => whenNotBusy(() => execute(this.#client, s), this.#busyTimeout));
-    return this.#oneConnection ? this.#inTurn(read) : read();
+    return this.#oneConnection ? this.#turns.run(read) : read();
   }
 
   async transaction<T>(steps: Steps<T>, options?: WriteOptions): Promise<T> {
     await this.#start();
-    return this.#inTurn(async () => {
+    return this.#turns.run(async () => {
       const tx = await whenNotBusy(() => this.#client.transaction("write"), this.#busyTimeout);
       try {
         const marked = ownMarked(steps, options?.capture);
@@ -147,13 +148,6 @@ class LibsqlDriver implements TransactionDriver {
         tx.close();
       }
     });
-  }
-
-  /** Runs `work` after the work in turn before it. */
-  #inTurn<T>(work: () => Promise<T>): Promise<T> {
-    const done = this.#turn.then(work);
-    this.#turn = done.catch(() => {});
-    return done;
   }
 
   error(cause: unknown): EdgecacheError {

@@ -1,6 +1,7 @@
 import { nodeRequire } from "../node-require.ts";
 import type { SqliteExecutor } from "./capture.ts";
 import { whenNotBusy } from "./dialect.ts";
+import { PreparedStatements } from "./prepared.ts";
 
 /**
  * edgecache's own connection to an application's SQLite file, for change capture's
@@ -50,7 +51,7 @@ export interface OwnConnection extends SqliteExecutor {
 export function ownConnection(open: () => Promise<SyncSqlite | undefined>): OwnConnection {
   let statements = 0;
   let closed = false;
-  let prepared = new Map<string, SyncStatement>();
+  let prepared: PreparedStatements<SyncStatement> | undefined;
   let opening: Promise<SyncSqlite | undefined> | undefined;
   const connection = () => {
     opening ??= open().then((db) => {
@@ -73,7 +74,7 @@ export function ownConnection(open: () => Promise<SyncSqlite | undefined>): OwnC
   const discard = async () => {
     const db = await opening?.catch(() => undefined);
     opening = undefined;
-    prepared = new Map();
+    prepared = undefined;
     try {
       db?.close();
     } catch {
@@ -84,11 +85,8 @@ export function ownConnection(open: () => Promise<SyncSqlite | undefined>): OwnC
     if (closed) throw new Error("[edgecache] [capture] the capture connection is closed");
     const db = await connection();
     if (!db) throw new Error("[edgecache] [capture] the database has no file to follow");
-    let s = prepared.get(sql);
-    if (!s) {
-      s = db.prepare(sql);
-      prepared.set(sql, s);
-    }
+    prepared ??= new PreparedStatements((text) => db.prepare(text));
+    const s = prepared.get(sql);
     statements++;
     try {
       return work(s);

@@ -7,14 +7,12 @@ import type { Statement, Steps } from "../dialect.ts";
 import { runSteps, runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
 import { ownMarked } from "./capture.ts";
 import { isBusy, MAX_IN_PARAMS, toEdgecacheError, whenNotBusy } from "./dialect.ts";
+import { PreparedStatements } from "./prepared.ts";
 
 /** A failure after a transaction's work began: not tried again (whenNotBusy sees no code). */
 class Begun {
   constructor(readonly cause: unknown) {}
 }
-
-/** Distinct SQL texts kept prepared; the least recently used is dropped first. */
-const MAX_CACHED_STATEMENTS = 1000;
 
 /**
  * A synchronous SQLite connection as a driver: better-sqlite3's `Database`, or the `libsql`
@@ -36,7 +34,7 @@ export class SyncSqliteDriver implements TransactionDriver {
   readonly #busyTimeout: number;
   readonly #reopen: (() => Database.Database) | undefined;
   readonly #guest: boolean;
-  readonly #statements = new Map<string, Database.Statement>();
+  readonly #statements = new PreparedStatements((sql) => this.#db.prepare(sql));
   /** busy_timeout read and set around each try (prepared once: a pragma() call compiles). */
   #timeout!: { read: Database.Statement; set: Map<number, Database.Statement> };
 
@@ -76,7 +74,7 @@ export class SyncSqliteDriver implements TransactionDriver {
    * lock of edgecache's): a write's `returning` rows are the rows it changed.
    */
   async run(sql: string, params: readonly unknown[]): Promise<SqlResult> {
-    const statement = this.#statement(sql);
+    const statement = this.#statements.get(sql);
     if (!statement.reader) return { rows: [], rowsAffected: statement.run([...params]).changes };
     const rows = statement.all([...params]) as SqlResult["rows"];
     return { rows, rowsAffected: statement.readonly ? 0 : rows.length };
@@ -183,28 +181,13 @@ export class SyncSqliteDriver implements TransactionDriver {
   }
 
   #run({ sql, params }: Statement): Row[] {
-    const statement = this.#statement(sql);
+    const statement = this.#statements.get(sql);
     // A statement without rows (capture's DDL) is run; all() refuses it.
     if (!statement.reader) {
       statement.run(params);
       return [];
     }
     return statement.all(params) as Row[];
-  }
-
-  #statement(sql: string): Database.Statement {
-    let statement = this.#statements.get(sql);
-    if (statement) {
-      this.#statements.delete(sql); // re-insert: Map order is our recency order
-    } else {
-      statement = this.#db.prepare(sql);
-      if (this.#statements.size >= MAX_CACHED_STATEMENTS) {
-        const oldest = this.#statements.keys().next().value;
-        if (oldest !== undefined) this.#statements.delete(oldest);
-      }
-    }
-    this.#statements.set(sql, statement);
-    return statement;
   }
 
   /** Runs driver work and turns anything thrown into an EdgecacheError without SQL text. */
