@@ -58,6 +58,8 @@ export interface DataApi {
   schema: Schema;
   /** Re-runs the read behind a cache key (rehydration, warming). */
   refetch(key: string): Promise<void>;
+  /** Takes this API's patches and refetches off its cache: writes only remove entries then. */
+  detach(): void;
 }
 
 // no-cache: downstream caches may keep a copy but must revalidate it (RFC 9111 5.2.2.4),
@@ -279,7 +281,10 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
       }, options);
     });
   // Every write that reaches this node's cache, made here or on another node.
-  cache.setWriteHooks({ refetch, patch: options.patchInPlace === false ? undefined : patch });
+  const detach = cache.addWriteHooks({
+    refetch,
+    ...(options.patchInPlace !== false && { patch }),
+  });
 
   app.post(`${base}/:resource`, async (c) => {
     const table = writable(c.req.param("resource"));
@@ -334,7 +339,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
 
   app.notFound(notFound);
 
-  return { app, schema, refetch };
+  return { app, schema, refetch, detach };
 }
 
 /**

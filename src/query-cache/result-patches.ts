@@ -49,7 +49,8 @@ export function followCapturedWrites(
   const ordered = options.patchInPlace && captured ? capture.orderedWrites() : undefined;
   if (ordered) captured!.follow(ordered);
   const patching = ordered !== undefined || (options.patchInPlace && capture.ordersOnLog());
-  engine.setWriteHooks({
+  engine.addWriteHooks({
+    prefix: options.prefix,
     ...(options.refetch && { refetch: options.refetch }),
     ...(patching && {
       patch: resultPatcher(engine, options.prefix, (v) => capture.exactReals()(v)),

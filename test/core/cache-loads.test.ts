@@ -92,7 +92,7 @@ function patching(suffix: string) {
     schema: { primaryKey: () => "id", joinColumns: () => [] },
   });
   const patched: string[] = [];
-  cache.setWriteHooks({
+  cache.addWriteHooks({
     patch: (key, entry) => {
       patched.push(key);
       return { body: `${new TextDecoder().decode(entry.body)}${suffix}`, tags: entry.tags };
@@ -165,7 +165,7 @@ describe("patches and entries loaded further along the log", () => {
     );
   });
 
-  it("write hooks given when the cache is made patch and refetch as set ones do; setWriteHooks replaces them", async () => {
+  it("write hooks given when the cache is made patch and refetch; added ones take their prefix's keys, until removed", async () => {
     const refetched: string[] = [];
     const cache = new Cache({
       tiers: [memoryStore()],
@@ -189,11 +189,37 @@ describe("patches and entries loaded further along the log", () => {
     await cache.drain();
     expect(new TextDecoder().decode(cache.peek("patched")!.body)).toBe("p+patched");
     expect(refetched).toEqual(["hot"]);
-    cache.setWriteHooks({});
+
+    // Hooks for the keys under "q:" (a query cache sharing the engine, say): theirs patch
+    // and refetch those keys only; the first hooks keep every other key.
+    const theirs: string[] = [];
+    const remove = cache.addWriteHooks({
+      prefix: "q:",
+      patch: (key, entry) =>
+        key === "q:patched"
+          ? { body: `${new TextDecoder().decode(entry.body)}+q`, tags: entry.tags }
+          : undefined,
+      refetch: async (key) => {
+        theirs.push(key);
+      },
+    });
+    await cache.setEntry("q:patched", { body: "p", tags: ["users#1"] });
+    await cache.setEntry("q:hot", { body: "h", tags: ["users#1"] });
+    expect(cache.peek("q:hot")).toBeDefined();
     await cache.applyWrite({ table: "users", op: "update", old: row, new: { ...row, name: "Cy" } });
     await cache.drain();
-    expect(cache.peek("patched")).toBeUndefined();
-    expect(refetched).toEqual(["hot"]);
+    expect(new TextDecoder().decode(cache.peek("q:patched")!.body)).toBe("p+q");
+    expect(new TextDecoder().decode(cache.peek("patched")!.body)).toBe("p+patched+patched");
+    expect(theirs).toEqual(["q:hot"]);
+    expect(refetched).toEqual(["hot"]); // "hot" was not read again since: not hot any more
+
+    // Removed: the first hooks take the "q:" keys back (and patch only "patched").
+    remove();
+    await cache.applyWrite({ table: "users", op: "update", old: row, new: { ...row, name: "Di" } });
+    await cache.drain();
+    expect(cache.peek("q:patched")).toBeUndefined();
+    expect(new TextDecoder().decode(cache.peek("patched")!.body)).toBe("p+patched+patched+patched");
+    expect(theirs).toEqual(["q:hot"]);
   });
 
   it("write hooks that are not functions are refused when the cache is made", () => {

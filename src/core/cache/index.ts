@@ -34,7 +34,14 @@ import { type Counters, newCounters } from "./counters.ts";
 import { Entries, hitCount, MAX_TRACKED_TIERS, strongEtag, syncEtag } from "./entries.ts";
 import { HitCheck } from "./hit-check.ts";
 import { Loads } from "./loads.ts";
-import { checkValueOptions, settings, tierCount, valueInit } from "./options.ts";
+import {
+  checkValueOptions,
+  checkWriteHooks,
+  joinedWriteHooks,
+  settings,
+  tierCount,
+  valueInit,
+} from "./options.ts";
 import { Reads } from "./reads.ts";
 import { FAILED, TierStack } from "./tiers.ts";
 import type {
@@ -111,6 +118,8 @@ export class Cache {
   readonly #hits: HitCheck;
   /** What a write that reaches this node does to cached entries (see setWriteHooks). */
   #hooks: WriteHooks;
+  /** The sets `#hooks` joins, in the order they were given. */
+  #hookSets: readonly WriteHooks[];
   /** The clock of `peek`: the cache's, or a coarse reading of it (CoarseClock). */
   readonly #hitNow: () => number;
   readonly #rules: NonNullable<CacheOptions["invalidateOn"]>;
@@ -157,7 +166,8 @@ export class Cache {
     const recent = new RecentChanges();
     const indexBytes = { max: set.indexMaxBytes, evictions: 0 };
     const { enabled, policy } = set;
-    this.#hooks = options.writeHooks ?? {};
+    this.#hookSets = options.writeHooks ? [options.writeHooks] : [];
+    this.#hooks = joinedWriteHooks(this.#hookSets);
     const hooks = () => this.#hooks;
     const planSchema = () => this.#planSchema();
     const end = (n: number | undefined) =>
@@ -273,14 +283,21 @@ export class Cache {
   }
 
   /**
-   * Sets what happens when a write reaches this node, whichever node made it: patches of
-   * cached responses, and the refetch that rehydrates hot ones. The later-binding path,
-   * replacing what `CacheOptions.writeHooks` gave: for a caller that learns them only once
-   * the cache exists (the data API, whose refetch runs its own routes over this cache and
-   * whose patches need the schema it reads after connecting).
+   * Adds what happens when a write reaches this node, whichever node made it, to the keys
+   * of `hooks.prefix` (every key without one): patches of cached responses, and the refetch
+   * that rehydrates hot ones. Beside what `CacheOptions.writeHooks` gave, for a caller
+   * given the cache already made (the data API, whose refetch runs its own routes over this
+   * cache and whose patches need the schema it reads after connecting; a query cache on
+   * an engine it shares). Returns what removes them again.
    */
-  setWriteHooks(hooks: WriteHooks): void {
-    this.#hooks = hooks;
+  addWriteHooks(hooks: WriteHooks): () => void {
+    checkWriteHooks(hooks);
+    this.#hookSets = [...this.#hookSets, hooks];
+    this.#hooks = joinedWriteHooks(this.#hookSets);
+    return () => {
+      this.#hookSets = this.#hookSets.filter((h) => h !== hooks);
+      this.#hooks = joinedWriteHooks(this.#hookSets);
+    };
   }
 
   /** The last changes this node applied (writes and invalidations), newest first. */

@@ -1,7 +1,7 @@
 import { encodeValue } from "../codec.ts";
 import { badOption } from "../errors.ts";
 import type { Store } from "../store.ts";
-import type { CacheOptions, EntryInit, JsonOptions } from "./types.ts";
+import type { CacheOptions, EntryInit, JsonOptions, WriteHooks } from "./types.ts";
 
 const HOUR = 3_600_000;
 /** Cached 404s and 410s kept at once, by default. */
@@ -45,15 +45,7 @@ export function settings(options: CacheOptions): Settings {
       badOption(c, name, "a function", options[name]);
     }
   }
-  const hooks = options.writeHooks ?? {};
-  if (typeof hooks !== "object" || hooks === null) {
-    badOption(c, "writeHooks", "an object of functions", hooks);
-  }
-  for (const name of ["patch", "refetch"] as const) {
-    if (hooks[name] !== undefined && typeof hooks[name] !== "function") {
-      badOption(c, `writeHooks.${name}`, "a function", hooks[name]);
-    }
-  }
+  if (options.writeHooks !== undefined) checkWriteHooks(options.writeHooks);
   const maxNegative = options.notFound?.maxEntries ?? DEFAULT_MAX_NEGATIVE;
   if (!Number.isSafeInteger(maxNegative) || maxNegative < 1) {
     badOption(c, "notFound.maxEntries", "a positive integer", maxNegative);
@@ -135,4 +127,44 @@ export function valueInit(
 ): EntryInit {
   const { tiers: _names, ...rest } = options;
   return { ...rest, ...encodeValue(key, value), tiers };
+}
+
+/** Refuses write hooks that are not an object of functions, with a string `prefix`. */
+export function checkWriteHooks(hooks: WriteHooks): void {
+  const c = "cache";
+  if (typeof hooks !== "object" || hooks === null) {
+    badOption(c, "writeHooks", "an object of functions", hooks);
+  }
+  for (const name of ["patch", "refetch"] as const) {
+    if (hooks[name] !== undefined && typeof hooks[name] !== "function") {
+      badOption(c, `writeHooks.${name}`, "a function", hooks[name]);
+    }
+  }
+  if (hooks.prefix !== undefined && typeof hooks.prefix !== "string") {
+    badOption(c, "writeHooks.prefix", "a string", hooks.prefix);
+  }
+}
+
+/**
+ * The hooks `sets` make together: a key's patch and refetch are those of the set with its
+ * longest prefix (the last added among equals).
+ */
+export function joinedWriteHooks(sets: readonly WriteHooks[]): WriteHooks {
+  if (sets.length === 1 && !sets[0]!.prefix) return sets[0]!;
+  const owner = (key: string): WriteHooks | undefined => {
+    let best: WriteHooks | undefined;
+    for (const hooks of sets) {
+      const prefix = hooks.prefix ?? "";
+      if (key.startsWith(prefix) && prefix.length >= (best?.prefix ?? "").length) best = hooks;
+    }
+    return best;
+  };
+  return {
+    ...(sets.some((h) => h.patch) && {
+      patch: (key, entry, events, peek) => owner(key)?.patch?.(key, entry, events, peek),
+    }),
+    ...(sets.some((h) => h.refetch) && {
+      refetch: async (key) => owner(key)?.refetch?.(key),
+    }),
+  };
 }

@@ -29,8 +29,9 @@ export interface CacheOptions {
   /**
    * What a write that reaches this node does to cached entries, whichever node made it:
    * `patch` cached responses in place, `refetch` hot invalidated ones. Given here when the
-   * caller knows them as it makes the cache; `setWriteHooks` sets them later (a data API
-   * that learns its schema once connected, over a cache it was given).
+   * caller knows them as it makes the cache; `addWriteHooks` adds more later, each set for
+   * the keys of its `prefix` (a data API that learns its schema once connected, over a cache
+   * it was given; a query cache over an engine it shares).
    *
    * @example
    * writeHooks: { refetch: (key) => cache.get(key), patch: (key, entry, events) => undefined }
@@ -138,6 +139,11 @@ export interface LookupOptions {
 
 /** What the owner of the entries (the data API) does when a write reaches this node. */
 export interface WriteHooks {
+  /**
+   * The keys these hooks are for: those that start with it (every key when absent). Of
+   * the hooks a cache has, a key's are those of its longest prefix, the last added first.
+   */
+  prefix?: string;
   /** Re-runs the read behind a key (rehydration of hot invalidated entries). */
   refetch?: (key: string) => Promise<unknown>;
   /**

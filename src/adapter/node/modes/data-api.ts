@@ -283,7 +283,7 @@ async function open(
     async close() {
       await server.close();
       await cache.drain();
-      cache.setWriteHooks({}); // no refetch from here on
+      api.detach(); // no refetch from here on
       await follower?.close();
       const capturedAtClose = await captureId().catch(() => undefined);
       // Before the log and tiers (the stamp it leaves is of the closed files).
