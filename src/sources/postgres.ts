@@ -5,6 +5,7 @@ import { clientKind } from "../sql/client-kind.ts";
 import {
   forgetPostgresCaptured,
   installPostgresCapture,
+  type PgCapturePort,
   postgresCaptureFeed,
   postgresCaptureStatus,
   postgresJsCapturePort,
@@ -13,6 +14,7 @@ import {
 import { connectPostgres, DEFAULT_MAX_CONNECTIONS, loadPostgres } from "../sql/postgres/connect.ts";
 import { type PgColumn, type PgTable, postgresDialect } from "../sql/postgres/dialect.ts";
 import { PostgresDriver, type Sql } from "../sql/postgres/driver.ts";
+import { nodePostgresCapturePort } from "../sql/postgres/node-postgres-capture.ts";
 import { NodePostgresDriver, type NodePostgresLike } from "../sql/postgres/node-postgres-driver.ts";
 import { quote } from "../sql/schema.ts";
 import type { Source } from "./source.ts";
@@ -43,15 +45,15 @@ export type PostgresSourceOptions = (
 
 /**
  * A node-postgres (`pg`) `Pool` or `Client` the caller owns; close() leaves it open. Change
- * capture is not followed on it (its LISTEN is postgres.js's): writes through the data API
- * are exact, writes around it wait for the TTL.
+ * capture's LISTEN and the consumer's lock take two connections of their own, made by the
+ * caller's `pg` with the client's settings.
  */
 export type NodePostgresSourceOptions = { client: NodePostgresLike } & PostgresSourceCommon;
 
 /**
  * A Source over PostgreSQL, through postgres.js (an optional peer dependency: `npm
- * install postgres`), or on a node-postgres `Pool` or `Client` the caller gives (`{ client }`,
- * change capture not followed). Tables of one schema are discovered, views are declared. Text
+ * install postgres`), or on a node-postgres `Pool` or `Client` the caller gives
+ * (`{ client }`). Tables of one schema are discovered, views are declared. Text
  * compares by code point (`COLLATE "C"`) and NULLs sort first in ascending order, as the
  * invalidation planner assumes; dates are read as fixed-width ISO text (see PgColumn).
  *
@@ -62,12 +64,8 @@ export type NodePostgresSourceOptions = { client: NodePostgresLike } & PostgresS
  * ```
  */
 export async function postgresSource(
-  options: PostgresSourceOptions,
-): Promise<Source & CapturingSource>;
-export async function postgresSource(options: NodePostgresSourceOptions): Promise<Source>;
-export async function postgresSource(
   options: PostgresSourceOptions | NodePostgresSourceOptions,
-): Promise<Source> {
+): Promise<Source & CapturingSource> {
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
@@ -80,8 +78,12 @@ export async function postgresSource(
     if (clientKind(options.client) !== "node-postgres") {
       badOption(COMPONENT, "client", "a node-postgres Pool or Client", options.client);
     }
-    const driver = new NodePostgresDriver(options.client);
-    return sqlSource(postgresDialect(schema), driver, { name: COMPONENT, views });
+    const client = options.client;
+    const driver = new NodePostgresDriver(client);
+    return new PostgresSource(
+      { driver, schema, capturePort: () => nodePostgresCapturePort(client) },
+      views,
+    );
   }
   if ("sql" in options) {
     if (typeof options.sql !== "function" || typeof options.sql.unsafe !== "function") {
@@ -89,7 +91,7 @@ export async function postgresSource(
     }
     const postgres = await loadPostgres();
     return new PostgresSource(
-      new PostgresDriver(options.sql, { owned: false, schema, postgres }),
+      postgresJsDriving(new PostgresDriver(options.sql, { owned: false, schema, postgres })),
       views,
     );
   }
@@ -100,21 +102,40 @@ export async function postgresSource(
   if (!Number.isSafeInteger(max) || max < 1) badOption(COMPONENT, "max", "an integer >= 1", max);
   const sql = await connectPostgres(url, max);
   const driver = new PostgresDriver(sql, { owned: true, schema, postgres: await loadPostgres() });
-  return new PostgresSource(driver, views);
+  return new PostgresSource(postgresJsDriving(driver), views);
+}
+
+function postgresJsDriving(driver: PostgresDriver): PostgresDriving {
+  return {
+    driver,
+    schema: driver.schema,
+    capturePort: () => postgresJsCapturePort(driver.sql, () => driver.connectOne()),
+  };
+}
+
+/** A source's driver, postgres.js's or node-postgres's, and the capture feed's client on it. */
+interface PostgresDriving {
+  driver: PostgresDriver | NodePostgresDriver;
+  schema: string;
+  capturePort(): PgCapturePort;
 }
 
 class PostgresSource extends SqlSource<PgColumn, PgTable> implements CapturingSource {
-  readonly #driver: PostgresDriver;
+  readonly #driver: PostgresDriver | NodePostgresDriver;
+  readonly #schema: string;
+  readonly #port: () => PgCapturePort;
 
-  constructor(driver: PostgresDriver, views: ViewInfo[]) {
-    super(postgresDialect(driver.schema), driver, { name: COMPONENT, views });
+  constructor({ driver, schema, capturePort }: PostgresDriving, views: ViewInfo[]) {
+    super(postgresDialect(schema), driver, { name: COMPONENT, views });
     this.#driver = driver;
+    this.#schema = schema;
+    this.#port = capturePort;
   }
 
   async captureStatus(): Promise<CaptureStatus> {
     return this.guard(async () => {
       const tables = await this.capturedTables();
-      return postgresCaptureStatus(this.#driver.sql, this.#driver.schema, [...tables.keys()]);
+      return postgresCaptureStatus(this.#driver, this.#schema, [...tables.keys()]);
     });
   }
 
@@ -122,38 +143,33 @@ class PostgresSource extends SqlSource<PgColumn, PgTable> implements CapturingSo
     return this.guard(async () => {
       // Every user table, served or not: a link table's writes change what queries read.
       const tables = await this.capturedTables();
-      const { sql, schema } = this.#driver;
+      const schema = this.#schema;
       const list = [...tables].map(([name, columns]) => ({
         name,
         qualified: `${quote(schema)}.${quote(name)}`,
         columns: [...columns.values()],
       }));
-      await installPostgresCapture(sql, schema, list);
+      await installPostgresCapture(this.#driver, schema, list);
       this.forgetEffects();
-      return postgresCaptureStatus(sql, schema, [...tables.keys()]);
+      return postgresCaptureStatus(this.#driver, schema, [...tables.keys()]);
     });
   }
 
   async uninstallCapture(): Promise<void> {
-    await this.guard(() => uninstallPostgresCapture(this.#driver.sql, this.#driver.schema));
+    await this.guard(() => uninstallPostgresCapture(this.#driver, this.#schema));
   }
 
   async recorded(mark: string): Promise<void> {
-    if (!(await this.#driver.captureInstalled())) return;
-    await forgetPostgresCaptured(this.#driver.sql, this.#driver.schema, mark).catch(() => {});
+    await forgetPostgresCaptured(this.#driver, this.#schema, mark).catch(() => {});
   }
 
   captureFeed(): CaptureFeed {
     // The feed names a table's columns once discovery has run; it starts it here.
     void this.tables().catch(() => {});
-    return postgresCaptureFeed(
-      postgresJsCapturePort(this.#driver.sql, () => this.#driver.connectOne()),
-      this.#driver.schema,
-      (table) => {
-        const meta = this.knownTables()?.get(table);
-        return meta ? [...meta.columns.keys()] : undefined;
-      },
-    );
+    return postgresCaptureFeed(this.#port(), this.#schema, (table) => {
+      const meta = this.knownTables()?.get(table);
+      return meta ? [...meta.columns.keys()] : undefined;
+    });
   }
 }
 

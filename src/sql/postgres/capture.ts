@@ -7,8 +7,10 @@ import {
   capturedChange,
   unref,
 } from "../../core/capture.ts";
+import type { SqlClient } from "../client.ts";
+import type { Steps } from "../dialect.ts";
+import type { TransactionDriver } from "../driver.ts";
 import { literal, quote } from "../schema.ts";
-import { transaction } from "./transaction.ts";
 
 /**
  * Change capture in PostgreSQL: an AFTER ROW trigger on every served table writes each
@@ -103,25 +105,44 @@ async function functionName(table: string): Promise<string> {
   return `capture_${hex.slice(0, 16)}`;
 }
 
+/**
+ * What capture's installation and status run on: any PostgreSQL driver (postgres.js's,
+ * node-postgres's), its statements one by one and its transactions.
+ */
+export type PgCaptureDriver = Pick<TransactionDriver, "run" | "transaction">;
+
+/**
+ * Creates the change table and the triggers of `tables` in one transaction (replacing
+ * older ones), so that they are there at once or not at all.
+ */
 export async function installPostgresCapture(
-  sql: postgres.Sql,
+  driver: PgCaptureDriver,
   served: string,
   tables: readonly CaptureTable[],
 ): Promise<void> {
+  const names = await Promise.all(tables.map((t) => functionName(t.name)));
+  await driver.transaction(installSteps(served, tables, names));
+}
+
+function* installSteps(
+  served: string,
+  tables: readonly CaptureTable[],
+  functionNames: readonly string[],
+): Steps<void> {
   const schema = quote(captureSchema(served));
-  await transaction(sql, async (tx) => {
-    await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
-    await tx.unsafe(`CREATE TABLE IF NOT EXISTS ${schema}.changes (
+  const statement = (sql: string, params: unknown[] = []) => ({ sql, params });
+  yield statement(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+  yield statement(`CREATE TABLE IF NOT EXISTS ${schema}.changes (
       seq bigserial PRIMARY KEY, tbl text NOT NULL, op text NOT NULL,
       old jsonb, new jsonb, at timestamptz NOT NULL DEFAULT clock_timestamp(), api text)`);
-    await tx.unsafe(`CREATE INDEX IF NOT EXISTS changes_api ON ${schema}.changes (api)`);
-    await tx.unsafe(`CREATE TABLE IF NOT EXISTS ${schema}.install (
+  yield statement(`CREATE INDEX IF NOT EXISTS changes_api ON ${schema}.changes (api)`);
+  yield statement(`CREATE TABLE IF NOT EXISTS ${schema}.install (
       one boolean PRIMARY KEY DEFAULT true CHECK (one), id text NOT NULL)`);
-    await tx.unsafe(`INSERT INTO ${schema}.install (id) VALUES ($1) ON CONFLICT DO NOTHING`, [
-      crypto.randomUUID(),
-    ]);
-    await tx.unsafe(carryFunction(served));
-    await tx.unsafe(`CREATE OR REPLACE FUNCTION ${schema}.capture_truncate() RETURNS trigger
+  yield statement(`INSERT INTO ${schema}.install (id) VALUES ($1) ON CONFLICT DO NOTHING`, [
+    crypto.randomUUID(),
+  ]);
+  yield statement(carryFunction(served));
+  yield statement(`CREATE OR REPLACE FUNCTION ${schema}.capture_truncate() RETURNS trigger
       LANGUAGE plpgsql AS $fn$
       DECLARE c ${schema}.changes;
       BEGIN
@@ -130,10 +151,10 @@ export async function installPostgresCapture(
         PERFORM ${schema}.carry(c);
         RETURN NULL;
       END $fn$`);
-    for (const table of tables) {
-      const fn = `${schema}.${quote(await functionName(table.name))}`;
-      // Floats with every digit whatever the writer's session sets (see EXACT_FLOATS).
-      await tx.unsafe(`CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
+  for (const [i, table] of tables.entries()) {
+    const fn = `${schema}.${quote(functionNames[i]!)}`;
+    // Floats with every digit whatever the writer's session sets (see EXACT_FLOATS).
+    yield statement(`CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger
         LANGUAGE plpgsql SET ${EXACT_FLOATS} AS $fn$
         DECLARE c ${schema}.changes;
         BEGIN
@@ -148,14 +169,13 @@ export async function installPostgresCapture(
           END IF;
           RETURN NULL;
         END $fn$`);
-      await tx.unsafe(`DROP TRIGGER IF EXISTS ${TRIGGER} ON ${table.qualified}`);
-      await tx.unsafe(`CREATE CONSTRAINT TRIGGER ${TRIGGER} AFTER INSERT OR UPDATE OR DELETE
+    yield statement(`DROP TRIGGER IF EXISTS ${TRIGGER} ON ${table.qualified}`);
+    yield statement(`CREATE CONSTRAINT TRIGGER ${TRIGGER} AFTER INSERT OR UPDATE OR DELETE
         ON ${table.qualified} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
-      await tx.unsafe(`DROP TRIGGER IF EXISTS ${TRUNCATE_TRIGGER} ON ${table.qualified}`);
-      await tx.unsafe(`CREATE TRIGGER ${TRUNCATE_TRIGGER} AFTER TRUNCATE
+    yield statement(`DROP TRIGGER IF EXISTS ${TRUNCATE_TRIGGER} ON ${table.qualified}`);
+    yield statement(`CREATE TRIGGER ${TRUNCATE_TRIGGER} AFTER TRUNCATE
         ON ${table.qualified} FOR EACH STATEMENT EXECUTE FUNCTION ${schema}.capture_truncate()`);
-    }
-  });
+  }
 }
 
 /**
@@ -211,21 +231,24 @@ export function heardChange(
 
 /** Removes the rows of a write the data API has recorded (see WriteOptions.capture). */
 export async function forgetPostgresCaptured(
-  sql: postgres.Sql,
+  driver: PgCaptureDriver,
   served: string,
   mark: string,
 ): Promise<void> {
-  if (!(await isInstalled(sql, served))) return;
-  await sql.unsafe(`DELETE FROM ${quote(captureSchema(served))}.changes WHERE api = $1`, [mark]);
+  if (!(await isInstalled(driver, served))) return;
+  await driver.run(`DELETE FROM ${quote(captureSchema(served))}.changes WHERE api = $1`, [mark]);
 }
 
-export async function uninstallPostgresCapture(sql: postgres.Sql, served: string): Promise<void> {
+export async function uninstallPostgresCapture(
+  driver: PgCaptureDriver,
+  served: string,
+): Promise<void> {
   // The triggers depend on the schema's functions and go with them.
-  await sql.unsafe(`DROP SCHEMA IF EXISTS ${quote(captureSchema(served))} CASCADE`);
+  await driver.run(`DROP SCHEMA IF EXISTS ${quote(captureSchema(served))} CASCADE`, []);
 }
 
-export function isInstalled(sql: postgres.Sql, served: string): Promise<boolean> {
-  return installedOn((text, params = []) => sql.unsafe(text, params as never[]), served);
+export function isInstalled(driver: Pick<SqlClient, "run">, served: string): Promise<boolean> {
+  return installedOn(async (text, params = []) => (await driver.run(text, params)).rows, served);
 }
 
 async function installedOn(query: Query, served: string): Promise<boolean> {
@@ -236,21 +259,23 @@ async function installedOn(query: Query, served: string): Promise<boolean> {
 }
 
 export async function postgresCaptureStatus(
-  sql: postgres.Sql,
+  driver: PgCaptureDriver,
   served: string,
   tables: readonly string[],
 ): Promise<CaptureStatus> {
-  if (!(await isInstalled(sql, served))) {
+  if (!(await isInstalled(driver, served))) {
     return { installed: false, tables: [], missing: [], backlog: 0 };
   }
-  const rows = await sql.unsafe(
+  const query = async (text: string, params: unknown[] = []) =>
+    (await driver.run(text, params)).rows;
+  const rows = await query(
     `SELECT c.relname AS name FROM pg_trigger t
        JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE t.tgname = $1 AND n.nspname = $2 ORDER BY c.relname`,
     [TRIGGER, served],
   );
   const captured = rows.map((r) => String(r.name));
-  const [count] = await sql.unsafe(
+  const [count] = await query(
     `SELECT count(*)::int AS n, (SELECT id FROM ${quote(captureSchema(served))}.install) AS id
        FROM ${quote(captureSchema(served))}.changes`,
   );

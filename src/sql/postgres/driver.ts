@@ -108,7 +108,7 @@ export class PostgresDriver implements TransactionDriver {
     const now = Date.now();
     if (now - this.#captureCheckedAt > CAPTURE_CHECK_MS) {
       this.#captureCheckedAt = now;
-      this.#captureOn = await isInstalled(this.sql, this.schema).catch(() => this.#captureOn);
+      this.#captureOn = await isInstalled(this, this.schema).catch(() => this.#captureOn);
     }
     return this.#captureOn;
   }

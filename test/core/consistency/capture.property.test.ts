@@ -1,15 +1,22 @@
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import pgLib from "pg";
 import postgres from "postgres";
 import {
   createNodeEdgecache,
   type NodeEdgecache,
 } from "../../../src/adapter/node/modes/data-api.ts";
+import { createDataApi } from "../../../src/app/data-api.ts";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { followCapture } from "../../../src/core/capture.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import { demoViews } from "../../../src/demo/seed.ts";
+import { seedPostgresDemo } from "../../../src/demo/seed-postgres.ts";
+import { localChangeLog } from "../../../src/log/in-process.ts";
 import { postgresSource } from "../../../src/sources/postgres.ts";
 import { sqliteSource } from "../../../src/sources/sqlite.ts";
-import { until } from "../../helpers/cluster.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { quiet, until } from "../../helpers/cluster.ts";
 import { withPostgresDatabase } from "../../helpers/postgres.ts";
 import { requirePostgres } from "../../helpers/services.ts";
 import { consistencyProperty, type Deployment, type DirectWrite } from "./property.ts";
@@ -168,5 +175,47 @@ pg.describe("capture on PostgreSQL", () => {
       }),
     10,
     3,
+  );
+
+  consistencyProperty(
+    "the data API on a node-postgres Pool (library), half of the writes around it (capture)",
+    (_dir) =>
+      withPostgresDatabase(pg.url, "ec_capture_nodepg", async (url, drop) => {
+        const seeder = postgres(url, { max: 1, onnotice: () => {} });
+        await seedPostgresDemo(seeder, { users: 60, orders: 240 });
+        await seeder.end();
+        const pool = new pgLib.Pool({ connectionString: url, max: 4 });
+        pool.on("error", () => {});
+        const source = await postgresSource({ client: pool, views: demoViews });
+        await source.installCapture();
+        const feed = source.captureFeed();
+        const cache = new Cache({
+          tiers: [memoryStore()],
+          log: localChangeLog({ outside: { active: () => true, pending: () => feed.pending() } }),
+          logger: quiet,
+        });
+        const api = await createDataApi({ source, cache });
+        const follower = followCapture(cache, feed, quiet);
+        await follower.caughtUp;
+        await until(() => follower.installed && follower.leading);
+        const { end, ...around } = await postgresAround(url, []);
+        return {
+          ...around,
+          read: async (path) => api.app.request(path),
+          write: async (method, path, body) => api.app.request(path, { method, ...json(body) }),
+          patches: async () => cache.stats().patches,
+          entries: async () => [...cache.keys()].length,
+          async close() {
+            await end();
+            await follower.close();
+            api.detach();
+            await source.close();
+            await pool.end();
+            await drop();
+          },
+        };
+      }),
+    10,
+    5,
   );
 });
