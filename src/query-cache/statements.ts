@@ -1,0 +1,409 @@
+import { LRUCache } from "lru-cache";
+import type { Cache } from "../core/cache/index.ts";
+import type { PlanSchema } from "../core/deps/planner.ts";
+import { sha256Hex } from "../core/digest.ts";
+import { badOption } from "../core/errors.ts";
+import type { Warner } from "../core/report.ts";
+import type { Store } from "../core/store.ts";
+import type { ChangeLog } from "../log/contract.ts";
+import {
+  registrationOf,
+  type SqlColumnKind,
+  type SqlShape,
+  type SqlTable,
+  sqlShape,
+} from "../sql/analysis/shapes.ts";
+import { writtenTables } from "../sql/analysis/writes.ts";
+import type { SqlClient, SqlResult, SqlRow } from "../sql/client.ts";
+import { type QueryCapture, startCapture } from "./capture.ts";
+import { decode, encode, Uncacheable } from "./codec.ts";
+import { sqlTypeKind, withoutCapturedForms } from "./columns.ts";
+import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
+import { type QueryCacheStats, QueryStats, queryEngine } from "./stats.ts";
+
+/** What every entry on the statement cache is given by its user. */
+export interface StatementCacheOptions {
+  /** Tiers for a cache of its own, fastest first (`[memoryStore()]`). Or pass `cache`. */
+  tiers?: Store[];
+  /** An edgecache `Cache` to share (its tiers, change log and stats). Or pass `tiers`. */
+  cache?: Cache;
+  /** With `tiers`: the change log its cache follows (in-process by default). */
+  log?: ChangeLog;
+  /** Time to live of a cached query in ms (an hour by default). */
+  ttl?: number;
+  /** Prefix of this entry's keys in the cache. */
+  prefix?: string;
+  /**
+   * Follow change capture when it is installed in the database (true by default). False
+   * keeps table-level invalidation by writes.
+   */
+  capture?: boolean;
+  /**
+   * While capture is followed, run a hot query again in the background after a write
+   * invalidated it, so its next read is a hit (true by default; as the Drizzle adapter).
+   */
+  reload?: boolean;
+  /**
+   * While capture is followed, a cached select of every column of one table (named,
+   * not `*`), a page or a primary-key lookup, is patched in place after a write from the
+   * write's rows (true by default; as the Drizzle adapter).
+   */
+  patchInPlace?: boolean;
+  logger?: Warner;
+}
+
+/** Runs one statement with its parameters somewhere (a client, a connection). */
+export type RunStatement = (sql: string, params: readonly unknown[]) => Promise<SqlResult>;
+
+/** What an entry knows of its database, beside what its user gives. */
+export interface StatementDatabase {
+  /** Its name in messages and stats ("sql", "kysely"). */
+  component: string;
+  /** Its keys' prefix unless the user gives one. */
+  defaultPrefix: string;
+  dialect: SqlClient["dialect"];
+  /** The database's catalog, where it can be read (column kinds while capture is followed). */
+  columns?: SqlClient["columns"];
+  /** The application's client behind it, whose change capture is followed (clientCapture). */
+  client?: unknown;
+  /** Runs a read again in the background (a hot query reloaded), on a connection of its own. */
+  rerun: RunStatement;
+}
+
+/** The same counters as the Drizzle adapter's (docs/guides/drizzle.md). */
+export type StatementCacheStats = QueryCacheStats;
+
+const JSON_TYPE = { "content-type": "application/json" };
+const TEXT = new TextDecoder();
+/** Queries of recent stores remembered for reloading (the least recently used are forgotten). */
+const KEPT_RERUNS = 10_000;
+
+/** What a cached query is reloaded from. */
+interface Rerun {
+  sql: string;
+  params: readonly unknown[];
+  shape: SqlShape;
+}
+
+/**
+ * SQL statements cached, whoever runs them (raw SQL on a client, Kysely on its
+ * connections): `read` runs a select (or answers it from the cache), `write` a write.
+ * Reads register what they depend on from their SQL, as the Drizzle adapter's selects do;
+ * writes are seen through change capture when it is installed, or invalidate the tables
+ * they name otherwise. See docs/guides/sql.md.
+ */
+export class StatementCache {
+  readonly engine: Cache;
+  #db: StatementDatabase;
+  #ttl: number;
+  #prefix: string;
+  #capture: QueryCapture | undefined;
+  /** The first read of capture's catalog, awaited by the first query. */
+  #ready: Promise<void> | undefined;
+  /** Primary keys capture read from the database catalog (when this entry owns its engine). */
+  #catalog: PlanSchema | undefined;
+  #stats: QueryStats;
+  /**
+   * Column kinds read from the catalog, by table (null when none could be read), learned
+   * while capture is followed: with them, conditions on other columns than the primary key
+   * register exactly (without capture, writes go by table and exactness gains nothing).
+   */
+  #kinds = new Map<string, Record<string, SqlColumnKind> | null>();
+  /** Whether capture was followed at the last call (see #checkMode). */
+  #following = false;
+  /** Whether results are patched in place after captured writes (see `patchInPlace`). */
+  #patching = false;
+  /** Key -> the query behind it, for the engine's reload of hot invalidated keys. */
+  #reruns = new LRUCache<string, Rerun>({ max: KEPT_RERUNS });
+
+  constructor(db: StatementDatabase, options: StatementCacheOptions) {
+    const c = db.component;
+    const follow = options.capture ?? true;
+    if (typeof follow !== "boolean") badOption(c, "capture", "true or false", follow);
+    const reload = options.reload ?? true;
+    if (typeof reload !== "boolean") badOption(c, "reload", "true or false", reload);
+    const patchInPlace = options.patchInPlace ?? true;
+    if (typeof patchInPlace !== "boolean") {
+      badOption(c, "patchInPlace", "true or false", patchInPlace);
+    }
+    const { engine, ttl, prefix, owns, outside } = queryEngine(c, options, db.defaultPrefix, {
+      primaryKey: (table) => this.#catalog?.primaryKey(table),
+      joinColumns: () => [],
+    });
+    this.engine = engine;
+    this.#db = db;
+    this.#ttl = ttl;
+    this.#prefix = prefix;
+    const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
+    this.#stats = new QueryStats(c, logger);
+    if (follow && db.client !== undefined) {
+      this.#capture = startCapture(db.client, this.engine, {
+        // A shared engine's schema is its owner's: events then go by table.
+        ...(owns && {
+          setSchema: (schema) => {
+            this.#catalog = schema;
+          },
+          kinds: (table) => this.#schema(table)?.columns,
+        }),
+        logger: { warn: (m) => logger.warn(m) },
+      });
+      this.#ready = this.#capture?.ready;
+      // Following capture, every change reaches the planner with its rows, so the engine
+      // can reload a hot query a write invalidated, or patch it: never on a shared
+      // engine (its owner's).
+      if (this.#capture && owns) {
+        this.#patching = followCapturedWrites(this.engine, this.#capture, outside, {
+          prefix,
+          patchInPlace,
+          ...(reload && { refetch: (k: string) => this.#refetch(k) }),
+        });
+      }
+    }
+  }
+
+  /**
+   * Answers a select from the cache, or runs it by `run` and caches it. `params` bind the
+   * placeholders (`?` on SQLite and D1, `$1` on PostgreSQL). A statement that is not a
+   * select is a `write`.
+   */
+  async read(sql: string, params: readonly unknown[], run: RunStatement): Promise<SqlResult> {
+    if (this.#ready) {
+      await this.#ready;
+      this.#ready = undefined;
+    }
+    await this.#checkMode();
+    const key = await this.#key(sql, params);
+    // Taken before the lookup: the query runs after it, so its result is at least this new.
+    const since = this.engine.position;
+    if (key !== undefined) {
+      try {
+        const entry = await this.engine.getEntry(key);
+        if (entry) {
+          this.#stats.counts.hits++;
+          return { rows: decode(TEXT.decode(entry.body)) as SqlRow[], rowsAffected: 0 };
+        }
+      } catch (err) {
+        this.#stats.fault("get", err);
+      }
+    }
+    const dialect = this.#db.dialect;
+    let shape = sqlShape(sql, params, dialect, this.#schema);
+    if (this.#following && (await this.#learn(shape.tables))) {
+      shape = sqlShape(sql, params, dialect, this.#schema);
+    }
+    if (!readOnly(shape, sql)) return this.write(sql, params, run);
+    await this.#capture?.want(shape.tables);
+    this.#stats.counts.misses++;
+    if (key !== undefined) this.engine.countRead(key, "miss");
+    const result = await run(sql, params);
+    if (key === undefined || !this.#cacheable(shape)) {
+      this.#stats.counts.uncacheable++;
+      return result;
+    }
+    await this.#store(key, result.rows, shape, since);
+    this.#reruns.set(key, { sql, params: [...params], shape });
+    return result;
+  }
+
+  /**
+   * Reloads `key` in the background: its query runs again and the result is stored as a
+   * load that began now, so a write that overlaps the reload fences it out.
+   */
+  async #refetch(key: string): Promise<void> {
+    const rerun = this.#reruns.get(key);
+    if (!rerun || !this.#following) return;
+    const since = this.engine.position;
+    const { rows } = await this.#db.rerun(rerun.sql, rerun.params);
+    await this.#store(key, rows, rerun.shape, since);
+  }
+
+  /**
+   * Runs a write by `run` and returns once the cache has seen it: with change capture
+   * followed for its tables, once capture has applied its rows (entries its rows do not
+   * touch stay); otherwise after removing every entry that read the tables it names, or
+   * every entry of this cache when the statement names none it can tell (DDL, a `WITH`
+   * clause...).
+   */
+  async write(sql: string, params: readonly unknown[], run: RunStatement): Promise<SqlResult> {
+    await this.#checkMode();
+    const tables = writtenTables(sql, this.#db.dialect);
+    if (tables) await this.#capture?.want(tables);
+    try {
+      return await run(sql, params);
+    } finally {
+      // Also after a failure: a driver error may come after the commit.
+      await this.written(tables);
+    }
+  }
+
+  /**
+   * Removes every cached read of `tables` (names as in the SQL: `users`, `app.users`), or
+   * every read this entry cached when called without: for writes made around it without
+   * change capture (another process, a transaction run on the client itself).
+   */
+  async invalidate(tables?: readonly string[]): Promise<void> {
+    try {
+      if (tables === undefined) await this.engine.invalidate({ prefix: this.#prefix });
+      else if (tables.length > 0) {
+        await this.engine.invalidate({ tags: tables.map((t) => this.#tableTag(t)) });
+      }
+    } catch (err) {
+      this.#stats.fault("invalidate", err);
+    }
+  }
+
+  /**
+   * Resolves once every change capture recorded before the call has been applied (true),
+   * or at once with false when this entry does not follow capture. A write made around the
+   * entry (another connection) is seen by reads after this.
+   */
+  async catchUp(): Promise<boolean> {
+    return (await this.#capture?.catchUp()) ?? false;
+  }
+
+  getStats(): StatementCacheStats {
+    const tag = (t: string) => this.#tableTag(t);
+    return this.#stats.stats(this.engine, this.#prefix, tag, this.#capture);
+  }
+
+  /** Stops following change capture. The client stays open: it is the application's. */
+  async close(): Promise<void> {
+    await this.#capture?.close();
+  }
+
+  /**
+   * Whether the read's registration can be trusted: it names its tables, and every table
+   * change capture may report on is named exactly as capture names it (a read of `USERS`
+   * would be registered on a table capture never reports on).
+   */
+  #cacheable(shape: SqlShape): boolean {
+    if (shape.tables.length === 0) return false;
+    const captured = this.#capture?.stats().tables ?? [];
+    if (captured.length === 0) return true;
+    const exact = new Set(captured);
+    const folded = new Set(captured.map((t) => t.toLowerCase()));
+    return shape.tables.every((t) => exact.has(t) || !folded.has(t.toLowerCase()));
+  }
+
+  async #store(key: string, rows: SqlRow[], shape: SqlShape, since: typeof this.engine.position) {
+    let body: string;
+    try {
+      body = encode(rows);
+    } catch (err) {
+      if (!(err instanceof Uncacheable)) throw err;
+      this.#stats.uncacheable(err);
+      return;
+    }
+    try {
+      const { tags, lists, widened } = registrationOf(shape, rows);
+      this.#stats.registrations.count(shape, widened);
+      const meta = this.#patching ? patchableMeta(shape, this.#schema) : undefined;
+      const { stored } = await this.engine.storeLoaded(
+        key,
+        {
+          body,
+          headers: JSON_TYPE,
+          tags: [...shape.tables.map((t) => this.#tableTag(t)), ...tags],
+          ...(lists.length > 0 && { lists }),
+          ...(meta && { meta }),
+          ttl: this.#ttl,
+          staleWhileRevalidate: 0,
+        },
+        since,
+      );
+      if (!stored) {
+        this.#stats.counts.fenced++;
+        return;
+      }
+      this.#stats.stored(shape.tables);
+    } catch (err) {
+      this.#stats.fault("put", err);
+    }
+  }
+
+  /** What is known of a table: its primary key from capture's catalog, its column kinds. */
+  #schema = (table: string): SqlTable | undefined => {
+    const primaryKey = this.#catalog?.primaryKey(table);
+    if (primaryKey === undefined) return undefined;
+    const columns = this.#kinds.get(table);
+    const known: SqlTable = columns ? { primaryKey, columns } : { primaryKey };
+    // Floats and instants only where capture's triggers record them exactly.
+    return this.#capture?.recordsForms() === false ? withoutCapturedForms(known) : known;
+  };
+
+  /** Reads the column kinds of those of `tables` with a known primary key; true if any were new. */
+  async #learn(tables: readonly string[]): Promise<boolean> {
+    let learned = false;
+    for (const table of tables) {
+      if (this.#kinds.has(table) || this.#catalog?.primaryKey(table) === undefined) continue;
+      try {
+        const kinds: Record<string, SqlColumnKind> = {};
+        for (const c of (await this.#db.columns?.(table)) ?? []) {
+          kinds[c.name] = sqlTypeKind(c.type, this.#db.dialect);
+        }
+        this.#kinds.set(table, Object.keys(kinds).length > 0 ? kinds : null);
+        learned = true;
+      } catch (err) {
+        this.#kinds.set(table, null);
+        this.#stats.fault("catalog", err);
+      }
+    }
+    return learned;
+  }
+
+  /**
+   * Empties this entry's reads when it starts following capture: those stored before were
+   * registered without the catalog (a table named in another case than capture names it),
+   * and only reads registered while following are sure to be reached by capture's rows.
+   */
+  async #checkMode(): Promise<void> {
+    const following = this.#capture?.mode() === "capture";
+    if (following && !this.#following) await this.invalidate();
+    this.#following = following;
+  }
+
+  /**
+   * Returns once the cache has seen writes to `tables` (undefined: tables it cannot tell)
+   * that committed before the call: made by `write`, or by a transaction that ran its
+   * statements on a connection of its own and has just committed.
+   */
+  async written(tables: readonly string[] | undefined): Promise<void> {
+    // A statement it cannot read may have altered a table: its columns are read again.
+    if (tables === undefined) this.#kinds.clear();
+    if (tables && this.#capture && (await this.#capture.settled(tables))) return;
+    await this.invalidate(tables);
+  }
+
+  /** The key of a statement with its parameters, or undefined when they cannot be encoded. */
+  async #key(sql: string, params: readonly unknown[]): Promise<string | undefined> {
+    let text: string;
+    try {
+      text = encode([this.#db.dialect, sql, params]);
+    } catch {
+      return undefined;
+    }
+    return `${this.#prefix}q:${await sha256Hex(text)}`;
+  }
+
+  /**
+   * The tag `execute` and `invalidate` remove a table's reads by. Names are folded to lower
+   * case: an unquoted name is one table in any case (SQLite; PostgreSQL folds it), and two
+   * quoted names that differ only in case merely share a tag.
+   */
+  #tableTag(table: string): string {
+    return `${this.#prefix}table:${table.toLowerCase()}`;
+  }
+}
+
+/**
+ * Whether a statement only reads: a select (a data-modifying CTE is not). One the parser
+ * cannot read counts when it is a single statement starting with SELECT; it names no
+ * tables, so it runs uncached.
+ */
+function readOnly(shape: SqlShape, sql: string): boolean {
+  if (shape.fallback === "parse") {
+    return /^\s*\(?\s*select\b/i.test(sql) && !sql.replace(/;\s*$/, "").includes(";");
+  }
+  if (shape.fallback === "not-select" || shape.fallback === "statements") return false;
+  return !(shape.fallback === "cte" && /\b(insert|update|delete|merge)\b/i.test(sql));
+}
