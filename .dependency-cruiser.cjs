@@ -45,20 +45,20 @@ module.exports = {
       to: { path: "^src/log/" },
     },
     {
-      name: "drizzle-adapter-is-a-leaf",
+      name: "orm-adapters-are-leaves",
       comment:
-        "Nothing imports the Drizzle adapter (src/drizzle): what Drizzle and raw SQL share, the query cache, lives in src/query-cache.",
+        "Nothing imports an ORM adapter (src/drizzle, src/kysely) but itself: what the ORMs and raw SQL share is the query cache (src/query-cache) and the SQL room (src/sql).",
       severity: "error",
-      from: { path: "^src/", pathNot: "^src/drizzle/" },
-      to: { path: "^src/drizzle/" },
+      from: { path: "^src/([^/]+)" },
+      to: { path: "^src/(drizzle|kysely)/", pathNot: "^src/$1/" },
     },
     {
       name: "query-cache-not-entries",
       comment:
-        "The query cache (src/query-cache) imports none of the entries built on it (the Drizzle adapter, raw SQL in src/raw-sql).",
+        "The query cache (src/query-cache) imports none of the entries built on it (the Drizzle and Kysely adapters, raw SQL in src/raw-sql).",
       severity: "error",
       from: { path: "^src/query-cache/" },
-      to: { path: "^src/(drizzle|raw-sql)/" },
+      to: { path: "^src/(drizzle|kysely|raw-sql)/" },
     },
     {
       name: "sql-room-is-beneath",
@@ -66,7 +66,7 @@ module.exports = {
         "The SQL room (src/sql: dialects, drivers, capture, query analysis) imports nothing built on it: not the data API's sources, the query cache, its entries (raw SQL, the Drizzle adapter), the apps or the adapters.",
       severity: "error",
       from: { path: "^src/sql/" },
-      to: { path: "^src/(sources|query-cache|raw-sql|drizzle|app|adapter|cli)/" },
+      to: { path: "^src/(sources|query-cache|raw-sql|drizzle|kysely|app|adapter|cli)/" },
     },
     {
       name: "postgres-loaded-by-node-entries",

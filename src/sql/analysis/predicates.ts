@@ -194,9 +194,10 @@ export interface ColumnRef {
 /** A column of the scope's table (`"users"."id"`, `"id"`), or undefined. */
 export function columnOf(v: unknown, scope: Scope): ColumnRef | undefined {
   if (!isNode(v)) return undefined;
-  // SQLite's grammar reads a lone "x" as a string; SQL reads it as a column of the
-  // innermost FROM that has one: in a subquery over one table known to have it, that one.
-  if (v.type === "double_quote_string" && scope.inSubquery && !scope.others) {
+  // SQLite's grammar reads a lone "x" as a string; SQLite reads it as a column of the
+  // innermost FROM that has one (a string only when none has): over one table known to
+  // have it (Kysely writes `where "id" = ?`), that one.
+  if (v.type === "double_quote_string" && !scope.others) {
     const name = v.value;
     return typeof name === "string" && Object.hasOwn(scope.kinds, name)
       ? { name, collate: undefined }

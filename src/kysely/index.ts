@@ -1,0 +1,326 @@
+/**
+ * edgecache/kysely: Kysely's queries cached by the rows, predicates and windows they read,
+ * and invalidated exactly by writes through Kysely and, with change capture, around it.
+ * `kyselyCache(dialect, options)` wraps a Kysely `Dialect` (SQLite, PostgreSQL, D1) and
+ * returns one; every statement Kysely compiles goes through edgecache's statement cache,
+ * as raw SQL does (docs/guides/kysely.md).
+ *
+ * @example
+ * import Database from "better-sqlite3";
+ * import { Kysely, SqliteDialect } from "kysely";
+ * import { kyselyCache } from "edgecache/kysely";
+ * import { memoryStore } from "edgecache/stores/memory";
+ * const database = new Database("app.db");
+ * const dialect = kyselyCache(new SqliteDialect({ database }), {
+ *   client: database,
+ *   tiers: [memoryStore()],
+ * });
+ * const db = new Kysely<DB>({ dialect });
+ */
+import type {
+  CompiledQuery,
+  DatabaseConnection,
+  Dialect,
+  Driver,
+  QueryResult,
+  TransactionSettings,
+} from "kysely";
+import type { Cache } from "../core/cache/index.ts";
+import { badOption } from "../core/errors.ts";
+import {
+  type RunStatement,
+  StatementCache,
+  type StatementCacheOptions,
+  type StatementCacheStats,
+} from "../query-cache/statements.ts";
+import type { SqlDialect } from "../sql/analysis/parse.ts";
+import { writtenTables } from "../sql/analysis/writes.ts";
+import type { SqlRow } from "../sql/client.ts";
+import { sqlDriver } from "../sql/drivers.ts";
+
+export interface KyselyCacheOptions extends StatementCacheOptions {
+  /**
+   * The client the dialect runs on (a better-sqlite3 `Database`, a node-postgres `Pool`, a
+   * postgres.js `Sql`, a libSQL `Client`, a D1 binding): its change capture is followed
+   * when installed, and its catalog read. Without it, writes through Kysely invalidate the
+   * tables they name, and writes around Kysely are not seen.
+   */
+  client?: unknown;
+  /** Prefix of this cache's keys ("kysely:"). */
+  prefix?: string;
+}
+
+/** A Kysely `Dialect` whose statements are cached; `cache` reaches its counters. */
+export interface CachedDialect extends Dialect {
+  readonly cache: KyselyCache;
+}
+
+export type KyselyCacheStats = StatementCacheStats;
+
+/** What a cached dialect offers beside Kysely's own API. */
+export interface KyselyCache {
+  /** The engine its statements are cached on (its own, or the one given as `cache`). */
+  readonly engine: Cache;
+  /** Hits, misses, registrations and capture, as the Drizzle adapter's `getStats()`. */
+  getStats(): KyselyCacheStats;
+  /**
+   * Resolves once every change capture recorded before the call has been applied (true),
+   * or at once with false without capture.
+   */
+  catchUp(): Promise<boolean>;
+  /** Removes every cached read of `tables`, or every read of this cache without them. */
+  invalidate(tables?: readonly string[]): Promise<void>;
+}
+
+const COMPONENT = "kysely";
+
+/**
+ * Wraps a Kysely dialect so that its reads are answered from edgecache and its writes
+ * invalidate exactly what they change. Reads inside a transaction run uncached; its writes
+ * are seen when it commits. `db.destroy()` stops following capture too.
+ */
+export function kyselyCache(dialect: Dialect, options: KyselyCacheOptions): CachedDialect {
+  if (typeof dialect?.createDriver !== "function") {
+    badOption(
+      COMPONENT,
+      "dialect",
+      "a Kysely Dialect (SqliteDialect, PostgresDialect...)",
+      dialect,
+    );
+  }
+  if (typeof options !== "object" || options === null) {
+    badOption(COMPONENT, "options", "an object", options);
+  }
+  const client = options.client === undefined ? undefined : sqlDriver(options.client);
+  if (options.client !== undefined && !client) {
+    badOption(
+      COMPONENT,
+      "client",
+      "the client the dialect runs on: a better-sqlite3 Database, a node-postgres Pool or Client, a postgres.js Sql, a libSQL Client or a D1 binding",
+      options.client,
+    );
+  }
+  const sqlDialect = client?.dialect ?? dialectOf(dialect);
+  let inner: Driver | undefined;
+  const statements = new StatementCache(
+    {
+      component: COMPONENT,
+      defaultPrefix: "kysely:",
+      dialect: sqlDialect,
+      ...(client && { columns: (table: string) => client.columns(table), client: options.client }),
+      // A hot read reloaded in the background takes a connection of its own.
+      rerun: async (sql, params) => {
+        if (!inner) throw new Error("[edgecache] [kysely] the dialect's driver is not made yet");
+        const connection = await inner.acquireConnection();
+        try {
+          return sqlResult(await connection.executeQuery(rawQuery(sql, params)));
+        } finally {
+          await inner.releaseConnection(connection);
+        }
+      },
+    },
+    options,
+  );
+  const cache: KyselyCache = {
+    get engine() {
+      return statements.engine;
+    },
+    getStats: () => statements.getStats(),
+    catchUp: () => statements.catchUp(),
+    invalidate: (tables) => statements.invalidate(tables),
+  };
+  return {
+    cache,
+    createDriver() {
+      inner = dialect.createDriver();
+      return new CachingDriver(inner, statements, sqlDialect);
+    },
+    createQueryCompiler: () => dialect.createQueryCompiler(),
+    createAdapter: () => dialect.createAdapter(),
+    createIntrospector: (db) => dialect.createIntrospector(db),
+  };
+}
+
+/** SQLite or PostgreSQL, told by the dialect's adapter when no client is given. */
+function dialectOf(dialect: Dialect): SqlDialect {
+  const adapter = dialect.createAdapter().constructor.name;
+  if (/postgres/i.test(adapter)) return "postgres";
+  if (/sqlite/i.test(adapter)) return "sqlite";
+  return badOption(
+    COMPONENT,
+    "dialect",
+    "a SQLite or PostgreSQL dialect (or `client`, the client it runs on)",
+    adapter,
+  );
+}
+
+/**
+ * The dialect's driver with every statement through the statement cache: a connection's
+ * reads looked up and its writes settled, except inside a transaction, whose reads run as
+ * they are and whose writes are settled once it commits.
+ */
+class CachingDriver implements Driver {
+  readonly #inner: Driver;
+  readonly #statements: StatementCache;
+  readonly #dialect: SqlDialect;
+  savepoint?: Driver["savepoint"];
+  rollbackToSavepoint?: Driver["rollbackToSavepoint"];
+  releaseSavepoint?: Driver["releaseSavepoint"];
+
+  constructor(inner: Driver, statements: StatementCache, dialect: SqlDialect) {
+    this.#inner = inner;
+    this.#statements = statements;
+    this.#dialect = dialect;
+    // Only what the dialect's driver has: Kysely asks for savepoints by their presence.
+    for (const name of ["savepoint", "rollbackToSavepoint", "releaseSavepoint"] as const) {
+      const step = inner[name];
+      if (step) {
+        this[name] = (connection, savepoint, compile) =>
+          step.call(inner, unwrap(connection), savepoint, compile);
+      }
+    }
+  }
+
+  init(options?: Parameters<Driver["init"]>[0]): Promise<void> {
+    return this.#inner.init(options);
+  }
+
+  async acquireConnection(
+    options?: Parameters<Driver["acquireConnection"]>[0],
+  ): Promise<DatabaseConnection> {
+    const connection = await this.#inner.acquireConnection(options);
+    return new CachingConnection(connection, this.#statements, this.#dialect);
+  }
+
+  async beginTransaction(
+    connection: DatabaseConnection,
+    settings: TransactionSettings,
+  ): Promise<void> {
+    await this.#inner.beginTransaction(unwrap(connection), settings);
+    (connection as CachingConnection).begin();
+  }
+
+  async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    const written = (connection as CachingConnection).end();
+    try {
+      await this.#inner.commitTransaction(unwrap(connection));
+    } finally {
+      // Also after a failure: a driver error may come after the commit.
+      if (written.length > 0) {
+        await this.#statements.written(written.includes(undefined) ? undefined : tables(written));
+      }
+    }
+  }
+
+  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    (connection as CachingConnection).end();
+    await this.#inner.rollbackTransaction(unwrap(connection));
+  }
+
+  releaseConnection(
+    connection: DatabaseConnection,
+    options?: Parameters<Driver["releaseConnection"]>[1],
+  ): Promise<void> {
+    return this.#inner.releaseConnection(unwrap(connection), options);
+  }
+
+  async destroy(options?: Parameters<Driver["destroy"]>[0]): Promise<void> {
+    await this.#statements.close();
+    await this.#inner.destroy(options);
+  }
+}
+
+/** The tables a transaction's writes named, each once. */
+function tables(written: readonly (readonly string[] | undefined)[]): string[] {
+  return [...new Set(written.flatMap((t) => t ?? []))];
+}
+
+/** One of the dialect's connections with its statements through the statement cache. */
+class CachingConnection implements DatabaseConnection {
+  readonly inner: DatabaseConnection;
+  readonly #statements: StatementCache;
+  readonly #dialect: SqlDialect;
+  /**
+   * Inside a transaction: what each write so far named (undefined for a write whose tables
+   * cannot be told); outside one, undefined.
+   */
+  #written: (readonly string[] | undefined)[] | undefined;
+
+  constructor(inner: DatabaseConnection, statements: StatementCache, dialect: SqlDialect) {
+    this.inner = inner;
+    this.#statements = statements;
+    this.#dialect = dialect;
+  }
+
+  begin(): void {
+    this.#written = [];
+  }
+
+  /** Ends the transaction; what its writes named. */
+  end(): (readonly string[] | undefined)[] {
+    const written = this.#written ?? [];
+    this.#written = undefined;
+    return written;
+  }
+
+  async executeQuery<R>(
+    compiledQuery: CompiledQuery,
+    options?: Parameters<DatabaseConnection["executeQuery"]>[1],
+  ): Promise<QueryResult<R>> {
+    const { sql, parameters } = compiledQuery;
+    if (this.#written) {
+      // The transaction's own reads see its writes: never cached, never served.
+      if (!isSelect(sql)) this.#written.push(writtenTables(sql, this.#dialect));
+      return this.inner.executeQuery<R>(compiledQuery, options);
+    }
+    let ran: QueryResult<R> | undefined;
+    const run: RunStatement = async () => {
+      ran = await this.inner.executeQuery<R>(compiledQuery, options);
+      return sqlResult(ran);
+    };
+    const result = await this.#statements.read(sql, parameters, run);
+    return ran ?? { rows: result.rows as R[] };
+  }
+
+  streamQuery<R>(
+    compiledQuery: CompiledQuery,
+    chunkSize: number,
+    options?: Parameters<DatabaseConnection["streamQuery"]>[2],
+  ): AsyncIterableIterator<QueryResult<R>> {
+    // Streamed results are read as they come, never cached; a streamed write is refused
+    // rather than left unseen.
+    if (!isSelect(compiledQuery.sql)) {
+      badOption(COMPONENT, "stream", "a select (writes are not streamed)", compiledQuery.sql);
+    }
+    return this.inner.streamQuery<R>(compiledQuery, chunkSize, options);
+  }
+}
+
+function unwrap(connection: DatabaseConnection): DatabaseConnection {
+  return connection instanceof CachingConnection ? connection.inner : connection;
+}
+
+/** A statement that only reads: a select or values list, without a write in a CTE. */
+function isSelect(sql: string): boolean {
+  return (
+    /^\s*\(?\s*(select|values)\b/i.test(sql) ||
+    (/^\s*with\b/i.test(sql) && !/\b(insert|update|delete|merge)\b/i.test(sql))
+  );
+}
+
+function sqlResult(result: QueryResult<unknown>): { rows: SqlRow[]; rowsAffected: number } {
+  return {
+    rows: result.rows as SqlRow[],
+    rowsAffected: Number(result.numAffectedRows ?? 0n),
+  };
+}
+
+/** A compiled query of `sql` as is, for a reload (only its text and parameters are run). */
+function rawQuery(sql: string, params: readonly unknown[]): CompiledQuery {
+  return {
+    sql,
+    parameters: params,
+    query: { kind: "RawNode", sqlFragments: [sql], parameters: [] },
+    queryId: { queryId: "edgecache-reload" },
+  } as unknown as CompiledQuery;
+}
