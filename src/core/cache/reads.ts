@@ -9,6 +9,7 @@ import {
 } from "../deps/planner.ts";
 import type { CacheEntry } from "../entry.ts";
 import type { WriteFence } from "../fence.ts";
+import { RecentTimes } from "../recent-times.ts";
 import type { rateLimited } from "../report.ts";
 import type { CacheObserver, LatencyRecorder } from "../stats.ts";
 import type { Background } from "./background.ts";
@@ -33,20 +34,16 @@ const RELOAD_POLL_MS = 4;
  * region's, not this one's. Well above a busy loopback's or a region's round trip.
  */
 const FAR_TIER_MS = 20;
-/**
- * The reads of a tier its distance is judged on: the least of them, since a loaded machine
- * delays some reads by tens of ms (its event loop is late) but none below the distance.
- */
-const TRIP_SAMPLES = 16;
 /** A far tier is still asked one read in this many, so what its reads take stays known. */
 const FAR_TIER_SAMPLE = 16;
 
-/** What tier `i`'s last reads took (ms): the least (its distance) and the mean (now). */
-interface Trip {
-  least: number;
-  mean: number;
-}
-const NO_TRIP: Trip = { least: 0, mean: 0 };
+/**
+ * What tier `i`'s last reads took (ms): the least is its distance (a loaded machine delays
+ * some reads by tens of ms, its event loop late, but none below the distance), the mean
+ * what a read costs now.
+ */
+type Trip = Pick<RecentTimes, "least" | "mean">;
+const NO_TRIP: Trip = new RecentTimes();
 
 /**
  * Whether a tier whose least read lately took `least` ms is far: longer than FAR_TIER_MS
@@ -94,8 +91,8 @@ export interface ReadsDeps {
  */
 export class Reads {
   readonly #e: ReadsDeps;
-  /** Per tier, what its last TRIP_SAMPLES reads took (ms). */
-  readonly #trips: number[][] = [];
+  /** Per tier, what its last reads took (ms). */
+  readonly #trips: RecentTimes[] = [];
   /** Per tier, reads that found it far (see #far). */
   readonly #farReads: number[] = [];
 
@@ -150,10 +147,9 @@ export class Reads {
   }
 
   /**
-   * Whether this read skips tier `i` because it is far: each of its last TRIP_SAMPLES
-   * reads took longer than FAR_TIER_MS and than a load from the source lately (another
-   * region's Redis, beside a database in this one), so asking it costs a read more than a
-   * miss there saves. One read in FAR_TIER_SAMPLE asks it all the same, so a link that
+   * Whether this read skips tier `i` because it is far: each of its last 16 reads took
+   * longer than FAR_TIER_MS and than a load from the source lately (another region's Redis,
+   * beside a database in this one), so asking it costs a read more than a miss there saves. One read in FAR_TIER_SAMPLE asks it all the same, so a link that
    * comes close again is noticed. What is loaded still goes into the tier, for the nodes
    * near it.
    */
@@ -162,8 +158,8 @@ export class Reads {
     const trips = this.#trips[i];
     // The least of its recent reads: a node busy enough to answer every read late (its
     // event loop behind) finds a near tier near all the same, and a far one is never faster.
-    if (trips === undefined || trips.length < TRIP_SAMPLES) return false;
-    if (!isFar(Math.min(...trips), this.#e.latency.recent)) return false;
+    if (trips === undefined || !trips.full) return false;
+    if (!isFar(trips.least(), this.#e.latency.recent)) return false;
     this.#farReads[i] = (this.#farReads[i] ?? 0) + 1;
     if (this.#farReads[i] % FAR_TIER_SAMPLE === 0) return false;
     this.#e.tiers.stats(i).skipped++;
@@ -172,11 +168,10 @@ export class Reads {
 
   /** Records a read of tier `i` sent at `sent`; what its reads take lately. */
   #timed(i: number, sent: number): Trip {
-    const trips = this.#trips[i] ?? [];
+    const trips = this.#trips[i] ?? new RecentTimes();
     this.#trips[i] = trips;
-    trips.push(performance.now() - sent);
-    if (trips.length > TRIP_SAMPLES) trips.shift();
-    return { least: Math.min(...trips), mean: trips.reduce((a, b) => a + b, 0) / trips.length };
+    trips.add(performance.now() - sent);
+    return trips;
   }
 
   /**
@@ -279,11 +274,11 @@ export class Reads {
     if (!this.#e.tiers.shared || !this.#e.log.claim || (this.#e.log.nodes?.() ?? 1) <= 1)
       return undefined;
     const load = this.#e.latency.recent;
-    if (isFar(trip.least, load)) return undefined;
+    if (isFar(trip.least(), load)) return undefined;
     if (await this.#e.log.claim(`${this.#e.fence.position.seq}:${key}`)) return undefined;
     // The winner's work is a load and a write to the tier, then this node reads its copy: a
     // loaded machine takes longer for each, so the wait follows what they take lately.
-    const work = (load ?? 0) + 3 * trip.mean;
+    const work = (load ?? 0) + 3 * trip.mean();
     const deadline = performance.now() + Math.max(RELOAD_WAIT_MS, 2 * work);
     while (performance.now() < deadline) {
       await new Promise((done) => setTimeout(done, RELOAD_POLL_MS));

@@ -8,7 +8,10 @@ import { C, type Link, RETRY_MS, sleep } from "./link.ts";
 
 /** Records fetched per read. */
 const READ_COUNT = 1000;
-/** How long a node waits for records' patches to be stored before it reports them applied. */
+/**
+ * How long a node waits at least for records' patches to be stored before it reports them
+ * applied; longer where its round trips to Redis took longer lately (see Link.patience).
+ */
 const APPLY_WAIT_MS = 100;
 /** Payloads of applied records kept, to tell this node's own record from another's. */
 const RECENT_PAYLOADS = 4096;
@@ -164,7 +167,7 @@ export class RedisFollower {
         const records = reply?.[0]?.[1].map((r) => parseRecord(r, link.node)) ?? [];
         // Tell writers only once the records' patches are in, so the first read after
         // the ack is a hit; not much later, should a large invalidation take its time.
-        await settledWithin(this.#deliver(records), APPLY_WAIT_MS);
+        await settledWithin(this.#deliver(records), link.patience(APPLY_WAIT_MS, link.trips));
         // The renewal (this node's acknowledgement) and the next read go out together: a
         // record appended meanwhile is read one round trip sooner than after the renewal.
         // A read that brought only this node's own records (applied as it appended them, or
@@ -230,7 +233,9 @@ export class RedisFollower {
   async #renew(): Promise<void> {
     const sent = performance.now();
     this.#renewedAt = sent;
-    this.renewed(sent, (await this.#link.client.ecRenew(...this.renewArgs())) as RenewReply);
+    const reply = (await this.#link.client.ecRenew(...this.renewArgs())) as RenewReply;
+    this.#link.trips.add(performance.now() - sent);
+    this.renewed(sent, reply);
   }
 
   /** RENEW's arguments; while a record is overdue, none that renews (see `overdue`). */

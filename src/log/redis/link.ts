@@ -1,3 +1,4 @@
+import { RecentTimes } from "../../core/recent-times.ts";
 import { rateLimited, type Warner } from "../../core/report.ts";
 import { duplicateClient, type RedisClient, sentAtOnce } from "../../redis/connect.ts";
 import {
@@ -42,6 +43,8 @@ export class Link {
   readonly report: ReturnType<typeof rateLimited>;
   failures = 0;
   closed = false;
+  /** What this node's requests to the log took lately, each a round trip (and its queue). */
+  readonly trips = new RecentTimes();
   /** Each node's last applied position heard, in the log it follows (see `acked`). */
   #acks = new Map<string, { log: string; seq: number; mark: number }>();
   /** Messages heard so far: an acknowledgement counts for a record only if heard after it was sent. */
@@ -97,6 +100,18 @@ export class Link {
       this.report("claim", `[edgecache] [${C}] cannot claim work; leaving it to another node`, err);
       return false;
     }
+  }
+
+  /**
+   * How long to wait for what takes about a round trip lately: twice the longest of `times`
+   * (the log's round trips, and whatever else the caller waits on), at least `least` ms, at
+   * most a lease. A fixed wait would make a node far from Redis, or one that waits on a far
+   * node, give up on nearly every wait.
+   */
+  patience(least: number, ...times: RecentTimes[]): number {
+    let longest = 0;
+    for (const t of times) longest = Math.max(longest, t.longest());
+    return Math.min(this.s.leaseMs, Math.max(least, 2 * longest));
   }
 
   /** Resolves when a node acknowledges (or leaves), or after `ms`. */

@@ -1,12 +1,15 @@
 import { EdgecacheError } from "../../core/errors.ts";
 import { randomId } from "../../core/random-id.ts";
+import { RecentTimes } from "../../core/recent-times.ts";
 import { type ChangeOp, changedTables, type LogPosition, type WriteTurn } from "../contract.ts";
 import type { RedisFollower, RenewReply } from "./follower.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";
 
 /**
- * How long a writer waits for acknowledgements before it asks Redis who it still waits
- * for: what a lost wake-up (the subscriber reconnecting) costs at most.
+ * How long a writer waits for acknowledgements at least before it asks Redis who it still
+ * waits for: what a lost wake-up (the subscriber reconnecting) costs at least. It waits
+ * longer where acknowledgements or round trips took longer lately (see Link.patience), at
+ * most a lease.
  */
 const ASK_AGAIN_MS = 100;
 
@@ -24,6 +27,8 @@ export class RedisWriter {
    */
   #outbox: Outgoing[] = [];
   #sending = false;
+  /** How long the last appends waited for their acknowledgements, where those ended it. */
+  readonly #acks = new RecentTimes();
 
   constructor(link: Link, follower: RedisFollower) {
     this.#link = link;
@@ -43,12 +48,14 @@ export class RedisWriter {
     const link = this.#link;
     const token = this.#token();
     try {
+      const sent = performance.now();
       const [, turn] = (await link.client.ecTurn(
         ...link.keys,
         randomId(),
         token,
         link.s.leaseMs,
       )) as [string, string];
+      link.trips.add(performance.now() - sent);
       return new RedisTurn(turn, () => this.#release(turn));
     } catch (err) {
       link.failures++;
@@ -169,11 +176,13 @@ export class RedisWriter {
         // Taken before the append is sent: acknowledgements of it can only come after.
         const heard = link.heard;
         try {
+          const sent = performance.now();
           const [log, seq, ordered, prev, turn, ...waiting] = (await link.client.ecAppend(
             ...link.keys,
             next.mark,
             ...next.args,
           )) as [string, number, string, string, string, ...BehindReply];
+          link.trips.add(performance.now() - sent);
           this.#outbox.shift();
           if (next.abandoned && turn) this.#release(turn);
           next.sent({
@@ -203,8 +212,12 @@ export class RedisWriter {
    * acknowledgements come: a node near Redis waits one round trip of the farthest node, a
    * node far from it none beyond its append's. Redis is asked (BARRIER, which also renews
    * this node) only when a lease it waits on may have run out (that node may have renewed
-   * meanwhile, still behind: it is waited for again), or after ASK_AGAIN_MS without news;
-   * an acknowledgement heard while the answer is on its way ends the wait all the same.
+   * meanwhile, still behind: it is waited for again), or after a wait without news that
+   * outlasts what acknowledgements and round trips took lately (twice the longest of the
+   * last 16, see Link.patience); an acknowledgement heard while the answer is on its way
+   * ends the wait all the same. A timer that fires late restarts that wait: the event loop
+   * stalled (a long task, a GC), and acknowledgements that came meanwhile are still unread,
+   * or not sent yet by a node stalled with it. That is no lost wake-up.
    */
   async #barrier(
     log: string,
@@ -214,9 +227,13 @@ export class RedisWriter {
     heard: number,
   ): Promise<void> {
     const link = this.#link;
-    let asked = performance.now();
+    const began = performance.now();
+    let asked = began;
     let asking: Promise<void> | undefined;
     let failed: unknown;
+    // Whether the wait says nothing of how long acknowledgements take: Redis's answer left
+    // nobody to wait for (a lease ran out, say), or the log was too young to acknowledge.
+    let unsampled = waiting.young;
     for (;;) {
       // This node counts once its follower has applied the record (appending applies it,
       // unless a catch-up before it failed: then its own renewal says so, as the others').
@@ -225,21 +242,26 @@ export class RedisWriter {
           ? true
           : link.acked(node, log, heard) >= seq,
       );
-      if (waiting.done()) return;
+      if (waiting.done()) {
+        if (!unsampled) this.#acks.add(performance.now() - began);
+        return;
+      }
       if (link.closed) throw unconfirmed(new Error("closed"));
+      const patience = link.patience(ASK_AGAIN_MS, link.trips, this.#acks);
       if (failed !== undefined) {
         // Nodes that cannot reach Redis either lose their lease or have applied the record.
         if (performance.now() > deadline + link.s.leaseMs) throw unconfirmed(failed);
-        asked = performance.now() - ASK_AGAIN_MS + RETRY_MS;
+        asked = performance.now() - patience + RETRY_MS;
         failed = undefined;
       }
       const now = performance.now();
-      const askAt = Math.min(asked + ASK_AGAIN_MS, waiting.until());
+      const askAt = Math.min(asked + patience, waiting.until());
       if (!asking && now >= askAt) {
         asked = now;
         asking = this.#ask(log, seq).then(
           (fresh) => {
             waiting = fresh;
+            unsampled ||= fresh.done() || fresh.young;
           },
           (err: unknown) => {
             link.failures++;
@@ -250,8 +272,13 @@ export class RedisWriter {
           asking = undefined;
         });
       }
-      const wake = link.woken(asking ? ASK_AGAIN_MS : askAt - now);
-      await (asking ? Promise.race([wake, asking]) : wake);
+      if (asking) {
+        await Promise.race([link.woken(patience), asking]);
+      } else {
+        await link.woken(askAt - now);
+        // Woken more than half a wait late: the loop stalled (see above); wait again.
+        if (performance.now() - askAt > patience / 2) asked = performance.now();
+      }
     }
   }
 
@@ -263,6 +290,7 @@ export class RedisWriter {
       seq,
       log,
     )) as [...RenewReply, ...BehindReply];
+    this.#link.trips.add(performance.now() - sent);
     this.#follower.renewed(sent, [l, head, granted, members]);
     return new Waiting(behind);
   }
@@ -304,6 +332,11 @@ class Waiting {
    */
   done(): boolean {
     return this.#nodes.size === 0 && this.#young === 0;
+  }
+
+  /** Whether the log was too young to acknowledge anything. */
+  get young(): boolean {
+    return this.#young !== 0;
   }
 
   /** When Redis must be asked again: a lease waited on may have run out, or the log come of age. */
