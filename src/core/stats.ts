@@ -1,3 +1,5 @@
+import type { CostKind } from "./cost.ts";
+
 /** Counters the engine keeps; `Cache.stats()` returns a snapshot. */
 export interface TierStats {
   name: string;
@@ -67,6 +69,19 @@ export interface CacheStats {
   log: { name: string; seq: number; lease: boolean; failures: number };
   sourceLatencyMs: { count: number; mean: number; p50: number; p95: number; p99: number };
   tiers: TierStats[];
+  /**
+   * What this node sent to the server the nodes share (Redis: its shared tier and its log),
+   * counted by the node as it sends (see Cost): commands and round trips waited, by kind
+   * of work, and the requests of each kind it served (hits fresh or stale, misses, writes
+   * and invalidations it made: each write of a group that shares one record counts). Following (the log's reads and lease) and background work
+   * (shared-tier deletes, rehydration, refreshes) serve no request of their own: divide
+   * them by all requests. Zero where no store or log talks to such a server.
+   */
+  redis: {
+    commands: Record<CostKind, number>;
+    trips: Record<CostKind, number>;
+    requests: Record<"hit" | "miss" | "write", number>;
+  };
 }
 
 /**
@@ -154,6 +169,12 @@ export function statsFamilies(stats: CacheStats): StatsFamily[] {
       return value === undefined ? [] : [{ labels: { tier: t.name }, value }];
     }),
   });
+  const byKind = (name: string, help: string, values: Record<string, number>): StatsFamily => ({
+    name,
+    type: "counter",
+    help,
+    samples: Object.entries(values).map(([kind, value]) => ({ labels: { kind }, value })),
+  });
   const l = stats.sourceLatencyMs;
   return [
     one("hits_total", "counter", "Reads served fresh from a tier.", stats.hits),
@@ -218,6 +239,21 @@ export function statsFamilies(stats: CacheStats): StatsFamily[] {
       "counter",
       "Failed requests to the change log's server.",
       stats.log.failures,
+    ),
+    byKind(
+      "redis_commands_total",
+      "Commands this node sent to Redis (shared tier and log), by kind of work.",
+      stats.redis.commands,
+    ),
+    byKind(
+      "redis_trips_total",
+      "Round trips to Redis this node waited for, by kind of work.",
+      stats.redis.trips,
+    ),
+    byKind(
+      "redis_requests_total",
+      "Requests this node served, by kind: divide redis_commands_total by it.",
+      stats.redis.requests,
     ),
     tier("tier_hits_total", "counter", "Hits per tier.", (t) => t.hits),
     tier(

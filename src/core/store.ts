@@ -1,10 +1,12 @@
+import type { Cost } from "./cost.ts";
 import type { CacheEntry } from "./entry.ts";
 
 /**
  * A cache tier. Three required methods; anything more is a separate capability.
  * `ttlMs` is how long the store must keep the entry at least: until `entry.staleUntil`.
  * A store may drop entries earlier (eviction); it must never return an entry after
- * `delete` resolved for its key.
+ * `delete` resolved for its key. `cost`: what the call sends to a server other nodes share
+ * is added there (see Cost); a store with no such server ignores it.
  */
 export interface Store {
   readonly name: string;
@@ -14,16 +16,16 @@ export interface Store {
    * a change makes them, and refills it.
    */
   readonly shared?: boolean;
-  get(key: string): Promise<CacheEntry | undefined>;
-  set(key: string, entry: CacheEntry, ttlMs: number): Promise<void>;
+  get(key: string, cost?: Cost): Promise<CacheEntry | undefined>;
+  set(key: string, entry: CacheEntry, ttlMs: number, cost?: Cost): Promise<void>;
   /** Deletes the keys; resolves with how many existed. */
-  delete(keys: readonly string[]): Promise<number>;
+  delete(keys: readonly string[], cost?: Cost): Promise<number>;
 }
 
 /** A store that can enumerate its keys (admin listing, prefix invalidation, index rebuild). */
 export interface ListableStore extends Store {
   /** Keys that start with `prefix` ("" for all), live entries only. */
-  keys(prefix: string): AsyncIterable<string>;
+  keys(prefix: string, cost?: Cost): AsyncIterable<string>;
 }
 
 /** A store that can answer synchronously (the memory tier): used on the hit fast path. */
@@ -75,8 +77,8 @@ export interface StoreWrite {
  */
 export interface BatchStore extends Store {
   /** The entries of `keys`, in order (undefined where there is none). */
-  getMany(keys: readonly string[]): Promise<(CacheEntry | undefined)[]>;
-  setMany(writes: readonly StoreWrite[]): Promise<void>;
+  getMany(keys: readonly string[], cost?: Cost): Promise<(CacheEntry | undefined)[]>;
+  setMany(writes: readonly StoreWrite[], cost?: Cost): Promise<void>;
 }
 
 export interface StoreSize {

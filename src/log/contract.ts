@@ -1,3 +1,4 @@
+import type { Cost } from "../core/cost.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 
 /**
@@ -120,6 +121,10 @@ export interface LogFollower {
   history?(maxBuckets?: number): LogHistory;
 }
 
+/**
+ * Calls that send to the log's server take a `cost` and add what they sent there (see
+ * Cost); a log without a shared server ignores it.
+ */
 export interface ChangeLog {
   readonly name: string;
   /**
@@ -138,7 +143,7 @@ export interface ChangeLog {
    * Whether this node is the first to claim `name` (within about a lease): work one node
    * does for all, such as reloading a response into a shared tier after a write.
    */
-  claim?(name: string): Promise<boolean>;
+  claim?(name: string, cost?: Cost): Promise<boolean>;
   /**
    * Brings this node up to the log's head before it reads the source, or serves a shared
    * tier's copy loaded further along the log than this node: where a node may serve while
@@ -146,18 +151,19 @@ export interface ChangeLog {
    * the position its client is handed, or the client's next node could show less. Logs
    * whose nodes are never behind what they serve need not have it.
    */
-  freshen?(): Promise<void>;
+  freshen?(cost?: Cost): Promise<void>;
   /**
    * Takes a write turn (see `WriteTurn`), waiting while another node holds it where turns
    * are exclusive. Resolves undefined when it cannot be had soon: the write's record is
    * then unordered.
    */
-  turn(): Promise<WriteTurn | undefined>;
+  turn(cost?: Cost): Promise<WriteTurn | undefined>;
   /**
    * Attaches this node; the log calls `reset` with the start (at once, or once it can
-   * reach its server) and then `apply` with every later record in order.
+   * reach its server) and then `apply` with every later record in order. What following
+   * sends (reads of the log, renewals of the lease) counts in `cost`.
    */
-  follow(follower: LogFollower): void;
+  follow(follower: LogFollower, cost?: Cost): void;
   /**
    * Appends the ops as one record; resolves with its seq once this node has applied it and
    * every node that may serve from cache has applied it or lost its lease. With the turn
@@ -167,13 +173,15 @@ export interface ChangeLog {
    * that keeps its own writes in order may start its next one then. A log may hand it a
    * turn for that next write when `wantsTurn()` says so as the record is sent, taken at the
    * record's place as `turn()` would be just after it (the Redis log does, in the append's
-   * round trip); the writer releases it if unused.
+   * round trip); the writer releases it if unused. `cost` counts the append and the wait
+   * for the other nodes; a turn's release counts where the turn was taken.
    */
   append(
     ops: readonly ChangeOp[],
     turn?: WriteTurn,
     placed?: (next?: WriteTurn) => void,
     wantsTurn?: () => boolean,
+    cost?: Cost,
   ): Promise<number>;
   /**
    * The lease: whether this node has heard the log recently enough to serve from cache.
@@ -188,7 +196,7 @@ export interface ChangeLog {
    * `tables`: the tables the load read (undefined: any); a log may answer for them alone,
    * since a write to another table changes nothing the load saw (the in-process log does).
    */
-  quietSince(position: LogPosition, tables?: readonly string[]): Promise<boolean>;
+  quietSince(position: LogPosition, tables?: readonly string[], cost?: Cost): Promise<boolean>;
   /** Failed requests to the log's server so far (counted in stats). */
   readonly failures: number;
   close(): Promise<void>;

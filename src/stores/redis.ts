@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from "ioredis";
+import type { Cost } from "../core/cost.ts";
 import { type CacheEntry, decodeEntry, encodeEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
 import type { BatchStore, ClosableStore, ListableStore } from "../core/store.ts";
@@ -37,7 +38,8 @@ const MAX_TTL_MS = Number.MAX_SAFE_INTEGER;
  * that is down or stalled costs hit rate, never a hung request. Needs the optional peer
  * dependency `ioredis`. `entry.meta` must be JSON-serialisable. On a client with
  * auto-pipelining (the ones edgecache makes), `GET` and `MGET` are sent at once rather than
- * batched (see `sentAtOnce`), also for the app's own calls on a client it passes in.
+ * batched (see `sentAtOnce`), also for the app's own calls on a client it passes in. Each
+ * call adds the commands it sends, and the round trips it waits, to the `cost` it is given.
  *
  * @example
  * ```ts
@@ -80,7 +82,8 @@ export async function redisStore(
     }
   }
 
-  async function set(key: string, entry: CacheEntry, ttlMs: number): Promise<void> {
+  async function set(key: string, entry: CacheEntry, ttlMs: number, cost?: Cost): Promise<void> {
+    cost?.add(1);
     // A write replaces whatever was there, so an already expired one (ttl 0, negative,
     // NaN) just removes the old entry.
     if (!(ttlMs > 0)) {
@@ -99,15 +102,17 @@ export async function redisStore(
     name,
     shared: true,
 
-    async get(key) {
+    async get(key, cost) {
+      cost?.add(1);
       const value = await guard("get failed", () => client.getBuffer(prefix + key));
       return value === null ? undefined : decoded(key, value);
     },
 
-    async getMany(keys) {
+    async getMany(keys, cost) {
       const found: (CacheEntry | undefined)[] = [];
       for (let i = 0; i < keys.length; i += DELETE_BATCH) {
         const batch = keys.slice(i, i + DELETE_BATCH).map((key) => prefix + key);
+        cost?.add(client.isCluster ? batch.length : 1);
         // One MGET; a cluster's keys live in different slots, which one MGET cannot span,
         // so there each key gets a GET, sent together (auto-pipelined, per node).
         const values = await guard("get failed", () =>
@@ -124,10 +129,11 @@ export async function redisStore(
 
     set,
 
-    async setMany(writes) {
+    async setMany(writes, cost) {
       for (let i = 0; i < writes.length; i += DELETE_BATCH) {
         const batch = writes.slice(i, i + DELETE_BATCH);
         const values = batch.map((w) => (w.ttlMs > 0 ? encoded(w.entry) : undefined));
+        cost?.add(batch.length);
         if (client.isCluster) {
           // Per key, auto-pipelined per node (a pipeline cannot span a cluster's slots).
           await Promise.all(batch.map((w) => set(w.key, w.entry, w.ttlMs)));
@@ -147,10 +153,11 @@ export async function redisStore(
       }
     },
 
-    async delete(keys) {
+    async delete(keys, cost) {
       let count = 0;
       for (let i = 0; i < keys.length; i += DELETE_BATCH) {
         const batch = keys.slice(i, i + DELETE_BATCH).map((key) => prefix + key);
+        cost?.add(client.isCluster ? batch.length : 1);
         // One UNLINK for the batch; on a Redis Cluster one per key, sent together
         // (auto-pipelined per node): its keys live in slots one command cannot span.
         const counts = await guard("delete failed", () =>
@@ -163,13 +170,14 @@ export async function redisStore(
       return count;
     },
 
-    async *keys(keyPrefix) {
+    async *keys(keyPrefix, cost) {
       const match = `${escapeGlob(prefix + keyPrefix)}*`;
       // SCAN may return a key twice (while Redis resizes its table); listing stays exact.
       const seen = new Set<string>();
       for (const node of masters(client)) {
         let cursor = "0";
         do {
+          cost?.add(1);
           const [next, found] = await guard("keys failed", () =>
             node.scan(cursor, "MATCH", match, "COUNT", SCAN_COUNT),
           );

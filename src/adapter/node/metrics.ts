@@ -118,7 +118,12 @@ export function nodeMetrics(options: { tenant?: string } = {}): NodeMetrics {
       for (const family of statsFamilies(cache.stats())) {
         if (family.type === "summary") continue;
         const current = () => (snapshot ?? samplesOf(cache.stats())).get(family.name) ?? [];
-        const labelNames = family.name.startsWith("tier_") ? ["tier"] : [];
+        // The labels its samples carry, known before there are any (tenants come later).
+        const labelNames = family.name.startsWith("tier_")
+          ? ["tier"]
+          : family.name.startsWith("redis_")
+            ? ["kind"]
+            : [...new Set(family.samples.flatMap((s) => Object.keys(s.labels ?? {})))];
         const common = {
           name: `edgecache_${family.name}`,
           help: family.help,

@@ -1,4 +1,5 @@
 import type { ChangeLog, ChangeOp, ChangeRecord, LogStart, WriteTurn } from "../../log/contract.ts";
+import type { Cost } from "../cost.ts";
 import type { DependencyIndex } from "../deps/index.ts";
 import type { InvalidationPolicy, PlanSchema, WriteEvent } from "../deps/planner.ts";
 import type { CacheEntry } from "../entry.ts";
@@ -49,6 +50,8 @@ export interface ApplierDeps {
   readonly report: ReturnType<typeof rateLimited>;
   readonly policy: InvalidationPolicy;
   readonly rehydrate: Settings["rehydrate"];
+  /** Where the claims and copies made after a record count (see Cost). */
+  readonly idle: Cost;
   now(): number;
   /** The write hooks now: patches and the refetch that rehydrates. */
   hooks(): WriteHooks;
@@ -81,7 +84,8 @@ export class Applier {
   /**
    * Appends ops and collects what applying them did here: once this node's tiers are done,
    * or with `settled`, once the shared tiers are too (for a caller that stores into them
-   * next, or counts what they held). `placed`: see `ChangeLog.append`.
+   * next, or counts what they held). `placed`: see `ChangeLog.append`. `cost`: where the
+   * append and its wait count.
    */
   async append(
     ops: readonly ChangeOp[],
@@ -89,8 +93,9 @@ export class Applier {
     settled = false,
     placed?: (next?: WriteTurn) => void,
     wantsTurn?: () => boolean,
+    cost?: Cost,
   ): Promise<WriteResult & { seq: number }> {
-    const seq = await this.#e.log.append(ops, turn, placed, wantsTurn);
+    const seq = await this.#e.log.append(ops, turn, placed, wantsTurn, cost);
     const results = this.#results.get(seq);
     this.#results.delete(seq);
     const result = await (settled ? results?.settled : results?.ready);
@@ -142,7 +147,8 @@ export class Applier {
     // With other nodes on the log and a shared tier, one node for all (a claim on the log)
     // copies what it patched into the shared tiers, and reloads hot keys there, so that
     // nodes whose memory did not hold them find the new version. Not for a node alone.
-    const claim = this.#e.log.claim?.bind(this.#e.log);
+    const { log, idle } = this.#e;
+    const claim = log.claim ? (name: string) => log.claim!(name, idle) : undefined;
     const sharing =
       claim && this.#e.tiers.shared && this.#e.log.nodes?.() !== 1 ? claim : undefined;
     const refill = refetch !== undefined ? sharing : undefined;

@@ -1,4 +1,5 @@
 import type { LogPosition } from "../../log/contract.ts";
+import type { Cost } from "../cost.ts";
 import type { DependencyIndex, HitCount } from "../deps/index.ts";
 import { sha256Hex } from "../digest.ts";
 import type { CacheEntry } from "../entry.ts";
@@ -79,8 +80,14 @@ export class Entries {
   }
 
   /** Registers the entry and writes it into tiers [0, end). */
-  async store(key: string, entry: CacheEntry, end: number, only?: "local"): Promise<void> {
-    await this.storeMany([{ key, entry }], end, only);
+  async store(
+    key: string,
+    entry: CacheEntry,
+    end: number,
+    only?: "local",
+    cost?: Cost,
+  ): Promise<void> {
+    await this.storeMany([{ key, entry }], end, only, cost);
   }
 
   /** Registers the entries and writes them into tiers [0, end) (or `only` the local ones), a batch per tier. */
@@ -88,6 +95,7 @@ export class Entries {
     list: readonly { key: string; entry: CacheEntry }[],
     end: number,
     only?: "local",
+    cost?: Cost,
   ): Promise<void> {
     if (!this.#e.enabled) return;
     for (const { key, entry } of list) {
@@ -100,7 +108,7 @@ export class Entries {
       if (++this.#stores % SWEEP_EVERY === 0) this.#e.index.sweep(this.#e.now());
     }
     this.trimIndex(list.map((w) => w.key));
-    await this.storeIn(list, end, only);
+    await this.storeIn(list, end, only, cost);
   }
 
   /**
@@ -143,12 +151,13 @@ export class Entries {
     list: readonly { key: string; entry: CacheEntry }[],
     end: number,
     only?: "local" | "shared",
+    cost?: Cost,
   ): Promise<void> {
     const now = this.#e.now();
     const writes = list
       .map(({ key, entry }) => ({ key, entry, ttlMs: entry.staleUntil - now }))
       .filter((w) => w.ttlMs > 0);
-    await this.#e.tiers.set(writes, end, only);
+    await this.#e.tiers.set(writes, end, only, cost);
   }
 
   /**

@@ -8,6 +8,7 @@ import type {
 import { decodeLogStart, encodeLogStart, localChangeLog } from "../../log/in-process.ts";
 import { CoarseClock } from "../coarse-clock.ts";
 import { entryValue } from "../codec.ts";
+import { COST_KINDS, Cost, type Costs, newCosts } from "../cost.ts";
 import { DependencyIndex, type Registration } from "../deps/index.ts";
 import {
   type InvalidationPolicy,
@@ -87,6 +88,9 @@ interface Parts {
   readonly fence: WriteFence;
   readonly log: ChangeLog;
   readonly counters: Counters;
+  /** What requests cost the shared server, by kind, and the writes this node made. */
+  readonly costs: Costs;
+  readonly written: { count: number };
   readonly latency: LatencyRecorder;
   readonly observer: CacheObserver | undefined;
   readonly recent: RecentChanges;
@@ -149,7 +153,9 @@ export class Cache {
     options.tiers.forEach((tier, i) => {
       if (isEvicting(tier) && i < MAX_TRACKED_TIERS) tracked |= 1 << i;
     });
-    const tiers = new TierStack(options.tiers, report);
+    const costs = newCosts();
+    const idle = costs.background;
+    const tiers = new TierStack(options.tiers, report, idle);
     const index = new DependencyIndex();
     const negative = new NegativeQuota(set.maxNegative);
     const fence = new WriteFence(
@@ -202,6 +208,7 @@ export class Cache {
       enabled,
       hooks,
       end,
+      idle,
       lookup: (key) => reads.lookup(key),
     });
     const reads: Reads = new Reads({
@@ -217,6 +224,7 @@ export class Cache {
       observer,
       report,
       policy,
+      idle,
       now,
       hooks,
       planSchema,
@@ -237,6 +245,7 @@ export class Cache {
       report,
       policy,
       rehydrate: set.rehydrate,
+      idle,
       now,
       hooks,
       planSchema,
@@ -249,6 +258,8 @@ export class Cache {
       fence,
       log,
       counters,
+      costs,
+      written: { count: 0 },
       latency,
       observer,
       recent,
@@ -270,11 +281,14 @@ export class Cache {
         if (e.index.release(key, 1 << i)) e.negative.forget(key);
       });
     });
-    e.log.follow({
-      apply: (record) => e.applier.apply(record),
-      reset: (start) => e.applier.reset(start),
-      history: (maxBuckets = SHARED_HISTORY_BUCKETS) => e.fence.history(true, maxBuckets),
-    });
+    e.log.follow(
+      {
+        apply: (record) => e.applier.apply(record),
+        reset: (start) => e.applier.reset(start),
+        history: (maxBuckets = SHARED_HISTORY_BUCKETS) => e.fence.history(true, maxBuckets),
+      },
+      costs.following,
+    );
   }
 
   /** Sets the schema the planner uses (the data API knows it only after connecting). */
@@ -337,7 +351,10 @@ export class Cache {
 
   /** Looks a key up through the tiers; fresh or stale-but-servable entries only. */
   async getEntry(key: string, options?: LookupOptions): Promise<CacheEntry | undefined> {
-    const found = await this.#e.reads.lookup(key, this.#e.end(options?.tiers));
+    const cost = new Cost();
+    const found = await this.#e.reads.lookup(key, this.#e.end(options?.tiers), cost);
+    // A lookup that finds nothing is the start of a miss (its caller loads it, or not).
+    this.#e.costs[found ? "hit" : "miss"].merge(cost);
     if (!found) return undefined;
     if (options?.count !== false) {
       this.countRead(key, found.entry.freshUntil > this.#e.now() ? "hit" : "stale");
@@ -521,7 +538,10 @@ export class Cache {
       );
       return { entry, status: "miss", stored: false, bypass: true };
     }
-    const found = await this.#e.reads.lookup(key, this.#e.end(options?.tiers));
+    const cost = new Cost();
+    const found = await this.#e.reads.lookup(key, this.#e.end(options?.tiers), cost);
+    const { costs } = this.#e;
+    costs[found ? "hit" : "miss"].merge(cost);
     const now = this.#e.now();
     if (found && found.entry.freshUntil > now) {
       this.countRead(key, "hit");
@@ -534,8 +554,8 @@ export class Cache {
     }
     this.#e.counters.misses++;
     // Out of the log's reach the node stops trusting its cache: the load is not stored.
-    await this.#e.log.freshen?.().catch(() => {});
-    return this.#e.loads.load(key, load);
+    await this.#e.log.freshen?.(costs.miss).catch(() => {});
+    return this.#e.loads.load(key, load, costs.miss);
   }
 
   /**
@@ -584,9 +604,18 @@ export class Cache {
     const tiers = this.#checkValueOptions(options);
     const init = valueInit(key, value, options, tiers);
     // Settled: the value stored next must not meet the old one's delete in a shared tier.
-    const { seq } = await this.#e.applier.append([{ keys: [key] }], undefined, true);
+    const cost = this.#e.costs.write;
+    this.#e.written.count++;
+    const { seq } = await this.#e.applier.append(
+      [{ keys: [key] }],
+      undefined,
+      true,
+      undefined,
+      undefined,
+      cost,
+    );
     const at = this.#e.fence.position;
-    await this.#e.loads.storeLoaded(key, init, { log: at.log, seq });
+    await this.#e.loads.storeLoaded(key, init, { log: at.log, seq }, undefined, cost);
   }
 
   /**
@@ -646,10 +675,13 @@ export class Cache {
       else rest.push(i);
     });
     if (rest.length === 0) return values;
+    const cost = new Cost();
     const found = await this.#e.reads.lookupMany(
       rest.map((i) => keys[i]!),
       this.#e.end(tiers),
+      cost,
     );
+    this.#e.costs[found.every(Boolean) ? "hit" : "miss"].merge(cost);
     const now = this.#e.now();
     rest.forEach((i, j) => {
       const entry = found[j]?.entry;
@@ -671,8 +703,17 @@ export class Cache {
     });
     if (inits.length === 0) return;
     const keys = inits.map((i) => i.key);
-    const { seq } = await this.#e.applier.append([{ keys }], undefined, true);
-    await this.#e.loads.storeLoadedMany(inits, { log: this.#e.fence.position.log, seq });
+    const cost = this.#e.costs.write;
+    this.#e.written.count++;
+    const { seq } = await this.#e.applier.append(
+      [{ keys }],
+      undefined,
+      true,
+      undefined,
+      undefined,
+      cost,
+    );
+    await this.#e.loads.storeLoadedMany(inits, { log: this.#e.fence.position.log, seq }, cost);
   }
 
   /** Deletes several keys in one record, each tier deleting them in one call; how many existed. */
@@ -705,7 +746,10 @@ export class Cache {
     if (request.prefix !== undefined) ops.push({ prefix: request.prefix });
     for (const pattern of request.patterns ?? []) ops.push({ pattern });
     if (ops.length === 0) return 0;
-    return (await this.#e.applier.append(ops, undefined, true)).removed;
+    this.#e.written.count++;
+    const { costs } = this.#e;
+    return (await this.#e.applier.append(ops, undefined, true, undefined, undefined, costs.write))
+      .removed;
   }
 
   /**
@@ -716,8 +760,14 @@ export class Cache {
    */
   async applyWrite(events: WriteEvent | readonly WriteEvent[]): Promise<AppliedWrite> {
     const list: readonly WriteEvent[] = Array.isArray(events) ? events : [events as WriteEvent];
+    this.#e.written.count++;
     const { keys, fallback, patched } = await this.#e.applier.append(
       list.map((event) => ({ event })),
+      undefined,
+      false,
+      undefined,
+      undefined,
+      this.#e.costs.write,
     );
     return { keys, fallback, patched };
   }
@@ -750,6 +800,8 @@ export class Cache {
       placed?: (next?: WriteTurn) => void;
       turn?: WriteTurn;
       wantsTurn?: () => boolean;
+      /** The writes `make` makes, where it makes several (a group): counted as requests. */
+      writes?: number;
     } = {},
   ): Promise<T> {
     let placed = options.placed;
@@ -765,7 +817,9 @@ export class Cache {
         options.turn?.release();
         throw err;
       }
-      const turn = options.turn ?? (await this.#e.log.turn());
+      const cost = this.#e.costs.write;
+      this.#e.written.count += options.writes ?? 1;
+      const turn = options.turn ?? (await this.#e.log.turn(cost));
       let used = false;
       try {
         return await make(async (events) => {
@@ -773,7 +827,14 @@ export class Cache {
           const given = used ? undefined : turn;
           used = true;
           const ops = events.map((event) => ({ event }));
-          const applied = await this.#e.applier.append(ops, given, false, place, options.wantsTurn);
+          const applied = await this.#e.applier.append(
+            ops,
+            given,
+            false,
+            place,
+            options.wantsTurn,
+            cost,
+          );
           return { keys: applied.keys, fallback: applied.fallback, patched: applied.patched };
         });
       } finally {
@@ -898,7 +959,24 @@ export class Cache {
       },
       sourceLatencyMs: this.#e.latency.summary(),
       tiers: this.#e.tiers.summary(),
+      redis: this.#costStats(),
     };
+  }
+
+  #costStats(): CacheStats["redis"] {
+    const { costs, counters } = this.#e;
+    const commands = {} as CacheStats["redis"]["commands"];
+    const trips = {} as CacheStats["redis"]["trips"];
+    for (const kind of COST_KINDS) {
+      commands[kind] = costs[kind].commands;
+      trips[kind] = costs[kind].trips;
+    }
+    const requests = {
+      hit: counters.hits + counters.staleHits,
+      miss: counters.misses,
+      write: this.#e.written.count,
+    };
+    return { commands, trips, requests };
   }
 
   #planSchema(): PlanSchema {

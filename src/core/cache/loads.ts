@@ -1,4 +1,5 @@
 import type { ChangeLog, LogPosition } from "../../log/contract.ts";
+import type { Cost } from "../cost.ts";
 import { tagTable } from "../deps/planner.ts";
 import type { CacheEntry } from "../entry.ts";
 import type { WriteFence } from "../fence.ts";
@@ -25,6 +26,8 @@ export interface LoadsDeps {
   hooks(): WriteHooks;
   /** Tiers [0, end) of a value's `tiers` count (validated already); all by default. */
   end(tiers: number | undefined): number;
+  /** Where what a load sends counts when no request's cost is given (see Cost). */
+  readonly idle: Cost;
   /** stale-if-error: the entry a failed load may serve instead (`Reads.lookup`). */
   lookup(key: string): Promise<Found | undefined>;
 }
@@ -75,12 +78,14 @@ export class Loads {
    * Stores what a load read, unless a change since `since` (a `position`) concerns it: the
    * write fence. Returns the entry either way, and whether it was stored. The entry records
    * `since`, so any node that later reads it from a shared tier can check it the same way.
+   * `cost`: where what it sends counts, the part done later included.
    */
   async storeLoaded(
     key: string,
     init: EntryInit,
     since: LogPosition,
     options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean },
+    cost?: Cost,
   ): Promise<{ entry: CacheEntry; stored: boolean }> {
     const entry = await this.#e.entries.build(init, since);
     if (init.cacheable === false || !this.#e.enabled || !this.#e.log.trusted()) {
@@ -91,7 +96,7 @@ export class Loads {
     // as not exact (the stricter rules) until the answer comes.
     const asks = options?.exact === undefined && this.#e.log.shared && !!this.#e.hooks().patch;
     const quiet = asks
-      ? this.quiet(since, tablesRead([entry]))
+      ? this.quiet(since, tablesRead([entry]), cost)
       : Promise.resolve(options?.exact === true);
     if (!options?.later && (await quiet)) entry.exact = true;
     if (this.#e.fence.conflicts(since, key, entry)) {
@@ -99,14 +104,14 @@ export class Loads {
       return { entry, stored: false };
     }
     const end = options?.memoryOnly ? 1 : this.#e.end(init.tiers);
-    await this.#e.entries.store(key, entry, end, options?.later ? "local" : undefined);
+    await this.#e.entries.store(key, entry, end, options?.later ? "local" : undefined, cost);
     // A write may have landed while the tiers were being written: check once more.
     if (this.#e.fence.conflicts(since, key, entry)) {
       this.#e.counters.fenced++;
       await this.#e.entries.remove(new Set([key]));
       return { entry, stored: false };
     }
-    if (options?.later) this.#e.background.run(this.#share(key, entry, since, end, quiet));
+    if (options?.later) this.#e.background.run(this.#share(key, entry, since, end, quiet, cost));
     return { entry, stored: true };
   }
 
@@ -121,13 +126,14 @@ export class Loads {
     since: LogPosition,
     end: number,
     quiet: Promise<boolean>,
+    cost?: Cost,
   ): Promise<boolean> {
     if (await quiet) entry.exact = true;
     if (this.#e.fence.conflicts(since, key, entry)) return false;
-    await this.#e.entries.storeIn([{ key, entry }], end, "shared");
+    await this.#e.entries.storeIn([{ key, entry }], end, "shared", cost);
     // A write may have landed meanwhile: its record's removal may have come first.
     if (!this.#e.fence.conflicts(since, key, entry)) return true;
-    await this.#e.tiers.deleteShared([key]);
+    await this.#e.tiers.deleteShared([key], cost);
     return false;
   }
 
@@ -141,9 +147,9 @@ export class Loads {
   }
 
   /** Whether the log was quiet since `since` for `tables` (see ChangeLog.quietSince). */
-  async quiet(since: LogPosition, tables?: readonly string[]): Promise<boolean> {
+  async quiet(since: LogPosition, tables?: readonly string[], cost?: Cost): Promise<boolean> {
     try {
-      return await this.#e.log.quietSince(since, tables);
+      return await this.#e.log.quietSince(since, tables, cost ?? this.#e.idle);
     } catch {
       return false; // counted by the log; the entry is merely patched by the strict rules
     }
@@ -153,11 +159,14 @@ export class Loads {
   async storeLoadedMany(
     loaded: readonly { key: string; init: EntryInit }[],
     since: LogPosition,
+    cost?: Cost,
   ): Promise<void> {
     const entries = await Promise.all(loaded.map(({ init }) => this.#e.entries.build(init, since)));
     if (!this.#e.enabled || !this.#e.log.trusted()) return;
     const exact =
-      this.#e.log.shared && this.#e.hooks().patch && (await this.quiet(since, tablesRead(entries)));
+      this.#e.log.shared &&
+      this.#e.hooks().patch &&
+      (await this.quiet(since, tablesRead(entries), cost));
     type Item = { key: string; entry: CacheEntry; end: number };
     const unfenced = (list: readonly Item[]) =>
       list.filter(({ key, entry }) => {
@@ -179,24 +188,27 @@ export class Loads {
       if (group) group.push(item);
       else ends.set(item.end, [item]);
     }
-    await Promise.all([...ends].map(([end, list]) => this.#e.entries.storeMany(list, end)));
+    await Promise.all(
+      [...ends].map(([end, list]) => this.#e.entries.storeMany(list, end, undefined, cost)),
+    );
     // A write may have landed while the tiers were being written: check once more.
     const kept = new Set(unfenced(keep));
     const fenced = keep.filter((item) => !kept.has(item)).map(({ key }) => key);
     if (fenced.length > 0) await this.#e.entries.remove(new Set(fenced));
   }
 
-  async load(key: string, load: () => Promise<EntryInit>): Promise<Resolved> {
+  /** A miss (or a refresh): `cost` counts what the load stores, if this call makes it. */
+  async load(key: string, load: () => Promise<EntryInit>, cost?: Cost): Promise<Resolved> {
     const running = this.#inflight.get(key);
     if (running) {
       const result = await running.promise;
       // Joining a load that began before an invalidation could hand this reader data older
       // than a write it already saw acknowledged: check, and load again if so.
       if (!this.#e.fence.conflicts(running.since, key, result.entry)) return result;
-      return this.load(key, load);
+      return this.load(key, load, cost);
     }
     const since = this.#e.fence.position;
-    const promise = this.#runLoad(key, load, since).finally(() => {
+    const promise = this.#runLoad(key, load, since, cost).finally(() => {
       if (this.#inflight.get(key)?.promise === promise) this.#inflight.delete(key);
     });
     this.#inflight.set(key, { promise, since });
@@ -207,6 +219,7 @@ export class Loads {
     key: string,
     load: () => Promise<EntryInit>,
     since: LogPosition,
+    cost: Cost | undefined,
   ): Promise<Resolved> {
     let init: EntryInit;
     try {
@@ -218,7 +231,7 @@ export class Loads {
       throw err;
     }
     // The answer does not wait for the shared tiers or the log's word on exactness.
-    const { entry, stored } = await this.storeLoaded(key, init, since, { later: true });
+    const { entry, stored } = await this.storeLoaded(key, init, since, { later: true }, cost);
     return { entry, status: "miss", stored };
   }
 }

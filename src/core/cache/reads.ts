@@ -1,4 +1,5 @@
 import type { ChangeLog } from "../../log/contract.ts";
+import type { Cost } from "../cost.ts";
 import type { DependencyIndex } from "../deps/index.ts";
 import {
   type DependencyLookup,
@@ -73,6 +74,8 @@ export interface ReadsDeps {
   readonly observer: CacheObserver | undefined;
   readonly report: ReturnType<typeof rateLimited>;
   readonly policy: InvalidationPolicy;
+  /** Where a read counts when no request's cost is given (see Cost). */
+  readonly idle: Cost;
   now(): number;
   /** The write hooks now (a copy from a shared tier is replayed through `patch`). */
   hooks(): WriteHooks;
@@ -100,8 +103,15 @@ export class Reads {
     this.#e = deps;
   }
 
-  /** The entry of `key` in the first of tiers [0, end) that holds a servable one. */
-  async lookup(key: string, end = this.#e.tiers.length): Promise<Found | undefined> {
+  /**
+   * The entry of `key` in the first of tiers [0, end) that holds a servable one. `cost`:
+   * where what the read sends counts (undefined: the background's).
+   */
+  async lookup(
+    key: string,
+    end = this.#e.tiers.length,
+    cost = this.#e.idle,
+  ): Promise<Found | undefined> {
     const { hits } = this.#e;
     if (!hits.open(key)) return undefined;
     const now = this.#e.now();
@@ -111,17 +121,21 @@ export class Reads {
       // Only a shared tier's reads are timed (see #awaitReload): not this node's memory hits.
       const timed = this.#e.tiers.list[i]!.shared === true;
       const asked = timed ? performance.now() : 0;
-      const entry = await this.#e.tiers.get(i, key);
+      const entry = await this.#e.tiers.get(i, key, cost);
       if (entry === FAILED) continue;
       const trip = timed ? this.#timed(i, asked) : NO_TRIP;
-      const accepted = await this.#accept(i, key, entry, now, started, trip);
+      const accepted = await this.#accept(i, key, entry, now, started, trip, cost);
       if (accepted) return { entry: accepted, tier: this.#e.tiers.list[i]!.name };
     }
     return undefined;
   }
 
   /** lookup for several keys: each tier is asked for all the keys still missing at once. */
-  async lookupMany(keys: readonly string[], end: number): Promise<(Found | undefined)[]> {
+  async lookupMany(
+    keys: readonly string[],
+    end: number,
+    cost = this.#e.idle,
+  ): Promise<(Found | undefined)[]> {
     const found = new Map<string, Found>();
     const { hits } = this.#e;
     let missing = [...new Set(keys)].filter((k) => hits.open(k));
@@ -131,11 +145,11 @@ export class Reads {
       const asked = missing.filter((k) => hits.asks(i, k));
       if (asked.length === 0 || this.#far(i)) continue;
       const sent = performance.now();
-      const entries = await this.#e.tiers.getMany(i, asked);
+      const entries = await this.#e.tiers.getMany(i, asked, cost);
       if (entries === FAILED) continue;
       const trip = this.#timed(i, sent);
       const accepted = await Promise.all(
-        asked.map((key, j) => this.#accept(i, key, entries[j], now, started, trip)),
+        asked.map((key, j) => this.#accept(i, key, entries[j], now, started, trip, cost)),
       );
       const name = this.#e.tiers.list[i]!.name;
       asked.forEach((key, j) => {
@@ -188,6 +202,7 @@ export class Reads {
     now: number,
     started: number,
     trip: Trip | undefined,
+    cost: Cost,
   ): Promise<CacheEntry | undefined> {
     const tier = this.#e.tiers.list[i]!;
     const stats = this.#e.tiers.stats(i);
@@ -202,7 +217,7 @@ export class Reads {
       // this node has caught up where it may lag the head (ChangeLog.freshen).
       const at = this.#e.fence.position;
       if (entry.position?.log === at.log && entry.position.seq > at.seq) {
-        await this.#e.log.freshen?.().catch(() => {});
+        await this.#e.log.freshen?.(cost).catch(() => {});
       }
       const changes =
         entry.position === undefined
@@ -213,7 +228,9 @@ export class Reads {
           changes === "unknown" ? undefined : await this.#replay(key, entry, changes);
         if (!replayed) {
           const reloaded =
-            trip === undefined ? undefined : await this.#awaitReload(i, key, now, started, trip);
+            trip === undefined
+              ? undefined
+              : await this.#awaitReload(i, key, now, started, trip, cost);
           if (reloaded) return reloaded;
           stats.misses++;
           this.#e.counters.refused++;
@@ -239,7 +256,7 @@ export class Reads {
       this.#e.entries.trimIndex([key]);
       // Back-fill the tiers above; check again after, since a write may land while an
       // asynchronous tier is being written.
-      await this.#e.entries.storeIn([{ key, entry }], i);
+      await this.#e.entries.storeIn([{ key, entry }], i, undefined, cost);
       if (!this.valid(key, entry)) {
         await this.#e.entries.remove(new Set([key]));
         stats.misses++;
@@ -270,23 +287,24 @@ export class Reads {
     now: number,
     started: number,
     trip: Trip,
+    cost: Cost,
   ): Promise<CacheEntry | false | undefined> {
     if (!this.#e.tiers.shared || !this.#e.log.claim || (this.#e.log.nodes?.() ?? 1) <= 1)
       return undefined;
     const load = this.#e.latency.recent;
     if (isFar(trip.least(), load)) return undefined;
-    if (await this.#e.log.claim(`${this.#e.fence.position.seq}:${key}`)) return undefined;
+    if (await this.#e.log.claim(`${this.#e.fence.position.seq}:${key}`, cost)) return undefined;
     // The winner's work is a load and a write to the tier, then this node reads its copy: a
     // loaded machine takes longer for each, so the wait follows what they take lately.
     const work = (load ?? 0) + 3 * trip.mean();
     const deadline = performance.now() + Math.max(RELOAD_WAIT_MS, 2 * work);
     while (performance.now() < deadline) {
       await new Promise((done) => setTimeout(done, RELOAD_POLL_MS));
-      const entry = await this.#e.tiers.get(i, key);
+      const entry = await this.#e.tiers.get(i, key, cost);
       if (entry === FAILED) return false;
       if (!entry || entry.position === undefined) continue;
       if (this.#e.fence.changesFor(entry.position, key, entry, true) !== "none") continue;
-      const accepted = await this.#accept(i, key, entry, now, started, undefined);
+      const accepted = await this.#accept(i, key, entry, now, started, undefined, cost);
       if (accepted) {
         this.#e.counters.awaited++;
         return accepted;

@@ -1,3 +1,4 @@
+import type { Cost } from "../cost.ts";
 import type { CacheEntry } from "../entry.ts";
 import { REMOVE_CHUNK, yieldToLoop } from "../removal.ts";
 import type { rateLimited } from "../report.ts";
@@ -31,7 +32,8 @@ export const FAILED = Symbol("tier failed");
  * and the call degrades (a read to the next tier, a write to nothing); a cache fault never
  * becomes a caller's error. A delete that fails leaves its keys marked on that tier, and
  * reads skip the tier for them until a later delete succeeds: a fault costs hits, never a
- * stale read.
+ * stale read. Each call adds what it sent to a shared server to the `cost` it is given, or,
+ * outside a request, to the node's background cost.
  */
 export class TierStack {
   readonly list: readonly Store[];
@@ -43,10 +45,13 @@ export class TierStack {
   /** Per tier: keys whose delete failed there; reads skip that tier for them. */
   readonly #undeleted = new Map<number, Set<string>>();
   readonly #report: ReturnType<typeof rateLimited>;
+  /** Where calls made outside a request count (see Cost). */
+  readonly #idle: Cost | undefined;
 
-  constructor(tiers: readonly Store[], report: ReturnType<typeof rateLimited>) {
+  constructor(tiers: readonly Store[], report: ReturnType<typeof rateLimited>, idle?: Cost) {
     this.list = tiers;
     this.#report = report;
+    this.#idle = idle;
     this.#stats = tiers.map((t) => ({ name: t.name, hits: 0, misses: 0, errors: 0, skipped: 0 }));
     const first = tiers[0];
     this.front = first && isSync(first) ? first : undefined;
@@ -91,9 +96,13 @@ export class TierStack {
   }
 
   /** Tier `i`'s entry for `key`, or FAILED. */
-  async get(i: number, key: string): Promise<CacheEntry | undefined | typeof FAILED> {
+  async get(
+    i: number,
+    key: string,
+    cost = this.#idle,
+  ): Promise<CacheEntry | undefined | typeof FAILED> {
     try {
-      return await this.list[i]!.get(key);
+      return await this.list[i]!.get(key, cost);
     } catch (err) {
       this.fault(i, "get", err);
       return FAILED;
@@ -104,12 +113,13 @@ export class TierStack {
   async getMany(
     i: number,
     keys: readonly string[],
+    cost = this.#idle,
   ): Promise<(CacheEntry | undefined)[] | typeof FAILED> {
     const tier = this.list[i]!;
     try {
       return keys.length > 1 && isBatch(tier)
-        ? await tier.getMany(keys)
-        : await Promise.all(keys.map((key) => tier.get(key)));
+        ? await tier.getMany(keys, cost)
+        : await Promise.all(keys.map((key) => tier.get(key, cost)));
     } catch (err) {
       this.fault(i, "get", err);
       return FAILED;
@@ -121,14 +131,15 @@ export class TierStack {
     writes: readonly { key: string; entry: CacheEntry; ttlMs: number }[],
     end: number,
     only?: "local" | "shared",
+    cost = this.#idle,
   ): Promise<void> {
     if (writes.length === 0) return;
     await Promise.all(
       this.list.slice(0, end).map(async (tier, i) => {
         if (only !== undefined && (only === "shared") !== (tier.shared === true)) return;
         try {
-          if (writes.length > 1 && isBatch(tier)) await tier.setMany(writes);
-          else await Promise.all(writes.map((w) => tier.set(w.key, w.entry, w.ttlMs)));
+          if (writes.length > 1 && isBatch(tier)) await tier.setMany(writes, cost);
+          else await Promise.all(writes.map((w) => tier.set(w.key, w.entry, w.ttlMs, cost)));
           this.#wrote(i, "set");
         } catch (err) {
           this.fault(i, "set", err);
@@ -138,30 +149,34 @@ export class TierStack {
   }
 
   /** Deletes keys from tier `i` alone (a copy it held that the log refused). */
-  async deleteIn(i: number, keys: readonly string[]): Promise<void> {
-    await this.list[i]!.delete(keys).then(
+  async deleteIn(i: number, keys: readonly string[], cost = this.#idle): Promise<void> {
+    await this.list[i]!.delete(keys, cost).then(
       () => this.#wrote(i, "delete"),
       (err) => this.fault(i, "delete", err),
     );
   }
 
   /** Deletes keys from the shared tiers only. */
-  async deleteShared(keys: readonly string[]): Promise<void> {
-    await Promise.all(this.list.map((tier, i) => (tier.shared ? this.deleteIn(i, keys) : 0)));
+  async deleteShared(keys: readonly string[], cost = this.#idle): Promise<void> {
+    await Promise.all(this.list.map((tier, i) => (tier.shared ? this.deleteIn(i, keys, cost) : 0)));
   }
 
   /**
    * Deletes keys from every tier (or `only` the local or the shared ones), again with the
    * keys a tier failed to delete before; resolves with how many existed.
    */
-  async delete(list: readonly string[], only?: "local" | "shared"): Promise<number> {
+  async delete(
+    list: readonly string[],
+    only?: "local" | "shared",
+    cost = this.#idle,
+  ): Promise<number> {
     const counts = await Promise.all(
       this.list.map(async (tier, i) => {
         if (only !== undefined && (only === "shared") !== (tier.shared === true)) return 0;
         const pending = this.#undeleted.get(i);
         const batch = pending ? [...new Set([...list, ...pending])] : list;
         try {
-          const n = await tier.delete(batch);
+          const n = await tier.delete(batch, cost);
           this.#wrote(i, "delete");
           // Only the keys this batch deleted are cleared: others may have failed meanwhile.
           const skip = this.#undeleted.get(i);
@@ -189,8 +204,8 @@ export class TierStack {
     const front = this.list[0];
     if (!front) return;
     try {
-      if (isListable(front)) for await (const k of front.keys("")) keys.add(k);
-      await front.delete([...keys]);
+      if (isListable(front)) for await (const k of front.keys("", this.#idle)) keys.add(k);
+      await front.delete([...keys], this.#idle);
     } catch (err) {
       this.fault(0, "delete", err);
     }
@@ -209,7 +224,7 @@ export class TierStack {
       const tier = this.list[i]!;
       if (!isListable(tier) || (local && tier.shared)) continue;
       try {
-        for await (const k of tier.keys(prefix)) {
+        for await (const k of tier.keys(prefix, this.#idle)) {
           yield k;
           // A tier's pages follow one another without a turn of the event loop otherwise.
           if (++seen % REMOVE_CHUNK === 0) await yieldToLoop();

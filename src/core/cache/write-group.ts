@@ -15,7 +15,13 @@ export type GroupedWrite<T> = (record: RecordEvents) => Promise<T>;
 /** What `Cache.write` gives a group: its turn, and one record for the group's events. */
 export type GroupWrite = <T>(
   make: GroupedWrite<T>,
-  options: { placed?: (next?: WriteTurn) => void; turn?: WriteTurn; wantsTurn?: () => boolean },
+  options: {
+    placed?: (next?: WriteTurn) => void;
+    turn?: WriteTurn;
+    wantsTurn?: () => boolean;
+    /** The writes the group holds (counted as requests in stats). */
+    writes?: number;
+  },
 ) => Promise<T>;
 
 /** What a waiting write is told when its time comes. */
@@ -200,7 +206,12 @@ export class WriteGroups {
               for (const r of recorded) r.reject(err);
             }
           },
-          { placed: handOn, ...(turn && { turn }), wantsTurn: () => this.#queue.length > 0 },
+          {
+            placed: handOn,
+            ...(turn && { turn }),
+            wantsTurn: () => this.#queue.length > 0,
+            writes: group.length,
+          },
         );
       } catch (err) {
         // Before any statement (the log out of reach): the writes not run fail with it.

@@ -1,3 +1,4 @@
+import type { Cost } from "../../core/cost.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { REDIS_LOG_LEASE, renewAfterMs, trustedUntil } from "../../core/lease.ts";
 import { randomId } from "../../core/random-id.ts";
@@ -35,6 +36,8 @@ export class RedisFollower {
   #link: Link;
   #reader: RedisClient;
   #follower: LogFollower | undefined;
+  /** Where following's requests count: reads, renewals, starts (see ChangeLog.follow). */
+  cost: Cost | undefined;
   /** The log this node follows ("" until it first reached Redis) and the last record applied. */
   #log = "";
   #applied = 0;
@@ -60,7 +63,7 @@ export class RedisFollower {
 
   constructor(link: Link) {
     this.#link = link;
-    this.#history = new HistoryKeeper(link);
+    this.#history = new HistoryKeeper(link, () => this.cost);
     // A blocking read holds its connection: the reader has its own, with room for the block.
     this.#reader = duplicateClient(link.client, this.#blockMs() + link.s.commandTimeout);
   }
@@ -84,7 +87,7 @@ export class RedisFollower {
     return this.#members;
   }
 
-  follow(follower: LogFollower): void {
+  follow(follower: LogFollower, cost?: Cost): void {
     if (this.#follower) {
       throw new EdgecacheError(
         "E_BAD_OPTION",
@@ -93,6 +96,7 @@ export class RedisFollower {
       );
     }
     this.#follower = follower;
+    this.cost = cost;
     this.#loop = this.#run();
   }
 
@@ -116,14 +120,14 @@ export class RedisFollower {
    * has not read yet (the reader may have applied them already). Should that fail, the
    * reader applies them, and the barrier waits for this node like any other.
    */
-  async appended(log: string, own: Delivered): Promise<void> {
+  async appended(log: string, own: Delivered, cost?: Cost): Promise<void> {
     if (log !== this.#log) {
       this.#restart = true; // a new log: this node starts over from its snapshot
     } else if (own.seq <= this.#applied && this.#payloads.get(own.seq) !== own.payload) {
       // This node applied another record under that seq: the log went back.
       await this.#wentBack();
     } else {
-      await this.#catchUp(own.seq, own).catch(() => {});
+      await this.#catchUp(own.seq, own, cost).catch(() => {});
     }
   }
 
@@ -140,6 +144,7 @@ export class RedisFollower {
     const { client, keys } = this.#link;
     this.#leaseUntil = Number.NEGATIVE_INFINITY;
     this.#restart = true;
+    this.cost?.add(1);
     this.#resealing = client.ecReseal(...keys, randomId(), this.#log).catch(() => {});
     return this.#resealing;
   }
@@ -154,6 +159,7 @@ export class RedisFollower {
     while (!link.closed) {
       try {
         if (this.#restart) await this.#start();
+        this.cost?.add(1);
         const reply = (await this.#reader.xread(
           "COUNT",
           READ_COUNT,
@@ -206,6 +212,7 @@ export class RedisFollower {
     // Only the first start compares: later ones follow a log this node was part of.
     const stamp = this.#started ? "" : (s.sourceStamp?.start ?? "");
     await this.#resealing;
+    this.cost?.add(1);
     const [log, head, tables, mark, saved, records] = (await client.ecStart(
       ...keys,
       randomId(),
@@ -233,6 +240,7 @@ export class RedisFollower {
   async #renew(): Promise<void> {
     const sent = performance.now();
     this.#renewedAt = sent;
+    this.cost?.add(1);
     const reply = (await this.#link.client.ecRenew(...this.renewArgs())) as RenewReply;
     this.#link.trips.add(performance.now() - sent);
     this.renewed(sent, reply);
@@ -289,13 +297,14 @@ export class RedisFollower {
   }
 
   /** Applies every record up to `seq` (this node's own append), fetching any it has not read. */
-  async #catchUp(seq: number, own: Delivered): Promise<void> {
+  async #catchUp(seq: number, own: Delivered, cost: Cost | undefined): Promise<void> {
     const { client, keys, node } = this.#link;
     while (this.#applied < seq && !this.#restart) {
       if (this.#applied + 1 === seq) {
         this.#deliver([own]);
         break;
       }
+      cost?.add(1);
       const entries = (await client.xrange(keys[1]!, `(${this.#applied}-0`, `${seq}-0`)) as [
         string,
         string[],

@@ -1,3 +1,4 @@
+import type { Cost } from "../../core/cost.ts";
 import type { ChangeRecord, LogFollower, LogHistory } from "../contract.ts";
 import { C, type Link } from "./link.ts";
 
@@ -18,14 +19,17 @@ import { C, type Link } from "./link.ts";
  */
 export class HistoryKeeper {
   readonly #link: Link;
+  /** Where saving counts (following's cost). */
+  readonly #cost: () => Cost | undefined;
   readonly #every: number;
   #log = "";
   /** The seq of the last summary saved (or due and left to another node); -1: none. */
   #saved = -1;
   #saving = false;
 
-  constructor(link: Link) {
+  constructor(link: Link, cost: () => Cost | undefined) {
     this.#link = link;
+    this.#cost = cost;
     this.#every = saveEvery(link.s.retain);
   }
 
@@ -60,13 +64,14 @@ export class HistoryKeeper {
   async #save(window: number, follower: LogFollower): Promise<void> {
     const link = this.#link;
     const log = this.#log;
-    if (!(await link.claim(`history:${log}:${window}`))) return;
+    if (!(await link.claim(`history:${log}:${window}`, this.#cost()))) return;
     try {
       // Taken after the claim: the summary up to what this node has applied by now.
       const history = follower.history?.();
       if (history?.log !== log) return;
       // The records after `from`, if the follower gave any, are in the stream: not kept twice.
       const text = JSON.stringify({ floor: history.floor, summary: history.summary });
+      this.#cost()?.add(1);
       await link.client.ecKeepHistory(...link.keys, log, history.from, text);
     } catch (err) {
       link.failures++;

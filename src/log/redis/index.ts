@@ -1,3 +1,4 @@
+import type { Cost } from "../../core/cost.ts";
 import { badOption } from "../../core/errors.ts";
 import { REDIS_LOG_LEASE } from "../../core/lease.ts";
 import { randomId } from "../../core/random-id.ts";
@@ -104,12 +105,12 @@ export class RedisChangeLog implements ChangeLog {
     return this.#follower.members;
   }
 
-  claim(name: string): Promise<boolean> {
-    return this.#link.claim(name);
+  claim(name: string, cost?: Cost): Promise<boolean> {
+    return this.#link.claim(name, cost);
   }
 
-  follow(follower: LogFollower): void {
-    this.#follower.follow(follower);
+  follow(follower: LogFollower, cost?: Cost): void {
+    this.#follower.follow(follower, cost);
   }
 
   trusted(): boolean {
@@ -120,12 +121,12 @@ export class RedisChangeLog implements ChangeLog {
     return this.#link.failures;
   }
 
-  turn(): Promise<WriteTurn | undefined> {
-    return this.#writer.turn();
+  turn(cost?: Cost): Promise<WriteTurn | undefined> {
+    return this.#writer.turn(cost);
   }
 
-  quietSince(position: LogPosition): Promise<boolean> {
-    return this.#writer.quietSince(position);
+  quietSince(position: LogPosition, _tables?: readonly string[], cost?: Cost): Promise<boolean> {
+    return this.#writer.quietSince(position, cost);
   }
 
   append(
@@ -133,8 +134,9 @@ export class RedisChangeLog implements ChangeLog {
     turn?: WriteTurn,
     placed?: (next?: WriteTurn) => void,
     wantsTurn?: () => boolean,
+    cost?: Cost,
   ): Promise<number> {
-    return this.#writer.append(ops, turn, placed, wantsTurn);
+    return this.#writer.append(ops, turn, placed, wantsTurn, cost);
   }
 
   async close(): Promise<void> {
@@ -147,6 +149,7 @@ export class RedisChangeLog implements ChangeLog {
     await this.#follower.close();
     // Writers stop waiting for this node at once rather than when its lease runs out.
     const stamp = link.s.sourceStamp?.current() ?? "";
+    this.#follower.cost?.add(1);
     await link.client
       .ecLeave(...link.keys, randomId(), this.node, stamp, link.channel)
       .catch(() => {});

@@ -1,3 +1,4 @@
+import type { Cost } from "../../core/cost.ts";
 import { RecentTimes } from "../../core/recent-times.ts";
 import { rateLimited, type Warner } from "../../core/report.ts";
 import { duplicateClient, type RedisClient, sentAtOnce } from "../../redis/connect.ts";
@@ -85,7 +86,8 @@ export class Link {
   }
 
   /** Whether this node is the first to claim `name` within a lease (see ChangeLog.claim). */
-  async claim(name: string): Promise<boolean> {
+  async claim(name: string, cost?: Cost): Promise<boolean> {
+    cost?.add(1);
     try {
       const taken = await this.client.set(
         this.#claims + name,

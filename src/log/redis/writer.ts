@@ -1,3 +1,4 @@
+import type { Cost } from "../../core/cost.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { randomId } from "../../core/random-id.ts";
 import { RecentTimes } from "../../core/recent-times.ts";
@@ -44,10 +45,11 @@ export class RedisWriter {
    * holder was paused past a lease), it is unordered: it invalidates, never patches. When
    * Redis cannot be reached the write goes without a turn.
    */
-  async turn(): Promise<WriteTurn | undefined> {
+  async turn(cost?: Cost): Promise<WriteTurn | undefined> {
     const link = this.#link;
     const token = this.#token();
     try {
+      cost?.add(1);
       const sent = performance.now();
       const [, turn] = (await link.client.ecTurn(
         ...link.keys,
@@ -56,7 +58,7 @@ export class RedisWriter {
         link.s.leaseMs,
       )) as [string, string];
       link.trips.add(performance.now() - sent);
-      return new RedisTurn(turn, () => this.#release(turn));
+      return new RedisTurn(turn, () => this.#release(turn, cost));
     } catch (err) {
       link.failures++;
       link.report("turn", `[edgecache] [${C}] cannot take a write turn; writing unordered`, err);
@@ -68,8 +70,10 @@ export class RedisWriter {
     return `${this.#link.node}:${randomId()}`;
   }
 
-  #release(turn: string): void {
+  /** Gives `turn` back; nothing waits for the answer (no round trip in `cost`). */
+  #release(turn: string, cost: Cost | undefined): void {
     const link = this.#link;
+    cost?.add(1, 0);
     link.client.ecRelease(...link.keys, turn).catch((err: unknown) => {
       link.failures++;
       link.report("turn", `[edgecache] [${C}] cannot give the write turn back`, err);
@@ -82,10 +86,11 @@ export class RedisWriter {
    * held saw no write its position lacks. (A writer whose turn lapsed is missed; its
    * record is unordered and invalidates what it concerns when it arrives.)
    */
-  async quietSince(position: LogPosition): Promise<boolean> {
+  async quietSince(position: LogPosition, cost?: Cost): Promise<boolean> {
     const link = this.#link;
     if (position.log !== this.#follower.log) return false;
     try {
+      cost?.add(1);
       const [log, head, held] = (await link.client.ecQuiet(...link.keys)) as [
         string,
         string,
@@ -104,6 +109,7 @@ export class RedisWriter {
     turn?: WriteTurn,
     placed?: (next?: WriteTurn) => void,
     wantsTurn?: () => boolean,
+    cost?: Cost,
   ): Promise<number> {
     const link = this.#link;
     const deadline = performance.now() + link.s.appendTimeoutMs;
@@ -111,6 +117,7 @@ export class RedisWriter {
     const token = turn instanceof RedisTurn ? turn.token : "";
     const outgoing: Outgoing = {
       mark: randomId(),
+      cost,
       args: [
         JSON.stringify(ops),
         String(link.s.retain),
@@ -149,15 +156,15 @@ export class RedisWriter {
       );
     }
     const next = reply.next;
-    placed?.(next ? new RedisTurn(next, () => this.#release(next)) : undefined);
+    placed?.(next ? new RedisTurn(next, () => this.#release(next, cost)) : undefined);
     const { log, seq, ordered, prev } = reply;
     const payload = outgoing.args[0]!;
     const { mark } = outgoing;
-    await this.#follower.appended(log, { seq, ops, ordered, own: true, payload, mark, prev });
+    await this.#follower.appended(log, { seq, ops, ordered, own: true, payload, mark, prev }, cost);
     // Whom the append's reply named holds only in the log this node follows: one that went
     // back (a restored snapshot) or was replaced made it start over, and Redis is asked.
     const waiting = this.#follower.follows(log) ? reply.waiting : Waiting.unknown();
-    await this.#barrier(log, seq, waiting, deadline, reply.heard);
+    await this.#barrier(log, seq, waiting, deadline, reply.heard, cost);
     return seq;
   }
 
@@ -176,6 +183,7 @@ export class RedisWriter {
         // Taken before the append is sent: acknowledgements of it can only come after.
         const heard = link.heard;
         try {
+          next.cost?.add(1);
           const sent = performance.now();
           const [log, seq, ordered, prev, turn, ...waiting] = (await link.client.ecAppend(
             ...link.keys,
@@ -184,7 +192,7 @@ export class RedisWriter {
           )) as [string, number, string, string, string, ...BehindReply];
           link.trips.add(performance.now() - sent);
           this.#outbox.shift();
-          if (next.abandoned && turn) this.#release(turn);
+          if (next.abandoned && turn) this.#release(turn, next.cost);
           next.sent({
             log,
             seq: Number(seq),
@@ -225,6 +233,7 @@ export class RedisWriter {
     waiting: Waiting,
     deadline: number,
     heard: number,
+    cost: Cost | undefined,
   ): Promise<void> {
     const link = this.#link;
     const began = performance.now();
@@ -258,7 +267,7 @@ export class RedisWriter {
       const askAt = Math.min(asked + patience, waiting.until());
       if (!asking && now >= askAt) {
         asked = now;
-        asking = this.#ask(log, seq).then(
+        asking = this.#ask(log, seq, cost).then(
           (fresh) => {
             waiting = fresh;
             unsampled ||= fresh.done() || fresh.young;
@@ -283,7 +292,8 @@ export class RedisWriter {
   }
 
   /** Who the record's writer still waits for, as Redis says now (BARRIER). */
-  async #ask(log: string, seq: number): Promise<Waiting> {
+  async #ask(log: string, seq: number, cost: Cost | undefined): Promise<Waiting> {
+    cost?.add(1);
     const sent = performance.now();
     const [l, head, granted, members, ...behind] = (await this.#link.client.ecBarrier(
       ...this.#follower.renewArgs(),
@@ -373,6 +383,8 @@ interface AppendReply {
 interface Outgoing {
   /** The record's mark (scripts.ts, APPEND): the same on a retried send. */
   mark: string;
+  /** Where its sends count (each retry too). */
+  cost: Cost | undefined;
   args: string[];
   /** Its append gave up waiting (timed out): nobody takes the reply's next turn. */
   abandoned?: boolean;

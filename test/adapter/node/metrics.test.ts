@@ -79,6 +79,11 @@ describe("data API node", () => {
     // The counters keep their names.
     expect(sample(text, "edgecache_hits_total")).toBe(stats.hits);
     expect(sample(text, 'edgecache_tier_entries{tier="sqlite"}')).toBe(1);
+    // Redis commands by kind: none here (no Redis), requests as the node served them.
+    expect(sample(text, 'edgecache_redis_commands_total{kind="hit"}')).toBe(0);
+    expect(sample(text, 'edgecache_redis_requests_total{kind="hit"}')).toBe(
+      stats.redis.requests.hit,
+    );
   });
 });
 

@@ -8,6 +8,7 @@ import { dashboardPage } from "../../../app/dashboard.ts";
 import { onError } from "../../../app/errors.ts";
 import { healthHandler } from "../../../app/health.ts";
 import { validUrl } from "../../../app/request-target.ts";
+import { COST_KINDS } from "../../../core/cost.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
 import type { CacheStats } from "../../../core/stats.ts";
@@ -412,6 +413,16 @@ function removeOthers(cacheDir: string, keep: Set<string>): void {
   }
 }
 
+/** Records of counts summed key by key, every key present (0 with no record). */
+function sumByKind<K extends string>(
+  keys: readonly K[],
+  records: Record<K, number>[],
+): Record<K, number> {
+  const out = {} as Record<K, number>;
+  for (const k of keys) out[k] = records.reduce<number>((n, r) => n + r[k], 0);
+  return out;
+}
+
 /**
  * Several tenants' stats as one: counters and tiers summed by name; latency quantiles
  * cannot be summed, so the node's are the worst tenant's (the mean is weighted).
@@ -465,6 +476,20 @@ export function sumStats(all: CacheStats[]): CacheStats {
       evictions: sum((s) => s.notFound.evictions),
     },
     log: { name: "per tenant", seq: 0, lease: all.every((s) => s.log.lease), failures: 0 },
+    redis: {
+      commands: sumByKind(
+        COST_KINDS,
+        all.map((s) => s.redis.commands),
+      ),
+      trips: sumByKind(
+        COST_KINDS,
+        all.map((s) => s.redis.trips),
+      ),
+      requests: sumByKind(
+        ["hit", "miss", "write"],
+        all.map((s) => s.redis.requests),
+      ),
+    },
     sourceLatencyMs: {
       count,
       mean: count ? sum((s) => s.sourceLatencyMs.mean * s.sourceLatencyMs.count) / count : 0,

@@ -1,0 +1,207 @@
+import { createHash } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { COST_KINDS, type CostKind } from "../../../src/core/cost.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import type { CacheStats } from "../../../src/core/stats.ts";
+import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { redisStore } from "../../../src/stores/redis.ts";
+import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
+import { type PrivateRedis, startRedis } from "../../helpers/redis-server.ts";
+import { requireRedis } from "../../helpers/services.ts";
+
+/**
+ * What a node counts it sent to Redis (`stats().redis`), by kind of work, is what Redis saw
+ * from it: every command each node's connections sent while the test ran, as MONITOR shows
+ * them on a private server, sorted into the log's following (reads, renewals) and the rest
+ * by script and command. On those counts: a hit from memory sends nothing, a hit from the
+ * shared tier one GET, and a write the same commands however many nodes follow the log.
+ */
+
+const shared = await requireRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+// Long, so that the log's own reads and renewals (every lease / 4) are few while a test
+// measures: they are counted all the same.
+const LEASE_MS = 8000;
+
+let server: PrivateRedis;
+const open: { close(): Promise<void> }[] = [];
+beforeAll(async () => {
+  server = await startRedis();
+});
+afterAll(async () => {
+  await server?.stop();
+});
+afterEach(async () => {
+  for (const o of open.splice(0).reverse()) await o.close();
+});
+
+interface Node {
+  name: string;
+  client: Redis;
+  cache: Cache;
+}
+
+/** `n` nodes on one log and one shared tier, each with a memory tier above it. */
+async function cluster(n: number): Promise<Node[]> {
+  const prefix = `test:${randomId()}:`;
+  const nodes: Node[] = [];
+  for (let i = 0; i < n; i++) {
+    const name = `node-${randomId()}`;
+    // Named: the log's reader and subscriber connections inherit it (duplicate()).
+    const client = new Redis(server.url, { connectionName: name });
+    client.on("error", () => {});
+    const log = await redisChangeLog({ client, prefix, leaseMs: LEASE_MS, logger: quiet });
+    const store = await redisStore({ client, prefix: `${prefix}entry:` });
+    const cache = new Cache({ tiers: [memoryStore(), store], log, schema, logger: quiet });
+    open.push({
+      async close() {
+        await cache.close();
+        client.disconnect();
+      },
+    });
+    nodes.push({ name, client, cache });
+  }
+  await until(() => nodes.every((x) => x.cache.log.trusted() && x.cache.log.nodes?.() === n));
+  // A log a lease old acknowledges at once; every script this test uses is loaded.
+  await nodes[0]!.cache.invalidate({ keys: ["settle"] });
+  for (const x of nodes) {
+    await x.cache.write(async (record) => {
+      await record([userUpdate(9, "a", "b")]);
+    });
+  }
+  return nodes;
+}
+
+/** The log's scripts by their SHA1, as MONITOR shows them (EVALSHA's, or EVAL's body). */
+function scriptNames(client: Redis): Map<string, string> {
+  const set = (client as unknown as { scriptsSet: Record<string, { sha: string }> }).scriptsSet;
+  return new Map(Object.entries(set).map(([name, script]) => [script.sha, name]));
+}
+
+/** Commands a node's following sends: the log's reads, renewals, starts and history. */
+const FOLLOWING = new Set(["xread", "ecRenew", "ecStart", "ecReseal", "ecKeepHistory", "ecLeave"]);
+
+/**
+ * Runs `work` and returns, per node, what it counted (stats().redis, the difference) and
+ * what Redis saw from its connections meanwhile: following's commands and the others'.
+ */
+async function measure(nodes: Node[], work: () => Promise<void>) {
+  const monitor = new Redis(server.url);
+  open.push({ close: async () => monitor.disconnect() });
+  const names = scriptNames(nodes[0]!.client);
+  const admin = new Redis(server.url);
+  open.push({ close: async () => admin.disconnect() });
+  // Which node each connection is (each node's client, reader and subscriber).
+  const owner = new Map<string, string>();
+  for (const line of ((await admin.client("LIST")) as string).split("\n")) {
+    const addr = /addr=(\S+)/.exec(line)?.[1];
+    const name = /name=(\S*)/.exec(line)?.[1];
+    if (addr && name) owner.set(addr, name);
+  }
+  const seen = new Map<string, { following: number; requests: number; commands: string[] }>();
+  for (const x of nodes) seen.set(x.name, { following: 0, requests: 0, commands: [] });
+  const watching = await monitor.monitor();
+  watching.on("monitor", (_time: string, args: string[], source: string) => {
+    const node = seen.get(owner.get(source) ?? "");
+    if (!node) return; // Lua's own calls, or another connection
+    const [command = "", first = ""] = args.map((a) => String(a));
+    const name =
+      command === "evalsha"
+        ? (names.get(first) ?? command)
+        : command === "eval"
+          ? (names.get(createHash("sha1").update(first).digest("hex")) ?? command)
+          : command;
+    const history = name === "set" && first.includes("claim:history:");
+    node.commands.push(name);
+    if (FOLLOWING.has(name) || history) node.following++;
+    else node.requests++;
+  });
+  await new Promise((r) => setTimeout(r, 50)); // MONITOR is on
+  const before = nodes.map((x) => x.cache.stats().redis);
+  await work();
+  for (const x of nodes) await x.cache.drain();
+  // The other nodes read the last record and renew: their following settles.
+  await new Promise((r) => setTimeout(r, 300));
+  const after = nodes.map((x) => x.cache.stats().redis);
+  await watching.disconnect();
+  return nodes.map((x, i) => ({
+    counted: difference(before[i]!, after[i]!),
+    seen: seen.get(x.name)!,
+  }));
+}
+
+type Counted = { commands: Record<CostKind, number>; trips: Record<CostKind, number> } & {
+  requests: CacheStats["redis"]["requests"];
+};
+
+function difference(a: CacheStats["redis"], b: CacheStats["redis"]): Counted {
+  const by = (x: Record<string, number>, y: Record<string, number>) =>
+    Object.fromEntries(Object.keys(y).map((k) => [k, y[k]! - (x[k] ?? 0)]));
+  return {
+    commands: by(a.commands, b.commands) as Counted["commands"],
+    trips: by(a.trips, b.trips) as Counted["trips"],
+    requests: by(a.requests, b.requests) as Counted["requests"],
+  };
+}
+
+const sumOf = (c: Counted, kinds: readonly CostKind[]) =>
+  kinds.reduce((n, k) => n + c.commands[k], 0);
+const REQUESTS: CostKind[] = COST_KINDS.filter((k) => k !== "following");
+
+/** What a node counted is what Redis saw from it: following apart, the rest together. */
+function sameAsRedis(m: Awaited<ReturnType<typeof measure>>): void {
+  for (const { counted, seen } of m) {
+    expect({ following: counted.commands.following, requests: sumOf(counted, REQUESTS) }).toEqual({
+      following: seen.following,
+      requests: seen.requests,
+    });
+  }
+}
+
+const load = (body: string) => async () => ({ body, tags: ["users#1"] });
+
+shared.describe("Redis commands per request, counted by the node", () => {
+  it("a hit from memory sends none; a hit from the shared tier one GET; a miss its GET and the copy's SET", async () => {
+    const [a, b] = await cluster(2);
+    const m = await measure([a!, b!], async () => {
+      await a!.cache.resolve("user:1", load("Lane")); // a miss: GET, then SET in the shared tier
+      await a!.cache.drain();
+      await a!.cache.resolve("user:1", load("x")); // a hit from a's memory
+      await b!.cache.resolve("user:1", load("x")); // a hit from the shared tier: GET
+      await b!.cache.resolve("user:1", load("x")); // then from b's memory
+    });
+    sameAsRedis(m);
+    const [onA, onB] = m;
+    expect(onA!.counted.requests).toMatchObject({ hit: 1, miss: 1 });
+    expect(onA!.counted.commands).toMatchObject({ hit: 0, miss: 2 });
+    expect(onA!.counted.trips).toMatchObject({ hit: 0, miss: 2 });
+    expect(onB!.counted.requests).toMatchObject({ hit: 2, miss: 0 });
+    expect(onB!.counted.commands).toMatchObject({ hit: 1, miss: 0 });
+    // Redis saw from b exactly that GET besides its following.
+    expect(onB!.seen.commands.filter((c) => !FOLLOWING.has(c))).toEqual(["get"]);
+  });
+
+  it("a write sends the same commands on 2 nodes as on 3: its turn and its append", async () => {
+    const writes = async (n: number) => {
+      const nodes = await cluster(n);
+      const writer = nodes[0]!;
+      const m = await measure(nodes, async () => {
+        for (let i = 0; i < 5; i++) {
+          await writer.cache.write(async (record) => {
+            await record([userUpdate(1, `v${i}`, `v${i + 1}`)]);
+          });
+        }
+      });
+      sameAsRedis(m);
+      const { counted } = m[0]!;
+      expect(counted.requests.write).toBe(5);
+      return { commands: counted.commands.write, trips: counted.trips.write };
+    };
+    const two = await writes(2);
+    const three = await writes(3);
+    expect(two).toEqual({ commands: 10, trips: 10 });
+    expect(three).toEqual(two);
+  });
+});
