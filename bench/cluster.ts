@@ -20,7 +20,7 @@
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { type ClusterOptions, runCluster } from "./cluster/cluster.ts";
-import { cacheTable, probeTable, speedTable, targetLines } from "./cluster/report.ts";
+import { cacheTable, probeTable, redisTable, speedTable, targetLines } from "./cluster/report.ts";
 import { runBench } from "./lib/processes.ts";
 import { BenchRedis } from "./lib/redis.ts";
 import { benchHead, describeHead, writeResults } from "./lib/results.ts";
@@ -99,6 +99,15 @@ ${speedTable(records)}
 - **node CPU µs / request**: the nodes' CPU time during the sequence (all of them together) per request.
 - **cores busy**: CPU seconds during the sequence of the nodes, of the driver (clients and oracle) and of the Redis server (all its clients), over the sequence's duration; the machine has ${json.cpus}, shared with whatever else runs on it.
 
+**Redis commands per request**, counted by each node as it sends them (\`stats().redis\`, \`edgecache_redis_commands_total{kind}\`; test/log/redis/costs.test.ts checks the counts against what Redis saw), all nodes together, during the sequence:
+
+${redisTable(records)}
+
+- **hits / misses / writes**: requests of each kind the nodes served (a hit fresh or stale, from memory or the Redis tier).
+- **commands / hit, / miss, / write**: commands sent for that kind, per request of it: a hit from memory sends none, one from the Redis tier a GET; a miss its GET and the copy of its load into Redis (and, with patches on, a look at the log); a write its turn and its append (writes that arrive together share them: a group of writes counts each), and a question to Redis only when an acknowledgement is slow to come.
+- **following / request**: the log's reads and lease renewals of every node, per request of any kind; **background / request**: what was sent after an answer or outside a request (the writer's deletes in Redis, rehydration and its claims, copies of patches), the same.
+- **round trips**: waited for, per request of the kind (commands sent together wait one).
+
 **Invalidation probe**: ${options.probeWrites} writes one at a time (\`PATCH /v1/users/:id\`, 50 rows in turn), each through the next node; before each the row is read on every node (so it is cached there), and from the write's acknowledgement the row is read on every other node (on the node itself with one node) until each answers the new version. The barrier acknowledges a write only once every node holding a lease applied it, so the first read after the ack should already be new: **ack → all nodes new** is then one read's round trip, and a read after the ack answering the old version is a stale read.
 
 ${probeTable(probes)}
@@ -115,7 +124,7 @@ ${command}
 `;
     const path = writeResults(out, json, markdown);
     console.log(
-      `\n${cacheTable(records)}\n\n${speedTable(records)}\n\n${probeTable(probes)}\n\n${targetLines(records, probes).join("\n")}\n\nwrote ${path}.json and .md in ${json.seconds} s`,
+      `\n${cacheTable(records)}\n\n${speedTable(records)}\n\n${redisTable(records)}\n\n${probeTable(probes)}\n\n${targetLines(records, probes).join("\n")}\n\nwrote ${path}.json and .md in ${json.seconds} s`,
     );
     for (const s of stale.slice(0, 6)) {
       console.log(

@@ -90,7 +90,15 @@ export interface ClusterRecord extends WorkloadRecord {
   resets: number;
   /** CPU seconds during the sequence (see `SetupRun`), and the cores they kept busy. */
   cpu: SetupRun["cpu"] & { coresBusy: number };
+  /**
+   * What the nodes sent to Redis during the sequence, all nodes together, by kind of work
+   * (`stats().redis`, counted by each node: commands, round trips, requests served).
+   */
+  redis?: RedisCosts;
 }
+
+/** `CacheStats["redis"]`, summed over nodes and taken as the difference over a sequence. */
+export type RedisCosts = NonNullable<ServerStats["cache"]["redis"]>;
 
 export interface ProbeRecord {
   setup: SetupName;
@@ -228,6 +236,7 @@ function toClusterRecord(
   });
   const before = sumStats(run.before);
   const after = sumStats(run.after);
+  const redis = setup.redis ? redisCosts(run) : undefined;
   const seconds = outcome.elapsedMs / 1000;
   const busy = run.cpu.nodes + run.cpu.driver + (run.cpu.redis ?? 0);
   return {
@@ -249,7 +258,25 @@ function toClusterRecord(
       redis: run.cpu.redis === undefined ? undefined : round(run.cpu.redis, 2),
       coresBusy: round(busy / seconds, 2),
     },
+    ...(redis && { redis }),
   };
+}
+
+/** Each node's Redis costs over the sequence (after minus before), summed over nodes. */
+function redisCosts(run: SetupRun): RedisCosts | undefined {
+  const out: RedisCosts = { commands: {}, trips: {}, requests: {} } as RedisCosts;
+  for (const [node, after] of run.after.entries()) {
+    const now = after.cache.redis;
+    const then = run.before[node]?.cache.redis;
+    if (!now || !then) return undefined;
+    for (const part of ["commands", "trips", "requests"] as const) {
+      const into = out[part] as Record<string, number>;
+      for (const [kind, n] of Object.entries(now[part])) {
+        into[kind] = (into[kind] ?? 0) + n - ((then[part] as Record<string, number>)[kind] ?? 0);
+      }
+    }
+  }
+  return out;
 }
 
 function writeQuantiles(o: RunOutcome): { writeP50Ms: number | null; writeP99Ms: number | null } {

@@ -77,6 +77,50 @@ export function speedTable(records: ClusterRecord[]): string {
   );
 }
 
+/**
+ * Per ratio and setup on Redis: the commands the nodes sent to Redis per request of each
+ * kind (and round trips waited), counted by the nodes themselves: numbers that do not
+ * depend on this machine's speed. Following and background work serve no request of their
+ * own: they are divided by all requests.
+ */
+export function redisTable(records: ClusterRecord[]): string {
+  const per = (n: number | undefined, of: number) => (of > 0 ? ((n ?? 0) / of).toFixed(3) : "–");
+  return table(
+    [
+      "write ratio",
+      "setup",
+      "hits / misses / writes",
+      "commands / hit",
+      "/ miss",
+      "/ write",
+      "following / request",
+      "background / request",
+      "all / request",
+      "round trips / hit, miss, write",
+    ],
+    records.flatMap((r) => {
+      if (!r.redis) return [];
+      const { commands: c, trips: t, requests: q } = r.redis;
+      const all = q.hit + q.miss + q.write;
+      const total = Object.values(c).reduce((a, b) => a + b, 0);
+      return [
+        [
+          pct(r.writeRatio),
+          label(r.setup, r.nodes),
+          `${q.hit} / ${q.miss} / ${q.write}`,
+          per(c.hit, q.hit),
+          per(c.miss, q.miss),
+          per(c.write, q.write),
+          per(c.following, all),
+          per(c.background, all),
+          per(total, all),
+          `${per(t.hit, q.hit)} / ${per(t.miss, q.miss)} / ${per(t.write, q.write)}`,
+        ],
+      ];
+    }),
+  );
+}
+
 export function probeTable(probes: ProbeRecord[]): string {
   return table(
     [

@@ -10,6 +10,7 @@ import { copyFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import postgres from "postgres";
+import type { CacheStats } from "../../src/core/stats.ts";
 import { seedDemo } from "../../src/demo/seed.ts";
 import { seedPostgresDemo } from "../../src/demo/seed-postgres.ts";
 import { DEFAULT_LEASE_MS } from "../../src/log/redis/index.ts";
@@ -74,6 +75,8 @@ export interface ServerStats {
     rehydrations: number;
     patches: number;
     tiers: { name: string; hits: number }[];
+    /** What the node sent to Redis, by kind of work (absent from older servers' stats). */
+    redis?: CacheStats["redis"];
   };
   /** Change capture's follower, with `--capture`: from the database's record to applied. */
   capture?: { applied: number; lagP50?: number; lagP99?: number };

@@ -51,6 +51,12 @@ service.describe("cluster benchmark (smoke)", () => {
       for (const reads of cluster.readsByNode) expect(reads).toBeGreaterThan(100);
       if (setup !== "n-alone") expect(cluster.tierHits.redis).toBeGreaterThan(0);
     }
+    // Redis commands per request, as the nodes counted them: a write's turn and append.
+    for (const r of records.filter((x) => x.changeLog === "redis")) {
+      const { commands, requests } = r.redis!;
+      expect(requests.write, r.setup).toBeGreaterThan(0);
+      expect(commands.write / requests.write, r.setup).toBeGreaterThanOrEqual(1);
+    }
     expect(probes.map((p) => p.setup)).toEqual(["1-local", "1-redis", "n-redis", "n-redis-lists"]);
     for (const p of probes) {
       expect(p.staleReads, p.setup).toBe(0);
