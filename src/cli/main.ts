@@ -10,6 +10,7 @@ import { createTenantNode } from "../adapter/node/tenants/dispatcher.ts";
 import { DEFAULT_STATE_FILE } from "../adapter/node/tenants/state.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { capture } from "./capture.ts";
+import { explain } from "./commands/explain.ts";
 import { init } from "./commands/init.ts";
 import { invalidate } from "./commands/invalidate.ts";
 import { keys } from "./commands/keys.ts";
@@ -299,6 +300,7 @@ const main = defineCommand({
     rules,
     init,
     capture,
+    explain,
     tenants,
   },
 });

@@ -497,7 +497,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   #register(query: SelectQuery, response: unknown, names: string[]) {
     const shape = sqlShape(query.sql, query.params, query.dialect, (t) => this.#table(t));
     const registration = registrationOf(shape, resultRows(response));
-    this.#stats.registrations.count(shape, registration.widened);
+    this.#stats.registrations.count(shape, registration.widened, query.sql);
     const meta = this.#patching ? patchableMeta(shape, (t) => this.#table(t)) : undefined;
     // Drizzle's tables as the planner knows them too, in case the parser missed one: a
     // write it cannot analyse drops the table tag, any other the whole-table list.

@@ -200,7 +200,7 @@ export class StatementCache {
       this.#stats.counts.uncacheable++;
       return result;
     }
-    await this.#store(key, result.rows, shape, since);
+    await this.#store(key, sql, result.rows, shape, since);
     this.#reruns.set(key, { sql, params: [...params], shape });
     return result;
   }
@@ -214,7 +214,7 @@ export class StatementCache {
     if (!rerun || !this.#following) return;
     const since = this.engine.position;
     const { rows } = await this.#db.rerun(rerun.sql, rerun.params);
-    await this.#store(key, rows, rerun.shape, since);
+    await this.#store(key, rerun.sql, rows, rerun.shape, since);
   }
 
   /**
@@ -285,7 +285,13 @@ export class StatementCache {
     return shape.tables.every((t) => exact.has(t) || !folded.has(t.toLowerCase()));
   }
 
-  async #store(key: string, rows: SqlRow[], shape: SqlShape, since: typeof this.engine.position) {
+  async #store(
+    key: string,
+    sql: string,
+    rows: SqlRow[],
+    shape: SqlShape,
+    since: typeof this.engine.position,
+  ) {
     let body: string;
     try {
       body = encode(rows);
@@ -296,7 +302,7 @@ export class StatementCache {
     }
     try {
       const { tags, lists, widened } = registrationOf(shape, rows);
-      this.#stats.registrations.count(shape, widened);
+      this.#stats.registrations.count(shape, widened, sql);
       const meta = this.#patching ? patchableMeta(shape, this.#schema) : undefined;
       const { stored } = await this.engine.storeLoaded(
         key,

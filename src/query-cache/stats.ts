@@ -6,7 +6,11 @@ import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
 import { localChangeLog } from "../log/in-process.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
-import { RegistrationCounts, type RegistrationStats } from "../sql/analysis/registrations.ts";
+import {
+  RegistrationCounts,
+  type RegistrationStats,
+  type ShapeStats,
+} from "../sql/analysis/registrations.ts";
 import type { CaptureStats, QueryCapture } from "./capture.ts";
 
 /** A query cache's time to live unless a query says otherwise: an hour. */
@@ -117,6 +121,12 @@ export interface QueryCacheStats {
    */
   registrations: RegistrationStats;
   /**
+   * Per query (its SQL: a shape, its parameters bound), the last 200 stored: how exactly it
+   * is followed (`row`, `predicate`, `join`, `table`), why below that (`reasons`), and how
+   * many of its results were stored; the most stored first (see `edgecache explain`).
+   */
+  shapes: ShapeStats[];
+  /**
    * How writes invalidate: "capture" while change capture installed in the database feeds
    * this node (row level, writes around Drizzle included; see `withTransactions`),
    * "tables" otherwise (a mutation empties its tables).
@@ -184,6 +194,7 @@ export class QueryStats {
       writes: capture?.mode() ?? "tables",
       ...(capture && { capture: capture.stats() }),
       registrations: this.registrations.stats(),
+      shapes: this.registrations.shapes(),
     };
   }
 }

@@ -1,9 +1,11 @@
 /**
  * The sources' room as the command line reaches it: the factories, the checks of what a
- * user names (a SQLite file, a PostgreSQL URL), and change capture's SQL for D1 run
- * through wrangler. The rest of src/sources is the room's own (dependency-cruiser's
+ * user names (a SQLite file, a PostgreSQL URL), change capture's SQL for D1 run through
+ * wrangler, and a database's catalog with the explanation of a select (`edgecache explain`). The rest of src/sources is the room's own (dependency-cruiser's
  * `cli-through-sources-index`).
  */
+
+export { type Explanation, explainSql } from "../sql/analysis/explain.ts";
 export {
   capturableTables,
   capturedTables,
@@ -18,6 +20,7 @@ export {
   captureUninstallSql,
 } from "../sql/sqlite/capture-sql.ts";
 export { sqliteFileProblem } from "../sql/sqlite/file.ts";
+export { type Catalog, readCatalog } from "./catalog.ts";
 export { isPostgresUrl, postgresSource, redactUrl } from "./postgres.ts";
 export type { Source } from "./source.ts";
 export { sqliteSource } from "./sqlite.ts";

@@ -173,6 +173,47 @@ class PostgresSource extends SqlSource<PgColumn, PgTable> implements CapturingSo
   }
 }
 
+/** Every user table's columns with their declared types, and whether each is a one-column primary key. */
+const CATALOG_SQL = `SELECT c.table_schema AS schema, c.table_name AS table, c.column_name AS name,
+    c.data_type AS type,
+    EXISTS (SELECT 1 FROM pg_index i
+              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+             WHERE i.indrelid = to_regclass(format('%I.%I', c.table_schema, c.table_name))
+               AND i.indisprimary AND array_length(i.indkey::int2[], 1) = 1
+               AND a.attname = c.column_name) AS pk
+  FROM information_schema.columns c
+  JOIN information_schema.tables t
+    ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
+ WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema')
+   AND c.table_schema NOT LIKE 'edgecache%'
+ ORDER BY c.table_schema, c.table_name, c.ordinal_position`;
+
+/**
+ * The user tables of the database at `url` (`schema.table` outside `public`), each with its
+ * one-column primary key and its columns' declared types (see readCatalog).
+ */
+export async function postgresCatalog(
+  url: string,
+): Promise<Map<string, { primaryKey?: string; columns: { name: string; type: string }[] }>> {
+  const sql = await connectPostgres(url, 1);
+  try {
+    const tables = new Map<
+      string,
+      { primaryKey?: string; columns: { name: string; type: string }[] }
+    >();
+    for (const r of await sql.unsafe(CATALOG_SQL)) {
+      const name = r.schema === "public" ? String(r.table) : `${r.schema}.${r.table}`;
+      const table = tables.get(name) ?? { columns: [] };
+      tables.set(name, table);
+      table.columns.push({ name: String(r.name), type: String(r.type) });
+      if (r.pk === true) table.primaryKey = String(r.name);
+    }
+    return tables;
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
+
 /** Whether a `database` setting names a PostgreSQL server rather than a SQLite file. */
 export function isPostgresUrl(database: string): boolean {
   return /^postgres(ql)?:\/\//i.test(database);

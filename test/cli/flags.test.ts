@@ -47,6 +47,7 @@ describe("an unknown option", () => {
     ["invalidate", ["--tags", "users"], "--tags (did you mean --tag?)"],
     ["init", ["--db", "x.db", "--forse"], "--forse (did you mean --force?)"],
     ["purge", ["/a", "--prefixes", "/b"], "--prefixes (did you mean --prefix?)"],
+    ["explain", ["select 1", "--parms", "[]"], "--parms (did you mean --params?)"],
   ];
   for (const [command, rest, named] of typos) {
     it(`edgecache ${command}: exit 2, "unknown option ${named}"`, async () => {

@@ -340,3 +340,33 @@ pg.describe("raw SQL with change capture: node-postgres", () => {
 pg.describe("raw SQL without change capture: node-postgres", () => {
   rawSuite(() => postgresJsRaw(pg.url, "pg"), false);
 });
+
+describe("getStats().shapes: each query's explanation", () => {
+  it("names the granularity of each stored query and why not finer", async () => {
+    const h = betterSqliteRaw();
+    await h.reset();
+    await h.installCapture();
+    const sql = sqlCache({ client: h.client(), tiers: [memoryStore()] });
+    try {
+      await sql.query("select id, name from users where id = ?", [1]);
+      await eventually(() => sql.getStats().writes === "capture");
+      await sql.invalidate();
+      await sql.query("select id, name from users where id = ?", [1]);
+      await sql.query("select id, name from users where id = ?", [2]);
+      await sql.query("select user_id, count(*) as n from posts group by user_id", []);
+      const shapes = sql.getStats().shapes;
+      expect(shapes[0]).toMatchObject({
+        sql: "select id, name from users where id = ?",
+        granularity: "row",
+        reasons: [],
+        stored: 3,
+      });
+      expect(shapes).toContainEqual(
+        expect.objectContaining({ granularity: "table", reasons: ["group-by"], stored: 1 }),
+      );
+    } finally {
+      await sql.close();
+      await h.close();
+    }
+  });
+});

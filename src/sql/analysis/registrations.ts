@@ -1,4 +1,14 @@
+import { type Explanation, explainShape } from "./explain.ts";
 import type { SqlShape, WideningReason } from "./shapes.ts";
+
+/** Distinct queries whose explanation is kept, the least recently stored forgotten first. */
+const KEPT_SHAPES = 200;
+
+/** A query's explanation in the stats: its SQL, and how many of its results were stored. */
+export interface ShapeStats extends Explanation {
+  sql: string;
+  stored: number;
+}
 
 /** What `getStats().registrations` says: how stored selects were registered. */
 export interface RegistrationStats {
@@ -14,9 +24,15 @@ export interface RegistrationStats {
  */
 export class RegistrationCounts {
   #counts: RegistrationStats = { exact: 0, widened: 0, table: 0, reasons: {} };
+  /** By SQL text (a query shape: parameters are bound), in the order last stored. */
+  #shapes = new Map<string, ShapeStats>();
 
-  /** Counts a stored select by its shape, and by `widened` when its registration went wider. */
-  count(shape: SqlShape, widened?: WideningReason): void {
+  /**
+   * Counts a stored select by its shape, and by `widened` when its registration went wider;
+   * with its `sql`, under that query's explanation too.
+   */
+  count(shape: SqlShape, widened?: WideningReason, sql?: string): void {
+    if (sql !== undefined) this.#explain(sql, shape, widened);
     const r = this.#counts;
     const reasons: string[] = shape.fallback ? [shape.fallback] : [...shape.widened];
     if (widened && !shape.fallback && !reasons.includes(widened)) reasons.push(widened);
@@ -28,5 +44,24 @@ export class RegistrationCounts {
 
   stats(): RegistrationStats {
     return { ...this.#counts, reasons: { ...this.#counts.reasons } };
+  }
+
+  /** The queries stored lately with their explanations, the most stored first. */
+  shapes(): ShapeStats[] {
+    return [...this.#shapes.values()]
+      .map((s) => ({ ...s, reasons: [...s.reasons], tables: [...s.tables] }))
+      .sort((a, b) => b.stored - a.stored);
+  }
+
+  #explain(sql: string, shape: SqlShape, widened: WideningReason | undefined): void {
+    const known = this.#shapes.get(sql);
+    this.#shapes.delete(sql);
+    // The last registration's explanation: the catalog may have been learned since.
+    this.#shapes.set(sql, {
+      sql,
+      ...explainShape(shape, widened),
+      stored: (known?.stored ?? 0) + 1,
+    });
+    if (this.#shapes.size > KEPT_SHAPES) this.#shapes.delete(this.#shapes.keys().next().value!);
   }
 }

@@ -1,0 +1,51 @@
+import { EdgecacheError } from "../core/errors.ts";
+import type { SqlDialect } from "../sql/analysis/parse.ts";
+import { tableColumnsSql } from "../sql/sqlite/dialect.ts";
+import { openSqliteFile, sqliteFileProblem } from "../sql/sqlite/file.ts";
+import { isPostgresUrl, postgresCatalog } from "./postgres.ts";
+
+/** A table as the catalog declares it: its one-column primary key, its columns' declared types. */
+export interface CatalogTable {
+  primaryKey?: string;
+  columns: { name: string; type: string }[];
+}
+
+/** A database's tables by name (`schema.table` outside PostgreSQL's `public`), and its dialect. */
+export interface Catalog {
+  dialect: SqlDialect;
+  tables: Map<string, CatalogTable>;
+}
+
+/**
+ * Reads the catalog of the database a user names (a SQLite file, opened read-only, or a
+ * PostgreSQL URL): what `edgecache explain` needs to tell a select's keys and columns.
+ */
+export async function readCatalog(database: string): Promise<Catalog> {
+  if (isPostgresUrl(database))
+    return { dialect: "postgres", tables: await postgresCatalog(database) };
+  const problem = sqliteFileProblem(database);
+  if (problem) throw new EdgecacheError("E_BAD_OPTION", "catalog", problem);
+  const db = openSqliteFile(database, { component: "explain", what: "database", readonly: true });
+  try {
+    const tables = new Map<string, CatalogTable>();
+    const names = db
+      .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table'")
+      .all() as { name: string }[];
+    for (const { name } of names) {
+      if (name.startsWith("sqlite_") || name.startsWith("_edgecache")) continue;
+      const info = db.prepare(tableColumnsSql(name)).all() as {
+        name: string;
+        type: string;
+        pk: number;
+      }[];
+      const keys = info.filter((c) => c.pk > 0);
+      tables.set(name, {
+        ...(keys.length === 1 && { primaryKey: keys[0]!.name }),
+        columns: info.map((c) => ({ name: c.name, type: c.type ?? "" })),
+      });
+    }
+    return { dialect: "sqlite", tables };
+  } finally {
+    db.close();
+  }
+}
