@@ -163,6 +163,11 @@ class CachingDriver implements Driver {
   readonly #inner: Driver;
   readonly #statements: StatementCache;
   readonly #dialect: SqlDialect;
+  /**
+   * One wrapper per connection of the dialect's driver, so that what a connection is in (a
+   * transaction opened with SQL, say) holds across the statements Kysely sends it.
+   */
+  readonly #wrapped = new WeakMap<DatabaseConnection, CachingConnection>();
   savepoint?: Driver["savepoint"];
   rollbackToSavepoint?: Driver["rollbackToSavepoint"];
   releaseSavepoint?: Driver["releaseSavepoint"];
@@ -189,7 +194,12 @@ class CachingDriver implements Driver {
     options?: Parameters<Driver["acquireConnection"]>[0],
   ): Promise<DatabaseConnection> {
     const connection = await this.#inner.acquireConnection(options);
-    return new CachingConnection(connection, this.#statements, this.#dialect);
+    let wrapped = this.#wrapped.get(connection);
+    if (!wrapped) {
+      wrapped = new CachingConnection(connection, this.#statements, this.#dialect);
+      this.#wrapped.set(connection, wrapped);
+    }
+    return wrapped;
   }
 
   async beginTransaction(
@@ -201,14 +211,13 @@ class CachingDriver implements Driver {
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    const written = (connection as CachingConnection).end();
+    const caching = connection as CachingConnection;
+    const written = caching.end();
     try {
       await this.#inner.commitTransaction(unwrap(connection));
     } finally {
       // Also after a failure: a driver error may come after the commit.
-      if (written.length > 0) {
-        await this.#statements.written(written.includes(undefined) ? undefined : tables(written));
-      }
+      await caching.settle(written);
     }
   }
 
@@ -263,11 +272,32 @@ class CachingConnection implements DatabaseConnection {
     return written;
   }
 
+  /** Returns once the cache has seen a committed transaction's writes. */
+  async settle(written: readonly (readonly string[] | undefined)[]): Promise<void> {
+    if (written.length === 0) return;
+    await this.#statements.written(written.includes(undefined) ? undefined : tables(written));
+  }
+
   async executeQuery<R>(
     compiledQuery: CompiledQuery,
     options?: Parameters<DatabaseConnection["executeQuery"]>[1],
   ): Promise<QueryResult<R>> {
     const { sql, parameters } = compiledQuery;
+    // A transaction opened and ended with SQL of the application's own (sql`begin`).
+    const control = transactionControl(sql);
+    if (control === "begin") {
+      const result = await this.inner.executeQuery<R>(compiledQuery, options);
+      this.begin();
+      return result;
+    }
+    if (control && this.#written) {
+      const written = this.end();
+      try {
+        return await this.inner.executeQuery<R>(compiledQuery, options);
+      } finally {
+        if (control === "commit") await this.settle(written);
+      }
+    }
     if (this.#written) {
       // The transaction's own reads see its writes: never cached, never served.
       if (!isSelect(sql)) this.#written.push(writtenTables(sql, this.#dialect));
@@ -294,6 +324,14 @@ class CachingConnection implements DatabaseConnection {
     }
     return this.inner.streamQuery<R>(compiledQuery, chunkSize, options);
   }
+}
+
+/** A statement that opens or ends a transaction (not a savepoint's). */
+function transactionControl(sql: string): "begin" | "commit" | "rollback" | undefined {
+  if (/^\s*(begin|start\s+transaction)\b/i.test(sql)) return "begin";
+  if (/^\s*(commit|end)(\s+(transaction|work))?\s*;?\s*$/i.test(sql)) return "commit";
+  if (/^\s*rollback(\s+(transaction|work))?\s*;?\s*$/i.test(sql)) return "rollback";
+  return undefined;
 }
 
 function unwrap(connection: DatabaseConnection): DatabaseConnection {

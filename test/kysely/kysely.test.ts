@@ -339,3 +339,37 @@ describe("kyselyCache's options", () => {
     }
   });
 });
+
+describe("a transaction opened with the application's own SQL", () => {
+  it("reads inside are neither served nor stored; its writes are seen at commit, not at rollback", async () => {
+    const database = new Database(":memory:");
+    const dialect = kyselyCache(new SqliteDialect({ database }), { tiers: [memoryStore()] });
+    const db: Db = new Kysely({ dialect });
+    try {
+      await sql`create table t (id integer primary key, n integer)`.execute(db);
+      await db.insertInto("t").values({ id: 1, n: 1 }).execute();
+      const read = (on: Db) => on.selectFrom("t").select("n").where("id", "=", 1).execute();
+      expect(await read(db)).toEqual([{ n: 1 }]);
+      await db.connection().execute(async (c) => {
+        await sql`begin`.execute(c);
+        await c.updateTable("t").set({ n: 2 }).where("id", "=", 1).execute();
+        expect(await read(c)).toEqual([{ n: 2 }]); // its own write, not the cached row
+        await sql`rollback`.execute(c);
+      });
+      const hits = dialect.cache.getStats().hits;
+      expect(await read(db)).toEqual([{ n: 1 }]);
+      expect(dialect.cache.getStats().hits).toBe(hits + 1); // nothing stored inside
+      await db.connection().execute(async (c) => {
+        await sql`begin immediate`.execute(c);
+        await c.updateTable("t").set({ n: 3 }).where("id", "=", 1).execute();
+        await sql`savepoint s`.execute(c);
+        await sql`rollback to s`.execute(c); // a savepoint's: the transaction goes on
+        expect(await read(c)).toEqual([{ n: 3 }]);
+        await sql`commit`.execute(c);
+      });
+      expect(await read(db)).toEqual([{ n: 3 }]);
+    } finally {
+      await db.destroy();
+    }
+  });
+});
