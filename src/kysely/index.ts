@@ -27,6 +27,7 @@ import type {
 } from "kysely";
 import type { Cache } from "../core/cache/index.ts";
 import { badOption } from "../core/errors.ts";
+import { Session } from "../query-cache/session.ts";
 import {
   type RunStatement,
   StatementCache,
@@ -34,7 +35,7 @@ import {
   type StatementCacheStats,
 } from "../query-cache/statements.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
-import { writtenTables } from "../sql/analysis/writes.ts";
+import { isRead } from "../sql/analysis/writes.ts";
 import type { SqlRow } from "../sql/client.ts";
 import { sqlDriver } from "../sql/drivers.ts";
 
@@ -207,22 +208,22 @@ class CachingDriver implements Driver {
     settings: TransactionSettings,
   ): Promise<void> {
     await this.#inner.beginTransaction(unwrap(connection), settings);
-    (connection as CachingConnection).begin();
+    (connection as CachingConnection).session.begin();
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
-    const caching = connection as CachingConnection;
-    const written = caching.end();
+    const { session } = connection as CachingConnection;
+    const written = session.end();
     try {
       await this.#inner.commitTransaction(unwrap(connection));
     } finally {
       // Also after a failure: a driver error may come after the commit.
-      await caching.settle(written);
+      await session.settle(written);
     }
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    (connection as CachingConnection).end();
+    (connection as CachingConnection).session.end();
     await this.#inner.rollbackTransaction(unwrap(connection));
   }
 
@@ -239,77 +240,34 @@ class CachingDriver implements Driver {
   }
 }
 
-/** The tables a transaction's writes named, each once. */
-function tables(written: readonly (readonly string[] | undefined)[]): string[] {
-  return [...new Set(written.flatMap((t) => t ?? []))];
-}
-
 /** One of the dialect's connections with its statements through the statement cache. */
 class CachingConnection implements DatabaseConnection {
   readonly inner: DatabaseConnection;
+  /** What this connection is in: a transaction, or none (see Session). */
+  readonly session: Session;
   readonly #statements: StatementCache;
-  readonly #dialect: SqlDialect;
-  /**
-   * Inside a transaction: what each write so far named (undefined for a write whose tables
-   * cannot be told); outside one, undefined.
-   */
-  #written: (readonly string[] | undefined)[] | undefined;
 
   constructor(inner: DatabaseConnection, statements: StatementCache, dialect: SqlDialect) {
     this.inner = inner;
+    this.session = new Session(statements, dialect);
     this.#statements = statements;
-    this.#dialect = dialect;
   }
 
-  begin(): void {
-    this.#written = [];
-  }
-
-  /** Ends the transaction; what its writes named. */
-  end(): (readonly string[] | undefined)[] {
-    const written = this.#written ?? [];
-    this.#written = undefined;
-    return written;
-  }
-
-  /** Returns once the cache has seen a committed transaction's writes. */
-  async settle(written: readonly (readonly string[] | undefined)[]): Promise<void> {
-    if (written.length === 0) return;
-    await this.#statements.written(written.includes(undefined) ? undefined : tables(written));
-  }
-
-  async executeQuery<R>(
+  executeQuery<R>(
     compiledQuery: CompiledQuery,
     options?: Parameters<DatabaseConnection["executeQuery"]>[1],
   ): Promise<QueryResult<R>> {
     const { sql, parameters } = compiledQuery;
-    // A transaction opened and ended with SQL of the application's own (sql`begin`).
-    const control = transactionControl(sql);
-    if (control === "begin") {
-      const result = await this.inner.executeQuery<R>(compiledQuery, options);
-      this.begin();
-      return result;
-    }
-    if (control && this.#written) {
-      const written = this.end();
-      try {
-        return await this.inner.executeQuery<R>(compiledQuery, options);
-      } finally {
-        if (control === "commit") await this.settle(written);
-      }
-    }
-    if (this.#written) {
-      // The transaction's own reads see its writes: never cached, never served.
-      if (!isSelect(sql)) this.#written.push(writtenTables(sql, this.#dialect));
-      return this.inner.executeQuery<R>(compiledQuery, options);
-    }
-    let ran: QueryResult<R> | undefined;
-    const run: RunStatement = async () => {
-      ran = await this.inner.executeQuery<R>(compiledQuery, options);
-      return sqlResult(ran);
-    };
-    const result = await this.#statements.read(sql, parameters, run);
-    return ran ?? { rows: result.rows as R[] };
+    const run = () => this.inner.executeQuery<R>(compiledQuery, options);
+    return this.session.statement(sql, run, async () => {
+      let ran: QueryResult<R> | undefined;
+      const runOnce: RunStatement = async () => {
+        ran = await run();
+        return sqlResult(ran);
+      };
+      const result = await this.#statements.read(sql, parameters, runOnce);
+      return ran ?? { rows: result.rows as R[] };
+    });
   }
 
   streamQuery<R>(
@@ -319,31 +277,15 @@ class CachingConnection implements DatabaseConnection {
   ): AsyncIterableIterator<QueryResult<R>> {
     // Streamed results are read as they come, never cached; a streamed write is refused
     // rather than left unseen.
-    if (!isSelect(compiledQuery.sql)) {
+    if (!isRead(compiledQuery.sql)) {
       badOption(COMPONENT, "stream", "a select (writes are not streamed)", compiledQuery.sql);
     }
     return this.inner.streamQuery<R>(compiledQuery, chunkSize, options);
   }
 }
 
-/** A statement that opens or ends a transaction (not a savepoint's). */
-function transactionControl(sql: string): "begin" | "commit" | "rollback" | undefined {
-  if (/^\s*(begin|start\s+transaction)\b/i.test(sql)) return "begin";
-  if (/^\s*(commit|end)(\s+(transaction|work))?\s*;?\s*$/i.test(sql)) return "commit";
-  if (/^\s*rollback(\s+(transaction|work))?\s*;?\s*$/i.test(sql)) return "rollback";
-  return undefined;
-}
-
 function unwrap(connection: DatabaseConnection): DatabaseConnection {
   return connection instanceof CachingConnection ? connection.inner : connection;
-}
-
-/** A statement that only reads: a select or values list, without a write in a CTE. */
-function isSelect(sql: string): boolean {
-  return (
-    /^\s*\(?\s*(select|values)\b/i.test(sql) ||
-    (/^\s*with\b/i.test(sql) && !/\b(insert|update|delete|merge)\b/i.test(sql))
-  );
 }
 
 function sqlResult(result: QueryResult<unknown>): { rows: SqlRow[]; rowsAffected: number } {

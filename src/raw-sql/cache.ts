@@ -1,5 +1,6 @@
 import type { Cache } from "../core/cache/index.ts";
 import { badOption } from "../core/errors.ts";
+import { Session } from "../query-cache/session.ts";
 import {
   StatementCache,
   type StatementCacheOptions,
@@ -30,6 +31,8 @@ export type SqlCacheStats = StatementCacheStats;
 export class SqlCache {
   readonly #statements: StatementCache;
   readonly #run: (sql: string, params: readonly unknown[]) => Promise<SqlResult>;
+  /** A transaction opened through `execute("begin")` on the client (see Session). */
+  readonly #session: Session;
 
   constructor(options: SqlCacheOptions) {
     const client: SqlClient | undefined = sqlDriver(options?.client);
@@ -53,6 +56,7 @@ export class SqlCache {
       },
       options,
     );
+    this.#session = new Session(this.#statements, client.dialect);
   }
 
   /** The engine this entry caches on (its own, or the one given as `cache`). */
@@ -69,7 +73,12 @@ export class SqlCache {
    */
   async query<Row = SqlRow>(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
     checkStatement(sql, params);
-    return (await this.#statements.read(sql, params, this.#run)).rows as Row[];
+    const result = await this.#session.statement(
+      sql,
+      () => this.#run(sql, params),
+      () => this.#statements.read(sql, params, this.#run),
+    );
+    return result.rows as Row[];
   }
 
   /**
@@ -86,7 +95,11 @@ export class SqlCache {
     params: readonly unknown[] = [],
   ): Promise<SqlResult<Row>> {
     checkStatement(sql, params);
-    return (await this.#statements.write(sql, params, this.#run)) as SqlResult<Row>;
+    return (await this.#session.statement(
+      sql,
+      () => this.#run(sql, params),
+      () => this.#statements.write(sql, params, this.#run),
+    )) as SqlResult<Row>;
   }
 
   /**

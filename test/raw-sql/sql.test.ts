@@ -370,3 +370,34 @@ describe("getStats().shapes: each query's explanation", () => {
     }
   });
 });
+
+describe("a transaction opened through execute", () => {
+  it("reads inside are neither served nor stored; its writes are seen at commit, not at rollback", async () => {
+    const h = betterSqliteRaw();
+    await h.reset();
+    const sql = sqlCache({ client: h.client(), tiers: [memoryStore()], capture: false });
+    const name = async (id: number) =>
+      ((await sql.query("select name from users where id = ?", [id])) as { name: string }[])[0]
+        ?.name;
+    try {
+      expect(await name(1)).toBe("Ann");
+      await sql.execute("begin");
+      await sql.execute("update users set name = ? where id = ?", ["Flo", 1]);
+      expect(await name(1)).toBe("Flo"); // its own write, not the cached row
+      await sql.execute("rollback");
+      const hits = sql.getStats().hits;
+      expect(await name(1)).toBe("Ann");
+      expect(sql.getStats().hits).toBe(hits + 1); // nothing stored inside
+      await sql.execute("begin immediate");
+      await sql.execute("update users set name = ? where id = ?", ["Gus", 1]);
+      await sql.execute("savepoint s");
+      await sql.execute("rollback to s"); // a savepoint's: the transaction goes on
+      expect(await name(1)).toBe("Gus");
+      await sql.execute("commit");
+      expect(await name(1)).toBe("Gus");
+    } finally {
+      await sql.close();
+      await h.close();
+    }
+  });
+});

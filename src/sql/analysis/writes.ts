@@ -60,3 +60,19 @@ function leadingTarget(sql: string): string[] | undefined {
   const unquote = (n: string) => (/^["`[]/.test(n) ? n.slice(1, -1).replace(/""/g, '"') : n);
   return m[2] === undefined ? [unquote(m[1]!)] : [qualified(unquote(m[1]!), unquote(m[2]))];
 }
+
+/** A statement that opens or ends a transaction (not a savepoint's). */
+export function transactionControl(sql: string): "begin" | "commit" | "rollback" | undefined {
+  if (/^\s*(begin|start\s+transaction)\b/i.test(sql)) return "begin";
+  if (/^\s*(commit|end)(\s+(transaction|work))?\s*;?\s*$/i.test(sql)) return "commit";
+  if (/^\s*rollback(\s+(transaction|work))?\s*;?\s*$/i.test(sql)) return "rollback";
+  return undefined;
+}
+
+/** A statement that only reads: a select or a values list, with no write in a CTE. */
+export function isRead(sql: string): boolean {
+  return (
+    /^\s*\(?\s*(select|values)\b/i.test(sql) ||
+    (/^\s*with\b/i.test(sql) && !/\b(insert|update|delete|merge)\b/i.test(sql))
+  );
+}
