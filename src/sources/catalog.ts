@@ -1,6 +1,7 @@
 import { EdgecacheError } from "../core/errors.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
-import { tableColumnsSql } from "../sql/sqlite/dialect.ts";
+import { CAPTURE_PREFIX } from "../sql/sqlite/capture-sql.ts";
+import { TABLE_LIST_SQL, tableColumnsSql } from "../sql/sqlite/dialect.ts";
 import { openSqliteFile, sqliteFileProblem } from "../sql/sqlite/file.ts";
 import { isPostgresUrl, postgresCatalog } from "./postgres.ts";
 
@@ -28,11 +29,8 @@ export async function readCatalog(database: string): Promise<Catalog> {
   const db = openSqliteFile(database, { component: "explain", what: "database", readonly: true });
   try {
     const tables = new Map<string, CatalogTable>();
-    const names = db
-      .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table'")
-      .all() as { name: string }[];
-    for (const { name } of names) {
-      if (name.startsWith("sqlite_") || name.startsWith("_edgecache")) continue;
+    for (const { name } of db.prepare(TABLE_LIST_SQL).all() as { name: string }[]) {
+      if (name.startsWith("sqlite_") || name.startsWith(CAPTURE_PREFIX)) continue;
       const info = db.prepare(tableColumnsSql(name)).all() as {
         name: string;
         type: string;

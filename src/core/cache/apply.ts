@@ -27,6 +27,15 @@ export const UNREAD_PATCHES = 8;
 export const COLD_PATCH_BYTES = 16 * 1024;
 
 /** What the `Applier` is given when the cache is made. */
+/** How `Applier.append` appends (see there). */
+export interface AppendOptions {
+  turn?: WriteTurn;
+  settled?: boolean;
+  placed?: (next?: WriteTurn) => void;
+  wantsTurn?: () => boolean;
+  cost?: Cost;
+}
+
 export interface ApplierDeps {
   readonly log: Pick<ChangeLog, "append" | "claim" | "nodes" | "shared">;
   readonly fence: Pick<WriteFence, "record" | "reset" | "position">;
@@ -84,17 +93,14 @@ export class Applier {
   /**
    * Appends ops and collects what applying them did here: once this node's tiers are done,
    * or with `settled`, once the shared tiers are too (for a caller that stores into them
-   * next, or counts what they held). `placed`: see `ChangeLog.append`. `cost`: where the
-   * append and its wait count.
+   * next, or counts what they held). `turn`, `placed`, `wantsTurn`: see `ChangeLog.append`.
+   * `cost`: where the append and its wait count.
    */
   async append(
     ops: readonly ChangeOp[],
-    turn?: WriteTurn,
-    settled = false,
-    placed?: (next?: WriteTurn) => void,
-    wantsTurn?: () => boolean,
-    cost?: Cost,
+    options: AppendOptions = {},
   ): Promise<WriteResult & { seq: number }> {
+    const { turn, settled = false, placed, wantsTurn, cost } = options;
     const seq = await this.#e.log.append(ops, turn, placed, wantsTurn, cost);
     const results = this.#results.get(seq);
     this.#results.delete(seq);

@@ -29,7 +29,7 @@ import { rateLimited } from "../report.ts";
 import { type CacheObserver, type CacheStats, LatencyRecorder } from "../stats.ts";
 import { isEvicting, isLogKeeping, type LogKeepingStore, type Store } from "../store.ts";
 import { type WarmOptions, type WarmResult, warm } from "../warm.ts";
-import { Applier } from "./apply.ts";
+import { type AppendOptions, Applier } from "./apply.ts";
 import { Background, ReloadQueue } from "./background.ts";
 import { type Counters, newCounters } from "./counters.ts";
 import { Entries, hitCount, MAX_TRACKED_TIERS, strongEtag, syncEtag } from "./entries.ts";
@@ -604,18 +604,15 @@ export class Cache {
     const tiers = this.#checkValueOptions(options);
     const init = valueInit(key, value, options, tiers);
     // Settled: the value stored next must not meet the old one's delete in a shared tier.
-    const cost = this.#e.costs.write;
-    this.#e.written.count++;
-    const { seq } = await this.#e.applier.append(
-      [{ keys: [key] }],
-      undefined,
-      true,
-      undefined,
-      undefined,
-      cost,
-    );
+    const { seq } = await this.#appendWrite([{ keys: [key] }], { settled: true });
     const at = this.#e.fence.position;
-    await this.#e.loads.storeLoaded(key, init, { log: at.log, seq }, undefined, cost);
+    await this.#e.loads.storeLoaded(
+      key,
+      init,
+      { log: at.log, seq },
+      undefined,
+      this.#e.costs.write,
+    );
   }
 
   /**
@@ -703,17 +700,9 @@ export class Cache {
     });
     if (inits.length === 0) return;
     const keys = inits.map((i) => i.key);
-    const cost = this.#e.costs.write;
-    this.#e.written.count++;
-    const { seq } = await this.#e.applier.append(
-      [{ keys }],
-      undefined,
-      true,
-      undefined,
-      undefined,
-      cost,
-    );
-    await this.#e.loads.storeLoadedMany(inits, { log: this.#e.fence.position.log, seq }, cost);
+    const { seq } = await this.#appendWrite([{ keys }], { settled: true });
+    const at = { log: this.#e.fence.position.log, seq };
+    await this.#e.loads.storeLoadedMany(inits, at, this.#e.costs.write);
   }
 
   /** Deletes several keys in one record, each tier deleting them in one call; how many existed. */
@@ -746,10 +735,7 @@ export class Cache {
     if (request.prefix !== undefined) ops.push({ prefix: request.prefix });
     for (const pattern of request.patterns ?? []) ops.push({ pattern });
     if (ops.length === 0) return 0;
-    this.#e.written.count++;
-    const { costs } = this.#e;
-    return (await this.#e.applier.append(ops, undefined, true, undefined, undefined, costs.write))
-      .removed;
+    return (await this.#appendWrite(ops, { settled: true })).removed;
   }
 
   /**
@@ -760,15 +746,7 @@ export class Cache {
    */
   async applyWrite(events: WriteEvent | readonly WriteEvent[]): Promise<AppliedWrite> {
     const list: readonly WriteEvent[] = Array.isArray(events) ? events : [events as WriteEvent];
-    this.#e.written.count++;
-    const { keys, fallback, patched } = await this.#e.applier.append(
-      list.map((event) => ({ event })),
-      undefined,
-      false,
-      undefined,
-      undefined,
-      this.#e.costs.write,
-    );
+    const { keys, fallback, patched } = await this.#appendWrite(list.map((event) => ({ event })));
     return { keys, fallback, patched };
   }
 
@@ -827,14 +805,12 @@ export class Cache {
           const given = used ? undefined : turn;
           used = true;
           const ops = events.map((event) => ({ event }));
-          const applied = await this.#e.applier.append(
-            ops,
-            given,
-            false,
-            place,
-            options.wantsTurn,
+          const applied = await this.#e.applier.append(ops, {
+            turn: given,
+            placed: place,
+            wantsTurn: options.wantsTurn,
             cost,
-          );
+          });
           return { keys: applied.keys, fallback: applied.fallback, patched: applied.patched };
         });
       } finally {
@@ -961,6 +937,12 @@ export class Cache {
       tiers: this.#e.tiers.summary(),
       redis: this.#costStats(),
     };
+  }
+
+  /** Appends one write's ops: a write request, its cost counted as a write's. */
+  #appendWrite(ops: readonly ChangeOp[], options: AppendOptions = {}) {
+    this.#e.written.count++;
+    return this.#e.applier.append(ops, { ...options, cost: this.#e.costs.write });
   }
 
   #costStats(): CacheStats["redis"] {

@@ -163,9 +163,9 @@ export class Reads {
   /**
    * Whether this read skips tier `i` because it is far: each of its last 16 reads took
    * longer than FAR_TIER_MS and than a load from the source lately (another region's Redis,
-   * beside a database in this one), so asking it costs a read more than a miss there saves. One read in FAR_TIER_SAMPLE asks it all the same, so a link that
-   * comes close again is noticed. What is loaded still goes into the tier, for the nodes
-   * near it.
+   * beside a database in this one), so asking it costs a read more than a miss there
+   * saves. One read in FAR_TIER_SAMPLE asks it all the same, so a link that comes close
+   * again is noticed. What is loaded still goes into the tier, for the nodes near it.
    */
   #far(i: number): boolean {
     if (this.#e.tiers.list[i]!.shared !== true) return false;

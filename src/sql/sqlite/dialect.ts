@@ -255,7 +255,7 @@ export function checkStored(table: TableMeta, given: Map<string, unknown>, row: 
 }
 
 /** SQLite's catalog: tables, their columns and foreign keys, triggers, a table's own SQL. */
-const TABLE_LIST_SQL =
+export const TABLE_LIST_SQL =
   "SELECT name, wr FROM pragma_table_list WHERE schema = 'main' AND type = 'table' ORDER BY name";
 const TABLE_INFO_SQL =
   "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?, 'main') ORDER BY cid";
