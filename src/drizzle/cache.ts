@@ -28,7 +28,7 @@ import {
 } from "../sql/analysis/shapes.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import { isBusy } from "../sql/sqlite/dialect.ts";
-import { Cascades } from "./cascades.ts";
+import { DrizzleCascades } from "./cascades.ts";
 import { PendingReads } from "./reads.ts";
 import { listOf, type TableRef, tableName } from "./tables.ts";
 
@@ -146,7 +146,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   /** Key -> the select behind it, for the engine's reload of hot invalidated keys. */
   #reruns = new LRUCache<string, Rerun>({ max: KEPT_RERUNS });
   /** Foreign keys whose actions change other tables' rows (see `cascade`). */
-  #cascades = new Cascades();
+  #cascades = new DrizzleCascades();
 
   constructor(options: DrizzleCacheOptions) {
     const c = "drizzle";

@@ -1,19 +1,7 @@
-import type { ForeignKeyAction } from "../sql/schema.ts";
+import { Cascades, CHANGING } from "../query-cache/cascades.ts";
 import { tableName } from "./tables.ts";
 
-/**
- * Foreign keys whose actions change child rows: a statement on a parent table may change
- * rows of other tables (ON DELETE CASCADE removes a deleted article's comments), which
- * Drizzle does not name (its mutation names its own table). A mutation of `T` is taken to
- * change every table reachable from `T` through such keys, transitively.
- *
- * Conservative about the operation: every action counts for every statement, since an
- * insert may delete or update through its conflict clause (`ON CONFLICT DO UPDATE`,
- * `OR REPLACE`), and a child changed by SET NULL may cascade further.
- */
-
-/** The actions that change the child rows (RESTRICT and NO ACTION only refuse). */
-const CHANGING = new Set(["CASCADE", "SET NULL", "SET DEFAULT"]);
+/** Foreign keys of Drizzle's tables, for the query cache's cascades (see Cascades). */
 
 // Drizzle's symbols are registered globally (`Symbol.for`): read without importing drizzle-orm.
 const ENTITY_KIND = Symbol.for("drizzle:entityKind");
@@ -32,23 +20,9 @@ interface DrizzleForeignKey {
   onUpdate?: string;
 }
 
-export class Cascades {
-  /** Parent -> children, from the database's catalog (replaced at each read). */
-  #catalog = new Map<string, Set<string>>();
-  /** Parent -> children, from the Drizzle tables the cache has seen (kept). */
-  #declared = new Map<string, Set<string>>();
+/** The query cache's cascades, which also learn the foreign keys of Drizzle's tables. */
+export class DrizzleCascades extends Cascades {
   #seen = new WeakSet<object>();
-  /** The schemas of the tables named so far (`schema.table`), whose catalog is read. */
-  #schemas = new Set<string>();
-
-  /** The database's foreign keys, read again (see QueryCapture); names as Drizzle writes them. */
-  setCatalog(actions: readonly ForeignKeyAction[]): void {
-    const edges = new Map<string, Set<string>>();
-    for (const a of actions) {
-      if (CHANGING.has(a.onDelete) || CHANGING.has(a.onUpdate)) add(edges, a.parent, a.child);
-    }
-    this.#catalog = edges;
-  }
 
   /**
    * A Drizzle table's own foreign keys (as `getTableConfig` reads them), for databases whose
@@ -58,50 +32,17 @@ export class Cascades {
   learn(table: object): void {
     if (this.#seen.has(table)) return;
     this.#seen.add(table);
-    this.#note(tableName(table));
+    this.note(tableName(table));
     for (const fk of drizzleForeignKeys(table)) {
       const actions = [fk.onDelete, fk.onUpdate].map((a) => String(a ?? "").toUpperCase());
       if (!actions.some((a) => CHANGING.has(a))) continue;
       try {
-        add(this.#declared, tableName(fk.reference().foreignTable), tableName(table));
+        this.declare(tableName(fk.reference().foreignTable), tableName(table));
       } catch {
         // A reference Drizzle cannot resolve (a table defined later, a bad callback): skipped.
       }
     }
   }
-
-  /** Schemas of the tables named so far, for the catalog's reads (PostgreSQL). */
-  schemas(): string[] {
-    return [...this.#schemas];
-  }
-
-  /** `tables` and every table a change of theirs may change through foreign keys. */
-  reach(tables: readonly string[]): string[] {
-    for (const t of tables) this.#note(t);
-    const out = new Set(tables);
-    const todo = [...tables];
-    for (let t = todo.pop(); t !== undefined; t = todo.pop()) {
-      for (const edges of [this.#catalog, this.#declared]) {
-        for (const child of edges.get(t) ?? []) {
-          if (out.has(child)) continue;
-          out.add(child);
-          todo.push(child);
-        }
-      }
-    }
-    return [...out];
-  }
-
-  #note(table: string): void {
-    const dot = table.indexOf(".");
-    if (dot > 0) this.#schemas.add(table.slice(0, dot));
-  }
-}
-
-function add(edges: Map<string, Set<string>>, parent: string, child: string): void {
-  const children = edges.get(parent) ?? new Set<string>();
-  children.add(child);
-  edges.set(parent, children);
 }
 
 /** The foreign keys of a Drizzle table: inline ones, then those of its extra config. */

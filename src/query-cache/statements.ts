@@ -15,7 +15,9 @@ import {
 } from "../sql/analysis/shapes.ts";
 import { writtenTables } from "../sql/analysis/writes.ts";
 import type { SqlClient, SqlResult, SqlRow } from "../sql/client.ts";
+import type { ForeignKeyAction } from "../sql/schema.ts";
 import { type QueryCapture, startCapture } from "./capture.ts";
+import { Cascades } from "./cascades.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
 import { sqlTypeKind, withoutCapturedForms } from "./columns.ts";
 import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
@@ -98,6 +100,10 @@ export class StatementCache {
   #ttl: number;
   #prefix: string;
   #capture: QueryCapture | undefined;
+  /** Without capture followed: the catalog's foreign keys only (see Cascades). */
+  #catalogReader: QueryCapture | undefined;
+  /** Foreign keys whose actions change other tables' rows. */
+  readonly #cascades = new Cascades();
   /** The first read of capture's catalog, awaited by the first query. */
   #ready: Promise<void> | undefined;
   /** Primary keys capture read from the database catalog (when this entry owns its engine). */
@@ -136,8 +142,18 @@ export class StatementCache {
     this.#prefix = prefix;
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#stats = new QueryStats(c, logger);
+    // The catalog's foreign keys, whether capture is followed or not (see Cascades).
+    const catalog = {
+      foreignKeys: (actions: ForeignKeyAction[]) => this.#cascades.setCatalog(actions),
+      schemas: () => this.#cascades.schemas(),
+      logger: { warn: (m: string) => logger.warn(m) },
+    };
+    if (!follow && db.client !== undefined) {
+      this.#catalogReader = startCapture(db.client, this.engine, { ...catalog, follow: false });
+    }
     if (follow && db.client !== undefined) {
       this.#capture = startCapture(db.client, this.engine, {
+        ...catalog,
         // A shared engine's schema is its owner's: events then go by table.
         ...(owns && {
           setSchema: (schema) => {
@@ -145,7 +161,6 @@ export class StatementCache {
           },
           kinds: (table) => this.#schema(table)?.columns,
         }),
-        logger: { warn: (m) => logger.warn(m) },
       });
       this.#ready = this.#capture?.ready;
       // Following capture, every change reaches the planner with its rows, so the engine
@@ -269,6 +284,7 @@ export class StatementCache {
   /** Stops following change capture. The client stays open: it is the application's. */
   async close(): Promise<void> {
     await this.#capture?.close();
+    await this.#catalogReader?.close();
   }
 
   /**
@@ -373,9 +389,15 @@ export class StatementCache {
    * that committed before the call: made by `write`, or by a transaction that ran its
    * statements on a connection of its own and has just committed.
    */
-  async written(tables: readonly string[] | undefined): Promise<void> {
+  async written(named: readonly string[] | undefined): Promise<void> {
     // A statement it cannot read may have altered a table: its columns are read again.
-    if (tables === undefined) this.#kinds.clear();
+    if (named === undefined) this.#kinds.clear();
+    // The tables its foreign keys' actions change too (ON DELETE CASCADE...).
+    let tables = named;
+    if (named) {
+      await (this.#capture ?? this.#catalogReader)?.started;
+      tables = this.#cascades.reach(named);
+    }
     if (tables && this.#capture && (await this.#capture.settled(tables))) return;
     await this.invalidate(tables);
   }

@@ -401,3 +401,25 @@ describe("a transaction opened through execute", () => {
     }
   });
 });
+
+describe("foreign-key actions, without capture", () => {
+  it("a delete that cascades empties the cached reads of the child table too", async () => {
+    const h = betterSqliteRaw();
+    await h.reset();
+    await h.exec(`create table if not exists notes (id integer primary key,
+      user_id integer not null references users(id) on delete cascade, body text)`);
+    await h.exec("insert into notes values (1, 1, 'a'), (2, 2, 'b')");
+    const sql = sqlCache({ client: h.client(), tiers: [memoryStore()], capture: false });
+    const notes = () => sql.query("select id, body from notes where user_id = ?", [1]);
+    try {
+      expect(await notes()).toEqual([{ id: 1, body: "a" }]);
+      expect(await notes()).toEqual([{ id: 1, body: "a" }]);
+      expect(sql.getStats().hits).toBe(1);
+      await sql.execute("delete from users where id = ?", [1]); // cascades to notes
+      expect(await notes()).toEqual([]);
+    } finally {
+      await sql.close();
+      await h.close();
+    }
+  });
+});
