@@ -32,6 +32,11 @@ import { plainTableName } from "./columns.ts";
 /** How often the catalog is read again (installs, captured tables, primary keys), ms. */
 const REFRESH_MS = 1000;
 /**
+ * How often a reader of foreign keys alone (capture not followed) reads them again, ms:
+ * they change only with the schema, and each look is a statement on the user's database.
+ */
+const FOREIGN_KEYS_REFRESH_MS = 10_000;
+/**
  * The magnitudes of D1's captured REALs taken as exact. workerd's SQLite writes
  * `printf('%!.17g')` an ulp off for some numbers from about 1e119 and below about 1e-83
  * (found with random numbers of every exponent; none wrong among 116,000 from 1e-82 to
@@ -327,7 +332,8 @@ export class QueryCapture {
   async #refresh(): Promise<void> {
     if (this.#closed) return;
     try {
-      const found = await this.#capture.installations();
+      // Not following: the foreign keys alone are read (see below).
+      const found = this.#follow ? await this.#capture.installations() : [];
       if (this.#closed) return;
       const shapes = new Map<string, CapturedShape>();
       for (const inst of found) for (const [name, shape] of inst.tables) shapes.set(name, shape);
@@ -354,16 +360,19 @@ export class QueryCapture {
         void this.close();
         return;
       }
-      const message = `[edgecache] [drizzle] change capture: ${(err as Error).message ?? err}`;
+      const message = `[edgecache] [capture] ${(err as Error).message ?? err}`;
       if (message !== this.#lastError) this.#logger.warn(message);
       this.#lastError = message;
     }
     if (this.#capture.lazyMs !== undefined) this.#readAt = Date.now();
     else if (!this.#closed) {
       this.#timer = unref(
-        setTimeout(() => {
-          this.ready = this.#refresh();
-        }, REFRESH_MS),
+        setTimeout(
+          () => {
+            this.ready = this.#refresh();
+          },
+          this.#follow ? REFRESH_MS : FOREIGN_KEYS_REFRESH_MS,
+        ),
       );
     }
   }
