@@ -187,14 +187,16 @@ class CachingDriver implements Driver {
     }
   }
 
-  init(options?: Parameters<Driver["init"]>[0]): Promise<void> {
-    return this.#inner.init(options);
+  init(...passed: unknown[]): Promise<void> {
+    return forward<void>(this.#inner, this.#inner.init, passed);
   }
 
-  async acquireConnection(
-    options?: Parameters<Driver["acquireConnection"]>[0],
-  ): Promise<DatabaseConnection> {
-    const connection = await this.#inner.acquireConnection(options);
+  async acquireConnection(...passed: unknown[]): Promise<DatabaseConnection> {
+    const connection = await forward<DatabaseConnection>(
+      this.#inner,
+      this.#inner.acquireConnection,
+      passed,
+    );
     let wrapped = this.#wrapped.get(connection);
     if (!wrapped) {
       wrapped = new CachingConnection(connection, this.#statements, this.#dialect);
@@ -227,16 +229,16 @@ class CachingDriver implements Driver {
     await this.#inner.rollbackTransaction(unwrap(connection));
   }
 
-  releaseConnection(
-    connection: DatabaseConnection,
-    options?: Parameters<Driver["releaseConnection"]>[1],
-  ): Promise<void> {
-    return this.#inner.releaseConnection(unwrap(connection), options);
+  releaseConnection(connection: DatabaseConnection, ...passed: unknown[]): Promise<void> {
+    return forward<void>(this.#inner, this.#inner.releaseConnection, [
+      unwrap(connection),
+      ...passed,
+    ]);
   }
 
-  async destroy(options?: Parameters<Driver["destroy"]>[0]): Promise<void> {
+  async destroy(...passed: unknown[]): Promise<void> {
     await this.#statements.close();
-    await this.#inner.destroy(options);
+    await forward<void>(this.#inner, this.#inner.destroy, passed);
   }
 }
 
@@ -253,12 +255,10 @@ class CachingConnection implements DatabaseConnection {
     this.#statements = statements;
   }
 
-  executeQuery<R>(
-    compiledQuery: CompiledQuery,
-    options?: Parameters<DatabaseConnection["executeQuery"]>[1],
-  ): Promise<QueryResult<R>> {
+  executeQuery<R>(compiledQuery: CompiledQuery, ...passed: unknown[]): Promise<QueryResult<R>> {
     const { sql, parameters } = compiledQuery;
-    const run = () => this.inner.executeQuery<R>(compiledQuery, options);
+    const run = () =>
+      forward<QueryResult<R>>(this.inner, this.inner.executeQuery, [compiledQuery, ...passed]);
     return this.session.statement(sql, run, async () => {
       let ran: QueryResult<R> | undefined;
       const runOnce: RunStatement = async () => {
@@ -273,15 +273,26 @@ class CachingConnection implements DatabaseConnection {
   streamQuery<R>(
     compiledQuery: CompiledQuery,
     chunkSize: number,
-    options?: Parameters<DatabaseConnection["streamQuery"]>[2],
+    ...passed: unknown[]
   ): AsyncIterableIterator<QueryResult<R>> {
     // Streamed results are read as they come, never cached; a streamed write is refused
     // rather than left unseen.
     if (!isRead(compiledQuery.sql)) {
       badOption(COMPONENT, "stream", "a select (writes are not streamed)", compiledQuery.sql);
     }
-    return this.inner.streamQuery<R>(compiledQuery, chunkSize, options);
+    const stream = this.inner.streamQuery as (
+      ...args: unknown[]
+    ) => AsyncIterableIterator<QueryResult<R>>;
+    return stream.call(this.inner, compiledQuery, chunkSize, ...passed);
   }
+}
+
+/**
+ * Calls `method` of `target` with the arguments given: Kysely 0.29 adds an options argument
+ * (an abort signal) that 0.28 does not have, and each is passed on as it came.
+ */
+function forward<T>(target: object, method: unknown, args: readonly unknown[]): Promise<T> {
+  return (method as (...a: unknown[]) => Promise<T>).apply(target, [...args]);
 }
 
 function unwrap(connection: DatabaseConnection): DatabaseConnection {
