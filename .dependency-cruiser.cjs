@@ -47,18 +47,18 @@ module.exports = {
     {
       name: "orm-adapters-are-leaves",
       comment:
-        "Nothing imports an ORM adapter (src/drizzle, src/kysely) but itself: what the ORMs and raw SQL share is the query cache (src/query-cache) and the SQL room (src/sql).",
+        "Nothing imports an ORM adapter (src/drizzle, src/kysely, src/prisma) but itself: what the ORMs and raw SQL share is the query cache (src/query-cache) and the SQL room (src/sql).",
       severity: "error",
       from: { path: "^src/([^/]+)" },
-      to: { path: "^src/(drizzle|kysely)/", pathNot: "^src/$1/" },
+      to: { path: "^src/(drizzle|kysely|prisma)/", pathNot: "^src/$1/" },
     },
     {
       name: "query-cache-not-entries",
       comment:
-        "The query cache (src/query-cache) imports none of the entries built on it (the Drizzle and Kysely adapters, raw SQL in src/raw-sql).",
+        "The query cache (src/query-cache) imports none of the entries built on it (the Drizzle, Kysely and Prisma adapters, raw SQL in src/raw-sql).",
       severity: "error",
       from: { path: "^src/query-cache/" },
-      to: { path: "^src/(drizzle|kysely|raw-sql)/" },
+      to: { path: "^src/(drizzle|kysely|prisma|raw-sql)/" },
     },
     {
       name: "sql-room-is-beneath",
@@ -66,7 +66,7 @@ module.exports = {
         "The SQL room (src/sql: dialects, drivers, capture, query analysis) imports nothing built on it: not the data API's sources, the query cache, its entries (raw SQL, the Drizzle adapter), the apps or the adapters.",
       severity: "error",
       from: { path: "^src/sql/" },
-      to: { path: "^src/(sources|query-cache|raw-sql|drizzle|kysely|app|adapter|cli)/" },
+      to: { path: "^src/(sources|query-cache|raw-sql|drizzle|kysely|prisma|app|adapter|cli)/" },
     },
     {
       name: "postgres-loaded-by-node-entries",

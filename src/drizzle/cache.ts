@@ -396,11 +396,11 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     // reload a hot select a write invalidated: never on a shared engine (its owner's hooks).
     // Captured writes in an order patches may follow may patch cached results too.
     if (capture && this.#ownsEngine) {
-      this.#patching = followCapturedWrites(engine, capture, this.#captured, {
+      ({ patching: this.#patching } = followCapturedWrites(engine, capture, this.#captured, {
         prefix: this.#prefix,
         patchInPlace: this.#patchInPlace,
         ...(this.#reload && { refetch: (k: string) => this.#refetch(k) }),
-      });
+      }));
     }
     return capture;
   }

@@ -25,10 +25,11 @@ import type {
   QueryResult,
   TransactionSettings,
 } from "kysely";
-import type { Cache } from "../core/cache/index.ts";
 import { badOption } from "../core/errors.ts";
 import { Session } from "../query-cache/session.ts";
 import {
+  type CachedStatements,
+  cachedStatements,
   type RunStatement,
   StatementCache,
   type StatementCacheOptions,
@@ -59,19 +60,7 @@ export interface CachedDialect extends Dialect {
 export type KyselyCacheStats = StatementCacheStats;
 
 /** What a cached dialect offers beside Kysely's own API. */
-export interface KyselyCache {
-  /** The engine its statements are cached on (its own, or the one given as `cache`). */
-  readonly engine: Cache;
-  /** Hits, misses, registrations and capture, as the Drizzle adapter's `getStats()`. */
-  getStats(): KyselyCacheStats;
-  /**
-   * Resolves once every change capture recorded before the call has been applied (true),
-   * or at once with false without capture.
-   */
-  catchUp(): Promise<boolean>;
-  /** Removes every cached read of `tables`, or every read of this cache without them. */
-  invalidate(tables?: readonly string[]): Promise<void>;
-}
+export type KyselyCache = CachedStatements;
 
 const COMPONENT = "kysely";
 
@@ -122,16 +111,8 @@ export function kyselyCache(dialect: Dialect, options: KyselyCacheOptions): Cach
     },
     options,
   );
-  const cache: KyselyCache = {
-    get engine() {
-      return statements.engine;
-    },
-    getStats: () => statements.getStats(),
-    catchUp: () => statements.catchUp(),
-    invalidate: (tables) => statements.invalidate(tables),
-  };
   return {
-    cache,
+    cache: cachedStatements(statements),
     createDriver() {
       inner = dialect.createDriver();
       return new CachingDriver(inner, statements, sqlDialect);

@@ -313,6 +313,31 @@ export class QueryCapture {
     return this.ready;
   }
 
+  /**
+   * Returns once the foreign keys of every schema named so far are read: a table of a schema
+   * first named by a write has its keys read before the write's cascades are told.
+   */
+  async foreignKeysRead(): Promise<void> {
+    if (!this.#foreignKeys || this.#closed) return;
+    const schemas = this.#schemas();
+    if (schemas.every((s) => this.#keysRead.has(s))) return;
+    try {
+      await this.#readForeignKeys();
+    } catch (err) {
+      this.#logger.warn(`[edgecache] [capture] ${(err as Error).message ?? err}`);
+    }
+  }
+
+  /** The schemas whose foreign keys the last read covered. */
+  #keysRead = new Set<string>();
+
+  async #readForeignKeys(): Promise<void> {
+    if (!this.#foreignKeys) return;
+    const schemas = this.#schemas();
+    this.#foreignKeys(await this.#capture.foreignKeys(schemas));
+    this.#keysRead = new Set(schemas);
+  }
+
   /** The schemas of the tables the application queries (PostgreSQL's; `public` for bare names). */
   #schemas(): string[] {
     const schemas = new Set(["public", ...this.#knownSchemas()]);
@@ -353,7 +378,7 @@ export class QueryCapture {
         }
       }
       // After the installations: a catalog that refuses these reads leaves capture working.
-      if (this.#foreignKeys) this.#foreignKeys(await this.#capture.foreignKeys(this.#schemas()));
+      await this.#readForeignKeys();
       this.#lastError = "";
     } catch (err) {
       if (closedClient(err)) {

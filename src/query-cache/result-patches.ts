@@ -38,25 +38,25 @@ export function patchableMeta(
  * follow, results are patched in place: where this process consumes the change table
  * (SQLite, PostgreSQL) their records are then ordered on the engine's own log
  * (`captured`); on D1 the log's object orders the records it drains. Returns whether
- * results are patched.
+ * results are patched, and a function that removes the hooks.
  */
 export function followCapturedWrites(
   engine: Cache,
   capture: QueryCapture,
   captured: CapturedWrites | undefined,
   options: { prefix: string; patchInPlace: boolean; refetch?: (key: string) => Promise<void> },
-): boolean {
+): { patching: boolean; detach: () => void } {
   const ordered = options.patchInPlace && captured ? capture.orderedWrites() : undefined;
   if (ordered) captured!.follow(ordered);
   const patching = ordered !== undefined || (options.patchInPlace && capture.ordersOnLog());
-  engine.addWriteHooks({
+  const detach = engine.addWriteHooks({
     prefix: options.prefix,
     ...(options.refetch && { refetch: options.refetch }),
     ...(patching && {
       patch: resultPatcher(engine, options.prefix, (v) => capture.exactReals()(v)),
     }),
   });
-  return patching;
+  return { patching, detach };
 }
 
 /**

@@ -10,12 +10,12 @@ import type { StatementCache } from "./statements.ts";
  * it commits, forgotten when it rolls back.
  */
 export class Session {
-  readonly #statements: StatementCache;
+  readonly #statements: Pick<StatementCache<unknown>, "written">;
   readonly #dialect: SqlDialect;
   /** While a transaction is open: what each of its writes named (undefined: cannot tell). */
   #written: (readonly string[] | undefined)[] | undefined;
 
-  constructor(statements: StatementCache, dialect: SqlDialect) {
+  constructor(statements: Pick<StatementCache<unknown>, "written">, dialect: SqlDialect) {
     this.#statements = statements;
     this.#dialect = dialect;
   }

@@ -8,6 +8,7 @@ import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
 import {
   registrationOf,
+  resultRows,
   type SqlColumnKind,
   type SqlShape,
   type SqlTable,
@@ -54,11 +55,36 @@ export interface StatementCacheOptions {
   logger?: Warner;
 }
 
+/**
+ * A parameter whose value the database does not compare as given (a date or a decimal a
+ * driver converts on the way): a condition on it is read as matching any row.
+ */
+export { NO_VALUE as UNREAD } from "../sql/analysis/predicates.ts";
+
 /** Runs one statement with its parameters somewhere (a client, a connection). */
-export type RunStatement = (sql: string, params: readonly unknown[]) => Promise<SqlResult>;
+export type RunStatement<R = SqlResult> = (sql: string, params: readonly unknown[]) => Promise<R>;
+
+/**
+ * How a statement's result is kept in the cache and given back on a hit. By default the
+ * rows alone are kept (a hit answers them with `rowsAffected: 0`); an ORM whose driver
+ * returns more (Prisma's column names and types) keeps its result whole. What is kept is
+ * an array of rows, or an object whose `rows` are (by position or by column name): it is
+ * registered and patched by those rows.
+ */
+export interface ResultForm<R> {
+  kept(result: R): unknown;
+  restored(kept: unknown): R;
+  /** Whether a captured write may patch this result in place (any, by default). */
+  patchable?(result: R): boolean;
+}
+
+const ROWS: ResultForm<SqlResult> = {
+  kept: (result) => result.rows,
+  restored: (rows) => ({ rows: rows as SqlRow[], rowsAffected: 0 }),
+};
 
 /** What an entry knows of its database, beside what its user gives. */
-export interface StatementDatabase {
+export interface StatementDatabase<R = SqlResult> {
   /** Its name in messages and stats ("sql", "kysely"). */
   component: string;
   /** Its keys' prefix unless the user gives one. */
@@ -68,12 +94,42 @@ export interface StatementDatabase {
   columns?: SqlClient["columns"];
   /** The application's client behind it, whose change capture is followed (clientCapture). */
   client?: unknown;
-  /** Runs a read again in the background (a hot query reloaded), on a connection of its own. */
-  rerun: RunStatement;
+  /**
+   * Runs a read again in the background (a hot query reloaded), on a connection of its own;
+   * `keyed` is what `read` was given as such.
+   */
+  rerun: (sql: string, params: readonly unknown[], keyed: unknown) => Promise<R>;
+  /** How results are kept (their rows alone by default). */
+  form?: ResultForm<R>;
 }
 
 /** The same counters as the Drizzle adapter's (docs/guides/drizzle.md). */
 export type StatementCacheStats = QueryCacheStats;
+
+/** What an ORM's cached entry (Kysely's dialect, Prisma's adapter) offers beside the ORM. */
+export interface CachedStatements {
+  /** The engine its statements are cached on (its own, or the one given as `cache`). */
+  readonly engine: Cache;
+  /** Hits, misses, registrations, query shapes and capture, as the Drizzle adapter's `getStats()`. */
+  getStats(): StatementCacheStats;
+  /**
+   * Resolves once every change capture recorded before the call has been applied (true),
+   * or at once with false without capture.
+   */
+  catchUp(): Promise<boolean>;
+  /** Removes every cached read of `tables`, or every read of this cache without them. */
+  invalidate(tables?: readonly string[]): Promise<void>;
+}
+
+/** The part of `statements` an ORM's user is handed. */
+export function cachedStatements<R>(statements: StatementCache<R>): CachedStatements {
+  return {
+    engine: statements.engine,
+    getStats: () => statements.getStats(),
+    catchUp: () => statements.catchUp(),
+    invalidate: (tables) => statements.invalidate(tables),
+  };
+}
 
 const JSON_TYPE = { "content-type": "application/json" };
 const TEXT = new TextDecoder();
@@ -84,6 +140,7 @@ const KEPT_RERUNS = 10_000;
 interface Rerun {
   sql: string;
   params: readonly unknown[];
+  keyed: unknown;
   shape: SqlShape;
 }
 
@@ -94,9 +151,10 @@ interface Rerun {
  * writes are seen through change capture when it is installed, or invalidate the tables
  * they name otherwise. See docs/guides/sql.md.
  */
-export class StatementCache {
+export class StatementCache<R = SqlResult> {
   readonly engine: Cache;
-  #db: StatementDatabase;
+  #db: StatementDatabase<R>;
+  #form: ResultForm<R>;
   #ttl: number;
   #prefix: string;
   #capture: QueryCapture | undefined;
@@ -122,7 +180,7 @@ export class StatementCache {
   /** Key -> the query behind it, for the engine's reload of hot invalidated keys. */
   #reruns = new LRUCache<string, Rerun>({ max: KEPT_RERUNS });
 
-  constructor(db: StatementDatabase, options: StatementCacheOptions) {
+  constructor(db: StatementDatabase<R>, options: StatementCacheOptions) {
     const c = db.component;
     const follow = options.capture ?? true;
     if (typeof follow !== "boolean") badOption(c, "capture", "true or false", follow);
@@ -138,56 +196,93 @@ export class StatementCache {
     });
     this.engine = engine;
     this.#db = db;
+    this.#form = db.form ?? (ROWS as unknown as ResultForm<R>);
     this.#ttl = ttl;
     this.#prefix = prefix;
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#stats = new QueryStats(c, logger);
     // The catalog's foreign keys, whether capture is followed or not (see Cascades).
+    this.#follow = { follow, owns, outside, prefix, patchInPlace, reload, logger };
+    if (db.client !== undefined) this.attach(db.client, db.columns);
+  }
+
+  /** What `attach` needs of the options the entry was made with. */
+  readonly #follow: {
+    follow: boolean;
+    owns: boolean;
+    outside: Parameters<typeof followCapturedWrites>[2];
+    prefix: string;
+    patchInPlace: boolean;
+    reload: boolean;
+    logger: Warner;
+  };
+  /** Removes the write hooks of capture's follower (see `close`). */
+  #unhook: (() => void) | undefined;
+
+  /**
+   * Follows the change capture of the application's `client` (or, with `capture: false`,
+   * reads its foreign keys), and reads its catalog by `columns`: for an entry whose client
+   * is known only once the ORM connects (Prisma's adapter makes its own). A client given
+   * while one is followed is ignored; after `close`, one may be attached again.
+   */
+  attach(client: unknown, columns?: StatementDatabase<R>["columns"]): void {
+    if (this.#capture || this.#catalogReader) return;
+    this.#db = { ...this.#db, client, ...(columns && { columns }) };
+    const { follow, owns, outside, prefix, patchInPlace, reload, logger } = this.#follow;
     const catalog = {
       foreignKeys: (actions: ForeignKeyAction[]) => this.#cascades.setCatalog(actions),
       schemas: () => this.#cascades.schemas(),
       logger: { warn: (m: string) => logger.warn(m) },
     };
-    if (!follow && db.client !== undefined) {
-      this.#catalogReader = startCapture(db.client, this.engine, { ...catalog, follow: false });
+    if (!follow) {
+      this.#catalogReader = startCapture(client, this.engine, { ...catalog, follow: false });
+      return;
     }
-    if (follow && db.client !== undefined) {
-      this.#capture = startCapture(db.client, this.engine, {
-        ...catalog,
-        // A shared engine's schema is its owner's: events then go by table.
-        ...(owns && {
-          setSchema: (schema) => {
-            this.#catalog = schema;
-          },
-          kinds: (table) => this.#schema(table)?.columns,
-        }),
+    this.#capture = startCapture(client, this.engine, {
+      ...catalog,
+      // A shared engine's schema is its owner's: events then go by table.
+      ...(owns && {
+        setSchema: (schema) => {
+          this.#catalog = schema;
+        },
+        kinds: (table) => this.#schema(table)?.columns,
+      }),
+    });
+    this.#ready = this.#capture?.ready;
+    // Following capture, every change reaches the planner with its rows, so the engine
+    // can reload a hot query a write invalidated, or patch it: never on a shared
+    // engine (its owner's).
+    if (this.#capture && owns) {
+      const followed = followCapturedWrites(this.engine, this.#capture, outside, {
+        prefix,
+        patchInPlace,
+        ...(reload && { refetch: (k: string) => this.#refetch(k) }),
       });
-      this.#ready = this.#capture?.ready;
-      // Following capture, every change reaches the planner with its rows, so the engine
-      // can reload a hot query a write invalidated, or patch it: never on a shared
-      // engine (its owner's).
-      if (this.#capture && owns) {
-        this.#patching = followCapturedWrites(this.engine, this.#capture, outside, {
-          prefix,
-          patchInPlace,
-          ...(reload && { refetch: (k: string) => this.#refetch(k) }),
-        });
-      }
+      this.#patching = followed.patching;
+      this.#unhook = followed.detach;
     }
   }
 
   /**
    * Answers a select from the cache, or runs it by `run` and caches it. `params` bind the
-   * placeholders (`?` on SQLite and D1, `$1` on PostgreSQL). A statement that is not a
-   * select is a `write`.
+   * placeholders (`?` on SQLite and D1, `$1` on PostgreSQL) as the database compares them:
+   * a parameter whose value the database sees otherwise (a date the driver converts) is
+   * given as `UNREAD`, and what the statement reads is then widened past it. `keyed` is what
+   * the cache key is made of beside the SQL (the parameters themselves by default). A
+   * statement that is not a select is a `write`.
    */
-  async read(sql: string, params: readonly unknown[], run: RunStatement): Promise<SqlResult> {
+  async read(
+    sql: string,
+    params: readonly unknown[],
+    run: RunStatement<R>,
+    keyed: unknown = params,
+  ): Promise<R> {
     if (this.#ready) {
       await this.#ready;
       this.#ready = undefined;
     }
     await this.#checkMode();
-    const key = await this.#key(sql, params);
+    const key = await this.#key(sql, keyed);
     // Taken before the lookup: the query runs after it, so its result is at least this new.
     const since = this.engine.position;
     if (key !== undefined) {
@@ -195,7 +290,7 @@ export class StatementCache {
         const entry = await this.engine.getEntry(key);
         if (entry) {
           this.#stats.counts.hits++;
-          return { rows: decode(TEXT.decode(entry.body)) as SqlRow[], rowsAffected: 0 };
+          return this.#form.restored(decode(TEXT.decode(entry.body)));
         }
       } catch (err) {
         this.#stats.fault("get", err);
@@ -215,8 +310,8 @@ export class StatementCache {
       this.#stats.counts.uncacheable++;
       return result;
     }
-    await this.#store(key, sql, result.rows, shape, since);
-    this.#reruns.set(key, { sql, params: [...params], shape });
+    await this.#store(key, sql, result, shape, since);
+    this.#reruns.set(key, { sql, params: [...params], keyed, shape });
     return result;
   }
 
@@ -228,8 +323,8 @@ export class StatementCache {
     const rerun = this.#reruns.get(key);
     if (!rerun || !this.#following) return;
     const since = this.engine.position;
-    const { rows } = await this.#db.rerun(rerun.sql, rerun.params);
-    await this.#store(key, rerun.sql, rows, rerun.shape, since);
+    const result = await this.#db.rerun(rerun.sql, rerun.params, rerun.keyed);
+    await this.#store(key, rerun.sql, result, rerun.shape, since);
   }
 
   /**
@@ -239,7 +334,7 @@ export class StatementCache {
    * every entry of this cache when the statement names none it can tell (DDL, a `WITH`
    * clause...).
    */
-  async write(sql: string, params: readonly unknown[], run: RunStatement): Promise<SqlResult> {
+  async write<T = R>(sql: string, params: readonly unknown[], run: RunStatement<T>): Promise<T> {
     await this.#checkMode();
     const tables = writtenTables(sql, this.#db.dialect);
     if (tables) await this.#capture?.want(tables);
@@ -283,8 +378,14 @@ export class StatementCache {
 
   /** Stops following change capture. The client stays open: it is the application's. */
   async close(): Promise<void> {
-    await this.#capture?.close();
-    await this.#catalogReader?.close();
+    const capture = this.#capture;
+    const reader = this.#catalogReader;
+    this.#capture = this.#catalogReader = this.#ready = undefined;
+    this.#unhook?.();
+    this.#unhook = undefined;
+    this.#patching = this.#following = false;
+    await capture?.close();
+    await reader?.close();
   }
 
   /**
@@ -304,22 +405,24 @@ export class StatementCache {
   async #store(
     key: string,
     sql: string,
-    rows: SqlRow[],
+    result: R,
     shape: SqlShape,
     since: typeof this.engine.position,
   ) {
+    const kept = this.#form.kept(result);
     let body: string;
     try {
-      body = encode(rows);
+      body = encode(kept);
     } catch (err) {
       if (!(err instanceof Uncacheable)) throw err;
       this.#stats.uncacheable(err);
       return;
     }
     try {
-      const { tags, lists, widened } = registrationOf(shape, rows);
+      const { tags, lists, widened } = registrationOf(shape, resultRows(kept));
       this.#stats.registrations.count(shape, widened, sql);
-      const meta = this.#patching ? patchableMeta(shape, this.#schema) : undefined;
+      const patchable = this.#patching && (this.#form.patchable?.(result) ?? true);
+      const meta = patchable ? patchableMeta(shape, this.#schema) : undefined;
       const { stored } = await this.engine.storeLoaded(
         key,
         {
@@ -395,7 +498,10 @@ export class StatementCache {
     // The tables its foreign keys' actions change too (ON DELETE CASCADE...).
     let tables = named;
     if (named) {
-      await (this.#capture ?? this.#catalogReader)?.started;
+      const reader = this.#capture ?? this.#catalogReader;
+      await reader?.started;
+      for (const t of named) this.#cascades.note(t);
+      await reader?.foreignKeysRead();
       tables = this.#cascades.reach(named);
     }
     if (tables && this.#capture && (await this.#capture.settled(tables))) return;
@@ -403,10 +509,10 @@ export class StatementCache {
   }
 
   /** The key of a statement with its parameters, or undefined when they cannot be encoded. */
-  async #key(sql: string, params: readonly unknown[]): Promise<string | undefined> {
+  async #key(sql: string, keyed: unknown): Promise<string | undefined> {
     let text: string;
     try {
-      text = encode([this.#db.dialect, sql, params]);
+      text = encode([this.#db.dialect, sql, keyed]);
     } catch {
       return undefined;
     }

@@ -19,7 +19,7 @@ import { NodePostgresDriver, type NodePostgresLike } from "../sql/postgres/node-
 import { quote } from "../sql/schema.ts";
 import type { Source } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
-import { SqlSource, sqlSource } from "./sql-source.ts";
+import { SqlSource } from "./sql-source.ts";
 
 const COMPONENT = "postgres";
 

@@ -22,16 +22,33 @@ export function parseSql(sql: string, dialect: SqlDialect): unknown {
   return parsers.sqlite.astify(namePlaceholders(sql), { database: "sqlite" });
 }
 
+/** An identifier, bare or quoted in any of SQLite's ways. */
+const IDENT = String.raw`(?:\`[^\`]*\`|"[^"]*"|\[[^\]]*\]|[A-Za-z_][\w$]*)`;
+/**
+ * The `main.` of a column named with its schema, table and name (`main`.`User`.`id`, as
+ * Prisma writes every column), which the grammar cannot read: `User`.`id` names the same
+ * column, since the table of the FROM clause is `main`'s too (another schema's is left).
+ */
+const MAIN_COLUMN = new RegExp(
+  String.raw`(?:\`main\`|"main"|\[main\]|main)\s*\.\s*(?=${IDENT}\s*\.\s*${IDENT})`,
+  "iy",
+);
+
 /**
  * Rewrites SQLite's `?` and `?NNN` placeholders as `:pN`, outside string literals, quoted
  * identifiers and comments. `?` takes the number after the largest given so far, as in
- * SQLite (`?2, ?` binds parameters 2 and 3).
+ * SQLite (`?2, ?` binds parameters 2 and 3). Drops the schema of a `main.table.column`.
  */
 export function namePlaceholders(sql: string): string {
   let out = "";
   let max = 0;
   let i = 0;
   while (i < sql.length) {
+    MAIN_COLUMN.lastIndex = i;
+    if ((i === 0 || !/[\w$.`"\]]/.test(sql[i - 1]!)) && MAIN_COLUMN.test(sql)) {
+      i = MAIN_COLUMN.lastIndex;
+      continue;
+    }
     const skip = skipText(sql, i);
     if (skip > i) {
       out += sql.slice(i, skip);

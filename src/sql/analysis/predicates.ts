@@ -152,6 +152,8 @@ export function predicate(expr: unknown, scope: Scope): Dnf {
     cmp = FLIP[op]!;
   }
   if (column === undefined) {
+    const constant = literalComparison(expr.left, expr.right, op);
+    if (constant) return constant;
     return widen(scope, scope.others && mentions(expr, scope.others) ? "join" : "expression");
   }
   // `c.article_id = articles.id` in a subquery: a correlation, followed by its link if any.
@@ -184,6 +186,19 @@ export function predicate(expr: unknown, scope: Scope): Dnf {
   if (op === "LIKE") return like(column, other, expr, scope);
   if (cmp in COMPARE) return compare(column, cmp, other, scope);
   return widen(scope, "expression");
+}
+
+/**
+ * `1=1` (ORMs open their WHERE clauses so) and any equality of two number literals: TRUE
+ * or FALSE, exactly. Undefined for anything else.
+ */
+function literalComparison(left: unknown, right: unknown, op: string): Dnf | undefined {
+  if (op !== "=" && op !== "<>" && op !== "!=") return undefined;
+  if (!isNode(left) || !isNode(right) || left.type !== "number" || right.type !== "number") {
+    return undefined;
+  }
+  if (typeof left.value !== "number" || typeof right.value !== "number") return undefined;
+  return (left.value === right.value) === (op === "=") ? TRUE : FALSE;
 }
 
 export interface ColumnRef {
