@@ -36,3 +36,4 @@ export {
   type PurgeRequest,
   type WarmResult,
 } from "./app/proxy.ts";
+export type { QueryCacheReport, QueryCacheView } from "./app/query-shapes.ts";

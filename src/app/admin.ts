@@ -27,6 +27,7 @@ import {
 } from "./proxy/manifest/keeper.ts";
 import { targetProblem } from "./proxy/manifest/parse.ts";
 import type { CachingProxy } from "./proxy.ts";
+import { type QueryCacheView, queryCachesOption, queryShapesHandler } from "./query-shapes.ts";
 
 export interface AdminOptions {
   cache: Cache;
@@ -69,6 +70,12 @@ export interface AdminOptions {
    * `/stats`, and as the `cacheFile` check of `/health`, which passes: the node serves).
    */
   cacheFile?: { state: "on" | "off" | "none"; path?: string; code?: string };
+  /**
+   * The application's query caches by name (`{ drizzle: cache, kysely: dialect.cache, sql }`):
+   * their names in `/stats`, and at `/queries` each one's query shapes with how exactly
+   * each is followed and why not finer (the dashboard's "Query shapes").
+   */
+  queryCaches?: Readonly<Record<string, QueryCacheView>>;
   now?: () => number;
 }
 
@@ -99,6 +106,7 @@ const URL_STATES: readonly string[] = ["cached", "failing", "uncacheable", "pend
  */
 export function createAdminApi(options: AdminOptions): Hono {
   const { cache } = options;
+  const queryCaches = queryCachesOption(options.queryCaches);
   const now = options.now ?? Date.now;
   const app = new Hono();
   app.onError(onError);
@@ -195,9 +203,11 @@ export function createAdminApi(options: AdminOptions): Hono {
           ...(learn && { learn: { ...learn.stats } }),
           ...(manifest && { manifest: await manifestProgress() }),
           ...(cacheFile && { cacheFile }),
+          ...(queryCaches && { queryCaches: Object.keys(queryCaches) }),
         }),
   );
   app.get("/metrics", prometheus);
+  app.get("/queries", queryShapesHandler(queryCaches));
 
   app.get("/changes", (c) => c.json({ changes: cache.recentChanges() }));
 

@@ -1,7 +1,8 @@
 /**
  * The dashboard at `/_edgecache/`: one page, no build step, no external resource. The page
  * itself holds no data; it polls the admin API (`stats` every second, `keys`, `changes` and,
- * in proxy mode with a manifest, `manifest` every two), so it sees exactly what the admin API's access rules let it see. When the API
+ * in proxy mode with a manifest, `manifest`, with query caches given, `queries` every two),
+ * so it sees exactly what the admin API's access rules let it see. When the API
  * answers 401 it asks for the token (or a tenant's key) and keeps it in sessionStorage.
  * Charts are inline SVG. Every value from the node goes into the page as text, never as
  * markup: keys are URLs anyone could request.
@@ -52,6 +53,7 @@ const DASHBOARD_HTML = `<!doctype html>
   <div class="card"><h2>Reads per second and source latency (p95, ms)</h2><svg id="chart-load" viewBox="0 0 600 140" preserveAspectRatio="none"></svg><div class="legend" id="legend-load"></div></div>
   <div class="card" id="tenant-card" hidden><h2>Hit rate by tenant</h2><svg id="chart-tenants" viewBox="0 0 600 140" preserveAspectRatio="none"></svg><div class="legend" id="legend-tenants"></div></div>
   <div class="card" id="manifest-card" hidden><h2>Manifest <span class="muted" id="manifest-progress"></span></h2><table><thead><tr><th>url</th><th>state</th><th>detail</th></tr></thead><tbody id="manifest"></tbody></table></div>
+  <div class="card" id="queries-card" hidden><h2>Query shapes</h2><p class="muted" id="queries-summary"></p><table><thead><tr><th>cache</th><th>followed by</th><th>query</th><th>why not finer</th><th>stored</th></tr></thead><tbody id="queries"></tbody></table></div>
   <div class="card"><h2>Top keys</h2><table><thead><tr><th>key</th><th>hits</th><th>ttl</th></tr></thead><tbody id="top-keys"></tbody></table></div>
   <div class="card"><h2>Recent invalidations</h2><table><thead><tr><th>when</th><th>cause</th><th>keys</th><th>rules</th></tr></thead><tbody id="changes"></tbody></table></div>
   <div class="card" id="inspector"><h2>Entry inspector</h2>
@@ -193,6 +195,7 @@ async function pollStats() {
   text("f-keys", s.indexedKeys);
   text("f-inv", s.invalidations);
   manifestShown = s.manifest !== undefined;
+  queriesShown = s.queryCaches !== undefined;
   document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
 }
 
@@ -225,6 +228,28 @@ async function pollManifest() {
   });
 }
 let manifestShown = false;
+
+// The application's query caches (given to the admin API as queryCaches): how exactly each
+// query shape is followed and, below that, why; the most stored first.
+const FOLLOWED = { row: "row", predicate: "predicate and window", join: "join along keys", table: "table" };
+async function pollQueries() {
+  if (!queriesShown) return;
+  const { caches } = await api("queries");
+  document.getElementById("queries-card").hidden = false;
+  text("queries-summary", caches.map((q) => q.name + ": " + q.registrations.exact + " exact, " +
+    q.registrations.widened + " widened, " + q.registrations.table + " by table; writes by " + q.writes).join("; "));
+  const rows = caches.flatMap((q) => q.shapes.map((s) => ({ cache: q.name, s })))
+    .sort((a, b) => b.s.stored - a.s.stored).slice(0, 30);
+  fill("queries", rows, (tr, { cache, s }) => {
+    tr.dataset.granularity = s.granularity;
+    cell(tr, cache);
+    cell(tr, FOLLOWED[s.granularity] || s.granularity);
+    cell(tr, s.sql, "url");
+    cell(tr, s.reasons.join(", ") || "-");
+    cell(tr, s.stored);
+  });
+}
+let queriesShown = false;
 
 async function pollChanges() {
   const { changes } = await api("changes");
@@ -292,7 +317,7 @@ async function guarded(work) {
 let ticks = 0;
 function tick() {
   guarded(pollStats);
-  if (ticks++ % 2 === 0) { guarded(pollKeys); guarded(pollChanges); guarded(pollManifest); }
+  if (ticks++ % 2 === 0) { guarded(pollKeys); guarded(pollChanges); guarded(pollManifest); guarded(pollQueries); }
 }
 tick();
 setInterval(tick, 1000);

@@ -1,5 +1,9 @@
+import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createAdminApi } from "../../src/app/admin.ts";
 import type { Row } from "../../src/core/query.ts";
+import { sqlCache } from "../../src/raw-sql/index.ts";
+import { memoryStore } from "../../src/stores/memory.ts";
 import {
   expectClientError,
   type Harness,
@@ -231,6 +235,47 @@ describe("manual invalidation", () => {
     const r = await admin("POST", "/invalidate", body);
     expectClientError(r, 400, "E_BAD_BODY", field);
     expect(await status(paths.item)).toMatch(HIT);
+  });
+});
+
+describe("query caches", () => {
+  it("a node given none answers /queries with 404 saying how to give them", async () => {
+    const r = await admin("GET", "/queries");
+    expect(r.status).toBe(404);
+    expect(JSON.stringify(r.json)).toContain("queryCaches");
+  });
+
+  it("lists each query cache's shapes with how exactly each is followed, behind the token", async () => {
+    const db = new Database(":memory:");
+    db.exec("create table users (id integer primary key, name text not null)");
+    const sql = sqlCache({ client: db, tiers: [memoryStore()], capture: false });
+    await sql.query("select id, name from users where name = ?", ["Ann"]);
+    const api = createAdminApi({ cache: sql.engine, token: TOKEN, queryCaches: { sql } });
+    const ask = (path: string, headers: Record<string, string> = AUTH) =>
+      api.request(`http://localhost${path}`, { headers });
+    expect((await ask("/queries", {})).status).toBe(401);
+    expect(await (await ask("/stats")).json()).toMatchObject({ queryCaches: ["sql"] });
+    expect(await (await ask("/queries")).json()).toEqual({
+      caches: [
+        {
+          name: "sql",
+          hits: 0,
+          misses: 1,
+          stored: 1,
+          writes: "tables",
+          registrations: expect.objectContaining({ exact: expect.any(Number) }),
+          shapes: [expect.objectContaining({ sql: "select id, name from users where name = ?" })],
+        },
+      ],
+    });
+    await sql.close();
+    db.close();
+  });
+
+  it("refuses queryCaches that are not query caches, naming the one", () => {
+    expect(() =>
+      createAdminApi({ cache: h.edgecache.cache, queryCaches: { orm: {} as never } }),
+    ).toThrow(/option "queryCaches.orm": expected a query cache with getStats\(\)/);
   });
 });
 

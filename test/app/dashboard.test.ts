@@ -1,10 +1,18 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
+import { Hono } from "hono";
+import { Kysely, SqliteDialect } from "kysely";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { startServer } from "../../src/adapter/node/server/server.ts";
 import { createTenantNode } from "../../src/adapter/node/tenants/dispatcher.ts";
 import { openTenantState } from "../../src/adapter/node/tenants/state.ts";
+import { createAdminApi } from "../../src/app/admin.ts";
+import { kyselyCache } from "../../src/kysely/index.ts";
+import { sqlCache } from "../../src/raw-sql/index.ts";
+import { sqliteSource } from "../../src/sources/sqlite.ts";
+import { memoryStore } from "../../src/stores/memory.ts";
 import { requireChromium } from "../helpers/services.ts";
 import { type Harness, startEdgecache, tempDir } from "./harness.ts";
 import { startOrigin, startProxy } from "./proxy-harness.ts";
@@ -223,6 +231,100 @@ browserBinary.describe("dashboard", () => {
     } finally {
       await proxy.close();
       await origin.close();
+    }
+  }, 60_000);
+
+  it("shows an application's query shapes: how exactly each is followed and why not finer, behind the token", async () => {
+    // An application of its own: Kysely and raw SQL on one SQLite file with capture, each
+    // cache on its own engine (a shared engine is followed by table), the admin API mounted
+    // as a user mounts it (edgecache/node), with the Kysely cache's engine as its `cache`.
+    const dir = tempDir("edgecache-dash-queries-");
+    const path = join(dir, "app.db");
+    const admin = new Database(path);
+    admin.exec(`create table users (id integer primary key, name text not null);
+      create table posts (id integer primary key, user_id integer not null references users (id), title text not null);
+      insert into users values (1, 'Ann'), (2, 'Bo');
+      insert into posts values (1, 1, 'hello'), (2, 2, 'again');`);
+    const source = sqliteSource({ path });
+    await source.installCapture();
+    await source.close();
+    const database = new Database(path);
+    const dialect = kyselyCache(new SqliteDialect({ database }), {
+      client: database,
+      tiers: [memoryStore()],
+    });
+    // biome-ignore lint/suspicious/noExplicitAny: the tables are the test's, typed loosely.
+    const db = new Kysely<any>({ dialect });
+    const sql = sqlCache({ client: new Database(path), tiers: [memoryStore()] });
+    const app = new Hono();
+    app.route(
+      "/_edgecache",
+      createAdminApi({
+        cache: dialect.cache.engine,
+        token: TOKEN,
+        queryCaches: { kysely: dialect.cache, sql },
+      }),
+    );
+    const server = await startServer({ app, port: 0, hostname: "127.0.0.1" });
+    try {
+      // Capture's catalog read: before it, a first read is registered by its tables.
+      await dialect.cache.catchUp();
+      for (let i = 0; i < 2; i++) {
+        await db.selectFrom("users").selectAll().where("id", "=", 1).execute();
+        await db.selectFrom("users").selectAll().where("name", "=", "Bo").orderBy("id").execute();
+        await sql.query(
+          "select posts.id, posts.title, users.name from posts join users on users.id = posts.user_id where posts.id = ?",
+          [1],
+        );
+        await sql.query("select name, count(*) as n from users group by name");
+      }
+      // The same auth as every admin route: nothing without the token.
+      expect((await fetch(`${server.url}/_edgecache/queries`)).status).toBe(401);
+
+      const { page: p, errors } = await page();
+      await p.goto(`${server.url}/_edgecache`);
+      await p.waitForSelector("#login", { state: "visible" });
+      await p.fill("#token", TOKEN);
+      await p.click('#login button[type="submit"]');
+      await p.waitForSelector("#queries-card:not([hidden])", { timeout: 15_000 });
+      // Each row's granularity and its cells' text.
+      type Row = { dataset: { granularity: string }; cells: ArrayLike<{ textContent: string }> };
+      const shown = await p.$$eval("#queries tr", (trs) =>
+        (trs as unknown as Row[]).map((tr) => ({
+          granularity: tr.dataset.granularity,
+          cells: Array.from(tr.cells, (td) => td.textContent),
+        })),
+      );
+      const row = (fragment: string) => shown.find((r) => r.cells[2]!.includes(fragment));
+      expect(row('where "id" = ?')).toMatchObject({
+        granularity: "row",
+        cells: ["kysely", "row", expect.any(String), "-", expect.any(String)],
+      });
+      expect(row('where "name" = ?')).toMatchObject({
+        granularity: "predicate",
+        cells: ["kysely", "predicate and window", expect.any(String), "-", expect.any(String)],
+      });
+      // Along the join's keys, the joined table followed as a whole, and said so.
+      expect(row("join users")).toMatchObject({
+        granularity: "join",
+        cells: ["sql", "join along keys", expect.any(String), "join, users: join", "1"],
+      });
+      // Below row level, the reason: counts by a column other than the key go by table.
+      expect(row("group by name")).toMatchObject({
+        granularity: "table",
+        cells: ["sql", "table", expect.any(String), "group-by", "1"],
+      });
+      expect(await p.textContent("#queries-summary")).toMatch(
+        /^kysely: \d+ exact, \d+ widened, \d+ by table; writes by capture; sql: \d+ exact/,
+      );
+      expect(errors.every((e) => /status of 401/.test(e))).toBe(true);
+      await p.close();
+    } finally {
+      await server.close(0);
+      await db.destroy();
+      await sql.close();
+      admin.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
 });

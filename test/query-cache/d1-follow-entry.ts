@@ -1,12 +1,16 @@
-// Bundled by test/drizzle/d1-capture-in-workerd.test.ts and
-// test/raw-sql/d1-capture-in-workerd.test.ts, and run inside workerd: edgecache/drizzle and
-// edgecache/sql on D1, following D1 change capture through the change log's Durable Object
+// Bundled by test/drizzle/d1-capture-in-workerd.test.ts,
+// test/raw-sql/d1-capture-in-workerd.test.ts and test/kysely/d1-in-workerd.test.ts, and run
+// inside workerd: edgecache/drizzle, edgecache/sql and edgecache/kysely (over kysely-d1's
+// dialect) on D1, following D1 change capture through the change log's Durable Object
 // (which drains D1's change table, EDGECACHE_CAPTURE_MS), as a Worker would use them.
 import { and, asc, eq, gt, inArray, isNull, like, or } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { type ExpressionBuilder, Kysely } from "kysely";
+import { D1Dialect } from "kysely-d1";
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
+import { kyselyCache } from "../../src/kysely/index.ts";
 import { durableChangeLog } from "../../src/log/durable-object.ts";
 import { sqlCache } from "../../src/raw-sql/index.ts";
 import { installD1Capture } from "../../src/sql/d1/capture.ts";
@@ -23,14 +27,25 @@ const users = sqliteTable("users", {
 // biome-ignore lint/suspicious/noExplicitAny: Cloudflare's binding types are not imported here
 type Env = { DB: any; CHANGE_LOG: any };
 
+interface KyselyDb {
+  users: { id: number; name: string | null; score: number };
+}
+
 function open(env: Env) {
   // A log per engine: a log has one follower.
-  const logs = [0, 1].map(() => durableChangeLog({ namespace: env.CHANGE_LOG }));
+  const logs = [0, 1, 2].map(() => durableChangeLog({ namespace: env.CHANGE_LOG }));
   const tiers = () => [memoryStore({ maxBytes: 4_000_000 })];
   const cache = drizzleCache({ tiers: tiers(), log: logs[0], strategy: "all" });
   const db = withTransactions(drizzle(env.DB, { cache }));
   const sql = sqlCache({ client: env.DB, tiers: tiers(), log: logs[1] });
-  return { logs, cache, db, sql, fresh: drizzle(env.DB) };
+  const dialect = kyselyCache(new D1Dialect({ database: env.DB }), {
+    client: env.DB,
+    tiers: tiers(),
+    log: logs[2],
+  });
+  const kysely = new Kysely<KyselyDb>({ dialect });
+  const freshKysely = new Kysely<KyselyDb>({ dialect: new D1Dialect({ database: env.DB }) });
+  return { logs, cache, db, sql, dialect, kysely, freshKysely, fresh: drizzle(env.DB) };
 }
 
 let isolate: ReturnType<typeof open> | undefined;
@@ -75,6 +90,48 @@ const SQL_READS: [string, (p: number) => unknown[]][] = [
   ["select id, name, score from users where score > ? order by score, id limit 3", (p) => [p]],
   ["select id, name, score from users order by id limit 4 offset 2", () => []],
   ["select count(*) as n from users", () => []],
+];
+
+type Kdb = Kysely<KyselyDb>;
+
+/** Kysely's columns, or every column: a result of `select *` is read again, not patched. */
+const COLUMNS = ["id", "name", "score"] as const;
+
+/**
+ * Kysely's selects: the shapes of READS as Kysely compiles them (quoted names), half with
+ * their columns listed, half with `selectAll()`.
+ */
+const KYSELY_READS = [
+  (db: Kdb, p: number) => db.selectFrom("users").select(COLUMNS).where("id", "=", p),
+  (db: Kdb, p: number) =>
+    db
+      .selectFrom("users")
+      .selectAll()
+      .where("name", "=", `n${p % 3}`)
+      .orderBy("id"),
+  (db: Kdb, p: number) =>
+    db
+      .selectFrom("users")
+      .select(COLUMNS)
+      .where("score", ">", p)
+      .orderBy("score")
+      .orderBy("id")
+      .limit(3),
+  (db: Kdb, _p: number) => db.selectFrom("users").selectAll().orderBy("id").limit(4).offset(2),
+  (db: Kdb, p: number) =>
+    db
+      .selectFrom("users")
+      .select(COLUMNS)
+      .where("id", "in", [p, p + 1, p + 2])
+      .orderBy("id"),
+  (db: Kdb, p: number) =>
+    db
+      .selectFrom("users")
+      .selectAll()
+      .where((eb: ExpressionBuilder<KyselyDb, "users">) =>
+        eb.or([eb("name", "like", "n1%"), eb.and([eb("name", "is", null), eb("score", ">", p)])]),
+      )
+      .orderBy("id"),
 ];
 
 interface Op {
@@ -141,6 +198,36 @@ async function sqlOp(i: ReturnType<typeof open>, env: Env, op: Op) {
   return { caughtUp: await i.sql.catchUp() };
 }
 
+async function kyselyOp(i: ReturnType<typeof open>, env: Env, op: Op) {
+  const name = op.value % 4 === 3 ? null : `n${op.value % 3}`;
+  if (op.kind === "read") {
+    const read = KYSELY_READS[op.which % KYSELY_READS.length]!;
+    const cached = await read(i.kysely, op.id).execute();
+    const fresh = await read(i.freshKysely, op.id).execute();
+    return { cached, fresh };
+  }
+  if (op.kind === "write") {
+    if (op.which === 0) {
+      await i.kysely
+        .updateTable("users")
+        .set({ name, score: op.value })
+        .where("id", "=", op.id)
+        .execute();
+    } else if (op.which === 1) {
+      await i.kysely
+        .insertInto("users")
+        .values({ id: op.id, name, score: op.value })
+        .onConflict((oc) => oc.column("id").doUpdateSet({ name, score: op.value }))
+        .execute();
+    } else await i.kysely.deleteFrom("users").where("id", "=", op.id).execute();
+    return {};
+  }
+  await around(env, op, name);
+  return { caughtUp: await i.dialect.cache.catchUp() };
+}
+
+const ROUTES = { "/drizzle": drizzleOp, "/sql": sqlOp, "/kysely": kyselyOp } as const;
+
 /** A write made around edgecache, straight through the binding (as `wrangler d1 execute`). */
 async function around(env: Env, op: Op, name: string | null) {
   const statements = [
@@ -172,19 +259,26 @@ export default {
     const i = isolate;
     // Apply other writers' records before reading (strict mode: every request).
     await Promise.all(i.logs.map((log) => log.sync()));
-    if (path === "/drizzle" || path === "/sql") {
+    const route = ROUTES[path as keyof typeof ROUTES];
+    if (route) {
       const ops = (await request.json()) as Op[];
       const results = [];
-      for (const op of ops) {
-        results.push(await (path === "/drizzle" ? drizzleOp(i, env, op) : sqlOp(i, env, op)));
-      }
+      for (const op of ops) results.push(await route(i, env, op));
       return Response.json(results);
     }
     if (path === "/catch-up") {
-      return Response.json({ drizzle: await i.cache.catchUp(), sql: await i.sql.catchUp() });
+      return Response.json({
+        drizzle: await i.cache.catchUp(),
+        sql: await i.sql.catchUp(),
+        kysely: await i.dialect.cache.catchUp(),
+      });
     }
     if (path === "/stats") {
-      return Response.json({ drizzle: i.cache.getStats(), sql: i.sql.getStats() });
+      return Response.json({
+        drizzle: i.cache.getStats(),
+        sql: i.sql.getStats(),
+        kysely: i.dialect.cache.getStats(),
+      });
     }
     return new Response("not found", { status: 404 });
   },

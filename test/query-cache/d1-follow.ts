@@ -1,5 +1,5 @@
 // The Worker of test/query-cache/d1-follow-entry.ts inside workerd, and what the tests of
-// edgecache/drizzle and edgecache/sql following D1 change capture send it.
+// edgecache/drizzle, edgecache/sql and edgecache/kysely following D1 change capture send it.
 import fc from "fast-check";
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -43,23 +43,38 @@ export const ops = (reads: number) =>
 
 export type Stats = Record<string, Record<string, unknown>>;
 
-/**
- * The suite both entries pass (`route`: "/drizzle" or "/sql"; `reads`: how many read shapes
- * the entry has): capture mode, a write around it seen after the drain's interval, and the
- * consistency property of random reads and writes through the entry and around it.
- */
-export function followingSuite(route: "/drizzle" | "/sql", reads: number, numRuns: number) {
-  const name = route.slice(1);
-  let mf: Miniflare;
-  const stats = async () => ((await post(mf, "/stats")) as Stats)[name]!;
+export type Route = "/drizzle" | "/sql" | "/kysely";
 
+/**
+ * The Worker for the tests of the enclosing describe, set up with capture installed or not;
+ * `worker()` is it once `beforeAll` has run, `stats()` the stats of `route`'s cache.
+ */
+export function followingWorker(route: Route, capture: boolean) {
+  let mf: Miniflare;
   beforeAll(async () => {
     mf = await startFollowing();
-    await post(mf, "/setup", { capture: true });
+    await post(mf, "/setup", { capture });
   }, 60_000);
-
   afterAll(async () => {
     await mf?.dispose();
+  });
+  return {
+    worker: () => mf,
+    stats: async () => ((await post(mf, "/stats")) as Stats)[route.slice(1)]!,
+  };
+}
+
+/**
+ * The suite every entry passes (`route`: "/drizzle", "/sql" or "/kysely"; `reads`: how many
+ * read shapes the entry has): capture mode, a write around it seen after the drain's
+ * interval, and the consistency property of random reads and writes through the entry and
+ * around it.
+ */
+export function followingSuite(route: Route, reads: number, numRuns: number) {
+  const { worker, stats } = followingWorker(route, true);
+  let mf: Miniflare;
+  beforeAll(() => {
+    mf = worker();
   });
 
   it("runs in capture mode: a write of row 2 leaves the cached read of row 1 a hit", async () => {
@@ -114,4 +129,27 @@ export function followingSuite(route: "/drizzle" | "/sql", reads: number, numRun
     // every column are patched in place.
     expect(Number(now.patched)).toBeGreaterThan(0);
   }, 60_000);
+}
+
+/**
+ * Without capture installed: table level, and said so in `writes` (`route`: an entry whose
+ * reads and writes of the same table are not told apart without capture).
+ */
+export function tableLevelSuite(route: "/drizzle" | "/kysely") {
+  const { worker, stats } = followingWorker(route, false);
+
+  it("stays at table level and says so: a write of row 2 empties the cached read of row 1", async () => {
+    const read1: Op = { kind: "read", which: 0, id: 1, value: 0 };
+    const [first, again, , after] = (await post(worker(), route, [
+      read1,
+      read1,
+      { kind: "write", which: 0, id: 2, value: 5 },
+      read1,
+    ])) as { cached: unknown; fresh: unknown }[];
+    expect(again!.cached).toEqual(first!.cached);
+    expect(after!.cached).toEqual(after!.fresh);
+    const now = await stats();
+    expect(now).toMatchObject({ writes: "tables", hits: 1, misses: 2 });
+    expect((now.capture as { tables: string[] }).tables).toEqual([]);
+  });
 }
