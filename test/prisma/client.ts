@@ -1,12 +1,12 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
 /**
- * Prisma clients of the test models (schema.<provider>.prisma), generated once per process
- * into .scratch/ (Prisma 7's generator needs no engine; `prisma migrate` would, and cannot
- * download it here: the tests create their tables with SQL, TABLES below).
+ * Prisma clients generated once per process into .scratch/ (Prisma 7's generator needs no
+ * engine; `prisma migrate` would, and cannot download it here: the tests and benchmarks
+ * create their tables with SQL, as `tables` below does for the test models).
  */
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -15,15 +15,22 @@ export type Provider = "sqlite" | "postgresql";
 
 // biome-ignore lint/suspicious/noExplicitAny: the generated client's types exist only once generated.
 export type AnyPrismaClient = any;
+export type PrismaClientClass = new (options: { adapter: unknown }) => AnyPrismaClient;
 
-/** The generated `PrismaClient` class of `provider`'s schema. */
-export async function prismaClientClass(
-  provider: Provider,
-): Promise<new (options: { adapter: unknown }) => AnyPrismaClient> {
-  const out = join(ROOT, ".scratch", "prisma", provider);
-  const schema = join(ROOT, "test", "prisma", `schema.${provider}.prisma`);
+/** The generated `PrismaClient` class of the test models of `provider`. */
+export function prismaClientClass(provider: Provider): Promise<PrismaClientClass> {
+  return generatedClient(join(ROOT, "test", "prisma", `schema.${provider}.prisma`));
+}
+
+/**
+ * The `PrismaClient` class generated from `schema` (a path), into the `output` its
+ * generator names; generated again when the schema changed since.
+ */
+export async function generatedClient(schema: string): Promise<PrismaClientClass> {
+  const output = /\boutput\s*=\s*"([^"]+)"/.exec(readFileSync(schema, "utf8"))?.[1];
+  if (!output) throw new Error(`${schema}: its generator names no output`);
+  const out = resolve(dirname(schema), output);
   const entry = join(out, "client.ts");
-  // Made again when the schema changed since.
   if (!existsSync(entry) || statSync(entry).mtimeMs < statSync(schema).mtimeMs) {
     rmSync(out, { recursive: true, force: true });
     execFileSync(join(ROOT, "node_modules", ".bin", "prisma"), ["generate", "--schema", schema], {
@@ -36,7 +43,7 @@ export async function prismaClientClass(
       stdio: "pipe",
     });
   }
-  const module = (await import(pathToFileURL(entry).href)) as { PrismaClient: never };
+  const module = (await import(pathToFileURL(entry).href)) as { PrismaClient: PrismaClientClass };
   return module.PrismaClient;
 }
 

@@ -14,7 +14,13 @@ import { sqliteSource } from "../../src/sources/sqlite.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { until } from "../helpers/cluster.ts";
 import { requirePostgres } from "../helpers/services.ts";
-import { type AnyPrismaClient, type Provider, prismaClientClass, tables } from "./client.ts";
+import {
+  type AnyPrismaClient,
+  type PrismaClientClass,
+  type Provider,
+  prismaClientClass,
+  tables,
+} from "./client.ts";
 
 const server = await requirePostgres();
 
@@ -110,7 +116,7 @@ function postgresHarness(url: string): Harness {
 
 function prismaSuite(make: () => Harness, withCapture: boolean): void {
   let h: Harness;
-  let PrismaClient: new (options: { adapter: unknown }) => AnyPrismaClient;
+  let PrismaClient: PrismaClientClass;
   const clients: AnyPrismaClient[] = [];
   /** A cached Prisma client, and an uncached one on the same database to compare with. */
   const open = async () => {
