@@ -145,6 +145,15 @@ export interface ChangeLog {
    */
   claim?(name: string, cost?: Cost): Promise<boolean>;
   /**
+   * `claim`, by a node that waits for the winner's work when it loses: "won", or once the
+   * winner says the work is done (`finished`: "done") or `ms` passed ("late"). The loser is
+   * told, instead of looking for the work's result again and again; a message lost costs it
+   * the wait, never a stale read (what it then finds is checked like any copy).
+   */
+  claimOrAwait?(name: string, ms: number, cost?: Cost): Promise<"won" | "done" | "late">;
+  /** The work of claims this node won is done: the nodes awaiting them go on (nothing waits). */
+  finished?(names: readonly string[], cost?: Cost): void;
+  /**
    * Brings this node up to the log's head before it reads the source, or serves a shared
    * tier's copy loaded further along the log than this node: where a node may serve while
    * behind the head (Workers' session mode), what it answers must not show writes beyond

@@ -28,13 +28,17 @@ export function withOutsideWrites(log: ChangeLog, outside: OutsideWrites): Chang
       return log.shared || outside.active();
     },
     ...(log.nodes && { nodes: () => log.nodes!() }),
-    ...(log.claim && { claim: (name: string) => log.claim!(name) }),
-    turn: () => log.turn(),
-    follow: (follower) => log.follow(follower),
-    append: (ops, turn, placed, wantsTurn) => log.append(ops, turn, placed, wantsTurn),
+    ...(log.claim && { claim: (name, cost) => log.claim!(name, cost) }),
+    ...(log.claimOrAwait && {
+      claimOrAwait: (name, ms, cost) => log.claimOrAwait!(name, ms, cost),
+    }),
+    ...(log.finished && { finished: (names, cost) => log.finished!(names, cost) }),
+    turn: (cost) => log.turn(cost),
+    follow: (follower, cost) => log.follow(follower, cost),
+    append: (ops, turn, placed, wantsTurn, cost) => log.append(ops, turn, placed, wantsTurn, cost),
     trusted: () => log.trusted(),
-    async quietSince(position, tables) {
-      if (!(await log.quietSince(position, tables))) return false;
+    async quietSince(position, tables, cost) {
+      if (!(await log.quietSince(position, tables, cost))) return false;
       return !(outside.active() && (await outside.pending(tables)));
     },
     get failures() {

@@ -13,6 +13,7 @@ import { type Entries, markUnreadPatches, readSinceStored, unreadPatches } from 
 import type { Loads } from "./loads.ts";
 import type { Settings } from "./options.ts";
 import { planRecord } from "./record-plan.ts";
+import type { ReloadClaims } from "./reload-claims.ts";
 import type { TierStack } from "./tiers.ts";
 import type { EntryInit, WriteHooks, WriteResult } from "./types.ts";
 
@@ -38,6 +39,8 @@ export interface AppendOptions {
 
 export interface ApplierDeps {
   readonly log: Pick<ChangeLog, "append" | "claim" | "nodes" | "shared">;
+  /** Reloads this node claimed for all: their waiters are told once the copy is in. */
+  readonly claims: Pick<ReloadClaims, "won">;
   readonly fence: Pick<WriteFence, "record" | "reset" | "position">;
   /** This node's registrations, planned against and dropped on a reset. */
   readonly index: DependencyIndex;
@@ -153,8 +156,15 @@ export class Applier {
     // With other nodes on the log and a shared tier, one node for all (a claim on the log)
     // copies what it patched into the shared tiers, and reloads hot keys there, so that
     // nodes whose memory did not hold them find the new version. Not for a node alone.
-    const { log, idle } = this.#e;
-    const claim = log.claim ? (name: string) => log.claim!(name, idle) : undefined;
+    const { log, idle, claims } = this.#e;
+    const claim = log.claim
+      ? async (key: string) => {
+          const name = `${record.seq}:${key}`;
+          const won = await log.claim!(name, idle);
+          if (won) claims.won(key, name);
+          return won;
+        }
+      : undefined;
     const sharing =
       claim && this.#e.tiers.shared && this.#e.log.nodes?.() !== 1 ? claim : undefined;
     const refill = refetch !== undefined ? sharing : undefined;
@@ -219,7 +229,7 @@ export class Applier {
     // as serving a hit).
     if (sharing && stored.length > 0) {
       this.#e.reloads.push(async () => {
-        const won = await Promise.all(stored.map(({ key }) => sharing(`${record.seq}:${key}`)));
+        const won = await Promise.all(stored.map(({ key }) => sharing(key)));
         const copied = await Promise.all(
           stored
             .filter((_, i) => won[i])
@@ -231,7 +241,7 @@ export class Applier {
     if (refill && hot.length > 0) {
       // One node reloads each for all: the record's claims go out together, as its patches'.
       this.#e.reloads.push(async () => {
-        const won = await Promise.all(hot.map((k) => refill(`${record.seq}:${k}`)));
+        const won = await Promise.all(hot.map((k) => refill(k)));
         for (const [i, k] of hot.entries()) if (won[i]) this.#scheduleRehydrate(k, refetch!);
       });
     } else {

@@ -7,6 +7,7 @@ import { isNegative, type NegativeQuota } from "../negative.ts";
 import { inChunks, type PendingRemovals } from "../removal.ts";
 import type { Background } from "./background.ts";
 import type { Counters } from "./counters.ts";
+import type { ReloadClaims } from "./reload-claims.ts";
 import type { TierStack } from "./tiers.ts";
 import type { EntryInit } from "./types.ts";
 
@@ -16,6 +17,8 @@ export const MAX_TRACKED_TIERS = 30;
 
 /** What `Entries` is given when the cache is made. */
 export interface EntriesDeps {
+  /** Reloads this node claimed for all: told when their keys are in the shared tiers. */
+  readonly claims: Pick<ReloadClaims, "stored">;
   readonly tiers: Pick<TierStack, "set" | "delete">;
   /** This node's registrations: tag to keys, lists per table. */
   readonly index: Pick<DependencyIndex, "add" | "remove" | "sweep" | "oldest" | "bytes">;
@@ -158,6 +161,11 @@ export class Entries {
       .map(({ key, entry }) => ({ key, entry, ttlMs: entry.staleUntil - now }))
       .filter((w) => w.ttlMs > 0);
     await this.#e.tiers.set(writes, end, only, cost);
+    if (only !== "local")
+      this.#e.claims.stored(
+        list.map((w) => w.key),
+        cost,
+      );
   }
 
   /**

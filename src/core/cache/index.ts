@@ -44,6 +44,7 @@ import {
   valueInit,
 } from "./options.ts";
 import { Reads } from "./reads.ts";
+import { ReloadClaims } from "./reload-claims.ts";
 import { FAILED, TierStack } from "./tiers.ts";
 import type {
   AppliedWrite,
@@ -181,7 +182,9 @@ export class Cache {
     this.#hits = new HitCheck({ enabled, log, pending, tiers });
     // Each module is given what it uses; loads and reads call each other through the one
     // function each needs of the other (made below, called only once both exist).
+    const claims = new ReloadClaims(log);
     const entries = new Entries({
+      claims,
       tiers,
       index,
       indexBytes,
@@ -213,6 +216,7 @@ export class Cache {
     });
     const reads: Reads = new Reads({
       hits: this.#hits,
+      claims,
       tiers,
       log,
       fence,
@@ -232,6 +236,7 @@ export class Cache {
     });
     const applier = new Applier({
       log,
+      claims,
       fence,
       index,
       tiers,

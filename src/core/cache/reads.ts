@@ -18,18 +18,20 @@ import type { Counters } from "./counters.ts";
 import { counted, type Entries } from "./entries.ts";
 import type { HitCheck } from "./hit-check.ts";
 import type { StoreLoaded } from "./loads.ts";
+import type { ReloadClaims } from "./reload-claims.ts";
 import { FAILED, type TierStack } from "./tiers.ts";
 import type { EntryInit, Found, WriteHooks } from "./types.ts";
 
 /**
- * How a node whose shared-tier copy is refused waits for the node that claimed its
+ * How long a node whose shared-tier copy is refused waits for the node that claimed its
  * reload (another reader, or the rehydration after the write) before loading it itself:
  * a load takes milliseconds, so most waits end with the new copy, and one that does not
  * costs a miss, as without waiting. At least RELOAD_WAIT_MS; longer where loads and tier
  * reads take longer lately (a loaded machine), or most waits there would end in a second load.
+ * The winner says when its copy is in (ChangeLog.claimOrAwait): the waiter reads the tier
+ * once then, not every few ms meanwhile.
  */
 const RELOAD_WAIT_MS = 50;
-const RELOAD_POLL_MS = 4;
 /**
  * A tier whose reads take longer than this lately (and longer than a load) is far: another
  * region's, not this one's. Well above a busy loopback's or a region's round trip.
@@ -64,7 +66,9 @@ export interface ReadsDeps {
     TierStack,
     "list" | "length" | "shared" | "get" | "getMany" | "stats" | "deleteIn"
   >;
-  readonly log: Pick<ChangeLog, "freshen" | "claim" | "nodes">;
+  readonly log: Pick<ChangeLog, "freshen" | "claimOrAwait" | "nodes">;
+  /** Reloads this node claimed for all: their waiters are told once the copy is in. */
+  readonly claims: Pick<ReloadClaims, "won">;
   readonly fence: Pick<WriteFence, "position" | "changesFor" | "conflicts">;
   readonly index: Pick<DependencyIndex, "hold" | "add">;
   readonly entries: Pick<Entries, "build" | "held" | "admit" | "trimIndex" | "storeIn" | "remove">;
@@ -276,8 +280,8 @@ export class Reads {
    * waits for the winner's copy there (see RELOAD_WAIT_MS), and serves it if the log accepts
    * it (false when none came: a miss, but the winner's copy is not deleted).
    *
-   * Waiting costs at least two more round trips to the tier (the claim, then reading the
-   * copy): a node far from the tier (`isFar` by its least read lately, `trip.least`) loads
+   * Waiting costs two more round trips to the tier (the claim, then reading the copy once
+   * told it is in, or once the wait is over): a node far from the tier (`isFar` by its least read lately, `trip.least`) loads
    * the key itself instead, one more database read for a read answered that much sooner.
    * Near it, waiting saves the database a read.
    */
@@ -289,28 +293,27 @@ export class Reads {
     trip: Trip,
     cost: Cost,
   ): Promise<CacheEntry | false | undefined> {
-    if (!this.#e.tiers.shared || !this.#e.log.claim || (this.#e.log.nodes?.() ?? 1) <= 1)
-      return undefined;
+    const { log } = this.#e;
+    if (!this.#e.tiers.shared || !log.claimOrAwait || (log.nodes?.() ?? 1) <= 1) return undefined;
     const load = this.#e.latency.recent;
     if (isFar(trip.least(), load)) return undefined;
-    if (await this.#e.log.claim(`${this.#e.fence.position.seq}:${key}`, cost)) return undefined;
     // The winner's work is a load and a write to the tier, then this node reads its copy: a
     // loaded machine takes longer for each, so the wait follows what they take lately.
     const work = (load ?? 0) + 3 * trip.mean();
-    const deadline = performance.now() + Math.max(RELOAD_WAIT_MS, 2 * work);
-    while (performance.now() < deadline) {
-      await new Promise((done) => setTimeout(done, RELOAD_POLL_MS));
-      const entry = await this.#e.tiers.get(i, key, cost);
-      if (entry === FAILED) return false;
-      if (!entry || entry.position === undefined) continue;
-      if (this.#e.fence.changesFor(entry.position, key, entry, true) !== "none") continue;
-      const accepted = await this.#accept(i, key, entry, now, started, undefined, cost);
-      if (accepted) {
-        this.#e.counters.awaited++;
-        return accepted;
-      }
+    const name = `${this.#e.fence.position.seq}:${key}`;
+    const heard = await log.claimOrAwait(name, Math.max(RELOAD_WAIT_MS, 2 * work), cost);
+    if (heard === "won") {
+      this.#e.claims.won(key, name);
+      return undefined;
     }
-    return false;
+    // Told or not (a message may be lost), one look: what it finds is checked as any copy.
+    const entry = await this.#e.tiers.get(i, key, cost);
+    if (entry === FAILED || !entry || entry.position === undefined) return false;
+    if (this.#e.fence.changesFor(entry.position, key, entry, true) !== "none") return false;
+    const accepted = await this.#accept(i, key, entry, now, started, undefined, cost);
+    if (!accepted) return false;
+    this.#e.counters.awaited++;
+    return accepted;
   }
 
   /**

@@ -109,6 +109,14 @@ export class RedisChangeLog implements ChangeLog {
     return this.#link.claim(name, cost);
   }
 
+  claimOrAwait(name: string, ms: number, cost?: Cost): Promise<"won" | "done" | "late"> {
+    return this.#link.claimOrAwait(name, ms, cost);
+  }
+
+  finished(names: readonly string[], cost?: Cost): void {
+    this.#link.finished(names, cost);
+  }
+
   follow(follower: LogFollower, cost?: Cost): void {
     this.#follower.follow(follower, cost);
   }

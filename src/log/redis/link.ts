@@ -2,14 +2,7 @@ import type { Cost } from "../../core/cost.ts";
 import { RecentTimes } from "../../core/recent-times.ts";
 import { rateLimited, type Warner } from "../../core/report.ts";
 import { duplicateClient, type RedisClient, sentAtOnce } from "../../redis/connect.ts";
-import {
-  logKeys,
-  parseAck,
-  SCRIPTS,
-  type ScriptClient,
-  wakeChannel,
-  withScripts,
-} from "./scripts.ts";
+import { logKeys, parseAck, parseFinished, SCRIPTS, wakeChannel, withScripts } from "./scripts.ts";
 
 export const C = "redis-log";
 export const RETRY_MS = 50;
@@ -37,7 +30,7 @@ const ACKS_KEPT = 1024;
  */
 export class Link {
   readonly s: Settings;
-  readonly client: ScriptClient;
+  readonly client: ReturnType<typeof withScripts>;
   readonly keys: string[];
   readonly channel: string;
   readonly node: string;
@@ -51,6 +44,8 @@ export class Link {
   /** Messages heard so far: an acknowledgement counts for a record only if heard after it was sent. */
   heard = 0;
   #waiting = new Set<() => void>();
+  /** What each claim this node awaits (claimOrAwait) calls when its winner is done. */
+  #awaiting = new Map<string, Set<() => void>>();
   #subscriber: RedisClient;
   /** Where claims go (see claim): outside the log's hash slot, since they are many. */
   #claims: string;
@@ -87,20 +82,60 @@ export class Link {
 
   /** Whether this node is the first to claim `name` within a lease (see ChangeLog.claim). */
   async claim(name: string, cost?: Cost): Promise<boolean> {
+    return (await this.#claim(name, false, cost)) === 1;
+  }
+
+  /**
+   * ChangeLog.claimOrAwait: a node that loses is registered in the claim, in the same
+   * command, and the winner's `finished` publishes to it (scripts.ts, CLAIM and FINISH).
+   */
+  async claimOrAwait(name: string, ms: number, cost?: Cost): Promise<"won" | "done" | "late"> {
+    let heard!: () => void;
+    const told = new Promise<void>((resolve) => {
+      heard = resolve;
+    });
+    // Listening before the claim is sent: the winner may finish before its reply is read.
+    const listeners = this.#awaiting.get(name) ?? new Set();
+    this.#awaiting.set(name, listeners.add(heard));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const claimed = await this.#claim(name, true, cost);
+      if (claimed === 1) return "won";
+      if (claimed === 2) return "done";
+      const late = new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), ms);
+      });
+      return await Promise.race([told.then(() => "done" as const), late]);
+    } finally {
+      clearTimeout(timer);
+      listeners.delete(heard);
+      if (listeners.size === 0 && this.#awaiting.get(name) === listeners) {
+        this.#awaiting.delete(name);
+      }
+    }
+  }
+
+  /** ChangeLog.finished: one command per claim, none waited for. */
+  finished(names: readonly string[], cost?: Cost): void {
+    for (const name of names) {
+      cost?.add(1, 0);
+      this.client.ecFinish(this.#claims + name, this.channel, name).catch((err: unknown) => {
+        this.failures++;
+        this.report("claim", `[edgecache] [${C}] cannot report claimed work done`, err);
+      });
+    }
+  }
+
+  /** CLAIM's answer (1 won, 0 lost, 2 lost and done); 0 when Redis cannot be reached. */
+  async #claim(name: string, wait: boolean, cost: Cost | undefined): Promise<number> {
     cost?.add(1);
     try {
-      const taken = await this.client.set(
-        this.#claims + name,
-        this.node,
-        "PX",
-        this.s.leaseMs,
-        "NX",
-      );
-      return taken === "OK";
+      const key = this.#claims + name;
+      return Number(await this.client.ecClaim(key, this.node, this.s.leaseMs, wait ? 1 : 0));
     } catch (err) {
       this.failures++;
       this.report("claim", `[edgecache] [${C}] cannot claim work; leaving it to another node`, err);
-      return false;
+      return 0;
     }
   }
 
@@ -138,6 +173,12 @@ export class Link {
   }
 
   #heard(message: string): void {
+    const finished = parseFinished(message);
+    if (finished !== undefined) {
+      // Not an acknowledgement: writers are not woken for it.
+      for (const heard of this.#awaiting.get(finished) ?? []) heard();
+      return;
+    }
     const ack = parseAck(message);
     this.heard++;
     if (ack) {

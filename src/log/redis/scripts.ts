@@ -52,6 +52,50 @@ export function parseAck(message: string): { log: string; seq: number; node: str
   return { log, seq: Number(seq), node: node.join(" ") };
 }
 
+/**
+ * What a claim's winner publishes to each node awaiting it (see CLAIM): `r <name>`, on the
+ * node's own wake-up channel.
+ */
+const FINISHED = "r";
+
+/** The name of a finished claim heard on the wake-up channel; undefined for anything else. */
+export function parseFinished(message: string): string | undefined {
+  return message.startsWith(`${FINISHED} `) ? message.slice(FINISHED.length + 1) : undefined;
+}
+
+/**
+ * A claim of work one node does for all (KEYS: the claim; ARGV: node, lease, "1" if the
+ * node waits for the winner's work when it loses). A hash: who won it, the nodes awaiting
+ * it (w:<node>) and whether it is done. Returns 1: won; 0: lost (and, waiting, registered);
+ * 2: lost, and the work is done already.
+ */
+const CLAIM = `
+if redis.call('HSETNX', KEYS[1], 'by', ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('HEXISTS', KEYS[1], 'done') == 1 then return 2 end
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'w:' .. ARGV[1], '') end
+return 0
+`;
+
+/**
+ * The winner's work of a claim is done (KEYS: the claim; ARGV: the wake-up channel, the
+ * claim's name): each node awaiting it is told on its own channel, and later claimers learn
+ * it from CLAIM. A claim gone (past its lease) tells nobody: its waiters gave up already.
+ */
+const FINISH = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'done', '1')
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(field, 1, 2) == 'w:' then
+    redis.call('PUBLISH', ARGV[1] .. ':' .. string.sub(field, 3), '${FINISHED} ' .. ARGV[2])
+    redis.call('HDEL', KEYS[1], field)
+  end
+end
+return 1
+`;
+
 // Every script starts here: the log's id, made anew (with everything else emptied) when
 // Redis lost it, and the server's time (one clock for every lease).
 const PRELUDE = `
@@ -338,13 +382,23 @@ export const SCRIPTS = Object.keys(SOURCES) as Script[];
 export type ScriptClient = RedisClient &
   Record<Script, (...args: (string | number)[]) => Promise<unknown>>;
 
+/** The claims' scripts: one key each, outside the log's hash slot (claims are many). */
+const CLAIM_SOURCES = { ecClaim: CLAIM, ecFinish: FINISH };
+type ClaimScript = keyof typeof CLAIM_SOURCES;
+
 /** Defines the scripts as commands of `client` (once: clients are shared), over `keys`. */
-export function withScripts(client: RedisClient, keys: number): ScriptClient {
-  const c = client as ScriptClient;
-  for (const name of SCRIPTS) {
-    if (typeof c[name] !== "function") {
-      c.defineCommand(name, { numberOfKeys: keys, lua: SOURCES[name] });
+export function withScripts(
+  client: RedisClient,
+  keys: number,
+): ScriptClient & Record<ClaimScript, (...args: (string | number)[]) => Promise<unknown>> {
+  const c = client as ScriptClient &
+    Record<ClaimScript, (...args: (string | number)[]) => Promise<unknown>>;
+  const define = (name: string, numberOfKeys: number, lua: string) => {
+    if (typeof (c as unknown as Record<string, unknown>)[name] !== "function") {
+      c.defineCommand(name, { numberOfKeys, lua });
     }
-  }
+  };
+  for (const name of SCRIPTS) define(name, keys, SOURCES[name]);
+  for (const [name, lua] of Object.entries(CLAIM_SOURCES)) define(name, 1, lua);
   return c;
 }

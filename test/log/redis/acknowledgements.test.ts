@@ -426,10 +426,10 @@ shared.describe("a refused shared copy", () => {
     await rename(a);
     await until(() => b.cache.position.seq === a.cache.position.seq);
     let claimed = 0;
-    const claim = b.log.claim.bind(b.log);
-    b.log.claim = (name) => {
+    const claim = b.log.claimOrAwait.bind(b.log);
+    b.log.claimOrAwait = (name, ms, cost) => {
       claimed++;
-      return claim(name);
+      return claim(name, ms, cost);
     };
     const loads = b.cache.stats().loads;
     const got = await b.cache.resolve("user:1", async () => ({ body: "Lana", tags: ["users#1"] }));

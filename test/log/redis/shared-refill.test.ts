@@ -1,3 +1,4 @@
+import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import type { NodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
 import { redisDemoNodes, until } from "../../helpers/cluster.ts";
@@ -61,6 +62,31 @@ async function firstUser(ec: NodeEdgecache): Promise<string> {
     data: { id: string }[];
   };
   return `/v1/users/${encodeURIComponent(list.data[0]!.id)}`;
+}
+
+/**
+ * Two nodes, a and c, on the log, and a page Redis holds from before a write that shifted
+ * it, which neither holds in memory: each refuses Redis's copy.
+ */
+async function refusedOnTwo() {
+  const open = cluster();
+  const a = await open();
+  const c = await open();
+  const b = await open();
+  await until(() => a.cache.log.nodes?.() === 3 && c.cache.log.nodes?.() === 3);
+  const page = "/v1/orders?sort=-createdAt&limit=2&offset=2";
+  const ids = async (ec: NodeEdgecache) => {
+    const res = await ec.app.request(page);
+    const body = (await res.json()) as { data: { id: string }[] };
+    return { ids: body.data.map((o) => o.id), cache: res.headers.get("cache-status") ?? "" };
+  };
+  expect((await ids(b)).cache).toMatch(/fwd=miss; stored/); // into Redis
+  await b.close(); // nobody else holds it: nothing patches or reloads it after the write
+  await until(() => a.cache.log.nodes?.() === 2 && c.cache.log.nodes?.() === 2);
+  expect((await postNewestOrder(a)).status).toBe(201);
+  await Promise.all([a.cache.drain(), c.cache.drain()]);
+  await until(() => c.cache.position.seq === a.cache.position.seq);
+  return { a, c, ids };
 }
 
 shared.describe("the shared tier after a write", () => {
@@ -167,32 +193,56 @@ shared.describe("the shared tier after a write", () => {
   });
 
   it("two nodes refusing the same old copy load it once: one claims it, the other waits for its copy", async () => {
-    const open = cluster();
-    const a = await open();
-    const c = await open();
-    const b = await open();
-    await until(() => a.cache.log.nodes?.() === 3 && c.cache.log.nodes?.() === 3);
-    const page = "/v1/orders?sort=-createdAt&limit=2&offset=2";
-    const ids = async (ec: NodeEdgecache) => {
-      const res = await ec.app.request(page);
-      const body = (await res.json()) as { data: { id: string }[] };
-      return { ids: body.data.map((o) => o.id), cache: res.headers.get("cache-status") ?? "" };
-    };
-    expect((await ids(b)).cache).toMatch(/fwd=miss; stored/); // into Redis
-    await b.close(); // nobody else holds it: nothing patches or reloads it after the write
-    await until(() => a.cache.log.nodes?.() === 2 && c.cache.log.nodes?.() === 2);
-    expect((await postNewestOrder(a)).status).toBe(201);
-    await Promise.all([a.cache.drain(), c.cache.drain()]);
-    await until(() => c.cache.position.seq === a.cache.position.seq);
-
+    const { a, c, ids } = await refusedOnTwo();
     // Both read the shifted page at once: Redis holds it from before the insert.
     const loads = () => a.cache.stats().loads + c.cache.stats().loads;
-    const before = { loads: loads(), awaited: a.cache.stats().awaited + c.cache.stats().awaited };
+    // The waiter's read counts as a hit (of the loader's copy), the loader's as a miss.
+    const readCommands = () =>
+      [a, c].reduce(
+        (n, x) => n + x.cache.stats().redis.commands.miss + x.cache.stats().redis.commands.hit,
+        0,
+      );
+    const before = {
+      loads: loads(),
+      awaited: a.cache.stats().awaited + c.cache.stats().awaited,
+      commands: readCommands(),
+    };
     const [fromA, fromC] = await Promise.all([ids(a), ids(c)]);
     expect(fromA.ids).toEqual(fromC.ids);
     expect(loads() - before.loads).toBe(1);
     expect(a.cache.stats().awaited + c.cache.stats().awaited - before.awaited).toBe(1);
     expect([fromA.cache, fromC.cache].filter((s) => /^edgecache; hit/.test(s))).toHaveLength(1);
+    // The loader: its GET, the claim, the log's head, the copy and word that it is in; the
+    // waiter: its GET, the claim, and one more GET once told (not one every few ms).
+    await Promise.all([a.cache.drain(), c.cache.drain()]);
+    expect(readCommands() - before.commands).toBe(5 + 3);
+  });
+
+  it("a node waiting for another's reload reads Redis once more, however long that reload takes", async () => {
+    const { c, ids } = await refusedOnTwo();
+    // Another node claimed the page's reload at c's position and takes its time over it.
+    const redis = new Redis(shared.url);
+    cleanup.push(() => void redis.disconnect());
+    const keys = await redis.keys("test:*");
+    const copy = keys.find((k) => k.includes("offset=2") && !k.includes("claim:"))!;
+    const [, prefix, key] = /^(test:[^:]+:)(.*)$/.exec(copy)!;
+    const claim = `${prefix}claim:${c.cache.position.seq}:${key}`;
+    await redis.hset(claim, "by", "slow");
+    await redis.pexpire(claim, 600);
+
+    const miss = () => c.cache.stats().redis.commands.miss;
+    // A plain miss on c, for comparison: its GET, the log's head and the copy.
+    const plain = miss();
+    const other = await c.app.request("/v1/orders?sort=-createdAt&limit=1");
+    expect(other.headers.get("cache-status")).toMatch(/fwd=miss/);
+    await c.cache.drain();
+    const plainCost = miss() - plain;
+
+    const waiting = miss();
+    expect((await ids(c)).cache).toMatch(/fwd=miss/); // nobody's copy came: c loaded it
+    await c.cache.drain();
+    // The claim and one more GET at the end of the wait, beside what a plain miss sends.
+    expect(miss() - waiting - plainCost).toBe(2);
   });
 
   it.each([
