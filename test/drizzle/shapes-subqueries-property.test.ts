@@ -161,6 +161,13 @@ function select(h: Db, db: AnyDb, r: Read) {
   };
   switch (r.shape) {
     case "count": {
+      if (r.limit !== undefined) {
+        // Counted over a page of a derived table, as Prisma counts with `take` and `skip`.
+        let inner = db.select({ id: arts.id }).from(arts).$dynamic();
+        if (where) inner = inner.where(where);
+        const sub = page(inner.orderBy(dir(arts.a), dir(arts.id))).as("sub");
+        return db.select({ n: sql<number>`count(*)`.mapWith(Number) }).from(sub);
+      }
       const q = db
         .select({ n: sql<number>`count(*)`.mapWith(Number) })
         .from(arts)

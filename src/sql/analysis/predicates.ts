@@ -270,6 +270,13 @@ export function operand(v: unknown, scope: Scope): unknown {
       return typeof v.value === "string" && !/['\\]/.test(v.value) ? v.value : NO_VALUE;
     case "null":
       return null;
+    case "binary_expr": {
+      // `? || '%'` (Prisma's startsWith): text joined to text is that text.
+      if (v.operator !== "||") return NO_VALUE;
+      const left = operand(v.left, scope);
+      const right = operand(v.right, scope);
+      return typeof left === "string" && typeof right === "string" ? left + right : NO_VALUE;
+    }
     default:
       return NO_VALUE;
   }

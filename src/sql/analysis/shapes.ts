@@ -163,6 +163,8 @@ function analyse(
   }
   const from = select.from;
   if (!Array.isArray(from) || from.length === 0) throw new Fallback("unknown-table");
+  const inner = aggregatedSelect(select);
+  if (inner) return aggregateOver(select, analyse(inner, params, dialect, schema));
   for (const f of from) if (isNode(f) && (f.expr || f.ast)) throw new Fallback("subquery");
   for (const f of from)
     if (!isNode(f) || typeof f.table !== "string") throw new Fallback("unknown-table");
@@ -312,6 +314,51 @@ function hasAggregate(v: unknown): boolean {
     if (AGGREGATES.has(String(name).toLowerCase())) return true;
   }
   return Object.values(v).some(hasAggregate);
+}
+
+/**
+ * The select of `SELECT COUNT(*) FROM (SELECT ...) AS sub`: one derived table, and only
+ * aggregates over it (Prisma counts so, its `take` and `skip` inside). Undefined otherwise.
+ */
+function aggregatedSelect(select: Node): Node | undefined {
+  const from = select.from as unknown[];
+  const only = from.length === 1 && isNode(from[0]) ? from[0] : undefined;
+  const inner = only && isNode(only.expr) && isNode(only.expr.ast) ? only.expr.ast : undefined;
+  if (!inner || select.where || select.groupby || select.orderby) return undefined;
+  const columns = select.columns;
+  if (!Array.isArray(columns) || columns.length === 0) return undefined;
+  const aggregates = columns.every(
+    (c) => isNode(c) && isNode(c.expr) && c.expr.type === "aggr_func" && !c.expr.over,
+  );
+  return aggregates ? inner : undefined;
+}
+
+/**
+ * Aggregates over the rows of a derived table (`aggregatedSelect`): one row that any
+ * change of a row the inner select matches may change, whatever its window (a count of a
+ * page changes when a row enters the predicate anywhere before it), so its lists are the
+ * inner select's predicates without a window. Inner joins or groups fall back: their rows
+ * are not in the result to register them by.
+ */
+function aggregateOver(select: Node, inner: Omit<SqlShape, "tables">): Omit<SqlShape, "tables"> {
+  const lists = inner.lists;
+  if (inner.fallback || !lists) return inner;
+  if (lists.joins || lists.grouping) throw new Fallback("subquery");
+  const names = outputNames(select.columns);
+  return {
+    // The window is gone: what made it unordered no longer narrows anything.
+    widened: inner.widened.filter((w) => w !== "order"),
+    lists: {
+      ...lists,
+      columns: names.map(() => undefined),
+      names,
+      sort: [{ column: lists.primaryKey, desc: false }],
+      ordered: false,
+      offset: 0,
+      limit: NO_LIMIT,
+      grouping: "aggregate",
+    },
+  };
 }
 
 /**

@@ -278,6 +278,68 @@ describe("sqlShape: what a select depends on", () => {
   });
 });
 
+describe("Prisma's spellings", () => {
+  const prisma = (sql: string, params: unknown[]) => sqlShape(sql, params, "sqlite", schema);
+
+  it("SQLite columns named main.table.column (as Prisma writes them) read as the table's", () => {
+    const s = prisma(
+      "SELECT `main`.`users`.`id`, `main`.`users`.`name` FROM `main`.`users` WHERE (`main`.`users`.`id` = ? AND 1=1) LIMIT ? OFFSET ?",
+      [7, 1, 0],
+    );
+    expect(s.fallback).toBeUndefined();
+    expect(s.widened).toEqual([]);
+    expect(s.lists?.rowIds).toEqual([7]);
+    // Another schema's name is left as written (and the grammar refuses it).
+    expect(namePlaceholders('SELECT "aux"."t"."c" FROM "aux"."t"')).toBe(
+      'SELECT "aux"."t"."c" FROM "aux"."t"',
+    );
+    expect(namePlaceholders("SELECT 'main.t.c' FROM t")).toBe("SELECT 'main.t.c' FROM t");
+  });
+
+  it("1=1 is TRUE and 1=0 FALSE, exactly", () => {
+    const s = prisma("SELECT id FROM users WHERE 1=0 OR age = ?", [3]);
+    expect(s.widened).toEqual([]);
+    expect(s.lists?.disjuncts).toEqual([[{ column: "age", op: "eq", value: 3 }]]);
+  });
+
+  it("LIKE (? || '%'), Prisma's startsWith, is the prefix it spells", () => {
+    const s = prisma("SELECT id FROM users WHERE name LIKE (? || '%') ORDER BY id", ["B1"]);
+    expect(s.widened).toEqual([]);
+    expect(s.lists?.disjuncts).toEqual([
+      [{ column: "name", op: "prefix", value: "b1" }],
+      [{ column: "name", op: "prefix", value: "B1" }],
+    ]);
+    // A number joined to text is not read: SQLite would turn it into text first.
+    expect(prisma("SELECT id FROM users WHERE name LIKE (? || '%')", [1]).widened).toEqual([
+      "expression",
+    ]);
+  });
+
+  it("a count over a page of a derived table depends on every row its predicate matches", () => {
+    const s = prisma(
+      "SELECT COUNT(*) AS `_count$_all` FROM (SELECT `main`.`orders`.`id` FROM `main`.`orders` WHERE `main`.`orders`.`user_id` = ? LIMIT ? OFFSET ?) AS `sub`",
+      [5, 10, 20],
+    );
+    expect(s.fallback).toBeUndefined();
+    expect(s.tables).toEqual(["orders"]);
+    expect(s.lists).toMatchObject({
+      grouping: "aggregate",
+      disjuncts: [[{ column: "user_id", op: "eq", value: 5 }]],
+      offset: 0,
+      limit: NO_LIMIT,
+    });
+    const { lists } = registrationOf(s, [{ _count$_all: 3 }]);
+    const row = (user_id: number) => ({ id: 99, user_id, total: 1, note: "x" });
+    expect(matches(row(5), lists[0]!.filters)).toBe(true);
+    expect(matches(row(6), lists[0]!.filters)).toBe(false);
+    expect(lists[0]).toMatchObject({ offset: 0, limit: NO_LIMIT });
+    // Aggregates beside a bare column, or a join inside, are not read this way.
+    expect(prisma("SELECT COUNT(*), sub.id FROM (SELECT id FROM orders) AS sub", []).fallback).toBe(
+      "subquery",
+    );
+  });
+});
+
 describe("the dependency index holds several lists of one key on one table", () => {
   it("a write matching any disjunct of an OR drops the entry", () => {
     const index = new DependencyIndex();
