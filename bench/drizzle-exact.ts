@@ -11,6 +11,11 @@
  *   npm run bench:drizzle-exact              # 2,000 users, 10,000 orders, 10,000 requests
  *   npm run bench:drizzle-exact -- --quick   # 2,000 requests
  *   npm run bench:drizzle-exact -- --drivers d1 --out bench/results/drizzle-exact-d1
+ *   npm run bench:orm-exact                  # Drizzle, Kysely and Prisma (--orms)
+ *
+ * Kysely (edgecache/kysely) and Prisma (edgecache/prisma) run the same reads and writes on
+ * a SQLite file through better-sqlite3 and on PostgreSQL through node-postgres
+ * (bench/drizzle-exact/orms.ts), in the capture and table-level modes.
  *
  * The default run takes all three drivers: 5 to 6 minutes on 2 shared cores, D1 more than
  * half of it (each operation is a request to the Worker).
@@ -19,14 +24,23 @@
  * edgecache following capture read anything stale.
  *
  * Flags: --users n, --orders n, --requests n, --connections n, --ratios 0.05,0.1, --seed n,
- * --drivers libsql,postgres-js,d1, --modes capture,tables,table-keyed, --around-every n,
+ * --orms drizzle,kysely,prisma (drizzle), --drivers libsql,postgres-js,d1,better-sqlite3,pg
+ * (each ORM runs on those of its own), --modes capture,tables,table-keyed, --around-every n,
  * --pg-text-order collate-c|plain (PostgreSQL reads order text `collate "C"` or plainly),
  * --pg postgres://..., --out path, --quick.
  */
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import { DRIVERS, type Driver } from "./drizzle-exact/databases.ts";
-import { type ExactRecord, MODES, type Mode, runDrizzleExact } from "./drizzle-exact/run.ts";
+import {
+  type ExactRecord,
+  MODES,
+  type Mode,
+  ORM_DRIVERS,
+  ORMS,
+  type Orm,
+  runDrizzleExact,
+} from "./drizzle-exact/run.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
 import { readSmallWorkloadFlags, workloadFlags } from "./workload/flags.ts";
@@ -38,6 +52,7 @@ const options = readFlags(() => {
   const { values } = parseArgs({
     options: {
       ...workloadFlags({ ratios: "0.05,0.1", out: "bench/results/drizzle-exact" }),
+      orms: { type: "string", default: "drizzle" },
       drivers: { type: "string", default: DRIVERS.join(",") },
       modes: { type: "string", default: MODES.join(",") },
       "around-every": { type: "string", default: "2" },
@@ -58,6 +73,7 @@ const options = readFlags(() => {
   return {
     pgCollateC: order === "collate-c",
     ...readSmallWorkloadFlags(values, { quick: "2000", full: "10000" }),
+    orms: some<Orm>("orms", values.orms, ORMS),
     drivers: some<Driver>("drivers", values.drivers, DRIVERS),
     modes: some<Mode>("modes", values.modes, MODES),
     aroundEvery: positiveInt("around-every", values["around-every"]),
@@ -78,6 +94,17 @@ const WHERE: Record<Driver, string> = {
   libsql: "libSQL (a file)",
   "postgres-js": "postgres.js (a schema of its own in the local PostgreSQL)",
   d1: "D1 (a local database inside workerd, the application a Worker there)",
+  "better-sqlite3": "a SQLite file through better-sqlite3",
+  pg: "node-postgres (a schema of its own in the local PostgreSQL)",
+};
+
+/** How each ORM's edgecache entry is set up in the capture and table-level modes. */
+const SETUPS: Record<Orm, string> = {
+  drizzle: "",
+  kysely:
+    "- **Kysely**: `new Kysely({ dialect: kyselyCache(new SqliteDialect({ database }) or new PostgresDialect({ pool }), { client, tiers: [memoryStore()], capture }) })`, selecting the tables' columns by name; with capture installed, or `capture: false` for table level (bench/drizzle-exact/orms.ts).",
+  prisma:
+    "- **Prisma**: `new PrismaClient({ adapter: prismaCache(new PrismaBetterSqlite3({ url }) or new PrismaPg(..., { schema }), { tiers: [memoryStore()], capture }) })`, items by `findFirst` (Prisma batches concurrent `findUnique`s into one statement, which the bench would count for one request), lists by `findMany` (`startsWith` for a prefix), writes by `updateMany`, `create` and `deleteMany`; PostgreSQL's text orders are plain, since Prisma has no `collate`.",
 };
 
 const D1_SETUP = `On D1 the application is a Worker inside workerd (miniflare, offline; bench/drizzle-exact/d1-entry.ts), set up as docs/guides/drizzle.md's "On Workers" does: \`withTransactions(drizzle(env.DB, { cache }))\` with \`drizzleCache({ tiers: [memoryStore()], log: durableChangeLog({ namespace: env.CHANGE_LOG }), strategy: "all" })\`, \`log.sync()\` before each request, \`ctx.waitUntil(cache.engine.drain())\` after it (the cache's background reloads run in the request that started them and would end with it), and under capture \`installD1Capture(env.DB)\`: the change log's Durable Object drains D1's change table on its alarm (the default 1 s) and at once when a Drizzle mutation or \`catchUp()\` asks. This process sends the Worker one request per operation, running the same queries (bench/drizzle-exact/queries.ts); the oracle's fresh reads are uncached Drizzle selects in the Worker. A write around the ORM is \`env.DB.prepare(sql).bind(...).run()\` in the Worker, then \`cache.catchUp()\`. The table-level mode uses the same log, the Upstash-style model none. D1's captured changes reach the isolate through the object's log, not in SQLite's commit order, so a cached result a write touches is removed (and reloaded if hot), never patched in place as on libSQL.`;
@@ -101,7 +128,7 @@ const path = writeResults(options.out, json, markdown(records));
 console.log(`\n${table(records)}\n\nwrote ${path}.json and .md in ${seconds} s`);
 for (const r of records.filter((r) => r.staleSamples.length > 0).slice(0, 6)) {
   console.log(
-    `stale under ${r.driver} ${r.mode} at ${pctLabel(r.writeRatio)}:`,
+    `stale under ${r.orm} on ${r.driver} ${r.mode} at ${pctLabel(r.writeRatio)}:`,
     JSON.stringify(r.staleSamples[0]),
   );
 }
@@ -138,11 +165,11 @@ function pct(x: number, digits = 1): string {
 function table(records: ExactRecord[]): string {
   const rows = records.map(
     (r) =>
-      `| ${r.driver} | ${pctLabel(r.writeRatio)} | ${NAMES[r.mode]} | ${pct(r.hitRate)} | ${pct(r.entriesKeptPerWrite, 2)} (${r.removedPerWrite} of ${r.entriesMean}) | ${r.staleReads} of ${r.reads} | ${r.dbQueriesPerRequest.toFixed(3)} + ${r.captureQueriesPerRequest.toFixed(3)} | ${r.writes} (${r.aroundWrites} around) | ${r.errors} |`,
+      `| ${r.orm} | ${r.driver} | ${pctLabel(r.writeRatio)} | ${NAMES[r.mode]} | ${pct(r.hitRate)} | ${pct(r.entriesKeptPerWrite, 2)} (${r.removedPerWrite} of ${r.entriesMean}) | ${r.staleReads} of ${r.reads} | ${r.dbQueriesPerRequest.toFixed(3)} + ${r.captureQueriesPerRequest.toFixed(3)} | ${r.writes} (${r.aroundWrites} around) | ${r.errors} |`,
   );
   return [
-    "| driver | writes | cache | hit rate | entries kept per write (removed of cached) | stale reads | DB statements / request (+ capture's) | writes | errors |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| ORM | driver | writes | cache | hit rate | entries kept per write (removed of cached) | stale reads | DB statements / request (+ capture's) | writes | errors |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ...rows,
   ].join("\n");
 }
@@ -159,13 +186,18 @@ function registrations(records: ExactRecord[]): string[] {
         .sort((a, b) => b[1] - a[1])
         .map(([k, v]) => `${k} ${v}`)
         .join(", ");
-      return `- ${r.driver}, ${pctLabel(r.writeRatio)}, ${NAMES[r.mode]}: ${g.exact} exact, ${g.widened} widened, ${g.table} at table level${reasons ? ` (${reasons})` : ""}${r.captureLagP99 !== undefined ? `; capture lag p99 ${r.captureLagP99} ms` : ""}; ${r.fenced ?? 0} results fenced; misses by read: ${misses}`;
+      return `- ${r.orm} on ${r.driver}, ${pctLabel(r.writeRatio)}, ${NAMES[r.mode]}: ${g.exact} exact, ${g.widened} widened, ${g.table} at table level${reasons ? ` (${reasons})` : ""}${r.captureLagP99 !== undefined ? `; capture lag p99 ${r.captureLagP99} ms` : ""}; ${r.fenced ?? 0} results fenced; misses by read: ${misses}`;
     });
 }
 
 function targetLines(records: ExactRecord[]): string[] {
-  return options.drivers.map((driver) => {
-    const mine = records.filter((r) => r.driver === driver && r.mode === "capture");
+  const runs = options.orms.flatMap((orm) =>
+    options.drivers.filter((d) => ORM_DRIVERS[orm].includes(d)).map((driver) => ({ orm, driver })),
+  );
+  return runs.map(({ orm, driver }) => {
+    const mine = records.filter(
+      (r) => r.orm === orm && r.driver === driver && r.mode === "capture",
+    );
     const stale = mine.reduce((n, r) => n + r.staleReads, 0);
     const parts = [`stale reads ${stale} (${stale === 0 ? "met" : "MISSED"})`];
     const check = (name: string, value: number, target: number) =>
@@ -179,21 +211,26 @@ function targetLines(records: ExactRecord[]): string[] {
         check(`kept per write at ${pctLabel(r.writeRatio)}`, r.entriesKeptPerWrite, TARGETS.kept),
       );
     }
-    return `- **${driver}**: ${parts.join("; ")}.`;
+    return `- **${orm} on ${driver}**: ${parts.join("; ")}.`;
   });
 }
 
 function markdown(records: ExactRecord[]): string {
-  return `# Drizzle, exact: the workload through Drizzle, with writes around the ORM
+  const orms = options.orms.map(
+    (o) => ({ drizzle: "Drizzle", kysely: "Kysely", prisma: "Prisma" })[o],
+  );
+  const used = options.drivers.filter((d) => options.orms.some((o) => ORM_DRIVERS[o].includes(d)));
+  const others = options.orms.filter((o) => o !== "drizzle").map((o) => SETUPS[o]);
+  return `# ${listed(orms)}, exact: the workload through the ORM, with writes around it
 
 ${new Date(started).toISOString()}, ${describeCode(git)}. Node ${process.version}, ${cpus().length} CPUs shared with other work. ${seconds} s in all.
 
-bench:workload's data and request sequences (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders, ${options.requests.toLocaleString("en-US")} requests per run, seed ${options.seed}) made as Drizzle queries by ${options.connections} concurrent callers, on ${listed(options.drivers.map((d) => WHERE[d]))}. One write in ${options.aroundEvery} (updates, inserts and deletes alike) is made around the ORM: straight SQL on another connection. Each cache is warmed with every read of its sequence once; each run starts from a fresh copy of the data.
+bench:workload's data and request sequences (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders, ${options.requests.toLocaleString("en-US")} requests per run, seed ${options.seed}) made as ${listed(orms)} queries by ${options.connections} concurrent callers, on ${listed(used.map((d) => WHERE[d]))}. One write in ${options.aroundEvery} (updates, inserts and deletes alike) is made around the ORM: straight SQL on another connection. Each cache is warmed with every read of its sequence once; each run starts from a fresh copy of the data.
 
 - **edgecache, capture**: \`withTransactions(drizzle(client, { cache: drizzleCache({ tiers: [memoryStore()], strategy: "all" }) }))\` with capture installed (\`npx edgecache capture install\`): reads register their rows, predicates and windows from their SQL; every change, through Drizzle or around it, reaches the planner with its rows.
 - **edgecache, table level**: the same with \`withTransactions(db, { capture: false })\` and no capture: a mutation through Drizzle empties its tables.
 - **Upstash-style**: a model of drizzle-orm's Upstash cache in memory (bench/drizzle-exact/table-keyed-cache.ts, a subclass of drizzle-orm's \`Cache\`): results keyed by the query's hash, a mutation through Drizzle deletes every cached query of its tables; no TTL (its best case), no write fence.
-
+${others.length > 0 ? `\nThe other ORMs' applications make the same reads and writes, in the capture and table-level modes:\n\n${others.join("\n")}\n` : ""}
 ${options.drivers.includes("postgres-js") ? `${options.pgCollateC ? 'On PostgreSQL, reads order text columns `collate "C"`, as docs/guides/drizzle.md advises (PostgreSQL orders text by its collation; the planner follows a text order by code point only): `--pg-text-order plain` measures the plain form.' : "On PostgreSQL, reads order text columns plainly (`--pg-text-order plain`): the planner cannot follow such an order, so those windows are dropped (widened `collation`)."}\n\n` : ""}
 ${options.drivers.includes("d1") ? `${D1_SETUP}\n\n` : ""}The two baselines never hear of a write made around the ORM, nor of the orders a user's delete cascades to: their stale reads are what that costs, not a fault of the bench.
 

@@ -26,12 +26,13 @@ import { postgresSource } from "../../src/sources/postgres.ts";
 import { type AnyDb, type DrizzleTables, sqliteTables } from "./queries.ts";
 import type { StatementCounter } from "./statements.ts";
 
-export const DRIVERS = ["libsql", "postgres-js", "d1"] as const;
+/** Drizzle's three (libSQL, postgres.js, D1), and those Kysely and Prisma run on here. */
+export const DRIVERS = ["libsql", "postgres-js", "d1", "better-sqlite3", "pg"] as const;
 export type Driver = (typeof DRIVERS)[number];
 
 /** A database in this process (libSQL or postgres.js); d1.ts runs D1 inside workerd. */
 export interface BenchDatabase extends DrizzleTables {
-  driver: Exclude<Driver, "d1">;
+  driver: "libsql" | "postgres-js";
   /** A Drizzle database on a client of its own, with `cache`; `counter` counts its statements. */
   app(cache: Cache | undefined, counter: StatementCounter): AnyDb;
   /** Straight SQL on another connection (`?` placeholders), counted. */
@@ -40,6 +41,8 @@ export interface BenchDatabase extends DrizzleTables {
   fresh: AnyDb;
   /** Installs change capture on both tables, as `npx edgecache capture install` does. */
   installCapture(): Promise<void>;
+  /** Where the data is, for the other ORMs' clients (orms.ts): a SQLite file, or a schema. */
+  location: { path: string } | { url: string; schema: string };
   close(): Promise<void>;
 }
 
@@ -77,6 +80,7 @@ export async function libsqlDatabase(template: string, name: string): Promise<Be
       await side.execute({ sql, args: params as never[] });
     },
     fresh: drizzleLibsql(open()),
+    location: { path },
     installCapture: async () => {
       await promisify(execFile)(BIN, ["capture", "install", "--db", path]);
     },
@@ -156,6 +160,7 @@ export async function postgresJsDatabase(
       );
     },
     fresh: drizzlePostgresJs(freshClient),
+    location: { url, schema: schemaName },
     async installCapture() {
       const source = await postgresSource({ url, schema: schemaName, max: 1 });
       await source.installCapture();

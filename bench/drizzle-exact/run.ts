@@ -13,8 +13,25 @@ import type { Mode } from "./app.ts";
 import { type Contestant, openInProcess } from "./contestant.ts";
 import { openOnD1 } from "./d1.ts";
 import { type Driver, libsqlDatabase, postgresJsDatabase } from "./databases.ts";
+import { type Orm, openOrm } from "./orms.ts";
 
 export { MODES, type Mode } from "./app.ts";
+export { ORMS, type Orm } from "./orms.ts";
+
+/**
+ * The drivers each ORM runs on here: Drizzle on libSQL, postgres.js and D1; Kysely and
+ * Prisma on a SQLite file through better-sqlite3 and on PostgreSQL through node-postgres.
+ */
+export const ORM_DRIVERS: Record<Orm, readonly Driver[]> = {
+  drizzle: ["libsql", "postgres-js", "d1"],
+  kysely: ["better-sqlite3", "pg"],
+  prisma: ["better-sqlite3", "pg"],
+};
+
+/** The modes each ORM is measured in: the Upstash-style model is Drizzle's. */
+function modesOf(orm: Orm, modes: readonly Mode[]): Mode[] {
+  return orm === "drizzle" ? [...modes] : modes.filter((m) => m !== "table-keyed");
+}
 
 export interface ExactOptions {
   users: number;
@@ -23,6 +40,8 @@ export interface ExactOptions {
   writeRatios: number[];
   connections: number;
   seed: number;
+  /** The ORMs whose applications run (Drizzle alone by default). */
+  orms?: readonly Orm[];
   drivers: readonly Driver[];
   modes: readonly Mode[];
   /** PostgreSQL URL (the database the postgres-js runs make their schemas in). */
@@ -35,6 +54,7 @@ export interface ExactOptions {
 }
 
 export interface ExactRecord {
+  orm: Orm;
   driver: Driver;
   mode: Mode;
   writeRatio: number;
@@ -84,18 +104,20 @@ export async function runDrizzleExact(options: ExactOptions): Promise<ExactRecor
   // The generated SQLite database: libSQL runs copy it, postgres-js runs seed the same rows.
   const { template, data } = prepareDatabase(options, log);
   let n = 0;
-  for (const driver of options.drivers) {
-    for (const [writeRatio, ops] of sequences(data, options)) {
-      for (const mode of options.modes) {
-        const c = await open(driver, mode, `${mode}_${++n}`, template, options);
-        try {
-          const record = await runOne(c, driver, mode, writeRatio, ops, data, options);
-          records.push(record);
-          log(
-            `${driver}, ${pctLabel(writeRatio)} writes, ${mode}: hit rate ${(record.hitRate * 100).toFixed(1)}%, stale ${record.staleReads}, kept/write ${(record.entriesKeptPerWrite * 100).toFixed(2)}%, ${record.dbQueriesPerRequest.toFixed(3)} queries/request`,
-          );
-        } finally {
-          await c.close();
+  for (const orm of options.orms ?? ["drizzle"]) {
+    for (const driver of options.drivers.filter((d) => ORM_DRIVERS[orm].includes(d))) {
+      for (const [writeRatio, ops] of sequences(data, options)) {
+        for (const mode of modesOf(orm, options.modes)) {
+          const c = await open(orm, driver, mode, `${mode}_${++n}`, template, options);
+          try {
+            const record = await runOne(c, driver, mode, writeRatio, ops, data, options);
+            records.push({ orm, ...record });
+            log(
+              `${orm} on ${driver}, ${pctLabel(writeRatio)} writes, ${mode}: hit rate ${(record.hitRate * 100).toFixed(1)}%, stale ${record.staleReads}, kept/write ${(record.entriesKeptPerWrite * 100).toFixed(2)}%, ${record.dbQueriesPerRequest.toFixed(3)} queries/request`,
+            );
+          } finally {
+            await c.close();
+          }
         }
       }
     }
@@ -103,8 +125,9 @@ export async function runDrizzleExact(options: ExactOptions): Promise<ExactRecor
   return records;
 }
 
-/** `mode` over a fresh copy of the data on `driver`, named `name`. */
+/** `orm`'s application in `mode` over a fresh copy of the data on `driver`, named `name`. */
 async function open(
+  orm: Orm,
   driver: Driver,
   mode: Mode,
   name: string,
@@ -113,10 +136,12 @@ async function open(
 ): Promise<Contestant> {
   if (driver === "d1") return openOnD1(template, mode);
   const db =
-    driver === "libsql"
+    driver === "libsql" || driver === "better-sqlite3"
       ? await libsqlDatabase(template, name)
       : await postgresJsDatabase(options.pg, name, options, options.pgCollateC);
-  return openInProcess(db, mode);
+  if (orm === "drizzle") return openInProcess(db, mode);
+  if (mode === "table-keyed") throw new Error(`[bench] ${orm}: no Upstash-style mode`);
+  return openOrm(orm, db, mode, options.pgCollateC);
 }
 
 async function runOne(
@@ -127,7 +152,7 @@ async function runOne(
   ops: Op[],
   data: InitialData,
   options: ExactOptions,
-): Promise<ExactRecord> {
+): Promise<Omit<ExactRecord, "orm">> {
   // Warmed with every read of the sequence once, as bench:workload warms its caches.
   const reads = new Map<string, ReadOp>();
   for (const op of ops) if (op.kind === "read") reads.set(op.path, op);
