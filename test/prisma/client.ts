@@ -20,8 +20,18 @@ export type AnyPrismaClient = any;
 export async function prismaClientClass(
   provider: Provider,
 ): Promise<new (options: { adapter: unknown }) => AnyPrismaClient> {
-  const out = join(ROOT, ".scratch", "prisma", provider);
-  const schema = join(ROOT, "test", "prisma", `schema.${provider}.prisma`);
+  const entry = generatedClient(provider);
+  const module = (await import(pathToFileURL(entry).href)) as { PrismaClient: never };
+  return module.PrismaClient;
+}
+
+/**
+ * The entry (client.ts) of the client generated from schema.<name>.prisma: "sqlite" and
+ * "postgresql" for Node.js, "d1" for workerd (bundled into a Worker, test/prisma/d1-worker.ts).
+ */
+export function generatedClient(name: Provider | "d1"): string {
+  const out = join(ROOT, ".scratch", "prisma", name);
+  const schema = join(ROOT, "test", "prisma", `schema.${name}.prisma`);
   const entry = join(out, "client.ts");
   // Made again when the schema changed since.
   if (!existsSync(entry) || statSync(entry).mtimeMs < statSync(schema).mtimeMs) {
@@ -36,8 +46,7 @@ export async function prismaClientClass(
       stdio: "pipe",
     });
   }
-  const module = (await import(pathToFileURL(entry).href)) as { PrismaClient: never };
-  return module.PrismaClient;
+  return entry;
 }
 
 /** The models' tables as Prisma's migrations would make them (`schema` qualifies PostgreSQL's). */
