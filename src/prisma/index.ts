@@ -118,7 +118,11 @@ export function prismaCache(
         if (!inner) throw new Error("[edgecache] [prisma] reloaded while disconnected");
         return inner.queryRaw({ sql, ...(keyed as QueryArgs) });
       },
-      form: { ...RESULT_SET, patchable: (result) => patchable(result.columnTypes, dialect) },
+      form: {
+        ...RESULT_SET,
+        patchable: (result) =>
+          !TYPES_FROM_VALUES.test(factory.adapterName) && patchable(result.columnTypes, dialect),
+      },
     },
     options,
   );
@@ -162,7 +166,11 @@ function dialectOf(provider: unknown): SqlDialect {
   );
 }
 
-/** The adapter's own client: node-postgres' `underlyingDriver()`, or its `client` field. */
+/**
+ * The adapter's own client: node-postgres' `underlyingDriver()`, or its `client` field
+ * (better-sqlite3's `Database`; D1's binding, where D1's HTTP adapter holds an HTTP client
+ * edgecache does not know, so that one goes by tables).
+ */
 function underlying(adapter: SqlDriverAdapter): unknown {
   const a = adapter as { underlyingDriver?: () => unknown; client?: unknown };
   return typeof a.underlyingDriver === "function" ? a.underlyingDriver() : a.client;
@@ -279,9 +287,15 @@ class CachingTransaction implements Transaction {
     }
   }
 
-  rollback(): Promise<void> {
-    this.#session.end();
-    return this.#inner.rollback();
+  async rollback(): Promise<void> {
+    const written = this.#session.end();
+    try {
+      await this.#inner.rollback();
+    } finally {
+      // An adapter without transactions (D1's: `usePhantomQuery`) ran each statement as it
+      // came and undoes none: what they wrote stands, and is settled as if committed.
+      if (this.options.usePhantomQuery) await this.#session.settle(written);
+    }
   }
 }
 
@@ -330,6 +344,13 @@ const PATCHABLE: Record<SqlDialect, ReadonlySet<ColumnType>> = {
   // node-postgres gives int8 as text, which capture records as a number.
   postgres: new Set<ColumnType>([0, 2, 3, 5, 6, 7, 12, 15]),
 };
+
+/**
+ * Adapters that tell a column's type by the values they return (D1's: an empty result has no
+ * columns, a column of nulls is Int32, a string like a date is DateTime): a result patched
+ * with other values could need other types, so theirs are read again instead.
+ */
+const TYPES_FROM_VALUES = /^@prisma\/adapter-d1\b/;
 
 /**
  * Whether a result may be patched in place from captured rows: only when each column's

@@ -1,18 +1,42 @@
-import { build } from "esbuild";
+import { readFileSync } from "node:fs";
+import { basename, resolve } from "node:path";
+import { build, type Plugin } from "esbuild";
 import { Miniflare, type MiniflareOptions } from "miniflare";
+
+/** How an entry is bundled beyond the defaults. */
+export interface BundleOptions {
+  /** Module names resolved to files: a generated module the entry imports by a name of its own. */
+  aliases?: Record<string, string>;
+}
 
 /**
  * Bundles a Worker entry for the browser platform (a Node built-in anywhere in what it
- * imports fails the build) and runs it inside workerd.
+ * imports fails the build) and runs it inside workerd. A `.wasm?module` import (Prisma's
+ * query compiler) becomes a compiled WebAssembly module beside the script, as wrangler
+ * makes it: workerd compiles no WebAssembly from bytes at run time.
  */
 export async function startWorker(
   entry: URL,
   options: Partial<MiniflareOptions> = {},
+  bundleOptions: BundleOptions = {},
 ): Promise<Miniflare> {
+  const { script, wasm } = await bundleModules(entry, [], bundleOptions);
+  const code =
+    wasm.length === 0
+      ? { script, modules: true }
+      : {
+          modules: [
+            { type: "ESModule", path: "worker.mjs", contents: script },
+            ...wasm.map((w) => ({
+              type: "CompiledWasm",
+              path: w.name,
+              contents: readFileSync(w.file),
+            })),
+          ],
+        };
   return new Miniflare({
     ...options,
-    modules: true,
-    script: await bundle(entry),
+    ...code,
     compatibilityDate: COMPATIBILITY_DATE,
   } as MiniflareOptions);
 }
@@ -25,6 +49,33 @@ export const COMPATIBILITY_DATE = "2025-01-01";
  * `nodejs_als`).
  */
 export async function bundle(entry: URL, external: string[] = []): Promise<string> {
+  const { script, wasm } = await bundleModules(entry, external);
+  if (wasm.length > 0) throw new Error(`${entry.pathname} imports WebAssembly: use startWorker`);
+  return script;
+}
+
+/** The bundled script, and the WebAssembly modules it imports (by name, and their files). */
+async function bundleModules(
+  entry: URL,
+  external: string[],
+  { aliases = {} }: BundleOptions = {},
+): Promise<{ script: string; wasm: { name: string; file: string }[] }> {
+  const wasm: { name: string; file: string }[] = [];
+  const modules: Plugin = {
+    name: "worker-modules",
+    setup(b) {
+      for (const [name, file] of Object.entries(aliases)) {
+        const exact = new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
+        b.onResolve({ filter: exact }, () => ({ path: file }));
+      }
+      b.onResolve({ filter: /\.wasm\?module$/ }, (args) => {
+        const file = resolve(args.resolveDir, args.path.replace(/\?module$/, ""));
+        const name = `${wasm.length}-${basename(file)}`;
+        wasm.push({ name, file });
+        return { path: `./${name}`, external: true };
+      });
+    },
+  };
   const out = await build({
     entryPoints: [entry.pathname],
     bundle: true,
@@ -33,6 +84,7 @@ export async function bundle(entry: URL, external: string[] = []): Promise<strin
     target: "es2022",
     write: false,
     external,
+    plugins: [modules],
   });
-  return out.outputFiles[0]!.text;
+  return { script: out.outputFiles[0]!.text, wasm };
 }

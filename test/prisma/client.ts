@@ -22,11 +22,19 @@ export function prismaClientClass(provider: Provider): Promise<PrismaClientClass
   return generatedClient(join(ROOT, "test", "prisma", `schema.${provider}.prisma`));
 }
 
-/**
- * The `PrismaClient` class generated from `schema` (a path), into the `output` its
- * generator names; generated again when the schema changed since.
- */
+/** The `PrismaClient` class generated from `schema` (a path): see `generatedEntry`. */
 export async function generatedClient(schema: string): Promise<PrismaClientClass> {
+  const entry = generatedEntry(schema);
+  const module = (await import(pathToFileURL(entry).href)) as { PrismaClient: PrismaClientClass };
+  return module.PrismaClient;
+}
+
+/**
+ * The entry (client.ts) of the client generated from `schema` (a path) into the `output`
+ * its generator names; generated again when the schema changed since. Imported in this
+ * process (`generatedClient`), or bundled into a Worker (test/prisma/d1-worker.ts).
+ */
+export function generatedEntry(schema: string): string {
   const output = /\boutput\s*=\s*"([^"]+)"/.exec(readFileSync(schema, "utf8"))?.[1];
   if (!output) throw new Error(`${schema}: its generator names no output`);
   const out = resolve(dirname(schema), output);
@@ -43,8 +51,7 @@ export async function generatedClient(schema: string): Promise<PrismaClientClass
       stdio: "pipe",
     });
   }
-  const module = (await import(pathToFileURL(entry).href)) as { PrismaClient: PrismaClientClass };
-  return module.PrismaClient;
+  return entry;
 }
 
 /** The models' tables as Prisma's migrations would make them (`schema` qualifies PostgreSQL's). */

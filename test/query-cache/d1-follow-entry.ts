@@ -2,7 +2,8 @@
 // test/raw-sql/d1-capture-in-workerd.test.ts and test/kysely/d1-in-workerd.test.ts, and run
 // inside workerd: edgecache/drizzle, edgecache/sql and edgecache/kysely (over kysely-d1's
 // dialect) on D1, following D1 change capture through the change log's Durable Object
-// (which drains D1's change table, EDGECACHE_CAPTURE_MS), as a Worker would use them.
+// (which drains D1's change table, EDGECACHE_CAPTURE_MS), as a Worker would use them. The
+// table, its writes around edgecache and the routes are d1-follow-table.ts's.
 import { and, asc, eq, gt, inArray, isNull, like, or } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
@@ -13,8 +14,8 @@ import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
 import { kyselyCache } from "../../src/kysely/index.ts";
 import { durableChangeLog } from "../../src/log/durable-object.ts";
 import { sqlCache } from "../../src/raw-sql/index.ts";
-import { installD1Capture } from "../../src/sql/d1/capture.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
+import { around, type Env, followingEntry, nameOf, type Op } from "./d1-follow-table.ts";
 
 export { ChangeLogObject };
 
@@ -23,9 +24,6 @@ const users = sqliteTable("users", {
   name: text("name"),
   score: integer("score").notNull(),
 });
-
-// biome-ignore lint/suspicious/noExplicitAny: Cloudflare's binding types are not imported here
-type Env = { DB: any; CHANGE_LOG: any };
 
 interface KyselyDb {
   users: { id: number; name: string | null; score: number };
@@ -47,8 +45,6 @@ function open(env: Env) {
   const freshKysely = new Kysely<KyselyDb>({ dialect: new D1Dialect({ database: env.DB }) });
   return { logs, cache, db, sql, dialect, kysely, freshKysely, fresh: drizzle(env.DB) };
 }
-
-let isolate: ReturnType<typeof open> | undefined;
 
 type Db = ReturnType<typeof open>["fresh"];
 
@@ -134,17 +130,8 @@ const KYSELY_READS = [
       .orderBy("id"),
 ];
 
-interface Op {
-  /** "read", "write" (through the entry), "around" (straight into D1). */
-  kind: "read" | "write" | "around";
-  /** Which read, or which write: 0 update, 1 upsert, 2 delete. */
-  which: number;
-  id: number;
-  value: number;
-}
-
 async function drizzleOp(i: ReturnType<typeof open>, env: Env, op: Op) {
-  const name = op.value % 4 === 3 ? null : `n${op.value % 3}`;
+  const name = nameOf(op);
   if (op.kind === "read") {
     const read = READS[op.which % READS.length]!;
     const cached = await read(i.db as unknown as Db, op.id);
@@ -162,13 +149,13 @@ async function drizzleOp(i: ReturnType<typeof open>, env: Env, op: Op) {
     } else await i.db.delete(users).where(eq(users.id, op.id));
     return {};
   }
-  await around(env, op, name);
+  await around(env, op);
   // Read after the drain caught up: the object drains now, this isolate applies it.
   return { caughtUp: await i.cache.catchUp() };
 }
 
 async function sqlOp(i: ReturnType<typeof open>, env: Env, op: Op) {
-  const name = op.value % 4 === 3 ? null : `n${op.value % 3}`;
+  const name = nameOf(op);
   if (op.kind === "read") {
     const [text, params] = SQL_READS[op.which % SQL_READS.length]!;
     const cached = await i.sql.query(text, params(op.id));
@@ -194,12 +181,12 @@ async function sqlOp(i: ReturnType<typeof open>, env: Env, op: Op) {
     } else await i.sql.execute("delete from users where id = ?", [op.id]);
     return {};
   }
-  await around(env, op, name);
+  await around(env, op);
   return { caughtUp: await i.sql.catchUp() };
 }
 
 async function kyselyOp(i: ReturnType<typeof open>, env: Env, op: Op) {
-  const name = op.value % 4 === 3 ? null : `n${op.value % 3}`;
+  const name = nameOf(op);
   if (op.kind === "read") {
     const read = KYSELY_READS[op.which % KYSELY_READS.length]!;
     const cached = await read(i.kysely, op.id).execute();
@@ -222,64 +209,12 @@ async function kyselyOp(i: ReturnType<typeof open>, env: Env, op: Op) {
     } else await i.kysely.deleteFrom("users").where("id", "=", op.id).execute();
     return {};
   }
-  await around(env, op, name);
+  await around(env, op);
   return { caughtUp: await i.dialect.cache.catchUp() };
 }
 
-const ROUTES = { "/drizzle": drizzleOp, "/sql": sqlOp, "/kysely": kyselyOp } as const;
-
-/** A write made around edgecache, straight through the binding (as `wrangler d1 execute`). */
-async function around(env: Env, op: Op, name: string | null) {
-  const statements = [
-    env.DB.prepare("update users set name = ?, score = ? where id = ?").bind(name, op.value, op.id),
-    env.DB.prepare(
-      "insert into users (id, name, score) values (?, ?, ?) on conflict (id) do update set name = excluded.name, score = excluded.score",
-    ).bind(op.id, name, op.value),
-    env.DB.prepare("delete from users where id = ?").bind(op.id),
-  ];
-  await statements[op.which % 3].run();
-}
-
-export default {
-  async fetch(request: Request, env: Env): Promise<Response> {
-    const path = new URL(request.url).pathname;
-    if (path === "/setup") {
-      const { capture } = (await request.json()) as { capture: boolean };
-      await env.DB.exec(
-        "create table if not exists users (id integer primary key, name text, score integer not null)",
-      );
-      await env.DB.exec("delete from users");
-      const rows = Array.from({ length: 10 }, (_, k) => `(${k + 1}, 'n${k % 3}', ${k * 3})`);
-      await env.DB.exec(`insert into users values ${rows.join(", ")}`);
-      if (capture) await installD1Capture(env.DB);
-      isolate = open(env);
-      return Response.json({});
-    }
-    isolate ??= open(env);
-    const i = isolate;
-    // Apply other writers' records before reading (strict mode: every request).
-    await Promise.all(i.logs.map((log) => log.sync()));
-    const route = ROUTES[path as keyof typeof ROUTES];
-    if (route) {
-      const ops = (await request.json()) as Op[];
-      const results = [];
-      for (const op of ops) results.push(await route(i, env, op));
-      return Response.json(results);
-    }
-    if (path === "/catch-up") {
-      return Response.json({
-        drizzle: await i.cache.catchUp(),
-        sql: await i.sql.catchUp(),
-        kysely: await i.dialect.cache.catchUp(),
-      });
-    }
-    if (path === "/stats") {
-      return Response.json({
-        drizzle: i.cache.getStats(),
-        sql: i.sql.getStats(),
-        kysely: i.dialect.cache.getStats(),
-      });
-    }
-    return new Response("not found", { status: 404 });
-  },
-};
+export default followingEntry(
+  open,
+  { "/drizzle": drizzleOp, "/sql": sqlOp, "/kysely": kyselyOp },
+  (i) => ({ drizzle: i.cache, sql: i.sql, kysely: i.dialect.cache }),
+);
