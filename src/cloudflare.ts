@@ -21,6 +21,12 @@ export type {
 } from "./adapter/cloudflare/manifest-client.ts";
 export { MANIFEST_RUN_MS, proxyManifestObject } from "./adapter/cloudflare/manifest-object.ts";
 export {
+  type PostgresCaptureEnv,
+  type PostgresChangeLogOptions,
+  type PostgresJs,
+  postgresChangeLogObject,
+} from "./adapter/cloudflare/postgres-drain.ts";
+export {
   type EdgecacheProxyWorker,
   type EdgecacheProxyWorkerOptions,
   edgecacheProxyWorker,

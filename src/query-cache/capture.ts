@@ -97,9 +97,11 @@ export function startCapture(
   engine: Cache,
   options: CaptureOptions,
 ): QueryCapture | undefined {
-  const capture = clientCapture(client);
+  // In a Worker, a postgres.js client's change table is drained by the log's object, as D1's.
+  const drained = drainsCapture(engine.log);
+  const capture = clientCapture(client, { drained });
   // D1's change table reaches this cache only through a log whose object drains it.
-  if (capture?.drainedByLog && !drainsCapture(engine.log)) return undefined;
+  if (capture?.drainedByLog && !drained) return undefined;
   return capture && new QueryCapture(capture, engine, options);
 }
 

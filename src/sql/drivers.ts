@@ -14,7 +14,11 @@ import { D1OwnChanges } from "./d1/capture.ts";
 import { d1ClientCapture } from "./d1/client-capture.ts";
 import { D1Driver } from "./d1/driver.ts";
 import type { Driver } from "./driver.ts";
-import { postgresClientCapture, postgresJsClientCapture } from "./postgres/client-capture.ts";
+import {
+  postgresClientCapture,
+  postgresDrainedCapture,
+  postgresJsClientCapture,
+} from "./postgres/client-capture.ts";
 import { PostgresDriver, type Sql } from "./postgres/driver.ts";
 import { nodePostgresCapturePort } from "./postgres/node-postgres-capture.ts";
 import { NodePostgresDriver, type NodePostgresLike } from "./postgres/node-postgres-driver.ts";
@@ -67,9 +71,14 @@ export function sqlDriver(client: unknown): Driver | undefined {
  * file's (libSQL, better-sqlite3) followed on a connection of edgecache's own, never the
  * application's (see ownConnection); a postgres.js or node-postgres client's, consumed and
  * listened to on connections of its own; a D1 binding's, drained by the change log's
- * Durable Object. Undefined for any other client.
+ * Durable Object. Undefined for any other client. `drained`: the cache follows a log whose
+ * object drains change tables (a Worker's `durableChangeLog`): a postgres.js client's is
+ * then drained there too, not consumed here.
  */
-export function clientCapture(client: unknown): ClientCapture | undefined {
+export function clientCapture(
+  client: unknown,
+  { drained = false }: { drained?: boolean } = {},
+): ClientCapture | undefined {
   switch (clientKind(client)) {
     case "libsql":
       return sqliteClientCapture(
@@ -82,7 +91,9 @@ export function clientCapture(client: unknown): ClientCapture | undefined {
         appReads(client),
       );
     case "postgres.js":
-      return postgresJsClientCapture(client as Sql);
+      return drained
+        ? postgresDrainedCapture(client as Sql)
+        : postgresJsClientCapture(client as Sql);
     case "node-postgres":
       return postgresClientCapture(nodePostgresCapturePort(client as NodePostgresLike));
     case "d1":

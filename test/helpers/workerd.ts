@@ -7,6 +7,12 @@ import { Miniflare, type MiniflareOptions } from "miniflare";
 export interface BundleOptions {
   /** Module names resolved to files: a generated module the entry imports by a name of its own. */
   aliases?: Record<string, string>;
+  /**
+   * Package export conditions, as wrangler sets them (`workerd`: postgres.js's build over
+   * `cloudflare:sockets`), and modules workerd provides (`node:*` with `nodejs_compat`).
+   */
+  conditions?: string[];
+  external?: string[];
 }
 
 /**
@@ -20,7 +26,7 @@ export async function startWorker(
   options: Partial<MiniflareOptions> = {},
   bundleOptions: BundleOptions = {},
 ): Promise<Miniflare> {
-  const { script, wasm } = await bundleModules(entry, [], bundleOptions);
+  const { script, wasm } = await bundleModules(entry, bundleOptions.external ?? [], bundleOptions);
   const code =
     wasm.length === 0
       ? { script, modules: true }
@@ -58,7 +64,7 @@ export async function bundle(entry: URL, external: string[] = []): Promise<strin
 async function bundleModules(
   entry: URL,
   external: string[],
-  { aliases = {} }: BundleOptions = {},
+  { aliases = {}, conditions }: BundleOptions = {},
 ): Promise<{ script: string; wasm: { name: string; file: string }[] }> {
   const wasm: { name: string; file: string }[] = [];
   const modules: Plugin = {
@@ -84,6 +90,7 @@ async function bundleModules(
     target: "es2022",
     write: false,
     external,
+    ...(conditions && { conditions }),
     plugins: [modules],
   });
   return { script: out.outputFiles[0]!.text, wasm };

@@ -72,22 +72,41 @@ export interface CapturedLog {
   appendCaptured(ops: readonly ChangeOp[], ordered?: boolean, bookmark?: string): Promise<number>;
 }
 
-/** The drain for an object whose env has a D1 binding; undefined without one, or when turned off. */
+/**
+ * A change table the object drains, made from its env, and the database's name for its
+ * warnings; undefined when the env has none. D1's (`DB`) unless the object's class says
+ * otherwise (see postgres-drain.ts).
+ */
+export type DrainedTable = (env: CaptureEnv) => { feed: DrainedFeed; database: string } | undefined;
+
+/** D1's change table, behind the `DB` binding. */
+export const d1ChangeTable: DrainedTable = (env) =>
+  typeof env.DB?.prepare === "function"
+    ? { feed: d1CaptureFeed(env.DB), database: "D1" }
+    : undefined;
+
+/**
+ * The drain for an object whose env has the change table `table` reads (D1's binding by
+ * default); undefined without one, or when turned off.
+ */
 export function captureDrain(
   storage: AlarmStorageLike,
   env: CaptureEnv | undefined,
   log: CapturedLog,
+  table: DrainedTable = d1ChangeTable,
 ): CaptureDrain | undefined {
-  if (typeof env?.DB?.prepare !== "function") return undefined;
+  if (env === undefined) return undefined;
   const setting = env.EDGECACHE_CAPTURE_MS;
   const intervalMs = setting ? Number(setting) : CAPTURE_INTERVAL_MS;
   if (!(Number.isFinite(intervalMs) && intervalMs > 0)) return undefined;
+  const drained = table(env);
+  if (drained === undefined) return undefined;
   const { warn } = objectLogger(env);
-  return new CaptureDrain(storage, d1CaptureFeed(env.DB), log, intervalMs, warn);
+  return new CaptureDrain(storage, drained.feed, log, intervalMs, warn, drained.database);
 }
 
 /** The change table as the drain reads it: with D1's bookmark of each read, if any. */
-type DrainedFeed = CaptureFeed & { bookmark?(): string | undefined };
+export type DrainedFeed = CaptureFeed & { bookmark?(): string | undefined };
 
 export class CaptureDrain {
   readonly intervalMs: number;
@@ -104,6 +123,7 @@ export class CaptureDrain {
   #lags: number[] = [];
   #lastError = "";
   readonly #warn: (message: string) => void;
+  readonly #database: string;
   /** One drain at a time; asked for while one runs, it runs once more after it. */
   readonly drain = rerunning(() => this.#pass());
 
@@ -113,8 +133,10 @@ export class CaptureDrain {
     log: CapturedLog,
     intervalMs: number,
     warn: (message: string) => void = console.warn,
+    database = "D1",
   ) {
     this.#warn = warn;
+    this.#database = database;
     this.#storage = storage;
     this.#feed = feed;
     this.#log = log;
@@ -137,8 +159,9 @@ export class CaptureDrain {
   }
 
   /**
-   * Whether a captured change waits in the change table (true when D1 cannot be asked): a
-   * load that read D1 before it may show a change the log does not have yet.
+   * Whether a captured change waits in the change table (true when the database cannot be
+   * asked): a load that read the database before it may show a change the log does not
+   * have yet.
    */
   async waiting(): Promise<boolean> {
     try {
@@ -173,7 +196,7 @@ export class CaptureDrain {
     await this.#storage.setAlarm(Date.now() + this.intervalMs);
   }
 
-  /** Never throws: a failure (D1 out of reach) is logged once and tried again next time. */
+  /** Never throws: a failure (the database out of reach) is logged once and tried again next time. */
   async #pass(): Promise<void> {
     const started = Date.now();
     try {
@@ -184,6 +207,8 @@ export class CaptureDrain {
         // (SQLite commits one at a time, so the table's order is the commits'). A write
         // that appended meanwhile may have committed after it (its turn lapsed, the object
         // restarted): then the record only invalidates. So does a late data API change.
+        // PostgreSQL's table may hold a change of a concurrent transaction after one that
+        // committed later, but of another row (see its capture.ts): each row's are in order.
         const since = this.#readMark;
         const mark = this.#log.appendMark();
         const changes = await this.#feed.read(BATCH);
@@ -214,7 +239,7 @@ export class CaptureDrain {
     } catch (error) {
       const message = String((error as Error)?.message ?? error);
       if (message !== this.#lastError) {
-        this.#warn(`[edgecache] [capture] draining D1 failed: ${message}; retrying`);
+        this.#warn(`[edgecache] [capture] draining ${this.#database} failed: ${message}; retrying`);
         this.#lastError = message;
       }
     } finally {

@@ -5,7 +5,7 @@ import {
   type ReachObject,
 } from "../../durable/rpc.ts";
 import { FollowerHost } from "../../log/durable-follower.ts";
-import type { AlarmStorageLike, CaptureEnv } from "./capture-drain.ts";
+import type { AlarmStorageLike, CaptureEnv, DrainedTable } from "./capture-drain.ts";
 import { HotKeysHost } from "./hot-keys.ts";
 import { LogObject } from "./log-object.ts";
 import type { ObjectJob } from "./object-job.ts";
@@ -22,8 +22,9 @@ const PREFIXED: readonly JobKind[] = ["hot", "rules", "follower"];
  *
  * One binding, several jobs: each object does the one its name gives it, and each job is a
  * class of its own with its isolate side beside it:
- * - `<log>` (default `edgecache`): the log and, with a D1 binding `DB`, its capture drain
- *   (`LogObject`, log-object.ts; isolates: `DurableChangeLog`);
+ * - `<log>` (default `edgecache`): the log and, with a D1 binding `DB` (or PostgreSQL, see
+ *   postgres-drain.ts), its capture drain (`LogObject`, log-object.ts; isolates:
+ *   `DurableChangeLog`);
  * - `edgecache:hot-keys`: the hot-key totals (`HotKeysHost`, ops under `hot/`, hot-keys.ts;
  *   isolates: `HotKeysReporter`);
  * - `<log>:rules`: learned rules (`RulesHost`, ops under `rules/`, rules-object.ts; isolates:
@@ -45,6 +46,11 @@ export class ChangeLogObject {
   constructor(
     state: DurableObjectStateLike & { storage: Partial<AlarmStorageLike> & RulesStorageLike },
     env?: CaptureEnv & { CHANGE_LOG?: DurableObjectNamespaceLike },
+    /**
+     * The change table the log's object drains: D1's `DB` by default; a subclass gives
+     * another (`postgresChangeLogObject`, postgres-drain.ts).
+     */
+    drained?: DrainedTable,
   ) {
     const namespace = env?.CHANGE_LOG;
     const reach: ReachObject = (name, op, body) => {
@@ -65,7 +71,7 @@ export class ChangeLogObject {
         case "follower":
           return new FollowerHost(reach);
         case "log":
-          return new LogObject(state, env, reach);
+          return new LogObject(state, env, reach, drained);
       }
     };
   }

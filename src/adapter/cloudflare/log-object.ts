@@ -5,13 +5,15 @@ import {
   type CaptureDrain,
   type CaptureEnv,
   captureDrain,
+  type DrainedTable,
 } from "./capture-drain.ts";
 import type { ObjectJob } from "./object-job.ts";
 
 /**
  * The job of the object named after the change log (`<log>`, default `edgecache`): the log
  * itself (`ChangeLogHost`, src/log/durable-host.ts; its isolate side is `DurableChangeLog`)
- * and, with a D1 binding `DB` in the object's env, the capture drain that feeds it
+ * and, with a D1 binding `DB` in the object's env (or the PostgreSQL of postgres-drain.ts),
+ * the capture drain that feeds it
  * (`CaptureDrain`, capture-drain.ts): the drain appends in the same object, where the log's
  * append mark tells it whether a write appended meanwhile, so the two cannot live apart.
  *
@@ -26,11 +28,13 @@ export class LogObject implements ObjectJob {
     state: DurableObjectStateLike & { storage: Partial<AlarmStorageLike> },
     env: CaptureEnv | undefined,
     reach: ReachObject,
+    /** The change table drained: D1's by default (see capture-drain.ts). */
+    table?: DrainedTable,
   ) {
     this.#log = new ChangeLogHost(state, reach);
     const storage = state.storage;
     if (typeof storage.setAlarm === "function") {
-      this.#capture = captureDrain(storage as AlarmStorageLike, env, this.#log);
+      this.#capture = captureDrain(storage as AlarmStorageLike, env, this.#log, table);
     }
   }
 

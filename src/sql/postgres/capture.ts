@@ -229,6 +229,15 @@ export function heardChange(
   return capturedChange(row, columnsOf(String(row.tbl)));
 }
 
+/** Whether a change table's row names exactly `columns` (undefined: a table not known). */
+function fits(columns: readonly string[] | undefined, row: Record<string, unknown>): boolean {
+  if (columns === undefined) return false;
+  const recorded = row.new ?? row.old;
+  if (typeof recorded !== "string") return true;
+  const keys = Object.keys(JSON.parse(recorded) as object);
+  return keys.length === columns.length && columns.every((c) => keys.includes(c));
+}
+
 /** Removes the rows of a write the data API has recorded (see WriteOptions.capture). */
 export async function forgetPostgresCaptured(
   driver: PgCaptureDriver,
@@ -300,18 +309,21 @@ export interface PgCapturePort {
   query: Query;
   /**
    * Listens on `channel`. `onListen` is called each time the listening connection starts
-   * (again): what was sent while it was away is only in the change table.
+   * (again): what was sent while it was away is only in the change table. Absent where no
+   * connection stays open between requests (the change log's Durable Object on Workers):
+   * the table is then polled.
    */
-  listen(
+  listen?(
     channel: string,
     onPayload: (payload: string) => void,
     onListen: () => void,
   ): Promise<{ unlisten(): Promise<void> }>;
   /**
    * A connection of the consumer's own, for its session lock: opened on first use, and
-   * opened again after a break (the lock gone with the old one).
+   * opened again after a break (the lock gone with the old one). Absent where the feed is
+   * the change table's only consumer by configuration (the log's Durable Object drains it).
    */
-  own(): { query: Query; end(): Promise<void> };
+  own?(): { query: Query; end(): Promise<void> };
 }
 
 /**
@@ -352,13 +364,21 @@ export function postgresCaptureFeed(
   pg: PgCapturePort,
   served: string,
   columnsOf: (table: string) => readonly string[] | undefined,
-  /** `unref`: its waits do not keep a process alive (see followCapture). */
-  options: { unref?: boolean } = {},
+  options: {
+    /** Its waits do not keep a process alive (see followCapture). */
+    unref?: boolean;
+    /**
+     * Reads the columns `columnsOf` gives again, before a read's changes are made from rows
+     * naming a table or columns it does not know (a feed with no catalog follower beside
+     * it: the log's Durable Object's). Without it, such rows lose their rows (table level).
+     */
+    loadColumns?: () => Promise<void>;
+  } = {},
 ): CarryingFeed {
   const name = captureSchema(served);
   const schema = quote(name);
   let lockKey: number | undefined;
-  let own: ReturnType<PgCapturePort["own"]> | undefined;
+  let own: ReturnType<NonNullable<PgCapturePort["own"]>> | undefined;
   let checkedAt = 0;
   let holding = false;
   let listening: Promise<{ unlisten(): Promise<void> }> | undefined;
@@ -401,6 +421,7 @@ export function postgresCaptureFeed(
   return {
     installed: () => installedOn(pg.query, served),
     async lead() {
+      if (!pg.own) return true;
       const now = Date.now();
       if (holding && now - checkedAt < LEAD_CHECK_MS) return true;
       checkedAt = now;
@@ -424,7 +445,7 @@ export function postgresCaptureFeed(
       return holding;
     },
     async read(limit) {
-      if (!listening) {
+      if (!listening && pg.listen) {
         // Listening again after a reconnect: what was sent meanwhile is only in the table.
         listening = pg.listen(CHANNEL, heard, fallBehind);
         // Refused while the database is away: asked again on the next read.
@@ -446,6 +467,9 @@ export function postgresCaptureFeed(
       );
       // All there was, and nothing said "read" since it began: carried changes are in order.
       if (rows.length < limit && begun === wakes) behind = false;
+      if (options.loadColumns && !rows.every((r) => fits(columnsOf(String(r.tbl)), r))) {
+        await options.loadColumns();
+      }
       return rows.map((r) => capturedChange(r, columnsOf(String(r.tbl))));
     },
     carry(apply) {

@@ -1,5 +1,5 @@
 import type postgres from "postgres";
-import { mapFeed } from "../../core/capture.ts";
+import { type CaptureFeed, mapFeed } from "../../core/capture.ts";
 import type { CapturedShape, CaptureInstallation, ClientCapture } from "../capture.ts";
 import { runStepsAsync } from "../driver.ts";
 import { nodeRequire } from "../node-require.ts";
@@ -17,15 +17,19 @@ import { postgresDialect } from "./dialect.ts";
 /** Changes looked at per change table when asked whether one waits unapplied. */
 const PENDING_LOOK = 50;
 
-/** Tables with capture's trigger whose schema's change table exists, with columns and keys. */
+/**
+ * Tables with capture's trigger whose schema's change table exists, with columns and keys.
+ * The lists come as JSON, which every client parses: postgres.js parses arrays only with
+ * `fetch_types` (often off on Workers, where it costs each request's connection a query).
+ */
 const CAPTURED_TABLES_SQL = `
   SELECT n.nspname AS schema, c.relname AS name,
-    ARRAY(SELECT a.attname::text FROM pg_attribute a
+    to_json(ARRAY(SELECT a.attname::text FROM pg_attribute a
            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-           ORDER BY a.attnum) AS columns,
-    ARRAY(SELECT a.attname::text FROM pg_index i
+           ORDER BY a.attnum)) AS columns,
+    to_json(ARRAY(SELECT a.attname::text FROM pg_index i
             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-           WHERE i.indrelid = c.oid AND i.indisprimary) AS pk,
+           WHERE i.indrelid = c.oid AND i.indisprimary)) AS pk,
     coalesce(${literal(EXACT_FLOATS.replaceAll(" ", ""))} = ANY (p.proconfig), false) AS exact_reals
     FROM pg_trigger t
     JOIN pg_proc p ON p.oid = t.tgfoid
@@ -37,7 +41,7 @@ const CAPTURED_TABLES_SQL = `
          IS NOT NULL`;
 
 /** A table's name outside capture: bare in `public`, `schema.table` elsewhere. */
-const qualified = (schema: string, table: string) =>
+export const qualified = (schema: string, table: string) =>
   schema === "public" ? table : `${schema}.${table}`;
 
 /**
@@ -57,6 +61,75 @@ export function postgresJsClientCapture(sql: postgres.Sql): ClientCapture {
     });
   };
   return postgresClientCapture(postgresJsCapturePort(sql, connect));
+}
+
+/** How long a look at the catalog holds in a Worker before a use reads it again, ms. */
+const DRAINED_REFRESH_MS = 5000;
+
+/**
+ * Capture behind a postgres.js client inside a Worker (through Hyperdrive, or straight over
+ * `cloudflare:sockets`), whose cache follows the change log's Durable Object: the object
+ * drains the change table (see the Cloudflare adapter's postgres-drain.ts), since an isolate
+ * holds no connection between requests to LISTEN on or to keep a session lock. So its
+ * installations have no feed here, and the log orders what it drains. The catalog is read
+ * when capture is used and at most every DRAINED_REFRESH_MS (no timer outlives a request).
+ * Drained records are not put in the forms the cache compares floats and timestamps by (a
+ * follower here does that with the cache's column kinds), so those columns are compared
+ * as other values, and fractions are never patched.
+ */
+export function postgresDrainedCapture(sql: postgres.Sql): ClientCapture {
+  const capture = postgresClientCapture({
+    query: (text, params = []) => sql.unsafe(text, params as never[]),
+  });
+  return {
+    foreignKeys: capture.foreignKeys,
+    installations: async () =>
+      (await capture.installations()).map(({ feed: _consumedElsewhere, ...i }) => ({
+        ...i,
+        exactReals: false,
+      })),
+    lazyMs: DRAINED_REFRESH_MS,
+    drainedByLog: true,
+  };
+}
+
+/** PostgreSQL's error for a relation that does not exist (capture not installed). */
+const UNDEFINED_TABLE = "42P01";
+
+/**
+ * The change table of schema `served` as the change log's Durable Object drains it (see the
+ * Cloudflare adapter's postgres-drain.ts): read by polling on `query` (no LISTEN, no session
+ * lock: the object is its only consumer), tables named as the query caches name them
+ * (`schema.table` outside `public`), columns read from the catalog when a change names a
+ * table or columns not known yet. A change table not installed reads as empty.
+ */
+export function postgresDrainFeed(
+  query: (sql: string, params?: readonly unknown[]) => Promise<Record<string, unknown>[]>,
+  served: string,
+): CaptureFeed {
+  const catalog = postgresClientCapture({ query });
+  let shapes = new Map<string, CapturedShape>();
+  const loadColumns = async () => {
+    const found = await catalog.installations();
+    shapes = new Map(found.find((i) => i.id === captureSchema(served))?.tables ?? []);
+  };
+  const feed = mapFeed(
+    postgresCaptureFeed({ query }, served, (t) => shapes.get(qualified(served, t))?.columns, {
+      loadColumns,
+    }),
+    (e) => ({ ...e, table: qualified(served, e.table) }),
+  );
+  const unlessMissing =
+    <T>(empty: T) =>
+    (error: unknown): T => {
+      if ((error as { code?: unknown })?.code === UNDEFINED_TABLE) return empty;
+      throw error;
+    };
+  return {
+    ...feed,
+    read: (limit, urgent) => feed.read(limit, urgent).catch(unlessMissing([])),
+    pending: () => feed.pending().catch(unlessMissing(false)),
+  };
 }
 
 /**
