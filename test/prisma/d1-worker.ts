@@ -10,6 +10,10 @@ import { generatedEntry } from "./client.ts";
  */
 export function startPrismaD1(): Promise<Miniflare> {
   return startWorker(new URL("./d1-entry.ts", import.meta.url), FOLLOWING_BINDINGS, {
-    aliases: { "edgecache-test:prisma-d1-client": generatedEntry(new URL("./schema.d1.prisma", import.meta.url).pathname) },
+    aliases: {
+      "edgecache-test:prisma-d1-client": generatedEntry(
+        new URL("./schema.d1.prisma", import.meta.url).pathname,
+      ),
+    },
   });
 }
