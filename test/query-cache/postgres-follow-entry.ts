@@ -5,6 +5,7 @@
 // EDGECACHE_CAPTURE_SCHEMA (postgresChangeLogObject). The caches live as long as the isolate;
 // postgres.js's connections only as long as a request (workerd refuses a socket opened by
 // another request), so each request makes its client and the caches' client hands over to it.
+import { AsyncLocalStorage } from "node:async_hooks";
 import { asc, eq, gt } from "drizzle-orm";
 import { integer, pgSchema, text } from "drizzle-orm/pg-core";
 import { drizzle } from "drizzle-orm/postgres-js";
@@ -35,16 +36,17 @@ export interface Op {
 /** The name an op writes: n0, n1, n2, or null. */
 export const nameOf = (op: Op): string | null => (op.value % 4 === 3 ? null : `n${op.value % 3}`);
 
-/** The request's postgres.js client, which the isolate's client forwards to. */
-let current: postgres.Sql | undefined;
+/** The running request's postgres.js client, which the isolate's client forwards to. */
+const running = new AsyncLocalStorage<postgres.Sql>();
+const current = () => running.getStore()!;
 
 /**
  * The client the caches are made with, once per isolate: postgres.js's `Sql` (a function
  * with methods) forwarding every call to the client of the request running.
  */
 const requestClient = new Proxy((() => {}) as unknown as postgres.Sql, {
-  apply: (_target, _this, args) => (current as unknown as (...a: unknown[]) => unknown)(...args),
-  get: (_target, name) => Reflect.get(current as object, name),
+  apply: (_target, _this, args) => (current() as unknown as (...a: unknown[]) => unknown)(...args),
+  get: (_target, name) => Reflect.get(current(), name),
 });
 
 function open(env: Env) {
@@ -110,7 +112,7 @@ function open(env: Env) {
     if (op.kind === "read") {
       const [text, params] = sqlReads[op.which % sqlReads.length]!;
       const cached = await sql.query(text, params(op.id));
-      return { cached, fresh: await current!.unsafe(text, params(op.id) as never[]) };
+      return { cached, fresh: await current().unsafe(text, params(op.id) as never[]) };
     }
     const name = nameOf(op);
     if (op.which === 0) {
@@ -146,7 +148,7 @@ let isolate: ReturnType<typeof open> | undefined;
 
 export default {
   async fetch(
-    request: Request,
+    req: Request,
     env: Env,
     ctx: { waitUntil(p: Promise<unknown>): void },
   ): Promise<Response> {
@@ -155,9 +157,8 @@ export default {
       fetch_types: false,
       onnotice: () => {},
     });
-    current = client;
     try {
-      return await handle(request, env);
+      return await running.run(client, () => handle(req, env));
     } catch (error) {
       return new Response(String((error as Error).stack ?? error), { status: 500 });
     } finally {
