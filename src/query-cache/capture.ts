@@ -23,7 +23,8 @@ import { plainTableName } from "./columns.ts";
  * driver): a libSQL `Client` or better-sqlite3 `Database` on a file, a postgres.js `Sql`,
  * or a D1 binding whose cache follows a log that D1's capture drain feeds
  * (`durableChangeLog`: the change log's Durable Object drains the change table, and a
- * mutation asks it to drain at once). Others (node-postgres) stay at table level.
+ * mutation asks it to drain at once); so is a postgres.js client's inside a Worker, whose
+ * cache follows such a log (`postgresChangeLogObject`). Others (node-postgres) stay at table level.
  * Installations are looked for every REFRESH_MS, so an install (or a table added to it) is
  * picked up while running; on D1, when used and at most every few seconds (no timer: a
  * Worker's outlives no request, and D1 bills rows read).
