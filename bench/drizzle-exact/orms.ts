@@ -135,11 +135,7 @@ function kyselyApp(
       database.pragma("busy_timeout = 10000");
       return { dialect: new SqliteDialect({ database }), client: database };
     }
-    const pool = new pg.Pool({
-      connectionString: where.url,
-      max: 4,
-      options: `-c search_path=${where.schema}`,
-    });
+    const pool = new pg.Pool({ connectionString: where.url, max: 4 });
     return { dialect: new PostgresDialect({ pool }), client: pool };
   };
   const mine = dialectOn();
@@ -148,11 +144,15 @@ function kyselyApp(
     tiers: [memoryStore()],
     capture: mode === "capture",
   });
-  const app: Db = new Kysely({ dialect });
-  const fresh: Db = new Kysely({ dialect: dialectOn().dialect });
+  // On PostgreSQL the tables are named with their schema (capture names them so).
+  const scoped = (k: Db) => ("path" in where ? k : k.withSchema(where.schema));
+  const appRoot: Db = new Kysely({ dialect });
+  const freshRoot: Db = new Kysely({ dialect: dialectOn().dialect });
+  const app = scoped(appRoot);
+  const fresh = scoped(freshRoot);
   closers.push(
-    () => app.destroy(),
-    () => fresh.destroy(),
+    () => appRoot.destroy(),
+    () => freshRoot.destroy(),
   );
   const postgres = !("path" in where);
   const orderKey = (column: string) =>

@@ -297,10 +297,12 @@ export class StatementCache<R = SqlResult> {
       }
     }
     const dialect = this.#db.dialect;
-    let shape = sqlShape(sql, params, dialect, this.#schema);
-    if (this.#following && (await this.#learn(shape.tables))) {
-      shape = sqlShape(sql, params, dialect, this.#schema);
-    }
+    const shape = sqlShape(sql, params, dialect, this.#schema);
+    // Read in the background: the catalog is read on the application's client, which the
+    // caller may hold a connection of meanwhile (Kysely during a statement), and a pool
+    // whose every connection is held so would never answer. Until then, the table's
+    // conditions on other columns than its key register coarser.
+    if (this.#following) this.#learnSoon(shape.tables);
     if (!readOnly(shape, sql)) return this.write(sql, params, run);
     await this.#capture?.want(shape.tables);
     this.#stats.counts.misses++;
@@ -421,7 +423,14 @@ export class StatementCache<R = SqlResult> {
     try {
       const { tags, lists, widened } = registrationOf(shape, resultRows(kept));
       this.#stats.registrations.count(shape, widened, sql);
-      const patchable = this.#patching && (this.#form.patchable?.(result) ?? true);
+      // Patched only once the table's column kinds are read: a patch writes captured values
+      // back in the forms those kinds say (an instant as the driver gives it).
+      const table = shape.lists?.table;
+      const patchable =
+        this.#patching &&
+        table !== undefined &&
+        this.#kinds.has(table) &&
+        (this.#form.patchable?.(result) ?? true);
       const meta = patchable ? patchableMeta(shape, this.#schema) : undefined;
       const { stored } = await this.engine.storeLoaded(
         key,
@@ -456,24 +465,30 @@ export class StatementCache<R = SqlResult> {
     return this.#capture?.recordsForms() === false ? withoutCapturedForms(known) : known;
   };
 
-  /** Reads the column kinds of those of `tables` with a known primary key; true if any were new. */
-  async #learn(tables: readonly string[]): Promise<boolean> {
-    let learned = false;
+  /** Tables whose column kinds are being read. */
+  #learning = new Set<string>();
+
+  /** Reads the column kinds of those of `tables` with a known primary key, not waited for. */
+  #learnSoon(tables: readonly string[]): void {
     for (const table of tables) {
-      if (this.#kinds.has(table) || this.#catalog?.primaryKey(table) === undefined) continue;
-      try {
-        const kinds: Record<string, SqlColumnKind> = {};
-        for (const c of (await this.#db.columns?.(table)) ?? []) {
-          kinds[c.name] = sqlTypeKind(c.type, this.#db.dialect);
-        }
-        this.#kinds.set(table, Object.keys(kinds).length > 0 ? kinds : null);
-        learned = true;
-      } catch (err) {
-        this.#kinds.set(table, null);
-        this.#stats.fault("catalog", err);
-      }
+      if (this.#kinds.has(table) || this.#learning.has(table)) continue;
+      if (this.#catalog?.primaryKey(table) === undefined) continue;
+      this.#learning.add(table);
+      void this.#learn(table).finally(() => this.#learning.delete(table));
     }
-    return learned;
+  }
+
+  async #learn(table: string): Promise<void> {
+    try {
+      const kinds: Record<string, SqlColumnKind> = {};
+      for (const c of (await this.#db.columns?.(table)) ?? []) {
+        kinds[c.name] = sqlTypeKind(c.type, this.#db.dialect);
+      }
+      this.#kinds.set(table, Object.keys(kinds).length > 0 ? kinds : null);
+    } catch (err) {
+      this.#kinds.set(table, null);
+      this.#stats.fault("catalog", err);
+    }
   }
 
   /**

@@ -16,7 +16,11 @@ let parsers:
 /** The statement(s) of `sql` as node-sql-parser's AST; throws on text it cannot read. */
 export function parseSql(sql: string, dialect: SqlDialect): unknown {
   parsers ??= { sqlite: new sqlite.Parser(), postgres: new postgresql.Parser() };
-  if (dialect === "postgres") return parsers.postgres.astify(sql, { database: "postgresql" });
+  if (dialect === "postgres") {
+    const { text, names } = unquoteBeforeCollate(sql);
+    const ast = parsers.postgres.astify(text, { database: "postgresql" });
+    return names.length === 0 ? ast : restoreNames(ast, names);
+  }
   // The SQLite grammar reads `?` in WHERE but not in LIMIT/OFFSET, and `:name` everywhere:
   // anonymous placeholders are renamed `:pN` after the parameter they bind (1-based).
   return parsers.sqlite.astify(namePlaceholders(sql), { database: "sqlite" });
@@ -66,6 +70,54 @@ export function namePlaceholders(sql: string): string {
     }
   }
   return out;
+}
+
+/** Stands for the quoted name it replaced (see unquoteBeforeCollate): no SQL spells it so. */
+const STAND_IN = "edgecache_name_";
+
+/**
+ * PostgreSQL's grammar cannot read a lone quoted name before COLLATE (`"createdAt" collate
+ * "C"`, as Kysely writes an order by one column), though it reads a bare one: each such
+ * name is replaced by a bare stand-in, put back in the AST by `restoreNames`.
+ */
+function unquoteBeforeCollate(sql: string): { text: string; names: string[] } {
+  const names: string[] = [];
+  let text = "";
+  let i = 0;
+  while (i < sql.length) {
+    const end = skipText(sql, i);
+    if (end === i) {
+      text += sql[i];
+      i++;
+      continue;
+    }
+    const piece = sql.slice(i, end);
+    // Not the name after a qualifier (`"t"."c"`), which the grammar reads.
+    const lone = sql[i] === '"' && !/\.\s*$/.test(text);
+    if (lone && /^\s+collate\b/i.test(sql.slice(end))) {
+      names.push(piece.slice(1, -1).replaceAll('""', '"'));
+      text += `${STAND_IN}${names.length - 1}`;
+    } else text += piece;
+    i = end;
+  }
+  return { text, names };
+}
+
+/** The AST with each stand-in of `unquoteBeforeCollate` its name again. */
+function restoreNames(ast: unknown, names: readonly string[]): unknown {
+  const restore = (v: unknown): unknown => {
+    if (typeof v === "string" && v.startsWith(STAND_IN)) {
+      return names[Number(v.slice(STAND_IN.length))] ?? v;
+    }
+    if (Array.isArray(v)) return v.map(restore);
+    if (v && typeof v === "object") {
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) out[k] = restore(x);
+      return out;
+    }
+    return v;
+  };
+  return restore(ast);
 }
 
 /** Past a string literal, quoted identifier or comment starting at `i`; `i` if none does. */

@@ -419,7 +419,7 @@ export function postgresCaptureFeed(
     }
   };
   return {
-    installed: () => installedOn(pg.query, served),
+    installed: () => installedOn(own?.query ?? pg.query, served),
     async lead() {
       if (!pg.own) return true;
       const now = Date.now();
@@ -476,7 +476,7 @@ export function postgresCaptureFeed(
       carried = apply;
     },
     async pending() {
-      const rows = await pg.query(`SELECT 1 FROM ${schema}.changes LIMIT 1`);
+      const rows = await (own?.query ?? pg.query)(`SELECT 1 FROM ${schema}.changes LIMIT 1`);
       return rows.length > 0;
     },
     async consume(changes) {

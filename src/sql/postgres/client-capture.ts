@@ -140,12 +140,25 @@ export function postgresDrainFeed(
 export function postgresClientCapture(pg: PgCapturePort): ClientCapture {
   /** The schemas whose change tables the installations last found have. */
   let schemas: string[] = [];
+  // What a caller waits on (foreign keys as a write settles, changes pending as a read is
+  // stored) runs on a connection of capture's own where it can open one: the caller may
+  // hold one of the application's pooled connections meanwhile (Kysely during a
+  // statement; any ORM's transaction until it commits), and a pool whose every connection
+  // is held so would never answer.
+  let mine: ReturnType<NonNullable<PgCapturePort["own"]>> | undefined;
+  const waited: PgCapturePort["query"] = (text, params) =>
+    (pg.own ? (mine ??= pg.own()).query : pg.query)(text, params);
   return {
+    async close() {
+      const m = mine;
+      mine = undefined;
+      await m?.end().catch(() => {});
+    },
     async foreignKeys(wanted) {
       const all: ForeignKeyAction[] = [];
       for (const schema of wanted) {
         const steps = postgresDialect(schema).foreignKeyActions();
-        const actions = await runStepsAsync(steps, (s) => pg.query(s.sql, s.params));
+        const actions = await runStepsAsync(steps, (s) => waited(s.sql, s.params));
         for (const a of actions) {
           all.push({
             ...a,
@@ -215,7 +228,7 @@ export function postgresClientCapture(pg: PgCapturePort): ClientCapture {
           FROM ${quote(id)}.changes ${where} ORDER BY seq LIMIT ${PENDING_LOOK})`);
       }
       if (reads.length === 0) return false;
-      const rows = await pg.query(reads.join(" UNION ALL "), params);
+      const rows = await waited(reads.join(" UNION ALL "), params);
       const seen = new Map<string, number>();
       for (const r of rows) {
         const id = String(r.id);

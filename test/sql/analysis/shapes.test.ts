@@ -256,6 +256,23 @@ describe("sqlShape: what a select depends on", () => {
     expect(planWrite(insert(5), planSchema, deps).keys.size).toBe(1);
   });
 
+  it('PostgreSQL: a lone quoted column before COLLATE (Kysely\'s `"name" collate "C"`) is read', () => {
+    const s = shape(
+      "postgres",
+      'select "id", "name" from "users" where "age" = ? order by "name" collate "C" desc, "id" asc limit ?',
+      [3, 5],
+    );
+    expect(s.fallback).toBeUndefined();
+    expect(s.widened).toEqual([]);
+    expect(s.lists?.sort).toEqual([
+      { column: "name", desc: true, nulls: "first" },
+      { column: "id", desc: false, nulls: "last" },
+    ]);
+    // A quoted name that only looks like the stand-in, or COLLATE inside a string, stays.
+    const t = shape("postgres", `select "id" from "users" where "name" = 'x" collate' order by "id"`);
+    expect(t.fallback).toBeUndefined();
+  });
+
   it("a schema-qualified table is named schema.table; public is the bare name", () => {
     expect(
       shape("postgres", 'select "id" from "app"."users" where "app"."users"."id" = ?', [1]),
