@@ -5,7 +5,7 @@ import { Cache } from "../../../src/core/cache/index.ts";
 import { COST_KINDS, type CostKind } from "../../../src/core/cost.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import type { CacheStats } from "../../../src/core/stats.ts";
-import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { type RedisChangeLog, redisChangeLog } from "../../../src/log/redis/index.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { redisStore } from "../../../src/stores/redis.ts";
 import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
@@ -203,5 +203,46 @@ shared.describe("Redis commands per request, counted by the node", () => {
     const three = await writes(3);
     expect(two).toEqual({ commands: 10, trips: 10 });
     expect(three).toEqual(two);
+  });
+});
+
+/** Read events Redis processed (INFO stats): each is a send from some client, as it saw it. */
+async function readsProcessed(admin: Redis): Promise<number> {
+  const info = (await admin.info("stats")) as string;
+  return Number(/total_reads_processed:(\d+)/.exec(info)?.[1]);
+}
+
+shared.describe("sends per record, as Redis saw them", () => {
+  it("a node following the log sends one request per record it reads: its acknowledgement goes with its next read", async () => {
+    const prefix = `test:${randomId()}:`;
+    const logs: RedisChangeLog[] = [];
+    for (let i = 0; i < 3; i++) {
+      const log = await redisChangeLog({
+        url: server.url,
+        prefix,
+        leaseMs: LEASE_MS,
+        logger: quiet,
+      });
+      log.follow({ apply: async () => {}, reset: () => {} });
+      open.push(log);
+      logs.push(log);
+    }
+    await until(() => logs.every((l) => l.trusted() && l.nodes() === 3));
+    const [writer] = logs;
+    await writer!.append([{ prefix: "settle" }]); // the log is a lease old; scripts are loaded
+    await new Promise((r) => setTimeout(r, 100));
+    const admin = new Redis(server.url);
+    open.push({ close: async () => admin.disconnect() });
+    const RECORDS = 10;
+    const before = await readsProcessed(admin);
+    for (let i = 0; i < RECORDS; i++) await writer!.append([{ prefix: `p${i}` }]);
+    await new Promise((r) => setTimeout(r, 100)); // the last acknowledgements and reads
+    const reads = (await readsProcessed(admin)) - before - 1; // the INFO itself
+    // Per record: the writer's append and its reader's next read (its own record asks no
+    // acknowledgement), and one send from each of the two others: the renewal that
+    // acknowledges the record, with the read that waits for the next. With renewals sent
+    // apart from the reads, 6. Room for a lease's renewal or a barrier's question.
+    expect(reads).toBeGreaterThanOrEqual(4 * RECORDS);
+    expect(reads).toBeLessThanOrEqual(4 * RECORDS + 5);
   });
 });
