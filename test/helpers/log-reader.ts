@@ -31,13 +31,12 @@ export function hookReads(client: Redis, hooks: ReadHooks): void {
     (copy as { pipeline: typeof copy.pipeline }).pipeline = (...a) => {
       const p = pipeline(...a);
       const queued = p as unknown as Calls;
-      const renew = queued.ecRenew?.bind(p);
-      if (renew) {
-        queued.ecRenew = (...b: unknown[]) => {
-          hooks.renewed?.();
-          return renew(...b);
-        };
-      }
+      // The only script the reader sends: the renewal (by its SHA1).
+      const evalsha = queued.evalsha!.bind(p);
+      queued.evalsha = (...b: unknown[]) => {
+        hooks.renewed?.();
+        return evalsha(...b);
+      };
       const exec = p.exec.bind(p);
       (p as { exec: typeof p.exec }).exec = async (...b) => {
         await hooks.before?.();

@@ -6,7 +6,7 @@ import { duplicateClient, type RedisClient } from "../../redis/connect.ts";
 import type { ChangeOp, ChangeRecord, LogFollower } from "../contract.ts";
 import { HistoryKeeper } from "./history.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";
-import { withScripts } from "./scripts.ts";
+import { scriptSha } from "./scripts.ts";
 
 /** Records fetched per read. */
 const READ_COUNT = 1000;
@@ -21,12 +21,15 @@ const RECENT_PAYLOADS = 4096;
 /** XREAD's answer: the stream's records, or null when the block ended without any. */
 type XReadReply = [string, [string, string[]][]][] | null;
 
-/** RENEW queued on a pipeline (scripts.ts, withScripts), its reply handed to `done` as it comes. */
-type RenewCall = {
-  ecRenew(
+/** EVALSHA queued on a pipeline, its reply handed to `done` as it comes. */
+type EvalshaCall = {
+  evalsha(
     ...args: [...(string | number)[], done: (err: Error | null, reply?: unknown) => void]
   ): unknown;
 };
+
+/** RENEW's SHA1: sent by hand on the reader's pipelines (see scriptSha). */
+const RENEW_SHA = scriptSha("ecRenew");
 
 /** RENEW's answer (BARRIER's begins with it). */
 export type RenewReply = [log: string, head: number, granted: number, members: number];
@@ -77,7 +80,6 @@ export class RedisFollower {
     this.#history = new HistoryKeeper(link, () => this.cost);
     // A blocking read holds its connection: the reader has its own, with room for the block.
     this.#reader = duplicateClient(link.client, this.#blockMs() + link.s.commandTimeout);
-    withScripts(this.#reader, link.keys.length); // renewals go with the reads (see #read)
   }
 
   /** The log this node follows ("" until it first reached Redis). */
@@ -217,12 +219,18 @@ export class RedisFollower {
     ] as const;
     this.cost?.add(1);
     if (!renew) return (await this.#reader.xread(...read)) as XReadReply;
-    const pipeline = this.#reader.pipeline() as ReturnType<RedisClient["pipeline"]> & RenewCall;
+    const pipeline = this.#reader.pipeline() as ReturnType<RedisClient["pipeline"]> & EvalshaCall;
     this.cost?.add(1, 0);
     const sent = performance.now();
     this.#renewedAt = sent;
+    const keys = this.#link.keys.length;
     this.#renewing = new Promise<void>((resolve) => {
-      pipeline.ecRenew(...this.renewArgs(), (err: Error | null, reply?: unknown) => {
+      pipeline.evalsha(RENEW_SHA, keys, ...this.renewArgs(), (err, reply) => {
+        if (err?.message.includes("NOSCRIPT")) {
+          // Redis lost its scripts (it restarted): the client's script loads it again.
+          resolve(this.#renew().catch((e: unknown) => this.#failed(e)));
+          return;
+        }
         if (err) this.#failed(err);
         else {
           this.#link.trips.add(performance.now() - sent);

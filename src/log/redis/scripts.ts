@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { RedisClient } from "../../redis/connect.ts";
 
 /**
@@ -403,6 +404,14 @@ const SOURCES = {
   ecKeepHistory: KEEP_HISTORY,
 };
 export type Script = keyof typeof SOURCES;
+
+/**
+ * A script's SHA1, for EVALSHA sent by hand (in a pipeline: ioredis defines every script
+ * anew on each pipeline, and one defined anew sends its whole body with EVAL).
+ */
+export function scriptSha(name: Script): string {
+  return createHash("sha1").update(SOURCES[name]).digest("hex");
+}
 /** The scripts' command names. */
 export const SCRIPTS = Object.keys(SOURCES) as Script[];
 export type ScriptClient = RedisClient &
