@@ -1,8 +1,12 @@
 /** The cluster benchmark's Markdown tables and target lines. */
 import { type ClusterRecord, label, type ProbeRecord } from "./cluster.ts";
 
-/** Issue 29's: the hit rate within 1.5 points of one node; three nodes' CPU per request at most 1.3 times one node's. */
-export const TARGETS = { hitRatePoints: 1.5, ackToAllNewP99Ms: 5, cpuRatio: 1.3 };
+/**
+ * Issue 29's hit rate (within 1.5 points of one node) and ack-to-all-new p99; issue 44's
+ * CPU (item 3, which replaced issue 29's 1.3): three nodes' CPU per request at most 1.5
+ * times one node's.
+ */
+export const TARGETS = { hitRatePoints: 1.5, ackToAllNewP99Ms: 5, cpuRatio: 1.5 };
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const ms = (x: number | null) => (x === null ? "–" : x.toFixed(2));

@@ -6,6 +6,7 @@ import { duplicateClient, type RedisClient } from "../../redis/connect.ts";
 import type { ChangeOp, ChangeRecord, LogFollower } from "../contract.ts";
 import { HistoryKeeper } from "./history.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";
+import { scriptSha } from "./scripts.ts";
 
 /** Records fetched per read. */
 const READ_COUNT = 1000;
@@ -16,6 +17,19 @@ const READ_COUNT = 1000;
 const APPLY_WAIT_MS = 100;
 /** Payloads of applied records kept, to tell this node's own record from another's. */
 const RECENT_PAYLOADS = 4096;
+
+/** XREAD's answer: the stream's records, or null when the block ended without any. */
+type XReadReply = [string, [string, string[]][]][] | null;
+
+/** EVALSHA queued on a pipeline, its reply handed to `done` as it comes. */
+type EvalshaCall = {
+  evalsha(
+    ...args: [...(string | number)[], done: (err: Error | null, reply?: unknown) => void]
+  ): unknown;
+};
+
+/** RENEW's SHA1: sent by hand on the reader's pipelines (see scriptSha). */
+const RENEW_SHA = scriptSha("ecRenew");
 
 /** RENEW's answer (BARRIER's begins with it). */
 export type RenewReply = [log: string, head: number, granted: number, members: number];
@@ -156,41 +170,79 @@ export class RedisFollower {
 
   async #run(): Promise<void> {
     const link = this.#link;
+    // Whether the next read carries a renewal (this node's acknowledgement).
+    let renew = false;
     while (!link.closed) {
       try {
-        if (this.#restart) await this.#start();
-        this.cost?.add(1);
-        const reply = (await this.#reader.xread(
-          "COUNT",
-          READ_COUNT,
-          "BLOCK",
-          this.#blockMs(),
-          "STREAMS",
-          link.keys[1]!,
-          `${this.#applied}-0`,
-        )) as [string, [string, string[]][]][] | null;
+        if (this.#restart) {
+          await this.#start();
+          renew = false;
+        }
+        const reply = await this.#read(renew);
+        renew = false;
         const before = this.#applied;
         const records = reply?.[0]?.[1].map((r) => parseRecord(r, link.node)) ?? [];
         // Tell writers only once the records' patches are in, so the first read after
         // the ack is a hit; not much later, should a large invalidation take its time.
         await settledWithin(this.#deliver(records), link.patience(APPLY_WAIT_MS, link.trips));
-        // The renewal (this node's acknowledgement) and the next read go out together: a
-        // record appended meanwhile is read one round trip sooner than after the renewal.
         // A read that brought only this node's own records (applied as it appended them, or
         // here when the read beat the append's reply) acknowledges nothing anyone waits
         // for: it renews only when the lease wants it, sparing a writer a round trip a write.
         const applied = this.#applied;
         const fresh =
           records.length === 0 || records.some((r) => !r.own && r.seq > before && r.seq <= applied);
-        if (fresh || performance.now() - this.#renewedAt >= this.#blockMs()) {
-          this.#renewing = this.#renew().catch((err: unknown) => this.#failed(err));
-        }
+        renew = fresh || performance.now() - this.#renewedAt >= this.#blockMs();
       } catch (err) {
         if (link.closed) return;
         this.#failed(err);
         await sleep(RETRY_MS * 4);
       }
     }
+  }
+
+  /**
+   * The next blocking read of the stream; with `renew`, this node's renewal goes ahead of it
+   * on the reader's connection, in the same send: a record appended meanwhile is read one
+   * round trip sooner than after the renewal's reply, and the node pays one send for both
+   * where two cost it twice the CPU (each send is a system call and a wake-up of Redis).
+   * The renewal's reply is handled as it comes, before the read returns.
+   */
+  async #read(renew: boolean): Promise<XReadReply> {
+    const read = [
+      "COUNT",
+      READ_COUNT,
+      "BLOCK",
+      this.#blockMs(),
+      "STREAMS",
+      this.#link.keys[1]!,
+      `${this.#applied}-0`,
+    ] as const;
+    this.cost?.add(1);
+    if (!renew) return (await this.#reader.xread(...read)) as XReadReply;
+    const pipeline = this.#reader.pipeline() as ReturnType<RedisClient["pipeline"]> & EvalshaCall;
+    this.cost?.add(1, 0);
+    const sent = performance.now();
+    this.#renewedAt = sent;
+    const keys = this.#link.keys.length;
+    this.#renewing = new Promise<void>((resolve) => {
+      pipeline.evalsha(RENEW_SHA, keys, ...this.renewArgs(), (err, reply) => {
+        if (err?.message.includes("NOSCRIPT")) {
+          // Redis lost its scripts (it restarted): the client's script loads it again.
+          resolve(this.#renew().catch((e: unknown) => this.#failed(e)));
+          return;
+        }
+        if (err) this.#failed(err);
+        else {
+          this.#link.trips.add(performance.now() - sent);
+          this.renewed(sent, reply as RenewReply);
+        }
+        resolve();
+      });
+    });
+    pipeline.xread(...read);
+    const [, [err, reply] = [null, null]] = (await pipeline.exec()) ?? [];
+    if (err) throw err;
+    return reply as XReadReply;
   }
 
   #failed(err: unknown): void {

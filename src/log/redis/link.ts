@@ -2,7 +2,16 @@ import type { Cost } from "../../core/cost.ts";
 import { RecentTimes } from "../../core/recent-times.ts";
 import { rateLimited, type Warner } from "../../core/report.ts";
 import { duplicateClient, type RedisClient, sentAtOnce } from "../../redis/connect.ts";
-import { logKeys, parseAck, parseFinished, SCRIPTS, wakeChannel, withScripts } from "./scripts.ts";
+import {
+  claimGroup,
+  claimKey,
+  logKeys,
+  parseAck,
+  parseFinished,
+  SCRIPTS,
+  wakeChannel,
+  withScripts,
+} from "./scripts.ts";
 
 export const C = "redis-log";
 export const RETRY_MS = 50;
@@ -47,15 +56,17 @@ export class Link {
   /** What each claim this node awaits (claimOrAwait) calls when its winner is done. */
   #awaiting = new Map<string, Set<() => void>>();
   #subscriber: RedisClient;
-  /** Where claims go (see claim): outside the log's hash slot, since they are many. */
-  #claims: string;
+  /**
+   * Claims asked for in this turn of the event loop and not sent yet, by group (see
+   * claimKey) and by where they count: each group goes in one command (see #claim).
+   */
+  #batches = new Map<Cost | undefined, Map<string, Claiming[]>>();
 
   constructor(settings: Settings) {
     this.s = settings;
     this.node = settings.node;
     ({ keys: this.keys, channel: this.channel } = logKeys(settings.prefix));
     this.report = rateLimited(settings.logger, () => performance.now());
-    this.#claims = `${settings.prefix}claim:`;
     this.client = withScripts(settings.client, this.keys.length);
     // Not queued behind a batch of the tiers sharing the client (see sentAtOnce): across a
     // 40 ms link a write's append would wait behind a tier's reads, its barrier behind the
@@ -115,27 +126,57 @@ export class Link {
     }
   }
 
-  /** ChangeLog.finished: one command per claim, none waited for. */
+  /** ChangeLog.finished: one command per group of claims (a record's), none waited for. */
   finished(names: readonly string[], cost?: Cost): void {
-    for (const name of names) {
+    for (const group of groups(names)) {
       cost?.add(1, 0);
-      this.client.ecFinish(this.#claims + name, this.channel, name).catch((err: unknown) => {
+      const keys = group.map((name) => claimKey(this.s.prefix, name));
+      this.client.ecFinish(keys.length, ...keys, this.channel, ...group).catch((err: unknown) => {
         this.failures++;
         this.report("claim", `[edgecache] [${C}] cannot report claimed work done`, err);
       });
     }
   }
 
-  /** CLAIM's answer (1 won, 0 lost, 2 lost and done); 0 when Redis cannot be reached. */
-  async #claim(name: string, wait: boolean, cost: Cost | undefined): Promise<number> {
-    cost?.add(1);
-    try {
-      const key = this.#claims + name;
-      return Number(await this.client.ecClaim(key, this.node, this.s.leaseMs, wait ? 1 : 0));
-    } catch (err) {
-      this.failures++;
-      this.report("claim", `[edgecache] [${C}] cannot claim work; leaving it to another node`, err);
-      return 0;
+  /**
+   * CLAIM's answer (1 won, 0 lost, 2 lost and done); 0 when Redis cannot be reached. Claims
+   * asked for together (a record's patched and hot keys, on every node) go in one command
+   * per group: each command costs a node about as much CPU as the work it asks for.
+   */
+  #claim(name: string, wait: boolean, cost: Cost | undefined): Promise<number> {
+    let batches = this.#batches.get(cost);
+    if (!batches) {
+      batches = new Map();
+      this.#batches.set(cost, batches);
+      queueMicrotask(() => this.#sendClaims(cost));
+    }
+    const group = claimGroup(name);
+    const batch = batches.get(group) ?? [];
+    batches.set(group, batch);
+    return new Promise<number>((resolve) => batch.push({ name, wait, resolve }));
+  }
+
+  #sendClaims(cost: Cost | undefined): void {
+    const batches = this.#batches.get(cost);
+    this.#batches.delete(cost);
+    for (const batch of batches?.values() ?? []) {
+      cost?.add(1);
+      const keys = batch.map(({ name }) => claimKey(this.s.prefix, name));
+      const waits = batch.map(({ wait }) => (wait ? 1 : 0));
+      this.client.ecClaim(keys.length, ...keys, this.node, this.s.leaseMs, ...waits).then(
+        (won) => {
+          for (const [i, { resolve }] of batch.entries()) resolve(Number((won as number[])[i]));
+        },
+        (err: unknown) => {
+          this.failures++;
+          this.report(
+            "claim",
+            `[edgecache] [${C}] cannot claim work; leaving it to another node`,
+            err,
+          );
+          for (const { resolve } of batch) resolve(0);
+        },
+      );
     }
   }
 
@@ -194,6 +235,25 @@ export class Link {
     this.#waiting.clear();
     for (const wake of waiting) wake();
   }
+}
+
+/** A claim waiting to be sent with the others of its group (see Link.#claim). */
+interface Claiming {
+  name: string;
+  wait: boolean;
+  resolve(claimed: number): void;
+}
+
+/** `names` by group (see claimKey), each in the order given. */
+function groups(names: readonly string[]): string[][] {
+  const by = new Map<string, string[]>();
+  for (const name of names) {
+    const group = claimGroup(name);
+    const list = by.get(group);
+    if (list) list.push(name);
+    else by.set(group, [name]);
+  }
+  return [...by.values()];
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

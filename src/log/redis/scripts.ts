@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { RedisClient } from "../../redis/connect.ts";
 
 /**
@@ -64,33 +65,59 @@ export function parseFinished(message: string): string | undefined {
 }
 
 /**
- * A claim of work one node does for all (KEYS: the claim; ARGV: node, lease, "1" if the
- * node waits for the winner's work when it loses). A hash: who won it, the nodes awaiting
- * it (w:<node>) and whether it is done. Returns 1: won; 0: lost (and, waiting, registered);
- * 2: lost, and the work is done already.
+ * Where the claim named `name` is kept: its part before the first ':' (a record's seq, or
+ * "history") is the key's hash tag, so that the claims of one record share a hash slot and
+ * go to Redis in one command (CLAIM, FINISH), even on a Redis Cluster; records spread.
+ */
+export function claimKey(prefix: string, name: string): string {
+  const group = claimGroup(name);
+  return `${prefix}claim:{${group}}${name.slice(group.length)}`;
+}
+
+/** A claim's hash tag (see claimKey): claims of one group go to Redis in one command. */
+export function claimGroup(name: string): string {
+  const colon = name.indexOf(":");
+  return colon < 0 ? name : name.slice(0, colon);
+}
+
+/**
+ * Claims of work one node does for all (KEYS: the claims, all in one hash slot; ARGV: node,
+ * lease, then for each claim "1" if the node waits for the winner's work when it loses).
+ * Each a hash: who won it, the nodes awaiting it (w:<node>) and whether it is done. Returns
+ * for each 1: won; 0: lost (and, waiting, registered); 2: lost, and the work is done already.
  */
 const CLAIM = `
-if redis.call('HSETNX', KEYS[1], 'by', ARGV[1]) == 1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+local out = {}
+for i = 1, #KEYS do
+  if redis.call('HSETNX', KEYS[i], 'by', ARGV[1]) == 1 then
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    out[i] = 1
+  elseif redis.call('HEXISTS', KEYS[i], 'done') == 1 then
+    out[i] = 2
+  else
+    if ARGV[2 + i] == '1' then redis.call('HSET', KEYS[i], 'w:' .. ARGV[1], '') end
+    out[i] = 0
+  end
 end
-if redis.call('HEXISTS', KEYS[1], 'done') == 1 then return 2 end
-if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'w:' .. ARGV[1], '') end
-return 0
+return out
 `;
 
 /**
- * The winner's work of a claim is done (KEYS: the claim; ARGV: the wake-up channel, the
- * claim's name): each node awaiting it is told on its own channel, and later claimers learn
- * it from CLAIM. A claim gone (past its lease) tells nobody: its waiters gave up already.
+ * The winner's work of claims is done (KEYS: the claims, in one hash slot; ARGV: the wake-up
+ * channel, then each claim's name): each node awaiting one is told on its own channel, and
+ * later claimers learn it from CLAIM. A claim gone (past its lease) tells nobody: its
+ * waiters gave up already.
  */
 const FINISH = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'done', '1')
-for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if string.sub(field, 1, 2) == 'w:' then
-    redis.call('PUBLISH', ARGV[1] .. ':' .. string.sub(field, 3), '${FINISHED} ' .. ARGV[2])
-    redis.call('HDEL', KEYS[1], field)
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HSET', KEYS[i], 'done', '1')
+    for _, field in ipairs(redis.call('HKEYS', KEYS[i])) do
+      if string.sub(field, 1, 2) == 'w:' then
+        redis.call('PUBLISH', ARGV[1] .. ':' .. string.sub(field, 3), '${FINISHED} ' .. ARGV[1 + i])
+        redis.call('HDEL', KEYS[i], field)
+      end
+    end
   end
 end
 return 1
@@ -377,12 +404,20 @@ const SOURCES = {
   ecKeepHistory: KEEP_HISTORY,
 };
 export type Script = keyof typeof SOURCES;
+
+/**
+ * A script's SHA1, for EVALSHA sent by hand (in a pipeline: ioredis defines every script
+ * anew on each pipeline, and one defined anew sends its whole body with EVAL).
+ */
+export function scriptSha(name: Script): string {
+  return createHash("sha1").update(SOURCES[name]).digest("hex");
+}
 /** The scripts' command names. */
 export const SCRIPTS = Object.keys(SOURCES) as Script[];
 export type ScriptClient = RedisClient &
   Record<Script, (...args: (string | number)[]) => Promise<unknown>>;
 
-/** The claims' scripts: one key each, outside the log's hash slot (claims are many). */
+/** The claims' scripts: keys counted by the caller, outside the log's hash slot (claims are many). */
 const CLAIM_SOURCES = { ecClaim: CLAIM, ecFinish: FINISH };
 type ClaimScript = keyof typeof CLAIM_SOURCES;
 
@@ -393,12 +428,13 @@ export function withScripts(
 ): ScriptClient & Record<ClaimScript, (...args: (string | number)[]) => Promise<unknown>> {
   const c = client as ScriptClient &
     Record<ClaimScript, (...args: (string | number)[]) => Promise<unknown>>;
-  const define = (name: string, numberOfKeys: number, lua: string) => {
+  // Without a number of keys, the first argument gives it (CLAIM, FINISH: one per claim).
+  const define = (name: string, numberOfKeys: number | undefined, lua: string) => {
     if (typeof (c as unknown as Record<string, unknown>)[name] !== "function") {
       c.defineCommand(name, { numberOfKeys, lua });
     }
   };
   for (const name of SCRIPTS) define(name, keys, SOURCES[name]);
-  for (const [name, lua] of Object.entries(CLAIM_SOURCES)) define(name, 1, lua);
+  for (const [name, lua] of Object.entries(CLAIM_SOURCES)) define(name, undefined, lua);
   return c;
 }

@@ -9,6 +9,7 @@ import { type RedisChangeLog, redisChangeLog } from "../../../src/log/redis/inde
 import { logKeys, parseAck, wakeChannel } from "../../../src/log/redis/scripts.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
+import { hookReads } from "../../helpers/log-reader.ts";
 import { requireRedis } from "../../helpers/services.ts";
 
 /**
@@ -52,8 +53,10 @@ async function node(
 ): Promise<Node> {
   const client = new Redis(url);
   client.on("error", () => {});
-  const log = await redisChangeLog({ client, prefix, leaseMs, logger: quiet });
   const calls: string[] = [];
+  // Renewals go with the stream's reads, on the reader's connection, where it has one.
+  hookReads(client, { renewed: () => calls.push("ecRenew") });
+  const log = await redisChangeLog({ client, prefix, leaseMs, logger: quiet });
   let hang = false;
   const c = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
   for (const name of ["ecTurn", "ecAppend", "ecBarrier", "ecRelease", "ecRenew", "xrange"]) {

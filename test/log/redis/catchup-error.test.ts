@@ -7,6 +7,7 @@ import { randomId } from "../../../src/core/random-id.ts";
 import { redisChangeLog } from "../../../src/log/redis/index.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { quiet, schema, until } from "../../helpers/cluster.ts";
+import { hookReads } from "../../helpers/log-reader.ts";
 import { requireRedis } from "../../helpers/services.ts";
 
 /**
@@ -38,16 +39,11 @@ shared.describe("catch-up after an append", () => {
     client.on("error", () => {});
     // A's reader lags (it is busy, or its connection is slow): wrap the duplicate it makes.
     let stalled = false;
-    const duplicate = client.duplicate.bind(client);
-    (client as { duplicate: typeof client.duplicate }).duplicate = (...args) => {
-      const copy = duplicate(...args);
-      const xread = copy.xread.bind(copy) as (...a: unknown[]) => Promise<unknown>;
-      (copy as unknown as { xread: typeof xread }).xread = async (...a: unknown[]) => {
+    hookReads(client, {
+      async before() {
         while (stalled) await new Promise((r) => setTimeout(r, 10));
-        return xread(...a);
-      };
-      return copy;
-    };
+      },
+    });
     const logA = await redisChangeLog({ client, prefix, leaseMs: 1000, logger: quiet });
     const a = new Cache({ tiers: [memoryStore()], log: logA, schema, logger: quiet });
     const logB = await redisChangeLog({ url: shared.url, prefix, leaseMs: 1000, logger: quiet });

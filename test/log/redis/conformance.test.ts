@@ -4,6 +4,7 @@ import type { ChangeLog } from "../../../src/log/contract.ts";
 import { redisChangeLog } from "../../../src/log/redis/index.ts";
 import { changeLogConformance } from "../../../src/testing/index.ts";
 import { quiet } from "../../helpers/cluster.ts";
+import { hookReads } from "../../helpers/log-reader.ts";
 import { requireRedis } from "../../helpers/services.ts";
 
 const shared = await requireRedis();
@@ -25,16 +26,11 @@ shared.describe("the Redis change log on the shared Redis", () => {
         const client = new Redis(shared.url);
         client.on("error", () => {});
         const state = { client, stalled: false };
-        const duplicate = client.duplicate.bind(client);
-        (client as { duplicate: typeof client.duplicate }).duplicate = (...args) => {
-          const copy = duplicate(...args);
-          const xread = copy.xread.bind(copy) as (...a: unknown[]) => Promise<unknown>;
-          (copy as unknown as { xread: typeof xread }).xread = async (...a: unknown[]) => {
+        hookReads(client, {
+          async before() {
             while (state.stalled) await new Promise((r) => setTimeout(r, 10));
-            return xread(...a);
-          };
-          return copy;
-        };
+          },
+        });
         const log = await redisChangeLog({
           client,
           prefix,

@@ -2,10 +2,10 @@ import { createHash } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { Cache } from "../../../src/core/cache/index.ts";
-import { COST_KINDS, type CostKind } from "../../../src/core/cost.ts";
+import { COST_KINDS, Cost, type CostKind } from "../../../src/core/cost.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import type { CacheStats } from "../../../src/core/stats.ts";
-import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { type RedisChangeLog, redisChangeLog } from "../../../src/log/redis/index.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { redisStore } from "../../../src/stores/redis.ts";
 import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
@@ -203,5 +203,84 @@ shared.describe("Redis commands per request, counted by the node", () => {
     const three = await writes(3);
     expect(two).toEqual({ commands: 10, trips: 10 });
     expect(three).toEqual(two);
+  });
+});
+
+/** Read events Redis processed (INFO stats): each is a send from some client, as it saw it. */
+async function readsProcessed(admin: Redis): Promise<number> {
+  const info = (await admin.info("stats")) as string;
+  return Number(/total_reads_processed:(\d+)/.exec(info)?.[1]);
+}
+
+shared.describe("sends per record, as Redis saw them", () => {
+  it("a node following the log sends one request per record it reads: its acknowledgement goes with its next read", async () => {
+    const prefix = `test:${randomId()}:`;
+    const logs: RedisChangeLog[] = [];
+    for (let i = 0; i < 3; i++) {
+      const log = await redisChangeLog({
+        url: server.url,
+        prefix,
+        leaseMs: LEASE_MS,
+        logger: quiet,
+      });
+      log.follow({ apply: async () => {}, reset: () => {} });
+      open.push(log);
+      logs.push(log);
+    }
+    await until(() => logs.every((l) => l.trusted() && l.nodes() === 3));
+    const [writer] = logs;
+    await writer!.append([{ prefix: "settle" }]); // the log is a lease old; scripts are loaded
+    await new Promise((r) => setTimeout(r, 100));
+    const admin = new Redis(server.url);
+    open.push({ close: async () => admin.disconnect() });
+    const RECORDS = 10;
+    const before = await readsProcessed(admin);
+    for (let i = 0; i < RECORDS; i++) await writer!.append([{ prefix: `p${i}` }]);
+    await new Promise((r) => setTimeout(r, 100)); // the last acknowledgements and reads
+    const reads = (await readsProcessed(admin)) - before - 1; // the INFO itself
+    // Per record: the writer's append and its reader's next read (its own record asks no
+    // acknowledgement), and one send from each of the two others: the renewal that
+    // acknowledges the record, with the read that waits for the next. With renewals sent
+    // apart from the reads, 6. Room for a lease's renewal or a barrier's question.
+    expect(reads).toBeGreaterThanOrEqual(4 * RECORDS);
+    expect(reads).toBeLessThanOrEqual(4 * RECORDS + 5);
+  });
+});
+
+shared.describe("claims per record", () => {
+  it("a record's claims go to Redis in one command per node, however many keys it concerns", async () => {
+    const prefix = `test:${randomId()}:`;
+    const client = new Redis(server.url);
+    client.on("error", () => {});
+    const a = await redisChangeLog({ client, prefix, leaseMs: LEASE_MS, logger: quiet });
+    const b = await redisChangeLog({ url: server.url, prefix, leaseMs: LEASE_MS, logger: quiet });
+    open.push(a, b, { close: async () => client.disconnect() });
+    for (const log of [a, b]) log.follow({ apply: async () => {}, reset: () => {} });
+    // Started and subscribed first: MONITOR's own reply must not come among theirs.
+    await until(() => a.nodes() === 2 && b.nodes() === 2);
+    const claimSha = [...scriptNames(client)].find(([, name]) => name === "ecClaim")![0];
+    const monitor = new Redis(server.url);
+    open.push({ close: async () => monitor.disconnect() });
+    let claims = 0;
+    const watching = await monitor.monitor();
+    watching.on("monitor", (_time: string, args: string[]) => {
+      const [command = "", first = ""] = args.map((x) => String(x));
+      // EVAL's body as MONITOR quotes it (newlines escaped): told by what only CLAIM does.
+      if (
+        command === "evalsha" ? first === claimSha : command === "eval" && first.includes("HSETNX")
+      )
+        claims++;
+    });
+    await new Promise((r) => setTimeout(r, 50)); // MONITOR is on
+    const names = Array.from({ length: 20 }, (_, i) => `7:users/${i}`);
+    const onA = new Cost();
+    const wonA = await Promise.all(names.map((n) => a.claim(n, onA)));
+    const onB = new Cost();
+    const wonB = await Promise.all(names.map((n) => b.claimOrAwait(n, 50, onB)));
+    await new Promise((r) => setTimeout(r, 50));
+    await watching.disconnect();
+    expect(wonA.every(Boolean)).toBe(true);
+    expect(wonB.every((w) => w === "late")).toBe(true); // nobody said the work is done
+    expect({ a: onA.commands, b: onB.commands, redis: claims }).toEqual({ a: 1, b: 1, redis: 2 });
   });
 });

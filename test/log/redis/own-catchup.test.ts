@@ -5,6 +5,7 @@ import { randomId } from "../../../src/core/random-id.ts";
 import { redisChangeLog } from "../../../src/log/redis/index.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { quiet, schema, until, userUpdate } from "../../helpers/cluster.ts";
+import { hookReads } from "../../helpers/log-reader.ts";
 import { requireRedis } from "../../helpers/services.ts";
 
 const shared = await requireRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
@@ -17,17 +18,10 @@ afterEach(async () => {
 
 // W's reader lags (its stream reads bring nothing) while `dropW`.
 let dropW = false;
-const proto = Redis.prototype as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
-const realXread = proto.xread!;
-proto.xread = async function (this: Redis, ...args: unknown[]) {
-  const r = await realXread.apply(this, args);
-  if (this.options.connectionName === "W2" && dropW) return null;
-  return r;
-};
-
 async function node(prefix: string, name: string) {
   const client = new Redis(shared.url, { connectionName: name });
   client.on("error", () => {});
+  if (name === "W2") hookReads(client, { reply: (reply) => (dropW ? null : reply) });
   const log = await redisChangeLog({
     client,
     prefix,

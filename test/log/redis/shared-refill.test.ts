@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import type { NodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
+import { claimKey } from "../../../src/log/redis/scripts.ts";
 import { redisDemoNodes, until } from "../../helpers/cluster.ts";
 import { requireRedis } from "../../helpers/services.ts";
 
@@ -226,7 +227,7 @@ shared.describe("the shared tier after a write", () => {
     const keys = await redis.keys("test:*");
     const copy = keys.find((k) => k.includes("offset=2") && !k.includes("claim:"))!;
     const [, prefix, key] = /^(test:[^:]+:)(.*)$/.exec(copy)!;
-    const claim = `${prefix}claim:${c.cache.position.seq}:${key}`;
+    const claim = claimKey(prefix!, `${c.cache.position.seq}:${key}`);
     await redis.hset(claim, "by", "slow");
     await redis.pexpire(claim, 600);
 
