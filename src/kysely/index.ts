@@ -98,6 +98,9 @@ export function kyselyCache(dialect: Dialect, options: KyselyCacheOptions): Cach
       defaultPrefix: "kysely:",
       dialect: sqlDialect,
       ...(client && { columns: (table: string) => client.columns(table), client: options.client }),
+      // Kysely holds a connection while its statement runs: on a PostgreSQL pool, a catalog
+      // read the statement waited for could wait for that connection.
+      learnAside: sqlDialect === "postgres",
       // A hot read reloaded in the background takes a connection of its own.
       rerun: async (sql, params) => {
         if (!inner) throw new Error("[edgecache] [kysely] the dialect's driver is not made yet");

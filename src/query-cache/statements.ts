@@ -101,6 +101,12 @@ export interface StatementDatabase<R = SqlResult> {
   rerun: (sql: string, params: readonly unknown[], keyed: unknown) => Promise<R>;
   /** How results are kept (their rows alone by default). */
   form?: ResultForm<R>;
+  /**
+   * Column kinds are read from the catalog aside, never waited for by a statement: where
+   * the caller holds one of the application's pooled connections while its statement runs
+   * (Kysely on PostgreSQL), and a catalog read on that pool could wait for it forever.
+   */
+  learnAside?: boolean;
 }
 
 /** The same counters as the Drizzle adapter's (docs/guides/drizzle.md). */
@@ -297,12 +303,10 @@ export class StatementCache<R = SqlResult> {
       }
     }
     const dialect = this.#db.dialect;
-    const shape = sqlShape(sql, params, dialect, this.#schema);
-    // Read in the background: the catalog is read on the application's client, which the
-    // caller may hold a connection of meanwhile (Kysely during a statement), and a pool
-    // whose every connection is held so would never answer. Until then, the table's
-    // conditions on other columns than its key register coarser.
-    if (this.#following) this.#learnSoon(shape.tables);
+    let shape = sqlShape(sql, params, dialect, this.#schema);
+    if (this.#following && (await this.#learnKinds(shape.tables))) {
+      shape = sqlShape(sql, params, dialect, this.#schema);
+    }
     if (!readOnly(shape, sql)) return this.write(sql, params, run);
     await this.#capture?.want(shape.tables);
     this.#stats.counts.misses++;
@@ -466,16 +470,27 @@ export class StatementCache<R = SqlResult> {
   };
 
   /** Tables whose column kinds are being read. */
-  #learning = new Set<string>();
+  #learning = new Map<string, Promise<void>>();
 
-  /** Reads the column kinds of those of `tables` with a known primary key, not waited for. */
-  #learnSoon(tables: readonly string[]): void {
+  /**
+   * Reads the column kinds of those of `tables` with a known primary key; true if any were
+   * read. With `learnAside`, not waited for (false): the read's conditions on other columns
+   * than the key register coarser until they are in.
+   */
+  async #learnKinds(tables: readonly string[]): Promise<boolean> {
+    const reads: Promise<void>[] = [];
     for (const table of tables) {
-      if (this.#kinds.has(table) || this.#learning.has(table)) continue;
-      if (this.#catalog?.primaryKey(table) === undefined) continue;
-      this.#learning.add(table);
-      void this.#learn(table).finally(() => this.#learning.delete(table));
+      if (this.#kinds.has(table) || this.#catalog?.primaryKey(table) === undefined) continue;
+      let read = this.#learning.get(table);
+      if (!read) {
+        read = this.#learn(table).finally(() => this.#learning.delete(table));
+        this.#learning.set(table, read);
+      }
+      reads.push(read);
     }
+    if (reads.length === 0 || this.#db.learnAside) return false;
+    await Promise.all(reads);
+    return true;
   }
 
   async #learn(table: string): Promise<void> {

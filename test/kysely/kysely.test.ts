@@ -308,6 +308,50 @@ server.describe("kysely on node-postgres, without change capture", () => {
   kyselySuite(() => postgresHarness(server.url), false);
 });
 
+server.describe("kysely on a node-postgres pool smaller than its statements in flight", () => {
+  it("never waits for a connection its own statements hold: 12 reads and 4 writes at once on a pool of 2", async () => {
+    const h = postgresHarness(server.url);
+    await h.reset();
+    await h.installCapture();
+    const pool = new pg.Pool({ connectionString: server.url, max: 2 });
+    const dialect = kyselyCache(new PostgresDialect({ pool }), {
+      client: pool,
+      tiers: [memoryStore()],
+    });
+    const db: Db = new Kysely({ dialect });
+    try {
+      // A fresh cache: capture's catalog, the foreign keys and the column kinds all still
+      // to be read while every pooled connection is held by a statement waiting on them.
+      const work = Promise.all([
+        ...[1, 2, 3, 1, 2, 3].map((id) =>
+          db.selectFrom(h.users).select(["id", "name"]).where("id", "=", id).execute(),
+        ),
+        ...["Ann", "Bo", "Cy"].flatMap((name) => [
+          db.selectFrom(h.users).select(["id", "name"]).where("name", "=", name).execute(),
+          db.selectFrom(h.users).select("id").orderBy("name").limit(2).execute(),
+        ]),
+        ...[1, 2, 3, 2].map((id) =>
+          db
+            .updateTable(h.users)
+            .set({ name: `N${id}` })
+            .where("id", "=", id)
+            .execute(),
+        ),
+      ]);
+      // A liveness bound, not a speed one: the deadlock this guards against never ends.
+      const stuck = new Promise<"stuck">((r) => setTimeout(() => r("stuck"), 30_000).unref());
+      expect(await Promise.race([work.then(() => "done"), stuck])).toBe("done");
+      await dialect.cache.catchUp();
+      expect(await db.selectFrom(h.users).select(["id", "name"]).orderBy("id").execute()).toEqual(
+        await h.fresh(),
+      );
+    } finally {
+      await db.destroy();
+      await h.close();
+    }
+  }, 60_000);
+});
+
 describe("kyselyCache's options", () => {
   it("refuses what it cannot cache, naming it", () => {
     const options = { tiers: [memoryStore()] };

@@ -269,7 +269,10 @@ describe("sqlShape: what a select depends on", () => {
       { column: "id", desc: false, nulls: "last" },
     ]);
     // A quoted name that only looks like the stand-in, or COLLATE inside a string, stays.
-    const t = shape("postgres", `select "id" from "users" where "name" = 'x" collate' order by "id"`);
+    const t = shape(
+      "postgres",
+      `select "id" from "users" where "name" = 'x" collate' order by "id"`,
+    );
     expect(t.fallback).toBeUndefined();
   });
 
