@@ -8,7 +8,7 @@
  *
  * @example
  * import { PrismaBetterSqlite3 } from "@prisma/adapter-better-sqlite3";
- * import { PrismaClient } from "./generated/prisma/client.ts";
+ * import { PrismaClient } from "./generated/prisma/client.js";
  * import { prismaCache } from "edgecache/prisma";
  * import { memoryStore } from "edgecache/stores/memory";
  * const adapter = prismaCache(new PrismaBetterSqlite3({ url: "file:app.db" }), {
