@@ -118,6 +118,8 @@ export function prismaCache(
         if (!inner) throw new Error("[edgecache] [prisma] reloaded while disconnected");
         return inner.queryRaw({ sql, ...(keyed as QueryArgs) });
       },
+      // Its SQLite adapter turns a DateTime stored as a number into text.
+      converts: true,
       form: {
         ...RESULT_SET,
         patchable: (result) =>

@@ -6,7 +6,8 @@ import type { SqlColumnKind, SqlDialect, SqlTable } from "../sql/analysis/shapes
  * 64-bit integers and decimals come back as text from the PostgreSQL drivers: "other",
  * never compared. PostgreSQL's double precision is a "float" (it may hold NaN, above every
  * number there) and its timestamps "instant"s (see sql/analysis/forms.ts); SQLite's dates are
- * whatever text or numbers the application stores.
+ * whatever text or numbers the application stores: "ordered" (ordered by as SQLite orders
+ * them, never compared with a query's value).
  */
 export function sqlTypeKind(declared: string, dialect: SqlDialect): SqlColumnKind {
   const type = declared.toLowerCase();
@@ -17,7 +18,9 @@ export function sqlTypeKind(declared: string, dialect: SqlDialect): SqlColumnKin
   if (numbers.test(type)) return "number";
   // Not char(n): PostgreSQL pads it and compares without the padding.
   if (/^(text|varchar|character varying)(\(\d+\))?$/.test(type)) return "text";
-  if (dialect !== "postgres") return "other";
+  // SQLite: any other type but BLOB's affinity (BLOB, or none: such a column may hold bytes,
+  // which capture records as hex text and SQLite orders after all text).
+  if (dialect !== "postgres") return type === "" || type.includes("blob") ? "other" : "ordered";
   if (/^(double precision|float8)$/.test(type)) return "float";
   if (/^(timestamp|timestamptz)( ?\(\d\))?( with(out)? time zone)?$/.test(type)) return "instant";
   return "other";

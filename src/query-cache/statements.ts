@@ -107,6 +107,13 @@ export interface StatementDatabase<R = SqlResult> {
    * (Kysely on PostgreSQL), and a catalog read on that pool could wait for it forever.
    */
   learnAside?: boolean;
+  /**
+   * The driver returns some values in another form than the database holds them (Prisma's
+   * SQLite adapter gives a DateTime stored as a number as text): a SQLite column ordered by
+   * its values as stored ("ordered") is not ordered by then, since the result's last values
+   * would not be those a captured change is compared with.
+   */
+  converts?: boolean;
 }
 
 /** The same counters as the Drizzle adapter's (docs/guides/drizzle.md). */
@@ -497,7 +504,8 @@ export class StatementCache<R = SqlResult> {
     try {
       const kinds: Record<string, SqlColumnKind> = {};
       for (const c of (await this.#db.columns?.(table)) ?? []) {
-        kinds[c.name] = sqlTypeKind(c.type, this.#db.dialect);
+        const kind = sqlTypeKind(c.type, this.#db.dialect);
+        kinds[c.name] = kind === "ordered" && this.#db.converts ? "other" : kind;
       }
       this.#kinds.set(table, Object.keys(kinds).length > 0 ? kinds : null);
     } catch (err) {

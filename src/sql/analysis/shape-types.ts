@@ -5,7 +5,6 @@ import type { SqlDialect } from "./parse.ts";
 
 export type { SqlDialect };
 
-/** How a column's values compare in the planner: only these two are compared in memory. */
 /**
  * How the planner compares a column's values:
  * - "text" by code point, "number" as numbers;
@@ -14,11 +13,15 @@ export type { SqlDialect };
  *   result holding one has no window, a change carrying one changes its table as a whole;
  * - "instant": a PostgreSQL timestamp, ordered by its canonical form (see forms.ts),
  *   never compared with a query's value;
+ * - "ordered": a SQLite column of another declared type (DATETIME, NUMERIC, BOOLEAN...),
+ *   which holds numbers or text as they were written: ordered by as SQLite orders any
+ *   column (NULLs, then numbers, then text by code point), never compared with a query's
+ *   value (its affinity may turn the value into a number first);
  * - "other": neither compared nor ordered by.
  * "float" and "instant" only where the cache's captured changes are put in the same form
  * (the query caches' own capture, see QueryCapture).
  */
-export type SqlColumnKind = "text" | "number" | "float" | "instant" | "other";
+export type SqlColumnKind = "text" | "number" | "float" | "instant" | "ordered" | "other";
 
 /** What is known of one table. */
 export interface SqlTable {
