@@ -146,8 +146,11 @@ export function postgresClientCapture(pg: PgCapturePort): ClientCapture {
   // statement; any ORM's transaction until it commits), and a pool whose every connection
   // is held so would never answer.
   let mine: ReturnType<NonNullable<PgCapturePort["own"]>> | undefined;
-  const waited: PgCapturePort["query"] = (text, params) =>
-    (pg.own ? (mine ??= pg.own()).query : pg.query)(text, params);
+  const waited: PgCapturePort["query"] = (text, params) => {
+    if (!pg.own) return pg.query(text, params);
+    mine ??= pg.own();
+    return mine.query(text, params);
+  };
   return {
     async close() {
       const m = mine;
