@@ -240,6 +240,8 @@ export interface CaptureDrainCounts {
   /** From the database's record of a change to its record in the log, ms. */
   lagP50?: number;
   lagP99?: number;
+  /** The drain asked for failed: what was captured before the call may not be in the log. */
+  failed?: boolean;
 }
 
 /**

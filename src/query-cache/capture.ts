@@ -1,7 +1,11 @@
 import type { Cache } from "../core/cache/index.ts";
 import { type CaptureFollower, followCapture, mapFeed, unref } from "../core/capture.ts";
 import type { PlanSchema, WriteEvent } from "../core/deps/planner.ts";
-import { type CaptureDrainingLog, drainsCapture } from "../log/contract.ts";
+import {
+  type CaptureDrainCounts,
+  type CaptureDrainingLog,
+  drainsCapture,
+} from "../log/contract.ts";
 import type { OutsideWrites } from "../log/outside-writes.ts";
 import { comparableEvent } from "../sql/analysis/forms.ts";
 import type { SqlColumnKind } from "../sql/analysis/shapes.ts";
@@ -411,6 +415,9 @@ function nameOf(table: string): string | undefined {
   return table === "" ? undefined : plainTableName(table);
 }
 
+/** How long after a failed drain a drained follower is asked again (see drainedFollower). */
+const DRAIN_RETRY_MS = 1000;
+
 /**
  * The follower of a change table the change log's object drains (D1): following it is
  * asking the object to drain now (`sync`), which tells whether it drains at all (an object
@@ -418,14 +425,21 @@ function nameOf(table: string): string | undefined {
  */
 function drainedFollower(log: CaptureDrainingLog): CaptureFollower {
   let leading = false;
+  /** When a drain last failed: asked again (by the next write) once DRAIN_RETRY_MS passed. */
+  let failedAt: number | undefined;
   let counts: { applied: number; lagP50?: number; lagP99?: number } | undefined;
   const sync = async () => {
+    let drained: CaptureDrainCounts | undefined;
     try {
-      counts = await log.drainCapture();
+      drained = await log.drainCapture();
     } catch {
-      counts = undefined;
+      drained = undefined;
     }
-    leading = counts !== undefined;
+    counts = drained ?? counts;
+    // A drain that failed (the database out of reach) promises nothing: the caller then
+    // invalidates, as without capture.
+    leading = drained !== undefined && drained.failed !== true;
+    failedAt = drained?.failed === true ? Date.now() : undefined;
     return leading;
   };
   // Whether the object drains is known once it has been asked.
@@ -434,7 +448,9 @@ function drainedFollower(log: CaptureDrainingLog): CaptureFollower {
     // Found in the catalog: the refresh drops its tables once it is gone.
     installed: true,
     get leading() {
-      return leading;
+      // After a failed drain, offered again a while later: the next settle asks for a drain,
+      // and invalidates if that one fails too.
+      return leading || (failedAt !== undefined && Date.now() - failedAt >= DRAIN_RETRY_MS);
     },
     caughtUp: first.then(() => {}),
     sync,

@@ -61,6 +61,11 @@ export interface CaptureDrainStats {
   lagP50: number | undefined;
   lagP99: number | undefined;
   intervalMs: number;
+  /**
+   * The last drain failed (the database out of reach): changes committed before it may not
+   * be in the log, so an isolate asking for a drain is told it cannot count on one.
+   */
+  failed?: true;
 }
 
 /**
@@ -122,6 +127,8 @@ export class CaptureDrain {
   #applied = 0;
   #lags: number[] = [];
   #lastError = "";
+  /** Whether the last drain failed (see CaptureDrainStats.failed). */
+  #failed = false;
   readonly #warn: (message: string) => void;
   readonly #database: string;
   /** One drain at a time; asked for while one runs, it runs once more after it. */
@@ -188,6 +195,7 @@ export class CaptureDrain {
       lagP50: at(0.5),
       lagP99: at(0.99),
       intervalMs: this.intervalMs,
+      ...(this.#failed && { failed: true as const }),
     };
   }
 
@@ -196,7 +204,10 @@ export class CaptureDrain {
     await this.#storage.setAlarm(Date.now() + this.intervalMs);
   }
 
-  /** Never throws: a failure (the database out of reach) is logged once and tried again next time. */
+  /**
+   * Never throws: a failure (the database out of reach) is logged once, said in `stats()`
+   * (`failed`) until a drain succeeds, and tried again next time.
+   */
   async #pass(): Promise<void> {
     const started = Date.now();
     try {
@@ -236,7 +247,9 @@ export class CaptureDrain {
         }
       }
       this.#lastError = "";
+      this.#failed = false;
     } catch (error) {
+      this.#failed = true;
       const message = String((error as Error)?.message ?? error);
       if (message !== this.#lastError) {
         this.#warn(`[edgecache] [capture] draining ${this.#database} failed: ${message}; retrying`);

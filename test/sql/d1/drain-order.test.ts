@@ -115,3 +115,34 @@ describe("D1 capture drain: a data API write in flight without a live turn", () 
     });
   }
 });
+
+describe("D1 capture drain: a drain that fails", () => {
+  it("says so in its stats until one succeeds, so that a write waiting for it is not told its rows are in", async () => {
+    const { state } = storage();
+    const host = new ChangeLogHost(state);
+    const d1 = table();
+    let down = false;
+    const feed: CaptureFeed = {
+      ...d1.feed,
+      read: (limit, urgent) =>
+        down ? Promise.reject(new Error("D1 is out of reach")) : d1.feed.read(limit, urgent),
+    };
+    const warnings: string[] = [];
+    const drain = new CaptureDrain({ setAlarm: async () => {} }, feed, host, 1000, (m) =>
+      warnings.push(m),
+    );
+    d1.commit(C);
+    await drain.drain();
+    expect(drain.stats()).toMatchObject({ applied: 1 });
+    expect(drain.stats().failed).toBeUndefined();
+    down = true;
+    d1.commit(W);
+    await drain.drain();
+    expect(drain.stats()).toMatchObject({ applied: 1, failed: true });
+    expect(warnings).toHaveLength(1);
+    down = false;
+    await drain.drain();
+    expect(drain.stats()).toMatchObject({ applied: 2 });
+    expect(drain.stats().failed).toBeUndefined();
+  });
+});
