@@ -5,6 +5,7 @@ import type { ChangeOp } from "../../log/contract.ts";
 import type { D1DatabaseLike } from "../../sql/d1/binding.ts";
 import { d1CaptureFeed } from "../../sql/d1/capture.ts";
 import { objectLogger } from "./logger.ts";
+import { captureIntervalMs } from "./variables.ts";
 
 /**
  * D1 change capture on Workers: the change log's Durable Object drains D1's change table
@@ -101,9 +102,8 @@ export function captureDrain(
   table: DrainedTable = d1ChangeTable,
 ): CaptureDrain | undefined {
   if (env === undefined) return undefined;
-  const setting = env.EDGECACHE_CAPTURE_MS;
-  const intervalMs = setting ? Number(setting) : CAPTURE_INTERVAL_MS;
-  if (!(Number.isFinite(intervalMs) && intervalMs > 0)) return undefined;
+  const intervalMs = captureIntervalMs(env, CAPTURE_INTERVAL_MS);
+  if (intervalMs === 0) return undefined;
   const drained = table(env);
   if (drained === undefined) return undefined;
   const { warn } = objectLogger(env);

@@ -2,6 +2,7 @@ import { badOption } from "../../core/errors.ts";
 import { postgresDrainFeed } from "../../sql/postgres/client-capture.ts";
 import type { CaptureEnv, DrainedTable } from "./capture-drain.ts";
 import { ChangeLogObject } from "./change-log-object.ts";
+import { captureSchemaVariable } from "./variables.ts";
 
 const C = "change-log";
 
@@ -66,7 +67,7 @@ export function postgresChangeLogObject(
         ? entry
         : (entry as { connectionString?: unknown } | undefined)?.connectionString;
     if (typeof url !== "string" || url === "") return undefined;
-    const schema = (env as PostgresCaptureEnv).EDGECACHE_CAPTURE_SCHEMA || "public";
+    const schema = captureSchemaVariable(env as PostgresCaptureEnv);
     // Made once per object, connected on first use: a Durable Object's connection serves
     // every request and alarm it runs.
     const sql = postgres(url, {

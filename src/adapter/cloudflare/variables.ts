@@ -45,6 +45,10 @@ export interface LogEnv {
   EDGECACHE_REGION?: string;
   /** Objects the Durable Object tier spreads keys over (over `tierShards`); `cacheTierObject` reads it too. */
   EDGECACHE_TIER_SHARDS?: string;
+  /** The log's object: how often it drains change capture, ms (1000 by default; 0: never). */
+  EDGECACHE_CAPTURE_MS?: string;
+  /** `postgresChangeLogObject`: the PostgreSQL schema whose change table it drains (`public`). */
+  EDGECACHE_CAPTURE_SCHEMA?: string;
 }
 
 /**
@@ -264,5 +268,37 @@ function number(
 function option(options: EdgeCacheOptions, name: "caching" | "kv"): boolean | undefined {
   const value = options[name];
   if (value !== undefined && typeof value !== "boolean") badOption(C, name, "true or false", value);
+  return value;
+}
+
+/**
+ * How often the log's object drains change capture, ms: `EDGECACHE_CAPTURE_MS` (0 turns the
+ * drain off), else `fallback`. Anything else is refused, naming the variable: a typo must
+ * not turn capture off without a word, leaving reads stale for good.
+ */
+export function captureIntervalMs(
+  env: { EDGECACHE_CAPTURE_MS?: unknown },
+  fallback: number,
+): number {
+  const value = variable(env, "EDGECACHE_CAPTURE_MS");
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    badVariable(
+      C,
+      "EDGECACHE_CAPTURE_MS",
+      "a whole number of ms (such as 1000; 0 turns the drain off)",
+      value,
+    );
+  }
+  return Number(value);
+}
+
+/** The PostgreSQL schema `postgresChangeLogObject` drains: `EDGECACHE_CAPTURE_SCHEMA`, else public. */
+export function captureSchemaVariable(env: { EDGECACHE_CAPTURE_SCHEMA?: unknown }): string {
+  const value = variable(env, "EDGECACHE_CAPTURE_SCHEMA");
+  if (value === undefined) return "public";
+  if (!/^[A-Za-z_][A-Za-z0-9_$]*$/.test(value)) {
+    badVariable(C, "EDGECACHE_CAPTURE_SCHEMA", "a schema name (letters, digits, _ or $)", value);
+  }
   return value;
 }

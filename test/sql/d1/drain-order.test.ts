@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { CaptureDrain } from "../../../src/adapter/cloudflare/capture-drain.ts";
+import { CaptureDrain, captureDrain } from "../../../src/adapter/cloudflare/capture-drain.ts";
+import { captureSchemaVariable } from "../../../src/adapter/cloudflare/variables.ts";
 import type { CapturedChange, CaptureFeed } from "../../../src/core/capture.ts";
 import type { WriteEvent } from "../../../src/core/deps/planner.ts";
 import type { DurableObjectStateLike } from "../../../src/durable/rpc.ts";
@@ -144,5 +145,28 @@ describe("D1 capture drain: a drain that fails", () => {
     await drain.drain();
     expect(drain.stats()).toMatchObject({ applied: 2 });
     expect(drain.stats().failed).toBeUndefined();
+  });
+});
+
+describe("EDGECACHE_CAPTURE_MS and EDGECACHE_CAPTURE_SCHEMA", () => {
+  it("a bad value is refused naming the variable, where it turned capture off without a word", () => {
+    const { state } = storage();
+    const host = new ChangeLogHost(state);
+    const alarms = { setAlarm: async () => {} };
+    const env = (ms: string) =>
+      ({ DB: { prepare: () => ({}) }, EDGECACHE_CAPTURE_MS: ms }) as never;
+    for (const bad of ["abc", "-1", "1s", "2.5"]) {
+      expect(() => captureDrain(alarms, env(bad), host)).toThrow(
+        new RegExp(`variable EDGECACHE_CAPTURE_MS: expected a whole number of ms.*got "${bad}"`),
+      );
+    }
+    expect(captureDrain(alarms, env("0"), host)).toBeUndefined(); // documented: off
+    expect(captureDrain(alarms, env("250"), host)?.intervalMs).toBe(250);
+    expect(captureDrain(alarms, env(""), host)?.intervalMs).toBe(1000);
+    expect(() => captureSchemaVariable({ EDGECACHE_CAPTURE_SCHEMA: "app; drop" })).toThrow(
+      /variable EDGECACHE_CAPTURE_SCHEMA: expected a schema name/,
+    );
+    expect(captureSchemaVariable({ EDGECACHE_CAPTURE_SCHEMA: "app" })).toBe("app");
+    expect(captureSchemaVariable({})).toBe("public");
   });
 });
