@@ -137,9 +137,8 @@ export function prismaCache(
       inner = adapter;
       connections++;
       // The application's client behind the adapter (its capture followed, its catalog
-      // read), unless one is given.
-      const own = underlying(adapter);
-      const client = options.client ?? (own !== undefined && sqlDriver(own) ? own : undefined);
+      // read), unless one is given; one edgecache does not know goes by tables.
+      const client = options.client ?? underlying(adapter);
       const driver = client === undefined ? undefined : sqlDriver(client);
       if (driver) statements.attach(client, (table) => driver.columns(table));
       return new CachingAdapter(adapter, statements, dialect, async () => {

@@ -192,6 +192,18 @@ export class StatementCache<R = SqlResult> {
   #patching = false;
   /** Key -> the query behind it, for the engine's reload of hot invalidated keys. */
   #reruns = new LRUCache<string, Rerun>({ max: KEPT_RERUNS });
+  /** What `attach` needs of the options the entry was made with. */
+  readonly #follow: {
+    follow: boolean;
+    owns: boolean;
+    outside: Parameters<typeof followCapturedWrites>[2];
+    prefix: string;
+    patchInPlace: boolean;
+    reload: boolean;
+    logger: Warner;
+  };
+  /** Removes the write hooks of capture's follower (see `close`). */
+  #unhook: (() => void) | undefined;
 
   constructor(db: StatementDatabase<R>, options: StatementCacheOptions) {
     const c = db.component;
@@ -214,23 +226,9 @@ export class StatementCache<R = SqlResult> {
     this.#prefix = prefix;
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#stats = new QueryStats(c, logger);
-    // The catalog's foreign keys, whether capture is followed or not (see Cascades).
     this.#follow = { follow, owns, outside, prefix, patchInPlace, reload, logger };
     if (db.client !== undefined) this.attach(db.client, db.columns);
   }
-
-  /** What `attach` needs of the options the entry was made with. */
-  readonly #follow: {
-    follow: boolean;
-    owns: boolean;
-    outside: Parameters<typeof followCapturedWrites>[2];
-    prefix: string;
-    patchInPlace: boolean;
-    reload: boolean;
-    logger: Warner;
-  };
-  /** Removes the write hooks of capture's follower (see `close`). */
-  #unhook: (() => void) | undefined;
 
   /**
    * Follows the change capture of the application's `client` (or, with `capture: false`,
@@ -242,6 +240,7 @@ export class StatementCache<R = SqlResult> {
     if (this.#capture || this.#catalogReader) return;
     this.#db = { ...this.#db, client, ...(columns && { columns }) };
     const { follow, owns, outside, prefix, patchInPlace, reload, logger } = this.#follow;
+    // The catalog's foreign keys, whether capture is followed or not (see Cascades).
     const catalog = {
       foreignKeys: (actions: ForeignKeyAction[]) => this.#cascades.setCatalog(actions),
       schemas: () => this.#cascades.schemas(),

@@ -48,10 +48,13 @@ export function namePlaceholders(sql: string): string {
   let max = 0;
   let i = 0;
   while (i < sql.length) {
-    MAIN_COLUMN.lastIndex = i;
-    if ((i === 0 || !/[\w$.`"\]]/.test(sql[i - 1]!)) && MAIN_COLUMN.test(sql)) {
-      i = MAIN_COLUMN.lastIndex;
-      continue;
+    // Only where `main` may start, after no part of another name.
+    if (/[mM`"[]/.test(sql[i]!) && (i === 0 || !/[\w$.`"\]]/.test(sql[i - 1]!))) {
+      MAIN_COLUMN.lastIndex = i;
+      if (MAIN_COLUMN.test(sql)) {
+        i = MAIN_COLUMN.lastIndex;
+        continue;
+      }
     }
     const skip = skipText(sql, i);
     if (skip > i) {
