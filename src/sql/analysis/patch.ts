@@ -12,8 +12,9 @@ import { MAX_ROW_TAGS, type SqlShape, type SqlTable } from "./shapes.ts";
  *
  * Only where a result row is a table row in another dress: a select of every column of
  * one table, each of a kind whose driver form is known (text and numbers as capture
- * records them; PostgreSQL's timestamps as the server's text, see forms.ts; a decimal
- * or bytes may come in yet another form), and a window the planner orders totally (its
+ * records them, also in a SQLite column of another declared type, "ordered", where the
+ * driver gives the values as stored; PostgreSQL's timestamps as the server's text, see
+ * forms.ts; a decimal or bytes may come in yet another form), and a window the planner orders totally (its
  * sort ends with the primary key), or a primary-key lookup. Anything else is invalidated,
  * as before.
  */
@@ -33,8 +34,8 @@ export interface ResultPlan {
 }
 
 /** The kinds of column a patched result may hold. */
-type PatchableKind = "text" | "number" | "float" | "instant";
-const PATCHABLE = new Set<unknown>(["text", "number", "float", "instant"]);
+type PatchableKind = "text" | "number" | "float" | "instant" | "ordered";
+const PATCHABLE = new Set<unknown>(["text", "number", "float", "instant", "ordered"]);
 
 /** What a patched result is: its rows, in the driver's form, and its list registration. */
 export interface PatchedResult {
@@ -157,8 +158,9 @@ export function patchResult(
 /**
  * Whether the cached rows show that the driver returns values in the form patched rows are
  * given: a text column's as strings, a number column's as numbers (not libSQL's bigints or
- * text in its other `intMode`s), a float's finite, an instant's as the server's text, with
- * some number column holding a number to show it.
+ * text in its other `intMode`s), a float's finite, an instant's as the server's text, an
+ * "ordered" column's as numbers or strings, with some value a number to show that the
+ * driver's integers are numbers.
  */
 function inDriverForm(plan: ResultPlan, rows: readonly Row[]): boolean {
   if (!Array.isArray(plan.kinds) || plan.kinds.length !== plan.columns.length) return false;
@@ -173,10 +175,14 @@ function inDriverForm(plan: ResultPlan, rows: readonly Row[]): boolean {
       } else if (kind === "number" || kind === "float") {
         if (typeof v !== "number" || (kind === "float" && !Number.isFinite(v))) return false;
         numbers = true;
+      } else if (kind === "ordered") {
+        // Numbers or text, as stored: a number shows the driver's integers are numbers.
+        if (typeof v === "number") numbers = true;
+        else if (typeof v !== "string") return false;
       } else if (typeof v !== "string") return false;
     }
   }
-  return numbers || !plan.kinds.some((k) => k === "number" || k === "float");
+  return numbers || !plan.kinds.some((k) => k === "number" || k === "float" || k === "ordered");
 }
 
 /**
