@@ -1,4 +1,5 @@
-import type { SqlColumnKind, SqlDialect, SqlTable } from "../sql/analysis/shapes.ts";
+import type { SqlColumnKind, SqlDialect, SqlTable, TextCollation } from "../sql/analysis/shapes.ts";
+import type { CatalogColumn } from "../sql/client.ts";
 
 /**
  * How the planner may compare a column's values, by its declared SQL type (`integer`,
@@ -24,6 +25,27 @@ export function sqlTypeKind(declared: string, dialect: SqlDialect): SqlColumnKin
   if (/^(double precision|float8)$/.test(type)) return "float";
   if (/^(timestamp|timestamptz)( ?\(\d\))?( with(out)? time zone)?$/.test(type)) return "instant";
   return "other";
+}
+
+/**
+ * What the catalog's columns tell the planner: each one's kind by its declared type, and
+ * how its text compares with no `collate`. `converts`: the driver
+ * gives some values in another form than stored (see StatementDatabase.converts), so a
+ * column of SQLite's "ordered" kind is "other".
+ */
+export function catalogKinds(
+  catalog: readonly CatalogColumn[],
+  dialect: SqlDialect,
+  converts = false,
+): Required<Pick<SqlTable, "columns" | "collations">> {
+  const columns: Record<string, SqlColumnKind> = {};
+  const collations: Record<string, TextCollation> = {};
+  for (const c of catalog) {
+    const kind = sqlTypeKind(c.type, dialect);
+    columns[c.name] = kind === "ordered" && converts ? "other" : kind;
+    if (c.collation !== undefined) collations[c.name] = c.collation;
+  }
+  return { columns, collations };
 }
 
 /**

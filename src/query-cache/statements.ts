@@ -20,7 +20,7 @@ import type { ForeignKeyAction } from "../sql/schema.ts";
 import { type QueryCapture, startCapture } from "./capture.ts";
 import { Cascades } from "./cascades.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
-import { sqlTypeKind, withoutCapturedForms } from "./columns.ts";
+import { catalogKinds, withoutCapturedForms } from "./columns.ts";
 import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
 import { type QueryCacheStats, QueryStats, queryEngine } from "./stats.ts";
 
@@ -185,7 +185,7 @@ export class StatementCache<R = SqlResult> {
    * while capture is followed: with them, conditions on other columns than the primary key
    * register exactly (without capture, writes go by table and exactness gains nothing).
    */
-  #kinds = new Map<string, Record<string, SqlColumnKind> | null>();
+  #kinds = new Map<string, Pick<SqlTable, "columns" | "collations"> | null>();
   /** Whether capture was followed at the last call (see #checkMode). */
   #following = false;
   /** Whether results are patched in place after captured writes (see `patchInPlace`). */
@@ -469,8 +469,7 @@ export class StatementCache<R = SqlResult> {
   #schema = (table: string): SqlTable | undefined => {
     const primaryKey = this.#catalog?.primaryKey(table);
     if (primaryKey === undefined) return undefined;
-    const columns = this.#kinds.get(table);
-    const known: SqlTable = columns ? { primaryKey, columns } : { primaryKey };
+    const known: SqlTable = { primaryKey, ...this.#kinds.get(table) };
     // Floats and instants only where capture's triggers record them exactly.
     return this.#capture?.recordsForms() === false ? withoutCapturedForms(known) : known;
   };
@@ -501,12 +500,9 @@ export class StatementCache<R = SqlResult> {
 
   async #learn(table: string): Promise<void> {
     try {
-      const kinds: Record<string, SqlColumnKind> = {};
-      for (const c of (await this.#db.columns?.(table)) ?? []) {
-        const kind = sqlTypeKind(c.type, this.#db.dialect);
-        kinds[c.name] = kind === "ordered" && this.#db.converts ? "other" : kind;
-      }
-      this.#kinds.set(table, Object.keys(kinds).length > 0 ? kinds : null);
+      const catalog = (await this.#db.columns?.(table)) ?? [];
+      const kinds = catalogKinds(catalog, this.#db.dialect, this.#db.converts);
+      this.#kinds.set(table, catalog.length > 0 ? kinds : null);
     } catch (err) {
       this.#kinds.set(table, null);
       this.#stats.fault("catalog", err);

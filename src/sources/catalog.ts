@@ -1,14 +1,18 @@
 import { EdgecacheError } from "../core/errors.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
+import { type CatalogColumn, withSqliteCollations } from "../sql/client.ts";
 import { CAPTURE_PREFIX } from "../sql/sqlite/capture-sql.ts";
 import { TABLE_LIST_SQL, tableColumnsSql } from "../sql/sqlite/dialect.ts";
 import { openSqliteFile, sqliteFileProblem } from "../sql/sqlite/file.ts";
 import { isPostgresUrl, postgresCatalog } from "./postgres.ts";
 
-/** A table as the catalog declares it: its one-column primary key, its columns' declared types. */
+/**
+ * A table as the catalog declares it: its one-column primary key, its columns' declared
+ * types (on PostgreSQL, and whether their text orders by code point).
+ */
 export interface CatalogTable {
   primaryKey?: string;
-  columns: { name: string; type: string }[];
+  columns: CatalogColumn[];
 }
 
 /** A database's tables by name (`schema.table` outside PostgreSQL's `public`), and its dialect. */
@@ -37,9 +41,14 @@ export async function readCatalog(database: string): Promise<Catalog> {
         pk: number;
       }[];
       const keys = info.filter((c) => c.pk > 0);
+      const columns = info.map((c) => ({ name: c.name, type: c.type ?? "" }));
       tables.set(name, {
         ...(keys.length === 1 && { primaryKey: keys[0]!.name }),
-        columns: info.map((c) => ({ name: c.name, type: c.type ?? "" })),
+        columns: await withSqliteCollations(
+          name,
+          columns,
+          async (sql) => db.prepare(sql).get() as Record<string, unknown> | undefined,
+        ),
       });
     }
     return { dialect: "sqlite", tables };

@@ -1,6 +1,7 @@
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
 import { badOption } from "../core/errors.ts";
 import type { ViewInfo } from "../core/query.ts";
+import { type CatalogColumn, isCollation } from "../sql/client.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import {
   forgetPostgresCaptured,
@@ -12,7 +13,12 @@ import {
   uninstallPostgresCapture,
 } from "../sql/postgres/capture.ts";
 import { connectPostgres, DEFAULT_MAX_CONNECTIONS, loadPostgres } from "../sql/postgres/connect.ts";
-import { type PgColumn, type PgTable, postgresDialect } from "../sql/postgres/dialect.ts";
+import {
+  type PgColumn,
+  type PgTable,
+  postgresDialect,
+  textCollationSql,
+} from "../sql/postgres/dialect.ts";
 import { PostgresDriver, type Sql } from "../sql/postgres/driver.ts";
 import { nodePostgresCapturePort } from "../sql/postgres/node-postgres-capture.ts";
 import { NodePostgresDriver, type NodePostgresLike } from "../sql/postgres/node-postgres-driver.ts";
@@ -175,7 +181,7 @@ class PostgresSource extends SqlSource<PgColumn, PgTable> implements CapturingSo
 
 /** Every user table's columns with their declared types, and whether each is a one-column primary key. */
 const CATALOG_SQL = `SELECT c.table_schema AS schema, c.table_name AS table, c.column_name AS name,
-    c.data_type AS type,
+    c.data_type AS type, ${textCollationSql("c.")} AS collation,
     EXISTS (SELECT 1 FROM pg_index i
               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
              WHERE i.indrelid = to_regclass(format('%I.%I', c.table_schema, c.table_name))
@@ -194,18 +200,19 @@ const CATALOG_SQL = `SELECT c.table_schema AS schema, c.table_name AS table, c.c
  */
 export async function postgresCatalog(
   url: string,
-): Promise<Map<string, { primaryKey?: string; columns: { name: string; type: string }[] }>> {
+): Promise<Map<string, { primaryKey?: string; columns: CatalogColumn[] }>> {
   const sql = await connectPostgres(url, 1);
   try {
-    const tables = new Map<
-      string,
-      { primaryKey?: string; columns: { name: string; type: string }[] }
-    >();
+    const tables = new Map<string, { primaryKey?: string; columns: CatalogColumn[] }>();
     for (const r of await sql.unsafe(CATALOG_SQL)) {
       const name = r.schema === "public" ? String(r.table) : `${r.schema}.${r.table}`;
       const table = tables.get(name) ?? { columns: [] };
       tables.set(name, table);
-      table.columns.push({ name: String(r.name), type: String(r.type) });
+      table.columns.push({
+        name: String(r.name),
+        type: String(r.type),
+        ...(isCollation(r.collation) && { collation: r.collation }),
+      });
       if (r.pk === true) table.primaryKey = String(r.name);
     }
     return tables;

@@ -5,10 +5,10 @@
  * client of an application's database is its driver (`sqlDriver` in drivers.ts, held to
  * this contract by `sqlDriverConformance` in edgecache/testing).
  */
-import type { SqlDialect } from "./analysis/shapes.ts";
+import type { SqlDialect, TextCollation } from "./analysis/shapes.ts";
 import type { ClientKind } from "./client-kind.ts";
 import { COLUMNS_SQL } from "./postgres/dialect.ts";
-import { tableColumnsSql } from "./sqlite/dialect.ts";
+import { collationProbeSql, sqliteCollations, tableColumnsSql } from "./sqlite/dialect.ts";
 
 /** A row as the entry returns it: a plain object by column name. */
 export type SqlRow = Record<string, unknown>;
@@ -32,13 +32,50 @@ export interface SqlClient {
    */
   run(sql: string, params: readonly unknown[]): Promise<SqlResult>;
   /** A table's columns and their declared types from the catalog, in order; none if unknown. */
-  columns(table: string): Promise<{ name: string; type: string }[]>;
+  columns(table: string): Promise<CatalogColumn[]>;
+}
+
+/** A column as the catalog describes it. */
+export interface CatalogColumn {
+  name: string;
+  /** Its declared type. */
+  type: string;
+  /**
+   * How its text compares with no `collate` written (see TextCollation): on PostgreSQL
+   * "binary" where its collation is C, POSIX or ucs_basic, or the database's default is a
+   * libc C locale (`C.UTF-8`) that the database shows to order so; on SQLite where the
+   * table declares no collation, or the database shows the column's to compare so.
+   */
+  collation?: TextCollation;
 }
 
 /** SQLite's catalog (libSQL, D1): tables of the main database only. */
 async function sqliteColumns(client: SqlClient, table: string) {
   if (table.includes(".")) return [];
-  return namedColumns(await client.run(tableColumnsSql(table), []));
+  const columns = namedColumns(await client.run(tableColumnsSql(table), []));
+  return withSqliteCollations(table, columns, async (sql) => (await client.run(sql, [])).rows[0]);
+}
+
+/** Columns probed per statement (six result columns each; SQLite allows 2,000). */
+const PROBED_PER_STATEMENT = 50;
+
+/**
+ * `columns` of `table` with the collation each compares its text by, asked of the
+ * database through `first` (the first row of a statement): see collationProbeSql.
+ */
+export async function withSqliteCollations(
+  table: string,
+  columns: readonly CatalogColumn[],
+  first: (sql: string) => Promise<Record<string, unknown> | undefined>,
+): Promise<CatalogColumn[]> {
+  const out: CatalogColumn[] = [];
+  for (let i = 0; i < columns.length; i += PROBED_PER_STATEMENT) {
+    const some = columns.slice(i, i + PROBED_PER_STATEMENT);
+    const names = some.map((c) => c.name);
+    const found = sqliteCollations(await first(collationProbeSql(table, names)), names);
+    for (const [j, c] of some.entries()) out.push({ ...c, collation: found[j]! });
+  }
+  return out;
 }
 
 /** PostgreSQL's catalog: `schema.table`, or a table of `public`. */
@@ -48,9 +85,16 @@ async function postgresColumns(client: SqlClient, table: string) {
   return namedColumns(await client.run(COLUMNS_SQL, [schema, name]));
 }
 
-function namedColumns({ rows }: SqlResult): { name: string; type: string }[] {
-  return rows.map((r) => ({ name: String(r.name), type: String(r.type ?? "") }));
+function namedColumns({ rows }: SqlResult): CatalogColumn[] {
+  return rows.map((r) => ({
+    name: String(r.name),
+    type: String(r.type ?? ""),
+    ...(isCollation(r.collation) && { collation: r.collation }),
+  }));
 }
+
+const COLLATIONS: readonly unknown[] = ["binary", "bytes-equal", "other"];
+export const isCollation = (v: unknown): v is TextCollation => COLLATIONS.includes(v);
 
 /** A table's columns from the catalog of `client`'s dialect. */
 export function catalogColumns(client: SqlClient, table: string) {

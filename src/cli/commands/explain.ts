@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { EdgecacheError } from "../../core/errors.ts";
-import { sqlTypeKind } from "../../query-cache/columns.ts";
+import { catalogKinds } from "../../query-cache/columns.ts";
 import { type Catalog, explainSql, readCatalog } from "../../sources/index.ts";
 
 const GRANULARITY = {
@@ -66,10 +66,7 @@ export const explain = defineCommand({
     const schema = (name: string) => {
       const t = catalog?.tables.get(name);
       if (!t?.primaryKey) return undefined;
-      const columns = Object.fromEntries(
-        t.columns.map((c) => [c.name, sqlTypeKind(c.type, dialect)]),
-      );
-      return { primaryKey: t.primaryKey, columns };
+      return { primaryKey: t.primaryKey, ...catalogKinds(t.columns, dialect) };
     };
     const e = explainSql(a.sql, dialect, schema, params);
     if (a.json) {

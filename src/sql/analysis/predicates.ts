@@ -4,6 +4,7 @@ import {
   type FallbackReason,
   MAX_DISJUNCTS,
   type SqlColumnKind,
+  type TextCollation,
   type WideningReason,
 } from "./shape-types.ts";
 
@@ -80,6 +81,8 @@ export interface Scope {
   /** Its single-column primary key (lookups by it are row tags); a subquery's table may have none. */
   primaryKey: string | undefined;
   kinds: Readonly<Record<string, SqlColumnKind>>;
+  /** How text columns compare with no `collate` (SqlTable's `collations`). */
+  collations?: Readonly<Record<string, TextCollation>> | undefined;
   params: readonly unknown[];
   dialect: SqlDialect;
   widened: Set<WideningReason>;
@@ -244,11 +247,24 @@ function collationOf(v: unknown): string | undefined {
   return typeof name === "string" ? name : typeof c.value === "string" ? c.value : "?";
 }
 
-/** Whether text compares by code point under this collation (what the planner does). */
-export function binaryCollation(scope: Scope, collate: string | undefined): boolean {
-  if (scope.dialect === "sqlite")
-    return collate === undefined || collate.toUpperCase() === "BINARY";
+/**
+ * Whether `column`'s text compares by code point under its `collate` (what the planner
+ * does); with none, by the column's own collation where the catalog told it.
+ */
+export function binaryCollation(scope: Scope, column: ColumnRef): boolean {
+  const { collate } = column;
+  if (collate === undefined) {
+    const declared = scope.collations?.[column.name];
+    return declared === undefined ? scope.dialect === "sqlite" : declared === "binary";
+  }
+  if (scope.dialect === "sqlite") return collate.toUpperCase() === "BINARY";
   return collate === "C" || collate === "POSIX";
+}
+
+/** Whether `column`'s text is equal by its bytes under its `collate` (or its own collation). */
+function bytesEqual(scope: Scope, column: ColumnRef): boolean {
+  if (column.collate !== undefined) return binaryCollation(scope, column);
+  return scope.collations?.[column.name] !== "other";
 }
 
 export const NO_VALUE = Symbol("no value");
@@ -319,10 +335,7 @@ function compare(column: ColumnRef, cmp: string, other: unknown, scope: Scope): 
     // SQLite would compare a number as text here (affinity): not followed.
     if (typeof value !== "string") return widen(scope, "type");
     // Equality is by bytes under the default (deterministic) collations; order is not.
-    const ok =
-      op === "eq"
-        ? column.collate === undefined || binaryCollation(scope, column.collate)
-        : binaryCollation(scope, column.collate);
+    const ok = op === "eq" ? bytesEqual(scope, column) : binaryCollation(scope, column);
     if (!ok) return widen(scope, "collation");
     return [[{ column: column.name, op, value }]];
   }

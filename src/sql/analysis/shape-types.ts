@@ -32,7 +32,21 @@ export interface SqlTable {
    * and orders by it are not evaluated (only equality on the primary key is).
    */
   columns?: Readonly<Record<string, SqlColumnKind>>;
+  /**
+   * How its text columns compare with no `collate` written, as the database's catalog
+   * tells (see TextCollation); a column not listed compares as its dialect's default does
+   * (SQLite by code point, PostgreSQL by bytes for equality only).
+   */
+  collations?: Readonly<Record<string, TextCollation>>;
 }
+
+/**
+ * How a text column compares with no `collate` written: "binary" by code point (SQLite's
+ * BINARY, PostgreSQL's C); "bytes-equal" equal by bytes but ordered otherwise (a
+ * PostgreSQL language collation); "other" neither (SQLite's NOCASE or RTRIM, a
+ * nondeterministic PostgreSQL collation): only equality on it... is not followed either.
+ */
+export type TextCollation = "binary" | "bytes-equal" | "other";
 
 /** What is known of a table, by name (`schema.table`, or the bare name). */
 export type SqlSchema = (table: string) => SqlTable | undefined;

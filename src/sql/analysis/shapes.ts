@@ -384,6 +384,7 @@ function scopeOf(
     names: new Set(typeof from.as === "string" ? [from.as] : [name, table]),
     primaryKey,
     kinds: known?.columns ?? {},
+    collations: known?.collations,
     params,
     dialect,
     widened,
@@ -440,7 +441,8 @@ function orderOf(
     const kind = scope.kinds[column.name] ?? "other";
     if (kind === "other") return { sort, ordered: false };
     if (column.collate && kind === "instant") return { sort, ordered: false };
-    if ((kind === "text" || column.collate) && !binaryCollation(scope, column.collate)) {
+    const text = kind === "text" || kind === "ordered" || column.collate;
+    if (text && !binaryCollation(scope, column)) {
       return { sort, ordered: false, reason: "collation" };
     }
     const node = o as Node;

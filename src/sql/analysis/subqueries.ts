@@ -147,6 +147,7 @@ function tableRead(
     names: new Set(namesOf(f)),
     primaryKey: known.primaryKey,
     kinds: known.columns ?? {},
+    collations: known.collations,
     params: ctx.params,
     dialect: ctx.dialect,
     widened,

@@ -1,6 +1,6 @@
 import { EdgecacheError } from "../../core/errors.ts";
 import type { Row } from "../../core/query.ts";
-import { catalogColumns, type SqlResult, type SqlRow } from "../client.ts";
+import { type CatalogColumn, catalogColumns, type SqlResult, type SqlRow } from "../client.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { type BatchDriver, runStepsAsync, type WriteOptions } from "../driver.ts";
 import { toEdgecacheError } from "../sqlite/dialect.ts";
@@ -49,7 +49,7 @@ export class D1Driver implements BatchDriver {
     return { rows: (r.results ?? []) as SqlRow[], rowsAffected: r.meta?.changes ?? 0 };
   }
 
-  columns(table: string): Promise<{ name: string; type: string }[]> {
+  columns(table: string): Promise<CatalogColumn[]> {
     return catalogColumns(this, table);
   }
 

@@ -128,8 +128,32 @@ export function postgresDialect(schema: string): Dialect<PgColumn, PgTable> {
   };
 }
 
-/** A table's columns in order (`name`, the catalog's `type`) in schema $1, table $2: the clients' catalog. */
-export const COLUMNS_SQL = `SELECT column_name AS name, data_type AS type FROM information_schema.columns
+/**
+ * Whether the database's default collation orders text by code point: a libc C locale by
+ * name, and so by the database's own comparisons (an ICU default keeps the name of the
+ * libc locale beside it, and orders 'a' before 'B').
+ */
+const DEFAULT_BINARY = `((SELECT datcollate IN ('C', 'POSIX', 'C.UTF-8', 'C.utf8') FROM pg_database
+    WHERE datname = current_database()) AND 'B' < 'a' AND 'Z' < 'a' AND 'f' < 'é')`;
+
+/**
+ * How a column of information_schema.columns (`c.`, or unqualified) compares its text with
+ * no `collate` written: see CatalogColumn.collation.
+ */
+export const textCollationSql = (c = "") =>
+  `CASE WHEN ${c}collation_name IS NULL THEN
+        CASE WHEN ${DEFAULT_BINARY} THEN 'binary' ELSE 'bytes-equal' END
+      WHEN ${c}collation_name IN ('C', 'POSIX', 'ucs_basic') THEN 'binary'
+      WHEN (SELECT k.collisdeterministic FROM pg_collation k JOIN pg_namespace n ON n.oid = k.collnamespace
+              WHERE k.collname = ${c}collation_name AND n.nspname = ${c}collation_schema) THEN 'bytes-equal'
+      ELSE 'other' END`;
+
+/**
+ * A table's columns in order (`name`, the catalog's `type`, and how its text compares,
+ * `collation`) in schema $1, table $2: the clients' catalog.
+ */
+export const COLUMNS_SQL = `SELECT column_name AS name, data_type AS type, ${textCollationSql()} AS collation
+  FROM information_schema.columns
   WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`;
 
 /** The names of the ordinary tables in the connection's current schema. */

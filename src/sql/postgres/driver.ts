@@ -1,7 +1,13 @@
 import type postgres from "postgres";
 import { EdgecacheError, type ErrorCode } from "../../core/errors.ts";
 import type { Row } from "../../core/query.ts";
-import { catalogColumns, changedRows, type SqlResult, type SqlRow } from "../client.ts";
+import {
+  type CatalogColumn,
+  catalogColumns,
+  changedRows,
+  type SqlResult,
+  type SqlRow,
+} from "../client.ts";
 import type { Steps } from "../dialect.ts";
 import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
 import { API_SETTING, isInstalled } from "./capture.ts";
@@ -79,7 +85,7 @@ export class PostgresDriver implements TransactionDriver {
     };
   }
 
-  columns(table: string): Promise<{ name: string; type: string }[]> {
+  columns(table: string): Promise<CatalogColumn[]> {
     return catalogColumns(this, table);
   }
 

@@ -1,7 +1,13 @@
 import type { EdgecacheError } from "../../core/errors.ts";
 import type { Row } from "../../core/query.ts";
 import { Turns } from "../../core/turns.ts";
-import { catalogColumns, changedRows, type SqlResult, type SqlRow } from "../client.ts";
+import {
+  type CatalogColumn,
+  catalogColumns,
+  changedRows,
+  type SqlResult,
+  type SqlRow,
+} from "../client.ts";
 import type { Steps } from "../dialect.ts";
 import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
 import { API_SETTING } from "./capture.ts";
@@ -58,7 +64,7 @@ export class NodePostgresDriver implements TransactionDriver {
     return { rows: all.at(-1)!.rows, rowsAffected };
   }
 
-  columns(table: string): Promise<{ name: string; type: string }[]> {
+  columns(table: string): Promise<CatalogColumn[]> {
     return catalogColumns(this, table);
   }
 

@@ -272,6 +272,49 @@ export function tableColumnsSql(table: string): string {
 }
 const TABLE_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?";
 
+/**
+ * Each probe of a column's collation: a value given the column's collation (a compound
+ * select's first column lends its collation to its rows), a comparison, and what it gives
+ * by code point. SQLite's catalog does not name a column's collation; these show NOCASE,
+ * RTRIM and the usual custom ones (case- or accent-blind, natural or punctuation-blind).
+ */
+const COLLATION_PROBES: readonly [value: string, comparison: string, binary: 0 | 1][] = [
+  ["a", "= 'A'", 0],
+  ["a", "= 'a '", 0],
+  ["a", "< 'B'", 0],
+  ["é", "< 'f'", 0],
+  ["10", "< '9'", 1],
+  ["a-b", "< 'ab'", 1],
+];
+
+/**
+ * One row whose `p<i>_<j>` is probe j of `columns[i]` on `table`: see sqliteCollations.
+ */
+export function collationProbeSql(table: string, columns: readonly string[]): string {
+  const terms = columns.flatMap((column, i) =>
+    COLLATION_PROBES.map(
+      ([value, comparison], j) =>
+        `(SELECT x ${comparison} FROM (SELECT ${quote(column)} AS x FROM ${quote(table)} WHERE 0 UNION ALL SELECT ${literal(value)})) AS p${i}_${j}`,
+    ),
+  );
+  return `SELECT ${terms.join(", ")}`;
+}
+
+/**
+ * How each of `columns` compares its text, from collationProbeSql's row: "binary" where
+ * every probe agrees with code points, else "other" (equality too may differ).
+ */
+export function sqliteCollations(
+  row: Record<string, unknown> | undefined,
+  columns: readonly string[],
+): ("binary" | "other")[] {
+  return columns.map((_, i) =>
+    COLLATION_PROBES.every(([, , binary], j) => Number(row?.[`p${i}_${j}`]) === binary)
+      ? "binary"
+      : "other",
+  );
+}
+
 interface TableInfoRow {
   name: string;
   type: string;

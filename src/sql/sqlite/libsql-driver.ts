@@ -2,7 +2,13 @@ import type Database from "better-sqlite3";
 import { EdgecacheError } from "../../core/errors.ts";
 import type { Row } from "../../core/query.ts";
 import { Turns } from "../../core/turns.ts";
-import { catalogColumns, RETURNING, type SqlResult, type SqlRow } from "../client.ts";
+import {
+  type CatalogColumn,
+  catalogColumns,
+  RETURNING,
+  type SqlResult,
+  type SqlRow,
+} from "../client.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
 import { ownMarked } from "./capture.ts";
@@ -124,7 +130,7 @@ class LibsqlDriver implements TransactionDriver {
     return runOnClient(this.#client, sql, params);
   }
 
-  columns(table: string): Promise<{ name: string; type: string }[]> {
+  columns(table: string): Promise<CatalogColumn[]> {
     return catalogColumns(this, table);
   }
 

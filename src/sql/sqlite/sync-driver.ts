@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
 import type { EdgecacheError } from "../../core/errors.ts";
 import type { Row } from "../../core/query.ts";
-import { catalogColumns, type SqlResult } from "../client.ts";
+import { type CatalogColumn, catalogColumns, type SqlResult } from "../client.ts";
 import type { ClientKind } from "../client-kind.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { runSteps, runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
@@ -80,7 +80,7 @@ export class SyncSqliteDriver implements TransactionDriver {
     return { rows, rowsAffected: statement.readonly ? 0 : rows.length };
   }
 
-  columns(table: string): Promise<{ name: string; type: string }[]> {
+  columns(table: string): Promise<CatalogColumn[]> {
     return catalogColumns(this, table);
   }
 
