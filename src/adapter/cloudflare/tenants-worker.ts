@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { bearerToken, constantTimeEqual } from "../../app/access.ts";
 import { objectBody } from "../../app/admin.ts";
 import { createDataApi } from "../../app/data-api.ts";
-import { edgecacheApp } from "../../app/edgecache-app.ts";
+import { edgecacheApp, openAdminRoutes } from "../../app/edgecache-app.ts";
 import { jsonOnly, limitBody, onError } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
 import { validUrl } from "../../app/request-target.ts";
@@ -175,6 +175,9 @@ function frontApp(
   const app = new Hono();
   app.onError(onError);
   app.use(validUrl);
+  // Before any key is looked for, as on Node: the dashboard's page, and health for load
+  // balancers (the isolate's, never a tenant's: whether it can read the registry).
+  openAdminRoutes(app, { state: async () => ({ ok: await registry.heard() }) });
   app.route("/_edgecache/tenants", operatorApi(env, { env, options, background }, leaseMs, logger));
   app.all("*", async (c) => {
     // The URL's host: Cloudflare makes it from the request's Host (miniflare's local Host

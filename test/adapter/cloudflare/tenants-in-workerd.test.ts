@@ -154,6 +154,44 @@ describe("identifying the tenant", () => {
   });
 });
 
+describe("what needs no key (as on Node and a single Worker)", () => {
+  it("health answers a load balancer 200 with the isolate's own check, whatever credentials it sends", async () => {
+    const credentials: Record<string, Record<string, string>> = {
+      none: {},
+      wrong: { authorization: "Bearer ek_nope" },
+      operator: { authorization: `Bearer ${OPERATOR}` },
+      tenant: { authorization: `Bearer ${keys.alpha}` },
+      "tenant by header": { "x-edgecache-key": keys.beta! },
+    };
+    for (const [who, headers] of Object.entries(credentials)) {
+      for (const isolate of ["a", "b"]) {
+        // A probe from elsewhere, naming a host no tenant has.
+        const r = await send(
+          isolate,
+          "/_edgecache/health",
+          { headers: { ...headers, "cf-connecting-ip": "203.0.113.9" } },
+          "lb.example",
+        );
+        expect(r.status, `${who} via ${isolate}`).toBe(200);
+        expect(r.headers.get("cache-control")).toBe("no-store");
+        const text = await r.text();
+        expect(JSON.parse(text)).toEqual({ status: "ok", checks: { state: { ok: true } } });
+        expect(text).not.toMatch(/alpha|beta|ek_/);
+      }
+      const head = await send("a", "/_edgecache/health", { method: "HEAD", headers });
+      expect(head.status, `HEAD, ${who}`).toBe(200);
+      for (const path of ["/_edgecache/", "/_edgecache"]) {
+        const page = await send("b", path, { headers });
+        expect(page.status, `${path}, ${who}`).toBe(200);
+        expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+        await page.text();
+      }
+    }
+    // The rest of the admin API still needs a tenant's key.
+    expect((await send("a", "/_edgecache/stats", {}, "lb.example")).status).toBe(401);
+  });
+});
+
 describe("two tenants, identical URLs", () => {
   it("each reads its own D1 and its own cache, in every isolate", async () => {
     for (const isolate of ["a", "b"]) {
