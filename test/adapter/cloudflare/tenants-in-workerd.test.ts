@@ -1,9 +1,9 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Miniflare } from "miniflare";
+import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cli } from "../../cli/run-cli.ts";
-import { bundle, COMPATIBILITY_DATE } from "../../helpers/workerd.ts";
+import { startIsolates } from "../../helpers/workerd.ts";
 
 // Tenants on Workers, inside workerd: two isolates ("a", "b") of one Worker of tenants
 // (tenants-entry.ts) sharing the registry (TenantsObject), the change log, KV and a D1 per
@@ -53,23 +53,11 @@ beforeAll(async () => {
     res.end(`origin says ${req.url}`);
   });
   await new Promise<void>((done) => origin.listen(0, "127.0.0.1", done));
-  const script = await bundle(new URL("./tenants-entry.ts", import.meta.url));
-  mf = new Miniflare({
-    host: "127.0.0.1",
-    port: 0,
-    workers: ["a", "b"].map((name) => ({
-      name,
-      modules: true,
-      script,
-      compatibilityDate: COMPATIBILITY_DATE,
-      d1Databases: { DB_ALPHA: "alpha", DB_BETA: "beta", DB_DELTA: "delta" },
-      kvNamespaces: { CACHE: "tenants-kv" },
-      durableObjects: {
-        CHANGE_LOG: { className: "ChangeLogObject", scriptName: "a", useSQLite: true },
-        TENANTS: { className: "TenantsObject", scriptName: "a", useSQLite: true },
-      },
-      bindings: { EDGECACHE_ADMIN_TOKEN: OPERATOR, TENANTS_LEASE_MS: String(LEASE_MS) },
-    })),
+  mf = await startIsolates(new URL("./tenants-entry.ts", import.meta.url), ["a", "b"], {
+    d1Databases: { DB_ALPHA: "alpha", DB_BETA: "beta", DB_DELTA: "delta" },
+    kvNamespaces: { CACHE: "tenants-kv" },
+    objects: { TENANTS: "TenantsObject" },
+    bindings: { EDGECACHE_ADMIN_TOKEN: OPERATOR, TENANTS_LEASE_MS: String(LEASE_MS) },
   });
   url = (await mf.ready).href.replace(/\/$/, "");
   await seed("DB_ALPHA", "alpha");
