@@ -83,6 +83,12 @@ export interface DurableChangeLogOptions {
    * Cloudflare location hint (`weur`, `enam`, ...) also places the follower there.
    */
   region?: string;
+  /**
+   * The D1 binding whose change table (D1 change capture) the log's object drains into this
+   * log, said on every call to it: a tenant's (`DB_SHOP`), or false for none. Unset, the
+   * object drains what its class does (`DB`, or the PostgreSQL of `postgresChangeLogObject`).
+   */
+  capture?: string | false;
 }
 
 export const CHANGE_LOG_MODES: readonly ChangeLogMode[] = [
@@ -154,6 +160,7 @@ export class DurableChangeLog implements CaptureDrainingLog {
   /** Where the object's kept summary reaches, as last told, and this isolate's last upload. */
   #historyFrom = 0;
   #uploaded = 0;
+  #capture: string | false | undefined;
 
   constructor(options: DurableChangeLogOptions) {
     if (typeof options !== "object" || options === null) {
@@ -165,6 +172,7 @@ export class DurableChangeLog implements CaptureDrainingLog {
       mode = "strict",
       leaseMs = DEFAULT_LEASE_MS,
       region,
+      capture,
     } = options;
     if (typeof namespace?.idFromName !== "function") {
       badOption(C, "namespace", "a Durable Object namespace binding", namespace);
@@ -178,6 +186,10 @@ export class DurableChangeLog implements CaptureDrainingLog {
     if (!(Number.isFinite(leaseMs) && leaseMs >= MIN_LEASE_MS)) {
       badOption(C, "leaseMs", `a number of ms >= ${MIN_LEASE_MS}`, leaseMs);
     }
+    if (!(capture === undefined || capture === false || (typeof capture === "string" && capture))) {
+      badOption(C, "capture", "a D1 binding's name, or false", capture);
+    }
+    this.#capture = capture;
     this.mode = mode;
     this.leaseMs = leaseMs;
     this.#namespace = namespace;
@@ -452,10 +464,13 @@ export class DurableChangeLog implements CaptureDrainingLog {
     return step;
   }
 
-  async #call<T>(op: string, body: unknown, object = this.#objectName): Promise<T> {
+  async #call<T>(op: string, body: object, object = this.#objectName): Promise<T> {
     try {
-      const hint = object === this.#objectName ? undefined : this.#hint;
-      return await callObject<T>(this.#namespace, object, op, body, {
+      const own = object === this.#objectName;
+      const hint = own ? undefined : this.#hint;
+      // Every call says what the object drains: the first after a restart may be any op.
+      const sent = own && this.#capture !== undefined ? { ...body, capture: this.#capture } : body;
+      return await callObject<T>(this.#namespace, object, op, sent, {
         component: C,
         unavailable: "E_LOG_UNAVAILABLE",
         locationHint: hint,

@@ -162,13 +162,12 @@ describe("a proxy node", () => {
 });
 
 describe("a node of tenants", () => {
-  it("answers for the node (the state it follows) without a key, and the same with one", async () => {
+  /** A node of one tenant ("shop", over a SQLite file), listening; its URL and the key. */
+  async function tenantNode(): Promise<{ url: string; key: string }> {
     const dir = tempDir("edgecache-health-tenants-");
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const dbPath = join(dir, "shop.db");
-    const db = new Database(dbPath);
-    db.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)");
-    db.close();
+    new Database(dbPath).exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)").close();
     const state = await openTenantState(join(dir, "state.db"));
     const { key } = await state.create({ name: "shop", source: { database: dbPath } });
     await state.close();
@@ -178,7 +177,11 @@ describe("a node of tenants", () => {
       adminToken: TOKEN,
     });
     cleanups.push(() => node.close());
-    const { url } = await node.listen();
+    return { url: (await node.listen()).url, key };
+  }
+
+  it("answers for the node (the state it follows) without a key, and the same with one", async () => {
+    const { url, key } = await tenantNode();
     const expected = { status: "ok", checks: { state: { ok: true } } };
     const bare = await raw(`${url}/_edgecache/health`);
     expect(bare.status).toBe(200);
@@ -188,5 +191,21 @@ describe("a node of tenants", () => {
     });
     expect(JSON.parse(keyed.text)).toEqual(expected);
     expect(keyed.text).not.toContain("shop");
+  });
+
+  it("answers health and the dashboard's page with any credentials or none, as a single node and a Worker of tenants do", async () => {
+    const { url, key } = await tenantNode();
+    for (const authorization of [
+      undefined,
+      "Bearer ek_wrong",
+      `Bearer ${TOKEN}`,
+      `Bearer ${key}`,
+    ]) {
+      const headers = { host: "lb-probe.internal", ...(authorization && { authorization }) };
+      for (const path of ["/_edgecache/health", "/_edgecache/", "/_edgecache"]) {
+        const r = await raw(`${url}${path}`, { headers });
+        expect(r.status, `${path} ${authorization}`).toBe(200);
+      }
+    }
   });
 });

@@ -95,3 +95,47 @@ async function bundleModules(
   });
   return { script: out.outputFiles[0]!.text, wasm };
 }
+
+/** What `startIsolates` gives each isolate beyond the entry and the change log. */
+export interface IsolateBindings {
+  d1Databases?: Record<string, string>;
+  kvNamespaces?: Record<string, string>;
+  bindings?: Record<string, string>;
+  /** More Durable Object classes of the entry, by binding (`{ TENANTS: "TenantsObject" }`). */
+  objects?: Record<string, string>;
+}
+
+/**
+ * Several isolates (`names`) of one Worker entry in one workerd, as a Worker's isolates in
+ * several places: the same D1, KV and Durable Objects (`CHANGE_LOG`, `ChangeLogObject`, and
+ * `objects`), the objects living in the first isolate's script.
+ */
+export async function startIsolates(
+  entry: URL,
+  names: string[],
+  { d1Databases, kvNamespaces, bindings, objects = {} }: IsolateBindings,
+): Promise<Miniflare> {
+  const script = await bundle(entry);
+  const durable = (className: string) => ({ className, scriptName: names[0]!, useSQLite: true });
+  const mf = new Miniflare({
+    host: "127.0.0.1",
+    port: 0,
+    workers: names.map((name) => ({
+      name,
+      modules: true,
+      script,
+      compatibilityDate: COMPATIBILITY_DATE,
+      ...(d1Databases && { d1Databases }),
+      ...(kvNamespaces && { kvNamespaces }),
+      ...(bindings && { bindings }),
+      durableObjects: Object.fromEntries(
+        Object.entries({ CHANGE_LOG: "ChangeLogObject", ...objects }).map(([b, c]) => [
+          b,
+          durable(c),
+        ]),
+      ),
+    })),
+  });
+  await mf.ready;
+  return mf;
+}

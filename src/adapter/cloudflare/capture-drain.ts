@@ -92,6 +92,19 @@ export const d1ChangeTable: DrainedTable = (env) =>
     : undefined;
 
 /**
+ * The change table of the D1 database bound as `binding` (a tenant's `DB_SHOP`, named by the
+ * isolates' calls: see `LogObject`); undefined when the env has no such D1 binding.
+ */
+export function d1TableOf(binding: string): DrainedTable {
+  return (env) => {
+    const database = (env as Record<string, unknown>)[binding] as D1DatabaseLike | undefined;
+    return typeof database?.prepare === "function"
+      ? { feed: d1CaptureFeed(database), database: `D1 ${binding}` }
+      : undefined;
+  };
+}
+
+/**
  * The drain for an object whose env has the change table `table` reads (D1's binding by
  * default); undefined without one, or when turned off.
  */

@@ -23,8 +23,8 @@ const PREFIXED: readonly JobKind[] = ["hot", "rules", "follower"];
  * One binding, several jobs: each object does the one its name gives it, and each job is a
  * class of its own with its isolate side beside it:
  * - `<log>` (default `edgecache`): the log and, with a D1 binding `DB` (or PostgreSQL, see
- *   postgres-drain.ts), its capture drain (`LogObject`, log-object.ts; isolates:
- *   `DurableChangeLog`);
+ *   postgres-drain.ts; a tenant's log: the binding its isolates name), its capture drain
+ *   (`LogObject`, log-object.ts; isolates: `DurableChangeLog`);
  * - `edgecache:hot-keys`: the hot-key totals (`HotKeysHost`, ops under `hot/`, hot-keys.ts;
  *   isolates: `HotKeysReporter`);
  * - `<log>:rules`: learned rules (`RulesHost`, ops under `rules/`, rules-object.ts; isolates:

@@ -69,6 +69,19 @@ export class TenantRegistry {
     return access;
   }
 
+  /**
+   * Whether this isolate holds a table it may trust, fetching one if not: without it every
+   * request but health gets 503 (the health check of a Worker of tenants).
+   */
+  async heard(): Promise<boolean> {
+    try {
+      await this.#current();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   async #current(): Promise<void> {
     const age = Date.now() - this.#heardAt;
     if (age >= this.#leaseMs) {

@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { bearerToken, constantTimeEqual } from "../../app/access.ts";
 import { objectBody } from "../../app/admin.ts";
 import { createDataApi } from "../../app/data-api.ts";
-import { edgecacheApp } from "../../app/edgecache-app.ts";
+import { edgecacheApp, openAdminRoutes } from "../../app/edgecache-app.ts";
 import { jsonOnly, limitBody, onError } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
 import { validUrl } from "../../app/request-target.ts";
@@ -175,6 +175,9 @@ function frontApp(
   const app = new Hono();
   app.onError(onError);
   app.use(validUrl);
+  // Before any key is looked for, as on Node: the dashboard's page, and health for load
+  // balancers (the isolate's, never a tenant's: whether it can read the registry).
+  openAdminRoutes(app, { state: async () => ({ ok: await registry.heard() }) });
   app.route("/_edgecache/tenants", operatorApi(env, { env, options, background }, leaseMs, logger));
   app.all("*", async (c) => {
     // The URL's host: Cloudflare makes it from the request's Host (miniflare's local Host
@@ -368,7 +371,8 @@ async function openTenant(
 
 /** Removes a deleted tenant's entries from the tiers that can list them, through its log. */
 async function dropEntries(row: Row, { env, options, background }: Cleanup): Promise<void> {
-  const { cache, log } = tenantCache(fromRow(row), env, options, background, undefined, "silent");
+  // Its log's object stops draining its D1 (which a tenant made anew drains into its own).
+  const { cache, log } = tenantCache(fromRow(row), env, options, background, undefined, true);
   await log.sync();
   await cache.invalidate({ prefix: "" });
   await background.idle();
@@ -381,16 +385,20 @@ function tenantCache(
   options: EdgeCacheOptions,
   background: Background,
   region: string | undefined,
-  logLevel?: LogLevel,
+  removing = false,
 ) {
   const settings = {
     ...workerSettings(env, options),
     memoryBytes: tenant.memoryBytes ?? TENANT_MEMORY_BYTES,
     ...(tenant.ttl !== undefined && { ttl: tenant.ttl }),
-    ...(logLevel && { logLevel }),
+    ...(removing && { logLevel: "silent" as LogLevel }),
   };
   const logger = isolateLogger(settings, background);
-  const place = placeOf(tenant);
+  // Its log is fed from its own D1's change table (changes made around the Worker), unless
+  // it serves an origin or is being removed.
+  const capture: string | false =
+    "database" in tenant.source && !removing ? tenant.source.database : false;
+  const place = { place: placeOf(tenant), capture };
   return {
     ...edgeCache(env, settings, options, background, logger, region, place),
     logger,

@@ -256,7 +256,8 @@ export function isolateLogger(settings: WorkerSettings, background: Background):
  *
  * `place` (a tenant's, see tenants-worker.ts) gives the cache a change log, a Cache API
  * cache and prefixes in KV and the Durable Object tier of its own: nothing of one place's
- * entries or changes reaches another's.
+ * entries or changes reaches another's. Its `capture` names the D1 binding whose change
+ * table that log's object drains (false: none), where the Worker's own log drains `DB`.
  */
 export function edgeCache(
   env: LogEnv,
@@ -265,11 +266,13 @@ export function edgeCache(
   background: Background,
   logger: WorkerLogger,
   requestRegion?: string,
-  place?: string,
+  tenant?: { place: string; capture: string | false },
 ): { cache: Cache; log: DurableChangeLog } {
+  const place = tenant?.place;
   const log = new DurableChangeLog({
     namespace: env.CHANGE_LOG,
     name: place === undefined ? options.logName : `edgecache:${place}`,
+    ...(tenant && { capture: tenant.capture }),
     mode: settings.mode,
     leaseMs: settings.leaseMs,
     region: settings.region || requestRegion || DEFAULT_REGION,

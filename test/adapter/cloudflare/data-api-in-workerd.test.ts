@@ -227,6 +227,11 @@ describe("the edgecache Worker's admin API and background work", () => {
       status: "ok",
       checks: { tiers: { ok: true }, log: { ok: true, name: "durable-log" }, source: { ok: true } },
     });
+    // With credentials or none, as on Node and in a Worker of tenants; the page too.
+    const remote = { "cf-connecting-ip": "203.0.113.9", authorization: "Bearer not-a-token" };
+    for (const path of ["/_edgecache/health", "/_edgecache/", "/_edgecache"]) {
+      expect((await get("a", path, remote)).status, path).toBe(200);
+    }
   });
 
   it("refetches a hot list a PATCH invalidated through ctx.waitUntil, so the next read is a hit", async () => {

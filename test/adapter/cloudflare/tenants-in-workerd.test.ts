@@ -1,9 +1,9 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Miniflare } from "miniflare";
+import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cli } from "../../cli/run-cli.ts";
-import { bundle, COMPATIBILITY_DATE } from "../../helpers/workerd.ts";
+import { startIsolates } from "../../helpers/workerd.ts";
 
 // Tenants on Workers, inside workerd: two isolates ("a", "b") of one Worker of tenants
 // (tenants-entry.ts) sharing the registry (TenantsObject), the change log, KV and a D1 per
@@ -53,23 +53,11 @@ beforeAll(async () => {
     res.end(`origin says ${req.url}`);
   });
   await new Promise<void>((done) => origin.listen(0, "127.0.0.1", done));
-  const script = await bundle(new URL("./tenants-entry.ts", import.meta.url));
-  mf = new Miniflare({
-    host: "127.0.0.1",
-    port: 0,
-    workers: ["a", "b"].map((name) => ({
-      name,
-      modules: true,
-      script,
-      compatibilityDate: COMPATIBILITY_DATE,
-      d1Databases: { DB_ALPHA: "alpha", DB_BETA: "beta", DB_DELTA: "delta" },
-      kvNamespaces: { CACHE: "tenants-kv" },
-      durableObjects: {
-        CHANGE_LOG: { className: "ChangeLogObject", scriptName: "a", useSQLite: true },
-        TENANTS: { className: "TenantsObject", scriptName: "a", useSQLite: true },
-      },
-      bindings: { EDGECACHE_ADMIN_TOKEN: OPERATOR, TENANTS_LEASE_MS: String(LEASE_MS) },
-    })),
+  mf = await startIsolates(new URL("./tenants-entry.ts", import.meta.url), ["a", "b"], {
+    d1Databases: { DB_ALPHA: "alpha", DB_BETA: "beta", DB_DELTA: "delta" },
+    kvNamespaces: { CACHE: "tenants-kv" },
+    objects: { TENANTS: "TenantsObject" },
+    bindings: { EDGECACHE_ADMIN_TOKEN: OPERATOR, TENANTS_LEASE_MS: String(LEASE_MS) },
   });
   url = (await mf.ready).href.replace(/\/$/, "");
   await seed("DB_ALPHA", "alpha");
@@ -151,6 +139,44 @@ describe("identifying the tenant", () => {
       const wrong = await send("b", path, { headers: { "x-edgecache-key": "ek_nope" } });
       expect(wrong.status, path).toBe(401);
     }
+  });
+});
+
+describe("what needs no key (as on Node and a single Worker)", () => {
+  it("health answers a load balancer 200 with the isolate's own check, whatever credentials it sends", async () => {
+    const credentials: Record<string, Record<string, string>> = {
+      none: {},
+      wrong: { authorization: "Bearer ek_nope" },
+      operator: { authorization: `Bearer ${OPERATOR}` },
+      tenant: { authorization: `Bearer ${keys.alpha}` },
+      "tenant by header": { "x-edgecache-key": keys.beta! },
+    };
+    for (const [who, headers] of Object.entries(credentials)) {
+      for (const isolate of ["a", "b"]) {
+        // A probe from elsewhere, naming a host no tenant has.
+        const r = await send(
+          isolate,
+          "/_edgecache/health",
+          { headers: { ...headers, "cf-connecting-ip": "203.0.113.9" } },
+          "lb.example",
+        );
+        expect(r.status, `${who} via ${isolate}`).toBe(200);
+        expect(r.headers.get("cache-control")).toBe("no-store");
+        const text = await r.text();
+        expect(JSON.parse(text)).toEqual({ status: "ok", checks: { state: { ok: true } } });
+        expect(text).not.toMatch(/alpha|beta|ek_/);
+      }
+      const head = await send("a", "/_edgecache/health", { method: "HEAD", headers });
+      expect(head.status, `HEAD, ${who}`).toBe(200);
+      for (const path of ["/_edgecache/", "/_edgecache"]) {
+        const page = await send("b", path, { headers });
+        expect(page.status, `${path}, ${who}`).toBe(200);
+        expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+        await page.text();
+      }
+    }
+    // The rest of the admin API still needs a tenant's key.
+    expect((await send("a", "/_edgecache/stats", {}, "lb.example")).status).toBe(401);
   });
 });
 

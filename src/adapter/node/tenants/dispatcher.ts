@@ -4,9 +4,8 @@ import { join } from "node:path";
 import type { HttpBindings } from "@hono/node-server";
 import { type Context, Hono } from "hono";
 import { bearerToken, constantTimeEqual, hostName } from "../../../app/access.ts";
-import { dashboardPage } from "../../../app/dashboard.ts";
+import { openAdminRoutes } from "../../../app/edgecache-app.ts";
 import { onError } from "../../../app/errors.ts";
-import { healthHandler } from "../../../app/health.ts";
 import { validUrl } from "../../../app/request-target.ts";
 import { COST_KINDS } from "../../../core/cost.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
@@ -236,11 +235,10 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   app.onError(onError);
   app.use(validUrl);
   const { adminToken } = options;
-  // The dashboard's page holds no data; it asks for a key when the API answers 401.
-  app.get("/_edgecache/", dashboardPage);
-  // The node's health, the same with any key or none, never a tenant's: whether it hears
-  // the state, without which it refuses every request.
-  app.get("/_edgecache/health", healthHandler({ state: () => ({ ok: feed!.current() }) }));
+  // The dashboard's page holds no data; it asks for a key when the API answers 401. The
+  // node's health, the same with any key or none, is never a tenant's: whether it hears the
+  // state, without which it refuses every request.
+  openAdminRoutes(app, { state: () => ({ ok: feed!.current() }) });
   // The operator's token (not a tenant's key): every tenant's metrics, and their stats,
   // summed and one by one (the dashboard's per-tenant chart). Nothing else.
   const isOperator = (c: Context) => {
