@@ -1,6 +1,7 @@
 import { rmSync } from "node:fs";
 import { connect } from "node:net";
 import Database from "better-sqlite3";
+import type { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { edgecacheWorker } from "../../src/adapter/cloudflare/worker.ts";
 import { validateConfig } from "../../src/adapter/node/config.ts";
@@ -30,7 +31,7 @@ let dir: string;
 /** Statements the database ran (better-sqlite3's verbose hook sees each execution). */
 let statements = 0;
 let db: Database.Database;
-let app: { request(path: string, init?: RequestInit): Response | Promise<Response> };
+let app: Hono;
 const clock = fakeClock(Date.now());
 const servers: RunningServer[] = [];
 /** Requests the raw path's server left to node:http. */
@@ -53,9 +54,9 @@ beforeAll(async () => {
   });
   app = edgecacheApp(api.app, { cache });
   // As `edgecache serve` starts it (modeServer): hits answered before the app.
-  const raw = await startServer({ app: app as never, cache, now: clock.now, port: 0 });
+  const raw = await startServer({ app, cache, now: clock.now, port: 0 });
   const http = await startServer({
-    app: app as never,
+    app,
     cache,
     now: clock.now,
     rawHits: false,
@@ -266,7 +267,7 @@ describe("routes are checked where they are given", () => {
     const cache = new Cache({ tiers: [memoryStore()] });
     const source = sqliteSource({ database: db });
     await expect(
-      createDataApi({ source, cache, routes: { books: { browser: { maxAge: 1.5 } } } as never }),
+      createDataApi({ source, cache, routes: { books: { browser: { maxAge: 1.5 } } } }),
     ).rejects.toMatchObject({
       code: "E_BAD_OPTION",
       message: expect.stringContaining("routes.books.browser.maxAge"),
