@@ -57,6 +57,7 @@ export {
   type LogEnv,
   type WarmRun,
 } from "./adapter/cloudflare/worker.ts";
+export type { BrowserCaching, DataRoute } from "./app/data-routes.ts";
 export { seedD1Demo } from "./demo/seed-d1.ts";
 export type { DurableObjectNamespaceLike, DurableObjectStateLike } from "./durable/rpc.ts";
 export { RETAINED_RECORDS } from "./log/durable-host.ts";

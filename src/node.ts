@@ -27,6 +27,7 @@ export {
 export { scheduleWarm, type WarmSchedule } from "./adapter/node/warm-schedule.ts";
 export { type AdminOptions, createAdminApi } from "./app/admin.ts";
 export { createDataApi, type DataApi, type DataApiOptions } from "./app/data-api.ts";
+export type { BrowserCaching, DataRoute } from "./app/data-routes.ts";
 export {
   type CachingProxy,
   createProxy,

@@ -25,6 +25,7 @@ import {
 import { parseListQuery } from "../core/query-params.ts";
 import type { Source, WriteOptions } from "../sources/source.ts";
 import { sameOriginWrites } from "./access.ts";
+import { type DataRoute, downstreamOf, validateDataRoutes } from "./data-routes.ts";
 import { errorBody, limitBody, notFound, onError } from "./errors.ts";
 import { type CacheOutcome, entryReply, replyResponse } from "./http.ts";
 
@@ -35,10 +36,12 @@ export interface DataApiOptions {
   basePath?: string;
   /**
    * Per resource, in seconds: the time to live, and a stale-while-revalidate window after
-   * it, both overriding the cache's defaults. A resource with a window says so to
-   * downstream caches too (`Cache-Control: max-age=0, stale-while-revalidate=N`).
+   * it, both overriding the cache's defaults, and what browsers and CDNs may keep
+   * (`browser: { maxAge, shared }`; see DataRoute). A resource with a window or a
+   * `browser.maxAge` says so downstream (`Cache-Control: private, max-age=N`), and states
+   * the bound in Cache-Status; others answer `no-cache`.
    */
-  routes?: Record<string, { ttl?: number; staleWhileRevalidate?: number }>;
+  routes?: Record<string, DataRoute>;
   /**
    * Writes patch cached responses they change in ways the rules can compute (a row updated
    * in place, an order added to a user's orders) instead of invalidating them (true).
@@ -62,11 +65,10 @@ export interface DataApi {
   detach(): void;
 }
 
-// no-cache: downstream caches may keep a copy but must revalidate it (RFC 9111 5.2.2.4),
-// since only edgecache hears of writes.
+/** Headers of every answer; `cache-control` is its resource's (see downstreamOf). */
 const JSON_HEADERS = {
   "content-type": "application/json; charset=utf-8",
-  "cache-control": "no-cache",
+  "cache-control": downstreamOf(undefined).cacheControl,
 };
 const COMPONENT = "data-api";
 
@@ -84,9 +86,11 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   if (!Number.isInteger(most) || most < 1) {
     badOption(COMPONENT, "groupWrites", "a whole number of writes, 1 or more", most);
   }
+  validateDataRoutes(options.routes, COMPONENT);
   const base = options.basePath ?? "/v1";
   const now = options.now ?? Date.now;
   const schema = await source.schema();
+  const routes = routesOf(schema, options.routes);
   const keys = planSchemaOf(schema);
   cache.setSchema(keys);
   const app = new Hono();
@@ -100,15 +104,23 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   };
   const ms = (s: number | undefined) => (s === undefined ? undefined : s * 1000);
   const timesOf = (r: Resource) => {
-    const route = options.routes?.[r.name];
+    const route = routes.get(r.name);
     return { ttl: ms(route?.ttl), staleWhileRevalidate: ms(route?.staleWhileRevalidate) };
   };
-  const headersOf = (r: Resource): Record<string, string> => {
-    const swr = options.routes?.[r.name]?.staleWhileRevalidate;
-    // RFC 5861 3: stale at once, and servable stale for `swr` s while it is refreshed.
-    return swr
-      ? { ...JSON_HEADERS, "cache-control": `max-age=0, stale-while-revalidate=${swr}` }
-      : JSON_HEADERS;
+  // What a found row or list tells browsers and CDNs; a 404 is always `no-cache` (the row
+  // may be created next, and the client that creates it would keep seeing the 404).
+  const replies = new Map<string, Pick<EntryInit, "headers" | "browserBound">>();
+  const replyOf = (r: Resource): Pick<EntryInit, "headers" | "browserBound"> => {
+    let reply = replies.get(r.name);
+    if (!reply) {
+      const { cacheControl, bound } = downstreamOf(routes.get(r.name));
+      reply = {
+        headers: { ...JSON_HEADERS, "cache-control": cacheControl },
+        ...(bound !== undefined && { browserBound: bound }),
+      };
+      replies.set(r.name, reply);
+    }
+    return reply;
   };
 
   const read = async (url: URL, load: () => Promise<EntryInit>, ifNoneMatch?: string | null) => {
@@ -132,7 +144,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   // What a response is made of, the same whether it was loaded or patched by a write.
   const listInit = (resource: Resource, rows: Row[], list: ListDependency): EntryInit => ({
     body: JSON.stringify({ data: rows, limit: list.limit, offset: list.offset }),
-    headers: headersOf(resource),
+    ...replyOf(resource),
     tags: dependencyTags(schema, resource, rows),
     lists: [list],
     meta: { resource: resource.name } satisfies EntryMeta,
@@ -142,7 +154,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     if (row) {
       return {
         body: JSON.stringify(row),
-        headers: headersOf(resource),
+        ...replyOf(resource),
         tags: dependencyTags(schema, resource, [row]),
         meta,
       };
@@ -340,6 +352,25 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   app.notFound(notFound);
 
   return { app, schema, refetch, detach };
+}
+
+/**
+ * The routes by resource name, each naming a resource of `schema`: a misspelt one would
+ * otherwise do nothing.
+ */
+function routesOf(schema: Schema, routes: Record<string, DataRoute> = {}): Map<string, DataRoute> {
+  const names = [...schema.tables.keys(), ...schema.views.keys()];
+  for (const name of Object.keys(routes)) {
+    if (!resolveResource(schema, name)) {
+      badOption(
+        COMPONENT,
+        `routes.${name}`,
+        `a resource of the database (${names.join(", ")})`,
+        name,
+      );
+    }
+  }
+  return new Map(Object.entries(routes));
 }
 
 /**

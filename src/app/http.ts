@@ -26,16 +26,21 @@ export const CACHE_NAME = "edgecache";
 /** RFC 9211 section 2: `edgecache; hit; ttl=12`, `edgecache; fwd=miss; stored`, ... */
 export function cacheStatus(outcome: CacheOutcome, entry: CacheEntry, now: number): string {
   const ttl = Math.floor((entry.freshUntil - now) / 1000);
+  // RFC 9211 2.8: how long a browser or CDN may go on showing this reply (a string: a
+  // token cannot hold "=").
+  const bound =
+    entry.browserBound === undefined ? "" : `; detail="browser-bound=${entry.browserBound}"`;
   switch (outcome.kind) {
     case "hit":
     case "stale":
       // A stale entry served while it revalidates is still a hit; its ttl is negative.
-      return `${CACHE_NAME}; hit; ttl=${ttl}`;
+      return `${CACHE_NAME}; hit; ttl=${ttl}${bound}`;
     case "miss": {
       const status = outcome.fwdStatus === undefined ? "" : `; fwd-status=${outcome.fwdStatus}`;
       const head = `${CACHE_NAME}; fwd=${outcome.fwd ?? "miss"}${status}`;
+      // Not stored: the detail says why (the Cache-Control sent still states the bound).
       return outcome.stored
-        ? `${head}; stored; ttl=${ttl}`
+        ? `${head}; stored; ttl=${ttl}${bound}`
         : `${head}; detail=${outcome.detail ?? "not-stored"}`;
     }
     case "stale-if-error": {
@@ -94,7 +99,12 @@ export function entryReply(
 ): EntryReply {
   const headers: Record<string, string> = { ...entry.headers };
   if (entry.etag) headers.etag = entry.etag;
-  headers.age = String(Math.max(0, Math.floor((now - entry.createdAt) / 1000)));
+  // An entry its owner keeps current is as new as the reply (see CacheEntry.browserBound):
+  // a browser counts its max-age from now, not from when the entry was loaded.
+  headers.age =
+    entry.browserBound === undefined
+      ? String(Math.max(0, Math.floor((now - entry.createdAt) / 1000)))
+      : "0";
   headers["cache-status"] = cacheStatus(outcome, entry, now);
   const unchanged = ifNoneMatch
     ? entry.etag !== "" && etagMatches(ifNoneMatch, entry.etag)

@@ -35,6 +35,14 @@ export interface CacheEntry {
    * what its neighbours show and what its rows' absence implies.
    */
   exact?: boolean;
+  /**
+   * Seconds a browser or CDN may reuse a reply of this entry without asking (its
+   * Cache-Control's max-age plus stale-while-revalidate), set by an owner that keeps the
+   * entry current through invalidation (the data API). Such a hit is the source's answer as
+   * of the reply, so it is sent with `Age: 0` and the bound counts from there (RFC 9111
+   * 4.2.3), and Cache-Status states it (`detail="browser-bound=N"`).
+   */
+  browserBound?: number;
 }
 
 /** Bytes an entry occupies, roughly: body plus a fixed allowance for headers and tags. */

@@ -76,6 +76,12 @@ export function withSession(
   const token = formatSession(seen);
   const out = new Response(response.body, response);
   out.headers.set(SESSION_HEADER, token);
+  // The session is this client's: a route that lets shared caches reuse its answers
+  // (`browser.shared`) must not have a CDN hand one client's session to others.
+  const cc = out.headers.get("cache-control");
+  if (cc && !/\b(private|no-store|no-cache)\b/i.test(cc)) {
+    out.headers.set("cache-control", `private, ${cc}`);
+  }
   if (!sent || sent.log !== seen.log || sent.seq !== seen.seq) {
     out.headers.append(
       "set-cookie",

@@ -1,6 +1,7 @@
 import type { Context, ExecutionContext, Hono } from "hono";
 import type { AdminOptions } from "../../app/admin.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
+import { type DataRoute, validateDataRoutes } from "../../app/data-routes.ts";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
 import { errorBody, errorResponse } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
@@ -48,8 +49,11 @@ export interface EdgecacheWorkerOptions<E extends EdgecacheEnv = EdgecacheEnv>
   extends EdgeCacheOptions {
   /** Declared views (joins) of the D1 schema. */
   views?: ViewInfo[];
-  /** Per resource, seconds: `{ users: { ttl: 60 }, stats: { ttl: 10, staleWhileRevalidate: 300 } }`. */
-  routes?: Record<string, { ttl?: number; staleWhileRevalidate?: number }>;
+  /**
+   * Per resource, seconds: `{ users: { ttl: 60 }, stats: { ttl: 10, staleWhileRevalidate: 300 } }`,
+   * and what browsers and CDNs may keep: `{ products: { browser: { maxAge: 60 } } }` (DataRoute).
+   */
+  routes?: Record<string, DataRoute>;
   /** Runs once per isolate before the schema is read (the demo's seed step). */
   prepare?: (env: E) => Promise<unknown>;
   /**
@@ -135,6 +139,8 @@ export function edgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv>(
   if (options.prepare !== undefined && typeof options.prepare !== "function") {
     badOption(C, "prepare", "a function", options.prepare);
   }
+  // Where the Worker is built, so a bad route fails the deploy, not its first request.
+  validateDataRoutes(options.routes, C);
   const background = new Background();
   let setUp: Promise<EdgecacheIsolate> | undefined;
 

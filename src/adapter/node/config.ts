@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import stripJsonComments from "strip-json-comments";
 import { addressSet, hostSet } from "../../app/access.ts";
+import { type DataRoute, validateDataRoutes } from "../../app/data-routes.ts";
 import {
   forwardedHeaders,
   type LearnOptions,
@@ -29,8 +30,11 @@ export interface EdgecacheConfig {
   ttl?: number;
   /** Seconds an expired entry may still be served while it is refreshed (0). */
   staleWhileRevalidate?: number;
-  /** Per-resource settings: `{"users": {"ttl": 60}}`. */
-  routes?: Record<string, { ttl?: number }>;
+  /**
+   * Per-resource settings: `{"users": {"ttl": 60}}`, with `staleWhileRevalidate`, and what
+   * browsers and CDNs may keep: `{"products": {"browser": {"maxAge": 60}}}` (DataRoute).
+   */
+  routes?: Record<string, DataRoute>;
   /** Memory tier bounds. */
   memory?: { maxBytes?: number; maxEntries?: number };
   /** SQLite file of the persistent cache tier, or false for memory only. */
@@ -227,13 +231,7 @@ export function validateConfig(raw: unknown): EdgecacheConfig {
   num("staleWhileRevalidate", c.staleWhileRevalidate, 0);
   num("busyTimeout", c.busyTimeout, 0);
   if (c.proxy !== undefined) validateProxy(c.proxy);
-  if (c.routes !== undefined) {
-    if (typeof c.routes !== "object" || c.routes === null)
-      badOption(C, "routes", "an object", c.routes);
-    for (const [name, r] of Object.entries(c.routes as Record<string, { ttl?: unknown }>)) {
-      num(`routes.${name}.ttl`, r?.ttl, 1);
-    }
-  }
+  validateDataRoutes(c.routes, C);
   if (c.views !== undefined) {
     if (!Array.isArray(c.views)) badOption(C, "views", "an array", c.views);
     c.views.forEach((v: Record<string, unknown>, i: number) => {

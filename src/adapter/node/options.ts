@@ -61,7 +61,7 @@ export const SERVER_OPTIONS = [
   {
     key: "routes",
     in: ["serve"],
-    doc: 'Per table or view TTLs, e.g. {"users": {"ttl": 60}}',
+    doc: 'Per table or view TTLs, and what browsers may keep, e.g. {"users": {"ttl": 60, "browser": {"maxAge": 30}}}',
   },
   {
     key: "origins",

@@ -74,6 +74,7 @@ export class Entries {
     };
     if (init.lists?.length) entry.lists = init.lists;
     if (init.meta !== undefined) entry.meta = init.meta;
+    if (init.browserBound !== undefined) entry.browserBound = init.browserBound;
     return entry;
   }
 

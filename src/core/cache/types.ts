@@ -128,6 +128,8 @@ export interface EntryInit {
   etag?: string;
   /** How many of the cache's tiers keep it, from the first (all by default). */
   tiers?: number;
+  /** Seconds browsers and CDNs may reuse it: see CacheEntry.browserBound. */
+  browserBound?: number;
 }
 
 /** Lookup options: `count: false` leaves the hit and miss counters to the caller (`countRead`). */

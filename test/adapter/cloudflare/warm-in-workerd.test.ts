@@ -59,13 +59,17 @@ describe("stale-while-revalidate on a route that configures it", () => {
   it("says so in Cache-Control, serves an expired entry at once and refreshes it in the background", async () => {
     const path = "/v1/usersWithOrders?limit=2";
     const miss = await w.fetch("a", path);
-    expect(miss.headers.get("cache-control")).toBe("max-age=0, stale-while-revalidate=60");
+    // Downstream too, to the client's own cache only, with the bound it sets.
+    expect(miss.headers.get("cache-control")).toBe("private, max-age=0, stale-while-revalidate=60");
+    expect(miss.headers.get("cache-status")).toMatch(/; detail="browser-bound=60"$/);
     await miss.text();
     await new Promise((resolve) => setTimeout(resolve, 1100));
     const before = (await stats("a")).staleHits;
-    expect(await status("a", path)).toMatch(/^edgecache; hit; ttl=-\d+$/);
+    expect(await status("a", path)).toMatch(
+      /^edgecache; hit; ttl=-\d+; detail="browser-bound=60"$/,
+    );
     expect((await stats("a")).staleHits).toBe(before + 1);
     // The refresh ran through ctx.waitUntil: the next read is fresh again.
-    await until(async () => /^edgecache; hit; ttl=\d+$/.test((await status("a", path)) ?? ""));
+    await until(async () => /^edgecache; hit; ttl=\d+;/.test((await status("a", path)) ?? ""));
   });
 });
