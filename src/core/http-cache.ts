@@ -609,6 +609,28 @@ export function requestDirectives(headers: Headers): RequestDirectives {
   };
 }
 
+/** Request directives that never send a request past a stored answer the cache may use. */
+const KEPT_WHEN_IGNORING = ["no-store", "max-stale", "only-if-cached"];
+
+/**
+ * A read's request headers as a proxy that ignores clients' refresh directives sees them
+ * (OriginRoute.clientDirectives "ignore"; a deviation from RFC 9111 5.2.1 that CDNs make
+ * too): `Pragma` gone, and of `Cache-Control` only `no-store`, `max-stale` and
+ * `only-if-cached`, which ask less of the origin, never more. The same object when there is
+ * nothing to drop.
+ */
+export function ignoringClientRefresh(headers: Headers): Headers {
+  const value = headers.get("cache-control");
+  if (value === null && !headers.has("pragma")) return headers;
+  const out = new Headers(headers);
+  out.delete("pragma");
+  out.delete("cache-control");
+  const cc = parseCacheControl(value);
+  const kept = new Map([...cc].filter(([name]) => KEPT_WHEN_IGNORING.includes(name)));
+  if (kept.size > 0) out.set("cache-control", formatCacheControl(kept));
+  return out;
+}
+
 /**
  * RFC 9111 4.2.4: whether a shared cache may serve the response stale at all (a client's
  * max-stale, say): not with must-revalidate, proxy-revalidate, no-cache, or s-maxage
