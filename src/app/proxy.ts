@@ -2,7 +2,7 @@ import { type Context, Hono } from "hono";
 import type { Cache } from "../core/cache/index.ts";
 import type { CacheEntry } from "../core/entry.ts";
 import { badOption, EdgecacheError } from "../core/errors.ts";
-import { policyClass, requestDirectives } from "../core/http-cache.ts";
+import { ignoringClientRefresh, policyClass, requestDirectives } from "../core/http-cache.ts";
 import { rateLimited } from "../core/report.ts";
 import { decide, PLAIN, selectVariant, selectVariantNow } from "./proxy/decide.ts";
 import { forwardedHeaders } from "./proxy/headers.ts";
@@ -36,7 +36,13 @@ export type { Rule, RuleState } from "./proxy/learn/rules.ts";
 export type { OriginFetch } from "./proxy/load.ts";
 export type { Fetched } from "./proxy/manifest/keeper.ts";
 export type { PurgeRequest } from "./proxy/purge.ts";
-export { MAX_CACHED_TARGET, type OriginRoute, type Route, validateRoutes } from "./proxy/routes.ts";
+export {
+  type ClientDirectives,
+  MAX_CACHED_TARGET,
+  type OriginRoute,
+  type Route,
+  validateRoutes,
+} from "./proxy/routes.ts";
 export type { Interim } from "./proxy/types.ts";
 
 export interface ProxyOptions {
@@ -178,23 +184,32 @@ export function createProxy(options: ProxyOptions): CachingProxy {
         "bypass",
       );
     }
+    const read = request.method === "GET" || request.method === "HEAD";
+    // A read the route ignores clients' refresh directives for is answered, and its origin
+    // request made, as if they had not been sent; what is passed through keeps them.
+    const headers =
+      read && route.clientDirectives === "ignore"
+        ? ignoringClientRefresh(request.headers)
+        : request.headers;
     const ctx: Ctx = {
       route,
       host: keyHost(route, url.host),
       target: url.pathname + url.search,
       url,
       method: request.method,
-      headers: request.headers,
-      directives: requestDirectives(request.headers),
+      headers,
+      directives: requestDirectives(headers),
       ...from,
     };
-    if (ctx.method !== "GET" && ctx.method !== "HEAD") return passThrough(env, ctx, request.body);
+    if (!read) return passThrough(env, ctx, request.body);
     if (!cache.enabled) {
       // Caching off: each read is its own origin request (no coalescing), counted.
       cache.countRead(ctx.target, "bypass");
-      return passThrough(env, ctx, null, "bypass", "cache-off");
+      return passThrough(env, { ...ctx, headers: request.headers }, null, "bypass", "cache-off");
     }
-    if (ctx.target.length > MAX_CACHED_TARGET) return passThrough(env, ctx, null, "bypass");
+    if (ctx.target.length > MAX_CACHED_TARGET) {
+      return passThrough(env, { ...ctx, headers: request.headers }, null, "bypass");
+    }
     return cached(env, ctx);
   }
 
@@ -213,18 +228,18 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     header: (name: string) => string | undefined,
   ): CacheEntry | undefined {
     if (method !== "GET" && method !== "HEAD") return undefined;
-    // Anything the request says about caching, credentials, or a Range, takes the full path.
-    if (
-      header("cache-control") !== undefined ||
-      header("pragma") !== undefined ||
-      header("authorization") !== undefined ||
-      header("range") !== undefined
-    ) {
-      return undefined;
+    // Credentials or a Range take the full path.
+    if (header("authorization") !== undefined || header("range") !== undefined) return undefined;
+    const found = fastKey(target, host);
+    if (found === null) return undefined;
+    // So does anything the request says about caching, unless its route ignores all of it.
+    const cacheControl = header("cache-control");
+    if (cacheControl !== undefined || header("pragma") !== undefined) {
+      if (found.route.clientDirectives !== "ignore") return undefined;
+      const kept = ignoringClientRefresh(new Headers({ "cache-control": cacheControl ?? "" }));
+      if (kept.has("cache-control")) return undefined;
     }
-    const base = fastKey(target, host);
-    if (base === null) return undefined;
-    const selected = selectVariantNow(base, header, (k) => cache.peek(k, UNCOUNTED));
+    const selected = selectVariantNow(found.key, header, (k) => cache.peek(k, UNCOUNTED));
     // What cache.peek returns is fresh: the same decision as the app's, for a plain request.
     if (!selected?.entry || decide(selected.entry, PLAIN, now()).kind !== "hit") return undefined;
     cache.countRead(selected.key, "hit");

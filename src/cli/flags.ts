@@ -12,6 +12,10 @@ export const VALUE_TYPES: Record<string, { expected: string; ok(value: string): 
   seconds: { expected: "seconds, a number >= 0", ok: (v) => v.trim() !== "" && Number(v) >= 0 },
   n: { expected: "a whole number", ok: isInteger },
   MB: { expected: "whole MB", ok: isInteger },
+  directives: {
+    expected: '"follow" or "ignore"',
+    ok: (v) => v === "follow" || v === "ignore",
+  },
   level: {
     expected: `one of ${LOG_LEVELS.join(", ")}`,
     ok: (v) => LOG_LEVELS.includes(v as never),

@@ -8,6 +8,7 @@ import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/modes
 import { DRAIN_MS, type RunningServer } from "../adapter/node/server/server.ts";
 import { createTenantNode } from "../adapter/node/tenants/dispatcher.ts";
 import { DEFAULT_STATE_FILE } from "../adapter/node/tenants/state.ts";
+import type { ClientDirectives } from "../app/proxy.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { capture } from "./capture.ts";
 import { explain } from "./commands/explain.ts";
@@ -125,7 +126,15 @@ const proxy = defineCommand({
       const loaded = await loadConfig(process.cwd(), args.config);
       const config = loaded?.config.proxy;
       const origins = args.origin
-        ? [{ origin: args.origin, ...(args.ttl && { ttl: numberOf("--ttl", args.ttl) }) }]
+        ? [
+            {
+              origin: args.origin,
+              ...(args.ttl && { ttl: numberOf("--ttl", args.ttl) }),
+              ...(args["client-directives"] && {
+                clientDirectives: args["client-directives"] as ClientDirectives,
+              }),
+            },
+          ]
         : config?.origins;
       if (!origins) {
         throw new EdgecacheError(

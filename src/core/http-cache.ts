@@ -481,8 +481,19 @@ function normalizeValue(value: string): string {
     .join(",");
 }
 
-/** A weighted list (RFC 9110 12.4.2): its members lower-cased, without those of q=0, best first. */
+/**
+ * A weighted list (RFC 9110 12.4.2): its members lower-cased, without those of q=0, best
+ * first; members of equal weight in the order sent.
+ */
 function weighted(value: string): string[] {
+  return weightedGroups(value).flat();
+}
+
+/**
+ * A weighted list's members (lower-cased, none of q=0, each once at its best weight) in
+ * groups of equal weight, best first, each group in the order sent.
+ */
+function weightedGroups(value: string): string[][] {
   const items: { name: string; q: number; at: number }[] = [];
   for (const [at, part] of value.split(",").entries()) {
     const [name = "", ...params] = part.split(";").map((p) => p.trim());
@@ -492,11 +503,16 @@ function weighted(value: string): string[] {
     items.push({ name: name.toLowerCase(), q: Number.isFinite(q) ? q : 1, at });
   }
   const seen = new Set<string>();
-  return items
-    .filter((i) => i.q > 0)
-    .sort((a, b) => b.q - a.q || a.at - b.at)
-    .map((i) => i.name)
-    .filter((n) => !seen.has(n) && seen.add(n));
+  const groups: string[][] = [];
+  let q = Number.NaN;
+  for (const item of items.filter((i) => i.q > 0).sort((a, b) => b.q - a.q || a.at - b.at)) {
+    if (seen.has(item.name)) continue;
+    seen.add(item.name);
+    if (item.q !== q) groups.push([]);
+    q = item.q;
+    groups.at(-1)!.push(item.name);
+  }
+  return groups;
 }
 
 /**
@@ -504,7 +520,9 @@ function weighted(value: string): string[] {
  * what the origin treats alike). Accept-Encoding: the set of codings accepted, sorted
  * ("gzip, deflate, br" and "br;q=1.0, gzip;q=0.8, deflate" are one entry; every client of
  * it accepts what the origin chose). Accept-Language: the languages in order of preference,
- * lower-cased, without weights. Others: whitespace normalized.
+ * lower-cased, without weights, those of equal weight sorted: RFC 9110 12.5.4 has the
+ * weights say the preference, order between equals "cannot be relied upon", so `en, de` and
+ * `de, en` ask the same. Others: whitespace normalized.
  */
 function normalizeVaried(name: string, value: string): string {
   if (name === "accept-encoding") {
@@ -513,7 +531,11 @@ function normalizeVaried(name: string, value: string): string {
       .filter((c) => c !== "identity");
     return [...new Set(codings)].sort().join(",");
   }
-  if (name === "accept-language") return weighted(value).join(",");
+  if (name === "accept-language") {
+    return weightedGroups(value)
+      .map((group) => group.sort().join("+"))
+      .join(",");
+  }
   return normalizeValue(value);
 }
 
@@ -607,6 +629,28 @@ export function requestDirectives(headers: Headers): RequestDirectives {
     minFresh: deltaSeconds(cc.get("min-fresh")),
     maxStale: maxStale === true ? Number.POSITIVE_INFINITY : deltaSeconds(maxStale),
   };
+}
+
+/** Request directives that never send a request past a stored answer the cache may use. */
+const KEPT_WHEN_IGNORING = ["no-store", "max-stale", "only-if-cached"];
+
+/**
+ * A read's request headers as a proxy that ignores clients' refresh directives sees them
+ * (OriginRoute.clientDirectives "ignore"; a deviation from RFC 9111 5.2.1 that CDNs make
+ * too): `Pragma` gone, and of `Cache-Control` only `no-store`, `max-stale` and
+ * `only-if-cached`, which ask less of the origin, never more. The same object when there is
+ * nothing to drop.
+ */
+export function ignoringClientRefresh(headers: Headers): Headers {
+  const value = headers.get("cache-control");
+  if (value === null && !headers.has("pragma")) return headers;
+  const out = new Headers(headers);
+  out.delete("pragma");
+  out.delete("cache-control");
+  const cc = parseCacheControl(value);
+  const kept = new Map([...cc].filter(([name]) => KEPT_WHEN_IGNORING.includes(name)));
+  if (kept.size > 0) out.set("cache-control", formatCacheControl(kept));
+  return out;
 }
 
 /**

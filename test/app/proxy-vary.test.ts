@@ -45,8 +45,9 @@ describe("Vary normalization (RFC 9111 4.1)", () => {
     expect(origin.count()).toBe(3);
   });
 
-  it("keeps equally weighted languages in another order apart: origins break ties by order", async () => {
-    // cache-tests vary-normalise-lang-order: a deliberate choice (docs/guides/proxy.md).
+  it("keys equally weighted languages as one, whatever their order (RFC 9110 12.5.4)", async () => {
+    // cache-tests vary-normalise-lang-order: weights say the preference; the order of equals
+    // "cannot be relied upon", so `en, de` and `de, en` ask the same (RFC 9111 4.1).
     const { origin, get } = await proxied((req, res) => {
       const first = req.headers["accept-language"]!.split(",")[0]!.trim();
       res.writeHead(200, {
@@ -57,8 +58,19 @@ describe("Vary normalization (RFC 9111 4.1)", () => {
       res.end(first);
     });
     expect((await get("/tie", { "accept-language": "en, de" })).text).toBe("en");
-    expect((await get("/tie", { "accept-language": "de, en" })).text).toBe("de");
-    expect(origin.count()).toBe(2);
+    for (const same of ["de, en", "DE;q=1, en", "de,en;q=1.0"]) {
+      const reply = await get("/tie", { "accept-language": same });
+      expect(status(reply), same).toMatch(/^edgecache; hit/);
+      expect(reply.text).toBe("en");
+    }
+    expect(origin.count()).toBe(1);
+    // Unequal weights still order: de first is another preference.
+    await get("/tie", { "accept-language": "de, en;q=0.9" });
+    await get("/tie", { "accept-language": "en, de;q=0.9, fr;q=0.9" });
+    expect(origin.count()).toBe(3);
+    expect(status(await get("/tie", { "accept-language": "en, fr;q=0.5, de;q=0.5" }))).toMatch(
+      /^edgecache; hit/,
+    );
   });
 
   it("never selects a variant by its Content-Language for a request that did not ask alike", async () => {

@@ -107,6 +107,10 @@ describe("a missing value or a value of the wrong type", () => {
       /^edgecache proxy: --grace: expected seconds, a number >= 0, got "soon"$/,
     ],
     [
+      ["proxy", "--origin", "http://127.0.0.1:1", "--client-directives", "never"],
+      /^edgecache proxy: --client-directives: expected "follow" or "ignore", got "never"$/,
+    ],
+    [
       ["proxy", "--learn=maybe"],
       /^edgecache proxy: --learn: expected no value, or true or false, got maybe$/,
     ],

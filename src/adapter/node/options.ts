@@ -17,7 +17,7 @@ export interface ServerOption {
   /** The servers it applies to. */
   readonly in: readonly Mode[];
   /** The flag's value: checked before the command runs (src/cli/flags.ts's valueHints). */
-  readonly value?: "port" | "seconds" | "level" | "list" | "boolean";
+  readonly value?: "port" | "seconds" | "level" | "list" | "boolean" | "directives";
   /** One line: what it is. */
   readonly doc: string;
   /** What applies without it, as the docs say it; per server where they differ. */
@@ -66,7 +66,7 @@ export const SERVER_OPTIONS = [
   {
     key: "origins",
     in: ["proxy"],
-    doc: 'Origins to cache, chosen by host and path prefix: [{"origin", "host", "pathPrefix", "ttl"}]; "ttl" is the freshness of responses that state none',
+    doc: 'Origins to cache, chosen by host and path prefix: [{"origin", "host", "pathPrefix", "ttl", "clientDirectives"}]; "ttl" is the freshness of responses that state none, "clientDirectives" as --client-directives',
   },
   {
     flag: "origin",
@@ -79,6 +79,13 @@ export const SERVER_OPTIONS = [
     in: ["proxy"],
     value: "seconds",
     doc: "Seconds a response without explicit freshness stays fresh (with --origin)",
+  },
+  {
+    flag: "client-directives",
+    in: ["proxy"],
+    value: "directives",
+    doc: 'Clients\' Cache-Control and Pragma on reads (with --origin): "follow" (RFC 9111) or "ignore" (no-cache, max-age, min-fresh and Pragma: no-cache neither skip nor revalidate a stored answer)',
+    default: "follow",
   },
   {
     key: "maxCacheableSize",

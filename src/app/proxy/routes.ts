@@ -16,7 +16,21 @@ export interface OriginRoute {
    * change); without it a response with neither is stored only to be revalidated.
    */
   ttl?: number;
+  /**
+   * What the proxy makes of a client's `Cache-Control` and `Pragma` on a GET or HEAD:
+   * `"follow"` (the default: RFC 9111 5.2.1, so a browser's reload, `max-age=0` or
+   * `no-cache`, revalidates with the origin) or `"ignore"`: `no-cache`, `max-age`,
+   * `min-fresh` and `Pragma: no-cache` neither skip nor revalidate a stored answer, nor
+   * reach the origin, as CDNs do. `no-store` still keeps the answer to that request from
+   * being stored (a stored one still answers it); `max-stale` and `only-if-cached` still
+   * hold (they never cost the origin a request).
+   */
+  clientDirectives?: ClientDirectives;
 }
+
+/** The values of OriginRoute.clientDirectives. */
+export type ClientDirectives = "follow" | "ignore";
+const CLIENT_DIRECTIVES: readonly string[] = ["follow", "ignore"] satisfies ClientDirectives[];
 
 /** A validated route. */
 export interface Route extends OriginRoute {
@@ -31,7 +45,7 @@ const PLAIN_HOST = /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/;
 const KEY_MEMO_SIZE = 10_000;
 /** Host and target: longer ones are keyed each time. */
 const KEY_MEMO_MAX_LENGTH = 2304;
-const ROUTE_KEYS = ["origin", "host", "pathPrefix", "ttl"];
+const ROUTE_KEYS = ["origin", "host", "pathPrefix", "ttl", "clientDirectives"];
 
 /**
  * Checks routes in "expected X, got Y" form (`name` is what the caller calls them) and
@@ -39,7 +53,12 @@ const ROUTE_KEYS = ["origin", "host", "pathPrefix", "ttl"];
  */
 export function validateRoutes(routes: unknown, component = COMPONENT, name = "routes"): Route[] {
   if (!Array.isArray(routes) || routes.length === 0) {
-    badOption(component, name, "a non-empty array of {origin, host?, pathPrefix?, ttl?}", routes);
+    badOption(
+      component,
+      name,
+      "a non-empty array of {origin, host?, pathPrefix?, ttl?, clientDirectives?}",
+      routes,
+    );
   }
   const out = routes.map((r: OriginRoute, i: number): Route => {
     const at = `${name}[${i}]`;
@@ -79,6 +98,9 @@ export function validateRoutes(routes: unknown, component = COMPONENT, name = "r
     }
     if (r.ttl !== undefined && !(typeof r.ttl === "number" && r.ttl >= 0)) {
       badOption(component, `${at}.ttl`, "a number of seconds >= 0", r.ttl);
+    }
+    if (r.clientDirectives !== undefined && !CLIENT_DIRECTIVES.includes(r.clientDirectives)) {
+      badOption(component, `${at}.clientDirectives`, '"follow" or "ignore"', r.clientDirectives);
     }
     return { ...r, host: r.host?.toLowerCase(), originUrl };
   });
@@ -130,12 +152,12 @@ function parseUrl(href: string): URL | undefined {
 }
 
 /**
- * The base key of a raw request target, as the app would compute it (null: not one the
- * app caches), memoized: the runtime's fast path asks for it on every hit.
+ * The base key of a raw request target and its route, as the app would compute them (null:
+ * not one the app caches), memoized: the runtime's fast path asks for it on every hit.
  */
 export function fastKeys(
   routes: readonly Route[],
-): (target: string, host: string) => string | null {
+): (target: string, host: string) => { key: string; route: Route } | null {
   const keyOf = memoize(
     (memoKey) => {
       const space = memoKey.indexOf(" ");
@@ -150,7 +172,7 @@ export function fastKeys(
       const normalized = url.pathname + url.search;
       const route = matchRoute(routes, host, url.pathname);
       return normalized.length <= MAX_CACHED_TARGET && route
-        ? baseKey(normalized, keyHost(route, host))
+        ? { key: baseKey(normalized, keyHost(route, host)), route }
         : null;
     },
     { size: KEY_MEMO_SIZE, maxLength: KEY_MEMO_MAX_LENGTH },

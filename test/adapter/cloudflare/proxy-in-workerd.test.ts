@@ -23,7 +23,7 @@ beforeAll(async () => {
   const { port } = origin.address() as AddressInfo;
   const script = await bundle(new URL("./proxy-entry.ts", import.meta.url));
   mf = new Miniflare({
-    workers: ["p1", "p2", "p-off"].map((name) => ({
+    workers: ["p1", "p2", "p-off", "p-ignore"].map((name) => ({
       name,
       modules: true,
       script,
@@ -33,6 +33,7 @@ beforeAll(async () => {
       bindings: {
         ORIGIN: `http://127.0.0.1:${port}`,
         ...(name === "p-off" && { EDGECACHE_CACHE: "off" }),
+        ...(name === "p-ignore" && { CLIENT_DIRECTIVES: "ignore" }),
       },
     })),
   });
@@ -44,9 +45,14 @@ afterAll(async () => {
   await new Promise((resolve) => origin?.close(resolve));
 });
 
-async function send(isolate: string, path: string, method = "GET") {
+async function send(
+  isolate: string,
+  path: string,
+  method = "GET",
+  headers: Record<string, string> = {},
+) {
   const worker = (await mf.getWorker(isolate)) as unknown as { fetch: typeof fetch };
-  const res = await worker.fetch(`http://127.0.0.1:8787${path}`, { method });
+  const res = await worker.fetch(`http://127.0.0.1:8787${path}`, { method, headers });
   return { status: res.headers.get("cache-status") ?? "", body: await res.text() };
 }
 
@@ -88,6 +94,25 @@ describe("proxy mode on Workers", () => {
     expect((await send("p1", "/things/3")).status).toMatch(/^edgecache; hit/);
     await send("p-off", "/things/3", "POST");
     expect((await send("p1", "/things/3")).status).toMatch(/fwd=uri-miss; stored/);
+  });
+
+  it("with clientDirectives ignore answers a browser's reload from the cache, not the origin", async () => {
+    const reloads: Record<string, string>[] = [
+      { "cache-control": "max-age=0" },
+      { "cache-control": "no-cache", pragma: "no-cache" },
+    ];
+    expect((await send("p-ignore", "/things/reload")).status).toMatch(/fwd=uri-miss; stored/);
+    const before = originRequests;
+    for (const headers of reloads) {
+      expect((await send("p-ignore", "/things/reload", "GET", headers)).status).toMatch(
+        /^edgecache; hit/,
+      );
+    }
+    expect(originRequests).toBe(before);
+    // The isolates that follow clients' directives (the default) still go to the origin.
+    await send("p1", "/things/followed");
+    await send("p1", "/things/followed", "GET", reloads[1]);
+    expect(originRequests).toBe(before + 2);
   });
 
   it("answers GET /_edgecache/health with its tiers and log, never asking the origin", async () => {
