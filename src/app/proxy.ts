@@ -194,7 +194,9 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       cache.countRead(ctx.target, "bypass");
       return passThrough(env, ctx, null, "bypass", "cache-off");
     }
-    if (ctx.target.length > MAX_CACHED_TARGET) return passThrough(env, ctx, null, "bypass");
+    if (ctx.target.length > MAX_CACHED_TARGET) {
+      return passThrough(env, ctx, null, "bypass", "target-too-long");
+    }
     return cached(env, ctx);
   }
 
