@@ -93,6 +93,14 @@ redis.describe("a manifest on proxy nodes sharing Redis", () => {
     expect(res.text).toBe("/items/2 1");
     expect(origin.asked("/items/2")).toBe(1);
 
+    // A purge through the node that never read /items/3 counts the keeper's copy in Redis.
+    const purged = await raw(`${b.url}/_edgecache/purge`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ urls: ["/items/3"] }),
+    });
+    expect(JSON.parse(purged.text)).toEqual({ purged: 1 });
+
     // Closing, the keeper gives the lease back: the other takes over at its next renewal,
     // from the saved state (nothing is due, so the origin is not asked again).
     await a.close();
