@@ -83,6 +83,8 @@ export interface AdminOptions {
 export interface ManifestView {
   summary(): ManifestSummary | Promise<ManifestSummary>;
   report(): UrlReport[] | Promise<UrlReport[]>;
+  /** Which node keeps it, where nodes share one keeper (Redis): null while none does. */
+  keeper?(): Promise<string | null>;
 }
 
 /** A metrics client's text exposition. */
@@ -381,9 +383,14 @@ export function createAdminApi(options: AdminOptions): Hono {
           `state: expected one of ${URL_STATES.join(", ")}, got ${JSON.stringify(state)}`,
         );
       }
-      const urls = await manifest.report();
+      const [urls, keeper] = await Promise.all([manifest.report(), manifest.keeper?.()]);
+      let lastRunAt: number | null = null;
+      for (const u of urls)
+        if (u.fetchedAt !== undefined) lastRunAt = Math.max(lastRunAt ?? 0, u.fetchedAt);
       return c.json({
         ...summarize(urls),
+        ...(keeper !== undefined && { keeper }),
+        lastRunAt,
         urls: state === undefined ? urls : urls.filter((u) => u.state === state),
       });
     });

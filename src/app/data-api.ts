@@ -125,19 +125,12 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
 
   const read = async (url: URL, load: () => Promise<EntryInit>, ifNoneMatch?: string | null) => {
     const key = requestKey(url.pathname, url.search);
-    const { entry, status, stored, bypass } = await cache.resolve(key, load);
+    const { entry, status, stored, bypass, unstored } = await cache.resolve(key, load);
     const outcome: CacheOutcome =
       status !== "miss"
         ? { kind: status }
-        : bypass
-          ? // Caching is off, or this node cannot vouch for its cache (its lease lapsed).
-            {
-              kind: "miss",
-              stored: false,
-              fwd: "bypass",
-              detail: cache.enabled ? "lease-expired" : "cache-off",
-            }
-          : { kind: "miss", stored: !!stored };
+        : // Bypassed: caching is off, or this node cannot vouch for its cache (its lease lapsed).
+          { kind: "miss", stored: !!stored, ...(bypass && { fwd: "bypass" }), detail: unstored };
     return replyResponse(entryReply(entry, outcome, now(), ifNoneMatch));
   };
 

@@ -15,7 +15,7 @@ export type CacheOutcome =
       fwd?: Forward;
       /** The origin's status, when it differs from the one sent (a 304 refresh). */
       fwdStatus?: number;
-      /** Why it was not stored (default "not-stored"). */
+      /** Why it was not stored (the cache's reason; "not-stored" when none is known). */
       detail?: string;
     }
   /** A stale entry served because the origin failed (RFC 5861 4, stale-if-error). */

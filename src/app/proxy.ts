@@ -208,7 +208,13 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       return passThrough(env, { ...ctx, headers: request.headers }, null, "bypass", "cache-off");
     }
     if (ctx.target.length > MAX_CACHED_TARGET) {
-      return passThrough(env, { ...ctx, headers: request.headers }, null, "bypass");
+      return passThrough(
+        env,
+        { ...ctx, headers: request.headers },
+        null,
+        "bypass",
+        "target-too-long",
+      );
     }
     return cached(env, ctx);
   }

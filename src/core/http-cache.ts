@@ -412,7 +412,7 @@ export function freshness(
   const cc = parseCacheControl(reply.headers["cache-control"]);
   const validators = !!(reply.headers.etag || reply.headers["last-modified"]);
   const none = { fresh: 0, age: 0, swr: 0, sie: 0, validators };
-  if (!policy.storable()) return { storable: false, reason: "not-storable", ...none };
+  if (!policy.storable()) return { storable: false, reason: unstorable(policy), ...none };
   // RFC 9111 5.2.2.3: must-understand limits storing to the statuses the cache knows.
   if (cc.has("must-understand") && !UNDERSTOOD_STATUSES.has(reply.status)) {
     return { storable: false, reason: "must-understand", ...none };
@@ -454,6 +454,31 @@ export function freshness(
   const grace = noStale || cc.has("s-maxage") ? 0 : (options.grace ?? 0) * 1000;
   const sie = noStale ? 0 : Math.max((deltaSeconds(cc.get("stale-if-error")) ?? 0) * 1000, grace);
   return { storable: true, fresh, age: age * 1000, swr, sie, validators };
+}
+
+/**
+ * Why the library refused to store a response (RFC 9111 3), checked in its order, so that a
+ * client and an operator see the cause (`no-store`, `private`...), not only that it was not
+ * stored: the request's no-store, a method other than GET or HEAD, a status stored only with
+ * explicit freshness (and there is none: `uncacheable-status`), the response's no-store or
+ * private, a request with Authorization the response does not allow storing (3.5).
+ */
+export function unstorable(policy: CachePolicy): string {
+  const p = policy.toObject() as {
+    st: number;
+    m: string;
+    a: boolean;
+    resh: HeaderRecord;
+    rescc: Record<string, string | true>;
+    reqcc: Record<string, string | true>;
+  };
+  const cc = p.rescc;
+  if (p.reqcc["no-store"] !== undefined) return "no-store-request";
+  if (p.m !== "GET" && p.m !== "HEAD") return "method";
+  if (cc["no-store"] !== undefined) return "no-store";
+  if (cc.private !== undefined) return "private";
+  if (!p.a && !(cc["must-revalidate"] || cc.public || cc["s-maxage"])) return "authorization";
+  return "uncacheable-status";
 }
 
 /**

@@ -64,7 +64,7 @@ describe("malformed cache headers from the origin", () => {
       expect(s).toMatch(new RegExp(`stored; ttl=${expected.slice(6)}$`));
     else if (expected === "not fresh")
       expect(s).toMatch(/stored; ttl=0$/); // kept to revalidate
-    else expect(s).toMatch(/detail=not-storable/);
+    else expect(s).toMatch(/detail=no-store$/);
     expect((await raw(`${proxy.url}/cc`)).status).toBe(200);
     expect(origin.count()).toBeGreaterThanOrEqual(1);
   });
@@ -211,7 +211,7 @@ describe("odd paths and hosts", () => {
     const path = `/long/${"x".repeat(MAX_CACHED_TARGET)}`;
     const r = await raw(`${proxy.url}${path}`);
     expect(r.status).toBe(200);
-    expect(status(r)).toBe("edgecache; fwd=bypass; detail=not-stored");
+    expect(status(r)).toBe("edgecache; fwd=bypass; detail=target-too-long");
     await raw(`${proxy.url}${path}`);
     expect(origin.count()).toBe(2);
   });

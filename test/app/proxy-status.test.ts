@@ -48,7 +48,9 @@ describe("reusable statuses (RFC 9111 3)", () => {
   it("still does not store an error without explicit freshness", async () => {
     const { origin, get } = await proxied(counting({}, 503), { ttl: 30 });
     await get("/plain-error");
-    expect(status(await get("/plain-error"))).toBe("edgecache; fwd=uri-miss; detail=not-storable");
+    expect(status(await get("/plain-error"))).toBe(
+      "edgecache; fwd=uri-miss; detail=uncacheable-status",
+    );
     expect(origin.count()).toBe(2);
   });
 

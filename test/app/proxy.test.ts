@@ -135,12 +135,12 @@ describe("what is not stored (RFC 9111 3)", () => {
   it.each([
     ["no-store", "no-store, max-age=60"],
     ["private", "private, max-age=60"],
-  ])("never stores a %s response", async (_, cc) => {
+  ])("never stores a %s response, and says so in Cache-Status", async (reason, cc) => {
     const { origin, get } = await setup(counting({ "cache-control": cc }));
     await get("/p");
     const second = await get("/p");
     expect(JSON.parse(second.text).n).toBe(2);
-    expect(status(second)).toBe("edgecache; fwd=uri-miss; detail=not-storable");
+    expect(status(second)).toBe(`edgecache; fwd=uri-miss; detail=${reason}`);
     expect(origin.count()).toBe(2);
   });
 
@@ -164,6 +164,7 @@ describe("what is not stored (RFC 9111 3)", () => {
     await get("/personal", auth);
     const other = await get("/personal", { authorization: "Bearer bob" });
     expect(other.text).toBe("for Bearer bob");
+    expect(status(other)).toBe("edgecache; fwd=uri-miss; detail=authorization");
     expect(origin.count("/personal")).toBe(2);
 
     await get("/shared", auth);
@@ -420,7 +421,8 @@ describe("stale-while-revalidate and stale-if-error (RFC 5861)", () => {
     const r = await get("/err");
     expect(r.status).toBe(500);
     expect(r.text).toBe("boom");
-    expect(status(r)).toBe("edgecache; fwd=uri-miss; detail=not-storable");
+    // RFC 9111 3: a 500 is stored only with explicit freshness, and this one has none.
+    expect(status(r)).toBe("edgecache; fwd=uri-miss; detail=uncacheable-status");
   });
 });
 
@@ -477,7 +479,7 @@ describe("unsafe methods (RFC 9111 4.4)", () => {
     await get("/items/7");
     const post = await get("/items", {}, "POST");
     expect(post.status).toBe(201);
-    expect(status(post)).toBe("edgecache; fwd=method; detail=not-stored");
+    expect(status(post)).toBe("edgecache; fwd=method; detail=method");
     expect(status(await get("/items", { accept: "a" }))).toMatch(/fwd=(uri|vary)-miss; stored/);
     expect(status(await get("/items", { accept: "b" }))).toMatch(/fwd=(uri|vary)-miss; stored/);
     expect(status(await get("/items/7"))).toMatch(/fwd=uri-miss; stored/);

@@ -58,8 +58,14 @@ describe("storeLoaded (the write fence for callers' own loads)", () => {
     const { cache } = setup();
     const since = cache.position;
     await cache.invalidate(request);
-    const { entry, stored } = await cache.storeLoaded("a", { body: "x", tags: ["t"] }, since);
+    const { entry, stored, unstored } = await cache.storeLoaded(
+      "a",
+      { body: "x", tags: ["t"] },
+      since,
+    );
     expect(stored).toBe(false);
+    // The reason a reply's Cache-Status names (detail=invalidated), not a generic one.
+    expect(unstored).toBe("invalidated");
     expect(new TextDecoder().decode(entry.body)).toBe("x");
     expect(cache.peek("a")).toBeUndefined();
     expect(cache.stats().fenced).toBe(1);

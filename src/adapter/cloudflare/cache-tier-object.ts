@@ -117,13 +117,7 @@ export function cacheTierObject<E extends TierEnv = TierEnv>(
     readonly #env: E;
     #host: TierHost | undefined;
     #precompute: { cache: Cache; log: DurableChangeLog } | undefined;
-    readonly #stats: PrecomputeStats = {
-      every: precompute?.every ?? null,
-      runs: 0,
-      failures: 0,
-      lastRunAt: null,
-      lastError: null,
-    };
+    #counters: PrecomputeCounters | undefined;
 
     constructor(state: TierStateLike, env: TierEnv) {
       this.#state = state;
@@ -137,9 +131,9 @@ export function cacheTierObject<E extends TierEnv = TierEnv>(
         if (precompute && (await this.#state.storage.getAlarm()) === null) {
           await this.#state.storage.setAlarm(Date.now());
         }
-        return Response.json(this.#stats);
+        return Response.json(this.#stats());
       }
-      if (op === "precompute/stats") return Response.json(this.#stats);
+      if (op === "precompute/stats") return Response.json(this.#stats());
       this.#host ??= new TierHost(this.#state.storage.sql);
       const now = Number(request.headers.get("x-now"));
       const body = new Uint8Array(await request.arrayBuffer());
@@ -150,6 +144,7 @@ export function cacheTierObject<E extends TierEnv = TierEnv>(
       if (!precompute) return;
       const started = Date.now();
       await this.#state.storage.setAlarm(started + precompute.every);
+      const counters = this.#stored();
       try {
         this.#precompute ??= precomputeCache(this.#env, tierShards(this.#env, shards), logName);
         const { cache, log } = this.#precompute;
@@ -158,15 +153,69 @@ export function cacheTierObject<E extends TierEnv = TierEnv>(
         await log.sync();
         await precompute.run(cache, this.#env);
         await cache.drain();
-        this.#stats.runs++;
+        counters.ran(started);
       } catch (error) {
-        this.#stats.failures++;
-        this.#stats.lastError = String((error as Error)?.message ?? error);
+        counters.ran(started, String((error as Error)?.message ?? error));
         objectLogger(this.#env).error(`[edgecache] [${C}] precompute failed:`, error);
       }
-      this.#stats.lastRunAt = started;
+    }
+
+    #stored(): PrecomputeCounters {
+      this.#counters ??= new PrecomputeCounters(this.#state.storage.sql);
+      return this.#counters;
+    }
+
+    #stats(): PrecomputeStats {
+      return { every: precompute?.every ?? null, ...this.#stored().read() };
     }
   };
+}
+
+/**
+ * The precompute's counters in the object's SQLite, so they outlive the object: evicted
+ * between two runs (idle for a few seconds, a deploy), it would start over at 0 and report no
+ * last run. The object runs one event at a time between awaits, and this code never awaits.
+ */
+class PrecomputeCounters {
+  readonly #sql: SqlStorageLike;
+
+  constructor(sql: SqlStorageLike) {
+    this.#sql = sql;
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS precompute_stats (id INTEGER PRIMARY KEY CHECK (id = 1), runs INTEGER NOT NULL, failures INTEGER NOT NULL, last_run_at INTEGER, last_error TEXT)",
+    );
+    sql.exec("INSERT OR IGNORE INTO precompute_stats (id, runs, failures) VALUES (1, 0, 0)");
+  }
+
+  read(): Omit<PrecomputeStats, "every"> {
+    for (const row of this.#sql.exec(
+      "SELECT runs, failures, last_run_at, last_error FROM precompute_stats WHERE id = 1",
+    )) {
+      return {
+        runs: Number(row.runs),
+        failures: Number(row.failures),
+        lastRunAt: row.last_run_at === null ? null : Number(row.last_run_at),
+        lastError: row.last_error === null ? null : String(row.last_error),
+      };
+    }
+    return { runs: 0, failures: 0, lastRunAt: null, lastError: null };
+  }
+
+  /** A run that started at `at` ended: well, or with `error` (kept until the next failure). */
+  ran(at: number, error?: string): void {
+    if (error === undefined) {
+      this.#sql.exec(
+        "UPDATE precompute_stats SET runs = runs + 1, last_run_at = ? WHERE id = 1",
+        at,
+      );
+    } else {
+      this.#sql.exec(
+        "UPDATE precompute_stats SET failures = failures + 1, last_run_at = ?, last_error = ? WHERE id = 1",
+        at,
+        error,
+      );
+    }
+  }
 }
 
 /** The class with no precompute: the tier alone. */
@@ -198,8 +247,8 @@ export function startPrecompute(namespace: TierNamespaceLike): Promise<Precomput
 }
 
 /**
- * The precompute's counters (runs, failures, the last error), as its object holds them in
- * memory since it last started: `precomputeStats(env.CACHE_TIER)`.
+ * The precompute's counters (runs, failures, the last run and error), kept in its object's
+ * storage, so they count every run since the class was deployed: `precomputeStats(env.CACHE_TIER)`.
  */
 export function precomputeStats(namespace: TierNamespaceLike): Promise<PrecomputeStats> {
   return askPrecompute(namespace, "stats");

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { badOption } from "../../core/errors.ts";
 import type { Warner } from "../../core/report.ts";
 import type { Store } from "../../core/store.ts";
-import { type RedisChangeLog, redisChangeLog } from "../../log/redis/index.ts";
+import { DEFAULT_LEASE_MS, type RedisChangeLog, redisChangeLog } from "../../log/redis/index.ts";
 import { connectRedis, type RedisClient } from "../../redis/connect.ts";
 import { redisStore } from "../../stores/redis.ts";
 
@@ -37,6 +37,8 @@ export interface Cluster {
   /** The client the log and tier use, and the deployment's key prefix, for more state. */
   client: RedisClient;
   prefix: string;
+  /** The log's lease, ms: work one node does for all is held as long (the manifest's keeper). */
+  leaseMs: number;
   close(): Promise<void>;
 }
 
@@ -71,6 +73,7 @@ export async function joinCluster(
       shared: [store],
       client,
       prefix,
+      leaseMs: leaseMs ?? DEFAULT_LEASE_MS,
       async close() {
         await log.close();
         await store.close();

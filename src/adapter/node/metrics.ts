@@ -29,7 +29,7 @@ export interface NodeMetrics extends MetricsExposition {
   /** Exposes learned invalidation's counts (proxy mode with `learn`) at each scrape. */
   watchLearning(stats: () => LearnStats): void;
   /** Exposes the manifest's URLs by state (proxy mode with a manifest) at each scrape. */
-  watchManifest(summary: () => ManifestSummary): void;
+  watchManifest(summary: () => ManifestSummary | Promise<ManifestSummary>): void;
   /** The samples as prom-client's JSON, for `mergedMetrics`. */
   json(): Promise<MetricObjectWithValues<MetricValue<string>>[]>;
 }
@@ -168,8 +168,8 @@ export function nodeMetrics(options: { tenant?: string } = {}): NodeMetrics {
         help: MANIFEST_METRIC.help,
         labelNames: ["state"] as const,
         registers: [registry],
-        collect() {
-          const now = summary();
+        async collect() {
+          const now = await summary();
           for (const state of MANIFEST_METRIC.states) this.set({ state }, now[state]);
         },
       });

@@ -37,7 +37,8 @@ export async function passThrough(
   ctx: Ctx,
   body: ReadableStream<Uint8Array> | null,
   fwd: Forward = "method",
-  detail = "not-stored",
+  /** Why it is not stored (RFC 9211 detail): by default, its method. */
+  detail = "method",
 ): Promise<Response> {
   const unsafe = !SAFE_METHODS.has(ctx.method);
   // Shared rules brought up to date (where a runtime shares them) beside the origin request.

@@ -11,10 +11,17 @@ export interface PurgeRequest {
   prefix?: string;
 }
 
-/** Removes entries by tag, URL or path prefix from every tier; resolves with how many. */
+/**
+ * Removes entries by tag, URL or path prefix from every tier; resolves with how many
+ * responses were removed: those this node registered, and copies it never did that the tiers
+ * it can list hold under the URLs and the prefix (another node's, the manifest object's on
+ * Workers). A copy in a tier that cannot list (the Cache API) is refused on read all the
+ * same, by the purge's record in the log.
+ */
 export async function purge(cache: Cache, request: PurgeRequest): Promise<number> {
   const tags = (request.tags ?? []).map((t) => USER_TAG + t);
-  for (const u of request.urls ?? []) tags.push(URL_TAG + targetOf(u));
+  const targets = (request.urls ?? []).map(targetOf);
+  for (const t of targets) tags.push(URL_TAG + t);
   if (request.prefix !== undefined && !request.prefix.startsWith("/")) {
     throw new EdgecacheError(
       "E_BAD_BODY",
@@ -29,7 +36,24 @@ export async function purge(cache: Cache, request: PurgeRequest): Promise<number
     for (const k of cache.keys({ prefix: request.prefix })) keys.add(k);
   let records = 0;
   for (const k of keys) if (cache.registration(k)?.tags.includes(VARY_RECORD)) records++;
-  const removed = await cache.invalidate({ tags, prefix: request.prefix });
+  // A URL's keys all start with its target and a space (see baseKey): every host, every variant.
+  const under = targets.map((t) => `${t} `);
+  if (request.prefix !== undefined) under.push(request.prefix);
+  const unindexed = new Set<string>();
+  for (const prefix of under) {
+    for await (const k of cache.held(prefix)) {
+      if (keys.has(k) || unindexed.has(k)) continue;
+      const entry = (await cache.inspect(k)).find((t) => t.entry)?.entry;
+      if (!entry) continue;
+      unindexed.add(k);
+      if (entry.tags.includes(VARY_RECORD)) records++;
+    }
+  }
+  const removed = await cache.invalidate({
+    tags,
+    prefix: request.prefix,
+    ...(unindexed.size > 0 && { keys: [...unindexed] }),
+  });
   return Math.max(0, removed - records);
 }
 

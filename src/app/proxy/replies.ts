@@ -60,6 +60,7 @@ export function missOutcome(loaded: Loaded & { kind: "entry" }, fwd: Forward): C
     stored: loaded.stored,
     fwd,
     ...(loaded.originStatus === 304 && { fwdStatus: 304 }),
+    ...(loaded.unstored && { detail: loaded.unstored }),
   };
 }
 

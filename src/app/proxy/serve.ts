@@ -93,7 +93,7 @@ export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
     // Not stored (too large, say: a video), so the origin answers the Range itself (RFC
     // 9110 14.2); the shared request went without it, and its body is dropped unread.
     void loaded.response.body?.cancel().catch(() => {});
-    return passThrough(env, ctx, null, fwd);
+    return passThrough(env, ctx, null, fwd, loaded.detail);
   }
   const headers = clientHeaders(loaded.response.headers);
   headers.set("cache-status", `edgecache; fwd=${fwd}; detail=${loaded.detail}`);

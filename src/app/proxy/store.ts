@@ -71,7 +71,7 @@ export async function store(
     staleWhileRevalidate: keep,
     age: s.fresh.age,
   };
-  const { entry, stored } = await cache.storeLoaded(key, init, since);
+  const { entry, stored, unstored } = await cache.storeLoaded(key, init, since);
   if (stored && s.vary) {
     // The URL's key now says which request headers select its variants.
     const until = entry.staleUntil - now();
@@ -95,5 +95,5 @@ export async function store(
       since,
     );
   }
-  return { kind: "entry", entry, key, stored, originStatus: s.originStatus };
+  return { kind: "entry", entry, key, stored, unstored, originStatus: s.originStatus };
 }

@@ -51,7 +51,15 @@ export interface VaryMeta {
 
 /** What one origin request came to; shared by the requests coalesced on it. */
 export type Loaded =
-  | { kind: "entry"; entry: CacheEntry; key: string; stored: boolean; originStatus: number }
+  | {
+      kind: "entry";
+      entry: CacheEntry;
+      key: string;
+      stored: boolean;
+      /** Why it was not stored (the cache's reason), when it was not. */
+      unstored?: string;
+      originStatus: number;
+    }
   /** Streamed through, not stored: only the request that made it may read the body. */
   | { kind: "pass"; response: Response; detail: string }
   | { kind: "down"; error: unknown };

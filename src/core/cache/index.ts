@@ -56,6 +56,7 @@ import type {
   ReadOptions,
   Resolved,
   ResolveStatus,
+  Unstored,
   WriteHooks,
 } from "./types.ts";
 
@@ -511,7 +512,7 @@ export class Cache {
     init: EntryInit,
     since: LogPosition,
     options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean },
-  ): Promise<{ entry: CacheEntry; stored: boolean }> {
+  ): Promise<{ entry: CacheEntry; stored: boolean; unstored?: Unstored }> {
     return this.#e.loads.storeLoaded(key, init, since, options);
   }
 
@@ -541,7 +542,13 @@ export class Cache {
         await this.#e.loads.measureLoad(load),
         this.#e.fence.position,
       );
-      return { entry, status: "miss", stored: false, bypass: true };
+      return {
+        entry,
+        status: "miss",
+        stored: false,
+        bypass: true,
+        unstored: this.#e.enabled ? "lease-expired" : "cache-off",
+      };
     }
     const cost = new Cost();
     const found = await this.#e.reads.lookup(key, this.#e.end(options?.tiers), cost);

@@ -8,7 +8,7 @@ import type { Background } from "./background.ts";
 import type { Counters } from "./counters.ts";
 import type { Entries } from "./entries.ts";
 import type { TierStack } from "./tiers.ts";
-import type { EntryInit, Found, Resolved, WriteHooks } from "./types.ts";
+import type { EntryInit, Found, Resolved, Unstored, WriteHooks } from "./types.ts";
 
 /** What `Loads` is given when the cache is made. */
 export interface LoadsDeps {
@@ -86,11 +86,17 @@ export class Loads {
     since: LogPosition,
     options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean },
     cost?: Cost,
-  ): Promise<{ entry: CacheEntry; stored: boolean }> {
+  ): Promise<{ entry: CacheEntry; stored: boolean; unstored?: Unstored }> {
     const entry = await this.#e.entries.build(init, since);
-    if (init.cacheable === false || !this.#e.enabled || !this.#e.log.trusted()) {
-      return { entry, stored: false };
-    }
+    const refused: Unstored | undefined =
+      init.cacheable === false
+        ? "uncacheable"
+        : !this.#e.enabled
+          ? "cache-off"
+          : !this.#e.log.trusted()
+            ? "lease-expired"
+            : undefined;
+    if (refused) return { entry, stored: false, unstored: refused };
     // Only patches care whether the load saw the source exactly at `since` (see patch).
     // Asking a shared log costs a round trip: with `later`, the entry is served and kept
     // as not exact (the stricter rules) until the answer comes.
@@ -101,7 +107,7 @@ export class Loads {
     if (!options?.later && (await quiet)) entry.exact = true;
     if (this.#e.fence.conflicts(since, key, entry)) {
       this.#e.counters.fenced++;
-      return { entry, stored: false };
+      return { entry, stored: false, unstored: "invalidated" };
     }
     const end = options?.memoryOnly ? 1 : this.#e.end(init.tiers);
     await this.#e.entries.store(key, entry, end, options?.later ? "local" : undefined, cost);
@@ -109,7 +115,7 @@ export class Loads {
     if (this.#e.fence.conflicts(since, key, entry)) {
       this.#e.counters.fenced++;
       await this.#e.entries.remove(new Set([key]));
-      return { entry, stored: false };
+      return { entry, stored: false, unstored: "invalidated" };
     }
     if (options?.later) this.#e.background.run(this.#share(key, entry, since, end, quiet, cost));
     return { entry, stored: true };
@@ -231,8 +237,14 @@ export class Loads {
       throw err;
     }
     // The answer does not wait for the shared tiers or the log's word on exactness.
-    const { entry, stored } = await this.storeLoaded(key, init, since, { later: true }, cost);
-    return { entry, status: "miss", stored };
+    const { entry, stored, unstored } = await this.storeLoaded(
+      key,
+      init,
+      since,
+      { later: true },
+      cost,
+    );
+    return { entry, status: "miss", stored, ...(unstored && { unstored }) };
   }
 }
 

@@ -179,6 +179,12 @@ export interface WriteResult {
 
 export type ResolveStatus = "hit" | "stale" | "miss";
 
+/**
+ * Why a load was not stored: caching is off, this node's lease on the log lapsed, the entry
+ * says it may not be cached, or a write since the load began concerned it (the fence).
+ */
+export type Unstored = "cache-off" | "lease-expired" | "uncacheable" | "invalidated";
+
 export interface Resolved {
   entry: CacheEntry;
   status: ResolveStatus;
@@ -186,6 +192,8 @@ export interface Resolved {
   tier?: string;
   /** For a miss: whether the entry was stored (false when the write fence refused it). */
   stored?: boolean;
+  /** For a miss not stored: why (see `Unstored`). */
+  unstored?: Unstored;
   /** For a miss: the cache was bypassed, since this node's lease on the log lapsed. */
   bypass?: boolean;
 }

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +23,8 @@ let mf: Miniflare;
 async function deployment(
   vars: Record<string, string> = {},
   stderr?: (text: string) => void,
+  /** A directory the objects' storage persists in, across deployments. */
+  persist?: string,
 ): Promise<Miniflare> {
   const script = await bundle(new URL("./tier-entry.ts", import.meta.url));
   const worker = (name: string) => ({
@@ -35,6 +40,7 @@ async function deployment(
   });
   const made = new Miniflare({
     workers: [worker("a"), worker("b")],
+    ...(persist && { durableObjectsPersist: persist }),
     ...(stderr && {
       handleRuntimeStdio: (out: Readable, err: Readable) => {
         out.resume();
@@ -148,6 +154,29 @@ describe("EDGECACHE_TIER_SHARDS", () => {
       await expect(ask("a", "/get?key=x", bad)).rejects.toThrow(/EDGECACHE_TIER_SHARDS.*1 to 256/);
     } finally {
       await bad.dispose();
+    }
+  });
+});
+
+describe("the precompute's counters", () => {
+  it("outlive the object: a restart between runs keeps runs and the last run", async () => {
+    type Counters = { runs: number; lastRunAt: number | null; every: number };
+    const dir = mkdtempSync(join(tmpdir(), "edgecache-precompute-"));
+    let made = await deployment({}, undefined, dir);
+    try {
+      await ask("a", "/get?key=x", made);
+      await until(async () => (await ask<Counters>("a", "/precompute", made)).runs >= 2, 10_000);
+      const before = await ask<Counters>("a", "/precompute", made);
+      await made.dispose();
+      // A new runtime: every object starts anew, as one evicted between two runs.
+      made = await deployment({}, undefined, dir);
+      const after = await ask<Counters>("a", "/precompute", made);
+      expect(after.runs).toBeGreaterThanOrEqual(before.runs);
+      expect(after.lastRunAt).toBeGreaterThanOrEqual(before.lastRunAt!);
+      expect(after.every).toBe(MIN_PRECOMPUTE_MS);
+    } finally {
+      await made.dispose();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -107,6 +107,7 @@ interface UrlReport {
   failures?: number;
   freshUntil?: number;
   nextFetch?: number;
+  error?: string;
 }
 interface ManifestReport {
   total: number;
@@ -184,6 +185,24 @@ describe("a proxy Worker's manifest", () => {
     const metrics = await (await send("p1", "/_edgecache/metrics")).text();
     expect(metrics).toContain('edgecache_manifest_urls{state="cached"} 4');
     expect(metrics).toContain('edgecache_manifest_urls{state="failing"} 1');
+    // The reason it is not kept is the origin's: private, not a generic one.
+    const privateUrl = body.urls.find((u) => u.url === `${EDGE}/m/private`);
+    expect(privateUrl).toMatchObject({ error: "not stored (private)" });
+  });
+
+  it("a purge through an isolate counts the copy the object stored, which the isolate never read", async () => {
+    const worker = (await mf.getWorker("p2")) as unknown as { fetch: typeof fetch };
+    const res = await worker.fetch(`${EDGE}/_edgecache/purge`, {
+      method: "POST",
+      headers: { "cf-connecting-ip": "127.0.0.1", "content-type": "application/json" },
+      body: JSON.stringify({ urls: ["/m/page/3"] }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ purged: 1 });
+    const before = hits("/m/page/3");
+    const next = await send("p2", "/m/page/3");
+    expect(next.headers.get("cache-status")).toMatch(/^edgecache; fwd=uri-miss; stored/);
+    expect(hits("/m/page/3")).toBe(before + 1);
   });
 
   it("a bad line fails the isolate's start with E_BAD_OPTION naming the line", async () => {

@@ -107,7 +107,7 @@ describe("a manifest", () => {
     expect(state).toMatchObject({
       state: "failing",
       status: 503,
-      error: "HTTP 503 (not-storable)",
+      error: "HTTP 503 (uncacheable-status)",
     });
     expect(state!.failures).toBe(at.length);
     expect(state!.nextFetch).toBeGreaterThan(Date.now() - 50);
@@ -198,9 +198,13 @@ describe("GET /_edgecache/manifest", () => {
         state: "failing",
         status: 502,
         failures: 1,
-        error: "HTTP 502 (not-storable)",
+        error: "HTTP 502 (uncacheable-status)",
       }),
-      expect.objectContaining({ url: "http://127.0.0.1/nostore", state: "uncacheable" }),
+      expect.objectContaining({
+        url: "http://127.0.0.1/nostore",
+        state: "uncacheable",
+        error: "not stored (no-store)",
+      }),
       // Stored as the origin asked, yet an error: failing, so a retry may replace it.
       expect.objectContaining({
         url: "http://127.0.0.1/error",

@@ -8,6 +8,9 @@ import {
 import { MANIFEST, manifestUrls, parseManifest } from "../../../app/proxy/manifest/parse.ts";
 import type { CachingProxy } from "../../../app/proxy.ts";
 import { badOption, EdgecacheError } from "../../../core/errors.ts";
+import type { Warner } from "../../../core/report.ts";
+import type { Cluster } from "../cluster.ts";
+import { type SharedManifest, sharedManifest } from "./manifest-shared.ts";
 
 export interface NodeManifestOptions {
   /** A manifest file's path (relative to `cwd`), or its lines. */
@@ -19,16 +22,20 @@ export interface NodeManifestOptions {
   /** The address the proxy listens on: paths are fetched for its host. */
   hostname: string | undefined;
   now: () => number;
+  /** Nodes sharing Redis: one of them keeps the manifest for all (see sharedManifest). */
+  cluster?: Pick<Cluster, "client" | "prefix" | "leaseMs" | "log">;
+  logger?: Warner;
 }
 
 /**
  * The proxy's manifest on Node: read (a file, or a config's lines) and checked when the
- * proxy is made, so a bad line stops the start with its line number; kept once started.
+ * proxy is made, so a bad line stops the start with its line number; kept once started,
+ * by this node alone or, with a cluster, by the one node that holds the keeper's lease.
  */
 export function nodeManifest(
   options: NodeManifestOptions,
   proxy: Pick<CachingProxy, "keep">,
-): ManifestKeeper {
+): ManifestKeeper | SharedManifest {
   const { manifest } = options;
   let urls: string[];
   if (typeof manifest === "string") {
@@ -48,12 +55,22 @@ export function nodeManifest(
     badOption(MANIFEST, "manifest", "a file's path or an array of URLs", manifest);
   }
   const base = baseOf(options.hostname);
-  return keepManifest({
+  const keep = {
     urls: urls.map((u) => new URL(u, base).href),
-    fetch: (url, refresh) => proxy.keep(url, refresh),
+    fetch: (url: string, refresh: boolean) => proxy.keep(url, refresh),
     concurrency: options.concurrency,
     retry: options.retry,
     now: options.now,
+  };
+  const { cluster } = options;
+  if (!cluster) return keepManifest(keep);
+  return sharedManifest({
+    ...keep,
+    client: cluster.client,
+    prefix: cluster.prefix,
+    node: cluster.log.node,
+    leaseMs: cluster.leaseMs,
+    logger: options.logger,
   });
 }
 

@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import type { HttpBindings } from "@hono/node-server";
 import type { Hono } from "hono";
 import { addressSet, clientAddress } from "../../../app/access.ts";
+import type { ManifestView } from "../../../app/admin.ts";
 import { edgecacheApp } from "../../../app/edgecache-app.ts";
 import { sharedLearning } from "../../../app/proxy/learn/share.ts";
 import type { ManifestKeeper } from "../../../app/proxy/manifest/keeper.ts";
@@ -26,6 +27,7 @@ import { assemble, modeServer } from "./assembly.ts";
 import { type CacheFile, withCacheFile } from "./cache-file.ts";
 import { type SharedRules, shareRules } from "./learned-rules-redis.ts";
 import { nodeManifest } from "./manifest.ts";
+import type { SharedManifest } from "./manifest-shared.ts";
 import { nodeOriginFetch } from "./origin-fetch.ts";
 
 export interface NodeProxyOptions {
@@ -86,8 +88,11 @@ export interface NodeProxyOptions {
 export interface NodeProxy {
   app: Hono;
   cache: Cache;
-  /** The manifest's keeper, when there is a manifest (started by `listen`). */
-  manifest: ManifestKeeper | undefined;
+  /**
+   * The manifest's keeper, when there is a manifest (started by `listen`); with Redis, the
+   * node's part in the one keeper of the cluster (`view`: the state every node shows).
+   */
+  manifest: ManifestKeeper | SharedManifest | undefined;
   /** The cache's tiers, fastest first, as this node assembled them. */
   tiers: readonly Store[];
   proxy: CachingProxy;
@@ -147,7 +152,7 @@ async function open(
   const origin = nodeOriginFetch();
   let proxy: CachingProxy;
   let sharing: SharedRules | undefined;
-  let manifest: ManifestKeeper | undefined;
+  let manifest: ManifestKeeper | SharedManifest | undefined;
   try {
     proxy = createProxy({
       cache,
@@ -183,6 +188,8 @@ async function open(
               cwd: options.cwd ?? process.cwd(),
               hostname: options.hostname,
               now,
+              cluster,
+              logger: cacheLogger(log),
             },
             proxy,
           );
@@ -203,13 +210,15 @@ async function open(
 
   const learning = proxy.learn;
   if (learning) metrics.watchLearning(() => learning.stats);
-  if (manifest) metrics.watchManifest(manifest.summary);
+  // With Redis, what every node shows is the keeper's state there.
+  const manifestView = manifest && viewOf(manifest);
+  if (manifestView) metrics.watchManifest(manifestView.summary);
   const app = edgecacheApp(proxy.app, {
     cache,
     token: options.adminToken,
     ...adminAccess(options),
     proxy,
-    manifest,
+    manifest: manifestView,
     metrics,
     cacheFile: file.status,
     now,
@@ -243,6 +252,11 @@ async function open(
       file.release();
     },
   };
+}
+
+/** What a manifest's admin routes and metric show: with Redis, the shared state. */
+function viewOf(manifest: ManifestKeeper | SharedManifest): ManifestView {
+  return "view" in manifest ? manifest.view : manifest;
 }
 
 /**

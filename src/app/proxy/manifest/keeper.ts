@@ -59,6 +59,14 @@ export interface ManifestKeeperOptions {
   now?: () => number;
   /** In [0, 1): the jitter's (Math.random). */
   random?: () => number;
+  /**
+   * States kept from before (another node's, by URL): a URL with one is fetched when its
+   * `nextFetch` comes, not at start, so a node that takes the manifest over fetches only
+   * what is due.
+   */
+  initial?: ReadonlyMap<string, UrlReport>;
+  /** Hears each URL's state once its fetch is done (to share or persist it). */
+  settled?(slot: UrlReport): unknown;
 }
 
 export interface ManifestKeeper {
@@ -109,7 +117,11 @@ interface Slot extends UrlReport {
 export function keepManifest(options: ManifestKeeperOptions): ManifestKeeper {
   const policy = keepPolicy(options);
   const { now, concurrency } = policy;
-  const slots: Slot[] = options.urls.map((url) => ({ url, state: "pending", queued: false }));
+  const slots: Slot[] = options.urls.map((url) => ({
+    ...(options.initial?.get(url) ?? { state: "pending" }),
+    url,
+    queued: false,
+  }));
   const ready: Slot[] = [];
   const running = new Set<Promise<void>>();
   let started = false;
@@ -120,7 +132,9 @@ export function keepManifest(options: ManifestKeeperOptions): ManifestKeeper {
       const slot = ready.shift()!;
       slot.queued = false;
       const run = keepOnce(slot, options.fetch, policy)
-        .then(() => {
+        .then(async () => {
+          // Heard even when stopped meanwhile: the fetch was made, its state is worth keeping.
+          await options.settled?.(report(slot));
           if (!stopped) schedule(slot, slot.nextFetch!);
         })
         .finally(() => {
@@ -153,7 +167,10 @@ export function keepManifest(options: ManifestKeeperOptions): ManifestKeeper {
     start() {
       if (started) return;
       started = true;
-      for (const slot of slots) enqueue(slot);
+      for (const slot of slots) {
+        if (slot.nextFetch === undefined) enqueue(slot);
+        else schedule(slot, slot.nextFetch);
+      }
     },
     async stop() {
       stopped = true;
@@ -166,8 +183,13 @@ export function keepManifest(options: ManifestKeeperOptions): ManifestKeeper {
       await Promise.allSettled([...running]);
     },
     summary: () => summarize(slots),
-    report: () => slots.map(({ timer: _t, queued: _q, ...report }) => report),
+    report: () => slots.map(report),
   };
+}
+
+/** A slot's state without its scheduling. */
+function report({ timer: _t, queued: _q, ...state }: Slot): UrlReport {
+  return state;
 }
 
 /** The keeper's settings, checked, with their defaults. */

@@ -1,0 +1,135 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { afterEach, expect, it } from "vitest";
+import type { SharedManifest } from "../../../src/adapter/node/modes/manifest-shared.ts";
+import { randomId } from "../../../src/core/random-id.ts";
+import { raw, startOrigin, startProxy } from "../../app/proxy-harness.ts";
+import { waitForLine } from "../../helpers/child.ts";
+import { until } from "../../helpers/cluster.ts";
+import { requireRedis } from "../../helpers/services.ts";
+
+// Proxy nodes sharing Redis keep one manifest between them: the node holding the keeper's
+// lease fetches the URLs, the others fetch none and serve its copies from Redis, and every
+// node shows the same state. A keeper killed without a word (SIGKILL, in a process of its
+// own) is replaced once its lease lapses; one that closes hands over at once.
+
+const redis = await requireRedis();
+const CHILD = join(import.meta.dirname, "fixtures", "manifest-node-child.ts");
+const MANIFEST = ["/items/{1..3}"];
+const PATHS = ["/items/1", "/items/2", "/items/3"];
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+async function countingOrigin() {
+  const asked = new Map<string, number>();
+  const origin = await startOrigin((req, res) => {
+    asked.set(req.url!, (asked.get(req.url!) ?? 0) + 1);
+    res.writeHead(200, { "cache-control": "max-age=600", "content-type": "text/plain" });
+    res.end(`${req.url} ${asked.get(req.url!)}`);
+  });
+  cleanup.push(() => origin.close());
+  return { url: origin.url, asked: (path: string) => asked.get(path) ?? 0 };
+}
+
+const setting = () => ({ url: redis.url, prefix: `test:${randomId()}:`, leaseMs: 1000 });
+
+async function inProcess(origin: string, redisSetting: ReturnType<typeof setting>) {
+  const proxy = await startProxy(origin, {
+    now: Date.now,
+    redis: redisSetting,
+    manifest: MANIFEST,
+  });
+  cleanup.push(() => proxy.close());
+  return { ...proxy, manifest: proxy.node.manifest as SharedManifest };
+}
+
+async function child(origin: string, redisSetting: ReturnType<typeof setting>) {
+  const proc: ChildProcess = spawn(
+    process.execPath,
+    ["--import", "tsx", CHILD, JSON.stringify({ origin, redis: redisSetting, manifest: MANIFEST })],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  cleanup.push(() => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+  });
+  const [, url] = (await waitForLine(proc, /listening (\S+)/)) as unknown as [string, string];
+  return { proc, url };
+}
+
+interface ManifestBody {
+  total: number;
+  cached: number;
+  keeper: string | null;
+  lastRunAt: number | null;
+  urls: { url: string; state: string; fetchedAt?: number }[];
+}
+const manifestOf = async (url: string) =>
+  JSON.parse((await raw(`${url}/_edgecache/manifest`)).text) as ManifestBody;
+
+redis.describe("a manifest on proxy nodes sharing Redis", () => {
+  it("is kept by one node: the other fetches none, serves its copies, and shows the same state", async () => {
+    const origin = await countingOrigin();
+    const shared = setting();
+    const a = await inProcess(origin.url, shared);
+    await until(() => a.manifest.keeping());
+    const b = await inProcess(origin.url, shared);
+    await until(async () => (await manifestOf(a.url)).cached === 3, 20_000);
+    for (const path of PATHS) expect(origin.asked(path), path).toBe(1);
+    expect(b.manifest.keeping()).toBe(false);
+
+    const seenA = await manifestOf(a.url);
+    const seenB = await manifestOf(b.url);
+    expect(seenB).toEqual(seenA);
+    expect(seenA.keeper).toEqual(expect.any(String));
+    expect(seenA.lastRunAt).toBe(Math.max(...seenA.urls.map((u) => u.fetchedAt!)));
+    const stats = JSON.parse((await raw(`${b.url}/_edgecache/stats`)).text);
+    expect(stats.manifest).toMatchObject({ total: 3, cached: 3 });
+
+    // The node that keeps nothing answers from the shared tier, without the origin.
+    const res = await raw(`${b.url}/items/2`);
+    expect(res.headers["cache-status"]).toMatch(/^edgecache; hit/);
+    expect(res.text).toBe("/items/2 1");
+    expect(origin.asked("/items/2")).toBe(1);
+
+    // A purge through the node that never read /items/3 counts the keeper's copy in Redis.
+    const purged = await raw(`${b.url}/_edgecache/purge`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ urls: ["/items/3"] }),
+    });
+    expect(JSON.parse(purged.text)).toEqual({ purged: 1 });
+
+    // Closing, the keeper gives the lease back: the other takes over at its next renewal,
+    // from the saved state (nothing is due, so the origin is not asked again).
+    await a.close();
+    await until(() => b.manifest.keeping());
+    const after = await manifestOf(b.url);
+    expect(after.keeper).toBe(await b.manifest.view.keeper());
+    expect(after.keeper).not.toBe(seenA.keeper);
+    expect(after.urls).toEqual(seenA.urls);
+    for (const path of PATHS) expect(origin.asked(path), path).toBe(1);
+  });
+
+  it("is taken over within the lease when its keeper dies without a word", async () => {
+    const origin = await countingOrigin();
+    const shared = setting();
+    const a = await child(origin.url, shared);
+    await until(async () => (await manifestOf(a.url)).cached === 3, 30_000);
+    const keeperA = (await manifestOf(a.url)).keeper;
+    expect(keeperA).not.toBeNull();
+    const b = await inProcess(origin.url, shared);
+    // B has renewed (tried to take) the lease at least once and lost: A holds it.
+    await until(async () => (await manifestOf(b.url)).keeper === keeperA);
+    expect(b.manifest.keeping()).toBe(false);
+    expect(await manifestOf(b.url)).toEqual(await manifestOf(a.url));
+
+    a.proc.kill("SIGKILL");
+    await until(() => b.manifest.keeping(), 20_000);
+    const after = await manifestOf(b.url);
+    expect(after.keeper).not.toBe(keeperA);
+    expect(after).toMatchObject({ total: 3, cached: 3 });
+    for (const path of PATHS) expect(origin.asked(path), path).toBe(1);
+  });
+});
