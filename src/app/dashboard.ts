@@ -7,6 +7,8 @@
  * Charts are inline SVG. Every value from the node goes into the page as text, never as
  * markup: keys are URLs anyone could request.
  */
+import { hitRate } from "../core/stats.ts";
+
 const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
 <head>
@@ -97,7 +99,9 @@ function fill(id, rows, render) {
   for (const r of rows) { const tr = document.createElement("tr"); render(tr, r); body.appendChild(tr); }
 }
 const ms = (v) => v < 10 ? v.toFixed(2) + " ms" : Math.round(v) + " ms";
-const pct = (v) => v === undefined ? "-" : (100 * v).toFixed(1) + "%";
+const pct = (v) => v === undefined || v === null ? "-" : (100 * v).toFixed(1) + "%";
+// The stats' one definition (core/stats.ts), applied here to each second's reads.
+const hitRate = ${hitRate.toString()};
 function seconds(s) {
   if (s === undefined) return "-";
   if (s < 0) return "expired";
@@ -151,22 +155,22 @@ async function pollStats() {
     const reads = s.hits + s.staleHits + s.misses + s.bypasses;
     const before = previous.s.hits + previous.s.staleHits + previous.s.misses + previous.s.bypasses;
     const sample = { reads: (reads - before) / dt, p95: s.sourceLatencyMs.p95, tiers: {} };
-    const answered = reads - before;
-    // A second without reads keeps the last rate: the line stays where it was.
+    // A second without reads keeps the last rate: the line stays where it was. Served from
+    // the cache: fresh and stale hits; from the source: misses and bypasses (as s.hitRate).
     const last = history[history.length - 1] || { tiers: {} };
-    sample.all = answered > 0 ? (s.hits + s.staleHits - previous.s.hits - previous.s.staleHits) / answered : last.all;
+    const served = (x) => x.hits + x.staleHits;
+    const missed = (x) => x.misses + x.bypasses;
+    const since = (x, p) => hitRate(served(x) - served(p), missed(x) - missed(p));
+    sample.all = since(s, previous.s) ?? last.all;
     for (const t of s.tiers) {
       const p = previous.s.tiers.find((x) => x.name === t.name);
-      const looked = p ? t.hits + t.misses - p.hits - p.misses : 0;
-      sample.tiers[t.name] = looked > 0 ? (t.hits - p.hits) / looked : last.tiers[t.name];
+      sample.tiers[t.name] = (p && hitRate(t.hits - p.hits, t.misses - p.misses)) ?? last.tiers[t.name];
     }
     // The operator's view of a node of tenants: each tenant's reads.
     sample.tenants = {};
     for (const t of s.tenants || []) {
       const p = (previous.s.tenants || []).find((x) => x.name === t.name);
-      const read = (x) => x.hits + x.staleHits + x.misses + x.bypasses;
-      const n = p ? read(t) - read(p) : 0;
-      sample.tenants[t.name] = n > 0 ? (t.hits + t.staleHits - p.hits - p.staleHits) / n : (last.tenants || {})[t.name];
+      sample.tenants[t.name] = (p && since(t, p)) ?? (last.tenants || {})[t.name];
     }
     history.push(sample);
     if (history.length > HISTORY) history.shift();
@@ -188,8 +192,7 @@ async function pollStats() {
     legend("legend-load", [readSeries, latency]);
   }
   previous = { s, at: now };
-  const total = s.hits + s.staleHits + s.misses + s.bypasses;
-  text("f-hitrate", total ? pct((s.hits + s.staleHits) / total) : "-");
+  text("f-hitrate", pct(s.hitRate));
   text("f-p50", ms(s.sourceLatencyMs.p50));
   text("f-p95", ms(s.sourceLatencyMs.p95));
   text("f-keys", s.indexedKeys);

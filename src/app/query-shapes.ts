@@ -14,7 +14,7 @@ export interface QueryCacheView {
 export interface QueryCacheReport
   extends Pick<
     QueryCacheStats,
-    "hits" | "misses" | "stored" | "writes" | "registrations" | "shapes"
+    "hits" | "misses" | "hitRate" | "stored" | "writes" | "registrations" | "shapes"
   > {
   name: string;
 }
@@ -53,8 +53,8 @@ export function queryShapesHandler(caches: Readonly<Record<string, QueryCacheVie
       );
     }
     const reports: QueryCacheReport[] = Object.entries(caches).map(([name, cache]) => {
-      const { hits, misses, stored, writes, registrations, shapes } = cache.getStats();
-      return { name, hits, misses, stored, writes, registrations, shapes };
+      const { hits, misses, hitRate, stored, writes, registrations, shapes } = cache.getStats();
+      return { name, hits, misses, hitRate, stored, writes, registrations, shapes };
     });
     return c.json({ caches: reports });
   };

@@ -1,10 +1,36 @@
 import type { CostKind } from "./cost.ts";
 
+/**
+ * The share of reads the cache answered: `hits / (hits + misses)`, between 0 and 1, or null
+ * before any read (no reads is no rate; 0 would say every read missed). The one definition
+ * every stats report uses (the engine's, each tier's, the query caches', the CLI's, the
+ * dashboard's charts). Self-contained: the dashboard's page runs its source as it is.
+ */
+export function hitRate(hits: number, misses: number): number | null {
+  const reads = hits + misses;
+  return reads > 0 ? hits / reads : null;
+}
+
+/**
+ * The engine's hit rate: reads answered from a tier (fresh or stale) over every read, a
+ * bypass (caching off, no lease) counted with the misses since the source answered it.
+ */
+export function readHitRate(s: {
+  hits: number;
+  staleHits: number;
+  misses: number;
+  bypasses: number;
+}): number | null {
+  return hitRate(s.hits + s.staleHits, s.misses + s.bypasses);
+}
+
 /** Counters the engine keeps; `Cache.stats()` returns a snapshot. */
 export interface TierStats {
   name: string;
   hits: number;
   misses: number;
+  /** This tier's `hits / (hits + misses)`, null before it was asked (see `hitRate`). */
+  hitRate: number | null;
   errors: number;
   /**
    * Reads that did not ask this tier because it is far: a shared tier whose reads lately
@@ -29,6 +55,11 @@ export interface CacheStats {
   misses: number;
   /** Reads sent to the source without the cache: caching is off, or this node's lease had lapsed. */
   bypasses: number;
+  /**
+   * Reads answered from the cache over all reads: `(hits + staleHits) / (hits + staleHits +
+   * misses + bypasses)`, between 0 and 1; null before the first read (see `hitRate`).
+   */
+  hitRate: number | null;
   /** false when caching is off (CacheOptions.enabled, EDGECACHE_CACHE=off on Workers). */
   enabled: boolean;
   /** Source loads (misses and refreshes), failed loads, and loads not stored by the write fence. */
@@ -180,6 +211,12 @@ export function statsFamilies(stats: CacheStats): StatsFamily[] {
     one("hits_total", "counter", "Reads served fresh from a tier.", stats.hits),
     one("stale_hits_total", "counter", "Reads served stale.", stats.staleHits),
     one("misses_total", "counter", "Reads that went to the source.", stats.misses),
+    {
+      name: "hit_rate",
+      type: "gauge",
+      help: "Reads answered from the cache over all reads since start (none before the first read).",
+      samples: stats.hitRate === null ? [] : [{ value: stats.hitRate }],
+    },
     one("loads_total", "counter", "Source loads.", stats.loads),
     one("load_errors_total", "counter", "Failed source loads.", stats.loadErrors),
     one("fenced_total", "counter", "Loads not stored because a write overlapped.", stats.fenced),
@@ -263,6 +300,12 @@ export function statsFamilies(stats: CacheStats): StatsFamily[] {
       (t) => t.skipped,
     ),
     tier("tier_misses_total", "counter", "Misses per tier.", (t) => t.misses),
+    tier(
+      "tier_hit_rate",
+      "gauge",
+      "Hits over hits and misses per tier since start (none before it was asked).",
+      (t) => t.hitRate ?? undefined,
+    ),
     tier("tier_errors_total", "counter", "Failed operations per tier.", (t) => t.errors),
     tier("tier_entries", "gauge", "Entries per tier.", (t) => t.entries),
     tier("tier_bytes", "gauge", "Bytes per tier.", (t) => t.bytes),

@@ -16,6 +16,7 @@ export interface Store {
    * a change makes them, and refills it.
    */
   readonly shared?: boolean;
+  /** The entry of `key`, or undefined where there is none (never null: see BatchStore). */
   get(key: string, cost?: Cost): Promise<CacheEntry | undefined>;
   set(key: string, entry: CacheEntry, ttlMs: number, cost?: Cost): Promise<void>;
   /** Deletes the keys; resolves with how many existed. */
@@ -76,7 +77,10 @@ export interface StoreWrite {
  * MGET and a pipeline, SQLite one transaction), with the same meaning as the single calls.
  */
 export interface BatchStore extends Store {
-  /** The entries of `keys`, in order (undefined where there is none). */
+  /**
+   * The entries of `keys`, in order: undefined where there is none, as `get` answers (never
+   * null), so the engine's getMany answers a missing key as its get does.
+   */
   getMany(keys: readonly string[], cost?: Cost): Promise<(CacheEntry | undefined)[]>;
   setMany(writes: readonly StoreWrite[], cost?: Cost): Promise<void>;
 }

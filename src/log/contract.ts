@@ -255,6 +255,11 @@ export interface CaptureDrainingLog extends ChangeLog {
    * when the log is out of reach.
    */
   drainCapture(): Promise<CaptureDrainCounts | undefined>;
+  /**
+   * The captured changes this node has applied from the log so far, whichever drain appended
+   * them (not only those it asked for): what its capture stats count as applied.
+   */
+  capturedApplied(): number;
 }
 
 export function drainsCapture(log: ChangeLog): log is CaptureDrainingLog {

@@ -44,6 +44,12 @@ export interface SyncReply {
   historyFrom?: number;
 }
 
+/**
+ * A record as the object stores and sends it: `by` names the isolate that appended it (see
+ * `DurableChangeLog`), `captured` marks one of change capture's (see `appendCaptured`).
+ */
+export type StoredRecord = ChangeRecord & { by?: string; captured?: true };
+
 export interface AppendReply extends SyncReply {
   seq: number;
 }
@@ -308,7 +314,7 @@ export class ChangeLogHost {
     bookmark?: string,
   ): Promise<number> {
     if (this.#loading) await this.#loading;
-    const seq = await this.#store(ops, ordered, [...changedTables(ops)], bookmark);
+    const seq = await this.#store(ops, ordered, [...changedTables(ops)], bookmark, undefined, true);
     this.#pushToFollowers();
     return seq;
   }
@@ -323,12 +329,18 @@ export class ChangeLogHost {
     tables: readonly string[],
     bookmark?: string,
     by?: string,
+    captured?: true,
   ): Promise<number> {
     const seq = this.#s.head + 1;
     // `by`: the appending isolate, so it alone takes the record as its own (see #take).
-    const record: ChangeRecord & { by?: string } = by
-      ? { seq, ops, ordered, by }
-      : { seq, ops, ordered };
+    // `captured`: change capture's, so each isolate counts the changes it applies from it.
+    const record: StoredRecord = {
+      seq,
+      ops,
+      ordered,
+      ...(by && { by }),
+      ...(captured && { captured }),
+    };
     const lastChanges = { ...this.#s.lastChanges };
     for (const table of tables) lastChanges[table] = seq;
     let first = this.#s.first;

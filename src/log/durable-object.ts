@@ -6,14 +6,13 @@ import {
   type CaptureDrainCounts,
   type CaptureDrainingLog,
   type ChangeOp,
-  type ChangeRecord,
   changedTables,
   type LogFollower,
   type LogHistory,
   type LogPosition,
   type WriteTurn,
 } from "./contract.ts";
-import { type AppendReply, newer, type SyncReply } from "./durable-host.ts";
+import { type AppendReply, newer, type StoredRecord, type SyncReply } from "./durable-host.ts";
 
 /**
  * The change log on Cloudflare: one Durable Object holds the global order of changes
@@ -161,6 +160,8 @@ export class DurableChangeLog implements CaptureDrainingLog {
   #historyFrom = 0;
   #uploaded = 0;
   #capture: string | false | undefined;
+  /** Captured changes applied here (see `capturedApplied`). */
+  #capturedApplied = 0;
 
   constructor(options: DurableChangeLogOptions) {
     if (typeof options !== "object" || options === null) {
@@ -312,6 +313,15 @@ export class DurableChangeLog implements CaptureDrainingLog {
     return reply.capture ?? undefined;
   }
 
+  /**
+   * The captured changes this isolate has applied from the log: whatever drain appended them
+   * (the object's alarm, a write's, another isolate's ask), made by whoever wrote around the
+   * cache. Those appended before this isolate started are not counted: it never applied them.
+   */
+  capturedApplied(): number {
+    return this.#capturedApplied;
+  }
+
   async #sync(): Promise<void> {
     const sent = Date.now();
     const reply = await this.#call<SyncReply>("sync", { ...this.#report(), ...this.#upload() });
@@ -455,9 +465,10 @@ export class DurableChangeLog implements CaptureDrainingLog {
       }
       for (const record of reply.records) {
         if (record.seq <= this.#applied) continue;
-        const { by, ...rest } = record as ChangeRecord & { by?: string };
+        const { by, captured, ...rest } = record as StoredRecord;
         await follower?.apply(by === undefined ? rest : { ...rest, own: by === this.node });
         this.#applied = record.seq;
+        if (captured) this.#capturedApplied += rest.ops.filter((op) => "event" in op).length;
       }
     });
     this.#applying = step.catch(() => {});

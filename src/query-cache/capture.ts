@@ -427,7 +427,7 @@ function drainedFollower(log: CaptureDrainingLog): CaptureFollower {
   let leading = false;
   /** When a drain last failed: asked again (by the next write) once DRAIN_RETRY_MS passed. */
   let failedAt: number | undefined;
-  let counts: { applied: number; lagP50?: number; lagP99?: number } | undefined;
+  let counts: { lagP50?: number; lagP99?: number } | undefined;
   const sync = async () => {
     let drained: CaptureDrainCounts | undefined;
     try {
@@ -454,8 +454,10 @@ function drainedFollower(log: CaptureDrainingLog): CaptureFollower {
     },
     caughtUp: first.then(() => {}),
     sync,
+    // Applied here: every captured record this node took from the log, the drains it did not
+    // ask for included (the object's alarm, other isolates'), not only its own mutations'.
     stats: () => ({
-      applied: counts?.applied ?? 0,
+      applied: log.capturedApplied(),
       lagP50: counts?.lagP50,
       lagP99: counts?.lagP99,
     }),

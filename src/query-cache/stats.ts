@@ -2,6 +2,7 @@ import { type Cache, createCache } from "../core/cache/index.ts";
 import type { PlanSchema } from "../core/deps/planner.ts";
 import { badOption } from "../core/errors.ts";
 import { rateLimited, type Warner } from "../core/report.ts";
+import { hitRate } from "../core/stats.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
 import { localChangeLog } from "../log/in-process.ts";
@@ -98,6 +99,8 @@ export interface QueryCacheStats {
   tables: Record<string, number>;
   hits: number;
   misses: number;
+  /** `hits / (hits + misses)`, between 0 and 1; null before the first read (see `hitRate`). */
+  hitRate: number | null;
   /** Results stored. */
   stored: number;
   /** Results not stored since a mutation may have made them stale (the write fence). */
@@ -189,6 +192,7 @@ export class QueryStats {
       keys: engine.registered({ prefix }),
       tables,
       ...this.counts,
+      hitRate: hitRate(this.counts.hits, this.counts.misses),
       tierErrors: tiers.reduce((n, t) => n + t.errors, 0),
       patched: patches,
       writes: capture?.mode() ?? "tables",

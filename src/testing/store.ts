@@ -1,8 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { Cache } from "../core/cache/index.ts";
 import type { CacheEntry } from "../core/entry.ts";
 import { entrySize } from "../core/entry.ts";
 import type { Store } from "../core/store.ts";
 import { isBatch, isClosable, isListable, isMeasured } from "../core/store.ts";
+import { memoryStore } from "../stores/memory.ts";
 
 /** A fake clock handed to the store under test; the suite moves it to test TTLs. */
 export interface ConformanceClock {
@@ -282,6 +284,35 @@ export function storeConformance(
         expect(await store.get("s/short")).toBeUndefined();
         expect(await store.get("s/1199")).toBeDefined();
         await store.setMany([]);
+      });
+    });
+
+    describe("a key with no entry", () => {
+      it("is undefined, never null, wherever it is read: get, getMany, and the engine's get and getMany over the store, alone and below memory", async () => {
+        await store.set("here", entry(), MINUTE);
+        expect(await store.get("absent")).toBeUndefined();
+        if (isBatch(store)) {
+          const many = await store.getMany(["absent", "here", "absent/2"]);
+          expect(many).toHaveLength(3);
+          expect(many[0]).toBeUndefined();
+          expect(many[1]?.etag).toBe('"v1"');
+          expect(many[2]).toBeUndefined();
+        }
+        // The engine on the store (its tier stack falls back to get where the store has no
+        // batches), and below a memory tier that lost its copy: the lower tier answers.
+        const now = () => (realTime ? Date.now() : time);
+        for (const tiers of [[store], [memoryStore({ now }), store]]) {
+          const cache = new Cache({ tiers, now });
+          await cache.set("value", { n: 1 });
+          if (tiers.length > 1) await tiers[0]!.delete(["value"]);
+          expect(await cache.get("absent")).toBeUndefined();
+          expect(await cache.getMany(["absent", "value", "absent/2"])).toStrictEqual([
+            undefined,
+            { n: 1 },
+            undefined,
+          ]);
+          // Not closed: that would close the store, which the suite's cleanup does.
+        }
       });
     });
 

@@ -261,6 +261,7 @@ describe("query caches", () => {
           name: "sql",
           hits: 0,
           misses: 1,
+          hitRate: 0,
           stored: 1,
           writes: "tables",
           registrations: expect.objectContaining({ exact: expect.any(Number) }),

@@ -45,12 +45,15 @@ describe("stats", () => {
     const now = h.edgecache.cache.stats();
     expect(stats.hits).toBe(now.hits);
     expect(stats.hits).toBeGreaterThanOrEqual(1);
+    expect(stats.hitRate).toBe(now.hitRate);
+    expect(stats.hitRate).toBeGreaterThan(0);
     expect(stats.tiers.map((t: { name: string }) => t.name)).toEqual(["memory", "sqlite"]);
 
     const text = await cli(["stats"], { env });
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(new RegExp(`reads\\s+${now.hits + now.misses}: ${now.hits} hits`));
-    expect(text.stdout).toMatch(/^TIER\s+HITS\s+MISSES/m);
+    expect(text.stdout).toMatch(/ bypasses; hit rate \d+\.\d%$/m);
+    expect(text.stdout).toMatch(/^TIER\s+HITS\s+MISSES\s+HIT RATE/m);
     expect(text.stdout).toMatch(/^memory\s+\d+/m);
   }, 30_000);
 });

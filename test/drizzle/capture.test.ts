@@ -128,8 +128,11 @@ function captureSuite(make: () => Harness): void {
     const { cache, db } = await open();
     await user(db, 1);
     expect((await user(db, 1))[0].name).toBe("Ann");
+    const applied = cache.getStats().capture!.applied;
     await h.exec(`update ${usersName(h)} set name = 'Eve' where id = 1`);
     await eventually(async () => (await user(db, 1))[0].name === "Eve");
+    // Counted as applied, as the cache's own mutations are.
+    expect(cache.getStats().capture!.applied).toBeGreaterThan(applied);
     // catchUp: every change recorded before it is applied.
     await h.exec(`update ${usersName(h)} set name = 'Ann' where id = 1`);
     expect(await cache.catchUp()).toBe(true);

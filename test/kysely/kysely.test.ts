@@ -203,9 +203,12 @@ function kyselySuite(make: () => Harness, withCapture: boolean): void {
       await db.updateTable(h.users).set({ name: "Hal" }).where("id", "=", 2).execute();
       expect((await byId(db, 1))[0]?.name).toBe("Ann");
       expect(cache.getStats().hits).toBe(hits + 1);
+      const applied = cache.getStats().capture!.applied;
       await h.around("update users set name = $1 where id = $2", ["Ivy", 1]);
       expect(await cache.catchUp()).toBe(true);
       expect((await byId(db, 1))[0]?.name).toBe("Ivy");
+      // Changes made around the cache count as applied, not only its own mutations'.
+      expect(cache.getStats().capture!.applied).toBeGreaterThan(applied);
     });
   } else {
     it("without capture: a write empties the cached reads of its table", async () => {

@@ -244,9 +244,12 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
       await prisma.user.update({ where: { id: 2 }, data: { name: "Hal" } });
       expect((await user(1)).name).toBe("Ann");
       expect(cache.getStats().hits).toBe(hits + 1);
+      const applied = cache.getStats().capture!.applied;
       await h.around(`UPDATE "User" SET "name" = $1 WHERE "id" = $2`, ["Ivy", 1]);
       expect(await cache.catchUp()).toBe(true);
       expect((await user(1)).name).toBe("Ivy");
+      // Changes made around the cache count as applied, not only its own mutations'.
+      expect(cache.getStats().capture!.applied).toBeGreaterThan(applied);
     });
   } else {
     it("without capture: a write empties the cached reads of its tables", async () => {

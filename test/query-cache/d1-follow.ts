@@ -102,9 +102,11 @@ export function followingSuite(
     expect((now.capture as { applied: number }).applied).toBeGreaterThan(0);
   });
 
-  it("a row updated straight in D1 is seen by the next read after the drain's interval, without asking", async () => {
+  it("a row updated straight in D1 is seen by the next read after the drain's interval, without asking, and counts in capture.applied", async () => {
     const read3: Op = { kind: "read", which: 0, id: 3, value: 0 };
     await post(mf, route, [read3, read3]);
+    const applied = async () => ((await stats()).capture as { applied: number }).applied;
+    const before = await applied();
     // Straight into D1 through miniflare's binding, not through the entry's catch-up.
     const db = await mf.getD1Database("DB");
     await db.prepare("update users set name = 'outside' where id = 3").run();
@@ -112,6 +114,8 @@ export function followingSuite(
       const [r] = (await post(mf, route, [read3])) as { cached: { name: string }[] }[];
       return r!.cached[0]?.name === "outside";
     }, 10_000);
+    // The isolate applied the drained change (the alarm's drain, not one it asked for).
+    expect(await applied()).toBeGreaterThan(before);
   });
 
   it("property: random reads, writes through the entry and around it; every read equals a fresh query", async () => {

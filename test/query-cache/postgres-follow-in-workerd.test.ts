@@ -126,8 +126,12 @@ server.describe(
         const [seen] = (await post(route, [read(0, 3)])) as Read[];
         expect(seen!.cached).toEqual(seen!.fresh);
         expect(JSON.stringify(seen!.cached)).toContain('"score":5');
-        // Without asking: the object's alarm drains it, the next request's sync applies it.
+        // Without asking: the object's alarm drains it, the next request's sync applies it,
+        // and it counts in capture.applied (not only the changes of the isolate's own asks).
         await post(route, [read(0, 4), read(0, 4)]);
+        const applied = async () =>
+          (((await post("/stats")) as Stats)[key]!.capture as { applied: number }).applied;
+        const before = await applied();
         await around({ which: 1, id: 4, value: 9 });
         const until = Date.now() + 10_000;
         for (;;) {
@@ -136,6 +140,7 @@ server.describe(
           expect(Date.now()).toBeLessThan(until);
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
+        expect(await applied()).toBeGreaterThan(before);
       });
 
       it(`${key}: property: random reads, writes through it and around it (then catchUp()); every read equals a fresh query`, async () => {

@@ -76,12 +76,14 @@ function rawSuite(make: () => RawHarness, withCapture: boolean): void {
       expect(after.registrations.exact).toBeGreaterThan(0);
     });
 
-    it("a write around the entry (another connection) is seen after catchUp()", async () => {
+    it("a write around the entry (another connection) is seen after catchUp(), and counts in capture.applied", async () => {
       const sql = await open();
       expect(await byId(sql, 1)).toEqual([{ id: 1, name: "Ann" }]);
+      const applied = sql.getStats().capture!.applied;
       await h.exec(`update ${users()} set name = 'Di' where id = 1`);
       expect(await sql.catchUp()).toBe(true);
       expect(await byId(sql, 1)).toEqual([{ id: 1, name: "Di" }]);
+      expect(sql.getStats().capture!.applied).toBeGreaterThan(applied);
     });
 
     it("a hot query a write invalidated is reloaded in the background: a hit afterwards", async () => {

@@ -54,12 +54,18 @@ export default {
       if (op === "delete") {
         return Response.json(await store.delete((await request.json()) as string[]));
       }
-      // Batches as frames: keys in; entries out, an empty frame where there is none.
+      // Batches as frames: keys in; entries out, an empty frame where there is none (the
+      // store's undefined: anything else, null included, fails the call here, where the
+      // frames would hide it).
       if (op === "getMany" && isBatch(store)) {
         const keys = decodeFrames(new Uint8Array(await request.arrayBuffer())).map((k) =>
           new TextDecoder().decode(k),
         );
         const found = await store.getMany(keys);
+        const odd = found.findIndex(
+          (e) => e === null || (e !== undefined && typeof e !== "object"),
+        );
+        if (odd >= 0) throw new Error(`getMany answered ${String(found[odd])} for ${keys[odd]}`);
         return new Response(
           encodeFrames(found.map((e) => (e ? encodeEntry(e) : new Uint8Array()))),
         );

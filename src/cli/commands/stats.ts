@@ -1,6 +1,10 @@
 import { defineCommand } from "citty";
 import type { CacheStats } from "../../core/stats.ts";
 import { bytes, percent, table } from "./format.ts";
+
+/** A stats hit rate (see `hitRate`) as a percentage; "-" before the first read. */
+const rate = (value: number | null | undefined) => (value == null ? "-" : percent(value, 1));
+
 import { JSON_ARG, NODE_ARGS, nodeClient } from "./node-client.ts";
 
 const args = { ...JSON_ARG, ...NODE_ARGS } as const;
@@ -24,7 +28,7 @@ export function statsText(s: CacheStats): string {
     [
       [
         "reads",
-        `${reads}: ${s.hits} hits (${percent(s.hits, reads)}), ${s.staleHits} stale, ${s.misses} misses, ${s.bypasses} bypasses`,
+        `${reads}: ${s.hits} hits, ${s.staleHits} stale, ${s.misses} misses, ${s.bypasses} bypasses; hit rate ${rate(s.hitRate)}`,
       ],
       [
         "source",
@@ -45,11 +49,12 @@ export function statsText(s: CacheStats): string {
     .slice(1) // no heading for the summary
     .join("\n");
   const tiers = table(
-    ["TIER", "HITS", "MISSES", "ERRORS", "ENTRIES", "SIZE", "EVICTIONS"],
+    ["TIER", "HITS", "MISSES", "HIT RATE", "ERRORS", "ENTRIES", "SIZE", "EVICTIONS"],
     s.tiers.map((t) => [
       t.name,
       t.hits,
       t.misses,
+      rate(t.hitRate),
       t.errors,
       t.entries ?? "-",
       bytes(t.bytes),

@@ -26,7 +26,7 @@ import { isNegative, NegativeQuota } from "../negative.ts";
 import { type ChangeSummary, RecentChanges } from "../recent-changes.ts";
 import { PendingRemovals } from "../removal.ts";
 import { rateLimited } from "../report.ts";
-import { type CacheObserver, type CacheStats, LatencyRecorder } from "../stats.ts";
+import { type CacheObserver, type CacheStats, LatencyRecorder, readHitRate } from "../stats.ts";
 import { isEvicting, isLogKeeping, type LogKeepingStore, type Store } from "../store.ts";
 import { type WarmOptions, type WarmResult, warm } from "../warm.ts";
 import { type AppendOptions, Applier } from "./apply.ts";
@@ -926,6 +926,7 @@ export class Cache {
     this.#e.index.sweep(now);
     return {
       ...this.#e.counters,
+      hitRate: readHitRate(this.#e.counters),
       enabled: this.#e.enabled,
       indexedKeys: this.#e.index.size,
       index: {

@@ -2,7 +2,7 @@ import type { Cost } from "../cost.ts";
 import type { CacheEntry } from "../entry.ts";
 import { REMOVE_CHUNK, yieldToLoop } from "../removal.ts";
 import type { rateLimited } from "../report.ts";
-import type { TierStats } from "../stats.ts";
+import { hitRate, type TierStats } from "../stats.ts";
 import {
   isBatch,
   isClosable,
@@ -41,7 +41,8 @@ export class TierStack {
   readonly front: SyncStore | undefined;
   /** Whether a tier is shared with other nodes (see `Store.shared`). */
   readonly shared: boolean;
-  readonly #stats: TierStats[];
+  /** Each tier's counters (its hit rate is computed from them in `summary`). */
+  readonly #stats: Omit<TierStats, "hitRate">[];
   /** Per tier: keys whose delete failed there; reads skip that tier for them. */
   readonly #undeleted = new Map<number, Set<string>>();
   readonly #report: ReturnType<typeof rateLimited>;
@@ -63,7 +64,7 @@ export class TierStack {
   }
 
   /** Tier `i`'s counters, for the read path to count hits and misses in. */
-  stats(i: number): TierStats {
+  stats(i: number): Omit<TierStats, "hitRate"> {
     return this.#stats[i]!;
   }
 
@@ -260,7 +261,8 @@ export class TierStack {
   /** Each tier's counters, with its size where it measures one. */
   summary(): TierStats[] {
     return this.list.map((tier, i) => {
-      const s = { ...this.#stats[i]! };
+      const counted = this.#stats[i]!;
+      const s = { ...counted, hitRate: hitRate(counted.hits, counted.misses) };
       if (!isMeasured(tier)) return s;
       try {
         return { ...s, ...tier.size() };

@@ -10,7 +10,7 @@ import { validUrl } from "../../../app/request-target.ts";
 import { COST_KINDS } from "../../../core/cost.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
-import type { CacheStats } from "../../../core/stats.ts";
+import { type CacheStats, hitRate, readHitRate } from "../../../core/stats.ts";
 import {
   allowed,
   identity,
@@ -434,6 +434,7 @@ export function sumStats(all: CacheStats[]): CacheStats {
     else {
       into.hits += t.hits;
       into.misses += t.misses;
+      into.hitRate = hitRate(into.hits, into.misses);
       into.errors += t.errors;
       for (const k of ["entries", "bytes", "evictions"] as const) {
         if (t[k] !== undefined) into[k] = (into[k] ?? 0) + t[k];
@@ -442,11 +443,15 @@ export function sumStats(all: CacheStats[]): CacheStats {
   }
   const count = sum((s) => s.sourceLatencyMs.count);
   const worst = (q: "p50" | "p95" | "p99") => Math.max(0, ...all.map((s) => s.sourceLatencyMs[q]));
-  return {
+  const reads = {
     hits: sum((s) => s.hits),
     staleHits: sum((s) => s.staleHits),
     misses: sum((s) => s.misses),
     bypasses: sum((s) => s.bypasses),
+  };
+  return {
+    ...reads,
+    hitRate: readHitRate(reads),
     // On while any tenant caches (tenants cannot turn caching off today).
     enabled: all.length === 0 || all.some((s) => s.enabled),
     loads: sum((s) => s.loads),
