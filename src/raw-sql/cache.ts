@@ -1,5 +1,5 @@
 import type { Cache } from "../core/cache/index.ts";
-import { badOption } from "../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import { Session } from "../query-cache/session.ts";
 import {
   StatementCache,
@@ -22,6 +22,19 @@ export interface SqlCacheOptions extends StatementCacheOptions {
 /** The same counters as the Drizzle adapter's (docs/guides/drizzle.md). */
 export type SqlCacheStats = StatementCacheStats;
 
+/** Every option of SqlCacheOptions: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<SqlCacheOptions> = {
+  cache: true,
+  capture: true,
+  client: true,
+  log: true,
+  logger: true,
+  patchInPlace: true,
+  prefix: true,
+  reload: true,
+  tiers: true,
+  ttl: true,
+};
 /**
  * Raw SQL, cached: `query` runs a select (or answers it from the cache), `execute` a write,
  * both on the application's client. Reads register what they depend on from their SQL, as
@@ -35,6 +48,7 @@ export class SqlCache {
   readonly #session: Session;
 
   constructor(options: SqlCacheOptions) {
+    checkOptionNames("sql", options, OPTIONS);
     const client: SqlClient | undefined = sqlDriver(options?.client);
     if (!client) {
       badOption(
