@@ -25,12 +25,13 @@ import type {
   QueryResult,
   TransactionSettings,
 } from "kysely";
-import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
+import { badOption, checkOptionNames } from "../core/errors.ts";
 import { Session } from "../query-cache/session.ts";
 import {
   type CachedStatements,
   cachedStatements,
   type RunStatement,
+  STATEMENT_CACHE_OPTIONS,
   StatementCache,
   type StatementCacheOptions,
   type StatementCacheStats,
@@ -64,27 +65,13 @@ export type KyselyCache = CachedStatements;
 
 const COMPONENT = "kysely";
 
-/** The options KyselyCacheOptions names (checkOptionNames refuses any other). */
-const OPTIONS: OptionNames<KyselyCacheOptions> = {
-  cache: true,
-  capture: true,
-  client: true,
-  log: true,
-  logger: true,
-  patchInPlace: true,
-  prefix: true,
-  reload: true,
-  tiers: true,
-  ttl: true,
-};
-
 /**
  * Wraps a Kysely dialect so that its reads are answered from edgecache and its writes
  * invalidate exactly what they change. Reads inside a transaction run uncached; its writes
  * are seen when it commits. `db.destroy()` stops following capture too.
  */
 export function kyselyCache(dialect: Dialect, options: KyselyCacheOptions): CachedDialect {
-  checkOptionNames(COMPONENT, options, OPTIONS);
+  checkOptionNames(COMPONENT, options, STATEMENT_CACHE_OPTIONS);
   if (typeof dialect?.createDriver !== "function") {
     badOption(
       COMPONENT,

@@ -26,12 +26,13 @@ import type {
   SqlResultSet,
   Transaction,
 } from "@prisma/driver-adapter-utils";
-import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
+import { badOption, checkOptionNames } from "../core/errors.ts";
 import { Session } from "../query-cache/session.ts";
 import {
   type CachedStatements,
   cachedStatements,
   type ResultForm,
+  STATEMENT_CACHE_OPTIONS,
   StatementCache,
   type StatementCacheOptions,
   type StatementCacheStats,
@@ -64,20 +65,6 @@ export interface CachedAdapterFactory extends SqlDriverAdapterFactory {
 
 const COMPONENT = "prisma";
 
-/** The options PrismaCacheOptions names (checkOptionNames refuses any other). */
-const OPTIONS: OptionNames<PrismaCacheOptions> = {
-  cache: true,
-  capture: true,
-  client: true,
-  log: true,
-  logger: true,
-  patchInPlace: true,
-  prefix: true,
-  reload: true,
-  tiers: true,
-  ttl: true,
-};
-
 /** What a result keeps: Prisma reads its rows by position, with their columns' names and types. */
 const RESULT_SET: ResultForm<SqlResultSet> = {
   kept: (result) => ({
@@ -99,7 +86,7 @@ export function prismaCache(
   factory: SqlDriverAdapterFactory,
   options: PrismaCacheOptions,
 ): CachedAdapterFactory {
-  checkOptionNames(COMPONENT, options, OPTIONS);
+  checkOptionNames(COMPONENT, options, STATEMENT_CACHE_OPTIONS);
   if (typeof factory?.connect !== "function") {
     badOption(
       COMPONENT,

@@ -1,7 +1,8 @@
 import type { Cache } from "../core/cache/index.ts";
-import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
+import { badOption, checkOptionNames } from "../core/errors.ts";
 import { Session } from "../query-cache/session.ts";
 import {
+  STATEMENT_CACHE_OPTIONS,
   StatementCache,
   type StatementCacheOptions,
   type StatementCacheStats,
@@ -22,19 +23,6 @@ export interface SqlCacheOptions extends StatementCacheOptions {
 /** The same counters as the Drizzle adapter's (docs/guides/drizzle.md). */
 export type SqlCacheStats = StatementCacheStats;
 
-/** Every option of SqlCacheOptions: checkOptionNames refuses any other. */
-const OPTIONS: OptionNames<SqlCacheOptions> = {
-  cache: true,
-  capture: true,
-  client: true,
-  log: true,
-  logger: true,
-  patchInPlace: true,
-  prefix: true,
-  reload: true,
-  tiers: true,
-  ttl: true,
-};
 /**
  * Raw SQL, cached: `query` runs a select (or answers it from the cache), `execute` a write,
  * both on the application's client. Reads register what they depend on from their SQL, as
@@ -48,7 +36,7 @@ export class SqlCache {
   readonly #session: Session;
 
   constructor(options: SqlCacheOptions) {
-    checkOptionNames("sql", options, OPTIONS);
+    checkOptionNames("sql", options, STATEMENT_CACHE_OPTIONS);
     const client: SqlClient | undefined = sqlDriver(options?.client);
     if (!client) {
       badOption(
