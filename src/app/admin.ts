@@ -2,7 +2,7 @@ import { type Context, Hono } from "hono";
 import type { Cache } from "../core/cache/index.ts";
 import { rowTag, tableTag } from "../core/deps/planner.ts";
 import type { CacheEntry } from "../core/entry.ts";
-import { EdgecacheError } from "../core/errors.ts";
+import { checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import { toPrometheus } from "../core/stats.ts";
 import {
   addressSet,
@@ -94,6 +94,22 @@ export interface MetricsExposition {
 }
 
 const COMPONENT = "admin";
+
+/** The options AdminOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<AdminOptions> = {
+  allowedHosts: true,
+  cache: true,
+  cacheFile: true,
+  health: true,
+  manifest: true,
+  metrics: true,
+  now: true,
+  peerAddress: true,
+  proxy: true,
+  queryCaches: true,
+  token: true,
+  trustedProxies: true,
+};
 const MAX_KEYS = 1000;
 /** Keys of the tiers one listing reads at most (each is a read of its entry). */
 const MAX_SCANNED = 10 * MAX_KEYS;
@@ -107,6 +123,7 @@ const URL_STATES: readonly string[] = ["cached", "failing", "uncacheable", "pend
  * in proxy mode also purge (by origin tag, URL or prefix) and warming.
  */
 export function createAdminApi(options: AdminOptions): Hono {
+  checkOptionNames(COMPONENT, options, OPTIONS);
   const { cache } = options;
   const queryCaches = queryCachesOption(options.queryCaches);
   const now = options.now ?? Date.now;

@@ -13,7 +13,7 @@ import {
 } from "../core/deps/planner.ts";
 import { sortValues } from "../core/deps/predicate.ts";
 import type { CacheEntry } from "../core/entry.ts";
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import { keyPath, requestKey } from "../core/keys.ts";
 import {
   type ListQuery,
@@ -72,6 +72,17 @@ const JSON_HEADERS = {
 };
 const COMPONENT = "data-api";
 
+/** The options DataApiOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<DataApiOptions> = {
+  basePath: true,
+  cache: true,
+  groupWrites: true,
+  now: true,
+  patchInPlace: true,
+  routes: true,
+  source: true,
+};
+
 /**
  * The data API: REST reads served through the cache, and writes that invalidate exactly
  * the cached responses they can change before they are acknowledged.
@@ -81,6 +92,7 @@ const COMPONENT = "data-api";
  * serve(api.app);
  */
 export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
+  checkOptionNames(COMPONENT, options, OPTIONS);
   const { source, cache } = options;
   const most = options.groupWrites ?? MAX_GROUP;
   if (!Number.isInteger(most) || most < 1) {

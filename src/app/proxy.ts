@@ -1,7 +1,7 @@
 import { type Context, Hono } from "hono";
 import type { Cache } from "../core/cache/index.ts";
 import type { CacheEntry } from "../core/entry.ts";
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import { ignoringClientRefresh, policyClass, requestDirectives } from "../core/http-cache.ts";
 import { rateLimited } from "../core/report.ts";
 import { decide, PLAIN, selectVariant, selectVariantNow } from "./proxy/decide.ts";
@@ -83,6 +83,20 @@ export interface WarmResult {
   cacheStatus: string | null;
 }
 
+/** Every option of ProxyOptions: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<ProxyOptions> = {
+  cache: true,
+  clientAddress: true,
+  fetch: true,
+  forwardHeaders: true,
+  grace: true,
+  interim: true,
+  learn: true,
+  logger: true,
+  maxCacheableSize: true,
+  now: true,
+  routes: true,
+};
 export interface CachingProxy {
   /** Answers every request (mount the admin API before it). */
   app: Hono;
@@ -130,6 +144,7 @@ const UNCOUNTED = { count: false } as const;
  * app.route("/", proxy.app);
  */
 export function createProxy(options: ProxyOptions): CachingProxy {
+  checkOptionNames("proxy", options, OPTIONS);
   const { cache } = options;
   const routes = validateRoutes(options.routes);
   const now = options.now ?? Date.now;

@@ -1,4 +1,4 @@
-import { closest } from "./flags.ts";
+import { closest } from "../core/closest.ts";
 
 /**
  * Every environment variable edgecache's command line and Node servers read, in one place

@@ -1,5 +1,6 @@
 import type { ArgsDef } from "citty";
 import { LOG_LEVELS } from "../adapter/node/log.ts";
+import { closest } from "../core/closest.ts";
 import { usageError } from "./failure.ts";
 
 /**
@@ -111,38 +112,6 @@ export function checkFlags(rawArgs: string[], args: ArgsDef, leaf = true): void 
 }
 
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-
-/** The known name a typo most likely meant: at most 2 edits, and fewer than half its length. */
-export function closest(name: string, known: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Math.min(2, Math.ceil(name.length / 2) - 1);
-  for (const candidate of known) {
-    const d = editDistance(name, candidate);
-    if (d <= bestDistance && (best === undefined || d < editDistance(name, best))) {
-      best = candidate;
-      bestDistance = d;
-    }
-  }
-  return best;
-}
-
-/** Levenshtein distance, with a swap of neighbours counted as one edit (`--prot`). */
-function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      }
-      d[i]![j] = v;
-    }
-  }
-  return d[a.length]![b.length]!;
-}
 
 /**
  * Every value of a repeatable flag (`--key a --key b`, `--key=a`): citty keeps only the

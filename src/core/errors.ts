@@ -1,3 +1,5 @@
+import { closest } from "./closest.ts";
+
 /**
  * Every error edgecache raises on purpose is an EdgecacheError with a stable `code`.
  * Messages name the component: `[edgecache] [sqlite] ...`.
@@ -41,6 +43,44 @@ export function badOption(component: string, name: string, expected: string, got
     component,
     `option "${name}": expected ${expected}, got ${shown}`,
   );
+}
+
+/** Every key of every member of a union (`keyof` of a union gives only the shared ones). */
+type AllKeys<T> = T extends unknown ? keyof T : never;
+
+/**
+ * The names an options type takes, each `true`: the compiler checks the list both ways (a
+ * name missing, or one the type does not have, fails to build), so it cannot go stale.
+ */
+export type OptionNames<T> = { readonly [K in AllKeys<T>]-?: true };
+
+/**
+ * Refuses a key of `options` that `names` does not list, naming it and the closest known one:
+ * `memoryStore({ maxEntriez: 10 })` would otherwise run unbounded by entries without a word.
+ * `at` prefixes nested keys (`"learn."`). Anything but a plain object is left to the
+ * factory's own checks.
+ *
+ * @example
+ * const NAMES: OptionNames<MemoryStoreOptions> = { maxBytes: true, maxEntries: true, ... };
+ * checkOptionNames("memory", options, NAMES);
+ */
+export function checkOptionNames<T>(
+  component: string,
+  options: T | undefined,
+  names: OptionNames<T>,
+  at = "",
+): void {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) return;
+  for (const key of Object.keys(options)) {
+    if (Object.hasOwn(names, key)) continue;
+    const known = Object.keys(names);
+    const near = closest(key, known);
+    throw new EdgecacheError(
+      "E_BAD_OPTION",
+      component,
+      `unknown option "${at}${key}"${near ? ` (did you mean "${at}${near}"?)` : ""}: expected one of ${known.map((k) => at + k).join(", ")}`,
+    );
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { InvalidateRequest, JsonOptions, LookupOptions, ReadOptions } from "./cache/types.ts";
 import { entryValue } from "./codec.ts";
 import type { CacheEntry } from "./entry.ts";
-import { badOption } from "./errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "./errors.ts";
 import { buildKey, type KeyPart } from "./keys.ts";
 import { randomId } from "./random-id.ts";
 
@@ -29,6 +29,14 @@ export interface NamespaceInvalidation {
 }
 
 const NAME = /^[A-Za-z0-9_.-]+$/;
+
+/** The options NamespaceOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<NamespaceOptions> = {
+  tags: true,
+  tiers: true,
+  ttl: true,
+};
+
 /** The version token outlives any entry it names; if every tier lost it, a new one is drawn. */
 const VERSION_TTL = 365 * 24 * 3600_000;
 
@@ -90,6 +98,7 @@ export class Namespace {
     if (typeof options !== "object" || options === null) {
       badOption(c, "options", "an object", options);
     }
+    checkOptionNames(c, options, OPTIONS);
     const { ttl, tags, tiers } = options;
     if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0)) {
       badOption(c, "ttl", "a positive number of ms", ttl);

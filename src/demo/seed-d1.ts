@@ -1,9 +1,16 @@
+import { checkOptionNames, type OptionNames } from "../core/errors.ts";
 import type { D1DatabaseLike } from "../sql/d1/binding.ts";
 import { DEMO_SCHEMA, type DemoOptions, demoRows, demoSize } from "./seed.ts";
 
 /** D1 binds at most 100 parameters per statement: rows per multi-row INSERT. */
 const D1_MAX_PARAMS = 100;
 
+/** Every option of DemoOptions: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<DemoOptions> = {
+  orders: true,
+  seed: true,
+  users: true,
+};
 /**
  * Creates the demo tables in a D1 database and fills them with the same rows as the
  * SQLite and PostgreSQL demos, unless `users` already has rows. Everything goes in one
@@ -17,6 +24,7 @@ const D1_MAX_PARAMS = 100;
  * ```
  */
 export async function seedD1Demo(db: D1DatabaseLike, options: DemoOptions = {}): Promise<boolean> {
+  checkOptionNames("demo", options, OPTIONS);
   const size = demoSize(options);
   const ddl = DEMO_SCHEMA.split(";")
     .map((s) => s.trim())

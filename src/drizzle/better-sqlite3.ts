@@ -25,7 +25,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type Database from "better-sqlite3";
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import { DEFAULT_BUSY_TIMEOUT_MS } from "../sql/sqlite/dialect.ts";
 import { PreparedStatements } from "../sql/sqlite/prepared.ts";
@@ -69,10 +69,15 @@ export interface BetterSqliteProxyOptions {
   busyTimeout?: number;
 }
 
+/** Every option of BetterSqliteProxyOptions: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<BetterSqliteProxyOptions> = {
+  busyTimeout: true,
+};
 export function betterSqliteProxy(
   database: Database.Database,
   options: BetterSqliteProxyOptions = {},
 ): BetterSqliteProxy {
+  checkOptionNames("drizzle", options, OPTIONS);
   if (clientKind(database) !== "better-sqlite3") {
     badOption("drizzle", "database", "a better-sqlite3 Database", database);
   }

@@ -3,7 +3,7 @@ import type { CacheConfig } from "drizzle-orm/cache/core/types";
 import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
 import { type ListDependency, type PlanSchema, tableTag } from "../core/deps/planner.ts";
-import { badOption } from "../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog, LogPosition } from "../log/contract.ts";
@@ -109,6 +109,19 @@ const KEPT_TTLS = 10_000;
 /** Selects of recent puts remembered for reloading (the oldest are forgotten first). */
 const KEPT_RERUNS = 10_000;
 
+/** Every option of DrizzleCacheOptions: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<DrizzleCacheOptions> = {
+  cache: true,
+  log: true,
+  logger: true,
+  now: true,
+  patchInPlace: true,
+  prefix: true,
+  reload: true,
+  strategy: true,
+  tiers: true,
+  ttl: true,
+};
 /**
  * A Drizzle ORM cache (`drizzle(client, { cache })`) on edgecache's engine.
  *
@@ -150,6 +163,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
 
   constructor(options: DrizzleCacheOptions) {
     const c = "drizzle";
+    checkOptionNames(c, options, OPTIONS);
     const strategy = options?.strategy ?? "explicit";
     if (strategy !== "explicit" && strategy !== "all") {
       badOption(c, "strategy", '"explicit" or "all"', strategy);

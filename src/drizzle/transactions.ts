@@ -1,5 +1,5 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import type { QueryCapture } from "../query-cache/capture.ts";
 import type { SqlDialect } from "../sql/analysis/shapes.ts";
 import { clientKind } from "../sql/client-kind.ts";
@@ -57,6 +57,10 @@ export interface WithTransactionsOptions {
   capture?: boolean;
 }
 
+/** Every option of WithTransactionsOptions: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<WithTransactionsOptions> = {
+  capture: true,
+};
 /**
  * Makes a Drizzle database built with `drizzleCache` exact where Drizzle's cache hooks
  * alone cannot be, and returns it:
@@ -82,6 +86,7 @@ export function withTransactions<DB extends object>(
   db: DB,
   options: WithTransactionsOptions = {},
 ): DB {
+  checkOptionNames("drizzle", options, OPTIONS);
   const d = db as DatabaseLike;
   const cache = d.$cache;
   if (!(cache instanceof EdgecacheDrizzleCache)) {

@@ -25,12 +25,13 @@ import type {
   QueryResult,
   TransactionSettings,
 } from "kysely";
-import { badOption } from "../core/errors.ts";
+import { badOption, checkOptionNames } from "../core/errors.ts";
 import { Session } from "../query-cache/session.ts";
 import {
   type CachedStatements,
   cachedStatements,
   type RunStatement,
+  STATEMENT_CACHE_OPTIONS,
   StatementCache,
   type StatementCacheOptions,
   type StatementCacheStats,
@@ -70,6 +71,7 @@ const COMPONENT = "kysely";
  * are seen when it commits. `db.destroy()` stops following capture too.
  */
 export function kyselyCache(dialect: Dialect, options: KyselyCacheOptions): CachedDialect {
+  checkOptionNames(COMPONENT, options, STATEMENT_CACHE_OPTIONS);
   if (typeof dialect?.createDriver !== "function") {
     badOption(
       COMPONENT,

@@ -1,4 +1,4 @@
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import { DURABLE_LOG_LEASE, renewDue } from "../core/lease.ts";
 import { randomId } from "../core/random-id.ts";
 import { callObject, type DurableObjectNamespaceLike } from "../durable/rpc.ts";
@@ -133,6 +133,16 @@ const TURN_RETRY_MS = 5;
 
 const C = "durable-log";
 
+/** The options DurableChangeLogOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<DurableChangeLogOptions> = {
+  capture: true,
+  leaseMs: true,
+  mode: true,
+  name: true,
+  namespace: true,
+  region: true,
+};
+
 /** An isolate's view of the log held by a `ChangeLogObject`. */
 export class DurableChangeLog implements CaptureDrainingLog {
   readonly name = C;
@@ -167,6 +177,7 @@ export class DurableChangeLog implements CaptureDrainingLog {
     if (typeof options !== "object" || options === null) {
       badOption(C, "options", "an object", options);
     }
+    checkOptionNames(C, options, OPTIONS);
     const {
       namespace,
       name = "edgecache",

@@ -1,4 +1,5 @@
 import { parse, stringify } from "devalue";
+import { checkOptionNames, type OptionNames } from "../core/errors.ts";
 import { randomId } from "../core/random-id.ts";
 import {
   type ChangeLog,
@@ -27,6 +28,12 @@ export interface LocalChangeLogOptions {
   outside?: OutsideWrites;
 }
 
+/** Every option of LocalChangeLogOptions: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<LocalChangeLogOptions> = {
+  outside: true,
+  resume: true,
+};
+
 /**
  * The in-process log: today's single-node behaviour. Appends are delivered to every
  * follower synchronously, so several caches in one process (sharing tiers) stay exact.
@@ -43,6 +50,7 @@ export interface LocalChangeLogOptions {
 export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog & {
   snapshot(): LogStart;
 } {
+  checkOptionNames("local-log", options, OPTIONS);
   const id = options.resume?.position.log || randomId();
   let seq = options.resume?.position.seq ?? 0;
   const followers: LogFollower[] = [];

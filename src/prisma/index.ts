@@ -26,12 +26,13 @@ import type {
   SqlResultSet,
   Transaction,
 } from "@prisma/driver-adapter-utils";
-import { badOption } from "../core/errors.ts";
+import { badOption, checkOptionNames } from "../core/errors.ts";
 import { Session } from "../query-cache/session.ts";
 import {
   type CachedStatements,
   cachedStatements,
   type ResultForm,
+  STATEMENT_CACHE_OPTIONS,
   StatementCache,
   type StatementCacheOptions,
   type StatementCacheStats,
@@ -85,6 +86,7 @@ export function prismaCache(
   factory: SqlDriverAdapterFactory,
   options: PrismaCacheOptions,
 ): CachedAdapterFactory {
+  checkOptionNames(COMPONENT, options, STATEMENT_CACHE_OPTIONS);
   if (typeof factory?.connect !== "function") {
     badOption(
       COMPONENT,

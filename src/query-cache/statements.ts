@@ -2,7 +2,7 @@ import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
 import type { PlanSchema } from "../core/deps/planner.ts";
 import { sha256Hex } from "../core/digest.ts";
-import { badOption } from "../core/errors.ts";
+import { badOption, type OptionNames } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
@@ -23,6 +23,25 @@ import { decode, encode, Uncacheable } from "./codec.ts";
 import { catalogKinds, withoutCapturedForms } from "./columns.ts";
 import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
 import { type QueryCacheStats, QueryStats, queryEngine } from "./stats.ts";
+
+/**
+ * Every option of an entry on the statement cache (raw SQL, Kysely, Prisma): its own
+ * `client` and `prefix` besides these; checkOptionNames refuses any other.
+ */
+export const STATEMENT_CACHE_OPTIONS: OptionNames<
+  StatementCacheOptions & { client?: unknown; prefix?: string }
+> = {
+  cache: true,
+  capture: true,
+  client: true,
+  log: true,
+  logger: true,
+  patchInPlace: true,
+  prefix: true,
+  reload: true,
+  tiers: true,
+  ttl: true,
+};
 
 /** What every entry on the statement cache is given by its user. */
 export interface StatementCacheOptions {

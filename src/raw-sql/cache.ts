@@ -1,7 +1,8 @@
 import type { Cache } from "../core/cache/index.ts";
-import { badOption } from "../core/errors.ts";
+import { badOption, checkOptionNames } from "../core/errors.ts";
 import { Session } from "../query-cache/session.ts";
 import {
+  STATEMENT_CACHE_OPTIONS,
   StatementCache,
   type StatementCacheOptions,
   type StatementCacheStats,
@@ -35,6 +36,7 @@ export class SqlCache {
   readonly #session: Session;
 
   constructor(options: SqlCacheOptions) {
+    checkOptionNames("sql", options, STATEMENT_CACHE_OPTIONS);
     const client: SqlClient | undefined = sqlDriver(options?.client);
     if (!client) {
       badOption(

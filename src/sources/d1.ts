@@ -1,5 +1,5 @@
 import type { CapturingSource } from "../core/capture.ts";
-import { badOption } from "../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import type { ViewInfo } from "../core/query.ts";
 import type {
   D1DatabaseLike,
@@ -39,6 +39,14 @@ export {
 
 const COMPONENT = "d1";
 
+/** The options D1SourceOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<D1SourceOptions> = {
+  database: true,
+  schedule: true,
+  sessions: true,
+  views: true,
+};
+
 /**
  * A Source over Cloudflare D1: SQLite's dialect (the same compiled filters, sorts and
  * checks as the better-sqlite3 source) over D1's async API.
@@ -58,6 +66,7 @@ export function d1Source(options: D1SourceOptions): Source & CapturingSource {
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
+  checkOptionNames(COMPONENT, options, OPTIONS);
   const db = options.database;
   if (typeof db !== "object" || db === null || typeof db.prepare !== "function") {
     badOption(COMPONENT, "database", "a D1 database binding", db);

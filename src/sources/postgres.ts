@@ -1,5 +1,5 @@
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
-import { badOption } from "../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import type { ViewInfo } from "../core/query.ts";
 import { type CatalogColumn, isCollation } from "../sql/client.ts";
 import { clientKind } from "../sql/client-kind.ts";
@@ -28,6 +28,16 @@ import { validateViewsOption } from "./sql.ts";
 import { SqlSource } from "./sql-source.ts";
 
 const COMPONENT = "postgres";
+
+/** The options PostgresSourceOptions | NodePostgresSourceOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<PostgresSourceOptions | NodePostgresSourceOptions> = {
+  client: true,
+  max: true,
+  schema: true,
+  sql: true,
+  url: true,
+  views: true,
+};
 
 interface PostgresSourceCommon {
   views?: ViewInfo[];
@@ -75,6 +85,7 @@ export async function postgresSource(
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
+  checkOptionNames(COMPONENT, options, OPTIONS);
   const views = validateViewsOption(COMPONENT, options.views);
   const { schema = "public" } = options;
   if (typeof schema !== "string" || schema === "") {

@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import type { ViewInfo } from "../core/query.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import { rowsOf } from "../sql/dialect.ts";
@@ -29,6 +29,16 @@ import { validateViewsOption } from "./sql.ts";
 import { SqlSource } from "./sql-source.ts";
 
 const COMPONENT = "sqlite";
+
+/** The options SqliteSourceOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<SqliteSourceOptions> = {
+  busyTimeout: true,
+  client: true,
+  database: true,
+  path: true,
+  readonly: true,
+  views: true,
+};
 
 interface CommonOptions {
   views?: ViewInfo[];
@@ -72,6 +82,7 @@ export function sqliteSource(options: SqliteSourceOptions): Source & CapturingSo
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
+  checkOptionNames(COMPONENT, options, OPTIONS);
   const given = DATABASE_OPTIONS.filter((name) => name in options);
   if (given.length > 1) {
     throw new EdgecacheError(

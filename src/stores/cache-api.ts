@@ -1,4 +1,4 @@
-import { badOption } from "../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import type { Store } from "../core/store.ts";
 import {
   guarded,
@@ -49,6 +49,14 @@ const PARALLEL = 50;
 
 const COMPONENT = "cache-api";
 
+/** The options CacheApiStoreOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<CacheApiStoreOptions> = {
+  cache: true,
+  cacheName: true,
+  name: true,
+  now: true,
+};
+
 declare const caches: CacheStorageLike | undefined;
 
 /**
@@ -66,6 +74,7 @@ export function cacheApiStore(options: CacheApiStoreOptions = {}): Store {
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
+  checkOptionNames(COMPONENT, options, OPTIONS);
   const { cacheName = "edgecache", name = COMPONENT, now = Date.now } = options;
   if (typeof cacheName !== "string" || cacheName === "") {
     badOption(COMPONENT, "cacheName", "a cache name", cacheName);

@@ -1,5 +1,5 @@
 import { fnv1a } from "../core/digest.ts";
-import { badOption } from "../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import type { BatchStore, ListableStore, StoreWrite } from "../core/store.ts";
 import { guarded, isLivePacked, packFor, unavailable, unpackFor } from "./edge-entry.ts";
 import { decodeFrames, encodeFrames, frameText } from "./frames.ts";
@@ -42,6 +42,15 @@ export const DURABLE_OBJECT_MAX_SHARDS = 256;
 export const PRECOMPUTE_OBJECT = "precompute";
 
 const COMPONENT = "durable-object";
+
+/** The options DurableObjectStoreOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<DurableObjectStoreOptions> = {
+  name: true,
+  namespace: true,
+  now: true,
+  prefix: true,
+  shards: true,
+};
 const DEFAULT_PREFIX = "tier:";
 const utf8 = new TextEncoder();
 
@@ -76,6 +85,7 @@ export function durableObjectStore(
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
+  checkOptionNames(COMPONENT, options, OPTIONS);
   const {
     namespace,
     shards = 1,

@@ -1,4 +1,4 @@
-import { badOption } from "../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import type { ListableStore } from "../core/store.ts";
 import {
   digestedStart,
@@ -64,6 +64,14 @@ const KV_LIST_LIMIT = 1000;
 const KV_PARALLEL = 50;
 
 const COMPONENT = "kv";
+
+/** The options KvStoreOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<KvStoreOptions> = {
+  name: true,
+  namespace: true,
+  now: true,
+  prefix: true,
+};
 const DEFAULT_PREFIX = "edgecache:";
 const utf8 = new TextEncoder();
 
@@ -102,6 +110,7 @@ export function kvStore(options: KvStoreOptions): ListableStore {
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
+  checkOptionNames(COMPONENT, options, OPTIONS);
   const { namespace, prefix = DEFAULT_PREFIX, name = COMPONENT, now = Date.now } = options;
   if (typeof namespace !== "object" || namespace === null || typeof namespace.get !== "function") {
     badOption(COMPONENT, "namespace", "a KV namespace binding", namespace);

@@ -1,6 +1,6 @@
 import { LRUCache } from "lru-cache";
 import type { CacheEntry } from "../core/entry.ts";
-import { badOption } from "../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import { heldBytes } from "../core/heap-size.ts";
 import type {
   EvictingStore,
@@ -24,6 +24,13 @@ export interface MemoryStoreOptions {
 }
 
 const NAME = "memory";
+
+/** The options MemoryStoreOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<MemoryStoreOptions> = {
+  maxBytes: true,
+  maxEntries: true,
+  now: true,
+};
 const DEFAULT_MAX_BYTES = 50 * 1024 * 1024;
 const DEFAULT_MAX_ENTRIES = 100_000;
 
@@ -51,6 +58,7 @@ export function memoryStore(
   if (typeof options !== "object" || options === null) {
     badOption(NAME, "options", "an object", options);
   }
+  checkOptionNames(NAME, options, OPTIONS);
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
   const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
   const now = options.now ?? Date.now;

@@ -1,7 +1,7 @@
 import type { Cluster, Redis } from "ioredis";
 import type { Cost } from "../core/cost.ts";
 import { type CacheEntry, decodeEntry, encodeEntry } from "../core/entry.ts";
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import type { BatchStore, ClosableStore, ListableStore } from "../core/store.ts";
 import type { RedisClient, RedisConnectOptions } from "../redis/connect.ts";
 import { connectRedis, sentAtOnce } from "../redis/connect.ts";
@@ -17,6 +17,16 @@ export interface RedisStoreOptions extends RedisConnectOptions {
 }
 
 const COMPONENT = "redis";
+
+/** The options RedisStoreOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<RedisStoreOptions> = {
+  client: true,
+  cluster: true,
+  commandTimeout: true,
+  name: true,
+  prefix: true,
+  url: true,
+};
 const DEFAULT_PREFIX = "edgecache:";
 /** Keys SCAN looks at per call: a hint to Redis, not a bound on the reply. */
 const SCAN_COUNT = 500;
@@ -55,6 +65,7 @@ export async function redisStore(
   if (typeof options !== "object" || options === null) {
     badOption(COMPONENT, "options", "an object", options);
   }
+  checkOptionNames(COMPONENT, options, OPTIONS);
   const { prefix = DEFAULT_PREFIX, name = COMPONENT } = options;
   if (typeof prefix !== "string") badOption(COMPONENT, "prefix", "a string", prefix);
   if (typeof name !== "string" || name === "") badOption(COMPONENT, "name", "a tier name", name);

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { CacheEntry } from "../core/entry.ts";
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
 import type {
   BatchStore,
@@ -52,6 +52,18 @@ export interface SqliteStoreOptions {
 }
 
 const NAME = "sqlite";
+
+/** The options SqliteStoreOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<SqliteStoreOptions> = {
+  exclusive: true,
+  logger: true,
+  maxBytes: true,
+  maxEntries: true,
+  now: true,
+  path: true,
+  repair: true,
+  tableName: true,
+};
 const DEFAULT_TABLE = "edgecache_entries";
 const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
 const DEFAULT_MAX_ENTRIES = 100_000;
@@ -141,6 +153,7 @@ export function sqliteStore(
   if (typeof options !== "object" || options === null) {
     badOption(NAME, "options", "an object", options);
   }
+  checkOptionNames(NAME, options, OPTIONS);
   const {
     path,
     now = Date.now,

@@ -2,7 +2,8 @@ import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { ArgsDef } from "citty";
 import { afterAll, describe, expect, it } from "vitest";
-import { checkFlags, closest } from "../../src/cli/flags.ts";
+import { checkFlags } from "../../src/cli/flags.ts";
+import { closest } from "../../src/core/closest.ts";
 import { tempDir } from "../app/harness.ts";
 import { type CliResult, cli, startOnce } from "./run-cli.ts";
 

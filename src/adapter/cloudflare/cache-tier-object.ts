@@ -1,5 +1,5 @@
 import { Cache } from "../../core/cache/index.ts";
-import { badOption } from "../../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../../core/errors.ts";
 import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import { DurableChangeLog } from "../../log/durable-object.ts";
 import {
@@ -61,6 +61,13 @@ export const MIN_PRECOMPUTE_MS = 1000;
 
 const C = "durable-object";
 
+/** The options CacheTierObjectOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<CacheTierObjectOptions> = {
+  logName: true,
+  precompute: true,
+  shards: true,
+};
+
 /** What the precompute object reports (`precompute/stats`). */
 export interface PrecomputeStats {
   every: number | null;
@@ -103,6 +110,7 @@ export function cacheTierObject<E extends TierEnv = TierEnv>(
   if (typeof options !== "object" || options === null) {
     badOption(C, "options", "an object", options);
   }
+  checkOptionNames(C, options, OPTIONS);
   const { precompute, shards = 1, logName } = options;
   if (precompute !== undefined) {
     if (!(precompute.every >= MIN_PRECOMPUTE_MS) || !Number.isFinite(precompute.every)) {

@@ -1,10 +1,15 @@
 import { keepDue, nextDue, summarize, type UrlReport } from "../../app/proxy/manifest/keeper.ts";
-import { badOption, EdgecacheError } from "../../core/errors.ts";
+import { badOption, checkOptionNames, EdgecacheError } from "../../core/errors.ts";
 import type { SqlStorageLike } from "../../stores/durable-object-host.ts";
 import { Background } from "./background.ts";
 import { objectLogger } from "./logger.ts";
 import { type ManifestStateLike, manifestPolicy, workerManifest } from "./manifest-client.ts";
-import { type EdgecacheProxyWorkerOptions, type ProxyEnv, proxyCache } from "./proxy-worker.ts";
+import {
+  type EdgecacheProxyWorkerOptions,
+  PROXY_WORKER_OPTIONS,
+  type ProxyEnv,
+  proxyCache,
+} from "./proxy-worker.ts";
 
 /**
  * One alarm starts no fetch after this long (an alarm handler may run 15 minutes): the URLs
@@ -47,6 +52,7 @@ export function proxyManifestObject<E extends ProxyEnv = ProxyEnv>(
   if (typeof options !== "object" || options === null || !Array.isArray(options.origins)) {
     badOption(C, "origins", "the proxy Worker's options, with its origins", options?.origins);
   }
+  checkOptionNames(C, options, PROXY_WORKER_OPTIONS);
   const policy = manifestPolicy(options);
   return class ManifestObject {
     readonly #state: ManifestStateLike;

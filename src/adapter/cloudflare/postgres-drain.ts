@@ -1,10 +1,15 @@
-import { badOption } from "../../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../../core/errors.ts";
 import { postgresDrainFeed } from "../../sql/postgres/client-capture.ts";
 import type { CaptureEnv, DrainedTable } from "./capture-drain.ts";
 import { ChangeLogObject } from "./change-log-object.ts";
 import { captureSchemaVariable } from "./variables.ts";
 
 const C = "change-log";
+
+/** The options PostgresChangeLogOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<PostgresChangeLogOptions> = {
+  binding: true,
+};
 
 /** Connections the drain's client opens: it runs one statement at a time. */
 const DRAIN_CONNECTIONS = 1;
@@ -56,6 +61,7 @@ export function postgresChangeLogObject(
   options: PostgresChangeLogOptions = {},
 ): typeof ChangeLogObject {
   if (typeof postgres !== "function") badOption(C, "postgres", "postgres.js's postgres", postgres);
+  checkOptionNames(C, options, OPTIONS);
   const binding = options.binding ?? "HYPERDRIVE";
   if (typeof binding !== "string" || binding === "") {
     badOption(C, "binding", "the name of a Hyperdrive binding or variable", binding);

@@ -9,7 +9,7 @@ import {
   type ProxyOptions,
 } from "../../app/proxy.ts";
 import type { Cache } from "../../core/cache/index.ts";
-import { badOption } from "../../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../../core/errors.ts";
 import type { DurableChangeLog } from "../../log/durable-object.ts";
 import { Background } from "./background.ts";
 import type { WorkerLogger } from "./logger.ts";
@@ -73,6 +73,30 @@ export interface EdgecacheProxyWorker<E extends ProxyEnv = ProxyEnv> {
 
 const C = "proxy-worker";
 
+/** The options EdgecacheProxyWorkerOptions names (checkOptionNames refuses any other). */
+export const PROXY_WORKER_OPTIONS: OptionNames<EdgecacheProxyWorkerOptions> = {
+  caching: true,
+  forwardHeaders: true,
+  grace: true,
+  kv: true,
+  learn: true,
+  leaseMs: true,
+  logLevel: true,
+  logName: true,
+  manifest: true,
+  manifestConcurrency: true,
+  manifestRetry: true,
+  maxCacheableSize: true,
+  memoryBytes: true,
+  mode: true,
+  origins: true,
+  region: true,
+  staleWhileRevalidate: true,
+  tierShards: true,
+  ttl: true,
+  warm: true,
+};
+
 /**
  * Proxy mode as a Cloudflare Worker: the same RFC 9111 proxy as `edgecache proxy`
  * (`createProxy`), over memory, the Cache API and KV, with purges and unsafe requests
@@ -91,6 +115,7 @@ export function edgecacheProxyWorker<E extends ProxyEnv = ProxyEnv>(
   if (typeof options !== "object" || options === null || !Array.isArray(options.origins)) {
     badOption(C, "origins", "an array of { origin }", options?.origins);
   }
+  checkOptionNames(C, options, PROXY_WORKER_OPTIONS);
   manifestPolicy(options);
   const background = new Background();
   let setUp: Promise<ProxyIsolate> | undefined;

@@ -6,7 +6,12 @@ import { edgecacheApp, openAdminRoutes } from "../../app/edgecache-app.ts";
 import { jsonOnly, limitBody, onError } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
 import { validUrl } from "../../app/request-target.ts";
-import { badOption, EdgecacheError } from "../../core/errors.ts";
+import {
+  badOption,
+  checkOptionNames,
+  EdgecacheError,
+  type OptionNames,
+} from "../../core/errors.ts";
 import { WORKER_TENANTS_LEASE } from "../../core/lease.ts";
 import type { LogLevel } from "../../core/log-levels.ts";
 import { randomId } from "../../core/random-id.ts";
@@ -84,6 +89,22 @@ const CLOCK_MARGIN_MS = WORKER_TENANTS_LEASE.marginMs;
 export const TENANT_MEMORY_BYTES = 4 * 1024 * 1024;
 const C = "tenants";
 
+/** The options EdgecacheTenantsWorkerOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<EdgecacheTenantsWorkerOptions> = {
+  caching: true,
+  kv: true,
+  leaseMs: true,
+  logLevel: true,
+  logName: true,
+  memoryBytes: true,
+  mode: true,
+  region: true,
+  staleWhileRevalidate: true,
+  tenantsLeaseMs: true,
+  tierShards: true,
+  ttl: true,
+};
+
 /** One tenant's app in this isolate: its cache, its change log, its data API or proxy. */
 interface Served {
   app: Hono;
@@ -118,6 +139,7 @@ export function edgecacheTenantsWorker<E extends TenantsEnv = TenantsEnv>(
 ): EdgecacheTenantsWorker<E> {
   if (typeof options !== "object" || options === null)
     badOption(C, "options", "an object", options);
+  checkOptionNames(C, options, OPTIONS);
   const leaseMs = options.tenantsLeaseMs ?? TENANTS_LEASE_MS;
   if (!(Number.isFinite(leaseMs) && leaseMs > 0)) {
     badOption(C, "tenantsLeaseMs", "a number of ms > 0", leaseMs);

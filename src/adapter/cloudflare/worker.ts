@@ -6,7 +6,12 @@ import { edgecacheApp } from "../../app/edgecache-app.ts";
 import { errorBody, errorResponse } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
 import { Cache } from "../../core/cache/index.ts";
-import { badOption, EdgecacheError } from "../../core/errors.ts";
+import {
+  badOption,
+  checkOptionNames,
+  EdgecacheError,
+  type OptionNames,
+} from "../../core/errors.ts";
 import { requestKey } from "../../core/keys.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { Store } from "../../core/store.ts";
@@ -112,6 +117,26 @@ export interface EdgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv> {
 declare const caches: (CacheStorageLike & { default?: unknown }) | undefined;
 
 const C = "worker";
+
+/** The options EdgecacheWorkerOptions names (checkOptionNames refuses any other). */
+const OPTIONS: OptionNames<EdgecacheWorkerOptions> = {
+  caching: true,
+  kv: true,
+  leaseMs: true,
+  logLevel: true,
+  logName: true,
+  memoryBytes: true,
+  mode: true,
+  prepare: true,
+  readReplicas: true,
+  region: true,
+  routes: true,
+  staleWhileRevalidate: true,
+  tierShards: true,
+  ttl: true,
+  views: true,
+  warm: true,
+};
 /** The data API's paths: the reads counted for warming. */
 const DATA_PREFIX = "/v1/";
 
@@ -136,6 +161,7 @@ export function edgecacheWorker<E extends EdgecacheEnv = EdgecacheEnv>(
 ): EdgecacheWorker<E> {
   if (typeof options !== "object" || options === null)
     badOption(C, "options", "an object", options);
+  checkOptionNames(C, options, OPTIONS);
   if (options.prepare !== undefined && typeof options.prepare !== "function") {
     badOption(C, "prepare", "a function", options.prepare);
   }

@@ -10,7 +10,7 @@ import {
   type OriginRoute,
   validateRoutes,
 } from "../../app/proxy.ts";
-import { badOption, EdgecacheError } from "../../core/errors.ts";
+import { badOption, checkOptionNames, EdgecacheError } from "../../core/errors.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { RedisSetting } from "./cluster.ts";
 import { configKeys } from "./options.ts";
@@ -125,9 +125,12 @@ const str = (c: Record<string, unknown>, k: string, at = k) =>
   c[k] === undefined || typeof c[k] === "string" || badOption(C, at, "a string", c[k]);
 
 function checkKeys(c: Record<string, unknown>, known: Set<string>, at: string): void {
-  for (const k of Object.keys(c)) {
-    if (!known.has(k)) badOption(C, at + k, `one of ${[...known].join(", ")}`, k);
-  }
+  checkOptionNames(
+    C,
+    c,
+    Object.fromEntries([...known].map((k) => [k, true])) as Record<string, true>,
+    at,
+  );
 }
 
 /** The server settings both sections have (`at`: "" or "proxy."). */

@@ -1,7 +1,19 @@
 import { Cron } from "croner";
 import type { Cache } from "../../core/cache/index.ts";
-import { badOption } from "../../core/errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../../core/errors.ts";
 import type { WarmOptions, WarmResult } from "../../core/warm.ts";
+
+/** Every option of scheduleWarm: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<WarmOptions & { onRun?: unknown }> = {
+  concurrency: true,
+  onProgress: true,
+  onRun: true,
+  refresh: true,
+  staleWhileRevalidate: true,
+  tags: true,
+  tiers: true,
+  ttl: true,
+};
 
 export interface WarmSchedule {
   /** Stops the schedule; a run in progress finishes. */
@@ -28,6 +40,7 @@ export function scheduleWarm<T>(
   load: (key: string) => T | Promise<T>,
   options: WarmOptions & { onRun?: (result: WarmResult) => void } = {},
 ): WarmSchedule {
+  checkOptionNames("warm", options, OPTIONS);
   if (typeof keys !== "function") badOption("warm", "keys", "a function returning keys", keys);
   const { onRun, ...warmOptions } = options;
   let job: Cron;

@@ -1,7 +1,45 @@
 import { encodeValue } from "../codec.ts";
-import { badOption } from "../errors.ts";
+import { badOption, checkOptionNames, type OptionNames } from "../errors.ts";
 import type { Store } from "../store.ts";
 import type { CacheOptions, EntryInit, JsonOptions, WriteHooks } from "./types.ts";
+
+/** Every option of CacheOptions, and of its nested objects: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<CacheOptions> = {
+  enabled: true,
+  fenceLogSize: true,
+  index: true,
+  invalidateOn: true,
+  log: true,
+  logger: true,
+  notFound: true,
+  now: true,
+  observer: true,
+  policy: true,
+  rehydrate: true,
+  schedule: true,
+  schema: true,
+  sha256: true,
+  staleWhileRevalidate: true,
+  tiers: true,
+  ttl: true,
+  writeHooks: true,
+};
+const NOT_FOUND: OptionNames<NonNullable<CacheOptions["notFound"]>> = {
+  maxEntries: true,
+};
+const INDEX: OptionNames<NonNullable<CacheOptions["index"]>> = {
+  maxBytes: true,
+};
+const REHYDRATE: OptionNames<Exclude<CacheOptions["rehydrate"], false | undefined>> = {
+  concurrency: true,
+  lists: true,
+  minHits: true,
+};
+const WRITE_HOOKS: OptionNames<WriteHooks> = {
+  patch: true,
+  prefix: true,
+  refetch: true,
+};
 
 const HOUR = 3_600_000;
 /** Cached 404s and 410s kept at once, by default. */
@@ -30,6 +68,10 @@ export function settings(options: CacheOptions): Settings {
   if (!Array.isArray(options?.tiers) || options.tiers.length === 0) {
     badOption(c, "tiers", "a non-empty array of stores", options?.tiers);
   }
+  checkOptionNames(c, options, OPTIONS);
+  checkOptionNames(c, options.notFound, NOT_FOUND, "notFound.");
+  checkOptionNames(c, options.index, INDEX, "index.");
+  checkOptionNames(c, options.rehydrate || undefined, REHYDRATE, "rehydrate.");
   const enabled = options.enabled ?? true;
   if (typeof enabled !== "boolean") badOption(c, "enabled", "true or false", enabled);
   const ttl = options.ttl ?? 24 * HOUR;
@@ -135,6 +177,7 @@ export function checkWriteHooks(hooks: WriteHooks): void {
   if (typeof hooks !== "object" || hooks === null) {
     badOption(c, "writeHooks", "an object of functions", hooks);
   }
+  checkOptionNames(c, hooks, WRITE_HOOKS, "writeHooks.");
   for (const name of ["patch", "refetch"] as const) {
     if (hooks[name] !== undefined && typeof hooks[name] !== "function") {
       badOption(c, `writeHooks.${name}`, "a function", hooks[name]);

@@ -329,7 +329,10 @@ describe("config", () => {
       /option "disk.maxEntries": expected an integer >= 1, got "1e5"/,
     ],
     [{ disk: 100 }, /option "disk": expected an object, got 100/],
-    [{ disk: { maxEntry: 5 } }, /option "disk.maxEntry": expected one of maxBytes, maxEntries/],
+    [
+      { disk: { maxEntry: 5 } },
+      /unknown option "disk.maxEntry": expected one of disk.maxBytes, disk.maxEntries/,
+    ],
     [
       { notFound: { maxEntries: 0.5 } },
       /option "notFound.maxEntries": expected an integer >= 1, got 0.5/,
@@ -353,7 +356,7 @@ describe("config", () => {
   it("refuses an unknown key, naming it and the known ones", () => {
     badOption(
       () => validateConfig({ prot: 8080 }),
-      /option "prot": expected one of database, .*port.*, got "prot"/,
+      /unknown option "prot" \(did you mean "port"\?\): expected one of database, .*port/,
     );
   });
 

@@ -6,7 +6,7 @@ import { sourceCheck } from "../../../app/health.ts";
 import type { Cache } from "../../../core/cache/index.ts";
 import { type CaptureFollower, followCapture, isCapturing } from "../../../core/capture.ts";
 import type { InvalidationPolicy } from "../../../core/deps/planner.ts";
-import { EdgecacheError } from "../../../core/errors.ts";
+import { checkOptionNames, EdgecacheError, type OptionNames } from "../../../core/errors.ts";
 import type { ListableStore, Store } from "../../../core/store.ts";
 import { demoViews, isSeeded, seedDemo } from "../../../demo/seed.ts";
 import { seedPostgresDemo } from "../../../demo/seed-postgres.ts";
@@ -60,6 +60,35 @@ export interface NodeEdgecache {
   close(): Promise<void>;
 }
 
+/** Every option of NodeEdgecacheOptions: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<NodeEdgecacheOptions> = {
+  adminToken: true,
+  allowedHosts: true,
+  busyTimeout: true,
+  cacheFile: true,
+  cwd: true,
+  database: true,
+  demo: true,
+  demoDatabase: true,
+  disk: true,
+  hostname: true,
+  index: true,
+  logLevel: true,
+  logger: true,
+  memory: true,
+  notFound: true,
+  policy: true,
+  port: true,
+  proxy: true,
+  redis: true,
+  rehydrate: true,
+  routes: true,
+  staleWhileRevalidate: true,
+  tenant: true,
+  trustedProxies: true,
+  ttl: true,
+  views: true,
+};
 /**
  * Wires the single-process setup: a SQLite source, memory and SQLite cache tiers, the
  * data API under /v1 and the admin API under /_edgecache.
@@ -67,6 +96,7 @@ export interface NodeEdgecache {
 export async function createNodeEdgecache(
   given: NodeEdgecacheOptions = {},
 ): Promise<NodeEdgecache> {
+  checkOptionNames("config", given, OPTIONS);
   // The logger first: a bad level fails before any file or connection is opened.
   const options = { ...given, logger: given.logger ?? nodeLogger(given.logLevel) };
   const cwd = options.cwd ?? process.cwd();

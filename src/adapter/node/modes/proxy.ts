@@ -17,6 +17,7 @@ import {
 } from "../../../app/proxy.ts";
 import type { Cache } from "../../../core/cache/index.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
+import { checkOptionNames, type OptionNames } from "../../../core/errors.ts";
 import { endToEnd } from "../../../core/http-cache.ts";
 import type { Store } from "../../../core/store.ts";
 import type { RedisSetting } from "../cluster.ts";
@@ -102,6 +103,33 @@ export interface NodeProxy {
   close(): Promise<void>;
 }
 
+/** Every option of NodeProxyOptions: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<NodeProxyOptions> = {
+  adminToken: true,
+  allowedHosts: true,
+  cacheFile: true,
+  cwd: true,
+  disk: true,
+  forwardHeaders: true,
+  grace: true,
+  hostname: true,
+  index: true,
+  learn: true,
+  logLevel: true,
+  logger: true,
+  manifest: true,
+  manifestConcurrency: true,
+  manifestRetry: true,
+  maxCacheableSize: true,
+  memory: true,
+  notFound: true,
+  now: true,
+  origins: true,
+  port: true,
+  redis: true,
+  tenant: true,
+  trustedProxies: true,
+};
 export const DEFAULT_PROXY_CACHE_FILE = "edgecache-proxy.cache.db";
 
 /**
@@ -114,6 +142,7 @@ export const DEFAULT_PROXY_CACHE_FILE = "edgecache-proxy.cache.db";
  * const { url } = await node.listen();
  */
 export async function createNodeProxy(options: NodeProxyOptions): Promise<NodeProxy> {
+  checkOptionNames("proxy", options, OPTIONS);
   const cwd = options.cwd ?? process.cwd();
   const now = options.now ?? Date.now;
   const trusted = addressSet("proxy", "trustedProxies", options.trustedProxies);

@@ -13,7 +13,7 @@ import { errorReply, errorResponse } from "../../../app/errors.ts";
 import { requestRefusal } from "../../../app/request-target.ts";
 import type { Cache } from "../../../core/cache/index.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
-import { EdgecacheError } from "../../../core/errors.ts";
+import { checkOptionNames, EdgecacheError, type OptionNames } from "../../../core/errors.ts";
 import { requestKey } from "../../../core/keys.ts";
 import { memoize } from "../../../core/memo.ts";
 import { type HitRequest, hitReply } from "./hit-reply.ts";
@@ -64,6 +64,18 @@ export interface RunningServer {
   close(drainMs?: number): Promise<void>;
 }
 
+/** Every option of NodeServerOptions: checkOptionNames refuses any other. */
+const OPTIONS: OptionNames<NodeServerOptions> = {
+  app: true,
+  cache: true,
+  fastPrefix: true,
+  findHit: true,
+  hostname: true,
+  now: true,
+  onRequest: true,
+  port: true,
+  rawHits: true,
+};
 /** How long close() waits for requests in flight before it ends their connections. */
 export const DRAIN_MS = 10_000;
 /** While draining, connections whose replies are out are closed this often. */
@@ -79,6 +91,7 @@ const LINGER_MS = 5_000;
  * to node:http, whose request listener answers hits the same way and gives the rest to the app.
  */
 export function startServer(options: NodeServerOptions): Promise<RunningServer> {
+  checkOptionNames("server", options, OPTIONS);
   // What @hono/node-server refuses itself (a target it cannot make a URL of) gets the
   // JSON error too; requestRefusal below decides first on everything it knows of.
   const listener = getRequestListener(options.app.fetch, {
