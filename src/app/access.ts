@@ -131,9 +131,23 @@ export function addressSet(component: string, name: string, value: unknown): Set
   return new Set(list.map(normalizeAddress));
 }
 
+/**
+ * A host name as a Host header carries it, a port allowed (`api.example.com`,
+ * `localhost:8787`, `[::1]`): not a URL, a path or a list.
+ */
+const HOST_NAME =
+  /^(\[[0-9a-f:.]+\]|[0-9a-f:]*:[0-9a-f:.]*|[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\.?)(:\d{1,5})?$/i;
+
+/** Whether `text` is a host name (see HOST_NAME). */
+export function isHostName(text: string): boolean {
+  return HOST_NAME.test(text.trim());
+}
+
 /** Checks a list of names option (allowedHosts); names as a Host header carries them. */
 export function hostSet(component: string, name: string, value: unknown): Set<string> {
   const list = stringList(component, name, value, "host names");
+  const bad = list.find((h) => !isHostName(h));
+  if (bad !== undefined) badOption(component, name, "host names (such as api.example.com)", bad);
   return new Set([...LOOPBACK_HOSTS, ...list.map((h) => hostName(hostOf(h)))]);
 }
 

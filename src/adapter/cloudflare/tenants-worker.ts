@@ -37,7 +37,7 @@ import { Background } from "./background.ts";
 import { workerProxy } from "./proxy-worker.ts";
 import { TenantRegistry } from "./tenant-registry.ts";
 import { callTenants, type TenantTable } from "./tenants-object.ts";
-import { workerSettings } from "./variables.ts";
+import { adminTokenVariable, workerSettings } from "./variables.ts";
 import {
   adminAccess,
   type EdgeCacheOptions,
@@ -251,7 +251,7 @@ function operatorApi(
 ): Hono {
   const api = new Hono();
   api.use("*", async (c, next) => {
-    const token = env.EDGECACHE_ADMIN_TOKEN;
+    const token = adminTokenVariable(env);
     if (!token) {
       throw new EdgecacheError(
         "E_FORBIDDEN",

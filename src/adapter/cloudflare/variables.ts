@@ -1,3 +1,4 @@
+import { isHostName } from "../../app/access.ts";
 import { badOption, badVariable } from "../../core/errors.ts";
 import { DEFAULT_LOG_LEVEL, isLogLevel, LOG_LEVELS, type LogLevel } from "../../core/log-levels.ts";
 import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
@@ -291,6 +292,37 @@ export function captureIntervalMs(
     );
   }
   return Number(value);
+}
+
+/**
+ * The admin API's bearer token, `EDGECACHE_ADMIN_TOKEN`: one word (a bearer token holds no
+ * space, so a token with one could never be sent), or unset.
+ */
+export function adminTokenVariable(env: { EDGECACHE_ADMIN_TOKEN?: unknown }): string | undefined {
+  const value = variable(env, "EDGECACHE_ADMIN_TOKEN");
+  if (value !== undefined && !/^\S+$/.test(value)) {
+    badVariable(C, "EDGECACHE_ADMIN_TOKEN", "a token without spaces", "(hidden)");
+  }
+  return value;
+}
+
+/** `EDGECACHE_ALLOWED_HOSTS`: host names, comma-separated (`api.example.com,admin.example.com`). */
+export function allowedHostsVariable(env: { EDGECACHE_ALLOWED_HOSTS?: unknown }): string[] {
+  const value = variable(env, "EDGECACHE_ALLOWED_HOSTS");
+  const hosts = (value ?? "")
+    .split(",")
+    .map((h) => h.trim())
+    .filter((h) => h !== "");
+  const bad = hosts.find((h) => !isHostName(h));
+  if (bad !== undefined) {
+    badVariable(
+      C,
+      "EDGECACHE_ALLOWED_HOSTS",
+      "host names, comma-separated (such as api.example.com)",
+      bad,
+    );
+  }
+  return hosts;
 }
 
 /** The PostgreSQL schema `postgresChangeLogObject` drains: `EDGECACHE_CAPTURE_SCHEMA`, else public. */

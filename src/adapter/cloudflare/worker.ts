@@ -28,6 +28,8 @@ import { HotKeysReporter, REPORT_EVERY_MS } from "./hot-keys.ts";
 import { type WorkerLogger, workerLogger } from "./logger.ts";
 import { requestSession, seenAfter, withSession } from "./session.ts";
 import {
+  adminTokenVariable,
+  allowedHostsVariable,
   DEFAULT_TTL_SECONDS,
   describeSettings,
   type EdgeCacheOptions,
@@ -417,12 +419,9 @@ export function regionOf(request: Request | undefined): string | undefined {
 /** The admin API's access rules on Workers, from the Worker's variables. */
 export function adminAccess(env: LogEnv): Omit<AdminOptions, "cache"> {
   return {
-    token: env.EDGECACHE_ADMIN_TOKEN || undefined,
+    token: adminTokenVariable(env),
     peerAddress,
-    allowedHosts: (env.EDGECACHE_ALLOWED_HOSTS ?? "")
-      .split(",")
-      .map((h) => h.trim())
-      .filter((h) => h !== ""),
+    allowedHosts: allowedHostsVariable(env),
   };
 }
 
