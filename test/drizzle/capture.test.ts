@@ -43,7 +43,10 @@ function captureSuite(make: () => Harness): void {
       ...(options?.reload !== undefined && { reload: options.reload }),
     });
     caches.push(cache);
-    const db = withTransactions(h.db(cache), options);
+    const db = withTransactions(
+      h.db(cache),
+      options?.capture === undefined ? undefined : { capture: options.capture },
+    );
     // An installation is followed once the application queries one of its tables.
     await db.select().from(h.users).where(eq(h.users.id, 0));
     if (options?.capture !== false) await eventually(() => cache.getStats().writes === "capture");

@@ -134,13 +134,15 @@ server.describe(
         const before = await applied();
         await around({ which: 1, id: 4, value: 9 });
         const until = Date.now() + 10_000;
+        // Until both: a read may show the row before the isolate has synced the drained
+        // record (a read that was not cached, or was fenced, goes to the database).
         for (;;) {
           const [r] = (await post(route, [read(0, 4)])) as Read[];
-          if (JSON.stringify(r!.cached).includes('"score":9')) break;
+          const shown = JSON.stringify(r!.cached).includes('"score":9');
+          if (shown && (await applied()) > before) break;
           expect(Date.now()).toBeLessThan(until);
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
-        expect(await applied()).toBeGreaterThan(before);
       });
 
       it(`${key}: property: random reads, writes through it and around it (then catchUp()); every read equals a fresh query`, async () => {

@@ -216,7 +216,7 @@ describe("config: the proxy section", () => {
     ],
     [
       { proxy: { origins: [{ origin: "http://a" }], orgins: [] } },
-      /"proxy.orgins": expected one of/,
+      /unknown option "proxy.orgins" \(did you mean "proxy.origins"\?\): expected one of/,
     ],
   ])("refuses %j in expected/got form", (config, pattern) => {
     refused(config, pattern);

@@ -40,9 +40,22 @@ function connect(): Redis {
 /** A cache over [memory, Redis] on the Redis log, holding its lease. */
 async function node(prefix: string, options: { fenceLogSize?: number; retain?: number } = {}) {
   const client = connect();
-  const log = await redisChangeLog({ client, prefix, leaseMs: 1000, logger: quiet, ...options });
+  const { fenceLogSize, retain } = options;
+  const log = await redisChangeLog({
+    client,
+    prefix,
+    leaseMs: 1000,
+    logger: quiet,
+    ...(retain !== undefined && { retain }),
+  });
   const tiers = [memoryStore(), await redisStore({ client, prefix })];
-  const cache = new Cache({ tiers, log, schema, logger: quiet, ...options });
+  const cache = new Cache({
+    tiers,
+    log,
+    schema,
+    logger: quiet,
+    ...(fenceLogSize !== undefined && { fenceLogSize }),
+  });
   open.push({ close: () => cache.close() });
   await until(() => log.trusted());
   return { log, cache };
