@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import SlowFirst from "./test/helpers/slow-first.ts";
 
 export default defineConfig({
   test: {
@@ -10,6 +11,8 @@ export default defineConfig({
     // time is spent waiting on servers, workerd and timers, so the suite takes about 7 minutes
     // instead of 11. Every test makes its own schema, key prefix and port, so files never meet.
     maxWorkers: 2,
+    // The slowest files first, so no long file runs alone at the end (test/slow-files.txt).
+    sequence: { sequencer: SlowFirst },
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },
