@@ -2,7 +2,15 @@ import type { CacheEntry } from "../core/entry.ts";
 import { parseHttpDate } from "../core/http-cache.ts";
 
 /** RFC 9211 2.2: why a request went to the origin or source. */
-export type Forward = "uri-miss" | "vary-miss" | "miss" | "request" | "stale" | "method" | "bypass";
+export type Forward =
+  | "uri-miss"
+  | "vary-miss"
+  | "miss"
+  | "request"
+  | "stale"
+  | "partial"
+  | "method"
+  | "bypass";
 
 /** How the cache answered, for the Cache-Status header (RFC 9211). */
 export type CacheOutcome =

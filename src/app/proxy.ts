@@ -263,6 +263,8 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     const selected = selectVariantNow(found.key, header, (k) => cache.peek(k, UNCOUNTED));
     // What cache.peek returns is fresh: the same decision as the app's, for a plain request.
     if (!selected?.entry || decide(selected.entry, PLAIN, now()).kind !== "hit") return undefined;
+    // A stored piece (a 206, RFC 9111 3.3) answers only Range requests, which take the app.
+    if (selected.entry.status === 206) return undefined;
     cache.countRead(selected.key, "hit");
     return selected.entry;
   }

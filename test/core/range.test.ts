@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { ifRangeHolds, selectRange } from "../../src/core/range.ts";
+import {
+  contentRange,
+  ifRangeHolds,
+  isSingleRange,
+  joinSpans,
+  missingRange,
+  selectRange,
+} from "../../src/core/range.ts";
 
 // RFC 9110 14: which bytes of a 1000-byte body a Range header selects.
 
@@ -34,5 +41,64 @@ describe("ifRangeHolds (RFC 9110 13.1.5)", () => {
     expect(ifRangeHolds(lm, "", lm)).toBe(true);
     expect(ifRangeHolds("Mon, 07 Nov 1994 08:49:37 GMT", "", lm)).toBe(false);
     expect(ifRangeHolds(lm, "", undefined)).toBe(false);
+  });
+});
+
+describe("contentRange (RFC 9110 14.4)", () => {
+  it.each([
+    ["bytes 0-499/1234", { start: 0, end: 499, size: 1234 }],
+    ["Bytes 10-10/11", { start: 10, end: 10, size: 11 }],
+    ["bytes 0-499/*", undefined],
+    ["bytes */1234", undefined],
+    ["bytes 500-400/1234", undefined],
+    ["bytes 0-1234/1234", undefined],
+    ["items 0-1/2", undefined],
+    [undefined, undefined],
+  ])("%s", (value, expected) => {
+    expect(contentRange(value)).toEqual(expected);
+  });
+});
+
+describe("isSingleRange: the Range a stored piece can be asked by", () => {
+  it.each([
+    ["bytes=0-99", true],
+    ["bytes=100-", true],
+    ["bytes=-5", true],
+    ["bytes=0-1,5-6", false],
+    ["bytes=9-1", false],
+    ["items=0-1", false],
+    [null, false],
+  ])("%s", (value, expected) => {
+    expect(isSingleRange(value)).toBe(expected);
+  });
+});
+
+describe("missingRange and joinSpans (RFC 9111 3.4)", () => {
+  const bytes = (from: number, to: number) =>
+    Uint8Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  const span = (start: number, end: number) => ({
+    span: { start, end, size: 10 },
+    body: bytes(start, end),
+  });
+
+  it("asks for the tail of a head, the head of a tail, and nothing one Range can say for a middle", () => {
+    expect(missingRange({ start: 0, end: 3, size: 10 })).toBe("bytes=4-");
+    expect(missingRange({ start: 6, end: 9, size: 10 })).toBe("bytes=0-5");
+    expect(missingRange({ start: 2, end: 5, size: 10 })).toBeUndefined();
+  });
+
+  it("joins two spans that cover the whole, overlapping or adjoining, in either order", () => {
+    expect(joinSpans(span(0, 3), span(4, 9))).toEqual(bytes(0, 9));
+    expect(joinSpans(span(5, 9), span(0, 6))).toEqual(bytes(0, 9));
+  });
+
+  it("refuses a gap, another length, or a body that is not its span's length", () => {
+    expect(joinSpans(span(0, 3), span(5, 9))).toBeUndefined();
+    expect(
+      joinSpans(span(0, 3), { span: { start: 4, end: 9, size: 11 }, body: bytes(4, 9) }),
+    ).toBeUndefined();
+    expect(
+      joinSpans(span(0, 3), { span: { start: 4, end: 9, size: 10 }, body: bytes(4, 8) }),
+    ).toBeUndefined();
   });
 });

@@ -1,6 +1,6 @@
 import type { CacheEntry } from "../../core/entry.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import { ifRangeHolds, selectRange } from "../../core/range.ts";
+import { type ByteSpan, ifRangeHolds, type RangeAnswer, selectRange } from "../../core/range.ts";
 import { errorBody } from "../errors.ts";
 import {
   type CacheOutcome,
@@ -9,6 +9,7 @@ import {
   type Forward,
   replyResponse,
 } from "../http.ts";
+import { fromPiece, pieceOf } from "./partial.ts";
 import { COMPONENT } from "./routes.ts";
 import type { Ctx, Loaded } from "./types.ts";
 
@@ -29,6 +30,10 @@ export function reply(ctx: Ctx, entry: CacheEntry, outcome: CacheOutcome, now: n
   if (ctx.method === "GET" && r.status === 200 && r.body && ctx.headers.has("range")) {
     ranged(r, ctx.headers, entry);
   }
+  const piece = r.status === 206 ? pieceOf(entry) : undefined;
+  // A stored piece (RFC 9111 3.3): only a request it answers gets here (see `answers`).
+  const answer = piece && fromPiece(piece, entry, ctx.method, ctx.headers);
+  if (piece && answer) part(r, answer, piece);
   return replyResponse(r);
 }
 
@@ -38,20 +43,28 @@ export function reply(ctx: Ctx, entry: CacheEntry, outcome: CacheOutcome, now: n
  * still names the stored representation.
  */
 function ranged(r: EntryReply, headers: Headers, entry: CacheEntry): void {
-  const body = r.body!;
+  const size = r.body!.byteLength;
   if (!ifRangeHolds(headers.get("if-range"), entry.etag, entry.headers["last-modified"])) return;
-  const answer = selectRange(headers.get("range"), body.byteLength);
-  if (answer.kind === "whole") return;
+  const answer = selectRange(headers.get("range"), size);
+  if (answer.kind !== "whole") part(r, answer, { start: 0, end: size - 1, size });
+}
+
+/** The reply made a 206 of the bytes `answer` names, or a 416; `r.body` holds `held`. */
+function part(
+  r: EntryReply,
+  answer: Exclude<RangeAnswer, { kind: "whole" }>,
+  held: ByteSpan,
+): void {
   r.headers["accept-ranges"] = "bytes";
   if (answer.kind === "unsatisfiable") {
     r.status = 416;
-    r.headers["content-range"] = `bytes */${body.byteLength}`;
+    r.headers["content-range"] = `bytes */${held.size}`;
     r.body = new Uint8Array();
     return;
   }
   r.status = 206;
-  r.headers["content-range"] = `bytes ${answer.start}-${answer.end}/${body.byteLength}`;
-  r.body = body.subarray(answer.start, answer.end + 1);
+  r.headers["content-range"] = `bytes ${answer.start}-${answer.end}/${held.size}`;
+  r.body = r.body!.subarray(answer.start - held.start, answer.end - held.start + 1);
 }
 
 export function missOutcome(loaded: Loaded & { kind: "entry" }, fwd: Forward): CacheOutcome {

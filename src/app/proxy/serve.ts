@@ -6,6 +6,7 @@ import type { Forward } from "../http.ts";
 import { decide, selectVariant } from "./decide.ts";
 import { clientHeaders } from "./headers.ts";
 import { type LoadEnv, load } from "./load.ts";
+import { answers } from "./partial.ts";
 import { passThrough } from "./pass.ts";
 import { downReply, errorReply, missOutcome, reply } from "./replies.ts";
 import { baseKey, COMPONENT } from "./routes.ts";
@@ -34,7 +35,10 @@ export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
   if (selected.vary) ctx.varied = selected.vary;
   // What may be served if the origin fails (stale-if-error, grace).
   let fallback: CacheEntry | undefined;
-  if (found) {
+  if (found && !answers(found, ctx.method, ctx.headers)) {
+    // RFC 9211 2.2: a stored piece holds less than this request asks for; it is completed.
+    fwd = "partial";
+  } else if (found) {
     const decision = decide(
       found,
       { directives: ctx.directives, authorization: ctx.headers.has("authorization") },
@@ -88,10 +92,26 @@ export async function cached(env: ServeEnv, ctx: Ctx): Promise<Response> {
     env.reportDown(loaded.error);
     return downReply(loaded.error, fwd);
   }
-  if (loaded.kind === "entry") return reply(ctx, loaded.entry, missOutcome(loaded, fwd), now());
-  if (own && ctx.method === "GET" && ctx.headers.has("range") && loaded.response.status === 200) {
-    // Not stored (too large, say: a video), so the origin answers the Range itself (RFC
-    // 9110 14.2); the shared request went without it, and its body is dropped unread.
+  if (loaded.kind === "entry") {
+    // A piece that does not hold what was asked is still the origin's answer when it was
+    // asked the client's own Range (it chose another, RFC 9110 14.2): sent as it came.
+    if (answers(loaded.entry, ctx.method, ctx.headers) || (own && loaded.clientRange)) {
+      return reply(ctx, loaded.entry, missOutcome(loaded, fwd), now());
+    }
+    // Else (an If-Range naming another representation, or a 206 nobody asked for) the
+    // origin answers this request as it is.
+    return passThrough(env, ctx, null, fwd, "partial");
+  }
+  if (
+    own &&
+    !loaded.clientRange &&
+    ctx.method === "GET" &&
+    ctx.headers.has("range") &&
+    loaded.response.status === 200
+  ) {
+    // Not stored (too large, say), and asked without the client's Range (several ranges,
+    // or to complete a piece), so the origin answers the Range itself (RFC 9110 14.2);
+    // this body is dropped unread.
     void loaded.response.body?.cancel().catch(() => {});
     return passThrough(env, ctx, null, fwd, loaded.detail);
   }
@@ -132,12 +152,17 @@ function coalesced(
   return { promise, leader: true };
 }
 
-/** A coalesced load's result, if this request may use it: stored, and its own variant. */
+/**
+ * A coalesced load's result, if this request may use it: stored, its own variant, and
+ * holding what it asks for.
+ */
 async function sharedResult(
   ctx: Ctx,
   shared: Loaded,
 ): Promise<(Loaded & { kind: "entry" }) | undefined> {
   if (shared.kind !== "entry" || !shared.stored) return undefined;
+  // Another request's piece, which may not hold this one's range.
+  if (!answers(shared.entry, ctx.method, ctx.headers)) return undefined;
   const vary = (shared.entry.meta as ResponseMeta).vary;
   if (!vary) return shared;
   const own =

@@ -49,7 +49,7 @@ export async function store(
   ctx: Ctx,
   since: LogPosition,
   s: StoreInit,
-): Promise<Loaded> {
+): Promise<Loaded & { kind: "entry" }> {
   const base = baseKey(ctx.target, ctx.host);
   const key = s.vary ? base + (await variantSuffixAsync(s.vary, (n) => ctx.headers.get(n))) : base;
   const keep = Math.max(s.fresh.swr, s.fresh.sie, s.fresh.validators ? REVALIDATE_KEEP_MS : 0);

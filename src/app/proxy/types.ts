@@ -59,9 +59,14 @@ export type Loaded =
       /** Why it was not stored (the cache's reason), when it was not. */
       unstored?: string;
       originStatus: number;
+      /** The origin was asked the client's own Range, so this is its answer (a piece). */
+      clientRange?: boolean;
     }
-  /** Streamed through, not stored: only the request that made it may read the body. */
-  | { kind: "pass"; response: Response; detail: string }
+  /**
+   * Streamed through, not stored: only the request that made it may read the body.
+   * `clientRange` as for an entry.
+   */
+  | { kind: "pass"; response: Response; detail: string; clientRange?: boolean }
   | { kind: "down"; error: unknown };
 
 /** RFC 5861 4: the origin statuses stale-if-error covers. */

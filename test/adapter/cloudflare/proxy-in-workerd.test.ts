@@ -1,4 +1,4 @@
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,10 +11,33 @@ let origin: Server;
 let originRequests = 0;
 let version = 1;
 let mf: Miniflare;
+/** The Range of each origin request for /video. */
+const videoRanges: (string | undefined)[] = [];
+const VIDEO = "0123456789";
+
+/** A 10-byte file with a strong ETag: one range asked for (206), else whole. */
+function video(range: string | undefined, res: ServerResponse): void {
+  const headers = { "cache-control": "max-age=600", etag: '"v1"', "content-type": "video/mp4" };
+  const m = /^bytes=(\d+)-(\d*)$/.exec(range ?? "");
+  if (!m) {
+    res.writeHead(200, headers);
+    res.end(VIDEO);
+    return;
+  }
+  const start = Number(m[1]);
+  const end = m[2] ? Number(m[2]) : VIDEO.length - 1;
+  res.writeHead(206, { ...headers, "content-range": `bytes ${start}-${end}/${VIDEO.length}` });
+  res.end(VIDEO.slice(start, end + 1));
+}
 
 beforeAll(async () => {
   origin = createServer((req, res) => {
     originRequests++;
+    if (req.url === "/video") {
+      videoRanges.push(req.headers.range);
+      video(req.headers.range, res);
+      return;
+    }
     if (req.method === "POST") version++;
     res.writeHead(200, { "content-type": "application/json", "cache-control": "max-age=600" });
     res.end(JSON.stringify({ path: req.url, version }));
@@ -53,7 +76,12 @@ async function send(
 ) {
   const worker = (await mf.getWorker(isolate)) as unknown as { fetch: typeof fetch };
   const res = await worker.fetch(`http://127.0.0.1:8787${path}`, { method, headers });
-  return { status: res.headers.get("cache-status") ?? "", body: await res.text() };
+  return {
+    status: res.headers.get("cache-status") ?? "",
+    code: res.status,
+    range: res.headers.get("content-range"),
+    body: await res.text(),
+  };
 }
 
 describe("proxy mode on Workers", () => {
@@ -62,6 +90,19 @@ describe("proxy mode on Workers", () => {
     expect((await send("p1", "/things/1")).status).toMatch(/^edgecache; hit/);
     expect((await send("p2", "/things/1")).status).toMatch(/^edgecache; hit/);
     expect(originRequests).toBe(1);
+  });
+
+  it("stores a 206 as a piece another isolate serves ranges from, and completes it", async () => {
+    const first = await send("p1", "/video", "GET", { range: "bytes=0-4" });
+    expect([first.code, first.range, first.body]).toEqual([206, "bytes 0-4/10", "01234"]);
+    // The piece came through the shared tier's codec (KV, the Cache API) whole.
+    const inside = await send("p2", "/video", "GET", { range: "bytes=1-3" });
+    expect([inside.code, inside.range, inside.body]).toEqual([206, "bytes 1-3/10", "123"]);
+    expect(inside.status).toMatch(/^edgecache; hit/);
+    const whole = await send("p2", "/video");
+    expect([whole.code, whole.body]).toEqual([200, VIDEO]);
+    expect(whole.status).toMatch(/^edgecache; fwd=partial; stored/);
+    expect(videoRanges).toEqual(["bytes=0-4", "bytes=5-"]);
   });
 
   it("a POST through one isolate invalidates the URL in the other's memory too", async () => {

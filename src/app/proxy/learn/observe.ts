@@ -391,7 +391,8 @@ export async function observeWrite(
   const found: string[] = [];
   for (const target of sample) {
     const entry = await deps.cache.getEntry(baseKey(target, ctx.host), { count: false });
-    if (!entry || entry.createdAt > sentAt) continue;
+    // A stored piece (a 206) cannot be compared with the origin's whole answer.
+    if (!entry || entry.createdAt > sentAt || entry.status === 206) continue;
     const changed = await changedAtOrigin(env, deps, ctx, target, entry);
     if (changed === undefined) continue; // The origin is down: no evidence either way.
     env.learner.observe(write, target, changed, deps.now(), copies);
@@ -536,6 +537,8 @@ function listIn(body: unknown): Rows | undefined {
 const TEXTS = new WeakMap<Entry, string>();
 
 function textOf(entry: Entry): string | undefined {
+  // A stored piece (a 206) is not the document.
+  if (entry.status === 206) return undefined;
   if (entry.headers["content-encoding"] || !isJson(entry.headers["content-type"])) return undefined;
   if (entry.body.byteLength > MAX_ANSWER_BYTES) return undefined;
   let text = TEXTS.get(entry);
