@@ -9,7 +9,6 @@ import type { ChangeLog } from "../log/contract.ts";
 import {
   registrationOf,
   resultRows,
-  type SqlColumnKind,
   type SqlShape,
   type SqlTable,
   sqlShape,
