@@ -192,12 +192,12 @@ function redisUrl(setting: RedisSetting): string {
   return url.href;
 }
 
+/**
+ * The port, from a value already checked where it was given: --port by checkFlags, PORT by
+ * envVar, the config's port by loadConfig; each error names its own.
+ */
 function portOf(value: string | number): number {
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new EdgecacheError("E_BAD_OPTION", "cli", `--port: expected 0 to 65535, got ${value}`);
-  }
-  return port;
+  return Number(value);
 }
 
 function numberOf(flag: string, value: string): number {
