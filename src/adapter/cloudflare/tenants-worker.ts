@@ -37,7 +37,7 @@ import { Background } from "./background.ts";
 import { workerProxy } from "./proxy-worker.ts";
 import { TenantRegistry } from "./tenant-registry.ts";
 import { callTenants, type TenantTable } from "./tenants-object.ts";
-import { adminTokenVariable, workerSettings } from "./variables.ts";
+import { adminTokenVariable, EDGE_CACHE_OPTION_NAMES, workerSettings } from "./variables.ts";
 import {
   adminAccess,
   type EdgeCacheOptions,
@@ -91,18 +91,8 @@ const C = "tenants";
 
 /** The options EdgecacheTenantsWorkerOptions names (checkOptionNames refuses any other). */
 const OPTIONS: OptionNames<EdgecacheTenantsWorkerOptions> = {
-  caching: true,
-  kv: true,
-  leaseMs: true,
-  logLevel: true,
-  logName: true,
-  memoryBytes: true,
-  mode: true,
-  region: true,
-  staleWhileRevalidate: true,
+  ...EDGE_CACHE_OPTION_NAMES,
   tenantsLeaseMs: true,
-  tierShards: true,
-  ttl: true,
 };
 
 /** One tenant's app in this isolate: its cache, its change log, its data API or proxy. */

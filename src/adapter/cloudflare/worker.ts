@@ -32,6 +32,7 @@ import {
   allowedHostsVariable,
   DEFAULT_TTL_SECONDS,
   describeSettings,
+  EDGE_CACHE_OPTION_NAMES,
   type EdgeCacheOptions,
   type LogEnv,
   type WorkerSettings,
@@ -122,20 +123,10 @@ const C = "worker";
 
 /** The options EdgecacheWorkerOptions names (checkOptionNames refuses any other). */
 const OPTIONS: OptionNames<EdgecacheWorkerOptions> = {
-  caching: true,
-  kv: true,
-  leaseMs: true,
-  logLevel: true,
-  logName: true,
-  memoryBytes: true,
-  mode: true,
+  ...EDGE_CACHE_OPTION_NAMES,
   prepare: true,
   readReplicas: true,
-  region: true,
   routes: true,
-  staleWhileRevalidate: true,
-  tierShards: true,
-  ttl: true,
   views: true,
   warm: true,
 };
