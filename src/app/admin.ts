@@ -406,7 +406,7 @@ export function createAdminApi(options: AdminOptions): Hono {
         if (u.fetchedAt !== undefined) lastRunAt = Math.max(lastRunAt ?? 0, u.fetchedAt);
       return c.json({
         ...summarize(urls),
-        ...(keeper !== undefined && { keeper }),
+        ...(keeper !== undefined && { keeper, node: cache.log.node ?? null }),
         lastRunAt,
         urls: state === undefined ? urls : urls.filter((u) => u.state === state),
       });

@@ -128,6 +128,11 @@ export interface LogFollower {
 export interface ChangeLog {
   readonly name: string;
   /**
+   * This node's name among the nodes that share the log (the Redis log's, a Worker isolate's),
+   * shown in its stats and health and as a manifest's keeper; undefined for a log of one node.
+   */
+  readonly node?: string;
+  /**
    * Whether other processes follow this log and read the source. Then a response this node
    * cached may already show writes whose records it has not applied (another node
    * committed them just before the load), so a patch may not infer a row's place from its

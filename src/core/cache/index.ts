@@ -942,6 +942,7 @@ export class Cache {
       },
       log: {
         name: this.#e.log.name,
+        ...(this.#e.log.node !== undefined && { node: this.#e.log.node }),
         seq: this.#e.fence.position.seq,
         lease: this.#e.log.trusted(),
         failures: this.#e.log.failures,
