@@ -10,7 +10,11 @@ import type { WriteEvent } from "../core/deps/planner.ts";
 
 /** One thing the log orders: a row change, or a manual invalidation. */
 export type ChangeOp =
-  | { event: WriteEvent }
+  /**
+   * `captured`: a write made around edgecache, read from a change table by the node that
+   * leads capture; every node counts it in its capture stats as it applies the record.
+   */
+  | { event: WriteEvent; captured?: true }
   | { keys: readonly string[] }
   | { prefix: string }
   | { tags: readonly string[] }

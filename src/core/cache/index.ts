@@ -756,10 +756,25 @@ export class Cache {
    * an affected entry has removed it (or patched it, see `setWriteHooks`), so the write can
    * be acknowledged after this.
    */
-  async applyWrite(events: WriteEvent | readonly WriteEvent[]): Promise<AppliedWrite> {
+  async applyWrite(
+    events: WriteEvent | readonly WriteEvent[],
+    /** `captured`: writes change capture read (see `capturedApplied`). */
+    options: { captured?: true } = {},
+  ): Promise<AppliedWrite> {
     const list: readonly WriteEvent[] = Array.isArray(events) ? events : [events as WriteEvent];
-    const { keys, fallback, patched } = await this.#appendWrite(list.map((event) => ({ event })));
+    const { captured } = options;
+    const { keys, fallback, patched } = await this.#appendWrite(
+      list.map((event) => (captured ? { event, captured } : { event })),
+    );
     return { keys, fallback, patched };
+  }
+
+  /**
+   * The captured writes (`applyWrite(events, { captured: true })`) this node has applied
+   * from its log, whichever node read them from the change table.
+   */
+  capturedApplied(): number {
+    return this.#e.applier.captured;
   }
 
   /**
