@@ -76,7 +76,23 @@ export interface AdminOptions {
    * each is followed and why not finer (the dashboard's "Query shapes").
    */
   queryCaches?: Readonly<Record<string, QueryCacheView>>;
+  /**
+   * A data API that follows change capture: `capture` in `/stats`, the captured changes this
+   * node (or isolate) has applied, whichever node or drain read them from the change table.
+   */
+  capture?: () => CaptureView;
   now?: () => number;
+}
+
+/** Change capture as one node follows it (`capture` in `/stats`). */
+export interface CaptureView {
+  applied: number;
+  /** From the database's record of a change to applied, ms (of the changes it read). */
+  lagP50?: number;
+  lagP99?: number;
+  /** Node: whether capture is installed, and whether this node reads the change table. */
+  installed?: boolean;
+  leading?: boolean;
 }
 
 /** A manifest's state, wherever it is kept. */
@@ -100,6 +116,7 @@ const OPTIONS: OptionNames<AdminOptions> = {
   allowedHosts: true,
   cache: true,
   cacheFile: true,
+  capture: true,
   health: true,
   manifest: true,
   metrics: true,
@@ -222,6 +239,7 @@ export function createAdminApi(options: AdminOptions): Hono {
           ...(learn && { learn: { ...learn.stats } }),
           ...(manifest && { manifest: await manifestProgress() }),
           ...(cacheFile && { cacheFile }),
+          ...(options.capture && { capture: options.capture() }),
           ...(queryCaches && { queryCaches: Object.keys(queryCaches) }),
         }),
   );

@@ -341,7 +341,7 @@ describe("change capture with two nodes on Redis over one SQLite file", () => {
       prefix: `test:${randomId()}:`,
       leaseMs: 2000,
     };
-    const options = { cwd: dir, demo: { users: 30, orders: 90 }, redis };
+    const options = { cwd: dir, demo: { users: 30, orders: 90 }, redis, adminToken: "t" };
     const nodes = [
       await createNodeEdgecache({ ...options, cacheFile: join(dir, "a.cache.db") }),
       await createNodeEdgecache({ ...options, cacheFile: join(dir, "b.cache.db") }),
@@ -375,6 +375,18 @@ describe("change capture with two nodes on Redis over one SQLite file", () => {
       // it, the node that does not lead capture included.
       await until(() => nodes.every((n) => (n.capture?.stats().applied ?? 0) > 0));
       expect(nodes.map((n) => n.capture?.stats().applied)).toEqual([1, 1]);
+      // As /_edgecache/stats says, with which node reads the change table.
+      const blocks = await Promise.all(
+        nodes.map(
+          async (n) =>
+            (
+              (await (
+                await n.app.request("/_edgecache/stats", { headers: { authorization: "Bearer t" } })
+              ).json()) as { capture: unknown }
+            ).capture,
+        ),
+      );
+      for (const block of blocks) expect(block).toMatchObject({ installed: true, applied: 1 });
     } finally {
       for (const node of nodes) await node.close();
       await database.close();

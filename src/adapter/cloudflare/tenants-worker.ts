@@ -40,6 +40,7 @@ import { callTenants, type TenantTable } from "./tenants-object.ts";
 import { adminTokenVariable, EDGE_CACHE_OPTION_NAMES, workerSettings } from "./variables.ts";
 import {
   adminAccess,
+  capturedBy,
   type EdgeCacheOptions,
   type ExecutionContextLike,
   edgeCache,
@@ -371,7 +372,9 @@ async function openTenant(
     // One write at a time, as in worker.ts (WriteChain).
     const api = await createDataApi({ source, cache, groupWrites: 1 });
     const health = { source: sourceCheck(source, api.schema) };
-    return { app: edgecacheApp(api.app, { ...admin, health }), log, logger, adminToken };
+    // Its log drains its own D1 (tenantCache): the changes it applied, per tenant.
+    const app = edgecacheApp(api.app, { ...admin, health, capture: capturedBy(log) });
+    return { app, log, logger, adminToken };
   }
   const proxy = workerProxy(
     cache,

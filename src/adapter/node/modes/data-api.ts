@@ -306,6 +306,13 @@ async function open(
     token: options.adminToken,
     metrics,
     cacheFile: file.status,
+    ...(follower && {
+      capture: () => ({
+        installed: follower.installed,
+        leading: follower.leading,
+        ...follower.stats(),
+      }),
+    }),
     ...adminAccess(options),
   });
   const server = modeServer(app, logger, {
