@@ -26,6 +26,7 @@ import {
   type UrlReport,
 } from "./proxy/manifest/keeper.ts";
 import { targetProblem } from "./proxy/manifest/parse.ts";
+import { TAGS_UNCOUNTED } from "./proxy/purge.ts";
 import type { CachingProxy } from "./proxy.ts";
 import { type QueryCacheView, queryCachesOption, queryShapesHandler } from "./query-shapes.ts";
 
@@ -368,7 +369,8 @@ export function createAdminApi(options: AdminOptions): Hono {
           "body: expected one of tag, tags, url, urls or prefix",
         );
       }
-      return c.json({ purged: await proxy.purge({ tags, urls, prefix }) });
+      const purged = await proxy.purge({ tags, urls, prefix });
+      return c.json({ purged, ...(tags.length > 0 && { uncounted: TAGS_UNCOUNTED }) });
     });
 
     if (learn) {
