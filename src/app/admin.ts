@@ -26,6 +26,7 @@ import {
   type UrlReport,
 } from "./proxy/manifest/keeper.ts";
 import { targetProblem } from "./proxy/manifest/parse.ts";
+import { TAGS_UNCOUNTED } from "./proxy/purge.ts";
 import type { CachingProxy } from "./proxy.ts";
 import { type QueryCacheView, queryCachesOption, queryShapesHandler } from "./query-shapes.ts";
 
@@ -76,7 +77,23 @@ export interface AdminOptions {
    * each is followed and why not finer (the dashboard's "Query shapes").
    */
   queryCaches?: Readonly<Record<string, QueryCacheView>>;
+  /**
+   * A data API that follows change capture: `capture` in `/stats`, the captured changes this
+   * node (or isolate) has applied, whichever node or drain read them from the change table.
+   */
+  capture?: () => CaptureView;
   now?: () => number;
+}
+
+/** Change capture as one node follows it (`capture` in `/stats`). */
+export interface CaptureView {
+  applied: number;
+  /** From the database's record of a change to applied, ms (of the changes it read). */
+  lagP50?: number;
+  lagP99?: number;
+  /** Node: whether capture is installed, and whether this node reads the change table. */
+  installed?: boolean;
+  leading?: boolean;
 }
 
 /** A manifest's state, wherever it is kept. */
@@ -100,6 +117,7 @@ const OPTIONS: OptionNames<AdminOptions> = {
   allowedHosts: true,
   cache: true,
   cacheFile: true,
+  capture: true,
   health: true,
   manifest: true,
   metrics: true,
@@ -222,6 +240,7 @@ export function createAdminApi(options: AdminOptions): Hono {
           ...(learn && { learn: { ...learn.stats } }),
           ...(manifest && { manifest: await manifestProgress() }),
           ...(cacheFile && { cacheFile }),
+          ...(options.capture && { capture: options.capture() }),
           ...(queryCaches && { queryCaches: Object.keys(queryCaches) }),
         }),
   );
@@ -350,7 +369,8 @@ export function createAdminApi(options: AdminOptions): Hono {
           "body: expected one of tag, tags, url, urls or prefix",
         );
       }
-      return c.json({ purged: await proxy.purge({ tags, urls, prefix }) });
+      const purged = await proxy.purge({ tags, urls, prefix });
+      return c.json({ purged, ...(tags.length > 0 && { uncounted: TAGS_UNCOUNTED }) });
     });
 
     if (learn) {
@@ -406,7 +426,7 @@ export function createAdminApi(options: AdminOptions): Hono {
         if (u.fetchedAt !== undefined) lastRunAt = Math.max(lastRunAt ?? 0, u.fetchedAt);
       return c.json({
         ...summarize(urls),
-        ...(keeper !== undefined && { keeper }),
+        ...(keeper !== undefined && { keeper, node: cache.log.node ?? null }),
         lastRunAt,
         urls: state === undefined ? urls : urls.filter((u) => u.state === state),
       });

@@ -50,7 +50,11 @@ export function cacheChecks(cache: Cache): HealthChecks {
         .map((t) => t.name);
       return degraded.length === 0 ? { ok: true } : { ok: true, state: "degraded", degraded };
     },
-    log: () => ({ ok: cache.trusted, name: cache.log.name }),
+    log: () => ({
+      ok: cache.trusted,
+      name: cache.log.name,
+      ...(cache.log.node !== undefined && { node: cache.log.node }),
+    }),
   };
 }
 

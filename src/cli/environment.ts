@@ -1,25 +1,37 @@
 import { closest } from "../core/closest.ts";
+import { usageError } from "./failure.ts";
+import { checkValue, type ValueType } from "./flags.ts";
 
 /**
  * Every environment variable edgecache's command line and Node servers read, in one place
  * (docs/reference/options.md lists the same, a test keeps them together). Read them with
- * `envVar`, so that a variable read somewhere is a variable listed here.
+ * `envVar`, so that a variable read somewhere is a variable listed here. `value` is the
+ * kind of value it takes, checked when it is read (flags.ts's VALUE_TYPES, as for flags).
  */
 export const ENVIRONMENT = {
-  PORT: { for: "serve, proxy: the port", flag: "--port" },
-  DATABASE_URL: { for: "serve, capture: the database", flag: "--db" },
-  REDIS_URL: { for: "serve, proxy: the Redis nodes share", flag: "--redis" },
+  PORT: { for: "serve, proxy: the port", flag: "--port", value: "port" },
+  DATABASE_URL: { for: "serve, capture: the database", flag: "--db", value: "database" },
+  REDIS_URL: { for: "serve, proxy: the Redis nodes share", flag: "--redis", value: "redis" },
   EDGECACHE_ADMIN_TOKEN: {
     for: "serve, proxy: the token the admin API requires; the commands send it",
     flag: "--token",
+    value: "token",
   },
-  EDGECACHE_LOG_LEVEL: { for: "serve, proxy: the JSON log's level", flag: "--log-level" },
-  EDGECACHE_STATE: { for: "serve, tenants: the tenants' state database", flag: "--state" },
-  EDGECACHE_URL: { for: "the node the commands talk to", flag: "--url" },
-  EDGECACHE_KEY: { for: "warm: a tenant's key", flag: "--key" },
+  EDGECACHE_LOG_LEVEL: {
+    for: "serve, proxy: the JSON log's level",
+    flag: "--log-level",
+    value: "level",
+  },
+  EDGECACHE_STATE: {
+    for: "serve, tenants: the tenants' state database",
+    flag: "--state",
+    value: "state",
+  },
+  EDGECACHE_URL: { for: "the node the commands talk to", flag: "--url", value: "url" },
+  EDGECACHE_KEY: { for: "warm: a tenant's key", flag: "--key", value: "token" },
   /** Set by npm for a script: a node it started stops when npm goes away. */
   npm_lifecycle_event: { for: "serve, proxy: started by npm" },
-} as const;
+} as const satisfies Record<string, { for: string; flag?: string; value?: ValueType }>;
 
 export type EnvVar = keyof typeof ENVIRONMENT;
 
@@ -43,10 +55,18 @@ const READ_ELSEWHERE: Record<string, string> = {
   EDGECACHE_HEAP_SNAPSHOT: "the benchmarks",
 };
 
-/** The variable's value; an empty one counts as unset, as an absent flag does. */
+/**
+ * The variable's value; an empty one counts as unset, as an absent flag does. A value of the
+ * wrong kind is refused naming the variable (`PORT: expected a port...`), as a flag's value
+ * is refused naming the flag: the error names what the user set.
+ */
 export function envVar(name: EnvVar): string | undefined {
   const value = process.env[name];
-  return value === "" ? undefined : value;
+  if (value === undefined || value === "") return undefined;
+  const kind: ValueType | undefined = (ENVIRONMENT[name] as { value?: ValueType }).value;
+  const problem = kind && checkValue(kind, value);
+  if (problem) throw usageError(`${name}: ${problem}`);
+  return value;
 }
 
 /**

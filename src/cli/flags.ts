@@ -1,14 +1,25 @@
+import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import type { ArgsDef } from "citty";
 import { LOG_LEVELS } from "../adapter/node/log.ts";
 import { closest } from "../core/closest.ts";
+import { isPostgresUrl, sqliteFileProblem } from "../sources/index.ts";
 import { usageError } from "./failure.ts";
 
+interface ValueCheck {
+  expected: string;
+  ok(value: string): boolean;
+  /** Not shown in the error (a secret). */
+  hidden?: true;
+}
+
 /**
- * The values a flag's `valueHint` promises, checked before a command runs: citty hands
- * every value over as a string, so `--port abc` would otherwise reach the server as NaN.
- * A hint not listed here (path, url, tag...) takes any string.
+ * The values a flag's `valueHint` (or an environment variable's `value`, environment.ts)
+ * promises, checked before a command runs: citty hands every value over as a string, so
+ * `--port abc` would otherwise reach the server as NaN. A hint not listed here (path, tag...)
+ * takes any string.
  */
-export const VALUE_TYPES: Record<string, { expected: string; ok(value: string): boolean }> = {
+export const VALUE_TYPES = {
   port: { expected: "a port, 0 to 65535", ok: (v) => isInteger(v) && Number(v) <= 65_535 },
   seconds: { expected: "seconds, a number >= 0", ok: (v) => v.trim() !== "" && Number(v) >= 0 },
   n: { expected: "a whole number", ok: isInteger },
@@ -21,7 +32,50 @@ export const VALUE_TYPES: Record<string, { expected: string; ok(value: string): 
     expected: `one of ${LOG_LEVELS.join(", ")}`,
     ok: (v) => LOG_LEVELS.includes(v as never),
   },
-};
+  url: {
+    expected: "an http(s) URL such as http://127.0.0.1:8787",
+    ok: (v) => /^https?:$/.test(urlOf(v)?.protocol ?? ""),
+  },
+  redis: {
+    expected: "a redis:// or rediss:// URL such as redis://127.0.0.1:6379",
+    ok: (v) => /^rediss?:$/.test(urlOf(v)?.protocol ?? ""),
+  },
+  // A bearer token holds no space (RFC 6750 2.1): one with a space could never be sent.
+  token: { expected: "a token without spaces", ok: (v) => /^\S+$/.test(v), hidden: true },
+  database: {
+    expected:
+      "a SQLite file (an existing one, or a new one in an existing directory) or a postgres:// URL",
+    ok: (v) => isPostgresUrl(v) || sqliteFileOk(v),
+  },
+  state: {
+    expected:
+      "a SQLite file (an existing one, or a new one in an existing directory), or a postgres:// or redis:// URL",
+    ok: (v) => isPostgresUrl(v) || /^rediss?:\/\//i.test(v) || sqliteFileOk(v),
+  },
+} satisfies Record<string, ValueCheck>;
+
+export type ValueType = keyof typeof VALUE_TYPES;
+
+/** What is wrong with `value` as a `kind` ("expected ..., got ..."), or undefined. */
+export function checkValue(kind: ValueType, value: string): string | undefined {
+  const type: ValueCheck = VALUE_TYPES[kind];
+  if (type.ok(value)) return undefined;
+  return `expected ${type.expected}, got ${type.hidden ? "(hidden)" : JSON.stringify(value)}`;
+}
+
+function urlOf(value: string): URL | undefined {
+  try {
+    return new URL(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/** An existing SQLite file, or a path where one can be made. */
+function sqliteFileOk(path: string): boolean {
+  if (!existsSync(path)) return existsSync(dirname(resolve(path)));
+  return sqliteFileProblem(path) === undefined;
+}
 
 function isInteger(value: string): boolean {
   return /^\d+$/.test(value.trim());
@@ -93,10 +147,9 @@ export function checkFlags(rawArgs: string[], args: ArgsDef, leaf = true): void 
       value = next;
       i++;
     }
-    const type = "valueHint" in def && def.valueHint ? VALUE_TYPES[def.valueHint] : undefined;
-    if (type && !type.ok(value)) {
-      throw usageError(`${flag}: expected ${type.expected}, got ${JSON.stringify(value)}`);
-    }
+    const hint = "valueHint" in def ? def.valueHint : undefined;
+    const problem = hint && hint in VALUE_TYPES && checkValue(hint as ValueType, value);
+    if (problem) throw usageError(`${flag}: ${problem}`);
     if (def.type === "enum" && def.options && !def.options.includes(value)) {
       throw usageError(
         `${flag}: expected one of ${def.options.join(", ")}, got ${JSON.stringify(value)}`,

@@ -110,7 +110,7 @@ const serve = defineCommand({
       console.log(`data API:  ${url}/v1/{${resources.join(",")}}`);
       console.log(`try:       curl '${url}/v1/users?firstName=Lane&limit=5'`);
       console.log(`admin API: ${url}/_edgecache/stats`);
-      if (redis) console.log(`shared:    change log and lease on ${redisUrl(redis)}`);
+      if (redis) console.log(sharedLine(redis, edgecache.cache));
       stopOnSignals(edgecache);
     }),
 });
@@ -169,7 +169,7 @@ const proxy = defineCommand({
       console.log(`proxy:     ${url}/`);
       console.log(`admin API: ${url}/_edgecache/stats`);
       console.log(`cache:     memory${file === false ? " only" : ` + ${file}`}`);
-      if (redis) console.log(`shared:    change log and lease on ${redisUrl(redis)}`);
+      if (redis) console.log(sharedLine(redis, node.cache));
       if (args.learn || config?.learn) console.log(`learning:  ${url}/_edgecache/rules`);
       if (node.manifest) {
         const { total } = node.manifest.summary();
@@ -185,6 +185,12 @@ function cacheFileFlag(value: unknown): string | false | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 
+/** The shared log's line, with this node's name in it (what a manifest's keeper shows). */
+function sharedLine(redis: RedisSetting, cache: { log: { node?: string } }): string {
+  const name = cache.log.node === undefined ? "" : ` as node ${cache.log.node}`;
+  return `shared:    change log and lease on ${redisUrl(redis)}${name}`;
+}
+
 /** The URL to show: without a password. */
 function redisUrl(setting: RedisSetting): string {
   const url = new URL(typeof setting === "string" ? setting : setting.url);
@@ -192,12 +198,12 @@ function redisUrl(setting: RedisSetting): string {
   return url.href;
 }
 
+/**
+ * The port, from a value already checked where it was given: --port by checkFlags, PORT by
+ * envVar, the config's port by loadConfig; each error names its own.
+ */
 function portOf(value: string | number): number {
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new EdgecacheError("E_BAD_OPTION", "cli", `--port: expected 0 to 65535, got ${value}`);
-  }
-  return port;
+  return Number(value);
 }
 
 function numberOf(flag: string, value: string): number {

@@ -147,7 +147,12 @@ export interface CaptureFollower {
    * record is in the log, though its row may still wait to be deleted.
    */
   applied?(change: { seq: number; at: number }): boolean;
-  /** Changes applied so far, and their lag from the database's record to applied, ms. */
+  /**
+   * Captured changes this node has applied so far, whichever node read them from the change
+   * table (the leader's records reach the others through a shared log): the node's count,
+   * not this follower's. The lag, from the database's record to applied, ms, is of the
+   * changes this node read.
+   */
   stats(): { applied: number; lagP50: number | undefined; lagP99: number | undefined };
   close(): Promise<void>;
 }
@@ -176,7 +181,6 @@ export function followCapture(
 ): CaptureFollower {
   let stopped = false;
   let leading = false;
-  let applied = 0;
   // sync(): reads started so far, and the callers waiting for a read numbered at least theirs
   // to find the table drained.
   let reads = 0;
@@ -267,7 +271,10 @@ export function followCapture(
   const apply = async (changes: readonly CapturedChange[]): Promise<CapturedChange[]> => {
     const fresh = changes.filter((c) => !done.has(id(c)));
     if (fresh.length === 0) return fresh;
-    await cache.applyWrite(fresh.map((c) => c.event));
+    await cache.applyWrite(
+      fresh.map((c) => c.event),
+      { captured: true },
+    );
     const now = Date.now();
     for (const change of fresh) {
       lags.push(Math.max(0, now - change.at));
@@ -278,7 +285,6 @@ export function followCapture(
       if (done.size <= APPLIED_MEMORY) break;
       done.delete(old);
     }
-    applied += fresh.length;
     return fresh;
   };
   // One apply at a time, so that a change both carried and read is never applied twice
@@ -365,7 +371,7 @@ export function followCapture(
         sorted.length === 0
           ? undefined
           : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-      return { applied, lagP50: at(0.5), lagP99: at(0.99) };
+      return { applied: cache.capturedApplied(), lagP50: at(0.5), lagP99: at(0.99) };
     },
     async close() {
       stopped = true;

@@ -95,9 +95,10 @@ export interface CacheStats {
   notFound: { entries: number; maxEntries: number; evictions: number };
   /**
    * The change log: its kind, this node's position, whether it may serve from cache, and
-   * failed requests to the log's server.
+   * failed requests to the log's server; `node`: this node's name in a shared log (what a
+   * manifest's `keeper` names).
    */
-  log: { name: string; seq: number; lease: boolean; failures: number };
+  log: { name: string; node?: string; seq: number; lease: boolean; failures: number };
   sourceLatencyMs: { count: number; mean: number; p50: number; p95: number; p99: number };
   tiers: TierStats[];
   /**

@@ -10,7 +10,11 @@ import type { WriteEvent } from "../core/deps/planner.ts";
 
 /** One thing the log orders: a row change, or a manual invalidation. */
 export type ChangeOp =
-  | { event: WriteEvent }
+  /**
+   * `captured`: a write made around edgecache, read from a change table by the node that
+   * leads capture; every node counts it in its capture stats as it applies the record.
+   */
+  | { event: WriteEvent; captured?: true }
   | { keys: readonly string[] }
   | { prefix: string }
   | { tags: readonly string[] }
@@ -127,6 +131,11 @@ export interface LogFollower {
  */
 export interface ChangeLog {
   readonly name: string;
+  /**
+   * This node's name among the nodes that share the log (the Redis log's, a Worker isolate's),
+   * shown in its stats and health and as a manifest's keeper; undefined for a log of one node.
+   */
+  readonly node?: string;
   /**
    * Whether other processes follow this log and read the source. Then a response this node
    * cached may already show writes whose records it has not applied (another node

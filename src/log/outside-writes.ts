@@ -24,6 +24,7 @@ export function withOutsideWrites(log: ChangeLog, outside: OutsideWrites): Chang
     get name() {
       return log.name;
     },
+    ...(log.node !== undefined && { node: log.node }),
     get shared() {
       return log.shared || outside.active();
     },

@@ -245,7 +245,9 @@ export class QueryCapture {
     let lagP99: number | undefined;
     for (const { follower, tables: own } of this.#followers.values()) {
       const s = follower.stats();
-      applied += s.applied;
+      // Each follower counts what this node applied (its log's records), not what it read:
+      // the same count, not to be added up.
+      applied = Math.max(applied, s.applied);
       if (s.lagP50 !== undefined) lagP50 = Math.max(lagP50 ?? 0, s.lagP50);
       if (s.lagP99 !== undefined) lagP99 = Math.max(lagP99 ?? 0, s.lagP99);
       if (!this.#closed && follower.installed && follower.leading) tables.push(...own);

@@ -36,7 +36,9 @@ server.describe("health with a Redis change log", () => {
     });
     cleanups.push(() => ec.close());
     await until(async () => (await health(ec)).status === 200);
-    expect((await health(ec)).body.checks.log).toEqual({ ok: true, name: "redis" });
+    const node = ec.cache.log.node;
+    expect(node).toEqual(expect.any(String));
+    expect((await health(ec)).body.checks.log).toEqual({ ok: true, name: "redis", node });
 
     redis.pause();
     cleanups.push(() => redis.resume()); // before the node closes, which waits on Redis
@@ -45,7 +47,7 @@ server.describe("health with a Redis change log", () => {
     const down = await health(ec);
     expect(down.status).toBe(503);
     expect(down.body.status).toBe("fail");
-    expect(down.body.checks.log).toEqual({ ok: false, name: "redis" });
+    expect(down.body.checks.log).toEqual({ ok: false, name: "redis", node });
     expect(down.body.checks.tiers.ok).toBe(false); // its Redis tier
     expect(down.body.checks.source).toEqual({ ok: true });
 

@@ -69,17 +69,20 @@ pg.describe("postgres.js capture: one row's changes applied in commit order", ()
       (d) => d.select().from(t).where(eq(t.id, 0)),
       (cache) => {
         const applyWrite = cache.engine.applyWrite.bind(cache.engine);
-        cache.engine.applyWrite = ((written: WriteEvent | WriteEvent[]) => {
+        cache.engine.applyWrite = ((
+          written: WriteEvent | WriteEvent[],
+          options?: Parameters<typeof applyWrite>[1],
+        ) => {
           const events = Array.isArray(written) ? written : [written];
           const t1 = events.some((e) => e.new?.id === R && e.new?.a === 0);
           if (t1 && holdT1 > 0) {
             return new Promise((r) => setTimeout(r, holdT1)).then(() => {
               applied.push(events);
-              return applyWrite(written);
+              return applyWrite(written, options);
             }) as ReturnType<typeof applyWrite>;
           }
           applied.push(events);
-          return applyWrite(written);
+          return applyWrite(written, options);
         }) as typeof cache.engine.applyWrite;
       },
     );

@@ -37,9 +37,10 @@ import { Background } from "./background.ts";
 import { workerProxy } from "./proxy-worker.ts";
 import { TenantRegistry } from "./tenant-registry.ts";
 import { callTenants, type TenantTable } from "./tenants-object.ts";
-import { adminTokenVariable, workerSettings } from "./variables.ts";
+import { adminTokenVariable, EDGE_CACHE_OPTION_NAMES, workerSettings } from "./variables.ts";
 import {
   adminAccess,
+  capturedBy,
   type EdgeCacheOptions,
   type ExecutionContextLike,
   edgeCache,
@@ -91,18 +92,8 @@ const C = "tenants";
 
 /** The options EdgecacheTenantsWorkerOptions names (checkOptionNames refuses any other). */
 const OPTIONS: OptionNames<EdgecacheTenantsWorkerOptions> = {
-  caching: true,
-  kv: true,
-  leaseMs: true,
-  logLevel: true,
-  logName: true,
-  memoryBytes: true,
-  mode: true,
-  region: true,
-  staleWhileRevalidate: true,
+  ...EDGE_CACHE_OPTION_NAMES,
   tenantsLeaseMs: true,
-  tierShards: true,
-  ttl: true,
 };
 
 /** One tenant's app in this isolate: its cache, its change log, its data API or proxy. */
@@ -381,7 +372,9 @@ async function openTenant(
     // One write at a time, as in worker.ts (WriteChain).
     const api = await createDataApi({ source, cache, groupWrites: 1 });
     const health = { source: sourceCheck(source, api.schema) };
-    return { app: edgecacheApp(api.app, { ...admin, health }), log, logger, adminToken };
+    // Its log drains its own D1 (tenantCache): the changes it applied, per tenant.
+    const app = edgecacheApp(api.app, { ...admin, health, capture: capturedBy(log) });
+    return { app, log, logger, adminToken };
   }
   const proxy = workerProxy(
     cache,

@@ -1,5 +1,5 @@
 import { isHostName } from "../../app/access.ts";
-import { badOption, badVariable } from "../../core/errors.ts";
+import { badOption, badVariable, type OptionNames } from "../../core/errors.ts";
 import { DEFAULT_LOG_LEVEL, isLogLevel, LOG_LEVELS, type LogLevel } from "../../core/log-levels.ts";
 import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import {
@@ -96,6 +96,24 @@ export interface EdgeCacheOptions {
   /** The Durable Object's name: one log (and one order of changes) per name. */
   logName?: string;
 }
+
+/**
+ * EdgeCacheOptions' names, spread into each Worker's own list (checkOptionNames refuses any
+ * other): typed from the interface, so an option added there must be added here.
+ */
+export const EDGE_CACHE_OPTION_NAMES: OptionNames<EdgeCacheOptions> = {
+  caching: true,
+  kv: true,
+  leaseMs: true,
+  logLevel: true,
+  logName: true,
+  memoryBytes: true,
+  mode: true,
+  region: true,
+  staleWhileRevalidate: true,
+  tierShards: true,
+  ttl: true,
+};
 
 /**
  * An isolate has 128 MB for everything: the memory tier takes at most a quarter, leaving

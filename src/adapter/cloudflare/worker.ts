@@ -1,5 +1,5 @@
 import type { Context, ExecutionContext, Hono } from "hono";
-import type { AdminOptions } from "../../app/admin.ts";
+import type { AdminOptions, CaptureView } from "../../app/admin.ts";
 import { createDataApi, type DataApi } from "../../app/data-api.ts";
 import { type DataRoute, validateDataRoutes } from "../../app/data-routes.ts";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
@@ -32,6 +32,7 @@ import {
   allowedHostsVariable,
   DEFAULT_TTL_SECONDS,
   describeSettings,
+  EDGE_CACHE_OPTION_NAMES,
   type EdgeCacheOptions,
   type LogEnv,
   type WorkerSettings,
@@ -122,20 +123,10 @@ const C = "worker";
 
 /** The options EdgecacheWorkerOptions names (checkOptionNames refuses any other). */
 const OPTIONS: OptionNames<EdgecacheWorkerOptions> = {
-  caching: true,
-  kv: true,
-  leaseMs: true,
-  logLevel: true,
-  logName: true,
-  memoryBytes: true,
-  mode: true,
+  ...EDGE_CACHE_OPTION_NAMES,
   prepare: true,
   readReplicas: true,
-  region: true,
   routes: true,
-  staleWhileRevalidate: true,
-  tierShards: true,
-  ttl: true,
   views: true,
   warm: true,
 };
@@ -264,6 +255,7 @@ async function open<E extends EdgecacheEnv>(
   const app = edgecacheApp(api.app, {
     cache,
     health: { source: sourceCheck(source, api.schema) },
+    capture: capturedBy(log),
     ...adminAccess(env),
   });
   const counting = settings.caching && (options.warm?.hottest ?? DEFAULT_HOTTEST) > 0;
@@ -271,6 +263,14 @@ async function open<E extends EdgecacheEnv>(
     ? new HotKeysReporter(env.CHANGE_LOG, options.warm?.reportMs ?? REPORT_EVERY_MS)
     : undefined;
   return { app, cache, api, log, hotKeys, settings, logger };
+}
+
+/**
+ * `capture` in a data API's `/stats`: the captured changes this isolate applied from its log,
+ * whichever drain appended them (the log object's alarm, a write's, another isolate's).
+ */
+export function capturedBy(log: DurableChangeLog): () => CaptureView {
+  return () => ({ applied: log.capturedApplied() });
 }
 
 /** The isolate's logger at its level, which its background work reports to too. */

@@ -17,7 +17,7 @@ export interface ServerOption {
   /** The servers it applies to. */
   readonly in: readonly Mode[];
   /** The flag's value: checked before the command runs (src/cli/flags.ts's valueHints). */
-  readonly value?: "port" | "seconds" | "level" | "list" | "boolean" | "directives";
+  readonly value?: "port" | "seconds" | "level" | "list" | "boolean" | "directives" | "redis";
   /** One line: what it is. */
   readonly doc: string;
   /** What applies without it, as the docs say it; per server where they differ. */
@@ -181,6 +181,7 @@ export const SERVER_OPTIONS = [
     flag: "redis",
     env: "REDIS_URL",
     in: ["serve", "proxy"],
+    value: "redis",
     doc: "Redis shared by several nodes, e.g. redis://127.0.0.1:6379: a write through any node is seen by every node",
   },
   {

@@ -12,6 +12,14 @@ export interface PurgeRequest {
 }
 
 /**
+ * What a purge's count leaves out when it names tags, said in its reply (`uncounted`): the
+ * tiers index keys, not tags, so another node's copies under a tag are found by no lookup
+ * short of reading every entry. They are refused on read all the same (the purge's record).
+ */
+export const TAGS_UNCOUNTED =
+  "copies under the tags that other nodes stored and this node never read: no tier indexes tags, so they are not counted, but are refused on read all the same";
+
+/**
  * Removes entries by tag, URL or path prefix from every tier; resolves with how many
  * responses were removed: those this node registered, and copies it never did that the tiers
  * it can list hold under the URLs and the prefix (another node's, the manifest object's on

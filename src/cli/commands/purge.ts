@@ -43,13 +43,13 @@ export const purge = defineCommand({
       throw usageError("expected URLs, --tag or --prefix");
     }
     const node = nodeClient(a);
-    let purged: number;
+    let reply: { purged: number; uncounted?: string };
     try {
-      ({ purged } = await node.admin<{ purged: number }>("POST", "/purge", {
+      reply = await node.admin<{ purged: number; uncounted?: string }>("POST", "/purge", {
         urls,
         tags,
         ...(a.prefix !== undefined && { prefix: a.prefix }),
-      }));
+      });
     } catch (err) {
       // A data API node has no purge: its entries are invalidated by what they depend on.
       if (err instanceof CliFailure && err.exitCode === EXIT.notFound) {
@@ -59,7 +59,11 @@ export const purge = defineCommand({
       }
       throw err;
     }
-    if (a.json) console.log(JSON.stringify({ purged }));
-    else console.log(`purged ${purged} ${purged === 1 ? "response" : "responses"}`);
+    const { purged, uncounted } = reply;
+    if (a.json) console.log(JSON.stringify(reply));
+    else {
+      console.log(`purged ${purged} ${purged === 1 ? "response" : "responses"}`);
+      if (uncounted) console.log(`not counted: ${uncounted}`);
+    }
   },
 });

@@ -89,6 +89,12 @@ export class Applier {
     { ready: Promise<WriteResult>; settled: Promise<WriteResult> }
   >();
 
+  /**
+   * Captured writes applied here from the log (ops marked `captured`), whichever node read
+   * them from the change table: what this node's capture stats count as applied.
+   */
+  captured = 0;
+
   constructor(deps: ApplierDeps) {
     this.#e = deps;
   }
@@ -120,6 +126,7 @@ export class Applier {
   apply(record: ChangeRecord): Promise<unknown> {
     // Logged before anything awaits, so a load that read the pre-write row sees it.
     this.#e.fence.record(record);
+    for (const op of record.ops) if ("event" in op && op.captured) this.captured++;
     const applied = this.#applyOps(record);
     const ready = applied.then(({ clearing: _, ...result }) => result);
     const settled = applied.then(async ({ clearing, ...result }) => ({

@@ -756,10 +756,25 @@ export class Cache {
    * an affected entry has removed it (or patched it, see `setWriteHooks`), so the write can
    * be acknowledged after this.
    */
-  async applyWrite(events: WriteEvent | readonly WriteEvent[]): Promise<AppliedWrite> {
+  async applyWrite(
+    events: WriteEvent | readonly WriteEvent[],
+    /** `captured`: writes change capture read (see `capturedApplied`). */
+    options: { captured?: true } = {},
+  ): Promise<AppliedWrite> {
     const list: readonly WriteEvent[] = Array.isArray(events) ? events : [events as WriteEvent];
-    const { keys, fallback, patched } = await this.#appendWrite(list.map((event) => ({ event })));
+    const { captured } = options;
+    const { keys, fallback, patched } = await this.#appendWrite(
+      list.map((event) => (captured ? { event, captured } : { event })),
+    );
     return { keys, fallback, patched };
+  }
+
+  /**
+   * The captured writes (`applyWrite(events, { captured: true })`) this node has applied
+   * from its log, whichever node read them from the change table.
+   */
+  capturedApplied(): number {
+    return this.#e.applier.captured;
   }
 
   /**
@@ -942,6 +957,7 @@ export class Cache {
       },
       log: {
         name: this.#e.log.name,
+        ...(this.#e.log.node !== undefined && { node: this.#e.log.node }),
         seq: this.#e.fence.position.seq,
         lease: this.#e.log.trusted(),
         failures: this.#e.log.failures,

@@ -84,6 +84,11 @@ describe("D1 change capture on Workers", () => {
       expect(rows.map((r) => r.id)).not.toContain(user!.id);
     }
     expect((await db.captureStatus()).backlog).toBe(0);
+    // Each isolate counts the change it applied in its stats, though neither asked the drain.
+    for (const isolate of ["a", "b"]) {
+      const stats = (await send(w, isolate, "GET", "/_edgecache/stats")).json;
+      expect(stats.capture, isolate).toEqual({ applied: 1 });
+    }
   });
 
   it("a row inserted straight in D1 joins a cached list", async () => {

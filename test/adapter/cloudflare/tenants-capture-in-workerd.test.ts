@@ -116,6 +116,15 @@ describe("D1 change capture in a Worker of tenants", () => {
     expect(await backlog("DB_SHOP")).toBe(0);
     // Nobody drains a database no tenant names.
     expect(await backlog("DB")).toBe(1);
+    // Each tenant's stats count the captured changes its log brought: shop's one, blog's none.
+    for (const isolate of ["a", "b"]) {
+      expect((await read("shop", "/_edgecache/stats", isolate)).json.capture).toEqual({
+        applied: 1,
+      });
+      expect((await read("blog", "/_edgecache/stats", isolate)).json.capture).toEqual({
+        applied: 0,
+      });
+    }
   }, 60_000);
 
   it("each tenant's database feeds its own log: an insert joins blog's cached list only", async () => {

@@ -479,6 +479,18 @@ describe("config", () => {
       `no SQLite file at ${join(cwd, "missing.db")}`,
     );
   });
+
+  it("a config naming the demo's ./edgecache.db starts before the demo made it, and again after", async () => {
+    const cwd = tempDir();
+    cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
+    for (const start of [1, 2]) {
+      const ec = await createNodeEdgecache({ cwd, database: "./edgecache.db", cacheFile: false });
+      expect(ec.demo, `start ${start}`).toBe(false);
+      expect(ec.databasePath).toBe(join(cwd, "edgecache.db"));
+      expect([...ec.api.schema.tables.keys()].sort()).toEqual(["orders", "users"]);
+      await ec.close();
+    }
+  });
 });
 
 describe("the CLI", () => {

@@ -1,4 +1,5 @@
 import { afterEach, expect, it } from "vitest";
+import { TAGS_UNCOUNTED } from "../../../src/app/proxy/purge.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import { counting, startOrigin, startProxy } from "../../app/proxy-harness.ts";
 import { requireRedis } from "../../helpers/services.ts";
@@ -41,6 +42,8 @@ redis.describe("proxy nodes sharing Redis", () => {
       body: JSON.stringify({ tags: ["shop"] }),
     });
     expect(purge.status).toBe(200);
+    // A never read it: its count is 0, and the reply says what the count leaves out.
+    expect(await purge.json()).toEqual({ purged: 0, uncounted: TAGS_UNCOUNTED });
     const after = await read(b.url);
     expect(after.status).not.toMatch(/hit/);
     expect(after.body.n).toBeGreaterThan(cached.body.n);

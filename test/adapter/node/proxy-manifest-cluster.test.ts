@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
-import { afterEach, expect, it } from "vitest";
+import { Redis } from "ioredis";
+import { afterEach, expect, it, vi } from "vitest";
 import type { SharedManifest } from "../../../src/adapter/node/modes/manifest-shared.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import { raw, startOrigin, startProxy } from "../../app/proxy-harness.ts";
@@ -62,27 +63,49 @@ interface ManifestBody {
   total: number;
   cached: number;
   keeper: string | null;
+  /** The node that answered. */
+  node: string | null;
   lastRunAt: number | null;
   urls: { url: string; state: string; fetchedAt?: number }[];
 }
 const manifestOf = async (url: string) =>
   JSON.parse((await raw(`${url}/_edgecache/manifest`)).text) as ManifestBody;
 
+/** Two nodes on one Redis, A the keeper, once `waitFor`'s manifest shows every URL cached. */
+async function twoNodes(waitFor: "a" | "b") {
+  const origin = await countingOrigin();
+  const shared = setting();
+  const a = await inProcess(origin.url, shared);
+  await until(() => a.manifest.keeping());
+  const b = await inProcess(origin.url, shared);
+  const watched = waitFor === "a" ? a : b;
+  await until(async () => (await manifestOf(watched.url)).cached === 3, 20_000);
+  return { origin, a, b };
+}
+
 redis.describe("a manifest on proxy nodes sharing Redis", () => {
   it("is kept by one node: the other fetches none, serves its copies, and shows the same state", async () => {
-    const origin = await countingOrigin();
-    const shared = setting();
-    const a = await inProcess(origin.url, shared);
-    await until(() => a.manifest.keeping());
-    const b = await inProcess(origin.url, shared);
-    await until(async () => (await manifestOf(a.url)).cached === 3, 20_000);
+    const { origin, a, b } = await twoNodes("a");
     for (const path of PATHS) expect(origin.asked(path), path).toBe(1);
     expect(b.manifest.keeping()).toBe(false);
 
-    const seenA = await manifestOf(a.url);
-    const seenB = await manifestOf(b.url);
+    const { node: nodeA, ...seenA } = await manifestOf(a.url);
+    const { node: nodeB, ...seenB } = await manifestOf(b.url);
     expect(seenB).toEqual(seenA);
     expect(seenA.keeper).toEqual(expect.any(String));
+    // Each node shows its own name, in its manifest, stats and health: the keeper's is its.
+    expect(nodeA).toBe(seenA.keeper);
+    expect(nodeB).toEqual(expect.any(String));
+    expect(nodeB).not.toBe(nodeA);
+    for (const [url, name] of [
+      [a.url, nodeA],
+      [b.url, nodeB],
+    ] as const) {
+      expect(JSON.parse((await raw(`${url}/_edgecache/stats`)).text).log.node).toBe(name);
+      expect(JSON.parse((await raw(`${url}/_edgecache/health`)).text).checks.log).toMatchObject({
+        node: name,
+      });
+    }
     expect(seenA.lastRunAt).toBe(Math.max(...seenA.urls.map((u) => u.fetchedAt!)));
     const stats = JSON.parse((await raw(`${b.url}/_edgecache/stats`)).text);
     expect(stats.manifest).toMatchObject({ total: 3, cached: 3 });
@@ -109,7 +132,25 @@ redis.describe("a manifest on proxy nodes sharing Redis", () => {
     expect(after.keeper).toBe(await b.manifest.view.keeper());
     expect(after.keeper).not.toBe(seenA.keeper);
     expect(after.urls).toEqual(seenA.urls);
+    expect(after.node).toBe(after.keeper);
     for (const path of PATHS) expect(origin.asked(path), path).toBe(1);
+  });
+
+  it("a node's manifest page and scrapes read the URLs' states from Redis once a second at most", async () => {
+    const { b } = await twoNodes("b");
+    // Every node's client is an ioredis Redis here: its HGETALLs are the states' reads.
+    const reads = vi.spyOn(Redis.prototype, "hgetall");
+    cleanup.push(() => reads.mockRestore());
+    const pages = await Promise.all([
+      ...Array.from({ length: 5 }, () => manifestOf(b.url)),
+      ...Array.from({ length: 5 }, () => raw(`${b.url}/_edgecache/stats`)),
+      ...Array.from({ length: 5 }, () => raw(`${b.url}/_edgecache/metrics`)),
+    ]);
+    expect(pages).toHaveLength(15);
+    // Each of the 15 read them before (15 HGETALLs); now one, or a few where the requests
+    // span more than MANIFEST_VIEW_MS on a loaded machine.
+    expect(reads.mock.calls.length).toBeLessThanOrEqual(3);
+    expect(await manifestOf(b.url)).toMatchObject({ total: 3, cached: 3 });
   });
 
   it("is taken over within the lease when its keeper dies without a word", async () => {
@@ -123,7 +164,10 @@ redis.describe("a manifest on proxy nodes sharing Redis", () => {
     // B has renewed (tried to take) the lease at least once and lost: A holds it.
     await until(async () => (await manifestOf(b.url)).keeper === keeperA);
     expect(b.manifest.keeping()).toBe(false);
-    expect(await manifestOf(b.url)).toEqual(await manifestOf(a.url));
+    expect({ ...(await manifestOf(b.url)), node: null }).toEqual({
+      ...(await manifestOf(a.url)),
+      node: null,
+    });
 
     a.proc.kill("SIGKILL");
     await until(() => b.manifest.keeping(), 20_000);

@@ -52,9 +52,9 @@ function recordingCache(): { cache: Cache; events: WriteEvent[] } {
   const cache = new Cache({ tiers: [memoryStore()], log: localChangeLog(), logger: quiet });
   const events: WriteEvent[] = [];
   const applyWrite = cache.applyWrite.bind(cache);
-  cache.applyWrite = (written) => {
+  cache.applyWrite = (written, options) => {
     events.push(...(Array.isArray(written) ? written : [written as WriteEvent]));
-    return applyWrite(written);
+    return applyWrite(written, options);
   };
   return { cache, events };
 }

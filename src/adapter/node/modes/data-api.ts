@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Hono } from "hono";
 import { createDataApi, type DataApi } from "../../../app/data-api.ts";
@@ -109,14 +110,20 @@ export async function createNodeEdgecache(
     );
   }
   const demo = options.database === undefined;
-  const databasePath = resolve(cwd, named ?? "edgecache.db");
-  const problem = demo ? undefined : sqliteFileProblem(databasePath);
+  const databasePath = resolve(cwd, named ?? DEMO_FILE);
+  // A config naming the demo's own file (as the guides' examples do) before the first start
+  // without one made it: made now as that start would have, so the first start works too.
+  const seed = demo || (databasePath === resolve(cwd, DEMO_FILE) && !existsSync(databasePath));
+  const problem = seed ? undefined : sqliteFileProblem(databasePath);
   if (problem) throw new EdgecacheError("E_BAD_OPTION", "config", `database: ${problem}`);
   const cachePath = cachePathOf(options, cwd, databasePath.replace(/(\.db)?$/, ".cache.db"));
   return withCacheFile(cachePath, fileOptions(options), (file) =>
-    open(options, { file, source: async () => openSqlite(options, demo, databasePath) }),
+    open(options, { file, source: async () => openSqlite(options, demo, seed, databasePath) }),
   );
 }
+
+/** The demo database's file, in the working directory. */
+const DEMO_FILE = "edgecache.db";
 
 function fileOptions(options: NodeEdgecacheOptions & { logger: Logger }) {
   return { ...options.disk, logger: options.logger };
@@ -146,7 +153,13 @@ interface OpenedSource {
   close(): Promise<void>;
 }
 
-function openSqlite(options: NodeEdgecacheOptions, demo: boolean, path: string): OpenedSource {
+/** `seed`: make the demo's tables and rows if the file has none (`demo`: serve its views too). */
+function openSqlite(
+  options: NodeEdgecacheOptions,
+  demo: boolean,
+  seed: boolean,
+  path: string,
+): OpenedSource {
   const start = databaseStamp(path);
   // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
   const db = openSqliteFile(path, {
@@ -156,7 +169,7 @@ function openSqlite(options: NodeEdgecacheOptions, demo: boolean, path: string):
       ? "pass --db a path where the demo's SQLite file can be made, or an existing one"
       : "name a SQLite file (or a postgres:// URL) in the config's database",
   });
-  if (demo && !isSeeded(db)) seedDemo(db, options.demo);
+  if (seed && !isSeeded(db)) seedDemo(db, options.demo);
   const source = sqliteSource({
     database: db,
     views: demo ? demoViews : (options.views ?? []),
@@ -293,6 +306,13 @@ async function open(
     token: options.adminToken,
     metrics,
     cacheFile: file.status,
+    ...(follower && {
+      capture: () => ({
+        installed: follower.installed,
+        leading: follower.leading,
+        ...follower.stats(),
+      }),
+    }),
     ...adminAccess(options),
   });
   const server = modeServer(app, logger, {

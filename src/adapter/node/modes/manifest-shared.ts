@@ -38,6 +38,14 @@ else
 end
 return 1`;
 
+/**
+ * How long the URLs' states read from Redis serve `/_edgecache/manifest`, `/stats` and
+ * metrics scrapes, ms: one HGETALL (and its parse: 10,000 URLs is megabytes of JSON) per
+ * second at most, however often they are asked, and never more than one in flight. The
+ * keeper reads them too, so that every node shows the same state, at most this much behind.
+ */
+export const MANIFEST_VIEW_MS = 1000;
+
 export interface SharedManifestOptions extends Omit<ManifestKeeperOptions, "initial" | "settled"> {
   /** The cluster's client and the deployment's key prefix. */
   client: RedisClient;
@@ -157,8 +165,18 @@ export function sharedManifest(options: SharedManifestOptions): SharedManifest {
 
   const local = (): UrlReport[] =>
     keeper?.report() ?? urls.map((url) => ({ url, state: "pending" as const }));
+  let viewed: { at: number; states: Promise<Map<string, UrlReport>> } | undefined;
   const shared = async (): Promise<UrlReport[]> => {
-    const saved = await states();
+    const at = performance.now();
+    if (!viewed || at - viewed.at >= MANIFEST_VIEW_MS) {
+      const read = states();
+      viewed = { at, states: read };
+      // A failed read is not kept: the next request asks Redis again.
+      read.catch(() => {
+        if (viewed?.states === read) viewed = undefined;
+      });
+    }
+    const saved = await viewed.states;
     return urls.map((url) => saved.get(url) ?? { url, state: "pending" as const });
   };
 
