@@ -88,6 +88,11 @@ export interface CacheStats {
   patchesShared: number;
   /** Times this node missed log records it could not apply, and dropped its memory tier. */
   resets: number;
+  /**
+   * Changes change capture read (from this node's drain or another's) that this node has
+   * applied from the log: 0 where nothing follows capture.
+   */
+  capturedApplied: number;
   indexedKeys: number;
   /** The dependency index: its keys, its heap as estimated, its budget, and keys it dropped to keep within it. */
   index: { keys: number; bytes: number; maxBytes: number; evictions: number };
@@ -225,6 +230,12 @@ export function statsFamilies(stats: CacheStats): StatsFamily[] {
     one("invalidations_total", "counter", "Keys invalidated.", stats.invalidations),
     one("rehydrations_total", "counter", "Background refetches.", stats.rehydrations),
     one("patches_total", "counter", "Entries patched in place by writes.", stats.patches),
+    one(
+      "captured_applied_total",
+      "counter",
+      "Changes change capture read (by any node) that this node applied.",
+      stats.capturedApplied,
+    ),
     one(
       "patches_shared_total",
       "counter",

@@ -387,6 +387,13 @@ describe("change capture with two nodes on Redis over one SQLite file", () => {
         ),
       );
       for (const block of blocks) expect(block).toMatchObject({ installed: true, applied: 1 });
+      // And in each node's Prometheus metrics.
+      for (const node of nodes) {
+        const metrics = await node.app.request("/_edgecache/metrics", {
+          headers: { authorization: "Bearer t" },
+        });
+        expect(await metrics.text()).toMatch(/^edgecache_captured_applied_total 1$/m);
+      }
     } finally {
       for (const node of nodes) await node.close();
       await database.close();

@@ -942,6 +942,7 @@ export class Cache {
     return {
       ...this.#e.counters,
       hitRate: readHitRate(this.#e.counters),
+      capturedApplied: this.#e.applier.captured,
       enabled: this.#e.enabled,
       indexedKeys: this.#e.index.size,
       index: {

@@ -457,6 +457,7 @@ export function sumStats(all: CacheStats[]): CacheStats {
     loads: sum((s) => s.loads),
     loadErrors: sum((s) => s.loadErrors),
     fenced: sum((s) => s.fenced),
+    capturedApplied: sum((s) => s.capturedApplied),
     refused: sum((s) => s.refused),
     replayed: sum((s) => s.replayed),
     awaited: sum((s) => s.awaited),
