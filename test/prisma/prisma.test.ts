@@ -251,6 +251,21 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
       // Changes made around the cache count as applied, not only its own mutations'.
       expect(cache.getStats().capture!.applied).toBeGreaterThan(applied);
     });
+
+    it("capture: a startsWith list is a prefix, on each driver: a write of a row outside it leaves it a hit, one into it is seen", async () => {
+      const { prisma, cache } = await open();
+      const as = () =>
+        prisma.user.findMany({ where: { name: { startsWith: "A" } }, orderBy: { id: "asc" } });
+      expect((await as()).map((u: { name: string }) => u.name)).toEqual(["Ann"]);
+      await h.around(`UPDATE "User" SET "name" = $1 WHERE "id" = $2`, ["Bz", 2]);
+      expect(await cache.catchUp()).toBe(true);
+      const hits = cache.getStats().hits;
+      expect((await as()).map((u: { name: string }) => u.name)).toEqual(["Ann"]);
+      expect(cache.getStats().hits).toBe(hits + 1);
+      await h.around(`UPDATE "User" SET "name" = $1 WHERE "id" = $2`, ["Al", 3]);
+      expect(await cache.catchUp()).toBe(true);
+      expect((await as()).map((u: { name: string }) => u.name)).toEqual(["Ann", "Al"]);
+    });
   } else {
     it("without capture: a write empties the cached reads of its tables", async () => {
       const { prisma, cache } = await open();
@@ -272,6 +287,11 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
       (p) => feed(p),
       (p, n) => p.post.findMany({ where: { authorId: n }, orderBy: { id: "asc" }, take: 2 }),
       (p, n) => p.comment.findMany({ where: { postId: n }, orderBy: { id: "asc" } }),
+      (p, n) =>
+        p.user.findMany({
+          where: { name: { startsWith: ["A", "U", "B"][n % 3] } },
+          orderBy: { id: "asc" },
+        }),
       (p, n) => p.post.count({ where: { authorId: n, published: true } }),
       (p, n) =>
         p.tag.findUnique({ where: { id: n }, include: { posts: { select: { id: true } } } }),
