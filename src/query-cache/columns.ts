@@ -37,16 +37,23 @@ export function catalogKinds(
   catalog: readonly CatalogColumn[],
   dialect: SqlDialect,
   converts = false,
-): Required<Pick<SqlTable, "columns" | "collations">> {
+): Required<Pick<SqlTable, "columns" | "collations" | "dates">> {
   const columns: Record<string, SqlColumnKind> = {};
   const collations: Record<string, TextCollation> = {};
+  const dates: string[] = [];
   for (const c of catalog) {
     const kind = sqlTypeKind(c.type, dialect);
     columns[c.name] = kind === "ordered" && converts ? "other" : kind;
     if (c.collation !== undefined) collations[c.name] = c.collation;
+    if (kind === "instant" && c.precision !== undefined && c.precision <= 3 && zoned(c.type)) {
+      dates.push(c.name);
+    }
   }
-  return { columns, collations };
+  return { columns, collations, dates };
 }
+
+/** A timestamp with time zone: a JavaScript `Date` of it is the instant, not a local time. */
+const zoned = (declared: string) => /^timestamptz\b|with time zone$/i.test(declared);
 
 /**
  * A table's kinds for an engine whose captured changes are not put in the query caches'

@@ -13,22 +13,46 @@ import type { SqlColumnKind } from "./shape-types.ts";
  * text order is time order; `timestamp` without time zone the same without the `Z`.
  *
  * Only UTC is read: text at another offset (a session whose TimeZone is not UTC), a year
- * before 1 or after 9999, infinity, or a `Date` (postgres.js without drizzle-orm's
- * parsers: microseconds lost) has no canonical form, so a result showing one is neither
- * ordered by it nor patched, and a captured change carrying one changes its table as a
- * whole.
+ * before 1 or after 9999, or infinity has no canonical form, so a result showing one is
+ * neither ordered by it nor patched, and a captured change carrying one changes its table
+ * as a whole. A `Date` (node-postgres, postgres.js without drizzle-orm's parsers) holds
+ * milliseconds: it has one only for a column whose values have no more digits
+ * (SqlTable's `dates`, a `timestamptz(3)` or less), where both drivers give the instant
+ * exactly; of another column, microseconds may be lost, so none.
  */
 
 const CAPTURED = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(Z?)$/;
 const SERVER = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(\+00)?$/;
 
-/** The canonical form of a timestamp in either form, or undefined. */
-export function canonicalInstant(value: unknown): string | undefined {
+/**
+ * The canonical form of a timestamp in either text form, or undefined; of a `Date` too
+ * where `dates` says that a `Date` holds the column's values exactly.
+ */
+export function canonicalInstant(value: unknown, dates = false): string | undefined {
+  if (value instanceof Date) return dates ? dateInstant(value) : undefined;
   if (typeof value !== "string") return undefined;
   const m = CAPTURED.exec(value) ?? SERVER.exec(value);
   if (!m || m[1]!.startsWith("0000")) return undefined;
   const zone = m[4] === "Z" || m[4] === "+00" ? "Z" : "";
   return `${m[1]}T${m[2]}.${(m[3] ?? "").padEnd(6, "0")}${zone}`;
+}
+
+/** A `Date`'s canonical form (always UTC, whole milliseconds), or undefined out of range. */
+function dateInstant(date: Date): string | undefined {
+  const year = date.getUTCFullYear();
+  if (!(year >= 1 && year <= 9999)) return undefined; // NaN for an invalid Date
+  // toISOString: `2024-05-17T09:41:07.123Z` for the years 0 to 9999.
+  return `${date.toISOString().slice(0, 23)}000Z`;
+}
+
+/**
+ * A canonical instant as the `Date` node-postgres and postgres.js give for it, or undefined
+ * where none holds it (a time without zone, or finer than milliseconds).
+ */
+export function instantDate(canonical: string): Date | undefined {
+  if (!canonical.endsWith("000Z")) return undefined;
+  const date = new Date(`${canonical.slice(0, 23)}Z`);
+  return dateInstant(date) === canonical ? date : undefined;
 }
 
 /** A canonical instant as the server's text (`2024-05-17 09:41:07.123+00`). */

@@ -1,7 +1,7 @@
 import { neighbourRows, patchItem, patchList } from "../../core/deps/patch.ts";
 import { type ListDependency, rowTag, type WriteEvent } from "../../core/deps/planner.ts";
 import type { Resource, Row } from "../../core/query.ts";
-import { canonicalInstant, isServerInstant, serverInstant } from "./forms.ts";
+import { canonicalInstant, instantDate, isServerInstant, serverInstant } from "./forms.ts";
 import { MAX_ROW_TAGS, type SqlShape, type SqlTable } from "./shapes.ts";
 
 /**
@@ -13,8 +13,9 @@ import { MAX_ROW_TAGS, type SqlShape, type SqlTable } from "./shapes.ts";
  * Only where a result row is a table row in another dress: a select of every column of
  * one table, each of a kind whose driver form is known (text and numbers as capture
  * records them, also in a SQLite column of another declared type, "ordered", where the
- * driver gives the values as stored; PostgreSQL's timestamps as the server's text, see
- * forms.ts; a decimal or bytes may come in yet another form), and a window the planner orders totally (its
+ * driver gives the values as stored; PostgreSQL's timestamps as the server's text, or as
+ * `Date`s where those hold them exactly, see forms.ts; a decimal or bytes may come in yet
+ * another form), and a window the planner orders totally (its
  * sort ends with the primary key), or a primary-key lookup. Anything else is invalidated,
  * as before.
  */
@@ -29,6 +30,8 @@ export interface ResultPlan {
   names: (string | undefined)[];
   /** Each result column's kind: what form the driver's values must have to be patched. */
   kinds: PatchableKind[];
+  /** The instant columns whose values a `Date` holds exactly (SqlTable's `dates`). */
+  dates?: string[];
   /** A primary-key lookup: the key looked up (the result holds its row or nothing). */
   lookup?: string | number;
 }
@@ -66,6 +69,8 @@ export function resultPlan(shape: SqlShape, table: SqlTable | undefined): Result
     names: [...s.names],
     kinds: columns.map((c) => kinds[c!] as PatchableKind),
   };
+  const dates = table.dates?.filter((c) => columns.includes(c));
+  if (dates?.length) plan.dates = dates;
   // A lookup's other conditions (`id = ? AND deleted = 0`) are not kept: not patched.
   const lookup =
     s.rowIds.length === 1 && s.lookupsAlone && s.disjuncts.length === 0 && s.offset === 0;
@@ -110,7 +115,8 @@ export function patchResult(
     }
   }
   const byColumn = columnRows(plan, raw);
-  if (!byColumn || !inDriverForm(plan, byColumn)) return undefined;
+  const forms = byColumn && driverForms(plan, byColumn);
+  if (!byColumn || !forms) return undefined;
   const rows = canonical(plan, byColumn);
   if (!rows) return undefined;
   const list = cached.list;
@@ -147,7 +153,7 @@ export function patchResult(
   if (out.length > 0 && template === undefined) return undefined;
   const dressed: unknown[] = [];
   for (const row of out) {
-    const r = dressedAs(plan, template, row);
+    const r = dressedAs(plan, forms, template, row);
     if (r === undefined) return undefined;
     dressed.push(r);
   }
@@ -155,35 +161,56 @@ export function patchResult(
   return { rows: dressed, tags, ...(next && { list: next }) };
 }
 
+/** How the driver gives an instant column's values: the server's text, or `Date`s. */
+type InstantForm = "text" | "date";
+
 /**
  * Whether the cached rows show that the driver returns values in the form patched rows are
  * given: a text column's as strings, a number column's as numbers (not libSQL's bigints or
- * text in its other `intMode`s), a float's finite, an instant's as the server's text, an
- * "ordered" column's as numbers or strings, with some value a number to show that the
- * driver's integers are numbers.
+ * text in its other `intMode`s), a float's finite, an instant's as the server's text or as
+ * `Date`s that hold them exactly (see forms.ts), an "ordered" column's as numbers or
+ * strings, with some value a number to show that the driver's integers are numbers. The
+ * form of each instant column, by position (undefined where no value shows it: such a
+ * column's values are not made), or undefined when the rows are not in such forms.
  */
-function inDriverForm(plan: ResultPlan, rows: readonly Row[]): boolean {
-  if (!Array.isArray(plan.kinds) || plan.kinds.length !== plan.columns.length) return false;
+function driverForms(
+  plan: ResultPlan,
+  rows: readonly Row[],
+): (InstantForm | undefined)[] | undefined {
+  if (!Array.isArray(plan.kinds) || plan.kinds.length !== plan.columns.length) return undefined;
+  const forms: (InstantForm | undefined)[] = plan.columns.map(() => undefined);
   let numbers = false;
   for (const row of rows) {
     for (let i = 0; i < plan.columns.length; i++) {
-      const v = row[plan.columns[i]!];
+      const column = plan.columns[i]!;
+      const v = row[column];
       if (v === null) continue;
       const kind = plan.kinds[i];
       if (kind === "instant") {
-        if (!isServerInstant(v)) return false;
+        const form: InstantForm | undefined = isServerInstant(v)
+          ? "text"
+          : v instanceof Date && canonicalInstant(v, datesExact(plan, column)) !== undefined
+            ? "date"
+            : undefined;
+        if (!form || (forms[i] !== undefined && forms[i] !== form)) return undefined;
+        forms[i] = form;
       } else if (kind === "number" || kind === "float") {
-        if (typeof v !== "number" || (kind === "float" && !Number.isFinite(v))) return false;
+        if (typeof v !== "number" || (kind === "float" && !Number.isFinite(v))) return undefined;
         numbers = true;
       } else if (kind === "ordered") {
         // Numbers or text, as stored: a number shows the driver's integers are numbers.
         if (typeof v === "number") numbers = true;
-        else if (typeof v !== "string") return false;
-      } else if (typeof v !== "string") return false;
+        else if (typeof v !== "string") return undefined;
+      } else if (typeof v !== "string") return undefined;
     }
   }
-  return numbers || !plan.kinds.some((k) => k === "number" || k === "float" || k === "ordered");
+  const shown =
+    numbers || !plan.kinds.some((k) => k === "number" || k === "float" || k === "ordered");
+  return shown ? forms : undefined;
 }
+
+const datesExact = (plan: ResultPlan, column: string) =>
+  Array.isArray(plan.dates) && plan.dates.includes(column);
 
 /**
  * A cached result's rows as table rows (by column), their values as the planner compares
@@ -207,7 +234,7 @@ function canonical(plan: ResultPlan, rows: Row[]): Row[] | undefined {
     const r = { ...row };
     for (const c of instants) {
       if (r[c] === null) continue;
-      const v = canonicalInstant(r[c]);
+      const v = canonicalInstant(r[c], datesExact(plan, c));
       if (v === undefined) return undefined;
       r[c] = v;
     }
@@ -242,12 +269,32 @@ function columnRows(plan: ResultPlan, raw: readonly unknown[]): Row[] | undefine
  * `row` in the form of `template`, a row of the driver's result: an array by position, or
  * an object (libSQL's rows carry indexes, a length and names) with the same properties.
  */
-function dressedAs(plan: ResultPlan, template: unknown, row: Row): unknown {
+function dressedAs(
+  plan: ResultPlan,
+  forms: readonly (InstantForm | undefined)[],
+  template: unknown,
+  row: Row,
+): unknown {
+  let made = true;
   const value = (i: number) => {
     const v = row[plan.columns[i]!];
-    return plan.kinds[i] === "instant" && typeof v === "string" ? serverInstant(v) : v;
+    if (plan.kinds[i] !== "instant" || v === null) return v;
+    // In the form the cached rows show; with none shown, not made.
+    const dressed =
+      typeof v !== "string"
+        ? undefined
+        : forms[i] === "text"
+          ? serverInstant(v)
+          : forms[i] === "date"
+            ? instantDate(v)
+            : undefined;
+    if (dressed === undefined) made = false;
+    return dressed;
   };
-  if (Array.isArray(template)) return plan.columns.map((_, i) => value(i));
+  if (Array.isArray(template)) {
+    const out = plan.columns.map((_, i) => value(i));
+    return made ? out : undefined;
+  }
   if (typeof template !== "object" || template === null) return undefined;
   const out = Object.create(Object.getPrototypeOf(template)) as object;
   for (const p of Object.getOwnPropertyNames(template)) {
@@ -265,7 +312,7 @@ function dressedAs(plan: ResultPlan, template: unknown, row: Row): unknown {
     }
     Object.defineProperty(out, p, { ...d, value: v });
   }
-  return out;
+  return made ? out : undefined;
 }
 
 /**

@@ -83,6 +83,8 @@ export interface Scope {
   kinds: Readonly<Record<string, SqlColumnKind>>;
   /** How text columns compare with no `collate` (SqlTable's `collations`). */
   collations?: Readonly<Record<string, TextCollation>> | undefined;
+  /** Its instant columns a `Date` holds exactly (SqlTable's `dates`). */
+  dates?: readonly string[] | undefined;
   params: readonly unknown[];
   dialect: SqlDialect;
   widened: Set<WideningReason>;

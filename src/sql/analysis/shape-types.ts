@@ -38,6 +38,13 @@ export interface SqlTable {
    * (SQLite by code point, PostgreSQL by bytes for equality only).
    */
   collations?: Readonly<Record<string, TextCollation>>;
+  /**
+   * Its "instant" columns whose every value a JavaScript `Date` holds exactly, as
+   * node-postgres and postgres.js return them: a `timestamptz` of at most 3 fractional
+   * digits (`timestamptz(3)`, `(0)`). A `Date` of any other (microseconds lost; a
+   * `timestamp` without time zone read as a local time) is not compared (forms.ts).
+   */
+  dates?: readonly string[];
 }
 
 /**
@@ -121,6 +128,8 @@ export interface ShapeLists {
   limit: number;
   /** Columns of the table that are instants: their values are compared in canonical form. */
   instants?: string[];
+  /** Those of them whose values a `Date` holds exactly (SqlTable's `dates`). */
+  dates?: string[];
   /**
    * How result rows stand for the base's rows: one each (unset); "key", GROUP BY its primary
    * key (one row per base row, aggregates over its joined children); "aggregate", one row

@@ -214,6 +214,7 @@ function analyse(
     limit,
     instants: Object.keys(base.kinds).filter((c) => base.kinds[c] === "instant"),
   };
+  if (base.dates?.length) lists.dates = [...base.dates];
   if (grouped) lists.grouping = "key";
   if (aggregate) lists.grouping = "aggregate";
   const joins =
@@ -385,6 +386,7 @@ function scopeOf(
     primaryKey,
     kinds: known?.columns ?? {},
     collations: known?.collations,
+    dates: known?.dates,
     params,
     dialect,
     widened,
@@ -532,7 +534,8 @@ export function registrationOf(
   if (s.ordered && read && lastRow !== undefined && s.disjuncts.length > 0) {
     const values = s.sort.map((k) => {
       const v = plain(read(lastRow, k.column));
-      return v !== null && s.instants?.includes(k.column) ? canonicalInstant(v) : v;
+      if (v === null || !s.instants?.includes(k.column)) return v;
+      return canonicalInstant(v, s.dates?.includes(k.column));
     });
     const comparable = (v: unknown) =>
       v === null || (typeof v === "number" && Number.isFinite(v)) || typeof v === "string";
