@@ -27,6 +27,7 @@ import type {
   Transaction,
 } from "@prisma/driver-adapter-utils";
 import { badOption, checkOptionNames } from "../core/errors.ts";
+import type { Conversion } from "../query-cache/columns.ts";
 import { Session } from "../query-cache/session.ts";
 import {
   type CachedStatements,
@@ -120,8 +121,9 @@ export function prismaCache(
         if (!inner) throw new Error("[edgecache] [prisma] reloaded while disconnected");
         return inner.queryRaw({ sql, ...(keyed as QueryArgs) });
       },
-      // Its SQLite adapter turns a DateTime stored as a number into text.
-      converts: true,
+      // Its better-sqlite3 adapter turns a DateTime stored as a number into ISO text; D1's
+      // a number into text where it takes a column for text by its other values.
+      converts: BETTER_SQLITE3.test(factory.adapterName) ? betterSqlite3Conversion : true,
       form: {
         ...RESULT_SET,
         patchable: (result) =>
@@ -340,10 +342,41 @@ function compared(arg: unknown, type: ArgType | undefined, dialect: SqlDialect):
   }
 }
 
-/** Column types whose values capture records as the adapter returns them. */
+const BETTER_SQLITE3 = /^@prisma\/adapter-better-sqlite3\b/;
+
+/**
+ * What @prisma/adapter-better-sqlite3 converts of a column, by its declared type (its
+ * mapDeclType and mapRow): a DATETIME's or TIMESTAMP's numbers to ISO text, an integer
+ * type's fractions cut and bigints made numbers; other values come as stored.
+ */
+function betterSqlite3Conversion(declared: string): Conversion {
+  const type = declared.toUpperCase();
+  if (type === "DATETIME" || type === "TIMESTAMP") return "numbers-as-iso";
+  return INTEGER_TYPES.has(type) ? "any" : "none";
+}
+
+const INTEGER_TYPES = new Set([
+  "TINYINT",
+  "SMALLINT",
+  "MEDIUMINT",
+  "INT",
+  "INTEGER",
+  "SERIAL",
+  "INT2",
+  "BIGINT",
+  "UNSIGNED BIG INT",
+  "INT8",
+]);
+
+/**
+ * Column types whose values capture records as the adapter returns them. On SQLite a
+ * DateTime (a DATETIME column) too: its text comes as stored, and a value that may be a
+ * converted number is told by its form (patch.ts, SqlTable's `isoNumbers`).
+ */
 const PATCHABLE: Record<SqlDialect, ReadonlySet<ColumnType>> = {
-  // 0 Int32, 1 Int64, 2 Float, 3 Double, 5 Boolean, 6 Character, 7 Text, 12 Enum, 15 Uuid
-  sqlite: new Set<ColumnType>([0, 1, 2, 3, 5, 6, 7, 12, 15]),
+  // 0 Int32, 1 Int64, 2 Float, 3 Double, 5 Boolean, 6 Character, 7 Text, 10 DateTime,
+  // 12 Enum, 15 Uuid
+  sqlite: new Set<ColumnType>([0, 1, 2, 3, 5, 6, 7, 10, 12, 15]),
   // node-postgres gives int8 as text, which capture records as a number.
   postgres: new Set<ColumnType>([0, 2, 3, 5, 6, 7, 12, 15]),
 };

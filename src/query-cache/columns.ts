@@ -28,28 +28,41 @@ export function sqlTypeKind(declared: string, dialect: SqlDialect): SqlColumnKin
 }
 
 /**
+ * Which values of a SQLite column of another declared type ("ordered") a driver gives in
+ * another form than stored: none; only its numbers, as `Date#toISOString()` text (Prisma's
+ * better-sqlite3 adapter, for a DATETIME), so it is ordered by where its values show other
+ * text (SqlTable's `isoNumbers`); or any ("other").
+ */
+export type Conversion = "none" | "numbers-as-iso" | "any";
+
+/**
  * What the catalog's columns tell the planner: each one's kind by its declared type, and
  * how its text compares with no `collate`. `converts`: the driver
  * gives some values in another form than stored (see StatementDatabase.converts), so a
- * column of SQLite's "ordered" kind is "other".
+ * column of SQLite's "ordered" kind is "other"; or, by its declared type, which (see
+ * Conversion).
  */
 export function catalogKinds(
   catalog: readonly CatalogColumn[],
   dialect: SqlDialect,
-  converts = false,
-): Required<Pick<SqlTable, "columns" | "collations" | "dates">> {
+  converts: boolean | ((declared: string) => Conversion) = false,
+): Required<Pick<SqlTable, "columns" | "collations" | "dates" | "isoNumbers">> {
   const columns: Record<string, SqlColumnKind> = {};
   const collations: Record<string, TextCollation> = {};
   const dates: string[] = [];
+  const isoNumbers: string[] = [];
   for (const c of catalog) {
     const kind = sqlTypeKind(c.type, dialect);
-    columns[c.name] = kind === "ordered" && converts ? "other" : kind;
+    const conversion =
+      typeof converts === "function" ? converts(c.type) : converts ? "any" : "none";
+    columns[c.name] = kind === "ordered" && conversion === "any" ? "other" : kind;
+    if (kind === "ordered" && conversion === "numbers-as-iso") isoNumbers.push(c.name);
     if (c.collation !== undefined) collations[c.name] = c.collation;
     if (kind === "instant" && c.precision !== undefined && c.precision <= 3 && zoned(c.type)) {
       dates.push(c.name);
     }
   }
-  return { columns, collations, dates };
+  return { columns, collations, dates, isoNumbers };
 }
 
 /** A timestamp with time zone: a JavaScript `Date` of it is the instant, not a local time. */

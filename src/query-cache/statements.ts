@@ -20,7 +20,7 @@ import type { ForeignKeyAction } from "../sql/schema.ts";
 import { type QueryCapture, startCapture } from "./capture.ts";
 import { Cascades } from "./cascades.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
-import { catalogKinds, withoutCapturedForms } from "./columns.ts";
+import { type Conversion, catalogKinds, withoutCapturedForms } from "./columns.ts";
 import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
 import { type QueryCacheStats, QueryStats, queryEngine } from "./stats.ts";
 
@@ -127,12 +127,12 @@ export interface StatementDatabase<R = SqlResult> {
    */
   learnAside?: boolean;
   /**
-   * The driver returns some values in another form than the database holds them (Prisma's
-   * SQLite adapter gives a DateTime stored as a number as text): a SQLite column ordered by
-   * its values as stored ("ordered") is not ordered by then, since the result's last values
-   * would not be those a captured change is compared with.
+   * The driver returns some values in another form than the database holds them: a SQLite
+   * column ordered by its values as stored ("ordered") is not ordered by then, since the
+   * result's last values would not be those a captured change is compared with. Or, by
+   * such a column's declared type, which of its values it converts (see Conversion).
    */
-  converts?: boolean;
+  converts?: boolean | ((declared: string) => Conversion);
 }
 
 /** The same counters as the Drizzle adapter's (docs/guides/drizzle.md). */

@@ -46,6 +46,8 @@ const SEED = `
   INSERT INTO "Tag" ("id", "name") VALUES (1, 'news'), (2, 'tech');
   INSERT INTO "_PostToTag" ("A", "B") VALUES (1, 1), (3, 2);`;
 const TABLES = ["_PostToTag", "Comment", "Tag", "Post", "User"];
+/** Instants the random writes give posts (ms since the epoch). */
+const DATES = [Date.UTC(2029, 0, 1), Date.UTC(2031, 5, 1, 12), Date.UTC(2028, 2, 3)];
 
 function sqliteHarness(): Harness {
   const dir = mkdtempSync(join(tmpdir(), "edgecache-prisma-"));
@@ -266,6 +268,49 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
       expect(await cache.catchUp()).toBe(true);
       expect((await as()).map((u: { name: string }) => u.name)).toEqual(["Ann", "Al"]);
     });
+
+    it("capture: a page ordered by a DateTime is patched in place after a write around Prisma on better-sqlite3 (its text as stored), equal to a fresh read", async () => {
+      const { prisma, plain, cache } = await open();
+      const newest = (p: AnyPrismaClient) =>
+        p.post.findMany({ orderBy: [{ createdAt: "desc" }, { id: "asc" }], take: 3 });
+      // Text as Prisma writes it (not a converted number's form): what the page orders by.
+      await prisma.post.update({
+        where: { id: 2 },
+        data: { createdAt: new Date(Date.UTC(2030, 0, 1)) },
+      });
+      expect(await newest(prisma)).toEqual(await newest(plain));
+      const { patched } = cache.getStats();
+      await h.around(`UPDATE "Post" SET "views" = "views" + 1 WHERE "id" = $1`, [2]);
+      expect(await cache.catchUp()).toBe(true);
+      const hits = cache.getStats().hits;
+      expect(await newest(prisma)).toEqual(await newest(plain));
+      if (h.provider === "sqlite") {
+        expect(cache.getStats().patched).toBeGreaterThan(patched);
+        expect(cache.getStats().hits).toBe(hits + 1);
+      }
+    });
+
+    it("capture: a DateTime stored as a number (given by Prisma's SQLite adapter as ISO text) is not taken for that text: pages ordered by it equal a fresh read", async () => {
+      const { prisma, plain, cache } = await open();
+      const all = (p: AnyPrismaClient) =>
+        p.post.findMany({ orderBy: [{ createdAt: "desc" }, { id: "asc" }], take: 10 });
+      await prisma.post.update({
+        where: { id: 2 },
+        data: { createdAt: new Date(Date.UTC(2030, 0, 1)) },
+      });
+      // SQLite orders a number after every text here; its ISO text would sort between.
+      const number =
+        h.provider === "sqlite" ? Date.UTC(2029, 0, 1) : new Date(Date.UTC(2029, 0, 1));
+      await h.around(`UPDATE "Post" SET "createdAt" = $1 WHERE "id" = $2`, [number, 1]);
+      expect(await cache.catchUp()).toBe(true);
+      expect(await all(prisma)).toEqual(await all(plain));
+      await h.around(`UPDATE "Post" SET "createdAt" = $1 WHERE "id" = $2`, [
+        h.provider === "sqlite" ? "2028-03-03 00:00:00" : new Date(Date.UTC(2028, 2, 3)),
+        3,
+      ]);
+      expect(await cache.catchUp()).toBe(true);
+      expect(await all(prisma)).toEqual(await all(plain));
+    });
   } else {
     it("without capture: a write empties the cached reads of its tables", async () => {
       const { prisma, cache } = await open();
@@ -292,6 +337,12 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
           where: { name: { startsWith: ["A", "U", "B"][n % 3] } },
           orderBy: { id: "asc" },
         }),
+      (p, n) =>
+        p.post.findMany({
+          orderBy: [{ createdAt: n % 2 ? "desc" : "asc" }, { id: "asc" }],
+          take: 2,
+          skip: n % 3,
+        }),
       (p, n) => p.post.count({ where: { authorId: n, published: true } }),
       (p, n) =>
         p.tag.findUnique({ where: { id: n }, include: { posts: { select: { id: true } } } }),
@@ -312,6 +363,7 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
           "post",
           "unpost",
           "tag",
+          "date",
         ),
         n: fc.integer({ min: 1, max: 5 }),
         around: fc.boolean(),
@@ -364,6 +416,8 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
         });
       case "unpost":
         return p.post.delete({ where: { id: n } });
+      case "date":
+        return p.post.update({ where: { id: n }, data: { createdAt: new Date(DATES[seq % 3]!) } });
       default:
         return p.post.update({
           where: { id: n },
@@ -397,6 +451,15 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
         );
       case "unpost":
         return h.around(`DELETE FROM "Post" WHERE "id" = $1`, [n]);
+      case "date": {
+        // On SQLite a number too (Prisma's adapter gives it as ISO text), and text of that form.
+        const at = DATES[seq % 3]!;
+        const value =
+          h.provider !== "sqlite"
+            ? new Date(at).toISOString()
+            : [at, new Date(at).toISOString(), "2029-06-01 12:00:00"][seq % 3];
+        return h.around(`UPDATE "Post" SET "createdAt" = $1 WHERE "id" = $2`, [value, n]);
+      }
       default:
         return h.around(
           `INSERT INTO "_PostToTag" ("A", "B") SELECT "id", $1 FROM "Post" WHERE "id" = $2 ON CONFLICT DO NOTHING`,

@@ -69,6 +69,18 @@ export function isServerInstant(value: unknown): boolean {
   return c !== undefined && serverInstant(c) === value;
 }
 
+/** `Date#toISOString()`'s text, as Prisma's better-sqlite3 adapter gives a stored number. */
+const ISO_OF_NUMBER = /^(?:\d{4}|[+-]\d{6})-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+/**
+ * A value of a column whose numbers the driver gives as ISO text (SqlTable's `isoNumbers`)
+ * as stored, or undefined where it may not be: text of any other form is the stored text;
+ * text of that form may be a number, and a number is not what that driver gives.
+ */
+export function asStored(value: unknown): string | undefined {
+  return typeof value === "string" && !ISO_OF_NUMBER.test(value) ? value : undefined;
+}
+
 /**
  * A captured change with its values in the forms the planner compares (`kinds`, its
  * table's column kinds): instants canonical, floats finite. A value that has none (NaN,

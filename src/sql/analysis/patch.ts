@@ -1,7 +1,13 @@
 import { neighbourRows, patchItem, patchList } from "../../core/deps/patch.ts";
 import { type ListDependency, rowTag, type WriteEvent } from "../../core/deps/planner.ts";
 import type { Resource, Row } from "../../core/query.ts";
-import { canonicalInstant, instantDate, isServerInstant, serverInstant } from "./forms.ts";
+import {
+  asStored,
+  canonicalInstant,
+  instantDate,
+  isServerInstant,
+  serverInstant,
+} from "./forms.ts";
 import { MAX_ROW_TAGS, type SqlShape, type SqlTable } from "./shapes.ts";
 
 /**
@@ -32,6 +38,8 @@ export interface ResultPlan {
   kinds: PatchableKind[];
   /** The instant columns whose values a `Date` holds exactly (SqlTable's `dates`). */
   dates?: string[];
+  /** The "ordered" columns whose numbers the driver gives as ISO text (SqlTable's `isoNumbers`). */
+  isoNumbers?: string[];
   /** A primary-key lookup: the key looked up (the result holds its row or nothing). */
   lookup?: string | number;
 }
@@ -71,6 +79,8 @@ export function resultPlan(shape: SqlShape, table: SqlTable | undefined): Result
   };
   const dates = table.dates?.filter((c) => columns.includes(c));
   if (dates?.length) plan.dates = dates;
+  const isoNumbers = table.isoNumbers?.filter((c) => columns.includes(c));
+  if (isoNumbers?.length) plan.isoNumbers = isoNumbers;
   // A lookup's other conditions (`id = ? AND deleted = 0`) are not kept: not patched.
   const lookup =
     s.rowIds.length === 1 && s.lookupsAlone && s.disjuncts.length === 0 && s.offset === 0;
@@ -112,6 +122,8 @@ export function patchResult(
         return typeof v === "number" && !Number.isInteger(v) && !exact(v);
       };
       if (plan.columns.some(inexact)) return undefined;
+      // A number the driver would give as ISO text: not made.
+      if (plan.isoNumbers?.some((c) => typeof row[c] === "number")) return undefined;
     }
   }
   const byColumn = columnRows(plan, raw);
@@ -199,13 +211,20 @@ function driverForms(
         numbers = true;
       } else if (kind === "ordered") {
         // Numbers or text, as stored: a number shows the driver's integers are numbers.
-        if (typeof v === "number") numbers = true;
+        if (Array.isArray(plan.isoNumbers) && plan.isoNumbers.includes(column)) {
+          if (asStored(v) === undefined) return undefined; // maybe a number, converted
+        } else if (typeof v === "number") numbers = true;
         else if (typeof v !== "string") return undefined;
       } else if (typeof v !== "string") return undefined;
     }
   }
-  const shown =
-    numbers || !plan.kinds.some((k) => k === "number" || k === "float" || k === "ordered");
+  // Numbers of an "ordered" column whose numbers come as ISO text are never shown.
+  const needs = (k: PatchableKind, i: number) =>
+    k === "number" ||
+    k === "float" ||
+    (k === "ordered" &&
+      !(Array.isArray(plan.isoNumbers) && plan.isoNumbers.includes(plan.columns[i]!)));
+  const shown = numbers || !plan.kinds.some(needs);
   return shown ? forms : undefined;
 }
 

@@ -85,6 +85,8 @@ export interface Scope {
   collations?: Readonly<Record<string, TextCollation>> | undefined;
   /** Its instant columns a `Date` holds exactly (SqlTable's `dates`). */
   dates?: readonly string[] | undefined;
+  /** Its "ordered" columns whose numbers come as ISO text (SqlTable's `isoNumbers`). */
+  isoNumbers?: readonly string[] | undefined;
   params: readonly unknown[];
   dialect: SqlDialect;
   widened: Set<WideningReason>;

@@ -45,6 +45,13 @@ export interface SqlTable {
    * `timestamp` without time zone read as a local time) is not compared (forms.ts).
    */
   dates?: readonly string[];
+  /**
+   * Its "ordered" columns whose numbers the driver gives as `Date#toISOString()` text
+   * (`2024-05-17T09:41:07.123Z`; Prisma's better-sqlite3 adapter, for a DATETIME): a value
+   * of that form may be a number as stored, which SQLite orders before all text, so a
+   * result showing one is neither ordered by it nor patched (see forms.ts, `asStored`).
+   */
+  isoNumbers?: readonly string[];
 }
 
 /**
@@ -130,6 +137,8 @@ export interface ShapeLists {
   instants?: string[];
   /** Those of them whose values a `Date` holds exactly (SqlTable's `dates`). */
   dates?: string[];
+  /** Its "ordered" columns whose numbers come as ISO text (SqlTable's `isoNumbers`). */
+  isoNumbers?: string[];
   /**
    * How result rows stand for the base's rows: one each (unset); "key", GROUP BY its primary
    * key (one row per base row, aggregates over its joined children); "aggregate", one row

@@ -2,7 +2,7 @@ import type { ListDependency } from "../../core/deps/planner.ts";
 import { rowTag, tableTag } from "../../core/deps/planner.ts";
 import { memoize } from "../../core/memo.ts";
 import type { SortKey } from "../../core/query.ts";
-import { canonicalInstant } from "./forms.ts";
+import { asStored, canonicalInstant } from "./forms.ts";
 import { joinRegistration, joinsOf } from "./joins.ts";
 import { parseSql, withoutAggregateFilters } from "./parse.ts";
 import {
@@ -215,6 +215,7 @@ function analyse(
     instants: Object.keys(base.kinds).filter((c) => base.kinds[c] === "instant"),
   };
   if (base.dates?.length) lists.dates = [...base.dates];
+  if (base.isoNumbers?.length) lists.isoNumbers = [...base.isoNumbers];
   if (grouped) lists.grouping = "key";
   if (aggregate) lists.grouping = "aggregate";
   const joins =
@@ -387,6 +388,7 @@ function scopeOf(
     kinds: known?.columns ?? {},
     collations: known?.collations,
     dates: known?.dates,
+    isoNumbers: known?.isoNumbers,
     params,
     dialect,
     widened,
@@ -534,6 +536,7 @@ export function registrationOf(
   if (s.ordered && read && lastRow !== undefined && s.disjuncts.length > 0) {
     const values = s.sort.map((k) => {
       const v = plain(read(lastRow, k.column));
+      if (v !== null && s.isoNumbers?.includes(k.column)) return asStored(v);
       if (v === null || !s.instants?.includes(k.column)) return v;
       return canonicalInstant(v, s.dates?.includes(k.column));
     });
