@@ -40,17 +40,19 @@ export type Conversion = "none" | "numbers-as-iso" | "any";
  * how its text compares with no `collate`. `converts`: the driver
  * gives some values in another form than stored (see StatementDatabase.converts), so a
  * column of SQLite's "ordered" kind is "other"; or, by its declared type, which (see
- * Conversion).
+ * Conversion). `isoInstants` lists every instant column (whether a timestamptz): a query
+ * cache keeps it only where its driver gives them so (StatementDatabase.isoInstants).
  */
 export function catalogKinds(
   catalog: readonly CatalogColumn[],
   dialect: SqlDialect,
   converts: boolean | ((declared: string) => Conversion) = false,
-): Required<Pick<SqlTable, "columns" | "collations" | "dates" | "isoNumbers">> {
+): Required<Pick<SqlTable, "columns" | "collations" | "dates" | "isoNumbers" | "isoInstants">> {
   const columns: Record<string, SqlColumnKind> = {};
   const collations: Record<string, TextCollation> = {};
   const dates: string[] = [];
   const isoNumbers: string[] = [];
+  const isoInstants: Record<string, boolean> = {};
   for (const c of catalog) {
     const kind = sqlTypeKind(c.type, dialect);
     const conversion =
@@ -61,8 +63,9 @@ export function catalogKinds(
     if (kind === "instant" && c.precision !== undefined && c.precision <= 3 && zoned(c.type)) {
       dates.push(c.name);
     }
+    if (kind === "instant") isoInstants[c.name] = zoned(c.type);
   }
-  return { columns, collations, dates, isoNumbers };
+  return { columns, collations, dates, isoNumbers, isoInstants };
 }
 
 /** A timestamp with time zone: a JavaScript `Date` of it is the instant, not a local time. */

@@ -19,22 +19,63 @@ import type { SqlColumnKind } from "./shape-types.ts";
  * milliseconds: it has one only for a column whose values have no more digits
  * (SqlTable's `dates`, a `timestamptz(3)` or less), where both drivers give the instant
  * exactly; of another column, microseconds may be lost, so none.
+ *
+ * Prisma's pg adapter gives the server's text with a `T` and its offset replaced by
+ * `+00:00` (`2024-05-17T09:41:07.123+00:00`), a `timestamp` without time zone with
+ * `+00:00` added: the instant only in a session whose TimeZone is UTC, so that form is read
+ * only where the application's adapter says so (SqlTable's `isoInstants`).
  */
 
 const CAPTURED = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(Z?)$/;
 const SERVER = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(\+00)?$/;
 
+const ISO_TEXT = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?\+00:00$/;
+
+/** Which other forms than the two texts a column's instants are read in (SqlTable's lists). */
+export interface InstantReading {
+  /** A `Date` holds the column's values exactly (`dates`). */
+  dates?: boolean;
+  /** Prisma's pg text, in a UTC session (`isoInstants`); `zoned`: a timestamptz. */
+  isoText?: { zoned: boolean };
+}
+
 /**
- * The canonical form of a timestamp in either text form, or undefined; of a `Date` too
- * where `dates` says that a `Date` holds the column's values exactly.
+ * The canonical form of a timestamp in either text form, or undefined; in the forms
+ * `reading` allows too.
  */
-export function canonicalInstant(value: unknown, dates = false): string | undefined {
-  if (value instanceof Date) return dates ? dateInstant(value) : undefined;
+export function canonicalInstant(value: unknown, reading: InstantReading = {}): string | undefined {
+  if (value instanceof Date) return reading.dates ? dateInstant(value) : undefined;
   if (typeof value !== "string") return undefined;
+  if (reading.isoText) {
+    const iso = ISO_TEXT.exec(value);
+    if (iso) {
+      if (iso[1]!.startsWith("0000")) return undefined;
+      const zone = reading.isoText.zoned ? "Z" : "";
+      const c = `${iso[1]}T${iso[2]}.${(iso[3] ?? "").padEnd(6, "0")}${zone}`;
+      // As the server writes it: no trailing zero in the fraction.
+      return isoInstant(c) === value ? c : undefined;
+    }
+  }
   const m = CAPTURED.exec(value) ?? SERVER.exec(value);
   if (!m || m[1]!.startsWith("0000")) return undefined;
   const zone = m[4] === "Z" || m[4] === "+00" ? "Z" : "";
   return `${m[1]}T${m[2]}.${(m[3] ?? "").padEnd(6, "0")}${zone}`;
+}
+
+/** How `column`'s instants are read, by a table's (a shape's, a plan's) lists of columns. */
+export function instantReading(
+  column: string,
+  of: {
+    dates?: readonly string[] | undefined;
+    isoInstants?: Readonly<Record<string, boolean>> | undefined;
+  },
+): InstantReading {
+  const reading: InstantReading = {};
+  if (Array.isArray(of.dates) && of.dates.includes(column)) reading.dates = true;
+  const zoned =
+    of.isoInstants && Object.hasOwn(of.isoInstants, column) ? of.isoInstants[column] : undefined;
+  if (typeof zoned === "boolean") reading.isoText = { zoned };
+  return reading;
 }
 
 /** A `Date`'s canonical form (always UTC, whole milliseconds), or undefined out of range. */
@@ -53,6 +94,12 @@ export function instantDate(canonical: string): Date | undefined {
   if (!canonical.endsWith("000Z")) return undefined;
   const date = new Date(`${canonical.slice(0, 23)}Z`);
   return dateInstant(date) === canonical ? date : undefined;
+}
+
+/** A canonical instant as Prisma's pg adapter gives it (`2024-05-17T09:41:07.123+00:00`). */
+export function isoInstant(canonical: string): string {
+  const server = serverInstant(canonical).replace(" ", "T");
+  return canonical.endsWith("Z") ? `${server.slice(0, -3)}+00:00` : `${server}+00:00`;
 }
 
 /** A canonical instant as the server's text (`2024-05-17 09:41:07.123+00`). */

@@ -5,6 +5,8 @@ import {
   asStored,
   canonicalInstant,
   instantDate,
+  instantReading,
+  isoInstant,
   isServerInstant,
   serverInstant,
 } from "./forms.ts";
@@ -40,6 +42,8 @@ export interface ResultPlan {
   dates?: string[];
   /** The "ordered" columns whose numbers the driver gives as ISO text (SqlTable's `isoNumbers`). */
   isoNumbers?: string[];
+  /** The instant columns read in Prisma's pg form (SqlTable's `isoInstants`). */
+  isoInstants?: Record<string, boolean>;
   /** A primary-key lookup: the key looked up (the result holds its row or nothing). */
   lookup?: string | number;
 }
@@ -81,6 +85,8 @@ export function resultPlan(shape: SqlShape, table: SqlTable | undefined): Result
   if (dates?.length) plan.dates = dates;
   const isoNumbers = table.isoNumbers?.filter((c) => columns.includes(c));
   if (isoNumbers?.length) plan.isoNumbers = isoNumbers;
+  const iso = Object.entries(table.isoInstants ?? {}).filter(([c]) => columns.includes(c));
+  if (iso.length > 0) plan.isoInstants = Object.fromEntries(iso);
   // A lookup's other conditions (`id = ? AND deleted = 0`) are not kept: not patched.
   const lookup =
     s.rowIds.length === 1 && s.lookupsAlone && s.disjuncts.length === 0 && s.offset === 0;
@@ -173,8 +179,8 @@ export function patchResult(
   return { rows: dressed, tags, ...(next && { list: next }) };
 }
 
-/** How the driver gives an instant column's values: the server's text, or `Date`s. */
-type InstantForm = "text" | "date";
+/** How the driver gives an instant column's values: the server's text, `Date`s, Prisma's text. */
+type InstantForm = "text" | "date" | "iso";
 
 /**
  * Whether the cached rows show that the driver returns values in the form patched rows are
@@ -199,11 +205,16 @@ function driverForms(
       if (v === null) continue;
       const kind = plan.kinds[i];
       if (kind === "instant") {
+        const reading = instantReading(column, plan);
         const form: InstantForm | undefined = isServerInstant(v)
           ? "text"
-          : v instanceof Date && canonicalInstant(v, datesExact(plan, column)) !== undefined
-            ? "date"
-            : undefined;
+          : canonicalInstant(v, reading) === undefined
+            ? undefined
+            : v instanceof Date
+              ? "date"
+              : reading.isoText
+                ? "iso"
+                : undefined;
         if (!form || (forms[i] !== undefined && forms[i] !== form)) return undefined;
         forms[i] = form;
       } else if (kind === "number" || kind === "float") {
@@ -228,9 +239,6 @@ function driverForms(
   return shown ? forms : undefined;
 }
 
-const datesExact = (plan: ResultPlan, column: string) =>
-  Array.isArray(plan.dates) && plan.dates.includes(column);
-
 /**
  * A cached result's rows as table rows (by column), their values as the planner compares
  * them (instants canonical, floats finite), or undefined when one cannot be read so.
@@ -253,7 +261,7 @@ function canonical(plan: ResultPlan, rows: Row[]): Row[] | undefined {
     const r = { ...row };
     for (const c of instants) {
       if (r[c] === null) continue;
-      const v = canonicalInstant(r[c], datesExact(plan, c));
+      const v = canonicalInstant(r[c], instantReading(c, plan));
       if (v === undefined) return undefined;
       r[c] = v;
     }
@@ -306,7 +314,9 @@ function dressedAs(
           ? serverInstant(v)
           : forms[i] === "date"
             ? instantDate(v)
-            : undefined;
+            : forms[i] === "iso"
+              ? isoInstant(v)
+              : undefined;
     if (dressed === undefined) made = false;
     return dressed;
   };

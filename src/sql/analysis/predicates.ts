@@ -87,6 +87,8 @@ export interface Scope {
   dates?: readonly string[] | undefined;
   /** Its "ordered" columns whose numbers come as ISO text (SqlTable's `isoNumbers`). */
   isoNumbers?: readonly string[] | undefined;
+  /** Its instant columns read in Prisma's pg form (SqlTable's `isoInstants`). */
+  isoInstants?: Readonly<Record<string, boolean>> | undefined;
   params: readonly unknown[];
   dialect: SqlDialect;
   widened: Set<WideningReason>;

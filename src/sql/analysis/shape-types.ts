@@ -52,6 +52,12 @@ export interface SqlTable {
    * result showing one is neither ordered by it nor patched (see forms.ts, `asStored`).
    */
   isoNumbers?: readonly string[];
+  /**
+   * Its "instant" columns (each: whether a timestamptz) whose values come as Prisma's pg
+   * adapter gives them (`2024-05-17T09:41:07.123+00:00`), read in that form: only while
+   * that adapter's session is known to be UTC (see forms.ts).
+   */
+  isoInstants?: Readonly<Record<string, boolean>>;
 }
 
 /**
@@ -139,6 +145,8 @@ export interface ShapeLists {
   dates?: string[];
   /** Its "ordered" columns whose numbers come as ISO text (SqlTable's `isoNumbers`). */
   isoNumbers?: string[];
+  /** Its instant columns read in Prisma's pg form (SqlTable's `isoInstants`). */
+  isoInstants?: Record<string, boolean>;
   /**
    * How result rows stand for the base's rows: one each (unset); "key", GROUP BY its primary
    * key (one row per base row, aggregates over its joined children); "aggregate", one row

@@ -2,7 +2,7 @@ import type { ListDependency } from "../../core/deps/planner.ts";
 import { rowTag, tableTag } from "../../core/deps/planner.ts";
 import { memoize } from "../../core/memo.ts";
 import type { SortKey } from "../../core/query.ts";
-import { asStored, canonicalInstant } from "./forms.ts";
+import { asStored, canonicalInstant, instantReading } from "./forms.ts";
 import { joinRegistration, joinsOf } from "./joins.ts";
 import { parseSql, withoutAggregateFilters } from "./parse.ts";
 import {
@@ -216,6 +216,7 @@ function analyse(
   };
   if (base.dates?.length) lists.dates = [...base.dates];
   if (base.isoNumbers?.length) lists.isoNumbers = [...base.isoNumbers];
+  if (base.isoInstants) lists.isoInstants = { ...base.isoInstants };
   if (grouped) lists.grouping = "key";
   if (aggregate) lists.grouping = "aggregate";
   const joins =
@@ -389,6 +390,7 @@ function scopeOf(
     collations: known?.collations,
     dates: known?.dates,
     isoNumbers: known?.isoNumbers,
+    isoInstants: known?.isoInstants,
     params,
     dialect,
     widened,
@@ -538,7 +540,7 @@ export function registrationOf(
       const v = plain(read(lastRow, k.column));
       if (v !== null && s.isoNumbers?.includes(k.column)) return asStored(v);
       if (v === null || !s.instants?.includes(k.column)) return v;
-      return canonicalInstant(v, s.dates?.includes(k.column));
+      return canonicalInstant(v, instantReading(k.column, s));
     });
     const comparable = (v: unknown) =>
       v === null || (typeof v === "number" && Number.isFinite(v)) || typeof v === "string";
