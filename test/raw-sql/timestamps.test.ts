@@ -2,9 +2,9 @@ import fc from "fast-check";
 import pg from "pg";
 import postgres from "postgres";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type SqlCache, sqlCache } from "../../src/raw-sql/index.ts";
-import { postgresSource } from "../../src/sources/postgres.ts";
+import { sqlCache } from "../../src/raw-sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
+import { type CapturedSchema, capturedSchema, following } from "../helpers/following.ts";
 import { requirePostgres } from "../helpers/services.ts";
 
 // node-postgres and postgres.js return a timestamptz as a JavaScript Date, which holds
@@ -36,36 +36,20 @@ const clients = {
   },
 };
 
-/** Resolves once `sql` follows capture (a bound for the test, not a measurement). */
-async function following(sql: SqlCache): Promise<void> {
-  const until = Date.now() + 10_000;
-  while (sql.getStats().writes !== "capture") {
-    if (Date.now() > until) throw new Error("capture not followed");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-const schema = `ec_ts_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
-let admin: postgres.Sql;
+let db: CapturedSchema;
 
 beforeAll(async () => {
-  admin = postgres(url, { max: 1, onnotice: () => {} });
   // `ms`: milliseconds at most; `us`: the default 6 digits. `seen` may be null.
-  const table = (name: string, digits: number) =>
+  const table = (schema: string, name: string, digits: number) =>
     `create table ${schema}.${name} (id text primary key, made timestamptz(${digits}) not null,
       seen timestamptz(${digits}), n integer not null);
      insert into ${schema}.${name} values ('a', '2026-01-01T00:00:00Z', null, 1),
       ('b', '2026-01-02T00:00:00.5Z', '2026-01-01T00:00:00Z', 2),
       ('c', '2026-01-01T00:00:00.001Z', null, 3), ('d', '2025-12-31T23:59:59.999Z', null, 4);`;
-  await admin.unsafe(`create schema ${schema}; ${table("ms", 3)} ${table("us", 6)}`);
-  const source = await postgresSource({ url, schema, max: 1 });
-  await source.installCapture();
-  await source.close();
+  db = await capturedSchema(url, "ec_ts", (s) => `${table(s, "ms", 3)} ${table(s, "us", 6)}`);
 });
 afterAll(async () => {
-  await admin.unsafe(`drop schema if exists ${schema} cascade`);
-  await admin.unsafe(`drop schema if exists edgecache_${schema} cascade`);
-  await admin.end();
+  await db?.drop();
 });
 
 const BASE = Date.UTC(2026, 0, 1);
@@ -84,8 +68,8 @@ for (const [library, connect] of Object.entries(clients)) {
     ["us", 6],
   ] as const) {
     it(`${library}: timestamptz(${digits}) pages ordered by it after writes around the cache equal a fresh read, and are ${digits === 3 ? "patched in place" : "never patched (a Date loses microseconds)"}`, async () => {
-      const t = `${schema}.${table}`;
-      await admin.unsafe(`delete from ${t} where id not in ('a', 'b', 'c', 'd')`);
+      const t = `${db.schema}.${table}`;
+      await db.admin.unsafe(`delete from ${t} where id not in ('a', 'b', 'c', 'd')`);
       const app = connect();
       const sql = sqlCache({ client: app.client, tiers: [memoryStore()] });
       try {
@@ -135,12 +119,12 @@ for (const [library, connect] of Object.entries(clients)) {
                 continue;
               }
               if (o.kind === "upsert") {
-                await admin.unsafe(
+                await db.admin.unsafe(
                   `insert into ${t} values ($1, $2, $3, 9) on conflict (id) do update
                     set made = excluded.made, seen = excluded.seen, n = 9`,
                   [o.id, o.at, o.seen],
                 );
-              } else await admin.unsafe(`delete from ${t} where id = $1`, [o.id]);
+              } else await db.admin.unsafe(`delete from ${t} where id = $1`, [o.id]);
               expect(await sql.catchUp()).toBe(true);
             }
           }),
