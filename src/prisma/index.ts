@@ -27,6 +27,7 @@ import type {
   Transaction,
 } from "@prisma/driver-adapter-utils";
 import { badOption, checkOptionNames } from "../core/errors.ts";
+import type { Conversion } from "../query-cache/columns.ts";
 import { Session } from "../query-cache/session.ts";
 import {
   type CachedStatements,
@@ -110,6 +111,7 @@ export function prismaCache(
   // The adapter made at each connection runs its statements, one after another connection.
   let inner: SqlDriverAdapter | undefined;
   let connections = 0;
+  const zone = new SessionZone(() => void statements.invalidate().catch(() => {}));
   const statements = new StatementCache<SqlResultSet>(
     {
       component: COMPONENT,
@@ -120,8 +122,11 @@ export function prismaCache(
         if (!inner) throw new Error("[edgecache] [prisma] reloaded while disconnected");
         return inner.queryRaw({ sql, ...(keyed as QueryArgs) });
       },
-      // Its SQLite adapter turns a DateTime stored as a number into text.
-      converts: true,
+      // Its better-sqlite3 adapter turns a DateTime stored as a number into ISO text; D1's
+      // a number into text where it takes a column for text by its other values.
+      converts: BETTER_SQLITE3.test(factory.adapterName) ? betterSqlite3Conversion : true,
+      // Its pg adapter's instants are right (and read) only while the session is in UTC.
+      ...(PG.test(factory.adapterName) && { isoInstants: () => zone.utc }),
       form: {
         ...RESULT_SET,
         patchable: (result) =>
@@ -138,12 +143,13 @@ export function prismaCache(
       const adapter = await factory.connect();
       inner = adapter;
       connections++;
+      if (PG.test(factory.adapterName)) void zone.read(adapter);
       // The application's client behind the adapter (its capture followed, its catalog
       // read), unless one is given; one edgecache does not know goes by tables.
       const client = options.client ?? underlying(adapter);
       const driver = client === undefined ? undefined : sqlDriver(client);
       if (driver) statements.attach(client, (table) => driver.columns(table));
-      return new CachingAdapter(adapter, statements, dialect, async () => {
+      return new CachingAdapter(adapter, statements, dialect, zone, async () => {
         // Capture is followed while a connection is open.
         if (--connections === 0) await statements.close();
       });
@@ -190,6 +196,7 @@ class CachingAdapter implements SqlDriverAdapter {
   readonly #dialect: SqlDialect;
   readonly #session: Session;
   readonly #disposed: () => Promise<void>;
+  readonly #zone: SessionZone;
   readonly provider: SqlDriverAdapter["provider"];
   readonly adapterName: string;
   getConnectionInfo?: SqlDriverAdapter["getConnectionInfo"];
@@ -198,9 +205,11 @@ class CachingAdapter implements SqlDriverAdapter {
     inner: SqlDriverAdapter,
     statements: StatementCache<SqlResultSet>,
     dialect: SqlDialect,
+    zone: SessionZone,
     disposed: () => Promise<void>,
   ) {
     this.#inner = inner;
+    this.#zone = zone;
     this.#disposed = disposed;
     this.#statements = statements;
     this.#dialect = dialect;
@@ -211,6 +220,7 @@ class CachingAdapter implements SqlDriverAdapter {
   }
 
   queryRaw(query: SqlQuery): Promise<SqlResultSet> {
+    this.#zone.heard(query.sql);
     const run = () => this.#inner.queryRaw(query);
     return this.#session.statement(query.sql, run, () =>
       this.#statements.read(query.sql, comparedArgs(query, this.#dialect), run, keyOf(query)),
@@ -218,6 +228,7 @@ class CachingAdapter implements SqlDriverAdapter {
   }
 
   executeRaw(query: SqlQuery): Promise<number> {
+    this.#zone.heard(query.sql);
     const run = () => this.#inner.executeRaw(query);
     return this.#session.statement(query.sql, run, () =>
       this.#statements.write(query.sql, query.args, run),
@@ -225,13 +236,14 @@ class CachingAdapter implements SqlDriverAdapter {
   }
 
   executeScript(script: string): Promise<void> {
+    this.#zone.heard(script);
     // Several statements: the tables they write cannot all be told, so every read goes.
     return this.#statements.write(script, [], () => this.#inner.executeScript(script));
   }
 
   async startTransaction(isolationLevel?: IsolationLevel): Promise<Transaction> {
     const tx = await this.#inner.startTransaction(isolationLevel);
-    return new CachingTransaction(tx, new Session(this.#statements, this.#dialect));
+    return new CachingTransaction(tx, new Session(this.#statements, this.#dialect), this.#zone);
   }
 
   async dispose(): Promise<void> {
@@ -255,8 +267,11 @@ class CachingTransaction implements Transaction {
   rollbackToSavepoint?: Transaction["rollbackToSavepoint"];
   releaseSavepoint?: Transaction["releaseSavepoint"];
 
-  constructor(inner: Transaction, session: Session) {
+  readonly #zone: SessionZone;
+
+  constructor(inner: Transaction, session: Session, zone: SessionZone) {
     this.#inner = inner;
+    this.#zone = zone;
     this.#session = session;
     session.begin();
     this.provider = inner.provider;
@@ -270,11 +285,13 @@ class CachingTransaction implements Transaction {
   }
 
   queryRaw(query: SqlQuery): Promise<SqlResultSet> {
+    this.#zone.heard(query.sql);
     const run = () => this.#inner.queryRaw(query);
     return this.#session.statement(query.sql, run, run);
   }
 
   executeRaw(query: SqlQuery): Promise<number> {
+    this.#zone.heard(query.sql);
     const run = () => this.#inner.executeRaw(query);
     return this.#session.statement(query.sql, run, run);
   }
@@ -340,12 +357,92 @@ function compared(arg: unknown, type: ArgType | undefined, dialect: SqlDialect):
   }
 }
 
-/** Column types whose values capture records as the adapter returns them. */
+const BETTER_SQLITE3 = /^@prisma\/adapter-better-sqlite3\b/;
+const PG = /^@prisma\/adapter-pg\b/;
+
+/**
+ * Whether the pg adapter's sessions are in UTC: it gives an instant as the server's text
+ * with a `T` and the offset replaced by `+00:00`, the instant only then. Read from the
+ * server at each connect (its TimeZone, as the server, database, role or the pool's
+ * options set it for every connection); false for good once a statement through the
+ * adapter names the time zone (a `SET` on one pooled connection, even `AT TIME ZONE`),
+ * when every cached read goes (`lost`).
+ */
+class SessionZone {
+  utc = false;
+  #heard = false;
+  readonly #lost: () => void;
+
+  constructor(lost: () => void) {
+    this.#lost = lost;
+  }
+
+  async read(adapter: SqlDriverAdapter): Promise<void> {
+    try {
+      const { rows } = await adapter.queryRaw({
+        sql: "SELECT current_setting('TimeZone')",
+        args: [],
+        argTypes: [],
+      });
+      const zone = rows[0]?.[0];
+      if (!this.#heard) this.utc = typeof zone === "string" && UTC.has(zone.toLowerCase());
+    } catch {
+      // Unknown: instants are not read, as before.
+    }
+  }
+
+  heard(sql: string): void {
+    if (!/time\s*zone/i.test(sql)) return;
+    const was = this.utc;
+    this.#heard = true;
+    this.utc = false;
+    if (was) this.#lost();
+  }
+}
+
+/** PostgreSQL's names of UTC (lower case). */
+const UTC = new Set(
+  ["utc", "etc/utc", "uct", "etc/uct", "universal", "etc/universal", "zulu", "etc/zulu"].concat(
+    ["gmt", "gmt0", "gmt+0", "gmt-0", "greenwich"].flatMap((z) => [z, `etc/${z}`]),
+  ),
+);
+
+/**
+ * What @prisma/adapter-better-sqlite3 converts of a column, by its declared type (its
+ * mapDeclType and mapRow): a DATETIME's or TIMESTAMP's numbers to ISO text, an integer
+ * type's fractions cut and bigints made numbers; other values come as stored.
+ */
+function betterSqlite3Conversion(declared: string): Conversion {
+  const type = declared.toUpperCase();
+  if (type === "DATETIME" || type === "TIMESTAMP") return "numbers-as-iso";
+  return INTEGER_TYPES.has(type) ? "any" : "none";
+}
+
+const INTEGER_TYPES = new Set([
+  "TINYINT",
+  "SMALLINT",
+  "MEDIUMINT",
+  "INT",
+  "INTEGER",
+  "SERIAL",
+  "INT2",
+  "BIGINT",
+  "UNSIGNED BIG INT",
+  "INT8",
+]);
+
+/**
+ * Column types whose values capture records as the adapter returns them. On SQLite a
+ * DateTime (a DATETIME column) too: its text comes as stored, and a value that may be a
+ * converted number is told by its form (patch.ts, SqlTable's `isoNumbers`).
+ */
 const PATCHABLE: Record<SqlDialect, ReadonlySet<ColumnType>> = {
-  // 0 Int32, 1 Int64, 2 Float, 3 Double, 5 Boolean, 6 Character, 7 Text, 12 Enum, 15 Uuid
-  sqlite: new Set<ColumnType>([0, 1, 2, 3, 5, 6, 7, 12, 15]),
-  // node-postgres gives int8 as text, which capture records as a number.
-  postgres: new Set<ColumnType>([0, 2, 3, 5, 6, 7, 12, 15]),
+  // 0 Int32, 1 Int64, 2 Float, 3 Double, 5 Boolean, 6 Character, 7 Text, 10 DateTime,
+  // 12 Enum, 15 Uuid
+  sqlite: new Set<ColumnType>([0, 1, 2, 3, 5, 6, 7, 10, 12, 15]),
+  // node-postgres gives int8 as text, which capture records as a number. A DateTime comes
+  // as text read only in a UTC session (SessionZone, SqlTable's `isoInstants`).
+  postgres: new Set<ColumnType>([0, 2, 3, 5, 6, 7, 10, 12, 15]),
 };
 
 /**

@@ -28,25 +28,48 @@ export function sqlTypeKind(declared: string, dialect: SqlDialect): SqlColumnKin
 }
 
 /**
+ * Which values of a SQLite column of another declared type ("ordered") a driver gives in
+ * another form than stored: none; only its numbers, as `Date#toISOString()` text (Prisma's
+ * better-sqlite3 adapter, for a DATETIME), so it is ordered by where its values show other
+ * text (SqlTable's `isoNumbers`); or any ("other").
+ */
+export type Conversion = "none" | "numbers-as-iso" | "any";
+
+/**
  * What the catalog's columns tell the planner: each one's kind by its declared type, and
  * how its text compares with no `collate`. `converts`: the driver
  * gives some values in another form than stored (see StatementDatabase.converts), so a
- * column of SQLite's "ordered" kind is "other".
+ * column of SQLite's "ordered" kind is "other"; or, by its declared type, which (see
+ * Conversion). `isoInstants` lists every instant column (whether a timestamptz): a query
+ * cache keeps it only where its driver gives them so (StatementDatabase.isoInstants).
  */
 export function catalogKinds(
   catalog: readonly CatalogColumn[],
   dialect: SqlDialect,
-  converts = false,
-): Required<Pick<SqlTable, "columns" | "collations">> {
+  converts: boolean | ((declared: string) => Conversion) = false,
+): Required<Pick<SqlTable, "columns" | "collations" | "dates" | "isoNumbers" | "isoInstants">> {
   const columns: Record<string, SqlColumnKind> = {};
   const collations: Record<string, TextCollation> = {};
+  const dates: string[] = [];
+  const isoNumbers: string[] = [];
+  const isoInstants: Record<string, boolean> = {};
   for (const c of catalog) {
     const kind = sqlTypeKind(c.type, dialect);
-    columns[c.name] = kind === "ordered" && converts ? "other" : kind;
+    const conversion =
+      typeof converts === "function" ? converts(c.type) : converts ? "any" : "none";
+    columns[c.name] = kind === "ordered" && conversion === "any" ? "other" : kind;
+    if (kind === "ordered" && conversion === "numbers-as-iso") isoNumbers.push(c.name);
     if (c.collation !== undefined) collations[c.name] = c.collation;
+    if (kind === "instant" && c.precision !== undefined && c.precision <= 3 && zoned(c.type)) {
+      dates.push(c.name);
+    }
+    if (kind === "instant") isoInstants[c.name] = zoned(c.type);
   }
-  return { columns, collations };
+  return { columns, collations, dates, isoNumbers, isoInstants };
 }
+
+/** A timestamp with time zone: a JavaScript `Date` of it is the instant, not a local time. */
+const zoned = (declared: string) => /^timestamptz\b|with time zone$/i.test(declared);
 
 /**
  * A table's kinds for an engine whose captured changes are not put in the query caches'

@@ -19,7 +19,7 @@ import type { ForeignKeyAction } from "../sql/schema.ts";
 import { type QueryCapture, startCapture } from "./capture.ts";
 import { Cascades } from "./cascades.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
-import { catalogKinds, withoutCapturedForms } from "./columns.ts";
+import { type Conversion, catalogKinds, withoutCapturedForms } from "./columns.ts";
 import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
 import { type QueryCacheStats, QueryStats, queryEngine } from "./stats.ts";
 
@@ -126,12 +126,18 @@ export interface StatementDatabase<R = SqlResult> {
    */
   learnAside?: boolean;
   /**
-   * The driver returns some values in another form than the database holds them (Prisma's
-   * SQLite adapter gives a DateTime stored as a number as text): a SQLite column ordered by
-   * its values as stored ("ordered") is not ordered by then, since the result's last values
-   * would not be those a captured change is compared with.
+   * The driver returns some values in another form than the database holds them: a SQLite
+   * column ordered by its values as stored ("ordered") is not ordered by then, since the
+   * result's last values would not be those a captured change is compared with. Or, by
+   * such a column's declared type, which of its values it converts (see Conversion).
    */
-  converts?: boolean;
+  converts?: boolean | ((declared: string) => Conversion);
+  /**
+   * Whether instants come, now, as Prisma's pg adapter gives them
+   * (`2024-05-17T09:41:07.123+00:00`: the instant while the session's TimeZone is UTC).
+   * Unset: they do not.
+   */
+  isoInstants?: () => boolean;
 }
 
 /** The same counters as the Drizzle adapter's (docs/guides/drizzle.md). */
@@ -203,7 +209,7 @@ export class StatementCache<R = SqlResult> {
    * while capture is followed: with them, conditions on other columns than the primary key
    * register exactly (without capture, writes go by table and exactness gains nothing).
    */
-  #kinds = new Map<string, Pick<SqlTable, "columns" | "collations"> | null>();
+  #kinds = new Map<string, Omit<SqlTable, "primaryKey"> | null>();
   /** Whether capture was followed at the last call (see #checkMode). */
   #following = false;
   /** Whether results are patched in place after captured writes (see `patchInPlace`). */
@@ -487,7 +493,9 @@ export class StatementCache<R = SqlResult> {
   #schema = (table: string): SqlTable | undefined => {
     const primaryKey = this.#catalog?.primaryKey(table);
     if (primaryKey === undefined) return undefined;
-    const known: SqlTable = { primaryKey, ...this.#kinds.get(table) };
+    const { isoInstants, ...kinds } = this.#kinds.get(table) ?? {};
+    const known: SqlTable = { primaryKey, ...kinds };
+    if (isoInstants && this.#db.isoInstants?.()) known.isoInstants = isoInstants;
     // Floats and instants only where capture's triggers record them exactly.
     return this.#capture?.recordsForms() === false ? withoutCapturedForms(known) : known;
   };

@@ -47,6 +47,8 @@ export interface CatalogColumn {
    * table declares no collation, or the database shows the column's to compare so.
    */
   collation?: TextCollation;
+  /** A PostgreSQL timestamp's fractional-second digits (0 to 6), where the catalog tells. */
+  precision?: number;
 }
 
 /** SQLite's catalog (libSQL, D1): tables of the main database only. */
@@ -90,6 +92,7 @@ function namedColumns({ rows }: SqlResult): CatalogColumn[] {
     name: String(r.name),
     type: String(r.type ?? ""),
     ...(isCollation(r.collation) && { collation: r.collation }),
+    ...(r.precision !== null && r.precision !== undefined && { precision: Number(r.precision) }),
   }));
 }
 

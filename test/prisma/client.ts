@@ -94,5 +94,7 @@ export function tables(provider: Provider, schema?: string): string {
       CONSTRAINT "_PostToTag_AB_pkey" PRIMARY KEY ("A", "B"),
       CONSTRAINT "_PostToTag_A_fkey" FOREIGN KEY ("A") REFERENCES ${s}."Post" ("id") ON DELETE CASCADE ON UPDATE CASCADE,
       CONSTRAINT "_PostToTag_B_fkey" FOREIGN KEY ("B") REFERENCES ${s}."Tag" ("id") ON DELETE CASCADE ON UPDATE CASCADE);
-    CREATE INDEX "_PostToTag_B_index" ON ${s}."_PostToTag"("B");`;
+    CREATE INDEX "_PostToTag_B_index" ON ${s}."_PostToTag"("B");
+    CREATE TABLE ${s}."Event" ("id" INTEGER NOT NULL PRIMARY KEY, "startsAt" TIMESTAMPTZ(3) NOT NULL,
+      "day" TIMESTAMP(3) NOT NULL, "n" INTEGER NOT NULL);`;
 }

@@ -27,8 +27,8 @@ const server = await requirePostgres();
 /** A database with the test models behind Prisma adapters, and SQL around Prisma. */
 interface Harness {
   provider: Provider;
-  /** A new adapter factory of the database (uncached). */
-  factory(): SqlDriverAdapterFactory;
+  /** A new adapter factory of the database (uncached); on PostgreSQL its sessions in `zone` (UTC). */
+  factory(zone?: string): SqlDriverAdapterFactory;
   /** A table's name in SQL Prisma's raw queries run (schema-qualified on PostgreSQL). */
   table(name: string): string;
   /** Runs SQL around Prisma on a connection of its own (`$1` placeholders, table names quoted). */
@@ -46,6 +46,8 @@ const SEED = `
   INSERT INTO "Tag" ("id", "name") VALUES (1, 'news'), (2, 'tech');
   INSERT INTO "_PostToTag" ("A", "B") VALUES (1, 1), (3, 2);`;
 const TABLES = ["_PostToTag", "Comment", "Tag", "Post", "User"];
+/** Instants the random writes give posts (ms since the epoch). */
+const DATES = [Date.UTC(2029, 0, 1), Date.UTC(2031, 5, 1, 12), Date.UTC(2028, 2, 3)];
 
 function sqliteHarness(): Harness {
   const dir = mkdtempSync(join(tmpdir(), "edgecache-prisma-"));
@@ -84,7 +86,8 @@ function postgresHarness(url: string): Harness {
   let made = false;
   return {
     provider: "postgresql",
-    factory: () => new PrismaPg({ connectionString: url }, { schema }),
+    factory: (zone = "UTC") =>
+      new PrismaPg({ connectionString: url, options: `-c TimeZone=${zone}` }, { schema }),
     table: (name) => `"${schema}"."${name}"`,
     around: async (statement, params = []) => {
       await admin.query(statement, params);
@@ -251,6 +254,106 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
       // Changes made around the cache count as applied, not only its own mutations'.
       expect(cache.getStats().capture!.applied).toBeGreaterThan(applied);
     });
+
+    it("capture: a startsWith list is a prefix, on each driver: a write of a row outside it leaves it a hit, one into it is seen", async () => {
+      const { prisma, cache } = await open();
+      const as = () =>
+        prisma.user.findMany({ where: { name: { startsWith: "A" } }, orderBy: { id: "asc" } });
+      expect((await as()).map((u: { name: string }) => u.name)).toEqual(["Ann"]);
+      await h.around(`UPDATE "User" SET "name" = $1 WHERE "id" = $2`, ["Bz", 2]);
+      expect(await cache.catchUp()).toBe(true);
+      const hits = cache.getStats().hits;
+      expect((await as()).map((u: { name: string }) => u.name)).toEqual(["Ann"]);
+      expect(cache.getStats().hits).toBe(hits + 1);
+      await h.around(`UPDATE "User" SET "name" = $1 WHERE "id" = $2`, ["Al", 3]);
+      expect(await cache.catchUp()).toBe(true);
+      expect((await as()).map((u: { name: string }) => u.name)).toEqual(["Ann", "Al"]);
+    });
+
+    it("capture: a page ordered by a DateTime is patched in place after a write around Prisma on better-sqlite3 (its text as stored), equal to a fresh read", async () => {
+      const { prisma, plain, cache } = await open();
+      const newest = (p: AnyPrismaClient) =>
+        p.post.findMany({ orderBy: [{ createdAt: "desc" }, { id: "asc" }], take: 3 });
+      // Text as Prisma writes it (not a converted number's form): what the page orders by.
+      await prisma.post.update({
+        where: { id: 2 },
+        data: { createdAt: new Date(Date.UTC(2030, 0, 1)) },
+      });
+      expect(await newest(prisma)).toEqual(await newest(plain));
+      const { patched } = cache.getStats();
+      await h.around(`UPDATE "Post" SET "views" = "views" + 1 WHERE "id" = $1`, [2]);
+      expect(await cache.catchUp()).toBe(true);
+      const hits = cache.getStats().hits;
+      expect(await newest(prisma)).toEqual(await newest(plain));
+      // Not on PostgreSQL, where a boolean ("published") is not patched.
+      if (h.provider === "sqlite") {
+        expect(cache.getStats().patched).toBeGreaterThan(patched);
+        expect(cache.getStats().hits).toBe(hits + 1);
+      }
+    });
+
+    it("capture: on PostgreSQL a DateTime is read only in a UTC session: pages ordered by one are patched there, not in another zone nor once a statement names the time zone, and equal a fresh read", async () => {
+      if (h.provider !== "postgresql") return;
+      const pages = (p: AnyPrismaClient) =>
+        Promise.all([
+          p.event.findMany({ orderBy: [{ startsAt: "desc" }, { id: "asc" }], take: 2 }),
+          p.event.findMany({ orderBy: [{ day: "asc" }, { id: "asc" }], take: 3 }),
+        ]);
+      let seq = 0;
+      /** A write around Prisma placing a row in both pages, and one changing a row they hold. */
+      const writes = async () => {
+        seq++;
+        await h.around(`INSERT INTO "Event" VALUES ($1, $2, $3, 0)`, [
+          100 + seq,
+          `2027-01-01T00:00:00.${seq}5Z`,
+          `2025-12-31 23:59:59.${seq}5`,
+        ]);
+        await h.around(`UPDATE "Event" SET "n" = "n" + 1 WHERE "id" = $1`, [100 + seq]);
+      };
+      for (const zone of ["UTC", "Asia/Kolkata"]) {
+        await h.around(`DELETE FROM "Event"`);
+        await h.around(`INSERT INTO "Event" VALUES
+          (1, '2026-01-01T00:00:00.5Z', '2026-01-01 00:00:00.5', 1),
+          (2, '2026-01-02T00:00:00Z', '2026-01-02 00:00:00', 2),
+          (3, '2026-01-02T00:00:00Z', '2026-01-01 00:00:00.5', 3)`);
+        const adapter = prismaCache(h.factory(zone), { tiers: [memoryStore()] });
+        const prisma = new PrismaClient({ adapter });
+        const plain = new PrismaClient({ adapter: h.factory(zone) });
+        clients.push(prisma, plain);
+        const { cache } = adapter as CachedAdapterFactory;
+        await prisma.user.findMany();
+        await until(() => cache.getStats().writes === "capture");
+        await cache.catchUp();
+        const patched = cache.getStats().patched;
+        for (let i = 0; i < 3; i++) {
+          expect(await pages(prisma)).toEqual(await pages(plain));
+          await writes();
+          expect(await cache.catchUp()).toBe(true);
+        }
+        expect(await pages(prisma)).toEqual(await pages(plain));
+        if (zone !== "UTC") {
+          expect(cache.getStats().patched).toBe(patched);
+          continue;
+        }
+        // The next zone's cache consumes the change table once this one lets it go.
+        const done = async () => {
+          await prisma.$disconnect();
+          await plain.$disconnect();
+        };
+        expect(cache.getStats().patched).toBeGreaterThan(patched);
+        // Naming the time zone (here to set it as it was) ends it: no longer read.
+        await prisma.$executeRawUnsafe("SET TIME ZONE 'UTC'");
+        const after = cache.getStats().patched;
+        for (let i = 0; i < 2; i++) {
+          expect(await pages(prisma)).toEqual(await pages(plain));
+          await writes();
+          expect(await cache.catchUp()).toBe(true);
+        }
+        expect(await pages(prisma)).toEqual(await pages(plain));
+        expect(cache.getStats().patched).toBe(after);
+        await done();
+      }
+    });
   } else {
     it("without capture: a write empties the cached reads of its tables", async () => {
       const { prisma, cache } = await open();
@@ -272,6 +375,17 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
       (p) => feed(p),
       (p, n) => p.post.findMany({ where: { authorId: n }, orderBy: { id: "asc" }, take: 2 }),
       (p, n) => p.comment.findMany({ where: { postId: n }, orderBy: { id: "asc" } }),
+      (p, n) =>
+        p.user.findMany({
+          where: { name: { startsWith: ["A", "U", "B"][n % 3] } },
+          orderBy: { id: "asc" },
+        }),
+      (p, n) =>
+        p.post.findMany({
+          orderBy: [{ createdAt: n % 2 ? "desc" : "asc" }, { id: "asc" }],
+          take: 2,
+          skip: n % 3,
+        }),
       (p, n) => p.post.count({ where: { authorId: n, published: true } }),
       (p, n) =>
         p.tag.findUnique({ where: { id: n }, include: { posts: { select: { id: true } } } }),
@@ -292,6 +406,7 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
           "post",
           "unpost",
           "tag",
+          "date",
         ),
         n: fc.integer({ min: 1, max: 5 }),
         around: fc.boolean(),
@@ -344,6 +459,8 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
         });
       case "unpost":
         return p.post.delete({ where: { id: n } });
+      case "date":
+        return p.post.update({ where: { id: n }, data: { createdAt: new Date(DATES[seq % 3]!) } });
       default:
         return p.post.update({
           where: { id: n },
@@ -377,6 +494,15 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
         );
       case "unpost":
         return h.around(`DELETE FROM "Post" WHERE "id" = $1`, [n]);
+      case "date": {
+        // On SQLite a number too (Prisma's adapter gives it as ISO text), and text of that form.
+        const at = DATES[seq % 3]!;
+        const value =
+          h.provider !== "sqlite"
+            ? new Date(at).toISOString()
+            : [at, new Date(at).toISOString(), "2029-06-01 12:00:00"][seq % 3];
+        return h.around(`UPDATE "Post" SET "createdAt" = $1 WHERE "id" = $2`, [value, n]);
+      }
       default:
         return h.around(
           `INSERT INTO "_PostToTag" ("A", "B") SELECT "id", $1 FROM "Post" WHERE "id" = $2 ON CONFLICT DO NOTHING`,

@@ -7,10 +7,10 @@ import fc from "fast-check";
 import pg from "pg";
 import postgres from "postgres";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type SqlCache, sqlCache } from "../../src/raw-sql/index.ts";
-import { postgresSource } from "../../src/sources/postgres.ts";
+import { sqlCache } from "../../src/raw-sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { edgecache } from "../helpers/built-cli.ts";
+import { type CapturedSchema, capturedSchema, following } from "../helpers/following.ts";
 import { requirePostgres } from "../helpers/services.ts";
 
 // PostgreSQL orders text by its collation. A plain `order by name` follows the column's
@@ -38,14 +38,6 @@ function operations(columns: string[], names: fc.Arbitrary<string>) {
   return fc.array(op, { minLength: 4, maxLength: 20 });
 }
 
-/** Resolves once `sql` follows capture (a bound for the test, not a measurement). */
-async function following(sql: SqlCache): Promise<void> {
-  const until = Date.now() + 10_000;
-  while (sql.getStats().writes !== "capture") {
-    if (Date.now() > until) throw new Error("capture not followed");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 const url = service.url;
 
 const clients = {
@@ -61,29 +53,28 @@ const clients = {
 
 for (const [library, connect] of Object.entries(clients)) {
   service.describe(`${library}: text orders by the column's collation`, () => {
-    const schema = `ec_coll_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
-    const t = `${schema}.people`;
+    let t: string;
     let admin: postgres.Sql;
+    let db: CapturedSchema;
     let defaultIsCodePoint: boolean;
 
     beforeAll(async () => {
-      admin = postgres(url, { max: 1, onnotice: () => {} });
-      const [db] =
-        await admin`select datcollate from pg_database where datname = current_database()`;
-      defaultIsCodePoint = ["C", "POSIX", "C.UTF-8", "C.utf8"].includes(String(db!.datcollate));
-      await admin.unsafe(`create schema ${schema};
-        create table ${t} (id text primary key, plain text not null,
+      db = await capturedSchema(
+        url,
+        "ec_coll",
+        (schema) => `create table ${schema}.people (id text primary key, plain text not null,
           c text collate "C" not null, icu text collate "en-US-x-icu" not null);
-        insert into ${t} values ('1', 'ann', 'ann', 'ann'), ('2', 'Bo', 'Bo', 'Bo'),
-          ('3', 'émile', 'émile', 'émile'), ('4', 'Zed', 'Zed', 'Zed');`);
-      const source = await postgresSource({ url: url, schema, max: 1 });
-      await source.installCapture();
-      await source.close();
+        insert into ${schema}.people values ('1', 'ann', 'ann', 'ann'), ('2', 'Bo', 'Bo', 'Bo'),
+          ('3', 'émile', 'émile', 'émile'), ('4', 'Zed', 'Zed', 'Zed');`,
+      );
+      admin = db.admin;
+      t = `${db.schema}.people`;
+      const [row] =
+        await admin`select datcollate from pg_database where datname = current_database()`;
+      defaultIsCodePoint = ["C", "POSIX", "C.UTF-8", "C.utf8"].includes(String(row!.datcollate));
     });
     afterAll(async () => {
-      await admin.unsafe(`drop schema if exists ${schema} cascade`);
-      await admin.unsafe(`drop schema if exists edgecache_${schema} cascade`);
-      await admin.end();
+      await db?.drop();
     });
 
     it("registers a plain order exactly where the collation orders by code point, and reads equal a fresh query", async () => {

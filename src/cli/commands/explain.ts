@@ -66,7 +66,9 @@ export const explain = defineCommand({
     const schema = (name: string) => {
       const t = catalog?.tables.get(name);
       if (!t?.primaryKey) return undefined;
-      return { primaryKey: t.primaryKey, ...catalogKinds(t.columns, dialect) };
+      // No driver's Prisma-form instants here (read only where an adapter gives them).
+      const { isoInstants: _, ...kinds } = catalogKinds(t.columns, dialect);
+      return { primaryKey: t.primaryKey, ...kinds };
     };
     const e = explainSql(a.sql, dialect, schema, params);
     if (a.json) {

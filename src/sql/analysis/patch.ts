@@ -1,7 +1,15 @@
 import { neighbourRows, patchItem, patchList } from "../../core/deps/patch.ts";
 import { type ListDependency, rowTag, type WriteEvent } from "../../core/deps/planner.ts";
 import type { Resource, Row } from "../../core/query.ts";
-import { canonicalInstant, isServerInstant, serverInstant } from "./forms.ts";
+import {
+  asStored,
+  canonicalInstant,
+  instantDate,
+  instantReading,
+  isoInstant,
+  isServerInstant,
+  serverInstant,
+} from "./forms.ts";
 import { MAX_ROW_TAGS, type SqlShape, type SqlTable } from "./shapes.ts";
 
 /**
@@ -13,8 +21,9 @@ import { MAX_ROW_TAGS, type SqlShape, type SqlTable } from "./shapes.ts";
  * Only where a result row is a table row in another dress: a select of every column of
  * one table, each of a kind whose driver form is known (text and numbers as capture
  * records them, also in a SQLite column of another declared type, "ordered", where the
- * driver gives the values as stored; PostgreSQL's timestamps as the server's text, see
- * forms.ts; a decimal or bytes may come in yet another form), and a window the planner orders totally (its
+ * driver gives the values as stored; PostgreSQL's timestamps as the server's text, or as
+ * `Date`s where those hold them exactly, see forms.ts; a decimal or bytes may come in yet
+ * another form), and a window the planner orders totally (its
  * sort ends with the primary key), or a primary-key lookup. Anything else is invalidated,
  * as before.
  */
@@ -29,6 +38,12 @@ export interface ResultPlan {
   names: (string | undefined)[];
   /** Each result column's kind: what form the driver's values must have to be patched. */
   kinds: PatchableKind[];
+  /** The instant columns whose values a `Date` holds exactly (SqlTable's `dates`). */
+  dates?: string[];
+  /** The "ordered" columns whose numbers the driver gives as ISO text (SqlTable's `isoNumbers`). */
+  isoNumbers?: string[];
+  /** The instant columns read in Prisma's pg form (SqlTable's `isoInstants`). */
+  isoInstants?: Record<string, boolean>;
   /** A primary-key lookup: the key looked up (the result holds its row or nothing). */
   lookup?: string | number;
 }
@@ -66,6 +81,12 @@ export function resultPlan(shape: SqlShape, table: SqlTable | undefined): Result
     names: [...s.names],
     kinds: columns.map((c) => kinds[c!] as PatchableKind),
   };
+  const dates = table.dates?.filter((c) => columns.includes(c));
+  if (dates?.length) plan.dates = dates;
+  const isoNumbers = table.isoNumbers?.filter((c) => columns.includes(c));
+  if (isoNumbers?.length) plan.isoNumbers = isoNumbers;
+  const iso = Object.entries(table.isoInstants ?? {}).filter(([c]) => columns.includes(c));
+  if (iso.length > 0) plan.isoInstants = Object.fromEntries(iso);
   // A lookup's other conditions (`id = ? AND deleted = 0`) are not kept: not patched.
   const lookup =
     s.rowIds.length === 1 && s.lookupsAlone && s.disjuncts.length === 0 && s.offset === 0;
@@ -107,10 +128,13 @@ export function patchResult(
         return typeof v === "number" && !Number.isInteger(v) && !exact(v);
       };
       if (plan.columns.some(inexact)) return undefined;
+      // A number the driver would give as ISO text: not made.
+      if (plan.isoNumbers?.some((c) => typeof row[c] === "number")) return undefined;
     }
   }
   const byColumn = columnRows(plan, raw);
-  if (!byColumn || !inDriverForm(plan, byColumn)) return undefined;
+  const forms = byColumn && driverForms(plan, byColumn);
+  if (!byColumn || !forms) return undefined;
   const rows = canonical(plan, byColumn);
   if (!rows) return undefined;
   const list = cached.list;
@@ -147,7 +171,7 @@ export function patchResult(
   if (out.length > 0 && template === undefined) return undefined;
   const dressed: unknown[] = [];
   for (const row of out) {
-    const r = dressedAs(plan, template, row);
+    const r = dressedAs(plan, forms, template, row);
     if (r === undefined) return undefined;
     dressed.push(r);
   }
@@ -155,34 +179,64 @@ export function patchResult(
   return { rows: dressed, tags, ...(next && { list: next }) };
 }
 
+/** How the driver gives an instant column's values: the server's text, `Date`s, Prisma's text. */
+type InstantForm = "text" | "date" | "iso";
+
 /**
  * Whether the cached rows show that the driver returns values in the form patched rows are
  * given: a text column's as strings, a number column's as numbers (not libSQL's bigints or
- * text in its other `intMode`s), a float's finite, an instant's as the server's text, an
- * "ordered" column's as numbers or strings, with some value a number to show that the
- * driver's integers are numbers.
+ * text in its other `intMode`s), a float's finite, an instant's as the server's text or as
+ * `Date`s that hold them exactly (see forms.ts), an "ordered" column's as numbers or
+ * strings, with some value a number to show that the driver's integers are numbers. The
+ * form of each instant column, by position (undefined where no value shows it: such a
+ * column's values are not made), or undefined when the rows are not in such forms.
  */
-function inDriverForm(plan: ResultPlan, rows: readonly Row[]): boolean {
-  if (!Array.isArray(plan.kinds) || plan.kinds.length !== plan.columns.length) return false;
+function driverForms(
+  plan: ResultPlan,
+  rows: readonly Row[],
+): (InstantForm | undefined)[] | undefined {
+  if (!Array.isArray(plan.kinds) || plan.kinds.length !== plan.columns.length) return undefined;
+  const forms: (InstantForm | undefined)[] = plan.columns.map(() => undefined);
   let numbers = false;
   for (const row of rows) {
     for (let i = 0; i < plan.columns.length; i++) {
-      const v = row[plan.columns[i]!];
+      const column = plan.columns[i]!;
+      const v = row[column];
       if (v === null) continue;
       const kind = plan.kinds[i];
       if (kind === "instant") {
-        if (!isServerInstant(v)) return false;
+        const reading = instantReading(column, plan);
+        const form: InstantForm | undefined = isServerInstant(v)
+          ? "text"
+          : canonicalInstant(v, reading) === undefined
+            ? undefined
+            : v instanceof Date
+              ? "date"
+              : reading.isoText
+                ? "iso"
+                : undefined;
+        if (!form || (forms[i] !== undefined && forms[i] !== form)) return undefined;
+        forms[i] = form;
       } else if (kind === "number" || kind === "float") {
-        if (typeof v !== "number" || (kind === "float" && !Number.isFinite(v))) return false;
+        if (typeof v !== "number" || (kind === "float" && !Number.isFinite(v))) return undefined;
         numbers = true;
       } else if (kind === "ordered") {
         // Numbers or text, as stored: a number shows the driver's integers are numbers.
-        if (typeof v === "number") numbers = true;
-        else if (typeof v !== "string") return false;
-      } else if (typeof v !== "string") return false;
+        if (Array.isArray(plan.isoNumbers) && plan.isoNumbers.includes(column)) {
+          if (asStored(v) === undefined) return undefined; // maybe a number, converted
+        } else if (typeof v === "number") numbers = true;
+        else if (typeof v !== "string") return undefined;
+      } else if (typeof v !== "string") return undefined;
     }
   }
-  return numbers || !plan.kinds.some((k) => k === "number" || k === "float" || k === "ordered");
+  // Numbers of an "ordered" column whose numbers come as ISO text are never shown.
+  const needs = (k: PatchableKind, i: number) =>
+    k === "number" ||
+    k === "float" ||
+    (k === "ordered" &&
+      !(Array.isArray(plan.isoNumbers) && plan.isoNumbers.includes(plan.columns[i]!)));
+  const shown = numbers || !plan.kinds.some(needs);
+  return shown ? forms : undefined;
 }
 
 /**
@@ -207,7 +261,7 @@ function canonical(plan: ResultPlan, rows: Row[]): Row[] | undefined {
     const r = { ...row };
     for (const c of instants) {
       if (r[c] === null) continue;
-      const v = canonicalInstant(r[c]);
+      const v = canonicalInstant(r[c], instantReading(c, plan));
       if (v === undefined) return undefined;
       r[c] = v;
     }
@@ -242,12 +296,34 @@ function columnRows(plan: ResultPlan, raw: readonly unknown[]): Row[] | undefine
  * `row` in the form of `template`, a row of the driver's result: an array by position, or
  * an object (libSQL's rows carry indexes, a length and names) with the same properties.
  */
-function dressedAs(plan: ResultPlan, template: unknown, row: Row): unknown {
+function dressedAs(
+  plan: ResultPlan,
+  forms: readonly (InstantForm | undefined)[],
+  template: unknown,
+  row: Row,
+): unknown {
+  let made = true;
   const value = (i: number) => {
     const v = row[plan.columns[i]!];
-    return plan.kinds[i] === "instant" && typeof v === "string" ? serverInstant(v) : v;
+    if (plan.kinds[i] !== "instant" || v === null) return v;
+    // In the form the cached rows show; with none shown, not made.
+    const dressed =
+      typeof v !== "string"
+        ? undefined
+        : forms[i] === "text"
+          ? serverInstant(v)
+          : forms[i] === "date"
+            ? instantDate(v)
+            : forms[i] === "iso"
+              ? isoInstant(v)
+              : undefined;
+    if (dressed === undefined) made = false;
+    return dressed;
   };
-  if (Array.isArray(template)) return plan.columns.map((_, i) => value(i));
+  if (Array.isArray(template)) {
+    const out = plan.columns.map((_, i) => value(i));
+    return made ? out : undefined;
+  }
   if (typeof template !== "object" || template === null) return undefined;
   const out = Object.create(Object.getPrototypeOf(template)) as object;
   for (const p of Object.getOwnPropertyNames(template)) {
@@ -265,7 +341,7 @@ function dressedAs(plan: ResultPlan, template: unknown, row: Row): unknown {
     }
     Object.defineProperty(out, p, { ...d, value: v });
   }
-  return out;
+  return made ? out : undefined;
 }
 
 /**

@@ -83,6 +83,12 @@ export interface Scope {
   kinds: Readonly<Record<string, SqlColumnKind>>;
   /** How text columns compare with no `collate` (SqlTable's `collations`). */
   collations?: Readonly<Record<string, TextCollation>> | undefined;
+  /** Its instant columns a `Date` holds exactly (SqlTable's `dates`). */
+  dates?: readonly string[] | undefined;
+  /** Its "ordered" columns whose numbers come as ISO text (SqlTable's `isoNumbers`). */
+  isoNumbers?: readonly string[] | undefined;
+  /** Its instant columns read in Prisma's pg form (SqlTable's `isoInstants`). */
+  isoInstants?: Readonly<Record<string, boolean>> | undefined;
   params: readonly unknown[];
   dialect: SqlDialect;
   widened: Set<WideningReason>;
@@ -221,6 +227,7 @@ export function columnOf(v: unknown, scope: Scope): ColumnRef | undefined {
       ? { name, collate: undefined }
       : undefined;
   }
+  if (v.type === "cast") return textCast(v, scope);
   if (v.type === "column_ref") {
     const qualifier = v.table === null || v.table === undefined ? undefined : String(v.table);
     // In a join, an unqualified column may be either table's: neither claims it.
@@ -233,6 +240,33 @@ export function columnOf(v: unknown, scope: Scope): ColumnRef | undefined {
   }
   return undefined;
 }
+
+/**
+ * A PostgreSQL text column cast to `text` (`"name"::text`, `CAST(name AS TEXT)`: how
+ * Prisma writes `startsWith`) is that column: text and varchar values are the same text
+ * as `text`, and the cast keeps the column's collation. Any other cast, or of any other
+ * column, is not (`::varchar(3)` cuts, a number's text orders otherwise).
+ */
+function textCast(v: Node, scope: Scope): ColumnRef | undefined {
+  if (scope.dialect !== "postgres" || !Array.isArray(v.target) || v.target.length !== 1) {
+    return undefined;
+  }
+  const [target] = v.target as unknown[];
+  if (!isNode(target) || String(target.dataType).toUpperCase() !== "TEXT") return undefined;
+  const plainTarget = Object.entries(target).every(
+    ([k, x]) => k === "dataType" || x == null || (Array.isArray(x) && x.length === 0),
+  );
+  const plainCast = Object.entries(v).every(
+    ([k, x]) => CAST_KEYS.has(k) || x == null || (Array.isArray(x) && x.length === 0),
+  );
+  if (!plainTarget || !plainCast || !isNode(v.expr) || v.expr.type !== "column_ref") {
+    return undefined;
+  }
+  const column = columnOf(v.expr, scope);
+  return column && scope.kinds[column.name] === "text" ? column : undefined;
+}
+
+const CAST_KEYS = new Set(["type", "keyword", "symbol", "expr", "target", "parentheses"]);
 
 export function identifier(v: unknown): string | undefined {
   if (typeof v === "string") return v;

@@ -38,6 +38,26 @@ export interface SqlTable {
    * (SQLite by code point, PostgreSQL by bytes for equality only).
    */
   collations?: Readonly<Record<string, TextCollation>>;
+  /**
+   * Its "instant" columns whose every value a JavaScript `Date` holds exactly, as
+   * node-postgres and postgres.js return them: a `timestamptz` of at most 3 fractional
+   * digits (`timestamptz(3)`, `(0)`). A `Date` of any other (microseconds lost; a
+   * `timestamp` without time zone read as a local time) is not compared (forms.ts).
+   */
+  dates?: readonly string[];
+  /**
+   * Its "ordered" columns whose numbers the driver gives as `Date#toISOString()` text
+   * (`2024-05-17T09:41:07.123Z`; Prisma's better-sqlite3 adapter, for a DATETIME): a value
+   * of that form may be a number as stored, which SQLite orders before all text, so a
+   * result showing one is neither ordered by it nor patched (see forms.ts, `asStored`).
+   */
+  isoNumbers?: readonly string[];
+  /**
+   * Its "instant" columns (each: whether a timestamptz) whose values come as Prisma's pg
+   * adapter gives them (`2024-05-17T09:41:07.123+00:00`), read in that form: only while
+   * that adapter's session is known to be UTC (see forms.ts).
+   */
+  isoInstants?: Readonly<Record<string, boolean>>;
 }
 
 /**
@@ -121,6 +141,12 @@ export interface ShapeLists {
   limit: number;
   /** Columns of the table that are instants: their values are compared in canonical form. */
   instants?: string[];
+  /** Those of them whose values a `Date` holds exactly (SqlTable's `dates`). */
+  dates?: string[];
+  /** Its "ordered" columns whose numbers come as ISO text (SqlTable's `isoNumbers`). */
+  isoNumbers?: string[];
+  /** Its instant columns read in Prisma's pg form (SqlTable's `isoInstants`). */
+  isoInstants?: Record<string, boolean>;
   /**
    * How result rows stand for the base's rows: one each (unset); "key", GROUP BY its primary
    * key (one row per base row, aggregates over its joined children); "aggregate", one row

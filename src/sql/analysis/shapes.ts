@@ -2,7 +2,7 @@ import type { ListDependency } from "../../core/deps/planner.ts";
 import { rowTag, tableTag } from "../../core/deps/planner.ts";
 import { memoize } from "../../core/memo.ts";
 import type { SortKey } from "../../core/query.ts";
-import { canonicalInstant } from "./forms.ts";
+import { asStored, canonicalInstant, instantReading } from "./forms.ts";
 import { joinRegistration, joinsOf } from "./joins.ts";
 import { parseSql, withoutAggregateFilters } from "./parse.ts";
 import {
@@ -214,6 +214,9 @@ function analyse(
     limit,
     instants: Object.keys(base.kinds).filter((c) => base.kinds[c] === "instant"),
   };
+  if (base.dates?.length) lists.dates = [...base.dates];
+  if (base.isoNumbers?.length) lists.isoNumbers = [...base.isoNumbers];
+  if (base.isoInstants) lists.isoInstants = { ...base.isoInstants };
   if (grouped) lists.grouping = "key";
   if (aggregate) lists.grouping = "aggregate";
   const joins =
@@ -385,6 +388,9 @@ function scopeOf(
     primaryKey,
     kinds: known?.columns ?? {},
     collations: known?.collations,
+    dates: known?.dates,
+    isoNumbers: known?.isoNumbers,
+    isoInstants: known?.isoInstants,
     params,
     dialect,
     widened,
@@ -532,7 +538,9 @@ export function registrationOf(
   if (s.ordered && read && lastRow !== undefined && s.disjuncts.length > 0) {
     const values = s.sort.map((k) => {
       const v = plain(read(lastRow, k.column));
-      return v !== null && s.instants?.includes(k.column) ? canonicalInstant(v) : v;
+      if (v !== null && s.isoNumbers?.includes(k.column)) return asStored(v);
+      if (v === null || !s.instants?.includes(k.column)) return v;
+      return canonicalInstant(v, instantReading(k.column, s));
     });
     const comparable = (v: unknown) =>
       v === null || (typeof v === "number" && Number.isFinite(v)) || typeof v === "string";

@@ -152,7 +152,8 @@ export const textCollationSql = (c = "") =>
  * A table's columns in order (`name`, the catalog's `type`, and how its text compares,
  * `collation`) in schema $1, table $2: the clients' catalog.
  */
-export const COLUMNS_SQL = `SELECT column_name AS name, data_type AS type, ${textCollationSql()} AS collation
+export const COLUMNS_SQL = `SELECT column_name AS name, data_type AS type, ${textCollationSql()} AS collation,
+    datetime_precision AS precision
   FROM information_schema.columns
   WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`;
 

@@ -335,6 +335,26 @@ describe("Prisma's spellings", () => {
     ]);
   });
 
+  it("on PostgreSQL, startsWith's text cast of a text column (`name::text LIKE ($1 || '%')`) is the prefix it spells", () => {
+    const pg = (sql: string, params: unknown[]) => sqlShape(sql, params, "postgres", schema);
+    const s = pg(
+      `SELECT "public"."users"."id", "public"."users"."name" FROM "public"."users" WHERE "public"."users"."name"::text LIKE ($1 || '%') ORDER BY "public"."users"."id" ASC LIMIT $2 OFFSET $3`,
+      ["B1", "5", "0"],
+    );
+    expect(s.widened).toEqual([]);
+    expect(s.lists?.disjuncts).toEqual([[{ column: "name", op: "prefix", value: "B1" }]]);
+    expect(
+      pg("SELECT id FROM users WHERE CAST(users.name AS TEXT) = $1", ["Ann"]).lists?.disjuncts,
+    ).toEqual([[{ column: "name", op: "eq", value: "Ann" }]]);
+    // Not a cast that changes the value or its order: a cut varchar, a number's text.
+    expect(pg("SELECT id FROM users WHERE name::varchar(1) = $1", ["A"]).widened).toEqual([
+      "expression",
+    ]);
+    expect(pg("SELECT id FROM users WHERE age::text LIKE ($1 || '%')", ["1"]).widened).toEqual([
+      "expression",
+    ]);
+  });
+
   it("a count over a page of a derived table depends on every row its predicate matches", () => {
     const s = prisma(
       "SELECT COUNT(*) AS `_count$_all` FROM (SELECT `main`.`orders`.`id` FROM `main`.`orders` WHERE `main`.`orders`.`user_id` = ? LIMIT ? OFFSET ?) AS `sub`",
