@@ -110,6 +110,11 @@ export interface NodeCounters {
   awaited: number;
   /** Times the node dropped its memory tier to start the log over. */
   resets: number;
+  /**
+   * The node's writes (requests) and the Redis round trips and commands they waited for and
+   * sent (its `stats().redis` under `write`: turns, appends, barrier questions, catch-ups).
+   */
+  writes?: { requests: number; trips: number; commands: number };
 }
 
 export type Phase = "before" | "cut" | "after";
@@ -517,5 +522,13 @@ function counters(before: ServerStats, after: ServerStats): NodeCounters {
     replayed: d.replayed - b.replayed,
     awaited: d.awaited - b.awaited,
     resets: d.resets - b.resets,
+    ...(after.cache.redis &&
+      before.cache.redis && {
+        writes: {
+          requests: after.cache.redis.requests.write - before.cache.redis.requests.write,
+          trips: after.cache.redis.trips.write - before.cache.redis.trips.write,
+          commands: after.cache.redis.commands.write - before.cache.redis.commands.write,
+        },
+      }),
   };
 }

@@ -1,5 +1,5 @@
 /** The regions benchmark's Markdown tables. */
-import type { PartitionRecord, RegionRecord } from "./regions.ts";
+import type { NodeCounters, PartitionRecord, RegionRecord } from "./regions.ts";
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const ms = (x: number | null) => (x === null ? "–" : x < 10 ? x.toFixed(2) : x.toFixed(0));
@@ -90,6 +90,7 @@ export function nodeTable(records: RegionRecord[]): string {
       "bypasses (no lease)",
       "refused / patched up / awaited",
       "log resets",
+      "Redis round trips / commands per write",
     ],
     records.map((r) => [
       pct(r.writeRatio),
@@ -99,6 +100,7 @@ export function nodeTable(records: RegionRecord[]): string {
       String(r.node.bypasses),
       `${r.node.refused} / ${r.node.replayed} / ${r.node.awaited}`,
       String(r.node.resets),
+      perWrite(r.node.writes),
     ]),
   );
 }
@@ -180,4 +182,10 @@ export function targetLines(records: RegionRecord[], partitions: PartitionRecord
     );
   }
   return lines;
+}
+
+/** A node's Redis round trips and commands per write it served (– without writes or counts). */
+function perWrite(w: NodeCounters["writes"]): string {
+  if (!w || w.requests === 0) return "–";
+  return `${(w.trips / w.requests).toFixed(2)} / ${(w.commands / w.requests).toFixed(2)}`;
 }

@@ -277,7 +277,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   // newer one. Writes that arrive meanwhile go together next, under one turn and one record
   // (group commit, see WriteGroups). Only a write the change log can take is made at all.
   const write: GroupWrite = (make, o) => cache.write(make, o);
-  const groups = most === 1 ? new WriteChain(write) : new WriteGroups(write, most);
+  const groups =
+    most === 1 ? new WriteChain(write) : new WriteGroups(write, most, () => cache.writeTurn());
   // With change capture, the database records this write too, under its mark; once the
   // write's own record is applied, those rows go (one write path: a write whose node dies
   // before its record is captured instead).

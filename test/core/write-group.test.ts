@@ -1,9 +1,14 @@
 import { describe, expect, it } from "vitest";
 import type { AppliedWrite } from "../../src/core/cache/types.ts";
-import { WriteChain, WriteGroups } from "../../src/core/cache/write-group.ts";
+import { MAX_GROUP, WriteChain, WriteGroups } from "../../src/core/cache/write-group.ts";
 import type { WriteEvent } from "../../src/core/deps/planner.ts";
+import type { WriteTurn } from "../../src/log/contract.ts";
 
-/** A stand-in for Cache.write: counts groups, keeps each group's one record, holds its place until released. */
+/**
+ * A stand-in for Cache.write: counts the turns groups take of their own, keeps each group's
+ * one record, holds its place until released; like the Redis log, it hands the next turn
+ * over with the record's place when writes wait as the record is sent.
+ */
 function fakeLog() {
   const records: WriteEvent[][] = [];
   const gates: (() => void)[] = [];
@@ -11,19 +16,20 @@ function fakeLog() {
   let failNext: Error | undefined;
   const write = async <T>(
     make: (record: (events: readonly WriteEvent[]) => Promise<AppliedWrite>) => Promise<T>,
-    options: { placed?: () => void },
+    options: { placed?: (next?: WriteTurn) => void; turn?: WriteTurn; wantsTurn?: () => boolean },
   ): Promise<T> => {
     if (failNext) {
       const err = failNext;
       failNext = undefined;
       throw err;
     }
-    turns++;
+    if (!options.turn) turns++;
     return make(async (events) => {
+      const handOver = options.wantsTurn?.() ?? false;
       // The append: placed only when the test lets it (a far log).
       await new Promise<void>((resolve) => gates.push(resolve));
       records.push([...events]);
-      options.placed?.();
+      options.placed?.(handOver ? { release() {} } : undefined);
       return { keys: [`k${records.length}`], fallback: false, patched: 0 };
     });
   };
@@ -71,6 +77,44 @@ describe("WriteGroups (group commit)", () => {
     expect(log.turns).toBe(2);
     expect(log.records.map((r) => r.map((e) => e.new!.id))).toEqual([[1], [2, 3, 4, 5]]);
     expect(db).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it("a write that comes after the group in flight sent its record has its turn taken then, not once the record has its place", async () => {
+    const log = fakeLog();
+    const ahead: string[] = [];
+    const groups = new WriteGroups(log.write, MAX_GROUP, async () => {
+      ahead.push(`taken with ${log.records.length} records placed`);
+      return { release: () => ahead.push("released") };
+    });
+    const db: number[] = [];
+    const first = groups.run(insert(db, 1));
+    await new Promise((r) => setTimeout(r, 5)); // its record is sent: nobody waited then
+    const rest = [2, 3].map((id) => groups.run(insert(db, id)));
+    expect(ahead).toEqual(["taken with 0 records placed"]); // asked for once, at once
+    await log.place();
+    await log.place();
+    expect(await Promise.all([first, ...rest])).toEqual([1, 2, 3]);
+    // The second group wrote with that turn: it took none of its own, and none is left over.
+    expect(log.turns).toBe(1);
+    expect(ahead).toEqual(["taken with 0 records placed"]);
+    expect(log.records.map((r) => r.map((e) => e.new!.id))).toEqual([[1], [2, 3]]);
+  });
+
+  it("with writes waiting as a group's record is sent, the turn it hands over is used and none is taken ahead", async () => {
+    const log = fakeLog();
+    let taken = 0;
+    const groups = new WriteGroups(log.write, MAX_GROUP, async () => {
+      taken++;
+      return { release() {} };
+    });
+    const db: number[] = [];
+    // All three at once: the first leads, and the others wait as its record is sent.
+    const writes = [1, 2, 3].map((id) => groups.run(insert(db, id)));
+    await log.place();
+    await log.place();
+    expect(await Promise.all(writes)).toEqual([1, 2, 3]);
+    expect(taken).toBe(0);
+    expect(log.turns).toBe(1);
   });
 
   it("a write's statement starts only once the one before it handed over its events", async () => {

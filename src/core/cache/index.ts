@@ -849,6 +849,15 @@ export class Cache {
   }
 
   /**
+   * Takes the log's write turn for a write to come, made through `write` with it as `turn`
+   * (a writer that keeps its own writes in order asks for it while its last record is on
+   * its way: see WriteGroups). Undefined when the log cannot give one.
+   */
+  writeTurn(): Promise<WriteTurn | undefined> {
+    return this.#e.log.turn(this.#e.costs.write);
+  }
+
+  /**
    * Resolves once a write may start: this node hears the change log (its lease holds).
    * A write the source commits while the log is out of reach could not be acknowledged
    * safely, so callers ask before they write; fails with E_LOG_UNAVAILABLE after `waitMs`.

@@ -12,6 +12,9 @@ type RecordEvents = (events: readonly WriteEvent[]) => Promise<AppliedWrite>;
  */
 export type GroupedWrite<T> = (record: RecordEvents) => Promise<T>;
 
+/** Takes a write turn (`Cache.writeTurn`); undefined when the log cannot give one. */
+type TakeTurn = () => Promise<WriteTurn | undefined>;
+
 /** What `Cache.write` gives a group: its turn, and one record for the group's events. */
 export type GroupWrite = <T>(
   make: GroupedWrite<T>,
@@ -64,12 +67,22 @@ export const MAX_GROUP = 64;
 export class WriteGroups {
   readonly #write: GroupWrite;
   readonly #max: number;
+  readonly #takeTurn: TakeTurn | undefined;
   #queue: Waiting[] = [];
   #running = false;
+  /** The group in flight sent its record without asking for the next group's turn. */
+  #sentWithoutTurn = false;
+  /** The next group's turn, asked for while the group in flight is on its way. */
+  #ahead: Promise<WriteTurn | undefined> | undefined;
 
-  constructor(write: GroupWrite, max = MAX_GROUP) {
+  /**
+   * `takeTurn`: takes a write turn for the next group (`Cache.writeTurn`), asked for once
+   * a write waits and the group in flight has sent its record without asking for one.
+   */
+  constructor(write: GroupWrite, max = MAX_GROUP, takeTurn?: TakeTurn) {
     this.#write = write;
     this.#max = max;
+    this.#takeTurn = takeTurn;
   }
 
   /**
@@ -88,6 +101,12 @@ export class WriteGroups {
       if (!this.#running) {
         this.#running = true;
         this.#next(undefined);
+      } else if (this.#sentWithoutTurn && !this.#ahead && this.#takeTurn) {
+        // The record in flight was sent before this write came, without the next turn. The
+        // turn is asked for now, behind that record (the log takes a node's requests in
+        // order), so it is taken at the record's place, as a turn handed over would be: the
+        // next group waits for one round trip from now, not for the record and then a turn.
+        this.#ahead = this.#takeTurn().catch(() => undefined);
       }
       told.then(async (s) => {
         if ("lead" in s) {
@@ -120,8 +139,23 @@ export class WriteGroups {
     });
   }
 
-  /** Hands the next group to its first write, with the turn the last append handed over. */
+  /**
+   * Hands the next group to its first write, with the turn the last append handed over, or
+   * else the one asked for ahead (once it is taken).
+   */
   #next(turn: WriteTurn | undefined): void {
+    const ahead = this.#ahead;
+    this.#ahead = undefined;
+    this.#sentWithoutTurn = false;
+    if (ahead && !turn) {
+      void ahead.then((t) => this.#start(t));
+      return;
+    }
+    void ahead?.then((t) => t?.release());
+    this.#start(turn);
+  }
+
+  #start(turn: WriteTurn | undefined): void {
     const group = this.#queue.splice(0, this.#max);
     if (group.length === 0) {
       // Nobody waits: a turn handed over is not needed.
@@ -209,7 +243,11 @@ export class WriteGroups {
           {
             placed: handOn,
             ...(turn && { turn }),
-            wantsTurn: () => this.#queue.length > 0,
+            wantsTurn: () => {
+              const wants = this.#queue.length > 0;
+              if (!wants) this.#sentWithoutTurn = true;
+              return wants;
+            },
             writes: group.length,
           },
         );

@@ -18,8 +18,11 @@ const APPLY_WAIT_MS = 100;
 /** Payloads of applied records kept, to tell this node's own record from another's. */
 const RECENT_PAYLOADS = 4096;
 
+/** A record as XRANGE and XREAD give it: its id, and its fields and values. */
+export type StreamEntry = [id: string, fields: string[]];
+
 /** XREAD's answer: the stream's records, or null when the block ended without any. */
-type XReadReply = [string, [string, string[]][]][] | null;
+type XReadReply = [string, StreamEntry[]][] | null;
 
 /** EVALSHA queued on a pipeline, its reply handed to `done` as it comes. */
 type EvalshaCall = {
@@ -131,16 +134,24 @@ export class RedisFollower {
 
   /**
    * This node's own record is in the log under `log`: it applies it, and any before it it
-   * has not read yet (the reader may have applied them already). Should that fail, the
-   * reader applies them, and the barrier waits for this node like any other.
+   * has not read yet (the reader may have applied them already): `missed`, those the
+   * append's reply brought, then any others it reads. Should that fail, the reader applies
+   * them, and the barrier waits for this node like any other.
    */
-  async appended(log: string, own: Delivered, cost?: Cost): Promise<void> {
+  async appended(
+    log: string,
+    own: Delivered,
+    missed: readonly StreamEntry[],
+    cost?: Cost,
+  ): Promise<void> {
     if (log !== this.#log) {
       this.#restart = true; // a new log: this node starts over from its snapshot
     } else if (own.seq <= this.#applied && this.#payloads.get(own.seq) !== own.payload) {
       // This node applied another record under that seq: the log went back.
       await this.#wentBack();
     } else {
+      // Checked as the reader's are (in order, each after the one applied last).
+      if (missed.length > 0) this.#deliver(missed.map((r) => parseRecord(r, this.#link.node)));
       await this.#catchUp(own.seq, own, cost).catch(() => {});
     }
   }
@@ -357,10 +368,11 @@ export class RedisFollower {
         break;
       }
       cost?.add(1);
-      const entries = (await client.xrange(keys[1]!, `(${this.#applied}-0`, `${seq}-0`)) as [
-        string,
-        string[],
-      ][];
+      const entries = (await client.xrange(
+        keys[1]!,
+        `(${this.#applied}-0`,
+        `${seq}-0`,
+      )) as StreamEntry[];
       // The reader may have applied some meanwhile (#deliver skips those); none at all
       // means they were trimmed, and a gap within them restarts the node in #deliver.
       if (entries.length === 0) this.#restart = true;
@@ -369,7 +381,7 @@ export class RedisFollower {
   }
 }
 
-function parseRecord([id, fields]: [string, string[]], node: string): Delivered {
+function parseRecord([id, fields]: StreamEntry, node: string): Delivered {
   const seq = Number(id.slice(0, id.indexOf("-")));
   const field = (name: string) => {
     const at = fields.indexOf(name);

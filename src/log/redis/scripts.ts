@@ -158,9 +158,16 @@ end
 `;
 
 /**
+ * The most records an append's reply brings its writer from before its own (see APPEND);
+ * a writer further behind reads them itself.
+ */
+export const APPEND_CATCH_UP = 32;
+
+/**
  * A record, under the next gap-free seq; each table it changes remembers that seq (ARGV:
  * its mark, ops, retain, the writer's turn or "", the wake-up channel, the writer's node,
- * the lease, a token for the writer's next turn or "", tables). The record is ordered when its writer still holds its turn (TURN)
+ * the lease, a token for the writer's next turn or "", the log the writer follows and the
+ * last seq it applied there, tables). The record is ordered when its writer still holds its turn (TURN)
  * and none of its tables changed since the head the turn was taken at: then every record
  * on those tables before it was committed before its write began, and none after it was
  * (each of those took its turn after this one was appended, or is unordered itself). The
@@ -169,8 +176,11 @@ end
  * under a seq (the log went back and reused it) tells by the marks, not by the seq.
  * Returns the record's place, the previous mark, the writer's next turn (taken at this
  * record, as TURN would take it right after: its next write then pays no round trip for
- * one; "" when not asked for) and, in the same round trip, who the writer must hear from
- * before it acknowledges (BEHIND): every member, since none has read the record yet.
+ * one; "" when not asked for), in the same round trip who the writer must hear from
+ * before it acknowledges (BEHIND): every member, since none has read the record yet, and
+ * the records between the last one the writer applied and its own, as XRANGE gives them,
+ * where they are few (APPEND_CATCH_UP) and the writer follows this log: its node applies
+ * them with its own without asking for them (its reader had not brought them yet).
  */
 const APPEND = `${PRELUDE}${BEHIND}
 local ordered = '0'
@@ -179,7 +189,7 @@ if ARGV[4] ~= '' then
   if held and tonumber(held) > now then
     ordered = '1'
     local since = tonumber(string.match(ARGV[4], '^%d+'))
-    for i = 9, #ARGV do
+    for i = 11, #ARGV do
       if tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0') > since then ordered = '0' end
     end
   end
@@ -189,7 +199,7 @@ local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local prev = redis.call('HGET', KEYS[1], 'last') or ''
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'ops', ARGV[2], 'ordered', ordered, 'node', ARGV[6], 'mark', ARGV[1], 'prev', prev)
 redis.call('HSET', KEYS[1], 'last', ARGV[1])
-for i = 9, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
+for i = 11, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], seq) end
 local nextTurn = ''
 if ARGV[8] ~= '' then
   nextTurn = seq .. ' ' .. ARGV[8]
@@ -197,7 +207,12 @@ if ARGV[8] ~= '' then
   redis.call('ZADD', KEYS[7], now + tonumber(ARGV[7]), nextTurn)
 end
 local young, waiting = behind(seq, tonumber(ARGV[7]))
-return {id, seq, ordered, prev, nextTurn, young, waiting}
+local missed = {}
+local have = tonumber(ARGV[10] or '')
+if ARGV[9] == id and have and have < seq - 1 and seq - 1 - have <= ${APPEND_CATCH_UP} then
+  missed = redis.call('XRANGE', KEYS[2], (have + 1) .. '-0', (seq - 1) .. '-0')
+end
+return {id, seq, ordered, prev, nextTurn, young, waiting, missed}
 `;
 
 /**

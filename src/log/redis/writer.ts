@@ -3,7 +3,7 @@ import { EdgecacheError } from "../../core/errors.ts";
 import { randomId } from "../../core/random-id.ts";
 import { RecentTimes } from "../../core/recent-times.ts";
 import { type ChangeOp, changedTables, type LogPosition, type WriteTurn } from "../contract.ts";
-import type { RedisFollower, RenewReply } from "./follower.ts";
+import type { RedisFollower, RenewReply, StreamEntry } from "./follower.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";
 
 /**
@@ -127,8 +127,8 @@ export class RedisWriter {
         String(link.s.leaseMs),
         // A writer with writes waiting gets its next turn with this record's place.
         placed && wantsTurn?.() ? this.#token() : "",
-        ...changedTables(ops),
       ],
+      tables: [...changedTables(ops)],
       reply: new Promise((resolve) => {
         sent = resolve;
       }),
@@ -160,7 +160,12 @@ export class RedisWriter {
     const { log, seq, ordered, prev } = reply;
     const payload = outgoing.args[0]!;
     const { mark } = outgoing;
-    await this.#follower.appended(log, { seq, ops, ordered, own: true, payload, mark, prev }, cost);
+    await this.#follower.appended(
+      log,
+      { seq, ops, ordered, own: true, payload, mark, prev },
+      reply.missed,
+      cost,
+    );
     // Whom the append's reply named holds only in the log this node follows: one that went
     // back (a restored snapshot) or was replaced made it start over, and Redis is asked.
     const waiting = this.#follower.follows(log) ? reply.waiting : Waiting.unknown();
@@ -185,11 +190,17 @@ export class RedisWriter {
         try {
           next.cost?.add(1);
           const sent = performance.now();
-          const [log, seq, ordered, prev, turn, ...waiting] = (await link.client.ecAppend(
-            ...link.keys,
-            next.mark,
-            ...next.args,
-          )) as [string, number, string, string, string, ...BehindReply];
+          // Where this node's reader is: the append's reply brings the records between.
+          const follower = this.#follower;
+          const [log, seq, ordered, prev, turn, young, behind, missed] =
+            (await link.client.ecAppend(
+              ...link.keys,
+              next.mark,
+              ...next.args,
+              follower.log,
+              follower.applied,
+              ...next.tables,
+            )) as [string, number, string, string, string, ...BehindReply, StreamEntry[]];
           link.trips.add(performance.now() - sent);
           this.#outbox.shift();
           if (next.abandoned && turn) this.#release(turn, next.cost);
@@ -199,7 +210,8 @@ export class RedisWriter {
             ordered: ordered === "1",
             prev,
             next: turn,
-            waiting: new Waiting(waiting),
+            waiting: new Waiting([young, behind]),
+            missed,
             heard,
           });
         } catch (err) {
@@ -374,6 +386,8 @@ interface AppendReply {
   prev: string;
   /** The writer's next turn, taken at this record ("" when not asked for). */
   next: string;
+  /** The records between the last one this node had applied and this one, where few. */
+  missed: StreamEntry[];
   waiting: Waiting;
   /** `Link.heard` when the append was sent. */
   heard: number;
@@ -385,7 +399,9 @@ interface Outgoing {
   mark: string;
   /** Where its sends count (each retry too). */
   cost: Cost | undefined;
+  /** APPEND's arguments up to the tables; then the reader's place, then the tables. */
   args: string[];
+  tables: string[];
   /** Its append gave up waiting (timed out): nobody takes the reply's next turn. */
   abandoned?: boolean;
   reply: Promise<AppendReply>;

@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import { Relay } from "../../../bench/lib/relay.ts";
 import { Cache } from "../../../src/core/cache/index.ts";
-import { WriteGroups } from "../../../src/core/cache/write-group.ts";
+import { MAX_GROUP, WriteGroups } from "../../../src/core/cache/write-group.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import type { Store } from "../../../src/core/store.ts";
 import { type RedisChangeLog, redisChangeLog } from "../../../src/log/redis/index.ts";
@@ -106,6 +106,25 @@ async function pair(
   return { near, far, relay, prefix };
 }
 
+/** The last `n` records of the log under `prefix`, as Redis holds them: ordered, and how many ops. */
+async function lastRecords(
+  prefix: string,
+  n: number,
+): Promise<{ ordered: boolean; ops: number }[]> {
+  const reader = new Redis(shared.url);
+  try {
+    const stream = (await reader.xrange(logKeys(prefix).keys[1]!, "-", "+")).slice(-n);
+    const field = (entry: [string, string[]], name: string) =>
+      entry[1][entry[1].indexOf(name) + 1]!;
+    return stream.map((e) => ({
+      ordered: field(e, "ordered") === "1",
+      ops: (JSON.parse(field(e, "ops")) as unknown[]).length,
+    }));
+  } finally {
+    reader.disconnect();
+  }
+}
+
 const cached = async (n: Node, key: string) => {
   await n.cache.setEntry(key, { body: "Lane", tags: ["users#1"] });
   expect(n.cache.peek(key)).toBeDefined();
@@ -173,14 +192,38 @@ shared.describe("acknowledgements", () => {
     const sent = far.calls.filter((c) => c !== "ecRenew" && c !== "xrange");
     expect(sent).toEqual(["ecTurn", "ecAppend", "ecAppend"]);
     // Both records ordered (each may patch), the later writes in one record, in order.
-    const reader = new Redis(shared.url);
-    open.push({ close: async () => reader.disconnect() });
-    const stream = (await reader.xrange(logKeys(prefix).keys[1]!, "-", "+")).slice(-2);
-    const field = (entry: [string, string[]], name: string) =>
-      entry[1][entry[1].indexOf(name) + 1]!;
-    expect(stream.map((e) => field(e, "ordered"))).toEqual(["1", "1"]);
-    expect(stream.map((e) => (JSON.parse(field(e, "ops")) as unknown[]).length)).toEqual([1, 2]);
+    const records = await lastRecords(prefix, 2);
+    expect(records.map((r) => r.ordered)).toEqual([true, true]);
+    expect(records.map((r) => r.ops)).toEqual([1, 2]);
     // The turn handed over and not needed is given back: nothing held once the writes end.
+    expect(await far.log.quietSince(far.cache.position)).toBe(true);
+  });
+
+  it("a write that comes after a far node's record was sent has its turn taken behind that record at once, and its record is ordered", async () => {
+    // A long round trip: the second write comes well within the first record's.
+    const { far, prefix } = await pair(LEASE_MS, 200);
+    const groups = new WriteGroups(
+      (make, o) => far.cache.write(make, o),
+      MAX_GROUP,
+      () => far.cache.writeTurn(),
+    );
+    const write = (from: string, to: string) =>
+      groups.run(async (record) => {
+        await record([userUpdate(1, from, to)]);
+      });
+    const sent = () => far.calls.filter((c) => c !== "ecRenew" && c !== "xrange");
+    const at = far.cache.position.seq;
+    const first = write("Lane", "Lana");
+    await until(() => sent().includes("ecAppend")); // nobody waited as it was sent
+    const second = write("Lana", "Lena");
+    // Its turn is asked for at once, while the first record is still on its way, on the
+    // same connection behind it: taken at that record's place, as a turn handed over is.
+    expect(sent()).toEqual(["ecTurn", "ecAppend", "ecTurn"]);
+    expect(far.cache.position.seq).toBe(at);
+    await Promise.all([first, second]);
+    expect(sent()).toEqual(["ecTurn", "ecAppend", "ecTurn", "ecAppend"]);
+    // Both ordered: each may patch.
+    expect((await lastRecords(prefix, 2)).map((r) => r.ordered)).toEqual([true, true]);
     expect(await far.log.quietSince(far.cache.position)).toBe(true);
   });
 

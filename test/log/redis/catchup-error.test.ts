@@ -5,6 +5,7 @@ import type { WriteEvent } from "../../../src/core/deps/planner.ts";
 import { EdgecacheError } from "../../../src/core/errors.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import { redisChangeLog } from "../../../src/log/redis/index.ts";
+import { APPEND_CATCH_UP } from "../../../src/log/redis/scripts.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { quiet, schema, until } from "../../helpers/cluster.ts";
 import { hookReads } from "../../helpers/log-reader.ts";
@@ -53,7 +54,10 @@ shared.describe("catch-up after an append", () => {
 
     stalled = true;
     await new Promise((r) => setTimeout(r, 400)); // the blocking read in flight returns
-    const fromB = b.applyWrite(update(1)); // seq 1: A has not read it yet
+    // A has not read them yet, and they are more than its append's reply brings: it reads them.
+    const fromB = Promise.all(
+      Array.from({ length: APPEND_CATCH_UP + 1 }, (_, i) => b.applyWrite(update(100 + i))),
+    );
     await new Promise((r) => setTimeout(r, 50));
     // One failed XRANGE on A's connection.
     const c = client as unknown as { xrange: (...a: unknown[]) => Promise<unknown> };
@@ -70,6 +74,7 @@ shared.describe("catch-up after an append", () => {
     );
     stalled = false;
     await fromB;
+    expect(failed).toBe(true);
     // Either the write is acknowledged (catch-up retried) or the error says what happened.
     if (outcome !== "acknowledged") {
       expect(outcome).toBeInstanceOf(EdgecacheError);
