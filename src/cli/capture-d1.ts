@@ -9,12 +9,12 @@ import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_TRIGGERS_SQL,
   capturableTables,
-  capturedTables,
+  capturedTablesSteps,
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,
   D1_TABLES_SQL,
-  d1ColumnsSql,
+  runStepsAsync,
 } from "../sources/index.ts";
 
 /**
@@ -160,15 +160,12 @@ export async function d1Status(target: D1Target): Promise<CaptureStatus> {
   );
 }
 
-/** The install's statements, from the database's tables and columns. */
+/** The install's statements, from the database's tables, their columns and keys. */
 async function installSql(target: D1Target): Promise<string[]> {
   const { tables, triggers } = await catalog(target);
-  const rows: { tbl: string; col: string }[] = [];
-  for (const sql of d1ColumnsSql(tables)) {
-    rows.push(...(await query<{ tbl: string; col: string }>(target, sql)));
-  }
+  const captured = await runStepsAsync(capturedTablesSteps(tables), (s) => query(target, s.sql));
   const drop = triggers.map((t) => t.name);
-  return captureInstallSql(capturedTables(rows), { drop, install: crypto.randomUUID() });
+  return captureInstallSql(captured, { drop, install: crypto.randomUUID() });
 }
 
 async function uninstallSql(target: D1Target): Promise<string[]> {

@@ -12,8 +12,8 @@ import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_INSTALLED_SQL,
   CAPTURE_TRIGGERS_SQL,
-  type CapturedTable,
   CHANGES,
+  capturedTablesSteps,
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,
@@ -67,10 +67,12 @@ export function* captureInstalledSteps(): Steps<boolean> {
 }
 
 /**
- * Creates the change table and the triggers of `tables` (replacing older ones): steps for
- * one write transaction, so that they are there at once or not at all.
+ * Creates the change table and the triggers of the tables named (replacing older ones),
+ * from their columns and keys in the catalog: steps for one write transaction, so that
+ * they are there at once or not at all.
  */
-export function* installCaptureSteps(tables: readonly CapturedTable[]): Steps<void> {
+export function* installCaptureSteps(names: readonly string[]): Steps<void> {
+  const tables = yield* capturedTablesSteps(names);
   const drop = (yield* captureTriggers()).map((t) => t.name);
   for (const sql of captureInstallSql(tables, { drop, install: crypto.randomUUID() })) {
     yield { sql, params: [] };
