@@ -224,6 +224,26 @@ describe("D1 change capture on Workers", () => {
     });
   });
 
+  it("installs on a database of more tables than D1 allows terms in a compound SELECT (5)", async () => {
+    const extra = Array.from({ length: 6 }, (_, i) => `extra${i}`);
+    await raw.batch(
+      extra.map((t) => raw.prepare(`CREATE TABLE ${t} (id INTEGER PRIMARY KEY, code TEXT UNIQUE)`)),
+    );
+    try {
+      const status = await db.installCapture();
+      expect(status.tables).toEqual([...extra, "orders", "users"]);
+      await sql(raw, "INSERT INTO extra5 VALUES (1, 'a')");
+      await sql(raw, "REPLACE INTO extra5 VALUES (2, 'a')");
+      const ops = await sql(
+        raw,
+        "SELECT op FROM _edgecache_changes WHERE tbl = 'extra5' ORDER BY seq",
+      );
+      expect(ops.map((r) => r.op)).toEqual(["insert", "delete", "insert"]);
+    } finally {
+      await raw.batch(extra.map((t) => raw.prepare(`DROP TABLE ${t}`)));
+    }
+  });
+
   it("status names a table created after the install", async () => {
     await sql(raw, "CREATE TABLE later (id TEXT PRIMARY KEY, note TEXT)");
     expect((await db.captureStatus()).missing).toEqual(["later"]);
