@@ -90,9 +90,14 @@ export const CAPTURE_TRIGGERS_SQL = `SELECT name, tbl_name AS "table", sql FROM 
 /** One row (`n` = 1) when capture is installed, none otherwise. */
 export const CAPTURE_INSTALLED_SQL = `SELECT 1 AS n FROM sqlite_master WHERE type = 'table' AND name = '${CHANGES}'`;
 
-/** With capture installed: the backlog (`backlog`) and the installation's id (`id`). */
+/**
+ * With capture installed: the backlog (`backlog`), the installation's id (`id`), and
+ * whether its triggers record the rows a REPLACE deletes (`replaces`: an install by an
+ * earlier version has no notes table).
+ */
 export const CAPTURE_BACKLOG_SQL = `SELECT (SELECT count(*) FROM ${CHANGES}) AS backlog,
-  (SELECT install FROM ${LEASE} WHERE id = 1) AS id`;
+  (SELECT install FROM ${LEASE} WHERE id = 1) AS id,
+  (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '${REPLACED}') AS replaces`;
 
 /**
  * The statements that install capture, in order: the change table, the lease row (kept
@@ -231,7 +236,7 @@ export function captureUninstallSql(triggers: readonly string[]): string[] {
  */
 export function captureStatusOf(
   triggers: readonly { table: string }[],
-  backlog: { backlog: number; id: string | null } | undefined,
+  backlog: { backlog: number; id: string | null; replaces?: number } | undefined,
   served: readonly string[],
 ): CaptureStatus {
   if (backlog === undefined) return { installed: false, tables: [], missing: [], backlog: 0 };
@@ -242,6 +247,9 @@ export function captureStatusOf(
     tables,
     missing: served.filter((name) => !tables.includes(name)),
     backlog: backlog.backlog,
+    ...(Number(backlog.replaces) === 0 && {
+      outdated: "installed by an earlier edgecache: the rows a REPLACE deletes are not recorded",
+    }),
   };
 }
 

@@ -185,3 +185,20 @@ describe("SQLite capture of the rows a REPLACE deletes", () => {
     expect(recorded.length).toBeGreaterThanOrEqual(2);
   });
 });
+
+describe("capture status of an installation by an earlier version", () => {
+  it("names it outdated (its triggers miss REPLACE's deletes) until install runs again", async () => {
+    const source = sqliteSource({ database: db });
+    expect((await source.captureStatus()).outdated).toBeUndefined();
+    // What an earlier version installed: no notes of replaced rows, no BEFORE triggers.
+    db.exec("DROP TABLE _edgecache_replaced");
+    for (const { name } of db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%_before'")
+      .all() as { name: string }[]) {
+      db.exec(`DROP TRIGGER "${name}"`);
+    }
+    expect((await source.captureStatus()).outdated).toMatch(/REPLACE deletes are not recorded/);
+    expect((await source.installCapture()).outdated).toBeUndefined();
+    await source.close();
+  });
+});
