@@ -90,6 +90,9 @@ export const CAPTURE_TRIGGERS_SQL = `SELECT name, tbl_name AS "table", sql FROM 
 /** One row (`n` = 1) when capture is installed, none otherwise. */
 export const CAPTURE_INSTALLED_SQL = `SELECT 1 AS n FROM sqlite_master WHERE type = 'table' AND name = '${CHANGES}'`;
 
+/** One row (`n` = 1) when the triggers record the rows a REPLACE deletes (see CAPTURE_BACKLOG_SQL). */
+export const CAPTURE_REPLACES_SQL = `SELECT 1 AS n FROM sqlite_master WHERE type = 'table' AND name = '${REPLACED}'`;
+
 /**
  * With capture installed: the backlog (`backlog`), the installation's id (`id`), and
  * whether its triggers record the rows a REPLACE deletes (`replaces`: an install by an

@@ -11,6 +11,7 @@ import type { Steps } from "../dialect.ts";
 import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_INSTALLED_SQL,
+  CAPTURE_REPLACES_SQL,
   CAPTURE_TRIGGERS_SQL,
   CHANGES,
   capturedTablesSteps,
@@ -174,15 +175,16 @@ export async function sqliteCaptureInstalled(exec: SqliteExecutor): Promise<bool
 }
 
 /**
- * The tables capture's triggers record, over any driver, and whether the triggers record
- * REALs exactly (see `recordsExactReals`).
+ * The tables capture's triggers record, over any driver, whether the triggers record
+ * REALs exactly (see `recordsExactReals`), and the rows a REPLACE deletes (`replaces`).
  */
 export async function sqliteCapturedTables(
   exec: SqliteExecutor,
-): Promise<{ tables: string[]; exactReals: boolean }> {
+): Promise<{ tables: string[]; exactReals: boolean; replaces: boolean }> {
   const rows = await exec.all(CAPTURE_TRIGGERS_SQL, []);
   const tables = [...new Set(rows.map((r) => String(r.table)))].sort();
-  return { tables, exactReals: recordsExactReals(rows) };
+  const replaces = (await exec.all(CAPTURE_REPLACES_SQL, [])).length > 0;
+  return { tables, exactReals: recordsExactReals(rows), replaces };
 }
 
 /**
