@@ -9,12 +9,11 @@ import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_TRIGGERS_SQL,
   capturableTables,
-  capturedTablesSteps,
+  capturedTablesBatched,
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,
   D1_TABLES_SQL,
-  runStepsAsync,
 } from "../sources/index.ts";
 
 /**
@@ -104,12 +103,6 @@ function execute(target: D1Target, what: string[]): Promise<Record<string, unkno
   });
 }
 
-/** One statement's rows. */
-async function query<T>(target: D1Target, sql: string): Promise<T[]> {
-  const results = await execute(target, ["--command", sql]);
-  return (results.at(-1) ?? []) as T[];
-}
-
 /** What the catalog says, in one call to wrangler (each call takes seconds). */
 interface Catalog {
   tables: string[];
@@ -163,7 +156,9 @@ export async function d1Status(target: D1Target): Promise<CaptureStatus> {
 /** The install's statements, from the database's tables, their columns and keys. */
 async function installSql(target: D1Target): Promise<string[]> {
   const { tables, triggers } = await catalog(target);
-  const captured = await runStepsAsync(capturedTablesSteps(tables), (s) => query(target, s.sql));
+  const captured = await capturedTablesBatched(tables, (statements) =>
+    execute(target, ["--command", statements.join(";\n")]),
+  );
   const drop = triggers.map((t) => t.name);
   return captureInstallSql(captured, { drop, install: crypto.randomUUID() });
 }

@@ -7,11 +7,10 @@
 
 export { type Explanation, explainSql } from "../sql/analysis/explain.ts";
 export { capturableTables, D1_TABLES_SQL } from "../sql/d1/capture.ts";
-export { runStepsAsync } from "../sql/driver.ts";
 export {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_TRIGGERS_SQL,
-  capturedTablesSteps,
+  capturedTablesBatched,
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,

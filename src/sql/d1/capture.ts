@@ -6,7 +6,6 @@ import {
   type CapturingSource,
   capturedEvent,
 } from "../../core/capture.ts";
-import { runStepsAsync } from "../driver.ts";
 import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_INSTALLED_SQL,
@@ -14,7 +13,7 @@ import {
   CAPTURE_TRIGGERS_SQL,
   type CapturedTable,
   CHANGES,
-  capturedTablesSteps,
+  capturedTablesBatched,
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,
@@ -53,7 +52,11 @@ export function capturableTables(rows: readonly { name: string }[]): string[] {
 /** The database's tables to capture, their columns and keys, through the binding. */
 async function catalog(db: D1DatabaseLike): Promise<CapturedTable[]> {
   const names = capturableTables(await all(db, D1_TABLES_SQL));
-  return runStepsAsync(capturedTablesSteps(names), (s) => all(db, s.sql, ...s.params));
+  return capturedTablesBatched(names, async (statements) =>
+    (await db.batch(statements.map((s) => db.prepare(s)))).map(
+      (r) => r.results as Record<string, unknown>[],
+    ),
+  );
 }
 
 async function all<T>(db: D1DatabaseLike, sql: string, ...params: unknown[]): Promise<T[]> {

@@ -256,17 +256,22 @@ export function captureStatusOf(
   };
 }
 
-/** Terms per catalog query (SQLite allows 500 in a compound SELECT). */
-const TERMS_PER_QUERY = 100;
+/**
+ * Terms per compound SELECT of the catalog queries: D1 allows 5 (SQLite 500), so a query
+ * covers a few tables, and D1 and wrangler are given a round's queries at once.
+ */
+const COMPOUND_TERMS = 4;
 
-/** One query per TERMS_PER_QUERY of `names`, each term `term(literal name)`, joined by UNION ALL. */
-function unionAll(names: readonly string[], term: (name: string) => string): string[] {
+/** `names` in queries of their `terms(literal name)` joined by UNION ALL, COMPOUND_TERMS at most. */
+function unionAll(names: readonly string[], terms: (name: string) => string[]): string[] {
+  const all = names.map((n) => terms(literal(n)));
+  const per = Math.max(1, Math.floor(COMPOUND_TERMS / (all[0]?.length ?? 1)));
   const queries: string[] = [];
-  for (let i = 0; i < names.length; i += TERMS_PER_QUERY) {
+  for (let i = 0; i < all.length; i += per) {
     queries.push(
-      names
-        .slice(i, i + TERMS_PER_QUERY)
-        .map((n) => term(literal(n)))
+      all
+        .slice(i, i + per)
+        .flat()
         .join(" UNION ALL "),
     );
   }
@@ -274,45 +279,58 @@ function unionAll(names: readonly string[], term: (name: string) => string): str
 }
 
 /**
- * The columns and keys of the tables `names`, from the catalog: steps any driver runs,
- * D1's binding and wrangler among them (pragma functions with literal arguments, which D1
- * allows, joined by UNION ALL: a query or two per hundred tables, and per hundred unique
- * indexes). A unique index on an expression is left out: the rows a REPLACE deletes
- * through it are not recorded (see docs/guides/change-capture.md).
+ * The first round of the catalog: queries of the tables' columns and unique indexes
+ * (pragma functions with literal arguments, which D1 allows).
  */
-export function* capturedTablesSteps(names: readonly string[]): Steps<CapturedTable[]> {
-  const columns: Record<string, unknown>[] = [];
-  for (const sql of unionAll(
-    names,
-    (t) => `SELECT ${t} AS tbl, name AS col, pk FROM pragma_table_info(${t}, 'main')`,
-  )) {
-    columns.push(...(yield { sql, params: [] }));
-  }
-  const indexes: Record<string, unknown>[] = [];
-  for (const sql of unionAll(
-    names,
-    (t) =>
-      `SELECT ${t} AS tbl, name AS idx, origin FROM pragma_index_list(${t}, 'main') WHERE "unique" = 1`,
-  )) {
-    indexes.push(...(yield { sql, params: [] }));
-  }
-  const parts: Record<string, unknown>[] = [];
-  for (const sql of unionAll(
-    indexes.map((i) => String(i.idx)),
-    (i) =>
-      `SELECT ${i} AS idx, seqno, cid, name, coll, "key" FROM pragma_index_xinfo(${i}, 'main')`,
-  )) {
-    parts.push(...(yield { sql, params: [] }));
-  }
-  return capturedTablesOf(columns, indexes, parts);
+export function tablesCatalogSql(names: readonly string[]): string[] {
+  return unionAll(names, (t) => [
+    `SELECT ${t} AS tbl, name AS col, pk, NULL AS idx, NULL AS origin FROM pragma_table_info(${t}, 'main')`,
+    `SELECT ${t}, NULL, NULL, name, origin FROM pragma_index_list(${t}, 'main') WHERE "unique" = 1`,
+  ]);
 }
 
-/** The tables, in the order their columns came, from capturedTablesSteps' rows. */
+/** The second round: queries of the columns of the unique indexes the first found. */
+export function indexesCatalogSql(first: readonly Record<string, unknown>[]): string[] {
+  const indexes = first.filter((r) => r.idx !== null).map((r) => String(r.idx));
+  return unionAll(indexes, (i) => [
+    `SELECT ${i} AS idx, seqno, cid, name, coll, "key" FROM pragma_index_xinfo(${i}, 'main')`,
+  ]);
+}
+
+/**
+ * The columns and keys of the tables `names`, from the catalog, as steps (SQLite's install
+ * runs them in its transaction). A unique index on an expression is left out: the rows a
+ * REPLACE deletes through it are not recorded (see docs/guides/change-capture.md).
+ */
+export function* capturedTablesSteps(names: readonly string[]): Steps<CapturedTable[]> {
+  const first: Record<string, unknown>[] = [];
+  for (const sql of tablesCatalogSql(names)) first.push(...(yield { sql, params: [] }));
+  const second: Record<string, unknown>[] = [];
+  for (const sql of indexesCatalogSql(first)) second.push(...(yield { sql, params: [] }));
+  return capturedTablesOf(first, second);
+}
+
+/**
+ * The same over a connection that takes many statements at once (`run` answers each one's
+ * rows): D1's batch, one call to wrangler. Two round trips.
+ */
+export async function capturedTablesBatched(
+  names: readonly string[],
+  run: (statements: string[]) => Promise<Record<string, unknown>[][]>,
+): Promise<CapturedTable[]> {
+  const first = names.length > 0 ? (await run(tablesCatalogSql(names))).flat() : [];
+  const queries = indexesCatalogSql(first);
+  const second = queries.length > 0 ? (await run(queries)).flat() : [];
+  return capturedTablesOf(first, second);
+}
+
+/** The tables, in the order their columns came, from the two rounds' rows. */
 function capturedTablesOf(
-  columns: readonly Record<string, unknown>[],
-  indexes: readonly Record<string, unknown>[],
+  first: readonly Record<string, unknown>[],
   parts: readonly Record<string, unknown>[],
 ): CapturedTable[] {
+  const columns = first.filter((r) => r.idx === null);
+  const indexes = first.filter((r) => r.idx !== null);
   const tables = new Map<string, { columns: string[]; pk: boolean }>();
   for (const c of columns) {
     const table = tables.get(String(c.tbl)) ?? { columns: [], pk: false };
