@@ -177,7 +177,9 @@ function replaceTriggers(
   const t = quote(table);
   const tbl = literal(table);
   const col = (alias: string, name: string) => `${alias}.${quote(name)}`;
-  // Rows of `c` (the table) that conflict with NEW: same rowid, or same values of a key.
+  // Rows of `c` (the table) that conflict with NEW, one condition per key (each searches its
+  // index; SQLite scans for an OR of them once a term names a collation): same rowid, or same
+  // values of a unique key under its index's collations.
   const conflicts = [
     ...(keys.rowid ? ["c.rowid = NEW.rowid"] : []),
     ...keys.unique.map((key) =>
@@ -185,7 +187,7 @@ function replaceTriggers(
         .map((k) => `${col("c", k.name)} = ${col("NEW", k.name)} COLLATE ${quote(k.collation)}`)
         .join(" AND "),
     ),
-  ].map((c) => `(${c})`);
+  ];
   // A noted row's key, from its JSON (WITHOUT ROWID tables).
   const noted = (name: string) => `json_extract(n.old, ${literal(`$."${name}"`)})`;
   const pk = keys.primaryKey;
@@ -203,19 +205,31 @@ function replaceTriggers(
   ].join(" OR ");
   const before = (op: "insert" | "update") => {
     const trigger = quote(`${TRIGGER_PREFIX}${table}_${op}_before`);
-    const where = conflicts.join(" OR ");
-    return `CREATE TRIGGER ${trigger} BEFORE ${op.toUpperCase()} ON ${t}${op === "update" ? ` WHEN ${changed}` : ""}
-BEGIN
-  DELETE FROM ${REPLACED} WHERE tbl = ${tbl};
+    const notes = conflicts.map(
+      (where) => `
   INSERT INTO ${REPLACED} (tbl, k, old)
   SELECT ${tbl}, ${keys.rowid ? "c.rowid" : "NULL"}, ${rowJson("c", columns)} FROM ${t} AS c
-  WHERE (${where})${op === "update" ? ` AND ${self}` : ""};
+  WHERE ${where}${op === "update" ? ` AND ${self}` : ""};`,
+    );
+    // Only when there are notes to clear or rows to note: a write without a conflict then
+    // costs its lookups alone, and the AFTER trigger finds the table's notes empty.
+    const own = op === "update" ? ` AND ${self}` : "";
+    const when = [
+      `EXISTS (SELECT 1 FROM ${REPLACED} WHERE tbl = ${tbl})`,
+      ...conflicts.map((where) => `EXISTS (SELECT 1 FROM ${t} AS c WHERE ${where}${own})`),
+    ].join(" OR ");
+    return `CREATE TRIGGER ${trigger} BEFORE ${op.toUpperCase()} ON ${t}
+WHEN ${op === "update" ? `(${changed}) AND (${when})` : when}
+BEGIN
+  DELETE FROM ${REPLACED} WHERE tbl = ${tbl};${notes.join("")}
 END`;
   };
+  // A row noted by two keys is one delete (its JSON names it: a key's values differ).
   const after = (op: "insert" | "update") =>
     `INSERT INTO ${CHANGES} (tbl, op, old, new, at)
   SELECT ${tbl}, 'delete', n.old, NULL, ${NOW_MS} FROM ${REPLACED} AS n
-  WHERE n.tbl = ${tbl} AND (${gone})${op === "update" ? ` AND (${changed})` : ""} ORDER BY n.rowid`;
+  WHERE ${op === "update" ? `(${changed}) AND ` : ""}n.tbl = ${tbl} AND (${gone})
+  GROUP BY n.old ORDER BY min(n.rowid)`;
   return {
     insert: { before: before("insert"), after: after("insert") },
     update: { before: before("update"), after: after("update") },
