@@ -198,7 +198,7 @@ export async function d1Migration(
     dir,
     `${next}_edgecache_capture${action === "uninstall" ? "_uninstall" : ""}.sql`,
   );
-  const header = `-- edgecache change capture (${action}), written by \`edgecache capture ${action} --d1 ${target.database} --migration\`.\n-- Tables created after this migration have no trigger: run the command again after adding a table or a column.\n`;
+  const header = `-- edgecache change capture (${action}), written by \`edgecache capture ${action} --d1 ${target.database} --migration\`.\n-- Tables created after this migration have no trigger: run the command again after adding a table, a column or a unique index.\n`;
   writeFileSync(file, `${header}${statements.join(";\n")};\n`);
   return file;
 }

@@ -87,7 +87,7 @@ export async function d1CaptureStatus(db: D1DatabaseLike): Promise<CaptureStatus
 
 /**
  * Installs capture on every table of the database (replacing older triggers), in one batch:
- * one transaction. Idempotent; run it again after adding a table or a column.
+ * one transaction. Idempotent; run it again after adding a table, a column or a unique index.
  *
  * @example
  * ```ts
