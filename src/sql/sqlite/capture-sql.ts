@@ -164,10 +164,11 @@ END`,
  * happen (OR IGNORE, ON CONFLICT DO UPDATE) has no AFTER trigger of its kind, and an
  * upsert's update one finds the rows it noted still there: nothing is recorded.
  *
- * An update fires the BEFORE trigger and records deletes only when it changes a key's
- * column (an update that changes none conflicts with nothing new): other updates cost a
- * comparison. The notes are rows of REPLACED, a table in the same schema (a trigger
- * cannot write a TEMP one), cleared by the next write of the table.
+ * The BEFORE trigger runs only when the table has notes to clear or the row conflicts;
+ * for an update, only when it changes a key's column too (one that changes none conflicts
+ * with nothing new), and its AFTER trigger then records no delete. The notes are rows of
+ * REPLACED, a table in the same schema (a trigger cannot write a TEMP one), cleared by the
+ * next write of the table that has them.
  */
 function replaceTriggers(
   table: string,
@@ -205,15 +206,16 @@ function replaceTriggers(
   ].join(" OR ");
   const before = (op: "insert" | "update") => {
     const trigger = quote(`${TRIGGER_PREFIX}${table}_${op}_before`);
+    // An update does not conflict with its own row.
+    const own = op === "update" ? ` AND ${self}` : "";
     const notes = conflicts.map(
       (where) => `
   INSERT INTO ${REPLACED} (tbl, k, old)
   SELECT ${tbl}, ${keys.rowid ? "c.rowid" : "NULL"}, ${rowJson("c", columns)} FROM ${t} AS c
-  WHERE ${where}${op === "update" ? ` AND ${self}` : ""};`,
+  WHERE ${where}${own};`,
     );
     // Only when there are notes to clear or rows to note: a write without a conflict then
     // costs its lookups alone, and the AFTER trigger finds the table's notes empty.
-    const own = op === "update" ? ` AND ${self}` : "";
     const when = [
       `EXISTS (SELECT 1 FROM ${REPLACED} WHERE tbl = ${tbl})`,
       ...conflicts.map((where) => `EXISTS (SELECT 1 FROM ${t} AS c WHERE ${where}${own})`),
