@@ -9,12 +9,11 @@ import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_TRIGGERS_SQL,
   capturableTables,
-  capturedTables,
+  capturedTablesBatched,
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,
   D1_TABLES_SQL,
-  d1ColumnsSql,
 } from "../sources/index.ts";
 
 /**
@@ -104,12 +103,6 @@ function execute(target: D1Target, what: string[]): Promise<Record<string, unkno
   });
 }
 
-/** One statement's rows. */
-async function query<T>(target: D1Target, sql: string): Promise<T[]> {
-  const results = await execute(target, ["--command", sql]);
-  return (results.at(-1) ?? []) as T[];
-}
-
 /** What the catalog says, in one call to wrangler (each call takes seconds). */
 interface Catalog {
   tables: string[];
@@ -160,15 +153,14 @@ export async function d1Status(target: D1Target): Promise<CaptureStatus> {
   );
 }
 
-/** The install's statements, from the database's tables and columns. */
+/** The install's statements, from the database's tables, their columns and keys. */
 async function installSql(target: D1Target): Promise<string[]> {
   const { tables, triggers } = await catalog(target);
-  const rows: { tbl: string; col: string }[] = [];
-  for (const sql of d1ColumnsSql(tables)) {
-    rows.push(...(await query<{ tbl: string; col: string }>(target, sql)));
-  }
+  const captured = await capturedTablesBatched(tables, (statements) =>
+    execute(target, ["--command", statements.join(";\n")]),
+  );
   const drop = triggers.map((t) => t.name);
-  return captureInstallSql(capturedTables(rows), { drop, install: crypto.randomUUID() });
+  return captureInstallSql(captured, { drop, install: crypto.randomUUID() });
 }
 
 async function uninstallSql(target: D1Target): Promise<string[]> {
@@ -206,7 +198,7 @@ export async function d1Migration(
     dir,
     `${next}_edgecache_capture${action === "uninstall" ? "_uninstall" : ""}.sql`,
   );
-  const header = `-- edgecache change capture (${action}), written by \`edgecache capture ${action} --d1 ${target.database} --migration\`.\n-- Tables created after this migration have no trigger: run the command again after adding a table or a column.\n`;
+  const header = `-- edgecache change capture (${action}), written by \`edgecache capture ${action} --d1 ${target.database} --migration\`.\n-- Tables created after this migration have no trigger: run the command again after adding a table, a column or a unique index.\n`;
   writeFileSync(file, `${header}${statements.join(";\n")};\n`);
   return file;
 }

@@ -116,6 +116,7 @@ function print(status: CaptureStatus, shown: string, json: boolean | undefined):
       `missing: ${status.missing.join(", ")} (created after the install: run install again)`,
     );
   }
+  if (status.outdated) console.log(`outdated: ${status.outdated} (run install again)`);
   console.log(`backlog: ${status.backlog} change(s) not yet applied`);
 }
 

@@ -43,6 +43,8 @@ export interface CaptureStatus {
   missing: string[];
   /** Captured changes not consumed yet (edgecache stopped, or catching up). */
   backlog: number;
+  /** Why the triggers should be installed again: an earlier version's miss some changes. */
+  outdated?: string;
 }
 
 /** A database's change table, as the follower consumes it. */

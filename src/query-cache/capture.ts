@@ -167,7 +167,7 @@ export class QueryCapture {
    */
   async settled(tables: readonly string[]): Promise<boolean> {
     if (this.#capture.lazyMs !== undefined) await this.#fresh();
-    if (!this.covers(tables)) return false;
+    if (!this.covers(tables) || this.#missesReplaces(tables)) return false;
     const followers = new Set(tables.map((t) => this.#followerOf(t)!));
     const done = await Promise.all([...followers].map((f) => f.sync()));
     return done.every(Boolean);
@@ -352,6 +352,17 @@ export class QueryCapture {
     const schemas = new Set(["public", ...this.#knownSchemas()]);
     for (const t of this.#wanted) if (t.includes(".")) schemas.add(t.slice(0, t.indexOf(".")));
     return [...schemas];
+  }
+
+  /**
+   * Whether an installation of `tables` misses the rows a REPLACE deletes (an earlier
+   * version's): the write may have been one, by its text or by its table's constraints.
+   */
+  #missesReplaces(tables: readonly string[]): boolean {
+    const names = tables.map(nameOf);
+    return this.#found.some(
+      (i) => i.replaces === false && names.some((n) => n !== undefined && i.tables.has(n)),
+    );
   }
 
   #followerOf(table: string): CaptureFollower | undefined {

@@ -6,15 +6,11 @@
  */
 
 export { type Explanation, explainSql } from "../sql/analysis/explain.ts";
-export {
-  capturableTables,
-  capturedTables,
-  D1_TABLES_SQL,
-  d1ColumnsSql,
-} from "../sql/d1/capture.ts";
+export { capturableTables, D1_TABLES_SQL } from "../sql/d1/capture.ts";
 export {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_TRIGGERS_SQL,
+  capturedTablesBatched,
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,

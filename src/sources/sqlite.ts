@@ -165,8 +165,7 @@ class SqliteSource extends SqlSource<ColumnMeta, TableMeta> implements Capturing
       if (refusal !== undefined) throw new EdgecacheError("E_BAD_OPTION", COMPONENT, refusal);
       // Every user table, served or not: a link table's writes change what queries read.
       const tables = await this.capturedTables();
-      const list = [...tables].map(([name, columns]) => ({ name, columns: [...columns.keys()] }));
-      await this.#driver.transaction(installCaptureSteps(list));
+      await this.#driver.transaction(installCaptureSteps([...tables.keys()]));
       this.forgetEffects();
       return this.#driver.read(captureStatusSteps([...tables.keys()]));
     });

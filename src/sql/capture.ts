@@ -24,6 +24,11 @@ export interface CaptureInstallation {
    * of a bounded size (D1: see EXACT_D1_REALS in the query cache's capture).
    */
   exactReals?: boolean | "bounded";
+  /**
+   * False when its triggers miss the rows a REPLACE deletes (SQLite and D1, installed by an
+   * earlier version): a write through a query cache then empties its tables as well.
+   */
+  replaces?: boolean;
   /** Its tables by name (`schema.table` outside PostgreSQL's `public`). */
   tables: Map<string, CapturedShape>;
   /**

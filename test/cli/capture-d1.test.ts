@@ -23,6 +23,19 @@ async function wrangler(...args: string[]): Promise<string> {
   return stdout;
 }
 const sql = (command: string) => wrangler("d1", "execute", "DB", "--local", "--command", command);
+/** The change table's rows (`columns` of them), in order. */
+const changes = async (columns: string): Promise<unknown[]> =>
+  JSON.parse(
+    await wrangler(
+      "d1",
+      "execute",
+      "DB",
+      "--local",
+      "--json",
+      "--command",
+      `SELECT ${columns} FROM _edgecache_changes ORDER BY seq`,
+    ),
+  )[0].results;
 const capture = (...args: string[]) =>
   cli(["capture", ...args, "--persist-to", state], { cwd: dir });
 const statusOf = async () => {
@@ -54,7 +67,7 @@ beforeAll(async () => {
     }),
   );
   await sql(
-    "CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT); CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO users VALUES ('u1', 'Ann')",
+    "CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT, email TEXT UNIQUE); CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO users VALUES ('u1', 'Ann', 'a@x')",
   );
 }, 60_000);
 
@@ -63,39 +76,30 @@ afterAll(() => {
 });
 
 describe("edgecache capture --d1", () => {
-  it("installs the triggers through wrangler; a write made with wrangler d1 execute is captured; status names a table created later", async () => {
+  it("installs the triggers through wrangler; writes made with wrangler d1 execute are captured (the row a REPLACE deletes on a unique column among them); status names a table created later", async () => {
     expect(await statusOf()).toMatchObject({ installed: false });
     const installed = await capture("install", "--d1", "DB", "--local");
     expect(installed.code, installed.stderr).toBe(0);
     expect(installed.stdout).toContain("capture: installed in D1 DB (local)");
     expect(installed.stdout).toContain("tables:  notes, users");
     await sql(
-      "UPDATE users SET name = 'Bo' WHERE id = 'u1'; CREATE TABLE later (id TEXT PRIMARY KEY)",
+      "UPDATE users SET name = 'Bo' WHERE id = 'u1'; REPLACE INTO users VALUES ('u2', 'Cy', 'a@x'); CREATE TABLE later (id TEXT PRIMARY KEY)",
     );
     expect(await statusOf()).toMatchObject({
       installed: true,
       tables: ["notes", "users"],
       missing: ["later"],
-      backlog: 1,
+      backlog: 3,
     });
-    const rows = JSON.parse(
-      await wrangler(
-        "d1",
-        "execute",
-        "DB",
-        "--local",
-        "--json",
-        "--command",
-        "SELECT tbl, op, old, new FROM _edgecache_changes",
-      ),
-    )[0].results;
-    expect(rows).toEqual([
+    expect(await changes("tbl, op, old, new")).toEqual([
       {
         tbl: "users",
         op: "update",
-        old: '{"id":"u1","name":"Ann"}',
-        new: '{"id":"u1","name":"Bo"}',
+        old: '{"id":"u1","name":"Ann","email":"a@x"}',
+        new: '{"id":"u1","name":"Bo","email":"a@x"}',
       },
+      { tbl: "users", op: "delete", old: '{"id":"u1","name":"Bo","email":"a@x"}', new: null },
+      { tbl: "users", op: "insert", old: null, new: '{"id":"u2","name":"Cy","email":"a@x"}' },
     ]);
   }, 120_000);
 
@@ -113,6 +117,12 @@ describe("edgecache capture --d1", () => {
       tables: ["later", "notes", "users"],
       missing: [],
     });
+    // The migration's triggers record the row a REPLACE deletes too.
+    await sql("REPLACE INTO users VALUES ('u3', 'Di', 'a@x')");
+    expect(await changes("op, old")).toEqual([
+      { op: "delete", old: '{"id":"u2","name":"Cy","email":"a@x"}' },
+      { op: "insert", old: null },
+    ]);
   }, 120_000);
 
   it("says clearly when the database is not in wrangler's config, or both --local and --remote are given", async () => {

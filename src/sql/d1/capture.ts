@@ -6,7 +6,6 @@ import {
   type CapturingSource,
   capturedEvent,
 } from "../../core/capture.ts";
-import { literal } from "../schema.ts";
 import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_INSTALLED_SQL,
@@ -14,6 +13,7 @@ import {
   CAPTURE_TRIGGERS_SQL,
   type CapturedTable,
   CHANGES,
+  capturedTablesBatched,
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,
@@ -42,9 +42,6 @@ export const D1_INTERNAL = /^(sqlite_|_cf_|d1_migrations$)/;
 export const D1_TABLES_SQL =
   "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' ORDER BY name";
 
-/** Tables per columns query (SQLite allows 500 terms in a compound SELECT). */
-const TABLES_PER_QUERY = 100;
-
 /** The tables to capture, from D1_TABLES_SQL's rows: all but D1's and edgecache's own. */
 export function capturableTables(rows: readonly { name: string }[]): string[] {
   return rows
@@ -52,42 +49,14 @@ export function capturableTables(rows: readonly { name: string }[]): string[] {
     .filter((name) => !D1_INTERNAL.test(name) && !name.startsWith(CAPTURE_PREFIX));
 }
 
-/**
- * Queries that list the columns of `tables` in order (`tbl`, `col`): pragma_table_info with
- * literal arguments, which D1 allows, joined by UNION ALL.
- */
-export function d1ColumnsSql(tables: readonly string[]): string[] {
-  const queries: string[] = [];
-  for (let i = 0; i < tables.length; i += TABLES_PER_QUERY) {
-    const terms = tables
-      .slice(i, i + TABLES_PER_QUERY)
-      .map(
-        (t) =>
-          `SELECT ${literal(t)} AS tbl, name AS col FROM pragma_table_info(${literal(t)}, 'main')`,
-      );
-    queries.push(terms.join(" UNION ALL "));
-  }
-  return queries;
-}
-
-/** The columns queries' rows as tables, in the order given. */
-export function capturedTables(rows: readonly { tbl: string; col: string }[]): CapturedTable[] {
-  const tables = new Map<string, string[]>();
-  for (const { tbl, col } of rows) {
-    const columns = tables.get(tbl) ?? [];
-    if (columns.length === 0) tables.set(tbl, columns);
-    columns.push(col);
-  }
-  return [...tables].map(([name, columns]) => ({ name, columns }));
-}
-
-/** The database's tables to capture and their columns, through the binding. */
+/** The database's tables to capture, their columns and keys, through the binding. */
 async function catalog(db: D1DatabaseLike): Promise<CapturedTable[]> {
   const names = capturableTables(await all(db, D1_TABLES_SQL));
-  const rows: { tbl: string; col: string }[] = [];
-  for (const sql of d1ColumnsSql(names))
-    rows.push(...(await all<{ tbl: string; col: string }>(db, sql)));
-  return capturedTables(rows);
+  return capturedTablesBatched(names, async (statements) =>
+    (await db.batch(statements.map((s) => db.prepare(s)))).map(
+      (r) => r.results as Record<string, unknown>[],
+    ),
+  );
 }
 
 async function all<T>(db: D1DatabaseLike, sql: string, ...params: unknown[]): Promise<T[]> {
@@ -118,7 +87,7 @@ export async function d1CaptureStatus(db: D1DatabaseLike): Promise<CaptureStatus
 
 /**
  * Installs capture on every table of the database (replacing older triggers), in one batch:
- * one transaction. Idempotent; run it again after adding a table or a column.
+ * one transaction. Idempotent; run it again after adding a table, a column or a unique index.
  *
  * @example
  * ```ts

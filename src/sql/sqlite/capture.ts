@@ -11,9 +11,10 @@ import type { Steps } from "../dialect.ts";
 import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_INSTALLED_SQL,
+  CAPTURE_REPLACES_SQL,
   CAPTURE_TRIGGERS_SQL,
-  type CapturedTable,
   CHANGES,
+  capturedTablesSteps,
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,
@@ -67,10 +68,12 @@ export function* captureInstalledSteps(): Steps<boolean> {
 }
 
 /**
- * Creates the change table and the triggers of `tables` (replacing older ones): steps for
- * one write transaction, so that they are there at once or not at all.
+ * Creates the change table and the triggers of the tables named (replacing older ones),
+ * from their columns and keys in the catalog: steps for one write transaction, so that
+ * they are there at once or not at all.
  */
-export function* installCaptureSteps(tables: readonly CapturedTable[]): Steps<void> {
+export function* installCaptureSteps(names: readonly string[]): Steps<void> {
+  const tables = yield* capturedTablesSteps(names);
   const drop = (yield* captureTriggers()).map((t) => t.name);
   for (const sql of captureInstallSql(tables, { drop, install: crypto.randomUUID() })) {
     yield { sql, params: [] };
@@ -172,15 +175,16 @@ export async function sqliteCaptureInstalled(exec: SqliteExecutor): Promise<bool
 }
 
 /**
- * The tables capture's triggers record, over any driver, and whether the triggers record
- * REALs exactly (see `recordsExactReals`).
+ * The tables capture's triggers record, over any driver, whether the triggers record
+ * REALs exactly (see `recordsExactReals`), and the rows a REPLACE deletes (`replaces`).
  */
 export async function sqliteCapturedTables(
   exec: SqliteExecutor,
-): Promise<{ tables: string[]; exactReals: boolean }> {
+): Promise<{ tables: string[]; exactReals: boolean; replaces: boolean }> {
   const rows = await exec.all(CAPTURE_TRIGGERS_SQL, []);
   const tables = [...new Set(rows.map((r) => String(r.table)))].sort();
-  return { tables, exactReals: recordsExactReals(rows) };
+  const replaces = (await exec.all(CAPTURE_REPLACES_SQL, [])).length > 0;
+  return { tables, exactReals: recordsExactReals(rows), replaces };
 }
 
 /**

@@ -87,7 +87,15 @@ export function sqliteCatalog(
           ...(keys.length === 1 && { primaryKey: String(keys[0]!.name) }),
         });
       }
-      return [{ id: "main", tables, exactReals: captured.exactReals, ...(feed && { feed }) }];
+      return [
+        {
+          id: "main",
+          tables,
+          exactReals: captured.exactReals,
+          replaces: captured.replaces,
+          ...(feed && { feed }),
+        },
+      ];
     },
   };
 }

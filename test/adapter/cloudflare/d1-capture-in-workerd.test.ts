@@ -152,6 +152,103 @@ describe("D1 change capture on Workers", () => {
     }
   });
 
+  it("rows a REPLACE deletes straight in D1 (which fires no delete trigger) leave cached reads: on the key, on a unique column, several at once, UPDATE OR REPLACE; an upsert and OR IGNORE delete nothing", async () => {
+    const users = await sql(raw, "SELECT * FROM users ORDER BY id LIMIT 8 OFFSET 20");
+    const [a, b, c, d, e, f, g, h] = users as (Row & { id: string; email: string })[];
+    const paths = [
+      ...users.map((u) => `/v1/users/${u.id}`),
+      ...users.map((u) => `/v1/users?lastName=${encodeURIComponent(String(u.lastName))}&limit=50`),
+      "/v1/users?limit=50&offset=15",
+      "/v1/users?sort=lastName&limit=30",
+    ];
+    for (const isolate of ["a", "b"]) {
+      for (const path of paths) await send(w, isolate, "GET", path);
+    }
+    const columns = "(id, firstName, lastName, email, createdAt)";
+    for (const [text, ...params] of [
+      // The primary key: the row is replaced by one of another last name.
+      [
+        `INSERT OR REPLACE INTO users ${columns} VALUES (?, 'Re', 'Placed', 'pk@x', '2026-01-01')`,
+        a!.id,
+      ],
+      // The unique email, with a new id: b's row goes.
+      [
+        `REPLACE INTO users ${columns} VALUES ('zz-replace', 'Re', 'Mail', ?, '2026-01-01')`,
+        b!.email,
+      ],
+      // Both at once: c's id and d's email.
+      [`REPLACE INTO users ${columns} VALUES (?, 'Two', 'Gone', ?, '2026-01-01')`, c!.id, d!.email],
+      [`UPDATE OR REPLACE users SET email = ? WHERE id = ?`, f!.email, e!.id],
+      [
+        `INSERT INTO users ${columns} VALUES (?, 'Up', 'Sert', 'up@x', '2026-01-01') ON CONFLICT (id) DO UPDATE SET lastName = 'Upserted'`,
+        g!.id,
+      ],
+      [
+        `INSERT OR IGNORE INTO users ${columns} VALUES ('zz-ignored', 'No', 'Pe', ?, '2026-01-01')`,
+        h!.email,
+      ],
+    ] as [string, ...unknown[]][]) {
+      await sql(raw, text, ...params);
+    }
+    // Every cached read, in each isolate, comes to equal D1 once the drain has applied them.
+    const stale = async () => {
+      for (const isolate of ["a", "b"]) {
+        for (const u of users) {
+          const [row] = await sql(raw, "SELECT * FROM users WHERE id = ?", u.id);
+          const read = await send(w, isolate, "GET", `/v1/users/${u.id}`);
+          if (row ? JSON.stringify(read.json) !== JSON.stringify(row) : read.status !== 404) {
+            return `${isolate} /v1/users/${u.id}`;
+          }
+        }
+        for (const path of paths.filter((p) => p.includes("?"))) {
+          const query = new URLSearchParams(path.split("?")[1]);
+          const lastName = query.get("lastName");
+          const expected = lastName
+            ? await sql(
+                raw,
+                "SELECT * FROM users WHERE lastName = ? ORDER BY id LIMIT 50",
+                lastName,
+              )
+            : query.get("sort")
+              ? await sql(raw, "SELECT * FROM users ORDER BY lastName, id LIMIT 30")
+              : await sql(raw, "SELECT * FROM users ORDER BY id LIMIT 50 OFFSET 15");
+          const read = await send(w, isolate, "GET", path);
+          if (JSON.stringify(read.json.data) !== JSON.stringify(expected))
+            return `${isolate} ${path}`;
+        }
+      }
+      return undefined;
+    };
+    let last: string | undefined;
+    const fresh = async () => {
+      last = await stale();
+      return last === undefined;
+    };
+    await until(fresh, 10_000).catch(() => {
+      throw new Error(`still stale: ${last}`);
+    });
+  });
+
+  it("installs on a database of more tables than D1 allows terms in a compound SELECT (5)", async () => {
+    const extra = Array.from({ length: 6 }, (_, i) => `extra${i}`);
+    await raw.batch(
+      extra.map((t) => raw.prepare(`CREATE TABLE ${t} (id INTEGER PRIMARY KEY, code TEXT UNIQUE)`)),
+    );
+    try {
+      const status = await db.installCapture();
+      expect(status.tables).toEqual([...extra, "orders", "users"]);
+      await sql(raw, "INSERT INTO extra5 VALUES (1, 'a')");
+      await sql(raw, "REPLACE INTO extra5 VALUES (2, 'a')");
+      const ops = await sql(
+        raw,
+        "SELECT op FROM _edgecache_changes WHERE tbl = 'extra5' ORDER BY seq",
+      );
+      expect(ops.map((r) => r.op)).toEqual(["insert", "delete", "insert"]);
+    } finally {
+      await raw.batch(extra.map((t) => raw.prepare(`DROP TABLE ${t}`)));
+    }
+  });
+
   it("status names a table created after the install", async () => {
     await sql(raw, "CREATE TABLE later (id TEXT PRIMARY KEY, note TEXT)");
     expect((await db.captureStatus()).missing).toEqual(["later"]);
