@@ -177,6 +177,11 @@ export function workerSettings(env: LogEnv, options: EdgeCacheOptions): WorkerSe
   if (mode !== undefined && !(CHANGE_LOG_MODES as readonly string[]).includes(mode)) {
     badVariable(C, "EDGECACHE_LOG_MODE", `one of ${CHANGE_LOG_MODES.join(", ")}`, mode);
   }
+  // The change log's object reads these (its capture drain); checked here as well, so a bad
+  // value fails every request naming it instead of only the object's drain, unseen, while
+  // reads stay stale.
+  captureIntervalMs(env, 0);
+  captureSchemaVariable(env);
   return {
     caching: caching ?? true,
     ttl:

@@ -24,6 +24,8 @@ beforeAll(async () => {
       "bad-kv",
       "bad-level",
       "bad-region",
+      "bad-capture",
+      "bad-capture-schema",
     ],
     options: { ttl: 600, memoryBytes: 1_000_000 },
     vars: {
@@ -35,6 +37,8 @@ beforeAll(async () => {
       "bad-kv": { EDGECACHE_KV: "maybe" },
       "bad-level": { EDGECACHE_LOG_LEVEL: "loud" },
       "bad-region": { EDGECACHE_LOG_MODE: "follower", EDGECACHE_REGION: "west europe" },
+      "bad-capture": { EDGECACHE_CAPTURE_MS: "abc" },
+      "bad-capture-schema": { EDGECACHE_CAPTURE_SCHEMA: "app; drop" },
     },
     stdio: (out: Readable, err: Readable) => {
       out.on("data", (chunk: Buffer) => {
@@ -141,6 +145,14 @@ describe("a bad variable", () => {
     [
       "bad-region",
       'variable EDGECACHE_REGION: expected a region name (letters, digits, - or _), such as weur, got "west europe"',
+    ],
+    [
+      "bad-capture",
+      'variable EDGECACHE_CAPTURE_MS: expected a whole number of ms (such as 1000; 0 turns the drain off), got "abc"',
+    ],
+    [
+      "bad-capture-schema",
+      'variable EDGECACHE_CAPTURE_SCHEMA: expected a schema name (letters, digits, _ or $), got "app; drop"',
     ],
   ])(
     "%s: fails the first request and the next with E_BAD_OPTION naming it",
