@@ -1,4 +1,5 @@
 import { unref } from "../../core/capture.ts";
+import { Turns } from "../../core/turns.ts";
 import type { PgCapturePort } from "./capture.ts";
 import type { NodePostgresLike } from "./node-postgres-driver.ts";
 
@@ -99,9 +100,13 @@ export function nodePostgresCapturePort(pg: NodePostgresLike): PgCapturePort {
         });
         return opening;
       };
+      // One statement at a time: the consumer's reads, deletes and its lock's checks come
+      // from several callers at once, and node-postgres deprecates queueing on one Client
+      // (its warning would land in the application's output).
+      const turns = new Turns();
       return {
-        async query(sql, params = []) {
-          return (await (await connection()).query(sql, [...params])).rows;
+        query(sql, params = []) {
+          return turns.run(async () => (await (await connection()).query(sql, [...params])).rows);
         },
         async end() {
           const c = await client?.catch(() => undefined);

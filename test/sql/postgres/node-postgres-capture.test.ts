@@ -111,3 +111,35 @@ async function until2<T>(read: () => Promise<T[]>): Promise<T[]> {
   });
   return got;
 }
+
+server.describe("capture's own connection on node-postgres", () => {
+  it("sends capture's own statements one at a time", async () => {
+    // node-postgres queues a query sent while its Client runs one, and deprecates doing so
+    // (a DeprecationWarning in the application's output): the consumer's statements come
+    // from several callers at once, so its connection must take them in turns.
+    let running = 0;
+    let most = 0;
+    class Counting extends pg.Client {
+      // biome-ignore lint/suspicious/noExplicitAny: pg's query has many overloads
+      override query(...args: any[]): any {
+        running++;
+        most = Math.max(most, running);
+        // biome-ignore lint/suspicious/noExplicitAny: as above
+        const done = (super.query as any)(...args) as Promise<unknown>;
+        return done.finally(() => running--);
+      }
+    }
+    const pool = new pg.Pool({ connectionString: server.url, max: 2, Client: Counting });
+    const own = nodePostgresCapturePort(pool).own!();
+    try {
+      const answers = await Promise.all(
+        [1, 2, 3, 4].map((n) => own.query("SELECT $1::int AS n, pg_sleep(0.01)", [n])),
+      );
+      expect(answers.map((rows) => rows[0]!.n)).toEqual([1, 2, 3, 4]);
+      expect(most).toBe(1);
+    } finally {
+      await own.end();
+      await pool.end();
+    }
+  });
+});
