@@ -327,7 +327,7 @@ function keyOf(query: SqlQuery): QueryArgs {
 /**
  * The arguments as the database compares them, for reading what a select depends on.
  * Prisma gives some in another form than the adapter binds (a boolean SQLite stores as 1,
- * a date or a decimal as a string the adapter converts): those are UNREAD, and a condition
+ * a date or a Decimal as a string the adapter converts): those are UNREAD, and a condition
  * on them matches any row.
  */
 function comparedArgs(query: SqlQuery, dialect: SqlDialect): unknown[] {
@@ -348,6 +348,9 @@ function compared(arg: unknown, type: ArgType | undefined, dialect: SqlDialect):
       return typeof n === "number" && Number.isSafeInteger(n) ? n : UNREAD;
     }
     case "float":
+    // A raw query's JavaScript number ($queryRaw, $queryRawUnsafe) comes typed decimal; the
+    // adapters bind a number as it is (a Decimal comes as a string: the adapter parses it).
+    case "decimal":
       return typeof arg === "number" && Number.isFinite(arg) ? arg : UNREAD;
     case "boolean":
       if (typeof arg !== "boolean") return UNREAD;

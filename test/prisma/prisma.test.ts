@@ -255,6 +255,23 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
       expect(cache.getStats().capture!.applied).toBeGreaterThan(applied);
     });
 
+    it("capture: a raw query's number argument is read by its value (Prisma types it decimal): a write of another row leaves it a hit", async () => {
+      const { prisma, cache } = await open();
+      const at = h.provider === "sqlite" ? "?" : "$1";
+      const user = () =>
+        prisma.$queryRawUnsafe(`SELECT "id", "name" FROM ${h.table("User")} WHERE "id" = ${at}`, 1);
+      expect(await user()).toEqual([{ id: 1, name: "Ann" }]);
+      await user();
+      const hits = cache.getStats().hits;
+      await h.around(`UPDATE "User" SET "name" = $1 WHERE "id" = $2`, ["Hal", 2]);
+      expect(await cache.catchUp()).toBe(true);
+      expect(await user()).toEqual([{ id: 1, name: "Ann" }]);
+      expect(cache.getStats().hits).toBe(hits + 1);
+      await h.around(`UPDATE "User" SET "name" = $1 WHERE "id" = $2`, ["Ivy", 1]);
+      expect(await cache.catchUp()).toBe(true);
+      expect(await user()).toEqual([{ id: 1, name: "Ivy" }]);
+    });
+
     it("capture: a startsWith list is a prefix, on each driver: a write of a row outside it leaves it a hit, one into it is seen", async () => {
       const { prisma, cache } = await open();
       const as = () =>
