@@ -1,7 +1,7 @@
 import { EdgecacheError } from "../core/errors.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
 import { type CatalogColumn, withSqliteCollations } from "../sql/client.ts";
-import { CAPTURE_PREFIX } from "../sql/sqlite/capture-sql.ts";
+import { CAPTURE_PREFIX, CAPTURE_TRIGGERS_SQL } from "../sql/sqlite/capture-sql.ts";
 import { TABLE_LIST_SQL, tableColumnsSql } from "../sql/sqlite/dialect.ts";
 import { openSqliteFile, sqliteFileProblem } from "../sql/sqlite/file.ts";
 import { isPostgresUrl, postgresCatalog } from "./postgres.ts";
@@ -13,6 +13,8 @@ import { isPostgresUrl, postgresCatalog } from "./postgres.ts";
 export interface CatalogTable {
   primaryKey?: string;
   columns: CatalogColumn[];
+  /** Whether change capture's triggers record its writes. */
+  captured: boolean;
 }
 
 /** A database's tables by name (`schema.table` outside PostgreSQL's `public`), and its dialect. */
@@ -33,6 +35,9 @@ export async function readCatalog(database: string): Promise<Catalog> {
   const db = openSqliteFile(database, { component: "explain", what: "database", readonly: true });
   try {
     const tables = new Map<string, CatalogTable>();
+    const captured = new Set(
+      (db.prepare(CAPTURE_TRIGGERS_SQL).all() as { table: string }[]).map((r) => r.table),
+    );
     for (const { name } of db.prepare(TABLE_LIST_SQL).all() as { name: string }[]) {
       if (name.startsWith("sqlite_") || name.startsWith(CAPTURE_PREFIX)) continue;
       const info = db.prepare(tableColumnsSql(name)).all() as {
@@ -44,6 +49,7 @@ export async function readCatalog(database: string): Promise<Catalog> {
       const columns = info.map((c) => ({ name: c.name, type: c.type ?? "" }));
       tables.set(name, {
         ...(keys.length === 1 && { primaryKey: keys[0]!.name }),
+        captured: captured.has(name),
         columns: await withSqliteCollations(
           name,
           columns,

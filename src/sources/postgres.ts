@@ -4,6 +4,7 @@ import type { ViewInfo } from "../core/query.ts";
 import { type CatalogColumn, isCollation } from "../sql/client.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import {
+  CAPTURED_TABLES_SQL,
   forgetPostgresCaptured,
   installPostgresCapture,
   type PgCapturePort,
@@ -211,13 +212,21 @@ const CATALOG_SQL = `SELECT c.table_schema AS schema, c.table_name AS table, c.c
  */
 export async function postgresCatalog(
   url: string,
-): Promise<Map<string, { primaryKey?: string; columns: CatalogColumn[] }>> {
+): Promise<Map<string, { primaryKey?: string; columns: CatalogColumn[]; captured: boolean }>> {
   const sql = await connectPostgres(url, 1);
   try {
-    const tables = new Map<string, { primaryKey?: string; columns: CatalogColumn[] }>();
+    const captured = new Set(
+      (await sql.unsafe(CAPTURED_TABLES_SQL)).map((r) =>
+        r.schema === "public" ? String(r.table) : `${r.schema}.${r.table}`,
+      ),
+    );
+    const tables = new Map<
+      string,
+      { primaryKey?: string; columns: CatalogColumn[]; captured: boolean }
+    >();
     for (const r of await sql.unsafe(CATALOG_SQL)) {
       const name = r.schema === "public" ? String(r.table) : `${r.schema}.${r.table}`;
-      const table = tables.get(name) ?? { columns: [] };
+      const table = tables.get(name) ?? { columns: [], captured: captured.has(name) };
       tables.set(name, table);
       table.columns.push({
         name: String(r.name),

@@ -22,7 +22,12 @@ describe("explain", () => {
     const r = await cli(["explain", sql, ...flags, "--json"]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    return JSON.parse(r.stdout) as { granularity: string; reasons: string[]; tables: string[] };
+    return JSON.parse(r.stdout) as {
+      granularity: string;
+      reasons: string[];
+      tables: string[];
+      uncaptured?: string[];
+    };
   };
 
   it("tells each select's granularity and why not finer, from the database's catalog", async () => {
@@ -70,6 +75,13 @@ describe("explain", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("granularity: row");
     expect(r.stdout).toContain("why not finer: (exact)");
+    // This database has no capture: what that costs is said beside the read's granularity.
+    expect(r.stdout).toMatch(
+      /capture is not installed on users: until `edgecache capture install`/,
+    );
+    expect(await explain("select id from users where id = ?", "--db", db)).toMatchObject({
+      uncaptured: ["users"],
+    });
     for (const [flags, message] of [
       [["--dialect", "mysql"], /--dialect: expected sqlite or postgres/],
       [["--params", "{"], /--params: expected a JSON array/],
@@ -79,5 +91,19 @@ describe("explain", () => {
       expect(bad.code).toBe(2);
       expect(bad.stderr).toMatch(message);
     }
+  }, 60_000);
+
+  it("with capture installed, says nothing of it", async () => {
+    const captured = join(dir, "captured.db");
+    const d = new Database(captured);
+    d.exec("create table users (id integer primary key, name text not null)");
+    d.close();
+    expect((await cli(["capture", "install", "--db", captured])).code).toBe(0);
+    const r = await cli(["explain", "select id from users where id = ?", "--db", captured]);
+    expect(r.stdout).toContain("granularity: row");
+    expect(r.stdout).not.toContain("capture is not installed");
+    expect(await explain("select id from users where id = ?", "--db", captured)).toMatchObject({
+      uncaptured: [],
+    });
   }, 60_000);
 });

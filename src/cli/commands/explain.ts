@@ -71,13 +71,25 @@ export const explain = defineCommand({
       return { primaryKey: t.primaryKey, ...kinds };
     };
     const e = explainSql(a.sql, dialect, schema, params);
+    // A query cache follows rows only with capture installed on the tables it reads: without
+    // it, writes go by table, whatever the read's granularity.
+    const uncaptured = catalog
+      ? e.tables.filter((t) => catalog.tables.get(t)?.captured === false)
+      : [];
     if (a.json) {
-      console.log(JSON.stringify(e, null, 2));
+      console.log(JSON.stringify(catalog ? { ...e, uncaptured } : e, null, 2));
       return;
     }
     console.log(`granularity: ${GRANULARITY[e.granularity]}`);
     console.log(`tables:      ${e.tables.join(", ") || "(none read)"}`);
     console.log(`why not finer: ${e.reasons.length > 0 ? e.reasons.join(", ") : "(exact)"}`);
     if (!catalog) console.log("(no --db: tables' keys unknown, so every table counts as unknown)");
+    if (uncaptured.length > 0 && e.granularity !== "table") {
+      console.log(
+        `capture is not installed on ${uncaptured.join(", ")}: until \`edgecache capture install\`, ` +
+          "a write through a query cache removes every cached read of its tables, and writes " +
+          "made around the cache are not seen",
+      );
+    }
   },
 });

@@ -43,6 +43,10 @@ const CHANNEL = "edgecache_changes";
  */
 export const atMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`;
 const TRIGGER = "edgecache_capture";
+/** Every table capture's trigger records, in any schema: `schema`, `table`. */
+export const CAPTURED_TABLES_SQL = `SELECT n.nspname AS schema, c.relname AS table FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE t.tgname = '${TRIGGER}'`;
 /**
  * The setting a capture function runs with: float8 and float4 written as the shortest text
  * that reads back as the same value (any setting above 0 does; a session may set 0 or
