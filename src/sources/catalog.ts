@@ -1,7 +1,7 @@
 import { EdgecacheError } from "../core/errors.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
 import { type CatalogColumn, withSqliteCollations } from "../sql/client.ts";
-import { CAPTURE_PREFIX, CAPTURE_TRIGGERS_SQL } from "../sql/sqlite/capture-sql.ts";
+import { CAPTURE_PREFIX, CAPTURE_TRIGGERS_SQL, recordsChanges } from "../sql/sqlite/capture-sql.ts";
 import { TABLE_LIST_SQL, tableColumnsSql } from "../sql/sqlite/dialect.ts";
 import { openSqliteFile, sqliteFileProblem } from "../sql/sqlite/file.ts";
 import { isPostgresUrl, postgresCatalog } from "./postgres.ts";
@@ -36,7 +36,9 @@ export async function readCatalog(database: string): Promise<Catalog> {
   try {
     const tables = new Map<string, CatalogTable>();
     const captured = new Set(
-      (db.prepare(CAPTURE_TRIGGERS_SQL).all() as { table: string }[]).map((r) => r.table),
+      (db.prepare(CAPTURE_TRIGGERS_SQL).all() as { name: string; table: string }[])
+        .filter(recordsChanges)
+        .map((r) => r.table),
     );
     for (const { name } of db.prepare(TABLE_LIST_SQL).all() as { name: string }[]) {
       if (name.startsWith("sqlite_") || name.startsWith(CAPTURE_PREFIX)) continue;

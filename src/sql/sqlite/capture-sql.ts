@@ -87,6 +87,15 @@ const NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 export const CAPTURE_TRIGGERS_SQL = `SELECT name, tbl_name AS "table", sql FROM sqlite_master
   WHERE type = 'trigger' AND substr(name, 1, ${TRIGGER_PREFIX.length}) = '${TRIGGER_PREFIX}'`;
 
+/**
+ * Whether a capture trigger (a row of CAPTURE_TRIGGERS_SQL) records its table's changes: the
+ * AFTER triggers do; the BEFORE ones of replaceTriggers only note rows for them. A table is
+ * captured while its recording triggers are there, whatever is left of the others.
+ */
+export function recordsChanges(trigger: { name: string }): boolean {
+  return !/_(insert|update)_before$/.test(trigger.name);
+}
+
 /** One row (`n` = 1) when capture is installed, none otherwise. */
 export const CAPTURE_INSTALLED_SQL = `SELECT 1 AS n FROM sqlite_master WHERE type = 'table' AND name = '${CHANGES}'`;
 
@@ -254,12 +263,12 @@ export function captureUninstallSql(triggers: readonly string[]): string[] {
  * should be captured (`served`).
  */
 export function captureStatusOf(
-  triggers: readonly { table: string }[],
+  triggers: readonly { name: string; table: string }[],
   backlog: { backlog: number; id: string | null; replaces?: number } | undefined,
   served: readonly string[],
 ): CaptureStatus {
   if (backlog === undefined) return { installed: false, tables: [], missing: [], backlog: 0 };
-  const tables = [...new Set(triggers.map((t) => t.table))].sort();
+  const tables = [...new Set(triggers.filter(recordsChanges).map((t) => t.table))].sort();
   return {
     installed: true,
     id: backlog.id ?? undefined,

@@ -19,6 +19,7 @@ import {
   captureStatusOf,
   captureUninstallSql,
   LEASE,
+  recordsChanges,
   recordsExactReals,
 } from "./capture-sql.ts";
 
@@ -181,7 +182,9 @@ export async function sqliteCaptureInstalled(exec: SqliteExecutor): Promise<bool
 export async function sqliteCapturedTables(
   exec: SqliteExecutor,
 ): Promise<{ tables: string[]; exactReals: boolean; replaces: boolean }> {
-  const rows = await exec.all(CAPTURE_TRIGGERS_SQL, []);
+  const rows = (await exec.all(CAPTURE_TRIGGERS_SQL, [])).filter((r) =>
+    recordsChanges({ name: String(r.name) }),
+  );
   const tables = [...new Set(rows.map((r) => String(r.table)))].sort();
   const replaces = (await exec.all(CAPTURE_REPLACES_SQL, [])).length > 0;
   return { tables, exactReals: recordsExactReals(rows), replaces };
