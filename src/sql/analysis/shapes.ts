@@ -2,6 +2,7 @@ import type { ListDependency } from "../../core/deps/planner.ts";
 import { rowTag, tableTag } from "../../core/deps/planner.ts";
 import { memoize } from "../../core/memo.ts";
 import type { SortKey } from "../../core/query.ts";
+import { countJoinsAsSubqueries } from "./count-joins.ts";
 import { asStored, canonicalInstant, instantReading } from "./forms.ts";
 import { joinRegistration, joinsOf } from "./joins.ts";
 import { cteNames, type ResolveTable, withSchemas } from "./names.ts";
@@ -124,7 +125,7 @@ function analysed(
   if (statements.length !== 1 || !isNode(statements[0])) {
     return { tables: tablesIn(statements), fallback: "statements", widened: [] };
   }
-  const select = statements[0];
+  const select = countJoinsAsSubqueries(statements[0]);
   const tables = tablesIn(select);
   try {
     return { tables, ...analyse(select, params, dialect, schema) };
