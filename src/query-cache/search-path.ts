@@ -37,6 +37,7 @@ export class SearchPathNames {
   #changed = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  #lastError = "";
   /** The read under way (or the last). */
   ready: Promise<void>;
 
@@ -60,6 +61,11 @@ export class SearchPathNames {
     if (schema !== undefined) this.#placed.add(table);
     return schema;
   };
+
+  /** Whether a statement through the cache changed the session's path or role. */
+  get changed(): boolean {
+    return this.#changed;
+  }
 
   /** The read of the path under way, while bare names wait for it; undefined otherwise. */
   pending(): Promise<void> | undefined {
@@ -98,11 +104,15 @@ export class SearchPathNames {
     try {
       path = await readSearchPath(this.#client);
     } catch (err) {
-      this.#warn(`the search path could not be read: ${(err as Error).message ?? err}; retrying`);
+      const message = `the search path could not be read: ${(err as Error).message ?? err}; retrying`;
+      // Once per cause: a read that keeps failing (a Worker's timer outside any request) warns once.
+      if (message !== this.#lastError) this.#warn(message);
+      this.#lastError = message;
     }
     // A read begun before a later schema change is not taken: the one after it is.
     if (this.#closed || generation !== this.#generation) return;
     if (path) {
+      this.#lastError = "";
       const [before, placed] = [this.#path, this.#placed];
       this.#placed = new Set();
       this.#path = path;

@@ -1,7 +1,11 @@
+import { eq } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/node-postgres";
+import { integer, pgTable, text } from "drizzle-orm/pg-core";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import postgres from "postgres";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
 import { type CachedDialect, kyselyCache } from "../../src/kysely/index.ts";
 import { sqlCache } from "../../src/raw-sql/index.ts";
 import { postgresSource } from "../../src/sources/postgres.ts";
@@ -15,7 +19,8 @@ import { requirePostgres } from "../helpers/services.ts";
  * (`-c search_path=...`, `ALTER DATABASE ... SET search_path`, `$user`) has its reads and
  * writes planned on that schema's tables, and a path changed through the cache leaves no read
  * answered for the wrong table. A database of its own (its `public` is the file's), a schema
- * per test.
+ * per test. Kysely, raw SQL and Drizzle (whose tables declared without a schema are named
+ * as `public`'s: its writes to one the path finds elsewhere go by table).
  */
 
 const server = await requirePostgres();
@@ -40,8 +45,12 @@ server.describe("tables named through the search path (PostgreSQL)", () => {
     admin = postgres(url, { max: 1, onnotice: () => {} });
   });
 
-  afterAll(async () => {
+  // Each test's caches end with it: the next one's consume the change tables in their turn.
+  afterEach(async () => {
     for (const close of closers.splice(0).reverse()) await close();
+  });
+
+  afterAll(async () => {
     await admin.end();
     await serverAdmin.unsafe(`drop database if exists ${database} with (force)`);
     await serverAdmin.end();
@@ -138,6 +147,32 @@ server.describe("tables named through the search path (PostgreSQL)", () => {
     }
   });
 
+  it("Drizzle, a table declared without a schema that the pool's search_path finds in another schema than public's same-named one: its writes are never settled by public's capture", async () => {
+    await admin.unsafe(`drop table if exists public.users; ${USERS("public")}`);
+    await install("public");
+    const schema = await schemaWith(USERS);
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: 4,
+      options: `-c search_path=${schema}`,
+    });
+    closers.push(() => pool.end());
+    const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all" });
+    closers.push(() => cache.close());
+    const db = withTransactions(drizzle(pool, { cache }));
+    const users = pgTable("users", {
+      id: integer("id").primaryKey(),
+      name: text("name").notNull(),
+    });
+    const byId = async (id: number) =>
+      (await db.select().from(users).where(eq(users.id, id)))[0]?.name;
+    expect(await byId(1)).toBe(`${schema} one`);
+    await following(cache);
+    expect(await byId(1)).toBe(`${schema} one`);
+    await db.update(users).set({ name: "through drizzle" }).where(eq(users.id, 1));
+    expect(await byId(1)).toBe("through drizzle");
+  });
+
   it("`$user` in the search path: a bare name reaches the schema named after the role", async () => {
     const [{ user } = { user: "" }] = await admin.unsafe<{ user: string }[]>(
       "select current_user as user",
@@ -148,6 +183,7 @@ server.describe("tables named through the search path (PostgreSQL)", () => {
     await admin.unsafe(`create schema if not exists "${user}"; ${USERS(`"${user}"`)}`);
     try {
       const sql = sqlCache({ client: mine, tiers: [memoryStore()] });
+      closers.push(() => sql.close());
       const byId = async (id: number) =>
         (await sql.query<{ name: string }>("select name from users where id = $1", [id]))[0]?.name;
       expect(await byId(2)).toBe(`"${user}" two`);
@@ -171,6 +207,7 @@ server.describe("tables named through the search path (PostgreSQL)", () => {
       tiers: [memoryStore()],
       logger: { warn: (m: string) => warnings.push(m) },
     });
+    closers.push(() => sql.close());
     const byId = async (id: number) =>
       (await sql.query<{ name: string }>("select name from users where id = $1", [id]))[0]?.name;
     expect(await byId(1)).toBe("public one");
