@@ -11,6 +11,7 @@ import { type QueryCapture, startCapture } from "../query-cache/capture.ts";
 import { decode, encode, Uncacheable } from "../query-cache/codec.ts";
 import { withoutCapturedForms } from "../query-cache/columns.ts";
 import { followCapturedWrites, patchableMeta } from "../query-cache/result-patches.ts";
+import { SearchPathNames } from "../query-cache/search-path.ts";
 import {
   type CapturedWrites,
   type QueryCacheStats,
@@ -27,6 +28,7 @@ import {
   wholeTable,
 } from "../sql/analysis/shapes.ts";
 import { clientKind } from "../sql/client-kind.ts";
+import { sqlDriver } from "../sql/drivers.ts";
 import { isBusy } from "../sql/sqlite/dialect.ts";
 import { DrizzleCascades } from "./cascades.ts";
 import { PendingReads } from "./reads.ts";
@@ -283,6 +285,10 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     if (ttl <= 0) return;
     try {
       const drizzleNames = tables.map(tableName);
+      if (this.#names?.changed && drizzleNames.some((t) => !t.includes("."))) {
+        this.#stats.uncacheable(new Error("a statement changed the session's search_path"));
+        return;
+      }
       const registered =
         query && drizzleNames.length > 0
           ? this.#register(query, response, drizzleNames)
@@ -391,6 +397,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
    */
   followCapture(client: unknown): QueryCapture | undefined {
     if (this.#capture) return this.#capture;
+    this.#readSearchPath(client);
     const engine = this.engine;
     const capture = startCapture(client, engine, {
       // The catalog's primary keys stand in for tables no query has taught (learnTable); a
@@ -426,12 +433,44 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
    */
   readCatalog(client: unknown): void {
     if (this.#capture || this.#catalogReader) return;
+    this.#readSearchPath(client);
     this.#catalogReader = startCapture(client, this.engine, {
       follow: false,
       foreignKeys: (actions) => this.#cascades.setCatalog(actions),
       schemas: () => this.#cascades.schemas(),
       logger: { warn: (m) => this.#logger.warn(m) },
     });
+  }
+
+  /** PostgreSQL: where the session's search path finds the tables Drizzle declares bare. */
+  #names: SearchPathNames | undefined;
+
+  #readSearchPath(client: unknown): void {
+    const driver = sqlDriver(client);
+    if (driver?.dialect !== "postgres" || this.#names) return;
+    const warn = (m: string) => this.#logger.warn(`[edgecache] [drizzle] ${m}`);
+    this.#names = new SearchPathNames(driver, () => this.clearAll(), warn);
+  }
+
+  /**
+   * Whether capture's changes of `table` (Drizzle's name) are those of the table Drizzle's
+   * statements reach. A table declared without a schema is named as capture names
+   * `public`'s, but PostgreSQL finds it through the session's search path
+   * (`-c search_path=app`): where that is another schema's table, or cannot be told, its
+   * writes go by table, never settled by the changes of `public`'s table of that name.
+   */
+  capturedAs(table: string): boolean {
+    if (!this.#names || table.includes(".")) return true;
+    return this.#names.resolve(table) === "public";
+  }
+
+  /**
+   * A statement Drizzle prepares: one that changes the session's search path or role
+   * empties this cache (its bare names may reach other tables now), and from then on a
+   * select of a table declared without a schema is not cached.
+   */
+  seen(sql: string): void {
+    if (this.#names?.seen(sql)) void this.clearAll();
   }
 
   /**
@@ -457,6 +496,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
 
   /** Stops following change capture (its timers, and a PostgreSQL connection of its own). */
   async close(): Promise<void> {
+    this.#names?.close();
     await this.#capture?.close();
     await this.#catalogReader?.close();
   }

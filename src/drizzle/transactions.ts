@@ -219,6 +219,8 @@ function settleMutations(
   const prepareQuery = session.prepareQuery;
   session.prepareQuery = function (this: SessionLike, ...args: unknown[]) {
     const prepared = prepareQuery.apply(this, args) as Record<string, unknown>;
+    const text = (args[0] as { sql?: unknown } | undefined)?.sql;
+    if (typeof text === "string") cache.seen(text);
     // A query from outside an open transaction that shares this session (the proxy) is
     // not the transaction's: it gets the database's cache, not the transaction's scope.
     if (proxied && !proxied.inTransaction() && prepared.cache instanceof TransactionScope) {
@@ -283,10 +285,15 @@ async function settle(
   capture: QueryCapture | undefined,
   tables: readonly string[],
 ): Promise<void> {
-  const covered = capture ? tables.filter((t) => capture.covers([t])) : [];
+  const covered = capture ? tables.filter((t) => covers(cache, capture, t)) : [];
   let left = tables.filter((t) => !covered.includes(t));
   if (covered.length > 0 && !(await capture!.settled(covered))) left = [...tables];
   if (left.length > 0) await cache.onMutate({ tables: left });
+}
+
+/** Whether capture applies the changes of `table` here, under the name Drizzle gives it. */
+function covers(cache: EdgecacheDrizzleCache, capture: QueryCapture, table: string): boolean {
+  return capture.covers([table]) && cache.capturedAs(table);
 }
 
 /**
@@ -305,7 +312,7 @@ function mutationCache(
     put: (...args) => cache.put(...args),
     onMutate: (params) =>
       cache.onMutate({
-        tables: capture ? tables.filter((t) => !capture.covers([t])) : [...tables],
+        tables: capture ? tables.filter((t) => !covers(cache, capture, t)) : [...tables],
         tags: params.tags,
       }),
   };

@@ -99,7 +99,7 @@ export function kyselyCache(dialect: Dialect, options: KyselyCacheOptions): Cach
       component: COMPONENT,
       defaultPrefix: "kysely:",
       dialect: sqlDialect,
-      ...(client && { columns: (table: string) => client.columns(table), client: options.client }),
+      ...(client && { catalog: client, client: options.client }),
       // Kysely holds a connection while its statement runs: on a PostgreSQL pool, a catalog
       // read the statement waited for could wait for that connection.
       learnAside: sqlDialect === "postgres",
@@ -120,7 +120,7 @@ export function kyselyCache(dialect: Dialect, options: KyselyCacheOptions): Cach
     cache: cachedStatements(statements),
     createDriver() {
       inner = dialect.createDriver();
-      return new CachingDriver(inner, statements, sqlDialect);
+      return new CachingDriver(inner, statements);
     },
     createQueryCompiler: () => dialect.createQueryCompiler(),
     createAdapter: () => dialect.createAdapter(),
@@ -149,7 +149,6 @@ function dialectOf(dialect: Dialect): SqlDialect {
 class CachingDriver implements Driver {
   readonly #inner: Driver;
   readonly #statements: StatementCache;
-  readonly #dialect: SqlDialect;
   /**
    * One wrapper per connection of the dialect's driver, so that what a connection is in (a
    * transaction opened with SQL, say) holds across the statements Kysely sends it.
@@ -159,10 +158,9 @@ class CachingDriver implements Driver {
   rollbackToSavepoint?: Driver["rollbackToSavepoint"];
   releaseSavepoint?: Driver["releaseSavepoint"];
 
-  constructor(inner: Driver, statements: StatementCache, dialect: SqlDialect) {
+  constructor(inner: Driver, statements: StatementCache) {
     this.#inner = inner;
     this.#statements = statements;
-    this.#dialect = dialect;
     // Only what the dialect's driver has: Kysely asks for savepoints by their presence.
     for (const name of ["savepoint", "rollbackToSavepoint", "releaseSavepoint"] as const) {
       const step = inner[name];
@@ -178,6 +176,8 @@ class CachingDriver implements Driver {
   }
 
   async acquireConnection(...passed: unknown[]): Promise<DatabaseConnection> {
+    // The search path is read on the pool: waited for before a connection of it is held.
+    await this.#statements.placed();
     const connection = await forward<DatabaseConnection>(
       this.#inner,
       this.#inner.acquireConnection,
@@ -185,7 +185,7 @@ class CachingDriver implements Driver {
     );
     let wrapped = this.#wrapped.get(connection);
     if (!wrapped) {
-      wrapped = new CachingConnection(connection, this.#statements, this.#dialect);
+      wrapped = new CachingConnection(connection, this.#statements);
       this.#wrapped.set(connection, wrapped);
     }
     return wrapped;
@@ -235,9 +235,9 @@ class CachingConnection implements DatabaseConnection {
   readonly session: Session;
   readonly #statements: StatementCache;
 
-  constructor(inner: DatabaseConnection, statements: StatementCache, dialect: SqlDialect) {
+  constructor(inner: DatabaseConnection, statements: StatementCache) {
     this.inner = inner;
-    this.session = new Session(statements, dialect);
+    this.session = new Session(statements);
     this.#statements = statements;
   }
 

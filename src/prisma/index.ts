@@ -148,7 +148,7 @@ export function prismaCache(
       // read), unless one is given; one edgecache does not know goes by tables.
       const client = options.client ?? underlying(adapter);
       const driver = client === undefined ? undefined : sqlDriver(client);
-      if (driver) statements.attach(client, (table) => driver.columns(table));
+      if (driver) statements.attach(client, driver);
       return new CachingAdapter(adapter, statements, dialect, zone, async () => {
         // Capture is followed while a connection is open.
         if (--connections === 0) await statements.close();
@@ -213,7 +213,7 @@ class CachingAdapter implements SqlDriverAdapter {
     this.#disposed = disposed;
     this.#statements = statements;
     this.#dialect = dialect;
-    this.#session = new Session(statements, dialect);
+    this.#session = new Session(statements);
     this.provider = inner.provider;
     this.adapterName = inner.adapterName;
     if (inner.getConnectionInfo) this.getConnectionInfo = () => inner.getConnectionInfo!();
@@ -243,7 +243,7 @@ class CachingAdapter implements SqlDriverAdapter {
 
   async startTransaction(isolationLevel?: IsolationLevel): Promise<Transaction> {
     const tx = await this.#inner.startTransaction(isolationLevel);
-    return new CachingTransaction(tx, new Session(this.#statements, this.#dialect), this.#zone);
+    return new CachingTransaction(tx, new Session(this.#statements), this.#zone);
   }
 
   async dispose(): Promise<void> {

@@ -1,5 +1,4 @@
-import type { SqlDialect } from "../sql/analysis/parse.ts";
-import { isRead, transactionControl, writtenTables } from "../sql/analysis/writes.ts";
+import { isRead, transactionControl } from "../sql/analysis/writes.ts";
 import type { StatementCache } from "./statements.ts";
 
 /**
@@ -9,15 +8,16 @@ import type { StatementCache } from "./statements.ts";
  * nor stored (they may see the transaction's own writes), and its writes are settled when
  * it commits, forgotten when it rolls back.
  */
+/** What a session asks of its statement cache. */
+type Entry = Pick<StatementCache<unknown>, "written" | "tablesWritten" | "seen">;
+
 export class Session {
-  readonly #statements: Pick<StatementCache<unknown>, "written">;
-  readonly #dialect: SqlDialect;
+  readonly #statements: Entry;
   /** While a transaction is open: what each of its writes named (undefined: cannot tell). */
   #written: (readonly string[] | undefined)[] | undefined;
 
-  constructor(statements: Pick<StatementCache<unknown>, "written">, dialect: SqlDialect) {
+  constructor(statements: Entry) {
     this.#statements = statements;
-    this.#dialect = dialect;
   }
 
   /** A transaction opened (by the ORM's driver). */
@@ -63,7 +63,10 @@ export class Session {
       }
     }
     if (this.#written) {
-      if (!isRead(sql)) this.#written.push(writtenTables(sql, this.#dialect));
+      const written = this.#written;
+      // Placed before it runs: a statement that changes the search path places none after it.
+      if (!isRead(sql)) written.push(await this.#statements.tablesWritten(sql));
+      else await this.#statements.seen(sql);
       return run();
     }
     return cached();

@@ -6,6 +6,7 @@ import { badOption, type OptionNames } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
+import { qualified } from "../sql/analysis/predicates.ts";
 import {
   registrationOf,
   resultRows,
@@ -21,6 +22,7 @@ import { Cascades } from "./cascades.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
 import { type Conversion, catalogKinds, withoutCapturedForms } from "./columns.ts";
 import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
+import { SearchPathNames } from "./search-path.ts";
 import { type QueryCacheStats, QueryStats, queryEngine } from "./stats.ts";
 
 /**
@@ -108,8 +110,11 @@ export interface StatementDatabase<R = SqlResult> {
   /** Its keys' prefix unless the user gives one. */
   defaultPrefix: string;
   dialect: SqlClient["dialect"];
-  /** The database's catalog, where it can be read (column kinds while capture is followed). */
-  columns?: SqlClient["columns"];
+  /**
+   * The database's catalog, where it can be read: column kinds while capture is followed,
+   * and on PostgreSQL the search path that places tables named without their schema.
+   */
+  catalog?: Catalog;
   /** The application's client behind it, whose change capture is followed (clientCapture). */
   client?: unknown;
   /**
@@ -139,6 +144,9 @@ export interface StatementDatabase<R = SqlResult> {
    */
   isoInstants?: () => boolean;
 }
+
+/** What an entry reads of its database's catalog, on the application's client. */
+export type Catalog = Pick<SqlClient, "columns" | "run">;
 
 /** The same counters as the Drizzle adapter's (docs/guides/drizzle.md). */
 export type StatementCacheStats = QueryCacheStats;
@@ -228,6 +236,8 @@ export class StatementCache<R = SqlResult> {
   };
   /** Removes the write hooks of capture's follower (see `close`). */
   #unhook: (() => void) | undefined;
+  /** PostgreSQL: where the session's search path places tables named without a schema. */
+  #names: SearchPathNames | undefined;
 
   constructor(db: StatementDatabase<R>, options: StatementCacheOptions) {
     const c = db.component;
@@ -251,19 +261,23 @@ export class StatementCache<R = SqlResult> {
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#stats = new QueryStats(c, logger);
     this.#follow = { follow, owns, outside, prefix, patchInPlace, reload, logger };
-    if (db.client !== undefined) this.attach(db.client, db.columns);
+    if (db.client !== undefined) this.attach(db.client, db.catalog);
   }
 
   /**
    * Follows the change capture of the application's `client` (or, with `capture: false`,
-   * reads its foreign keys), and reads its catalog by `columns`: for an entry whose client
-   * is known only once the ORM connects (Prisma's adapter makes its own). A client given
-   * while one is followed is ignored; after `close`, one may be attached again.
+   * reads its foreign keys), and reads its `catalog`: for an entry whose client is known
+   * only once the ORM connects (Prisma's adapter makes its own). A client given while one
+   * is followed is ignored; after `close`, one may be attached again.
    */
-  attach(client: unknown, columns?: StatementDatabase<R>["columns"]): void {
+  attach(client: unknown, database?: Catalog): void {
     if (this.#capture || this.#catalogReader) return;
-    this.#db = { ...this.#db, client, ...(columns && { columns }) };
+    this.#db = { ...this.#db, client, ...(database && { catalog: database }) };
     const { follow, owns, outside, prefix, patchInPlace, reload, logger } = this.#follow;
+    if (this.#db.dialect === "postgres" && this.#db.catalog && !this.#names) {
+      const warn = (m: string) => logger.warn(`[edgecache] [${this.#db.component}] ${m}`);
+      this.#names = new SearchPathNames(this.#db.catalog, () => this.invalidate(), warn);
+    }
     // The catalog's foreign keys, whether capture is followed or not (see Cascades).
     const catalog = {
       foreignKeys: (actions: ForeignKeyAction[]) => this.#cascades.setCatalog(actions),
@@ -318,6 +332,9 @@ export class StatementCache<R = SqlResult> {
       this.#ready = undefined;
     }
     await this.#checkMode();
+    await this.seen(sql);
+    // Where its connection is not held meanwhile (see `placed`), the search path is waited for.
+    if (!this.#db.learnAside) await this.placed();
     const key = await this.#key(sql, keyed);
     // Taken before the lookup: the query runs after it, so its result is at least this new.
     const since = this.engine.position;
@@ -333,9 +350,10 @@ export class StatementCache<R = SqlResult> {
       }
     }
     const dialect = this.#db.dialect;
-    let shape = sqlShape(sql, params, dialect, this.#schema);
+    const resolve = this.#names?.resolve;
+    let shape = sqlShape(sql, params, dialect, this.#schema, resolve);
     if (this.#following && (await this.#learnKinds(shape.tables))) {
-      shape = sqlShape(sql, params, dialect, this.#schema);
+      shape = sqlShape(sql, params, dialect, this.#schema, resolve);
     }
     if (!readOnly(shape, sql)) return this.write(sql, params, run);
     await this.#capture?.want(shape.tables);
@@ -372,7 +390,7 @@ export class StatementCache<R = SqlResult> {
    */
   async write<T = R>(sql: string, params: readonly unknown[], run: RunStatement<T>): Promise<T> {
     await this.#checkMode();
-    const tables = writtenTables(sql, this.#db.dialect);
+    const tables = await this.tablesWritten(sql);
     if (tables) await this.#capture?.want(tables);
     try {
       return await run(sql, params);
@@ -383,11 +401,44 @@ export class StatementCache<R = SqlResult> {
   }
 
   /**
+   * The tables a write statement names as its target, those named without a schema placed
+   * by the session's search path; undefined when that cannot be told (see writtenTables).
+   */
+  async tablesWritten(sql: string): Promise<string[] | undefined> {
+    await this.seen(sql);
+    return writtenTables(sql, this.#db.dialect, this.#names?.resolve);
+  }
+
+  /**
+   * Notes a statement the application runs through this entry, cached or not (inside a
+   * transaction too): one that changes the session's search path or role empties this
+   * entry's reads, whose bare names it may have moved to other tables.
+   */
+  async seen(sql: string): Promise<void> {
+    if (this.#names?.seen(sql)) await this.invalidate();
+  }
+
+  /**
+   * Resolves once tables named without a schema can be placed (the search path read), or
+   * at once. Awaited where no connection of the application's is held meanwhile: before
+   * one is taken from a pool the path is read on.
+   */
+  placed(): Promise<void> {
+    return this.#names?.pending() ?? Promise.resolve();
+  }
+
+  /**
    * Removes every cached read of `tables` (names as in the SQL: `users`, `app.users`), or
    * every read this entry cached when called without: for writes made around it without
-   * change capture (another process, a transaction run on the client itself).
+   * change capture (another process, a transaction run on the client itself). On
+   * PostgreSQL a bare name is the table the search path places it on, as in a statement.
    */
-  async invalidate(tables?: readonly string[]): Promise<void> {
+  invalidate(tables?: readonly string[]): Promise<void> {
+    return this.#invalidate(tables && this.#placedNames(tables));
+  }
+
+  /** Removes every cached read of `tables` as the cache names them, or of every table. */
+  async #invalidate(tables: readonly string[] | undefined): Promise<void> {
     try {
       if (tables === undefined) await this.engine.invalidate({ prefix: this.#prefix });
       else if (tables.length > 0) {
@@ -412,8 +463,27 @@ export class StatementCache<R = SqlResult> {
     return this.#stats.stats(this.engine, this.#prefix, tag, this.#capture);
   }
 
+  /**
+   * `tables` with each bare name placed by the search path besides (`users` may be
+   * `app.users`), or undefined (every table) when one cannot be placed.
+   */
+  #placedNames(tables: readonly string[]): string[] | undefined {
+    const resolve = this.#names?.resolve;
+    if (!resolve) return [...tables];
+    const out = new Set(tables);
+    for (const t of tables) {
+      if (t.includes(".")) continue;
+      const schema = resolve(t);
+      if (schema === undefined) return undefined;
+      out.add(qualified({ db: schema, table: t }));
+    }
+    return [...out];
+  }
+
   /** Stops following change capture. The client stays open: it is the application's. */
   async close(): Promise<void> {
+    this.#names?.close();
+    this.#names = undefined;
     const capture = this.#capture;
     const reader = this.#catalogReader;
     this.#capture = this.#catalogReader = this.#ready = undefined;
@@ -430,7 +500,7 @@ export class StatementCache<R = SqlResult> {
    * would be registered on a table capture never reports on).
    */
   #cacheable(shape: SqlShape): boolean {
-    if (shape.tables.length === 0) return false;
+    if (shape.tables.length === 0 || shape.unresolved) return false;
     const captured = this.#capture?.stats().tables ?? [];
     if (captured.length === 0) return true;
     const exact = new Set(captured);
@@ -526,7 +596,7 @@ export class StatementCache<R = SqlResult> {
 
   async #learn(table: string): Promise<void> {
     try {
-      const catalog = (await this.#db.columns?.(table)) ?? [];
+      const catalog = (await this.#db.catalog?.columns(table)) ?? [];
       const kinds = catalogKinds(catalog, this.#db.dialect, this.#db.converts);
       this.#kinds.set(table, catalog.length > 0 ? kinds : null);
     } catch (err) {
@@ -552,8 +622,12 @@ export class StatementCache<R = SqlResult> {
    * statements on a connection of its own and has just committed.
    */
   async written(named: readonly string[] | undefined): Promise<void> {
-    // A statement it cannot read may have altered a table: its columns are read again.
-    if (named === undefined) this.#kinds.clear();
+    // A statement it cannot read may have altered a table: its columns are read again, and
+    // the tables bare names reach.
+    if (named === undefined) {
+      this.#kinds.clear();
+      this.#names?.schemaChanged();
+    }
     // The tables its foreign keys' actions change too (ON DELETE CASCADE...).
     let tables = named;
     if (named) {
@@ -564,7 +638,7 @@ export class StatementCache<R = SqlResult> {
       tables = this.#cascades.reach(named);
     }
     if (tables && this.#capture && (await this.#capture.settled(tables))) return;
-    await this.invalidate(tables);
+    await this.#invalidate(tables);
   }
 
   /** The key of a statement with its parameters, or undefined when they cannot be encoded. */

@@ -52,13 +52,13 @@ export class SqlCache {
         component: "sql",
         defaultPrefix: "sql:",
         dialect: client.dialect,
-        columns: (table) => client.columns(table),
+        catalog: client,
         client: options.client,
         rerun: this.#run,
       },
       options,
     );
-    this.#session = new Session(this.#statements, client.dialect);
+    this.#session = new Session(this.#statements);
   }
 
   /** The engine this entry caches on (its own, or the one given as `cache`). */

@@ -239,6 +239,33 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
   });
 
   if (withCapture) {
+    it("`include: { _count }` is read along keys: a child of another parent written keeps it, one of its parents' children drops it", async () => {
+      const { prisma, plain, cache } = await open();
+      const counts = (p: AnyPrismaClient) =>
+        p.post.findMany({
+          where: { id: { in: [1, 2] } },
+          include: { _count: { select: { comments: true } } },
+          orderBy: { id: "asc" },
+        });
+      expect(await counts(prisma)).toEqual(await counts(plain));
+      const hits = cache.getStats().hits;
+      // Post 3's comments: not a parent in the result.
+      await prisma.comment.create({ data: { body: "elsewhere", postId: 3, authorId: 1 } });
+      await prisma.comment.update({ where: { id: 3 }, data: { body: "edited" } });
+      expect(await counts(prisma)).toEqual(await counts(plain));
+      expect(cache.getStats().hits).toBe(hits + 1);
+      // Post 2's: counted.
+      await prisma.comment.create({ data: { body: "here", postId: 2, authorId: 1 } });
+      const after = await counts(prisma);
+      expect(after).toEqual(await counts(plain));
+      expect(after[1]._count.comments).toBe(1);
+      // Moved from post 1 to post 3, around Prisma: post 1's count changes.
+      await h.around(`UPDATE ${h.table("Comment")} SET "postId" = 3 WHERE "id" = 1`);
+      expect(await cache.catchUp()).toBe(true);
+      expect((await counts(prisma))[0]._count.comments).toBe(1);
+      expect(await counts(prisma)).toEqual(await counts(plain));
+    });
+
     it("capture: an update of one row leaves the cached read of another a hit; a write around Prisma is seen", async () => {
       const { prisma, cache } = await open();
       const user = (id: number) => prisma.user.findUnique({ where: { id } });
@@ -406,6 +433,19 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
       (p, n) => p.post.count({ where: { authorId: n, published: true } }),
       (p, n) =>
         p.tag.findUnique({ where: { id: n }, include: { posts: { select: { id: true } } } }),
+      (p, n) =>
+        p.user.findMany({
+          where: { id: { lte: n } },
+          include: {
+            _count: { select: { posts: { where: { published: true } }, comments: true } },
+          },
+          orderBy: { id: "asc" },
+        }),
+      (p, n) =>
+        p.post.findUnique({
+          where: { id: n },
+          select: { id: true, _count: { select: { comments: true, tags: true } } },
+        }),
     ];
     const op = fc.oneof(
       fc.record({

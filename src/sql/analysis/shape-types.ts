@@ -221,6 +221,11 @@ export interface SqlShape {
   /** Why the lists are wider than the query; empty when exact. */
   widened: WideningReason[];
   lists?: ShapeLists;
+  /**
+   * Some table named without its schema could not be placed by the session's search path
+   * (see ResolveTable): what it reads is not known, so it is not to be cached.
+   */
+  unresolved?: true;
 }
 
 /** A list without LIMIT: its window holds every row past the offset. */

@@ -2,8 +2,10 @@ import type { ListDependency } from "../../core/deps/planner.ts";
 import { rowTag, tableTag } from "../../core/deps/planner.ts";
 import { memoize } from "../../core/memo.ts";
 import type { SortKey } from "../../core/query.ts";
+import { countJoinsAsSubqueries } from "./count-joins.ts";
 import { asStored, canonicalInstant, instantReading } from "./forms.ts";
 import { joinRegistration, joinsOf } from "./joins.ts";
+import { cteNames, type ResolveTable, withSchemas } from "./names.ts";
 import { parseSql, withoutAggregateFilters } from "./parse.ts";
 import {
   binaryCollation,
@@ -89,7 +91,8 @@ function tryParse(sql: string, dialect: SqlDialect): unknown {
 }
 
 /**
- * What a select depends on.
+ * What a select depends on. On PostgreSQL, `resolve` places the tables it names without
+ * their schema as the session's search path does; without it they are taken as `public`'s.
  *
  * @example
  * sqlShape('select "id", "name" from "users" where "users"."id" = ?', [1], "sqlite",
@@ -101,14 +104,28 @@ export function sqlShape(
   params: readonly unknown[],
   dialect: SqlDialect,
   schema: SqlSchema,
+  resolve?: ResolveTable,
 ): SqlShape {
-  const ast = parsers[dialect](sql);
-  if (ast === null) return { tables: [], fallback: "parse", widened: [] };
+  const parsed = parsers[dialect](sql);
+  if (parsed === null) return { tables: [], fallback: "parse", widened: [] };
+  const { ast, unresolved } = resolve
+    ? withSchemas(parsed, resolve)
+    : { ast: parsed, unresolved: false };
+  const shape = analysed(ast, params, dialect, schema);
+  return unresolved ? { ...shape, unresolved: true } : shape;
+}
+
+function analysed(
+  ast: unknown,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+  schema: SqlSchema,
+): SqlShape {
   const statements = Array.isArray(ast) ? ast : [ast];
   if (statements.length !== 1 || !isNode(statements[0])) {
     return { tables: tablesIn(statements), fallback: "statements", widened: [] };
   }
-  const select = statements[0];
+  const select = countJoinsAsSubqueries(statements[0]);
   const tables = tablesIn(select);
   try {
     return { tables, ...analyse(select, params, dialect, schema) };
@@ -121,19 +138,12 @@ export function sqlShape(
 /** Every table named anywhere in the statement (its FROM and JOINs, subqueries included). */
 function tablesIn(ast: unknown): string[] {
   const found = new Set<string>();
-  const ctes = new Set<string>();
   const walk = (v: unknown): void => {
     if (Array.isArray(v)) {
       for (const x of v) walk(x);
       return;
     }
     if (!isNode(v)) return;
-    if (Array.isArray(v.with)) {
-      for (const w of v.with) {
-        const name = isNode(w) && isNode(w.name) ? w.name.value : undefined;
-        if (typeof name === "string") ctes.add(name);
-      }
-    }
     if (Array.isArray(v.from)) {
       for (const f of v.from) {
         if (isNode(f) && typeof f.table === "string") found.add(qualified(f));
@@ -142,6 +152,7 @@ function tablesIn(ast: unknown): string[] {
     for (const x of Object.values(v)) walk(x);
   };
   walk(ast);
+  const ctes = cteNames(ast);
   return [...found].filter((t) => !ctes.has(t));
 }
 

@@ -1,3 +1,4 @@
+import type { ResolveTable } from "./names.ts";
 import { parseSql, type SqlDialect } from "./parse.ts";
 
 /**
@@ -5,19 +6,29 @@ import { parseSql, type SqlDialect } from "./parse.ts";
  * `update` and `delete`, one statement or several. Undefined when that is not certain (text
  * the parser cannot read and the fallback below does not match, another kind of statement,
  * a `WITH` clause that may itself write): the caller then treats every table as changed.
- * Tables changed beyond the target (foreign-key actions, triggers) are not named here.
+ * Tables changed beyond the target (foreign-key actions, triggers) are not named here. On
+ * PostgreSQL, `resolve` places a target named without its schema (see ResolveTable): one it
+ * cannot place makes the answer undefined.
  * Pure: no I/O.
  *
  * @example
  * writtenTables("update users set name = ? where id = ?", "sqlite"); // ["users"]
  * writtenTables("create table t (id integer)", "sqlite"); // undefined
  */
-export function writtenTables(sql: string, dialect: SqlDialect): string[] | undefined {
+export function writtenTables(
+  sql: string,
+  dialect: SqlDialect,
+  resolve?: ResolveTable,
+): string[] | undefined {
+  const qualified = (schema: string | null, table: string) => {
+    const placed = schema ?? (resolve ? resolve(table) : null);
+    return placed === undefined ? undefined : named(placed, table);
+  };
   let ast: unknown;
   try {
     ast = parseSql(sql, dialect);
   } catch {
-    return leadingTarget(sql);
+    return leadingTarget(sql, qualified);
   }
   const found = new Set<string>();
   for (const statement of Array.isArray(ast) ? ast : [ast]) {
@@ -29,7 +40,10 @@ export function writtenTables(sql: string, dialect: SqlDialect): string[] | unde
     if (!Array.isArray(targets) || targets.length === 0) return undefined;
     for (const t of targets as Record<string, unknown>[]) {
       if (typeof t?.table !== "string") return undefined;
-      found.add(qualified(typeof t.db === "string" ? t.db : null, t.table));
+      const table = qualified(typeof t.db === "string" ? t.db : null, t.table);
+      // A table the search path cannot place: which one it is cannot be told.
+      if (table === undefined) return undefined;
+      found.add(table);
     }
   }
   return found.size > 0 ? [...found] : undefined;
@@ -38,7 +52,7 @@ export function writtenTables(sql: string, dialect: SqlDialect): string[] | unde
 const WRITES = new Set(["insert", "replace", "update", "delete"]);
 
 /** `schema.table`, less SQLite's `main` and PostgreSQL's `public` (as `sqlShape` names tables). */
-function qualified(schema: string | null, table: string): string {
+function named(schema: string | null, table: string): string {
   return schema && schema !== "public" && schema !== "main" ? `${schema}.${table}` : table;
 }
 
@@ -52,13 +66,18 @@ const TARGET = new RegExp(
  * The target of one write statement the grammar does not read (SQLite's upsert, for one),
  * by its leading words; undefined for anything else, or for text with a second statement.
  */
-function leadingTarget(sql: string): string[] | undefined {
+function leadingTarget(
+  sql: string,
+  qualified: (schema: string | null, table: string) => string | undefined,
+): string[] | undefined {
   const text = sql.replace(/;\s*$/, "");
   if (text.includes(";") || /--|\/\*/.test(text)) return undefined;
   const m = TARGET.exec(text);
   if (!m) return undefined;
   const unquote = (n: string) => (/^["`[]/.test(n) ? n.slice(1, -1).replace(/""/g, '"') : n);
-  return m[2] === undefined ? [unquote(m[1]!)] : [qualified(unquote(m[1]!), unquote(m[2]))];
+  const table =
+    m[2] === undefined ? qualified(null, unquote(m[1]!)) : qualified(unquote(m[1]!), unquote(m[2]));
+  return table === undefined ? undefined : [table];
 }
 
 /** A statement that opens or ends a transaction (not a savepoint's). */
