@@ -20,7 +20,8 @@
  * capture and table-level modes.
  *
  * The default run takes all three drivers: 5 to 6 minutes on 2 shared cores, D1 more than
- * half of it (each operation is a request to the Worker).
+ * half of it (each operation is a request to the Worker). bench:orm-exact runs Kysely and
+ * Prisma on D1 too: about 12 minutes more (a minute and a half a run there).
  *
  * Writes `<out>.json` and `<out>.md` (default bench/results/drizzle-exact). Exits 1 if
  * edgecache following capture read anything stale.
