@@ -15,10 +15,13 @@
  *
  * Kysely (edgecache/kysely) and Prisma (edgecache/prisma) run the same reads and writes on
  * a SQLite file through better-sqlite3 and on PostgreSQL through node-postgres
- * (bench/drizzle-exact/orms.ts), in the capture and table-level modes.
+ * (bench/drizzle-exact/orms.ts), and on D1 inside workerd (kysely-d1's dialect and
+ * @prisma/adapter-d1: bench/drizzle-exact/d1-kysely-entry.ts, d1-prisma-entry.ts), in the
+ * capture and table-level modes.
  *
  * The default run takes all three drivers: 5 to 6 minutes on 2 shared cores, D1 more than
- * half of it (each operation is a request to the Worker).
+ * half of it (each operation is a request to the Worker). bench:orm-exact runs Kysely and
+ * Prisma on D1 too: about 12 minutes more (a minute and a half a run there).
  *
  * Writes `<out>.json` and `<out>.md` (default bench/results/drizzle-exact). Exits 1 if
  * edgecache following capture read anything stale.
@@ -107,7 +110,18 @@ const SETUPS: Record<Orm, string> = {
     "- **Prisma**: `new PrismaClient({ adapter: prismaCache(new PrismaBetterSqlite3({ url }) or new PrismaPg(..., { schema }), { tiers: [memoryStore()], capture }) })`, items by `findFirst` (Prisma batches concurrent `findUnique`s into one statement, which the bench would count for one request), lists by `findMany` (`startsWith` for a prefix), writes by `updateMany`, `create` and `deleteMany`; PostgreSQL's text orders are plain, since Prisma has no `collate`.",
 };
 
-const D1_SETUP = `On D1 the application is a Worker inside workerd (miniflare, offline; bench/drizzle-exact/d1-entry.ts), set up as docs/guides/drizzle.md's "On Workers" does: \`withTransactions(drizzle(env.DB, { cache }))\` with \`drizzleCache({ tiers: [memoryStore()], log: durableChangeLog({ namespace: env.CHANGE_LOG }), strategy: "all" })\`, \`log.sync()\` before each request, \`ctx.waitUntil(cache.engine.drain())\` after it (the cache's background reloads run in the request that started them and would end with it), and under capture \`installD1Capture(env.DB)\`: the change log's Durable Object drains D1's change table on its alarm (the default 1 s) and at once when a Drizzle mutation or \`catchUp()\` asks. This process sends the Worker one request per operation, running the same queries (bench/drizzle-exact/queries.ts); the oracle's fresh reads are uncached Drizzle selects in the Worker. A write around the ORM is \`env.DB.prepare(sql).bind(...).run()\` in the Worker, then \`cache.catchUp()\`. The table-level mode uses the same log, the Upstash-style model none. D1's captured changes reach the isolate through the object's log, not in SQLite's commit order, so a cached result a write touches is removed (and reloaded if hot), never patched in place as on libSQL.`;
+/** How the application runs on D1, with each ORM's setup there (`orms`: those measured). */
+function d1Setup(orms: readonly Orm[]): string {
+  const setups: Record<Orm, string> = {
+    drizzle:
+      'Drizzle as docs/guides/drizzle.md\'s "On Workers" does (d1-entry.ts): `withTransactions(drizzle(env.DB, { cache }))` with `drizzleCache({ tiers: [memoryStore()], log, strategy: "all" })`',
+    kysely:
+      "Kysely as docs/guides/kysely.md's \"D1\" does (d1-kysely-entry.ts): `new Kysely({ dialect: kyselyCache(new D1Dialect({ database: env.DB }), { client: env.DB, tiers: [memoryStore()], log, capture }) })`, kysely-d1's dialect",
+    prisma:
+      'Prisma as docs/guides/prisma.md\'s "D1" does (d1-prisma-entry.ts): `new PrismaClient({ adapter: prismaCache(new PrismaD1(env.DB), { tiers: [memoryStore()], log, capture }) })`, the client generated for the workerd runtime (bench/drizzle-exact/prisma/schema.d1.prisma) and its query compiler a compiled WebAssembly module beside the script',
+  };
+  return `On D1 the application is a Worker inside workerd (miniflare, offline; bench/drizzle-exact/d1-worker.ts and each ORM's entry), ${listed(orms.map((o) => setups[o]))}; \`log\` is \`durableChangeLog({ namespace: env.CHANGE_LOG })\`, \`log.sync()\` runs before each request, \`ctx.waitUntil(cache.engine.drain())\` after it (the cache's background reloads run in the request that started them and would end with it), and under capture \`installD1Capture(env.DB)\`: the change log's Durable Object drains D1's change table on its alarm (the default 1 s) and at once when a write through the ORM or \`catchUp()\` asks. This process sends the Worker one request per operation, running the same queries as elsewhere (bench/drizzle-exact/queries.ts, orm-queries.ts); the oracle's fresh reads are uncached queries of the same ORM in the Worker. A write around the ORM is \`env.DB.prepare(sql).bind(...).run()\` in the Worker, then \`cache.catchUp()\`. The table-level mode uses the same log, the Upstash-style model none. D1's captured changes reach the isolate through the object's log, not in SQLite's commit order, so a cached result a write touches is removed (and reloaded if hot), never patched in place as on libSQL.`;
+}
 
 const command = commandLine("bench:drizzle-exact");
 const started = Date.now();
@@ -232,7 +246,7 @@ bench:workload's data and request sequences (${options.users.toLocaleString("en-
 - **Upstash-style**: a model of drizzle-orm's Upstash cache in memory (bench/drizzle-exact/table-keyed-cache.ts, a subclass of drizzle-orm's \`Cache\`): results keyed by the query's hash, a mutation through Drizzle deletes every cached query of its tables; no TTL (its best case), no write fence.
 ${others.length > 0 ? `\nThe other ORMs' applications make the same reads and writes, in the capture and table-level modes:\n\n${others.join("\n")}\n` : ""}
 ${options.drivers.includes("postgres-js") ? `${options.pgCollateC ? 'On PostgreSQL, reads order text columns `collate "C"`, as docs/guides/drizzle.md advises (PostgreSQL orders text by its collation; the planner follows a text order by code point only): `--pg-text-order plain` measures the plain form.' : "On PostgreSQL, reads order text columns plainly (`--pg-text-order plain`): the planner cannot follow such an order, so those windows are dropped (widened `collation`)."}\n\n` : ""}
-${options.drivers.includes("d1") ? `${D1_SETUP}\n\n` : ""}The two baselines never hear of a write made around the ORM, nor of the orders a user's delete cascades to: their stale reads are what that costs, not a fault of the bench.
+${options.drivers.includes("d1") ? `${d1Setup(options.orms.filter((o) => ORM_DRIVERS[o].includes("d1")))}\n\n` : ""}The two baselines never hear of a write made around the ORM, nor of the orders a user's delete cascades to: their stale reads are what that costs, not a fault of the bench.
 
 ${table(records)}
 

@@ -20,12 +20,13 @@ export { ORMS, type Orm } from "./orms.ts";
 
 /**
  * The drivers each ORM runs on here: Drizzle on libSQL, postgres.js and D1; Kysely and
- * Prisma on a SQLite file through better-sqlite3 and on PostgreSQL through node-postgres.
+ * Prisma on a SQLite file through better-sqlite3, on PostgreSQL through node-postgres, and
+ * on D1 (kysely-d1's dialect, @prisma/adapter-d1).
  */
 export const ORM_DRIVERS: Record<Orm, readonly Driver[]> = {
   drizzle: ["libsql", "postgres-js", "d1"],
-  kysely: ["better-sqlite3", "pg"],
-  prisma: ["better-sqlite3", "pg"],
+  kysely: ["better-sqlite3", "pg", "d1"],
+  prisma: ["better-sqlite3", "pg", "d1"],
 };
 
 /** The modes each ORM is measured in: the Upstash-style model is Drizzle's. */
@@ -134,7 +135,7 @@ async function open(
   template: string,
   options: ExactOptions,
 ): Promise<Contestant> {
-  if (driver === "d1") return openOnD1(template, mode);
+  if (driver === "d1") return openOnD1(template, mode, orm);
   const db =
     driver === "libsql" || driver === "better-sqlite3"
       ? await libsqlDatabase(template, name)

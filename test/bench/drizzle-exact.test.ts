@@ -54,6 +54,18 @@ describe("drizzle-exact benchmark (smoke)", () => {
   );
 });
 
+describe("orm-exact benchmark on D1 (smoke)", () => {
+  it("Kysely and Prisma in workerd: no stale read following capture, writes around the ORM included", async () => {
+    const records = await runDrizzleExact({
+      ...tiny(["d1"], ["capture"]),
+      orms: ["kysely", "prisma"],
+      requests: 400,
+    });
+    expect(records.map((r) => r.orm)).toEqual(["kysely", "prisma"]);
+    for (const r of records) expectExact([r]);
+  }, 180_000);
+});
+
 pg.describe("drizzle-exact benchmark on postgres.js (smoke)", () => {
   it("no stale read following capture", async () => {
     expectExact(await runDrizzleExact(tiny(["postgres-js"], ["capture"])));

@@ -26,25 +26,33 @@ export async function startWorker(
   options: Partial<MiniflareOptions> = {},
   bundleOptions: BundleOptions = {},
 ): Promise<Miniflare> {
-  const { script, wasm } = await bundleModules(entry, bundleOptions.external ?? [], bundleOptions);
-  const code =
-    wasm.length === 0
-      ? { script, modules: true }
-      : {
-          modules: [
-            { type: "ESModule", path: "worker.mjs", contents: script },
-            ...wasm.map((w) => ({
-              type: "CompiledWasm",
-              path: w.name,
-              contents: readFileSync(w.file),
-            })),
-          ],
-        };
   return new Miniflare({
     ...options,
-    ...code,
+    ...(await workerCode(entry, bundleOptions)),
     compatibilityDate: COMPATIBILITY_DATE,
   } as MiniflareOptions);
+}
+
+/**
+ * A Worker entry bundled as `startWorker` bundles it, as Miniflare's options take it: the
+ * script, or the script and the compiled WebAssembly modules it imports.
+ */
+export async function workerCode(
+  entry: URL,
+  bundleOptions: BundleOptions = {},
+): Promise<Pick<MiniflareOptions, "script" | "modules">> {
+  const { script, wasm } = await bundleModules(entry, bundleOptions.external ?? [], bundleOptions);
+  if (wasm.length === 0) return { script, modules: true };
+  return {
+    modules: [
+      { type: "ESModule", path: "worker.mjs", contents: script },
+      ...wasm.map((w) => ({
+        type: "CompiledWasm" as const,
+        path: w.name,
+        contents: readFileSync(w.file),
+      })),
+    ],
+  } as Pick<MiniflareOptions, "script" | "modules">;
 }
 
 export const COMPATIBILITY_DATE = "2025-01-01";
