@@ -277,7 +277,7 @@ export function createAdminApi(options: AdminOptions): Hono {
         if (listed.has(key)) continue;
         listed.add(key);
         if (++scanned > MAX_SCANNED) break;
-        const entry = await firstHeld(cache, key);
+        const entry = await firstHeld(cache, key, true);
         if (!entry || (tag !== undefined && !entry.tags.includes(tag))) continue;
         keys.push({
           key,
@@ -465,8 +465,12 @@ export async function objectBody(c: Context, example: string): Promise<Record<st
 }
 
 /** The live entry of `key` in the first tier that holds one (looking is not a read). */
-async function firstHeld(cache: Cache, key: string): Promise<CacheEntry | undefined> {
-  return (await cache.inspect(key)).find((t) => t.entry)?.entry;
+async function firstHeld(
+  cache: Cache,
+  key: string,
+  scanned = false,
+): Promise<CacheEntry | undefined> {
+  return (await cache.inspect(key, { scanned })).find((t) => t.entry)?.entry;
 }
 
 function entrySummary(entry: CacheEntry, now: number) {

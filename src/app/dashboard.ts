@@ -49,6 +49,7 @@ const DASHBOARD_HTML = `<!doctype html>
   <div class="figure"><b id="f-p95">-</b><span>source p95</span></div>
   <div class="figure"><b id="f-keys">-</b><span>keys</span></div>
   <div class="figure"><b id="f-inv">-</b><span>invalidated</span></div>
+  <div class="figure" id="f-capture-figure" hidden><b id="f-capture">-</b><span>captured changes applied</span></div>
 </div>
 <div class="grid">
   <div class="card"><h2>Hit rate by tier</h2><svg id="chart-hits" viewBox="0 0 600 140" preserveAspectRatio="none"></svg><div class="legend" id="legend-hits"></div></div>
@@ -197,6 +198,13 @@ async function pollStats() {
   text("f-p95", ms(s.sourceLatencyMs.p95));
   text("f-keys", s.indexedKeys);
   text("f-inv", s.invalidations);
+  // A node on a shared log shows its name (what a manifest's keeper names); one following
+  // change capture, the changes made around it that it applied.
+  if (s.log && s.log.node) text("node", location.host + " · node " + s.log.node);
+  if (s.capture) {
+    document.getElementById("f-capture-figure").hidden = false;
+    text("f-capture", s.capture.applied);
+  }
   manifestShown = s.manifest !== undefined;
   queriesShown = s.queryCaches !== undefined;
   document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);

@@ -443,10 +443,15 @@ export class Cache {
 
   /**
    * Each tier's live copy of a key, fastest tier first: what an operator looks at. Looking
-   * is not a read, so no hit or miss is counted; a failing tier counts as a fault.
+   * is not a read, so no hit or miss is counted; a failing tier counts as a fault, except
+   * for a key `held` found (`scanned`): a shared tier's prefix also holds what is not an
+   * entry (the log's claims, the manifest's and learning's keys), which shows as none.
    */
-  inspect(key: string): Promise<{ tier: string; entry?: CacheEntry }[]> {
-    return this.#e.tiers.inspect(key, this.#e.now());
+  inspect(
+    key: string,
+    options: { scanned?: boolean } = {},
+  ): Promise<{ tier: string; entry?: CacheEntry }[]> {
+    return this.#e.tiers.inspect(key, this.#e.now(), options.scanned === true);
   }
 
   /**

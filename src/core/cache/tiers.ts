@@ -247,10 +247,17 @@ export class TierStack {
    * Each tier's live entry for `key`, read straight: looking is not a read, so no hit or
    * miss is counted (a failing tier is, as a fault, and shows as holding nothing).
    */
-  async inspect(key: string, now: number): Promise<{ tier: string; entry?: CacheEntry }[]> {
+  async inspect(
+    key: string,
+    now: number,
+    /** A key a scan found: one that does not read as an entry is none, not a fault. */
+    scanned = false,
+  ): Promise<{ tier: string; entry?: CacheEntry }[]> {
     return Promise.all(
       this.list.map(async (tier, i) => {
-        const entry = await this.get(i, key);
+        const entry: CacheEntry | undefined | typeof FAILED = scanned
+          ? await tier.get(key, this.#idle).catch(() => FAILED)
+          : await this.get(i, key);
         return entry !== FAILED && entry && entry.staleUntil > now
           ? { tier: tier.name, entry }
           : { tier: tier.name };
