@@ -1,4 +1,4 @@
-import { isNode, type Node } from "./predicates.ts";
+import { forEachNode, isNode, type Node } from "./predicates.ts";
 
 /**
  * The schema holding a table a statement names without one, as the session's search path
@@ -60,20 +60,12 @@ export function withSchemas(
 /** The names the statement's WITH clauses give, at any depth. */
 export function cteNames(ast: unknown): Set<string> {
   const names = new Set<string>();
-  const walk = (v: unknown): void => {
-    if (Array.isArray(v)) {
-      for (const x of v) walk(x);
-      return;
+  forEachNode(ast, (v) => {
+    if (!Array.isArray(v.with)) return;
+    for (const w of v.with) {
+      const name = isNode(w) && isNode(w.name) ? w.name.value : undefined;
+      if (typeof name === "string") names.add(name);
     }
-    if (!isNode(v)) return;
-    if (Array.isArray(v.with)) {
-      for (const w of v.with) {
-        const name = isNode(w) && isNode(w.name) ? w.name.value : undefined;
-        if (typeof name === "string") names.add(name);
-      }
-    }
-    for (const child of Object.values(v)) walk(child);
-  };
-  walk(ast);
+  });
   return names;
 }

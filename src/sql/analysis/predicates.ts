@@ -22,6 +22,17 @@ export type Node = Record<string, unknown>;
 export const isNode = (v: unknown): v is Node =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
+/** Calls `visit` on every node of `ast`, at any depth (subqueries and CTEs included). */
+export function forEachNode(ast: unknown, visit: (node: Node) => void): void {
+  if (Array.isArray(ast)) {
+    for (const x of ast) forEachNode(x, visit);
+    return;
+  }
+  if (!isNode(ast)) return;
+  visit(ast);
+  for (const child of Object.values(ast)) forEachNode(child, visit);
+}
+
 export class Fallback extends Error {
   constructor(readonly reason: FallbackReason) {
     super(reason);

@@ -11,6 +11,7 @@ import {
   binaryCollation,
   columnOf,
   Fallback,
+  forEachNode,
   identifier,
   isNode,
   type Node,
@@ -138,20 +139,12 @@ function analysed(
 /** Every table named anywhere in the statement (its FROM and JOINs, subqueries included). */
 function tablesIn(ast: unknown): string[] {
   const found = new Set<string>();
-  const walk = (v: unknown): void => {
-    if (Array.isArray(v)) {
-      for (const x of v) walk(x);
-      return;
+  forEachNode(ast, (v) => {
+    if (!Array.isArray(v.from)) return;
+    for (const f of v.from) {
+      if (isNode(f) && typeof f.table === "string") found.add(qualified(f));
     }
-    if (!isNode(v)) return;
-    if (Array.isArray(v.from)) {
-      for (const f of v.from) {
-        if (isNode(f) && typeof f.table === "string") found.add(qualified(f));
-      }
-    }
-    for (const x of Object.values(v)) walk(x);
-  };
-  walk(ast);
+  });
   const ctes = cteNames(ast);
   return [...found].filter((t) => !ctes.has(t));
 }
