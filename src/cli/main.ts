@@ -169,6 +169,7 @@ const proxy = defineCommand({
       console.log(`proxy:     ${url}/`);
       console.log(`admin API: ${url}/_edgecache/stats`);
       console.log(`cache:     memory${file === false ? " only" : ` + ${file}`}`);
+      console.log(clientsLine(origins));
       if (redis) console.log(sharedLine(redis, node.cache));
       if (args.learn || config?.learn) console.log(`learning:  ${url}/_edgecache/rules`);
       if (node.manifest) {
@@ -178,6 +179,18 @@ const proxy = defineCommand({
       stopOnSignals(node);
     }),
 });
+
+/**
+ * What the proxy does with clients' reloads (`no-cache`, `max-age=0`): by default each one
+ * costs an origin request, which a newcomer otherwise learns from the origin's load.
+ */
+function clientsLine(origins: readonly { clientDirectives?: ClientDirectives }[]): string {
+  const ignored = origins.filter((o) => o.clientDirectives === "ignore").length;
+  if (ignored === origins.length)
+    return "clients:   reloads (no-cache, max-age=0) served from cache";
+  const which = ignored === 0 ? "" : " on routes that follow them";
+  return `clients:   reloads (no-cache, max-age=0) revalidate with the origin${which} (RFC 9111; --client-directives ignore serves them from cache)`;
+}
 
 /** `--cache-file PATH`, or false for `--no-cache-file` (citty's negation); undefined if not given. */
 function cacheFileFlag(value: unknown): string | false | undefined {

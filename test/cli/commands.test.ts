@@ -412,8 +412,27 @@ describe("init", () => {
       expect(r.code).toBe(0);
       const text = readFileSync(join(dir, "edgecache.config.json"), "utf8");
       expect(text).toContain('"origin": "http://127.0.0.1:3999"');
-      const served = await serveOnce(dir, ["proxy", "--port", "0", "--no-cache-file"]);
+      const served = await startOnce(["proxy", "--port", "0", "--no-cache-file"], {
+        cwd: dir,
+        until: /clients:/,
+      });
       expect(served.out).toContain("edgecache proxy in front of http://127.0.0.1:3999");
+      // Clients' reloads reach the origin by default: the start says so, and how not to.
+      expect(served.out).toMatch(/clients: +reloads .* revalidate .*--client-directives ignore/);
+      const ignoring = await startOnce(
+        [
+          "proxy",
+          "--port",
+          "0",
+          "--no-cache-file",
+          "--origin",
+          "http://127.0.0.1:3999",
+          "--client-directives",
+          "ignore",
+        ],
+        { cwd: dir, until: /clients:/ },
+      );
+      expect(ignoring.out).toMatch(/clients: +reloads .* served from cache/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
