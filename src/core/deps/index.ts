@@ -241,6 +241,15 @@ export class DependencyIndex implements DependencyLookup {
     return true;
   }
 
+  /**
+   * Counts `key`'s reads from 0 again: its entry goes and another replaces it (a patch)
+   * while the registration stays, to be registered anew where it changed.
+   */
+  recount(key: string): void {
+    const reg = this.#byKey.get(key);
+    if (reg) reg.hits = 0;
+  }
+
   /** Counts a read of `key`; returns the new count. */
   touch(key: string): number {
     const reg = this.#byKey.get(key);
