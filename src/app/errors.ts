@@ -103,7 +103,9 @@ const limitStreamed = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge });
  * declared length is checked from the header alone, as hono's bodyLimit does, but without
  * asking for the body's stream: on Node that builds the web Request (@hono/node-server
  * makes it lazily), a tenth of a small write's CPU, where reading the JSON does not need
- * it. The HTTP parser holds a body to its Content-Length (RFC 9112 6.2).
+ * it. The HTTP parser holds a body to its Content-Length (RFC 9112 6.2). A body without
+ * one is counted as it is read, for the methods whose bodies the APIs read (POST, PUT and
+ * PATCH, as jsonOnly); another method's body is never read (Node discards it).
  */
 export const limitBody: MiddlewareHandler = (c, next) => {
   const method = c.req.method;
@@ -113,6 +115,7 @@ export const limitBody: MiddlewareHandler = (c, next) => {
   if (length !== undefined && c.req.header("transfer-encoding") === undefined) {
     return Number.parseInt(length, 10) > MAX_BODY_BYTES ? Promise.resolve(tooLarge()) : next();
   }
+  if (method !== "POST" && method !== "PUT" && method !== "PATCH") return next();
   return limitStreamed(c, next);
 };
 

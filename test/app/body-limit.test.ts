@@ -20,6 +20,7 @@ function app(): Hono {
   const a = new Hono();
   a.use("*", limitBody);
   a.post("/", async (c) => c.json(await c.req.json()));
+  a.delete("/", (c) => c.body(null, 204));
   return a;
 }
 
@@ -45,6 +46,12 @@ describe("the request body limit", () => {
     expect(refused.status).toBe(413);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("E_TOO_LARGE");
     expect(big.streams()).toBe(0);
+  });
+
+  it("leaves a DELETE without a body alone (its stream never asked for)", async () => {
+    const del = counting({ method: "DELETE" });
+    expect((await app().request(del.request)).status).toBe(204);
+    expect(del.streams()).toBe(0);
   });
 
   it("counts a body sent without a declared length as it reads it", async () => {
