@@ -172,6 +172,8 @@ interface StrategyRun {
   bareSql: ByKind;
   /** With --cpu-prof: this checkout's node's profile of the measured part, summed up. */
   profile?: string;
+  /** The same profile's samples taken during the writes alone (arrival to drained). */
+  writesProfile?: string;
 }
 
 const summarize = (xs: number[]): Summary => ({
@@ -345,15 +347,23 @@ async function measureStrategy(
       touched: cold.touched,
       nodes: await Promise.all(nodes.map((n) => n.result())),
       bareSql: byKind(bare.samples),
-      ...(profile && {
-        profile: sharesMarkdown(shares(JSON.parse(readFileSync(profile, "utf8"))), 25, WRITE_PATH),
-      }),
+      ...(profile && profiles(profile)),
     };
   } finally {
     for (const node of nodes) node.client.close();
     await stopAll();
     for (const prefix of prefixes) await redis!.drop(prefix);
   }
+}
+
+/** The node's profile summed up: all of it, and its writes alone (the windows it wrote). */
+function profiles(file: string): Pick<StrategyRun, "profile" | "writesProfile"> {
+  const profile = JSON.parse(readFileSync(file, "utf8"));
+  const windows = JSON.parse(readFileSync(file.replace(/\.cpuprofile$/, ".writes.json"), "utf8"));
+  return {
+    profile: sharesMarkdown(shares(profile), 25, WRITE_PATH),
+    writesProfile: sharesMarkdown(shares(profile, windows), 40, WRITE_PATH),
+  };
 }
 
 /**
@@ -492,6 +502,9 @@ function markdown(runs: StrategyRun[], seconds: number) {
         `Where this checkout's node spent its CPU over the measured requests (V8's CPU profile, sampled every 100 us; reads, writes and the CPU asks alike; the profiler slows the node, so these runs' figures above are not the ones to quote):`,
         "",
         run.profile,
+        "The writes alone (the samples from each write's arrival at the node to the CPU ask after it, once its background work is done):",
+        "",
+        run.writesProfile ?? "",
       );
     }
     for (const node of run.nodes) {

@@ -4,6 +4,7 @@
  * it calls (inclusive), as a Markdown table.
  *
  *   npx tsx bench/lib/cpu-profile.ts .scratch/prof/edgecache.cpuprofile
+ *   npx tsx bench/lib/cpu-profile.ts .scratch/prof/edgecache.cpuprofile .scratch/prof/edgecache.writes.json
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -16,6 +17,8 @@ interface ProfileNode {
 
 interface Profile {
   nodes: ProfileNode[];
+  /** When the first sample's delta starts, us on the monotonic clock. */
+  startTime: number;
   samples: number[];
   timeDeltas: number[];
 }
@@ -34,14 +37,29 @@ function label(node: ProfileNode): string {
   return `${functionName || "(anonymous)"}${file ? ` ${file}` : ""}`;
 }
 
-export function shares(profile: Profile): Shares {
+/**
+ * The shares of the samples taken in `windows` alone ([from, to, ...] on the profile's clock,
+ * in order), or of all of them.
+ */
+export function shares(
+  profile: Profile,
+  windows?: readonly (readonly [number, number, ...unknown[]])[],
+): Shares {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const time = new Map<number, number>();
+  let at = profile.startTime;
+  let w = 0;
   for (let i = 0; i < profile.samples.length; i++) {
     const id = profile.samples[i]!;
-    time.set(id, (time.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+    const delta = profile.timeDeltas[i] ?? 0;
+    at += delta;
+    if (windows) {
+      while (w < windows.length && windows[w]![1] < at) w++;
+      if (w === windows.length || windows[w]![0] > at) continue;
+    }
+    time.set(id, (time.get(id) ?? 0) + delta);
   }
   const self = new Map<string, number>();
   const inclusive = new Map<string, number>();
@@ -53,8 +71,8 @@ export function shares(profile: Profile): Shares {
     self.set(label(node), (self.get(label(node)) ?? 0) + us);
     // Each function once per sample, however deep it recurses.
     const seen = new Set<string>();
-    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
-      const name = label(byId.get(at)!);
+    for (let up: number | undefined = id; up !== undefined; up = parent.get(up)) {
+      const name = label(byId.get(up)!);
       if (seen.has(name)) continue;
       seen.add(name);
       inclusive.set(name, (inclusive.get(name) ?? 0) + us);
@@ -106,5 +124,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const file = process.argv[2];
   if (!file) throw new Error("[bench] usage: cpu-profile.ts <file.cpuprofile>");
   const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
-  console.log(sharesMarkdown(shares(profile), 25, WRITE_PATH));
+  // With the node's write windows beside it (bench:writes), the writes alone.
+  const windows = process.argv[3] && JSON.parse(readFileSync(process.argv[3], "utf8"));
+  console.log(sharesMarkdown(shares(profile, windows || undefined), 25, WRITE_PATH));
 }

@@ -138,11 +138,26 @@ app.get("/_bench/stats", (c) =>
 // is done, so a write's CPU can be told from the reads around it.
 app.get("/_bench/cpu", async (c) => {
   if (c.req.query("drain") !== undefined) await cache.drain();
+  if (profiler && writeFrom !== undefined) {
+    writeWindows.push([writeFrom[0], monotonicUs(), writeFrom[1]]);
+    writeFrom = undefined;
+  }
   const { user, system } = process.cpuUsage();
   return c.json({ us: user + system });
 });
-// bench:writes --cpu-prof: V8's CPU profile of the measured part alone (not the warm-up).
+// bench:writes --cpu-prof: V8's CPU profile of the measured part alone (not the warm-up),
+// and beside it (`.writes.json`) each write's window on the profile's clock, from its
+// arrival to the next CPU ask (after its background work), with its method and path: the
+// driver sums up the writes alone from it.
 let profiler: Session | undefined;
+let writeWindows: [number, number, string][] = [];
+let writeFrom: [number, string] | undefined;
+app.use(async (c, next) => {
+  if (profiler && c.req.method !== "GET" && !c.req.path.startsWith("/_bench/")) {
+    writeFrom = [monotonicUs(), `${c.req.method} ${c.req.path}`];
+  }
+  await next();
+});
 app.post("/_bench/profile", async (c) => {
   const to = c.req.query("stop");
   if (to === undefined) {
@@ -151,9 +166,11 @@ app.post("/_bench/profile", async (c) => {
     await post(profiler, "Profiler.enable");
     await post(profiler, "Profiler.setSamplingInterval", { interval: 100 });
     await post(profiler, "Profiler.start");
+    writeWindows = [];
   } else if (profiler) {
     const { profile } = (await post(profiler, "Profiler.stop")) as { profile: unknown };
     writeFileSync(to, JSON.stringify(profile));
+    writeFileSync(to.replace(/\.cpuprofile$/, ".writes.json"), JSON.stringify(writeWindows));
     profiler.disconnect();
     profiler = undefined;
   }
@@ -219,6 +236,11 @@ function counting(inner: Source & CapturingSource, n: typeof counts): Source & C
     captureFeed: () => inner.captureFeed(),
     close: () => inner.close(),
   };
+}
+
+/** V8's profile clock (CLOCK_MONOTONIC, us), as `process.hrtime` reads it. */
+function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
 }
 
 function post(session: Session, method: string, params?: object): Promise<unknown> {

@@ -148,7 +148,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
 
   // What a response is made of, the same whether it was loaded or patched by a write.
   const listInit = (resource: Resource, rows: Row[], list: ListDependency): EntryInit => ({
-    body: JSON.stringify({ data: rows, limit: list.limit, offset: list.offset }),
+    body: bodyOf({ data: rows, limit: list.limit, offset: list.offset }),
     ...replyOf(resource),
     tags: dependencyTags(schema, resource, rows),
     lists: [list],
@@ -158,7 +158,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     const meta: EntryMeta = { resource: resource.name, id };
     if (row) {
       return {
-        body: JSON.stringify(row),
+        body: bodyOf(row),
         ...replyOf(resource),
         tags: dependencyTags(schema, resource, [row]),
         meta,
@@ -394,24 +394,75 @@ interface EntryMeta {
 }
 
 const decoder = new TextDecoder();
-/** Bodies parsed lately, by the body's bytes: see parseBody. */
+const encoder = new TextEncoder();
+/** Bodies parsed lately, by the body's bytes, the oldest first: see parseBody. */
 const parsed = new Map<Uint8Array, unknown>();
 const PARSED = 512;
+/** Bodies past this size are parsed when a write needs them, not remembered when made. */
+const REMEMBERED_BYTES = 16 * 1024;
 
 /**
- * A cached body, parsed; never changed by its callers. A write parses each page of a list
- * it patches, and the pages next to each as well: remembering the last few hundred halves
- * the parsing (an entry's body is one object from the store until it is replaced).
+ * A cached body, parsed; never changed by its callers. A write parses each entry it
+ * patches, and the pages next to each: the last few hundred are remembered, those this
+ * API made (bodyOf) from the start, so an entry patched write after write is not parsed
+ * again each time (an entry's body is one object from the store until it is replaced).
  */
 function parseBody(entry: CacheEntry): unknown {
   let value = parsed.get(entry.body);
   if (value === undefined) {
     value = JSON.parse(decoder.decode(entry.body));
-    if (parsed.size >= PARSED) parsed.clear();
-    parsed.set(entry.body, value);
+    remember(entry.body, value);
   }
   return value;
 }
+
+function remember(body: Uint8Array, value: unknown): void {
+  if (parsed.size >= PARSED) parsed.delete(parsed.keys().next().value!);
+  parsed.set(body, value);
+}
+
+/**
+ * The bytes of a response this API stores, remembered with `value` for parseBody when the
+ * bytes parse back to exactly it (plainJson): a patch then reads what a parse would give.
+ */
+function bodyOf(value: unknown): Uint8Array {
+  const body = encoder.encode(JSON.stringify(value));
+  if (body.byteLength <= REMEMBERED_BYTES && plainJson(value)) remember(body, value);
+  return body;
+}
+
+/**
+ * Whether JSON.parse(JSON.stringify(value)) is a value equal to `value`: text, booleans,
+ * null, finite numbers but -0, and arrays and plain objects of those. Not a Date (a
+ * string once parsed), a Buffer, undefined (left out) or NaN (null).
+ */
+function plainJson(value: unknown, depth = 0): boolean {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(value) && !Object.is(value, -0);
+    case "object":
+      break;
+    default:
+      return false;
+  }
+  if (value === null) return true;
+  if (depth >= PLAIN_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!plainJson(value[i], depth + 1)) return false;
+    return true;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (const key in value) {
+    if (!plainJson((value as Record<string, unknown>)[key], depth + 1)) return false;
+  }
+  return true;
+}
+/** A row, a view's joined rows and their values: deeper is not checked, only parsed. */
+const PLAIN_DEPTH = 8;
 
 async function jsonObject(req: Request): Promise<Row> {
   let value: unknown;

@@ -1,5 +1,6 @@
 import Database from "better-sqlite3";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { DependencyIndex } from "../../src/core/deps/index.ts";
 import type { Row } from "../../src/core/query.ts";
 import {
   booksDatabase,
@@ -683,6 +684,56 @@ describe("patch in place", () => {
     const after = await get(path);
     expect(status(after)).toMatch(HIT);
     expect(after.json).toEqual({ ...before, firstName: "Patched" });
+  });
+
+  it("patches a list write after write without parsing its cached body again", async () => {
+    const path = "/v1/orders?sort=-createdAt&limit=5";
+    await warm(path);
+    const user = userWithOrders();
+    const parse = vi.spyOn(JSON, "parse");
+    try {
+      for (let n = 0; n < 3; n++) {
+        const order = {
+          id: `o-zzzzz${n}`,
+          userId: user.id,
+          total: n,
+          status: "paid",
+          createdAt: `2026-01-0${n + 2}T00:00:00Z`,
+        };
+        expect((await send(h.edgecache, "POST", "/v1/orders", order)).status).toBe(201);
+      }
+      const listsParsed = parse.mock.calls.filter(([text]) => text.startsWith('{"data":'));
+      expect(listsParsed).toEqual([]);
+    } finally {
+      parse.mockRestore();
+    }
+    const next = await get(path);
+    expect(status(next)).toMatch(HIT);
+    expect(next.json.data).toEqual(
+      h.fresh("SELECT * FROM orders ORDER BY createdAt DESC, id LIMIT 5"),
+    );
+    expect(h.edgecache.cache.stats().patches).toBeGreaterThanOrEqual(3);
+  });
+
+  it("keeps a patched entry in the dependency index, its reads counted from 0 again", async () => {
+    const user = userWithOrders();
+    const path = `/v1/users/${user.id}`;
+    const key = `GET ${path}`;
+    await warm(path);
+    await get(path);
+    expect(h.edgecache.cache.registration(key)?.hits).toBe(2);
+    const remove = vi.spyOn(DependencyIndex.prototype, "remove");
+    try {
+      await send(h.edgecache, "PATCH", path, { lastName: "Kept" });
+      // Taken out and filed again under every tag, it cost a write most of its index work.
+      expect(remove.mock.calls.filter(([k]) => k === key)).toEqual([]);
+    } finally {
+      remove.mockRestore();
+    }
+    expect(h.edgecache.cache.registration(key)?.hits).toBe(0);
+    const next = await get(path);
+    expect(status(next)).toMatch(HIT);
+    expect(next.json).toEqual(usersWhere("id = ?", user.id)[0]);
   });
 
   it("turns a cached item into a cached 404 when its row is deleted", async () => {

@@ -199,7 +199,9 @@ export class Applier {
         if (list || (dep?.hits ?? 0) >= minHits) hot.push(k);
       }
     }
-    const removing = this.#e.entries.remove(keys, { local: true });
+    // The patched keys leave the tiers with the rest (a local tier past memory may hold them)
+    // but stay registered: they are stored again below.
+    const removing = this.#e.entries.remove(keys, { local: true, registered: patches });
     // The shared tiers are cleared too (by the writer, see `foreign`), but nothing waits for
     // it unless asked to (`settled`): a read from them is checked against the log, so these
     // deletes only spare the next reader a refusal, and a node far from Redis would hold its

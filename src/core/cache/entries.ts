@@ -21,7 +21,10 @@ export interface EntriesDeps {
   readonly claims: Pick<ReloadClaims, "stored">;
   readonly tiers: Pick<TierStack, "set" | "delete">;
   /** This node's registrations: tag to keys, lists per table. */
-  readonly index: Pick<DependencyIndex, "add" | "remove" | "sweep" | "oldest" | "bytes">;
+  readonly index: Pick<
+    DependencyIndex,
+    "add" | "remove" | "recount" | "sweep" | "oldest" | "bytes"
+  >;
   /** The index's budget of heap, and the keys it dropped to keep within it. */
   readonly indexBytes: { max: number; evictions: number };
   readonly negative: Pick<NegativeQuota, "admit" | "forget">;
@@ -177,14 +180,24 @@ export class Entries {
    */
   async remove(
     keys: ReadonlySet<string>,
-    options?: { invalidation?: boolean; local?: boolean },
+    options?: {
+      invalidation?: boolean;
+      local?: boolean;
+      /**
+       * Keys that keep their registration, as they are registered anew right after (a
+       * patch): filed all along, so a write planned meanwhile finds them, and registered
+       * again only where their tags and lists changed (refiling each entry a write patches
+       * was most of what the index cost a write).
+       */
+      registered?: Pick<ReadonlySet<string>, "has">;
+    },
   ): Promise<number> {
     if (keys.size === 0) return 0;
     this.#e.pending.add(keys);
     let removed = 0;
     try {
       await inChunks([...keys], async (chunk) => {
-        removed += await this.#removeNow(chunk, options?.local);
+        removed += await this.#removeNow(chunk, options?.local, options?.registered);
       });
     } finally {
       this.#e.pending.delete(keys);
@@ -194,12 +207,18 @@ export class Entries {
   }
 
   /**
-   * Removes keys from the index and every tier (`local`: but the shared ones); resolves
-   * with how many existed.
+   * Removes keys from the index (but `registered`) and every tier (`local`: but the shared
+   * ones); resolves with how many existed.
    */
-  async #removeNow(list: readonly string[], local = false): Promise<number> {
+  async #removeNow(
+    list: readonly string[],
+    local = false,
+    registered?: Pick<ReadonlySet<string>, "has">,
+  ): Promise<number> {
     for (const k of list) {
-      this.#e.index.remove(k);
+      // A replaced entry's reads count from 0, as a new registration's would.
+      if (registered?.has(k)) this.#e.index.recount(k);
+      else this.#e.index.remove(k);
       this.#e.negative.forget(k);
     }
     return this.#e.tiers.delete(list, local ? "local" : undefined);

@@ -106,7 +106,6 @@ export class DependencyIndex implements DependencyLookup {
     const reg = { tags, lists, expiresAt, hits, held: held | (before?.held ?? 0), bytes };
     this.#byKey.set(key, reg);
     this.#bytes += bytes;
-    // A patched entry mostly holds the rows it held: only the tags that differ are touched.
     this.#retag(key, before?.tags ?? [], tags);
     for (const list of lists) {
       addTo(this.#listsByTable, list.table, key, list);
@@ -134,21 +133,26 @@ export class DependencyIndex implements DependencyLookup {
   }
 
   /**
-   * Files `key` under the tags of `to` instead of those of `from`; nothing to do when they
-   * are the same (a patch that changed no row's key). A diff of two sets costs as much as
-   * filing anew, so other changes are filed anew.
+   * Files `key` under the tags of `to` instead of those of `from`, touching only the tags
+   * that differ: a patched entry mostly holds the rows it held, and each tag it keeps would
+   * otherwise leave and rejoin its set (the table's tag a set of every key on the table,
+   * whose holes make it rehash). Nothing to do when the two are the same.
    */
   #retag(key: string, from: readonly string[], to: readonly string[]): void {
     if (from.length === to.length && from.every((tag, i) => tag === to[i])) return;
-    for (const tag of from) {
+    const gone = to.length === 0 ? from : new Set(from);
+    if (gone instanceof Set) {
+      for (const tag of to) {
+        if (gone.delete(tag)) continue;
+        const keys = this.#byTag.get(tag);
+        if (keys) keys.add(key);
+        else this.#byTag.set(tag, new Set([key]));
+      }
+    }
+    for (const tag of gone) {
       const keys = this.#byTag.get(tag);
       keys?.delete(key);
       if (keys?.size === 0) this.#byTag.delete(tag);
-    }
-    for (const tag of to) {
-      const keys = this.#byTag.get(tag);
-      if (keys) keys.add(key);
-      else this.#byTag.set(tag, new Set([key]));
     }
   }
 
@@ -235,6 +239,15 @@ export class DependencyIndex implements DependencyLookup {
     if (reg.held !== 0) return false;
     this.remove(key);
     return true;
+  }
+
+  /**
+   * Counts `key`'s reads from 0 again: its entry goes and another replaces it (a patch)
+   * while the registration stays, to be registered anew where it changed.
+   */
+  recount(key: string): void {
+    const reg = this.#byKey.get(key);
+    if (reg) reg.hits = 0;
   }
 
   /** Counts a read of `key`; returns the new count. */
