@@ -37,8 +37,9 @@ export function sqlTypeKind(declared: string, dialect: SqlDialect): SqlColumnKin
  * Which values of a SQLite column of another declared type ("ordered") a driver gives in
  * another form than stored: none; only its numbers, as `Date#toISOString()` text (Prisma's
  * better-sqlite3 adapter, for a DATETIME) or as `String(number)` where the result's column
- * holds other text (Prisma's D1 adapter), so it is ordered by where its values show text of
- * another form (SqlTable's `numberTexts`); or any ("other").
+ * holds other text (Prisma's D1 adapter, also for an INTEGER or REAL column, which may hold
+ * text), so it is ordered by where its values show text of another form (SqlTable's
+ * `numberTexts`); or any ("other").
  */
 export type Conversion = "none" | "numbers-as-iso" | "numbers-as-text" | "any";
 
@@ -70,8 +71,9 @@ export function catalogKinds(
     const conversion =
       typeof converts === "function" ? converts(c.type) : converts ? "any" : "none";
     columns[c.name] = kind === "ordered" && conversion === "any" ? "other" : kind;
+    // An INTEGER or REAL column may hold text too (SQLite keeps text that is not a number).
     const text = NUMBER_TEXTS[conversion];
-    if (kind === "ordered" && text) numberTexts[c.name] = text;
+    if ((kind === "ordered" || kind === "number") && text) numberTexts[c.name] = text;
     if (c.collation !== undefined) collations[c.name] = c.collation;
     if (kind === "instant" && c.precision !== undefined && c.precision <= 3 && zoned(c.type)) {
       dates.push(c.name);

@@ -110,13 +110,13 @@ async function transactionOp(i: Isolate, _env: Env, op: Op) {
 }
 
 /**
- * The `events` table beside `users`: a DATETIME column, which SQLite lets hold numbers and
- * text alike, and Prisma's D1 adapter types by its values in each result.
+ * The `events` table beside `users`: a DATETIME and an INTEGER column, which SQLite lets hold
+ * numbers and text alike, and Prisma's D1 adapter types by their values in each result.
  */
 const EVENTS = [
-  "create table if not exists events (id integer primary key, at DATETIME, note text)",
+  "create table if not exists events (id integer primary key, at DATETIME, note text, n integer)",
   "delete from events",
-  `insert into events values ${[1, 2, 3, 4, 5].map((k) => `(${k}, '2024-01-01T00:00:0${k}Z', 'e${k}')`).join(", ")}`,
+  `insert into events values ${[1, 2, 3, 4, 5].map((k) => `(${k}, '2024-01-01T00:00:0${k}Z', 'e${k}', null)`).join(", ")}`,
 ];
 
 /** An op of /prisma/events: a raw read through Prisma (and a fresh one), or a write around it. */

@@ -259,7 +259,8 @@ function driverForms(
  */
 export function tableRows(plan: ResultPlan, raw: readonly unknown[]): Row[] | undefined {
   const rows = columnRows(plan, raw);
-  return rows && canonical(plan, rows);
+  // Only values in the forms a patch reads (not a number the driver gave as text).
+  return rows && driverForms(plan, rows) ? canonical(plan, rows) : undefined;
 }
 
 function canonical(plan: ResultPlan, rows: Row[]): Row[] | undefined {

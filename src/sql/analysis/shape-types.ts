@@ -55,7 +55,8 @@ export interface SqlTable {
    */
   dates?: readonly string[];
   /**
-   * Its "ordered" columns whose numbers the driver gives as text (see NumberText): a value
+   * Its "ordered" columns (and "number" ones, for "decimal") whose numbers the driver gives
+   * as text (see NumberText): a value
    * of that text's form may be a number as stored, which SQLite orders before all text, so
    * a result showing one is neither ordered by it nor patched (see forms.ts, `asStored`).
    */
