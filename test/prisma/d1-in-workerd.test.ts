@@ -89,7 +89,10 @@ describe("edgecache/prisma on D1: a DATETIME column, whose numbers the adapter g
     // DESC: text, then numbers, then nulls.
     const page = read("SELECT id, at, note, n FROM events ORDER BY n DESC, id DESC LIMIT 2");
     const [first] = await send([page, page]);
-    expect(first!.cached).toMatchObject([{ id: 2, n: "x" }, { id: 1, n: "5" }]);
+    expect(first!.cached).toMatchObject([
+      { id: 2, n: "x" },
+      { id: 1, n: "5" },
+    ]);
     await send([around("update events set n = 7 where id = 3")]);
     const [after] = await send([page]);
     expect(after!.cached).toEqual(after!.fresh);
