@@ -259,8 +259,13 @@ function driverForms(
  */
 export function tableRows(plan: ResultPlan, raw: readonly unknown[]): Row[] | undefined {
   const rows = columnRows(plan, raw);
-  // Only values in the forms a patch reads (not a number the driver gave as text).
-  return rows && driverForms(plan, rows) ? canonical(plan, rows) : undefined;
+  // Not a page showing what may be a number the driver gave as text (ISO or decimal).
+  const stored = (row: Row) =>
+    plan.columns.every((c) => {
+      const text = numberText(plan, c);
+      return !text || row[c] === null || asStored(row[c], text) !== undefined;
+    });
+  return rows?.every(stored) ? canonical(plan, rows) : undefined;
 }
 
 function canonical(plan: ResultPlan, rows: Row[]): Row[] | undefined {
