@@ -88,6 +88,8 @@ export interface ExactRecord {
   missesByKind: Record<string, number>;
   /** edgecache: results not stored since a write may have made them stale (the write fence). */
   fenced?: number;
+  /** edgecache: cached results patched in place after a captured write (`getStats().patched`). */
+  patched?: number;
   elapsedMs: number;
   /**
    * edgecache's own figures: how selects were registered, capture's lag (ms; on D1 the
@@ -214,6 +216,7 @@ async function runOne(
   const requests = out.reads + out.writes;
   const stats = after.stats;
   const fenced = stats ? stats.fenced - (before.stats?.fenced ?? 0) : undefined;
+  const patched = stats ? stats.patched - (before.stats?.patched ?? 0) : undefined;
   return {
     driver,
     mode,
@@ -232,6 +235,7 @@ async function runOne(
     errors: out.errors,
     missesByKind: out.misses,
     ...(fenced !== undefined && { fenced }),
+    ...(patched !== undefined && { patched }),
     elapsedMs: Math.round(elapsedMs),
     ...(stats && { registrations: stats.registrations }),
     ...(stats?.capture?.lagP50 !== undefined && {

@@ -41,6 +41,7 @@ import {
 } from "../query-cache/statements.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
 import { sqlDriver } from "../sql/drivers.ts";
+import { D1_PATCHABLE, d1Conversion, d1Result } from "./d1-results.ts";
 
 export interface PrismaCacheOptions extends StatementCacheOptions {
   /**
@@ -108,6 +109,7 @@ export function prismaCache(
       options.client,
     );
   }
+  const d1 = D1.test(factory.adapterName);
   // The adapter made at each connection runs its statements, one after another connection.
   let inner: SqlDriverAdapter | undefined;
   let connections = 0;
@@ -124,13 +126,19 @@ export function prismaCache(
       },
       // Its better-sqlite3 adapter turns a DateTime stored as a number into ISO text; D1's
       // a number into text where it takes a column for text by its other values.
-      converts: BETTER_SQLITE3.test(factory.adapterName) ? betterSqlite3Conversion : true,
+      converts: BETTER_SQLITE3.test(factory.adapterName)
+        ? betterSqlite3Conversion
+        : d1
+          ? d1Conversion
+          : true,
       // Its pg adapter's instants are right (and read) only while the session is in UTC.
       ...(PG.test(factory.adapterName) && { isoInstants: () => zone.utc }),
       form: {
         ...RESULT_SET,
         patchable: (result) =>
-          !TYPES_FROM_VALUES.test(factory.adapterName) && patchable(result.columnTypes, dialect),
+          patchable(result.columnTypes, d1 ? D1_PATCHABLE : PATCHABLE[dialect]),
+        // D1's adapter types a result's columns by its values: a patched one is typed again.
+        ...(d1 && { patched: d1Result }),
       },
     },
     options,
@@ -437,7 +445,7 @@ const INTEGER_TYPES = new Set([
 /**
  * Column types whose values capture records as the adapter returns them. On SQLite a
  * DateTime (a DATETIME column) too: its text comes as stored, and a value that may be a
- * converted number is told by its form (patch.ts, SqlTable's `isoNumbers`).
+ * converted number is told by its form (patch.ts, SqlTable's `numberTexts`).
  */
 const PATCHABLE: Record<SqlDialect, ReadonlySet<ColumnType>> = {
   // 0 Int32, 1 Int64, 2 Float, 3 Double, 5 Boolean, 6 Character, 7 Text, 10 DateTime,
@@ -449,18 +457,16 @@ const PATCHABLE: Record<SqlDialect, ReadonlySet<ColumnType>> = {
 };
 
 /**
- * Adapters that tell a column's type by the values they return (D1's: an empty result has no
- * columns, a column of nulls is Int32, a string like a date is DateTime): a result patched
- * with other values could need other types, so theirs are read again instead.
+ * The adapter that types a column by the values it returns (see d1-results.ts): its results
+ * are typed again when patched.
  */
-const TYPES_FROM_VALUES = /^@prisma\/adapter-d1\b/;
+const D1 = /^@prisma\/adapter-d1\b/;
 
 /**
  * Whether a result may be patched in place from captured rows: only when each column's
  * values come back from the adapter as capture records them (not dates, decimals, JSON or
- * bytes, which the adapters convert).
+ * bytes, which the adapters convert), or as the adapter's result form makes them again.
  */
-function patchable(types: readonly ColumnType[], dialect: SqlDialect): boolean {
-  const safe = PATCHABLE[dialect];
+function patchable(types: readonly ColumnType[], safe: ReadonlySet<ColumnType>): boolean {
   return types.every((t) => safe.has(t));
 }

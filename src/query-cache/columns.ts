@@ -1,4 +1,10 @@
-import type { SqlColumnKind, SqlDialect, SqlTable, TextCollation } from "../sql/analysis/shapes.ts";
+import type {
+  NumberText,
+  SqlColumnKind,
+  SqlDialect,
+  SqlTable,
+  TextCollation,
+} from "../sql/analysis/shapes.ts";
 import type { CatalogColumn } from "../sql/client.ts";
 
 /**
@@ -30,10 +36,17 @@ export function sqlTypeKind(declared: string, dialect: SqlDialect): SqlColumnKin
 /**
  * Which values of a SQLite column of another declared type ("ordered") a driver gives in
  * another form than stored: none; only its numbers, as `Date#toISOString()` text (Prisma's
- * better-sqlite3 adapter, for a DATETIME), so it is ordered by where its values show other
- * text (SqlTable's `isoNumbers`); or any ("other").
+ * better-sqlite3 adapter, for a DATETIME) or as `String(number)` where the result's column
+ * holds other text (Prisma's D1 adapter, also for an INTEGER or REAL column, which may hold
+ * text), so it is ordered by where its values show text of another form (SqlTable's
+ * `numberTexts`); or any ("other").
  */
-export type Conversion = "none" | "numbers-as-iso" | "any";
+export type Conversion = "none" | "numbers-as-iso" | "numbers-as-text" | "any";
+
+const NUMBER_TEXTS: Partial<Record<Conversion, NumberText>> = {
+  "numbers-as-iso": "iso",
+  "numbers-as-text": "decimal",
+};
 
 /**
  * What the catalog's columns tell the planner: each one's kind by its declared type, and
@@ -47,25 +60,27 @@ export function catalogKinds(
   catalog: readonly CatalogColumn[],
   dialect: SqlDialect,
   converts: boolean | ((declared: string) => Conversion) = false,
-): Required<Pick<SqlTable, "columns" | "collations" | "dates" | "isoNumbers" | "isoInstants">> {
+): Required<Pick<SqlTable, "columns" | "collations" | "dates" | "numberTexts" | "isoInstants">> {
   const columns: Record<string, SqlColumnKind> = {};
   const collations: Record<string, TextCollation> = {};
   const dates: string[] = [];
-  const isoNumbers: string[] = [];
+  const numberTexts: Record<string, NumberText> = {};
   const isoInstants: Record<string, boolean> = {};
   for (const c of catalog) {
     const kind = sqlTypeKind(c.type, dialect);
     const conversion =
       typeof converts === "function" ? converts(c.type) : converts ? "any" : "none";
     columns[c.name] = kind === "ordered" && conversion === "any" ? "other" : kind;
-    if (kind === "ordered" && conversion === "numbers-as-iso") isoNumbers.push(c.name);
+    // An INTEGER or REAL column may hold text too (SQLite keeps text that is not a number).
+    const text = NUMBER_TEXTS[conversion];
+    if ((kind === "ordered" || kind === "number") && text) numberTexts[c.name] = text;
     if (c.collation !== undefined) collations[c.name] = c.collation;
     if (kind === "instant" && c.precision !== undefined && c.precision <= 3 && zoned(c.type)) {
       dates.push(c.name);
     }
     if (kind === "instant") isoInstants[c.name] = zoned(c.type);
   }
-  return { columns, collations, dates, isoNumbers, isoInstants };
+  return { columns, collations, dates, numberTexts, isoInstants };
 }
 
 /** A timestamp with time zone: a JavaScript `Date` of it is the instant, not a local time. */

@@ -22,6 +22,9 @@ export interface ResultMeta {
 
 const TEXT = new TextDecoder();
 
+/** A kept result with other rows, or undefined where the driver's form cannot be told. */
+type Dressed = (kept: unknown, rows: unknown[]) => unknown;
+
 /** The meta to store with a select's result, when the result can be patched later. */
 export function patchableMeta(
   shape: SqlShape,
@@ -44,7 +47,13 @@ export function followCapturedWrites(
   engine: Cache,
   capture: QueryCapture,
   captured: CapturedWrites | undefined,
-  options: { prefix: string; patchInPlace: boolean; refetch?: (key: string) => Promise<void> },
+  options: {
+    prefix: string;
+    patchInPlace: boolean;
+    refetch?: (key: string) => Promise<void>;
+    /** A kept result with a patch's rows (ResultForm's `patched`; withRows by default). */
+    dressed?: Dressed;
+  },
 ): { patching: boolean; detach: () => void } {
   const ordered = options.patchInPlace && captured ? capture.orderedWrites() : undefined;
   if (ordered) captured!.follow(ordered);
@@ -53,7 +62,7 @@ export function followCapturedWrites(
     prefix: options.prefix,
     ...(options.refetch && { refetch: options.refetch }),
     ...(patching && {
-      patch: resultPatcher(engine, options.prefix, (v) => capture.exactReals()(v)),
+      patch: resultPatcher(engine, options.prefix, (v) => capture.exactReals()(v), options.dressed),
     }),
   });
   return { patching, detach };
@@ -62,12 +71,14 @@ export function followCapturedWrites(
 /**
  * The engine's patch hook for the entries under `prefix`: a cached result after a write,
  * or undefined (the entry is then invalidated, as without patches). `exactReals` says
- * whether captured fractions are exact (see patchResult).
+ * whether captured fractions are exact (see patchResult); `dressed` makes the kept result
+ * with the patched rows.
  */
 export function resultPatcher(
   engine: Pick<Cache, "pagesOf">,
   prefix: string,
   exactReals: (value: number) => boolean,
+  dressed: Dressed = withRows,
 ): NonNullable<WriteHooks["patch"]> {
   return (key, entry, events, peek) => {
     const plan = planOf(key, entry, prefix);
@@ -96,9 +107,11 @@ export function resultPatcher(
     const aligned = peek !== undefined;
     const patched = patchResult(plan, cached, raw, events, aligned, pages, exactReals);
     if (!patched) return undefined;
+    const result = dressed(response, patched.rows);
+    if (result === undefined) return undefined;
     let body: string;
     try {
-      body = encode(withRows(response, patched.rows));
+      body = encode(result);
     } catch (err) {
       if (err instanceof Uncacheable) return undefined;
       throw err;

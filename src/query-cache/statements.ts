@@ -96,6 +96,12 @@ export interface ResultForm<R> {
   restored(kept: unknown): R;
   /** Whether a captured write may patch this result in place (any, by default). */
   patchable?(result: R): boolean;
+  /**
+   * What is kept with a patch's rows, which come as stored (a number as a number): in the
+   * form the driver would give that result, or undefined where it cannot be told. By
+   * default the rows replace the kept ones.
+   */
+  patched?(kept: unknown, rows: unknown[]): unknown;
 }
 
 const ROWS: ResultForm<SqlResult> = {
@@ -303,9 +309,13 @@ export class StatementCache<R = SqlResult> {
     // can reload a hot query a write invalidated, or patch it: never on a shared
     // engine (its owner's).
     if (this.#capture && owns) {
+      const form = this.#form;
       const followed = followCapturedWrites(this.engine, this.#capture, outside, {
         prefix,
         patchInPlace,
+        ...(form.patched && {
+          dressed: (kept: unknown, rows: unknown[]) => form.patched!(kept, rows),
+        }),
         ...(reload && { refetch: (k: string) => this.#refetch(k) }),
       });
       this.#patching = followed.patching;

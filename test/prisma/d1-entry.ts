@@ -109,8 +109,44 @@ async function transactionOp(i: Isolate, _env: Env, op: Op) {
   return {};
 }
 
+/**
+ * The `events` table beside `users`: a DATETIME and an INTEGER column, which SQLite lets hold
+ * numbers and text alike, and Prisma's D1 adapter types by their values in each result.
+ */
+const EVENTS = [
+  "create table if not exists events (id integer primary key, at DATETIME, note text, n integer)",
+  "delete from events",
+  `insert into events values ${[1, 2, 3, 4, 5].map((k) => `(${k}, '2024-01-01T00:00:0${k}Z', 'e${k}', null)`).join(", ")}`,
+];
+
+/** An op of /prisma/events: a raw read through Prisma (and a fresh one), or a write around it. */
+type EventOp = { kind: "read" | "around"; sql: string };
+
+/**
+ * Reads of `events` by `$queryRawUnsafe`, whose values Prisma makes by the column types the
+ * adapter gives (a DateTime column's as `Date`s), and writes straight into D1.
+ */
+async function eventsOp(i: Isolate, env: Env, op: Op) {
+  const { kind, sql } = op as unknown as EventOp;
+  if (kind === "around") {
+    await env.DB.prepare(sql).run();
+    return { caughtUp: await i.adapter.cache.catchUp() };
+  }
+  const shown = (rows: Record<string, unknown>[]) =>
+    rows.map((row) =>
+      Object.fromEntries(
+        Object.entries(row).map(([k, v]) => [k, v instanceof Date ? { date: String(v) } : v]),
+      ),
+    );
+  return {
+    cached: shown(await i.prisma.$queryRawUnsafe(sql)),
+    fresh: shown(await i.fresh.$queryRawUnsafe(sql)),
+  };
+}
+
 export default followingEntry(
   open,
-  { "/prisma": prismaOp, "/prisma/transaction": transactionOp },
+  { "/prisma": prismaOp, "/prisma/transaction": transactionOp, "/prisma/events": eventsOp },
   (i) => ({ prisma: i.adapter.cache }),
+  EVENTS,
 );

@@ -17,8 +17,87 @@ import { startPrismaD1 } from "./d1-worker.ts";
 // a fresh Prisma client on the same binding.
 
 describe("edgecache/prisma on D1 follows D1 change capture (workerd)", () => {
-  // D1's adapter infers column types from the values: its results are read again, not patched.
-  followingSuite("/prisma", 7, 60, { patched: false, start: startPrismaD1 });
+  // D1's adapter types a column by its values: a patched result is typed again (d1-results.ts).
+  followingSuite("/prisma", 7, 60, { start: startPrismaD1 });
+});
+
+describe("edgecache/prisma on D1: a DATETIME column, whose numbers the adapter gives as text beside other text (workerd)", () => {
+  const { worker, stats } = followingWorker("/prisma", true, startPrismaD1);
+  type Read = { cached: unknown[]; fresh: unknown[] };
+  const send = (ops: { kind: "read" | "around"; sql: string }[]) =>
+    post(worker(), "/prisma/events", ops) as Promise<Read[]>;
+  const read = (sql: string) => ({ kind: "read" as const, sql });
+  const around = (sql: string) => ({ kind: "around" as const, sql });
+  const counts = async () => {
+    const s = await stats();
+    return { hits: Number(s.hits), misses: Number(s.misses), patched: Number(s.patched) };
+  };
+
+  it("a page ordered by it, its values text, keeps its window: a write around it outside the page leaves it a hit, one in it is patched (typed again: text not like a date makes the column Text)", async () => {
+    const page = read("SELECT id, at, note, n FROM events ORDER BY at DESC, id DESC LIMIT 2");
+    // Twice: a new isolate's first read is at table level (the catalog is read on first use).
+    await send([page, page]);
+    await send([page]);
+    let before = await counts();
+    await send([around("update events set note = 'x' where id = 1")]);
+    const [kept] = await send([page]);
+    let after = await counts();
+    expect(kept!.cached).toEqual(kept!.fresh);
+    expect(after.hits - before.hits).toBe(1);
+    expect(after.misses).toBe(before.misses);
+    before = after;
+    // Into the page: it is patched, its `at` still a DateTime (Prisma's Dates) ...
+    await send([around("insert into events values (6, '2024-01-01T00:00:06Z', 'e6', null)")]);
+    // ... then text not like a date comes first: the adapter types the column Text.
+    const [dated] = await send([page]);
+    await send([around("insert into events values (7, 'later', 'e7', null)")]);
+    const [text] = await send([page]);
+    after = await counts();
+    expect(dated!.cached).toEqual(dated!.fresh);
+    expect(text!.cached).toEqual(text!.fresh);
+    expect(text!.cached).toMatchObject([{ id: 7, at: "later" }, { id: 6 }]);
+    expect(after.patched - before.patched).toBe(2);
+    expect(after.misses).toBe(before.misses);
+  });
+
+  it("a page whose last value is a number given as text is not ordered by it: a number written after it in SQLite's order but before it as text is seen", async () => {
+    // DESC: text first (rows 6 to 2), then numbers; with text in the column, row 1's 5
+    // comes as "5", the page's last value.
+    await send([
+      around("delete from events where id > 5"),
+      around("insert into events values (6, 'later', 'e6', null)"),
+      around("update events set at = 5 where id = 1"),
+    ]);
+    const page = read("SELECT id, at, note, n FROM events ORDER BY at DESC, id DESC LIMIT 6");
+    const [first] = await send([page, page]);
+    expect(first!.cached.at(-1)).toMatchObject({ id: 1, at: "5" });
+    // 7 > 5 takes row 1's place. Were "5" taken as stored text, 7 (a number, before all
+    // text in SQLite's order) would come after it, outside the page: the page read stale.
+    await send([around("insert into events values (8, 7, 'e8', null)")]);
+    const [after] = await send([page]);
+    expect(after!.cached).toEqual(after!.fresh);
+    expect(after!.cached.at(-1)).toMatchObject({ id: 8, at: "7" });
+    expect(await stats()).toMatchObject({ writes: "capture", faults: 0 });
+  });
+
+  it("so is one ordered by an INTEGER column that holds text too: its numbers come as text there", async () => {
+    await send([
+      around("update events set n = null"),
+      around("update events set n = 'x' where id = 2"),
+      around("update events set n = 5 where id = 1"),
+    ]);
+    // DESC: text, then numbers, then nulls.
+    const page = read("SELECT id, at, note, n FROM events ORDER BY n DESC, id DESC LIMIT 2");
+    const [first] = await send([page, page]);
+    expect(first!.cached).toMatchObject([
+      { id: 2, n: "x" },
+      { id: 1, n: "5" },
+    ]);
+    await send([around("update events set n = 7 where id = 3")]);
+    const [after] = await send([page]);
+    expect(after!.cached).toEqual(after!.fresh);
+    expect(after!.cached).toMatchObject([{ id: 2 }, { id: 3, n: "7" }]);
+  });
 });
 
 describe("edgecache/prisma on D1: a write through Prisma removes exactly the reads it touches (workerd)", () => {

@@ -39,14 +39,16 @@ interface Followed {
 }
 
 /**
- * The Worker of an entry: POST /setup makes the table of rows 1 to 10 (with capture
- * installed or not) and opens the entry's isolate; each route of `routes` runs a list of
- * ops; /catch-up and /stats answer for every cache of `caches`, by name.
+ * The Worker of an entry: POST /setup makes the table of rows 1 to 10 and the entry's own
+ * `tables` (statements, run before capture is installed or not) and opens the entry's
+ * isolate; each route of `routes` runs a list of ops; /catch-up and /stats answer for every
+ * cache of `caches`, by name.
  */
 export function followingEntry<I extends { logs: DurableChangeLog[] }>(
   open: (env: Env) => I,
   routes: Record<string, (isolate: I, env: Env, op: Op) => Promise<unknown>>,
   caches: (isolate: I) => Record<string, Followed>,
+  tables: readonly string[] = [],
 ) {
   let isolate: I | undefined;
   return {
@@ -60,6 +62,7 @@ export function followingEntry<I extends { logs: DurableChangeLog[] }>(
         await env.DB.exec("delete from users");
         const rows = Array.from({ length: 10 }, (_, k) => `(${k + 1}, 'n${k % 3}', ${k * 3})`);
         await env.DB.exec(`insert into users values ${rows.join(", ")}`);
+        for (const sql of tables) await env.DB.exec(sql);
         if (capture) await installD1Capture(env.DB);
         isolate = open(env);
         return Response.json({});

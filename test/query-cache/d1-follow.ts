@@ -98,7 +98,7 @@ export function followingSuite(
     const now = await stats();
     // Row 1's read was a hit after the write of row 2; row 2's was read again.
     expect(Number(now.hits) - Number(before.hits)).toBe(1);
-    expect(now.capture).toMatchObject({ tables: ["users"] });
+    expect((now.capture as { tables: string[] }).tables).toContain("users");
     expect((now.capture as { applied: number }).applied).toBeGreaterThan(0);
   });
 

@@ -1,6 +1,6 @@
 import type { WriteEvent } from "../../core/deps/planner.ts";
 import type { Row } from "../../core/query.ts";
-import type { SqlColumnKind } from "./shape-types.ts";
+import type { NumberText, SqlColumnKind } from "./shape-types.ts";
 
 /**
  * Values as the query caches' planner compares them, whatever form they came in.
@@ -120,12 +120,17 @@ export function isServerInstant(value: unknown): boolean {
 const ISO_OF_NUMBER = /^(?:\d{4}|[+-]\d{6})-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 /**
- * A value of a column whose numbers the driver gives as ISO text (SqlTable's `isoNumbers`)
- * as stored, or undefined where it may not be: text of any other form is the stored text;
- * text of that form may be a number, and a number is not what that driver gives.
+ * A value of a column whose numbers the driver gives as text (`numberText`, SqlTable's
+ * `numberTexts`) as stored, or undefined where it may not be: text of any other form is the
+ * stored text; text of that form may be a number. A number is as stored where the driver
+ * gives some numbers as they are ("decimal"); "iso" never gives one.
  */
-export function asStored(value: unknown): string | undefined {
-  return typeof value === "string" && !ISO_OF_NUMBER.test(value) ? value : undefined;
+export function asStored(value: unknown, numberText: NumberText): string | number | undefined {
+  if (typeof value === "number") return numberText === "decimal" ? value : undefined;
+  if (typeof value !== "string") return undefined;
+  // `String(number)` is the one text of each number, NaN and the infinities included.
+  const number = numberText === "iso" ? ISO_OF_NUMBER.test(value) : String(Number(value)) === value;
+  return number ? undefined : value;
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   isServerInstant,
   serverInstant,
 } from "./forms.ts";
+import type { NumberText } from "./shape-types.ts";
 import { MAX_ROW_TAGS, type SqlShape, type SqlTable } from "./shapes.ts";
 
 /**
@@ -40,8 +41,8 @@ export interface ResultPlan {
   kinds: PatchableKind[];
   /** The instant columns whose values a `Date` holds exactly (SqlTable's `dates`). */
   dates?: string[];
-  /** The "ordered" columns whose numbers the driver gives as ISO text (SqlTable's `isoNumbers`). */
-  isoNumbers?: string[];
+  /** The "ordered" columns whose numbers the driver gives as text (SqlTable's `numberTexts`). */
+  numberTexts?: Record<string, NumberText>;
   /** The instant columns read in Prisma's pg form (SqlTable's `isoInstants`). */
   isoInstants?: Record<string, boolean>;
   /** A primary-key lookup: the key looked up (the result holds its row or nothing). */
@@ -83,8 +84,8 @@ export function resultPlan(shape: SqlShape, table: SqlTable | undefined): Result
   };
   const dates = table.dates?.filter((c) => columns.includes(c));
   if (dates?.length) plan.dates = dates;
-  const isoNumbers = table.isoNumbers?.filter((c) => columns.includes(c));
-  if (isoNumbers?.length) plan.isoNumbers = isoNumbers;
+  const texts = Object.entries(table.numberTexts ?? {}).filter(([c]) => columns.includes(c));
+  if (texts.length > 0) plan.numberTexts = Object.fromEntries(texts);
   const iso = Object.entries(table.isoInstants ?? {}).filter(([c]) => columns.includes(c));
   if (iso.length > 0) plan.isoInstants = Object.fromEntries(iso);
   // A lookup's other conditions (`id = ? AND deleted = 0`) are not kept: not patched.
@@ -128,8 +129,12 @@ export function patchResult(
         return typeof v === "number" && !Number.isInteger(v) && !exact(v);
       };
       if (plan.columns.some(inexact)) return undefined;
-      // A number the driver would give as ISO text: not made.
-      if (plan.isoNumbers?.some((c) => typeof row[c] === "number")) return undefined;
+      // A number the driver would give as ISO text: not made. One it gives as `String(n)`
+      // where the result's column holds other text is given as stored: the driver's result
+      // form makes it so (Prisma's D1 adapter: ResultForm's `patched`).
+      if (plan.columns.some((c) => numberText(plan, c) === "iso" && typeof row[c] === "number")) {
+        return undefined;
+      }
     }
   }
   const byColumn = columnRows(plan, raw);
@@ -179,6 +184,17 @@ export function patchResult(
   return { rows: dressed, tags, ...(next && { list: next }) };
 }
 
+/**
+ * How the driver gives the numbers of a plan's column, where as text. A plan kept by an
+ * earlier version in a shared tier lists its ISO columns as `isoNumbers`.
+ */
+function numberText(plan: ResultPlan, column: string): NumberText | undefined {
+  const earlier = (plan as { isoNumbers?: unknown }).isoNumbers;
+  if (Array.isArray(earlier) && earlier.includes(column)) return "iso";
+  const text = plan.numberTexts?.[column];
+  return text === "iso" || text === "decimal" ? text : undefined;
+}
+
 /** How the driver gives an instant column's values: the server's text, `Date`s, Prisma's text. */
 type InstantForm = "text" | "date" | "iso";
 
@@ -222,19 +238,17 @@ function driverForms(
         numbers = true;
       } else if (kind === "ordered") {
         // Numbers or text, as stored: a number shows the driver's integers are numbers.
-        if (Array.isArray(plan.isoNumbers) && plan.isoNumbers.includes(column)) {
-          if (asStored(v) === undefined) return undefined; // maybe a number, converted
+        const text = numberText(plan, column);
+        if (text) {
+          if (asStored(v, text) === undefined) return undefined; // maybe a number, converted
         } else if (typeof v === "number") numbers = true;
         else if (typeof v !== "string") return undefined;
       } else if (typeof v !== "string") return undefined;
     }
   }
-  // Numbers of an "ordered" column whose numbers come as ISO text are never shown.
+  // Numbers of an "ordered" column whose numbers come as text are not shown in their form.
   const needs = (k: PatchableKind, i: number) =>
-    k === "number" ||
-    k === "float" ||
-    (k === "ordered" &&
-      !(Array.isArray(plan.isoNumbers) && plan.isoNumbers.includes(plan.columns[i]!)));
+    k === "number" || k === "float" || (k === "ordered" && !numberText(plan, plan.columns[i]!));
   const shown = numbers || !plan.kinds.some(needs);
   return shown ? forms : undefined;
 }
@@ -245,7 +259,13 @@ function driverForms(
  */
 export function tableRows(plan: ResultPlan, raw: readonly unknown[]): Row[] | undefined {
   const rows = columnRows(plan, raw);
-  return rows && canonical(plan, rows);
+  // Not a page showing what may be a number the driver gave as text (ISO or decimal).
+  const stored = (row: Row) =>
+    plan.columns.every((c) => {
+      const text = numberText(plan, c);
+      return !text || row[c] === null || asStored(row[c], text) !== undefined;
+    });
+  return rows?.every(stored) ? canonical(plan, rows) : undefined;
 }
 
 function canonical(plan: ResultPlan, rows: Row[]): Row[] | undefined {

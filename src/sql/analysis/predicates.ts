@@ -3,6 +3,7 @@ import type { SqlDialect } from "./parse.ts";
 import {
   type FallbackReason,
   MAX_DISJUNCTS,
+  type NumberText,
   type SqlColumnKind,
   type TextCollation,
   type WideningReason,
@@ -96,8 +97,8 @@ export interface Scope {
   collations?: Readonly<Record<string, TextCollation>> | undefined;
   /** Its instant columns a `Date` holds exactly (SqlTable's `dates`). */
   dates?: readonly string[] | undefined;
-  /** Its "ordered" columns whose numbers come as ISO text (SqlTable's `isoNumbers`). */
-  isoNumbers?: readonly string[] | undefined;
+  /** Its "ordered" columns whose numbers come as text (SqlTable's `numberTexts`). */
+  numberTexts?: Readonly<Record<string, NumberText>> | undefined;
   /** Its instant columns read in Prisma's pg form (SqlTable's `isoInstants`). */
   isoInstants?: Readonly<Record<string, boolean>> | undefined;
   params: readonly unknown[];

@@ -23,6 +23,15 @@ export type { SqlDialect };
  */
 export type SqlColumnKind = "text" | "number" | "float" | "instant" | "ordered" | "other";
 
+/**
+ * How a driver gives the numbers stored in an "ordered" column: "iso", always as
+ * `Date#toISOString()` text (`2024-05-17T09:41:07.123Z`; Prisma's better-sqlite3 adapter,
+ * for a DATETIME); "decimal", as `String(number)` (`12`, `1.5`, `1e+21`) in a result whose
+ * column holds other text, as numbers in any other (Prisma's D1 adapter, which types a
+ * column by its values). Other values come as stored.
+ */
+export type NumberText = "iso" | "decimal";
+
 /** What is known of one table. */
 export interface SqlTable {
   /** Its single-column primary key; without one the table is registered at table level. */
@@ -46,12 +55,12 @@ export interface SqlTable {
    */
   dates?: readonly string[];
   /**
-   * Its "ordered" columns whose numbers the driver gives as `Date#toISOString()` text
-   * (`2024-05-17T09:41:07.123Z`; Prisma's better-sqlite3 adapter, for a DATETIME): a value
-   * of that form may be a number as stored, which SQLite orders before all text, so a
-   * result showing one is neither ordered by it nor patched (see forms.ts, `asStored`).
+   * Its "ordered" columns (and "number" ones, for "decimal") whose numbers the driver gives
+   * as text (see NumberText): a value
+   * of that text's form may be a number as stored, which SQLite orders before all text, so
+   * a result showing one is neither ordered by it nor patched (see forms.ts, `asStored`).
    */
-  isoNumbers?: readonly string[];
+  numberTexts?: Readonly<Record<string, NumberText>>;
   /**
    * Its "instant" columns (each: whether a timestamptz) whose values come as Prisma's pg
    * adapter gives them (`2024-05-17T09:41:07.123+00:00`), read in that form: only while
@@ -143,8 +152,8 @@ export interface ShapeLists {
   instants?: string[];
   /** Those of them whose values a `Date` holds exactly (SqlTable's `dates`). */
   dates?: string[];
-  /** Its "ordered" columns whose numbers come as ISO text (SqlTable's `isoNumbers`). */
-  isoNumbers?: string[];
+  /** Its "ordered" columns whose numbers come as text (SqlTable's `numberTexts`). */
+  numberTexts?: Record<string, NumberText>;
   /** Its instant columns read in Prisma's pg form (SqlTable's `isoInstants`). */
   isoInstants?: Record<string, boolean>;
   /**

@@ -219,7 +219,9 @@ function analyse(
     instants: Object.keys(base.kinds).filter((c) => base.kinds[c] === "instant"),
   };
   if (base.dates?.length) lists.dates = [...base.dates];
-  if (base.isoNumbers?.length) lists.isoNumbers = [...base.isoNumbers];
+  if (base.numberTexts && Object.keys(base.numberTexts).length > 0) {
+    lists.numberTexts = { ...base.numberTexts };
+  }
   if (base.isoInstants) lists.isoInstants = { ...base.isoInstants };
   if (grouped) lists.grouping = "key";
   if (aggregate) lists.grouping = "aggregate";
@@ -393,7 +395,7 @@ function scopeOf(
     kinds: known?.columns ?? {},
     collations: known?.collations,
     dates: known?.dates,
-    isoNumbers: known?.isoNumbers,
+    numberTexts: known?.numberTexts,
     isoInstants: known?.isoInstants,
     params,
     dialect,
@@ -542,7 +544,8 @@ export function registrationOf(
   if (s.ordered && read && lastRow !== undefined && s.disjuncts.length > 0) {
     const values = s.sort.map((k) => {
       const v = plain(read(lastRow, k.column));
-      if (v !== null && s.isoNumbers?.includes(k.column)) return asStored(v);
+      const numberText = s.numberTexts?.[k.column];
+      if (v !== null && numberText) return asStored(v, numberText);
       if (v === null || !s.instants?.includes(k.column)) return v;
       return canonicalInstant(v, instantReading(k.column, s));
     });

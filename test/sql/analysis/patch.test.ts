@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { WriteEvent } from "../../../src/core/deps/planner.ts";
-import { patchResult, resultPlan } from "../../../src/sql/analysis/patch.ts";
+import { patchResult, resultPlan, tableRows } from "../../../src/sql/analysis/patch.ts";
 import { registrationOf, type SqlTable, sqlShape } from "../../../src/sql/analysis/shapes.ts";
 
 // Which query results are patched in place, and when a patch declines (the entry is then
@@ -98,5 +98,40 @@ describe("patchResult", () => {
 
   it("a captured row without one of the result's columns (the table changed) is not patched", () => {
     expect(patch([{ table: "items", op: "insert", new: { id: 3, x: 3 } }])).toBeUndefined();
+  });
+});
+
+describe("tableRows (another cached page of the list, read to patch one beside it)", () => {
+  // Prisma's D1 adapter: `at` is DATETIME, its numbers given as text where it holds text.
+  const events: SqlTable = {
+    primaryKey: "id",
+    columns: { id: "number", at: "ordered" },
+    numberTexts: { at: "decimal" },
+  };
+  const plan = resultPlan(
+    sqlShape("select id, at from events order by at desc, id limit 2", [], "sqlite", (t) =>
+      t === "events" ? events : undefined,
+    ),
+    events,
+  )!;
+
+  it("reads a page whose values are as stored; not one showing a number given as text", () => {
+    expect(plan.numberTexts).toEqual({ at: "decimal" });
+    expect(
+      tableRows(plan, [
+        [2, "b"],
+        [1, 5],
+      ]),
+    ).toEqual([
+      { id: 2, at: "b" },
+      { id: 1, at: 5 },
+    ]);
+    // "5" may be the number 5, which SQLite orders before all text.
+    expect(
+      tableRows(plan, [
+        [2, "b"],
+        [1, "5"],
+      ]),
+    ).toBeUndefined();
   });
 });
