@@ -67,7 +67,7 @@ import { BenchRedis } from "./lib/redis.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
 import { generateSequence, type Op, type WriteOp } from "./workload/generate.ts";
-import { Client } from "./workload/run.ts";
+import { Client, readAll } from "./workload/run.ts";
 import type { Strategy } from "./workload/strategies.ts";
 import { prepareDatabase, quantile, round } from "./workload/workload.ts";
 
@@ -84,6 +84,8 @@ const KINDS = [
 type Kind = (typeof KINDS)[number];
 /** Pairs of CPU asks with nothing between them: the cost of asking, subtracted. */
 const EMPTY_PAIRS = 200;
+/** Requests at once while warming (reads only; the measured requests go one at a time). */
+const WARM_CONNECTIONS = 4;
 /** One read in this many is measured (each measurement costs two more requests). */
 const READ_SAMPLE = 10;
 
@@ -336,7 +338,7 @@ async function startNode(
       ...(options.cacheFile ? ["--cache-file", join(dir, `${name}.cache.db`)] : []),
     ],
   });
-  return new Node(code, new Client(server.url, 1));
+  return new Node(code, new Client(server.url, WARM_CONNECTIONS));
 }
 
 /**
@@ -361,8 +363,8 @@ function sequenceLength(ratio: number, requests: number): number {
 }
 
 /**
- * Warms nodes, each with its sequence: every read once, then, in step, the sequence's
- * prefix (unmeasured; `each` sees each prefix op after the nodes, so the bare SQL follows),
+ * Warms nodes, each with its sequence: every read once, then the sequence's prefix
+ * (unmeasured; `each` sees each of its ops, so the bare SQL follows its writes),
  * then the cold paths once (after the prefix, so they are in the cache when measuring
  * starts, as the run caches them). Then the cost of asking each node for its CPU, and its
  * counters from here on.
@@ -379,24 +381,42 @@ async function warmNodes(
       const reads = new Set(
         sequences[i]!.reads.filter((o) => o.kind === "read").map((o) => o.path),
       );
-      for (const path of reads) await node.client.send("GET", path);
+      await readAll(node.client, [...reads], WARM_CONNECTIONS);
     }),
   );
-  const longest = Math.max(...sequences.map((s) => s.prefix.length));
-  for (let at = 0; at < longest; at++) {
-    // Nodes on one sequence get one body (each body takes the row's next version).
-    const bodies = new Map<object, unknown>();
-    for (const [i, node] of nodes.entries()) {
-      const sequence = sequences[i]!;
-      const op = sequence.prefix[at];
-      if (!op) continue;
-      if (!bodies.has(sequence)) {
-        bodies.set(sequence, op.kind === "write" ? bodyOf(op, versions[i]!) : undefined);
-        if (i === 0) each?.(op, bodies.get(sequence));
-      }
-      await node.send(op, bodies.get(sequence), false);
-    }
+  // Each sequence's bodies once (each takes its row's next version), in order: nodes on one
+  // sequence get the same ones, and `each` sees every op.
+  const bodies = new Map<object, unknown[]>();
+  for (const [i, sequence] of sequences.entries()) {
+    if (bodies.has(sequence)) continue;
+    bodies.set(
+      sequence,
+      sequence.prefix.map((op) => {
+        const body = op.kind === "write" ? bodyOf(op, versions[i]!) : undefined;
+        each?.(op, body);
+        return body;
+      }),
+    );
   }
+  // Unmeasured, so each node at its own pace: writes one at a time in order, the reads
+  // between two writes WARM_CONNECTIONS at a time.
+  await Promise.all(
+    nodes.map(async (node, i) => {
+      const { prefix } = sequences[i]!;
+      const made = bodies.get(sequences[i]!)!;
+      let reads: string[] = [];
+      for (const [at, op] of prefix.entries()) {
+        if (op.kind === "read") {
+          reads.push(op.path);
+          continue;
+        }
+        await readAll(node.client, reads, WARM_CONNECTIONS);
+        reads = [];
+        await node.send(op, made[at], false);
+      }
+      await readAll(node.client, reads, WARM_CONNECTIONS);
+    }),
+  );
   await Promise.all(
     nodes.map(async (node) => {
       for (const path of coldPaths) await node.client.send("GET", path);
