@@ -17,7 +17,8 @@
  *                                          # writes less at 1%, over the shares' difference
  *
  * --against takes a checkout (e.g. `git worktree add ../before <commit>` with node_modules
- * linked) whose bench/servers/workload-server.ts answers /_bench/cpu: commit b70f964 or later.
+ * linked) whose bench/servers/workload-server.ts answers /_bench/cpu: commit b70f964 or later
+ * (with --cache-file, one whose workload-server.ts takes --cache-file: a9ae4e2 or later).
  *
  * One node (the data API over SQLite, bench/servers/workload-server.ts) is warmed with
  * every read of the workload's sequence (bench/workload/, 20,000 requests at the write
