@@ -11,13 +11,21 @@
  *   npm run bench:writes -- --scan --lists 0,1000,10000   # the large-cache curve (issue 44)
  *   npm run bench:writes -- --touched 0,100,1000   # lists every user insert reaches
  *   npm run bench:writes -- --redis redis://127.0.0.1:6379   # each node on the Redis log and tier
+ *   npm run bench:writes -- --cache-file   # each node with a cache file (the SQLite tier)
+ *   npm run bench:writes -- --scan --redis redis://127.0.0.1:6379 --cache-file --ratios 0.01,0.1
+ *                                          # and issue 44's measure: CPU per request at 10%
+ *                                          # writes less at 1%, over the shares' difference
  *
  * --against takes a checkout (e.g. `git worktree add ../before <commit>` with node_modules
- * linked) whose bench/servers/workload-server.ts answers /_bench/cpu: commit b70f964 or later.
+ * linked) whose bench/servers/workload-server.ts answers /_bench/cpu: commit b70f964 or later
+ * (with --cache-file, one whose workload-server.ts takes --cache-file: a9ae4e2 or later).
  *
  * One node (the data API over SQLite, bench/servers/workload-server.ts) is warmed with
  * every read of the workload's sequence (bench/workload/, 20,000 requests at the write
- * ratio), then the first `--requests` of that sequence are sent one at a time. Around each
+ * ratio), then with the sequence itself up to its `--warm-writes`-th write (400: V8 compiles
+ * the write path there, not in the measured writes; the database, the versions and the bare
+ * SQL's copy follow those writes too), then the next `--requests` of that sequence are sent
+ * one at a time. Around each
  * write, and around every tenth read, the driver asks the node for its own CPU time
  * (`process.cpuUsage`) once its background work (rehydration) is done: the difference is
  * that request's CPU, rehydration included, less the cost of asking (pairs of asks with
@@ -34,7 +42,16 @@
  * each window at its head), for the cost of each entry a write does touch. With `--redis`, each
  * node is one of a deployment on Redis (its change log and a shared tier, under a fresh
  * prefix dropped after), as `edgecache serve --redis` wires it: a write's CPU then
- * includes the log's calls and the shared tier's deletes.
+ * includes the log's calls and the shared tier's deletes. With `--cache-file`, each node
+ * has a cache file (the SQLite tier) between its memory and Redis, as `edgecache serve` does.
+ *
+ * Issue 44's measure (`--ratios 0.01,0.1`): one node per ratio, each on the sequence at that
+ * ratio (same seed), warmed the same way (its reads, then its sequence up to its
+ * `--warm-writes`-th write), then `--ratio-requests` requests of each sent in step, one to
+ * each node in turn, with the node's CPU taken once before and once after (drained): CPU per
+ * request at each ratio, and a write's CPU, rehydration and the misses it causes included,
+ * as the difference of the two over the difference of their write shares (the issue's
+ * `(at 10% - at 1%) / 0.09`, with the shares the sequences really have).
  */
 
 import { spawnSync } from "node:child_process";
@@ -51,7 +68,7 @@ import { BenchRedis } from "./lib/redis.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
 import { generateSequence, type Op, type WriteOp } from "./workload/generate.ts";
-import { Client } from "./workload/run.ts";
+import { Client, readAll } from "./workload/run.ts";
 import type { Strategy } from "./workload/strategies.ts";
 import { prepareDatabase, quantile, round } from "./workload/workload.ts";
 
@@ -68,6 +85,8 @@ const KINDS = [
 type Kind = (typeof KINDS)[number];
 /** Pairs of CPU asks with nothing between them: the cost of asking, subtracted. */
 const EMPTY_PAIRS = 200;
+/** Requests at once while warming (reads only; the measured requests go one at a time). */
+const WARM_CONNECTIONS = 4;
 /** One read in this many is measured (each measurement costs two more requests). */
 const READ_SAMPLE = 10;
 
@@ -94,6 +113,10 @@ const { options, out } = readFlags(() => {
       lists: { type: "string", default: "0" },
       touched: { type: "string", default: "0" },
       redis: { type: "string" },
+      "cache-file": { type: "boolean", default: false },
+      "warm-writes": { type: "string", default: "400" },
+      ratios: { type: "string" },
+      "ratio-requests": { type: "string", default: "10000" },
       out: { type: "string", default: "bench/results/writes" },
     },
   });
@@ -105,6 +128,13 @@ const { options, out } = readFlags(() => {
     }
     return s as Measured;
   });
+  const ratios = values.ratios?.split(",").map(Number);
+  if (
+    ratios &&
+    (ratios.length !== 2 || !ratios.every((r) => r > 0 && r < 1) || ratios[0]! >= ratios[1]!)
+  ) {
+    fail(`--ratios: expected two write shares, lower first, like 0.01,0.1, got ${values.ratios}`);
+  }
   return {
     options: {
       users: positiveInt("users", values.users),
@@ -117,6 +147,10 @@ const { options, out } = readFlags(() => {
       cpuProf: values["cpu-prof"],
       scan: values.scan,
       redis: values.redis,
+      cacheFile: values["cache-file"],
+      warmWrites: count("warm-writes", values["warm-writes"]),
+      ratios: ratios as [number, number] | undefined,
+      ratioRequests: positiveInt("ratio-requests", values["ratio-requests"]),
       lists: counts("lists", values.lists),
       touched: counts("touched", values.touched, MAX_LIMIT),
       against: values.against && resolve(values.against),
@@ -125,6 +159,12 @@ const { options, out } = readFlags(() => {
     out: values.out,
   };
 });
+
+/** A flag's count (0 or more). */
+function count(flag: string, text: string): number {
+  if (!/^\d+$/.test(text)) fail(`--${flag}: expected a count, got ${text}`);
+  return Number(text);
+}
 
 /** A flag's comma-separated counts (each at most `max`). */
 function counts(flag: string, text: string, max = Number.POSITIVE_INFINITY): number[] {
@@ -239,16 +279,17 @@ class Node {
   }
 
   /** Sends one request and records its CPU (if `measured`). */
-  async send(op: Op, body: unknown, measured: boolean): Promise<void> {
+  async send(op: Op, body: unknown, measured: boolean): Promise<{ cacheStatus: string }> {
     const before = measured ? await this.cpu() : 0;
     const reply = await this.client.send(op.kind === "write" ? op.method : "GET", op.path, body);
     if (op.kind === "write" && reply.status >= 300) {
       fail(`${this.code}: ${op.method} ${op.path}: ${reply.status} ${reply.body}`);
     }
-    if (!measured) return;
+    if (!measured) return reply;
     const us = Math.max(0, (await this.cpu()) - before - this.askUs);
     if (op.kind === "write") this.writes.get(kindOf(op))!.push(us);
     else (reply.cacheStatus.startsWith("edgecache; hit") ? this.hits : this.misses).push(us);
+    return reply;
   }
 
   async result(): Promise<NodeRun> {
@@ -266,6 +307,134 @@ class Node {
   }
 }
 
+/** The nodes' Redis prefixes of this run, dropped when it is done. */
+type Prefixes = string[];
+
+/**
+ * Starts a node of the checkout at `root` on its own copy of the database, with its own
+ * Redis prefix (--redis) and its own cache file (--cache-file).
+ */
+async function startNode(
+  name: string,
+  code: string,
+  root: string,
+  template: string,
+  strategy: Measured,
+  prefixes: Prefixes,
+): Promise<Node> {
+  const dir = makeTmpDir();
+  const db = join(dir, `${name}.db`);
+  copyFileSync(template, db);
+  const prefix = redis?.freshPrefix();
+  if (prefix) prefixes.push(prefix);
+  const server = await startServer({
+    name: `writes-${name}`,
+    cwd: root,
+    argv: [
+      "--import",
+      "tsx",
+      join(root, "bench", "servers", "workload-server.ts"),
+      ...["--db", db, "--strategy", strategy],
+      ...(prefix ? ["--redis", redis!.url, "--prefix", prefix] : []),
+      ...(options.cacheFile ? ["--cache-file", join(dir, `${name}.cache.db`)] : []),
+    ],
+  });
+  return new Node(code, new Client(server.url, WARM_CONNECTIONS));
+}
+
+/**
+ * A sequence cut where measuring starts: `prefix` up to and with its `warmWrites`-th write
+ * (sent unmeasured, so V8 has compiled the write path before the measured writes), then the
+ * next `requests` ops.
+ */
+function afterWarmWrites(sequence: Op[], requests: number): { prefix: Op[]; ops: Op[] } {
+  let writes = 0;
+  let at = 0;
+  while (writes < options.warmWrites && at < sequence.length) {
+    if (sequence[at++]!.kind === "write") writes++;
+  }
+  const ops = sequence.slice(at, at + requests);
+  if (ops.length < requests) fail(`--requests: the sequence ends before ${at + requests} requests`);
+  return { prefix: sequence.slice(0, at), ops };
+}
+
+/** How long a sequence at `ratio` must be for the warm writes and then `requests` more. */
+function sequenceLength(ratio: number, requests: number): number {
+  return Math.ceil((options.warmWrites / ratio) * 1.5) + requests + 1000;
+}
+
+/**
+ * Warms nodes, each with its sequence: every read once, then the sequence's prefix
+ * (unmeasured; `each` sees each of its ops, so the bare SQL follows its writes),
+ * then the cold paths once (after the prefix, so they are in the cache when measuring
+ * starts, as the run caches them). Then the cost of asking each node for its CPU, and its
+ * counters from here on.
+ */
+async function warmNodes(
+  nodes: readonly Node[],
+  sequences: readonly { reads: Op[]; prefix: Op[] }[],
+  coldPaths: readonly string[],
+  versions: Map<string, number>[],
+  each?: (op: Op, body: unknown) => void,
+): Promise<void> {
+  await Promise.all(
+    nodes.map(async (node, i) => {
+      const reads = new Set(
+        sequences[i]!.reads.filter((o) => o.kind === "read").map((o) => o.path),
+      );
+      await readAll(node.client, [...reads], WARM_CONNECTIONS);
+    }),
+  );
+  // Each sequence's bodies once (each takes its row's next version), in order: nodes on one
+  // sequence get the same ones, and `each` sees every op.
+  const bodies = new Map<object, unknown[]>();
+  for (const [i, sequence] of sequences.entries()) {
+    if (bodies.has(sequence)) continue;
+    bodies.set(
+      sequence,
+      sequence.prefix.map((op) => {
+        const body = op.kind === "write" ? bodyOf(op, versions[i]!) : undefined;
+        each?.(op, body);
+        return body;
+      }),
+    );
+  }
+  // Unmeasured, so each node at its own pace: writes one at a time in order, the reads
+  // between two writes WARM_CONNECTIONS at a time.
+  await Promise.all(
+    nodes.map(async (node, i) => {
+      const { prefix } = sequences[i]!;
+      const made = bodies.get(sequences[i]!)!;
+      let reads: string[] = [];
+      for (const [at, op] of prefix.entries()) {
+        if (op.kind === "read") {
+          reads.push(op.path);
+          continue;
+        }
+        await readAll(node.client, reads, WARM_CONNECTIONS);
+        reads = [];
+        await node.send(op, made[at], false);
+      }
+      await readAll(node.client, reads, WARM_CONNECTIONS);
+    }),
+  );
+  await Promise.all(
+    nodes.map(async (node) => {
+      for (const path of coldPaths) await node.client.send("GET", path);
+    }),
+  );
+  // The cost of asking: pairs with nothing between them.
+  for (const node of nodes) {
+    const asks: number[] = [];
+    for (let i = 0; i < EMPTY_PAIRS; i++) {
+      const before = await node.cpu();
+      asks.push((await node.cpu()) - before);
+    }
+    node.askUs = quantile(asks, 0.5);
+    await node.begin();
+  }
+}
+
 /**
  * Runs the ops through a node of each checkout in step (each request to one node, then to
  * the next), so a load the machine carries at some moment weighs on all alike, and the
@@ -275,7 +444,7 @@ async function measureStrategy(
   template: string,
   strategy: Measured,
   warm: Op[],
-  ops: Op[],
+  cut: { prefix: Op[]; ops: Op[] },
   cold: { paths: string[]; lists: number; touched: number },
 ): Promise<StrategyRun> {
   const codes = [
@@ -283,55 +452,32 @@ async function measureStrategy(
     ...(options.against ? [{ code: "against", root: options.against }] : []),
   ];
   const nodes: Node[] = [];
-  const prefixes: string[] = [];
+  const prefixes: Prefixes = [];
   try {
     for (const { code, root } of codes) {
-      const db = join(makeTmpDir(), `${strategy}-${code}.db`);
-      copyFileSync(template, db);
-      const prefix = redis?.freshPrefix();
-      if (prefix) prefixes.push(prefix);
-      const server = await startServer({
-        name: `writes-${strategy}-${code}`,
-        cwd: root,
-        argv: [
-          "--import",
-          "tsx",
-          join(root, "bench", "servers", "workload-server.ts"),
-          ...["--db", db, "--strategy", strategy],
-          ...(prefix ? ["--redis", redis!.url, "--prefix", prefix] : []),
-        ],
-      });
-      nodes.push(new Node(code, new Client(server.url, 1)));
+      nodes.push(await startNode(`${strategy}-${code}`, code, root, template, strategy, prefixes));
     }
     for (const prefix of prefixes) await redis!.logOlderThan(prefix, DEFAULT_LEASE_MS);
-    const reads = [
-      ...new Set(warm.filter((o) => o.kind === "read").map((o) => o.path)),
-      ...cold.paths,
-    ];
-    await Promise.all(
-      nodes.map(async (node) => {
-        for (const path of reads) await node.client.send("GET", path);
-      }),
+    const bare = new BareSql(template);
+    // One sequence and version map for all: every node gets the same bodies.
+    const versions = new Map<string, number>();
+    const sequence = { reads: warm, prefix: cut.prefix };
+    await warmNodes(
+      nodes,
+      nodes.map(() => sequence),
+      cold.paths,
+      nodes.map(() => versions),
+      (op, body) => {
+        if (op.kind === "write") bare.run(op, body as Record<string, unknown> | undefined, false);
+      },
     );
-    // The cost of asking: pairs with nothing between them.
-    for (const node of nodes) {
-      const asks: number[] = [];
-      for (let i = 0; i < EMPTY_PAIRS; i++) {
-        const before = await node.cpu();
-        asks.push((await node.cpu()) - before);
-      }
-      node.askUs = quantile(asks, 0.5);
-      await node.begin();
-    }
     const profile = options.cpuProf && resolve(ROOT, options.cpuProf, `${strategy}.cpuprofile`);
     if (profile) {
       mkdirSync(dirname(profile), { recursive: true });
       await nodes[0]!.client.send("POST", "/_bench/profile");
     }
-    const bare = new BareSql(template);
-    const versions = new Map<string, number>();
     let readNo = 0;
-    for (const op of ops) {
+    for (const op of cut.ops) {
       const measured = op.kind === "write" || readNo++ % READ_SAMPLE === 0;
       const body = op.kind === "write" ? bodyOf(op, versions) : undefined;
       for (const node of nodes) await node.send(op, body, measured);
@@ -348,6 +494,111 @@ async function measureStrategy(
       nodes: await Promise.all(nodes.map((n) => n.result())),
       bareSql: byKind(bare.samples),
       ...(profile && profiles(profile)),
+    };
+  } finally {
+    for (const node of nodes) node.client.close();
+    await stopAll();
+    for (const prefix of prefixes) await redis!.drop(prefix);
+  }
+}
+
+/** Issue 44's measure at one write share: one node's CPU over the measured requests. */
+interface RatioRun {
+  ratio: number;
+  requests: number;
+  /** Writes among the measured requests (the share the sequence really has). */
+  writes: number;
+  /** Reads answered from the cache. */
+  hits: number;
+  /** The node's CPU over the measured requests, drained after, us. */
+  cpuUs: number;
+  perRequestUs: number;
+  rehydrations: number;
+  patches: number;
+  invalidations: number;
+}
+
+interface RatioMeasure {
+  strategy: Measured;
+  lists: number;
+  touched: number;
+  runs: [RatioRun, RatioRun];
+  /** (CPU per request at the higher share - at the lower) / (the shares' difference), us. */
+  writeUs: number;
+  /** The same over the nominal difference (the issue's `/ 0.09`), us. */
+  writeUsNominal: number;
+}
+
+/**
+ * Issue 44's measure: a node per write share, each on the sequence at its share (same seed),
+ * warmed alike, then the same number of requests of each in step; the node's CPU once
+ * before and once after. A write's CPU is what the higher share costs per request more than
+ * the lower, over the difference of the shares: its own work, the misses it leaves, the
+ * rehydration it starts.
+ */
+async function measureRatios(
+  template: string,
+  data: Parameters<typeof generateSequence>[0],
+  strategy: Measured,
+  cold: { paths: string[]; lists: number; touched: number },
+): Promise<RatioMeasure> {
+  const ratios = options.ratios!;
+  const sequences = ratios.map((ratio) => {
+    const sequence = generateSequence(data, {
+      requests: sequenceLength(ratio, options.ratioRequests),
+      writeRatio: ratio,
+      seed: options.seed,
+    });
+    return { reads: sequence, ...afterWarmWrites(sequence, options.ratioRequests) };
+  });
+  const nodes: Node[] = [];
+  const prefixes: Prefixes = [];
+  try {
+    for (const ratio of ratios) {
+      nodes.push(
+        await startNode(`${strategy}-at-${ratio}`, `${ratio}`, ROOT, template, strategy, prefixes),
+      );
+    }
+    for (const prefix of prefixes) await redis!.logOlderThan(prefix, DEFAULT_LEASE_MS);
+    const versions = ratios.map(() => new Map<string, number>());
+    await warmNodes(nodes, sequences, cold.paths, versions);
+    const before = await Promise.all(nodes.map((n) => n.cpu()));
+    const hits = ratios.map(() => 0);
+    for (let at = 0; at < options.ratioRequests; at++) {
+      for (const [i, node] of nodes.entries()) {
+        const op = sequences[i]!.ops[at]!;
+        const body = op.kind === "write" ? bodyOf(op, versions[i]!) : undefined;
+        const reply = await node.send(op, body, false);
+        if (reply.cacheStatus.startsWith("edgecache; hit")) hits[i]!++;
+      }
+    }
+    const runs = await Promise.all(
+      nodes.map(async (node, i): Promise<RatioRun> => {
+        const cpuUs = (await node.cpu()) - before[i]!;
+        const counters = await node.result();
+        const ops = sequences[i]!.ops;
+        return {
+          ratio: ratios[i]!,
+          requests: ops.length,
+          writes: ops.filter((o) => o.kind === "write").length,
+          hits: hits[i]!,
+          cpuUs,
+          perRequestUs: cpuUs / ops.length,
+          rehydrations: counters.rehydrations,
+          patches: counters.patches,
+          invalidations: counters.invalidations,
+        };
+      }),
+    );
+    const [lo, hi] = runs as [RatioRun, RatioRun];
+    const extra = hi.perRequestUs - lo.perRequestUs;
+    return {
+      strategy,
+      lists: cold.lists,
+      touched: cold.touched,
+      runs: [lo, hi],
+      writeUs: extra / (hi.writes / hi.requests - lo.writes / lo.requests),
+      writeUsNominal: extra / (hi.ratio - lo.ratio),
     };
   } finally {
     for (const node of nodes) node.client.close();
@@ -384,7 +635,8 @@ class BareSql {
     this.#db.pragma("foreign_keys = ON");
   }
 
-  run(op: WriteOp, body: Record<string, unknown> | undefined): void {
+  /** Runs a write's statements; `measured`: records their CPU (else only keeps in step). */
+  run(op: WriteOp, body: Record<string, unknown> | undefined, measured = true): void {
     const started = process.cpuUsage();
     this.#db
       .transaction(() => {
@@ -408,6 +660,7 @@ class BareSql {
         this.#prepared(`DELETE FROM ${op.table} WHERE id = ? RETURNING *`).get(op.id);
       })
       .immediate();
+    if (!measured) return;
     const used = process.cpuUsage(started);
     this.samples.get(kindOf(op))!.push(used.user + used.system);
   }
@@ -465,7 +718,43 @@ function curve(runs: StrategyRun[]): string[] {
   return lines;
 }
 
-function markdown(runs: StrategyRun[], seconds: number) {
+/** Issue 44's measure beside the per-write figure of the same strategy and lists. */
+function ratioTable(measures: RatioMeasure[], runs: StrategyRun[]): string[] {
+  const us = (n: number) => Math.round(n).toLocaleString("en-US");
+  const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
+  const [lo, hi] = options.ratios!.map((r) => `${r * 100}%`);
+  const lines = [
+    `| strategy | more lists | touched | CPU per request at ${lo} (us) | writes | hit rate | at ${hi} (us) | writes | hit rate | **a write** (us) | over the nominal ${round((options.ratios![1] - options.ratios![0]) * 100, 1)} points | a write measured one by one, mean (p50) |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const m of measures) {
+    const [a, b] = m.runs;
+    const one = runs
+      .find((r) => r.strategy === m.strategy && r.lists === m.lists && r.touched === m.touched)
+      ?.nodes.find((n) => n.code === "this")?.writes.all;
+    const reads = (r: RatioRun) => Math.max(1, r.requests - r.writes);
+    lines.push(
+      `| ${m.strategy} | ${m.lists.toLocaleString("en-US")} | ${m.touched.toLocaleString("en-US")} | ${us(a.perRequestUs)} | ${pct(a.writes / a.requests)} | ${pct(a.hits / reads(a))} | ${us(b.perRequestUs)} | ${pct(b.writes / b.requests)} | ${pct(b.hits / reads(b))} | **${us(m.writeUs)}** | ${us(m.writeUsNominal)} | ${one ? `${us(one.mean)} (${us(one.p50)})` : "–"} |`,
+    );
+  }
+  lines.push("");
+  for (const m of measures) {
+    for (const r of m.runs) {
+      lines.push(
+        `${m.strategy}, ${m.lists.toLocaleString("en-US")} more lists, ${m.touched.toLocaleString("en-US")} touched, at ${r.ratio * 100}%: ${r.requests.toLocaleString("en-US")} requests, node CPU ${us(r.cpuUs / 1000)} ms; ${r.invalidations} invalidations, ${r.patches} patches, ${r.rehydrations} rehydrations.`,
+        "",
+      );
+    }
+  }
+  return lines;
+}
+
+function markdown(
+  runs: StrategyRun[],
+  measures: RatioMeasure[],
+  cut: { prefix: Op[] },
+  seconds: number,
+) {
   const us = (n: number) => Math.round(n).toLocaleString("en-US");
   const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}` : "–");
   const lines: string[] = [];
@@ -522,9 +811,9 @@ ${new Date().toISOString()}, ${describeCode(git)}${options.against ? ` against t
     .map((x) => x.toFixed(1))
     .join(" ")} at the end. ${seconds} s in all.
 
-One node: the data API over SQLite with one memory tier${options.redis ? ", on Redis (the change log and a shared tier behind memory, under a fresh prefix, as `edgecache serve --redis` wires them)" : ""} (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then the first ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.${options.scan ? " After the warm-up the node also caches a client's start-up scan of the users: two 1,000-row pages, never read again." : ""}${options.lists.some((n) => n > 0) ? " With more lists: that many lists of users without an equality filter cached after the warm-up (`id[gte]=<id>&limit=5`), never read again; a user's write sorts into five at most." : ""}${options.touched.some((n) => n > 0) ? " With touched lists: that many lists of the newest users cached after the warm-up (`sort=-createdAt&limit=<1..n>`), never read again; every user insert enters each of them." : ""}
+One node: the data API over SQLite with one memory tier${options.cacheFile ? " and a cache file (the SQLite tier, as `edgecache serve` puts one beside its database)" : ""}${options.redis ? ", on Redis (the change log and a shared tier behind memory, under a fresh prefix, as `edgecache serve --redis` wires them)" : ""} (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then with that sequence itself up to its ${options.warmWrites.toLocaleString("en-US")}th write (${cut.prefix.length.toLocaleString("en-US")} requests, unmeasured, so that V8 compiles the write path there and the figures are a warm node's; the database, the bare SQL's copy and the rows' versions follow those writes), then the next ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.${options.scan ? " After the warm-up the node also caches a client's start-up scan of the users: two 1,000-row pages, never read again." : ""}${options.lists.some((n) => n > 0) ? " With more lists: that many lists of users without an equality filter cached after the warm-up (`id[gte]=<id>&limit=5`), never read again; a user's write sorts into five at most." : ""}${options.touched.some((n) => n > 0) ? " With touched lists: that many lists of the newest users cached after the warm-up (`sort=-createdAt&limit=<1..n>`), never read again; every user insert enters each of them." : ""}
 
-${runs.length > options.strategies.length ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
+${measures.length > 0 ? `## Issue 44's measure: CPU per request at ${options.ratios![0] * 100}% and ${options.ratios![1] * 100}% writes\n\nA node per write share, each on the workload's sequence at that share (seed ${options.seed}), warmed alike (every read of its sequence${options.scan ? " and the scan's pages" : ""}, then its sequence up to its ${options.warmWrites.toLocaleString("en-US")}th write), then ${options.ratioRequests.toLocaleString("en-US")} requests of each, sent in step (one to each node in turn, one at a time); the node's CPU (\`process.cpuUsage\`, drained) once before them and once after. **a write** is (CPU per request at the higher share - at the lower) / (the difference of the shares the two sequences really have): a write's own CPU, the misses it leaves and the rehydration it starts; the next column divides by the nominal difference, as the issue states it. Beside it, the same strategy's write measured one by one in the runs below.\n\n${ratioTable(measures, runs).join("\n")}\n` : ""}${runs.length > options.strategies.length ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
 Command:
 
 \`\`\`sh
@@ -540,21 +829,24 @@ await runBench(async () => {
   const started = Date.now();
   const log = (line: string) => console.log(line);
   const { template, data } = prepareDatabase(options, log);
+  // A longer sequence starts as the shorter one: the same seed draws the same requests.
   const warm = generateSequence(data, {
-    requests: options.warm,
+    requests: Math.max(options.warm, sequenceLength(options.ratio, options.requests)),
     writeRatio: options.ratio,
     seed: options.seed,
   });
-  const ops = warm.slice(0, options.requests);
+  const cut = afterWarmWrites(warm, options.requests);
   const scan = options.scan ? ["/v1/users?limit=1000", "/v1/users?limit=1000&offset=1000"] : [];
   const runs: StrategyRun[] = [];
+  const measures: RatioMeasure[] = [];
   const sizes = options.lists.flatMap((lists) =>
     options.touched.map((touched) => ({ lists, touched })),
   );
   for (const { lists, touched } of sizes) {
     const paths = [...scan, ...coldLists(data.users, lists), ...touchedLists(touched)];
     for (const strategy of options.strategies) {
-      const run = await measureStrategy(template, strategy, warm, ops, { paths, lists, touched });
+      const cold = { paths, lists, touched };
+      const run = await measureStrategy(template, strategy, warm, cut, cold);
       runs.push(run);
       for (const node of run.nodes) {
         log(
@@ -566,6 +858,17 @@ await runBench(async () => {
         }
       }
       log(`  bare SQL: every write p50 ${run.bareSql.all.p50} us`);
+      if (!options.ratios) continue;
+      const measure = await measureRatios(template, data, strategy, cold);
+      measures.push(measure);
+      for (const r of measure.runs) {
+        log(
+          `  at ${r.ratio * 100}% writes: ${round(r.perRequestUs, 0)} us per request (${r.writes} writes of ${r.requests}, ${r.hits} hits)`,
+        );
+      }
+      log(
+        `  a write, from the difference: ${round(measure.writeUs, 0)} us (over the nominal shares ${round(measure.writeUsNominal, 0)} us)`,
+      );
     }
   }
   const seconds = Math.round((Date.now() - started) / 1000);
@@ -579,8 +882,9 @@ await runBench(async () => {
       loadavg: loadavg(),
       options: { ...options },
       runs,
+      measures,
     },
-    markdown(runs, seconds),
+    markdown(runs, measures, cut, seconds),
   );
   log(`wrote ${path}.json and .md in ${seconds} s`);
   redis?.close();

@@ -6,13 +6,16 @@
  * and `POST /_bench/profile[?stop=file]` starts and writes a V8 CPU profile (bench:writes).
  * With `--redis`, it is one node of a deployment: the change log and a shared tier in Redis
  * under `--prefix` (as `edgecache serve --redis` wires them), behind its own memory tier;
- * it is ready once it holds its lease.
+ * it is ready once it holds its lease. With `--cache-file`, a cache file (the SQLite tier,
+ * locked as `edgecache serve` opens it) sits between the memory tier and Redis, as
+ * `edgecache serve` puts one beside its database by default.
  *
  * `--db` takes a SQLite path or a postgres:// URL; with `--capture`, change capture's
  * follower runs (installed by the driver), as `edgecache serve` runs it.
  *
  *   node --import tsx bench/servers/workload-server.ts --db /tmp/x/bench.db --strategy edgecache
  *   ... --strategy edgecache --redis redis://127.0.0.1:6379 --prefix bench-1a2b:
+ *   ... --strategy edgecache-rehydrate --cache-file /tmp/x/bench.cache.db
  *   ... --db postgres://postgres@127.0.0.1:5432/bench --strategy edgecache --capture
  *   ... --strategy no-cache --max-age 60   # an origin for a shared cache (bench:learn)
  */
@@ -38,6 +41,7 @@ import { isPostgresUrl, postgresSource } from "../../src/sources/postgres.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
+import { sqliteStore } from "../../src/stores/sqlite.ts";
 import { STRATEGIES, type Strategy } from "../workload/strategies.ts";
 import { onParentGone } from "./lifecycle.ts";
 
@@ -48,6 +52,7 @@ const { values } = parseArgs({
     redis: { type: "string" },
     prefix: { type: "string" },
     capture: { type: "boolean" },
+    "cache-file": { type: "string" },
     "reload-lists": { type: "boolean" },
     "max-age": { type: "string" },
   },
@@ -87,7 +92,16 @@ const cluster =
   values.redis === undefined
     ? undefined
     : await joinCluster({ url: values.redis, prefix: values.prefix }, `db:${values.db}`);
-const tiers = [store ? memoryStore() : nothing, ...(cluster?.shared ?? [])];
+const cacheFile = values["cache-file"];
+if (cacheFile !== undefined && !store) {
+  throw new Error(
+    `[bench] [workload-server] --cache-file: expected a caching strategy, got ${strategy}`,
+  );
+}
+// As src/adapter/node/modes/cache-file.ts opens it: repaired if damaged, locked for this node.
+const file =
+  cacheFile === undefined ? [] : [sqliteStore({ path: cacheFile, repair: true, exclusive: true })];
+const tiers = [store ? memoryStore() : nothing, ...file, ...(cluster?.shared ?? [])];
 const counts = { reads: 0, writes: 0 };
 const opened = isPostgresUrl(values.db)
   ? await postgresSource({ url: values.db, views: demoViews })
@@ -192,6 +206,7 @@ onParentGone(async () => {
   await source.close();
   // Leaves the log at once, so the other nodes' writes stop waiting for this one.
   await cluster?.close();
+  for (const tier of file) await tier.close();
   process.exit(0);
 });
 process.stdout.write(`${JSON.stringify({ url: running.url })}\n`);

@@ -6,10 +6,10 @@ import { clientKind } from "../sql/client-kind.ts";
 import { rowsOf } from "../sql/dialect.ts";
 import type { TransactionDriver } from "../sql/driver.ts";
 import {
-  captureInstalledSteps,
   captureStatusSteps,
   FORGET_OWN_SQL,
   installCaptureSteps,
+  type MarkedWrites,
   sqliteCaptureFeed,
   sqliteExecutorFeed,
   uninstallCaptureSteps,
@@ -194,12 +194,16 @@ class SqliteSource extends SqlSource<ColumnMeta, TableMeta> implements Capturing
 
 /**
  * Removes a recorded write's rows on the driver's connection (better-sqlite3's or our own:
- * never a libSQL client's). Without capture's table no row carries the mark: no
- * transaction to take for it.
+ * never a libSQL client's). A write whose transaction found no capture table has no rows
+ * carrying its mark: no statement to run for it.
  */
-async function forgetOn(driver: TransactionDriver, mark: string): Promise<void> {
+async function forgetOn(
+  driver: TransactionDriver & { marked: MarkedWrites },
+  mark: string,
+): Promise<void> {
+  // The write's own transaction found whether capture was installed (MarkedWrites).
+  if (!driver.marked.take(mark)) return;
   try {
-    if (!(await driver.read(captureInstalledSteps()))) return;
     await driver.transaction(rowsOf({ sql: FORGET_OWN_SQL, params: [mark] }));
   } catch {
     // Busy: the rows stay, and are captured after API_GRACE_MS (harmless).

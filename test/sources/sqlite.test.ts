@@ -657,6 +657,25 @@ describe("sqliteSource", () => {
     );
   });
 
+  describe("change capture's marks", () => {
+    it("a write made without capture installed asks the catalog once, in its own transaction, and nothing when recorded", async () => {
+      const path = dbFile((db) => db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, qty INTEGER)"));
+      const statements: string[] = [];
+      const db = new Database(path, { verbose: (sql) => statements.push(String(sql)) });
+      const s = sqliteSource({ database: db, views: [] });
+      opened.push(s);
+      const mark = "a-mark";
+      await s.insert("t", { qty: 1 }, { capture: mark });
+      await s.update("t", 1, { qty: 2 }, { capture: "another" });
+      await s.recorded(mark);
+      await s.recorded("another");
+      const catalog = statements.filter((sql) => /sqlite_master/.test(sql));
+      expect(catalog.filter((sql) => /_edgecache_changes/.test(sql))).toHaveLength(2);
+      expect(statements.filter((sql) => /DELETE/.test(sql))).toEqual([]);
+      db.close();
+    });
+  });
+
   describe("prefix with NUL", () => {
     it("matches the whole prefix, not the part before the NUL", async () => {
       const path = dbFile((db) => {

@@ -122,6 +122,34 @@ export function* ownMarked<T>(
   return result;
 }
 
+/** Marked writes kept at most while unrecorded (see MarkedWrites). */
+const MARKED_KEPT = 4096;
+
+/**
+ * The marks of the writes whose transaction marked rows (capture was installed then), until
+ * they are forgotten: a write that marked none has no rows to remove, as its own transaction
+ * found, so forgetting it asks the catalog nothing. A mark whose write is never recorded
+ * goes once MARKED_KEPT newer ones are held: its rows are captured after API_GRACE_MS, as a
+ * dead node's are.
+ */
+export class MarkedWrites {
+  readonly #marks = new Set<string>();
+
+  /** A write's `steps` with its rows marked `mark` (see ownMarked), noting it if any were. */
+  steps<T>(steps: Steps<T>, mark: string | undefined): Steps<T> {
+    if (mark === undefined) return steps;
+    return ownMarked(steps, mark, () => {
+      this.#marks.add(mark);
+      if (this.#marks.size > MARKED_KEPT) this.#marks.delete(this.#marks.values().next().value!);
+    });
+  }
+
+  /** Whether the write marked `mark` marked rows; forgets it. */
+  take(mark: string): boolean {
+    return this.#marks.delete(mark);
+  }
+}
+
 /**
  * What the capture feed needs of a SQLite connection, asynchronous so that any driver
  * fits: better-sqlite3 (see betterSqliteExecutor), libSQL's `client.execute`.

@@ -11,7 +11,7 @@ import {
 } from "../client.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
-import { ownMarked } from "./capture.ts";
+import { MarkedWrites, ownMarked } from "./capture.ts";
 import { MAX_IN_PARAMS, toEdgecacheError, whenNotBusy } from "./dialect.ts";
 import { openLibsqlFile } from "./own-connection.ts";
 import { SyncSqliteDriver } from "./sync-driver.ts";
@@ -60,7 +60,9 @@ interface LibsqlResult {
 export function libsqlDriver(
   client: LibsqlClientLike,
   options: { busyTimeout: number; file: () => Promise<string | undefined> },
-): TransactionDriver {
+): TransactionDriver & { marked: MarkedWrites } {
+  // Marked here, whichever connection runs the write (the inner driver sees no mark).
+  const marked = new MarkedWrites();
   let made: Promise<TransactionDriver> | undefined;
   const driver = () => {
     made ??= options.file().then((file) => {
@@ -87,7 +89,9 @@ export function libsqlDriver(
       return catalogColumns(this, table);
     },
     read: async (steps) => (await driver()).read(steps),
-    transaction: async (steps, writeOptions) => (await driver()).transaction(steps, writeOptions),
+    transaction: async (steps, writeOptions) =>
+      (await driver()).transaction(marked.steps(steps, writeOptions?.capture)),
+    marked,
     error: (cause) => toEdgecacheError(withExtendedCode(cause)),
     async close() {
       await (await made?.catch(() => undefined))?.close();

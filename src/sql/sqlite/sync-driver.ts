@@ -5,7 +5,7 @@ import { type CatalogColumn, catalogColumns, type SqlResult } from "../client.ts
 import type { ClientKind } from "../client-kind.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { runSteps, runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
-import { ownMarked } from "./capture.ts";
+import { MarkedWrites } from "./capture.ts";
 import { isBusy, MAX_IN_PARAMS, toEdgecacheError, whenNotBusy } from "./dialect.ts";
 import { PreparedStatements } from "./prepared.ts";
 
@@ -35,6 +35,8 @@ export class SyncSqliteDriver implements TransactionDriver {
   readonly #reopen: (() => Database.Database) | undefined;
   readonly #guest: boolean;
   readonly #statements = new PreparedStatements((sql) => this.#db.prepare(sql));
+  /** The writes whose rows change capture recorded under their mark. */
+  readonly marked = new MarkedWrites();
   /** busy_timeout read and set around each try (prepared once: a pragma() call compiles). */
   #timeout!: { read: Database.Statement; set: Map<number, Database.Statement> };
 
@@ -94,7 +96,9 @@ export class SyncSqliteDriver implements TransactionDriver {
   }
 
   async transaction<T>(steps: Steps<T>, options?: WriteOptions): Promise<T> {
-    return this.locked(() => runSteps(ownMarked(steps, options?.capture), (s) => this.#run(s)));
+    return this.locked(() =>
+      runSteps(this.marked.steps(steps, options?.capture), (s) => this.#run(s)),
+    );
   }
 
   error(cause: unknown): EdgecacheError {
