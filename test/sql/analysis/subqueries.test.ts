@@ -61,7 +61,7 @@ describe("subqueries, groups and counts: each table's rows reach the results the
           limit: 10,
         });
         expect(s.lists?.joins).toMatchObject([
-          { table: "users", kind: "parent", whole: "join" },
+          { table: "users", kind: "parent", whole: "key-not-selected" },
           { table: "article_tag", kind: "children", column: "article_id" },
         ]);
         expect(s.lists?.joins?.[1]?.whole).toBeUndefined();
