@@ -511,6 +511,22 @@ async function applyJoinWrite(h: Db, caches: Cache[], w: JoinWrite): Promise<voi
   for (const cache of caches) await cache.engine.applyWrite([event]);
 }
 
+/** Whether each query hit the cache, each result checked against the database (`fresh`). */
+async function hitsChecked(
+  cache: Cache,
+  db: AnyDb,
+  fresh: AnyDb,
+  queries: Record<string, (d: AnyDb) => Promise<unknown>>,
+): Promise<Record<string, boolean>> {
+  const hit: Record<string, boolean> = {};
+  for (const [name, q] of Object.entries(queries)) {
+    const before = cache.getStats().hits;
+    expect(await q(db), name).toEqual(await q(fresh));
+    hit[name] = cache.getStats().hits > before;
+  }
+  return hit;
+}
+
 function propertySuite(make: () => Db | Promise<Db>): void {
   let h: Db;
   let fresh: AnyDb;
@@ -692,16 +708,7 @@ function propertySuite(make: () => Db | Promise<Db>): void {
     await db.select().from(people);
     await db.select().from(pets);
     for (const q of Object.values(queries)) await q(db);
-    /** Whether each read hit, each checked against the database. */
-    const read = async () => {
-      const hit: Record<string, boolean> = {};
-      for (const [name, q] of Object.entries(queries)) {
-        const before = cache.getStats().hits;
-        expect(await q(db), name).toEqual(await q(fresh));
-        hit[name] = cache.getStats().hits > before;
-      }
-      return hit;
-    };
+    const read = () => hitsChecked(cache, db, fresh, queries);
     // Owner 1 changes: no pet leaves or enters either result.
     await applyJoinWrite(h, [cache], { table: "people", op: "put", id: 1, a: 7 });
     expect(await read()).toEqual({ counted: true, listed: true });
@@ -742,17 +749,41 @@ function propertySuite(make: () => Db | Promise<Db>): void {
       await q();
       hit[name] = cache.getStats().hits > hits;
     }
-    // Row 3 is not row 1, has a >= 2 and sorts after the first two: only the count goes.
-    expect(hit).toEqual({ row1: true, aBelow2: true, firstTwo: true, count: false });
-    expect(cache.getStats().hits - before).toBe(3);
-    // The count registers a list of its (no) conditions: exact, any write to items drops it.
-    expect(cache.getStats().registrations).toMatchObject({ exact: 5, widened: 0, table: 0 });
+    // Row 3 is not row 1, has a >= 2 and sorts after the first two; the count reads none of
+    // its columns, and an update keeps its key: all stay.
+    expect(hit).toEqual({ row1: true, aBelow2: true, firstTwo: true, count: true });
+    expect(cache.getStats().hits - before).toBe(4);
+    // The count registers a list of its (no) conditions: exact, any insert or delete drops it.
+    expect(cache.getStats().registrations).toMatchObject({ exact: 4, widened: 0, table: 0 });
     // A write that moves row 3 into the first two drops that page, not row 1's lookup.
     await applyWrite(h, cache, { op: "put", id: 3, a: 0, b: "z" });
     const hits = cache.getStats().hits;
     expect((await queries.firstTwo())[0].id).toBe(3);
     expect((await queries.row1())[0].id).toBe(1);
     expect(cache.getStats().hits - hits).toBe(1);
+  });
+
+  it("an update of columns a cached select does not read leaves it, even where its row matches", async () => {
+    await h.query("delete from items");
+    await h.query("insert into items (id, a, b) values (1, 1, 'ab'), (2, 7, 'b')");
+    const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all", reload: false });
+    const db = withTransactions(h.db(cache));
+    const t = h.items;
+    await db.select().from(t); // teaches the cache the table's key and columns
+    const n = sql<number>`count(*)`.mapWith(Number);
+    const queries = {
+      // Row 1 matches both: a < 5, and lower(b) = 'ab' (a condition the planner takes as TRUE).
+      byA: (d: AnyDb) => d.select({ n }).from(t).where(lt(t.a, 5)),
+      byB: (d: AnyDb) => d.select({ n }).from(t).where(sql`lower(${t.b}) = 'ab'`),
+    };
+    for (const q of Object.values(queries)) await q(db);
+    const read = () => hitsChecked(cache, db, fresh, queries);
+    // Row 1's b changes: the count by a stays; the one by b goes (its condition reads b).
+    await applyWrite(h, cache, { op: "put", id: 1, a: 1, b: "AB" });
+    expect(await read()).toEqual({ byA: true, byB: false });
+    // Row 1's a changes: the count by b stays; the one by a goes.
+    await applyWrite(h, cache, { op: "put", id: 1, a: 2, b: "AB" });
+    expect(await read()).toEqual({ byA: false, byB: true });
   });
 }
 

@@ -1,11 +1,10 @@
 import type { ListDependency } from "../../core/deps/planner.ts";
 import { rowTag } from "../../core/deps/planner.ts";
 import { matches } from "../../core/deps/predicate.ts";
+import { selectParts } from "./columns-read.ts";
 import {
   columnOf,
   Fallback,
-  forEachNode,
-  identifier,
   isNode,
   type Node,
   plain,
@@ -61,6 +60,8 @@ export interface JoinContext {
   grouped: boolean;
   /** Whether `expr` may read a column of the table called `names` (subqueries' own tables aside). */
   reads(expr: unknown, names: ReadonlySet<string>): boolean;
+  /** The columns of `j` that `parts` may read, or undefined (see `columnsRead`). */
+  columnsRead(parts: unknown, j: Scope): string[] | undefined;
 }
 
 const JOINS = new Set(["INNER JOIN", "JOIN", "LEFT JOIN", "LEFT OUTER JOIN"]);
@@ -117,7 +118,7 @@ function joinOf(ctx: JoinContext, i: number, from: Node, joins: ShapeJoin[]): Sh
     // Read by nothing but its key: a parent then changes the result only by coming or
     // going (an inner join's dangling reference completed, a parent deleted), whatever
     // its other columns do, and no key of it need be read from the result.
-    const read = columnsRead(select, j);
+    const read = ctx.columnsRead(selectParts(select), j);
     if (read?.every((c) => c === j.primaryKey)) return { ...link, existence: true };
     // A NULL-extended row names its (missing) parent only by the anchor's column.
     const anchorColumns = anchor ? anchor.columns : base.columns;
@@ -129,7 +130,7 @@ function joinOf(ctx: JoinContext, i: number, from: Node, joins: ShapeJoin[]): Sh
     // and by the columns that decide which rows are in it (its conditions, the joins hung
     // from it, the order under a window), which the reach lists name.
     const ons = (select.from as Node[]).map((f) => f.on);
-    const decides = columnsRead([select.where, ons, orderReads ? select.orderby : null], j);
+    const decides = ctx.columnsRead([select.where, ons, orderReads ? select.orderby : null], j);
     if (whereReads || orderReads || !decides) b.widened.add("join");
     const reach = split(select.where ? predicate(select.where, j) : TRUE);
     const deciding = decides?.filter((c) => c !== j.primaryKey);
@@ -160,32 +161,6 @@ function joinOf(ctx: JoinContext, i: number, from: Node, joins: ShapeJoin[]): Sh
     lookups || base.columns.includes(b.primaryKey) || (inner && columns.includes(link.column));
   if (!exact) return whole();
   return readable ? link : whole("key-not-selected");
-}
-
-/**
- * The columns of the joined table `j` that `parts` of the select may read, anywhere in them
- * (subqueries included): qualified by one of its names, or bare and one of its columns.
- * Undefined when that cannot be told: a `*` that may be its, or a column qualified by it
- * that it is not known to have (another spelling of a name).
- */
-export function columnsRead(parts: unknown, j: Scope): string[] | undefined {
-  const found = new Set<string>();
-  const known = new Map(Object.keys(j.kinds).map((c) => [c.toLowerCase(), c]));
-  let unknown = false;
-  forEachNode(parts, (v) => {
-    if (v.type !== "column_ref") return;
-    const name = identifier(v.column);
-    const mine = typeof v.table === "string" && j.names.has(v.table);
-    const bare = v.table === null || v.table === undefined;
-    if (name === undefined || name === "*") {
-      if (mine || bare) unknown = true;
-      return;
-    }
-    const column = Object.hasOwn(j.kinds, name) ? name : known.get(name.toLowerCase());
-    if (mine && column === undefined) unknown = true;
-    else if ((mine || bare) && column !== undefined) found.add(column);
-  });
-  return unknown ? undefined : [...found];
 }
 
 /** The ON clause as one equality of a column of table `i` and one of a table before it. */

@@ -158,6 +158,13 @@ export interface ShapeLists {
    * over every matching row (aggregates without GROUP BY: no window, no row read back).
    */
   grouping?: "key" | "aggregate";
+  /**
+   * Every column of the base besides its key that the select may read anywhere (result,
+   * conditions, order, joins, subqueries): its lists name them, and an update of a base row
+   * that leaves them all as they were is not planned against them (ListDependency's
+   * `columns`). Unset when that cannot be told (a `*`).
+   */
+  decides?: string[];
   /** The other tables of the FROM clause, each joined along a key to one before it. */
   joins?: ShapeJoin[];
   /** The tables read by subqueries, at any depth. */

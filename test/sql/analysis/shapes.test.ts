@@ -637,6 +637,39 @@ describe("joins along a key: each table's writes reach the results they can chan
         expect(star.lists?.joins?.[0]?.existence).toBeUndefined();
       });
 
+      it("the columns a list names are those read for certain: a bare name no known table places leaves them unknown", () => {
+        const known = (sql: string, t: SqlSchema = schema) =>
+          sqlShape(drizzleSql(dialect, sql), [], dialect, t).lists?.decides;
+        // Bare names of a subquery's table are its own; those of the base, the base's.
+        expect(
+          known(
+            'select "name" from "users" where "id" in (select "user_id" from "orders" where "total" > 1)',
+          ),
+        ).toEqual(["name"]);
+        // The catalog not read yet (no column kinds): `name` may be the base's, not known.
+        const bare = (t: string) => (t === "users" ? { primaryKey: "id" } : undefined);
+        expect(known('select "name" from "users"', bare)).toBeUndefined();
+        // Nor the parent's of a join whose kinds are not known: not read by its key alone.
+        const partial = (t: string) => (t === "users" ? { primaryKey: "id" } : tables[t]);
+        const joined = sqlShape(
+          drizzleSql(
+            dialect,
+            'select "orders"."id", "name" from "orders" inner join "users" on "users"."id" = "orders"."user_id"',
+          ),
+          [],
+          dialect,
+          partial,
+        );
+        expect(joined.lists?.joins?.[0]?.existence).toBeUndefined();
+        // A `*` of the select's own: unknown; one of a subquery's own FROM: not the base's.
+        expect(known('select * from "users"')).toBeUndefined();
+        expect(
+          known(
+            'select "name" from "users" where exists (select * from "orders" where "total" > 1)',
+          ),
+        ).toEqual(["name"]);
+      });
+
       it("a parent whose key the result does not hold goes to table level on the parent, and says which key to select", () => {
         const s = shape(
           dialect,
