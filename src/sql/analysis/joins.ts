@@ -105,6 +105,8 @@ function joinOf(ctx: JoinContext, i: number, from: Node, joins: ShapeJoin[]): Sh
     return { ...link, ids: [], whole: why };
   };
   if (!ctx.known[i]) return whole("unknown-table");
+  // A key the result could hold, had the select named it; an aggregate holds none.
+  const unread: TableReason = base.grouping === "aggregate" ? "join" : "key-not-selected";
   // A table joined again: one write would change both sides at once.
   if (!ends || scopes.slice(0, i).some((s) => s.table === j.table)) return whole();
   const anchor = ends.at === 0 ? undefined : joins[ends.at - 1]!;
@@ -124,7 +126,7 @@ function joinOf(ctx: JoinContext, i: number, from: Node, joins: ShapeJoin[]): Sh
     const anchorColumns = anchor ? anchor.columns : base.columns;
     const readable =
       anchorColumns.includes(ends.anchor) || (inner && columns.includes(j.primaryKey));
-    if (!readable) return whole("key-not-selected");
+    if (!readable) return whole(unread);
     if (!(inner || whereReads || orderReads)) return link;
     // Its rows in the result go by their row tags: the others matter by coming and going
     // and by the columns that decide which rows are in it (its conditions, the joins hung
@@ -160,7 +162,7 @@ function joinOf(ctx: JoinContext, i: number, from: Node, joins: ShapeJoin[]): Sh
   const readable =
     lookups || base.columns.includes(b.primaryKey) || (inner && columns.includes(link.column));
   if (!exact) return whole();
-  return readable ? link : whole("key-not-selected");
+  return readable ? link : whole(unread);
 }
 
 /** The ON clause as one equality of a column of table `i` and one of a table before it. */

@@ -676,6 +676,13 @@ describe("joins along a key: each table's writes reach the results they can chan
           'select "orders"."id", "users"."name" from "orders" left join "users" on "users"."id" = "orders"."user_id"',
         );
         expect(s.lists?.joins?.[0]?.whole).toBe("key-not-selected");
+        // A count holds no key to select: the reason stays join.
+        const counted = shape(
+          dialect,
+          'select count(*) from "orders" inner join "users" on "users"."id" = "orders"."user_id" where "users"."name" = ?',
+          ["Ann"],
+        );
+        expect(counted.lists?.joins?.[0]?.whole).toBe("join");
         expect(registrationOf(s, [[10, "Ann"]]).lists).toContainEqual(wholeTable("users"));
       });
 
