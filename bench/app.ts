@@ -71,6 +71,13 @@ const SETUPS: Setup[] = [
   },
 ];
 
+const GRANULARITIES = [
+  ["row", "row"],
+  ["predicate", "predicate and window"],
+  ["join", "join along keys"],
+  ["table", "table"],
+] as const;
+
 function pct(x: number): string {
   return `${Math.round(x * 1000) / 10}%`;
 }
@@ -115,9 +122,18 @@ function totals(r: DifferentialReport) {
   };
 }
 
+/** The share of the shapes' lookups at row or predicate level. */
+function rowOrPredicate(r: DifferentialReport): number {
+  const all = r.shapes.reduce((n, s) => n + lookups(s), 0);
+  const fine = r.shapes
+    .filter((s) => s.granularity === "row" || s.granularity === "predicate")
+    .reduce((n, s) => n + lookups(s), 0);
+  return all === 0 ? 0 : fine / all;
+}
+
 function summary(r: DifferentialReport): string {
   const t = totals(r);
-  return `${r.reads} reads, ${r.differing} differing, ${r.transient} transient, ${r.lost.length} lost, hit rate ${fmt(r.hitRate)}, statements ${t.total} (${t.ratio.toFixed(2)} of no cache), ${Math.round(r.seconds)} s`;
+  return `${r.reads} reads (${pct(rowOrPredicate(r))} of lookups at row or predicate level), ${r.differing} differing, ${r.transient} transient, ${r.lost.length} lost, hit rate ${fmt(r.hitRate)}, statements ${t.total} (${t.ratio.toFixed(2)} of no cache), ${Math.round(r.seconds)} s`;
 }
 
 function fmt(x: number | undefined): string {
@@ -148,6 +164,7 @@ function table(r: DifferentialReport): string {
     ["lost writes (missing from the file at the end)", String(r.lost.length)],
     ["acknowledged writes the cached app did not show at the end", String(r.unseen.length)],
     ["hit rate", `${fmt(r.hitRate)} (${r.hits} hits, ${r.misses} misses)`],
+    ["lookups at row or predicate level (`getStats().shapes`; below)", pct(rowOrPredicate(r))],
     ["app statements (cached app)", String(r.statements.app)],
     ["app statements for the other process's writes", String(r.statements.otherWrites)],
     ["edgecache statements on the app's connection", String(r.statements.edgecacheOnAppClient)],
@@ -194,6 +211,73 @@ function misses(r: DifferentialReport): string {
   ].join("\n");
 }
 
+/** A shape's lookups: the reads it carried. */
+function lookups(s: DifferentialReport["shapes"][number]): number {
+  return s.hits + s.misses;
+}
+
+/**
+ * The app's reads by granularity, from the adapter's own stats per query shape
+ * (`getStats().shapes`): per granularity the share of lookups and of stored results, then
+ * each shape with its reasons, the most read first.
+ */
+function granularity(r: DifferentialReport): string {
+  const shapes = [...r.shapes].sort((a, b) => lookups(b) - lookups(a) || b.stored - a.stored);
+  const read = shapes.reduce((n, s) => n + lookups(s), 0);
+  const stored = shapes.reduce((n, s) => n + s.stored, 0);
+  const rows = GRANULARITIES.map(([g, label]) => {
+    const of = shapes.filter((s) => s.granularity === g);
+    const n = of.reduce((k, s) => k + lookups(s), 0);
+    const exact = of.filter((s) => s.reasons.length === 0).reduce((k, s) => k + lookups(s), 0);
+    const st = of.reduce((k, s) => k + s.stored, 0);
+    return `| ${label} | ${of.length} | ${n} (${pct(n / read)}) | ${exact} (${pct(exact / read)}) | ${st} (${pct(st / stored)}) |`;
+  });
+  const perShape = shapes.map(
+    (s) =>
+      `| ${lookups(s)} | ${s.hits} | ${s.stored} | ${s.granularity} | ${s.reasons.join(", ") || "exact"} | \`${abbreviated(s.sql)}\` |`,
+  );
+  const table = shapes.filter((s) => s.granularity === "table");
+  const tableLine =
+    table.length === 0
+      ? "No shape is followed at table level."
+      : `At table level: ${table.map((s) => `\`${abbreviated(s.sql)}\` (${s.reasons.join(", ")}; ${lookups(s)} lookups)`).join("; ")}.`;
+  return [
+    `\nThe app's reads by granularity (\`getStats().shapes\`: ${shapes.length} query shapes, ${read} of the cache's ${r.hits + r.misses} lookups; the rest are of selects never stored). A shape's lookups are its reads; "exact" ones are followed at their granularity without a widening reason:\n`,
+    "| granularity | shapes | lookups | of them exact | results stored |",
+    "| --- | --- | --- | --- | --- |",
+    ...rows,
+    "",
+    tableLine,
+    "",
+    "Each shape, the most read first (its select list shortened):",
+    "",
+    "| lookups | hits | stored | granularity | reasons | query |",
+    "| --- | --- | --- | --- | --- | --- |",
+    ...perShape,
+  ].join("\n");
+}
+
+/** A select with its select list (up to its top-level FROM) shortened to `…`. */
+function abbreviated(sql: string): string {
+  let depth = 0;
+  let quote: string | undefined;
+  for (let i = 0; i < sql.length; i++) {
+    const c = sql[i]!;
+    if (quote) {
+      if (c === quote) quote = undefined;
+    } else if (c === "'" || c === '"') quote = c;
+    else if (c === "(") depth++;
+    else if (c === ")") depth--;
+    else if (depth === 0 && sql.startsWith(" from ", i) && /^select /i.test(sql)) {
+      const list = sql.slice(7, i);
+      // Its head and tail: shapes that differ in their last columns (per-viewer flags) stay apart.
+      const short = list.length > 90 ? `${list.slice(0, 25)} … ${list.slice(-60)}` : list;
+      return `select ${short}${sql.slice(i)}`.replaceAll("|", "\\|");
+    }
+  }
+  return sql.replaceAll("|", "\\|");
+}
+
 function samples(r: DifferentialReport): string {
   if (r.samples.length === 0) return "";
   const lines = r.samples.map(
@@ -206,7 +290,7 @@ function samples(r: DifferentialReport): string {
 function markdown(): string {
   const sections = runs.map(
     ({ setup, report }) =>
-      `## ${setup.name}\n\n${table(report)}\n${misses(report)}\n${samples(report)}`,
+      `## ${setup.name}\n\n${table(report)}\n${granularity(report)}\n${misses(report)}\n${samples(report)}`,
   );
   return `# edgecache/drizzle on the Conduit example
 

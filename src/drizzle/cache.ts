@@ -201,11 +201,24 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   }
 
   /** Drizzle asks before running a select; undefined runs it. */
-  async get(
+  get(
     key: string,
     tables: string[],
     isTag: boolean,
     _autoInvalidate?: boolean,
+  ): Promise<unknown[] | undefined> {
+    return this.getSelect(key, tables, isTag, undefined);
+  }
+
+  /**
+   * `get` with the select's SQL (`withTransactions` passes it): its lookups are then counted
+   * under its query shape in the stats too.
+   */
+  async getSelect(
+    key: string,
+    tables: string[],
+    isTag: boolean,
+    query: Pick<SelectQuery, "sql"> | undefined,
   ): Promise<unknown[] | undefined> {
     await this.#capture?.want(tables);
     const k = this.#key(key, isTag);
@@ -215,13 +228,13 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
       const entry = await this.engine.getEntry(k);
       if (entry) {
         const value = decode(TEXT.decode(entry.body));
-        this.#stats.counts.hits++;
+        this.#stats.lookup(true, query?.sql);
         return value as unknown[];
       }
     } catch (err) {
       this.#stats.fault("get", err);
     }
-    this.#stats.counts.misses++;
+    this.#stats.lookup(false, query?.sql);
     this.engine.countRead(k, "miss");
     this.#reads.begin(k, since);
     return undefined;

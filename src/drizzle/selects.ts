@@ -55,7 +55,7 @@ export function shapeSelect(
     const query = { sql, params, dialect, ...(run && { run }) };
     const read: DrizzleCacheContract = {
       strategy: () => cache.strategy(),
-      get: (...args) => cache.get(...args),
+      get: (key, tables, isTag) => cache.getSelect(key, tables, isTag, query),
       put: (key, response, tables, isTag, config) =>
         cache.putSelect(key, response, tables, isTag, config, query),
       onMutate: (params) => cache.onMutate(params),

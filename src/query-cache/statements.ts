@@ -352,7 +352,7 @@ export class StatementCache<R = SqlResult> {
       try {
         const entry = await this.engine.getEntry(key);
         if (entry) {
-          this.#stats.counts.hits++;
+          this.#stats.lookup(true, sql);
           return this.#form.restored(decode(TEXT.decode(entry.body)));
         }
       } catch (err) {
@@ -367,7 +367,7 @@ export class StatementCache<R = SqlResult> {
     }
     if (!readOnly(shape, sql)) return this.write(sql, params, run);
     await this.#capture?.want(shape.tables);
-    this.#stats.counts.misses++;
+    this.#stats.lookup(false, sql);
     if (key !== undefined) this.engine.countRead(key, "miss");
     const result = await run(sql, params);
     if (key === undefined || !this.#cacheable(shape)) {

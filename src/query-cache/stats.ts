@@ -125,8 +125,9 @@ export interface QueryCacheStats {
   registrations: RegistrationStats;
   /**
    * Per query (its SQL: a shape, its parameters bound), the last 200 stored: how exactly it
-   * is followed (`row`, `predicate`, `join`, `table`), why below that (`reasons`), and how
-   * many of its results were stored; the most stored first (see `edgecache explain`).
+   * is followed (`row`, `predicate`, `join`, `table`), why below that (`reasons`), how
+   * many of its results were stored, and how many of its lookups hit and missed (its share
+   * of the reads); the most stored first (see `edgecache explain`).
    */
   shapes: ShapeStats[];
   /**
@@ -154,6 +155,13 @@ export class QueryStats {
   constructor(component: string, logger: Warner) {
     this.#component = component;
     this.#report = rateLimited(logger, () => performance.now());
+  }
+
+  /** A lookup hit or missed; with its `sql`, counted under that query's shape too. */
+  lookup(hit: boolean, sql?: string): void {
+    if (hit) this.counts.hits++;
+    else this.counts.misses++;
+    if (sql !== undefined) this.registrations.lookup(sql, hit);
   }
 
   /** A result of `tables` was stored. */

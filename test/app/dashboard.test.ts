@@ -308,10 +308,10 @@ browserBinary.describe("dashboard", () => {
         granularity: "predicate",
         cells: ["kysely", "predicate and window", expect.any(String), "-", expect.any(String)],
       });
-      // Along the join's keys, the joined table followed as a whole, and said so.
+      // Along the join's keys, the joined table followed as a whole, and why: posts.user_id is not selected.
       expect(row("join users")).toMatchObject({
         granularity: "join",
-        cells: ["sql", "join along keys", expect.any(String), "join, users: join", "1"],
+        cells: ["sql", "join along keys", expect.any(String), "join, users: key-not-selected", "1"],
       });
       // Below row level, the reason: counts by a column other than the key go by table.
       expect(row("group by name")).toMatchObject({

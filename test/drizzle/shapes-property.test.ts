@@ -5,6 +5,7 @@ import { createClient } from "@libsql/client";
 import {
   and,
   asc,
+  count,
   desc,
   eq,
   gt,
@@ -354,8 +355,13 @@ interface JoinRead {
   desc: boolean;
   limit?: number;
   offset?: number;
-  /** "noKey": neither the base's key nor its link column is read (the link cannot be followed). */
-  columns: "all" | "some" | "noKey";
+  /**
+   * "noKey": neither the base's key nor its link column is read (the link cannot be
+   * followed); "base": the base's columns only (the joined table read by its key alone).
+   */
+  columns: "all" | "some" | "noKey" | "base";
+  /** `count(*)` of the joined rows instead (no order, no window). */
+  count?: boolean;
 }
 
 const SIDE = fc.constantFrom("base", "joined" as const);
@@ -395,7 +401,8 @@ const joinRead: fc.Arbitrary<JoinRead> = fc.record(
     desc: fc.boolean(),
     limit: fc.integer({ min: 0, max: 4 }),
     offset: fc.integer({ min: 0, max: 2 }),
-    columns: fc.constantFrom("all", "all", "some", "noKey" as const),
+    columns: fc.constantFrom("all", "all", "some", "noKey", "base" as const),
+    count: fc.boolean(),
   },
   { requiredKeys: ["from", "left", "flipped", "orderJoined", "orderA", "desc", "columns"] },
 );
@@ -440,18 +447,22 @@ function joinSelect(h: Db, db: AnyDb, r: JoinRead) {
         return or(where(c.l), where(c.r))!;
     }
   };
-  const fields =
-    r.columns === "all"
+  const fields = r.count
+    ? { n: count() }
+    : r.columns === "all"
       ? undefined
       : r.columns === "some"
         ? r.from === "pets"
           ? { pet: h.pets.id, owner: h.pets.owner, a: h.people.a }
           : { person: h.people.id, pet: h.pets.id, a: h.pets.a }
-        : { a: base.a, b: joined.a };
+        : r.columns === "base"
+          ? { id: base.id, a: base.a }
+          : { a: base.a, b: joined.a };
   let q = (fields ? db.select(fields) : db.select()).from(base).$dynamic();
   const on = r.flipped ? eq(h.people.id, h.pets.owner) : eq(h.pets.owner, h.people.id);
   q = r.left ? q.leftJoin(joined, on) : q.innerJoin(joined, on);
   if (r.where) q = q.where(where(r.where));
+  if (r.count) return q;
   const dir = (c: unknown) => (r.desc ? desc(c as SQL) : asc(c as SQL));
   // Ending with both keys: the order is total, so the fresh query's is the cached one's.
   q = q.orderBy(
@@ -498,6 +509,22 @@ async function applyJoinWrite(h: Db, caches: Cache[], w: JoinWrite): Promise<voi
     event = { table, op: "insert", new: row };
   }
   for (const cache of caches) await cache.engine.applyWrite([event]);
+}
+
+/** Whether each query hit the cache, each result checked against the database (`fresh`). */
+async function hitsChecked(
+  cache: Cache,
+  db: AnyDb,
+  fresh: AnyDb,
+  queries: Record<string, (d: AnyDb) => Promise<unknown>>,
+): Promise<Record<string, boolean>> {
+  const hit: Record<string, boolean> = {};
+  for (const [name, q] of Object.entries(queries)) {
+    const before = cache.getStats().hits;
+    expect(await q(db), name).toEqual(await q(fresh));
+    hit[name] = cache.getStats().hits > before;
+  }
+  return hit;
 }
 
 function propertySuite(make: () => Db | Promise<Db>): void {
@@ -563,6 +590,7 @@ function propertySuite(make: () => Db | Promise<Db>): void {
   }, 400_000);
 
   it("joins along a key: every cached read equals a fresh query after random writes to either table", async () => {
+    const taught = new WeakSet<object>();
     const totals: Totals = {
       ...{ reads: 0, hits: 0, tableLevelHits: 0 },
       ...{ exact: 0, widened: 0, table: 0, patched: 0 },
@@ -581,7 +609,16 @@ function propertySuite(make: () => Db | Promise<Db>): void {
             fresh,
             steps,
             (caches, w) => applyJoinWrite(h, caches, w),
-            (db, n) => joinSelect(h, db, pool[n % pool.length]!),
+            async (db, n) => {
+              // Each table's columns read once first: the cache knows both keys (an app's
+              // other reads teach them), so counts and base-only reads are analysed too.
+              if (!taught.has(db)) {
+                taught.add(db);
+                await db.select().from(h.people);
+                await db.select().from(h.pets);
+              }
+              return joinSelect(h, db, pool[n % pool.length]!);
+            },
             totals,
           );
         },
@@ -593,21 +630,22 @@ function propertySuite(make: () => Db | Promise<Db>): void {
     expect(totals.hits).toBeGreaterThan(totals.tableLevelHits);
   }, 600_000); // 10-15 s alone; a loaded machine has taken over 180 s
 
-  it("a write to a row no cached join reads keeps the cached joins", async () => {
+  /** People and pets as `seed` leaves them, and a cache without reloads (a hit then says a write kept the result). */
+  async function seededJoins(seed: JoinWrite[]) {
     await h.query("delete from people");
     await h.query("delete from pets");
-    for (const w of [
+    for (const w of seed) await applyJoinWrite(h, [], w);
+    const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all", reload: false });
+    return { cache, db: withTransactions(h.db(cache)), people: h.people, pets: h.pets };
+  }
+
+  it("a write to a row no cached join reads keeps the cached joins", async () => {
+    const { cache, db, people, pets } = await seededJoins([
       { table: "people", op: "put", id: 1, a: 1 },
       { table: "people", op: "put", id: 2, a: 2 },
       { table: "pets", op: "put", id: 1, owner: 1, a: 1 },
       { table: "pets", op: "put", id: 2, owner: 2, a: 2 },
-    ] as JoinWrite[]) {
-      await applyJoinWrite(h, [], w);
-    }
-    // No reloads: a hit then says the write kept the result.
-    const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all", reload: false });
-    const db = withTransactions(h.db(cache));
-    const { people, pets } = h;
+    ]);
     const queries = {
       // A person with their pets.
       person1: () =>
@@ -649,6 +687,40 @@ function propertySuite(make: () => Db | Promise<Db>): void {
     expect(await hits()).toEqual({ person1: false, firstPet: false });
   });
 
+  it("pets counted or listed by owners that only have to exist: an owner's update keeps them, an owner's coming and going does not", async () => {
+    const { cache, db, people, pets } = await seededJoins([
+      { table: "people", op: "put", id: 1, a: 1 },
+      { table: "pets", op: "put", id: 1, owner: 1, a: 1 },
+      { table: "pets", op: "put", id: 2, owner: 2, a: 2 },
+    ]);
+    const queries = {
+      counted: (d: AnyDb) =>
+        d.select({ n: count() }).from(pets).innerJoin(people, eq(people.id, pets.owner)),
+      listed: (d: AnyDb) =>
+        d
+          .select({ id: pets.id, a: pets.a })
+          .from(pets)
+          .innerJoin(people, eq(pets.owner, people.id))
+          .orderBy(asc(pets.id))
+          .limit(5),
+    };
+    // Selects of each table's columns teach the cache their keys (an app's other reads do).
+    await db.select().from(people);
+    await db.select().from(pets);
+    for (const q of Object.values(queries)) await q(db);
+    const read = () => hitsChecked(cache, db, fresh, queries);
+    // Owner 1 changes: no pet leaves or enters either result.
+    await applyJoinWrite(h, [cache], { table: "people", op: "put", id: 1, a: 7 });
+    expect(await read()).toEqual({ counted: true, listed: true });
+    expect(cache.getStats().shapes.every((s) => s.reasons.length === 0)).toBe(true);
+    // Owner 2 comes: pet 2's reference is completed, it counts and is listed.
+    await applyJoinWrite(h, [cache], { table: "people", op: "put", id: 2, a: 0 });
+    expect(await read()).toEqual({ counted: false, listed: false });
+    // Owner 1 goes: pet 1 leaves both.
+    await applyJoinWrite(h, [cache], { table: "people", op: "delete", id: 1, a: null });
+    expect(await read()).toEqual({ counted: false, listed: false });
+  });
+
   it("a write to one row leaves the cached queries it cannot change", async () => {
     await h.query("delete from items");
     for (const [id, a, b] of [
@@ -677,17 +749,41 @@ function propertySuite(make: () => Db | Promise<Db>): void {
       await q();
       hit[name] = cache.getStats().hits > hits;
     }
-    // Row 3 is not row 1, has a >= 2 and sorts after the first two: only the count goes.
-    expect(hit).toEqual({ row1: true, aBelow2: true, firstTwo: true, count: false });
-    expect(cache.getStats().hits - before).toBe(3);
-    // The count registers a list of its (no) conditions: exact, any write to items drops it.
-    expect(cache.getStats().registrations).toMatchObject({ exact: 5, widened: 0, table: 0 });
+    // Row 3 is not row 1, has a >= 2 and sorts after the first two; the count reads none of
+    // its columns, and an update keeps its key: all stay.
+    expect(hit).toEqual({ row1: true, aBelow2: true, firstTwo: true, count: true });
+    expect(cache.getStats().hits - before).toBe(4);
+    // The count registers a list of its (no) conditions: exact, any insert or delete drops it.
+    expect(cache.getStats().registrations).toMatchObject({ exact: 4, widened: 0, table: 0 });
     // A write that moves row 3 into the first two drops that page, not row 1's lookup.
     await applyWrite(h, cache, { op: "put", id: 3, a: 0, b: "z" });
     const hits = cache.getStats().hits;
     expect((await queries.firstTwo())[0].id).toBe(3);
     expect((await queries.row1())[0].id).toBe(1);
     expect(cache.getStats().hits - hits).toBe(1);
+  });
+
+  it("an update of columns a cached select does not read leaves it, even where its row matches", async () => {
+    await h.query("delete from items");
+    await h.query("insert into items (id, a, b) values (1, 1, 'ab'), (2, 7, 'b')");
+    const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all", reload: false });
+    const db = withTransactions(h.db(cache));
+    const t = h.items;
+    await db.select().from(t); // teaches the cache the table's key and columns
+    const n = sql<number>`count(*)`.mapWith(Number);
+    const queries = {
+      // Row 1 matches both: a < 5, and lower(b) = 'ab' (a condition the planner takes as TRUE).
+      byA: (d: AnyDb) => d.select({ n }).from(t).where(lt(t.a, 5)),
+      byB: (d: AnyDb) => d.select({ n }).from(t).where(sql`lower(${t.b}) = 'ab'`),
+    };
+    for (const q of Object.values(queries)) await q(db);
+    const read = () => hitsChecked(cache, db, fresh, queries);
+    // Row 1's b changes: the count by a stays; the one by b goes (its condition reads b).
+    await applyWrite(h, cache, { op: "put", id: 1, a: 1, b: "AB" });
+    expect(await read()).toEqual({ byA: true, byB: false });
+    // Row 1's a changes: the count by b stays; the one by a goes.
+    await applyWrite(h, cache, { op: "put", id: 1, a: 2, b: "AB" });
+    expect(await read()).toEqual({ byA: false, byB: true });
   });
 }
 

@@ -43,6 +43,10 @@ export function drizzleSuite(make: () => Harness): void {
       expect(first).toStrictEqual(plain);
       expect(second).toStrictEqual(plain);
       expect(cache.getStats()).toMatchObject({ hits: 1, misses: 1, stored: 1, keys: 1 });
+      // Its lookups under its query shape: the share of the reads it carries.
+      expect(cache.getStats().shapes).toEqual([
+        expect.objectContaining({ granularity: "row", stored: 1, hits: 1, misses: 1 }),
+      ]);
       await db.select().from(h.users).$withCache(false);
       expect(cache.getStats().keys).toBe(1); // $withCache(false) opts out
     });

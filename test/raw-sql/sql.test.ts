@@ -366,15 +366,25 @@ describe("getStats().shapes: each query's explanation", () => {
       await sql.query("select id, name from users where id = ?", [1]);
       await sql.query("select id, name from users where id = ?", [2]);
       await sql.query("select user_id, count(*) as n from posts group by user_id", []);
+      await sql.query("select id, name from users where id = ?", [2]);
       const shapes = sql.getStats().shapes;
+      // Its lookups under its shape: the share of the reads it carries.
       expect(shapes[0]).toMatchObject({
         sql: "select id, name from users where id = ?",
         granularity: "row",
         reasons: [],
         stored: 3,
+        hits: 1,
+        misses: 3,
       });
       expect(shapes).toContainEqual(
-        expect.objectContaining({ granularity: "table", reasons: ["group-by"], stored: 1 }),
+        expect.objectContaining({
+          granularity: "table",
+          reasons: ["group-by"],
+          stored: 1,
+          hits: 0,
+          misses: 1,
+        }),
       );
     } finally {
       await sql.close();

@@ -10,7 +10,7 @@
  *   write fence, or not encodable), or never handed back to the cache at all.
  * - evicted or expired: stored, no record concerns it, yet gone.
  *
- * All of it from outside the cache: the adapter's `get` and `putSelect` are wrapped, the
+ * All of it from outside the cache: the adapter's `getSelect` and `putSelect` are wrapped, the
  * engine's change log is followed like any node follows it, and each record is put to the
  * planner (a pure function) against the one entry's registration as stored.
  */
@@ -61,9 +61,10 @@ export class MissCensus {
       },
       reset: () => {},
     });
-    const get = cache.get.bind(cache);
-    cache.get = async (key, tables, isTag, auto) => {
-      const value = await get(key, tables, isTag, auto);
+    // Every lookup goes through getSelect (get too, without the select's SQL).
+    const get = cache.getSelect.bind(cache);
+    cache.getSelect = async (key, tables, isTag, query) => {
+      const value = await get(key, tables, isTag, query);
       if (value === undefined && !isTag) this.#miss(key);
       return value;
     };

@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import type { DrizzleCacheStats } from "../../../src/drizzle/index.ts";
 import { createConduit } from "../app.ts";
 import { openDatabase } from "../migrate.ts";
 import { Random } from "../random.ts";
@@ -95,6 +96,11 @@ export interface DifferentialReport {
     /** The app's statements for the writes the other process made. */
     otherWrites: number;
   };
+  /**
+   * `getStats().shapes` at the end: each query shape the app registered, how exactly it is
+   * followed and why not finer, its lookups (hits, misses) and results stored.
+   */
+  shapes: DrizzleCacheStats["shapes"];
   /** `getStats().writes` at the end: "capture" when capture was followed. */
   writesMode: string;
   captureTables: string[];
@@ -181,6 +187,7 @@ async function runCached(
         edgecacheOnAppClient: conduit.statements.edgecache,
         edgecacheOwn: own,
       },
+      shapes: stats.shapes,
       writesMode: stats.writes,
       captureTables: stats.capture?.tables ?? [],
     };
@@ -208,6 +215,7 @@ type Driven = Omit<
   | "hitRate"
   | "missClasses"
   | "readsWithoutLookup"
+  | "shapes"
   | "writesMode"
   | "captureTables"
   | "seconds"

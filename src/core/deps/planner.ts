@@ -30,6 +30,14 @@ export interface ListDependency {
   count: number;
   /** Sort values of the last row of the window; absent when the window is empty. */
   last?: unknown[];
+  /**
+   * When set, every column of `table` besides its primary key whose value may decide
+   * whether a row is in the result, where, or what the result shows of it: an update that
+   * leaves each of them and the key as they were (both images holding them) cannot change
+   * the result through this list, and is not planned against it. A joined parent that
+   * only has to exist registers `[]` (its rows' coming and going).
+   */
+  columns?: readonly string[];
 }
 
 /** How entries find each other: tags to keys, and the list registrations per table. */
@@ -187,6 +195,7 @@ export function planWrite(
   const lists = deps.listsFor?.(event.table, images) ?? deps.listsOn(event.table);
   for (const [key, list] of lists) {
     if (keys.has(key)) continue;
+    if (list.columns && pk !== undefined && unchanged(event, [pk, ...list.columns])) continue;
     if (images.some((row) => reachesWindow(row, list))) {
       keys.add(key);
       // A list not full takes every matching row; a full one only rows that sort into it.
@@ -194,6 +203,19 @@ export function planWrite(
     }
   }
   return { keys, fallback: false, rules };
+}
+
+/**
+ * Whether `event` is an update that leaves every one of `columns` as it was, each held by
+ * both images (a column an image lacks may have changed). Values compare as `Object.is`:
+ * a blob or a Date is taken as changed, which only costs an invalidation.
+ */
+function unchanged(event: WriteEvent, columns: readonly string[]): boolean {
+  const { old, new: now } = event;
+  if (event.op !== "update" || !old || !now) return false;
+  return columns.every(
+    (c) => Object.hasOwn(old, c) && Object.hasOwn(now, c) && Object.is(old[c], now[c]),
+  );
 }
 
 /** Whether a row matching the list's predicate sorts into or before its window. */

@@ -1,6 +1,7 @@
 import type { ListDependency } from "../../core/deps/planner.ts";
 import { rowTag } from "../../core/deps/planner.ts";
 import { matches } from "../../core/deps/predicate.ts";
+import { selectParts } from "./columns-read.ts";
 import {
   columnOf,
   Fallback,
@@ -59,6 +60,8 @@ export interface JoinContext {
   grouped: boolean;
   /** Whether `expr` may read a column of the table called `names` (subqueries' own tables aside). */
   reads(expr: unknown, names: ReadonlySet<string>): boolean;
+  /** The columns of `j` that `parts` may read, or undefined (see `columnsRead`). */
+  columnsRead(parts: unknown, j: Scope): string[] | undefined;
 }
 
 const JOINS = new Set(["INNER JOIN", "JOIN", "LEFT JOIN", "LEFT OUTER JOIN"]);
@@ -102,6 +105,8 @@ function joinOf(ctx: JoinContext, i: number, from: Node, joins: ShapeJoin[]): Sh
     return { ...link, ids: [], whole: why };
   };
   if (!ctx.known[i]) return whole("unknown-table");
+  // A key the result could hold, had the select named it; an aggregate holds none.
+  const unread: TableReason = base.grouping === "aggregate" ? "join" : "key-not-selected";
   // A table joined again: one write would change both sides at once.
   if (!ends || scopes.slice(0, i).some((s) => s.table === j.table)) return whole();
   const anchor = ends.at === 0 ? undefined : joins[ends.at - 1]!;
@@ -112,20 +117,39 @@ function joinOf(ctx: JoinContext, i: number, from: Node, joins: ShapeJoin[]): Sh
     link.kind = "parent";
     // Grouped, a children's column names one arbitrary child of the group.
     if (ctx.grouped && anchor && anchor.kind !== "parent") return whole();
+    // Read by nothing but its key: a parent then changes the result only by coming or
+    // going (an inner join's dangling reference completed, a parent deleted), whatever
+    // its other columns do, and no key of it need be read from the result.
+    const read = ctx.columnsRead(selectParts(select), j);
+    if (read?.every((c) => c === j.primaryKey)) return { ...link, existence: true };
     // A NULL-extended row names its (missing) parent only by the anchor's column.
     const anchorColumns = anchor ? anchor.columns : base.columns;
     const readable =
       anchorColumns.includes(ends.anchor) || (inner && columns.includes(j.primaryKey));
-    if (!readable) return whole();
+    if (!readable) return whole(unread);
     if (!(inner || whereReads || orderReads)) return link;
-    b.widened.add("join");
+    // Its rows in the result go by their row tags: the others matter by coming and going
+    // and by the columns that decide which rows are in it (its conditions, the joins hung
+    // from it, the order under a window), which the reach lists name.
+    const ons = (select.from as Node[]).map((f) => f.on);
+    const decides = ctx.columnsRead([select.where, ons, orderReads ? select.orderby : null], j);
+    if (whereReads || orderReads || !decides) b.widened.add("join");
     const reach = split(select.where ? predicate(select.where, j) : TRUE);
+    const deciding = decides?.filter((c) => c !== j.primaryKey);
     // In a left join a missing parent reads as a row of NULLs: deleting one brings its
     // children in under a condition NULL satisfies, which its old row may not.
     if (!inner && reach.disjuncts.some((filters) => matches({}, filters))) {
-      return { ...link, reach: { rowIds: [], disjuncts: [[]] } };
+      const reach = { rowIds: [], disjuncts: [[]], ...(deciding && { columns: deciding }) };
+      return { ...link, reach };
     }
-    return { ...link, reach: { rowIds: reach.rowIds, disjuncts: reach.disjuncts } };
+    return {
+      ...link,
+      reach: {
+        rowIds: reach.rowIds,
+        disjuncts: reach.disjuncts,
+        ...(deciding && { columns: deciding }),
+      },
+    };
   }
   if (ends.at !== 0 || ends.anchor !== b.primaryKey) return whole();
   link.ids = base.rowIds;
@@ -137,7 +161,8 @@ function joinOf(ctx: JoinContext, i: number, from: Node, joins: ShapeJoin[]): Sh
   const exact = lookups || (!inner && !whereReads && fromFirst);
   const readable =
     lookups || base.columns.includes(b.primaryKey) || (inner && columns.includes(link.column));
-  return exact && readable ? link : whole();
+  if (!exact) return whole();
+  return readable ? link : whole(unread);
 }
 
 /** The ON clause as one equality of a column of table `i` and one of a table before it. */
@@ -198,6 +223,11 @@ export function joinRegistration(
     };
     keys = j.whole ? undefined : keysIn(rows, read, keys);
   }
+  if (j.existence) {
+    // Its rows' coming and going: an update that keeps its key is none of the result's.
+    lists.push({ ...wholeTable(j.table), columns: [] });
+    return true;
+  }
   if (!keys || keys.size > MAX_ROW_TAGS) {
     lists.push(wholeTable(j.table));
     return false;
@@ -208,6 +238,9 @@ export function joinRegistration(
   }
   if (!j.reach) return true;
   for (const id of j.reach.rowIds) tags.push(rowTag(j.table, id));
-  for (const filters of j.reach.disjuncts) lists.push(anyWindow(j.table, filters));
+  const columns = j.reach.columns;
+  for (const filters of j.reach.disjuncts) {
+    lists.push({ ...anyWindow(j.table, filters), ...(columns && { columns }) });
+  }
   return true;
 }

@@ -122,8 +122,13 @@ export type WideningReason =
    */
   | "subquery";
 
-/** Why one table of an analysed select is registered at table level while the others are not. */
-export type TableReason = "join" | "unknown-table" | "subquery";
+/**
+ * Why one table of an analysed select is registered at table level while the others are
+ * not. `key-not-selected`: the join would be followed along its key, but the result does
+ * not hold the column that names the joined rows (select it: `orders.user_id` for a
+ * parent `users`, the base's key for children).
+ */
+export type TableReason = "join" | "unknown-table" | "subquery" | "key-not-selected";
 
 /** The lists of an analysed select, before its result is known. */
 export interface ShapeLists {
@@ -162,6 +167,13 @@ export interface ShapeLists {
    * over every matching row (aggregates without GROUP BY: no window, no row read back).
    */
   grouping?: "key" | "aggregate";
+  /**
+   * Every column of the base besides its key that the select may read anywhere (result,
+   * conditions, order, joins, subqueries): its lists name them, and an update of a base row
+   * that leaves them all as they were is not planned against them (ListDependency's
+   * `columns`). Unset when that cannot be told (a `*`).
+   */
+  decides?: string[];
   /** The other tables of the FROM clause, each joined along a key to one before it. */
   joins?: ShapeJoin[];
   /** The tables read by subqueries, at any depth. */
@@ -191,8 +203,17 @@ export interface ShapeJoin {
   columns: (string | undefined)[];
   /** An inner join: `column` in the result holds `from`'s value too. */
   inner: boolean;
-  /** Rows that may change the result beyond the linked ones: lookups and lists without a window. */
-  reach?: { rowIds: (string | number)[]; disjuncts: ListFilter[][] };
+  /**
+   * Rows that may change the result beyond the linked ones: lookups and lists without a
+   * window, and, when known, the only columns (besides the key) by which an update of such
+   * a row can (see ListDependency's `columns`).
+   */
+  reach?: { rowIds: (string | number)[]; disjuncts: ListFilter[][]; columns?: string[] };
+  /**
+   * A parent read by nothing but its key: only its rows' coming and going (insert, delete,
+   * a key changed) can change the result; registered so, without keys from the result.
+   */
+  existence?: true;
   /** Registered at table level, and why: the links cannot be followed. */
   whole?: TableReason;
 }

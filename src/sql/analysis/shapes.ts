@@ -2,6 +2,7 @@ import type { ListDependency } from "../../core/deps/planner.ts";
 import { rowTag, tableTag } from "../../core/deps/planner.ts";
 import { memoize } from "../../core/memo.ts";
 import type { SortKey } from "../../core/query.ts";
+import { columnsRead, selectParts } from "./columns-read.ts";
 import { countJoinsAsSubqueries } from "./count-joins.ts";
 import { asStored, canonicalInstant, instantReading } from "./forms.ts";
 import { joinRegistration, joinsOf } from "./joins.ts";
@@ -225,6 +226,8 @@ function analyse(
   if (base.isoInstants) lists.isoInstants = { ...base.isoInstants };
   if (grouped) lists.grouping = "key";
   if (aggregate) lists.grouping = "aggregate";
+  const read = columnsRead(selectParts(select), base, scopes, schema);
+  if (read) lists.decides = read.filter((c) => c !== base.primaryKey);
   const joins =
     scopes.length > 1
       ? joinsOf({
@@ -234,6 +237,7 @@ function analyse(
           known,
           grouped,
           reads: (expr, n) => readsOuter(expr, n, schema),
+          columnsRead: (parts, j) => columnsRead(parts, j, scopes, schema),
         })
       : [];
   if (joins.length > 0) lists.joins = joins;
@@ -563,6 +567,7 @@ export function registrationOf(
       limit: s.limit,
       // Without `last` the planner takes any matching row (the predicate rule).
       count,
+      ...(s.decides && { columns: s.decides }),
     };
     if (last) list.last = last;
     lists.push(list);

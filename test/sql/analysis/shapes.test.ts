@@ -584,29 +584,114 @@ describe("joins along a key: each table's writes reach the results they can chan
         const sql =
           'select "orders"."id", "orders"."user_id" from "orders" left join "users" on "users"."id" = "orders"."user_id" where "users"."name" is null order by "orders"."id"';
         const s = shape(dialect, sql);
-        expect(s.lists?.joins?.[0]?.reach).toEqual({ rowIds: [], disjuncts: [[]] });
+        // Only a user's name (and its coming and going) decides which orders are in it.
+        expect(s.lists?.joins?.[0]?.reach).toEqual({
+          rowIds: [],
+          disjuncts: [[]],
+          columns: ["name"],
+        });
         const index = new DependencyIndex();
         const r = registrationOf(s, []);
         index.add("orphans", r.tags, r.lists, Number.POSITIVE_INFINITY);
         // User 4 named: its orders were not in the result; deleted, they are (NULL name).
         expect(drops(index, "users", { id: 4, name: "Ann" })).toEqual(["orphans"]);
+        // Unnamed, they are too; a birthday changes nothing here.
+        const ann = { id: 4, name: "Ann", age: 30 };
+        expect(drops(index, "users", ann, { ...ann, name: null })).toEqual(["orphans"]);
+        expect(drops(index, "users", ann, { ...ann, age: 31 })).toEqual([]);
       });
 
-      it("a parent whose key the result does not hold goes to table level on the parent", () => {
+      it("a parent read by nothing but its key (a count over an inner join): only its coming and going reaches the result", () => {
+        for (const sql of [
+          'select count(*) from "orders" inner join "users" on "users"."id" = "orders"."user_id"',
+          'select "orders"."id", "orders"."total" from "orders" inner join "users" on "orders"."user_id" = "users"."id" where "orders"."total" > ? order by "orders"."id" limit ?',
+        ]) {
+          const params = sql.includes("?") ? [5, 2] : [];
+          const s = shape(dialect, sql, params);
+          expect(s.widened, sql).toEqual([]);
+          expect(s.lists?.joins?.[0], sql).toMatchObject({ table: "users", existence: true });
+          const r = registrationOf(s, sql.includes("count") ? [[2]] : [[10, 7]]);
+          const index = new DependencyIndex();
+          index.add("q", r.tags, r.lists, Number.POSITIVE_INFINITY);
+          const ann = { id: 1, name: "Ann", age: 30 };
+          // Renamed, a year older: no order leaves or enters.
+          expect(drops(index, "users", ann, { ...ann, name: "Bo", age: 31 }), sql).toEqual([]);
+          // A user comes (an order's dangling reference completed), goes, or changes key.
+          expect(drops(index, "users", undefined, ann), sql).toEqual(["q"]);
+          expect(drops(index, "users", ann), sql).toEqual(["q"]);
+          expect(drops(index, "users", ann, { ...ann, id: 2 }), sql).toEqual(["q"]);
+          // An image without the key may hide a change of it.
+          expect(drops(index, "users", { name: "Ann" }, { name: "Bo" }), sql).toEqual(["q"]);
+        }
+        // Read anywhere else (here in a subquery of the select list), it is followed by its rows.
+        const read = shape(
+          dialect,
+          'select "orders"."id", (select 1 where "users"."age" > 3) from "orders" inner join "users" on "users"."id" = "orders"."user_id"',
+        );
+        expect(read.lists?.joins?.[0]?.existence).toBeUndefined();
+        // A `*` that may be the parent's: not known to read nothing of it.
+        const star = shape(
+          dialect,
+          'select * from "orders" inner join "users" on "users"."id" = "orders"."user_id"',
+        );
+        expect(star.lists?.joins?.[0]?.existence).toBeUndefined();
+      });
+
+      it("the columns a list names are those read for certain: a bare name no known table places leaves them unknown", () => {
+        const known = (sql: string, t: SqlSchema = schema) =>
+          sqlShape(drizzleSql(dialect, sql), [], dialect, t).lists?.decides;
+        // Bare names of a subquery's table are its own; those of the base, the base's.
+        expect(
+          known(
+            'select "name" from "users" where "id" in (select "user_id" from "orders" where "total" > 1)',
+          ),
+        ).toEqual(["name"]);
+        // The catalog not read yet (no column kinds): `name` may be the base's, not known.
+        const bare = (t: string) => (t === "users" ? { primaryKey: "id" } : undefined);
+        expect(known('select "name" from "users"', bare)).toBeUndefined();
+        // Nor the parent's of a join whose kinds are not known: not read by its key alone.
+        const partial = (t: string) => (t === "users" ? { primaryKey: "id" } : tables[t]);
+        const joined = sqlShape(
+          drizzleSql(
+            dialect,
+            'select "orders"."id", "name" from "orders" inner join "users" on "users"."id" = "orders"."user_id"',
+          ),
+          [],
+          dialect,
+          partial,
+        );
+        expect(joined.lists?.joins?.[0]?.existence).toBeUndefined();
+        // A `*` of the select's own: unknown; one of a subquery's own FROM: not the base's.
+        expect(known('select * from "users"')).toBeUndefined();
+        expect(
+          known(
+            'select "name" from "users" where exists (select * from "orders" where "total" > 1)',
+          ),
+        ).toEqual(["name"]);
+      });
+
+      it("a parent whose key the result does not hold goes to table level on the parent, and says which key to select", () => {
         const s = shape(
           dialect,
           'select "orders"."id", "users"."name" from "orders" left join "users" on "users"."id" = "orders"."user_id"',
         );
-        expect(s.lists?.joins?.[0]?.whole).toBe("join");
+        expect(s.lists?.joins?.[0]?.whole).toBe("key-not-selected");
+        // A count holds no key to select: the reason stays join.
+        const counted = shape(
+          dialect,
+          'select count(*) from "orders" inner join "users" on "users"."id" = "orders"."user_id" where "users"."name" = ?',
+          ["Ann"],
+        );
+        expect(counted.lists?.joins?.[0]?.whole).toBe("join");
         expect(registrationOf(s, [[10, "Ann"]]).lists).toContainEqual(wholeTable("users"));
       });
 
       it("rows read by name: keys under a name two columns share are not read", () => {
         const s = shape(
           dialect,
-          'select "orders"."id", "orders"."user_id", "users"."id" from "orders" left join "users" on "users"."id" = "orders"."user_id"',
+          'select "orders"."id", "orders"."user_id", "users"."id", "users"."name" from "orders" left join "users" on "users"."id" = "orders"."user_id"',
         );
-        const r = registrationOf(s, [{ id: 10, user_id: 1 }]);
+        const r = registrationOf(s, [{ id: 10, user_id: 1, name: "Ann" }]);
         expect(r.tags).toContain("users#1");
         // The result's "id" is either table's: no order tag is taken from it.
         expect(r.tags).not.toContain("orders#10");

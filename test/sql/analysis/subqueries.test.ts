@@ -61,7 +61,7 @@ describe("subqueries, groups and counts: each table's rows reach the results the
           limit: 10,
         });
         expect(s.lists?.joins).toMatchObject([
-          { table: "users", kind: "parent", whole: "join" },
+          { table: "users", kind: "parent", whole: "key-not-selected" },
           { table: "article_tag", kind: "children", column: "article_id" },
         ]);
         expect(s.lists?.joins?.[1]?.whole).toBeUndefined();
@@ -128,9 +128,24 @@ describe("subqueries, groups and counts: each table's rows reach the results the
               offset: 0,
               limit: Number.MAX_SAFE_INTEGER,
               count: 1,
+              // The one column of the base it reads besides the key.
+              columns: ["author_id"],
             },
           ],
         });
+        const index = new DependencyIndex();
+        index.add("count", r.tags, r.lists, Number.POSITIVE_INFINITY);
+        const update = (old: object, now: object): string[] => [
+          ...planWrite(
+            { table: "articles", op: "update", old: { ...old }, new: { ...now } },
+            { primaryKey: () => "id", joinColumns: () => [] },
+            index,
+          ).keys,
+        ];
+        const article = { id: 1, author_id: 3, title: "a" };
+        // Retitled: still author 3's, the count stays. Moved to author 4: it goes.
+        expect(update(article, { ...article, title: "b" })).toEqual([]);
+        expect(update(article, { ...article, author_id: 4 })).toEqual(["count"]);
       });
 
       it("under a LIMIT ordered by a subquery's alias, its links are not followed", () => {
