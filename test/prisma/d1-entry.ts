@@ -144,9 +144,24 @@ async function eventsOp(i: Isolate, env: Env, op: Op) {
   };
 }
 
+/** updateMany's count of rows 1 and 2, and an `executeRaw` of the same update's. */
+async function countsOp(i: Isolate, _env: Env, _op: Op) {
+  const many = await i.prisma.player.updateMany({
+    where: { id: { in: [1, 2] } },
+    data: { name: "c" },
+  });
+  const raw = await i.prisma.$executeRawUnsafe("update users set name = 'c' where id in (1, 2)");
+  return { updateMany: many.count, executeRaw: raw };
+}
+
 export default followingEntry(
   open,
-  { "/prisma": prismaOp, "/prisma/transaction": transactionOp, "/prisma/events": eventsOp },
+  {
+    "/prisma": prismaOp,
+    "/prisma/counts": countsOp,
+    "/prisma/transaction": transactionOp,
+    "/prisma/events": eventsOp,
+  },
   (i) => ({ prisma: i.adapter.cache }),
   EVENTS,
 );
