@@ -151,7 +151,12 @@ async function countsOp(i: Isolate, _env: Env, _op: Op) {
     data: { name: "c" },
   });
   const raw = await i.prisma.$executeRawUnsafe("update users set name = 'c' where id in (1, 2)");
-  return { updateMany: many.count, executeRaw: raw };
+  // A write that fails still fails as Prisma tells it (sent in a batch now): row 1's key taken.
+  const taken = await i.prisma.player.updateMany({ where: { id: 2 }, data: { id: 1 } }).then(
+    () => "written",
+    (err: { code?: string }) => err.code,
+  );
+  return { updateMany: many.count, executeRaw: raw, taken };
 }
 
 export default followingEntry(
