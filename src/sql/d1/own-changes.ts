@@ -99,7 +99,6 @@ export function countingBinding<T extends D1QueriesLike>(db: T): T {
         const open = (target as { withSession?: (...a: unknown[]) => D1QueriesLike }).withSession;
         return open && ((...a: unknown[]) => countingBinding(open.apply(target, a)));
       }
-      if (name === COUNTING) return true;
       const value = Reflect.get(target, name, target);
       return typeof value === "function" ? value.bind(target) : value;
     },
@@ -112,13 +111,4 @@ export function countingBinding<T extends D1QueriesLike>(db: T): T {
  */
 export function countsRows(sql: string): boolean {
   return !isRead(sql) && /^\s*(insert|update|delete|replace|with)\b/i.test(sql);
-}
-
-const COUNTING = Symbol.for("edgecache.d1.counting");
-
-/** Whether `db` is already one of countingBinding's. */
-export function isCountingBinding(db: unknown): boolean {
-  return (
-    typeof db === "object" && db !== null && (db as Record<symbol, unknown>)[COUNTING] === true
-  );
 }
