@@ -3,6 +3,8 @@ import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from ".
 import type { QueryCapture } from "../query-cache/capture.ts";
 import type { SqlDialect } from "../sql/analysis/shapes.ts";
 import { clientKind } from "../sql/client-kind.ts";
+import type { D1QueriesLike } from "../sql/d1/binding.ts";
+import { countingBinding } from "../sql/d1/own-changes.ts";
 import { EdgecacheDrizzleCache } from "./cache.ts";
 import { type ProxiedClient, proxiedOf } from "./proxied.ts";
 import { dialectOf, learnTable, shapeSelect } from "./selects.ts";
@@ -120,6 +122,11 @@ export function withTransactions<DB extends object>(
   const capture = follow ? cache.followCapture(client) : undefined;
   if (!follow) cache.readCatalog(client);
   settleMutations(session, cache, dialect, capture, client, proxied);
+  // D1's meta.changes counts capture's trigger rows too: the session's statements go to a
+  // binding that sends each write's own count (drizzle-orm/d1 prepares on `session.client`).
+  if (clientKind(client) === "d1" && session.client === client) {
+    session.client = countingBinding(client as D1QueriesLike);
+  }
   const bound = d.transaction.bind(d);
   // On one connection shared by every request (the proxy), a transaction has it to itself.
   const transaction: typeof bound = proxied

@@ -39,6 +39,8 @@ import {
 import type { SqlDialect } from "../sql/analysis/parse.ts";
 import { isRead } from "../sql/analysis/writes.ts";
 import type { SqlRow } from "../sql/client.ts";
+import type { D1QueriesLike } from "../sql/d1/binding.ts";
+import { countsRows, runCounted } from "../sql/d1/own-changes.ts";
 import { sqlDriver } from "../sql/drivers.ts";
 
 export interface KyselyCacheOptions extends StatementCacheOptions {
@@ -93,6 +95,8 @@ export function kyselyCache(dialect: Dialect, options: KyselyCacheOptions): Cach
     );
   }
   const sqlDialect = client?.dialect ?? dialectOf(dialect);
+  // A D1 binding's writes are sent here, with their own counts (see D1Writes).
+  const d1 = client?.kind === "d1" ? (options.client as D1QueriesLike) : undefined;
   let inner: Driver | undefined;
   const statements = new StatementCache(
     {
@@ -120,7 +124,7 @@ export function kyselyCache(dialect: Dialect, options: KyselyCacheOptions): Cach
     cache: cachedStatements(statements),
     createDriver() {
       inner = dialect.createDriver();
-      return new CachingDriver(inner, statements);
+      return new CachingDriver(inner, statements, d1);
     },
     createQueryCompiler: () => dialect.createQueryCompiler(),
     createAdapter: () => dialect.createAdapter(),
@@ -154,13 +158,15 @@ class CachingDriver implements Driver {
    * transaction opened with SQL, say) holds across the statements Kysely sends it.
    */
   readonly #wrapped = new WeakMap<DatabaseConnection, CachingConnection>();
+  readonly #d1: D1QueriesLike | undefined;
   savepoint?: Driver["savepoint"];
   rollbackToSavepoint?: Driver["rollbackToSavepoint"];
   releaseSavepoint?: Driver["releaseSavepoint"];
 
-  constructor(inner: Driver, statements: StatementCache) {
+  constructor(inner: Driver, statements: StatementCache, d1: D1QueriesLike | undefined) {
     this.#inner = inner;
     this.#statements = statements;
+    this.#d1 = d1;
     // Only what the dialect's driver has: Kysely asks for savepoints by their presence.
     for (const name of ["savepoint", "rollbackToSavepoint", "releaseSavepoint"] as const) {
       const step = inner[name];
@@ -185,7 +191,7 @@ class CachingDriver implements Driver {
     );
     let wrapped = this.#wrapped.get(connection);
     if (!wrapped) {
-      wrapped = new CachingConnection(connection, this.#statements);
+      wrapped = new CachingConnection(connection, this.#statements, this.#d1);
       this.#wrapped.set(connection, wrapped);
     }
     return wrapped;
@@ -234,17 +240,30 @@ class CachingConnection implements DatabaseConnection {
   /** What this connection is in: a transaction, or none (see Session). */
   readonly session: Session;
   readonly #statements: StatementCache;
+  readonly #d1: D1QueriesLike | undefined;
 
-  constructor(inner: DatabaseConnection, statements: StatementCache) {
+  constructor(
+    inner: DatabaseConnection,
+    statements: StatementCache,
+    d1: D1QueriesLike | undefined,
+  ) {
     this.inner = inner;
     this.session = new Session(statements);
     this.#statements = statements;
+    this.#d1 = d1;
   }
 
   executeQuery<R>(compiledQuery: CompiledQuery, ...passed: unknown[]): Promise<QueryResult<R>> {
     const { sql, parameters } = compiledQuery;
-    const run = () =>
-      forward<QueryResult<R>>(this.inner, this.inner.executeQuery, [compiledQuery, ...passed]);
+    const d1 = this.#d1;
+    const run =
+      d1 && countsRows(sql)
+        ? () => d1Write<R>(d1, sql, parameters)
+        : () =>
+            forward<QueryResult<R>>(this.inner, this.inner.executeQuery, [
+              compiledQuery,
+              ...passed,
+            ]);
     return this.session.statement(sql, run, async () => {
       let ran: QueryResult<R> | undefined;
       const runOnce: RunStatement = async () => {
@@ -279,6 +298,25 @@ class CachingConnection implements DatabaseConnection {
  */
 function forward<T>(target: object, method: unknown, args: readonly unknown[]): Promise<T> {
   return (method as (...a: unknown[]) => Promise<T>).apply(target, [...args]);
+}
+
+/**
+ * A write on a D1 binding as kysely-d1 runs it (`prepare(sql).bind(...).all()`), but its
+ * `numAffectedRows` the statement's own rows: D1's `meta.changes` counts capture's trigger
+ * rows too (see runCounted).
+ */
+async function d1Write<R>(
+  db: D1QueriesLike,
+  sql: string,
+  parameters: readonly unknown[],
+): Promise<QueryResult<R>> {
+  const r = await runCounted(db, db.prepare(sql).bind(...parameters));
+  const meta = r.meta as { changes?: number; last_row_id?: number | null } | undefined;
+  return {
+    rows: (r.results ?? []) as R[],
+    numAffectedRows: BigInt(meta?.changes ?? 0),
+    ...(meta?.last_row_id != null && { insertId: BigInt(meta.last_row_id) }),
+  };
 }
 
 function unwrap(connection: DatabaseConnection): DatabaseConnection {

@@ -40,6 +40,8 @@ import {
   UNREAD,
 } from "../query-cache/statements.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
+import type { D1QueriesLike } from "../sql/d1/binding.ts";
+import { countingBinding } from "../sql/d1/own-changes.ts";
 import { sqlDriver } from "../sql/drivers.ts";
 import { D1_PATCHABLE, d1Conversion, d1Result } from "./d1-results.ts";
 
@@ -157,6 +159,12 @@ export function prismaCache(
       const client = options.client ?? underlying(adapter);
       const driver = client === undefined ? undefined : sqlDriver(client);
       if (driver) statements.attach(client, driver);
+      // D1's adapter reads updateMany's count from meta.changes, which counts capture's
+      // trigger rows too: its binding is given one that sends each write's own count.
+      const held = adapter as { client?: unknown };
+      if (driver?.kind === "d1" && held.client === client) {
+        held.client = countingBinding(client as D1QueriesLike);
+      }
       return new CachingAdapter(adapter, statements, dialect, zone, async () => {
         // Capture is followed while a connection is open.
         if (--connections === 0) await statements.close();

@@ -37,6 +37,11 @@ describe("edgecache/kysely on D1: a write through Kysely removes exactly the rea
     expect(of('where "score" > ?')).toMatchObject({ granularity: "predicate", reasons: [] });
     expect(of("offset ?")).toMatchObject({ granularity: "predicate", reasons: [] });
   });
+
+  it("with capture installed, an update of 2 rows reports 2 through Kysely, edgecache/sql and Drizzle; the binding itself reports 4 (its meta.changes counts capture's trigger rows)", async () => {
+    const [counts] = (await post(worker(), "/counts", [read(0, 0)])) as unknown[];
+    expect(counts).toEqual({ drizzle: 2, sql: 2, kysely: 2, kyselyInsertId: 20, binding: 4 });
+  });
 });
 
 describe("edgecache/kysely on D1 without capture installed (workerd)", () => {

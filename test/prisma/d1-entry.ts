@@ -144,9 +144,29 @@ async function eventsOp(i: Isolate, env: Env, op: Op) {
   };
 }
 
+/** updateMany's count of rows 1 and 2, and an `executeRaw` of the same update's. */
+async function countsOp(i: Isolate, _env: Env, _op: Op) {
+  const many = await i.prisma.player.updateMany({
+    where: { id: { in: [1, 2] } },
+    data: { name: "c" },
+  });
+  const raw = await i.prisma.$executeRawUnsafe("update users set name = 'c' where id in (1, 2)");
+  // A write that fails still fails as Prisma tells it (sent in a batch now): row 1's key taken.
+  const taken = await i.prisma.player.updateMany({ where: { id: 2 }, data: { id: 1 } }).then(
+    () => "written",
+    (err: { code?: string }) => err.code,
+  );
+  return { updateMany: many.count, executeRaw: raw, taken };
+}
+
 export default followingEntry(
   open,
-  { "/prisma": prismaOp, "/prisma/transaction": transactionOp, "/prisma/events": eventsOp },
+  {
+    "/prisma": prismaOp,
+    "/prisma/counts": countsOp,
+    "/prisma/transaction": transactionOp,
+    "/prisma/events": eventsOp,
+  },
   (i) => ({ prisma: i.adapter.cache }),
   EVENTS,
 );

@@ -133,6 +133,11 @@ describe("edgecache/prisma on D1: a write through Prisma removes exactly the rea
   });
 
   batchTransactions(worker);
+
+  it("with capture installed, updateMany of 2 rows counts 2, and so does executeRaw (D1's meta.changes counts capture's trigger rows too); a key taken is still P2002", async () => {
+    const [counts] = (await prisma([read(0, 0)], "/prisma/counts")) as unknown[];
+    expect(counts).toEqual({ updateMany: 2, executeRaw: 2, taken: "P2002" });
+  });
 });
 
 describe("edgecache/prisma on D1 without capture installed (workerd)", () => {

@@ -213,8 +213,40 @@ async function kyselyOp(i: ReturnType<typeof open>, env: Env, op: Op) {
   return { caughtUp: await i.dialect.cache.catchUp() };
 }
 
+/**
+ * The counts of an update of rows 1 and 2 as each reports it: through Drizzle (`run()`'s
+ * meta), edgecache/sql (`rowsAffected`), Kysely (`numUpdatedRows`) and the binding itself;
+ * and Kysely's insertId of an insert (row 20, deleted again).
+ */
+async function countsOp(i: ReturnType<typeof open>, env: Env, _op: Op) {
+  const drizzleRun = await i.db
+    .update(users)
+    .set({ name: "c" })
+    .where(inArray(users.id, [1, 2]))
+    .run();
+  const sqlRun = await i.sql.execute("update users set name = 'c' where id in (1, 2)");
+  const kyselyRun = await i.kysely
+    .updateTable("users")
+    .set({ name: "c" })
+    .where("id", "in", [1, 2])
+    .executeTakeFirstOrThrow();
+  const inserted = await i.kysely
+    .insertInto("users")
+    .values({ id: 20, name: "c", score: 0 })
+    .executeTakeFirstOrThrow();
+  await i.kysely.deleteFrom("users").where("id", "=", 20).execute();
+  const binding = await env.DB.prepare("update users set name = 'c' where id in (1, 2)").run();
+  return {
+    drizzle: drizzleRun.meta.changes,
+    sql: sqlRun.rowsAffected,
+    kysely: Number(kyselyRun.numUpdatedRows),
+    kyselyInsertId: Number(inserted.insertId),
+    binding: binding.meta.changes,
+  };
+}
+
 export default followingEntry(
   open,
-  { "/drizzle": drizzleOp, "/sql": sqlOp, "/kysely": kyselyOp },
+  { "/drizzle": drizzleOp, "/sql": sqlOp, "/kysely": kyselyOp, "/counts": countsOp },
   (i) => ({ drizzle: i.cache, sql: i.sql, kysely: i.dialect.cache }),
 );

@@ -6,6 +6,7 @@ import { type BatchDriver, runStepsAsync, type WriteOptions } from "../driver.ts
 import { toEdgecacheError } from "../sqlite/dialect.ts";
 import type { D1DatabaseLike, D1QueriesLike, D1StatementLike } from "./binding.ts";
 import type { D1OwnChanges } from "./capture.ts";
+import { countsRows, runCounted } from "./own-changes.ts";
 
 /**
  * D1 read replication through the Sessions API. Reads open a session at `bookmark()`, the
@@ -43,9 +44,13 @@ export class D1Driver implements BatchDriver {
     this.#sessions = sessions;
   }
 
-  /** One statement on the binding (no session: the application's statements choose none). */
+  /**
+   * One statement on the binding (no session: the application's statements choose none); a
+   * write's `rowsAffected` is its own rows, not its triggers' too (see runCounted).
+   */
   async run(sql: string, params: readonly unknown[]): Promise<SqlResult> {
-    const r = await prepare(this.#db, { sql, params: [...params] }).all();
+    const statement = prepare(this.#db, { sql, params: [...params] });
+    const r = countsRows(sql) ? await runCounted(this.#db, statement) : await statement.all();
     return { rows: (r.results ?? []) as SqlRow[], rowsAffected: r.meta?.changes ?? 0 };
   }
 
