@@ -346,8 +346,6 @@ export class StatementCache<R = SqlResult> {
     // Where its connection is not held meanwhile (see `placed`), the search path is waited for.
     if (!this.#db.learnAside) await this.placed();
     const key = await this.#key(sql, keyed);
-    // Taken before the lookup: the query runs after it, so its result is at least this new.
-    const since = this.engine.position;
     if (key !== undefined) {
       try {
         const entry = await this.engine.getEntry(key);
@@ -367,8 +365,21 @@ export class StatementCache<R = SqlResult> {
     }
     if (!readOnly(shape, sql)) return this.write(sql, params, run);
     await this.#capture?.want(shape.tables);
+    // A new isolate's first read starts following capture here (a lazy capture reads its
+    // catalog in `want`): the mode is taken now, before the query runs, so its result is
+    // stored as one read while following, registered with the catalog's primary keys, and
+    // the next read's check finds nothing to empty.
+    if (!this.#following && (await this.#startsFollowing())) {
+      await this.#learnKinds(shape.tables);
+      shape = sqlShape(sql, params, dialect, this.#schema, resolve);
+      if (!readOnly(shape, sql)) return this.write(sql, params, run);
+    }
     this.#stats.lookup(false, sql);
     if (key !== undefined) this.engine.countRead(key, "miss");
+    // Taken after `want`, just before the query runs, so its result is at least this new: a
+    // new isolate's first read has by then its log started (capture's first drain), and a
+    // position taken before it, on no log yet, would fence the result out.
+    const since = this.engine.position;
     const result = await run(sql, params);
     if (key === undefined || !this.#cacheable(shape)) {
       this.#stats.counts.uncacheable++;
@@ -624,6 +635,12 @@ export class StatementCache<R = SqlResult> {
     const following = this.#capture?.mode() === "capture";
     if (following && !this.#following) await this.invalidate();
     this.#following = following;
+  }
+
+  /** Checks the mode again (see #checkMode); true when this entry now follows capture. */
+  async #startsFollowing(): Promise<boolean> {
+    await this.#checkMode();
+    return this.#following;
   }
 
   /**

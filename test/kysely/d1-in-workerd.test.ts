@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  firstReadTest,
   followingSuite,
   followingWorker,
   type Op,
@@ -16,6 +17,10 @@ import {
 
 describe("edgecache/kysely on D1 follows D1 change capture (workerd)", () => {
   followingSuite("/kysely", 6, 60);
+});
+
+describe("edgecache/kysely on D1: a new isolate's first read is stored for the next (workerd)", () => {
+  firstReadTest("/kysely");
 });
 
 describe("edgecache/kysely on D1: a write through Kysely removes exactly the reads it touches (workerd)", () => {

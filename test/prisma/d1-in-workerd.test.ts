@@ -1,6 +1,7 @@
 import type { Miniflare } from "miniflare";
 import { describe, expect, it } from "vitest";
 import {
+  firstReadTest,
   followingSuite,
   followingWorker,
   type Op,
@@ -19,6 +20,10 @@ import { startPrismaD1 } from "./d1-worker.ts";
 describe("edgecache/prisma on D1 follows D1 change capture (workerd)", () => {
   // D1's adapter types a column by its values: a patched result is typed again (d1-results.ts).
   followingSuite("/prisma", 7, 60, { start: startPrismaD1 });
+});
+
+describe("edgecache/prisma on D1: a new isolate's first read is stored for the next (workerd)", () => {
+  firstReadTest("/prisma", startPrismaD1);
 });
 
 describe("edgecache/prisma on D1: a DATETIME column, whose numbers the adapter gives as text beside other text (workerd)", () => {

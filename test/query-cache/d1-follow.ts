@@ -145,6 +145,29 @@ export function followingSuite(
 }
 
 /**
+ * With capture, on a fresh Worker (its own followingWorker, from `start`): the same read of
+ * row 1 (read 0, by its key) three times misses once, then hits; the first read, which reads
+ * capture's catalog, is stored exactly, neither fenced out by the log's start nor emptied by
+ * the next read.
+ */
+export function firstReadTest(route: Route, start = startFollowing) {
+  const { worker, stats } = followingWorker(route, true, start);
+
+  it("the same read three times on a fresh Worker: miss, hit, hit (the catalog is read by the first)", async () => {
+    const read1: Op = { kind: "read", which: 0, id: 1, value: 0 };
+    for (let i = 0; i < 3; i++) await post(worker(), route, [read1]);
+    const s = await stats();
+    expect(s.writes).toBe("capture");
+    expect({ misses: Number(s.misses), hits: Number(s.hits) }).toEqual({ misses: 1, hits: 2 });
+    expect({ fenced: Number(s.fenced), stored: Number(s.stored) }).toEqual({
+      fenced: 0,
+      stored: 1,
+    });
+    expect((s.registrations as { exact: number }).exact).toBe(1);
+  });
+}
+
+/**
  * With capture (in a describe whose followingWorker is `worker` and `stats`): a write through
  * the entry of row 2 leaves the cached reads of row 1 (read 0, by its key) and of the rows
  * named n0 (read 1, by a predicate) hits, and row 2 moving into n0 is seen.

@@ -1,5 +1,5 @@
 import { describe } from "vitest";
-import { followingSuite } from "../query-cache/d1-follow.ts";
+import { firstReadTest, followingSuite } from "../query-cache/d1-follow.ts";
 
 // edgecache/sql on a D1 binding inside workerd, following D1 change capture through the
 // change log's Durable Object: `execute` waits for its own rows to be drained and applied
@@ -9,4 +9,8 @@ import { followingSuite } from "../query-cache/d1-follow.ts";
 
 describe("edgecache/sql on D1 follows D1 change capture (workerd)", () => {
   followingSuite("/sql", 5, 60);
+});
+
+describe("edgecache/sql on D1: a new isolate's first read is stored for the next (workerd)", () => {
+  firstReadTest("/sql");
 });
