@@ -386,6 +386,12 @@ export class QueryCapture {
       this.#setSchema?.({
         primaryKey: (table) => this.#shapes.get(table)?.primaryKey,
         joinColumns: () => [],
+        // Captured without a single-column key (a link table keyed by two columns): its
+        // changes carry whole rows, planned by the lists of the entries that read it.
+        keyless: (table) => {
+          const shape = this.#shapes.get(table);
+          return shape !== undefined && shape.primaryKey === undefined;
+        },
       });
       this.#found = found;
       const ids = new Set(found.map((i) => i.id));

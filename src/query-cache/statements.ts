@@ -258,6 +258,7 @@ export class StatementCache<R = SqlResult> {
     const { engine, ttl, prefix, owns, outside } = queryEngine(c, options, db.defaultPrefix, {
       primaryKey: (table) => this.#catalog?.primaryKey(table),
       joinColumns: () => [],
+      keyless: (table) => this.#catalog?.keyless?.(table) === true,
     });
     this.engine = engine;
     this.#db = db;
@@ -580,16 +581,23 @@ export class StatementCache<R = SqlResult> {
     }
   }
 
-  /** What is known of a table: its primary key from capture's catalog, its column kinds. */
+  /**
+   * What is known of a table: its primary key from capture's catalog (none for a table
+   * captured without a single-column one: read through lists alone), its column kinds.
+   */
   #schema = (table: string): SqlTable | undefined => {
     const primaryKey = this.#catalog?.primaryKey(table);
-    if (primaryKey === undefined) return undefined;
+    if (primaryKey === undefined && !this.#keyless(table)) return undefined;
     const { isoInstants, ...kinds } = this.#kinds.get(table) ?? {};
-    const known: SqlTable = { primaryKey, ...kinds };
+    const known: SqlTable = { ...(primaryKey !== undefined && { primaryKey }), ...kinds };
     if (isoInstants && this.#db.isoInstants?.()) known.isoInstants = isoInstants;
     // Floats and instants only where capture's triggers record them exactly.
     return this.#capture?.recordsForms() === false ? withoutCapturedForms(known) : known;
   };
+
+  #keyless(table: string): boolean {
+    return this.#catalog?.keyless?.(table) === true;
+  }
 
   /** Tables whose column kinds are being read. */
   #learning = new Map<string, Promise<void>>();
@@ -602,7 +610,7 @@ export class StatementCache<R = SqlResult> {
   async #learnKinds(tables: readonly string[]): Promise<boolean> {
     const reads: Promise<void>[] = [];
     for (const table of tables) {
-      if (this.#kinds.has(table) || this.#catalog?.primaryKey(table) === undefined) continue;
+      if (this.#kinds.has(table) || this.#schema(table) === undefined) continue;
       let read = this.#learning.get(table);
       if (!read) {
         read = this.#learn(table).finally(() => this.#learning.delete(table));

@@ -266,6 +266,33 @@ function prismaSuite(make: () => Harness, withCapture: boolean): void {
       expect(await counts(prisma)).toEqual(await counts(plain));
     });
 
+    it("a many-to-many `_count` is read along its link table: another post tagged or a tag renamed keeps it, one of its posts tagged drops it", async () => {
+      const { prisma, plain, cache } = await open();
+      const counts = (p: AnyPrismaClient) =>
+        p.post.findMany({
+          where: { id: { in: [1, 2] } },
+          include: { _count: { select: { tags: true } } },
+          orderBy: { id: "asc" },
+        });
+      expect(await counts(prisma)).toEqual(await counts(plain));
+      const hits = cache.getStats().hits;
+      // Around Prisma: post 4 tagged (not in the result), a tag renamed (not read).
+      await h.around(`INSERT INTO ${h.table("_PostToTag")} ("A", "B") VALUES (4, 1)`);
+      await h.around(`UPDATE ${h.table("Tag")} SET "name" = 'old news' WHERE "id" = 1`);
+      expect(await cache.catchUp()).toBe(true);
+      expect(await counts(prisma)).toEqual(await counts(plain));
+      expect(cache.getStats().hits).toBe(hits + 1);
+      // Post 2 tagged through Prisma, then post 1 untagged around it.
+      await prisma.post.update({ where: { id: 2 }, data: { tags: { connect: { id: 2 } } } });
+      const after = await counts(prisma);
+      expect(after).toEqual(await counts(plain));
+      expect(after[1]._count.tags).toBe(1);
+      await h.around(`DELETE FROM ${h.table("_PostToTag")} WHERE "A" = 1`);
+      expect(await cache.catchUp()).toBe(true);
+      expect((await counts(prisma))[0]._count.tags).toBe(0);
+      expect(await counts(prisma)).toEqual(await counts(plain));
+    });
+
     it("capture: an update of one row leaves the cached read of another a hit; a write around Prisma is seen", async () => {
       const { prisma, cache } = await open();
       const user = (id: number) => prisma.user.findUnique({ where: { id } });

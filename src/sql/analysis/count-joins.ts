@@ -17,9 +17,10 @@ import { identifier, isNode, type Node } from "./predicates.ts";
  * never computed from it.
  *
  * Rewritten only when that holds and nothing else reads the derived table: its columns are
- * read in the select list alone (not in WHERE, ORDER BY, GROUP BY or another join), its one
- * table is a plain table, grouped by one of its columns, with no HAVING, DISTINCT, window,
- * ORDER BY or LIMIT, selecting that column and COUNT(*) only. Anything else is left as it
+ * read in the select list alone (not in WHERE, ORDER BY, GROUP BY or another join), its
+ * tables are plain tables (joined, for a many-to-many relation's link table), grouped by one
+ * of their columns, with no HAVING, DISTINCT, window, ORDER BY or LIMIT, selecting that
+ * column and counts (`COUNT(*)`, `COUNT(column)`) only. Anything else is left as it
  * is (a subquery the planner registers by table). Pure: no I/O; the AST is not changed.
  */
 export function countJoinsAsSubqueries(select: Node): Node {
@@ -45,15 +46,19 @@ function rewrite(select: Node, base: Node, joined: unknown): Node | undefined {
   const key = group[0]!;
   const keyName = identifier(key.column);
   if (keyName === undefined || !ownColumn(key, inner)) return;
+  const sameColumn = (e: Node) =>
+    e.type === "column_ref" &&
+    identifier(e.column) === keyName &&
+    ownColumn(e, inner) &&
+    (e.table ?? null) === (key.table ?? null);
   // The derived table's columns by their names: the key, and counts.
   const counts = new Set<string>();
   let keyOut: string | undefined;
   for (const c of inner.columns as unknown[]) {
     if (!isNode(c) || !isNode(c.expr)) return;
     const e = c.expr;
-    if (e.type === "column_ref" && identifier(e.column) === keyName && ownColumn(e, inner)) {
-      keyOut = typeof c.as === "string" ? c.as : keyName;
-    } else if (isCountStar(e) && typeof c.as === "string") counts.add(c.as);
+    if (sameColumn(e)) keyOut = typeof c.as === "string" ? c.as : keyName;
+    else if (isCount(e) && typeof c.as === "string") counts.add(c.as);
     else return;
   }
   if (keyOut === undefined || counts.size === 0 || counts.has(keyOut)) return;
@@ -73,7 +78,7 @@ function rewrite(select: Node, base: Node, joined: unknown): Node | undefined {
   const where: Node = isNode(inner.where)
     ? { type: "binary_expr", operator: "AND", left: inner.where, right: link }
     : link;
-  const count = (inner.columns as Node[]).find((c) => isCountStar(c.expr))!;
+  const count = (inner.columns as Node[]).find((c) => isCount(c.expr))!;
   const subquery = (): Node => ({
     ast: { ...inner, columns: [{ ...count, as: null }], groupby: null, where },
     parentheses: true,
@@ -94,10 +99,15 @@ function rewrite(select: Node, base: Node, joined: unknown): Node | undefined {
   return { ...select, columns, from };
 }
 
-/** One plain table, grouped by one column, nothing else that shapes its rows. */
+/**
+ * Plain tables (the first alone, the others joined to it), grouped by one column, nothing
+ * else that shapes its rows. Joined tables are how Prisma counts a many-to-many relation:
+ * `FROM "Tag" LEFT JOIN "_PostToTag" ON ... GROUP BY "_PostToTag"."A"`. Whatever the joins,
+ * a group's rows are the joined rows whose grouped column has the group's value, which the
+ * correlated subquery selects with that column equal to the base's.
+ */
 function plainGroupedCount(s: Node): boolean {
   const from = s.from;
-  const one = Array.isArray(from) && from.length === 1 && isNode(from[0]) ? from[0] : undefined;
   const group = isNode(s.groupby) ? s.groupby.columns : undefined;
   const limit = isNode(s.limit) ? s.limit.value : undefined;
   return (
@@ -105,9 +115,11 @@ function plainGroupedCount(s: Node): boolean {
     !s.with &&
     !s._next &&
     !s.set_op &&
-    one !== undefined &&
-    typeof one.table === "string" &&
-    !one.join &&
+    Array.isArray(from) &&
+    from.length > 0 &&
+    from.every(
+      (f, i) => isNode(f) && typeof f.table === "string" && !f.expr && !f.join === (i === 0),
+    ) &&
     !(isNode(s.distinct) && s.distinct.type) &&
     !s.having &&
     !s.orderby &&
@@ -121,22 +133,28 @@ function plainGroupedCount(s: Node): boolean {
   );
 }
 
-/** A column reference of the derived table's own table: bare, or by its name or alias. */
+/**
+ * A column reference of one of the derived table's own tables: by its name or alias, or
+ * bare where it has one table (a bare column among several could be any of theirs).
+ */
 function ownColumn(ref: Node, inner: Node): boolean {
-  const t = (inner.from as Node[])[0]!;
-  return ref.table === null || ref.table === undefined || ref.table === (t.as ?? t.table);
+  const from = inner.from as Node[];
+  if (ref.table === null || ref.table === undefined) return from.length === 1;
+  return from.some((t) => ref.table === (t.as ?? t.table));
 }
 
-function isCountStar(e: unknown): boolean {
+/** `COUNT(*)` or `COUNT(column)`: the same in a group as over the subquery's rows. */
+function isCount(e: unknown): boolean {
+  if (!isNode(e) || e.type !== "aggr_func" || String(e.name).toUpperCase() !== "COUNT") {
+    return false;
+  }
+  const args = e.args;
   return (
-    isNode(e) &&
-    e.type === "aggr_func" &&
-    String(e.name).toUpperCase() === "COUNT" &&
     !e.over &&
-    isNode(e.args) &&
-    !e.args.distinct &&
-    isNode(e.args.expr) &&
-    e.args.expr.type === "star"
+    isNode(args) &&
+    !args.distinct &&
+    isNode(args.expr) &&
+    (args.expr.type === "star" || args.expr.type === "column_ref")
   );
 }
 

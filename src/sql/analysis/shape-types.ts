@@ -239,6 +239,11 @@ export interface ShapeSubquery {
   };
   /** Why its own conditions are wider than the subquery's. */
   widened: WideningReason[];
+  /**
+   * Every column of the table the subquery may read, when that is known: an update that
+   * leaves them (and the key) as they were cannot change it (ListDependency's `columns`).
+   */
+  columns?: string[];
   /** Registered at table level, and why. */
   whole?: TableReason;
 }

@@ -2,6 +2,7 @@ import type { ListDependency } from "../../core/deps/planner.ts";
 import { rowTag } from "../../core/deps/planner.ts";
 import { matches } from "../../core/deps/predicate.ts";
 import type { ListFilter } from "../../core/query.ts";
+import { columnsRead, selectParts } from "./columns-read.ts";
 import {
   and,
   columnOf,
@@ -177,7 +178,31 @@ function tableRead(
   }
   if (!read.link && mode === "select" && hasOuterRef(sel.where, inner)) widened.add("subquery");
   read.widened = [...widened];
+  const columns = subqueryColumns(sel, scope, ctx.schema);
+  if (columns) read.columns = columns;
   return read;
+}
+
+/**
+ * The columns of the subquery's table `scope` it may read anywhere (see columnsRead), when
+ * every table of its FROM is a plain table the schema knows: a bare name is then settled
+ * by their columns, innermost first, as SQL settles it.
+ */
+function subqueryColumns(sel: Node, scope: Scope, schema: SqlSchema): string[] | undefined {
+  const from = Array.isArray(sel.from) ? (sel.from as Node[]) : [];
+  const top: Scope[] = [];
+  for (const f of from) {
+    if (typeof f.table !== "string" || isNode(f.expr)) return undefined;
+    const known = schema(qualified(f));
+    if (!known?.columns) return undefined;
+    top.push(
+      namesOf(f).some((n) => scope.names.has(n))
+        ? scope
+        : { ...scope, names: new Set(namesOf(f)), kinds: known.columns },
+    );
+  }
+  if (!scope.kinds || Object.keys(scope.kinds).length === 0) return undefined;
+  return columnsRead(selectParts(sel), scope, top, schema);
 }
 
 function conjunctsOf(where: unknown): unknown[] {
@@ -319,12 +344,19 @@ export function subqueryRegistration(
       for (const key of keys) {
         for (const value of twins(key)) {
           const eq: ListFilter = { column: link.column, op: "eq", value };
-          for (const d of q.disjuncts) lists.push(anyWindow(q.table, [eq, ...d]));
+          for (const d of q.disjuncts) lists.push(readBy(q, [eq, ...d]));
         }
       }
       return true;
     }
   }
-  for (const d of q.disjuncts) lists.push(anyWindow(q.table, d));
+  for (const d of q.disjuncts) lists.push(readBy(q, d));
   return !link;
+}
+
+/** A list of the subquery's table without a window, with the columns it reads when known. */
+function readBy(q: ShapeSubquery, filters: ListFilter[]): ListDependency {
+  const list = anyWindow(q.table, filters);
+  if (q.columns) list.columns = q.columns;
+  return list;
 }

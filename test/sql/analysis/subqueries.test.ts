@@ -69,20 +69,24 @@ describe("subqueries, groups and counts: each table's rows reach the results the
           {
             ...{ table: "article_favorite", in: "select", rowIds: [], disjuncts: [[]] },
             ...{ widened: [], link: { column: "article_id", from: "id" } },
+            columns: ["article_id"],
           },
           {
             ...{ table: "article_favorite", in: "select", rowIds: [] },
             disjuncts: [[{ column: "user_id", op: "eq", value: 7 }]],
             ...{ widened: [], link: { column: "article_id", from: "id" } },
+            columns: ["article_id", "user_id"],
           },
           {
             ...{ table: "user_follow", in: "select", rowIds: [] },
             disjuncts: [[{ column: "follower_id", op: "eq", value: 7 }]],
             widened: ["subquery"],
+            columns: ["follower_id", "following_id"],
           },
           {
             ...{ table: "article_tag", in: "where", rowIds: [] },
             ...{ disjuncts: [[{ column: "tag_name", op: "eq", value: "dragons" }]], widened: [] },
+            columns: ["article_id", "tag_name"],
           },
         ]);
         expect(s.widened.sort()).toEqual(["join", "subquery"]);
