@@ -138,6 +138,13 @@ export interface CaptureFollower {
   /** Resolves once the changes captured before the start (the backlog) are applied. */
   readonly caughtUp: Promise<void>;
   /**
+   * Resolves once the follower has first looked at the change table: `installed` and
+   * `leading` then say what it found (another node leading is an answer too). Also once
+   * that look failed, or on close. Never waits for the backlog to be applied; a look whose
+   * statements never answer leaves it pending, so a caller bounds its wait.
+   */
+  readonly looked: Promise<void>;
+  /**
    * Resolves true once every change committed before the call has been applied here: a read
    * that began after the call found nothing more to apply. False when this node cannot
    * tell (capture not installed, another node consumes, the database out of reach, closed):
@@ -206,6 +213,10 @@ export function followCapture(
   const caughtUp = new Promise<void>((resolve) => {
     markCaughtUp = resolve;
   });
+  let markLooked: () => void = () => {};
+  const looked = new Promise<void>((resolve) => {
+    markLooked = resolve;
+  });
   let wake: (() => void) | undefined;
   // With unref'd timers, a pause must never begin once close() has run: nothing else would
   // end it.
@@ -232,9 +243,11 @@ export function followCapture(
     if (!installed) {
       leading = false;
       giveUp();
+      markLooked();
       return "idle";
     }
     leading = await feed.lead();
+    markLooked();
     // Another node consumes: this one is caught up once nothing waits.
     if (!leading) {
       giveUp();
@@ -342,6 +355,7 @@ export function followCapture(
         }
       } catch (error) {
         giveUp();
+        markLooked();
         report(error);
         if (!stopped) await sleep(RETRY_MS);
       }
@@ -357,6 +371,7 @@ export function followCapture(
       return leading;
     },
     caughtUp,
+    looked,
     applied: (change) => done.has(id(change)),
     sync() {
       if (stopped || !installed || !leading) return Promise.resolve(false);
@@ -381,6 +396,7 @@ export function followCapture(
       nudge.abort();
       wake?.();
       markCaughtUp();
+      markLooked();
       await running;
       await Promise.all(carrying);
       await consuming;

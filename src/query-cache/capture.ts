@@ -1,6 +1,7 @@
 import type { Cache } from "../core/cache/index.ts";
 import { type CaptureFollower, followCapture, mapFeed, unref } from "../core/capture.ts";
 import type { PlanSchema, WriteEvent } from "../core/deps/planner.ts";
+import { settledWithin } from "../core/settled-within.ts";
 import {
   type CaptureDrainCounts,
   type CaptureDrainingLog,
@@ -41,6 +42,12 @@ const REFRESH_MS = 1000;
  * they change only with the schema, and each look is a statement on the user's database.
  */
 const FOREIGN_KEYS_REFRESH_MS = 10_000;
+/**
+ * How long a read waits for a new follower of its tables to first look at the change table,
+ * ms (a few statements). Past it the read goes on at table level, as before capture was
+ * followed: a database that does not answer never holds reads up for longer.
+ */
+const FIRST_LOOK_MS = 1000;
 /**
  * The magnitudes of D1's captured REALs taken as exact. workerd's SQLite writes
  * `printf('%!.17g')` an ulp off for some numbers from about 1e119 and below about 1e-83
@@ -118,7 +125,7 @@ export class QueryCapture {
   #foreignKeys: ((actions: ForeignKeyAction[]) => void) | undefined;
   #convert: (event: WriteEvent) => WriteEvent;
   #logger: { warn(m: string): void };
-  #followers = new Map<string, { follower: CaptureFollower; tables: Set<string> }>();
+  #followers = new Map<string, Followed>();
   #shapes = new Map<string, CapturedShape>();
   #found: CaptureInstallation[] = [];
   #wanted = new Set<string>();
@@ -274,22 +281,35 @@ export class QueryCapture {
   /**
    * Tables the application queries: an installation is followed once one of its tables is
    * wanted, so that a process never takes the change table of tables it does not use from
-   * another consumer (another application's, a data API node's). Resolves at once, or, with
-   * a lazy capture (D1), once the catalog read and the first word from the followers it
-   * needed are in: a Worker's promise must settle within the request that made it.
+   * another consumer (another application's, a data API node's). Resolves once the followers
+   * of `tables` have first looked at their change table (at most FIRST_LOOK_MS), so that a
+   * process's first read takes the mode the next reads find: stored while following, not at
+   * table level and then emptied. With a lazy capture (D1), once the catalog read and the
+   * first word from the followers it needed are in: a Worker's promise must settle within
+   * the request that made it.
    */
   want(tables: readonly string[]): Promise<void> {
     const fresh = this.#fresh();
+    const names: string[] = [];
     for (const table of tables) {
       const name = nameOf(table);
-      if (name === undefined || this.#wanted.has(name)) continue;
+      if (name === undefined) continue;
+      names.push(name);
+      if (this.#wanted.has(name)) continue;
       this.#wanted.add(name);
       const inst = this.#found.find((i) => i.tables.has(name));
       if (inst && this.#follow && !this.#followers.has(inst.id) && !this.#closed) {
         this.#start(inst);
       }
     }
-    if (this.#capture.lazyMs === undefined) return Promise.resolve();
+    if (this.#capture.lazyMs === undefined) {
+      // Those started by this read, or by another one still waiting for the same look.
+      const looking: Promise<void>[] = [];
+      for (const f of this.#followers.values()) {
+        if (f.looking && names.some((n) => f.tables.has(n))) looking.push(f.looking);
+      }
+      return looking.length === 0 ? Promise.resolve() : Promise.all(looking).then(() => {});
+    }
     return fresh.then(async () => {
       await Promise.all([...this.#followers.values()].map((f) => f.follower.caughtUp));
     });
@@ -307,7 +327,12 @@ export class QueryCapture {
           { unref: true },
         )
       : drainedFollower(this.#engine.log as CaptureDrainingLog);
-    this.#followers.set(inst.id, { follower, tables: new Set(inst.tables.keys()) });
+    const followed: Followed = { follower, tables: new Set(inst.tables.keys()) };
+    // One bound for every read that waits: once it passed, no read waits for that look.
+    followed.looking = settledWithin([follower.looked], FIRST_LOOK_MS).then(() => {
+      followed.looking = undefined;
+    });
+    this.#followers.set(inst.id, followed);
   }
 
   /** The latest look at the catalog; a lazy capture's is read again once it is old. */
@@ -429,6 +454,18 @@ export class QueryCapture {
   }
 }
 
+/** A follower of one installation. */
+interface Followed {
+  follower: CaptureFollower;
+  /** The installation's tables, as the catalog last told them. */
+  tables: Set<string>;
+  /**
+   * Until the follower has first looked at the change table (see CaptureFollower.looked), or
+   * FIRST_LOOK_MS passed: what a read of its tables waits for.
+   */
+  looking?: Promise<void>;
+}
+
 /** A table's name as the caches key it, or undefined for an empty one. */
 function nameOf(table: string): string | undefined {
   return table === "" ? undefined : plainTableName(table);
@@ -472,6 +509,7 @@ function drainedFollower(log: CaptureDrainingLog): CaptureFollower {
       return leading || (failedAt !== undefined && Date.now() - failedAt >= DRAIN_RETRY_MS);
     },
     caughtUp: first.then(() => {}),
+    looked: first.then(() => {}),
     sync,
     // Applied here: every captured record this node took from the log, the drains it did not
     // ask for included (the object's alarm, other isolates'), not only its own mutations'.

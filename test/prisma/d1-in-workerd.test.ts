@@ -40,8 +40,7 @@ describe("edgecache/prisma on D1: a DATETIME column, whose numbers the adapter g
 
   it("a page ordered by it, its values text, keeps its window: a write around it outside the page leaves it a hit, one in it is patched (typed again: text not like a date makes the column Text)", async () => {
     const page = read("SELECT id, at, note, n FROM events ORDER BY at DESC, id DESC LIMIT 2");
-    // Twice: a new isolate's first read is at table level (the catalog is read on first use).
-    await send([page, page]);
+    // Stored by the first read, registered exactly (a new isolate's too: firstReadTest).
     await send([page]);
     let before = await counts();
     await send([around("update events set note = 'x' where id = 1")]);
@@ -113,8 +112,7 @@ describe("edgecache/prisma on D1: a write through Prisma removes exactly the rea
 
   it("says per query shape how exactly it is followed: by row for findUnique, by predicate and window for findMany with where", async () => {
     const reads = [0, 1, 2, 3, 4, 5, 6].map((which) => read(which, 2));
-    // Twice: a new isolate's first read is at table level (the catalog is read on first use).
-    await prisma(reads);
+    // Each shape is told once its first read is stored: a new isolate's is, while following.
     await prisma(reads);
     const shapes = (await stats()).shapes as {
       sql: string;

@@ -186,8 +186,7 @@ export function writeOfAnotherRowTest(
   const named1 = read(1, 1);
 
   it("a write of row 2 leaves the reads of row 1 and of the rows named n0 hits; row 2 moving into n0 is seen", async () => {
-    // Twice: a new isolate's first read is at table level (the catalog is read on first use).
-    await send([row1, named0, named1]);
+    // Stored by their first reads, registered exactly (a new isolate's too: firstReadTest).
     await send([row1, named0, named1]);
     // Row 2 keeps its name (n1): neither row 1's read nor n0's predicate is touched.
     await send([{ kind: "write", which: 0, id: 2, value: 4 }]);

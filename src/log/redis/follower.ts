@@ -2,6 +2,7 @@ import type { Cost } from "../../core/cost.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { REDIS_LOG_LEASE, renewAfterMs, trustedUntil } from "../../core/lease.ts";
 import { randomId } from "../../core/random-id.ts";
+import { settledWithin } from "../../core/settled-within.ts";
 import { duplicateClient, type RedisClient } from "../../redis/connect.ts";
 import type { ChangeOp, ChangeRecord, LogFollower } from "../contract.ts";
 import { HistoryKeeper } from "./history.ts";
@@ -399,17 +400,4 @@ function parseRecord([id, fields]: StreamEntry, node: string): Delivered {
     ...(mark !== undefined && { mark }),
     ...(prev !== undefined && { prev }),
   };
-}
-
-/** Resolves when every promise has settled, or after `ms`, whichever comes first. */
-async function settledWithin(promises: Promise<unknown>[], ms: number): Promise<void> {
-  if (promises.length === 0) return;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([
-    Promise.allSettled(promises),
-    new Promise((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
-  ]);
-  clearTimeout(timer);
 }
