@@ -17,15 +17,11 @@ describe("learned invalidation benchmark (smoke)", () => {
     const dir = mkdtempSync(join(tmpdir(), "edgecache-bench-learn-"));
     const out = join(dir, "learn");
     try {
-      await promisify(execFile)(
-        process.execPath,
-        [
-          ...["--import", "tsx", "bench/learn.ts"],
-          ...["--users", "300", "--orders", "1500", "--requests", "2000", "--ratios", "0.1"],
-          ...["--phases", "2", "--connections", "4", "--seed", "3", "--out", out],
-        ],
-        { timeout: 150_000 },
-      );
+      await promisify(execFile)(process.execPath, [
+        ...["--import", "tsx", "bench/learn.ts"],
+        ...["--users", "300", "--orders", "1500", "--requests", "2000", "--ratios", "0.1"],
+        ...["--phases", "2", "--connections", "4", "--seed", "3", "--out", out],
+      ]);
       const { records } = JSON.parse(readFileSync(`${out}.json`, "utf8")) as {
         records: {
           setup: string;
@@ -54,5 +50,6 @@ describe("learned invalidation benchmark (smoke)", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 180_000);
+    // No limit of its own: the bench took over 150 s at load 16 (a fresh-clone CI beside other work).
+  }, 600_000);
 });
