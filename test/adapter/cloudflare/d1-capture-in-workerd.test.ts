@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CapturingSource } from "../../../src/core/capture.ts";
 import type { Row } from "../../../src/core/query.ts";
+import { STRICT_TRUST_MS } from "../../../src/log/durable-object.ts";
 import type { D1DatabaseLike } from "../../../src/sources/d1.ts";
 import type { Source } from "../../../src/sources/source.ts";
 import { HIT, type Reply, reply, requestInit } from "../../app/harness.ts";
@@ -90,6 +91,34 @@ describe("D1 change capture on Workers", () => {
       expect(stats.capture, isolate).toEqual({ applied: 1 });
     }
   });
+
+  it("a change drained during a quiet spell patches a cached list at the next request, as it does within one (issue 42)", async () => {
+    // The record reaches an isolate with the sync of the first request after the spell, when
+    // its trust from the last sync (STRICT_TRUST_MS) has run out; the patch was then refused
+    // as a load would be, and the list reloaded: patched 0, a miss.
+    const list = "/v1/users?limit=5";
+    const stats = async () => (await send(w, "a", "GET", "/_edgecache/stats")).json;
+    await send(w, "a", "GET", list);
+    for (const quiet of [0, STRICT_TRUST_MS + 200]) {
+      const before = await stats();
+      const requested = Date.now();
+      // The second row: the first test cached the first on its own, which would patch too.
+      const [, row] = (await send(w, "a", "GET", list)).json.data as Row[];
+      const name = `Quiet${quiet}`;
+      const { applied } = await drained(w);
+      await sql(raw, "UPDATE users SET lastName = ? WHERE id = ?", name, row!.id);
+      // The log's object has the change in the log before the isolate's next request.
+      await until(async () => (await drained(w)).applied > applied);
+      // No request to the isolate meanwhile: the quiet spell is the clock's.
+      await new Promise((resolve) => setTimeout(resolve, requested + quiet - Date.now()));
+      const read = await send(w, "a", "GET", list);
+      expect((read.json.data as Row[])[1]!.lastName, `quiet ${quiet} ms`).toBe(name);
+      expect(read.headers.get("cache-status"), `quiet ${quiet} ms`).toMatch(HIT);
+      const after = await stats();
+      expect(after.patches - before.patches, `quiet ${quiet} ms`).toBe(1);
+      expect(after.misses - before.misses, `quiet ${quiet} ms`).toBe(0);
+    }
+  }, 30_000);
 
   it("a row inserted straight in D1 joins a cached list", async () => {
     const list = "/v1/users?firstName=Capture&limit=10";
