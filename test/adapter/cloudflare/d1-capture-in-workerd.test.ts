@@ -40,15 +40,31 @@ async function sql(raw: D1DatabaseLike, text: string, ...params: unknown[]): Pro
   return (await (params.length > 0 ? statement.bind(...params) : statement).all()).results as Row[];
 }
 
-/** The drain's counters, from the change log's Durable Object. */
-async function drained(w: EdgecacheWorkers): Promise<Capture> {
+/** The change log's Durable Object. */
+async function logObject(w: EdgecacheWorkers) {
   const ns = (await w.mf.getDurableObjectNamespace("CHANGE_LOG", "a")) as unknown as {
     idFromName(name: string): unknown;
     get(id: unknown): { fetch(url: string, init: RequestInit): Promise<Response> };
   };
-  const stub = ns.get(ns.idFromName("edgecache"));
+  return ns.get(ns.idFromName("edgecache"));
+}
+
+/** The drain's counters, from the change log's Durable Object. */
+async function drained(w: EdgecacheWorkers): Promise<Capture> {
+  const stub = await logObject(w);
   const res = await stub.fetch("https://change-log/capture", { method: "POST", body: "{}" });
   return (await res.json()) as Capture;
+}
+
+/** Resets the log's object (see edgecache-entry.ts): the next call makes a new instance. */
+async function restartLogObject(w: EdgecacheWorkers): Promise<void> {
+  const stub = await logObject(w);
+  await stub.fetch("https://change-log/_test/restart", { method: "POST", body: "{}" }).then(
+    () => {
+      throw new Error("the log's object did not restart");
+    },
+    () => {}, // the call that resets it fails
+  );
 }
 
 describe("D1 change capture on Workers", () => {
@@ -119,6 +135,25 @@ describe("D1 change capture on Workers", () => {
       expect(after.misses - before.misses, `quiet ${quiet} ms`).toBe(0);
     }
   }, 30_000);
+
+  it("a change made while the log's object restarts (evicted after idling) patches a cached list: the new object's first drain knows its order (issue 42)", async () => {
+    const list = "/v1/users?limit=5";
+    await send(w, "a", "GET", list);
+    const before = (await send(w, "a", "GET", "/_edgecache/stats")).json;
+    const [, , row] = (await send(w, "a", "GET", list)).json.data as Row[];
+    await restartLogObject(w);
+    await sql(raw, "UPDATE users SET lastName = 'Restarted' WHERE id = ?", row!.id);
+    // The new object drains it (as a Drizzle mutation asks), with the mark it kept.
+    const stub = await logObject(w);
+    const res = await stub.fetch("https://change-log/drain", { method: "POST", body: "{}" });
+    expect(((await res.json()) as { capture: Capture }).capture.applied).toBe(1);
+    const read = await send(w, "a", "GET", list);
+    expect((read.json.data as Row[])[2]!.lastName).toBe("Restarted");
+    expect(read.headers.get("cache-status")).toMatch(HIT);
+    const after = (await send(w, "a", "GET", "/_edgecache/stats")).json;
+    expect(after.patches - before.patches).toBe(1);
+    expect(after.misses - before.misses).toBe(0);
+  });
 
   it("a row inserted straight in D1 joins a cached list", async () => {
     const list = "/v1/users?firstName=Capture&limit=10";
