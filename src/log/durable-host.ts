@@ -309,6 +309,14 @@ export class ChangeLogHost {
   }
 
   /**
+   * Whether a write holds the turn now: its batch may have committed, its record still to
+   * come after anything appended meanwhile (see the capture drain).
+   */
+  turnHeld(): boolean {
+    return this.#turn !== undefined && Date.now() < this.#turn.until;
+  }
+
+  /**
    * The capture drain's mark of its last complete read, as kept in storage: what a restarted
    * object's drain starts from. Undefined when none was kept (an older object's storage), or a
    * captured record was written since and the drain did not say its rows were deleted.

@@ -78,6 +78,7 @@ export interface CapturedLog {
   /** Resolves once the log is read from storage. */
   ready(): Promise<void>;
   appendMark(): number;
+  turnHeld(): boolean;
   appendCaptured(ops: readonly ChangeOp[], ordered?: boolean, bookmark?: string): Promise<number>;
   drainMark(): number | undefined;
   keepDrainMark(mark: number): Promise<void>;
@@ -247,7 +248,9 @@ export class CaptureDrain {
         // the change appends after its record: the record is in commit order and patches
         // (SQLite commits one at a time, so the table's order is the commits'). A write
         // that appended meanwhile may have committed after it (its turn lapsed, the object
-        // restarted): then the record only invalidates. So does a late data API change.
+        // restarted): then the record only invalidates. So does a late data API change, and
+        // a change read while a write holds the turn: that write may have committed before
+        // it, and its record, in order, would come after.
         // PostgreSQL's table may hold a change of a concurrent transaction after one that
         // committed later, but of another row (see its capture.ts): each row's are in order.
         const since = this.#readMark;
@@ -260,7 +263,10 @@ export class CaptureDrain {
           break;
         }
         const ordered =
-          since !== undefined && this.#log.appendMark() === since && !changes.some((c) => c.late);
+          since !== undefined &&
+          this.#log.appendMark() === since &&
+          !this.#log.turnHeld() &&
+          !changes.some((c) => c.late);
         // In the log (in the object's storage) before the rows go: exactly once, or twice.
         appended = true;
         await this.#log.appendCaptured(

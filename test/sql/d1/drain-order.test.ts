@@ -117,6 +117,29 @@ describe("D1 capture drain: a data API write in flight without a live turn", () 
   }
 });
 
+describe("D1 capture drain: a data API write holding its turn", () => {
+  it("a change committed after the write, drained before its append, is not ordered (the write's record comes after it)", async () => {
+    const { state, map } = storage();
+    const host = new ChangeLogHost(state);
+    const d1 = table();
+    const drain = new CaptureDrain({ setAlarm: async () => {} }, d1.feed, host, 1000);
+    await drain.drain();
+    const taken = await host.handle("turn", { token: "w", ms: 2000 });
+    expect(((await taken.json()) as { taken: boolean }).taken).toBe(true);
+    d1.commit(W, "w-mark"); // W's batch commits (its rows marked, skipped) ...
+    d1.commit(C); // ... C after it, around edgecache
+    await drain.drain(); // the alarm reads C before W appends
+    await host.handle("append", { token: "w", ops: [{ event: W }], tables: ["users"], node: "i1" });
+    d1.forget("w-mark");
+    const log = await records(map);
+    // In order, W's patch (row 7 active) would come after C's (archived): D1 holds archived.
+    expect(log.map((r) => [r.ops.length, r.ordered])).toEqual([
+      [1, false],
+      [1, true],
+    ]);
+  });
+});
+
 describe("D1 capture drain: the object restarts (evicted after idling, or re-created)", () => {
   const restart = (state: DurableObjectStateLike, d1: ReturnType<typeof table>) => {
     const host = new ChangeLogHost(state);
