@@ -77,6 +77,13 @@ interface StoredState extends HeldLog {
   longestLease: number;
   /** The newest D1 bookmark an append carried (see `DurableChangeLog.bookmark`). */
   bookmark?: string;
+  /** Appends of writes that reached the object, so far (see appendMark). */
+  appends?: number;
+  /**
+   * The capture drain's mark of its last complete read (see `keepDrainMark`); cleared in the
+   * write of each captured record, until the drain has deleted that record's rows.
+   */
+  drainMark?: number;
 }
 
 /**
@@ -95,8 +102,6 @@ export class ChangeLogHost {
   #records = new Map<number, ChangeRecord>();
   #members = new Map<string, Member>();
   #turn: { token: string; until: number } | undefined;
-  /** Appends of writes (not of captured changes) that reached the object (see appendMark). */
-  #appendsSeen = 0;
   #wake = new Set<() => void>();
   /** Until when leases granted before a restart may still be held. */
   #graceUntil = 0;
@@ -244,7 +249,8 @@ export class ChangeLogHost {
   }
 
   async #append(body: Record<string, unknown>): Promise<AppendReply> {
-    this.#appendsSeen++;
+    // In memory at once, in storage with the next write of the state (this record's at the latest).
+    this.#s = { ...this.#s, appends: this.appendMark() + 1 };
     const now = Date.now();
     const token = String(body.token ?? "");
     const ordered = token !== "" && this.#turn?.token === token && now < this.#turn.until;
@@ -295,10 +301,40 @@ export class ChangeLogHost {
    * A number that changes with every append of a write (a data API's, a table-level
    * invalidation's), whether it held a turn or not. A captured change read after a mark,
    * appended while the mark is unchanged, is in the log's order: a write committed after it
-   * has not appended yet, so its record comes later (see the capture drain).
+   * has not appended yet, so its record comes later (see the capture drain). Kept in storage
+   * with the log, so it goes on counting after a restart.
    */
   appendMark(): number {
-    return this.#appendsSeen;
+    return this.#s.appends ?? 0;
+  }
+
+  /**
+   * Whether a write holds the turn now: its batch may have committed, its record still to
+   * come after anything appended meanwhile (see the capture drain).
+   */
+  turnHeld(): boolean {
+    return this.#turn !== undefined && Date.now() < this.#turn.until;
+  }
+
+  /**
+   * The capture drain's mark of its last complete read, as kept in storage: what a restarted
+   * object's drain starts from. Undefined when none was kept (an older object's storage), or a
+   * captured record was written since and the drain did not say its rows were deleted.
+   */
+  drainMark(): number | undefined {
+    return this.#s.drainMark;
+  }
+
+  /**
+   * Keeps the drain's mark (`appendMark()` before a complete read of the change table, every
+   * row read before it appended and deleted) for the object's next start; written only when it
+   * changes (after a write's append, or a captured record).
+   */
+  async keepDrainMark(mark: number): Promise<void> {
+    if (this.#loading) await this.#loading;
+    if (this.#s.drainMark === mark) return;
+    this.#s = { ...this.#s, drainMark: mark };
+    await this.#state.storage.put({ state: this.#s });
   }
 
   /**
@@ -356,6 +392,9 @@ export class ChangeLogHost {
       first,
       lastChanges,
       bookmark: newer(this.#s.bookmark, bookmark),
+      // Written with the record: a restart before its rows are deleted reads them again, and
+      // their second copy must not be in order (it would apply them twice).
+      ...(captured && { drainMark: undefined }),
     };
     this.#records.set(seq, record);
     const written = this.#state.storage.put({ state: this.#s, [`r${seq}`]: record });

@@ -70,12 +70,18 @@ export interface CaptureDrainStats {
 }
 
 /**
- * What the drain uses of the log it feeds, in the same object (`ChangeLogHost` has both): the
- * mark that tells whether a write appended meanwhile, and the append of captured changes.
+ * What the drain uses of the log it feeds, in the same object (`ChangeLogHost` has all): the
+ * mark that tells whether a write appended meanwhile, the append of captured changes, and the
+ * drain's own mark kept in the log's storage, so that a restarted object knows it.
  */
 export interface CapturedLog {
+  /** Resolves once the log is read from storage. */
+  ready(): Promise<void>;
   appendMark(): number;
+  turnHeld(): boolean;
   appendCaptured(ops: readonly ChangeOp[], ordered?: boolean, bookmark?: string): Promise<number>;
+  drainMark(): number | undefined;
+  keepDrainMark(mark: number): Promise<void>;
 }
 
 /**
@@ -135,8 +141,12 @@ export class CaptureDrain {
   #armed = false;
   /** When the last drain began (changes committed before it are in the log). */
   #drainedAt = Number.NEGATIVE_INFINITY;
-  /** The log's append mark before the change table's last complete read (see #pass). */
+  /**
+   * The log's append mark before the change table's last complete read (see #pass): the one
+   * the log keeps in storage until the first drain, then this object's.
+   */
   #readMark: number | undefined;
+  #started = false;
   #applied = 0;
   #lags: number[] = [];
   #lastError = "";
@@ -223,14 +233,24 @@ export class CaptureDrain {
    */
   async #pass(): Promise<void> {
     const started = Date.now();
+    let appended = false;
     try {
+      if (!this.#started) {
+        // A restarted object (evicted after idling, or re-created) goes on from the mark kept
+        // in storage: without it, changes made meanwhile could only invalidate (issue 42).
+        await this.#log.ready();
+        this.#readMark = this.#log.drainMark();
+        this.#started = true;
+      }
       for (;;) {
         // A change read now committed after the last complete read began (one committed
         // earlier was read then). If no write has appended since, a write committed after
         // the change appends after its record: the record is in commit order and patches
         // (SQLite commits one at a time, so the table's order is the commits'). A write
         // that appended meanwhile may have committed after it (its turn lapsed, the object
-        // restarted): then the record only invalidates. So does a late data API change.
+        // restarted): then the record only invalidates. So does a late data API change, and
+        // a change read while a write holds the turn: that write may have committed before
+        // it, and its record, in order, would come after.
         // PostgreSQL's table may hold a change of a concurrent transaction after one that
         // committed later, but of another row (see its capture.ts): each row's are in order.
         const since = this.#readMark;
@@ -239,11 +259,16 @@ export class CaptureDrain {
         const complete = changes.length < BATCH;
         if (changes.length === 0) {
           this.#readMark = mark;
+          await this.#log.keepDrainMark(mark);
           break;
         }
         const ordered =
-          since !== undefined && this.#log.appendMark() === since && !changes.some((c) => c.late);
+          since !== undefined &&
+          this.#log.appendMark() === since &&
+          !this.#log.turnHeld() &&
+          !changes.some((c) => c.late);
         // In the log (in the object's storage) before the rows go: exactly once, or twice.
+        appended = true;
         await this.#log.appendCaptured(
           changes.map((c) => ({ event: c.event })),
           ordered,
@@ -256,12 +281,16 @@ export class CaptureDrain {
         this.#applied += changes.length;
         if (complete) {
           this.#readMark = mark;
+          await this.#log.keepDrainMark(mark);
           break;
         }
       }
       this.#lastError = "";
       this.#failed = false;
     } catch (error) {
+      // Rows appended may still be in the table: read again, they are a second copy, which
+      // must not be in order (it would apply them twice). The kept mark is gone likewise.
+      if (appended) this.#readMark = undefined;
       this.#failed = true;
       const message = String((error as Error)?.message ?? error);
       if (message !== this.#lastError) {

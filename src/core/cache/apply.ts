@@ -223,6 +223,7 @@ export class Applier {
       const { entry, stored: kept } = await this.#e.loads.storeLoaded(k, init, at, {
         memoryOnly: true,
         exact,
+        patch: true,
       });
       if (!kept) continue;
       markUnreadPatches(entry, unread);

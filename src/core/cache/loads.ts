@@ -78,22 +78,26 @@ export class Loads {
    * Stores what a load read, unless a change since `since` (a `position`) concerns it: the
    * write fence. Returns the entry either way, and whether it was stored. The entry records
    * `since`, so any node that later reads it from a shared tier can check it the same way.
-   * `cost`: where what it sends counts, the part done later included.
+   * `cost`: where what it sends counts, the part done later included. `patch`: the entry is
+   * the first tier's own, brought up to a record being applied (see `Apply`).
    */
   async storeLoaded(
     key: string,
     init: EntryInit,
     since: LogPosition,
-    options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean },
+    options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean; patch?: boolean },
     cost?: Cost,
   ): Promise<{ entry: CacheEntry; stored: boolean; unstored?: Unstored }> {
     const entry = await this.#e.entries.build(init, since);
+    // A patch is stored with the lease lapsed: memory keeps its other entries through a lapse
+    // (nothing reads them until a sync brings the node up to the head), and the sync that
+    // brings a record after a quiet spell is the one that renews the lease (issue 42).
     const refused: Unstored | undefined =
       init.cacheable === false
         ? "uncacheable"
         : !this.#e.enabled
           ? "cache-off"
-          : !this.#e.log.trusted()
+          : !(options?.patch || this.#e.log.trusted())
             ? "lease-expired"
             : undefined;
     if (refused) return { entry, stored: false, unstored: refused };

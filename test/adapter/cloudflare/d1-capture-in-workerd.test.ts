@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CapturingSource } from "../../../src/core/capture.ts";
 import type { Row } from "../../../src/core/query.ts";
+import {
+  DEFAULT_LEASE_MS,
+  LEASE_MARGIN_MS,
+  STRICT_TRUST_MS,
+} from "../../../src/log/durable-object.ts";
 import type { D1DatabaseLike } from "../../../src/sources/d1.ts";
 import type { Source } from "../../../src/sources/source.ts";
 import { HIT, type Reply, reply, requestInit } from "../../app/harness.ts";
@@ -19,8 +24,8 @@ interface Capture {
   lagP99?: number;
 }
 
-async function start(captureMs: number) {
-  const w = await startEdgecacheWorkers({ names: ["a", "b"], captureMs });
+async function start(captureMs: number, mode?: "lease", leaseMs?: number) {
+  const w = await startEdgecacheWorkers({ names: ["a", "b"], captureMs, mode, leaseMs });
   const db = await w.fresh();
   const raw = await w.direct();
   return { w, db, raw };
@@ -39,15 +44,63 @@ async function sql(raw: D1DatabaseLike, text: string, ...params: unknown[]): Pro
   return (await (params.length > 0 ? statement.bind(...params) : statement).all()).results as Row[];
 }
 
-/** The drain's counters, from the change log's Durable Object. */
-async function drained(w: EdgecacheWorkers): Promise<Capture> {
+/** The change log's Durable Object. */
+async function logObject(w: EdgecacheWorkers) {
   const ns = (await w.mf.getDurableObjectNamespace("CHANGE_LOG", "a")) as unknown as {
     idFromName(name: string): unknown;
     get(id: unknown): { fetch(url: string, init: RequestInit): Promise<Response> };
   };
-  const stub = ns.get(ns.idFromName("edgecache"));
+  return ns.get(ns.idFromName("edgecache"));
+}
+
+/** The drain's counters, from the change log's Durable Object. */
+async function drained(w: EdgecacheWorkers): Promise<Capture> {
+  const stub = await logObject(w);
   const res = await stub.fetch("https://change-log/capture", { method: "POST", body: "{}" });
   return (await res.json()) as Capture;
+}
+
+/** Resets the log's object (see edgecache-entry.ts): the next call makes a new instance. */
+async function restartLogObject(w: EdgecacheWorkers): Promise<void> {
+  const stub = await logObject(w);
+  await stub.fetch("https://change-log/_test/restart", { method: "POST", body: "{}" }).then(
+    () => {
+      throw new Error("the log's object did not restart");
+    },
+    () => {}, // the call that resets it fails
+  );
+}
+
+/**
+ * A change straight in D1, drained into the log before isolate a's next request, patches a
+ * cached list at that request, after each of the quiet spells `quiets` (ms). One longer than
+ * the isolate's trust from its last sync: the record reaches the isolate with the sync of that
+ * request, before it renews the trust; the patch was refused as a load would be, and the list
+ * reloaded (patched 0, a miss).
+ */
+async function patchesAfterQuiet(w: EdgecacheWorkers, raw: D1DatabaseLike, quiets: number[]) {
+  const list = "/v1/users?limit=5";
+  const stats = async () => (await send(w, "a", "GET", "/_edgecache/stats")).json;
+  await send(w, "a", "GET", list);
+  for (const quiet of quiets) {
+    const before = await stats();
+    const requested = Date.now();
+    // The second row: another test cached the first on its own, which would patch too.
+    const [, row] = (await send(w, "a", "GET", list)).json.data as Row[];
+    const name = `Quiet${quiet}`;
+    const { applied } = await drained(w);
+    await sql(raw, "UPDATE users SET lastName = ? WHERE id = ?", name, row!.id);
+    // The log's object has the change in the log before the isolate's next request.
+    await until(async () => (await drained(w)).applied > applied);
+    // No request to the isolate meanwhile: the quiet spell is the clock's.
+    await new Promise((resolve) => setTimeout(resolve, requested + quiet - Date.now()));
+    const read = await send(w, "a", "GET", list);
+    expect((read.json.data as Row[])[1]!.lastName, `quiet ${quiet} ms`).toBe(name);
+    expect(read.headers.get("cache-status"), `quiet ${quiet} ms`).toMatch(HIT);
+    const after = await stats();
+    expect(after.patches - before.patches, `quiet ${quiet} ms`).toBe(1);
+    expect(after.misses - before.misses, `quiet ${quiet} ms`).toBe(0);
+  }
 }
 
 describe("D1 change capture on Workers", () => {
@@ -89,6 +142,29 @@ describe("D1 change capture on Workers", () => {
       const stats = (await send(w, isolate, "GET", "/_edgecache/stats")).json;
       expect(stats.capture, isolate).toEqual({ applied: 1 });
     }
+  });
+
+  it("a change drained during a quiet spell patches a cached list at the next request, as it does within one (issue 42)", async () => {
+    await patchesAfterQuiet(w, raw, [0, STRICT_TRUST_MS + 200]);
+  }, 30_000);
+
+  it("a change made while the log's object restarts (evicted after idling) patches a cached list: the new object's first drain knows its order (issue 42)", async () => {
+    const list = "/v1/users?limit=5";
+    await send(w, "a", "GET", list);
+    const before = (await send(w, "a", "GET", "/_edgecache/stats")).json;
+    const [, , row] = (await send(w, "a", "GET", list)).json.data as Row[];
+    await restartLogObject(w);
+    await sql(raw, "UPDATE users SET lastName = 'Restarted' WHERE id = ?", row!.id);
+    // The new object drains it (as a Drizzle mutation asks), with the mark it kept.
+    const stub = await logObject(w);
+    const res = await stub.fetch("https://change-log/drain", { method: "POST", body: "{}" });
+    expect(((await res.json()) as { capture: Capture }).capture.applied).toBe(1);
+    const read = await send(w, "a", "GET", list);
+    expect((read.json.data as Row[])[2]!.lastName).toBe("Restarted");
+    expect(read.headers.get("cache-status")).toMatch(HIT);
+    const after = (await send(w, "a", "GET", "/_edgecache/stats")).json;
+    expect(after.patches - before.patches).toBe(1);
+    expect(after.misses - before.misses).toBe(0);
   });
 
   it("a row inserted straight in D1 joins a cached list", async () => {
@@ -281,5 +357,25 @@ describe("D1 change capture: drained on each write through the Worker", () => {
     await send(w, "b", "PATCH", `/v1/users/${two!.id}`, { lastName: "Through" });
     await until(async () => (await send(w, "a", "GET", path)).json.lastName === "Around", 5_000);
     expect((await drained(w)).applied).toBe(1);
+  });
+});
+
+describe("D1 change capture in lease mode", () => {
+  let w: EdgecacheWorkers;
+  let raw: D1DatabaseLike;
+
+  beforeAll(async () => {
+    // The default lease: a shorter one can lapse again before a loaded machine reads.
+    ({ w, raw } = await start(200, "lease", DEFAULT_LEASE_MS));
+    await (await w.fresh()).installCapture();
+  }, 60_000);
+
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  it("a change drained while an isolate's lease lapsed patches a cached list at its next request (issue 42)", async () => {
+    // Lease mode serves from memory within the lease without a sync: only a lapsed one here.
+    await patchesAfterQuiet(w, raw, [DEFAULT_LEASE_MS - LEASE_MARGIN_MS + 200]);
   });
 });

@@ -32,8 +32,12 @@ import {
  * round trip from the log's object: REGION_RTT, JSON `{ region: ms }`. With DB_REPLICA their
  * `DB` (what the capture drain reads) is the replicated one, as the isolates' is: its
  * sessions have bookmarks, and its writes (the drained rows' deletes) reach the replica.
+ * `/_test/restart` resets the object (workerd's `abort`): its next call, or its alarm, finds a
+ * new instance over the same storage, as after an eviction.
  */
 export class ChangeLogObject extends LogObject {
+  readonly #state: { abort?(reason?: string): void };
+
   constructor(
     state: ConstructorParameters<typeof LogObject>[0],
     env: Env & { CHANGE_LOG: Parameters<typeof objectsAt>[0]; REGION_RTT?: string },
@@ -43,6 +47,12 @@ export class ChangeLogObject extends LogObject {
       CHANGE_LOG: objectsAt(env.CHANGE_LOG, JSON.parse(env.REGION_RTT ?? "{}")),
       ...(env.DB_REPLICA && { DB: new ReplicatedD1(env.DB, NO_DISTANCE, replication(env)) }),
     });
+    this.#state = state as { abort?(reason?: string): void };
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    if (new URL(request.url).pathname === "/_test/restart") this.#state.abort?.("restart");
+    return super.fetch(request);
   }
 }
 

@@ -117,6 +117,81 @@ describe("D1 capture drain: a data API write in flight without a live turn", () 
   }
 });
 
+describe("D1 capture drain: a data API write holding its turn", () => {
+  it("a change committed after the write, drained before its append, is not ordered (the write's record comes after it)", async () => {
+    const { state, map } = storage();
+    const host = new ChangeLogHost(state);
+    const d1 = table();
+    const drain = new CaptureDrain({ setAlarm: async () => {} }, d1.feed, host, 1000);
+    await drain.drain();
+    const taken = await host.handle("turn", { token: "w", ms: 2000 });
+    expect(((await taken.json()) as { taken: boolean }).taken).toBe(true);
+    d1.commit(W, "w-mark"); // W's batch commits (its rows marked, skipped) ...
+    d1.commit(C); // ... C after it, around edgecache
+    await drain.drain(); // the alarm reads C before W appends
+    await host.handle("append", { token: "w", ops: [{ event: W }], tables: ["users"], node: "i1" });
+    d1.forget("w-mark");
+    const log = await records(map);
+    // In order, W's patch (row 7 active) would come after C's (archived): D1 holds archived.
+    expect(log.map((r) => [r.ops.length, r.ordered])).toEqual([
+      [1, false],
+      [1, true],
+    ]);
+  });
+});
+
+describe("D1 capture drain: the object restarts (evicted after idling, or re-created)", () => {
+  const restart = (state: DurableObjectStateLike, d1: ReturnType<typeof table>) => {
+    const host = new ChangeLogHost(state);
+    return { host, drain: new CaptureDrain({ setAlarm: async () => {} }, d1.feed, host, 1000) };
+  };
+
+  it("a change waiting at its start is ordered (it patches) when no write appended since the last complete read", async () => {
+    const { state, map } = storage();
+    const d1 = table();
+    let { host, drain } = restart(state, d1);
+    await host.handle("append", { ops: [{ event: W }], tables: ["users"], node: "i1" });
+    await drain.drain(); // a complete read after the write: the mark is set
+    ({ host, drain } = restart(state, d1)); // the memory is gone
+    d1.commit(C); // around edgecache, while no object runs
+    await drain.drain(); // the new object's first drain (an isolate's first sync)
+    expect((await records(map)).at(-1)).toMatchObject({ ops: [{ event: C }], ordered: true });
+  });
+
+  it("not when a write appended after that read, before the restart", async () => {
+    const { state, map } = storage();
+    const d1 = table();
+    let { host, drain } = restart(state, d1);
+    await drain.drain();
+    d1.commit(C); // commits first, not drained before ...
+    await host.handle("append", { ops: [{ event: W }], tables: ["users"], node: "i1" }); // ... W's record
+    ({ host, drain } = restart(state, d1));
+    await drain.drain();
+    expect((await records(map)).at(-1)).toMatchObject({ ops: [{ event: C }], ordered: false });
+  });
+
+  it("not when its rows were appended once already: the object stopped before deleting them", async () => {
+    for (const how of ["restarted", "stayed"] as const) {
+      const { state, map } = storage();
+      const d1 = table();
+      let { drain } = restart(state, d1);
+      await drain.drain();
+      d1.commit(C);
+      const consume = d1.feed.consume;
+      d1.feed.consume = () => Promise.reject(new Error("D1 is out of reach"));
+      await drain.drain(); // appended, not deleted
+      d1.feed.consume = consume;
+      if (how === "restarted") ({ drain } = restart(state, d1));
+      await drain.drain(); // C again: a second copy in order would apply it twice
+      const log = await records(map);
+      expect(
+        log.map((r) => r.ordered),
+        how,
+      ).toEqual([true, false]);
+    }
+  });
+});
+
 describe("D1 capture drain: a drain that fails", () => {
   it("says so in its stats until one succeeds, so that a write waiting for it is not told its rows are in", async () => {
     const { state } = storage();
