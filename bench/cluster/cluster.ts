@@ -48,6 +48,10 @@ export interface ClusterOptions {
    * for CPU per request without queueing); undefined: `connections` closed-loop clients.
    */
   rate?: number;
+  /** `rate` is each node's: a setup of n nodes is sent n times it (equal load per node). */
+  perNode?: boolean;
+  /** The setups to run (all of `SETUPS` by default). */
+  setups?: readonly SetupName[];
   /** Nodes of the cluster setup (3). */
   nodes: number;
   strategy: Strategy;
@@ -66,6 +70,13 @@ export interface ClusterOptions {
  * costs over one node is what n processes cost on this machine, whatever they coordinate.
  */
 export type SetupName = "1-local" | "n-alone" | "1-redis" | "n-redis" | "n-redis-lists";
+export const SETUPS: readonly SetupName[] = [
+  "1-local",
+  "n-alone",
+  "1-redis",
+  "n-redis",
+  "n-redis-lists",
+];
 
 export interface ClusterRecord extends WorkloadRecord {
   setup: SetupName;
@@ -127,7 +138,7 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
   const log = options.log ?? (() => {});
   const { template, data } = prepareDatabase(options, log);
   const result: ClusterResult = { records: [], probes: [], stale: [] };
-  const setups: SetupName[] = ["1-local", "n-alone", "1-redis", "n-redis", "n-redis-lists"];
+  const setups = options.setups ?? SETUPS;
 
   for (const [writeRatio, ops] of sequences(data, options)) {
     for (const name of setups) {
@@ -141,7 +152,11 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
             mkdirSync(options.cpuProf, { recursive: true });
             setup.profile = resolve(options.cpuProf, `${name}-${writeRatio}`);
           }
-          const run = await runSetup(db, setup, ops, data, options.connections, options.rate);
+          const rate =
+            options.rate !== undefined && options.perNode
+              ? options.rate * setup.nodes
+              : options.rate;
+          const run = await runSetup(db, setup, ops, data, options.connections, rate);
           return {
             value: toClusterRecord(name, setup, writeRatio, run),
             samples: run.outcome.staleSamples,

@@ -37,17 +37,19 @@ export const userUpdate = (id: number, from: string, to: string): WriteEvent => 
 export function redisDemoNodes(
   url: string,
   cleanup: (() => Promise<void> | void)[],
-  more: { reloadLists?: boolean } = {},
+  more: { reloadLists?: boolean; rehydrate?: boolean } = {},
 ): () => Promise<NodeEdgecache> {
+  const { rehydrate, ...log } = more;
   const dir = mkdtempSync(join(tmpdir(), "edgecache-nodes-"));
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const redis = { url, prefix: `test:${randomId()}:`, leaseMs: 600, ...more };
+  const redis = { url, prefix: `test:${randomId()}:`, leaseMs: 600, ...log };
   return async () => {
     const ec = await createNodeEdgecache({
       cwd: dir,
       demo: { users: 5, orders: 5 },
       redis,
       cacheFile: false,
+      ...(rehydrate !== undefined && { rehydrate }),
     });
     cleanup.push(() => ec.close());
     return ec;

@@ -40,7 +40,7 @@ export interface AppendOptions {
 export interface ApplierDeps {
   readonly log: Pick<ChangeLog, "append" | "claim" | "nodes" | "shared">;
   /** Reloads this node claimed for all: their waiters are told once the copy is in. */
-  readonly claims: Pick<ReloadClaims, "won">;
+  readonly claims: Pick<ReloadClaims, "won" | "invalidated">;
   readonly fence: Pick<WriteFence, "record" | "reset" | "position">;
   /** This node's registrations, planned against and dropped on a reset. */
   readonly index: DependencyIndex;
@@ -199,6 +199,7 @@ export class Applier {
         if (list || (dep?.hits ?? 0) >= minHits) hot.push(k);
       }
     }
+    if (sharing) claims.invalidated(unpatched(keys, patches), record.seq);
     // The patched keys leave the tiers with the rest (a local tier past memory may hold them)
     // but stay registered: they are stored again below.
     const removing = this.#e.entries.remove(keys, { local: true, registered: patches });
@@ -359,4 +360,9 @@ export class Applier {
       await refetch(key);
     });
   }
+}
+
+/** The keys of `keys` that `patches` does not hold. */
+function* unpatched(keys: Iterable<string>, patches: ReadonlyMap<string, unknown>) {
+  for (const key of keys) if (!patches.has(key)) yield key;
 }

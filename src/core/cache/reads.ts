@@ -1,4 +1,4 @@
-import type { ChangeLog } from "../../log/contract.ts";
+import type { ChangeLog, LogPosition } from "../../log/contract.ts";
 import type { Cost } from "../cost.ts";
 import type { DependencyIndex } from "../deps/index.ts";
 import {
@@ -68,7 +68,7 @@ export interface ReadsDeps {
   >;
   readonly log: Pick<ChangeLog, "freshen" | "claimOrAwait" | "nodes">;
   /** Reloads this node claimed for all: their waiters are told once the copy is in. */
-  readonly claims: Pick<ReloadClaims, "won">;
+  readonly claims: Pick<ReloadClaims, "won" | "takeReload">;
   readonly fence: Pick<WriteFence, "position" | "changesFor" | "conflicts">;
   readonly index: Pick<DependencyIndex, "hold" | "add">;
   readonly entries: Pick<Entries, "build" | "held" | "admit" | "trimIndex" | "storeIn" | "remove">;
@@ -211,6 +211,12 @@ export class Reads {
     const tier = this.#e.tiers.list[i]!;
     const stats = this.#e.tiers.stats(i);
     if (!this.#e.hits.live(entry, now, "stale")) {
+      // Gone from a shared tier since a record invalidated it here: one load for all.
+      const reload = tier.shared === true && trip !== undefined;
+      const reloaded = reload
+        ? await this.#awaitReload(i, key, now, started, trip, cost, "absent")
+        : undefined;
+      if (reloaded) return reloaded;
       stats.misses++;
       return undefined;
     }
@@ -234,7 +240,7 @@ export class Reads {
           const reloaded =
             trip === undefined
               ? undefined
-              : await this.#awaitReload(i, key, now, started, trip, cost);
+              : await this.#awaitReload(i, key, now, started, trip, cost, entry.position);
           if (reloaded) return reloaded;
           stats.misses++;
           this.#e.counters.refused++;
@@ -273,9 +279,12 @@ export class Reads {
   }
 
   /**
-   * After shared tier `i`'s copy of `key` was refused: with other nodes on the log, one
-   * load for all (the cluster's request coalescing). This node claims the key's reload at
-   * its log position, the name the rehydration after a write claims it by too: winning,
+   * After shared tier `i`'s copy of `key` was refused (`refused`: its position), or found
+   * gone ("absent") since a
+   * record invalidated the key here: with other nodes on the log, one load for all (the
+   * cluster's request coalescing). This node claims the key's reload by the record that
+   * invalidated it here (else at its log position), the name the rehydration after that
+   * record claims it by too, and the other nodes that held the key: winning,
    * it loads it itself (undefined: a miss, whose load goes to the shared tier); losing, it
    * waits for the winner's copy there (see RELOAD_WAIT_MS), and serves it if the log accepts
    * it (false when none came: a miss, but the winner's copy is not deleted).
@@ -292,15 +301,23 @@ export class Reads {
     started: number,
     trip: Trip,
     cost: Cost,
+    refused: LogPosition | undefined | "absent",
   ): Promise<CacheEntry | false | undefined> {
     const { log } = this.#e;
     if (!this.#e.tiers.shared || !log.claimOrAwait || (log.nodes?.() ?? 1) <= 1) return undefined;
+    // Named after the record that invalidated it here, if one did and the refused copy is
+    // older than it: the rehydration's claim.
+    const before = refused === "absent" ? undefined : refused;
+    const invalidated = this.#e.claims.takeReload(key, before);
+    // A copy that was never there (a key no record invalidated here) is loaded: a claim
+    // would cost every cold miss a round trip.
+    if (refused === "absent" && invalidated === undefined) return undefined;
     const load = this.#e.latency.recent;
     if (isFar(trip.least(), load)) return undefined;
     // The winner's work is a load and a write to the tier, then this node reads its copy: a
     // loaded machine takes longer for each, so the wait follows what they take lately.
     const work = (load ?? 0) + 3 * trip.mean();
-    const name = `${this.#e.fence.position.seq}:${key}`;
+    const name = invalidated ?? `${this.#e.fence.position.seq}:${key}`;
     const heard = await log.claimOrAwait(name, Math.max(RELOAD_WAIT_MS, 2 * work), cost);
     if (heard === "won") {
       this.#e.claims.won(key, name);

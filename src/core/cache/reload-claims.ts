@@ -1,4 +1,4 @@
-import type { ChangeLog } from "../../log/contract.ts";
+import type { ChangeLog, LogPosition } from "../../log/contract.ts";
 import type { Cost } from "../cost.ts";
 
 /** Claims kept at most: one whose copy never came (its load failed) goes with the oldest. */
@@ -13,6 +13,8 @@ const KEPT = 4096;
 export class ReloadClaims {
   readonly #log: Pick<ChangeLog, "finished">;
   readonly #won = new Map<string, string[]>();
+  /** Keys a record invalidated here lately, and that record's seq (see `invalidated`). */
+  readonly #invalidated = new Map<string, number>();
 
   constructor(log: Pick<ChangeLog, "finished">) {
     this.#log = log;
@@ -25,6 +27,36 @@ export class ReloadClaims {
     if (names) names.push(name);
     else this.#won.set(key, [name]);
     if (this.#won.size > KEPT) this.#won.delete(this.#won.keys().next().value!);
+  }
+
+  /**
+   * Record `seq` invalidated `keys` here. Their reload for all is claimed under
+   * `${seq}:${key}`, the name the rehydration after the record claims it by: a node that
+   * reads one before the copy is in (gone from the shared tier, or an older copy refused)
+   * claims that name too, and waits for the winner's load instead of loading it again, even
+   * once it applied later records (its own position would name another claim).
+   */
+  invalidated(keys: Iterable<string>, seq: number): void {
+    for (const key of keys) {
+      this.#invalidated.delete(key); // the newest last, so the oldest go first
+      this.#invalidated.set(key, seq);
+    }
+    while (this.#invalidated.size > KEPT) {
+      this.#invalidated.delete(this.#invalidated.keys().next().value!);
+    }
+  }
+
+  /**
+   * The claim name of `key`'s reload after the record that invalidated it here, once; none
+   * if `copy` (a refused copy's position) is as new as that record: a later record refused
+   * it, whose reload that name does not stand for.
+   */
+  takeReload(key: string, copy?: LogPosition): string | undefined {
+    const seq = this.#invalidated.get(key);
+    if (seq === undefined) return undefined;
+    this.#invalidated.delete(key);
+    if (copy !== undefined && copy.seq >= seq) return undefined;
+    return `${seq}:${key}`;
   }
 
   /** `keys` were written into the shared tiers: the claims for them are done. */

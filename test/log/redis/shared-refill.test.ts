@@ -20,7 +20,7 @@ afterEach(async () => {
 });
 
 /** Nodes sharing one database and Redis, each open once trusted. */
-function cluster(more: { reloadLists?: boolean } = {}) {
+function cluster(more: { reloadLists?: boolean; rehydrate?: boolean } = {}) {
   const open = redisDemoNodes(shared.url, cleanup, more);
   return async (): Promise<NodeEdgecache> => {
     const ec = await open();
@@ -65,6 +65,13 @@ async function firstUser(ec: NodeEdgecache): Promise<string> {
   return `/v1/users/${encodeURIComponent(list.data[0]!.id)}`;
 }
 
+/** The second page of orders, newest first: an order newer than all shifts it. */
+const ids = async (ec: NodeEdgecache) => {
+  const res = await ec.app.request("/v1/orders?sort=-createdAt&limit=2&offset=2");
+  const body = (await res.json()) as { data: { id: string }[] };
+  return { ids: body.data.map((o) => o.id), cache: res.headers.get("cache-status") ?? "" };
+};
+
 /**
  * Two nodes, a and c, on the log, and a page Redis holds from before a write that shifted
  * it, which neither holds in memory: each refuses Redis's copy.
@@ -75,12 +82,6 @@ async function refusedOnTwo() {
   const c = await open();
   const b = await open();
   await until(() => a.cache.log.nodes?.() === 3 && c.cache.log.nodes?.() === 3);
-  const page = "/v1/orders?sort=-createdAt&limit=2&offset=2";
-  const ids = async (ec: NodeEdgecache) => {
-    const res = await ec.app.request(page);
-    const body = (await res.json()) as { data: { id: string }[] };
-    return { ids: body.data.map((o) => o.id), cache: res.headers.get("cache-status") ?? "" };
-  };
   expect((await ids(b)).cache).toMatch(/fwd=miss; stored/); // into Redis
   await b.close(); // nobody else holds it: nothing patches or reloads it after the write
   await until(() => a.cache.log.nodes?.() === 2 && c.cache.log.nodes?.() === 2);
@@ -168,12 +169,6 @@ shared.describe("the shared tier after a write", () => {
     await until(() => a.cache.log.nodes?.() === 2 && b.cache.log.nodes?.() === 2);
     // A second page: an order newer than all shifts it, and b holds no first page to
     // take the row that slides in from, so b cannot patch it.
-    const page = "/v1/orders?sort=-createdAt&limit=2&offset=2";
-    const ids = async (ec: NodeEdgecache) => {
-      const res = await ec.app.request(page);
-      const body = (await res.json()) as { data: { id: string }[] };
-      return { ids: body.data.map((o) => o.id), cache: res.headers.get("cache-status") ?? "" };
-    };
     await ids(b);
     expect((await ids(b)).cache).toMatch(/^edgecache; hit/); // hot on b; a never read it
     const before = a.cache.stats().rehydrations + b.cache.stats().rehydrations;
@@ -217,6 +212,36 @@ shared.describe("the shared tier after a write", () => {
     // waiter: its GET, the claim, and one more GET once told (not one every few ms).
     await Promise.all([a.cache.drain(), c.cache.drain()]);
     expect(readCommands() - before.commands).toBe(5 + 3);
+  });
+
+  it("nodes that held a page a write invalidated, reading it at once, load it once: gone from Redis, one claims it by the write's record, the others wait", async () => {
+    // No rehydration: the first reads after the write are what loads the page again.
+    const open = cluster({ rehydrate: false });
+    const [a, b, c] = [await open(), await open(), await open()];
+    await until(() => [a, b, c].every((x) => x.cache.log.nodes?.() === 3));
+    expect((await ids(a)).cache).toMatch(/fwd=miss; stored/); // into Redis
+    await a.cache.drain();
+    expect((await ids(b)).cache).toMatch(/^edgecache; hit/); // from Redis, into b's memory
+    expect((await ids(c)).cache).toMatch(/^edgecache; hit/);
+    // The newest order shifts the page, which no node can patch (none holds the page
+    // before it): each drops it, and the writer drops Redis's copy.
+    expect((await postNewestOrder(a)).status).toBe(201);
+    await Promise.all([a, b, c].map((x) => x.cache.drain()));
+    await until(() => [b, c].every((x) => x.cache.position.seq === a.cache.position.seq));
+    const loads = () => b.cache.stats().loads + c.cache.stats().loads;
+    const awaited = () => b.cache.stats().awaited + c.cache.stats().awaited;
+    const before = { loads: loads(), awaited: awaited() };
+    const [fromB, fromC] = await Promise.all([ids(b), ids(c)]);
+    expect(fromB.ids).toEqual(fromC.ids);
+    expect(fromB.ids[0]).not.toBe("o-newest");
+    expect(loads() - before.loads).toBe(1);
+    expect(awaited() - before.awaited).toBe(1);
+    // What they serve is the page after the write, as the database has it.
+    const four = (await (await a.app.request("/v1/orders?sort=-createdAt&limit=4")).json()) as {
+      data: { id: string }[];
+    };
+    expect(four.data[0]!.id).toBe("o-newest");
+    expect(fromB.ids).toEqual(four.data.slice(2).map((o) => o.id));
   });
 
   it("a node waiting for another's reload reads Redis once more, however long that reload takes", async () => {
