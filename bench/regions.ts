@@ -15,9 +15,20 @@
  * Flags: --rtts 1,40,90, --ratios 0.05, --requests n, --connections n (per region),
  * --source sqlite|postgres, --partition-region n (1-based; 0: no partition run),
  * --partition-s before,cut,after, --users n, --orders n, --strategy, --redis url, --seed n,
- * --out path, --quick.
+ * --out path, --quick, --against dir, --rounds n.
+ *
+ *   mkdir /tmp/before && git archive <commit> | tar -x -C /tmp/before
+ *   echo <commit> > /tmp/before/.commit && ln -s $PWD/node_modules /tmp/before/
+ *   npm run bench:regions -- --against /tmp/before --rounds 2   # before/after in turn
+ *
+ * --against takes another checkout: its nodes run the `regions` setup too, in turn with
+ * this checkout's (before, after, ...) `--rounds` times (1), so the load on the machine
+ * weighs on both alike; the report compares the medians.
  */
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { loadavg } from "node:os";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { runBench } from "./lib/processes.ts";
 import { BenchRedis } from "./lib/redis.ts";
@@ -25,6 +36,7 @@ import { benchHead, describeHead, writeResults } from "./lib/results.ts";
 import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
 import { type RegionsOptions, runRegions } from "./regions/regions.ts";
 import {
+  againstTable,
   nodeTable,
   partitionLines,
   partitionTable,
@@ -49,8 +61,14 @@ const options = readFlags(() => {
       "partition-s": { type: "string" },
       strategy: { type: "string", default: "edgecache-rehydrate" },
       redis: { type: "string", default: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" },
+      against: { type: "string" },
+      rounds: { type: "string", default: "1" },
     },
   });
+  const against = values.against === undefined ? undefined : resolve(values.against);
+  if (against && !existsSync(join(against, "bench", "servers", "workload-server.ts"))) {
+    fail(`--against: expected a checkout with bench/servers/workload-server.ts, got ${against}`);
+  }
   if (!CACHING.includes(values.strategy as Strategy)) {
     fail(`--strategy: expected one of ${CACHING.join(", ")}, got ${values.strategy}`);
   }
@@ -87,10 +105,19 @@ const options = readFlags(() => {
       region === 0
         ? undefined
         : { region: region - 1, beforeMs: phases[0]!, cutMs: phases[1]!, afterMs: phases[2]! },
+    ...(against && { against, rounds: positiveInt("rounds", values.rounds) }),
     out: values.out,
     log: (line: string) => console.log(line),
   } satisfies RegionsOptions & { out: string };
 });
+
+/** The commit a checkout made with `git archive` or `git worktree` holds (from .commit, or git). */
+function commitOf(dir: string): string {
+  const file = join(dir, ".commit");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const head = spawnSync("git", ["-C", dir, "rev-parse", "--short", "HEAD"], { encoding: "utf8" });
+  return head.status === 0 ? head.stdout.trim() : "unknown";
+}
 
 await runBench(async () => {
   const command = commandLine("bench:regions");
@@ -102,7 +129,11 @@ await runBench(async () => {
     const { redis, log: _log, out, ...settings } = options;
     const json = {
       ...benchHead(command, started, loadavgBefore),
-      settings: { ...settings, redis: redis.url },
+      settings: {
+        ...settings,
+        redis: redis.url,
+        ...(options.against && { againstCommit: commitOf(options.against) }),
+      },
       records,
       partitions,
       stale,
@@ -151,7 +182,15 @@ ${ratioTable(records)}
 By the nodes' own counters:
 
 ${nodeTable(records)}
+${
+  options.against
+    ? `
+Before (the nodes of ${options.against}, commit ${json.settings.againstCommit}) and after (this checkout), the \`regions\` setup in turn, ${options.rounds} round(s) of each, same database, sequence and clients; the median of the rounds:
 
+${againstTable(records)}
+`
+    : ""
+}
 ${partitionText}
 Targets:
 
@@ -165,7 +204,7 @@ ${command}
 `;
     const path = writeResults(out, json, markdown);
     console.log(
-      `\n${regionsTable(records)}\n\n${ratioTable(records)}\n\n${partitions.map((p) => `${partitionTable(p, "clients")}\n\n${partitionTable(p, "probes")}\n${partitionLines(p).join("\n")}`).join("\n\n")}\n\n${targetLines(records, partitions).join("\n")}\n\nwrote ${path}.json and .md in ${json.seconds} s`,
+      `\n${regionsTable(records)}\n\n${ratioTable(records)}\n\n${options.against ? `${againstTable(records)}\n\n` : ""}${partitions.map((p) => `${partitionTable(p, "clients")}\n\n${partitionTable(p, "probes")}\n${partitionLines(p).join("\n")}`).join("\n\n")}\n\n${targetLines(records, partitions).join("\n")}\n\nwrote ${path}.json and .md in ${json.seconds} s`,
     );
     for (const s of stale.slice(0, 6)) {
       console.log(`stale under ${s.setup} (${s.writeRatio}):`, JSON.stringify(s.samples[0]));

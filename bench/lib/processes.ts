@@ -78,9 +78,12 @@ export interface ServerSpec {
   lastResort?: NodeJS.Signals;
 }
 
-/** A node process running bench/servers/<file> (through tsx), with its arguments. */
-export function benchServer(file: string, argv: string[]): string[] {
-  return ["--import", "tsx", join(ROOT, "bench", "servers", file), ...argv];
+/**
+ * A node process running bench/servers/<file> (through tsx), with its arguments; of the
+ * checkout at `root` (this one by default).
+ */
+export function benchServer(file: string, argv: string[], root = ROOT): string[] {
+  return ["--import", "tsx", join(root, "bench", "servers", file), ...argv];
 }
 
 /** Starts a node server and resolves with the URL it prints once ready. */

@@ -9,6 +9,9 @@
  * - `partition`: at distance, for a time; partway through, one region's relays stop
  *   forwarding for a few seconds, then heal.
  *
+ * With `against` (another checkout), the `regions` setup runs with that checkout's nodes
+ * and this one's in turn, `rounds` times, so the load on the machine weighs on both alike.
+ *
  * Each region has clients of its own (lanes.ts). Warming runs with every relay at 0 ms (a
  * long-running cache is measured, not its cold start at a distance); the delays are set
  * after it.
@@ -49,6 +52,12 @@ export interface RegionsOptions {
   strategy: Strategy;
   redis: BenchRedis;
   partition?: PartitionPlan;
+  /**
+   * Another checkout (--against): its nodes run the `regions` setup too, in turn with this
+   * checkout's, `rounds` times (before, after, before, after, ...), under the same load.
+   */
+  against?: string;
+  rounds?: number;
   seed: number;
   log?: (line: string) => void;
 }
@@ -76,6 +85,9 @@ export interface RegionRecord {
   region: number;
   /** The relay's round trip in this setup (0 in the baseline). */
   rttMs: number;
+  /** With --against: whose nodes ran it ("before": the other checkout's), and in which round. */
+  code?: "before" | "after";
+  round?: number;
   requests: number;
   reads: number;
   writes: number;
@@ -179,12 +191,25 @@ export async function runRegions(options: RegionsOptions): Promise<RegionsResult
   const result: RegionsResult = { records: [], partitions: [], stale: [] };
   const zero = options.rtts.map(() => 0);
 
+  type Plan = {
+    name: SetupName;
+    rtts: readonly number[];
+    root?: string;
+    code?: "before" | "after";
+    round?: number;
+  };
+  const plans: Plan[] = [{ name: "baseline", rtts: zero }];
+  if (options.against === undefined) plans.push({ name: "regions", rtts: options.rtts });
+  for (let round = 1; options.against !== undefined && round <= (options.rounds ?? 1); round++) {
+    plans.push(
+      { name: "regions", rtts: options.rtts, root: options.against, code: "before", round },
+      { name: "regions", rtts: options.rtts, code: "after", round },
+    );
+  }
   for (const [writeRatio, ops] of sequences(data, options)) {
-    for (const [name, rtts] of [
-      ["baseline", zero],
-      ["regions", options.rtts],
-    ] as const) {
-      const run = await atDistance(options, template, `${name}-${writeRatio}`, async (nodes) => {
+    for (const { name, rtts, root, code, round } of plans) {
+      const label = `${name}-${writeRatio}${code ? `-${code}-${round}` : ""}`;
+      const run = await atDistance(options, template, label, root, async (nodes) => {
         await warmLanes(nodes.client, ops, options.connections);
         await nodes.setRtts(rtts);
         const oracle = newOracle(data);
@@ -193,10 +218,13 @@ export async function runRegions(options: RegionsOptions): Promise<RegionsResult
         return { outcomes, before, after: await nodes.stats() };
       });
       run.outcomes.forEach((o, i) => {
-        const record = toRegionRecord(name, writeRatio, i, rtts[i]!, o, run.before, run.after);
+        const record = {
+          ...toRegionRecord(name, writeRatio, i, rtts[i]!, o, run.before, run.after),
+          ...(code && { code, round }),
+        };
         result.records.push(record);
         log(
-          `${(writeRatio * 100).toFixed(1)}% writes, ${name}, region ${i + 1} (${rtts[i]} ms): read p50 ${record.readP50Ms} ms p99 ${record.readP99Ms} ms, write p50 ${record.writeP50Ms} ms p99 ${record.writeP99Ms} ms, hit rate ${(record.hitRate * 100).toFixed(1)}%, stale ${record.staleReads}, ${Math.round(record.rps)} req/s${record.errors ? `, ${record.errors} errors` : ""}`,
+          `${(writeRatio * 100).toFixed(1)}% writes, ${name}${code ? ` (${code}, round ${round})` : ""}, region ${i + 1} (${rtts[i]} ms): read p50 ${record.readP50Ms} ms p99 ${record.readP99Ms} ms, write p50 ${record.writeP50Ms} ms p99 ${record.writeP99Ms} ms, hit rate ${(record.hitRate * 100).toFixed(1)}%, stale ${record.staleReads}, ${Math.round(record.rps)} req/s${record.errors ? `, ${record.errors} errors` : ""}`,
         );
       });
       const samples = run.outcomes.flatMap((o) => o.staleSamples);
@@ -241,34 +269,40 @@ async function partitionRun(
     seed: options.seed,
   });
   const total = plan.beforeMs + plan.cutMs + plan.afterMs;
-  const run = await atDistance(options, template, `partition-${writeRatio}`, async (nodes) => {
-    await warmLanes(nodes.client, warmOps, options.connections);
-    await nodes.setRtts(options.rtts);
-    const oracle = newOracle(data);
-    const before = await nodes.stats();
-    const start = performance.now();
-    const cutAt = start + plan.beforeMs;
-    const healAt = cutAt + plan.cutMs;
-    const timers = [
-      setTimeout(() => void nodes.partition(plan.region), plan.beforeMs),
-      setTimeout(() => void nodes.heal(plan.region), plan.beforeMs + plan.cutMs),
-    ];
-    const prober = new Client(nodes.client.bases, 1000, REQUEST_TIMEOUT_MS);
-    try {
-      const [outcomes, probes] = await Promise.all([
-        runLanes(nodes.client, ops, oracle, {
-          connections: options.connections,
-          until: start + total,
-        }),
-        probeLanes(prober, ops, oracle, { everyMs: PROBE_EVERY_MS, until: start + total }),
-      ]);
-      return { outcomes, probes, before, after: await nodes.stats(), start, cutAt, healAt };
-    } finally {
-      for (const t of timers) clearTimeout(t);
-      prober.close();
-      await nodes.heal(plan.region);
-    }
-  });
+  const run = await atDistance(
+    options,
+    template,
+    `partition-${writeRatio}`,
+    undefined,
+    async (nodes) => {
+      await warmLanes(nodes.client, warmOps, options.connections);
+      await nodes.setRtts(options.rtts);
+      const oracle = newOracle(data);
+      const before = await nodes.stats();
+      const start = performance.now();
+      const cutAt = start + plan.beforeMs;
+      const healAt = cutAt + plan.cutMs;
+      const timers = [
+        setTimeout(() => void nodes.partition(plan.region), plan.beforeMs),
+        setTimeout(() => void nodes.heal(plan.region), plan.beforeMs + plan.cutMs),
+      ];
+      const prober = new Client(nodes.client.bases, 1000, REQUEST_TIMEOUT_MS);
+      try {
+        const [outcomes, probes] = await Promise.all([
+          runLanes(nodes.client, ops, oracle, {
+            connections: options.connections,
+            until: start + total,
+          }),
+          probeLanes(prober, ops, oracle, { everyMs: PROBE_EVERY_MS, until: start + total }),
+        ]);
+        return { outcomes, probes, before, after: await nodes.stats(), start, cutAt, healAt };
+      } finally {
+        for (const t of timers) clearTimeout(t);
+        prober.close();
+        await nodes.heal(plan.region);
+      }
+    },
+  );
   const windows: [Phase, number, number][] = [
     ["before", run.start, run.cutAt],
     ["cut", run.cutAt, run.healAt],
@@ -395,6 +429,8 @@ async function atDistance<T>(
   options: RegionsOptions,
   template: string,
   name: string,
+  /** The checkout whose nodes run (undefined: this one). */
+  root: string | undefined,
   run: (nodes: Nodes) => Promise<T>,
 ): Promise<T> {
   const n = options.rtts.length;
@@ -412,6 +448,7 @@ async function atDistance<T>(
       const setup: Setup = {
         strategy: options.strategy,
         nodes: n,
+        ...(root && { root }),
         redis: { server: options.redis, prefix },
         links: Array.from({ length: n }, (_, i) => {
           const [redis, database] = of(i).map((r, k) => viaPort(links[k]!, relays.ports[r]!));

@@ -14,6 +14,9 @@ function table(head: string[], rows: string[][]): string {
   return [line(head), line(head.map(() => "---")), ...rows.map(line)].join("\n");
 }
 
+/** The setup's name, and with --against whose nodes ran it, in which round. */
+const setupOf = (r: RegionRecord) => (r.code ? `${r.setup} (${r.code}, ${r.round})` : r.setup);
+
 /** The baseline's record of the same region and ratio. */
 function baseline(records: RegionRecord[], r: RegionRecord): RegionRecord | undefined {
   return records.find(
@@ -38,7 +41,7 @@ export function regionsTable(records: RegionRecord[]): string {
     ],
     records.map((r) => [
       pct(r.writeRatio),
-      r.setup,
+      setupOf(r),
       `${r.region} (${r.rttMs} ms)`,
       `${ms(r.readP50Ms)} / ${ms(r.readP99Ms)}`,
       `${ms(r.writeP50Ms)} / ${ms(r.writeP99Ms)}`,
@@ -59,7 +62,7 @@ export function ratioTable(records: RegionRecord[]): string {
     if (!b) continue;
     rows.push([
       pct(r.writeRatio),
-      `${r.region} (${r.rttMs} ms)`,
+      `${r.region} (${r.rttMs} ms)${r.code ? `, ${r.code} ${r.round}` : ""}`,
       `${times(r.readP50Ms, b.readP50Ms)} / ${times(r.readP99Ms, b.readP99Ms)}`,
       `${times(r.writeP50Ms ?? 0, b.writeP50Ms)} / ${times(r.writeP99Ms ?? 0, b.writeP99Ms)}`,
       `${((r.hitRate - b.hitRate) * 100).toFixed(1)} points`,
@@ -94,7 +97,7 @@ export function nodeTable(records: RegionRecord[]): string {
     ],
     records.map((r) => [
       pct(r.writeRatio),
-      r.setup,
+      setupOf(r),
       `${r.region} (${r.rttMs} ms)`,
       `${r.node.memoryHits} / ${r.node.redisHits}`,
       String(r.node.bypasses),
@@ -168,20 +171,94 @@ export function targetLines(records: RegionRecord[], partitions: PartitionRecord
     records.reduce((n, r) => n + r.staleReads, 0) +
     partitions.reduce((n, p) => n + p.staleReads, 0);
   const lines = [`- **stale reads** (target 0): ${stale} in all runs (${met(stale === 0)}).`];
-  const far = records.filter((x) => x.setup === "regions" && x.rttMs === 40);
+  // With --against, this checkout's runs.
+  const ours = records.filter((x) => x.code !== "before");
+  const far = ours.filter((x) => x.setup === "regions" && x.rttMs === 40);
   for (const r of far) {
     const trips = (r.writeP50Ms ?? Number.NaN) / r.rttMs;
     lines.push(
       `- **the 40 ms region** (${pct(r.writeRatio)} writes): write p50 ${ms(r.writeP50Ms)} ms = ${trips.toFixed(1)} round trips (target ≤ 3: ${met(trips <= 3)}); read p99 ${ms(r.readP99Ms)} ms (target ≤ 60 ms: ${met(r.readP99Ms <= 60)}).`,
     );
   }
-  for (const r of records.filter((x) => x.setup === "regions" && x.rttMs < 40)) {
+  for (const r of ours.filter((x) => x.setup === "regions" && x.rttMs < 40)) {
     const trips = (r.writeP50Ms ?? Number.NaN) / 40;
     lines.push(
       `- **a near region** (${r.region}, ${r.rttMs} ms; ${pct(r.writeRatio)} writes): write p50 ${ms(r.writeP50Ms)} ms = ${trips.toFixed(1)} round trips of 40 ms (target with a far node at 40 ms: ≤ 2; here the farthest is at ${Math.max(...records.map((x) => x.rttMs))} ms).`,
     );
   }
   return lines;
+}
+
+/**
+ * With --against: per ratio and region, the other checkout's runs (before) against this
+ * one's (after), each the median over the rounds, and after / before.
+ */
+export function againstTable(records: RegionRecord[]): string {
+  const rows: string[][] = [];
+  const runs = records.filter((r) => r.code !== undefined);
+  const keys = [...new Set(runs.map((r) => `${r.writeRatio} ${r.region}`))];
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = Math.floor(s.length / 2);
+    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  };
+  for (const key of keys) {
+    const of = (code: string) =>
+      runs.filter((r) => `${r.writeRatio} ${r.region}` === key && r.code === code);
+    const [before, after] = [of("before"), of("after")];
+    if (before.length === 0 || after.length === 0) continue;
+    const { writeRatio, region, rttMs } = after[0]!;
+    const pair = (f: (r: RegionRecord) => number, show: (x: number) => string) => {
+      const [b, a] = [median(before.map(f)), median(after.map(f))];
+      return `${show(b)} → ${show(a)} (${(a / b).toFixed(2)}×)`;
+    };
+    rows.push([
+      pct(writeRatio),
+      `${region} (${rttMs} ms)`,
+      String(after.length),
+      pair(
+        (r) => r.writeP50Ms ?? Number.NaN,
+        (x) => `${ms(x)} ms${rttMs ? ` = ${(x / rttMs).toFixed(1)} RTT` : ""}`,
+      ),
+      pair(
+        (r) => r.writeP99Ms ?? Number.NaN,
+        (x) => `${ms(x)} ms`,
+      ),
+      pair(
+        (r) => r.readP50Ms,
+        (x) => `${ms(x)} ms`,
+      ),
+      pair(
+        (r) => r.readP99Ms,
+        (x) => `${ms(x)} ms`,
+      ),
+      pair((r) => r.hitRate, pct),
+      pair(
+        (r) =>
+          r.node.writes ? r.node.writes.trips / Math.max(1, r.node.writes.requests) : Number.NaN,
+        (x) => x.toFixed(2),
+      ),
+      pair(
+        (r) => r.rps,
+        (x) => x.toFixed(0),
+      ),
+    ]);
+  }
+  return table(
+    [
+      "write ratio",
+      "region (RTT)",
+      "rounds",
+      "write p50 before → after",
+      "write p99",
+      "read p50",
+      "read p99",
+      "hit rate",
+      "Redis round trips per write",
+      "req/s",
+    ],
+    rows,
+  );
 }
 
 /** A node's Redis round trips and commands per write it served (– without writes or counts). */

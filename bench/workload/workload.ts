@@ -100,6 +100,11 @@ export interface Setup {
    */
   links?: { redis?: string; db?: string }[];
   /**
+   * The checkout whose workload server the nodes run (bench:regions --against); this one
+   * by default.
+   */
+  root?: string;
+  /**
    * A path prefix: each node's V8 CPU profile of the sequence alone is written to
    * `<profile>-node<i>.cpuprofile` (bench:cluster --cpu-prof).
    */
@@ -247,14 +252,19 @@ export async function startNodes(db: string, setup: Setup): Promise<Server[]> {
     Array.from({ length: setup.nodes }, (_, i) =>
       startServer({
         name: `workload-${setup.strategy}${setup.nodes > 1 ? `-${i + 1}` : ""}`,
-        argv: benchServer("workload-server.ts", [
-          "--db",
-          setup.links?.[i]?.db ?? db,
-          "--strategy",
-          setup.strategy,
-          ...redis(i),
-          ...(setup.capture ? ["--capture"] : []),
-        ]),
+        ...(setup.root && { cwd: setup.root }),
+        argv: benchServer(
+          "workload-server.ts",
+          [
+            "--db",
+            setup.links?.[i]?.db ?? db,
+            "--strategy",
+            setup.strategy,
+            ...redis(i),
+            ...(setup.capture ? ["--capture"] : []),
+          ],
+          setup.root,
+        ),
       }),
     ),
   );
