@@ -5,7 +5,7 @@ import type { WriteEvent } from "../../../src/core/deps/planner.ts";
 import { EdgecacheError } from "../../../src/core/errors.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import { redisChangeLog } from "../../../src/log/redis/index.ts";
-import { APPEND_CATCH_UP } from "../../../src/log/redis/scripts.ts";
+import { APPEND_CATCH_UP, logKeys } from "../../../src/log/redis/scripts.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { quiet, schema, until } from "../../helpers/cluster.ts";
 import { hookReads } from "../../helpers/log-reader.ts";
@@ -55,10 +55,13 @@ shared.describe("catch-up after an append", () => {
     stalled = true;
     await new Promise((r) => setTimeout(r, 400)); // the blocking read in flight returns
     // A has not read them yet, and they are more than its append's reply brings: it reads them.
+    const stream = logKeys(prefix).keys[1]!;
+    const before = await client.xlen(stream);
     const fromB = Promise.all(
       Array.from({ length: APPEND_CATCH_UP + 1 }, (_, i) => b.applyWrite(update(100 + i))),
     );
-    await new Promise((r) => setTimeout(r, 50));
+    // All of B's records in the stream (not a pause, which a busy machine outlasts).
+    await until(async () => (await client.xlen(stream)) >= before + APPEND_CATCH_UP + 1);
     // One failed XRANGE on A's connection.
     const c = client as unknown as { xrange: (...a: unknown[]) => Promise<unknown> };
     const xrange = c.xrange.bind(client);
