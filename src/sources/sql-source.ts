@@ -236,7 +236,7 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
         const { tables, skipped } = await this.#driver.read(this.#dialect.discover());
         if (skipped.size > 0) {
           console.warn(
-            `[edgecache] [${this.name}] not serving tables without a single-column primary key: ${[...skipped.keys()].join(", ")}`,
+            `[edgecache] [${this.name}] the data API does not serve tables without a single-column primary key (change capture follows them): ${[...skipped.keys()].join(", ")}`,
           );
         }
         const views = checkViews(this.name, this.#views, tables, [...skipped.keys()]);

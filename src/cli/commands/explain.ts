@@ -65,10 +65,12 @@ export const explain = defineCommand({
     }
     const schema = (name: string) => {
       const t = catalog?.tables.get(name);
-      if (!t?.primaryKey) return undefined;
+      // A captured table without a single-column key (a link table) is read by lists, as
+      // the query caches read it; one not captured they do not know.
+      if (!t || (!t.primaryKey && !t.captured)) return undefined;
       // No driver's Prisma-form instants here (read only where an adapter gives them).
       const { isoInstants: _, ...kinds } = catalogKinds(t.columns, dialect);
-      return { primaryKey: t.primaryKey, ...kinds };
+      return { ...(t.primaryKey && { primaryKey: t.primaryKey }), ...kinds };
     };
     const e = explainSql(a.sql, dialect, schema, params);
     // A query cache follows rows only with capture installed on the tables it reads: without
