@@ -57,7 +57,7 @@ export interface ApplierDeps {
   readonly pending: Pick<PendingRemovals, "has">;
   readonly counters: Pick<
     Counters,
-    "writes" | "patches" | "patchesShared" | "rehydrations" | "resets"
+    "writes" | "patches" | "patchesShared" | "rehydrations" | "resets" | "invalidations"
   >;
   readonly report: ReturnType<typeof rateLimited>;
   readonly policy: InvalidationPolicy;
@@ -201,8 +201,13 @@ export class Applier {
     }
     if (sharing) claims.invalidated(unpatched(keys, patches), record.seq);
     // The patched keys leave the tiers with the rest (a local tier past memory may hold them)
-    // but stay registered: they are stored again below.
-    const removing = this.#e.entries.remove(keys, { local: true, registered: patches });
+    // but stay registered: they are stored again below. Counted as invalidations below,
+    // less those stored again: a patched entry was changed, not invalidated.
+    const removing = this.#e.entries.remove(keys, {
+      local: true,
+      registered: patches,
+      invalidation: false,
+    });
     // The shared tiers are cleared too (by the writer, see `foreign`), but nothing waits for
     // it unless asked to (`settled`): a read from them is checked against the log, so these
     // deletes only spare the next reader a refusal, and a node far from Redis would hold its
@@ -216,7 +221,8 @@ export class Applier {
     for (const { prefix, test } of prefixes)
       for (const k of await this.#e.tiers.unindexed(prefix, keys, foreign))
         if (test(k)) unindexed.add(k);
-    let removed = await removing;
+    const removedPlanned = await removing;
+    let removed = removedPlanned;
     removed += await this.#e.entries.remove(unindexed, { local: foreign });
     let patched = 0;
     const stored: { key: string; entry: CacheEntry }[] = [];
@@ -232,6 +238,7 @@ export class Applier {
       patched++;
       stored.push({ key: k, entry });
     }
+    this.#e.counters.invalidations += Math.max(0, removedPlanned - patched);
     // A patch is this node's memory as of this record, which it kept current record by
     // record: as good as a load that began here, and checked by readers like one. Copied by
     // each key's claim winner, without a load from the source. The record's claims go out
