@@ -2,7 +2,16 @@ import { Hono } from "hono";
 import type { Cache, EntryInit } from "../core/cache/index.ts";
 import { type GroupWrite, MAX_GROUP, WriteChain, WriteGroups } from "../core/cache/write-group.ts";
 import { isCapturing } from "../core/capture.ts";
-import { type Neighbours, neighbourRows, patchItem, patchList } from "../core/deps/patch.ts";
+import {
+  marginOf,
+  type Neighbours,
+  neighbourRows,
+  patchItem,
+  patchList,
+  reaching,
+  widest,
+  windowOf,
+} from "../core/deps/patch.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import {
   type ListDependency,
@@ -101,6 +110,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   validateDataRoutes(options.routes, COMPONENT);
   const base = options.basePath ?? "/v1";
   const now = options.now ?? Date.now;
+  // Rows kept beside each cached page, for patches only.
+  const margin = options.patchInPlace !== false ? MARGIN : 0;
   const schema = await source.schema();
   const routes = routesOf(schema, options.routes);
   const keys = planSchemaOf(schema);
@@ -147,13 +158,28 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   };
 
   // What a response is made of, the same whether it was loaded or patched by a write.
-  const listInit = (resource: Resource, rows: Row[], list: ListDependency): EntryInit => ({
-    body: bodyOf({ data: rows, limit: list.limit, offset: list.offset }),
-    ...replyOf(resource),
-    tags: dependencyTags(schema, resource, rows),
-    lists: [list],
-    meta: { resource: resource.name } satisfies EntryMeta,
-  });
+  // A page with a margin depends on its margin's rows too, which the write patches with it.
+  const listInit = (
+    resource: Resource,
+    rows: Row[],
+    list: ListDependency,
+    margin?: Neighbours,
+  ): EntryInit => {
+    const meta: EntryMeta = { resource: resource.name };
+    let held = rows;
+    if (margin) {
+      // As a tier past memory keeps it: the rows a patch compares are the body's, parsed.
+      meta.margin = JSON.parse(JSON.stringify(margin)) as Neighbours;
+      held = [...margin.before, ...rows, ...(margin.after?.rows ?? [])];
+    }
+    return {
+      body: bodyOf({ data: rows, limit: list.limit, offset: list.offset }),
+      ...replyOf(resource),
+      tags: dependencyTags(schema, resource, held),
+      lists: [margin ? reaching(list, margin) : list],
+      meta,
+    };
+  };
   const itemInit = (resource: Resource, id: string, row: Row | undefined): EntryInit => {
     const meta: EntryMeta = { resource: resource.name, id };
     if (row) {
@@ -187,8 +213,12 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
         // Parsed only on a miss: a hit needs the key alone, and a bad query (a 400) is
         // never stored, so it is parsed again each time it is asked.
         const query = parseListQuery(resource, url.searchParams);
-        const rows = await source.list(resource, query);
-        const init = listInit(resource, rows, listDependency(resource, query, rows));
+        const from = Math.max(0, query.offset - margin);
+        const limit = query.offset - from + query.limit + margin;
+        const held = await source.list(resource, { ...query, offset: from, limit });
+        const { rows, around } = windowOf(held, query.offset - from, query.limit, limit);
+        const list = listDependency(resource, query, rows);
+        const init = listInit(resource, rows, list, margin > 0 ? around : undefined);
         return { ...init, ...timesOf(resource) };
       },
       c.req.header("if-none-match"),
@@ -249,12 +279,26 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     const list = entry.lists?.[0];
     if (!list || entry.status !== 200) return undefined;
     const { data } = parseBody(entry) as { data: Row[] };
-    // Without peek (a shared log) the response may already show later writes: see patchList.
-    const patched = peek
-      ? (patchList(resource, list, data, events, keys) ??
-        patchList(resource, list, data, events, keys, neighbours(key, resource, list, peek)))
-      : patchList(resource, list, data, events, keys, undefined, false);
-    return patched && listInit(resource, patched.rows, patched.list);
+    // Without peek (a shared log) the response may already show later writes, and its
+    // margin with it: see patchList. The patched page then keeps no margin.
+    if (!peek) {
+      const patched = patchList(resource, list, data, events, keys, undefined, false);
+      return patched && listInit(resource, patched.rows, patched.list);
+    }
+    const own = meta.margin;
+    const patched =
+      patchList(resource, list, data, events, keys, own) ??
+      patchList(
+        resource,
+        list,
+        data,
+        events,
+        keys,
+        widest(own, neighbours(key, resource, list, peek)),
+      );
+    if (!patched) return undefined;
+    const around = patched.around && margin > 0 ? marginOf(patched.around, margin) : undefined;
+    return listInit(resource, patched.rows, patched.list, around);
   };
 
   /** Rows of other cached pages of the same list just before and after a window. */
@@ -391,7 +435,17 @@ const UNADDRESSABLE_IDS = new Set(["", ".", ".."]);
 interface EntryMeta {
   resource: string;
   id?: string;
+  /** A list page's margin: rows of the list next to its window (see MARGIN). */
+  margin?: Neighbours;
 }
+
+/**
+ * Rows a cached list page keeps on each side of its window, loaded with it and patched
+ * with it, so that a write shifting the window by up to this many rows is patched from the
+ * page alone: an insert before it brings in the row before it, a row leaving it the row
+ * after it. Neither is served: the body and its ETag are the window's.
+ */
+const MARGIN = 2;
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();

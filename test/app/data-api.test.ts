@@ -614,14 +614,13 @@ describe("writes to joined tables", () => {
 });
 
 describe("rehydration", () => {
-  // A full window its only row leaves cannot be patched (the next row is not cached), so
-  // the write invalidates it.
-  const leavingWindow = (user: Record<string, unknown>) =>
-    `/v1/users?firstName=${user.firstName}&id=${user.id}&limit=1`;
+  // A view list a row enters cannot be patched (the new member's joined rows are not
+  // cached), so the write invalidates it.
+  const entered = (firstName: string) => `/v1/usersWithOrders?firstName=${firstName}&limit=1`;
 
   it("refetches a hot list invalidated by a PATCH, so the next read is a hit with the new value", async () => {
     const user = userWithOrders();
-    const path = leavingWindow(user);
+    const path = entered("Rehydrated");
     for (let i = 0; i < 3; i++) await get(path);
 
     const r = await send(h.edgecache, "PATCH", `/v1/users/${user.id}`, { firstName: "Rehydrated" });
@@ -630,13 +629,13 @@ describe("rehydration", () => {
 
     const next = await get(path);
     expect(status(next)).toMatch(HIT);
-    expect(next.json.data).toEqual([]);
+    expect(next.json.data.map((u: { id: unknown }) => u.id)).toEqual([user.id]);
     expect(h.edgecache.cache.stats().rehydrations).toBeGreaterThan(0);
   });
 
   it("does not refetch an entry read only once", async () => {
     const user = userWithOrders();
-    const path = leavingWindow(user);
+    const path = entered("Cold");
     await get(path);
     const before = h.edgecache.cache.stats().rehydrations;
     await send(h.edgecache, "PATCH", `/v1/users/${user.id}`, { firstName: "Cold" });
@@ -687,6 +686,41 @@ describe("patch in place", () => {
     const after = await get(path);
     expect(status(after)).toMatch(HIT);
     expect(after.json).toEqual({ ...before, firstName: "Patched" });
+  });
+
+  it("patches a full page a row leaves from the rows it keeps past its window, with no other page cached", async () => {
+    const path = "/v1/orders?sort=-createdAt&limit=3";
+    await warm(path);
+    const [first] = (await get(path)).json.data as { id: string }[];
+    const { loads, invalidations } = h.edgecache.cache.stats();
+    expect((await send(h.edgecache, "DELETE", `/v1/orders/${first!.id}`)).status).toBe(204);
+    const next = await get(path);
+    expect(status(next)).toMatch(HIT);
+    expect(next.json.data).toEqual(
+      h.fresh("SELECT * FROM orders ORDER BY createdAt DESC, id LIMIT 3"),
+    );
+    expect(h.edgecache.cache.stats()).toMatchObject({ loads, invalidations });
+  });
+
+  it("patches a page an order is inserted before from the rows it keeps before its window", async () => {
+    const path = "/v1/orders?sort=-createdAt&limit=3&offset=4";
+    await warm(path);
+    const user = userWithOrders();
+    const { loads, invalidations } = h.edgecache.cache.stats();
+    const order = {
+      id: "o-zzzzzz",
+      userId: user.id,
+      total: 1,
+      status: "paid",
+      createdAt: "2099-01-01T00:00:00Z",
+    };
+    expect((await send(h.edgecache, "POST", "/v1/orders", order)).status).toBe(201);
+    const next = await get(path);
+    expect(status(next)).toMatch(HIT);
+    expect(next.json.data).toEqual(
+      h.fresh("SELECT * FROM orders ORDER BY createdAt DESC, id LIMIT 3 OFFSET 4"),
+    );
+    expect(h.edgecache.cache.stats()).toMatchObject({ loads, invalidations });
   });
 
   it("patches a list write after write without parsing its cached body again", async () => {

@@ -1,7 +1,18 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type Neighbours, patchItem, patchList } from "../../src/core/deps/patch.ts";
-import type { ListDependency, WriteEvent } from "../../src/core/deps/planner.ts";
+import {
+  marginOf,
+  type Neighbours,
+  patchItem,
+  patchList,
+  reaching,
+  windowOf,
+} from "../../src/core/deps/patch.ts";
+import {
+  type ListDependency,
+  reachesWindow,
+  type WriteEvent,
+} from "../../src/core/deps/planner.ts";
 import { compareSortValues, matches, sortValues } from "../../src/core/deps/predicate.ts";
 import type { Filter, Resource, Row, SortKey } from "../../src/core/query.ts";
 
@@ -218,6 +229,80 @@ describe("patchList (property)", () => {
     // often here: many windows lie past the list's end, or lose a row with no page after.)
     expect(outcome.patched).toBeGreaterThan((outcome.patched + outcome.declined) / 4);
     expect(outcome.shifted).toBeGreaterThan(100);
+  });
+});
+
+describe("a page's margin, patched write after write (property)", () => {
+  // A page keeps MARGIN rows each side of its window, loaded with it (windowOf) and patched
+  // with it; a write reaches it only as the planner plans (the rows it holds, and its
+  // registration, which `reaching` extends over the margin after it). After each write the
+  // window must be the list's, and the margin the rows around it in the list.
+  const MARGIN = 2;
+  it("keeps the window and the rows around it equal to the list's, or declines", () => {
+    const outcome = { patched: 0, declined: 0, slid: 0 };
+    fc.assert(
+      fc.property(
+        table,
+        fc.constantFrom(...SORTS),
+        fc.constantFrom(...FILTERS),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 0, max: 10 }),
+        fc.array(fc.array(change, { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 6 }),
+        (rows, sort, filters, limit, offset, writes) => {
+          let db = rows;
+          const load = () => {
+            const from = Math.max(0, offset - MARGIN);
+            const asked = offset - from + limit + MARGIN;
+            const held = listOf(db, filters, sort).slice(from, from + asked);
+            const page = windowOf(held, offset - from, limit, asked);
+            const margin = marginOf(page.around, MARGIN);
+            const dep = dependencyOf(page.rows, filters, sort, offset, limit);
+            return { window: page.rows, margin, dep: reaching(dep, margin) };
+          };
+          let page = load();
+          for (const [step, changes] of writes.entries()) {
+            EDGE.ids = [...page.margin.before, ...(page.margin.after?.rows ?? [])].map((r) => r.id);
+            const { after, events } = apply(db, changes, 100 + step * 10);
+            db = after;
+            const list = listOf(db, filters, sort);
+            const want = list.slice(offset, offset + limit);
+            const held = new Set(
+              [...page.margin.before, ...page.window, ...(page.margin.after?.rows ?? [])].map(
+                (r) => r.id,
+              ),
+            );
+            const planned = events.some((e) =>
+              [e.old, e.new].some((r) => r && (held.has(r.id) || reachesWindow(r, page.dep))),
+            );
+            if (planned) {
+              const got = patchList(resource, page.dep, page.window, events, keys, page.margin);
+              if (!got) {
+                outcome.declined++;
+                page = load();
+                continue;
+              }
+              outcome.patched++;
+              if (got.rows[0] !== undefined && got.rows[0] !== page.window[0]) outcome.slid++;
+              const margin = marginOf(got.around!, MARGIN);
+              page = { window: got.rows, margin, dep: reaching(got.list, margin) };
+            }
+            expect(page.window).toEqual(want);
+            const { before, after: next } = page.margin;
+            expect(before).toEqual(list.slice(offset - before.length, offset));
+            if (before.length > 0) expect(offset).toBeLessThanOrEqual(list.length);
+            if (next) {
+              expect(page.window.length).toBe(limit);
+              const end = offset + limit;
+              expect(next.rows).toEqual(list.slice(end, end + next.rows.length));
+              if (next.toEnd) expect(end + next.rows.length).toBe(list.length);
+            }
+          }
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    expect(outcome.patched).toBeGreaterThan((outcome.patched + outcome.declined) / 3);
+    expect(outcome.slid).toBeGreaterThan(100);
   });
 });
 

@@ -135,7 +135,7 @@ export function patchList(
   keys: PrimaryKeys,
   neighbours?: Neighbours,
   aligned = true,
-): { rows: Row[]; list: ListDependency } | undefined {
+): { rows: Row[]; list: ListDependency; around?: Neighbours } | undefined {
   const table = resource.table.name;
   const pk = resource.table.primaryKey;
   if (joinsOn(resource, table).length > 0) return undefined; // a view joined to itself
@@ -220,7 +220,79 @@ export function patchList(
   const next: ListDependency = { ...list, count: window.length };
   if (last) next.last = sortValues(last, list.sort);
   else delete next.last;
-  return { rows: window, list: next };
+  if (!aligned) return { rows: window, list: next };
+  // The rows known around the window now, for the caller to keep: before it only if they
+  // reach it (the list may end before the window), after it only a full window's.
+  const known: Neighbours = { before: from <= stretch.length ? stretch.slice(0, from) : [] };
+  if (window.length >= list.limit) {
+    known.after = { rows: stretch.slice(from + list.limit), toEnd };
+  }
+  return { rows: window, list: next, around: known };
+}
+
+/**
+ * At most `k` rows of `around` on each side of the window, those next to it: the margin a
+ * cached page keeps. Rows after it run to the end of the list only if none were cut.
+ */
+export function marginOf(around: Neighbours, k: number): Neighbours {
+  const margin: Neighbours = { before: around.before.slice(Math.max(0, around.before.length - k)) };
+  if (around.after) {
+    const { rows, toEnd } = around.after;
+    margin.after = { rows: rows.slice(0, k), toEnd: toEnd && rows.length <= k };
+  }
+  return margin;
+}
+
+/**
+ * Rows around a window from two sources, both as of the same moment (a page's margin and
+ * other pages): on each side the longer run, which holds the shorter.
+ */
+export function widest(
+  a: Neighbours | undefined,
+  b: Neighbours | undefined,
+): Neighbours | undefined {
+  if (!a || !b) return a ?? b;
+  const before = a.before.length >= b.before.length ? a.before : b.before;
+  const after =
+    !a.after || (b.after && (b.after.toEnd || b.after.rows.length > a.after.rows.length))
+      ? b.after
+      : a.after;
+  return after ? { before, after } : { before };
+}
+
+/**
+ * The window of rows loaded from `start` rows before it, with the rows around it: before it
+ * only if they reach it (else the list ended before the window); after it only for a full
+ * window, running to the list's end if fewer came than `asked` allowed.
+ */
+export function windowOf(
+  held: Row[],
+  start: number,
+  limit: number,
+  asked: number,
+): { rows: Row[]; around: Neighbours } {
+  const rows = held.slice(start, start + limit);
+  const around: Neighbours = { before: held.length >= start ? held.slice(0, start) : [] };
+  if (rows.length >= limit) {
+    around.after = { rows: held.slice(start + limit), toEnd: held.length < asked };
+  }
+  return { rows, around };
+}
+
+/**
+ * A page's registration reaching over the rows kept after its window, so that a write to
+ * one of them, or one placing a row among them, is planned against the page (and patches
+ * its margin). Past a margin that runs to the list's end, every matching row is.
+ */
+export function reaching(list: ListDependency, margin: Neighbours): ListDependency {
+  const after = margin.after;
+  if (list.count < list.limit || !after) return list;
+  const last = after.rows[after.rows.length - 1];
+  if (after.toEnd) {
+    const { last: _, ...every } = list;
+    return every;
+  }
+  return last ? { ...list, last: sortValues(last, list.sort) } : list;
 }
 
 /** The base row after an update, keeping its joined arrays; undefined if a join key moved. */
