@@ -159,11 +159,13 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
 
   // What a response is made of, the same whether it was loaded or patched by a write.
   // A page with a margin depends on its margin's rows too, which the write patches with it.
+  // `was`: the entry patched, whose bytes and ETag are kept when its window is unchanged.
   const listInit = (
     resource: Resource,
     rows: Row[],
     list: ListDependency,
     margin?: Neighbours,
+    was?: { entry: CacheEntry; rows: readonly Row[] },
   ): EntryInit => {
     const meta: EntryMeta = { resource: resource.name };
     let held = rows;
@@ -172,8 +174,13 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
       meta.margin = JSON.parse(JSON.stringify(margin)) as Neighbours;
       held = [...margin.before, ...rows, ...(margin.after?.rows ?? [])];
     }
+    // A write to the rows around the window only (a patch keeps each row it leaves as it
+    // was): the same body, not encoded and hashed again.
+    const kept = was && rows.length === was.rows.length && rows.every((r, i) => r === was.rows[i]);
     return {
-      body: bodyOf({ data: rows, limit: list.limit, offset: list.offset }),
+      ...(kept
+        ? { body: was.entry.body, etag: was.entry.etag }
+        : { body: bodyOf({ data: rows, limit: list.limit, offset: list.offset }) }),
       ...replyOf(resource),
       tags: dependencyTags(schema, resource, held),
       lists: [margin ? reaching(list, margin) : list],
@@ -298,7 +305,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
       );
     if (!patched) return undefined;
     const around = patched.around && margin > 0 ? marginOf(patched.around, margin) : undefined;
-    return listInit(resource, patched.rows, patched.list, around);
+    return listInit(resource, patched.rows, patched.list, around, { entry, rows: data });
   };
 
   /** Rows of other cached pages of the same list just before and after a window. */

@@ -702,6 +702,30 @@ describe("patch in place", () => {
     expect(h.edgecache.cache.stats()).toMatchObject({ loads, invalidations });
   });
 
+  it("patches a page's margin when a row past its window changes, keeping its body's bytes", async () => {
+    const path = "/v1/orders?sort=-createdAt&limit=3";
+    await warm(path);
+    const [next] = h.fresh("SELECT * FROM orders ORDER BY createdAt DESC, id LIMIT 1 OFFSET 3");
+    const { loads } = h.edgecache.cache.stats();
+    const stringify = vi.spyOn(JSON, "stringify");
+    try {
+      await send(h.edgecache, "PATCH", `/v1/orders/${next!.id}`, { total: 12345 });
+      const bodies = stringify.mock.calls.filter(([v]) => typeof v === "object" && "data" in v);
+      expect(bodies).toEqual([]);
+    } finally {
+      stringify.mockRestore();
+    }
+    const [first] = (await get(path)).json.data as { id: string }[];
+    await send(h.edgecache, "DELETE", `/v1/orders/${first!.id}`);
+    const after = await get(path);
+    expect(status(after)).toMatch(HIT);
+    expect(after.json.data).toEqual(
+      h.fresh("SELECT * FROM orders ORDER BY createdAt DESC, id LIMIT 3"),
+    );
+    expect(after.json.data[2].total).toBe(12345);
+    expect(h.edgecache.cache.stats().loads).toBe(loads);
+  });
+
   it("patches a page an order is inserted before from the rows it keeps before its window", async () => {
     const path = "/v1/orders?sort=-createdAt&limit=3&offset=4";
     await warm(path);
