@@ -78,6 +78,11 @@ const PURGE_INTERVAL_MS = 60_000;
 const PURGE_BATCH = 1000;
 /** Keys fetched per query while listing, so no statement stays open across an await. */
 const KEYS_PAGE = 500;
+/**
+ * Keys one DELETE takes at most: a write's removal is one statement, not one per key (each a
+ * call into the driver), and no more than this many statements are prepared, one per count.
+ */
+const DELETE_BATCH = 50;
 /** How long a write waits for another connection's lock before failing. */
 const BUSY_TIMEOUT_MS = 5000;
 
@@ -308,11 +313,24 @@ export function sqliteStore(
       return rows.length > 0 ? uncount(rows) : undefined;
     }
 
+    /** DELETE statements by how many keys they take (DELETE_BATCH at most), prepared when needed. */
+    const deletes = new Map<number, Database.Statement<string[], Removed>>();
+    const deleteKeys = (keys: string[]) => {
+      let statement = deletes.get(keys.length);
+      if (!statement) {
+        statement = db.prepare<string[], Removed>(
+          `DELETE FROM ${table} WHERE key IN (${keys.map(() => "?").join(", ")})
+           RETURNING key, expires_at, size`,
+        );
+        deletes.set(keys.length, statement);
+      }
+      return statement.all(...keys);
+    };
+
     const deleteMany = db.transaction((keys: readonly string[], at: number) => {
       const removed: Removed[] = [];
-      for (const key of keys) {
-        const row = statements.delete.get({ key });
-        if (row !== undefined) removed.push(row);
+      for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+        removed.push(...deleteKeys(keys.slice(i, i + DELETE_BATCH)));
       }
       if (removed.length > 0) uncount(removed);
       return removed.filter((row) => isLive(row, at)).length;

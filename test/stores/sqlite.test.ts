@@ -200,6 +200,21 @@ describe("sqlite store bounds", () => {
     expect(store.size()).toMatchObject({ entries: 2, evictions: 0 });
   });
 
+  it("a delete of more keys than one statement takes (keys named twice, missing or expired among them) counts the live ones and keeps the totals", async () => {
+    let time = Date.UTC(2025, 0, 1);
+    const store = openStore({ path: freshPath(), now: () => time });
+    const keys = Array.from({ length: 120 }, (_, i) => `k${i}`);
+    for (const k of keys) await store.set(k, entry(`"${k}"`), k === "k70" ? 1000 : MINUTE);
+    await store.set("kept", entry('"kept"'), MINUTE);
+    time += 2000;
+    const named = [...keys.slice(0, 60), "k3", "missing", ...keys.slice(60), "k100", "k3"];
+    expect(await store.delete(named)).toBe(119);
+    for (const k of keys) expect(await store.get(k)).toBeUndefined();
+    const kept = openStore({ path: freshPath() });
+    await kept.set("kept", entry('"kept"'), MINUTE);
+    expect(store.size()).toMatchObject({ entries: 1, bytes: kept.size().bytes });
+  });
+
   it("keeps its totals across a reopen, and counts a file written before they were kept", async () => {
     const path = freshPath();
     const first = openStore({ path, maxEntries: 3 });

@@ -39,6 +39,12 @@ export class SyncSqliteDriver implements TransactionDriver {
   readonly marked = new MarkedWrites();
   /** busy_timeout read and set around each try (prepared once: a pragma() call compiles). */
   #timeout!: { read: Database.Statement; set: Map<number, Database.Statement> };
+  /**
+   * busy_timeout as the last write left it, on a connection of edgecache's own (`owned`),
+   * which only this driver sets: read once, not before every write. Forgotten when a
+   * statement of the application's runs on it (`run`: it may set it) and on reopening.
+   */
+  #knownTimeout: number | undefined;
 
   constructor(
     db: Database.Database,
@@ -76,6 +82,7 @@ export class SyncSqliteDriver implements TransactionDriver {
    * lock of edgecache's): a write's `returning` rows are the rows it changed.
    */
   async run(sql: string, params: readonly unknown[]): Promise<SqlResult> {
+    this.#knownTimeout = undefined;
     const statement = this.#statements.get(sql);
     if (!statement.reader) return { rows: [], rowsAffected: statement.run([...params]).changes };
     const rows = statement.all([...params]) as SqlResult["rows"];
@@ -126,7 +133,9 @@ export class SyncSqliteDriver implements TransactionDriver {
       return await whenNotBusy(
         () =>
           this.#repaired(() => {
-            const saved = (this.#timeout.read.get() as { timeout: number }).timeout;
+            const saved =
+              this.#knownTimeout ?? (this.#timeout.read.get() as { timeout: number }).timeout;
+            if (this.#owned) this.#knownTimeout = saved;
             this.#setTimeout(0);
             try {
               return this.#db
@@ -173,6 +182,7 @@ export class SyncSqliteDriver implements TransactionDriver {
     // Off by default in SQLite; without it REFERENCES clauses are not enforced.
     if (!this.#guest) this.#guard(() => db.pragma("foreign_keys = ON"));
     this.#timeout = { read: db.prepare("PRAGMA busy_timeout"), set: new Map() };
+    this.#knownTimeout = undefined;
   }
 
   #setTimeout(ms: number): void {
