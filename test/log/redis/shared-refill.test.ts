@@ -65,9 +65,36 @@ async function firstUser(ec: NodeEdgecache): Promise<string> {
   return `/v1/users/${encodeURIComponent(list.data[0]!.id)}`;
 }
 
-/** The second page of orders, newest first: an order newer than all shifts it. */
+/**
+ * Inserts orders newer than all but `postNewestOrder`'s, one write each, and waits until
+ * `nodes` applied them: a cached page keeps two rows of the list before its window (its
+ * margin, see the data API), so these shifts are patched and use them up; the next
+ * insert before it cannot be patched (on a page past the margin's reach: the third page
+ * of two rows, whose margin does not start the list).
+ */
+async function useUpMargin(writer: NodeEdgecache, nodes: NodeEdgecache[]): Promise<void> {
+  const user = decodeURIComponent((await firstUser(writer)).split("/").pop()!);
+  for (const n of [1, 2]) {
+    const res = await writer.app.request("/v1/orders", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        id: `o-newer-${n}`,
+        userId: user,
+        total: 1,
+        status: "pending",
+        createdAt: `2998-01-0${n}T00:00:00Z`,
+      }),
+    });
+    expect(res.status).toBe(201);
+  }
+  await Promise.all(nodes.map((x) => x.cache.drain()));
+  await until(() => nodes.every((x) => x.cache.position.seq === writer.cache.position.seq));
+}
+
+/** The third page of orders, newest first: an order newer than all shifts it. */
 const ids = async (ec: NodeEdgecache) => {
-  const res = await ec.app.request("/v1/orders?sort=-createdAt&limit=2&offset=2");
+  const res = await ec.app.request("/v1/orders?sort=-createdAt&limit=2&offset=4");
   const body = (await res.json()) as { data: { id: string }[] };
   return { ids: body.data.map((o) => o.id), cache: res.headers.get("cache-status") ?? "" };
 };
@@ -167,24 +194,27 @@ shared.describe("the shared tier after a write", () => {
     const a = await open();
     const b = await open();
     await until(() => a.cache.log.nodes?.() === 2 && b.cache.log.nodes?.() === 2);
-    // A second page: an order newer than all shifts it, and b holds no first page to
-    // take the row that slides in from, so b cannot patch it.
+    // A third page: an order newer than all shifts it, and b holds no first page to
+    // take the row that slides in from, nor margin left (see useUpMargin), so b cannot
+    // patch it.
     await ids(b);
     expect((await ids(b)).cache).toMatch(/^edgecache; hit/); // hot on b; a never read it
+    await useUpMargin(a, [a, b]);
+    expect((await ids(b)).cache).toMatch(/^edgecache; hit/); // patched twice
     const before = a.cache.stats().rehydrations + b.cache.stats().rehydrations;
     expect((await postNewestOrder(a)).status).toBe(201);
     await Promise.all([a.cache.drain(), b.cache.drain()]);
     expect(a.cache.stats().rehydrations + b.cache.stats().rehydrations - before).toBe(1);
 
     const c = await open(); // an empty memory: the page comes from Redis, new
-    // The first four, read for the first time anywhere: from the database.
-    const four = await a.app.request("/v1/orders?sort=-createdAt&limit=4");
-    expect(four.headers.get("cache-status")).toMatch(/fwd=miss/);
-    const { data } = (await four.json()) as { data: { id: string }[] };
+    // The first six, read for the first time anywhere: from the database.
+    const six = await a.app.request("/v1/orders?sort=-createdAt&limit=6");
+    expect(six.headers.get("cache-status")).toMatch(/fwd=miss/);
+    const { data } = (await six.json()) as { data: { id: string }[] };
     expect(data[0]!.id).toBe("o-newest");
     const got = await ids(c);
     expect(got.cache).toMatch(/^edgecache; hit/);
-    expect(got.ids).toEqual(data.slice(2).map((o) => o.id));
+    expect(got.ids).toEqual(data.slice(4).map((o) => o.id));
     expect(c.cache.stats().tiers.find((t) => t.name === "redis")?.hits).toBe(1);
   });
 
@@ -223,8 +253,9 @@ shared.describe("the shared tier after a write", () => {
     await a.cache.drain();
     expect((await ids(b)).cache).toMatch(/^edgecache; hit/); // from Redis, into b's memory
     expect((await ids(c)).cache).toMatch(/^edgecache; hit/);
+    await useUpMargin(a, [a, b, c]);
     // The newest order shifts the page, which no node can patch (none holds the page
-    // before it): each drops it, and the writer drops Redis's copy.
+    // before it, nor margin left): each drops it, and the writer drops Redis's copy.
     expect((await postNewestOrder(a)).status).toBe(201);
     await Promise.all([a, b, c].map((x) => x.cache.drain()));
     await until(() => [b, c].every((x) => x.cache.position.seq === a.cache.position.seq));
@@ -237,11 +268,11 @@ shared.describe("the shared tier after a write", () => {
     expect(loads() - before.loads).toBe(1);
     expect(awaited() - before.awaited).toBe(1);
     // What they serve is the page after the write, as the database has it.
-    const four = (await (await a.app.request("/v1/orders?sort=-createdAt&limit=4")).json()) as {
+    const six = (await (await a.app.request("/v1/orders?sort=-createdAt&limit=6")).json()) as {
       data: { id: string }[];
     };
-    expect(four.data[0]!.id).toBe("o-newest");
-    expect(fromB.ids).toEqual(four.data.slice(2).map((o) => o.id));
+    expect(six.data[0]!.id).toBe("o-newest");
+    expect(fromB.ids).toEqual(six.data.slice(4).map((o) => o.id));
   });
 
   it("a node waiting for another's reload reads Redis once more, however long that reload takes", async () => {
@@ -250,7 +281,7 @@ shared.describe("the shared tier after a write", () => {
     const redis = new Redis(shared.url);
     cleanup.push(() => void redis.disconnect());
     const keys = await redis.keys("test:*");
-    const copy = keys.find((k) => k.includes("offset=2") && !k.includes("claim:"))!;
+    const copy = keys.find((k) => k.includes("offset=4") && !k.includes("claim:"))!;
     const [, prefix, key] = /^(test:[^:]+:)(.*)$/.exec(copy)!;
     const claim = claimKey(prefix!, `${c.cache.position.seq}:${key}`);
     await redis.hset(claim, "by", "slow");
@@ -281,10 +312,11 @@ shared.describe("the shared tier after a write", () => {
       const a = await open();
       const b = await open();
       await until(() => a.cache.log.nodes?.() === 2 && b.cache.log.nodes?.() === 2);
-      // A second page, read once on b (not hot): an order newer than all shifts it, and b
+      // A third page, read once on b (not hot): an order newer than all shifts it, and b
       // holds no first page to take the row that slides in from.
-      const page = "/v1/orders?sort=-createdAt&limit=2&offset=2";
+      const page = "/v1/orders?sort=-createdAt&limit=2&offset=4";
       expect((await b.app.request(page)).headers.get("cache-status")).toMatch(/fwd=miss/);
+      await useUpMargin(a, [a, b]);
       const before = a.cache.stats().rehydrations + b.cache.stats().rehydrations;
       expect((await postNewestOrder(a)).status).toBe(201);
       await Promise.all([a.cache.drain(), b.cache.drain()]);
