@@ -111,7 +111,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   const base = options.basePath ?? "/v1";
   const now = options.now ?? Date.now;
   // Rows kept beside each cached page, for patches only.
-  const margin = options.patchInPlace !== false ? MARGIN : 0;
+  const marginRows = options.patchInPlace !== false ? MARGIN : 0;
   const schema = await source.schema();
   const routes = routesOf(schema, options.routes);
   const keys = planSchemaOf(schema);
@@ -220,12 +220,12 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
         // Parsed only on a miss: a hit needs the key alone, and a bad query (a 400) is
         // never stored, so it is parsed again each time it is asked.
         const query = parseListQuery(resource, url.searchParams);
-        const from = Math.max(0, query.offset - margin);
-        const limit = query.offset - from + query.limit + margin;
+        const from = Math.max(0, query.offset - marginRows);
+        const limit = query.offset - from + query.limit + marginRows;
         const held = await source.list(resource, { ...query, offset: from, limit });
         const { rows, around } = windowOf(held, query.offset - from, query.limit, limit);
         const list = listDependency(resource, query, rows);
-        const init = listInit(resource, rows, list, margin > 0 ? around : undefined);
+        const init = listInit(resource, rows, list, marginRows > 0 ? around : undefined);
         return { ...init, ...timesOf(resource) };
       },
       c.req.header("if-none-match"),
@@ -304,7 +304,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
         widest(own, neighbours(key, resource, list, peek)),
       );
     if (!patched) return undefined;
-    const around = patched.around && margin > 0 ? marginOf(patched.around, margin) : undefined;
+    const around =
+      patched.around && marginRows > 0 ? marginOf(patched.around, marginRows) : undefined;
     return listInit(resource, patched.rows, patched.list, around, { entry, rows: data });
   };
 
