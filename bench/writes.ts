@@ -502,6 +502,11 @@ async function measureStrategy(
   }
 }
 
+/** A read's path with its values out: `/v1/users/:id`, `/v1/orders?status=…&offset=…`. */
+function shapeOf(path: string): string {
+  return path.replace(/^(\/v1\/\w+)\/[^?]+/, "$1/:id").replace(/=[^&]*/g, "=…");
+}
+
 /** Issue 44's measure at one write share: one node's CPU over the measured requests. */
 interface RatioRun {
   ratio: number;
@@ -510,6 +515,8 @@ interface RatioRun {
   writes: number;
   /** Reads answered from the cache. */
   hits: number;
+  /** Reads not answered from the cache, by the read's shape (its path with the values out). */
+  missesByShape: Record<string, number>;
   /** The node's CPU over the measured requests, drained after, us. */
   cpuUs: number;
   perRequestUs: number;
@@ -562,19 +569,37 @@ async function measureRatios(
     for (const prefix of prefixes) await redis!.logOlderThan(prefix, DEFAULT_LEASE_MS);
     const versions = ratios.map(() => new Map<string, number>());
     await warmNodes(nodes, sequences, cold.paths, versions);
+    // With --cpu-prof, each node's profile of the measured requests (the windows of its
+    // writes beside it), to compare what the higher share spends more.
+    const profileOf = (ratio: number) =>
+      options.cpuProf && resolve(ROOT, options.cpuProf, `${strategy}-at-${ratio}.cpuprofile`);
+    if (options.cpuProf) {
+      mkdirSync(resolve(ROOT, options.cpuProf), { recursive: true });
+      for (const node of nodes) await node.client.send("POST", "/_bench/profile");
+    }
     const before = await Promise.all(nodes.map((n) => n.cpu()));
     const hits = ratios.map(() => 0);
+    const misses = ratios.map((): Record<string, number> => ({}));
     for (let at = 0; at < options.ratioRequests; at++) {
       for (const [i, node] of nodes.entries()) {
         const op = sequences[i]!.ops[at]!;
         const body = op.kind === "write" ? bodyOf(op, versions[i]!) : undefined;
         const reply = await node.send(op, body, false);
         if (reply.cacheStatus.startsWith("edgecache; hit")) hits[i]!++;
+        else if (op.kind === "read")
+          misses[i]![shapeOf(op.path)] = (misses[i]![shapeOf(op.path)] ?? 0) + 1;
+      }
+    }
+    const after = await Promise.all(nodes.map((n) => n.cpu()));
+    for (const [i, node] of nodes.entries()) {
+      const profile = profileOf(ratios[i]!);
+      if (profile) {
+        await node.client.send("POST", `/_bench/profile?stop=${encodeURIComponent(profile)}`);
       }
     }
     const runs = await Promise.all(
       nodes.map(async (node, i): Promise<RatioRun> => {
-        const cpuUs = (await node.cpu()) - before[i]!;
+        const cpuUs = after[i]! - before[i]!;
         const counters = await node.result();
         const ops = sequences[i]!.ops;
         return {
@@ -582,6 +607,7 @@ async function measureRatios(
           requests: ops.length,
           writes: ops.filter((o) => o.kind === "write").length,
           hits: hits[i]!,
+          missesByShape: misses[i]!,
           cpuUs,
           perRequestUs: cpuUs / ops.length,
           rehydrations: counters.rehydrations,
@@ -741,7 +767,12 @@ function ratioTable(measures: RatioMeasure[], runs: StrategyRun[]): string[] {
   for (const m of measures) {
     for (const r of m.runs) {
       lines.push(
-        `${m.strategy}, ${m.lists.toLocaleString("en-US")} more lists, ${m.touched.toLocaleString("en-US")} touched, at ${r.ratio * 100}%: ${r.requests.toLocaleString("en-US")} requests, node CPU ${us(r.cpuUs / 1000)} ms; ${r.invalidations} invalidations, ${r.patches} patches, ${r.rehydrations} rehydrations.`,
+        `${m.strategy}, ${m.lists.toLocaleString("en-US")} more lists, ${m.touched.toLocaleString("en-US")} touched, at ${r.ratio * 100}%: ${r.requests.toLocaleString("en-US")} requests, node CPU ${us(r.cpuUs / 1000)} ms; ${r.invalidations} invalidations, ${r.patches} patches, ${r.rehydrations} rehydrations; misses by read: ${
+          Object.entries(r.missesByShape)
+            .sort((x, y) => y[1] - x[1])
+            .map(([shape, n]) => `${n} \`${shape}\``)
+            .join(", ") || "none"
+        }.`,
         "",
       );
     }

@@ -92,7 +92,8 @@ describe("entries from an HTTP origin", () => {
 });
 
 /** A cache whose patches append `suffix` to the body, and the keys it patched, in order. */
-function patching(suffix: string) {
+/** `busyMs`: how long each patch takes (a busy wait), as a costly one would. */
+function patching(suffix: string, busyMs: () => number = () => 0) {
   const cache = new Cache({
     tiers: [memoryStore()],
     schema: { primaryKey: () => "id", joinColumns: () => [] },
@@ -101,10 +102,27 @@ function patching(suffix: string) {
   cache.addWriteHooks({
     patch: (key, entry) => {
       patched.push(key);
+      const until = performance.now() + busyMs();
+      while (performance.now() < until) {}
       return { body: `${new TextDecoder().decode(entry.body)}${suffix}`, tags: entry.tags };
     },
   });
   return { cache, patched };
+}
+
+/** Stores `key` from a load of 300 ms (a page whose query scans a table, say). */
+async function loadSlowly(cache: Cache, key: string, tags: string[]): Promise<void> {
+  await cache.resolve(key, async () => {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return { body: "s", tags };
+  });
+}
+
+/** Each call applies one more update of users#1. */
+function updates(cache: Cache): () => Promise<unknown> {
+  let n = 0;
+  return () =>
+    cache.applyWrite({ table: "users", op: "update", old: { id: 1 }, new: { id: 1, n: n++ } });
 }
 
 describe("patches and entries loaded further along the log", () => {
@@ -168,6 +186,51 @@ describe("patches and entries loaded further along the log", () => {
     expect(patched.filter((k) => k === "read")).toHaveLength(UNREAD_PATCHES + 1);
     expect(new TextDecoder().decode(cache.peek("read")!.body)).toBe(
       `r${"+".repeat(UNREAD_PATCHES + 1)}`,
+    );
+  });
+
+  it(`an entry whose load took long is patched past ${UNREAD_PATCHES} writes with no read, until those patches have taken as long as its load (rent or buy); then the next write removes it`, async () => {
+    let busy = 0;
+    const { cache, patched } = patching("+", () => busy);
+    const tags = ["users#1"];
+    // An entry loaded in 300 ms, and one not loaded here (nothing says what its load
+    // costs), which keeps the plain count.
+    await loadSlowly(cache, "slow", tags);
+    await cache.setEntry("set", { body: "t", tags });
+    const write = updates(cache);
+    for (let i = 0; i < UNREAD_PATCHES * 2; i++) await write();
+    expect(patched.filter((k) => k === "set")).toHaveLength(UNREAD_PATCHES);
+    expect(cache.peek("set")).toBeUndefined();
+    // Sixteen patches of a few microseconds each: far from the load's 300 ms.
+    expect(patched.filter((k) => k === "slow")).toHaveLength(UNREAD_PATCHES * 2);
+    // Patches of 100 ms each: the third takes the upkeep past the load, the next write at
+    // the latest removes it (a slow machine may reach it a patch sooner).
+    busy = 100;
+    patched.length = 0;
+    for (let i = 0; i < 4; i++) await write();
+    expect(patched.length).toBeGreaterThanOrEqual(2);
+    expect(patched.length).toBeLessThanOrEqual(3);
+    expect(cache.peek("slow")).toBeUndefined();
+  });
+
+  it("a read pays for the patches before it: an entry read again starts its upkeep anew", async () => {
+    let busy = 0;
+    const { cache, patched } = patching("+", () => busy);
+    const tags = ["users#1"];
+    await loadSlowly(cache, "slow", tags);
+    const write = updates(cache);
+    busy = 100;
+    for (let i = 0; i < 2; i++) await write();
+    // Read: the 200 ms spent are forgotten. Two more costly patches and 8 cheap ones (the
+    // first write after a read, then 9 with no read: past the plain count) took 200 ms
+    // since: less than the load.
+    expect(new TextDecoder().decode(cache.peek("slow")!.body)).toBe("s++");
+    for (let i = 0; i < 2; i++) await write();
+    busy = 0;
+    for (let i = 0; i < UNREAD_PATCHES; i++) await write();
+    expect(patched).toHaveLength(UNREAD_PATCHES + 4);
+    expect(new TextDecoder().decode(cache.peek("slow")!.body)).toBe(
+      `s${"+".repeat(UNREAD_PATCHES + 4)}`,
     );
   });
 

@@ -9,7 +9,15 @@ import type { PendingRemovals } from "../removal.ts";
 import type { rateLimited } from "../report.ts";
 import type { Background, ReloadQueue } from "./background.ts";
 import type { Counters } from "./counters.ts";
-import { type Entries, markUnreadPatches, readSinceStored, unreadPatches } from "./entries.ts";
+import {
+  type Entries,
+  loadMs,
+  markLoadMs,
+  markUpkeep,
+  readSinceStored,
+  type Upkeep,
+  upkeep,
+} from "./entries.ts";
 import type { Loads } from "./loads.ts";
 import type { Settings } from "./options.ts";
 import { planRecord } from "./record-plan.ts";
@@ -20,9 +28,10 @@ import type { EntryInit, WriteHooks, WriteResult } from "./types.ts";
 /** Results of recent records this node applied, kept for the appender to collect. */
 const RECENT_RESULTS = 1024;
 /**
- * Writes patch an entry at most this many times in a row with no read between them; the
- * next one removes it (see `#patches`). A body past COLD_PATCH_BYTES is not patched even
- * once unless it was read since it was stored.
+ * Writes patch an entry at least this many times in a row with no read between them, and
+ * after that while those patches took less time than the load that made it; the next one
+ * removes it (see `#patches`). A body past COLD_PATCH_BYTES is not patched even once unless
+ * it was read since it was stored.
  */
 export const UNREAD_PATCHES = 8;
 export const COLD_PATCH_BYTES = 16 * 1024;
@@ -180,7 +189,7 @@ export class Applier {
     const patches =
       patch && record.ordered && events.length > 0 && !fallback && this.#e.policy === "exact"
         ? this.#patches(keys, events, patch, record.seq)
-        : new Map<string, { init: EntryInit; exact: boolean; unread: number }>();
+        : new Map<string, Patched>();
     // Hot keys the record invalidated are loaded again. With other nodes on the log and a
     // shared tier, every node that held one hot may reload it (the writer's index does not
     // know what only other nodes read) and one claims it for all: its load goes to the
@@ -226,14 +235,16 @@ export class Applier {
     removed += await this.#e.entries.remove(unindexed, { local: foreign });
     let patched = 0;
     const stored: { key: string; entry: CacheEntry }[] = [];
-    for (const [k, { init, exact, unread }] of patches) {
+    for (const [k, { init, exact, spent, loaded }] of patches) {
+      const started = performance.now();
       const { entry, stored: kept } = await this.#e.loads.storeLoaded(k, init, at, {
         memoryOnly: true,
         exact,
         patch: true,
       });
       if (!kept) continue;
-      markUnreadPatches(entry, unread);
+      markUpkeep(entry, { patches: spent.patches, ms: spent.ms + (performance.now() - started) });
+      markLoadMs(entry, loaded);
       this.#e.counters.patches++;
       patched++;
       stored.push({ key: k, entry });
@@ -301,8 +312,8 @@ export class Applier {
     events: readonly WriteEvent[],
     patch: NonNullable<WriteHooks["patch"]>,
     seq: number,
-  ): Map<string, { init: EntryInit; exact: boolean; unread: number }> {
-    const out = new Map<string, { init: EntryInit; exact: boolean; unread: number }>();
+  ): Map<string, Patched> {
+    const out = new Map<string, Patched>();
     const front = this.#e.tiers.front;
     if (!front) return out;
     const now = this.#e.now();
@@ -332,13 +343,22 @@ export class Applier {
       // A response nobody reads goes instead of being patched write after write: a patch
       // re-parses, re-encodes and re-hashes all of it, for nobody; a read, if one comes,
       // loads it. A large one goes at the first write since it was stored without a read
-      // (a client's start-up scan, cached and never asked again), any other after
-      // UNREAD_PATCHES patches with no read between (an update protocol that turns to
-      // invalidation when updates go unread, as competitive snooping caches do).
-      const unread = readSinceStored(current) ? 0 : unreadPatches(current) + 1;
-      if (unread > (current.body.byteLength > COLD_PATCH_BYTES ? 0 : UNREAD_PATCHES)) continue;
+      // (a client's start-up scan, cached and never asked again). Any other is patched
+      // UNREAD_PATCHES times with no read between, and then as long as those patches took
+      // less time than its load did: an update protocol that turns to invalidation when
+      // updates go unread, once they have cost what the miss would (a rent-or-buy rule, as
+      // competitive snooping caches use). A page whose query scans a table is kept through
+      // many writes; an item read by its key, through few.
+      const read = readSinceStored(current);
+      const spent = upkeep(current);
+      const unread = read ? 0 : spent.patches + 1;
+      const loaded = loadMs(current);
+      const cold = current.body.byteLength > COLD_PATCH_BYTES;
+      const owed = !cold && spent.ms < (loaded ?? 0);
+      if (unread > (cold ? 0 : UNREAD_PATCHES) && !owed) continue;
       const exact = !shared || current.exact === true;
       let init: EntryInit | undefined;
+      const started = performance.now();
       try {
         init = patch(key, current, events, exact ? (shared ? exactPeek : peek) : undefined);
       } catch (err) {
@@ -354,7 +374,8 @@ export class Applier {
           staleWhileRevalidate: current.staleUntil - current.freshUntil,
         },
         exact: shared && exact,
-        unread,
+        spent: { patches: unread, ms: spent.ms + (performance.now() - started) },
+        loaded,
       });
     }
     return out;
@@ -367,6 +388,16 @@ export class Applier {
       await refetch(key);
     });
   }
+}
+
+/** A planned key's entry as a write patched it, before it is stored. */
+interface Patched {
+  init: EntryInit;
+  exact: boolean;
+  /** Its upkeep with this patch's time: the store's is added once it is stored. */
+  spent: Upkeep;
+  /** The load time of the entry it came from, which it keeps (see loadMs). */
+  loaded: number | undefined;
 }
 
 /** The keys of `keys` that `patches` does not hold. */

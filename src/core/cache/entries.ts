@@ -260,20 +260,43 @@ export function readSinceStored(entry: CacheEntry): boolean {
   return count === undefined || count.hits > ((entry as Counted)[HITS_AT_STORE] ?? 0);
 }
 
-/** How many patches in a row made an entry with no read between them (see unreadPatches). */
-const UNREAD_PATCHES = Symbol("unreadPatches");
+/** What keeping an entry current has cost since it was last read (see `upkeep`). */
+const UPKEEP = Symbol("upkeep");
+/** How long the load that made an entry took, ms (see `loadMs`). */
+const LOAD_MS = Symbol("loadMs");
 
 /**
- * How many writes in a row patched this entry, or the one it came from, with no read since
- * the first of them: 0 once it is read.
+ * What writes spent keeping an entry current with no read since the first of them: how
+ * many patched it (this one, or the ones it came from) and their time, ms (the patch and
+ * its store in memory). Nothing once it is read.
  */
-export function unreadPatches(entry: CacheEntry): number {
-  if (readSinceStored(entry)) return 0;
-  return (entry as CacheEntry & { [UNREAD_PATCHES]?: number })[UNREAD_PATCHES] ?? 0;
+export interface Upkeep {
+  patches: number;
+  ms: number;
 }
 
-export function markUnreadPatches(entry: CacheEntry, n: number): void {
-  Object.defineProperty(entry, UNREAD_PATCHES, { value: n, configurable: true, writable: true });
+export function upkeep(entry: CacheEntry): Upkeep {
+  if (readSinceStored(entry)) return { patches: 0, ms: 0 };
+  return (entry as CacheEntry & { [UPKEEP]?: Upkeep })[UPKEEP] ?? { patches: 0, ms: 0 };
+}
+
+export function markUpkeep(entry: CacheEntry, spent: Upkeep): void {
+  Object.defineProperty(entry, UPKEEP, { value: spent, configurable: true, writable: true });
+}
+
+/**
+ * How long the load that made the entry (or the one a patch came from) took on this node,
+ * ms: the source's answer, the response made of it and its store, what a read pays if the
+ * entry goes.
+ * Unknown for an entry this node did not load (from a shared tier, or stored by `setEntry`).
+ */
+export function loadMs(entry: CacheEntry): number | undefined {
+  return (entry as CacheEntry & { [LOAD_MS]?: number })[LOAD_MS];
+}
+
+export function markLoadMs(entry: CacheEntry, ms: number | undefined): void {
+  if (ms === undefined) return;
+  Object.defineProperty(entry, LOAD_MS, { value: ms, configurable: true, writable: true });
 }
 
 /** A strong ETag from the body's SHA-256 (RFC 9110 8.8.3: same bytes, same tag). */

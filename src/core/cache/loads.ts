@@ -6,7 +6,7 @@ import type { WriteFence } from "../fence.ts";
 import type { CacheObserver, LatencyRecorder } from "../stats.ts";
 import type { Background } from "./background.ts";
 import type { Counters } from "./counters.ts";
-import type { Entries } from "./entries.ts";
+import { type Entries, markLoadMs } from "./entries.ts";
 import type { TierStack } from "./tiers.ts";
 import type { EntryInit, Found, Resolved, Unstored, WriteHooks } from "./types.ts";
 
@@ -232,6 +232,7 @@ export class Loads {
     cost: Cost | undefined,
   ): Promise<Resolved> {
     let init: EntryInit;
+    const started = performance.now();
     try {
       init = await this.measureLoad(load);
     } catch (err) {
@@ -248,6 +249,9 @@ export class Loads {
       { later: true },
       cost,
     );
+    // What a read pays when the entry goes (its load and store): writes keep it current up
+    // to that much with no read (see Apply).
+    markLoadMs(entry, performance.now() - started);
     return { entry, status: "miss", stored, ...(unstored && { unstored }) };
   }
 }
