@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { COLD_PATCH_BYTES, UNREAD_PATCHES } from "../../src/core/cache/apply.ts";
+import {
+  COLD_PATCH_BYTES,
+  MOST_UNREAD_PATCHES,
+  UNREAD_PATCHES,
+} from "../../src/core/cache/apply.ts";
 import { Cache } from "../../src/core/cache/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { fakeClock } from "../helpers/chaos-store.ts";
@@ -210,6 +214,17 @@ describe("patches and entries loaded further along the log", () => {
     for (let i = 0; i < 4; i++) await write();
     expect(patched.length).toBeGreaterThanOrEqual(2);
     expect(patched.length).toBeLessThanOrEqual(3);
+    expect(cache.peek("slow")).toBeUndefined();
+  });
+
+  it(`whatever its load took, an entry is patched at most ${MOST_UNREAD_PATCHES} times with no read between (a clock that stands still while code runs times each patch at 0)`, async () => {
+    const { cache, patched } = patching("+");
+    await loadSlowly(cache, "slow", ["users#1"]);
+    const write = updates(cache);
+    for (let i = 0; i < MOST_UNREAD_PATCHES; i++) await write();
+    expect(patched).toHaveLength(MOST_UNREAD_PATCHES);
+    await write();
+    expect(patched).toHaveLength(MOST_UNREAD_PATCHES);
     expect(cache.peek("slow")).toBeUndefined();
   });
 

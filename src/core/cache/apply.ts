@@ -29,11 +29,16 @@ import type { EntryInit, WriteHooks, WriteResult } from "./types.ts";
 const RECENT_RESULTS = 1024;
 /**
  * Writes patch an entry at least this many times in a row with no read between them, and
- * after that while those patches took less time than the load that made it; the next one
- * removes it (see `#patches`). A body past COLD_PATCH_BYTES is not patched even once unless
- * it was read since it was stored.
+ * after that while those patches took less time than the load that made it, up to
+ * MOST_UNREAD_PATCHES; the next one removes it (see `#patches`). A body past
+ * COLD_PATCH_BYTES is not patched even once unless it was read since it was stored.
  */
 export const UNREAD_PATCHES = 8;
+/**
+ * The bound on the time rule: a clock that stands still while code runs (a Worker's, which
+ * moves only on I/O) times every patch at 0, and would keep an entry nobody reads forever.
+ */
+export const MOST_UNREAD_PATCHES = 64;
 export const COLD_PATCH_BYTES = 16 * 1024;
 
 /** What the `Applier` is given when the cache is made. */
@@ -345,16 +350,16 @@ export class Applier {
       // loads it. A large one goes at the first write since it was stored without a read
       // (a client's start-up scan, cached and never asked again). Any other is patched
       // UNREAD_PATCHES times with no read between, and then as long as those patches took
-      // less time than its load did: an update protocol that turns to invalidation when
-      // updates go unread, once they have cost what the miss would (a rent-or-buy rule, as
-      // competitive snooping caches use). A page whose query scans a table is kept through
+      // less time than its load did (at most MOST_UNREAD_PATCHES): an update protocol that
+      // turns to invalidation when updates go unread, once they have cost what the miss
+      // would (a rent-or-buy rule, as competitive snooping caches use). A page whose query scans a table is kept through
       // many writes; an item read by its key, through few.
       const read = readSinceStored(current);
       const spent = upkeep(current);
       const unread = read ? 0 : spent.patches + 1;
       const loaded = loadMs(current);
       const cold = current.body.byteLength > COLD_PATCH_BYTES;
-      const owed = !cold && spent.ms < (loaded ?? 0);
+      const owed = !cold && unread <= MOST_UNREAD_PATCHES && spent.ms < (loaded ?? 0);
       if (unread > (cold ? 0 : UNREAD_PATCHES) && !owed) continue;
       const exact = !shared || current.exact === true;
       let init: EntryInit | undefined;
