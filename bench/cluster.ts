@@ -17,7 +17,11 @@
  * per node: n nodes are sent n times the rate, each node the load one node gets),
  * --setups 1-local,n-alone,1-redis,n-redis,n-redis-lists (which to run; all by default),
  * --cpu-prof dir (each node's V8 CPU profile of each sequence, for bench/lib/cpu-profile.ts),
- * --out path, --quick.
+ * --repeat n (each setup n times per ratio, in turn: the CPU ratio's median over the runs,
+ * for a machine whose one node alone varies by a third from run to run), --out path, --quick.
+ *
+ *   npm run bench:cluster -- --quick --ratios 0.05 --rate 200 --per-node --setups 1-redis,n-redis --repeat 5
+ *                                      # issue 44's item 3: 3 nodes against 1, median of 5
  */
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
@@ -44,6 +48,7 @@ const options = readFlags(() => {
       "per-node": { type: "boolean", default: false },
       setups: { type: "string", default: SETUPS.join(",") },
       "cpu-prof": { type: "string" },
+      repeat: { type: "string", default: "1" },
       redis: { type: "string", default: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" },
     },
   });
@@ -70,6 +75,7 @@ const options = readFlags(() => {
       values["probe-writes"] ?? (values.quick ? "100" : "500"),
     ),
     cpuProf: values["cpu-prof"],
+    repeat: positiveInt("repeat", values.repeat),
     out: values.out,
     log: (line: string) => console.log(line),
   } satisfies ClusterOptions & { out: string };
@@ -94,7 +100,7 @@ await runBench(async () => {
 
 ${describeHead(json)}
 
-The workload benchmark's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders), request sequences and stale-read oracle ([workload.md](workload.md)), with strategy \`${options.strategy}\`: ${options.requests.toLocaleString("en-US")} requests per setup and write ratio ${options.rate === undefined ? `from ${options.connections} concurrent keep-alive clients` : `sent in an open loop at ${options.rate} requests per second${options.perNode ? ` per node (${options.nodes} nodes are sent ${options.rate * options.nodes}: each node has the load one node has)` : ""} (each request at its time, answered or not: a fixed, light offered load every setup serves, so CPU per request is measured without queueing), over up to ${options.connections} keep-alive connections per node`}, after warming (each read of the sequence once on each node that serves it in the sequence: every node starts with its share in memory, as after serving it for a while, as one node starts having read everything once; until stop 39 each read was warmed on one node only, so the first reads of a key on the others came from the Redis tier and cost a round trip). Five setups on the same sequence, each on a fresh copy of the database: one node with the in-process change log (the default); the floor, ${options.nodes} nodes alone (each with its own in-process log, blind to the others' writes: not a cache, its stale reads are not counted; what it costs over one node is what ${options.nodes} processes cost on this machine, whatever they coordinate); one node on Redis; and ${options.nodes} nodes on Redis (each its own process and memory tier, sharing the change log and a Redis tier under a fresh key prefix, and one SQLite file), by default and with \`redis.reloadLists\` (every list page a write invalidated is reloaded into Redis by one node, hot or not). Over ${options.nodes} nodes request i of the sequence goes to node i mod ${options.nodes}: round robin, as a load balancer without affinity deals requests, so every node reads every hot key and must see every other node's writes — the strict case for stale reads and the hard one for hit rate (a hash of the path would keep each key on one node).
+The workload benchmark's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders), request sequences and stale-read oracle ([workload.md](workload.md)), with strategy \`${options.strategy}\`: ${options.requests.toLocaleString("en-US")} requests per setup and write ratio ${options.rate === undefined ? `from ${options.connections} concurrent keep-alive clients` : `sent in an open loop at ${options.rate} requests per second${options.perNode ? ` per node (${options.nodes} nodes are sent ${options.rate * options.nodes}: each node has the load one node has)` : ""} (each request at its time, answered or not: a fixed, light offered load every setup serves, so CPU per request is measured without queueing), over up to ${options.connections} keep-alive connections per node`}${options.repeat > 1 ? `, each setup run ${options.repeat} times per ratio, in turn (every setup once, then every setup again; setups are compared within a run)` : ""}, after warming (each read of the sequence once on each node that serves it in the sequence: every node starts with its share in memory, as after serving it for a while, as one node starts having read everything once; until stop 39 each read was warmed on one node only, so the first reads of a key on the others came from the Redis tier and cost a round trip). Five setups on the same sequence, each on a fresh copy of the database: one node with the in-process change log (the default); the floor, ${options.nodes} nodes alone (each with its own in-process log, blind to the others' writes: not a cache, its stale reads are not counted; what it costs over one node is what ${options.nodes} processes cost on this machine, whatever they coordinate); one node on Redis; and ${options.nodes} nodes on Redis (each its own process and memory tier, sharing the change log and a Redis tier under a fresh key prefix, and one SQLite file), by default and with \`redis.reloadLists\` (every list page a write invalidated is reloaded into Redis by one node, hot or not). Over ${options.nodes} nodes request i of the sequence goes to node i mod ${options.nodes}: round robin, as a load balancer without affinity deals requests, so every node reads every hot key and must see every other node's writes — the strict case for stale reads and the hard one for hit rate (a hash of the path would keep each key on one node).
 
 ${cacheTable(records)}
 

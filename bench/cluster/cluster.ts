@@ -61,6 +61,11 @@ export interface ClusterOptions {
   seed: number;
   /** A folder for each node's CPU profile of each sequence (`<setup>-<ratio>-node<i>`). */
   cpuProf?: string | undefined;
+  /**
+   * Runs of each setup per ratio, in turn (every setup once, then every setup again): a
+   * ratio between setups is taken within a run, and its median over the runs reported.
+   */
+  repeat?: number;
   log?: (line: string) => void;
 }
 
@@ -80,6 +85,8 @@ export const SETUPS: readonly SetupName[] = [
 
 export interface ClusterRecord extends WorkloadRecord {
   setup: SetupName;
+  /** Which run of its setup and ratio this is (1, 2, ...), with `repeat` over 1. */
+  run?: number;
   nodes: number;
   changeLog: "local" | "redis";
   writeP50Ms: number | null;
@@ -140,36 +147,46 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
   const result: ClusterResult = { records: [], probes: [], stale: [] };
   const setups = options.setups ?? SETUPS;
 
+  const repeat = options.repeat ?? 1;
   for (const [writeRatio, ops] of sequences(data, options)) {
-    for (const name of setups) {
-      const record = await withSetup(
-        options,
-        template,
-        name,
-        `${name}-${writeRatio}`,
-        async (db, setup) => {
-          if (options.cpuProf) {
-            mkdirSync(options.cpuProf, { recursive: true });
-            setup.profile = resolve(options.cpuProf, `${name}-${writeRatio}`);
-          }
-          const rate =
-            options.rate !== undefined && options.perNode
-              ? options.rate * setup.nodes
-              : options.rate;
-          const run = await runSetup(db, setup, ops, data, options.connections, rate);
-          return {
-            value: toClusterRecord(name, setup, writeRatio, run),
-            samples: run.outcome.staleSamples,
-          };
-        },
-      );
-      result.records.push(record.value);
-      if (record.samples.length > 0 && name !== "n-alone") {
-        result.stale.push({ setup: name, writeRatio, samples: record.samples });
+    for (let run = 1; run <= repeat; run++) {
+      for (const name of setups) {
+        const nth = repeat > 1 ? `-run${run}` : "";
+        const record = await withSetup(
+          options,
+          template,
+          name,
+          `${name}-${writeRatio}${nth}`,
+          async (db, setup) => {
+            if (options.cpuProf) {
+              mkdirSync(options.cpuProf, { recursive: true });
+              setup.profile = resolve(options.cpuProf, `${name}-${writeRatio}${nth}`);
+            }
+            const rate =
+              options.rate !== undefined && options.perNode
+                ? options.rate * setup.nodes
+                : options.rate;
+            const done = await runSetup(db, setup, ops, data, options.connections, rate);
+            return {
+              value: {
+                ...toClusterRecord(name, setup, writeRatio, done),
+                ...(repeat > 1 && { run }),
+              },
+              samples: done.outcome.staleSamples,
+            };
+          },
+        );
+        result.records.push(record.value);
+        if (record.samples.length > 0 && name !== "n-alone") {
+          result.stale.push({ setup: name, writeRatio, samples: record.samples });
+        }
+        log(
+          summaryLine(
+            `${pctLabel(writeRatio)} writes, ${label(name, options.nodes, record.value.run)}`,
+            record.value,
+          ),
+        );
       }
-      log(
-        summaryLine(`${pctLabel(writeRatio)} writes, ${label(name, options.nodes)}`, record.value),
-      );
     }
   }
 
@@ -201,7 +218,11 @@ export async function runCluster(options: ClusterOptions): Promise<ClusterResult
   return result;
 }
 
-export function label(name: SetupName, nodes: number): string {
+export function label(name: SetupName, nodes: number, run?: number): string {
+  return run === undefined ? setupName(name, nodes) : `${setupName(name, nodes)}, run ${run}`;
+}
+
+function setupName(name: SetupName, nodes: number): string {
   if (name === "1-local") return "1 node, in-process log";
   if (name === "1-redis") return "1 node on Redis";
   if (name === "n-redis-lists") return `${nodes} nodes on Redis, reloadLists`;

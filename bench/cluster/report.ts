@@ -1,4 +1,5 @@
 /** The cluster benchmark's Markdown tables and target lines. */
+import { median } from "../lib/rounds.ts";
 import { type ClusterRecord, label, type ProbeRecord } from "./cluster.ts";
 
 /**
@@ -13,7 +14,16 @@ const ms = (x: number | null) => (x === null ? "–" : x.toFixed(2));
 
 /** The run with one node and the in-process log at the same ratio: the baseline. */
 function baseline(records: ClusterRecord[], r: ClusterRecord): ClusterRecord | undefined {
-  return records.find((b) => b.setup === "1-local" && b.writeRatio === r.writeRatio);
+  return sameRun(records, r, "1-local");
+}
+
+/** The record of `setup` at `r`'s ratio, in `r`'s run (setups are compared within a run). */
+function sameRun(
+  records: ClusterRecord[],
+  r: ClusterRecord,
+  setup: ClusterRecord["setup"],
+): ClusterRecord | undefined {
+  return records.find((b) => b.setup === setup && b.writeRatio === r.writeRatio && b.run === r.run);
 }
 
 /** Per ratio and setup: what the cache did (hits, staleness, load on the database). */
@@ -36,7 +46,7 @@ export function cacheTable(records: ClusterRecord[]): string {
         r.changeLog === "redis" ? pct((r.tierHits.redis ?? 0) / Math.max(1, hits)) : "–";
       return [
         pct(r.writeRatio),
-        label(r.setup, r.nodes),
+        label(r.setup, r.nodes, r.run),
         pct(r.hitRate),
         fromRedis,
         r.setup === "n-alone" ? "–" : String(r.staleReads),
@@ -68,7 +78,7 @@ export function speedTable(records: ClusterRecord[]): string {
       const redis = r.cpu.redis === undefined ? "" : ` + ${r.cpu.redis.toFixed(1)}`;
       return [
         pct(r.writeRatio),
-        label(r.setup, r.nodes),
+        label(r.setup, r.nodes, r.run),
         ms(r.p50Ms),
         ms(r.p95Ms),
         `${ms(r.writeP50Ms)} / ${ms(r.writeP99Ms)}`,
@@ -110,7 +120,7 @@ export function redisTable(records: ClusterRecord[]): string {
       return [
         [
           pct(r.writeRatio),
-          label(r.setup, r.nodes),
+          label(r.setup, r.nodes, r.run),
           `${q.hit} / ${q.miss} / ${q.write}`,
           per(c.hit, q.hit),
           per(c.miss, q.miss),
@@ -198,29 +208,40 @@ export function targetLines(records: ClusterRecord[], probes: ProbeRecord[]): st
   const cpuPerRequest = (r: ClusterRecord) => r.cpu.nodes / Math.max(1, r.requests);
   const cpu = cluster.map((r) => {
     const base = baseline(records, r);
-    const redis = records.find((b) => b.setup === "1-redis" && b.writeRatio === r.writeRatio);
+    const redis = sameRun(records, r, "1-redis");
     const of = (b: ClusterRecord | undefined) => {
       if (!b) return "–";
       const x = cpuPerRequest(r) / cpuPerRequest(b);
       return `${x.toFixed(2)}× (${met(x <= TARGETS.cpuRatio)})`;
     };
-    const alone = records.find((b) => b.setup === "n-alone" && b.writeRatio === r.writeRatio);
+    const alone = sameRun(records, r, "n-alone");
     const floor =
       alone && base
         ? `; the floor, ${r.nodes} nodes alone, ${(cpuPerRequest(alone) / cpuPerRequest(base)).toFixed(2)}× one node, so coordination adds ${((cpuPerRequest(r) - cpuPerRequest(alone)) / cpuPerRequest(base)).toFixed(2)}× one node's CPU`
         : "";
-    return `${pct(r.writeRatio)}: ${of(base)} one node with the in-process log, ${of(redis)} one node on Redis${floor}`;
+    return `${pct(r.writeRatio)}${r.run === undefined ? "" : `, run ${r.run}`}: ${of(base)} one node with the in-process log, ${of(redis)} one node on Redis${floor}`;
   });
   if (cpu.length > 0) {
     lines.push(
       `- **node CPU per request of the cluster, all nodes together** (target ≤ ${TARGETS.cpuRatio}× one node's): ${cpu.join("; ")}.`,
     );
   }
+  const medians = medianRatios(cluster, (r) => sameRun(records, r, "1-redis"), cpuPerRequest);
+  if (medians.length > 0) {
+    lines.push(
+      `- **the same against one node on Redis, median over the runs** (target ≤ ${TARGETS.cpuRatio}×): ${medians
+        .map(
+          ({ writeRatio, median, each }) =>
+            `${pct(writeRatio)}: ${median.toFixed(2)}× (${met(median <= TARGETS.cpuRatio)}; the runs ${each.map((x) => x.toFixed(2)).join(", ")})`,
+        )
+        .join("; ")}.`,
+    );
+  }
   const ratios = cluster.map((r) => {
     const base = baseline(records, r);
-    const redis = records.find((b) => b.setup === "1-redis" && b.writeRatio === r.writeRatio);
+    const redis = sameRun(records, r, "1-redis");
     const of = (b: ClusterRecord | undefined) => (b ? `${(r.rps / b.rps).toFixed(2)}×` : "–");
-    return `${pct(r.writeRatio)}: ${of(base)} one node with the in-process log, ${of(redis)} one node on Redis`;
+    return `${pct(r.writeRatio)}${r.run === undefined ? "" : `, run ${r.run}`}: ${of(base)} one node with the in-process log, ${of(redis)} one node on Redis`;
   });
   if (ratios.length > 0) {
     lines.push(
@@ -228,4 +249,25 @@ export function targetLines(records: ClusterRecord[], probes: ProbeRecord[]): st
     );
   }
   return lines;
+}
+
+/**
+ * Per ratio with more than one run: `of(r) / of(base(r))` in each run, and their median.
+ */
+function medianRatios(
+  records: ClusterRecord[],
+  base: (r: ClusterRecord) => ClusterRecord | undefined,
+  of: (r: ClusterRecord) => number,
+): { writeRatio: number; median: number; each: number[] }[] {
+  const byRatio = new Map<number, number[]>();
+  for (const r of records) {
+    const b = base(r);
+    if (r.run === undefined || !b) continue;
+    const each = byRatio.get(r.writeRatio) ?? [];
+    each.push(of(r) / of(b));
+    byRatio.set(r.writeRatio, each);
+  }
+  return [...byRatio]
+    .filter(([, each]) => each.length > 1)
+    .map(([writeRatio, each]) => ({ writeRatio, median: median(each), each }));
 }
