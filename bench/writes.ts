@@ -51,7 +51,9 @@
  * each node in turn, with the node's CPU taken once before and once after (drained): CPU per
  * request at each ratio, and a write's CPU, rehydration and the misses it causes included,
  * as the difference of the two over the difference of their write shares (the issue's
- * `(at 10% - at 1%) / 0.09`, with the shares the sequences really have).
+ * `(at 10% - at 1%) / 0.09`, with the shares the sequences really have). With --against,
+ * that checkout's two nodes run in the same step (four nodes, each request to each in
+ * turn): before and after under the same load, where separate runs differ by a fifth.
  */
 
 import { spawnSync } from "node:child_process";
@@ -527,6 +529,8 @@ interface RatioRun {
 
 interface RatioMeasure {
   strategy: Measured;
+  /** "this" checkout's nodes, or "against": those of --against, measured in step with them. */
+  code: "this" | "against";
   lists: number;
   touched: number;
   runs: [RatioRun, RatioRun];
@@ -548,7 +552,7 @@ async function measureRatios(
   data: Parameters<typeof generateSequence>[0],
   strategy: Measured,
   cold: { paths: string[]; lists: number; touched: number },
-): Promise<RatioMeasure> {
+): Promise<RatioMeasure[]> {
   const ratios = options.ratios!;
   const sequences = ratios.map((ratio) => {
     const sequence = generateSequence(data, {
@@ -558,31 +562,43 @@ async function measureRatios(
     });
     return { reads: sequence, ...afterWarmWrites(sequence, options.ratioRequests) };
   });
+  // A node per checkout and share: this one's, then --against's, all sent each request in
+  // step, so the machine's load at any moment weighs on before and after alike.
+  const codes = [
+    { code: "this" as const, root: ROOT },
+    ...(options.against ? [{ code: "against" as const, root: options.against }] : []),
+  ];
+  const measured = codes.flatMap(({ code, root }) =>
+    ratios.map((ratio, r) => ({ code, root, ratio, sequence: sequences[r]! })),
+  );
   const nodes: Node[] = [];
   const prefixes: Prefixes = [];
   try {
-    for (const ratio of ratios) {
-      nodes.push(
-        await startNode(`${strategy}-at-${ratio}`, `${ratio}`, ROOT, template, strategy, prefixes),
-      );
+    for (const { code, root, ratio } of measured) {
+      const name = `${strategy}-${code}-at-${ratio}`;
+      nodes.push(await startNode(name, `${ratio}`, root, template, strategy, prefixes));
     }
     for (const prefix of prefixes) await redis!.logOlderThan(prefix, DEFAULT_LEASE_MS);
-    const versions = ratios.map(() => new Map<string, number>());
-    await warmNodes(nodes, sequences, cold.paths, versions);
+    const versions = measured.map(() => new Map<string, number>());
+    const ofNode = measured.map((m) => m.sequence);
+    await warmNodes(nodes, ofNode, cold.paths, versions);
     // With --cpu-prof, each node's profile of the measured requests (the windows of its
     // writes beside it), to compare what the higher share spends more.
-    const profileOf = (ratio: number) =>
-      options.cpuProf && resolve(ROOT, options.cpuProf, `${strategy}-at-${ratio}.cpuprofile`);
+    const profileOf = (i: number) => {
+      const { code, ratio } = measured[i]!;
+      const name = `${strategy}${code === "this" ? "" : `-${code}`}-at-${ratio}.cpuprofile`;
+      return options.cpuProf && resolve(ROOT, options.cpuProf, name);
+    };
     if (options.cpuProf) {
       mkdirSync(resolve(ROOT, options.cpuProf), { recursive: true });
       for (const node of nodes) await node.client.send("POST", "/_bench/profile");
     }
     const before = await Promise.all(nodes.map((n) => n.cpu()));
-    const hits = ratios.map(() => 0);
-    const misses = ratios.map((): Record<string, number> => ({}));
+    const hits = nodes.map(() => 0);
+    const misses = nodes.map((): Record<string, number> => ({}));
     for (let at = 0; at < options.ratioRequests; at++) {
       for (const [i, node] of nodes.entries()) {
-        const op = sequences[i]!.ops[at]!;
+        const op = ofNode[i]!.ops[at]!;
         const body = op.kind === "write" ? bodyOf(op, versions[i]!) : undefined;
         const reply = await node.send(op, body, false);
         if (reply.cacheStatus.startsWith("edgecache; hit")) hits[i]!++;
@@ -592,7 +608,7 @@ async function measureRatios(
     }
     const after = await Promise.all(nodes.map((n) => n.cpu()));
     for (const [i, node] of nodes.entries()) {
-      const profile = profileOf(ratios[i]!);
+      const profile = profileOf(i);
       if (profile) {
         await node.client.send("POST", `/_bench/profile?stop=${encodeURIComponent(profile)}`);
       }
@@ -601,9 +617,9 @@ async function measureRatios(
       nodes.map(async (node, i): Promise<RatioRun> => {
         const cpuUs = after[i]! - before[i]!;
         const counters = await node.result();
-        const ops = sequences[i]!.ops;
+        const ops = ofNode[i]!.ops;
         return {
-          ratio: ratios[i]!,
+          ratio: measured[i]!.ratio,
           requests: ops.length,
           writes: ops.filter((o) => o.kind === "write").length,
           hits: hits[i]!,
@@ -616,16 +632,22 @@ async function measureRatios(
         };
       }),
     );
-    const [lo, hi] = runs as [RatioRun, RatioRun];
-    const extra = hi.perRequestUs - lo.perRequestUs;
-    return {
-      strategy,
-      lists: cold.lists,
-      touched: cold.touched,
-      runs: [lo, hi],
-      writeUs: extra / (hi.writes / hi.requests - lo.writes / lo.requests),
-      writeUsNominal: extra / (hi.ratio - lo.ratio),
-    };
+    return codes.map(({ code }, c) => {
+      const [lo, hi] = runs.slice(c * ratios.length, (c + 1) * ratios.length) as [
+        RatioRun,
+        RatioRun,
+      ];
+      const extra = hi.perRequestUs - lo.perRequestUs;
+      return {
+        strategy,
+        code,
+        lists: cold.lists,
+        touched: cold.touched,
+        runs: [lo, hi],
+        writeUs: extra / (hi.writes / hi.requests - lo.writes / lo.requests),
+        writeUsNominal: extra / (hi.ratio - lo.ratio),
+      };
+    });
   } finally {
     for (const node of nodes) node.client.close();
     await stopAll();
@@ -757,17 +779,17 @@ function ratioTable(measures: RatioMeasure[], runs: StrategyRun[]): string[] {
     const [a, b] = m.runs;
     const one = runs
       .find((r) => r.strategy === m.strategy && r.lists === m.lists && r.touched === m.touched)
-      ?.nodes.find((n) => n.code === "this")?.writes.all;
+      ?.nodes.find((n) => n.code === m.code)?.writes.all;
     const reads = (r: RatioRun) => Math.max(1, r.requests - r.writes);
     lines.push(
-      `| ${m.strategy} | ${m.lists.toLocaleString("en-US")} | ${m.touched.toLocaleString("en-US")} | ${us(a.perRequestUs)} | ${pct(a.writes / a.requests)} | ${pct(a.hits / reads(a))} | ${us(b.perRequestUs)} | ${pct(b.writes / b.requests)} | ${pct(b.hits / reads(b))} | **${us(m.writeUs)}** | ${us(m.writeUsNominal)} | ${one ? `${us(one.mean)} (${us(one.p50)})` : "–"} |`,
+      `| ${m.strategy}${m.code === "this" ? "" : ", --against"} | ${m.lists.toLocaleString("en-US")} | ${m.touched.toLocaleString("en-US")} | ${us(a.perRequestUs)} | ${pct(a.writes / a.requests)} | ${pct(a.hits / reads(a))} | ${us(b.perRequestUs)} | ${pct(b.writes / b.requests)} | ${pct(b.hits / reads(b))} | **${us(m.writeUs)}** | ${us(m.writeUsNominal)} | ${one ? `${us(one.mean)} (${us(one.p50)})` : "–"} |`,
     );
   }
   lines.push("");
   for (const m of measures) {
     for (const r of m.runs) {
       lines.push(
-        `${m.strategy}, ${m.lists.toLocaleString("en-US")} more lists, ${m.touched.toLocaleString("en-US")} touched, at ${r.ratio * 100}%: ${r.requests.toLocaleString("en-US")} requests, node CPU ${us(r.cpuUs / 1000)} ms; ${r.invalidations} invalidations, ${r.patches} patches, ${r.rehydrations} rehydrations; misses by read: ${
+        `${m.strategy}${m.code === "this" ? "" : ", --against"}, ${m.lists.toLocaleString("en-US")} more lists, ${m.touched.toLocaleString("en-US")} touched, at ${r.ratio * 100}%: ${r.requests.toLocaleString("en-US")} requests, node CPU ${us(r.cpuUs / 1000)} ms; ${r.invalidations} invalidations, ${r.patches} patches, ${r.rehydrations} rehydrations; misses by read: ${
           Object.entries(r.missesByShape)
             .sort((x, y) => y[1] - x[1])
             .map(([shape, n]) => `${n} \`${shape}\``)
@@ -890,16 +912,18 @@ await runBench(async () => {
       }
       log(`  bare SQL: every write p50 ${run.bareSql.all.p50} us`);
       if (!options.ratios) continue;
-      const measure = await measureRatios(template, data, strategy, cold);
-      measures.push(measure);
-      for (const r of measure.runs) {
+      for (const measure of await measureRatios(template, data, strategy, cold)) {
+        measures.push(measure);
+        const whose = measure.code === "this" ? "" : " (--against)";
+        for (const r of measure.runs) {
+          log(
+            `  at ${r.ratio * 100}% writes${whose}: ${round(r.perRequestUs, 0)} us per request (${r.writes} writes of ${r.requests}, ${r.hits} hits)`,
+          );
+        }
         log(
-          `  at ${r.ratio * 100}% writes: ${round(r.perRequestUs, 0)} us per request (${r.writes} writes of ${r.requests}, ${r.hits} hits)`,
+          `  a write, from the difference${whose}: ${round(measure.writeUs, 0)} us (over the nominal shares ${round(measure.writeUsNominal, 0)} us)`,
         );
       }
-      log(
-        `  a write, from the difference: ${round(measure.writeUs, 0)} us (over the nominal shares ${round(measure.writeUsNominal, 0)} us)`,
-      );
     }
   }
   const seconds = Math.round((Date.now() - started) / 1000);
