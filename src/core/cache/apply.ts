@@ -352,8 +352,8 @@ export class Applier {
       // UNREAD_PATCHES times with no read between, and then as long as those patches took
       // less time than its load did (at most MOST_UNREAD_PATCHES): an update protocol that
       // turns to invalidation when updates go unread, once they have cost what the miss
-      // would (a rent-or-buy rule, as competitive snooping caches use). A page whose query scans a table is kept through
-      // many writes; an item read by its key, through few.
+      // would (a rent-or-buy rule, as competitive snooping caches use). A page whose query
+      // scans a table is kept through many writes; an item read by its key, through few.
       const read = readSinceStored(current);
       const spent = upkeep(current);
       const unread = read ? 0 : spent.patches + 1;
