@@ -602,8 +602,10 @@ async function measureRatios(
         const body = op.kind === "write" ? bodyOf(op, versions[i]!) : undefined;
         const reply = await node.send(op, body, false);
         if (reply.cacheStatus.startsWith("edgecache; hit")) hits[i]!++;
-        else if (op.kind === "read")
-          misses[i]![shapeOf(op.path)] = (misses[i]![shapeOf(op.path)] ?? 0) + 1;
+        else if (op.kind === "read") {
+          const shape = shapeOf(op.path);
+          misses[i]![shape] = (misses[i]![shape] ?? 0) + 1;
+        }
       }
     }
     const after = await Promise.all(nodes.map((n) => n.cpu()));

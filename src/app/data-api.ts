@@ -223,7 +223,9 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
         const from = Math.max(0, query.offset - marginRows);
         const limit = query.offset - from + query.limit + marginRows;
         const held = await source.list(resource, { ...query, offset: from, limit });
-        const { rows, around } = windowOf(held, query.offset - from, query.limit, limit);
+        // Fewer rows than asked for: the list ends within them.
+        const toEnd = held.length < limit;
+        const { rows, around } = windowOf(held, query.offset - from, query.limit, toEnd);
         const list = listDependency(resource, query, rows);
         const init = listInit(resource, rows, list, marginRows > 0 ? around : undefined);
         return { ...init, ...timesOf(resource) };

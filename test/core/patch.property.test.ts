@@ -254,7 +254,7 @@ describe("a page's margin, patched write after write (property)", () => {
             const from = Math.max(0, offset - MARGIN);
             const asked = offset - from + limit + MARGIN;
             const held = listOf(db, filters, sort).slice(from, from + asked);
-            const page = windowOf(held, offset - from, limit, asked);
+            const page = windowOf(held, offset - from, limit, held.length < asked);
             const margin = marginOf(page.around, MARGIN);
             const dep = dependencyOf(page.rows, filters, sort, offset, limit);
             return { window: page.rows, margin, dep: reaching(dep, margin) };

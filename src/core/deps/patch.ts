@@ -214,19 +214,14 @@ export function patchList(
   }
   const from = list.offset - start;
   if (from < 0) return undefined;
-  const window = stretch.slice(from, from + list.limit);
+  const { rows: window, around: known } = windowOf(stretch, from, list.limit, toEnd);
   if (window.length < list.limit && !toEnd) return undefined;
   const last = window[window.length - 1];
   const next: ListDependency = { ...list, count: window.length };
   if (last) next.last = sortValues(last, list.sort);
   else delete next.last;
   if (!aligned) return { rows: window, list: next };
-  // The rows known around the window now, for the caller to keep: before it only if they
-  // reach it (the list may end before the window), after it only a full window's.
-  const known: Neighbours = { before: from <= stretch.length ? stretch.slice(0, from) : [] };
-  if (window.length >= list.limit) {
-    known.after = { rows: stretch.slice(from + list.limit), toEnd };
-  }
+  // The rows known around the window now, for the caller to keep.
   return { rows: window, list: next, around: known };
 }
 
@@ -261,21 +256,20 @@ export function widest(
 }
 
 /**
- * The window of rows loaded from `start` rows before it, with the rows around it: before it
- * only if they reach it (else the list ended before the window); after it only for a full
- * window, running to the list's end if fewer came than `asked` allowed.
+ * The window of `held` (a stretch of the list: loaded, or patched) from `start` rows in,
+ * with the rows around it: before it only if they reach it (else the list ended before the
+ * window); after it only for a full window, running to the list's end if `toEnd` (the
+ * stretch does).
  */
 export function windowOf(
   held: Row[],
   start: number,
   limit: number,
-  asked: number,
+  toEnd: boolean,
 ): { rows: Row[]; around: Neighbours } {
   const rows = held.slice(start, start + limit);
   const around: Neighbours = { before: held.length >= start ? held.slice(0, start) : [] };
-  if (rows.length >= limit) {
-    around.after = { rows: held.slice(start + limit), toEnd: held.length < asked };
-  }
+  if (rows.length >= limit) around.after = { rows: held.slice(start + limit), toEnd };
   return { rows, around };
 }
 
