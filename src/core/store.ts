@@ -29,7 +29,11 @@ export interface ListableStore extends Store {
   keys(prefix: string, cost?: Cost): AsyncIterable<string>;
 }
 
-/** A store that can answer synchronously (the memory tier): used on the hit fast path. */
+/**
+ * A store that can answer synchronously (the memory tier): used on the hit fast path. Its
+ * `set` and `delete` take effect at the call (their promises only report), so a reset's
+ * clearing cannot meet a write made after it.
+ */
 export interface SyncStore extends Store {
   /**
    * `now`, when given, is the caller's clock reading (epoch ms), used for expiry instead of

@@ -3,11 +3,12 @@ import { describe, expect, it, vi } from "vitest";
 import { Cache, createCache } from "../../src/core/cache/index.ts";
 import type { CacheEntry } from "../../src/core/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
-import type { Store } from "../../src/core/store.ts";
+import type { ListableStore, Store } from "../../src/core/store.ts";
 import type { LogFollower } from "../../src/log/contract.ts";
 import { localChangeLog } from "../../src/log/in-process.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { chaosStore, fakeClock } from "../helpers/chaos-store.ts";
+import { mapStore } from "../testing/map-store.ts";
 
 const quiet = { warn: () => {} };
 
@@ -275,6 +276,41 @@ describe("cache engine", () => {
     const resumed = localChangeLog({ resume: log.snapshot() });
     const after = createCache({ tiers: [memoryStore(), shared], log: resumed });
     expect(await after.get("k")).toBe(1);
+  });
+});
+
+describe("a first tier that is not this node's memory", () => {
+  /** A store over a Map whose listing takes a round trip, as a server's or a file's does. */
+  function slowListing(shared: boolean): ListableStore {
+    const store = mapStore();
+    return {
+      ...store,
+      name: "far",
+      shared,
+      async *keys(prefix) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        yield* store.keys(prefix);
+      },
+    };
+  }
+
+  for (const shared of [true, false]) {
+    it(`keeps what is set right after the cache is made (${shared ? "shared" : "local"}): a start clears only this node's memory`, async () => {
+      const cache = createCache({ tiers: [slowListing(shared)], logger: quiet });
+      await cache.set("k", 1);
+      // Past the listing a clearing of the tier at the start would have made.
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      expect(await cache.get("k")).toBe(1);
+    });
+  }
+
+  it("an entry an earlier process left in a local first tier is checked against the log from the first read", async () => {
+    const file = slowListing(false);
+    const before = createCache({ tiers: [file], logger: quiet });
+    await before.set("k", 1);
+    const after = createCache({ tiers: [file], logger: quiet }); // a log of its own
+    expect(await after.get("k")).toBeUndefined();
+    expect(after.stats().refused).toBe(1);
   });
 });
 

@@ -308,7 +308,7 @@ export class Applier {
     this.#results.clear();
     const keys = new Set(this.#e.index.keys());
     for (const k of keys) this.#e.index.remove(k);
-    this.#e.background.run(this.#e.tiers.clearFront(keys));
+    this.#e.tiers.clearFront(keys);
   }
 
   /** What `patch` makes of the planned keys the first tier holds fresh; synchronous. */

@@ -64,7 +64,7 @@ export interface ReadsDeps {
   readonly hits: HitCheck;
   readonly tiers: Pick<
     TierStack,
-    "list" | "length" | "shared" | "get" | "getMany" | "stats" | "deleteIn"
+    "list" | "length" | "shared" | "get" | "getMany" | "stats" | "deleteIn" | "checked"
   >;
   readonly log: Pick<ChangeLog, "freshen" | "claimOrAwait" | "nodes">;
   /** Reloads this node claimed for all: their waiters are told once the copy is in. */
@@ -220,11 +220,12 @@ export class Reads {
       stats.misses++;
       return undefined;
     }
-    if (i > 0 || tier.shared === true) {
-      // Not this node's memory (a lower tier, or a shared first one): another node (or an
-      // earlier process) may have written it, so it is checked against the log since the
-      // position its load began at; loaded further along the log than this node, after
-      // this node has caught up where it may lag the head (ChangeLog.freshen).
+    if (this.#e.tiers.checked(i)) {
+      // Not this node's memory (a lower tier, or a first one that is shared or kept across
+      // starts): another node (or an earlier process) may have written it, so it is
+      // checked against the log since the position its load began at; loaded further
+      // along the log than this node, after this node has caught up where it may lag the
+      // head (ChangeLog.freshen).
       const at = this.#e.fence.position;
       if (entry.position?.log === at.log && entry.position.seq > at.seq) {
         await this.#e.log.freshen?.(cost).catch(() => {});

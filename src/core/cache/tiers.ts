@@ -37,7 +37,11 @@ export const FAILED = Symbol("tier failed");
  */
 export class TierStack {
   readonly list: readonly Store[];
-  /** The first tier when it answers synchronously (memory): the hit path's. */
+  /**
+   * The first tier when it is this node's memory (answers synchronously, not shared): the
+   * hit path's, and the one tier whose entries are served without a check against the log
+   * (see `checked`).
+   */
   readonly front: SyncStore | undefined;
   /** Whether a tier is shared with other nodes (see `Store.shared`). */
   readonly shared: boolean;
@@ -55,7 +59,7 @@ export class TierStack {
     this.#idle = idle;
     this.#stats = tiers.map((t) => ({ name: t.name, hits: 0, misses: 0, errors: 0, skipped: 0 }));
     const first = tiers[0];
-    this.front = first && isSync(first) ? first : undefined;
+    this.front = first && isSync(first) && first.shared !== true ? first : undefined;
     this.shared = tiers.some((t) => t.shared === true);
   }
 
@@ -66,6 +70,16 @@ export class TierStack {
   /** Tier `i`'s counters, for the read path to count hits and misses in. */
   stats(i: number): Omit<TierStats, "hitRate"> {
     return this.#stats[i]!;
+  }
+
+  /**
+   * Whether what tier `i` answers is checked against the log before it is served: every
+   * tier but this node's memory. Another node, or an earlier process, may have written it
+   * (a shared tier, a file, the Cache API), so a start does not clear it: what it holds
+   * is judged by the log position its load began at.
+   */
+  checked(i: number): boolean {
+    return i > 0 || this.front === undefined;
   }
 
   /** Whether reads must skip tier `i` for `key` (a delete of it failed there). */
@@ -200,16 +214,15 @@ export class TierStack {
     return Math.max(...counts);
   }
 
-  /** Empties the first tier of `keys` and of whatever else it lists (a reset). */
-  async clearFront(keys: Set<string>): Promise<void> {
-    const front = this.list[0];
-    if (!front) return;
-    try {
-      if (isListable(front)) for await (const k of front.keys("", this.#idle)) keys.add(k);
-      await front.delete([...keys], this.#idle);
-    } catch (err) {
-      this.fault(0, "delete", err);
-    }
+  /**
+   * Empties this node's memory of `keys` (a reset's: what it registered), at the call: a
+   * read after it finds none of them, and what is stored after it stays. The other tiers
+   * are not cleared: what they hold is `checked`.
+   */
+  clearFront(keys: ReadonlySet<string>): void {
+    if (!this.front || keys.size === 0) return;
+    // A synchronous store takes a delete at the call; the promise only reports the result.
+    this.front.delete([...keys], this.#idle).catch((err) => this.fault(0, "delete", err));
   }
 
   /**

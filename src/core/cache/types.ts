@@ -13,9 +13,10 @@ import type { Store } from "../store.ts";
 
 export interface CacheOptions {
   /**
-   * Tiers, fastest first. Reads fall through and back-fill the tiers above. The first is
-   * this node's own (memory): its entries are trusted, and dropped when the node misses
-   * log records. Entries read from any later tier are checked against the log.
+   * Tiers, fastest first. Reads fall through and back-fill the tiers above. A first tier
+   * in memory is this node's own: its entries are trusted, and dropped when the node
+   * misses log records. Entries read from any other tier (a later one, or a first one that
+   * is shared or kept across starts: Redis, a file, KV) are checked against the log.
    */
   tiers: Store[];
   /** Default time to live in ms (24 hours). */
