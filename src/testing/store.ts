@@ -301,8 +301,8 @@ export function storeConformance(
         // The engine on the store (its tier stack falls back to get where the store has no
         // batches), and below a memory tier that lost its copy: the lower tier answers.
         const now = () => (realTime ? Date.now() : time);
-        // A key of each engine's own: two engines on one store without a shared log do not
-        // order their writes (the first one's background delete could meet the second's set).
+        // A key of each engine's own: two engines on one store without a shared log judge
+        // each other's entries as another log's (refused), which this test is not about.
         for (const [i, tiers] of [[store], [memoryStore({ now }), store]].entries()) {
           const cache = new Cache({ tiers, now });
           const key = `value/${i}`;
