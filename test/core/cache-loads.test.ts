@@ -228,6 +228,47 @@ describe("patches and entries loaded further along the log", () => {
     expect(cache.peek("slow")).toBeUndefined();
   });
 
+  it("a patched entry lives in memory alone: the tier below is asked to delete it at the first write, and again only once it is stored there anew", async () => {
+    const lower = memoryStore();
+    const asked: string[] = [];
+    const below = {
+      ...lower,
+      delete: (keys: readonly string[]) => {
+        asked.push(...keys);
+        return lower.delete(keys);
+      },
+    };
+    const cache = new Cache({
+      tiers: [memoryStore(), below],
+      schema: { primaryKey: () => "id", joinColumns: () => [] },
+    });
+    cache.addWriteHooks({
+      patch: (key, entry) =>
+        key === "patched"
+          ? { body: `${new TextDecoder().decode(entry.body)}+`, tags: entry.tags }
+          : undefined,
+    });
+    const tags = ["users#1"];
+    const write = updates(cache);
+    await cache.setEntry("patched", { body: "p", tags });
+    await cache.setEntry("invalidated", { body: "i", tags });
+    await write();
+    expect(asked.sort()).toEqual(["invalidated", "patched"]);
+    expect(await lower.get("patched")).toBeUndefined();
+    asked.length = 0;
+    for (let i = 0; i < 3; i++) {
+      cache.peek("patched");
+      await write();
+    }
+    expect(asked).toEqual([]);
+    expect(new TextDecoder().decode(cache.peek("patched")!.body)).toBe("p++++");
+    // Stored in both tiers again: the next write deletes it below again.
+    await cache.setEntry("patched", { body: "q", tags });
+    await write();
+    expect(asked).toEqual(["patched"]);
+    expect(await lower.get("patched")).toBeUndefined();
+  });
+
   it("a read pays for the patches before it: an entry read again starts its upkeep anew", async () => {
     let busy = 0;
     const { cache, patched } = patching("+", () => busy);

@@ -19,11 +19,11 @@ export const MAX_TRACKED_TIERS = 30;
 export interface EntriesDeps {
   /** Reloads this node claimed for all: told when their keys are in the shared tiers. */
   readonly claims: Pick<ReloadClaims, "stored">;
-  readonly tiers: Pick<TierStack, "set" | "delete">;
+  readonly tiers: Pick<TierStack, "set" | "delete" | "mask">;
   /** This node's registrations: tag to keys, lists per table. */
   readonly index: Pick<
     DependencyIndex,
-    "add" | "remove" | "recount" | "sweep" | "oldest" | "bytes"
+    "add" | "remove" | "recount" | "get" | "sweep" | "oldest" | "bytes"
   >;
   /** The index's budget of heap, and the keys it dropped to keep within it. */
   readonly indexBytes: { max: number; evictions: number };
@@ -215,13 +215,29 @@ export class Entries {
     local = false,
     registered?: Pick<ReadonlySet<string>, "has">,
   ): Promise<number> {
+    const only = local ? "local" : undefined;
+    // Where each registered key's entry is, before this removal: a local tier past memory
+    // that the index tracks is asked only for the keys it holds (a patched entry lives in
+    // memory alone, and each write that patches it again would delete it from the cache
+    // file anew). Unregistered keys are asked of every tier.
+    const held = new Map<string, number>();
+    const gone = this.#e.tiers.mask(only);
     for (const k of list) {
-      // A replaced entry's reads count from 0, as a new registration's would.
-      if (registered?.has(k)) this.#e.index.recount(k);
+      const reg = this.#e.index.get(k);
+      if (reg) held.set(k, reg.held);
+      // A replaced entry's reads count from 0, as a new registration's would, and it is
+      // held nowhere it was deleted from until it is stored again.
+      if (registered?.has(k)) this.#e.index.recount(k, gone);
       else this.#e.index.remove(k);
       this.#e.negative.forget(k);
     }
-    return this.#e.tiers.delete(list, local ? "local" : undefined);
+    const known = this.#e.tracked & this.#e.tiers.mask("local") & ~1;
+    const absent = (i: number, key: string) => {
+      if (i >= 31 || (known & (1 << i)) === 0) return false;
+      const bits = held.get(key);
+      return bits !== undefined && (bits & (1 << i)) === 0;
+    };
+    return this.#e.tiers.delete(list, only, undefined, absent);
   }
 }
 

@@ -82,6 +82,17 @@ export class TierStack {
     return i > 0 || this.front === undefined;
   }
 
+  /** The tiers `only` selects (every one by default), a bit each, as the index holds them. */
+  mask(only?: "local" | "shared"): number {
+    let bits = 0;
+    this.list.forEach((tier, i) => {
+      if (i < 31 && (only === undefined || (only === "shared") === (tier.shared === true))) {
+        bits |= 1 << i;
+      }
+    });
+    return bits;
+  }
+
   /** Whether reads must skip tier `i` for `key` (a delete of it failed there). */
   skips(i: number, key: string): boolean {
     return this.#undeleted.size > 0 && this.#undeleted.get(i)?.has(key) === true;
@@ -178,18 +189,22 @@ export class TierStack {
 
   /**
    * Deletes keys from every tier (or `only` the local or the shared ones), again with the
-   * keys a tier failed to delete before; resolves with how many existed.
+   * keys a tier failed to delete before; resolves with how many existed. `absent`: the keys
+   * a tier is known not to hold, which it is not asked to delete.
    */
   async delete(
     list: readonly string[],
     only?: "local" | "shared",
     cost = this.#idle,
+    absent?: (i: number, key: string) => boolean,
   ): Promise<number> {
     const counts = await Promise.all(
       this.list.map(async (tier, i) => {
         if (only !== undefined && (only === "shared") !== (tier.shared === true)) return 0;
+        const asked = absent ? list.filter((k) => !absent(i, k)) : list;
         const pending = this.#undeleted.get(i);
-        const batch = pending ? [...new Set([...list, ...pending])] : list;
+        const batch = pending ? [...new Set([...asked, ...pending])] : asked;
+        if (batch.length === 0) return 0;
         try {
           const n = await tier.delete(batch, cost);
           this.#wrote(i, "delete");
@@ -205,7 +220,7 @@ export class TierStack {
           // until a later delete succeeds, so a fault costs hits, never a stale read.
           this.fault(i, "delete", err);
           const skip = this.#undeleted.get(i) ?? new Set<string>();
-          for (const k of list) skip.add(k);
+          for (const k of asked) skip.add(k);
           this.#undeleted.set(i, skip);
           return 0;
         }

@@ -243,11 +243,14 @@ export class DependencyIndex implements DependencyLookup {
 
   /**
    * Counts `key`'s reads from 0 again: its entry goes and another replaces it (a patch)
-   * while the registration stays, to be registered anew where it changed.
+   * while the registration stays, to be registered anew where it changed. `gone`: the
+   * tiers it was deleted from, which hold it no more (until it is stored there again).
    */
-  recount(key: string): void {
+  recount(key: string, gone = 0): void {
     const reg = this.#byKey.get(key);
-    if (reg) reg.hits = 0;
+    if (!reg) return;
+    reg.hits = 0;
+    reg.held &= ~gone;
   }
 
   /** Counts a read of `key`; returns the new count. */
