@@ -311,6 +311,29 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     return listInit(resource, patched.rows, patched.list, around, { entry, rows: data });
   };
 
+  /**
+   * A new row of `table` as each view over it shows it (WriteEvent.views), read before the
+   * write hands its turn on: a view's cached pages then take it without a query, where
+   * they would otherwise go at each insert into its base table. Undefined when no view
+   * joins rows to the table, or a read fails (the write stands; its pages go, as before).
+   */
+  const viewRows = async (table: string, row: Row): Promise<WriteEvent["views"]> => {
+    const over = [...schema.views.values()].filter((v) => v.base === table && v.joins.length > 0);
+    if (over.length === 0) return undefined;
+    const id = row[schema.tables.get(table)!.primaryKey] as string | number;
+    const rows: Record<string, Row> = {};
+    try {
+      for (const view of over) {
+        const found = await source.get(resourceOf(view.name), id);
+        if (!found) return undefined;
+        rows[view.name] = found;
+      }
+    } catch {
+      return undefined;
+    }
+    return { rows, tables: [...new Set(over.flatMap((v) => v.joins.map((j) => j.table)))] };
+  };
+
   /** Rows of other cached pages of the same list just before and after a window. */
   const neighbours = (
     key: string,
@@ -372,7 +395,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     }
     const row = await inTurn(async (apply, options) => {
       const inserted = await source.insert(table, values, options);
-      await apply([{ table, op: "insert", new: inserted }]);
+      const views = await viewRows(table, inserted);
+      await apply([{ table, op: "insert", new: inserted, ...(views && { views }) }]);
       return inserted;
     });
     const location = `${base}/${table}/${encodeURIComponent(String(row[pk]))}`;

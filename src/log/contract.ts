@@ -235,10 +235,21 @@ export function readsTable(
   return tags.some((t) => t === table || t.startsWith(row) || t.startsWith(set));
 }
 
-/** The tables a record changes ("" for a manual invalidation): the per-table positions. */
+/**
+ * The tables a record changes ("" for a manual invalidation): the per-table positions. With
+ * them the tables its view rows joined (WriteEvent.views), read after its statement: its
+ * record is in commit order only if none of these changed since its turn was taken.
+ */
 export function changedTables(ops: readonly ChangeOp[]): Set<string> {
   const out = new Set<string>();
-  for (const op of ops) out.add("event" in op ? op.event.table : "");
+  for (const op of ops) {
+    if (!("event" in op)) {
+      out.add("");
+      continue;
+    }
+    out.add(op.event.table);
+    for (const table of op.event.views?.tables ?? []) out.add(table);
+  }
   return out;
 }
 

@@ -688,6 +688,32 @@ describe("patch in place", () => {
     expect(after.json).toEqual({ ...before, firstName: "Patched" });
   });
 
+  it("a user posted enters a cached page of the view over users with no query, its orders and all: even one written for its id before it existed, with foreign keys off", async () => {
+    const path = "/v1/usersWithOrders?firstName=Zoltan&limit=5";
+    await warm(path);
+    expect((await get(path)).json.data).toEqual([]);
+    // Another connection, foreign keys off (SQLite's default): an order for a user to come.
+    const other = new Database(h.edgecache.databasePath);
+    other.pragma("foreign_keys = OFF");
+    other
+      .prepare("INSERT INTO orders (id, userId, total, status, createdAt) VALUES (?, ?, ?, ?, ?)")
+      .run("o-early", "u-zoltan", 5, "paid", "2026-01-01T00:00:00Z");
+    other.close();
+    const { loads, patches, invalidations } = h.edgecache.cache.stats();
+    const user = newUser({ id: "u-zoltan", firstName: "Zoltan", email: "zoltan@example.com" });
+    expect((await send(h.edgecache, "POST", "/v1/users", user)).status).toBe(201);
+    const next = await get(path);
+    expect(status(next)).toMatch(HIT);
+    expect(next.json.data).toEqual(
+      usersWhere("firstName = ?", "Zoltan").map((u) => ({ ...u, orders: ordersOf(u.id) })),
+    );
+    expect(next.json.data[0].orders.map((o: Row) => o.id)).toEqual(["o-early"]);
+    const after = h.edgecache.cache.stats();
+    expect(after.loads).toBe(loads);
+    expect(after.patches).toBeGreaterThan(patches);
+    expect(after.invalidations).toBe(invalidations);
+  });
+
   it("patches a full page a row leaves from the rows it keeps past its window, with no other page cached", async () => {
     const path = "/v1/orders?sort=-createdAt&limit=3";
     await warm(path);

@@ -51,9 +51,11 @@ export function patchItem(
         if (current !== undefined && !(before && holds(current, event.old!))) return undefined;
         current = undefined;
       } else if (event.op === "insert") {
-        // A view's new row would need its joined rows.
-        if (resource.kind === "view" || current !== undefined) return undefined;
-        current = { ...event.new };
+        if (current !== undefined) return undefined;
+        // A view's new row needs its joined rows: those the write read for it, if any.
+        const row = newRow(resource, event);
+        if (!row) return undefined;
+        current = row;
       } else {
         if (!before || !after || current === undefined) return undefined;
         if (!holds(current, event.old!)) return undefined;
@@ -203,9 +205,7 @@ export function patchList(
       } else {
         const row =
           kept === undefined
-            ? resource.kind === "view"
-              ? undefined // a new member's joined rows are not cached
-              : { ...event.new }
+            ? newRow(resource, event)
             : updatedBase(resource, kept, event.old!, event.new);
         if (!row) return undefined;
         stretch.splice(at, 0, row);
@@ -287,6 +287,19 @@ export function reaching(list: ListDependency, margin: Neighbours): ListDependen
     return every;
   }
   return last ? { ...list, last: sortValues(last, list.sort) } : list;
+}
+
+/**
+ * A row that enters `resource` with `event`: its new row, or for a view the row the write
+ * read for it (WriteEvent.views), if it shows the new row; undefined when unknown (an
+ * update that moves a row into a view's page, a captured insert).
+ */
+function newRow(resource: Resource, event: WriteEvent): Row | undefined {
+  if (resource.kind !== "view") return { ...event.new };
+  const row = event.op === "insert" ? event.views?.rows[resource.name] : undefined;
+  if (!row || !holds(row, event.new!)) return undefined;
+  for (const join of resource.view.joins) if (!Array.isArray(row[join.as])) return undefined;
+  return { ...row };
 }
 
 /** The base row after an update, keeping its joined arrays; undefined if a join key moved. */

@@ -12,6 +12,15 @@ export interface WriteEvent {
   op: "insert" | "update" | "delete";
   old?: Row;
   new?: Row;
+  /**
+   * An insert's new row as each view over its table shows it (view name to row, joined
+   * arrays and all), read right after the statement while its writer held the write turn
+   * (the data API's inserts): a cached page of a view takes the new row without a query.
+   * `tables`: what those rows joined, which the record's order is checked against as if
+   * it changed them (see changedTables): a change to one between its turn and its place in
+   * the log may be missing from them.
+   */
+  views?: { rows: Readonly<Record<string, Row>>; tables: readonly string[] };
 }
 
 /**

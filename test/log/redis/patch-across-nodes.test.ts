@@ -140,6 +140,42 @@ shared.describe("patches when a writer's turn lapsed", () => {
   });
 });
 
+shared.describe("a view's rows read after an insert", () => {
+  it("a user whose row for the view was read before another node's order for it committed is not patched into the view's page without that order", async () => {
+    const [a, b] = await twoNodes();
+    const id = `u-${randomId()}`;
+    const list = "/v1/usersWithOrders?firstName=Yuri&limit=5";
+    for (const ec of [a, b]) expect((await ec.app.request(list)).status).toBe(200);
+
+    // A inserts the user and reads its row for the view (no orders yet); its record is slow.
+    const { committed, release } = holdAppends(a);
+    const created = a.app.request("/v1/users", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ id, firstName: "Yuri", lastName: "Late", email: `${id}@x.test` }),
+    });
+    await committed;
+    // B posts an order for the user: committed after A's read, appended first.
+    const order = { id: `o-${randomId()}`, userId: id, total: 3, status: "paid" };
+    const posted = await b.app.request("/v1/orders", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(order),
+    });
+    expect(posted.status).toBe(201);
+    release();
+    expect((await created).status).toBe(201);
+
+    // Both writes acknowledged: every node's page shows the order.
+    for (const ec of [a, b]) {
+      const rows = (
+        (await (await ec.app.request(list)).json()) as { data: { orders: { id: string }[] }[] }
+      ).data;
+      expect(rows.map((r) => r.orders.map((o) => o.id))).toEqual([[order.id]]);
+    }
+  });
+});
+
 const HIT = /^edgecache; hit/;
 const read = async (ec: NodeEdgecache, path: string) => {
   const res = await ec.app.request(path);
