@@ -101,7 +101,8 @@ export class ChangeLogHost {
   #s: StoredState = { log: "", head: 0, first: 1, lastChanges: {}, longestLease: 0 };
   #records = new Map<number, ChangeRecord>();
   #members = new Map<string, Member>();
-  #turn: { token: string; until: number } | undefined;
+  /** The write turn held: whose, until when, and the head when it was taken. */
+  #turn: { token: string; until: number; at: number } | undefined;
   #wake = new Set<() => void>();
   /** Until when leases granted before a restart may still be held. */
   #graceUntil = 0;
@@ -182,7 +183,9 @@ export class ChangeLogHost {
     if (this.#turn !== undefined && now < this.#turn.until && this.#turn.token !== token) {
       return false;
     }
-    this.#turn = { token, until: now + Math.min(ms, DURABLE_LOG_LEASE.maxMs!) };
+    // Taken again by its holder (a renewal), it keeps the head it was first taken at.
+    const at = this.#turn?.token === token ? this.#turn.at : this.#s.head;
+    this.#turn = { token, until: now + Math.min(ms, DURABLE_LOG_LEASE.maxMs!), at };
     return true;
   }
 
@@ -253,13 +256,22 @@ export class ChangeLogHost {
     this.#s = { ...this.#s, appends: this.appendMark() + 1 };
     const now = Date.now();
     const token = String(body.token ?? "");
-    const ordered = token !== "" && this.#turn?.token === token && now < this.#turn.until;
+    // In order while its turn held, unless a record (a captured one: the turn excludes
+    // other writers) changed one of its tables since the turn was taken, or a table its
+    // view rows joined (see WriteEvent.views), as on Redis.
+    const turn = this.#turn;
+    const tables = body.tables as string[];
+    const ordered =
+      token !== "" &&
+      turn?.token === token &&
+      now < turn.until &&
+      !tables.some((table) => (this.#s.lastChanges[table] ?? 0) > turn.at);
     if (token !== "" && this.#turn?.token === token) this.#turn = undefined;
     this.#keep(body.history);
     const seq = await this.#store(
       body.ops as ChangeOp[],
       ordered,
-      body.tables as string[],
+      tables,
       optionalString(body.bookmark),
       optionalString(body.node),
     );

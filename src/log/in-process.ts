@@ -61,7 +61,7 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
     get shared() {
       return outside?.active() ?? false;
     },
-    turn: async () => NO_TURN,
+    turn: async () => new LocalTurn(seq),
     // One process: its loads never see its own write before the write's record is applied;
     // a captured one, only once it is no longer pending. Given the tables the load read,
     // only their records and changes count (and every record that names no table).
@@ -81,11 +81,19 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
       follower.reset({ position: { log: id, seq }, lastChanges: new Map(lastChanges), history });
     },
     async append(ops, turn) {
-      seq++;
-      for (const table of changedTables(ops)) lastChanges.set(table, seq);
+      const tables = changedTables(ops);
       // The data API's writes take turns (statement to record); a captured write's place
-      // among them is not known, unless captured writes are all there is (`ordered`).
-      const ordered = turn !== undefined || !outside?.active() || outside.ordered === true;
+      // among them is not known, unless captured writes are all there is (`ordered`). A
+      // turn's record is out of order if a record changed one of its tables since the turn
+      // was taken (a change recorded around the turn, such as applyWrite or a captured
+      // write, or a table its view rows joined: see WriteEvent.views), as on Redis.
+      const since = turn instanceof LocalTurn ? turn.at : undefined;
+      const moved =
+        since !== undefined && [...tables].some((table) => (lastChanges.get(table) ?? 0) > since);
+      const ordered =
+        !moved && (turn !== undefined || !outside?.active() || outside.ordered === true);
+      seq++;
+      for (const table of tables) lastChanges.set(table, seq);
       const record: ChangeRecord = { seq, ops, ordered };
       for (const f of followers) f.apply(record);
       return seq;
@@ -97,7 +105,11 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
   };
 }
 
-const NO_TURN: WriteTurn = { release() {} };
+/** A write turn of the in-process log: the position it was taken at. */
+class LocalTurn implements WriteTurn {
+  constructor(readonly at: number) {}
+  release(): void {}
+}
 
 /**
  * A log's state as text, for a file to keep across a clean restart (see `resume`). devalue,

@@ -312,6 +312,22 @@ export function changeLogConformance(name: string, factory: LogFactory): void {
       expect(seen.records.find((r) => r.seq === loose)?.ordered).toBe(!shared);
     });
 
+    it("a record appended with the turn is unordered if a record since the turn changed one of its tables, or one its view rows joined", async () => {
+      const { log, seen } = await node();
+      const ordered = (seq: number) => seen.records.find((r) => r.seq === seq)?.ordered;
+      // A change recorded around the turn (a captured write, applyWrite) to orders...
+      const first = (await log.turn()) as WriteTurn;
+      await log.append([event("orders", 1)]);
+      // ...then the turn's insert of a user, whose row as a view shows it joined orders.
+      const views = { rows: { usersWithOrders: { id: 9, orders: [] } }, tables: ["orders"] };
+      const insert: ChangeOp = { event: { table: "users", op: "insert", new: { id: 9 }, views } };
+      expect(ordered(await log.append([insert], first))).toBe(false);
+      // A record that neither changes nor joined the table changed meanwhile is ordered.
+      const second = (await log.turn()) as WriteTurn;
+      await log.append([event("orders", 2)]);
+      expect(ordered(await log.append([event("users", 3)], second))).toBe(true);
+    });
+
     if (turns === "exclusive") {
       it("the write turn excludes other nodes until released, and the log is not quiet meanwhile", async () => {
         const a = await node();

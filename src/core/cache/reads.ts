@@ -373,6 +373,15 @@ export class Reads {
       };
       current = await this.#e.entries.build(init, at);
     }
+    // The records were picked by the original's tags and lists; a patch may have widened
+    // them (a view's new row brings its joined rows, `orders@userId=…`): a record that
+    // concerns the result only, and was left out, would be missing from it.
+    const again = this.#e.fence.changesFor(entry.position!, key, current);
+    if (again === "unknown") return undefined;
+    if (again !== "none") {
+      const replayed = new Set(records.map((events) => events[0]));
+      if (again.some((events) => !replayed.has(events[0]))) return undefined;
+    }
     const { entry: patched, stored } = await this.#e.storeLoaded(key, init!, at, {
       memoryOnly: true,
       exact: false,
