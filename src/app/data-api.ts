@@ -30,6 +30,7 @@ import {
   type Row,
   resolveResource,
   type Schema,
+  type ViewInfo,
 } from "../core/query.ts";
 import { parseListQuery } from "../core/query-params.ts";
 import type { Source, WriteOptions } from "../sources/source.ts";
@@ -317,9 +318,14 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
    * they would otherwise go at each insert into its base table. Undefined when no view
    * joins rows to the table, or a read fails (the write stands; its pages go, as before).
    */
+  const viewsOver = new Map<string, ViewInfo[]>();
+  for (const view of schema.views.values()) {
+    if (view.joins.length > 0)
+      viewsOver.set(view.base, [...(viewsOver.get(view.base) ?? []), view]);
+  }
   const viewRows = async (table: string, row: Row): Promise<WriteEvent["views"]> => {
-    const over = [...schema.views.values()].filter((v) => v.base === table && v.joins.length > 0);
-    if (over.length === 0) return undefined;
+    const over = viewsOver.get(table);
+    if (!over) return undefined;
     const id = row[schema.tables.get(table)!.primaryKey] as string | number;
     const rows: Record<string, Row> = {};
     try {

@@ -253,6 +253,20 @@ export function changedTables(ops: readonly ChangeOp[]): Set<string> {
   return out;
 }
 
+/**
+ * Whether a record of `tables` (see changedTables) appended under a turn taken at `at` is
+ * out of commit order: a record since then changed one of them (a change recorded around
+ * the turn, or a table its view rows joined). `last`: each table's last change.
+ */
+export function changedSince(
+  tables: Iterable<string>,
+  at: number,
+  last: (table: string) => number | undefined,
+): boolean {
+  for (const table of tables) if ((last(table) ?? 0) > at) return true;
+  return false;
+}
+
 /** The counters of a capture drain that feeds a log (see `CaptureDrainingLog`). */
 export interface CaptureDrainCounts {
   /** Captured changes appended to the log so far. */

@@ -2,7 +2,13 @@ import { ChangeBuckets } from "../core/change-buckets.ts";
 import { DURABLE_LOG_LEASE } from "../core/lease.ts";
 import { randomId } from "../core/random-id.ts";
 import type { DurableObjectStateLike, ReachObject } from "../durable/rpc.ts";
-import { type ChangeOp, type ChangeRecord, changedTables, type LogHistory } from "./contract.ts";
+import {
+  type ChangeOp,
+  type ChangeRecord,
+  changedSince,
+  changedTables,
+  type LogHistory,
+} from "./contract.ts";
 
 /**
  * The change log's Durable Object side (`ChangeLogObject` in the Cloudflare adapter hosts it
@@ -265,7 +271,7 @@ export class ChangeLogHost {
       token !== "" &&
       turn?.token === token &&
       now < turn.until &&
-      !tables.some((table) => (this.#s.lastChanges[table] ?? 0) > turn.at);
+      !changedSince(tables, turn.at, (t) => this.#s.lastChanges[t]);
     if (token !== "" && this.#turn?.token === token) this.#turn = undefined;
     this.#keep(body.history);
     const seq = await this.#store(

@@ -4,6 +4,7 @@ import { randomId } from "../core/random-id.ts";
 import {
   type ChangeLog,
   type ChangeRecord,
+  changedSince,
   changedTables,
   type LogFollower,
   type LogHistory,
@@ -87,9 +88,8 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
       // turn's record is out of order if a record changed one of its tables since the turn
       // was taken (a change recorded around the turn, such as applyWrite or a captured
       // write, or a table its view rows joined: see WriteEvent.views), as on Redis.
-      const since = turn instanceof LocalTurn ? turn.at : undefined;
       const moved =
-        since !== undefined && [...tables].some((table) => (lastChanges.get(table) ?? 0) > since);
+        turn instanceof LocalTurn && changedSince(tables, turn.at, (t) => lastChanges.get(t));
       const ordered =
         !moved && (turn !== undefined || !outside?.active() || outside.ordered === true);
       seq++;

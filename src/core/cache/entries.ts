@@ -54,8 +54,12 @@ export class Entries {
   #encoder = new TextEncoder();
   #stores = 0;
 
+  /** Local tiers past memory whose holding the index tracks (a bit each): see #removeNow. */
+  readonly #filed: number;
+
   constructor(deps: EntriesDeps) {
     this.#e = deps;
+    this.#filed = deps.tracked & deps.tiers.mask("local") & ~1;
   }
 
   async build(init: EntryInit, position: LogPosition): Promise<CacheEntry> {
@@ -231,9 +235,8 @@ export class Entries {
       else this.#e.index.remove(k);
       this.#e.negative.forget(k);
     }
-    const known = this.#e.tracked & this.#e.tiers.mask("local") & ~1;
     const absent = (i: number, key: string) => {
-      if (i >= 31 || (known & (1 << i)) === 0) return false;
+      if (i >= 31 || (this.#filed & (1 << i)) === 0) return false;
       const bits = held.get(key);
       return bits !== undefined && (bits & (1 << i)) === 0;
     };

@@ -50,6 +50,8 @@ export class TierStack {
   /** Per tier: keys whose delete failed there; reads skip that tier for them. */
   readonly #undeleted = new Map<number, Set<string>>();
   readonly #report: ReturnType<typeof rateLimited>;
+  /** The tiers, the local ones and the shared ones, a bit each (see `mask`). */
+  readonly #masks = { all: 0, local: 0, shared: 0 };
   /** Where calls made outside a request count (see Cost). */
   readonly #idle: Cost | undefined;
 
@@ -61,6 +63,11 @@ export class TierStack {
     const first = tiers[0];
     this.front = first && isSync(first) && first.shared !== true ? first : undefined;
     this.shared = tiers.some((t) => t.shared === true);
+    tiers.forEach((tier, i) => {
+      if (i >= 31) return;
+      this.#masks.all |= 1 << i;
+      this.#masks[tier.shared === true ? "shared" : "local"] |= 1 << i;
+    });
   }
 
   get length(): number {
@@ -84,13 +91,7 @@ export class TierStack {
 
   /** The tiers `only` selects (every one by default), a bit each, as the index holds them. */
   mask(only?: "local" | "shared"): number {
-    let bits = 0;
-    this.list.forEach((tier, i) => {
-      if (i < 31 && (only === undefined || (only === "shared") === (tier.shared === true))) {
-        bits |= 1 << i;
-      }
-    });
-    return bits;
+    return this.#masks[only ?? "all"];
   }
 
   /** Whether reads must skip tier `i` for `key` (a delete of it failed there). */
