@@ -172,7 +172,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     let held = rows;
     if (margin) {
       // As a tier past memory keeps it: the rows a patch compares are the body's, parsed.
-      meta.margin = JSON.parse(JSON.stringify(margin)) as Neighbours;
+      // Rows that are plain JSON already (parsed from a body, or the source's) are that.
+      meta.margin = plainJson(margin) ? margin : (JSON.parse(JSON.stringify(margin)) as Neighbours);
       held = [...margin.before, ...rows, ...(margin.after?.rows ?? [])];
     }
     // A write to the rows around the window only (a patch keeps each row it leaves as it

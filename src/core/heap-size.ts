@@ -16,6 +16,8 @@ const STRING_BYTES = 16;
 const SLOT_BYTES = 16;
 /** A number not stored as a small integer (a time in ms, a fraction) is a boxed double. */
 const NUMBER_BYTES = 16;
+/** A character past Latin-1: a string holding one takes two bytes a character. */
+const WIDE = /[^\0-\xff]/;
 /** Past this depth a value is not walked (meta is JSON in practice, and never this deep). */
 const MAX_DEPTH = 16;
 
@@ -32,7 +34,7 @@ export function heapBytes(value: unknown, depth = 0): number {
   switch (typeof value) {
     case "string":
       // One byte a character for Latin-1 text, two for the rest: counted as two past 0xff.
-      return STRING_BYTES + (/^[\0-\xff]*$/.test(value) ? value.length : value.length * 2);
+      return STRING_BYTES + (WIDE.test(value) ? value.length * 2 : value.length);
     case "number":
       return NUMBER_BYTES;
     case "bigint":
