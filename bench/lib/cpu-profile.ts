@@ -6,6 +6,7 @@
  *   npx tsx bench/lib/cpu-profile.ts .scratch/prof/edgecache.cpuprofile
  *   npx tsx bench/lib/cpu-profile.ts .scratch/prof/edgecache.cpuprofile .scratch/prof/edgecache.writes.json
  *   npx tsx bench/lib/cpu-profile.ts --samples a.cpuprofile   # by sample count (see `shares`)
+ *   npx tsx bench/lib/cpu-profile.ts --under '#patches' a.cpuprofile   # what its calls spend (see `under`)
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -97,6 +98,44 @@ export function shares(
   return { busyMs: busy / 1000, self: sorted(self), inclusive: sorted(inclusive) };
 }
 
+/**
+ * Where the time spent under the frames named `name` goes, by the self time of each
+ * function (and of `name` itself) in the samples that have such a frame on their stack,
+ * most first: what a function costs, and which of its callees to look at. In ms.
+ */
+export function under(
+  profile: Profile,
+  name: string,
+): { totalMs: number; self: [string, number][] } {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const inside = new Map<number, boolean>();
+  const isInside = (id: number | undefined): boolean => {
+    if (id === undefined) return false;
+    let known = inside.get(id);
+    if (known === undefined) {
+      known = byId.get(id)!.callFrame.functionName === name || isInside(parent.get(id));
+      inside.set(id, known);
+    }
+    return known;
+  };
+  const self = new Map<string, number>();
+  let total = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    const id = profile.samples[i]!;
+    if (!isInside(id)) continue;
+    const us = profile.timeDeltas[i] ?? 0;
+    total += us;
+    const l = label(byId.get(id)!);
+    self.set(l, (self.get(l) ?? 0) + us);
+  }
+  const sorted = [...self]
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => [k, v / 1000] as [string, number]);
+  return { totalMs: total / 1000, self: sorted };
+}
+
 /** The top `n` by self time, and the given functions' inclusive shares (by name prefix). */
 export function sharesMarkdown(s: Shares, n: number, watch: readonly string[]): string {
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
@@ -134,7 +173,16 @@ export const WRITE_PATH = [
   "writevGeneric node:internal",
 ];
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === "--under") {
+  const [name, file] = process.argv.slice(3);
+  if (!name || !file) throw new Error("[bench] usage: cpu-profile.ts --under <function> <file>");
+  const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
+  const { totalMs, self } = under(profile, name);
+  const rows = self.slice(0, 25).map(([l, ms]) => `| \`${l}\` | ${ms.toFixed(0)} |`);
+  console.log(
+    `Under \`${name}\`: ${totalMs.toFixed(0)} ms.\n\n| function, its own time | ms |\n| --- | ---: |\n${rows.join("\n")}`,
+  );
+} else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const bySamples = process.argv[2] === "--samples";
   const [file, windowsFile] = process.argv.slice(bySamples ? 3 : 2);
   if (!file) throw new Error("[bench] usage: cpu-profile.ts [--samples] <file.cpuprofile>");
