@@ -39,6 +39,14 @@ function label(node: ProfileNode): string {
   return `${functionName || "(anonymous)"}${file ? ` ${file}` : ""}`;
 }
 
+/** The profile's nodes by id, and each node's caller. */
+function links(profile: Profile) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  return { byId, parent };
+}
+
 /**
  * The shares of the samples taken in `windows` alone ([from, to, ...] on the profile's clock,
  * in order), or of all of them.
@@ -60,9 +68,7 @@ export function shares(
     profile.samples.length > 0
       ? profile.timeDeltas.reduce((a, b) => a + b, 0) / profile.samples.length
       : 0;
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const { byId, parent } = links(profile);
   const time = new Map<number, number>();
   let at = profile.startTime;
   let w = 0;
@@ -107,9 +113,7 @@ export function under(
   profile: Profile,
   name: string,
 ): { totalMs: number; self: [string, number][] } {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const { byId, parent } = links(profile);
   const inside = new Map<number, boolean>();
   const isInside = (id: number | undefined): boolean => {
     if (id === undefined) return false;
