@@ -337,8 +337,9 @@ export class RedisFollower {
   /** Applies records in order; a gap (records trimmed before this node read them) restarts it. */
   #deliver(records: Delivered[]): Promise<unknown>[] {
     const applying: Promise<unknown>[] = [];
-    for (const { payload, mark, prev, ...record } of records) {
-      if (record.seq <= this.#applied) continue;
+    for (const delivered of records) {
+      if (delivered.seq <= this.#applied) continue;
+      const { payload, mark, prev, ...record } = delivered;
       if (record.seq !== this.#applied + 1) {
         this.#leaseUntil = Number.NEGATIVE_INFINITY;
         this.#restart = true;
@@ -391,9 +392,14 @@ function parseRecord([id, fields]: StreamEntry, node: string): Delivered {
   const payload = field("ops") ?? "[]";
   const mark = field("mark");
   const prev = field("prev");
+  // Parsed when applied: a node reads its own records back, mostly applied already.
+  let ops: ChangeOp[] | undefined;
   return {
     seq,
-    ops: JSON.parse(payload) as ChangeOp[],
+    get ops() {
+      ops ??= JSON.parse(payload) as ChangeOp[];
+      return ops;
+    },
     ordered: field("ordered") === "1",
     own: field("node") === node,
     payload,
