@@ -225,11 +225,14 @@ export class Applier {
     // The shared tiers are cleared too (by the writer, see `foreign`), but nothing waits for
     // it unless asked to (`settled`): a read from them is checked against the log, so these
     // deletes only spare the next reader a refusal, and a node far from Redis would hold its
-    // write a round trip longer for them.
+    // write a round trip longer for them. A patched key is not deleted there either: its
+    // copy is refused all the same, and replaced where a claim copies the patch over it;
+    // deleting it sent a command and took a reply for every key a write patched.
+    const unpatchedKeys = patches.size > 0 ? [...unpatched(keys, patches)] : [...keys];
     const clearing =
-      foreign || !this.#e.tiers.shared
+      foreign || !this.#e.tiers.shared || unpatchedKeys.length === 0
         ? Promise.resolve(0)
-        : this.#e.tiers.delete([...keys], "shared");
+        : this.#e.tiers.delete(unpatchedKeys, "shared");
     // Tiers may hold keys the index never saw (another process wrote them): list them too.
     const unindexed = new Set<string>();
     for (const { prefix, test } of prefixes)

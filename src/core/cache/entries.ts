@@ -224,6 +224,10 @@ export class Entries {
     // that the index tracks is asked only for the keys it holds (a patched entry lives in
     // memory alone, and each write that patches it again would delete it from the cache
     // file anew). Unregistered keys are asked of every tier.
+    // A key registered anew (a patch) leaves memory only: a copy a tier past it holds is
+    // checked on read like any there (replayed up to the log, or refused), and deleted
+    // there by the next write that does not patch it; deleting it at each patch cost a
+    // transaction of the cache file a write.
     const held = new Map<string, number>();
     const gone = this.#e.tiers.mask(only);
     for (const k of list) {
@@ -231,11 +235,12 @@ export class Entries {
       if (reg) held.set(k, reg.held);
       // A replaced entry's reads count from 0, as a new registration's would, and it is
       // held nowhere it was deleted from until it is stored again.
-      if (registered?.has(k)) this.#e.index.recount(k, gone);
+      if (registered?.has(k)) this.#e.index.recount(k, gone & 1);
       else this.#e.index.remove(k);
       this.#e.negative.forget(k);
     }
     const absent = (i: number, key: string) => {
+      if (i > 0 && registered?.has(key)) return true;
       if (i >= 31 || (this.#filed & (1 << i)) === 0) return false;
       const bits = held.get(key);
       return bits !== undefined && (bits & (1 << i)) === 0;
