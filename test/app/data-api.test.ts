@@ -752,6 +752,31 @@ describe("patch in place", () => {
     expect(h.edgecache.cache.stats().loads).toBe(loads);
   });
 
+  it("gives a page a write patched the bytes and ETag a load of it gives", async () => {
+    const pages = {
+      "/v1/users?sort=id&limit=4&offset=1": 1,
+      "/v1/usersWithOrders?sort=id&limit=2": 0,
+    };
+    const paths = Object.keys(pages) as (keyof typeof pages)[];
+    await warm(...paths);
+    const [user] = h.fresh("SELECT * FROM users ORDER BY id LIMIT 1 OFFSET 1");
+    const change = { firstName: 'Zoë "🚀" \\ \u2028', lastName: "" };
+    expect((await send(h.edgecache, "PATCH", `/v1/users/${user!.id}`, change)).status).toBe(200);
+    for (const path of paths) {
+      const patched = await get(path);
+      expect(status(patched), path).toMatch(HIT);
+      await h.edgecache.cache.invalidate({ prefix: `GET ${path.split("?")[0]}?` });
+      const loaded = await get(path);
+      expect(status(loaded), path).toMatch(MISS_STORED);
+      expect(patched.text, path).toBe(loaded.text);
+      expect(patched.headers.get("etag"), path).toBe(loaded.headers.get("etag"));
+      // What JSON.stringify makes of the response's value, as a client would.
+      const limit = Number(new URL(path, "http://x").searchParams.get("limit"));
+      const value = { data: loaded.json.data, limit, offset: pages[path] };
+      expect(loaded.text, path).toBe(JSON.stringify(value));
+    }
+  });
+
   it("patches a page an order is inserted before from the rows it keeps before its window", async () => {
     const path = "/v1/orders?sort=-createdAt&limit=3&offset=4";
     await warm(path);
