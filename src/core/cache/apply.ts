@@ -214,9 +214,10 @@ export class Applier {
       }
     }
     if (sharing) claims.invalidated(unpatched(keys, patches), record.seq);
-    // The patched keys leave the tiers with the rest (a local tier past memory may hold them)
-    // but stay registered: they are stored again below. Counted as invalidations below,
-    // less those stored again: a patched entry was changed, not invalidated.
+    // The patched keys leave memory with the rest but stay registered: they are stored again
+    // below (a cache file keeps its older copy, see Entries.remove). Counted as
+    // invalidations below, less those stored again: a patched entry was changed, not
+    // invalidated.
     const removing = this.#e.entries.remove(keys, {
       local: true,
       registered: patches,
@@ -226,13 +227,13 @@ export class Applier {
     // it unless asked to (`settled`): a read from them is checked against the log, so these
     // deletes only spare the next reader a refusal, and a node far from Redis would hold its
     // write a round trip longer for them. A patched key is not deleted there either: its
-    // copy is refused all the same, and replaced where a claim copies the patch over it;
-    // deleting it sent a command and took a reply for every key a write patched.
-    const unpatchedKeys = patches.size > 0 ? [...unpatched(keys, patches)] : [...keys];
+    // copy is checked all the same (replayed or refused), and replaced where a claim copies
+    // the patch over it; deleting it sent a command and took a reply for every key a write
+    // patched. Asked even with no key: it tries again the keys an earlier delete failed.
     const clearing =
-      foreign || !this.#e.tiers.shared || unpatchedKeys.length === 0
+      foreign || !this.#e.tiers.shared
         ? Promise.resolve(0)
-        : this.#e.tiers.delete(unpatchedKeys, "shared");
+        : this.#e.tiers.delete([...unpatched(keys, patches)], "shared");
     // Tiers may hold keys the index never saw (another process wrote them): list them too.
     const unindexed = new Set<string>();
     for (const { prefix, test } of prefixes)

@@ -221,27 +221,28 @@ export class Entries {
   ): Promise<number> {
     const only = local ? "local" : undefined;
     // Where each registered key's entry is, before this removal: a local tier past memory
-    // that the index tracks is asked only for the keys it holds (a patched entry lives in
-    // memory alone, and each write that patches it again would delete it from the cache
-    // file anew). Unregistered keys are asked of every tier.
-    // A key registered anew (a patch) leaves memory only: a copy a tier past it holds is
-    // checked on read like any there (replayed up to the log, or refused), and deleted
-    // there by the next write that does not patch it; deleting it at each patch cost a
-    // transaction of the cache file a write.
+    // that the index tracks is asked only for the keys it holds. Unregistered keys are asked
+    // of every tier.
+    // A key registered anew (a patch) leaves memory, but not a local tier past it whose
+    // holding the index tracks (a cache file): the older copy there is checked on read like
+    // any there (replayed up to the log, or refused), and deleted by the next write that does
+    // not patch the key, which finds the tier's bit still held. Deleting it at a patch cost
+    // the cache file a transaction. Tiers the index does not track (the Cache API, KV) are
+    // asked as before.
     const held = new Map<string, number>();
     const gone = this.#e.tiers.mask(only);
     for (const k of list) {
       const reg = this.#e.index.get(k);
       if (reg) held.set(k, reg.held);
       // A replaced entry's reads count from 0, as a new registration's would, and it is
-      // held nowhere it was deleted from until it is stored again.
-      if (registered?.has(k)) this.#e.index.recount(k, gone & 1);
+      // held nowhere it was deleted from until it is stored again (a tracked tier keeps it).
+      if (registered?.has(k)) this.#e.index.recount(k, gone & ~this.#filed);
       else this.#e.index.remove(k);
       this.#e.negative.forget(k);
     }
     const absent = (i: number, key: string) => {
-      if (i > 0 && registered?.has(key)) return true;
       if (i >= 31 || (this.#filed & (1 << i)) === 0) return false;
+      if (registered?.has(key)) return true;
       const bits = held.get(key);
       return bits !== undefined && (bits & (1 << i)) === 0;
     };
