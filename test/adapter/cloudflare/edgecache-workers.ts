@@ -106,6 +106,23 @@ export async function startEdgecacheWorkers(options: {
     ],
   });
   await mf.ready;
+  // Each Worker's `fetch`, read from miniflare's proxy once: reading a property of it is a
+  // synchronous call into miniflare, whose own assertion failed once under load (a reply
+  // that did not match its request). Calling the function read is not.
+  type Send = (input: string, init?: RequestInit) => Promise<Response>;
+  const fetches = new Map<string, Promise<Send>>();
+  const fetchOf = (name: string): Promise<Send> => {
+    let f = fetches.get(name);
+    if (!f) {
+      f = mf.getWorker(name).then((w) => {
+        const worker = w as unknown as { fetch: typeof fetch };
+        const call = worker.fetch;
+        return (input, init) => call.call(worker, input, init);
+      });
+      fetches.set(name, f);
+    }
+    return f;
+  };
   const workers: EdgecacheWorkers = {
     mf,
     async scheduled(name) {
@@ -116,10 +133,10 @@ export async function startEdgecacheWorkers(options: {
       if (outcome !== "ok") throw new Error(`scheduled: ${outcome}`);
     },
     async fetch(name, path, init = {}) {
-      const worker = (await mf.getWorker(name)) as unknown as { fetch: typeof fetch };
+      const send = await fetchOf(name);
       const headers = new Headers(init.headers);
       if (!headers.has("cf-connecting-ip")) headers.set("cf-connecting-ip", "127.0.0.1");
-      return worker.fetch(`http://127.0.0.1:8787${path}`, { ...init, headers });
+      return send(`http://127.0.0.1:8787${path}`, { ...init, headers });
     },
     async fresh() {
       return d1Source({ database: await workers.direct(), views: demoViews });
@@ -132,8 +149,8 @@ export async function startEdgecacheWorkers(options: {
       if (options.replica) {
         return d1OverFetch((init) => workers.fetch(first, "/_distance/primary", init));
       }
-      const reader = (await mf.getWorker(READER)) as unknown as { fetch: typeof fetch };
-      return d1OverFetch((init) => reader.fetch("http://d1-reader/", init));
+      const reader = await fetchOf(READER);
+      return d1OverFetch((init) => reader("http://d1-reader/", init));
     },
     url: (name) => mf.unsafeGetDirectURL(name),
     close: () => mf.dispose(),
