@@ -221,14 +221,11 @@ export class Entries {
   ): Promise<number> {
     const only = local ? "local" : undefined;
     // Where each registered key's entry is, before this removal: a local tier past memory
-    // that the index tracks is asked only for the keys it holds. Unregistered keys are asked
-    // of every tier.
-    // A key registered anew (a patch) leaves memory, but not a local tier past it whose
-    // holding the index tracks (a cache file): the older copy there is checked on read like
-    // any there (replayed up to the log, or refused), and deleted by the next write that does
-    // not patch the key, which finds the tier's bit still held. Deleting it at a patch cost
-    // the cache file a transaction. Tiers the index does not track (the Cache API, KV) are
-    // asked as before.
+    // that the index tracks (a cache file) is asked only for the keys it holds, and never for
+    // a key registered anew (a patch): its older copy there is checked on read like any
+    // (replayed up to the log, or refused) and deleted by the next write that does not patch
+    // the key, which finds the tier's bit still held. Unregistered keys, and tiers the index
+    // does not track (the Cache API, KV), are asked of every tier.
     const held = new Map<string, number>();
     const gone = this.#e.tiers.mask(only);
     for (const k of list) {
