@@ -21,7 +21,7 @@ import {
   tableTag,
 } from "../core/deps/planner.ts";
 import { sortValues } from "../core/deps/predicate.ts";
-import type { CacheEntry } from "../core/entry.ts";
+import { bodyLength, type CacheEntry, type DeferredBody, deferredBody } from "../core/entry.ts";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import { keyPath, requestKey } from "../core/keys.ts";
 import {
@@ -160,7 +160,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
 
   // What a response is made of, the same whether it was loaded or patched by a write.
   // A page with a margin depends on its margin's rows too, which the write patches with it.
-  // `was`: the entry patched, whose bytes and ETag are kept when its window is unchanged.
+  // `was`: the entry patched, whose bytes and ETag are kept when its window is unchanged;
+  // else its bytes are made when first read (patchedBody).
   const listInit = (
     resource: Resource,
     rows: Row[],
@@ -179,21 +180,27 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     // A write to the rows around the window only (a patch keeps each row it leaves as it
     // was): the same body, not encoded and hashed again.
     const kept = was && rows.length === was.rows.length && rows.every((r, i) => r === was.rows[i]);
+    const value = { data: rows, limit: list.limit, offset: list.offset };
     return {
       ...(kept
-        ? { body: was.entry.body, etag: was.entry.etag }
-        : { body: bodyOf({ data: rows, limit: list.limit, offset: list.offset }) }),
+        ? sameBody(was.entry)
+        : { body: was ? patchedBody(value, was.entry) : bodyOf(value) }),
       ...replyOf(resource),
       tags: dependencyTags(schema, resource, held),
       lists: [margin ? reaching(list, margin) : list],
       meta,
     };
   };
-  const itemInit = (resource: Resource, id: string, row: Row | undefined): EntryInit => {
+  const itemInit = (
+    resource: Resource,
+    id: string,
+    row: Row | undefined,
+    was?: CacheEntry,
+  ): EntryInit => {
     const meta: EntryMeta = { resource: resource.name, id };
     if (row) {
       return {
-        body: bodyOf(row),
+        body: was ? patchedBody(row, was) : bodyOf(row),
         ...replyOf(resource),
         tags: dependencyTags(schema, resource, [row]),
         meta,
@@ -285,7 +292,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
       if (entry.status !== 200 && entry.status !== 404) return undefined;
       const row = entry.status === 200 ? (parseBody(entry) as Row) : undefined;
       const patched = patchItem(resource, meta.id, row, events, keys);
-      return patched && itemInit(resource, meta.id, patched.row);
+      return patched && itemInit(resource, meta.id, patched.row, entry);
     }
     const list = entry.lists?.[0];
     if (!list || entry.status !== 200) return undefined;
@@ -294,7 +301,9 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     // margin with it: see patchList. The patched page then keeps no margin.
     if (!peek) {
       const patched = patchList(resource, list, data, events, keys, undefined, false);
-      return patched && listInit(resource, patched.rows, patched.list);
+      return (
+        patched && listInit(resource, patched.rows, patched.list, undefined, { entry, rows: data })
+      );
     }
     const own = meta.margin;
     const patched =
@@ -503,6 +512,8 @@ const REMEMBERED_BYTES = 16 * 1024;
  * again each time (an entry's body is one object from the store until it is replaced).
  */
 function parseBody(entry: CacheEntry): unknown {
+  const deferred = deferredBody(entry);
+  if (deferred) return deferred.value;
   let value = parsed.get(entry.body);
   if (value === undefined) {
     value = JSON.parse(decoder.decode(entry.body));
@@ -521,9 +532,30 @@ function remember(body: Uint8Array, value: unknown): void {
  * bytes parse back to exactly it (plainJson): a patch then reads what a parse would give.
  */
 function bodyOf(value: unknown): Uint8Array {
+  return plainJson(value) ? remembered(value) : encoder.encode(JSON.stringify(value));
+}
+
+/** bodyOf of a value plainJson holds to. */
+function remembered(value: unknown): Uint8Array {
   const body = encoder.encode(JSON.stringify(value));
-  if (body.byteLength <= REMEMBERED_BYTES && plainJson(value)) remember(body, value);
+  if (body.byteLength <= REMEMBERED_BYTES) remember(body, value);
   return body;
+}
+
+/**
+ * A patched response's body, made when first read (see DeferredBody): a write that patches
+ * it again before then takes `value` back (parseBody), which it can only when the bytes
+ * parse back to exactly it. `was`: the response it was patched from, whose length it takes
+ * as its own until made.
+ */
+function patchedBody(value: unknown, was: CacheEntry): Uint8Array | DeferredBody {
+  if (!plainJson(value)) return bodyOf(value);
+  return { value, encode: () => remembered(value), length: bodyLength(was) };
+}
+
+/** `was`'s body and ETag for a response that shows the same: not made again if not made yet. */
+function sameBody(was: CacheEntry): Pick<EntryInit, "body" | "etag"> {
+  return { body: deferredBody(was) ?? was.body, ...(!deferredBody(was) && { etag: was.etag }) };
 }
 
 /**

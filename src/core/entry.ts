@@ -45,9 +45,82 @@ export interface CacheEntry {
   browserBound?: number;
 }
 
+/**
+ * A body made when it is first asked for. A write patches the responses it changes in
+ * memory; encoding each (and hashing its ETag) is work for nobody when the next write patches
+ * it again before anyone reads it, as a list's deep pages are at each insert at its head. The
+ * owner gives the value the body encodes instead, and takes it back at its next patch
+ * (`deferredBody`). Only for the first tier: any other encodes the entry whole.
+ */
+export interface DeferredBody {
+  /** What the body encodes: the owner's, never changed. */
+  readonly value: unknown;
+  /** The bytes of `value`. */
+  encode(): Uint8Array;
+  /** Its length, roughly (the response it was patched from): see `bodyLength`. */
+  readonly length: number;
+}
+
+/** Entries whose body is not made yet, with what it will be made of and how to hash it. */
+const deferred = new WeakMap<
+  CacheEntry,
+  { body: DeferredBody; etagOf: (body: Uint8Array) => string }
+>();
+
+/**
+ * `fields` as an entry whose body, and the ETag hashed from it (`etagOf`), are made at the
+ * first read of either. Until then `deferredBody` gives what they will be made of.
+ */
+export function deferredEntry(
+  fields: Omit<CacheEntry, "body" | "etag" | "lists" | "meta" | "browserBound">,
+  body: DeferredBody,
+  etagOf: (body: Uint8Array) => string,
+): CacheEntry {
+  const { headers, status, createdAt, freshUntil, staleUntil, tags, position } = fields;
+  // Getters in the literal: every such entry has one shape, and each is a plain field once made.
+  const entry: CacheEntry = {
+    get body() {
+      return made(this).body;
+    },
+    headers,
+    status,
+    createdAt,
+    freshUntil,
+    staleUntil,
+    get etag() {
+      return made(this).etag;
+    },
+    tags,
+    position,
+  };
+  deferred.set(entry, { body, etagOf });
+  return entry;
+}
+
+/** A deferred entry with its body and ETag made, as plain fields. */
+function made(entry: CacheEntry): CacheEntry {
+  const later = deferred.get(entry)!;
+  const body = later.body.encode();
+  deferred.delete(entry);
+  return Object.defineProperties(entry, {
+    body: { value: body, writable: true, enumerable: true, configurable: true },
+    etag: { value: later.etagOf(body), writable: true, enumerable: true, configurable: true },
+  });
+}
+
+/** What an entry's body will be made of, while it is not made yet (see DeferredBody). */
+export function deferredBody(entry: CacheEntry): DeferredBody | undefined {
+  return deferred.get(entry)?.body;
+}
+
+/** An entry's body length, without making a deferred one (then its estimate). */
+export function bodyLength(entry: CacheEntry): number {
+  return deferred.get(entry)?.body.length ?? entry.body.byteLength;
+}
+
 /** Bytes an entry occupies, roughly: body plus a fixed allowance for headers and tags. */
 export function entrySize(entry: CacheEntry): number {
-  let size = entry.body.byteLength + 64;
+  let size = bodyLength(entry) + 64;
   for (const k in entry.headers) size += k.length + (entry.headers[k]?.length ?? 0);
   for (const t of entry.tags) size += t.length;
   return size;

@@ -1,7 +1,13 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it, vi } from "vitest";
 import { Cache, createCache } from "../../src/core/cache/index.ts";
-import type { CacheEntry } from "../../src/core/entry.ts";
+import {
+  type CacheEntry,
+  type DeferredBody,
+  decodeEntry,
+  deferredBody,
+  encodeEntry,
+} from "../../src/core/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import type { ListableStore, Store } from "../../src/core/store.ts";
 import type { LogFollower } from "../../src/log/contract.ts";
@@ -228,6 +234,39 @@ describe("cache engine", () => {
     );
     expect(made[0]).toMatch(/^"[0-9a-f]{24}"$/);
     expect(made[1]).toBe(made[0]);
+  });
+
+  it("makes a body given as a value when it is first read, where the runtime hashes synchronously", async () => {
+    const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex");
+    let encoded = 0;
+    const value = { data: [1, 2, 3] };
+    const body: DeferredBody = {
+      value,
+      encode: () => {
+        encoded++;
+        return new TextEncoder().encode(JSON.stringify(value));
+      },
+      length: 20,
+    };
+    const front = memoryStore();
+    const later = createCache({ tiers: [front], sha256 });
+    await later.setEntry("k", { body });
+    const held = front.peek("k")!;
+    expect(deferredBody(held)?.value).toBe(value);
+    expect(encoded).toBe(0);
+    const plain = await createCache({ tiers: [memoryStore()] }).resolve("k", async () => ({
+      body: JSON.stringify(value),
+    }));
+    expect(held.etag).toBe(plain.entry.etag); // the first read of either makes both
+    expect(new TextDecoder().decode(held.body)).toBe('{"data":[1,2,3]}');
+    expect(encoded).toBe(1);
+    expect(deferredBody(held)).toBeUndefined();
+    expect(decodeEntry(encodeEntry(held))).toMatchObject({ etag: plain.entry.etag, tags: [] });
+    // Without a synchronous hash (crypto.subtle, as on Workers) it is made at once.
+    const now = memoryStore();
+    await createCache({ tiers: [now] }).setEntry("k", { body });
+    expect(deferredBody(now.peek("k")!)).toBeUndefined();
+    expect(encoded).toBe(2);
   });
 
   it("a cache sharing a tier and a log learns an entry's dependencies when it reads it", async () => {

@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
-import type { CacheEntry } from "../../src/core/entry.ts";
+import { describe, expect, it, vi } from "vitest";
+import { type CacheEntry, deferredEntry } from "../../src/core/entry.ts";
 import { ENTRY_OVERHEAD, heapBytes, heldBytes } from "../../src/core/heap-size.ts";
 
 const entry: CacheEntry = {
@@ -42,5 +42,26 @@ describe("heldBytes", () => {
     expect(heldBytes("k", { ...entry, meta: { id: "x" } })).toBeGreaterThan(bare);
     const list = { table: "t", filters: [], sort: [], offset: 0, limit: 20, count: 0 };
     expect(heldBytes("k", { ...entry, lists: [list] })).toBeGreaterThan(bare + 100);
+  });
+
+  it("counts a body not made yet as the value it will encode, without making it", () => {
+    const rows = Array.from({ length: 20 }, (_, i) => ({
+      id: `o-${i}`,
+      userId: `u-${i}`,
+      status: "paid",
+      total: i + 0.5,
+      createdAt: `2026-01-${10 + i}T00:00:00Z`,
+    }));
+    const value = { data: rows, limit: 20, offset: 0 };
+    const text = JSON.stringify(value);
+    const encode = vi.fn(() => new TextEncoder().encode(text));
+    const { body: _, etag: __, ...fields } = entry;
+    const later = deferredEntry(fields, { value, encode, length: text.length }, () => '"e"');
+    const held = heldBytes("k", later);
+    expect(encode).not.toHaveBeenCalled();
+    // On the high side of what the value takes, as for any field.
+    expect(held - heldBytes("k", entry)).toBeGreaterThanOrEqual(heapBytes(value) - 10);
+    expect(later.body.byteLength).toBe(text.length);
+    expect(heldBytes("k", later)).toBeLessThan(held);
   });
 });

@@ -2,7 +2,7 @@ import type { ChangeLog, ChangeOp, ChangeRecord, LogStart, WriteTurn } from "../
 import type { Cost } from "../cost.ts";
 import type { DependencyIndex } from "../deps/index.ts";
 import type { InvalidationPolicy, PlanSchema, WriteEvent } from "../deps/planner.ts";
-import type { CacheEntry } from "../entry.ts";
+import { bodyLength, type CacheEntry } from "../entry.ts";
 import type { WriteFence } from "../fence.ts";
 import type { RecentChanges } from "../recent-changes.ts";
 import type { PendingRemovals } from "../removal.ts";
@@ -362,7 +362,7 @@ export class Applier {
       const spent = upkeep(current);
       const unread = read ? 0 : spent.patches + 1;
       const loaded = loadMs(current);
-      const cold = current.body.byteLength > COLD_PATCH_BYTES;
+      const cold = bodyLength(current) > COLD_PATCH_BYTES;
       const owed = !cold && unread <= MOST_UNREAD_PATCHES && spent.ms < (loaded ?? 0);
       if (unread > (cold ? 0 : UNREAD_PATCHES) && !owed) continue;
       const exact = !shared || current.exact === true;

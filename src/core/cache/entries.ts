@@ -2,7 +2,7 @@ import type { LogPosition } from "../../log/contract.ts";
 import type { Cost } from "../cost.ts";
 import type { DependencyIndex, HitCount } from "../deps/index.ts";
 import { sha256Hex } from "../digest.ts";
-import type { CacheEntry } from "../entry.ts";
+import { type CacheEntry, deferredEntry } from "../entry.ts";
 import { isNegative, type NegativeQuota } from "../negative.ts";
 import { inChunks, type PendingRemovals } from "../removal.ts";
 import type { Background } from "./background.ts";
@@ -42,6 +42,11 @@ export interface EntriesDeps {
   now(): number;
   /** The strong ETag of a body: synchronous where the runtime gave a SHA-256 (CacheOptions.sha256). */
   etag(body: Uint8Array): string | Promise<string>;
+  /**
+   * The same ETag, made synchronously, where the runtime gave a SHA-256: only then is an
+   * entry's body made when first read (a DeferredBody), with its ETag. Else it is made now.
+   */
+  readonly etagNow?: (body: Uint8Array) => string;
 }
 
 /**
@@ -64,21 +69,42 @@ export class Entries {
 
   async build(init: EntryInit, position: LogPosition): Promise<CacheEntry> {
     const now = this.#e.now();
-    const body = typeof init.body === "string" ? this.#encoder.encode(init.body) : init.body;
-    const etag = init.etag ?? this.#e.etag(body);
     const ttl = init.ttl ?? this.#e.ttl;
     const swr = init.staleWhileRevalidate ?? this.#e.swr;
-    const entry: CacheEntry = {
-      body,
-      headers: init.headers ?? {},
-      status: init.status ?? 200,
-      createdAt: now - (init.age ?? 0),
-      freshUntil: now + ttl,
-      staleUntil: now + ttl + swr,
-      etag: typeof etag === "string" ? etag : await etag,
-      tags: init.tags ?? [],
-      position,
-    };
+    const given = init.body;
+    let entry: CacheEntry;
+    if (typeof given === "string" || given instanceof Uint8Array || !this.#e.etagNow) {
+      const body =
+        typeof given === "string"
+          ? this.#encoder.encode(given)
+          : given instanceof Uint8Array
+            ? given
+            : given.encode();
+      const etag = init.etag ?? this.#e.etag(body);
+      entry = {
+        body,
+        headers: init.headers ?? {},
+        status: init.status ?? 200,
+        createdAt: now - (init.age ?? 0),
+        freshUntil: now + ttl,
+        staleUntil: now + ttl + swr,
+        etag: typeof etag === "string" ? etag : await etag,
+        tags: init.tags ?? [],
+        position,
+      };
+    } else {
+      // Made when first read, with the ETag hashed then: only where hashing can be synchronous.
+      const fields = {
+        headers: init.headers ?? {},
+        status: init.status ?? 200,
+        createdAt: now - (init.age ?? 0),
+        freshUntil: now + ttl,
+        staleUntil: now + ttl + swr,
+        tags: init.tags ?? [],
+        position,
+      };
+      entry = deferredEntry(fields, given, this.#e.etagNow);
+    }
     if (init.lists?.length) entry.lists = init.lists;
     if (init.meta !== undefined) entry.meta = init.meta;
     if (init.browserBound !== undefined) entry.browserBound = init.browserBound;

@@ -184,6 +184,7 @@ export class Cache {
     // Each module is given what it uses; loads and reads call each other through the one
     // function each needs of the other (made below, called only once both exist).
     const claims = new ReloadClaims(log);
+    const etagNow = options.sha256 ? syncEtag(options.sha256) : undefined;
     const entries = new Entries({
       claims,
       tiers,
@@ -198,7 +199,8 @@ export class Cache {
       swr: set.swr,
       tracked,
       now,
-      etag: options.sha256 ? syncEtag(options.sha256) : strongEtag,
+      etag: etagNow ?? strongEtag,
+      ...(etagNow && { etagNow }),
     });
     const loads: Loads = new Loads({
       entries,

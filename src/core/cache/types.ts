@@ -5,7 +5,7 @@ import type {
   PlanSchema,
   WriteEvent,
 } from "../deps/planner.ts";
-import type { CacheEntry } from "../entry.ts";
+import type { CacheEntry, DeferredBody } from "../entry.ts";
 import type { CacheObserver } from "../stats.ts";
 import type { Store } from "../store.ts";
 
@@ -109,7 +109,8 @@ export interface CacheOptions {
 
 /** What a loader returns: the body and what it depends on. */
 export interface EntryInit {
-  body: Uint8Array | string;
+  /** The bytes, text (as UTF-8), or a body made when first read: see DeferredBody. */
+  body: Uint8Array | string | DeferredBody;
   headers?: Record<string, string>;
   status?: number;
   tags?: string[];

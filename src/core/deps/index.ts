@@ -1,4 +1,4 @@
-import type { Filter, Row } from "../query.ts";
+import type { Filter, ListFilter, Row } from "../query.ts";
 import { ABOVE, BELOW, type Bound, compareBounds, IntervalIndex } from "./intervals.ts";
 import type { DependencyLookup, ListDependency } from "./planner.ts";
 
@@ -367,13 +367,14 @@ export function listFamily(list: ListDependency): string {
  * Where a list is filed for listsFor: its first equality filter's column and value, or ""
  * when it has none. A row can match the list only if its value there has the same eqKey.
  */
-const buckets = new WeakMap<ListDependency, readonly [string, string]>();
+const buckets = new WeakMap<readonly ListFilter[], readonly [string, string]>();
 export function bucketOf(list: ListDependency): readonly [string, string] {
-  let bucket = buckets.get(list);
+  // Remembered by the filters' array, as listFamily is: a patched window's list shares it.
+  let bucket = buckets.get(list.filters);
   if (bucket === undefined) {
     const eq = list.filters.find((f): f is Filter => f.op === "eq");
     bucket = eq ? [eq.column, eqKey(eq.value)] : ["", ""];
-    buckets.set(list, bucket);
+    buckets.set(list.filters, bucket);
   }
   return bucket;
 }

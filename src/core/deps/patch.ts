@@ -1,6 +1,6 @@
 import type { JoinInfo, Resource, Row, SortKey } from "../query.ts";
 import { type ListDependency, type PlanSchema, tagValue, type WriteEvent } from "./planner.ts";
-import { compareSortValues, matches, sortValues } from "./predicate.ts";
+import { compareRows, matches, sortValues } from "./predicate.ts";
 
 /**
  * Patch in place: what a cached data API response becomes after a write, computed from
@@ -181,8 +181,8 @@ export function patchList(
       } else if (matches(event.old, list.filters)) {
         const first = stretch[0];
         const last = stretch[stretch.length - 1];
-        if (first && compare(event.old, first, list.sort) < 0 && start > 0 && aligned) start--;
-        else if (!(last && compare(event.old, last, list.sort) > 0 && !toEnd)) return undefined;
+        if (first && compareRows(event.old, first, list.sort) < 0 && start > 0 && aligned) start--;
+        else if (!(last && compareRows(event.old, last, list.sort) > 0 && !toEnd)) return undefined;
       }
     }
     // Its new row already held: the response has seen this write.
@@ -191,7 +191,7 @@ export function patchList(
       // A held row whose sort values did not change keeps its place, first or last of the
       // stretch included (where, placed anew, it could as well sort beyond it).
       const stays =
-        kept !== undefined && list.sort.length > 0 && compare(event.new, kept, list.sort) === 0;
+        kept !== undefined && list.sort.length > 0 && compareRows(event.new, kept, list.sort) === 0;
       const at = stays ? keptAt : insertionPoint(stretch, event.new, list.sort);
       if (!stays && at === 0 && start > 0) {
         if (!aligned) return undefined;
@@ -364,12 +364,8 @@ function holds(cached: Row, old: Row): boolean {
 
 function insertionPoint(rows: readonly Row[], row: Row, sort: readonly SortKey[]): number {
   let at = rows.length;
-  while (at > 0 && compare(rows[at - 1]!, row, sort) > 0) at--;
+  while (at > 0 && compareRows(rows[at - 1]!, row, sort) > 0) at--;
   return at;
-}
-
-function compare(a: Row, b: Row, sort: readonly SortKey[]): number {
-  return compareSortValues(sortValues(a, sort), sortValues(b, sort), sort);
 }
 
 /**

@@ -100,14 +100,26 @@ export function compareSortValues(
   sort: readonly SortKey[],
 ): number {
   for (let i = 0; i < sort.length; i++) {
-    const x = a[i] ?? null;
-    const y = b[i] ?? null;
-    const key = sort[i];
-    if (key?.nulls !== undefined && (x === null) !== (y === null)) {
-      return (x === null) === (key.nulls === "first") ? -1 : 1;
-    }
-    const c = compareValues(x, y);
-    if (c !== 0) return key?.desc ? -c : c;
+    const c = compareUnder(sort[i]!, a[i] ?? null, b[i] ?? null);
+    if (c !== 0) return c;
   }
   return 0;
+}
+
+/** compareSortValues of two rows' sort values, read from the rows in place. */
+export function compareRows(a: Row, b: Row, sort: readonly SortKey[]): number {
+  for (const key of sort) {
+    const c = compareUnder(key, a[key.column] ?? null, b[key.column] ?? null);
+    if (c !== 0) return c;
+  }
+  return 0;
+}
+
+/** Two values of one sort key, in its order. */
+function compareUnder(key: SortKey, x: unknown, y: unknown): number {
+  if (key.nulls !== undefined && (x === null) !== (y === null)) {
+    return (x === null) === (key.nulls === "first") ? -1 : 1;
+  }
+  const c = compareValues(x, y);
+  return key.desc ? -c : c;
 }
