@@ -72,32 +72,29 @@ const deferred = new WeakMap<
  * first read of either. Until then `deferredBody` gives what they will be made of.
  */
 export function deferredEntry(
-  fields: Omit<CacheEntry, "body" | "etag" | "lists" | "meta" | "browserBound">,
+  fields: Omit<CacheEntry, "body" | "etag">,
   body: DeferredBody,
   etagOf: (body: Uint8Array) => string,
 ): CacheEntry {
-  const { headers, status, createdAt, freshUntil, staleUntil, tags, position } = fields;
-  // Getters in the literal: every such entry has one shape, and each is a plain field once made.
-  const entry: CacheEntry = {
-    get body() {
-      return made(this).body;
-    },
-    headers,
-    status,
-    createdAt,
-    freshUntil,
-    staleUntil,
-    get etag() {
-      return made(this).etag;
-    },
-    tags,
-    position,
-  };
+  // The two are read through DEFERRED until made, then are the entry's own fields. Its
+  // other fields are its own from the start: the object keeps V8's fast properties (getters
+  // of its own, or fields redefined on it, would make it a dictionary, and every hit on it
+  // slower).
+  const entry = Object.assign(Object.create(DEFERRED) as CacheEntry, fields);
   deferred.set(entry, { body, etagOf });
   return entry;
 }
 
-/** A deferred entry with its body and ETag made, as plain fields. */
+const DEFERRED = {
+  get body(): Uint8Array {
+    return made(this as unknown as CacheEntry).body;
+  },
+  get etag(): string {
+    return made(this as unknown as CacheEntry).etag;
+  },
+};
+
+/** A deferred entry with its body and ETag made, as fields of its own. */
 function made(entry: CacheEntry): CacheEntry {
   const later = deferred.get(entry)!;
   const body = later.body.encode();
@@ -153,6 +150,7 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
  * ```
  */
 export function encodeEntry(entry: CacheEntry): Uint8Array {
+  // `body` is read first: a deferred entry's fields are then all its own (see made).
   const { body, ...rest } = entry;
   const header: Record<string, unknown> = rest;
   for (const field of TIME_FIELDS) {
