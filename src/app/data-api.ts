@@ -21,9 +21,10 @@ import {
   tableTag,
 } from "../core/deps/planner.ts";
 import { sortValues } from "../core/deps/predicate.ts";
-import { bodyLength, type CacheEntry, type DeferredBody, deferredBody } from "../core/entry.ts";
+import { type CacheEntry, type DeferredBody, deferredBody } from "../core/entry.ts";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import { keyPath, requestKey } from "../core/keys.ts";
+import { plainJson, plainJsonSize } from "../core/plain-json.ts";
 import {
   type ListQuery,
   type Resource,
@@ -182,9 +183,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     const kept = was && rows.length === was.rows.length && rows.every((r, i) => r === was.rows[i]);
     const value = { data: rows, limit: list.limit, offset: list.offset };
     return {
-      ...(kept
-        ? sameBody(was.entry)
-        : { body: was ? patchedBody(value, was.entry) : bodyOf(value) }),
+      ...(kept ? sameBody(was.entry) : { body: was ? patchedBody(value) : bodyOf(value) }),
       ...replyOf(resource),
       tags: dependencyTags(schema, resource, held),
       lists: [margin ? reaching(list, margin) : list],
@@ -195,12 +194,12 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     resource: Resource,
     id: string,
     row: Row | undefined,
-    was?: CacheEntry,
+    patched = false,
   ): EntryInit => {
     const meta: EntryMeta = { resource: resource.name, id };
     if (row) {
       return {
-        body: was ? patchedBody(row, was) : bodyOf(row),
+        body: patched ? patchedBody(row) : bodyOf(row),
         ...replyOf(resource),
         tags: dependencyTags(schema, resource, [row]),
         meta,
@@ -292,7 +291,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
       if (entry.status !== 200 && entry.status !== 404) return undefined;
       const row = entry.status === 200 ? (parseBody(entry) as Row) : undefined;
       const patched = patchItem(resource, meta.id, row, events, keys);
-      return patched && itemInit(resource, meta.id, patched.row, entry);
+      return patched && itemInit(resource, meta.id, patched.row, true);
     }
     const list = entry.lists?.[0];
     if (!list || entry.status !== 200) return undefined;
@@ -532,10 +531,12 @@ function remember(body: Uint8Array, value: unknown): void {
  * bytes parse back to exactly it (plainJson): a patch then reads what a parse would give.
  */
 function bodyOf(value: unknown): Uint8Array {
-  return plainJson(value) ? remembered(value) : encoder.encode(JSON.stringify(value));
+  const body = encoder.encode(JSON.stringify(value));
+  if (body.byteLength <= REMEMBERED_BYTES && plainJson(value)) remember(body, value);
+  return body;
 }
 
-/** bodyOf of a value plainJson holds to. */
+/** bodyOf of a value plainJson holds for. */
 function remembered(value: unknown): Uint8Array {
   const body = encoder.encode(JSON.stringify(value));
   if (body.byteLength <= REMEMBERED_BYTES) remember(body, value);
@@ -545,51 +546,18 @@ function remembered(value: unknown): Uint8Array {
 /**
  * A patched response's body, made when first read (see DeferredBody): a write that patches
  * it again before then takes `value` back (parseBody), which it can only when the bytes
- * parse back to exactly it. `was`: the response it was patched from, whose length it takes
- * as its own until made.
+ * parse back to exactly it.
  */
-function patchedBody(value: unknown, was: CacheEntry): Uint8Array | DeferredBody {
-  if (!plainJson(value)) return bodyOf(value);
-  return { value, encode: () => remembered(value), length: bodyLength(was) };
+function patchedBody(value: unknown): Uint8Array | DeferredBody {
+  const size = plainJsonSize(value);
+  if (!size) return bodyOf(value);
+  return { value, encode: () => remembered(value), length: size.json, heap: size.heap };
 }
 
 /** `was`'s body and ETag for a response that shows the same: not made again if not made yet. */
 function sameBody(was: CacheEntry): Pick<EntryInit, "body" | "etag"> {
   return { body: deferredBody(was) ?? was.body, ...(!deferredBody(was) && { etag: was.etag }) };
 }
-
-/**
- * Whether JSON.parse(JSON.stringify(value)) is a value equal to `value`: text, booleans,
- * null, finite numbers but -0, and arrays and plain objects of those. Not a Date (a
- * string once parsed), a Buffer, undefined (left out) or NaN (null).
- */
-function plainJson(value: unknown, depth = 0): boolean {
-  switch (typeof value) {
-    case "string":
-    case "boolean":
-      return true;
-    case "number":
-      return Number.isFinite(value) && !Object.is(value, -0);
-    case "object":
-      break;
-    default:
-      return false;
-  }
-  if (value === null) return true;
-  if (depth >= PLAIN_DEPTH) return false;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (!plainJson(value[i], depth + 1)) return false;
-    return true;
-  }
-  const proto = Object.getPrototypeOf(value);
-  if (proto !== Object.prototype && proto !== null) return false;
-  for (const key in value) {
-    if (!plainJson((value as Record<string, unknown>)[key], depth + 1)) return false;
-  }
-  return true;
-}
-/** A row, a view's joined rows and their values: deeper is not checked, only parsed. */
-const PLAIN_DEPTH = 8;
 
 async function jsonObject(req: Request): Promise<Row> {
   let value: unknown;

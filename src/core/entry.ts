@@ -57,8 +57,20 @@ export interface DeferredBody {
   readonly value: unknown;
   /** The bytes of `value`. */
   encode(): Uint8Array;
-  /** Its length, roughly (the response it was patched from): see `bodyLength`. */
+  /** Its length, roughly (see `bodyLength`). */
   readonly length: number;
+  /** The heap `value` takes, on the high side: what a tier bounded by bytes counts for it. */
+  readonly heap: number;
+}
+
+/** Whether an entry's body as given is a DeferredBody, not bytes (from any realm) or text. */
+export function isDeferredBody(body: unknown): body is DeferredBody {
+  return (
+    typeof body === "object" &&
+    body !== null &&
+    !ArrayBuffer.isView(body) &&
+    typeof (body as DeferredBody).encode === "function"
+  );
 }
 
 /** Entries whose body is not made yet, with what it will be made of and how to hash it. */
@@ -87,16 +99,27 @@ export function deferredEntry(
 
 const DEFERRED = {
   get body(): Uint8Array {
-    return made(this as unknown as CacheEntry).body;
+    return madeEntry(this as unknown as CacheEntry).body;
+  },
+  set body(body: Uint8Array) {
+    madeEntry(this as unknown as CacheEntry).body = body;
   },
   get etag(): string {
-    return made(this as unknown as CacheEntry).etag;
+    return madeEntry(this as unknown as CacheEntry).etag;
+  },
+  set etag(etag: string) {
+    madeEntry(this as unknown as CacheEntry).etag = etag;
   },
 };
 
-/** A deferred entry with its body and ETag made, as fields of its own. */
-function made(entry: CacheEntry): CacheEntry {
-  const later = deferred.get(entry)!;
+/**
+ * The entry with its body and ETag made, as fields of its own, if it was deferred: what
+ * the cache hands out, so that a caller may copy it as any other (a spread, JSON, a
+ * structured clone see only an object's own fields).
+ */
+export function madeEntry(entry: CacheEntry): CacheEntry {
+  const later = deferred.get(entry);
+  if (!later) return entry;
   const body = later.body.encode();
   deferred.delete(entry);
   return Object.defineProperties(entry, {

@@ -10,12 +10,12 @@ import { type CacheEntry, deferredBody } from "./entry.ts";
 export const ENTRY_OVERHEAD = 640;
 
 /** Object and array headers, as V8 lays them out (map, properties, elements, length). */
-const OBJECT_BYTES = 32;
-const STRING_BYTES = 16;
+export const OBJECT_BYTES = 32;
+export const STRING_BYTES = 16;
 /** A property or element slot, plus the key's share of a dictionary or descriptor entry. */
-const SLOT_BYTES = 16;
+export const SLOT_BYTES = 16;
 /** A number not stored as a small integer (a time in ms, a fraction) is a boxed double. */
-const NUMBER_BYTES = 16;
+export const NUMBER_BYTES = 16;
 /** A character past Latin-1: a string holding one takes two bytes a character. */
 const WIDE = /[^\0-\xff]/;
 /** Past this depth a value is not walked (meta is JSON in practice, and never this deep). */
@@ -59,13 +59,6 @@ export function heapBytes(value: unknown, depth = 0): number {
   return bytes;
 }
 
-/**
- * A body not made yet is held as the value it encodes (DeferredBody), counted from the
- * body's length, which is known, so as not to walk the value at every write that patches it.
- * Rows of ids, names, dates and amounts take 3 to 5.5 times their JSON's length as
- * `heapBytes` counts them; counted at 8. (A value of bare small numbers takes more.)
- */
-const VALUE_BYTES_PER_BODY_BYTE = 8;
 /** A strong ETag (`"` and 24 hex digits and `"`), as heapBytes counts it. */
 const ETAG_BYTES = STRING_BYTES + 26;
 
@@ -79,9 +72,7 @@ export function heldBytes(key: string, entry: CacheEntry): number {
   const deferred = deferredBody(entry);
   return (
     ENTRY_OVERHEAD +
-    (deferred
-      ? VALUE_BYTES_PER_BODY_BYTE * deferred.length + ETAG_BYTES
-      : entry.body.byteLength + heapBytes(entry.etag)) +
+    (deferred ? deferred.heap + ETAG_BYTES : entry.body.byteLength + heapBytes(entry.etag)) +
     heapBytes(key) +
     heapBytes(entry.headers) +
     heapBytes(entry.tags) +

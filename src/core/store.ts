@@ -16,6 +16,13 @@ export interface Store {
    * a change makes them, and refills it.
    */
   readonly shared?: boolean;
+  /**
+   * Whether it keeps the entry objects it is given as they are, and hands the same back
+   * (the memory tier). Only in such a first tier may an entry whose body is made when first
+   * read (a patched response, see DeferredBody) wait unmade: another store may copy or
+   * serialize it, and a copy sees only an object's own fields.
+   */
+  readonly byReference?: boolean;
   /** The entry of `key`, or undefined where there is none (never null: see BatchStore). */
   get(key: string, cost?: Cost): Promise<CacheEntry | undefined>;
   set(key: string, entry: CacheEntry, ttlMs: number, cost?: Cost): Promise<void>;

@@ -97,6 +97,7 @@ export function memoryStore(
 
   return {
     name: NAME,
+    byReference: true,
     onEvict(listener) {
       evictListeners.push(listener);
     },

@@ -1,6 +1,8 @@
+import fc from "fast-check";
 import { describe, expect, it, vi } from "vitest";
 import { type CacheEntry, deferredEntry } from "../../src/core/entry.ts";
 import { ENTRY_OVERHEAD, heapBytes, heldBytes } from "../../src/core/heap-size.ts";
+import { plainJson, plainJsonSize } from "../../src/core/plain-json.ts";
 
 const entry: CacheEntry = {
   body: new Uint8Array(10),
@@ -47,7 +49,6 @@ describe("heldBytes", () => {
   it("counts a body not made yet as the value it will encode, without making it", () => {
     const rows = Array.from({ length: 20 }, (_, i) => ({
       id: `o-${i}`,
-      userId: `u-${i}`,
       status: "paid",
       total: i + 0.5,
       createdAt: `2026-01-${10 + i}T00:00:00Z`,
@@ -55,13 +56,35 @@ describe("heldBytes", () => {
     const value = { data: rows, limit: 20, offset: 0 };
     const text = JSON.stringify(value);
     const encode = vi.fn(() => new TextEncoder().encode(text));
+    const { json: length, heap } = plainJsonSize(value)!;
     const { body: _, etag: __, ...fields } = entry;
-    const later = deferredEntry(fields, { value, encode, length: text.length }, () => '"e"');
+    const later = deferredEntry(fields, { value, encode, length, heap }, () => '"e"');
     const held = heldBytes("k", later);
     expect(encode).not.toHaveBeenCalled();
     // On the high side of what the value takes, as for any field.
-    expect(held - heldBytes("k", entry)).toBeGreaterThanOrEqual(heapBytes(value) - 10);
+    expect(held - heldBytes("k", entry)).toBeGreaterThanOrEqual(heapBytes(value));
     expect(later.body.byteLength).toBe(text.length);
     expect(heldBytes("k", later)).toBeLessThan(held);
+  });
+});
+
+describe("plainJsonSize", () => {
+  it("is plainJson's answer, with a heap no smaller than heapBytes and a JSON length near the real one", () => {
+    const values = fc.oneof(
+      fc.jsonValue(),
+      fc.constantFrom(new Date(0), -0, Number.NaN, undefined, [1, undefined], { a: 1n }),
+    );
+    fc.assert(
+      fc.property(values, (value) => {
+        const size = plainJsonSize(value);
+        expect(size !== undefined).toBe(plainJson(value));
+        if (!size) return;
+        expect(JSON.parse(JSON.stringify(value))).toStrictEqual(value);
+        expect(size.heap).toBeGreaterThanOrEqual(heapBytes(value));
+        const text = JSON.stringify(value);
+        // Numbers are counted at 8 characters, escapes not at all.
+        expect(size.json).toBeGreaterThanOrEqual(text.length / 4);
+      }),
+    );
   });
 });

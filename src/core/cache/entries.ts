@@ -2,7 +2,7 @@ import type { LogPosition } from "../../log/contract.ts";
 import type { Cost } from "../cost.ts";
 import type { DependencyIndex, HitCount } from "../deps/index.ts";
 import { sha256Hex } from "../digest.ts";
-import { type CacheEntry, deferredEntry } from "../entry.ts";
+import { type CacheEntry, deferredEntry, isDeferredBody, madeEntry } from "../entry.ts";
 import { isNegative, type NegativeQuota } from "../negative.ts";
 import { inChunks, type PendingRemovals } from "../removal.ts";
 import type { Background } from "./background.ts";
@@ -43,8 +43,9 @@ export interface EntriesDeps {
   /** The strong ETag of a body: synchronous where the runtime gave a SHA-256 (CacheOptions.sha256). */
   etag(body: Uint8Array): string | Promise<string>;
   /**
-   * The same ETag, made synchronously, where the runtime gave a SHA-256: only then is an
-   * entry's body made when first read (a DeferredBody), with its ETag. Else it is made now.
+   * The same ETag, made synchronously, where the runtime gave a SHA-256 and the first tier
+   * holds entries as given (Store.byReference): only then is an entry's body made when
+   * first read (a DeferredBody), with its ETag. Else it is made now.
    */
   readonly etagNow?: (body: Uint8Array) => string;
 }
@@ -73,13 +74,14 @@ export class Entries {
     const swr = init.staleWhileRevalidate ?? this.#e.swr;
     const given = init.body;
     let entry: CacheEntry;
-    if (typeof given === "string" || given instanceof Uint8Array || !this.#e.etagNow) {
+    const etagNow = init.etag !== undefined ? () => init.etag! : this.#e.etagNow;
+    if (!isDeferredBody(given) || !etagNow) {
       const body =
         typeof given === "string"
           ? this.#encoder.encode(given)
-          : given instanceof Uint8Array
-            ? given
-            : given.encode();
+          : isDeferredBody(given)
+            ? given.encode()
+            : given;
       const etag = init.etag ?? this.#e.etag(body);
       entry = {
         body,
@@ -103,7 +105,7 @@ export class Entries {
         tags: init.tags ?? [],
         position,
       };
-      entry = deferredEntry(fields, given, this.#e.etagNow);
+      entry = deferredEntry(fields, given, etagNow);
     }
     if (init.lists?.length) entry.lists = init.lists;
     if (init.meta !== undefined) entry.meta = init.meta;
@@ -136,6 +138,8 @@ export class Entries {
   ): Promise<void> {
     if (!this.#e.enabled) return;
     for (const { key, entry } of list) {
+      // A tier past the first gets what it may copy, encode or clone: the entry made.
+      if (end > 1) madeEntry(entry);
       counted(
         entry,
         this.#e.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.held(end)),

@@ -17,7 +17,7 @@ import {
   planWrite,
   type WriteEvent,
 } from "../deps/planner.ts";
-import type { CacheEntry } from "../entry.ts";
+import { type CacheEntry, madeEntry } from "../entry.ts";
 import { badOption, EdgecacheError } from "../errors.ts";
 import { WriteFence } from "../fence.ts";
 import { buildKey, type KeyPart } from "../keys.ts";
@@ -184,7 +184,8 @@ export class Cache {
     // Each module is given what it uses; loads and reads call each other through the one
     // function each needs of the other (made below, called only once both exist).
     const claims = new ReloadClaims(log);
-    const etagNow = options.sha256 ? syncEtag(options.sha256) : undefined;
+    const etagNow =
+      options.sha256 && tiers.front?.byReference ? syncEtag(options.sha256) : undefined;
     const entries = new Entries({
       claims,
       tiers,
@@ -354,7 +355,7 @@ export class Cache {
       // Only a negative result has a place in the negative quota's order.
       if (isNegative(entry.status)) this.#e.negative.touch(key);
     }
-    return entry;
+    return madeEntry(entry);
   }
 
   /** Looks a key up through the tiers; fresh or stale-but-servable entries only. */
@@ -449,11 +450,13 @@ export class Cache {
    * for a key `held` found (`scanned`): a shared tier's prefix also holds what is not an
    * entry (the log's claims, the manifest's and learning's keys), which shows as none.
    */
-  inspect(
+  async inspect(
     key: string,
     options: { scanned?: boolean } = {},
   ): Promise<{ tier: string; entry?: CacheEntry }[]> {
-    return this.#e.tiers.inspect(key, this.#e.now(), options.scanned === true);
+    const found = await this.#e.tiers.inspect(key, this.#e.now(), options.scanned === true);
+    for (const { entry } of found) if (entry) madeEntry(entry);
+    return found;
   }
 
   /**
@@ -514,20 +517,22 @@ export class Cache {
    * With `later`, it is stored in this node's own tiers at once, and becomes exact and goes
    * into the shared tiers in the background.
    */
-  storeLoaded(
+  async storeLoaded(
     key: string,
     init: EntryInit,
     since: LogPosition,
     options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean },
   ): Promise<{ entry: CacheEntry; stored: boolean; unstored?: Unstored }> {
-    return this.#e.loads.storeLoaded(key, init, since, options);
+    const stored = await this.#e.loads.storeLoaded(key, init, since, options);
+    madeEntry(stored.entry);
+    return stored;
   }
 
   /** Stores an entry in every tier and registers its dependencies. */
   async setEntry(key: string, init: EntryInit): Promise<CacheEntry> {
     const entry = await this.#e.entries.build(init, this.#e.fence.position);
     await this.#e.entries.store(key, entry, this.#e.end(init.tiers));
-    return entry;
+    return madeEntry(entry);
   }
 
   /**
@@ -550,7 +555,7 @@ export class Cache {
         this.#e.fence.position,
       );
       return {
-        entry,
+        entry: madeEntry(entry),
         status: "miss",
         stored: false,
         bypass: true,
@@ -574,7 +579,9 @@ export class Cache {
     this.#e.counters.misses++;
     // Out of the log's reach the node stops trusting its cache: the load is not stored.
     await this.#e.log.freshen?.(costs.miss).catch(() => {});
-    return this.#e.loads.load(key, load, costs.miss);
+    const loaded = await this.#e.loads.load(key, load, costs.miss);
+    madeEntry(loaded.entry);
+    return loaded;
   }
 
   /**

@@ -8,7 +8,7 @@ import {
   planWrite,
   type WriteEvent,
 } from "../deps/planner.ts";
-import type { CacheEntry } from "../entry.ts";
+import { type CacheEntry, madeEntry } from "../entry.ts";
 import type { WriteFence } from "../fence.ts";
 import { RecentTimes } from "../recent-times.ts";
 import type { rateLimited } from "../report.ts";
@@ -129,7 +129,7 @@ export class Reads {
       if (entry === FAILED) continue;
       const trip = timed ? this.#timed(i, asked) : NO_TRIP;
       const accepted = await this.#accept(i, key, entry, now, started, trip, cost);
-      if (accepted) return { entry: accepted, tier: this.#e.tiers.list[i]!.name };
+      if (accepted) return { entry: madeEntry(accepted), tier: this.#e.tiers.list[i]!.name };
     }
     return undefined;
   }
