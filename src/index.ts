@@ -33,7 +33,7 @@ export {
   tableTag,
   type WriteEvent,
 } from "./core/deps/planner.ts";
-export type { CacheEntry, DeferredBody } from "./core/entry.ts";
+export { type CacheEntry, type DeferredBody, deferredBody } from "./core/entry.ts";
 export { EdgecacheError, type ErrorCode } from "./core/errors.ts";
 export { type KeyPart, requestKey } from "./core/keys.ts";
 export {

@@ -2,9 +2,9 @@ import { createHash } from "node:crypto";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it, vi } from "vitest";
 import { Cache, createCache, type EntryInit } from "../../src/core/cache/index.ts";
-import { type CacheEntry, deferredBody } from "../../src/core/entry.ts";
+import type { CacheEntry } from "../../src/core/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
-import type { ListableStore, Store } from "../../src/core/store.ts";
+import type { ListableStore, Store, SyncStore } from "../../src/core/store.ts";
 import type { LogFollower } from "../../src/log/contract.ts";
 import { localChangeLog } from "../../src/log/in-process.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
@@ -244,11 +244,20 @@ describe("cache engine", () => {
     const plain = await createCache({ tiers: [memoryStore()] }).resolve("k", async () => ({
       body: JSON.stringify(value),
     }));
-    const copying = { ...memoryStore(), byReference: false };
+    // A first tier that keeps copies (a spread) of what it is given, not the objects.
+    const held = memoryStore();
+    const copying: SyncStore = {
+      name: "copies",
+      get: async (key) => held.peek(key),
+      peek: (key, now) => held.peek(key, now),
+      set: (key, entry, ttlMs) => held.set(key, { ...entry }, ttlMs),
+      delete: (keys) => held.delete(keys),
+    };
     for (const cache of [
       createCache({ tiers: [memoryStore()], sha256 }),
       createCache({ tiers: [memoryStore()] }), // crypto.subtle, as on Workers
       createCache({ tiers: [copying], sha256 }), // a first tier that may copy what it gets
+      createCache({ tiers: [copying] }),
     ]) {
       encode.mockClear();
       const stored = { ...(await cache.setEntry("k", body())) };
@@ -256,9 +265,12 @@ describe("cache engine", () => {
       expect(stored.etag).toBe(plain.entry.etag);
       expect(new TextDecoder().decode(stored.body)).toBe('{"data":[1,2,3]}');
       expect({ ...(await cache.getEntry("k")) }).toMatchObject({ etag: plain.entry.etag });
-      expect(deferredBody(cache.peek("k")!)).toBeUndefined();
       const { entry } = await cache.resolve("k2", async () => body('"given"'));
       expect({ ...entry }).toMatchObject({ etag: '"given"', body: stored.body });
+      expect({ ...(await cache.getEntry("k2")) }).toMatchObject({
+        etag: '"given"',
+        body: stored.body,
+      });
     }
   });
 

@@ -74,7 +74,9 @@ export class Entries {
     const swr = init.staleWhileRevalidate ?? this.#e.swr;
     const given = init.body;
     let entry: CacheEntry;
-    const etagNow = init.etag !== undefined ? () => init.etag! : this.#e.etagNow;
+    // Deferred only where it may be (see EntriesDeps.etagNow), with the ETag given if any.
+    const etagNow =
+      this.#e.etagNow && (init.etag !== undefined ? () => init.etag! : this.#e.etagNow);
     if (!isDeferredBody(given) || !etagNow) {
       const body =
         typeof given === "string"
@@ -138,8 +140,6 @@ export class Entries {
   ): Promise<void> {
     if (!this.#e.enabled) return;
     for (const { key, entry } of list) {
-      // A tier past the first gets what it may copy, encode or clone: the entry made.
-      if (end > 1) madeEntry(entry);
       counted(
         entry,
         this.#e.index.add(key, entry.tags, entry.lists ?? [], entry.staleUntil, this.held(end)),
@@ -195,8 +195,13 @@ export class Entries {
     cost?: Cost,
   ): Promise<void> {
     const now = this.#e.now();
+    // A tier past the first gets what it may copy, encode or clone: the entry made.
     const writes = list
-      .map(({ key, entry }) => ({ key, entry, ttlMs: entry.staleUntil - now }))
+      .map(({ key, entry }) => ({
+        key,
+        entry: end > 1 ? madeEntry(entry) : entry,
+        ttlMs: entry.staleUntil - now,
+      }))
       .filter((w) => w.ttlMs > 0);
     await this.#e.tiers.set(writes, end, only, cost);
     if (only !== "local")

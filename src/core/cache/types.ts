@@ -161,6 +161,10 @@ export interface WriteHooks {
    * applied here: on a shared log, another node may have committed writes just before
    * this node loaded it, unless its load saw the source exactly (`CacheEntry.exact`).
    * Without `peek`, the patch must infer nothing from a row's absence.
+   *
+   * Both give entries as the first tier holds them: one a write patched may not have its
+   * body made yet (see DeferredBody). Reading `body` or `etag` makes it; `deferredBody`
+   * gives the value without making it; a copy (a spread, JSON) lacks the two.
    */
   patch?: (
     key: string,
