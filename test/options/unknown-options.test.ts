@@ -70,6 +70,7 @@ const CALLS: Record<string, (f: never) => unknown> = {
 /** Exports that take no options object, each with why. */
 const NO_OPTIONS: Record<string, string> = {
   strongEtag: "bytes",
+  deferredBody: "an entry",
   planSchemaOf: "a schema",
   planWrite: "a write and lookups",
   rowTag: "names",
