@@ -556,7 +556,8 @@ function patchedBody(value: unknown): Uint8Array | DeferredBody {
 
 /** `was`'s body and ETag for a response that shows the same: not made again if not made yet. */
 function sameBody(was: CacheEntry): Pick<EntryInit, "body" | "etag"> {
-  return { body: deferredBody(was) ?? was.body, ...(!deferredBody(was) && { etag: was.etag }) };
+  const later = deferredBody(was);
+  return later ? { body: later } : { body: was.body, etag: was.etag };
 }
 
 async function jsonObject(req: Request): Promise<Row> {

@@ -72,12 +72,23 @@ export class Entries {
     const now = this.#e.now();
     const ttl = init.ttl ?? this.#e.ttl;
     const swr = init.staleWhileRevalidate ?? this.#e.swr;
+    const fields = {
+      headers: init.headers ?? {},
+      status: init.status ?? 200,
+      createdAt: now - (init.age ?? 0),
+      freshUntil: now + ttl,
+      staleUntil: now + ttl + swr,
+      tags: init.tags ?? [],
+      position,
+    };
     const given = init.body;
-    let entry: CacheEntry;
     // Deferred only where it may be (see EntriesDeps.etagNow), with the ETag given if any.
     const etagNow =
       this.#e.etagNow && (init.etag !== undefined ? () => init.etag! : this.#e.etagNow);
-    if (!isDeferredBody(given) || !etagNow) {
+    let entry: CacheEntry;
+    if (isDeferredBody(given) && etagNow) {
+      entry = deferredEntry(fields, given, etagNow);
+    } else {
       const body =
         typeof given === "string"
           ? this.#encoder.encode(given)
@@ -85,29 +96,7 @@ export class Entries {
             ? given.encode()
             : given;
       const etag = init.etag ?? this.#e.etag(body);
-      entry = {
-        body,
-        headers: init.headers ?? {},
-        status: init.status ?? 200,
-        createdAt: now - (init.age ?? 0),
-        freshUntil: now + ttl,
-        staleUntil: now + ttl + swr,
-        etag: typeof etag === "string" ? etag : await etag,
-        tags: init.tags ?? [],
-        position,
-      };
-    } else {
-      // Made when first read, with the ETag hashed then: only where hashing can be synchronous.
-      const fields = {
-        headers: init.headers ?? {},
-        status: init.status ?? 200,
-        createdAt: now - (init.age ?? 0),
-        freshUntil: now + ttl,
-        staleUntil: now + ttl + swr,
-        tags: init.tags ?? [],
-        position,
-      };
-      entry = deferredEntry(fields, given, etagNow);
+      entry = { body, ...fields, etag: typeof etag === "string" ? etag : await etag };
     }
     if (init.lists?.length) entry.lists = init.lists;
     if (init.meta !== undefined) entry.meta = init.meta;
