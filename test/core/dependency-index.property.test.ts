@@ -25,6 +25,24 @@ const list = fc.record({
   last: fc.constantFrom(undefined, [3]),
 }) as fc.Arbitrary<ListDependency>;
 const key = fc.constantFrom("a", "b", "c", "d");
+const ROWS = [
+  { id: 1, a: 1 },
+  { id: 4, a: 2 },
+  { id: 2, a: "xy" },
+  { id: 3, a: null },
+];
+
+/** Each pair's key and list object, as text that tells list objects apart by identity. */
+const ids = new WeakMap<object, number>();
+let made = 0;
+function identities(pairs: Iterable<readonly [string, ListDependency]>): string[] {
+  return [...pairs]
+    .map(([k, l]) => {
+      if (!ids.has(l)) ids.set(l, made++);
+      return `${k}:${ids.get(l)}`;
+    })
+    .sort();
+}
 
 describe("the dependency index", () => {
   it("finds what the current registrations hold, through registrations anew and removals", () => {
@@ -71,6 +89,22 @@ describe("the dependency index", () => {
             );
             expect(index.bytes).toBe(bytes);
             expect(index.size).toBe(model.size);
+            // What a write is given, and a page's siblings, as an index that only ever held
+            // the current registrations gives them: the same list objects, under the same keys.
+            const fresh = new DependencyIndex();
+            for (const [k, r] of model) fresh.add(k, r.tags, r.lists, Number.POSITIVE_INFINITY);
+            for (const table of ["t", "u"]) {
+              for (const row of ROWS) {
+                expect(identities(index.listsFor(table, [row]))).toEqual(
+                  identities(fresh.listsFor(table, [row])),
+                );
+              }
+            }
+            for (const r of model.values()) {
+              for (const l of r.lists) {
+                expect(identities(index.pagesOf(l))).toEqual(identities(fresh.pagesOf(l)));
+              }
+            }
           }
           for (const k of model.keys()) index.remove(k);
           expect([...index.listsFor("t", [{ id: 1, a: 2 }])]).toEqual([]);

@@ -97,22 +97,68 @@ export class DependencyIndex implements DependencyLookup {
   ): HitCount {
     const before = this.#byKey.get(key);
     const hits = before?.hits ?? 0;
+    let relisted = false;
     if (before) {
       this.#byKey.delete(key); // registered anew, it goes last (see oldest)
       this.#bytes -= before.bytes;
-      this.#unlist(key, before.lists);
+      relisted = this.#relist(key, before.lists, lists);
+      if (!relisted) this.#unlist(key, before.lists);
     }
     const bytes = registrationBytes(key, tags, lists);
     const reg = { tags, lists, expiresAt, hits, held: held | (before?.held ?? 0), bytes };
     this.#byKey.set(key, reg);
     this.#bytes += bytes;
     this.#retag(key, before?.tags ?? [], tags);
+    if (relisted) return reg;
     for (const list of lists) {
       addTo(this.#listsByTable, list.table, key, list);
       addTo(this.#pages, listFamily(list), key, list);
       this.#file(key, list);
     }
     return reg;
+  }
+
+  /**
+   * Puts each list of `to` where the list of `from` at its place is filed, when the two are
+   * filed alike: a patched page's list is its query's with another window, filed under the
+   * same table, family and equality value (or prefix, or none). Its entries in every map
+   * stay; only the list objects in them change. False, with nothing changed, when any pair
+   * is filed apart (or by an interval, whose bounds a window moves): see #unlist.
+   */
+  #relist(key: string, from: readonly ListDependency[], to: readonly ListDependency[]): boolean {
+    if (from.length !== to.length || from.length === 0) return false;
+    const places: ListDependency[][][] = [];
+    for (let i = 0; i < from.length; i++) {
+      const was = from[i]!;
+      const list = to[i]!;
+      const family = listFamily(was);
+      if (list.table !== was.table || listFamily(list) !== family) return false;
+      const filing = filingOf(list);
+      if (!sameFiling(filingOf(was), filing)) return false;
+      const filed = this.#filed(key, list.table, filing);
+      const inTable = this.#listsByTable.get(list.table)?.get(key);
+      const inFamily = this.#pages.get(family)?.get(key);
+      if (!filed || !inTable || !inFamily) return false;
+      places.push([inTable, inFamily, filed]);
+    }
+    for (let i = 0; i < from.length; i++) {
+      for (const lists of places[i]!) {
+        const at = lists.indexOf(from[i]!);
+        if (at < 0) throw new Error(`[edgecache] [index] ${key}: a list is not where it was filed`);
+        lists[at] = to[i]!;
+      }
+    }
+    return true;
+  }
+
+  /** The lists of `key` where #file put one filed as `filing` (none for an interval). */
+  #filed(key: string, table: string, filing: Filing): ListDependency[] | undefined {
+    if (filing.kind === "range") return undefined;
+    if (filing.kind === "prefix") {
+      return this.#byPrefix.get(table)?.get(filing.column)?.lists.get(filing.prefix)?.get(key);
+    }
+    const [column, value] = filing.kind === "eq" ? [filing.column, filing.value] : ["", ""];
+    return this.#byValue.get(table)?.get(column)?.get(value)?.get(key);
   }
 
   has(key: string): boolean {
@@ -405,6 +451,20 @@ type Filing =
   | { kind: "prefix"; column: string; prefix: string }
   | { kind: "range"; column: string; low: Bound; high: Bound }
   | { kind: "all" };
+
+/** Whether two filings put a list in the same place (an interval never counts as the same). */
+function sameFiling(a: Filing, b: Filing): boolean {
+  switch (a.kind) {
+    case "eq":
+      return b.kind === "eq" && a.column === b.column && a.value === b.value;
+    case "prefix":
+      return b.kind === "prefix" && a.column === b.column && a.prefix === b.prefix;
+    case "all":
+      return b.kind === "all";
+    default:
+      return false;
+  }
+}
 
 const filings = new WeakMap<ListDependency, Filing>();
 function filingOf(list: ListDependency): Filing {

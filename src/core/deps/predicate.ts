@@ -70,6 +70,7 @@ export function compareValues(a: unknown, b: unknown): number {
  * UTF-8 text. JavaScript's `<` compares UTF-16 units, which differs for astral characters.
  */
 export function compareCodePoints(a: string, b: string): number {
+  if (a === b) return 0; // an equality filter's value, a shared sort value: compared whole
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
     const x = a.charCodeAt(i);
