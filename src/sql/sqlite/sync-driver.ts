@@ -37,14 +37,16 @@ export class SyncSqliteDriver implements TransactionDriver {
   readonly #statements = new PreparedStatements((sql) => this.#db.prepare(sql));
   /** The writes whose rows change capture recorded under their mark. */
   readonly marked = new MarkedWrites();
-  /** busy_timeout read and set around each try (prepared once: a pragma() call compiles). */
-  #timeout!: { read: Database.Statement; set: Map<number, Database.Statement> };
   /**
-   * busy_timeout as the last write left it, on a connection of edgecache's own (`owned`),
-   * which only this driver sets: read once, not before every write. Forgotten when a
-   * statement of the application's runs on it (`run`: it may set it) and on reopening.
+   * busy_timeout as this driver last left it, on a connection of edgecache's own (`owned`),
+   * which only this driver sets: 0 from the start (see #prepare), not read before every
+   * write. Forgotten when a statement of the application's runs on it (`run`: it may set
+   * it), and read again by the next write.
    */
   #knownTimeout: number | undefined;
+  /** The connection's transaction wrapper (see #immediate), and the work it runs next. */
+  #transaction!: Database.Transaction<() => unknown>;
+  #work: (() => unknown) | undefined;
 
   constructor(
     db: Database.Database,
@@ -94,9 +96,11 @@ export class SyncSqliteDriver implements TransactionDriver {
   }
 
   async read<T>(steps: Steps<T>): Promise<T> {
-    if (!this.#reopen) return runSteps(steps, (s) => this.#run(s));
-    // A read statement that found the database busy (rollback-journal mode) read nothing:
-    // it is tried again, on a fresh connection.
+    // On a connection whose busy_timeout is 0 (edgecache's own, see #prepare), a read that
+    // found the database busy (rollback-journal mode, a WAL being recovered) read nothing:
+    // it is tried again after a pause (on a fresh connection, where one is opened anew),
+    // as a write is. Elsewhere it waits as its application set the connection to.
+    if (!this.#reopen && !this.#owned) return runSteps(steps, (s) => this.#run(s));
     return runStepsAsync(steps, (s) =>
       whenNotBusy(() => this.#repaired(() => this.#run(s)), this.#busyTimeout),
     );
@@ -134,26 +138,40 @@ export class SyncSqliteDriver implements TransactionDriver {
         () =>
           this.#repaired(() => {
             const saved =
-              this.#knownTimeout ?? (this.#timeout.read.get() as { timeout: number }).timeout;
+              this.#knownTimeout ?? (this.#db.pragma("busy_timeout", { simple: true }) as number);
             if (this.#owned) this.#knownTimeout = saved;
-            this.#setTimeout(0);
+            // Two statements a write, each a fifth of a small write's time in a busy server.
+            if (saved !== 0) this.#setTimeout(0);
             try {
-              return this.#db
-                .transaction(() => {
-                  began = true;
-                  return work();
-                })
-                .immediate();
+              return this.#immediate(() => {
+                began = true;
+                return work();
+              });
             } catch (err) {
               throw began ? new Begun(err) : err;
             } finally {
-              this.#setTimeout(saved);
+              if (saved !== 0) this.#setTimeout(saved);
             }
           }),
         this.#busyTimeout,
       );
     } catch (err) {
       throw err instanceof Begun ? err.cause : err;
+    }
+  }
+
+  /**
+   * Runs `work` in an IMMEDIATE transaction, through one wrapper made per connection
+   * (better-sqlite3 makes a wrapper's BEGIN, COMMIT and ROLLBACK statements when it is made:
+   * a third of a small write's time, made anew for each). Not re-entered: `locked` is
+   * synchronous inside, and better-sqlite3 runs a nested call as a savepoint of the outer.
+   */
+  #immediate<T>(work: () => T): T {
+    this.#work = work;
+    try {
+      return this.#transaction.immediate() as T;
+    } finally {
+      this.#work = undefined;
     }
   }
 
@@ -176,22 +194,30 @@ export class SyncSqliteDriver implements TransactionDriver {
     }
   }
 
-  /** What every connection is given: foreign keys on, the busy_timeout statements. */
+  /** What every connection is given: foreign keys on, its transaction wrapper, busy_timeout 0 if owned. */
   #prepare(): void {
     const db = this.#db;
     // Off by default in SQLite; without it REFERENCES clauses are not enforced.
     if (!this.#guest) this.#guard(() => db.pragma("foreign_keys = ON"));
-    this.#timeout = { read: db.prepare("PRAGMA busy_timeout"), set: new Map() };
+    this.#transaction = db.transaction(() => this.#work!());
     this.#knownTimeout = undefined;
+    // A connection of edgecache's own keeps busy_timeout 0 (until a statement of the
+    // application's runs on it: see run): a write takes no statements to set it and set it
+    // back, and reads wait for a lock as writes do (see read).
+    if (this.#owned) {
+      this.#setTimeout(0);
+      this.#knownTimeout = 0;
+    }
   }
 
+  /**
+   * Sets busy_timeout. A pragma is compiled each time it is run: SQLite applies the setting
+   * when it prepares the statement, and a prepared one re-prepares itself on its next run
+   * (so it was not worth keeping; and the first run of a prepared read of the setting gives
+   * what it was when prepared, not what it is).
+   */
   #setTimeout(ms: number): void {
-    let set = this.#timeout.set.get(ms);
-    if (!set) {
-      set = this.#db.prepare(`PRAGMA busy_timeout = ${Math.trunc(ms)}`);
-      this.#timeout.set.set(ms, set);
-    }
-    set.run();
+    this.#db.pragma(`busy_timeout = ${Math.trunc(ms)}`);
   }
 
   #run({ sql, params }: Statement): Row[] {
