@@ -2,7 +2,7 @@ import type { ChangeLog, ChangeOp, ChangeRecord, LogStart, WriteTurn } from "../
 import type { Cost } from "../cost.ts";
 import type { DependencyIndex } from "../deps/index.ts";
 import type { InvalidationPolicy, PlanSchema, WriteEvent } from "../deps/planner.ts";
-import { bodyLength, type CacheEntry } from "../entry.ts";
+import { bodyLength } from "../entry.ts";
 import type { WriteFence } from "../fence.ts";
 import type { RecentChanges } from "../recent-changes.ts";
 import type { PendingRemovals } from "../removal.ts";
@@ -63,7 +63,7 @@ export interface ApplierDeps {
     "front" | "shared" | "skips" | "delete" | "unindexed" | "clearFront"
   >;
   readonly entries: Pick<Entries, "remove">;
-  readonly loads: Pick<Loads, "storeLoaded" | "share">;
+  readonly loads: Pick<Loads, "storePatched" | "share">;
   readonly reloads: Pick<ReloadQueue, "push">;
   readonly recent: Pick<RecentChanges, "push">;
   readonly background: Pick<Background, "run">;
@@ -242,22 +242,20 @@ export class Applier {
     const removedPlanned = await removing;
     let removed = removedPlanned;
     removed += await this.#e.entries.remove(unindexed, { local: foreign });
-    let patched = 0;
-    const stored: { key: string; entry: CacheEntry }[] = [];
-    for (const [k, { init, exact, spent, loaded }] of patches) {
-      const started = performance.now();
-      const { entry, stored: kept } = await this.#e.loads.storeLoaded(k, init, at, {
-        memoryOnly: true,
-        exact,
-        patch: true,
-      });
-      if (!kept) continue;
-      markUpkeep(entry, { patches: spent.patches, ms: spent.ms + (performance.now() - started) });
+    // Stored in one batch: each one's upkeep counts its share of the batch's time.
+    const started = performance.now();
+    const stored = await this.#e.loads.storePatched(
+      [...patches].map(([key, { init, exact }]) => ({ key, init, exact })),
+      at,
+    );
+    const share = (performance.now() - started) / Math.max(1, patches.size);
+    for (const { key, entry } of stored) {
+      const { spent, loaded } = patches.get(key)!;
+      markUpkeep(entry, { patches: spent.patches, ms: spent.ms + share });
       markLoadMs(entry, loaded);
-      this.#e.counters.patches++;
-      patched++;
-      stored.push({ key: k, entry });
     }
+    const patched = stored.length;
+    this.#e.counters.patches += patched;
     this.#e.counters.invalidations += Math.max(0, removedPlanned - patched);
     // A patch is this node's memory as of this record, which it kept current record by
     // record: as good as a load that began here, and checked by readers like one. Copied by

@@ -78,26 +78,23 @@ export class Loads {
    * Stores what a load read, unless a change since `since` (a `position`) concerns it: the
    * write fence. Returns the entry either way, and whether it was stored. The entry records
    * `since`, so any node that later reads it from a shared tier can check it the same way.
-   * `cost`: where what it sends counts, the part done later included. `patch`: the entry is
-   * the first tier's own, brought up to a record being applied (see `Apply`).
+   * `cost`: where what it sends counts, the part done later included. What a write patched
+   * is stored by storePatched.
    */
   async storeLoaded(
     key: string,
     init: EntryInit,
     since: LogPosition,
-    options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean; patch?: boolean },
+    options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean },
     cost?: Cost,
   ): Promise<{ entry: CacheEntry; stored: boolean; unstored?: Unstored }> {
     const entry = await this.#e.entries.build(init, since);
-    // A patch is stored with the lease lapsed: memory keeps its other entries through a lapse
-    // (nothing reads them until a sync brings the node up to the head), and the sync that
-    // brings a record after a quiet spell is the one that renews the lease (issue 42).
     const refused: Unstored | undefined =
       init.cacheable === false
         ? "uncacheable"
         : !this.#e.enabled
           ? "cache-off"
-          : !(options?.patch || this.#e.log.trusted())
+          : !this.#e.log.trusted()
             ? "lease-expired"
             : undefined;
     if (refused) return { entry, stored: false, unstored: refused };
@@ -177,22 +174,62 @@ export class Loads {
       this.#e.log.shared &&
       this.#e.hooks().patch &&
       (await this.quiet(since, tablesRead(entries), cost));
-    type Item = { key: string; entry: CacheEntry; end: number };
-    const unfenced = (list: readonly Item[]) =>
-      list.filter(({ key, entry }) => {
-        if (!this.#e.fence.conflicts(since, key, entry)) return true;
-        this.#e.counters.fenced++;
-        return false;
-      });
-    const keep = unfenced(
+    await this.#storeUnfenced(
       loaded.flatMap(({ key, init }, i) => {
         const entry = entries[i]!;
         if (exact) entry.exact = true;
         return init.cacheable === false ? [] : [{ key, entry, end: this.#e.end(init.tiers) }];
       }),
+      since,
+      cost,
     );
+  }
+
+  /**
+   * Stores what a write patched (see Applier), into memory alone and in one batch: each
+   * unless a change since `since` concerns it (the fence, before and after, as storeLoaded
+   * checks it), `exact` as the patch says. Whatever the lease: memory keeps its other entries
+   * through a lapse (nothing reads them until a sync brings the node up to the head), and
+   * the sync that brings a record after a quiet spell is the one that renews the lease
+   * (issue 42). Returns what was stored.
+   */
+  async storePatched(
+    patched: readonly { key: string; init: EntryInit; exact: boolean }[],
+    since: LogPosition,
+  ): Promise<{ key: string; entry: CacheEntry }[]> {
+    const entries = await Promise.all(
+      patched.map(({ init }) => this.#e.entries.build(init, since)),
+    );
+    if (!this.#e.enabled) return [];
+    return this.#storeUnfenced(
+      patched.flatMap(({ key, init, exact }, i) => {
+        const entry = entries[i]!;
+        if (exact) entry.exact = true;
+        return init.cacheable === false ? [] : [{ key, entry, end: 1 }];
+      }),
+      since,
+    );
+  }
+
+  /**
+   * Writes the items no change since `since` concerns (the write fence), a batch per number
+   * of tiers that keep them, and takes out any that a write which landed meanwhile concerns.
+   * Returns the items kept.
+   */
+  async #storeUnfenced<T extends { key: string; entry: CacheEntry; end: number }>(
+    items: readonly T[],
+    since: LogPosition,
+    cost?: Cost,
+  ): Promise<T[]> {
+    const unfenced = (list: readonly T[]) =>
+      list.filter(({ key, entry }) => {
+        if (!this.#e.fence.conflicts(since, key, entry)) return true;
+        this.#e.counters.fenced++;
+        return false;
+      });
+    const keep = unfenced(items);
     // Grouped by how many tiers keep them (one group unless the items chose tiers).
-    const ends = new Map<number, Item[]>();
+    const ends = new Map<number, T[]>();
     for (const item of keep) {
       const group = ends.get(item.end);
       if (group) group.push(item);
@@ -202,9 +239,12 @@ export class Loads {
       [...ends].map(([end, list]) => this.#e.entries.storeMany(list, end, undefined, cost)),
     );
     // A write may have landed while the tiers were being written: check once more.
-    const kept = new Set(unfenced(keep));
-    const fenced = keep.filter((item) => !kept.has(item)).map(({ key }) => key);
-    if (fenced.length > 0) await this.#e.entries.remove(new Set(fenced));
+    const kept = unfenced(keep);
+    if (kept.length < keep.length) {
+      const stays = new Set(kept);
+      await this.#e.entries.remove(new Set(keep.filter((i) => !stays.has(i)).map((i) => i.key)));
+    }
+    return kept;
   }
 
   /** A miss (or a refresh): `cost` counts what the load stores, if this call makes it. */
