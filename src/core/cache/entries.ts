@@ -272,29 +272,44 @@ export class Entries {
 }
 
 /**
- * An entry this node stored carries its registration's hit count under a symbol, so a
- * memory hit counts itself without looking the key up in the index again (that lookup was
- * a fifth of a hit's time). Symbol-keyed, it is never serialized with the entry. Should the
- * key be registered anew while memory still holds this entry, its hits go to the old count:
- * they only decide which invalidated keys are hot enough to reload.
+ * What this node keeps of an entry it stored, in one record under a symbol (one property
+ * defined per entry, where four were): never serialized with the entry, nor copied by a
+ * spread.
+ * - `count`: its registration's hit count, so a memory hit counts itself without looking
+ *   the key up in the index again (that lookup was a fifth of a hit's time). Should the key
+ *   be registered anew while memory still holds this entry, its hits go to the old count:
+ *   they only decide which invalidated keys are hot enough to reload.
+ * - `hitsAtStore`: the count's hits when the entry was stored (see readSinceStored).
+ * - `upkeep`, `loadMs`: see `upkeep` and `loadMs`.
  */
-const HIT_COUNT = Symbol("hitCount");
-/** The count's hits when the entry was stored: see readSinceStored. */
-const HITS_AT_STORE = Symbol("hitsAtStore");
-type Counted = CacheEntry & { [HIT_COUNT]?: HitCount; [HITS_AT_STORE]?: number };
+const KEPT = Symbol("kept");
+interface Kept {
+  count?: HitCount;
+  hitsAtStore: number;
+  upkeep?: Upkeep;
+  loadMs?: number;
+}
+type WithKept = CacheEntry & { [KEPT]?: Kept };
+
+/** The entry's record (see KEPT), made on first use. */
+function kept(entry: CacheEntry): Kept {
+  let record = (entry as WithKept)[KEPT];
+  if (record === undefined) {
+    record = { hitsAtStore: 0 };
+    Object.defineProperty(entry, KEPT, { value: record, configurable: true, writable: true });
+  }
+  return record;
+}
 
 export function counted(entry: CacheEntry, count: HitCount): void {
-  Object.defineProperty(entry, HIT_COUNT, { value: count, configurable: true, writable: true });
-  Object.defineProperty(entry, HITS_AT_STORE, {
-    value: count.hits,
-    configurable: true,
-    writable: true,
-  });
+  const record = kept(entry);
+  record.count = count;
+  record.hitsAtStore = count.hits;
 }
 
 /** The hit count a stored entry carries (see counted), if any. */
 export function hitCount(entry: CacheEntry): HitCount | undefined {
-  return (entry as Counted)[HIT_COUNT];
+  return (entry as WithKept)[KEPT]?.count;
 }
 
 /**
@@ -302,14 +317,9 @@ export function hitCount(entry: CacheEntry): HitCount | undefined {
  * entry this node did not store (read from a shared tier) counts as read.
  */
 export function readSinceStored(entry: CacheEntry): boolean {
-  const count = (entry as Counted)[HIT_COUNT];
-  return count === undefined || count.hits > ((entry as Counted)[HITS_AT_STORE] ?? 0);
+  const record = (entry as WithKept)[KEPT];
+  return record?.count === undefined || record.count.hits > record.hitsAtStore;
 }
-
-/** What keeping an entry current has cost since it was last read (see `upkeep`). */
-const UPKEEP = Symbol("upkeep");
-/** How long the load that made an entry took, ms (see `loadMs`). */
-const LOAD_MS = Symbol("loadMs");
 
 /**
  * What writes spent keeping an entry current with no read since the first of them: how
@@ -323,11 +333,11 @@ export interface Upkeep {
 
 export function upkeep(entry: CacheEntry): Upkeep {
   if (readSinceStored(entry)) return { patches: 0, ms: 0 };
-  return (entry as CacheEntry & { [UPKEEP]?: Upkeep })[UPKEEP] ?? { patches: 0, ms: 0 };
+  return (entry as WithKept)[KEPT]?.upkeep ?? { patches: 0, ms: 0 };
 }
 
 export function markUpkeep(entry: CacheEntry, spent: Upkeep): void {
-  Object.defineProperty(entry, UPKEEP, { value: spent, configurable: true, writable: true });
+  kept(entry).upkeep = spent;
 }
 
 /**
@@ -337,12 +347,12 @@ export function markUpkeep(entry: CacheEntry, spent: Upkeep): void {
  * Unknown for an entry this node did not load (from a shared tier, or stored by `setEntry`).
  */
 export function loadMs(entry: CacheEntry): number | undefined {
-  return (entry as CacheEntry & { [LOAD_MS]?: number })[LOAD_MS];
+  return (entry as WithKept)[KEPT]?.loadMs;
 }
 
 export function markLoadMs(entry: CacheEntry, ms: number | undefined): void {
   if (ms === undefined) return;
-  Object.defineProperty(entry, LOAD_MS, { value: ms, configurable: true, writable: true });
+  kept(entry).loadMs = ms;
 }
 
 /** A strong ETag from the body's SHA-256 (RFC 9110 8.8.3: same bytes, same tag). */
