@@ -2,98 +2,92 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { rowsOf } from "../../../src/sql/dialect.ts";
 import { SyncSqliteDriver } from "../../../src/sql/sqlite/sync-driver.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgecache-sync-timeout-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+const opened: { db: Database.Database; driver?: SyncSqliteDriver }[] = [];
+afterEach(async () => {
+  for (const { db, driver } of opened.splice(0)) {
+    await driver?.close();
+    if (db.open) db.close();
+  }
+});
+
+/** A connection to a file of its own, handed to the driver, and its busy_timeout now. */
+function connection(name: string, options: { owned: boolean; busyTimeout?: number }) {
+  const db = new Database(join(dir, `${name}.db`));
+  const driver = new SyncSqliteDriver(db, { busyTimeout: 100, ...options });
+  opened.push({ db, driver });
+  return { db, driver, timeout: () => db.pragma("busy_timeout", { simple: true }) };
+}
+
 describe("SQLite driver: the connection's busy_timeout around a write", () => {
   it("is 0 during the write and as before after it, also once the application's SQL set another (the application's connection)", async () => {
-    const db = new Database(join(dir, "guest.db"));
+    const { db, driver, timeout } = connection("guest", { owned: false });
     db.pragma("busy_timeout = 3000");
-    const driver = new SyncSqliteDriver(db, { owned: false, busyTimeout: 100 });
-    const timeout = () => db.pragma("busy_timeout", { simple: true });
-    try {
-      // Waits between tries, not inside SQLite: that would block the event loop.
-      expect(await driver.locked(timeout)).toBe(0);
-      expect(timeout()).toBe(3000);
-      await driver.locked(() => {});
-      expect(timeout()).toBe(3000);
-      // The application's statements run as it runs them, and may change the setting.
-      await driver.run("PRAGMA busy_timeout = 1234", []);
-      expect(await driver.locked(timeout)).toBe(0);
-      expect(timeout()).toBe(1234);
-    } finally {
-      await driver.close();
-      db.close();
-    }
+    // Waits between tries, not inside SQLite: that would block the event loop.
+    expect(await driver.locked(timeout)).toBe(0);
+    expect(timeout()).toBe(3000);
+    await driver.locked(() => {});
+    expect(timeout()).toBe(3000);
+    // The application's statements run as it runs them, and may change the setting.
+    await driver.run("PRAGMA busy_timeout = 1234", []);
+    expect(await driver.locked(timeout)).toBe(0);
+    expect(timeout()).toBe(1234);
   });
 
   it("is put back as the application last set it, also when it set it after handing the connection over", async () => {
-    const db = new Database(join(dir, "guest-later.db"));
-    const driver = new SyncSqliteDriver(db, { owned: false, busyTimeout: 100 });
-    const timeout = () => db.pragma("busy_timeout", { simple: true });
-    try {
-      db.pragma("busy_timeout = 2500");
-      await driver.locked(() => {});
-      expect(timeout()).toBe(2500);
-      db.pragma("busy_timeout = 700");
-      await driver.locked(() => {});
-      expect(timeout()).toBe(700);
-    } finally {
-      await driver.close();
-      db.close();
-    }
+    const { db, driver, timeout } = connection("guest-later", { owned: false });
+    db.pragma("busy_timeout = 2500");
+    await driver.locked(() => {});
+    expect(timeout()).toBe(2500);
+    db.pragma("busy_timeout = 700");
+    await driver.locked(() => {});
+    expect(timeout()).toBe(700);
   });
 
   it("is 0 on edgecache's own connection, unless the application's SQL set another, which a write puts back", async () => {
-    const db = new Database(join(dir, "owned.db"));
-    db.pragma("busy_timeout = 3000");
-    const driver = new SyncSqliteDriver(db, { owned: true, busyTimeout: 100 });
-    const timeout = () => db.pragma("busy_timeout", { simple: true });
-    try {
-      expect(timeout()).toBe(0);
-      expect(await driver.locked(timeout)).toBe(0);
-      expect(timeout()).toBe(0);
-      await driver.run("PRAGMA busy_timeout = 1234", []);
-      expect(await driver.locked(timeout)).toBe(0);
-      expect(timeout()).toBe(1234);
-    } finally {
-      await driver.close();
-    }
+    const { driver, timeout } = connection("owned", { owned: true });
+    expect(timeout()).toBe(0);
+    expect(await driver.locked(timeout)).toBe(0);
+    expect(timeout()).toBe(0);
+    await driver.run("PRAGMA busy_timeout = 1234", []);
+    expect(await driver.locked(timeout)).toBe(0);
+    expect(timeout()).toBe(1234);
   });
 
   // With busy_timeout 0 a read that meets another connection's lock fails at once: on
   // edgecache's own connection it is tried again after a pause, as a write is, for
   // busyTimeout at most (rollback-journal mode, where a writer's lock keeps readers out).
-  it.each([
-    [80, "waits for the lock"],
-    [400, "fails with SQLITE_BUSY once busyTimeout has passed"],
-  ])("a read on edgecache's own connection, the lock held %i ms: %s", async (holdMs) => {
-    const path = join(dir, `read-${holdMs}.db`);
-    const setup = new Database(path);
-    setup.pragma("journal_mode = DELETE");
-    setup.exec("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)");
-    setup.close();
-    const driver = new SyncSqliteDriver(new Database(path), { owned: true, busyTimeout: 200 });
-    const other = new Database(path);
-    try {
+  describe("a read on edgecache's own connection while another holds the lock", () => {
+    function locked(name: string, busyTimeout: number) {
+      const setup = new Database(join(dir, `${name}.db`));
+      setup.pragma("journal_mode = DELETE");
+      setup.exec("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1)");
+      setup.close();
+      const { driver } = connection(name, { owned: true, busyTimeout });
+      const other = new Database(join(dir, `${name}.db`));
+      opened.push({ db: other });
       other.exec("BEGIN EXCLUSIVE");
-      const released = new Promise<void>((resolve) =>
-        setTimeout(() => {
-          other.exec("COMMIT");
-          resolve();
-        }, holdMs),
-      );
       const read = driver.read(rowsOf({ sql: "SELECT id FROM t", params: [] }));
-      if (holdMs < 200) await expect(read).resolves.toEqual([{ id: 1 }]);
-      else await expect(read).rejects.toMatchObject({ code: "SQLITE_BUSY" });
-      await released;
-    } finally {
-      await driver.close();
-      other.close();
+      return { read, release: () => other.exec("COMMIT") };
     }
+
+    it("waits for the lock, and reads once it is released", async () => {
+      // Released by a timer: the read's tries must leave the event loop free to run it.
+      const { read, release } = locked("read-waits", 10_000);
+      setTimeout(release, 50);
+      await expect(read).resolves.toEqual([{ id: 1 }]);
+    });
+
+    it("fails with SQLITE_BUSY once busyTimeout has passed", async () => {
+      const { read, release } = locked("read-gives-up", 100);
+      await expect(read).rejects.toMatchObject({ code: "SQLITE_BUSY" });
+      release();
+    });
   });
 });
