@@ -182,24 +182,43 @@ export class DependencyIndex implements DependencyLookup {
    * Files `key` under the tags of `to` instead of those of `from`, touching only the tags
    * that differ: a patched entry mostly holds the rows it held, and each tag it keeps would
    * otherwise leave and rejoin its set (the table's tag a set of every key on the table,
-   * whose holes make it rehash). Nothing to do when the two are the same.
+   * whose holes make it rehash). Its tags mostly keep their order too (its rows shifted by a
+   * place), so only the run between the two lists' common start and common end is compared.
    */
   #retag(key: string, from: readonly string[], to: readonly string[]): void {
-    if (from.length === to.length && from.every((tag, i) => tag === to[i])) return;
-    const gone = to.length === 0 ? from : new Set(from);
-    if (gone instanceof Set) {
-      for (const tag of to) {
-        if (gone.delete(tag)) continue;
-        const keys = this.#byTag.get(tag);
-        if (keys) keys.add(key);
-        else this.#byTag.set(tag, new Set([key]));
-      }
+    if (to.length === 0) {
+      for (const tag of from) this.#untag(key, tag);
+      return;
     }
-    for (const tag of gone) {
+    let start = 0;
+    let endFrom = from.length;
+    let endTo = to.length;
+    while (start < endFrom && start < endTo && from[start] === to[start]) start++;
+    while (endFrom > start && endTo > start && from[endFrom - 1] === to[endTo - 1]) {
+      endFrom--;
+      endTo--;
+    }
+    if (start === endFrom && start === endTo) return;
+    const gone = new Set<string>();
+    for (let i = start; i < endFrom; i++) gone.add(from[i]!);
+    for (let i = start; i < endTo; i++) {
+      const tag = to[i]!;
+      if (gone.delete(tag)) continue;
       const keys = this.#byTag.get(tag);
-      keys?.delete(key);
-      if (keys?.size === 0) this.#byTag.delete(tag);
+      if (keys) keys.add(key);
+      else this.#byTag.set(tag, new Set([key]));
     }
+    const trimmed = start > 0 || endTo < to.length;
+    for (const tag of gone) {
+      // Listed twice in `from`, once in the common start or end that `to` keeps.
+      if (!(trimmed && to.includes(tag))) this.#untag(key, tag);
+    }
+  }
+
+  #untag(key: string, tag: string): void {
+    const keys = this.#byTag.get(tag);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#byTag.delete(tag);
   }
 
   /** Takes `key`'s lists out of every map that files them. */
