@@ -598,6 +598,15 @@ export function dependencyTags(schema: Schema, resource: Resource, rows: Row[]):
 
 export function listDependency(resource: Resource, query: ListQuery, rows: Row[]): ListDependency {
   const last = rows[rows.length - 1];
+  const pk = resource.table.primaryKey;
+  // What decides whether a row is in the list and where: an update that leaves these as they
+  // were moves no row into, out of or within a page. A page that shows the row (in its window
+  // or its margin) carries the row's tag, which plans the update against it (dependencyTags).
+  const columns = new Set([
+    ...query.filters.map((f) => f.column),
+    ...query.sort.map((s) => s.column),
+  ]);
+  columns.delete(pk);
   const dep: ListDependency = {
     table: resource.table.name,
     filters: query.filters,
@@ -605,6 +614,7 @@ export function listDependency(resource: Resource, query: ListQuery, rows: Row[]
     offset: query.offset,
     limit: query.limit,
     count: rows.length,
+    columns: [...columns],
   };
   if (last) dep.last = sortValues(last, query.sort);
   return dep;

@@ -752,6 +752,35 @@ describe("patch in place", () => {
     expect(h.edgecache.cache.stats().loads).toBe(loads);
   });
 
+  it("leaves the pages that do not show a row alone when an update keeps what orders and filters them", async () => {
+    const first = "/v1/orders?status=paid&sort=-createdAt&limit=3";
+    const later = "/v1/orders?status=paid&sort=-createdAt&limit=3&offset=6";
+    await warm(first, later);
+    const [row] = h.fresh(
+      "SELECT * FROM orders WHERE status = 'paid' ORDER BY createdAt DESC, id LIMIT 1",
+    );
+    const { loads, patches, invalidations } = h.edgecache.cache.stats();
+    // Before the later page's window, but its place in the list is the same after.
+    await send(h.edgecache, "PATCH", `/v1/orders/${row!.id}`, { total: 4321 });
+    expect(h.edgecache.cache.stats()).toMatchObject({ loads, invalidations, patches: patches + 1 });
+    const query = "SELECT * FROM orders WHERE status = 'paid' ORDER BY createdAt DESC, id";
+    const bothHitAndCurrent = async () => {
+      for (const [path, offset] of [
+        [first, 0],
+        [later, 6],
+      ] as const) {
+        const reply = await get(path);
+        expect(status(reply), path).toMatch(HIT);
+        expect(reply.json.data).toEqual(h.fresh(`${query} LIMIT 3 OFFSET ${offset}`));
+      }
+    };
+    await bothHitAndCurrent();
+    // A new status moves it: the later page shifts by a row, patched from its margin.
+    await send(h.edgecache, "PATCH", `/v1/orders/${row!.id}`, { status: "shipped" });
+    expect(h.edgecache.cache.stats()).toMatchObject({ loads, invalidations, patches: patches + 3 });
+    await bothHitAndCurrent();
+  });
+
   it("gives a page a write patched the bytes and ETag a load of it gives", async () => {
     const pages = {
       "/v1/users?sort=id&limit=4&offset=1": 1,

@@ -43,8 +43,10 @@ export interface ListDependency {
    * When set, every column of `table` besides its primary key whose value may decide
    * whether a row is in the result, where, or what the result shows of it: an update that
    * leaves each of them and the key as they were (both images holding them) cannot change
-   * the result through this list, and is not planned against it. A joined parent that
-   * only has to exist registers `[]` (its rows' coming and going).
+   * the result through this list, and is not planned against it. A result whose entry
+   * carries the tag of every row it shows (the data API's pages, margins included) leaves
+   * out the columns that only show: the row's tag plans the update against it. A joined
+   * parent that only has to exist registers `[]` (its rows' coming and going).
    */
   columns?: readonly string[];
 }
@@ -204,7 +206,7 @@ export function planWrite(
   const lists = deps.listsFor?.(event.table, images) ?? deps.listsOn(event.table);
   for (const [key, list] of lists) {
     if (keys.has(key)) continue;
-    if (list.columns && pk !== undefined && unchanged(event, [pk, ...list.columns])) continue;
+    if (list.columns && pk !== undefined && unchanged(event, pk, list.columns)) continue;
     if (images.some((row) => reachesWindow(row, list))) {
       keys.add(key);
       // A list not full takes every matching row; a full one only rows that sort into it.
@@ -215,16 +217,16 @@ export function planWrite(
 }
 
 /**
- * Whether `event` is an update that leaves every one of `columns` as it was, each held by
- * both images (a column an image lacks may have changed). Values compare as `Object.is`:
- * a blob or a Date is taken as changed, which only costs an invalidation.
+ * Whether `event` is an update that leaves its key `pk` and every one of `columns` as they
+ * were, each held by both images (a column an image lacks may have changed). Values compare
+ * as `Object.is`: a blob or a Date is taken as changed, which only costs an invalidation.
  */
-function unchanged(event: WriteEvent, columns: readonly string[]): boolean {
+function unchanged(event: WriteEvent, pk: string, columns: readonly string[]): boolean {
   const { old, new: now } = event;
   if (event.op !== "update" || !old || !now) return false;
-  return columns.every(
-    (c) => Object.hasOwn(old, c) && Object.hasOwn(now, c) && Object.is(old[c], now[c]),
-  );
+  const same = (c: string) =>
+    Object.hasOwn(old, c) && Object.hasOwn(now, c) && Object.is(old[c], now[c]);
+  return same(pk) && columns.every(same);
 }
 
 /** Whether a row matching the list's predicate sorts into or before its window. */
