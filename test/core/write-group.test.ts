@@ -42,9 +42,13 @@ function fakeLog() {
     failNextWith(err: Error) {
       failNext = err;
     },
+    /** Resolves once a write is in its append (held until placed), however long that takes. */
+    async appending() {
+      while (gates.length === 0) await new Promise((r) => setTimeout(r, 1));
+    },
     /** Lets the oldest append through. */
     async place() {
-      while (gates.length === 0) await new Promise((r) => setTimeout(r, 1));
+      await this.appending();
       gates.shift()!();
       await new Promise((r) => setTimeout(r, 1));
     },
@@ -69,7 +73,7 @@ describe("WriteGroups (group commit)", () => {
     const groups = new WriteGroups(log.write);
     const db: number[] = [];
     const first = groups.run(insert(db, 1));
-    await new Promise((r) => setTimeout(r, 5)); // the first write is in its append now
+    await log.appending(); // the first write is in its append now
     const rest = [2, 3, 4, 5].map((id) => groups.run(insert(db, id)));
     await log.place();
     await log.place();
@@ -88,7 +92,7 @@ describe("WriteGroups (group commit)", () => {
     });
     const db: number[] = [];
     const first = groups.run(insert(db, 1));
-    await new Promise((r) => setTimeout(r, 5)); // its record is sent: nobody waited then
+    await log.appending(); // its record is sent: nobody waited then
     const rest = [2, 3].map((id) => groups.run(insert(db, id)));
     expect(ahead).toEqual(["taken with 0 records placed"]); // asked for once, at once
     await log.place();
@@ -131,7 +135,7 @@ describe("WriteGroups (group commit)", () => {
         return id;
       };
     const blocker = groups.run(slow(0, 0));
-    await new Promise((r) => setTimeout(r, 5));
+    await log.appending();
     const a = groups.run(slow(1, 20));
     const b = groups.run(slow(2, 0));
     await log.place();
@@ -145,7 +149,7 @@ describe("WriteGroups (group commit)", () => {
     const groups = new WriteGroups(log.write);
     const db: number[] = [];
     const first = groups.run(insert(db, 1));
-    await new Promise((r) => setTimeout(r, 5));
+    await log.appending();
     const failing = groups
       .run(async () => {
         throw new Error("constraint");
@@ -166,7 +170,7 @@ describe("WriteGroups (group commit)", () => {
     const groups = new WriteGroups(log.write);
     const db: number[] = [];
     const first = groups.run(insert(db, 0));
-    await new Promise((r) => setTimeout(r, 5));
+    await log.appending();
     const deleted = groups.run(insert(db, 5)); // stands for DELETE /users/5
     let answeredWith = -1;
     // PUT /users/5 after it: 404, because the delete committed. Its answer must wait for
@@ -188,7 +192,7 @@ describe("WriteGroups (group commit)", () => {
     const groups = new WriteGroups(log.write);
     const db: number[] = [];
     const blocker = groups.run(insert(db, 0));
-    await new Promise((r) => setTimeout(r, 5));
+    await log.appending();
     log.failNextWith(new Error("E_LOG_UNAVAILABLE"));
     const refused = [1, 2].map((id) => groups.run(insert(db, id)).catch((e: Error) => e.message));
     await log.place();
@@ -204,7 +208,7 @@ describe("WriteGroups (group commit)", () => {
     const groups = new WriteGroups(log.write, 2);
     const db: number[] = [];
     const first = groups.run(insert(db, 0));
-    await new Promise((r) => setTimeout(r, 5));
+    await log.appending();
     const rest = [1, 2, 3, 4, 5].map((id) => groups.run(insert(db, id)));
     for (let i = 0; i < 4; i++) await log.place();
     await Promise.all([first, ...rest]);
