@@ -9,6 +9,7 @@ import {
   rowTag,
   setTag,
   tableTag,
+  tagValue,
   type WriteEvent,
 } from "../../src/core/deps/planner.ts";
 import { compareSortValues, matches, sortValues } from "../../src/core/deps/predicate.ts";
@@ -368,5 +369,53 @@ describe("a table without a single-column key (a link table)", () => {
     const plan = planWrite(follow, schema, index);
     expect([...plan.keys].sort()).toEqual(["of-1", "of-2", "tagged"]);
     expect(plan.fallback).toBe(true);
+  });
+});
+
+describe("tagValue", () => {
+  // What a tag names: a finite number's canonical text for text that reads as one, else the text.
+  const reference = (value: unknown): string => {
+    if (typeof value === "string" && value.trim() !== "") {
+      const n = Number(value);
+      if (Number.isFinite(n)) return String(n);
+    }
+    return String(value);
+  };
+
+  it("writes text that reads as a number as that number, and other values as their text", () => {
+    const spelled = fc.constantFrom(
+      "",
+      " ",
+      "5",
+      "05",
+      " 7 ",
+      "-3",
+      "+4",
+      ".5",
+      "1e3",
+      "e3",
+      "E3",
+      "0x1F",
+      "Infinity",
+      "-Infinity",
+      "NaN",
+      "o-012345",
+      "Z9",
+      "\u00a05",
+      "\ufeff6",
+      "9a",
+    );
+    const value = fc.oneof(
+      spelled,
+      fc.string(),
+      fc.string({ unit: "binary" }),
+      fc.integer(),
+      fc.double(),
+    );
+    fc.assert(
+      fc.property(value, (v) => {
+        expect(tagValue(v)).toBe(reference(v));
+      }),
+    );
   });
 });

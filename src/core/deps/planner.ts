@@ -110,11 +110,16 @@ export type InvalidationPolicy = "exact" | "table" | "none";
  * ("007", "7") then share a tag, which costs an extra invalidation, never a stale read.
  */
 export function tagValue(value: unknown): string {
-  if (typeof value === "string" && value.trim() !== "") {
+  if (typeof value !== "string") return String(value);
+  // Text that starts with a letter never reads as a finite number: most text keys, which
+  // a page's tags name a row of each, are known so without parsing them.
+  const first = value.charCodeAt(0) | 32;
+  if (first >= 97 && first <= 122) return value;
+  if (value.trim() !== "") {
     const n = Number(value);
     if (Number.isFinite(n)) return String(n);
   }
-  return String(value);
+  return value;
 }
 
 /** Tag of an entry that holds (or, for a 404, looked for) one row. */
