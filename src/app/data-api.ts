@@ -23,6 +23,7 @@ import {
 import { sortValues } from "../core/deps/predicate.ts";
 import { type CacheEntry, type DeferredBody, deferredBody } from "../core/entry.ts";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
+import { extend } from "../core/extend.ts";
 import { keyPath, requestKey } from "../core/keys.ts";
 import { plainJson, plainJsonSize } from "../core/plain-json.ts";
 import {
@@ -182,8 +183,13 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     // was): the same body, not encoded and hashed again.
     const kept = was && rows.length === was.rows.length && rows.every((r, i) => r === was.rows[i]);
     const value = { data: rows, limit: list.limit, offset: list.offset };
+    const { body, etag } = kept
+      ? sameBody(was.entry)
+      : { body: was ? patchedBody(value) : bodyOf(value), etag: undefined };
+    // Begun with a property, not a spread: see extend.
     return {
-      ...(kept ? sameBody(was.entry) : { body: was ? patchedBody(value) : bodyOf(value) }),
+      body,
+      ...(etag !== undefined && { etag }),
       ...replyOf(resource),
       tags: dependencyTags(schema, resource, held),
       lists: [margin ? reaching(list, margin) : list],
@@ -236,7 +242,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
         const { rows, around } = windowOf(held, query.offset - from, query.limit, toEnd);
         const list = listDependency(resource, query, rows);
         const init = listInit(resource, rows, list, marginRows > 0 ? around : undefined);
-        return { ...init, ...timesOf(resource) };
+        return extend(init, timesOf(resource));
       },
       c.req.header("if-none-match"),
     );
@@ -257,10 +263,7 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
     }
     return read(
       url,
-      async () => ({
-        ...itemInit(resource, id, await source.get(resource, id)),
-        ...timesOf(resource),
-      }),
+      async () => extend(itemInit(resource, id, await source.get(resource, id)), timesOf(resource)),
       c.req.header("if-none-match"),
     );
   });

@@ -105,7 +105,8 @@ export function entryReply(
   ifNoneMatch: string | null | undefined,
   ifModifiedSince?: string | null,
 ): EntryReply {
-  const headers: Record<string, string> = { ...entry.headers };
+  // A copy that takes new headers on V8's fast path (see extend).
+  const headers: Record<string, string> = Object.assign({}, entry.headers);
   if (entry.etag) headers.etag = entry.etag;
   // An entry its owner keeps current is as new as the reply (see CacheEntry.browserBound):
   // a browser counts its max-age from now, not from when the entry was loaded.

@@ -1,5 +1,6 @@
 import type { LogPosition } from "../log/contract.ts";
 import type { ListDependency } from "./deps/planner.ts";
+import { extend } from "./extend.ts";
 
 /**
  * What every tier stores under a key: the response bytes ready to send, and what the
@@ -232,5 +233,5 @@ export function decodeEntry(bytes: Uint8Array): CacheEntry {
     bytes.byteOffset + bodyStart,
     bytes.byteLength - bodyStart,
   );
-  return { ...(fields as Omit<CacheEntry, "body">), body };
+  return extend(fields as Omit<CacheEntry, "body">, { body });
 }

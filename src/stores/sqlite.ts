@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { CacheEntry } from "../core/entry.ts";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
+import { extend } from "../core/extend.ts";
 import type { Warner } from "../core/report.ts";
 import type {
   BatchStore,
@@ -122,7 +123,7 @@ function rowEntry(row: Row): CacheEntry | undefined {
   }
   // A view over the driver's Buffer: same bytes, plain Uint8Array, no copy.
   const body = new Uint8Array(row.body.buffer, row.body.byteOffset, row.body.byteLength);
-  return { ...meta, body };
+  return extend(meta, { body });
 }
 
 /** What a removed row held: whether it was live then, and its share of the totals. */

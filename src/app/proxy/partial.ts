@@ -4,6 +4,7 @@
  * it; a request that needs more completes it from the origin (RFC 9111 3.4).
  */
 import type { CacheEntry } from "../../core/entry.ts";
+import { extend } from "../../core/extend.ts";
 import {
   type ByteSpan,
   contentRange,
@@ -82,10 +83,10 @@ export function originRange(
       ? { range: asked!, clientRange: true }
       : { clientRange: false };
   const piece = held && pieceOf(held);
-  if (!held) return { ...own, conditional: false };
+  if (!held) return extend(own, { conditional: false });
   if (!piece) return { conditional: true, clientRange: false };
-  if (fromPiece(piece, held, method, headers)) return { ...own, conditional: true };
-  if (piece.size > maxSize) return { ...own, conditional: false };
+  if (fromPiece(piece, held, method, headers)) return extend(own, { conditional: true });
+  if (piece.size > maxSize) return extend(own, { conditional: false });
   const missing = missingRange(piece);
   if (missing === undefined) return { conditional: false, clientRange: false };
   return {

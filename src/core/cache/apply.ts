@@ -3,6 +3,7 @@ import type { Cost } from "../cost.ts";
 import type { DependencyIndex } from "../deps/index.ts";
 import type { InvalidationPolicy, PlanSchema, WriteEvent } from "../deps/planner.ts";
 import { bodyLength } from "../entry.ts";
+import { extend } from "../extend.ts";
 import type { WriteFence } from "../fence.ts";
 import type { RecentChanges } from "../recent-changes.ts";
 import type { PendingRemovals } from "../removal.ts";
@@ -375,11 +376,10 @@ export class Applier {
       // A patched entry keeps the expiry of the one it came from: the TTL still bounds how
       // long a change that bypassed edgecache can go unseen.
       out.set(key, {
-        init: {
-          ...init,
+        init: extend(init, {
           ttl: current.freshUntil - now,
           staleWhileRevalidate: current.staleUntil - current.freshUntil,
-        },
+        }),
         exact: shared && exact,
         spent: { patches: unread, ms: spent.ms + (performance.now() - started) },
         loaded,

@@ -19,6 +19,7 @@ import {
 } from "../deps/planner.ts";
 import { type CacheEntry, madeEntry } from "../entry.ts";
 import { badOption, EdgecacheError } from "../errors.ts";
+import { extend } from "../extend.ts";
 import { WriteFence } from "../fence.ts";
 import { buildKey, type KeyPart } from "../keys.ts";
 import { Namespace, type NamespaceOptions } from "../namespace.ts";
@@ -995,7 +996,7 @@ export class Cache {
   /** Appends one write's ops: a write request, its cost counted as a write's. */
   #appendWrite(ops: readonly ChangeOp[], options: AppendOptions = {}) {
     this.#e.written.count++;
-    return this.#e.applier.append(ops, { ...options, cost: this.#e.costs.write });
+    return this.#e.applier.append(ops, extend(options, { cost: this.#e.costs.write }));
   }
 
   #costStats(): CacheStats["redis"] {

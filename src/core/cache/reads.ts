@@ -9,6 +9,7 @@ import {
   type WriteEvent,
 } from "../deps/planner.ts";
 import { type CacheEntry, madeEntry } from "../entry.ts";
+import { extend } from "../extend.ts";
 import type { WriteFence } from "../fence.ts";
 import { RecentTimes } from "../recent-times.ts";
 import type { rateLimited } from "../report.ts";
@@ -366,11 +367,10 @@ export class Reads {
       }
       if (!init) return undefined;
       // The patched entry keeps the expiry of the one it came from, as a patch in memory does.
-      init = {
-        ...init,
+      init = extend(init, {
         ttl: entry.freshUntil - now,
         staleWhileRevalidate: entry.staleUntil - entry.freshUntil,
-      };
+      });
       current = await this.#e.entries.build(init, at);
     }
     // The records were picked by the original's tags and lists; a patch may have widened

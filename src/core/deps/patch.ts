@@ -305,7 +305,8 @@ function newRow(resource: Resource, event: WriteEvent): Row | undefined {
 /** The base row after an update, keeping its joined arrays; undefined if a join key moved. */
 function updatedBase(resource: Resource, current: Row, old: Row, updated: Row): Row | undefined {
   if (resource.kind === "table") return { ...updated };
-  const row: Row = { ...updated };
+  // Copied so that it takes the joined arrays on V8's fast path (see extend).
+  const row: Row = Object.assign({}, updated);
   for (const join of resource.view.joins) {
     if (!same(old[join.references], updated[join.references])) return undefined;
     row[join.as] = current[join.as];

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import { type EntryReply, entryReply } from "../../../app/http.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
+import { extend } from "../../../core/extend.ts";
 
 /** What the hit lookup reads of a request: node:http's IncomingMessage, or the raw path's. */
 export type HitRequest = Pick<IncomingMessage, "method" | "url" | "headers">;
@@ -40,5 +41,5 @@ export function hitReply(entry: CacheEntry, req: HitRequest, now: number): HitRe
   }
   const reply = entryReply(entry, { kind: "hit" }, now, inm, ims);
   if (reply.body) reply.headers["content-length"] = String(reply.body.byteLength);
-  return { ...reply, plain: false };
+  return extend(reply, { plain: false });
 }

@@ -1,0 +1,27 @@
+import { describe, expect, it } from "vitest";
+import { extend } from "../../src/core/extend.ts";
+
+describe("extend", () => {
+  it("is the spread of both: a copy of the base with the fields over it, neither changed", () => {
+    const base = { a: 1, b: 2 };
+    const fields = { b: 3, c: 4 };
+    const out = extend(base, fields);
+    expect(out).toEqual({ ...base, ...fields });
+    expect(Object.keys(out)).toEqual(["a", "b", "c"]);
+    expect(base).toEqual({ a: 1, b: 2 });
+    expect(out).not.toBe(base);
+  });
+
+  it("copies what a spread copies: own enumerable fields, a getter's value, no prototype", () => {
+    const proto = { inherited: true };
+    const base = Object.create(proto, {
+      shown: { value: 1, enumerable: true },
+      hidden: { value: 2, enumerable: false },
+      got: { get: () => 3, enumerable: true },
+    });
+    const out = extend(base, { more: 4 });
+    expect(out).toEqual({ ...base, more: 4 });
+    expect(Object.getOwnPropertyDescriptor(out, "got")).toMatchObject({ value: 3 });
+    expect(Object.getPrototypeOf(out)).toBe(Object.prototype);
+  });
+});
