@@ -1,4 +1,5 @@
 import type { CacheEntry } from "../core/entry.ts";
+import { extend } from "../core/extend.ts";
 import { parseHttpDate } from "../core/http-cache.ts";
 
 /** RFC 9211 2.2: why a request went to the origin or source. */
@@ -106,7 +107,7 @@ export function entryReply(
   ifModifiedSince?: string | null,
 ): EntryReply {
   // A copy that takes new headers on V8's fast path (see extend).
-  const headers: Record<string, string> = Object.assign({}, entry.headers);
+  const headers: Record<string, string> = extend(entry.headers, {});
   if (entry.etag) headers.etag = entry.etag;
   // An entry its owner keeps current is as new as the reply (see CacheEntry.browserBound):
   // a browser counts its max-age from now, not from when the entry was loaded.

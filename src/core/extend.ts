@@ -12,5 +12,10 @@ export function extend<T extends object, U extends object>(
   base: T,
   fields: U,
 ): Omit<T, keyof U> & U {
+  // A field named __proto__ (JSON.parse makes one) would set the copy's prototype under
+  // Object.assign, where a spread keeps it a field: such a copy is spread.
+  if (Object.hasOwn(base, "__proto__") || Object.hasOwn(fields, "__proto__")) {
+    return { ...base, ...fields } as Omit<T, keyof U> & U;
+  }
   return Object.assign({}, base, fields);
 }

@@ -24,4 +24,13 @@ describe("extend", () => {
     expect(Object.getOwnPropertyDescriptor(out, "got")).toMatchObject({ value: 3 });
     expect(Object.getPrototypeOf(out)).toBe(Object.prototype);
   });
+
+  it("keeps a field named __proto__ a field, as a spread does, and the copy's prototype plain", () => {
+    const base = JSON.parse('{"__proto__": {"polluted": true}, "a": 1}') as Record<string, unknown>;
+    const out = extend(base, { b: 2 });
+    expect(Object.getPrototypeOf(out)).toBe(Object.prototype);
+    expect(Object.hasOwn(out, "__proto__")).toBe(true);
+    expect((out as Record<string, unknown>).polluted).toBeUndefined();
+    expect(out).toEqual({ ...base, b: 2 });
+  });
 });

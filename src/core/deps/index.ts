@@ -208,11 +208,12 @@ export class DependencyIndex implements DependencyLookup {
       if (keys) keys.add(key);
       else this.#byTag.set(tag, new Set([key]));
     }
-    const trimmed = start > 0 || endTo < to.length;
-    for (const tag of gone) {
-      // Listed twice in `from`, once in the common start or end that `to` keeps.
-      if (!(trimmed && to.includes(tag))) this.#untag(key, tag);
+    if (gone.size > 0) {
+      // A tag listed twice in `from` may also be in the common start or end: it stays.
+      for (let i = 0; i < start; i++) gone.delete(to[i]!);
+      for (let i = endTo; i < to.length; i++) gone.delete(to[i]!);
     }
+    for (const tag of gone) this.#untag(key, tag);
   }
 
   #untag(key: string, tag: string): void {

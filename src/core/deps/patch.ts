@@ -1,3 +1,4 @@
+import { extend } from "../extend.ts";
 import type { JoinInfo, Resource, Row, SortKey } from "../query.ts";
 import { type ListDependency, type PlanSchema, tagValue, type WriteEvent } from "./planner.ts";
 import { compareRows, matches, sortValues } from "./predicate.ts";
@@ -306,7 +307,7 @@ function newRow(resource: Resource, event: WriteEvent): Row | undefined {
 function updatedBase(resource: Resource, current: Row, old: Row, updated: Row): Row | undefined {
   if (resource.kind === "table") return { ...updated };
   // Copied so that it takes the joined arrays on V8's fast path (see extend).
-  const row: Row = Object.assign({}, updated);
+  const row: Row = extend(updated, {});
   for (const join of resource.view.joins) {
     if (!same(old[join.references], updated[join.references])) return undefined;
     row[join.as] = current[join.as];
