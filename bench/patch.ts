@@ -36,6 +36,14 @@ const PAGE = "/v1/orders?status=pending&sort=-createdAt&offset=100";
 const KINDS = ["insert before the window", "update in the window"] as const;
 type Kind = (typeof KINDS)[number];
 type Figures = Record<Kind, number>;
+/** One write's figures over the rounds: medians in us a call, and each round's ratio. */
+interface Summary {
+  kind: Kind;
+  thisUs: number;
+  againstUs: number | undefined;
+  ratio: number | undefined;
+  ratios: number[];
+}
 
 const { values } = parseArgs({
   options: {
@@ -81,7 +89,7 @@ await runBench(async () => {
       console.log(`round ${round + 1}, ${code}: ${describe(figures)}`);
     }
   }
-  const summary = KINDS.map((kind) => {
+  const summary = KINDS.map((kind): Summary => {
     const of = (code: string) => runs.filter((r) => r.code === code).map((r) => r.figures[kind]);
     const ratios = options.against
       ? [...Array(options.rounds).keys()].map((i) => of("this")[i]! / of("against")[i]!)
@@ -199,16 +207,8 @@ function describe(f: Figures): string {
   return KINDS.map((k) => `${k} ${f[k].toFixed(2)} us`).join(", ");
 }
 
-function markdown(head: ReturnType<typeof benchHead>, summary: object[]): string {
-  const rows = (
-    summary as {
-      kind: string;
-      thisUs: number;
-      againstUs?: number;
-      ratio?: number;
-      ratios: number[];
-    }[]
-  )
+function markdown(head: ReturnType<typeof benchHead>, summary: Summary[]): string {
+  const rows = summary
     .map(
       (s) =>
         `| ${s.kind} | ${s.thisUs} | ${s.againstUs ?? "–"} | ${s.ratio ?? "–"} | ${s.ratios.join(", ") || "–"} |`,

@@ -229,9 +229,16 @@ export function planWrite(
 function unchanged(event: WriteEvent, pk: string, columns: readonly string[]): boolean {
   const { old, new: now } = event;
   if (event.op !== "update" || !old || !now) return false;
-  const same = (c: string) =>
-    Object.hasOwn(old, c) && Object.hasOwn(now, c) && Object.is(old[c], now[c]);
-  return same(pk) && columns.every(same);
+  if (!sameIn(old, now, pk)) return false;
+  for (const column of columns) if (!sameIn(old, now, column)) return false;
+  return true;
+}
+
+/** Whether both images hold `column` with the same value. */
+function sameIn(old: Row, now: Row, column: string): boolean {
+  return (
+    Object.hasOwn(old, column) && Object.hasOwn(now, column) && Object.is(old[column], now[column])
+  );
 }
 
 /** Whether a row matching the list's predicate sorts into or before its window. */
