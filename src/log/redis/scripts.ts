@@ -20,6 +20,16 @@ export function logKeys(prefix: string): { keys: string[]; channel: string } {
 }
 
 /**
+ * A node's doorbell: a list that APPEND pushes to (one element at most) for every member
+ * but the record's writer. A node alone on the log waits on its bell (BLPOP) instead of on
+ * the stream, so its own appends do not wake its reader, and the first record another node
+ * appends does. The Lua side names it from the meta key, in APPEND: keep the two alike.
+ */
+export function bellKey(keys: readonly string[], node: string): string {
+  return `${keys[0]!.slice(0, -"meta".length)}bell:${node}`;
+}
+
+/**
  * What the wake-up channel carries: `a <log> <seq> <node>` when a node reports it applied
  * the log up to seq (an acknowledgement); `l <log> <node>` when a node leaves (it serves
  * nothing from cache any more, as if it had applied everything). Pub/sub only wakes: a
@@ -177,10 +187,11 @@ export const APPEND_CATCH_UP = 32;
  * Returns the record's place, the previous mark, the writer's next turn (taken at this
  * record, as TURN would take it right after: its next write then pays no round trip for
  * one; "" when not asked for), in the same round trip who the writer must hear from
- * before it acknowledges (BEHIND): every member, since none has read the record yet, and
- * the records between the last one the writer applied and its own, as XRANGE gives them,
- * where they are few (APPEND_CATCH_UP) and the writer follows this log: its node applies
- * them with its own without asking for them (its reader had not brought them yet).
+ * before it acknowledges (BEHIND): every member, since none has read the record yet (each
+ * but the writer has its bell rung: see bellKey), and the records between the last one the
+ * writer applied and its own, as XRANGE gives them, where they are few (APPEND_CATCH_UP)
+ * and the writer follows this log: its node applies them with its own without asking for
+ * them (its reader had not brought them yet).
  */
 const APPEND = `${PRELUDE}${BEHIND}
 local ordered = '0'
@@ -207,6 +218,15 @@ if ARGV[8] ~= '' then
   redis.call('ZADD', KEYS[7], now + tonumber(ARGV[7]), nextTurn)
 end
 local young, waiting = behind(seq, tonumber(ARGV[7]))
+-- Rings every other member's bell (bellKey): one alone waits there, not on the stream.
+for i = 1, #waiting, 2 do
+  if waiting[i] ~= ARGV[6] then
+    local bell = string.sub(KEYS[1], 1, -5) .. 'bell:' .. waiting[i]
+    redis.call('LPUSH', bell, seq)
+    redis.call('LTRIM', bell, 0, 0)
+    redis.call('PEXPIRE', bell, 4 * tonumber(ARGV[7]))
+  end
+end
 local missed = {}
 local have = tonumber(ARGV[10] or '')
 if ARGV[9] == id and have and have < seq - 1 and seq - 1 - have <= ${APPEND_CATCH_UP} then

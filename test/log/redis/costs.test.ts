@@ -212,38 +212,77 @@ async function readsProcessed(admin: Redis): Promise<number> {
   return Number(/total_reads_processed:(\d+)/.exec(info)?.[1]);
 }
 
+/** `n` logs on one prefix, each followed; each one's applied seqs are pushed to `applied`. */
+async function logsOn(prefix: string, n: number, applied: number[][] = []) {
+  const logs: RedisChangeLog[] = [];
+  for (let i = 0; i < n; i++) {
+    const log = await redisChangeLog({ url: server.url, prefix, leaseMs: LEASE_MS, logger: quiet });
+    const seen: number[] = [];
+    applied.push(seen);
+    log.follow({ apply: async (r) => void seen.push(r.seq), reset: () => {} });
+    open.push(log);
+    logs.push(log);
+  }
+  return logs;
+}
+
+/** The sends Redis processed from every connection while `writer` appended `records` records. */
+async function sendsFor(writer: RedisChangeLog, records: number): Promise<number> {
+  await writer.append([{ prefix: "settle" }]); // the log is a lease old; scripts are loaded
+  await new Promise((r) => setTimeout(r, 100));
+  const admin = new Redis(server.url);
+  open.push({ close: async () => admin.disconnect() });
+  const before = await readsProcessed(admin);
+  for (let i = 0; i < records; i++) await writer.append([{ prefix: `p${i}` }]);
+  await new Promise((r) => setTimeout(r, 100)); // the last acknowledgements and reads
+  return (await readsProcessed(admin)) - before - 1; // the INFO itself
+}
+
+const RECORDS = 10;
+
 shared.describe("sends per record, as Redis saw them", () => {
   it("a node following the log sends one request per record it reads: its acknowledgement goes with its next read", async () => {
-    const prefix = `test:${randomId()}:`;
-    const logs: RedisChangeLog[] = [];
-    for (let i = 0; i < 3; i++) {
-      const log = await redisChangeLog({
-        url: server.url,
-        prefix,
-        leaseMs: LEASE_MS,
-        logger: quiet,
-      });
-      log.follow({ apply: async () => {}, reset: () => {} });
-      open.push(log);
-      logs.push(log);
-    }
+    const logs = await logsOn(`test:${randomId()}:`, 3);
     await until(() => logs.every((l) => l.trusted() && l.nodes() === 3));
-    const [writer] = logs;
-    await writer!.append([{ prefix: "settle" }]); // the log is a lease old; scripts are loaded
-    await new Promise((r) => setTimeout(r, 100));
-    const admin = new Redis(server.url);
-    open.push({ close: async () => admin.disconnect() });
-    const RECORDS = 10;
-    const before = await readsProcessed(admin);
-    for (let i = 0; i < RECORDS; i++) await writer!.append([{ prefix: `p${i}` }]);
-    await new Promise((r) => setTimeout(r, 100)); // the last acknowledgements and reads
-    const reads = (await readsProcessed(admin)) - before - 1; // the INFO itself
+    const reads = await sendsFor(logs[0]!, RECORDS);
     // Per record: the writer's append and its reader's next read (its own record asks no
     // acknowledgement), and one send from each of the two others: the renewal that
     // acknowledges the record, with the read that waits for the next. With renewals sent
     // apart from the reads, 6. Room for a lease's renewal or a barrier's question.
     expect(reads).toBeGreaterThanOrEqual(4 * RECORDS);
     expect(reads).toBeLessThanOrEqual(4 * RECORDS + 5);
+  });
+
+  it("a node alone on the log sends one per record, its append: its own records do not wake its reader", async () => {
+    const [alone] = await logsOn(`test:${randomId()}:`, 1);
+    await until(() => alone!.trusted() && alone!.nodes() === 1);
+    const reads = await sendsFor(alone!, RECORDS);
+    // Waiting on the stream, its reader read each record back and sent its next read: 2 a
+    // record. Room for a lease's renewal.
+    expect(reads).toBeGreaterThanOrEqual(RECORDS);
+    expect(reads).toBeLessThanOrEqual(RECORDS + 3);
+  });
+
+  it("a node alone on the log hears the first record of a node that joins at once, not at its next renewal", async () => {
+    const prefix = `test:${randomId()}:`;
+    const applied: number[][] = [];
+    const [first] = await logsOn(prefix, 1, applied);
+    await until(() => first!.trusted() && first!.nodes() === 1);
+    await first!.append([{ prefix: "settle" }]);
+    // Its reader now waits on its bell, for up to a renewal's interval (LEASE_MS / 4).
+    await new Promise((r) => setTimeout(r, 200));
+    const [second] = await logsOn(prefix, 1, applied);
+    await until(() => second!.trusted());
+    const started = performance.now();
+    const seq = await second!.append([{ prefix: "joined" }]);
+    // Acknowledged once the first node applied it: its bell woke it.
+    const took = performance.now() - started;
+    expect(applied[0]).toContain(seq);
+    expect(took).toBeLessThan(LEASE_MS / 8);
+    // Both wait on the stream from then on: a record of either reaches the other.
+    await until(() => first!.nodes() === 2);
+    const next = await first!.append([{ prefix: "back" }]);
+    await until(() => applied[1]!.includes(next));
   });
 });
 
