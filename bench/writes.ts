@@ -15,6 +15,8 @@
  *   npm run bench:writes -- --scan --redis redis://127.0.0.1:6379 --cache-file --ratios 0.01,0.1
  *                                          # and issue 44's measure: CPU per request at 10%
  *                                          # writes less at 1%, over the shares' difference
+ *   npm run bench:writes -- ... --ratios 0.01,0.1 --split   # and that measure in its parts: a
+ *                                          # write's own CPU, and a read's at each share
  *
  * --against takes a checkout (e.g. `git worktree add ../before <commit>` with node_modules
  * linked) whose bench/servers/workload-server.ts answers /_bench/cpu: commit b70f964 or later
@@ -119,6 +121,7 @@ const { options, out } = readFlags(() => {
       "warm-writes": { type: "string", default: "400" },
       ratios: { type: "string" },
       "ratio-requests": { type: "string", default: "10000" },
+      split: { type: "boolean", default: false },
       out: { type: "string", default: "bench/results/writes" },
     },
   });
@@ -153,6 +156,7 @@ const { options, out } = readFlags(() => {
       warmWrites: count("warm-writes", values["warm-writes"]),
       ratios: ratios as [number, number] | undefined,
       ratioRequests: positiveInt("ratio-requests", values["ratio-requests"]),
+      split: values.split,
       lists: counts("lists", values.lists),
       touched: counts("touched", values.touched, MAX_LIMIT),
       against: values.against && resolve(values.against),
@@ -425,16 +429,20 @@ async function warmNodes(
       for (const path of coldPaths) await node.client.send("GET", path);
     }),
   );
-  // The cost of asking: pairs with nothing between them.
   for (const node of nodes) {
-    const asks: number[] = [];
-    for (let i = 0; i < EMPTY_PAIRS; i++) {
-      const before = await node.cpu();
-      asks.push((await node.cpu()) - before);
-    }
-    node.askUs = quantile(asks, 0.5);
+    node.askUs = await costOfAsking(node);
     await node.begin();
   }
+}
+
+/** The cost of asking a node for its CPU: the median of pairs with nothing between them. */
+async function costOfAsking(node: Node): Promise<number> {
+  const asks: number[] = [];
+  for (let i = 0; i < EMPTY_PAIRS; i++) {
+    const before = await node.cpu();
+    asks.push((await node.cpu()) - before);
+  }
+  return quantile(asks, 0.5);
 }
 
 /**
@@ -525,6 +533,11 @@ interface RatioRun {
   rehydrations: number;
   patches: number;
   invalidations: number;
+  /**
+   * With --split: the node's CPU asked for around each write as well, which parts the
+   * figure above into the writes' own CPU and the reads' (the asks' cost taken out of both).
+   */
+  split?: { writeUs: number; readUs: number; askUs: number };
 }
 
 interface RatioMeasure {
@@ -595,12 +608,16 @@ async function measureRatios(
     }
     const before = await Promise.all(nodes.map((n) => n.cpu()));
     const hits = nodes.map(() => 0);
+    // With --split, each node's CPU from before each write to after it (asks included).
+    const inWrites = nodes.map(() => 0);
     const misses = nodes.map((): Record<string, number> => ({}));
     for (let at = 0; at < options.ratioRequests; at++) {
       for (const [i, node] of nodes.entries()) {
         const op = ofNode[i]!.ops[at]!;
         const body = op.kind === "write" ? bodyOf(op, versions[i]!) : undefined;
+        const asked = options.split && op.kind === "write" ? await node.cpu() : undefined;
         const reply = await node.send(op, body, false);
+        if (asked !== undefined) inWrites[i]! += (await node.cpu()) - asked;
         if (reply.cacheStatus.startsWith("edgecache; hit")) hits[i]!++;
         else if (op.kind === "read") {
           const shape = shapeOf(op.path);
@@ -609,6 +626,8 @@ async function measureRatios(
       }
     }
     const after = await Promise.all(nodes.map((n) => n.cpu()));
+    // What an ask costs each node (pairs with nothing between them), for --split.
+    const askUs = options.split ? await Promise.all(nodes.map((n) => costOfAsking(n))) : [];
     for (const [i, node] of nodes.entries()) {
       const profile = profileOf(i);
       if (profile) {
@@ -617,13 +636,26 @@ async function measureRatios(
     }
     const runs = await Promise.all(
       nodes.map(async (node, i): Promise<RatioRun> => {
-        const cpuUs = after[i]! - before[i]!;
-        const counters = await node.result();
         const ops = ofNode[i]!.ops;
+        const writes = ops.filter((o) => o.kind === "write").length;
+        // Each write has an ask before and after it: about one ask's cost falls inside its
+        // window, one outside. Both come out of the node's CPU, which is then as without them.
+        const asks = options.split ? 2 * writes * askUs[i]! : 0;
+        const cpuUs = after[i]! - before[i]! - asks;
+        const counters = await node.result();
+        const split = options.split
+          ? {
+              writeUs: (inWrites[i]! - writes * askUs[i]!) / Math.max(1, writes),
+              readUs:
+                (cpuUs - (inWrites[i]! - writes * askUs[i]!)) / Math.max(1, ops.length - writes),
+              askUs: askUs[i]!,
+            }
+          : undefined;
         return {
+          ...(split && { split }),
           ratio: measured[i]!.ratio,
           requests: ops.length,
-          writes: ops.filter((o) => o.kind === "write").length,
+          writes,
           hits: hits[i]!,
           missesByShape: misses[i]!,
           cpuUs,
@@ -788,6 +820,7 @@ function ratioTable(measures: RatioMeasure[], runs: StrategyRun[]): string[] {
     );
   }
   lines.push("");
+  if (measures.some((m) => m.runs[1].split)) lines.push(...splitTable(measures), "");
   for (const m of measures) {
     for (const r of m.runs) {
       lines.push(
@@ -800,6 +833,34 @@ function ratioTable(measures: RatioMeasure[], runs: StrategyRun[]): string[] {
         "",
       );
     }
+  }
+  return lines;
+}
+
+/**
+ * With --split, the measure in its parts. With W a write's own CPU at the higher share h,
+ * and R_l, R_h a read's at the lower share l and at h, a request at share w costs
+ * w·W + (1 - w)·R, so the measure is W - R_l + (1 - h)·(R_h - R_l) / (h - l) (taking a
+ * write's own CPU alike at both shares): a write's own CPU, less the read it stands in
+ * for, plus what the reads cost more at the higher share, spread over its extra writes.
+ */
+function splitTable(measures: RatioMeasure[]): string[] {
+  const us = (n: number) => Math.round(n).toLocaleString("en-US");
+  const [lo, hi] = options.ratios!.map((r) => `${r * 100}%`);
+  const lines = [
+    `With --split, each write's CPU asked for before and after it as well (the asks' cost, ${measures.map((m) => us(m.runs[1].split?.askUs ?? 0)).join(" and ")} us, taken out): the measure in its parts.`,
+    "",
+    `| strategy | a write's own CPU at ${hi} (us) | a read at ${lo} (us) | a read at ${hi} (us) | the reads' extra, spread over the extra writes (us) | W - R + that (us) | **a write**, as above (us) |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ];
+  for (const m of measures) {
+    const [a, b] = m.runs;
+    if (!a.split || !b.split) continue;
+    const share = (r: RatioRun) => r.writes / r.requests;
+    const extra = ((1 - share(b)) * (b.split.readUs - a.split.readUs)) / (share(b) - share(a));
+    lines.push(
+      `| ${m.strategy}${m.code === "this" ? "" : ", --against"} | ${us(b.split.writeUs)} | ${us(a.split.readUs)} | ${us(b.split.readUs)} | ${us(extra)} | ${us(b.split.writeUs - a.split.readUs + extra)} | **${us(m.writeUs)}** |`,
+    );
   }
   return lines;
 }
@@ -919,7 +980,7 @@ await runBench(async () => {
         const whose = measure.code === "this" ? "" : " (--against)";
         for (const r of measure.runs) {
           log(
-            `  at ${r.ratio * 100}% writes${whose}: ${round(r.perRequestUs, 0)} us per request (${r.writes} writes of ${r.requests}, ${r.hits} hits)`,
+            `  at ${r.ratio * 100}% writes${whose}: ${round(r.perRequestUs, 0)} us per request (${r.writes} writes of ${r.requests}, ${r.hits} hits)${r.split ? `; a write's own ${round(r.split.writeUs, 0)} us, a read ${round(r.split.readUs, 1)} us` : ""}`,
           );
         }
         log(
