@@ -4,8 +4,9 @@ import type { Redis } from "ioredis";
  * What a test does around the stream reads of a Redis change log's reader (a connection the
  * log duplicates from the client it is given): `before` each read is sent (to hold it back),
  * `reply` to change what it brought, `renewed` when a renewal goes with a read. A read goes
- * alone (`xread`) or behind the node's renewal in one pipeline (follower.ts, `#read`): both
- * are wrapped.
+ * alone (`xread`) or behind the node's renewal in one pipeline (follower.ts, `#readStream`):
+ * both are wrapped. A lone node's wait on its bell (BLPOP) is not a read: the read it makes
+ * when rung is.
  */
 export interface ReadHooks {
   before?(): Promise<void>;

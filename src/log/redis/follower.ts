@@ -46,9 +46,11 @@ export type RenewReply = [log: string, head: number, granted: number, members: n
 export type Delivered = ChangeRecord & { payload: string; mark?: string; prev?: string };
 
 /**
- * One node following the Redis log: a blocking read of the stream applies records in
- * order, and each return renews the node's lease, which says what it applied. A gap, a
- * new log or a log that went back starts it over from the log's snapshot.
+ * One node following the Redis log: its reader waits for records (on the stream, or on its
+ * bell while it is alone: see #read), applies them in order, and renews the node's lease,
+ * which says what it applied, after any that other nodes wait for and at least every
+ * quarter lease. A gap, a new log or a log that went back starts it over from the log's
+ * snapshot.
  */
 export class RedisFollower {
   #link: Link;
@@ -78,6 +80,8 @@ export class RedisFollower {
   /** The renewal in flight, if any, and when the last one was sent. */
   #renewing: Promise<void> = Promise.resolve();
   #renewedAt = Number.NEGATIVE_INFINITY;
+  /** When this node last applied another node's record: it then waits on the stream (#read). */
+  #heardAt = Number.NEGATIVE_INFINITY;
   /** The log's history in Redis: read at each start, saved now and then. */
   #history: HistoryKeeper;
 
@@ -158,6 +162,16 @@ export class RedisFollower {
       if (missed.length > 0) this.#deliver(missed.map((r) => parseRecord(r, this.#link.node)));
       await this.#catchUp(own.seq, own, cost).catch(() => {});
     }
+    // What is left is the reader's: it starts over, or reads the records. A reader waiting
+    // on its bell would otherwise not know before its next renewal, with this write's
+    // barrier waiting for it.
+    if (this.#restart || this.#applied < own.seq) this.#ring();
+  }
+
+  /** Wakes this node's reader where it waits on its bell (nothing waits for the answer). */
+  #ring(): void {
+    this.cost?.add(1, 0);
+    this.#link.client.lpush(this.#bell, "0").catch(() => {});
   }
 
   /** Stops following: the lease ends now, and the read loop has ended when this resolves. */
@@ -217,18 +231,20 @@ export class RedisFollower {
 
   /**
    * The next records, waiting for them where there are none yet. A node with others on the
-   * log waits on the stream (XREAD's BLOCK). A node alone on the log (its last renewal
-   * counted no other member) reads what the stream holds without waiting, and then waits
-   * on its bell, which only another node's append rings (see bellKey): its own appends,
-   * applied as their replies come, no longer wake its reader, and it sends no read after
-   * each. That wake-up and that read cost a lone node about a tenth of a write's CPU. The
-   * first record of a node that joins is read a round trip later; from the renewal after
-   * it, both wait on the stream.
+   * log waits on the stream (XREAD's BLOCK), as does one that applied another node's record
+   * in the last quarter lease. A node alone on the log (its last renewal counted no other
+   * member, and it heard from none lately) reads what the stream holds without waiting,
+   * and then waits on its bell, which only another node's append rings (see bellKey): its
+   * own appends, applied as their replies come, no longer wake its reader, and it sends no
+   * read after each. That wake-up and that read cost a lone node about a tenth of a write's
+   * CPU. A record from another node (one that joins, or a writer without a lease) is read a
+   * round trip later, the bell's; the node then waits on the stream for the next ones.
    */
   async #read(renew: boolean): Promise<XReadReply> {
-    const alone = this.#members <= 1;
-    const records = await this.#readStream(renew, alone ? undefined : this.#blockMs());
-    if (!alone || records || this.#members > 1) return records;
+    const alone = () => this.#members <= 1 && performance.now() - this.#heardAt >= this.#blockMs();
+    const wait = alone() ? undefined : this.#blockMs();
+    const records = await this.#readStream(renew, wait);
+    if (wait !== undefined || records || !alone()) return records;
     this.cost?.add(1);
     const rung = await this.#reader.blpop(this.#bell, this.#blockMs() / 1000);
     return rung ? this.#readStream(false, undefined) : null;
@@ -243,16 +259,16 @@ export class RedisFollower {
    * read returns.
    */
   async #readStream(renew: boolean, blockMs: number | undefined): Promise<XReadReply> {
-    const read = [
-      "COUNT",
-      READ_COUNT,
-      ...(blockMs === undefined ? [] : ["BLOCK", blockMs]),
-      "STREAMS",
-      this.#link.keys[1]!,
-      `${this.#applied}-0`,
-    ];
+    const stream = this.#link.keys[1]!;
+    const from = `${this.#applied}-0`;
     this.cost?.add(1);
-    if (!renew) return (await this.#reader.call("xread", read)) as XReadReply;
+    if (!renew) {
+      const read =
+        blockMs === undefined
+          ? this.#reader.xread("COUNT", READ_COUNT, "STREAMS", stream, from)
+          : this.#reader.xread("COUNT", READ_COUNT, "BLOCK", blockMs, "STREAMS", stream, from);
+      return (await read) as XReadReply;
+    }
     const pipeline = this.#reader.pipeline() as ReturnType<RedisClient["pipeline"]> & EvalshaCall;
     this.cost?.add(1, 0);
     const sent = performance.now();
@@ -273,7 +289,8 @@ export class RedisFollower {
         resolve();
       });
     });
-    pipeline.call("xread", read);
+    if (blockMs === undefined) pipeline.xread("COUNT", READ_COUNT, "STREAMS", stream, from);
+    else pipeline.xread("COUNT", READ_COUNT, "BLOCK", blockMs, "STREAMS", stream, from);
     const [, [err, reply] = [null, null]] = (await pipeline.exec()) ?? [];
     if (err) throw err;
     return reply as XReadReply;
@@ -374,6 +391,7 @@ export class RedisFollower {
         break;
       }
       this.#applied = record.seq;
+      if (!record.own) this.#heardAt = performance.now();
       this.#mark = mark ?? "";
       this.#payloads.set(record.seq, payload);
       this.#payloads.delete(record.seq - RECENT_PAYLOADS);

@@ -8,6 +8,8 @@ import type { RedisClient } from "../../redis/connect.ts";
  * change), nodes (lease expiries), applied (each node's last applied seq), heads (the head
  * each node saw at its last renewal), turns (the write turns held, by expiry), history (a
  * node's summary of the log up to a seq, for nodes that start later: see history.ts).
+ * APPEND also pushes to the members' bells (bellKey), named from KEYS[1] and so in the same
+ * hash slot, though not among the declared keys.
  */
 
 /** The log's keys under a deployment's prefix, in the order the scripts name them, and its wake-up channel. */
