@@ -220,13 +220,15 @@ if ARGV[8] ~= '' then
   redis.call('ZADD', KEYS[7], now + tonumber(ARGV[7]), nextTurn)
 end
 local young, waiting = behind(seq, tonumber(ARGV[7]))
--- Rings every other member's bell (bellKey): one alone waits there, not on the stream.
+-- Rings every other member's bell (bellKey): one alone waits there, not on the stream. The
+-- record is in by now: a bell that cannot be rung (a Cluster moving the slot's keys) only
+-- leaves its node to wake at its next renewal, which the barrier waits for.
 for i = 1, #waiting, 2 do
   if waiting[i] ~= ARGV[6] then
     local bell = string.sub(KEYS[1], 1, -5) .. 'bell:' .. waiting[i]
-    redis.call('LPUSH', bell, seq)
-    redis.call('LTRIM', bell, 0, 0)
-    redis.call('PEXPIRE', bell, 4 * tonumber(ARGV[7]))
+    redis.pcall('LPUSH', bell, seq)
+    redis.pcall('LTRIM', bell, 0, 0)
+    redis.pcall('PEXPIRE', bell, 4 * tonumber(ARGV[7]))
   end
 end
 local missed = {}
