@@ -273,6 +273,18 @@ shared.describe("sends per record, as Redis saw them", () => {
     expect(reads).toBeLessThanOrEqual(RECORDS + 3);
   });
 
+  it("a node goes back to its bell once the others left and a quarter lease passed without their records", async () => {
+    const [first, second] = await logsOn(`test:${randomId()}:`, 2);
+    await until(() => first!.nodes() === 2 && second!.nodes() === 2);
+    await second!.append([{ prefix: "heard" }]); // the log is a lease old; first hears it
+    await second!.close();
+    // first's renewals count it alone again, and its quarter lease since "heard" runs out.
+    await until(() => first!.nodes() === 1);
+    await new Promise((r) => setTimeout(r, LEASE_MS / 4 + 200));
+    const reads = await sendsFor(first!, RECORDS);
+    expect(reads).toBeLessThanOrEqual(RECORDS + 3);
+  });
+
   it("a node alone on the log hears the first record of a node that joins at once, not at its next renewal", async () => {
     const prefix = `test:${randomId()}:`;
     const applied: number[][] = [];
