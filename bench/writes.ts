@@ -643,11 +643,11 @@ async function measureRatios(
         const asks = options.split ? 2 * writes * askUs[i]! : 0;
         const cpuUs = after[i]! - before[i]! - asks;
         const counters = await node.result();
+        const inOwn = options.split ? inWrites[i]! - writes * askUs[i]! : 0;
         const split = options.split
           ? {
-              writeUs: (inWrites[i]! - writes * askUs[i]!) / Math.max(1, writes),
-              readUs:
-                (cpuUs - (inWrites[i]! - writes * askUs[i]!)) / Math.max(1, ops.length - writes),
+              writeUs: inOwn / Math.max(1, writes),
+              readUs: (cpuUs - inOwn) / Math.max(1, ops.length - writes),
               askUs: askUs[i]!,
             }
           : undefined;

@@ -7,7 +7,7 @@ import { duplicateClient, type RedisClient } from "../../redis/connect.ts";
 import type { ChangeOp, ChangeRecord, LogFollower } from "../contract.ts";
 import { HistoryKeeper } from "./history.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";
-import { bellKey, scriptSha } from "./scripts.ts";
+import { BELL_LEASES, bellKey, scriptSha } from "./scripts.ts";
 
 /** Records fetched per read. */
 const READ_COUNT = 1000;
@@ -168,10 +168,20 @@ export class RedisFollower {
     if (this.#restart || this.#applied < own.seq) this.#ring();
   }
 
-  /** Wakes this node's reader where it waits on its bell (nothing waits for the answer). */
+  /**
+   * Wakes this node's reader where it waits on its bell, as APPEND rings it (one element,
+   * the same expiry); nothing waits for the answer.
+   */
   #ring(): void {
-    this.cost?.add(1, 0);
-    this.#link.client.lpush(this.#bell, "0").catch(() => {});
+    const bell = this.#bell;
+    this.cost?.add(3, 0);
+    this.#link.client
+      .pipeline()
+      .lpush(bell, "0")
+      .ltrim(bell, 0, 0)
+      .pexpire(bell, BELL_LEASES * this.#link.s.leaseMs)
+      .exec()
+      .catch(() => {});
   }
 
   /** Stops following: the lease ends now, and the read loop has ended when this resolves. */

@@ -21,6 +21,9 @@ export function logKeys(prefix: string): { keys: string[]; channel: string } {
   return { keys, channel: `${base}:wake` };
 }
 
+/** A bell outlives its last ring by this many leases (a node that left leaves none behind). */
+export const BELL_LEASES = 4;
+
 /**
  * A node's doorbell: a list that APPEND pushes to (one element at most) for every member
  * but the record's writer. A node alone on the log waits on its bell (BLPOP) instead of on
@@ -228,7 +231,7 @@ for i = 1, #waiting, 2 do
     local bell = string.sub(KEYS[1], 1, -5) .. 'bell:' .. waiting[i]
     redis.pcall('LPUSH', bell, seq)
     redis.pcall('LTRIM', bell, 0, 0)
-    redis.pcall('PEXPIRE', bell, 4 * tonumber(ARGV[7]))
+    redis.pcall('PEXPIRE', bell, ${BELL_LEASES} * tonumber(ARGV[7]))
   end
 end
 local missed = {}

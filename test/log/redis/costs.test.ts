@@ -86,6 +86,8 @@ const FOLLOWING = new Set([
   "xread",
   "blpop",
   "lpush",
+  "ltrim",
+  "pexpire",
   "ecRenew",
   "ecStart",
   "ecReseal",
