@@ -58,8 +58,38 @@ function wranglerBin(): string {
   );
 }
 
-/** Runs `wrangler d1 execute` with `what` (`--command` or `--file`): each statement's rows. */
-function execute(target: D1Target, what: string[]): Promise<Record<string, unknown>[][]> {
+/**
+ * How often a local statement is tried while the database is locked. `wrangler dev` holds
+ * the same SQLite file open, and its change log's drain writes it (deleting the rows it has
+ * drained); wrangler sets no busy timeout, so a statement that meets that write fails at once
+ * with SQLITE_BUSY. Running it again is safe: a `--command` is one transaction, which the
+ * error rolled back, and the install's and uninstall's files are idempotent statements (IF
+ * EXISTS, IF NOT EXISTS, OR IGNORE), so running one again after a part of it is the same.
+ */
+const LOCKED_TRIES = 8;
+const LOCKED_WAIT_MS = 250;
+const LOCKED = /SQLITE_BUSY|database is locked/;
+
+/**
+ * Runs `wrangler d1 execute` with `what` (`--command` or `--file`): each statement's rows.
+ * A local database that is locked is tried again (see LOCKED_TRIES), saying so on stderr.
+ */
+async function execute(target: D1Target, what: string[]): Promise<Record<string, unknown>[][]> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await executeOnce(target, what);
+    } catch (error) {
+      const locked = !target.remote && LOCKED.test((error as Error).message);
+      if (!locked || attempt === LOCKED_TRIES) throw error;
+      console.error(
+        `edgecache: D1 ${target.database} (local) is locked (by wrangler dev's drain?); trying again (${attempt}/${LOCKED_TRIES - 1})`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, LOCKED_WAIT_MS * attempt));
+    }
+  }
+}
+
+function executeOnce(target: D1Target, what: string[]): Promise<Record<string, unknown>[][]> {
   const args = [
     wranglerBin(),
     "d1",
@@ -87,7 +117,11 @@ function execute(target: D1Target, what: string[]): Promise<Record<string, unkno
         }
         const error = (parsed as { error?: { text?: string } } | undefined)?.error;
         if (err || error || !Array.isArray(parsed)) {
-          const why = error?.text ?? (stderr.trim().split("\n").at(-1) || err?.message || stdout);
+          // A read that meets the lock fails in wrangler's answer as an "internal error";
+          // workerd names the cause on stderr.
+          const why = LOCKED.test(stderr)
+            ? "database is locked (SQLITE_BUSY)"
+            : (error?.text ?? (stderr.trim().split("\n").at(-1) || err?.message || stdout));
           fail(
             new EdgecacheError(
               "E_SOURCE_UNAVAILABLE",

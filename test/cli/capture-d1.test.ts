@@ -1,11 +1,13 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CLI } from "../helpers/built-cli.ts";
 import { WRANGLER, WRANGLER_ENV } from "../helpers/wrangler-dev.ts";
-import { cli } from "./run-cli.ts";
+import { cleanEnv, cli } from "./run-cli.ts";
 
 // `edgecache capture ... --d1`: the real command against a real local D1 (wrangler's local
 // state in a temporary project), through the real wrangler. Each wrangler call takes a few
@@ -123,6 +125,42 @@ describe("edgecache capture --d1", () => {
       { op: "delete", old: '{"id":"u2","name":"Cy","email":"a@x"}' },
       { op: "insert", old: null },
     ]);
+  }, 120_000);
+
+  it("tries a statement again while the local database is locked (as wrangler dev's drain locks it when it deletes what it drained), and says so", async () => {
+    // The database file wrangler dev would hold open, locked for writing by a real SQLite
+    // connection until the command says it waits; wrangler sets no busy timeout.
+    const objects = join(state, "v3", "d1", "miniflare-D1DatabaseObject");
+    const file = readdirSync(objects).find((f) => /^[0-9a-f]+\.sqlite$/.test(f));
+    const db = new Database(join(objects, file!));
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      const child = spawn(
+        process.execPath,
+        [CLI, "capture", "uninstall", "--d1", "DB", "--persist-to", state],
+        { cwd: dir, env: cleanEnv() },
+      );
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (chunk) => {
+        stdout += chunk;
+      });
+      const exited = new Promise<number | null>((done) => child.once("exit", done));
+      await new Promise<void>((told, fail) => {
+        child.stderr.on("data", (chunk) => {
+          stderr += chunk;
+          if (/D1 DB \(local\) is locked .*; trying again \(1\/7\)/.test(stderr)) told();
+        });
+        void exited.then((code) => fail(new Error(`exited with ${code}\n${stdout}\n${stderr}`)));
+      });
+      db.exec("COMMIT");
+      expect(await exited, stderr).toBe(0);
+      expect(stdout).toContain("capture: not installed");
+    } finally {
+      if (db.inTransaction) db.exec("ROLLBACK");
+      db.close();
+    }
+    expect(await statusOf()).toMatchObject({ installed: false });
   }, 120_000);
 
   it("says clearly when the database is not in wrangler's config, or both --local and --remote are given", async () => {
