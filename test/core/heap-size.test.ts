@@ -85,6 +85,25 @@ describe("plainJsonSize", () => {
     expect(plainJsonSize(deep[0])).toBeDefined();
   });
 
+  it("answers for an object it walked before (a row a patch kept) as for a fresh copy, at any depth", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const first = plainJsonSize(value);
+        expect(plainJsonSize(value)).toEqual(first);
+        const copy = () => structuredClone(value);
+        expect(plainJsonSize({ data: [value, value] })).toEqual(
+          plainJsonSize({ data: [copy(), copy()] }),
+        );
+      }),
+    );
+    const row = { id: 1, tags: { a: { b: 1 } } };
+    expect(plainJsonSize(row)).toBeDefined();
+    // Six levels down, its deepest object is past the depth plainJson checks.
+    expect(plainJsonSize([[[[[[row]]]]]])).toBeUndefined();
+    expect(plainJsonSize([[[[[[structuredClone(row)]]]]]])).toBeUndefined();
+    expect(plainJsonSize([[[[[row]]]]])).toBeDefined();
+  });
+
   it("counts a page of rows within a tenth of its JSON's length", () => {
     const rows = Array.from({ length: 20 }, (_, i) => ({
       id: `o-${1000 + i}`,
