@@ -8,8 +8,13 @@
  *   npm run bench:patch -- --against ../before   # and that checkout, in turn: after ÷ before
  *   npm run bench:patch -- --rounds 9 --calls 40000 --out bench/results/patch-x
  *
+ *   npm run bench:patch -- --against ../before --in-process   # both in one process, in turn
+ *
  * Each round runs one process per checkout, one after the other (which goes first changes
- * each round). A process opens a copy of the workload's database (bench/workload/, 10,000
+ * each round). With `--in-process`, one process loads both checkouts' src/ side by side (each
+ * its own modules, cache and copy of the database) and calls each in turn, a burst of
+ * `--calls` at a time: on a machine whose speed drifts from second to second (a shared VM),
+ * both then see the same drift, and each round's ratio is steadier. A process opens a copy of the workload's database (bench/workload/, 10,000
  * users and 50,000 orders) with a memory tier and the in-process log, caches one page of
  * orders by status (`/v1/orders?status=pending&sort=-createdAt&offset=100`, twenty rows and
  * two on each side), and calls the patch the data API gave the cache (`addWriteHooks`) on
@@ -51,6 +56,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "7" },
     calls: { type: "string", default: "20000" },
     out: { type: "string", default: "bench/results/patch" },
+    "in-process": { type: "boolean", default: false },
     child: { type: "string" },
     db: { type: "string" },
     user: { type: "string" },
@@ -58,8 +64,8 @@ const { values } = parseArgs({
 });
 
 if (values.child !== undefined) {
-  const figures = await measure(values.child, values.db!, values.user!, Number(values.calls));
-  process.stdout.write(`${JSON.stringify(figures)}\n`);
+  const patching = await prepare(values.child, values.db!, values.user!);
+  process.stdout.write(`${JSON.stringify(measure(patching, Number(values.calls)))}\n`);
   process.exit(0);
 }
 
@@ -68,7 +74,9 @@ const options = readFlags(() => ({
   rounds: positiveInt("rounds", values.rounds!),
   calls: positiveInt("calls", values.calls!),
   out: values.out!,
+  inProcess: values["in-process"]!,
 }));
+if (options.inProcess && !options.against) fail("--in-process: expected --against <checkout>");
 
 await runBench(async () => {
   const started = Date.now();
@@ -80,11 +88,18 @@ await runBench(async () => {
     { code: "this", root: ROOT },
     ...(options.against ? [{ code: "against", root: options.against }] : []),
   ];
+  const user = data.users[0]!.id;
+  // With --in-process, each checkout's patch, prepared once here on its own copy.
+  const prepared = new Map<string, Patching>();
+  if (options.inProcess) {
+    for (const { root } of codes) prepared.set(root, await prepare(root, copyOf(template), user));
+  }
   const runs: { round: number; code: string; figures: Figures }[] = [];
   for (let round = 0; round < options.rounds; round++) {
     const order = round % 2 === 0 ? codes : [...codes].reverse();
     for (const { code, root } of order) {
-      const figures = runChild(root, template, data.users[0]!.id);
+      const here = prepared.get(root);
+      const figures = here ? measure(here, options.calls) : runChild(root, template, user);
       runs.push({ round, code, figures });
       console.log(`round ${round + 1}, ${code}: ${describe(figures)}`);
     }
@@ -108,9 +123,14 @@ await runBench(async () => {
   console.log(`wrote ${out}.json and .md`);
 });
 
-function runChild(root: string, template: string, user: string): Figures {
+function copyOf(template: string): string {
   const db = join(makeTmpDir(), "patch.db");
   copyFileSync(template, db);
+  return db;
+}
+
+function runChild(root: string, template: string, user: string): Figures {
+  const db = copyOf(template);
   try {
     const script = join(ROOT, "bench", "patch.ts");
     const args = ["--import", "tsx", script, "--child", root, "--db", db, "--user", user];
@@ -125,8 +145,11 @@ function runChild(root: string, template: string, user: string): Figures {
   }
 }
 
-/** In the child: the checkout at `root`'s data API, its patch called on one cached page. */
-async function measure(root: string, db: string, user: string, calls: number): Promise<Figures> {
+/** One checkout's patch of one cached page, called `calls` times for a write. */
+type Patching = (kind: Kind, calls: number) => void;
+
+/** The checkout at `root`'s data API on `db`, its page cached, and its patch hook. */
+async function prepare(root: string, db: string, user: string): Promise<Patching> {
   const src = (path: string) => import(pathToFileURL(join(root, "src", path)).href);
   const [{ createDataApi }, { Cache }, { requestKey }, { demoViews }, logs, sources, stores] =
     await Promise.all([
@@ -187,16 +210,20 @@ async function measure(root: string, db: string, user: string, calls: number): P
       },
     ],
   };
+  return (kind, calls) => {
+    for (let i = 0; i < calls; i++) {
+      if (!patch!(key, entry, events[kind], peek)) fail(`${kind}: the page was not patched`);
+    }
+  };
+}
+
+/** Each write's patch, called `calls` times after as many to warm up: CPU per call, us. */
+function measure(patching: Patching, calls: number): Figures {
   const figures = {} as Figures;
   for (const kind of KINDS) {
-    const run = () => {
-      for (let i = 0; i < calls; i++) {
-        if (!patch!(key, entry, events[kind], peek)) fail(`${kind}: the page was not patched`);
-      }
-    };
-    run(); // warm: V8 compiles the path
+    patching(kind, calls); // warm: V8 compiles the path
     const before = process.cpuUsage();
-    run();
+    patching(kind, calls);
     const { user: u, system } = process.cpuUsage(before);
     figures[kind] = (u + system) / calls;
   }
@@ -218,7 +245,7 @@ function markdown(head: ReturnType<typeof benchHead>, summary: Summary[]): strin
 
 ${describeHead(head)}
 
-A process per checkout and round, one after the other (bench/patch.ts): the patch the data API gives the cache, called ${options.calls.toLocaleString("en-US")} times on one cached page (\`${PAGE}\`) for each write after as many to warm up; its CPU per call. The median of ${options.rounds} rounds, and each round's ratio.
+${options.inProcess ? "One process holding both checkouts side by side, each called in turn, a burst at a time" : "A process per checkout and round, one after the other"} (bench/patch.ts): the patch the data API gives the cache, called ${options.calls.toLocaleString("en-US")} times on one cached page (\`${PAGE}\`) for each write after as many to warm up; its CPU per call. The median of ${options.rounds} rounds, and each round's ratio.
 
 | write | this checkout, us a call | --against | this ÷ against, median | each round |
 | --- | ---: | ---: | ---: | --- |
