@@ -48,7 +48,7 @@ interface Walked {
 const walked = new WeakMap<object, Walked>();
 
 function walk(value: unknown, depth: number, size: JsonSize | undefined): boolean {
-  return height(value, depth, size ?? { json: 0, heap: 0 }) >= 0;
+  return height(value, depth, size ?? { json: 0, heap: 0 }) !== NOT_PLAIN;
 }
 
 /**

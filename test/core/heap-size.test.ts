@@ -96,6 +96,11 @@ describe("plainJsonSize", () => {
         );
       }),
     );
+    // A value at the top that is no object (an item's column, a count) is plain too.
+    expect(plainJsonSize("x")).toEqual({ json: 3, heap: 18 });
+    expect(plainJsonSize(5)).toEqual({ json: 8, heap: 16 });
+    expect(plainJsonSize(null)).toEqual({ json: 4, heap: 0 });
+    expect(plainJsonSize(true)).toEqual({ json: 5, heap: 0 });
     const row = { id: 1, tags: { a: { b: 1 } } };
     expect(plainJsonSize(row)).toBeDefined();
     // Six levels down, its deepest object is past the depth plainJson checks.
