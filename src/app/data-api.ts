@@ -583,7 +583,7 @@ async function jsonObject(req: Request): Promise<Row> {
 export function dependencyTags(schema: Schema, resource: Resource, rows: Row[]): string[] {
   const table = resource.table;
   const tags = new Set<string>([tableTag(table.name)]);
-  for (const row of rows) tags.add(tagOfRow(table.name, table.primaryKey, row));
+  for (const row of rows) tags.add(rowTag(table.name, row[table.primaryKey]));
   if (resource.kind === "view") {
     for (const join of resource.view.joins) {
       const childPk = schema.tables.get(join.table)?.primaryKey;
@@ -592,32 +592,11 @@ export function dependencyTags(schema: Schema, resource: Resource, rows: Row[]):
         tags.add(setTag(join.table, join.foreignKey, row[join.references]));
         const children = row[join.as];
         if (!childPk || !Array.isArray(children)) continue;
-        for (const child of children as Row[]) tags.add(tagOfRow(join.table, childPk, child));
+        for (const child of children as Row[]) tags.add(rowTag(join.table, child[childPk]));
       }
     }
   }
   return [...tags];
-}
-
-/**
- * Each row's tag, by table, made once a row: a patched page keeps the rows it did not change
- * as the same objects, so its tags are the same strings again, which the index compares and
- * hashes at once. A row is never changed once made (see parseBody).
- */
-const rowTags = new Map<string, WeakMap<Row, string>>();
-
-function tagOfRow(table: string, primaryKey: string, row: Row): string {
-  let tags = rowTags.get(table);
-  if (!tags) {
-    tags = new WeakMap();
-    rowTags.set(table, tags);
-  }
-  let tag = tags.get(row);
-  if (tag === undefined) {
-    tag = rowTag(table, row[primaryKey]);
-    tags.set(row, tag);
-  }
-  return tag;
 }
 
 export function listDependency(resource: Resource, query: ListQuery, rows: Row[]): ListDependency {

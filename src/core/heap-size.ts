@@ -52,24 +52,12 @@ export function heapBytes(value: unknown, depth = 0): number {
     for (const item of value) bytes += SLOT_BYTES + heapBytes(item, depth + 1);
     return bytes;
   }
-  const known = flatBytes.get(value);
-  if (known !== undefined) return known;
-  let flat = true;
   for (const key in value) {
-    const field = (value as Record<string, unknown>)[key];
-    if (typeof field === "object" && field !== null) flat = false;
-    bytes += SLOT_BYTES + heapBytes(key) + heapBytes(field, depth + 1);
+    bytes +=
+      SLOT_BYTES + heapBytes(key) + heapBytes((value as Record<string, unknown>)[key], depth + 1);
   }
-  if (flat && depth > 0) flatBytes.set(value, bytes);
   return bytes;
 }
-
-/**
- * What heapBytes counted of an object of plain fields below the top (a row in an entry's
- * meta): a patched page keeps the rows it did not change as the same objects, so counting
- * it again counts the changed ones only. Such an object is never changed once made.
- */
-const flatBytes = new WeakMap<object, number>();
 
 /** A strong ETag (`"` and 24 hex digits and `"`), as heapBytes counts it. */
 const ETAG_BYTES = STRING_BYTES + 26;
