@@ -7,15 +7,15 @@
  *   npm run bench:patch                          # this checkout alone
  *   npm run bench:patch -- --against ../before   # and that checkout, in turn: after ÷ before
  *   npm run bench:patch -- --rounds 9 --calls 40000 --out bench/results/patch-x
- *
  *   npm run bench:patch -- --against ../before --in-process   # both in one process, in turn
  *
  * Each round runs one process per checkout, one after the other (which goes first changes
- * each round). With `--in-process`, one process loads both checkouts' src/ side by side (each
- * its own modules, cache and copy of the database) and calls each in turn, a burst of
+ * each round). With `--in-process`, one process loads both checkouts' src/ side by side
+ * (each its own modules, cache and copy of the database) and calls each in turn, a burst of
  * `--calls` at a time: on a machine whose speed drifts from second to second (a shared VM),
- * both then see the same drift, and each round's ratio is steadier. A process opens a copy of the workload's database (bench/workload/, 10,000
- * users and 50,000 orders) with a memory tier and the in-process log, caches one page of
+ * both then see the same drift, and each round's ratio is steadier. A process opens a
+ * copy of the workload's database (bench/workload/, 10,000 users and 50,000 orders) with a
+ * memory tier and the in-process log, caches one page of
  * orders by status (`/v1/orders?status=pending&sort=-createdAt&offset=100`, twenty rows and
  * two on each side), and calls the patch the data API gave the cache (`addWriteHooks`) on
  * that page again and again, `--calls` times for each write after as many to warm up:

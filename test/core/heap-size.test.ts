@@ -85,7 +85,7 @@ describe("plainJsonSize", () => {
     expect(plainJsonSize(deep[0])).toBeDefined();
   });
 
-  it("answers for an object it walked before (a row a patch kept) as for a fresh copy, at any depth", () => {
+  it("answers for an object as for a fresh copy of it, again and at any depth (a guard for any memo of rows a patch keeps), and takes a value that is no object", () => {
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
         const first = plainJsonSize(value);
