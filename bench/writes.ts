@@ -48,14 +48,16 @@
  * has a cache file (the SQLite tier) between its memory and Redis, as `edgecache serve` does.
  *
  * Issue 44's measure (`--ratios 0.01,0.1`): one node per ratio, each on the sequence at that
- * ratio (same seed), warmed the same way (its reads, then its sequence up to its
- * `--warm-writes`-th write), then `--ratio-requests` requests of each sent in step, one to
- * each node in turn, with the node's CPU taken once before and once after (drained): CPU per
- * request at each ratio, and a write's CPU, rehydration and the misses it causes included,
- * as the difference of the two over the difference of their write shares (the issue's
- * `(at 10% - at 1%) / 0.09`, with the shares the sequences really have). With --against,
- * that checkout's two nodes run in the same step (four nodes, each request to each in
- * turn): before and after under the same load, where separate runs differ by a fifth.
+ * ratio (same seed), warmed on the same requests (its reads, then requests at `--ratio` up to
+ * their `--ratio-warm-writes`-th write, 5,000: see RATIO_WARM_WRITES, then its reads again),
+ * then `--ratio-requests` requests of each sent in step, one to each node in turn, with the
+ * node's CPU taken once before and once after (drained): CPU per request at each ratio, and
+ * a write's CPU, rehydration and the misses it causes included, as the difference of the two
+ * over the difference of their write shares (the issue's `(at 10% - at 1%) / 0.09`, with
+ * the shares the sequences really have). The report gives the part of each node's CPU spent
+ * on threads other than its main one (Linux): where V8 still compiles, it shows there. With
+ * --against, that checkout's two nodes run in the same step (four nodes, each request to
+ * each in turn): before and after under the same load, where separate runs differ by a fifth.
  */
 
 import { spawnSync } from "node:child_process";
@@ -93,6 +95,14 @@ const EMPTY_PAIRS = 200;
 const WARM_CONNECTIONS = 4;
 /** One read in this many is measured (each measurement costs two more requests). */
 const READ_SAMPLE = 10;
+/**
+ * Writes both nodes of the ratio measure are warmed with (`--ratio-warm-writes`). After 400,
+ * V8 still compiled the write path during the measured requests, on its own threads: at
+ * stop 67, 187 optimizing compiles (1.97 s of CPU) at 10% writes against 39 (0.35 s) at 1%,
+ * which the measure charged to the extra writes (about 2 ms each). After 5,000 the node at
+ * 10% spent 0.15 s more on threads other than its main one than the node at 1%.
+ */
+const RATIO_WARM_WRITES = 5000;
 
 function commitOf(dir: string): string {
   const head = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: dir, encoding: "utf8" });
@@ -119,6 +129,7 @@ const { options, out } = readFlags(() => {
       redis: { type: "string" },
       "cache-file": { type: "boolean", default: false },
       "warm-writes": { type: "string", default: "400" },
+      "ratio-warm-writes": { type: "string", default: String(RATIO_WARM_WRITES) },
       ratios: { type: "string" },
       "ratio-requests": { type: "string", default: "10000" },
       split: { type: "boolean", default: false },
@@ -154,6 +165,7 @@ const { options, out } = readFlags(() => {
       redis: values.redis,
       cacheFile: values["cache-file"],
       warmWrites: count("warm-writes", values["warm-writes"]),
+      ratioWarmWrites: count("ratio-warm-writes", values["ratio-warm-writes"]),
       ratios: ratios as [number, number] | undefined,
       ratioRequests: positiveInt("ratio-requests", values["ratio-requests"]),
       split: values.split,
@@ -266,7 +278,12 @@ class Node {
 
   /** The node's CPU time once its background work is done, us. */
   async cpu(): Promise<number> {
-    return (await this.client.json<{ us: number }>("/_bench/cpu?drain")).us;
+    return (await this.threads()).us;
+  }
+
+  /** The same, and its main thread's alone where the node can tell (Linux), us. */
+  threads(): Promise<{ us: number; mainUs?: number }> {
+    return this.client.json<{ us: number; mainUs?: number }>("/_bench/cpu?drain");
   }
 
   async counters() {
@@ -353,10 +370,14 @@ async function startNode(
  * (sent unmeasured, so V8 has compiled the write path before the measured writes), then the
  * next `requests` ops.
  */
-function afterWarmWrites(sequence: Op[], requests: number): { prefix: Op[]; ops: Op[] } {
+function afterWarmWrites(
+  sequence: Op[],
+  requests: number,
+  warmWrites = options.warmWrites,
+): { prefix: Op[]; ops: Op[] } {
   let writes = 0;
   let at = 0;
-  while (writes < options.warmWrites && at < sequence.length) {
+  while (writes < warmWrites && at < sequence.length) {
     if (sequence[at++]!.kind === "write") writes++;
   }
   const ops = sequence.slice(at, at + requests);
@@ -371,8 +392,8 @@ function sequenceLength(ratio: number, requests: number): number {
 
 /**
  * Warms nodes, each with its sequence: every read once, then the sequence's prefix
- * (unmeasured; `each` sees each of its ops, so the bare SQL follows its writes),
- * then the cold paths once (after the prefix, so they are in the cache when measuring
+ * (unmeasured; `each` sees each of its ops, so the bare SQL follows its writes), every
+ * read once more, then the cold paths once (after the prefix, so they are in the cache when measuring
  * starts, as the run caches them). Then the cost of asking each node for its CPU, and its
  * counters from here on.
  */
@@ -383,14 +404,16 @@ async function warmNodes(
   versions: Map<string, number>[],
   each?: (op: Op, body: unknown) => void,
 ): Promise<void> {
-  await Promise.all(
-    nodes.map(async (node, i) => {
-      const reads = new Set(
-        sequences[i]!.reads.filter((o) => o.kind === "read").map((o) => o.path),
-      );
-      await readAll(node.client, [...reads], WARM_CONNECTIONS);
-    }),
-  );
+  const readEvery = () =>
+    Promise.all(
+      nodes.map(async (node, i) => {
+        const reads = new Set(
+          sequences[i]!.reads.filter((o) => o.kind === "read").map((o) => o.path),
+        );
+        await readAll(node.client, [...reads], WARM_CONNECTIONS);
+      }),
+    );
+  await readEvery();
   // Each sequence's bodies once (each takes its row's next version), in order: nodes on one
   // sequence get the same ones, and `each` sees every op.
   const bodies = new Map<object, unknown[]>();
@@ -424,6 +447,9 @@ async function warmNodes(
       await readAll(node.client, reads, WARM_CONNECTIONS);
     }),
   );
+  // Every read once more: what the prefix's writes took out (pages they could not patch,
+  // or patched unread until they went) is cached again when measuring starts, as before it.
+  await readEvery();
   await Promise.all(
     nodes.map(async (node) => {
       for (const path of coldPaths) await node.client.send("GET", path);
@@ -529,6 +555,12 @@ interface RatioRun {
   missesByShape: Record<string, number>;
   /** The node's CPU over the measured requests, drained after, us. */
   cpuUs: number;
+  /**
+   * Of that, its threads' other than the main one (V8's optimizing compiler and garbage
+   * collector helpers, libuv's pool), where the node can tell (Linux), us: a node whose V8
+   * is still compiling the write path spends it here.
+   */
+  otherThreadsUs?: number;
   perRequestUs: number;
   rehydrations: number;
   patches: number;
@@ -568,12 +600,19 @@ async function measureRatios(
 ): Promise<RatioMeasure[]> {
   const ratios = options.ratios!;
   const sequences = ratios.map((ratio) => {
+    // Both shares' nodes are warmed on the same requests (at --ratio) up to the same write:
+    // V8 has then compiled what it compiles after as many writes at either share, and a
+    // share's measure is not the compiles its extra writes bring on (afterWarmWrites).
     const sequence = generateSequence(data, {
-      requests: sequenceLength(ratio, options.ratioRequests),
+      requests: options.ratioRequests,
       writeRatio: ratio,
       seed: options.seed,
+      warm: { writes: options.ratioWarmWrites, writeRatio: options.ratio },
     });
-    return { reads: sequence, ...afterWarmWrites(sequence, options.ratioRequests) };
+    return {
+      reads: sequence,
+      ...afterWarmWrites(sequence, options.ratioRequests, options.ratioWarmWrites),
+    };
   });
   // A node per checkout and share: this one's, then --against's, all sent each request in
   // step, so the machine's load at any moment weighs on before and after alike.
@@ -606,7 +645,7 @@ async function measureRatios(
       mkdirSync(resolve(ROOT, options.cpuProf), { recursive: true });
       for (const node of nodes) await node.client.send("POST", "/_bench/profile");
     }
-    const before = await Promise.all(nodes.map((n) => n.cpu()));
+    const before = await Promise.all(nodes.map((n) => n.threads()));
     const hits = nodes.map(() => 0);
     // With --split, each node's CPU from before each write to after it (asks included).
     const inWrites = nodes.map(() => 0);
@@ -625,7 +664,7 @@ async function measureRatios(
         }
       }
     }
-    const after = await Promise.all(nodes.map((n) => n.cpu()));
+    const after = await Promise.all(nodes.map((n) => n.threads()));
     // What an ask costs each node (pairs with nothing between them), for --split.
     const askUs = options.split ? await Promise.all(nodes.map((n) => costOfAsking(n))) : [];
     for (const [i, node] of nodes.entries()) {
@@ -641,7 +680,9 @@ async function measureRatios(
         // Each write has an ask before and after it: about one ask's cost falls inside its
         // window, one outside. Both come out of the node's CPU, which is then as without them.
         const asks = options.split ? 2 * writes * askUs[i]! : 0;
-        const cpuUs = after[i]! - before[i]! - asks;
+        const cpuUs = after[i]!.us - before[i]!.us - asks;
+        const { mainUs: mainAfter } = after[i]!;
+        const { mainUs: mainBefore } = before[i]!;
         const counters = await node.result();
         const inOwn = options.split ? inWrites[i]! - writes * askUs[i]! : 0;
         const split = options.split
@@ -659,6 +700,10 @@ async function measureRatios(
           hits: hits[i]!,
           missesByShape: misses[i]!,
           cpuUs,
+          ...(mainAfter !== undefined &&
+            mainBefore !== undefined && {
+              otherThreadsUs: after[i]!.us - before[i]!.us - (mainAfter - mainBefore),
+            }),
           perRequestUs: cpuUs / ops.length,
           rehydrations: counters.rehydrations,
           patches: counters.patches,
@@ -824,7 +869,7 @@ function ratioTable(measures: RatioMeasure[], runs: StrategyRun[]): string[] {
   for (const m of measures) {
     for (const r of m.runs) {
       lines.push(
-        `${m.strategy}${m.code === "this" ? "" : ", --against"}, ${m.lists.toLocaleString("en-US")} more lists, ${m.touched.toLocaleString("en-US")} touched, at ${r.ratio * 100}%: ${r.requests.toLocaleString("en-US")} requests, node CPU ${us(r.cpuUs / 1000)} ms; ${r.invalidations} invalidations, ${r.patches} patches, ${r.rehydrations} rehydrations; misses by read: ${
+        `${m.strategy}${m.code === "this" ? "" : ", --against"}, ${m.lists.toLocaleString("en-US")} more lists, ${m.touched.toLocaleString("en-US")} touched, at ${r.ratio * 100}%: ${r.requests.toLocaleString("en-US")} requests, node CPU ${us(r.cpuUs / 1000)} ms${r.otherThreadsUs === undefined ? "" : ` (${us(r.otherThreadsUs / 1000)} ms of it on threads other than the main one)`}; ${r.invalidations} invalidations, ${r.patches} patches, ${r.rehydrations} rehydrations; misses by read: ${
           Object.entries(r.missesByShape)
             .sort((x, y) => y[1] - x[1])
             .map(([shape, n]) => `${n} \`${shape}\``)
@@ -929,7 +974,7 @@ ${new Date().toISOString()}, ${describeCode(git)}${options.against ? ` against t
 
 One node: the data API over SQLite with one memory tier${options.cacheFile ? " and a cache file (the SQLite tier, as `edgecache serve` puts one beside its database)" : ""}${options.redis ? ", on Redis (the change log and a shared tier behind memory, under a fresh prefix, as `edgecache serve --redis` wires them)" : ""} (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then with that sequence itself up to its ${options.warmWrites.toLocaleString("en-US")}th write (${cut.prefix.length.toLocaleString("en-US")} requests, unmeasured, so that V8 compiles the write path there and the figures are a warm node's; the database, the bare SQL's copy and the rows' versions follow those writes), then the next ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.${options.scan ? " After the warm-up the node also caches a client's start-up scan of the users: two 1,000-row pages, never read again." : ""}${options.lists.some((n) => n > 0) ? " With more lists: that many lists of users without an equality filter cached after the warm-up (`id[gte]=<id>&limit=5`), never read again; a user's write sorts into five at most." : ""}${options.touched.some((n) => n > 0) ? " With touched lists: that many lists of the newest users cached after the warm-up (`sort=-createdAt&limit=<1..n>`), never read again; every user insert enters each of them." : ""}
 
-${measures.length > 0 ? `## Issue 44's measure: CPU per request at ${options.ratios![0] * 100}% and ${options.ratios![1] * 100}% writes\n\nA node per write share, each on the workload's sequence at that share (seed ${options.seed}), warmed alike (every read of its sequence${options.scan ? " and the scan's pages" : ""}, then its sequence up to its ${options.warmWrites.toLocaleString("en-US")}th write), then ${options.ratioRequests.toLocaleString("en-US")} requests of each, sent in step (one to each node in turn, one at a time); the node's CPU (\`process.cpuUsage\`, drained) once before them and once after. **a write** is (CPU per request at the higher share - at the lower) / (the difference of the shares the two sequences really have): a write's own CPU, the misses it leaves and the rehydration it starts; the next column divides by the nominal difference, as the issue states it. Beside it, the same strategy's write measured one by one in the runs below.\n\n${ratioTable(measures, runs).join("\n")}\n` : ""}${runs.length > options.strategies.length ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
+${measures.length > 0 ? `## Issue 44's measure: CPU per request at ${options.ratios![0] * 100}% and ${options.ratios![1] * 100}% writes\n\nA node per write share, each on the workload's sequence at that share (seed ${options.seed}), warmed on the same requests (every read of its sequence, then requests at ${options.ratio * 100}% writes up to their ${options.ratioWarmWrites.toLocaleString("en-US")}th write, the same for every node, then every read again${options.scan ? ", and the scan's pages" : ""}), then ${options.ratioRequests.toLocaleString("en-US")} requests of each, sent in step (one to each node in turn, one at a time); the node's CPU (\`process.cpuUsage\`, drained) once before them and once after. **a write** is (CPU per request at the higher share - at the lower) / (the difference of the shares the two sequences really have): a write's own CPU, the misses it leaves and the rehydration it starts; the next column divides by the nominal difference, as the issue states it. Beside it, the same strategy's write measured one by one in the runs below.\n\n${ratioTable(measures, runs).join("\n")}\n` : ""}${runs.length > options.strategies.length ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
 Command:
 
 \`\`\`sh

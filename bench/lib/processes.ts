@@ -233,9 +233,14 @@ export function cpuSeconds(pid: number): number {
       }
     }
   }
+  return ticks / ticksPerSecond();
+}
+
+/** The kernel's clock ticks per second, in which /proc gives CPU times. */
+export function ticksPerSecond(): number {
   clockTicks ??=
     Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
-  return ticks / clockTicks;
+  return clockTicks;
 }
 
 interface ProcStat {

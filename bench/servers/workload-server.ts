@@ -2,8 +2,8 @@
  * Child process of bench/workload.ts and bench/cluster.ts: the data API over `--db` with
  * one invalidation strategy, counting the queries that reach the database. Prints
  * `{"url": ...}` once ready. `GET /_bench/stats` answers the query counts and the cache's
- * stats; `GET /_bench/cpu` the process's CPU time (`?drain`: once background work is done)
- * and `POST /_bench/profile[?stop=file]` starts and writes a V8 CPU profile (bench:writes).
+ * stats; `GET /_bench/cpu` the process's CPU time (`?drain`: once background work is done),
+ * and its main thread's where Linux tells it, and `POST /_bench/profile[?stop=file]` starts and writes a V8 CPU profile (bench:writes).
  * With `--redis`, it is one node of a deployment: the change log and a shared tier in Redis
  * under `--prefix` (as `edgecache serve --redis` wires them), behind its own memory tier;
  * it is ready once it holds its lease. With `--cache-file`, a cache file (the SQLite tier,
@@ -20,7 +20,7 @@
  *   ... --strategy no-cache --max-age 60   # an origin for a shared cache (bench:learn)
  */
 import { createHash } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector";
 import { parseArgs } from "node:util";
 import { Hono } from "hono";
@@ -42,6 +42,7 @@ import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";
+import { ticksPerSecond } from "../lib/processes.ts";
 import { STRATEGIES, type Strategy } from "../workload/strategies.ts";
 import { onParentGone } from "./lifecycle.ts";
 
@@ -157,8 +158,24 @@ app.get("/_bench/cpu", async (c) => {
     writeFrom = undefined;
   }
   const { user, system } = process.cpuUsage();
-  return c.json({ us: user + system });
+  return c.json({ us: user + system, mainUs: mainThreadUs() });
 });
+/**
+ * The main thread's CPU alone (user + system, us), where Linux tells it: the rest of the
+ * process's is V8's threads (the optimizing compiler, the garbage collector's helpers) and
+ * libuv's. In clock ticks (10 ms), so only a sum over many requests says anything.
+ */
+const TICK_US = 1e6 / ticksPerSecond();
+function mainThreadUs(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
+    // Past the command's name, which may hold spaces: utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+  } catch {
+    return undefined;
+  }
+}
 // bench:writes --cpu-prof: V8's CPU profile of the measured part alone (not the warm-up),
 // and beside it (`.writes.json`) each write's window on the profile's clock, from its
 // arrival to the next CPU ask (after its background work), with its method and path: the

@@ -32,6 +32,12 @@ export interface SequenceOptions {
   requests: number;
   /** Share of requests that are writes, 0 to 1. */
   writeRatio: number;
+  /**
+   * Requests before the `requests`: at this share of writes, until `writes` of them are
+   * made. They are drawn alike whatever `writeRatio` is, so nodes compared at two shares
+   * start the same (bench:writes' measure). Without it the sequence is as before.
+   */
+  warm?: { writes: number; writeRatio: number };
   /** Zipf exponent of read and write popularity (1.1). */
   zipf?: number;
   seed?: number;
@@ -99,7 +105,11 @@ export function generateSequence(data: InitialData, options: SequenceOptions): O
     rankRandom,
   );
 
-  const random = mulberry32((options.seed ?? 7) * 1000 + Math.round(options.writeRatio * 1000));
+  const seeded = (ratio: number, part = 0) =>
+    mulberry32((options.seed ?? 7) * 1000 + Math.round(ratio * 1000) + part);
+  // One stream for the warm part, drawn by its share alone; the rest's own after it.
+  let draw = seeded(options.warm?.writeRatio ?? options.writeRatio);
+  const random = () => draw();
   const kinds = readKinds(users, orders, firstNames, prefixes, data);
   const zipfs = new Map(kinds.map((k) => [k.name, new Zipf(k.size, s, random)]));
   const totalWeight = kinds.reduce((n, k) => n + k.weight, 0);
@@ -114,15 +124,22 @@ export function generateSequence(data: InitialData, options: SequenceOptions): O
     random,
   );
 
-  const ops: Op[] = [];
-  for (let i = 0; i < options.requests; i++) {
-    if (random() < options.writeRatio) {
-      ops.push(writer.next());
-      continue;
-    }
+  const next = (writeRatio: number): Op => {
+    if (random() < writeRatio) return writer.next();
     const kind = pickKind(kinds, random() * totalWeight);
-    ops.push(kind.make(zipfs.get(kind.name)!.sample()));
+    return kind.make(zipfs.get(kind.name)!.sample());
+  };
+  const ops: Op[] = [];
+  if (options.warm) {
+    for (let writes = 0; writes < options.warm.writes; ) {
+      const op = next(options.warm.writeRatio);
+      if (op.kind === "write") writes++;
+      ops.push(op);
+    }
+    // Not the warm part's stream again, should the two shares be the same.
+    draw = seeded(options.writeRatio, 1);
   }
+  for (let i = 0; i < options.requests; i++) ops.push(next(options.writeRatio));
   return ops;
 }
 
