@@ -48,16 +48,17 @@
  * has a cache file (the SQLite tier) between its memory and Redis, as `edgecache serve` does.
  *
  * Issue 44's measure (`--ratios 0.01,0.1`): one node per ratio, each on the sequence at that
- * ratio (same seed), warmed on the same requests (its reads, then requests at `--ratio` up to
- * their `--ratio-warm-writes`-th write, 5,000: see RATIO_WARM_WRITES, then its reads again),
- * then `--ratio-requests` requests of each sent in step, one to each node in turn, with the
- * node's CPU taken once before and once after (drained): CPU per request at each ratio, and
- * a write's CPU, rehydration and the misses it causes included, as the difference of the two
- * over the difference of their write shares (the issue's `(at 10% - at 1%) / 0.09`, with
- * the shares the sequences really have). The report gives the part of each node's CPU spent
- * on threads other than its main one (Linux): where V8 still compiles, it shows there. With
- * --against, that checkout's two nodes run in the same step (four nodes, each request to
- * each in turn): before and after under the same load, where separate runs differ by a fifth.
+ * ratio (same seed), warmed alike (its reads, then the same requests for both at `--ratio`,
+ * the per-write runs' share, up to their `--ratio-warm-writes`-th write, 5,000: see
+ * RATIO_WARM_WRITES, then its reads again), then `--ratio-requests` requests of each sent in
+ * step, one to each node in turn, with the node's CPU taken once before and once after
+ * (drained): CPU per request at each ratio, and a write's CPU, rehydration and the misses it
+ * causes included, as the difference of the two over the difference of their write shares
+ * (the issue's `(at 10% - at 1%) / 0.09`, with the shares the sequences really have). The
+ * report gives the part of each node's CPU spent on threads other than its main one (Linux):
+ * where V8 still compiles, it shows there. With --against, that checkout's two nodes run in
+ * the same step (four nodes, each request to each in turn): before and after under the same
+ * load, where separate runs differ by a fifth.
  */
 
 import { spawnSync } from "node:child_process";
@@ -99,8 +100,9 @@ const READ_SAMPLE = 10;
  * Writes both nodes of the ratio measure are warmed with (`--ratio-warm-writes`). After 400,
  * V8 still compiled the write path during the measured requests, on its own threads: at
  * stop 67, 187 optimizing compiles (1.97 s of CPU) at 10% writes against 39 (0.35 s) at 1%,
- * which the measure charged to the extra writes (about 2 ms each). After 5,000 the node at
- * 10% spent 0.15 s more on threads other than its main one than the node at 1%.
+ * which the measure charged to the extra writes (about 1.5 ms each). After 5,000, the node
+ * at 10% still spent 0.15-0.69 s more on threads other than its main one than the node at
+ * 1% (four runs): fewer, not none. 5,000 was the most tried.
  */
 const RATIO_WARM_WRITES = 5000;
 
@@ -165,7 +167,7 @@ const { options, out } = readFlags(() => {
       redis: values.redis,
       cacheFile: values["cache-file"],
       warmWrites: count("warm-writes", values["warm-writes"]),
-      ratioWarmWrites: count("ratio-warm-writes", values["ratio-warm-writes"]),
+      ratioWarmWrites: positiveInt("ratio-warm-writes", values["ratio-warm-writes"]),
       ratios: ratios as [number, number] | undefined,
       ratioRequests: positiveInt("ratio-requests", values["ratio-requests"]),
       split: values.split,
@@ -278,12 +280,15 @@ class Node {
 
   /** The node's CPU time once its background work is done, us. */
   async cpu(): Promise<number> {
-    return (await this.threads()).us;
+    return (await this.client.json<{ us: number }>("/_bench/cpu?drain")).us;
   }
 
-  /** The same, and its main thread's alone where the node can tell (Linux), us. */
+  /**
+   * The same, and its main thread's alone where the node can tell (Linux), us. Asked only
+   * around the measured requests: reading it costs the node more than `cpu()`.
+   */
   threads(): Promise<{ us: number; mainUs?: number }> {
-    return this.client.json<{ us: number; mainUs?: number }>("/_bench/cpu?drain");
+    return this.client.json<{ us: number; mainUs?: number }>("/_bench/cpu?drain&threads");
   }
 
   async counters() {
@@ -392,17 +397,17 @@ function sequenceLength(ratio: number, requests: number): number {
 
 /**
  * Warms nodes, each with its sequence: every read once, then the sequence's prefix
- * (unmeasured; `each` sees each of its ops, so the bare SQL follows its writes), every
- * read once more, then the cold paths once (after the prefix, so they are in the cache when measuring
- * starts, as the run caches them). Then the cost of asking each node for its CPU, and its
- * counters from here on.
+ * (unmeasured; `each` sees each of its ops, so the bare SQL follows its writes), with
+ * `again` every read once more (the ratio measure: see there), then the cold paths once
+ * (after the prefix, so they are in the cache when measuring starts, as the run caches
+ * them). Then the cost of asking each node for its CPU, and its counters from here on.
  */
 async function warmNodes(
   nodes: readonly Node[],
   sequences: readonly { reads: Op[]; prefix: Op[] }[],
   coldPaths: readonly string[],
   versions: Map<string, number>[],
-  each?: (op: Op, body: unknown) => void,
+  { each, again = false }: { each?: (op: Op, body: unknown) => void; again?: boolean } = {},
 ): Promise<void> {
   const readEvery = () =>
     Promise.all(
@@ -449,7 +454,7 @@ async function warmNodes(
   );
   // Every read once more: what the prefix's writes took out (pages they could not patch,
   // or patched unread until they went) is cached again when measuring starts, as before it.
-  await readEvery();
+  if (again) await readEvery();
   await Promise.all(
     nodes.map(async (node) => {
       for (const path of coldPaths) await node.client.send("GET", path);
@@ -503,8 +508,12 @@ async function measureStrategy(
       nodes.map(() => sequence),
       cold.paths,
       nodes.map(() => versions),
-      (op, body) => {
-        if (op.kind === "write") bare.run(op, body as Record<string, unknown> | undefined, false);
+      {
+        each: (op, body) => {
+          if (op.kind === "write") {
+            bare.run(op, body as Record<string, unknown> | undefined, false);
+          }
+        },
       },
     );
     const profile = options.cpuProf && resolve(ROOT, options.cpuProf, `${strategy}.cpuprofile`);
@@ -633,7 +642,9 @@ async function measureRatios(
     for (const prefix of prefixes) await redis!.logOlderThan(prefix, DEFAULT_LEASE_MS);
     const versions = measured.map(() => new Map<string, number>());
     const ofNode = measured.map((m) => m.sequence);
-    await warmNodes(nodes, ofNode, cold.paths, versions);
+    // Every read again after the warm writes: measuring starts from a full cache, so a
+    // miss in the measured requests is one the measured writes caused.
+    await warmNodes(nodes, ofNode, cold.paths, versions, { again: true });
     // With --cpu-prof, each node's profile of the measured requests (the windows of its
     // writes beside it), to compare what the higher share spends more.
     const profileOf = (i: number) => {
@@ -883,11 +894,12 @@ function ratioTable(measures: RatioMeasure[], runs: StrategyRun[]): string[] {
 }
 
 /**
- * With --split, the measure in its parts. With W a write's own CPU at the higher share h,
- * and R_l, R_h a read's at the lower share l and at h, a request at share w costs
- * w·W + (1 - w)·R, so the measure is W - R_l + (1 - h)·(R_h - R_l) / (h - l) (taking a
- * write's own CPU alike at both shares): a write's own CPU, less the read it stands in
- * for, plus what the reads cost more at the higher share, spread over its extra writes.
+ * With --split, the measure in its parts. With W_l, W_h a write's own CPU at the lower
+ * share l and the higher h, and R_l, R_h a read's, a request at share w costs
+ * w·W + (1 - w)·R, so the measure is W_h - R_l + (1 - h)·(R_h - R_l) / (h - l)
+ * + l·(W_h - W_l) / (h - l): a write's own CPU, less the read it stands in for, plus what
+ * the reads cost more at the higher share, spread over its extra writes, plus what the
+ * lower share's writes cost less (a write among many reads finds the write path colder).
  */
 function splitTable(measures: RatioMeasure[]): string[] {
   const us = (n: number) => Math.round(n).toLocaleString("en-US");
@@ -895,16 +907,21 @@ function splitTable(measures: RatioMeasure[]): string[] {
   const lines = [
     `With --split, each write's CPU asked for before and after it as well (the asks' cost, ${measures.map((m) => us(m.runs[1].split?.askUs ?? 0)).join(" and ")} us, taken out): the measure in its parts.`,
     "",
-    `| strategy | a write's own CPU at ${hi} (us) | a read at ${lo} (us) | a read at ${hi} (us) | the reads' extra, spread over the extra writes (us) | W - R + that (us) | **a write**, as above (us) |`,
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    `| strategy | a write's own CPU at ${lo} (us) | at ${hi} (us) | a read at ${lo} (us) | a read at ${hi} (us) | the reads' extra, spread over the extra writes (us) | the writes' difference, weighted (us) | W - R + those (us) | **a write**, as above (us) |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const m of measures) {
     const [a, b] = m.runs;
     if (!a.split || !b.split) continue;
     const share = (r: RatioRun) => r.writes / r.requests;
-    const extra = ((1 - share(b)) * (b.split.readUs - a.split.readUs)) / (share(b) - share(a));
+    const apart = share(b) - share(a);
+    const extra = ((1 - share(b)) * (b.split.readUs - a.split.readUs)) / apart;
+    // What the writes at the lower share cost more (or less) than at the higher, weighed
+    // by how many there are: 0 where a write costs the same at both.
+    const writesApart = (share(a) * (b.split.writeUs - a.split.writeUs)) / apart;
+    const sum = b.split.writeUs - a.split.readUs + extra + writesApart;
     lines.push(
-      `| ${m.strategy}${m.code === "this" ? "" : ", --against"} | ${us(b.split.writeUs)} | ${us(a.split.readUs)} | ${us(b.split.readUs)} | ${us(extra)} | ${us(b.split.writeUs - a.split.readUs + extra)} | **${us(m.writeUs)}** |`,
+      `| ${m.strategy}${m.code === "this" ? "" : ", --against"} | ${us(a.split.writeUs)} | ${us(b.split.writeUs)} | ${us(a.split.readUs)} | ${us(b.split.readUs)} | ${us(extra)} | ${us(writesApart)} | ${us(sum)} | **${us(m.writeUs)}** |`,
     );
   }
   return lines;
@@ -974,7 +991,7 @@ ${new Date().toISOString()}, ${describeCode(git)}${options.against ? ` against t
 
 One node: the data API over SQLite with one memory tier${options.cacheFile ? " and a cache file (the SQLite tier, as `edgecache serve` puts one beside its database)" : ""}${options.redis ? ", on Redis (the change log and a shared tier behind memory, under a fresh prefix, as `edgecache serve --redis` wires them)" : ""} (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then with that sequence itself up to its ${options.warmWrites.toLocaleString("en-US")}th write (${cut.prefix.length.toLocaleString("en-US")} requests, unmeasured, so that V8 compiles the write path there and the figures are a warm node's; the database, the bare SQL's copy and the rows' versions follow those writes), then the next ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.${options.scan ? " After the warm-up the node also caches a client's start-up scan of the users: two 1,000-row pages, never read again." : ""}${options.lists.some((n) => n > 0) ? " With more lists: that many lists of users without an equality filter cached after the warm-up (`id[gte]=<id>&limit=5`), never read again; a user's write sorts into five at most." : ""}${options.touched.some((n) => n > 0) ? " With touched lists: that many lists of the newest users cached after the warm-up (`sort=-createdAt&limit=<1..n>`), never read again; every user insert enters each of them." : ""}
 
-${measures.length > 0 ? `## Issue 44's measure: CPU per request at ${options.ratios![0] * 100}% and ${options.ratios![1] * 100}% writes\n\nA node per write share, each on the workload's sequence at that share (seed ${options.seed}), warmed on the same requests (every read of its sequence, then requests at ${options.ratio * 100}% writes up to their ${options.ratioWarmWrites.toLocaleString("en-US")}th write, the same for every node, then every read again${options.scan ? ", and the scan's pages" : ""}), then ${options.ratioRequests.toLocaleString("en-US")} requests of each, sent in step (one to each node in turn, one at a time); the node's CPU (\`process.cpuUsage\`, drained) once before them and once after. **a write** is (CPU per request at the higher share - at the lower) / (the difference of the shares the two sequences really have): a write's own CPU, the misses it leaves and the rehydration it starts; the next column divides by the nominal difference, as the issue states it. Beside it, the same strategy's write measured one by one in the runs below.\n\n${ratioTable(measures, runs).join("\n")}\n` : ""}${runs.length > options.strategies.length ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
+${measures.length > 0 ? `## Issue 44's measure: CPU per request at ${options.ratios![0] * 100}% and ${options.ratios![1] * 100}% writes\n\nA node per write share, each on the workload's sequence at that share (seed ${options.seed}), warmed alike (every read of its sequence, then the same requests for every node, at ${options.ratio * 100}% writes, up to their ${options.ratioWarmWrites.toLocaleString("en-US")}th write, then every read of its sequence again${options.scan ? ", and the scan's pages" : ""}), then ${options.ratioRequests.toLocaleString("en-US")} requests of each, sent in step (one to each node in turn, one at a time); the node's CPU (\`process.cpuUsage\`, drained) once before them and once after. **a write** is (CPU per request at the higher share - at the lower) / (the difference of the shares the two sequences really have): a write's own CPU, the misses it leaves and the rehydration it starts; the next column divides by the nominal difference, as the issue states it. Beside it, the same strategy's write measured one by one in the runs below.\n\n${ratioTable(measures, runs).join("\n")}\n` : ""}${runs.length > options.strategies.length ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
 Command:
 
 \`\`\`sh

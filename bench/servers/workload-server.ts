@@ -2,8 +2,9 @@
  * Child process of bench/workload.ts and bench/cluster.ts: the data API over `--db` with
  * one invalidation strategy, counting the queries that reach the database. Prints
  * `{"url": ...}` once ready. `GET /_bench/stats` answers the query counts and the cache's
- * stats; `GET /_bench/cpu` the process's CPU time (`?drain`: once background work is done),
- * and its main thread's where Linux tells it, and `POST /_bench/profile[?stop=file]` starts and writes a V8 CPU profile (bench:writes).
+ * stats; `GET /_bench/cpu` the process's CPU time (`?drain`: once background work is
+ * done; `?threads`: its main thread's too, where Linux tells it), and
+ * `POST /_bench/profile[?stop=file]` starts and writes a V8 CPU profile (bench:writes).
  * With `--redis`, it is one node of a deployment: the change log and a shared tier in Redis
  * under `--prefix` (as `edgecache serve --redis` wires them), behind its own memory tier;
  * it is ready once it holds its lease. With `--cache-file`, a cache file (the SQLite tier,
@@ -158,20 +159,21 @@ app.get("/_bench/cpu", async (c) => {
     writeFrom = undefined;
   }
   const { user, system } = process.cpuUsage();
-  return c.json({ us: user + system, mainUs: mainThreadUs() });
+  const us = user + system;
+  return c.json(c.req.query("threads") === undefined ? { us } : { us, mainUs: mainThreadUs() });
 });
 /**
  * The main thread's CPU alone (user + system, us), where Linux tells it: the rest of the
  * process's is V8's threads (the optimizing compiler, the garbage collector's helpers) and
  * libuv's. In clock ticks (10 ms), so only a sum over many requests says anything.
  */
-const TICK_US = 1e6 / ticksPerSecond();
 function mainThreadUs(): number | undefined {
   try {
     const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
     // Past the command's name, which may hold spaces: utime and stime are fields 14 and 15.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? (ticks * 1e6) / ticksPerSecond() : undefined;
   } catch {
     return undefined;
   }

@@ -33,9 +33,10 @@ export interface SequenceOptions {
   /** Share of requests that are writes, 0 to 1. */
   writeRatio: number;
   /**
-   * Requests before the `requests`: at this share of writes, until `writes` of them are
-   * made. They are drawn alike whatever `writeRatio` is, so nodes compared at two shares
-   * start the same (bench:writes' measure). Without it the sequence is as before.
+   * Requests before the `requests`: at this share of writes, until `writes` of them (at
+   * least one) are made. They are drawn alike whatever `writeRatio` is, so nodes compared
+   * at two shares get the same writes before measuring (bench:writes' measure). Without
+   * it the sequence is as before.
    */
   warm?: { writes: number; writeRatio: number };
   /** Zipf exponent of read and write popularity (1.1). */
@@ -44,6 +45,8 @@ export interface SequenceOptions {
 }
 
 const PAGE = 20;
+/** Added to the seed of what follows a warm part (see SequenceOptions.warm). */
+const WARM_STREAM = 500_000;
 const STATUSES = ["pending", "paid", "shipped", "cancelled"];
 /** New rows sort after the seeded ones: the demo's dates end at 2026-01-01. */
 const NEW_ROWS_FROM = Date.UTC(2026, 0, 1);
@@ -105,10 +108,16 @@ export function generateSequence(data: InitialData, options: SequenceOptions): O
     rankRandom,
   );
 
+  const { warm } = options;
+  if (warm && !(Number.isInteger(warm.writes) && warm.writes > 0 && warm.writeRatio > 0)) {
+    throw new Error(
+      `[bench] warm: expected a whole number of writes above 0 at a share above 0, got ${JSON.stringify(warm)}`,
+    );
+  }
   const seeded = (ratio: number, part = 0) =>
     mulberry32((options.seed ?? 7) * 1000 + Math.round(ratio * 1000) + part);
   // One stream for the warm part, drawn by its share alone; the rest's own after it.
-  let draw = seeded(options.warm?.writeRatio ?? options.writeRatio);
+  let draw = seeded(warm?.writeRatio ?? options.writeRatio);
   const random = () => draw();
   const kinds = readKinds(users, orders, firstNames, prefixes, data);
   const zipfs = new Map(kinds.map((k) => [k.name, new Zipf(k.size, s, random)]));
@@ -130,14 +139,15 @@ export function generateSequence(data: InitialData, options: SequenceOptions): O
     return kind.make(zipfs.get(kind.name)!.sample());
   };
   const ops: Op[] = [];
-  if (options.warm) {
-    for (let writes = 0; writes < options.warm.writes; ) {
-      const op = next(options.warm.writeRatio);
+  if (warm) {
+    for (let writes = 0; writes < warm.writes; ) {
+      const op = next(warm.writeRatio);
       if (op.kind === "write") writes++;
       ops.push(op);
     }
-    // Not the warm part's stream again, should the two shares be the same.
-    draw = seeded(options.writeRatio, 1);
+    // A stream of its own, not the warm part's again should the two shares be the same
+    // (nor another share's: a share's seeds step by 1 per thousandth).
+    draw = seeded(options.writeRatio, WARM_STREAM);
   }
   for (let i = 0; i < options.requests; i++) ops.push(next(options.writeRatio));
   return ops;

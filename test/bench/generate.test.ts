@@ -48,6 +48,21 @@ describe("generateSequence's warm part (bench:writes' ratio measure)", () => {
     expect(writes(highRest)).toBeLessThan(280);
   });
 
+  it("refuses a warm part that could never end, or would be none", () => {
+    for (const bad of [
+      { writes: 10, writeRatio: 0 },
+      { writes: 10, writeRatio: Number.NaN },
+      { writes: 0, writeRatio: 0.2 },
+      { writes: 2.5, writeRatio: 0.2 },
+      { writes: Number.POSITIVE_INFINITY, writeRatio: 0.2 },
+    ]) {
+      expect(
+        () => generateSequence(data, { requests: 10, writeRatio: 0.1, warm: bad }),
+        JSON.stringify(bad),
+      ).toThrow(/warm: expected a whole number of writes above 0/);
+    }
+  });
+
   it("leaves a sequence without one as it was: drawn at its share from the start", () => {
     const plain = generateSequence(data, { requests: 2000, writeRatio: 0.1, seed: 7 });
     expect(plain).toHaveLength(2000);
