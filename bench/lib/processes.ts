@@ -236,8 +236,19 @@ export function cpuSeconds(pid: number): number {
   return ticks / ticksPerSecond();
 }
 
+/**
+ * One thread's CPU (user + system), us, where Linux tells it (/proc); the main thread's
+ * by default. In clock ticks (10 ms), so only a sum over many requests says anything.
+ */
+export function threadCpuUs(pid = process.pid, tid = pid): number | undefined {
+  const ticks = statOf(`/proc/${pid}/task/${tid}/stat`)?.ticks;
+  return ticks !== undefined && Number.isFinite(ticks)
+    ? (ticks * 1e6) / ticksPerSecond()
+    : undefined;
+}
+
 /** The kernel's clock ticks per second, in which /proc gives CPU times. */
-export function ticksPerSecond(): number {
+function ticksPerSecond(): number {
   clockTicks ??=
     Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
   return clockTicks;
@@ -260,11 +271,17 @@ function processes(): ProcStat[] {
 }
 
 function procStat(pid: number): ProcStat | undefined {
+  const stat = statOf(`/proc/${pid}/stat`);
+  return stat && { pid, ...stat };
+}
+
+/** A process's or thread's parent and CPU ticks (utime + stime) from its stat file. */
+function statOf(path: string): { ppid: number; ticks: number } | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(path, "utf8");
     // Fields after the command name, which may contain spaces: state is field 3.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { pid, ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
+    return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
   } catch {
     return undefined;
   }

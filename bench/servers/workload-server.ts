@@ -21,7 +21,7 @@
  *   ... --strategy no-cache --max-age 60   # an origin for a shared cache (bench:learn)
  */
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector";
 import { parseArgs } from "node:util";
 import { Hono } from "hono";
@@ -43,7 +43,7 @@ import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";
-import { ticksPerSecond } from "../lib/processes.ts";
+import { threadCpuUs } from "../lib/processes.ts";
 import { STRATEGIES, type Strategy } from "../workload/strategies.ts";
 import { onParentGone } from "./lifecycle.ts";
 
@@ -160,24 +160,10 @@ app.get("/_bench/cpu", async (c) => {
   }
   const { user, system } = process.cpuUsage();
   const us = user + system;
-  return c.json(c.req.query("threads") === undefined ? { us } : { us, mainUs: mainThreadUs() });
+  // The main thread's alone: the rest of the process's is V8's threads (the optimizing
+  // compiler, the garbage collector's helpers) and libuv's.
+  return c.json(c.req.query("threads") === undefined ? { us } : { us, mainUs: threadCpuUs() });
 });
-/**
- * The main thread's CPU alone (user + system, us), where Linux tells it: the rest of the
- * process's is V8's threads (the optimizing compiler, the garbage collector's helpers) and
- * libuv's. In clock ticks (10 ms), so only a sum over many requests says anything.
- */
-function mainThreadUs(): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8");
-    // Past the command's name, which may hold spaces: utime and stime are fields 14 and 15.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? (ticks * 1e6) / ticksPerSecond() : undefined;
-  } catch {
-    return undefined;
-  }
-}
 // bench:writes --cpu-prof: V8's CPU profile of the measured part alone (not the warm-up),
 // and beside it (`.writes.json`) each write's window on the profile's clock, from its
 // arrival to the next CPU ask (after its background work), with its method and path: the
