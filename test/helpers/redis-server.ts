@@ -32,6 +32,12 @@ export interface StartRedisOptions {
 }
 
 const READY_TIMEOUT_MS = 10_000;
+/**
+ * `redis-cli --cluster create` waits for the nodes to agree (gossip, polled once a second):
+ * seconds on a loaded machine, past READY_TIMEOUT_MS at stop 67's CI. Bounded below the
+ * hooks' 60 s (vitest.config.ts) so a cluster that never joins still fails with its output.
+ */
+const CLUSTER_JOIN_TIMEOUT_MS = 45_000;
 const STOP_TIMEOUT_MS = 5_000;
 /** A cluster node also listens on its port + 10000 (the cluster bus). */
 const CLUSTER_BUS_OFFSET = 10_000;
@@ -114,11 +120,16 @@ export async function startRedisCluster(masters = 3): Promise<PrivateRedisCluste
       );
     }
     const addresses = servers.map((s) => `127.0.0.1:${s.port}`);
-    await execFileAsync(
-      "redis-cli",
-      ["--cluster", "create", ...addresses, "--cluster-replicas", "0", "--cluster-yes"],
-      { timeout: READY_TIMEOUT_MS },
-    );
+    try {
+      await execFileAsync(
+        "redis-cli",
+        ["--cluster", "create", ...addresses, "--cluster-replicas", "0", "--cluster-yes"],
+        { timeout: CLUSTER_JOIN_TIMEOUT_MS },
+      );
+    } catch (error) {
+      const { stdout = "", stderr = "" } = error as { stdout?: string; stderr?: string };
+      throw new Error(`redis-cli --cluster create failed:\n${stdout}${stderr}`, { cause: error });
+    }
     await Promise.all(servers.map((s) => waitClusterOk(s.port)));
   } catch (error) {
     await Promise.all(servers.map((s) => s.stop()));
