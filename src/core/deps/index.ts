@@ -334,12 +334,19 @@ export class DependencyIndex implements DependencyLookup {
     return this.#listsByTable.get(table)?.has(key) === true;
   }
 
-  *listsOn(table: string): Iterable<readonly [string, ListDependency]> {
+  listsOn(table: string): ListPair[] {
+    const found: ListPair[] = [];
     const byKey = this.#listsByTable.get(table);
-    if (byKey) yield* each(byKey);
+    if (byKey) pairsOf(byKey, found);
+    return found;
   }
 
-  *listsFor(table: string, rows: readonly Row[]): Iterable<readonly [string, ListDependency]> {
+  /**
+   * Gathered into an array, not yielded: a write asks this of every table it changes, and
+   * a generator's objects and resumptions cost more than the pairs.
+   */
+  listsFor(table: string, rows: readonly Row[]): ListPair[] {
+    const found: ListPair[] = [];
     for (const [column, { longest, lists }] of this.#byPrefix.get(table) ?? []) {
       const walked: Map<string, ListDependency[]>[] = [];
       for (const row of rows) {
@@ -349,31 +356,26 @@ export class DependencyIndex implements DependencyLookup {
           const bucket = lists.get(value.slice(0, n));
           if (!bucket || walked.includes(bucket)) continue;
           walked.push(bucket);
-          yield* each(bucket);
+          pairsOf(bucket, found);
         }
       }
     }
     for (const [column, ranges] of this.#byRange.get(table) ?? []) {
       if (rows.length === 1) {
-        yield* ranges.stab(rows[0]![column] ?? null);
+        ranges.stabInto(rows[0]![column] ?? null, found);
         continue;
       }
       // By the filed pair, not the list: one list object may be registered under two keys.
-      const seen = new Set<object>();
-      for (const row of rows) {
-        for (const found of ranges.stab(row[column] ?? null)) {
-          if (seen.has(found)) continue;
-          seen.add(found);
-          yield found;
-        }
-      }
+      const stabbed: ListPair[] = [];
+      for (const row of rows) ranges.stabInto(row[column] ?? null, stabbed);
+      for (const pair of new Set(stabbed)) found.push(pair);
     }
     const byColumn = this.#byValue.get(table);
-    if (!byColumn) return;
+    if (!byColumn) return found;
     for (const [column, byEq] of byColumn) {
       if (column === "") {
         const bucket = byEq.get("");
-        if (bucket) yield* each(bucket);
+        if (bucket) pairsOf(bucket, found);
         continue;
       }
       // Each list is under one value: a bucket two rows name is walked once.
@@ -382,18 +384,21 @@ export class DependencyIndex implements DependencyLookup {
         const bucket = byEq.get(eqKey(row[column]));
         if (!bucket || walked.includes(bucket)) continue;
         walked.push(bucket);
-        yield* each(bucket);
+        pairsOf(bucket, found);
       }
     }
+    return found;
   }
 
   /**
    * The registered pages of `list`'s list: the same table, filters and order, any window
    * (`list`'s own key among them, if registered).
    */
-  *pagesOf(list: ListDependency): Iterable<readonly [string, ListDependency]> {
+  pagesOf(list: ListDependency): ListPair[] {
+    const found: ListPair[] = [];
     const byKey = this.#pages.get(listFamily(list));
-    if (byKey) yield* each(byKey);
+    if (byKey) pairsOf(byKey, found);
+    return found;
   }
 
   *keys(prefix = ""): Iterable<string> {
@@ -574,9 +579,12 @@ function addTo(
   else byKey.set(key, [list]);
 }
 
-/** Each key's lists, a pair per list. */
-function* each(byKey: Map<string, ListDependency[]>): Iterable<readonly [string, ListDependency]> {
-  for (const [key, lists] of byKey) for (const list of lists) yield [key, list];
+/** A key and one of its lists. */
+type ListPair = readonly [key: string, list: ListDependency];
+
+/** Each key's lists, a pair per list, added to `into`. */
+function pairsOf(byKey: Map<string, ListDependency[]>, into: ListPair[]): void {
+  for (const [key, lists] of byKey) for (const list of lists) into.push([key, list]);
 }
 
 function deleteFrom<V>(map: Map<string, Map<string, V>>, at: string, key: string): void {

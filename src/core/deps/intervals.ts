@@ -77,7 +77,14 @@ export class IntervalIndex<T> {
   }
 
   /** Each item whose interval holds `value`. */
-  *stab(value: unknown): Iterable<T> {
+  stab(value: unknown): T[] {
+    const found: T[] = [];
+    this.stabInto(value, found);
+    return found;
+  }
+
+  /** Adds each item whose interval holds `value` to `into`. */
+  stabInto(value: unknown, into: T[]): void {
     const stack: Node<T>[] = [];
     let node = this.#root;
     while (node || stack.length > 0) {
@@ -94,7 +101,7 @@ export class IntervalIndex<T> {
       // What is left (this node, its right subtree, the nodes on the stack and theirs) comes
       // after it in order: all start past the value.
       if (compareBounds(top.low, value) > 0) return;
-      if (compareBounds(top.high, value) >= 0) yield top.item;
+      if (compareBounds(top.high, value) >= 0) into.push(top.item);
       node = top.right;
     }
   }
