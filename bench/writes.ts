@@ -70,7 +70,7 @@ import Database from "better-sqlite3";
 import { MAX_LIMIT } from "../src/core/query-params.ts";
 import { DEFAULT_LEASE_MS } from "../src/log/redis/index.ts";
 import { shares, sharesMarkdown, WRITE_PATH } from "./lib/cpu-profile.ts";
-import { makeTmpDir, ROOT, runBench, startServer, stopAll } from "./lib/processes.ts";
+import { type GcTally, makeTmpDir, ROOT, runBench, startServer, stopAll } from "./lib/processes.ts";
 import { BenchRedis } from "./lib/redis.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";
@@ -287,8 +287,10 @@ class Node {
    * The same, and its main thread's alone where the node can tell (Linux), us. Asked only
    * around the measured requests: reading it costs the node more than `cpu()`.
    */
-  threads(): Promise<{ us: number; mainUs?: number }> {
-    return this.client.json<{ us: number; mainUs?: number }>("/_bench/cpu?drain&threads");
+  threads(): Promise<{ us: number; mainUs?: number; gc?: GcTally }> {
+    return this.client.json<{ us: number; mainUs?: number; gc?: GcTally }>(
+      "/_bench/cpu?drain&threads",
+    );
   }
 
   async counters() {
@@ -570,6 +572,12 @@ interface RatioRun {
    * is still compiling the write path spends it here.
    */
   otherThreadsUs?: number;
+  /**
+   * The garbage collections over the measured requests, where the node tells them: a full
+   * collection is tens of ms of the main thread and more on the collector's helpers, so one
+   * run's measure moves with whether one fell in it.
+   */
+  gc?: GcTally;
   perRequestUs: number;
   rehydrations: number;
   patches: number;
@@ -692,8 +700,8 @@ async function measureRatios(
         // window, one outside. Both come out of the node's CPU, which is then as without them.
         const asks = options.split ? 2 * writes * askUs[i]! : 0;
         const cpuUs = after[i]!.us - before[i]!.us - asks;
-        const { mainUs: mainAfter } = after[i]!;
-        const { mainUs: mainBefore } = before[i]!;
+        const { mainUs: mainAfter, gc: gcAfter } = after[i]!;
+        const { mainUs: mainBefore, gc: gcBefore } = before[i]!;
         const counters = await node.result();
         const inOwn = options.split ? inWrites[i]! - writes * askUs[i]! : 0;
         const split = options.split
@@ -715,6 +723,7 @@ async function measureRatios(
             mainBefore !== undefined && {
               otherThreadsUs: after[i]!.us - before[i]!.us - (mainAfter - mainBefore),
             }),
+          ...(gcAfter && gcBefore && { gc: gcSince(gcBefore, gcAfter) }),
           perRequestUs: cpuUs / ops.length,
           rehydrations: counters.rehydrations,
           patches: counters.patches,
@@ -856,14 +865,25 @@ function curve(runs: StrategyRun[]): string[] {
   return lines;
 }
 
+/** The collections from `from` to `to`. */
+function gcSince(from: GcTally, to: GcTally): GcTally {
+  const less = (a: GcTally["minor"], b: GcTally["minor"]) => ({ n: a.n - b.n, ms: a.ms - b.ms });
+  return { minor: less(to.minor, from.minor), major: less(to.major, from.major) };
+}
+
+function gcText({ minor, major }: GcTally): string {
+  const ms = (n: number) => Math.round(n).toLocaleString("en-US");
+  return `${minor.n} scavenges (${ms(minor.ms)} ms) and ${major.n} pauses of full collections (${ms(major.ms)} ms)`;
+}
+
 /** Issue 44's measure beside the per-write figure of the same strategy and lists. */
 function ratioTable(measures: RatioMeasure[], runs: StrategyRun[]): string[] {
   const us = (n: number) => Math.round(n).toLocaleString("en-US");
   const pct = (n: number) => `${(n * 100).toFixed(1)}%`;
   const [lo, hi] = options.ratios!.map((r) => `${r * 100}%`);
   const lines = [
-    `| strategy | more lists | touched | CPU per request at ${lo} (us) | writes | hit rate | at ${hi} (us) | writes | hit rate | **a write** (us) | over the nominal ${round((options.ratios![1] - options.ratios![0]) * 100, 1)} points | a write measured one by one, mean (p50) |`,
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    `| strategy | more lists | touched | CPU per request at ${lo} (us) | writes | hit rate | at ${hi} (us) | writes | hit rate | **a write** (us) | in requests at ${lo} | over the nominal ${round((options.ratios![1] - options.ratios![0]) * 100, 1)} points | a write measured one by one, mean (p50) |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const m of measures) {
     const [a, b] = m.runs;
@@ -872,7 +892,7 @@ function ratioTable(measures: RatioMeasure[], runs: StrategyRun[]): string[] {
       ?.nodes.find((n) => n.code === m.code)?.writes.all;
     const reads = (r: RatioRun) => Math.max(1, r.requests - r.writes);
     lines.push(
-      `| ${m.strategy}${m.code === "this" ? "" : ", --against"} | ${m.lists.toLocaleString("en-US")} | ${m.touched.toLocaleString("en-US")} | ${us(a.perRequestUs)} | ${pct(a.writes / a.requests)} | ${pct(a.hits / reads(a))} | ${us(b.perRequestUs)} | ${pct(b.writes / b.requests)} | ${pct(b.hits / reads(b))} | **${us(m.writeUs)}** | ${us(m.writeUsNominal)} | ${one ? `${us(one.mean)} (${us(one.p50)})` : "–"} |`,
+      `| ${m.strategy}${m.code === "this" ? "" : ", --against"} | ${m.lists.toLocaleString("en-US")} | ${m.touched.toLocaleString("en-US")} | ${us(a.perRequestUs)} | ${pct(a.writes / a.requests)} | ${pct(a.hits / reads(a))} | ${us(b.perRequestUs)} | ${pct(b.writes / b.requests)} | ${pct(b.hits / reads(b))} | **${us(m.writeUs)}** | ${(m.writeUs / a.perRequestUs).toFixed(1)} | ${us(m.writeUsNominal)} | ${one ? `${us(one.mean)} (${us(one.p50)})` : "–"} |`,
     );
   }
   lines.push("");
@@ -880,7 +900,7 @@ function ratioTable(measures: RatioMeasure[], runs: StrategyRun[]): string[] {
   for (const m of measures) {
     for (const r of m.runs) {
       lines.push(
-        `${m.strategy}${m.code === "this" ? "" : ", --against"}, ${m.lists.toLocaleString("en-US")} more lists, ${m.touched.toLocaleString("en-US")} touched, at ${r.ratio * 100}%: ${r.requests.toLocaleString("en-US")} requests, node CPU ${us(r.cpuUs / 1000)} ms${r.otherThreadsUs === undefined ? "" : ` (${us(r.otherThreadsUs / 1000)} ms of it on threads other than the main one)`}; ${r.invalidations} invalidations, ${r.patches} patches, ${r.rehydrations} rehydrations; misses by read: ${
+        `${m.strategy}${m.code === "this" ? "" : ", --against"}, ${m.lists.toLocaleString("en-US")} more lists, ${m.touched.toLocaleString("en-US")} touched, at ${r.ratio * 100}%: ${r.requests.toLocaleString("en-US")} requests, node CPU ${us(r.cpuUs / 1000)} ms${r.otherThreadsUs === undefined ? "" : ` (${us(r.otherThreadsUs / 1000)} ms of it on threads other than the main one)`}${r.gc ? `; on its main thread ${gcText(r.gc)}` : ""}; ${r.invalidations} invalidations, ${r.patches} patches, ${r.rehydrations} rehydrations; misses by read: ${
           Object.entries(r.missesByShape)
             .sort((x, y) => y[1] - x[1])
             .map(([shape, n]) => `${n} \`${shape}\``)
@@ -991,7 +1011,7 @@ ${new Date().toISOString()}, ${describeCode(git)}${options.against ? ` against t
 
 One node: the data API over SQLite with one memory tier${options.cacheFile ? " and a cache file (the SQLite tier, as `edgecache serve` puts one beside its database)" : ""}${options.redis ? ", on Redis (the change log and a shared tier behind memory, under a fresh prefix, as `edgecache serve --redis` wires them)" : ""} (bench/servers/workload-server.ts), over the workload's database (${options.users.toLocaleString("en-US")} users, ${options.orders.toLocaleString("en-US")} orders). It is warmed with every read of the workload's sequence (${options.warm.toLocaleString("en-US")} requests at ${options.ratio * 100}% writes), then with that sequence itself up to its ${options.warmWrites.toLocaleString("en-US")}th write (${cut.prefix.length.toLocaleString("en-US")} requests, unmeasured, so that V8 compiles the write path there and the figures are a warm node's; the database, the bare SQL's copy and the rows' versions follow those writes), then the next ${options.requests.toLocaleString("en-US")} requests of that sequence are sent one at a time. Each write's figure is the node's own CPU (\`process.cpuUsage\`, user + system) from before the request to after it and after the background work it started (rehydration: \`cache.drain()\`), less the cost of asking. ${options.against ? "**before** is a node of the other checkout (--against), sent each request in step with this one (one, then the other), each on its own copy of the database, so the load on the machine at any moment weighs on both alike. " : ""}**bare SQL** is the same statements (the old row read, the write with RETURNING, in one IMMEDIATE transaction; a user's orders read before its delete) through better-sqlite3 alone on a copy of the database, in the driver, in step with the nodes.${options.scan ? " After the warm-up the node also caches a client's start-up scan of the users: two 1,000-row pages, never read again." : ""}${options.lists.some((n) => n > 0) ? " With more lists: that many lists of users without an equality filter cached after the warm-up (`id[gte]=<id>&limit=5`), never read again; a user's write sorts into five at most." : ""}${options.touched.some((n) => n > 0) ? " With touched lists: that many lists of the newest users cached after the warm-up (`sort=-createdAt&limit=<1..n>`), never read again; every user insert enters each of them." : ""}
 
-${measures.length > 0 ? `## Issue 44's measure: CPU per request at ${options.ratios![0] * 100}% and ${options.ratios![1] * 100}% writes\n\nA node per write share, each on the workload's sequence at that share (seed ${options.seed}), warmed alike (every read of its sequence, then the same requests for every node, at ${options.ratio * 100}% writes, up to their ${options.ratioWarmWrites.toLocaleString("en-US")}th write, then every read of its sequence again${options.scan ? ", and the scan's pages" : ""}), then ${options.ratioRequests.toLocaleString("en-US")} requests of each, sent in step (one to each node in turn, one at a time); the node's CPU (\`process.cpuUsage\`, drained) once before them and once after. **a write** is (CPU per request at the higher share - at the lower) / (the difference of the shares the two sequences really have): a write's own CPU, the misses it leaves and the rehydration it starts; the next column divides by the nominal difference, as the issue states it. Beside it, the same strategy's write measured one by one in the runs below.\n\n${ratioTable(measures, runs).join("\n")}\n` : ""}${runs.length > options.strategies.length ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
+${measures.length > 0 ? `## Issue 44's measure: CPU per request at ${options.ratios![0] * 100}% and ${options.ratios![1] * 100}% writes\n\nA node per write share, each on the workload's sequence at that share (seed ${options.seed}), warmed alike (every read of its sequence, then the same requests for every node, at ${options.ratio * 100}% writes, up to their ${options.ratioWarmWrites.toLocaleString("en-US")}th write, then every read of its sequence again${options.scan ? ", and the scan's pages" : ""}), then ${options.ratioRequests.toLocaleString("en-US")} requests of each, sent in step (one to each node in turn, one at a time); the node's CPU (\`process.cpuUsage\`, drained) once before them and once after. **a write** is (CPU per request at the higher share - at the lower) / (the difference of the shares the two sequences really have): a write's own CPU, the misses it leaves and the rehydration it starts; **in requests at ${options.ratios![0] * 100}%** is that figure over the CPU of a request at the lower share (nearly all cache hits), measured in the same run: a machine twice as slow doubles both, so this column compares runs on different machines or minutes; the next divides by the nominal difference, as the issue states it. Beside it, the same strategy's write measured one by one in the runs below.\n\n${ratioTable(measures, runs).join("\n")}\n` : ""}${runs.length > options.strategies.length ? `## Every write against the lists cached\n\n${curve(runs).join("\n")}\n\n` : ""}${lines.join("\n")}
 Command:
 
 \`\`\`sh
@@ -1046,7 +1066,7 @@ await runBench(async () => {
           );
         }
         log(
-          `  a write, from the difference${whose}: ${round(measure.writeUs, 0)} us (over the nominal shares ${round(measure.writeUsNominal, 0)} us)`,
+          `  a write, from the difference${whose}: ${round(measure.writeUs, 0)} us (over the nominal shares ${round(measure.writeUsNominal, 0)} us), ${round(measure.writeUs / measure.runs[0].perRequestUs, 1)} requests at ${measure.runs[0].ratio * 100}%`,
         );
       }
     }

@@ -9,6 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { constants, PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -86,13 +87,21 @@ export function benchServer(file: string, argv: string[], root = ROOT): string[]
   return ["--import", "tsx", join(root, "bench", "servers", file), ...argv];
 }
 
+/**
+ * Flags for every bench server's node, from `BENCH_NODE_FLAGS` (space-separated): V8's own
+ * flags that NODE_OPTIONS refuses, for experiments (`BENCH_NODE_FLAGS=--single-threaded-gc`).
+ */
+function nodeFlags(): string[] {
+  return process.env.BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? [];
+}
+
 /** Starts a node server and resolves with the URL it prints once ready. */
 export function startServer(spec: ServerSpec): Promise<Server> {
   const prof = spec.cpuProf
     ? ["--cpu-prof", "--cpu-prof-dir", resolve(ROOT, spec.cpuProf, spec.name)]
     : [];
   const child = spawn(
-    ...pinned(spec.cpu, process.execPath, [...prof, ...spec.argv]),
+    ...pinned(spec.cpu, process.execPath, [...nodeFlags(), ...prof, ...spec.argv]),
     // stdin stays open as a lifeline: the servers in bench/servers/ exit when it closes
     // (see servers/lifecycle.ts).
     {
@@ -245,6 +254,36 @@ export function threadCpuUs(pid = process.pid, tid = pid): number | undefined {
   return ticks !== undefined && Number.isFinite(ticks)
     ? (ticks * 1e6) / ticksPerSecond()
     : undefined;
+}
+
+/** Garbage collections on the main thread: how many, and the time they held it. */
+export interface GcTally {
+  /** Young-generation collections (scavenges). */
+  minor: { n: number; ms: number };
+  /** The rest: full collections (mark-compact), their incremental steps, weak callbacks. */
+  major: { n: number; ms: number };
+}
+
+let gcTally: GcTally | undefined;
+
+/**
+ * The process's garbage collections since the first call, as perf_hooks reports them (the
+ * main thread's pauses; the collector's helper threads are in the process's CPU, not here).
+ */
+export function gcSoFar(): GcTally {
+  if (!gcTally) {
+    const tally: GcTally = { minor: { n: 0, ms: 0 }, major: { n: 0, ms: 0 } };
+    new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        const kind = (entry as unknown as { detail?: { kind?: number } }).detail?.kind;
+        const into = kind === constants.NODE_PERFORMANCE_GC_MINOR ? tally.minor : tally.major;
+        into.n++;
+        into.ms += entry.duration;
+      }
+    }).observe({ entryTypes: ["gc"] });
+    gcTally = tally;
+  }
+  return structuredClone(gcTally);
 }
 
 /** The kernel's clock ticks per second, in which /proc gives CPU times. */

@@ -3,7 +3,8 @@
  * one invalidation strategy, counting the queries that reach the database. Prints
  * `{"url": ...}` once ready. `GET /_bench/stats` answers the query counts and the cache's
  * stats; `GET /_bench/cpu` the process's CPU time (`?drain`: once background work is
- * done; `?threads`: its main thread's too, where Linux tells it), and
+ * done; `?threads`: its main thread's too, where Linux tells it, and its garbage
+ * collections since the first such ask), and
  * `POST /_bench/profile[?stop=file]` starts and writes a V8 CPU profile (bench:writes).
  * With `--redis`, it is one node of a deployment: the change log and a shared tier in Redis
  * under `--prefix` (as `edgecache serve --redis` wires them), behind its own memory tier;
@@ -43,7 +44,7 @@ import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";
-import { threadCpuUs } from "../lib/processes.ts";
+import { gcSoFar, threadCpuUs } from "../lib/processes.ts";
 import { STRATEGIES, type Strategy } from "../workload/strategies.ts";
 import { onParentGone } from "./lifecycle.ts";
 
@@ -162,7 +163,9 @@ app.get("/_bench/cpu", async (c) => {
   const us = user + system;
   // The main thread's alone: the rest of the process's is V8's threads (the optimizing
   // compiler, the garbage collector's helpers) and libuv's.
-  return c.json(c.req.query("threads") === undefined ? { us } : { us, mainUs: threadCpuUs() });
+  return c.json(
+    c.req.query("threads") === undefined ? { us } : { us, mainUs: threadCpuUs(), gc: gcSoFar() },
+  );
 });
 // bench:writes --cpu-prof: V8's CPU profile of the measured part alone (not the warm-up),
 // and beside it (`.writes.json`) each write's window on the profile's clock, from its
