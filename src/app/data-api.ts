@@ -582,24 +582,18 @@ async function jsonObject(req: Request): Promise<Row> {
  */
 export function dependencyTags(schema: Schema, resource: Resource, rows: Row[]): string[] {
   const table = resource.table;
-  if (resource.kind !== "view") {
-    // A table's rows have distinct keys, so each tag comes once without a set: a write
-    // makes these anew for every page it patches.
-    const tags = [tableTag(table.name)];
-    for (const row of rows) tags.push(rowTag(table.name, row[table.primaryKey]));
-    return tags;
-  }
-  // A view's tags may repeat (two joins on one table, or a table joined to itself): a set.
   const tags = new Set<string>([tableTag(table.name)]);
   for (const row of rows) tags.add(rowTag(table.name, row[table.primaryKey]));
-  for (const join of resource.view.joins) {
-    const childPk = schema.tables.get(join.table)?.primaryKey;
-    tags.add(tableTag(join.table));
-    for (const row of rows) {
-      tags.add(setTag(join.table, join.foreignKey, row[join.references]));
-      const children = row[join.as];
-      if (!childPk || !Array.isArray(children)) continue;
-      for (const child of children as Row[]) tags.add(rowTag(join.table, child[childPk]));
+  if (resource.kind === "view") {
+    for (const join of resource.view.joins) {
+      const childPk = schema.tables.get(join.table)?.primaryKey;
+      tags.add(tableTag(join.table));
+      for (const row of rows) {
+        tags.add(setTag(join.table, join.foreignKey, row[join.references]));
+        const children = row[join.as];
+        if (!childPk || !Array.isArray(children)) continue;
+        for (const child of children as Row[]) tags.add(rowTag(join.table, child[childPk]));
+      }
     }
   }
   return [...tags];

@@ -93,7 +93,10 @@ export function resultPatcher(
       peek && list
         ? {
             key,
-            of: engine.pagesOf(list),
+            // Asked only when the page alone cannot be patched (see patchResult).
+            get of() {
+              return engine.pagesOf(list);
+            },
             rowsOf: (other: string): readonly Row[] | undefined => {
               const page = peek(other);
               const p = page && planOf(other, page, prefix);
