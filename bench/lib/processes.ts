@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { constants, PerformanceObserver } from "node:perf_hooks";
+import { constants, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -264,26 +264,33 @@ export interface GcTally {
   major: { n: number; ms: number };
 }
 
-let gcTally: GcTally | undefined;
+let gcWatch:
+  | { tally: GcTally; observer: PerformanceObserver; count(entries: PerformanceEntry[]): void }
+  | undefined;
 
 /**
  * The process's garbage collections since the first call, as perf_hooks reports them (the
  * main thread's pauses; the collector's helper threads are in the process's CPU, not here).
+ * Node reports a collection a turn or two of the event loop after it: those are waited for.
  */
-export function gcSoFar(): GcTally {
-  if (!gcTally) {
+export async function gcSoFar(): Promise<GcTally> {
+  if (!gcWatch) {
     const tally: GcTally = { minor: { n: 0, ms: 0 }, major: { n: 0, ms: 0 } };
-    new PerformanceObserver((list) => {
-      for (const entry of list.getEntries()) {
+    const count = (entries: PerformanceEntry[]) => {
+      for (const entry of entries) {
         const kind = (entry as unknown as { detail?: { kind?: number } }).detail?.kind;
         const into = kind === constants.NODE_PERFORMANCE_GC_MINOR ? tally.minor : tally.major;
         into.n++;
         into.ms += entry.duration;
       }
-    }).observe({ entryTypes: ["gc"] });
-    gcTally = tally;
+    };
+    const observer = new PerformanceObserver((list) => count(list.getEntries()));
+    observer.observe({ entryTypes: ["gc"] });
+    gcWatch = { tally, observer, count };
   }
-  return structuredClone(gcTally);
+  for (let turn = 0; turn < 2; turn++) await new Promise((done) => setImmediate(done));
+  gcWatch.count(gcWatch.observer.takeRecords());
+  return structuredClone(gcWatch.tally);
 }
 
 /** The kernel's clock ticks per second, in which /proc gives CPU times. */

@@ -164,7 +164,9 @@ app.get("/_bench/cpu", async (c) => {
   // The main thread's alone: the rest of the process's is V8's threads (the optimizing
   // compiler, the garbage collector's helpers) and libuv's.
   return c.json(
-    c.req.query("threads") === undefined ? { us } : { us, mainUs: threadCpuUs(), gc: gcSoFar() },
+    c.req.query("threads") === undefined
+      ? { us }
+      : { us, mainUs: threadCpuUs(), gc: await gcSoFar() },
   );
 });
 // bench:writes --cpu-prof: V8's CPU profile of the measured part alone (not the warm-up),
