@@ -76,14 +76,7 @@ export class IntervalIndex<T> {
     this.#size--;
   }
 
-  /** Each item whose interval holds `value`. */
-  stab(value: unknown): T[] {
-    const found: T[] = [];
-    this.stabInto(value, found);
-    return found;
-  }
-
-  /** Adds each item whose interval holds `value` to `into`. */
+  /** Adds each item whose interval holds `value` to `into` (the planner's list gathers them). */
   stabInto(value: unknown, into: T[]): void {
     const stack: Node<T>[] = [];
     let node = this.#root;
