@@ -121,6 +121,7 @@ export function sqliteSource(options: SqliteSourceOptions): Source & CapturingSo
     what: "database",
     code: "E_SOURCE_UNAVAILABLE",
     readonly,
+    busyTimeout,
   });
   const driver = new SyncSqliteDriver(db, { owned: true, busyTimeout });
   return new SqliteSource(driver, betterSqliteCapture(driver), { readonly, views });

@@ -13,6 +13,7 @@ import type {
   MeasuredStore,
   StoreSize,
 } from "../core/store.ts";
+import { enterWal } from "../sql/sqlite/file.ts";
 import { checkIntegrity, describeError, isDamage, moveAside } from "./sqlite-damage.ts";
 
 export interface SqliteStoreOptions {
@@ -207,7 +208,7 @@ export function sqliteStore(
       // Before the first read, so WAL mode keeps its index in this process's memory and the
       // lock taken below (the write at the end of connect) is held until close.
       if (exclusive) db.pragma("locking_mode = EXCLUSIVE");
-      db.pragma("journal_mode = WAL");
+      enterWal(db, exclusive ? 0 : BUSY_TIMEOUT_MS);
       // NORMAL in WAL mode can lose the last writes on power loss, never corrupt: right
       // for a cache.
       db.pragma("synchronous = NORMAL");

@@ -2,6 +2,7 @@ import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { EdgecacheError, type ErrorCode } from "../../core/errors.ts";
+import { DEFAULT_BUSY_TIMEOUT_MS } from "./dialect.ts";
 
 /** What a failed open of a SQLite file is told as. */
 export interface SqliteFileRole {
@@ -14,6 +15,8 @@ export interface SqliteFileRole {
   /** Default E_BAD_OPTION: the file was named by a flag or an option. */
   code?: ErrorCode;
   readonly?: boolean;
+  /** How long the open waits for another connection's lock; default DEFAULT_BUSY_TIMEOUT_MS. */
+  busyTimeout?: number;
 }
 
 /**
@@ -24,12 +27,13 @@ export interface SqliteFileRole {
  */
 export function openSqliteFile(path: string, role: SqliteFileRole): Database.Database {
   const readonly = role.readonly === true;
+  const timeout = role.busyTimeout ?? DEFAULT_BUSY_TIMEOUT_MS;
   let db: Database.Database | undefined;
   try {
-    db = new Database(path, { readonly, fileMustExist: readonly });
+    db = new Database(path, { readonly, fileMustExist: readonly, timeout });
     // WAL lets readers proceed while a write is in progress; it also reads the header, so a
     // file that is not a database fails here rather than at the first query.
-    if (!readonly) db.pragma("journal_mode = WAL");
+    if (!readonly) enterWal(db, timeout);
     else db.pragma("schema_version");
     return db;
   } catch (cause) {
@@ -42,6 +46,33 @@ export function openSqliteFile(path: string, role: SqliteFileRole): Database.Dat
       { cause },
     );
   }
+}
+
+/**
+ * Puts `db` in WAL mode, waiting up to `timeoutMs` for the lock that takes. Switching a file
+ * that is in rollback-journal mode needs its exclusive lock, and SQLite answers SQLITE_BUSY
+ * at once, without the busy handler, where waiting could deadlock: this connection holds a
+ * shared lock and another connection wants more than one too (two processes opening one
+ * file together, or an app's write in progress). Only trying again from the start, with the
+ * shared lock let go, gets past that, so the switch is tried again, apart, until then.
+ */
+export function enterWal(db: Database.Database, timeoutMs: number): void {
+  const deadline = Date.now() + timeoutMs;
+  for (let pause = 2; ; pause = Math.min(pause * 2, 100)) {
+    try {
+      db.pragma("journal_mode = WAL");
+      return;
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== "SQLITE_BUSY" || Date.now() >= deadline) throw err;
+      // Apart by a random share of the pause, so that two openers do not meet again.
+      sleep(Math.min(pause * (0.5 + Math.random()), deadline - Date.now()));
+    }
+  }
+}
+
+/** Blocks the thread for `ms`: the open is synchronous, as better-sqlite3 is. */
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.max(0, ms));
 }
 
 /** Why a SQLite file did not open, in words a user acts on. */
