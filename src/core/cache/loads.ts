@@ -145,12 +145,26 @@ export class Loads {
   }
 
   /**
-   * Copies an entry this node holds (a patch, stored as a load that began at `since`) into
-   * the shared tiers, unless a change since concerns it; true when copied.
+   * Copies entries this node holds (patches, stored as loads that began at `since`) into the
+   * shared tiers, in one batch, each unless a change since concerns it; resolves with how
+   * many were copied.
    */
-  share(key: string, entry: CacheEntry, since: LogPosition): Promise<boolean> {
-    if (!this.#e.log.trusted()) return Promise.resolve(false);
-    return this.#share(key, entry, since, this.#e.end(undefined), Promise.resolve(false));
+  async shareMany(
+    items: readonly { key: string; entry: CacheEntry }[],
+    since: LogPosition,
+  ): Promise<number> {
+    if (!this.#e.log.trusted()) return 0;
+    const current = (list: readonly { key: string; entry: CacheEntry }[]) =>
+      list.filter(({ key, entry }) => !this.#e.fence.conflicts(since, key, entry));
+    const copies = current(items);
+    await this.#e.entries.storeIn(copies, this.#e.end(undefined), "shared");
+    // A write may have landed meanwhile: its record's removal may have come first.
+    const kept = current(copies);
+    if (kept.length < copies.length) {
+      const stays = new Set(kept);
+      await this.#e.tiers.deleteShared(copies.filter((c) => !stays.has(c)).map((c) => c.key));
+    }
+    return kept.length;
   }
 
   /** Whether the log was quiet since `since` for `tables` (see ChangeLog.quietSince). */

@@ -6,10 +6,10 @@ import { redisDemoNodes, until } from "../../helpers/cluster.ts";
 import { requireRedis } from "../../helpers/services.ts";
 
 /**
- * The shared tier (Redis) after a write: the writer cleans it, other nodes leave it alone
- * (their delete could remove a fresh copy), and what nodes patched is reloaded into it by
- * one of them (a claim on the log), so a node whose memory does not hold the response
- * finds the new version there instead of a miss. A lone node patches without reloading.
+ * The shared tier (Redis) after a write: the writer cleans it and copies into it what it
+ * patched, other nodes leave it alone (their delete could remove a fresh copy, and their
+ * copies cost a claim each), so a node whose memory does not hold the response finds the
+ * new version there instead of a miss. A lone node patches without reloading.
  */
 
 const shared = await requireRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
@@ -119,7 +119,7 @@ async function refusedOnTwo() {
 }
 
 shared.describe("the shared tier after a write", () => {
-  it("holds the new version for a node that did not cache it: one node's patch, no reload", async () => {
+  it("holds the new version for a node that did not cache it: the writer's patch, no reload, nothing sent by the other node", async () => {
     const open = cluster();
     const a = await open();
     const b = await open();
@@ -136,14 +136,22 @@ shared.describe("the shared tier after a write", () => {
       shared: both("patchesShared"),
       loads: both("loads"),
       patchedOnA: a.cache.stats().patches,
+      patchedOnB: b.cache.stats().patches,
+      sentByB: b.cache.stats().redis.commands.background,
     };
     expect((await rename(a, path, "Refilled")).status).toBe(200);
     await Promise.all([a.cache.drain(), b.cache.drain()]);
-    // Each node that patched a key may copy its patch into Redis; one claims it. a holds
-    // every key patched (the user, and the page firstUser read): each copied once, no load.
+    await until(() => b.cache.position.seq === a.cache.position.seq);
+    await b.cache.drain();
+    // The writer copies what it patched into Redis: a holds every key patched (the user,
+    // and the page firstUser read), each copied once, no load. b patched the user too, and
+    // sends nothing for it: no claim, no copy.
     const patchedOnA = a.cache.stats().patches - before.patchedOnA;
     expect(patchedOnA).toBeGreaterThanOrEqual(1);
+    expect(b.cache.stats().patches - before.patchedOnB).toBeGreaterThanOrEqual(1);
+    expect(a.cache.stats().patchesShared).toBe(patchedOnA);
     expect(both("patchesShared") - before.shared).toBe(patchedOnA);
+    expect(b.cache.stats().redis.commands.background).toBe(before.sentByB);
     expect(both("rehydrations") - before.reloads).toBe(0);
     expect(both("loads") - before.loads).toBe(0);
     // Both patched their memory; Redis holds one node's patch.
