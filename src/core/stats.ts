@@ -82,8 +82,8 @@ export interface CacheStats {
   /** Entries a write changed in place instead of invalidating them. */
   patches: number;
   /**
-   * Patched entries this node copied into the shared tiers for the other nodes (one node
-   * for all, by a claim on the log), so they find the new version there without a load.
+   * Patched entries this node copied into the shared tiers for the other nodes (the
+   * writer's patches, by the writer), so they find the new version there without a load.
    */
   patchesShared: number;
   /** Times this node missed log records it could not apply, and dropped its memory tier. */

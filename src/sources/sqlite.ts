@@ -45,7 +45,8 @@ interface CommonOptions {
   /**
    * How long a write waits, in ms, for a write lock another connection or process holds
    * (DEFAULT_BUSY_TIMEOUT_MS); then it fails with E_SOURCE_BUSY (a 503 with Retry-After).
-   * It waits between tries, never blocking the event loop as SQLite's own busy_timeout would.
+   * It waits between tries, never blocking the event loop as SQLite's own busy_timeout would;
+   * only opening a `path` blocks, as long as this, for the switch to WAL mode.
    */
   busyTimeout?: number;
 }

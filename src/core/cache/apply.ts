@@ -175,9 +175,9 @@ export class Applier {
     // Tiers other nodes read are the writer's to clean and refill: another node's delete
     // could come after a reload stored there, and reads check them against the log anyway.
     const foreign = record.own === false && this.#e.tiers.shared;
-    // With other nodes on the log and a shared tier, one node for all (a claim on the log)
-    // copies what it patched into the shared tiers, and reloads hot keys there, so that
-    // nodes whose memory did not hold them find the new version. Not for a node alone.
+    // With other nodes on the log and a shared tier, the writer copies what it patched into
+    // the shared tiers, and one node for all (a claim on the log) reloads hot keys there, so
+    // that nodes whose memory did not hold them find the new version. Not for a node alone.
     const { log, idle, claims } = this.#e;
     const claim = log.claim
       ? async (key: string) => {
@@ -228,8 +228,8 @@ export class Applier {
     // it unless asked to (`settled`): a read from them is checked against the log, so these
     // deletes only spare the next reader a refusal, and a node far from Redis would hold its
     // write a round trip longer for them. A patched key is not deleted there either: its
-    // copy is checked all the same (replayed or refused), and replaced where a claim copies
-    // the patch over it; deleting it sent a command and took a reply for every key a write
+    // copy is checked all the same (replayed or refused), and replaced where the writer
+    // copies its patch over it; deleting it sent a command and took a reply for every key a write
     // patched. Asked even with no key: it tries again the keys an earlier delete failed.
     const clearing =
       foreign || !this.#e.tiers.shared
@@ -273,7 +273,7 @@ export class Applier {
       });
     }
     if (refill && hot.length > 0) {
-      // One node reloads each for all: the record's claims go out together, as its patches'.
+      // One node reloads each for all: the record's claims go out together, in one command.
       this.#e.reloads.push(async () => {
         const won = await Promise.all(hot.map((k) => refill(k)));
         for (const [i, k] of hot.entries()) if (won[i]) this.#scheduleRehydrate(k, refetch!);

@@ -54,20 +54,34 @@ export function openSqliteFile(path: string, role: SqliteFileRole): Database.Dat
  * at once, without the busy handler, where waiting could deadlock: this connection holds a
  * shared lock and another connection wants more than one too (two processes opening one
  * file together, or an app's write in progress). Only trying again from the start, with the
- * shared lock let go, gets past that, so the switch is tried again, apart, until then.
+ * shared lock let go, gets past that, so the switch is tried again, apart, until then. Each
+ * try's own wait (SQLite's busy handler) is held to the time left. It blocks the thread, as
+ * a synchronous open does: once, when the file is opened.
  */
 export function enterWal(db: Database.Database, timeoutMs: number): void {
   const deadline = Date.now() + timeoutMs;
-  for (let pause = 2; ; pause = Math.min(pause * 2, 100)) {
-    try {
-      db.pragma("journal_mode = WAL");
-      return;
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== "SQLITE_BUSY" || Date.now() >= deadline) throw err;
-      // Apart by a random share of the pause, so that two openers do not meet again.
-      sleep(Math.min(pause * (0.5 + Math.random()), deadline - Date.now()));
+  const busyTimeout = db.pragma("busy_timeout", { simple: true }) as number;
+  try {
+    for (let pause = 2; ; pause = Math.min(pause * 2, 100)) {
+      db.pragma(`busy_timeout = ${Math.max(0, Math.min(busyTimeout, deadline - Date.now()))}`);
+      try {
+        db.pragma("journal_mode = WAL");
+        return;
+      } catch (err) {
+        if (!isBusy(err) || Date.now() >= deadline) throw err;
+        // Apart by a random share of the pause, so that two openers do not meet again.
+        sleep(Math.min(pause * (0.5 + Math.random()), deadline - Date.now()));
+      }
     }
+  } finally {
+    if (db.open) db.pragma(`busy_timeout = ${busyTimeout}`);
   }
+}
+
+/** SQLITE_BUSY and its extended codes (SQLITE_BUSY_RECOVERY, SQLITE_BUSY_SNAPSHOT). */
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && code.startsWith("SQLITE_BUSY");
 }
 
 /** Blocks the thread for `ms`: the open is synchronous, as better-sqlite3 is. */

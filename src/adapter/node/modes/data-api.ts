@@ -161,8 +161,10 @@ function openSqlite(
   path: string,
 ): OpenedSource {
   const start = databaseStamp(path);
+  const busyTimeout = options.busyTimeout === undefined ? undefined : options.busyTimeout * 1000;
   // WAL: readers (other processes, the cache's own reads) proceed while a write commits.
   const db = openSqliteFile(path, {
+    busyTimeout,
     component: "config",
     what: demo ? "the demo database" : "database",
     hint: demo
@@ -173,7 +175,7 @@ function openSqlite(
   const source = sqliteSource({
     database: db,
     views: demo ? demoViews : (options.views ?? []),
-    busyTimeout: options.busyTimeout === undefined ? undefined : options.busyTimeout * 1000,
+    busyTimeout,
   });
   return {
     source,
