@@ -5,9 +5,10 @@ import type { Cost } from "../cost.ts";
 const KEPT = 4096;
 
 /**
- * Reloads this node claimed for all (a refused copy's reload, a rehydration), by key, until the key's copy is in the shared tiers: then the nodes that lost the
- * claim and wait for the copy are told (`ChangeLog.finished`), instead of each reading the
- * tier again and again until it comes.
+ * Reloads this node claimed for all (a refused copy's reload, a rehydration), by key, until
+ * the key's copy is in the shared tiers: then the nodes that lost the claim and wait for the
+ * copy are told (`ChangeLog.finished`), instead of each reading the tier again and again
+ * until it comes.
  */
 export class ReloadClaims {
   readonly #log: Pick<ChangeLog, "finished">;

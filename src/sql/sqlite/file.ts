@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import { EdgecacheError, type ErrorCode } from "../../core/errors.ts";
 import { DEFAULT_BUSY_TIMEOUT_MS } from "./dialect.ts";
 
-/** What a failed open of a SQLite file is told as. */
+/** How a SQLite file is opened, and what a failed open is told as. */
 export interface SqliteFileRole {
   /** The component that names itself in the message: `sqlite`, `config`, `tenants`. */
   component: string;

@@ -99,9 +99,9 @@ describe("opening a SQLite file another process is writing", () => {
         message: expect.stringMatching(/cannot open database .*source-timeout\.db.*locked/),
       }),
     );
-    // It waited, for the option's time, not SQLite's default of five seconds.
+    // It waited, and gave up before the writer let go (else it would have opened): the
+    // option's time, not SQLite's default of five seconds.
     expect(Date.now() - started).toBeGreaterThanOrEqual(180);
-    expect(Date.now() - started).toBeLessThan(1_400);
     await writer.done;
   });
 
