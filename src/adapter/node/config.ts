@@ -15,7 +15,7 @@ import type { ViewInfo } from "../../core/query.ts";
 import type { RedisSetting } from "./cluster.ts";
 import { configKeys } from "./options.ts";
 
-/** What `edgecache.config.json` (or `.ts` / `.js`, default-exporting it) may say. */
+/** What `edgecache.config.json` (or `.ts`, `.js` and the rest of CONFIG_FILES, default-exporting it) may say. */
 export interface EdgecacheConfig {
   /**
    * Your database: a SQLite file or a `postgres://` URL; without it edgecache serves the
@@ -90,8 +90,19 @@ export interface ProxyConfig {
   manifestConcurrency?: number;
 }
 
-export const CONFIG_FILES = ["edgecache.config.json", "edgecache.config.ts", "edgecache.config.js"];
+/** The names looked for in the working directory, in this order; `--config` takes the same kinds. */
+export const CONFIG_FILES = [
+  "edgecache.config.json",
+  "edgecache.config.jsonc",
+  "edgecache.config.ts",
+  "edgecache.config.mts",
+  "edgecache.config.cts",
+  "edgecache.config.js",
+  "edgecache.config.mjs",
+  "edgecache.config.cjs",
+];
 const C = "config";
+const KINDS = /\.(jsonc?|[mc]?ts|[mc]?js)$/;
 
 /** Finds and loads the config file in `dir` (or `path`); undefined when there is none. */
 export async function loadConfig(
@@ -103,18 +114,43 @@ export async function loadConfig(
     : CONFIG_FILES.map((f) => resolve(dir, f)).find((f) => existsSync(f));
   if (!found) return undefined;
   if (!existsSync(found)) throw new EdgecacheError("E_BAD_OPTION", C, `no config file at ${found}`);
+  const kind = KINDS.exec(found)?.[1];
+  if (!kind) {
+    throw new EdgecacheError(
+      "E_BAD_OPTION",
+      C,
+      `cannot read ${found}: expected a .json, .jsonc, .ts, .mts, .cts, .js, .mjs or .cjs file`,
+    );
+  }
   let raw: unknown;
   try {
-    raw = found.endsWith(".json")
+    raw = kind.startsWith("json")
       ? // Comments and trailing commas allowed: `edgecache init` writes a commented file.
         JSON.parse(stripJsonComments(readFileSync(found, "utf8"), { trailingCommas: true }))
-      : ((await import(pathToFileURL(found).href)) as { default: unknown }).default;
+      : await importConfig(found);
   } catch (err) {
     throw new EdgecacheError("E_BAD_OPTION", C, `could not read ${found}: ${String(err)}`, {
       cause: err,
     });
   }
   return { config: validateConfig(raw), path: found };
+}
+
+/**
+ * A code config's default export. tsx's tsImport compiles TypeScript with a loader of its
+ * own, registered for this import alone: Node cannot import .ts from the published build, and
+ * a global registration (the clone's bin) loads a .ts file in a CommonJS app through
+ * `require` untransformed. Both module kinds, in either package type, come back the same way.
+ */
+async function importConfig(file: string): Promise<unknown> {
+  const { tsImport } = await import("tsx/esm/api");
+  const loaded = (await tsImport(pathToFileURL(file).href, { parentURL: import.meta.url })) as {
+    default?: unknown;
+  };
+  const exported = loaded.default as { __esModule?: boolean; default?: unknown } | undefined;
+  // A file run as CommonJS gives its module.exports; an `export default` compiled into it
+  // sits one level down, marked __esModule.
+  return exported?.__esModule && "default" in exported ? exported.default : exported;
 }
 
 const num = (k: string, v: unknown, min: number) =>
