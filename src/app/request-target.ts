@@ -31,6 +31,8 @@ export function isAdminPath(pathname: string): boolean {
  */
 const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
 const URL_IGNORED = /[\t\n\r]/g;
+/** How many times a path is percent-decoded looking for a dot segment (`%25252e` is three). */
+const DECODE_ROUNDS = 3;
 
 /**
  * Why a request target's path is refused, or undefined. `target` is the request line's
@@ -38,7 +40,9 @@ const URL_IGNORED = /[\t\n\r]/g;
  * - A dot segment in any spelling (`/v1/%2e%2e/_edgecache/keys`): the URL parser removes it
  *   with the segment before (RFC 3986 5.2.4), so the path a front proxy allowed (`/v1/`)
  *   would reach another app (the admin API) or another origin path. Clients resolve dot
- *   segments before they send (RFC 3986 5.2); only a crafted request carries one.
+ *   segments before they send (RFC 3986 5.2); only a crafted request carries one. So is one
+ *   that some common server behind the proxy resolves, though the URL parser does not (see
+ *   serverDotSegment).
  * - A backslash in the path, which the parser reads as `/`.
  * - The admin prefix percent-encoded (`/%5fedgecache/stats`): routing decodes it, so it
  *   would reach the admin API past a front proxy that blocks `/_edgecache` by prefix.
@@ -50,6 +54,12 @@ export function pathRefusal(target: string): EdgecacheError | undefined {
   if (mayHaveDot && DOT_SEGMENT.test(path.replace(URL_IGNORED, ""))) {
     return badPath(path, "has a dot segment (. or .., maybe percent-encoded)");
   }
+  if (mayHaveDot && serverDotSegment(path)) {
+    return badPath(
+      path,
+      "has a segment a server resolves as . or .. (;params, %5c, %u, overlong UTF-8, double encoding)",
+    );
+  }
   if (path.includes("%") && !isPlainAdmin(path) && isAdminPath(path)) {
     return new EdgecacheError(
       "E_NOT_FOUND",
@@ -58,6 +68,98 @@ export function pathRefusal(target: string): EdgecacheError | undefined {
     );
   }
   return undefined;
+}
+
+/**
+ * Whether some common server resolves a segment of `path` as `.` or `..` where the URL
+ * parser sees a name; one that allows only `/v1/` in front would be passed. Each decoding
+ * round (up to DECODE_ROUNDS: an origin or framework that decodes again resolves
+ * `%252e%252e`) splits the path at `/`, `\` and their encodings, and tests each segment:
+ * - cut at `;` (Tomcat, Jetty, Spring drop path parameters: `..;x=1`) and at NUL (C stacks);
+ * - trailing spaces dropped (IIS, Windows: `..%20`);
+ * - Unicode compatibility forms folded (NFKC: `%ef%bc%8e`, fullwidth `.`; `‥`, two dots).
+ * Decoding is IIS's: `%uXXXX`, and overlong UTF-8 (`%c0%ae`, `%e0%80%ae`) as the ASCII it
+ * spells. A dot inside a name (`a.b`, `..x`, `...`) passes.
+ */
+function serverDotSegment(path: string): boolean {
+  // Without either, the URL parser's own dot segments (DOT_SEGMENT) are all there are.
+  if (!path.includes("%") && !path.includes(";")) return false;
+  let text = path;
+  for (let round = 0; round <= DECODE_ROUNDS; round++) {
+    for (const segment of text.split(/[/\\]/)) {
+      if (isServerDots(segment)) return true;
+    }
+    if (!text.includes("%")) return false;
+    const decoded = looseDecode(text);
+    if (decoded === text) return false;
+    text = decoded;
+  }
+  return false;
+}
+
+function isServerDots(segment: string): boolean {
+  let s = segment;
+  const cut = s.search(/[;\0]/);
+  if (cut >= 0) s = s.slice(0, cut);
+  if (!/^[\x20-\x7e]*$/.test(s)) s = s.normalize("NFKC");
+  s = s.replace(/ +$/, "");
+  return s === "." || s === "..";
+}
+
+const UTF8_LEAD = [
+  [0xc0, 0xe0, 1, 0x1f],
+  [0xe0, 0xf0, 2, 0x0f],
+  [0xf0, 0xf8, 3, 0x07],
+] as const;
+
+/**
+ * One round of percent-decoding as lenient servers do it: `%XX` bytes read as UTF-8 where an
+ * overlong sequence is the character it spells (IIS), `%uXXXX` as that code unit, and what
+ * decodes to nothing valid as U+FFFD. Never throws.
+ */
+function looseDecode(text: string): string {
+  const bytes: number[] = [];
+  let out = "";
+  const flush = () => {
+    for (let i = 0; i < bytes.length; ) {
+      const b = bytes[i]!;
+      const lead = UTF8_LEAD.find(([lo, hi]) => b >= lo && b < hi);
+      if (b < 0x80 || !lead || i + lead[2] >= bytes.length) {
+        out += b < 0x80 ? String.fromCharCode(b) : "\ufffd";
+        i++;
+        continue;
+      }
+      // Continuation bytes lend their low six bits, valid or not, as IIS took them.
+      let cp = b & lead[3];
+      for (let k = 1; k <= lead[2]; k++) cp = (cp << 6) | (bytes[i + k]! & 0x3f);
+      const valid = cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff);
+      out += valid ? String.fromCodePoint(cp) : "\ufffd";
+      i += lead[2] + 1;
+    }
+    bytes.length = 0;
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === "%") {
+      const u = /^[uU]([0-9a-fA-F]{4})/.exec(text.slice(i + 1, i + 6));
+      if (u) {
+        flush();
+        out += String.fromCharCode(Number.parseInt(u[1]!, 16));
+        i += 5;
+        continue;
+      }
+      const hex = text.slice(i + 1, i + 3);
+      if (/^[0-9a-fA-F]{2}$/.test(hex)) {
+        bytes.push(Number.parseInt(hex, 16));
+        i += 2;
+        continue;
+      }
+    }
+    flush();
+    out += c;
+  }
+  flush();
+  return out;
 }
 
 function isPlainAdmin(path: string): boolean {
@@ -131,6 +233,44 @@ export function requestRefusal(
   host: string | undefined,
 ): EdgecacheError | undefined {
   return pathRefusal(target) ?? (target.startsWith("/") ? hostRefusal(host) : undefined);
+}
+
+const ABSOLUTE_FORM = /^https?:\/\//i;
+
+/**
+ * What a Node listener makes of a request head before anything else reads it: the
+ * origin-form target it is answered as, or why it is refused (a 400).
+ * - More than one Host field (RFC 9112 3.2: a server MUST answer 400).
+ * - An absolute-form target (RFC 9112 3.2.2) whose authority is not the one Host names, or
+ *   that carries userinfo (RFC 9110 4.2.4). Otherwise it is answered as its origin-form, so
+ *   the scheme and host the app sees, keys by and tells an origin (X-Forwarded-Proto) are
+ *   the listener's and Host's, as for every other request, never the client's `https://`.
+ */
+export function requestHead(
+  target: string,
+  hosts: readonly string[] | undefined,
+): string | EdgecacheError {
+  if (hosts && hosts.length > 1) {
+    return new EdgecacheError("E_BAD_HEADER", "http", "host: the request has more than one Host");
+  }
+  const scheme = ABSOLUTE_FORM.exec(target);
+  if (!scheme) return target;
+  const start = scheme[0].length;
+  let end = target.slice(start).search(/[/?#]/);
+  end = end < 0 ? target.length : start + end;
+  const authority = target.slice(start, end);
+  if (authority.includes("@")) {
+    return new EdgecacheError("E_BAD_HEADER", "http", "host: the target carries userinfo");
+  }
+  if (authority.toLowerCase() !== hosts?.[0]?.toLowerCase()) {
+    return new EdgecacheError(
+      "E_BAD_HEADER",
+      "http",
+      "host: the target's authority is not the one the Host header names",
+    );
+  }
+  const rest = target.slice(end);
+  return rest.startsWith("/") ? rest : `/${rest}`;
 }
 
 /**

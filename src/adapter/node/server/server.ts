@@ -10,7 +10,7 @@ import { getRequestListener, type HttpBindings, RequestError } from "@hono/node-
 import type { Context, Hono } from "hono";
 import type { AdminOptions } from "../../../app/admin.ts";
 import { errorReply, errorResponse } from "../../../app/errors.ts";
-import { requestRefusal } from "../../../app/request-target.ts";
+import { requestHead, requestRefusal } from "../../../app/request-target.ts";
 import type { Cache } from "../../../core/cache/index.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { checkOptionNames, EdgecacheError, type OptionNames } from "../../../core/errors.ts";
@@ -123,6 +123,11 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
     // Looked up when the request's turn comes: after a write pipelined before it.
     inOrder((req, res) => {
       options.onRequest?.(req, res);
+      // Two Hosts, an absolute-form target: decided first, and such a target is answered as
+      // its origin-form, so the URL the app builds has the listener's scheme (requestHead).
+      const head = requestHead(req.url ?? "", req.headersDistinct.host);
+      if (typeof head !== "string") return refuse(head, res);
+      req.url = head;
       // Decided on the request line as sent, before the runtime's URL parsing rewrites it
       // (dot segments): the same decision as the raw path's below.
       const refused = requestRefusal(req.url ?? "", req.headers.host);
