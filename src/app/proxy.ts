@@ -17,6 +17,7 @@ import {
   baseKey,
   COMPONENT,
   fastKeys,
+  forwardedHost,
   keyHost,
   MAX_CACHED_TARGET,
   matchRoute,
@@ -206,9 +207,14 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       read && route.clientDirectives === "ignore"
         ? ignoringClientRefresh(request.headers)
         : request.headers;
+    // The scheme the runtime says it was asked by (a Node listener's own; never a client's
+    // absolute-form target, which the server answers as its origin-form).
+    const scheme = url.protocol.slice(0, -1);
     const ctx: Ctx = {
       route,
-      host: keyHost(route, url.host),
+      host: keyHost(route, url.host, scheme),
+      forwardedHost: forwardedHost(route, url.host),
+      scheme,
       target: url.pathname + url.search,
       url,
       method: request.method,
@@ -313,7 +319,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     const u = new URL(url);
     const route = matchRoute(routes, u.host, u.pathname);
     if (!route) return undefined;
-    const base = baseKey(u.pathname + u.search, keyHost(route, u.host));
+    const base = baseKey(u.pathname + u.search, keyHost(route, u.host, u.protocol.slice(0, -1)));
     const { entry } = await selectVariant(
       base,
       () => undefined,

@@ -108,6 +108,26 @@ describe("a request whose answer is never stored (POST)", () => {
     for (const name of CLAIMS) expect(got[name] ?? "", name).not.toContain("evil");
   });
 
+  it("drops a claim spelled with underscores or in any case: CGI, WSGI, Rack and PHP read X_Forwarded_Host as X-Forwarded-Host", async () => {
+    const { origin, get } = await proxied(echo);
+    const spellings = [
+      "X_Forwarded_Host",
+      "x_forwarded_for",
+      "X-Forwarded_Proto",
+      "x_forwarded-ssl",
+      "X_ORIGINAL_URL",
+      "X_Real_IP",
+      "True_Client_IP",
+      "Front_End_Https",
+      "X_HTTP_Method_Override",
+      "Cf_Connecting_Ip",
+    ];
+    await get("/form", Object.fromEntries(spellings.map((n) => [n, "evil"])), "POST");
+    const got = origin.requests[0]!.headers;
+    for (const name of spellings) expect(got[name.toLowerCase()], name).toBeUndefined();
+    expect(JSON.stringify(got)).not.toContain("evil");
+  });
+
   it("carries a claim the operator named (their own front proxy sets it)", async () => {
     const { origin, get } = await proxied(echo, { forwardHeaders: ["x-forwarded-ssl"] });
     await get("/form", { "x-forwarded-ssl": "on" }, "POST");
@@ -121,6 +141,8 @@ describe("the forwardHeaders option", () => {
     ["connection", "connection"],
     ["x-forwarded-for", "x-forwarded-for"],
     ["via", "via"],
+    ["x_forwarded_for, an underscore spelling of one edgecache sets", "x_forwarded_for"],
+    ["X_Forwarded_Proto", "X_Forwarded_Proto"],
     ["a name with a space", "x a"],
   ])("refuses %s with E_BAD_OPTION naming it", (_, name) => {
     const cache = new Cache({ tiers: [memoryStore()] });
@@ -129,5 +151,31 @@ describe("the forwardHeaders option", () => {
     ).toThrow(
       expect.objectContaining({ code: "E_BAD_OPTION", message: expect.stringContaining(name) }),
     );
+  });
+});
+
+describe("the scheme the origin is told (X-Forwarded-Proto)", () => {
+  it("keys its answers: one built for https is never served to an http request, nor the reverse", async () => {
+    const seenProto: string[] = [];
+    const cache = new Cache({ tiers: [memoryStore()] });
+    const proxy = createProxy({
+      cache,
+      routes: [{ origin: "http://origin.test" }],
+      // Like Rails' force_ssl: a redirect to https for a request told it came by http.
+      fetch: async (_, init) => {
+        const proto = init.headers.get("x-forwarded-proto") ?? "";
+        seenProto.push(proto);
+        return new Response(`built for ${proto}`, {
+          status: 200,
+          headers: { "cache-control": "max-age=600" },
+        });
+      },
+    });
+    const text = async (url: string) => (await proxy.app.request(url)).text();
+    expect(await text("https://example.com/p")).toBe("built for https");
+    expect(await text("http://example.com/p")).toBe("built for http");
+    expect(await text("https://example.com/p")).toBe("built for https");
+    expect(await text("http://example.com/p")).toBe("built for http");
+    expect(seenProto).toEqual(["https", "http"]);
   });
 });

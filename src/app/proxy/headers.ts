@@ -33,7 +33,8 @@ export const DEFAULT_FORWARDED_HEADERS: readonly string[] = [
  * Headers with which a client claims what only a proxy in front may say (its address, the
  * scheme, host, path or method it was asked for): never passed on, even when the answer is
  * not stored; edgecache sets the standard ones itself. Any `X-Forwarded-*` and
- * `X-Original-*` too.
+ * `X-Original-*` too. Recognised in any spelling a CGI, WSGI, Rack or PHP stack reads as
+ * the same variable (`X_Forwarded_Host` is its HTTP_X_FORWARDED_HOST): see cgiName.
  */
 const CLAIMS = new Set([
   "forwarded",
@@ -54,8 +55,17 @@ const CLAIM_PREFIXES = ["x-forwarded-", "x-original-"];
 /** Fields edgecache sets on every origin request; an operator cannot name them. */
 const SET_BY_PROXY = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "via"];
 
+/**
+ * A field name as CGI (RFC 3875 4.1.18) and the stacks that follow it (WSGI, Rack, PHP)
+ * see it: case folded, `_` and `-` alike; spelled here with `-`.
+ */
+function cgiName(name: string): string {
+  return name.toLowerCase().replaceAll("_", "-");
+}
+
 function isClaim(name: string): boolean {
-  return CLAIMS.has(name) || CLAIM_PREFIXES.some((p) => name.startsWith(p));
+  const cgi = cgiName(name);
+  return CLAIMS.has(cgi) || CLAIM_PREFIXES.some((p) => cgi.startsWith(p));
 }
 
 /**
@@ -75,7 +85,8 @@ export function forwardedHeaders(
       badOption(component, name, expected, n);
     }
     const field = (n as string).toLowerCase();
-    if (field === "host" || HOP_BY_HOP.has(field) || SET_BY_PROXY.includes(field)) {
+    const cgi = cgiName(field);
+    if (cgi === "host" || HOP_BY_HOP.has(cgi) || SET_BY_PROXY.includes(cgi)) {
       badOption(component, name, "a header the client sends end to end", n);
     }
     return field;
@@ -126,6 +137,7 @@ export function passHeaders(ctx: Ctx, withBody: boolean, named: readonly string[
   const headers = endToEnd(ctx.headers);
   headers.delete("host");
   if (!withBody) headers.delete("content-length");
+  // A claim passes only as the operator spelled it; its other spellings are the client's.
   for (const name of [...headers.keys()]) {
     if (isClaim(name) && !named.includes(name)) headers.delete(name);
   }
@@ -135,8 +147,10 @@ export function passHeaders(ctx: Ctx, withBody: boolean, named: readonly string[
 /** What edgecache says of the request it forwards: whom for, the host and scheme, Via. */
 function forwardingFields(headers: Headers, ctx: Ctx): Headers {
   if (ctx.clientAddress) headers.set("x-forwarded-for", ctx.clientAddress);
-  headers.set("x-forwarded-host", ctx.host);
-  headers.set("x-forwarded-proto", ctx.url.protocol.slice(0, -1));
+  headers.set("x-forwarded-host", ctx.forwardedHost);
+  // The scheme the request's keys hold (keyHost): a stored answer built for it is served
+  // only to requests by the same scheme.
+  headers.set("x-forwarded-proto", ctx.scheme);
   headers.append("via", VIA);
   return headers;
 }

@@ -112,7 +112,7 @@ function sameOrigin(value: string, ctx: Ctx): string | undefined {
   }
   const ok =
     resolved.host === ctx.url.host ||
-    resolved.host === ctx.host ||
+    resolved.host === ctx.forwardedHost ||
     resolved.host === ctx.route.originUrl.host;
   return ok ? resolved.pathname + resolved.search : undefined;
 }

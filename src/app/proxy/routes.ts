@@ -128,13 +128,24 @@ export function matchRoute(
 }
 
 /**
- * The host a request is keyed by, and the one the origin is told (X-Forwarded-Host): without
- * the port the client happened to put in Host, so `example.com:443` and `example.com` share
- * entries; the origin sees only what is keyed, so a port cannot poison an entry. A route
- * that names a port keeps it: two such routes may lead to different origins.
+ * The host the origin is told (X-Forwarded-Host): without the port the client happened to
+ * put in Host, so `example.com:443` and `example.com` share entries; the origin sees only
+ * what is keyed, so a port cannot poison an entry. A route that names a port keeps it: two
+ * such routes may lead to different origins.
  */
-export function keyHost(route: Route, host: string): string {
+export function forwardedHost(route: Route, host: string): string {
   return route.host?.includes(":") ? host : host.replace(/:\d+$/, "");
+}
+
+/**
+ * The host part of a request's keys: forwardedHost, behind its scheme unless that is http
+ * (`https://example.com`). The origin is told the scheme (X-Forwarded-Proto) and may build
+ * another answer for it (a redirect to https), so answers for each are kept apart; http
+ * keys, the only ones a Node listener makes, read as they always did.
+ */
+export function keyHost(route: Route, host: string, scheme = "http"): string {
+  const told = forwardedHost(route, host);
+  return scheme === "http" ? told : `${scheme}://${told}`;
 }
 
 /** `{path}?{query} {host}`: the path first, so a prefix purge is a key prefix. */

@@ -14,8 +14,15 @@ export type Interim = (status: number, headers: Headers) => void;
 /** Per request: what the handler knows once the route is found. */
 export interface Ctx {
   route: Route;
-  /** The host it is keyed by and the origin told (`keyHost`); `url.host` is the client's. */
+  /**
+   * The host part of its keys (`keyHost`): the host, and the scheme unless it is http, since
+   * the origin is told the scheme (X-Forwarded-Proto) and may answer by it.
+   */
   host: string;
+  /** The host the origin is told (X-Forwarded-Host): `host` without the scheme. */
+  forwardedHost: string;
+  /** The scheme the request came in by: the listener's (X-Forwarded-Proto), "http" or "https". */
+  scheme: string;
   target: string;
   /** The request URL as the client asked for it. */
   url: URL;

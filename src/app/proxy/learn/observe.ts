@@ -582,8 +582,8 @@ async function changedAtOrigin(
 ): Promise<boolean | undefined> {
   const headers = new Headers({
     via: "1.1 edgecache",
-    "x-forwarded-host": ctx.host,
-    "x-forwarded-proto": ctx.url.protocol.slice(0, -1),
+    "x-forwarded-host": ctx.forwardedHost,
+    "x-forwarded-proto": ctx.scheme,
     "edgecache-learning": "1",
   });
   // The stored body is as the origin encoded it: ask for the same encoding, to compare.
