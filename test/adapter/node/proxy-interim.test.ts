@@ -1,6 +1,7 @@
 import { request } from "node:http";
 import { describe, expect, it } from "vitest";
 import { proxied, cacheStatusOf as status } from "../../app/proxy-harness.ts";
+import { exchange } from "./raw-client.ts";
 
 // Interim responses (RFC 9110 15.2) through the Node proxy, from a real origin that sends
 // 103 Early Hints before its final response.
@@ -64,5 +65,23 @@ describe("interim responses (RFC 9110 15.2)", () => {
     const reply = await withInterim(`${proxy.url}/items`, "POST", "{}");
     expect(reply.status).toBe(201);
     expect(reply.interim.map((i) => i.status)).toEqual([103]);
+  });
+
+  it("answers Expect: 100-continue with one 100 Continue, not a second relayed from the origin", async () => {
+    const { origin, proxy } = await proxied((req, res) => {
+      res.writeHead(201, { "content-type": "text/plain" });
+      res.end(`got ${req.body}`);
+    });
+    const { port, host } = new URL(proxy.url);
+    for (const method of ["POST", "PUT"]) {
+      const bytes = `${method} /upload HTTP/1.1\r\nHost: ${host}\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello`;
+      const { replies } = await exchange(Number(port), bytes, [method]);
+      expect(
+        replies.map((r) => r.status),
+        method,
+      ).toEqual([100, 201]);
+      expect(replies[1]!.body.toString()).toBe("got hello");
+    }
+    expect(origin.count()).toBe(2);
   });
 });

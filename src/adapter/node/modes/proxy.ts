@@ -340,14 +340,16 @@ export function hitFinder(proxy: CachingProxy): (req: HitRequest) => CacheEntry 
 
 /**
  * Sends an origin's interim response on (RFC 9110 15.2: a proxy forwards 1xx responses):
- * 100, 102 and 103 (its fields end to end; node:http sends a 103 only with a Link), which
- * are what node:http can write. Once the final response has begun, it is too late.
+ * 102 and 103 (its fields end to end; node:http sends a 103 only with a Link), which are
+ * what node:http can write. Never a 100: node:http has answered a client's
+ * `Expect: 100-continue` itself before the request reached the app, so the origin's would
+ * be a second one, and a client that asked for none (HTTP/1.0 among them, RFC 9110 15.2
+ * forbids it any 1xx) waits for none. Once the final response has begun, it is too late.
  */
 function relayInterim(res: ServerResponse, status: number, headers: Headers): void {
   if (res.headersSent || res.writableEnded) return;
   try {
-    if (status === 100) res.writeContinue();
-    else if (status === 102) res.writeProcessing();
+    if (status === 102) res.writeProcessing();
     else if (status === 103) {
       const hints: Record<string, string> = {};
       for (const [name, value] of endToEnd(headers)) hints[name] = value;
