@@ -27,7 +27,11 @@ export interface HealthCheck {
 export type HealthChecks = Record<string, () => HealthCheck | Promise<HealthCheck>>;
 
 export interface Health {
-  status: "ok" | "fail";
+  /**
+   * `fail` when a check fails (503); `degraded` when every check passes but one says a part
+   * serves without, or with a fault (`state` `degraded` or `off`: the node serves, 200).
+   */
+  status: "ok" | "degraded" | "fail";
   checks: Record<string, HealthCheck>;
 }
 
@@ -44,11 +48,12 @@ export function cacheChecks(cache: Cache): HealthChecks {
     tiers: async () => {
       const failed = (await cache.probe()).filter((t) => !t.ok).map((t) => t.tier);
       if (failed.length > 0) return { ok: false, failed };
-      const degraded = cache
-        .stats()
-        .tiers.filter((t) => t.failing !== undefined)
-        .map((t) => t.name);
-      return degraded.length === 0 ? { ok: true } : { ok: true, state: "degraded", degraded };
+      const failing = cache.stats().tiers.filter((t) => t.failing !== undefined);
+      if (failing.length === 0) return { ok: true };
+      // The first failing write's code (SQLITE_FULL, ENOSPC): what an operator acts on.
+      const code = Object.values(failing[0]!.failing!)[0];
+      const degraded = failing.map((t) => t.name);
+      return { ok: true, state: "degraded", degraded, ...(code !== undefined && { code }) };
     },
     log: () => ({
       ok: cache.trusted,
@@ -117,16 +122,19 @@ export async function runHealth(
     }),
   );
   const result: Record<string, HealthCheck> = Object.fromEntries(entries);
-  return { status: entries.every(([, c]) => c.ok) ? "ok" : "fail", checks: result };
+  const degraded = entries.some(([, c]) => c.state === "degraded" || c.state === "off");
+  const status = !entries.every(([, c]) => c.ok) ? "fail" : degraded ? "degraded" : "ok";
+  return { status, checks: result };
 }
 
 /**
- * The handler of `GET /_edgecache/health`: 200 when every check passes, else 503, the
- * body naming each check either way. Never stored (RFC 9111 5.2.2.5).
+ * The handler of `GET /_edgecache/health`: 200 when every check passes (`degraded` too: the
+ * node serves), else 503, the body naming each check either way. Never stored (RFC 9111
+ * 5.2.2.5).
  */
 export function healthHandler(checks: HealthChecks) {
   return async (c: Context) => {
     const health = await runHealth(checks);
-    return c.json(health, health.status === "ok" ? 200 : 503, { "cache-control": "no-store" });
+    return c.json(health, health.status === "fail" ? 503 : 200, { "cache-control": "no-store" });
   };
 }

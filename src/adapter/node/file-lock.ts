@@ -108,8 +108,9 @@ function release(path: string): void {
 /** Creates the lock file with its whole content at once; false if one exists. */
 function create(path: string, content: string): boolean {
   const aside = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`;
-  writeFileSync(aside, content);
   try {
+    // Inside the try: a write that fails after making the file (ENOSPC) leaves it otherwise.
+    writeFileSync(aside, content);
     linkSync(aside, path);
     return true;
   } catch (err) {

@@ -138,6 +138,42 @@ describe("a cache file the node cannot use", () => {
     if (!full) return;
     fill(full);
     await servesFromMemory(join(full, "x.cache.db"), /ENOSPC|SQLITE_FULL/);
+    // The lock's content is written aside before it is linked into place: a write that
+    // failed there (ENOSPC) must not leave that file behind.
+    expect(readdirSync(full).filter((f) => f.includes(".lock"))).toEqual([]);
+  });
+
+  it("a node stopped on a full disk starts again on it: from memory, saying so, degraded in health", async () => {
+    const at = tmpfs("size=1m");
+    if (!at) return;
+    const cwd = dir();
+    const cacheFile = join(at, "x.cache.db");
+    const first = await createNodeEdgecache({ ...base(cwd), cacheFile, logger: warnings().logger });
+    const users = (await send(first, "GET", "/v1/users?limit=20")).json.data as Row[];
+    for (const user of users) await send(first, "GET", `/v1/users/${user.id}`);
+    fill(at);
+    await first.close();
+
+    // The stamp could not be left, so this start empties the file (a delete: SQLITE_FULL).
+    const { logger, lines } = warnings();
+    const again = await createNodeEdgecache({ ...base(cwd), cacheFile, logger });
+    cleanup.push(() => again.close());
+    expect(again.tiers.map((t) => t.name)).toEqual(["memory"]);
+    const said = lines.filter((l) => l.includes(cacheFile));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/memory tier only/);
+    expect(said[0]).toMatch(/SQLITE_FULL|ENOSPC/);
+    const user = await send(again, "GET", `/v1/users/${users[0]!.id}`);
+    expect(user.status).toBe(200);
+    const health = await send(again, "GET", "/_edgecache/health");
+    expect(health.status).toBe(200);
+    expect(health.json.status).toBe("degraded");
+    expect(health.json.checks.cacheFile).toMatchObject({ ok: true, state: "off" });
+    expect(health.json.checks.cacheFile.code).toMatch(/SQLITE_FULL|ENOSPC/);
+    const stats = (await send(again, "GET", "/_edgecache/stats", undefined, AUTH)).json;
+    expect(stats.cacheFile).toMatchObject({ state: "off", path: cacheFile });
+    // Off: the file's lock is not held, and nothing was left beside it.
+    expect(readdirSync(at).filter((f) => f.includes(".lock"))).toEqual([]);
   });
 });
 
@@ -157,6 +193,40 @@ function fill(at: string, name = "filler"): void {
     }
   }
 }
+
+describe("a cache file that fails later in the start", () => {
+  it("a stamp that cannot be consumed (a directory in its place): the node starts without the file tier", async () => {
+    const cwd = dir();
+    const cacheFile = join(cwd, "x.cache.db");
+    const first = await createNodeEdgecache({ ...base(cwd), cacheFile, logger: warnings().logger });
+    await first.close();
+    rmSync(`${cacheFile}-stamp`, { force: true });
+    mkdirSync(`${cacheFile}-stamp`);
+    const { logger, lines } = warnings();
+    const again = await createNodeEdgecache({ ...base(cwd), cacheFile, logger });
+    cleanup.push(() => again.close());
+    expect(again.tiers.map((t) => t.name)).toEqual(["memory"]);
+    expect(lines.filter((l) => l.includes(cacheFile) && /memory tier only/.test(l))).toHaveLength(
+      1,
+    );
+    expect((await send(again, "GET", "/v1/users?limit=1")).status).toBe(200);
+    const health = await send(again, "GET", "/_edgecache/health");
+    expect(health.json).toMatchObject({
+      status: "degraded",
+      checks: { cacheFile: { state: "off" } },
+    });
+    // Its lock went with it: another node may take the file.
+    expect(readdirSync(cwd).filter((f) => f.includes(".lock"))).toEqual([]);
+  });
+
+  it("a start that fails after the lock was taken (the database is away) leaves no lock", async () => {
+    const cwd = dir();
+    await expect(
+      createNodeEdgecache({ ...base(cwd), database: "postgres://127.0.0.1:1/none" }),
+    ).rejects.toThrow(/E_SOURCE_UNAVAILABLE|cannot open database/);
+    expect(readdirSync(cwd).filter((f) => f.includes(".lock"))).toEqual([]);
+  });
+});
 
 describe("a disk that fills while the node runs", () => {
   it("costs the file tier its writes (counted, `degraded` in health), never a client an error, and the node closes cleanly", async () => {
@@ -185,7 +255,9 @@ describe("a disk that fills while the node runs", () => {
     expect(Object.values(sqlite.failing).join()).toMatch(/SQLITE_FULL|SQLITE_IOERR/);
     const health = await send(ec, "GET", "/_edgecache/health");
     expect(health.status).toBe(200);
+    expect(health.json.status).toBe("degraded");
     expect(health.json.checks.tiers).toMatchObject({ ok: true, degraded: ["sqlite"] });
+    expect(health.json.checks.tiers.code).toMatch(/SQLITE_FULL|SQLITE_IOERR/);
     expect(lines.some((l) => /\[sqlite\] set failed/.test(l))).toBe(true);
     // Room again: the next writes succeed and the tier is no longer failing.
     for (const f of readdirSync(at)) if (f.startsWith("filler")) rmSync(join(at, f));
@@ -193,6 +265,7 @@ describe("a disk that fills while the node runs", () => {
     await send(ec, "GET", `/v1/users?id=${users[1]!.id}`);
     const after = (await send(ec, "GET", "/_edgecache/stats", undefined, AUTH)).json.tiers[1];
     expect(after.failing).toBeUndefined();
+    expect((await send(ec, "GET", "/_edgecache/health")).json.status).toBe("ok");
     fill(at);
     closed = true;
     await ec.close();

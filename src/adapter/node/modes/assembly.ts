@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Hono } from "hono";
 import { Cache, type CacheOptions } from "../../../core/cache/index.ts";
-import { isClosable, type Store } from "../../../core/store.ts";
+import { isClosable, isListable, type Store } from "../../../core/store.ts";
 import type { ChangeLog, LogStart } from "../../../log/contract.ts";
 import { localChangeLog } from "../../../log/in-process.ts";
 import { type OutsideWrites, withOutsideWrites } from "../../../log/outside-writes.ts";
@@ -10,7 +10,7 @@ import { type Cluster, joinCluster, type RedisSetting } from "../cluster.ts";
 import { cacheLogger, type Logger, serverLogging } from "../log.ts";
 import { type NodeMetrics, nodeMetrics } from "../metrics.ts";
 import { type NodeServerOptions, type RunningServer, startServer } from "../server/server.ts";
-import type { CacheFile } from "./cache-file.ts";
+import { type CacheFile, dropCacheFile } from "./cache-file.ts";
 import { leaveStamp, type Stamp, takeStamp } from "./source-stamp.ts";
 
 /** What a Node mode (the data API, the proxy) asks of the assembly. */
@@ -29,6 +29,8 @@ export interface ModeSpec {
    * cache file (undefined: a new log, whose entries in the file would all be refused).
    */
   resume(stamp: Stamp | undefined): LogStart | undefined;
+  /** Empty the cache file when a single node's log is not resumed, to free the room. */
+  emptyUnresumed?: boolean;
   /** Writes made around this node (change capture): the log waits for them. */
   outside?: OutsideWrites;
   /** The rest of the cache's options. */
@@ -60,22 +62,20 @@ export interface Assembled {
  */
 export async function assemble(spec: ModeSpec): Promise<Assembled> {
   const { now } = spec;
-  const { path: cachePath, store: persistent } = spec.file;
-  const tiers: Store[] = [memoryStore({ ...spec.memory, ...(now && { now }) })];
-  if (persistent) tiers.push(persistent);
   const cluster =
     spec.redis === undefined
       ? undefined
       : await joinCluster(spec.redis, spec.deployment, spec.sourceStamp);
-  if (cluster) tiers.push(...cluster.shared);
   // Entries stored before a clean restart carry positions of the log it left: resume it, so
   // they can still be checked (a crash leaves no stamp, and they are refused).
   const local = cluster
     ? undefined
-    : localChangeLog({
-        resume: spec.resume(cachePath ? takeStamp(cachePath) : undefined),
-        outside: spec.outside,
-      });
+    : localChangeLog({ resume: await resumeLog(spec), outside: spec.outside });
+  // After resumeLog, which may have left the node without its file.
+  const { path: cachePath, store: persistent } = spec.file;
+  const tiers: Store[] = [memoryStore({ ...spec.memory, ...(now && { now }) })];
+  if (persistent) tiers.push(persistent);
+  if (cluster) tiers.push(...cluster.shared);
   const { outside } = spec;
   const log: ChangeLog = cluster
     ? outside
@@ -101,7 +101,16 @@ export async function assemble(spec: ModeSpec): Promise<Assembled> {
     persistent,
     async close(leave) {
       await cluster?.close();
-      for (const tier of tiers) if (isClosable(tier)) await tier.close();
+      for (const tier of tiers) {
+        // A tier that cannot close (its file's disk gone) must not keep the rest open.
+        if (isClosable(tier)) {
+          await tier.close().catch((err: unknown) => {
+            spec.logger.warn(
+              `[edgecache] [cache] closing the ${tier.name} tier failed (${(err as Error).message})`,
+            );
+          });
+        }
+      }
       if (local && cachePath && leave) {
         // A full or read-only filesystem costs the next start its entries, not this stop.
         try {
@@ -117,6 +126,36 @@ export async function assemble(spec: ModeSpec): Promise<Assembled> {
       }
     },
   };
+}
+
+/**
+ * Where a single node's log resumes (see ModeSpec.resume), the stamp beside the cache file
+ * consumed. A failure of the file on the way (the stamp cannot be removed, emptying the file
+ * finds the disk full or read-only) leaves the node without it, with one warning: a start
+ * never fails for its cache file, and a new log is safe with no file to resume.
+ */
+async function resumeLog(spec: ModeSpec): Promise<LogStart | undefined> {
+  const { file } = spec;
+  if (file.path === undefined || file.store === undefined) return spec.resume(undefined);
+  const { path, store } = file;
+  try {
+    const resume = spec.resume(takeStamp(path));
+    if (resume === undefined && spec.emptyUnresumed && isListable(store)) {
+      // Every entry would be refused: free the room.
+      const keys: string[] = [];
+      for await (const key of store.keys("")) keys.push(key);
+      const n = keys.length > 0 ? await store.delete(keys) : 0;
+      if (n > 0) {
+        console.warn(
+          `[edgecache] [cache] ${path}: emptied ${n} entries; the database may have changed while edgecache was stopped`,
+        );
+      }
+    }
+    return resume;
+  } catch (err) {
+    await dropCacheFile(file, err, spec.logger);
+    return undefined;
+  }
 }
 
 /** A mode's server: `listen` starts it, `close` stops it first of all. */

@@ -31,8 +31,9 @@ export interface CacheFile {
  * `open` fails, the file is closed and its lock released.
  *
  * The cache never refuses to start because of its own file: one it cannot lock, create or
- * open (a read-only or full filesystem, a directory in its place, no such directory) leaves
- * the node without the file tier, with one warning saying so. Only a file another edgecache
+ * open (a read-only or full filesystem, a directory in its place, no such directory), or one
+ * that fails later in the start (see dropCacheFile), leaves the node without the file tier,
+ * with one warning saying so. Only a file another edgecache
  * holds is refused (E_IN_USE): the two would empty each other's entries.
  */
 export async function withCacheFile<T>(
@@ -72,17 +73,29 @@ function openCacheFile(
     lock?.release();
     if (err instanceof EdgecacheError && (err.code === "E_IN_USE" || err.code === "E_BAD_OPTION"))
       throw err;
-    const code = errorCode(err);
-    logger.warn(
-      `[edgecache] [cache] cannot use the cache file ${path} (${reason(err)}): serving with the memory tier only; free or fix the file's filesystem and restart to have it again`,
-    );
-    return {
-      path: undefined,
-      store: undefined,
-      status: { state: "off", path, code },
-      release() {},
-    };
+    return offFile(path, err, logger);
   }
+}
+
+/**
+ * The cache file failed after it was opened, while the node was starting (its stamp could
+ * not be consumed, emptying it found the disk full): the node starts without it, as with a
+ * file it could not open. The file is closed and its lock released; `file` now says `off`.
+ */
+export async function dropCacheFile(file: CacheFile, err: unknown, logger: Warner): Promise<void> {
+  const { path } = file;
+  await file.store?.close().catch(() => {});
+  file.release();
+  if (path !== undefined) Object.assign(file, offFile(path, err, logger));
+}
+
+/** No file tier, with the one warning that says why (and `code` for health and stats). */
+function offFile(path: string, err: unknown, logger: Warner): CacheFile {
+  const code = errorCode(err);
+  logger.warn(
+    `[edgecache] [cache] cannot use the cache file ${path} (${reason(err)}): serving with the memory tier only; free or fix the file's filesystem and restart to have it again`,
+  );
+  return { path: undefined, store: undefined, status: { state: "off", path, code }, release() {} };
 }
 
 /** Why, in a few words: the system's message without the file it names (a temporary one). */

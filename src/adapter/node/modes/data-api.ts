@@ -8,7 +8,7 @@ import type { Cache } from "../../../core/cache/index.ts";
 import { type CaptureFollower, followCapture, isCapturing } from "../../../core/capture.ts";
 import type { InvalidationPolicy } from "../../../core/deps/planner.ts";
 import { checkOptionNames, EdgecacheError, type OptionNames } from "../../../core/errors.ts";
-import type { ListableStore, Store } from "../../../core/store.ts";
+import type { Store } from "../../../core/store.ts";
 import { demoViews, isSeeded, seedDemo } from "../../../demo/seed.ts";
 import { seedPostgresDemo } from "../../../demo/seed-postgres.ts";
 import { isPostgresUrl, postgresSource, redactUrl } from "../../../sources/postgres.ts";
@@ -233,7 +233,6 @@ async function open(
   at: { file: CacheFile; source: () => Promise<OpenedSource> },
 ): Promise<NodeEdgecache> {
   const { file } = at;
-  const cachePath = file.path;
   const logger = options.logger ?? nodeLogger(options.logLevel);
   const opened = await at.source();
   const { source, demo, database } = opened;
@@ -253,19 +252,16 @@ async function open(
 
   let follower: CaptureFollower | undefined;
   const feed = capturing?.captureFeed();
-  // A stamp of another database (or none): the file's entries belong to a log that is gone.
-  let stale = false;
   const node = await assemble({
     file,
     memory: options.memory,
     redis: options.redis,
     deployment: `${source.name}:${database}`,
     sourceStamp,
-    resume(stamp) {
-      if (sourceStamp && stamp?.database === sourceStamp.start) return stamp.log;
-      stale = true;
-      return undefined;
-    },
+    // A stamp of another database (or none): the file's entries belong to a log that is gone.
+    resume: (stamp) =>
+      sourceStamp && stamp?.database === sourceStamp.start ? stamp.log : undefined,
+    emptyUnresumed: true,
     outside: feed && {
       active: () => follower?.installed ?? capturedAtStart !== undefined,
       pending: () => feed.pending(),
@@ -287,15 +283,6 @@ async function open(
     logger,
   });
   const { cache, tiers, metrics } = node;
-  if (stale && node.persistent) {
-    // Every entry would be refused: free the room.
-    const n = await clear(node.persistent as ListableStore);
-    if (n > 0) {
-      console.warn(
-        `[edgecache] [cache] ${cachePath}: emptied ${n} entries; the database may have changed while edgecache was stopped`,
-      );
-    }
-  }
   const api = await createDataApi({ source, cache, routes: options.routes });
   if (feed) {
     follower = followCapture(cache, feed);
@@ -345,10 +332,4 @@ async function open(
       file.release();
     },
   };
-}
-
-async function clear(store: ListableStore): Promise<number> {
-  const keys: string[] = [];
-  for await (const key of store.keys("")) keys.push(key);
-  return keys.length > 0 ? store.delete(keys) : 0;
 }
