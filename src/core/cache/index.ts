@@ -37,6 +37,8 @@ import { Entries, hitCount, MAX_TRACKED_TIERS, strongEtag, syncEtag } from "./en
 import { HitCheck } from "./hit-check.ts";
 import { Loads } from "./loads.ts";
 import {
+  checkKey,
+  checkKeys,
   checkValueOptions,
   checkWriteHooks,
   joinedWriteHooks,
@@ -592,14 +594,27 @@ export class Cache {
    * const n = await cache.getOrSet("count", async () => 42, { ttl: 60_000, tags: ["counts"] });
    */
   getOrSet<T>(key: string, load: () => T | Promise<T>, options: JsonOptions = {}): Promise<T> {
+    // Checked before the hit path, so a bad call fails on a hit as on a miss.
+    let tiers: number | undefined;
+    try {
+      checkKey(key);
+      if (typeof load !== "function") badOption("cache", "load", "a function", load);
+      tiers = this.#checkValueOptions(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     // The hit path: this node's memory, synchronously, and the value decoded once per entry
     // (not an async function: see get).
     const hit = this.peek(key);
-    return hit ? resolvedValue<T>(hit) : this.#loadValue<T>(key, load, options);
+    return hit ? resolvedValue<T>(hit) : this.#loadValue<T>(key, load, options, tiers);
   }
 
-  async #loadValue<T>(key: string, load: () => T | Promise<T>, options: JsonOptions): Promise<T> {
-    const tiers = this.#checkValueOptions(options);
+  async #loadValue<T>(
+    key: string,
+    load: () => T | Promise<T>,
+    options: JsonOptions,
+    tiers: number | undefined,
+  ): Promise<T> {
     const { entry } = await this.resolve(
       key,
       async () => valueInit(key, await load(), options, tiers),
@@ -610,14 +625,21 @@ export class Cache {
 
   /** `tiers`: only these of the cache's tiers are asked, by name (the first ones, in order). */
   get<T>(key: string, options?: ReadOptions): Promise<T | undefined> {
+    // Checked before the hit path, so a bad call fails on a hit as on a miss.
+    let tiers: number | undefined;
+    try {
+      checkKey(key);
+      tiers = this.#checkValueOptions(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     // Not an async function: a memory hit returns a resolved promise without the frame and
     // the extra promise an async function costs (about a tenth of a hit's time).
     const hit = this.peek(key);
-    return hit ? resolvedValue<T>(hit) : this.#getBelow<T>(key, options);
+    return hit ? resolvedValue<T>(hit) : this.#getBelow<T>(key, tiers);
   }
 
-  async #getBelow<T>(key: string, options?: ReadOptions): Promise<T | undefined> {
-    const tiers = options && this.#checkValueOptions(options);
+  async #getBelow<T>(key: string, tiers: number | undefined): Promise<T | undefined> {
     const entry = await this.getEntry(key, { tiers });
     return entry ? entryValue<T>(entry) : undefined;
   }
@@ -628,6 +650,7 @@ export class Cache {
    * node, applied meanwhile, wins on every node.
    */
   async set(key: string, value: unknown, options: JsonOptions = {}): Promise<void> {
+    checkKey(key);
     const tiers = this.#checkValueOptions(options);
     const init = valueInit(key, value, options, tiers);
     // Settled: the value stored next must not meet the old one's delete in a shared tier.
@@ -666,6 +689,7 @@ export class Cache {
   }
 
   async delete(key: string): Promise<boolean> {
+    checkKey(key);
     return (await this.invalidate({ keys: [key] })) > 0;
   }
 
@@ -690,7 +714,8 @@ export class Cache {
    * one (Redis MGET, one SQLite transaction).
    */
   async getMany<T>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
-    const tiers = options && this.#checkValueOptions(options);
+    checkKeys(keys);
+    const tiers = this.#checkValueOptions(options);
     const values: (T | undefined)[] = new Array(keys.length).fill(undefined);
     const rest: number[] = [];
     keys.forEach((key, i) => {
@@ -722,6 +747,7 @@ export class Cache {
    */
   async setMany(items: readonly ({ key: string; value: unknown } & JsonOptions)[]): Promise<void> {
     const inits = items.map(({ key, value, ...options }) => {
+      checkKey(key);
       const tiers = this.#checkValueOptions(options);
       return { key, init: valueInit(key, value, options, tiers) };
     });
@@ -734,6 +760,7 @@ export class Cache {
 
   /** Deletes several keys in one record, each tier deleting them in one call; how many existed. */
   async deleteMany(keys: readonly string[]): Promise<number> {
+    checkKeys(keys);
     return this.invalidate({ keys: [...keys] });
   }
 
@@ -1019,8 +1046,9 @@ export class Cache {
     return this.#schema ?? NO_SCHEMA;
   }
 
-  /** Checks a value's options; returns how many tiers its `tiers` names (undefined: all). */
-  #checkValueOptions(options: JsonOptions | ReadOptions): number | undefined {
+  /** Checks a call's options; returns how many tiers its `tiers` names (undefined: all). */
+  #checkValueOptions(options: JsonOptions | ReadOptions | undefined): number | undefined {
+    if (options === undefined) return undefined;
     checkValueOptions(options);
     return options.tiers === undefined ? undefined : this.tierCount(options.tiers);
   }

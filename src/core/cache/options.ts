@@ -128,12 +128,27 @@ export function checkValueOptions(options: JsonOptions): void {
   if (typeof options !== "object" || options === null)
     badOption(c, "options", "an object", options);
   const { ttl, staleWhileRevalidate: swr, tags } = options;
-  if (ttl !== undefined && !(ttl > 0)) badOption(c, "ttl", "a positive number of ms", ttl);
-  if (swr !== undefined && !(swr >= 0)) {
+  // typeof first: "60" > 0 holds, and the string would reach the entry's arithmetic.
+  if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0)) {
+    badOption(c, "ttl", "a positive number of ms", ttl);
+  }
+  if (swr !== undefined && !(typeof swr === "number" && swr >= 0)) {
     badOption(c, "staleWhileRevalidate", "a number of ms >= 0", swr);
   }
   if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === "string"))) {
     badOption(c, "tags", "an array of strings", tags);
+  }
+}
+
+/** Refuses a key that is not a string, before any tier is asked (a store may take a number). */
+export function checkKey(key: unknown): void {
+  if (typeof key !== "string") badOption("cache", "key", "a string", key);
+}
+
+/** Refuses keys that are not an array of strings, before any tier is asked. */
+export function checkKeys(keys: unknown): void {
+  if (!(Array.isArray(keys) && keys.every((k) => typeof k === "string"))) {
+    badOption("cache", "keys", "an array of strings", keys);
   }
 }
 
