@@ -1,5 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { badOption, EdgecacheError } from "../core/errors.ts";
+import { memoize } from "../core/memo.ts";
+import { ADMIN_PREFIX } from "./request-target.ts";
 
 /**
  * Who is asking, and whether to believe what a request says about it: the admin API's
@@ -68,6 +70,70 @@ export function hostName(host: string): string {
 /** A listening address as a Host header names it (`::1` is `[::1]`). */
 export function hostOf(address: string): string {
   return address.split(":").length > 2 && !address.startsWith("[") ? `[${address}]` : address;
+}
+
+/** Whether `host` (a Host header's name, see hostName) is an IP literal, not a DNS name. */
+function isIpLiteral(name: string): boolean {
+  return name.startsWith("[") || /^\d{1,3}(\.\d{1,3}){3}$/.test(name);
+}
+
+/** Paths answered whatever the Host: health (load balancers probe by address) and a page without data. */
+const ANY_HOST: ReadonlySet<string> = new Set([
+  ADMIN_PREFIX,
+  `${ADMIN_PREFIX}/`,
+  `${ADMIN_PREFIX}/health`,
+]);
+
+/**
+ * Whether a listening address is this machine's alone (127.0.0.0/8, ::1, localhost): only
+ * this machine's programs reach it, a browser on it among them.
+ */
+export function isLoopbackListener(hostname: string): boolean {
+  const name = hostName(hostOf(hostname));
+  return (
+    name === "localhost" ||
+    name.endsWith(".localhost") ||
+    isLoopbackAddress(normalizeAddress(name.replace(/^\[|\]$/g, "")))
+  );
+}
+
+/**
+ * The Host names a node's listener answers to, decided once for every mode (data API,
+ * proxy, admin API; the raw hit path too): a checker that says why a Host is refused, or
+ * undefined when any Host is answered. DNS rebinding: a page of evil.com whose name comes
+ * to resolve to the node's address has the visitor's browser send `Host: evil.com`, and the
+ * browser lets that page read the replies as its own. So a loopback listener answers only
+ * its loopback names, `hostname` and `allowedHosts`; a listener on another address
+ * (0.0.0.0, a LAN address) cannot know the names its clients use, and checks only when
+ * `allowedHosts` lists them. An IP literal always passes: rebinding needs a name. `routed`:
+ * names the node's own config routes by (the proxy's origins' `host`), answered too. Health
+ * and the dashboard's page answer any Host, as they answer any client: they hold no data.
+ */
+export function listenerHosts(
+  component: string,
+  hostname: string,
+  allowedHosts: readonly string[] | undefined,
+  routed: readonly string[] = [],
+): ((target: string, host: string | undefined) => EdgecacheError | undefined) | undefined {
+  const allowed = hostSet(component, "allowedHosts", allowedHosts);
+  if (!isLoopbackListener(hostname) && (allowedHosts ?? []).length === 0) return undefined;
+  for (const name of [hostname, ...routed]) allowed.add(hostName(hostOf(name)));
+  const passes = memoize(
+    (host: string) => {
+      const name = hostName(host);
+      return allowed.has(name) || isIpLiteral(name);
+    },
+    { size: 1000 },
+  );
+  // No Host at all is request-target.ts's to refuse (a 400).
+  return (target, host) =>
+    host === undefined || passes(host) || ANY_HOST.has(target.split("?", 1)[0]!)
+      ? undefined
+      : new EdgecacheError(
+          "E_FORBIDDEN",
+          "http",
+          `host ${JSON.stringify(host)} is not one this node answers to (allowedHosts)`,
+        );
 }
 
 /** Whether a request's Origin, when it sends one, is the origin it was sent to. */

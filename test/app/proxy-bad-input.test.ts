@@ -251,6 +251,30 @@ describe("odd paths and hosts", () => {
     },
   );
 
+  it("a loopback proxy refuses a Host it does not answer to (DNS rebinding) before the origin sees it", async () => {
+    const { origin, proxy } = await setup(counting({ "cache-control": "max-age=60" }));
+    await raw(`${proxy.url}/page`); // a hit for the raw path to decide on
+    for (const method of ["GET", "POST"]) {
+      const r = await raw(`${proxy.url}/page`, {
+        method,
+        headers: { host: "evil.example", origin: "http://evil.example" },
+        ...(method === "POST" && { body: "{}" }),
+      });
+      expect(r.status, method).toBe(403);
+      expect(JSON.parse(r.text).error, method).toMatchObject({ code: "E_FORBIDDEN" });
+    }
+    expect(origin.count()).toBe(1);
+    // The hosts its origins are routed by are its own names.
+    const routed = await startProxy([{ origin: origin.url, host: "shop.example" }]);
+    cleanup.push(() => routed.close());
+    expect((await raw(`${routed.url}/page`, { headers: { host: "shop.example" } })).status).toBe(
+      200,
+    );
+    expect((await raw(`${routed.url}/page`, { headers: { host: "evil.example" } })).status).toBe(
+      403,
+    );
+  });
+
   it("keeps entries apart per Host, so a spoofed Host cannot fill another's entry", async () => {
     const { proxy } = await setup((req, res) => {
       res.writeHead(200, { "cache-control": "max-age=60" });

@@ -54,7 +54,7 @@ export interface EdgecacheConfig {
   redis?: RedisSetting;
   /** Reverse proxies (IP addresses) whose X-Forwarded-For is believed. */
   trustedProxies?: string[];
-  /** Host names the admin API answers to besides localhost, 127.0.0.1, [::1] and hostname. */
+  /** Host names the node answers to besides localhost, 127.0.0.1, [::1] and hostname (DNS rebinding). */
   allowedHosts?: string[];
   /** Proxy mode (`edgecache proxy`): the origins and the cache in front of them. */
   proxy?: ProxyConfig;

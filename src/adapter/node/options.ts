@@ -196,7 +196,7 @@ export const SERVER_OPTIONS = [
     flag: "allowed-hosts",
     in: ["serve", "proxy"],
     value: "list",
-    doc: "Host names the admin API answers to, besides localhost, 127.0.0.1, [::1] and hostname",
+    doc: "Host names the node answers to, besides localhost, 127.0.0.1, [::1] and hostname (DNS rebinding)",
   },
   {
     flag: "log-level",

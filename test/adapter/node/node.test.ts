@@ -7,6 +7,7 @@ import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig, validateConfig } from "../../../src/adapter/node/config.ts";
 import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
+import { listenerHosts } from "../../../src/app/access.ts";
 import type { Row } from "../../../src/core/query.ts";
 import {
   booksDatabase,
@@ -146,6 +147,96 @@ describe("the hit fast path", () => {
       expect(JSON.parse(r.text).error.message, path).toMatch(/Host/);
     }
     expect((await fetchReply(`${h.url}/v1/users?limit=1`)).status).toBe(200);
+  });
+});
+
+describe("DNS rebinding: the Host names a node answers to", () => {
+  const hostOf = (url: string) => new URL(url).host;
+  const portOf = (url: string) => Number(new URL(url).port);
+
+  it("a loopback node refuses another name with 403, a hit, a miss or a write, on either path", async () => {
+    const h = await started();
+    const users = `${h.url}/v1/users?limit=1`;
+    await fetchReply(users); // now a memory hit, which the raw path would answer
+    const evil = { host: "evil.com", origin: "http://evil.com" };
+    for (const path of ["/v1/users?limit=1", "/v1/users?limit=3", "/_edgecache/stats"]) {
+      const r = await raw(`${h.url}${path}`, { headers: { host: `evil.com:${portOf(h.url)}` } });
+      expect(r.status, path).toBe(403);
+      expect(JSON.parse(r.text).error, path).toMatchObject({ code: "E_FORBIDDEN" });
+      expect(JSON.parse(r.text).error.message, path).toMatch(/allowedHosts/);
+    }
+    const write = await raw(`${h.url}/v1/users`, {
+      method: "POST",
+      headers: { ...evil, "content-type": "application/json" },
+      body: JSON.stringify({ firstName: "Rebound", lastName: "Page", email: "r@evil.com" }),
+    });
+    expect(write.status).toBe(403);
+    expect(h.fresh("SELECT 1 FROM users WHERE firstName = 'Rebound'")).toEqual([]);
+    // The raw path (a keep-alive GET, read before node:http parses it) decides the same.
+    const wire = await exchange(
+      portOf(h.url),
+      "GET /v1/users?limit=1 HTTP/1.1\r\nHost: evil.com\r\n\r\n",
+      ["GET"],
+    );
+    expect(wire.replies[0]?.status).toBe(403);
+  });
+
+  it("a loopback node answers its loopback names, with and without a port, and allowedHosts", async () => {
+    const h = await started({ allowedHosts: ["api.example"] });
+    const port = portOf(h.url);
+    for (const host of [
+      `localhost:${port}`,
+      `127.0.0.1:${port}`,
+      `[::1]:${port}`,
+      "localhost",
+      hostOf(h.url),
+      "api.example",
+      `API.example:${port}`,
+    ]) {
+      const r = await raw(`${h.url}/v1/users?limit=1`, { headers: { host } });
+      expect(r.status, host).toBe(200);
+    }
+    const posted = await raw(`${h.url}/v1/users`, {
+      method: "POST",
+      headers: { host: "api.example", "content-type": "application/json" },
+      body: JSON.stringify({ firstName: "Listed", lastName: "Host", email: "l@api.example" }),
+    });
+    expect(posted.status).toBe(201);
+    const other = await raw(`${h.url}/v1/users?limit=1`, { headers: { host: "other.example" } });
+    expect(other.status).toBe(403);
+  });
+
+  it("a node on another address checks once allowedHosts lists names; an IP literal always passes", () => {
+    for (const loopback of [
+      "127.0.0.1",
+      "127.3.0.1",
+      "::1",
+      "[::1]",
+      "localhost",
+      "::ffff:127.0.0.1",
+    ]) {
+      expect(
+        listenerHosts("t", loopback, undefined)?.("/v1/users", "evil.com"),
+        loopback,
+      ).toMatchObject({
+        code: "E_FORBIDDEN",
+      });
+    }
+    // It cannot know its public names: no check until they are listed.
+    expect(listenerHosts("t", "0.0.0.0", undefined)).toBeUndefined();
+    expect(listenerHosts("t", "192.0.2.4", [])).toBeUndefined();
+    const listed = listenerHosts("t", "0.0.0.0", ["api.example"])!;
+    expect(listed("/v1/users", "evil.com:80")).toMatchObject({ code: "E_FORBIDDEN" });
+    expect(listed("/_edgecache/health", "evil.com:80")).toBeUndefined();
+    for (const host of [
+      "api.example:8787",
+      "API.EXAMPLE.",
+      "192.0.2.4:8787",
+      "[2001:db8::1]",
+      "localhost",
+    ]) {
+      expect(listed("/v1/users", host), host).toBeUndefined();
+    }
   });
 });
 

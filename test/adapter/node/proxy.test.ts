@@ -77,12 +77,21 @@ describe("the proxy's hit fast path", () => {
   });
 });
 
+/** A proxy on a cache file, answering "cache.example" as a front proxy keeps it in Host. */
+const onCacheFile = (origin: string, cwd: string) => ({
+  origins: [{ origin }],
+  cacheFile: "proxy.db",
+  port: 0,
+  cwd,
+  allowedHosts: ["cache.example"], // a name the operator lists (DNS rebinding)
+});
+
 describe("restart", () => {
   it("serves entries stored before a restart from the SQLite tier", async () => {
     const o = await origin();
     const cwd = tempDir("edgecache-proxy-");
     cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
-    const options = { origins: [{ origin: o.url }], cacheFile: "proxy.db", port: 0, cwd };
+    const options = onCacheFile(o.url, cwd);
     const host = { host: "cache.example" };
     const before = await createNodeProxy(options);
     const first = await raw(`${(await before.listen()).url}/kept`, { headers: host });
@@ -107,7 +116,7 @@ describe("the key list after a restart", () => {
     });
     const cwd = tempDir("edgecache-proxy-");
     cleanup.push(() => rmSync(cwd, { recursive: true, force: true }));
-    const options = { origins: [{ origin: o.url }], cacheFile: "proxy.db", port: 0, cwd };
+    const options = onCacheFile(o.url, cwd);
     const host = { host: "cache.example" };
     const before = await createNodeProxy(options);
     const { url: first } = await before.listen();

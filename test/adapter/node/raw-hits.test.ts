@@ -118,7 +118,7 @@ describe("the raw hit path: replies", () => {
       () => http.close(),
     );
     const rawSeen = counted(raw);
-    const request = "GET /v1/users?limit=3 HTTP/1.1\r\nHost: a.example\r\n\r\n";
+    const request = "GET /v1/users?limit=3 HTTP/1.1\r\nHost: localhost\r\n\r\n";
     await exchange(portOf(raw), request, ["GET"]);
     for (const method of ["GET", "HEAD"]) {
       const r = request.replace(/^GET/, method);

@@ -69,6 +69,7 @@ describe("the proxy restarted on its cache file", () => {
       cacheFile: "proxy.db",
       port: 0,
       cwd: dir("edgecache-proxy-"),
+      allowedHosts: ["cache.example"],
     };
     const host = { host: "cache.example" };
     const paths = Array.from({ length: 100 }, (_, i) => `/items/${i}`);

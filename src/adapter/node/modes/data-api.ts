@@ -308,6 +308,7 @@ async function open(
     cache,
     port: options.port,
     hostname: options.hostname,
+    allowedHosts: options.allowedHosts,
   });
   return {
     app,

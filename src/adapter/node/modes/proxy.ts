@@ -50,7 +50,7 @@ export interface NodeProxyOptions {
   adminToken?: string;
   /** Reverse proxies whose X-Forwarded-For is believed (admin access, the origin's X-Forwarded-For). */
   trustedProxies?: string[];
-  /** Host names the admin API answers to besides the loopback ones and `hostname`. */
+  /** Host names the node answers to besides the loopback ones, `hostname` and the origins' `host`s. */
   allowedHosts?: string[];
   /** Working directory that relative paths resolve against. */
   cwd?: string;
@@ -255,6 +255,8 @@ async function open(
   const server = modeServer(app, log, {
     port: options.port,
     hostname: options.hostname,
+    allowedHosts: options.allowedHosts,
+    routedHosts: options.origins.flatMap((o) => (o.host === undefined ? [] : [o.host])),
     now,
     findHit: hitFinder(proxy),
   });

@@ -8,6 +8,7 @@ import {
 import type { AddressInfo, Socket } from "node:net";
 import { getRequestListener, type HttpBindings, RequestError } from "@hono/node-server";
 import type { Context, Hono } from "hono";
+import { listenerHosts } from "../../../app/access.ts";
 import type { AdminOptions } from "../../../app/admin.ts";
 import { errorReply, errorResponse } from "../../../app/errors.ts";
 import { requestHead, requestRefusal } from "../../../app/request-target.ts";
@@ -44,6 +45,15 @@ export interface NodeServerOptions {
   rawHits?: boolean;
   port?: number;
   hostname?: string;
+  /**
+   * Host names answered besides the loopback ones and `hostname` (see `listenerHosts` in
+   * access.ts: on a loopback listener always checked, elsewhere once names are listed);
+   * false answers every Host (the tenants node: each request names its tenant by a key
+   * a page cannot know, or by a tenant's public host).
+   */
+  allowedHosts?: readonly string[] | false;
+  /** Names the app routes by (the proxy's origins' `host`): answered as if in allowedHosts. */
+  routedHosts?: readonly string[];
   /** Clock of the fast path's Age and ttl (the cache's, for tests' fake clocks). */
   now?: () => number;
   /**
@@ -66,7 +76,9 @@ export interface RunningServer {
 
 /** Every option of NodeServerOptions: checkOptionNames refuses any other. */
 const OPTIONS: OptionNames<NodeServerOptions> = {
+  allowedHosts: true,
   app: true,
+  routedHosts: true,
   cache: true,
   fastPrefix: true,
   findHit: true,
@@ -103,6 +115,14 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
       ),
   });
   const { cache } = options;
+  const hostname = options.hostname ?? "127.0.0.1";
+  const hosts =
+    options.allowedHosts === false
+      ? undefined
+      : listenerHosts("server", hostname, options.allowedHosts, options.routedHosts);
+  /** requestRefusal, then whether this listener answers the Host (DNS rebinding). */
+  const refusal = (target: string, host: string | undefined) =>
+    requestRefusal(target, host) ?? (target.startsWith("/") ? hosts?.(target, host) : undefined);
   // The proxy's lookup takes every path; the data API's only its own (dataApiHits).
   const now = options.now ?? Date.now;
   const findHit = options.findHit ?? (cache ? dataApiHits(cache, options.fastPrefix) : undefined);
@@ -130,7 +150,7 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
       req.url = head;
       // Decided on the request line as sent, before the runtime's URL parsing rewrites it
       // (dot segments): the same decision as the raw path's below.
-      const refused = requestRefusal(req.url ?? "", req.headers.host);
+      const refused = refusal(req.url ?? "", req.headers.host);
       if (refused) return refuse(refused, res);
       const entry = lookup(req);
       if (entry) serveHit(entry, req, res, now());
@@ -140,13 +160,13 @@ export function startServer(options: NodeServerOptions): Promise<RunningServer> 
       ? undefined
       : (req, keepAliveMs) => {
           // A refused request is node:http's, whose listener answers it.
-          const entry = requestRefusal(req.url, req.headers.host) ? undefined : lookup(req);
+          const entry = refusal(req.url, req.headers.host) ? undefined : lookup(req);
           return entry && replyBytes(hitReply(entry, req, now()), req.method, keepAliveMs);
         },
   );
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port ?? 8787, options.hostname ?? "127.0.0.1", () => {
+    server.listen(options.port ?? 8787, hostname, () => {
       server.off("error", reject);
       const { port, address, family } = server.address() as AddressInfo;
       const host = family === "IPv6" ? `[${address}]` : address;

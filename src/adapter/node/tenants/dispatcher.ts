@@ -295,6 +295,9 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
     findHit,
     port: options.port,
     hostname: options.hostname,
+    // Every request names its tenant by a key a page cannot know, or by a tenant's public
+    // host (`publicHost`), which no rebinding page sends: any Host is answered.
+    allowedHosts: false,
   });
   return {
     app,
