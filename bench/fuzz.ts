@@ -4,20 +4,27 @@
  * here on 127.0.0.1. Exits 1 on the first violation, after fast-check printed the sequence,
  * its seed and path (replay with --seed and --path), or on an uncaught error in the node.
  *
+ * Each mode gets the raw fuzzer (http-fuzz.ts) and then the variant generator (variants.ts:
+ * encodings, absolute-form, claim headers, echo-origin invariants).
+ *
+ *   npm run fuzz -- --minutes 30                 # 30 minutes in all, shared by the modes
  *   npm run fuzz -- --runs 20000                 # per mode
  *   npm run fuzz -- --duration 600 --modes proxy,tenants
  *
- * Flags: --runs n (per mode, default 5000), --duration s (per mode, stops early),
+ * Flags: --minutes n (in all; runs until then unless --runs says fewer), --runs n (per
+ * mode and generator, default 5000), --duration s (per mode and generator, stops early),
  * --seed n (default: random, printed), --path p (with --seed: replays one failure),
  * --modes a,b (default all).
  */
 import { parseArgs } from "node:util";
 import { type FuzzStats, fuzz } from "../test/fuzz/http-fuzz.ts";
 import { MODES, type Mode, startMode } from "../test/fuzz/modes.ts";
+import { fuzzVariants } from "../test/fuzz/variants.ts";
 
 const { values } = parseArgs({
   options: {
-    runs: { type: "string", default: "5000" },
+    runs: { type: "string" },
+    minutes: { type: "string" },
     duration: { type: "string" },
     seed: { type: "string" },
     path: { type: "string" },
@@ -29,9 +36,20 @@ for (const m of modes) {
   if (!MODES.includes(m))
     throw new Error(`--modes: expected some of ${MODES.join(", ")}, got ${m}`);
 }
-const runs = Number(values.runs);
+const minutes = values.minutes === undefined ? undefined : Number(values.minutes);
+if (minutes !== undefined && !(minutes > 0)) {
+  throw new Error(`--minutes: expected a number > 0, got ${values.minutes}`);
+}
+// With --minutes alone, the time decides: a count no run reaches.
+const runs = Number(values.runs ?? (minutes === undefined ? 5000 : 1e9));
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
-const timeLimitMs = values.duration === undefined ? undefined : Number(values.duration) * 1000;
+// Two generators a mode: --minutes is shared by all of them.
+const timeLimitMs =
+  values.duration !== undefined
+    ? Number(values.duration) * 1000
+    : minutes !== undefined
+      ? (minutes * 60_000) / (modes.length * 2)
+      : undefined;
 
 // The node runs in this process: an error nothing caught would have ended a real one.
 const crashes: unknown[] = [];
@@ -41,7 +59,7 @@ process.on("unhandledRejection", (err) => crashes.push(["unhandled rejection", e
 console.error = () => {};
 
 console.log(
-  `fuzz: seed ${seed}, ${runs} runs per mode${timeLimitMs ? `, at most ${values.duration} s each` : ""}`,
+  `fuzz: seed ${seed}, ${runs >= 1e9 ? "unbounded" : runs} runs per mode and generator${timeLimitMs ? `, at most ${(timeLimitMs / 1000).toFixed(0)} s each` : ""}`,
 );
 let failed = false;
 for (const mode of modes) {
@@ -50,6 +68,10 @@ for (const mode of modes) {
   let stats: FuzzStats | undefined;
   try {
     stats = await fuzz(target, { runs, seed, path: values.path, timeLimitMs });
+    const variants = await fuzzVariants(target, { runs, seed, path: values.path, timeLimitMs });
+    console.log(
+      `${mode}: ${variants.sequences} variant sequences; replies by status ${JSON.stringify(variants.statuses)}`,
+    );
   } catch (err) {
     failed = true;
     // fast-check's message holds the sequence as generated (bodies in full); the cause holds

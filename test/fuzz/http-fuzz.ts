@@ -458,6 +458,22 @@ export function rowBodies(columns: readonly string[]): fc.Arbitrary<unknown> {
   );
 }
 
+/** The fields the admin API's POST routes read. */
+export const ADMIN_FIELDS = [
+  "key",
+  "keys",
+  "tag",
+  "tags",
+  "table",
+  "row",
+  "prefix",
+  "url",
+  "urls",
+  "write",
+  "read",
+  "state",
+] as const;
+
 /** JSON bodies of the admin API's POST routes. */
 export function adminBodies(port: number): fc.Arbitrary<unknown> {
   const value = fc.oneof(
@@ -471,24 +487,7 @@ export function adminBodies(port: number): fc.Arbitrary<unknown> {
     ),
     fc.record({ table: fc.constantFrom("users", "x"), id: fc.oneof(fc.string(), fc.integer()) }),
   );
-  return fc.dictionary(
-    fc.constantFrom(
-      "key",
-      "keys",
-      "tag",
-      "tags",
-      "table",
-      "row",
-      "prefix",
-      "url",
-      "urls",
-      "write",
-      "read",
-      "state",
-    ),
-    value,
-    { maxKeys: 3 },
-  );
+  return fc.dictionary(fc.constantFrom(...ADMIN_FIELDS), value, { maxKeys: 3 });
 }
 
 /**
@@ -723,7 +722,7 @@ export async function wellFormed(
   };
 }
 
-function dechunk(text: string): string {
+export function dechunk(text: string): string {
   let out = "";
   for (let pos = 0; ; ) {
     const eol = text.indexOf("\r\n", pos);

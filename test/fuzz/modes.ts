@@ -5,8 +5,6 @@
  * No vitest here: `bench/fuzz.ts` uses them too.
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -15,13 +13,9 @@ import { createNodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
 import { createNodeProxy } from "../../src/adapter/node/modes/proxy.ts";
 import { createTenantNode } from "../../src/adapter/node/tenants/dispatcher.ts";
 import { openTenantState } from "../../src/adapter/node/tenants/state.ts";
-import {
-  adminBodies,
-  type FuzzTarget,
-  rowBodies,
-  type WireReply,
-  wellFormed,
-} from "./http-fuzz.ts";
+import { startEchoOrigin } from "./echo-origin.ts";
+import { adminBodies, rowBodies, type WireReply, wellFormed } from "./http-fuzz.ts";
+import type { VariantTarget } from "./variants.ts";
 
 export const MODES = ["data", "proxy", "tenants", "admin-token", "admin-loopback"] as const;
 export type Mode = (typeof MODES)[number];
@@ -57,7 +51,7 @@ function onlyIfCached(reply: WireReply): string | undefined {
     : undefined;
 }
 
-export function startMode(mode: Mode): Promise<FuzzTarget> {
+export function startMode(mode: Mode): Promise<VariantTarget> {
   switch (mode) {
     case "data":
       return startData(mode, {});
@@ -100,7 +94,7 @@ async function checkRow(
   }
 }
 
-async function startData(mode: Mode, options: { adminToken?: string }): Promise<FuzzTarget> {
+async function startData(mode: Mode, options: { adminToken?: string }): Promise<VariantTarget> {
   const cwd = tempDir();
   const node = await createNodeEdgecache({
     cwd,
@@ -141,6 +135,8 @@ async function startData(mode: Mode, options: { adminToken?: string }): Promise<
   return {
     name: mode,
     port,
+    ...(options.adminToken && { adminToken: options.adminToken }),
+    loopbackData: true,
     allowed: () => undefined,
     paths,
     credentials: [`Bearer ${TOKEN}`, `bearer ${TOKEN}`, `Bearer ${TOKEN}x`],
@@ -169,46 +165,9 @@ async function startData(mode: Mode, options: { adminToken?: string }): Promise<
   };
 }
 
-/** A local origin that never fails: pages by path, with validators, Vary and no-store ones. */
-async function startFuzzOrigin(): Promise<{ url: string; close(): Promise<void> }> {
-  const server = createServer(async (req, res) => {
-    try {
-      for await (const _ of req); // the body, if any
-    } catch {
-      return; // the proxy gave up on this request (its client went away): nothing to answer
-    }
-    const path = req.url ?? "/";
-    const headers: Record<string, string> = {
-      "content-type": "text/plain",
-      "cache-control": "max-age=60",
-      etag: '"v1"',
-    };
-    if (path.startsWith("/vary")) headers.vary = "accept";
-    if (path.startsWith("/private")) headers["cache-control"] = "no-store";
-    if (path.startsWith("/tagged")) headers["cache-tag"] = "pages,tagged";
-    if (req.headers["if-none-match"] === '"v1"') {
-      res.writeHead(304, headers);
-      res.end();
-      return;
-    }
-    res.writeHead(200, headers);
-    res.end(req.method === "HEAD" ? undefined : `page ${path}`);
-  });
-  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((done) => {
-        server.close(() => done());
-        server.closeAllConnections();
-      }),
-  };
-}
-
-async function startProxyMode(): Promise<FuzzTarget> {
+async function startProxyMode(): Promise<VariantTarget> {
   const cwd = tempDir();
-  const origin = await startFuzzOrigin();
+  const origin = await startEchoOrigin();
   const node = await createNodeProxy({
     origins: [{ origin: origin.url }],
     cwd,
@@ -231,6 +190,7 @@ async function startProxyMode(): Promise<FuzzTarget> {
   return {
     name: "proxy",
     port,
+    origin,
     allowed: onlyIfCached,
     paths: fc.oneof(
       { weight: 5, arbitrary: fc.constantFrom(...pagePaths) },
@@ -254,9 +214,9 @@ async function startProxyMode(): Promise<FuzzTarget> {
   };
 }
 
-async function startTenants(): Promise<FuzzTarget> {
+async function startTenants(): Promise<VariantTarget> {
   const dir = tempDir();
-  const origin = await startFuzzOrigin();
+  const origin = await startEchoOrigin();
   const statePath = join(dir, "state.db");
   const state = await openTenantState(statePath);
   const dbPath = join(dir, "red.db");
@@ -288,6 +248,7 @@ async function startTenants(): Promise<FuzzTarget> {
   return {
     name: "tenants",
     port,
+    origin,
     allowed: onlyIfCached,
     paths: fc.oneof(
       {
