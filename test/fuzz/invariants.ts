@@ -181,6 +181,16 @@ export function isLoopbackHost(host: string): boolean {
   return /^127\.\d+\.\d+\.\d+$/.test(h) || h === "localhost" || h === "[::1]" || h === "0.0.0.0";
 }
 
+/** An IP address: no DNS name, so no rebinding (a page's origin is never one it could rebind). */
+function isIpLiteral(host: string): boolean {
+  try {
+    const h = new URL(`http://${withoutPort(host)}`).hostname;
+    return /^\d+\.\d+\.\d+\.\d+$/.test(h) || h.startsWith("[");
+  } catch {
+    return false;
+  }
+}
+
 /** A target's path and query as the WHATWG URL parser (the proxy's) normalizes them. */
 export function canonicalTarget(target: string): string {
   const path = target.startsWith("/") ? target : target.replace(/^[^:]*:\/\/[^/?#]*/, "") || "/";
@@ -371,6 +381,6 @@ export function rebindingProblem(r: SentRequest, reply: ParsedReply): string | u
   if (reply.body.includes("<title>edgecache</title>")) return undefined;
   if (/^\/_edgecache\/health(?:\?|$)/.test(r.target)) return undefined;
   const host = requestHost(r);
-  if (host === undefined || isLoopbackHost(host)) return undefined;
+  if (host === undefined || isLoopbackHost(host) || isIpLiteral(host)) return undefined;
   return `a request for host ${host} got ${reply.status} from a loopback listener (DNS rebinding)`;
 }

@@ -22,16 +22,17 @@ import {
   allowed,
   fromRow,
   identity,
-  KEY_HEADER,
   type KeyScope,
   keyedOf,
   keyHashOf,
   newKey,
   newTenantKeys,
   type Row,
+  requestKey,
   rowOf,
   type Tenant,
   type TenantSource,
+  tenantHeaders,
 } from "../tenants/model.ts";
 import { Background } from "./background.ts";
 import { workerProxy } from "./proxy-worker.ts";
@@ -107,7 +108,7 @@ interface Served {
 
 /**
  * One Worker that serves several tenants, as `edgecache serve --state` does on Node: each
- * request names its tenant by `Authorization: Bearer <key>` (or `X-Edgecache-Key`) and goes
+ * request names its tenant by `Authorization: Bearer <key>` (or `X-Edgecache-Key`, requestKey) and goes
  * to that tenant's own data API over its own D1 binding, or its own proxy of its origin,
  * with a cache of its own (memory, change log, Cache API cache, KV and Durable Object tier
  * prefixes). The key is taken off the request first.
@@ -197,11 +198,8 @@ function frontApp(
     // header is its own loopback address).
     const host = new URL(c.req.url).host;
     const admin = new URL(c.req.url).pathname.startsWith("/_edgecache");
-    const access = allowed(
-      await registry.accessOf((name) => c.req.header(name), host),
-      c.req.method,
-      admin,
-    );
+    const key = requestKey((name) => c.req.header(name));
+    const access = allowed(await registry.accessOf(key.key, host), c.req.method, admin);
     const request = c.req.raw;
     const ctx = c.executionCtx;
     return serveRequest(
@@ -209,11 +207,8 @@ function frontApp(
       background,
       ctx,
       async (tenant) => {
-        const headers = new Headers(request.headers);
-        headers.delete(KEY_HEADER);
-        headers.delete("authorization");
         // The key let it in: its admin API (under /_edgecache) is this tenant's.
-        if (admin) headers.set("authorization", `Bearer ${tenant.adminToken}`);
+        const headers = tenantHeaders(request.headers, key, admin ? tenant.adminToken : undefined);
         return tenant.app.fetch(new Request(request, { headers }), env, ctx);
       },
       request,
