@@ -17,6 +17,8 @@ let node: { url: string; stop(): Promise<void> };
 let url: string;
 let port: number;
 let origin: Origin;
+/** What each origin request carried: its Authorization and whether a tenant key came along. */
+let atOrigin: string[] = [];
 const keys: Record<string, string> = {};
 const OPERATOR = "operator-token";
 
@@ -43,6 +45,9 @@ beforeAll(async () => {
   dir = tempDir("edgecache-tenants-");
   state = join(dir, "state.db");
   origin = await startOrigin((req, res) => {
+    atOrigin.push(
+      `${req.headers.authorization ?? "none"}${req.headers["x-edgecache-key"] ? " +key" : ""}`,
+    );
     res.writeHead(200, { "cache-control": "max-age=600", "content-type": "text/plain" });
     res.end(`origin says ${req.url} (auth: ${req.headers.authorization ?? "none"})`);
   });
@@ -185,6 +190,63 @@ describe("two tenants, identical URLs", () => {
     expect(again.replies[0]!.body.toString()).toBe("origin says /v1/items/1 (auth: none)");
     // Same URL, another tenant: its own database, not gamma's cached response.
     expect((await body("alpha", "/v1/items/1")).text).toContain('"alpha-1"');
+  });
+});
+
+describe("an origin tenant whose clients send their own Authorization", () => {
+  const both = (path: string, credential: string, key = keys.gamma!) =>
+    fetch(`${url}${path}`, {
+      headers: { "x-edgecache-key": key, authorization: `Bearer ${credential}` },
+    }).then(async (r) => ({ status: r.status, text: await r.text() }));
+  /** The same over a raw socket, where pipelined hits are answered: the body. */
+  const rawBoth = async (path: string, credential: string) => {
+    const head = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nX-Edgecache-Key: ${keys.gamma}\r\n`;
+    const raw = await exchange(port, `${head}Authorization: Bearer ${credential}\r\n\r\n`, ["GET"]);
+    return raw.replies[0]!.body.toString();
+  };
+
+  it("with X-Edgecache-Key, Authorization is the client's: it reaches the origin, the key does not", async () => {
+    atOrigin = [];
+    expect(await both("/private/a", "client-a")).toEqual({
+      status: 200,
+      text: "origin says /private/a (auth: Bearer client-a)",
+    });
+    // RFC 9111 3.5: an answer to credentials the origin did not mark shared is not stored,
+    // so another credential gets its own, on the app and on the raw path alike.
+    expect((await both("/private/a", "client-b")).text).toBe(
+      "origin says /private/a (auth: Bearer client-b)",
+    );
+    expect(await rawBoth("/private/a", "client-c")).toBe(
+      "origin says /private/a (auth: Bearer client-c)",
+    );
+    expect(atOrigin).toEqual(["Bearer client-a", "Bearer client-b", "Bearer client-c"]);
+  });
+
+  it("an answer stored for no credential is not served to one (app and raw path)", async () => {
+    await body("gamma", "/shared/b");
+    expect((await body("gamma", "/shared/b")).cache).toMatch(/^edgecache; hit/);
+    atOrigin = [];
+    expect((await both("/shared/b", "client-a")).text).toBe(
+      "origin says /shared/b (auth: Bearer client-a)",
+    );
+    expect(await rawBoth("/shared/b", "client-b")).toBe(
+      "origin says /shared/b (auth: Bearer client-b)",
+    );
+    expect(atOrigin).toEqual(["Bearer client-a", "Bearer client-b"]);
+  });
+
+  it("the key comes from X-Edgecache-Key alone: a key in Authorization beside it is the client's", async () => {
+    // A wrong X-Edgecache-Key is refused even when Authorization holds a tenant's key.
+    expect((await both("/private/a", keys.gamma!, "ek_nope")).status).toBe(401);
+    // Without X-Edgecache-Key, Authorization: Bearer is the key, and is never passed on.
+    atOrigin = [];
+    expect((await body("gamma", "/private/c")).text).toBe("origin says /private/c (auth: none)");
+    expect(atOrigin).toEqual(["none"]);
+    // The admin API is the tenant's with either way of sending the key.
+    const stats = await fetch(`${url}/_edgecache/stats`, {
+      headers: { "x-edgecache-key": keys.gamma!, authorization: "Bearer client-a" },
+    });
+    expect(stats.status).toBe(200);
   });
 });
 

@@ -1,14 +1,8 @@
-import { bearerToken, hostName } from "../../app/access.ts";
+import { hostName } from "../../app/access.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { renewAfterMs, WORKER_TENANTS_LEASE } from "../../core/lease.ts";
 import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
-import {
-  KEY_HEADER,
-  keyedOf,
-  keyHashOf,
-  type Tenant,
-  type TenantAccess,
-} from "../tenants/model.ts";
+import { keyedOf, keyHashOf, type Tenant, type TenantAccess } from "../tenants/model.ts";
 import type { Background } from "./background.ts";
 import { callTenants, type TenantTable } from "./tenants-object.ts";
 
@@ -49,14 +43,13 @@ export class TenantRegistry {
     this.#onChange = onChange;
   }
 
-  /** Who is asking: the key's tenant and scope, or a public read by host; a wrong key is no one. */
-  async accessOf(
-    header: (name: string) => string | undefined,
-    host: string,
-  ): Promise<TenantAccess | undefined> {
+  /**
+   * Who is asking: the key's tenant and scope (`key`, as requestKey finds it), or without one
+   * a public read by host; a wrong key is no one.
+   */
+  async accessOf(key: string | undefined, host: string): Promise<TenantAccess | undefined> {
     await this.#current();
-    const key = bearerToken(header("authorization")) ?? header(KEY_HEADER)?.trim();
-    if (key === undefined || key === "") {
+    if (key === undefined) {
       const tenant = this.#byHost.get(hostName(host));
       return tenant && { tenant, scope: "read", anonymous: true };
     }

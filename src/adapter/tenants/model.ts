@@ -1,3 +1,4 @@
+import { bearerToken } from "../../app/access.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 
 /**
@@ -193,3 +194,36 @@ export function allowed(
 }
 /** The request header that carries a tenant's key besides `Authorization: Bearer`; never passed on. */
 export const KEY_HEADER = "x-edgecache-key";
+
+/** The key a request names its tenant by, and the header it came in. */
+export interface RequestKey {
+  /** undefined: no key (a public read by host, or 401). */
+  key: string | undefined;
+  /** The header that carried it, removed before the tenant's app sees the request. */
+  carrier: typeof KEY_HEADER | "authorization";
+}
+
+/**
+ * Where a request's tenant key is, on every runtime and path. X-Edgecache-Key, when present,
+ * is the key alone, and Authorization is the client's own credential, passed to its tenant
+ * (an origin with bearer auth can be a tenant: RFC 9111 3.5 then keeps one credential's
+ * answer from another). Without it, `Authorization: Bearer <key>` is the key, and
+ * Authorization is never passed on. An empty X-Edgecache-Key is a wrong key, not none.
+ */
+export function requestKey(header: (name: string) => string | undefined): RequestKey {
+  const named = header(KEY_HEADER);
+  return named === undefined
+    ? { key: bearerToken(header("authorization")), carrier: "authorization" }
+    : { key: named.trim(), carrier: KEY_HEADER };
+}
+
+/**
+ * The headers a tenant's app gets: without the key's header; for its admin API (`admin`,
+ * which the key opened), Authorization holds that app's own token instead.
+ */
+export function tenantHeaders(from: Headers, key: RequestKey, admin?: string): Headers {
+  const headers = new Headers(from);
+  headers.delete(key.carrier);
+  if (admin !== undefined) headers.set("authorization", `Bearer ${admin}`);
+  return headers;
+}

@@ -48,9 +48,13 @@ async function seed(binding: string, owner: string): Promise<void> {
 
 beforeAll(async () => {
   origin = createServer((req, res) => {
-    originAuth.push(req.headers.authorization ?? "none");
+    originAuth.push(
+      `${req.headers.authorization ?? "none"}${req.headers["x-edgecache-key"] ? " +key" : ""}`,
+    );
     res.writeHead(200, { "cache-control": "max-age=600", "content-type": "text/plain" });
-    res.end(`origin says ${req.url}`);
+    res.end(
+      `origin says ${req.url}${req.headers.authorization ? ` to ${req.headers.authorization}` : ""}`,
+    );
   });
   await new Promise<void>((done) => origin.listen(0, "127.0.0.1", done));
   mf = await startIsolates(new URL("./tenants-entry.ts", import.meta.url), ["a", "b"], {
@@ -259,6 +263,39 @@ describe("two tenants, identical URLs", () => {
     // Same URL, another tenant: its own database, not gamma's cached response.
     expect((await body("alpha", "/v1/items/1")).text).toContain('"alpha-1"');
   });
+  it("with X-Edgecache-Key, Authorization is the client's: it reaches the origin, the key does not", async () => {
+    const both = async (path: string, credential: string, key = keys.gamma!) => {
+      const r = await send("a", path, {
+        headers: { "x-edgecache-key": key, authorization: `Bearer ${credential}` },
+      });
+      return { status: r.status, text: await r.text() };
+    };
+    originAuth = [];
+    expect(await both("/private/a", "client-a")).toEqual({
+      status: 200,
+      text: "origin says /private/a to Bearer client-a",
+    });
+    // RFC 9111 3.5: an answer to credentials the origin did not mark shared is not stored,
+    // and one stored for no credential is not served to one.
+    expect((await both("/private/a", "client-b")).text).toBe(
+      "origin says /private/a to Bearer client-b",
+    );
+    await body("gamma", "/shared/b");
+    expect((await body("gamma", "/shared/b")).cache).toMatch(/^edgecache; hit/);
+    expect((await both("/shared/b", "client-a")).text).toBe(
+      "origin says /shared/b to Bearer client-a",
+    );
+    expect(originAuth).toEqual(["Bearer client-a", "Bearer client-b", "none", "Bearer client-a"]);
+    // The key comes from X-Edgecache-Key alone: a tenant's key in Authorization beside a
+    // wrong one opens nothing.
+    expect((await both("/private/a", keys.gamma!, "ek_nope")).status).toBe(401);
+    // The admin API is the tenant's with either way of sending the key.
+    const stats = await send("a", "/_edgecache/stats", {
+      headers: { "x-edgecache-key": keys.gamma!, authorization: "Bearer client-a" },
+    });
+    expect(stats.status).toBe(200);
+  });
+
   it("two origin tenants of one origin: a purge through one leaves the other's entries", async () => {
     const { port } = origin.address() as AddressInfo;
     keys.eta = (

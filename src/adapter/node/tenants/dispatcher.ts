@@ -14,9 +14,11 @@ import { type CacheStats, hitRate, readHitRate } from "../../../core/stats.ts";
 import {
   allowed,
   identity,
-  KEY_HEADER,
+  type RequestKey,
+  requestKey,
   type Tenant,
   type TenantAccess,
+  tenantHeaders,
 } from "../../tenants/model.ts";
 import { type RedisSetting, shortHash } from "../cluster.ts";
 import { annotate, type Logger, nodeLogger } from "../log.ts";
@@ -129,8 +131,8 @@ const LEASE_WAIT_MS = 1000;
 
 /**
  * A node that serves tenants: every request names its tenant by `Authorization: Bearer
- * <key>` or `X-Edgecache-Key`, and goes to that tenant's own node (cache, memory budget,
- * database or origin, admin API) with the key removed. Nothing is shared between tenants
+ * <key>` or `X-Edgecache-Key` (requestKey), and goes to that tenant's own node (cache, memory
+ * budget, database or origin, admin API) with the key removed. Nothing is shared between tenants
  * but the port, so two tenants' identical URLs are two entries. The raw-socket hit path
  * looks the tenant up the same way before it answers from that tenant's memory.
  *
@@ -175,7 +177,10 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
    * Who is asking: the tenant and scope of the key, or, without a key, read access to the
    * tenant whose public host the request names. A wrong key is no one, whatever the host.
    */
-  const accessOf = (header: (name: string) => string | undefined): Access | undefined => {
+  const accessOf = (
+    { key }: RequestKey,
+    header: (name: string) => string | undefined,
+  ): Access | undefined => {
     refresh();
     // A node that lost a shared state cannot know of a rotated key or a deleted tenant.
     if (!feed!.current()) {
@@ -185,7 +190,6 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
         `the state database (${state.where}) has not been heard for a while; requests are refused until it is`,
       );
     }
-    const key = keyOf(header);
     if (key === undefined) {
       const host = header("host");
       const tenant = host === undefined ? undefined : byHost.get(hostName(host));
@@ -266,29 +270,23 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   app.get("/_edgecache/changes", (c, next) => (isOperator(c) ? c.json({ changes: [] }) : next()));
   app.all("*", async (c) => {
     const admin = new URL(c.req.url).pathname.startsWith("/_edgecache");
-    const access = allowed(
-      accessOf((name) => c.req.header(name)),
-      c.req.method,
-      admin,
-    );
+    const header = (name: string) => c.req.header(name);
+    const key = requestKey(header);
+    const access = allowed(accessOf(key, header), c.req.method, admin);
     annotate((c.env as HttpBindings | undefined)?.outgoing, { tenant: access.tenant.name });
     const node = await nodeOf(access.tenant);
-    const headers = new Headers(c.req.raw.headers);
-    headers.delete(KEY_HEADER);
-    headers.delete("authorization");
     // The key let it in: its admin API (under /_edgecache) is this tenant's.
-    if (admin) {
-      headers.set("authorization", `Bearer ${node.adminToken}`);
-    }
+    const headers = tenantHeaders(c.req.raw.headers, key, admin ? node.adminToken : undefined);
     return node.fetch(new Request(c.req.raw, { headers }), c.env);
   });
 
   // Only GET and HEAD come here, which every scope may send.
   const findHit = (req: HitRequest): CacheEntry | undefined => {
     if (!feed!.current()) return undefined; // the app answers it, with the reason
-    const access = accessOf((name) => header(req, name));
+    const key = requestKey((name) => header(req, name));
+    const access = accessOf(key, (name) => header(req, name));
     const node = access && served.get(access.tenant.name);
-    return node?.findHit(withoutKey(req));
+    return node?.findHit(withoutKey(req, key));
   };
 
   const server = modeServer(app, logger, {
@@ -316,20 +314,15 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   };
 }
 
-/** The key a request carries, by either header. */
-function keyOf(header: (name: string) => string | undefined): string | undefined {
-  return bearerToken(header("authorization")) ?? header(KEY_HEADER)?.trim() ?? undefined;
-}
-
 function header(req: HitRequest, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** The request as the tenant's node sees it: no key (a proxy must not forward it). */
-function withoutKey(req: HitRequest): HitRequest {
-  if (req.headers.authorization === undefined && req.headers[KEY_HEADER] === undefined) return req;
-  const { authorization: _a, [KEY_HEADER]: _k, ...headers } = req.headers;
+/** The request as the tenant's node sees it, as tenantHeaders makes it for the app. */
+function withoutKey(req: HitRequest, { carrier }: RequestKey): HitRequest {
+  if (req.headers[carrier] === undefined) return req;
+  const { [carrier]: _key, ...headers } = req.headers;
   return { ...req, headers };
 }
 
