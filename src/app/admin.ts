@@ -14,6 +14,7 @@ import {
   requestHost,
   sameOrigin,
 } from "./access.ts";
+import { bodyError, fields, readBody, type Schema } from "./body.ts";
 import { dashboardPage } from "./dashboard.ts";
 import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import { cacheChecks, cacheFileCheck, type HealthChecks, healthHandler } from "./health.ts";
@@ -134,6 +135,35 @@ const MAX_SCANNED = 10 * MAX_KEYS;
 /** URLs one warm request may name. */
 const MAX_WARM = 1000;
 const URL_STATES: readonly string[] = ["cached", "failing", "uncacheable", "pending"];
+
+// Each route's body, declared as data (body.ts checks it; any other body is a 400).
+const { string, nonEmptyString, strings, oneOf, object, required } = fields;
+const INVALIDATE = {
+  key: string,
+  keys: strings,
+  tag: string,
+  tags: strings,
+  table: string,
+  row: object(
+    {
+      table: required(string),
+      id: required({
+        expected: "a string or a number",
+        accepts: (v): v is string | number => typeof v === "string" || typeof v === "number",
+      }),
+    },
+    '{"table": string, "id": string | number}',
+  ),
+  prefix: nonEmptyString,
+} satisfies Schema;
+const PURGE = { tag: string, tags: strings, url: string, urls: strings, prefix: string };
+const RULE_STATES = ["pinned", "rejected", "manual", "learned", "forget"] as const;
+const RULE = {
+  write: required(string),
+  read: required(string),
+  state: required(oneOf<RuleState | "forget">(RULE_STATES)),
+} satisfies Schema;
+const WARM = { url: string, urls: strings } satisfies Schema;
 
 /**
  * The admin API, mounted under `/_edgecache`: stats (JSON or Prometheus), the cached keys
@@ -318,26 +348,12 @@ export function createAdminApi(options: AdminOptions): Hono {
   });
 
   app.post("/invalidate", async (c) => {
-    const b = await objectBody(c, '{"tag": "users#123-abc"}');
-    const keys = strings(b, "key", "keys");
-    const tags = strings(b, "tag", "tags");
-    if (b.table !== undefined) {
-      if (typeof b.table !== "string") bodyError("table", "a string", b.table);
-      tags.push(tableTag(b.table));
-    }
-    if (b.row !== undefined) {
-      const row = b.row as { table?: unknown; id?: unknown };
-      if (typeof row?.table !== "string" || !["string", "number"].includes(typeof row.id)) {
-        bodyError("row", '{"table": string, "id": string | number}', JSON.stringify(b.row));
-      }
-      tags.push(rowTag(row.table as string, row.id));
-    }
-    let prefix: string | undefined;
-    if (b.prefix !== undefined) {
-      if (typeof b.prefix !== "string" || b.prefix === "")
-        bodyError("prefix", "a non-empty string", b.prefix);
-      prefix = b.prefix as string;
-    }
+    const b = await readBody(c, INVALIDATE, COMPONENT, '{"tag": "users#123-abc"}');
+    const keys = both(b.key, b.keys);
+    const tags = both(b.tag, b.tags);
+    if (b.table !== undefined) tags.push(tableTag(b.table));
+    if (b.row !== undefined) tags.push(rowTag(b.row.table, b.row.id));
+    const { prefix } = b;
     if (keys.length === 0 && tags.length === 0 && prefix === undefined) {
       throw new EdgecacheError(
         "E_BAD_BODY",
@@ -352,15 +368,12 @@ export function createAdminApi(options: AdminOptions): Hono {
   const { proxy } = options;
   if (proxy) {
     app.post("/purge", async (c) => {
-      const b = await objectBody(c, '{"tags": ["users"]}');
-      const tags = strings(b, "tag", "tags");
-      const urls = strings(b, "url", "urls");
-      let prefix: string | undefined;
-      if (b.prefix !== undefined) {
-        if (typeof b.prefix !== "string" || !b.prefix.startsWith("/")) {
-          bodyError("prefix", 'a path starting with "/"', JSON.stringify(b.prefix));
-        }
-        prefix = b.prefix;
+      const b = await readBody(c, PURGE, COMPONENT, '{"tags": ["users"]}');
+      const tags = both(b.tag, b.tags);
+      const urls = both(b.url, b.urls);
+      const { prefix } = b;
+      if (prefix !== undefined && !prefix.startsWith("/")) {
+        throw bodyError(COMPONENT, "prefix", 'a path starting with "/"', prefix);
       }
       if (tags.length === 0 && urls.length === 0 && prefix === undefined) {
         throw new EdgecacheError(
@@ -381,24 +394,21 @@ export function createAdminApi(options: AdminOptions): Hono {
         return c.json(rulesReport(learn));
       });
       app.post("/rules", async (c) => {
-        const b = await objectBody(
+        const b = await readBody(
           c,
+          RULE,
+          COMPONENT,
           '{"write": "PATCH /api/users/:id", "read": "/api/users/$1/profile", "state": "pinned"}',
         );
-        const problem = checkRule(b.write, b.read);
+        const { write, read } = b;
+        const problem = checkRule(write, read);
         if (problem) throw new EdgecacheError("E_BAD_BODY", COMPONENT, `body: ${problem}`);
-        const states = ["pinned", "rejected", "manual", "learned", "forget"];
-        if (typeof b.state !== "string" || !states.includes(b.state)) {
-          bodyError("state", states.join(", "), JSON.stringify(b.state));
-        }
-        const write = b.write as string;
-        const read = b.read as string;
         if (b.state === "forget") {
           const forgotten = learn.learner.remove(ruleId({ write, read }));
           await decided(learn);
           return c.json({ forgotten });
         }
-        const rule = learn.learner.decide(write, read, b.state as RuleState);
+        const rule = learn.learner.decide(write, read, b.state);
         await decided(learn);
         return c.json({ rule: describeRule(learn, rule) });
       });
@@ -433,35 +443,23 @@ export function createAdminApi(options: AdminOptions): Hono {
     });
 
     app.post("/warm", async (c) => {
-      const b = await objectBody(c, '{"urls": ["/v1/users"]}');
-      const urls = strings(b, "url", "urls");
+      const b = await readBody(c, WARM, COMPONENT, '{"urls": ["/v1/users"]}');
+      const urls = both(b.url, b.urls);
       if (urls.length === 0 || urls.length > MAX_WARM) {
-        bodyError("urls", `1 to ${MAX_WARM} URLs`, `${urls.length}`);
+        throw bodyError(COMPONENT, "urls", `1 to ${MAX_WARM} URLs`, `${urls.length} URLs`);
       }
       // Paths are fetched as this request's host would fetch them.
       const base = new URL(c.req.url).origin;
       for (const u of urls) {
         // Warming goes straight to the proxy's routes, which would forward admin paths.
         const problem = targetProblem(u);
-        if (problem) bodyError("urls", `each ${problem}`, JSON.stringify(u));
+        if (problem) throw bodyError(COMPONENT, "urls", `each ${problem}`, u);
       }
       return c.json({ warmed: await proxy.warm(urls, base) });
     });
   }
 
   return app;
-}
-
-export async function objectBody(c: Context, example: string): Promise<Record<string, unknown>> {
-  const body = await c.req.json().catch(() => undefined);
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new EdgecacheError(
-      "E_BAD_BODY",
-      COMPONENT,
-      `body: expected a JSON object such as ${example}`,
-    );
-  }
-  return body as Record<string, unknown>;
 }
 
 /** The live entry of `key` in the first tier that holds one (looking is not a read). */
@@ -481,26 +479,7 @@ function entrySummary(entry: CacheEntry, now: number) {
   };
 }
 
-function strings(body: Record<string, unknown>, one: string, many: string): string[] {
-  const out: string[] = [];
-  if (body[one] !== undefined) {
-    if (typeof body[one] !== "string") bodyError(one, "a string", body[one]);
-    out.push(body[one] as string);
-  }
-  if (body[many] !== undefined) {
-    const v = body[many];
-    if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
-      bodyError(many, "an array of strings", JSON.stringify(v));
-    }
-    out.push(...(v as string[]));
-  }
-  return out;
-}
-
-function bodyError(name: string, expected: string, got: unknown): never {
-  throw new EdgecacheError(
-    "E_BAD_BODY",
-    COMPONENT,
-    `${name}: expected ${expected}, got ${String(got)}`,
-  );
+/** A body's one-value and many-values spellings of a field (`tag` and `tags`) together. */
+function both(one: string | undefined, many: string[] | undefined): string[] {
+  return [...(one === undefined ? [] : [one]), ...(many ?? [])];
 }

@@ -22,7 +22,13 @@ import {
 } from "../core/deps/planner.ts";
 import { sortValues } from "../core/deps/predicate.ts";
 import { type CacheEntry, type DeferredBody, deferredBody } from "../core/entry.ts";
-import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
+import {
+  badOption,
+  checkOptionNames,
+  describeValue,
+  EdgecacheError,
+  type OptionNames,
+} from "../core/errors.ts";
 import { extend } from "../core/extend.ts";
 import { keyPath, requestKey } from "../core/keys.ts";
 import { plainJson, plainJsonSize } from "../core/plain-json.ts";
@@ -37,6 +43,7 @@ import {
 import { parseListQuery } from "../core/query-params.ts";
 import type { Source, WriteOptions } from "../sources/source.ts";
 import { sameOriginWrites } from "./access.ts";
+import { isJsonObject, readJson } from "./body.ts";
 import { type DataRoute, downstreamOf, validateDataRoutes } from "./data-routes.ts";
 import { errorBody, limitBody, notFound, onError } from "./errors.ts";
 import { type CacheOutcome, entryReply, replyResponse } from "./http.ts";
@@ -564,14 +571,13 @@ function sameBody(was: CacheEntry): Pick<EntryInit, "body" | "etag"> {
 }
 
 async function jsonObject(req: Request): Promise<Row> {
-  let value: unknown;
-  try {
-    value = await req.json();
-  } catch {
-    throw new EdgecacheError("E_BAD_BODY", COMPONENT, "body: expected a JSON object");
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new EdgecacheError("E_BAD_BODY", COMPONENT, "body: expected a JSON object");
+  const value = await readJson(req, COMPONENT);
+  if (!isJsonObject(value)) {
+    throw new EdgecacheError(
+      "E_BAD_BODY",
+      COMPONENT,
+      `body: expected a JSON object, got ${describeValue(value)}`,
+    );
   }
   return value as Row;
 }

@@ -35,13 +35,38 @@ export class EdgecacheError extends Error {
   }
 }
 
+/** Longest string an "expected X, got Y" message quotes whole. */
+const SHOWN_CHARS = 60;
+
+/**
+ * The "Y" of every "expected X, got Y" message: `"x"` (quoted, cut after SHOWN_CHARS), `5`,
+ * `true`, `null`, `undefined`, `an array`, `an object`, `a function`. By kind where String
+ * would say `[object Object]`, or throw (`{"toString": 1}`), or print a whole structure.
+ */
+export function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value.length > SHOWN_CHARS ? `${value.slice(0, SHOWN_CHARS)}…` : value);
+    case "number":
+    case "boolean":
+    case "bigint":
+    case "undefined":
+      return String(value);
+    case "object":
+      return "an object";
+    default:
+      return `a ${typeof value}`;
+  }
+}
+
 /** Validates an option in "expected X, got Y" form when a factory is called. */
 export function badOption(component: string, name: string, expected: string, got: unknown): never {
-  const shown = typeof got === "string" ? JSON.stringify(got) : String(got);
   throw new EdgecacheError(
     "E_BAD_OPTION",
     component,
-    `option "${name}": expected ${expected}, got ${shown}`,
+    `option "${name}": expected ${expected}, got ${describeValue(got)}`,
   );
 }
 
@@ -96,7 +121,7 @@ export function badVariable(
   throw new EdgecacheError(
     "E_BAD_OPTION",
     component,
-    `variable ${name}: expected ${expected}, got ${JSON.stringify(got)}`,
+    `variable ${name}: expected ${expected}, got ${describeValue(got)}`,
   );
 }
 

@@ -1,4 +1,4 @@
-import { EdgecacheError } from "./errors.ts";
+import { describeValue, EdgecacheError } from "./errors.ts";
 
 /**
  * The cache key of a GET request: method, path and the query parameters sorted, so that
@@ -54,16 +54,7 @@ function keyPart(part: unknown, i: number): string {
   if ((typeof part === "number" && Number.isFinite(part)) || typeof part === "bigint") {
     return String(part);
   }
-  refuse(`parts[${i}]`, "a non-empty string, a finite number or a bigint", shown(part));
-}
-
-/** What was passed, by type where `String` would hide it (`[object Object]`, a function's source). */
-function shown(part: unknown): string {
-  if (typeof part === "string") return JSON.stringify(part);
-  if (Array.isArray(part)) return "an array";
-  if (typeof part === "object" && part !== null) return "an object";
-  if (typeof part === "function") return "a function";
-  return String(part);
+  refuse(`parts[${i}]`, "a non-empty string, a finite number or a bigint", describeValue(part));
 }
 
 function refuse(name: string, expected: string, got: string): never {

@@ -1,8 +1,7 @@
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, describeValue, EdgecacheError } from "../core/errors.ts";
 import type { JoinInfo, Row, ViewInfo } from "../core/query.ts";
 import {
   badBody,
-  describe,
   LONE_SURROGATE,
   NUMERIC_STRING,
   type SqlColumn,
@@ -31,7 +30,10 @@ export function coerceId(table: SqlTable, id: string | number): string | number 
 /** Validates a body against the table: known columns, values of the column's kind. */
 export function coerceBody(table: SqlTable, values: Row): Map<string, unknown> {
   if (typeof values !== "object" || values === null || Array.isArray(values)) {
-    throw badBody(table.source, `expected an object of column values, got ${describe(values)}`);
+    throw badBody(
+      table.source,
+      `expected an object of column values, got ${describeValue(values)}`,
+    );
   }
   const out = new Map<string, unknown>();
   for (const [name, value] of Object.entries(values)) {
@@ -64,17 +66,23 @@ export function coerceValue(
       if (typeof value === "boolean") return value ? 1 : 0;
       const n = typeof value === "string" && NUMERIC_STRING.test(value) ? Number(value) : value;
       if (typeof n === "number" && Number.isFinite(n)) return n;
-      throw badBody(source, `column "${column.name}": expected a number, got ${describe(value)}`);
+      throw badBody(
+        source,
+        `column "${column.name}": expected a number, got ${describeValue(value)}`,
+      );
     }
     case "text":
       if (typeof value === "string") return value;
       if (typeof value === "number" && Number.isFinite(value)) return String(value);
-      throw badBody(source, `column "${column.name}": expected a string, got ${describe(value)}`);
+      throw badBody(
+        source,
+        `column "${column.name}": expected a string, got ${describeValue(value)}`,
+      );
     case "date":
       if (typeof value === "string" && !Number.isNaN(Date.parse(value))) return value;
       throw badBody(
         source,
-        `column "${column.name}": expected a date string, got ${describe(value)}`,
+        `column "${column.name}": expected a date string, got ${describeValue(value)}`,
       );
   }
 }

@@ -1,4 +1,4 @@
-import { EdgecacheError } from "../core/errors.ts";
+import { describeValue, EdgecacheError } from "../core/errors.ts";
 import type { ColumnInfo, SortKey, TableInfo } from "../core/query.ts";
 
 /**
@@ -71,27 +71,23 @@ export const LONE_SURROGATE = /\p{Cs}/u;
 /** A JSON-ish numeric string: what a number column accepts from a body or a URL. */
 export const NUMERIC_STRING = /^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$/;
 
-export function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "string") {
-    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  }
-  if (typeof value === "number") return String(value);
-  return `a ${typeof value}`;
-}
-
 /** A filter's value in its column's kind: a number for number columns, else a string. */
 export function filterValue(source: string, column: SqlColumn, value: unknown): string | number {
   if (column.kind === "number") {
     const n = typeof value === "string" && NUMERIC_STRING.test(value) ? Number(value) : value;
     if (typeof n !== "number" || !Number.isFinite(n)) {
-      throw badQuery(source, `column "${column.name}": expected a number, got ${describe(value)}`);
+      throw badQuery(
+        source,
+        `column "${column.name}": expected a number, got ${describeValue(value)}`,
+      );
     }
     return n;
   }
   if (typeof value !== "string" && typeof value !== "number") {
-    throw badQuery(source, `column "${column.name}": expected a string, got ${describe(value)}`);
+    throw badQuery(
+      source,
+      `column "${column.name}": expected a string, got ${describeValue(value)}`,
+    );
   }
   if (typeof value === "string" && LONE_SURROGATE.test(value)) {
     throw badQuery(source, `column "${column.name}": the value is not well-formed Unicode`);

@@ -227,6 +227,16 @@ describe("manual invalidation", () => {
     ['{"row": {"table": "users"}}', "row"],
     ['{"row": "users#1"}', "row"],
     ['{"prefix": ""}', "prefix"],
+    // Crafted: values whose String() throws, an array nested past any recursive walk.
+    ['{"key": {"toString": 1}}', "key: expected a string, got an object"],
+    ['{"tag": {"toString": 1}}', "tag: expected a string, got an object"],
+    ['{"prefix": {"toString": 1}}', "prefix: expected a non-empty string, got an object"],
+    ['{"table": {"toString": 1}}', "table: expected a string, got an object"],
+    ['{"keys": [{"toString": 1}]}', "keys: expected an array of strings, got an array"],
+    ['{"row": {"table": "users", "id": {"toString": 1}}}', "row"],
+    ['{"tgas": ["users"]}', 'unknown field "tgas" (did you mean "tags"?)'],
+    ["null", "got null"],
+    ["5", "got 5"],
     ["{}", "body"],
     ["[]", "body"],
     ["not json", "body"],
@@ -236,6 +246,14 @@ describe("manual invalidation", () => {
     expectClientError(r, 400, "E_BAD_BODY", field);
     expect(await status(paths.item)).toMatch(HIT);
   });
+
+  it.each([50_000, 200_000])(
+    "refuses tags nested %i deep with a 400, not a stack overflow's 500",
+    async (depth) => {
+      const body = `{"tags": ${"[".repeat(depth)}${"]".repeat(depth)}}`;
+      expectClientError(await admin("POST", "/invalidate", body), 400, "E_BAD_BODY", "nested");
+    },
+  );
 });
 
 describe("query caches", () => {

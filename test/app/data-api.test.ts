@@ -441,11 +441,25 @@ describe("bad input", () => {
     ["an id of ..", newUser({ id: ".." }), 'id ".."'],
     // An empty segment: /v1/users/ is the list, not the row.
     ["an empty id", newUser({ id: "" }), 'id ""'],
+    // What a value is, in words: never "a object" or "[object Object]".
+    ["an object for a name", newUser({ firstName: { toString: 1 } }), "got an object"],
+    ["null as the body", "null", "got null"],
+    ["a number as the body", "5", "got 5"],
   ])("answers a POST whose body is %s with a 400 E_BAD_BODY naming %s", async (_, body, name) => {
     const before = h.fresh("SELECT count(*) AS n FROM users");
     const r = await send(h.edgecache, "POST", "/v1/users", body);
     expectClientError(r, 400, "E_BAD_BODY", name);
     expect(h.fresh("SELECT count(*) AS n FROM users")).toEqual(before);
+  });
+
+  it("answers a POST of a value nested 50,000 deep with a 400, not a stack overflow's 500", async () => {
+    const deep = `{"firstName": ${"[".repeat(50_000)}${"]".repeat(50_000)}}`;
+    expectClientError(
+      await send(h.edgecache, "POST", "/v1/users", deep),
+      400,
+      "E_BAD_BODY",
+      "nested",
+    );
   });
 
   it("answers a PATCH with an unknown column with a 400 naming it", async () => {

@@ -98,11 +98,22 @@ describe("purge", () => {
     [{ tags: "users" }, "tags"],
     [{ urls: ["users"] }, "urls"],
     [{ prefix: "v1" }, "prefix"],
+    // Crafted: a value whose String() throws, a nesting that overflows a recursive walk.
+    [{ url: { toString: 1 } }, "url: expected a string, got an object"],
+    [{ tag: { toString: 1 } }, "tag: expected a string, got an object"],
+    [{ prefix: { toString: 1 } }, "prefix: expected a string, got an object"],
+    [{ tag: "users", urll: "/v1/users" }, 'unknown field "urll" (did you mean "url"?)'],
   ])("refuses %j with a 400 naming the field", async (body, name) => {
     const r = await admin("POST", "/purge", body);
     expect(r.status).toBe(400);
     expect(r.json.error.code).toBe("E_BAD_BODY");
     expect(r.json.error.message).toContain(name);
+  });
+
+  it("refuses urls nested 50,000 deep with a 400, not a stack overflow's 500", async () => {
+    const r = await admin("POST", "/purge", `{"urls": ${"[".repeat(50_000)}${"]".repeat(50_000)}}`);
+    expect(r.status).toBe(400);
+    expect(r.json.error.code).toBe("E_BAD_BODY");
   });
 
   it("needs the admin token", async () => {
@@ -180,6 +191,9 @@ describe("warm", () => {
   it("refuses an empty list and URLs that are not paths or http(s)", async () => {
     expect((await admin("POST", "/warm", { urls: [] })).status).toBe(400);
     expect((await admin("POST", "/warm", { urls: ["ftp://x/y"] })).status).toBe(400);
+    const crafted = await admin("POST", "/warm", { url: { toString: 1 } });
+    expect(crafted.status).toBe(400);
+    expect(crafted.json.error.message).toBe("url: expected a string, got an object");
     const unparsable = await admin("POST", "/warm", { urls: ["http://[bad"] });
     expect(unparsable.status).toBe(400);
     expect(unparsable.json.error.message).toContain('"http://[bad"');

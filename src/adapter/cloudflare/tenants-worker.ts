@@ -1,6 +1,6 @@
 import { Hono } from "hono";
-import { bearerToken, constantTimeEqual } from "../../app/access.ts";
-import { objectBody } from "../../app/admin.ts";
+import { bearerToken, constantTimeEqual, isHostName } from "../../app/access.ts";
+import { fields, isJsonObject, readBody, type Schema } from "../../app/body.ts";
 import { createDataApi } from "../../app/data-api.ts";
 import { edgecacheApp, openAdminRoutes } from "../../app/edgecache-app.ts";
 import { jsonOnly, limitBody, onError } from "../../app/errors.ts";
@@ -264,20 +264,20 @@ function operatorApi(
     });
   });
   api.post("/", async (c) => {
-    const body = (await objectBody(
+    const body = await readBody(
       c,
+      NEW_TENANT,
+      C,
       '{"name": "shop", "source": {"database": "DB_SHOP"}}',
-    )) as unknown as Omit<Tenant, "createdAt">;
+    );
     checkSource(env, body.source);
     const { created, key, readKey } = newTenantKeys({
       name: body.name,
       source: body.source,
-      ...(body.ttl !== undefined && { ttl: positive("ttl", body.ttl) }),
-      ...(body.memoryBytes !== undefined && {
-        memoryBytes: positive("memoryBytes", body.memoryBytes),
-      }),
+      ...(body.ttl !== undefined && { ttl: body.ttl }),
+      ...(body.memoryBytes !== undefined && { memoryBytes: body.memoryBytes }),
       ...(body.readKey && { readKey: true }),
-      ...(body.publicHost && { publicHost: String(body.publicHost) }),
+      ...(body.publicHost && { publicHost: body.publicHost }),
     });
     const row = rowOf(
       created,
@@ -290,8 +290,7 @@ function operatorApi(
   });
   api.post("/:name/rotate-key", async (c) => {
     const name = c.req.param("name");
-    const { scope = "write" } = (await objectBody(c, '{"scope": "read"}')) as { scope?: KeyScope };
-    if (scope !== "write" && scope !== "read") badOption(C, "scope", '"write" or "read"', scope);
+    const { scope = "write" } = await readBody(c, ROTATE, C, '{"scope": "read"}');
     const key = newKey();
     await callTenants(env.TENANTS, "rotate", { name, scope, hash: await keyHashOf(key) });
     const settledMs = await settled();
@@ -311,12 +310,25 @@ function operatorApi(
   return api;
 }
 
-function positive(name: string, value: unknown): number {
-  if (!(typeof value === "number" && Number.isInteger(value) && value >= 1)) {
-    badOption(C, name, "a whole number >= 1", value);
-  }
-  return value;
-}
+// The operator API's bodies, declared as data (app/body.ts checks them).
+const NEW_TENANT = {
+  name: fields.required(fields.string),
+  source: fields.required({
+    expected: '{"database": <D1 binding>} or {"origin": <url>}',
+    accepts: (v): v is TenantSource =>
+      isJsonObject(v) &&
+      Object.keys(v).length === 1 &&
+      (typeof v.database === "string" || typeof v.origin === "string"),
+  }),
+  ttl: fields.wholeNumber,
+  memoryBytes: fields.wholeNumber,
+  readKey: fields.boolean,
+  publicHost: {
+    expected: "a host name (such as shop.example.com)",
+    accepts: (v): v is string => typeof v === "string" && isHostName(v),
+  },
+} satisfies Schema;
+const ROTATE = { scope: fields.oneOf<KeyScope>(["write", "read"]) } satisfies Schema;
 
 /** A tenant's source must be one this Worker can serve: a D1 binding it has, or a URL. */
 function checkSource(env: TenantsEnv, source: TenantSource | undefined): void {
