@@ -378,7 +378,7 @@ export function rebindingProblem(r: SentRequest, reply: ParsedReply): string | u
   if (reply.status < 200 || reply.status >= 300) return undefined;
   // The dashboard's page is static and holds no data, and health is a load balancer's probe
   // answered by address (admin.ts): nothing a rebinding page could read.
-  if (reply.body.includes("<title>edgecache</title>")) return undefined;
+  if (/^\/_edgecache\/?(?:\?|$)/.test(r.target)) return undefined; // the dashboard, HEAD too
   if (/^\/_edgecache\/health(?:\?|$)/.test(r.target)) return undefined;
   const host = requestHost(r);
   if (host === undefined || isLoopbackHost(host) || isIpLiteral(host)) return undefined;

@@ -3,7 +3,7 @@
  * sent on a connection of its own so its reply is known, and checked against the
  * invariants (invariants.ts) a defect of issue 70's classes breaks:
  *
- * - no 5xx (but what the mode may answer, `FuzzTarget.allowed`);
+ * - no 5xx (but what the mode may answer, `FuzzTarget.allowed`), one 100 Continue at most;
  * - none or several Host fields: 400 (RFC 9112 3.2);
  * - the admin API answers only at its own path as sent, with its token where one is set;
  * - a data API on a loopback listener gives no 2xx to a request for another host;
@@ -119,6 +119,7 @@ export function describeRequest(r: VariantRequest): string {
 /** Which invariant a violation breaks (names for `collect`'s summary). */
 export type Invariant =
   | "no-5xx"
+  | "one-100"
   | "host-count"
   | "admin-reach"
   | "rebinding"
@@ -156,6 +157,12 @@ export class VariantChecker {
       if (wire && reply) {
         checks.push(
           ["no-5xx", this.#serverError(wire)],
+          [
+            "one-100",
+            replies.filter((w) => w.status === 100).length > 1
+              ? `${replies.filter((w) => w.status === 100).length} interim 100 replies to one request`
+              : undefined,
+          ],
           ["host-count", hostCountProblem(r, reply)],
           [
             "admin-reach",
