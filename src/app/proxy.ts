@@ -186,7 +186,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
   /** Every request the proxy answers: a client's (through `app`) or the manifest's. */
   async function handle(
     request: Request,
-    from: Pick<Ctx, "clientAddress" | "interim" | "background">,
+    from: Pick<Ctx, "clientAddress" | "interim" | "background" | "refresh">,
   ): Promise<Response> {
     const url = new URL(request.url);
     const route = matchRoute(routes, url.host, url.pathname);
@@ -210,6 +210,7 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     // The scheme the runtime says it was asked by (a Node listener's own; never a client's
     // absolute-form target, which the server answers as its origin-form).
     const scheme = url.protocol.slice(0, -1);
+    const asked = requestDirectives(headers);
     const ctx: Ctx = {
       route,
       host: keyHost(route, url.host, scheme),
@@ -219,7 +220,8 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       url,
       method: request.method,
       headers,
-      directives: requestDirectives(headers),
+      // Edgecache's own refresh after the route's filter, which is for clients' directives.
+      directives: from.refresh ? { ...asked, noCache: true } : asked,
       ...from,
     };
     if (!read) return passThrough(env, ctx, request.body);
@@ -297,13 +299,14 @@ export function createProxy(options: ProxyOptions): CachingProxy {
   }
 
   async function keep(url: string, refresh: boolean): Promise<Fetched> {
-    // RFC 9111 5.2.1.4: no-cache makes a held copy be validated with the origin, and what
-    // comes back is stored as a client's request would store it.
-    const headers: Record<string, string> = refresh ? { "cache-control": "no-cache" } : {};
-    const res = await handle(new Request(url, { headers }), {
+    // `refresh` has a held copy validated with the origin (RFC 9111 5.2.1.4's no-cache, as
+    // a parameter: a client's header would be dropped on a route that ignores them), and
+    // what comes back is stored as a client's request would store it.
+    const res = await handle(new Request(url), {
       clientAddress: undefined,
       interim: undefined,
       background: true,
+      refresh,
     });
     await res.body?.cancel();
     const stored = await storedFor(url);

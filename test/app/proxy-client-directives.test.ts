@@ -1,5 +1,6 @@
 import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { validateConfig } from "../../src/adapter/node/config.ts";
+import { keepOnce, keepPolicy, type UrlReport } from "../../src/app/proxy/manifest/keeper.ts";
 import { validateRoutes } from "../../src/app/proxy.ts";
 import { expectBadOption } from "./harness.ts";
 import { cacheStatusOf, counting, raw, startOrigin, startProxy } from "./proxy-harness.ts";
@@ -84,6 +85,30 @@ describe("clientDirectives: ignore", () => {
     const { origin, proxy } = await setUp("ignore");
     await raw(`${proxy.url}/w`, { method: "POST", headers: { "cache-control": "no-cache" } });
     expect(origin.requests[0]!.headers["cache-control"]).toBe("no-cache");
+  });
+});
+
+describe("edgecache's own requests carry their intent, which no route setting drops", () => {
+  it("the manifest keeper's refresh reaches the origin on an ignore route, and keeps the URL cached", async () => {
+    for (const setting of ["ignore", "follow"] as const) {
+      const { origin, proxy, get } = await setUp(setting);
+      await get("/kept");
+      // Half a second of freshness left: the keeper's refresh is due.
+      proxy.clock.advance(599_500);
+      const slot: UrlReport = { url: `${proxy.url}/kept`, state: "cached" };
+      const policy = keepPolicy({ now: proxy.clock.now });
+      await keepOnce(slot, (url, refresh) => proxy.node.proxy.keep(url, refresh), policy);
+      expect(origin.count("/kept"), setting).toBe(2);
+      // Revalidated with the validator held (RFC 9111 4.3.1), no client directive sent.
+      expect(origin.requests[1]!.headers["if-none-match"], setting).toBe('"v1"');
+      expect(origin.requests[1]!.headers["cache-control"], setting).toBeUndefined();
+      expect(slot, setting).toMatchObject({ state: "cached", status: 200 });
+      expect(slot.error, setting).toBeUndefined();
+      expect(slot.freshUntil, setting).toBe(proxy.clock.now() + 600_000);
+      // A client's reload on the ignore route still does not reach the origin.
+      await get("/kept", { "cache-control": "no-cache" });
+      expect(origin.count("/kept"), setting).toBe(setting === "ignore" ? 2 : 3);
+    }
   });
 });
 

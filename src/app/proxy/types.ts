@@ -36,6 +36,12 @@ export interface Ctx {
   varied?: readonly string[];
   /** A request of edgecache's own (the manifest's): not counted as a client's read. */
   background?: boolean;
+  /**
+   * Edgecache's own intent to ask the origin though a fresh copy is held (the manifest
+   * keeper's refresh): RFC 9111 5.2.1.4's no-cache, held here rather than in a header, which
+   * a route ignoring clients' directives would drop.
+   */
+  refresh?: boolean;
 }
 
 /** What `meta` holds for a stored response. */
