@@ -1,5 +1,5 @@
 import type { Context, MiddlewareHandler } from "hono";
-import { badOption, EdgecacheError } from "../core/errors.ts";
+import { badOption, describeValue, EdgecacheError } from "../core/errors.ts";
 import { memoize } from "../core/memo.ts";
 import { ADMIN_PREFIX } from "./request-target.ts";
 
@@ -175,6 +175,37 @@ export const sameOriginWrites: MiddlewareHandler = async (c, next) => {
 export function bearerToken(authorization: string | undefined): string | undefined {
   const m = /^bearer +(\S+) *$/i.exec(authorization ?? "");
   return m?.[1];
+}
+
+/**
+ * What a bearer token may hold: visible ASCII without spaces (RFC 6750 2.1's b64token and
+ * more). A header value is ASCII on the wire (RFC 9110 5.5; fetch and node:http refuse
+ * other characters), so a token with `é` could never be sent, and one with a space never
+ * parsed: refused when it is set, not found out at the first request.
+ */
+const TOKEN = /^[\x21-\x7e]+$/;
+
+/** The words of the refusal, for each place a token is set. */
+export const TOKEN_EXPECTED = "visible ASCII without spaces (a bearer token, RFC 6750 2.1)";
+
+/** Whether a configured secret can travel in `Authorization: Bearer`. */
+export function isBearerToken(value: string): boolean {
+  return TOKEN.test(value);
+}
+
+/**
+ * Refuses a configured token that no request could carry (see isBearerToken), naming the
+ * setting (`setting`: where an operator sets it) and never showing the secret.
+ */
+export function checkToken(component: string, setting: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== "string" || !isBearerToken(value)) {
+    throw new EdgecacheError(
+      "E_BAD_OPTION",
+      component,
+      `${setting}: expected ${TOKEN_EXPECTED}, got ${typeof value === "string" ? "(hidden)" : describeValue(value)}`,
+    );
+  }
 }
 
 /** Compares secrets without an early exit, so timing does not reveal a prefix. */

@@ -7,6 +7,7 @@ import { toPrometheus } from "../core/stats.ts";
 import {
   addressSet,
   bearerToken,
+  checkToken,
   constantTimeEqual,
   hostName,
   hostSet,
@@ -196,6 +197,7 @@ export function createAdminApi(options: AdminOptions): Hono {
   const trusted = addressSet(COMPONENT, "trustedProxies", options.trustedProxies);
   const hosts = hostSet(COMPONENT, "allowedHosts", options.allowedHosts);
   const token = options.token;
+  checkToken(COMPONENT, 'option "token" (EDGECACHE_ADMIN_TOKEN)', token);
   // Who may ask is decided before anything else is read: the body's size and type after.
   app.use("*", async (c, next) => {
     const host = requestHost(c);

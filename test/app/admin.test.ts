@@ -1,5 +1,7 @@
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createTenantNode } from "../../src/adapter/node/tenants/dispatcher.ts";
 import { createAdminApi } from "../../src/app/admin.ts";
 import type { Row } from "../../src/core/query.ts";
 import { sqlCache } from "../../src/raw-sql/index.ts";
@@ -12,6 +14,7 @@ import {
   reply,
   send,
   startEdgecache,
+  tempDir,
 } from "./harness.ts";
 import { raw } from "./proxy-harness.ts";
 
@@ -393,6 +396,28 @@ describe("admin access behind a reverse proxy, from browsers, and before the bod
     expect(await status("127.0.0.1")).toBe(200);
     // A trusted proxy that does not say whom it forwards for may forward anyone.
     expect(await status()).toBe(403);
+  });
+
+  it("refuses at start a token no HTTP header can carry, naming the setting and not showing it", () => {
+    const cache = h.edgecache.cache;
+    for (const token of ["sécret-token", "two words", "tab\there"]) {
+      let thrown: unknown;
+      try {
+        createAdminApi({ cache, token });
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown, token).toMatchObject({ code: "E_BAD_OPTION" });
+      const { message } = thrown as Error;
+      expect(message).toMatch(/EDGECACHE_ADMIN_TOKEN.*expected visible ASCII without spaces/);
+      expect(message).not.toContain(token);
+    }
+  });
+
+  it("a node of tenants refuses such an operator token before it opens its state", async () => {
+    const started = createTenantNode({ state: join(tempDir(), "t.db"), adminToken: "sécret" });
+    await expect(started).rejects.toMatchObject({ code: "E_BAD_OPTION" });
+    await expect(started).rejects.toThrow(/EDGECACHE_ADMIN_TOKEN.*visible ASCII/);
   });
 
   it("answers only the Host names it serves (DNS rebinding), loopback ones and allowedHosts", async () => {

@@ -1,4 +1,4 @@
-import { isHostName } from "../../app/access.ts";
+import { isBearerToken, isHostName, TOKEN_EXPECTED } from "../../app/access.ts";
 import { badOption, badVariable, type OptionNames } from "../../core/errors.ts";
 import { DEFAULT_LOG_LEVEL, isLogLevel, LOG_LEVELS, type LogLevel } from "../../core/log-levels.ts";
 import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
@@ -318,13 +318,13 @@ export function captureIntervalMs(
 }
 
 /**
- * The admin API's bearer token, `EDGECACHE_ADMIN_TOKEN`: one word (a bearer token holds no
- * space, so a token with one could never be sent), or unset.
+ * The admin API's bearer token, `EDGECACHE_ADMIN_TOKEN`: visible ASCII without spaces (what
+ * `Authorization: Bearer` can carry, see isBearerToken), or unset.
  */
 export function adminTokenVariable(env: { EDGECACHE_ADMIN_TOKEN?: unknown }): string | undefined {
   const value = variable(env, "EDGECACHE_ADMIN_TOKEN");
-  if (value !== undefined && !/^\S+$/.test(value)) {
-    badVariable(C, "EDGECACHE_ADMIN_TOKEN", "a token without spaces", "(hidden)");
+  if (value !== undefined && !isBearerToken(value)) {
+    badVariable(C, "EDGECACHE_ADMIN_TOKEN", TOKEN_EXPECTED, "(hidden)");
   }
   return value;
 }

@@ -81,8 +81,17 @@ describe("every Worker variable is checked", () => {
 
   it("a token with a space is refused without showing it", () => {
     expect(() => adminTokenVariable({ EDGECACHE_ADMIN_TOKEN: "secret part" })).toThrow(
-      /EDGECACHE_ADMIN_TOKEN: expected a token without spaces, got "\(hidden\)"/,
+      /EDGECACHE_ADMIN_TOKEN: expected visible ASCII without spaces .*, got "\(hidden\)"/,
     );
+  });
+
+  it("a token no HTTP header can carry (not ASCII, a control character) is refused at start", () => {
+    for (const token of ["sécret", "secret\u0001", "токен"]) {
+      expect(() => adminTokenVariable({ EDGECACHE_ADMIN_TOKEN: token }), token).toThrow(
+        /EDGECACHE_ADMIN_TOKEN: expected visible ASCII without spaces/,
+      );
+    }
+    expect(adminTokenVariable({ EDGECACHE_ADMIN_TOKEN: "a-Z_0.9~+/=!#$" })).toBe("a-Z_0.9~+/=!#$");
   });
 });
 

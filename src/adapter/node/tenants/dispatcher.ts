@@ -3,7 +3,7 @@ import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { HttpBindings } from "@hono/node-server";
 import { type Context, Hono } from "hono";
-import { bearerToken, constantTimeEqual, hostName } from "../../../app/access.ts";
+import { bearerToken, checkToken, constantTimeEqual, hostName } from "../../../app/access.ts";
 import { openAdminRoutes } from "../../../app/edgecache-app.ts";
 import { onError } from "../../../app/errors.ts";
 import { validUrl } from "../../../app/request-target.ts";
@@ -141,6 +141,7 @@ const LEASE_WAIT_MS = 1000;
  * node is closed and its entries dropped.
  */
 export async function createTenantNode(options: TenantNodeOptions): Promise<TenantNode> {
+  checkToken(C, 'option "adminToken" (EDGECACHE_ADMIN_TOKEN)', options.adminToken);
   const logger = options.logger ?? nodeLogger(options.logLevel);
   const state = await openTenantState(options.state);
   const places = placesOf(options, state);
