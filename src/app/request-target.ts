@@ -86,7 +86,7 @@ function serverDotSegment(path: string): boolean {
   if (!path.includes("%") && !path.includes(";")) return false;
   let text = path;
   for (let round = 0; round <= DECODE_ROUNDS; round++) {
-    for (const segment of text.split(/[/\\]/)) {
+    for (const segment of text.split(SEPARATORS)) {
       if (isServerDots(segment)) return true;
     }
     if (!text.includes("%")) return false;
@@ -96,6 +96,13 @@ function serverDotSegment(path: string): boolean {
   }
   return false;
 }
+
+/**
+ * What servers split a path at: `/`, `\`, and the look-alikes Windows' best-fit mapping
+ * turns into one of them when IIS reads a path in the system's code page (`%u2215`, the
+ * division slash, is `/` there), fullwidth forms included.
+ */
+const SEPARATORS = /[/\\\u2044\u2215\u2216\u29f5\ufe68\uff0f\uff3c]/;
 
 function isServerDots(segment: string): boolean {
   let s = segment;
