@@ -160,13 +160,51 @@ const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
  * Refuses a write that a page of another origin had a browser send (CSRF): browsers send
  * Origin with every cross-origin request, and a form or text/plain POST goes out without a
  * CORS preflight. Clients that are not browsers send no Origin and are not concerned.
+ * `allowedOrigins` (checked by originSet) are origins whose writes the operator accepts:
+ * the site's own public origin when a front proxy rewrites Host (nginx's default).
  */
-export const sameOriginWrites: MiddlewareHandler = async (c, next) => {
-  if (!SAFE_METHODS.has(c.req.method) && !sameOrigin(c.req.header("origin"), requestHost(c))) {
-    throw new EdgecacheError("E_FORBIDDEN", "http", "origin: cross-origin writes are refused");
+export function sameOriginWrites(
+  allowedOrigins: ReadonlySet<string> = new Set(),
+): MiddlewareHandler {
+  return async (c, next) => {
+    if (!SAFE_METHODS.has(c.req.method)) {
+      const origin = c.req.header("origin");
+      if (!sameOrigin(origin, requestHost(c)) && !allowedOrigins.has(originOf(origin!) ?? "")) {
+        throw new EdgecacheError(
+          "E_FORBIDDEN",
+          "http",
+          "origin: cross-origin writes are refused (allowedOrigins lists the others)",
+        );
+      }
+    }
+    await next();
+  };
+}
+
+/** An Origin as the URL parser serializes it (`http://a.example` for `HTTP://A.example:80`). */
+function originOf(text: string): string | undefined {
+  try {
+    const url = new URL(text);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.origin : undefined;
+  } catch {
+    return undefined;
   }
-  await next();
-};
+}
+
+/**
+ * Checks a list of origins option (allowedOrigins): `scheme://host[:port]` each, http or
+ * https, without a path (an Origin header has none); returns them serialized.
+ */
+export function originSet(component: string, name: string, value: unknown): Set<string> {
+  const list = stringList(component, name, value, "origins");
+  const bad = list.find((o) => {
+    const origin = originOf(o.trim());
+    return origin === undefined || origin !== o.trim().toLowerCase().replace(/\/$/, "");
+  });
+  if (bad !== undefined)
+    badOption(component, name, "origins (such as https://app.example.com)", bad);
+  return new Set(list.map((o) => originOf(o.trim())!));
+}
 
 /**
  * The token of `Authorization: Bearer <token>`; the scheme is case-insensitive

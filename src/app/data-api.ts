@@ -42,7 +42,7 @@ import {
 } from "../core/query.ts";
 import { parseListQuery } from "../core/query-params.ts";
 import type { Source, WriteOptions } from "../sources/source.ts";
-import { sameOriginWrites } from "./access.ts";
+import { originSet, sameOriginWrites } from "./access.ts";
 import { isJsonObject, readJson } from "./body.ts";
 import { type DataRoute, downstreamOf, validateDataRoutes } from "./data-routes.ts";
 import { errorBody, limitBody, notFound, onError } from "./errors.ts";
@@ -53,6 +53,11 @@ export interface DataApiOptions {
   cache: Cache;
   /** Path prefix of the API ("/v1"). */
   basePath?: string;
+  /**
+   * Origins (`https://app.example.com`) whose writes are accepted besides the one a write
+   * was sent to; a browser's write from any other is a 403 (CSRF).
+   */
+  allowedOrigins?: readonly string[];
   /**
    * Per resource, in seconds: the time to live, and a stale-while-revalidate window after
    * it, both overriding the cache's defaults, and what browsers and CDNs may keep
@@ -93,6 +98,7 @@ const COMPONENT = "data-api";
 
 /** The options DataApiOptions names (checkOptionNames refuses any other). */
 const OPTIONS: OptionNames<DataApiOptions> = {
+  allowedOrigins: true,
   basePath: true,
   cache: true,
   groupWrites: true,
@@ -128,7 +134,8 @@ export async function createDataApi(options: DataApiOptions): Promise<DataApi> {
   cache.setSchema(keys);
   const app = new Hono();
   app.onError(onError);
-  app.use(`${base}/*`, limitBody, sameOriginWrites);
+  const origins = originSet(COMPONENT, "allowedOrigins", options.allowedOrigins);
+  app.use(`${base}/*`, limitBody, sameOriginWrites(origins));
 
   const resourceOf = (name: string): Resource => {
     const r = resolveResource(schema, name);

@@ -96,6 +96,9 @@ const serve = defineCommand({
         port,
         hostname: args.host ?? config.hostname,
         ...serverOptionsOf(args),
+        ...(args["allowed-origins"] !== undefined && {
+          allowedOrigins: listOf(args["allowed-origins"]),
+        }),
         adminToken: envVar("EDGECACHE_ADMIN_TOKEN") || undefined,
       });
       const { url } = await listen(edgecache, port, args.host ?? config.hostname);

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createTenantNode } from "../../src/adapter/node/tenants/dispatcher.ts";
+import { originSet } from "../../src/app/access.ts";
 import { createAdminApi } from "../../src/app/admin.ts";
 import type { Row } from "../../src/core/query.ts";
 import { sqlCache } from "../../src/raw-sql/index.ts";
@@ -490,6 +491,26 @@ describe("admin access behind a reverse proxy, from browsers, and before the bod
       body,
     });
     expect(direct.status).toBe(201);
+  });
+
+  it("accepts a browser's write from an origin listed in allowedOrigins (a front proxy that rewrites Host), and no other", async () => {
+    await start({ allowedOrigins: ["https://App.example.com/"] });
+    const post = (origin: string, lastName: string) =>
+      raw(`${url}/v1/users`, {
+        method: "POST",
+        headers: { "content-type": "application/json", origin },
+        body: JSON.stringify({ firstName: "Ann", lastName, email: `${lastName}@example.com` }),
+      });
+    expect((await post("https://app.example.com", "Listed")).status).toBe(201);
+    expect((await post("https://app.example.com:443", "Default")).status).toBe(201);
+    for (const origin of ["http://app.example.com", "https://evil.example", "null"]) {
+      const r = await post(origin, "Refused");
+      expect(r.status, origin).toBe(403);
+      expect(r.text, origin).toContain("allowedOrigins");
+    }
+    expect(() => originSet("data-api", "allowedOrigins", ["https://a.example/path"])).toThrow(
+      /"allowedOrigins": expected origins/,
+    );
   });
 });
 

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import stripJsonComments from "strip-json-comments";
-import { addressSet, hostSet } from "../../app/access.ts";
+import { addressSet, hostSet, originSet } from "../../app/access.ts";
 import { type DataRoute, validateDataRoutes } from "../../app/data-routes.ts";
 import {
   forwardedHeaders,
@@ -56,6 +56,8 @@ export interface EdgecacheConfig {
   trustedProxies?: string[];
   /** Host names the node answers to besides localhost, 127.0.0.1, [::1] and hostname (DNS rebinding). */
   allowedHosts?: string[];
+  /** Origins whose browser writes the data API accepts besides its own (CSRF). */
+  allowedOrigins?: string[];
   /** Proxy mode (`edgecache proxy`): the origins and the cache in front of them. */
   proxy?: ProxyConfig;
 }
@@ -266,6 +268,7 @@ export function validateConfig(raw: unknown): EdgecacheConfig {
   checkKeys(c, new Set(configKeys("serve")), "");
   str(c, "database");
   checkServer(c, "");
+  originSet(C, "allowedOrigins", c.allowedOrigins);
   num("ttl", c.ttl, 1);
   num("staleWhileRevalidate", c.staleWhileRevalidate, 0);
   num("busyTimeout", c.busyTimeout, 0);

@@ -199,6 +199,13 @@ export const SERVER_OPTIONS = [
     doc: "Host names the node answers to, besides localhost, 127.0.0.1, [::1] and hostname (DNS rebinding)",
   },
   {
+    key: "allowedOrigins",
+    flag: "allowed-origins",
+    in: ["serve"],
+    value: "list",
+    doc: "Origins whose browser writes the data API accepts besides its own (such as https://app.example.com)",
+  },
+  {
     flag: "log-level",
     env: "EDGECACHE_LOG_LEVEL",
     in: ["serve", "proxy"],

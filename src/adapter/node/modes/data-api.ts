@@ -65,6 +65,7 @@ export interface NodeEdgecache {
 const OPTIONS: OptionNames<NodeEdgecacheOptions> = {
   adminToken: true,
   allowedHosts: true,
+  allowedOrigins: true,
   busyTimeout: true,
   cacheFile: true,
   cwd: true,
@@ -283,7 +284,12 @@ async function open(
     logger,
   });
   const { cache, tiers, metrics } = node;
-  const api = await createDataApi({ source, cache, routes: options.routes });
+  const api = await createDataApi({
+    source,
+    cache,
+    routes: options.routes,
+    allowedOrigins: options.allowedOrigins,
+  });
   if (feed) {
     follower = followCapture(cache, feed);
     await follower.caughtUp;
