@@ -462,6 +462,42 @@ describe("managing tenants while the Worker runs", () => {
     });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { code: string } }).error.code).toBe("E_BAD_BODY");
+    // Crafted bodies: each field is checked by the route's schema, so none reaches the code
+    // as a value it did not expect (a string source threw in `in`; String() of
+    // {"toString": 1} throws), and the message says what was sent.
+    for (const [path, crafted, said] of [
+      ["", { name: "omega", source: "DB_ALPHA" }, "source"],
+      [
+        "",
+        { name: "omega", source: { database: "DB_ALPHA" }, publicHost: { toString: 1 } },
+        "publicHost: expected a host name (such as shop.example.com), got an object",
+      ],
+      [
+        "",
+        { name: "omega", source: { database: "DB_ALPHA" }, ttl: "60" },
+        'ttl: expected a whole number >= 1, got "60"',
+      ],
+      [
+        "",
+        { name: "omega", source: { database: "DB_ALPHA" }, readkey: true },
+        'unknown field "readkey"',
+      ],
+      [
+        "/alpha/rotate-key",
+        { scope: { toString: 1 } },
+        "scope: expected one of write, read, got an object",
+      ],
+    ] as const) {
+      const r = await send("a", `/_edgecache/tenants${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${OPERATOR}`, "content-type": "application/json" },
+        body: JSON.stringify(crafted),
+      });
+      expect(r.status, said).toBe(400);
+      const { error } = (await r.json()) as { error: { code: string; message: string } };
+      expect(error.code, said).toBe("E_BAD_BODY");
+      expect(error.message, said).toContain(said);
+    }
     const refused = await cli(["tenants", "list", "--url", url, "--token", "not-it"]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/refused the admin token/);
