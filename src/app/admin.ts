@@ -2,7 +2,12 @@ import { type Context, Hono } from "hono";
 import type { Cache } from "../core/cache/index.ts";
 import { rowTag, tableTag } from "../core/deps/planner.ts";
 import type { CacheEntry } from "../core/entry.ts";
-import { checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
+import {
+  checkOptionNames,
+  describeValue,
+  EdgecacheError,
+  type OptionNames,
+} from "../core/errors.ts";
 import { toPrometheus } from "../core/stats.ts";
 import {
   addressSet,
@@ -429,7 +434,7 @@ export function createAdminApi(options: AdminOptions): Hono {
         throw new EdgecacheError(
           "E_BAD_QUERY",
           COMPONENT,
-          `state: expected one of ${URL_STATES.join(", ")}, got ${JSON.stringify(state)}`,
+          `state: expected one of ${URL_STATES.join(", ")}, got ${describeValue(state)}`,
         );
       }
       const [urls, keeper] = await Promise.all([manifest.report(), manifest.keeper?.()]);

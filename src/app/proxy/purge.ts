@@ -1,5 +1,5 @@
 import type { Cache } from "../../core/cache/index.ts";
-import { EdgecacheError } from "../../core/errors.ts";
+import { describeValue, EdgecacheError } from "../../core/errors.ts";
 import { COMPONENT } from "./routes.ts";
 import { URL_TAG, USER_TAG, VARY_RECORD } from "./types.ts";
 
@@ -34,7 +34,7 @@ export async function purge(cache: Cache, request: PurgeRequest): Promise<number
     throw new EdgecacheError(
       "E_BAD_BODY",
       COMPONENT,
-      `prefix: expected a path starting with "/", got ${JSON.stringify(request.prefix)}`,
+      `prefix: expected a path starting with "/", got ${describeValue(request.prefix)}`,
     );
   }
   // Vary records go too, but are not responses: count them out.
@@ -71,7 +71,7 @@ function targetOf(u: string): string {
     throw new EdgecacheError(
       "E_BAD_BODY",
       COMPONENT,
-      `urls: expected a path starting with "/" or an http(s) URL, got ${JSON.stringify(u)}`,
+      `urls: expected a path starting with "/" or an http(s) URL, got ${describeValue(u)}`,
     );
   }
   const url = new URL(u, "http://edgecache");
