@@ -54,7 +54,7 @@ export interface EdgecacheConfig {
   redis?: RedisSetting;
   /** Reverse proxies (IP addresses) whose X-Forwarded-For is believed. */
   trustedProxies?: string[];
-  /** Host names the node answers to besides localhost, 127.0.0.1, [::1] and hostname (DNS rebinding). */
+  /** Host names the node answers to besides localhost, 127.0.0.1, [::1] and the address it listens on (`hostname`; DNS rebinding). */
   allowedHosts?: string[];
   /** Origins whose browser writes the data API accepts besides its own (CSRF). */
   allowedOrigins?: string[];

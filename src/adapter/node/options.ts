@@ -196,7 +196,7 @@ export const SERVER_OPTIONS = [
     flag: "allowed-hosts",
     in: ["serve", "proxy"],
     value: "list",
-    doc: "Host names the node answers to, besides localhost, 127.0.0.1, [::1] and hostname (DNS rebinding)",
+    doc: "Host names the node answers to besides localhost, 127.0.0.1, [::1] and its --host address (DNS rebinding: a loopback node answers no other name)",
   },
   {
     key: "allowedOrigins",
