@@ -2,6 +2,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { EdgecacheError, type ErrorCode } from "../core/errors.ts";
+import { storageFault } from "../sources/storage.ts";
 
 const STATUS: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   E_BAD_QUERY: 400,
@@ -17,6 +18,7 @@ const STATUS: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   E_UNSUPPORTED_MEDIA_TYPE: 415,
   E_SOURCE_UNAVAILABLE: 503,
   E_SOURCE_BUSY: 503,
+  E_SOURCE_FULL: 507,
   E_ORIGIN_UNAVAILABLE: 502,
   E_STORE_UNAVAILABLE: 503,
   E_LOG_UNAVAILABLE: 503,
@@ -48,10 +50,12 @@ function errorHeaders(err: unknown): Record<string, string> {
     headers["www-authenticate"] = 'Bearer realm="edgecache"';
   }
   // RFC 9110 10.2.3: the lock was held for the whole busy timeout, or the database is away
-  // (a restart takes seconds): a retry soon may pass.
+  // (a restart takes seconds): a retry soon may pass. Not when its storage refuses writes
+  // (read-only, I/O errors: storageFault): that lasts until an operator acts.
   if (
     err instanceof EdgecacheError &&
-    (err.code === "E_SOURCE_BUSY" || err.code === "E_SOURCE_UNAVAILABLE")
+    (err.code === "E_SOURCE_BUSY" || err.code === "E_SOURCE_UNAVAILABLE") &&
+    storageFault(err) === undefined
   ) {
     headers["retry-after"] = String(BUSY_RETRY_AFTER_S);
   }

@@ -3,6 +3,7 @@ import type { Cache } from "../core/cache/index.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import type { Schema } from "../core/query.ts";
 import type { Source } from "../sources/source.ts";
+import { hasWriteFaults } from "../sources/storage.ts";
 
 /**
  * One check of `GET /_edgecache/health`. It says whether the node can serve and, when not,
@@ -76,7 +77,8 @@ export function cacheFileCheck(file: { state: string; code?: string }): HealthCh
 /**
  * The data API's database answers a query: one row of its first table, through the Source
  * interface like any read (the schema alone is remembered from the start, so it proves
- * nothing). Only the error's code is kept.
+ * nothing), and its last write did not fail for its storage (degraded until one passes).
+ * Only the error's code is kept.
  */
 export function sourceCheck(source: Source, schema: Schema): () => Promise<HealthCheck> {
   const first = [...schema.tables.keys()].sort()[0];
@@ -90,10 +92,13 @@ export function sourceCheck(source: Source, schema: Schema): () => Promise<Healt
           { filters: [], sort: [], limit: 1, offset: 0 },
         );
       }
-      return { ok: true };
     } catch (err) {
       return { ok: false, code: err instanceof EdgecacheError ? err.code : "E_SOURCE_UNAVAILABLE" };
     }
+    // Reads answer but every write fails alike (a full disk, a read-only file): the node
+    // serves reads, so degraded, with the driver's code an operator acts on.
+    const fault = hasWriteFaults(source) ? source.writeFault() : undefined;
+    return fault === undefined ? { ok: true } : { ok: true, state: "degraded", code: fault };
   };
 }
 

@@ -18,6 +18,7 @@ export type ErrorCode =
   | "E_LOG_UNAVAILABLE" // the change log cannot be reached, so a write cannot be acknowledged
   | "E_IN_USE" // a file another process holds (a cache file is one process's)
   | "E_SOURCE_UNAVAILABLE" // the database failed
+  | "E_SOURCE_FULL" // the database has no room for a write (a 507, no Retry-After)
   | "E_SOURCE_BUSY" // the database stayed locked by another connection (a 503 with Retry-After)
   | "E_ORIGIN_UNAVAILABLE" // the proxy's origin could not be reached or sent a broken reply
   | "E_UNAUTHORIZED" // no valid credentials (a 401 with WWW-Authenticate)

@@ -23,6 +23,7 @@ import {
   withoutKey,
 } from "./sql.ts";
 import { actedOnByDelete, affectedTables, cascadedOf, referencing } from "./sql-effects.ts";
+import { storageFault, type WriteFaults } from "./storage.ts";
 
 export interface SqlSourceOptions {
   /** The source's name, in errors and warnings (`[edgecache] [postgres] ...`). */
@@ -41,7 +42,7 @@ export interface SqlSourceOptions {
  * where the dialect locks rows) before it is changed. D1 has none, so a write there is one
  * batch of statements that do not depend on each other (see #batchDelete).
  */
-export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements Source {
+export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements Source, WriteFaults {
   readonly name: string;
   readonly #dialect: Dialect<C, T>;
   readonly #driver: Driver;
@@ -53,6 +54,7 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
   #tables: Map<string, T> | undefined;
   #foreignKeys: Promise<Map<string, ForeignKey[]>> | undefined;
   readonly #effects = new Map<string, WriteEvent[]>();
+  #writeFault: string | undefined;
 
   constructor(dialect: Dialect<C, T>, driver: Driver, options: SqlSourceOptions) {
     this.name = options.name;
@@ -86,7 +88,7 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
   }
 
   async insert(table: string, values: Row, options?: WriteOptions): Promise<Row> {
-    return this.guard(async () => {
+    return this.#writeGuard(async () => {
       const meta = await this.#writable(table);
       const dialect = this.#dialect;
       const given = coerceBody(meta, values);
@@ -126,7 +128,7 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
     values: Row,
     options?: WriteOptions,
   ): Promise<WriteResult | undefined> {
-    return this.guard(() => this.#write(table, id, values, options, false));
+    return this.#writeGuard(() => this.#write(table, id, values, options, false));
   }
 
   async replace(
@@ -135,7 +137,7 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
     values: Row,
     options?: WriteOptions,
   ): Promise<WriteResult | undefined> {
-    return this.guard(() => this.#write(table, id, values, options, true));
+    return this.#writeGuard(() => this.#write(table, id, values, options, true));
   }
 
   async delete(
@@ -143,7 +145,7 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
     id: string | number,
     options?: WriteOptions,
   ): Promise<DeleteResult | undefined> {
-    return this.guard(async () => {
+    return this.#writeGuard(async () => {
       const meta = await this.#writable(table);
       const key = coerceId(meta, id);
       if (key === undefined) return undefined;
@@ -223,6 +225,27 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
       return await work();
     } catch (err) {
       throw this.#driver.error(err);
+    }
+  }
+
+  writeFault(): string | undefined {
+    return this.#writeFault;
+  }
+
+  /**
+   * guard for a write, which also keeps why the last one failed when its storage refused it
+   * (storageFault: a full disk, a read-only file) until one passes, for health. Any other
+   * failure (a constraint, a bad value, a lock) leaves it: it says nothing of the storage.
+   */
+  async #writeGuard<R>(work: () => Promise<R>): Promise<R> {
+    try {
+      const result = await this.guard(work);
+      // A write to no row (undefined) stored nothing, so proves no room.
+      if (result !== undefined) this.#writeFault = undefined;
+      return result;
+    } catch (err) {
+      this.#writeFault = storageFault(err) ?? this.#writeFault;
+      throw err;
     }
   }
 

@@ -6,12 +6,15 @@ import { createTenantNode } from "../../src/adapter/node/tenants/dispatcher.ts";
 import { openTenantState } from "../../src/adapter/node/tenants/state.ts";
 import { createDataApi } from "../../src/app/data-api.ts";
 import { edgecacheApp } from "../../src/app/edgecache-app.ts";
+import { errorReply } from "../../src/app/errors.ts";
 import { runHealth, sourceCheck } from "../../src/app/health.ts";
 import { Cache } from "../../src/core/cache/index.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import { seedDemo } from "../../src/demo/seed.ts";
 import { localChangeLog } from "../../src/log/in-process.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
+import { storageFault } from "../../src/sources/storage.ts";
+import { toEdgecacheError as toPostgresError } from "../../src/sql/postgres/driver.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { chaosStore } from "../helpers/chaos-store.ts";
 import { reply, startEdgecache, tempDir } from "./harness.ts";
@@ -79,6 +82,95 @@ async function dataNode() {
   const health = async () => reply(await app.request("/_edgecache/health"));
   return { db, disk, health, lapse: () => (lease = false), app };
 }
+
+describe("the data API's database refuses writes for lack of storage: degraded until a write passes", () => {
+  /** A POST of a user, as a client sends it. */
+  async function post(
+    app: { request: (path: string, init: RequestInit) => Response | Promise<Response> },
+    body: unknown,
+  ) {
+    return reply(
+      await app.request("/v1/users", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      }),
+    );
+  }
+  const user = (n: number) => ({ firstName: "F", lastName: "L", email: `full-${n}@example.com` });
+
+  it("a full database (SQLITE_FULL): 507 E_SOURCE_FULL without Retry-After, health degraded with the code", async () => {
+    const node = await dataNode();
+    expect(
+      (await post(node.app, { firstName: "A", lastName: "B", email: "dup@example.com" })).status,
+    ).toBe(201);
+    // The file may not grow past the pages it has: SQLite's own SQLITE_FULL, as on a full disk.
+    const pages = node.db.pragma("page_count", { simple: true }) as number;
+    node.db.pragma(`max_page_count = ${pages}`);
+    let write = await post(node.app, { ...user(0), lastName: "x".repeat(200_000) });
+    for (let i = 1; write.status !== 507 && i < 50; i++) {
+      write = await post(node.app, { ...user(i), lastName: "x".repeat(200_000) });
+    }
+    expect(write.status).toBe(507);
+    expect(write.json.error.code).toBe("E_SOURCE_FULL");
+    expect(write.headers.get("retry-after")).toBeNull();
+    expect(write.text).not.toMatch(/SQLITE|sqlite|disk/);
+    let r = await node.health();
+    expect(r.status).toBe(200);
+    expect(r.json.status).toBe("degraded");
+    expect(r.json.checks.source).toEqual({ ok: true, state: "degraded", code: "SQLITE_FULL" });
+    // A client's own fault (a duplicate email) says nothing about the disk: still degraded.
+    const dup = await post(node.app, { firstName: "A", lastName: "B", email: "dup@example.com" });
+    expect(dup.status).toBe(409);
+    r = await node.health();
+    expect(r.json.checks.source).toEqual({ ok: true, state: "degraded", code: "SQLITE_FULL" });
+    // Room again: the next write that passes clears it.
+    node.db.pragma("max_page_count = 1000000");
+    expect((await post(node.app, user(99))).status).toBe(201);
+    r = await node.health();
+    expect(r.json).toMatchObject({ status: "ok", checks: { source: { ok: true } } });
+    expect(r.json.checks.source).toEqual({ ok: true });
+  });
+
+  it("a constraint violation alone leaves health ok", async () => {
+    const node = await dataNode();
+    const first = { firstName: "A", lastName: "B", email: "once@example.com" };
+    expect((await post(node.app, first)).status).toBe(201);
+    expect((await post(node.app, first)).status).toBe(409);
+    const r = await node.health();
+    expect(r.json.status).toBe("ok");
+    expect(r.json.checks.source).toEqual({ ok: true });
+  });
+
+  it("a read-only database file (SQLITE_READONLY): 503 without Retry-After, health degraded with the code", async () => {
+    const dir = tempDir("edgecache-health-ro-");
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const path = join(dir, "app.db");
+    const seed = new Database(path);
+    seedDemo(seed, { users: 2, orders: 2 });
+    seed.close();
+    const db = new Database(path, { readonly: true });
+    const source = sqliteSource({ database: db });
+    const cache = new Cache({ tiers: [memoryStore()], log: localChangeLog() });
+    const api = await createDataApi({ source, cache });
+    const app = edgecacheApp(api.app, {
+      cache,
+      token: TOKEN,
+      health: { source: sourceCheck(source, api.schema) },
+    });
+    const write = await post(app, user(1));
+    expect(write.status).toBe(503);
+    expect(write.headers.get("retry-after")).toBeNull();
+    const r = await reply(await app.request("/_edgecache/health"));
+    expect(r.status).toBe(200);
+    expect(r.json.status).toBe("degraded");
+    expect(r.json.checks.source).toEqual({
+      ok: true,
+      state: "degraded",
+      code: expect.stringMatching(/^SQLITE_READONLY/),
+    });
+  });
+});
 
 describe("a check that fails: 503 naming it, and no more than a code", () => {
   it("the database: its connection closed", async () => {
@@ -207,5 +299,28 @@ describe("a node of tenants", () => {
         expect(r.status, `${path} ${authorization}`).toBe(200);
       }
     }
+  });
+});
+
+describe("PostgreSQL's storage codes answer as SQLite's do", () => {
+  it("disk_full (53100) is a 507 E_SOURCE_FULL, read-only (25006) a 503, neither with Retry-After; a unique violation is the client's", () => {
+    const full = errorReply(
+      toPostgresError(Object.assign(new Error("could not extend file"), { code: "53100" })),
+    );
+    expect(full.status).toBe(507);
+    expect(JSON.parse(full.body).error.code).toBe("E_SOURCE_FULL");
+    expect(full.headers["retry-after"]).toBeUndefined();
+    const ro = toPostgresError(
+      Object.assign(new Error("read-only transaction"), { code: "25006" }),
+    );
+    expect(errorReply(ro).status).toBe(503);
+    expect(errorReply(ro).headers["retry-after"]).toBeUndefined();
+    expect(storageFault(ro)).toBe("25006");
+    const down = toPostgresError(Object.assign(new Error("refused"), { code: "ECONNREFUSED" }));
+    expect(errorReply(down).headers["retry-after"]).toBe("1");
+    expect(storageFault(down)).toBeUndefined();
+    expect(
+      storageFault(toPostgresError(Object.assign(new Error("dup"), { code: "23505" }))),
+    ).toBeUndefined();
   });
 });

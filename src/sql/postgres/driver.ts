@@ -206,6 +206,10 @@ export function toEdgecacheError(cause: unknown): EdgecacheError {
           : "check constraint violated",
       );
     }
+    case "53100": // disk_full (RFC 4918 11.5: retrying soon will not help)
+      return error("E_SOURCE_FULL", "the database has no room to store the write");
+    case "25006":
+      return error("E_SOURCE_UNAVAILABLE", "the database is read-only");
     case "40001":
     case "40P01":
     case "55P03":

@@ -92,7 +92,12 @@ export function toEdgecacheError(cause: unknown): EdgecacheError {
   if (isBusy(cause)) {
     return error("E_SOURCE_BUSY", "the database is locked by another connection; try again");
   }
-  if (code === "SQLITE_READONLY") return error("E_SOURCE_UNAVAILABLE", "the database is read-only");
+  // RFC 4918 11.5: the database has no room for the write; retrying soon will not help.
+  if (code === "SQLITE_FULL")
+    return error("E_SOURCE_FULL", "the database has no room to store the write");
+  if (code?.startsWith("SQLITE_READONLY")) {
+    return error("E_SOURCE_UNAVAILABLE", "the database is read-only");
+  }
   return error("E_SOURCE_UNAVAILABLE", `database error${code ? ` (${code})` : ""}`);
 }
 
