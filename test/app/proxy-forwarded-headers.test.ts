@@ -128,6 +128,61 @@ describe("a request whose answer is never stored (POST)", () => {
     expect(JSON.stringify(got)).not.toContain("evil");
   });
 
+  it("drops the claims of other stacks and auth proxies too (client address, scheme, host and path overrides, identity), in any spelling", async () => {
+    const { origin, get } = await proxied(echo);
+    const names = [
+      "Proxy",
+      "Client-IP",
+      "X-Scheme",
+      "X-Url-Scheme",
+      "X-ARR-SSL",
+      "X-ARR-ClientCert",
+      "X-Originating-IP",
+      "X-Remote-IP",
+      "X-Remote-Addr",
+      "X-Forwarded",
+      "Forwarded-For",
+      "X-Envoy-External-Address",
+      "X-Envoy-Original-Path",
+      "X-HTTP-Host-Override",
+      "Remote-User",
+      "X-Remote-User",
+      "X-Forwarded-User",
+      "X-Auth-Request-User",
+      "X-Auth-Request-Email",
+      "X-Rewrite-URL",
+      "X-Original-URI",
+      "X-Cluster-Client-IP",
+      "X-ProxyUser-Ip",
+      "Fastly-Client-IP",
+      "CF-Connecting-IP",
+      "CF-Visitor",
+      "X-Forwarded-Prefix",
+      "X-Forwarded-Server",
+      "X-Forwarded-Uri",
+    ];
+    for (const spell of [(n: string) => n, (n: string) => n.toLowerCase().replaceAll("-", "_")]) {
+      origin.requests.length = 0;
+      await get("/form", Object.fromEntries(names.map((n) => [spell(n), "evil"])), "POST");
+      const got = origin.requests[0]!.headers;
+      for (const name of names) expect(got[spell(name).toLowerCase()], name).toBeUndefined();
+      expect(JSON.stringify(got)).not.toContain("evil");
+    }
+  });
+
+  it("never carries Proxy (httpoxy, CVE-2016-5385: CGI reads it as HTTP_PROXY, the outbound proxy), on reads or writes", async () => {
+    const { origin, get } = await proxied(echo);
+    for (const method of ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]) {
+      await get(
+        `/p-${method}`,
+        { proxy: "http://evil.example:8080", "cache-control": "no-cache" },
+        method,
+      );
+    }
+    expect(origin.count()).toBe(6);
+    for (const r of origin.requests) expect(r.headers.proxy, r.method).toBeUndefined();
+  });
+
   it("carries a claim the operator named (their own front proxy sets it)", async () => {
     const { origin, get } = await proxied(echo, { forwardHeaders: ["x-forwarded-ssl"] });
     await get("/form", { "x-forwarded-ssl": "on" }, "POST");
@@ -143,6 +198,8 @@ describe("the forwardHeaders option", () => {
     ["via", "via"],
     ["x_forwarded_for, an underscore spelling of one edgecache sets", "x_forwarded_for"],
     ["X_Forwarded_Proto", "X_Forwarded_Proto"],
+    ["proxy (httpoxy: never sent to an origin)", "proxy"],
+    ["Proxy", "Proxy"],
     ["a name with a space", "x a"],
   ])("refuses %s with E_BAD_OPTION naming it", (_, name) => {
     const cache = new Cache({ tiers: [memoryStore()] });

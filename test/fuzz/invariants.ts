@@ -110,7 +110,27 @@ const CLAIMS = new Set([
   "x-http-method-override",
   "x-http-method",
   "x-method-override",
+  "proxy",
+  "client-ip",
+  "x-scheme",
+  "x-url-scheme",
+  "x-originating-ip",
+  "x-forwarded",
+  "forwarded-for",
+  "x-http-host-override",
+  "x-proxyuser-ip",
+  "remote-user",
 ]);
+const CLAIM_PREFIXES = [
+  "x-forwarded-",
+  "x-original-",
+  "x-remote-",
+  "x-auth-request-",
+  "x-arr-",
+  "x-envoy-",
+  "cf-",
+  "fastly-",
+];
 /** What the proxy says itself, in exactly this spelling (checked against the listener). */
 export const SET_BY_PROXY = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
 
@@ -119,7 +139,7 @@ export const cgiName = (name: string) => name.toLowerCase().replace(/_/g, "-");
 
 export function isClaim(name: string): boolean {
   const n = cgiName(name);
-  return CLAIMS.has(n) || n.startsWith("x-forwarded-") || n.startsWith("x-original-");
+  return CLAIMS.has(n) || CLAIM_PREFIXES.some((p) => n.startsWith(p));
 }
 
 /**

@@ -31,27 +31,65 @@ export const DEFAULT_FORWARDED_HEADERS: readonly string[] = [
 ];
 /**
  * Headers with which a client claims what only a proxy in front may say (its address, the
- * scheme, host, path or method it was asked for): never passed on, even when the answer is
- * not stored; edgecache sets the standard ones itself. Any `X-Forwarded-*` and
- * `X-Original-*` too. Recognised in any spelling a CGI, WSGI, Rack or PHP stack reads as
- * the same variable (`X_Forwarded_Host` is its HTTP_X_FORWARDED_HOST): see cgiName.
+ * scheme, host, path or method it was asked for, who it authenticated): never passed on,
+ * even when the answer is not stored; edgecache sets the standard ones itself. Recognised
+ * in any spelling a CGI, WSGI, Rack or PHP stack reads as the same variable
+ * (`X_Forwarded_Host` is its HTTP_X_FORWARDED_HOST): see cgiName.
  */
 const CLAIMS = new Set([
+  // The client's address: RFC 7239, and what nginx, Akamai, PHP (HTTP_CLIENT_IP), Express
+  // and Rails, Google's frontends and older proxies put it in.
   "forwarded",
+  "forwarded-for",
+  "x-forwarded",
   "x-real-ip",
   "x-client-ip",
+  "client-ip",
   "true-client-ip",
-  "cf-connecting-ip",
-  "fastly-client-ip",
   "x-cluster-client-ip",
+  "x-originating-ip",
+  "x-proxyuser-ip",
+  // The scheme: IIS's Front-End-Https, Tornado's X-Scheme, Werkzeug's X-Url-Scheme.
   "front-end-https",
+  "x-scheme",
+  "x-url-scheme",
+  // The host, path or method asked for: IIS URL Rewrite, Symfony, Zend, method overrides.
   "x-host",
+  "x-http-host-override",
   "x-rewrite-url",
   "x-http-method-override",
   "x-http-method",
   "x-method-override",
+  // Whom an auth proxy in front authenticated (Apache's REMOTE_USER, Grafana's auth proxy).
+  "x-webauth-user",
+  "x-client-cert",
+  "x-ssl-client-cert",
 ]);
-const CLAIM_PREFIXES = ["x-forwarded-", "x-original-"];
+const CLAIM_PREFIXES = [
+  // De facto families: X-Forwarded-(For, Host, Proto, Prefix, Server, Uri, User, Email,
+  // Client-Cert...), X-Original-(URL, URI, Host, Method), read by most frameworks.
+  "x-forwarded-",
+  "x-original-",
+  // Kubernetes' and others' auth proxies (X-Remote-User, -Group), and the address
+  // (X-Remote-IP, X-Remote-Addr); Authelia's Remote-User, -Groups, -Email.
+  "x-remote-",
+  "remote-",
+  // oauth2-proxy's identity (X-Auth-Request-User, -Email, -Access-Token).
+  "x-auth-request-",
+  // Set by the CDN or balancer in front, which an origin behind it believes: Cloudflare's
+  // (CF-Connecting-IP, CF-Visitor's scheme, CF-Access identity), Fastly's, IIS ARR's
+  // (X-ARR-SSL, X-ARR-ClientCert) and Envoy's (X-Envoy-External-Address, -Original-Path).
+  "cf-",
+  "fastly-",
+  "x-arr-",
+  "x-envoy-",
+];
+/**
+ * httpoxy (CVE-2016-5385): CGI and the stacks that follow it read `Proxy` as HTTP_PROXY, the
+ * variable their HTTP clients take the outbound proxy from. Never sent to an origin, on any
+ * request, whatever forwardHeaders names.
+ */
+const NEVER_SENT = "proxy";
 /** Fields edgecache sets on every origin request; an operator cannot name them. */
 const SET_BY_PROXY = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "via"];
 
@@ -59,7 +97,7 @@ const SET_BY_PROXY = ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"
  * A field name as CGI (RFC 3875 4.1.18) and the stacks that follow it (WSGI, Rack, PHP)
  * see it: case folded, `_` and `-` alike; spelled here with `-`.
  */
-function cgiName(name: string): string {
+export function cgiName(name: string): string {
   return name.toLowerCase().replaceAll("_", "-");
 }
 
@@ -86,7 +124,8 @@ export function forwardedHeaders(
     }
     const field = (n as string).toLowerCase();
     const cgi = cgiName(field);
-    if (cgi === "host" || HOP_BY_HOP.has(cgi) || SET_BY_PROXY.includes(cgi)) {
+    const own = cgi === "host" || cgi === NEVER_SENT || SET_BY_PROXY.includes(cgi);
+    if (own || HOP_BY_HOP.has(cgi)) {
       badOption(component, name, "a header the client sends end to end", n);
     }
     return field;
@@ -139,7 +178,8 @@ export function passHeaders(ctx: Ctx, withBody: boolean, named: readonly string[
   if (!withBody) headers.delete("content-length");
   // A claim passes only as the operator spelled it; its other spellings are the client's.
   for (const name of [...headers.keys()]) {
-    if (isClaim(name) && !named.includes(name)) headers.delete(name);
+    const never = cgiName(name) === NEVER_SENT;
+    if (never || (isClaim(name) && !named.includes(name))) headers.delete(name);
   }
   return forwardingFields(headers, ctx);
 }
