@@ -45,7 +45,9 @@ const DECODE_ROUNDS = 3;
  *   serverDotSegment).
  * - A backslash in the path, which the parser reads as `/`.
  * - The admin prefix percent-encoded (`/%5fedgecache/stats`): routing decodes it, so it
- *   would reach the admin API past a front proxy that blocks `/_edgecache` by prefix.
+ *   would reach the admin API past a front proxy that blocks `/_edgecache` by prefix; and
+ *   under it, an unreserved character percent-encoded (ENCODED_UNRESERVED), which would pass
+ *   one that blocks an admin path exactly. Either is a 404, as for a path that is no route.
  */
 export function pathRefusal(target: string): EdgecacheError | undefined {
   const path = pathOf(target);
@@ -60,22 +62,41 @@ export function pathRefusal(target: string): EdgecacheError | undefined {
       "has a segment a server resolves as . or .. (;params, %5c, %u, overlong UTF-8, double encoding)",
     );
   }
-  if (path.includes("%") && !isPlainAdmin(path) && isAdminPath(path)) {
-    return new EdgecacheError(
-      "E_NOT_FOUND",
-      "http",
-      `path: ${JSON.stringify(path)} spells ${ADMIN_PREFIX} percent-encoded; no such route`,
-    );
+  if (path.includes("%") && isAdminPath(path)) {
+    if (!isPlainAdmin(path)) {
+      return new EdgecacheError(
+        "E_NOT_FOUND",
+        "http",
+        `path: ${JSON.stringify(path)} spells ${ADMIN_PREFIX} percent-encoded; no such route`,
+      );
+    }
+    if (ENCODED_UNRESERVED.test(path)) {
+      return new EdgecacheError(
+        "E_NOT_FOUND",
+        "http",
+        `path: ${JSON.stringify(path)} percent-encodes a letter, digit or -._~ under ${ADMIN_PREFIX}; no such route`,
+      );
+    }
   }
   return undefined;
 }
+
+/**
+ * A percent-encoded unreserved character (ALPHA, DIGIT, `-._~`): RFC 3986 2.3 says to decode
+ * these (6.2.2.2), so no client's encoder makes one and a URL with one is crafted. Routing
+ * decodes it: under ADMIN_PREFIX, `/_edgecache/%69nvalidate` would pass a front proxy that
+ * blocks `/_edgecache/invalidate` exactly.
+ */
+const ENCODED_UNRESERVED = /%(?:3[0-9]|[46][1-9a-f]|[57][0-9a]|2[de]|5f|7e)/i;
 
 /**
  * Whether some common server resolves a segment of `path` as `.` or `..` where the URL
  * parser sees a name; one that allows only `/v1/` in front would be passed. Each decoding
  * round (up to DECODE_ROUNDS: an origin or framework that decodes again resolves
  * `%252e%252e`) splits the path at `/`, `\` and their encodings, and tests each segment:
- * - cut at `;` (Tomcat, Jetty, Spring drop path parameters: `..;x=1`) and at NUL (C stacks);
+ * - cut at `;` (Tomcat, Jetty, Spring drop path parameters: `..;x=1`), at NUL (C stacks),
+ *   and at `?` and `#` (a server that decodes `..%3f` once and then splits off the query or
+ *   fragment sees `..`);
  * - trailing spaces dropped (IIS, Windows: `..%20`);
  * - Unicode compatibility forms folded (NFKC: `%ef%bc%8e`, fullwidth `.`; `‥`, two dots).
  * Decoding is IIS's: `%uXXXX`, and overlong UTF-8 (`%c0%ae`, `%e0%80%ae`) as the ASCII it
@@ -106,7 +127,7 @@ const SEPARATORS = /[/\\\u2044\u2215\u2216\u29f5\ufe68\uff0f\uff3c]/;
 
 function isServerDots(segment: string): boolean {
   let s = segment;
-  const cut = s.search(/[;\0]/);
+  const cut = s.search(/[;\0?#]/);
   if (cut >= 0) s = s.slice(0, cut);
   if (!/^[\x20-\x7e]*$/.test(s)) s = s.normalize("NFKC");
   s = s.replace(/ +$/, "");

@@ -218,6 +218,13 @@ describe("a path with a dot segment in any spelling", () => {
     "/v1/..%20/_edgecache/keys",
     "/v1/x/..%20%20/_edgecache/keys",
     "/v1/..%00/_edgecache/keys",
+    // A server that decodes once and then splits off a query or fragment sees `/v1/..`.
+    "/v1/..%3f/_edgecache/keys",
+    "/v1/..%3F/_edgecache/keys",
+    "/v1/..%23/_edgecache/keys",
+    "/v1/%2e%2e%3fx=1/_edgecache/keys",
+    "/v1/x/.%23/..%3f/_edgecache/keys",
+    "/v1/..%253f/_edgecache/keys",
     // Double (and triple) encoded: an origin or framework that decodes twice resolves it.
     "/v1/%252e%252e/_edgecache/keys",
     "/v1/%25252e%25252e/_edgecache/keys",
@@ -251,6 +258,8 @@ describe("a path with a dot segment in any spelling", () => {
       "/v1/%252e%252ex",
       "/v1/caf%c3%a9",
       "/v1/%ef%bc%8ex",
+      "/v1/a%3fb",
+      "/v1/x..%23",
     ]) {
       const r = await send(t.ports[0]!, request("GET", path, t.host));
       expect(r.status, path).toBe(200);
@@ -379,5 +388,58 @@ describe("an absolute-form target (RFC 9112 3.2.2)", () => {
     const second = await send(port, request("GET", "/q?a=1", proxy.host));
     expect(second.header("cache-status")).toMatch(/^edgecache; hit/);
     expect(origin.count()).toBe(1);
+  });
+});
+
+describe("an admin path with a percent-encoded unreserved character (RFC 3986 2.3)", () => {
+  // No client's encoder writes one (RFC 3986 6.2.2.2 decodes them); routing decodes it, so
+  // a front proxy that blocks /_edgecache/invalidate exactly would be passed.
+  const reads = [
+    "/_edgecache/%6beys",
+    "/_edgecache/k%65ys?prefix=/",
+    "/_edgecache/stat%73",
+    "/_edgecache/%4Beys",
+    "/_edgecache/keys/%41",
+    "/_edgecache/keys/a%2db",
+    "/_edgecache/keys/a%2Eb",
+    "/_edgecache/keys/a%5fb",
+    "/_edgecache/keys/a%7eb",
+    "/_edgecache/keys/a%30",
+  ];
+
+  it("is a 404 E_NOT_FOUND, read or write, token or not, and changes nothing", async () => {
+    for (const t of targets) {
+      await warm(t);
+      const [, name] = t.write.path.split("/_edgecache/");
+      const writes = [
+        `/_edgecache/%${name!.charCodeAt(0).toString(16)}${name!.slice(1)}`,
+        `/_edgecache/${name!.slice(0, -1)}%${name!
+          .charCodeAt(name!.length - 1)
+          .toString(16)
+          .toUpperCase()}`,
+      ];
+      for (const port of t.ports) {
+        for (const path of reads) {
+          const r = await send(port, request("GET", path, t.host));
+          expectJsonError(r, 404, "E_NOT_FOUND", `${t.name} :${port} ${path}`);
+        }
+        for (const path of writes) {
+          const extra = `Content-Type: application/json\r\nContent-Length: ${t.write.body.length}\r\n`;
+          const bytes = request("POST", path, t.host, extra) + t.write.body;
+          const r = await send(port, bytes, "POST");
+          expectJsonError(r, 404, "E_NOT_FOUND", `${t.name} :${port} ${path}`);
+        }
+      }
+      expect(await t.stillCached(), t.name).toBe(true);
+    }
+  });
+
+  it("leaves the encodings a client makes alone: a key with a space, a slash or a %", async () => {
+    for (const t of targets) {
+      for (const path of ["/_edgecache/keys/GET%20%2Fv1%2Fusers", "/_edgecache/keys/a%2541"]) {
+        const r = await send(t.ports[0]!, request("GET", path, t.host));
+        expect(r.body.toString(), `${t.name} ${path}`).not.toMatch(/percent-encoded/);
+      }
+    }
   });
 });
