@@ -1,5 +1,5 @@
 import type { Context, MiddlewareHandler } from "hono";
-import { badOption, describeValue, EdgecacheError } from "../core/errors.ts";
+import { badListOption, describeValue, EdgecacheError } from "../core/errors.ts";
 import { memoize } from "../core/memo.ts";
 import { ADMIN_PREFIX } from "./request-target.ts";
 
@@ -136,9 +136,20 @@ export function listenerHosts(
         );
 }
 
-/** Whether a request's Origin, when it sends one, is the origin it was sent to. */
+/**
+ * An Origin header as browsers send one (RFC 6454 7): `scheme://host[:port]` and nothing
+ * else. One with userinfo, a path, a query or another scheme than http(s) names no origin of
+ * ours, though the URL parser would find our host in `http://evil@127.0.0.1/x`.
+ */
+const ORIGIN_SYNTAX = /^https?:\/\/[^/?#@\\\s]+$/i;
+
+/**
+ * Whether a request's Origin, when it sends one, is the origin it was sent to: its host,
+ * by http or https (a TLS-terminating front proxy has a browser's https meet our http).
+ */
 export function sameOrigin(origin: string | undefined, host: string): boolean {
   if (origin === undefined) return true;
+  if (!ORIGIN_SYNTAX.test(origin)) return false; // "null" (a sandboxed page) too
   try {
     const from = new URL(origin);
     // Both through the URL parser: default ports and case compare equal.
@@ -169,7 +180,8 @@ export function sameOriginWrites(
   return async (c, next) => {
     if (!SAFE_METHODS.has(c.req.method)) {
       const origin = c.req.header("origin");
-      if (!sameOrigin(origin, requestHost(c)) && !allowedOrigins.has(originOf(origin!) ?? "")) {
+      const listed = ORIGIN_SYNTAX.test(origin!) && allowedOrigins.has(originOf(origin!) ?? "");
+      if (!sameOrigin(origin, requestHost(c)) && !listed) {
         throw new EdgecacheError(
           "E_FORBIDDEN",
           "http",
@@ -196,13 +208,16 @@ function originOf(text: string): string | undefined {
  * https, without a path (an Origin header has none); returns them serialized.
  */
 export function originSet(component: string, name: string, value: unknown): Set<string> {
-  const list = stringList(component, name, value, "origins");
-  const bad = list.find((o) => {
-    const origin = originOf(o.trim());
-    return origin === undefined || origin !== o.trim().toLowerCase().replace(/\/$/, "");
-  });
-  if (bad !== undefined)
-    badOption(component, name, "origins (such as https://app.example.com)", bad);
+  const list = stringList(
+    component,
+    name,
+    value,
+    "origins (such as https://app.example.com)",
+    (o) => {
+      const origin = originOf(o.trim());
+      return origin !== undefined && origin === o.trim().toLowerCase().replace(/\/$/, "");
+    },
+  );
   return new Set(list.map((o) => originOf(o.trim())!));
 }
 
@@ -260,9 +275,7 @@ const IP_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f]*:[0-9a-f:.]*)$/i;
 
 /** Checks an address list option (trustedProxies) and returns it as a set. */
 export function addressSet(component: string, name: string, value: unknown): Set<string> {
-  const list = stringList(component, name, value, "IP addresses");
-  const bad = list.find((a) => !IP_ADDRESS.test(a.trim()));
-  if (bad !== undefined) badOption(component, name, "IP addresses", bad);
+  const list = stringList(component, name, value, "IP addresses", (a) => IP_ADDRESS.test(a.trim()));
   return new Set(list.map(normalizeAddress));
 }
 
@@ -280,16 +293,27 @@ export function isHostName(text: string): boolean {
 
 /** Checks a list of names option (allowedHosts); names as a Host header carries them. */
 export function hostSet(component: string, name: string, value: unknown): Set<string> {
-  const list = stringList(component, name, value, "host names");
-  const bad = list.find((h) => !isHostName(h));
-  if (bad !== undefined) badOption(component, name, "host names (such as api.example.com)", bad);
+  const list = stringList(
+    component,
+    name,
+    value,
+    "host names (such as api.example.com)",
+    isHostName,
+  );
   return new Set([...LOOPBACK_HOSTS, ...list.map((h) => hostName(hostOf(h)))]);
 }
 
-function stringList(component: string, name: string, value: unknown, what: string): string[] {
+function stringList(
+  component: string,
+  name: string,
+  value: unknown,
+  what: string,
+  accepts: (text: string) => boolean,
+): string[] {
   if (value === undefined) return [];
-  if (!Array.isArray(value) || value.some((v) => typeof v !== "string" || v.trim() === "")) {
-    badOption(component, name, `an array of ${what}`, JSON.stringify(value));
+  const ok = (v: unknown) => typeof v === "string" && v.trim() !== "" && accepts(v);
+  if (!Array.isArray(value) || !value.every(ok)) {
+    badListOption(component, name, `an array of ${what}`, value, ok);
   }
   return value as string[];
 }

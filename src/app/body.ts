@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import { closest } from "../core/closest.ts";
-import { describeValue, EdgecacheError } from "../core/errors.ts";
+import { describeList, describeValue, EdgecacheError, isString } from "../core/errors.ts";
 
 /**
  * Request bodies: one reader for every JSON body the APIs take (the data API's rows, the
@@ -71,6 +71,8 @@ export function isJsonObject(value: unknown): value is Record<string, unknown> {
 export interface Field<T> {
   expected: string;
   accepts(value: unknown): value is T;
+  /** For a list: what each element must be, so that a message names the wrong one. */
+  element?: (value: unknown) => boolean;
   /** Must be present (otherwise a field may be left out). */
   required?: true;
 }
@@ -96,10 +98,10 @@ const field = <T>(expected: string, accepts: (v: unknown) => boolean): Field<T> 
 export const fields = {
   string: field<string>("a string", (v) => typeof v === "string"),
   nonEmptyString: field<string>("a non-empty string", (v) => typeof v === "string" && v !== ""),
-  strings: field<string[]>(
-    "an array of strings",
-    (v) => Array.isArray(v) && v.every((x) => typeof x === "string"),
-  ),
+  strings: {
+    ...field<string[]>("an array of strings", (v) => Array.isArray(v) && v.every(isString)),
+    element: isString,
+  },
   boolean: field<boolean>("true or false", (v) => typeof v === "boolean"),
   wholeNumber: field<number>(
     "a whole number >= 1",
@@ -132,7 +134,10 @@ function problem(schema: Schema, value: unknown, at = ""): string | undefined {
       if (f.required) return `${at}${name}: expected ${f.expected}, got nothing`;
       continue;
     }
-    if (!f.accepts(v)) return `${at}${name}: expected ${f.expected}, got ${describeValue(v)}`;
+    if (!f.accepts(v)) {
+      const got = f.element ? describeList(v, at + name, f.element) : describeValue(v);
+      return `${at}${name}: expected ${f.expected}, got ${got}`;
+    }
   }
   return undefined;
 }

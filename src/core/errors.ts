@@ -62,12 +62,46 @@ export function describeValue(value: unknown): string {
   }
 }
 
+/** An element test for badListOption's commonest list, strings. */
+export const isString = (value: unknown): value is string => typeof value === "string";
+
+/**
+ * The "Y" of an "expected a list of X" message: the first element `accepts` refuses and
+ * where (`1 at tags[0]`), or the value's own description when it is no array (or passes).
+ */
+export function describeList(
+  value: unknown,
+  name: string,
+  accepts: (element: unknown, index: number) => boolean,
+): string {
+  if (Array.isArray(value) && value.length === 0) return "an empty array";
+  const i = Array.isArray(value) ? value.findIndex((v, at) => !accepts(v, at)) : -1;
+  return i < 0
+    ? describeValue(value)
+    : `${describeValue((value as unknown[])[i])} at ${name}[${i}]`;
+}
+
 /** Validates an option in "expected X, got Y" form when a factory is called. */
 export function badOption(component: string, name: string, expected: string, got: unknown): never {
-  throw new EdgecacheError(
+  throw badOptionError(component, name, expected, describeValue(got));
+}
+
+/** badOption for a list option: names its first wrong element (see describeList). */
+export function badListOption(
+  component: string,
+  name: string,
+  expected: string,
+  got: unknown,
+  accepts: (element: unknown, index: number) => boolean,
+): never {
+  throw badOptionError(component, name, expected, describeList(got, name, accepts));
+}
+
+function badOptionError(component: string, name: string, expected: string, got: string) {
+  return new EdgecacheError(
     "E_BAD_OPTION",
     component,
-    `option "${name}": expected ${expected}, got ${describeValue(got)}`,
+    `option "${name}": expected ${expected}, got ${got}`,
   );
 }
 

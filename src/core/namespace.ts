@@ -1,7 +1,13 @@
 import type { InvalidateRequest, JsonOptions, LookupOptions, ReadOptions } from "./cache/types.ts";
 import { entryValue } from "./codec.ts";
 import type { CacheEntry } from "./entry.ts";
-import { badOption, checkOptionNames, type OptionNames } from "./errors.ts";
+import {
+  badListOption,
+  badOption,
+  checkOptionNames,
+  isString,
+  type OptionNames,
+} from "./errors.ts";
 import { buildKey, type KeyPart } from "./keys.ts";
 import { randomId } from "./random-id.ts";
 
@@ -103,8 +109,8 @@ export class Namespace {
     if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0)) {
       badOption(c, "ttl", "a positive number of ms", ttl);
     }
-    if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === "string"))) {
-      badOption(c, "tags", "an array of strings", tags);
+    if (tags !== undefined && !(Array.isArray(tags) && tags.every(isString))) {
+      badListOption(c, "tags", "an array of strings", tags, isString);
     }
     if (tiers !== undefined) cache.tierCount(tiers, c);
     this.#tiers = tiers && [...tiers];

@@ -236,7 +236,7 @@ describe("manual invalidation", () => {
     ['{"tag": {"toString": 1}}', "tag: expected a string, got an object"],
     ['{"prefix": {"toString": 1}}', "prefix: expected a non-empty string, got an object"],
     ['{"table": {"toString": 1}}', "table: expected a string, got an object"],
-    ['{"keys": [{"toString": 1}]}', "keys: expected an array of strings, got an array"],
+    ['{"keys": [{"toString": 1}]}', "keys: expected an array of strings, got an object at keys[0]"],
     ['{"row": {"table": "users", "id": {"toString": 1}}}', "row"],
     ['{"tgas": ["users"]}', 'unknown field "tgas" (did you mean "tags"?)'],
     ["null", "got null"],
@@ -509,7 +509,7 @@ describe("admin access behind a reverse proxy, from browsers, and before the bod
       expect(r.text, origin).toContain("allowedOrigins");
     }
     expect(() => originSet("data-api", "allowedOrigins", ["https://a.example/path"])).toThrow(
-      /"allowedOrigins": expected origins/,
+      /"allowedOrigins": expected an array of origins .*, got "https:\/\/a.example\/path" at allowedOrigins\[0\]$/,
     );
   });
 });

@@ -217,7 +217,7 @@ describe("namespaces", () => {
       );
     }
     expect(errorOf(() => cache.namespace("a", { tiers: ["nope"] })).message).toContain(
-      "in order (memory, memory), got nope",
+      'in order (memory, memory), got "nope" at tiers[0]',
     );
   });
 });

@@ -1,5 +1,11 @@
 import { encodeValue } from "../codec.ts";
-import { badOption, checkOptionNames, type OptionNames } from "../errors.ts";
+import {
+  badListOption,
+  badOption,
+  checkOptionNames,
+  isString,
+  type OptionNames,
+} from "../errors.ts";
 import type { Store } from "../store.ts";
 import type { CacheOptions, EntryInit, JsonOptions, WriteHooks } from "./types.ts";
 
@@ -135,8 +141,8 @@ export function checkValueOptions(options: JsonOptions): void {
   if (swr !== undefined && !(typeof swr === "number" && swr >= 0)) {
     badOption(c, "staleWhileRevalidate", "a number of ms >= 0", swr);
   }
-  if (tags !== undefined && !(Array.isArray(tags) && tags.every((t) => typeof t === "string"))) {
-    badOption(c, "tags", "an array of strings", tags);
+  if (tags !== undefined && !(Array.isArray(tags) && tags.every(isString))) {
+    badListOption(c, "tags", "an array of strings", tags, isString);
   }
 }
 
@@ -147,8 +153,8 @@ export function checkKey(key: unknown): void {
 
 /** Refuses keys that are not an array of strings, before any tier is asked. */
 export function checkKeys(keys: unknown): void {
-  if (!(Array.isArray(keys) && keys.every((k) => typeof k === "string"))) {
-    badOption("cache", "keys", "an array of strings", keys);
+  if (!(Array.isArray(keys) && keys.every(isString))) {
+    badListOption("cache", "keys", "an array of strings", keys, isString);
   }
 }
 
@@ -159,17 +165,14 @@ export function checkKeys(keys: unknown): void {
  */
 export function tierCount(tiers: readonly Store[], names: unknown, component: string): number {
   const all = tiers.map((t) => t.name);
-  const ok =
-    Array.isArray(names) &&
-    names.length > 0 &&
-    names.length <= all.length &&
-    names.every((t, i) => t === all[i]);
-  if (!ok) {
-    badOption(
+  const inPlace = (t: unknown, i: number) => t === all[i];
+  if (!(Array.isArray(names) && names.length > 0 && names.every(inPlace))) {
+    badListOption(
       component,
       "tiers",
       `the first tiers of the cache, in order (${all.join(", ")})`,
       names,
+      inPlace,
     );
   }
   return names.length;

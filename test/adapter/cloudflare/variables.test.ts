@@ -98,7 +98,7 @@ describe("every Worker variable is checked", () => {
 describe("allowedHosts on a node", () => {
   it("refuses a URL or a path where a host name belongs", () => {
     expect(() => hostSet("server", "allowedHosts", ["https://api.example.com/"])).toThrow(
-      /"allowedHosts": expected host names/,
+      /"allowedHosts": expected an array of host names .*, got "https:\/\/api.example.com\/" at allowedHosts\[0\]/,
     );
     expect([...hostSet("server", "allowedHosts", ["API.example.com:8443", "::1"])]).toContain(
       "api.example.com",

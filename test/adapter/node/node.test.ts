@@ -405,7 +405,7 @@ describe("config", () => {
     [{ trustedProxies: "127.0.0.1" }, /option "trustedProxies": expected an array of IP addresses/],
     [
       { trustedProxies: ["proxy.local"] },
-      /option "trustedProxies": expected IP addresses, got "proxy.local"/,
+      /option "trustedProxies": expected an array of IP addresses, got "proxy.local" at trustedProxies\[0\]/,
     ],
     [{ allowedHosts: [""] }, /option "allowedHosts": expected an array of host names/],
     [{ proxy: { origins: [{ origin: "http://a" }], allowedHosts: [1] } }, /"proxy.allowedHosts"/],
