@@ -45,9 +45,11 @@ beforeAll(async () => {
   dir = tempDir("edgecache-tenants-");
   state = join(dir, "state.db");
   origin = await startOrigin((req, res) => {
-    atOrigin.push(
-      `${req.headers.authorization ?? "none"}${req.headers["x-edgecache-key"] ? " +key" : ""}`,
+    // Any spelling a CGI-style stack reads as X-Edgecache-Key (X_Edgecache_Key) is the key.
+    const keyed = Object.keys(req.headers).some(
+      (n) => n.replaceAll("_", "-") === "x-edgecache-key",
     );
+    atOrigin.push(`${req.headers.authorization ?? "none"}${keyed ? " +key" : ""}`);
     res.writeHead(200, { "cache-control": "max-age=600", "content-type": "text/plain" });
     res.end(`origin says ${req.url} (auth: ${req.headers.authorization ?? "none"})`);
   });
@@ -235,7 +237,7 @@ describe("an origin tenant whose clients send their own Authorization", () => {
     expect(atOrigin).toEqual(["Bearer client-a", "Bearer client-b"]);
   });
 
-  it("the key comes from X-Edgecache-Key alone: a key in Authorization beside it is the client's", async () => {
+  it("the key comes from X-Edgecache-Key alone: a wrong one is refused whatever Authorization holds", async () => {
     // A wrong X-Edgecache-Key is refused even when Authorization holds a tenant's key.
     expect((await both("/private/a", keys.gamma!, "ek_nope")).status).toBe(401);
     // Without X-Edgecache-Key, Authorization: Bearer is the key, and is never passed on.
@@ -247,6 +249,77 @@ describe("an origin tenant whose clients send their own Authorization", () => {
       headers: { "x-edgecache-key": keys.gamma!, authorization: "Bearer client-a" },
     });
     expect(stats.status).toBe(200);
+  });
+});
+
+describe("no credential of edgecache's reaches a tenant's origin", () => {
+  /** A request over a raw socket to gamma's origin, with the fields given: the origin's record. */
+  const sent = async (method: string, path: string, fields: string) => {
+    atOrigin = [];
+    const head = `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${fields}Content-Length: 0\r\n\r\n`;
+    const { replies } = await exchange(port, head, [method]);
+    expect(replies[0]!.status).toBe(200);
+    return atOrigin;
+  };
+
+  it("a path that only starts like the admin prefix is the origin's: no admin token goes with it", async () => {
+    // Not the admin API (isAdminPath): the tenant app's own token must not replace the key.
+    for (const path of [
+      "/_edgecache_x",
+      "/_edgecache.json",
+      "/_edgecache%e0%80%af",
+      "/_edgecachex/y",
+    ]) {
+      expect(await sent("GET", path, `Authorization: Bearer ${keys.gamma}\r\n`)).toEqual(["none"]);
+      expect(await sent("GET", `${path}?by=header`, `X-Edgecache-Key: ${keys.gamma}\r\n`)).toEqual([
+        "none",
+      ]);
+    }
+  });
+
+  it("X-Edgecache-Key in every spelling a CGI stack reads as it is removed", async () => {
+    for (const name of [
+      "X_Edgecache_Key",
+      "x_edgecache_key",
+      "X-EDGECACHE_key",
+      "x_Edgecache-Key",
+    ]) {
+      const key = `${name}: ${keys.gamma}\r\n`;
+      // Beside the key in Authorization, and beside X-Edgecache-Key itself.
+      expect(
+        await sent("POST", "/spelling", `Authorization: Bearer ${keys.gamma}\r\n${key}`),
+      ).toEqual(["none"]);
+      expect(await sent("POST", "/spelling", `X-Edgecache-Key: ${keys.gamma}\r\n${key}`)).toEqual([
+        "none",
+      ]);
+    }
+  });
+
+  it("Authorization holding a tenant's key beside X-Edgecache-Key is a key, not the client's credential", async () => {
+    const keyed = (token: string) =>
+      sent("POST", "/both", `X-Edgecache-Key: ${keys.gamma}\r\nAuthorization: Bearer ${token}\r\n`);
+    // The same key, the scheme in any case, and other tenants' keys (full and read-only).
+    expect(await keyed(keys.gamma!)).toEqual(["none"]);
+    expect(
+      await sent(
+        "GET",
+        "/both",
+        `X-Edgecache-Key: ${keys.gamma}\r\nAuthorization: bEARER   ${keys.gamma}\r\n`,
+      ),
+    ).toEqual(["none"]);
+    expect(await keyed(keys.alpha!)).toEqual(["none"]);
+    expect(await keyed(keys.deltaRead!)).toEqual(["none"]);
+    // The raw hit path: a stored answer is served as to a request without Authorization.
+    await sent("GET", "/both-hit", `Authorization: Bearer ${keys.gamma}\r\n`);
+    expect(
+      await sent(
+        "GET",
+        "/both-hit",
+        `X-Edgecache-Key: ${keys.gamma}\r\nAuthorization: Bearer ${keys.gamma}\r\n`,
+      ),
+    ).toEqual([]);
+    // Anything else is the client's own, passed on.
+    expect(await keyed("client-a")).toEqual(["Bearer client-a"]);
   });
 });
 

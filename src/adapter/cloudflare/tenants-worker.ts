@@ -5,7 +5,7 @@ import { createDataApi } from "../../app/data-api.ts";
 import { edgecacheApp, openAdminRoutes } from "../../app/edgecache-app.ts";
 import { jsonOnly, limitBody, onError } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
-import { validUrl } from "../../app/request-target.ts";
+import { isAdminPath, validUrl } from "../../app/request-target.ts";
 import {
   badOption,
   checkOptionNames,
@@ -197,9 +197,13 @@ function frontApp(
     // The URL's host: Cloudflare makes it from the request's Host (miniflare's local Host
     // header is its own loopback address).
     const host = new URL(c.req.url).host;
-    const admin = new URL(c.req.url).pathname.startsWith("/_edgecache");
+    // Only what the admin API answers gets its token: `/_edgecache_x` is the origin's.
+    const admin = isAdminPath(new URL(c.req.url).pathname);
     const key = requestKey((name) => c.req.header(name));
     const access = allowed(await registry.accessOf(key.key, host), c.req.method, admin);
+    // Authorization beside X-Edgecache-Key holding a tenant's key is a key too (keyField).
+    const bearerIsKey =
+      key.bearer !== undefined && (await registry.accessOf(key.bearer, host)) !== undefined;
     const request = c.req.raw;
     const ctx = c.executionCtx;
     return serveRequest(
@@ -208,7 +212,12 @@ function frontApp(
       ctx,
       async (tenant) => {
         // The key let it in: its admin API (under /_edgecache) is this tenant's.
-        const headers = tenantHeaders(request.headers, key, admin ? tenant.adminToken : undefined);
+        const headers = tenantHeaders(
+          request.headers,
+          key,
+          bearerIsKey,
+          admin ? tenant.adminToken : undefined,
+        );
         return tenant.app.fetch(new Request(request, { headers }), env, ctx);
       },
       request,

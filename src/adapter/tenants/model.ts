@@ -1,4 +1,5 @@
 import { bearerToken } from "../../app/access.ts";
+import { cgiName } from "../../app/proxy/headers.ts";
 import { badOption, EdgecacheError } from "../../core/errors.ts";
 
 /**
@@ -201,29 +202,56 @@ export interface RequestKey {
   key: string | undefined;
   /** The header that carried it, removed before the tenant's app sees the request. */
   carrier: typeof KEY_HEADER | "authorization";
+  /**
+   * With X-Edgecache-Key: the token of `Authorization: Bearer`, if any. The client's own
+   * credential, unless it is a tenant's key (each runtime looks it up: see keyField).
+   */
+  bearer?: string;
 }
 
 /**
  * Where a request's tenant key is, on every runtime and path. X-Edgecache-Key, when present,
  * is the key alone, and Authorization is the client's own credential, passed to its tenant
  * (an origin with bearer auth can be a tenant: RFC 9111 3.5 then keeps one credential's
- * answer from another). Without it, `Authorization: Bearer <key>` is the key, and
- * Authorization is never passed on. An empty X-Edgecache-Key is a wrong key, not none.
+ * answer from another) unless it holds a tenant's key. Without it, `Authorization: Bearer
+ * <key>` is the key, and Authorization is never passed on. An empty X-Edgecache-Key is a
+ * wrong key, not none.
  */
 export function requestKey(header: (name: string) => string | undefined): RequestKey {
   const named = header(KEY_HEADER);
+  const bearer = bearerToken(header("authorization"));
   return named === undefined
-    ? { key: bearerToken(header("authorization")), carrier: "authorization" }
-    : { key: named.trim(), carrier: KEY_HEADER };
+    ? { key: bearer, carrier: "authorization" }
+    : { key: named.trim(), carrier: KEY_HEADER, ...(bearer !== undefined && { bearer }) };
 }
 
 /**
- * The headers a tenant's app gets: without the key's header; for its admin API (`admin`,
- * which the key opened), Authorization holds that app's own token instead.
+ * Whether a request field is edgecache's, never a tenant app's (nor its origin's): the key's
+ * header in every spelling a CGI, WSGI, Rack or PHP stack reads as HTTP_X_EDGECACHE_KEY
+ * (`X_Edgecache_Key`), and Authorization when it carried the key or, beside X-Edgecache-Key,
+ * holds a tenant's key (`bearerIsKey`: the runtime's lookup of `key.bearer`, any tenant's full
+ * or read-only key). The one decision for Node's app and raw-hit paths and the Worker.
  */
-export function tenantHeaders(from: Headers, key: RequestKey, admin?: string): Headers {
+export function keyField(name: string, key: RequestKey, bearerIsKey: boolean): boolean {
+  const cgi = cgiName(name);
+  if (cgi === KEY_HEADER) return true;
+  return cgi === "authorization" && (key.carrier === "authorization" || bearerIsKey);
+}
+
+/**
+ * The headers a tenant's app gets: without the key's fields (keyField); for its admin API
+ * (`admin`, which the key opened: isAdminPath), Authorization holds that app's own token.
+ */
+export function tenantHeaders(
+  from: Headers,
+  key: RequestKey,
+  bearerIsKey: boolean,
+  admin?: string,
+): Headers {
   const headers = new Headers(from);
-  headers.delete(key.carrier);
+  for (const name of [...from.keys()]) {
+    if (keyField(name, key, bearerIsKey)) headers.delete(name);
+  }
   if (admin !== undefined) headers.set("authorization", `Bearer ${admin}`);
   return headers;
 }

@@ -48,9 +48,11 @@ async function seed(binding: string, owner: string): Promise<void> {
 
 beforeAll(async () => {
   origin = createServer((req, res) => {
-    originAuth.push(
-      `${req.headers.authorization ?? "none"}${req.headers["x-edgecache-key"] ? " +key" : ""}`,
+    // Any spelling a CGI-style stack reads as X-Edgecache-Key (X_Edgecache_Key) is the key.
+    const keyed = Object.keys(req.headers).some(
+      (n) => n.replaceAll("_", "-") === "x-edgecache-key",
     );
+    originAuth.push(`${req.headers.authorization ?? "none"}${keyed ? " +key" : ""}`);
     res.writeHead(200, { "cache-control": "max-age=600", "content-type": "text/plain" });
     res.end(
       `origin says ${req.url}${req.headers.authorization ? ` to ${req.headers.authorization}` : ""}`,
@@ -294,6 +296,34 @@ describe("two tenants, identical URLs", () => {
       headers: { "x-edgecache-key": keys.gamma!, authorization: "Bearer client-a" },
     });
     expect(stats.status).toBe(200);
+  });
+
+  it("no credential of edgecache's reaches the origin: admin look-alike paths, key spellings, keys in Authorization", async () => {
+    /** What gamma's origin got for one request with these fields. */
+    const sent = async (path: string, headers: Record<string, string>, method = "GET") => {
+      originAuth = [];
+      const r = await send("a", path, { method, headers });
+      expect(r.status).toBe(200);
+      return originAuth;
+    };
+    // Not the admin API (isAdminPath): the tenant app's own token must not replace the key.
+    for (const path of ["/_edgecache_x", "/_edgecache.json", "/_edgecache%e0%80%af"]) {
+      expect(await sent(path, { authorization: `Bearer ${keys.gamma}` })).toEqual(["none"]);
+      expect(await sent(`${path}?h`, { "x-edgecache-key": keys.gamma! })).toEqual(["none"]);
+    }
+    for (const name of ["X_Edgecache_Key", "x_EDGECACHE-key"]) {
+      const both = { authorization: `Bearer ${keys.gamma}`, [name]: keys.gamma! };
+      expect(await sent("/spelling", both, "POST")).toEqual(["none"]);
+      const twice = { "x-edgecache-key": keys.gamma!, [name]: keys.gamma! };
+      expect(await sent("/spelling", twice, "POST")).toEqual(["none"]);
+    }
+    // Beside X-Edgecache-Key, Authorization holding a tenant's key (any, read-only too) is a key.
+    for (const token of [keys.gamma!, keys.alpha!, keys.deltaRead!]) {
+      const both = { "x-edgecache-key": keys.gamma!, authorization: `bearer  ${token}` };
+      expect(await sent("/both", both, "POST")).toEqual(["none"]);
+    }
+    const client = { "x-edgecache-key": keys.gamma!, authorization: "Bearer client-a" };
+    expect(await sent("/both", client, "POST")).toEqual(["Bearer client-a"]);
   });
 
   it("two origin tenants of one origin: a purge through one leaves the other's entries", async () => {

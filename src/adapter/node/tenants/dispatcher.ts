@@ -6,7 +6,7 @@ import { type Context, Hono } from "hono";
 import { bearerToken, checkToken, constantTimeEqual, hostName } from "../../../app/access.ts";
 import { openAdminRoutes } from "../../../app/edgecache-app.ts";
 import { onError } from "../../../app/errors.ts";
-import { validUrl } from "../../../app/request-target.ts";
+import { isAdminPath, validUrl } from "../../../app/request-target.ts";
 import { COST_KINDS } from "../../../core/cost.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
@@ -14,6 +14,7 @@ import { type CacheStats, hitRate, readHitRate } from "../../../core/stats.ts";
 import {
   allowed,
   identity,
+  keyField,
   type RequestKey,
   requestKey,
   type Tenant,
@@ -196,6 +197,9 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
       const tenant = host === undefined ? undefined : byHost.get(hostName(host));
       return tenant && { tenant, scope: "read", anonymous: true };
     }
+    return keyed(key);
+  };
+  const keyed = (key: string): Access | undefined => {
     let access = byKey.get(key);
     if (!access) {
       access = byHash.get(keyHash(key));
@@ -203,6 +207,8 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
     }
     return access;
   };
+  /** Whether Authorization beside X-Edgecache-Key holds a tenant's key (keyField). */
+  const bearerIsKey = ({ bearer }: RequestKey) => bearer !== undefined && !!keyed(bearer);
   const nodeOf = (tenant: Tenant): Promise<Served> => {
     const ready = served.get(tenant.name);
     if (ready) return Promise.resolve(ready);
@@ -270,14 +276,20 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
   );
   app.get("/_edgecache/changes", (c, next) => (isOperator(c) ? c.json({ changes: [] }) : next()));
   app.all("*", async (c) => {
-    const admin = new URL(c.req.url).pathname.startsWith("/_edgecache");
+    // Only what the admin API answers gets its token: `/_edgecache_x` is the origin's.
+    const admin = isAdminPath(new URL(c.req.url).pathname);
     const header = (name: string) => c.req.header(name);
     const key = requestKey(header);
     const access = allowed(accessOf(key, header), c.req.method, admin);
     annotate((c.env as HttpBindings | undefined)?.outgoing, { tenant: access.tenant.name });
     const node = await nodeOf(access.tenant);
     // The key let it in: its admin API (under /_edgecache) is this tenant's.
-    const headers = tenantHeaders(c.req.raw.headers, key, admin ? node.adminToken : undefined);
+    const headers = tenantHeaders(
+      c.req.raw.headers,
+      key,
+      bearerIsKey(key),
+      admin ? node.adminToken : undefined,
+    );
     return node.fetch(new Request(c.req.raw, { headers }), c.env);
   });
 
@@ -287,7 +299,7 @@ export async function createTenantNode(options: TenantNodeOptions): Promise<Tena
     const key = requestKey((name) => header(req, name));
     const access = accessOf(key, (name) => header(req, name));
     const node = access && served.get(access.tenant.name);
-    return node?.findHit(withoutKey(req, key));
+    return node?.findHit(withoutKey(req, key, bearerIsKey(key)));
   };
 
   const server = modeServer(app, logger, {
@@ -321,10 +333,10 @@ function header(req: HitRequest, name: string): string | undefined {
 }
 
 /** The request as the tenant's node sees it, as tenantHeaders makes it for the app. */
-function withoutKey(req: HitRequest, { carrier }: RequestKey): HitRequest {
-  if (req.headers[carrier] === undefined) return req;
-  const { [carrier]: _key, ...headers } = req.headers;
-  return { ...req, headers };
+function withoutKey(req: HitRequest, key: RequestKey, bearerIsKey: boolean): HitRequest {
+  const kept = Object.entries(req.headers).filter(([name]) => !keyField(name, key, bearerIsKey));
+  if (kept.length === Object.keys(req.headers).length) return req;
+  return { ...req, headers: Object.fromEntries(kept) };
 }
 
 /**
