@@ -1,11 +1,11 @@
 import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
-import type { PlanSchema } from "../core/deps/planner.ts";
+import { type ListDependency, type PlanSchema, tableTag } from "../core/deps/planner.ts";
 import { sha256Hex } from "../core/digest.ts";
 import { badOption, type OptionNames } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
 import type { Store } from "../core/store.ts";
-import type { ChangeLog } from "../log/contract.ts";
+import type { ChangeLog, LogPosition } from "../log/contract.ts";
 import { qualified } from "../sql/analysis/predicates.ts";
 import {
   registrationOf,
@@ -13,6 +13,7 @@ import {
   type SqlShape,
   type SqlTable,
   sqlShape,
+  wholeTable,
 } from "../sql/analysis/shapes.ts";
 import { writtenTables } from "../sql/analysis/writes.ts";
 import type { SqlClient, SqlResult, SqlRow } from "../sql/client.ts";
@@ -125,9 +126,10 @@ export interface StatementDatabase<R = SqlResult> {
   client?: unknown;
   /**
    * Runs a read again in the background (a hot query reloaded), on a connection of its own;
-   * `keyed` is what `read` was given as such.
+   * `keyed` is what `read` was given as such. Without it (Drizzle's), a read's own `rerun`
+   * (see StoreOptions) is run, or none.
    */
-  rerun: (sql: string, params: readonly unknown[], keyed: unknown) => Promise<R>;
+  rerun?: (sql: string, params: readonly unknown[], keyed: unknown) => Promise<R>;
   /** How results are kept (their rows alone by default). */
   form?: ResultForm<R>;
   /**
@@ -149,6 +151,20 @@ export interface StatementDatabase<R = SqlResult> {
    * Unset: they do not.
    */
   isoInstants?: () => boolean;
+  /**
+   * Tables as the ORM describes them (Drizzle's table objects): where given, their primary
+   * keys and column kinds stand in for the catalog's in what reads register (a table it
+   * does not describe registers by table), and the catalog's primary keys serve the planner
+   * only for tables it does not describe.
+   */
+  tables?: (table: string) => SqlTable | undefined;
+  /** Foreign keys the ORM declares besides the catalog's (Drizzle's tables): see Cascades. */
+  cascades?: Cascades;
+  /**
+   * A result that cannot be patched is stored without asking the log whether its load was
+   * exact, and served before the shared tiers have it (the engine's `later`): Drizzle's.
+   */
+  storesLater?: boolean;
 }
 
 /** What an entry reads of its database's catalog, on the application's client. */
@@ -187,12 +203,54 @@ const TEXT = new TextDecoder();
 /** Queries of recent stores remembered for reloading (the least recently used are forgotten). */
 const KEPT_RERUNS = 10_000;
 
-/** What a cached query is reloaded from. */
-interface Rerun {
-  sql: string;
-  params: readonly unknown[];
-  keyed: unknown;
-  shape: SqlShape;
+/**
+ * A read looked up and not found: what `store` needs to keep its result. `since` is the
+ * write fence's position taken before the statement runs (see `Cache.storeLoaded`).
+ */
+export interface Ticket {
+  /** Undefined where the statement's parameters cannot make a key: its result is not kept. */
+  readonly key: string | undefined;
+  readonly since: LogPosition;
+  /** The statement, when `lookup` read it (undefined for `lookupKey`). */
+  readonly read?: { sql: string; params: readonly unknown[]; keyed: unknown; shape: SqlShape };
+}
+
+/** What `lookup` found: a result, a miss to run and `store`, or a statement that writes. */
+export type Lookup<R> =
+  | { found: true; result: R }
+  | { found: false; ticket: Ticket }
+  | { found: false; write: true };
+
+/** Per read: what an ORM adds to what its statement says (all optional). */
+export interface StoreOptions<R> {
+  /**
+   * The statement behind a `lookupKey` ticket, read for what its result depends on; with
+   * `tables` only (none of it known), the result depends on every row of each.
+   */
+  query?: { sql: string; params: readonly unknown[]; dialect: SqlClient["dialect"] };
+  /**
+   * The tables the ORM says the read reads: registered whole where the statement's parser
+   * finds them not, so a write to one always reaches the result.
+   */
+  tables?: readonly string[];
+  /** Tags of the ORM's users it is stored with too, as the user names them (see `drop`). */
+  tags?: readonly string[];
+  /**
+   * Its time to live in ms, asked at each store (a reload's too): the entry's own by
+   * default, and not stored when at most 0.
+   */
+  ttl?: () => number | undefined;
+  /** Told once it is stored (a reload's too), with the time to live it was stored for. */
+  stored?: (ttl: number) => void;
+  /** Runs the statement again for a reload (the entry's `rerun` by default). */
+  rerun?: () => Promise<R>;
+}
+
+/** What a cached query is reloaded from: how it runs and how its result was stored. */
+interface Rerun<R> {
+  /** Undefined where it cannot be run again: it is then not kept for reloads. */
+  run: (() => Promise<R>) | undefined;
+  options: StoreOptions<R> & { shape?: SqlShape; sql?: string };
 }
 
 /**
@@ -212,7 +270,7 @@ export class StatementCache<R = SqlResult> {
   /** Without capture followed: the catalog's foreign keys only (see Cascades). */
   #catalogReader: QueryCapture | undefined;
   /** Foreign keys whose actions change other tables' rows. */
-  readonly #cascades = new Cascades();
+  readonly #cascades: Cascades;
   /** The first read of capture's catalog, awaited by the first query. */
   #ready: Promise<void> | undefined;
   /** Primary keys capture read from the database catalog (when this entry owns its engine). */
@@ -229,7 +287,7 @@ export class StatementCache<R = SqlResult> {
   /** Whether results are patched in place after captured writes (see `patchInPlace`). */
   #patching = false;
   /** Key -> the query behind it, for the engine's reload of hot invalidated keys. */
-  #reruns = new LRUCache<string, Rerun>({ max: KEPT_RERUNS });
+  #reruns = new LRUCache<string, Rerun<R>>({ max: KEPT_RERUNS });
   /** What `attach` needs of the options the entry was made with. */
   readonly #follow: {
     follow: boolean;
@@ -256,10 +314,11 @@ export class StatementCache<R = SqlResult> {
       badOption(c, "patchInPlace", "true or false", patchInPlace);
     }
     const { engine, ttl, prefix, owns, outside } = queryEngine(c, options, db.defaultPrefix, {
-      primaryKey: (table) => this.#catalog?.primaryKey(table),
+      primaryKey: (table) => db.tables?.(table)?.primaryKey ?? this.#catalog?.primaryKey(table),
       joinColumns: () => [],
-      keyless: (table) => this.#catalog?.keyless?.(table) === true,
+      keyless: (table) => this.#keyless(table),
     });
+    this.#cascades = db.cascades ?? new Cascades();
     this.engine = engine;
     this.#db = db;
     this.#form = db.form ?? (ROWS as unknown as ResultForm<R>);
@@ -275,12 +334,18 @@ export class StatementCache<R = SqlResult> {
    * Follows the change capture of the application's `client` (or, with `capture: false`,
    * reads its foreign keys), and reads its `catalog`: for an entry whose client is known
    * only once the ORM connects (Prisma's adapter makes its own). A client given while one
-   * is followed is ignored; after `close`, one may be attached again.
+   * is followed is ignored; after `close`, one may be attached again. `follow` overrides
+   * the `capture` option (Drizzle's `withTransactions` says it). Returns the follower.
    */
-  attach(client: unknown, database?: Catalog): void {
-    if (this.#capture || this.#catalogReader) return;
-    this.#db = { ...this.#db, client, ...(database && { catalog: database }) };
-    const { follow, owns, outside, prefix, patchInPlace, reload, logger } = this.#follow;
+  attach(
+    client: unknown,
+    database?: Catalog & { dialect?: SqlClient["dialect"] },
+    follow = this.#follow.follow,
+  ): QueryCapture | undefined {
+    if (this.#capture || this.#catalogReader) return this.#capture;
+    const dialect = database?.dialect ?? this.#db.dialect;
+    this.#db = { ...this.#db, client, dialect, ...(database && { catalog: database }) };
+    const { owns, outside, prefix, patchInPlace, reload, logger } = this.#follow;
     if (this.#db.dialect === "postgres" && this.#db.catalog && !this.#names) {
       const warn = (m: string) => logger.warn(`[edgecache] [${this.#db.component}] ${m}`);
       this.#names = new SearchPathNames(this.#db.catalog, () => this.invalidate(), warn);
@@ -293,7 +358,7 @@ export class StatementCache<R = SqlResult> {
     };
     if (!follow) {
       this.#catalogReader = startCapture(client, this.engine, { ...catalog, follow: false });
-      return;
+      return undefined;
     }
     this.#capture = startCapture(client, this.engine, {
       ...catalog,
@@ -322,6 +387,7 @@ export class StatementCache<R = SqlResult> {
       this.#patching = followed.patching;
       this.#unhook = followed.detach;
     }
+    return this.#capture;
   }
 
   /**
@@ -338,6 +404,23 @@ export class StatementCache<R = SqlResult> {
     run: RunStatement<R>,
     keyed: unknown = params,
   ): Promise<R> {
+    const looked = await this.lookup(sql, params, keyed);
+    if (looked.found) return looked.result;
+    if ("write" in looked) return this.write(sql, params, run);
+    const result = await run(sql, params);
+    await this.store(looked.ticket, result);
+    return result;
+  }
+
+  /**
+   * The first half of `read`: a select's result from the cache, or a ticket to run it and
+   * `store` its result by, or word that the statement writes (run it by `write`).
+   */
+  async lookup(
+    sql: string,
+    params: readonly unknown[],
+    keyed: unknown = params,
+  ): Promise<Lookup<R>> {
     if (this.#ready) {
       await this.#ready;
       this.#ready = undefined;
@@ -347,24 +430,15 @@ export class StatementCache<R = SqlResult> {
     // Where its connection is not held meanwhile (see `placed`), the search path is waited for.
     if (!this.#db.learnAside) await this.placed();
     const key = await this.#key(sql, keyed);
-    if (key !== undefined) {
-      try {
-        const entry = await this.engine.getEntry(key);
-        if (entry) {
-          this.#stats.lookup(true, sql);
-          return this.#form.restored(decode(TEXT.decode(entry.body)));
-        }
-      } catch (err) {
-        this.#stats.fault("get", err);
-      }
-    }
+    const found = key === undefined ? undefined : await this.#found(key, sql);
+    if (found) return found;
     const dialect = this.#db.dialect;
     const resolve = this.#names?.resolve;
     let shape = sqlShape(sql, params, dialect, this.#schema, resolve);
     if (this.#following && (await this.#learnKinds(shape.tables))) {
       shape = sqlShape(sql, params, dialect, this.#schema, resolve);
     }
-    if (!readOnly(shape, sql)) return this.write(sql, params, run);
+    if (!readOnly(shape, sql)) return { found: false, write: true };
     await this.#capture?.want(shape.tables);
     // A new isolate's first read starts following capture here (a lazy capture reads its
     // catalog in `want`): the mode is taken now, before the query runs, so its result is
@@ -373,7 +447,7 @@ export class StatementCache<R = SqlResult> {
     if (!this.#following && (await this.#startsFollowing())) {
       await this.#learnKinds(shape.tables);
       shape = sqlShape(sql, params, dialect, this.#schema, resolve);
-      if (!readOnly(shape, sql)) return this.write(sql, params, run);
+      if (!readOnly(shape, sql)) return { found: false, write: true };
     }
     this.#stats.lookup(false, sql);
     if (key !== undefined) this.engine.countRead(key, "miss");
@@ -381,14 +455,71 @@ export class StatementCache<R = SqlResult> {
     // new isolate's first read has by then its log started (capture's first drain), and a
     // position taken before it, on no log yet, would fence the result out.
     const since = this.engine.position;
-    const result = await run(sql, params);
-    if (key === undefined || !this.#cacheable(shape)) {
-      this.#stats.counts.uncacheable++;
-      return result;
+    return {
+      found: false,
+      ticket: { key, since, read: { sql, params: [...params], keyed, shape } },
+    };
+  }
+
+  /**
+   * `lookup` by a key the ORM made (Drizzle's own, under this entry's prefix: `q:<hash>`),
+   * for an ORM that runs the statement between its own two calls; `sql` counts the lookup
+   * under its query shape, and `tables` are those the ORM says it reads (capture is told).
+   */
+  async lookupKey(
+    name: string,
+    sql?: string,
+    tables: readonly string[] = [],
+  ): Promise<{ found: true; result: R } | { found: false; ticket: Ticket }> {
+    await this.#capture?.want(tables);
+    const key = this.key(name);
+    const found = await this.#found(key, sql);
+    if (found) return found;
+    this.#stats.lookup(false, sql);
+    this.engine.countRead(key, "miss");
+    // The query runs after this returns, so its result is at least this new.
+    return { found: false, ticket: { key, since: this.engine.position } };
+  }
+
+  /** `key`'s cached result, counted as a hit; undefined (not counted) when it is not held. */
+  async #found(
+    key: string,
+    sql: string | undefined,
+  ): Promise<{ found: true; result: R } | undefined> {
+    try {
+      const entry = await this.engine.getEntry(key);
+      if (!entry) return undefined;
+      this.#stats.lookup(true, sql);
+      return { found: true, result: this.#form.restored(decode(TEXT.decode(entry.body))) };
+    } catch (err) {
+      this.#stats.fault("get", err);
+      return undefined;
     }
-    await this.#store(key, sql, result, shape, since);
-    this.#reruns.set(key, { sql, params: [...params], keyed, shape });
-    return result;
+  }
+
+  /**
+   * The second half of `read`: keeps the result of a statement `lookup` missed (unless a
+   * write since its ticket's position concerns it: the write fence). `since` undefined
+   * refuses it as fenced (an ORM that cannot pair its result with its lookup). True when
+   * it was stored.
+   */
+  store(
+    ticket: Pick<Ticket, "key" | "read"> & { since: LogPosition | undefined },
+    result: R,
+    options: StoreOptions<R> = {},
+  ): Promise<boolean> {
+    const { key, since, read } = ticket;
+    if (key === undefined || (read && !this.#cacheable(read.shape))) {
+      this.#stats.counts.uncacheable++;
+      return Promise.resolve(false);
+    }
+    const rerun: Rerun<R> = read
+      ? {
+          run: this.#db.rerun && (() => this.#db.rerun!(read.sql, read.params, read.keyed)),
+          options: { ...options, shape: read.shape, sql: read.sql },
+        }
+      : { run: options.rerun, options };
+    return this.#store(key, result, since, rerun);
   }
 
   /**
@@ -397,10 +528,10 @@ export class StatementCache<R = SqlResult> {
    */
   async #refetch(key: string): Promise<void> {
     const rerun = this.#reruns.get(key);
-    if (!rerun || !this.#following) return;
+    if (!rerun?.run || this.#capture?.mode() !== "capture") return;
     const since = this.engine.position;
-    const result = await this.#db.rerun(rerun.sql, rerun.params, rerun.keyed);
-    await this.#store(key, rerun.sql, result, rerun.shape, since);
+    const result = await rerun.run();
+    await this.#store(key, result, since, rerun);
   }
 
   /**
@@ -459,16 +590,58 @@ export class StatementCache<R = SqlResult> {
     return this.#invalidate(tables && this.#placedNames(tables));
   }
 
-  /** Removes every cached read of `tables` as the cache names them, or of every table. */
-  async #invalidate(tables: readonly string[] | undefined): Promise<void> {
+  /**
+   * Removes every cached read of `tables` as named (no search path places them: Drizzle's
+   * names), and every read stored with one of `tags` (see `tag`).
+   */
+  drop(tables: readonly string[], tags: readonly string[] = []): Promise<void> {
+    return this.#invalidate(tables, tags);
+  }
+
+  /** The key of a read by the key an ORM made, `name` (see `lookupKey`). */
+  key(name: string): string {
+    return this.#prefix + name;
+  }
+
+  /** The time to live of a cached query in ms, unless a read says otherwise. */
+  get ttl(): number {
+    return this.#ttl;
+  }
+
+  /**
+   * Removes every cached read of `tables` as the cache names them, or of every table, and
+   * those stored with `tags`.
+   */
+  async #invalidate(tables: readonly string[] | undefined, tags: readonly string[] = []) {
     try {
       if (tables === undefined) await this.engine.invalidate({ prefix: this.#prefix });
-      else if (tables.length > 0) {
-        await this.engine.invalidate({ tags: tables.map((t) => this.#tableTag(t)) });
+      else if (tables.length + tags.length > 0) {
+        const tagged = [
+          ...tables.map((t) => this.#tableTag(t)),
+          ...tags.map((t) => this.#userTag(t)),
+        ];
+        await this.engine.invalidate({ tags: tagged });
       }
     } catch (err) {
       this.#stats.fault("invalidate", err);
     }
+  }
+
+  /**
+   * Whether capture's changes of `table` (a name as the ORM declares it) are those of the
+   * table its statements reach. A table declared without a schema is named as capture names
+   * `public`'s, but PostgreSQL finds it through the session's search path
+   * (`-c search_path=app`): where that is another schema's table, or cannot be told, its
+   * writes go by table, never settled by the changes of `public`'s table of that name.
+   */
+  capturedAs(table: string): boolean {
+    if (!this.#names || table.includes(".")) return true;
+    return this.#names.resolve(table) === "public";
+  }
+
+  /** Resolves once the database's catalog has been read a first time (when it is read at all). */
+  async catalogRead(): Promise<void> {
+    await (this.#capture ?? this.#catalogReader)?.started;
   }
 
   /**
@@ -530,13 +703,19 @@ export class StatementCache<R = SqlResult> {
     return shape.tables.every((t) => exact.has(t) || !folded.has(t.toLowerCase()));
   }
 
+  /**
+   * Keeps `result` as a load that began at `since` (undefined: refused as fenced), with what
+   * it depends on: its statement's registration (rows, predicate, window), the tables the
+   * ORM names, its tags; and kept for reloads by `rerun`.
+   */
   async #store(
     key: string,
-    sql: string,
     result: R,
-    shape: SqlShape,
-    since: typeof this.engine.position,
-  ) {
+    since: LogPosition | undefined,
+    rerun: Rerun<R>,
+  ): Promise<boolean> {
+    const options = rerun.options;
+    // Before anything awaits: the caller gets `result` back and may change it.
     const kept = this.#form.kept(result);
     let body: string;
     try {
@@ -544,41 +723,99 @@ export class StatementCache<R = SqlResult> {
     } catch (err) {
       if (!(err instanceof Uncacheable)) throw err;
       this.#stats.uncacheable(err);
-      return;
+      return false;
     }
+    if (since === undefined) {
+      this.#stats.counts.fenced++;
+      return false;
+    }
+    const ttl = options.ttl?.() ?? this.#ttl;
+    if (ttl <= 0) return false;
     try {
-      const { tags, lists, widened } = registrationOf(shape, resultRows(kept));
-      this.#stats.registrations.count(shape, widened, sql);
-      // Patched only once the table's column kinds are read: a patch writes captured values
-      // back in the forms those kinds say (an instant as the driver gives it).
-      const table = shape.lists?.table;
-      const patchable =
-        this.#patching &&
-        table !== undefined &&
-        this.#kinds.has(table) &&
-        (this.#form.patchable?.(result) ?? true);
-      const meta = patchable ? patchableMeta(shape, this.#schema) : undefined;
+      const named = options.tables ?? [];
+      if (this.#names?.changed && named.some((t) => !t.includes("."))) {
+        this.#stats.uncacheable(new Error("a statement changed the session's search_path"));
+        return false;
+      }
+      const registered = this.#registered(rerun, result, kept, named);
+      if (registered === undefined) {
+        // The ORM names the tables of its FROM and joins only: a subquery or a `sql`
+        // fragment may read others, which only the parser would have found.
+        this.#stats.uncacheable(new Error("its SQL could not be read for the tables it reads"));
+        return false;
+      }
+      const { tags, lists, meta, tables } = registered;
       const { stored } = await this.engine.storeLoaded(
         key,
         {
           body,
           headers: JSON_TYPE,
-          tags: [...shape.tables.map((t) => this.#tableTag(t)), ...tags],
+          tags: [
+            ...tables.map((t) => this.#tableTag(t)),
+            ...(options.tags ?? []).map((t) => this.#userTag(t)),
+            ...tags,
+          ],
           ...(lists.length > 0 && { lists }),
           ...(meta && { meta }),
-          ttl: this.#ttl,
+          ttl,
           staleWhileRevalidate: 0,
         },
         since,
+        // Only a result that may be patched needs the log's word on whether its load was
+        // exact (with capture, a look at the change table), and before the select returns:
+        // a write right after it would otherwise remove what it could patch. Others are
+        // never asked, and do not wait for the shared tiers either.
+        this.#db.storesLater && meta === undefined ? { later: true, exact: false } : undefined,
       );
       if (!stored) {
         this.#stats.counts.fenced++;
-        return;
+        return false;
       }
-      this.#stats.stored(shape.tables);
+      this.#stats.stored(tables);
+      if (rerun.run) this.#reruns.set(key, rerun);
+      options.stored?.(ttl);
+      return true;
     } catch (err) {
       this.#stats.fault("put", err);
+      return false;
     }
+  }
+
+  /**
+   * What a result depends on, in the planner's tags (`users`, `users#1`) and lists, and the
+   * tables it reads (table tags stay beside them, for `invalidate` and the stats), from its
+   * statement's shape, and the tables the ORM `named` as every row of each, where the parser
+   * found them not: a write it cannot analyse drops the table tag, any other the list.
+   * Undefined when the ORM's statement cannot be read.
+   */
+  #registered(rerun: Rerun<R>, result: R, kept: unknown, named: readonly string[]) {
+    const { shape: read, query, sql } = rerun.options;
+    // An ORM's statement is read where it names tables (with Drizzle's automatic
+    // invalidation off it names none, and the result depends on its tags alone).
+    const shape =
+      read ??
+      (query && named.length > 0
+        ? sqlShape(query.sql, query.params, query.dialect, this.#schema)
+        : undefined);
+    if (shape === undefined) return { ...wholeTables(named), meta: undefined, tables: named };
+    if (!read && shape.fallback === "parse") return undefined;
+    const registration = registrationOf(shape, resultRows(kept));
+    this.#stats.registrations.count(shape, registration.widened, sql ?? query?.sql);
+    // Patched only once the table's column kinds are known: a patch writes captured values
+    // back in the forms those kinds say (an instant as the driver gives it).
+    const table = shape.lists?.table;
+    const patchable =
+      this.#patching &&
+      table !== undefined &&
+      (this.#db.tables !== undefined || this.#kinds.has(table)) &&
+      (this.#form.patchable?.(result) ?? true);
+    const meta = patchable ? patchableMeta(shape, this.#schema) : undefined;
+    for (const t of named) {
+      if (shape.tables.includes(t)) continue;
+      registration.tags.push(tableTag(t));
+      registration.lists.push(wholeTable(t));
+    }
+    return { ...registration, meta, tables: [...new Set([...named, ...shape.tables])] };
   }
 
   /**
@@ -586,17 +823,29 @@ export class StatementCache<R = SqlResult> {
    * captured without a single-column one: read through lists alone), its column kinds.
    */
   #schema = (table: string): SqlTable | undefined => {
+    const known = this.#db.tables ? this.#db.tables(table) : this.#cataloged(table);
+    if (known === undefined) return undefined;
+    // Floats and instants only where the changes compared with them are recorded exactly:
+    // capture's triggers may record them otherwise, and a shared engine's are its owner's.
+    const forms = this.#follow.owns && this.#capture?.recordsForms() !== false;
+    return forms ? known : withoutCapturedForms(known);
+  };
+
+  /** A table as the catalog describes it (see #schema). */
+  #cataloged(table: string): SqlTable | undefined {
     const primaryKey = this.#catalog?.primaryKey(table);
     if (primaryKey === undefined && !this.#keyless(table)) return undefined;
     const { isoInstants, ...kinds } = this.#kinds.get(table) ?? {};
     const known: SqlTable = { ...(primaryKey !== undefined && { primaryKey }), ...kinds };
     if (isoInstants && this.#db.isoInstants?.()) known.isoInstants = isoInstants;
-    // Floats and instants only where capture's triggers record them exactly.
-    return this.#capture?.recordsForms() === false ? withoutCapturedForms(known) : known;
-  };
+    return known;
+  }
 
+  /** A table read through lists alone: described or captured without a single-column key. */
   #keyless(table: string): boolean {
-    return this.#catalog?.keyless?.(table) === true;
+    if (!this.#db.tables) return this.#catalog?.keyless?.(table) === true;
+    const known = this.#db.tables(table);
+    return known !== undefined && known.primaryKey === undefined;
   }
 
   /** Tables whose column kinds are being read. */
@@ -695,6 +944,11 @@ export class StatementCache<R = SqlResult> {
   #tableTag(table: string): string {
     return `${this.#prefix}table:${table.toLowerCase()}`;
   }
+
+  /** The tag of an ORM's user tag (Drizzle's `$withCache({ tag })`, `onMutate({ tags })`). */
+  #userTag(tag: string): string {
+    return `${this.#prefix}tag:${tag}`;
+  }
 }
 
 /**
@@ -708,4 +962,13 @@ function readOnly(shape: SqlShape, sql: string): boolean {
   }
   if (shape.fallback === "not-select" || shape.fallback === "statements") return false;
   return !(shape.fallback === "cte" && /\b(insert|update|delete|merge)\b/i.test(sql));
+}
+
+/**
+ * What a query that read `tables` depends on when its SQL is not known: every row of each
+ * table (a list without filter or bound), and the table tag for writes the planner cannot
+ * analyse. A captured change to any row of them removes it.
+ */
+function wholeTables(tables: readonly string[]): { tags: string[]; lists: ListDependency[] } {
+  return { tags: tables.map(tableTag), lists: tables.map(wholeTable) };
 }
