@@ -489,8 +489,10 @@ export class StatementCache<R = SqlResult> {
     try {
       const entry = await this.engine.getEntry(key);
       if (!entry) return undefined;
+      // Decoded first: a damaged entry is a fault and a miss, not a hit.
+      const result = this.#form.restored(decode(TEXT.decode(entry.body)));
       this.#stats.lookup(true, sql);
-      return { found: true, result: this.#form.restored(decode(TEXT.decode(entry.body))) };
+      return { found: true, result };
     } catch (err) {
       this.#stats.fault("get", err);
       return undefined;
