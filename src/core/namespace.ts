@@ -1,3 +1,4 @@
+import { checkNoOptions } from "./cache/options.ts";
 import type { InvalidateRequest, JsonOptions, LookupOptions, ReadOptions } from "./cache/types.ts";
 import { entryValue } from "./codec.ts";
 import type { CacheEntry } from "./entry.ts";
@@ -88,6 +89,9 @@ export interface NamespaceHost {
   tierCount(names: unknown, component?: string): number;
 }
 
+/** A namespace's reads ask the tiers it was made with: a call's own would be ignored. */
+const READ_WHY = "a namespace's reads ask the tiers it was made with";
+
 export class Namespace {
   readonly name: string;
   readonly #cache: NamespaceHost;
@@ -135,7 +139,8 @@ export class Namespace {
     return buildKey(parts);
   }
 
-  async get<T>(key: string): Promise<T | undefined> {
+  async get<T>(key: string, ...none: never[]): Promise<T | undefined> {
+    checkNoOptions(none[0], READ_WHY, "namespace");
     return this.#cache.get<T>(await this.#key(key), { tiers: this.#tiers });
   }
 
@@ -151,12 +156,14 @@ export class Namespace {
     return this.#cache.getOrSet(await this.#key(key), load, this.#options(options));
   }
 
-  async delete(key: string): Promise<boolean> {
+  async delete(key: string, ...none: never[]): Promise<boolean> {
+    checkNoOptions(none[0], undefined, "namespace");
     return this.#cache.delete(await this.#key(key));
   }
 
   /** Values of several keys, in order; see `Cache.getMany`. */
-  async getMany<T>(keys: readonly string[]): Promise<(T | undefined)[]> {
+  async getMany<T>(keys: readonly string[], ...none: never[]): Promise<(T | undefined)[]> {
+    checkNoOptions(none[0], READ_WHY, "namespace");
     const base = await this.#base();
     return this.#cache.getMany<T>(
       keys.map((k) => base + k),
@@ -177,7 +184,8 @@ export class Namespace {
   }
 
   /** Deletes several keys; resolves with how many existed here. */
-  async deleteMany(keys: readonly string[]): Promise<number> {
+  async deleteMany(keys: readonly string[], ...none: never[]): Promise<number> {
+    checkNoOptions(none[0], undefined, "namespace");
     const base = await this.#base();
     return this.#cache.deleteMany(keys.map((k) => base + k));
   }

@@ -80,6 +80,40 @@ const BAD: [
     /"keys": expected an array of strings/,
   ],
   ["getMany's keys", (c) => c.getMany("k" as never), /"keys": expected an array of strings/],
+  [
+    "get's misspelt option",
+    (c, key) => c.get(key, { teirs: ["memory"] } as never),
+    /unknown option "teirs" \(did you mean "tiers"\?\)/,
+  ],
+  ["get's write-only option", (c, key) => c.get(key, { ttl: 5 } as never), /unknown option "ttl"/],
+  ["getMany's misspelt option", (c, key) => c.getMany([key], { tier: [] } as never), /"tier"/],
+  [
+    "getOrSet's misspelt option",
+    (c, key) => c.getOrSet(key, () => 2, { tll: 5 } as never),
+    /unknown option "tll" \(did you mean "ttl"\?\)/,
+  ],
+  ["set's misspelt option", (c, key) => c.set(key, 3, { tag: ["a"] } as never), /"tag"/],
+  [
+    "setMany's misspelt field",
+    (c, key) => c.setMany([{ key, value: 3, tls: 5 } as never]),
+    /unknown option "tls"/,
+  ],
+  [
+    "delete's options (it takes none: every tier drops the key)",
+    (c, key) => (c.delete as (...a: unknown[]) => Promise<boolean>)(key, { tiers: ["bogus"] }),
+    /"options": expected none/,
+  ],
+  [
+    "delete's options (a number)",
+    (c, key) => (c.delete as (...a: unknown[]) => Promise<boolean>)(key, 5),
+    /"options": expected none.*got 5/,
+  ],
+  [
+    "deleteMany's options",
+    (c, key) =>
+      (c.deleteMany as (...a: unknown[]) => Promise<number>)([key], { tiers: ["memory"] }),
+    /"options": expected none/,
+  ],
 ];
 
 describe("a call's options are checked before any tier is asked", () => {
@@ -103,6 +137,22 @@ describe("a call's options are checked before any tier is asked", () => {
     expect(await cache.get("k", { tiers: ["memory"] })).toBe(1);
     expect(await cache.getOrSet("k", () => 2, { tiers: ["memory", "disk"], ttl: 1000 })).toBe(1);
     expect(await cache.getMany(["k", "x"], { tiers: ["memory"] })).toEqual([1, undefined]);
+    await cache.close();
+  });
+});
+
+describe("a namespace's calls refuse options they would ignore", () => {
+  it("get, getMany, delete and deleteMany take none; set's misspelt option is named", async () => {
+    const cache = await warmCache();
+    const ns = cache.namespace("n") as unknown as Record<
+      string,
+      (...a: unknown[]) => Promise<unknown>
+    >;
+    await expect(ns.get!("k", { teirs: ["memory"] })).rejects.toThrow(/"options": expected none/);
+    await expect(ns.getMany!(["k"], { tiers: ["memory"] })).rejects.toThrow(/expected none/);
+    await expect(ns.delete!("k", 5)).rejects.toThrow(/expected none.*got 5/);
+    await expect(ns.deleteMany!(["k"], {})).rejects.toThrow(/expected none/);
+    await expect(ns.set!("k", 1, { tll: 5 })).rejects.toThrow(/unknown option "tll"/);
     await cache.close();
   });
 });

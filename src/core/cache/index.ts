@@ -39,9 +39,11 @@ import { Loads } from "./loads.ts";
 import {
   checkKey,
   checkKeys,
+  checkNoOptions,
   checkValueOptions,
   checkWriteHooks,
   joinedWriteHooks,
+  READ_OPTIONS,
   settings,
   tierCount,
   valueInit,
@@ -629,7 +631,7 @@ export class Cache {
     let tiers: number | undefined;
     try {
       checkKey(key);
-      tiers = this.#checkValueOptions(options);
+      tiers = this.#checkValueOptions(options, READ_OPTIONS);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -688,8 +690,10 @@ export class Cache {
     return new Namespace(this, name, options);
   }
 
-  async delete(key: string): Promise<boolean> {
+  /** Drops `key` from every tier, here and (through the log) on every node; takes no options. */
+  async delete(key: string, ...none: never[]): Promise<boolean> {
     checkKey(key);
+    checkNoOptions(none[0]);
     return (await this.invalidate({ keys: [key] })) > 0;
   }
 
@@ -715,7 +719,7 @@ export class Cache {
    */
   async getMany<T>(keys: readonly string[], options?: ReadOptions): Promise<(T | undefined)[]> {
     checkKeys(keys);
-    const tiers = this.#checkValueOptions(options);
+    const tiers = this.#checkValueOptions(options, READ_OPTIONS);
     const values: (T | undefined)[] = new Array(keys.length).fill(undefined);
     const rest: number[] = [];
     keys.forEach((key, i) => {
@@ -759,8 +763,9 @@ export class Cache {
   }
 
   /** Deletes several keys in one record, each tier deleting them in one call; how many existed. */
-  async deleteMany(keys: readonly string[]): Promise<number> {
+  async deleteMany(keys: readonly string[], ...none: never[]): Promise<number> {
     checkKeys(keys);
+    checkNoOptions(none[0]);
     return this.invalidate({ keys: [...keys] });
   }
 
@@ -1047,9 +1052,12 @@ export class Cache {
   }
 
   /** Checks a call's options; returns how many tiers its `tiers` names (undefined: all). */
-  #checkValueOptions(options: JsonOptions | ReadOptions | undefined): number | undefined {
+  #checkValueOptions(
+    options: JsonOptions | ReadOptions | undefined,
+    names?: typeof READ_OPTIONS,
+  ): number | undefined {
     if (options === undefined) return undefined;
-    checkValueOptions(options);
+    checkValueOptions(options, names);
     return options.tiers === undefined ? undefined : this.tierCount(options.tiers);
   }
 }

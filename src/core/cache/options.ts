@@ -7,7 +7,7 @@ import {
   type OptionNames,
 } from "../errors.ts";
 import type { Store } from "../store.ts";
-import type { CacheOptions, EntryInit, JsonOptions, WriteHooks } from "./types.ts";
+import type { CacheOptions, EntryInit, JsonOptions, ReadOptions, WriteHooks } from "./types.ts";
 
 /** Every option of CacheOptions, and of its nested objects: checkOptionNames refuses any other. */
 const OPTIONS: OptionNames<CacheOptions> = {
@@ -129,11 +129,29 @@ export function settings(options: CacheOptions): Settings {
   };
 }
 
-export function checkValueOptions(options: JsonOptions): void {
+/** A write's options (set, getOrSet, setMany's items): checkOptionNames refuses any other. */
+const VALUE_OPTIONS: OptionNames<JsonOptions> = {
+  staleWhileRevalidate: true,
+  tags: true,
+  tiers: true,
+  ttl: true,
+};
+/** A read's options (get, getMany): a ttl there would be ignored, so it is refused too. */
+export const READ_OPTIONS: OptionNames<ReadOptions> = { tiers: true };
+
+/**
+ * Checks a call's options; an unknown name is refused with the closest known one, since
+ * `get(k, { teirs: ["memory"] })` would otherwise ask every tier without a word.
+ */
+export function checkValueOptions(
+  options: JsonOptions | ReadOptions,
+  names: OptionNames<JsonOptions> | OptionNames<ReadOptions> = VALUE_OPTIONS,
+): void {
   const c = "cache";
-  if (typeof options !== "object" || options === null)
+  if (typeof options !== "object" || options === null || Array.isArray(options))
     badOption(c, "options", "an object", options);
-  const { ttl, staleWhileRevalidate: swr, tags } = options;
+  checkOptionNames(c, options, names as OptionNames<JsonOptions>);
+  const { ttl, staleWhileRevalidate: swr, tags } = options as JsonOptions;
   // typeof first: "60" > 0 holds, and the string would reach the entry's arithmetic.
   if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0)) {
     badOption(c, "ttl", "a positive number of ms", ttl);
@@ -144,6 +162,18 @@ export function checkValueOptions(options: JsonOptions): void {
   if (tags !== undefined && !(Array.isArray(tags) && tags.every(isString))) {
     badListOption(c, "tags", "an array of strings", tags, isString);
   }
+}
+
+/**
+ * delete and deleteMany take no options: the key leaves every tier (a tier left holding it
+ * would answer with the deleted value), so a `tiers` or anything else is refused, not ignored.
+ */
+export function checkNoOptions(
+  options: unknown,
+  why = "a delete removes the key from every tier",
+  component = "cache",
+): void {
+  if (options !== undefined) badOption(component, "options", `none (${why})`, options);
 }
 
 /** Refuses a key that is not a string, before any tier is asked (a store may take a number). */
