@@ -241,6 +241,13 @@ const TOKEN = /^[\x21-\x7e]+$/;
 /** The words of the refusal, for each place a token is set. */
 export const TOKEN_EXPECTED = "visible ASCII without spaces (a bearer token, RFC 6750 2.1)";
 
+/**
+ * Why an empty token is refused: every runtime's environment reads an unset variable and an
+ * empty one alike, and no token leaves the admin API open to loopback clients, which the
+ * operator who set the variable did not ask for.
+ */
+export const TOKEN_EMPTY = "set but empty: unset it for loopback-only access, or give a token";
+
 /** Whether a configured secret can travel in `Authorization: Bearer`. */
 export function isBearerToken(value: string): boolean {
   return TOKEN.test(value);
@@ -252,6 +259,8 @@ export function isBearerToken(value: string): boolean {
  */
 export function checkToken(component: string, setting: string, value: unknown): void {
   if (value === undefined) return;
+  if (value === "")
+    throw new EdgecacheError("E_BAD_OPTION", component, `${setting}: ${TOKEN_EMPTY}`);
   if (typeof value !== "string" || !isBearerToken(value)) {
     throw new EdgecacheError(
       "E_BAD_OPTION",

@@ -1,3 +1,4 @@
+import { TOKEN_EMPTY } from "../app/access.ts";
 import { closest } from "../core/closest.ts";
 import { usageError } from "./failure.ts";
 import { checkValue, type ValueType } from "./flags.ts";
@@ -16,6 +17,7 @@ export const ENVIRONMENT = {
     for: "serve, proxy: the token the admin API requires; the commands send it",
     flag: "--token",
     value: "token",
+    empty: TOKEN_EMPTY,
   },
   EDGECACHE_LOG_LEVEL: {
     for: "serve, proxy: the JSON log's level",
@@ -31,7 +33,16 @@ export const ENVIRONMENT = {
   EDGECACHE_KEY: { for: "warm: a tenant's key", flag: "--key", value: "token" },
   /** Set by npm for a script: a node it started stops when npm goes away. */
   npm_lifecycle_event: { for: "serve, proxy: started by npm" },
-} as const satisfies Record<string, { for: string; flag?: string; value?: ValueType }>;
+} as const satisfies Record<
+  string,
+  {
+    for: string;
+    flag?: string;
+    value?: ValueType;
+    /** Why the variable set but empty is refused, rather than taken for unset. */
+    empty?: string;
+  }
+>;
 
 export type EnvVar = keyof typeof ENVIRONMENT;
 
@@ -56,13 +67,19 @@ const READ_ELSEWHERE: Record<string, string> = {
 };
 
 /**
- * The variable's value; an empty one counts as unset, as an absent flag does. A value of the
+ * The variable's value; an empty one counts as unset, as an absent flag does, unless the
+ * variable says why it is refused (`empty`: an empty admin token is not no token). A value of the
  * wrong kind is refused naming the variable (`PORT: expected a port...`), as a flag's value
  * is refused naming the flag: the error names what the user set.
  */
 export function envVar(name: EnvVar): string | undefined {
   const value = process.env[name];
-  if (value === undefined || value === "") return undefined;
+  if (value === undefined) return undefined;
+  if (value === "") {
+    const empty = (ENVIRONMENT[name] as { empty?: string }).empty;
+    if (empty) throw usageError(`${name}: ${empty}`);
+    return undefined;
+  }
   const kind: ValueType | undefined = (ENVIRONMENT[name] as { value?: ValueType }).value;
   const problem = kind && checkValue(kind, value);
   if (problem) throw usageError(`${name}: ${problem}`);

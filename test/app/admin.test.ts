@@ -415,6 +415,15 @@ describe("admin access behind a reverse proxy, from browsers, and before the bod
     }
   });
 
+  it("refuses an empty token at start: set but empty is not 'no token'", async () => {
+    const empty =
+      /EDGECACHE_ADMIN_TOKEN.*set but empty: unset it for loopback-only access, or give a token/;
+    expect(() => createAdminApi({ cache: h.edgecache.cache, token: "" })).toThrow(empty);
+    const started = createTenantNode({ state: join(tempDir(), "t.db"), adminToken: "" });
+    await expect(started).rejects.toMatchObject({ code: "E_BAD_OPTION" });
+    await expect(started).rejects.toThrow(empty);
+  });
+
   it("a node of tenants refuses such an operator token before it opens its state", async () => {
     const started = createTenantNode({ state: join(tempDir(), "t.db"), adminToken: "sécret" });
     await expect(started).rejects.toMatchObject({ code: "E_BAD_OPTION" });

@@ -120,6 +120,24 @@ describe.concurrent("a bad value in a variable", () => {
   );
 });
 
+describe.concurrent("EDGECACHE_ADMIN_TOKEN set but empty", () => {
+  it.each([
+    ["serve", "--port", "0", "--no-cache-file"],
+    ["proxy", "--origin", "http://127.0.0.1:9", "--port", "0", "--no-cache-file"],
+    ["serve", "--state", "tenants.db", "--port", "0"],
+  ])(
+    "is refused by edgecache %s %s, not taken for no token",
+    async (...args) => {
+      const r = await cli(args, { env: { EDGECACHE_ADMIN_TOKEN: "" } });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr.trim()).toMatch(
+        /: EDGECACHE_ADMIN_TOKEN: set but empty: unset it for loopback-only access, or give a token$/,
+      );
+    },
+    30_000,
+  );
+});
+
 it("a flag's bad value names the flag, though the variable is set well", async () => {
   const r = await cli(["serve", "--port", "abc", "--no-cache-file"], { env: { PORT: "0" } });
   expect(r.code).toBe(2);

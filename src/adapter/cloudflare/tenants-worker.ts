@@ -162,6 +162,9 @@ function frontApp(
   if (typeof env.TENANTS?.idFromName !== "function") {
     badOption(C, "env.TENANTS", "a Durable Object binding of TenantsObject", env.TENANTS);
   }
+  // The operator's token is checked at set-up, as a node checks it at start: a bad or empty
+  // one is the operator's to fix, not a surprise at the first tenants API call.
+  adminTokenVariable(env);
   const settings = workerSettings(env, options);
   const logger = isolateLogger(settings, background);
   const served = new Map<string, { tenant: Tenant; opened: Promise<Served> }>();

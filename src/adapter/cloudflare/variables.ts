@@ -1,4 +1,4 @@
-import { isBearerToken, isHostName, TOKEN_EXPECTED } from "../../app/access.ts";
+import { checkToken, isBearerToken, isHostName, TOKEN_EXPECTED } from "../../app/access.ts";
 import { badOption, badVariable, type OptionNames } from "../../core/errors.ts";
 import { DEFAULT_LOG_LEVEL, isLogLevel, LOG_LEVELS, type LogLevel } from "../../core/log-levels.ts";
 import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
@@ -322,6 +322,8 @@ export function captureIntervalMs(
  * `Authorization: Bearer` can carry, see isBearerToken), or unset.
  */
 export function adminTokenVariable(env: { EDGECACHE_ADMIN_TOKEN?: unknown }): string | undefined {
+  // `variable` takes empty for unset; an empty token is not no token (checkToken).
+  if (env.EDGECACHE_ADMIN_TOKEN === "") checkToken(C, "EDGECACHE_ADMIN_TOKEN", "");
   const value = variable(env, "EDGECACHE_ADMIN_TOKEN");
   if (value !== undefined && !isBearerToken(value)) {
     badVariable(C, "EDGECACHE_ADMIN_TOKEN", TOKEN_EXPECTED, "(hidden)");

@@ -76,7 +76,13 @@ describe("every Worker variable is checked", () => {
       allowedHostsVariable({ EDGECACHE_ALLOWED_HOSTS: " api.example.com, [::1]:8787 " }),
     ).toEqual(["api.example.com", "[::1]:8787"]);
     expect(adminTokenVariable({ EDGECACHE_ADMIN_TOKEN: "s3cr3t-token" })).toBe("s3cr3t-token");
-    expect(adminTokenVariable({ EDGECACHE_ADMIN_TOKEN: "" })).toBeUndefined();
+    expect(adminTokenVariable({})).toBeUndefined();
+  });
+
+  it("an empty token is refused, not taken for none (which leaves the admin API to loopback)", () => {
+    expect(() => adminTokenVariable({ EDGECACHE_ADMIN_TOKEN: "" })).toThrow(
+      /EDGECACHE_ADMIN_TOKEN: set but empty: unset it for loopback-only access, or give a token/,
+    );
   });
 
   it("a token with a space is refused without showing it", () => {
