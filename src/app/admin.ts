@@ -67,7 +67,7 @@ export interface AdminOptions {
    */
   health?: HealthChecks;
   /** Proxy mode: `POST /purge` and `POST /warm` (absent without it). */
-  proxy?: Pick<CachingProxy, "purge" | "warm"> & Partial<Pick<CachingProxy, "learn">>;
+  proxy?: Pick<CachingProxy, "purge" | "warm"> & Partial<Pick<CachingProxy, "learn" | "serves">>;
   /**
    * Proxy mode with a manifest: its progress in `/stats` and `/metrics`, each URL's state at
    * `/manifest`. Node's keeper answers at once; a Worker's asks the manifest's Durable Object.
@@ -378,6 +378,10 @@ export function createAdminApi(options: AdminOptions): Hono {
       const b = await readBody(c, PURGE, COMPONENT, '{"tags": ["users"]}');
       const tags = both(b.tag, b.tags);
       const urls = both(b.url, b.urls);
+      for (const u of urls) {
+        const problem = targetProblem(u);
+        if (problem) throw bodyError(COMPONENT, "urls", `each ${problem}`, u);
+      }
       const { prefix } = b;
       if (prefix !== undefined && !prefix.startsWith("/")) {
         throw bodyError(COMPONENT, "prefix", 'a path starting with "/"', prefix);
@@ -458,8 +462,8 @@ export function createAdminApi(options: AdminOptions): Hono {
       // Paths are fetched as this request's host would fetch them.
       const base = new URL(c.req.url).origin;
       for (const u of urls) {
-        // Warming goes straight to the proxy's routes, which would forward admin paths.
-        const problem = targetProblem(u);
+        // Warming goes straight to the proxy's routes, past the checks of a client's request.
+        const problem = targetProblem(u) ?? warmHostProblem(u, hosts, proxy);
         if (problem) throw bodyError(COMPONENT, "urls", `each ${problem}`, u);
       }
       return c.json({ warmed: await proxy.warm(urls, base) });
@@ -484,6 +488,22 @@ function entrySummary(entry: CacheEntry, now: number) {
     ageSeconds: Math.floor((now - entry.createdAt) / 1000),
     ttlSeconds: Math.floor((entry.freshUntil - now) / 1000),
   };
+}
+
+/**
+ * Why warming an absolute URL is refused, or undefined: its host is told to the origin
+ * (X-Forwarded-Host) and keys what is stored, so it must be a name the node answers to (the
+ * admin API's, which the request's own Host is one of) or one the proxy's routes serve.
+ */
+function warmHostProblem(
+  url: string,
+  hosts: ReadonlySet<string>,
+  proxy: Partial<Pick<CachingProxy, "serves">>,
+): string | undefined {
+  if (url.startsWith("/")) return undefined;
+  const { host } = new URL(url);
+  if (hosts.has(hostName(host)) || proxy.serves?.(host)) return undefined;
+  return "a path, or a URL of a host the node answers to (allowedHosts) or a route's origin";
 }
 
 /** A body's one-value and many-values spellings of a field (`tag` and `tags`) together. */

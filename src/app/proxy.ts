@@ -116,6 +116,8 @@ export interface CachingProxy {
   purge(request: PurgeRequest): Promise<number>;
   /** Fetches URLs (paths resolve against `base`) through the proxy, storing what may be. */
   warm(urls: string[], base: string): Promise<WarmResult[]>;
+  /** Whether `host` (a URL's, with its port) is one a route names or a route's origin's. */
+  serves(host: string): boolean;
   /**
    * Fetches an absolute URL as a client's GET would be answered, without counting it as a
    * client's read (the manifest keeper's fetch); `refresh` asks the origin even when a
@@ -182,6 +184,12 @@ export function createProxy(options: ProxyOptions): CachingProxy {
       report("origin", `[edgecache] [proxy] origin request failed: ${String(error)}`),
   };
   const fastKey = fastKeys(routes);
+  // What serves() answers to: the hosts routes name (with or without a port, as matchRoute
+  // takes them) and the origins'.
+  const routeHosts = new Set(
+    routes.flatMap((r) => [(r.host ?? "").toLowerCase(), r.originUrl.host]),
+  );
+  routeHosts.delete("");
 
   /** Every request the proxy answers: a client's (through `app`) or the manifest's. */
   async function handle(
@@ -342,6 +350,10 @@ export function createProxy(options: ProxyOptions): CachingProxy {
     peekHit,
     purge: (request) => purge(cache, request),
     warm,
+    serves: (host) => {
+      const h = host.toLowerCase();
+      return routeHosts.has(h) || routeHosts.has(h.replace(/:\d+$/, ""));
+    },
     keep,
     drain,
     learn,

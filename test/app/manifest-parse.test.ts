@@ -81,5 +81,14 @@ describe("a manifest file", () => {
     expect(problem("v1/users")).toContain("urls.txt:1:");
     expect(problem("/_edgecache/stats")).toContain("outside /_edgecache");
     expect(problem("/{_edgecache,v1}/stats")).toContain('"/_edgecache/stats"');
+    // What a client's request may not name, a manifest may not either: each is fetched.
+    for (const url of [
+      "/v1/..;/admin",
+      "/v1/%2e%2e/admin",
+      "/v1/..%5cadmin",
+      "http://o.example/v1/..%3f/x",
+    ]) {
+      expect(problem(url), url).toContain(`urls.txt:1: ${JSON.stringify(url)}: expected`);
+    }
   });
 });

@@ -188,6 +188,53 @@ describe("warm", () => {
     expect(origin.count()).toBe(0);
   });
 
+  it("refuses a URL a client's request could not name (dot segments in any spelling, a backslash), naming it, and forwards none", async () => {
+    for (const url of [
+      "/v1/..;/admin",
+      "/v1/%2e%2e/admin",
+      "/v1/..%5cadmin",
+      "/v1/..%3f/admin",
+      "/v1/%252e%252e/admin",
+      "/v1/a\\b",
+      `${proxy.url}/v1/..;/admin`,
+    ]) {
+      const r = await admin("POST", "/warm", { urls: ["/v1/users/1", url] });
+      expect(r.status, url).toBe(400);
+      expect(r.json.error.code).toBe("E_BAD_BODY");
+      expect(r.json.error.message).toContain(JSON.stringify(url));
+    }
+    expect(origin.count()).toBe(0);
+  });
+
+  it("refuses an absolute URL of a host that is neither the node's nor an origin's: the origin would be told it (X-Forwarded-Host)", async () => {
+    for (const url of [
+      "http://evil.com/",
+      "https://evil.com/v1/users/1",
+      "http://127.0.0.2:1/v1/users/1",
+    ]) {
+      const r = await admin("POST", "/warm", { urls: [url] });
+      expect(r.status, url).toBe(400);
+      expect(r.json.error.code).toBe("E_BAD_BODY");
+      expect(r.json.error.message).toContain(JSON.stringify(url));
+    }
+    expect(origin.count()).toBe(0);
+    // The node's own host and the origin's are the proxy's to fetch.
+    const own = await admin("POST", "/warm", {
+      urls: [`${proxy.url}/v1/users/1`, `${origin.url}/v1/users/2`],
+    });
+    expect(own.status).toBe(200);
+    expect(origin.count()).toBe(2);
+  });
+
+  it("purge refuses a URL a client's request could not name, naming it", async () => {
+    for (const url of ["/v1/..;/admin", "/v1/%2e%2e/x", "/%5fedgecache/stats"]) {
+      const r = await admin("POST", "/purge", { urls: [url] });
+      expect(r.status, url).toBe(400);
+      expect(r.json.error.code).toBe("E_BAD_BODY");
+      expect(r.json.error.message).toContain(JSON.stringify(url));
+    }
+  });
+
   it("refuses an empty list and URLs that are not paths or http(s)", async () => {
     expect((await admin("POST", "/warm", { urls: [] })).status).toBe(400);
     expect((await admin("POST", "/warm", { urls: ["ftp://x/y"] })).status).toBe(400);

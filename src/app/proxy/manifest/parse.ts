@@ -1,5 +1,5 @@
 import { EdgecacheError } from "../../../core/errors.ts";
-import { ADMIN_PREFIX, isAdminPath } from "../../request-target.ts";
+import { ADMIN_PREFIX, isAdminPath, pathRefusal } from "../../request-target.ts";
 
 export const MANIFEST = "manifest";
 /**
@@ -40,8 +40,10 @@ export function manifestUrls(lines: readonly string[], source: string): string[]
 }
 
 /**
- * What is wrong with a URL to fetch through the proxy (undefined: nothing): it must be a
- * path or an http(s) URL, and not an admin path (the proxy's routes would forward it).
+ * What is wrong with a URL the proxy is asked to fetch or purge, by a manifest or the admin
+ * API (undefined: nothing): it must be a path or an http(s) URL, that a client's request
+ * could name (pathRefusal: no dot segment in any spelling, no backslash; a URL goes to the
+ * origin as written), and not an admin path (the proxy's routes would forward it).
  */
 export function targetProblem(url: string): string | undefined {
   const base = "http://edgecache.invalid";
@@ -50,6 +52,9 @@ export function targetProblem(url: string): string | undefined {
   }
   if (isAdminPath(new URL(url, base).pathname)) {
     return `a URL outside ${ADMIN_PREFIX} (never forwarded)`;
+  }
+  if (pathRefusal(url)) {
+    return "a path a client could send (no dot segment in any spelling, no backslash)";
   }
   return undefined;
 }
