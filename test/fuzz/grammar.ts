@@ -182,6 +182,7 @@ export const CLAIM_NAMES = [
   "X-Remote-User",
   "X-Forwarded-User",
   "X-Auth-Request-User",
+  "X-Auth-Request-Email",
   "X-Original-URI",
   "X-ProxyUser-Ip",
   "CF-Visitor",
