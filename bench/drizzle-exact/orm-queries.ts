@@ -11,7 +11,7 @@ import type {
 } from "@prisma/driver-adapter-utils";
 import type { DatabaseConnection, Dialect, Driver, Kysely, RawBuilder } from "kysely";
 import { sql } from "kysely";
-import type { CachedStatements } from "../../src/query-cache/statements.ts";
+import type { CachedStatements } from "../../src/query-cache/statement-contract.ts";
 import type { WriteOp } from "../workload/generate.ts";
 import type { ReadSpec, Row, Table } from "../workload/oracle.ts";
 import type { Mode } from "./app.ts";

@@ -29,13 +29,12 @@ import { badOption, checkOptionNames } from "../core/errors.ts";
 import { Session } from "../query-cache/session.ts";
 import {
   type CachedStatements,
-  cachedStatements,
   type RunStatement,
   STATEMENT_CACHE_OPTIONS,
-  StatementCache,
   type StatementCacheOptions,
   type StatementCacheStats,
-} from "../query-cache/statements.ts";
+} from "../query-cache/statement-contract.ts";
+import { cachedStatements, StatementCache } from "../query-cache/statements.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
 import { isRead } from "../sql/analysis/writes.ts";
 import type { SqlRow } from "../sql/client.ts";

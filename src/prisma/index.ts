@@ -31,14 +31,12 @@ import type { Conversion } from "../query-cache/columns.ts";
 import { Session } from "../query-cache/session.ts";
 import {
   type CachedStatements,
-  cachedStatements,
   type ResultForm,
   STATEMENT_CACHE_OPTIONS,
-  StatementCache,
   type StatementCacheOptions,
   type StatementCacheStats,
-  UNREAD,
-} from "../query-cache/statements.ts";
+} from "../query-cache/statement-contract.ts";
+import { cachedStatements, StatementCache, UNREAD } from "../query-cache/statements.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
 import type { D1QueriesLike } from "../sql/d1/binding.ts";
 import { countingBinding } from "../sql/d1/own-changes.ts";

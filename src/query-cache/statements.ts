@@ -43,19 +43,6 @@ import { QueryStats, queryEngine } from "./stats.ts";
  * driver converts on the way): a condition on it is read as matching any row.
  */
 export { NO_VALUE as UNREAD } from "../sql/analysis/predicates.ts";
-export {
-  type CachedStatements,
-  type Catalog,
-  type Lookup,
-  type ResultForm,
-  type RunStatement,
-  STATEMENT_CACHE_OPTIONS,
-  type StatementCacheOptions,
-  type StatementCacheStats,
-  type StatementDatabase,
-  type StoreOptions,
-  type Ticket,
-} from "./statement-contract.ts";
 
 /** The part of `statements` an ORM's user is handed. */
 export function cachedStatements<R>(statements: StatementCache<R>): CachedStatements {

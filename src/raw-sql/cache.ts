@@ -3,10 +3,10 @@ import { badOption, checkOptionNames } from "../core/errors.ts";
 import { Session } from "../query-cache/session.ts";
 import {
   STATEMENT_CACHE_OPTIONS,
-  StatementCache,
   type StatementCacheOptions,
   type StatementCacheStats,
-} from "../query-cache/statements.ts";
+} from "../query-cache/statement-contract.ts";
+import { StatementCache } from "../query-cache/statements.ts";
 import type { SqlClient, SqlResult, SqlRow } from "../sql/client.ts";
 import { sqlDriver } from "../sql/drivers.ts";
 

@@ -15,7 +15,7 @@ import { betterSqliteProxy } from "../../src/drizzle/better-sqlite3.ts";
 import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
 import { type CachedDialect, kyselyCache } from "../../src/kysely/index.ts";
 import { type CachedAdapterFactory, prismaCache } from "../../src/prisma/index.ts";
-import type { StatementCacheStats } from "../../src/query-cache/statements.ts";
+import type { StatementCacheStats } from "../../src/query-cache/statement-contract.ts";
 import { sqlCache } from "../../src/raw-sql/index.ts";
 import { postgresSource } from "../../src/sources/postgres.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
