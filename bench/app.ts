@@ -164,6 +164,12 @@ function table(r: DifferentialReport): string {
     ["lost writes (missing from the file at the end)", String(r.lost.length)],
     ["acknowledged writes the cached app did not show at the end", String(r.unseen.length)],
     ["hit rate", `${fmt(r.hitRate)} (${r.hits} hits, ${r.misses} misses)`],
+    [
+      "results kept by group patches / their statements / given up (`getStats().groupPatches`)",
+      r.groupPatches
+        ? `${r.groupPatches.patched} / ${r.groupPatches.statements} / ${r.groupPatches.dropped}`
+        : "-",
+    ],
     ["lookups at row or predicate level (`getStats().shapes`; below)", pct(rowOrPredicate(r))],
     ["app statements (cached app)", String(r.statements.app)],
     ["app statements for the other process's writes", String(r.statements.otherWrites)],

@@ -16,6 +16,7 @@ import { isBusy } from "../sql/sqlite/dialect.ts";
 import { DrizzleCascades } from "./cascades.ts";
 import { PendingReads } from "./reads.ts";
 import { listOf, type TableRef, tableName } from "./tables.ts";
+import { valuesRunner } from "./values.ts";
 
 export interface DrizzleCacheOptions {
   /** Tiers for a cache of its own, fastest first (`[memoryStore()]`). Or pass `cache`. */
@@ -289,7 +290,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
    * is a client capture knows; `withTransactions` calls this. Returns the follower.
    */
   followCapture(client: unknown): QueryCapture | undefined {
-    return this.#statements.attach(client, sqlDriver(client), true);
+    return this.#statements.attach(client, sqlDriver(client), true, valuesRunner(client));
   }
 
   /**

@@ -94,21 +94,29 @@ export function learnTable(
 interface ColumnLike {
   name?: unknown;
   primary?: unknown;
+  isUnique?: unknown;
+  notNull?: unknown;
   getSQLType?: () => string;
 }
 
-/** A table's single-column primary key and its columns' kinds (by SQL type). */
+/** A table's single-column primary key, its columns' kinds (by SQL type), its unique columns. */
 function describeTable(table: Record<symbol, unknown>, dialect: SqlDialect): SqlTable | undefined {
   const columns = table[COLUMNS];
   if (typeof columns !== "object" || columns === null) return undefined;
   const kinds: Record<string, SqlColumnKind> = {};
   const primary: string[] = [];
+  const unique: string[] = [];
   for (const column of Object.values(columns) as ColumnLike[]) {
     if (typeof column?.name !== "string") continue;
     kinds[column.name] = kindOf(column, dialect);
     if (column.primary === true) primary.push(column.name);
+    else if (column.isUnique === true && column.notNull === true) unique.push(column.name);
   }
-  return primary.length === 1 ? { primaryKey: primary[0]!, columns: kinds } : { columns: kinds };
+  return {
+    ...(primary.length === 1 && { primaryKey: primary[0]! }),
+    columns: kinds,
+    ...(unique.length > 0 && { unique }),
+  };
 }
 
 /** A Drizzle column's kind, by its declared SQL type (see sqlTypeKind). */

@@ -97,6 +97,15 @@ export function kyselyCache(dialect: Dialect, options: KyselyCacheOptions): Cach
   // A D1 binding's writes are sent here, with their own counts (see D1Writes).
   const d1 = client?.kind === "d1" ? (options.client as D1QueriesLike) : undefined;
   let inner: Driver | undefined;
+  const query = async (sql: string, params: readonly unknown[]) => {
+    if (!inner) throw new Error("[edgecache] [kysely] the dialect's driver is not made yet");
+    const connection = await inner.acquireConnection();
+    try {
+      return sqlResult(await connection.executeQuery(rawQuery(sql, params)));
+    } finally {
+      await inner.releaseConnection(connection);
+    }
+  };
   const statements = new StatementCache(
     {
       component: COMPONENT,
@@ -106,16 +115,10 @@ export function kyselyCache(dialect: Dialect, options: KyselyCacheOptions): Cach
       // Kysely holds a connection while its statement runs: on a PostgreSQL pool, a catalog
       // read the statement waited for could wait for that connection.
       learnAside: sqlDialect === "postgres",
-      // A hot read reloaded in the background takes a connection of its own.
-      rerun: async (sql, params) => {
-        if (!inner) throw new Error("[edgecache] [kysely] the dialect's driver is not made yet");
-        const connection = await inner.acquireConnection();
-        try {
-          return sqlResult(await connection.executeQuery(rawQuery(sql, params)));
-        } finally {
-          await inner.releaseConnection(connection);
-        }
-      },
+      // A hot read reloaded in the background, and a group patch's statement, take a
+      // connection of their own.
+      rerun: (sql, params) => query(sql, params),
+      query: (sql, params) => query(sql, params),
     },
     options,
   );

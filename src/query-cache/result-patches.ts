@@ -53,6 +53,8 @@ export function followCapturedWrites(
     refetch?: (key: string) => Promise<void>;
     /** A kept result with a patch's rows (ResultForm's `patched`; withRows by default). */
     dressed?: Dressed;
+    /** Keeps what patches cannot, after the write (group patches; see WriteHooks.maintain). */
+    maintain?: WriteHooks["maintain"];
   },
 ): { patching: boolean; detach: () => void } {
   const ordered = options.patchInPlace && captured ? capture.orderedWrites() : undefined;
@@ -63,6 +65,7 @@ export function followCapturedWrites(
     ...(options.refetch && { refetch: options.refetch }),
     ...(patching && {
       patch: resultPatcher(engine, options.prefix, (v) => capture.exactReals()(v), options.dressed),
+      ...(options.maintain && { maintain: options.maintain }),
     }),
   });
   return { patching, detach };
@@ -140,7 +143,7 @@ function planOf(key: string, entry: CacheEntry, prefix: string): ResultPlan | un
  * postgres.js' results carry `count` and `columns`), or an object with `rows` (libSQL's
  * `ResultSet`, as `encode` keeps it).
  */
-function withRows(response: unknown, rows: unknown[]): unknown {
+export function withRows(response: unknown, rows: unknown[]): unknown {
   if (!Array.isArray(response)) return { ...(response as object), rows };
   const out: unknown[] = [...rows];
   for (const p of Object.getOwnPropertyNames(response)) {

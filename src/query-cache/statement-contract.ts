@@ -113,6 +113,11 @@ export interface StatementDatabase<R = SqlResult> {
    * (see StoreOptions) is run, or none.
    */
   rerun?: (sql: string, params: readonly unknown[], keyed: unknown) => Promise<R>;
+  /**
+   * Runs a select the cache wrote itself (a group patch's statement for a result's changed
+   * rows) on a connection of its own. Without it, results are not kept by group patches.
+   */
+  query?: (sql: string, params: readonly unknown[]) => Promise<R>;
   /** How results are kept (their rows alone by default). */
   form?: ResultForm<R>;
   /**

@@ -21,6 +21,7 @@ import { type QueryCapture, startCapture } from "./capture.ts";
 import { Cascades } from "./cascades.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
 import { catalogKinds, withoutCapturedForms } from "./columns.ts";
+import { type GroupRead, groupPatcher } from "./group-patches.ts";
 import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
 import { SearchPathNames } from "./search-path.ts";
 import {
@@ -63,7 +64,7 @@ const KEPT_RERUNS = 10_000;
 interface Rerun<R> {
   /** Undefined where it cannot be run again: it is then not kept for reloads. */
   run: (() => Promise<R>) | undefined;
-  options: StoreOptions<R> & { shape?: SqlShape; sql?: string };
+  options: StoreOptions<R> & Partial<GroupRead> & { groupRead?: GroupRead };
 }
 
 /**
@@ -148,16 +149,19 @@ export class StatementCache<R = SqlResult> {
    * reads its foreign keys), and reads its `catalog`: for an entry whose client is known
    * only once the ORM connects (Prisma's adapter makes its own). A client given while one
    * is followed is ignored; after `close`, one may be attached again. `follow` overrides
-   * the `capture` option (Drizzle's `withTransactions` says it). Returns the follower.
+   * the `capture` option (Drizzle's `withTransactions` says it), and `query` runs the
+   * statements of group patches where the database gives none. Returns the follower.
    */
   attach(
     client: unknown,
     database?: Catalog & { dialect?: SqlClient["dialect"] },
     follow = this.#follow.follow,
+    query?: StatementDatabase<R>["query"],
   ): QueryCapture | undefined {
     if (this.#capture || this.#catalogReader) return this.#capture;
     const dialect = database?.dialect ?? this.#db.dialect;
     this.#db = { ...this.#db, client, dialect, ...(database && { catalog: database }) };
+    if (query && !this.#db.query) this.#db.query = query;
     const { owns, outside, prefix, patchInPlace, reload, logger } = this.#follow;
     if (this.#db.dialect === "postgres" && this.#db.catalog && !this.#names) {
       const warn = (m: string) => logger.warn(`[edgecache] [${this.#db.component}] ${m}`);
@@ -196,6 +200,7 @@ export class StatementCache<R = SqlResult> {
           dressed: (kept: unknown, rows: unknown[]) => form.patched!(kept, rows),
         }),
         ...(reload && { refetch: (k: string) => this.#refetch(k) }),
+        ...(this.#db.query && { maintain: this.#groupPatcher(this.#db.query) }),
       });
       this.#patching = followed.patching;
       this.#unhook = followed.detach;
@@ -331,7 +336,7 @@ export class StatementCache<R = SqlResult> {
     const rerun: Rerun<R> = read
       ? {
           run: this.#db.rerun && (() => this.#db.rerun!(read.sql, read.params, read.keyed)),
-          options: { ...options, shape: read.shape, sql: read.sql },
+          options: { ...options, shape: read.shape, sql: read.sql, params: read.params },
         }
       : { run: options.rerun, options };
     return this.#store(key, result, since, rerun);
@@ -347,6 +352,39 @@ export class StatementCache<R = SqlResult> {
     const since = this.engine.position;
     const result = await rerun.run();
     await this.#store(key, result, since, rerun);
+  }
+
+  /** The engine's `maintain` hook: group patches, by statements run with `query`. */
+  #groupPatcher(query: NonNullable<StatementDatabase<R>["query"]>) {
+    return groupPatcher<R>({
+      dialect: this.#db.dialect,
+      readOf: (key) => {
+        const o = this.#reruns.get(key)?.options;
+        if (o?.sql !== undefined && o.shape && o.params) return o as GroupRead;
+        // An ORM's statement (Drizzle's), read once a write reaches its result.
+        const q = o?.query;
+        if (!o || !q) return undefined;
+        o.groupRead ??= {
+          sql: q.sql,
+          params: q.params,
+          shape: sqlShape(q.sql, q.params, q.dialect, this.#schema, this.#names?.resolve),
+        };
+        return o.groupRead;
+      },
+      query,
+      form: this.#form,
+      store: (key, result, at, ttl) => {
+        const rerun = this.#reruns.get(key);
+        if (!rerun) return Promise.resolve(false);
+        return this.#store(key, result, at, {
+          ...rerun,
+          options: { ...rerun.options, ttl: () => ttl },
+        });
+      },
+      counts: this.#stats.groups,
+      fault: (err) => this.#stats.fault("group patch", err),
+      now: () => Date.now(),
+    });
   }
 
   /**
@@ -470,7 +508,10 @@ export class StatementCache<R = SqlResult> {
 
   getStats(): StatementCacheStats {
     const tag = (t: string) => this.#tableTag(t);
-    return this.#stats.stats(this.engine, this.#prefix, tag, this.#capture);
+    const stats = this.#stats.stats(this.engine, this.#prefix, tag, this.#capture);
+    // Maintained only where this entry can run the statements of group patches.
+    if (this.#db.query && this.#patching) return stats;
+    return { ...stats, shapes: stats.shapes.map(({ maintained: _, ...shape }) => shape) };
   }
 
   /**

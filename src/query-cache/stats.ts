@@ -112,6 +112,11 @@ export interface QueryCacheStats {
    * capture; see `patchInPlace` and docs/guides/drizzle.md).
    */
   patched: number;
+  /**
+   * Results kept after a write by their statement run for the changed rows alone (group
+   * patches: a favourite's count, a tag list, an author's name; docs/guides/sql.md).
+   */
+  groupPatches: GroupCounts;
   /** Faults of the adapter (a damaged entry, the change log out of reach): each cost a miss or a store, never a query. */
   faults: number;
   /** Faults of the engine's tiers (a tier down): each cost a miss or a store, never a query. */
@@ -140,6 +145,16 @@ export interface QueryCacheStats {
   capture?: CaptureStats;
 }
 
+/** How group patches went. */
+export interface GroupCounts {
+  /** Results kept by a group patch. */
+  patched: number;
+  /** Statements run for them: one serves every result of a write that needs the same. */
+  statements: number;
+  /** Group patches given up (a row left the result, a statement failed): those results went. */
+  dropped: number;
+}
+
 /**
  * The counters of a query cache (the Drizzle adapter, the raw SQL entry), its tables, and
  * its one policy for faults: count, report at most once a while, let the query go on.
@@ -147,6 +162,7 @@ export interface QueryCacheStats {
 export class QueryStats {
   readonly counts = { hits: 0, misses: 0, stored: 0, fenced: 0, uncacheable: 0, faults: 0 };
   readonly registrations = new RegistrationCounts();
+  readonly groups: GroupCounts = { patched: 0, statements: 0, dropped: 0 };
   /** Tables of stored results, for `tables` in the stats. */
   #tables = new Set<string>();
   #component: string;
@@ -203,6 +219,7 @@ export class QueryStats {
       hitRate: hitRate(this.counts.hits, this.counts.misses),
       tierErrors: tiers.reduce((n, t) => n + t.errors, 0),
       patched: patches,
+      groupPatches: { ...this.groups },
       writes: capture?.mode() ?? "tables",
       ...(capture && { capture: capture.stats() }),
       registrations: this.registrations.stats(),

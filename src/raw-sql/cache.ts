@@ -55,6 +55,7 @@ export class SqlCache {
         catalog: client,
         client: options.client,
         rerun: this.#run,
+        query: this.#run,
       },
       options,
     );

@@ -79,6 +79,8 @@ export interface DifferentialReport {
   hits: number;
   misses: number;
   hitRate: number | undefined;
+  /** `getStats().groupPatches`: results kept after writes by a statement for their changed rows. */
+  groupPatches?: { patched: number; statements: number; dropped: number };
   /**
    * Why the cache's lookups missed (see misses.ts), largest class first: the class, its
    * misses, and of an invalidated class those whose fresh result equalled the removed one.
@@ -179,6 +181,7 @@ async function runCached(
       hits: stats.hits,
       misses: stats.misses,
       hitRate: stats.hits + stats.misses > 0 ? stats.hits / (stats.hits + stats.misses) : undefined,
+      groupPatches: stats.groupPatches,
       missClasses: census.sorted(),
       readsWithoutLookup: (conduit.statements.reads ?? 0) - stats.misses,
       statements: {
@@ -213,6 +216,7 @@ type Driven = Omit<
   | "hits"
   | "misses"
   | "hitRate"
+  | "groupPatches"
   | "missClasses"
   | "readsWithoutLookup"
   | "shapes"

@@ -85,6 +85,11 @@ export const explain = defineCommand({
     console.log(`granularity: ${GRANULARITY[e.granularity]}`);
     console.log(`tables:      ${e.tables.join(", ") || "(none read)"}`);
     console.log(`why not finer: ${e.reasons.length > 0 ? e.reasons.join(", ") : "(exact)"}`);
+    if (e.maintained) {
+      console.log(
+        `maintained:  a write to ${e.maintained.join(", ")} keeps it by a statement for the changed rows alone (group patches)`,
+      );
+    }
     if (!catalog) console.log("(no --db: tables' keys unknown, so every table counts as unknown)");
     if (uncaptured.length > 0 && e.granularity !== "table") {
       console.log(

@@ -1,8 +1,15 @@
-import type { ChangeLog, ChangeOp, ChangeRecord, LogStart, WriteTurn } from "../../log/contract.ts";
+import type {
+  ChangeLog,
+  ChangeOp,
+  ChangeRecord,
+  LogPosition,
+  LogStart,
+  WriteTurn,
+} from "../../log/contract.ts";
 import type { Cost } from "../cost.ts";
 import type { DependencyIndex } from "../deps/index.ts";
 import type { InvalidationPolicy, PlanSchema, WriteEvent } from "../deps/planner.ts";
-import { bodyLength } from "../entry.ts";
+import { bodyLength, type CacheEntry } from "../entry.ts";
 import { extend } from "../extend.ts";
 import type { WriteFence } from "../fence.ts";
 import type { RecentChanges } from "../recent-changes.ts";
@@ -192,10 +199,19 @@ export class Applier {
     const refill = refetch !== undefined ? sharing : undefined;
     // Only with records in commit order: out of order, a patch could bring back a value a
     // later write had already replaced (a row changed and changed back).
+    const inOrder = record.ordered && events.length > 0 && !fallback && this.#e.policy === "exact";
     const patches =
-      patch && record.ordered && events.length > 0 && !fallback && this.#e.policy === "exact"
+      patch && inOrder
         ? this.#patches(keys, events, patch, record.seq)
         : new Map<string, Patched>();
+    // What patches could not keep, the owner may keep with work of its own, after the
+    // removal below: only this node's own records (another node's writer refills the shared
+    // tiers) and only entries read since they were stored.
+    const maintain = this.#e.hooks().maintain;
+    const jobs =
+      maintain && inOrder && !foreign
+        ? this.#maintained(keys, patches, events, maintain, record.seq)
+        : new Map<string, (at: LogPosition) => Promise<void>>();
     // Hot keys the record invalidated are loaded again. With other nodes on the log and a
     // shared tier, every node that held one hot may reload it (the writer's index does not
     // know what only other nodes read) and one claims it for all: its load goes to the
@@ -206,7 +222,7 @@ export class Applier {
       const nodes = refill ? Math.max(1, this.#e.log.nodes?.() ?? 1) : 1;
       const minHits = Math.max(1, Math.ceil(this.#e.rehydrate.minHits / nodes));
       for (const k of keys) {
-        if (patches.has(k)) continue;
+        if (patches.has(k) || jobs.has(k)) continue;
         const dep = this.#e.index.get(k);
         // A list page another node reads is one it could not patch up from the shared
         // tier (the rows that slide in are on pages it may not hold): all are reloaded.
@@ -272,6 +288,9 @@ export class Applier {
         this.#e.counters.patchesShared += await this.#e.loads.shareMany(stored, at);
       });
     }
+    for (const job of jobs.values()) {
+      this.#e.reloads.push(() => job(at));
+    }
     if (refill && hot.length > 0) {
       // One node reloads each for all: the record's claims go out together, in one command.
       this.#e.reloads.push(async () => {
@@ -319,21 +338,9 @@ export class Applier {
     seq: number,
   ): Map<string, Patched> {
     const out = new Map<string, Patched>();
-    const front = this.#e.tiers.front;
-    if (!front) return out;
+    const peek = this.#asFound(seq);
+    if (!peek) return out;
     const now = this.#e.now();
-    const log = this.#e.fence.position.log;
-    // Entries as the write found them: not one loaded at or after this record (another
-    // node's copy, from a shared tier, further along the log than this node), which shows
-    // the record already. Patching it, or taking a neighbour's rows from it, would apply
-    // the record twice (shift a page twice); such an entry is removed instead.
-    const peek = (key: string) => {
-      if (this.#e.pending.has(key) || this.#e.tiers.skips(0, key)) return undefined;
-      const entry = front.peek(key);
-      if (!entry || entry.freshUntil <= now) return undefined;
-      if (entry.position?.log === log && entry.position.seq >= seq) return undefined;
-      return entry;
-    };
     // On a shared log a response may be ahead of the records applied here, unless its load
     // saw the source exactly (see CacheEntry.exact): only then, and only among such
     // responses, may a patch look at other entries.
@@ -381,6 +388,59 @@ export class Applier {
         spent: { patches: unread, ms: spent.ms + (performance.now() - started) },
         loaded,
       });
+    }
+    return out;
+  }
+
+  /**
+   * The first tier's fresh entries as the write of record `seq` found them, or undefined
+   * without a first tier: not one loaded at or after this record (another node's copy, from
+   * a shared tier, further along the log than this node), which shows the record already.
+   * Patching it, or taking a neighbour's rows from it, would apply the record twice (shift
+   * a page twice); such an entry is removed instead.
+   */
+  #asFound(seq: number): ((key: string) => CacheEntry | undefined) | undefined {
+    const front = this.#e.tiers.front;
+    if (!front) return undefined;
+    const now = this.#e.now();
+    const log = this.#e.fence.position.log;
+    return (key) => {
+      if (this.#e.pending.has(key) || this.#e.tiers.skips(0, key)) return undefined;
+      const entry = front.peek(key);
+      if (!entry || entry.freshUntil <= now) return undefined;
+      if (entry.position?.log === log && entry.position.seq >= seq) return undefined;
+      return entry;
+    };
+  }
+
+  /**
+   * The owner's jobs that keep the planned keys patches did not (see WriteHooks.maintain),
+   * each told whether its entry was read since it was stored.
+   */
+  #maintained(
+    keys: ReadonlySet<string>,
+    patches: ReadonlyMap<string, Patched>,
+    events: readonly WriteEvent[],
+    maintain: NonNullable<WriteHooks["maintain"]>,
+    seq: number,
+  ): Map<string, (at: LogPosition) => Promise<void>> {
+    const out = new Map<string, (at: LogPosition) => Promise<void>>();
+    const peek = this.#asFound(seq);
+    if (!peek) return out;
+    for (const key of keys) {
+      if (patches.has(key)) continue;
+      const current = peek(key);
+      if (!current) continue;
+      try {
+        const job = maintain(key, current, events, readSinceStored(current));
+        if (job) out.set(key, job);
+      } catch (err) {
+        this.#e.report(
+          "patch",
+          "[edgecache] [cache] maintain failed; the entry is invalidated",
+          err,
+        );
+      }
     }
     return out;
   }

@@ -43,6 +43,7 @@ const REHYDRATE: OptionNames<Exclude<CacheOptions["rehydrate"], false | undefine
 };
 const WRITE_HOOKS: OptionNames<WriteHooks> = {
   patch: true,
+  maintain: true,
   prefix: true,
   refetch: true,
 };
@@ -226,7 +227,7 @@ export function checkWriteHooks(hooks: WriteHooks): void {
     badOption(c, "writeHooks", "an object of functions", hooks);
   }
   checkOptionNames(c, hooks, WRITE_HOOKS, "writeHooks.");
-  for (const name of ["patch", "refetch"] as const) {
+  for (const name of ["patch", "refetch", "maintain"] as const) {
     if (hooks[name] !== undefined && typeof hooks[name] !== "function") {
       badOption(c, `writeHooks.${name}`, "a function", hooks[name]);
     }
@@ -237,7 +238,7 @@ export function checkWriteHooks(hooks: WriteHooks): void {
 }
 
 /**
- * The hooks `sets` make together: a key's patch and refetch are those of the set with its
+ * The hooks `sets` make together: a key's patch, refetch and maintain are those of the set with its
  * longest prefix (the last added among equals).
  */
 export function joinedWriteHooks(sets: readonly WriteHooks[]): WriteHooks {
@@ -256,6 +257,9 @@ export function joinedWriteHooks(sets: readonly WriteHooks[]): WriteHooks {
     }),
     ...(sets.some((h) => h.refetch) && {
       refetch: async (key) => owner(key)?.refetch?.(key),
+    }),
+    ...(sets.some((h) => h.maintain) && {
+      maintain: (key, entry, events, read) => owner(key)?.maintain?.(key, entry, events, read),
     }),
   };
 }

@@ -1,3 +1,4 @@
+import { groupPlan } from "./groups.ts";
 import type { SqlDialect } from "./parse.ts";
 import type { SqlShape, SqlTable } from "./shape-types.ts";
 import { sqlShape } from "./shapes.ts";
@@ -19,6 +20,12 @@ export interface Explanation {
   reasons: string[];
   /** The tables it reads. */
   tables: string[];
+  /**
+   * Group patches: the tables a write to which keeps the result by its statement run for
+   * the changed rows alone (a count, a tag list, an author's name), where results of the
+   * query cache are maintained (see sql/analysis/groups.ts); absent where none is.
+   */
+  maintained?: string[];
 }
 
 /** The explanation of `shape` (see sqlShape), with `widened` when its registration went wider. */
@@ -37,7 +44,13 @@ export function explainShape(shape: SqlShape, widened?: string): Explanation {
   const lookups = lists.rowIds.length > 0 && lists.disjuncts.length === 0 && lists.lookupsAlone;
   const granularity =
     (lists.joins?.length ?? 0) > 0 ? "join" : lookups ? "row" : ("predicate" as const);
-  return { granularity, reasons: [...reasons, ...whole], tables };
+  const plan = groupPlan(shape);
+  return {
+    granularity,
+    reasons: [...reasons, ...whole],
+    tables,
+    ...(plan && { maintained: [...new Set(plan.feeds.map((f) => f.table))] }),
+  };
 }
 
 /** Placeholders tried one value of each kind at most this many (2^n shapes). */

@@ -97,6 +97,7 @@ function joinOf(ctx: JoinContext, i: number, from: Node, joins: ShapeJoin[]): Sh
     ids: [],
     columns,
     inner,
+    ...(whereReads && { filters: true as const }),
   };
   if (j.primaryKey) link.primaryKey = j.primaryKey;
   if (ends && ends.at > 0) link.anchor = ends.at - 1;
@@ -126,7 +127,12 @@ function joinOf(ctx: JoinContext, i: number, from: Node, joins: ShapeJoin[]): Sh
     const anchorColumns = anchor ? anchor.columns : base.columns;
     const readable =
       anchorColumns.includes(ends.anchor) || (inner && columns.includes(j.primaryKey));
-    if (!readable) return whole(unread);
+    if (!readable) {
+      // What decides its rows, for a group patch's update of a parent (see ShapeJoin).
+      const ons = (select.from as Node[]).map((f) => f.on);
+      const decides = ctx.columnsRead([select.where, ons, select.orderby], j);
+      return { ...whole(unread), ...(decides && { decides }) };
+    }
     if (!(inner || whereReads || orderReads)) return link;
     // Its rows in the result go by their row tags: the others matter by coming and going
     // and by the columns that decide which rows are in it (its conditions, the joins hung

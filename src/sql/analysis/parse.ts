@@ -124,7 +124,7 @@ function restoreNames(ast: unknown, names: readonly string[]): unknown {
 }
 
 /** Past a string literal, quoted identifier or comment starting at `i`; `i` if none does. */
-function skipText(sql: string, i: number): number {
+export function skipText(sql: string, i: number): number {
   const c = sql[i]!;
   if (c === "'" || c === '"' || c === "`" || c === "[") {
     const close = c === "[" ? "]" : c;

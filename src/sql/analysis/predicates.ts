@@ -101,6 +101,8 @@ export interface Scope {
   numberTexts?: Readonly<Record<string, NumberText>> | undefined;
   /** Its instant columns read in Prisma's pg form (SqlTable's `isoInstants`). */
   isoInstants?: Readonly<Record<string, boolean>> | undefined;
+  /** Its columns that name a row as its key does (SqlTable's `unique`). */
+  unique?: readonly string[] | undefined;
   params: readonly unknown[];
   dialect: SqlDialect;
   widened: Set<WideningReason>;

@@ -67,6 +67,11 @@ export interface SqlTable {
    * that adapter's session is known to be UTC (see forms.ts).
    */
   isoInstants?: Readonly<Record<string, boolean>>;
+  /**
+   * Columns each of which holds another value in every row (UNIQUE and NOT NULL): one the
+   * result shows names its rows where the key is not shown (group patches).
+   */
+  unique?: readonly string[];
 }
 
 /**
@@ -134,6 +139,10 @@ export type TableReason = "join" | "unknown-table" | "subquery" | "key-not-selec
 export interface ShapeLists {
   table: string;
   primaryKey: string;
+  /** The name the statement gives the base table in its FROM (its alias, else its name). */
+  ref?: string;
+  /** Its columns that name a row as its key does (SqlTable's `unique`). */
+  unique?: string[];
   /** Each result column's table column, by position (undefined for an expression or another table's). */
   columns: (string | undefined)[];
   /** Each result column's name in a row read by name (its alias or its column's name). */
@@ -203,6 +212,8 @@ export interface ShapeJoin {
   columns: (string | undefined)[];
   /** An inner join: `column` in the result holds `from`'s value too. */
   inner: boolean;
+  /** The WHERE reads its columns (in a subquery too). */
+  filters?: true;
   /**
    * Rows that may change the result beyond the linked ones: lookups and lists without a
    * window, and, when known, the only columns (besides the key) by which an update of such
@@ -216,6 +227,11 @@ export interface ShapeJoin {
   existence?: true;
   /** Registered at table level, and why: the links cannot be followed. */
   whole?: TableReason;
+  /**
+   * A parent registered whole for want of its key in the result: the columns of it that
+   * decide which rows are in the result and their order, where known (group patches).
+   */
+  decides?: string[];
 }
 
 /**
@@ -237,6 +253,11 @@ export interface ShapeSubquery {
     /** The outer table whose column `from` is: the join of this index, or the base when unset. */
     anchor?: number;
   };
+  /**
+   * A link whose outer column the result does not show: not followed (its rows are read by
+   * its own conditions), but it names the outer rows each of its rows feeds (group patches).
+   */
+  unshown?: NonNullable<ShapeSubquery["link"]>;
   /** Why its own conditions are wider than the subquery's. */
   widened: WideningReason[];
   /**

@@ -224,6 +224,9 @@ function analyse(
     lists.numberTexts = { ...base.numberTexts };
   }
   if (base.isoInstants) lists.isoInstants = { ...base.isoInstants };
+  const ref = (from[0] as Node).as ?? (from[0] as Node).table;
+  if (typeof ref === "string") lists.ref = ref;
+  if (base.unique?.length) lists.unique = [...base.unique];
   if (grouped) lists.grouping = "key";
   if (aggregate) lists.grouping = "aggregate";
   const read = columnsRead(selectParts(select), base, scopes, schema);
@@ -401,6 +404,7 @@ function scopeOf(
     dates: known?.dates,
     numberTexts: known?.numberTexts,
     isoInstants: known?.isoInstants,
+    unique: known?.unique,
     params,
     dialect,
     widened,

@@ -158,9 +158,14 @@ function tableRead(
   let conjuncts = conjunctsOf(sel.where);
   if (mode === "select") {
     for (const c of conjuncts) {
-      const link = linkOf(c, scope, ctx, inner);
-      if (!link) continue;
-      read.link = link;
+      const found = linkOf(c, scope, ctx, inner);
+      if (!found) continue;
+      // One the result cannot show is no link to follow, but still names the rows it reads.
+      if (!found.readable) {
+        read.unshown ??= found.link;
+        continue;
+      }
+      read.link = found.link;
       conjuncts = conjuncts.filter((x) => x !== c);
       break;
     }
@@ -227,7 +232,7 @@ function linkOf(
   scope: Scope,
   ctx: SubqueryContext,
   inner: ReadonlySet<string>,
-): ShapeSubquery["link"] {
+): { link: NonNullable<ShapeSubquery["link"]>; readable: boolean } | undefined {
   if (!isNode(c) || c.type !== "binary_expr" || c.operator !== "=") return undefined;
   for (const [mine, theirs] of [
     [c.left, c.right],
@@ -250,11 +255,10 @@ function linkOf(
     if (inner.has(q) || k < 0 || !ctx.outer[k]!.linkable || from === undefined || from === "*") {
       continue;
     }
-    if (!ctx.readable(k, from)) continue;
     const link: NonNullable<ShapeSubquery["link"]> = { column: column.name, from };
     const anchor = ctx.outer[k]!.anchor;
     if (anchor !== undefined) link.anchor = anchor;
-    return link;
+    return { link, readable: ctx.readable(k, from) };
   }
   return undefined;
 }

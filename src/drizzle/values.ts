@@ -1,0 +1,48 @@
+import { clientKind } from "../sql/client-kind.ts";
+
+/**
+ * Runs a select on the application's client the way Drizzle runs its query builder's
+ * selects (in array mode: the rows it maps to its fields by position), so that rows the
+ * statement cache fetches for a group patch are in the form of those Drizzle cached. For
+ * the clients whose Drizzle sessions do so; undefined for others (D1: its rows are
+ * batched otherwise), whose results are then not kept by group patches.
+ */
+export function valuesRunner(
+  client: unknown,
+): ((sql: string, params: readonly unknown[]) => Promise<unknown>) | undefined {
+  switch (clientKind(client)) {
+    case "libsql": {
+      const c = client as {
+        execute(s: { sql: string; args: unknown[] }): Promise<{ rows: unknown[] }>;
+      };
+      return async (sql, params) => (await c.execute({ sql, args: [...params] })).rows;
+    }
+    case "postgres.js": {
+      const c = client as {
+        unsafe(sql: string, params: unknown[]): { values(): Promise<unknown[]> };
+      };
+      return (sql, params) => c.unsafe(sql, [...params]).values();
+    }
+    case "node-postgres": {
+      const c = client as {
+        query(q: { text: string; values: unknown[]; rowMode: "array" }): Promise<{
+          rows: unknown[];
+        }>;
+      };
+      return async (sql, params) =>
+        (await c.query({ text: sql, values: [...params], rowMode: "array" })).rows;
+    }
+    case "better-sqlite3": {
+      const c = client as {
+        prepare(sql: string): { raw(on: boolean): { all(...p: unknown[]): unknown[] } };
+      };
+      return async (sql, params) =>
+        c
+          .prepare(sql)
+          .raw(true)
+          .all(...params);
+    }
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,113 @@
+import type { WriteHooks } from "../core/cache/types.ts";
+import type { WriteEvent } from "../core/deps/planner.ts";
+import type { LogPosition } from "../log/contract.ts";
+import {
+  type GroupPlan,
+  groupPlan,
+  restrictedStatement,
+  restrictionOf,
+  splicedRows,
+} from "../sql/analysis/groups.ts";
+import type { SqlDialect } from "../sql/analysis/parse.ts";
+import { resultRows, type SqlShape } from "../sql/analysis/shapes.ts";
+import { decode, encode } from "./codec.ts";
+import { withRows } from "./result-patches.ts";
+import type { ResultForm } from "./statement-contract.ts";
+import type { GroupCounts } from "./stats.ts";
+
+/**
+ * Group patches for the statement cache (the rules are sql/analysis/groups.ts's): the
+ * engine's `maintain` hook. A result a write would drop, whose rows are keyed and whose
+ * changed rows the write names, is kept by running its statement for those rows alone
+ * and splicing them in; one statement serves every result of a record that needs the same.
+ */
+
+const TEXT = new TextDecoder();
+
+/** What a cached read is maintained from: its statement as it ran. */
+export interface GroupRead {
+  sql: string;
+  params: readonly unknown[];
+  shape: SqlShape;
+  /** Its plan, worked out at the first write that reaches it (null: none). */
+  group?: GroupPlan | null;
+}
+
+/**
+ * The `maintain` hook of a statement cache whose database runs statements it writes. A
+ * result read since it was stored is kept at the cost of its statement; one nobody read
+ * since rides along only where that statement runs anyway (for another result of the same
+ * select list): run for it alone, it would cost about what a reload does if a read comes,
+ * and most such results see none.
+ */
+export function groupPatcher<R>(deps: {
+  dialect: SqlDialect;
+  /** The read behind a key, where it is still known. */
+  readOf(key: string): GroupRead | undefined;
+  /** Runs a statement the cache wrote, on a connection of its own. */
+  query(sql: string, params: readonly unknown[]): Promise<R>;
+  form: ResultForm<R>;
+  /** Stores `result` for `key` as a load that began at `at`, for `ttl` ms. */
+  store(key: string, result: R, at: LogPosition, ttl: number): Promise<boolean>;
+  counts: GroupCounts;
+  fault(err: unknown): void;
+  now(): number;
+}): NonNullable<WriteHooks["maintain"]> {
+  // The statements of one record's jobs (its events array), shared among its results.
+  const records = new WeakMap<readonly WriteEvent[], Map<string, Shared<R>>>();
+  const counts = deps.counts;
+  return (key, entry, events, wanted) => {
+    const read = deps.readOf(key);
+    if (!read) return undefined;
+    read.group ??= groupPlan(read.shape) ?? null;
+    const plan = read.group;
+    const restriction = plan && restrictionOf(plan, events);
+    if (!plan || !restriction) return undefined;
+    const ttl = entry.freshUntil - deps.now();
+    if (ttl <= 0) return undefined;
+    // Nothing it reads changed: kept as it was.
+    if (restriction.size === 0) {
+      return async (at) => {
+        const kept = decode(TEXT.decode(entry.body));
+        if (await deps.store(key, deps.form.restored(kept), at, ttl)) counts.patched++;
+      };
+    }
+    const statement = restrictedStatement(plan, read.sql, read.params, deps.dialect, restriction);
+    if (!statement) return undefined;
+    const shared = records.get(events) ?? new Map<string, Shared<R>>();
+    records.set(events, shared);
+    const text = encode([statement.sql, statement.params]);
+    const one = shared.get(text) ?? { wanted: false };
+    one.wanted ||= wanted;
+    shared.set(text, one);
+    return async (at) => {
+      if (!one.wanted) return;
+      if (!one.run) {
+        counts.statements++;
+        one.run = deps.query(statement.sql, statement.params);
+      }
+      const kept = decode(TEXT.decode(entry.body));
+      const held = resultRows(kept);
+      let fresh: readonly unknown[] | undefined;
+      try {
+        fresh = resultRows(deps.form.kept(await one.run));
+      } catch (err) {
+        deps.fault(err);
+      }
+      const rows = held && fresh && splicedRows(plan, held, fresh, restriction);
+      if (!rows) {
+        counts.dropped++;
+        return;
+      }
+      const result = deps.form.restored(withRows(kept, rows));
+      if (await deps.store(key, result, at, ttl)) counts.patched++;
+      else counts.dropped++;
+    };
+  };
+}
+
+/** A statement some results of one record need, and whether one of them was read. */
+interface Shared<R> {
+  wanted: boolean;
+  run?: Promise<R>;
+}

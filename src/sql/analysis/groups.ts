@@ -1,0 +1,411 @@
+import type { WriteEvent } from "../../core/deps/planner.ts";
+import { type SqlDialect, skipText } from "./parse.ts";
+import { reader } from "./rows.ts";
+import { NO_LIMIT, type SqlShape } from "./shape-types.ts";
+
+/**
+ * Group patches: a cached result whose rows are keyed, one per row of its base table (a
+ * select grouped by the base's key, or one whose joins are parents), is kept after a write
+ * to a table that only feeds values of some of its rows (a favourite's count, a tag list, a
+ * follow's flag, an author's name) by running the same statement for just those rows
+ * (`... and articles.id in (7)`, without its window) and splicing them in. Such a write
+ * cannot bring a row in or take one out, nor move one: only the base's own rows and the
+ * tables its conditions and order read decide those, and their writes are planned as
+ * before. Pure: the statement cache runs the statement (query-cache/group-patches.ts).
+ */
+
+/** How a result's rows are maintained by group patches (see `groupPlan`). */
+export interface GroupPlan {
+  /** The base table, its key, and the name the statement gives it. */
+  table: string;
+  primaryKey: string;
+  ref: string;
+  /** The result column that names each row: the key, or a unique column standing in. */
+  key: string;
+  /** Each result column's base column and name, by position (to read a row's key). */
+  columns: (string | undefined)[];
+  names: (string | undefined)[];
+  /** Every table the statement reads. */
+  tables: string[];
+  /** How a write to each feeding table names the base rows it changes. */
+  feeds: Feed[];
+  /** Tables a write to which is not group-patched (the base, those deciding membership). */
+  blocked: string[];
+  /**
+   * Whether a row's values are the same whatever the WHERE (it reads no table whose rows
+   * are aggregated): the restricted statement then leaves it out.
+   */
+  sharesRows: boolean;
+}
+
+/** A place where a table feeds the values of result rows. */
+interface Feed {
+  table: string;
+  /** The table's column whose values name the base rows it feeds... */
+  column: string;
+  /** ...by the base's column that equals it. */
+  base: string;
+  /** "update": only its updates (a parent's rows, an inner join's children). */
+  ops: "any" | "update";
+  /** Columns an update must leave as they were (its key, those that decide membership). */
+  keep: string[];
+}
+
+/** The base rows a write changes, as values of base columns (`articles.id in (7, 9)`). */
+export type Restriction = Map<string, unknown[]>;
+
+/** Most base rows one group patch restricts its statement to: past it, the result is dropped. */
+export const MOST_PATCHED_ROWS = 256;
+
+/** The group plan of a select whose result can be maintained, or undefined. */
+export function groupPlan(shape: SqlShape): GroupPlan | undefined {
+  const s = shape.lists;
+  if (!s || shape.fallback || s.ref === undefined || s.grouping === "aggregate") return undefined;
+  // Its rows must name their base rows: by its key, or a unique column the result shows.
+  const once = (c: string) =>
+    s.columns.indexOf(c) >= 0 && s.columns.indexOf(c) === s.columns.lastIndexOf(c);
+  const key = [s.primaryKey, ...(s.unique ?? [])].find(once);
+  if (key === undefined) return undefined;
+  const joins = s.joins ?? [];
+  // Children joined without GROUP BY repeat a base row: the rows are not keyed.
+  if (s.grouping !== "key" && joins.some((j) => j.kind === "children")) return undefined;
+  // An order by anything but the base's columns (a count, an author's name) could move a
+  // row a group patch changes; no ORDER BY leaves the planner's default sort, unordered.
+  const unordered = s.sort.length === 1 && s.sort[0]!.column === s.primaryKey && !s.sort[0]!.desc;
+  if (!s.ordered && !unordered) return undefined;
+  const windowed = s.offset > 0 || s.limit < NO_LIMIT;
+  if (windowed && !s.ordered) return undefined;
+  const feeds: Feed[] = [];
+  const blocked = new Set([s.table]);
+  for (const j of joins) {
+    // Registered whole for want of a key in the result, its links are still known.
+    const linked = !j.whole || j.whole === "key-not-selected";
+    if (!linked || j.anchor !== undefined) {
+      blocked.add(j.table);
+    } else if (j.kind === "children") {
+      // A left join's children come and go without taking their base row along.
+      const ops = j.inner ? "update" : "any";
+      feeds.push({ table: j.table, column: j.column, base: j.from, ops, keep: [j.column] });
+    } else {
+      // A parent's rows: an update that leaves its key and the columns deciding the
+      // result's rows (its conditions, its order) as they were.
+      const decides = j.whole ? j.decides : j.reach ? j.reach.columns : [];
+      if (!decides) blocked.add(j.table);
+      else {
+        const keep = [j.column, ...decides];
+        feeds.push({ table: j.table, column: j.column, base: j.from, ops: "update", keep });
+      }
+    }
+  }
+  for (const q of s.subqueries ?? []) {
+    const link = q.link ?? q.unshown;
+    if (q.in === "where" || q.whole || !link || link.anchor !== undefined) {
+      blocked.add(q.table);
+    } else {
+      feeds.push({ table: q.table, column: link.column, base: link.from, ops: "any", keep: [] });
+    }
+  }
+  const usable = feeds.filter((f) => !blocked.has(f.table));
+  if (usable.length === 0) return undefined;
+  return {
+    table: s.table,
+    primaryKey: s.primaryKey,
+    ref: s.ref,
+    key,
+    columns: [...s.columns],
+    names: [...s.names],
+    tables: [...shape.tables],
+    feeds: usable,
+    blocked: [...blocked],
+    // A condition on a children's table picks which of its rows are aggregated; one on the
+    // base or a parent only picks rows.
+    sharesRows: !joins.some((j) => j.kind === "children" && j.filters),
+  };
+}
+
+/**
+ * The base rows `events` change in a result of `plan`, or undefined when one of them may
+ * do more than change values of rows (a write to the base, to a table its conditions read,
+ * an insert of a parent). An empty restriction: the events leave the result as it was.
+ */
+export function restrictionOf(
+  plan: GroupPlan,
+  events: readonly WriteEvent[],
+): Restriction | undefined {
+  const out: Restriction = new Map();
+  let count = 0;
+  for (const e of events) {
+    if (plan.blocked.includes(e.table)) return undefined;
+    const feeds = plan.feeds.filter((f) => f.table === e.table);
+    if (feeds.length === 0) {
+      if (plan.tables.some((t) => t.toLowerCase() === e.table.toLowerCase())) return undefined;
+      continue;
+    }
+    for (const f of feeds) {
+      if (f.ops === "update" && e.op !== "update") return undefined;
+      if (e.op === "update") {
+        if (!e.old || !e.new) return undefined;
+        for (const c of f.keep)
+          if (!(c in e.old) || !sameValue(e.old[c], e.new[c])) return undefined;
+      }
+      for (const row of [e.old, e.new]) {
+        if (!row) continue;
+        if (!(f.column in row)) return undefined;
+        const v = row[f.column];
+        if (v === null) continue;
+        const values = out.get(f.base) ?? [];
+        if (!values.some((x) => sameValue(x, v))) {
+          values.push(v);
+          count++;
+        }
+        out.set(f.base, values);
+      }
+    }
+  }
+  return count > MOST_PATCHED_ROWS ? undefined : out;
+}
+
+/**
+ * `sql` restricted to the base rows of `restriction`, without its window: the statement a
+ * group patch runs, with its parameters. Its WHERE goes too where `plan.sharesRows` (the
+ * values of a row do not depend on it), so that results of one select list with other
+ * conditions (a tag's list, an author's, the single article) share the statement.
+ * Undefined where the text cannot be rewritten safely (a compound select, named or
+ * numbered placeholders, a value written as no literal can be).
+ */
+export function restrictedStatement(
+  plan: GroupPlan,
+  sql: string,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+  restriction: Restriction,
+): { sql: string; params: unknown[] } | undefined {
+  const text = sql.replace(/[\s;]+$/, "");
+  const scan = scanTop(text, dialect);
+  if (!scan || scan.compound || scan.placeholders.length !== placeholderCount(scan, params)) {
+    return undefined;
+  }
+  const terms: string[] = [];
+  for (const [column, values] of restriction) {
+    const literals = values.map(literal);
+    if (literals.some((l) => l === undefined)) return undefined;
+    terms.push(`${name(text, plan.ref)}.${name(text, column)} in (${literals.join(", ")})`);
+  }
+  if (terms.length === 0) return undefined;
+  const condition = `(${terms.join(" or ")})`;
+  // The window goes: the restricted rows are wherever the window put them.
+  const tailAt = Math.min(scan.clause.limit ?? text.length, scan.clause.offset ?? text.length);
+  const next = (at: number) =>
+    Math.min(
+      ...["group", "having", "order", "window"]
+        .map((c) => scan.clause[c])
+        .filter((p): p is number => p !== undefined && p > at && p < tailAt),
+      tailAt,
+    );
+  const where =
+    scan.clause.where !== undefined && scan.clause.where < tailAt ? scan.clause.where : undefined;
+  // What is cut out ([from, to)), and what goes in where.
+  const cuts: [number, number][] = [[tailAt, text.length]];
+  let insertAt: number;
+  let inserted: string;
+  if (where === undefined) {
+    insertAt = next(scan.clause.from ?? 0);
+    inserted = ` where ${condition} `;
+  } else if (plan.sharesRows) {
+    const end = next(where);
+    cuts.push([where, end]);
+    insertAt = where;
+    inserted = `where ${condition} `;
+  } else {
+    const end = next(where);
+    // `where (<its conditions>) and <restriction>`: the parentheses open after WHERE.
+    return rewritten(text, dialect, scan, params, cuts, [
+      [where + "where".length, " ("],
+      [end, `) and ${condition} `],
+    ]);
+  }
+  return rewritten(text, dialect, scan, params, cuts, [[insertAt, inserted]]);
+}
+
+/**
+ * `text` with `cuts` left out and `inserts` put in (at positions of the original text), its
+ * placeholders in the cuts dropped with their parameters and, on PostgreSQL, the others
+ * numbered again from $1.
+ */
+function rewritten(
+  text: string,
+  dialect: SqlDialect,
+  scan: TopScan,
+  params: readonly unknown[],
+  cuts: readonly [number, number][],
+  inserts: readonly [number, string][],
+): { sql: string; params: unknown[] } {
+  const cut = (at: number) => cuts.some(([from, to]) => at >= from && at < to);
+  const kept = scan.placeholders.filter((p) => !cut(p.at));
+  let numbers = new Map<number, number>();
+  let rest: unknown[];
+  if (dialect === "postgres") {
+    const used = [...new Set(kept.map((p) => p.n))].sort((a, b) => a - b);
+    numbers = new Map(used.map((n, i) => [n, i + 1]));
+    rest = used.map((n) => params[n - 1]);
+  } else {
+    rest = scan.placeholders.filter((p) => !cut(p.at)).map((p) => params[p.n - 1]);
+  }
+  let out = "";
+  let i = 0;
+  const at = new Map(kept.map((p) => [p.at, p]));
+  while (i <= text.length) {
+    for (const [pos, s] of inserts) if (pos === i) out += s;
+    if (i === text.length) break;
+    if (cut(i)) {
+      i++;
+      continue;
+    }
+    const p = at.get(i);
+    if (p && dialect === "postgres") {
+      out += `$${numbers.get(p.n)}`;
+      i += `$${p.n}`.length;
+      continue;
+    }
+    out += text[i];
+    i++;
+  }
+  return { sql: out.replace(/\s+$/, ""), params: rest };
+}
+
+/**
+ * The held rows with those `fresh` has for their keys, in place; undefined when a row's
+ * key cannot be read, or a row the restriction names is missing from `fresh` (it left the
+ * result: not a group patch's to tell).
+ */
+export function splicedRows(
+  plan: GroupPlan,
+  held: readonly unknown[],
+  fresh: readonly unknown[],
+  restriction: Restriction,
+): unknown[] | undefined {
+  // Rows read by position and rows read by name are not one form (an ORM's mapped result).
+  const form = held[0] === undefined ? undefined : positional(held[0]);
+  if (form !== undefined && fresh.some((r) => positional(r) !== form)) return undefined;
+  const read = reader(plan.columns, plan.names);
+  const byKey = new Map<string, unknown>();
+  for (const row of fresh) {
+    const k = identity(read(row, plan.key));
+    if (k === undefined) return undefined;
+    byKey.set(k, row);
+  }
+  const out: unknown[] = [];
+  for (const row of held) {
+    const k = identity(read(row, plan.key));
+    if (k === undefined) return undefined;
+    const next = byKey.get(k);
+    if (next === undefined) {
+      // Named by the restriction where the result shows the column: it should be there.
+      for (const [column, values] of restriction) {
+        if (!plan.columns.includes(column)) continue;
+        const v = read(row, column);
+        if (values.some((x) => identity(x) === identity(v))) return undefined;
+      }
+    }
+    out.push(next ?? row);
+  }
+  return out;
+}
+
+function positional(row: unknown): boolean {
+  return Array.isArray(row) || typeof (row as { length?: unknown } | null)?.length === "number";
+}
+
+/** A key's value as one string per value, whatever the type (1 and "1" differ). */
+function identity(v: unknown): string | undefined {
+  if (typeof v === "number" || typeof v === "bigint") return `n:${String(v)}`;
+  if (typeof v === "string") return `s:${v}`;
+  return undefined;
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a === "object" && typeof b === "object" && a !== null && b !== null) {
+    return JSON.stringify(a) === JSON.stringify(b);
+  }
+  return false;
+}
+
+/** A key's value as an SQL literal: an integer or a string; undefined for anything else. */
+function literal(v: unknown): string | undefined {
+  if (typeof v === "bigint") return String(v);
+  if (typeof v === "number") return Number.isSafeInteger(v) ? String(v) : undefined;
+  if (typeof v === "string" && !v.includes("\0")) return `'${v.replaceAll("'", "''")}'`;
+  return undefined;
+}
+
+/** An identifier as the statement spells it: quoted where it quotes it, or where it must be. */
+function name(sql: string, id: string): string {
+  const quoted = `"${id.replaceAll('"', '""')}"`;
+  if (sql.includes(quoted) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(id)) return quoted;
+  return id;
+}
+
+interface TopScan {
+  /** Where each top-level clause's keyword starts. */
+  clause: Record<string, number | undefined>;
+  /** A UNION, INTERSECT or EXCEPT at the top level. */
+  compound: boolean;
+  /** Each placeholder: where it is and, on PostgreSQL, its number. */
+  placeholders: { at: number; n: number }[];
+}
+
+const CLAUSE = /^(from|where|group|having|order|limit|offset|window|union|intersect|except)\b/i;
+
+/**
+ * The top-level clauses and the placeholders of a select; undefined where it uses
+ * placeholders other than `?` (SQLite) or `$n` (PostgreSQL), or dollar quotes.
+ */
+function scanTop(sql: string, dialect: SqlDialect): TopScan | undefined {
+  const clause: TopScan["clause"] = {};
+  const placeholders: TopScan["placeholders"] = [];
+  let compound = false;
+  let depth = 0;
+  let i = 0;
+  while (i < sql.length) {
+    const skip = skipText(sql, i);
+    if (skip > i) {
+      i = skip;
+      continue;
+    }
+    const c = sql[i]!;
+    const word = i === 0 || !/[\w$]/.test(sql[i - 1]!);
+    if (c === "(") depth++;
+    else if (c === ")") depth--;
+    else if (dialect === "sqlite" && (c === ":" || c === "@")) {
+      if (/[A-Za-z_]/.test(sql[i + 1] ?? "")) return undefined;
+    } else if (c === "?") {
+      if (dialect === "postgres" || /\d/.test(sql[i + 1] ?? "")) return undefined;
+      placeholders.push({ at: i, n: placeholders.length + 1 });
+    } else if (c === "$" && word) {
+      const m = /^\$(\d+)/.exec(sql.slice(i, i + 12));
+      if (!m || dialect !== "postgres") return undefined;
+      placeholders.push({ at: i, n: Number(m[1]) });
+      i += m[0].length;
+      continue;
+    } else if (depth === 0 && word) {
+      const m = CLAUSE.exec(sql.slice(i, i + 10));
+      if (m) {
+        const k = m[1]!.toLowerCase();
+        if (k === "union" || k === "intersect" || k === "except") compound = true;
+        else clause[k] ??= i;
+      }
+    }
+    i++;
+  }
+  return { clause, compound, placeholders };
+}
+
+/** How many parameters the statement binds: its placeholders (PostgreSQL: its largest `$n`). */
+function placeholderCount(scan: TopScan, params: readonly unknown[]): number {
+  if (scan.placeholders.length === 0) return params.length === 0 ? 0 : -1;
+  const numbers = new Set(scan.placeholders.map((p) => p.n));
+  // `$1` used twice binds one parameter: the count is of distinct numbers, 1..params.length.
+  if ([...numbers].some((n) => n > params.length)) return -1;
+  return numbers.size === params.length ? scan.placeholders.length : -1;
+}

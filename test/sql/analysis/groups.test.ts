@@ -1,0 +1,176 @@
+import { describe, expect, it } from "vitest";
+import {
+  groupPlan,
+  restrictedStatement,
+  restrictionOf,
+  splicedRows,
+} from "../../../src/sql/analysis/groups.ts";
+import { type SqlDialect, type SqlTable, sqlShape } from "../../../src/sql/analysis/shapes.ts";
+
+// Group patches' rules (issue 71): which results are keyed and which writes only change
+// values of their rows, the statement that fetches those rows again, and the splice.
+
+const TABLES: Record<string, SqlTable> = {
+  users: { primaryKey: "id", columns: { id: "number", username: "text", bio: "text" } },
+  articles: {
+    primaryKey: "id",
+    unique: ["slug"],
+    columns: { id: "number", slug: "text", title: "text", author_id: "number", at: "number" },
+  },
+  favorites: { columns: { user_id: "number", article_id: "number" } },
+  tags: { columns: { article_id: "number", tag: "text" } },
+};
+const schema = (t: string) => TABLES[t];
+
+const LIST = (p: (n: number) => string) =>
+  `select a.slug, a.title, u.username, count(t.tag) as tags,
+     (select count(*) from favorites f where f.article_id = a.id and f.user_id = ${p(1)}) as mine
+   from articles a inner join users u on u.id = a.author_id left join tags t on t.article_id = a.id`;
+
+const plan = (sql: string, params: unknown[], dialect: SqlDialect = "sqlite") =>
+  groupPlan(sqlShape(sql, params, dialect, schema));
+
+describe("group plans", () => {
+  it("a list grouped by its base's key, shown by a unique column, is fed by its children, its subqueries and its parent's updates", () => {
+    const p = plan(
+      `${LIST(() => "?")} where a.title = ? group by a.id order by a.at desc, a.id desc limit ? offset ?`,
+      [7, "x", 10, 20],
+    );
+    expect(p?.key).toBe("slug");
+    expect(p?.blocked).toEqual(["articles"]);
+    expect(p?.feeds.map((f) => [f.table, f.base, f.ops]).sort()).toEqual([
+      ["favorites", "id", "any"],
+      ["tags", "id", "any"],
+      ["users", "author_id", "update"],
+    ]);
+    expect(p?.sharesRows).toBe(true);
+  });
+
+  it("no plan where rows are not keyed, not named, or ordered by what a write may change", () => {
+    // Children joined without GROUP BY repeat an article.
+    expect(
+      plan("select a.id, t.tag from articles a left join tags t on t.article_id = a.id", []),
+    ).toBeUndefined();
+    // Neither the key nor a unique column is shown.
+    expect(
+      plan(
+        `select a.title, count(t.tag) from articles a left join tags t on t.article_id = a.id group by a.id`,
+        [],
+      ),
+    ).toBeUndefined();
+    // Ordered by a count.
+    expect(
+      plan(`${LIST(() => "?")} group by a.id order by tags desc, a.id limit ?`, [7, 10]),
+    ).toBeUndefined();
+    // One row over the whole table.
+    expect(
+      plan("select count(*) from articles a inner join users u on u.id = a.author_id", []),
+    ).toBeUndefined();
+  });
+
+  it("writes that may bring a row in, take one out or move it are not group-patched", () => {
+    const byName = plan(`${LIST(() => "?")} where u.username = ? group by a.id order by a.id`, [
+      7,
+      "ann",
+    ])!;
+    const rename = {
+      table: "users",
+      op: "update" as const,
+      old: { id: 1, username: "ann", bio: "a" },
+      new: { id: 1, username: "zed", bio: "a" },
+    };
+    const bio = { ...rename, new: { id: 1, username: "ann", bio: "b" } };
+    expect(restrictionOf(byName, [rename])).toBeUndefined();
+    expect(restrictionOf(byName, [bio])).toEqual(new Map([["author_id", [1]]]));
+    expect(
+      restrictionOf(byName, [
+        { table: "users", op: "insert", new: { id: 9, username: "x", bio: "" } },
+      ]),
+    ).toBeUndefined();
+    expect(
+      restrictionOf(byName, [{ table: "articles", op: "update", old: { id: 1 }, new: { id: 1 } }]),
+    ).toBeUndefined();
+    // A favourite moved from article 1 to 2: both rows.
+    const moved = {
+      table: "favorites",
+      op: "update" as const,
+      old: { user_id: 7, article_id: 1 },
+      new: { user_id: 7, article_id: 2 },
+    };
+    expect(restrictionOf(byName, [moved])).toEqual(new Map([["id", [1, 2]]]));
+    // A table the select does not read leaves it as it was.
+    expect(restrictionOf(byName, [{ table: "comments", op: "insert", new: { id: 1 } }])).toEqual(
+      new Map(),
+    );
+    const tagged = plan(
+      `${LIST(() => "?")} where a.id in (select article_id from tags where tag = ?) group by a.id order by a.id`,
+      [7, "x"],
+    )!;
+    expect(
+      restrictionOf(tagged, [{ table: "tags", op: "insert", new: { article_id: 3, tag: "x" } }]),
+    ).toBeUndefined();
+  });
+});
+
+describe("the restricted statement", () => {
+  it("SQLite: the window and the WHERE go with their parameters, the restriction comes in as literals", () => {
+    const sql = `${LIST(() => "?")} where a.title = ? group by a.id order by a.at desc, a.id desc limit ? offset ?`;
+    const params = [7, "x", 10, 20];
+    const p = plan(sql, params)!;
+    const r = restrictedStatement(p, sql, params, "sqlite", new Map([["id", [3, 4]]]));
+    expect(r?.params).toEqual([7]);
+    expect(r?.sql).toMatch(
+      /where \(a\.id in \(3, 4\)\) group by a\.id order by a\.at desc, a\.id desc$/,
+    );
+    expect(r?.sql).not.toMatch(/limit|offset|title = \?/);
+  });
+
+  it("PostgreSQL: the parameters left are numbered again from $1", () => {
+    const sql = `${LIST((n) => `$${n + 1}`)} where a.title = $1 group by a.id order by a.at desc, a.id desc limit $3 offset $4`;
+    const params = ["x", 7, 10, 20];
+    const p = plan(sql, params, "postgres")!;
+    const r = restrictedStatement(p, sql, params, "postgres", new Map([["id", ["it's", 4]]]));
+    expect(r?.params).toEqual([7]);
+    expect(r?.sql).toContain("f.user_id = $1");
+    expect(r?.sql).toContain("where (a.id in ('it''s', 4))");
+  });
+
+  it("a condition on the aggregated children stays: it picks the rows counted", () => {
+    const sql = `${LIST(() => "?")} where t.tag <> ? group by a.id order by a.id`;
+    const p = plan(sql, [7, "x"])!;
+    expect(p.sharesRows).toBe(false);
+    const r = restrictedStatement(p, sql, [7, "x"], "sqlite", new Map([["id", [3]]]));
+    expect(r?.sql).toContain("where ( t.tag <> ? ) and (a.id in (3))");
+    expect(r?.params).toEqual([7, "x"]);
+  });
+
+  it("refuses what it cannot rewrite: numbered or named placeholders, values no literal writes", () => {
+    const sql = `${LIST(() => "?1")} group by a.id order by a.id`;
+    const p = plan(`${LIST(() => "?")} group by a.id order by a.id`, [7])!;
+    expect(restrictedStatement(p, sql, [7], "sqlite", new Map([["id", [3]]]))).toBeUndefined();
+    const plain = `${LIST(() => "?")} group by a.id order by a.id`;
+    expect(restrictedStatement(p, plain, [7], "sqlite", new Map([["id", [1.5]]]))).toBeUndefined();
+    expect(
+      restrictedStatement(p, plain, [7], "sqlite", new Map([["id", ["a\0b"]]])),
+    ).toBeUndefined();
+  });
+});
+
+describe("the splice", () => {
+  const p = plan(`${LIST(() => "?")} group by a.id order by a.id`, [7])!;
+  it("replaces the held rows the statement fetched again, in place, by their key", () => {
+    const held = [
+      { slug: "a", title: "A", username: "ann", tags: 1, mine: 0 },
+      { slug: "b", title: "B", username: "bo", tags: 0, mine: 0 },
+    ];
+    const fresh = [
+      { slug: "b", title: "B", username: "bo", tags: 2, mine: 1 },
+      { slug: "z", title: "Z", username: "x", tags: 0, mine: 0 },
+    ];
+    expect(splicedRows(p, held, fresh, new Map([["id", [2]]]))).toEqual([held[0], fresh[0]]);
+  });
+  it("gives up on rows of another form (read by position against rows read by name)", () => {
+    const held = [{ slug: "a", title: "A", username: "ann", tags: 1, mine: 0 }];
+    expect(splicedRows(p, held, [["a", "A", "ann", 2, 0]], new Map([["id", [1]]]))).toBeUndefined();
+  });
+});
