@@ -113,7 +113,8 @@ function toArticle(row: Row, withBody: boolean): Article {
   };
 }
 
-function articleSelect(db: ConduitDb, filter: ArticleFilter, viewer: number | undefined) {
+/** The select behind the lists and the single article (bench/group-patch.ts times it too). */
+export function articleSelect(db: ConduitDb, filter: ArticleFilter, viewer: number | undefined) {
   return db
     .select(fields(viewer))
     .from(articles)

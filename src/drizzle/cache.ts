@@ -175,10 +175,18 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     key: string,
     tables: string[],
     isTag: boolean,
-    query: Pick<SelectQuery, "sql"> | undefined,
+    query: (Pick<SelectQuery, "sql"> & Partial<SelectQuery>) | undefined,
   ): Promise<unknown[] | undefined> {
     const name = keyName(key, isTag);
-    const looked = await this.#statements.lookupKey(name, query?.sql, tables);
+    // With its parameters, a lookup of one row may be answered from a held result.
+    const statement = query?.params &&
+      query.dialect && { ...query, params: query.params, dialect: query.dialect };
+    const looked = await this.#statements.lookupKey(
+      name,
+      query?.sql,
+      tables,
+      statement || undefined,
+    );
     if (looked.found) return looked.result as unknown[];
     this.#reads.begin(name, looked.ticket.since);
     return undefined;

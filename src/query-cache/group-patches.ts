@@ -23,6 +23,12 @@ import type { GroupCounts } from "./stats.ts";
  */
 
 const TEXT = new TextDecoder();
+/**
+ * Jobs waiting at most (they run one at a time with the reloads): past it, a write's
+ * results are dropped as without group patches, so a burst of writes cannot queue work
+ * (and entries' bodies) without bound.
+ */
+const MOST_WAITING = 1_000;
 
 /** What a cached read is maintained from: its statement as it ran. */
 export interface GroupRead {
@@ -56,7 +62,9 @@ export function groupPatcher<R>(deps: {
   // The statements of one record's jobs (its events array), shared among its results.
   const records = new WeakMap<readonly WriteEvent[], Map<string, Shared<R>>>();
   const counts = deps.counts;
+  let waiting = 0;
   return (key, entry, events, wanted) => {
+    if (waiting >= MOST_WAITING) return undefined;
     const read = deps.readOf(key);
     if (!read) return undefined;
     read.group ??= groupPlan(read.shape) ?? null;
@@ -67,7 +75,9 @@ export function groupPatcher<R>(deps: {
     if (ttl <= 0) return undefined;
     // Nothing it reads changed: kept as it was.
     if (restriction.size === 0) {
+      waiting++;
       return async (at) => {
+        waiting--;
         const kept = decode(TEXT.decode(entry.body));
         if (await deps.store(key, deps.form.restored(kept), at, ttl)) counts.patched++;
       };
@@ -80,7 +90,9 @@ export function groupPatcher<R>(deps: {
     const one = shared.get(text) ?? { wanted: false };
     one.wanted ||= wanted;
     shared.set(text, one);
+    waiting++;
     return async (at) => {
+      waiting--;
       if (!one.wanted) return;
       if (!one.run) {
         counts.statements++;

@@ -22,6 +22,7 @@ import { Cascades } from "./cascades.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
 import { catalogKinds, withoutCapturedForms } from "./columns.ts";
 import { type GroupRead, groupPatcher } from "./group-patches.ts";
+import { HeldResults } from "./held-results.ts";
 import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
 import { SearchPathNames } from "./search-path.ts";
 import {
@@ -116,6 +117,8 @@ export class StatementCache<R = SqlResult> {
   #unhook: (() => void) | undefined;
   /** PostgreSQL: where the session's search path places tables named without a schema. */
   #names: SearchPathNames | undefined;
+  /** Held results that lookups of one row may be answered from. */
+  #held: HeldResults<R>;
 
   constructor(db: StatementDatabase<R>, options: StatementCacheOptions) {
     const c = db.component;
@@ -136,6 +139,7 @@ export class StatementCache<R = SqlResult> {
     this.engine = engine;
     this.#db = db;
     this.#form = db.form ?? (ROWS as unknown as ResultForm<R>);
+    this.#held = new HeldResults(() => this.#db.dialect, this.#form);
     this.#ttl = ttl;
     this.#prefix = prefix;
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
@@ -267,6 +271,8 @@ export class StatementCache<R = SqlResult> {
       shape = sqlShape(sql, params, dialect, this.#schema, resolve);
       if (!readOnly(shape, sql)) return { found: false, write: true };
     }
+    const answered = await this.#answered({ sql, params, shape }, sql);
+    if (answered !== undefined) return { found: true, result: answered };
     this.#stats.lookup(false, sql);
     if (key !== undefined) this.engine.countRead(key, "miss");
     // Taken after `want`, just before the query runs, so its result is at least this new: a
@@ -283,16 +289,20 @@ export class StatementCache<R = SqlResult> {
    * `lookup` by a key the ORM made (Drizzle's own, under this entry's prefix: `q:<hash>`),
    * for an ORM that runs the statement between its own two calls; `sql` counts the lookup
    * under its query shape, and `tables` are those the ORM says it reads (capture is told).
+   * With the statement (`query`), a lookup of one row may be answered from a held result.
    */
   async lookupKey(
     name: string,
     sql?: string,
     tables: readonly string[] = [],
+    query?: StoreOptions<R>["query"],
   ): Promise<{ found: true; result: R } | { found: false; ticket: Ticket }> {
     await this.#capture?.want(tables);
     const key = this.key(name);
     const found = await this.#found(key, sql);
     if (found) return found;
+    const answered = query && (await this.#answered(this.#ormRead(query), sql));
+    if (answered !== undefined) return { found: true, result: answered };
     this.#stats.lookup(false, sql);
     this.engine.countRead(key, "miss");
     // The query runs after this returns, so its result is at least this new.
@@ -360,16 +370,7 @@ export class StatementCache<R = SqlResult> {
       dialect: this.#db.dialect,
       readOf: (key) => {
         const o = this.#reruns.get(key)?.options;
-        if (o?.sql !== undefined && o.shape && o.params) return o as GroupRead;
-        // An ORM's statement (Drizzle's), read once a write reaches its result.
-        const q = o?.query;
-        if (!o || !q) return undefined;
-        o.groupRead ??= {
-          sql: q.sql,
-          params: q.params,
-          shape: sqlShape(q.sql, q.params, q.dialect, this.#schema, this.#names?.resolve),
-        };
-        return o.groupRead;
+        return o && this.#groupRead(o);
       },
       query,
       form: this.#form,
@@ -385,6 +386,38 @@ export class StatementCache<R = SqlResult> {
       fault: (err) => this.#stats.fault("group patch", err),
       now: () => Date.now(),
     });
+  }
+
+  /** The statement a result was read by, for group patches and held answers. */
+  #groupRead(o: Rerun<R>["options"]): GroupRead | undefined {
+    if (o.sql !== undefined && o.shape && o.params) return o as GroupRead;
+    // An ORM's statement (Drizzle's), read once it is asked for.
+    const q = o.query;
+    if (!q) return undefined;
+    o.groupRead ??= this.#ormRead(q);
+    return o.groupRead;
+  }
+
+  #ormRead(q: NonNullable<StoreOptions<R>["query"]>): GroupRead {
+    const shape = sqlShape(q.sql, q.params, q.dialect, this.#schema, this.#names?.resolve);
+    return { sql: q.sql, params: q.params, shape };
+  }
+
+  /**
+   * A lookup `read` answered from a held result of the same rows source that shows its row
+   * (see HeldResults), counted as a hit; undefined when none does.
+   */
+  async #answered(read: GroupRead, sql: string | undefined): Promise<R | undefined> {
+    try {
+      const result = await this.#held.answer(read, (k) => this.engine.getEntry(k));
+      if (result === undefined) return undefined;
+      this.#stats.lookup(true, sql);
+      this.#stats.groups.answered++;
+      return result;
+    } catch (err) {
+      this.#stats.fault("get", err);
+      return undefined;
+    }
   }
 
   /**
@@ -629,6 +662,8 @@ export class StatementCache<R = SqlResult> {
       }
       this.#stats.stored(tables);
       if (rerun.run) this.#reruns.set(key, rerun);
+      const read = this.#groupRead(options);
+      if (read) this.#held.stored(key, read);
       options.stored?.(ttl);
       return true;
     } catch (err) {

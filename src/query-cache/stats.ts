@@ -153,6 +153,11 @@ export interface GroupCounts {
   statements: number;
   /** Group patches given up (a row left the result, a statement failed): those results went. */
   dropped: number;
+  /**
+   * Lookups of one row answered from a held result of the same select list that shows it
+   * (the single article from a list), counted among the hits.
+   */
+  answered: number;
 }
 
 /**
@@ -162,7 +167,7 @@ export interface GroupCounts {
 export class QueryStats {
   readonly counts = { hits: 0, misses: 0, stored: 0, fenced: 0, uncacheable: 0, faults: 0 };
   readonly registrations = new RegistrationCounts();
-  readonly groups: GroupCounts = { patched: 0, statements: 0, dropped: 0 };
+  readonly groups: GroupCounts = { patched: 0, statements: 0, dropped: 0, answered: 0 };
   /** Tables of stored results, for `tables` in the stats. */
   #tables = new Set<string>();
   #component: string;

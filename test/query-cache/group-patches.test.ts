@@ -125,6 +125,11 @@ function reads(db: Db): [string, (viewer: number, x: number) => unknown[]][] {
       `${select(1)} where a.slug = ${p(2)} group by a.id, u.id`,
       (viewer, x) => [viewer, `s${1 + (x % 5)}`],
     ],
+    // One article by its key: answered from a held list where one shows it.
+    [
+      `${select(1)} where a.id = ${p(2)} group by a.id, u.id order by a.id`,
+      (viewer, x) => [viewer, 1 + ((x * 3) % 7)],
+    ],
     [
       `${select(1)} group by a.id, u.id order by a.created_at desc, a.id desc`,
       (viewer) => [viewer],
@@ -280,6 +285,8 @@ describe.each(makers)("group patches on %s", (_, make) => {
     const { groupPatches, hits } = sql.getStats();
     expect(groupPatches.patched).toBeGreaterThan(20);
     expect(groupPatches.statements).toBeGreaterThan(0);
+    // Single articles answered from a held list that shows them (each compared above).
+    expect(groupPatches.answered).toBeGreaterThan(0);
     expect(hits).toBeGreaterThan(0);
   }, 120_000);
 });

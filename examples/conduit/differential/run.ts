@@ -80,7 +80,7 @@ export interface DifferentialReport {
   misses: number;
   hitRate: number | undefined;
   /** `getStats().groupPatches`: results kept after writes by a statement for their changed rows. */
-  groupPatches?: { patched: number; statements: number; dropped: number };
+  groupPatches?: { patched: number; statements: number; dropped: number; answered: number };
   /**
    * Why the cache's lookups missed (see misses.ts), largest class first: the class, its
    * misses, and of an invalidated class those whose fresh result equalled the removed one.
