@@ -24,6 +24,9 @@ export function valuesRunner(
       return (sql, params) => c.unsafe(sql, [...params]).values();
     }
     case "node-postgres": {
+      // A Pool's query takes a connection no transaction holds; a Client's is the one the
+      // application's transactions run on, whose uncommitted rows a patch must not read.
+      if (!("totalCount" in (client as object))) return undefined;
       const c = client as {
         query(q: { text: string; values: unknown[]; rowMode: "array" }): Promise<{
           rows: unknown[];

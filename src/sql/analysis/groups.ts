@@ -75,6 +75,17 @@ export function groupPlan(shape: SqlShape): GroupPlan | undefined {
   if (!s.ordered && !unordered) return undefined;
   const windowed = s.offset > 0 || s.limit < NO_LIMIT;
   if (windowed && !s.ordered) return undefined;
+  // A sort key named like an output column of another value (`... as at order by at`)
+  // sorts by that value.
+  for (const k of s.sort) {
+    const at = s.names.indexOf(k.column);
+    if (at >= 0 && s.columns[at] !== k.column) return undefined;
+  }
+  // A condition on a table other than a parent of the base picks which joined rows are
+  // aggregated, and which base rows have any: a write to it may change both.
+  if (joins.some((j) => j.filters && !(j.kind === "parent" && j.anchor === undefined))) {
+    return undefined;
+  }
   const feeds: Feed[] = [];
   const blocked = new Set([s.table]);
   for (const j of joins) {
@@ -117,9 +128,9 @@ export function groupPlan(shape: SqlShape): GroupPlan | undefined {
     tables: [...shape.tables],
     feeds: usable,
     blocked: [...blocked],
-    // A condition on a children's table picks which of its rows are aggregated; one on the
-    // base or a parent only picks rows.
-    sharesRows: !joins.some((j) => j.kind === "children" && j.filters),
+    // Conditions on the base, its parents and subqueries of them only pick rows (a condition
+    // on another joined table refuses the plan above).
+    sharesRows: true,
   };
 }
 
@@ -148,6 +159,10 @@ export function restrictionOf(
         for (const c of f.keep)
           if (!(c in e.old) || !sameValue(e.old[c], e.new[c])) return undefined;
       }
+      // A row that left meanwhile (a later write, not yet applied) must be told from the
+      // statement's rows: by the column where the result shows it, or by their count for
+      // the base's key (see splicedRows). Otherwise not group-patched.
+      if (!plan.columns.includes(f.base) && f.base !== plan.primaryKey) return undefined;
       for (const row of [e.old, e.new]) {
         if (!row) continue;
         if (!(f.column in row)) return undefined;
@@ -342,7 +357,7 @@ function rewritten(
     const p = at.get(i);
     if (p && dialect === "postgres") {
       out += `$${numbers.get(p.n)}`;
-      i += `$${p.n}`.length;
+      i += p.length;
       continue;
     }
     out += text[i];
@@ -371,6 +386,12 @@ export function splicedRows(
     const k = identity(read(row, plan.key));
     if (k === undefined) return undefined;
     byKey.set(k, row);
+  }
+  // Without its key shown, each base row the restriction names that still exists comes
+  // back once: one fewer, and a held row may be one that left.
+  const keys = restriction.get(plan.primaryKey);
+  if (keys && !plan.columns.includes(plan.primaryKey) && fresh.length !== keys.length) {
+    return undefined;
   }
   const out: unknown[] = [];
   for (const row of held) {
@@ -429,8 +450,8 @@ interface TopScan {
   clause: Record<string, number | undefined>;
   /** A UNION, INTERSECT or EXCEPT at the top level. */
   compound: boolean;
-  /** Each placeholder: where it is and, on PostgreSQL, its number. */
-  placeholders: { at: number; n: number }[];
+  /** Each placeholder: where it is, its length, and its number. */
+  placeholders: { at: number; length: number; n: number }[];
 }
 
 const CLAUSE = /^(from|where|group|having|order|limit|offset|window|union|intersect|except)\b/i;
@@ -448,6 +469,8 @@ function scanTop(sql: string, dialect: SqlDialect): TopScan | undefined {
   while (i < sql.length) {
     const skip = skipText(sql, i);
     if (skip > i) {
+      // A comment could swallow what a rewrite puts after it.
+      if (sql[i] === "-" || sql[i] === "/") return undefined;
       i = skip;
       continue;
     }
@@ -459,11 +482,11 @@ function scanTop(sql: string, dialect: SqlDialect): TopScan | undefined {
       if (/[A-Za-z_]/.test(sql[i + 1] ?? "")) return undefined;
     } else if (c === "?") {
       if (dialect === "postgres" || /\d/.test(sql[i + 1] ?? "")) return undefined;
-      placeholders.push({ at: i, n: placeholders.length + 1 });
+      placeholders.push({ at: i, length: 1, n: placeholders.length + 1 });
     } else if (c === "$" && word) {
       const m = /^\$(\d+)/.exec(sql.slice(i, i + 12));
       if (!m || dialect !== "postgres") return undefined;
-      placeholders.push({ at: i, n: Number(m[1]) });
+      placeholders.push({ at: i, length: m[0].length, n: Number(m[1]) });
       i += m[0].length;
       continue;
     } else if (depth === 0 && word) {

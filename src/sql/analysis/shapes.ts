@@ -84,6 +84,9 @@ function tryParse(sql: string, dialect: SqlDialect): unknown {
   } catch {
     const unfiltered = withoutAggregateFilters(sql);
     if (unfiltered === undefined) return null;
+    // A `?` in a filter gone would shift the parameters after it onto other placeholders.
+    const marks = (text: string) => text.split("?").length;
+    if (dialect === "sqlite" && marks(unfiltered) !== marks(sql)) return null;
     try {
       return parseSql(unfiltered, dialect);
     } catch {
