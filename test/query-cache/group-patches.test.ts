@@ -53,21 +53,17 @@ async function sqliteDb(): Promise<Db> {
   await source.installCapture();
   await source.close();
   const client = new Database(path);
+  // Its own connection, outside the entry's: it sees what is committed.
+  const reader = new Database(path, { readonly: true });
   return {
     name: "SQLite (better-sqlite3)",
     p: () => "?",
     t: (n) => n,
     client,
     around: async (sql, params) => void writer.prepare(sql).run(...(params as never[])),
-    fresh: async (sql, params) => {
-      const reader = new Database(path, { readonly: true });
-      try {
-        return reader.prepare(sql).all(...(params as never[]));
-      } finally {
-        reader.close();
-      }
-    },
+    fresh: async (sql, params) => reader.prepare(sql).all(...(params as never[])),
     close: async () => {
+      reader.close();
       client.close();
       writer.close();
       rmSync(dir, { recursive: true, force: true });
@@ -84,21 +80,17 @@ async function postgresDb(url: string): Promise<Db> {
   await source.installCapture();
   await source.close();
   const client = postgres(url, { max: 4, onnotice: () => {} });
+  // Its own connection, outside the entry's: it sees what is committed.
+  const reader = postgres(url, { max: 1, onnotice: () => {} });
   return {
     name: "PostgreSQL (postgres.js)",
     p: (n) => `$${n}`,
     t,
     client,
     around: async (sql, params) => void (await admin.unsafe(sql, params as never[])),
-    fresh: async (sql, params) => {
-      const reader = postgres(url, { max: 1, onnotice: () => {} });
-      try {
-        return [...(await reader.unsafe(sql, params as never[]))];
-      } finally {
-        await reader.end();
-      }
-    },
+    fresh: async (sql, params) => [...(await reader.unsafe(sql, params as never[]))],
     close: async () => {
+      await reader.end();
       await client.end();
       await admin.unsafe(`drop schema if exists ${schema} cascade`);
       await admin.unsafe(`drop schema if exists edgecache_${schema} cascade`);
