@@ -116,6 +116,12 @@ export function groupPlan(shape: SqlShape): GroupPlan | undefined {
       feeds.push({ table: q.table, column: link.column, base: link.from, ops: "any", keep: [] });
     }
   }
+  // A row that left meanwhile (a later write, not yet applied) must be told from the
+  // statement's rows: by the column that names it where the result shows it, or by their
+  // count for the base's key (see splicedRows). A feed named otherwise is not followed.
+  for (const f of feeds) {
+    if (f.base !== s.primaryKey && !s.columns.includes(f.base)) blocked.add(f.table);
+  }
   const usable = feeds.filter((f) => !blocked.has(f.table));
   if (usable.length === 0) return undefined;
   return {
@@ -159,10 +165,6 @@ export function restrictionOf(
         for (const c of f.keep)
           if (!(c in e.old) || !sameValue(e.old[c], e.new[c])) return undefined;
       }
-      // A row that left meanwhile (a later write, not yet applied) must be told from the
-      // statement's rows: by the column where the result shows it, or by their count for
-      // the base's key (see splicedRows). Otherwise not group-patched.
-      if (!plan.columns.includes(f.base) && f.base !== plan.primaryKey) return undefined;
       for (const row of [e.old, e.new]) {
         if (!row) continue;
         if (!(f.column in row)) return undefined;

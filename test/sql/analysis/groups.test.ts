@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { explainSql } from "../../../src/sql/analysis/explain.ts";
 import {
   groupPlan,
   restrictedStatement,
@@ -44,6 +45,18 @@ describe("group plans", () => {
       ["users", "author_id", "update"],
     ]);
     expect(p?.sharesRows).toBe(true);
+  });
+
+  it("explain names the tables whose writes keep a result (edgecache explain's `maintained:`)", () => {
+    const sql = `${LIST(() => "?")} group by a.id order by a.at desc, a.id desc limit ?`;
+    expect(explainSql(sql, "sqlite", schema, [7, 10]).maintained?.sort()).toEqual([
+      "favorites",
+      "tags",
+      "users",
+    ]);
+    expect(
+      explainSql("select count(*) from articles", "sqlite", schema).maintained,
+    ).toBeUndefined();
   });
 
   it("no plan where rows are not keyed, not named, or ordered by what a write may change", () => {
