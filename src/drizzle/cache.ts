@@ -175,18 +175,11 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     key: string,
     tables: string[],
     isTag: boolean,
-    query: (Pick<SelectQuery, "sql"> & Partial<SelectQuery>) | undefined,
+    query: SelectQuery | undefined,
   ): Promise<unknown[] | undefined> {
     const name = keyName(key, isTag);
     // With its parameters, a lookup of one row may be answered from a held result.
-    const statement = query?.params &&
-      query.dialect && { ...query, params: query.params, dialect: query.dialect };
-    const looked = await this.#statements.lookupKey(
-      name,
-      query?.sql,
-      tables,
-      statement || undefined,
-    );
+    const looked = await this.#statements.lookupKey(name, query?.sql, tables, query);
     if (looked.found) return looked.result as unknown[];
     this.#reads.begin(name, looked.ticket.since);
     return undefined;

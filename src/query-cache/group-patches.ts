@@ -2,7 +2,6 @@ import type { WriteHooks } from "../core/cache/types.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import type { LogPosition } from "../log/contract.ts";
 import {
-  type GroupPlan,
   groupPlan,
   restrictedStatement,
   restrictionOf,
@@ -35,8 +34,6 @@ export interface GroupRead {
   sql: string;
   params: readonly unknown[];
   shape: SqlShape;
-  /** Its plan, worked out at the first write that reaches it (null: none). */
-  group?: GroupPlan | null;
 }
 
 /**
@@ -50,7 +47,7 @@ export function groupPatcher<R>(deps: {
   dialect: SqlDialect;
   /** The read behind a key, where it is still known. */
   readOf(key: string): GroupRead | undefined;
-  /** Runs a statement the cache wrote, on a connection of its own. */
+  /** Runs a statement the cache wrote (see StatementDatabase's `query`). */
   query(sql: string, params: readonly unknown[]): Promise<R>;
   form: ResultForm<R>;
   /** Stores `result` for `key` as a load that began at `at`, for `ttl` ms. */
@@ -67,8 +64,7 @@ export function groupPatcher<R>(deps: {
     if (waiting >= MOST_WAITING) return undefined;
     const read = deps.readOf(key);
     if (!read) return undefined;
-    read.group ??= groupPlan(read.shape) ?? null;
-    const plan = read.group;
+    const plan = groupPlan(read.shape);
     const restriction = plan && restrictionOf(plan, events);
     if (!plan || !restriction) return undefined;
     const ttl = entry.freshUntil - deps.now();

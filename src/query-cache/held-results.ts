@@ -35,9 +35,7 @@ export class HeldResults<R> {
 
   /** Notes `key`, just stored, as holding rows of its read's source (not a lookup's). */
   stored(key: string, read: GroupRead): void {
-    read.group ??= groupPlan(read.shape) ?? null;
-    const plan = read.group;
-    if (!plan || lookedUp(read.shape) !== undefined) return;
+    if (!groupPlan(read.shape) || lookedUp(read.shape) !== undefined) return;
     const source = this.#source(read);
     if (source === undefined) return;
     const keys = (this.#by.get(source) ?? []).filter((k) => k !== key);
@@ -48,15 +46,15 @@ export class HeldResults<R> {
 
   /**
    * The lookup `read`'s result from a held result that shows its row, or undefined. `entry`
-   * gives a key's current entry (undefined when not held or no longer current).
+   * gives a key's current entry (undefined when not held or no longer current), without
+   * counting it a hit: the lookup is counted, not each result looked into.
    */
   async answer(
     read: GroupRead,
     entry: (key: string) => Promise<CacheEntry | undefined>,
   ): Promise<R | undefined> {
     if (this.#by.size === 0) return undefined;
-    read.group ??= groupPlan(read.shape) ?? null;
-    const plan = read.group;
+    const plan = groupPlan(read.shape);
     const lookup = plan ? lookedUp(read.shape) : undefined;
     if (!plan || lookup === undefined) return undefined;
     const source = this.#source(read);
@@ -73,8 +71,7 @@ export class HeldResults<R> {
   }
 
   #source(read: GroupRead): string | undefined {
-    const plan = read.group;
-    const source = plan && rowsSource(plan, read.sql, read.params, this.#dialect());
+    const source = rowsSource(read.sql, read.params, this.#dialect());
     if (!source) return undefined;
     try {
       return encode([source.sql, source.params]);

@@ -115,7 +115,8 @@ export interface StatementDatabase<R = SqlResult> {
   rerun?: (sql: string, params: readonly unknown[], keyed: unknown) => Promise<R>;
   /**
    * Runs a select the cache wrote itself (a group patch's statement for a result's changed
-   * rows) on a connection of its own. Without it, results are not kept by group patches.
+   * rows), where `rerun` runs its reloads (the application's client, or a connection of the
+   * entry's own). Without it, results are not kept by group patches.
    */
   query?: (sql: string, params: readonly unknown[]) => Promise<R>;
   /** How results are kept (their rows alone by default). */

@@ -409,7 +409,9 @@ export class StatementCache<R = SqlResult> {
    */
   async #answered(read: GroupRead, sql: string | undefined): Promise<R | undefined> {
     try {
-      const result = await this.#held.answer(read, (k) => this.engine.getEntry(k));
+      const result = await this.#held.answer(read, (k) =>
+        this.engine.getEntry(k, { count: false }),
+      );
       if (result === undefined) return undefined;
       this.#stats.lookup(true, sql);
       this.#stats.groups.answered++;

@@ -178,7 +178,7 @@ export class Applier {
     // that a later record overtakes. They stay in this node's memory: only it knows the
     // entry it patched was current.
     const at = this.#e.fence.position;
-    const { patch, refetch } = this.#e.hooks();
+    const { patch, refetch, maintain } = this.#e.hooks();
     // Tiers other nodes read are the writer's to clean and refill: another node's delete
     // could come after a reload stored there, and reads check them against the log anyway.
     const foreign = record.own === false && this.#e.tiers.shared;
@@ -204,10 +204,8 @@ export class Applier {
       patch && inOrder
         ? this.#patches(keys, events, patch, record.seq)
         : new Map<string, Patched>();
-    // What patches could not keep, the owner may keep with work of its own, after the
-    // removal below: only this node's own records (another node's writer refills the shared
-    // tiers) and only entries read since they were stored.
-    const maintain = this.#e.hooks().maintain;
+    // What patches could not keep, the owner may keep with work of its own after the removal
+    // below: only for this node's own records (another node's writer refills the shared tiers).
     const jobs =
       maintain && inOrder && !foreign
         ? this.#maintained(keys, patches, events, maintain, record.seq)

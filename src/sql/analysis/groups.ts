@@ -31,11 +31,6 @@ export interface GroupPlan {
   feeds: Feed[];
   /** Tables a write to which is not group-patched (the base, those deciding membership). */
   blocked: string[];
-  /**
-   * Whether a row's values are the same whatever the WHERE (it reads no table whose rows
-   * are aggregated): the restricted statement then leaves it out.
-   */
-  sharesRows: boolean;
 }
 
 /** A place where a table feeds the values of result rows. */
@@ -57,8 +52,22 @@ export type Restriction = Map<string, unknown[]>;
 /** Most base rows one group patch restricts its statement to: past it, the result is dropped. */
 export const MOST_PATCHED_ROWS = 256;
 
-/** The group plan of a select whose result can be maintained, or undefined. */
+const plans = new WeakMap<SqlShape, GroupPlan | null>();
+
+/**
+ * The group plan of a select whose result can be maintained, or undefined; worked out once
+ * per shape (a read's shape goes from its lookup to its store, its stats and its patches).
+ */
 export function groupPlan(shape: SqlShape): GroupPlan | undefined {
+  let plan = plans.get(shape);
+  if (plan === undefined) {
+    plan = planOf(shape) ?? null;
+    plans.set(shape, plan);
+  }
+  return plan ?? undefined;
+}
+
+function planOf(shape: SqlShape): GroupPlan | undefined {
   const s = shape.lists;
   if (!s || shape.fallback || s.ref === undefined || s.grouping === "aggregate") return undefined;
   // Its rows must name their base rows: by its key, or a unique column the result shows.
@@ -134,9 +143,6 @@ export function groupPlan(shape: SqlShape): GroupPlan | undefined {
     tables: [...shape.tables],
     feeds: usable,
     blocked: [...blocked],
-    // Conditions on the base, its parents and subqueries of them only pick rows (a condition
-    // on another joined table refuses the plan above).
-    sharesRows: true,
   };
 }
 
@@ -183,12 +189,12 @@ export function restrictionOf(
 }
 
 /**
- * `sql` restricted to the base rows of `restriction`, without its window: the statement a
- * group patch runs, with its parameters. Its WHERE goes too where `plan.sharesRows` (the
- * values of a row do not depend on it), so that results of one select list with other
- * conditions (a tag's list, an author's, the single article) share the statement.
- * Undefined where the text cannot be rewritten safely (a compound select, named or
- * numbered placeholders, a value written as no literal can be).
+ * `sql` restricted to the base rows of `restriction`, without its window and its WHERE
+ * (a row's values do not depend on them: a plan refuses conditions that pick which joined
+ * rows are aggregated), so that results of one select list with other conditions (a tag's
+ * list, an author's, the single article) share the statement; with its parameters.
+ * Undefined where the text cannot be rewritten safely (a compound select, a comment,
+ * named or numbered placeholders, a value written as no literal can be).
  */
 export function restrictedStatement(
   plan: GroupPlan,
@@ -197,85 +203,72 @@ export function restrictedStatement(
   dialect: SqlDialect,
   restriction: Restriction,
 ): { sql: string; params: unknown[] } | undefined {
-  const text = sql.replace(/[\s;]+$/, "");
-  const scan = scanTop(text, dialect);
-  if (!scan || scan.compound || scan.placeholders.length !== placeholderCount(scan, params)) {
-    return undefined;
-  }
+  const read = clausesOf(sql, params, dialect);
+  if (!read) return undefined;
   const terms: string[] = [];
   for (const [column, values] of restriction) {
     const literals = values.map(literal);
     if (literals.some((l) => l === undefined)) return undefined;
+    const text = read.text;
     terms.push(`${name(text, plan.ref)}.${name(text, column)} in (${literals.join(", ")})`);
   }
   if (terms.length === 0) return undefined;
-  const condition = `(${terms.join(" or ")})`;
-  // The window goes: the restricted rows are wherever the window put them.
-  const tailAt = Math.min(scan.clause.limit ?? text.length, scan.clause.offset ?? text.length);
-  const next = (at: number) =>
-    Math.min(
-      ...["group", "having", "order", "window"]
-        .map((c) => scan.clause[c])
-        .filter((p): p is number => p !== undefined && p > at && p < tailAt),
-      tailAt,
-    );
-  const where =
-    scan.clause.where !== undefined && scan.clause.where < tailAt ? scan.clause.where : undefined;
-  // What is cut out ([from, to)), and what goes in where.
-  const cuts: [number, number][] = [[tailAt, text.length]];
-  let insertAt: number;
-  let inserted: string;
-  if (where === undefined) {
-    insertAt = next(scan.clause.from ?? 0);
-    inserted = ` where ${condition} `;
-  } else if (plan.sharesRows) {
-    const end = next(where);
-    cuts.push([where, end]);
-    insertAt = where;
-    inserted = `where ${condition} `;
-  } else {
-    const end = next(where);
-    // `where (<its conditions>) and <restriction>`: the parentheses open after WHERE.
-    return rewritten(text, dialect, scan, params, cuts, [
-      [where + "where".length, " ("],
-      [end, `) and ${condition} `],
-    ]);
-  }
-  return rewritten(text, dialect, scan, params, cuts, [[insertAt, inserted]]);
+  const condition = `where (${terms.join(" or ")}) `;
+  const where = read.cut("where");
+  // In the WHERE's place, or where one would go.
+  const at = where ? where[0] : read.end(read.scan.clause.from ?? 0);
+  return read.rewritten(where ? [where] : [], [[at, where ? condition : ` ${condition}`]]);
 }
 
 /**
  * Where a result's rows come from, whatever its WHERE, order and window: its statement
- * without them (`plan.sharesRows` only), with the parameters left. Two results with the same hold
- * the same values for a base row each shows; undefined where the text cannot be read.
+ * without them, with the parameters left. Two results with the same hold the same values
+ * for a base row each shows; undefined where the text cannot be read.
  */
 export function rowsSource(
-  plan: GroupPlan,
   sql: string,
   params: readonly unknown[],
   dialect: SqlDialect,
 ): { sql: string; params: unknown[] } | undefined {
-  if (!plan.sharesRows) return undefined;
+  const read = clausesOf(sql, params, dialect);
+  if (!read) return undefined;
+  // Its WHERE and its ORDER BY pick and place rows, and change no row's values.
+  const cuts = [read.cut("where"), read.cut("order")].filter((c) => c !== undefined);
+  return read.rewritten(cuts, []);
+}
+
+/**
+ * A select's top-level clauses, to rewrite it without its window (LIMIT and OFFSET, always
+ * cut) and other clauses; undefined where its text cannot be read (see scanTop).
+ */
+function clausesOf(sql: string, params: readonly unknown[], dialect: SqlDialect) {
   const text = sql.replace(/[\s;]+$/, "");
   const scan = scanTop(text, dialect);
   if (!scan || scan.compound || scan.placeholders.length !== placeholderCount(scan, params)) {
     return undefined;
   }
-  const tailAt = Math.min(scan.clause.limit ?? text.length, scan.clause.offset ?? text.length);
-  const cuts: [number, number][] = [[tailAt, text.length]];
-  // Its WHERE and its ORDER BY pick and place rows, and change no row's values.
-  for (const clause of ["where", "order"]) {
-    const at = scan.clause[clause];
-    if (at === undefined || at >= tailAt) continue;
-    const end = Math.min(
+  const { clause } = scan;
+  const tailAt = Math.min(clause.limit ?? text.length, clause.offset ?? text.length);
+  /** Where the clause after `at` starts (the window when none). */
+  const end = (at: number) =>
+    Math.min(
       ...["group", "having", "order", "window"]
-        .map((c) => scan.clause[c])
+        .map((c) => clause[c])
         .filter((p): p is number => p !== undefined && p > at && p < tailAt),
       tailAt,
     );
-    cuts.push([at, end]);
-  }
-  return rewritten(text, dialect, scan, params, cuts, []);
+  return {
+    text,
+    scan,
+    end,
+    /** Where a clause (its keyword on) starts and ends, if the statement has it. */
+    cut(name: string): [number, number] | undefined {
+      const at = clause[name];
+      return at === undefined || at >= tailAt ? undefined : [at, end(at)];
+    },
+    rewritten: (cuts: [number, number][], inserts: [number, string][]) =>
+      rewritten(text, dialect, scan, params, [[tailAt, text.length], ...cuts], inserts),
+  };
 }
 
 /**
