@@ -165,9 +165,9 @@ function table(r: DifferentialReport): string {
     ["acknowledged writes the cached app did not show at the end", String(r.unseen.length)],
     ["hit rate", `${fmt(r.hitRate)} (${r.hits} hits, ${r.misses} misses)`],
     [
-      "results kept by group patches / their statements / given up; lookups answered from a held result (`getStats().groupPatches`)",
+      "results kept by group patches (of them by another viewer's statement) / their statements / given up; lookups answered from a held result (`getStats().groupPatches`)",
       r.groupPatches
-        ? `${r.groupPatches.patched} / ${r.groupPatches.statements} / ${r.groupPatches.dropped}; ${r.groupPatches.answered}`
+        ? `${r.groupPatches.patched} (${r.groupPatches.shared}) / ${r.groupPatches.statements} / ${r.groupPatches.dropped}; ${r.groupPatches.answered}`
         : "-",
     ],
     ["lookups at row or predicate level (`getStats().shapes`; below)", pct(rowOrPredicate(r))],
@@ -238,10 +238,11 @@ function granularity(r: DifferentialReport): string {
     const st = of.reduce((k, s) => k + s.stored, 0);
     return `| ${label} | ${of.length} | ${n} (${pct(n / read)}) | ${exact} (${pct(exact / read)}) | ${st} (${pct(st / stored)}) |`;
   });
-  const perShape = shapes.map(
-    (s) =>
-      `| ${lookups(s)} | ${s.hits} | ${s.stored} | ${s.granularity} | ${s.reasons.join(", ") || "exact"} | \`${abbreviated(s.sql)}\` |`,
-  );
+  const perShape = shapes.map((s) => {
+    const again = r.bySql[s.sql];
+    const repeats = again ? `${again.repeatHits} / ${again.repeats}` : "-";
+    return `| ${lookups(s)} | ${s.hits} | ${repeats} | ${s.stored} | ${s.granularity} | ${s.reasons.join(", ") || "exact"} | \`${abbreviated(s.sql)}\` |`;
+  });
   const table = shapes.filter((s) => s.granularity === "table");
   const tableLine =
     table.length === 0
@@ -255,12 +256,25 @@ function granularity(r: DifferentialReport): string {
     "",
     tableLine,
     "",
-    "Each shape, the most read first (its select list shortened):",
+    "Each shape, the most read first (its select list shortened). Hits of repeats: of the lookups that were not the first of their SQL and parameters, how many hit (issue 71's target: 80% for the main article list and the single article):",
     "",
-    "| lookups | hits | stored | granularity | reasons | query |",
-    "| --- | --- | --- | --- | --- | --- |",
+    "| lookups | hits | hits of repeats | stored | granularity | reasons | query |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
     ...perShape,
+    "",
+    ...topMisses(r, shapes.slice(0, 6)),
   ].join("\n");
+}
+
+/** Why the most read shapes missed: their miss classes, the largest first. */
+function topMisses(r: DifferentialReport, shapes: DifferentialReport["shapes"]): string[] {
+  const lines = shapes.flatMap((s) => {
+    const classes = Object.entries(r.bySql[s.sql]?.misses ?? {}).sort((a, b) => b[1] - a[1]);
+    if (classes.length === 0) return [];
+    const list = classes.map(([what, n]) => `${what} ${n}`).join("; ");
+    return [`- \`${abbreviated(s.sql)}\`: ${list}`];
+  });
+  return lines.length === 0 ? [] : ["Why the most read shapes missed:", "", ...lines];
 }
 
 /** A select with its select list (up to its top-level FROM) shortened to `…`. */

@@ -6,6 +6,7 @@
  *   the planner's rule that chose it (`row`: a row it holds, `predicate`/`window`: a list it
  *   registered, `table`: the table fallback) or by a tag an invalidation named (`tag`:
  *   Drizzle's table-level invalidation of a mutation). Counted by the table written.
+ * - answered before: asked for before and answered from a held result, never stored itself.
  * - never cached: asked for before, but its last result was not stored (refused by the
  *   write fence, or not encodable), or never handed back to the cache at all.
  * - evicted or expired: stored, no record concerns it, yet gone.
@@ -28,6 +29,7 @@ import { schema as conduitSchema } from "../schema.ts";
 
 type Known =
   | { state: "asked" }
+  | { state: "answered" }
   | { state: "refused"; why: string }
   | { state: "stored"; after: number; registration: Readonly<Registration>; result: string };
 
@@ -43,6 +45,14 @@ export class MissCensus {
    * predicates or aggregates did not see).
    */
   readonly unchanged: Record<string, number> = {};
+  /**
+   * Per select (its SQL): lookups that were not the first of their SQL and parameters, and
+   * how many of them hit; and its misses by class. Issue 71 measures the main lists by these.
+   */
+  readonly bySql = new Map<
+    string,
+    { repeats: number; repeatHits: number; misses: Record<string, number> }
+  >();
   /** Invalidated misses waiting for their fresh result, with the result removed. */
   #removed = new Map<string, { what: string; result: string }>();
   #known = new Map<string, Known>();
@@ -65,7 +75,12 @@ export class MissCensus {
     const get = cache.getSelect.bind(cache);
     cache.getSelect = async (key, tables, isTag, query) => {
       const value = await get(key, tables, isTag, query);
-      if (value === undefined && !isTag) this.#miss(key);
+      if (isTag) return value;
+      const first = !this.#known.has(key);
+      const what = value === undefined ? this.#miss(key) : undefined;
+      if (query) this.#countSql(query.sql, first, what);
+      // A hit on a select never stored: answered from a held result (held-results.ts).
+      if (value !== undefined && first) this.#known.set(key, { state: "answered" });
       return value;
     };
     const putSelect = cache.putSelect.bind(cache);
@@ -86,19 +101,32 @@ export class MissCensus {
     this.classes[what] = (this.classes[what] ?? 0) + 1;
   }
 
-  #miss(key: string): void {
+  #countSql(sql: string, first: boolean, miss: string | undefined): void {
+    const counts = this.bySql.get(sql) ?? { repeats: 0, repeatHits: 0, misses: {} };
+    this.bySql.set(sql, counts);
+    if (!first) {
+      counts.repeats++;
+      if (miss === undefined) counts.repeatHits++;
+    }
+    if (miss !== undefined) counts.misses[miss] = (counts.misses[miss] ?? 0) + 1;
+  }
+
+  #miss(key: string): string {
     const known = this.#known.get(key);
     this.#known.set(key, known?.state === "refused" ? known : { state: "asked" });
     const what = !known
       ? "first"
       : known.state === "asked"
         ? "never cached: not handed back to the cache"
-        : known.state === "refused"
-          ? `never cached: ${known.why}`
-          : this.#removedBy(key, known.after, known.registration);
+        : known.state === "answered"
+          ? "answered from a held result before, never stored"
+          : known.state === "refused"
+            ? `never cached: ${known.why}`
+            : this.#removedBy(key, known.after, known.registration);
     this.#count(what);
     if (known?.state === "stored" && what.startsWith("invalidated"))
       this.#removed.set(key, { what, result: known.result });
+    return what;
   }
 
   #put(key: string, result: string): void {

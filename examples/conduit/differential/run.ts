@@ -80,12 +80,23 @@ export interface DifferentialReport {
   misses: number;
   hitRate: number | undefined;
   /** `getStats().groupPatches`: results kept after writes by a statement for their changed rows. */
-  groupPatches?: { patched: number; statements: number; dropped: number; answered: number };
+  groupPatches?: {
+    patched: number;
+    statements: number;
+    shared: number;
+    dropped: number;
+    answered: number;
+  };
   /**
    * Why the cache's lookups missed (see misses.ts), largest class first: the class, its
    * misses, and of an invalidated class those whose fresh result equalled the removed one.
    */
   missClasses: [string, number, number][];
+  /**
+   * Per select (its SQL, as `shapes[i].sql`): its lookups that were not the first of their
+   * SQL and parameters, the hits among them, and its misses by class.
+   */
+  bySql: Record<string, { repeats: number; repeatHits: number; misses: Record<string, number> }>;
   /** Selects the app sent without asking the cache first (not through Drizzle's cache). */
   readsWithoutLookup: number;
   statements: {
@@ -183,6 +194,7 @@ async function runCached(
       hitRate: stats.hits + stats.misses > 0 ? stats.hits / (stats.hits + stats.misses) : undefined,
       groupPatches: stats.groupPatches,
       missClasses: census.sorted(),
+      bySql: Object.fromEntries(census.bySql),
       readsWithoutLookup: (conduit.statements.reads ?? 0) - stats.misses,
       statements: {
         ...report.statements,
@@ -218,6 +230,7 @@ type Driven = Omit<
   | "hitRate"
   | "groupPatches"
   | "missClasses"
+  | "bySql"
   | "readsWithoutLookup"
   | "shapes"
   | "writesMode"
