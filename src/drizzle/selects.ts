@@ -9,6 +9,8 @@ const ENTITY_KIND = Symbol.for("drizzle:entityKind");
 const COLUMNS = Symbol.for("drizzle:Columns");
 const IS_ALIAS = Symbol.for("drizzle:IsAlias");
 const IS_TABLE = Symbol.for("drizzle:IsDrizzleTable");
+const EXTRA_CONFIG = Symbol.for("drizzle:ExtraConfigBuilder");
+const EXTRA_COLUMNS = Symbol.for("drizzle:ExtraConfigColumns");
 
 /** The SQL dialect of a Drizzle database, from its dialect's class; undefined if neither. */
 export function dialectOf(db: object): SqlDialect | undefined {
@@ -112,11 +114,46 @@ function describeTable(table: Record<symbol, unknown>, dialect: SqlDialect): Sql
     if (column.primary === true) primary.push(column.name);
     else if (column.isUnique === true && column.notNull === true) unique.push(column.name);
   }
+  const keys = compositeKeys(table);
   return {
     ...(primary.length === 1 && { primaryKey: primary[0]! }),
     columns: kinds,
     ...(unique.length > 0 && { unique }),
+    ...(keys.length > 0 && { keys }),
   };
+}
+
+/**
+ * A table's keys of several columns, from its extra config (`primaryKey({ columns })`,
+ * `unique().on(...)`, `uniqueIndex().on(...)`), as drizzle-orm's `getTableConfig` reads it;
+ * a key on an expression is left out. None where the config cannot be read.
+ */
+function compositeKeys(table: Record<symbol, unknown>): string[][] {
+  const build = table[EXTRA_CONFIG];
+  if (typeof build !== "function") return [];
+  let config: unknown;
+  try {
+    config = build(table[EXTRA_COLUMNS] ?? table[COLUMNS]);
+  } catch {
+    return [];
+  }
+  const builders = Array.isArray(config) ? config.flat(1) : Object.values(config ?? {});
+  const keys: string[][] = [];
+  for (const b of builders as Record<string, unknown>[]) {
+    const kind = String(
+      (b?.constructor as unknown as Record<symbol, unknown> | undefined)?.[ENTITY_KIND],
+    );
+    const index = b?.config as { unique?: unknown; columns?: unknown } | undefined;
+    const columns = /(PrimaryKey|UniqueConstraint)Builder$/.test(kind)
+      ? b.columns
+      : /IndexBuilder$/.test(kind) && index?.unique === true
+        ? index.columns
+        : undefined;
+    if (!Array.isArray(columns) || columns.length < 2) continue;
+    const names = columns.map((c) => (c as { name?: unknown } | null)?.name);
+    if (names.every((n): n is string => typeof n === "string")) keys.push(names);
+  }
+  return keys;
 }
 
 /** A Drizzle column's kind, by its declared SQL type (see sqlTypeKind). */

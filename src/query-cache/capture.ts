@@ -417,6 +417,7 @@ export class QueryCapture {
           const shape = this.#shapes.get(table);
           return shape !== undefined && shape.primaryKey === undefined;
         },
+        keys: (table) => this.#shapes.get(table)?.keys,
       });
       this.#found = found;
       const ids = new Set(found.map((i) => i.id));

@@ -3,8 +3,10 @@ import type { WriteEvent } from "../core/deps/planner.ts";
 import type { LogPosition } from "../log/contract.ts";
 import {
   groupPlan,
+  mergedRows,
   restrictedStatement,
   restrictionOf,
+  sharedColumns,
   splicedRows,
 } from "../sql/analysis/groups.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
@@ -78,19 +80,30 @@ export function groupPatcher<R>(deps: {
         if (await deps.store(key, deps.form.restored(kept), at, ttl)) counts.patched++;
       };
     }
-    const statement = restrictedStatement(plan, read.sql, read.params, deps.dialect, restriction);
+    // Shared by the results of its select list whatever their parameters, where the
+    // columns the write changes allow (each takes its per-viewer columns from its own rows).
+    const columns = sharedColumns(plan, events);
+    const keyedStatement =
+      columns && restrictedStatement(plan, read.sql, read.params, deps.dialect, restriction, true);
+    const statement =
+      keyedStatement ?? restrictedStatement(plan, read.sql, read.params, deps.dialect, restriction);
     if (!statement) return undefined;
-    const shared = records.get(events) ?? new Map<string, Shared<R>>();
-    records.set(events, shared);
-    const text = encode([statement.sql, statement.params]);
-    const one = shared.get(text) ?? { wanted: false };
+    const keyed = keyedStatement !== undefined;
+    const own = encode(statement.params);
+    const statements = records.get(events) ?? new Map<string, Shared<R>>();
+    records.set(events, statements);
+    const text = keyed
+      ? encode(["keyed", statement.sql])
+      : encode([statement.sql, statement.params]);
+    const one = statements.get(text) ?? { wanted: false };
     one.wanted ||= wanted;
-    shared.set(text, one);
+    statements.set(text, one);
     waiting++;
     return async (at) => {
       waiting--;
       if (!one.wanted) return;
       if (!one.run) {
+        one.params = own;
         counts.statements++;
         one.run = deps.query(statement.sql, statement.params);
       }
@@ -102,14 +115,18 @@ export function groupPatcher<R>(deps: {
       } catch (err) {
         deps.fault(err);
       }
-      const rows = held && fresh && splicedRows(plan, held, fresh, restriction);
+      const spliced =
+        keyed && held && fresh ? mergedRows(plan, held, fresh, events, columns!) : fresh;
+      const rows = held && spliced && splicedRows(plan, held, spliced, restriction);
       if (!rows) {
         counts.dropped++;
         return;
       }
       const result = deps.form.restored(withRows(kept, rows));
-      if (await deps.store(key, result, at, ttl)) counts.patched++;
-      else counts.dropped++;
+      if (await deps.store(key, result, at, ttl)) {
+        counts.patched++;
+        if (one.params !== own) counts.shared++;
+      } else counts.dropped++;
     };
   };
 }
@@ -118,4 +135,6 @@ export function groupPatcher<R>(deps: {
 interface Shared<R> {
   wanted: boolean;
   run?: Promise<R>;
+  /** The parameters it ran with (encoded): a keyed statement's serve results of others. */
+  params?: string;
 }

@@ -731,6 +731,8 @@ export class StatementCache<R = SqlResult> {
     const { isoInstants, ...kinds } = this.#kinds.get(table) ?? {};
     const known: SqlTable = { ...(primaryKey !== undefined && { primaryKey }), ...kinds };
     if (isoInstants && this.#db.isoInstants?.()) known.isoInstants = isoInstants;
+    const keys = this.#catalog?.keys?.(table);
+    if (keys?.length) known.keys = keys;
     return known;
   }
 

@@ -151,6 +151,11 @@ export interface GroupCounts {
   patched: number;
   /** Statements run for them: one serves every result of a write that needs the same. */
   statements: number;
+  /**
+   * Of the results kept, those kept by a statement run with another result's parameters
+   * (another viewer's): their per-viewer columns kept, or told by the write.
+   */
+  shared: number;
   /** Group patches given up (a row left the result, a statement failed): those results went. */
   dropped: number;
   /**
@@ -167,7 +172,13 @@ export interface GroupCounts {
 export class QueryStats {
   readonly counts = { hits: 0, misses: 0, stored: 0, fenced: 0, uncacheable: 0, faults: 0 };
   readonly registrations = new RegistrationCounts();
-  readonly groups: GroupCounts = { patched: 0, statements: 0, dropped: 0, answered: 0 };
+  readonly groups: GroupCounts = {
+    patched: 0,
+    statements: 0,
+    shared: 0,
+    dropped: 0,
+    answered: 0,
+  };
   /** Tables of stored results, for `tables` in the stats. */
   #tables = new Set<string>();
   #component: string;

@@ -13,6 +13,8 @@ import type { ForeignKeyAction } from "./schema.ts";
 export interface CapturedShape {
   /** Its primary key when it is one column; otherwise changes fall back to the table. */
   primaryKey?: string;
+  /** Its primary key when it is several columns (a link table's): they name one row. */
+  keys?: readonly (readonly string[])[];
   columns: readonly string[];
 }
 

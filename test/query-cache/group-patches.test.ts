@@ -15,7 +15,8 @@ import { requirePostgres } from "../helpers/services.ts";
 // the tables that feed them, by their statement run for the changed rows alone. Random
 // writes, through the entry and around it, on a small Conduit-like schema; after each,
 // every cached read equals the database's answer on a fresh connection, and some results
-// were kept by group patches (the rule above holds whatever was patched).
+// were kept by group patches (the rule above holds whatever was patched), some by a
+// statement run with the other viewer's parameters.
 
 const pg = await requirePostgres();
 
@@ -277,6 +278,9 @@ describe.each(makers)("group patches on %s", (_, make) => {
     const { groupPatches, hits } = sql.getStats();
     expect(groupPatches.patched).toBeGreaterThan(20);
     expect(groupPatches.statements).toBeGreaterThan(0);
+    // Viewer 2's results kept by viewer 1's statement (or the other way): its flag told by
+    // the favourite written, or kept where the write does not read it.
+    expect(groupPatches.shared).toBeGreaterThan(0);
     // Single articles answered from a held list that shows them (each compared above).
     expect(groupPatches.answered).toBeGreaterThan(0);
     expect(hits).toBeGreaterThan(0);

@@ -82,6 +82,8 @@ export interface PlanSchema {
    * registered lists covering them: its writes are then planned by those lists.
    */
   keyless?(table: string): boolean;
+  /** Its keys of several columns (a link table's primary key), where known: group patches read them. */
+  keys?(table: string): readonly (readonly string[])[] | undefined;
 }
 
 export interface Plan {

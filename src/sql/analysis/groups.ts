@@ -1,7 +1,9 @@
 import type { WriteEvent } from "../../core/deps/planner.ts";
+import { matches } from "../../core/deps/predicate.ts";
+import type { ListFilter } from "../../core/query.ts";
 import { type SqlDialect, skipText } from "./parse.ts";
 import { reader } from "./rows.ts";
-import { NO_LIMIT, type SqlShape } from "./shape-types.ts";
+import { NO_LIMIT, type OutputRead, type SqlShape } from "./shape-types.ts";
 
 /**
  * Group patches: a cached result whose rows are keyed, one per row of its base table (a
@@ -31,6 +33,24 @@ export interface GroupPlan {
   feeds: Feed[];
   /** Tables a write to which is not group-patched (the base, those deciding membership). */
   blocked: string[];
+  /** What each result column reads (ShapeLists' `outputs`), where that is known. */
+  outputs?: OutputRead[];
+  /** Result columns that say whether a table has a row for the result row (see Presence). */
+  presences: Presence[];
+}
+
+/**
+ * A result column whose value is whether `table` has a row with `column` equal to the
+ * result row's base column `from` and matching `filters` (equalities that, with the link,
+ * name a key of the table: one row or none). A write to the table tells it for the rows
+ * it names: set where it inserts such a row, cleared where it deletes one.
+ */
+export interface Presence {
+  output: number;
+  table: string;
+  column: string;
+  from: string;
+  filters: ListFilter[];
 }
 
 /** A place where a table feeds the values of result rows. */
@@ -133,7 +153,22 @@ function planOf(shape: SqlShape): GroupPlan | undefined {
   }
   const usable = feeds.filter((f) => !blocked.has(f.table));
   if (usable.length === 0) return undefined;
+  const presences: Presence[] = [];
+  for (const q of s.subqueries ?? []) {
+    const link = q.link ?? q.unshown;
+    if (!q.presence || q.output === undefined || !link || blocked.has(q.table)) continue;
+    const filters = q.disjuncts[0] ?? [];
+    presences.push({
+      output: q.output,
+      table: q.table,
+      column: link.column,
+      from: link.from,
+      filters,
+    });
+  }
   return {
+    ...(s.outputs && { outputs: s.outputs.map((o) => ({ ...o, tables: [...o.tables] })) }),
+    presences,
     table: s.table,
     primaryKey: s.primaryKey,
     ref: s.ref,
@@ -202,9 +237,12 @@ export function restrictedStatement(
   params: readonly unknown[],
   dialect: SqlDialect,
   restriction: Restriction,
+  keyed = false,
 ): { sql: string; params: unknown[] } | undefined {
   const read = clausesOf(sql, params, dialect);
   if (!read) return undefined;
+  const from = read.scan.clause.from;
+  if (keyed && (from === undefined || plan.names.includes(KEY))) return undefined;
   const terms: string[] = [];
   for (const [column, values] of restriction) {
     const literals = values.map(literal);
@@ -217,7 +255,141 @@ export function restrictedStatement(
   const where = read.cut("where");
   // In the WHERE's place, or where one would go.
   const at = where ? where[0] : read.end(read.scan.clause.from ?? 0);
-  return read.rewritten(where ? [where] : [], [[at, where ? condition : ` ${condition}`]]);
+  const inserts: [number, string][] = [[at, where ? condition : ` ${condition}`]];
+  // Keyed: each row names its base row, whether the result shows the key or not.
+  if (keyed)
+    inserts.unshift([
+      from!,
+      `, ${name(read.text, plan.ref)}.${name(read.text, plan.primaryKey)} as ${KEY} `,
+    ]);
+  return read.rewritten(where ? [where] : [], inserts);
+}
+
+/** The name of the key a keyed statement adds after the result's columns. */
+const KEY = "edgecache_key";
+
+/**
+ * One statement for every result of a select list whatever its parameters, where the
+ * columns `events` change hold no parameter or are presences the events tell: the result
+ * columns a parameter enters (each viewer's flags), and the presences among them. Such
+ * results take the changed rows from the statement run with any one's parameters (keyed:
+ * see `restrictedStatement`), and those columns from their own rows (see `mergedRows`).
+ */
+export function sharedColumns(
+  plan: GroupPlan,
+  events: readonly WriteEvent[],
+): { params: number[]; told: Map<number, Presence> } | undefined {
+  if (!plan.outputs) return undefined;
+  const written = new Set(events.map((e) => e.table.toLowerCase()));
+  const params: number[] = [];
+  const told = new Map<number, Presence>();
+  for (const [i, o] of plan.outputs.entries()) {
+    if (!o.params) continue;
+    params.push(i);
+    const changed = o.tables.some((t) => t === "*" || written.has(t.toLowerCase()));
+    if (!changed) continue;
+    const presence = plan.presences.find((p) => p.output === i);
+    if (!presence || o.tables.some((t) => t !== presence.table && written.has(t.toLowerCase()))) {
+      return undefined;
+    }
+    told.set(i, presence);
+  }
+  return { params, told };
+}
+
+/**
+ * A keyed statement's rows (see `sharedColumns`) as `held`'s result has them: its key
+ * column dropped, and for a row `held` has, the columns a parameter enters taken from
+ * it, told by `events` where a presence is. Undefined where a row cannot be read so.
+ */
+export function mergedRows(
+  plan: GroupPlan,
+  held: readonly unknown[],
+  fresh: readonly unknown[],
+  events: readonly WriteEvent[],
+  shared: NonNullable<ReturnType<typeof sharedColumns>>,
+): unknown[] | undefined {
+  const read = reader(plan.columns, plan.names);
+  const byKey = new Map<string, unknown>();
+  for (const row of held) {
+    const k = identity(read(row, plan.key));
+    if (k === undefined) return undefined;
+    byKey.set(k, row);
+  }
+  const out: unknown[] = [];
+  for (const row of fresh) {
+    const byPosition = positional(row);
+    const values = byPosition ? Array.from(row as ArrayLike<unknown>) : undefined;
+    const named = byPosition ? undefined : { ...(row as Record<string, unknown>) };
+    const key = values ? values.pop() : named?.[KEY];
+    if (named) delete named[KEY];
+    const bare = values ?? named!;
+    const before = byKey.get(identity(read(bare, plan.key)) ?? "");
+    if (before === undefined) {
+      out.push(bare);
+      continue;
+    }
+    for (const at of shared.params) {
+      const name = plan.names[at];
+      if (
+        !values &&
+        (name === undefined || plan.names.indexOf(name) !== plan.names.lastIndexOf(name))
+      ) {
+        return undefined;
+      }
+      const was = values
+        ? (before as ArrayLike<unknown>)[at]
+        : (before as Record<string, unknown>)[name!];
+      const presence = shared.told.get(at);
+      const base =
+        presence && (presence.from === plan.primaryKey ? key : read(bare, presence.from));
+      const value = presence ? told(presence, was, base, events) : was;
+      if (value === undefined) return undefined;
+      if (values) values[at] = value;
+      else named![name!] = value;
+    }
+    out.push(bare);
+  }
+  return out;
+}
+
+/** A presence's value after `events`, in the form `was` has; undefined where it cannot be told. */
+function told(p: Presence, was: unknown, base: unknown, events: readonly WriteEvent[]): unknown {
+  if (!keyLike(base)) return undefined;
+  const columns = [p.column, ...p.filters.map((f) => f.column)];
+  let present: boolean | undefined;
+  for (const e of events) {
+    if (e.table !== p.table) continue;
+    // An update is its old row's delete, then its new row's insert.
+    const rows: [WriteEvent["old"], boolean][] =
+      e.op === "insert"
+        ? [[e.new, true]]
+        : e.op === "delete"
+          ? [[e.old, false]]
+          : [
+              [e.old, false],
+              [e.new, true],
+            ];
+    for (const [row, now] of rows) {
+      if (!row || columns.some((c) => !(c in row))) return undefined;
+      if (sameKey(row[p.column], base) && matches(row, p.filters)) present = now;
+    }
+  }
+  if (present === undefined) return was;
+  if (typeof was === "boolean") return present;
+  if (typeof was === "number" && (was === 0 || was === 1)) return present ? 1 : 0;
+  if (typeof was === "bigint" && (was === 0n || was === 1n)) return present ? 1n : 0n;
+  if (was === "0" || was === "1") return present ? "1" : "0";
+  return undefined;
+}
+
+function keyLike(v: unknown): boolean {
+  return typeof v === "number" || typeof v === "bigint" || typeof v === "string";
+}
+
+/** Whether two values name one key, an integer read as a number, a bigint or text alike. */
+function sameKey(a: unknown, b: unknown): boolean {
+  return keyLike(a) && keyLike(b) && String(a) === String(b);
 }
 
 /**

@@ -72,6 +72,11 @@ export interface SqlTable {
    * result shows names its rows where the key is not shown (group patches).
    */
   unique?: readonly string[];
+  /**
+   * Sets of two or more columns that together name at most one row (a composite primary
+   * key): a subquery equal on all of them finds one row or none (group patches).
+   */
+  keys?: readonly (readonly string[])[];
 }
 
 /**
@@ -187,6 +192,18 @@ export interface ShapeLists {
   joins?: ShapeJoin[];
   /** The tables read by subqueries, at any depth. */
   subqueries?: ShapeSubquery[];
+  /**
+   * What each result column's value reads, by position (see outputReads); unset where a
+   * parameter is bound outside the select list and its WHERE, ORDER BY and window.
+   */
+  outputs?: OutputRead[];
+}
+
+/** What a result column's value reads: its tables, and whether a parameter enters it. */
+export interface OutputRead {
+  /** The tables it reads, `*` for any of the select's. */
+  tables: string[];
+  params: boolean;
 }
 
 /**
@@ -267,6 +284,14 @@ export interface ShapeSubquery {
   columns?: string[];
   /** Registered at table level, and why. */
   whole?: TableReason;
+  /** In the select list: the position of the result column whose value it computes. */
+  output?: number;
+  /**
+   * That value is whether it finds a row (`exists (...)`, or `count(*)` of it), and its
+   * link and equalities to values name a key of its table: each write to the table
+   * tells the value for the rows it names, with no query (group patches).
+   */
+  presence?: true;
 }
 
 export interface SqlShape {

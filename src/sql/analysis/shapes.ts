@@ -7,6 +7,7 @@ import { countJoinsAsSubqueries } from "./count-joins.ts";
 import { asStored, canonicalInstant, instantReading } from "./forms.ts";
 import { joinRegistration, joinsOf } from "./joins.ts";
 import { cteNames, type ResolveTable, withSchemas } from "./names.ts";
+import { outputReads } from "./outputs.ts";
 import { parseSql, withoutAggregateFilters } from "./parse.ts";
 import {
   binaryCollation,
@@ -272,6 +273,8 @@ function analyse(
     },
   });
   if (subqueries.length > 0) lists.subqueries = subqueries;
+  const outputs = outputReads(select, scopes, subqueries);
+  if (outputs) lists.outputs = outputs;
   for (const q of subqueries) {
     for (const r of q.widened) widened.add(r);
     if (q.whole) widened.add("subquery");

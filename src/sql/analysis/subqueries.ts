@@ -63,17 +63,95 @@ export function subqueriesOf(select: Node, ctx: SubqueryContext): ShapeSubquery[
   if (Array.isArray(select.from)) for (const f of select.from) elsewhere.push(f.on);
   if (hasSubquery(elsewhere)) throw new Fallback("subquery");
   const out: ShapeSubquery[] = [];
-  for (const [mode, part] of [
-    ["select", select.columns],
-    ["where", select.where],
-  ] as const) {
-    for (const sub of roots(part)) {
-      const inner = new Set<string>();
-      declared(sub, inner);
-      readsOf(sub, mode, ctx, inner, out);
+  const inners = new Map<Node, Set<string>>();
+  const read = (sub: Node, mode: Mode) => {
+    const inner = new Set<string>();
+    declared(sub, inner);
+    inners.set(sub, inner);
+    readsOf(sub, mode, ctx, inner, out);
+  };
+  const columns = Array.isArray(select.columns) ? select.columns : [select.columns];
+  columns.forEach((column, output) => {
+    const at = out.length;
+    const subs = roots(column);
+    for (const sub of subs) read(sub, "select");
+    for (const q of out.slice(at)) q.output = output;
+    // One table read by one subquery whose value is whether it finds a row.
+    const only = out.length === at + 1 ? out[at]! : undefined;
+    const sub = subs[0]!;
+    if (only && subs.length === 1 && presenceOf(column, sub, only, ctx.schema, inners.get(sub)!)) {
+      only.presence = true;
     }
-  }
+  });
+  for (const sub of roots(select.where)) read(sub, "where");
   return out;
+}
+
+/**
+ * Whether result column `column` is whether `sub` finds a row, `sub` reading one table
+ * (`read`) on its link and equalities to values that cover a key of that table: at most
+ * one row for each result row, so a write to the table tells the value for the rows it
+ * names. `exists (...)`, or `(select count(*) ...)`, with no GROUP BY, HAVING or window.
+ */
+function presenceOf(
+  column: unknown,
+  sub: Node,
+  read: ShapeSubquery,
+  schema: SqlSchema,
+  inner: ReadonlySet<string>,
+): boolean {
+  const expr = isNode(column) ? column.expr : undefined;
+  if (!isNode(expr)) return false;
+  const name = isNode(expr.name) ? functionName(expr.name) : undefined;
+  const args = isNode(expr.args) && Array.isArray(expr.args.value) ? expr.args.value : [];
+  const exists = name === "exists" && args.length === 1 && isNode(args[0]) && args[0].ast === sub;
+  const counted = expr.ast === sub && countsRows(sub);
+  if (!exists && !counted) return false;
+  const from = Array.isArray(sub.from) ? sub.from : [];
+  if (from.length !== 1 || sub.groupby || sub.having || hasWindow(sub.limit)) return false;
+  const link = read.link ?? read.unshown;
+  if (!link || link.anchor !== undefined || read.whole) return false;
+  // The link the only reference outside it: one the result does not show widens the
+  // subquery's registration (its rows read by its own conditions), and nothing else.
+  const outward = conjunctsOf(sub.where).filter((c) => hasOuterRef(c, inner));
+  const widened = read.link ? read.widened : read.widened.filter((w) => w !== "subquery");
+  if (outward.length !== 1 || widened.length > 0) return false;
+  if (read.rowIds.length > 0 || read.disjuncts.length !== 1) return false;
+  const filters = read.disjuncts[0]!;
+  if (filters.some((f) => f.op !== "eq")) return false;
+  const equal = new Set([link.column, ...filters.map((f) => f.column)]);
+  const known = schema(read.table);
+  const keys = [
+    ...(known?.primaryKey !== undefined ? [[known.primaryKey]] : []),
+    ...(known?.unique ?? []).map((c) => [c]),
+    ...(known?.keys ?? []),
+  ];
+  return keys.some((key) => key.length > 0 && key.every((c) => equal.has(c)));
+}
+
+function functionName(name: Node): string | undefined {
+  const parts = Array.isArray(name.name) ? name.name : [];
+  const last = parts.at(-1);
+  return isNode(last) && typeof last.value === "string" ? last.value.toLowerCase() : undefined;
+}
+
+/** Whether a select's one column is `count(*)` (or `count(1)`). */
+function countsRows(sub: Node): boolean {
+  const columns = Array.isArray(sub.columns) ? sub.columns : [];
+  const only = columns.length === 1 && isNode(columns[0]) ? columns[0].expr : undefined;
+  if (!isNode(only) || only.type !== "aggr_func" || String(only.name).toUpperCase() !== "COUNT") {
+    return false;
+  }
+  const arg = isNode(only.args) ? only.args : undefined;
+  if (!arg || arg.distinct) return false;
+  const e = isNode(arg.expr) ? arg.expr : undefined;
+  return e?.type === "star" || (e?.type === "number" && e.value === 1);
+}
+
+/** Whether a LIMIT or OFFSET is written (PostgreSQL's grammar gives an empty one). */
+function hasWindow(limit: unknown): boolean {
+  if (!isNode(limit)) return false;
+  return !Array.isArray(limit.value) || limit.value.length > 0;
 }
 
 /** The outermost subqueries in `v`. */

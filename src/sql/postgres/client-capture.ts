@@ -187,6 +187,7 @@ export function postgresClientCapture(pg: PgCapturePort): ClientCapture {
         tables.set(qualified(schema, String(r.name)), {
           columns: r.columns as string[],
           ...(pk.length === 1 && { primaryKey: pk[0]! }),
+          ...(pk.length > 1 && { keys: [pk] }),
         });
       }
       return [...bySchema].map(

@@ -81,10 +81,14 @@ export function sqliteCatalog(
       const captured = await sqliteCapturedTables(exec);
       for (const name of captured.tables) {
         const info = await exec.all(tableColumnsSql(name), []);
-        const keys = info.filter((c) => Number(c.pk) > 0);
+        const keys = info
+          .filter((c) => Number(c.pk) > 0)
+          .sort((a, b) => Number(a.pk) - Number(b.pk))
+          .map((c) => String(c.name));
         tables.set(name, {
           columns: info.map((c) => String(c.name)),
-          ...(keys.length === 1 && { primaryKey: String(keys[0]!.name) }),
+          ...(keys.length === 1 && { primaryKey: keys[0]! }),
+          ...(keys.length > 1 && { keys: [keys] }),
         });
       }
       return [

@@ -1,9 +1,12 @@
 import { describe, expect, it } from "vitest";
+import type { WriteEvent } from "../../../src/core/deps/planner.ts";
 import { explainSql } from "../../../src/sql/analysis/explain.ts";
 import {
   groupPlan,
+  mergedRows,
   restrictedStatement,
   restrictionOf,
+  sharedColumns,
   splicedRows,
 } from "../../../src/sql/analysis/groups.ts";
 import { type SqlDialect, type SqlTable, sqlShape } from "../../../src/sql/analysis/shapes.ts";
@@ -222,5 +225,107 @@ describe("the splice", () => {
   it("gives up on rows of another form (read by position against rows read by name)", () => {
     const held = [{ slug: "a", title: "A", username: "ann", tags: 1, mine: 0 }];
     expect(splicedRows(p, held, [["a", "A", "ann", 2, 0]], new Map([["id", [1]]]))).toBeUndefined();
+  });
+});
+
+describe("one statement for every viewer", () => {
+  // The favourites' key is (user_id, article_id): a viewer's flag is one row or none.
+  const keyed = (t: string) =>
+    t === "favorites" ? { ...TABLES.favorites!, keys: [["user_id", "article_id"]] } : TABLES[t];
+  const FEED = (p: (n: number) => string) =>
+    `select a.slug, a.title, u.username, count(t.tag) as tags,
+       (select count(*) from favorites f where f.article_id = a.id) as favorites,
+       exists(select 1 from favorites f where f.article_id = a.id and f.user_id = ${p(1)}) as favorited
+     from articles a inner join users u on u.id = a.author_id left join tags t on t.article_id = a.id
+     where a.title <> ${p(2)} group by a.id order by a.at desc, a.id desc limit ${p(3)}`;
+  const feed = (viewer: number, dialect: SqlDialect = "sqlite") => {
+    let n = 0;
+    const sql = FEED(dialect === "postgres" ? () => `$${++n}` : () => "?");
+    return { sql, plan: groupPlan(sqlShape(sql, [viewer, "x", 10], dialect, keyed))! };
+  };
+  const favourite = (op: "insert" | "delete", user: number, article: number): WriteEvent => ({
+    table: "favorites",
+    op,
+    [op === "insert" ? "new" : "old"]: { user_id: user, article_id: article },
+  });
+
+  it("a favourite changes the count, which no parameter enters, and the viewer's flag, which the write tells", () => {
+    const { plan: p } = feed(7);
+    expect(p.presences.map((x) => [x.output, x.table, x.column, x.from])).toEqual([
+      [5, "favorites", "article_id", "id"],
+    ]);
+    const shared = sharedColumns(p, [favourite("insert", 7, 2)]);
+    expect(shared?.params).toEqual([5]);
+    expect([...(shared?.told.keys() ?? [])]).toEqual([5]);
+    // A write to a table only parameter-free columns read: nothing to tell.
+    expect(
+      sharedColumns(p, [{ table: "tags", op: "delete", old: { article_id: 2, tag: "x" } }]),
+    ).toMatchObject({ params: [5] });
+    expect(
+      sharedColumns(p, [{ table: "tags", op: "delete", old: { article_id: 2, tag: "x" } }])?.told
+        .size,
+    ).toBe(0);
+  });
+
+  it("without a key the flag's equalities cover, a favourite's flag cannot be told: no shared statement", () => {
+    const sql = FEED(() => "?");
+    const p = groupPlan(sqlShape(sql, [7, "x", 10], "sqlite", schema))!;
+    expect(p.presences).toEqual([]);
+    expect(sharedColumns(p, [favourite("insert", 7, 2)])).toBeUndefined();
+  });
+
+  it("the statement carries the base's key after the result's columns, and drops the WHERE", () => {
+    for (const dialect of ["sqlite", "postgres"] as const) {
+      const { sql, plan: p } = feed(7, dialect);
+      const s = restrictedStatement(p, sql, [7, "x", 10], dialect, new Map([["id", [2]]]), true);
+      expect(s?.sql).toMatch(/as favorited\s+, a\.id as edgecache_key from articles a /);
+      expect(s?.sql).toContain("where (a.id in (2)) group by a.id");
+      expect(s?.params).toEqual([7]);
+    }
+  });
+
+  it("each viewer's rows take the shared statement's and keep, or are told, their own flags", () => {
+    const events = [favourite("insert", 8, 2)];
+    const fresh = [
+      // Run with viewer 7's parameters: its flag column is 7's, and its key comes last.
+      ["b", "B", "bo", 1, 3, 1, 2],
+    ];
+    for (const viewer of [7, 8, 9]) {
+      const { plan: p } = feed(viewer);
+      const shared = sharedColumns(p, events)!;
+      const held = [
+        ["a", "A", "ann", 0, 0, 0],
+        ["b", "B", "bo", 1, 2, viewer === 7 ? 1 : 0],
+      ];
+      const merged = mergedRows(p, held, fresh, events, shared)!;
+      const rows = splicedRows(p, held, merged, new Map([["id", [2]]]));
+      // The count from the statement; 8's flag set by its own favourite; 7's kept; 9's kept.
+      expect(rows).toEqual([held[0], ["b", "B", "bo", 1, 3, viewer === 9 ? 0 : 1]]);
+    }
+  });
+
+  it("a delete clears the flag, in the form the result holds it (a boolean, a number, PostgreSQL's count as text)", () => {
+    const events = [favourite("delete", 7, 2)];
+    const { plan: p } = feed(7);
+    const shared = sharedColumns(p, events)!;
+    for (const [was, now] of [
+      [true, false],
+      [1, 0],
+      ["1", "0"],
+    ] as const) {
+      const held = [
+        { slug: "b", title: "B", username: "bo", tags: 1, favorites: 2, favorited: was },
+      ];
+      const fresh = [{ ...held[0], favorites: 1, favorited: "?", edgecache_key: 2 }];
+      expect(mergedRows(p, held, fresh, events, shared)).toEqual([
+        { ...held[0], favorites: 1, favorited: now },
+      ]);
+    }
+    // A row of the write missing a column the flag reads cannot tell it.
+    const partial: WriteEvent[] = [{ table: "favorites", op: "delete", old: { article_id: 2 } }];
+    const held = [["b", "B", "bo", 1, 2, 1]];
+    expect(
+      mergedRows(p, held, [["b", "B", "bo", 1, 1, 1, 2]], partial, sharedColumns(p, partial)!),
+    ).toBeUndefined();
   });
 });

@@ -70,12 +70,14 @@ describe("subqueries, groups and counts: each table's rows reach the results the
             ...{ table: "article_favorite", in: "select", rowIds: [], disjuncts: [[]] },
             ...{ widened: [], link: { column: "article_id", from: "id" } },
             columns: ["article_id"],
+            output: 4,
           },
           {
             ...{ table: "article_favorite", in: "select", rowIds: [] },
             disjuncts: [[{ column: "user_id", op: "eq", value: 7 }]],
             ...{ widened: [], link: { column: "article_id", from: "id" } },
             columns: ["article_id", "user_id"],
+            output: 5,
           },
           {
             ...{ table: "user_follow", in: "select", rowIds: [] },
@@ -84,6 +86,7 @@ describe("subqueries, groups and counts: each table's rows reach the results the
             // Not followed (the result does not show the author), known for group patches.
             unshown: { column: "following_id", from: "author_id" },
             columns: ["follower_id", "following_id"],
+            output: 6,
           },
           {
             ...{ table: "article_tag", in: "where", rowIds: [] },
