@@ -67,8 +67,17 @@ export function groupPatcher<R>(deps: {
     const read = deps.readOf(key);
     if (!read) return undefined;
     const plan = groupPlan(read.shape);
-    const restriction = plan && restrictionOf(plan, events);
-    if (!plan || !restriction) return undefined;
+    if (!plan) return undefined;
+    // Shared by the results of its select list whatever their parameters, where the
+    // columns the write changes allow (each takes its per-viewer columns from its own rows;
+    // the statement carries the base columns that name rows the result does not show).
+    const columns = sharedColumns(plan, events);
+    const wide = columns && restrictionOf(plan, events, true);
+    const keyedStatement =
+      wide && restrictedStatement(plan, read.sql, read.params, deps.dialect, wide, true);
+    const keyed = keyedStatement !== undefined;
+    const restriction = keyed || wide?.size === 0 ? wide : restrictionOf(plan, events);
+    if (!restriction) return undefined;
     const ttl = entry.freshUntil - deps.now();
     if (ttl <= 0) return undefined;
     // Nothing it reads changed: kept as it was.
@@ -80,15 +89,9 @@ export function groupPatcher<R>(deps: {
         if (await deps.store(key, deps.form.restored(kept), at, ttl)) counts.patched++;
       };
     }
-    // Shared by the results of its select list whatever their parameters, where the
-    // columns the write changes allow (each takes its per-viewer columns from its own rows).
-    const columns = sharedColumns(plan, events);
-    const keyedStatement =
-      columns && restrictedStatement(plan, read.sql, read.params, deps.dialect, restriction, true);
     const statement =
       keyedStatement ?? restrictedStatement(plan, read.sql, read.params, deps.dialect, restriction);
     if (!statement) return undefined;
-    const keyed = keyedStatement !== undefined;
     const own = encode(statement.params);
     const statements = records.get(events) ?? new Map<string, Shared<R>>();
     records.set(events, statements);

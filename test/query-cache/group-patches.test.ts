@@ -149,6 +149,17 @@ function reads(db: Db): [string, (viewer: number, x: number) => unknown[]][] {
       `${select(1)} group by a.id, u.id order by u.username, a.id limit ${p(2)}`,
       (viewer) => [viewer, 3],
     ],
+    // The author not shown: an author's update, and whether the author favourited article 1
+    // or 2, reach rows by a column only the group patch's statement carries.
+    [
+      `select a.id, a.title, u.username, u.bio,
+         (select count(*) from ${t("favorites")} f where f.article_id = a.id) as favorites,
+         exists (select 1 from ${t("favorites")} f2 where f2.article_id = a.id and f2.user_id = ${p(1)}) as favorited,
+         exists (select 1 from ${t("favorites")} f3 where f3.user_id = a.author_id and f3.article_id = ${p(2)}) as author_likes
+       from ${t("articles")} a inner join ${t("users")} u on u.id = a.author_id
+       where a.created_at > ${p(3)} group by a.id, u.id order by a.created_at desc, a.id desc limit ${p(4)}`,
+      (viewer, x) => [viewer, 1 + (x % 2), x % 3 === 0 ? 0 : 15, 4],
+    ],
   ];
 }
 

@@ -11,7 +11,8 @@
  *   write fence, or not encodable), or never handed back to the cache at all.
  * - evicted or expired: stored, no record concerns it, yet gone.
  *
- * All of it from outside the cache: the adapter's `getSelect` and `putSelect` are wrapped, the
+ * All of it from outside the cache: the adapter's `getSelect` and `putSelect` are wrapped (and
+ * the engine's `storeLoaded`, for results a write kept: group patches store them again), the
  * engine's change log is followed like any node follows it, and each record is put to the
  * planner (a pure function) against the one entry's registration as stored.
  */
@@ -71,6 +72,19 @@ export class MissCensus {
       },
       reset: () => {},
     });
+    // A result kept by a write (a group patch stores it again, at the position after that
+    // write): the records that concern it count from there.
+    const storeLoaded = cache.engine.storeLoaded.bind(cache.engine);
+    cache.engine.storeLoaded = async (key, init, since, options) => {
+      const done = await storeLoaded(key, init, since, options);
+      const name = key.startsWith(QUERY_KEY) ? key.slice(QUERY_KEY.length) : undefined;
+      const known = name === undefined ? undefined : this.#known.get(name);
+      const registration = done.stored ? cache.engine.registration(key) : undefined;
+      if (known?.state === "stored" && registration) {
+        this.#known.set(name!, { ...known, after: since.seq, registration: { ...registration } });
+      }
+      return done;
+    };
     // Every lookup goes through getSelect (get too, without the select's SQL).
     const get = cache.getSelect.bind(cache);
     cache.getSelect = async (key, tables, isTag, query) => {

@@ -37,6 +37,12 @@ export interface GroupPlan {
   outputs?: OutputRead[];
   /** Result columns that say whether a table has a row for the result row (see Presence). */
   presences: Presence[];
+  /**
+   * The base columns a keyed statement carries after the result's columns: its key, then
+   * those that name the rows a feed or a presence reaches where the result does not show
+   * them (`a.author_id`, for an author's update or a follow).
+   */
+  carried: string[];
 }
 
 /**
@@ -64,6 +70,11 @@ interface Feed {
   ops: "any" | "update";
   /** Columns an update must leave as they were (its key, those that decide membership). */
   keep: string[];
+  /**
+   * Named by a base column the result does not show (other than the key): only a keyed
+   * statement, which carries it, tells the rows it reaches (see `sharedColumns`).
+   */
+  hidden?: true;
 }
 
 /** The base rows a write changes, as values of base columns (`articles.id in (7, 9)`). */
@@ -145,12 +156,12 @@ function planOf(shape: SqlShape): GroupPlan | undefined {
       feeds.push({ table: q.table, column: link.column, base: link.from, ops: "any", keep: [] });
     }
   }
-  // A row that left meanwhile (a later write, not yet applied) must be told from the
-  // statement's rows: by the column that names it where the result shows it, or by their
-  // count for the base's key (see splicedRows). A feed named otherwise is not followed.
-  for (const f of feeds) {
-    if (f.base !== s.primaryKey && !s.columns.includes(f.base)) blocked.add(f.table);
-  }
+  // A feed named by a base column the result does not show reaches rows only a keyed
+  // statement tells (it carries the column). A held row such a write reaches that left
+  // meanwhile (a later write, not yet applied) is not told, and needs not be: that write's
+  // record concerns the result too, and removes it, or fences this patch out.
+  const shown = (c: string) => c === s.primaryKey || s.columns.includes(c);
+  for (const f of feeds) if (!shown(f.base)) f.hidden = true;
   const usable = feeds.filter((f) => !blocked.has(f.table));
   if (usable.length === 0) return undefined;
   const presences: Presence[] = [];
@@ -166,9 +177,14 @@ function planOf(shape: SqlShape): GroupPlan | undefined {
       filters,
     });
   }
-  return {
+  const carried = [s.primaryKey];
+  for (const c of [...usable.map((f) => f.base), ...presences.map((p) => p.from)]) {
+    if (!shown(c) && !carried.includes(c)) carried.push(c);
+  }
+  const plan: GroupPlan = {
     ...(s.outputs && { outputs: s.outputs.map((o) => ({ ...o, tables: [...o.tables] })) }),
     presences,
+    carried,
     table: s.table,
     primaryKey: s.primaryKey,
     ref: s.ref,
@@ -179,6 +195,13 @@ function planOf(shape: SqlShape): GroupPlan | undefined {
     feeds: usable,
     blocked: [...blocked],
   };
+  // Without a keyed statement for its writes, a hidden feed is not followed.
+  for (const f of usable) {
+    if (f.hidden && !sharedColumns(plan, [{ table: f.table, op: "update" }])) blocked.add(f.table);
+  }
+  plan.feeds = usable.filter((f) => !blocked.has(f.table));
+  plan.blocked = [...blocked];
+  return plan.feeds.length > 0 ? plan : undefined;
 }
 
 /**
@@ -189,6 +212,7 @@ function planOf(shape: SqlShape): GroupPlan | undefined {
 export function restrictionOf(
   plan: GroupPlan,
   events: readonly WriteEvent[],
+  keyed = false,
 ): Restriction | undefined {
   const out: Restriction = new Map();
   let count = 0;
@@ -200,6 +224,7 @@ export function restrictionOf(
       continue;
     }
     for (const f of feeds) {
+      if (f.hidden && !keyed) return undefined;
       if (f.ops === "update" && e.op !== "update") return undefined;
       if (e.op === "update") {
         if (!e.old || !e.new) return undefined;
@@ -242,7 +267,8 @@ export function restrictedStatement(
   const read = clausesOf(sql, params, dialect);
   if (!read) return undefined;
   const from = read.scan.clause.from;
-  if (keyed && (from === undefined || plan.names.includes(KEY))) return undefined;
+  const named = (n: string | undefined) => n?.startsWith(CARRIED);
+  if (keyed && (from === undefined || plan.names.some(named))) return undefined;
   const terms: string[] = [];
   for (const [column, values] of restriction) {
     const literals = values.map(literal);
@@ -260,13 +286,13 @@ export function restrictedStatement(
   if (keyed)
     inserts.unshift([
       from!,
-      `, ${name(read.text, plan.ref)}.${name(read.text, plan.primaryKey)} as ${KEY} `,
+      `, ${plan.carried.map((c, i) => `${name(read.text, plan.ref)}.${name(read.text, c)} as ${CARRIED}${i}`).join(", ")} `,
     ]);
   return read.rewritten(where ? [where] : [], inserts);
 }
 
-/** The name of the key a keyed statement adds after the result's columns. */
-const KEY = "edgecache_key";
+/** The names a keyed statement gives the base columns it carries: `edgecache_0` (the key)... */
+const CARRIED = "edgecache_";
 
 /**
  * One statement for every result of a select list whatever its parameters, where the
@@ -276,7 +302,7 @@ const KEY = "edgecache_key";
  * see `restrictedStatement`), and those columns from their own rows (see `mergedRows`).
  */
 export function sharedColumns(
-  plan: GroupPlan,
+  plan: Omit<GroupPlan, "feeds" | "blocked">,
   events: readonly WriteEvent[],
 ): { params: number[]; told: Map<number, Presence> } | undefined {
   if (!plan.outputs) return undefined;
@@ -321,8 +347,15 @@ export function mergedRows(
     const byPosition = positional(row);
     const values = byPosition ? Array.from(row as ArrayLike<unknown>) : undefined;
     const named = byPosition ? undefined : { ...(row as Record<string, unknown>) };
-    const key = values ? values.pop() : named?.[KEY];
-    if (named) delete named[KEY];
+    // The base columns it carries, its last ones.
+    const carried = new Map<string, unknown>();
+    const n = plan.carried.length;
+    if (values && values.length !== plan.names.length + n) return undefined;
+    for (const [i, c] of plan.carried.entries()) {
+      carried.set(c, values ? values[values.length - n + i] : named?.[`${CARRIED}${i}`]);
+      if (named) delete named[`${CARRIED}${i}`];
+    }
+    if (values) values.length -= n;
     const bare = values ?? named!;
     const before = byKey.get(identity(read(bare, plan.key)) ?? "");
     if (before === undefined) {
@@ -342,7 +375,8 @@ export function mergedRows(
         : (before as Record<string, unknown>)[name!];
       const presence = shared.told.get(at);
       const base =
-        presence && (presence.from === plan.primaryKey ? key : read(bare, presence.from));
+        presence &&
+        (carried.has(presence.from) ? carried.get(presence.from) : read(bare, presence.from));
       const value = presence ? told(presence, was, base, events) : was;
       if (value === undefined) return undefined;
       if (values) values[at] = value;

@@ -278,7 +278,9 @@ describe("one statement for every viewer", () => {
     for (const dialect of ["sqlite", "postgres"] as const) {
       const { sql, plan: p } = feed(7, dialect);
       const s = restrictedStatement(p, sql, [7, "x", 10], dialect, new Map([["id", [2]]]), true);
-      expect(s?.sql).toMatch(/as favorited\s+, a\.id as edgecache_key from articles a /);
+      expect(s?.sql).toMatch(
+        /as favorited\s+, a\.id as edgecache_0, a\.author_id as edgecache_1 from articles a /,
+      );
       expect(s?.sql).toContain("where (a.id in (2)) group by a.id");
       expect(s?.params).toEqual([7]);
     }
@@ -287,8 +289,8 @@ describe("one statement for every viewer", () => {
   it("each viewer's rows take the shared statement's and keep, or are told, their own flags", () => {
     const events = [favourite("insert", 8, 2)];
     const fresh = [
-      // Run with viewer 7's parameters: its flag column is 7's, and its key comes last.
-      ["b", "B", "bo", 1, 3, 1, 2],
+      // Run with viewer 7's parameters: its flag column is 7's; its key and author come last.
+      ["b", "B", "bo", 1, 3, 1, 2, 5],
     ];
     for (const viewer of [7, 8, 9]) {
       const { plan: p } = feed(viewer);
@@ -316,7 +318,7 @@ describe("one statement for every viewer", () => {
       const held = [
         { slug: "b", title: "B", username: "bo", tags: 1, favorites: 2, favorited: was },
       ];
-      const fresh = [{ ...held[0], favorites: 1, favorited: "?", edgecache_key: 2 }];
+      const fresh = [{ ...held[0], favorites: 1, favorited: "?", edgecache_0: 2, edgecache_1: 5 }];
       expect(mergedRows(p, held, fresh, events, shared)).toEqual([
         { ...held[0], favorites: 1, favorited: now },
       ]);
@@ -325,7 +327,7 @@ describe("one statement for every viewer", () => {
     const partial: WriteEvent[] = [{ table: "favorites", op: "delete", old: { article_id: 2 } }];
     const held = [["b", "B", "bo", 1, 2, 1]];
     expect(
-      mergedRows(p, held, [["b", "B", "bo", 1, 1, 1, 2]], partial, sharedColumns(p, partial)!),
+      mergedRows(p, held, [["b", "B", "bo", 1, 1, 1, 2, 5]], partial, sharedColumns(p, partial)!),
     ).toBeUndefined();
   });
 });
