@@ -3,11 +3,15 @@ import type { WriteEvent } from "../core/deps/planner.ts";
 import type { LogPosition } from "../log/contract.ts";
 import {
   groupPlan,
+  insertedKeys,
   mergedRows,
+  placedRows,
+  type Restriction,
   restrictedStatement,
   restrictionOf,
   sharedColumns,
   splicedRows,
+  whereless,
 } from "../sql/analysis/groups.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
 import { resultRows, type SqlShape } from "../sql/analysis/shapes.ts";
@@ -72,7 +76,11 @@ export function groupPatcher<R>(deps: {
     // columns the write changes allow (each takes its per-viewer columns from its own rows;
     // the statement carries the base columns that name rows the result does not show).
     const columns = sharedColumns(plan, events);
-    const wide = columns && restrictionOf(plan, events, true);
+    // New base rows, where the statement tells which enter (see insertedKeys).
+    const inserted =
+      columns &&
+      insertedKeys(plan, events, whereless(read.sql, read.params, deps.dialect) === true);
+    const wide = columns && restrictionOf(plan, events, true, inserted !== undefined);
     const keyedStatement =
       wide && restrictedStatement(plan, read.sql, read.params, deps.dialect, wide, true);
     const keyed = keyedStatement !== undefined;
@@ -118,9 +126,15 @@ export function groupPatcher<R>(deps: {
       } catch (err) {
         deps.fault(err);
       }
-      const spliced =
-        keyed && held && fresh ? mergedRows(plan, held, fresh, events, columns!) : fresh;
-      const rows = held && spliced && splicedRows(plan, held, spliced, restriction);
+      const merged =
+        keyed && held && fresh
+          ? mergedRows(plan, held, fresh, events, columns!, inserted, one.params === own)
+          : undefined;
+      const spliced = keyed ? merged?.rows : fresh;
+      // The entering rows' keys are not among the held rows the statement must have found.
+      const found = inserted ? withoutKeys(restriction, plan.primaryKey, inserted) : restriction;
+      let rows = held && spliced && splicedRows(plan, held, spliced, found);
+      if (rows && merged?.entering.length) rows = placedRows(plan, rows, merged.entering);
       if (!rows) {
         counts.dropped++;
         return;
@@ -140,4 +154,17 @@ interface Shared<R> {
   run?: Promise<R>;
   /** The parameters it ran with (encoded): a keyed statement's serve results of others. */
   params?: string;
+}
+
+/** `restriction` without `keys` among its values of `column`. */
+function withoutKeys(
+  restriction: Restriction,
+  column: string,
+  keys: readonly unknown[],
+): Restriction {
+  const out: Restriction = new Map(restriction);
+  const values = out.get(column)?.filter((v) => !keys.some((k) => String(k) === String(v)));
+  if (values?.length) out.set(column, values);
+  else out.delete(column);
+  return out;
 }

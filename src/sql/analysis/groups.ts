@@ -1,6 +1,6 @@
 import type { WriteEvent } from "../../core/deps/planner.ts";
-import { matches } from "../../core/deps/predicate.ts";
-import type { ListFilter } from "../../core/query.ts";
+import { compareValues, matches } from "../../core/deps/predicate.ts";
+import type { ListFilter, SortKey } from "../../core/query.ts";
 import { type SqlDialect, skipText } from "./parse.ts";
 import { reader } from "./rows.ts";
 import { NO_LIMIT, type OutputRead, type SqlShape } from "./shape-types.ts";
@@ -43,6 +43,11 @@ export interface GroupPlan {
    * them (`a.author_id`, for an author's update or a follow).
    */
   carried: string[];
+  /**
+   * Its order and window, where a new base row can be placed in it (ordered, from its first
+   * row): a row its statement returns for an inserted key enters where it sorts.
+   */
+  window?: { sort: SortKey[]; limit: number };
 }
 
 /**
@@ -127,7 +132,13 @@ function planOf(shape: SqlShape): GroupPlan | undefined {
     return undefined;
   }
   const feeds: Feed[] = [];
-  const blocked = new Set([s.table]);
+  // The base's own updates, where what decides its rows is known and they leave it: only
+  // its row's values change (the key standing in for it too: a held row is found by it).
+  const blocked = new Set(s.deciding ? [] : [s.table]);
+  if (s.deciding) {
+    const keep = [...new Set([s.primaryKey, key, ...s.deciding])];
+    feeds.push({ table: s.table, column: s.primaryKey, base: s.primaryKey, ops: "update", keep });
+  }
   for (const j of joins) {
     // Registered whole for want of a key in the result, its links are still known.
     const linked = !j.whole || j.whole === "key-not-selected";
@@ -163,7 +174,8 @@ function planOf(shape: SqlShape): GroupPlan | undefined {
   const shown = (c: string) => c === s.primaryKey || s.columns.includes(c);
   for (const f of feeds) if (!shown(f.base)) f.hidden = true;
   const usable = feeds.filter((f) => !blocked.has(f.table));
-  if (usable.length === 0) return undefined;
+  // A select of the base alone is the row patches' and the reloads' (see the engine).
+  if (!usable.some((f) => f.table !== s.table)) return undefined;
   const presences: Presence[] = [];
   for (const q of s.subqueries ?? []) {
     const link = q.link ?? q.unshown;
@@ -183,6 +195,9 @@ function planOf(shape: SqlShape): GroupPlan | undefined {
   }
   const plan: GroupPlan = {
     ...(s.outputs && { outputs: s.outputs.map((o) => ({ ...o, tables: [...o.tables] })) }),
+    ...(s.ordered &&
+      s.offset === 0 &&
+      s.deciding && { window: { sort: s.sort.map((k) => ({ ...k })), limit: s.limit } }),
     presences,
     carried,
     table: s.table,
@@ -201,7 +216,7 @@ function planOf(shape: SqlShape): GroupPlan | undefined {
   }
   plan.feeds = usable.filter((f) => !blocked.has(f.table));
   plan.blocked = [...blocked];
-  return plan.feeds.length > 0 ? plan : undefined;
+  return plan.feeds.some((f) => f.table !== s.table) ? plan : undefined;
 }
 
 /**
@@ -213,10 +228,21 @@ export function restrictionOf(
   plan: GroupPlan,
   events: readonly WriteEvent[],
   keyed = false,
+  entering = false,
 ): Restriction | undefined {
   const out: Restriction = new Map();
   let count = 0;
   for (const e of events) {
+    // A new base row, where its statement tells whether it enters (see insertedKeys).
+    if (entering && e.table === plan.table && e.op === "insert") {
+      const v = e.new?.[plan.primaryKey];
+      if (!keyLike(v)) return undefined;
+      const values = out.get(plan.primaryKey) ?? [];
+      values.push(v);
+      out.set(plan.primaryKey, values);
+      count++;
+      continue;
+    }
     if (plan.blocked.includes(e.table)) return undefined;
     const feeds = plan.feeds.filter((f) => f.table === e.table);
     if (feeds.length === 0) {
@@ -307,26 +333,46 @@ export function sharedColumns(
 ): { params: number[]; told: Map<number, Presence> } | undefined {
   if (!plan.outputs) return undefined;
   const written = new Set(events.map((e) => e.table.toLowerCase()));
+  const base = plan.table.toLowerCase();
+  // The base's columns its updates change (`*`: any, for any other write to it).
+  const changedBase = new Set<string>();
+  for (const e of events) {
+    // A new row changes no held row's values (it is placed, see placedRows).
+    if (e.table.toLowerCase() !== base || e.op === "insert") continue;
+    if (e.op !== "update" || !e.old || !e.new) changedBase.add("*");
+    else {
+      for (const c of new Set([...Object.keys(e.old), ...Object.keys(e.new)])) {
+        if (!sameValue(e.old[c], e.new[c])) changedBase.add(c);
+      }
+    }
+  }
+  const reads = (o: OutputRead, table: string) => {
+    const t = table.toLowerCase();
+    if (t === "*") return true;
+    if (t !== base) return written.has(t);
+    return changedBase.has("*") || o.base === undefined || o.base.some((c) => changedBase.has(c));
+  };
   const params: number[] = [];
   const told = new Map<number, Presence>();
   for (const [i, o] of plan.outputs.entries()) {
     if (!o.params) continue;
     params.push(i);
-    const changed = o.tables.some((t) => t === "*" || written.has(t.toLowerCase()));
-    if (!changed) continue;
+    if (!o.tables.some((t) => reads(o, t))) continue;
     const presence = plan.presences.find((p) => p.output === i);
-    if (!presence || o.tables.some((t) => t !== presence.table && written.has(t.toLowerCase()))) {
-      return undefined;
-    }
+    if (!presence || o.tables.some((t) => t !== presence.table && reads(o, t))) return undefined;
     told.set(i, presence);
   }
   return { params, told };
 }
 
 /**
- * A keyed statement's rows (see `sharedColumns`) as `held`'s result has them: its key
- * column dropped, and for a row `held` has, the columns a parameter enters taken from
- * it, told by `events` where a presence is. Undefined where a row cannot be read so.
+ * A keyed statement's rows (see `sharedColumns`) as `held`'s result has them: the base
+ * columns it carries dropped, and for a row `held` has, the columns a parameter enters
+ * taken from it, told by `events` where a presence is. The rows of `inserted` keys
+ * `held` has not come apart, with their keys, to be placed (see `placedRows`): as the
+ * statement has them where it ran with `held`'s own parameters (`own`), or where no
+ * parameter enters the result; a new row has no held values to keep for another's.
+ * Undefined where a row cannot be read so.
  */
 export function mergedRows(
   plan: GroupPlan,
@@ -334,7 +380,9 @@ export function mergedRows(
   fresh: readonly unknown[],
   events: readonly WriteEvent[],
   shared: NonNullable<ReturnType<typeof sharedColumns>>,
-): unknown[] | undefined {
+  inserted: readonly unknown[] = [],
+  own = false,
+): { rows: unknown[]; entering: { row: unknown; key: unknown }[] } | undefined {
   const read = reader(plan.columns, plan.names);
   const byKey = new Map<string, unknown>();
   for (const row of held) {
@@ -343,6 +391,7 @@ export function mergedRows(
     byKey.set(k, row);
   }
   const out: unknown[] = [];
+  const entering: { row: unknown; key: unknown }[] = [];
   for (const row of fresh) {
     const byPosition = positional(row);
     const values = byPosition ? Array.from(row as ArrayLike<unknown>) : undefined;
@@ -358,8 +407,12 @@ export function mergedRows(
     if (values) values.length -= n;
     const bare = values ?? named!;
     const before = byKey.get(identity(read(bare, plan.key)) ?? "");
+    const key = carried.get(plan.primaryKey);
+    const enters = before === undefined && inserted.some((k) => sameKey(k, key));
     if (before === undefined) {
-      out.push(bare);
+      if (!enters) out.push(bare);
+      else if (own || shared.params.length === 0) entering.push({ row: bare, key });
+      else return undefined;
       continue;
     }
     for (const at of shared.params) {
@@ -370,10 +423,10 @@ export function mergedRows(
       ) {
         return undefined;
       }
+      const presence = shared.told.get(at);
       const was = values
         ? (before as ArrayLike<unknown>)[at]
         : (before as Record<string, unknown>)[name!];
-      const presence = shared.told.get(at);
       const base =
         presence &&
         (carried.has(presence.from) ? carried.get(presence.from) : read(bare, presence.from));
@@ -384,7 +437,7 @@ export function mergedRows(
     }
     out.push(bare);
   }
-  return out;
+  return { rows: out, entering };
 }
 
 /** A presence's value after `events`, in the form `was` has; undefined where it cannot be told. */
@@ -710,4 +763,76 @@ function placeholderCount(scan: TopScan, params: readonly unknown[]): number {
   // `$1` used twice binds one parameter: the count is of distinct numbers, 1..params.length.
   if ([...numbers].some((n) => n > params.length)) return -1;
   return numbers.size === params.length ? scan.placeholders.length : -1;
+}
+
+/**
+ * The keys of the base rows `events` insert, where a result of `plan` can take them in:
+ * keyed (its statement tells the new rows), ordered from its first row, and `whereless`
+ * (its statement with no WHERE: each row it returns for such a key is one of its rows,
+ * but for its window). Undefined where there are none, or they cannot be taken in.
+ */
+export function insertedKeys(
+  plan: GroupPlan,
+  events: readonly WriteEvent[],
+  whereless: boolean,
+): unknown[] | undefined {
+  const inserts = events.filter((e) => e.table === plan.table && e.op === "insert");
+  if (inserts.length === 0 || !plan.window || !whereless) return undefined;
+  return inserts.map((e) => e.new?.[plan.primaryKey]);
+}
+
+/** Whether a select has no WHERE (undefined: its text cannot be read). */
+export function whereless(
+  sql: string,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+): boolean | undefined {
+  const read = clausesOf(sql, params, dialect);
+  return read && read.cut("where") === undefined;
+}
+
+/**
+ * `rows` with `entering` (new base rows the statement returned, each with its key) placed
+ * where they sort, the window's last rows falling out past its limit; undefined where a
+ * place cannot be told (a sort value not shown, NULL, or equal to a held row's up to a key
+ * the result does not show).
+ */
+export function placedRows(
+  plan: GroupPlan,
+  rows: readonly unknown[],
+  entering: readonly { row: unknown; key: unknown }[],
+): unknown[] | undefined {
+  const window = plan.window;
+  if (!window) return undefined;
+  const read = reader(plan.columns, plan.names);
+  const keys = new Map<unknown, unknown>(entering.map((e) => [e.row, e.key]));
+  const shown = (c: string) => plan.columns.includes(c);
+  const value = (row: unknown, column: string) =>
+    shown(column) ? read(row, column) : column === plan.primaryKey ? keys.get(row) : undefined;
+  const before = (a: unknown, b: unknown): boolean | undefined => {
+    for (const k of window.sort) {
+      const x = value(a, k.column);
+      const y = value(b, k.column);
+      if (x === undefined || y === undefined || x === null || y === null) return undefined;
+      const c = compareValues(x, y);
+      if (c !== 0) return k.desc ? c > 0 : c < 0;
+    }
+    return undefined;
+  };
+  const out = [...rows];
+  for (const e of entering) {
+    let at = out.length;
+    for (const [i, row] of out.entries()) {
+      const first = before(e.row, row);
+      if (first === undefined) return undefined;
+      if (first) {
+        at = i;
+        break;
+      }
+    }
+    if (at >= window.limit) continue;
+    out.splice(at, 0, e.row);
+    if (out.length > window.limit) out.length = window.limit;
+  }
+  return out;
 }

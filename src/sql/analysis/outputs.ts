@@ -17,6 +17,7 @@ export function outputReads(
   select: Node,
   scopes: readonly Scope[],
   subqueries: readonly ShapeSubquery[],
+  baseColumns: (expr: unknown) => string[] | undefined,
 ): OutputRead[] | undefined {
   if (!Array.isArray(select.columns)) return undefined;
   if (hasParam([select.from, select.groupby, select.having])) return undefined;
@@ -29,7 +30,8 @@ export function outputReads(
     const tables = new Set<string>();
     for (const q of subqueries) if (q.output === i) tables.add(q.table);
     for (const t of columnTables(expr, scopes)) tables.add(t);
-    out.push({ tables: [...tables], params: hasParam(expr) });
+    const base = baseColumns(expr);
+    out.push({ tables: [...tables], ...(base && { base }), params: hasParam(expr) });
   }
   return out;
 }

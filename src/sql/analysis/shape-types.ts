@@ -188,6 +188,13 @@ export interface ShapeLists {
    * `columns`). Unset when that cannot be told (a `*`).
    */
   decides?: string[];
+  /**
+   * The base's columns its conditions, joins, order and grouping read (subqueries there
+   * included): an update of a base row that leaves them and its key as they were cannot
+   * bring the row in, take it out or move it, only change its values (group patches).
+   * Unset when that cannot be told.
+   */
+  deciding?: string[];
   /** The other tables of the FROM clause, each joined along a key to one before it. */
   joins?: ShapeJoin[];
   /** The tables read by subqueries, at any depth. */
@@ -203,6 +210,8 @@ export interface ShapeLists {
 export interface OutputRead {
   /** The tables it reads, `*` for any of the select's. */
   tables: string[];
+  /** The base's columns it reads (see columnsRead); unset when that cannot be told. */
+  base?: string[];
   params: boolean;
 }
 

@@ -235,6 +235,14 @@ function analyse(
   if (aggregate) lists.grouping = "aggregate";
   const read = columnsRead(selectParts(select), base, scopes, schema);
   if (read) lists.decides = read.filter((c) => c !== base.primaryKey);
+  const ons = (from as Node[]).map((f) => f.on);
+  const deciding = columnsRead(
+    [select.where, ons, select.orderby, select.groupby],
+    base,
+    scopes,
+    schema,
+  );
+  if (deciding) lists.deciding = deciding;
   const joins =
     scopes.length > 1
       ? joinsOf({
@@ -273,7 +281,9 @@ function analyse(
     },
   });
   if (subqueries.length > 0) lists.subqueries = subqueries;
-  const outputs = outputReads(select, scopes, subqueries);
+  const outputs = outputReads(select, scopes, subqueries, (expr) =>
+    columnsRead(expr, base, scopes, schema),
+  );
   if (outputs) lists.outputs = outputs;
   for (const q of subqueries) {
     for (const r of q.widened) widened.add(r);

@@ -3,11 +3,14 @@ import type { WriteEvent } from "../../../src/core/deps/planner.ts";
 import { explainSql } from "../../../src/sql/analysis/explain.ts";
 import {
   groupPlan,
+  insertedKeys,
   mergedRows,
+  placedRows,
   restrictedStatement,
   restrictionOf,
   sharedColumns,
   splicedRows,
+  whereless,
 } from "../../../src/sql/analysis/groups.ts";
 import { type SqlDialect, type SqlTable, sqlShape } from "../../../src/sql/analysis/shapes.ts";
 
@@ -41,17 +44,46 @@ describe("group plans", () => {
       [7, "x", 10, 20],
     );
     expect(p?.key).toBe("slug");
-    expect(p?.blocked).toEqual(["articles"]);
+    expect(p?.blocked).toEqual([]);
     expect(p?.feeds.map((f) => [f.table, f.base, f.ops]).sort()).toEqual([
+      ["articles", "id", "update"],
       ["favorites", "id", "any"],
       ["tags", "id", "any"],
       ["users", "author_id", "update"],
     ]);
   });
 
+  it("the base's own update is a change of values where it leaves its key, the column standing in, and what decides its rows", () => {
+    const p = plan(
+      `${LIST(() => "?")} where a.title <> ? group by a.id order by a.at desc, a.id desc limit ?`,
+      [7, "x", 10],
+    )!;
+    const update = (old: Record<string, unknown>, now: Record<string, unknown>) => ({
+      table: "articles",
+      op: "update" as const,
+      old: { id: 2, slug: "b", title: "B", author_id: 1, at: 5, ...old },
+      new: { id: 2, slug: "b", title: "B", author_id: 1, at: 5, ...now },
+    });
+    // A body-like column no condition, join or order reads: its row fetched again.
+    expect(p.feeds.find((f) => f.table === "articles")?.keep.sort()).toEqual([
+      "at",
+      "author_id",
+      "id",
+      "slug",
+      "title",
+    ]);
+    expect(restrictionOf(p, [update({}, {})])).toEqual(new Map([["id", [2]]]));
+    // Its title (the WHERE), its time (the order), its author (the join), its slug (the key shown).
+    for (const change of [{ title: "C" }, { at: 9 }, { author_id: 3 }, { slug: "c" }]) {
+      expect(restrictionOf(p, [update({}, change)])).toBeUndefined();
+    }
+    expect(restrictionOf(p, [{ table: "articles", op: "insert", new: { id: 9 } }])).toBeUndefined();
+  });
+
   it("explain names the tables whose writes keep a result (edgecache explain's `maintained:`)", () => {
     const sql = `${LIST(() => "?")} group by a.id order by a.at desc, a.id desc limit ?`;
     expect(explainSql(sql, "sqlite", schema, [7, 10]).maintained?.sort()).toEqual([
+      "articles",
       "favorites",
       "tags",
       "users",
@@ -299,7 +331,7 @@ describe("one statement for every viewer", () => {
         ["a", "A", "ann", 0, 0, 0],
         ["b", "B", "bo", 1, 2, viewer === 7 ? 1 : 0],
       ];
-      const merged = mergedRows(p, held, fresh, events, shared)!;
+      const merged = mergedRows(p, held, fresh, events, shared)!.rows;
       const rows = splicedRows(p, held, merged, new Map([["id", [2]]]));
       // The count from the statement; 8's flag set by its own favourite; 7's kept; 9's kept.
       expect(rows).toEqual([held[0], ["b", "B", "bo", 1, 3, viewer === 9 ? 0 : 1]]);
@@ -319,7 +351,7 @@ describe("one statement for every viewer", () => {
         { slug: "b", title: "B", username: "bo", tags: 1, favorites: 2, favorited: was },
       ];
       const fresh = [{ ...held[0], favorites: 1, favorited: "?", edgecache_0: 2, edgecache_1: 5 }];
-      expect(mergedRows(p, held, fresh, events, shared)).toEqual([
+      expect(mergedRows(p, held, fresh, events, shared)?.rows).toEqual([
         { ...held[0], favorites: 1, favorited: now },
       ]);
     }
@@ -329,5 +361,54 @@ describe("one statement for every viewer", () => {
     expect(
       mergedRows(p, held, [["b", "B", "bo", 1, 1, 1, 2, 5]], partial, sharedColumns(p, partial)!),
     ).toBeUndefined();
+  });
+});
+
+describe("a new base row", () => {
+  const keyed = (t: string) =>
+    t === "favorites" ? { ...TABLES.favorites!, keys: [["user_id", "article_id"]] } : TABLES[t];
+  const LATEST = `select a.slug, a.at, u.username,
+       (select count(*) from favorites f where f.article_id = a.id) as favorites,
+       exists(select 1 from favorites f where f.article_id = a.id and f.user_id = ?) as favorited
+     from articles a inner join users u on u.id = a.author_id
+     group by a.id order by a.at desc, a.id desc limit ?`;
+  const p = groupPlan(sqlShape(LATEST, [7, 3], "sqlite", keyed))!;
+  const insert: WriteEvent = {
+    table: "articles",
+    op: "insert",
+    new: { id: 9, slug: "n", title: "N", author_id: 1, at: 25 },
+  };
+  const held = [
+    ["c", 30, "cy", 0, 0],
+    ["b", 20, "bo", 2, 1],
+    ["a", 10, "ann", 1, 0],
+  ];
+  // The statement ran with this result's parameters: the new row as it has it, key last.
+  const fresh = [["n", 25, "ann", 0, 0, 9, 1]];
+
+  it("enters a list with no WHERE, ordered from its first row, where it sorts; the last row falls out", () => {
+    expect(whereless(LATEST, [7, 3], "sqlite")).toBe(true);
+    expect(insertedKeys(p, [insert], true)).toEqual([9]);
+    expect(insertedKeys(p, [insert], false)).toBeUndefined();
+    expect(restrictionOf(p, [insert], true, true)).toEqual(new Map([["id", [9]]]));
+    expect(restrictionOf(p, [insert], true, false)).toBeUndefined();
+    const shared = sharedColumns(p, [insert])!;
+    const merged = mergedRows(p, held, fresh, [insert], shared, [9], true)!;
+    expect(merged.rows).toEqual([]);
+    expect(placedRows(p, held, merged.entering)).toEqual([held[0], fresh[0]!.slice(0, 5), held[1]]);
+  });
+
+  it("run with another viewer's parameters, a new row's flags are not this viewer's: no patch", () => {
+    const shared = sharedColumns(p, [insert])!;
+    expect(mergedRows(p, held, fresh, [insert], shared, [9], false)).toBeUndefined();
+  });
+
+  it("past the window's end it stays out; a tie with a held row up to the key it does not show: no place", () => {
+    const old = [["m", 5, "bo", 0, 0, 9, 1]];
+    const shared = sharedColumns(p, [insert])!;
+    const past = mergedRows(p, held, old, [insert], shared, [9], true)!;
+    expect(placedRows(p, held, past.entering)).toEqual(held);
+    const tie = mergedRows(p, held, [["m", 20, "bo", 0, 0, 9, 1]], [insert], shared, [9], true)!;
+    expect(placedRows(p, held, tie.entering)).toBeUndefined();
   });
 });
