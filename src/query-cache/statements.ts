@@ -16,6 +16,7 @@ import {
 } from "../sql/analysis/shapes.ts";
 import { writtenTables } from "../sql/analysis/writes.ts";
 import type { SqlClient, SqlResult } from "../sql/client.ts";
+import { clientKind } from "../sql/client-kind.ts";
 import type { ForeignKeyAction } from "../sql/schema.ts";
 import { type QueryCapture, startCapture } from "./capture.ts";
 import { Cascades } from "./cascades.ts";
@@ -204,7 +205,7 @@ export class StatementCache<R = SqlResult> {
           dressed: (kept: unknown, rows: unknown[]) => form.patched!(kept, rows),
         }),
         ...(reload && { refetch: (k: string) => this.#refetch(k) }),
-        ...(this.#db.query && { maintain: this.#groupPatcher(this.#db.query) }),
+        ...(this.#maintains() && { maintain: this.#groupPatcher(this.#db.query!) }),
       });
       this.#patching = followed.patching;
       this.#unhook = followed.detach;
@@ -362,6 +363,15 @@ export class StatementCache<R = SqlResult> {
     const since = this.engine.position;
     const result = await rerun.run();
     await this.#store(key, result, since, rerun);
+  }
+
+  /**
+   * Whether results are kept by group patches: where the entry runs statements of its own
+   * (`query`), and not on D1, where inside workerd a group patch's statement, run after the
+   * write's record is applied, was seen never to settle (test/raw-sql/d1-groups-in-workerd).
+   */
+  #maintains(): boolean {
+    return this.#db.query !== undefined && clientKind(this.#db.client) !== "d1";
   }
 
   /** The engine's `maintain` hook: group patches, by statements run with `query`. */
@@ -545,7 +555,7 @@ export class StatementCache<R = SqlResult> {
     const tag = (t: string) => this.#tableTag(t);
     const stats = this.#stats.stats(this.engine, this.#prefix, tag, this.#capture);
     // Maintained only where this entry can run the statements of group patches.
-    if (this.#db.query && this.#patching) return stats;
+    if (this.#maintains() && this.#patching) return stats;
     return { ...stats, shapes: stats.shapes.map(({ maintained: _, ...shape }) => shape) };
   }
 
