@@ -126,7 +126,8 @@ function describeTable(table: Record<symbol, unknown>, dialect: SqlDialect): Sql
 /**
  * A table's keys of several columns, from its extra config (`primaryKey({ columns })`,
  * `unique().on(...)`, `uniqueIndex().on(...)`), as drizzle-orm's `getTableConfig` reads it;
- * a key on an expression is left out. None where the config cannot be read.
+ * a key on an expression, and a partial unique index, are left out. None where the config
+ * cannot be read.
  */
 function compositeKeys(table: Record<symbol, unknown>): string[][] {
   const build = table[EXTRA_CONFIG];
@@ -143,10 +144,11 @@ function compositeKeys(table: Record<symbol, unknown>): string[][] {
     const kind = String(
       (b?.constructor as unknown as Record<symbol, unknown> | undefined)?.[ENTITY_KIND],
     );
-    const index = b?.config as { unique?: unknown; columns?: unknown } | undefined;
+    const index = b?.config as { unique?: unknown; columns?: unknown; where?: unknown } | undefined;
+    // A partial index (`.where(...)`) is unique only among the rows it indexes.
     const columns = /(PrimaryKey|UniqueConstraint)Builder$/.test(kind)
       ? b.columns
-      : /IndexBuilder$/.test(kind) && index?.unique === true
+      : /IndexBuilder$/.test(kind) && index?.unique === true && index.where == null
         ? index.columns
         : undefined;
     if (!Array.isArray(columns) || columns.length < 2) continue;

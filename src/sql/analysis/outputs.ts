@@ -8,16 +8,18 @@ import type { OutputRead, ShapeSubquery } from "./shape-types.ts";
  * the parameters, so one statement serves results that differ only in those (each
  * viewer's list keeps its per-viewer flags, and takes the rest from one viewer's).
  *
- * Undefined where a parameter is bound elsewhere than in the select list and the clauses a
- * group patch cuts (WHERE, ORDER BY, the window): in an ON or a GROUP BY it could change
- * which rows are joined, or how they group. Conservative where a name cannot be placed:
- * an unqualified column the schema places in no single table reads every table.
+ * Undefined where a parameter is bound in an ON, a GROUP BY or a HAVING: it could change
+ * which rows are joined, or how they group (one in the WHERE or the window goes with them
+ * in a group patch's statement; one in the ORDER BY orders rows the splice places by key).
+ * Conservative where a name cannot be placed: an unqualified column the schema places in
+ * no single table reads every table; an aggregate of the select reads every table.
  */
 export function outputReads(
   select: Node,
   scopes: readonly Scope[],
   subqueries: readonly ShapeSubquery[],
   baseColumns: (expr: unknown) => string[] | undefined,
+  aggregates: (expr: unknown) => boolean,
 ): OutputRead[] | undefined {
   if (!Array.isArray(select.columns)) return undefined;
   if (hasParam([select.from, select.groupby, select.having])) return undefined;
@@ -30,6 +32,9 @@ export function outputReads(
     const tables = new Set<string>();
     for (const q of subqueries) if (q.output === i) tables.add(q.table);
     for (const t of columnTables(expr, scopes)) tables.add(t);
+    // An aggregate of this select counts its joined rows too (`count(*) * ?`, a sum over
+    // a join that another child multiplies): any table may change it.
+    if (aggregates(expr)) tables.add("*");
     const base = baseColumns(expr);
     out.push({ tables: [...tables], ...(base && { base }), params: hasParam(expr) });
   }

@@ -320,6 +320,9 @@ export const NO_VALUE = Symbol("no value");
 /** A literal or a bound parameter's value; NO_VALUE for anything else. */
 export function operand(v: unknown, scope: Scope): unknown {
   if (!isNode(v)) return NO_VALUE;
+  // A `collate` on the value (`kind = 'X' collate nocase`) sets the comparison's collation
+  // as one on the column does: not the planner's byte comparison.
+  if (v.collate || (isNode(v.suffix) && v.suffix.collate)) return NO_VALUE;
   switch (v.type) {
     case "param": {
       const m = /^p(\d+)$/.exec(String(v.value));

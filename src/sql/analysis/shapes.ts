@@ -281,8 +281,12 @@ function analyse(
     },
   });
   if (subqueries.length > 0) lists.subqueries = subqueries;
-  const outputs = outputReads(select, scopes, subqueries, (expr) =>
-    columnsRead(expr, base, scopes, schema),
+  const outputs = outputReads(
+    select,
+    scopes,
+    subqueries,
+    (expr) => columnsRead(expr, base, scopes, schema),
+    hasAggregate,
   );
   if (outputs) lists.outputs = outputs;
   for (const q of subqueries) {

@@ -412,3 +412,46 @@ describe("a new base row", () => {
     expect(placedRows(p, held, tie.entering)).toBeUndefined();
   });
 });
+
+describe("what one statement for every viewer must not take (review of stop 78)", () => {
+  const keyed = (t: string) =>
+    t === "favorites" ? { ...TABLES.favorites!, keys: [["user_id", "article_id"]] } : TABLES[t];
+  const favourite: WriteEvent = {
+    table: "favorites",
+    op: "insert",
+    new: { user_id: 7, article_id: 2 },
+  };
+
+  it("an aggregate of the select counts its joined rows: with a parameter in it, any write may change it", () => {
+    // Another child's row multiplies the tags counted; `count(*) * ?` counts every join.
+    for (const column of ["count(*) * ?", "sum(case when t.tag = ? then 1 else 0 end)"]) {
+      const sql = `select a.id, a.title, ${column} as n from articles a
+        left join tags t on t.article_id = a.id left join favorites f on f.article_id = a.id
+        group by a.id order by a.id`;
+      const p = groupPlan(sqlShape(sql, [5], "sqlite", keyed));
+      expect(p?.outputs?.[2]?.tables).toContain("*");
+      expect(p?.outputs?.[2]?.params).toBe(true);
+      expect(sharedColumns(p!, [favourite])).toBeUndefined();
+    }
+  });
+
+  it("a flag whose condition compares under another collation (`= 'x' collate nocase`) is no presence", () => {
+    const sql = `select a.id, exists(select 1 from favorites f where f.article_id = a.id
+        and f.user_id = ? and f.tag = 'X' collate nocase) as mine
+      from articles a inner join users u on u.id = a.author_id order by a.id`;
+    const tables = (t: string) =>
+      t === "favorites"
+        ? {
+            columns: { user_id: "number", article_id: "number", tag: "text" },
+            keys: [["user_id", "article_id"]],
+          }
+        : TABLES[t];
+    const shape = sqlShape(sql, [7], "sqlite", tables as never);
+    expect(shape.lists?.subqueries?.[0]?.presence).toBeUndefined();
+    // The same condition in a WHERE is not read as an equality either.
+    expect(
+      sqlShape("select id from users where username = 'X' collate nocase", [], "sqlite", schema)
+        .widened,
+    ).toContain("expression");
+  });
+});
