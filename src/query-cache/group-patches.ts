@@ -1,17 +1,16 @@
 import type { WriteHooks } from "../core/cache/types.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import type { LogPosition } from "../log/contract.ts";
+import { restrictedStatement, whereless } from "../sql/analysis/group-statements.ts";
 import {
   groupPlan,
   insertedKeys,
   mergedRows,
   placedRows,
   type Restriction,
-  restrictedStatement,
   restrictionOf,
   sharedColumns,
   splicedRows,
-  whereless,
 } from "../sql/analysis/groups.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
 import { resultRows, type SqlShape } from "../sql/analysis/shapes.ts";

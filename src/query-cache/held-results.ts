@@ -1,6 +1,7 @@
 import { LRUCache } from "lru-cache";
 import type { CacheEntry } from "../core/entry.ts";
-import { groupPlan, lookedUp, rowOf, rowsSource } from "../sql/analysis/groups.ts";
+import { rowsSource } from "../sql/analysis/group-statements.ts";
+import { groupPlan, lookedUp, rowOf } from "../sql/analysis/groups.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
 import { resultRows } from "../sql/analysis/shapes.ts";
 import { decode, encode } from "./codec.ts";

@@ -1,21 +1,18 @@
 import type { WriteEvent } from "../../core/deps/planner.ts";
 import { compareValues, matches } from "../../core/deps/predicate.ts";
 import type { ListFilter, SortKey } from "../../core/query.ts";
-import { type SqlDialect, skipText } from "./parse.ts";
+import { CARRIED, type Restriction } from "./group-statements.ts";
 import { reader } from "./rows.ts";
 import { NO_LIMIT, type OutputRead, type SqlShape } from "./shape-types.ts";
 
 /**
- * Group patches: a cached result whose rows are keyed, one per row of its base table (a
- * select grouped by the base's key, or one whose joins are parents), is kept after a write
- * to a table that only feeds values of some of its rows (a favourite's count, a tag list, a
- * follow's flag, an author's name) by running the same statement for just those rows
- * (`... and articles.id in (7)`, without its window) and splicing them in. Such a write
- * cannot bring a row in or take one out, nor move one: only the base's own rows and the
- * tables its conditions and order read decide those, and their writes are planned as
- * before. Pure: the statement cache runs the statement (query-cache/group-patches.ts).
+ * Group patches: a cached result whose rows are keyed, one per row of its base table (grouped
+ * by the base's key, or joined to parents only), is kept after a write that only changes
+ * values of some of its rows (a favourite's count, a tag list, a flag, an author's name, the
+ * base row's own columns no condition or order reads), or brings a new base row into a list
+ * with no WHERE, by running the same statement for just those rows (group-statements.ts) and
+ * splicing them in. Pure: the statement cache runs it (query-cache/group-patches.ts).
  */
-
 /** How a result's rows are maintained by group patches (see `groupPlan`). */
 export interface GroupPlan {
   /** The base table, its key, and the name the statement gives it. */
@@ -82,8 +79,7 @@ interface Feed {
   hidden?: true;
 }
 
-/** The base rows a write changes, as values of base columns (`articles.id in (7, 9)`). */
-export type Restriction = Map<string, unknown[]>;
+export type { Restriction };
 
 /** Most base rows one group patch restricts its statement to: past it, the result is dropped. */
 export const MOST_PATCHED_ROWS = 256;
@@ -275,52 +271,6 @@ export function restrictionOf(
 }
 
 /**
- * `sql` restricted to the base rows of `restriction`, without its window and its WHERE
- * (a row's values do not depend on them: a plan refuses conditions that pick which joined
- * rows are aggregated), so that results of one select list with other conditions (a tag's
- * list, an author's, the single article) share the statement; with its parameters.
- * Undefined where the text cannot be rewritten safely (a compound select, a comment,
- * named or numbered placeholders, a value written as no literal can be).
- */
-export function restrictedStatement(
-  plan: GroupPlan,
-  sql: string,
-  params: readonly unknown[],
-  dialect: SqlDialect,
-  restriction: Restriction,
-  keyed = false,
-): { sql: string; params: unknown[] } | undefined {
-  const read = clausesOf(sql, params, dialect);
-  if (!read) return undefined;
-  const from = read.scan.clause.from;
-  const named = (n: string | undefined) => n?.startsWith(CARRIED);
-  if (keyed && (from === undefined || plan.names.some(named))) return undefined;
-  const terms: string[] = [];
-  for (const [column, values] of restriction) {
-    const literals = values.map(literal);
-    if (literals.some((l) => l === undefined)) return undefined;
-    const text = read.text;
-    terms.push(`${name(text, plan.ref)}.${name(text, column)} in (${literals.join(", ")})`);
-  }
-  if (terms.length === 0) return undefined;
-  const condition = `where (${terms.join(" or ")}) `;
-  const where = read.cut("where");
-  // In the WHERE's place, or where one would go.
-  const at = where ? where[0] : read.end(read.scan.clause.from ?? 0);
-  const inserts: [number, string][] = [[at, where ? condition : ` ${condition}`]];
-  // Keyed: each row names its base row, whether the result shows the key or not.
-  if (keyed)
-    inserts.unshift([
-      from!,
-      `, ${plan.carried.map((c, i) => `${name(read.text, plan.ref)}.${name(read.text, c)} as ${CARRIED}${i}`).join(", ")} `,
-    ]);
-  return read.rewritten(where ? [where] : [], inserts);
-}
-
-/** The names a keyed statement gives the base columns it carries: `edgecache_0` (the key)... */
-const CARRIED = "edgecache_";
-
-/**
  * One statement for every result of a select list whatever its parameters, where the
  * columns `events` change hold no parameter or are presences the events tell: the result
  * columns a parameter enters (each viewer's flags), and the presences among them. Such
@@ -480,57 +430,6 @@ function sameKey(a: unknown, b: unknown): boolean {
 }
 
 /**
- * Where a result's rows come from, whatever its WHERE, order and window: its statement
- * without them, with the parameters left. Two results with the same hold the same values
- * for a base row each shows; undefined where the text cannot be read.
- */
-export function rowsSource(
-  sql: string,
-  params: readonly unknown[],
-  dialect: SqlDialect,
-): { sql: string; params: unknown[] } | undefined {
-  const read = clausesOf(sql, params, dialect);
-  if (!read) return undefined;
-  // Its WHERE and its ORDER BY pick and place rows, and change no row's values.
-  const cuts = [read.cut("where"), read.cut("order")].filter((c) => c !== undefined);
-  return read.rewritten(cuts, []);
-}
-
-/**
- * A select's top-level clauses, to rewrite it without its window (LIMIT and OFFSET, always
- * cut) and other clauses; undefined where its text cannot be read (see scanTop).
- */
-function clausesOf(sql: string, params: readonly unknown[], dialect: SqlDialect) {
-  const text = sql.replace(/[\s;]+$/, "");
-  const scan = scanTop(text, dialect);
-  if (!scan || scan.compound || scan.placeholders.length !== placeholderCount(scan, params)) {
-    return undefined;
-  }
-  const { clause } = scan;
-  const tailAt = Math.min(clause.limit ?? text.length, clause.offset ?? text.length);
-  /** Where the clause after `at` starts (the window when none). */
-  const end = (at: number) =>
-    Math.min(
-      ...["group", "having", "order", "window"]
-        .map((c) => clause[c])
-        .filter((p): p is number => p !== undefined && p > at && p < tailAt),
-      tailAt,
-    );
-  return {
-    text,
-    scan,
-    end,
-    /** Where a clause (its keyword on) starts and ends, if the statement has it. */
-    cut(name: string): [number, number] | undefined {
-      const at = clause[name];
-      return at === undefined || at >= tailAt ? undefined : [at, end(at)];
-    },
-    rewritten: (cuts: [number, number][], inserts: [number, string][]) =>
-      rewritten(text, dialect, scan, params, [[tailAt, text.length], ...cuts], inserts),
-  };
-}
-
-/**
  * The column and value a select looks its one row up by, where its WHERE is nothing but
  * its base's key, or a unique column its result shows, equal to a value, and its window
  * starts at that row: undefined for any other select.
@@ -572,52 +471,6 @@ export function rowOf(
   const read = reader(plan.columns, plan.names);
   const wanted = identity(value);
   return wanted === undefined ? undefined : rows.find((r) => identity(read(r, column)) === wanted);
-}
-
-/**
- * `text` with `cuts` left out and `inserts` put in (at positions of the original text), its
- * placeholders in the cuts dropped with their parameters and, on PostgreSQL, the others
- * numbered again from $1.
- */
-function rewritten(
-  text: string,
-  dialect: SqlDialect,
-  scan: TopScan,
-  params: readonly unknown[],
-  cuts: readonly [number, number][],
-  inserts: readonly [number, string][],
-): { sql: string; params: unknown[] } {
-  const cut = (at: number) => cuts.some(([from, to]) => at >= from && at < to);
-  const kept = scan.placeholders.filter((p) => !cut(p.at));
-  let numbers = new Map<number, number>();
-  let rest: unknown[];
-  if (dialect === "postgres") {
-    const used = [...new Set(kept.map((p) => p.n))].sort((a, b) => a - b);
-    numbers = new Map(used.map((n, i) => [n, i + 1]));
-    rest = used.map((n) => params[n - 1]);
-  } else {
-    rest = scan.placeholders.filter((p) => !cut(p.at)).map((p) => params[p.n - 1]);
-  }
-  let out = "";
-  let i = 0;
-  const at = new Map(kept.map((p) => [p.at, p]));
-  while (i <= text.length) {
-    for (const [pos, s] of inserts) if (pos === i) out += s;
-    if (i === text.length) break;
-    if (cut(i)) {
-      i++;
-      continue;
-    }
-    const p = at.get(i);
-    if (p && dialect === "postgres") {
-      out += `$${numbers.get(p.n)}`;
-      i += p.length;
-      continue;
-    }
-    out += text[i];
-    i++;
-  }
-  return { sql: out.replace(/\s+$/, ""), params: rest };
 }
 
 /**
@@ -684,87 +537,6 @@ function sameValue(a: unknown, b: unknown): boolean {
   return false;
 }
 
-/** A key's value as an SQL literal: an integer or a string; undefined for anything else. */
-function literal(v: unknown): string | undefined {
-  if (typeof v === "bigint") return String(v);
-  if (typeof v === "number") return Number.isSafeInteger(v) ? String(v) : undefined;
-  if (typeof v === "string" && !v.includes("\0")) return `'${v.replaceAll("'", "''")}'`;
-  return undefined;
-}
-
-/** An identifier as the statement spells it: quoted where it quotes it, or where it must be. */
-function name(sql: string, id: string): string {
-  const quoted = `"${id.replaceAll('"', '""')}"`;
-  if (sql.includes(quoted) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(id)) return quoted;
-  return id;
-}
-
-interface TopScan {
-  /** Where each top-level clause's keyword starts. */
-  clause: Record<string, number | undefined>;
-  /** A UNION, INTERSECT or EXCEPT at the top level. */
-  compound: boolean;
-  /** Each placeholder: where it is, its length, and its number. */
-  placeholders: { at: number; length: number; n: number }[];
-}
-
-const CLAUSE = /^(from|where|group|having|order|limit|offset|window|union|intersect|except)\b/i;
-
-/**
- * The top-level clauses and the placeholders of a select; undefined where it uses
- * placeholders other than `?` (SQLite) or `$n` (PostgreSQL), or dollar quotes.
- */
-function scanTop(sql: string, dialect: SqlDialect): TopScan | undefined {
-  const clause: TopScan["clause"] = {};
-  const placeholders: TopScan["placeholders"] = [];
-  let compound = false;
-  let depth = 0;
-  let i = 0;
-  while (i < sql.length) {
-    const skip = skipText(sql, i);
-    if (skip > i) {
-      // A comment could swallow what a rewrite puts after it.
-      if (sql[i] === "-" || sql[i] === "/") return undefined;
-      i = skip;
-      continue;
-    }
-    const c = sql[i]!;
-    const word = i === 0 || !/[\w$]/.test(sql[i - 1]!);
-    if (c === "(") depth++;
-    else if (c === ")") depth--;
-    else if (dialect === "sqlite" && (c === ":" || c === "@")) {
-      if (/[A-Za-z_]/.test(sql[i + 1] ?? "")) return undefined;
-    } else if (c === "?") {
-      if (dialect === "postgres" || /\d/.test(sql[i + 1] ?? "")) return undefined;
-      placeholders.push({ at: i, length: 1, n: placeholders.length + 1 });
-    } else if (c === "$" && word) {
-      const m = /^\$(\d+)/.exec(sql.slice(i, i + 12));
-      if (!m || dialect !== "postgres") return undefined;
-      placeholders.push({ at: i, length: m[0].length, n: Number(m[1]) });
-      i += m[0].length;
-      continue;
-    } else if (depth === 0 && word) {
-      const m = CLAUSE.exec(sql.slice(i, i + 10));
-      if (m) {
-        const k = m[1]!.toLowerCase();
-        if (k === "union" || k === "intersect" || k === "except") compound = true;
-        else clause[k] ??= i;
-      }
-    }
-    i++;
-  }
-  return { clause, compound, placeholders };
-}
-
-/** How many parameters the statement binds: its placeholders (PostgreSQL: its largest `$n`). */
-function placeholderCount(scan: TopScan, params: readonly unknown[]): number {
-  if (scan.placeholders.length === 0) return params.length === 0 ? 0 : -1;
-  const numbers = new Set(scan.placeholders.map((p) => p.n));
-  // `$1` used twice binds one parameter: the count is of distinct numbers, 1..params.length.
-  if ([...numbers].some((n) => n > params.length)) return -1;
-  return numbers.size === params.length ? scan.placeholders.length : -1;
-}
-
 /**
  * The keys of the base rows `events` insert, where a result of `plan` can take them in:
  * keyed (its statement tells the new rows), ordered from its first row, and `whereless`
@@ -779,16 +551,6 @@ export function insertedKeys(
   const inserts = events.filter((e) => e.table === plan.table && e.op === "insert");
   if (inserts.length === 0 || !plan.window || !whereless) return undefined;
   return inserts.map((e) => e.new?.[plan.primaryKey]);
-}
-
-/** Whether a select has no WHERE (undefined: its text cannot be read). */
-export function whereless(
-  sql: string,
-  params: readonly unknown[],
-  dialect: SqlDialect,
-): boolean | undefined {
-  const read = clausesOf(sql, params, dialect);
-  return read && read.cut("where") === undefined;
 }
 
 /**

@@ -1,16 +1,15 @@
 import { describe, expect, it } from "vitest";
 import type { WriteEvent } from "../../../src/core/deps/planner.ts";
 import { explainSql } from "../../../src/sql/analysis/explain.ts";
+import { restrictedStatement, whereless } from "../../../src/sql/analysis/group-statements.ts";
 import {
   groupPlan,
   insertedKeys,
   mergedRows,
   placedRows,
-  restrictedStatement,
   restrictionOf,
   sharedColumns,
   splicedRows,
-  whereless,
 } from "../../../src/sql/analysis/groups.ts";
 import { type SqlDialect, type SqlTable, sqlShape } from "../../../src/sql/analysis/shapes.ts";
 

@@ -1,0 +1,255 @@
+import { type SqlDialect, skipText } from "./parse.ts";
+
+/**
+ * The statements group patches run (see groups.ts): a result's statement rewritten as
+ * text, restricted to the changed base rows without its WHERE and window, carrying the
+ * base columns a keyed statement needs, its placeholders renumbered; and what the text
+ * tells of it (its rows' source, whether it has a WHERE). Only statements whose
+ * top-level clauses and placeholders are read safely are rewritten (see scanTop).
+ */
+
+/** The base rows a write changes, as values of base columns (`articles.id in (7, 9)`). */
+export type Restriction = Map<string, unknown[]>;
+
+/** What a statement is rewritten by: the base's name there, its key, the result's names. */
+interface StatementPlan {
+  ref: string;
+  primaryKey: string;
+  names: readonly (string | undefined)[];
+  /** The base columns a keyed statement carries after the result's columns. */
+  carried: readonly string[];
+}
+
+/**
+ * `sql` restricted to the base rows of `restriction`, without its window and its WHERE
+ * (a row's values do not depend on them: a plan refuses conditions that pick which joined
+ * rows are aggregated), so that results of one select list with other conditions (a tag's
+ * list, an author's, the single article) share the statement; with its parameters.
+ * Undefined where the text cannot be rewritten safely (a compound select, a comment,
+ * named or numbered placeholders, a value written as no literal can be).
+ */
+export function restrictedStatement(
+  plan: StatementPlan,
+  sql: string,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+  restriction: Restriction,
+  keyed = false,
+): { sql: string; params: unknown[] } | undefined {
+  const read = clausesOf(sql, params, dialect);
+  if (!read) return undefined;
+  const from = read.scan.clause.from;
+  const named = (n: string | undefined) => n?.startsWith(CARRIED);
+  if (keyed && (from === undefined || plan.names.some(named))) return undefined;
+  const terms: string[] = [];
+  for (const [column, values] of restriction) {
+    const literals = values.map(literal);
+    if (literals.some((l) => l === undefined)) return undefined;
+    const text = read.text;
+    terms.push(`${name(text, plan.ref)}.${name(text, column)} in (${literals.join(", ")})`);
+  }
+  if (terms.length === 0) return undefined;
+  const condition = `where (${terms.join(" or ")}) `;
+  const where = read.cut("where");
+  // In the WHERE's place, or where one would go.
+  const at = where ? where[0] : read.end(read.scan.clause.from ?? 0);
+  const inserts: [number, string][] = [[at, where ? condition : ` ${condition}`]];
+  // Keyed: each row names its base row, whether the result shows the key or not.
+  if (keyed)
+    inserts.unshift([
+      from!,
+      `, ${plan.carried.map((c, i) => `${name(read.text, plan.ref)}.${name(read.text, c)} as ${CARRIED}${i}`).join(", ")} `,
+    ]);
+  return read.rewritten(where ? [where] : [], inserts);
+}
+
+/** The names a keyed statement gives the base columns it carries: `edgecache_0` (the key)... */
+export const CARRIED = "edgecache_";
+
+/**
+ * Where a result's rows come from, whatever its WHERE, order and window: its statement
+ * without them, with the parameters left. Two results with the same hold the same values
+ * for a base row each shows; undefined where the text cannot be read.
+ */
+export function rowsSource(
+  sql: string,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+): { sql: string; params: unknown[] } | undefined {
+  const read = clausesOf(sql, params, dialect);
+  if (!read) return undefined;
+  // Its WHERE and its ORDER BY pick and place rows, and change no row's values.
+  const cuts = [read.cut("where"), read.cut("order")].filter((c) => c !== undefined);
+  return read.rewritten(cuts, []);
+}
+
+/**
+ * A select's top-level clauses, to rewrite it without its window (LIMIT and OFFSET, always
+ * cut) and other clauses; undefined where its text cannot be read (see scanTop).
+ */
+function clausesOf(sql: string, params: readonly unknown[], dialect: SqlDialect) {
+  const text = sql.replace(/[\s;]+$/, "");
+  const scan = scanTop(text, dialect);
+  if (!scan || scan.compound || scan.placeholders.length !== placeholderCount(scan, params)) {
+    return undefined;
+  }
+  const { clause } = scan;
+  const tailAt = Math.min(clause.limit ?? text.length, clause.offset ?? text.length);
+  /** Where the clause after `at` starts (the window when none). */
+  const end = (at: number) =>
+    Math.min(
+      ...["group", "having", "order", "window"]
+        .map((c) => clause[c])
+        .filter((p): p is number => p !== undefined && p > at && p < tailAt),
+      tailAt,
+    );
+  return {
+    text,
+    scan,
+    end,
+    /** Where a clause (its keyword on) starts and ends, if the statement has it. */
+    cut(name: string): [number, number] | undefined {
+      const at = clause[name];
+      return at === undefined || at >= tailAt ? undefined : [at, end(at)];
+    },
+    rewritten: (cuts: [number, number][], inserts: [number, string][]) =>
+      rewritten(text, dialect, scan, params, [[tailAt, text.length], ...cuts], inserts),
+  };
+}
+
+/**
+ * `text` with `cuts` left out and `inserts` put in (at positions of the original text), its
+ * placeholders in the cuts dropped with their parameters and, on PostgreSQL, the others
+ * numbered again from $1.
+ */
+function rewritten(
+  text: string,
+  dialect: SqlDialect,
+  scan: TopScan,
+  params: readonly unknown[],
+  cuts: readonly [number, number][],
+  inserts: readonly [number, string][],
+): { sql: string; params: unknown[] } {
+  const cut = (at: number) => cuts.some(([from, to]) => at >= from && at < to);
+  const kept = scan.placeholders.filter((p) => !cut(p.at));
+  let numbers = new Map<number, number>();
+  let rest: unknown[];
+  if (dialect === "postgres") {
+    const used = [...new Set(kept.map((p) => p.n))].sort((a, b) => a - b);
+    numbers = new Map(used.map((n, i) => [n, i + 1]));
+    rest = used.map((n) => params[n - 1]);
+  } else {
+    rest = scan.placeholders.filter((p) => !cut(p.at)).map((p) => params[p.n - 1]);
+  }
+  let out = "";
+  let i = 0;
+  const at = new Map(kept.map((p) => [p.at, p]));
+  while (i <= text.length) {
+    for (const [pos, s] of inserts) if (pos === i) out += s;
+    if (i === text.length) break;
+    if (cut(i)) {
+      i++;
+      continue;
+    }
+    const p = at.get(i);
+    if (p && dialect === "postgres") {
+      out += `$${numbers.get(p.n)}`;
+      i += p.length;
+      continue;
+    }
+    out += text[i];
+    i++;
+  }
+  return { sql: out.replace(/\s+$/, ""), params: rest };
+}
+
+/** A key's value as an SQL literal: an integer or a string; undefined for anything else. */
+function literal(v: unknown): string | undefined {
+  if (typeof v === "bigint") return String(v);
+  if (typeof v === "number") return Number.isSafeInteger(v) ? String(v) : undefined;
+  if (typeof v === "string" && !v.includes("\0")) return `'${v.replaceAll("'", "''")}'`;
+  return undefined;
+}
+
+/** An identifier as the statement spells it: quoted where it quotes it, or where it must be. */
+function name(sql: string, id: string): string {
+  const quoted = `"${id.replaceAll('"', '""')}"`;
+  if (sql.includes(quoted) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(id)) return quoted;
+  return id;
+}
+
+interface TopScan {
+  /** Where each top-level clause's keyword starts. */
+  clause: Record<string, number | undefined>;
+  /** A UNION, INTERSECT or EXCEPT at the top level. */
+  compound: boolean;
+  /** Each placeholder: where it is, its length, and its number. */
+  placeholders: { at: number; length: number; n: number }[];
+}
+
+const CLAUSE = /^(from|where|group|having|order|limit|offset|window|union|intersect|except)\b/i;
+
+/**
+ * The top-level clauses and the placeholders of a select; undefined where it uses
+ * placeholders other than `?` (SQLite) or `$n` (PostgreSQL), or dollar quotes.
+ */
+function scanTop(sql: string, dialect: SqlDialect): TopScan | undefined {
+  const clause: TopScan["clause"] = {};
+  const placeholders: TopScan["placeholders"] = [];
+  let compound = false;
+  let depth = 0;
+  let i = 0;
+  while (i < sql.length) {
+    const skip = skipText(sql, i);
+    if (skip > i) {
+      // A comment could swallow what a rewrite puts after it.
+      if (sql[i] === "-" || sql[i] === "/") return undefined;
+      i = skip;
+      continue;
+    }
+    const c = sql[i]!;
+    const word = i === 0 || !/[\w$]/.test(sql[i - 1]!);
+    if (c === "(") depth++;
+    else if (c === ")") depth--;
+    else if (dialect === "sqlite" && (c === ":" || c === "@")) {
+      if (/[A-Za-z_]/.test(sql[i + 1] ?? "")) return undefined;
+    } else if (c === "?") {
+      if (dialect === "postgres" || /\d/.test(sql[i + 1] ?? "")) return undefined;
+      placeholders.push({ at: i, length: 1, n: placeholders.length + 1 });
+    } else if (c === "$" && word) {
+      const m = /^\$(\d+)/.exec(sql.slice(i, i + 12));
+      if (!m || dialect !== "postgres") return undefined;
+      placeholders.push({ at: i, length: m[0].length, n: Number(m[1]) });
+      i += m[0].length;
+      continue;
+    } else if (depth === 0 && word) {
+      const m = CLAUSE.exec(sql.slice(i, i + 10));
+      if (m) {
+        const k = m[1]!.toLowerCase();
+        if (k === "union" || k === "intersect" || k === "except") compound = true;
+        else clause[k] ??= i;
+      }
+    }
+    i++;
+  }
+  return { clause, compound, placeholders };
+}
+
+/** How many parameters the statement binds: its placeholders (PostgreSQL: its largest `$n`). */
+function placeholderCount(scan: TopScan, params: readonly unknown[]): number {
+  if (scan.placeholders.length === 0) return params.length === 0 ? 0 : -1;
+  const numbers = new Set(scan.placeholders.map((p) => p.n));
+  // `$1` used twice binds one parameter: the count is of distinct numbers, 1..params.length.
+  if ([...numbers].some((n) => n > params.length)) return -1;
+  return numbers.size === params.length ? scan.placeholders.length : -1;
+}
+
+/** Whether a select has no WHERE (undefined: its text cannot be read). */
+export function whereless(
+  sql: string,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+): boolean | undefined {
+  const read = clausesOf(sql, params, dialect);
+  return read && read.cut("where") === undefined;
+}
