@@ -9,6 +9,7 @@ import {
   placedRows,
   type Restriction,
   restrictionOf,
+  sameKey,
   sharedColumns,
   splicedRows,
 } from "../sql/analysis/groups.ts";
@@ -162,7 +163,7 @@ function withoutKeys(
   keys: readonly unknown[],
 ): Restriction {
   const out: Restriction = new Map(restriction);
-  const values = out.get(column)?.filter((v) => !keys.some((k) => String(k) === String(v)));
+  const values = out.get(column)?.filter((v) => !keys.some((k) => sameKey(k, v)));
   if (values?.length) out.set(column, values);
   else out.delete(column);
   return out;

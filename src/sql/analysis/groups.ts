@@ -316,13 +316,11 @@ export function sharedColumns(
 }
 
 /**
- * A keyed statement's rows (see `sharedColumns`) as `held`'s result has them: the base
- * columns it carries dropped, and for a row `held` has, the columns a parameter enters
- * taken from it, told by `events` where a presence is. The rows of `inserted` keys
- * `held` has not come apart, with their keys, to be placed (see `placedRows`): as the
- * statement has them where it ran with `held`'s own parameters (`own`), or where no
- * parameter enters the result; a new row has no held values to keep for another's.
- * Undefined where a row cannot be read so.
+ * A keyed statement's rows as `held`'s result has them: its carried columns dropped, the
+ * columns a parameter enters taken from the held row, or told by `events` (a presence).
+ * New rows of `inserted` keys come apart to be placed (`placedRows`), where the statement
+ * ran with `held`'s own parameters (`own`) or none enters the result. Undefined where a
+ * row cannot be read so.
  */
 export function mergedRows(
   plan: GroupPlan,
@@ -334,12 +332,8 @@ export function mergedRows(
   own = false,
 ): { rows: unknown[]; entering: { row: unknown; key: unknown }[] } | undefined {
   const read = reader(plan.columns, plan.names);
-  const byKey = new Map<string, unknown>();
-  for (const row of held) {
-    const k = identity(read(row, plan.key));
-    if (k === undefined) return undefined;
-    byKey.set(k, row);
-  }
+  const byKey = rowsByKey(plan, held);
+  if (!byKey) return undefined;
   const out: unknown[] = [];
   const entering: { row: unknown; key: unknown }[] = [];
   for (const row of fresh) {
@@ -425,7 +419,7 @@ function keyLike(v: unknown): boolean {
 }
 
 /** Whether two values name one key, an integer read as a number, a bigint or text alike. */
-function sameKey(a: unknown, b: unknown): boolean {
+export function sameKey(a: unknown, b: unknown): boolean {
   return keyLike(a) && keyLike(b) && String(a) === String(b);
 }
 
@@ -488,12 +482,8 @@ export function splicedRows(
   const form = held[0] === undefined ? undefined : positional(held[0]);
   if (form !== undefined && fresh.some((r) => positional(r) !== form)) return undefined;
   const read = reader(plan.columns, plan.names);
-  const byKey = new Map<string, unknown>();
-  for (const row of fresh) {
-    const k = identity(read(row, plan.key));
-    if (k === undefined) return undefined;
-    byKey.set(k, row);
-  }
+  const byKey = rowsByKey(plan, fresh);
+  if (!byKey) return undefined;
   // Without its key shown, each base row the restriction names that still exists comes
   // back once: one fewer, and a held row may be one that left.
   const keys = restriction.get(plan.primaryKey);
@@ -516,6 +506,13 @@ export function splicedRows(
     out.push(next ?? row);
   }
   return out;
+}
+
+/** `rows` by the value of the column that names them; undefined where one cannot be read. */
+function rowsByKey(plan: GroupPlan, rows: readonly unknown[]): Map<string, unknown> | undefined {
+  const read = reader(plan.columns, plan.names);
+  const keys = rows.map((row) => identity(read(row, plan.key)));
+  return keys.includes(undefined) ? undefined : new Map(keys.map((k, i) => [k!, rows[i]]));
 }
 
 function positional(row: unknown): boolean {
