@@ -1,6 +1,6 @@
 import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
-import { type ListDependency, type PlanSchema, tableTag } from "../core/deps/planner.ts";
+import { type ListDependency, tableTag } from "../core/deps/planner.ts";
 import { sha256Hex } from "../core/digest.ts";
 import { badOption } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
@@ -10,7 +10,6 @@ import {
   registrationOf,
   resultRows,
   type SqlShape,
-  type SqlTable,
   sqlShape,
   wholeTable,
 } from "../sql/analysis/shapes.ts";
@@ -21,7 +20,6 @@ import type { ForeignKeyAction } from "../sql/schema.ts";
 import { type QueryCapture, startCapture } from "./capture.ts";
 import { Cascades } from "./cascades.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
-import { catalogKinds, withoutCapturedForms } from "./columns.ts";
 import { type GroupRead, groupPatcher } from "./group-patches.ts";
 import { HeldResults } from "./held-results.ts";
 import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
@@ -40,6 +38,7 @@ import {
   type Ticket,
 } from "./statement-contract.ts";
 import { QueryStats, queryEngine } from "./stats.ts";
+import { TableKnowledge } from "./table-knowledge.ts";
 
 /**
  * A parameter whose value the database does not compare as given (a date or a decimal a
@@ -89,15 +88,9 @@ export class StatementCache<R = SqlResult> {
   readonly #cascades: Cascades;
   /** The first read of capture's catalog, awaited by the first query. */
   #ready: Promise<void> | undefined;
-  /** Primary keys capture read from the database catalog (when this entry owns its engine). */
-  #catalog: PlanSchema | undefined;
   #stats: QueryStats;
-  /**
-   * Column kinds read from the catalog, by table (null when none could be read), learned
-   * while capture is followed: with them, conditions on other columns than the primary key
-   * register exactly (without capture, writes go by table and exactness gains nothing).
-   */
-  #kinds = new Map<string, Omit<SqlTable, "primaryKey"> | null>();
+  /** Its tables' keys and column kinds (see TableKnowledge). */
+  readonly #tables: TableKnowledge;
   /** Whether capture was followed at the last call (see #checkMode). */
   #following = false;
   /** Whether results are patched in place after captured writes (see `patchInPlace`). */
@@ -131,14 +124,20 @@ export class StatementCache<R = SqlResult> {
     if (typeof patchInPlace !== "boolean") {
       badOption(c, "patchInPlace", "true or false", patchInPlace);
     }
+    this.#db = db;
+    this.#tables = new TableKnowledge({
+      db: () => this.#db,
+      // Not a shared engine's (its owner's), nor where capture records them otherwise.
+      exactForms: () => this.#follow.owns && this.#capture?.recordsForms() !== false,
+      fault: (err) => this.#stats.fault("catalog", err),
+    });
     const { engine, ttl, prefix, owns, outside } = queryEngine(c, options, db.defaultPrefix, {
-      primaryKey: (table) => db.tables?.(table)?.primaryKey ?? this.#catalog?.primaryKey(table),
+      primaryKey: (table) => this.#tables.primaryKey(table),
       joinColumns: () => [],
-      keyless: (table) => this.#keyless(table),
+      keyless: (table) => this.#tables.keyless(table),
     });
     this.#cascades = db.cascades ?? new Cascades();
     this.engine = engine;
-    this.#db = db;
     this.#form = db.form ?? (ROWS as unknown as ResultForm<R>);
     this.#held = new HeldResults(() => this.#db.dialect, this.#form);
     this.#ttl = ttl;
@@ -186,10 +185,8 @@ export class StatementCache<R = SqlResult> {
       ...catalog,
       // A shared engine's schema is its owner's: events then go by table.
       ...(owns && {
-        setSchema: (schema) => {
-          this.#catalog = schema;
-        },
-        kinds: (table) => this.#schema(table)?.columns,
+        setSchema: (schema) => this.#tables.cataloged(schema),
+        kinds: (table) => this.#tables.schema(table)?.columns,
       }),
     });
     this.#ready = this.#capture?.ready;
@@ -257,9 +254,9 @@ export class StatementCache<R = SqlResult> {
     if (found) return found;
     const dialect = this.#db.dialect;
     const resolve = this.#names?.resolve;
-    let shape = sqlShape(sql, params, dialect, this.#schema, resolve);
-    if (this.#following && (await this.#learnKinds(shape.tables))) {
-      shape = sqlShape(sql, params, dialect, this.#schema, resolve);
+    let shape = sqlShape(sql, params, dialect, this.#tables.schema, resolve);
+    if (this.#following && (await this.#tables.learn(shape.tables))) {
+      shape = sqlShape(sql, params, dialect, this.#tables.schema, resolve);
     }
     if (!readOnly(shape, sql)) return { found: false, write: true };
     await this.#capture?.want(shape.tables);
@@ -268,8 +265,8 @@ export class StatementCache<R = SqlResult> {
     // stored as one read while following, registered with the catalog's primary keys, and
     // the next read's check finds nothing to empty.
     if (!this.#following && (await this.#startsFollowing())) {
-      await this.#learnKinds(shape.tables);
-      shape = sqlShape(sql, params, dialect, this.#schema, resolve);
+      await this.#tables.learn(shape.tables);
+      shape = sqlShape(sql, params, dialect, this.#tables.schema, resolve);
       if (!readOnly(shape, sql)) return { found: false, write: true };
     }
     const answered = await this.#answered({ sql, params, shape }, sql);
@@ -409,7 +406,7 @@ export class StatementCache<R = SqlResult> {
   }
 
   #ormRead(q: NonNullable<StoreOptions<R>["query"]>): GroupRead {
-    const shape = sqlShape(q.sql, q.params, q.dialect, this.#schema, this.#names?.resolve);
+    const shape = sqlShape(q.sql, q.params, q.dialect, this.#tables.schema, this.#names?.resolve);
     return { sql: q.sql, params: q.params, shape };
   }
 
@@ -698,7 +695,7 @@ export class StatementCache<R = SqlResult> {
     const shape =
       read ??
       (query && named.length > 0
-        ? sqlShape(query.sql, query.params, query.dialect, this.#schema)
+        ? sqlShape(query.sql, query.params, query.dialect, this.#tables.schema)
         : undefined);
     if (shape === undefined) return { ...wholeTables(named), meta: undefined, tables: named };
     if (!read && shape.fallback === "parse") return undefined;
@@ -710,82 +707,15 @@ export class StatementCache<R = SqlResult> {
     const patchable =
       this.#patching &&
       table !== undefined &&
-      (this.#db.tables !== undefined || this.#kinds.has(table)) &&
+      this.#tables.kindsKnown(table) &&
       (this.#form.patchable?.(result) ?? true);
-    const meta = patchable ? patchableMeta(shape, this.#schema) : undefined;
+    const meta = patchable ? patchableMeta(shape, this.#tables.schema) : undefined;
     for (const t of named) {
       if (shape.tables.includes(t)) continue;
       registration.tags.push(tableTag(t));
       registration.lists.push(wholeTable(t));
     }
     return { ...registration, meta, tables: [...new Set([...named, ...shape.tables])] };
-  }
-
-  /**
-   * What is known of a table: its primary key from capture's catalog (none for a table
-   * captured without a single-column one: read through lists alone), its column kinds.
-   */
-  #schema = (table: string): SqlTable | undefined => {
-    const known = this.#db.tables ? this.#db.tables(table) : this.#cataloged(table);
-    if (known === undefined) return undefined;
-    // Floats and instants only where the changes compared with them are recorded exactly:
-    // capture's triggers may record them otherwise, and a shared engine's are its owner's.
-    const forms = this.#follow.owns && this.#capture?.recordsForms() !== false;
-    return forms ? known : withoutCapturedForms(known);
-  };
-
-  /** A table as the catalog describes it (see #schema). */
-  #cataloged(table: string): SqlTable | undefined {
-    const primaryKey = this.#catalog?.primaryKey(table);
-    if (primaryKey === undefined && !this.#keyless(table)) return undefined;
-    const { isoInstants, ...kinds } = this.#kinds.get(table) ?? {};
-    const known: SqlTable = { ...(primaryKey !== undefined && { primaryKey }), ...kinds };
-    if (isoInstants && this.#db.isoInstants?.()) known.isoInstants = isoInstants;
-    const keys = this.#catalog?.keys?.(table);
-    if (keys?.length) known.keys = keys;
-    return known;
-  }
-
-  /** A table read through lists alone: described or captured without a single-column key. */
-  #keyless(table: string): boolean {
-    if (!this.#db.tables) return this.#catalog?.keyless?.(table) === true;
-    const known = this.#db.tables(table);
-    return known !== undefined && known.primaryKey === undefined;
-  }
-
-  /** Tables whose column kinds are being read. */
-  #learning = new Map<string, Promise<void>>();
-
-  /**
-   * Reads the column kinds of those of `tables` with a known primary key; true if any were
-   * read. With `learnAside`, not waited for (false): the read's conditions on other columns
-   * than the key register coarser until they are in.
-   */
-  async #learnKinds(tables: readonly string[]): Promise<boolean> {
-    const reads: Promise<void>[] = [];
-    for (const table of tables) {
-      if (this.#kinds.has(table) || this.#schema(table) === undefined) continue;
-      let read = this.#learning.get(table);
-      if (!read) {
-        read = this.#learn(table).finally(() => this.#learning.delete(table));
-        this.#learning.set(table, read);
-      }
-      reads.push(read);
-    }
-    if (reads.length === 0 || this.#db.learnAside) return false;
-    await Promise.all(reads);
-    return true;
-  }
-
-  async #learn(table: string): Promise<void> {
-    try {
-      const catalog = (await this.#db.catalog?.columns(table)) ?? [];
-      const kinds = catalogKinds(catalog, this.#db.dialect, this.#db.converts);
-      this.#kinds.set(table, catalog.length > 0 ? kinds : null);
-    } catch (err) {
-      this.#kinds.set(table, null);
-      this.#stats.fault("catalog", err);
-    }
   }
 
   /**
@@ -814,7 +744,7 @@ export class StatementCache<R = SqlResult> {
     // A statement it cannot read may have altered a table: its columns are read again, and
     // the tables bare names reach.
     if (named === undefined) {
-      this.#kinds.clear();
+      this.#tables.forgetKinds();
       this.#names?.schemaChanged();
     }
     // The tables its foreign keys' actions change too (ON DELETE CASCADE...).
