@@ -1,4 +1,5 @@
 import type { ResolveTable } from "../sql/analysis/names.ts";
+import { qualified } from "../sql/analysis/predicates.ts";
 import type { SqlClient } from "../sql/client.ts";
 import {
   CHANGES_SEARCH_PATH,
@@ -50,6 +51,21 @@ export class SearchPathNames {
     this.#moved = moved;
     this.#warn = warn;
     this.ready = this.#read();
+  }
+
+  /**
+   * `tables` with each bare name placed by the search path besides (`users` may be
+   * `app.users`), or undefined (every table) when one cannot be placed.
+   */
+  placedNames(tables: readonly string[]): string[] | undefined {
+    const out = new Set(tables);
+    for (const t of tables) {
+      if (t.includes(".")) continue;
+      const schema = this.resolve(t);
+      if (schema === undefined) return undefined;
+      out.add(qualified({ db: schema, table: t }));
+    }
+    return [...out];
   }
 
   /** The schema a bare `table` reaches now (see ResolveTable). */

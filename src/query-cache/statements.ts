@@ -1,28 +1,18 @@
-import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
-import { type ListDependency, tableTag } from "../core/deps/planner.ts";
 import { sha256Hex } from "../core/digest.ts";
 import { badOption } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
 import type { LogPosition } from "../log/contract.ts";
-import { qualified } from "../sql/analysis/predicates.ts";
-import {
-  registrationOf,
-  resultRows,
-  type SqlShape,
-  sqlShape,
-  wholeTable,
-} from "../sql/analysis/shapes.ts";
+import { type SqlShape, sqlShape } from "../sql/analysis/shapes.ts";
 import { writtenTables } from "../sql/analysis/writes.ts";
 import type { SqlClient, SqlResult } from "../sql/client.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import type { ForeignKeyAction } from "../sql/schema.ts";
 import { type QueryCapture, startCapture } from "./capture.ts";
 import { Cascades } from "./cascades.ts";
-import { decode, encode, Uncacheable } from "./codec.ts";
-import { type GroupRead, groupPatcher } from "./group-patches.ts";
-import { HeldResults } from "./held-results.ts";
-import { followCapturedWrites, patchableMeta } from "./result-patches.ts";
+import { decode, encode } from "./codec.ts";
+import { groupPatcher } from "./group-patches.ts";
+import { followCapturedWrites } from "./result-patches.ts";
 import { SearchPathNames } from "./search-path.ts";
 import {
   type CachedStatements,
@@ -38,6 +28,7 @@ import {
   type Ticket,
 } from "./statement-contract.ts";
 import { QueryStats, queryEngine } from "./stats.ts";
+import { type Rerun, StoredResults } from "./stored-results.ts";
 import { TableKnowledge } from "./table-knowledge.ts";
 
 /**
@@ -56,18 +47,7 @@ export function cachedStatements<R>(statements: StatementCache<R>): CachedStatem
   };
 }
 
-const JSON_TYPE = { "content-type": "application/json" };
 const TEXT = new TextDecoder();
-/** Queries of recent stores remembered for reloading (the least recently used are forgotten). */
-const KEPT_RERUNS = 10_000;
-
-/** What a cached query is reloaded from: how it runs and how its result was stored. */
-interface Rerun<R> {
-  /** Undefined where it cannot be run again: it is then not kept for reloads. */
-  run: (() => Promise<R>) | undefined;
-  options: StoreOptions<R> & Partial<GroupRead> & { groupRead?: GroupRead };
-}
-
 /**
  * SQL statements cached, whoever runs them (raw SQL on a client, Kysely on its
  * connections): `read` runs a select (or answers it from the cache), `write` a write.
@@ -95,8 +75,6 @@ export class StatementCache<R = SqlResult> {
   #following = false;
   /** Whether results are patched in place after captured writes (see `patchInPlace`). */
   #patching = false;
-  /** Key -> the query behind it, for the engine's reload of hot invalidated keys. */
-  #reruns = new LRUCache<string, Rerun<R>>({ max: KEPT_RERUNS });
   /** What `attach` needs of the options the entry was made with. */
   readonly #follow: {
     follow: boolean;
@@ -111,8 +89,8 @@ export class StatementCache<R = SqlResult> {
   #unhook: (() => void) | undefined;
   /** PostgreSQL: where the session's search path places tables named without a schema. */
   #names: SearchPathNames | undefined;
-  /** Held results that lookups of one row may be answered from. */
-  #held: HeldResults<R>;
+  /** The results it stores, and what each was read by (see StoredResults). */
+  readonly #results: StoredResults<R>;
 
   constructor(db: StatementDatabase<R>, options: StatementCacheOptions) {
     const c = db.component;
@@ -139,12 +117,23 @@ export class StatementCache<R = SqlResult> {
     this.#cascades = db.cascades ?? new Cascades();
     this.engine = engine;
     this.#form = db.form ?? (ROWS as unknown as ResultForm<R>);
-    this.#held = new HeldResults(() => this.#db.dialect, this.#form);
     this.#ttl = ttl;
     this.#prefix = prefix;
     const logger = options.logger ?? { warn: (m, e) => console.warn(m, e ?? "") };
     this.#stats = new QueryStats(c, logger);
     this.#follow = { follow, owns, outside, prefix, patchInPlace, reload, logger };
+    this.#results = new StoredResults({
+      engine,
+      db: () => this.#db,
+      form: this.#form,
+      stats: this.#stats,
+      tables: this.#tables,
+      prefix,
+      ttl,
+      names: () => this.#names,
+      patching: () => this.#patching,
+      captured: () => this.#capture?.stats().tables ?? [],
+    });
     if (db.client !== undefined) this.attach(db.client, db.catalog);
   }
 
@@ -269,7 +258,7 @@ export class StatementCache<R = SqlResult> {
       shape = sqlShape(sql, params, dialect, this.#tables.schema, resolve);
       if (!readOnly(shape, sql)) return { found: false, write: true };
     }
-    const answered = await this.#answered({ sql, params, shape }, sql);
+    const answered = await this.#results.answered({ sql, params, shape }, sql);
     if (answered !== undefined) return { found: true, result: answered };
     this.#stats.lookup(false, sql);
     if (key !== undefined) this.engine.countRead(key, "miss");
@@ -299,7 +288,7 @@ export class StatementCache<R = SqlResult> {
     const key = this.key(name);
     const found = await this.#found(key, sql);
     if (found) return found;
-    const answered = query && (await this.#answered(this.#ormRead(query), sql));
+    const answered = query && (await this.#results.answered(this.#results.ormRead(query), sql));
     if (answered !== undefined) return { found: true, result: answered };
     this.#stats.lookup(false, sql);
     this.engine.countRead(key, "miss");
@@ -337,7 +326,7 @@ export class StatementCache<R = SqlResult> {
     options: StoreOptions<R> = {},
   ): Promise<boolean> {
     const { key, since, read } = ticket;
-    if (key === undefined || (read && !this.#cacheable(read.shape))) {
+    if (key === undefined || (read && !this.#results.cacheable(read.shape))) {
       this.#stats.counts.uncacheable++;
       return Promise.resolve(false);
     }
@@ -347,7 +336,7 @@ export class StatementCache<R = SqlResult> {
           options: { ...options, shape: read.shape, sql: read.sql, params: read.params },
         }
       : { run: options.rerun, options };
-    return this.#store(key, result, since, rerun);
+    return this.#results.store(key, result, since, rerun);
   }
 
   /**
@@ -355,11 +344,11 @@ export class StatementCache<R = SqlResult> {
    * load that began now, so a write that overlaps the reload fences it out.
    */
   async #refetch(key: string): Promise<void> {
-    const rerun = this.#reruns.get(key);
+    const rerun = this.#results.rerunOf(key);
     if (!rerun?.run || this.#capture?.mode() !== "capture") return;
     const since = this.engine.position;
     const result = await rerun.run();
-    await this.#store(key, result, since, rerun);
+    await this.#results.store(key, result, since, rerun);
   }
 
   /**
@@ -375,58 +364,14 @@ export class StatementCache<R = SqlResult> {
   #groupPatcher(query: NonNullable<StatementDatabase<R>["query"]>) {
     return groupPatcher<R>({
       dialect: this.#db.dialect,
-      readOf: (key) => {
-        const o = this.#reruns.get(key)?.options;
-        return o && this.#groupRead(o);
-      },
+      readOf: (key) => this.#results.readOf(key),
       query,
       form: this.#form,
-      store: (key, result, at, ttl) => {
-        const rerun = this.#reruns.get(key);
-        if (!rerun) return Promise.resolve(false);
-        return this.#store(key, result, at, {
-          ...rerun,
-          options: { ...rerun.options, ttl: () => ttl },
-        });
-      },
+      store: (key, result, at, ttl) => this.#results.storeAgain(key, result, at, ttl),
       counts: this.#stats.groups,
       fault: (err) => this.#stats.fault("group patch", err),
       now: () => Date.now(),
     });
-  }
-
-  /** The statement a result was read by, for group patches and held answers. */
-  #groupRead(o: Rerun<R>["options"]): GroupRead | undefined {
-    if (o.sql !== undefined && o.shape && o.params) return o as GroupRead;
-    // An ORM's statement (Drizzle's), read once it is asked for.
-    const q = o.query;
-    if (!q) return undefined;
-    o.groupRead ??= this.#ormRead(q);
-    return o.groupRead;
-  }
-
-  #ormRead(q: NonNullable<StoreOptions<R>["query"]>): GroupRead {
-    const shape = sqlShape(q.sql, q.params, q.dialect, this.#tables.schema, this.#names?.resolve);
-    return { sql: q.sql, params: q.params, shape };
-  }
-
-  /**
-   * A lookup `read` answered from a held result of the same rows source that shows its row
-   * (see HeldResults), counted as a hit; undefined when none does.
-   */
-  async #answered(read: GroupRead, sql: string | undefined): Promise<R | undefined> {
-    try {
-      const result = await this.#held.answer(read, (k) =>
-        this.engine.getEntry(k, { count: false }),
-      );
-      if (result === undefined) return undefined;
-      this.#stats.lookup(true, sql);
-      this.#stats.groups.answered++;
-      return result;
-    } catch (err) {
-      this.#stats.fault("get", err);
-      return undefined;
-    }
   }
 
   /**
@@ -482,7 +427,9 @@ export class StatementCache<R = SqlResult> {
    * PostgreSQL a bare name is the table the search path places it on, as in a statement.
    */
   invalidate(tables?: readonly string[]): Promise<void> {
-    return this.#invalidate(tables && this.#placedNames(tables));
+    return this.#invalidate(
+      tables && (this.#names ? this.#names.placedNames(tables) : [...tables]),
+    );
   }
 
   /**
@@ -512,8 +459,8 @@ export class StatementCache<R = SqlResult> {
       if (tables === undefined) await this.engine.invalidate({ prefix: this.#prefix });
       else if (tables.length + tags.length > 0) {
         const tagged = [
-          ...tables.map((t) => this.#tableTag(t)),
-          ...tags.map((t) => this.#userTag(t)),
+          ...tables.map((t) => this.#results.tableTag(t)),
+          ...tags.map((t) => this.#results.userTag(t)),
         ];
         await this.engine.invalidate({ tags: tagged });
       }
@@ -549,28 +496,11 @@ export class StatementCache<R = SqlResult> {
   }
 
   getStats(): StatementCacheStats {
-    const tag = (t: string) => this.#tableTag(t);
+    const tag = (t: string) => this.#results.tableTag(t);
     const stats = this.#stats.stats(this.engine, this.#prefix, tag, this.#capture);
     // Maintained only where this entry can run the statements of group patches.
     if (this.#maintains() && this.#patching) return stats;
     return { ...stats, shapes: stats.shapes.map(({ maintained: _, ...shape }) => shape) };
-  }
-
-  /**
-   * `tables` with each bare name placed by the search path besides (`users` may be
-   * `app.users`), or undefined (every table) when one cannot be placed.
-   */
-  #placedNames(tables: readonly string[]): string[] | undefined {
-    const resolve = this.#names?.resolve;
-    if (!resolve) return [...tables];
-    const out = new Set(tables);
-    for (const t of tables) {
-      if (t.includes(".")) continue;
-      const schema = resolve(t);
-      if (schema === undefined) return undefined;
-      out.add(qualified({ db: schema, table: t }));
-    }
-    return [...out];
   }
 
   /** Stops following change capture. The client stays open: it is the application's. */
@@ -585,137 +515,6 @@ export class StatementCache<R = SqlResult> {
     this.#patching = this.#following = false;
     await capture?.close();
     await reader?.close();
-  }
-
-  /**
-   * Whether the read's registration can be trusted: it names its tables, and every table
-   * change capture may report on is named exactly as capture names it (a read of `USERS`
-   * would be registered on a table capture never reports on).
-   */
-  #cacheable(shape: SqlShape): boolean {
-    if (shape.tables.length === 0 || shape.unresolved) return false;
-    const captured = this.#capture?.stats().tables ?? [];
-    if (captured.length === 0) return true;
-    const exact = new Set(captured);
-    const folded = new Set(captured.map((t) => t.toLowerCase()));
-    return shape.tables.every((t) => exact.has(t) || !folded.has(t.toLowerCase()));
-  }
-
-  /**
-   * Keeps `result` as a load that began at `since` (undefined: refused as fenced), with what
-   * it depends on: its statement's registration (rows, predicate, window), the tables the
-   * ORM names, its tags; and kept for reloads by `rerun`.
-   */
-  async #store(
-    key: string,
-    result: R,
-    since: LogPosition | undefined,
-    rerun: Rerun<R>,
-  ): Promise<boolean> {
-    const options = rerun.options;
-    // Before anything awaits: the caller gets `result` back and may change it.
-    const kept = this.#form.kept(result);
-    let body: string;
-    try {
-      body = encode(kept);
-    } catch (err) {
-      if (!(err instanceof Uncacheable)) throw err;
-      this.#stats.uncacheable(err);
-      return false;
-    }
-    if (since === undefined) {
-      this.#stats.counts.fenced++;
-      return false;
-    }
-    const ttl = options.ttl?.() ?? this.#ttl;
-    if (ttl <= 0) return false;
-    try {
-      const named = options.tables ?? [];
-      if (this.#names?.changed && named.some((t) => !t.includes("."))) {
-        this.#stats.uncacheable(new Error("a statement changed the session's search_path"));
-        return false;
-      }
-      const registered = this.#registered(rerun, result, kept, named);
-      if (registered === undefined) {
-        // The ORM names the tables of its FROM and joins only: a subquery or a `sql`
-        // fragment may read others, which only the parser would have found.
-        this.#stats.uncacheable(new Error("its SQL could not be read for the tables it reads"));
-        return false;
-      }
-      const { tags, lists, meta, tables } = registered;
-      const { stored } = await this.engine.storeLoaded(
-        key,
-        {
-          body,
-          headers: JSON_TYPE,
-          tags: [
-            ...tables.map((t) => this.#tableTag(t)),
-            ...(options.tags ?? []).map((t) => this.#userTag(t)),
-            ...tags,
-          ],
-          ...(lists.length > 0 && { lists }),
-          ...(meta && { meta }),
-          ttl,
-          staleWhileRevalidate: 0,
-        },
-        since,
-        // Only a result that may be patched needs the log's word on whether its load was
-        // exact (with capture, a look at the change table), and before the select returns:
-        // a write right after it would otherwise remove what it could patch. Others are
-        // never asked, and do not wait for the shared tiers either.
-        this.#db.storesLater && meta === undefined ? { later: true, exact: false } : undefined,
-      );
-      if (!stored) {
-        this.#stats.counts.fenced++;
-        return false;
-      }
-      this.#stats.stored(tables);
-      if (rerun.run) this.#reruns.set(key, rerun);
-      const read = this.#groupRead(options);
-      if (read) this.#held.stored(key, read);
-      options.stored?.(ttl);
-      return true;
-    } catch (err) {
-      this.#stats.fault("put", err);
-      return false;
-    }
-  }
-
-  /**
-   * What a result depends on, in the planner's tags (`users`, `users#1`) and lists, and the
-   * tables it reads (table tags stay beside them, for `invalidate` and the stats), from its
-   * statement's shape, and the tables the ORM `named` as every row of each, where the parser
-   * found them not: a write it cannot analyse drops the table tag, any other the list.
-   * Undefined when the ORM's statement cannot be read.
-   */
-  #registered(rerun: Rerun<R>, result: R, kept: unknown, named: readonly string[]) {
-    const { shape: read, query, sql } = rerun.options;
-    // An ORM's statement is read where it names tables (with Drizzle's automatic
-    // invalidation off it names none, and the result depends on its tags alone).
-    const shape =
-      read ??
-      (query && named.length > 0
-        ? sqlShape(query.sql, query.params, query.dialect, this.#tables.schema)
-        : undefined);
-    if (shape === undefined) return { ...wholeTables(named), meta: undefined, tables: named };
-    if (!read && shape.fallback === "parse") return undefined;
-    const registration = registrationOf(shape, resultRows(kept));
-    this.#stats.registrations.count(shape, registration.widened, sql ?? query?.sql);
-    // Patched only once the table's column kinds are known: a patch writes captured values
-    // back in the forms those kinds say (an instant as the driver gives it).
-    const table = shape.lists?.table;
-    const patchable =
-      this.#patching &&
-      table !== undefined &&
-      this.#tables.kindsKnown(table) &&
-      (this.#form.patchable?.(result) ?? true);
-    const meta = patchable ? patchableMeta(shape, this.#tables.schema) : undefined;
-    for (const t of named) {
-      if (shape.tables.includes(t)) continue;
-      registration.tags.push(tableTag(t));
-      registration.lists.push(wholeTable(t));
-    }
-    return { ...registration, meta, tables: [...new Set([...named, ...shape.tables])] };
   }
 
   /**
@@ -770,20 +569,6 @@ export class StatementCache<R = SqlResult> {
     }
     return `${this.#prefix}q:${await sha256Hex(text)}`;
   }
-
-  /**
-   * The tag `execute` and `invalidate` remove a table's reads by. Names are folded to lower
-   * case: an unquoted name is one table in any case (SQLite; PostgreSQL folds it), and two
-   * quoted names that differ only in case merely share a tag.
-   */
-  #tableTag(table: string): string {
-    return `${this.#prefix}table:${table.toLowerCase()}`;
-  }
-
-  /** The tag of an ORM's user tag (Drizzle's `$withCache({ tag })`, `onMutate({ tags })`). */
-  #userTag(tag: string): string {
-    return `${this.#prefix}tag:${tag}`;
-  }
 }
 
 /**
@@ -797,13 +582,4 @@ function readOnly(shape: SqlShape, sql: string): boolean {
   }
   if (shape.fallback === "not-select" || shape.fallback === "statements") return false;
   return !(shape.fallback === "cte" && /\b(insert|update|delete|merge)\b/i.test(sql));
-}
-
-/**
- * What a query that read `tables` depends on when its SQL is not known: every row of each
- * table (a list without filter or bound), and the table tag for writes the planner cannot
- * analyse. A captured change to any row of them removes it.
- */
-function wholeTables(tables: readonly string[]): { tags: string[]; lists: ListDependency[] } {
-  return { tags: tables.map(tableTag), lists: tables.map(wholeTable) };
 }
