@@ -21,7 +21,7 @@ import {
   tableTag,
 } from "../core/deps/planner.ts";
 import { sortValues } from "../core/deps/predicate.ts";
-import { type CacheEntry, type DeferredBody, deferredBody } from "../core/entry.ts";
+import type { CacheEntry } from "../core/entry.ts";
 import {
   badOption,
   checkOptionNames,
@@ -31,7 +31,7 @@ import {
 } from "../core/errors.ts";
 import { extend } from "../core/extend.ts";
 import { keyPath, requestKey } from "../core/keys.ts";
-import { plainJson, plainJsonSize } from "../core/plain-json.ts";
+import { plainJson } from "../core/plain-json.ts";
 import {
   type ListQuery,
   type Resource,
@@ -47,6 +47,7 @@ import { isJsonObject, readJson } from "./body.ts";
 import { type DataRoute, downstreamOf, validateDataRoutes } from "./data-routes.ts";
 import { errorBody, limitBody, notFound, onError } from "./errors.ts";
 import { type CacheOutcome, entryReply, replyResponse } from "./http.ts";
+import { bodyOf, parseBody, patchedBody, sameBody } from "./response-bodies.ts";
 
 export interface DataApiOptions {
   source: Source;
@@ -512,70 +513,6 @@ interface EntryMeta {
  * after it. Neither is served: the body and its ETag are the window's.
  */
 const MARGIN = 2;
-
-const decoder = new TextDecoder();
-const encoder = new TextEncoder();
-/** Bodies parsed lately, by the body's bytes, the oldest first: see parseBody. */
-const parsed = new Map<Uint8Array, unknown>();
-const PARSED = 512;
-/** Bodies past this size are parsed when a write needs them, not remembered when made. */
-const REMEMBERED_BYTES = 16 * 1024;
-
-/**
- * A cached body, parsed; never changed by its callers. A write parses each entry it
- * patches, and the pages next to each: the last few hundred are remembered, those this
- * API made (bodyOf) from the start, so an entry patched write after write is not parsed
- * again each time (an entry's body is one object from the store until it is replaced).
- */
-function parseBody(entry: CacheEntry): unknown {
-  const deferred = deferredBody(entry);
-  if (deferred) return deferred.value;
-  let value = parsed.get(entry.body);
-  if (value === undefined) {
-    value = JSON.parse(decoder.decode(entry.body));
-    remember(entry.body, value);
-  }
-  return value;
-}
-
-function remember(body: Uint8Array, value: unknown): void {
-  if (parsed.size >= PARSED) parsed.delete(parsed.keys().next().value!);
-  parsed.set(body, value);
-}
-
-/**
- * The bytes of a response this API stores, remembered with `value` for parseBody when the
- * bytes parse back to exactly it (plainJson): a patch then reads what a parse would give.
- */
-function bodyOf(value: unknown): Uint8Array {
-  const body = encoder.encode(JSON.stringify(value));
-  if (body.byteLength <= REMEMBERED_BYTES && plainJson(value)) remember(body, value);
-  return body;
-}
-
-/** bodyOf of a value plainJson holds for. */
-function remembered(value: unknown): Uint8Array {
-  const body = encoder.encode(JSON.stringify(value));
-  if (body.byteLength <= REMEMBERED_BYTES) remember(body, value);
-  return body;
-}
-
-/**
- * A patched response's body, made when first read (see DeferredBody): a write that patches
- * it again before then takes `value` back (parseBody), which it can only when the bytes
- * parse back to exactly it.
- */
-function patchedBody(value: unknown): Uint8Array | DeferredBody {
-  const size = plainJsonSize(value);
-  if (!size) return bodyOf(value);
-  return { value, encode: () => remembered(value), length: size.json, heap: size.heap };
-}
-
-/** `was`'s body and ETag for a response that shows the same: not made again if not made yet. */
-function sameBody(was: CacheEntry): Pick<EntryInit, "body" | "etag"> {
-  const later = deferredBody(was);
-  return later ? { body: later } : { body: was.body, etag: was.etag };
-}
 
 async function jsonObject(req: Request): Promise<Row> {
   const value = await readJson(req, COMPONENT);
