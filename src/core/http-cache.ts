@@ -1,5 +1,9 @@
 import CachePolicy from "http-cache-semantics";
-import { sha256Hex } from "./digest.ts";
+import { parseCacheDate } from "./http-date.ts";
+import { TOKEN, varyNames } from "./http-vary.ts";
+
+export { parseCacheDate, parseHttpDate } from "./http-date.ts";
+export { variantSuffix, variantSuffixAsync, varyNames } from "./http-vary.ts";
 
 /**
  * HTTP caching as a shared cache (RFC 9111), for the proxy. `http-cache-semantics` decides
@@ -8,10 +12,10 @@ import { sha256Hex } from "./digest.ts";
  * directive names compared case-insensitively with the first occurrence winning, clamped
  * and non-negative ages and lifetimes, stale-while-revalidate / stale-if-error windows and
  * when stale may be served at all, a default TTL in place of the Last-Modified heuristic,
- * targeted cache-control (RFC 9213, unknown to the library), strict HTTP-dates and Age (it
- * takes anything `Date.parse` and `parseInt` take), the statuses it will not store although
+ * targeted cache-control (RFC 9213, unknown to the library), strict HTTP-dates
+ * (http-date.ts) and Age (it takes anything `Date.parse` and `parseInt` take), the statuses it will not store although
  * RFC 9111 3 allows it, must-understand (which it ignores), the request's max-stale, Vary
- * normalization, Cache-Tag / Surrogate-Key, and hop-by-hop headers.
+ * normalization (http-vary.ts), Cache-Tag / Surrogate-Key, and hop-by-hop headers.
  * Portable: no Node.js API.
  */
 
@@ -36,11 +40,6 @@ export const MAX_DELTA_SECONDS = 2 ** 31;
 /** Cache-Tag / Surrogate-Key: at most this many tags of this length; the rest are ignored. */
 export const MAX_TAGS = 128;
 export const MAX_TAG_LENGTH = 256;
-/** Vary'd header values longer than this are keyed by a digest, not spelled out. */
-const MAX_VARY_VALUE = 256;
-/** Request headers keyed by a digest whatever their length: they are secrets. */
-const SECRET_HEADERS = new Set(["authorization", "cookie", "proxy-authorization"]);
-const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
 /**
  * Headers to pass on, without the hop-by-hop ones and those the Connection field names
@@ -287,82 +286,6 @@ function policyStatus(
   return explicit ? 200 : status;
 }
 
-const DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].join("|");
-const LONG_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const MONTH = MONTHS.join("|");
-const TIME = "(\\d{2}):(\\d{2}):(\\d{2})";
-/** The three HTTP-date forms, with names matched as written (`""`) or in any case (`"i"`). */
-function dateForms(flags: "" | "i") {
-  return {
-    /** RFC 9110 5.6.7: IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`. */
-    imf: new RegExp(`^(?:${DAYS}), (\\d{2}) (${MONTH}) (\\d{4}) ${TIME} GMT$`, flags),
-    /** The obsolete RFC 850 form, `Sunday, 06-Nov-94 08:49:37 GMT`. */
-    rfc850: new RegExp(
-      `^(?:${LONG_DAYS.join("|")}), (\\d{2})-(${MONTH})-(\\d{2}) ${TIME} GMT$`,
-      flags,
-    ),
-    /** The obsolete asctime form, `Sun Nov  6 08:49:37 1994`. */
-    asctime: new RegExp(`^(?:${DAYS}) (${MONTH}) ( \\d|\\d{2}) ${TIME} (\\d{4})$`, flags),
-  };
-}
-type DateForms = ReturnType<typeof dateForms>;
-const EXACT_CASE = dateForms("");
-const ANY_CASE = dateForms("i");
-
-/**
- * An HTTP-date (RFC 9110 5.6.7) in epoch ms, or undefined when it is none of the three
- * forms a recipient must accept: names are case-sensitive, the spacing is exact, the zone
- * is "GMT". A two-digit year more than 50 years ahead of `now` is in the last century.
- */
-export function parseHttpDate(value: string, now = Date.now()): number | undefined {
-  return dateValue(value, now, EXACT_CASE);
-}
-
-/**
- * An HTTP-date as a cache reads one for freshness (Expires, Date): RFC 9111 4.2 has a cache
- * recipient match it case-insensitively (`THU`, `AUG`, `gmt`), though RFC 9110 5.6.7 makes
- * the names case-sensitive. Spacing and the zone stay strict: "UTC" is still invalid.
- */
-export function parseCacheDate(value: string, now = Date.now()): number | undefined {
-  return dateValue(value, now, ANY_CASE);
-}
-
-function dateValue(value: string, now: number, forms: DateForms): number | undefined {
-  const parts = dateParts(value, now, forms);
-  if (!parts) return undefined;
-  const { day, month, year, time } = parts;
-  const [h, min, s] = time.map(Number) as [number, number, number];
-  const mon = MONTHS.indexOf(month[0]!.toUpperCase() + month.slice(1).toLowerCase());
-  const d = Number(day);
-  // A leap second (:60) is valid syntax; it counts as the next second.
-  if (h > 23 || min > 59 || s > 60 || d < 1) return undefined;
-  const ms = Date.UTC(year, mon, d, h, min, s);
-  // No 31 Feb: Date.UTC would roll it over into March.
-  return new Date(Date.UTC(year, mon, d)).getUTCDate() === d ? ms : undefined;
-}
-
-/** The fields of whichever HTTP-date form `value` is in, the year in four digits. */
-function dateParts(
-  value: string,
-  now: number,
-  forms: DateForms,
-): { day: string; month: string; year: number; time: string[] } | undefined {
-  const imf = forms.imf.exec(value);
-  if (imf) return { day: imf[1]!, month: imf[2]!, year: Number(imf[3]), time: imf.slice(4, 7) };
-  const rfc850 = forms.rfc850.exec(value);
-  if (rfc850) {
-    const thisYear = new Date(now).getUTCFullYear();
-    let year = Math.floor(thisYear / 100) * 100 + Number(rfc850[3]);
-    if (year > thisYear + 50) year -= 100;
-    return { day: rfc850[1]!, month: rfc850[2]!, year, time: rfc850.slice(4, 7) };
-  }
-  const asc = forms.asctime.exec(value);
-  if (asc)
-    return { day: asc[2]!.trim(), month: asc[1]!, year: Number(asc[6]), time: asc.slice(3, 6) };
-  return undefined;
-}
-
 export function newPolicy(
   Policy: PolicyClass,
   request: CacheRequest,
@@ -479,139 +402,6 @@ export function unstorable(policy: CachePolicy): string {
   if (cc.private !== undefined) return "private";
   if (!p.a && !(cc["must-revalidate"] || cc.public || cc["s-maxage"])) return "authorization";
   return "uncacheable-status";
-}
-
-/**
- * Vary (RFC 9111 4.1): the request header names a stored response was selected by, sorted
- * and lowercased; undefined when there are none; "*" when it can never match (a `*`, or a
- * name that is not a token).
- */
-export function varyNames(vary: string | null | undefined): string[] | "*" | undefined {
-  if (!vary) return undefined;
-  const names = new Set<string>();
-  for (const part of vary.split(",")) {
-    const name = part.trim().toLowerCase();
-    if (name === "") continue;
-    if (name === "*" || !TOKEN.test(name)) return "*";
-    names.add(name);
-  }
-  return names.size ? [...names].sort() : undefined;
-}
-
-/** RFC 9111 4.1 allows normalizing: whitespace around list commas and runs of spaces. */
-function normalizeValue(value: string): string {
-  return value
-    .split(",")
-    .map((v) => v.trim().replace(/\s+/g, " "))
-    .join(",");
-}
-
-/**
- * A weighted list (RFC 9110 12.4.2): its members lower-cased, without those of q=0, best
- * first; members of equal weight in the order sent.
- */
-function weighted(value: string): string[] {
-  return weightedGroups(value).flat();
-}
-
-/**
- * A weighted list's members (lower-cased, none of q=0, each once at its best weight) in
- * groups of equal weight, best first, each group in the order sent.
- */
-function weightedGroups(value: string): string[][] {
-  const items: { name: string; q: number; at: number }[] = [];
-  for (const [at, part] of value.split(",").entries()) {
-    const [name = "", ...params] = part.split(";").map((p) => p.trim());
-    if (!name) continue;
-    const qParam = params.find((p) => /^q\s*=/i.test(p));
-    const q = qParam === undefined ? 1 : Number(qParam.slice(qParam.indexOf("=") + 1).trim());
-    items.push({ name: name.toLowerCase(), q: Number.isFinite(q) ? q : 1, at });
-  }
-  const seen = new Set<string>();
-  const groups: string[][] = [];
-  let q = Number.NaN;
-  for (const item of items.filter((i) => i.q > 0).sort((a, b) => b.q - a.q || a.at - b.at)) {
-    if (seen.has(item.name)) continue;
-    seen.add(item.name);
-    if (item.q !== q) groups.push([]);
-    q = item.q;
-    groups.at(-1)!.push(item.name);
-  }
-  return groups;
-}
-
-/**
- * The value of a Vary'd request header as the key holds it (RFC 9111 4.1 allows normalizing
- * what the origin treats alike). Accept-Encoding: the set of codings accepted, sorted
- * ("gzip, deflate, br" and "br;q=1.0, gzip;q=0.8, deflate" are one entry; every client of
- * it accepts what the origin chose). Accept-Language: the languages in order of preference,
- * lower-cased, without weights, those of equal weight sorted: RFC 9110 12.5.4 has the
- * weights say the preference, order between equals "cannot be relied upon", so `en, de` and
- * `de, en` ask the same. Others: whitespace normalized.
- */
-function normalizeVaried(name: string, value: string): string {
-  if (name === "accept-encoding") {
-    const codings = weighted(value)
-      .map((c) => (c === "x-gzip" ? "gzip" : c))
-      .filter((c) => c !== "identity");
-    return [...new Set(codings)].sort().join(",");
-  }
-  if (name === "accept-language") {
-    return weightedGroups(value)
-      .map((group) => group.sort().join("+"))
-      .join(",");
-  }
-  return normalizeValue(value);
-}
-
-type HeaderGetter = (name: string) => string | null | undefined;
-
-/**
- * One Vary'd header's part of a variant key: `name!` when absent, `name=value` (normalized,
- * percent-encoded), or `name#digest` for a secret or a long value; `digest` undefined
- * means the caller cannot digest (synchronously), and the part is undefined.
- */
-function varyPart(name: string, get: HeaderGetter, digest?: string): string | undefined {
-  const raw = get(name);
-  if (raw === null || raw === undefined) return `${name}!;`;
-  const value = normalizeVaried(name, raw);
-  if (SECRET_HEADERS.has(name) || value.length > MAX_VARY_VALUE) {
-    return digest === undefined ? undefined : `${name}#${digest};`;
-  }
-  return `${name}=${encodeURIComponent(value)};`;
-}
-
-/**
- * The suffix that tells one variant of a URL from another: each Vary'd request header
- * with its normalized value. Undefined when a value must be digested (a secret, or a long
- * value) and `digests` lacks it: `variantSuffixAsync` computes them.
- */
-export function variantSuffix(
-  names: readonly string[],
-  get: HeaderGetter,
-  digests?: ReadonlyMap<string, string>,
-): string | undefined {
-  let out = " vary:";
-  for (const name of names) {
-    const part = varyPart(name, get, digests?.get(name));
-    if (part === undefined) return undefined;
-    out += part;
-  }
-  return out;
-}
-
-/** `variantSuffix`, digesting secrets and long values with SHA-256. */
-export async function variantSuffixAsync(
-  names: readonly string[],
-  get: HeaderGetter,
-): Promise<string> {
-  const digests = new Map<string, string>();
-  for (const name of names) {
-    if (varyPart(name, get) === undefined) {
-      digests.set(name, await sha256Hex(normalizeVaried(name, get(name)!)));
-    }
-  }
-  return variantSuffix(names, get, digests)!;
 }
 
 /**
