@@ -1,7 +1,8 @@
 import { LRUCache } from "lru-cache";
 import type { CacheEntry } from "../core/entry.ts";
 import { rowsSource } from "../sql/analysis/group-statements.ts";
-import { groupPlan, lookedUp, rowOf } from "../sql/analysis/groups.ts";
+import { groupPlan } from "../sql/analysis/groups.ts";
+import { lookedUp, rowOf } from "../sql/analysis/lookups.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
 import { resultRows } from "../sql/analysis/shapes.ts";
 import { decode, encode } from "./codec.ts";

@@ -500,7 +500,10 @@ export class StatementCache<R = SqlResult> {
     const stats = this.#stats.stats(this.engine, this.#prefix, tag, this.#capture);
     // Maintained only where this entry can run the statements of group patches.
     if (this.#maintains() && this.#patching) return stats;
-    return { ...stats, shapes: stats.shapes.map(({ maintained: _, ...shape }) => shape) };
+    return {
+      ...stats,
+      shapes: stats.shapes.map(({ maintained: _, unmaintained: __, ...shape }) => shape),
+    };
   }
 
   /** Stops following change capture. The client stays open: it is the application's. */

@@ -90,6 +90,7 @@ export const explain = defineCommand({
         `maintained:  a write to ${e.maintained.join(", ")} keeps it by a statement for the changed rows alone (group patches)`,
       );
     }
+    if (e.unmaintained) console.log(`not maintained by group patches: ${e.unmaintained}`);
     if (!catalog) console.log("(no --db: tables' keys unknown, so every table counts as unknown)");
     if (uncaptured.length > 0 && e.granularity !== "table") {
       console.log(

@@ -1,4 +1,4 @@
-import { groupPlan } from "./groups.ts";
+import { groupPlan, unmaintained } from "./groups.ts";
 import type { SqlDialect } from "./parse.ts";
 import type { SqlShape, SqlTable } from "./shape-types.ts";
 import { sqlShape } from "./shapes.ts";
@@ -26,6 +26,11 @@ export interface Explanation {
    * query cache are maintained (see sql/analysis/groups.ts); absent where none is.
    */
   maintained?: string[];
+  /**
+   * Why a select with joins or subqueries in its select list is not maintained so (its
+   * results then go at a write to those tables, and are loaded again); absent otherwise.
+   */
+  unmaintained?: string;
 }
 
 /** The explanation of `shape` (see sqlShape), with `widened` when its registration went wider. */
@@ -45,11 +50,15 @@ export function explainShape(shape: SqlShape, widened?: string): Explanation {
   const granularity =
     (lists.joins?.length ?? 0) > 0 ? "join" : lookups ? "row" : ("predicate" as const);
   const plan = groupPlan(shape);
+  const grouped =
+    (lists.joins?.length ?? 0) > 0 || (lists.subqueries ?? []).some((q) => q.in === "select");
+  const why = !plan && grouped ? unmaintained(shape) : undefined;
   return {
     granularity,
     reasons: [...reasons, ...whole],
     tables,
     ...(plan && { maintained: [...new Set(plan.feeds.map((f) => f.table))] }),
+    ...(why && { unmaintained: why }),
   };
 }
 

@@ -84,48 +84,65 @@ export type { Restriction };
 /** Most base rows one group patch restricts its statement to: past it, the result is dropped. */
 export const MOST_PATCHED_ROWS = 256;
 
-const plans = new WeakMap<SqlShape, GroupPlan | null>();
+const plans = new WeakMap<SqlShape, GroupPlan | string>();
 
 /**
  * The group plan of a select whose result can be maintained, or undefined; worked out once
  * per shape (a read's shape goes from its lookup to its store, its stats and its patches).
  */
 export function groupPlan(shape: SqlShape): GroupPlan | undefined {
-  let plan = plans.get(shape);
-  if (plan === undefined) {
-    plan = planOf(shape) ?? null;
-    plans.set(shape, plan);
-  }
-  return plan ?? undefined;
+  const plan = planned(shape);
+  return typeof plan === "string" ? undefined : plan;
 }
 
-function planOf(shape: SqlShape): GroupPlan | undefined {
+/** Why a select's result is not maintained by group patches (`explain`); undefined if it is. */
+export function unmaintained(shape: SqlShape): string | undefined {
+  const plan = planned(shape);
+  return typeof plan === "string" ? plan : undefined;
+}
+
+function planned(shape: SqlShape): GroupPlan | string {
+  let plan = plans.get(shape);
+  if (plan === undefined) {
+    plan = planOf(shape);
+    plans.set(shape, plan);
+  }
+  return plan;
+}
+
+function planOf(shape: SqlShape): GroupPlan | string {
   const s = shape.lists;
-  if (!s || shape.fallback || s.ref === undefined || s.grouping === "aggregate") return undefined;
+  if (!s || shape.fallback) return "followed by its tables";
+  if (s.ref === undefined) return "its base table has no name the statement can be restricted by";
+  if (s.grouping === "aggregate") return "an aggregate over all its rows";
   // Its rows must name their base rows: by its key, or a unique column the result shows.
   const once = (c: string) =>
     s.columns.indexOf(c) >= 0 && s.columns.indexOf(c) === s.columns.lastIndexOf(c);
   const key = [s.primaryKey, ...(s.unique ?? [])].find(once);
-  if (key === undefined) return undefined;
+  if (key === undefined) return "it shows neither its base's key nor a unique column of it";
   const joins = s.joins ?? [];
   // Children joined without GROUP BY repeat a base row: the rows are not keyed.
-  if (s.grouping !== "key" && joins.some((j) => j.kind === "children")) return undefined;
+  if (s.grouping !== "key" && joins.some((j) => j.kind === "children")) {
+    return "children joined without a group by its base's key: a base row repeats";
+  }
   // An order by anything but the base's columns (a count, an author's name) could move a
   // row a group patch changes; no ORDER BY leaves the planner's default sort, unordered.
   const unordered = s.sort.length === 1 && s.sort[0]!.column === s.primaryKey && !s.sort[0]!.desc;
-  if (!s.ordered && !unordered) return undefined;
+  if (!s.ordered && !unordered) {
+    return "not ordered by its base's columns as the planner follows them (a joined table's, an expression, a kind not known)";
+  }
   const windowed = s.offset > 0 || s.limit < NO_LIMIT;
-  if (windowed && !s.ordered) return undefined;
+  if (windowed && !s.ordered) return "a window without an order of its base's columns";
   // A sort key named like an output column of another value (`... as at order by at`)
   // sorts by that value.
   for (const k of s.sort) {
     const at = s.names.indexOf(k.column);
-    if (at >= 0 && s.columns[at] !== k.column) return undefined;
+    if (at >= 0 && s.columns[at] !== k.column) return `ordered by ${k.column}, another value`;
   }
   // A condition on a table other than a parent of the base picks which joined rows are
   // aggregated, and which base rows have any: a write to it may change both.
   if (joins.some((j) => j.filters && !(j.kind === "parent" && j.anchor === undefined))) {
-    return undefined;
+    return "a condition on a joined table other than a parent";
   }
   const feeds: Feed[] = [];
   // The base's own updates, where what decides its rows is known and they leave it: only
@@ -171,7 +188,7 @@ function planOf(shape: SqlShape): GroupPlan | undefined {
   for (const f of feeds) if (!shown(f.base)) f.hidden = true;
   const usable = feeds.filter((f) => !blocked.has(f.table));
   // A select of the base alone is the row patches' and the reloads' (see the engine).
-  if (!usable.some((f) => f.table !== s.table)) return undefined;
+  if (!usable.some((f) => f.table !== s.table)) return baseAlone(s.table, blocked);
   const presences: Presence[] = [];
   for (const q of s.subqueries ?? []) {
     const link = q.link ?? q.unshown;
@@ -212,7 +229,15 @@ function planOf(shape: SqlShape): GroupPlan | undefined {
   }
   plan.feeds = usable.filter((f) => !blocked.has(f.table));
   plan.blocked = [...blocked];
-  return plan.feeds.some((f) => f.table !== s.table) ? plan : undefined;
+  return plan.feeds.some((f) => f.table !== s.table) ? plan : baseAlone(s.table, blocked);
+}
+
+/** Why a select no write to another table than its base can keep is not maintained. */
+function baseAlone(base: string, blocked: ReadonlySet<string>): string {
+  const others = [...blocked].filter((t) => t !== base);
+  return others.length > 0
+    ? `a write to ${others.join(", ")} may bring a row in, take one out or name rows it does not show`
+    : "no write to another table can keep it (its base's own are patched in place or reloaded)";
 }
 
 /**
@@ -424,50 +449,6 @@ export function sameKey(a: unknown, b: unknown): boolean {
 }
 
 /**
- * The column and value a select looks its one row up by, where its WHERE is nothing but
- * its base's key, or a unique column its result shows, equal to a value, and its window
- * starts at that row: undefined for any other select.
- */
-export function lookedUp(shape: SqlShape): { column: string; value: string | number } | undefined {
-  const s = shape.lists;
-  if (s === undefined) return undefined;
-  if (s.offset !== 0 || s.limit < 1) return undefined;
-  // A condition the planner read as TRUE, on a joined table, or in a subquery: not alone.
-  const loose = ["expression", "type", "collation", "like"];
-  if (shape.widened.some((w) => loose.includes(w))) return undefined;
-  if (s.joins?.some((j) => j.filters) || s.subqueries?.some((q) => q.in === "where")) {
-    return undefined;
-  }
-  const shown = (c: string) => {
-    const at = s.columns.indexOf(c);
-    return at >= 0 && at === s.columns.lastIndexOf(c);
-  };
-  if (s.rowIds.length === 1 && s.disjuncts.length === 0 && s.lookupsAlone) {
-    return shown(s.primaryKey) ? { column: s.primaryKey, value: s.rowIds[0]! } : undefined;
-  }
-  const [only] = s.disjuncts;
-  if (s.rowIds.length > 0 || s.disjuncts.length !== 1 || only?.length !== 1) return undefined;
-  const f = only[0]!;
-  const value = (f as { value?: unknown }).value;
-  const plain = typeof value === "string" || typeof value === "number";
-  const unique = s.unique?.includes(f.column) && shown(f.column);
-  return unique && f.op === "eq" && plain
-    ? { column: f.column, value: value as string | number }
-    : undefined;
-}
-
-/** The row of `rows` whose `column` is `value`, or undefined. */
-export function rowOf(
-  plan: GroupPlan,
-  rows: readonly unknown[],
-  { column, value }: { column: string; value: unknown },
-): unknown {
-  const read = reader(plan.columns, plan.names);
-  const wanted = identity(value);
-  return wanted === undefined ? undefined : rows.find((r) => identity(read(r, column)) === wanted);
-}
-
-/**
  * The held rows with those `fresh` has for their keys, in place; undefined when a row's
  * key cannot be read, or a row the restriction names is missing from `fresh` (it left the
  * result: not a group patch's to tell).
@@ -520,7 +501,7 @@ function positional(row: unknown): boolean {
 }
 
 /** A key's value as one string per value, whatever the type (1 and "1" differ). */
-function identity(v: unknown): string | undefined {
+export function identity(v: unknown): string | undefined {
   if (typeof v === "number" || typeof v === "bigint") return `n:${String(v)}`;
   if (typeof v === "string") return `s:${v}`;
   return undefined;

@@ -114,6 +114,36 @@ describe("group plans", () => {
     ).toBeUndefined();
   });
 
+  it("explain says why a joined result is not maintained (`not maintained by group patches:`)", () => {
+    const why = (sql: string, params: unknown[] = []) =>
+      explainSql(sql, "sqlite", schema, params).unmaintained;
+    expect(why("select a.id, t.tag from articles a left join tags t on t.article_id = a.id")).toBe(
+      "children joined without a group by its base's key: a base row repeats",
+    );
+    expect(
+      why(
+        "select a.title, count(t.tag) from articles a left join tags t on t.article_id = a.id group by a.id",
+      ),
+    ).toBe("it shows neither its base's key nor a unique column of it");
+    expect(
+      why(`${LIST(() => "?")} group by a.id order by tags desc, a.id limit ?`, [7, 10]),
+    ).toMatch(/^not ordered by its base's columns/);
+    expect(why("select count(*) from articles a inner join users u on u.id = a.author_id")).toBe(
+      "an aggregate over all its rows",
+    );
+    expect(
+      why(
+        "select a.id, u.name from articles a inner join users u on u.id = a.author_id where u.name = ? order by a.id",
+        ["ann"],
+      ),
+    ).toBe("a write to users may bring a row in, take one out or name rows it does not show");
+    // Maintained, or nothing joined: nothing to say.
+    expect(
+      why(`${LIST(() => "?")} group by a.id order by a.at desc, a.id desc limit ?`, [7, 10]),
+    ).toBeUndefined();
+    expect(why("select id, title from articles where id = ?", [1])).toBeUndefined();
+  });
+
   it("writes that may bring a row in, take one out or move it are not group-patched", () => {
     const byName = plan(`${LIST(() => "?")} where u.username = ? group by a.id order by a.id`, [
       7,
