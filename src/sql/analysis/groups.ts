@@ -137,7 +137,8 @@ function planOf(shape: SqlShape): GroupPlan | string {
   // sorts by that value.
   for (const k of s.sort) {
     const at = s.names.indexOf(k.column);
-    if (at >= 0 && s.columns[at] !== k.column) return `ordered by ${k.column}, another value`;
+    if (at >= 0 && s.columns[at] !== k.column)
+      return `ordered by ${k.column}, an output column named like a base column it is not`;
   }
   // A condition on a table other than a parent of the base picks which joined rows are
   // aggregated, and which base rows have any: a write to it may change both.
