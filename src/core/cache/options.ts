@@ -263,3 +263,29 @@ export function joinedWriteHooks(sets: readonly WriteHooks[]): WriteHooks {
     }),
   };
 }
+
+/**
+ * The write hooks a cache runs: those it was made with (`CacheOptions.writeHooks`) and
+ * those added since (`Cache.addWriteHooks`), joined (see joinedWriteHooks).
+ */
+export class WriteHookSets {
+  #sets: readonly WriteHooks[];
+  /** What a write that reaches this node does to cached entries. */
+  joined: WriteHooks;
+
+  constructor(initial: WriteHooks | undefined) {
+    this.#sets = initial ? [initial] : [];
+    this.joined = joinedWriteHooks(this.#sets);
+  }
+
+  /** Adds a set; returns what removes it again. */
+  add(hooks: WriteHooks): () => void {
+    checkWriteHooks(hooks);
+    this.#sets = [...this.#sets, hooks];
+    this.joined = joinedWriteHooks(this.#sets);
+    return () => {
+      this.#sets = this.#sets.filter((h) => h !== hooks);
+      this.joined = joinedWriteHooks(this.#sets);
+    };
+  }
+}

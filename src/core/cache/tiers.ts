@@ -1,5 +1,5 @@
 import type { Cost } from "../cost.ts";
-import type { CacheEntry } from "../entry.ts";
+import { type CacheEntry, madeEntry } from "../entry.ts";
 import { REMOVE_CHUNK, yieldToLoop } from "../removal.ts";
 import type { rateLimited } from "../report.ts";
 import { hitRate, type TierStats } from "../stats.ts";
@@ -25,6 +25,14 @@ function faultCode(err: unknown): string {
 
 /** A tier call that failed: counted and logged already (see TierStack.fault). */
 export const FAILED = Symbol("tier failed");
+/** The key a health probe reads (whether an entry is there does not matter: only an error does). */
+const PROBE_KEY = "edgecache:health-probe";
+
+/** A tier's live copy of a key, as `inspect` finds it (none: no entry, or a failing tier). */
+export interface InspectedTier {
+  tier: string;
+  entry?: CacheEntry;
+}
 
 /**
  * The cache's tiers, fastest first, and every call made to them. One policy for a failing
@@ -281,16 +289,29 @@ export class TierStack {
     now: number,
     /** A key a scan found: one that does not read as an entry is none, not a fault. */
     scanned = false,
-  ): Promise<{ tier: string; entry?: CacheEntry }[]> {
+  ): Promise<InspectedTier[]> {
     return Promise.all(
       this.list.map(async (tier, i) => {
         const entry: CacheEntry | undefined | typeof FAILED = scanned
           ? await tier.get(key, this.#idle).catch(() => FAILED)
           : await this.get(i, key);
         return entry !== FAILED && entry && entry.staleUntil > now
-          ? { tier: tier.name, entry }
+          ? { tier: tier.name, entry: madeEntry(entry) }
           : { tier: tier.name };
       }),
+    );
+  }
+
+  /**
+   * Whether each tier answers now, fastest first: each is asked for a key no entry has (a
+   * health check; a failing tier is counted as a fault, like any failed call).
+   */
+  probe(): Promise<{ tier: string; ok: boolean }[]> {
+    return Promise.all(
+      this.list.map(async (tier, i) => ({
+        tier: tier.name,
+        ok: (await this.get(i, PROBE_KEY)) !== FAILED,
+      })),
     );
   }
 

@@ -405,6 +405,13 @@ export class DependencyIndex implements DependencyLookup {
     for (const key of this.#byKey.keys()) if (key.startsWith(prefix)) yield key;
   }
 
+  /** Keys registered under a key prefix and with a tag where given (all by default). */
+  *keysWhere(filter: { prefix?: string; tag?: string }): Iterable<string> {
+    if (filter.tag === undefined) return yield* this.keys(filter.prefix);
+    const prefix = filter.prefix ?? "";
+    for (const key of this.keysForTag(filter.tag)) if (key.startsWith(prefix)) yield key;
+  }
+
   /** Drops registrations of entries that have expired everywhere; returns how many. */
   sweep(now: number): number {
     let n = 0;
