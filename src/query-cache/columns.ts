@@ -55,18 +55,22 @@ const NUMBER_TEXTS: Partial<Record<Conversion, NumberText>> = {
  * column of SQLite's "ordered" kind is "other"; or, by its declared type, which (see
  * Conversion). `isoInstants` lists every instant column (whether a timestamptz): a query
  * cache keeps it only where its driver gives them so (StatementDatabase.isoInstants).
+ * `unique`: the columns whose values name their rows (CatalogColumn's `unique`).
  */
 export function catalogKinds(
   catalog: readonly CatalogColumn[],
   dialect: SqlDialect,
   converts: boolean | ((declared: string) => Conversion) = false,
-): Required<Pick<SqlTable, "columns" | "collations" | "dates" | "numberTexts" | "isoInstants">> {
+): Required<Pick<SqlTable, "columns" | "collations" | "dates" | "numberTexts" | "isoInstants">> &
+  Pick<SqlTable, "unique"> {
   const columns: Record<string, SqlColumnKind> = {};
   const collations: Record<string, TextCollation> = {};
   const dates: string[] = [];
   const numberTexts: Record<string, NumberText> = {};
   const isoInstants: Record<string, boolean> = {};
+  const unique: string[] = [];
   for (const c of catalog) {
+    if (c.unique) unique.push(c.name);
     const kind = sqlTypeKind(c.type, dialect);
     const conversion =
       typeof converts === "function" ? converts(c.type) : converts ? "any" : "none";
@@ -80,7 +84,14 @@ export function catalogKinds(
     }
     if (kind === "instant") isoInstants[c.name] = zoned(c.type);
   }
-  return { columns, collations, dates, numberTexts, isoInstants };
+  return {
+    columns,
+    collations,
+    dates,
+    numberTexts,
+    isoInstants,
+    ...(unique.length > 0 && { unique }),
+  };
 }
 
 /** A timestamp with time zone: a JavaScript `Date` of it is the instant, not a local time. */

@@ -1,6 +1,6 @@
 import { EdgecacheError } from "../core/errors.ts";
 import type { SqlDialect } from "../sql/analysis/parse.ts";
-import { type CatalogColumn, withSqliteCollations } from "../sql/client.ts";
+import { type CatalogColumn, withSqliteCollations, withSqliteUniques } from "../sql/client.ts";
 import { CAPTURE_PREFIX, CAPTURE_TRIGGERS_SQL, recordsChanges } from "../sql/sqlite/capture-sql.ts";
 import { TABLE_LIST_SQL, tableColumnsSql } from "../sql/sqlite/dialect.ts";
 import { openSqliteFile, sqliteFileProblem } from "../sql/sqlite/file.ts";
@@ -42,15 +42,12 @@ export async function readCatalog(database: string): Promise<Catalog> {
     );
     for (const { name } of db.prepare(TABLE_LIST_SQL).all() as { name: string }[]) {
       if (name.startsWith("sqlite_") || name.startsWith(CAPTURE_PREFIX)) continue;
-      const info = db.prepare(tableColumnsSql(name)).all() as {
-        name: string;
-        type: string;
-        pk: number;
-      }[];
-      const keys = info.filter((c) => c.pk > 0);
-      const columns = info.map((c) => ({ name: c.name, type: c.type ?? "" }));
+      const info = db.prepare(tableColumnsSql(name)).all() as Record<string, unknown>[];
+      const keys = info.filter((c) => Number(c.pk) > 0);
+      const all = async (sql: string) => db.prepare(sql).all() as Record<string, unknown>[];
+      const columns = await withSqliteUniques(name, info, all);
       tables.set(name, {
-        ...(keys.length === 1 && { primaryKey: keys[0]!.name }),
+        ...(keys.length === 1 && { primaryKey: String(keys[0]!.name) }),
         captured: captured.has(name),
         columns: await withSqliteCollations(
           name,

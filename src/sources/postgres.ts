@@ -19,6 +19,7 @@ import {
   type PgTable,
   postgresDialect,
   textCollationSql,
+  uniqueColumnSql,
 } from "../sql/postgres/dialect.ts";
 import { PostgresDriver, type Sql } from "../sql/postgres/driver.ts";
 import { nodePostgresCapturePort } from "../sql/postgres/node-postgres-capture.ts";
@@ -198,7 +199,7 @@ const CATALOG_SQL = `SELECT c.table_schema AS schema, c.table_name AS table, c.c
               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
              WHERE i.indrelid = to_regclass(format('%I.%I', c.table_schema, c.table_name))
                AND i.indisprimary AND array_length(i.indkey::int2[], 1) = 1
-               AND a.attname = c.column_name) AS pk
+               AND a.attname = c.column_name) AS pk, ${uniqueColumnSql("c.")} AS uniq
   FROM information_schema.columns c
   JOIN information_schema.tables t
     ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
@@ -232,6 +233,7 @@ export async function postgresCatalog(
         name: String(r.name),
         type: String(r.type),
         ...(isCollation(r.collation) && { collation: r.collation }),
+        ...(r.uniq === true && { unique: true as const }),
       });
       if (r.pk === true) table.primaryKey = String(r.name);
     }

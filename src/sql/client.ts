@@ -8,7 +8,14 @@
 import type { SqlDialect, TextCollation } from "./analysis/shapes.ts";
 import type { ClientKind } from "./client-kind.ts";
 import { COLUMNS_SQL } from "./postgres/dialect.ts";
-import { collationProbeSql, sqliteCollations, tableColumnsSql } from "./sqlite/dialect.ts";
+import {
+  collationProbeSql,
+  indexColumnsSql,
+  sqliteCollations,
+  tableColumnsSql,
+  uniqueColumns,
+  uniqueIndexesSql,
+} from "./sqlite/dialect.ts";
 
 /** A row as the entry returns it: a plain object by column name. */
 export type SqlRow = Record<string, unknown>;
@@ -49,13 +56,37 @@ export interface CatalogColumn {
   collation?: TextCollation;
   /** A PostgreSQL timestamp's fractional-second digits (0 to 6), where the catalog tells. */
   precision?: number;
+  /**
+   * Its values name its rows (a stand-in for the key where a result does not show it): it
+   * is NOT NULL and a unique index of it alone, neither partial nor the primary key's, holds.
+   */
+  unique?: true;
 }
 
 /** SQLite's catalog (libSQL, D1): tables of the main database only. */
 async function sqliteColumns(client: SqlClient, table: string) {
   if (table.includes(".")) return [];
-  const columns = namedColumns(await client.run(tableColumnsSql(table), []));
-  return withSqliteCollations(table, columns, async (sql) => (await client.run(sql, [])).rows[0]);
+  const all = async (sql: string) => (await client.run(sql, [])).rows;
+  const columns = await withSqliteUniques(table, await all(tableColumnsSql(table)), all);
+  return withSqliteCollations(table, columns, async (sql) => (await all(sql))[0]);
+}
+
+/**
+ * `tableColumnsSql`'s rows of `table` as columns, those whose values name its rows marked
+ * `unique` (see uniqueColumns), its unique indexes read through `all`.
+ */
+export async function withSqliteUniques(
+  table: string,
+  info: readonly SqlRow[],
+  all: (sql: string) => Promise<readonly SqlRow[]>,
+): Promise<CatalogColumn[]> {
+  const columns = namedColumns({ rows: [...info], rowsAffected: 0 });
+  const notNull = new Set(info.filter((c) => Number(c.notnull) === 1).map((c) => String(c.name)));
+  if (notNull.size === 0) return columns;
+  const indexes = (await all(uniqueIndexesSql(table))).map((r) => String(r.name));
+  if (indexes.length === 0) return columns;
+  const unique = new Set(uniqueColumns(await all(indexColumnsSql(indexes)), notNull));
+  return columns.map((c) => (unique.has(c.name) ? { ...c, unique: true as const } : c));
 }
 
 /** Columns probed per statement (six result columns each; SQLite allows 2,000). */
@@ -93,6 +124,7 @@ function namedColumns({ rows }: SqlResult): CatalogColumn[] {
     type: String(r.type ?? ""),
     ...(isCollation(r.collation) && { collation: r.collation }),
     ...(r.precision !== null && r.precision !== undefined && { precision: Number(r.precision) }),
+    ...(r.uniq === true && { unique: true as const }),
   }));
 }
 

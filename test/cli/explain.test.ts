@@ -86,6 +86,22 @@ describe("explain", () => {
     expect(e.reasons.some((r) => r.includes("unknown-table"))).toBe(false);
   }, 60_000);
 
+  it("takes a unique NOT NULL column from the catalog for the key a list does not show", async () => {
+    const shown = join(dir, "slugs.db");
+    const d = new Database(shown);
+    d.exec(`create table posts (id integer primary key, slug text not null unique, title text);
+      create table likes (id integer primary key, post_id integer not null, user_id integer not null);
+      create table drafts (id integer primary key, slug text unique, title text)`);
+    d.close();
+    const list = (t: string) =>
+      `select p.slug, p.title, (select count(*) from likes l where l.post_id = p.id) as n from ${t} p order by p.id limit 10`;
+    const e = (await explain(list("posts"), "--db", shown)) as { maintained?: string[] };
+    expect(e.maintained).toEqual(["posts", "likes"]);
+    // A unique column that may be NULL names no row.
+    const nullable = (await explain(list("drafts"), "--db", shown)) as { unmaintained?: string };
+    expect(nullable.unmaintained).toBe("it shows neither its base's key nor a unique column of it");
+  }, 60_000);
+
   it("prints a table for people, and refuses bad input with one line and exit 2", async () => {
     const r = await cli(["explain", "select id from users where id = ?", "--db", db]);
     expect(r.code).toBe(0);

@@ -81,6 +81,16 @@ export function reads(db: Dialect): [string, (viewer: number, x: number) => unkn
        where a.created_at > ${p(3)} group by a.id, u.id order by a.created_at desc, a.id desc limit ${p(4)}`,
       (viewer, x) => [viewer, 1 + (x % 2), x % 3 === 0 ? 0 : 15, 4],
     ],
+    // The slug shown, not the key (as Conduit's list): the catalog's unique, NOT NULL slug
+    // names the rows.
+    [
+      `select a.slug, a.title, u.username,
+         (select count(*) from ${t("favorites")} f where f.article_id = a.id) as favorites,
+         exists (select 1 from ${t("favorites")} f2 where f2.article_id = a.id and f2.user_id = ${p(1)}) as favorited
+       from ${t("articles")} a inner join ${t("users")} u on u.id = a.author_id
+       group by a.id, u.id order by a.created_at desc, a.id desc limit ${p(2)}`,
+      (viewer, x) => [viewer, 2 + (x % 3)],
+    ],
     // The latest articles, their time shown: a new article enters where it sorts.
     [
       `select a.id, a.created_at, a.title, u.username,

@@ -149,11 +149,25 @@ export const textCollationSql = (c = "") =>
       ELSE 'other' END`;
 
 /**
- * A table's columns in order (`name`, the catalog's `type`, and how its text compares,
- * `collation`) in schema $1, table $2: the clients' catalog.
+ * Whether a column of information_schema.columns (as `prefix`) names its table's rows: NOT
+ * NULL, and held unique by a valid index of it alone that is neither partial, on an
+ * expression, deferred, nor the primary key's.
+ */
+export function uniqueColumnSql(prefix = ""): string {
+  return `(${prefix}is_nullable = 'NO' AND EXISTS (SELECT 1 FROM pg_index i
+      WHERE i.indrelid = to_regclass(format('%I.%I', ${prefix}table_schema, ${prefix}table_name))
+        AND i.indisunique AND NOT i.indisprimary AND i.indisvalid AND i.indimmediate
+        AND i.indnkeyatts = 1 AND i.indkey[0] = ${prefix}ordinal_position
+        AND i.indpred IS NULL AND i.indexprs IS NULL))`;
+}
+
+/**
+ * A table's columns in order (`name`, the catalog's `type`, how its text compares,
+ * `collation`, its timestamp's `precision`, and whether it names its rows, `uniq`: see
+ * uniqueColumnSql) in schema $1, table $2: the clients' catalog.
  */
 export const COLUMNS_SQL = `SELECT column_name AS name, data_type AS type, ${textCollationSql()} AS collation,
-    datetime_precision AS precision
+    datetime_precision AS precision, ${uniqueColumnSql()} AS uniq
   FROM information_schema.columns
   WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`;
 

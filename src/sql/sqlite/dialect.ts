@@ -273,7 +273,43 @@ const TRIGGERS_SQL = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'
  * refuses a bound one to pragma_table_info.
  */
 export function tableColumnsSql(table: string): string {
-  return `SELECT name, type, pk FROM pragma_table_info(${literal(table)}, 'main') ORDER BY cid`;
+  return `SELECT name, type, pk, "notnull" FROM pragma_table_info(${literal(table)}, 'main') ORDER BY cid`;
+}
+
+/**
+ * The unique indexes of `table` that may name its rows: not partial, not its primary key's
+ * (the first round of `uniqueColumns`; pragma functions with literal arguments, as D1 allows).
+ */
+export function uniqueIndexesSql(table: string): string {
+  return `SELECT name FROM pragma_index_list(${literal(table)}, 'main') WHERE "unique" = 1 AND partial = 0 AND origin <> 'pk'`;
+}
+
+/** The key columns of `indexes`, a row each (`idx`, `cid`, `name`): the second round. */
+export function indexColumnsSql(indexes: readonly string[]): string {
+  return indexes
+    .map(
+      (i) => `SELECT ${literal(i)} AS idx, cid, name FROM pragma_index_info(${literal(i)}, 'main')`,
+    )
+    .join(" UNION ALL ");
+}
+
+/**
+ * The columns of a table each of which names its rows: NOT NULL (`notNull`, from
+ * `tableColumnsSql`'s rows), with a unique index of that column alone (`parts`, the rows of
+ * `indexColumnsSql`); an index on an expression (cid below 0) names none.
+ */
+export function uniqueColumns(
+  parts: readonly Record<string, unknown>[],
+  notNull: ReadonlySet<string>,
+): string[] {
+  const byIndex = new Map<unknown, Record<string, unknown>[]>();
+  for (const p of parts) byIndex.set(p.idx, [...(byIndex.get(p.idx) ?? []), p]);
+  const out = new Set<string>();
+  for (const [, cols] of byIndex) {
+    const only = cols.length === 1 ? cols[0]! : undefined;
+    if (only && Number(only.cid) >= 0 && notNull.has(String(only.name))) out.add(String(only.name));
+  }
+  return [...out];
 }
 const TABLE_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?";
 
