@@ -6,9 +6,10 @@ import type { Warner } from "../core/report.ts";
 import type { Store } from "../core/store.ts";
 import type { ChangeLog } from "../log/contract.ts";
 import type { QueryCapture } from "../query-cache/capture.ts";
-import type { ResultForm, StoreOptions } from "../query-cache/statement-contract.ts";
+import type { ResultForm, StoreOptions, Ticket } from "../query-cache/statement-contract.ts";
 import { StatementCache } from "../query-cache/statements.ts";
 import type { QueryCacheStats } from "../query-cache/stats.ts";
+import type { HiddenKeys } from "../sql/analysis/hidden-keys.ts";
 import { type SqlDialect, type SqlTable, sqlTables } from "../sql/analysis/shapes.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import { sqlDriver } from "../sql/drivers.ts";
@@ -75,7 +76,29 @@ export interface SelectQuery {
    * given, the engine may reload the result after a write invalidates it (see `followCapture`).
    */
   run?: () => Promise<unknown>;
+  /**
+   * Drizzle reads its rows by position (a query builder's select): the adapter may run the
+   * statement itself, with hidden keys carried, and hand Drizzle the columns it asked for.
+   */
+  positional?: boolean;
+  /** What `put` would be given: `$withCache({ config })`, and whether tables invalidate it. */
+  config?: CacheConfig;
+  autoInvalidate?: boolean;
 }
+
+/**
+ * A result run with hidden keys (see `getSelect`): its rows carry `hidden` base columns
+ * after those Drizzle asked for.
+ */
+interface Carried {
+  rows: ArrayLike<unknown>[];
+  hidden: number;
+  /** Drizzle reads the rows of a result object (node-postgres), not an array of them. */
+  wrapped?: true;
+}
+
+/** The clients whose Drizzle drivers' selects may run with hidden keys (see followCapture). */
+const CARRIES = new Set<string | undefined>(["libsql", "postgres.js", "node-postgres"]);
 
 /** TTLs of recent puts remembered for `keepTtl`. */
 const KEPT_TTLS = 10_000;
@@ -121,6 +144,13 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   #warnedBusy = false;
   /** Foreign keys whose actions change other tables' rows (see `cascade`). */
   #cascades = new DrizzleCascades();
+  /**
+   * Runs a select on the application's client as Drizzle does (rows by position), where
+   * capture is followed: group patches' statements, and selects with hidden keys.
+   */
+  #run: ((sql: string, params: readonly unknown[]) => Promise<unknown>) | undefined;
+  /** Drizzle's driver reads a select's rows from a result object (node-postgres). */
+  #wrapped: true | undefined;
 
   constructor(options: DrizzleCacheOptions) {
     const c = "drizzle";
@@ -179,10 +209,51 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   ): Promise<unknown[] | undefined> {
     const name = keyName(key, isTag);
     // With its parameters, a lookup of one row may be answered from a held result.
-    const looked = await this.#statements.lookupKey(name, query?.sql, tables, query);
-    if (looked.found) return looked.result as unknown[];
+    const hides = this.#run !== undefined && query?.positional === true;
+    const looked = await this.#statements.lookupKey(name, query?.sql, tables, query, hides);
+    if (looked.found) return shown(looked.result) as unknown[];
+    if (looked.hidden && query) {
+      const rows = await this.#runCarried(name, looked.ticket, looked.hidden, tables, isTag, query);
+      if (rows) return rows as unknown[];
+    }
     this.#reads.begin(name, looked.ticket.since);
     return undefined;
+  }
+
+  /**
+   * A miss of a select that does not show the columns naming its rows (the Conduit list
+   * shows `slug`, not `articles.id`): run here with them carried after its own, stored so
+   * (registered by its rows, maintained by group patches), and handed to Drizzle without
+   * them, as its own statement would have returned. Drizzle then stores nothing (it puts
+   * only what it ran). Undefined where the statement failed: Drizzle runs its own.
+   */
+  async #runCarried(
+    name: string,
+    ticket: Ticket,
+    hidden: HiddenKeys,
+    tables: string[],
+    isTag: boolean,
+    query: SelectQuery,
+  ): Promise<unknown> {
+    const run = this.#run!;
+    const wrapped = this.#wrapped;
+    const carried = async (): Promise<Carried> => ({
+      rows: (await run(hidden.sql, hidden.params)) as ArrayLike<unknown>[],
+      hidden: hidden.hidden,
+      ...(wrapped && { wrapped }),
+    });
+    let result: Carried;
+    try {
+      result = await carried();
+    } catch {
+      return undefined;
+    }
+    const { dialect, config, autoInvalidate = true } = query;
+    const ran = { sql: hidden.sql, params: hidden.params, dialect, run: carried };
+    const put = autoInvalidate ? tables : [];
+    const options = { ...this.#stored(name, put, isTag, config, ran), asked: query.sql };
+    await this.#statements.store(ticket, result, options);
+    return shown(result);
   }
 
   /** Drizzle hands over what a select returned after a miss. */
@@ -288,10 +359,23 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
 
   /**
    * Follows change capture in the database behind `client` (drizzle's `db.$client`), if it
-   * is a client capture knows; `withTransactions` calls this. Returns the follower.
+   * is a client capture knows; `withTransactions` calls this. `run` runs a select on it by
+   * position, as Drizzle does (through edgecache's proxy where Drizzle reaches the client
+   * by one: `proxied`). Returns the follower.
    */
-  followCapture(client: unknown): QueryCapture | undefined {
-    return this.#statements.attach(client, sqlDriver(client), true, valuesRunner(client));
+  followCapture(
+    client: unknown,
+    run = valuesRunner(client),
+    proxied = false,
+  ): QueryCapture | undefined {
+    const capture = this.#statements.attach(client, sqlDriver(client), true, run);
+    // Selects are run with hidden keys where Drizzle's driver reads a query builder's rows
+    // in one form whatever the method (an array of rows; node-postgres: a result's rows),
+    // on the client itself: not through a proxy, whose `get` is handed one row.
+    const kind = clientKind(client);
+    if (capture && run && !proxied && CARRIES.has(kind)) this.#run = run;
+    if (kind === "node-postgres") this.#wrapped = true;
+    return capture;
   }
 
   /**
@@ -375,6 +459,17 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     const tables = sqlTables(sql, dialect);
     return tables === undefined || tables.length === 0 ? undefined : [...tables];
   }
+}
+
+/** What Drizzle is handed of a stored result: a carried one without its hidden keys. */
+function shown(result: unknown): unknown {
+  const r = result as Partial<Carried> | undefined;
+  if (Array.isArray(result) || typeof r?.hidden !== "number" || !Array.isArray(r.rows)) {
+    return result;
+  }
+  const hidden = r.hidden;
+  const rows = r.rows.map((row) => Array.prototype.slice.call(row, 0, row.length - hidden));
+  return r.wrapped ? { rows } : rows;
 }
 
 /** A Drizzle key under the adapter's prefix: a query's hash, or a `$withCache({ tag })`. */

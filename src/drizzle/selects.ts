@@ -1,4 +1,5 @@
 import type { Cache as DrizzleCacheContract } from "drizzle-orm/cache/core";
+import type { CacheConfig } from "drizzle-orm/cache/core/types";
 import { sqlTypeKind } from "../query-cache/columns.ts";
 import type { SqlColumnKind, SqlDialect, SqlTable } from "../sql/analysis/shapes.ts";
 import type { EdgecacheDrizzleCache } from "./cache.ts";
@@ -40,6 +41,8 @@ export function shapeSelect(
   dialect: SqlDialect,
 ): void {
   learnTables(fields, cache, dialect);
+  // A query builder's select: Drizzle maps its rows by position to `fields`.
+  const positional = Array.isArray(fields) && fields.length > 0;
   const queryWithCache = prepared.queryWithCache;
   if (typeof queryWithCache !== "function") return;
   prepared.queryWithCache = function (
@@ -54,7 +57,21 @@ export function shapeSelect(
     }
     // Drizzle's callback that runs the statement on the driver: a reload runs it again.
     const run = typeof rest[0] === "function" ? (rest[0] as () => Promise<unknown>) : undefined;
-    const query = { sql, params, dialect, ...(run && { run }) };
+    // What Drizzle would hand `put` (see its queryWithCache), known here before `get`.
+    const cacheConfig = this.cacheConfig as
+      | { config?: CacheConfig; autoInvalidate?: boolean }
+      | undefined;
+    const query = {
+      sql,
+      params,
+      dialect,
+      ...(run && { run }),
+      positional,
+      ...(cacheConfig?.config && { config: cacheConfig.config }),
+      ...(cacheConfig?.autoInvalidate !== undefined && {
+        autoInvalidate: cacheConfig.autoInvalidate,
+      }),
+    };
     const read: DrizzleCacheContract = {
       strategy: () => cache.strategy(),
       get: (key, tables, isTag) => cache.getSelect(key, tables, isTag, query),

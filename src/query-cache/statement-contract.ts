@@ -203,6 +203,11 @@ export interface StoreOptions<R> {
    */
   query?: { sql: string; params: readonly unknown[]; dialect: SqlClient["dialect"] };
   /**
+   * The statement the application sent, where the entry ran `query` in its place (with
+   * hidden keys carried): the stats count the result under it.
+   */
+  asked?: string;
+  /**
    * The tables the ORM says the read reads: registered whole where the statement's parser
    * finds them not, so a write to one always reaches the result.
    */

@@ -3,6 +3,7 @@ import { sha256Hex } from "../core/digest.ts";
 import { badOption } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
 import type { LogPosition } from "../log/contract.ts";
+import type { HiddenKeys } from "../sql/analysis/hidden-keys.ts";
 import { type SqlShape, sqlShape } from "../sql/analysis/shapes.ts";
 import { writtenTables } from "../sql/analysis/writes.ts";
 import type { SqlClient, SqlResult } from "../sql/client.ts";
@@ -276,24 +277,34 @@ export class StatementCache<R = SqlResult> {
    * `lookup` by a key the ORM made (Drizzle's own, under this entry's prefix: `q:<hash>`),
    * for an ORM that runs the statement between its own two calls; `sql` counts the lookup
    * under its query shape, and `tables` are those the ORM says it reads (capture is told).
-   * With the statement (`query`), a lookup of one row may be answered from a held result.
+   * With the statement (`query`), a lookup of one row may be answered from a held result;
+   * where the ORM lets the entry run it (`hides`), a miss says how to run it with the base
+   * columns it does not show carried (`hidden`: see sql/analysis/hidden-keys.ts), and a
+   * held result answers as that statement would.
    */
   async lookupKey(
     name: string,
     sql?: string,
     tables: readonly string[] = [],
     query?: StoreOptions<R>["query"],
-  ): Promise<{ found: true; result: R } | { found: false; ticket: Ticket }> {
+    hides = false,
+  ): Promise<{ found: true; result: R } | { found: false; ticket: Ticket; hidden?: HiddenKeys }> {
     await this.#capture?.want(tables);
     const key = this.key(name);
     const found = await this.#found(key, sql);
     if (found) return found;
-    const answered = query && (await this.#results.answered(this.#results.ormRead(query), sql));
+    let read = query && this.#results.ormRead(query);
+    // Following capture, a statement the ORM lets this entry run may carry hidden keys.
+    const hiding = hides && read && this.#capture?.mode() === "capture";
+    const hidden = hiding ? this.#results.hiddenRead(read!, query!.dialect) : undefined;
+    if (hidden) read = hidden.read;
+    const answered = read && (await this.#results.answered(read, sql));
     if (answered !== undefined) return { found: true, result: answered };
     this.#stats.lookup(false, sql);
     this.engine.countRead(key, "miss");
     // The query runs after this returns, so its result is at least this new.
-    return { found: false, ticket: { key, since: this.engine.position } };
+    const ticket = { key, since: this.engine.position };
+    return { found: false, ticket, ...(hidden && { hidden: hidden.hidden }) };
   }
 
   /** `key`'s cached result, counted as a hit; undefined (not counted) when it is not held. */

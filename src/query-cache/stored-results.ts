@@ -2,9 +2,11 @@ import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
 import { type ListDependency, tableTag } from "../core/deps/planner.ts";
 import type { LogPosition } from "../log/contract.ts";
+import { type HiddenKeys, hiddenKeys } from "../sql/analysis/hidden-keys.ts";
 import {
   registrationOf,
   resultRows,
+  type SqlDialect,
   type SqlShape,
   sqlShape,
   wholeTable,
@@ -188,6 +190,22 @@ export class StoredResults<R> {
   }
 
   /**
+   * An ORM's statement as run with the base columns it does not show carried after its own
+   * (see sql/analysis/hidden-keys.ts), and its read; undefined where nothing is gained.
+   */
+  hiddenRead(
+    read: GroupRead,
+    dialect: SqlDialect,
+  ): { hidden: HiddenKeys; read: GroupRead } | undefined {
+    const resolve = this.#d.names()?.resolve;
+    const schema = this.#d.tables.schema;
+    const reshape = (sql: string) => sqlShape(sql, read.params, dialect, schema, resolve);
+    const hidden = hiddenKeys(read.shape, read.sql, read.params, dialect, reshape);
+    if (!hidden) return undefined;
+    return { hidden, read: { sql: hidden.sql, params: hidden.params, shape: hidden.shape } };
+  }
+
+  /**
    * A lookup `read` answered from a held result of the same rows source that shows its row
    * (see HeldResults), counted as a hit under `sql`; undefined when none does.
    */
@@ -237,7 +255,7 @@ export class StoredResults<R> {
    * Undefined when the ORM's statement cannot be read.
    */
   #registered(rerun: Rerun<R>, result: R, kept: unknown, named: readonly string[]) {
-    const { shape: read, query, sql } = rerun.options;
+    const { shape: read, query, sql, asked } = rerun.options;
     const schema = this.#d.tables.schema;
     // An ORM's statement is read where it names tables (with Drizzle's automatic
     // invalidation off it names none, and the result depends on its tags alone).
@@ -249,7 +267,7 @@ export class StoredResults<R> {
     if (shape === undefined) return { ...wholeTables(named), meta: undefined, tables: named };
     if (!read && shape.fallback === "parse") return undefined;
     const registration = registrationOf(shape, resultRows(kept));
-    this.#d.stats.registrations.count(shape, registration.widened, sql ?? query?.sql);
+    this.#d.stats.registrations.count(shape, registration.widened, sql ?? asked ?? query?.sql);
     // Patched only once the table's column kinds are known: a patch writes captured values
     // back in the forms those kinds say (an instant as the driver gives it).
     const table = shape.lists?.table;

@@ -85,16 +85,28 @@ export class MissCensus {
       }
       return done;
     };
+    // A miss the adapter answers itself (a select it ran with hidden keys, see getSelect)
+    // is counted as one by the engine, as every miss is.
+    const missed = new Set<string>();
+    const countRead = cache.engine.countRead.bind(cache.engine);
+    cache.engine.countRead = (key, status) => {
+      if (status === "miss" && key.startsWith(QUERY_KEY)) missed.add(key.slice(QUERY_KEY.length));
+      countRead(key, status);
+    };
     // Every lookup goes through getSelect (get too, without the select's SQL).
     const get = cache.getSelect.bind(cache);
     cache.getSelect = async (key, tables, isTag, query) => {
+      missed.delete(key);
       const value = await get(key, tables, isTag, query);
       if (isTag) return value;
       const first = !this.#known.has(key);
-      const what = value === undefined ? this.#miss(key) : undefined;
+      const miss = value === undefined || missed.delete(key);
+      const what = miss ? this.#miss(key) : undefined;
       if (query) this.#countSql(query.sql, first, what);
+      // Run and stored by the adapter: what Drizzle was handed, as it would have put it.
+      if (miss && value !== undefined) this.#put(key, JSON.stringify(value));
       // A hit on a select never stored: answered from a held result (held-results.ts).
-      if (value !== undefined && first) this.#known.set(key, { state: "answered" });
+      else if (value !== undefined && first) this.#known.set(key, { state: "answered" });
       return value;
     };
     const putSelect = cache.putSelect.bind(cache);

@@ -63,6 +63,30 @@ export function restrictedStatement(
   return read.rewritten(where ? [where] : [], inserts);
 }
 
+/**
+ * `sql` with the base's `columns` (the base named `ref` there) carried after its own
+ * columns, everything else as it is (its window too), with its parameters; undefined where
+ * the text cannot be rewritten safely (see clausesOf), or its select list is DISTINCT
+ * (carried columns would change which rows are distinct) or not a plain SELECT's.
+ */
+export function carriedStatement(
+  sql: string,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+  ref: string,
+  columns: readonly string[],
+): { sql: string; params: unknown[] } | undefined {
+  const text = sql.replace(/[\s;]+$/, "");
+  if (!/^\s*select\s/i.test(text) || /^\s*select\s+distinct\b/i.test(text)) return undefined;
+  const scan = scanTop(text, dialect);
+  const from = scan?.clause.from;
+  if (!scan || scan.compound || from === undefined) return undefined;
+  if (scan.placeholders.length !== placeholderCount(scan, params)) return undefined;
+  const carried = columns.map((c) => `${name(text, ref)}.${name(text, c)}`).join(", ");
+  const before = text.slice(0, from).replace(/\s+$/, "");
+  return { sql: `${before}, ${carried} ${text.slice(from)}`, params: [...params] };
+}
+
 /** The names a keyed statement gives the base columns it carries: `edgecache_0` (the key)... */
 export const CARRIED = "edgecache_";
 
