@@ -56,6 +56,8 @@ export class MissCensus {
   >();
   /** Invalidated misses waiting for their fresh result, with the result removed. */
   #removed = new Map<string, { what: string; result: string }>();
+  /** The position this node had applied at each key's last lookup. */
+  #askedAt = new Map<string, number>();
   #known = new Map<string, Known>();
   #records: ChangeRecord[] = [];
   #schema: PlanSchema;
@@ -97,14 +99,21 @@ export class MissCensus {
     const get = cache.getSelect.bind(cache);
     cache.getSelect = async (key, tables, isTag, query) => {
       missed.delete(key);
+      // A result is stored as a load that began at its lookup, at the position this node
+      // had applied then: the records after it may concern it (the write fence removes it
+      // for one the node applies while it ran, even one this census has heard of before).
+      const asked = cache.engine.position.seq;
+      this.#askedAt.set(key, asked);
+      // As it was before the lookup: a result the adapter runs itself is stored during it.
+      const before = this.#known.get(key);
       const value = await get(key, tables, isTag, query);
       if (isTag) return value;
       const first = !this.#known.has(key);
       const miss = value === undefined || missed.delete(key);
-      const what = miss ? this.#miss(key) : undefined;
+      const what = miss ? this.#miss(key, before) : undefined;
       if (query) this.#countSql(query.sql, first, what);
       // Run and stored by the adapter: what Drizzle was handed, as it would have put it.
-      if (miss && value !== undefined) this.#put(key, JSON.stringify(value));
+      if (miss && value !== undefined) this.#put(key, JSON.stringify(value), asked);
       // A hit on a select never stored: answered from a held result (held-results.ts).
       else if (value !== undefined && first) this.#known.set(key, { state: "answered" });
       return value;
@@ -137,8 +146,7 @@ export class MissCensus {
     if (miss !== undefined) counts.misses[miss] = (counts.misses[miss] ?? 0) + 1;
   }
 
-  #miss(key: string): string {
-    const known = this.#known.get(key);
+  #miss(key: string, known = this.#known.get(key)): string {
     this.#known.set(key, known?.state === "refused" ? known : { state: "asked" });
     const what = !known
       ? "first"
@@ -155,7 +163,7 @@ export class MissCensus {
     return what;
   }
 
-  #put(key: string, result: string): void {
+  #put(key: string, result: string, asked = this.#askedAt.get(key)): void {
     const removed = this.#removed.get(key);
     if (removed) {
       this.#removed.delete(key);
@@ -164,7 +172,7 @@ export class MissCensus {
     }
     const registration = this.#cache.engine.registration(QUERY_KEY + key);
     if (registration) {
-      const after = this.#records.at(-1)?.seq ?? 0;
+      const after = asked ?? this.#records.at(-1)?.seq ?? 0;
       this.#known.set(key, { state: "stored", after, registration: { ...registration }, result });
       return;
     }
