@@ -20,6 +20,15 @@ export {
   type WriteHooks,
   type WriteResult,
 } from "./core/cache/index.ts";
+export type {
+  ChangeLog,
+  ChangeOp,
+  ChangeRecord,
+  LogFollower,
+  LogPosition,
+  LogStart,
+} from "./core/change-log/contract.ts";
+export { type LocalChangeLogOptions, localChangeLog } from "./core/change-log/in-process.ts";
 export {
   type DependencyLookup,
   type InvalidationPolicy,
@@ -45,12 +54,3 @@ export type * from "./core/query.ts";
 export { parseListQuery } from "./core/query-params.ts";
 export { type CacheStats, type TierStats, toPrometheus } from "./core/stats.ts";
 export type * from "./core/store.ts";
-export type {
-  ChangeLog,
-  ChangeOp,
-  ChangeRecord,
-  LogFollower,
-  LogPosition,
-  LogStart,
-} from "./log/contract.ts";
-export { type LocalChangeLogOptions, localChangeLog } from "./log/in-process.ts";

@@ -5,13 +5,13 @@
  */
 import { eq } from "drizzle-orm";
 import type { Cache } from "drizzle-orm/cache/core";
+import type { ChangeLog } from "../../src/core/change-log/contract.ts";
 import {
   type DrizzleCacheStats,
   drizzleCache,
   type EdgecacheDrizzleCache,
   withTransactions,
 } from "../../src/drizzle/index.ts";
-import type { ChangeLog } from "../../src/log/contract.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import type { Driver } from "./databases.ts";
 import type { AnyDb, DrizzleTables } from "./queries.ts";

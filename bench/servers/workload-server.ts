@@ -35,10 +35,10 @@ import {
   type CapturingSource,
   followCapture,
 } from "../../src/core/capture.ts";
+import { localChangeLog } from "../../src/core/change-log/in-process.ts";
+import { withOutsideWrites } from "../../src/core/change-log/outside-writes.ts";
 import type { Store } from "../../src/core/store.ts";
 import { demoViews } from "../../src/demo/seed.ts";
-import { localChangeLog } from "../../src/log/in-process.ts";
-import { withOutsideWrites } from "../../src/log/outside-writes.ts";
 import { isPostgresUrl, postgresSource } from "../../src/sources/postgres.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";

@@ -1,4 +1,4 @@
-import type { ChangeOp } from "../log/contract.ts";
+import type { ChangeOp } from "./change-log/contract.ts";
 import { bucketOf, eqKey } from "./deps/index.ts";
 import type { DependencyLookup, ListDependency, WriteEvent } from "./deps/planner.ts";
 import { fnv1a } from "./digest.ts";

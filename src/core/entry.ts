@@ -1,4 +1,4 @@
-import type { LogPosition } from "../log/contract.ts";
+import type { LogPosition } from "./change-log/contract.ts";
 import type { ListDependency } from "./deps/planner.ts";
 import { extend } from "./extend.ts";
 

@@ -1,3 +1,4 @@
+import { ChangeBuckets, entryMarks, eventMarks } from "./change-buckets.ts";
 import {
   type ChangeOp,
   type ChangeRecord,
@@ -7,8 +8,7 @@ import {
   type LogStart,
   ORIGIN,
   readsTable,
-} from "../log/contract.ts";
-import { ChangeBuckets, entryMarks, eventMarks } from "./change-buckets.ts";
+} from "./change-log/contract.ts";
 import type { DependencyLookup, InvalidationPolicy, WriteEvent } from "./deps/planner.ts";
 import type { CacheEntry } from "./entry.ts";
 import { keyPattern } from "./pattern.ts";

@@ -1,10 +1,10 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
 import type { CacheConfig } from "drizzle-orm/cache/core/types";
 import type { Cache } from "../core/cache/index.ts";
+import type { ChangeLog } from "../core/change-log/contract.ts";
 import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
 import type { Store } from "../core/store.ts";
-import type { ChangeLog } from "../log/contract.ts";
 import type { QueryCapture } from "../query-cache/capture.ts";
 import type { ResultForm, StoreOptions, Ticket } from "../query-cache/statement-contract.ts";
 import { StatementCache } from "../query-cache/statements.ts";

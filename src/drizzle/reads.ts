@@ -1,4 +1,4 @@
-import type { LogPosition } from "../log/contract.ts";
+import type { LogPosition } from "../core/change-log/contract.ts";
 
 /**
  * How long after its miss a query's result may still be stored. Longer-running reads are

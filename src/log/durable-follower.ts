@@ -1,6 +1,6 @@
+import { type ChangeRecord, changedTables } from "../core/change-log/contract.ts";
 import { DURABLE_LOG_LEASE, renewDue, trustedUntil } from "../core/lease.ts";
 import type { ReachObject } from "../durable/rpc.ts";
-import { type ChangeRecord, changedTables } from "./contract.ts";
 import {
   type HeldLog,
   newer,

@@ -1,14 +1,14 @@
 import { ChangeBuckets } from "../core/change-buckets.ts";
-import { DURABLE_LOG_LEASE } from "../core/lease.ts";
-import { randomId } from "../core/random-id.ts";
-import type { DurableObjectStateLike, ReachObject } from "../durable/rpc.ts";
 import {
   type ChangeOp,
   type ChangeRecord,
   changedSince,
   changedTables,
   type LogHistory,
-} from "./contract.ts";
+} from "../core/change-log/contract.ts";
+import { DURABLE_LOG_LEASE } from "../core/lease.ts";
+import { randomId } from "../core/random-id.ts";
+import type { DurableObjectStateLike, ReachObject } from "../durable/rpc.ts";
 
 /**
  * The change log's Durable Object side (`ChangeLogObject` in the Cloudflare adapter hosts it

@@ -1,7 +1,3 @@
-import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
-import { DURABLE_LOG_LEASE, renewDue } from "../core/lease.ts";
-import { randomId } from "../core/random-id.ts";
-import { callObject, type DurableObjectNamespaceLike } from "../durable/rpc.ts";
 import {
   type CaptureDrainCounts,
   type CaptureDrainingLog,
@@ -11,7 +7,11 @@ import {
   type LogHistory,
   type LogPosition,
   type WriteTurn,
-} from "./contract.ts";
+} from "../core/change-log/contract.ts";
+import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
+import { DURABLE_LOG_LEASE, renewDue } from "../core/lease.ts";
+import { randomId } from "../core/random-id.ts";
+import { callObject, type DurableObjectNamespaceLike } from "../durable/rpc.ts";
 import { type AppendReply, newer, type StoredRecord, type SyncReply } from "./durable-host.ts";
 
 /**

@@ -1,13 +1,13 @@
 import type { Cache } from "../core/cache/index.ts";
 import { type CaptureFollower, followCapture, mapFeed, unref } from "../core/capture.ts";
-import type { PlanSchema, WriteEvent } from "../core/deps/planner.ts";
-import { settledWithin } from "../core/settled-within.ts";
 import {
   type CaptureDrainCounts,
   type CaptureDrainingLog,
   drainsCapture,
-} from "../log/contract.ts";
-import type { OutsideWrites } from "../log/outside-writes.ts";
+} from "../core/change-log/contract.ts";
+import type { OutsideWrites } from "../core/change-log/outside-writes.ts";
+import type { PlanSchema, WriteEvent } from "../core/deps/planner.ts";
+import { settledWithin } from "../core/settled-within.ts";
 import { comparableEvent } from "../sql/analysis/forms.ts";
 import type { SqlColumnKind } from "../sql/analysis/shapes.ts";
 import type { CapturedShape, CaptureInstallation, ClientCapture } from "../sql/capture.ts";

@@ -1,6 +1,6 @@
 import type { WriteHooks } from "../core/cache/types.ts";
+import type { LogPosition } from "../core/change-log/contract.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
-import type { LogPosition } from "../log/contract.ts";
 import { restrictedStatement, whereless } from "../sql/analysis/group-statements.ts";
 import {
   groupPlan,

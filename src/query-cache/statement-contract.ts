@@ -1,8 +1,8 @@
 import type { Cache } from "../core/cache/index.ts";
+import type { ChangeLog, LogPosition } from "../core/change-log/contract.ts";
 import type { OptionNames } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
 import type { Store } from "../core/store.ts";
-import type { ChangeLog, LogPosition } from "../log/contract.ts";
 import type { SqlShape, SqlTable } from "../sql/analysis/shapes.ts";
 import type { SqlClient, SqlResult, SqlRow } from "../sql/client.ts";
 import type { Cascades } from "./cascades.ts";

@@ -1,8 +1,8 @@
 import type { Cache } from "../core/cache/index.ts";
+import type { LogPosition } from "../core/change-log/contract.ts";
 import { sha256Hex } from "../core/digest.ts";
 import { badOption } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
-import type { LogPosition } from "../log/contract.ts";
 import type { HiddenKeys } from "../sql/analysis/hidden-keys.ts";
 import { type SqlShape, sqlShape } from "../sql/analysis/shapes.ts";
 import { writtenTables } from "../sql/analysis/writes.ts";

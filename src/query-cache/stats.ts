@@ -1,12 +1,12 @@
 import { type Cache, createCache } from "../core/cache/index.ts";
+import type { ChangeLog } from "../core/change-log/contract.ts";
+import { localChangeLog } from "../core/change-log/in-process.ts";
+import type { OutsideWrites } from "../core/change-log/outside-writes.ts";
 import type { PlanSchema } from "../core/deps/planner.ts";
 import { badOption } from "../core/errors.ts";
 import { rateLimited, type Warner } from "../core/report.ts";
 import { hitRate } from "../core/stats.ts";
 import type { Store } from "../core/store.ts";
-import type { ChangeLog } from "../log/contract.ts";
-import { localChangeLog } from "../log/in-process.ts";
-import type { OutsideWrites } from "../log/outside-writes.ts";
 import {
   RegistrationCounts,
   type RegistrationStats,

@@ -1,7 +1,7 @@
 import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
+import type { LogPosition } from "../core/change-log/contract.ts";
 import { type ListDependency, tableTag } from "../core/deps/planner.ts";
-import type { LogPosition } from "../log/contract.ts";
 import { type HiddenKeys, hiddenKeys } from "../sql/analysis/hidden-keys.ts";
 import {
   registrationOf,

@@ -6,7 +6,7 @@ import type {
   LogFollower,
   LogStart,
   WriteTurn,
-} from "../log/contract.ts";
+} from "../core/change-log/contract.ts";
 
 /**
  * What one log implementation honours beyond the contract's common part. Each is read

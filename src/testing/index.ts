@@ -16,12 +16,12 @@
  * storeConformance("my-store", (clock) => myStore({ now: clock.now }));
  */
 
+export type { ChangeLog, LogFollower, WriteTurn } from "../core/change-log/contract.ts";
 // The contracts the suites hold an implementation to, for typing the one under test.
 export type { Store } from "../core/store.ts";
 // What a source under the suite is seeded with: the demo tables (SQLite's DDL; PostgreSQL's
 // is the same tables with its types), their rows, and the view over them.
 export { DEMO_SCHEMA, demoRows, demoViews, seedDemo } from "../demo/seed.ts";
-export type { ChangeLog, LogFollower, WriteTurn } from "../log/contract.ts";
 export type { Source } from "../sources/source.ts";
 export type { SqlClient, SqlResult, SqlRow } from "../sql/client.ts";
 export {

@@ -3,7 +3,7 @@ import { validateConfig } from "../../src/adapter/node/config.ts";
 import { addressSet, hostSet, originSet } from "../../src/app/access.ts";
 import { checkBody, fields } from "../../src/app/body.ts";
 import { Cache } from "../../src/core/cache/index.ts";
-import { localChangeLog } from "../../src/log/in-process.ts";
+import { localChangeLog } from "../../src/core/change-log/in-process.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 // Every "expected X, got Y" says what was sent as one describer does (describeValue), and

@@ -4,9 +4,9 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { createCache } from "../../src/core/cache/index.ts";
+import { localChangeLog } from "../../src/core/change-log/in-process.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import type { Store } from "../../src/core/store.ts";
-import { localChangeLog } from "../../src/log/in-process.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";
 

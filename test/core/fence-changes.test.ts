@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { ORIGIN } from "../../src/core/change-log/contract.ts";
 import {
   type PlanSchema,
   planWrite,
@@ -7,7 +8,6 @@ import {
 } from "../../src/core/deps/planner.ts";
 import type { CacheEntry } from "../../src/core/entry.ts";
 import { WriteFence } from "../../src/core/fence.ts";
-import { ORIGIN } from "../../src/log/contract.ts";
 
 /**
  * What the write fence tells of the changes since an entry's position: nothing, the write

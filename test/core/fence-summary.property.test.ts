@@ -1,6 +1,7 @@
 import { parse, stringify } from "devalue";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { ChangeOp, LogHistory } from "../../src/core/change-log/contract.ts";
 import {
   type ListDependency,
   type PlanSchema,
@@ -11,7 +12,6 @@ import {
 import type { CacheEntry } from "../../src/core/entry.ts";
 import { WriteFence } from "../../src/core/fence.ts";
 import type { ListFilter, Row } from "../../src/core/query.ts";
-import type { ChangeOp, LogHistory } from "../../src/log/contract.ts";
 
 /**
  * The fence's summary (ChangeBuckets) judges an entry once the records since it are gone.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Cache } from "../../src/core/cache/index.ts";
+import { localChangeLog } from "../../src/core/change-log/in-process.ts";
 import type { PlanSchema, WriteEvent } from "../../src/core/deps/planner.ts";
-import { localChangeLog } from "../../src/log/in-process.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 /**

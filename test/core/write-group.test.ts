@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { AppliedWrite } from "../../src/core/cache/types.ts";
 import { MAX_GROUP, WriteChain, WriteGroups } from "../../src/core/cache/write-group.ts";
+import type { WriteTurn } from "../../src/core/change-log/contract.ts";
 import type { WriteEvent } from "../../src/core/deps/planner.ts";
-import type { WriteTurn } from "../../src/log/contract.ts";
 
 /**
  * A stand-in for Cache.write: counts the turns groups take of their own, keeps each group's

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { LogPosition } from "../../src/core/change-log/contract.ts";
 import { PendingReads, READ_MAX_AGE_MS } from "../../src/drizzle/reads.ts";
-import type { LogPosition } from "../../src/log/contract.ts";
 
 describe("pending reads (pairing Drizzle's put with its get)", () => {
   it("never gives a put a position later than its own read's, in any interleaving", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import type { ChangeOp, ChangeRecord } from "../../src/core/change-log/contract.ts";
 import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
-import type { ChangeOp, ChangeRecord } from "../../src/log/contract.ts";
 import { FollowerHost } from "../../src/log/durable-follower.ts";
 import { ChangeLogHost } from "../../src/log/durable-host.ts";
 import { DurableChangeLog } from "../../src/log/durable-object.ts";

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { createCache } from "../../src/core/cache/index.ts";
 import { ChangeBuckets } from "../../src/core/change-buckets.ts";
+import type { ChangeRecord, LogHistory } from "../../src/core/change-log/contract.ts";
 import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
-import type { ChangeRecord, LogHistory } from "../../src/log/contract.ts";
 import {
   ChangeLogHost,
   MAX_HISTORY_CHARS,

@@ -3,9 +3,14 @@
 // run here, and each call of the conformance suite (in Node) arrives as one request.
 
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
+import type {
+  ChangeOp,
+  ChangeRecord,
+  LogPosition,
+  WriteTurn,
+} from "../../src/core/change-log/contract.ts";
 import { randomId } from "../../src/core/random-id.ts";
 import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
-import type { ChangeOp, ChangeRecord, LogPosition, WriteTurn } from "../../src/log/contract.ts";
 import { type ChangeLogMode, DurableChangeLog } from "../../src/log/durable-object.ts";
 
 export { ChangeLogObject };

@@ -6,7 +6,7 @@ import type {
   LogFollower,
   LogPosition,
   WriteTurn,
-} from "../../src/log/contract.ts";
+} from "../../src/core/change-log/contract.ts";
 import { RETAINED_RECORDS } from "../../src/log/durable-host.ts";
 import { changeLogConformance } from "../../src/testing/index.ts";
 import { startWorker } from "../helpers/workerd.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { localChangeLog } from "../../src/log/in-process.ts";
+import { localChangeLog } from "../../src/core/change-log/in-process.ts";
 import { changeLogConformance } from "../../src/testing/index.ts";
 
 // One process: each instance is a log of its own, always trusted, delivering synchronously;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Cache } from "../../src/core/cache/index.ts";
-import type { CaptureDrainCounts } from "../../src/log/contract.ts";
+import type { CaptureDrainCounts } from "../../src/core/change-log/contract.ts";
 import { QueryCapture } from "../../src/query-cache/capture.ts";
 import type { ClientCapture } from "../../src/sql/capture.ts";
 

@@ -17,6 +17,7 @@
  * planner (a pure function) against the one entry's registration as stored.
  */
 import { getTableConfig, type SQLiteTable } from "drizzle-orm/sqlite-core";
+import type { ChangeRecord } from "../../../src/core/change-log/contract.ts";
 import type { Registration } from "../../../src/core/deps/index.ts";
 import {
   type DependencyLookup,
@@ -25,7 +26,6 @@ import {
   tagTable,
 } from "../../../src/core/deps/planner.ts";
 import type { EdgecacheDrizzleCache } from "../../../src/drizzle/index.ts";
-import type { ChangeRecord } from "../../../src/log/contract.ts";
 import { schema as conduitSchema } from "../schema.ts";
 
 type Known =

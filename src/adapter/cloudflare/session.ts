@@ -1,5 +1,5 @@
+import type { LogPosition } from "../../core/change-log/contract.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import type { LogPosition } from "../../log/contract.ts";
 
 /**
  * Sessions of the change log's `session` mode (see `DurableChangeLog`): a client carries the

@@ -6,6 +6,7 @@ import { edgecacheApp } from "../../app/edgecache-app.ts";
 import { errorBody, errorResponse } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
 import { Cache } from "../../core/cache/index.ts";
+import type { LogPosition } from "../../core/change-log/contract.ts";
 import {
   badOption,
   checkOptionNames,
@@ -15,7 +16,6 @@ import {
 import { requestKey } from "../../core/keys.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { Store } from "../../core/store.ts";
-import type { LogPosition } from "../../log/contract.ts";
 import { DurableChangeLog } from "../../log/durable-object.ts";
 import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";
 import { type CacheStorageLike, cacheApiStore } from "../../stores/cache-api.ts";

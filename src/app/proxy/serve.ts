@@ -1,7 +1,7 @@
+import type { LogPosition } from "../../core/change-log/contract.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { variantSuffixAsync } from "../../core/http-cache.ts";
-import type { LogPosition } from "../../log/contract.ts";
 import type { Forward } from "../http.ts";
 import { decide, selectVariant } from "./decide.ts";
 import { clientHeaders } from "./headers.ts";

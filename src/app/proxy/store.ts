@@ -1,11 +1,11 @@
 import type { Cache, EntryInit } from "../../core/cache/index.ts";
+import type { LogPosition } from "../../core/change-log/contract.ts";
 import {
   type Freshness,
   type HeaderRecord,
   type PolicyClass,
   variantSuffixAsync,
 } from "../../core/http-cache.ts";
-import type { LogPosition } from "../../log/contract.ts";
 import { baseKey } from "./routes.ts";
 import {
   type Ctx,

@@ -5,7 +5,7 @@ import type {
   LogPosition,
   LogStart,
   WriteTurn,
-} from "../../log/contract.ts";
+} from "../change-log/contract.ts";
 import type { Cost } from "../cost.ts";
 import type { DependencyIndex } from "../deps/index.ts";
 import type { InvalidationPolicy, PlanSchema, WriteEvent } from "../deps/planner.ts";

@@ -1,4 +1,4 @@
-import type { LogPosition } from "../../log/contract.ts";
+import type { LogPosition } from "../change-log/contract.ts";
 import type { Cost } from "../cost.ts";
 import type { DependencyIndex, HitCount } from "../deps/index.ts";
 import { sha256Hex } from "../digest.ts";

@@ -1,4 +1,4 @@
-import type { ChangeLog } from "../../log/contract.ts";
+import type { ChangeLog } from "../change-log/contract.ts";
 import type { CacheEntry } from "../entry.ts";
 import type { PendingRemovals } from "../removal.ts";
 import type { TierStack } from "./tiers.ts";

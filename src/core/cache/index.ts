@@ -1,4 +1,4 @@
-import type { ChangeLog, LogHistory, LogPosition, WriteTurn } from "../../log/contract.ts";
+import type { ChangeLog, LogHistory, LogPosition, WriteTurn } from "../change-log/contract.ts";
 import { CoarseClock } from "../coarse-clock.ts";
 import type { Registration } from "../deps/index.ts";
 import type {

@@ -1,5 +1,5 @@
-import type { ChangeLog, LogHistory } from "../../log/contract.ts";
-import { decodeLogStart, encodeLogStart, localChangeLog } from "../../log/in-process.ts";
+import type { ChangeLog, LogHistory } from "../change-log/contract.ts";
+import { decodeLogStart, encodeLogStart, localChangeLog } from "../change-log/in-process.ts";
 import type { rateLimited } from "../report.ts";
 import { isLogKeeping, type LogKeepingStore, type Store } from "../store.ts";
 

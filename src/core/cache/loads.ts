@@ -1,4 +1,4 @@
-import type { ChangeLog, LogPosition } from "../../log/contract.ts";
+import type { ChangeLog, LogPosition } from "../change-log/contract.ts";
 import type { Cost } from "../cost.ts";
 import { tagTable } from "../deps/planner.ts";
 import type { CacheEntry } from "../entry.ts";

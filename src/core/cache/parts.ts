@@ -1,4 +1,4 @@
-import type { ChangeLog } from "../../log/contract.ts";
+import type { ChangeLog } from "../change-log/contract.ts";
 import { type Costs, newCosts } from "../cost.ts";
 import { DependencyIndex } from "../deps/index.ts";
 import { type PlanSchema, planWrite } from "../deps/planner.ts";

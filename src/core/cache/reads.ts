@@ -1,4 +1,4 @@
-import type { ChangeLog, LogPosition } from "../../log/contract.ts";
+import type { ChangeLog, LogPosition } from "../change-log/contract.ts";
 import type { Cost } from "../cost.ts";
 import type { DependencyIndex } from "../deps/index.ts";
 import {

@@ -1,4 +1,4 @@
-import type { ChangeRecord } from "../../log/contract.ts";
+import type { ChangeRecord } from "../change-log/contract.ts";
 import {
   type DependencyLookup,
   type InvalidationPolicy,

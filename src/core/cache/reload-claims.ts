@@ -1,4 +1,4 @@
-import type { ChangeLog, LogPosition } from "../../log/contract.ts";
+import type { ChangeLog, LogPosition } from "../change-log/contract.ts";
 import type { Cost } from "../cost.ts";
 
 /** Claims kept at most: one whose copy never came (its load failed) goes with the oldest. */

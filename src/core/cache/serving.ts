@@ -1,4 +1,4 @@
-import type { LogPosition } from "../../log/contract.ts";
+import type { LogPosition } from "../change-log/contract.ts";
 import { Cost } from "../cost.ts";
 import { type CacheEntry, madeEntry } from "../entry.ts";
 import { isNegative } from "../negative.ts";

@@ -1,4 +1,4 @@
-import type { WriteTurn } from "../../log/contract.ts";
+import type { WriteTurn } from "../change-log/contract.ts";
 import type { WriteEvent } from "../deps/planner.ts";
 import type { AppliedWrite } from "./types.ts";
 

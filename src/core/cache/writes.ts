@@ -1,4 +1,4 @@
-import type { ChangeOp, WriteTurn } from "../../log/contract.ts";
+import type { ChangeOp, WriteTurn } from "../change-log/contract.ts";
 import type { WriteEvent } from "../deps/planner.ts";
 import { EdgecacheError } from "../errors.ts";
 import { extend } from "../extend.ts";

@@ -1,5 +1,5 @@
+import type { ChangeRecord, LogFollower, LogHistory } from "../../core/change-log/contract.ts";
 import type { Cost } from "../../core/cost.ts";
-import type { ChangeRecord, LogFollower, LogHistory } from "../contract.ts";
 import { C, type Link } from "./link.ts";
 
 /**

@@ -1,10 +1,16 @@
+import type {
+  ChangeLog,
+  ChangeOp,
+  LogFollower,
+  LogPosition,
+  WriteTurn,
+} from "../../core/change-log/contract.ts";
 import type { Cost } from "../../core/cost.ts";
 import { badOption } from "../../core/errors.ts";
 import { REDIS_LOG_LEASE } from "../../core/lease.ts";
 import { randomId } from "../../core/random-id.ts";
 import type { Warner } from "../../core/report.ts";
 import { connectRedis, type RedisConnectOptions } from "../../redis/connect.ts";
-import type { ChangeLog, ChangeOp, LogFollower, LogPosition, WriteTurn } from "../contract.ts";
 import { RedisFollower } from "./follower.ts";
 import { C, Link, type Settings } from "./link.ts";
 import { RedisWriter } from "./writer.ts";

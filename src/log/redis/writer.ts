@@ -1,8 +1,13 @@
+import {
+  type ChangeOp,
+  changedTables,
+  type LogPosition,
+  type WriteTurn,
+} from "../../core/change-log/contract.ts";
 import type { Cost } from "../../core/cost.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { randomId } from "../../core/random-id.ts";
 import { RecentTimes } from "../../core/recent-times.ts";
-import { type ChangeOp, changedTables, type LogPosition, type WriteTurn } from "../contract.ts";
 import type { RedisFollower, RenewReply, StreamEntry } from "./follower.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";
 

@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
+import type { ChangeLog } from "../../../src/core/change-log/contract.ts";
 import { randomId } from "../../../src/core/random-id.ts";
-import type { ChangeLog } from "../../../src/log/contract.ts";
 import { redisChangeLog } from "../../../src/log/redis/index.ts";
 import { changeLogConformance } from "../../../src/testing/index.ts";
 import { quiet } from "../../helpers/cluster.ts";

@@ -1,9 +1,9 @@
 import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import { Cache } from "../../../src/core/cache/index.ts";
+import type { ChangeOp } from "../../../src/core/change-log/contract.ts";
 import { entryValue } from "../../../src/core/codec.ts";
 import { randomId } from "../../../src/core/random-id.ts";
-import type { ChangeOp } from "../../../src/log/contract.ts";
 import { redisChangeLog } from "../../../src/log/redis/index.ts";
 import { logKeys } from "../../../src/log/redis/scripts.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";

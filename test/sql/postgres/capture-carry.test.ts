@@ -6,8 +6,8 @@ import {
   type CarryingFeed,
   followCapture,
 } from "../../../src/core/capture.ts";
+import { localChangeLog } from "../../../src/core/change-log/in-process.ts";
 import type { WriteEvent } from "../../../src/core/deps/planner.ts";
-import { localChangeLog } from "../../../src/log/in-process.ts";
 import { postgresSource } from "../../../src/sources/postgres.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { quiet, until } from "../../helpers/cluster.ts";

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import type { Hono } from "hono";
 import { Cache, type CacheOptions } from "../../../core/cache/index.ts";
+import type { ChangeLog, LogStart } from "../../../core/change-log/contract.ts";
+import { localChangeLog } from "../../../core/change-log/in-process.ts";
+import { type OutsideWrites, withOutsideWrites } from "../../../core/change-log/outside-writes.ts";
 import { isClosable, isListable, type Store } from "../../../core/store.ts";
-import type { ChangeLog, LogStart } from "../../../log/contract.ts";
-import { localChangeLog } from "../../../log/in-process.ts";
-import { type OutsideWrites, withOutsideWrites } from "../../../log/outside-writes.ts";
 import { type MemoryStoreOptions, memoryStore } from "../../../stores/memory.ts";
 import { type Cluster, joinCluster, type RedisSetting } from "../cluster.ts";
 import { cacheLogger, type Logger, serverLogging } from "../log.ts";

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import type { LogStart } from "../../../log/contract.ts";
-import { decodeLogStart, encodeLogStart } from "../../../log/in-process.ts";
+import type { LogStart } from "../../../core/change-log/contract.ts";
+import { decodeLogStart, encodeLogStart } from "../../../core/change-log/in-process.ts";
 
 /**
  * The persistent cache tier outlives the process. Its entries carry the position of the

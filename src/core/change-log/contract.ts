@@ -1,5 +1,5 @@
-import type { Cost } from "../core/cost.ts";
-import type { WriteEvent } from "../core/deps/planner.ts";
+import type { Cost } from "../cost.ts";
+import type { WriteEvent } from "../deps/planner.ts";
 
 /**
  * The change log: one global order of every change, which every node applies through the

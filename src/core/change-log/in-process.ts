@@ -1,6 +1,6 @@
 import { parse, stringify } from "devalue";
-import { checkOptionNames, type OptionNames } from "../core/errors.ts";
-import { randomId } from "../core/random-id.ts";
+import { checkOptionNames, type OptionNames } from "../errors.ts";
+import { randomId } from "../random-id.ts";
 import {
   type ChangeLog,
   type ChangeRecord,
