@@ -1,7 +1,7 @@
 import type { WriteEvent } from "../core/deps/planner.ts";
 import type { Row } from "../core/query.ts";
 import type { Dialect, Statement, Steps } from "../sql/dialect.ts";
-import { type ForeignKey, quote, type SqlColumn, type SqlTable } from "../sql/schema.ts";
+import { type ForeignKey, quote, type ServedTable, type SqlColumn } from "../sql/schema.ts";
 
 /**
  * What a write changes beyond its own row, whatever the dialect: the rows foreign key
@@ -29,7 +29,7 @@ export interface Acted {
  * followed transitively through cascades; locked where the dialect locks rows, so they
  * stay as read until the delete commits.
  */
-export function* referencing<C extends SqlColumn, T extends SqlTable<C>>(
+export function* referencing<C extends SqlColumn, T extends ServedTable<C>>(
   d: Dialect<C, T>,
   tables: Map<string, T>,
   fks: Map<string, ForeignKey[]>,
@@ -67,7 +67,7 @@ export function* referencing<C extends SqlColumn, T extends SqlTable<C>>(
  * cascades. A table met again on the way (a cycle, a table reached twice) cannot be
  * followed further by queries: its rows are then reported as changed without images.
  */
-export function actedOnByDelete<C extends SqlColumn, T extends SqlTable<C>>(
+export function actedOnByDelete<C extends SqlColumn, T extends ServedTable<C>>(
   d: Dialect<C, T>,
   tables: Map<string, T>,
   fks: Map<string, ForeignKey[]>,
@@ -92,7 +92,7 @@ export function actedOnByDelete<C extends SqlColumn, T extends SqlTable<C>>(
 }
 
 /** The write events of a batched delete's foreign key actions, from the rows read before it. */
-export function cascadedOf<T extends SqlTable>(
+export function cascadedOf<T extends ServedTable>(
   tables: Map<string, T>,
   acted: Acted[],
   results: Row[][],

@@ -8,8 +8,8 @@ import {
   badQuery,
   type ForeignKey,
   quote,
+  type ServedTable,
   type SqlColumn,
-  type SqlTable,
 } from "../sql/schema.ts";
 import type { DeleteResult, Source, WriteOptions, WriteResult } from "./source.ts";
 import {
@@ -42,7 +42,9 @@ export interface SqlSourceOptions {
  * where the dialect locks rows) before it is changed. D1 has none, so a write there is one
  * batch of statements that do not depend on each other (see #batchDelete).
  */
-export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements Source, WriteFaults {
+export class SqlSource<C extends SqlColumn, T extends ServedTable<C>>
+  implements Source, WriteFaults
+{
   readonly name: string;
   readonly #dialect: Dialect<C, T>;
   readonly #driver: Driver;
@@ -507,7 +509,7 @@ export class SqlSource<C extends SqlColumn, T extends SqlTable<C>> implements So
  * });
  * ```
  */
-export function sqlSource<C extends SqlColumn, T extends SqlTable<C>>(
+export function sqlSource<C extends SqlColumn, T extends ServedTable<C>>(
   dialect: Dialect<C, T>,
   driver: Driver,
   options: SqlSourceOptions,

@@ -4,8 +4,8 @@ import {
   badBody,
   LONE_SURROGATE,
   NUMERIC_STRING,
+  type ServedTable,
   type SqlColumn,
-  type SqlTable,
 } from "../sql/schema.ts";
 
 /**
@@ -19,7 +19,7 @@ export function isWindowNumber(n: unknown): boolean {
 }
 
 /** A primary key from a URL or a caller, in the key column's type; undefined when none can match. */
-export function coerceId(table: SqlTable, id: string | number): string | number | undefined {
+export function coerceId(table: ServedTable, id: string | number): string | number | undefined {
   if (table.pk.kind === "number") {
     const n = typeof id === "string" && NUMERIC_STRING.test(id) ? Number(id) : id;
     return typeof n === "number" && Number.isFinite(n) ? n : undefined;
@@ -28,7 +28,7 @@ export function coerceId(table: SqlTable, id: string | number): string | number 
 }
 
 /** Validates a body against the table: known columns, values of the column's kind. */
-export function coerceBody(table: SqlTable, values: Row): Map<string, unknown> {
+export function coerceBody(table: ServedTable, values: Row): Map<string, unknown> {
   if (typeof values !== "object" || values === null || Array.isArray(values)) {
     throw badBody(
       table.source,
@@ -91,7 +91,7 @@ export function coerceValue(
  * A whole row (insert, replace) must give every NOT NULL column without a DEFAULT: the
  * client's omission, a 400 naming each such column, not the database's constraint error.
  */
-export function requireValues(table: SqlTable, given: Map<string, unknown>): void {
+export function requireValues(table: ServedTable, given: Map<string, unknown>): void {
   const missing = [...table.columns.values()]
     .filter((c) => c !== table.pk && !c.nullable && c.defaultSql === null && !given.has(c.name))
     .map((c) => `"${c.name}"`);
@@ -100,7 +100,7 @@ export function requireValues(table: SqlTable, given: Map<string, unknown>): voi
 }
 
 export function withoutKey(
-  table: SqlTable,
+  table: ServedTable,
   id: string | number,
   given: Map<string, unknown>,
 ): Map<string, unknown> {
@@ -143,7 +143,7 @@ export function validateViewsOption(source: string, views: unknown): ViewInfo[] 
 export function checkViews(
   source: string,
   views: ViewInfo[],
-  tables: Map<string, SqlTable>,
+  tables: Map<string, ServedTable>,
   skipped: string[],
 ): Map<string, ViewInfo> {
   const missing = (name: string) =>

@@ -1,5 +1,5 @@
 import type { Filter, Row, SortKey } from "../core/query.ts";
-import type { ForeignKey, ForeignKeyAction, SqlColumn, SqlTable } from "./schema.ts";
+import type { ForeignKey, ForeignKeyAction, ServedTable, SqlColumn } from "./schema.ts";
 
 /** One SQL statement and its bound values, in the dialect's placeholders. */
 export interface Statement {
@@ -23,7 +23,7 @@ export function* rowsOf(statement: Statement): Steps<Row[]> {
  * What the catalog said: the served tables, and the columns of the user tables the data API
  * cannot address (no single-column primary key), which change capture records all the same.
  */
-export interface Discovered<T extends SqlTable> {
+export interface Discovered<T extends ServedTable> {
   tables: Map<string, T>;
   skipped: Map<string, T["columns"]>;
 }
@@ -34,7 +34,10 @@ export interface Discovered<T extends SqlTable> {
  * (`sql/sqlite/dialect.ts`), PostgreSQL's serves postgres.js (`sql/postgres/dialect.ts`); every
  * statement is assembled from these pieces by `sql-source.ts`.
  */
-export interface Dialect<C extends SqlColumn = SqlColumn, T extends SqlTable<C> = SqlTable<C>> {
+export interface Dialect<
+  C extends SqlColumn = SqlColumn,
+  T extends ServedTable<C> = ServedTable<C>,
+> {
   /** The n-th bound parameter (from 1), cast for `column` where the dialect must say its type. */
   placeholder(n: number, column?: C): string;
   /** A value as the driver binds it. */

@@ -13,7 +13,11 @@ export interface SqlColumn extends ColumnInfo {
   defaultSql: string | null;
 }
 
-export interface SqlTable<C extends SqlColumn = SqlColumn> {
+/**
+ * A table the data API serves, as its source reads it from the catalog (not the planner's
+ * `SqlTable` of sql/analysis, which is what a query cache knows of a table's keys and kinds).
+ */
+export interface ServedTable<C extends SqlColumn = SqlColumn> {
   /** The source's name, for error messages. */
   source: string;
   info: TableInfo;
@@ -109,7 +113,7 @@ export function tableInfo(name: string, columns: Iterable<SqlColumn>, pk: SqlCol
  * already, and ending on the key keeps any window deterministic.
  */
 export function orderBy<C extends SqlColumn>(
-  table: SqlTable<C>,
+  table: ServedTable<C>,
   sort: SortKey[],
   term: (column: C, desc: boolean) => string,
 ): string {

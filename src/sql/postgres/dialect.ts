@@ -8,8 +8,8 @@ import {
   filterValue,
   orderBy,
   quote,
+  type ServedTable,
   type SqlColumn,
-  type SqlTable,
   tableInfo,
 } from "../schema.ts";
 
@@ -43,7 +43,7 @@ export interface PgColumn extends SqlColumn {
   assigned: boolean;
 }
 
-export type PgTable = SqlTable<PgColumn> & {
+export type PgTable = ServedTable<PgColumn> & {
   /** `"schema"."table"` */
   qualified: string;
   /** The select list that reads every column in its data API form. */

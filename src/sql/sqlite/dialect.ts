@@ -12,8 +12,8 @@ import {
   NUMERIC_STRING,
   orderBy,
   quote,
+  type ServedTable,
   type SqlColumn,
-  type SqlTable,
   tableInfo,
 } from "../schema.ts";
 import { CAPTURE_PREFIX, isCaptureTrigger } from "./capture-sql.ts";
@@ -34,7 +34,7 @@ export interface ColumnMeta extends SqlColumn {
   affinity: Affinity;
 }
 
-export interface TableMeta extends SqlTable<ColumnMeta> {
+export interface TableMeta extends ServedTable<ColumnMeta> {
   /** INTEGER PRIMARY KEY of a rowid table: SQLite assigns it when absent. */
   rowidAlias: boolean;
 }
