@@ -36,5 +36,5 @@ export {
   type ProxyOptions,
   type PurgeRequest,
   type WarmResult,
-} from "./app/proxy.ts";
+} from "./app/proxy/index.ts";
 export type { QueryCacheReport, QueryCacheView } from "./app/query-shapes.ts";

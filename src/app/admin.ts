@@ -24,6 +24,7 @@ import { bodyError, fields, readBody, type Schema } from "./body.ts";
 import { dashboardPage } from "./dashboard.ts";
 import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import { cacheChecks, cacheFileCheck, type HealthChecks, healthHandler } from "./health.ts";
+import type { CachingProxy } from "./proxy/index.ts";
 import { decided, describeRule, learnFamilies, rulesReport } from "./proxy/learn/observe.ts";
 import { checkRule, type RuleState, ruleId } from "./proxy/learn/rules.ts";
 import {
@@ -34,7 +35,6 @@ import {
 } from "./proxy/manifest/keeper.ts";
 import { targetProblem } from "./proxy/manifest/parse.ts";
 import { TAGS_UNCOUNTED } from "./proxy/purge.ts";
-import type { CachingProxy } from "./proxy.ts";
 import { type QueryCacheView, queryCachesOption, queryShapesHandler } from "./query-shapes.ts";
 
 export interface AdminOptions {

@@ -8,7 +8,7 @@ import { createNodeProxy, DEFAULT_PROXY_CACHE_FILE } from "../adapter/node/modes
 import { DRAIN_MS, type RunningServer } from "../adapter/node/server/server.ts";
 import { createTenantNode } from "../adapter/node/tenants/dispatcher.ts";
 import { DEFAULT_STATE_FILE } from "../adapter/node/tenants/state.ts";
-import type { ClientDirectives } from "../app/proxy.ts";
+import type { ClientDirectives } from "../app/proxy/index.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import { capture } from "./capture.ts";
 import { explain } from "./commands/explain.ts";

@@ -1,6 +1,6 @@
 import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { MAX_CACHED_TARGET } from "../../src/app/proxy.ts";
+import { MAX_CACHED_TARGET } from "../../src/app/proxy/index.ts";
 import {
   counting,
   type Origin,

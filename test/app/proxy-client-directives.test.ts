@@ -1,7 +1,7 @@
 import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { validateConfig } from "../../src/adapter/node/config.ts";
+import { validateRoutes } from "../../src/app/proxy/index.ts";
 import { keepOnce, keepPolicy, type UrlReport } from "../../src/app/proxy/manifest/keeper.ts";
-import { validateRoutes } from "../../src/app/proxy.ts";
 import { expectBadOption } from "./harness.ts";
 import { cacheStatusOf, counting, raw, startOrigin, startProxy } from "./proxy-harness.ts";
 

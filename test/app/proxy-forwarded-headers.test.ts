@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createProxy } from "../../src/app/proxy.ts";
+import { createProxy } from "../../src/app/proxy/index.ts";
 import { Cache } from "../../src/core/cache/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { CLAIM_NAMES } from "../fuzz/grammar.ts";

@@ -13,7 +13,7 @@ import {
   type NodeProxy,
   type NodeProxyOptions,
 } from "../../src/adapter/node/modes/proxy.ts";
-import type { OriginRoute } from "../../src/app/proxy.ts";
+import type { OriginRoute } from "../../src/app/proxy/index.ts";
 import { fakeClock } from "../helpers/chaos-store.ts";
 import { tempDir } from "./harness.ts";
 

@@ -1,13 +1,13 @@
 import type { Hono } from "hono";
 import { edgecacheApp } from "../../app/edgecache-app.ts";
-import { sharedLearning } from "../../app/proxy/learn/share.ts";
 import {
   type CachingProxy,
   createProxy,
   type LearnOptions,
   type OriginRoute,
   type ProxyOptions,
-} from "../../app/proxy.ts";
+} from "../../app/proxy/index.ts";
+import { sharedLearning } from "../../app/proxy/learn/share.ts";
 import type { Cache } from "../../core/cache/index.ts";
 import { badOption, checkOptionNames, type OptionNames } from "../../core/errors.ts";
 import type { DurableChangeLog } from "../../log/durable-object.ts";

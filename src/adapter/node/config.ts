@@ -9,7 +9,7 @@ import {
   type LearnOptions,
   type OriginRoute,
   validateRoutes,
-} from "../../app/proxy.ts";
+} from "../../app/proxy/index.ts";
 import { badOption, checkOptionNames, EdgecacheError } from "../../core/errors.ts";
 import type { ViewInfo } from "../../core/query.ts";
 import type { RedisSetting } from "./cluster.ts";

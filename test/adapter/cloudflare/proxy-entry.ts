@@ -2,7 +2,7 @@
 // the test runs (its URL in ORIGIN), with the route's clientDirectives from CLIENT_DIRECTIVES.
 import { edgecacheProxyWorker } from "../../../src/adapter/cloudflare/proxy-worker.ts";
 import type { ExecutionContextLike, LogEnv } from "../../../src/adapter/cloudflare/worker.ts";
-import type { ClientDirectives } from "../../../src/app/proxy.ts";
+import type { ClientDirectives } from "../../../src/app/proxy/index.ts";
 
 export { ChangeLogObject } from "../../../src/adapter/cloudflare/change-log-object.ts";
 

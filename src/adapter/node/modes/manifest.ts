@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import type { CachingProxy } from "../../../app/proxy/index.ts";
 import {
   keepManifest,
   type ManifestKeeper,
   type ManifestKeeperOptions,
 } from "../../../app/proxy/manifest/keeper.ts";
 import { MANIFEST, manifestUrls, parseManifest } from "../../../app/proxy/manifest/parse.ts";
-import type { CachingProxy } from "../../../app/proxy.ts";
 import { badOption, EdgecacheError } from "../../../core/errors.ts";
 import type { Warner } from "../../../core/report.ts";
 import type { Cluster } from "../cluster.ts";

@@ -2,7 +2,7 @@ import { Agent as HttpAgent, request as httpRequest, type OutgoingHttpHeaders } 
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
-import type { OriginFetch } from "../../../app/proxy.ts";
+import type { OriginFetch } from "../../../app/proxy/index.ts";
 
 /** An origin idle this long (no headers, or a body that stopped) fails the request. */
 const ORIGIN_TIMEOUT_MS = 30_000;

@@ -6,15 +6,15 @@ import type { Hono } from "hono";
 import { addressSet, clientAddress } from "../../../app/access.ts";
 import type { ManifestView } from "../../../app/admin.ts";
 import { edgecacheApp } from "../../../app/edgecache-app.ts";
-import { sharedLearning } from "../../../app/proxy/learn/share.ts";
-import type { ManifestKeeper } from "../../../app/proxy/manifest/keeper.ts";
 import {
   type CachingProxy,
   createProxy,
   type LearnOptions,
   type OriginRoute,
   type Rule,
-} from "../../../app/proxy.ts";
+} from "../../../app/proxy/index.ts";
+import { sharedLearning } from "../../../app/proxy/learn/share.ts";
+import type { ManifestKeeper } from "../../../app/proxy/manifest/keeper.ts";
 import type { Cache } from "../../../core/cache/index.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { checkOptionNames, type OptionNames } from "../../../core/errors.ts";

@@ -1,18 +1,23 @@
 import { type Context, Hono } from "hono";
-import type { Cache } from "../core/cache/index.ts";
-import type { CacheEntry } from "../core/entry.ts";
-import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
-import { ignoringClientRefresh, policyClass, requestDirectives } from "../core/http-cache.ts";
-import { rateLimited } from "../core/report.ts";
-import { decide, PLAIN, selectVariant, selectVariantNow } from "./proxy/decide.ts";
-import { forwardedHeaders } from "./proxy/headers.ts";
-import { type LearnEnv, type LearnOptions, learnEnv } from "./proxy/learn/observe.ts";
-import type { LoadEnv, OriginFetch } from "./proxy/load.ts";
-import type { Fetched } from "./proxy/manifest/keeper.ts";
-import { passThrough } from "./proxy/pass.ts";
-import { type PurgeRequest, purge } from "./proxy/purge.ts";
-import { errorReply } from "./proxy/replies.ts";
-import type { OriginRoute } from "./proxy/routes.ts";
+import type { Cache } from "../../core/cache/index.ts";
+import type { CacheEntry } from "../../core/entry.ts";
+import {
+  badOption,
+  checkOptionNames,
+  EdgecacheError,
+  type OptionNames,
+} from "../../core/errors.ts";
+import { ignoringClientRefresh, policyClass, requestDirectives } from "../../core/http-cache.ts";
+import { rateLimited } from "../../core/report.ts";
+import { decide, PLAIN, selectVariant, selectVariantNow } from "./decide.ts";
+import { forwardedHeaders } from "./headers.ts";
+import { type LearnEnv, type LearnOptions, learnEnv } from "./learn/observe.ts";
+import type { LoadEnv, OriginFetch } from "./load.ts";
+import type { Fetched } from "./manifest/keeper.ts";
+import { passThrough } from "./pass.ts";
+import { type PurgeRequest, purge } from "./purge.ts";
+import { errorReply } from "./replies.ts";
+import type { OriginRoute } from "./routes.ts";
 import {
   baseKey,
   COMPONENT,
@@ -22,29 +27,29 @@ import {
   MAX_CACHED_TARGET,
   matchRoute,
   validateRoutes,
-} from "./proxy/routes.ts";
-import { cached, type ServeEnv } from "./proxy/serve.ts";
-import type { Interim } from "./proxy/types.ts";
-import { type Ctx, isVaryRecord } from "./proxy/types.ts";
+} from "./routes.ts";
+import { cached, type ServeEnv } from "./serve.ts";
+import type { Interim } from "./types.ts";
+import { type Ctx, isVaryRecord } from "./types.ts";
 
-export { DEFAULT_FORWARDED_HEADERS, forwardedHeaders } from "./proxy/headers.ts";
+export { DEFAULT_FORWARDED_HEADERS, forwardedHeaders } from "./headers.ts";
 // The proxy by concern: routes.ts (routing and keys), serve.ts (answering GET and HEAD from
 // the cache or one shared origin request), load.ts and store.ts (the origin request and
 // what is stored), revalidate.ts (conditional requests and 304s), pass.ts (other methods,
 // and invalidation by unsafe ones), purge.ts, headers.ts and replies.ts.
-export type { LearnOptions, LearnStats } from "./proxy/learn/observe.ts";
-export type { Rule, RuleState } from "./proxy/learn/rules.ts";
-export type { OriginFetch } from "./proxy/load.ts";
-export type { Fetched } from "./proxy/manifest/keeper.ts";
-export type { PurgeRequest } from "./proxy/purge.ts";
+export type { LearnOptions, LearnStats } from "./learn/observe.ts";
+export type { Rule, RuleState } from "./learn/rules.ts";
+export type { OriginFetch } from "./load.ts";
+export type { Fetched } from "./manifest/keeper.ts";
+export type { PurgeRequest } from "./purge.ts";
 export {
   type ClientDirectives,
   MAX_CACHED_TARGET,
   type OriginRoute,
   type Route,
   validateRoutes,
-} from "./proxy/routes.ts";
-export type { Interim } from "./proxy/types.ts";
+} from "./routes.ts";
+export type { Interim } from "./types.ts";
 
 export interface ProxyOptions {
   cache: Cache;
