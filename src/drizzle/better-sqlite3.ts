@@ -137,6 +137,11 @@ export function betterSqliteProxy(
       return done;
     },
     inTransaction: () => inside.getStore() === true,
+    read: (sql, params) =>
+      inside.exit(async () => {
+        await turn();
+        return execute({ sql, params: [...params], method: "all" }).rows;
+      }),
   };
   const proxy = (async (sql: string, params: unknown[], method: Method) => {
     if (BEGINS.test(sql) && !inside.getStore()) {

@@ -81,6 +81,8 @@ export interface SelectQuery {
    * statement itself, with hidden keys carried, and hand Drizzle the columns it asked for.
    */
   positional?: boolean;
+  /** How many columns Drizzle reads of each row (its fields), where positional. */
+  columns?: number;
   /** What `put` would be given: `$withCache({ config })`, and whether tables invalidate it. */
   config?: CacheConfig;
   autoInvalidate?: boolean;
@@ -211,7 +213,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     // With its parameters, a lookup of one row may be answered from a held result.
     const hides = this.#run !== undefined && query?.positional === true;
     const looked = await this.#statements.lookupKey(name, query?.sql, tables, query, hides);
-    if (looked.found) return shown(looked.result) as unknown[];
+    if (looked.found) return shown(looked.result, query?.columns) as unknown[];
     if (looked.hidden && query) {
       const rows = await this.#runCarried(name, looked.ticket, looked.hidden, tables, isTag, query);
       if (rows) return rows as unknown[];
@@ -253,7 +255,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
     const put = autoInvalidate ? tables : [];
     const options = { ...this.#stored(name, put, isTag, config, ran), asked: query.sql };
     await this.#statements.store(ticket, result, options);
-    return shown(result);
+    return shown(result, query.columns);
   }
 
   /** Drizzle hands over what a select returned after a miss. */
@@ -461,14 +463,20 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   }
 }
 
-/** What Drizzle is handed of a stored result: a carried one without its hidden keys. */
-function shown(result: unknown): unknown {
+/**
+ * What Drizzle is handed of a stored result: a carried one without its hidden keys, cut to
+ * the `columns` Drizzle reads where known (a lookup answered from a held result that
+ * carries columns this select shows itself, or none).
+ */
+function shown(result: unknown, columns?: number): unknown {
   const r = result as Partial<Carried> | undefined;
   if (Array.isArray(result) || typeof r?.hidden !== "number" || !Array.isArray(r.rows)) {
     return result;
   }
   const hidden = r.hidden;
-  const rows = r.rows.map((row) => Array.prototype.slice.call(row, 0, row.length - hidden));
+  const rows = r.rows.map((row) =>
+    Array.prototype.slice.call(row, 0, columns ?? row.length - hidden),
+  );
   return r.wrapped ? { rows } : rows;
 }
 

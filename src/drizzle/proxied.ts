@@ -18,6 +18,12 @@ export interface ProxiedClient {
    * it is open must not take the transaction's cache.
    */
   inTransaction(): boolean;
+  /**
+   * Runs a select of the cache's own (a group patch's) as a statement from outside every
+   * transaction, whatever context it was started from (a capture follower first started
+   * inside a transaction carries it): it waits while one has the connection.
+   */
+  read(sql: string, params: readonly unknown[]): Promise<unknown[]>;
 }
 
 /** The proxied client behind a Drizzle session's callback, if it is one of edgecache's. */

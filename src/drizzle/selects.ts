@@ -41,8 +41,20 @@ export function shapeSelect(
   dialect: SqlDialect,
 ): void {
   learnTables(fields, cache, dialect);
-  // A query builder's select: Drizzle maps its rows by position to `fields`.
-  const positional = Array.isArray(fields) && fields.length > 0;
+  // A query builder's select: Drizzle maps its rows by position to `fields`, one column each.
+  const columns = Array.isArray(fields) ? fields.length : 0;
+  let running = 0;
+  const run = prepared.run;
+  if (typeof run === "function") {
+    prepared.run = function (this: unknown, ...args: unknown[]) {
+      running++;
+      try {
+        return run.apply(this, args);
+      } finally {
+        running--;
+      }
+    };
+  }
   const queryWithCache = prepared.queryWithCache;
   if (typeof queryWithCache !== "function") return;
   prepared.queryWithCache = function (
@@ -66,7 +78,7 @@ export function shapeSelect(
       params,
       dialect,
       ...(run && { run }),
-      positional,
+      ...(columns > 0 && { positional: true, columns }),
       ...(cacheConfig?.config && { config: cacheConfig.config }),
       ...(cacheConfig?.autoInvalidate !== undefined && {
         autoInvalidate: cacheConfig.autoInvalidate,
@@ -80,7 +92,9 @@ export function shapeSelect(
       onMutate: (params) => cache.onMutate(params),
     } as DrizzleCacheContract;
     const self = Object.create(this) as Record<string, unknown>;
-    self.cache = read;
+    // `run()` of a select hands the driver's own result over (a libSQL ResultSet), under the
+    // key `all()` has: never cached, or `all()` would be handed it.
+    self.cache = running > 0 ? undefined : read;
     return queryWithCache.call(self, sql, params, ...rest);
   };
 }

@@ -29,13 +29,6 @@ interface DatabaseLike {
   transaction?: (run: (tx: DatabaseLike) => unknown, config?: unknown) => Promise<unknown>;
 }
 
-/** edgecache's sqlite-proxy callback, as a select runs through it (see better-sqlite3.ts). */
-type ProxyCallback = (
-  sql: string,
-  params: unknown[],
-  method: "all",
-) => Promise<{ rows: unknown[] }>;
-
 /**
  * drizzle-orm's better-sqlite3 driver (0.45) runs its queries synchronously and never asks a
  * cache: it drops the `cache` option given to `drizzle()`. What to do instead, in the error.
@@ -128,11 +121,10 @@ export function withTransactions<DB extends object>(
   }
   // On edgecache's proxy, the cache's own selects wait, as Drizzle's do, for a transaction
   // that has the one connection: run beside it, they would read its uncommitted rows.
-  const proxy = proxied && (session.client as ProxyCallback);
-  const run = proxy
-    ? async (sql: string, params: readonly unknown[]) => (await proxy(sql, [...params], "all")).rows
+  const run = proxied && ((sql: string, params: readonly unknown[]) => proxied.read(sql, params));
+  const capture = follow
+    ? cache.followCapture(client, run || undefined, proxied !== undefined)
     : undefined;
-  const capture = follow ? cache.followCapture(client, run, proxied !== undefined) : undefined;
   if (!follow) cache.readCatalog(client);
   settleMutations(session, cache, dialect, capture, client, proxied);
   // D1's meta.changes counts capture's trigger rows too: the session's statements go to a

@@ -1,4 +1,25 @@
 import { clientKind } from "../sql/client-kind.ts";
+import { nodeRequire } from "../sql/node-require.ts";
+
+interface TypeParsers {
+  getTypeParser(id: number, format?: string): unknown;
+}
+
+/**
+ * The types drizzle-orm's node-postgres driver keeps as the server's text (its session's
+ * `getTypeParser`: timestamptz, timestamp, date, interval, and their arrays, numeric[]):
+ * a select the cache runs for Drizzle reads them so too.
+ */
+const DRIZZLE_TEXT_TYPES = new Set([1184, 1114, 1082, 1186, 1231, 1115, 1185, 1187, 1182]);
+
+/** pg's type parsers (the default ones, and those the application set on them), where pg loads. */
+function defaultTypes(): unknown {
+  try {
+    return (nodeRequire(import.meta.url)("pg") as { types?: unknown }).types;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Runs a select on the application's client the way Drizzle runs its query builder's
@@ -28,12 +49,23 @@ export function valuesRunner(
       // application's transactions run on, whose uncommitted rows a patch must not read.
       if (!("totalCount" in (client as object))) return undefined;
       const c = client as {
-        query(q: { text: string; values: unknown[]; rowMode: "array" }): Promise<{
-          rows: unknown[];
-        }>;
+        query(q: {
+          text: string;
+          values: unknown[];
+          rowMode: "array";
+          types: { getTypeParser: (id: number, format?: string) => unknown };
+        }): Promise<{ rows: unknown[] }>;
+      };
+      // pg's own parsers, as the Pool has them (its `types` option, else pg's defaults).
+      const own = (client as { options?: { types?: TypeParsers } }).options?.types;
+      const parsers = own ?? (defaultTypes() as TypeParsers | undefined);
+      if (!parsers) return undefined;
+      const types = {
+        getTypeParser: (id: number, format?: string) =>
+          DRIZZLE_TEXT_TYPES.has(id) ? (v: unknown) => v : parsers.getTypeParser(id, format),
       };
       return async (sql, params) =>
-        (await c.query({ text: sql, values: [...params], rowMode: "array" })).rows;
+        (await c.query({ text: sql, values: [...params], rowMode: "array", types })).rows;
     }
     case "better-sqlite3": {
       const c = client as {

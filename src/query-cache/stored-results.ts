@@ -151,7 +151,9 @@ export class StoredResults<R> {
       }
       stats.stored(tables);
       if (rerun.run) this.#reruns.set(key, rerun);
-      const read = this.#groupRead(options);
+      // A result registered on no table (Drizzle's `autoInvalidate: false`: its tags alone)
+      // is not current after a write, so it answers no other lookup.
+      const read = tables.length > 0 ? this.#groupRead(options) : undefined;
       if (read) this.#held.stored(key, read);
       options.stored?.(ttl);
       return true;
