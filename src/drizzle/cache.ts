@@ -77,11 +77,10 @@ export interface SelectQuery {
    */
   run?: () => Promise<unknown>;
   /**
-   * Drizzle reads its rows by position (a query builder's select): the adapter may run the
-   * statement itself, with hidden keys carried, and hand Drizzle the columns it asked for.
+   * How many columns Drizzle reads of each row, by position (a query builder's select's
+   * fields): given, the adapter may run the statement itself, with hidden keys carried, and
+   * hand Drizzle the columns it asked for.
    */
-  positional?: boolean;
-  /** How many columns Drizzle reads of each row (its fields), where positional. */
   columns?: number;
   /** What `put` would be given: `$withCache({ config })`, and whether tables invalidate it. */
   config?: CacheConfig;
@@ -211,7 +210,7 @@ export class EdgecacheDrizzleCache implements DrizzleCacheContract {
   ): Promise<unknown[] | undefined> {
     const name = keyName(key, isTag);
     // With its parameters, a lookup of one row may be answered from a held result.
-    const hides = this.#run !== undefined && query?.positional === true;
+    const hides = this.#run !== undefined && (query?.columns ?? 0) > 0;
     const looked = await this.#statements.lookupKey(name, query?.sql, tables, query, hides);
     if (looked.found) return shown(looked.result, query?.columns) as unknown[];
     if (looked.hidden && query) {

@@ -78,7 +78,7 @@ export function shapeSelect(
       params,
       dialect,
       ...(run && { run }),
-      ...(columns > 0 && { positional: true, columns }),
+      ...(columns > 0 && { columns }),
       ...(cacheConfig?.config && { config: cacheConfig.config }),
       ...(cacheConfig?.autoInvalidate !== undefined && {
         autoInvalidate: cacheConfig.autoInvalidate,

@@ -35,13 +35,18 @@ async function eventually(check: () => boolean): Promise<void> {
   }
 }
 
+/** A cache on `h` and Drizzle over it, returned once capture follows its writes. */
 async function open(h: Harness) {
   const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all", reload: false });
   closers.push(() => cache.close());
   const db = withTransactions(h.db(cache));
   await db.select().from(h.users).where(eq(h.users.id, 0));
-  await eventually(() => cache.getStats().writes === "capture");
+  await followed(cache);
   return { cache, db };
+}
+
+function followed(cache: { getStats(): { writes: string } }): Promise<void> {
+  return eventually(() => cache.getStats().writes === "capture");
 }
 
 // A lookup that shows the base's key and the join link itself (so nothing is carried for it)
@@ -118,7 +123,6 @@ it("node-postgres (Pool): a select run with hidden keys reads timestamps, dates 
       .limit(5);
   const expected = await q(plain);
   const got = await q(db);
-  console.log(JSON.stringify({ expected, got }));
   expect(got).toEqual(expected);
 });
 
@@ -138,8 +142,7 @@ for (const firstInTx of [false, true]) {
     } else {
       await db.update(h.users).set({ name: "Ann" }).where(eq(h.users.id, 1));
     }
-    for (let i = 0; i < 500 && cache.getStats().writes !== "capture"; i++) await sleep(10);
-    expect(cache.getStats().writes).toBe("capture");
+    await followed(cache);
     const q = (d: AnyDb) =>
       d
         .select({ id: h.posts.id, userId: h.posts.userId, name: h.users.name })
@@ -180,13 +183,10 @@ for (const firstInTx of [false, true]) {
 
 it("libSQL: a list stored with autoInvalidate: false (its tags alone) answers no other lookup after a write", async () => {
   const h = libsqlHarness();
+  closers.push(() => h.close());
   await h.reset();
   await h.installCapture();
-  const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all", reload: false });
-  const db = withTransactions(h.db(cache));
-  await db.select().from(h.users).where(eq(h.users.id, 0));
-  for (let i = 0; i < 500 && cache.getStats().writes !== "capture"; i++)
-    await new Promise((r) => setTimeout(r, 10));
+  const { db } = await open(h);
   const base = (d: AnyDb) =>
     d
       .select({ title: h.posts.title, name: h.users.name })
@@ -195,20 +195,15 @@ it("libSQL: a list stored with autoInvalidate: false (its tags alone) answers no
   await base(db).orderBy(desc(h.posts.id)).limit(5).$withCache({ autoInvalidate: false });
   await db.update(h.posts).set({ title: "changed" }).where(eq(h.posts.id, 1));
   const got = await base(db).where(eq(h.posts.id, 1));
-  await cache.close();
-  await h.close();
   expect(got).toEqual([{ title: "changed", name: "Ann" }]);
 });
 
 it("libSQL: run() of a select hands over the driver's result, and all() of it the rows", async () => {
   const h = libsqlHarness();
+  closers.push(() => h.close());
   await h.reset();
   await h.installCapture();
-  const cache = drizzleCache({ tiers: [memoryStore()], strategy: "all", reload: false });
-  const db = withTransactions(h.db(cache));
-  await db.select().from(h.users).where(eq(h.users.id, 0));
-  for (let i = 0; i < 500 && cache.getStats().writes !== "capture"; i++)
-    await new Promise((r) => setTimeout(r, 10));
+  const { db } = await open(h);
   const q = (d: AnyDb) =>
     d
       .select({ title: h.posts.title, name: h.users.name })
@@ -222,7 +217,5 @@ it("libSQL: run() of a select hands over the driver's result, and all() of it th
   // `all()` after `run()`: Drizzle hashes both to one key.
   const after = await q(db);
   expect(after).toEqual(await q(plain));
-  await cache.close();
-  await h.close();
   expect(Array.isArray(got)).toBe(Array.isArray(want));
 });

@@ -10,6 +10,8 @@ import type { Redis } from "ioredis";
  */
 export interface ReadHooks {
   before?(): Promise<void>;
+  /** Once the read sent after `before` has returned (or failed). */
+  after?(): void;
   reply?(reply: unknown): unknown;
   renewed?(): void;
 }
@@ -25,7 +27,12 @@ export function hookReads(client: Redis, hooks: ReadHooks): void {
     const xread = calls.xread!.bind(copy);
     calls.xread = async (...a: unknown[]) => {
       await hooks.before?.();
-      const reply = await xread(...a);
+      let reply: unknown;
+      try {
+        reply = await xread(...a);
+      } finally {
+        hooks.after?.();
+      }
       return hooks.reply ? hooks.reply(reply) : reply;
     };
     const pipeline = copy.pipeline.bind(copy);
@@ -41,7 +48,12 @@ export function hookReads(client: Redis, hooks: ReadHooks): void {
       const exec = p.exec.bind(p);
       (p as { exec: typeof p.exec }).exec = async (...b) => {
         await hooks.before?.();
-        const results = await exec(...b);
+        let results: Awaited<ReturnType<typeof exec>>;
+        try {
+          results = await exec(...b);
+        } finally {
+          hooks.after?.();
+        }
         const last = results?.[results.length - 1];
         if (hooks.reply && last && !last[0]) last[1] = hooks.reply(last[1]);
         return results;

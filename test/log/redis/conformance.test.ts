@@ -20,15 +20,19 @@ shared.describe("the Redis change log on the shared Redis", () => {
     async backend() {
       // Each test its own prefix: a log of its own on the one server.
       const prefix = `edgecache-test:${randomId()}:`;
-      const clients = new Map<ChangeLog, { client: Redis; stalled: boolean }>();
+      const clients = new Map<ChangeLog, { client: Redis; stalled: boolean; reading: number }>();
       async function open(): Promise<ChangeLog> {
         // Each node its own client, whose reader can be held back (see stall).
         const client = new Redis(shared.url);
         client.on("error", () => {});
-        const state = { client, stalled: false };
+        const state = { client, stalled: false, reading: 0 };
         hookReads(client, {
           async before() {
             while (state.stalled) await new Promise((r) => setTimeout(r, 10));
+            state.reading++;
+          },
+          after() {
+            state.reading--;
           },
         });
         const log = await redisChangeLog({
@@ -46,8 +50,12 @@ shared.describe("the Redis change log on the shared Redis", () => {
         async stall(node) {
           const state = clients.get(node)!;
           state.stalled = true;
-          // The blocking read in flight returns within a quarter lease (and renews once).
-          await new Promise((r) => setTimeout(r, LEASE_MS / 4 + 100));
+          // The blocking read in flight returns within a quarter lease (and renews once); a
+          // loaded machine may take longer, so the stall begins once it has returned.
+          const until = Date.now() + 10 * LEASE_MS;
+          while (state.reading > 0 && Date.now() < until) {
+            await new Promise((r) => setTimeout(r, 10));
+          }
           return () => {
             state.stalled = false;
           };
