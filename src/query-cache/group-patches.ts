@@ -1,12 +1,24 @@
 import type { WriteHooks } from "../core/cache/types.ts";
 import type { LogPosition } from "../core/change-log/contract.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
-import { restrictedStatement, whereless } from "../sql/analysis/group-statements.ts";
 import {
-  groupPlan,
+  type Entering,
   insertedKeys,
   mergedRows,
   placedRows,
+  probesOf,
+  toldRows,
+} from "../sql/analysis/group-rows.ts";
+import {
+  linkedRowsStatement,
+  restrictedStatement,
+  whereless,
+} from "../sql/analysis/group-statements.ts";
+import {
+  closedTo,
+  groupPlan,
+  identity,
+  type Presence,
   type Restriction,
   restrictionOf,
   sameKey,
@@ -34,6 +46,14 @@ const TEXT = new TextDecoder();
  * (and entries' bodies) without bound.
  */
 const MOST_WAITING = 1_000;
+/**
+ * Most rows read of a presence's table for one link value (a new article's author's
+ * followers): past it, the results that asked are dropped or run their own statement.
+ */
+const MOST_LINKED = 1_000;
+
+type Asked = NonNullable<Entering["asked"]>[number];
+type Linked = NonNullable<Entering["linked"]>;
 
 /** What a cached read is maintained from: its statement as it ran. */
 export interface GroupRead {
@@ -66,12 +86,76 @@ export function groupPatcher<R>(deps: {
   const records = new WeakMap<readonly WriteEvent[], Map<string, Shared<R>>>();
   const counts = deps.counts;
   let waiting = 0;
+  /**
+   * The rows of each asked presence's table for its link value, one statement each, shared
+   * by the record's results (`statements`); undefined where one cannot be read or has more
+   * than MOST_LINKED rows.
+   */
+  const linkedRows = async (
+    asked: readonly Asked[],
+    sql: string,
+    statements: Map<string, Shared<R>>,
+  ): Promise<Linked | undefined> => {
+    const linked = new Map<Presence, Map<string, Record<string, unknown>[]>>();
+    for (const { presence, link } of asked) {
+      const id = identity(link);
+      const byLink = linked.get(presence) ?? new Map<string, Record<string, unknown>[]>();
+      linked.set(presence, byLink);
+      if (id === undefined) return undefined;
+      if (byLink.has(id)) continue;
+      const filters = presence.filters.map((f) => f.column);
+      const statement = linkedRowsStatement(sql, presence, filters, [link], MOST_LINKED);
+      if (!statement) return undefined;
+      const text = encode(["linked", statement.sql]);
+      const one = statements.get(text) ?? { wanted: true };
+      statements.set(text, one);
+      if (!one.run) {
+        counts.statements++;
+        one.run = deps.query(statement.sql, statement.params);
+      }
+      let rows: readonly unknown[] | undefined;
+      try {
+        rows = resultRows(deps.form.kept(await one.run));
+      } catch (err) {
+        deps.fault(err);
+      }
+      if (!rows || rows.length > MOST_LINKED) return undefined;
+      const columns = [presence.column, ...filters];
+      byLink.set(
+        id,
+        rows.map((r) =>
+          Array.isArray(r)
+            ? Object.fromEntries(columns.map((c, i) => [c, r[i]]))
+            : (r as Record<string, unknown>),
+        ),
+      );
+    }
+    return linked;
+  };
   return (key, entry, events, wanted) => {
     if (waiting >= MOST_WAITING) return undefined;
     const read = deps.readOf(key);
     if (!read) return undefined;
     const plan = groupPlan(read.shape);
     if (!plan) return undefined;
+    const ttl = entry.freshUntil - deps.now();
+    if (ttl <= 0) return undefined;
+    // A write only presences and tallies read (a favourite, a follow): told by its rows.
+    if (events.every((e) => plan.told.includes(e.table))) {
+      const kept = decode(TEXT.decode(entry.body));
+      const held = resultRows(kept);
+      const rows = held && toldRows(plan, held, events, entry.exact === true);
+      if (rows) {
+        waiting++;
+        return async (at) => {
+          waiting--;
+          if (await deps.store(key, deps.form.restored(withRows(kept, rows)), at, ttl)) {
+            counts.patched++;
+            counts.told++;
+          } else counts.dropped++;
+        };
+      }
+    }
     // Shared by the results of its select list whatever their parameters, where the
     // columns the write changes allow (each takes its per-viewer columns from its own rows;
     // the statement carries the base columns that name rows the result does not show).
@@ -81,13 +165,13 @@ export function groupPatcher<R>(deps: {
       columns &&
       insertedKeys(plan, events, whereless(read.sql, read.params, deps.dialect) === true);
     const wide = columns && restrictionOf(plan, events, true, inserted !== undefined);
+    // Whether a new row's per-viewer flags hold for anyone (see mergedRows).
+    const probes = inserted && columns ? probesOf(plan, columns) : [];
     const keyedStatement =
-      wide && restrictedStatement(plan, read.sql, read.params, deps.dialect, wide, true);
+      wide && restrictedStatement(plan, read.sql, read.params, deps.dialect, wide, true, probes);
     const keyed = keyedStatement !== undefined;
     const restriction = keyed || wide?.size === 0 ? wide : restrictionOf(plan, events);
     if (!restriction) return undefined;
-    const ttl = entry.freshUntil - deps.now();
-    if (ttl <= 0) return undefined;
     // Nothing it reads changed: kept as it was.
     if (restriction.size === 0) {
       waiting++;
@@ -110,26 +194,57 @@ export function groupPatcher<R>(deps: {
     one.wanted ||= wanted;
     statements.set(text, one);
     waiting++;
+    // The statement with this result's own parameters, run for it alone where a keyed
+    // statement another result ran cannot tell it its new rows' per-viewer columns.
+    const mine = () => {
+      const text = encode([statement.sql, statement.params]);
+      const alone = statements.get(text) ?? { wanted: true };
+      statements.set(text, alone);
+      return alone;
+    };
     return async (at) => {
       waiting--;
       if (!one.wanted) return;
-      if (!one.run) {
-        one.params = own;
-        counts.statements++;
-        one.run = deps.query(statement.sql, statement.params);
-      }
       const kept = decode(TEXT.decode(entry.body));
       const held = resultRows(kept);
-      let fresh: readonly unknown[] | undefined;
-      try {
-        fresh = resultRows(deps.form.kept(await one.run));
-      } catch (err) {
-        deps.fault(err);
-      }
-      const merged =
-        keyed && held && fresh
-          ? mergedRows(plan, held, fresh, events, columns!, inserted, one.params === own)
+      const rowsOf = async (shared: Shared<R>) => {
+        if (!shared.run) {
+          shared.params = own;
+          counts.statements++;
+          shared.run = deps.query(statement.sql, statement.params);
+        }
+        try {
+          return resultRows(deps.form.kept(await shared.run));
+        } catch (err) {
+          deps.fault(err);
+          return undefined;
+        }
+      };
+      let fresh = await rowsOf(one);
+      const asked: Asked[] = [];
+      const merge = (from: Shared<R>, linked?: Linked) =>
+        held && fresh
+          ? mergedRows(plan, held, fresh, events, columns!, {
+              closed: closedTo(plan, events),
+              inserted,
+              own: from.params === own,
+              probes,
+              linked,
+              asked,
+            })
           : undefined;
+      let source = one;
+      let merged = keyed ? merge(one) : undefined;
+      // New rows' per-viewer flags told by their tables' rows for the new rows' links.
+      if (keyed && !merged && asked.length > 0) {
+        const linked = await linkedRows(asked, read.sql, statements);
+        merged = linked && merge(one, linked);
+      }
+      if (keyed && !merged && inserted && wanted && one.params !== own) {
+        source = mine();
+        fresh = await rowsOf(source);
+        merged = merge(source);
+      }
       const spliced = keyed ? merged?.rows : fresh;
       // The entering rows' keys are not among the held rows the statement must have found.
       const found = inserted ? withoutKeys(restriction, plan.primaryKey, inserted) : restriction;
@@ -142,7 +257,7 @@ export function groupPatcher<R>(deps: {
       const result = deps.form.restored(withRows(kept, rows));
       if (await deps.store(key, result, at, ttl)) {
         counts.patched++;
-        if (one.params !== own) counts.shared++;
+        if (source.params !== own) counts.shared++;
       } else counts.dropped++;
     };
   };

@@ -149,6 +149,11 @@ export interface QueryCacheStats {
 export interface GroupCounts {
   /** Results kept by a group patch. */
   patched: number;
+  /**
+   * Of the results kept, those told by the write's rows with no statement (a favourite's
+   * count and flag, a follow's flag).
+   */
+  told: number;
   /** Statements run for them: one serves every result of a write that needs the same. */
   statements: number;
   /**
@@ -174,6 +179,7 @@ export class QueryStats {
   readonly registrations = new RegistrationCounts();
   readonly groups: GroupCounts = {
     patched: 0,
+    told: 0,
     statements: 0,
     shared: 0,
     dropped: 0,

@@ -146,6 +146,8 @@ describe.each(makers)("group patches on %s", (_, make) => {
     // Viewer 2's results kept by viewer 1's statement (or the other way): its flag told by
     // the favourite written, or kept where the write does not read it.
     expect(groupPatches.shared).toBeGreaterThan(0);
+    // A favourite's count and flag told by its row, with no statement.
+    expect(groupPatches.told).toBeGreaterThan(0);
     // Single articles answered from a held list that shows them (each compared above).
     expect(groupPatches.answered).toBeGreaterThan(0);
     expect(hits).toBeGreaterThan(0);

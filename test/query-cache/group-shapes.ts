@@ -133,11 +133,17 @@ export function write(db: Dialect, next: () => number, step: number): [string, u
         `insert into ${t("users")} values (${p(1)}, ${p(2)}, 'new')`,
         [100 + step, `v${step}`],
       ];
-    case 0:
+    case 0: {
+      // Now and then a favourite of the newest article, or of the next one before it is
+      // written (favourites reference no article): a new article's flags and counts are
+      // then not all false and zero.
+      const which = pick(8);
+      const of = which === 7 ? 100 + step - 1 : which === 8 ? 100 + step + 1 : article;
       return [
         `insert into ${t("favorites")} values (${p(1)}, ${p(2)}) on conflict do nothing`,
-        [user, article],
+        [user, of],
       ];
+    }
     case 1:
       return [
         `delete from ${t("favorites")} where user_id = ${p(1)} and article_id = ${p(2)}`,

@@ -82,6 +82,7 @@ export interface DifferentialReport {
   /** `getStats().groupPatches`: results kept after writes by a statement for their changed rows. */
   groupPatches?: {
     patched: number;
+    told?: number;
     statements: number;
     shared: number;
     dropped: number;

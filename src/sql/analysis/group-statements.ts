@@ -21,6 +21,16 @@ interface StatementPlan {
 }
 
 /**
+ * Whether a table has any row whose `column` equals the base row's `from`: carried after
+ * the base columns of a keyed statement for new base rows (see group-rows.ts, `probesOf`).
+ */
+export interface Probe {
+  table: string;
+  column: string;
+  from: string;
+}
+
+/**
  * `sql` restricted to the base rows of `restriction`, without its window and its WHERE
  * (a row's values do not depend on them: a plan refuses conditions that pick which joined
  * rows are aggregated), so that results of one select list with other conditions (a tag's
@@ -35,6 +45,7 @@ export function restrictedStatement(
   dialect: SqlDialect,
   restriction: Restriction,
   keyed = false,
+  probes: readonly Probe[] = [],
 ): { sql: string; params: unknown[] } | undefined {
   const read = clausesOf(sql, params, dialect);
   if (!read) return undefined;
@@ -55,11 +66,19 @@ export function restrictedStatement(
   const at = where ? where[0] : read.end(read.scan.clause.from ?? 0);
   const inserts: [number, string][] = [[at, where ? condition : ` ${condition}`]];
   // Keyed: each row names its base row, whether the result shows the key or not.
-  if (keyed)
-    inserts.unshift([
-      from!,
-      `, ${plan.carried.map((c, i) => `${name(read.text, plan.ref)}.${name(read.text, c)} as ${CARRIED}${i}`).join(", ")} `,
-    ]);
+  if (keyed) {
+    const text = read.text;
+    const base = (c: string) => `${name(text, plan.ref)}.${name(text, c)}`;
+    const columns = plan.carried.map(base);
+    for (const p of probes) {
+      const table = tableName(text, p.table);
+      if (!table) return undefined;
+      columns.push(
+        `exists (select 1 from ${table} ${PROBE} where ${PROBE}.${name(text, p.column)} = ${base(p.from)})`,
+      );
+    }
+    inserts.unshift([from!, `, ${columns.map((c, i) => `${c} as ${CARRIED}${i}`).join(", ")} `]);
+  }
   return read.rewritten(where ? [where] : [], inserts);
 }
 
@@ -87,8 +106,38 @@ export function carriedStatement(
   return { sql: `${before}, ${carried} ${text.slice(from)}`, params: [...params] };
 }
 
+/**
+ * The rows of a presence's table whose link column holds one of `links` (literals), their
+ * link column and `columns` alone, at most `most` and one more (to tell there are more);
+ * spelled as `sql` spells names. Undefined where a name or a value cannot be written.
+ */
+export function linkedRowsStatement(
+  sql: string,
+  probe: Omit<Probe, "from">,
+  columns: readonly string[],
+  links: readonly unknown[],
+  most: number,
+): { sql: string; params: unknown[] } | undefined {
+  const table = tableName(sql, probe.table);
+  const literals = links.map(literal);
+  if (!table || literals.length === 0 || literals.some((l) => l === undefined)) return undefined;
+  const read = [probe.column, ...columns].map((c) => name(sql, c)).join(", ");
+  const where = `${name(sql, probe.column)} in (${literals.join(", ")})`;
+  return { sql: `select ${read} from ${table} where ${where} limit ${most + 1}`, params: [] };
+}
+
+/** A table's name (bare or with its schema) as `sql` spells names, or undefined. */
+function tableName(sql: string, table: string): string | undefined {
+  const parts = table.split(".");
+  if (parts.length > 2 || parts.some((t) => !IDENTIFIER.test(t))) return undefined;
+  return parts.map((t) => name(sql, t)).join(".");
+}
+
 /** The names a keyed statement gives the base columns it carries: `edgecache_0` (the key)... */
 export const CARRIED = "edgecache_";
+/** The name a probe gives its table (see Probe). */
+const PROBE = "edgecache_probe";
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]*$/;
 
 /**
  * Where a result's rows come from, whatever its WHERE, order and window: its statement

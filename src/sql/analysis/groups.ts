@@ -1,7 +1,6 @@
 import type { WriteEvent } from "../../core/deps/planner.ts";
-import { compareValues, matches } from "../../core/deps/predicate.ts";
 import type { ListFilter, SortKey } from "../../core/query.ts";
-import { CARRIED, type Restriction } from "./group-statements.ts";
+import type { Restriction } from "./group-statements.ts";
 import { reader } from "./rows.ts";
 import { NO_LIMIT, type OutputRead, type SqlShape } from "./shape-types.ts";
 
@@ -34,6 +33,16 @@ export interface GroupPlan {
   outputs?: OutputRead[];
   /** Result columns that say whether a table has a row for the result row (see Presence). */
   presences: Presence[];
+  /**
+   * Result columns that count a table's rows for the result row (`(select count(*) ...)`
+   * on its link and conditions that name no key): told like presences, by adding up.
+   */
+  tallies: Presence[];
+  /**
+   * Tables read by presences and tallies alone: a write to them is told by its rows, with
+   * no statement (see group-rows.ts, `toldRows`).
+   */
+  told: string[];
   /**
    * The base columns a keyed statement carries after the result's columns: its key, then
    * those that name the rows a feed or a presence reaches where the result does not show
@@ -191,11 +200,14 @@ function planOf(shape: SqlShape): GroupPlan | string {
   // A select of the base alone is the row patches' and the reloads' (see the engine).
   if (!usable.some((f) => f.table !== s.table)) return baseAlone(s.table, blocked);
   const presences: Presence[] = [];
+  const tallies: Presence[] = [];
   for (const q of s.subqueries ?? []) {
     const link = q.link ?? q.unshown;
-    if (!q.presence || q.output === undefined || !link || blocked.has(q.table)) continue;
+    if (!(q.presence || q.tally) || q.output === undefined || !link || blocked.has(q.table)) {
+      continue;
+    }
     const filters = q.disjuncts[0] ?? [];
-    presences.push({
+    (q.presence ? presences : tallies).push({
       output: q.output,
       table: q.table,
       column: link.column,
@@ -203,8 +215,12 @@ function planOf(shape: SqlShape): GroupPlan | string {
       filters,
     });
   }
+  const told = toldTables(s, blocked, [...presences, ...tallies]);
   const carried = [s.primaryKey];
-  for (const c of [...usable.map((f) => f.base), ...presences.map((p) => p.from)]) {
+  for (const c of [
+    ...usable.map((f) => f.base),
+    ...[...presences, ...tallies].map((p) => p.from),
+  ]) {
     if (!shown(c) && !carried.includes(c)) carried.push(c);
   }
   const plan: GroupPlan = {
@@ -213,6 +229,8 @@ function planOf(shape: SqlShape): GroupPlan | string {
       s.offset === 0 &&
       s.deciding && { window: { sort: s.sort.map((k) => ({ ...k })), limit: s.limit } }),
     presences,
+    tallies,
+    told,
     carried,
     table: s.table,
     primaryKey: s.primaryKey,
@@ -231,6 +249,40 @@ function planOf(shape: SqlShape): GroupPlan | string {
   plan.feeds = usable.filter((f) => !blocked.has(f.table));
   plan.blocked = [...blocked];
   return plan.feeds.some((f) => f.table !== s.table) ? plan : baseAlone(s.table, blocked);
+}
+
+/**
+ * The tables of `s` that only `values` (its presences and tallies) read: not its base, not
+ * joined, in no condition, and every result column reading one is one of those values and
+ * reads nothing else but its link's base column.
+ */
+function toldTables(
+  s: NonNullable<SqlShape["lists"]>,
+  blocked: ReadonlySet<string>,
+  values: readonly Presence[],
+): string[] {
+  const outputs = s.outputs;
+  if (!outputs) return [];
+  const joined = new Set((s.joins ?? []).map((j) => j.table));
+  const subqueries = s.subqueries ?? [];
+  const tables = new Set(subqueries.map((q) => q.table));
+  return [...tables].filter((t) => {
+    if (t === s.table || joined.has(t) || blocked.has(t)) return false;
+    if (
+      !subqueries.every(
+        (q) => q.table !== t || values.some((v) => v.output === q.output && v.table === t),
+      )
+    ) {
+      return false;
+    }
+    return outputs.every((o, i) => {
+      // `*` is any of the select's own tables (an aggregate of its joined rows): not `t`.
+      if (!o.tables.includes(t)) return true;
+      // Its link reads the base's column too.
+      const alone = o.tables.every((x) => x === t || x === s.table);
+      return alone && values.some((v) => v.output === i && v.table === t);
+    });
+  });
 }
 
 /** Why a select no write to another table than its base can keep is not maintained. */
@@ -273,7 +325,12 @@ export function restrictionOf(
     }
     for (const f of feeds) {
       if (f.hidden && !keyed) return undefined;
-      if (f.ops === "update" && e.op !== "update") return undefined;
+      // A new parent (an inner join's new child): the keyed statement tells whether a row
+      // it joins is there, which only an unheld row can be (see `closedTo`).
+      const joined = keyed && e.op === "insert" && e.table !== plan.table;
+      if (f.ops === "update" && e.op !== "update" && !joined) {
+        return undefined;
+      }
       if (e.op === "update") {
         if (!e.old || !e.new) return undefined;
         for (const c of f.keep)
@@ -294,6 +351,20 @@ export function restrictionOf(
     }
   }
   return count > MOST_PATCHED_ROWS ? undefined : out;
+}
+
+/**
+ * Whether `events` insert a row where only updates feed the result (a parent, an inner
+ * join's child): a row the keyed statement returns that the result does not hold may then
+ * be one that enters it, and the result cannot be kept (see mergedRows's `closed`).
+ */
+export function closedTo(plan: GroupPlan, events: readonly WriteEvent[]): boolean {
+  return events.some(
+    (e) =>
+      e.op === "insert" &&
+      e.table !== plan.table &&
+      plan.feeds.some((f) => f.table === e.table && f.ops === "update"),
+  );
 }
 
 /**
@@ -341,106 +412,7 @@ export function sharedColumns(
   return { params, told };
 }
 
-/**
- * A keyed statement's rows as `held`'s result has them: its carried columns dropped, the
- * columns a parameter enters taken from the held row, or told by `events` (a presence).
- * New rows of `inserted` keys come apart to be placed (`placedRows`), where the statement
- * ran with `held`'s own parameters (`own`) or none enters the result. Undefined where a
- * row cannot be read so.
- */
-export function mergedRows(
-  plan: GroupPlan,
-  held: readonly unknown[],
-  fresh: readonly unknown[],
-  events: readonly WriteEvent[],
-  shared: NonNullable<ReturnType<typeof sharedColumns>>,
-  inserted: readonly unknown[] = [],
-  own = false,
-): { rows: unknown[]; entering: { row: unknown; key: unknown }[] } | undefined {
-  const read = reader(plan.columns, plan.names);
-  const byKey = rowsByKey(plan, held);
-  if (!byKey) return undefined;
-  const out: unknown[] = [];
-  const entering: { row: unknown; key: unknown }[] = [];
-  for (const row of fresh) {
-    const byPosition = positional(row);
-    const values = byPosition ? Array.from(row as ArrayLike<unknown>) : undefined;
-    const named = byPosition ? undefined : { ...(row as Record<string, unknown>) };
-    // The base columns it carries, its last ones.
-    const carried = new Map<string, unknown>();
-    const n = plan.carried.length;
-    if (values && values.length !== plan.names.length + n) return undefined;
-    for (const [i, c] of plan.carried.entries()) {
-      carried.set(c, values ? values[values.length - n + i] : named?.[`${CARRIED}${i}`]);
-      if (named) delete named[`${CARRIED}${i}`];
-    }
-    if (values) values.length -= n;
-    const bare = values ?? named!;
-    const before = byKey.get(identity(read(bare, plan.key)) ?? "");
-    const key = carried.get(plan.primaryKey);
-    const enters = before === undefined && inserted.some((k) => sameKey(k, key));
-    if (before === undefined) {
-      if (!enters) out.push(bare);
-      else if (own || shared.params.length === 0) entering.push({ row: bare, key });
-      else return undefined;
-      continue;
-    }
-    for (const at of shared.params) {
-      const name = plan.names[at];
-      if (
-        !values &&
-        (name === undefined || plan.names.indexOf(name) !== plan.names.lastIndexOf(name))
-      ) {
-        return undefined;
-      }
-      const presence = shared.told.get(at);
-      const was = values
-        ? (before as ArrayLike<unknown>)[at]
-        : (before as Record<string, unknown>)[name!];
-      const base =
-        presence &&
-        (carried.has(presence.from) ? carried.get(presence.from) : read(bare, presence.from));
-      const value = presence ? told(presence, was, base, events) : was;
-      if (value === undefined) return undefined;
-      if (values) values[at] = value;
-      else named![name!] = value;
-    }
-    out.push(bare);
-  }
-  return { rows: out, entering };
-}
-
-/** A presence's value after `events`, in the form `was` has; undefined where it cannot be told. */
-function told(p: Presence, was: unknown, base: unknown, events: readonly WriteEvent[]): unknown {
-  if (!keyLike(base)) return undefined;
-  const columns = [p.column, ...p.filters.map((f) => f.column)];
-  let present: boolean | undefined;
-  for (const e of events) {
-    if (e.table !== p.table) continue;
-    // An update is its old row's delete, then its new row's insert.
-    const rows: [WriteEvent["old"], boolean][] =
-      e.op === "insert"
-        ? [[e.new, true]]
-        : e.op === "delete"
-          ? [[e.old, false]]
-          : [
-              [e.old, false],
-              [e.new, true],
-            ];
-    for (const [row, now] of rows) {
-      if (!row || columns.some((c) => !(c in row))) return undefined;
-      if (sameKey(row[p.column], base) && matches(row, p.filters)) present = now;
-    }
-  }
-  if (present === undefined) return was;
-  if (typeof was === "boolean") return present;
-  if (typeof was === "number" && (was === 0 || was === 1)) return present ? 1 : 0;
-  if (typeof was === "bigint" && (was === 0n || was === 1n)) return present ? 1n : 0n;
-  if (was === "0" || was === "1") return present ? "1" : "0";
-  return undefined;
-}
-
-function keyLike(v: unknown): boolean {
+export function keyLike(v: unknown): boolean {
   return typeof v === "number" || typeof v === "bigint" || typeof v === "string";
 }
 
@@ -491,13 +463,16 @@ export function splicedRows(
 }
 
 /** `rows` by the value of the column that names them; undefined where one cannot be read. */
-function rowsByKey(plan: GroupPlan, rows: readonly unknown[]): Map<string, unknown> | undefined {
+export function rowsByKey(
+  plan: GroupPlan,
+  rows: readonly unknown[],
+): Map<string, unknown> | undefined {
   const read = reader(plan.columns, plan.names);
   const keys = rows.map((row) => identity(read(row, plan.key)));
   return keys.includes(undefined) ? undefined : new Map(keys.map((k, i) => [k!, rows[i]]));
 }
 
-function positional(row: unknown): boolean {
+export function positional(row: unknown): boolean {
   return Array.isArray(row) || typeof (row as { length?: unknown } | null)?.length === "number";
 }
 
@@ -514,66 +489,4 @@ function sameValue(a: unknown, b: unknown): boolean {
     return JSON.stringify(a) === JSON.stringify(b);
   }
   return false;
-}
-
-/**
- * The keys of the base rows `events` insert, where a result of `plan` can take them in:
- * keyed (its statement tells the new rows), ordered from its first row, and `whereless`
- * (its statement with no WHERE: each row it returns for such a key is one of its rows,
- * but for its window). Undefined where there are none, or they cannot be taken in.
- */
-export function insertedKeys(
-  plan: GroupPlan,
-  events: readonly WriteEvent[],
-  whereless: boolean,
-): unknown[] | undefined {
-  const inserts = events.filter((e) => e.table === plan.table && e.op === "insert");
-  if (inserts.length === 0 || !plan.window || !whereless) return undefined;
-  return inserts.map((e) => e.new?.[plan.primaryKey]);
-}
-
-/**
- * `rows` with `entering` (new base rows the statement returned, each with its key) placed
- * where they sort, the window's last rows falling out past its limit; undefined where a
- * place cannot be told (a sort value not shown, NULL, or equal to a held row's up to a key
- * the result does not show).
- */
-export function placedRows(
-  plan: GroupPlan,
-  rows: readonly unknown[],
-  entering: readonly { row: unknown; key: unknown }[],
-): unknown[] | undefined {
-  const window = plan.window;
-  if (!window) return undefined;
-  const read = reader(plan.columns, plan.names);
-  const keys = new Map<unknown, unknown>(entering.map((e) => [e.row, e.key]));
-  const shown = (c: string) => plan.columns.includes(c);
-  const value = (row: unknown, column: string) =>
-    shown(column) ? read(row, column) : column === plan.primaryKey ? keys.get(row) : undefined;
-  const before = (a: unknown, b: unknown): boolean | undefined => {
-    for (const k of window.sort) {
-      const x = value(a, k.column);
-      const y = value(b, k.column);
-      if (x === undefined || y === undefined || x === null || y === null) return undefined;
-      const c = compareValues(x, y);
-      if (c !== 0) return k.desc ? c > 0 : c < 0;
-    }
-    return undefined;
-  };
-  const out = [...rows];
-  for (const e of entering) {
-    let at = out.length;
-    for (const [i, row] of out.entries()) {
-      const first = before(e.row, row);
-      if (first === undefined) return undefined;
-      if (first) {
-        at = i;
-        break;
-      }
-    }
-    if (at >= window.limit) continue;
-    out.splice(at, 0, e.row);
-    if (out.length > window.limit) out.length = window.limit;
-  }
-  return out;
 }

@@ -301,6 +301,12 @@ export interface ShapeSubquery {
    * tells the value for the rows it names, with no query (group patches).
    */
   presence?: true;
+  /**
+   * That value is `count(*)` of it, its link and its own conditions all it reads: each
+   * write to the table adds to it or takes from it for the rows it names (group patches,
+   * from a result whose load saw the database exactly).
+   */
+  tally?: true;
 }
 
 export interface SqlShape {

@@ -79,54 +79,62 @@ export function subqueriesOf(select: Node, ctx: SubqueryContext): ShapeSubquery[
     // One table read by one subquery whose value is whether it finds a row.
     const only = out.length === at + 1 ? out[at]! : undefined;
     const sub = subs[0]!;
-    if (only && subs.length === 1 && presenceOf(column, sub, only, ctx.schema, inners.get(sub)!)) {
-      only.presence = true;
-    }
+    const value =
+      only && subs.length === 1 && toldValue(column, sub, only, ctx.schema, inners.get(sub)!);
+    if (value) only![value] = true;
   });
   for (const sub of roots(select.where)) read(sub, "where");
   return out;
 }
 
 /**
- * Whether result column `column` is whether `sub` finds a row, `sub` reading one table
+ * What result column `column` is, where a write to the table `sub` reads tells it without a
+ * statement: `presence` where it is whether `sub` finds a row, `sub` reading one table
  * (`read`) on its link and equalities to values that cover a key of that table: at most
  * one row for each result row, so a write to the table tells the value for the rows it
- * names. `exists (...)`, or `(select count(*) ...)`, with no GROUP BY, HAVING or window.
+ * names. `exists (...)`, or `(select count(*) ...)`, with no GROUP BY, HAVING or window;
+ * `tally` where it is such a count whose conditions name no key (a favourites count).
  */
-function presenceOf(
+function toldValue(
   column: unknown,
   sub: Node,
   read: ShapeSubquery,
   schema: SqlSchema,
   inner: ReadonlySet<string>,
-): boolean {
+): "presence" | "tally" | undefined {
   const expr = isNode(column) ? column.expr : undefined;
-  if (!isNode(expr)) return false;
+  if (!isNode(expr)) return undefined;
   const name = isNode(expr.name) ? functionName(expr.name) : undefined;
   const args = isNode(expr.args) && Array.isArray(expr.args.value) ? expr.args.value : [];
   const exists = name === "exists" && args.length === 1 && isNode(args[0]) && args[0].ast === sub;
   const counted = expr.ast === sub && countsRows(sub);
-  if (!exists && !counted) return false;
+  if (!exists && !counted) return undefined;
   const from = Array.isArray(sub.from) ? sub.from : [];
-  if (from.length !== 1 || sub.groupby || sub.having || hasWindow(sub.limit)) return false;
+  if (from.length !== 1 || sub.groupby || sub.having || hasWindow(sub.limit)) return undefined;
   const link = read.link ?? read.unshown;
-  if (!link || link.anchor !== undefined || read.whole) return false;
+  if (!link || link.anchor !== undefined || read.whole) return undefined;
   // The link the only reference outside it: one the result does not show widens the
   // subquery's registration (its rows read by its own conditions), and nothing else.
   const outward = conjunctsOf(sub.where).filter((c) => hasOuterRef(c, inner));
   const widened = read.link ? read.widened : read.widened.filter((w) => w !== "subquery");
-  if (outward.length !== 1 || widened.length > 0) return false;
-  if (read.rowIds.length > 0 || read.disjuncts.length !== 1) return false;
+  if (outward.length !== 1 || widened.length > 0) return undefined;
+  if (read.rowIds.length > 0 || read.disjuncts.length !== 1) return undefined;
   const filters = read.disjuncts[0]!;
-  if (filters.some((f) => f.op !== "eq")) return false;
-  const equal = new Set([link.column, ...filters.map((f) => f.column)]);
+  const equal = new Set([
+    link.column,
+    ...filters.filter((f) => f.op === "eq").map((f) => f.column),
+  ]);
   const known = schema(read.table);
   const keys = [
     ...(known?.primaryKey !== undefined ? [[known.primaryKey]] : []),
     ...(known?.unique ?? []).map((c) => [c]),
     ...(known?.keys ?? []),
   ];
-  return keys.some((key) => key.length > 0 && key.every((c) => equal.has(c)));
+  const one = keys.some((key) => key.length > 0 && key.every((c) => equal.has(c)));
+  if (one && filters.every((f) => f.op === "eq")) return "presence";
+  // A count of the rows on its link that match its own conditions: each write to the
+  // table adds to it or takes from it, told by the write's rows.
+  return counted ? "tally" : undefined;
 }
 
 function functionName(name: Node): string | undefined {

@@ -1,12 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { WriteEvent } from "../../../src/core/deps/planner.ts";
 import { explainSql } from "../../../src/sql/analysis/explain.ts";
+import { insertedKeys, mergedRows, placedRows } from "../../../src/sql/analysis/group-rows.ts";
 import { restrictedStatement, whereless } from "../../../src/sql/analysis/group-statements.ts";
 import {
   groupPlan,
-  insertedKeys,
-  mergedRows,
-  placedRows,
   restrictionOf,
   sharedColumns,
   splicedRows,
@@ -422,22 +420,25 @@ describe("a new base row", () => {
     expect(restrictionOf(p, [insert], true, true)).toEqual(new Map([["id", [9]]]));
     expect(restrictionOf(p, [insert], true, false)).toBeUndefined();
     const shared = sharedColumns(p, [insert])!;
-    const merged = mergedRows(p, held, fresh, [insert], shared, [9], true)!;
+    const merged = mergedRows(p, held, fresh, [insert], shared, { inserted: [9], own: true })!;
     expect(merged.rows).toEqual([]);
     expect(placedRows(p, held, merged.entering)).toEqual([held[0], fresh[0]!.slice(0, 5), held[1]]);
   });
 
   it("run with another viewer's parameters, a new row's flags are not this viewer's: no patch", () => {
     const shared = sharedColumns(p, [insert])!;
-    expect(mergedRows(p, held, fresh, [insert], shared, [9], false)).toBeUndefined();
+    expect(mergedRows(p, held, fresh, [insert], shared, { inserted: [9] })).toBeUndefined();
   });
 
   it("past the window's end it stays out; a tie with a held row up to the key it does not show: no place", () => {
     const old = [["m", 5, "bo", 0, 0, 9, 1]];
     const shared = sharedColumns(p, [insert])!;
-    const past = mergedRows(p, held, old, [insert], shared, [9], true)!;
+    const past = mergedRows(p, held, old, [insert], shared, { inserted: [9], own: true })!;
     expect(placedRows(p, held, past.entering)).toEqual(held);
-    const tie = mergedRows(p, held, [["m", 20, "bo", 0, 0, 9, 1]], [insert], shared, [9], true)!;
+    const tie = mergedRows(p, held, [["m", 20, "bo", 0, 0, 9, 1]], [insert], shared, {
+      inserted: [9],
+      own: true,
+    })!;
     expect(placedRows(p, held, tie.entering)).toBeUndefined();
   });
 });

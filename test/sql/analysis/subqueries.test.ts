@@ -71,6 +71,8 @@ describe("subqueries, groups and counts: each table's rows reach the results the
             ...{ widened: [], link: { column: "article_id", from: "id" } },
             columns: ["article_id"],
             output: 4,
+            // A count on its link alone: each favourite adds to it (group patches).
+            tally: true,
           },
           {
             ...{ table: "article_favorite", in: "select", rowIds: [] },
