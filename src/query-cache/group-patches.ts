@@ -8,6 +8,7 @@ import {
   placedRows,
   probesOf,
   toldRows,
+  toldValues,
 } from "../sql/analysis/group-rows.ts";
 import {
   linkedRowsStatement,
@@ -141,20 +142,19 @@ export function groupPatcher<R>(deps: {
     const ttl = entry.freshUntil - deps.now();
     if (ttl <= 0) return undefined;
     // A write only presences and tallies read (a favourite, a follow): told by its rows.
-    if (events.every((e) => plan.told.includes(e.table))) {
-      const kept = decode(TEXT.decode(entry.body));
-      const held = resultRows(kept);
-      const rows = held && toldRows(plan, held, events, entry.exact === true);
-      if (rows) {
-        waiting++;
-        return async (at) => {
-          waiting--;
-          if (await deps.store(key, deps.form.restored(withRows(kept, rows)), at, ttl)) {
-            counts.patched++;
-            counts.told++;
-          } else counts.dropped++;
-        };
-      }
+    const exact = entry.exact === true;
+    if (toldValues(plan, events, exact)) {
+      waiting++;
+      return async (at) => {
+        waiting--;
+        const kept = decode(TEXT.decode(entry.body));
+        const held = resultRows(kept);
+        const rows = held && toldRows(plan, held, events, exact);
+        if (rows && (await deps.store(key, deps.form.restored(withRows(kept, rows)), at, ttl))) {
+          counts.patched++;
+          counts.told++;
+        } else counts.dropped++;
+      };
     }
     // Shared by the results of its select list whatever their parameters, where the
     // columns the write changes allow (each takes its per-viewer columns from its own rows;

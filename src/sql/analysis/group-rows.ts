@@ -233,13 +233,8 @@ export function toldRows(
   events: readonly WriteEvent[],
   exact: boolean,
 ): unknown[] | undefined {
-  if (events.length === 0 || !events.every((e) => plan.told.includes(e.table))) return undefined;
-  const written = new Set(events.map((e) => e.table));
-  const values = [
-    ...plan.presences.filter((p) => written.has(p.table)).map((p) => [p, told] as const),
-    ...plan.tallies.filter((t) => written.has(t.table)).map((t) => [t, tallied] as const),
-  ];
-  if (!exact && values.some(([, tell]) => tell === tallied)) return undefined;
+  const values = toldValues(plan, events, exact);
+  if (!values) return undefined;
   const read = reader(plan.columns, plan.names);
   const cell = cellOf(plan);
   const out: unknown[] = [];
@@ -256,6 +251,22 @@ export function toldRows(
     out.push(copy);
   }
   return out;
+}
+
+/**
+ * The presences and tallies `events` change, each with how it is told, where `toldRows`
+ * can tell them: every event a write to `plan.told`, every link's column shown, a tally
+ * only for an `exact` result. Undefined otherwise.
+ */
+export function toldValues(plan: GroupPlan, events: readonly WriteEvent[], exact: boolean) {
+  if (events.length === 0 || !events.every((e) => plan.told.includes(e.table))) return undefined;
+  const written = new Set(events.map((e) => e.table));
+  const values = [
+    ...plan.presences.filter((p) => written.has(p.table)).map((p) => [p, told] as const),
+    ...plan.tallies.filter((t) => written.has(t.table)).map((t) => [t, tallied] as const),
+  ];
+  if (!exact && values.some(([, tell]) => tell === tallied)) return undefined;
+  return values.every(([p]) => plan.columns.includes(p.from)) ? values : undefined;
 }
 
 /** A tally's value after `events`, in the form `was` has; undefined where it cannot be told. */
