@@ -13,6 +13,7 @@ import {
 import {
   linkedRowsStatement,
   restrictedStatement,
+  tableName,
   whereless,
 } from "../sql/analysis/group-statements.ts";
 import {
@@ -166,7 +167,10 @@ export function groupPatcher<R>(deps: {
       insertedKeys(plan, events, whereless(read.sql, read.params, deps.dialect) === true);
     const wide = columns && restrictionOf(plan, events, true, inserted !== undefined);
     // Whether a new row's per-viewer flags hold for anyone (see mergedRows).
-    const probes = inserted && columns ? probesOf(plan, columns) : [];
+    const probes =
+      inserted && columns
+        ? probesOf(plan, columns).filter((p) => tableName(read.sql, p.table) !== undefined)
+        : [];
     const keyedStatement =
       wide && restrictedStatement(plan, read.sql, read.params, deps.dialect, wide, true, probes);
     const keyed = keyedStatement !== undefined;

@@ -188,7 +188,7 @@ function presentIn(p: Presence, rows: readonly Record<string, unknown>[]): boole
 function integer(v: unknown): string | undefined {
   if (typeof v === "number") return Number.isSafeInteger(v) ? String(v) : undefined;
   if (typeof v === "bigint") return String(v);
-  if (typeof v === "string" && /^-?(0|[1-9][0-9]*)$/.test(v)) return String(BigInt(v));
+  if (typeof v === "string" && /^(0|-?[1-9][0-9]*)$/.test(v)) return v;
   return undefined;
 }
 
@@ -265,8 +265,25 @@ export function toldValues(plan: GroupPlan, events: readonly WriteEvent[], exact
     ...plan.presences.filter((p) => written.has(p.table)).map((p) => [p, told] as const),
     ...plan.tallies.filter((t) => written.has(t.table)).map((t) => [t, tallied] as const),
   ];
-  if (!exact && values.some(([, tell]) => tell === tallied)) return undefined;
+  const tallies = values.filter(([, tell]) => tell === tallied);
+  if (tallies.length > 0 && (!exact || tallies.some(([t]) => repeats(t, events)))) {
+    return undefined;
+  }
   return values.every(([p]) => plan.columns.includes(p.from)) ? values : undefined;
+}
+
+/**
+ * Whether `events` write one row of `t`'s table twice the same way (a row deleted twice:
+ * SQLite's REPLACE with recursive triggers is recorded so): a tally would count it twice.
+ */
+function repeats(t: Presence, events: readonly WriteEvent[]): boolean {
+  const seen = new Set<string>();
+  for (const [row, by] of rowsOf(t, events)) {
+    const id = `${by}:${JSON.stringify(row ?? null, (_, v) => (typeof v === "bigint" ? `${v}n` : v))}`;
+    if (seen.has(id)) return true;
+    seen.add(id);
+  }
+  return false;
 }
 
 /** A tally's value after `events`, in the form `was` has; undefined where it cannot be told. */
@@ -334,6 +351,8 @@ export function insertedKeys(
 ): unknown[] | undefined {
   const inserts = events.filter((e) => e.table === plan.table && e.op === "insert");
   if (inserts.length === 0 || !plan.window || !whereless) return undefined;
+  // A subquery of the base itself (a count of replies) may change held rows too.
+  if (plan.feeds.some((f) => f.table === plan.table && f.ops === "any")) return undefined;
   return inserts.map((e) => e.new?.[plan.primaryKey]);
 }
 

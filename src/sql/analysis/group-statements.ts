@@ -126,18 +126,34 @@ export function linkedRowsStatement(
   return { sql: `select ${read} from ${table} where ${where} limit ${most + 1}`, params: [] };
 }
 
-/** A table's name (bare or with its schema) as `sql` spells names, or undefined. */
-function tableName(sql: string, table: string): string | undefined {
-  const parts = table.split(".");
-  if (parts.length > 2 || parts.some((t) => !IDENTIFIER.test(t))) return undefined;
-  return parts.map((t) => name(sql, t)).join(".");
+/**
+ * A table as `sql` names it in a FROM or a JOIN (`public.follows`, `"follows"`), where it
+ * names it one way only: written so, the statement reads the table the select reads,
+ * whatever the search path (the planner's name drops `public.` and `main.`). Undefined
+ * otherwise, or where the statement uses the probe's own name.
+ */
+export function tableName(sql: string, table: string): string | undefined {
+  if (sql.toLowerCase().includes(PROBE)) return undefined;
+  const found = new Set<string>();
+  for (const m of sql.matchAll(FROM_ITEM)) {
+    const spelled = m[1]!;
+    const parts = [...spelled.matchAll(NAME_PART)].map((p) =>
+      p[0].startsWith('"') ? p[0].slice(1, -1).replaceAll('""', '"') : p[0],
+    );
+    if (parts.length === 2 && /^(public|main)$/i.test(parts[0]!)) parts.shift();
+    if (parts.join(".").toLowerCase() === table.toLowerCase()) found.add(spelled);
+  }
+  return found.size === 1 ? [...found][0] : undefined;
 }
+
+const NAME = `(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)`;
+const NAME_PART = new RegExp(NAME, "g");
+const FROM_ITEM = new RegExp(`\\b(?:from|join)\\s+(${NAME}(?:\\s*\\.\\s*${NAME})?)`, "gi");
 
 /** The names a keyed statement gives the base columns it carries: `edgecache_0` (the key)... */
 export const CARRIED = "edgecache_";
 /** The name a probe gives its table (see Probe). */
 const PROBE = "edgecache_probe";
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]*$/;
 
 /**
  * Where a result's rows come from, whatever its WHERE, order and window: its statement

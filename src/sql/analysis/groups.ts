@@ -86,6 +86,12 @@ interface Feed {
    * statement, which carries it, tells the rows it reaches (see `sharedColumns`).
    */
   hidden?: true;
+  /**
+   * Joined inner: an insert can only bring rows in (a held row joined none before), which
+   * the keyed statement tells (see `closedTo`). A left join's new parent may take a held
+   * row out (`where u.id is null`).
+   */
+  inner?: true;
 }
 
 export type { Restriction };
@@ -170,7 +176,10 @@ function planOf(shape: SqlShape): GroupPlan | string {
     } else if (j.kind === "children") {
       // A left join's children come and go without taking their base row along.
       const ops = j.inner ? "update" : "any";
-      feeds.push({ table: j.table, column: j.column, base: j.from, ops, keep: [j.column] });
+      feeds.push({
+        ...{ table: j.table, column: j.column, base: j.from, ops, keep: [j.column] },
+        ...(j.inner && { inner: true as const }),
+      });
     } else {
       // A parent's rows: an update that leaves its key and the columns deciding the
       // result's rows (its conditions, its order) as they were.
@@ -178,7 +187,10 @@ function planOf(shape: SqlShape): GroupPlan | string {
       if (!decides) blocked.add(j.table);
       else {
         const keep = [j.column, ...decides];
-        feeds.push({ table: j.table, column: j.column, base: j.from, ops: "update", keep });
+        feeds.push({
+          ...{ table: j.table, column: j.column, base: j.from, ops: "update" as const, keep },
+          ...(j.inner && { inner: true as const }),
+        });
       }
     }
   }
@@ -327,7 +339,7 @@ export function restrictionOf(
       if (f.hidden && !keyed) return undefined;
       // A new parent (an inner join's new child): the keyed statement tells whether a row
       // it joins is there, which only an unheld row can be (see `closedTo`).
-      const joined = keyed && e.op === "insert" && e.table !== plan.table;
+      const joined = keyed && e.op === "insert" && f.inner === true;
       if (f.ops === "update" && e.op !== "update" && !joined) {
         return undefined;
       }
@@ -354,16 +366,15 @@ export function restrictionOf(
 }
 
 /**
- * Whether `events` insert a row where only updates feed the result (a parent, an inner
- * join's child): a row the keyed statement returns that the result does not hold may then
+ * Whether `events` insert a row where only updates feed the result, joined inner (a
+ * parent, a child): a row the keyed statement returns that the result does not hold may then
  * be one that enters it, and the result cannot be kept (see mergedRows's `closed`).
  */
 export function closedTo(plan: GroupPlan, events: readonly WriteEvent[]): boolean {
   return events.some(
     (e) =>
       e.op === "insert" &&
-      e.table !== plan.table &&
-      plan.feeds.some((f) => f.table === e.table && f.ops === "update"),
+      plan.feeds.some((f) => f.table === e.table && f.ops === "update" && f.inner),
   );
 }
 

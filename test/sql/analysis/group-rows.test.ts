@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { WriteEvent } from "../../../src/core/deps/planner.ts";
 import {
   type Entering,
+  insertedKeys,
   mergedRows,
   placedRows,
   probesOf,
@@ -10,6 +11,7 @@ import {
 import {
   linkedRowsStatement,
   restrictedStatement,
+  tableName,
 } from "../../../src/sql/analysis/group-statements.ts";
 import {
   closedTo,
@@ -29,7 +31,7 @@ const TABLES: Record<string, SqlTable> = {
   articles: {
     primaryKey: "id",
     unique: ["slug"],
-    columns: { id: "number", slug: "text", author_id: "number", at: "number" },
+    columns: { id: "number", slug: "text", author_id: "number", at: "number", parent_id: "number" },
   },
   favorites: {
     columns: { user_id: "number", article_id: "number" },
@@ -55,6 +57,16 @@ const held = [
   ["b", 20, 2, "bo", 2, 1, 0],
   ["a", 10, 1, "ann", 1, 0, 0],
 ];
+// The same list showing the key its counts and flags are linked by.
+const idShown = groupPlan(
+  sqlShape(
+    LIST.replace("select a.slug,", "select a.id, a.slug,"),
+    [7, 7, 3],
+    "sqlite",
+    (t) => TABLES[t],
+  ),
+)!;
+const rows = held.map((r, i) => [3 - i, ...r]);
 const article = (id: number, author: number): WriteEvent => ({
   table: "articles",
   op: "insert",
@@ -162,15 +174,6 @@ describe("a write only flags and counts read", () => {
       ? { new: { user_id: user, article_id: id } }
       : { old: { user_id: user, article_id: id } }),
   });
-  const idShown = groupPlan(
-    sqlShape(
-      LIST.replace("select a.slug,", "select a.id, a.slug,"),
-      [7, 7, 3],
-      "sqlite",
-      (t) => TABLES[t],
-    ),
-  )!;
-  const rows = held.map((r, i) => [3 - i, ...r]);
 
   it("is told by its rows: the count by adding up, the flag where it is the viewer's", () => {
     expect(idShown.told.sort()).toEqual(["favorites", "follows"]);
@@ -220,5 +223,67 @@ describe("a new parent", () => {
     const shared = sharedColumns(plan, [user])!;
     const fresh = [["e", 40, 5, "eve", 0, 0, 0, 11]];
     expect(mergedRows(plan, held, fresh, [user], shared, { closed: true })).toBeUndefined();
+  });
+});
+
+// What a review of the first version found.
+describe("where none of this holds", () => {
+  const user: WriteEvent = { table: "users", op: "insert", new: { id: 5, username: "eve" } };
+
+  it("a new parent of a left join may take a held row out (`where u.id is null`): not kept", () => {
+    const orphans = groupPlan(
+      sqlShape(
+        `select a.id, a.slug, (select count(*) from favorites f where f.article_id = a.id) as favorites
+         from articles a left join users u on u.id = a.author_id where u.id is null order by a.id`,
+        [],
+        "sqlite",
+        (t) => TABLES[t],
+      ),
+    );
+    if (!orphans) throw new Error("not a group plan");
+    expect(closedTo(orphans, [user])).toBe(false);
+    expect(restrictionOf(orphans, [user], true)).toBeUndefined();
+  });
+
+  it("a row deleted twice in one record (SQLite's REPLACE with recursive triggers) is not counted twice", () => {
+    const gone: WriteEvent = {
+      table: "favorites",
+      op: "delete",
+      old: { user_id: 1, article_id: 2 },
+    };
+    const back: WriteEvent = {
+      table: "favorites",
+      op: "insert",
+      new: { user_id: 1, article_id: 2 },
+    };
+    expect(toldRows(idShown, rows, [gone, gone, back], true)).toBeUndefined();
+    expect(toldRows(idShown, rows, [gone, back], true)?.[1]).toEqual(rows[1]);
+  });
+
+  it("a probe names the table as the statement does, or is not written", () => {
+    const sql = `select a.id, exists(select 1 from public.follows w where w.following_id = a.author_id) from articles a`;
+    expect(tableName(sql, "follows")).toBe("public.follows");
+    expect(tableName(`${sql} join "follows" x on true`, "follows")).toBeUndefined();
+    expect(tableName(`${sql} edgecache_probe`, "follows")).toBeUndefined();
+    expect(tableName(`select 1 from "App"."Follows"`, "App.Follows")).toBe('"App"."Follows"');
+  });
+
+  it("a new base row does not enter where a subquery of the base itself counts for held rows", () => {
+    const replies = groupPlan(
+      sqlShape(
+        `select a.id, a.at, u.username, (select count(*) from articles x where x.parent_id = a.id) as replies
+         from articles a inner join users u on u.id = a.author_id order by a.at desc, a.id desc limit 5`,
+        [],
+        "sqlite",
+        (t) => TABLES[t],
+      ),
+    );
+    if (!replies) throw new Error("not a group plan");
+    const reply: WriteEvent = {
+      table: "articles",
+      op: "insert",
+      new: { id: 9, slug: "r", author_id: 1, at: 50, parent_id: 1 },
+    };
+    expect(insertedKeys(replies, [reply], true)).toBeUndefined();
   });
 });
