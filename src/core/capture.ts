@@ -66,6 +66,14 @@ export interface CaptureFeed {
   read(limit: number, urgent?: boolean): Promise<CapturedChange[]>;
   /** Whether any change waits in the table (asked after a load; see localChangeLog). */
   pending(): Promise<boolean>;
+  /**
+   * Whether nothing waits in the table, as `pending` tells it but told by the feed's next
+   * look at the database after the call (no statement of its own, so it may take a while):
+   * true when that look finds no commit since a read that left nothing out and whose
+   * changes are all consumed; false otherwise, or when no look comes in time. Absent where
+   * the feed cannot tell without a statement.
+   */
+  settled?(): Promise<boolean>;
   /** Removes changes once their record is applied. */
   consume(changes: readonly CapturedChange[]): Promise<void>;
   /**

@@ -197,6 +197,7 @@ export class QueryCapture {
   orderedWrites(): OutsideWrites | undefined {
     const pending = this.#capture.pendingInOrder;
     if (!pending) return undefined;
+    const settled = this.#capture.settledInOrder;
     return {
       active: () => {
         if (this.#closed) return false;
@@ -210,6 +211,7 @@ export class QueryCapture {
           const follower = this.#followers.get(id)?.follower;
           return follower?.applied?.(change) === true;
         }),
+      ...(settled && { settled }),
       ordered: true,
     };
   }

@@ -133,6 +133,7 @@ export class StatementCache<R = SqlResult> {
       ttl,
       names: () => this.#names,
       patching: () => this.#patching,
+      maintained: () => this.#patching && this.#maintains(),
       captured: () => this.#capture?.stats().tables ?? [],
     });
     if (db.client !== undefined) this.attach(db.client, db.catalog);

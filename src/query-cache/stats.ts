@@ -87,6 +87,10 @@ export class CapturedWrites implements OutsideWrites {
   pending(tables?: readonly string[]): Promise<boolean> {
     return this.#by?.pending(tables) ?? Promise.resolve(false);
   }
+
+  settled(): Promise<boolean> {
+    return this.#by?.settled?.() ?? Promise.resolve(false);
+  }
 }
 
 /**

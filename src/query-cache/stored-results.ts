@@ -44,6 +44,8 @@ export interface StoredResultsDeps<R> {
   names: () => SearchPathNames | undefined;
   /** Whether results are patched in place after captured writes. */
   patching: () => boolean;
+  /** Whether group patches keep results (see StatementCache's maintains). */
+  maintained: () => boolean;
   /** The tables change capture reports on, as it names them. */
   captured: () => readonly string[];
 }
@@ -123,6 +125,10 @@ export class StoredResults<R> {
         return false;
       }
       const { tags, lists, meta, tables } = registered;
+      // A result registered on no table (Drizzle's `autoInvalidate: false`: its tags alone)
+      // is not current after a write, so it answers no other lookup.
+      const read = tables.length > 0 ? this.#groupRead(options) : undefined;
+      const maintained = read !== undefined && this.#d.maintained();
       const { stored } = await this.#d.engine.storeLoaded(
         key,
         {
@@ -140,10 +146,14 @@ export class StoredResults<R> {
         },
         since,
         // Only a result that may be patched needs the log's word on whether its load was
-        // exact (with capture, a look at the change table), and before the select returns:
-        // a write right after it would otherwise remove what it could patch. Others are
-        // never asked, and do not wait for the shared tiers either.
-        this.#d.db().storesLater && meta === undefined ? { later: true, exact: false } : undefined,
+        // exact (with capture, a look at the change table), and a row patch's before the
+        // select returns: a write right after it would otherwise remove what it could patch.
+        // A group patch's comes later, from capture's next look (no statement: a count is
+        // kept by a write's rows only where the load was exact). Others are never asked,
+        // and do not wait for the shared tiers either.
+        this.#d.db().storesLater && meta === undefined
+          ? { later: true, ...(maintained ? { patient: true } : { exact: false }) }
+          : undefined,
       );
       if (!stored) {
         stats.counts.fenced++;
@@ -151,9 +161,6 @@ export class StoredResults<R> {
       }
       stats.stored(tables);
       if (rerun.run) this.#reruns.set(key, rerun);
-      // A result registered on no table (Drizzle's `autoInvalidate: false`: its tags alone)
-      // is not current after a write, so it answers no other lookup.
-      const read = tables.length > 0 ? this.#groupRead(options) : undefined;
       if (read) this.#held.stored(key, read);
       options.stored?.(ttl);
       return true;

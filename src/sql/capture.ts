@@ -71,6 +71,12 @@ export interface ClientCapture {
     tables?: readonly string[],
     applied?: (installation: string, change: { seq: number; at: number }) => boolean,
   ) => Promise<boolean>;
+  /**
+   * Beside pendingInOrder: whether nothing waits, told by capture's next look at the
+   * database instead of a statement of its own (see CaptureFeed.settled), so it may take a
+   * while; false where it cannot tell. Absent where capture makes no such looks.
+   */
+  settledInOrder?: () => Promise<boolean>;
   /** Statements run on a connection of capture's own (SQLite: see ownConnection). */
   statements?(): number;
   /** Closes what capture opened itself. */

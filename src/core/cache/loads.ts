@@ -10,6 +10,18 @@ import { type Entries, markLoadMs } from "./entries.ts";
 import type { TierStack } from "./tiers.ts";
 import type { EntryInit, Found, Resolved, Unstored, WriteHooks } from "./types.ts";
 
+/** How `storeLoaded` stores (see `Cache.storeLoaded`). */
+export interface StoreLoadedOptions {
+  memoryOnly?: boolean;
+  exact?: boolean;
+  later?: boolean;
+  /**
+   * With `later`: the log's word on exactness may wait for capture's next look at the
+   * source but costs no statement on it; not exact where it cannot be told so.
+   */
+  patient?: boolean;
+}
+
 /** What `Loads` is given when the cache is made. */
 export interface LoadsDeps {
   readonly entries: Pick<Entries, "build" | "store" | "storeMany" | "storeIn" | "remove">;
@@ -85,7 +97,7 @@ export class Loads {
     key: string,
     init: EntryInit,
     since: LogPosition,
-    options?: { memoryOnly?: boolean; exact?: boolean; later?: boolean },
+    options?: StoreLoadedOptions,
     cost?: Cost,
   ): Promise<{ entry: CacheEntry; stored: boolean; unstored?: Unstored }> {
     const entry = await this.#e.entries.build(init, since);
@@ -103,7 +115,7 @@ export class Loads {
     // as not exact (the stricter rules) until the answer comes.
     const asks = options?.exact === undefined && this.#e.log.shared && !!this.#e.hooks().patch;
     const quiet = asks
-      ? this.quiet(since, tablesRead([entry]), cost)
+      ? this.quiet(since, tablesRead([entry]), cost, options?.later && options.patient)
       : Promise.resolve(options?.exact === true);
     if (!options?.later && (await quiet)) entry.exact = true;
     if (this.#e.fence.conflicts(since, key, entry)) {
@@ -168,9 +180,14 @@ export class Loads {
   }
 
   /** Whether the log was quiet since `since` for `tables` (see ChangeLog.quietSince). */
-  async quiet(since: LogPosition, tables?: readonly string[], cost?: Cost): Promise<boolean> {
+  async quiet(
+    since: LogPosition,
+    tables?: readonly string[],
+    cost?: Cost,
+    patient?: boolean,
+  ): Promise<boolean> {
     try {
-      return await this.#e.log.quietSince(since, tables, cost ?? this.#e.idle);
+      return await this.#e.log.quietSince(since, tables, cost ?? this.#e.idle, patient);
     } catch {
       return false; // counted by the log; the entry is merely patched by the strict rules
     }

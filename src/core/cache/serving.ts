@@ -3,15 +3,11 @@ import { Cost } from "../cost.ts";
 import { type CacheEntry, madeEntry } from "../entry.ts";
 import { isNegative } from "../negative.ts";
 import { hitCount } from "./entries.ts";
+import type { StoreLoadedOptions } from "./loads.ts";
 import type { Parts } from "./parts.ts";
 import type { EntryInit, LookupOptions, Resolved, ResolveStatus, Unstored } from "./types.ts";
 
-/** How `storeLoaded` stores (see `Cache.storeLoaded`). */
-export interface StoreLoadedOptions {
-  memoryOnly?: boolean;
-  exact?: boolean;
-  later?: boolean;
-}
+export type { StoreLoadedOptions };
 
 /**
  * The cache's reads by key: the synchronous hit path (`peek`), a lookup through the tiers

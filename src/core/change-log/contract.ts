@@ -213,8 +213,15 @@ export interface ChangeLog {
    * `position`. False when it cannot be told (the log's server is out of reach).
    * `tables`: the tables the load read (undefined: any); a log may answer for them alone,
    * since a write to another table changes nothing the load saw (the in-process log does).
+   * `patient`: the answer may wait (for capture's next look at the database) but must cost
+   * no statement on the source; false where the log cannot tell so.
    */
-  quietSince(position: LogPosition, tables?: readonly string[], cost?: Cost): Promise<boolean>;
+  quietSince(
+    position: LogPosition,
+    tables?: readonly string[],
+    cost?: Cost,
+    patient?: boolean,
+  ): Promise<boolean>;
   /** Failed requests to the log's server so far (counted in stats). */
   readonly failures: number;
   close(): Promise<void>;

@@ -11,7 +11,7 @@ import {
   type LogStart,
   type WriteTurn,
 } from "./contract.ts";
-import type { OutsideWrites } from "./outside-writes.ts";
+import { type OutsideWrites, outsideQuiet } from "./outside-writes.ts";
 
 export interface LocalChangeLogOptions {
   /**
@@ -66,10 +66,10 @@ export function localChangeLog(options: LocalChangeLogOptions = {}): ChangeLog &
     // One process: its loads never see its own write before the write's record is applied;
     // a captured one, only once it is no longer pending. Given the tables the load read,
     // only their records and changes count (and every record that names no table).
-    async quietSince(position, tables) {
+    async quietSince(position, tables, _cost, patient) {
       if (!outside?.active()) return true;
       // Asked after the load's read: a change it saw is pending still, or applied by now.
-      if (await outside.pending(tables)) return false;
+      if (!(await outsideQuiet(outside, tables, patient))) return false;
       if (position.log !== id) return false;
       if (!tables) return position.seq === seq;
       return ["", ...tables].every((t) => (lastChanges.get(t) ?? 0) <= position.seq);

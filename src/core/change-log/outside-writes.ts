@@ -7,11 +7,31 @@ export interface OutsideWrites {
   /** Whether a captured write waits to be appended (one of `tables`, when given). */
   pending(tables?: readonly string[]): Promise<boolean>;
   /**
+   * Whether no captured write waits, told without a statement of its own (capture's next
+   * look at the database), so it may take a while; false where it cannot tell. Absent
+   * where capture has no such looks.
+   */
+  settled?(): Promise<boolean>;
+  /**
    * Captured writes come in the database's commit order and no other record carries rows
    * (an adapter over SQLite that owns its engine): on the in-process log their records are
    * then ordered, and may patch cached results.
    */
   ordered?: boolean;
+}
+
+/**
+ * Whether no captured write waits (for `tables`): asked of the change table, or with
+ * `patient`, told by capture's next look at it (false where capture cannot tell so).
+ */
+export async function outsideQuiet(
+  outside: OutsideWrites,
+  tables: readonly string[] | undefined,
+  patient: boolean | undefined,
+): Promise<boolean> {
+  if (!outside.active()) return true;
+  if (patient) return (await outside.settled?.()) ?? false;
+  return !(await outside.pending(tables));
 }
 
 /**
@@ -38,9 +58,11 @@ export function withOutsideWrites(log: ChangeLog, outside: OutsideWrites): Chang
     follow: (follower, cost) => log.follow(follower, cost),
     append: (ops, turn, placed, wantsTurn, cost) => log.append(ops, turn, placed, wantsTurn, cost),
     trusted: () => log.trusted(),
-    async quietSince(position, tables, cost) {
-      if (!(await log.quietSince(position, tables, cost))) return false;
-      return !(outside.active() && (await outside.pending(tables)));
+    // Capture first: a change it applies after this answer is in the log the log answers
+    // for (and its answer with `patient` costs no statement).
+    async quietSince(position, tables, cost, patient) {
+      if (!(await outsideQuiet(outside, tables, patient))) return false;
+      return log.quietSince(position, tables, cost, patient);
     },
     get failures() {
       return log.failures;

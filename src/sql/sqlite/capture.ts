@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import {
   API_GRACE_MS,
+  type CapturedChange,
   type CaptureFeed,
   type CaptureStatus,
   capturedChange,
@@ -275,10 +276,13 @@ export function sqliteExecutorFeed(
   // Applied changes not deleted yet (own only), and when they were last deleted.
   let applied: number[] = [];
   let consumedAt = performance.now();
+  const settling = settlings();
   const look = async () => {
+    const started = settling.look();
     const [row] = await exec.all(LOOK_SQL, []);
     schema = row?.schema;
     lookedAt = performance.now();
+    settling.looked(started, row?.data);
     return row?.data;
   };
   // Whether another connection committed since the last look.
@@ -330,19 +334,29 @@ export function sqliteExecutorFeed(
       quiet = false;
       if (skip) return [];
       // data_version in the same statement, so of the same snapshot: a commit after this
-      // read changes it, one before is in the rows.
+      // read changes it, one before is in the rows. `marked`: rows of the data API's
+      // writes that the read leaves for their write to remove (see settled).
+      const started = settling.look();
+      const grace = Date.now() - API_GRACE_MS;
       const rows = await exec.all(
         `SELECT NULL AS seq, NULL AS tbl, NULL AS op, NULL AS old, NULL AS new, NULL AS at,
-                NULL AS late, d.data_version AS version FROM pragma_data_version() d
+                NULL AS late, d.data_version AS version,
+                EXISTS (SELECT 1 FROM ${CHANGES} WHERE api IS NOT NULL AND at >= ?) AS marked
+           FROM pragma_data_version() d
          UNION ALL
          SELECT * FROM (SELECT seq, tbl, op, old, new, at, api IS NOT NULL AS late,
-                               NULL AS version FROM ${CHANGES}
+                               NULL AS version, NULL AS marked FROM ${CHANGES}
           WHERE (api IS NULL OR at < ?) AND seq NOT IN (SELECT value FROM json_each(?))
           ORDER BY seq LIMIT ?)`,
-        [Date.now() - API_GRACE_MS, JSON.stringify(applied), limit],
+        [grace, grace, JSON.stringify(applied), limit],
       );
       const changes = rows.filter((r) => r.seq !== null);
-      version = rows.find((r) => r.seq === null)?.version ?? version;
+      const head = rows.find((r) => r.seq === null);
+      version = head?.version ?? version;
+      settling.read(started, head?.version, {
+        whole: changes.length < limit && Number(head?.marked ?? 1) === 0,
+        changes: changes.map((r) => ({ seq: Number(r.seq), at: Number(r.at) })),
+      });
       const columns = new Map<string, readonly string[] | undefined>();
       for (const r of changes) {
         const t = String(r.tbl);
@@ -353,7 +367,10 @@ export function sqliteExecutorFeed(
         .map((r) => capturedChange(r, columns.get(String(r.tbl))));
     },
     pending: () => sqliteChangesPending(exec),
+    // Only a connection of edgecache's own sees every commit in data_version.
+    ...(options.own && { settled: () => settling.settled() }),
     async consume(changes) {
+      settling.consumed(changes);
       if (changes.length === 0) return;
       if (!options.own) {
         await exec.write(`DELETE FROM ${CHANGES} WHERE seq IN (SELECT value FROM json_each(?))`, [
@@ -393,6 +410,7 @@ export function sqliteExecutorFeed(
       if (options.own && performance.now() - consumedAt >= CONSUME_MS) await deleteApplied();
     },
     async close() {
+      settling.close();
       if (options.own) await deleteApplied().catch(() => {});
       // Hand the table over at once, not after the lease runs out (a restart replays sooner).
       if (leaseUntil > Date.now()) {
@@ -403,6 +421,74 @@ export function sqliteExecutorFeed(
         }
         leaseUntil = 0;
       }
+    },
+  };
+}
+
+/** How long `settled` waits for the feed's next look before answering false, ms. */
+const SETTLE_WAIT_MS = 4 * MAX_WATCH_MS;
+
+/**
+ * What a feed on a connection of edgecache's own tells without a statement of its own:
+ * whether a change waits in the change table that may have committed before the question
+ * (asked after a load's read: one that did may be in what the load saw), as of the feed's
+ * next look at data_version or read of the table. None does when that look finds the
+ * data_version of the last read (no commit since, and that read left nothing out: fewer
+ * rows than its limit, no marked rows of the data API's, each consumed since), or when
+ * that read's changes were all written after the question (their trigger's `at`, on this
+ * machine's clock: their transaction was open when the load had read).
+ */
+function settlings() {
+  // Looks and reads in the order they start; a question is answered by one started after it.
+  let started = 0;
+  let last: { version: unknown; whole: boolean; open: Set<number> } | undefined;
+  type Waiting = { after: number; asked: number; answer(settled: boolean): void };
+  let waiting: Waiting[] = [];
+  // Answers the questions asked before look `by` started.
+  const answer = (by: number, settled: (w: Waiting) => boolean) => {
+    const now = waiting.filter((w) => w.after < by);
+    waiting = waiting.filter((w) => w.after >= by);
+    for (const w of now) w.answer(settled(w));
+  };
+  const clean = () => last?.whole === true && last.open.size === 0;
+  return {
+    look: () => ++started,
+    looked(by: number, version: unknown) {
+      // A commit since: the read that follows tells whether it came after the question.
+      if (version === last?.version) answer(by, clean);
+    },
+    read(
+      by: number,
+      version: unknown,
+      seen: { whole: boolean; changes: readonly Pick<CapturedChange, "seq" | "at">[] },
+    ) {
+      last = { version, whole: seen.whole, open: new Set(seen.changes.map((c) => c.seq)) };
+      answer(by, (w) => seen.whole && seen.changes.every((c) => c.at > w.asked));
+    },
+    consumed(changes: readonly CapturedChange[]) {
+      for (const c of changes) last?.open.delete(c.seq);
+    },
+    settled(): Promise<boolean> {
+      if (!clean()) return Promise.resolve(false);
+      return new Promise<boolean>((resolve) => {
+        const w: Waiting = {
+          after: started,
+          asked: Date.now(),
+          answer(settled) {
+            clearTimeout(timer);
+            resolve(settled);
+          },
+        };
+        const timer = setTimeout(() => {
+          waiting = waiting.filter((o) => o !== w);
+          resolve(false);
+        }, SETTLE_WAIT_MS);
+        unref(timer);
+        waiting.push(w);
+      });
+    },
+    close() {
+      answer(Number.POSITIVE_INFINITY, () => false);
     },
   };
 }

@@ -1,3 +1,4 @@
+import type { CaptureFeed } from "../../core/capture.ts";
 import type { CapturedShape, CaptureInstallation, ClientCapture } from "../capture.ts";
 import type { SqlClient } from "../client.ts";
 import { runStepsAsync } from "../driver.ts";
@@ -23,9 +24,12 @@ type Reads = SqliteExecutor["all"];
  * application's connection (a read, which no other connection can make fail).
  */
 export function sqliteClientCapture(own: OwnConnection, appReads: Reads): ClientCapture {
-  const catalog = sqliteCatalog(own, /^sqlite_/, (shapes) =>
-    sqliteExecutorFeed(own, (t) => shapes(t)?.columns, { unref: true, own: true }),
-  );
+  // The feed last made: it tells whether a change waits without a statement (settled).
+  let feed: CaptureFeed | undefined;
+  const catalog = sqliteCatalog(own, /^sqlite_/, (shapes) => {
+    feed = sqliteExecutorFeed(own, (t) => shapes(t)?.columns, { unref: true, own: true });
+    return feed;
+  });
   // The catalog is read again only when the schema changed (one look a second otherwise).
   let schema: unknown;
   let installations: Promise<CaptureInstallation[]> | undefined;
@@ -57,6 +61,7 @@ export function sqliteClientCapture(own: OwnConnection, appReads: Reads): Client
     },
     pendingInOrder: (tables, applied) =>
       sqliteChangesPending(own, tables, applied && ((change) => applied("main", change))),
+    settledInOrder: () => feed?.settled?.() ?? Promise.resolve(false),
     statements: () => own.statements,
     close: () => own.close(),
   };
