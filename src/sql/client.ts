@@ -29,8 +29,11 @@ export interface SqlResult<Row = SqlRow> {
 /** A database client as edgecache runs statements on it. */
 export interface SqlClient {
   dialect: SqlDialect;
-  /** Which client it is (for messages, and what each entry point follows). */
-  kind: ClientKind;
+  /**
+   * Which client it is (for messages, and what each entry point follows): a built-in
+   * client's kind, or the name a driver written outside edgecache gives itself.
+   */
+  kind: ClientKind | (string & {});
   /**
    * Runs one statement with its parameters bound in order (`?` on SQLite, `$n` on
    * PostgreSQL). Rows are plain objects by column name; `rowsAffected` counts the rows a

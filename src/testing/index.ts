@@ -23,7 +23,16 @@ export type { Store } from "../core/store.ts";
 // is the same tables with its types), their rows, and the view over them.
 export { DEMO_SCHEMA, demoRows, demoViews, seedDemo } from "../demo/seed.ts";
 export type { Source } from "../sources/source.ts";
-export type { SqlClient, SqlResult, SqlRow } from "../sql/client.ts";
+export type { CatalogColumn, SqlClient, SqlResult, SqlRow } from "../sql/client.ts";
+// The driver contract, for a driver written outside edgecache (see sqlDriverConformance).
+export type { Statement, Steps } from "../sql/dialect.ts";
+export type {
+  BatchDriver,
+  Driver,
+  SqlDriver,
+  TransactionDriver,
+  WriteOptions as DriverWriteOptions,
+} from "../sql/driver.ts";
 export {
   changeLogConformance,
   type LogBackend,

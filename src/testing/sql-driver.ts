@@ -5,13 +5,25 @@ import type { Statement, Steps } from "../sql/dialect.ts";
 import { type Driver, isTransactional } from "../sql/driver.ts";
 import { sqlDriver } from "../sql/drivers.ts";
 
-/** A client under the suite, of a database it may create tables in. */
-export interface SqlClientBackend {
-  /** The library's client object (a libSQL `Client`, a postgres.js `Sql`, a D1 binding...). */
-  client: unknown;
+/**
+ * A client under the suite, of a database it may create tables in: a library's client
+ * edgecache recognises (`client`), or a driver written outside edgecache (`driver`).
+ */
+export type SqlClientBackend = (
+  | {
+      /** The library's client object (a libSQL `Client`, a postgres.js `Sql`, a D1 binding...). */
+      client: unknown;
+      driver?: undefined;
+    }
+  | {
+      /** A Driver of your own (see edgecache/testing's `Driver`), held to the same contract. */
+      driver: Driver;
+      client?: undefined;
+    }
+) & {
   /** Releases the client and its database. */
   close(): Promise<void>;
-}
+};
 
 /**
  * The SQL driver conformance suite: a database client must be recognised (the one place
@@ -31,7 +43,9 @@ export interface SqlClientBackend {
  * edgecache's codes (a unique violation is E_CONFLICT).
  *
  * `make` is called once; the tests share the database and make tables of their own,
- * named with a random suffix so that a shared server's other runs never meet them.
+ * named with a random suffix so that a shared server's other runs never meet them. It
+ * gives a library's client, which must be recognised as `expected.kind`, or a driver of
+ * your own, whose `kind` and `dialect` must be `expected`'s.
  *
  * @example
  * import Database from "better-sqlite3";
@@ -39,7 +53,13 @@ export interface SqlClientBackend {
  * sqlDriverConformance("better-sqlite3", async () => {
  *   const db = new Database(":memory:");
  *   return { client: db, close: async () => db.close() };
- * });
+ * }, { kind: "better-sqlite3", dialect: "sqlite" });
+ *
+ * // A driver of your own (test/sql/outside-driver.test.ts builds one over better-sqlite3):
+ * sqlDriverConformance("my-driver", async () => {
+ *   const driver = myDriver(":memory:");
+ *   return { driver, close: () => driver.close() };
+ * }, { kind: "my-driver", dialect: "sqlite" });
  */
 export function sqlDriverConformance(
   name: string,
@@ -62,7 +82,7 @@ export function sqlDriverConformance(
 
     beforeAll(async () => {
       backend = await make();
-      const found = sqlDriver(backend.client);
+      const found = backend.driver ?? sqlDriver(backend.client);
       if (!found) throw new Error(`${name}: the client was not recognised`);
       client = found;
     }, 60_000);
@@ -73,7 +93,7 @@ export function sqlDriverConformance(
       await backend.close();
     });
 
-    it("is recognised as its kind and dialect", () => {
+    it("is recognised as its kind and dialect (a driver of your own: says them)", () => {
       expect({ kind: client.kind, dialect: client.dialect }).toEqual(expected);
     });
 
