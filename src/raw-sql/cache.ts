@@ -42,7 +42,7 @@ export class SqlCache {
       badOption(
         "sql",
         "client",
-        "a libSQL Client, a better-sqlite3 Database, a postgres.js Sql, a node-postgres Pool or Client, or a D1 binding",
+        "a libSQL Client, a better-sqlite3 Database, a postgres.js Sql, a node-postgres Pool or Client, a D1 binding, or a Driver",
         options?.client,
       );
     }

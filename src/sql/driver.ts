@@ -51,6 +51,22 @@ export interface BatchDriver extends SqlDriver {
 /** Every driver has one of the two ways to write. */
 export type Driver = TransactionDriver | BatchDriver;
 
+/**
+ * Whether `value` is a driver already (one written outside edgecache, see
+ * sqlDriverConformance), not a library's client: no built-in client has `run`, `columns`,
+ * `read` and `error` beside a way to write.
+ */
+export function isDriver(value: unknown): value is Driver {
+  if (typeof value !== "object" || value === null) return false;
+  const d = value as Record<string, unknown>;
+  const writes = typeof d.transaction === "function" || typeof d.batch === "function";
+  return (
+    writes &&
+    ["run", "columns", "read", "error", "close"].every((m) => typeof d[m] === "function") &&
+    (d.dialect === "sqlite" || d.dialect === "postgres")
+  );
+}
+
 export function isTransactional(driver: Driver): driver is TransactionDriver {
   return typeof (driver as Partial<TransactionDriver>).transaction === "function";
 }

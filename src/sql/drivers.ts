@@ -13,7 +13,7 @@ import type { D1DatabaseLike } from "./d1/binding.ts";
 import { D1OwnChanges } from "./d1/capture.ts";
 import { d1ClientCapture } from "./d1/client-capture.ts";
 import { D1Driver } from "./d1/driver.ts";
-import type { Driver } from "./driver.ts";
+import { type Driver, isDriver } from "./driver.ts";
 import {
   postgresClientCapture,
   postgresDrainedCapture,
@@ -36,11 +36,14 @@ import { SyncSqliteDriver } from "./sqlite/sync-driver.ts";
 /**
  * The driver of `client`, the application's: a libSQL `Client` (`@libsql/client`), a
  * better-sqlite3 `Database`, a postgres.js `Sql`, a node-postgres `Pool` or `Client`
- * (`pg`), or a D1 binding; undefined for anything else. Statements run through `run` as
+ * (`pg`), or a D1 binding, or a driver written outside edgecache (see Driver), which is
+ * its own; undefined for anything else. Statements run through `run` as
  * the application runs them, on its client; the application's client is never closed, and
  * its settings are left as they are.
  */
 export function sqlDriver(client: unknown): Driver | undefined {
+  // A driver of your own is its own driver (with no change capture behind it).
+  if (isDriver(client)) return client;
   switch (clientKind(client)) {
     case "better-sqlite3":
       return new SyncSqliteDriver(client as Database.Database, {

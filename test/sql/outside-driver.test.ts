@@ -1,66 +1,12 @@
-import Database from "better-sqlite3";
-import { EdgecacheError } from "../../src/index.ts";
-import {
-  type CatalogColumn,
-  type SqlResult,
-  type SqlRow,
-  type Statement,
-  type Steps,
-  sqlDriverConformance,
-  type TransactionDriver,
-} from "../../src/testing/index.ts";
+import { describe, expect, it } from "vitest";
+import { sqlCache } from "../../src/raw-sql/index.ts";
+import { memoryStore } from "../../src/stores/memory.ts";
+import { sqlDriverConformance } from "../../src/testing/index.ts";
+import { plainSqliteDriver } from "./outside-driver.ts";
 
-// A driver written outside edgecache, as a user of the published package writes one: a
-// thin wrapper over better-sqlite3 that imports nothing but edgecache's public entries
-// ("edgecache" for its error, "edgecache/testing" for the contract and the suite), held
-// to the same driver contract as the built-in drivers.
-
-/** Runs steps one statement after another, handing each its rows. */
-function stepThrough<T>(steps: Steps<T>, run: (s: Statement) => SqlRow[]): T {
-  let next = steps.next();
-  while (!next.done) next = steps.next(run(next.value));
-  return next.value;
-}
-
-/** better-sqlite3's constraint codes that mean the row is there already. */
-const CONFLICTS = new Set(["SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"]);
-
-function plainSqliteDriver(path: string): TransactionDriver {
-  const db = new Database(path);
-  const run = (sql: string, params: readonly unknown[]): SqlResult => {
-    const statement = db.prepare(sql);
-    if (!statement.reader) return { rows: [], rowsAffected: statement.run(...params).changes };
-    const rows = statement.all(...params) as SqlRow[];
-    // A write's `returning` rows count as the rows it changed.
-    return { rows, rowsAffected: statement.readonly ? 0 : rows.length };
-  };
-  const rowsOf = (s: Statement) => run(s.sql, s.params).rows;
-  return {
-    kind: "plain-sqlite",
-    dialect: "sqlite",
-    maxInParams: 500,
-    run: async (sql, params) => run(sql, params),
-    async columns(table): Promise<CatalogColumn[]> {
-      const info = db.prepare("SELECT name, type FROM pragma_table_info(?)").all(table);
-      return (info as { name: string; type: string }[]).map((c) => ({
-        name: c.name,
-        type: c.type,
-      }));
-    },
-    read: async (steps) => stepThrough(steps, rowsOf),
-    transaction: async (steps) => db.transaction(() => stepThrough(steps, rowsOf))(),
-    error(cause) {
-      const code = (cause as { code?: unknown }).code;
-      if (typeof code === "string" && CONFLICTS.has(code)) {
-        return new EdgecacheError("E_CONFLICT", "plain-sqlite", "the row exists already");
-      }
-      return new EdgecacheError("E_SOURCE_UNAVAILABLE", "plain-sqlite", "the statement failed", {
-        cause,
-      });
-    },
-    close: async () => void db.close(),
-  };
-}
+// A driver written outside edgecache (outside-driver.ts) under the driver contract's suite,
+// and under the raw SQL entry: statements cached on it, writes through it invalidating the
+// tables they name (no change capture behind a driver of your own).
 
 sqlDriverConformance(
   "a driver written outside edgecache (better-sqlite3, memory)",
@@ -70,3 +16,24 @@ sqlDriverConformance(
   },
   { kind: "plain-sqlite", dialect: "sqlite" },
 );
+
+describe("the raw SQL entry on a driver written outside edgecache", () => {
+  it("caches a select, and a write through it invalidates what it changed", async () => {
+    const driver = plainSqliteDriver(":memory:");
+    await driver.run("create table users (id integer primary key, name text)", []);
+    await driver.run("insert into users values (1, 'Ann'), (2, 'Bo')", []);
+    const sql = sqlCache({ client: driver, tiers: [memoryStore()] });
+    try {
+      const read = () => sql.query("select id, name from users where id = ?", [1]);
+      expect(await read()).toEqual([{ id: 1, name: "Ann" }]);
+      expect(await read()).toEqual([{ id: 1, name: "Ann" }]);
+      expect(sql.getStats().hits).toBe(1);
+      await sql.execute("update users set name = ? where id = ?", ["Annie", 1]);
+      expect(await read()).toEqual([{ id: 1, name: "Annie" }]);
+      expect(sql.getStats().writes).toBe("tables");
+    } finally {
+      await sql.close();
+      await driver.close();
+    }
+  });
+});
