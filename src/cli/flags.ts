@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import type { ArgsDef } from "citty";
-import { LOG_LEVELS } from "../adapter/node/log.ts";
+import { LOG_LEVELS } from "../adapter/node/logging.ts";
 import { closest } from "../core/closest.ts";
 import { isPostgresUrl, sqliteFileProblem } from "../sources/index.ts";
 import { usageError } from "./failure.ts";

@@ -1,4 +1,4 @@
-import { DEFAULT_LOG_LEVEL, isLogLevel, type LogLevel } from "../../core/log-levels.ts";
+import { DEFAULT_LOG_LEVEL, isLogLevel, type LogLevel } from "../../core/logging-levels.ts";
 
 /**
  * What an edgecache Worker logs, by severity (console lines, which `wrangler tail` and

@@ -13,7 +13,7 @@ import {
   type OptionNames,
 } from "../../core/errors.ts";
 import { WORKER_TENANTS_LEASE } from "../../core/lease.ts";
-import type { LogLevel } from "../../core/log-levels.ts";
+import type { LogLevel } from "../../core/logging-levels.ts";
 import { randomId } from "../../core/random-id.ts";
 import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import type { DurableChangeLog } from "../../log/durable-object.ts";

@@ -1,6 +1,11 @@
 import { checkToken, isBearerToken, isHostName, TOKEN_EXPECTED } from "../../app/access.ts";
 import { badOption, badVariable, type OptionNames } from "../../core/errors.ts";
-import { DEFAULT_LOG_LEVEL, isLogLevel, LOG_LEVELS, type LogLevel } from "../../core/log-levels.ts";
+import {
+  DEFAULT_LOG_LEVEL,
+  isLogLevel,
+  LOG_LEVELS,
+  type LogLevel,
+} from "../../core/logging-levels.ts";
 import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import {
   CHANGE_LOG_MODES,

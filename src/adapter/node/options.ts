@@ -1,4 +1,4 @@
-import { DEFAULT_LOG_LEVEL, LOG_LEVELS } from "./log.ts";
+import { DEFAULT_LOG_LEVEL, LOG_LEVELS } from "./logging.ts";
 
 /**
  * The settings of the two servers, `edgecache serve` (the data API) and `edgecache proxy`,

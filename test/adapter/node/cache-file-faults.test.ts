@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import type { Logger } from "../../../src/adapter/node/log.ts";
+import type { Logger } from "../../../src/adapter/node/logging.ts";
 import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
 import { createNodeProxy } from "../../../src/adapter/node/modes/proxy.ts";
 import type { Row } from "../../../src/core/query.ts";

@@ -7,7 +7,7 @@ import { type OutsideWrites, withOutsideWrites } from "../../../core/change-log/
 import { isClosable, isListable, type Store } from "../../../core/store.ts";
 import { type MemoryStoreOptions, memoryStore } from "../../../stores/memory.ts";
 import { type Cluster, joinCluster, type RedisSetting } from "../cluster.ts";
-import { cacheLogger, type Logger, serverLogging } from "../log.ts";
+import { cacheLogger, type Logger, serverLogging } from "../logging.ts";
 import { type NodeMetrics, nodeMetrics } from "../metrics.ts";
 import { type NodeServerOptions, type RunningServer, startServer } from "../server/server.ts";
 import { type CacheFile, dropCacheFile } from "./cache-file.ts";

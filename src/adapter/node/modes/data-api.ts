@@ -19,7 +19,7 @@ import { CURRENT_TABLES_SQL } from "../../../sql/postgres/dialect.ts";
 import { openSqliteFile, sqliteFileProblem } from "../../../sql/sqlite/file.ts";
 import { reloadsLists, shortHash } from "../cluster.ts";
 import type { EdgecacheConfig } from "../config.ts";
-import { type Logger, nodeLogger } from "../log.ts";
+import { type Logger, nodeLogger } from "../logging.ts";
 import type { NodeMetrics } from "../metrics.ts";
 import { adminAccess, type RunningServer } from "../server/server.ts";
 import { assemble, modeServer } from "./assembly.ts";

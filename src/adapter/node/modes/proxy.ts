@@ -21,7 +21,7 @@ import { checkOptionNames, type OptionNames } from "../../../core/errors.ts";
 import { endToEnd } from "../../../core/http-cache.ts";
 import type { Store } from "../../../core/store.ts";
 import type { RedisSetting } from "../cluster.ts";
-import { cacheLogger, type Logger, nodeLogger } from "../log.ts";
+import { cacheLogger, type Logger, nodeLogger } from "../logging.ts";
 import type { NodeMetrics } from "../metrics.ts";
 import { adminAccess, type HitRequest, peerAddress, type RunningServer } from "../server/server.ts";
 import { assemble, modeServer } from "./assembly.ts";

@@ -22,7 +22,7 @@ import {
   tenantHeaders,
 } from "../../tenants/model.ts";
 import { type RedisSetting, shortHash } from "../cluster.ts";
-import { annotate, type Logger, nodeLogger } from "../log.ts";
+import { annotate, type Logger, nodeLogger } from "../logging.ts";
 import { mergedMetrics, type NodeMetrics, nodeMetrics } from "../metrics.ts";
 import { modeServer } from "../modes/assembly.ts";
 import { createNodeEdgecache } from "../modes/data-api.ts";

@@ -2,12 +2,12 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type Logger, pino } from "pino";
 import { badOption } from "../../core/errors.ts";
-import { DEFAULT_LOG_LEVEL, isLogLevel, LOG_LEVELS } from "../../core/log-levels.ts";
+import { DEFAULT_LOG_LEVEL, isLogLevel, LOG_LEVELS } from "../../core/logging-levels.ts";
 import type { NodeServerOptions } from "./server/server.ts";
 
 export type { Logger } from "pino";
 
-export { DEFAULT_LOG_LEVEL, LOG_LEVELS, type LogLevel } from "../../core/log-levels.ts";
+export { DEFAULT_LOG_LEVEL, LOG_LEVELS, type LogLevel } from "../../core/logging-levels.ts";
 
 /** A request id a client or a proxy in front may send and have echoed (and logged). */
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
