@@ -34,7 +34,7 @@ import {
   type CaptureFollower,
   type CapturingSource,
   followCapture,
-} from "../../src/core/capture.ts";
+} from "../../src/core/capture-feed.ts";
 import { localChangeLog } from "../../src/core/change-log/in-process.ts";
 import { withOutsideWrites } from "../../src/core/change-log/outside-writes.ts";
 import type { Store } from "../../src/core/store.ts";

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import type { Cache, EntryInit } from "../core/cache/index.ts";
 import { type GroupWrite, MAX_GROUP, WriteChain, WriteGroups } from "../core/cache/write-group.ts";
-import { isCapturing } from "../core/capture.ts";
+import { isCapturing } from "../core/capture-feed.ts";
 import {
   marginOf,
   type Neighbours,

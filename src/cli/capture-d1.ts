@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { CaptureStatus } from "../core/capture.ts";
+import type { CaptureStatus } from "../core/capture-feed.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import {
   CAPTURE_BACKLOG_SQL,

@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import type { CaptureStatus, CapturingSource } from "../core/capture.ts";
+import type { CaptureStatus, CapturingSource } from "../core/capture-feed.ts";
 import { EdgecacheError } from "../core/errors.ts";
 import type { Source } from "../sources/index.ts";
 import {
@@ -22,7 +22,7 @@ import { friendly } from "./friendly.ts";
 
 /**
  * `edgecache capture install|uninstall|status --db <path or URL>`: change capture's
- * triggers and change table, installed in the database itself (see core/capture.ts). A
+ * triggers and change table, installed in the database itself (see core/capture-feed.ts). A
  * running node picks an installation up within 100 ms; no restart. `--d1 <database>` does
  * the same in a D1 database through wrangler (capture-d1.ts), or writes a migration.
  */

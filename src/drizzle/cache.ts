@@ -5,7 +5,7 @@ import type { ChangeLog } from "../core/change-log/contract.ts";
 import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
 import type { Store } from "../core/store.ts";
-import type { QueryCapture } from "../query-cache/capture.ts";
+import type { QueryCapture } from "../query-cache/query-capture.ts";
 import type { ResultForm, StoreOptions, Ticket } from "../query-cache/statement-contract.ts";
 import { StatementCache } from "../query-cache/statements.ts";
 import type { QueryCacheStats } from "../query-cache/stats.ts";

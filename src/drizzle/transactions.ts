@@ -1,6 +1,6 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
-import type { QueryCapture } from "../query-cache/capture.ts";
+import type { QueryCapture } from "../query-cache/query-capture.ts";
 import type { SqlDialect } from "../sql/analysis/shapes.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import type { D1QueriesLike } from "../sql/d1/binding.ts";

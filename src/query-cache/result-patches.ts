@@ -4,8 +4,8 @@ import type { CacheEntry } from "../core/entry.ts";
 import type { Row } from "../core/query.ts";
 import { patchResult, type ResultPlan, resultPlan, tableRows } from "../sql/analysis/patch.ts";
 import { resultRows, type SqlShape, type SqlTable } from "../sql/analysis/shapes.ts";
-import type { QueryCapture } from "./capture.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
+import type { QueryCapture } from "./query-capture.ts";
 import type { CapturedWrites } from "./stats.ts";
 
 /**

@@ -9,10 +9,10 @@ import { writtenTables } from "../sql/analysis/writes.ts";
 import type { SqlClient, SqlResult } from "../sql/client.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import type { ForeignKeyAction } from "../sql/schema.ts";
-import { type QueryCapture, startCapture } from "./capture.ts";
 import { Cascades } from "./cascades.ts";
 import { decode, encode } from "./codec.ts";
 import { groupPatcher } from "./group-patches.ts";
+import { type QueryCapture, startCapture } from "./query-capture.ts";
 import { followCapturedWrites } from "./result-patches.ts";
 import { SearchPathNames } from "./search-path.ts";
 import {

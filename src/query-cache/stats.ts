@@ -12,7 +12,7 @@ import {
   type RegistrationStats,
   type ShapeStats,
 } from "../sql/analysis/registrations.ts";
-import type { CaptureStats, QueryCapture } from "./capture.ts";
+import type { CaptureStats, QueryCapture } from "./query-capture.ts";
 
 /** A query cache's time to live unless a query says otherwise: an hour. */
 const DEFAULT_TTL_MS = 60 * 60_000;

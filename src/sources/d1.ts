@@ -1,4 +1,4 @@
-import type { CapturingSource } from "../core/capture.ts";
+import type { CapturingSource } from "../core/capture-feed.ts";
 import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import type { ViewInfo } from "../core/query.ts";
 import type {
@@ -7,7 +7,7 @@ import type {
   D1SessionLike,
   D1StatementLike,
 } from "../sql/d1/binding.ts";
-import { D1_INTERNAL, D1OwnChanges, d1Capturing } from "../sql/d1/capture.ts";
+import { D1_INTERNAL, D1OwnChanges, d1Capturing } from "../sql/d1/change-table.ts";
 import { D1Driver, type D1Sessions } from "../sql/d1/driver.ts";
 import { sqliteDialect } from "../sql/sqlite/dialect.ts";
 import type { Source } from "./source.ts";
@@ -35,7 +35,7 @@ export {
   d1CaptureStatus,
   installD1Capture,
   uninstallD1Capture,
-} from "../sql/d1/capture.ts";
+} from "../sql/d1/change-table.ts";
 
 const COMPONENT = "d1";
 
@@ -87,6 +87,6 @@ export function d1Source(options: D1SourceOptions): Source & CapturingSource {
     name: COMPONENT,
     views,
   });
-  // Change capture (sql/d1/capture.ts): its triggers record the data API's writes too, marked.
+  // Change capture (sql/d1/change-table.ts): its triggers record the data API's writes too, marked.
   return Object.assign(source, d1Capturing(db, own, options.schedule));
 }

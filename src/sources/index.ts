@@ -6,7 +6,7 @@
  */
 
 export { type Explanation, explainSql } from "../sql/analysis/explain.ts";
-export { capturableTables, D1_TABLES_SQL } from "../sql/d1/capture.ts";
+export { capturableTables, D1_TABLES_SQL } from "../sql/d1/change-table.ts";
 export {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_TRIGGERS_SQL,

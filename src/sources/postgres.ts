@@ -1,4 +1,4 @@
-import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
+import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture-feed.ts";
 import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
 import type { ViewInfo } from "../core/query.ts";
 import { type CatalogColumn, isCollation } from "../sql/client.ts";
@@ -12,7 +12,7 @@ import {
   postgresCaptureStatus,
   postgresJsCapturePort,
   uninstallPostgresCapture,
-} from "../sql/postgres/capture.ts";
+} from "../sql/postgres/change-table.ts";
 import { connectPostgres, DEFAULT_MAX_CONNECTIONS, loadPostgres } from "../sql/postgres/connect.ts";
 import {
   type PgColumn,

@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture.ts";
+import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture-feed.ts";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import type { ViewInfo } from "../core/query.ts";
 import { clientKind } from "../sql/client-kind.ts";
@@ -13,7 +13,7 @@ import {
   sqliteCaptureFeed,
   sqliteExecutorFeed,
   uninstallCaptureSteps,
-} from "../sql/sqlite/capture.ts";
+} from "../sql/sqlite/change-table.ts";
 import {
   type ColumnMeta,
   DEFAULT_BUSY_TIMEOUT_MS,

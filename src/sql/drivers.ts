@@ -7,10 +7,10 @@
  */
 
 import type Database from "better-sqlite3";
-import type { ClientCapture } from "./capture.ts";
+import type { ClientCapture } from "./client-capture.ts";
 import { clientKind } from "./client-kind.ts";
 import type { D1DatabaseLike } from "./d1/binding.ts";
-import { D1OwnChanges } from "./d1/capture.ts";
+import { D1OwnChanges } from "./d1/change-table.ts";
 import { d1ClientCapture } from "./d1/client-capture.ts";
 import { D1Driver } from "./d1/driver.ts";
 import { type Driver, isDriver } from "./driver.ts";

@@ -5,7 +5,7 @@ import Database from "better-sqlite3";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNodeEdgecache, type NodeEdgecache } from "../../src/adapter/node/modes/data-api.ts";
-import { API_GRACE_MS } from "../../src/core/capture.ts";
+import { API_GRACE_MS } from "../../src/core/capture-feed.ts";
 import type { Row } from "../../src/core/query.ts";
 import { resolveResource } from "../../src/core/query.ts";
 import { parseListQuery } from "../../src/core/query-params.ts";

@@ -2,7 +2,7 @@
 // SQL and Kysely, test/prisma/d1-entry.ts for Prisma): the `users` table and its rows, the
 // writes made straight into D1, and the routes every entry answers.
 import type { DurableChangeLog } from "../../src/log/durable-object.ts";
-import { installD1Capture } from "../../src/sql/d1/capture.ts";
+import { installD1Capture } from "../../src/sql/d1/change-table.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: Cloudflare's binding types are not imported here
 export type Env = { DB: any; CHANGE_LOG: any };

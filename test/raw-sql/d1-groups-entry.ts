@@ -7,7 +7,7 @@
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
 import { durableChangeLog } from "../../src/log/durable-object.ts";
 import { type SqlCache, sqlCache } from "../../src/raw-sql/index.ts";
-import { installD1Capture } from "../../src/sql/d1/capture.ts";
+import { installD1Capture } from "../../src/sql/d1/change-table.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { type Dialect, reads, SCHEMA } from "../query-cache/group-shapes.ts";
 

@@ -6,7 +6,7 @@ import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createDataApi, type DataApi } from "../../src/app/data-api.ts";
 import { Cache } from "../../src/core/cache/index.ts";
-import { type CaptureFollower, followCapture } from "../../src/core/capture.ts";
+import { type CaptureFollower, followCapture } from "../../src/core/capture-feed.ts";
 import { localChangeLog } from "../../src/core/change-log/in-process.ts";
 import { resolveResource } from "../../src/core/query.ts";
 import { DEMO_SCHEMA, demoViews, seedDemo } from "../../src/demo/seed.ts";

@@ -4,7 +4,7 @@
 
 import { demoViews } from "../../demo/seed.ts";
 import { seedD1Demo } from "../../demo/seed-d1.ts";
-import { d1CaptureInstalled, installD1Capture } from "../../sql/d1/capture.ts";
+import { d1CaptureInstalled, installD1Capture } from "../../sql/d1/change-table.ts";
 import { edgecacheWorker } from "./worker.ts";
 
 export { ChangeLogObject } from "./change-log-object.ts";

@@ -72,7 +72,7 @@ export class LogObject implements ObjectJob {
 
   /**
    * An isolate asks for what was captured so far (a Drizzle mutation waits for its own rows,
-   * see src/query-cache/capture.ts): a drain begun after the call, then a sync, with the drain's
+   * see src/query-cache/query-capture.ts): a drain begun after the call, then a sync, with the drain's
    * counters (null without a drain).
    */
   async #drained(

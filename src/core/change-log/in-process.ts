@@ -21,7 +21,7 @@ export interface LocalChangeLogOptions {
    */
   resume?: LogStart;
   /**
-   * Writes other programs make to the source, captured (see core/capture.ts). While `active()`,
+   * Writes other programs make to the source, captured (see core/capture-feed.ts). While `active()`,
    * a load may already show such a write whose record is not applied yet, so the log is
    * `shared` (patches use the strict rules) and a load is exact only when nothing is
    * `pending()` in the change table after it.

@@ -1,6 +1,6 @@
 import type { ChangeLog } from "./contract.ts";
 
-/** Writes made around edgecache that change capture feeds into the log (see core/capture.ts). */
+/** Writes made around edgecache that change capture feeds into the log (see core/capture-feed.ts). */
 export interface OutsideWrites {
   /** Whether capture is on: then some writes reach the log only after they commit. */
   active(): boolean;

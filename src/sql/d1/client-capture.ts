@@ -1,7 +1,7 @@
-import type { ClientCapture } from "../capture.ts";
+import type { ClientCapture } from "../client-capture.ts";
 import { clientExecutor, sqliteCatalog } from "../sqlite/client-capture.ts";
 import type { D1DatabaseLike } from "./binding.ts";
-import { D1_INTERNAL, D1OwnChanges } from "./capture.ts";
+import { D1_INTERNAL, D1OwnChanges } from "./change-table.ts";
 import { D1Driver } from "./driver.ts";
 
 /** How long a look at D1's catalog holds before a use reads it again, ms. */

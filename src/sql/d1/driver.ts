@@ -5,7 +5,7 @@ import type { Statement, Steps } from "../dialect.ts";
 import { type BatchDriver, runStepsAsync, type WriteOptions } from "../driver.ts";
 import { toEdgecacheError } from "../sqlite/dialect.ts";
 import type { D1DatabaseLike, D1QueriesLike, D1StatementLike } from "./binding.ts";
-import type { D1OwnChanges } from "./capture.ts";
+import type { D1OwnChanges } from "./change-table.ts";
 import { countsRows, runCounted } from "./own-changes.ts";
 
 /**

@@ -1,6 +1,6 @@
 import type postgres from "postgres";
-import { type CaptureFeed, mapFeed } from "../../core/capture.ts";
-import type { CapturedShape, CaptureInstallation, ClientCapture } from "../capture.ts";
+import { type CaptureFeed, mapFeed } from "../../core/capture-feed.ts";
+import type { CapturedShape, CaptureInstallation, ClientCapture } from "../client-capture.ts";
 import { runStepsAsync } from "../driver.ts";
 import { nodeRequire } from "../node-require.ts";
 import { type ForeignKeyAction, literal, quote } from "../schema.ts";
@@ -11,7 +11,7 @@ import {
   type PgCapturePort,
   postgresCaptureFeed,
   postgresJsCapturePort,
-} from "./capture.ts";
+} from "./change-table.ts";
 import { postgresDialect } from "./dialect.ts";
 
 /** Changes looked at per change table when asked whether one waits unapplied. */

@@ -10,7 +10,7 @@ import {
 } from "../client.ts";
 import type { Steps } from "../dialect.ts";
 import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
-import { API_SETTING, isInstalled } from "./capture.ts";
+import { API_SETTING, isInstalled } from "./change-table.ts";
 import { transaction } from "./transaction.ts";
 
 /**

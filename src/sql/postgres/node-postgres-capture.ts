@@ -1,6 +1,6 @@
-import { unref } from "../../core/capture.ts";
+import { unref } from "../../core/capture-feed.ts";
 import { Turns } from "../../core/turns.ts";
-import type { PgCapturePort } from "./capture.ts";
+import type { PgCapturePort } from "./change-table.ts";
 import type { NodePostgresLike } from "./node-postgres-driver.ts";
 
 /** How long the listening connection waits before it connects again after a break, ms. */

@@ -10,7 +10,7 @@ import {
 } from "../client.ts";
 import type { Steps } from "../dialect.ts";
 import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
-import { API_SETTING } from "./capture.ts";
+import { API_SETTING } from "./change-table.ts";
 import { toEdgecacheError } from "./driver.ts";
 
 /** Small IN lists keep statements cheap to plan, as for postgres.js. */

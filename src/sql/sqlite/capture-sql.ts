@@ -1,10 +1,10 @@
-import type { CaptureStatus } from "../../core/capture.ts";
+import type { CaptureStatus } from "../../core/capture-feed.ts";
 import type { Steps } from "../dialect.ts";
 import { literal, quote } from "../schema.ts";
 
 /**
  * The SQL text of change capture in SQLite, for any driver: better-sqlite3
- * (sql/sqlite/capture.ts), D1 through its binding or through wrangler (sql/d1/capture.ts, the
+ * (sql/sqlite/change-table.ts), D1 through its binding or through wrangler (sql/d1/change-table.ts, the
  * `capture --d1` command), a migration file. Plain strings from table names and columns,
  * no I/O: every database gets the same change table and the same triggers.
  */

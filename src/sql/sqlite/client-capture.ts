@@ -1,6 +1,6 @@
-import type { CaptureFeed } from "../../core/capture.ts";
-import type { CapturedShape, CaptureInstallation, ClientCapture } from "../capture.ts";
+import type { CaptureFeed } from "../../core/capture-feed.ts";
 import type { SqlClient } from "../client.ts";
+import type { CapturedShape, CaptureInstallation, ClientCapture } from "../client-capture.ts";
 import { runStepsAsync } from "../driver.ts";
 import type { ForeignKeyAction } from "../schema.ts";
 import {
@@ -9,7 +9,7 @@ import {
   sqliteCaptureInstalled,
   sqliteChangesPending,
   sqliteExecutorFeed,
-} from "./capture.ts";
+} from "./change-table.ts";
 import { sqliteDialect, tableColumnsSql } from "./dialect.ts";
 import type { OwnConnection } from "./own-connection.ts";
 

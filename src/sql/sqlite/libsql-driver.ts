@@ -11,7 +11,7 @@ import {
 } from "../client.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
-import { MarkedWrites, ownMarked } from "./capture.ts";
+import { MarkedWrites, ownMarked } from "./change-table.ts";
 import { MAX_IN_PARAMS, toEdgecacheError, whenNotBusy } from "./dialect.ts";
 import { openLibsqlFile } from "./own-connection.ts";
 import { SyncSqliteDriver } from "./sync-driver.ts";

@@ -1,5 +1,5 @@
 import { nodeRequire } from "../node-require.ts";
-import type { SqliteExecutor } from "./capture.ts";
+import type { SqliteExecutor } from "./change-table.ts";
 import { whenNotBusy } from "./dialect.ts";
 import { PreparedStatements } from "./prepared.ts";
 

@@ -5,7 +5,7 @@ import { type CatalogColumn, catalogColumns, type SqlResult } from "../client.ts
 import type { ClientKind } from "../client-kind.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { runSteps, runStepsAsync, type TransactionDriver, type WriteOptions } from "../driver.ts";
-import { MarkedWrites } from "./capture.ts";
+import { MarkedWrites } from "./change-table.ts";
 import { isBusy, MAX_IN_PARAMS, toEdgecacheError, whenNotBusy } from "./dialect.ts";
 import { PreparedStatements } from "./prepared.ts";
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CapturingSource } from "../../../src/core/capture.ts";
+import type { CapturingSource } from "../../../src/core/capture-feed.ts";
 import type { Row } from "../../../src/core/query.ts";
 import {
   DEFAULT_LEASE_MS,

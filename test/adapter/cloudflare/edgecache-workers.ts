@@ -1,5 +1,5 @@
 import { Miniflare, type MiniflareOptions } from "miniflare";
-import type { CapturingSource } from "../../../src/core/capture.ts";
+import type { CapturingSource } from "../../../src/core/capture-feed.ts";
 import { demoViews } from "../../../src/demo/seed.ts";
 import { type D1DatabaseLike, type D1StatementLike, d1Source } from "../../../src/sources/d1.ts";
 import type { Source } from "../../../src/sources/source.ts";

@@ -8,7 +8,7 @@ import {
 } from "../../../src/adapter/node/modes/data-api.ts";
 import { createDataApi } from "../../../src/app/data-api.ts";
 import { Cache } from "../../../src/core/cache/index.ts";
-import { followCapture } from "../../../src/core/capture.ts";
+import { followCapture } from "../../../src/core/capture-feed.ts";
 import { localChangeLog } from "../../../src/core/change-log/in-process.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import { demoViews } from "../../../src/demo/seed.ts";

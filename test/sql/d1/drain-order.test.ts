@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CaptureDrain, captureDrain } from "../../../src/adapter/cloudflare/capture-drain.ts";
 import { captureSchemaVariable } from "../../../src/adapter/cloudflare/variables.ts";
-import type { CapturedChange, CaptureFeed } from "../../../src/core/capture.ts";
+import type { CapturedChange, CaptureFeed } from "../../../src/core/capture-feed.ts";
 import type { ChangeRecord } from "../../../src/core/change-log/contract.ts";
 import type { WriteEvent } from "../../../src/core/deps/planner.ts";
 import type { DurableObjectStateLike } from "../../../src/durable/rpc.ts";

@@ -5,7 +5,7 @@ import {
   type CapturedChange,
   type CarryingFeed,
   followCapture,
-} from "../../../src/core/capture.ts";
+} from "../../../src/core/capture-feed.ts";
 import { localChangeLog } from "../../../src/core/change-log/in-process.ts";
 import type { WriteEvent } from "../../../src/core/deps/planner.ts";
 import { postgresSource } from "../../../src/sources/postgres.ts";

@@ -1,9 +1,9 @@
 import pg from "pg";
 import postgres from "postgres";
 import { expect, it } from "vitest";
-import type { CapturedChange, CarryingFeed } from "../../../src/core/capture.ts";
+import type { CapturedChange, CarryingFeed } from "../../../src/core/capture-feed.ts";
 import { postgresSource } from "../../../src/sources/postgres.ts";
-import { postgresCaptureFeed } from "../../../src/sql/postgres/capture.ts";
+import { postgresCaptureFeed } from "../../../src/sql/postgres/change-table.ts";
 import { nodePostgresCapturePort } from "../../../src/sql/postgres/node-postgres-capture.ts";
 import { until } from "../../helpers/cluster.ts";
 import { withPostgresDatabase } from "../../helpers/postgres.ts";

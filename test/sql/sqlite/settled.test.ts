@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { CaptureFeed } from "../../../src/core/capture.ts";
+import type { CaptureFeed } from "../../../src/core/capture-feed.ts";
 import { sqliteSource } from "../../../src/sources/sqlite.ts";
-import { sqliteExecutorFeed } from "../../../src/sql/sqlite/capture.ts";
+import { sqliteExecutorFeed } from "../../../src/sql/sqlite/change-table.ts";
 import {
   type OwnConnection,
   ownConnection,

@@ -5,7 +5,7 @@ import { createDataApi, type DataApi } from "../../../app/data-api.ts";
 import { edgecacheApp } from "../../../app/edgecache-app.ts";
 import { sourceCheck } from "../../../app/health.ts";
 import type { Cache } from "../../../core/cache/index.ts";
-import { type CaptureFollower, followCapture, isCapturing } from "../../../core/capture.ts";
+import { type CaptureFollower, followCapture, isCapturing } from "../../../core/capture-feed.ts";
 import type { InvalidationPolicy } from "../../../core/deps/planner.ts";
 import { checkOptionNames, EdgecacheError, type OptionNames } from "../../../core/errors.ts";
 import type { Store } from "../../../core/store.ts";

@@ -6,7 +6,7 @@ import {
   type CaptureStatus,
   capturedChange,
   unref,
-} from "../../core/capture.ts";
+} from "../../core/capture-feed.ts";
 import { renewDue, SQLITE_CAPTURE_LEASE } from "../../core/lease.ts";
 import type { Steps } from "../dialect.ts";
 import {

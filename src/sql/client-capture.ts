@@ -6,7 +6,7 @@
  * feed. What follows the feeds into a cache (the query caches' `QueryCapture`, the data
  * API's follower) is built on this; `clientCapture` in drivers.ts gives a client's.
  */
-import type { CaptureFeed } from "../core/capture.ts";
+import type { CaptureFeed } from "../core/capture-feed.ts";
 import type { ForeignKeyAction } from "./schema.ts";
 
 /** A captured table as the planner needs it. */

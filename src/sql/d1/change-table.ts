@@ -5,7 +5,7 @@ import {
   type CaptureStatus,
   type CapturingSource,
   capturedEvent,
-} from "../../core/capture.ts";
+} from "../../core/capture-feed.ts";
 import {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_INSTALLED_SQL,

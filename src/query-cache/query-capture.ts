@@ -1,5 +1,5 @@
 import type { Cache } from "../core/cache/index.ts";
-import { type CaptureFollower, followCapture, mapFeed, unref } from "../core/capture.ts";
+import { type CaptureFollower, followCapture, mapFeed, unref } from "../core/capture-feed.ts";
 import {
   type CaptureDrainCounts,
   type CaptureDrainingLog,
@@ -10,7 +10,7 @@ import type { PlanSchema, WriteEvent } from "../core/deps/planner.ts";
 import { settledWithin } from "../core/settled-within.ts";
 import { comparableEvent } from "../sql/analysis/forms.ts";
 import type { SqlColumnKind } from "../sql/analysis/shapes.ts";
-import type { CapturedShape, CaptureInstallation, ClientCapture } from "../sql/capture.ts";
+import type { CapturedShape, CaptureInstallation, ClientCapture } from "../sql/client-capture.ts";
 import { clientCapture } from "../sql/drivers.ts";
 import type { ForeignKeyAction } from "../sql/schema.ts";
 import { plainTableName } from "./columns.ts";

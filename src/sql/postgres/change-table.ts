@@ -6,7 +6,7 @@ import {
   type CarryingFeed,
   capturedChange,
   unref,
-} from "../../core/capture.ts";
+} from "../../core/capture-feed.ts";
 import type { SqlClient } from "../client.ts";
 import type { Steps } from "../dialect.ts";
 import type { TransactionDriver } from "../driver.ts";
