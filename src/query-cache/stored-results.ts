@@ -2,6 +2,7 @@ import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
 import type { LogPosition } from "../core/change-log/contract.ts";
 import { type ListDependency, tableTag } from "../core/deps/planner.ts";
+import { groupPlan } from "../sql/analysis/groups.ts";
 import { type HiddenKeys, hiddenKeys } from "../sql/analysis/hidden-keys.ts";
 import {
   registrationOf,
@@ -128,7 +129,9 @@ export class StoredResults<R> {
       // A result registered on no table (Drizzle's `autoInvalidate: false`: its tags alone)
       // is not current after a write, so it answers no other lookup.
       const read = tables.length > 0 ? this.#groupRead(options) : undefined;
-      const maintained = read !== undefined && this.#d.maintained();
+      // Only a count kept by a write's rows needs its load exact (see toldValues).
+      const tallied =
+        read !== undefined && this.#d.maintained() && !!groupPlan(read.shape)?.tallies.length;
       const { stored } = await this.#d.engine.storeLoaded(
         key,
         {
@@ -148,11 +151,11 @@ export class StoredResults<R> {
         // Only a result that may be patched needs the log's word on whether its load was
         // exact (with capture, a look at the change table), and a row patch's before the
         // select returns: a write right after it would otherwise remove what it could patch.
-        // A group patch's comes later, from capture's next look (no statement: a count is
-        // kept by a write's rows only where the load was exact). Others are never asked,
-        // and do not wait for the shared tiers either.
+        // A result with counts group patches keep by a write's rows (only where the load
+        // was exact) is told later, by capture's next look (no statement). Others are never
+        // asked, and do not wait for the shared tiers either.
         this.#d.db().storesLater && meta === undefined
-          ? { later: true, ...(maintained ? { patient: true } : { exact: false }) }
+          ? { later: true, ...(tallied ? { patient: true } : { exact: false }) }
           : undefined,
       );
       if (!stored) {

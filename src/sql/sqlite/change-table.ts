@@ -54,6 +54,8 @@ const MAX_WATCH_MS = 256;
  */
 const CONSUME_MS = 1000;
 const CONSUME_BATCH = 256;
+/** The newest changes a read looks through for rows the data API marked (see read). */
+const MARK_LOOK = 256;
 /** Changes looked at when asked whether one waits that is not applied yet. */
 const PENDING_LOOK = 64;
 /** data_version (another connection committed) and schema_version (DDL), in one statement. */
@@ -164,6 +166,11 @@ export interface SqliteExecutor {
   write(sql: string, params: readonly unknown[]): Promise<void>;
   /** How often `wait` looks at data_version, ms. */
   watchMs?: number;
+  /**
+   * How many connections it has opened so far, where it opens another after a failure
+   * (see ownConnection): data_version compares within one connection only.
+   */
+  readonly opened?: number;
 }
 
 /** better-sqlite3 as a SqliteExecutor; `locked` runs a write once the write lock is free. */
@@ -277,18 +284,30 @@ export function sqliteExecutorFeed(
   let applied: number[] = [];
   let consumedAt = performance.now();
   const settling = settlings();
+  /**
+   * Runs `sql` on one connection, its rows and the data_version it read (`column`) tagged
+   * with that connection: a new connection's data_version starts again, so a value is
+   * compared only with another of the same connection (undefined: it changed meanwhile).
+   */
+  const tagged = async (sql: string, params: unknown[], column: string) => {
+    const before = exec.opened;
+    const rows = await exec.all(sql, params);
+    const data = rows.find((r) => r[column] !== null && r[column] !== undefined)?.[column];
+    const same = before === exec.opened && data !== undefined;
+    return { rows, version: same ? `${before}:${String(data)}` : undefined };
+  };
   const look = async () => {
     const started = settling.look();
-    const [row] = await exec.all(LOOK_SQL, []);
-    schema = row?.schema;
+    const { rows, version: now } = await tagged(LOOK_SQL, [], "data");
+    schema = rows[0]?.schema;
     lookedAt = performance.now();
-    settling.looked(started, row?.data);
-    return row?.data;
+    settling.looked(started, now);
+    return now;
   };
-  // Whether another connection committed since the last look.
+  // Whether another connection committed since the last look (or it cannot be told).
   const changed = async () => {
     const now = await look();
-    if (now === version) return false;
+    if (now !== undefined && now === version) return false;
     version = now;
     return true;
   };
@@ -335,25 +354,32 @@ export function sqliteExecutorFeed(
       if (skip) return [];
       // data_version in the same statement, so of the same snapshot: a commit after this
       // read changes it, one before is in the rows. `marked`: rows of the data API's
-      // writes that the read leaves for their write to remove (see settled).
+      // writes that the read leaves for their write to remove (see settled), looked for
+      // among the newest rows only (rows are written in seq order, the young ones last),
+      // or taken to be there where more than MARK_LOOK rows are young.
       const started = settling.look();
       const grace = Date.now() - API_GRACE_MS;
-      const rows = await exec.all(
+      const { rows, version: read } = await tagged(
         `SELECT NULL AS seq, NULL AS tbl, NULL AS op, NULL AS old, NULL AS new, NULL AS at,
                 NULL AS late, d.data_version AS version,
-                EXISTS (SELECT 1 FROM ${CHANGES} WHERE api IS NOT NULL AND at >= ?) AS marked
+                (EXISTS (SELECT 1 FROM (SELECT api, at FROM ${CHANGES} ORDER BY seq DESC
+                                        LIMIT ${MARK_LOOK}) r
+                         WHERE r.api IS NOT NULL AND r.at >= ?)
+                 OR coalesce((SELECT at >= ? FROM ${CHANGES} ORDER BY seq DESC
+                              LIMIT 1 OFFSET ${MARK_LOOK}), 0)) AS marked
            FROM pragma_data_version() d
          UNION ALL
          SELECT * FROM (SELECT seq, tbl, op, old, new, at, api IS NOT NULL AS late,
                                NULL AS version, NULL AS marked FROM ${CHANGES}
           WHERE (api IS NULL OR at < ?) AND seq NOT IN (SELECT value FROM json_each(?))
           ORDER BY seq LIMIT ?)`,
-        [grace, grace, JSON.stringify(applied), limit],
+        [grace, grace, grace, JSON.stringify(applied), limit],
+        "version",
       );
       const changes = rows.filter((r) => r.seq !== null);
       const head = rows.find((r) => r.seq === null);
-      version = head?.version ?? version;
-      settling.read(started, head?.version, {
+      version = read;
+      settling.read(started, read, {
         whole: changes.length < limit && Number(head?.marked ?? 1) === 0,
         changes: changes.map((r) => ({ seq: Number(r.seq), at: Number(r.at) })),
       });
@@ -426,7 +452,7 @@ export function sqliteExecutorFeed(
 }
 
 /** How long `settled` waits for the feed's next look before answering false, ms. */
-const SETTLE_WAIT_MS = 4 * MAX_WATCH_MS;
+const SETTLE_WAIT_MS = 8 * MAX_WATCH_MS;
 
 /**
  * What a feed on a connection of edgecache's own tells without a statement of its own:
@@ -436,12 +462,14 @@ const SETTLE_WAIT_MS = 4 * MAX_WATCH_MS;
  * data_version of the last read (no commit since, and that read left nothing out: fewer
  * rows than its limit, no marked rows of the data API's, each consumed since), or when
  * that read's changes were all written after the question (their trigger's `at`, on this
- * machine's clock: their transaction was open when the load had read).
+ * machine's clock: their transaction was open when the load had read). A change written
+ * later than this machine's clock says it is now comes from another clock (a replica's
+ * primary, a container's): the feed then no longer trusts `at`.
  */
 function settlings() {
   // Looks and reads in the order they start; a question is answered by one started after it.
   let started = 0;
-  let last: { version: unknown; whole: boolean; open: Set<number> } | undefined;
+  let last: { version: string | undefined; whole: boolean; open: Set<number> } | undefined;
   type Waiting = { after: number; asked: number; answer(settled: boolean): void };
   let waiting: Waiting[] = [];
   // Answers the questions asked before look `by` started.
@@ -451,19 +479,23 @@ function settlings() {
     for (const w of now) w.answer(settled(w));
   };
   const clean = () => last?.whole === true && last.open.size === 0;
+  let ownClock = true;
   return {
     look: () => ++started,
-    looked(by: number, version: unknown) {
+    looked(by: number, version: string | undefined) {
       // A commit since: the read that follows tells whether it came after the question.
-      if (version === last?.version) answer(by, clean);
+      if (version !== undefined && version === last?.version) answer(by, clean);
     },
     read(
       by: number,
-      version: unknown,
+      version: string | undefined,
       seen: { whole: boolean; changes: readonly Pick<CapturedChange, "seq" | "at">[] },
     ) {
       last = { version, whole: seen.whole, open: new Set(seen.changes.map((c) => c.seq)) };
-      answer(by, (w) => seen.whole && seen.changes.every((c) => c.at > w.asked));
+      const now = Date.now();
+      if (seen.changes.some((c) => c.at > now)) ownClock = false;
+      const after = (w: Waiting) => ownClock && seen.changes.every((c) => c.at > w.asked);
+      answer(by, (w) => seen.whole && (seen.changes.length === 0 || after(w)));
     },
     consumed(changes: readonly CapturedChange[]) {
       for (const c of changes) last?.open.delete(c.seq);

@@ -50,6 +50,7 @@ export interface OwnConnection extends SqliteExecutor {
  */
 export function ownConnection(open: () => Promise<SyncSqlite | undefined>): OwnConnection {
   let statements = 0;
+  let opened = 0;
   let closed = false;
   let prepared: PreparedStatements<SyncStatement> | undefined;
   let opening: Promise<SyncSqlite | undefined> | undefined;
@@ -57,6 +58,7 @@ export function ownConnection(open: () => Promise<SyncSqlite | undefined>): OwnC
     opening ??= open().then((db) => {
       // Ours alone: its busy statements fail at once and are tried again (whenNotBusy).
       db?.exec("PRAGMA busy_timeout = 0");
+      if (db) opened++;
       return db;
     });
     // A failed open (the file moved) is tried again by the next statement.
@@ -98,6 +100,9 @@ export function ownConnection(open: () => Promise<SyncSqlite | undefined>): OwnC
   return {
     get statements() {
       return statements;
+    },
+    get opened() {
+      return opened;
     },
     async available() {
       return (await connection()) !== undefined;
