@@ -1,6 +1,6 @@
 import type { CacheEntry } from "../core/entry.ts";
 import { extend } from "../core/extend.ts";
-import { parseHttpDate } from "../core/http-cache.ts";
+import { parseHttpDate } from "./http-caching/rules.ts";
 
 /** RFC 9211 2.2: why a request went to the origin or source. */
 export type Forward =

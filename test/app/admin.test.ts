@@ -17,7 +17,7 @@ import {
   startEdgecache,
   tempDir,
 } from "./harness.ts";
-import { raw } from "./proxy-harness.ts";
+import { raw } from "./proxy/harness.ts";
 
 // The admin API under /_edgecache, over the real Node wiring (demo SQLite file, memory and
 // SQLite tiers). Most tests authenticate with a token; the auth tests cover the rest.

@@ -18,7 +18,7 @@ import { edgecache } from "../helpers/built-cli.ts";
 import { until } from "../helpers/cluster.ts";
 import { requireChromium, requireRedis } from "../helpers/services.ts";
 import { type Harness, startEdgecache, tempDir } from "./harness.ts";
-import { startOrigin, startProxy } from "./proxy-harness.ts";
+import { startOrigin, startProxy } from "./proxy/harness.ts";
 
 // The dashboard in headless Chromium (the Debian package) against a real node: it loads
 // without console errors, shows live figures after traffic, the recent invalidations with

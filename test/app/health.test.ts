@@ -18,7 +18,7 @@ import { toEdgecacheError as toPostgresError } from "../../src/sql/postgres/driv
 import { memoryStore } from "../../src/stores/memory.ts";
 import { chaosStore } from "../helpers/chaos-store.ts";
 import { reply, startEdgecache, tempDir } from "./harness.ts";
-import { proxied, raw } from "./proxy-harness.ts";
+import { proxied, raw } from "./proxy/harness.ts";
 
 // GET /_edgecache/health: what a load balancer polls, without a token, on every kind of node.
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TAGS_UNCOUNTED } from "../../src/app/proxy/purge.ts";
 import { type Harness, startEdgecache, tempDir } from "../app/harness.ts";
-import { type Origin, type ProxyHarness, startOrigin, startProxy } from "../app/proxy-harness.ts";
+import { type Origin, type ProxyHarness, startOrigin, startProxy } from "../app/proxy/harness.ts";
 import { cli, startOnce } from "./run-cli.ts";
 
 // The admin commands run as the real binary against a real node listening on a port: what

@@ -4,7 +4,7 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { tempDir } from "../app/harness.ts";
-import { startOrigin, startProxy } from "../app/proxy-harness.ts";
+import { startOrigin, startProxy } from "../app/proxy/harness.ts";
 import { CLI } from "../helpers/built-cli.ts";
 import { waitForLine } from "../helpers/child.ts";
 import { cleanEnv, cli } from "./run-cli.ts";

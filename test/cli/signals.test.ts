@@ -6,7 +6,7 @@ import { Hono } from "hono";
 import { afterEach, describe, expect, it } from "vitest";
 import { startServer } from "../../src/adapter/node/server/server.ts";
 import { tempDir } from "../app/harness.ts";
-import { startOrigin } from "../app/proxy-harness.ts";
+import { startOrigin } from "../app/proxy/harness.ts";
 import { waitForLine } from "../helpers/child.ts";
 
 // Stopping the real commands with a signal: `npm start`, `npx edgecache proxy` and the

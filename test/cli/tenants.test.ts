@@ -4,7 +4,7 @@ import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exchange } from "../adapter/node/raw-client.ts";
 import { tempDir } from "../app/harness.ts";
-import { type Origin, startOrigin } from "../app/proxy-harness.ts";
+import { type Origin, startOrigin } from "../app/proxy/harness.ts";
 import { cli, serveTenants } from "./run-cli.ts";
 
 // Tenants on the real binary: two tenants whose URLs are identical never see each other's

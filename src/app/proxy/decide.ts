@@ -5,7 +5,7 @@ import {
   sharedWithAuthorization,
   variantSuffix,
   variantSuffixAsync,
-} from "../../core/http-cache.ts";
+} from "../http-caching/rules.ts";
 import { isVaryRecord, type ResponseMeta, storedCacheControl } from "./types.ts";
 
 /** What a request says that decides whether a stored response may answer it. */

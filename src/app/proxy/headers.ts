@@ -5,7 +5,7 @@ import {
   HOP_BY_HOP,
   OWN_TARGETED_FIELD,
   toRecord,
-} from "../../core/http-cache.ts";
+} from "../http-caching/rules.ts";
 import type { Ctx } from "./types.ts";
 
 /**

@@ -7,8 +7,8 @@ import {
   EdgecacheError,
   type OptionNames,
 } from "../../core/errors.ts";
-import { ignoringClientRefresh, policyClass, requestDirectives } from "../../core/http-cache.ts";
 import { rateLimited } from "../../core/report.ts";
+import { ignoringClientRefresh, policyClass, requestDirectives } from "../http-caching/rules.ts";
 import { decide, PLAIN, selectVariant, selectVariantNow } from "./decide.ts";
 import { forwardedHeaders } from "./headers.ts";
 import { type LearnEnv, type LearnOptions, learnEnv } from "./learn/observe.ts";

@@ -1,5 +1,6 @@
 import type { Cache } from "../../core/cache/index.ts";
 import type { CacheEntry } from "../../core/entry.ts";
+import { type ByteSpan, contentRange, joinSpans } from "../http-caching/ranges.ts";
 import {
   type CacheRequest,
   cachingHeaders,
@@ -12,8 +13,7 @@ import {
   responseTags,
   toRecord,
   varyNames,
-} from "../../core/http-cache.ts";
-import { type ByteSpan, contentRange, joinSpans } from "../../core/range.ts";
+} from "../http-caching/rules.ts";
 import { loadHeaders, PER_CLIENT_REQUEST_HEADERS, storedHeaders } from "./headers.ts";
 import { isStrong, originRange } from "./partial.ts";
 import { held as holding, revalidated, setConditional } from "./revalidate.ts";

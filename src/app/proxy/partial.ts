@@ -13,7 +13,7 @@ import {
   missingRange,
   type RangeAnswer,
   selectRange,
-} from "../../core/range.ts";
+} from "../http-caching/ranges.ts";
 
 /** The span a stored entry holds when it is a piece; undefined for a complete response. */
 export function pieceOf(entry: CacheEntry): ByteSpan | undefined {

@@ -1,6 +1,6 @@
 import type { Cache } from "../../core/cache/index.ts";
-import type { PolicyClass } from "../../core/http-cache.ts";
 import type { Forward } from "../http.ts";
+import type { PolicyClass } from "../http-caching/rules.ts";
 import { clientHeaders, passHeaders } from "./headers.ts";
 import {
   applyRules,

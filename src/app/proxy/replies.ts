@@ -1,6 +1,5 @@
 import type { CacheEntry } from "../../core/entry.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import { type ByteSpan, ifRangeHolds, type RangeAnswer, selectRange } from "../../core/range.ts";
 import { errorBody } from "../errors.ts";
 import {
   type CacheOutcome,
@@ -9,6 +8,12 @@ import {
   type Forward,
   replyResponse,
 } from "../http.ts";
+import {
+  type ByteSpan,
+  ifRangeHolds,
+  type RangeAnswer,
+  selectRange,
+} from "../http-caching/ranges.ts";
 import { fromPiece, pieceOf } from "./partial.ts";
 import { COMPONENT } from "./routes.ts";
 import type { Ctx, Loaded } from "./types.ts";

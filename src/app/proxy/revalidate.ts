@@ -8,7 +8,7 @@ import {
   type PolicyClass,
   responseTags,
   targetedCacheControl,
-} from "../../core/http-cache.ts";
+} from "../http-caching/rules.ts";
 import { INTERNAL_RESPONSE_HEADERS } from "./headers.ts";
 import type { StoreInit } from "./store.ts";
 import { entryTags, originHeadersOf, type ResponseMeta } from "./types.ts";

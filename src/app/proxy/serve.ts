@@ -1,8 +1,8 @@
 import type { LogPosition } from "../../core/change-log/contract.ts";
 import type { CacheEntry } from "../../core/entry.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import { variantSuffixAsync } from "../../core/http-cache.ts";
 import type { Forward } from "../http.ts";
+import { variantSuffixAsync } from "../http-caching/rules.ts";
 import { decide, selectVariant } from "./decide.ts";
 import { clientHeaders } from "./headers.ts";
 import { type LoadEnv, load } from "./load.ts";

@@ -5,7 +5,7 @@ import {
   type HeaderRecord,
   type PolicyClass,
   variantSuffixAsync,
-} from "../../core/http-cache.ts";
+} from "../http-caching/rules.ts";
 import { baseKey } from "./routes.ts";
 import {
   type Ctx,

@@ -5,7 +5,7 @@ import {
   OWN_TARGETED_FIELD,
   type PolicyClass,
   type RequestDirectives,
-} from "../../core/http-cache.ts";
+} from "../http-caching/rules.ts";
 import type { Route } from "./routes.ts";
 
 /** Passes an interim response (RFC 9110 15.2: 1xx, such as 103 Early Hints) on to the client. */

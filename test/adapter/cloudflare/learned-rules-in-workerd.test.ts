@@ -1,8 +1,8 @@
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { describeRule } from "../../../src/app/proxy/learn/observe.ts";
-import { usersAndTeams } from "../../app/learn/users-teams-origin.ts";
-import { type Origin, startOrigin } from "../../app/proxy-harness.ts";
+import { type Origin, startOrigin } from "../../app/proxy/harness.ts";
+import { usersAndTeams } from "../../app/proxy/learn/users-teams-origin.ts";
 import { cli } from "../../cli/run-cli.ts";
 import { until } from "../../helpers/cluster.ts";
 import { bundle, COMPATIBILITY_DATE } from "../../helpers/workerd.ts";

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { type RunningServer, startServer } from "../../../src/adapter/node/server/server.ts";
 import { startEdgecache } from "../../app/harness.ts";
-import { startOrigin, startProxy } from "../../app/proxy-harness.ts";
+import { startOrigin, startProxy } from "../../app/proxy/harness.ts";
 import { exchange } from "./raw-client.ts";
 
 // Pipelined requests on one connection (RFC 9112 9.3.2): answered in order, and an unsafe

@@ -5,7 +5,7 @@ import {
   type ProxyHarness,
   startOrigin,
   startProxy,
-} from "../../app/proxy-harness.ts";
+} from "../../app/proxy/harness.ts";
 import { exchange } from "./raw-client.ts";
 
 // /_edgecache/metrics through prom-client: latency histograms by the tier that answered

@@ -21,7 +21,7 @@ import {
   startEdgecache,
   tempDir,
 } from "../../app/harness.ts";
-import { raw } from "../../app/proxy-harness.ts";
+import { raw } from "../../app/proxy/harness.ts";
 import { CLI } from "../../helpers/built-cli.ts";
 import { waitForLine } from "../../helpers/child.ts";
 import { exchange } from "./raw-client.ts";

@@ -1,7 +1,7 @@
 import { afterEach, expect, it } from "vitest";
 import { TAGS_UNCOUNTED } from "../../../src/app/proxy/purge.ts";
 import { randomId } from "../../../src/core/random-id.ts";
-import { counting, startOrigin, startProxy } from "../../app/proxy-harness.ts";
+import { counting, startOrigin, startProxy } from "../../app/proxy/harness.ts";
 import { requireRedis } from "../../helpers/services.ts";
 
 // Proxy nodes sharing Redis: a purge or an unsafe request through one reaches them all.

@@ -1,6 +1,6 @@
 import { request } from "node:http";
 import { describe, expect, it } from "vitest";
-import { proxied, cacheStatusOf as status } from "../../app/proxy-harness.ts";
+import { proxied, cacheStatusOf as status } from "../../app/proxy/harness.ts";
 import { exchange } from "./raw-client.ts";
 
 // Interim responses (RFC 9110 15.2) through the Node proxy, from a real origin that sends

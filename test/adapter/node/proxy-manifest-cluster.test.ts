@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { afterEach, expect, it, vi } from "vitest";
 import type { SharedManifest } from "../../../src/adapter/node/modes/manifest-shared.ts";
 import { randomId } from "../../../src/core/random-id.ts";
-import { raw, startOrigin, startProxy } from "../../app/proxy-harness.ts";
+import { raw, startOrigin, startProxy } from "../../app/proxy/harness.ts";
 import { waitForLine } from "../../helpers/child.ts";
 import { until } from "../../helpers/cluster.ts";
 import { requireRedis } from "../../helpers/services.ts";

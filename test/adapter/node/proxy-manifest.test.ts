@@ -12,7 +12,7 @@ import {
   raw,
   startOrigin,
   startProxy,
-} from "../../app/proxy-harness.ts";
+} from "../../app/proxy/harness.ts";
 import { CLI } from "../../helpers/built-cli.ts";
 import { waitForLine } from "../../helpers/child.ts";
 import { until } from "../../helpers/cluster.ts";

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig, validateConfig } from "../../../src/adapter/node/config.ts";
 import { createNodeProxy } from "../../../src/adapter/node/modes/proxy.ts";
 import { expectBadOption, tempDir } from "../../app/harness.ts";
-import { counting, type Origin, raw, startOrigin, startProxy } from "../../app/proxy-harness.ts";
+import { counting, type Origin, raw, startOrigin, startProxy } from "../../app/proxy/harness.ts";
 import { CLI } from "../../helpers/built-cli.ts";
 import { waitForLine } from "../../helpers/child.ts";
 

@@ -10,7 +10,7 @@ import {
 import { MAX_RAW_HEAD, parseHead } from "../../../src/adapter/node/server/raw-hits.ts";
 import { type RunningServer, startServer } from "../../../src/adapter/node/server/server.ts";
 import { startEdgecache } from "../../app/harness.ts";
-import { counting, type Origin, startOrigin } from "../../app/proxy-harness.ts";
+import { counting, type Origin, startOrigin } from "../../app/proxy/harness.ts";
 import { fakeClock } from "../../helpers/chaos-store.ts";
 import { closedWithin, type Exchange, exchange } from "./raw-client.ts";
 

@@ -8,7 +8,7 @@ import {
   proxied,
   startOrigin,
   startProxy,
-} from "../../app/proxy-harness.ts";
+} from "../../app/proxy/harness.ts";
 import { exchange, type WireReply } from "./raw-client.ts";
 
 // What a request names, decided once on Node's raw socket: the raw hit path, node:http's

@@ -4,7 +4,7 @@ import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts
 import { createNodeProxy } from "../../../src/adapter/node/modes/proxy.ts";
 import type { Row } from "../../../src/core/query.ts";
 import { HIT, send, tempDir } from "../../app/harness.ts";
-import { counting, raw, startOrigin } from "../../app/proxy-harness.ts";
+import { counting, raw, startOrigin } from "../../app/proxy/harness.ts";
 
 // A node restarted on its cache file judges the entries it stored before by what concerns
 // each of them (the history it left beside the file), not by their tables: a write, a key

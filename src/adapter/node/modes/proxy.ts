@@ -6,6 +6,7 @@ import type { Hono } from "hono";
 import { addressSet, clientAddress } from "../../../app/access.ts";
 import type { ManifestView } from "../../../app/admin.ts";
 import { edgecacheApp } from "../../../app/edgecache-app.ts";
+import { endToEnd } from "../../../app/http-caching/rules.ts";
 import {
   type CachingProxy,
   createProxy,
@@ -18,7 +19,6 @@ import type { ManifestKeeper } from "../../../app/proxy/manifest/keeper.ts";
 import type { Cache } from "../../../core/cache/index.ts";
 import type { CacheEntry } from "../../../core/entry.ts";
 import { checkOptionNames, type OptionNames } from "../../../core/errors.ts";
-import { endToEnd } from "../../../core/http-cache.ts";
 import type { Store } from "../../../core/store.ts";
 import type { RedisSetting } from "../cluster.ts";
 import { cacheLogger, type Logger, nodeLogger } from "../logging.ts";

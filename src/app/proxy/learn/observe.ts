@@ -1,8 +1,8 @@
 import type { Cache } from "../../../core/cache/index.ts";
 import type { CacheEntry as Entry } from "../../../core/entry.ts";
 import { badOption } from "../../../core/errors.ts";
-import type { PolicyClass } from "../../../core/http-cache.ts";
 import type { StatsFamily } from "../../../core/stats.ts";
+import type { PolicyClass } from "../../http-caching/rules.ts";
 import { type OriginFetch, readUpTo } from "../load.ts";
 import { held, setConditional } from "../revalidate.ts";
 import { baseKey, COMPONENT, matchRoute, type Route } from "../routes.ts";
