@@ -16,7 +16,7 @@
  */
 import { cpus, loadavg } from "node:os";
 import { parseArgs } from "node:util";
-import type { Row } from "../src/core/query.ts";
+import type { Row } from "../src/core/data/query.ts";
 import { startEdgecacheWorkers } from "../test/adapter/cloudflare/edgecache-workers.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 

@@ -27,7 +27,7 @@
  * src/ (`--against` takes any checkout since 2755dd3, with node_modules linked).
  */
 import { spawnSync } from "node:child_process";
-import { copyFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, rmSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -150,14 +150,18 @@ type Patching = (kind: Kind, calls: number) => void;
 
 /** The checkout at `root`'s data API on `db`, its page cached, and its patch hook. */
 async function prepare(root: string, db: string, user: string): Promise<Patching> {
-  const src = (path: string) => import(pathToFileURL(join(root, "src", path)).href);
+  // A module where this checkout holds it (older checkouts hold some elsewhere).
+  const src = (...paths: string[]) => {
+    const path = paths.find((p) => existsSync(join(root, "src", p))) ?? paths[0]!;
+    return import(pathToFileURL(join(root, "src", path)).href);
+  };
   const [{ createDataApi }, { Cache }, { requestKey }, { demoViews }, logs, sources, stores] =
     await Promise.all([
       src("app/data-api.ts"),
       src("core/cache/index.ts"),
-      src("core/keys.ts"),
+      src("core/data/keys.ts", "core/keys.ts"),
       src("demo/seed.ts"),
-      src("log/in-process.ts"),
+      src("core/change-log/in-process.ts", "log/in-process.ts"),
       src("sources/sqlite.ts"),
       src("stores/memory.ts"),
     ]);

@@ -18,7 +18,7 @@
  * if a client read anything older than its own session.
  */
 import { parseArgs } from "node:util";
-import type { Row } from "../src/core/query.ts";
+import type { Row } from "../src/core/data/query.ts";
 import { startEdgecacheWorkers } from "../test/adapter/cloudflare/edgecache-workers.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, fail, positiveInt, readFlags } from "./lib/settings.ts";

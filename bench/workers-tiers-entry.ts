@@ -5,7 +5,7 @@
 // isolate memory.
 
 import { cacheTierObject } from "../src/adapter/cloudflare/cache-tier-object.ts";
-import type { CacheEntry } from "../src/core/entry.ts";
+import type { CacheEntry } from "../src/core/entries/entry.ts";
 import type { Store } from "../src/core/store.ts";
 import { cacheApiStore } from "../src/stores/cache-api.ts";
 import { durableObjectStore, type TierNamespaceLike } from "../src/stores/durable-object.ts";

@@ -67,7 +67,7 @@ import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
-import { MAX_LIMIT } from "../src/core/query-params.ts";
+import { MAX_LIMIT } from "../src/core/data/query-params.ts";
 import { DEFAULT_LEASE_MS } from "../src/log/redis/index.ts";
 import { shares, sharesMarkdown, WRITE_PATH } from "./lib/cpu-profile.ts";
 import { type GcTally, makeTmpDir, ROOT, runBench, startServer, stopAll } from "./lib/processes.ts";

@@ -29,6 +29,9 @@ export type {
   LogStart,
 } from "./core/change-log/contract.ts";
 export { type LocalChangeLogOptions, localChangeLog } from "./core/change-log/in-process.ts";
+export { type KeyPart, requestKey } from "./core/data/keys.ts";
+export type * from "./core/data/query.ts";
+export { parseListQuery } from "./core/data/query-params.ts";
 export {
   type DependencyLookup,
   type InvalidationPolicy,
@@ -42,15 +45,12 @@ export {
   tableTag,
   type WriteEvent,
 } from "./core/deps/planner.ts";
-export { type CacheEntry, type DeferredBody, deferredBody } from "./core/entry.ts";
+export { type CacheEntry, type DeferredBody, deferredBody } from "./core/entries/entry.ts";
 export { EdgecacheError, type ErrorCode } from "./core/errors.ts";
-export { type KeyPart, requestKey } from "./core/keys.ts";
 export {
   Namespace,
   type NamespaceInvalidation,
   type NamespaceOptions,
-} from "./core/namespace.ts";
-export type * from "./core/query.ts";
-export { parseListQuery } from "./core/query-params.ts";
+} from "./core/library/namespace.ts";
 export { type CacheStats, type TierStats, toPrometheus } from "./core/stats.ts";
 export type * from "./core/store.ts";

@@ -1,7 +1,7 @@
 import { type Context, Hono } from "hono";
 import type { Cache } from "../core/cache/index.ts";
 import { rowTag, tableTag } from "../core/deps/planner.ts";
-import type { CacheEntry } from "../core/entry.ts";
+import type { CacheEntry } from "../core/entries/entry.ts";
 import {
   checkOptionNames,
   describeValue,

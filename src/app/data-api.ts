@@ -2,6 +2,16 @@ import { Hono } from "hono";
 import type { Cache, EntryInit } from "../core/cache/index.ts";
 import { type GroupWrite, MAX_GROUP, WriteChain, WriteGroups } from "../core/cache/write-group.ts";
 import { isCapturing } from "../core/capture-feed.ts";
+import { keyPath, requestKey } from "../core/data/keys.ts";
+import {
+  type ListQuery,
+  type Resource,
+  type Row,
+  resolveResource,
+  type Schema,
+  type ViewInfo,
+} from "../core/data/query.ts";
+import { parseListQuery } from "../core/data/query-params.ts";
 import {
   marginOf,
   type Neighbours,
@@ -21,7 +31,8 @@ import {
   tableTag,
 } from "../core/deps/planner.ts";
 import { sortValues } from "../core/deps/predicate.ts";
-import type { CacheEntry } from "../core/entry.ts";
+import type { CacheEntry } from "../core/entries/entry.ts";
+import { extend } from "../core/entries/extend.ts";
 import {
   badOption,
   checkOptionNames,
@@ -29,18 +40,7 @@ import {
   EdgecacheError,
   type OptionNames,
 } from "../core/errors.ts";
-import { extend } from "../core/extend.ts";
-import { keyPath, requestKey } from "../core/keys.ts";
-import { plainJson } from "../core/plain-json.ts";
-import {
-  type ListQuery,
-  type Resource,
-  type Row,
-  resolveResource,
-  type Schema,
-  type ViewInfo,
-} from "../core/query.ts";
-import { parseListQuery } from "../core/query-params.ts";
+import { plainJson } from "../core/library/plain-json.ts";
 import type { Source, WriteOptions } from "../sources/source.ts";
 import { originSet, sameOriginWrites } from "./access.ts";
 import { isJsonObject, readJson } from "./body.ts";

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import type { Cache } from "../core/cache/index.ts";
+import type { Schema } from "../core/data/query.ts";
 import { EdgecacheError } from "../core/errors.ts";
-import type { Schema } from "../core/query.ts";
 import type { Source } from "../sources/source.ts";
 import { hasWriteFaults } from "../sources/storage.ts";
 

@@ -1,5 +1,5 @@
-import type { CacheEntry } from "../core/entry.ts";
-import { extend } from "../core/extend.ts";
+import type { CacheEntry } from "../core/entries/entry.ts";
+import { extend } from "../core/entries/extend.ts";
 import { parseHttpDate } from "./http-caching/rules.ts";
 
 /** RFC 9211 2.2: why a request went to the origin or source. */

@@ -1,6 +1,6 @@
 import type { EntryInit } from "../core/cache/index.ts";
-import { type CacheEntry, type DeferredBody, deferredBody } from "../core/entry.ts";
-import { plainJson, plainJsonSize } from "../core/plain-json.ts";
+import { type CacheEntry, type DeferredBody, deferredBody } from "../core/entries/entry.ts";
+import { plainJson, plainJsonSize } from "../core/library/plain-json.ts";
 
 /**
  * The data API's response bodies: JSON made once and, for the bodies a write patches,

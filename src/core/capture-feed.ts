@@ -1,6 +1,6 @@
 import type { Cache } from "./cache/index.ts";
+import type { Row } from "./data/query.ts";
 import type { WriteEvent } from "./deps/planner.ts";
-import type { Row } from "./query.ts";
 
 /**
  * Change capture: writes that bypass edgecache (psql, a migration, another service)

@@ -1,5 +1,5 @@
 import type { Cost } from "./cost.ts";
-import type { CacheEntry } from "./entry.ts";
+import type { CacheEntry } from "./entries/entry.ts";
 
 /**
  * A cache tier. Three required methods; anything more is a separate capability.

@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
+import type { ViewInfo } from "../core/data/query.ts";
 import { badOption } from "../core/errors.ts";
-import type { ViewInfo } from "../core/query.ts";
 
 /** The demo's one view: each user with an array of their orders. */
 export const demoViews: ViewInfo[] = [

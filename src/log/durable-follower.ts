@@ -1,5 +1,5 @@
 import { type ChangeRecord, changedTables } from "../core/change-log/contract.ts";
-import { DURABLE_LOG_LEASE, renewDue, trustedUntil } from "../core/lease.ts";
+import { DURABLE_LOG_LEASE, renewDue, trustedUntil } from "../core/time/lease.ts";
 import type { ReachObject } from "../durable/rpc.ts";
 import {
   type HeldLog,

@@ -1,4 +1,3 @@
-import { ChangeBuckets } from "../core/change-buckets.ts";
 import {
   type ChangeOp,
   type ChangeRecord,
@@ -6,8 +5,9 @@ import {
   changedTables,
   type LogHistory,
 } from "../core/change-log/contract.ts";
-import { DURABLE_LOG_LEASE } from "../core/lease.ts";
+import { ChangeBuckets } from "../core/fence/change-buckets.ts";
 import { randomId } from "../core/random-id.ts";
+import { DURABLE_LOG_LEASE } from "../core/time/lease.ts";
 import type { DurableObjectStateLike, ReachObject } from "../durable/rpc.ts";
 
 /**

@@ -9,8 +9,8 @@ import {
   type WriteTurn,
 } from "../core/change-log/contract.ts";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
-import { DURABLE_LOG_LEASE, renewDue } from "../core/lease.ts";
 import { randomId } from "../core/random-id.ts";
+import { DURABLE_LOG_LEASE, renewDue } from "../core/time/lease.ts";
 import { callObject, type DurableObjectNamespaceLike } from "../durable/rpc.ts";
 import { type AppendReply, newer, type StoredRecord, type SyncReply } from "./durable-host.ts";
 
@@ -97,7 +97,7 @@ export const CHANGE_LOG_MODES: readonly ChangeLogMode[] = [
   "session",
 ];
 
-/** The default lease of lease mode (the policy: DURABLE_LOG_LEASE in core/lease.ts). */
+/** The default lease of lease mode (the policy: DURABLE_LOG_LEASE in core/time/lease.ts). */
 export const DEFAULT_LEASE_MS = DURABLE_LOG_LEASE.ms;
 /**
  * Strict mode: how long one sync lets an isolate serve from cache. A request syncs before

@@ -1,5 +1,5 @@
 import { LRUCache } from "lru-cache";
-import type { CacheEntry } from "../core/entry.ts";
+import type { CacheEntry } from "../core/entries/entry.ts";
 import { rowsSource } from "../sql/analysis/group-statements.ts";
 import { groupPlan } from "../sql/analysis/groups.ts";
 import { lookedUp, rowOf } from "../sql/analysis/lookups.ts";

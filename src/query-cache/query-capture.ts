@@ -7,7 +7,7 @@ import {
 } from "../core/change-log/contract.ts";
 import type { OutsideWrites } from "../core/change-log/outside-writes.ts";
 import type { PlanSchema, WriteEvent } from "../core/deps/planner.ts";
-import { settledWithin } from "../core/settled-within.ts";
+import { settledWithin } from "../core/time/settled-within.ts";
 import { comparableEvent } from "../sql/analysis/forms.ts";
 import type { SqlColumnKind } from "../sql/analysis/shapes.ts";
 import type { CapturedShape, CaptureInstallation, ClientCapture } from "../sql/client-capture.ts";

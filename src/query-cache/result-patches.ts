@@ -1,7 +1,7 @@
 import type { Cache } from "../core/cache/index.ts";
 import type { EntryInit, WriteHooks } from "../core/cache/types.ts";
-import type { CacheEntry } from "../core/entry.ts";
-import type { Row } from "../core/query.ts";
+import type { Row } from "../core/data/query.ts";
+import type { CacheEntry } from "../core/entries/entry.ts";
 import { patchResult, type ResultPlan, resultPlan, tableRows } from "../sql/analysis/patch.ts";
 import { resultRows, type SqlShape, type SqlTable } from "../sql/analysis/shapes.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";

@@ -1,6 +1,6 @@
 import type { CapturingSource } from "../core/capture-feed.ts";
+import type { ViewInfo } from "../core/data/query.ts";
 import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
-import type { ViewInfo } from "../core/query.ts";
 import type {
   D1DatabaseLike,
   D1QueriesLike,

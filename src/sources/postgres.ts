@@ -1,6 +1,6 @@
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture-feed.ts";
+import type { ViewInfo } from "../core/data/query.ts";
 import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
-import type { ViewInfo } from "../core/query.ts";
 import { type CatalogColumn, isCollation } from "../sql/client.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import {

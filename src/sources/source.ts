@@ -1,5 +1,5 @@
+import type { ListQuery, Resource, Row, Schema } from "../core/data/query.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
-import type { ListQuery, Resource, Row, Schema } from "../core/query.ts";
 import type { WriteOptions } from "../sql/driver.ts";
 
 export type { WriteOptions };

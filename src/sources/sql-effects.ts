@@ -1,5 +1,5 @@
+import type { Row } from "../core/data/query.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
-import type { Row } from "../core/query.ts";
 import type { Dialect, Statement, Steps } from "../sql/dialect.ts";
 import { type ForeignKey, quote, type ServedTable, type SqlColumn } from "../sql/schema.ts";
 

@@ -1,6 +1,6 @@
+import type { ListQuery, Resource, Row, Schema, ViewInfo } from "../core/data/query.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import { EdgecacheError } from "../core/errors.ts";
-import type { ListQuery, Resource, Row, Schema, ViewInfo } from "../core/query.ts";
 import { type Dialect, rowsOf, type Statement, type Steps } from "../sql/dialect.ts";
 import { type BatchDriver, type Driver, isTransactional } from "../sql/driver.ts";
 import {

@@ -1,5 +1,5 @@
+import type { JoinInfo, Row, ViewInfo } from "../core/data/query.ts";
 import { badOption, describeValue, EdgecacheError } from "../core/errors.ts";
-import type { JoinInfo, Row, ViewInfo } from "../core/query.ts";
 import {
   badBody,
   LONE_SURROGATE,

@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture-feed.ts";
+import type { ViewInfo } from "../core/data/query.ts";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
-import type { ViewInfo } from "../core/query.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import { rowsOf } from "../sql/dialect.ts";
 import type { TransactionDriver } from "../sql/driver.ts";

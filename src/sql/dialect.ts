@@ -1,4 +1,4 @@
-import type { Filter, Row, SortKey } from "../core/query.ts";
+import type { Filter, Row, SortKey } from "../core/data/query.ts";
 import type { ForeignKey, ForeignKeyAction, ServedTable, SqlColumn } from "./schema.ts";
 
 /** One SQL statement and its bound values, in the dialect's placeholders. */

@@ -1,5 +1,5 @@
+import type { Row } from "../core/data/query.ts";
 import type { EdgecacheError } from "../core/errors.ts";
-import type { Row } from "../core/query.ts";
 import type { SqlClient } from "./client.ts";
 import type { Statement, Steps } from "./dialect.ts";
 

@@ -1,5 +1,5 @@
+import type { ColumnInfo, SortKey, TableInfo } from "../core/data/query.ts";
 import { describeValue, EdgecacheError } from "../core/errors.ts";
-import type { ColumnInfo, SortKey, TableInfo } from "../core/query.ts";
 
 /**
  * A database's tables as the dialects model them, whatever the driver: columns, keys and

@@ -1,6 +1,6 @@
 import { sha256Hex } from "../core/digest.ts";
-import type { CacheEntry } from "../core/entry.ts";
-import { decodeEntry, encodeEntry } from "../core/entry.ts";
+import type { CacheEntry } from "../core/entries/entry.ts";
+import { decodeEntry, encodeEntry } from "../core/entries/entry.ts";
 import { EdgecacheError } from "../core/errors.ts";
 
 /**

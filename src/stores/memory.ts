@@ -1,7 +1,7 @@
 import { LRUCache } from "lru-cache";
-import type { CacheEntry } from "../core/entry.ts";
+import type { CacheEntry } from "../core/entries/entry.ts";
+import { heldBytes } from "../core/entries/heap-size.ts";
 import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
-import { heldBytes } from "../core/heap-size.ts";
 import type {
   EvictingStore,
   ListableStore,

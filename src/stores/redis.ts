@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from "ioredis";
 import type { Cost } from "../core/cost.ts";
-import { type CacheEntry, decodeEntry, encodeEntry } from "../core/entry.ts";
+import { type CacheEntry, decodeEntry, encodeEntry } from "../core/entries/entry.ts";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import type { BatchStore, ClosableStore, ListableStore } from "../core/store.ts";
 import type { RedisClient, RedisConnectOptions } from "../redis/connect.ts";

@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
 import Database from "better-sqlite3";
-import type { CacheEntry } from "../core/entry.ts";
+import type { CacheEntry } from "../core/entries/entry.ts";
+import { extend } from "../core/entries/extend.ts";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
-import { extend } from "../core/extend.ts";
 import type { Warner } from "../core/report.ts";
 import type {
   BatchStore,

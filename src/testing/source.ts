@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Filter, ListQuery, Resource, Row, SortKey } from "../core/data/query.ts";
+import { resolveResource } from "../core/data/query.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import { compareSortValues, matches, sortValues } from "../core/deps/predicate.ts";
 import { type EdgecacheError, importPeer } from "../core/errors.ts";
-import type { Filter, ListQuery, Resource, Row, SortKey } from "../core/query.ts";
-import { resolveResource } from "../core/query.ts";
 import { type DemoOptions, demoRows, demoSize } from "../demo/seed.ts";
 import type { Source } from "../sources/source.ts";
 

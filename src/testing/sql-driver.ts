@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Row } from "../core/query.ts";
+import type { Row } from "../core/data/query.ts";
 import type { SqlClient } from "../sql/client.ts";
 import type { Statement, Steps } from "../sql/dialect.ts";
 import { type Driver, isTransactional } from "../sql/driver.ts";

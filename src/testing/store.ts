@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Cache } from "../core/cache/index.ts";
-import type { CacheEntry } from "../core/entry.ts";
-import { entrySize } from "../core/entry.ts";
+import type { CacheEntry } from "../core/entries/entry.ts";
+import { entrySize } from "../core/entries/entry.ts";
 import type { Store } from "../core/store.ts";
 import { isBatch, isClosable, isListable, isMeasured } from "../core/store.ts";
 import { memoryStore } from "../stores/memory.ts";

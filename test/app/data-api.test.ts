@@ -1,7 +1,7 @@
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { Row } from "../../src/core/data/query.ts";
 import { DependencyIndex } from "../../src/core/deps/index.ts";
-import type { Row } from "../../src/core/query.ts";
 import {
   booksDatabase,
   expectClientError,

@@ -8,8 +8,8 @@ import {
   type NodeEdgecache,
   type NodeEdgecacheOptions,
 } from "../../src/adapter/node/modes/data-api.ts";
+import type { Row } from "../../src/core/data/query.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
-import type { Row } from "../../src/core/query.ts";
 
 /**
  * A real edgecache over real SQLite files in a temp dir (the demo unless `database` is

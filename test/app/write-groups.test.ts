@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ChangeRecord } from "../../src/core/change-log/contract.ts";
-import type { Row } from "../../src/core/query.ts";
+import type { Row } from "../../src/core/data/query.ts";
 import { type Harness, send, startEdgecache } from "./harness.ts";
 
 // Group commit through the data API (src/core/cache/write-group.ts): writes that arrive

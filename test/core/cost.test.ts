@@ -1,7 +1,7 @@
 import { expect, it } from "vitest";
 import { Cache } from "../../src/core/cache/index.ts";
 import type { Cost } from "../../src/core/cost.ts";
-import type { CacheEntry } from "../../src/core/entry.ts";
+import type { CacheEntry } from "../../src/core/entries/entry.ts";
 import { toPrometheus } from "../../src/core/stats.ts";
 import type { Store } from "../../src/core/store.ts";
 import { memoryStore } from "../../src/stores/memory.ts";

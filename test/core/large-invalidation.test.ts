@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createCache } from "../../src/core/cache/index.ts";
-import { PendingRemovals, REMOVE_CHUNK } from "../../src/core/removal.ts";
+import { PendingRemovals, REMOVE_CHUNK } from "../../src/core/entries/removal.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";
 

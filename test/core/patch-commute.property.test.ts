@@ -5,10 +5,10 @@
 // test/sql/d1/drain-order.test.ts).
 import fc from "fast-check";
 import { expect, it } from "vitest";
+import type { Filter, Resource, Row, SortKey } from "../../src/core/data/query.ts";
 import { type Neighbours, patchList } from "../../src/core/deps/patch.ts";
 import type { ListDependency, WriteEvent } from "../../src/core/deps/planner.ts";
 import { compareSortValues, matches, sortValues } from "../../src/core/deps/predicate.ts";
-import type { Filter, Resource, Row, SortKey } from "../../src/core/query.ts";
 
 const resource: Resource = {
   kind: "table",

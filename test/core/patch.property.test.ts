@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { Filter, Resource, Row, SortKey } from "../../src/core/data/query.ts";
 import {
   marginOf,
   type Neighbours,
@@ -14,7 +15,6 @@ import {
   type WriteEvent,
 } from "../../src/core/deps/planner.ts";
 import { compareSortValues, matches, sortValues } from "../../src/core/deps/predicate.ts";
-import type { Filter, Resource, Row, SortKey } from "../../src/core/query.ts";
 
 /**
  * Patch in place, checked against recomputing: a random list, a window of it with or

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { Filter, ListQuery, Row } from "../../src/core/data/query.ts";
 import { DependencyIndex } from "../../src/core/deps/index.ts";
 import {
   type ListDependency,
@@ -13,7 +14,6 @@ import {
   type WriteEvent,
 } from "../../src/core/deps/planner.ts";
 import { compareSortValues, matches, sortValues } from "../../src/core/deps/predicate.ts";
-import type { Filter, ListQuery, Row } from "../../src/core/query.ts";
 
 const schema: PlanSchema = {
   primaryKey: (t) => (t === "items" || t === "children" ? "id" : undefined),

@@ -3,7 +3,7 @@ import { newCounters } from "../../src/core/cache/counters.ts";
 import { Loads, type LoadsDeps } from "../../src/core/cache/loads.ts";
 import type { EntryInit } from "../../src/core/cache/types.ts";
 import type { LogPosition } from "../../src/core/change-log/contract.ts";
-import type { CacheEntry } from "../../src/core/entry.ts";
+import type { CacheEntry } from "../../src/core/entries/entry.ts";
 
 // What a write patched is stored in one batch (the applier's storePatched): each entry as a
 // load's would be, fenced before the batch is written and again after it, whatever the lease.

@@ -1,4 +1,4 @@
-import type { CacheEntry } from "../../src/core/entry.ts";
+import type { CacheEntry } from "../../src/core/entries/entry.ts";
 
 /** An entry with every field set, binary body bytes and nested meta, for store tests. */
 export function storedEntry(overrides: Partial<CacheEntry> = {}): CacheEntry {

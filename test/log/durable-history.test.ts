@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createCache } from "../../src/core/cache/index.ts";
-import { ChangeBuckets } from "../../src/core/change-buckets.ts";
 import type { ChangeRecord, LogHistory } from "../../src/core/change-log/contract.ts";
+import { ChangeBuckets } from "../../src/core/fence/change-buckets.ts";
 import type { DurableObjectNamespaceLike } from "../../src/durable/rpc.ts";
 import {
   ChangeLogHost,

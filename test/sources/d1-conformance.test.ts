@@ -1,5 +1,5 @@
 import type { Miniflare } from "miniflare";
-import type { TableInfo, ViewInfo } from "../../src/core/query.ts";
+import type { TableInfo, ViewInfo } from "../../src/core/data/query.ts";
 import { demoRows } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { CASCADE_SQL, CONFORMANCE_SIZE, sourceConformance } from "../../src/testing/index.ts";

@@ -1,8 +1,8 @@
 // Bundled by test/sources/d1-in-workerd.test.ts and run inside workerd: the D1
 // source over miniflare's local D1. Each request is one source call, named in the path,
 // with its arguments as a JSON array body; the reply is its result as JSON.
-import type { Row } from "../../src/core/query.ts";
-import { resolveResource } from "../../src/core/query.ts";
+import type { Row } from "../../src/core/data/query.ts";
+import { resolveResource } from "../../src/core/data/query.ts";
 import { DEMO_SCHEMA, type DemoOrder, type DemoUser, demoViews } from "../../src/demo/seed.ts";
 import type { D1DatabaseLike } from "../../src/sources/d1.ts";
 import { d1Source } from "../../src/sources/d1.ts";

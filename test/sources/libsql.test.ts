@@ -8,7 +8,7 @@ import { createDataApi, type DataApi } from "../../src/app/data-api.ts";
 import { Cache } from "../../src/core/cache/index.ts";
 import { type CaptureFollower, followCapture } from "../../src/core/capture-feed.ts";
 import { localChangeLog } from "../../src/core/change-log/in-process.ts";
-import { resolveResource } from "../../src/core/query.ts";
+import { resolveResource } from "../../src/core/data/query.ts";
 import { DEMO_SCHEMA, demoViews, seedDemo } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";

@@ -1,7 +1,7 @@
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CacheEntry } from "../../src/core/entry.ts";
-import { decodeEntry, encodeEntry } from "../../src/core/entry.ts";
+import type { CacheEntry } from "../../src/core/entries/entry.ts";
+import { decodeEntry, encodeEntry } from "../../src/core/entries/entry.ts";
 import type { BatchStore, ListableStore, Store } from "../../src/core/store.ts";
 import { DURABLE_OBJECT_MAX_VALUE_BYTES } from "../../src/stores/durable-object.ts";
 import { decodeFrames, encodeFrames } from "../../src/stores/frames.ts";

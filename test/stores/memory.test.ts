@@ -1,9 +1,9 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
-import type { CacheEntry } from "../../src/core/entry.ts";
+import type { CacheEntry } from "../../src/core/entries/entry.ts";
+import { heldBytes } from "../../src/core/entries/heap-size.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
-import { heldBytes } from "../../src/core/heap-size.ts";
 import type { MemoryStoreOptions } from "../../src/stores/memory.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { storeConformance } from "../../src/testing/index.ts";

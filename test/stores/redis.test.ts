@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { build } from "esbuild";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { encodeEntry } from "../../src/core/entry.ts";
+import { encodeEntry } from "../../src/core/entries/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import type { RedisStoreOptions } from "../../src/stores/redis.ts";
 import { redisStore } from "../../src/stores/redis.ts";

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import type { CacheEntry } from "../../src/core/entry.ts";
+import type { CacheEntry } from "../../src/core/entries/entry.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
 import type { SqliteStoreOptions } from "../../src/stores/sqlite.ts";
 import { sqliteStore } from "../../src/stores/sqlite.ts";

@@ -2,7 +2,7 @@
 // API and Durable Object stores run here, against Miniflare's local KV, Cache API and
 // Durable Objects, and each store call of the conformance suite (in Node) arrives as one
 // request.
-import { decodeEntry, encodeEntry } from "../../src/core/entry.ts";
+import { decodeEntry, encodeEntry } from "../../src/core/entries/entry.ts";
 import { type BatchStore, isBatch, type ListableStore, type Store } from "../../src/core/store.ts";
 import { cacheApiStore } from "../../src/stores/cache-api.ts";
 import { durableObjectStore, type TierNamespaceLike } from "../../src/stores/durable-object.ts";

@@ -1,7 +1,7 @@
 import type { CaptureFeed } from "../../core/capture-feed.ts";
 import type { ChangeOp } from "../../core/change-log/contract.ts";
-import { CAPTURE_ALARM_LEASE } from "../../core/lease.ts";
 import { rerunning } from "../../core/rerun.ts";
+import { CAPTURE_ALARM_LEASE } from "../../core/time/lease.ts";
 import type { D1DatabaseLike } from "../../sql/d1/binding.ts";
 import { d1CaptureFeed } from "../../sql/d1/change-table.ts";
 import { objectLogger } from "./logger.ts";

@@ -1,6 +1,6 @@
 import { hostName } from "../../app/access.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import { renewAfterMs, WORKER_TENANTS_LEASE } from "../../core/lease.ts";
+import { renewAfterMs, WORKER_TENANTS_LEASE } from "../../core/time/lease.ts";
 import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import { keyedOf, keyHashOf, type Tenant, type TenantAccess } from "../tenants/model.ts";
 import type { Background } from "./background.ts";

@@ -12,9 +12,9 @@ import {
   EdgecacheError,
   type OptionNames,
 } from "../../core/errors.ts";
-import { WORKER_TENANTS_LEASE } from "../../core/lease.ts";
 import type { LogLevel } from "../../core/logging-levels.ts";
 import { randomId } from "../../core/random-id.ts";
+import { WORKER_TENANTS_LEASE } from "../../core/time/lease.ts";
 import type { DurableObjectNamespaceLike } from "../../durable/rpc.ts";
 import type { DurableChangeLog } from "../../log/durable-object.ts";
 import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";

@@ -7,14 +7,14 @@ import { errorBody, errorResponse } from "../../app/errors.ts";
 import { sourceCheck } from "../../app/health.ts";
 import { Cache } from "../../core/cache/index.ts";
 import type { LogPosition } from "../../core/change-log/contract.ts";
+import { requestKey } from "../../core/data/keys.ts";
+import type { ViewInfo } from "../../core/data/query.ts";
 import {
   badOption,
   checkOptionNames,
   EdgecacheError,
   type OptionNames,
 } from "../../core/errors.ts";
-import { requestKey } from "../../core/keys.ts";
-import type { ViewInfo } from "../../core/query.ts";
 import type { Store } from "../../core/store.ts";
 import { DurableChangeLog } from "../../log/durable-object.ts";
 import { type D1DatabaseLike, d1Source } from "../../sources/d1.ts";

@@ -10,8 +10,8 @@ import {
   type OriginRoute,
   validateRoutes,
 } from "../../app/proxy/index.ts";
+import type { ViewInfo } from "../../core/data/query.ts";
 import { badOption, checkOptionNames, EdgecacheError } from "../../core/errors.ts";
-import type { ViewInfo } from "../../core/query.ts";
 import type { RedisSetting } from "./cluster.ts";
 import { configKeys } from "./options.ts";
 

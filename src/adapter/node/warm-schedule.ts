@@ -1,7 +1,7 @@
 import { Cron } from "croner";
 import type { Cache } from "../../core/cache/index.ts";
 import { badOption, checkOptionNames, type OptionNames } from "../../core/errors.ts";
-import type { WarmOptions, WarmResult } from "../../core/warm.ts";
+import type { WarmOptions, WarmResult } from "../../core/library/warm.ts";
 
 /** Every option of scheduleWarm: checkOptionNames refuses any other. */
 const OPTIONS: OptionNames<WarmOptions & { onRun?: unknown }> = {

@@ -1,6 +1,6 @@
 import { type Context, Hono } from "hono";
 import type { Cache } from "../../core/cache/index.ts";
-import type { CacheEntry } from "../../core/entry.ts";
+import type { CacheEntry } from "../../core/entries/entry.ts";
 import {
   badOption,
   checkOptionNames,

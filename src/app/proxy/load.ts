@@ -1,5 +1,5 @@
 import type { Cache } from "../../core/cache/index.ts";
-import type { CacheEntry } from "../../core/entry.ts";
+import type { CacheEntry } from "../../core/entries/entry.ts";
 import { type ByteSpan, contentRange, joinSpans } from "../http-caching/ranges.ts";
 import {
   type CacheRequest,

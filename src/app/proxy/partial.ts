@@ -3,8 +3,8 @@
  * entry with its status and Content-Range. It answers a GET whose single range lies within
  * it; a request that needs more completes it from the origin (RFC 9111 3.4).
  */
-import type { CacheEntry } from "../../core/entry.ts";
-import { extend } from "../../core/extend.ts";
+import type { CacheEntry } from "../../core/entries/entry.ts";
+import { extend } from "../../core/entries/extend.ts";
 import {
   type ByteSpan,
   contentRange,

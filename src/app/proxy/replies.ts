@@ -1,4 +1,4 @@
-import type { CacheEntry } from "../../core/entry.ts";
+import type { CacheEntry } from "../../core/entries/entry.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { errorBody } from "../errors.ts";
 import {

@@ -1,5 +1,5 @@
 import type CachePolicy from "http-cache-semantics";
-import type { CacheEntry } from "../../core/entry.ts";
+import type { CacheEntry } from "../../core/entries/entry.ts";
 import {
   type FreshnessOptions,
   freshness,

@@ -1,5 +1,5 @@
 import type { LogPosition } from "../../core/change-log/contract.ts";
-import type { CacheEntry } from "../../core/entry.ts";
+import type { CacheEntry } from "../../core/entries/entry.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import type { Forward } from "../http.ts";
 import { variantSuffixAsync } from "../http-caching/rules.ts";

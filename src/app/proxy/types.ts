@@ -1,4 +1,4 @@
-import type { CacheEntry } from "../../core/entry.ts";
+import type { CacheEntry } from "../../core/entries/entry.ts";
 import {
   cachingHeaders,
   type HeaderRecord,

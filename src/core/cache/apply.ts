@@ -9,11 +9,11 @@ import type {
 import type { Cost } from "../cost.ts";
 import type { DependencyIndex } from "../deps/index.ts";
 import type { InvalidationPolicy, PlanSchema, WriteEvent } from "../deps/planner.ts";
-import { bodyLength, type CacheEntry } from "../entry.ts";
-import { extend } from "../extend.ts";
-import type { WriteFence } from "../fence.ts";
-import type { RecentChanges } from "../recent-changes.ts";
-import type { PendingRemovals } from "../removal.ts";
+import { bodyLength, type CacheEntry } from "../entries/entry.ts";
+import { extend } from "../entries/extend.ts";
+import type { PendingRemovals } from "../entries/removal.ts";
+import type { WriteFence } from "../fence/fence.ts";
+import type { RecentChanges } from "../fence/recent-changes.ts";
 import type { rateLimited } from "../report.ts";
 import type { Background, ReloadQueue } from "./background.ts";
 import type { Counters } from "./counters.ts";

@@ -1,6 +1,6 @@
 import type { ChangeLog } from "../change-log/contract.ts";
-import type { CacheEntry } from "../entry.ts";
-import type { PendingRemovals } from "../removal.ts";
+import type { CacheEntry } from "../entries/entry.ts";
+import type { PendingRemovals } from "../entries/removal.ts";
 import type { TierStack } from "./tiers.ts";
 
 /** What the hit check looks at. */

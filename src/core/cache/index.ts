@@ -1,5 +1,5 @@
 import type { ChangeLog, LogHistory, LogPosition, WriteTurn } from "../change-log/contract.ts";
-import { CoarseClock } from "../coarse-clock.ts";
+import { buildKey, type KeyPart } from "../data/keys.ts";
 import type { Registration } from "../deps/index.ts";
 import type {
   InvalidationPolicy,
@@ -7,12 +7,12 @@ import type {
   PlanSchema,
   WriteEvent,
 } from "../deps/planner.ts";
-import type { CacheEntry } from "../entry.ts";
-import { buildKey, type KeyPart } from "../keys.ts";
-import { Namespace, type NamespaceOptions } from "../namespace.ts";
-import type { ChangeSummary } from "../recent-changes.ts";
+import type { CacheEntry } from "../entries/entry.ts";
+import type { ChangeSummary } from "../fence/recent-changes.ts";
+import { Namespace, type NamespaceOptions } from "../library/namespace.ts";
+import { type WarmOptions, type WarmResult, warm } from "../library/warm.ts";
 import type { CacheStats } from "../stats.ts";
-import { type WarmOptions, type WarmResult, warm } from "../warm.ts";
+import { CoarseClock } from "../time/coarse-clock.ts";
 import { engineStats } from "./engine-stats.ts";
 import { KeptLog } from "./kept-log.ts";
 import { settings, tierCount, WriteHookSets } from "./options.ts";

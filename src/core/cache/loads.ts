@@ -1,8 +1,8 @@
 import type { ChangeLog, LogPosition } from "../change-log/contract.ts";
 import type { Cost } from "../cost.ts";
 import { tagTable } from "../deps/planner.ts";
-import type { CacheEntry } from "../entry.ts";
-import type { WriteFence } from "../fence.ts";
+import type { CacheEntry } from "../entries/entry.ts";
+import type { WriteFence } from "../fence/fence.ts";
 import type { CacheObserver, LatencyRecorder } from "../stats.ts";
 import type { Background } from "./background.ts";
 import type { Counters } from "./counters.ts";

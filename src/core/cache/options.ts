@@ -1,4 +1,3 @@
-import { encodeValue } from "../codec.ts";
 import {
   badListOption,
   badOption,
@@ -6,6 +5,7 @@ import {
   isString,
   type OptionNames,
 } from "../errors.ts";
+import { encodeValue } from "../library/codec.ts";
 import type { Store } from "../store.ts";
 import type { CacheOptions, EntryInit, JsonOptions, ReadOptions, WriteHooks } from "./types.ts";
 

@@ -8,12 +8,12 @@ import {
   planWrite,
   type WriteEvent,
 } from "../deps/planner.ts";
-import { type CacheEntry, madeEntry } from "../entry.ts";
-import { extend } from "../extend.ts";
-import type { WriteFence } from "../fence.ts";
-import { RecentTimes } from "../recent-times.ts";
+import { type CacheEntry, madeEntry } from "../entries/entry.ts";
+import { extend } from "../entries/extend.ts";
+import type { WriteFence } from "../fence/fence.ts";
 import type { rateLimited } from "../report.ts";
 import type { CacheObserver, LatencyRecorder } from "../stats.ts";
+import { RecentTimes } from "../time/recent-times.ts";
 import type { Background } from "./background.ts";
 import type { Counters } from "./counters.ts";
 import { counted, type Entries } from "./entries.ts";

@@ -8,8 +8,8 @@ import {
   planWrite,
   type WriteEvent,
 } from "../deps/planner.ts";
-import { type KeyPattern, keyPattern } from "../pattern.ts";
-import type { ChangeSummary } from "../recent-changes.ts";
+import { type KeyPattern, keyPattern } from "../fence/pattern.ts";
+import type { ChangeSummary } from "../fence/recent-changes.ts";
 
 /** What the plan of a record reads of this node's dependency index. */
 export interface RecordLookup extends DependencyLookup {

@@ -1,7 +1,7 @@
 import type { LogPosition } from "../change-log/contract.ts";
 import { Cost } from "../cost.ts";
-import { type CacheEntry, madeEntry } from "../entry.ts";
-import { isNegative } from "../negative.ts";
+import { type CacheEntry, madeEntry } from "../entries/entry.ts";
+import { isNegative } from "../entries/negative.ts";
 import { hitCount } from "./entries.ts";
 import type { StoreLoadedOptions } from "./loads.ts";
 import type { Parts } from "./parts.ts";

@@ -1,6 +1,6 @@
 import type { Cost } from "../cost.ts";
-import { type CacheEntry, madeEntry } from "../entry.ts";
-import { REMOVE_CHUNK, yieldToLoop } from "../removal.ts";
+import { type CacheEntry, madeEntry } from "../entries/entry.ts";
+import { REMOVE_CHUNK, yieldToLoop } from "../entries/removal.ts";
 import type { rateLimited } from "../report.ts";
 import { hitRate, type TierStats } from "../stats.ts";
 import {

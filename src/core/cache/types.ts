@@ -5,7 +5,7 @@ import type {
   PlanSchema,
   WriteEvent,
 } from "../deps/planner.ts";
-import type { CacheEntry, DeferredBody } from "../entry.ts";
+import type { CacheEntry, DeferredBody } from "../entries/entry.ts";
 import type { CacheObserver } from "../stats.ts";
 import type { Store } from "../store.ts";
 

@@ -1,7 +1,7 @@
-import { entryValue } from "../codec.ts";
 import { Cost } from "../cost.ts";
-import type { CacheEntry } from "../entry.ts";
+import type { CacheEntry } from "../entries/entry.ts";
 import { badOption } from "../errors.ts";
+import { entryValue } from "../library/codec.ts";
 import {
   checkKey,
   checkKeys,

@@ -1,7 +1,7 @@
 import type { ChangeOp, WriteTurn } from "../change-log/contract.ts";
 import type { WriteEvent } from "../deps/planner.ts";
+import { extend } from "../entries/extend.ts";
 import { EdgecacheError } from "../errors.ts";
-import { extend } from "../extend.ts";
 import type { AppendOptions } from "./apply.ts";
 import type { Parts } from "./parts.ts";
 import type { AppliedWrite, InvalidateRequest } from "./types.ts";

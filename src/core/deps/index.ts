@@ -1,4 +1,4 @@
-import type { Filter, ListFilter, Row } from "../query.ts";
+import type { Filter, ListFilter, Row } from "../data/query.ts";
 import { ABOVE, BELOW, type Bound, compareBounds, IntervalIndex } from "./intervals.ts";
 import type { DependencyLookup, ListDependency } from "./planner.ts";
 

@@ -1,5 +1,5 @@
-import { extend } from "../extend.ts";
-import type { JoinInfo, Resource, Row, SortKey } from "../query.ts";
+import type { JoinInfo, Resource, Row, SortKey } from "../data/query.ts";
+import { extend } from "../entries/extend.ts";
 import { type ListDependency, type PlanSchema, tagValue, type WriteEvent } from "./planner.ts";
 import { compareRows, matches, sortValues } from "./predicate.ts";
 

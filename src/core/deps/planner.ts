@@ -1,4 +1,4 @@
-import type { ListFilter, Row, Schema, SortKey } from "../query.ts";
+import type { ListFilter, Row, Schema, SortKey } from "../data/query.ts";
 import { compareSortValues, matches, sortValues } from "./predicate.ts";
 
 /**

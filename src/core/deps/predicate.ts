@@ -1,4 +1,4 @@
-import type { Filter, ListFilter, Row, SortKey } from "../query.ts";
+import type { Filter, ListFilter, Row, SortKey } from "../data/query.ts";
 
 /**
  * In-memory evaluation of list predicates and sort order. These mirror what the sources

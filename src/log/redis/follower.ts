@@ -1,9 +1,9 @@
 import type { ChangeOp, ChangeRecord, LogFollower } from "../../core/change-log/contract.ts";
 import type { Cost } from "../../core/cost.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import { REDIS_LOG_LEASE, renewAfterMs, trustedUntil } from "../../core/lease.ts";
 import { randomId } from "../../core/random-id.ts";
-import { settledWithin } from "../../core/settled-within.ts";
+import { REDIS_LOG_LEASE, renewAfterMs, trustedUntil } from "../../core/time/lease.ts";
+import { settledWithin } from "../../core/time/settled-within.ts";
 import { duplicateClient, type RedisClient } from "../../redis/connect.ts";
 import { HistoryKeeper } from "./history.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";

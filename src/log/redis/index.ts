@@ -7,9 +7,9 @@ import type {
 } from "../../core/change-log/contract.ts";
 import type { Cost } from "../../core/cost.ts";
 import { badOption } from "../../core/errors.ts";
-import { REDIS_LOG_LEASE } from "../../core/lease.ts";
 import { randomId } from "../../core/random-id.ts";
 import type { Warner } from "../../core/report.ts";
+import { REDIS_LOG_LEASE } from "../../core/time/lease.ts";
 import { connectRedis, type RedisConnectOptions } from "../../redis/connect.ts";
 import { RedisFollower } from "./follower.ts";
 import { C, Link, type Settings } from "./link.ts";
@@ -38,7 +38,7 @@ export interface RedisChangeLogOptions extends RedisConnectOptions {
   logger?: Warner;
 }
 
-/** The default lease (the policy and its reasons: REDIS_LOG_LEASE in core/lease.ts). */
+/** The default lease (the policy and its reasons: REDIS_LOG_LEASE in core/time/lease.ts). */
 export const DEFAULT_LEASE_MS = REDIS_LOG_LEASE.ms;
 const DEFAULT_RETAIN = 10_000;
 const DEFAULT_APPEND_TIMEOUT_MS = 5000;

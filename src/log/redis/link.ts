@@ -1,6 +1,6 @@
 import type { Cost } from "../../core/cost.ts";
-import { RecentTimes } from "../../core/recent-times.ts";
 import { rateLimited, type Warner } from "../../core/report.ts";
+import { RecentTimes } from "../../core/time/recent-times.ts";
 import { duplicateClient, type RedisClient, sentAtOnce } from "../../redis/connect.ts";
 import {
   claimGroup,

@@ -7,7 +7,7 @@ import {
 import type { Cost } from "../../core/cost.ts";
 import { EdgecacheError } from "../../core/errors.ts";
 import { randomId } from "../../core/random-id.ts";
-import { RecentTimes } from "../../core/recent-times.ts";
+import { RecentTimes } from "../../core/time/recent-times.ts";
 import type { RedisFollower, RenewReply, StreamEntry } from "./follower.ts";
 import { C, type Link, RETRY_MS, sleep } from "./link.ts";
 

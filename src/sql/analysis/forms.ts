@@ -1,5 +1,5 @@
+import type { Row } from "../../core/data/query.ts";
 import type { WriteEvent } from "../../core/deps/planner.ts";
-import type { Row } from "../../core/query.ts";
 import type { NumberText, SqlColumnKind } from "./shape-types.ts";
 
 /**

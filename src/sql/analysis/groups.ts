@@ -1,5 +1,5 @@
+import type { ListFilter, SortKey } from "../../core/data/query.ts";
 import type { WriteEvent } from "../../core/deps/planner.ts";
-import type { ListFilter, SortKey } from "../../core/query.ts";
 import type { Restriction } from "./group-statements.ts";
 import { reader } from "./rows.ts";
 import { NO_LIMIT, type OutputRead, type SqlShape } from "./shape-types.ts";

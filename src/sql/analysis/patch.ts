@@ -1,6 +1,6 @@
+import type { Resource, Row } from "../../core/data/query.ts";
 import { neighbourRows, patchItem, patchList } from "../../core/deps/patch.ts";
 import { type ListDependency, rowTag, type WriteEvent } from "../../core/deps/planner.ts";
-import type { Resource, Row } from "../../core/query.ts";
 import {
   asStored,
   canonicalInstant,

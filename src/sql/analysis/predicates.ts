@@ -1,4 +1,4 @@
-import type { ListFilter } from "../../core/query.ts";
+import type { ListFilter } from "../../core/data/query.ts";
 import type { SqlDialect } from "./parse.ts";
 import {
   type FallbackReason,

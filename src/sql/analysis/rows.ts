@@ -1,5 +1,5 @@
+import type { ListFilter } from "../../core/data/query.ts";
 import type { ListDependency } from "../../core/deps/planner.ts";
-import type { ListFilter } from "../../core/query.ts";
 import { isNode, plain } from "./predicates.ts";
 import { MAX_ROW_TAGS, NO_LIMIT } from "./shape-types.ts";
 

@@ -1,4 +1,4 @@
-import type { ListFilter, SortKey } from "../../core/query.ts";
+import type { ListFilter, SortKey } from "../../core/data/query.ts";
 import type { SqlDialect } from "./parse.ts";
 
 /** The shapes `sqlShape` reads a select as: what it depends on, table by table. */

@@ -1,5 +1,5 @@
+import type { SortKey } from "../../core/data/query.ts";
 import { memoize } from "../../core/memo.ts";
-import type { SortKey } from "../../core/query.ts";
 import { columnsRead, selectParts } from "./columns-read.ts";
 import { countJoinsAsSubqueries } from "./count-joins.ts";
 import { joinsOf } from "./joins.ts";

@@ -1,7 +1,7 @@
+import type { ListFilter } from "../../core/data/query.ts";
 import type { ListDependency } from "../../core/deps/planner.ts";
 import { rowTag } from "../../core/deps/planner.ts";
 import { matches } from "../../core/deps/predicate.ts";
-import type { ListFilter } from "../../core/query.ts";
 import { columnsRead, selectParts } from "./columns-read.ts";
 import {
   and,

@@ -1,5 +1,5 @@
+import type { Row } from "../../core/data/query.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import type { Row } from "../../core/query.ts";
 import { type CatalogColumn, catalogColumns, type SqlResult, type SqlRow } from "../client.ts";
 import type { Statement, Steps } from "../dialect.ts";
 import { type BatchDriver, runStepsAsync, type WriteOptions } from "../driver.ts";

@@ -1,4 +1,4 @@
-import type { ColumnKind, Filter, Row, SortKey } from "../../core/query.ts";
+import type { ColumnKind, Filter, Row, SortKey } from "../../core/data/query.ts";
 import type { Dialect, Discovered } from "../dialect.ts";
 import {
   badBody,

@@ -1,6 +1,6 @@
 import type postgres from "postgres";
+import type { Row } from "../../core/data/query.ts";
 import { EdgecacheError, type ErrorCode } from "../../core/errors.ts";
-import type { Row } from "../../core/query.ts";
 import {
   type CatalogColumn,
   catalogColumns,

@@ -1,5 +1,5 @@
+import type { Row } from "../../core/data/query.ts";
 import type { EdgecacheError } from "../../core/errors.ts";
-import type { Row } from "../../core/query.ts";
 import { Turns } from "../../core/turns.ts";
 import {
   type CatalogColumn,

@@ -7,7 +7,7 @@ import {
   capturedChange,
   unref,
 } from "../../core/capture-feed.ts";
-import { renewDue, SQLITE_CAPTURE_LEASE } from "../../core/lease.ts";
+import { renewDue, SQLITE_CAPTURE_LEASE } from "../../core/time/lease.ts";
 import type { Steps } from "../dialect.ts";
 import {
   CAPTURE_BACKLOG_SQL,

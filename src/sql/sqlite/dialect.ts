@@ -1,5 +1,5 @@
+import type { ColumnKind, Filter, Row, SortKey } from "../../core/data/query.ts";
 import { EdgecacheError, type ErrorCode } from "../../core/errors.ts";
-import type { ColumnKind, Filter, Row, SortKey } from "../../core/query.ts";
 import type { Dialect, Steps } from "../dialect.ts";
 import {
   badBody,

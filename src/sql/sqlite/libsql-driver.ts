@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
+import type { Row } from "../../core/data/query.ts";
 import { EdgecacheError } from "../../core/errors.ts";
-import type { Row } from "../../core/query.ts";
 import { Turns } from "../../core/turns.ts";
 import {
   type CatalogColumn,

@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
+import type { Row } from "../../core/data/query.ts";
 import type { EdgecacheError } from "../../core/errors.ts";
-import type { Row } from "../../core/query.ts";
 import { type CatalogColumn, catalogColumns, type SqlResult } from "../client.ts";
 import type { ClientKind } from "../client-kind.ts";
 import type { Statement, Steps } from "../dialect.ts";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CapturingSource } from "../../../src/core/capture-feed.ts";
-import type { Row } from "../../../src/core/query.ts";
+import type { Row } from "../../../src/core/data/query.ts";
 import {
   DEFAULT_LEASE_MS,
   LEASE_MARGIN_MS,

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import type { Row } from "../../../src/core/query.ts";
+import type { Row } from "../../../src/core/data/query.ts";
 import type { D1DatabaseLike } from "../../../src/sources/d1.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Row } from "../../../src/core/query.ts";
+import type { Row } from "../../../src/core/data/query.ts";
 import type { Source } from "../../../src/sources/source.ts";
 import {
   expectClientError,

@@ -1,5 +1,5 @@
 import { afterAll, expect, it } from "vitest";
-import type { Row } from "../../../src/core/query.ts";
+import type { Row } from "../../../src/core/data/query.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 
 // The edgecache Worker far from its Durable Object (test/adapter/cloudflare/distance.ts), inside workerd.

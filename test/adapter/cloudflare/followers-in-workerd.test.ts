@@ -1,5 +1,5 @@
 import { afterAll, expect, it } from "vitest";
-import type { Row } from "../../../src/core/query.ts";
+import type { Row } from "../../../src/core/data/query.ts";
 import { HIT, type Reply, reply, requestInit } from "../../app/harness.ts";
 import { until } from "../../helpers/cluster.ts";
 import type { calls } from "./distance.ts";

@@ -1,6 +1,6 @@
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Row } from "../../../src/core/query.ts";
+import type { Row } from "../../../src/core/data/query.ts";
 import { HIT, MISS_STORED, type Reply, reply, requestInit } from "../../app/harness.ts";
 import { bundle, COMPATIBILITY_DATE } from "../../helpers/workerd.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";

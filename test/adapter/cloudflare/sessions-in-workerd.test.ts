@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import type { Row } from "../../../src/core/query.ts";
+import type { Row } from "../../../src/core/data/query.ts";
 import { type EdgecacheWorkers, startEdgecacheWorkers } from "./edgecache-workers.ts";
 
 // Session mode inside workerd: two isolates of the edgecache Worker that sync with the log's

@@ -5,7 +5,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { Logger } from "../../../src/adapter/node/logging.ts";
 import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
 import { createNodeProxy } from "../../../src/adapter/node/modes/proxy.ts";
-import type { Row } from "../../../src/core/query.ts";
+import type { Row } from "../../../src/core/data/query.ts";
 import { HIT, send, tempDir } from "../../app/harness.ts";
 
 // The cache never refuses to start because of its own file: a cache file on a read-only or

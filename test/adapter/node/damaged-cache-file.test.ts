@@ -4,7 +4,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
-import type { Row } from "../../../src/core/query.ts";
+import type { Row } from "../../../src/core/data/query.ts";
 import { HIT, reply, send, tempDir } from "../../app/harness.ts";
 import { CLI } from "../../helpers/built-cli.ts";
 import { waitForLine } from "../../helpers/child.ts";

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadConfig, validateConfig } from "../../../src/adapter/node/config.ts";
 import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
 import { listenerHosts } from "../../../src/app/access.ts";
-import type { Row } from "../../../src/core/query.ts";
+import type { Row } from "../../../src/core/data/query.ts";
 import {
   booksDatabase,
   expectBadOption,

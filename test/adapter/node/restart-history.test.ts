@@ -2,7 +2,7 @@ import { rmSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { createNodeEdgecache } from "../../../src/adapter/node/modes/data-api.ts";
 import { createNodeProxy } from "../../../src/adapter/node/modes/proxy.ts";
-import type { Row } from "../../../src/core/query.ts";
+import type { Row } from "../../../src/core/data/query.ts";
 import { HIT, send, tempDir } from "../../app/harness.ts";
 import { counting, raw, startOrigin } from "../../app/proxy/harness.ts";
 

@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { createCache } from "../../../src/core/cache/index.ts";
 import { localChangeLog } from "../../../src/core/change-log/in-process.ts";
-import { keyPattern } from "../../../src/core/pattern.ts";
+import { keyPattern } from "../../../src/core/fence/pattern.ts";
 import type { BatchStore } from "../../../src/core/store.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { sqliteStore } from "../../../src/stores/sqlite.ts";

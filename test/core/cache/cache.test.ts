@@ -4,7 +4,7 @@ import { describe, expect, it, vi } from "vitest";
 import { Cache, createCache, type EntryInit } from "../../../src/core/cache/index.ts";
 import type { LogFollower } from "../../../src/core/change-log/contract.ts";
 import { localChangeLog } from "../../../src/core/change-log/in-process.ts";
-import type { CacheEntry } from "../../../src/core/entry.ts";
+import type { CacheEntry } from "../../../src/core/entries/entry.ts";
 import { EdgecacheError } from "../../../src/core/errors.ts";
 import type { ListableStore, Store, SyncStore } from "../../../src/core/store.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";

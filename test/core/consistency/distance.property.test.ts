@@ -7,7 +7,7 @@ import {
   createNodeEdgecache,
   type NodeEdgecache,
 } from "../../../src/adapter/node/modes/data-api.ts";
-import { resolveResource } from "../../../src/core/query.ts";
+import { resolveResource } from "../../../src/core/data/query.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import { demoViews } from "../../../src/demo/seed.ts";
 import { sqliteSource } from "../../../src/sources/sqlite.ts";

@@ -7,8 +7,8 @@ import {
   createNodeEdgecache,
   type NodeEdgecache,
 } from "../../../src/adapter/node/modes/data-api.ts";
-import { resolveResource } from "../../../src/core/query.ts";
-import { parseListQuery } from "../../../src/core/query-params.ts";
+import { resolveResource } from "../../../src/core/data/query.ts";
+import { parseListQuery } from "../../../src/core/data/query-params.ts";
 import { demoViews } from "../../../src/demo/seed.ts";
 import type { Source } from "../../../src/sources/source.ts";
 import { sqliteSource } from "../../../src/sources/sqlite.ts";

@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import { Cache } from "../../../src/core/cache/index.ts";
 import type { ChangeOp } from "../../../src/core/change-log/contract.ts";
-import { entryValue } from "../../../src/core/codec.ts";
+import { entryValue } from "../../../src/core/library/codec.ts";
 import { randomId } from "../../../src/core/random-id.ts";
 import { redisChangeLog } from "../../../src/log/redis/index.ts";
 import { logKeys } from "../../../src/log/redis/scripts.ts";

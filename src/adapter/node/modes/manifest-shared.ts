@@ -7,8 +7,8 @@ import {
   summarize,
   type UrlReport,
 } from "../../../app/proxy/manifest/keeper.ts";
-import { REDIS_LOG_LEASE, renewAfterMs, trustedUntil } from "../../../core/lease.ts";
 import { rateLimited, type Warner } from "../../../core/report.ts";
+import { REDIS_LOG_LEASE, renewAfterMs, trustedUntil } from "../../../core/time/lease.ts";
 import type { RedisClient } from "../../../redis/connect.ts";
 
 // KEYS[1]: the keeper's lease; ARGV[1]: the node, ARGV[2]: the lease, ms. Taken when free,

@@ -17,7 +17,7 @@ import {
 import { sharedLearning } from "../../../app/proxy/learn/share.ts";
 import type { ManifestKeeper } from "../../../app/proxy/manifest/keeper.ts";
 import type { Cache } from "../../../core/cache/index.ts";
-import type { CacheEntry } from "../../../core/entry.ts";
+import type { CacheEntry } from "../../../core/entries/entry.ts";
 import { checkOptionNames, type OptionNames } from "../../../core/errors.ts";
 import type { Store } from "../../../core/store.ts";
 import type { RedisSetting } from "../cluster.ts";

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import { type EntryReply, entryReply } from "../../../app/http.ts";
-import type { CacheEntry } from "../../../core/entry.ts";
-import { extend } from "../../../core/extend.ts";
+import type { CacheEntry } from "../../../core/entries/entry.ts";
+import { extend } from "../../../core/entries/extend.ts";
 
 /** What the hit lookup reads of a request: node:http's IncomingMessage, or the raw path's. */
 export type HitRequest = Pick<IncomingMessage, "method" | "url" | "headers">;

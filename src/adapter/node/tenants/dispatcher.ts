@@ -8,7 +8,7 @@ import { openAdminRoutes } from "../../../app/edgecache-app.ts";
 import { onError } from "../../../app/errors.ts";
 import { isAdminPath, validUrl } from "../../../app/request-target.ts";
 import { COST_KINDS } from "../../../core/cost.ts";
-import type { CacheEntry } from "../../../core/entry.ts";
+import type { CacheEntry } from "../../../core/entries/entry.ts";
 import { EdgecacheError } from "../../../core/errors.ts";
 import { type CacheStats, hitRate, readHitRate } from "../../../core/stats.ts";
 import {

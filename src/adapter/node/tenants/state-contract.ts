@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { NODE_TENANTS_LEASE, renewAfterMs } from "../../../core/lease.ts";
+import { NODE_TENANTS_LEASE, renewAfterMs } from "../../../core/time/lease.ts";
 import {
   type Created,
   type KeyedTenant,

@@ -1,5 +1,5 @@
 import type { Cache } from "../../../core/cache/index.ts";
-import type { CacheEntry as Entry } from "../../../core/entry.ts";
+import type { CacheEntry as Entry } from "../../../core/entries/entry.ts";
 import { badOption } from "../../../core/errors.ts";
 import type { StatsFamily } from "../../../core/stats.ts";
 import type { PolicyClass } from "../../http-caching/rules.ts";

@@ -1,4 +1,4 @@
-import { NUMBER_BYTES, OBJECT_BYTES, SLOT_BYTES, STRING_BYTES } from "./heap-size.ts";
+import { NUMBER_BYTES, OBJECT_BYTES, SLOT_BYTES, STRING_BYTES } from "../entries/heap-size.ts";
 
 /**
  * Whether JSON.parse(JSON.stringify(value)) is a value equal to `value`: text, booleans,

@@ -1,17 +1,17 @@
 import { parse, stringify } from "devalue";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { ChangeOp, LogHistory } from "../../src/core/change-log/contract.ts";
+import type { ChangeOp, LogHistory } from "../../../src/core/change-log/contract.ts";
+import type { ListFilter, Row } from "../../../src/core/data/query.ts";
 import {
   type ListDependency,
   type PlanSchema,
   planWrite,
   rowTag,
   type WriteEvent,
-} from "../../src/core/deps/planner.ts";
-import type { CacheEntry } from "../../src/core/entry.ts";
-import { WriteFence } from "../../src/core/fence.ts";
-import type { ListFilter, Row } from "../../src/core/query.ts";
+} from "../../../src/core/deps/planner.ts";
+import type { CacheEntry } from "../../../src/core/entries/entry.ts";
+import { WriteFence } from "../../../src/core/fence/fence.ts";
 
 /**
  * The fence's summary (ChangeBuckets) judges an entry once the records since it are gone.

@@ -1,5 +1,5 @@
 import { expect, it } from "vitest";
-import { RecentTimes } from "../../src/core/recent-times.ts";
+import { RecentTimes } from "../../../src/core/time/recent-times.ts";
 
 it("answers the least, longest and mean of the last 16 samples, 0 when none", () => {
   const t = new RecentTimes();

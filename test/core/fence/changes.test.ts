@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { ORIGIN } from "../../src/core/change-log/contract.ts";
+import { ORIGIN } from "../../../src/core/change-log/contract.ts";
 import {
   type PlanSchema,
   planWrite,
   rowTag,
   type WriteEvent,
-} from "../../src/core/deps/planner.ts";
-import type { CacheEntry } from "../../src/core/entry.ts";
-import { WriteFence } from "../../src/core/fence.ts";
+} from "../../../src/core/deps/planner.ts";
+import type { CacheEntry } from "../../../src/core/entries/entry.ts";
+import { WriteFence } from "../../../src/core/fence/fence.ts";
 
 /**
  * What the write fence tells of the changes since an entry's position: nothing, the write

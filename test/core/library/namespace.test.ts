@@ -1,9 +1,9 @@
 import fc from "fast-check";
 import { describe, expect, it, vi } from "vitest";
-import { createCache } from "../../src/core/cache/index.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { fakeClock } from "../helpers/chaos-store.ts";
-import { errorOf } from "../helpers/errors.ts";
+import { createCache } from "../../../src/core/cache/index.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { fakeClock } from "../../helpers/chaos-store.ts";
+import { errorOf } from "../../helpers/errors.ts";
 
 const quiet = { warn: () => {} };
 

@@ -1,16 +1,16 @@
-import { checkNoOptions } from "./cache/options.ts";
-import type { InvalidateRequest, JsonOptions, LookupOptions, ReadOptions } from "./cache/types.ts";
-import { entryValue } from "./codec.ts";
-import type { CacheEntry } from "./entry.ts";
+import { checkNoOptions } from "../cache/options.ts";
+import type { InvalidateRequest, JsonOptions, LookupOptions, ReadOptions } from "../cache/types.ts";
+import { buildKey, type KeyPart } from "../data/keys.ts";
+import type { CacheEntry } from "../entries/entry.ts";
 import {
   badListOption,
   badOption,
   checkOptionNames,
   isString,
   type OptionNames,
-} from "./errors.ts";
-import { buildKey, type KeyPart } from "./keys.ts";
-import { randomId } from "./random-id.ts";
+} from "../errors.ts";
+import { randomId } from "../random-id.ts";
+import { entryValue } from "./codec.ts";
 
 /** Defaults of a namespace: applied to every entry it writes. */
 export interface NamespaceOptions {

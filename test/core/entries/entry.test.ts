@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { CacheEntry } from "../../src/core/entry.ts";
-import { decodeEntry, encodeEntry } from "../../src/core/entry.ts";
+import type { CacheEntry } from "../../../src/core/entries/entry.ts";
+import { decodeEntry, encodeEntry } from "../../../src/core/entries/entry.ts";
 
 function entry(overrides: Partial<CacheEntry> = {}): CacheEntry {
   return {

@@ -1,5 +1,5 @@
-import type { JsonOptions } from "./cache/types.ts";
-import { badOption } from "./errors.ts";
+import type { JsonOptions } from "../cache/types.ts";
+import { badOption } from "../errors.ts";
 
 export interface WarmOptions extends JsonOptions {
   /** Loads at once (4). */

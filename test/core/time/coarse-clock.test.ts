@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createCache } from "../../src/core/cache/index.ts";
-import { CoarseClock } from "../../src/core/coarse-clock.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
+import { createCache } from "../../../src/core/cache/index.ts";
+import { CoarseClock } from "../../../src/core/time/coarse-clock.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
 
 afterEach(() => {
   vi.useRealTimers();

@@ -1,5 +1,5 @@
-import type { LogPosition } from "./change-log/contract.ts";
-import type { ListDependency } from "./deps/planner.ts";
+import type { LogPosition } from "../change-log/contract.ts";
+import type { ListDependency } from "../deps/planner.ts";
 import { extend } from "./extend.ts";
 
 /**

@@ -1,5 +1,5 @@
 import { afterEach, expect, it, vi } from "vitest";
-import { settledWithin } from "../../src/core/settled-within.ts";
+import { settledWithin } from "../../../src/core/time/settled-within.ts";
 
 afterEach(() => {
   vi.restoreAllMocks();

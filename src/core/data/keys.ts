@@ -1,4 +1,4 @@
-import { describeValue, EdgecacheError } from "./errors.ts";
+import { describeValue, EdgecacheError } from "../errors.ts";
 
 /**
  * The cache key of a GET request: method, path and the query parameters sorted, so that

@@ -1,7 +1,7 @@
-import type { ChangeOp } from "./change-log/contract.ts";
-import { bucketOf, eqKey } from "./deps/index.ts";
-import type { DependencyLookup, ListDependency, WriteEvent } from "./deps/planner.ts";
-import { fnv1a } from "./digest.ts";
+import type { ChangeOp } from "../change-log/contract.ts";
+import { bucketOf, eqKey } from "../deps/index.ts";
+import type { DependencyLookup, ListDependency, WriteEvent } from "../deps/planner.ts";
+import { fnv1a } from "../digest.ts";
 import { keyPattern } from "./pattern.ts";
 
 /**

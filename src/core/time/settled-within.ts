@@ -1,4 +1,4 @@
-import { unref } from "./capture-feed.ts";
+import { unref } from "../capture-feed.ts";
 
 /**
  * Resolves when every promise has settled, or after `ms`, whichever comes first: for a wait

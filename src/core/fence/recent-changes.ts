@@ -1,4 +1,4 @@
-import type { PlanRules } from "./deps/planner.ts";
+import type { PlanRules } from "../deps/planner.ts";
 
 /** One applied change-log record, as the dashboard shows it. */
 export interface ChangeSummary {

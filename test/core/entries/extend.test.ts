@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { extend } from "../../src/core/extend.ts";
+import { extend } from "../../../src/core/entries/extend.ts";
 
 describe("extend", () => {
   it("is the spread of both: a copy of the base with the fields over it, neither changed", () => {

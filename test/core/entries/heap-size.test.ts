@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it, vi } from "vitest";
-import { type CacheEntry, deferredEntry } from "../../src/core/entry.ts";
-import { ENTRY_OVERHEAD, heapBytes, heldBytes } from "../../src/core/heap-size.ts";
-import { plainJsonSize } from "../../src/core/plain-json.ts";
+import { type CacheEntry, deferredEntry } from "../../../src/core/entries/entry.ts";
+import { ENTRY_OVERHEAD, heapBytes, heldBytes } from "../../../src/core/entries/heap-size.ts";
+import { plainJsonSize } from "../../../src/core/library/plain-json.ts";
 
 const entry: CacheEntry = {
   body: new Uint8Array(10),

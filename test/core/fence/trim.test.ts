@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { Cache } from "../../src/core/cache/index.ts";
-import { localChangeLog } from "../../src/core/change-log/in-process.ts";
-import type { PlanSchema, WriteEvent } from "../../src/core/deps/planner.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
+import { Cache } from "../../../src/core/cache/index.ts";
+import { localChangeLog } from "../../../src/core/change-log/in-process.ts";
+import type { PlanSchema, WriteEvent } from "../../../src/core/deps/planner.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
 
 /**
  * The write fence trims its op list by op count, not by record. A record with

@@ -1,6 +1,6 @@
 import { parse, stringify } from "devalue";
-import type { CacheEntry } from "./entry.ts";
-import { EdgecacheError } from "./errors.ts";
+import type { CacheEntry } from "../entries/entry.ts";
+import { EdgecacheError } from "../errors.ts";
 
 /**
  * Values of the library API (get, set, getOrSet) as entry bodies, and back.

@@ -1,4 +1,4 @@
-import { EdgecacheError } from "./errors.ts";
+import { EdgecacheError } from "../errors.ts";
 import type { ColumnInfo, Filter, FilterOp, ListQuery, Resource, SortKey } from "./query.ts";
 
 export const DEFAULT_LIMIT = 20;

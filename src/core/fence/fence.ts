@@ -1,4 +1,3 @@
-import { ChangeBuckets, entryMarks, eventMarks } from "./change-buckets.ts";
 import {
   type ChangeOp,
   type ChangeRecord,
@@ -8,9 +7,10 @@ import {
   type LogStart,
   ORIGIN,
   readsTable,
-} from "./change-log/contract.ts";
-import type { DependencyLookup, InvalidationPolicy, WriteEvent } from "./deps/planner.ts";
-import type { CacheEntry } from "./entry.ts";
+} from "../change-log/contract.ts";
+import type { DependencyLookup, InvalidationPolicy, WriteEvent } from "../deps/planner.ts";
+import type { CacheEntry } from "../entries/entry.ts";
+import { ChangeBuckets, entryMarks, eventMarks } from "./change-buckets.ts";
 import { keyPattern } from "./pattern.ts";
 
 /** The planner, as the fence asks it: the keys an event changes among those `lookup` holds. */

@@ -2,11 +2,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { createCache } from "../../src/core/cache/index.ts";
-import { NegativeQuota } from "../../src/core/negative.ts";
-import type { ListableStore } from "../../src/core/store.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
-import { sqliteStore } from "../../src/stores/sqlite.ts";
+import { createCache } from "../../../src/core/cache/index.ts";
+import { NegativeQuota } from "../../../src/core/entries/negative.ts";
+import type { ListableStore } from "../../../src/core/store.ts";
+import { memoryStore } from "../../../src/stores/memory.ts";
+import { sqliteStore } from "../../../src/stores/sqlite.ts";
 
 // Cached 404s (and 410s) have a quota of their own: a flood of made-up URLs cannot push
 // real entries out of the tiers, nor grow them.
