@@ -4,16 +4,17 @@ import type { ViewInfo } from "../core/data/query.ts";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
 import { clientKind } from "../sql/client-kind.ts";
 import { rowsOf } from "../sql/dialect.ts";
-import type { TransactionDriver } from "../sql/driver.ts";
+import { isDriver, isTransactional, type TransactionDriver } from "../sql/driver.ts";
 import {
   captureStatusSteps,
   FORGET_OWN_SQL,
   installCaptureSteps,
-  type MarkedWrites,
+  MarkedWrites,
   sqliteCaptureFeed,
   sqliteExecutorFeed,
   uninstallCaptureSteps,
 } from "../sql/sqlite/change-table.ts";
+import { clientExecutor } from "../sql/sqlite/client-capture.ts";
 import {
   type ColumnMeta,
   DEFAULT_BUSY_TIMEOUT_MS,
@@ -35,6 +36,7 @@ const OPTIONS: OptionNames<SqliteSourceOptions> = {
   busyTimeout: true,
   client: true,
   database: true,
+  driver: true,
   path: true,
   readonly: true,
   views: true,
@@ -54,10 +56,12 @@ interface CommonOptions {
 export type SqliteSourceOptions =
   | ({ path: string; readonly?: boolean } & CommonOptions)
   | ({ database: Database.Database } & CommonOptions)
-  | ({ client: LibsqlClientLike } & CommonOptions);
+  | ({ client: LibsqlClientLike } & CommonOptions)
+  /** A driver of your own over a SQLite database (see Driver in edgecache/testing). */
+  | ({ driver: TransactionDriver } & CommonOptions);
 
 /** The options that name the database: one of them is given (without any, `path` is asked for). */
-const DATABASE_OPTIONS = ["path", "database", "client"] as const;
+const DATABASE_OPTIONS = ["path", "database", "client", "driver"] as const;
 
 /**
  * A Source over a SQLite database: tables are discovered from the database, views are
@@ -89,13 +93,20 @@ export function sqliteSource(options: SqliteSourceOptions): Source & CapturingSo
     throw new EdgecacheError(
       "E_BAD_OPTION",
       COMPONENT,
-      `options ${given.map((n) => `"${n}"`).join(" and ")} exclude each other: give one of path, database or client`,
+      `options ${given.map((n) => `"${n}"`).join(" and ")} exclude each other: give one of path, database, client or driver`,
     );
   }
   const views = validateViewsOption(COMPONENT, options.views);
   const { busyTimeout = DEFAULT_BUSY_TIMEOUT_MS } = options;
   if (typeof busyTimeout !== "number" || !(busyTimeout >= 0) || !Number.isFinite(busyTimeout)) {
     badOption(COMPONENT, "busyTimeout", "milliseconds >= 0", busyTimeout);
+  }
+  if ("driver" in options) {
+    const driver: unknown = options.driver;
+    if (!isDriver(driver) || driver.dialect !== "sqlite" || !isTransactional(driver)) {
+      badOption(COMPONENT, "driver", "a SQLite Driver with transactions", driver);
+    }
+    return drivenSource(driver, views);
   }
   if ("client" in options) {
     const client: unknown = options.client;
@@ -271,4 +282,41 @@ function libsqlSource(
     close: () => own.close(),
   };
   return new SqliteSource(driver, capture, { readonly: false, views: options.views });
+}
+
+/**
+ * A source over a driver of your own (see Driver). Its writes' rows in the change table
+ * are marked here, around the steps the driver runs (see ownMarked), so that the driver
+ * need not know capture; the change table is followed on the driver's connection.
+ */
+function drivenSource(given: TransactionDriver, views: ViewInfo[]): Source & CapturingSource {
+  const marked = new MarkedWrites();
+  const driver: TransactionDriver & { marked: MarkedWrites } = {
+    ...bound(given),
+    marked,
+    transaction: (steps, options) => given.transaction(marked.steps(steps, options?.capture)),
+  };
+  const capture: SqliteCapture = {
+    refusal: async () => undefined,
+    forget: (mark) => forgetOn(driver, mark),
+    feed: (columnsOf) => sqliteExecutorFeed(clientExecutor(given), columnsOf),
+    close: async () => {},
+  };
+  return new SqliteSource(driver, capture, { readonly: false, views });
+}
+
+/** A driver's members bound to it, to be spread into another object; its close left out. */
+function bound(driver: TransactionDriver): TransactionDriver {
+  return {
+    dialect: driver.dialect,
+    kind: driver.kind,
+    maxInParams: driver.maxInParams,
+    run: (sql, params) => driver.run(sql, params),
+    columns: (table) => driver.columns(table),
+    read: (steps) => driver.read(steps),
+    error: (cause) => driver.error(cause),
+    transaction: (steps, options) => driver.transaction(steps, options),
+    // The application's: left open when the source closes, as a client given is.
+    close: async () => {},
+  };
 }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Row } from "../core/data/query.ts";
+import { EdgecacheError } from "../core/errors.ts";
 import type { SqlClient } from "../sql/client.ts";
 import type { Statement, Steps } from "../sql/dialect.ts";
 import { type Driver, isTransactional } from "../sql/driver.ts";
@@ -40,7 +41,8 @@ export type SqlClientBackend = (
  * As a driver (`SqlDriver`: the data API's sources run on it): steps run statement by
  * statement, each handed its rows; a write is all or nothing (an interactive transaction
  * rolled back by a throw, or one batch rolled back by a failed statement); errors mapped to
- * edgecache's codes (a unique violation is E_CONFLICT).
+ * edgecache's codes (a unique violation is E_CONFLICT), and an EdgecacheError the steps threw
+ * (a refusal of edgecache's own) handed back as it is.
  *
  * `make` is called once; the tests share the database and make tables of their own,
  * named with a random suffix so that a shared server's other runs never meet them. It
@@ -227,6 +229,9 @@ export function sqlDriverConformance(
       expect(conflict.message).not.toContain("INSERT");
       const missing = await failure(`SELECT * FROM ${table("absent")}`);
       expect(missing.code).not.toBe("E_CONFLICT");
+      // A refusal of edgecache's own, thrown by the steps it runs, comes back as it is.
+      const refusal = new EdgecacheError("E_NOT_FOUND", "conformance", "no such row");
+      expect(client.error(refusal)).toBe(refusal);
     });
   });
 }

@@ -1,8 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { type Client, createClient } from "@libsql/client";
-import Database from "better-sqlite3";
 import { demoRows } from "../../src/demo/seed.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
 import {
@@ -11,9 +7,9 @@ import {
   DEMO_SCHEMA,
   demoViews,
   type SourceBackend,
-  seedDemo,
   sourceConformance,
 } from "../../src/testing/index.ts";
+import { seededDemoFile } from "./seeded-file.ts";
 
 // The data API's source on a libSQL client: the same contract as on better-sqlite3.
 
@@ -31,16 +27,8 @@ function served(client: Client, after = () => {}): SourceBackend {
 }
 
 sourceConformance("libSQL (file)", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "edgecache-libsql-"));
-  const path = join(dir, "demo.db");
-  // Seeded and closed before libSQL opens it: two SQLite libraries do not share locks.
-  const seeder = new Database(path);
-  seedDemo(seeder, CONFORMANCE_SIZE);
-  for (const sql of CASCADE_SQL) seeder.exec(sql);
-  seeder.close();
-  return served(createClient({ url: `file:${path}` }), () =>
-    rmSync(dir, { recursive: true, force: true }),
-  );
+  const file = seededDemoFile();
+  return served(createClient({ url: `file:${file.path}` }), file.remove);
 });
 
 sourceConformance("libSQL (:memory:)", async () => {

@@ -21,9 +21,6 @@ function stepThrough<T>(steps: Steps<T>, run: (s: Statement) => SqlRow[]): T {
   return next.value;
 }
 
-/** better-sqlite3's constraint codes that mean the row is there already. */
-const CONFLICTS = new Set(["SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"]);
-
 export function plainSqliteDriver(path: string): TransactionDriver {
   const db = new Database(path);
   const run = (sql: string, params: readonly unknown[]): SqlResult => {
@@ -49,9 +46,12 @@ export function plainSqliteDriver(path: string): TransactionDriver {
     read: async (steps) => stepThrough(steps, rowsOf),
     transaction: async (steps) => db.transaction(() => stepThrough(steps, rowsOf))(),
     error(cause) {
+      // A refusal of edgecache's own, thrown by the steps it runs: as it is.
+      if (cause instanceof EdgecacheError) return cause;
       const code = (cause as { code?: unknown }).code;
-      if (typeof code === "string" && CONFLICTS.has(code)) {
-        return new EdgecacheError("E_CONFLICT", "plain-sqlite", "the row exists already");
+      // A constraint the row breaks (unique, primary key, foreign key, not null, check).
+      if (typeof code === "string" && code.startsWith("SQLITE_CONSTRAINT")) {
+        return new EdgecacheError("E_CONFLICT", "plain-sqlite", "a constraint refused the row");
       }
       return new EdgecacheError("E_SOURCE_UNAVAILABLE", "plain-sqlite", "the statement failed", {
         cause,
