@@ -103,8 +103,31 @@ export function sqliteSource(options: SqliteSourceOptions): Source & CapturingSo
   }
   if ("driver" in options) {
     const driver: unknown = options.driver;
-    if (!isDriver(driver) || driver.dialect !== "sqlite" || !isTransactional(driver)) {
-      badOption(COMPONENT, "driver", "a SQLite Driver with transactions", driver);
+    if (!isDriver(driver)) {
+      badOption(
+        COMPONENT,
+        "driver",
+        "a Driver (run, columns, read, error, close, transaction)",
+        driver,
+      );
+    }
+    if (driver.dialect !== "sqlite")
+      badOption(COMPONENT, "driver.dialect", '"sqlite"', driver.dialect);
+    if (!isTransactional(driver)) {
+      badOption(
+        COMPONENT,
+        "driver",
+        "a driver with transaction() (a batch driver is D1's)",
+        driver,
+      );
+    }
+    if ("busyTimeout" in options) {
+      badOption(
+        COMPONENT,
+        "busyTimeout",
+        "nothing with driver (a driver does its own waiting)",
+        busyTimeout,
+      );
     }
     return drivenSource(driver, views);
   }

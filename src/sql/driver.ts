@@ -34,7 +34,9 @@ export interface SqlDriver extends SqlClient {
 export interface TransactionDriver extends SqlDriver {
   /**
    * Runs steps in one write transaction, with the rows change capture records marked with
-   * `options.capture` inside it; a throw from the steps rolls it back.
+   * `options.capture` inside it (the built-in drivers do; a driver of your own given to
+   * `sqliteSource` need not: the source marks them in the steps it hands over); a throw
+   * from the steps rolls it back.
    */
   transaction<T>(steps: Steps<T>, options?: WriteOptions): Promise<T>;
 }
