@@ -47,7 +47,7 @@ module.exports = {
     {
       name: "orm-adapters-are-leaves",
       comment:
-        "Nothing imports an ORM adapter (src/drizzle, src/kysely, src/prisma) but itself: what the ORMs and raw SQL share is the query cache (src/query-cache) and the SQL room (src/sql).",
+        "Nothing imports an ORM adapter (src/drizzle, src/kysely, src/prisma) but itself: what the ORMs and raw SQL share is the query cache (src/query-cache) and the SQL room (src/database).",
       severity: "error",
       from: { path: "^src/([^/]+)" },
       to: { path: "^src/(drizzle|kysely|prisma)/", pathNot: "^src/$1/" },
@@ -55,29 +55,29 @@ module.exports = {
     {
       name: "query-cache-not-entries",
       comment:
-        "The query cache (src/query-cache) imports none of the entries built on it (the Drizzle, Kysely and Prisma adapters, raw SQL in src/raw-sql).",
+        "The query cache (src/query-cache) imports none of the entries built on it (the Drizzle, Kysely and Prisma adapters, raw SQL in src/sql).",
       severity: "error",
       from: { path: "^src/query-cache/" },
-      to: { path: "^src/(drizzle|kysely|prisma|raw-sql)/" },
+      to: { path: "^src/(drizzle|kysely|prisma|sql)/" },
     },
     {
       name: "sql-room-is-beneath",
       comment:
-        "The SQL room (src/sql: dialects, drivers, capture, query analysis) imports nothing built on it: not the data API's sources, the query cache, its entries (raw SQL, the Drizzle adapter), the apps or the adapters.",
+        "The SQL room (src/database: dialects, drivers, capture, query analysis) imports nothing built on it: not the data API's sources, the query cache, its entries (raw SQL, the Drizzle adapter), the apps or the adapters.",
       severity: "error",
-      from: { path: "^src/sql/" },
-      to: { path: "^src/(sources|query-cache|raw-sql|drizzle|kysely|prisma|app|adapter|cli)/" },
+      from: { path: "^src/database/" },
+      to: { path: "^src/(sources|query-cache|sql|drizzle|kysely|prisma|app|adapter|cli)/" },
     },
     {
       name: "postgres-loaded-by-node-entries",
       comment:
-        'postgres.js is loaded (src/sql/postgres/connect.ts) only by the PostgreSQL source and the Node adapter: a Worker bundle that holds the drivers (raw SQL on D1) must not pull it in, since esbuild follows import("postgres") to Node\'s net and tls.',
+        'postgres.js is loaded (src/database/postgres/connect.ts) only by the PostgreSQL source and the Node adapter: a Worker bundle that holds the drivers (raw SQL on D1) must not pull it in, since esbuild follows import("postgres") to Node\'s net and tls.',
       severity: "error",
       from: {
         path: "^src/",
-        pathNot: "^src/(sources/postgres\\.ts|adapter/node/|sql/postgres/connect\\.ts)",
+        pathNot: "^src/(sources/postgres\\.ts|adapter/node/|database/postgres/connect\\.ts)",
       },
-      to: { path: "^src/sql/postgres/connect\\.ts$" },
+      to: { path: "^src/database/postgres/connect\\.ts$" },
     },
     {
       name: "cli-through-sources-index",
@@ -85,7 +85,7 @@ module.exports = {
         "The command line reaches the sources and the SQL room through the sources' front door (src/sources/index.ts), never a dialect, driver or capture file.",
       severity: "error",
       from: { path: "^src/cli/" },
-      to: { path: "^src/(sources|sql)/", pathNot: "^src/sources/index\\.ts$" },
+      to: { path: "^src/(sources|database)/", pathNot: "^src/sources/index\\.ts$" },
     },
     {
       name: "no-cycles",

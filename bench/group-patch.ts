@@ -3,7 +3,7 @@
  * the Conduit example's seeded database (examples/conduit/seed.ts: 40 users, 200 articles):
  * the article list a favourite of one article changes (all articles by date, a page of 20,
  * with a viewer's flags), and the same select restricted to that article as edgecache
- * writes it (sql/analysis/groups.ts: `where articles.id in (?)`, no window). Both run on
+ * writes it (database/analysis/groups.ts: `where articles.id in (?)`, no window). Both run on
  * one libSQL client, in turn, `--calls` at a time, over `--rounds` rounds; the figure is
  * the median time a statement took, and the ratio restricted / full of each round.
  *
@@ -21,10 +21,10 @@ import type { ConduitDb } from "../examples/conduit/db.ts";
 import { createSchema } from "../examples/conduit/migrate.ts";
 import * as schema from "../examples/conduit/schema.ts";
 import { seedDatabase } from "../examples/conduit/seed.ts";
+import { restrictedStatement } from "../src/database/analysis/group-statements.ts";
+import { groupPlan } from "../src/database/analysis/groups.ts";
+import { type SqlTable, sqlShape } from "../src/database/analysis/shapes.ts";
 import { learnTable } from "../src/drizzle/selects.ts";
-import { restrictedStatement } from "../src/sql/analysis/group-statements.ts";
-import { groupPlan } from "../src/sql/analysis/groups.ts";
-import { type SqlTable, sqlShape } from "../src/sql/analysis/shapes.ts";
 import { benchHead, describeHead, writeResults } from "./lib/results.ts";
 import { commandLine, positiveInt, readFlags } from "./lib/settings.ts";
 

@@ -11,8 +11,8 @@
  */
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
-import { runSteps } from "../src/sql/driver.ts";
-import { capturedTablesSteps, captureInstallSql } from "../src/sql/sqlite/capture-sql.ts";
+import { runSteps } from "../src/database/driver.ts";
+import { capturedTablesSteps, captureInstallSql } from "../src/database/sqlite/capture-sql.ts";
 import { describeCode, gitState, writeResults } from "./lib/results.ts";
 import { commandLine, positiveInt, readFlags } from "./lib/settings.ts";
 

@@ -4,7 +4,7 @@
 // Durable Object, as docs/guides/drizzle.md sets it up (the routes: d1-worker.ts).
 import { drizzle } from "drizzle-orm/d1";
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
-import { installD1Capture } from "../../src/sql/d1/change-table.ts";
+import { installD1Capture } from "../../src/database/d1/change-table.ts";
 import { type AppDatabase, openApp } from "./app.ts";
 import { d1Worker, type Env } from "./d1-worker.ts";
 import { freshRow, readQuery, sqliteTables, writeThroughDrizzle } from "./queries.ts";

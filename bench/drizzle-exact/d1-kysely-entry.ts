@@ -6,8 +6,8 @@
 import { Kysely } from "kysely";
 import { D1Dialect } from "kysely-d1";
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
+import { installD1Capture } from "../../src/database/d1/change-table.ts";
 import { type CachedDialect, kyselyCache } from "../../src/kysely/index.ts";
-import { installD1Capture } from "../../src/sql/d1/change-table.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { d1Worker, type Env, workerOrmApp } from "./d1-worker.ts";
 import {

@@ -7,8 +7,8 @@
 import { PrismaClient } from "edgecache-bench:prisma-d1-client";
 import { PrismaD1 } from "@prisma/adapter-d1";
 import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.ts";
+import { installD1Capture } from "../../src/database/d1/change-table.ts";
 import { type CachedAdapterFactory, prismaCache } from "../../src/prisma/index.ts";
-import { installD1Capture } from "../../src/sql/d1/change-table.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { d1Worker, type Env, workerOrmApp } from "./d1-worker.ts";
 import { countedFactory, followCapture, type OrmApp, prismaQueries } from "./orm-queries.ts";

@@ -4,7 +4,7 @@
  */
 import { cpus, loadavg } from "node:os";
 import Database from "better-sqlite3";
-import { literal as sqlText } from "../../src/sql/schema.ts";
+import { literal as sqlText } from "../../src/database/schema.ts";
 import type { InitialData, Op } from "../workload/generate.ts";
 import { StaleOracle } from "../workload/oracle.ts";
 import { type Client, type RunOutcome, readAll } from "../workload/run.ts";

@@ -20,7 +20,7 @@ import {
  * `edgecache capture ... --d1 <database>`: change capture in a D1 database, through
  * wrangler (`wrangler d1 execute <database> --local|--remote --json`), which the Worker's
  * project has: the tables and their columns are read from the database itself, and the
- * triggers (sql/sqlite/capture-sql.ts, the same as SQLite's) are run as a file, or written as a
+ * triggers (database/sqlite/capture-sql.ts, the same as SQLite's) are run as a file, or written as a
  * migration for `wrangler d1 migrations apply`. The change log's Durable Object drains the
  * table (src/adapter/cloudflare/capture-drain.ts).
  */

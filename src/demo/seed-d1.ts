@@ -1,5 +1,5 @@
 import { checkOptionNames, type OptionNames } from "../core/errors.ts";
-import type { D1DatabaseLike } from "../sql/d1/binding.ts";
+import type { D1DatabaseLike } from "../database/d1/binding.ts";
 import { DEMO_SCHEMA, type DemoOptions, demoRows, demoSize } from "./seed.ts";
 
 /** D1 binds at most 100 parameters per statement: rows per multi-row INSERT. */

@@ -1,5 +1,5 @@
 import type postgres from "postgres";
-import { transaction } from "../sql/postgres/transaction.ts";
+import { transaction } from "../database/postgres/transaction.ts";
 import { type DemoOptions, demoRows, demoSize } from "./seed.ts";
 
 /**

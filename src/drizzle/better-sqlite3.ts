@@ -26,9 +26,9 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type Database from "better-sqlite3";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
-import { clientKind } from "../sql/client-kind.ts";
-import { DEFAULT_BUSY_TIMEOUT_MS } from "../sql/sqlite/dialect.ts";
-import { PreparedStatements } from "../sql/sqlite/prepared.ts";
+import { clientKind } from "../database/client-kind.ts";
+import { DEFAULT_BUSY_TIMEOUT_MS } from "../database/sqlite/dialect.ts";
+import { PreparedStatements } from "../database/sqlite/prepared.ts";
 import { PROXIED, type ProxiedClient } from "./proxied.ts";
 
 /** What drizzle-orm's sqlite-proxy asks for: every row's values in column order. */

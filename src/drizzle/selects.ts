@@ -1,7 +1,7 @@
 import type { Cache as DrizzleCacheContract } from "drizzle-orm/cache/core";
 import type { CacheConfig } from "drizzle-orm/cache/core/types";
+import type { SqlColumnKind, SqlDialect, SqlTable } from "../database/analysis/shapes.ts";
 import { sqlTypeKind } from "../query-cache/columns.ts";
-import type { SqlColumnKind, SqlDialect, SqlTable } from "../sql/analysis/shapes.ts";
 import type { EdgecacheDrizzleCache } from "./cache.ts";
 import { tableName } from "./tables.ts";
 

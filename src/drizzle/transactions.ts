@@ -1,10 +1,10 @@
 import type { Cache as DrizzleCacheContract, MutationOption } from "drizzle-orm/cache/core";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
+import type { SqlDialect } from "../database/analysis/shapes.ts";
+import { clientKind } from "../database/client-kind.ts";
+import type { D1QueriesLike } from "../database/d1/binding.ts";
+import { countingBinding } from "../database/d1/own-changes.ts";
 import type { QueryCapture } from "../query-cache/query-capture.ts";
-import type { SqlDialect } from "../sql/analysis/shapes.ts";
-import { clientKind } from "../sql/client-kind.ts";
-import type { D1QueriesLike } from "../sql/d1/binding.ts";
-import { countingBinding } from "../sql/d1/own-changes.ts";
 import { EdgecacheDrizzleCache } from "./cache.ts";
 import { type ProxiedClient, proxiedOf } from "./proxied.ts";
 import { dialectOf, learnTable, shapeSelect } from "./selects.ts";

@@ -1,5 +1,5 @@
-import { clientKind } from "../sql/client-kind.ts";
-import { nodeRequire } from "../sql/node-require.ts";
+import { clientKind } from "../database/client-kind.ts";
+import { nodeRequire } from "../database/node-require.ts";
 
 interface TypeParsers {
   getTypeParser(id: number, format?: string): unknown;

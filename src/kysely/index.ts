@@ -26,6 +26,12 @@ import type {
   TransactionSettings,
 } from "kysely";
 import { badOption, checkOptionNames } from "../core/errors.ts";
+import type { SqlDialect } from "../database/analysis/parse.ts";
+import { isRead } from "../database/analysis/writes.ts";
+import type { SqlRow } from "../database/client.ts";
+import type { D1QueriesLike } from "../database/d1/binding.ts";
+import { countsRows, runCounted } from "../database/d1/own-changes.ts";
+import { sqlDriver } from "../database/drivers.ts";
 import { Session } from "../query-cache/session.ts";
 import {
   type CachedStatements,
@@ -35,12 +41,6 @@ import {
   type StatementCacheStats,
 } from "../query-cache/statement-contract.ts";
 import { cachedStatements, StatementCache } from "../query-cache/statements.ts";
-import type { SqlDialect } from "../sql/analysis/parse.ts";
-import { isRead } from "../sql/analysis/writes.ts";
-import type { SqlRow } from "../sql/client.ts";
-import type { D1QueriesLike } from "../sql/d1/binding.ts";
-import { countsRows, runCounted } from "../sql/d1/own-changes.ts";
-import { sqlDriver } from "../sql/drivers.ts";
 
 export interface KyselyCacheOptions extends StatementCacheOptions {
   /**

@@ -27,6 +27,10 @@ import type {
   Transaction,
 } from "@prisma/driver-adapter-utils";
 import { badOption, checkOptionNames } from "../core/errors.ts";
+import type { SqlDialect } from "../database/analysis/parse.ts";
+import type { D1QueriesLike } from "../database/d1/binding.ts";
+import { countingBinding } from "../database/d1/own-changes.ts";
+import { sqlDriver } from "../database/drivers.ts";
 import type { Conversion } from "../query-cache/columns.ts";
 import { Session } from "../query-cache/session.ts";
 import {
@@ -37,10 +41,6 @@ import {
   type StatementCacheStats,
 } from "../query-cache/statement-contract.ts";
 import { cachedStatements, StatementCache, UNREAD } from "../query-cache/statements.ts";
-import type { SqlDialect } from "../sql/analysis/parse.ts";
-import type { D1QueriesLike } from "../sql/d1/binding.ts";
-import { countingBinding } from "../sql/d1/own-changes.ts";
-import { sqlDriver } from "../sql/drivers.ts";
 import { D1_PATCHABLE, d1Conversion, d1Result } from "./d1-results.ts";
 
 export interface PrismaCacheOptions extends StatementCacheOptions {

@@ -1,4 +1,4 @@
-import type { ForeignKeyAction } from "../sql/schema.ts";
+import type { ForeignKeyAction } from "../database/schema.ts";
 
 /**
  * Foreign keys whose actions change child rows: a statement on a parent table may change

@@ -4,15 +4,15 @@ import type {
   SqlDialect,
   SqlTable,
   TextCollation,
-} from "../sql/analysis/shapes.ts";
-import type { CatalogColumn } from "../sql/client.ts";
+} from "../database/analysis/shapes.ts";
+import type { CatalogColumn } from "../database/client.ts";
 
 /**
  * How the planner may compare a column's values, by its declared SQL type (`integer`,
  * `text`, `varchar(20)`...): as the driver returns them and as the database compares them.
  * 64-bit integers and decimals come back as text from the PostgreSQL drivers: "other",
  * never compared. PostgreSQL's double precision is a "float" (it may hold NaN, above every
- * number there) and its timestamps "instant"s (see sql/analysis/forms.ts); SQLite's dates are
+ * number there) and its timestamps "instant"s (see database/analysis/forms.ts); SQLite's dates are
  * whatever text or numbers the application stores: "ordered" (ordered by as SQLite orders
  * them, never compared with a query's value).
  */

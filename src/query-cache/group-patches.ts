@@ -9,13 +9,13 @@ import {
   probesOf,
   toldRows,
   toldValues,
-} from "../sql/analysis/group-rows.ts";
+} from "../database/analysis/group-rows.ts";
 import {
   linkedRowsStatement,
   restrictedStatement,
   tableName,
   whereless,
-} from "../sql/analysis/group-statements.ts";
+} from "../database/analysis/group-statements.ts";
 import {
   closedTo,
   groupPlan,
@@ -26,16 +26,16 @@ import {
   sameKey,
   sharedColumns,
   splicedRows,
-} from "../sql/analysis/groups.ts";
-import type { SqlDialect } from "../sql/analysis/parse.ts";
-import { resultRows, type SqlShape } from "../sql/analysis/shapes.ts";
+} from "../database/analysis/groups.ts";
+import type { SqlDialect } from "../database/analysis/parse.ts";
+import { resultRows, type SqlShape } from "../database/analysis/shapes.ts";
 import { decode, encode } from "./codec.ts";
 import { withRows } from "./result-patches.ts";
 import type { ResultForm } from "./statement-contract.ts";
 import type { GroupCounts } from "./stats.ts";
 
 /**
- * Group patches for the statement cache (the rules are sql/analysis/groups.ts's): the
+ * Group patches for the statement cache (the rules are database/analysis/groups.ts's): the
  * engine's `maintain` hook. A result a write would drop, whose rows are keyed and whose
  * changed rows the write names, is kept by running its statement for those rows alone
  * and splicing them in; one statement serves every result of a record that needs the same.

@@ -1,10 +1,10 @@
 import { LRUCache } from "lru-cache";
 import type { CacheEntry } from "../core/entries/entry.ts";
-import { rowsSource } from "../sql/analysis/group-statements.ts";
-import { groupPlan } from "../sql/analysis/groups.ts";
-import { lookedUp, rowOf } from "../sql/analysis/lookups.ts";
-import type { SqlDialect } from "../sql/analysis/parse.ts";
-import { resultRows } from "../sql/analysis/shapes.ts";
+import { rowsSource } from "../database/analysis/group-statements.ts";
+import { groupPlan } from "../database/analysis/groups.ts";
+import { lookedUp, rowOf } from "../database/analysis/lookups.ts";
+import type { SqlDialect } from "../database/analysis/parse.ts";
+import { resultRows } from "../database/analysis/shapes.ts";
 import { decode, encode } from "./codec.ts";
 import type { GroupRead } from "./group-patches.ts";
 import { withRows } from "./result-patches.ts";
@@ -15,7 +15,7 @@ import type { ResultForm } from "./statement-contract.ts";
  * or a unique column (the single article by its slug) is answered, on a miss, from a held
  * result of the same rows source (the same select list, joins and parameters: the article
  * list) that shows that row. A held result in the cache is current, as a hit is; its rows'
- * values do not depend on its WHERE or window (sql/analysis/groups.ts, `rowsSource`), so
+ * values do not depend on its WHERE or window (database/analysis/groups.ts, `rowsSource`), so
  * the row is what the lookup would read. The row's absence tells nothing: the lookup then
  * runs.
  */

@@ -8,11 +8,15 @@ import {
 import type { OutsideWrites } from "../core/change-log/outside-writes.ts";
 import type { PlanSchema, WriteEvent } from "../core/deps/planner.ts";
 import { settledWithin } from "../core/time/settled-within.ts";
-import { comparableEvent } from "../sql/analysis/forms.ts";
-import type { SqlColumnKind } from "../sql/analysis/shapes.ts";
-import type { CapturedShape, CaptureInstallation, ClientCapture } from "../sql/client-capture.ts";
-import { clientCapture } from "../sql/drivers.ts";
-import type { ForeignKeyAction } from "../sql/schema.ts";
+import { comparableEvent } from "../database/analysis/forms.ts";
+import type { SqlColumnKind } from "../database/analysis/shapes.ts";
+import type {
+  CapturedShape,
+  CaptureInstallation,
+  ClientCapture,
+} from "../database/client-capture.ts";
+import { clientCapture } from "../database/drivers.ts";
+import type { ForeignKeyAction } from "../database/schema.ts";
 import { plainTableName } from "./columns.ts";
 
 /**
@@ -24,7 +28,7 @@ import { plainTableName } from "./columns.ts";
  * then waits for its own changes to be applied (`settled`) instead of emptying its tables.
  *
  * What each database tells of capture (its installations, their feeds, foreign keys) is
- * the SQL room's (`clientCapture` in src/sql/drivers.ts, one file per database beside its
+ * the SQL room's (`clientCapture` in src/database/drivers.ts, one file per database beside its
  * driver): a libSQL `Client` or better-sqlite3 `Database` on a file, a postgres.js `Sql`,
  * or a D1 binding whose cache follows a log that D1's capture drain feeds
  * (`durableChangeLog`: the change log's Durable Object drains the change table, and a

@@ -2,8 +2,8 @@ import type { Cache } from "../core/cache/index.ts";
 import type { EntryInit, WriteHooks } from "../core/cache/types.ts";
 import type { Row } from "../core/data/query.ts";
 import type { CacheEntry } from "../core/entries/entry.ts";
-import { patchResult, type ResultPlan, resultPlan, tableRows } from "../sql/analysis/patch.ts";
-import { resultRows, type SqlShape, type SqlTable } from "../sql/analysis/shapes.ts";
+import { patchResult, type ResultPlan, resultPlan, tableRows } from "../database/analysis/patch.ts";
+import { resultRows, type SqlShape, type SqlTable } from "../database/analysis/shapes.ts";
 import { decode, encode, Uncacheable } from "./codec.ts";
 import type { QueryCapture } from "./query-capture.ts";
 import type { CapturedWrites } from "./stats.ts";
@@ -11,7 +11,7 @@ import type { CapturedWrites } from "./stats.ts";
 /**
  * Patch in place for the query caches (the Drizzle adapter, the raw SQL entry): the
  * engine's `patch` hook over results stored by `encode`, whose entries keep in their meta
- * how their rows are table rows (`ResultMeta`). The rules are sql/analysis/patch.ts's; this
+ * how their rows are table rows (`ResultMeta`). The rules are database/analysis/patch.ts's; this
  * only reads and writes the cached bytes.
  */
 

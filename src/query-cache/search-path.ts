@@ -1,12 +1,12 @@
-import type { ResolveTable } from "../sql/analysis/names.ts";
-import { qualified } from "../sql/analysis/predicates.ts";
-import type { SqlClient } from "../sql/client.ts";
+import type { ResolveTable } from "../database/analysis/names.ts";
+import { qualified } from "../database/analysis/predicates.ts";
+import type { SqlClient } from "../database/client.ts";
 import {
   CHANGES_SEARCH_PATH,
   readSearchPath,
   type SearchPath,
   schemaOf,
-} from "../sql/postgres/search-path.ts";
+} from "../database/postgres/search-path.ts";
 
 /**
  * How often the search path's tables are read again, ms: a table created around the cache

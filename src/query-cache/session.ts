@@ -1,4 +1,4 @@
-import { isRead, transactionControl } from "../sql/analysis/writes.ts";
+import { isRead, transactionControl } from "../database/analysis/writes.ts";
 import type { StatementCache } from "./statements.ts";
 
 /**

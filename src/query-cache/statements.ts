@@ -3,12 +3,12 @@ import type { LogPosition } from "../core/change-log/contract.ts";
 import { sha256Hex } from "../core/digest.ts";
 import { badOption } from "../core/errors.ts";
 import type { Warner } from "../core/report.ts";
-import type { HiddenKeys } from "../sql/analysis/hidden-keys.ts";
-import { type SqlShape, sqlShape } from "../sql/analysis/shapes.ts";
-import { writtenTables } from "../sql/analysis/writes.ts";
-import type { SqlClient, SqlResult } from "../sql/client.ts";
-import { clientKind } from "../sql/client-kind.ts";
-import type { ForeignKeyAction } from "../sql/schema.ts";
+import type { HiddenKeys } from "../database/analysis/hidden-keys.ts";
+import { type SqlShape, sqlShape } from "../database/analysis/shapes.ts";
+import { writtenTables } from "../database/analysis/writes.ts";
+import type { SqlClient, SqlResult } from "../database/client.ts";
+import { clientKind } from "../database/client-kind.ts";
+import type { ForeignKeyAction } from "../database/schema.ts";
 import { Cascades } from "./cascades.ts";
 import { decode, encode } from "./codec.ts";
 import { groupPatcher } from "./group-patches.ts";
@@ -36,7 +36,7 @@ import { TableKnowledge } from "./table-knowledge.ts";
  * A parameter whose value the database does not compare as given (a date or a decimal a
  * driver converts on the way): a condition on it is read as matching any row.
  */
-export { NO_VALUE as UNREAD } from "../sql/analysis/predicates.ts";
+export { NO_VALUE as UNREAD } from "../database/analysis/predicates.ts";
 
 /** The part of `statements` an ORM's user is handed. */
 export function cachedStatements<R>(statements: StatementCache<R>): CachedStatements {
@@ -280,7 +280,7 @@ export class StatementCache<R = SqlResult> {
    * under its query shape, and `tables` are those the ORM says it reads (capture is told).
    * With the statement (`query`), a lookup of one row may be answered from a held result;
    * where the ORM lets the entry run it (`hides`), a miss says how to run it with the base
-   * columns it does not show carried (`hidden`: see sql/analysis/hidden-keys.ts), and a
+   * columns it does not show carried (`hidden`: see database/analysis/hidden-keys.ts), and a
    * held result answers as that statement would.
    */
   async lookupKey(
@@ -366,7 +366,7 @@ export class StatementCache<R = SqlResult> {
   /**
    * Whether results are kept by group patches: where the entry runs statements of its own
    * (`query`), and not on D1, where inside workerd a group patch's statement, run after the
-   * write's record is applied, was seen never to settle (test/raw-sql/d1-groups-in-workerd).
+   * write's record is applied, was seen never to settle (test/sql/d1-groups-in-workerd).
    */
   #maintains(): boolean {
     return this.#db.query !== undefined && clientKind(this.#db.client) !== "d1";

@@ -11,7 +11,7 @@ import {
   RegistrationCounts,
   type RegistrationStats,
   type ShapeStats,
-} from "../sql/analysis/registrations.ts";
+} from "../database/analysis/registrations.ts";
 import type { CaptureStats, QueryCapture } from "./query-capture.ts";
 
 /** A query cache's time to live unless a query says otherwise: an hour. */

@@ -2,8 +2,8 @@ import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
 import type { LogPosition } from "../core/change-log/contract.ts";
 import { type ListDependency, tableTag } from "../core/deps/planner.ts";
-import { groupPlan } from "../sql/analysis/groups.ts";
-import { type HiddenKeys, hiddenKeys } from "../sql/analysis/hidden-keys.ts";
+import { groupPlan } from "../database/analysis/groups.ts";
+import { type HiddenKeys, hiddenKeys } from "../database/analysis/hidden-keys.ts";
 import {
   registrationOf,
   resultRows,
@@ -11,7 +11,7 @@ import {
   type SqlShape,
   sqlShape,
   wholeTable,
-} from "../sql/analysis/shapes.ts";
+} from "../database/analysis/shapes.ts";
 import { encode, Uncacheable } from "./codec.ts";
 import type { GroupRead } from "./group-patches.ts";
 import { HeldResults } from "./held-results.ts";
@@ -203,7 +203,7 @@ export class StoredResults<R> {
 
   /**
    * An ORM's statement as run with the base columns it does not show carried after its own
-   * (see sql/analysis/hidden-keys.ts), and its read; undefined where nothing is gained.
+   * (see database/analysis/hidden-keys.ts), and its read; undefined where nothing is gained.
    */
   hiddenRead(
     read: GroupRead,

@@ -1,5 +1,5 @@
 import type { PlanSchema } from "../core/deps/planner.ts";
-import type { SqlTable } from "../sql/analysis/shapes.ts";
+import type { SqlTable } from "../database/analysis/shapes.ts";
 import { catalogKinds, withoutCapturedForms } from "./columns.ts";
 import type { StatementDatabase } from "./statement-contract.ts";
 

@@ -1,9 +1,13 @@
 import { EdgecacheError } from "../core/errors.ts";
-import type { SqlDialect } from "../sql/analysis/parse.ts";
-import { type CatalogColumn, withSqliteCollations, withSqliteUniques } from "../sql/client.ts";
-import { CAPTURE_PREFIX, CAPTURE_TRIGGERS_SQL, recordsChanges } from "../sql/sqlite/capture-sql.ts";
-import { TABLE_LIST_SQL, tableColumnsSql } from "../sql/sqlite/dialect.ts";
-import { openSqliteFile, sqliteFileProblem } from "../sql/sqlite/file.ts";
+import type { SqlDialect } from "../database/analysis/parse.ts";
+import { type CatalogColumn, withSqliteCollations, withSqliteUniques } from "../database/client.ts";
+import {
+  CAPTURE_PREFIX,
+  CAPTURE_TRIGGERS_SQL,
+  recordsChanges,
+} from "../database/sqlite/capture-sql.ts";
+import { TABLE_LIST_SQL, tableColumnsSql } from "../database/sqlite/dialect.ts";
+import { openSqliteFile, sqliteFileProblem } from "../database/sqlite/file.ts";
 import { isPostgresUrl, postgresCatalog } from "./postgres.ts";
 
 /**

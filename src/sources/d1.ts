@@ -6,10 +6,10 @@ import type {
   D1QueriesLike,
   D1SessionLike,
   D1StatementLike,
-} from "../sql/d1/binding.ts";
-import { D1_INTERNAL, D1OwnChanges, d1Capturing } from "../sql/d1/change-table.ts";
-import { D1Driver, type D1Sessions } from "../sql/d1/driver.ts";
-import { sqliteDialect } from "../sql/sqlite/dialect.ts";
+} from "../database/d1/binding.ts";
+import { D1_INTERNAL, D1OwnChanges, d1Capturing } from "../database/d1/change-table.ts";
+import { D1Driver, type D1Sessions } from "../database/d1/driver.ts";
+import { sqliteDialect } from "../database/sqlite/dialect.ts";
 import type { Source } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
 import { sqlSource } from "./sql-source.ts";
@@ -35,7 +35,7 @@ export {
   d1CaptureStatus,
   installD1Capture,
   uninstallD1Capture,
-} from "../sql/d1/change-table.ts";
+} from "../database/d1/change-table.ts";
 
 const COMPONENT = "d1";
 
@@ -87,6 +87,6 @@ export function d1Source(options: D1SourceOptions): Source & CapturingSource {
     name: COMPONENT,
     views,
   });
-  // Change capture (sql/d1/change-table.ts): its triggers record the data API's writes too, marked.
+  // Change capture (database/d1/change-table.ts): its triggers record the data API's writes too, marked.
   return Object.assign(source, d1Capturing(db, own, options.schedule));
 }

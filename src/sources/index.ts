@@ -5,8 +5,8 @@
  * `cli-through-sources-index`).
  */
 
-export { type Explanation, explainSql } from "../sql/analysis/explain.ts";
-export { capturableTables, D1_TABLES_SQL } from "../sql/d1/change-table.ts";
+export { type Explanation, explainSql } from "../database/analysis/explain.ts";
+export { capturableTables, D1_TABLES_SQL } from "../database/d1/change-table.ts";
 export {
   CAPTURE_BACKLOG_SQL,
   CAPTURE_TRIGGERS_SQL,
@@ -14,8 +14,8 @@ export {
   captureInstallSql,
   captureStatusOf,
   captureUninstallSql,
-} from "../sql/sqlite/capture-sql.ts";
-export { sqliteFileProblem } from "../sql/sqlite/file.ts";
+} from "../database/sqlite/capture-sql.ts";
+export { sqliteFileProblem } from "../database/sqlite/file.ts";
 export { type Catalog, readCatalog } from "./catalog.ts";
 export { isPostgresUrl, postgresSource, redactUrl } from "./postgres.ts";
 export type { Source } from "./source.ts";

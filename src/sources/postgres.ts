@@ -1,8 +1,8 @@
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture-feed.ts";
 import type { ViewInfo } from "../core/data/query.ts";
 import { badOption, checkOptionNames, type OptionNames } from "../core/errors.ts";
-import { type CatalogColumn, isCollation } from "../sql/client.ts";
-import { clientKind } from "../sql/client-kind.ts";
+import { type CatalogColumn, isCollation } from "../database/client.ts";
+import { clientKind } from "../database/client-kind.ts";
 import {
   CAPTURED_TABLES_SQL,
   forgetPostgresCaptured,
@@ -12,19 +12,26 @@ import {
   postgresCaptureStatus,
   postgresJsCapturePort,
   uninstallPostgresCapture,
-} from "../sql/postgres/change-table.ts";
-import { connectPostgres, DEFAULT_MAX_CONNECTIONS, loadPostgres } from "../sql/postgres/connect.ts";
+} from "../database/postgres/change-table.ts";
+import {
+  connectPostgres,
+  DEFAULT_MAX_CONNECTIONS,
+  loadPostgres,
+} from "../database/postgres/connect.ts";
 import {
   type PgColumn,
   type PgTable,
   postgresDialect,
   textCollationSql,
   uniqueColumnSql,
-} from "../sql/postgres/dialect.ts";
-import { PostgresDriver, type Sql } from "../sql/postgres/driver.ts";
-import { nodePostgresCapturePort } from "../sql/postgres/node-postgres-capture.ts";
-import { NodePostgresDriver, type NodePostgresLike } from "../sql/postgres/node-postgres-driver.ts";
-import { quote } from "../sql/schema.ts";
+} from "../database/postgres/dialect.ts";
+import { PostgresDriver, type Sql } from "../database/postgres/driver.ts";
+import { nodePostgresCapturePort } from "../database/postgres/node-postgres-capture.ts";
+import {
+  NodePostgresDriver,
+  type NodePostgresLike,
+} from "../database/postgres/node-postgres-driver.ts";
+import { quote } from "../database/schema.ts";
 import type { Source } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
 import { SqlSource } from "./sql-source.ts";

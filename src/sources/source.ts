@@ -1,6 +1,6 @@
 import type { ListQuery, Resource, Row, Schema } from "../core/data/query.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
-import type { WriteOptions } from "../sql/driver.ts";
+import type { WriteOptions } from "../database/driver.ts";
 
 export type { WriteOptions };
 

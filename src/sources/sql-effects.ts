@@ -1,7 +1,7 @@
 import type { Row } from "../core/data/query.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
-import type { Dialect, Statement, Steps } from "../sql/dialect.ts";
-import { type ForeignKey, quote, type ServedTable, type SqlColumn } from "../sql/schema.ts";
+import type { Dialect, Statement, Steps } from "../database/dialect.ts";
+import { type ForeignKey, quote, type ServedTable, type SqlColumn } from "../database/schema.ts";
 
 /**
  * What a write changes beyond its own row, whatever the dialect: the rows foreign key

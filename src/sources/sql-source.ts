@@ -1,8 +1,8 @@
 import type { ListQuery, Resource, Row, Schema, ViewInfo } from "../core/data/query.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import { EdgecacheError } from "../core/errors.ts";
-import { type Dialect, rowsOf, type Statement, type Steps } from "../sql/dialect.ts";
-import { type BatchDriver, type Driver, isTransactional } from "../sql/driver.ts";
+import { type Dialect, rowsOf, type Statement, type Steps } from "../database/dialect.ts";
+import { type BatchDriver, type Driver, isTransactional } from "../database/driver.ts";
 import {
   badBody,
   badQuery,
@@ -10,7 +10,7 @@ import {
   quote,
   type ServedTable,
   type SqlColumn,
-} from "../sql/schema.ts";
+} from "../database/schema.ts";
 import type { DeleteResult, Source, WriteOptions, WriteResult } from "./source.ts";
 import {
   attachChildren,

@@ -6,7 +6,7 @@ import {
   NUMERIC_STRING,
   type ServedTable,
   type SqlColumn,
-} from "../sql/schema.ts";
+} from "../database/schema.ts";
 
 /**
  * What the data API's SQL sources share, whatever their dialect or driver: the checks of

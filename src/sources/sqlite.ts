@@ -2,9 +2,9 @@ import type Database from "better-sqlite3";
 import type { CaptureFeed, CaptureStatus, CapturingSource } from "../core/capture-feed.ts";
 import type { ViewInfo } from "../core/data/query.ts";
 import { badOption, checkOptionNames, EdgecacheError, type OptionNames } from "../core/errors.ts";
-import { clientKind } from "../sql/client-kind.ts";
-import { rowsOf } from "../sql/dialect.ts";
-import { isDriver, isTransactional, type TransactionDriver } from "../sql/driver.ts";
+import { clientKind } from "../database/client-kind.ts";
+import { rowsOf } from "../database/dialect.ts";
+import { isDriver, isTransactional, type TransactionDriver } from "../database/driver.ts";
 import {
   captureStatusSteps,
   FORGET_OWN_SQL,
@@ -13,18 +13,18 @@ import {
   sqliteCaptureFeed,
   sqliteExecutorFeed,
   uninstallCaptureSteps,
-} from "../sql/sqlite/change-table.ts";
-import { clientExecutor } from "../sql/sqlite/client-capture.ts";
+} from "../database/sqlite/change-table.ts";
+import { clientExecutor } from "../database/sqlite/client-capture.ts";
 import {
   type ColumnMeta,
   DEFAULT_BUSY_TIMEOUT_MS,
   sqliteDialect,
   type TableMeta,
-} from "../sql/sqlite/dialect.ts";
-import { openSqliteFile } from "../sql/sqlite/file.ts";
-import { type LibsqlClientLike, libsqlDriver } from "../sql/sqlite/libsql-driver.ts";
-import { libsqlFile, openLibsqlFile, ownConnection } from "../sql/sqlite/own-connection.ts";
-import { SyncSqliteDriver } from "../sql/sqlite/sync-driver.ts";
+} from "../database/sqlite/dialect.ts";
+import { openSqliteFile } from "../database/sqlite/file.ts";
+import { type LibsqlClientLike, libsqlDriver } from "../database/sqlite/libsql-driver.ts";
+import { libsqlFile, openLibsqlFile, ownConnection } from "../database/sqlite/own-connection.ts";
+import { SyncSqliteDriver } from "../database/sqlite/sync-driver.ts";
 import type { Source } from "./source.ts";
 import { validateViewsOption } from "./sql.ts";
 import { SqlSource } from "./sql-source.ts";

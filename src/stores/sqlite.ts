@@ -13,7 +13,7 @@ import type {
   MeasuredStore,
   StoreSize,
 } from "../core/store.ts";
-import { enterWal } from "../sql/sqlite/file.ts";
+import { enterWal } from "../database/sqlite/file.ts";
 import { checkIntegrity, describeError, isDamage, moveAside } from "./sqlite-damage.ts";
 
 export interface SqliteStoreOptions {

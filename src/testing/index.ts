@@ -19,20 +19,20 @@
 export type { ChangeLog, LogFollower, WriteTurn } from "../core/change-log/contract.ts";
 // The contracts the suites hold an implementation to, for typing the one under test.
 export type { Store } from "../core/store.ts";
-// What a source under the suite is seeded with: the demo tables (SQLite's DDL; PostgreSQL's
-// is the same tables with its types), their rows, and the view over them.
-export { DEMO_SCHEMA, demoRows, demoViews, seedDemo } from "../demo/seed.ts";
-export type { Source } from "../sources/source.ts";
-export type { CatalogColumn, SqlClient, SqlResult, SqlRow } from "../sql/client.ts";
+export type { CatalogColumn, SqlClient, SqlResult, SqlRow } from "../database/client.ts";
 // The driver contract, for a driver written outside edgecache (see sqlDriverConformance).
-export type { Statement, Steps } from "../sql/dialect.ts";
+export type { Statement, Steps } from "../database/dialect.ts";
 export type {
   BatchDriver,
   Driver,
   SqlDriver,
   TransactionDriver,
   WriteOptions as DriverWriteOptions,
-} from "../sql/driver.ts";
+} from "../database/driver.ts";
+// What a source under the suite is seeded with: the demo tables (SQLite's DDL; PostgreSQL's
+// is the same tables with its types), their rows, and the view over them.
+export { DEMO_SCHEMA, demoRows, demoViews, seedDemo } from "../demo/seed.ts";
+export type { Source } from "../sources/source.ts";
 export {
   changeLogConformance,
   type LogBackend,

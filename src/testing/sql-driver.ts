@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Row } from "../core/data/query.ts";
 import { EdgecacheError } from "../core/errors.ts";
-import type { SqlClient } from "../sql/client.ts";
-import type { Statement, Steps } from "../sql/dialect.ts";
-import { type Driver, isTransactional } from "../sql/driver.ts";
-import { sqlDriver } from "../sql/drivers.ts";
+import type { SqlClient } from "../database/client.ts";
+import type { Statement, Steps } from "../database/dialect.ts";
+import { type Driver, isTransactional } from "../database/driver.ts";
+import { sqlDriver } from "../database/drivers.ts";
 
 /**
  * A client under the suite, of a database it may create tables in: a library's client
@@ -57,7 +57,7 @@ export type SqlClientBackend = (
  *   return { client: db, close: async () => db.close() };
  * }, { kind: "better-sqlite3", dialect: "sqlite" });
  *
- * // A driver of your own (test/sql/outside-driver.test.ts builds one over better-sqlite3):
+ * // A driver of your own (test/database/outside-driver.test.ts builds one over better-sqlite3):
  * sqlDriverConformance("my-driver", async () => {
  *   const driver = myDriver(":memory:");
  *   return { driver, close: () => driver.close() };

@@ -5,7 +5,7 @@ import { createTenantNode } from "../../src/adapter/node/tenants/dispatcher.ts";
 import { originSet } from "../../src/app/access.ts";
 import { createAdminApi } from "../../src/app/admin.ts";
 import type { Row } from "../../src/core/data/query.ts";
-import { sqlCache } from "../../src/raw-sql/index.ts";
+import { sqlCache } from "../../src/sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import {
   expectClientError,

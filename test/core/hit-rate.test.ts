@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { sumStats } from "../../src/adapter/node/tenants/dispatcher.ts";
 import { Cache } from "../../src/core/cache/index.ts";
 import { hitRate, toPrometheus } from "../../src/core/stats.ts";
-import { sqlCache } from "../../src/raw-sql/index.ts";
+import { sqlCache } from "../../src/sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 // stats() has a hit rate (issue 43 item 7): one definition, hits / (hits + misses), null

@@ -2,7 +2,7 @@
 // adjacent pages (no load between records): every page that is still patched ends equal
 // to the table (the old-row checks catch the rest). Passes: the permanent damage needs a
 // load between the records (see test/drizzle/postgres-reorder.test.ts and
-// test/sql/d1/drain-order.test.ts).
+// test/database/d1/drain-order.test.ts).
 import fc from "fast-check";
 import { expect, it } from "vitest";
 import type { Filter, Resource, Row, SortKey } from "../../src/core/data/query.ts";

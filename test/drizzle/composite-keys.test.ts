@@ -9,9 +9,9 @@ import {
   uniqueIndex,
 } from "drizzle-orm/sqlite-core";
 import { describe, expect, it } from "vitest";
+import type { SqlTable } from "../../src/database/analysis/shapes.ts";
 import type { EdgecacheDrizzleCache } from "../../src/drizzle/cache.ts";
 import { learnTable } from "../../src/drizzle/selects.ts";
-import type { SqlTable } from "../../src/sql/analysis/shapes.ts";
 
 // Group patches (issue 71) tell a per-viewer flag from the write itself where the flag's
 // equalities name a key of its table: the keys of several columns come from Drizzle's

@@ -1,8 +1,8 @@
 import { PrismaD1 } from "@prisma/adapter-d1";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { asStored } from "../../src/database/analysis/forms.ts";
 import { d1Result } from "../../src/prisma/d1-results.ts";
-import { asStored } from "../../src/sql/analysis/forms.ts";
 
 // What edgecache/prisma takes @prisma/adapter-d1 to do with D1's values, checked against the
 // adapter itself: its D1 binding here answers `raw()` with the stored rows given (the

@@ -1,5 +1,5 @@
 // Bundled by test/drizzle/d1-capture-in-workerd.test.ts,
-// test/raw-sql/d1-capture-in-workerd.test.ts and test/kysely/d1-in-workerd.test.ts, and run
+// test/sql/d1-capture-in-workerd.test.ts and test/kysely/d1-in-workerd.test.ts, and run
 // inside workerd: edgecache/drizzle, edgecache/sql and edgecache/kysely (over kysely-d1's
 // dialect) on D1, following D1 change capture through the change log's Durable Object
 // (which drains D1's change table, EDGECACHE_CAPTURE_MS), as a Worker would use them. The
@@ -13,7 +13,7 @@ import { ChangeLogObject } from "../../src/adapter/cloudflare/change-log-object.
 import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
 import { kyselyCache } from "../../src/kysely/index.ts";
 import { durableChangeLog } from "../../src/log/durable-object.ts";
-import { sqlCache } from "../../src/raw-sql/index.ts";
+import { sqlCache } from "../../src/sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { around, type Env, followingEntry, nameOf, type Op } from "./d1-follow-table.ts";
 

@@ -1,8 +1,9 @@
 // What the D1-following Workers share (test/query-cache/d1-follow-entry.ts for Drizzle, raw
 // SQL and Kysely, test/prisma/d1-entry.ts for Prisma): the `users` table and its rows, the
 // writes made straight into D1, and the routes every entry answers.
+
+import { installD1Capture } from "../../src/database/d1/change-table.ts";
 import type { DurableChangeLog } from "../../src/log/durable-object.ts";
-import { installD1Capture } from "../../src/sql/d1/change-table.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: Cloudflare's binding types are not imported here
 export type Env = { DB: any; CHANGE_LOG: any };

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { Cache } from "../../src/core/cache/index.ts";
 import type { CaptureDrainCounts } from "../../src/core/change-log/contract.ts";
+import type { ClientCapture } from "../../src/database/client-capture.ts";
 import { QueryCapture } from "../../src/query-cache/query-capture.ts";
-import type { ClientCapture } from "../../src/sql/client-capture.ts";
 
 /**
  * A query cache whose change table the change log's object drains (D1, PostgreSQL in a

@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Cache } from "../../src/core/cache/index.ts";
 import type { CaptureFeed } from "../../src/core/capture-feed.ts";
+import type { ClientCapture } from "../../src/database/client-capture.ts";
 import { QueryCapture } from "../../src/query-cache/query-capture.ts";
-import type { ClientCapture } from "../../src/sql/client-capture.ts";
 
 /**
  * A query cache's first read of a captured table starts capture's follower and waits for its

@@ -1,6 +1,6 @@
 // The shapes and writes of group patches' property tests (issue 71), on a small
 // Conduit-like schema: test/query-cache/group-patches.test.ts (SQLite, PostgreSQL) and
-// test/raw-sql/d1-groups-in-workerd.test.ts (D1, inside workerd) run the same.
+// test/sql/d1-groups-in-workerd.test.ts (D1, inside workerd) run the same.
 
 /** How a database spells placeholders (`?` or `$n`) and names its tables. */
 export interface Dialect {

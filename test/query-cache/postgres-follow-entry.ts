@@ -13,7 +13,7 @@ import postgres from "postgres";
 import { postgresChangeLogObject } from "../../src/adapter/cloudflare/postgres-drain.ts";
 import { drizzleCache, withTransactions } from "../../src/drizzle/index.ts";
 import { durableChangeLog } from "../../src/log/durable-object.ts";
-import { sqlCache } from "../../src/raw-sql/index.ts";
+import { sqlCache } from "../../src/sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 
 export const ChangeLogObject = postgresChangeLogObject(postgres);

@@ -5,7 +5,7 @@ import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
 import { demoViews, sourceConformance } from "../../src/testing/index.ts";
-import { plainSqliteDriver } from "../sql/outside-driver.ts";
+import { plainSqliteDriver } from "../database/outside-driver.ts";
 import { seededDemoFile } from "./seeded-file.ts";
 
 // The data API's SQLite source over a driver written outside edgecache (a thin wrapper

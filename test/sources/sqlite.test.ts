@@ -9,10 +9,10 @@ import type { Filter, ListQuery, Resource, Row, SortKey } from "../../src/core/d
 import { resolveResource } from "../../src/core/data/query.ts";
 import { compareSortValues, matches, sortValues } from "../../src/core/deps/predicate.ts";
 import { EdgecacheError } from "../../src/core/errors.ts";
+import { columnKind } from "../../src/database/sqlite/dialect.ts";
 import { demoViews, isSeeded, seedDemo } from "../../src/demo/seed.ts";
 import type { Source } from "../../src/sources/source.ts";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
-import { columnKind } from "../../src/sql/sqlite/dialect.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "edgecache-sqlite-"));
 let fileCount = 0;

@@ -2,14 +2,14 @@ import type { CaptureFeed } from "../../core/capture-feed.ts";
 import type { ChangeOp } from "../../core/change-log/contract.ts";
 import { rerunning } from "../../core/rerun.ts";
 import { CAPTURE_ALARM_LEASE } from "../../core/time/lease.ts";
-import type { D1DatabaseLike } from "../../sql/d1/binding.ts";
-import { d1CaptureFeed } from "../../sql/d1/change-table.ts";
+import type { D1DatabaseLike } from "../../database/d1/binding.ts";
+import { d1CaptureFeed } from "../../database/d1/change-table.ts";
 import { objectLogger } from "./logger.ts";
 import { captureIntervalMs } from "./variables.ts";
 
 /**
  * D1 change capture on Workers: the change log's Durable Object drains D1's change table
- * (the triggers of `edgecache capture install --d1`, see src/sql/d1/change-table.ts) into
+ * (the triggers of `edgecache capture install --d1`, see src/database/d1/change-table.ts) into
  * the log, so a write made with `wrangler d1 execute`, the dashboard or another Worker
  * invalidates like the data API's own. The object runs one drain at a time (a drain asked
  * for while one runs runs once more after it), which is what keeps the change table's

@@ -2,9 +2,9 @@
 // data API over D1, seeded with the demo's users and orders on first start, with change
 // capture installed, so a write made with `wrangler d1 execute` is seen too.
 
+import { d1CaptureInstalled, installD1Capture } from "../../database/d1/change-table.ts";
 import { demoViews } from "../../demo/seed.ts";
 import { seedD1Demo } from "../../demo/seed-d1.ts";
-import { d1CaptureInstalled, installD1Capture } from "../../sql/d1/change-table.ts";
 import { edgecacheWorker } from "./worker.ts";
 
 export { ChangeLogObject } from "./change-log-object.ts";

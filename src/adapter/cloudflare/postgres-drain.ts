@@ -1,5 +1,5 @@
 import { badOption, checkOptionNames, type OptionNames } from "../../core/errors.ts";
-import { postgresDrainFeed } from "../../sql/postgres/client-capture.ts";
+import { postgresDrainFeed } from "../../database/postgres/client-capture.ts";
 import type { CaptureEnv, DrainedTable } from "./capture-drain.ts";
 import { ChangeLogObject } from "./change-log-object.ts";
 import { captureSchemaVariable } from "./variables.ts";

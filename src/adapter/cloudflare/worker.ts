@@ -246,7 +246,7 @@ async function open<E extends EdgecacheEnv>(
   const sessions = options.readReplicas
     ? { bookmark: () => log.bookmark, written: (bookmark: string) => log.wrote(bookmark) }
     : undefined;
-  // Change capture's marked rows of a write are deleted after its answer (sql/d1/change-table.ts).
+  // Change capture's marked rows of a write are deleted after its answer (database/d1/change-table.ts).
   const schedule = (work: Promise<unknown>) => background.add(work);
   const source = d1Source({ database: env.DB, views: options.views, schedule, sessions });
   // One write at a time (WriteChain): in a group, a request would wait on a promise only

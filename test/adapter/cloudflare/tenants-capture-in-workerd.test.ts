@@ -1,7 +1,7 @@
 import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { d1CaptureStatus, installD1Capture } from "../../../src/database/d1/change-table.ts";
 import type { D1DatabaseLike } from "../../../src/sources/d1.ts";
-import { d1CaptureStatus, installD1Capture } from "../../../src/sql/d1/change-table.ts";
 import { until } from "../../helpers/cluster.ts";
 import { startIsolates } from "../../helpers/workerd.ts";
 

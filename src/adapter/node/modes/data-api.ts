@@ -9,14 +9,14 @@ import { type CaptureFollower, followCapture, isCapturing } from "../../../core/
 import type { InvalidationPolicy } from "../../../core/deps/planner.ts";
 import { checkOptionNames, EdgecacheError, type OptionNames } from "../../../core/errors.ts";
 import type { Store } from "../../../core/store.ts";
+import { connectPostgres } from "../../../database/postgres/connect.ts";
+import { CURRENT_TABLES_SQL } from "../../../database/postgres/dialect.ts";
+import { openSqliteFile, sqliteFileProblem } from "../../../database/sqlite/file.ts";
 import { demoViews, isSeeded, seedDemo } from "../../../demo/seed.ts";
 import { seedPostgresDemo } from "../../../demo/seed-postgres.ts";
 import { isPostgresUrl, postgresSource, redactUrl } from "../../../sources/postgres.ts";
 import type { Source } from "../../../sources/source.ts";
 import { sqliteSource } from "../../../sources/sqlite.ts";
-import { connectPostgres } from "../../../sql/postgres/connect.ts";
-import { CURRENT_TABLES_SQL } from "../../../sql/postgres/dialect.ts";
-import { openSqliteFile, sqliteFileProblem } from "../../../sql/sqlite/file.ts";
 import { reloadsLists, shortHash } from "../cluster.ts";
 import type { EdgecacheConfig } from "../config.ts";
 import { type Logger, nodeLogger } from "../logging.ts";

@@ -1,8 +1,8 @@
 import type postgres from "postgres";
 import { EdgecacheError } from "../../../core/errors.ts";
+import { connectPostgres } from "../../../database/postgres/connect.ts";
+import { transaction } from "../../../database/postgres/transaction.ts";
 import { redactUrl } from "../../../sources/postgres.ts";
-import { connectPostgres } from "../../../sql/postgres/connect.ts";
-import { transaction } from "../../../sql/postgres/transaction.ts";
 import {
   type Created,
   exists,

@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { openSqliteFile } from "../../../sql/sqlite/file.ts";
+import { openSqliteFile } from "../../../database/sqlite/file.ts";
 import {
   type Created,
   exists,
