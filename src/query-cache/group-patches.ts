@@ -1,6 +1,7 @@
 import type { WriteHooks } from "../core/cache/types.ts";
 import type { LogPosition } from "../core/change-log/contract.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
+import type { CacheEntry } from "../core/entries/entry.ts";
 import {
   type Entering,
   insertedKeys,
@@ -27,7 +28,15 @@ import {
   sharedColumns,
   splicedRows,
 } from "../database/analysis/groups.ts";
+import {
+  type MemberRows,
+  memberColumns,
+  type Outside,
+  outsideAll,
+  outsideOf,
+} from "../database/analysis/memberships.ts";
 import type { SqlDialect } from "../database/analysis/parse.ts";
+import type { ShapeSubquery } from "../database/analysis/shape-types.ts";
 import { resultRows, type SqlShape } from "../database/analysis/shapes.ts";
 import { decode, encode } from "./codec.ts";
 import { withRows } from "./result-patches.ts";
@@ -89,6 +98,35 @@ export function groupPatcher<R>(deps: {
   const counts = deps.counts;
   let waiting = 0;
   /**
+   * The rows `statement` reads as objects of `columns`, run once for the record's results
+   * (`statements`); undefined where it failed or read more than MOST_LINKED rows.
+   */
+  const readRows = async (
+    statement: { sql: string; params: unknown[] },
+    columns: readonly string[],
+    statements: Map<string, Shared<R>>,
+  ): Promise<Record<string, unknown>[] | undefined> => {
+    const text = encode(["linked", statement.sql]);
+    const one = statements.get(text) ?? { wanted: true };
+    statements.set(text, one);
+    if (!one.run) {
+      counts.statements++;
+      one.run = deps.query(statement.sql, statement.params);
+    }
+    let rows: readonly unknown[] | undefined;
+    try {
+      rows = resultRows(deps.form.kept(await one.run));
+    } catch (err) {
+      deps.fault(err);
+    }
+    if (!rows || rows.length > MOST_LINKED) return undefined;
+    return rows.map((r) =>
+      Array.isArray(r)
+        ? Object.fromEntries(columns.map((c, i) => [c, r[i]]))
+        : (r as Record<string, unknown>),
+    );
+  };
+  /**
    * The rows of each asked presence's table for its link value, one statement each, shared
    * by the record's results (`statements`); undefined where one cannot be read or has more
    * than MOST_LINKED rows.
@@ -107,41 +145,100 @@ export function groupPatcher<R>(deps: {
       if (byLink.has(id)) continue;
       const filters = presence.filters.map((f) => f.column);
       const statement = linkedRowsStatement(sql, presence, filters, [link], MOST_LINKED);
-      if (!statement) return undefined;
-      const text = encode(["linked", statement.sql]);
-      const one = statements.get(text) ?? { wanted: true };
-      statements.set(text, one);
-      if (!one.run) {
-        counts.statements++;
-        one.run = deps.query(statement.sql, statement.params);
-      }
-      let rows: readonly unknown[] | undefined;
-      try {
-        rows = resultRows(deps.form.kept(await one.run));
-      } catch (err) {
-        deps.fault(err);
-      }
-      if (!rows || rows.length > MOST_LINKED) return undefined;
-      const columns = [presence.column, ...filters];
-      byLink.set(
-        id,
-        rows.map((r) =>
-          Array.isArray(r)
-            ? Object.fromEntries(columns.map((c, i) => [c, r[i]]))
-            : (r as Record<string, unknown>),
-        ),
-      );
+      const rows =
+        statement && (await readRows(statement, [presence.column, ...filters], statements));
+      if (!rows) return undefined;
+      byLink.set(id, rows);
     }
     return linked;
+  };
+  /**
+   * The reads of each membership's table for the written base values (see memberships.ts),
+   * each marked in the record's `statements` as wanted where this result was read since it
+   * was stored; undefined where one cannot be written.
+   */
+  const memberReads = (
+    outside: Outside,
+    sql: string,
+    statements: Map<string, Shared<R>>,
+    wanted: boolean,
+  ) => {
+    const reads: MemberRead[] = [];
+    for (const { member, values } of outside.reads) {
+      const columns = memberColumns(member);
+      if (values.length === 0) {
+        reads.push({ member, columns });
+        continue;
+      }
+      const [column, ...filters] = columns;
+      const link = { table: member.table, column: column! };
+      const statement = linkedRowsStatement(sql, link, filters, values, MOST_LINKED);
+      if (!statement) return undefined;
+      const text = encode(["linked", statement.sql]);
+      const one = statements.get(text) ?? { wanted: false };
+      one.wanted ||= wanted;
+      statements.set(text, one);
+      reads.push({ member, columns, statement, shared: one });
+    }
+    return reads;
+  };
+  /** The rows `reads` find, where one of the results that need each was read; else undefined. */
+  const memberRows = async (
+    reads: readonly MemberRead[],
+    statements: Map<string, Shared<R>>,
+  ): Promise<MemberRows | undefined> => {
+    if (reads.some((r) => r.shared && !r.shared.wanted)) return undefined;
+    const found = new Map<ShapeSubquery, readonly Record<string, unknown>[]>();
+    for (const { member, columns, statement } of reads) {
+      const rows = statement ? await readRows(statement, columns, statements) : [];
+      if (!rows) return undefined;
+      found.set(member, rows);
+    }
+    return found;
+  };
+  const recordStatements = (events: readonly WriteEvent[]) => {
+    const statements = records.get(events) ?? new Map<string, Shared<R>>();
+    records.set(events, statements);
+    return statements;
   };
   return (key, entry, events, wanted) => {
     if (waiting >= MOST_WAITING) return undefined;
     const read = deps.readOf(key);
     if (!read) return undefined;
-    const plan = groupPlan(read.shape);
-    if (!plan) return undefined;
     const ttl = entry.freshUntil - deps.now();
     if (ttl <= 0) return undefined;
+    // Base rows written that its memberships may leave out (a new article by an author
+    // nobody follows): told by one read, shared, before any group patch is planned.
+    const outside = outsideOf(read.shape, events);
+    const statements = outside && recordStatements(events);
+    const reads = outside && memberReads(outside, read.sql, statements!, wanted);
+    if (!reads) return patchOf(read, entry, events, wanted, ttl, key);
+    waiting++;
+    return async (at) => {
+      waiting--;
+      const found = await memberRows(reads, statements!);
+      if (found && outsideAll(outside!, found)) {
+        const kept = decode(TEXT.decode(entry.body));
+        if (await deps.store(key, deps.form.restored(kept), at, ttl)) {
+          counts.patched++;
+          counts.outside++;
+        } else counts.dropped++;
+        return;
+      }
+      await patchOf(read, entry, events, wanted, ttl, key)?.(at);
+    };
+  };
+  /** A group patch's job for a result a write drops (see groups.ts), or undefined. */
+  function patchOf(
+    read: GroupRead,
+    entry: CacheEntry,
+    events: readonly WriteEvent[],
+    wanted: boolean,
+    ttl: number,
+    key: string,
+  ): ((at: LogPosition) => Promise<void>) | undefined {
+    const plan = groupPlan(read.shape);
+    if (!plan) return undefined;
     // A write only presences and tallies read (a favourite, a follow): told by its rows.
     const exact = entry.exact === true;
     if (toldValues(plan, events, exact)) {
@@ -189,8 +286,7 @@ export function groupPatcher<R>(deps: {
       keyedStatement ?? restrictedStatement(plan, read.sql, read.params, deps.dialect, restriction);
     if (!statement) return undefined;
     const own = encode(statement.params);
-    const statements = records.get(events) ?? new Map<string, Shared<R>>();
-    records.set(events, statements);
+    const statements = recordStatements(events);
     const text = keyed
       ? encode(["keyed", statement.sql])
       : encode([statement.sql, statement.params]);
@@ -264,7 +360,15 @@ export function groupPatcher<R>(deps: {
         if (source.params !== own) counts.shared++;
       } else counts.dropped++;
     };
-  };
+  }
+}
+
+/** A read of a membership's table (none where no written value can be in it). */
+interface MemberRead {
+  member: ShapeSubquery;
+  columns: string[];
+  statement?: { sql: string; params: unknown[] };
+  shared?: Shared<unknown>;
 }
 
 /** A statement some results of one record need, and whether one of them was read. */

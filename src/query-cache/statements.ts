@@ -28,7 +28,7 @@ import {
   type StoreOptions,
   type Ticket,
 } from "./statement-contract.ts";
-import { QueryStats, queryEngine } from "./stats.ts";
+import { QueryStats, queryEngine, unmaintainedShape } from "./stats.ts";
 import { type Rerun, StoredResults } from "./stored-results.ts";
 import { TableKnowledge } from "./table-knowledge.ts";
 
@@ -512,10 +512,7 @@ export class StatementCache<R = SqlResult> {
     const stats = this.#stats.stats(this.engine, this.#prefix, tag, this.#capture);
     // Maintained only where this entry can run the statements of group patches.
     if (this.#maintains() && this.#patching) return stats;
-    return {
-      ...stats,
-      shapes: stats.shapes.map(({ maintained: _, unmaintained: __, ...shape }) => shape),
-    };
+    return { ...stats, shapes: stats.shapes.map(unmaintainedShape) };
   }
 
   /** Stops following change capture. The client stays open: it is the application's. */

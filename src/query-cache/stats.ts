@@ -158,6 +158,12 @@ export interface GroupCounts {
    * count and flag, a follow's flag).
    */
   told: number;
+  /**
+   * Of the results kept, those a write's base rows were told outside of by one read of
+   * their `IN (select ...)` table, shared (a new article by an author a viewer does not
+   * follow, in that viewer's feed; see database/analysis/memberships.ts).
+   */
+  outside: number;
   /** Statements run for them: one serves every result of a write that needs the same. */
   statements: number;
   /**
@@ -184,6 +190,7 @@ export class QueryStats {
   readonly groups: GroupCounts = {
     patched: 0,
     told: 0,
+    outside: 0,
     statements: 0,
     shared: 0,
     dropped: 0,
@@ -252,4 +259,14 @@ export class QueryStats {
       shapes: this.registrations.shapes(),
     };
   }
+}
+
+/** A shape's stats without what group patches would keep: for an entry that runs none. */
+export function unmaintainedShape({
+  maintained: _,
+  unmaintained: __,
+  memberships: ___,
+  ...shape
+}: ShapeStats): ShapeStats {
+  return shape;
 }

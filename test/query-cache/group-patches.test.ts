@@ -148,6 +148,8 @@ describe.each(makers)("group patches on %s", (_, make) => {
     expect(groupPatches.shared).toBeGreaterThan(0);
     // A favourite's count and flag told by its row, with no statement.
     expect(groupPatches.told).toBeGreaterThan(0);
+    // New articles outside a tag's or an author set's count, told by one shared read.
+    expect(groupPatches.outside).toBeGreaterThan(0);
     // Single articles answered from a held list that shows them (each compared above).
     expect(groupPatches.answered).toBeGreaterThan(0);
     expect(hits).toBeGreaterThan(0);

@@ -91,6 +91,17 @@ export function reads(db: Dialect): [string, (viewer: number, x: number) => unkn
        group by a.id, u.id order by a.created_at desc, a.id desc limit ${p(2)}`,
       (viewer, x) => [viewer, 2 + (x % 3)],
     ],
+    // Counts whose rows an `IN (select ...)` picks (a tag's, a feed's): a new article with
+    // no such row leaves them as they were, told by one read shared by all (memberships).
+    [
+      `select count(*) as n from ${t("articles")} a where a.id in (select article_id from ${t("tags")} where tag = ${p(1)})`,
+      (_, x) => [["x", "t1", "t2"][x % 3]],
+    ],
+    [
+      `select count(*) as n from ${t("articles")} a inner join ${t("users")} u on u.id = a.author_id
+       where a.author_id in (select user_id from ${t("favorites")} where article_id = ${p(1)})`,
+      (viewer, x) => [viewer + (x % 3)],
+    ],
     // The latest articles, their time shown: a new article enters where it sorts.
     [
       `select a.id, a.created_at, a.title, u.username,

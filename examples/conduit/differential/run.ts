@@ -83,6 +83,7 @@ export interface DifferentialReport {
   groupPatches?: {
     patched: number;
     told?: number;
+    outside?: number;
     statements: number;
     shared: number;
     dropped: number;

@@ -91,6 +91,11 @@ export const explain = defineCommand({
       );
     }
     if (e.unmaintained) console.log(`not maintained by group patches: ${e.unmaintained}`);
+    if (e.memberships) {
+      console.log(
+        `memberships: base rows written that ${e.memberships.join(", ")} holds for none of its parameters leave it as it was (told by one read of that table)`,
+      );
+    }
     if (!catalog) console.log("(no --db: tables' keys unknown, so every table counts as unknown)");
     if (uncaptured.length > 0 && e.granularity !== "table") {
       console.log(

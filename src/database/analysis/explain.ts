@@ -27,6 +27,12 @@ export interface Explanation {
    */
   maintained?: string[];
   /**
+   * The tables of its `where`'s `IN (select ...)` conjuncts that tell a write's base rows
+   * outside its results with one shared read, keeping them as they were (memberships; see
+   * database/analysis/memberships.ts); absent where none does.
+   */
+  memberships?: string[];
+  /**
    * Why a select with joins or subqueries in its select list is not maintained so (its
    * results then go at a write to those tables, and are loaded again); absent otherwise.
    */
@@ -53,12 +59,14 @@ export function explainShape(shape: SqlShape, widened?: string): Explanation {
   const grouped =
     (lists.joins?.length ?? 0) > 0 || (lists.subqueries ?? []).some((q) => q.in === "select");
   const why = !plan && grouped ? unmaintained(shape) : undefined;
+  const members = (lists.subqueries ?? []).filter((q) => q.member).map((q) => q.table);
   return {
     granularity,
     reasons: [...reasons, ...whole],
     tables,
     ...(plan && { maintained: [...new Set(plan.feeds.map((f) => f.table))] }),
     ...(why && { unmaintained: why }),
+    ...(members.length > 0 && { memberships: [...new Set(members)] }),
   };
 }
 

@@ -4,6 +4,7 @@ import { CARRIED } from "./group-statements.ts";
 import {
   type GroupPlan,
   identity,
+  integer,
   keyLike,
   type Presence,
   positional,
@@ -182,14 +183,6 @@ function presentIn(p: Presence, rows: readonly Record<string, unknown>[]): boole
     present ||= all;
   }
   return present;
-}
-
-/** An integer's value as text (a number, a bigint or its digits), else undefined. */
-function integer(v: unknown): string | undefined {
-  if (typeof v === "number") return Number.isSafeInteger(v) ? String(v) : undefined;
-  if (typeof v === "bigint") return String(v);
-  if (typeof v === "string" && /^(0|-?[1-9][0-9]*)$/.test(v)) return v;
-  return undefined;
 }
 
 /** `present` in the form `like` (a presence's value) has; undefined for a form not known. */

@@ -427,6 +427,14 @@ export function keyLike(v: unknown): boolean {
   return typeof v === "number" || typeof v === "bigint" || typeof v === "string";
 }
 
+/** An integer's value as text (a number, a bigint or its digits), else undefined. */
+export function integer(v: unknown): string | undefined {
+  if (typeof v === "number") return Number.isSafeInteger(v) ? String(v) : undefined;
+  if (typeof v === "bigint") return String(v);
+  if (typeof v === "string" && /^(0|-?[1-9][0-9]*)$/.test(v)) return v;
+  return undefined;
+}
+
 /** Whether two values name one key, an integer read as a number, a bigint or text alike. */
 export function sameKey(a: unknown, b: unknown): boolean {
   return keyLike(a) && keyLike(b) && String(a) === String(b);

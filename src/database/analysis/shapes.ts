@@ -268,6 +268,7 @@ function analyse(
     dialect,
     outer: scopes.map((s, i) => ({
       names: s.names,
+      kinds: s.kinds,
       ...(i > 0 && { anchor: i - 1 }),
       linkable: linkable && (i === 0 || !grouped || parentChain(joins, i - 1)),
     })),

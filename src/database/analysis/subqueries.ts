@@ -49,8 +49,13 @@ export interface SubqueryContext {
   schema: SqlSchema;
   params: readonly unknown[];
   dialect: SqlDialect;
-  /** The select's own tables: names, and whether a link to each can be followed. */
-  outer: { names: ReadonlySet<string>; anchor?: number; linkable: boolean }[];
+  /** The select's own tables: names, column kinds, and whether a link to each can be followed. */
+  outer: {
+    names: ReadonlySet<string>;
+    kinds?: Readonly<Record<string, string>>;
+    anchor?: number;
+    linkable: boolean;
+  }[];
   /** Whether `column` of outer table `k` can be read from the result. */
   readable(k: number, column: string): boolean;
 }
@@ -83,8 +88,93 @@ export function subqueriesOf(select: Node, ctx: SubqueryContext): ShapeSubquery[
       only && subs.length === 1 && toldValue(column, sub, only, ctx.schema, inners.get(sub)!);
     if (value) only![value] = true;
   });
-  for (const sub of roots(select.where)) read(sub, "where");
+  const members = memberConjuncts(select.where, ctx);
+  for (const sub of roots(select.where)) {
+    const at = out.length;
+    read(sub, "where");
+    const from = members.get(sub);
+    const only = out.length === at + 1 ? out[at]! : undefined;
+    const member = from && only && memberOf(sub, only, from, ctx, inners.get(sub)!);
+    if (member) only!.member = member;
+  }
   return out;
+}
+
+/**
+ * The subqueries of `where`'s conjuncts `base.col IN (select ...)`, each with its base
+ * column `col` and that column's kind (a number or text compared as the planner does).
+ */
+function memberConjuncts(
+  where: unknown,
+  ctx: SubqueryContext,
+): Map<Node, { column: string; kind: string }> {
+  const out = new Map<Node, { column: string; kind: string }>();
+  const base = ctx.outer[0];
+  if (!base) return out;
+  for (const c of conjunctsOf(where)) {
+    if (!isNode(c) || c.type !== "binary_expr" || String(c.operator).toUpperCase() !== "IN") {
+      continue;
+    }
+    const left = c.left;
+    const list = isNode(c.right) && c.right.type === "expr_list" ? c.right.value : undefined;
+    const only = Array.isArray(list) && list.length === 1 && isNode(list[0]) ? list[0] : undefined;
+    if (!isNode(left) || left.type !== "column_ref" || isNode(left.collate)) continue;
+    if (!only || !isNode(only.ast) || only.ast.type !== "select") continue;
+    const q = typeof left.table === "string" ? left.table : undefined;
+    if (q === undefined ? ctx.outer.length > 1 : !base.names.has(q)) continue;
+    const column = identifier(left.column);
+    const kind = column === undefined ? undefined : base.kinds?.[column];
+    if (column === undefined || (kind !== "number" && kind !== "text")) continue;
+    out.set(only.ast, { column, kind });
+  }
+  return out;
+}
+
+/**
+ * The membership a subquery of one table decides (see ShapeSubquery's `member`): it
+ * selects one column of its table, of the base column's kind, and reads nothing of the
+ * outer select; its own conditions are equalities the planner follows exactly, on
+ * columns whose values compare as numbers or as text.
+ */
+function memberOf(
+  sub: Node,
+  q: ShapeSubquery,
+  from: { column: string; kind: string },
+  ctx: SubqueryContext,
+  inner: ReadonlySet<string>,
+): ShapeSubquery["member"] {
+  if (q.whole || q.widened.length > 0 || q.rowIds.length > 0 || q.disjuncts.length === 0) {
+    return undefined;
+  }
+  const tables = Array.isArray(sub.from) ? (sub.from as Node[]) : [];
+  const table = tables.length === 1 ? tables[0]! : undefined;
+  if (!table || typeof table.table !== "string" || isNode(table.expr)) return undefined;
+  if (sub.groupby || sub.having || hasWindow(sub.limit)) return undefined;
+  if (hasOuterRef([sub.columns, sub.where, sub.orderby], inner)) return undefined;
+  const kinds = ctx.schema(q.table)?.columns ?? {};
+  const filters: Record<string, "number" | "text"> = {};
+  for (const d of q.disjuncts) {
+    for (const f of d) {
+      const kind = kinds[f.column];
+      if (f.op !== "eq" || (kind !== "number" && kind !== "text")) return undefined;
+      filters[f.column] = kind;
+    }
+  }
+  const columns = Array.isArray(sub.columns) ? sub.columns : [];
+  const only = columns.length === 1 && isNode(columns[0]) ? columns[0].expr : undefined;
+  const scope: Scope = {
+    table: q.table,
+    names: new Set(namesOf(table)),
+    primaryKey: undefined,
+    kinds,
+    params: ctx.params,
+    dialect: ctx.dialect,
+    widened: new Set(),
+    inSubquery: true,
+  };
+  const column = columnOf(only, scope);
+  if (!column || column.collate || kinds[column.name] !== from.kind) return undefined;
+  return { column: column.name, from: from.column, filters };
 }
 
 /**

@@ -94,6 +94,9 @@ describe("subqueries, groups and counts: each table's rows reach the results the
             ...{ table: "article_tag", in: "where", rowIds: [] },
             ...{ disjuncts: [[{ column: "tag_name", op: "eq", value: "dragons" }]], widened: [] },
             columns: ["article_id", "tag_name"],
+            // `a.id in (select article_id ...)`: an article no row tags "dragons" is
+            // outside it (memberships).
+            member: { column: "article_id", from: "id", filters: { tag_name: "text" } },
           },
         ]);
         expect(s.widened.sort()).toEqual(["join", "subquery"]);

@@ -1,0 +1,177 @@
+import type { Row } from "../../core/data/query.ts";
+import type { WriteEvent } from "../../core/deps/planner.ts";
+import { identity, integer, keyLike, sameKey } from "./groups.ts";
+import type { ShapeSubquery, SqlShape } from "./shape-types.ts";
+
+/**
+ * Memberships (see ShapeSubquery's `member`): a result whose WHERE holds
+ * `base.col IN (select x from T where y = ?)` reads only the base rows whose `col` value T
+ * holds with its conditions (a feed: the articles of the authors a viewer follows; a
+ * tag's list: the articles T tags with it). A write of base rows none of whose values T
+ * holds so leaves the result as it was: one read of T for the rows' values, shared by
+ * every result of the select list whatever their parameters (`select x, y from T where x
+ * in (...)`), tells which results those rows are outside of. A new article by an author
+ * nobody follows keeps every feed and its count; one tagged `dragons` keeps every other
+ * tag's list.
+ *
+ * The rest of the write must leave the result as it was too: a write to T whose rows its
+ * conditions do not admit (another viewer's follow), rows of a table joined or read by a
+ * select-list subquery only along the key of a base row the write names (a new article's
+ * tags and favourites), and writes to tables the select does not read. Everything else
+ * (a parent's new row, a base row read twice) is not told here.
+ *
+ * The read sees the database after the write, maybe later writes too: those are records
+ * after this one, whose changes the fence holds the kept result against (it is stored as a
+ * load that began at the record). Its rows are compared as SQL compares them, and where
+ * that is not sure (a number as text, a column missing) as a match: a result is kept only
+ * where no row could admit a written one.
+ */
+
+/** What one write needs read before its rows can be told outside a result (see `outsideOf`). */
+export interface Outside {
+  /** The written base rows' images (an update's both). */
+  rows: Row[];
+  /** Per membership, the distinct values of its base column among them (NULLs are never in). */
+  reads: { member: ShapeSubquery; values: unknown[] }[];
+}
+
+/** The rows read of a membership's table for the written values (see `outsideStatement`). */
+export type MemberRows = ReadonlyMap<ShapeSubquery, readonly Record<string, unknown>[]>;
+
+/**
+ * What `events` need read to be told outside a result of `shape`, or undefined where one
+ * of them may change it however the read comes out.
+ */
+export function outsideOf(shape: SqlShape, events: readonly WriteEvent[]): Outside | undefined {
+  const s = shape.lists;
+  if (!s || shape.fallback) return undefined;
+  const members = (s.subqueries ?? []).filter((q) => q.member);
+  if (members.length === 0) return undefined;
+  // The base read once: a row of it outside the result reads as nothing anywhere else.
+  if ((s.joins ?? []).some((j) => j.table === s.table)) return undefined;
+  if ((s.subqueries ?? []).some((q) => q.table === s.table)) return undefined;
+  const rows: Row[] = [];
+  for (const e of events) {
+    if (e.table !== s.table) continue;
+    const images = imagesOf(e);
+    if (!images) return undefined;
+    rows.push(...images);
+  }
+  if (rows.length === 0) return undefined;
+  for (const e of events) {
+    if (e.table === s.table || !shape.tables.includes(e.table)) continue;
+    const images = imagesOf(e);
+    if (!images?.every((row) => unread(shape, e.table, row, rows))) return undefined;
+  }
+  const reads: Outside["reads"] = [];
+  for (const member of members) {
+    const { from } = member.member!;
+    const values = new Map<string, unknown>();
+    for (const row of rows) {
+      if (!(from in row)) return undefined;
+      const v = row[from];
+      if (v === null) continue;
+      const id = identity(v);
+      if (id === undefined) return undefined;
+      values.set(id, v);
+    }
+    reads.push({ member, values: [...values.values()] });
+  }
+  return { rows, reads };
+}
+
+/**
+ * Whether every written base row is outside a result whose memberships' conditions are
+ * `member.disjuncts` (the result's own parameters): for some membership, its table holds
+ * no row of the written value that the conditions admit.
+ */
+export function outsideAll(outside: Outside, found: MemberRows): boolean {
+  const admitted = outside.reads.map(({ member, values }) => {
+    const rows = found.get(member);
+    if (!rows) return undefined;
+    const { column } = member.member!;
+    const out: unknown[] = [];
+    for (const row of rows) {
+      if (!admits(member, row)) continue;
+      // A row naming none of the values asked for is not placed: it may admit any of them.
+      if (!values.some((v) => sameKey(row[column], v))) return undefined;
+      out.push(row[column]);
+    }
+    return out;
+  });
+  return outside.rows.every((row) =>
+    outside.reads.some(({ member }, i) => {
+      const v = row[member.member!.from];
+      if (v === null) return true;
+      const held = admitted[i];
+      return held !== undefined && !held.some((h) => sameKey(h, v));
+    }),
+  );
+}
+
+/**
+ * The columns of a membership's table its read takes: the selected column, then its
+ * conditions' (the same for every result of the select list).
+ */
+export function memberColumns(member: ShapeSubquery): string[] {
+  const m = member.member!;
+  return [m.column, ...Object.keys(m.filters).filter((c) => c !== m.column)];
+}
+
+/** An event's row images: an insert's new row, a delete's old one, an update's both. */
+function imagesOf(e: WriteEvent): Row[] | undefined {
+  if (e.op === "insert") return e.new ? [e.new] : undefined;
+  if (e.op === "delete") return e.old ? [e.old] : undefined;
+  return e.old && e.new ? [e.old, e.new] : undefined;
+}
+
+/**
+ * Whether a row of `table` (not the base) is read by no part of the result that a written
+ * base row outside it does not take along: every place the select reads the table is a
+ * membership whose conditions do not admit it, a join of children of the base or a
+ * select-list subquery linked to the base's key, and the row links to one of `base`.
+ */
+function unread(shape: SqlShape, table: string, row: Row, base: readonly Row[]): boolean {
+  const s = shape.lists!;
+  const linked = (column: string, from: string) =>
+    from === s.primaryKey &&
+    keyLike(row[column]) &&
+    base.some((b) => sameKey(b[s.primaryKey], row[column]));
+  for (const j of s.joins ?? []) {
+    if (j.table !== table) continue;
+    if (j.kind !== "children" || j.anchor !== undefined || !linked(j.column, j.from)) return false;
+  }
+  for (const q of s.subqueries ?? []) {
+    if (q.table !== table) continue;
+    if (q.member) {
+      if (admits(q, row)) return false;
+      continue;
+    }
+    const link = q.link ?? q.unshown;
+    if (q.in !== "select" || !link || link.anchor !== undefined) return false;
+    if (!linked(link.column, link.from)) return false;
+  }
+  return true;
+}
+
+/** Whether a membership's conditions may admit `row`: any that cannot be told does. */
+function admits(q: ShapeSubquery, row: Record<string, unknown>): boolean {
+  const kinds = q.member!.filters;
+  return q.disjuncts.some((d) =>
+    d.every((f) => f.op !== "eq" || mayEqual(row[f.column], f.value, kinds[f.column])),
+  );
+}
+
+/** Whether SQL's `=` may hold between a row's value and a condition's: false only where sure. */
+function mayEqual(value: unknown, wanted: unknown, kind: "number" | "text" | undefined): boolean {
+  if (value === null) return false;
+  if (value === undefined || wanted === null || wanted === undefined) return true;
+  if (kind === "text")
+    return typeof value !== "string" || typeof wanted !== "string" || value === wanted;
+  if (kind !== "number") return true;
+  const a = integer(value);
+  const b = integer(wanted);
+  if (a !== undefined && b !== undefined) return a === b;
+  if (typeof value === "number" && typeof wanted === "number") return value === wanted;
+  return true;
+}
