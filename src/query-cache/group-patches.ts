@@ -36,7 +36,7 @@ import {
   outsideOf,
 } from "../database/analysis/memberships.ts";
 import type { SqlDialect } from "../database/analysis/parse.ts";
-import type { ShapeSubquery } from "../database/analysis/shape-types.ts";
+import type { ShapeJoin, ShapeSubquery } from "../database/analysis/shape-types.ts";
 import { resultRows, type SqlShape } from "../database/analysis/shapes.ts";
 import { decode, encode } from "./codec.ts";
 import { withRows } from "./result-patches.ts";
@@ -62,6 +62,9 @@ const MOST_WAITING = 1_000;
  * followers): past it, the results that asked are dropped or run their own statement.
  */
 const MOST_LINKED = 1_000;
+
+/** Results one membership's read may keep, past which it runs though none was read (see worthReading). */
+const MEMBERS_WORTH = 3;
 
 type Asked = NonNullable<Entering["asked"]>[number];
 type Linked = NonNullable<Entering["linked"]>;
@@ -164,21 +167,30 @@ export function groupPatcher<R>(deps: {
     wanted: boolean,
   ) => {
     const reads: MemberRead[] = [];
-    for (const { member, values } of outside.reads) {
-      const columns = memberColumns(member);
+    const add = (of: MemberRead["of"], table: string, columns: string[], values: unknown[]) => {
       if (values.length === 0) {
-        reads.push({ member, columns });
-        continue;
+        reads.push({ of, columns });
+        return true;
       }
-      const [column, ...filters] = columns;
-      const link = { table: member.table, column: column! };
-      const statement = linkedRowsStatement(sql, link, filters, values, MOST_LINKED);
-      if (!statement) return undefined;
+      const [column, ...others] = columns;
+      const link = { table, column: column! };
+      const statement = linkedRowsStatement(sql, link, others, values, MOST_LINKED);
+      if (!statement) return false;
       const text = encode(["linked", statement.sql]);
       const one = statements.get(text) ?? { wanted: false };
       one.wanted ||= wanted;
+      one.results = (one.results ?? 0) + 1;
       statements.set(text, one);
-      reads.push({ member, columns, statement, shared: one });
+      reads.push({ of, columns, statement, shared: one });
+      return true;
+    };
+    for (const { member, values } of outside.reads) {
+      if (!add(member, member.table, memberColumns(member), values)) return undefined;
+    }
+    // The base rows that name a written parent's key.
+    for (const { join, values } of outside.parents) {
+      const columns = join.from === outside.key ? [join.from] : [join.from, outside.key];
+      if (!add(join, outside.base, columns, values)) return undefined;
     }
     return reads;
   };
@@ -187,12 +199,12 @@ export function groupPatcher<R>(deps: {
     reads: readonly MemberRead[],
     statements: Map<string, Shared<R>>,
   ): Promise<MemberRows | undefined> => {
-    if (reads.some((r) => r.shared && !r.shared.wanted)) return undefined;
-    const found = new Map<ShapeSubquery, readonly Record<string, unknown>[]>();
-    for (const { member, columns, statement } of reads) {
+    if (reads.some((r) => r.shared && !worthReading(r.shared))) return undefined;
+    const found = new Map<MemberRead["of"], readonly Record<string, unknown>[]>();
+    for (const { of, columns, statement } of reads) {
       const rows = statement ? await readRows(statement, columns, statements) : [];
       if (!rows) return undefined;
-      found.set(member, rows);
+      found.set(of, rows);
     }
     return found;
   };
@@ -363,9 +375,12 @@ export function groupPatcher<R>(deps: {
   }
 }
 
-/** A read of a membership's table (none where no written value can be in it). */
+/**
+ * A read of a membership's table, or of the base rows naming a written parent (none where
+ * no written value can be in it).
+ */
 interface MemberRead {
-  member: ShapeSubquery;
+  of: ShapeSubquery | ShapeJoin;
   columns: string[];
   statement?: { sql: string; params: unknown[] };
   shared?: Shared<unknown>;
@@ -375,8 +390,19 @@ interface MemberRead {
 interface Shared<R> {
   wanted: boolean;
   run?: Promise<R>;
+  /** How many results of the record need it (a membership's read). */
+  results?: number;
   /** The parameters it ran with (encoded): a keyed statement's serve results of others. */
   params?: string;
+}
+
+/**
+ * Whether a membership's read is worth its statement: one of the results it may keep was
+ * read since it was stored, or it may keep MEMBERS_WORTH of them, some of which a read
+ * will likely come to before the next write.
+ */
+function worthReading(shared: Shared<unknown>): boolean {
+  return shared.wanted || (shared.results ?? 0) >= MEMBERS_WORTH;
 }
 
 /** `restriction` without `keys` among its values of `column`. */

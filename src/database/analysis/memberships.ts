@@ -1,7 +1,7 @@
 import type { Row } from "../../core/data/query.ts";
 import type { WriteEvent } from "../../core/deps/planner.ts";
 import { identity, integer, keyLike, sameKey } from "./groups.ts";
-import type { ShapeSubquery, SqlShape } from "./shape-types.ts";
+import type { ShapeJoin, ShapeSubquery, SqlShape } from "./shape-types.ts";
 
 /**
  * Memberships (see ShapeSubquery's `member`): a result whose WHERE holds
@@ -17,8 +17,11 @@ import type { ShapeSubquery, SqlShape } from "./shape-types.ts";
  * The rest of the write must leave the result as it was too: a write to T whose rows its
  * conditions do not admit (another viewer's follow), rows of a table joined or read by a
  * select-list subquery only along the key of a base row the write names (a new article's
- * tags and favourites), and writes to tables the select does not read. Everything else
- * (a parent's new row, a base row read twice) is not told here.
+ * tags and favourites), and writes to tables the select does not read. A parent joined to
+ * the base (a user) is outside where no base row the write did not write names its key:
+ * one read of the base for the written keys tells it, for any result of the base, with
+ * or without memberships (a new user keeps every list that joins authors). Everything
+ * else (a base row read twice, a grandparent) is not told here.
  *
  * The read sees the database after the write, maybe later writes too: those are records
  * after this one, whose changes the fence holds the kept result against (it is stored as a
@@ -29,27 +32,37 @@ import type { ShapeSubquery, SqlShape } from "./shape-types.ts";
 
 /** What one write needs read before its rows can be told outside a result (see `outsideOf`). */
 export interface Outside {
+  /** The base table and its key. */
+  base: string;
+  key: string;
   /** The written base rows' images (an update's both). */
   rows: Row[];
   /** Per membership, the distinct values of its base column among them (NULLs are never in). */
   reads: { member: ShapeSubquery; values: unknown[] }[];
+  /**
+   * Per parent joined to the base, the keys of its written rows: base rows that name one
+   * (other than those written) would take it along (see `outsideAll`).
+   */
+  parents: { join: ShapeJoin; values: unknown[] }[];
 }
 
-/** The rows read of a membership's table for the written values (see `outsideStatement`). */
-export type MemberRows = ReadonlyMap<ShapeSubquery, readonly Record<string, unknown>[]>;
+/**
+ * The rows read for a write (see `Outside`): each membership's table's for the written
+ * values, each parent's base rows that name a written key.
+ */
+export type MemberRows = ReadonlyMap<ShapeSubquery | ShapeJoin, readonly Record<string, unknown>[]>;
 
 /**
  * What `events` need read to be told outside a result of `shape`, or undefined where one
- * of them may change it however the read comes out.
+ * of them may change it however the reads come out.
  */
 export function outsideOf(shape: SqlShape, events: readonly WriteEvent[]): Outside | undefined {
   const s = shape.lists;
   if (!s || shape.fallback) return undefined;
-  const members = (s.subqueries ?? []).filter((q) => q.member);
-  if (members.length === 0) return undefined;
   // The base read once: a row of it outside the result reads as nothing anywhere else.
   if ((s.joins ?? []).some((j) => j.table === s.table)) return undefined;
   if ((s.subqueries ?? []).some((q) => q.table === s.table)) return undefined;
+  const members = (s.subqueries ?? []).filter((q) => q.member);
   const rows: Row[] = [];
   for (const e of events) {
     if (e.table !== s.table) continue;
@@ -57,27 +70,42 @@ export function outsideOf(shape: SqlShape, events: readonly WriteEvent[]): Outsi
     if (!images) return undefined;
     rows.push(...images);
   }
-  if (rows.length === 0) return undefined;
+  // Base rows are told outside by memberships alone.
+  if (rows.length > 0 && members.length === 0) return undefined;
+  const parents = new Map<ShapeJoin, Map<string, unknown>>();
   for (const e of events) {
     if (e.table === s.table || !shape.tables.includes(e.table)) continue;
     const images = imagesOf(e);
-    if (!images?.every((row) => unread(shape, e.table, row, rows))) return undefined;
+    if (!images?.every((row) => unread(shape, e.table, row, rows, parents))) return undefined;
   }
+  if (rows.length === 0 && parents.size === 0) return undefined;
   const reads: Outside["reads"] = [];
-  for (const member of members) {
-    const { from } = member.member!;
-    const values = new Map<string, unknown>();
-    for (const row of rows) {
-      if (!(from in row)) return undefined;
-      const v = row[from];
-      if (v === null) continue;
-      const id = identity(v);
-      if (id === undefined) return undefined;
-      values.set(id, v);
-    }
-    reads.push({ member, values: [...values.values()] });
+  for (const member of rows.length > 0 ? members : []) {
+    const values = distinct(rows, member.member!.from);
+    if (!values) return undefined;
+    reads.push({ member, values });
   }
-  return { rows, reads };
+  return {
+    base: s.table,
+    key: s.primaryKey,
+    rows,
+    reads,
+    parents: [...parents].map(([join, values]) => ({ join, values: [...values.values()] })),
+  };
+}
+
+/** The distinct non-NULL values of `column` in `rows`; undefined where one is missing or no key. */
+function distinct(rows: readonly Row[], column: string): unknown[] | undefined {
+  const values = new Map<string, unknown>();
+  for (const row of rows) {
+    if (!(column in row)) return undefined;
+    const v = row[column];
+    if (v === null) continue;
+    const id = identity(v);
+    if (id === undefined) return undefined;
+    values.set(id, v);
+  }
+  return [...values.values()];
 }
 
 /**
@@ -86,6 +114,12 @@ export function outsideOf(shape: SqlShape, events: readonly WriteEvent[]): Outsi
  * no row of the written value that the conditions admit.
  */
 export function outsideAll(outside: Outside, found: MemberRows): boolean {
+  // A written parent's key named by a base row not written: that row takes it along.
+  const { key } = outside;
+  for (const { join } of outside.parents) {
+    const rows = found.get(join);
+    if (!rows?.every((r) => outside.rows.some((w) => sameKey(w[key], r[key])))) return false;
+  }
   const admitted = outside.reads.map(({ member, values }) => {
     const rows = found.get(member);
     if (!rows) return undefined;
@@ -127,19 +161,42 @@ function imagesOf(e: WriteEvent): Row[] | undefined {
 
 /**
  * Whether a row of `table` (not the base) is read by no part of the result that a written
- * base row outside it does not take along: every place the select reads the table is a
- * membership whose conditions do not admit it, a join of children of the base or a
- * select-list subquery linked to the base's key, and the row links to one of `base`.
+ * base row outside it does not take along, or that a base row not written takes along
+ * (to be read: `parents`). Every place the select reads the table must be a membership
+ * whose conditions do not admit it, a join of children of the base or a select-list
+ * subquery linked to the base's key where the row links to one of `base`, or a parent
+ * joined to the base (its key noted in `parents`).
  */
-function unread(shape: SqlShape, table: string, row: Row, base: readonly Row[]): boolean {
+function unread(
+  shape: SqlShape,
+  table: string,
+  row: Row,
+  base: readonly Row[],
+  parents: Map<ShapeJoin, Map<string, unknown>>,
+): boolean {
   const s = shape.lists!;
   const linked = (column: string, from: string) =>
     from === s.primaryKey &&
     keyLike(row[column]) &&
     base.some((b) => sameKey(b[s.primaryKey], row[column]));
   for (const j of s.joins ?? []) {
-    if (j.table !== table) continue;
-    if (j.kind !== "children" || j.anchor !== undefined || !linked(j.column, j.from)) return false;
+    if (j.table !== table || j.anchor !== undefined) {
+      if (j.table === table) return false;
+      continue;
+    }
+    if (j.kind === "children") {
+      if (!linked(j.column, j.from)) return false;
+      continue;
+    }
+    // A parent: base rows that name its key take it along (NULL names none).
+    if (!(j.column in row)) return false;
+    const v = row[j.column];
+    if (v === null) continue;
+    const id = identity(v);
+    if (id === undefined) return false;
+    const keys = parents.get(j) ?? new Map<string, unknown>();
+    keys.set(id, v);
+    parents.set(j, keys);
   }
   for (const q of s.subqueries ?? []) {
     if (q.table !== table) continue;

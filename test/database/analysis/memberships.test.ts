@@ -188,14 +188,10 @@ describe("a write's base rows outside a result", () => {
         { table: "favorites", op: "insert", new: { user_id: 1, article_id: 2 } },
       ]),
     ).toBeUndefined();
-    // A new user may be the author of rows held (a parent read by a join): not told here.
+    // A new user: base rows not written that name them are read for (see below).
     const count = feed(7);
-    expect(
-      outsideOf(count, [
-        article(9, 3),
-        { table: "users", op: "insert", new: { id: 3, username: "c" } },
-      ]),
-    ).toBeUndefined();
+    const parent = { table: "users", op: "insert" as const, new: { id: 3, username: "c" } };
+    expect(outsideOf(count, [article(9, 3), parent])?.parents).toHaveLength(1);
     // A table the select does not read is no concern of it.
     expect(
       outsideOf(count, [article(9, 3), { table: "comments", op: "insert", new: { id: 1 } }]),
@@ -211,5 +207,45 @@ describe("a write's base rows outside a result", () => {
       schema,
     );
     expect(outsideOf(shape, [article(9, 3)])).toBeUndefined();
+  });
+});
+
+describe("a parent written that no base row names", () => {
+  const user = (id: number): WriteEvent => ({
+    table: "users",
+    op: "insert",
+    new: { id, username: `u${id}` },
+  });
+  const LIST = `select a.id, a.slug, u.username from articles a inner join users u on u.id = a.author_id
+    where u.username = ? order by a.at desc, a.id desc limit 10`;
+
+  it("a new user keeps a result no article of theirs is in, told by one read of the base", () => {
+    for (const shape of [feed(7), sqlShape(LIST, ["ann"], "sqlite", schema)]) {
+      const outside = outsideOf(shape, [user(5)])!;
+      const join = shape.lists!.joins![0]!;
+      expect(outside.parents).toEqual([{ join, values: [5] }]);
+      expect(outsideAll(outside, new Map([[join, []]]))).toBe(true);
+      // An article already naming user 5 (no foreign key held it back) joins them now.
+      expect(outsideAll(outside, new Map([[join, [{ author_id: 5, id: 3 }]]]))).toBe(false);
+      expect(outsideAll(outside, new Map())).toBe(false);
+    }
+  });
+
+  it("a new user and their first article: the article is told by the memberships", () => {
+    const shape = feed(7);
+    const outside = outsideOf(shape, [user(5), article(9, 5)])!;
+    const join = shape.lists!.joins![0]!;
+    const member = shape.lists!.subqueries![0]!;
+    const found = (followers: number[]) =>
+      new Map<unknown, Record<string, unknown>[]>([
+        [join, [{ author_id: 5, id: 9 }]],
+        [member, followers.map((f) => ({ following_id: 5, follower_id: f }))],
+      ]) as MemberRows;
+    expect(outsideAll(outside, found([]))).toBe(true);
+    expect(outsideAll(outside, found([7]))).toBe(false);
+    // Without memberships a written base row is not told.
+    expect(
+      outsideOf(sqlShape(LIST, ["ann"], "sqlite", schema), [user(5), article(9, 5)]),
+    ).toBeUndefined();
   });
 });

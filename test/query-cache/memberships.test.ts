@@ -1,0 +1,119 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sqliteSource } from "../../src/sources/sqlite.ts";
+import { type SqlCache, sqlCache } from "../../src/sql/index.ts";
+import { memoryStore } from "../../src/stores/memory.ts";
+
+// Memberships (issue 71), end to end on a SQLite file with capture: a feed and its count
+// (`a.author_id in (select following_id from follows where follower_id = ?)`) kept when
+// a new article's author is followed by none of their viewers, or a new user is named by
+// no article; changed where they are. Every read is compared with the file's answer.
+
+const SCHEMA = `
+  create table users (id integer primary key, username text not null unique);
+  create table articles (id integer primary key, slug text not null unique,
+    author_id integer not null references users(id), at integer not null);
+  create table follows (follower_id integer not null, following_id integer not null,
+    primary key (follower_id, following_id));
+  insert into users values (1, 'ann'), (2, 'bo'), (3, 'cy'), (4, 'di');
+  insert into articles values (1, 'a', 1, 10), (2, 'b', 2, 20), (3, 'c', 3, 30);
+  insert into follows values (1, 2), (2, 3), (3, 2);`;
+
+const COUNT = `select count(*) as n from articles a inner join users u on u.id = a.author_id
+  where a.author_id in (select following_id from follows where follower_id = ?)`;
+const FEED = `select a.id, a.slug, u.username from articles a inner join users u on u.id = a.author_id
+  where a.author_id in (select following_id from follows where follower_id = ?)
+  order by a.at desc, a.id desc limit 10`;
+
+describe("memberships on a SQLite file with capture", () => {
+  let dir: string;
+  let writer: Database.Database;
+  let reader: Database.Database;
+  let client: Database.Database;
+  let sql: SqlCache;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "edgecache-members-"));
+    const path = join(dir, "db.sqlite");
+    writer = new Database(path);
+    writer.exec(SCHEMA);
+    const source = sqliteSource({ database: writer });
+    await source.installCapture();
+    await source.close();
+    // An article may name a user not written yet (better-sqlite3 enforces keys by default).
+    writer.pragma("foreign_keys = off");
+    client = new Database(path);
+    reader = new Database(path, { readonly: true });
+    sql = sqlCache({ client, tiers: [memoryStore()] });
+    await sql.query("select id from users where id = ?", [1]);
+    const until = Date.now() + 10_000;
+    while (sql.getStats().writes !== "capture") {
+      if (Date.now() > until) throw new Error("capture not followed");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  });
+  afterAll(async () => {
+    await sql?.close();
+    reader?.close();
+    client?.close();
+    writer?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Reads every viewer's feed and count twice (the second a hit where kept), each as the file has it. */
+  const readAll = async (when: string) => {
+    for (const text of [COUNT, FEED]) {
+      for (const viewer of [1, 2, 3, 4]) {
+        for (let i = 0; i < 2; i++) {
+          const got = await sql.query(text, [viewer]);
+          expect(got, `${when}: viewer ${viewer}, ${text.slice(0, 30)}`).toEqual(
+            reader.prepare(text).all(viewer),
+          );
+        }
+      }
+    }
+  };
+  /** A write around the entry, then caught up with. */
+  const write = async (text: string, ...params: unknown[]) => {
+    writer.prepare(text).run(...params);
+    await sql.catchUp();
+  };
+
+  it("keeps what a write leaves out, and changes what it reaches", async () => {
+    await readAll("at first");
+    const kept = () => sql.getStats().groupPatches.outside;
+    // Author 4 is followed by nobody: every feed and count kept, with one read of follows.
+    let before = kept();
+    await write("insert into articles values (10, 'n10', 4, 40)");
+    await readAll("an article nobody's feed holds");
+    expect(kept() - before).toBeGreaterThanOrEqual(6);
+    // Author 2 is followed by viewers 1 and 3: their feeds change, 2's and 4's are kept.
+    before = kept();
+    await write("insert into articles values (11, 'n11', 2, 50)");
+    await readAll("an article in two feeds");
+    expect(kept() - before).toBeGreaterThanOrEqual(4);
+    // A new user no article names: kept.
+    before = kept();
+    await write("insert into users values (5, 'ed')");
+    await readAll("a user nobody's article names");
+    expect(kept() - before).toBeGreaterThanOrEqual(6);
+    // An article naming a user who does not exist yet (foreign keys off on that connection), followed
+    // by viewer 4: no feed shows it until the user comes, then viewer 4's does.
+    await write("insert into follows values (4, 6)");
+    await readAll("a follow of a user to come");
+    await write("insert into articles values (12, 'n12', 6, 60)");
+    await readAll("an article of a user to come");
+    await write("insert into users values (6, 'fy')");
+    await readAll("the user comes");
+    expect(reader.prepare(COUNT).get(4)).toEqual({ n: 1 });
+    // Deleted: the article of author 2 leaves the feeds of 1 and 3 only.
+    before = kept();
+    await write("delete from articles where id = 11");
+    await readAll("an article deleted");
+    expect(kept() - before).toBeGreaterThanOrEqual(4);
+    expect(sql.getStats().hits).toBeGreaterThan(0);
+  });
+});
