@@ -102,6 +102,12 @@ export function reads(db: Dialect): [string, (viewer: number, x: number) => unkn
        where a.author_id in (select user_id from ${t("favorites")} where article_id = ${p(1)})`,
       (viewer, x) => [viewer + (x % 3)],
     ],
+    // A subquery with a join inside: only an article no favourite names is told outside.
+    [
+      `select count(*) as n from ${t("articles")} a where a.id in (select f.article_id
+         from ${t("favorites")} f join ${t("users")} v on v.id = f.user_id where v.username = ${p(1)})`,
+      (viewer) => [["ann", "bo"][viewer - 1]],
+    ],
     // The latest articles, their time shown: a new article enters where it sorts.
     [
       `select a.id, a.created_at, a.title, u.username,

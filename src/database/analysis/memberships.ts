@@ -149,7 +149,7 @@ export function outsideAll(outside: Outside, found: MemberRows): boolean {
  */
 export function memberColumns(member: ShapeSubquery): string[] {
   const m = member.member!;
-  return [m.column, ...Object.keys(m.filters).filter((c) => c !== m.column)];
+  return [m.column, ...Object.keys(m.filters ?? {}).filter((c) => c !== m.column)];
 }
 
 /** An event's row images: an insert's new row, a delete's old one, an update's both. */
@@ -214,6 +214,7 @@ function unread(
 /** Whether a membership's conditions may admit `row`: any that cannot be told does. */
 function admits(q: ShapeSubquery, row: Record<string, unknown>): boolean {
   const kinds = q.member!.filters;
+  if (!kinds) return true;
   return q.disjuncts.some((d) =>
     d.every((f) => f.op !== "eq" || mayEqual(row[f.column], f.value, kinds[f.column])),
   );

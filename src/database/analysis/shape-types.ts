@@ -294,14 +294,15 @@ export interface ShapeSubquery {
   /** Registered at table level, and why. */
   whole?: TableReason;
   /**
-   * In WHERE, a conjunct `from IN (select column from <this table> where ...)`, `from` a
-   * column of the base and the subquery reading nothing else of the outer select, its own
-   * conditions equalities on `filters` (their kinds): a base row is in the result only
-   * where this table holds a row of its `from` value those conditions admit. A write to
-   * base rows none of whose values has one is told to leave the result as it was by one
-   * read of this table for those values (memberships, group patches).
+   * In WHERE, a conjunct `from IN (select column from <this table> ...)`, `from` a column of
+   * the base: a base row is in the result only where this table holds a row of its `from`
+   * value (memberships: a write to base rows none of whose values it holds leaves the
+   * result as it was, told by one read of this table for those values). `filters`, where
+   * the subquery reads this table alone and nothing of the outer select, and its own
+   * conditions are equalities on those columns (their kinds): then only a row they admit
+   * holds a value.
    */
-  member?: { column: string; from: string; filters: Record<string, "number" | "text"> };
+  member?: { column: string; from: string; filters?: Record<string, "number" | "text"> };
   /** In the select list: the position of the result column whose value it computes. */
   output?: number;
   /**

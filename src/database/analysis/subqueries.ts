@@ -93,9 +93,8 @@ export function subqueriesOf(select: Node, ctx: SubqueryContext): ShapeSubquery[
     const at = out.length;
     read(sub, "where");
     const from = members.get(sub);
-    const only = out.length === at + 1 ? out[at]! : undefined;
-    const member = from && only && memberOf(sub, only, from, ctx, inners.get(sub)!);
-    if (member) only!.member = member;
+    const found = from && memberOf(sub, out.slice(at), from, ctx, inners.get(sub)!);
+    if (found) found.q.member = found.member;
   }
   return out;
 }
@@ -131,50 +130,64 @@ function memberConjuncts(
 }
 
 /**
- * The membership a subquery of one table decides (see ShapeSubquery's `member`): it
- * selects one column of its table, of the base column's kind, and reads nothing of the
- * outer select; its own conditions are equalities the planner follows exactly, on
- * columns whose values compare as numbers or as text.
+ * The membership a subquery decides (see ShapeSubquery's `member`): it selects one column
+ * of one table of its FROM, of the base column's kind. Its conditions are told (`filters`)
+ * where it reads that table alone, nothing of the outer select, and they are equalities
+ * the planner follows exactly on columns whose values compare as numbers or as text;
+ * otherwise only a value the table holds no row of is told outside.
  */
 function memberOf(
   sub: Node,
-  q: ShapeSubquery,
+  pushed: readonly ShapeSubquery[],
   from: { column: string; kind: string },
   ctx: SubqueryContext,
   inner: ReadonlySet<string>,
-): ShapeSubquery["member"] {
-  if (q.whole || q.widened.length > 0 || q.rowIds.length > 0 || q.disjuncts.length === 0) {
-    return undefined;
+): { q: ShapeSubquery; member: NonNullable<ShapeSubquery["member"]> } | undefined {
+  const tables = (Array.isArray(sub.from) ? (sub.from as Node[]) : []).filter(
+    (f) => typeof f.table === "string" && !isNode(f.expr),
+  );
+  const columns = Array.isArray(sub.columns) ? sub.columns : [];
+  const only = columns.length === 1 && isNode(columns[0]) ? columns[0].expr : undefined;
+  // The table whose column it selects: named by its qualifier, or the FROM's one table.
+  const found: { f: Node; name: string; kinds: Record<string, string> }[] = [];
+  for (const f of tables) {
+    const kinds = ctx.schema(qualified(f))?.columns ?? {};
+    const others =
+      tables.length > 1 ? new Set(tables.filter((o) => o !== f).flatMap(namesOf)) : undefined;
+    const scope: Scope = {
+      ...{ table: qualified(f), names: new Set(namesOf(f)), primaryKey: undefined, kinds },
+      ...{ params: ctx.params, dialect: ctx.dialect, widened: new Set(), inSubquery: true },
+      ...(others && { others }),
+    };
+    const column = columnOf(only, scope);
+    if (column && !column.collate) found.push({ f, name: column.name, kinds });
   }
-  const tables = Array.isArray(sub.from) ? (sub.from as Node[]) : [];
-  const table = tables.length === 1 ? tables[0]! : undefined;
-  if (!table || typeof table.table !== "string" || isNode(table.expr)) return undefined;
-  if (sub.groupby || sub.having || hasWindow(sub.limit)) return undefined;
-  if (hasOuterRef([sub.columns, sub.where, sub.orderby], inner)) return undefined;
-  const kinds = ctx.schema(q.table)?.columns ?? {};
+  const selected = found.length === 1 ? found[0]! : undefined;
+  if (!selected || selected.kinds[selected.name] !== from.kind) return undefined;
+  const reads = pushed.filter((q) => q.table === qualified(selected.f));
+  const q = reads.length === 1 ? reads[0]! : undefined;
+  if (!q) return undefined;
+  const member = { column: selected.name, from: from.column };
+  const alone =
+    pushed.length === 1 &&
+    tables.length === 1 &&
+    !q.whole &&
+    q.widened.length === 0 &&
+    q.rowIds.length === 0 &&
+    q.disjuncts.length > 0 &&
+    !sub.groupby &&
+    !sub.having &&
+    !hasWindow(sub.limit) &&
+    !hasOuterRef([sub.columns, sub.where, sub.orderby], inner);
   const filters: Record<string, "number" | "text"> = {};
-  for (const d of q.disjuncts) {
+  for (const d of alone ? q.disjuncts : []) {
     for (const f of d) {
-      const kind = kinds[f.column];
-      if (f.op !== "eq" || (kind !== "number" && kind !== "text")) return undefined;
+      const kind = selected.kinds[f.column];
+      if (f.op !== "eq" || (kind !== "number" && kind !== "text")) return { q, member };
       filters[f.column] = kind;
     }
   }
-  const columns = Array.isArray(sub.columns) ? sub.columns : [];
-  const only = columns.length === 1 && isNode(columns[0]) ? columns[0].expr : undefined;
-  const scope: Scope = {
-    table: q.table,
-    names: new Set(namesOf(table)),
-    primaryKey: undefined,
-    kinds,
-    params: ctx.params,
-    dialect: ctx.dialect,
-    widened: new Set(),
-    inSubquery: true,
-  };
-  const column = columnOf(only, scope);
-  if (!column || column.collate || kinds[column.name] !== from.kind) return undefined;
-  return { column: column.name, from: from.column, filters };
+  return { q, member: alone ? { ...member, filters } : member };
 }
 
 /**

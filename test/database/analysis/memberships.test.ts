@@ -67,22 +67,20 @@ describe("a membership read from a select", () => {
     expect(explainShape(feed(7)).memberships).toEqual(["follows"]);
   });
 
+  const where = (text: string) =>
+    sqlShape(
+      `select count(*) from articles a inner join users u on u.id = a.author_id where ${text}`,
+      [7],
+      "sqlite",
+      schema,
+    ).lists?.subqueries?.find((q) => q.member)?.member;
+
   it.each([
     [
       "under OR",
       "a.author_id in (select following_id from follows where follower_id = ?) or a.id = 1",
     ],
     ["NOT IN", "a.author_id not in (select following_id from follows where follower_id = ?)"],
-    [
-      "correlated",
-      "a.author_id in (select following_id from follows where follower_id = a.id + ?)",
-    ],
-    ["a range", "a.author_id in (select following_id from follows where follower_id > ?)"],
-    ["a limit", "a.author_id in (select following_id from follows where follower_id = ? limit 1)"],
-    [
-      "a join inside",
-      "a.author_id in (select f.following_id from follows f join users v on v.id = f.follower_id where v.id = ?)",
-    ],
     [
       "an expression selected",
       "a.author_id in (select following_id + 0 from follows where follower_id = ?)",
@@ -92,14 +90,45 @@ describe("a membership read from a select", () => {
       "a.author_id in (select tag from article_tag where article_id = ?)",
     ],
     ["a joined table's column", "u.id in (select following_id from follows where follower_id = ?)"],
-  ])("not %s", (_, where) => {
+  ])("not %s", (_, text) => {
+    expect(where(text)).toBeUndefined();
+  });
+
+  it.each([
+    [
+      "correlated",
+      "a.author_id in (select following_id from follows where follower_id = a.id + ?)",
+    ],
+    ["a range", "a.author_id in (select following_id from follows where follower_id > ?)"],
+    ["a limit", "a.author_id in (select following_id from follows where follower_id = ? limit 1)"],
+    [
+      "a join inside",
+      "a.author_id in (select f.following_id from follows f join users v on v.id = f.follower_id where v.username = ?)",
+    ],
+  ])("%s: only a value its table holds no row of is told", (_, text) => {
+    expect(where(text)).toEqual({ column: "following_id", from: "author_id" });
+  });
+
+  it("an article nobody favourited is outside every list of what a user favourited", () => {
     const shape = sqlShape(
-      `select count(*) from articles a inner join users u on u.id = a.author_id where ${where}`,
-      [7],
+      `select count(*) from articles a where a.id in
+        (select f.article_id from favorites f join users v on v.id = f.user_id where v.username = ?)`,
+      ["ann"],
       "sqlite",
       schema,
     );
-    expect(shape.lists?.subqueries?.some((q) => q.member)).not.toBe(true);
+    const outside = outsideOf(shape, [article(9, 3)])!;
+    expect(outside.reads[0]!.values).toEqual([9]);
+    expect(outsideAll(outside, rowsOf(shape, []))).toBe(true);
+    // Any favourite of it may be ann's.
+    expect(outsideAll(outside, rowsOf(shape, [{ article_id: 9 }]))).toBe(false);
+    // A favourite written with it: not told.
+    const favourite: WriteEvent = {
+      table: "favorites",
+      op: "insert",
+      new: { user_id: 1, article_id: 9 },
+    };
+    expect(outsideOf(shape, [article(9, 3), favourite])).toBeUndefined();
   });
 });
 
