@@ -152,11 +152,13 @@ export function skipText(sql: string, i: number): number {
  * `sql` without the FILTER (WHERE ...) clauses of its aggregates, which neither grammar
  * reads after every aggregate; undefined when there is none, or one holds a subquery.
  * For what a select depends on only: a filter narrows the rows an aggregate reads among
- * those its FROM and WHERE already chose.
+ * those its FROM and WHERE already chose. `counts`: one of them filtered a `count(...)`
+ * (or an aggregate not told), whose value read without it would be another.
  */
-export function withoutAggregateFilters(sql: string): string | undefined {
+export function withoutAggregateFilters(sql: string): { sql: string; counts: boolean } | undefined {
   let out = "";
   let found = false;
+  let counts = false;
   let i = 0;
   while (i < sql.length) {
     const skip = skipText(sql, i);
@@ -175,11 +177,28 @@ export function withoutAggregateFilters(sql: string): string | undefined {
       }
       if (depth !== 0 || /\bselect\b/i.test(sql.slice(i, j))) return undefined;
       found = true;
+      const name = filteredAggregate(out);
+      counts ||= name === undefined || name === "count";
       i = j + 1;
       continue;
     }
     out += sql[i];
     i++;
   }
-  return found ? out : undefined;
+  return found ? { sql: out, counts } : undefined;
+}
+
+/**
+ * The name of the aggregate call `text` ends with (`count(*)` gives "count"), lower case;
+ * undefined where it cannot be told.
+ */
+function filteredAggregate(text: string): string | undefined {
+  let i = text.trimEnd().length - 1;
+  if (text[i] !== ")") return undefined;
+  for (let depth = 0; i >= 0; i--) {
+    if (text[i] === ")") depth++;
+    else if (text[i] === "(" && --depth === 0) break;
+  }
+  const name = /([A-Za-z_][A-Za-z0-9_$]*)\s*$/.exec(text.slice(0, Math.max(0, i)));
+  return name?.[1]!.toLowerCase();
 }

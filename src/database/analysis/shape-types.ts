@@ -182,6 +182,11 @@ export interface ShapeLists {
    */
   grouping?: "key" | "aggregate";
   /**
+   * Its one column is `count(*)` of its rows (grouping "aggregate"): a base row written
+   * that comes or goes changes it by one, where that is told exactly (memberships).
+   */
+  counted?: true;
+  /**
    * Every column of the base besides its key that the select may read anywhere (result,
    * conditions, order, joins, subqueries): its lists name them, and an update of a base row
    * that leaves them all as they were is not planned against them (ListDependency's

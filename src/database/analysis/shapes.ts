@@ -32,7 +32,7 @@ import {
   type SqlShape,
   type WideningReason,
 } from "./shape-types.ts";
-import { readsOuter, subqueriesOf } from "./subqueries.ts";
+import { countsRows, readsOuter, subqueriesOf } from "./subqueries.ts";
 
 /**
  * What a SQL select depends on, from its text, its parameters and what is known of the
@@ -75,6 +75,12 @@ export function sqlTables(sql: string, dialect: SqlDialect): readonly string[] |
   return tableLists[dialect](sql);
 }
 
+/**
+ * Statements read without the FILTER clause of a `count(...)` (see withoutAggregateFilters):
+ * no count of theirs is told by a write's rows (see `withoutCounts`).
+ */
+const FILTERED_COUNTS = new WeakSet<object>();
+
 function tryParse(sql: string, dialect: SqlDialect): unknown {
   try {
     return parseSql(sql, dialect);
@@ -83,9 +89,11 @@ function tryParse(sql: string, dialect: SqlDialect): unknown {
     if (unfiltered === undefined) return null;
     // A `?` in a filter gone would shift the parameters after it onto other placeholders.
     const marks = (text: string) => text.split("?").length;
-    if (dialect === "sqlite" && marks(unfiltered) !== marks(sql)) return null;
+    if (dialect === "sqlite" && marks(unfiltered.sql) !== marks(sql)) return null;
     try {
-      return parseSql(unfiltered, dialect);
+      const ast = parseSql(unfiltered.sql, dialect);
+      if (unfiltered.counts && typeof ast === "object" && ast !== null) FILTERED_COUNTS.add(ast);
+      return ast;
     } catch {
       return null;
     }
@@ -113,8 +121,23 @@ export function sqlShape(
   const { ast, unresolved } = resolve
     ? withSchemas(parsed, resolve)
     : { ast: parsed, unresolved: false };
-  const shape = analysed(ast, params, dialect, schema);
+  let shape = analysed(ast, params, dialect, schema);
+  if (typeof parsed === "object" && FILTERED_COUNTS.has(parsed)) shape = withoutCounts(shape);
   return unresolved ? { ...shape, unresolved: true } : shape;
+}
+
+/**
+ * `shape` with no count told by rows (a tally, a presence, a counted aggregate): one of
+ * its counts was read without the FILTER clause that narrows the rows it counts.
+ */
+function withoutCounts(shape: SqlShape): SqlShape {
+  const s = shape.lists;
+  if (!s) return shape;
+  const { counted: _, ...lists } = s;
+  if (s.subqueries) {
+    lists.subqueries = s.subqueries.map(({ tally: __, presence: ___, ...q }) => q);
+  }
+  return { ...shape, lists };
 }
 
 function analysed(
@@ -229,6 +252,7 @@ function analyse(
   if (base.unique?.length) lists.unique = [...base.unique];
   if (grouped) lists.grouping = "key";
   if (aggregate) lists.grouping = "aggregate";
+  if (aggregate && countsRows(select)) lists.counted = true;
   const read = columnsRead(selectParts(select), base, scopes, schema);
   if (read) lists.decides = read.filter((c) => c !== base.primaryKey);
   const ons = (from as Node[]).map((f) => f.on);

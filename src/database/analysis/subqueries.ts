@@ -246,13 +246,14 @@ function functionName(name: Node): string | undefined {
   return isNode(last) && typeof last.value === "string" ? last.value.toLowerCase() : undefined;
 }
 
-/** Whether a select's one column is `count(*)` (or `count(1)`). */
-function countsRows(sub: Node): boolean {
+/** Whether a select's one column is `count(*)` (or `count(1)`), with no FILTER or OVER. */
+export function countsRows(sub: Node): boolean {
   const columns = Array.isArray(sub.columns) ? sub.columns : [];
   const only = columns.length === 1 && isNode(columns[0]) ? columns[0].expr : undefined;
   if (!isNode(only) || only.type !== "aggr_func" || String(only.name).toUpperCase() !== "COUNT") {
     return false;
   }
+  if (only.filter || only.over) return false;
   const arg = isNode(only.args) ? only.args : undefined;
   if (!arg || arg.distinct) return false;
   const e = isNode(arg.expr) ? arg.expr : undefined;

@@ -278,3 +278,30 @@ describe("a parent written that no base row names", () => {
     ).toBeUndefined();
   });
 });
+
+describe("a count with FILTER or OVER", () => {
+  it.each(["sqlite", "postgres"] as const)(
+    "is no tally, and no counted aggregate, on %s",
+    (dialect) => {
+      const favorites = `(select count(*) filter (where f.user_id = 1) from favorites f where f.article_id = a.id)`;
+      const list = sqlShape(`select a.id, ${favorites} as n from articles a`, [], dialect, schema);
+      expect(list.lists?.subqueries?.[0]?.tally).toBeUndefined();
+      const plain = sqlShape(
+        `select a.id, (select count(*) from favorites f where f.article_id = a.id) as n from articles a`,
+        [],
+        dialect,
+        schema,
+      );
+      expect(plain.lists?.subqueries?.[0]?.tally).toBe(true);
+      expect(sqlShape("select count(*) from articles a", [], dialect, schema).lists?.counted).toBe(
+        true,
+      );
+      for (const sql of [
+        "select count(*) filter (where a.at > 1) from articles a",
+        "select count(*) over () from articles a",
+      ]) {
+        expect(sqlShape(sql, [], dialect, schema).lists?.counted).toBeUndefined();
+      }
+    },
+  );
+});
