@@ -2,6 +2,7 @@ import type { WriteHooks } from "../core/cache/types.ts";
 import type { LogPosition } from "../core/change-log/contract.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import type { CacheEntry } from "../core/entries/entry.ts";
+import { countDelta, recounted } from "../database/analysis/count-deltas.ts";
 import {
   type Entering,
   insertedKeys,
@@ -36,7 +37,6 @@ import {
   outsideOf,
 } from "../database/analysis/memberships.ts";
 import type { SqlDialect } from "../database/analysis/parse.ts";
-import type { ShapeJoin, ShapeSubquery } from "../database/analysis/shape-types.ts";
 import { resultRows, type SqlShape } from "../database/analysis/shapes.ts";
 import { decode, encode } from "./codec.ts";
 import { withRows } from "./result-patches.ts";
@@ -165,6 +165,7 @@ export function groupPatcher<R>(deps: {
     sql: string,
     statements: Map<string, Shared<R>>,
     wanted: boolean,
+    counting: boolean,
   ) => {
     const reads: MemberRead[] = [];
     const add = (of: MemberRead["of"], table: string, columns: string[], values: unknown[]) => {
@@ -188,9 +189,14 @@ export function groupPatcher<R>(deps: {
       if (!add(member, member.table, memberColumns(member), values)) return undefined;
     }
     // The base rows that name a written parent's key.
-    for (const { join, values } of outside.parents) {
+    for (const parent of outside.parents) {
+      const { join, values } = parent;
       const columns = join.from === outside.key ? [join.from] : [join.from, outside.key];
-      if (!add(join, outside.base, columns, values)) return undefined;
+      if (!add(parent, outside.base, columns, values)) return undefined;
+    }
+    // A count's parents, whether they have a row for the written rows (count deltas).
+    for (const parent of counting ? (outside.exists ?? []) : []) {
+      if (!add(parent, parent.join.table, [parent.join.column], parent.values)) return undefined;
     }
     return reads;
   };
@@ -223,21 +229,29 @@ export function groupPatcher<R>(deps: {
     // nobody follows): told by one read, shared, before any group patch is planned.
     const outside = outsideOf(read.shape, events);
     const statements = outside && recordStatements(events);
-    const reads = outside && memberReads(outside, read.sql, statements!, wanted);
+    // A count moves by the rows it gains and loses, where its load was exact.
+    const counting = entry.exact === true && outside?.exists !== undefined;
+    const reads = outside && memberReads(outside, read.sql, statements!, wanted, counting);
     if (!reads) return patchOf(read, entry, events, wanted, ttl, key);
     waiting++;
     return async (at) => {
       waiting--;
       const found = await memberRows(reads, statements!);
-      if (found && outsideAll(outside!, found)) {
-        const kept = decode(TEXT.decode(entry.body));
-        if (await deps.store(key, deps.form.restored(kept), at, ttl)) {
-          counts.patched++;
-          counts.outside++;
-        } else counts.dropped++;
-        return;
+      const kept = found && decode(TEXT.decode(entry.body));
+      let rows: unknown[] | undefined;
+      if (found && !outsideAll(outside!, found)) {
+        const delta = counting ? countDelta(read.shape, outside!, found) : undefined;
+        const held = delta !== undefined ? resultRows(kept) : undefined;
+        rows = held && recounted(held, delta!);
+        if (!rows) return patchOf(read, entry, events, wanted, ttl, key)?.(at);
       }
-      await patchOf(read, entry, events, wanted, ttl, key)?.(at);
+      const result = rows ? withRows(kept, rows) : kept;
+      if (found && (await deps.store(key, deps.form.restored(result), at, ttl))) {
+        counts.patched++;
+        if (rows) counts.counted++;
+        else counts.outside++;
+      } else if (found) counts.dropped++;
+      else await patchOf(read, entry, events, wanted, ttl, key)?.(at);
     };
   };
   /** A group patch's job for a result a write drops (see groups.ts), or undefined. */
@@ -380,7 +394,7 @@ export function groupPatcher<R>(deps: {
  * no written value can be in it).
  */
 interface MemberRead {
-  of: ShapeSubquery | ShapeJoin;
+  of: object;
   columns: string[];
   statement?: { sql: string; params: unknown[] };
   shared?: Shared<unknown>;

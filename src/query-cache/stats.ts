@@ -164,6 +164,11 @@ export interface GroupCounts {
    * follow, in that viewer's feed; see database/analysis/memberships.ts).
    */
   outside: number;
+  /**
+   * Of the results kept, counts (`select count(*) ...`) moved by the base rows a write
+   * brought in or took out, told by the same reads (see database/analysis/count-deltas.ts).
+   */
+  counted: number;
   /** Statements run for them: one serves every result of a write that needs the same. */
   statements: number;
   /**
@@ -191,6 +196,7 @@ export class QueryStats {
     patched: 0,
     told: 0,
     outside: 0,
+    counted: 0,
     statements: 0,
     shared: 0,
     dropped: 0,

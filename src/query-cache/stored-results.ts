@@ -4,6 +4,7 @@ import type { LogPosition } from "../core/change-log/contract.ts";
 import { type ListDependency, tableTag } from "../core/deps/planner.ts";
 import { groupPlan } from "../database/analysis/groups.ts";
 import { type HiddenKeys, hiddenKeys } from "../database/analysis/hidden-keys.ts";
+import { counted } from "../database/analysis/memberships.ts";
 import {
   registrationOf,
   resultRows,
@@ -129,9 +130,12 @@ export class StoredResults<R> {
       // A result registered on no table (Drizzle's `autoInvalidate: false`: its tags alone)
       // is not current after a write, so it answers no other lookup.
       const read = tables.length > 0 ? this.#groupRead(options) : undefined;
-      // Only a count kept by a write's rows needs its load exact (see toldValues).
+      // Only a count kept by a write's rows needs its load exact (see toldValues, and
+      // count-deltas.ts for a count of the select's rows).
       const tallied =
-        read !== undefined && this.#d.maintained() && !!groupPlan(read.shape)?.tallies.length;
+        read !== undefined &&
+        this.#d.maintained() &&
+        (!!groupPlan(read.shape)?.tallies.length || counted(read.shape));
       const { stored } = await this.#d.engine.storeLoaded(
         key,
         {

@@ -1,4 +1,4 @@
-import { asc, desc, eq, sql } from "drizzle-orm";
+import { asc, count, desc, eq, inArray, sql } from "drizzle-orm";
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { rowTag } from "../../src/core/deps/planner.ts";
@@ -327,6 +327,45 @@ function captureSuite(make: () => Harness): void {
     expect(await counts(db)).toEqual(await counts(plain));
   });
 
+  it("a count whose rows a subquery picks moves by a new row, or is kept outside it, with no statement of its own (memberships)", async () => {
+    const { cache, db } = await open({ reload: false });
+    await db.insert(h.users).values({ id: 63, name: "Cy" });
+    const postsOf = (d: AnyDb, name: string) =>
+      d
+        .select({ n: count() })
+        .from(h.posts)
+        .where(
+          inArray(
+            h.posts.userId,
+            d.select({ id: h.users.id }).from(h.users).where(eq(h.users.name, name)),
+          ),
+        );
+    // Drizzle describes a table to the cache once a select names it in FROM.
+    await db.select().from(h.posts);
+    // Each read twice: a membership's read runs for results read since they were stored.
+    for (const name of ["Ann", "Cy", "Ann", "Cy"]) {
+      expect(await postsOf(db, name)).toEqual(await postsOf(plain, name));
+    }
+    await cache.engine.drain();
+    const before = cache.getStats().groupPatches;
+    await db.insert(h.posts).values({ id: 91, userId: 1, title: "Ann's" });
+    await cache.engine.drain();
+    const after = cache.getStats().groupPatches;
+    // Ann's count read back in the driver's form (libSQL's rows by position and by name).
+    for (const name of ["Ann", "Cy"])
+      expect(await postsOf(db, name)).toEqual(await postsOf(plain, name));
+    // Where the entry runs statements of its own (not on a node-postgres Client), as its
+    // stats say: Cy's count kept; on SQLite Ann's moved by one. On PostgreSQL a Drizzle
+    // load is not known exact without a statement: no delta there.
+    if (cache.getStats().shapes.some((s) => s.memberships)) {
+      expect(after.outside).toBe(before.outside + 1);
+      if (h.dialect === "sqlite") expect(after.counted).toBe(before.counted + 1);
+    }
+    await db.delete(h.posts).where(eq(h.posts.id, 91));
+    for (const name of ["Ann", "Cy"])
+      expect(await postsOf(db, name)).toEqual(await postsOf(plain, name));
+  });
+
   it("a select run with hidden keys does not read a transaction's rows before it commits", async () => {
     const { db } = await open({ reload: false });
     let release = () => {};
@@ -485,7 +524,7 @@ describe("drizzle without change capture", () => {
       const db = withTransactions(h.db(cache));
       const user1 = () => db.select().from(h.users).where(eq(h.users.id, 1));
       await user1();
-      await db.insert(h.users).values({ id: 2, name: "Bo" });
+      await db.insert(h.users).values({ id: 63, name: "Cy" });
       await user1();
       expect(cache.getStats()).toMatchObject({ writes: "tables", misses: 2, hits: 0 });
       await cache.close();

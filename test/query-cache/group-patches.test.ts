@@ -150,6 +150,8 @@ describe.each(makers)("group patches on %s", (_, make) => {
     expect(groupPatches.told).toBeGreaterThan(0);
     // New articles outside a tag's or an author set's count, told by one shared read.
     expect(groupPatches.outside).toBeGreaterThan(0);
+    // A tag's count moved by a new tagged article, or a deleted one, with no statement of its own.
+    expect(groupPatches.counted).toBeGreaterThan(0);
     // Single articles answered from a held list that shows them (each compared above).
     expect(groupPatches.answered).toBeGreaterThan(0);
     expect(hits).toBeGreaterThan(0);

@@ -97,6 +97,8 @@ describe("memberships on a SQLite file with capture", () => {
     await write("insert into articles values (11, 'n11', 2, 50)");
     await readAll("an article in two feeds");
     expect(kept() - before).toBeGreaterThanOrEqual(4);
+    // The counts of viewers 1 and 3 moved by one, told by the same read (count deltas).
+    expect(sql.getStats().groupPatches.counted).toBeGreaterThanOrEqual(2);
     // A new user no article names: kept.
     before = kept();
     await write("insert into users values (5, 'ed')");

@@ -84,6 +84,7 @@ export interface DifferentialReport {
     patched: number;
     told?: number;
     outside?: number;
+    counted?: number;
     statements: number;
     shared: number;
     dropped: number;

@@ -44,13 +44,22 @@ export interface Outside {
    * (other than those written) would take it along (see `outsideAll`).
    */
   parents: { join: ShapeJoin; values: unknown[] }[];
+  /** Each row's sign: +1 for an image the write brought (new), -1 for one it took (old). */
+  signs: (1 | -1)[];
+  /**
+   * For a count told by deltas (see count-deltas.ts), per parent inner-joined to the base,
+   * the values the written rows name it by: whether it has a row of each.
+   */
+  exists?: { join: ShapeJoin; values: unknown[] }[];
 }
 
 /**
- * The rows read for a write (see `Outside`): each membership's table's for the written
- * values, each parent's base rows that name a written key.
+ * The rows read for a write (see `Outside`), by what asked for them: a membership's table's
+ * for the written values (its ShapeSubquery), a written parent's base rows that name its
+ * key (its `parents` entry), a parent's rows of the written rows' values (its `exists`
+ * entry).
  */
-export type MemberRows = ReadonlyMap<ShapeSubquery | ShapeJoin, readonly Record<string, unknown>[]>;
+export type MemberRows = ReadonlyMap<object, readonly Record<string, unknown>[]>;
 
 /**
  * What `events` need read to be told outside a result of `shape`, or undefined where one
@@ -64,14 +73,17 @@ export function outsideOf(shape: SqlShape, events: readonly WriteEvent[]): Outsi
   if ((s.subqueries ?? []).some((q) => q.table === s.table)) return undefined;
   const members = (s.subqueries ?? []).filter((q) => q.member);
   const rows: Row[] = [];
+  const signs: (1 | -1)[] = [];
   for (const e of events) {
     if (e.table !== s.table) continue;
     const images = imagesOf(e);
     if (!images) return undefined;
     rows.push(...images);
+    if (e.op !== "insert") signs.push(-1);
+    if (e.op !== "delete") signs.push(1);
   }
-  // Base rows are told outside by memberships alone.
-  if (rows.length > 0 && members.length === 0) return undefined;
+  // Base rows are told outside by memberships, or counted (see count-deltas.ts).
+  if (rows.length > 0 && members.length === 0 && !counted(shape)) return undefined;
   const parents = new Map<ShapeJoin, Map<string, unknown>>();
   for (const e of events) {
     if (e.table === s.table || !shape.tables.includes(e.table)) continue;
@@ -85,12 +97,20 @@ export function outsideOf(shape: SqlShape, events: readonly WriteEvent[]): Outsi
     if (!values) return undefined;
     reads.push({ member, values });
   }
+  const exists: Outside["exists"] = [];
+  for (const join of counted(shape) && parents.size === 0 ? (s.joins ?? []) : []) {
+    const values = join.inner ? distinct(rows, join.from) : [];
+    if (!values) return undefined;
+    if (join.inner) exists.push({ join, values });
+  }
   return {
     base: s.table,
     key: s.primaryKey,
     rows,
     reads,
     parents: [...parents].map(([join, values]) => ({ join, values: [...values.values()] })),
+    signs,
+    ...(counted(shape) && parents.size === 0 && { exists }),
   };
 }
 
@@ -116,8 +136,8 @@ function distinct(rows: readonly Row[], column: string): unknown[] | undefined {
 export function outsideAll(outside: Outside, found: MemberRows): boolean {
   // A written parent's key named by a base row not written: that row takes it along.
   const { key } = outside;
-  for (const { join } of outside.parents) {
-    const rows = found.get(join);
+  for (const parent of outside.parents) {
+    const rows = found.get(parent);
     if (!rows?.every((r) => outside.rows.some((w) => sameKey(w[key], r[key])))) return false;
   }
   const admitted = outside.reads.map(({ member, values }) => {
@@ -213,23 +233,67 @@ function unread(
 
 /** Whether a membership's conditions may admit `row`: any that cannot be told does. */
 function admits(q: ShapeSubquery, row: Record<string, unknown>): boolean {
-  const kinds = q.member!.filters;
-  if (!kinds) return true;
-  return q.disjuncts.some((d) =>
-    d.every((f) => f.op !== "eq" || mayEqual(row[f.column], f.value, kinds[f.column])),
-  );
+  return admitted(q, row) !== false;
 }
 
-/** Whether SQL's `=` may hold between a row's value and a condition's: false only where sure. */
-function mayEqual(value: unknown, wanted: unknown, kind: "number" | "text" | undefined): boolean {
+/**
+ * Whether a membership's conditions admit `row`, as SQL would; undefined where that cannot
+ * be told (no conditions told, a number written as text, a column missing).
+ */
+export function admitted(q: ShapeSubquery, row: Record<string, unknown>): boolean | undefined {
+  const kinds = q.member!.filters;
+  if (!kinds) return undefined;
+  let unsure = false;
+  for (const d of q.disjuncts) {
+    let all: boolean | undefined = true;
+    for (const f of d) {
+      const equal = f.op === "eq" ? sqlEqual(row[f.column], f.value, kinds[f.column]) : undefined;
+      if (equal === false) {
+        all = false;
+        break;
+      }
+      if (equal === undefined) all = undefined;
+    }
+    if (all === true) return true;
+    if (all === undefined) unsure = true;
+  }
+  return unsure ? undefined : false;
+}
+
+/** Whether SQL's `=` holds between a row's value and a condition's; undefined where not sure. */
+function sqlEqual(
+  value: unknown,
+  wanted: unknown,
+  kind: "number" | "text" | undefined,
+): boolean | undefined {
   if (value === null) return false;
-  if (value === undefined || wanted === null || wanted === undefined) return true;
-  if (kind === "text")
-    return typeof value !== "string" || typeof wanted !== "string" || value === wanted;
-  if (kind !== "number") return true;
+  if (value === undefined || wanted === null || wanted === undefined) return undefined;
+  if (kind === "text") {
+    return typeof value === "string" && typeof wanted === "string" ? value === wanted : undefined;
+  }
+  if (kind !== "number") return undefined;
   const a = integer(value);
   const b = integer(wanted);
   if (a !== undefined && b !== undefined) return a === b;
   if (typeof value === "number" && typeof wanted === "number") return value === wanted;
-  return true;
+  return undefined;
+}
+
+/**
+ * Whether `shape` is a count (`select count(*) from ...`, no GROUP BY) whose every
+ * condition is told exactly for a written base row: the base's own (no lookups, no
+ * widening but its memberships'), memberships whose conditions are told, parents joined
+ * along their keys with no conditions. A write then changes it by the rows it brings in
+ * less those it takes out (see count-deltas.ts).
+ */
+export function counted(shape: SqlShape): boolean {
+  const s = shape.lists;
+  if (!s?.counted || shape.fallback || s.grouping !== "aggregate" || s.rowIds.length > 0) {
+    return false;
+  }
+  if (shape.widened.some((w) => w !== "subquery")) return false;
+  if ((s.subqueries ?? []).some((q) => q.in !== "where" || !q.member?.filters)) return false;
+  return (s.joins ?? []).every(
+    (j) => j.kind === "parent" && j.anchor === undefined && !j.filters && !j.whole,
+  );
 }

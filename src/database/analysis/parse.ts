@@ -200,5 +200,5 @@ function filteredAggregate(text: string): string | undefined {
     else if (text[i] === "(" && --depth === 0) break;
   }
   const name = /([A-Za-z_][A-Za-z0-9_$]*)\s*$/.exec(text.slice(0, Math.max(0, i)));
-  return name?.[1]!.toLowerCase();
+  return name?.[1]?.toLowerCase();
 }

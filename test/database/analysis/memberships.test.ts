@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { WriteEvent } from "../../../src/core/deps/planner.ts";
+import { countDelta, recounted } from "../../../src/database/analysis/count-deltas.ts";
 import { explainShape } from "../../../src/database/analysis/explain.ts";
 import {
+  counted,
   type MemberRows,
   memberColumns,
   outsideAll,
@@ -46,6 +48,13 @@ const article = (id: number, author: number | null): WriteEvent => ({
   op: "insert",
   new: { id, slug: `n${id}`, author_id: author, at: 25, title: "t" },
 });
+/** Article 1 moved from author 2 to author 3. */
+const moved: WriteEvent = {
+  table: "articles",
+  op: "update",
+  old: { id: 1, slug: "a", author_id: 2, at: 1, title: "t" },
+  new: { id: 1, slug: "a", author_id: 3, at: 1, title: "t" },
+};
 const rowsOf = (
   shape: ReturnType<typeof feed>,
   rows: readonly Record<string, unknown>[],
@@ -179,13 +188,7 @@ describe("a write's base rows outside a result", () => {
 
   it("an update is told by both its images, a delete by its old row", () => {
     const shape = feed(7);
-    const update: WriteEvent = {
-      table: "articles",
-      op: "update",
-      old: { id: 1, slug: "a", author_id: 2, at: 1, title: "t" },
-      new: { id: 1, slug: "a", author_id: 3, at: 1, title: "t" },
-    };
-    const outside = outsideOf(shape, [update])!;
+    const outside = outsideOf(shape, [moved])!;
     expect(outside.reads[0]!.values).toEqual([2, 3]);
     expect(outsideAll(outside, rowsOf(shape, [{ following_id: 2, follower_id: 7 }]))).toBe(false);
     expect(outsideOf(shape, [{ table: "articles", op: "delete" }])).toBeUndefined();
@@ -253,9 +256,11 @@ describe("a parent written that no base row names", () => {
       const outside = outsideOf(shape, [user(5)])!;
       const join = shape.lists!.joins![0]!;
       expect(outside.parents).toEqual([{ join, values: [5] }]);
-      expect(outsideAll(outside, new Map([[join, []]]))).toBe(true);
+      expect(outsideAll(outside, new Map([[outside.parents[0]!, []]]))).toBe(true);
       // An article already naming user 5 (no foreign key held it back) joins them now.
-      expect(outsideAll(outside, new Map([[join, [{ author_id: 5, id: 3 }]]]))).toBe(false);
+      expect(outsideAll(outside, new Map([[outside.parents[0]!, [{ author_id: 5, id: 3 }]]]))).toBe(
+        false,
+      );
       expect(outsideAll(outside, new Map())).toBe(false);
     }
   });
@@ -263,11 +268,10 @@ describe("a parent written that no base row names", () => {
   it("a new user and their first article: the article is told by the memberships", () => {
     const shape = feed(7);
     const outside = outsideOf(shape, [user(5), article(9, 5)])!;
-    const join = shape.lists!.joins![0]!;
     const member = shape.lists!.subqueries![0]!;
     const found = (followers: number[]) =>
       new Map<unknown, Record<string, unknown>[]>([
-        [join, [{ author_id: 5, id: 9 }]],
+        [outside.parents[0]!, [{ author_id: 5, id: 9 }]],
         [member, followers.map((f) => ({ following_id: 5, follower_id: f }))],
       ]) as MemberRows;
     expect(outsideAll(outside, found([]))).toBe(true);
@@ -304,4 +308,69 @@ describe("a count with FILTER or OVER", () => {
       }
     },
   );
+});
+
+describe("count deltas", () => {
+  const count = feed(7);
+  const join = count.lists!.joins![0]!;
+  const member = count.lists!.subqueries![0]!;
+  const found = (followers: number[], authors: number[]) => {
+    const outside = outsideOf(count, [article(9, 3)])!;
+    const rows = new Map<object, Record<string, unknown>[]>([
+      [member, followers.map((f) => ({ following_id: 3, follower_id: f }))],
+      [outside.exists![0]!, authors.map((id) => ({ id }))],
+    ]);
+    return { outside, rows };
+  };
+
+  it("a new row counted adds one; outside, or without its parent, none", () => {
+    expect(counted(count)).toBe(true);
+    expect(outsideOf(count, [article(9, 3)])!.exists).toEqual([{ join, values: [3] }]);
+    const { outside, rows } = found([7], [3]);
+    expect(countDelta(count, outside, rows)).toBe(1);
+    const other = found([8], [3]);
+    expect(countDelta(count, other.outside, other.rows)).toBe(0);
+    // Its author has no row: the inner join leaves it out.
+    const orphan = found([7], []);
+    expect(countDelta(count, orphan.outside, orphan.rows)).toBe(0);
+    // A follower id not sure to be 7: not told.
+    const text = found([], [3]);
+    text.rows.set(member, [{ following_id: 3, follower_id: "7.0" }]);
+    expect(countDelta(count, text.outside, text.rows)).toBeUndefined();
+  });
+
+  it("an update moves the row between counts: its old image taken, its new one added", () => {
+    const outside = outsideOf(count, [moved])!;
+    const rows = new Map<object, Record<string, unknown>[]>([
+      [member, [{ following_id: 2, follower_id: 7 }]],
+      [outside.exists![0]!, [{ id: 2 }, { id: 3 }]],
+    ]);
+    expect(countDelta(count, outside, rows)).toBe(-1);
+  });
+
+  it("the count's row keeps its form", () => {
+    expect(recounted([{ n: 4 }], 1)).toEqual([{ n: 5 }]);
+    expect(recounted([[4n]], -1)).toEqual([[3n]]);
+    expect(recounted([{ count: "12" }], 1)).toEqual([{ count: "13" }]);
+    expect(recounted([{ n: 0 }], -1)).toBeUndefined();
+    expect(recounted([{ n: 1, m: 2 }], 1)).toBeUndefined();
+    expect(recounted([], 1)).toBeUndefined();
+  });
+
+  it("not a count with a condition on its parent, or a subquery not told", () => {
+    const byName = sqlShape(
+      "select count(*) from articles a inner join users u on u.id = a.author_id where u.username = ?",
+      ["ann"],
+      "sqlite",
+      schema,
+    );
+    expect(counted(byName)).toBe(false);
+    const ranged = sqlShape(
+      "select count(*) from articles a where a.author_id in (select following_id from follows where follower_id > ?)",
+      [7],
+      "sqlite",
+      schema,
+    );
+    expect(counted(ranged)).toBe(false);
+  });
 });
