@@ -63,8 +63,11 @@ const MOST_WAITING = 1_000;
  */
 const MOST_LINKED = 1_000;
 
-/** Results one membership's read may keep, past which it runs though none was read (see worthReading). */
-const MEMBERS_WORTH = 3;
+/**
+ * Results a shared statement may keep (a membership's read, a keyed statement), past which
+ * it runs though none of them was read since it was stored (see worthReading).
+ */
+const SHARED_WORTH = 3;
 
 type Asked = NonNullable<Entering["asked"]>[number];
 type Linked = NonNullable<Entering["linked"]>;
@@ -318,6 +321,7 @@ export function groupPatcher<R>(deps: {
       : encode([statement.sql, statement.params]);
     const one = statements.get(text) ?? { wanted: false };
     one.wanted ||= wanted;
+    one.results = (one.results ?? 0) + 1;
     statements.set(text, one);
     waiting++;
     // The statement with this result's own parameters, run for it alone where a keyed
@@ -330,7 +334,8 @@ export function groupPatcher<R>(deps: {
     };
     return async (at) => {
       waiting--;
-      if (!one.wanted) return;
+      // A keyed statement serves every result of its select list: worth it for several.
+      if (!(keyed ? worthReading(one) : one.wanted)) return;
       const kept = decode(TEXT.decode(entry.body));
       const held = resultRows(kept);
       const rowsOf = async (shared: Shared<R>) => {
@@ -404,19 +409,20 @@ interface MemberRead {
 interface Shared<R> {
   wanted: boolean;
   run?: Promise<R>;
-  /** How many results of the record need it (a membership's read). */
+  /** How many results of the record need it (a shared statement; see worthReading). */
   results?: number;
   /** The parameters it ran with (encoded): a keyed statement's serve results of others. */
   params?: string;
 }
 
 /**
- * Whether a membership's read is worth its statement: one of the results it may keep was
- * read since it was stored, or it may keep MEMBERS_WORTH of them, some of which a read
- * will likely come to before the next write.
+ * Whether a statement shared by a record's results (a membership's read, a keyed statement)
+ * is worth running: one of the results it may keep was read since it was stored, or it
+ * may keep SHARED_WORTH of them, some of which a read will likely come to before the next
+ * write.
  */
 function worthReading(shared: Shared<unknown>): boolean {
-  return shared.wanted || (shared.results ?? 0) >= MEMBERS_WORTH;
+  return shared.wanted || (shared.results ?? 0) >= SHARED_WORTH;
 }
 
 /** `restriction` without `keys` among its values of `column`. */
