@@ -30,39 +30,60 @@ const FEED = `select a.id, a.slug, u.username from articles a inner join users u
   where a.author_id in (select following_id from follows where follower_id = ?)
   order by a.at desc, a.id desc limit 10`;
 
+interface Opened {
+  sql: SqlCache;
+  writer: Database.Database;
+  reader: Database.Database;
+  close(): Promise<void>;
+}
+
+/** A SQLite file made by `schema`, capture installed, and a raw SQL entry following it. */
+async function opened(schema: string): Promise<Opened> {
+  const dir = mkdtempSync(join(tmpdir(), "edgecache-members-"));
+  const path = join(dir, "db.sqlite");
+  const writer = new Database(path);
+  writer.exec(schema);
+  const source = sqliteSource({ database: writer });
+  await source.installCapture();
+  await source.close();
+  // An article may name a user not written yet (better-sqlite3 enforces keys by default).
+  writer.pragma("foreign_keys = off");
+  const client = new Database(path);
+  const reader = new Database(path, { readonly: true });
+  const sql = sqlCache({ client, tiers: [memoryStore()] });
+  const first = /create table (\w+)/.exec(schema)![1]!;
+  await sql.query(`select * from ${first} limit 1`, []);
+  const until = Date.now() + 10_000;
+  while (sql.getStats().writes !== "capture") {
+    if (Date.now() > until) throw new Error("capture not followed");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return {
+    sql,
+    writer,
+    reader,
+    close: async () => {
+      await sql.close();
+      reader.close();
+      client.close();
+      writer.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 describe("memberships on a SQLite file with capture", () => {
-  let dir: string;
+  let db: Opened;
+  let sql: SqlCache;
   let writer: Database.Database;
   let reader: Database.Database;
-  let client: Database.Database;
-  let sql: SqlCache;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "edgecache-members-"));
-    const path = join(dir, "db.sqlite");
-    writer = new Database(path);
-    writer.exec(SCHEMA);
-    const source = sqliteSource({ database: writer });
-    await source.installCapture();
-    await source.close();
-    // An article may name a user not written yet (better-sqlite3 enforces keys by default).
-    writer.pragma("foreign_keys = off");
-    client = new Database(path);
-    reader = new Database(path, { readonly: true });
-    sql = sqlCache({ client, tiers: [memoryStore()] });
-    await sql.query("select id from users where id = ?", [1]);
-    const until = Date.now() + 10_000;
-    while (sql.getStats().writes !== "capture") {
-      if (Date.now() > until) throw new Error("capture not followed");
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    db = await opened(SCHEMA);
+    ({ sql, writer, reader } = db);
   });
   afterAll(async () => {
-    await sql?.close();
-    reader?.close();
-    client?.close();
-    writer?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await db?.close();
   });
 
   /** Reads every viewer's feed and count twice (the second a hit where kept), each as the file has it. */
@@ -137,5 +158,71 @@ describe("memberships on a SQLite file with capture", () => {
     await read("a favourite of another kind");
     await write("insert into favorites values (2, 1, 1)");
     await read("a favourite of its kind");
+  });
+});
+
+describe("columns that do not compare as keys", () => {
+  /** Reads `text` twice through the cache, then writes `change`, and reads it twice again. */
+  const check = async (schema: string, text: string, params: unknown[], change: string) => {
+    const db = await opened(schema);
+    try {
+      const read = async (when: string) => {
+        for (let i = 0; i < 2; i++) {
+          expect(await db.sql.query(text, params), when).toEqual(
+            db.reader.prepare(text).all(...(params as never[])),
+          );
+        }
+      };
+      await read("before");
+      db.writer.prepare(change).run();
+      await db.sql.catchUp();
+      await read(`after ${change}`);
+    } finally {
+      await db.close();
+    }
+  };
+
+  it("a membership on a column compared without case is not read by value", async () => {
+    await check(
+      `create table articles (id integer primary key, author text collate nocase, at integer);
+       create table follows (follower integer not null, name text not null, primary key (follower, name));
+       insert into articles values (1, 'ann', 1); insert into follows values (1, 'bob');`,
+      "select a.id from articles a where a.author in (select name from follows where follower = ?) order by a.id",
+      [1],
+      "insert into articles values (2, 'Bob', 2)",
+    );
+  });
+
+  it("a count's parent compared without case is not looked up by value", async () => {
+    await check(
+      `create table users (name text primary key collate nocase, bio text);
+       create table articles (id integer primary key, author text, at integer);
+       insert into users values ('ann', ''); insert into articles values (1, 'ann', 1);`,
+      "select count(*) as n from articles a inner join users u on u.name = a.author",
+      [],
+      "insert into articles values (3, 'ANN', 3)",
+    );
+  });
+
+  it("a count's parent joined on a column of another kind (SQLite's affinity) is not looked up by value", async () => {
+    await check(
+      `create table users (id integer primary key, username text);
+       create table articles (id integer primary key, author_id text, at integer);
+       insert into users values (5, 'eve'); insert into articles values (1, '5', 1);`,
+      "select count(*) as n from articles a inner join users u on u.id = a.author_id",
+      [],
+      "insert into articles values (2, '5.0', 2)",
+    );
+  });
+
+  it("a new parent compared without case is not read for by value", async () => {
+    await check(
+      `create table users (name text primary key collate nocase, bio text);
+       create table articles (id integer primary key, author text, at integer);
+       insert into users values ('ann', ''); insert into articles values (1, 'ann', 1), (2, 'BOB', 2);`,
+      "select a.id, u.name from articles a inner join users u on u.name = a.author order by a.id",
+      [],
+      "insert into users values ('bob', '')",
+    );
   });
 });

@@ -59,11 +59,14 @@ function countedRow(
     if (!held) return false;
   }
   for (const entry of outside.exists ?? []) {
-    const v = row[entry.join.from];
+    const { column, from } = entry.join;
+    const v = row[from];
     const rows = found.get(entry);
     if (v === null) return false;
     if (!rows) return undefined;
-    if (!rows.some((r) => sameKey(r[entry.join.column], v))) return false;
+    // A row read for none of the values as compared here: the join compares otherwise.
+    if (!rows.every((r) => entry.values.some((w) => sameKey(r[column], w)))) return undefined;
+    if (!rows.some((r) => sameKey(r[column], v))) return false;
   }
   return true;
 }

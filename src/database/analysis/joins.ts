@@ -189,7 +189,20 @@ function linkOf(
   if (!l || !r) return undefined;
   const [joined, anchor] = l.at === i ? [l, r] : [r, l];
   if (joined.at !== i || anchor.at >= i) return undefined;
+  if (!keyEqual(scopes[anchor.at]!, anchor.name, scopes[i]!, joined.name)) return undefined;
   return { at: anchor.at, anchor: anchor.name, joined: joined.name };
+}
+
+/**
+ * Whether SQL's `=` between two columns compares them as keys are compared here (by value,
+ * a text byte for byte): not where their kinds are known to differ (SQLite's affinity then
+ * turns `'5.0'` into 5), nor where either compares text otherwise (`collate nocase`, a
+ * nondeterministic PostgreSQL collation). What is not known is taken as a key's.
+ */
+export function keyEqual(a: Scope, column: string, b: Scope, other: string): boolean {
+  const [ka, kb] = [a.kinds[column], b.kinds[other]];
+  if (ka !== undefined && kb !== undefined && ka !== kb) return false;
+  return a.collations?.[column] !== "other" && b.collations?.[other] !== "other";
 }
 
 /** Registers the outer-joined anchor `k` (and its outer-joined anchors) at table level. */

@@ -293,6 +293,7 @@ function analyse(
     outer: scopes.map((s, i) => ({
       names: s.names,
       kinds: s.kinds,
+      collations: s.collations,
       ...(i > 0 && { anchor: i - 1 }),
       linkable: linkable && (i === 0 || !grouped || parentChain(joins, i - 1)),
     })),

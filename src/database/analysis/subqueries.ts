@@ -24,6 +24,7 @@ import type {
   ShapeSubquery,
   SqlDialect,
   SqlSchema,
+  TextCollation,
   WideningReason,
 } from "./shape-types.ts";
 
@@ -53,6 +54,7 @@ export interface SubqueryContext {
   outer: {
     names: ReadonlySet<string>;
     kinds?: Readonly<Record<string, string>>;
+    collations?: Readonly<Record<string, TextCollation>> | undefined;
     anchor?: number;
     linkable: boolean;
   }[];
@@ -124,6 +126,9 @@ function memberConjuncts(
     const column = identifier(left.column);
     const kind = column === undefined ? undefined : base.kinds?.[column];
     if (column === undefined || (kind !== "number" && kind !== "text")) continue;
+    // SQLite's IN compares by the left column's collation: a read of the subquery's table
+    // by value would not.
+    if (base.collations?.[column] === "other") continue;
     out.set(only.ast, { column, kind });
   }
   return out;
@@ -164,6 +169,7 @@ function memberOf(
   }
   const selected = found.length === 1 ? found[0]! : undefined;
   if (!selected || selected.kinds[selected.name] !== from.kind) return undefined;
+  if (ctx.schema(qualified(selected.f))?.collations?.[selected.name] === "other") return undefined;
   const reads = pushed.filter((q) => q.table === qualified(selected.f));
   const q = reads.length === 1 ? reads[0]! : undefined;
   if (!q) return undefined;
