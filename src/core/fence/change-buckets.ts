@@ -1,5 +1,5 @@
 import type { ChangeOp } from "../change-log/contract.ts";
-import { bucketOf, eqKey } from "../deps/index.ts";
+import { bucketOf, eqKey } from "../deps/filing.ts";
 import type { DependencyLookup, ListDependency, WriteEvent } from "../deps/planner.ts";
 import { fnv1a } from "../digest.ts";
 import { keyPattern } from "./pattern.ts";
