@@ -15,11 +15,13 @@ import {
 import {
   linkedRowsStatement,
   restrictedStatement,
+  slidStatement,
   tableName,
   whereless,
 } from "../database/analysis/group-statements.ts";
 import {
   closedTo,
+  type GroupPlan,
   groupPlan,
   identity,
   type Presence,
@@ -38,6 +40,7 @@ import {
 } from "../database/analysis/memberships.ts";
 import type { SqlDialect } from "../database/analysis/parse.ts";
 import { resultRows, type SqlShape } from "../database/analysis/shapes.ts";
+import { type Leaving, leavingOf, slidRows } from "../database/analysis/window-slides.ts";
 import { decode, encode } from "./codec.ts";
 import { withRows } from "./result-patches.ts";
 import type { ResultForm } from "./statement-contract.ts";
@@ -180,11 +183,7 @@ export function groupPatcher<R>(deps: {
       const link = { table, column: column! };
       const statement = linkedRowsStatement(sql, link, others, values, MOST_LINKED);
       if (!statement) return false;
-      const text = encode(["linked", statement.sql]);
-      const one = statements.get(text) ?? { wanted: false };
-      one.wanted ||= wanted;
-      one.results = (one.results ?? 0) + 1;
-      statements.set(text, one);
+      const one = needed(statements, encode(["linked", statement.sql]), wanted);
       reads.push({ of, columns, statement, shared: one });
       return true;
     };
@@ -216,6 +215,27 @@ export function groupPatcher<R>(deps: {
       found.set(of, rows);
     }
     return found;
+  };
+  /**
+   * The rows of a statement shared by a record's results, run once (with the parameters of
+   * the first that asks, `params` encoded); undefined where it failed.
+   */
+  const sharedRows = async (
+    shared: Shared<R>,
+    statement: { sql: string; params: readonly unknown[] },
+    params: string,
+  ) => {
+    if (!shared.run) {
+      shared.params = params;
+      counts.statements++;
+      shared.run = deps.query(statement.sql, statement.params);
+    }
+    try {
+      return resultRows(deps.form.kept(await shared.run));
+    } catch (err) {
+      deps.fault(err);
+      return undefined;
+    }
   };
   const recordStatements = (events: readonly WriteEvent[]) => {
     const statements = records.get(events) ?? new Map<string, Shared<R>>();
@@ -283,14 +303,16 @@ export function groupPatcher<R>(deps: {
         } else counts.dropped++;
       };
     }
+    const open = whereless(read.sql, read.params, deps.dialect) === true;
+    // Base rows deleted under its window: those it holds leave, rows from past its end come in.
+    const leaving = leavingOf(plan, events, open);
+    if (leaving) return slideOf(read, entry, plan, leaving, events, wanted, ttl, key);
     // Shared by the results of its select list whatever their parameters, where the
     // columns the write changes allow (each takes its per-viewer columns from its own rows;
     // the statement carries the base columns that name rows the result does not show).
     const columns = sharedColumns(plan, events);
     // New base rows, where the statement tells which enter (see insertedKeys).
-    const inserted =
-      columns &&
-      insertedKeys(plan, events, whereless(read.sql, read.params, deps.dialect) === true);
+    const inserted = columns && insertedKeys(plan, events, open);
     const wide = columns && restrictionOf(plan, events, true, inserted !== undefined);
     // Whether a new row's per-viewer flags hold for anyone (see mergedRows).
     const probes =
@@ -319,10 +341,7 @@ export function groupPatcher<R>(deps: {
     const text = keyed
       ? encode(["keyed", statement.sql])
       : encode([statement.sql, statement.params]);
-    const one = statements.get(text) ?? { wanted: false };
-    one.wanted ||= wanted;
-    one.results = (one.results ?? 0) + 1;
-    statements.set(text, one);
+    const one = needed(statements, text, wanted);
     waiting++;
     // The statement with this result's own parameters, run for it alone where a keyed
     // statement another result ran cannot tell it its new rows' per-viewer columns.
@@ -338,19 +357,7 @@ export function groupPatcher<R>(deps: {
       if (!(keyed ? worthReading(one) : one.wanted)) return;
       const kept = decode(TEXT.decode(entry.body));
       const held = resultRows(kept);
-      const rowsOf = async (shared: Shared<R>) => {
-        if (!shared.run) {
-          shared.params = own;
-          counts.statements++;
-          shared.run = deps.query(statement.sql, statement.params);
-        }
-        try {
-          return resultRows(deps.form.kept(await shared.run));
-        } catch (err) {
-          deps.fault(err);
-          return undefined;
-        }
-      };
+      const rowsOf = (shared: Shared<R>) => sharedRows(shared, statement, own);
       let fresh = await rowsOf(one);
       const asked: Asked[] = [];
       const merge = (from: Shared<R>, linked?: Linked) =>
@@ -392,6 +399,94 @@ export function groupPatcher<R>(deps: {
       } else counts.dropped++;
     };
   }
+  /**
+   * A job for a windowed result whose rows a record deletes (see window-slides.ts): the rows
+   * it holds of them leave, and where it was full, a statement shared by every result of the
+   * select list with that window reads the rows that come in from past its end (their
+   * per-viewer columns told as a new row's are). Undefined where the record changes anything
+   * else the result reads, or the statement cannot be written.
+   */
+  function slideOf(
+    read: GroupRead,
+    entry: CacheEntry,
+    plan: GroupPlan,
+    leaving: Leaving,
+    events: readonly WriteEvent[],
+    wanted: boolean,
+    ttl: number,
+    key: string,
+  ): ((at: LogPosition) => Promise<void>) | undefined {
+    if (restrictionOf(plan, leaving.rest)?.size !== 0) return undefined;
+    const kept = decode(TEXT.decode(entry.body));
+    const held = resultRows(kept);
+    const slid = held && slidRows(plan, held, leaving);
+    if (!held || !slid) return undefined;
+    const store = async (rows: unknown[], at: LogPosition, shared = false) => {
+      if (await deps.store(key, deps.form.restored(withRows(kept, rows)), at, ttl)) {
+        counts.patched++;
+        counts.slid++;
+        if (shared) counts.shared++;
+      } else counts.dropped++;
+    };
+    waiting++;
+    if (slid.refill === 0) {
+      return async (at) => {
+        waiting--;
+        await store(slid.rows, at);
+      };
+    }
+    const columns = sharedColumns(plan, leaving.rest);
+    const probes = columns
+      ? probesOf(plan, columns).filter((p) => tableName(read.sql, p.table) !== undefined)
+      : [];
+    const window = { limit: slid.refill, offset: plan.window!.limit - slid.refill };
+    const statement =
+      columns && slidStatement(plan, read.sql, read.params, deps.dialect, window, probes);
+    if (!statement) {
+      waiting--;
+      return undefined;
+    }
+    const statements = recordStatements(events);
+    const one = needed(statements, encode(["slid", statement.sql]), wanted);
+    const own = encode(statement.params);
+    return async (at) => {
+      waiting--;
+      if (!worthReading(one)) return;
+      const rowsOf = (shared: Shared<R>) => sharedRows(shared, statement, own);
+      const asked: Asked[] = [];
+      const merge = (fresh: readonly unknown[] | undefined, from: Shared<R>, linked?: Linked) =>
+        fresh &&
+        mergedRows(plan, held, fresh, leaving.rest, columns!, {
+          sliding: true,
+          own: from.params === own,
+          probes,
+          linked,
+          asked,
+        });
+      let source = one;
+      let fresh = await rowsOf(one);
+      let merged = merge(fresh, one);
+      // The entering rows' per-viewer flags told by their tables' rows for their links.
+      if (!merged && asked.length > 0) {
+        const linked = await linkedRows(asked, read.sql, statements);
+        merged = linked && merge(fresh, one, linked);
+      }
+      if (!merged && one.params !== own) {
+        source = statements.get(encode([statement.sql, statement.params])) ?? { wanted: true };
+        statements.set(encode([statement.sql, statement.params]), source);
+        fresh = await rowsOf(source);
+        merged = merge(fresh, source);
+      }
+      // Every row it read comes from past the rows it keeps: none of them is held.
+      const rows =
+        merged?.rows.length === 0 ? placedRows(plan, slid.rows, merged.entering) : undefined;
+      if (!rows || rows.length !== slid.rows.length + merged!.entering.length) {
+        counts.dropped++;
+        return;
+      }
+      await store(rows, at, source.params !== own);
+    };
+  }
 }
 
 /**
@@ -413,6 +508,18 @@ interface Shared<R> {
   results?: number;
   /** The parameters it ran with (encoded): a keyed statement's serve results of others. */
   params?: string;
+}
+
+/**
+ * A statement of the record's (`statements`, by its text) one more result needs, marked
+ * wanted where that result was read since it was stored.
+ */
+function needed<R>(statements: Map<string, Shared<R>>, text: string, wanted: boolean): Shared<R> {
+  const one = statements.get(text) ?? { wanted: false };
+  one.wanted ||= wanted;
+  one.results = (one.results ?? 0) + 1;
+  statements.set(text, one);
+  return one;
 }
 
 /**

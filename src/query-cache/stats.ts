@@ -169,6 +169,12 @@ export interface GroupCounts {
    * brought in or took out, told by the same reads (see database/analysis/count-deltas.ts).
    */
   counted: number;
+  /**
+   * Of the results kept, windows whose rows a write deleted: those rows left, and rows from
+   * past the window's end came in, read by one statement shared by the select list's
+   * results (see database/analysis/window-slides.ts).
+   */
+  slid: number;
   /** Statements run for them: one serves every result of a write that needs the same. */
   statements: number;
   /**
@@ -197,6 +203,7 @@ export class QueryStats {
     told: 0,
     outside: 0,
     counted: 0,
+    slid: 0,
     statements: 0,
     shared: 0,
     dropped: 0,

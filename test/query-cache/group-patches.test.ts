@@ -148,6 +148,8 @@ describe.each(makers)("group patches on %s", (_, make) => {
     expect(groupPatches.shared).toBeGreaterThan(0);
     // A favourite's count and flag told by its row, with no statement.
     expect(groupPatches.told).toBeGreaterThan(0);
+    // The newest article deleted: each window holding it took in the row past its end.
+    expect(groupPatches.slid).toBeGreaterThan(0);
     // New articles outside a tag's or an author set's count, told by one shared read.
     expect(groupPatches.outside).toBeGreaterThan(0);
     // A tag's count moved by a new tagged article, or a deleted one, with no statement of its own.

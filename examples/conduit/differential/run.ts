@@ -85,6 +85,7 @@ export interface DifferentialReport {
     told?: number;
     outside?: number;
     counted?: number;
+    slid?: number;
     statements: number;
     shared: number;
     dropped: number;

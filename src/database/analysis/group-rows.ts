@@ -36,7 +36,7 @@ export function mergedRows(
   shared: NonNullable<ReturnType<typeof sharedColumns>>,
   entering: Entering = {},
 ): { rows: unknown[]; entering: { row: unknown; key: unknown }[] } | undefined {
-  const { inserted = [], own = false, probes = [], closed = false } = entering;
+  const { inserted = [], own = false, probes = [], closed = false, sliding = false } = entering;
   const read = reader(plan.columns, plan.names);
   const byKey = rowsByKey(plan, held);
   if (!byKey) return undefined;
@@ -62,7 +62,7 @@ export function mergedRows(
     const bare = values ?? named!;
     const before = byKey.get(identity(read(bare, plan.key)) ?? "");
     const key = carried.get(plan.primaryKey);
-    const enters = before === undefined && inserted.some((k) => sameKey(k, key));
+    const enters = before === undefined && (sliding || inserted.some((k) => sameKey(k, key)));
     const base = (p: Presence) => (carried.has(p.from) ? carried.get(p.from) : read(bare, p.from));
     if (before === undefined) {
       if (!enters && closed) return undefined;
@@ -95,6 +95,8 @@ export interface Entering {
   closed?: boolean;
   /** The keys of the new base rows (see `insertedKeys`). */
   inserted?: readonly unknown[];
+  /** Every row the result does not hold enters (rows from past a window's end, see window-slides.ts). */
+  sliding?: boolean;
   /** Whether the statement ran with the held result's own parameters. */
   own?: boolean;
   /** The presences whose probes the statement carries after its base columns. */

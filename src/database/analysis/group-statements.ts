@@ -50,8 +50,7 @@ export function restrictedStatement(
   const read = clausesOf(sql, params, dialect);
   if (!read) return undefined;
   const from = read.scan.clause.from;
-  const named = (n: string | undefined) => n?.startsWith(CARRIED);
-  if (keyed && (from === undefined || plan.names.some(named))) return undefined;
+  if (keyed && (from === undefined || plan.names.some(carriedName))) return undefined;
   const terms: string[] = [];
   for (const [column, values] of restriction) {
     const literals = values.map(literal);
@@ -67,20 +66,67 @@ export function restrictedStatement(
   const inserts: [number, string][] = [[at, where ? condition : ` ${condition}`]];
   // Keyed: each row names its base row, whether the result shows the key or not.
   if (keyed) {
-    const text = read.text;
-    const base = (c: string) => `${name(text, plan.ref)}.${name(text, c)}`;
-    const columns = plan.carried.map(base);
-    for (const p of probes) {
-      const table = tableName(text, p.table);
-      if (!table) return undefined;
-      columns.push(
-        `exists (select 1 from ${table} ${PROBE} where ${PROBE}.${name(text, p.column)} = ${base(p.from)})`,
-      );
-    }
-    inserts.unshift([from!, `, ${columns.map((c, i) => `${c} as ${CARRIED}${i}`).join(", ")} `]);
+    const columns = carriedColumns(plan, read.text, probes);
+    if (columns === undefined) return undefined;
+    inserts.unshift([from!, columns]);
   }
   return read.rewritten(where ? [where] : [], inserts);
 }
+
+/**
+ * `sql` (a select with no WHERE) keyed as `restrictedStatement` keys it, with its window
+ * moved to `window`: the rows it has now from that place on (the rows that slide into a
+ * window some of whose rows were deleted, see window-slides.ts). Undefined where the text
+ * cannot be rewritten safely or has a WHERE.
+ */
+export function slidStatement(
+  plan: StatementPlan,
+  sql: string,
+  params: readonly unknown[],
+  dialect: SqlDialect,
+  window: { limit: number; offset: number },
+  probes: readonly Probe[] = [],
+): { sql: string; params: unknown[] } | undefined {
+  const read = clausesOf(sql, params, dialect);
+  const from = read?.scan.clause.from;
+  if (!read || from === undefined || read.cut("where") || plan.names.some(carriedName)) {
+    return undefined;
+  }
+  if (!Number.isSafeInteger(window.limit) || !Number.isSafeInteger(window.offset)) return undefined;
+  const columns = carriedColumns(plan, read.text, probes);
+  if (columns === undefined) return undefined;
+  return read.rewritten(
+    [],
+    [
+      [from, columns],
+      [read.text.length, ` limit ${window.limit} offset ${window.offset}`],
+    ],
+  );
+}
+
+/**
+ * What a keyed statement puts before its FROM: the base columns it carries (`plan.carried`,
+ * its key first), then a probe's `exists (...)` each; undefined where a probe's table is not
+ * named one way in `text`.
+ */
+function carriedColumns(
+  plan: StatementPlan,
+  text: string,
+  probes: readonly Probe[],
+): string | undefined {
+  const base = (c: string) => `${name(text, plan.ref)}.${name(text, c)}`;
+  const columns = plan.carried.map(base);
+  for (const p of probes) {
+    const table = tableName(text, p.table);
+    if (!table) return undefined;
+    columns.push(
+      `exists (select 1 from ${table} ${PROBE} where ${PROBE}.${name(text, p.column)} = ${base(p.from)})`,
+    );
+  }
+  return `, ${columns.map((c, i) => `${c} as ${CARRIED}${i}`).join(", ")} `;
+}
+
+const carriedName = (n: string | undefined) => n?.startsWith(CARRIED) === true;
 
 /**
  * `sql` with the base's `columns` (the base named `ref` there) carried after its own

@@ -1,0 +1,93 @@
+import type { WriteEvent } from "../../core/deps/planner.ts";
+import { type GroupPlan, identity, keyLike, sameKey } from "./groups.ts";
+import { reader } from "./rows.ts";
+
+/**
+ * Base rows deleted under a window (issue 71). A result of a group plan with a window from
+ * its first row, whose statement has no WHERE (every base row its joins keep is in it, in
+ * its order), loses the deleted rows it holds and takes in as many from past its end: the
+ * rows its statement has now at those places, read by one statement shared by every result
+ * of the select list with that window (group-patches.ts). A deleted row it does not hold
+ * sorted past its end, and leaves it as it was.
+ */
+
+/** A record's deletes of base rows, and its other events. */
+export interface Leaving {
+  /** The deleted rows' keys. */
+  keys: unknown[];
+  /** The values that name them in a result (`plan.key`'s), as identities. */
+  named: Set<string>;
+  /**
+   * The record's other events, less those that reach the deleted rows alone (their tags,
+   * their favourites): what the result's remaining rows may see.
+   */
+  rest: WriteEvent[];
+}
+
+/**
+ * The base rows `events` delete from results of `plan`, where a window from its first row
+ * and a statement with no WHERE (`whereless`) let them slide; undefined where none is
+ * deleted, one is inserted (a new row is placed, see insertedKeys, not both at once), a
+ * deleted row's image does not name it, or a subquery of the base itself reads other rows.
+ */
+export function leavingOf(
+  plan: GroupPlan,
+  events: readonly WriteEvent[],
+  whereless: boolean,
+): Leaving | undefined {
+  if (!plan.window || !whereless) return undefined;
+  const deletes = events.filter((e) => e.table === plan.table && e.op === "delete");
+  if (deletes.length === 0) return undefined;
+  if (events.some((e) => e.table === plan.table && e.op === "insert")) return undefined;
+  // A subquery of the base (a count of an author's articles) may change held rows too.
+  if (plan.feeds.some((f) => f.table === plan.table && f.ops === "any")) return undefined;
+  const keys: unknown[] = [];
+  const named = new Set<string>();
+  for (const e of deletes) {
+    const key = e.old?.[plan.primaryKey];
+    const name = identity(e.old?.[plan.key]);
+    if (!keyLike(key) || name === undefined) return undefined;
+    keys.push(key);
+    named.add(name);
+  }
+  const rest = events.filter((e) => !deletes.includes(e) && !reachesOnly(plan, e, keys));
+  return { keys, named, rest };
+}
+
+/**
+ * Whether `e` changes only values of the deleted base rows `keys`: every place its table
+ * feeds the result names rows by the base's key, and each of its images names one of them.
+ */
+function reachesOnly(plan: GroupPlan, e: WriteEvent, keys: readonly unknown[]): boolean {
+  const feeds = plan.feeds.filter((f) => f.table === e.table);
+  if (feeds.length === 0) return false;
+  return feeds.every(
+    (f) =>
+      f.base === plan.primaryKey &&
+      [e.old, e.new].every(
+        (row) => !row || (f.column in row && keys.some((k) => sameKey(k, row[f.column]))),
+      ),
+  );
+}
+
+/**
+ * `held` without the deleted rows, and how many rows come in from past the window's end:
+ * as many as it lost where it was full, none where it held every row there was. Undefined
+ * where a row's name cannot be read.
+ */
+export function slidRows(
+  plan: GroupPlan,
+  held: readonly unknown[],
+  leaving: Leaving,
+): { rows: unknown[]; refill: number } | undefined {
+  if (!plan.window) return undefined;
+  const read = reader(plan.columns, plan.names);
+  const rows: unknown[] = [];
+  for (const row of held) {
+    const name = identity(read(row, plan.key));
+    if (name === undefined) return undefined;
+    if (!leaving.named.has(name)) rows.push(row);
+  }
+  const full = held.length >= plan.window.limit;
+  return { rows, refill: full ? held.length - rows.length : 0 };
+}
