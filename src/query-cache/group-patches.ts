@@ -40,7 +40,7 @@ import {
 } from "../database/analysis/memberships.ts";
 import type { SqlDialect } from "../database/analysis/parse.ts";
 import { resultRows, type SqlShape } from "../database/analysis/shapes.ts";
-import { type Leaving, leavingOf, slidRows } from "../database/analysis/window-slides.ts";
+import { type Leaving, leavingOf, movedOf, slidRows } from "../database/analysis/window-slides.ts";
 import { decode, encode } from "./codec.ts";
 import { withRows } from "./result-patches.ts";
 import type { ResultForm } from "./statement-contract.ts";
@@ -305,7 +305,7 @@ export function groupPatcher<R>(deps: {
     }
     const open = whereless(read.sql, read.params, deps.dialect) === true;
     // Base rows deleted under its window: those it holds leave, rows from past its end come in.
-    const leaving = leavingOf(plan, events, open);
+    const leaving = leavingOf(plan, events, open) ?? movedOf(plan, events, open);
     if (leaving) return slideOf(read, entry, plan, leaving, events, wanted, ttl, key);
     // Shared by the results of its select list whatever their parameters, where the
     // columns the write changes allow (each takes its per-viewer columns from its own rows;
@@ -416,10 +416,14 @@ export function groupPatcher<R>(deps: {
     ttl: number,
     key: string,
   ): ((at: LogPosition) => Promise<void>) | undefined {
-    if (restrictionOf(plan, leaving.rest)?.size !== 0) return undefined;
+    // Slid, the rows it keeps keep their values: nothing else it reads may change. Read
+    // again whole, only the per-viewer columns come from what it held (`sharedColumns`).
+    if (!leaving.whole && restrictionOf(plan, leaving.rest)?.size !== 0) return undefined;
     const kept = decode(TEXT.decode(entry.body));
     const held = resultRows(kept);
-    const slid = held && slidRows(plan, held, leaving);
+    const slid = leaving.whole
+      ? { rows: [], refill: plan.window!.limit }
+      : held && slidRows(plan, held, leaving);
     if (!held || !slid) return undefined;
     const store = async (rows: unknown[], at: LogPosition, shared = false) => {
       if (await deps.store(key, deps.form.restored(withRows(kept, rows)), at, ttl)) {
@@ -439,7 +443,9 @@ export function groupPatcher<R>(deps: {
     const probes = columns
       ? probesOf(plan, columns).filter((p) => tableName(read.sql, p.table) !== undefined)
       : [];
-    const window = { limit: slid.refill, offset: plan.window!.limit - slid.refill };
+    const window = leaving.whole
+      ? plan.window!
+      : { limit: slid.refill, offset: plan.window!.limit - slid.refill };
     const statement =
       columns && slidStatement(plan, read.sql, read.params, deps.dialect, window, probes);
     if (!statement) {
@@ -451,7 +457,8 @@ export function groupPatcher<R>(deps: {
     const own = encode(statement.params);
     return async (at) => {
       waiting--;
-      if (!worthReading(one)) return;
+      // Read again whole, it costs what a reload does: only where one of them was read.
+      if (!(leaving.whole ? one.wanted : worthReading(one))) return;
       const rowsOf = (shared: Shared<R>) => sharedRows(shared, statement, own);
       const asked: Asked[] = [];
       const merge = (fresh: readonly unknown[] | undefined, from: Shared<R>, linked?: Linked) =>
@@ -477,10 +484,16 @@ export function groupPatcher<R>(deps: {
         fresh = await rowsOf(source);
         merged = merge(fresh, source);
       }
-      // Every row it read comes from past the rows it keeps: none of them is held.
-      const rows =
-        merged?.rows.length === 0 ? placedRows(plan, slid.rows, merged.entering) : undefined;
-      if (!rows || rows.length !== slid.rows.length + merged!.entering.length) {
+      // Slid, every row it read comes from past the rows it keeps: none of them is held.
+      const rows = leaving.whole
+        ? merged?.all
+        : merged?.rows.length === 0
+          ? placedRows(plan, slid.rows, merged.entering)
+          : undefined;
+      const expected = leaving.whole
+        ? merged?.all.length
+        : slid.rows.length + merged!.entering.length;
+      if (!rows || rows.length !== expected || rows.length > plan.window!.limit) {
         counts.dropped++;
         return;
       }

@@ -35,7 +35,7 @@ export function mergedRows(
   events: readonly WriteEvent[],
   shared: NonNullable<ReturnType<typeof sharedColumns>>,
   entering: Entering = {},
-): { rows: unknown[]; entering: { row: unknown; key: unknown }[] } | undefined {
+): { rows: unknown[]; entering: { row: unknown; key: unknown }[]; all: unknown[] } | undefined {
   const { inserted = [], own = false, probes = [], closed = false, sliding = false } = entering;
   const read = reader(plan.columns, plan.names);
   const byKey = rowsByKey(plan, held);
@@ -43,6 +43,8 @@ export function mergedRows(
   const cell = cellOf(plan);
   const out: unknown[] = [];
   const placed: { row: unknown; key: unknown }[] = [];
+  // Every row, in the statement's order.
+  const all: unknown[] = [];
   for (const row of fresh) {
     const byPosition = positional(row);
     const values = byPosition ? Array.from(row as ArrayLike<unknown>) : undefined;
@@ -66,6 +68,7 @@ export function mergedRows(
     const base = (p: Presence) => (carried.has(p.from) ? carried.get(p.from) : read(bare, p.from));
     if (before === undefined) {
       if (!enters && closed) return undefined;
+      all.push(bare);
       if (!enters) out.push(bare);
       else if (
         own ||
@@ -85,8 +88,9 @@ export function mergedRows(
       cell.set(bare, at, value);
     }
     out.push(bare);
+    all.push(bare);
   }
-  return { rows: out, entering: placed };
+  return { rows: out, entering: placed, all };
 }
 
 /** What `mergedRows` is told of new base rows (see `viewerColumns`). */
@@ -345,7 +349,7 @@ export function insertedKeys(
   whereless: boolean,
 ): unknown[] | undefined {
   const inserts = events.filter((e) => e.table === plan.table && e.op === "insert");
-  if (inserts.length === 0 || !plan.window || !whereless) return undefined;
+  if (inserts.length === 0 || plan.window?.offset !== 0 || !whereless) return undefined;
   // A subquery of the base itself (a count of replies) may change held rows too.
   if (plan.feeds.some((f) => f.table === plan.table && f.ops === "any")) return undefined;
   return inserts.map((e) => e.new?.[plan.primaryKey]);
@@ -363,7 +367,7 @@ export function placedRows(
   entering: readonly { row: unknown; key: unknown }[],
 ): unknown[] | undefined {
   const window = plan.window;
-  if (!window) return undefined;
+  if (window?.offset !== 0) return undefined;
   const read = reader(plan.columns, plan.names);
   const keys = new Map<unknown, unknown>(entering.map((e) => [e.row, e.key]));
   const shown = (c: string) => plan.columns.includes(c);

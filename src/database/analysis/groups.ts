@@ -50,10 +50,12 @@ export interface GroupPlan {
    */
   carried: string[];
   /**
-   * Its order and window, where a new base row can be placed in it (ordered, from its first
-   * row): a row its statement returns for an inserted key enters where it sorts.
+   * Its order and window, where its rows are ordered by base columns its updates are
+   * patched around: from its first row (`offset` 0), a row its statement returns for an
+   * inserted key enters where it sorts; any window can be read again whole (see
+   * window-slides.ts).
    */
-  window?: { sort: SortKey[]; limit: number };
+  window?: { sort: SortKey[]; limit: number; offset: number };
 }
 
 /**
@@ -238,8 +240,9 @@ function planOf(shape: SqlShape): GroupPlan | string {
   const plan: GroupPlan = {
     ...(s.outputs && { outputs: s.outputs.map((o) => ({ ...o, tables: [...o.tables] })) }),
     ...(s.ordered &&
-      s.offset === 0 &&
-      s.deciding && { window: { sort: s.sort.map((k) => ({ ...k })), limit: s.limit } }),
+      s.deciding && {
+        window: { sort: s.sort.map((k) => ({ ...k })), limit: s.limit, offset: s.offset },
+      }),
     presences,
     tallies,
     told,

@@ -22,6 +22,8 @@ export interface Leaving {
    * their favourites): what the result's remaining rows may see.
    */
   rest: WriteEvent[];
+  /** The window is read again whole (see movedOf). */
+  whole?: true;
 }
 
 /**
@@ -35,12 +37,10 @@ export function leavingOf(
   events: readonly WriteEvent[],
   whereless: boolean,
 ): Leaving | undefined {
-  if (!plan.window || !whereless) return undefined;
+  if (plan.window?.offset !== 0 || !whereless || baseRead(plan)) return undefined;
   const deletes = events.filter((e) => e.table === plan.table && e.op === "delete");
   if (deletes.length === 0) return undefined;
   if (events.some((e) => e.table === plan.table && e.op === "insert")) return undefined;
-  // A subquery of the base (a count of an author's articles) may change held rows too.
-  if (plan.feeds.some((f) => f.table === plan.table && f.ops === "any")) return undefined;
   const keys: unknown[] = [];
   const named = new Set<string>();
   for (const e of deletes) {
@@ -52,6 +52,40 @@ export function leavingOf(
   }
   const rest = events.filter((e) => !deletes.includes(e) && !reachesOnly(plan, e, keys));
   return { keys, named, rest };
+}
+
+/**
+ * Base rows written into or out of a window where neither a slide nor a new row's placement
+ * (insertedKeys) can keep it: one further on (a row before it moves every row), or both
+ * at once. Its statement, keyed and probed, reads the window again whole, once for every
+ * viewer's list of that window; the rows it held keep their per-viewer columns, told on
+ * by the rest of the record. Undefined where the record writes no base row, one's image
+ * does not name it, or a subquery of the base itself reads other rows.
+ */
+export function movedOf(
+  plan: GroupPlan,
+  events: readonly WriteEvent[],
+  whereless: boolean,
+): Leaving | undefined {
+  if (!plan.window || !whereless || baseRead(plan)) return undefined;
+  const written = events.filter(
+    (e) => e.table === plan.table && (e.op === "insert" || e.op === "delete"),
+  );
+  const both = new Set(written.map((e) => e.op)).size === 2;
+  if (written.length === 0 || (plan.window.offset === 0 && !both)) return undefined;
+  const keys: unknown[] = [];
+  for (const e of written) {
+    const key = (e.op === "insert" ? e.new : e.old)?.[plan.primaryKey];
+    if (!keyLike(key)) return undefined;
+    keys.push(key);
+  }
+  const rest = events.filter((e) => !written.includes(e) && !reachesOnly(plan, e, keys));
+  return { keys, named: new Set(), rest, whole: true };
+}
+
+/** Whether a subquery of the base itself (a count of an author's articles) reads other rows. */
+function baseRead(plan: GroupPlan): boolean {
+  return plan.feeds.some((f) => f.table === plan.table && f.ops === "any");
 }
 
 /**

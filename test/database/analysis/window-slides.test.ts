@@ -4,7 +4,7 @@ import { mergedRows, placedRows, probesOf } from "../../../src/database/analysis
 import { slidStatement } from "../../../src/database/analysis/group-statements.ts";
 import { groupPlan, sharedColumns } from "../../../src/database/analysis/groups.ts";
 import { type SqlTable, sqlShape } from "../../../src/database/analysis/shapes.ts";
-import { leavingOf, slidRows } from "../../../src/database/analysis/window-slides.ts";
+import { leavingOf, movedOf, slidRows } from "../../../src/database/analysis/window-slides.ts";
 
 // Rows deleted under a window (issue 71): the list loses the rows it holds of them and takes
 // in as many from past its end, read by one statement shared by every viewer's list.
@@ -30,6 +30,8 @@ const SELECT = `select a.slug, a.at, u.username,
   from articles a inner join users u on u.id = a.author_id`;
 const LIST = `${SELECT} group by a.id order by a.at desc, a.id desc limit ?`;
 const plan = groupPlan(sqlShape(LIST, [7, 3], "sqlite", (t) => TABLES[t]))!;
+// The same list's second page.
+const paged = groupPlan(sqlShape(`${LIST} offset ?`, [7, 3, 3], "sqlite", (t) => TABLES[t]))!;
 const held = [
   ["c", 30, "cy", 0, 0],
   ["b", 20, "bo", 2, 1],
@@ -84,8 +86,37 @@ describe("rows deleted under a window", () => {
       undefined,
     );
     // A window from a later row: a deleted row before it moves every row.
-    const paged = groupPlan(sqlShape(`${LIST} offset ?`, [7, 3, 3], "sqlite", (t) => TABLES[t]))!;
     expect(leavingOf(paged, [gone(2, "b")], true)).toBeUndefined();
+  });
+
+  it("a window further on, or rows written both in and out, is read again whole", () => {
+    const insert: WriteEvent = {
+      table: "articles",
+      op: "insert",
+      new: { id: 9, slug: "n", author_id: 1, at: 90 },
+    };
+    const itsFavourite: WriteEvent = {
+      table: "favorites",
+      op: "insert",
+      new: { user_id: 7, article_id: 9 },
+    };
+    expect(movedOf(paged, [insert, itsFavourite], true)).toEqual({
+      keys: [9],
+      named: new Set(),
+      rest: [],
+      whole: true,
+    });
+    expect(movedOf(paged, [gone(2, "b")], true)?.whole).toBe(true);
+    // From the first row, one kind alone is placed or slid; both at once are read again.
+    expect(movedOf(plan, [insert], true)).toBeUndefined();
+    expect(movedOf(plan, [insert, gone(2, "b")], true)?.keys).toEqual([9, 2]);
+    expect(movedOf(paged, [insert], false)).toBeUndefined();
+    const favourite: WriteEvent = {
+      table: "favorites",
+      op: "insert",
+      new: { user_id: 7, article_id: 2 },
+    };
+    expect(movedOf(paged, [favourite], true)).toBeUndefined();
   });
 
   it("reads the rows past the kept ones, keyed, its viewer's flag told as a new row's", () => {
