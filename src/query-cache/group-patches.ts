@@ -492,7 +492,7 @@ export function groupPatcher<R>(deps: {
           : undefined;
       const expected = leaving.whole
         ? merged?.all.length
-        : slid.rows.length + merged!.entering.length;
+        : slid.rows.length + (merged?.entering.length ?? 0);
       if (!rows || rows.length !== expected || rows.length > plan.window!.limit) {
         counts.dropped++;
         return;

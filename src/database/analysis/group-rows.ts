@@ -2,12 +2,14 @@ import type { WriteEvent } from "../../core/deps/planner.ts";
 import { compareValues, matches } from "../../core/deps/predicate.ts";
 import { CARRIED } from "./group-statements.ts";
 import {
+  closesOn,
   type GroupPlan,
   identity,
   integer,
   keyLike,
   type Presence,
   positional,
+  type Restriction,
   rowsByKey,
   sameKey,
   type sharedColumns,
@@ -36,7 +38,7 @@ export function mergedRows(
   shared: NonNullable<ReturnType<typeof sharedColumns>>,
   entering: Entering = {},
 ): { rows: unknown[]; entering: { row: unknown; key: unknown }[]; all: unknown[] } | undefined {
-  const { inserted = [], own = false, probes = [], closed = false, sliding = false } = entering;
+  const { inserted = [], own = false, probes = [], closed, sliding = false } = entering;
   const read = reader(plan.columns, plan.names);
   const byKey = rowsByKey(plan, held);
   if (!byKey) return undefined;
@@ -67,7 +69,8 @@ export function mergedRows(
     const enters = before === undefined && (sliding || inserted.some((k) => sameKey(k, key)));
     const base = (p: Presence) => (carried.has(p.from) ? carried.get(p.from) : read(bare, p.from));
     if (before === undefined) {
-      if (!enters && closed) return undefined;
+      const column = (c: string) => (carried.has(c) ? carried.get(c) : read(bare, c));
+      if (!enters && closed && closesOn(closed, column)) return undefined;
       all.push(bare);
       if (!enters) out.push(bare);
       else if (
@@ -95,8 +98,8 @@ export function mergedRows(
 
 /** What `mergedRows` is told of new base rows (see `viewerColumns`). */
 export interface Entering {
-  /** No row the result does not hold may come back (see `closedTo`). */
-  closed?: boolean;
+  /** The rows not held that may enter the result: none may come back (see `closedTo`). */
+  closed?: Restriction;
   /** The keys of the new base rows (see `insertedKeys`). */
   inserted?: readonly unknown[];
   /** Every row the result does not hold enters (rows from past a window's end, see window-slides.ts). */

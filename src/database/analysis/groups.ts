@@ -369,16 +369,39 @@ export function restrictionOf(
 }
 
 /**
- * Whether `events` insert a row where only updates feed the result, joined inner (a
- * parent, a child): a row the keyed statement returns that the result does not hold may then
- * be one that enters it, and the result cannot be kept (see mergedRows's `closed`).
+ * The base rows `events` may bring into a result by inserting a row where only updates feed
+ * it, joined inner (a new user, for `inner join users u on u.id = a.author_id`): as values
+ * of the base column that names them (`author_id` 7). A row the keyed statement returns
+ * that the result does not hold and that is one of them may be one that enters it, and the
+ * result cannot be kept (see mergedRows's `closed`); other such rows are named by the
+ * record's other writes (a favourite of an article on another page) and leave it as it was.
+ * A value the inserted row does not show is undefined: any row may be one. Empty where
+ * none is inserted.
  */
-export function closedTo(plan: GroupPlan, events: readonly WriteEvent[]): boolean {
-  return events.some(
-    (e) =>
-      e.op === "insert" &&
-      plan.feeds.some((f) => f.table === e.table && f.ops === "update" && f.inner),
-  );
+export function closedTo(plan: GroupPlan, events: readonly WriteEvent[]): Restriction {
+  const out: Restriction = new Map();
+  for (const e of events) {
+    if (e.op !== "insert") continue;
+    for (const f of plan.feeds) {
+      if (f.table !== e.table || f.ops !== "update" || !f.inner) continue;
+      const values = out.get(f.base) ?? [];
+      values.push(e.new?.[f.column]);
+      out.set(f.base, values);
+    }
+  }
+  return out;
+}
+
+/**
+ * Whether a row not held, whose base columns `value` reads, may be one of the rows `closed`
+ * (see closedTo) names: a value not known, or equal to one of them.
+ */
+export function closesOn(closed: Restriction, value: (column: string) => unknown): boolean {
+  for (const [column, values] of closed) {
+    const v = value(column);
+    if (!keyLike(v) || values.some((x) => !keyLike(x) || sameKey(x, v))) return true;
+  }
+  return false;
 }
 
 /**
