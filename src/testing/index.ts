@@ -16,6 +16,7 @@
  * storeConformance("my-store", (clock) => myStore({ now: clock.now }));
  */
 
+export type { CapturedChange, CaptureFeed } from "../core/capture-feed.ts";
 export type { ChangeLog, LogFollower, WriteTurn } from "../core/change-log/contract.ts";
 // The contracts the suites hold an implementation to, for typing the one under test.
 export type { Store } from "../core/store.ts";
@@ -33,6 +34,7 @@ export type {
 // is the same tables with its types), their rows, and the view over them.
 export { DEMO_SCHEMA, demoRows, demoViews, seedDemo } from "../demo/seed.ts";
 export type { Source } from "../sources/source.ts";
+export { type CaptureFeedFixture, captureFeedConformance } from "./capture-feed.ts";
 export {
   changeLogConformance,
   type LogBackend,

@@ -392,7 +392,13 @@ export function sqliteExecutorFeed(
         .sort((a, b) => Number(a.seq) - Number(b.seq))
         .map((r) => capturedChange(r, columns.get(String(r.tbl))));
     },
-    pending: () => sqliteChangesPending(exec),
+    // Consumed changes wait to be deleted in a batch (see consume): they do not count.
+    pending: () =>
+      sqliteChangesPending(
+        exec,
+        undefined,
+        applied.length > 0 ? (c) => applied.includes(c.seq) : undefined,
+      ),
     // Only a connection of edgecache's own sees every commit in data_version.
     ...(options.own && { settled: () => settling.settled() }),
     async consume(changes) {
