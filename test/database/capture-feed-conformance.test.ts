@@ -1,7 +1,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createClient } from "@libsql/client";
 import Database from "better-sqlite3";
+import pg from "pg";
 import postgres from "postgres";
 import type { CaptureFeed } from "../../src/core/capture-feed.ts";
 import { clientCapture } from "../../src/database/drivers.ts";
@@ -81,6 +83,20 @@ captureFeedConformance("SQLite, a query cache's installation (better-sqlite3)", 
   }),
 );
 
+captureFeedConformance("SQLite, a query cache's installation (libSQL)", () =>
+  sqliteFile(async (path) => {
+    const client = createClient({ url: `file:${path}` });
+    const { feed, close } = await installedFeed(client);
+    return {
+      feed,
+      close: async () => {
+        await close();
+        client.close();
+      },
+    };
+  }),
+);
+
 captureFeedConformance("SQLite, the source over a driver written outside edgecache", () =>
   sqliteFile(async (path) => {
     const driver = plainSqliteDriver(path);
@@ -96,8 +112,8 @@ captureFeedConformance("SQLite, the source over a driver written outside edgecac
   }),
 );
 
-const pg = await requirePostgres();
-if (pg) {
+const pgService = await requirePostgres();
+if (pgService) {
   /** A schema of its own with `items`, capture installed by the source, and writes on another connection. */
   const postgresSchema = async (
     feedOf: (
@@ -105,9 +121,9 @@ if (pg) {
     ) => Promise<{ feed: CaptureFeed; close(): Promise<void>; table?: string }>,
   ): Promise<CaptureFeedFixture> => {
     const schema = `ec_feed_${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 6)}`;
-    const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+    const admin = postgres(pgService.url, { max: 1, onnotice: () => {} });
     await admin.unsafe(`create schema ${schema}; ${ITEMS.replace("items", `${schema}.items`)}`);
-    const installer = await postgresSource({ url: pg.url, schema, max: 1 });
+    const installer = await postgresSource({ url: pgService.url, schema, max: 1 });
     await installer.installCapture();
     await installer.close();
     const { feed, close, table = "items" } = await feedOf(schema);
@@ -133,15 +149,30 @@ if (pg) {
 
   captureFeedConformance("PostgreSQL, the data API's source", () =>
     postgresSchema(async (schema) => {
-      const source = await postgresSource({ url: pg.url, schema, max: 2 });
+      const source = await postgresSource({ url: pgService.url, schema, max: 2 });
       await source.schema();
       return { feed: source.captureFeed(), close: () => source.close() };
     }),
   );
 
+  captureFeedConformance("PostgreSQL, a query cache's installation (node-postgres)", () =>
+    postgresSchema(async (schema) => {
+      const client = new pg.Pool({ connectionString: pgService.url, max: 2 });
+      const { feed, close } = await installedFeed(client);
+      return {
+        feed,
+        table: `${schema}.items`,
+        close: async () => {
+          await close();
+          await client.end();
+        },
+      };
+    }),
+  );
+
   captureFeedConformance("PostgreSQL, a query cache's installation (postgres.js)", () =>
     postgresSchema(async (schema) => {
-      const client = postgres(pg.url, { max: 2, onnotice: () => {} });
+      const client = postgres(pgService.url, { max: 2, onnotice: () => {} });
       const { feed, close } = await installedFeed(client);
       return {
         feed,
