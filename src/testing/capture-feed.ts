@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { CapturedChange, CaptureFeed } from "../core/capture-feed.ts";
+import { withFixture } from "./fixture.ts";
 
 /**
  * A change table under the capture-feed suite: a feed over it with capture installed on a
@@ -45,14 +46,7 @@ export function captureFeedConformance(
   name: string,
   make: () => Promise<CaptureFeedFixture>,
 ): void {
-  const using = async (test: (f: CaptureFeedFixture) => Promise<void>) => {
-    const fixture = await make();
-    try {
-      await test(fixture);
-    } finally {
-      await fixture.close();
-    }
-  };
+  const using = (test: (f: CaptureFeedFixture) => Promise<void>) => withFixture(make, test);
   /** Everything waiting now: read until a read comes back short (none left behind). */
   const readAll = async (feed: CaptureFeed, limit = 100) => {
     const out: CapturedChange[] = [];

@@ -42,6 +42,7 @@ export {
   type LogFactory,
   Recorder,
 } from "./change-log.ts";
+export { type Item, type OrmAdapterFixture, ormAdapterConformance } from "./orm-adapter.ts";
 export {
   CASCADE_SQL,
   CASCADE_T1_EVENTS,
