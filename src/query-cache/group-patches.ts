@@ -25,6 +25,7 @@ import {
   groupPlan,
   identity,
   type Presence,
+  positional,
   type Restriction,
   restrictionOf,
   sameKey,
@@ -461,15 +462,19 @@ export function groupPatcher<R>(deps: {
       if (!(leaving.whole ? one.wanted : worthReading(one))) return;
       const rowsOf = (shared: Shared<R>) => sharedRows(shared, statement, own);
       const asked: Asked[] = [];
+      // Rows read by position and rows read by name are not one form (an ORM's mapped result).
+      const form = held[0] === undefined ? undefined : positional(held[0]);
       const merge = (fresh: readonly unknown[] | undefined, from: Shared<R>, linked?: Linked) =>
-        fresh &&
-        mergedRows(plan, held, fresh, leaving.rest, columns!, {
-          sliding: true,
-          own: from.params === own,
-          probes,
-          linked,
-          asked,
-        });
+        fresh && (form === undefined || fresh.every((r) => positional(r) === form))
+          ? mergedRows(plan, held, fresh, leaving.rest, columns!, {
+              sliding: true,
+              ...(leaving.whole && { written: leaving.keys }),
+              own: from.params === own,
+              probes,
+              linked,
+              asked,
+            })
+          : undefined;
       let source = one;
       let fresh = await rowsOf(one);
       let merged = merge(fresh, one);

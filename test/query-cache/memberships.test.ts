@@ -1,11 +1,5 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sqliteSource } from "../../src/sources/sqlite.ts";
-import { type SqlCache, sqlCache } from "../../src/sql/index.ts";
-import { memoryStore } from "../../src/stores/memory.ts";
+import { type CapturedFile, capturedFile } from "./captured-file.ts";
 
 // Memberships (issue 71), end to end on a SQLite file with capture: a feed and its count
 // (`a.author_id in (select following_id from follows where follower_id = ?)`) kept when
@@ -30,56 +24,14 @@ const FEED = `select a.id, a.slug, u.username from articles a inner join users u
   where a.author_id in (select following_id from follows where follower_id = ?)
   order by a.at desc, a.id desc limit 10`;
 
-interface Opened {
-  sql: SqlCache;
-  writer: Database.Database;
-  reader: Database.Database;
-  close(): Promise<void>;
-}
-
-/** A SQLite file made by `schema`, capture installed, and a raw SQL entry following it. */
-async function opened(schema: string): Promise<Opened> {
-  const dir = mkdtempSync(join(tmpdir(), "edgecache-members-"));
-  const path = join(dir, "db.sqlite");
-  const writer = new Database(path);
-  writer.exec(schema);
-  const source = sqliteSource({ database: writer });
-  await source.installCapture();
-  await source.close();
-  // An article may name a user not written yet (better-sqlite3 enforces keys by default).
-  writer.pragma("foreign_keys = off");
-  const client = new Database(path);
-  const reader = new Database(path, { readonly: true });
-  const sql = sqlCache({ client, tiers: [memoryStore()] });
-  const first = /create table (\w+)/.exec(schema)![1]!;
-  await sql.query(`select * from ${first} limit 1`, []);
-  const until = Date.now() + 10_000;
-  while (sql.getStats().writes !== "capture") {
-    if (Date.now() > until) throw new Error("capture not followed");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return {
-    sql,
-    writer,
-    reader,
-    close: async () => {
-      await sql.close();
-      reader.close();
-      client.close();
-      writer.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 describe("memberships on a SQLite file with capture", () => {
-  let db: Opened;
-  let sql: SqlCache;
-  let writer: Database.Database;
-  let reader: Database.Database;
+  let db: CapturedFile;
+  let sql: CapturedFile["sql"];
+  let writer: CapturedFile["writer"];
+  let reader: CapturedFile["reader"];
 
   beforeAll(async () => {
-    db = await opened(SCHEMA);
+    db = await capturedFile(SCHEMA);
     ({ sql, writer, reader } = db);
   });
   afterAll(async () => {
@@ -164,7 +116,7 @@ describe("memberships on a SQLite file with capture", () => {
 describe("columns that do not compare as keys", () => {
   /** Reads `text` twice through the cache, then writes `change`, and reads it twice again. */
   const check = async (schema: string, text: string, params: unknown[], change: string) => {
-    const db = await opened(schema);
+    const db = await capturedFile(schema);
     try {
       const read = async (when: string) => {
         for (let i = 0; i < 2; i++) {

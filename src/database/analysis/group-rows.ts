@@ -38,7 +38,14 @@ export function mergedRows(
   shared: NonNullable<ReturnType<typeof sharedColumns>>,
   entering: Entering = {},
 ): { rows: unknown[]; entering: { row: unknown; key: unknown }[]; all: unknown[] } | undefined {
-  const { inserted = [], own = false, probes = [], closed, sliding = false } = entering;
+  const {
+    inserted = [],
+    own = false,
+    probes = [],
+    closed,
+    sliding = false,
+    written = [],
+  } = entering;
   const read = reader(plan.columns, plan.names);
   const byKey = rowsByKey(plan, held);
   if (!byKey) return undefined;
@@ -64,8 +71,10 @@ export function mergedRows(
     }
     if (values) values.length -= n;
     const bare = values ?? named!;
-    const before = byKey.get(identity(read(bare, plan.key)) ?? "");
     const key = carried.get(plan.primaryKey);
+    // A base row the record wrote in or out is new whatever held row shares its name.
+    const renewed = written.some((k) => sameKey(k, key));
+    const before = renewed ? undefined : byKey.get(identity(read(bare, plan.key)) ?? "");
     const enters = before === undefined && (sliding || inserted.some((k) => sameKey(k, key)));
     const base = (p: Presence) => (carried.has(p.from) ? carried.get(p.from) : read(bare, p.from));
     if (before === undefined) {
@@ -104,6 +113,11 @@ export interface Entering {
   inserted?: readonly unknown[];
   /** Every row the result does not hold enters (rows from past a window's end, see window-slides.ts). */
   sliding?: boolean;
+  /**
+   * Keys of base rows the record inserted or deleted (a window read again whole): a row of
+   * one is not the held row of the same name (a slug deleted and written again), it enters.
+   */
+  written?: readonly unknown[];
   /** Whether the statement ran with the held result's own parameters. */
   own?: boolean;
   /** The presences whose probes the statement carries after its base columns. */

@@ -1,5 +1,7 @@
+import type { SortKey } from "../../core/data/query.ts";
 import type { WriteEvent } from "../../core/deps/planner.ts";
-import { type GroupPlan, identity, keyLike, sameKey } from "./groups.ts";
+import { compareValues } from "../../core/deps/predicate.ts";
+import { type GroupPlan, keyLike, sameKey } from "./groups.ts";
 import { reader } from "./rows.ts";
 
 /**
@@ -13,10 +15,18 @@ import { reader } from "./rows.ts";
 
 /** A record's deletes of base rows, and its other events. */
 export interface Leaving {
-  /** The deleted rows' keys. */
+  /** The base rows the record writes in or out: their keys. */
   keys: unknown[];
-  /** The values that name them in a result (`plan.key`'s), as identities. */
+  /**
+   * The values that name the deleted rows in a result (`plan.key`'s: every one the record
+   * gave them, a rename before the delete included), as `nameOf` writes them.
+   */
   named: Set<string>;
+  /**
+   * Each deleted row's image before the record (to tell where one the result does not hold
+   * sorted), and every name it had in the record.
+   */
+  deleted: { image: Record<string, unknown>; names: Set<string> }[];
   /**
    * The record's other events, less those that reach the deleted rows alone (their tags,
    * their favourites): what the result's remaining rows may see.
@@ -43,15 +53,38 @@ export function leavingOf(
   if (events.some((e) => e.table === plan.table && e.op === "insert")) return undefined;
   const keys: unknown[] = [];
   const named = new Set<string>();
+  const deleted: Leaving["deleted"] = [];
   for (const e of deletes) {
     const key = e.old?.[plan.primaryKey];
-    const name = identity(e.old?.[plan.key]);
-    if (!keyLike(key) || name === undefined) return undefined;
+    const name = nameOf(e.old?.[plan.key]);
+    if (!keyLike(key) || name === undefined || !e.old) return undefined;
     keys.push(key);
-    named.add(name);
+    deleted.push({ image: e.old, names: new Set([name]) });
   }
+  // A deleted row renamed earlier in the record (or given its key by an update) is held by
+  // an older name: updates are followed back from the delete, newest first.
+  for (const e of [...events].reverse()) {
+    if (e.table !== plan.table || e.op !== "update") continue;
+    const one = deleted.find((d) => sameKey(d.image[plan.primaryKey], e.new?.[plan.primaryKey]));
+    const earlier = one && nameOf(e.old?.[plan.key]);
+    if (one && (earlier === undefined || !keyLike(e.old?.[plan.primaryKey]))) return undefined;
+    if (!one) continue;
+    one.names.add(earlier!);
+    keys.push(e.old![plan.primaryKey]);
+    // Where it sorted before the record: its image before its first update.
+    one.image = e.old!;
+  }
+  for (const d of deleted) for (const n of d.names) named.add(n);
   const rest = events.filter((e) => !deletes.includes(e) && !reachesOnly(plan, e, keys));
-  return { keys, named, rest };
+  return { keys, named, deleted, rest };
+}
+
+/**
+ * A value naming a row, as one string whatever form the driver gives it in (postgres.js
+ * reads an int8 as text, capture's image as a number); undefined for one that cannot name.
+ */
+function nameOf(v: unknown): string | undefined {
+  return keyLike(v) ? String(v) : undefined;
 }
 
 /**
@@ -80,7 +113,7 @@ export function movedOf(
     keys.push(key);
   }
   const rest = events.filter((e) => !written.includes(e) && !reachesOnly(plan, e, keys));
-  return { keys, named: new Set(), rest, whole: true };
+  return { keys, named: new Set(), deleted: [], rest, whole: true };
 }
 
 /** Whether a subquery of the base itself (a count of an author's articles) reads other rows. */
@@ -107,21 +140,59 @@ function reachesOnly(plan: GroupPlan, e: WriteEvent, keys: readonly unknown[]): 
 /**
  * `held` without the deleted rows, and how many rows come in from past the window's end:
  * as many as it lost where it was full, none where it held every row there was. Undefined
- * where a row's name cannot be read.
+ * where a row's name cannot be read, or a deleted row the full window does not hold is
+ * not surely sorted past its last row (its image's sort values against that row's).
  */
 export function slidRows(
   plan: GroupPlan,
   held: readonly unknown[],
   leaving: Leaving,
 ): { rows: unknown[]; refill: number } | undefined {
-  if (!plan.window) return undefined;
+  const window = plan.window;
+  if (!window) return undefined;
   const read = reader(plan.columns, plan.names);
   const rows: unknown[] = [];
+  const found = new Set<string>();
   for (const row of held) {
-    const name = identity(read(row, plan.key));
+    const name = nameOf(read(row, plan.key));
     if (name === undefined) return undefined;
-    if (!leaving.named.has(name)) rows.push(row);
+    if (leaving.named.has(name)) found.add(name);
+    else rows.push(row);
   }
-  const full = held.length >= plan.window.limit;
+  const full = held.length >= window.limit;
+  const last = held[held.length - 1];
+  if (full && last !== undefined) {
+    for (const { image, names } of leaving.deleted) {
+      if ([...names].some((n) => found.has(n))) continue;
+      if (
+        !sortsAfter(window.sort, image, (c) =>
+          plan.columns.includes(c) ? read(last, c) : undefined,
+        )
+      ) {
+        return undefined;
+      }
+    }
+  }
   return { rows, refill: full ? held.length - rows.length : 0 };
+}
+
+/**
+ * Whether a row's image sorts after a held row (`value` reads its shown columns) by
+ * `sort`: told by the first sort column where they differ, both values of one kind
+ * (numbers, text, bigints); false where that cannot be told.
+ */
+function sortsAfter(
+  sort: readonly SortKey[],
+  image: Record<string, unknown>,
+  value: (column: string) => unknown,
+): boolean {
+  for (const k of sort) {
+    const a = image[k.column];
+    const b = value(k.column);
+    if (a === null || b === null || a === undefined || b === undefined) return false;
+    if (typeof a !== typeof b || !["number", "string", "bigint"].includes(typeof a)) return false;
+    const c = compareValues(a, b);
+    if (c !== 0) return k.desc ? c < 0 : c > 0;
+  }
+  return false;
 }

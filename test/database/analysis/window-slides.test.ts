@@ -51,8 +51,25 @@ describe("rows deleted under a window", () => {
   });
 
   it("a row it does not hold sorted past its end: the window is as it was", () => {
-    const leaving = leavingOf(plan, [gone(1, "z")], true)!;
+    const leaving = leavingOf(plan, [gone(0, "z")], true)!;
     expect(slidRows(plan, held, leaving)).toEqual({ rows: held, refill: 0 });
+  });
+
+  it("a row it does not hold that sorted inside it, or beside its last (a name it did not know): not kept", () => {
+    expect(slidRows(plan, held, leavingOf(plan, [gone(2.5, "z")], true)!)).toBeUndefined();
+    expect(slidRows(plan, held, leavingOf(plan, [gone(1, "z")], true)!)).toBeUndefined();
+  });
+
+  it("a row renamed, then deleted, leaves by the name it had", () => {
+    const renamed: WriteEvent = {
+      table: "articles",
+      op: "update",
+      old: { id: 2, slug: "b", author_id: 1, at: 20 },
+      new: { id: 2, slug: "b2", author_id: 1, at: 20 },
+    };
+    const leaving = leavingOf(plan, [renamed, gone(2, "b2")], true)!;
+    expect([...leaving.named].sort()).toEqual(["b", "b2"]);
+    expect(slidRows(plan, held, leaving)).toEqual({ rows: [held[0], held[2]], refill: 1 });
   });
 
   it("a window that held every row takes in none", () => {
@@ -103,6 +120,7 @@ describe("rows deleted under a window", () => {
     expect(movedOf(paged, [insert, itsFavourite], true)).toEqual({
       keys: [9],
       named: new Set(),
+      deleted: [],
       rest: [],
       whole: true,
     });
