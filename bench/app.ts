@@ -165,9 +165,9 @@ function table(r: DifferentialReport): string {
     ["acknowledged writes the cached app did not show at the end", String(r.unseen.length)],
     ["hit rate", `${fmt(r.hitRate)} (${r.hits} hits, ${r.misses} misses)`],
     [
-      "results kept by group patches (of them by another viewer's statement; told by the write's rows, with no statement; written rows told outside them by a shared read of their `IN (select ...)` table; counts moved by the rows they gained or lost; windows that lost deleted rows and took in those past their end) / their statements / given up; lookups answered from a held result (`getStats().groupPatches`)",
+      "results kept by group patches (of them by another viewer's statement; told by the write's rows, with no statement; written rows told outside them by a shared read of their `IN (select ...)` table; counts moved by the rows they gained or lost; windows that lost deleted rows and took in those past their end) / their statements / given up; patches overtaken by the next write's record and brought through it; lookups answered from a held result (`getStats().groupPatches`)",
       r.groupPatches
-        ? `${r.groupPatches.patched} (${r.groupPatches.shared}; ${r.groupPatches.told ?? 0}; ${r.groupPatches.outside ?? 0}; ${r.groupPatches.counted ?? 0}; ${r.groupPatches.slid ?? 0}) / ${r.groupPatches.statements} / ${r.groupPatches.dropped}; ${r.groupPatches.answered}`
+        ? `${r.groupPatches.patched} (${r.groupPatches.shared}; ${r.groupPatches.told ?? 0}; ${r.groupPatches.outside ?? 0}; ${r.groupPatches.counted ?? 0}; ${r.groupPatches.slid ?? 0}) / ${r.groupPatches.statements} / ${r.groupPatches.dropped}; ${r.groupPatches.followed ?? 0}; ${r.groupPatches.answered}`
         : "-",
     ],
     ["lookups at row or predicate level (`getStats().shapes`; below)", pct(rowOrPredicate(r))],

@@ -1,4 +1,4 @@
-import type { WriteHooks } from "../core/cache/types.ts";
+import type { Followed, WriteHooks } from "../core/cache/types.ts";
 import type { LogPosition } from "../core/change-log/contract.ts";
 import type { WriteEvent } from "../core/deps/planner.ts";
 import type { CacheEntry } from "../core/entries/entry.ts";
@@ -73,8 +73,46 @@ const MOST_LINKED = 1_000;
  */
 const SHARED_WORTH = 3;
 
+/**
+ * Records in a row a kept result is brought through after its job was overtaken (see
+ * `keep`): past it, the result is dropped, so a stream of writes cannot keep one job alive.
+ */
+const MOST_FOLLOWED = 4;
+
+/** Records whose shared statements are kept, the most recently asked (see eventsName). */
+const RECENT_RECORDS = 32;
+
+const eventIds = new WeakMap<WriteEvent, number>();
+let nextEventId = 0;
+
+/**
+ * A name for a list of write events, the same for the same events (the same objects: the
+ * log's record as the engine applies it and as the write fence holds it).
+ */
+function eventsName(events: readonly WriteEvent[]): string {
+  return events
+    .map((e) => {
+      let id = eventIds.get(e);
+      if (id === undefined) {
+        id = nextEventId++;
+        eventIds.set(e, id);
+      }
+      return id;
+    })
+    .join(",");
+}
+
 type Asked = NonNullable<Entering["asked"]>[number];
 type Linked = NonNullable<Entering["linked"]>;
+
+/**
+ * A store refused for a record applied after its load that concerns it and can be told
+ * event by event: the entry it would have stored, and that record (see `keep`).
+ */
+export interface Refused {
+  entry: CacheEntry;
+  followed: Followed;
+}
 
 /** What a cached read is maintained from: its statement as it ran. */
 export interface GroupRead {
@@ -97,14 +135,18 @@ export function groupPatcher<R>(deps: {
   /** Runs a statement the cache wrote (see StatementDatabase's `query`). */
   query(sql: string, params: readonly unknown[]): Promise<R>;
   form: ResultForm<R>;
-  /** Stores `result` for `key` as a load that began at `at`, for `ttl` ms. */
-  store(key: string, result: R, at: LogPosition, ttl: number): Promise<boolean>;
+  /**
+   * Stores `result` for `key` as a load that began at `at`, for `ttl` ms: whether it was
+   * stored, or the later records it was refused for where they can be followed.
+   */
+  store(key: string, result: R, at: LogPosition, ttl: number): Promise<boolean | Refused>;
   counts: GroupCounts;
   fault(err: unknown): void;
   now(): number;
 }): NonNullable<WriteHooks["maintain"]> {
-  // The statements of one record's jobs (its events array), shared among its results.
-  const records = new WeakMap<readonly WriteEvent[], Map<string, Shared<R>>>();
+  // The statements of one record's jobs, shared among its results, by the events themselves
+  // (see eventsName): the jobs that follow that record after being overtaken share them too.
+  const records = new Map<string, Map<string, Shared<R>>>();
   const counts = deps.counts;
   let waiting = 0;
   /**
@@ -239,11 +281,44 @@ export function groupPatcher<R>(deps: {
     }
   };
   const recordStatements = (events: readonly WriteEvent[]) => {
-    const statements = records.get(events) ?? new Map<string, Shared<R>>();
-    records.set(events, statements);
+    const name = eventsName(events);
+    const statements = records.get(name) ?? new Map<string, Shared<R>>();
+    records.delete(name);
+    records.set(name, statements);
+    if (records.size > RECENT_RECORDS) records.delete(records.keys().next().value!);
     return statements;
   };
-  return (key, entry, events, wanted) => {
+  /**
+   * Stores a kept result. Where a record applied while its job ran concerns it (the next
+   * write came first), it is brought through that record by the job the record calls for,
+   * and stored as of it: checked against the records after it, and brought through the
+   * next in turn. Past MOST_FOLLOWED in a row, dropped. A statement a record's own jobs ran
+   * serves those that follow it (see recordStatements): its rows are no older than it.
+   */
+  const keep = async (
+    key: string,
+    result: R,
+    at: LogPosition,
+    ttl: number,
+    wanted: boolean,
+    depth: number,
+  ): Promise<"stored" | "dropped" | "followed"> => {
+    const done = await deps.store(key, result, at, ttl);
+    if (typeof done === "boolean") return done ? "stored" : "dropped";
+    const { entry, followed } = done;
+    const job = depth < MOST_FOLLOWED && maintained(key, entry, followed.events, wanted, depth + 1);
+    if (!job) return "dropped";
+    counts.followed++;
+    await job(followed.at);
+    return "followed";
+  };
+  const maintained = (
+    key: string,
+    entry: CacheEntry,
+    events: readonly WriteEvent[],
+    wanted: boolean,
+    depth: number,
+  ): ((at: LogPosition) => Promise<void>) | undefined => {
     if (waiting >= MOST_WAITING) return undefined;
     const read = deps.readOf(key);
     if (!read) return undefined;
@@ -256,7 +331,7 @@ export function groupPatcher<R>(deps: {
     // A count moves by the rows it gains and loses, where its load was exact.
     const counting = entry.exact === true && outside?.exists !== undefined;
     const reads = outside && memberReads(outside, read.sql, statements!, wanted, counting);
-    if (!reads) return patchOf(read, entry, events, wanted, ttl, key);
+    if (!reads) return patchOf(read, entry, events, wanted, ttl, key, depth);
     waiting++;
     return async (at) => {
       waiting--;
@@ -267,17 +342,19 @@ export function groupPatcher<R>(deps: {
         const delta = counting ? countDelta(read.shape, outside!, found) : undefined;
         const held = delta !== undefined ? resultRows(kept) : undefined;
         rows = held && recounted(held, delta!);
-        if (!rows) return patchOf(read, entry, events, wanted, ttl, key)?.(at);
+        if (!rows) return patchOf(read, entry, events, wanted, ttl, key, depth)?.(at);
       }
-      const result = rows ? withRows(kept, rows) : kept;
-      if (found && (await deps.store(key, deps.form.restored(result), at, ttl))) {
+      if (!found) return patchOf(read, entry, events, wanted, ttl, key, depth)?.(at);
+      const result = deps.form.restored(rows ? withRows(kept, rows) : kept);
+      const outcome = await keep(key, result, at, ttl, wanted, depth);
+      if (outcome === "stored") {
         counts.patched++;
         if (rows) counts.counted++;
         else counts.outside++;
-      } else if (found) counts.dropped++;
-      else await patchOf(read, entry, events, wanted, ttl, key)?.(at);
+      } else if (outcome === "dropped") counts.dropped++;
     };
   };
+  return (key, entry, events, wanted) => maintained(key, entry, events, wanted, 0);
   /** A group patch's job for a result a write drops (see groups.ts), or undefined. */
   function patchOf(
     read: GroupRead,
@@ -286,6 +363,7 @@ export function groupPatcher<R>(deps: {
     wanted: boolean,
     ttl: number,
     key: string,
+    depth: number,
   ): ((at: LogPosition) => Promise<void>) | undefined {
     const plan = groupPlan(read.shape);
     if (!plan) return undefined;
@@ -298,16 +376,18 @@ export function groupPatcher<R>(deps: {
         const kept = decode(TEXT.decode(entry.body));
         const held = resultRows(kept);
         const rows = held && toldRows(plan, held, events, exact);
-        if (rows && (await deps.store(key, deps.form.restored(withRows(kept, rows)), at, ttl))) {
+        const result = rows && deps.form.restored(withRows(kept, rows));
+        const outcome = result ? await keep(key, result, at, ttl, wanted, depth) : "dropped";
+        if (outcome === "stored") {
           counts.patched++;
           counts.told++;
-        } else counts.dropped++;
+        } else if (outcome === "dropped") counts.dropped++;
       };
     }
     const open = whereless(read.sql, read.params, deps.dialect) === true;
     // Base rows deleted under its window: those it holds leave, rows from past its end come in.
     const leaving = leavingOf(plan, events, open) ?? movedOf(plan, events, open);
-    if (leaving) return slideOf(read, entry, plan, leaving, events, wanted, ttl, key);
+    if (leaving) return slideOf(read, entry, plan, leaving, events, wanted, ttl, key, depth);
     // Shared by the results of its select list whatever their parameters, where the
     // columns the write changes allow (each takes its per-viewer columns from its own rows;
     // the statement carries the base columns that name rows the result does not show).
@@ -331,7 +411,9 @@ export function groupPatcher<R>(deps: {
       return async (at) => {
         waiting--;
         const kept = decode(TEXT.decode(entry.body));
-        if (await deps.store(key, deps.form.restored(kept), at, ttl)) counts.patched++;
+        const outcome = await keep(key, deps.form.restored(kept), at, ttl, wanted, depth);
+        if (outcome === "stored") counts.patched++;
+        else if (outcome === "dropped") counts.dropped++;
       };
     }
     const statement =
@@ -394,10 +476,11 @@ export function groupPatcher<R>(deps: {
         return;
       }
       const result = deps.form.restored(withRows(kept, rows));
-      if (await deps.store(key, result, at, ttl)) {
+      const outcome = await keep(key, result, at, ttl, wanted, depth);
+      if (outcome === "stored") {
         counts.patched++;
         if (source.params !== own) counts.shared++;
-      } else counts.dropped++;
+      } else if (outcome === "dropped") counts.dropped++;
     };
   }
   /**
@@ -416,6 +499,7 @@ export function groupPatcher<R>(deps: {
     wanted: boolean,
     ttl: number,
     key: string,
+    depth: number,
   ): ((at: LogPosition) => Promise<void>) | undefined {
     // Slid, the rows it keeps keep their values: nothing else it reads may change. Read
     // again whole, only the per-viewer columns come from what it held (`sharedColumns`).
@@ -427,11 +511,13 @@ export function groupPatcher<R>(deps: {
       : held && slidRows(plan, held, leaving);
     if (!held || !slid) return undefined;
     const store = async (rows: unknown[], at: LogPosition, shared = false) => {
-      if (await deps.store(key, deps.form.restored(withRows(kept, rows)), at, ttl)) {
+      const result = deps.form.restored(withRows(kept, rows));
+      const outcome = await keep(key, result, at, ttl, wanted, depth);
+      if (outcome === "stored") {
         counts.patched++;
         counts.slid++;
         if (shared) counts.shared++;
-      } else counts.dropped++;
+      } else if (outcome === "dropped") counts.dropped++;
     };
     waiting++;
     if (slid.refill === 0) {

@@ -175,6 +175,12 @@ export interface GroupCounts {
    * results (see database/analysis/window-slides.ts).
    */
   slid: number;
+  /**
+   * Jobs overtaken by a later write that concerns their result (its record was applied
+   * while they ran): each result was brought through that record as well, and then kept
+   * or dropped as any (counted there).
+   */
+  followed: number;
   /** Statements run for them: one serves every result of a write that needs the same. */
   statements: number;
   /**
@@ -204,6 +210,7 @@ export class QueryStats {
     outside: 0,
     counted: 0,
     slid: 0,
+    followed: 0,
     statements: 0,
     shared: 0,
     dropped: 0,

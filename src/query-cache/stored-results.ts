@@ -1,7 +1,9 @@
 import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
+import type { Followed } from "../core/cache/types.ts";
 import type { LogPosition } from "../core/change-log/contract.ts";
 import { type ListDependency, tableTag } from "../core/deps/planner.ts";
+import type { CacheEntry } from "../core/entries/entry.ts";
 import { groupPlan } from "../database/analysis/groups.ts";
 import { type HiddenKeys, hiddenKeys } from "../database/analysis/hidden-keys.ts";
 import { counted } from "../database/analysis/memberships.ts";
@@ -14,7 +16,7 @@ import {
   wholeTable,
 } from "../database/analysis/shapes.ts";
 import { encode, Uncacheable } from "./codec.ts";
-import type { GroupRead } from "./group-patches.ts";
+import type { GroupRead, Refused } from "./group-patches.ts";
 import { HeldResults } from "./held-results.ts";
 import { patchableMeta } from "./result-patches.ts";
 import type { SearchPathNames } from "./search-path.ts";
@@ -95,6 +97,17 @@ export class StoredResults<R> {
     since: LogPosition | undefined,
     rerun: Rerun<R>,
   ): Promise<boolean> {
+    return (await this.#store(key, result, since, rerun, false)) === true;
+  }
+
+  /** `store`, and with `follow`, what a refusal for later records names (see Refused). */
+  async #store(
+    key: string,
+    result: R,
+    since: LogPosition | undefined,
+    rerun: Rerun<R>,
+    follow: boolean,
+  ): Promise<boolean | Refused> {
     const { stats } = this.#d;
     const options = rerun.options;
     // Before anything awaits: the caller gets `result` back and may change it.
@@ -136,7 +149,7 @@ export class StoredResults<R> {
         read !== undefined &&
         this.#d.maintained() &&
         (!!groupPlan(read.shape)?.tallies.length || counted(read.shape));
-      const { stored } = await this.#d.engine.storeLoaded(
+      const { stored, entry, followed } = await this.#d.engine.storeLoaded(
         key,
         {
           body,
@@ -158,13 +171,18 @@ export class StoredResults<R> {
         // A result with counts group patches keep by a write's rows (only where the load
         // was exact) is told later, by capture's next look (no statement). Others are never
         // asked, and do not wait for the shared tiers either.
-        this.#d.db().storesLater && meta === undefined
-          ? { later: true, ...(tallied ? { patient: true } : { exact: false }) }
-          : undefined,
+        {
+          ...(this.#d.db().storesLater &&
+            meta === undefined && {
+              later: true,
+              ...(tallied ? { patient: true } : { exact: false }),
+            }),
+          follow,
+        },
       );
       if (!stored) {
         stats.counts.fenced++;
-        return false;
+        return followed ? { entry, followed } : false;
       }
       stats.stored(tables);
       if (rerun.run) this.#reruns.set(key, rerun);
@@ -179,12 +197,14 @@ export class StoredResults<R> {
 
   /**
    * Stores `result` for a key stored before, as that store did but for `ttl` ms (a group
-   * patch's, which keeps the entry's expiry); false where its read is forgotten.
+   * patch's, which keeps the entry's expiry); false where its read is forgotten, or
+   * what it was refused for where records since `at` concern it and can be followed.
    */
-  storeAgain(key: string, result: R, at: LogPosition, ttl: number): Promise<boolean> {
+  storeAgain(key: string, result: R, at: LogPosition, ttl: number): Promise<boolean | Refused> {
     const rerun = this.#reruns.get(key);
     if (!rerun) return Promise.resolve(false);
-    return this.store(key, result, at, { ...rerun, options: { ...rerun.options, ttl: () => ttl } });
+    const options = { ...rerun.options, ttl: () => ttl };
+    return this.#store(key, result, at, { ...rerun, options }, true);
   }
 
   /** How a key's result is run again, where it is still known. */

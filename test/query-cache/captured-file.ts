@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { sqliteSource } from "../../src/sources/sqlite.ts";
-import { type SqlCache, sqlCache } from "../../src/sql/index.ts";
+import { type SqlCache, type SqlCacheOptions, sqlCache } from "../../src/sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
 import { following } from "../helpers/following.ts";
 
@@ -21,8 +21,15 @@ export interface CapturedFile {
   close(): Promise<void>;
 }
 
-/** A SQLite file made by `schema` (its first table is read to start following capture). */
-export async function capturedFile(schema: string): Promise<CapturedFile> {
+/**
+ * A SQLite file made by `schema` (its first table is read to start following capture),
+ * the entry on a better-sqlite3 connection or on the client `connect` makes for the file.
+ */
+export async function capturedFile(
+  schema: string,
+  connect: (path: string) => SqlCacheOptions["client"] & { close(): unknown } = (path) =>
+    new Database(path),
+): Promise<CapturedFile> {
   const dir = mkdtempSync(join(tmpdir(), "edgecache-captured-"));
   const path = join(dir, "db.sqlite");
   const writer = new Database(path);
@@ -32,7 +39,7 @@ export async function capturedFile(schema: string): Promise<CapturedFile> {
   await source.close();
   // A row may name one not written yet (better-sqlite3 enforces foreign keys by default).
   writer.pragma("foreign_keys = off");
-  const client = new Database(path);
+  const client = connect(path);
   const reader = new Database(path, { readonly: true });
   const sql = sqlCache({ client, tiers: [memoryStore()] });
   const first = /create table (\w+)/i.exec(schema)![1]!;

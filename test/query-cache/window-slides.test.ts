@@ -3,7 +3,6 @@ import { describe, expect, it } from "vitest";
 import { postgresSource } from "../../src/sources/postgres.ts";
 import { sqlCache } from "../../src/sql/index.ts";
 import { memoryStore } from "../../src/stores/memory.ts";
-import { following } from "../helpers/following.ts";
 import { requirePostgres } from "../helpers/services.ts";
 import { capturedFile } from "./captured-file.ts";
 

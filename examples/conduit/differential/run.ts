@@ -86,6 +86,7 @@ export interface DifferentialReport {
     outside?: number;
     counted?: number;
     slid?: number;
+    followed?: number;
     statements: number;
     shared: number;
     dropped: number;

@@ -29,7 +29,7 @@ import type {
   ReadOptions,
   Resolved,
   ResolveStatus,
-  Unstored,
+  StoredLoad,
   WriteHooks,
 } from "./types.ts";
 import { JsonValues } from "./values.ts";
@@ -254,7 +254,7 @@ export class Cache {
     init: EntryInit,
     since: LogPosition,
     options?: StoreLoadedOptions,
-  ): Promise<{ entry: CacheEntry; stored: boolean; unstored?: Unstored }> {
+  ): Promise<StoredLoad> {
     return this.#serving.storeLoaded(key, init, since, options);
   }
 

@@ -8,7 +8,15 @@ import type { Background } from "./background.ts";
 import type { Counters } from "./counters.ts";
 import { type Entries, markLoadMs } from "./entries.ts";
 import type { TierStack } from "./tiers.ts";
-import type { EntryInit, Found, Resolved, Unstored, WriteHooks } from "./types.ts";
+import type {
+  EntryInit,
+  Followed,
+  Found,
+  Resolved,
+  StoredLoad,
+  Unstored,
+  WriteHooks,
+} from "./types.ts";
 
 /** How `storeLoaded` stores (see `Cache.storeLoaded`). */
 export interface StoreLoadedOptions {
@@ -20,6 +28,13 @@ export interface StoreLoadedOptions {
    * source but costs no statement on it; not exact where it cannot be told so.
    */
   patient?: boolean;
+  /**
+   * Where records applied since `since` concern the entry and can be told event by event
+   * (in commit order, still retained), the refusal names the first (StoredLoad.followed),
+   * so the caller may bring the entry through it rather than lose it: a group patch that
+   * finished after the next write.
+   */
+  follow?: boolean;
 }
 
 /** What `Loads` is given when the cache is made. */
@@ -27,7 +42,7 @@ export interface LoadsDeps {
   readonly entries: Pick<Entries, "build" | "store" | "storeMany" | "storeIn" | "remove">;
   readonly tiers: Pick<TierStack, "deleteShared">;
   readonly log: Pick<ChangeLog, "trusted" | "shared" | "quietSince">;
-  readonly fence: Pick<WriteFence, "position" | "conflicts">;
+  readonly fence: Pick<WriteFence, "position" | "conflicts" | "concerning">;
   readonly background: Pick<Background, "run">;
   readonly counters: Pick<Counters, "loads" | "loadErrors" | "fenced">;
   readonly latency: Pick<LatencyRecorder, "record">;
@@ -99,7 +114,7 @@ export class Loads {
     since: LogPosition,
     options?: StoreLoadedOptions,
     cost?: Cost,
-  ): Promise<{ entry: CacheEntry; stored: boolean; unstored?: Unstored }> {
+  ): Promise<StoredLoad> {
     const entry = await this.#e.entries.build(init, since);
     const refused: Unstored | undefined =
       init.cacheable === false
@@ -120,7 +135,8 @@ export class Loads {
     if (!options?.later && (await quiet)) entry.exact = true;
     if (this.#e.fence.conflicts(since, key, entry)) {
       this.#e.counters.fenced++;
-      return { entry, stored: false, unstored: "invalidated" };
+      const followed = options?.follow ? this.#followed(since, key, entry) : undefined;
+      return { entry, stored: false, unstored: "invalidated", ...(followed && { followed }) };
     }
     const end = options?.memoryOnly ? 1 : this.#e.end(init.tiers);
     await this.#e.entries.store(key, entry, end, options?.later ? "local" : undefined, cost);
@@ -128,10 +144,24 @@ export class Loads {
     if (this.#e.fence.conflicts(since, key, entry)) {
       this.#e.counters.fenced++;
       await this.#e.entries.remove(new Set([key]));
-      return { entry, stored: false, unstored: "invalidated" };
+      const followed = options?.follow ? this.#followed(since, key, entry) : undefined;
+      return { entry, stored: false, unstored: "invalidated", ...(followed && { followed }) };
     }
     if (options?.later) this.#e.background.run(this.#share(key, entry, since, end, quiet, cost));
     return { entry, stored: true };
+  }
+
+  /**
+   * The first record since `since` that concerns `entry`: its events and position;
+   * undefined where the records cannot be told (see follow). Only the first: a later record
+   * that did not concern `entry` may concern what it becomes once brought through that one
+   * (a favourite of an article it brings in), so the store after it is checked from its
+   * position on, and may be refused for the next.
+   */
+  #followed(since: LogPosition, key: string, entry: CacheEntry): Followed | undefined {
+    const changes = this.#e.fence.concerning(since, key, entry);
+    const first = Array.isArray(changes) ? changes[0] : undefined;
+    return first && { events: first.events, at: { log: since.log, seq: first.seq } };
   }
 
   /**

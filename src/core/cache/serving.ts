@@ -5,7 +5,7 @@ import { isNegative } from "../entries/negative.ts";
 import { hitCount } from "./entries.ts";
 import type { StoreLoadedOptions } from "./loads.ts";
 import type { Parts } from "./parts.ts";
-import type { EntryInit, LookupOptions, Resolved, ResolveStatus, Unstored } from "./types.ts";
+import type { EntryInit, LookupOptions, Resolved, ResolveStatus, StoredLoad } from "./types.ts";
 
 export type { StoreLoadedOptions };
 
@@ -128,7 +128,7 @@ export class Serving {
     init: EntryInit,
     since: LogPosition,
     options?: StoreLoadedOptions,
-  ): Promise<{ entry: CacheEntry; stored: boolean; unstored?: Unstored }> {
+  ): Promise<StoredLoad> {
     const stored = await this.#e.loads.storeLoaded(key, init, since, options);
     madeEntry(stored.entry);
     return stored;

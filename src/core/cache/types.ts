@@ -206,6 +206,25 @@ export type ResolveStatus = "hit" | "stale" | "miss";
  */
 export type Unstored = "cache-off" | "lease-expired" | "uncacheable" | "invalidated";
 
+/**
+ * The first later record a store asked to follow (StoreLoadedOptions.follow) was refused
+ * for: its events and position. An owner that brings the entry through it (a group patch)
+ * stores it again as a load at `at`, checked against the records after it.
+ */
+export interface Followed {
+  events: readonly WriteEvent[];
+  at: LogPosition;
+}
+
+/** What `storeLoaded` did: the entry either way, whether it was stored, and why not. */
+export interface StoredLoad {
+  entry: CacheEntry;
+  stored: boolean;
+  unstored?: Unstored;
+  /** Refused for later records that can be followed (see StoreLoadedOptions.follow). */
+  followed?: Followed;
+}
+
 export interface Resolved {
   entry: CacheEntry;
   status: ResolveStatus;

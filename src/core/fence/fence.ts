@@ -172,6 +172,17 @@ export class WriteFence {
     entry: CacheEntry,
     first = false,
   ): "none" | "unknown" | (readonly WriteEvent[])[] {
+    const changes = this.concerning(since, key, entry, first);
+    return typeof changes === "string" ? changes : changes.map((r) => r.events);
+  }
+
+  /** `changesFor`, each concerning record's events with its seq. */
+  concerning(
+    since: LogPosition,
+    key: string,
+    entry: CacheEntry,
+    first = false,
+  ): "none" | "unknown" | { seq: number; events: readonly WriteEvent[] }[] {
     const now = this.#position;
     if (since.log !== now.log) return "unknown"; // another log: nothing can be told
     if (since.seq >= now.seq) return "none";
@@ -200,12 +211,12 @@ export class WriteFence {
       }
       return r;
     };
-    const records: WriteEvent[][] = [];
+    const records: { seq: number; events: WriteEvent[] }[] = [];
     let events: WriteEvent[] = [];
     let concerns = false;
     let seq = -1;
     const close = () => {
-      if (concerns) records.push(events);
+      if (concerns) records.push({ seq, events });
       events = [];
       concerns = false;
     };

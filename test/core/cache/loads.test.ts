@@ -129,6 +129,47 @@ function updates(cache: Cache): () => Promise<unknown> {
     cache.applyWrite({ table: "users", op: "update", old: { id: 1 }, new: { id: 1, n: n++ } });
 }
 
+describe("storeLoaded with follow (a group patch overtaken by the next records)", () => {
+  const cacheOnRows = () =>
+    new Cache({
+      tiers: [memoryStore()],
+      schema: { primaryKey: () => "id", joinColumns: () => [] },
+    });
+  const update = (id: number, n: number) =>
+    ({ table: "users", op: "update", old: { id }, new: { id, n } }) as const;
+
+  it("names the first record since the load that concerns the entry, at that record's position", async () => {
+    const cache = cacheOnRows();
+    const since = cache.position;
+    await cache.applyWrite(update(2, 1)); // does not concern it
+    await cache.applyWrite(update(1, 2));
+    const second = cache.position;
+    await cache.applyWrite(update(1, 3));
+    const init = { body: "x", tags: ["users#1"] };
+    const { stored, followed } = await cache.storeLoaded("k", init, since, { follow: true });
+    expect(stored).toBe(false);
+    // Not the fence's position: what it becomes through that record is checked from there.
+    expect(followed).toEqual({ events: [update(1, 2)], at: second });
+    const after = await cache.storeLoaded("k", init, followed!.at, { follow: true });
+    expect(after.followed?.events).toEqual([update(1, 3)]);
+    expect((await cache.storeLoaded("k", init, cache.position, { follow: true })).stored).toBe(
+      true,
+    );
+  });
+
+  it("names none without follow, or where a record cannot be told event by event", async () => {
+    const cache = cacheOnRows();
+    const since = cache.position;
+    await cache.applyWrite(update(1, 1));
+    const init = { body: "x", tags: ["users#1"] };
+    expect((await cache.storeLoaded("k", init, since)).followed).toBeUndefined();
+    await cache.invalidate({ tags: ["users#1"] });
+    const told = await cache.storeLoaded("k", init, since, { follow: true });
+    expect(told).toMatchObject({ stored: false, unstored: "invalidated" });
+    expect(told.followed).toBeUndefined();
+  });
+});
+
 describe("patches and entries loaded further along the log", () => {
   it("an entry loaded at or after a record is removed by it, not patched again (it shows it already)", async () => {
     const { cache, patched } = patching("+patched");

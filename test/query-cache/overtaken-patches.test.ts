@@ -1,0 +1,121 @@
+import { type Client, createClient } from "@libsql/client";
+import { describe, expect, it } from "vitest";
+import { capturedFile } from "./captured-file.ts";
+
+// A group patch whose statement is still running when the next records come (issue 71): its
+// result is brought through the first record that concerns it and stored as of that record,
+// then through the next, and so on, rather than refused by the write fence and lost. (That
+// a record which concerns it only once brought through an earlier one, a favourite of an
+// article that record brought in, is not skipped: test/core/cache/loads.test.ts.)
+
+const SCHEMA = `
+  create table articles (id integer primary key, slug text not null unique, title text not null, created_at integer not null);
+  create table favorites (user_id integer not null, article_id integer not null, primary key (user_id, article_id));
+  insert into articles values (1,'s1','one',10),(2,'s2','two',20),(3,'s3','three',30),(4,'s4','four',40);
+  insert into favorites values (1, 4);
+`;
+const LIST = `select a.slug, a.title,
+    (select count(*) from favorites f where f.article_id = a.id) as favorites
+  from articles a group by a.id order by a.created_at desc, a.id desc limit ?`;
+
+/** A libSQL client whose statements wait while `hold` is set. */
+function gated(client: Client) {
+  const state = { hold: undefined as Promise<void> | undefined, holding: 0, held: 0 };
+  const proxy = new Proxy(client, {
+    get(target, name) {
+      const value = Reflect.get(target, name, target);
+      if (name !== "execute") return typeof value === "function" ? value.bind(target) : value;
+      return async (...args: Parameters<Client["execute"]>) => {
+        if (state.hold && state.holding > 0) {
+          state.holding--;
+          state.held++;
+          await state.hold;
+        }
+        return target.execute(...args);
+      };
+    },
+  });
+  return { client: proxy, state };
+}
+
+describe("a group patch overtaken by the next records", () => {
+  it.each([
+    [
+      "a new article, then a favourite of it",
+      ["insert into articles values (5, 's5', 'five', 50)", "insert into favorites values (2, 5)"],
+    ],
+    [
+      "a favourite of a held article, then another",
+      ["insert into favorites values (2, 4)", "insert into favorites values (3, 4)"],
+    ],
+    [
+      "a retitle, then a new article that pushes a row out",
+      [
+        "update articles set title = 'four again' where id = 4",
+        "insert into articles values (6, 's6', 'six', 60)",
+      ],
+    ],
+  ])("%s", async (_, later) => {
+    const h = await overtaken();
+    try {
+      await h.read(3);
+      expect(await h.read(3)).toEqual(h.fresh(3)); // read since stored: its patches are wanted
+      // The first record's patch waits on its statement while the later ones are applied.
+      const release = h.hold(1);
+      const first = h.write("update articles set title = 'three again' where id = 3");
+      await until(() => h.state.held > 0);
+      for (const statement of later) await h.write(statement);
+      release();
+      await first;
+      await h.sql.catchUp();
+      expect(await h.read(3)).toEqual(h.fresh(3));
+      expect(h.sql.getStats().groupPatches.followed).toBeGreaterThan(0);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+/** A captured SQLite file, its raw SQL entry on a gated libSQL client. */
+async function overtaken() {
+  let state!: ReturnType<typeof gated>["state"];
+  const h = await capturedFile(SCHEMA, (path) => {
+    const made = gated(createClient({ url: `file:${path}` }));
+    state = made.state;
+    return made.client;
+  });
+  const numbers = (row: unknown[]) => row.map((v) => (typeof v === "bigint" ? Number(v) : v));
+  return {
+    sql: h.sql,
+    state,
+    fresh: (limit: number) =>
+      (h.fresh(LIST, [limit]) as object[]).map((r) => numbers(Object.values(r))),
+    read: async (limit: number) =>
+      ((await h.sql.query(LIST, [limit])) as Record<string, unknown>[]).map((r) =>
+        numbers(Object.values(r)),
+      ),
+    /** The next `n` statements wait until the function returned is called. */
+    hold(n: number) {
+      let open!: () => void;
+      state.hold = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      state.holding = n;
+      return () => {
+        state.hold = undefined;
+        open();
+      };
+    },
+    /** A write around the cache, then a catch-up (its patches may still be running). */
+    write(statement: string) {
+      h.writer.prepare(statement).run();
+      return h.sql.catchUp();
+    },
+    close: () => h.close(),
+  };
+}
+
+async function until(test: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !test(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!test()) throw new Error("timed out");
+}
