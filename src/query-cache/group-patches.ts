@@ -79,28 +79,11 @@ const SHARED_WORTH = 3;
  */
 const MOST_FOLLOWED = 4;
 
-/** Records whose shared statements are kept, the most recently asked (see eventsName). */
-const RECENT_RECORDS = 32;
-
-const eventIds = new WeakMap<WriteEvent, number>();
-let nextEventId = 0;
-
 /**
- * A name for a list of write events, the same for the same events (the same objects: the
- * log's record as the engine applies it and as the write fence holds it).
+ * Records whose shared statements are kept, the most recently asked: those that follow a
+ * record come within a few records of it (see `keep`).
  */
-function eventsName(events: readonly WriteEvent[]): string {
-  return events
-    .map((e) => {
-      let id = eventIds.get(e);
-      if (id === undefined) {
-        id = nextEventId++;
-        eventIds.set(e, id);
-      }
-      return id;
-    })
-    .join(",");
-}
+const RECENT_RECORDS = 16;
 
 type Asked = NonNullable<Entering["asked"]>[number];
 type Linked = NonNullable<Entering["linked"]>;
@@ -144,8 +127,8 @@ export function groupPatcher<R>(deps: {
   fault(err: unknown): void;
   now(): number;
 }): NonNullable<WriteHooks["maintain"]> {
-  // The statements of one record's jobs, shared among its results, by the events themselves
-  // (see eventsName): the jobs that follow that record after being overtaken share them too.
+  // The statements of one record's jobs, shared among its results, by the record's position:
+  // the jobs that follow that record after being overtaken (`keep`) share them too.
   const records = new Map<string, Map<string, Shared<R>>>();
   const counts = deps.counts;
   let waiting = 0;
@@ -280,8 +263,44 @@ export function groupPatcher<R>(deps: {
       return undefined;
     }
   };
-  const recordStatements = (events: readonly WriteEvent[]) => {
-    const name = eventsName(events);
+  /**
+   * A shared statement's rows as `merge` merges them into a result's (where `merging`):
+   * as `one` read them; else with the rows of the presence tables `merge` asked for, for
+   * the new rows' links (their per-viewer flags); else, where `alone` allows, as the
+   * statement reads with this result's own parameters (`own`). `fresh`: the rows read last.
+   */
+  const mergedFrom = async <M>(
+    one: Shared<R>,
+    statement: { sql: string; params: readonly unknown[] },
+    own: string,
+    how: { sql: string; statements: Map<string, Shared<R>>; alone: boolean; merging: boolean },
+    merge: (
+      rows: readonly unknown[],
+      from: Shared<R>,
+      asked: Asked[],
+      linked?: Linked,
+    ) => M | undefined,
+  ) => {
+    const asked: Asked[] = [];
+    let source = one;
+    let fresh = await sharedRows(one, statement, own);
+    if (!how.merging) return { merged: undefined, source, fresh };
+    let merged = fresh && merge(fresh, one, asked);
+    if (!merged && fresh && asked.length > 0) {
+      const linked = await linkedRows(asked, how.sql, how.statements);
+      merged = linked && merge(fresh, one, asked, linked);
+    }
+    if (!merged && how.alone && one.params !== own) {
+      const text = encode([statement.sql, statement.params]);
+      source = how.statements.get(text) ?? { wanted: true };
+      how.statements.set(text, source);
+      fresh = await sharedRows(source, statement, own);
+      merged = fresh && merge(fresh, source, asked);
+    }
+    return { merged: merged || undefined, source, fresh };
+  };
+  const recordStatements = (at: LogPosition) => {
+    const name = `${at.log}:${at.seq}`;
     const statements = records.get(name) ?? new Map<string, Shared<R>>();
     records.delete(name);
     records.set(name, statements);
@@ -306,7 +325,9 @@ export function groupPatcher<R>(deps: {
     const done = await deps.store(key, result, at, ttl);
     if (typeof done === "boolean") return done ? "stored" : "dropped";
     const { entry, followed } = done;
-    const job = depth < MOST_FOLLOWED && maintained(key, entry, followed.events, wanted, depth + 1);
+    const job =
+      depth < MOST_FOLLOWED &&
+      maintained(key, entry, followed.events, wanted, followed.at, depth + 1);
     if (!job) return "dropped";
     counts.followed++;
     await job(followed.at);
@@ -317,6 +338,7 @@ export function groupPatcher<R>(deps: {
     entry: CacheEntry,
     events: readonly WriteEvent[],
     wanted: boolean,
+    record: LogPosition,
     depth: number,
   ): ((at: LogPosition) => Promise<void>) | undefined => {
     if (waiting >= MOST_WAITING) return undefined;
@@ -327,11 +349,11 @@ export function groupPatcher<R>(deps: {
     // Base rows written that its memberships may leave out (a new article by an author
     // nobody follows): told by one read, shared, before any group patch is planned.
     const outside = outsideOf(read.shape, events);
-    const statements = outside && recordStatements(events);
+    const statements = outside && recordStatements(record);
     // A count moves by the rows it gains and loses, where its load was exact.
     const counting = entry.exact === true && outside?.exists !== undefined;
     const reads = outside && memberReads(outside, read.sql, statements!, wanted, counting);
-    if (!reads) return patchOf(read, entry, events, wanted, ttl, key, depth);
+    if (!reads) return patchOf(read, entry, events, wanted, ttl, key, record, depth);
     waiting++;
     return async (at) => {
       waiting--;
@@ -342,9 +364,9 @@ export function groupPatcher<R>(deps: {
         const delta = counting ? countDelta(read.shape, outside!, found) : undefined;
         const held = delta !== undefined ? resultRows(kept) : undefined;
         rows = held && recounted(held, delta!);
-        if (!rows) return patchOf(read, entry, events, wanted, ttl, key, depth)?.(at);
+        if (!rows) return patchOf(read, entry, events, wanted, ttl, key, record, depth)?.(at);
       }
-      if (!found) return patchOf(read, entry, events, wanted, ttl, key, depth)?.(at);
+      if (!found) return patchOf(read, entry, events, wanted, ttl, key, record, depth)?.(at);
       const result = deps.form.restored(rows ? withRows(kept, rows) : kept);
       const outcome = await keep(key, result, at, ttl, wanted, depth);
       if (outcome === "stored") {
@@ -354,7 +376,7 @@ export function groupPatcher<R>(deps: {
       } else if (outcome === "dropped") counts.dropped++;
     };
   };
-  return (key, entry, events, wanted) => maintained(key, entry, events, wanted, 0);
+  return (key, entry, events, wanted, at) => maintained(key, entry, events, wanted, at, 0);
   /** A group patch's job for a result a write drops (see groups.ts), or undefined. */
   function patchOf(
     read: GroupRead,
@@ -363,6 +385,7 @@ export function groupPatcher<R>(deps: {
     wanted: boolean,
     ttl: number,
     key: string,
+    record: LogPosition,
     depth: number,
   ): ((at: LogPosition) => Promise<void>) | undefined {
     const plan = groupPlan(read.shape);
@@ -387,7 +410,7 @@ export function groupPatcher<R>(deps: {
     const open = whereless(read.sql, read.params, deps.dialect) === true;
     // Base rows deleted under its window: those it holds leave, rows from past its end come in.
     const leaving = leavingOf(plan, events, open) ?? movedOf(plan, events, open);
-    if (leaving) return slideOf(read, entry, plan, leaving, events, wanted, ttl, key, depth);
+    if (leaving) return slideOf(read, entry, plan, leaving, wanted, ttl, key, record, depth);
     // Shared by the results of its select list whatever their parameters, where the
     // columns the write changes allow (each takes its per-viewer columns from its own rows;
     // the statement carries the base columns that name rows the result does not show).
@@ -420,52 +443,36 @@ export function groupPatcher<R>(deps: {
       keyedStatement ?? restrictedStatement(plan, read.sql, read.params, deps.dialect, restriction);
     if (!statement) return undefined;
     const own = encode(statement.params);
-    const statements = recordStatements(events);
+    const statements = recordStatements(record);
     const text = keyed
       ? encode(["keyed", statement.sql])
       : encode([statement.sql, statement.params]);
     const one = needed(statements, text, wanted);
     waiting++;
-    // The statement with this result's own parameters, run for it alone where a keyed
-    // statement another result ran cannot tell it its new rows' per-viewer columns.
-    const mine = () => {
-      const text = encode([statement.sql, statement.params]);
-      const alone = statements.get(text) ?? { wanted: true };
-      statements.set(text, alone);
-      return alone;
-    };
     return async (at) => {
       waiting--;
       // A keyed statement serves every result of its select list: worth it for several.
       if (!(keyed ? worthReading(one) : one.wanted)) return;
       const kept = decode(TEXT.decode(entry.body));
       const held = resultRows(kept);
-      const rowsOf = (shared: Shared<R>) => sharedRows(shared, statement, own);
-      let fresh = await rowsOf(one);
-      const asked: Asked[] = [];
-      const merge = (from: Shared<R>, linked?: Linked) =>
-        held && fresh
-          ? mergedRows(plan, held, fresh, events, columns!, {
-              closed: closedTo(plan, events),
-              inserted,
-              own: from.params === own,
-              probes,
-              linked,
-              asked,
-            })
-          : undefined;
-      let source = one;
-      let merged = keyed ? merge(one) : undefined;
-      // New rows' per-viewer flags told by their tables' rows for the new rows' links.
-      if (keyed && !merged && asked.length > 0) {
-        const linked = await linkedRows(asked, read.sql, statements);
-        merged = linked && merge(one, linked);
-      }
-      if (keyed && !merged && inserted && wanted && one.params !== own) {
-        source = mine();
-        fresh = await rowsOf(source);
-        merged = merge(source);
-      }
+      // Its own statement, where a keyed one another result ran cannot tell it its new
+      // rows' per-viewer columns: only for new rows, and only where it was read.
+      const { merged, source, fresh } = await mergedFrom(
+        one,
+        statement,
+        own,
+        { sql: read.sql, statements, alone: !!inserted && wanted, merging: keyed },
+        (rows, from, asked, linked) =>
+          held &&
+          mergedRows(plan, held, rows, events, columns!, {
+            closed: closedTo(plan, events),
+            inserted,
+            own: from.params === own,
+            probes,
+            linked,
+            asked,
+          }),
+      );
       const spliced = keyed ? merged?.rows : fresh;
       // The entering rows' keys are not among the held rows the statement must have found.
       const found = inserted ? withoutKeys(restriction, plan.primaryKey, inserted) : restriction;
@@ -495,10 +502,10 @@ export function groupPatcher<R>(deps: {
     entry: CacheEntry,
     plan: GroupPlan,
     leaving: Leaving,
-    events: readonly WriteEvent[],
     wanted: boolean,
     ttl: number,
     key: string,
+    record: LogPosition,
     depth: number,
   ): ((at: LogPosition) => Promise<void>) | undefined {
     // Slid, the rows it keeps keep their values: nothing else it reads may change. Read
@@ -539,42 +546,32 @@ export function groupPatcher<R>(deps: {
       waiting--;
       return undefined;
     }
-    const statements = recordStatements(events);
+    const statements = recordStatements(record);
     const one = needed(statements, encode(["slid", statement.sql]), wanted);
     const own = encode(statement.params);
     return async (at) => {
       waiting--;
       // Read again whole, it costs what a reload does: only where one of them was read.
       if (!(leaving.whole ? one.wanted : worthReading(one))) return;
-      const rowsOf = (shared: Shared<R>) => sharedRows(shared, statement, own);
-      const asked: Asked[] = [];
       // Rows read by position and rows read by name are not one form (an ORM's mapped result).
       const form = held[0] === undefined ? undefined : positional(held[0]);
-      const merge = (fresh: readonly unknown[] | undefined, from: Shared<R>, linked?: Linked) =>
-        fresh && (form === undefined || fresh.every((r) => positional(r) === form))
-          ? mergedRows(plan, held, fresh, leaving.rest, columns!, {
-              sliding: true,
-              ...(leaving.whole && { written: leaving.keys }),
-              own: from.params === own,
-              probes,
-              linked,
-              asked,
-            })
-          : undefined;
-      let source = one;
-      let fresh = await rowsOf(one);
-      let merged = merge(fresh, one);
-      // The entering rows' per-viewer flags told by their tables' rows for their links.
-      if (!merged && asked.length > 0) {
-        const linked = await linkedRows(asked, read.sql, statements);
-        merged = linked && merge(fresh, one, linked);
-      }
-      if (!merged && one.params !== own) {
-        source = statements.get(encode([statement.sql, statement.params])) ?? { wanted: true };
-        statements.set(encode([statement.sql, statement.params]), source);
-        fresh = await rowsOf(source);
-        merged = merge(fresh, source);
-      }
+      const { merged, source } = await mergedFrom(
+        one,
+        statement,
+        own,
+        { sql: read.sql, statements, alone: true, merging: true },
+        (rows, from, asked, linked) =>
+          form === undefined || rows.every((r) => positional(r) === form)
+            ? mergedRows(plan, held, rows, leaving.rest, columns!, {
+                sliding: true,
+                ...(leaving.whole && { written: leaving.keys }),
+                own: from.params === own,
+                probes,
+                linked,
+                asked,
+              })
+            : undefined,
+      );
       // Slid, every row it read comes from past the rows it keeps: none of them is held.
       const rows = leaving.whole
         ? merged?.all

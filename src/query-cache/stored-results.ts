@@ -1,9 +1,7 @@
 import { LRUCache } from "lru-cache";
 import type { Cache } from "../core/cache/index.ts";
-import type { Followed } from "../core/cache/types.ts";
 import type { LogPosition } from "../core/change-log/contract.ts";
 import { type ListDependency, tableTag } from "../core/deps/planner.ts";
-import type { CacheEntry } from "../core/entries/entry.ts";
 import { groupPlan } from "../database/analysis/groups.ts";
 import { type HiddenKeys, hiddenKeys } from "../database/analysis/hidden-keys.ts";
 import { counted } from "../database/analysis/memberships.ts";

@@ -208,7 +208,7 @@ export class Applier {
     // below: only for this node's own records (another node's writer refills the shared tiers).
     const jobs =
       maintain && inOrder && !foreign
-        ? this.#maintained(keys, patches, events, maintain, record.seq)
+        ? this.#maintained(keys, patches, events, maintain, at)
         : new Map<string, (at: LogPosition) => Promise<void>>();
     // Hot keys the record invalidated are loaded again. With other nodes on the log and a
     // shared tier, every node that held one hot may reload it (the writer's index does not
@@ -420,17 +420,17 @@ export class Applier {
     patches: ReadonlyMap<string, Patched>,
     events: readonly WriteEvent[],
     maintain: NonNullable<WriteHooks["maintain"]>,
-    seq: number,
+    at: LogPosition,
   ): Map<string, (at: LogPosition) => Promise<void>> {
     const out = new Map<string, (at: LogPosition) => Promise<void>>();
-    const peek = this.#asFound(seq);
+    const peek = this.#asFound(at.seq);
     if (!peek) return out;
     for (const key of keys) {
       if (patches.has(key)) continue;
       const current = peek(key);
       if (!current) continue;
       try {
-        const job = maintain(key, current, events, readSinceStored(current));
+        const job = maintain(key, current, events, readSinceStored(current), at);
         if (job) out.set(key, job);
       } catch (err) {
         this.#e.report(

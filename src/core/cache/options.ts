@@ -259,7 +259,8 @@ export function joinedWriteHooks(sets: readonly WriteHooks[]): WriteHooks {
       refetch: async (key) => owner(key)?.refetch?.(key),
     }),
     ...(sets.some((h) => h.maintain) && {
-      maintain: (key, entry, events, read) => owner(key)?.maintain?.(key, entry, events, read),
+      maintain: (key, entry, events, read, at) =>
+        owner(key)?.maintain?.(key, entry, events, read, at),
     }),
   };
 }

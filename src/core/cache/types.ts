@@ -175,17 +175,19 @@ export interface WriteHooks {
   /**
    * Work that keeps an entry a record removes, where `patch` could not: asked, with the
    * same entries as `patch`, for each planned key it did not patch, and told whether the
-   * entry was `read` since it was stored (work for one nobody reads may be wasted).
-   * Synchronous, from the entry as the write found it; the job it returns runs after the
-   * entry is removed (with the reloads) and stores the entry again as a load that began at
-   * `at`, the position after the record, so that a later record that concerns it fences
-   * it out (the query caches' group patches: a statement for the changed rows alone).
+   * entry was `read` since it was stored (work for one nobody reads may be wasted), and
+   * the record's position `at` (the same for every key of the record: work shared among
+   * them may be named by it). Synchronous, from the entry as the write found it; the job
+   * it returns runs after the entry is removed (with the reloads) and stores the entry
+   * again as a load that began at `at`, so that a later record that concerns it fences it
+   * out (the query caches' group patches: a statement for the changed rows alone).
    */
   maintain?: (
     key: string,
     entry: CacheEntry,
     events: readonly WriteEvent[],
     read: boolean,
+    at: LogPosition,
   ) => ((at: LogPosition) => Promise<void>) | undefined;
 }
 

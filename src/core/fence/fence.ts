@@ -13,8 +13,14 @@ import type { CacheEntry } from "../entries/entry.ts";
 import { ChangeBuckets, entryMarks, eventMarks } from "./change-buckets.ts";
 import { keyPattern } from "./pattern.ts";
 
-/** The planner, as the fence asks it: the keys an event changes among those `lookup` holds. */
-export type PlanKeys = (event: WriteEvent, lookup: DependencyLookup) => { keys: Set<string> };
+/**
+ * The planner, as the fence asks it: the keys an event changes among those `lookup` holds,
+ * and whether it could only name them by their table (an event it cannot analyse).
+ */
+export type PlanKeys = (
+  event: WriteEvent,
+  lookup: DependencyLookup,
+) => { keys: Set<string>; fallback?: boolean };
 
 /**
  * The write fence: the recent records this node applied, so an entry read at one log
@@ -161,10 +167,11 @@ export class WriteFence {
   /**
    * What was applied after `since` that concerns `entry` (read under `key`): "none";
    * "unknown" when it cannot be told event by event (an invalidation by key, tag, prefix or
-   * pattern, a record out of commit order, records no longer retained); otherwise the
-   * write events of each concerning record, in log order, so the entry can be brought up
-   * to date by patching it as this node's memory would have been. With `first`, stops at
-   * the first concerning event (whether there is any is all that is asked).
+   * pattern, a record out of commit order, an event the planner names by its table alone,
+   * records no longer retained); otherwise the write events of each concerning record, in
+   * log order, so the entry can be brought up to date by patching it as this node's memory
+   * would have been. With `first`, stops at the first concerning event (whether there is
+   * any is all that is asked).
    */
   changesFor(
     since: LogPosition,
@@ -232,8 +239,11 @@ export class WriteFence {
       if ("pattern" in op && keyPattern(op.pattern).test(key)) return "unknown";
       if (!("event" in op)) continue;
       events.push(op.event);
-      if (readsOf(op.event.table) && this.#plan(op.event, single).keys.size > 0) {
-        if (!ordered || first) return "unknown";
+      const plan = readsOf(op.event.table) ? this.#plan(op.event, single) : undefined;
+      if (plan && plan.keys.size > 0) {
+        // Out of commit order, or named by its table alone, it cannot be told event by
+        // event: the record is applied so (an invalidation, no patch), and judged so here.
+        if (!ordered || first || plan.fallback) return "unknown";
         concerns = true;
       }
     }

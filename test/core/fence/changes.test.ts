@@ -4,6 +4,7 @@ import {
   type PlanSchema,
   planWrite,
   rowTag,
+  tableTag,
   type WriteEvent,
 } from "../../../src/core/deps/planner.ts";
 import type { CacheEntry } from "../../../src/core/entries/entry.ts";
@@ -84,6 +85,19 @@ describe("WriteFence.changesFor", () => {
     expect(tagged.changesFor(ORIGIN, "user:1", user1)).toBe("unknown");
 
     expect(fence().changesFor({ log: "other", seq: 0 }, "user:1", user1)).toBe("unknown");
+  });
+
+  it("is 'unknown' for an event the planner names by its table alone (no old row of an update)", () => {
+    const f = fence();
+    const blind: WriteEvent = { table: "users", op: "update", new: { id: 1, name: "x" } };
+    f.record({ seq: 1, ops: [{ event: blind }], ordered: true });
+    const reader = { ...user1, tags: [...user1.tags, tableTag("users")] };
+    expect(f.changesFor(ORIGIN, "user:1", reader)).toBe("unknown");
+    // Told event by event, the records that follow it are what `concerning` names.
+    f.record({ seq: 2, ops: [{ event: update(1, "b") }], ordered: true });
+    expect(f.concerning({ log: "", seq: 1 }, "user:1", reader)).toEqual([
+      { seq: 2, events: [update(1, "b")] },
+    ]);
   });
 
   it("is 'unknown' when the records since the position are no longer retained", () => {
