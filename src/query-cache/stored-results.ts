@@ -288,16 +288,27 @@ export class StoredResults<R> {
    * found them not: a write it cannot analyse drops the table tag, any other the list.
    * Undefined when the ORM's statement cannot be read.
    */
+  /**
+   * An ORM statement's shape, read once for its query (a result stored again after each
+   * write, by a group patch, reads the same) while what the tables are known to be holds.
+   */
+  #shapeOf(query: NonNullable<StoreOptions<R>["query"]>) {
+    const version = this.#d.tables.version;
+    const known = this.#shapes.get(query);
+    if (known?.version === version) return known.shape;
+    const shape = sqlShape(query.sql, query.params, query.dialect, this.#d.tables.schema);
+    this.#shapes.set(query, { version, shape });
+    return shape;
+  }
+
+  readonly #shapes = new WeakMap<object, { version: number; shape: SqlShape }>();
+
   #registered(rerun: Rerun<R>, result: R, kept: unknown, named: readonly string[]) {
     const { shape: read, query, sql, asked } = rerun.options;
     const schema = this.#d.tables.schema;
     // An ORM's statement is read where it names tables (with Drizzle's automatic
     // invalidation off it names none, and the result depends on its tags alone).
-    const shape =
-      read ??
-      (query && named.length > 0
-        ? sqlShape(query.sql, query.params, query.dialect, schema)
-        : undefined);
+    const shape = read ?? (query && named.length > 0 ? this.#shapeOf(query) : undefined);
     if (shape === undefined) return { ...wholeTables(named), meta: undefined, tables: named };
     if (!read && shape.fallback === "parse") return undefined;
     const registration = registrationOf(shape, resultRows(kept));

@@ -27,6 +27,7 @@ export class TableKnowledge {
   readonly #kinds = new Map<string, Omit<SqlTable, "primaryKey"> | null>();
   /** Tables whose column kinds are being read. */
   readonly #learning = new Map<string, Promise<void>>();
+  #version = 0;
 
   constructor(deps: {
     db: () => Described;
@@ -38,9 +39,18 @@ export class TableKnowledge {
     this.#fault = deps.fault;
   }
 
+  /**
+   * A number that changes whenever what this knows changes (the catalog's keys, a table's
+   * kinds): what was read with `schema` at one version may be kept until the next.
+   */
+  get version(): number {
+    return this.#version;
+  }
+
   /** Takes the keys capture read from the catalog. */
   cataloged(schema: PlanSchema): void {
     this.#catalog = schema;
+    this.#version++;
   }
 
   /** A table's primary key for the planner: the ORM's where it describes the table. */
@@ -98,6 +108,7 @@ export class TableKnowledge {
   /** Forgets the column kinds (a statement the parser cannot read may have altered a table). */
   forgetKinds(): void {
     this.#kinds.clear();
+    this.#version++;
   }
 
   /** A table as the catalog describes it (see `schema`). */
@@ -122,5 +133,6 @@ export class TableKnowledge {
       this.#kinds.set(table, null);
       this.#fault(err);
     }
+    this.#version++;
   }
 }
