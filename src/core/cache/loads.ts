@@ -129,10 +129,11 @@ export class Loads {
     // Asking a shared log costs a round trip: with `later`, the entry is served and kept
     // as not exact (the stricter rules) until the answer comes.
     const asks = options?.exact === undefined && this.#e.log.shared && !!this.#e.hooks().patch;
-    const quiet = asks
-      ? this.quiet(since, tablesRead([entry]), cost, options?.later && options.patient)
-      : Promise.resolve(options?.exact === true);
-    if (!options?.later && (await quiet)) entry.exact = true;
+    const quietSince = (at: LogPosition) =>
+      asks
+        ? this.quiet(at, tablesRead([entry]), cost, options?.later && options.patient)
+        : Promise.resolve(options?.exact === true);
+    if (!options?.later && (await quietSince(since))) entry.exact = true;
     if (this.#e.fence.conflicts(since, key, entry)) {
       this.#e.counters.fenced++;
       const followed = options?.follow ? this.#followed(since, key, entry) : undefined;
@@ -141,13 +142,19 @@ export class Loads {
     const end = options?.memoryOnly ? 1 : this.#e.end(init.tiers);
     await this.#e.entries.store(key, entry, end, options?.later ? "local" : undefined, cost);
     // A write may have landed while the tiers were being written: check once more.
+    const checked = this.#e.fence.position;
     if (this.#e.fence.conflicts(since, key, entry)) {
       this.#e.counters.fenced++;
       await this.#e.entries.remove(new Set([key]));
       const followed = options?.follow ? this.#followed(since, key, entry) : undefined;
       return { entry, stored: false, unstored: "invalidated", ...(followed && { followed }) };
     }
-    if (options?.later) this.#e.background.run(this.#share(key, entry, since, end, quiet, cost));
+    // No record up to `checked` changed what it shows: it is exact where none came since
+    // (a load, or a group patch stored as of an older record, that later records passed by).
+    if (options?.later) {
+      const quiet = quietSince(checked);
+      this.#e.background.run(this.#share(key, entry, since, end, quiet, cost));
+    }
     return { entry, stored: true };
   }
 

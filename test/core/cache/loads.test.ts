@@ -5,6 +5,7 @@ import {
   UNREAD_PATCHES,
 } from "../../../src/core/cache/apply.ts";
 import { Cache } from "../../../src/core/cache/index.ts";
+import { localChangeLog } from "../../../src/core/change-log/in-process.ts";
 import { memoryStore } from "../../../src/stores/memory.ts";
 import { fakeClock } from "../../helpers/chaos-store.ts";
 
@@ -167,6 +168,33 @@ describe("storeLoaded with follow (a group patch overtaken by the next records)"
     const told = await cache.storeLoaded("k", init, since, { follow: true });
     expect(told).toMatchObject({ stored: false, unstored: "invalidated" });
     expect(told.followed).toBeUndefined();
+  });
+});
+
+describe("storeLoaded later: exact from the position the fence checked it to", () => {
+  it("a store begun before a record that does not concern it is exact where nothing came since", async () => {
+    const log = localChangeLog({
+      outside: {
+        active: () => true,
+        pending: async () => false,
+        settled: async () => true,
+        ordered: true,
+      },
+    });
+    const cache = new Cache({
+      tiers: [memoryStore()],
+      log,
+      schema: { primaryKey: () => "id", joinColumns: () => [] },
+    });
+    cache.addWriteHooks({ patch: () => undefined });
+    const since = cache.position;
+    // Another row of the table it reads: the log is not quiet since `since` for it.
+    await cache.applyWrite({ table: "users", op: "update", old: { id: 2 }, new: { id: 2, n: 1 } });
+    const init = { body: "x", tags: ["users#1"] };
+    const options = { later: true, patient: true };
+    expect((await cache.storeLoaded("k", init, since, options)).stored).toBe(true);
+    await cache.drain();
+    expect(cache.peek("k")?.exact).toBe(true);
   });
 });
 
