@@ -25,7 +25,7 @@ import { dashboardPage } from "./dashboard.ts";
 import { jsonOnly, limitBody, notFound, onError } from "./errors.ts";
 import { cacheChecks, cacheFileCheck, type HealthChecks, healthHandler } from "./health.ts";
 import type { CachingProxy } from "./proxy/index.ts";
-import { decided, describeRule, learnFamilies, rulesReport } from "./proxy/learn/observe.ts";
+import { decided, describeRule, learnFamilies, rulesReport } from "./proxy/learn/admin-report.ts";
 import { checkRule, type RuleState, ruleId } from "./proxy/learn/rules.ts";
 import {
   type ManifestSummary,

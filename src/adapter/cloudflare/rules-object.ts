@@ -1,11 +1,6 @@
-import {
-  addChanges,
-  type Learner,
-  type Rule,
-  type RuleChanges,
-  type RuleState,
-  ruleId,
-} from "../../app/proxy/learn/rules.ts";
+import type { Learner } from "../../app/proxy/learn/learner.ts";
+import { addChanges, type RuleChanges } from "../../app/proxy/learn/rule-changes.ts";
+import { type Rule, type RuleState, ruleId } from "../../app/proxy/learn/rules.ts";
 import {
   type ExchangeRules,
   RULES_SYNC_MS,

@@ -9,7 +9,8 @@ import {
   Registry,
 } from "prom-client";
 import type { MetricsExposition } from "../../app/admin.ts";
-import { LEARN_COUNTERS, type LearnStats } from "../../app/proxy/learn/observe.ts";
+import { LEARN_COUNTERS } from "../../app/proxy/learn/admin-report.ts";
+import type { LearnStats } from "../../app/proxy/learn/env.ts";
 import { MANIFEST_METRIC, type ManifestSummary } from "../../app/proxy/manifest/keeper.ts";
 import type { Cache } from "../../core/cache/index.ts";
 import {

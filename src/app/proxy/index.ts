@@ -11,7 +11,7 @@ import { rateLimited } from "../../core/report.ts";
 import { ignoringClientRefresh, policyClass, requestDirectives } from "../http-caching/rules.ts";
 import { decide, PLAIN, selectVariant, selectVariantNow } from "./decide.ts";
 import { forwardedHeaders } from "./headers.ts";
-import { type LearnEnv, type LearnOptions, learnEnv } from "./learn/observe.ts";
+import { type LearnEnv, type LearnOptions, learnEnv } from "./learn/env.ts";
 import type { LoadEnv, OriginFetch } from "./load.ts";
 import type { Fetched } from "./manifest/keeper.ts";
 import { passThrough } from "./pass.ts";
@@ -37,7 +37,7 @@ export { DEFAULT_FORWARDED_HEADERS, forwardedHeaders } from "./headers.ts";
 // the cache or one shared origin request), load.ts and store.ts (the origin request and
 // what is stored), revalidate.ts (conditional requests and 304s), pass.ts (other methods,
 // and invalidation by unsafe ones), purge.ts, headers.ts and replies.ts.
-export type { LearnOptions, LearnStats } from "./learn/observe.ts";
+export type { LearnOptions, LearnStats } from "./learn/env.ts";
 export type { Rule, RuleState } from "./learn/rules.ts";
 export type { OriginFetch } from "./load.ts";
 export type { Fetched } from "./manifest/keeper.ts";

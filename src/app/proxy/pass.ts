@@ -2,14 +2,9 @@ import type { Cache } from "../../core/cache/index.ts";
 import type { Forward } from "../http.ts";
 import type { PolicyClass } from "../http-caching/rules.ts";
 import { clientHeaders, passHeaders } from "./headers.ts";
-import {
-  applyRules,
-  cachedJson,
-  cachedTargets,
-  type LearnEnv,
-  observeWrite,
-  writeOf,
-} from "./learn/observe.ts";
+import { cachedJson, writeOf } from "./learn/bodies.ts";
+import type { LearnEnv } from "./learn/env.ts";
+import { applyRules, cachedTargets, observeWrite } from "./learn/observe.ts";
 import { type OriginFetch, originUrl } from "./load.ts";
 import { downReply } from "./replies.ts";
 import { baseKey } from "./routes.ts";

@@ -1,6 +1,6 @@
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { describeRule } from "../../../src/app/proxy/learn/observe.ts";
+import type { describeRule } from "../../../src/app/proxy/learn/admin-report.ts";
 import { type Origin, startOrigin } from "../../app/proxy/harness.ts";
 import { usersAndTeams } from "../../app/proxy/learn/users-teams-origin.ts";
 import { cli } from "../../cli/run-cli.ts";

@@ -1,10 +1,6 @@
-import {
-  type Learner,
-  type Rule,
-  type RuleChanges,
-  type RuleState,
-  ruleId,
-} from "../../../app/proxy/learn/rules.ts";
+import type { Learner } from "../../../app/proxy/learn/learner.ts";
+import type { RuleChanges } from "../../../app/proxy/learn/rule-changes.ts";
+import { type Rule, type RuleState, ruleId } from "../../../app/proxy/learn/rules.ts";
 import { type ExchangeRules, RULES_SYNC_MS, shareChanges } from "../../../app/proxy/learn/share.ts";
 import { randomId } from "../../../core/random-id.ts";
 import { rateLimited, type Warner } from "../../../core/report.ts";

@@ -1,5 +1,7 @@
-import type { LearnOptions } from "./observe.ts";
-import type { Learner, Rule, RuleChanges } from "./rules.ts";
+import type { LearnOptions } from "./env.ts";
+import type { Learner } from "./learner.ts";
+import type { RuleChanges } from "./rule-changes.ts";
+import type { Rule } from "./rules.ts";
 
 /**
  * How often a proxy adds what it learned to a shared store of rules (Redis, the Workers

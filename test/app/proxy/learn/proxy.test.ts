@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { cachedCopies } from "../../../../src/app/proxy/learn/observe.ts";
+import { cachedCopies } from "../../../../src/app/proxy/learn/bodies.ts";
 import { type Ctx, URL_TAG } from "../../../../src/app/proxy/types.ts";
 import { cacheStatusOf, type OriginHandler, proxied, raw } from "../harness.ts";
 import { usersAndTeams } from "./users-teams-origin.ts";

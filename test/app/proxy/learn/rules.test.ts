@@ -1,10 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { Learner } from "../../../../src/app/proxy/learn/learner.ts";
+import { addChanges } from "../../../../src/app/proxy/learn/rule-changes.ts";
 import {
-  addChanges,
   checkRule,
   confidence,
-  Learner,
   matchesRead,
   type Rule,
   readPattern,
