@@ -41,7 +41,13 @@ import {
 } from "../database/analysis/memberships.ts";
 import type { SqlDialect } from "../database/analysis/parse.ts";
 import { resultRows, type SqlShape } from "../database/analysis/shapes.ts";
-import { type Leaving, leavingOf, movedOf, slidRows } from "../database/analysis/window-slides.ts";
+import {
+  type Leaving,
+  leavingOf,
+  movedOf,
+  slidRows,
+  sortedValues,
+} from "../database/analysis/window-slides.ts";
 import { decode, encode } from "./codec.ts";
 import { withRows } from "./result-patches.ts";
 import type { ResultForm } from "./statement-contract.ts";
@@ -87,6 +93,27 @@ const RECENT_RECORDS = 16;
 
 type Asked = NonNullable<Entering["asked"]>[number];
 type Linked = NonNullable<Entering["linked"]>;
+/** The counts a kept result adds to besides `patched` (see GroupCounts). */
+type Kind = "told" | "outside" | "counted" | "slid" | "shared";
+
+/** A result a record would drop, as its job keeps it. */
+interface Keeping {
+  key: string;
+  /** Its entry before the record. */
+  entry: CacheEntry;
+  /** Read since it was stored. */
+  wanted: boolean;
+  /** The record's position: the result is stored as of it. */
+  record: LogPosition;
+  /** Records followed in a row to get here (see `keep`). */
+  depth: number;
+  /**
+   * Keys of new base rows the statement that made it looked for and did not find: gone
+   * (or outside its joins) when it ran, which a later record's delete of them leaves it
+   * as it is (see slidRows).
+   */
+  absent?: readonly unknown[];
+}
 
 /**
  * A store refused for a record applied after its load that concerns it and can be told
@@ -308,54 +335,68 @@ export function groupPatcher<R>(deps: {
     return statements;
   };
   /**
-   * Stores a kept result. Where a record applied while its job ran concerns it (the next
-   * write came first), it is brought through that record by the job the record calls for,
-   * and stored as of it: checked against the records after it, and brought through the
-   * next in turn. Past MOST_FOLLOWED in a row, dropped. A statement a record's own jobs ran
-   * serves those that follow it (see recordStatements): its rows are no older than it.
+   * Stores a kept result and counts it (as `kinds` too). Where a record applied while its
+   * job ran concerns it (the next write came first), it is brought through that record by
+   * the job the record calls for, and stored as of it: checked against the records after
+   * it, and brought through the next in turn. Past MOST_FOLLOWED in a row, dropped. A
+   * statement a record's own jobs ran serves those that follow it (see recordStatements):
+   * its rows are no older than it. `absent`: see Keeping.
    */
   const keep = async (
-    key: string,
-    result: R,
-    at: LogPosition,
+    k: Keeping,
     ttl: number,
-    wanted: boolean,
-    depth: number,
-  ): Promise<"stored" | "dropped" | "followed"> => {
-    const done = await deps.store(key, result, at, ttl);
-    if (typeof done === "boolean") return done ? "stored" : "dropped";
-    const { entry, followed } = done;
+    result: R,
+    kinds: readonly Kind[],
+    absent?: readonly unknown[],
+  ): Promise<void> => {
+    const done = await deps.store(k.key, result, k.record, ttl);
+    if (done === true) {
+      counts.patched++;
+      for (const kind of kinds) counts[kind]++;
+      return;
+    }
+    const { wanted, depth } = k;
     const job =
+      done !== false &&
       depth < MOST_FOLLOWED &&
-      maintained(key, entry, followed.events, wanted, followed.at, depth + 1);
-    if (!job) return "dropped";
+      maintained(
+        {
+          key: k.key,
+          entry: done.entry,
+          wanted,
+          record: done.followed.at,
+          depth: depth + 1,
+          absent,
+        },
+        done.followed.events,
+      );
+    if (!job) {
+      counts.dropped++;
+      return;
+    }
     counts.followed++;
-    await job(followed.at);
-    return "followed";
+    await job();
   };
   const maintained = (
-    key: string,
-    entry: CacheEntry,
+    k: Keeping,
     events: readonly WriteEvent[],
-    wanted: boolean,
-    record: LogPosition,
-    depth: number,
-  ): ((at: LogPosition) => Promise<void>) | undefined => {
+  ): (() => Promise<void>) | undefined => {
     if (waiting >= MOST_WAITING) return undefined;
-    const read = deps.readOf(key);
+    const { entry, wanted } = k;
+    const read = deps.readOf(k.key);
     if (!read) return undefined;
     const ttl = entry.freshUntil - deps.now();
     if (ttl <= 0) return undefined;
     // Base rows written that its memberships may leave out (a new article by an author
     // nobody follows): told by one read, shared, before any group patch is planned.
     const outside = outsideOf(read.shape, events);
-    const statements = outside && recordStatements(record);
+    const statements = outside && recordStatements(k.record);
     // A count moves by the rows it gains and loses, where its load was exact.
     const counting = entry.exact === true && outside?.exists !== undefined;
     const reads = outside && memberReads(outside, read.sql, statements!, wanted, counting);
-    if (!reads) return patchOf(read, entry, events, wanted, ttl, key, record, depth);
+    if (!reads) return patchOf(k, read, ttl, events);
     waiting++;
-    return async (at) => {
+    return async () => {
       waiting--;
       const found = await memberRows(reads, statements!);
       const kept = found && decode(TEXT.decode(entry.body));
@@ -364,53 +405,42 @@ export function groupPatcher<R>(deps: {
         const delta = counting ? countDelta(read.shape, outside!, found) : undefined;
         const held = delta !== undefined ? resultRows(kept) : undefined;
         rows = held && recounted(held, delta!);
-        if (!rows) return patchOf(read, entry, events, wanted, ttl, key, record, depth)?.(at);
+        if (!rows) return patchOf(k, read, ttl, events)?.();
       }
-      if (!found) return patchOf(read, entry, events, wanted, ttl, key, record, depth)?.(at);
+      if (!found) return patchOf(k, read, ttl, events)?.();
       const result = deps.form.restored(rows ? withRows(kept, rows) : kept);
-      const outcome = await keep(key, result, at, ttl, wanted, depth);
-      if (outcome === "stored") {
-        counts.patched++;
-        if (rows) counts.counted++;
-        else counts.outside++;
-      } else if (outcome === "dropped") counts.dropped++;
+      await keep(k, ttl, result, [rows ? "counted" : "outside"]);
     };
   };
-  return (key, entry, events, wanted, at) => maintained(key, entry, events, wanted, at, 0);
+  return (key, entry, events, wanted, record) =>
+    maintained({ key, entry, wanted, record, depth: 0 }, events);
   /** A group patch's job for a result a write drops (see groups.ts), or undefined. */
   function patchOf(
+    k: Keeping,
     read: GroupRead,
-    entry: CacheEntry,
-    events: readonly WriteEvent[],
-    wanted: boolean,
     ttl: number,
-    key: string,
-    record: LogPosition,
-    depth: number,
-  ): ((at: LogPosition) => Promise<void>) | undefined {
+    events: readonly WriteEvent[],
+  ): (() => Promise<void>) | undefined {
     const plan = groupPlan(read.shape);
     if (!plan) return undefined;
+    const { entry, wanted } = k;
     // A write only presences and tallies read (a favourite, a follow): told by its rows.
     const exact = entry.exact === true;
     if (toldValues(plan, events, exact)) {
       waiting++;
-      return async (at) => {
+      return async () => {
         waiting--;
         const kept = decode(TEXT.decode(entry.body));
         const held = resultRows(kept);
         const rows = held && toldRows(plan, held, events, exact);
-        const result = rows && deps.form.restored(withRows(kept, rows));
-        const outcome = result ? await keep(key, result, at, ttl, wanted, depth) : "dropped";
-        if (outcome === "stored") {
-          counts.patched++;
-          counts.told++;
-        } else if (outcome === "dropped") counts.dropped++;
+        if (rows) await keep(k, ttl, deps.form.restored(withRows(kept, rows)), ["told"]);
+        else counts.dropped++;
       };
     }
     const open = whereless(read.sql, read.params, deps.dialect) === true;
     // Base rows deleted under its window: those it holds leave, rows from past its end come in.
     const leaving = leavingOf(plan, events, open) ?? movedOf(plan, events, open);
-    if (leaving) return slideOf(read, entry, plan, leaving, wanted, ttl, key, record, depth);
+    if (leaving) return slideOf(k, read, ttl, plan, leaving);
     // Shared by the results of its select list whatever their parameters, where the
     // columns the write changes allow (each takes its per-viewer columns from its own rows;
     // the statement carries the base columns that name rows the result does not show).
@@ -431,25 +461,22 @@ export function groupPatcher<R>(deps: {
     // Nothing it reads changed: kept as it was.
     if (restriction.size === 0) {
       waiting++;
-      return async (at) => {
+      return async () => {
         waiting--;
-        const kept = decode(TEXT.decode(entry.body));
-        const outcome = await keep(key, deps.form.restored(kept), at, ttl, wanted, depth);
-        if (outcome === "stored") counts.patched++;
-        else if (outcome === "dropped") counts.dropped++;
+        await keep(k, ttl, deps.form.restored(decode(TEXT.decode(entry.body))), []);
       };
     }
     const statement =
       keyedStatement ?? restrictedStatement(plan, read.sql, read.params, deps.dialect, restriction);
     if (!statement) return undefined;
     const own = encode(statement.params);
-    const statements = recordStatements(record);
+    const statements = recordStatements(k.record);
     const text = keyed
       ? encode(["keyed", statement.sql])
       : encode([statement.sql, statement.params]);
     const one = needed(statements, text, wanted);
     waiting++;
-    return async (at) => {
+    return async () => {
       waiting--;
       // A keyed statement serves every result of its select list: worth it for several.
       if (!(keyed ? worthReading(one) : one.wanted)) return;
@@ -482,12 +509,10 @@ export function groupPatcher<R>(deps: {
         counts.dropped++;
         return;
       }
+      // New rows it did not find were gone by then: a later delete of them changes nothing.
+      const absent = inserted?.filter((key) => !merged!.entering.some((e) => sameKey(e.key, key)));
       const result = deps.form.restored(withRows(kept, rows));
-      const outcome = await keep(key, result, at, ttl, wanted, depth);
-      if (outcome === "stored") {
-        counts.patched++;
-        if (source.params !== own) counts.shared++;
-      } else if (outcome === "dropped") counts.dropped++;
+      await keep(k, ttl, result, source.params !== own ? ["shared"] : [], absent);
     };
   }
   /**
@@ -498,58 +523,60 @@ export function groupPatcher<R>(deps: {
    * else the result reads, or the statement cannot be written.
    */
   function slideOf(
+    k: Keeping,
     read: GroupRead,
-    entry: CacheEntry,
+    ttl: number,
     plan: GroupPlan,
     leaving: Leaving,
-    wanted: boolean,
-    ttl: number,
-    key: string,
-    record: LogPosition,
-    depth: number,
-  ): ((at: LogPosition) => Promise<void>) | undefined {
+  ): (() => Promise<void>) | undefined {
     // Slid, the rows it keeps keep their values: nothing else it reads may change. Read
     // again whole, only the per-viewer columns come from what it held (`sharedColumns`).
     if (!leaving.whole && restrictionOf(plan, leaving.rest)?.size !== 0) return undefined;
-    const kept = decode(TEXT.decode(entry.body));
+    const kept = decode(TEXT.decode(k.entry.body));
     const held = resultRows(kept);
     const slid = leaving.whole
       ? { rows: [], refill: plan.window!.limit }
-      : held && slidRows(plan, held, leaving);
+      : held && slidRows(plan, held, leaving, k.absent);
     if (!held || !slid) return undefined;
-    const store = async (rows: unknown[], at: LogPosition, shared = false) => {
-      const result = deps.form.restored(withRows(kept, rows));
-      const outcome = await keep(key, result, at, ttl, wanted, depth);
-      if (outcome === "stored") {
-        counts.patched++;
-        counts.slid++;
-        if (shared) counts.shared++;
-      } else if (outcome === "dropped") counts.dropped++;
-    };
+    const store = (rows: unknown[], shared = false) =>
+      keep(
+        k,
+        ttl,
+        deps.form.restored(withRows(kept, rows)),
+        shared ? ["slid", "shared"] : ["slid"],
+      );
     waiting++;
     if (slid.refill === 0) {
-      return async (at) => {
+      return async () => {
         waiting--;
-        await store(slid.rows, at);
+        await store(slid.rows);
       };
     }
     const columns = sharedColumns(plan, leaving.rest);
     const probes = columns
       ? probesOf(plan, columns).filter((p) => tableName(read.sql, p.table) !== undefined)
       : [];
-    const window = leaving.whole
-      ? plan.window!
-      : { limit: slid.refill, offset: plan.window!.limit - slid.refill };
+    // Slid, the rows after the last it keeps: by its sort values where they can be written
+    // (a newer row written before the statement runs moves every position), else by position.
+    const last = leaving.whole ? undefined : slid.rows.at(-1);
+    const after = last === undefined ? undefined : sortedValues(plan, last);
+    const slidFrom = (window: { limit: number; offset: number }, sorted?: typeof after) =>
+      slidStatement(plan, read.sql, read.params, deps.dialect, window, probes, sorted);
+    const { limit } = plan.window!;
     const statement =
-      columns && slidStatement(plan, read.sql, read.params, deps.dialect, window, probes);
+      columns &&
+      (leaving.whole
+        ? slidFrom(plan.window!)
+        : ((after && slidFrom({ limit: slid.refill, offset: 0 }, after)) ??
+          slidFrom({ limit: slid.refill, offset: limit - slid.refill })));
     if (!statement) {
       waiting--;
       return undefined;
     }
-    const statements = recordStatements(record);
-    const one = needed(statements, encode(["slid", statement.sql]), wanted);
+    const statements = recordStatements(k.record);
+    const one = needed(statements, encode(["slid", statement.sql]), k.wanted);
     const own = encode(statement.params);
-    return async (at) => {
+    return async () => {
       waiting--;
       // Read again whole, it costs what a reload does: only where one of them was read.
       if (!(leaving.whole ? one.wanted : worthReading(one))) return;
@@ -585,7 +612,7 @@ export function groupPatcher<R>(deps: {
         counts.dropped++;
         return;
       }
-      await store(rows, at, source.params !== own);
+      await store(rows, source.params !== own);
     };
   }
 }

@@ -209,7 +209,7 @@ export class Applier {
     const jobs =
       maintain && inOrder && !foreign
         ? this.#maintained(keys, patches, events, maintain, at)
-        : new Map<string, (at: LogPosition) => Promise<void>>();
+        : new Map<string, () => Promise<void>>();
     // Hot keys the record invalidated are loaded again. With other nodes on the log and a
     // shared tier, every node that held one hot may reload it (the writer's index does not
     // know what only other nodes read) and one claims it for all: its load goes to the
@@ -287,7 +287,7 @@ export class Applier {
       });
     }
     for (const job of jobs.values()) {
-      this.#e.reloads.push(() => job(at));
+      this.#e.reloads.push(job);
     }
     if (refill && hot.length > 0) {
       // One node reloads each for all: the record's claims go out together, in one command.
@@ -421,8 +421,8 @@ export class Applier {
     events: readonly WriteEvent[],
     maintain: NonNullable<WriteHooks["maintain"]>,
     at: LogPosition,
-  ): Map<string, (at: LogPosition) => Promise<void>> {
-    const out = new Map<string, (at: LogPosition) => Promise<void>>();
+  ): Map<string, () => Promise<void>> {
+    const out = new Map<string, () => Promise<void>>();
     const peek = this.#asFound(at.seq);
     if (!peek) return out;
     for (const key of keys) {

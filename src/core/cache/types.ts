@@ -188,7 +188,7 @@ export interface WriteHooks {
     events: readonly WriteEvent[],
     read: boolean,
     at: LogPosition,
-  ) => ((at: LogPosition) => Promise<void>) | undefined;
+  ) => (() => Promise<void>) | undefined;
 }
 
 /** What applying one record did on this node. */

@@ -76,8 +76,10 @@ export function restrictedStatement(
 /**
  * `sql` (a select with no WHERE) keyed as `restrictedStatement` keys it, with its window
  * moved to `window`: the rows it has now from that place on (the rows that slide into a
- * window some of whose rows were deleted, see window-slides.ts). Undefined where the text
- * cannot be rewritten safely or has a WHERE.
+ * window some of whose rows were deleted, see window-slides.ts); with `after` (the sort
+ * values of the last row a window keeps, its key last), the rows sorted after that row,
+ * wherever it is by then: a row written before it since (a newer article) does not move
+ * them. Undefined where the text cannot be rewritten safely or has a WHERE.
  */
 export function slidStatement(
   plan: StatementPlan,
@@ -86,6 +88,7 @@ export function slidStatement(
   dialect: SqlDialect,
   window: { limit: number; offset: number },
   probes: readonly Probe[] = [],
+  after?: readonly SortedValue[],
 ): { sql: string; params: unknown[] } | undefined {
   const read = clausesOf(sql, params, dialect);
   const from = read?.scan.clause.from;
@@ -95,13 +98,43 @@ export function slidStatement(
   if (!Number.isSafeInteger(window.limit) || !Number.isSafeInteger(window.offset)) return undefined;
   const columns = carriedColumns(plan, read.text, probes);
   if (columns === undefined) return undefined;
-  return read.rewritten(
-    [],
-    [
-      [from, columns],
-      [read.text.length, ` limit ${window.limit} offset ${window.offset}`],
-    ],
-  );
+  const inserts: [number, string][] = [[from, columns]];
+  if (after) {
+    const condition = sortedAfter(plan.ref, read.text, after);
+    if (condition === undefined) return undefined;
+    inserts.push([read.end(from), ` where ${condition} `]);
+  }
+  inserts.push([read.text.length, ` limit ${window.limit} offset ${window.offset}`]);
+  return read.rewritten([], inserts);
+}
+
+/** A sort column of the base and a row's value of it. */
+export interface SortedValue {
+  column: string;
+  desc: boolean;
+  value: unknown;
+}
+
+/**
+ * The condition that a base row sorts after the row of `values` (`a < x or (a = x and
+ * ...)`, the last column a key), NULLs taken as after whichever way the database sorts
+ * them (a NULL that sorted before would be a row the window holds, which the patch
+ * refuses); undefined where a value is not written as a literal.
+ */
+function sortedAfter(
+  ref: string,
+  text: string,
+  values: readonly SortedValue[],
+): string | undefined {
+  let condition: string | undefined;
+  for (const { column, desc, value } of [...values].reverse()) {
+    const v = literal(value);
+    if (v === undefined) return undefined;
+    const c = `${name(text, ref)}.${name(text, column)}`;
+    const beyond = `${c} ${desc ? "<" : ">"} ${v} or ${c} is null`;
+    condition = condition === undefined ? beyond : `${beyond} or (${c} = ${v} and (${condition}))`;
+  }
+  return condition && `(${condition})`;
 }
 
 /**

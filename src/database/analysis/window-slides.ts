@@ -1,6 +1,7 @@
 import type { SortKey } from "../../core/data/query.ts";
 import type { WriteEvent } from "../../core/deps/planner.ts";
 import { compareValues } from "../../core/deps/predicate.ts";
+import type { SortedValue } from "./group-statements.ts";
 import { type GroupPlan, keyLike, sameKey } from "./groups.ts";
 import { reader } from "./rows.ts";
 
@@ -141,12 +142,15 @@ function reachesOnly(plan: GroupPlan, e: WriteEvent, keys: readonly unknown[]): 
  * `held` without the deleted rows, and how many rows come in from past the window's end:
  * as many as it lost where it was full, none where it held every row there was. Undefined
  * where a row's name cannot be read, or a deleted row the full window does not hold is
- * not surely sorted past its last row (its image's sort values against that row's).
+ * not surely sorted past its last row (its image's sort values against that row's), nor
+ * among `absent`: base keys the statement that made `held` looked for and did not find
+ * (a new row deleted before the statement ran), so it shows them gone already.
  */
 export function slidRows(
   plan: GroupPlan,
   held: readonly unknown[],
   leaving: Leaving,
+  absent: readonly unknown[] = [],
 ): { rows: unknown[]; refill: number } | undefined {
   const window = plan.window;
   if (!window) return undefined;
@@ -164,6 +168,7 @@ export function slidRows(
   if (full && last !== undefined) {
     for (const { image, names } of leaving.deleted) {
       if ([...names].some((n) => found.has(n))) continue;
+      if (absent.some((k) => sameKey(k, image[plan.primaryKey]))) continue;
       if (
         !sortsAfter(window.sort, image, (c) =>
           plan.columns.includes(c) ? read(last, c) : undefined,
@@ -174,6 +179,24 @@ export function slidRows(
     }
   }
   return { rows, refill: full ? held.length - rows.length : 0 };
+}
+
+/**
+ * The sort values of `row` (a result's row of `plan`) where its window's order ends with
+ * the base's key, so that the rows sorted after it are told by them alone (see
+ * slidStatement); undefined where one is not shown or is NULL.
+ */
+export function sortedValues(plan: GroupPlan, row: unknown): SortedValue[] | undefined {
+  const sort = plan.window?.sort;
+  if (!sort?.length || sort.at(-1)!.column !== plan.primaryKey) return undefined;
+  const read = reader(plan.columns, plan.names);
+  const values: SortedValue[] = [];
+  for (const { column, desc } of sort) {
+    const value = plan.columns.includes(column) ? read(row, column) : undefined;
+    if (value === undefined || value === null) return undefined;
+    values.push({ column, desc: desc === true, value });
+  }
+  return values;
 }
 
 /**
