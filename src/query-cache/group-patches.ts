@@ -255,12 +255,16 @@ export function groupPatcher<R>(deps: {
     }
     return reads;
   };
-  /** The rows `reads` find, where one of the results that need each was read; else undefined. */
+  /**
+   * The rows `reads` find, where each is worth reading for the results that need it (see
+   * `worth`); else undefined.
+   */
   const memberRows = async (
+    k: Keeping,
     reads: readonly MemberRead[],
     statements: Map<string, Shared<R>>,
   ): Promise<MemberRows | undefined> => {
-    if (reads.some((r) => r.shared && !worthReading(r.shared))) return undefined;
+    if (reads.some((r) => r.shared && !worth(k, worthReading(r.shared)))) return undefined;
     const found = new Map<MemberRead["of"], readonly Record<string, unknown>[]>();
     for (const { of, columns, statement } of reads) {
       const rows = statement ? await readRows(statement, columns, statements) : [];
@@ -398,7 +402,7 @@ export function groupPatcher<R>(deps: {
     waiting++;
     return async () => {
       waiting--;
-      const found = await memberRows(reads, statements!);
+      const found = await memberRows(k, reads, statements!);
       const kept = found && decode(TEXT.decode(entry.body));
       let rows: unknown[] | undefined;
       if (found && !outsideAll(outside!, found)) {
@@ -479,7 +483,7 @@ export function groupPatcher<R>(deps: {
     return async () => {
       waiting--;
       // A keyed statement serves every result of its select list: worth it for several.
-      if (!(keyed ? worthReading(one) : one.wanted)) return;
+      if (!worth(k, keyed ? worthReading(one) : one.wanted)) return;
       const kept = decode(TEXT.decode(entry.body));
       const held = resultRows(kept);
       // Its own statement, where a keyed one another result ran cannot tell it its new
@@ -579,7 +583,7 @@ export function groupPatcher<R>(deps: {
     return async () => {
       waiting--;
       // Read again whole, it costs what a reload does: only where one of them was read.
-      if (!(leaving.whole ? one.wanted : worthReading(one))) return;
+      if (!worth(k, leaving.whole ? one.wanted : worthReading(one))) return;
       // Rows read by position and rows read by name are not one form (an ORM's mapped result).
       const form = held[0] === undefined ? undefined : positional(held[0]);
       const { merged, source } = await mergedFrom(
@@ -658,6 +662,16 @@ function needed<R>(statements: Map<string, Shared<R>>, text: string, wanted: boo
  */
 function worthReading(shared: Shared<unknown>): boolean {
   return shared.wanted || (shared.results ?? 0) >= SHARED_WORTH;
+}
+
+/**
+ * Whether a job runs its statement for `k`: where the statement is worth it for the results
+ * that need it (`worthy`), or `k` is brought through a later record (its first job's
+ * statement ran already, and what it kept would be lost: the later record's statement is
+ * shared by every result that follows that record).
+ */
+function worth(k: Keeping, worthy: boolean): boolean {
+  return worthy || k.depth > 0;
 }
 
 /** `restriction` without `keys` among its values of `column`. */

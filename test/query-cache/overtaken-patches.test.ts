@@ -88,8 +88,7 @@ describe("a group patch overtaken by the next records", () => {
       for (const statement of later) await h.write(statement);
       release();
       await written;
-      await h.sql.catchUp();
-      await h.sql.engine.drain(); // the patch's jobs
+      await h.settled();
       const { hits } = h.sql.getStats();
       expect(await h.read(3)).toEqual(h.fresh(3));
       const stats = h.sql.getStats();
@@ -97,6 +96,33 @@ describe("a group patch overtaken by the next records", () => {
       // Kept through every record, not dropped and read again.
       expect(stats.groupPatches.dropped).toBe(0);
       expect(stats.hits).toBe(hits + 1);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe("results nobody read since they were stored, kept by a statement they share", () => {
+  // Three windows of one list share the first record's keyed statement, so it runs though
+  // none was read since stored; each is then brought through the later record on its own,
+  // and is kept there too (its first statement ran: what it kept is not thrown away).
+  it("are brought through the next record, each, not dropped", async () => {
+    const h = await overtaken();
+    try {
+      for (const limit of [2, 3, 4]) await h.read(limit);
+      const release = h.hold(1);
+      const written = h.write(RETITLE);
+      await until(() => h.state.held > 0);
+      await h.write("insert into articles values (5, 's5', 'five', 50)");
+      release();
+      await written;
+      await h.settled();
+      const { hits } = h.sql.getStats();
+      for (const limit of [2, 3, 4]) expect(await h.read(limit)).toEqual(h.fresh(limit));
+      const stats = h.sql.getStats();
+      expect(stats.groupPatches.followed).toBe(3);
+      expect(stats.groupPatches.dropped).toBe(0);
+      expect(stats.hits).toBe(hits + 3);
     } finally {
       await h.close();
     }
@@ -137,6 +163,11 @@ async function overtaken() {
     write(statement: string) {
       h.writer.prepare(statement).run();
       return h.sql.catchUp();
+    },
+    /** Every change applied, and the patches' jobs done. */
+    async settled() {
+      await h.sql.catchUp();
+      await h.sql.engine.drain();
     },
     close: () => h.close(),
   };
