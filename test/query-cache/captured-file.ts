@@ -14,7 +14,10 @@ export interface CapturedFile {
   writer: Database.Database;
   /** Reads what is committed, outside the entry. */
   reader: Database.Database;
-  /** Each write its own transaction on `writer`, then one catch-up: one record may hold all. */
+  /**
+   * Each write its own transaction on `writer`, then one catch-up (one record may hold
+   * all), and the jobs it started.
+   */
   around(...writes: [string, unknown[]][]): Promise<void>;
   /** `sql` read on `reader`. */
   fresh(sql: string, params: unknown[]): unknown[];
@@ -52,6 +55,7 @@ export async function capturedFile(
     async around(...writes) {
       for (const [s, p] of writes) writer.prepare(s).run(...(p as never[]));
       await sql.catchUp();
+      await sql.engine.drain(); // the group patches' jobs: a read after finds what they kept
     },
     fresh: (s, p) => reader.prepare(s).all(...(p as never[])),
     close: async () => {

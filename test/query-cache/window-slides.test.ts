@@ -77,6 +77,30 @@ describe("a window whose rows a record deletes", () => {
   });
 });
 
+describe("a window ordered by a collation its column does not have", () => {
+  // The column compares NOCASE, the list orders by BINARY: the rows after the last one kept
+  // are read by position, not by a comparison the column would make by its own collation.
+  it("slides in the row the database orders next", async () => {
+    const h = await capturedFile(`
+      create table articles (id integer primary key, title text not null collate nocase);
+      create table favorites (user_id integer not null, article_id integer not null, primary key (user_id, article_id));
+      insert into articles values (12, 'c'), (11, 'b'), (10, 'a'), (3, 'C'), (2, 'B'), (1, 'A');
+    `);
+    const list = `select a.id, a.title,
+        (select count(*) from favorites f where f.article_id = a.id) as favorites
+      from articles a group by a.id order by a.title collate binary desc, a.id desc limit ?`;
+    try {
+      await h.sql.query(list, [3]);
+      await h.sql.query(list, [3]); // read since stored
+      await h.around(["delete from articles where id = 12", []]);
+      expect(await h.sql.query(list, [3])).toEqual(h.fresh(list, [3]));
+      expect(h.sql.getStats().groupPatches.slid).toBe(1);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe.runIf(pg)("on PostgreSQL", () => {
   // postgres.js reads an int8 as text, capture's image has it as a number: one name.
   it.each([["bigint"], ["integer"]])(

@@ -76,6 +76,11 @@ export interface SortKey {
    * (SQLite's default and the data API's); PostgreSQL's default is the reverse.
    */
   nulls?: "first" | "last";
+  /**
+   * The ORDER BY names a collation of its own (`title collate "C"`): rows sort by it, and a
+   * comparison with the column alone would compare them by the column's.
+   */
+  collated?: true;
 }
 
 /**

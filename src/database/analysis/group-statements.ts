@@ -108,18 +108,17 @@ export function slidStatement(
   return read.rewritten([], inserts);
 }
 
-/** A sort column of the base and a row's value of it. */
+/** A sort column of the base, a row's value of it, and whether NULLs sort after it. */
 export interface SortedValue {
   column: string;
   desc: boolean;
   value: unknown;
+  nullsAfter: boolean;
 }
 
 /**
  * The condition that a base row sorts after the row of `values` (`a < x or (a = x and
- * ...)`, the last column a key), NULLs taken as after whichever way the database sorts
- * them (a NULL that sorted before would be a row the window holds, which the patch
- * refuses); undefined where a value is not written as a literal.
+ * ...)`, the last column a key); undefined where a value is not written as a literal.
  */
 function sortedAfter(
   ref: string,
@@ -127,11 +126,11 @@ function sortedAfter(
   values: readonly SortedValue[],
 ): string | undefined {
   let condition: string | undefined;
-  for (const { column, desc, value } of [...values].reverse()) {
+  for (const { column, desc, value, nullsAfter } of [...values].reverse()) {
     const v = literal(value);
     if (v === undefined) return undefined;
     const c = `${name(text, ref)}.${name(text, column)}`;
-    const beyond = `${c} ${desc ? "<" : ">"} ${v} or ${c} is null`;
+    const beyond = `${c} ${desc ? "<" : ">"} ${v}${nullsAfter ? ` or ${c} is null` : ""}`;
     condition = condition === undefined ? beyond : `${beyond} or (${c} = ${v} and (${condition}))`;
   }
   return condition && `(${condition})`;

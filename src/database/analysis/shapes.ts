@@ -509,7 +509,7 @@ function orderOf(
     }
     const node = o as Node;
     const desc = String(node.type ?? "ASC").toUpperCase() === "DESC";
-    const key: SortKey = { column: column.name, desc };
+    const key: SortKey = { column: column.name, desc, ...(column.collate && { collated: true }) };
     const nulls = String(node.nulls ?? "")
       .toLowerCase()
       .replace(/[\s_]/g, "");

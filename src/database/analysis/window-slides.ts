@@ -184,17 +184,20 @@ export function slidRows(
 /**
  * The sort values of `row` (a result's row of `plan`) where its window's order ends with
  * the base's key, so that the rows sorted after it are told by them alone (see
- * slidStatement); undefined where one is not shown or is NULL.
+ * slidStatement); undefined where one is not shown or is NULL, or the order names a
+ * collation (a condition on the column compares by its own).
  */
 export function sortedValues(plan: GroupPlan, row: unknown): SortedValue[] | undefined {
   const sort = plan.window?.sort;
   if (!sort?.length || sort.at(-1)!.column !== plan.primaryKey) return undefined;
+  if (sort.some((k) => k.collated)) return undefined;
   const read = reader(plan.columns, plan.names);
   const values: SortedValue[] = [];
-  for (const { column, desc } of sort) {
+  for (const { column, desc, nulls } of sort) {
     const value = plan.columns.includes(column) ? read(row, column) : undefined;
     if (value === undefined || value === null) return undefined;
-    values.push({ column, desc: desc === true, value });
+    // NULLs sort first ascending and last descending where the order does not say.
+    values.push({ column, desc, value, nullsAfter: nulls ? nulls === "last" : desc });
   }
   return values;
 }

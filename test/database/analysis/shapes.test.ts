@@ -265,7 +265,7 @@ describe("sqlShape: what a select depends on", () => {
     expect(s.fallback).toBeUndefined();
     expect(s.widened).toEqual([]);
     expect(s.lists?.sort).toEqual([
-      { column: "name", desc: true, nulls: "first" },
+      { column: "name", desc: true, nulls: "first", collated: true },
       { column: "id", desc: false, nulls: "last" },
     ]);
     // A quoted name that only looks like the stand-in, or COLLATE inside a string, stays.
