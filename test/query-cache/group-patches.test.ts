@@ -133,6 +133,12 @@ describe.each(makers)("group patches on %s", (_, make) => {
         // (a new user with a favourite), as capture reads them.
         if (step % 3 === 0) await db.around(...write(db, next, step + 1000));
         await sql.catchUp();
+        // Now and then more writes, each caught up, before any read: the patches of one
+        // record are overtaken by the next, and brought through it (`followed`).
+        for (let more = step % 5 === 0 ? 2 : 0; more > 0; more--) {
+          await db.around(...write(db, next, step + 2000 + more));
+          await sql.catchUp();
+        }
       }
       // Twice: the first read of a result a write dropped reloads it.
       await readAll(step);
@@ -160,5 +166,7 @@ describe.each(makers)("group patches on %s", (_, make) => {
     // Single articles answered from a held list that shows them (each compared above).
     expect(groupPatches.answered).toBeGreaterThan(0);
     expect(hits).toBeGreaterThan(0);
+    // Patches overtaken by the writes that came before any read, brought through them.
+    expect(groupPatches.followed).toBeGreaterThan(0);
   }, 120_000);
 });
