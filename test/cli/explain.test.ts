@@ -102,6 +102,23 @@ describe("explain", () => {
     expect(nullable.unmaintained).toBe("it shows neither its base's key nor a unique column of it");
   }, 60_000);
 
+  it("says in words what each reason means, and which tables' writes remove a maintained result", async () => {
+    const tracker = join(dir, "tracker.db");
+    const d = new Database(tracker);
+    d.exec(`create table issues (id integer primary key, title text, created_at integer);
+      create table labels (id integer primary key, name text);
+      create table issue_labels (issue_id integer not null, label_id integer not null, primary key (issue_id, label_id))`);
+    d.close();
+    expect((await cli(["capture", "install", "--db", tracker])).code).toBe(0);
+    const list = `select i.id, i.title, json_group_array(l.name) as labels from issues i
+      left join issue_labels il on il.issue_id = i.id left join labels l on l.id = il.label_id
+      group by i.id order by i.created_at desc, i.id desc limit 20`;
+    const r = await cli(["explain", list, "--db", tracker]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("labels: join: followed at table level");
+    expect(r.stdout).toContain("a write to labels removes it (read again at its next lookup)");
+  }, 60_000);
+
   it("prints a table for people, and refuses bad input with one line and exit 2", async () => {
     const r = await cli(["explain", "select id from users where id = ?", "--db", db]);
     expect(r.code).toBe(0);

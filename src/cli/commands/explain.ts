@@ -85,10 +85,17 @@ export const explain = defineCommand({
     console.log(`granularity: ${GRANULARITY[e.granularity]}`);
     console.log(`tables:      ${e.tables.join(", ") || "(none read)"}`);
     console.log(`why not finer: ${e.reasons.length > 0 ? e.reasons.join(", ") : "(exact)"}`);
+    for (const line of reasonLines(e.reasons)) console.log(`  ${line}`);
     if (e.maintained) {
       console.log(
         `maintained:  a write to ${e.maintained.join(", ")} keeps it by a statement for the changed rows alone (group patches)`,
       );
+      const dropped = e.tables.filter((t) => !e.maintained!.includes(t));
+      if (dropped.length > 0) {
+        console.log(
+          `             a write to ${dropped.join(", ")} removes it (read again at its next lookup)`,
+        );
+      }
     }
     if (e.unmaintained) console.log(`not maintained by group patches: ${e.unmaintained}`);
     if (e.memberships) {
@@ -106,3 +113,33 @@ export const explain = defineCommand({
     }
   },
 });
+
+/** What a reason says, as people read it. */
+const REASONS: Record<string, string> = {
+  expression: "a condition it does not evaluate (a function, NOT, a cast...) is taken as true",
+  type: "a condition on a column of a kind it does not compare is taken as true",
+  collation: "an order or range under a collation other than the binary one is not followed",
+  like: "a LIKE pattern is followed as a wider prefix",
+  order: "an order it cannot reproduce: its window is not followed",
+  join: "a joined table's conditions and order are taken as true on this side",
+  subquery: "a subquery's condition is taken as true; its tables follow their own conditions",
+  "key-not-selected":
+    "followed at table level: the result does not show the column that names its rows (select it)",
+  "unknown-table":
+    "followed at table level: its key is unknown (no capture, or not in the catalog)",
+};
+
+/**
+ * One line a reason: `join` as itself, `labels: join` as the table it puts at table level
+ * (a write to it removes the result whatever row it writes).
+ */
+function reasonLines(reasons: readonly string[]): string[] {
+  return reasons.map((r) => {
+    const [table, why] = r.includes(": ") ? r.split(": ") : [undefined, r];
+    const says = REASONS[why!] ?? "";
+    if (!table) return `${r}: ${says}`;
+    const level =
+      why === "key-not-selected" || why === "unknown-table" ? says : "followed at table level";
+    return `${r}: ${level}${why === "join" ? " (joined other than along a key the result shows)" : ""}`;
+  });
+}
