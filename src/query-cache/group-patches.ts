@@ -358,12 +358,15 @@ export function groupPatcher<R>(deps: {
     const slidFrom = (window: { limit: number; offset: number }, sorted?: typeof after) =>
       slidStatement(plan, read.sql, read.params, deps.dialect, window, probes, sorted);
     const { limit } = plan.window!;
+    const keyset =
+      columns && !leaving.whole && after
+        ? slidFrom({ limit: slid.refill, offset: 0 }, after)
+        : undefined;
     const statement =
       columns &&
       (leaving.whole
         ? slidFrom(plan.window!)
-        : ((after && slidFrom({ limit: slid.refill, offset: 0 }, after)) ??
-          slidFrom({ limit: slid.refill, offset: limit - slid.refill })));
+        : (keyset ?? slidFrom({ limit: slid.refill, offset: limit - slid.refill })));
     if (!statement) {
       waiting--;
       return undefined;
@@ -403,7 +406,10 @@ export function groupPatcher<R>(deps: {
       const expected = leaving.whole
         ? merged?.all.length
         : slid.rows.length + (merged?.entering.length ?? 0);
-      if (!rows || rows.length !== expected || rows.length > plan.window!.limit) {
+      // Read by sort values, fewer rows than it lost is taken as a comparison that does not
+      // agree with the order (not as the table's end): dropped, never stored short.
+      const short = keyset !== undefined && (merged?.entering.length ?? 0) < slid.refill;
+      if (!rows || short || rows.length !== expected || rows.length > plan.window!.limit) {
         counts.dropped++;
         return;
       }
